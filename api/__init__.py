@@ -1,0 +1,30 @@
+"""optiplan: profile, plan, apply and verify optimizations of Transformer language models.
+
+The Python API mirrors the CLI: each function takes the same request model the command builds.
+
+    >>> import optiplan
+    >>> p = optiplan.profile("llama-3.1-8b", hardware="h100-sxm", context=8192, batch=16)
+    >>> p.latency.tpot_ms, p.memory.per_device_bytes, p.fits
+
+This package maps the repository's top-level folders as subpackages: `optiplan.planner`,
+`optiplan.profiles`, `optiplan.optimizers`, `optiplan.kernels`, `optiplan.templates`.
+Importing it never imports torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "profile"]
+
+
+def profile(model: str, hardware: str = "h100-sxm", **options: Any):
+    """Analytic profile of `model` (catalog name, config.json, folder or hub id) on `hardware`.
+    Options are the fields of `optiplan.planner.schema.ProfileRequest` (dtype, batch, context,
+    num_devices, pipeline_parallel, kv_dtype, engine, ...). Returns a `Profile`."""
+    from .planner.profiler import profile as _profile
+    from .planner.schema import ProfileRequest
+
+    return _profile(ProfileRequest(model=model, hardware=hardware, **options))

@@ -1,0 +1,306 @@
+"""The analytic model: FLOPs, bytes, memory and roofline time of prefill and decode steps.
+
+Pure functions of a resolved `Setup` (model x device x parallelism x formats x efficiency), so the
+planner can transform a Setup per technique and predict baseline and plan with the same code.
+Time of a step = max(compute time, memory time) + communication + fixed overheads, where compute
+and memory time use the datasheet peaks scaled by the efficiency factors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+from .dtypes import WeightFormat
+from .kvcache import KVGroup, elements_per_token, kv_cache_elements, kv_groups, tensor_parallel_share
+from .params import ParamCounts, expected_experts_touched
+from .schema import EfficiencyFactors, HardwareSpec, ModelSpec
+
+# Share of the link bandwidth a ring all-reduce achieves (NCCL "bus bandwidth" on NVLink/PCIe is
+# typically about 80% of the link rate).
+ALLREDUCE_EFFICIENCY = 0.8
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Everything one prediction depends on, resolved and validated."""
+
+    spec: ModelSpec
+    counts: ParamCounts
+    hw: HardwareSpec
+    tp: int
+    pp: int
+    weights: WeightFormat
+    act_bytes: float  # bytes per activation element (and of the unquantized weights)
+    kv_bits: float  # stored bits per cached element
+    compute_dtype: str
+    eff: EfficiencyFactors
+    layout: str  # KV layout: "serving" or "transformers"
+    eager_attention: bool = False
+    prefill_chunk_tokens: int | None = None  # chunked prefill bounds the activations
+
+    @cached_property
+    def peak_flops(self) -> float:
+        return self.hw.peak_tflops[self.compute_dtype] * 1e12
+
+    @cached_property
+    def bits_per_weight(self) -> float:
+        return self.weights.bits_per_weight(self.spec.hidden_size)
+
+    @cached_property
+    def stages(self) -> tuple[tuple[int, int], ...]:
+        """Layer ranges [first, last) of the pipeline stages, the remainder spread over the first."""
+        base, extra = divmod(self.spec.num_layers, self.pp)
+        out, start = [], 0
+        for s in range(self.pp):
+            n = base + (1 if s < extra else 0)
+            out.append((start, start + n))
+            start += n
+        return tuple(out)
+
+    @cached_property
+    def stage_kv_groups(self) -> tuple[tuple[KVGroup, ...], ...]:
+        return tuple(kv_groups(self.spec, self.layout, a, b) for a, b in self.stages)
+
+    @cached_property
+    def kv_share(self) -> float:
+        return tensor_parallel_share(self.spec, self.layout, self.tp)
+
+    @cached_property
+    def ridge(self) -> float:
+        """FLOP per byte where the device turns from bandwidth- to compute-bound (peaks x efficiency)."""
+        return (self.peak_flops * self.eff.flop_efficiency) / (
+            self.hw.memory_bandwidth_bytes_per_s * self.eff.bandwidth_efficiency)
+
+
+@dataclass(frozen=True)
+class StepCost:
+    flops: float  # all devices together
+    bytes_per_device: float
+    compute_s: float
+    memory_s: float
+    comm_s: float
+    overhead_s: float
+
+    @property
+    def time_s(self) -> float:
+        return max(self.compute_s, self.memory_s) + self.comm_s + self.overhead_s
+
+    @property
+    def bound(self) -> str:
+        return "compute" if self.compute_s >= self.memory_s else "memory"
+
+
+# ---------------------------------------------------------------------------------------------
+# FLOPs
+# ---------------------------------------------------------------------------------------------
+
+
+def attention_dims(spec: ModelSpec, layout: str, decode: bool) -> int:
+    """Multiply-add width per (query head, key) pair: QK^T over the key dim plus PV over the value dim.
+    An MLA decode step in a serving engine attends in the latent space (weights absorbed)."""
+    if spec.mla is not None and decode and layout == "serving":
+        return 2 * spec.mla.kv_lora_rank + spec.mla.qk_rope_head_dim
+    return spec.head_dim + spec.v_head_dim
+
+
+def _causal_pairs(prompt: int, window: int | None) -> float:
+    """Query-key pairs a causal (optionally windowed) attention computes over a prompt."""
+    if window is None or window >= prompt:
+        return prompt * (prompt + 1) / 2
+    return window * (window + 1) / 2 + (prompt - window) * window
+
+
+def prefill_attention_flops(s: Setup, batch: int, prompt: int) -> float:
+    dims = 2 * s.spec.num_heads * attention_dims(s.spec, s.layout, decode=False)
+    if s.eager_attention:  # the full score matrix is computed, then masked
+        return batch * dims * s.spec.num_layers * prompt * prompt
+    return batch * dims * sum(_causal_pairs(prompt, w) for w in s.spec.layer_windows)
+
+
+def decode_attention_flops(s: Setup, batch: int, context: int) -> float:
+    dims = 2 * s.spec.num_heads * attention_dims(s.spec, s.layout, decode=True)
+    keys = sum(min(context, w) if w else context for w in s.spec.layer_windows)
+    return batch * dims * keys
+
+
+def matmul_flops(s: Setup, tokens: int, logits_tokens: int) -> float:
+    return 2 * tokens * s.counts.active_linear + 2 * logits_tokens * s.counts.vocab_hidden
+
+
+# ---------------------------------------------------------------------------------------------
+# Bytes
+# ---------------------------------------------------------------------------------------------
+
+
+def weights_read_bytes(s: Setup, tokens: int) -> float:
+    """Weight bytes one forward pass over `tokens` tokens reads, one device (MoE layers read only
+    the experts the tokens are routed to)."""
+    c, lp = s.counts, s.counts.layer
+    q = s.bits_per_weight / 8
+    dense = c.num_dense_layers * c.dense_layer_linear
+    moe = 0.0
+    if c.num_moe_layers:
+        touched = expected_experts_touched(c.num_experts, c.top_k, tokens)
+        moe = c.num_moe_layers * (lp.attn_linear + lp.shared_linear + touched * lp.expert_linear)
+    other = (c.small + c.vocab_hidden) * s.act_bytes  # norms, biases, routers, output projection
+    return ((dense + moe) * q + other) / s.tp
+
+
+def kv_bytes_per_device(s: Setup, context: int, stage: int | None = None) -> float:
+    """KV bytes of one sequence on one device: one pipeline stage (all stages when None)."""
+    groups = s.stage_kv_groups if stage is None else (s.stage_kv_groups[stage],)
+    elements = sum(kv_cache_elements(g, context, s.layout) for g in groups)
+    return elements * s.kv_share * s.kv_bits / 8
+
+
+def _active_intermediate(s: Setup) -> int:
+    if s.spec.moe is None:
+        return s.spec.intermediate_size
+    m = s.spec.moe
+    return max(s.spec.intermediate_size if not all(s.spec.layer_moe) else 0,
+               m.top_k * m.expert_intermediate_size + m.shared_intermediate_size)
+
+
+def activation_traffic_bytes(s: Setup, tokens: int) -> float:
+    """Hidden states and MLP intermediates written and read by one forward pass, one device."""
+    per_layer = tokens * s.act_bytes * (6 * s.spec.hidden_size + 3 * _active_intermediate(s) / s.tp)
+    return per_layer * s.spec.num_layers
+
+
+# ---------------------------------------------------------------------------------------------
+# Communication and overhead
+# ---------------------------------------------------------------------------------------------
+
+
+def allreduce_s(s: Setup, message_bytes: float) -> float:
+    """Ring all-reduce over the tensor-parallel group: 2(n-1)/n of the message each way, plus
+    2(n-1) link latencies."""
+    n = s.tp
+    if n <= 1 or s.hw.interconnect is None:
+        return 0.0
+    link = s.hw.interconnect
+    one_way = link.bandwidth_gbps / 2 * 1e9 * ALLREDUCE_EFFICIENCY
+    return 2 * (n - 1) / n * message_bytes / one_way + 2 * (n - 1) * link.latency_us * 1e-6
+
+
+def _comm_s(s: Setup, tokens: int) -> float:
+    message = tokens * s.spec.hidden_size * s.act_bytes
+    per_layer = 2 * allreduce_s(s, message)  # after attention and after the MLP
+    hops = 0.0
+    if s.pp > 1 and s.hw.interconnect is not None:
+        link = s.hw.interconnect
+        hops = (s.pp - 1) * (message / (link.bandwidth_gbps / 2 * 1e9) + link.latency_us * 1e-6)
+    return per_layer * s.spec.num_layers + hops
+
+
+def _overhead_s(s: Setup) -> float:
+    return s.eff.step_overhead_s + s.eff.layer_overhead_s * s.spec.num_layers
+
+
+def _cost(s: Setup, flops: float, bytes_dev: float, tokens: int) -> StepCost:
+    return StepCost(
+        flops=flops, bytes_per_device=bytes_dev,
+        compute_s=flops / s.tp / (s.peak_flops * s.eff.flop_efficiency),
+        memory_s=bytes_dev / (s.hw.memory_bandwidth_bytes_per_s * s.eff.bandwidth_efficiency),
+        comm_s=_comm_s(s, tokens), overhead_s=_overhead_s(s),
+    )
+
+
+def decode_step(s: Setup, batch: int, context: int) -> StepCost:
+    """One decode step: each of `batch` sequences adds one token to a cache of `context` tokens.
+    With pipeline parallelism the token passes every stage in turn, so the step reads all layers."""
+    flops = matmul_flops(s, batch, batch) + decode_attention_flops(s, batch, context)
+    new_kv = batch * elements_per_token(s.spec, s.layout) * s.spec.num_layers * s.kv_share * s.kv_bits / 8
+    bytes_dev = weights_read_bytes(s, batch) + batch * kv_bytes_per_device(s, context) + new_kv
+    return _cost(s, flops, bytes_dev, batch)
+
+
+def prefill_step(s: Setup, batch: int, prompt: int) -> StepCost:
+    """The prefill of `batch` prompts of `prompt` tokens (logits for the last token only)."""
+    tokens = batch * prompt
+    flops = matmul_flops(s, tokens, batch) + prefill_attention_flops(s, batch, prompt)
+    bytes_dev = (weights_read_bytes(s, tokens) + batch * kv_bytes_per_device(s, prompt)
+                 + activation_traffic_bytes(s, tokens))
+    return _cost(s, flops, bytes_dev, tokens)
+
+
+# ---------------------------------------------------------------------------------------------
+# Memory
+# ---------------------------------------------------------------------------------------------
+
+
+def stage_weight_bytes(s: Setup, stage: int) -> float:
+    """Weights held by one device of a pipeline stage (tensor-parallel shards)."""
+    c, lp = s.counts, s.counts.layer
+    a, b = s.stages[stage]
+    moe_layers = sum(s.spec.layer_moe[a:b]) if s.spec.moe is not None else 0
+    dense_layers = (b - a) - moe_layers
+    q = s.bits_per_weight / 8
+    linear = dense_layers * c.dense_layer_linear + moe_layers * c.moe_layer_linear
+    small = dense_layers * (lp.attn_small + lp.norms + lp.mlp_small) + moe_layers * (lp.attn_small + lp.norms + lp.router)
+    if stage == 0:
+        small += c.embedding
+    if stage == s.pp - 1:
+        small += c.final_norm + (c.lm_head if c.lm_head or s.pp == 1 else c.vocab_hidden)
+    return (linear * q + small * s.act_bytes) / s.tp
+
+
+def total_weight_bytes(s: Setup) -> float:
+    """All weights of the model once (no replication), in the chosen format."""
+    c = s.counts
+    return c.linear * s.bits_per_weight / 8 + (c.small + c.embedding + c.lm_head) * s.act_bytes
+
+
+def activation_peak_bytes(s: Setup, batch: int, prompt: int) -> float:
+    """Peak transient memory of a prefill, one device: the residual stream and normed input, the MLP
+    intermediates (gate, up, their product), the last token's logits in fp32 and, for eager attention,
+    the materialised score and probability matrices. A chunked prefill holds one chunk at a time."""
+    tokens = batch * prompt
+    if s.prefill_chunk_tokens:
+        tokens = min(tokens, s.prefill_chunk_tokens)
+    hidden = tokens * s.act_bytes * (2 * s.spec.hidden_size + 3 * _active_intermediate(s) / s.tp)
+    logits = min(batch, tokens) * s.spec.vocab_size * (s.act_bytes + 4)
+    scores = 0.0
+    if s.eager_attention:  # queries of this pass against every key of their prompts
+        scores = tokens * (s.spec.num_heads / s.tp) * prompt * (2 * s.act_bytes + 4)
+    return hidden + logits + scores
+
+
+def per_device_bytes(s: Setup, batch: int, context: int, prompt: int) -> tuple[float, float, float]:
+    """(weights, KV cache, activations) of the fullest device."""
+    worst = (0.0, 0.0, 0.0)
+    act = activation_peak_bytes(s, batch, prompt)
+    for stage in range(s.pp):
+        w = stage_weight_bytes(s, stage)
+        kv = batch * kv_bytes_per_device(s, context, stage)
+        if w + kv + act > sum(worst):
+            worst = (w, kv, act)
+    return worst
+
+
+def fits(s: Setup, batch: int, context: int, prompt: int) -> bool:
+    return sum(per_device_bytes(s, batch, context, prompt)) + s.hw.runtime_overhead_bytes <= s.hw.memory_bytes
+
+
+def max_batch(s: Setup, context: int, prompt: int) -> int:
+    """Largest number of sequences whose caches fit beside the weights, prefilling one at a time."""
+    w, kv, act = per_device_bytes(s, 1, context, prompt)
+    free = s.hw.memory_bytes - s.hw.runtime_overhead_bytes - w - act
+    if kv <= 0:
+        return 0 if free < 0 else 1 << 20
+    return max(int(free // kv), 0)
+
+
+def max_context(s: Setup, batch: int) -> int:
+    """Longest context (prompt prefilled whole) that fits at `batch`, up to the model's maximum."""
+    lo, hi = 0, s.spec.max_position_embeddings
+    if fits(s, batch, hi, hi):
+        return hi
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if fits(s, batch, mid, mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo

@@ -1,0 +1,125 @@
+"""The `optiplan` command line: thin click commands that build a request model and call one library
+function. Errors a user can fix print one line and exit with code 2; `--debug` shows the traceback."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from .. import __version__
+from .errors import OptiplanError
+
+DEFAULT_MODEL = "llama-3.1-8b"
+DEFAULT_HARDWARE = "h100-sxm"
+
+
+def _friendly(fn):
+    """Turn OptiplanError (and pydantic validation errors) into one line on stderr and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, debug: bool = False, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except OptiplanError as exc:
+            if debug:
+                raise
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except Exception as exc:  # pydantic ValidationError and the like, from bad option values
+            from pydantic import ValidationError
+
+            if debug or not isinstance(exc, ValidationError):
+                raise
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            click.echo(f"error: {where}: {first['msg']}", err=True)
+            sys.exit(2)
+
+    return click.option("--debug", is_flag=True, help="Show the full traceback on errors.")(wrapper)
+
+
+def _emit(text: str, output: Path | None) -> None:
+    if output is None:
+        click.echo(text)
+    else:
+        output.write_text(text + "\n", encoding="utf-8")
+        click.echo(f"wrote {output}", err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, prog_name="optiplan")
+def main() -> None:
+    """optiplan: what to do to run a Transformer language model fast, small and cheap on given
+    hardware, how much it gains, and proof that it did."""
+
+
+@main.command()
+@click.argument("model", default=DEFAULT_MODEL)
+@click.option("--hardware", "-H", default=DEFAULT_HARDWARE, show_default=True,
+              help="Catalog device id or alias, 'local', or a hardware YAML file.")
+@click.option("--gpus", "--devices", "num_devices", type=int, default=1, show_default=True,
+              help="Devices in total (tensor x pipeline parallel).")
+@click.option("--tp", "tensor_parallel", type=int, default=None, help="Tensor-parallel size [default: devices / pp].")
+@click.option("--pp", "pipeline_parallel", type=int, default=1, show_default=True, help="Pipeline-parallel size.")
+@click.option("--dtype", default="bf16", show_default=True,
+              help="Weights: bf16, fp16, fp32, fp8, int8, int4, nf4, fp4 (torch spellings too). int8/int4 are "
+                   "weight-only with 16-bit activations unless --activations says otherwise.")
+@click.option("--activations", default=None, help="Quantized activations: int8 or fp8 (W8A8).")
+@click.option("--kv-dtype", default=None, help="KV-cache dtype [default: the activation dtype].")
+@click.option("--group-size", type=int, default=None, help="Quantization group size (0 = per channel).")
+@click.option("--batch", "-b", type=int, default=1, show_default=True, help="Concurrent sequences.")
+@click.option("--context", "-c", type=int, default=4096, show_default=True,
+              help="Tokens in each sequence's KV cache at the decode step.")
+@click.option("--prompt", "prompt_tokens", type=int, default=None, help="Prompt tokens for TTFT [default: context].")
+@click.option("--engine", type=click.Choice(["serving", "transformers"]), default="serving", show_default=True,
+              help="serving: vLLM-like engine with CUDA graphs and chunked prefill; transformers: eager generate.")
+@click.option("--attention", type=click.Choice(["memory-efficient", "eager"]), default="memory-efficient",
+              show_default=True, help="eager materialises the attention score matrix.")
+@click.option("--json", "as_json", is_flag=True, help="Print the versioned JSON profile.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write to this file instead of stdout.")
+@_friendly
+def profile(model: str, hardware: str, as_json: bool, output: Path | None, **options) -> None:
+    """Predict memory, FLOPs, bytes and roofline latency of MODEL on a device.
+
+    MODEL is a catalog name or alias (`optiplan catalog models`), a config.json, a local model
+    folder, or a hub id (only its config.json is fetched, when online). Examples:
+
+    \b
+      optiplan profile llama-3.1-70b --hardware h100-sxm --gpus 2 --context 8192 --batch 16
+      optiplan profile ./config.json --hardware l4 --dtype bf16 --context 2048 --json
+      optiplan profile ./local-model-folder --hardware local
+    """
+    from .profiler import profile as run_profile
+    from .schema import ProfileRequest
+
+    result = run_profile(ProfileRequest(model=model, hardware=hardware, **options))
+    if as_json:
+        _emit(result.model_dump_json(indent=2), output)
+        return
+    from .console import print_profile
+
+    print_profile(result, output)
+
+
+@main.command()
+@click.argument("what", type=click.Choice(["models", "hardware"]))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@_friendly
+def catalog(what: str, as_json: bool) -> None:
+    """List the catalog's models or hardware, with their aliases."""
+    from .console import catalog_rows, print_catalog
+
+    rows = catalog_rows(what)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        print_catalog(what, rows)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

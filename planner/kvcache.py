@@ -1,0 +1,87 @@
+"""KV-cache size, layer by layer: window caps, latent (MLA) caches, engine layouts, sharding.
+
+Two layouts, because engines store different things:
+- `serving` (vLLM, SGLang, TensorRT-LLM): an MLA model caches its compressed latent and rope key
+  ((kv_lora_rank + qk_rope_head_dim) per token and layer, shared by all heads); a sliding-window
+  layer holds `window` tokens.
+- `transformers`: DeepSeek's MLA caches the decompressed keys and values of every head; a
+  sliding-window layer keeps `window - 1` tokens between steps (the newest is added at attention).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from math import ceil
+
+from .dtypes import weight_format
+from .schema import ModelSpec
+
+LAYOUTS = ("serving", "transformers")
+
+
+@dataclass(frozen=True)
+class KVGroup:
+    """Layers that cache the same elements per token under the same window."""
+
+    window: int | None
+    layers: int
+    elements_per_token: int  # per layer: keys + values (or latent) elements for one token
+
+
+def layout_for_engine(engine: str) -> str:
+    return "transformers" if engine == "transformers" else "serving"
+
+
+def elements_per_token(spec: ModelSpec, layout: str) -> int:
+    """Cached elements per token in one layer."""
+    if spec.mla is not None:
+        m = spec.mla
+        if layout == "serving":
+            return m.kv_lora_rank + m.qk_rope_head_dim
+        return spec.num_heads * (m.qk_nope_head_dim + m.qk_rope_head_dim + m.v_head_dim)
+    return spec.num_kv_heads * (spec.head_dim + spec.v_head_dim)
+
+
+@lru_cache(maxsize=1024)
+def kv_groups(spec: ModelSpec, layout: str, first_layer: int = 0, last_layer: int | None = None) -> tuple[KVGroup, ...]:
+    """Group layers [first_layer, last_layer) by window."""
+    per_layer = elements_per_token(spec, layout)
+    counts: dict[int | None, int] = {}
+    for w in spec.layer_windows[first_layer:last_layer]:
+        counts[w] = counts.get(w, 0) + 1
+    return tuple(KVGroup(w, n, per_layer) for w, n in counts.items())
+
+
+def tokens_held(window: int | None, context: int, layout: str) -> int:
+    if window is None:
+        return context
+    return min(context, window - 1 if layout == "transformers" else window)
+
+
+def kv_bits(kv_dtype: str, spec: ModelSpec) -> float:
+    """Stored bits per cached element, quantization scales included (int8/int4 per head-vector
+    groups as the quanto and hqq cache backends store them; fp8 with one scale per tensor)."""
+    fmt = weight_format(kv_dtype, group_size=64 if kv_dtype in ("int4", "nf4") else None)
+    return fmt.bits_per_weight(spec.head_dim)
+
+
+def kv_cache_elements(groups: tuple[KVGroup, ...], context: int, layout: str) -> int:
+    return sum(g.layers * g.elements_per_token * tokens_held(g.window, context, layout) for g in groups)
+
+
+def kv_cache_bytes(spec: ModelSpec, context: int, kv_dtype: str = "bf16", layout: str = "serving") -> float:
+    """KV-cache bytes of one sequence holding `context` tokens, all layers, one device."""
+    return kv_cache_elements(kv_groups(spec, layout), context, layout) * kv_bits(kv_dtype, spec) / 8
+
+
+def tensor_parallel_share(spec: ModelSpec, layout: str, tp: int) -> float:
+    """Fraction of a layer's cache one device holds under tensor parallelism. KV heads split across
+    devices; with fewer KV heads than devices each device keeps a replica of one head, and an MLA
+    latent is replicated on every device."""
+    if tp <= 1:
+        return 1.0
+    if spec.mla is not None and layout == "serving":
+        return 1.0
+    heads = spec.num_heads if spec.mla is not None else spec.num_kv_heads
+    return ceil(heads / tp) / heads

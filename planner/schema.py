@@ -1,0 +1,273 @@
+"""The one schema: pydantic models that the CLI, the Python API, reports and (later) the HTTP
+service and CI gate all exchange. Every top-level model carries `schema_version` and round-trips
+through JSON (`model_validate_json(model_dump_json())`).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = "1.0"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --------------------------------------------------------------------------------------------
+# Hardware
+# --------------------------------------------------------------------------------------------
+
+
+class Price(_Frozen):
+    low_usd_per_hour: float | None = None
+    high_usd_per_hour: float | None = None
+    as_of: str | None = None
+    source: str | None = None
+
+
+class Interconnect(_Frozen):
+    name: str
+    bandwidth_gbps: float = Field(description="GB/s per device, bidirectional (vendor convention)")
+    max_devices_per_node: int = 8
+    latency_us: float = Field(5.0, description="per hop latency used for collective estimates")
+
+
+class HardwareFeatures(_Frozen):
+    backend: Literal["cuda", "rocm", "tpu", "metal", "cpu"]
+    compute_capability: str | None = None
+    bf16: bool = False
+    fp16: bool = True
+    fp8: bool = False
+    int8_tensor_cores: bool = False
+    int4_tensor_cores: bool = False
+    fp4: bool = False
+    flash_attention: int = Field(0, description="highest FlashAttention generation supported (0 = none)")
+
+
+class HardwareSpec(_Frozen):
+    """One device of a catalog entry (or of this machine), with a source for every number."""
+
+    schema_version: str = SCHEMA_VERSION
+    id: str
+    name: str
+    kind: Literal["gpu", "cpu", "tpu", "apple"]
+    vendor: str
+    aliases: list[str] = []
+    memory_bytes: int = Field(description="memory per device")
+    memory_bandwidth_bytes_per_s: float
+    peak_tflops: dict[str, float] = Field(description="dense peak per compute dtype, no sparsity")
+    features: HardwareFeatures
+    interconnect: Interconnect | None = None
+    runtime_overhead_bytes: int = Field(0, description="memory the runtime takes before any weight")
+    tdp_w: float | None = None
+    price: Price | None = None
+    sources: list[str] = []
+    notes: str | None = None
+
+    @property
+    def bandwidth_tbps(self) -> float:
+        return self.memory_bandwidth_bytes_per_s / 1e12
+
+
+# --------------------------------------------------------------------------------------------
+# Model architecture (normalised from any config.json)
+# --------------------------------------------------------------------------------------------
+
+
+class MoESpec(_Frozen):
+    num_experts: int
+    top_k: int
+    expert_intermediate_size: int
+    shared_intermediate_size: int = Field(0, description="total width of the always-on shared experts")
+    shared_expert_gate: bool = False
+    router_bias: bool = False
+    router_score_bias: bool = Field(False, description="DeepSeek-V3 e_score_correction_bias (one per expert)")
+
+
+class MLASpec(_Frozen):
+    """Multi-head latent attention (DeepSeek-V2/V3)."""
+
+    q_lora_rank: int | None
+    kv_lora_rank: int
+    qk_nope_head_dim: int
+    qk_rope_head_dim: int
+    v_head_dim: int
+
+
+class ModelSpec(_Frozen):
+    """A Transformer decoder reduced to what costs memory, FLOPs and bytes."""
+
+    schema_version: str = SCHEMA_VERSION
+    name: str
+    model_type: str
+    source: str = Field(description="catalog, config file, folder or hub id it came from")
+    vocab_size: int
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int = Field(description="query/key head dimension")
+    v_head_dim: int
+    intermediate_size: int
+    mlp_gated: bool = Field(True, description="gate+up+down (SwiGLU/GeGLU) rather than up+down")
+    qkv_bias: bool = False
+    o_bias: bool = False
+    mlp_bias: bool = False
+    norm: Literal["rmsnorm", "layernorm", "nonparametric"] = "rmsnorm"
+    norm_bias: bool = False
+    norms_per_layer: int = 2
+    qk_norm: Literal["none", "head", "full"] = "none"
+    tie_word_embeddings: bool = False
+    lm_head_bias: bool = False
+    learned_positions: int = Field(0, description="rows of a learned absolute position table")
+    rotary_fraction: float = 1.0
+    parallel_attention: bool = False
+    max_position_embeddings: int
+    layer_windows: tuple[int | None, ...] = Field(description="per layer: sliding window, None for full attention")
+    layer_moe: tuple[bool, ...] = Field(description="per layer: MoE MLP (True) or dense MLP (False)")
+    moe: MoESpec | None = None
+    mla: MLASpec | None = None
+    attn_logit_softcap: float | None = None
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def attention_kind(self) -> str:
+        if self.mla is not None:
+            return "MLA"
+        if self.num_kv_heads == 1:
+            return "MQA"
+        if self.num_kv_heads < self.num_heads:
+            return "GQA"
+        return "MHA"
+
+
+# --------------------------------------------------------------------------------------------
+# Profile request and result
+# --------------------------------------------------------------------------------------------
+
+
+class EfficiencyFactors(_Frozen):
+    """Fractions of the datasheet peaks that real kernels reach, plus fixed costs per step."""
+
+    flop_efficiency: float = Field(gt=0, le=1)
+    bandwidth_efficiency: float = Field(gt=0, le=1)
+    step_overhead_s: float = Field(0.0, ge=0, description="fixed cost per forward pass (launch, sampling)")
+    layer_overhead_s: float = Field(0.0, ge=0, description="fixed cost per layer per forward pass")
+    source: str = ""
+
+
+class ProfileRequest(_Frozen):
+    schema_version: str = SCHEMA_VERSION
+    model: str
+    hardware: str
+    num_devices: int = Field(1, description="devices in total (tensor x pipeline parallel)")
+    tensor_parallel: int | None = None
+    pipeline_parallel: int = 1
+    dtype: str = "bf16"
+    activations: str | None = Field(None, description="quantized activations (int8/fp8 W8A8); default 16-bit")
+    kv_dtype: str | None = None
+    group_size: int | None = None
+    batch: int = 1
+    context: int = Field(4096, description="tokens in each sequence's KV cache at the decode step (TPOT)")
+    prompt_tokens: int | None = Field(None, description="prompt length for the prefill (TTFT); default: the context")
+    engine: str = "serving"
+    attention: Literal["memory-efficient", "eager"] = "memory-efficient"
+
+
+class ModelSummary(_Frozen):
+    name: str
+    model_type: str
+    source: str
+    params_total: int
+    params_active: int
+    embedding_params: int
+    num_layers: int
+    hidden_size: int
+    attention: str
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    moe: str | None = None
+    sliding_layers: int = 0
+    max_position_embeddings: int
+
+
+class HardwareSummary(_Frozen):
+    id: str
+    name: str
+    num_devices: int
+    tensor_parallel: int
+    pipeline_parallel: int
+    memory_per_device_bytes: int
+    bandwidth_bytes_per_s: float
+    compute_dtype: str
+    peak_tflops: float
+    ridge_flops_per_byte: float
+
+
+class MemoryBreakdown(_Frozen):
+    weights_bytes: int
+    weights_bits_per_param: float
+    kv_cache_bytes: int = Field(description="KV cache of one sequence at the context length")
+    kv_cache_bytes_per_token: float = Field(description="at full attention, all layers; windows not applied")
+    kv_cache_batch_bytes: int
+    activation_peak_bytes: int
+    runtime_overhead_bytes: int
+    per_device_bytes: int
+    device_memory_bytes: int
+    headroom_bytes: int
+
+
+class ComputeProfile(_Frozen):
+    prefill_matmul_flops_per_token: float
+    prefill_attention_flops_per_token: float
+    decode_matmul_flops_per_token: float
+    decode_attention_flops_per_token: float
+    decode_bytes_per_step: float
+    decode_arithmetic_intensity: float
+    prefill_arithmetic_intensity: float
+    ridge_flops_per_byte: float
+    decode_bound: Literal["memory", "compute"]
+    prefill_bound: Literal["memory", "compute"]
+
+
+class LatencyProfile(_Frozen):
+    ttft_ms: float = Field(description="prefill of the batch's prompts")
+    tpot_ms: float = Field(description="one decode step of the batch at the full context")
+    prefill_tokens: int
+    allreduce_ms_per_layer: float = 0.0
+    communication_share: float = 0.0
+
+
+class ThroughputPoint(_Frozen):
+    batch: int
+    tpot_ms: float
+    tokens_per_s: float
+    fits: bool
+
+
+class ThroughputProfile(_Frozen):
+    tokens_per_s: float = Field(description="decode tokens per second at the batch and context")
+    prefill_tokens_per_s: float
+    curve: list[ThroughputPoint]
+    max_batch: int = Field(description="largest batch whose KV cache fits at the context")
+    max_context: int = Field(description="longest context that fits at the batch (capped at the model's maximum)")
+
+
+class Profile(_Frozen):
+    """The result of `optiplan profile`: stable keys, predicted figures, and where they come from."""
+
+    schema_version: str = SCHEMA_VERSION
+    request: ProfileRequest
+    model: ModelSummary
+    hardware: HardwareSummary
+    memory: MemoryBreakdown
+    compute: ComputeProfile
+    latency: LatencyProfile
+    throughput: ThroughputProfile
+    efficiency: EfficiencyFactors
+    fits: bool
+    warnings: list[str] = []
