@@ -98,10 +98,20 @@ class StepCost:
 
 def attention_dims(spec: ModelSpec, layout: str, decode: bool) -> int:
     """Multiply-add width per (query head, key) pair: QK^T over the key dim plus PV over the value dim.
-    An MLA decode step in a serving engine attends in the latent space (weights absorbed)."""
+    An MLA decode step in a serving engine attends in the latent space (weights absorbed);
+    transformers expands the latent into per-head keys and values (see `mla_expansion_flops`)."""
     if spec.mla is not None and decode and layout == "serving":
         return 2 * spec.mla.kv_lora_rank + spec.mla.qk_rope_head_dim
     return spec.head_dim + spec.v_head_dim
+
+
+def mla_expansion_flops(spec: ModelSpec, layout: str, keys: float) -> float:
+    """transformers re-expands the cached MLA latent of every key through kv_b_proj at each forward:
+    2 x kv_lora_rank x heads x (nope + v) FLOPs per key and layer (zero elsewhere)."""
+    if spec.mla is None or layout != "transformers":
+        return 0.0
+    m = spec.mla
+    return 2 * m.kv_lora_rank * spec.num_heads * (m.qk_nope_head_dim + m.v_head_dim) * keys
 
 
 def _causal_pairs(prompt: int, window: int | None) -> float:
@@ -121,7 +131,7 @@ def prefill_attention_flops(s: Setup, batch: int, prompt: int) -> float:
 def decode_attention_flops(s: Setup, batch: int, context: int) -> float:
     dims = 2 * s.spec.num_heads * attention_dims(s.spec, s.layout, decode=True)
     keys = sum(min(context, w) if w else context for w in s.spec.layer_windows)
-    return batch * dims * keys
+    return batch * (dims * keys + mla_expansion_flops(s.spec, s.layout, keys))
 
 
 def matmul_flops(s: Setup, tokens: int, logits_tokens: int) -> float:

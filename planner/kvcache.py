@@ -1,11 +1,11 @@
 """KV-cache size, layer by layer: window caps, latent (MLA) caches, engine layouts, sharding.
 
-Two layouts, because engines store different things:
-- `serving` (vLLM, SGLang, TensorRT-LLM): an MLA model caches its compressed latent and rope key
-  ((kv_lora_rank + qk_rope_head_dim) per token and layer, shared by all heads); a sliding-window
-  layer holds `window` tokens.
-- `transformers`: DeepSeek's MLA caches the decompressed keys and values of every head; a
-  sliding-window layer keeps `window - 1` tokens between steps (the newest is added at attention).
+An MLA model (DeepSeek-V2/V3) caches its compressed latent and rope key, (kv_lora_rank +
+qk_rope_head_dim) elements per token and layer shared by all heads, in every engine (transformers
+5 included). The layouts differ in windows:
+- `serving` (vLLM, SGLang, TensorRT-LLM): a sliding-window layer holds `window` tokens.
+- `transformers`: a sliding-window layer keeps `window - 1` tokens between steps (the newest is
+  added when attention runs).
 """
 
 from __future__ import annotations
@@ -34,12 +34,9 @@ def layout_for_engine(engine: str) -> str:
 
 
 def elements_per_token(spec: ModelSpec, layout: str) -> int:
-    """Cached elements per token in one layer."""
+    """Cached elements per token in one layer (the same in both layouts)."""
     if spec.mla is not None:
-        m = spec.mla
-        if layout == "serving":
-            return m.kv_lora_rank + m.qk_rope_head_dim
-        return spec.num_heads * (m.qk_nope_head_dim + m.qk_rope_head_dim + m.v_head_dim)
+        return spec.mla.kv_lora_rank + spec.mla.qk_rope_head_dim
     return spec.num_kv_heads * (spec.head_dim + spec.v_head_dim)
 
 
@@ -78,10 +75,7 @@ def kv_cache_bytes(spec: ModelSpec, context: int, kv_dtype: str = "bf16", layout
 def tensor_parallel_share(spec: ModelSpec, layout: str, tp: int) -> float:
     """Fraction of a layer's cache one device holds under tensor parallelism. KV heads split across
     devices; with fewer KV heads than devices each device keeps a replica of one head, and an MLA
-    latent is replicated on every device."""
-    if tp <= 1:
+    latent (one shared "head") is replicated on every device."""
+    if tp <= 1 or spec.mla is not None:
         return 1.0
-    if spec.mla is not None and layout == "serving":
-        return 1.0
-    heads = spec.num_heads if spec.mla is not None else spec.num_kv_heads
-    return ceil(heads / tp) / heads
+    return ceil(spec.num_kv_heads / tp) / spec.num_kv_heads

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import urllib.error
-import urllib.request
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -54,6 +52,9 @@ def _looks_like_hub_id(name: str) -> bool:
 def fetch_hub_config(repo_id: str) -> dict[str, Any]:
     """Fetch only `config.json` of a hub model. Offline (HF_HUB_OFFLINE or no network) this raises a
     clear error that names the catalog."""
+    import urllib.error  # imported here: urllib.request costs ~40 ms that every offline run would pay
+    import urllib.request
+
     offline_hint = (f"cannot fetch '{repo_id}' from the Hugging Face hub{{why}}; use a catalog model "
                     f"(`optiplan catalog models`), a local config.json or a model folder instead")
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):

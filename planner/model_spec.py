@@ -49,7 +49,7 @@ TYPE_DEFAULTS: dict[str, dict[str, Any]] = {
                  "use_parallel_residual": False, "partial_rotary_factor": 0.25},
     "granite": {"tie_word_embeddings": False, "attention_bias": False, "mlp_bias": False},
     "deepseek_v2": {"tie_word_embeddings": False, "attention_bias": False, "first_k_dense_replace": 0,
-                    "n_shared_experts": 2, "n_routed_experts": 64, "num_experts_per_tok": 6,
+                    "n_shared_experts": 2, "n_routed_experts": 64, "num_experts_per_tok": None,
                     "q_lora_rank": 1536, "kv_lora_rank": 512, "qk_nope_head_dim": 128,
                     "qk_rope_head_dim": 64, "v_head_dim": 128, "moe_intermediate_size": 1407},
     "deepseek_v3": {"tie_word_embeddings": False, "attention_bias": False, "first_k_dense_replace": 3,
@@ -116,6 +116,18 @@ def _text_config(cfg: dict[str, Any]) -> dict[str, Any]:
     return cfg
 
 
+def _rotary_fraction(f: _Fields, key: str) -> float:
+    """Share of each head's dimensions that rotary embeddings rotate: a top-level field in older
+    configs, inside `rope_parameters` (as partial_rotary_factor) in transformers 5 configs."""
+    rope = f.cfg.get("rope_parameters") or {}
+    value = f.cfg.get(key)
+    if value is None and isinstance(rope, dict):
+        value = rope.get("partial_rotary_factor")
+    if value is None:
+        value = f.defaults.get(key, 1.0)
+    return float(value)
+
+
 def _windows(f: _Fields, model_type: str, num_layers: int) -> list[int | None]:
     """Per-layer sliding window: explicit layer_types first, then each type's own rule."""
     window = f.int("sliding_window")
@@ -144,7 +156,7 @@ def _windows(f: _Fields, model_type: str, num_layers: int) -> list[int | None]:
 def _moe(f: _Fields, model_type: str, num_layers: int, hidden: int) -> tuple[MoESpec | None, list[bool]]:
     if model_type in ("mixtral", "phimoe"):
         experts = f.int("num_local_experts")
-        spec = MoESpec(num_experts=experts, top_k=f.int("num_experts_per_tok"),
+        spec = MoESpec(num_experts=experts, top_k=f.int("num_experts_per_tok", required=True),
                        expert_intermediate_size=f.int("intermediate_size", required=True))
         return spec, [True] * num_layers
     if model_type in ("qwen2_moe", "qwen3_moe"):
@@ -162,7 +174,8 @@ def _moe(f: _Fields, model_type: str, num_layers: int, hidden: int) -> tuple[MoE
         first_dense = f.int("first_k_dense_replace") or 0
         layers = [experts > 0 and i >= first_dense for i in range(num_layers)]
         inter = f.int("moe_intermediate_size", required=True)
-        spec = MoESpec(num_experts=experts, top_k=f.int("num_experts_per_tok"), expert_intermediate_size=inter,
+        spec = MoESpec(num_experts=experts, top_k=f.int("num_experts_per_tok", required=experts > 0),
+                       expert_intermediate_size=inter,
                        shared_intermediate_size=(f.int("n_shared_experts") or 0) * inter,
                        router_score_bias=model_type == "deepseek_v3")
         return (spec if any(layers) else None), layers
@@ -210,7 +223,7 @@ def model_spec_from_config(config: dict[str, Any], name: str, source: str) -> Mo
         intermediate_size=f.int("intermediate_size") or 4 * hidden,
         qkv_bias=f.flag("attention_bias"), o_bias=f.flag("attention_bias"), mlp_bias=f.flag("mlp_bias"),
         tie_word_embeddings=f.flag("tie_word_embeddings"), max_position_embeddings=max_pos,
-        rotary_fraction=float(f.get("partial_rotary_factor", 1.0) or 1.0),
+        rotary_fraction=_rotary_fraction(f, "partial_rotary_factor"),
         attn_logit_softcap=f.get("attn_logit_softcapping"),
     )
     norm_bias_types = {"gpt2", "gpt_neox", "falcon", "starcoder2", "stablelm", "phimoe"}
@@ -244,7 +257,7 @@ def model_spec_from_config(config: dict[str, Any], name: str, source: str) -> Mo
         bias = f.flag("attention_bias")
         spec.update(mlp_gated=False, qkv_bias=bias, o_bias=bias, mlp_bias=True,
                     parallel_attention=f.flag("use_parallel_residual"),
-                    rotary_fraction=float(f.get("rotary_pct") or 1.0))
+                    rotary_fraction=_rotary_fraction(f, "rotary_pct"))
     elif model_type == "gpt2":
         spec.update(mlp_gated=False, qkv_bias=True, o_bias=True, mlp_bias=True,
                     intermediate_size=f.int("n_inner") or 4 * hidden, learned_positions=max_pos,

@@ -1,0 +1,122 @@
+"""Normalising config.json files: every architectural feature the analytic model depends on."""
+
+from __future__ import annotations
+
+import pytest
+
+from optiplan.planner.errors import ModelConfigError
+from optiplan.planner.model_source import resolve_model
+from optiplan.planner.model_spec import model_spec_from_config
+
+LLAMA = {"model_type": "llama", "hidden_size": 256, "intermediate_size": 512, "num_hidden_layers": 4,
+         "num_attention_heads": 8, "num_key_value_heads": 2, "vocab_size": 1000, "max_position_embeddings": 2048}
+
+
+def spec(**overrides):
+    return model_spec_from_config({**LLAMA, **overrides}, "t", "test")
+
+
+def test_gqa_mqa_mha():
+    assert spec().attention_kind == "GQA"
+    assert spec(num_key_value_heads=1).attention_kind == "MQA"
+    assert spec(num_key_value_heads=8).attention_kind == "MHA"
+    assert spec(num_key_value_heads=None).num_kv_heads == 8  # absent: MHA, as transformers defaults it
+    assert resolve_model("falcon-7b").num_kv_heads == 1  # multi_query
+    assert resolve_model("deepseek-v3").attention_kind == "MLA"
+
+
+def test_explicit_head_dim():
+    assert spec().head_dim == 32
+    assert spec(head_dim=64).head_dim == 64
+    g = resolve_model("gemma-2-9b")
+    assert g.head_dim == 256 and g.num_heads * g.head_dim != g.hidden_size
+
+
+def test_partial_rotary_biases_tied():
+    assert resolve_model("gpt-neox-20b").rotary_fraction == 0.25
+    assert resolve_model("stablelm-2-1.6b").rotary_fraction == 0.25
+    assert resolve_model("qwen2.5-7b").qkv_bias and not resolve_model("qwen2.5-7b").o_bias
+    assert resolve_model("starcoder2-7b").mlp_bias and not resolve_model("starcoder2-7b").mlp_gated
+    assert resolve_model("gpt2").tie_word_embeddings and resolve_model("gpt2").learned_positions == 1024
+    assert not resolve_model("llama-3.1-8b").tie_word_embeddings
+
+
+def test_moe_dense_first_layers_and_shared_experts():
+    v3 = resolve_model("deepseek-v3")
+    assert v3.layer_moe[:3] == (False, False, False) and all(v3.layer_moe[3:])
+    assert v3.moe.num_experts == 256 and v3.moe.top_k == 8 and v3.moe.shared_intermediate_size == 2048
+    qmoe = resolve_model("qwen1.5-moe-a2.7b")
+    assert qmoe.moe.shared_expert_gate and all(qmoe.layer_moe)
+    assert resolve_model("mixtral-8x7b").moe.top_k == 2
+
+
+def test_moe_layer_frequency_and_mlp_only_layers():
+    base = {**LLAMA, "model_type": "qwen3_moe", "num_experts": 8, "num_experts_per_tok": 2,
+            "moe_intermediate_size": 64}
+    s = model_spec_from_config({**base, "decoder_sparse_step": 2}, "t", "test")
+    assert s.layer_moe == (False, True, False, True)
+    s = model_spec_from_config({**base, "mlp_only_layers": [0]}, "t", "test")
+    assert s.layer_moe == (False, True, True, True)
+
+
+def test_mla_with_and_without_q_lora():
+    assert resolve_model("deepseek-v3").mla.q_lora_rank == 1536
+    lite = resolve_model("deepseek-v2-lite")
+    assert lite.mla.q_lora_rank is None and lite.mla.kv_lora_rank == 512
+    assert lite.head_dim == 192 and lite.v_head_dim == 128
+
+
+def test_sliding_window_patterns():
+    mistral = resolve_model("mistral-7b-v0.1")
+    assert set(mistral.layer_windows) == {4096}
+    g2 = resolve_model("gemma-2-9b")
+    assert g2.layer_windows[:4] == (4096, None, 4096, None)
+    g3 = resolve_model("gemma-3-27b")
+    assert g3.layer_windows[:6] == (1024,) * 5 + (None,)
+    assert set(resolve_model("qwen2.5-7b").layer_windows) == {None}  # use_sliding_window false
+    assert set(resolve_model("phi-3-mini-4k").layer_windows) == {2047}
+    s = spec(sliding_window=16, layer_types=["sliding_attention", "full_attention"] * 2)
+    assert s.layer_windows == (16, None, 16, None)
+
+
+def test_parallel_attention():
+    assert resolve_model("falcon-7b").parallel_attention and resolve_model("falcon-7b").norms_per_layer == 1
+    assert resolve_model("gpt-neox-20b").parallel_attention
+    assert not resolve_model("llama-3.1-8b").parallel_attention
+
+
+def test_unknown_type_falls_back_with_warning():
+    s = model_spec_from_config({**LLAMA, "model_type": "my_new_arch"}, "t", "test")
+    assert s.num_layers == 4 and any("my_new_arch" in w for w in s.warnings)
+
+
+def test_gpt2_style_field_names():
+    s = model_spec_from_config({"model_type": "gpt2", "n_embd": 64, "n_layer": 2, "n_head": 4, "vocab_size": 100,
+                                "n_positions": 128}, "t", "test")
+    assert (s.hidden_size, s.num_layers, s.num_heads, s.intermediate_size) == (64, 2, 4, 256)
+
+
+def test_multimodal_wrapper_uses_text_config():
+    s = model_spec_from_config({"model_type": "gemma3", "text_config": {**LLAMA, "model_type": "gemma3_text"}},
+                               "t", "test")
+    assert s.model_type == "gemma3_text" and s.norms_per_layer == 4
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"hidden_size": None}, "hidden_size"),
+    ({"num_hidden_layers": "32"}, "must be an integer"),
+    ({"num_attention_heads": 0}, "must all be positive"),
+    ({"num_key_value_heads": 3}, "not a multiple"),
+    ({"vocab_size": -5}, "must not be negative"),
+])
+def test_malformed_configs_say_what_is_wrong(bad, message):
+    cfg = {**LLAMA, **bad}
+    cfg = {k: v for k, v in cfg.items() if v is not None}
+    with pytest.raises(ModelConfigError, match=message) as err:
+        model_spec_from_config(cfg, "t", "path/to/config.json")
+    assert "path/to/config.json" in str(err.value)
+
+
+def test_config_must_be_an_object():
+    with pytest.raises(ModelConfigError, match="JSON object"):
+        model_spec_from_config([1, 2], "t", "x.json")

@@ -1,0 +1,120 @@
+"""Helpers that ask transformers itself for the truth: models built from catalog configs on the meta
+device, and reduced-width copies that run a real forward pass on CPU."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+# Fields whose published values describe weights on disk, not the architecture.
+_DROP = ("quantization_config", "auto_map", "rope_scaling", "rope_parameters", "_name_or_path", "torch_dtype", "dtype")
+
+
+def hf_config(fields: dict[str, Any]):
+    from transformers import AutoConfig
+
+    fields = {k: v for k, v in fields.items() if k not in ("quantization_config", "auto_map")}
+    model_type = fields.pop("model_type")
+    return AutoConfig.for_model(model_type, **fields)
+
+
+def meta_model(fields: dict[str, Any]):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(hf_config(fields))
+
+
+def count_params(model, top_k: int | None, num_experts: int | None) -> tuple[int, int]:
+    """(total, active): routed-expert tensors are those under an `.experts.` module; a token uses
+    top_k / num_experts of them."""
+    total = expert = 0
+    for name, p in model.named_parameters():  # tied tensors appear once
+        total += p.numel()
+        if ".experts." in name:
+            expert += p.numel()
+    active = total if not expert else total - expert * (1 - top_k / num_experts)
+    return total, int(active)
+
+
+def reduced_config(fields: dict[str, Any]) -> dict[str, Any]:
+    """A narrow, shallow copy of a config that keeps what shapes the KV cache: the KV/query head
+    ratio, sliding-window layer patterns (windows shrunk to 8 tokens), MLA ranks, MoE routing."""
+    c = {k: v for k, v in copy.deepcopy(fields).items() if k not in _DROP}
+    heads = c.get("num_attention_heads", c.get("n_head"))
+    kv = c.get("num_key_value_heads") or c.get("num_kv_heads") or heads
+    if c["model_type"] == "falcon" and not c.get("new_decoder_architecture") and c.get("multi_query", True):
+        kv = 1
+    group = heads // kv
+    kv_r = min(kv, 2)
+    heads_r = kv_r * min(group, 4)
+    head_dim = 16
+    hidden = heads_r * head_dim
+    pattern = c.get("sliding_window_pattern", 6 if c["model_type"] == "gemma3_text" else 2)
+    layers = max(4, pattern)
+    if isinstance(c.get("layer_types"), list):
+        c["layer_types"] = c["layer_types"][:layers]
+        layers = len(c["layer_types"])
+    for key in ("n_embd", "hidden_size", "d_model"):
+        if key in c:
+            c[key] = hidden
+    c.setdefault("hidden_size", hidden)
+    for key in ("num_hidden_layers", "n_layer"):
+        if key in c:
+            c[key] = layers
+    for key in ("num_attention_heads", "n_head"):
+        if key in c:
+            c[key] = heads_r
+    for key in ("num_key_value_heads", "num_kv_heads"):
+        if key in c and c[key] is not None:
+            c[key] = kv_r
+    if "head_dim" in c:
+        c["head_dim"] = head_dim
+    for key in ("intermediate_size", "n_inner", "ffn_hidden_size", "shared_expert_intermediate_size"):
+        if c.get(key):
+            c[key] = 64
+    if c.get("moe_intermediate_size"):
+        c["moe_intermediate_size"] = 32
+    for key in ("num_local_experts", "num_experts", "n_routed_experts"):
+        if c.get(key):
+            c[key] = 4
+    if c.get("num_experts_per_tok"):
+        c["num_experts_per_tok"] = 2
+    if "n_group" in c:
+        c["n_group"], c["topk_group"] = 1, 1
+    if "first_k_dense_replace" in c:
+        c["first_k_dense_replace"] = 1
+    if "kv_lora_rank" in c:
+        c.update(kv_lora_rank=16, qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=16)
+        if c.get("q_lora_rank"):
+            c["q_lora_rank"] = 32
+    if c.get("sliding_window"):
+        c["sliding_window"] = 8
+    c["vocab_size"] = 128
+    for key in ("max_position_embeddings", "n_positions"):
+        if key in c:
+            c[key] = 128
+    for key in ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id"):
+        if key in c:
+            c[key] = 0 if not isinstance(c[key], list) else [0]
+    return c
+
+
+def real_cache_bytes(fields: dict[str, Any], tokens: int) -> int:
+    """Bytes of the KV cache transformers holds after a forward pass over `tokens` tokens (fp32)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(hf_config(fields)).eval()
+    ids = torch.randint(1, fields["vocab_size"], (1, tokens))
+    with torch.no_grad():
+        out = model(input_ids=ids, use_cache=True)
+    cache = out.past_key_values
+    total = 0
+    for layer in cache.layers:
+        for t in (getattr(layer, "keys", None), getattr(layer, "values", None)):
+            if t is not None and t.numel():
+                total += t.numel() * t.element_size()
+    return total
