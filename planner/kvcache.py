@@ -14,10 +14,16 @@ from dataclasses import dataclass
 from functools import lru_cache
 from math import ceil
 
-from .dtypes import weight_format
+from .dtypes import BITS, canonical
 from .schema import ModelSpec
 
 LAYOUTS = ("serving", "transformers")
+
+# Integer KV caches keep an fp16 scale and an fp16 zero point per group of 64 values (the quanto and
+# hqq cache backends' default q_group_size).
+KV_GROUP_SIZE = 64
+KV_SCALE_BITS = 16
+KV_ZERO_BITS = 16
 
 
 @dataclass(frozen=True)
@@ -56,11 +62,14 @@ def tokens_held(window: int | None, context: int, layout: str) -> int:
     return min(context, window - 1 if layout == "transformers" else window)
 
 
-def kv_bits(kv_dtype: str, spec: ModelSpec) -> float:
-    """Stored bits per cached element, quantization scales included (int8/int4 per head-vector
-    groups as the quanto and hqq cache backends store them; fp8 with one scale per tensor)."""
-    fmt = weight_format(kv_dtype, group_size=64 if kv_dtype in ("int4", "nf4") else None)
-    return fmt.bits_per_weight(spec.head_dim)
+def kv_bits(kv_dtype: str) -> float:
+    """Stored bits per cached element, quantization scales included: fp8 with one scale per tensor
+    (vLLM), int8 and int4 with a scale and zero point per group (64 values, as the quanto and hqq
+    cache backends of transformers store them)."""
+    d = canonical(kv_dtype)
+    if d in ("int8", "int4", "nf4", "fp4"):
+        return BITS[d] + (KV_SCALE_BITS + KV_ZERO_BITS) / KV_GROUP_SIZE
+    return float(BITS[d])
 
 
 def kv_cache_elements(groups: tuple[KVGroup, ...], context: int, layout: str) -> int:
@@ -69,7 +78,7 @@ def kv_cache_elements(groups: tuple[KVGroup, ...], context: int, layout: str) ->
 
 def kv_cache_bytes(spec: ModelSpec, context: int, kv_dtype: str = "bf16", layout: str = "serving") -> float:
     """KV-cache bytes of one sequence holding `context` tokens, all layers, one device."""
-    return kv_cache_elements(kv_groups(spec, layout), context, layout) * kv_bits(kv_dtype, spec) / 8
+    return kv_cache_elements(kv_groups(spec, layout), context, layout) * kv_bits(kv_dtype) / 8
 
 
 def tensor_parallel_share(spec: ModelSpec, layout: str, tp: int) -> float:

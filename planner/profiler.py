@@ -89,7 +89,7 @@ def build_setup(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec,
     compute = compute_dtype(weight_dtype, act, default_16)
     for label, d in (("weights", weight_dtype), ("compute", compute)):
         if not supports_dtype(hw, d) or (label == "compute" and d not in hw.peak_tflops):
-            have = ", ".join(k for k in hw.peak_tflops if supports_dtype(hw, k))
+            have = ", ".join(hw.peak_tflops)
             hint = " (fp8 needs compute capability 8.9 or newer)" if d == "fp8" and hw.kind == "gpu" else ""
             raise HardwareError(f"{hw.id} has no {d} support for the {label}{hint}; it runs {have}")
     act_dtype = "fp32" if compute == "fp32" else default_16
@@ -99,7 +99,7 @@ def build_setup(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec,
     eff = efficiency or default_efficiency(hw, weight_dtype, compute, request.engine)
     return Setup(spec=spec, counts=param_counts(spec), hw=hw, tp=tp, pp=pp,
                  weights=weight_format(weight_dtype, request.group_size), act_bytes=bytes_per_element(act_dtype),
-                 kv_bits=kv_bits(kv_dtype, spec), compute_dtype=compute, eff=eff,
+                 kv_bits=kv_bits(kv_dtype), compute_dtype=compute, eff=eff,
                  layout=layout_for_engine(request.engine), eager_attention=request.attention == "eager",
                  prefill_chunk_tokens=prefill_chunk_tokens(request.engine))
 

@@ -1,0 +1,174 @@
+"""The analytic model against hand-computed figures and its own invariants."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import optiplan
+from optiplan.planner.analytic import decode_step, fits, max_batch, max_context, weights_read_bytes
+from optiplan.planner.hardware import resolve_hardware
+from optiplan.planner.kvcache import kv_cache_bytes
+from optiplan.planner.model_source import resolve_model
+from optiplan.planner.params import expected_experts_touched, param_counts
+from optiplan.planner.profiler import build_setup
+from optiplan.planner.schema import ProfileRequest
+
+KIB = 1024
+
+
+def setup(model="llama-3.1-8b", hardware="h100-sxm", **kw):
+    request = ProfileRequest(model=model, hardware=hardware, **kw)
+    return build_setup(request, resolve_model(model), resolve_hardware(hardware))
+
+
+def test_kv_per_token_matches_reference_figures():
+    # 2 (K and V) x layers x KV heads x head_dim x 2 bytes
+    assert optiplan.profile("llama-3.1-8b").memory.kv_cache_bytes_per_token == 128 * KIB
+    assert optiplan.profile("llama-3.1-70b").memory.kv_cache_bytes_per_token == 320 * KIB
+    assert optiplan.profile("qwen2.5-7b").memory.kv_cache_bytes_per_token == 56 * KIB
+    # MLA: the latent and rope key, 61 x (512 + 64) x 2 bytes, about 68.6 KiB
+    assert optiplan.profile("deepseek-v3", "h200-sxm", num_devices=8, dtype="fp8").memory.kv_cache_bytes_per_token \
+        == 61 * 576 * 2
+
+
+def test_sliding_windows_cap_the_cache():
+    mistral = resolve_model("mistral-7b-v0.1")
+    assert kv_cache_bytes(mistral, 32768) == kv_cache_bytes(mistral, 4096) == 4096 * 128 * KIB
+    gemma = resolve_model("gemma-2-9b")  # 21 full layers, 21 layers capped at 4096
+    per_layer_token = 2 * 8 * 256 * 2
+    assert kv_cache_bytes(gemma, 8192) == 21 * per_layer_token * (8192 + 4096)
+    # transformers keeps window - 1 tokens between steps
+    assert kv_cache_bytes(mistral, 8000, layout="transformers") == 4095 * 128 * KIB
+
+
+def test_kv_dtype_and_quantized_kv_overhead():
+    spec = resolve_model("llama-3.1-8b")
+    assert kv_cache_bytes(spec, 1000, "fp8") == kv_cache_bytes(spec, 1000) / 2
+    int4 = kv_cache_bytes(spec, 1000, "int4")  # 4 bits + 32 bits of scale and zero per 64 values
+    assert int4 == pytest.approx(kv_cache_bytes(spec, 1000) * 4.5 / 16)
+
+
+def test_weight_bytes_with_group_scales():
+    counts = param_counts(resolve_model("llama-3.1-8b"))
+    p = optiplan.profile("llama-3.1-8b", dtype="int4")
+    expected = counts.linear * (4 + 20 / 128) / 8 + (counts.total - counts.linear) * 2
+    assert p.memory.weights_bytes == pytest.approx(expected, rel=1e-9)
+    g32 = optiplan.profile("llama-3.1-8b", dtype="int4", group_size=32).memory.weights_bytes
+    assert g32 > p.memory.weights_bytes
+    assert optiplan.profile("llama-3.1-8b", dtype="fp32").memory.weights_bytes == counts.total * 4
+
+
+def test_tensor_parallel_splits_weights_and_kv():
+    one = optiplan.profile("llama-3.1-70b", "h100-sxm", num_devices=1, context=2048)
+    four = optiplan.profile("llama-3.1-70b", "h100-sxm", num_devices=4, context=2048)
+    w1 = one.memory.per_device_bytes - one.memory.kv_cache_batch_bytes - one.memory.activation_peak_bytes
+    w4 = four.memory.per_device_bytes - four.memory.activation_peak_bytes
+    assert w4 < w1 / 3.5
+    assert four.latency.allreduce_ms_per_layer > 0 and one.latency.allreduce_ms_per_layer == 0
+    assert four.latency.tpot_ms < one.latency.tpot_ms
+
+
+def test_few_kv_heads_are_replicated_across_tensor_parallel(tmp_path):
+    cfg = {"model_type": "llama", "hidden_size": 2048, "intermediate_size": 4096, "num_hidden_layers": 4,
+           "num_attention_heads": 16, "num_key_value_heads": 2, "vocab_size": 1000, "max_position_embeddings": 4096}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg))
+    assert setup(str(path), num_devices=4).kv_share == 0.5  # each device keeps one of the two heads
+    assert setup(str(path), num_devices=2).kv_share == 0.5
+    assert setup("deepseek-v3", "h200-sxm", num_devices=8, dtype="fp8").kv_share == 1.0  # latent replicated
+
+
+def test_interconnect_matters():
+    nvlink = optiplan.profile("llama-3.1-8b", "h100-sxm", num_devices=4)
+    pcie = optiplan.profile("llama-3.1-8b", "h100-pcie", num_devices=4)
+    assert pcie.latency.communication_share > nvlink.latency.communication_share
+
+
+def test_decode_is_bandwidth_bound_at_batch_one_and_intensity_grows_with_batch():
+    s = setup()
+    one, many = decode_step(s, 1, 1024), decode_step(s, 256, 1024)
+    assert one.bound == "memory"
+    assert one.flops / one.bytes_per_device < 2.5  # ~2 FLOP per weight byte at bf16
+    assert many.flops / many.bytes_per_device > 50 * one.flops / one.bytes_per_device
+    p = optiplan.profile("llama-3.1-8b", context=4096)
+    assert p.compute.prefill_bound == "compute" and p.compute.decode_bound == "memory"
+
+
+def test_moe_decode_reads_only_routed_experts():
+    s = setup("mixtral-8x7b", num_devices=2)
+    counts = s.counts
+    one = weights_read_bytes(s, 1) * s.tp
+    assert one == pytest.approx(counts.active * 2, rel=0.02)  # batch 1 reads the active parameters
+    assert weights_read_bytes(s, 512) * s.tp == pytest.approx(counts.total * 2, rel=0.01)
+    assert expected_experts_touched(8, 2, 1) == pytest.approx(2)
+    assert expected_experts_touched(256, 8, 10_000) == pytest.approx(256)
+
+
+@pytest.mark.parametrize("dtype, measured_tok_s", [("bf16", 104.9), ("int8", 155.6), ("int4", 196.8)])
+def test_gpt_fast_anchors(dtype, measured_tok_s):
+    """gpt-fast, Llama-2-7B on an A100-80GB at batch 1 (profiles/efficiency.yaml): the composed model
+    (bytes per format x bandwidth efficiency + step overhead) lands within 15% of the measurement."""
+    p = optiplan.profile("llama-2-7b", "a100-80gb-sxm", dtype=dtype, group_size=32 if dtype == "int4" else None,
+                         context=256)
+    assert p.throughput.tokens_per_s == pytest.approx(measured_tok_s, rel=0.15)
+
+
+def test_compute_dtype_follows_weights_and_activations():
+    assert setup(dtype="int4").compute_dtype == "bf16"  # weight-only: dequantized to 16 bits
+    assert setup(dtype="int8").compute_dtype == "bf16"
+    assert setup(dtype="int8", activations="int8").compute_dtype == "int8"
+    assert setup(dtype="fp8").compute_dtype == "fp8"
+    assert setup(hardware="t4", dtype="fp16", context=1024).compute_dtype == "fp16"
+    w8a8 = optiplan.profile("llama-3.1-8b", dtype="int8", activations="int8", context=4096)
+    w8a16 = optiplan.profile("llama-3.1-8b", dtype="int8", context=4096)
+    assert w8a8.latency.ttft_ms < w8a16.latency.ttft_ms
+
+
+def test_eager_attention_materialises_scores():
+    me = optiplan.profile("llama-3.1-8b", context=8192, engine="transformers")
+    eager = optiplan.profile("llama-3.1-8b", context=8192, engine="transformers", attention="eager")
+    scores = 32 * 8192 * 8192 * (2 * 2 + 4)  # heads x P x P x (bf16 scores, bf16 probs, fp32 softmax)
+    assert eager.memory.activation_peak_bytes - me.memory.activation_peak_bytes == scores
+
+
+def test_chunked_prefill_bounds_activations():
+    serving = optiplan.profile("llama-3.1-8b", context=32768, batch=4)
+    eager_generate = optiplan.profile("llama-3.1-8b", context=32768, batch=4, engine="transformers")
+    assert serving.memory.activation_peak_bytes < eager_generate.memory.activation_peak_bytes / 10
+
+
+def test_limits_are_consistent_with_fit():
+    s = setup("llama-3.1-8b", "l4", context=8192)
+    b = max_batch(s, 8192, 8192)
+    assert b > 0 and fits(s, b, 8192, 8192) and not fits(s, b + 1, 8192, 8192)
+    n = max_context(s, 8)
+    assert fits(s, 8, n, n) and not fits(s, 8, n + 1, n + 1)
+    assert max_context(s, 16) < n
+    big = setup("llama-3.1-8b", "h200-sxm")
+    assert max_context(big, 1) == 131072  # capped at the model's maximum
+
+
+def test_pipeline_parallel_splits_layers():
+    s = setup("llama-3.1-70b", num_devices=4, pipeline_parallel=2)
+    assert s.stages == ((0, 40), (40, 80)) and s.tp == 2
+    p = optiplan.profile("llama-3.1-70b", num_devices=4, pipeline_parallel=2, context=2048)
+    assert p.fits and p.hardware.pipeline_parallel == 2
+
+
+def test_throughput_curve_and_prefill_scaling():
+    p = optiplan.profile("llama-3.1-8b", "a100-80gb-sxm", context=2048, batch=8)
+    tps = [pt.tokens_per_s for pt in p.throughput.curve]
+    assert tps == sorted(tps) and p.throughput.curve[0].batch == 1
+    assert any(pt.batch == 8 for pt in p.throughput.curve)
+    short = optiplan.profile("llama-3.1-8b", context=2048).latency.ttft_ms
+    long = optiplan.profile("llama-3.1-8b", context=8192).latency.ttft_ms
+    assert 4 < long / short < 5  # linear matmuls plus a quadratic attention share
+
+
+def test_profile_json_round_trips():
+    from optiplan.planner.schema import Profile
+
+    p = optiplan.profile("qwen3-30b-a3b", "h100-sxm", context=4096, batch=4)
+    assert Profile.model_validate_json(p.model_dump_json()) == p

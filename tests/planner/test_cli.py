@@ -1,0 +1,129 @@
+"""The `optiplan` command line, as a user runs it: output, stable JSON keys, exit codes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from optiplan.planner.cli import main
+
+STABLE_KEYS = ["model.params_total", "model.params_active", "model.embedding_params", "memory.weights_bytes",
+               "memory.kv_cache_bytes", "memory.per_device_bytes", "latency.ttft_ms", "latency.tpot_ms",
+               "throughput.tokens_per_s", "fits"]
+
+
+def run(*args):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def dig(data, dotted):
+    for part in dotted.split("."):
+        data = data[part]
+    return data
+
+
+def test_profile_json_has_the_stable_keys():
+    result = run("profile", "llama-3.1-70b", "--hardware", "h100-sxm", "--gpus", "2", "--context", "8192",
+                 "--batch", "16", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["schema_version"] == "1.0"
+    for key in STABLE_KEYS:
+        dig(data, key)
+    assert data["model"]["params_total"] == 70_553_706_496
+    assert data["memory"]["kv_cache_bytes"] == 8192 * 320 * 1024
+    assert data["fits"] is False  # 16 sequences of 8192 tokens do not fit beside 141 GB of weights on 2 x 80 GB
+
+
+def test_profile_table(tmp_path):
+    result = run("profile", "mixtral-8x7b", "-H", "a100-80gb-sxm", "--gpus", "2", "--dtype", "int4")
+    assert result.exit_code == 0, result.output
+    for text in ("Memory per device", "TPOT", "8 experts, top-2", "Decode throughput against batch"):
+        assert text in result.output
+    out = tmp_path / "p.txt"
+    assert run("profile", "gpt2", "-H", "t4", "--dtype", "fp16", "--context", "512", "-o", str(out)).exit_code == 0
+    assert "gpt2" in out.read_text()
+
+
+def test_profile_defaults_run_without_arguments():
+    result = run("profile", "--json")
+    assert result.exit_code == 0
+    data = json.loads(result.output)
+    assert data["model"]["name"] == "llama-3.1-8b" and data["hardware"]["id"] == "h100-sxm"
+
+
+def test_profile_config_file_and_model_folder(tmp_path, catalog_entries):
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps(catalog_entries["qwen2.5-0.5b"]["config"]))
+    data = json.loads(run("profile", str(cfg), "--hardware", "l4", "--dtype", "bf16", "--context", "2048",
+                          "--json").output)
+    assert data["model"]["params_total"] == 494_032_768
+    folder = tmp_path / "my-model"
+    folder.mkdir()
+    (folder / "config.json").write_text(cfg.read_text())
+    result = run("profile", str(folder), "--hardware", "local", "--context", "1024", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["hardware"]["id"] == "local"
+
+
+def test_aliases_and_hub_ids_of_catalog_models_work_offline():
+    data = json.loads(run("profile", "meta-llama/Llama-3.1-8B", "--json").output)
+    assert data["model"]["name"] == "llama-3.1-8b"
+    data = json.loads(run("profile", "llama-3.1-8b", "-H", "H100", "--json").output)
+    assert data["hardware"]["id"] == "h100-sxm"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["profile", "llama-3.1-8", "--json"], "did you mean: llama-3.1-8b"),
+    (["profile", "llama-3.1-8b", "-H", "h100-sx"], "unknown hardware 'h100-sx'; did you mean: h100-sxm"),
+    (["profile", "llama-3.1-8b", "--batch", "0"], "batch must be at least 1, got 0"),
+    (["profile", "llama-3.1-8b", "--context", "-5"], "context must be at least 1"),
+    (["profile", "llama-3.1-8b", "--gpus", "0"], "num devices must be at least 1"),
+    (["profile", "gpt2", "--context", "4096"], "exceeds gpt2's maximum of 1024 tokens"),
+    (["profile", "llama-3.1-8b", "-H", "a100-80gb-sxm", "--dtype", "fp8"], "a100-80gb-sxm has no fp8 support"),
+    (["profile", "llama-3.1-8b", "-H", "t4"], "t4 has no bf16 support"),
+    (["profile", "llama-3.1-8b", "-H", "tpu-v5e", "--dtype", "fp32"], "tpu-v5e has no fp32 support"),
+    (["profile", "llama-3.1-8b", "--dtype", "int3"], "unknown dtype 'int3'"),
+    (["profile", "llama-3.1-8b", "--gpus", "16"], "exceeds the 8 devices of one h100-sxm node"),
+    (["profile", "qwen2.5-7b", "--gpus", "8"], "28 attention heads, not divisible by tensor parallel 8"),
+    (["profile", "llama-3.1-8b", "--gpus", "4", "--tp", "3"], "must equal the device count 4"),
+    (["profile", "llama-3.1-8b", "-H", "epyc-9004", "--gpus", "2"], "epyc-9004 has no device interconnect"),
+    (["profile", "some-org/some-model"], "cannot fetch 'some-org/some-model' from the Hugging Face hub"),
+    (["profile", "./missing/config.json"], "no such file or folder"),
+])
+def test_bad_input_one_line_and_exit_2(args, message):
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_malformed_config_names_the_file(tmp_path):
+    bad = tmp_path / "config.json"
+    bad.write_text('{"model_type": "llama", "hidden_size": 64,')
+    result = CliRunner().invoke(main, ["profile", str(bad)])
+    assert result.exit_code == 2 and str(bad) in result.output and "not valid JSON" in result.output
+    bad.write_text('{"model_type": "llama", "hidden_size": 64}')
+    result = CliRunner().invoke(main, ["profile", str(bad)])
+    assert result.exit_code == 2 and "num_hidden_layers" in result.output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = CliRunner().invoke(main, ["profile", str(empty)])
+    assert result.exit_code == 2 and "no config.json" in result.output
+
+
+def test_debug_shows_the_traceback():
+    result = CliRunner().invoke(main, ["profile", "nope-model", "--debug"])
+    assert result.exit_code != 0 and result.exception is not None
+
+
+def test_catalog_listings():
+    result = run("catalog", "models")
+    assert result.exit_code == 0 and "deepseek-v3" in result.output
+    models = json.loads(run("catalog", "models", "--json").output)
+    assert len(models) >= 20 and {"name", "params_total", "aliases"} <= set(models[0])
+    hardware = json.loads(run("catalog", "hardware", "--json").output)
+    assert {h["id"] for h in hardware} >= {"h100-sxm", "mi300x", "tpu-v5e", "epyc-9004"}
+    assert "h100-sxm" in run("catalog", "hardware").output

@@ -1,0 +1,69 @@
+"""Local hardware detection and dtype spellings."""
+
+from __future__ import annotations
+
+import pytest
+
+from optiplan.planner import hardware
+from optiplan.planner.dtypes import DtypeError, canonical, weight_format
+from optiplan.planner.errors import HardwareError
+
+
+@pytest.mark.parametrize("spelling, name", [("torch.bfloat16", "bf16"), ("half", "fp16"), ("float32", "fp32"),
+                                            ("torch.float8_e4m3fn", "fp8"), ("INT8", "int8"), ("w4a16", "int4")])
+def test_dtype_spellings(spelling, name):
+    assert canonical(spelling) == name
+
+
+def test_unknown_dtype():
+    with pytest.raises(DtypeError, match="known: bf16"):
+        canonical("int3")
+
+
+def test_quantized_bits_per_weight():
+    assert weight_format("int4").bits_per_weight(4096) == 4 + 20 / 128
+    assert weight_format("int8").bits_per_weight(4096) == 8 + 16 / 4096  # one scale per row
+    assert weight_format("nf4").bits_per_weight(4096) == 4 + 32 / 64
+    assert weight_format("bf16").bits_per_weight(4096) == 16
+
+
+def test_local_cpu_is_read_from_this_machine(monkeypatch):
+    monkeypatch.setattr(hardware, "_cuda_devices", lambda: [])
+    hardware.local_hardware.cache_clear()
+    spec = hardware.local_hardware()
+    assert spec.id == "local" and spec.kind == "cpu" and spec.memory_bytes > 2**30
+    assert spec.peak_tflops["fp32"] > 0
+    hardware.local_hardware.cache_clear()
+
+
+def test_local_cuda_device_uses_its_catalog_entry(monkeypatch):
+    monkeypatch.setattr(hardware, "_cuda_devices", lambda: [("NVIDIA H100 80GB HBM3", 81559 * 2**20)])
+    hardware.local_hardware.cache_clear()
+    spec = hardware.local_hardware()
+    assert spec.id == "local" and "h100-sxm" in spec.name and spec.memory_bytes == 81559 * 2**20
+    assert spec.peak_tflops["bf16"] == 989
+    monkeypatch.setattr(hardware, "_cuda_devices", lambda: [("NVIDIA Mystery GPU", 2**34)])
+    hardware.local_hardware.cache_clear()
+    with pytest.raises(HardwareError, match="Mystery GPU' has no catalog entry"):
+        hardware.local_hardware()
+    hardware.local_hardware.cache_clear()
+
+
+def test_hardware_yaml_file(tmp_path):
+    path = tmp_path / "my-gpu.yaml"
+    path.write_text("id: my-gpu\nname: My GPU\nkind: gpu\nvendor: me\nmemory_gib: 32\nbandwidth_tbps: 1.0\n"
+                    "peak_tflops: {bf16: 100, fp16: 100}\nfeatures: {backend: cuda, bf16: true}\nsources: [me]\n")
+    spec = hardware.resolve_hardware(str(path))
+    assert spec.memory_bytes == 32 * 2**30
+    path.write_text("id: broken\nname: x\n")
+    with pytest.raises(HardwareError, match="malformed hardware profile"):
+        hardware.resolve_hardware(str(path))
+
+
+def test_no_torch_import_for_profiles():
+    import subprocess
+    import sys
+
+    code = ("import sys, optiplan; optiplan.profile('llama-3.1-8b'); "
+            "from optiplan.planner import cli; sys.exit('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
