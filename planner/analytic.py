@@ -38,6 +38,15 @@ class Setup:
     layout: str  # KV layout: "serving" or "transformers"
     eager_attention: bool = False
     prefill_chunk_tokens: int | None = None  # chunked prefill bounds the activations
+    ep: int = 1  # expert parallel: routed experts split over `ep` devices, sequences spread over them
+    attention_efficiency: float | None = None  # fraction of peak the attention kernels reach [default: flop eff.]
+    offload_fraction: float = 0.0  # share of the weights kept in host memory and streamed each pass
+    host_link_bytes_per_s: float = 25e9
+
+    @cached_property
+    def shards(self) -> int:
+        """Devices that one forward pass's work is spread over."""
+        return self.tp * self.ep
 
     @cached_property
     def peak_flops(self) -> float:
@@ -149,19 +158,23 @@ def weights_read_bytes(s: Setup, tokens: int) -> float:
     c, lp = s.counts, s.counts.layer
     q = s.bits_per_weight / 8
     dense = c.num_dense_layers * c.dense_layer_linear
-    moe = 0.0
+    moe = experts = 0.0
     if c.num_moe_layers:
-        touched = expected_experts_touched(c.num_experts, c.top_k, tokens)
-        moe = c.num_moe_layers * (lp.attn_linear + lp.shared_linear + touched * lp.expert_linear)
+        # expert parallel: each device holds E/ep experts and sees the tokens routed to them
+        touched = expected_experts_touched(c.num_experts // s.ep, c.top_k / s.ep, tokens) if s.ep > 1 else \
+            expected_experts_touched(c.num_experts, c.top_k, tokens)
+        moe = c.num_moe_layers * (lp.attn_linear + lp.shared_linear)
+        experts = c.num_moe_layers * touched * lp.expert_linear
     other = (c.small + c.vocab_hidden) * s.act_bytes  # norms, biases, routers, output projection
-    return ((dense + moe) * q + other) / s.tp
+    return ((dense + moe) * q + other) / s.tp + experts * q / s.tp
 
 
 def kv_bytes_per_device(s: Setup, context: int, stage: int | None = None) -> float:
-    """KV bytes of one sequence on one device: one pipeline stage (all stages when None)."""
+    """KV bytes of one sequence on one device: one pipeline stage (all stages when None). Under
+    expert parallelism the sequences spread over the devices, a share of 1/ep each."""
     groups = s.stage_kv_groups if stage is None else (s.stage_kv_groups[stage],)
     elements = sum(kv_cache_elements(g, context, s.layout) for g in groups)
-    return elements * s.kv_share * s.kv_bits / 8
+    return elements * s.kv_share * s.kv_bits / 8 / s.ep
 
 
 def _active_intermediate(s: Setup) -> int:
@@ -194,6 +207,15 @@ def allreduce_s(s: Setup, message_bytes: float) -> float:
     return 2 * (n - 1) / n * message_bytes / one_way + 2 * (n - 1) * link.latency_us * 1e-6
 
 
+def all_to_all_s(s: Setup, message_bytes: float) -> float:
+    """Expert-parallel dispatch or combine: each device sends (ep-1)/ep of its tokens' hidden states."""
+    if s.ep <= 1 or s.hw.interconnect is None:
+        return 0.0
+    link = s.hw.interconnect
+    one_way = link.bandwidth_gbps / 2 * 1e9 * ALLREDUCE_EFFICIENCY
+    return (s.ep - 1) / s.ep * message_bytes / one_way + (s.ep - 1) * link.latency_us * 1e-6
+
+
 def _comm_s(s: Setup, tokens: int) -> float:
     message = tokens * s.spec.hidden_size * s.act_bytes
     per_layer = 2 * allreduce_s(s, message)  # after attention and after the MLP
@@ -201,38 +223,50 @@ def _comm_s(s: Setup, tokens: int) -> float:
     if s.pp > 1 and s.hw.interconnect is not None:
         link = s.hw.interconnect
         hops = (s.pp - 1) * (message / (link.bandwidth_gbps / 2 * 1e9) + link.latency_us * 1e-6)
-    return per_layer * s.spec.num_layers + hops
+    moe = 0.0
+    if s.ep > 1 and s.counts.num_moe_layers:  # dispatch and combine of top-k copies, tokens spread over ep
+        routed = message / s.ep * s.counts.top_k
+        moe = 2 * all_to_all_s(s, routed) * s.counts.num_moe_layers
+    return per_layer * s.spec.num_layers + hops + moe
 
 
 def _overhead_s(s: Setup) -> float:
     return s.eff.step_overhead_s + s.eff.layer_overhead_s * s.spec.num_layers
 
 
-def _cost(s: Setup, flops: float, bytes_dev: float, tokens: int) -> StepCost:
+def _cost(s: Setup, matmul: float, attention: float, bytes_dev: float, tokens: int) -> StepCost:
+    peak = s.peak_flops * s.shards  # the work is spread over the shards
+    attention_eff = s.attention_efficiency or s.eff.flop_efficiency
+    # weights held in host memory cross the host link every pass (CPU offload)
+    offload_s = s.offload_fraction * total_weight_bytes(s) / s.shards / s.host_link_bytes_per_s
     return StepCost(
-        flops=flops, bytes_per_device=bytes_dev,
-        compute_s=flops / s.tp / (s.peak_flops * s.eff.flop_efficiency),
-        memory_s=bytes_dev / (s.hw.memory_bandwidth_bytes_per_s * s.eff.bandwidth_efficiency),
+        flops=matmul + attention, bytes_per_device=bytes_dev,
+        compute_s=matmul / (peak * s.eff.flop_efficiency) + attention / (peak * attention_eff),
+        memory_s=bytes_dev / (s.hw.memory_bandwidth_bytes_per_s * s.eff.bandwidth_efficiency) + offload_s,
         comm_s=_comm_s(s, tokens), overhead_s=_overhead_s(s),
     )
 
 
-def decode_step(s: Setup, batch: int, context: int) -> StepCost:
-    """One decode step: each of `batch` sequences adds one token to a cache of `context` tokens.
-    With pipeline parallelism the token passes every stage in turn, so the step reads all layers."""
-    flops = matmul_flops(s, batch, batch) + decode_attention_flops(s, batch, context)
-    new_kv = batch * elements_per_token(s.spec, s.layout) * s.spec.num_layers * s.kv_share * s.kv_bits / 8
-    bytes_dev = weights_read_bytes(s, batch) + batch * kv_bytes_per_device(s, context) + new_kv
-    return _cost(s, flops, bytes_dev, batch)
+def decode_step(s: Setup, batch: int, context: int, tokens_per_seq: int = 1) -> StepCost:
+    """One decode step: each of `batch` sequences adds `tokens_per_seq` tokens (1, or a speculative
+    draft's tokens being verified) to a cache of `context` tokens. With pipeline parallelism the
+    token passes every stage in turn, so the step reads all layers."""
+    tokens = batch * tokens_per_seq
+    matmul = matmul_flops(s, tokens, tokens)
+    attention = decode_attention_flops(s, tokens, context)
+    new_kv = tokens * elements_per_token(s.spec, s.layout) * s.spec.num_layers * s.kv_share * s.kv_bits / 8
+    bytes_dev = weights_read_bytes(s, tokens) + batch * kv_bytes_per_device(s, context) + new_kv
+    return _cost(s, matmul, attention, bytes_dev, tokens)
 
 
 def prefill_step(s: Setup, batch: int, prompt: int) -> StepCost:
     """The prefill of `batch` prompts of `prompt` tokens (logits for the last token only)."""
     tokens = batch * prompt
-    flops = matmul_flops(s, tokens, batch) + prefill_attention_flops(s, batch, prompt)
+    matmul = matmul_flops(s, tokens, batch)
+    attention = prefill_attention_flops(s, batch, prompt)
     bytes_dev = (weights_read_bytes(s, tokens) + batch * kv_bytes_per_device(s, prompt)
                  + activation_traffic_bytes(s, tokens))
-    return _cost(s, flops, bytes_dev, tokens)
+    return _cost(s, matmul, attention, bytes_dev, tokens)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -247,13 +281,15 @@ def stage_weight_bytes(s: Setup, stage: int) -> float:
     moe_layers = sum(s.spec.layer_moe[a:b]) if s.spec.moe is not None else 0
     dense_layers = (b - a) - moe_layers
     q = s.bits_per_weight / 8
-    linear = dense_layers * c.dense_layer_linear + moe_layers * c.moe_layer_linear
+    experts = moe_layers * c.num_experts * lp.expert_linear
+    linear = dense_layers * c.dense_layer_linear + moe_layers * c.moe_layer_linear - experts
     small = dense_layers * (lp.attn_small + lp.norms + lp.mlp_small) + moe_layers * (lp.attn_small + lp.norms + lp.router)
     if stage == 0:
         small += c.embedding
     if stage == s.pp - 1:
         small += c.final_norm + (c.lm_head if c.lm_head or s.pp == 1 else c.vocab_hidden)
-    return (linear * q + small * s.act_bytes) / s.tp
+    on_device = 1.0 - s.offload_fraction
+    return ((linear * q + small * s.act_bytes) / s.tp + experts * q / (s.tp * s.ep)) * on_device
 
 
 def total_weight_bytes(s: Setup) -> float:
@@ -266,7 +302,7 @@ def activation_peak_bytes(s: Setup, batch: int, prompt: int) -> float:
     """Peak transient memory of a prefill, one device: the residual stream and normed input, the MLP
     intermediates (gate, up, their product), the last token's logits in fp32 and, for eager attention,
     the materialised score and probability matrices. A chunked prefill holds one chunk at a time."""
-    tokens = batch * prompt
+    tokens = max(batch * prompt // s.ep, 1)
     if s.prefill_chunk_tokens:
         tokens = min(tokens, s.prefill_chunk_tokens)
     hidden = tokens * s.act_bytes * (2 * s.spec.hidden_size + 3 * _active_intermediate(s) / s.tp)

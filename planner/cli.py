@@ -112,11 +112,87 @@ def profile(model: str, hardware: str, as_json: bool, output: Path | None, **opt
 
 
 @main.command()
-@click.argument("what", type=click.Choice(["models", "hardware"]))
+@click.argument("model", default=DEFAULT_MODEL)
+@click.option("--hardware", "-H", default=DEFAULT_HARDWARE, show_default=True,
+              help="Catalog device id or alias, 'local', or 'auto' to rank catalog devices and counts.")
+@click.option("--gpus", "--devices", "num_devices", type=int, default=None,
+              help="Devices [default: 1; with --hardware auto, the search picks].")
+@click.option("--workload", "-w", default="chat", show_default=True,
+              help="Preset (chat, code-completion, rag-long-context, batch-offline, agent, fine-tune) or a YAML/JSON file.")
+@click.option("--goal", type=click.Choice(["memory", "latency", "throughput", "context", "training", "cost"]),
+              default=None, help="Override the workload's goal.")
+@click.option("--max-quality-loss", "quality", default=None,
+              help="Perplexity increase allowed, e.g. 1% or 'lossless' [default: the workload's].")
+@click.option("--engine", type=click.Choice(["vllm", "sglang", "tgi", "trtllm", "transformers", "llama.cpp"]),
+              default=None, help="Serving engine the plan must be expressible in [default: the workload's].")
+@click.option("--concurrency", type=int, default=None, help="Override the workload's concurrent sequences.")
+@click.option("--context", "max_context", type=int, default=None, help="Override the longest sequence to serve.")
+@click.option("--format", "fmt", type=click.Choice(["text", "md", "html", "json"]), default="text", show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the report to this file.")
+@_friendly
+def advise(model: str, hardware: str, num_devices: int | None, workload: str, goal: str | None, quality: str | None,
+           engine: str | None, concurrency: int | None, max_context: int | None, fmt: str, output: Path | None) -> None:
+    """Name the bottleneck of MODEL on the hardware under a workload, and plan what to do about it.
+
+    \b
+      optiplan advise llama-3.1-8b --hardware l4 --workload chat
+      optiplan advise mixtral-8x7b --hardware h100-sxm --gpus 2 --goal throughput --format html -o report.html
+      optiplan advise ./config.json --hardware auto --workload rag-long-context --max-quality-loss 1%
+
+    Exit codes: 0 a plan, 2 bad input, 3 nothing fits or meets the workload.
+    """
+    from .advise import advise as run_advise
+    from .schema.advice import AdviseRequest
+    from .workload import parse_percent
+
+    advice = run_advise(AdviseRequest(model=model, hardware=hardware, num_devices=num_devices, workload=workload,
+                                      goal=goal, max_quality_loss_pct=parse_percent(quality), engine=engine,
+                                      concurrency=concurrency, max_context=max_context))
+    if fmt == "text" and output is None:
+        from .report import text_report
+
+        text_report(advice, color=True)
+        return
+    from .report import render
+
+    _emit(render(advice, fmt), output)
+
+
+@main.command()
+@click.option("--graph", "graph_format", type=click.Choice(["json", "dot", "mermaid"]), default=None,
+              help="Export the compatibility graph instead of the list.")
+@click.option("--json", "as_json", is_flag=True, help="Print the declarations as JSON.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@_friendly
+def techniques(graph_format: str | None, as_json: bool, output: Path | None) -> None:
+    """List the techniques the planner knows, or export their compatibility graph.
+
+    \b
+      optiplan techniques
+      optiplan techniques --graph mermaid
+    """
+    from .graph import describe, export
+    from .techniques import all_techniques
+
+    if graph_format:
+        _emit(export(graph_format), output)
+        return
+    declared = [describe(t) for t in all_techniques().values()]
+    if as_json:
+        _emit(json.dumps(declared, indent=2), output)
+        return
+    from .console import print_techniques
+
+    print_techniques(declared)
+
+
+@main.command()
+@click.argument("what", type=click.Choice(["models", "hardware", "workloads"]))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @_friendly
 def catalog(what: str, as_json: bool) -> None:
-    """List the catalog's models or hardware, with their aliases."""
+    """List the catalog's models, hardware or workload presets."""
     from .console import catalog_rows, print_catalog
 
     rows = catalog_rows(what)

@@ -101,7 +101,25 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
         console.file.close()
 
 
+def print_techniques(declared: list[dict[str, Any]]) -> None:
+    console = Console(width=140)
+    table = Table(title="optiplan techniques", title_justify="left")
+    for col in ("id", "family", "group", "needs", "quality risk", "summary"):
+        table.add_column(col, overflow="fold")
+    for t in declared:
+        needs = ", ".join([*t["hardware"], *t["model"], *(f"data:{t['data']}" for _ in [0] if t["data"]),
+                           *(f"requires {r}" for r in t["requires"])])
+        loss = t["quality_loss_pct"]
+        risk = t["quality_risk"] + (f" ({loss:g}%)" if loss else "" if loss is not None else " (depends)")
+        table.add_row(t["id"], t["family"], t["group"] or "-", needs or "-", risk, t["summary"])
+    console.print(table)
+
+
 def catalog_rows(what: str) -> list[dict[str, Any]]:
+    if what == "workloads":
+        from .workload import load_workload, preset_names
+
+        return [load_workload(n).model_dump(mode="json") for n in preset_names()]
     if what == "hardware":
         from .hardware import catalog_hardware
 
@@ -133,7 +151,16 @@ def catalog_rows(what: str) -> list[dict[str, Any]]:
 def print_catalog(what: str, rows: list[dict[str, Any]]) -> None:
     console = Console(width=140)
     table = Table(title=f"optiplan catalog: {what}", title_justify="left")
-    if what == "hardware":
+    if what == "workloads":
+        for col in ("name", "prompt mean/p95", "output mean/p95", "concurrency", "goal", "quality budget", "SLO",
+                    "description"):
+            table.add_column(col, overflow="fold")
+        for r in rows:
+            slo = ", ".join(f"{k.replace('_p95_ms', '')} {v:g} ms" for k, v in r["slo"].items() if v and k.endswith("ms"))
+            table.add_row(r["name"], f"{r['prompt_tokens_mean']}/{r['prompt_tokens_p95']}",
+                          f"{r['output_tokens_mean']}/{r['output_tokens_p95']}", str(r["concurrency"]), r["goal"],
+                          f"{r['max_quality_loss_pct']:g}%", slo or "-", r["description"])
+    elif what == "hardware":
         for col in ("id", "name", "memory", "TB/s", "bf16/fp16 TFLOPS", "fp8", "interconnect", "$/h", "aliases"):
             table.add_column(col)
         for r in rows:

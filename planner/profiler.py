@@ -112,6 +112,20 @@ def _curve_batches(batch: int, limit: int) -> list[int]:
     return sorted(points)
 
 
+def model_summary(spec: ModelSpec) -> ModelSummary:
+    counts = param_counts(spec)
+    moe = None
+    if spec.moe:
+        moe = f"{spec.moe.num_experts} experts, top-{spec.moe.top_k}" + (", shared" if spec.moe.shared_intermediate_size else "")
+    return ModelSummary(
+        name=spec.name, model_type=spec.model_type, source=spec.source, params_total=counts.total,
+        params_active=counts.active, embedding_params=counts.embedding, num_layers=spec.num_layers,
+        hidden_size=spec.hidden_size, attention=spec.attention_kind, num_heads=spec.num_heads,
+        num_kv_heads=spec.num_kv_heads, head_dim=spec.head_dim, moe=moe,
+        sliding_layers=sum(1 for w in spec.layer_windows if w), max_position_embeddings=spec.max_position_embeddings,
+    )
+
+
 def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
     """The full analytic profile of a resolved setup."""
     spec, counts, hw = s.spec, s.counts, s.hw
@@ -139,15 +153,7 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
     peak = hw.peak_tflops[s.compute_dtype]
     return Profile(
         request=request,
-        model=ModelSummary(
-            name=spec.name, model_type=spec.model_type, source=spec.source, params_total=counts.total,
-            params_active=counts.active, embedding_params=counts.embedding, num_layers=spec.num_layers,
-            hidden_size=spec.hidden_size, attention=spec.attention_kind, num_heads=spec.num_heads,
-            num_kv_heads=spec.num_kv_heads, head_dim=spec.head_dim,
-            moe=(f"{spec.moe.num_experts} experts, top-{spec.moe.top_k}"
-                 + (", shared" if spec.moe.shared_intermediate_size else "")) if spec.moe else None,
-            sliding_layers=sum(1 for w in spec.layer_windows if w), max_position_embeddings=spec.max_position_embeddings,
-        ),
+        model=model_summary(spec),
         hardware=HardwareSummary(
             id=hw.id, name=hw.name, num_devices=request.num_devices, tensor_parallel=s.tp, pipeline_parallel=s.pp,
             memory_per_device_bytes=hw.memory_bytes, bandwidth_bytes_per_s=hw.memory_bandwidth_bytes_per_s,

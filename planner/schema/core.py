@@ -1,7 +1,4 @@
-"""The one schema: pydantic models that the CLI, the Python API, reports and (later) the HTTP
-service and CI gate all exchange. Every top-level model carries `schema_version` and round-trips
-through JSON (`model_validate_json(model_dump_json())`).
-"""
+"""Core models: hardware and model specs, the profile request and its result."""
 
 from __future__ import annotations
 
@@ -12,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 SCHEMA_VERSION = "1.0"
 
 
-class _Frozen(BaseModel):
+class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
@@ -21,21 +18,21 @@ class _Frozen(BaseModel):
 # --------------------------------------------------------------------------------------------
 
 
-class Price(_Frozen):
+class Price(Frozen):
     low_usd_per_hour: float | None = None
     high_usd_per_hour: float | None = None
     as_of: str | None = None
     source: str | None = None
 
 
-class Interconnect(_Frozen):
+class Interconnect(Frozen):
     name: str
     bandwidth_gbps: float = Field(description="GB/s per device, bidirectional (vendor convention)")
     max_devices_per_node: int = 8
     latency_us: float = Field(5.0, description="per hop latency used for collective estimates")
 
 
-class HardwareFeatures(_Frozen):
+class HardwareFeatures(Frozen):
     backend: Literal["cuda", "rocm", "tpu", "metal", "cpu"]
     compute_capability: str | None = None
     bf16: bool = False
@@ -47,7 +44,7 @@ class HardwareFeatures(_Frozen):
     flash_attention: int = Field(0, description="highest FlashAttention generation supported (0 = none)")
 
 
-class HardwareSpec(_Frozen):
+class HardwareSpec(Frozen):
     """One device of a catalog entry (or of this machine), with a source for every number."""
 
     schema_version: str = SCHEMA_VERSION
@@ -62,6 +59,7 @@ class HardwareSpec(_Frozen):
     features: HardwareFeatures
     interconnect: Interconnect | None = None
     runtime_overhead_bytes: int = Field(0, description="memory the runtime takes before any weight")
+    host_link_gbps: float | None = Field(None, description="GB/s one way to host memory; None: unified memory")
     tdp_w: float | None = None
     price: Price | None = None
     sources: list[str] = []
@@ -77,7 +75,7 @@ class HardwareSpec(_Frozen):
 # --------------------------------------------------------------------------------------------
 
 
-class MoESpec(_Frozen):
+class MoESpec(Frozen):
     num_experts: int
     top_k: int
     expert_intermediate_size: int
@@ -87,7 +85,7 @@ class MoESpec(_Frozen):
     router_score_bias: bool = Field(False, description="DeepSeek-V3 e_score_correction_bias (one per expert)")
 
 
-class MLASpec(_Frozen):
+class MLASpec(Frozen):
     """Multi-head latent attention (DeepSeek-V2/V3)."""
 
     q_lora_rank: int | None
@@ -97,7 +95,7 @@ class MLASpec(_Frozen):
     v_head_dim: int
 
 
-class ModelSpec(_Frozen):
+class ModelSpec(Frozen):
     """A Transformer decoder reduced to what costs memory, FLOPs and bytes."""
 
     schema_version: str = SCHEMA_VERSION
@@ -149,7 +147,7 @@ class ModelSpec(_Frozen):
 # --------------------------------------------------------------------------------------------
 
 
-class EfficiencyFactors(_Frozen):
+class EfficiencyFactors(Frozen):
     """Fractions of the datasheet peaks that real kernels reach, plus fixed costs per step."""
 
     flop_efficiency: float = Field(gt=0, le=1)
@@ -159,7 +157,7 @@ class EfficiencyFactors(_Frozen):
     source: str = ""
 
 
-class ProfileRequest(_Frozen):
+class ProfileRequest(Frozen):
     schema_version: str = SCHEMA_VERSION
     model: str
     hardware: str
@@ -177,7 +175,7 @@ class ProfileRequest(_Frozen):
     attention: Literal["memory-efficient", "eager"] = "memory-efficient"
 
 
-class ModelSummary(_Frozen):
+class ModelSummary(Frozen):
     name: str
     model_type: str
     source: str
@@ -195,7 +193,7 @@ class ModelSummary(_Frozen):
     max_position_embeddings: int
 
 
-class HardwareSummary(_Frozen):
+class HardwareSummary(Frozen):
     id: str
     name: str
     num_devices: int
@@ -208,7 +206,7 @@ class HardwareSummary(_Frozen):
     ridge_flops_per_byte: float
 
 
-class MemoryBreakdown(_Frozen):
+class MemoryBreakdown(Frozen):
     weights_bytes: int
     weights_bits_per_param: float
     kv_cache_bytes: int = Field(description="KV cache of one sequence at the context length")
@@ -221,7 +219,7 @@ class MemoryBreakdown(_Frozen):
     headroom_bytes: int
 
 
-class ComputeProfile(_Frozen):
+class ComputeProfile(Frozen):
     prefill_matmul_flops_per_token: float
     prefill_attention_flops_per_token: float
     decode_matmul_flops_per_token: float
@@ -234,7 +232,7 @@ class ComputeProfile(_Frozen):
     prefill_bound: Literal["memory", "compute"]
 
 
-class LatencyProfile(_Frozen):
+class LatencyProfile(Frozen):
     ttft_ms: float = Field(description="prefill of the batch's prompts")
     tpot_ms: float = Field(description="one decode step of the batch at the full context")
     prefill_tokens: int
@@ -242,14 +240,14 @@ class LatencyProfile(_Frozen):
     communication_share: float = 0.0
 
 
-class ThroughputPoint(_Frozen):
+class ThroughputPoint(Frozen):
     batch: int
     tpot_ms: float
     tokens_per_s: float
     fits: bool
 
 
-class ThroughputProfile(_Frozen):
+class ThroughputProfile(Frozen):
     tokens_per_s: float = Field(description="decode tokens per second at the batch and context")
     prefill_tokens_per_s: float
     curve: list[ThroughputPoint]
@@ -257,7 +255,7 @@ class ThroughputProfile(_Frozen):
     max_context: int = Field(description="longest context that fits at the batch (capped at the model's maximum)")
 
 
-class Profile(_Frozen):
+class Profile(Frozen):
     """The result of `optiplan profile`: stable keys, predicted figures, and where they come from."""
 
     schema_version: str = SCHEMA_VERSION

@@ -1,0 +1,123 @@
+"""The result of `optiplan advise`: the bottleneck, the plan (ordered steps), its predicted effect
+step by step, alternatives on the Pareto front and every rejected technique with its reason."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from .core import SCHEMA_VERSION, Frozen, ModelSummary
+from .workload import Workload
+
+
+class Prediction(Frozen):
+    """The analytic model's figures for one configuration under the workload."""
+
+    memory_per_device_bytes: int
+    weights_per_device_bytes: int
+    kv_cache_per_device_bytes: int
+    activation_bytes: int
+    device_memory_bytes: int
+    fits: bool
+    max_concurrency: int = Field(description="sequences whose caches fit at the workload's mean context")
+    max_context: int = Field(description="longest single sequence that fits")
+    batch: int = Field(description="sequences decoded together: the workload's concurrency, capped by memory")
+    ttft_ms: float = Field(description="prefill of a p95 prompt")
+    tpot_ms: float = Field(description="time per output token at the batch and mean context")
+    throughput_tokens_per_s: float = Field(description="output tokens per second, all sequences")
+    prefill_intensity: float
+    decode_intensity: float
+    ridge_flops_per_byte: float
+    quality_loss_pct: float = 0.0
+    cost_per_million_tokens_usd: float | None = None
+    slo_violations: list[str] = []
+    training_step_s: float | None = None
+
+    @property
+    def meets_slo(self) -> bool:
+        return self.fits and not self.slo_violations
+
+
+class Bottleneck(Frozen):
+    primary: str = Field(description="weights-memory, kv-cache-memory, context-length, memory-bandwidth, "
+                                     "compute, interconnect, training-memory")
+    category: Literal["memory", "latency", "throughput", "context", "training"]
+    secondary: str | None = None
+    evidence: list[str]
+
+
+class PlanStep(Frozen):
+    technique: str = Field(description="stable technique id, e.g. weight-int4-awq")
+    name: str
+    params: dict[str, Any] = {}
+    why: str
+    quality_risk: Literal["none", "low", "medium", "high"]
+    quality_loss_pct: float
+    quality_source: str
+    predicted: Prediction = Field(description="after this step and all before it")
+
+
+class Plan(Frozen):
+    steps: list[PlanStep]
+    predicted: Prediction
+    quality_loss_pct: float
+    score: float = Field(description="the goal's objective (lower is better)")
+
+
+class Alternative(Frozen):
+    techniques: list[str]
+    predicted: Prediction
+    note: str
+
+
+class Rejection(Frozen):
+    technique: str
+    reason: str
+
+
+class HardwareChoice(Frozen):
+    id: str
+    name: str
+    count: int
+    tensor_parallel: int
+    pipeline_parallel: int
+    usd_per_hour: float | None = None
+
+
+class HardwareOption(Frozen):
+    id: str
+    count: int
+    meets_workload: bool
+    cost_per_million_tokens_usd: float | None
+    throughput_tokens_per_s: float
+    note: str
+
+
+class Advice(Frozen):
+    schema_version: str = SCHEMA_VERSION
+    model: ModelSummary
+    workload: Workload
+    hardware: HardwareChoice
+    bottleneck: Bottleneck
+    baseline: Prediction
+    plan: Plan
+    alternatives: list[Alternative] = []
+    rejected: list[Rejection] = []
+    hardware_ranking: list[HardwareOption] = []
+    warnings: list[str] = []
+
+
+class AdviseRequest(Frozen):
+    """What `optiplan advise` is asked: a model, hardware (or `auto`), and a workload with overrides."""
+
+    schema_version: str = SCHEMA_VERSION
+    model: str
+    hardware: str = "auto"
+    num_devices: int | None = Field(None, description="devices; with --hardware auto, the search picks the count")
+    workload: str = Field("chat", description="preset name or YAML/JSON file")
+    goal: str | None = None
+    max_quality_loss_pct: float | None = None
+    engine: str | None = None
+    concurrency: int | None = None
+    max_context: int | None = None

@@ -1,0 +1,68 @@
+"""What a deployment must serve (or train): token lengths, load, SLOs, goal and budgets."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from .core import SCHEMA_VERSION, Frozen
+
+Goal = Literal["memory", "latency", "throughput", "context", "training", "cost"]
+Engine = Literal["vllm", "sglang", "tgi", "trtllm", "transformers", "llama.cpp"]
+
+
+class SLO(Frozen):
+    ttft_p95_ms: float | None = Field(None, gt=0)
+    tpot_p95_ms: float | None = Field(None, gt=0)
+    min_throughput_tokens_per_s: float | None = Field(None, gt=0)
+
+
+class Training(Frozen):
+    """A fine-tuning or pre-training job: the memory model counts weights, gradients, optimizer
+    states and activations."""
+
+    sequence_length: int = Field(4096, ge=1)
+    global_batch: int = Field(64, ge=1, description="sequences per optimizer step")
+    micro_batch: int = Field(1, ge=1, description="sequences per device per forward pass")
+    optimizer: Literal["adamw", "adamw-8bit", "sgd"] = "adamw"
+    lora_rank: int = Field(16, ge=1)
+
+
+class Workload(Frozen):
+    schema_version: str = SCHEMA_VERSION
+    name: str = "custom"
+    description: str = ""
+    prompt_tokens_mean: int = Field(1024, ge=1)
+    prompt_tokens_p95: int = Field(2048, ge=1)
+    output_tokens_mean: int = Field(256, ge=1)
+    output_tokens_p95: int = Field(512, ge=1)
+    concurrency: int = Field(16, ge=1, description="sequences in flight at once")
+    request_rate_per_s: float | None = Field(None, gt=0, description="informative; concurrency sizes the batch")
+    shared_prefix_fraction: float = Field(0.0, ge=0, lt=1, description="share of prompt tokens a prefix cache reuses")
+    max_context: int | None = Field(None, ge=1, description="longest sequence to serve [default: p95 prompt + output]")
+    slo: SLO = SLO()
+    goal: Goal = "throughput"
+    max_quality_loss_pct: float = Field(1.0, ge=0, description="perplexity increase allowed, percent; 0 = lossless")
+    engine: Engine = "vllm"
+    allowed_techniques: tuple[str, ...] | None = None
+    denied_techniques: tuple[str, ...] = ()
+    training: Training | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "Workload":
+        if self.prompt_tokens_p95 < self.prompt_tokens_mean or self.output_tokens_p95 < self.output_tokens_mean:
+            raise ValueError("p95 token lengths must not be below the means")
+        if self.goal == "training" and self.training is None:
+            raise ValueError("a training goal needs a `training` section (sequence length, batch, optimizer)")
+        return self
+
+    @property
+    def context_needed(self) -> int:
+        """The longest sequence the deployment must hold."""
+        return self.max_context or self.prompt_tokens_p95 + self.output_tokens_p95
+
+    @property
+    def mean_context(self) -> int:
+        """Average tokens in a sequence's cache during decoding: the prompt plus half the output."""
+        return self.prompt_tokens_mean + self.output_tokens_mean // 2

@@ -1,0 +1,66 @@
+"""Spreading a model over several devices. The baseline already splits layers over the devices in
+sequence (`device_map="auto"`); these replace that split with one that also splits the work."""
+
+from __future__ import annotations
+
+from . import Context, Technique, register
+from ..predict import PlanState
+
+GROUP = "parallelism"
+
+
+def _per_node(ctx: Context) -> int:
+    return ctx.hw.interconnect.max_devices_per_node if ctx.hw.interconnect else 1
+
+
+def _tp_size(ctx: Context) -> int:
+    return min(ctx.devices, _per_node(ctx))
+
+
+def _tp_check(ctx: Context) -> str | None:
+    tp = _tp_size(ctx)
+    if ctx.spec.num_heads % tp:
+        return f"{ctx.spec.num_heads} attention heads do not split over {tp} devices"
+    if ctx.devices % tp:
+        return f"{ctx.devices} devices are not whole nodes of {tp}"
+    return None
+
+
+def _tp(state: PlanState, ctx: Context) -> PlanState:
+    tp = _tp_size(ctx)
+    return state.with_(tp=tp, pp=ctx.devices // tp, ep=1)
+
+
+def _pp_check(ctx: Context) -> str | None:
+    if ctx.devices <= _per_node(ctx) and not ctx.spec.num_heads % ctx.devices:
+        return "tensor parallel covers one node with less latency; pipeline stages only pay across nodes"
+    return None
+
+
+def _ep_check(ctx: Context) -> str | None:
+    experts = ctx.spec.moe.num_experts if ctx.spec.moe else 0
+    if experts % ctx.devices:
+        return f"{experts} experts do not split evenly over {ctx.devices} devices"
+    return None
+
+
+register(
+    Technique(
+        id="tensor-parallel", name="Tensor parallel", family="parallelism", group=GROUP,
+        summary="Each layer's matrices split across the devices of a node (two all-reduces per layer); "
+                "pipeline stages across nodes when there are more devices than one node holds.",
+        transform=_tp, hardware=("multi-device", "interconnect"), check=_tp_check,
+        params=lambda c: {"tensor_parallel_size": _tp_size(c), "pipeline_parallel_size": c.devices // _tp_size(c)}),
+    Technique(
+        id="pipeline-parallel", name="Pipeline parallel", family="parallelism", group=GROUP,
+        summary="Consecutive layers on consecutive devices, micro-batches flowing through: little communication.",
+        transform=lambda s, c: s.with_(tp=1, pp=c.devices, ep=1), hardware=("multi-device",), check=_pp_check,
+        params=lambda c: {"pipeline_parallel_size": c.devices}),
+    Technique(
+        id="expert-parallel", name="Expert parallel", family="parallelism", group=GROUP,
+        summary="Routed experts split across devices (tokens dispatched all-to-all); attention replicated and "
+                "sequences spread over the devices.",
+        transform=lambda s, c: s.with_(tp=1, pp=1, ep=c.devices), hardware=("multi-device", "interconnect"),
+        model=("moe",), check=_ep_check,
+        params=lambda c: {"expert_parallel_size": c.devices, "data_parallel_attention": True}),
+)

@@ -1,0 +1,59 @@
+"""Training techniques: they change what a training step keeps in memory and how long it takes
+(see planner/training.py for the memory and time model)."""
+
+from __future__ import annotations
+
+from . import Context, Technique, register
+from ..predict import PlanState
+
+
+def _add(name: str):
+    def transform(state: PlanState, ctx: Context) -> PlanState:
+        return state.with_(training=state.training | {name})
+    return transform
+
+
+def _not_with_8bit_already(ctx: Context) -> str | None:
+    if ctx.workload.training and ctx.workload.training.optimizer != "adamw":
+        return f"the workload's optimizer is already {ctx.workload.training.optimizer}"
+    return None
+
+
+register(
+    Technique(
+        id="mixed-precision", name="Mixed precision (bf16 compute, fp32 master weights)", family="training",
+        phase="training", summary="Matmuls at the 16-bit tensor-core rate, activations in 16 bits, fp32 master copy.",
+        transform=_add("mixed-precision"), quality_source="Micikevicius et al. (arXiv 1710.03740): matches fp32",
+        params=lambda c: {"dtype": "bf16" if c.hw.features.bf16 else "fp16"}),
+    Technique(
+        id="activation-checkpointing", name="Activation checkpointing", family="training", phase="training",
+        summary="Keep only each layer's input; recompute the rest in the backward pass (a third more FLOPs).",
+        transform=_add("activation-checkpointing"), quality_source="lossless: the same computation, repeated",
+        params=lambda c: {"granularity": "full"}),
+    Technique(
+        id="lora", name="LoRA adapters", family="training", phase="training", group="adapters",
+        summary="Frozen base weights, trainable low-rank adapters on every projection: tiny gradients and "
+                "optimizer states.",
+        transform=_add("lora"), requires=("mixed-precision",), after=("mixed-precision",), packages=("peft",),
+        quality_risk="low", quality_loss_pct=0.5,
+        quality_source="LoRA (arXiv 2106.09685) matches full fine-tuning on most tasks; 0.5% budgeted",
+        params=lambda c: {"rank": c.workload.training.lora_rank if c.workload.training else 16}),
+    Technique(
+        id="qlora", name="QLoRA (NF4 base, LoRA adapters)", family="training", phase="training", group="adapters",
+        summary="The frozen base stored in 4-bit NF4, adapters trained in 16 bits.",
+        transform=_add("qlora"), requires=("mixed-precision",), after=("mixed-precision",), hardware=("cuda",),
+        packages=("peft", "bitsandbytes"), quality_risk="low", quality_loss_pct=0.7,
+        quality_source="QLoRA (arXiv 2305.14314): NF4 + LoRA matches 16-bit full fine-tuning on MMLU; 0.7% budgeted",
+        params=lambda c: {"rank": c.workload.training.lora_rank if c.workload.training else 16, "base": "nf4"}),
+    Technique(
+        id="fsdp", name="FSDP / ZeRO-3 sharding", family="training", phase="training",
+        summary="Weights, gradients and optimizer states sharded over the devices, gathered layer by layer.",
+        transform=_add("fsdp"), hardware=("multi-device", "interconnect"), packages=("torch",),
+        quality_source="lossless: the same optimizer step, sharded", params=lambda c: {"shards": c.devices}),
+    Technique(
+        id="optimizer-8bit", name="8-bit Adam", family="training", phase="training",
+        summary="Adam's two moments in 8 bits with block-wise scales: 2 bytes per parameter instead of 8.",
+        transform=_add("optimizer-8bit"), hardware=("cuda",), packages=("bitsandbytes",), check=_not_with_8bit_already,
+        quality_source="Dettmers et al. (arXiv 2110.02861): 8-bit optimizers match 32-bit Adam",
+        params=lambda c: {"optimizer": "adamw-8bit"}),
+)
