@@ -72,6 +72,10 @@ class Setup:
         return tuple(kv_groups(self.spec, self.layout, a, b) for a, b in self.stages)
 
     @cached_property
+    def stage_weights(self) -> tuple[float, ...]:
+        return tuple(_stage_weight_bytes(self, i) for i in range(self.pp))
+
+    @cached_property
     def kv_share(self) -> float:
         return tensor_parallel_share(self.spec, self.layout, self.tp)
 
@@ -276,6 +280,10 @@ def prefill_step(s: Setup, batch: int, prompt: int) -> StepCost:
 
 def stage_weight_bytes(s: Setup, stage: int) -> float:
     """Weights held by one device of a pipeline stage (tensor-parallel shards)."""
+    return s.stage_weights[stage]
+
+
+def _stage_weight_bytes(s: Setup, stage: int) -> float:
     c, lp = s.counts, s.counts.layer
     a, b = s.stages[stage]
     moe_layers = sum(s.spec.layer_moe[a:b]) if s.spec.moe is not None else 0

@@ -3,11 +3,10 @@
 
 from __future__ import annotations
 
+import heapq
 import json
 from functools import lru_cache
 from itertools import combinations
-
-import networkx as nx
 
 from .techniques import Technique, all_techniques
 
@@ -18,55 +17,87 @@ FAMILY_ORDER = ("compression", "weight quantization", "kv-cache quantization", "
 
 
 @lru_cache(maxsize=1)
-def technique_graph() -> nx.MultiDiGraph:
+def edges() -> tuple[tuple[str, str, str], ...]:
+    """Every edge the declarations imply, as (from, to, kind): `requires` (A needs B), `order`
+    (A runs before B) and `conflicts` (declared, or two techniques of one group)."""
     techniques = all_techniques()
-    g = nx.MultiDiGraph()
+    out = set()
     for t in techniques.values():
-        g.add_node(t.id, name=t.name, family=t.family, group=t.group, phase=t.phase, risk=t.quality_risk,
-                   always_on=t.always_on)
-    for t in techniques.values():
-        for dep in t.requires:
-            g.add_edge(t.id, dep, key="requires", kind="requires")
-        for before in t.after:
-            if before in techniques:
-                g.add_edge(before, t.id, key="order", kind="order")
-        for other in t.conflicts:
-            g.add_edge(t.id, other, key="conflicts", kind="conflicts")
+        out |= {(t.id, dep, "requires") for dep in t.requires}
+        out |= {(before, t.id, "order") for before in t.after if before in techniques}
+        out |= {(t.id, other, "conflicts") for other in t.conflicts}
     by_group: dict[str, list[str]] = {}
     for t in techniques.values():
         if t.group:
             by_group.setdefault(t.group, []).append(t.id)
     for members in by_group.values():
-        for a, b in combinations(sorted(members), 2):
-            g.add_edge(a, b, key="conflicts", kind="conflicts", reason="same group")
+        out |= {(a, b, "conflicts") for a, b in combinations(sorted(members), 2)}
+    return tuple(sorted(out))
+
+
+@lru_cache(maxsize=1)
+def technique_graph():
+    """The compatibility graph as a networkx MultiDiGraph (edge keys are the kinds)."""
+    import networkx as nx  # imported here: the search needs only `edges()`, and networkx costs ~0.25 s
+
+    g = nx.MultiDiGraph()
+    for t in all_techniques().values():
+        g.add_node(t.id, name=t.name, family=t.family, group=t.group, phase=t.phase, risk=t.quality_risk,
+                   always_on=t.always_on)
+    for u, v, kind in edges():
+        g.add_edge(u, v, key=kind, kind=kind)
     return g
 
 
+@lru_cache(maxsize=1)
+def _conflict_pairs() -> frozenset[frozenset[str]]:
+    return frozenset(frozenset((u, v)) for u, v, kind in edges() if kind == "conflicts")
+
+
 def conflicting(a: str, b: str) -> bool:
-    g = technique_graph()
-    return g.has_edge(a, b, key="conflicts") or g.has_edge(b, a, key="conflicts")
+    return frozenset((a, b)) in _conflict_pairs()
 
 
 def plan_order(ids: list[str]) -> list[str]:
-    """Order techniques for a plan: requirements and declared order first, then family order."""
-    g = technique_graph()
-    order_graph = nx.DiGraph()
-    order_graph.add_nodes_from(ids)
-    for u, v, kind in g.subgraph(ids).edges(keys=True):
-        if kind == "requires":
-            order_graph.add_edge(v, u)
-        elif kind == "order":
-            order_graph.add_edge(u, v)
+    """Order techniques for a plan: requirements and declared order first, then family order, then
+    id (a lexicographic topological sort, so the order is deterministic)."""
+    chosen = set(ids)
+    successors: dict[str, set[str]] = {i: set() for i in chosen}
+    indegree = dict.fromkeys(chosen, 0)
+    for u, v, kind in edges():
+        if kind == "conflicts" or u not in chosen or v not in chosen:
+            continue
+        first, then = (v, u) if kind == "requires" else (u, v)
+        if then not in successors[first]:
+            successors[first].add(then)
+            indegree[then] += 1
     rank = {f: i for i, f in enumerate(FAMILY_ORDER)}
     techniques = all_techniques()
-    return list(nx.lexicographical_topological_sort(
-        order_graph, key=lambda n: (rank.get(techniques[n].family, len(rank)), n)))
+
+    def key(n: str) -> tuple[int, str]:
+        return rank.get(techniques[n].family, len(rank)), n
+
+    ready = [key(n) for n, d in indegree.items() if d == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        _, n = heapq.heappop(ready)
+        order.append(n)
+        for m in successors[n]:
+            indegree[m] -= 1
+            if indegree[m] == 0:
+                heapq.heappush(ready, key(m))
+    if len(order) != len(chosen):
+        raise ValueError(f"technique order has a cycle among {sorted(chosen - set(order))}")
+    return order
 
 
 def export(fmt: str) -> str:
     """The graph as JSON (node-link), DOT or Mermaid."""
     g = technique_graph()
     if fmt == "json":
+        import networkx as nx
+
         return json.dumps(nx.node_link_data(g, edges="edges"), indent=2, default=str)
     edges = sorted({(u, v, k) for u, v, k in g.edges(keys=True)})
     if fmt == "dot":

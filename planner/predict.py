@@ -14,7 +14,6 @@ from .analytic import (
     Setup,
     decode_step,
     fits,
-    kv_bytes_per_device,
     max_context,
     per_device_bytes,
     prefill_step,
@@ -182,10 +181,11 @@ def evaluate(state: PlanState, workload: Workload, full: bool = True) -> Predict
         prefill_intensity=prefill.flops / s.shards / prefill.bytes_per_device,
         decode_intensity=decode.flops / s.shards / decode.bytes_per_device,
         ridge_flops_per_byte=s.ridge, quality_loss_pct=round(state.quality_loss_pct, 4),
-        cost_per_million_tokens_usd=cost, slo_violations=violations,
+        **dtypes_and_layout(state, s), cost_per_million_tokens_usd=cost, slo_violations=violations,
     )
 
 
-def kv_per_sequence_bytes(state: PlanState, workload: Workload) -> float:
-    """KV bytes one sequence of the workload reserves on one device."""
-    return kv_bytes_per_device(to_setup(state), int(kv_reserved_tokens(state, workload)))
+def dtypes_and_layout(state: PlanState, s: Setup) -> dict:
+    act = "fp32" if s.compute_dtype == "fp32" else state.default_16bit
+    return {"weight_dtype": state.weight_dtype, "compute_dtype": s.compute_dtype, "kv_dtype": state.kv_dtype or act,
+            "tensor_parallel": state.tp, "pipeline_parallel": state.pp, "expert_parallel": state.ep}

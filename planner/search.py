@@ -55,7 +55,9 @@ def apply_steps(state: PlanState, steps: list[Technique], ctx: Context) -> list[
     states = []
     for t in steps:
         state = t.transform(state, ctx)
-        state = state.with_(quality_loss_pct=state.quality_loss_pct + t.loss(ctx))
+        loss = t.loss(ctx)
+        if loss:
+            state = state.with_(quality_loss_pct=state.quality_loss_pct + loss)
         states.append(state)
     return states
 

@@ -89,5 +89,7 @@ def training_prediction(state: PlanState, workload: Workload) -> Prediction:
         max_concurrency=micro_fit, max_context=0, batch=job.micro_batch, ttft_ms=0.0, tpot_ms=0.0,
         throughput_tokens_per_s=tokens_step / step_s, prefill_intensity=0.0, decode_intensity=0.0,
         ridge_flops_per_byte=s.ridge, quality_loss_pct=round(state.quality_loss_pct, 4),
+        weight_dtype="nf4" if "qlora" in applied else s.compute_dtype, compute_dtype=s.compute_dtype,
+        tensor_parallel=1, pipeline_parallel=1, expert_parallel=1, kv_dtype="-",
         slo_violations=[] if fit else ["does not fit in device memory"], training_step_s=step_s,
     )

@@ -30,6 +30,12 @@ class Prediction(Frozen):
     decode_intensity: float
     ridge_flops_per_byte: float
     quality_loss_pct: float = 0.0
+    weight_dtype: str = ""
+    compute_dtype: str = ""
+    kv_dtype: str = ""
+    tensor_parallel: int = 1
+    pipeline_parallel: int = 1
+    expert_parallel: int = 1
     cost_per_million_tokens_usd: float | None = None
     slo_violations: list[str] = []
     training_step_s: float | None = None

@@ -1,0 +1,58 @@
+"""Speed of `optiplan advise` (issue 3 goal: the whole `optiplan advise ... --format json` process
+under 1 s on this machine, without importing torch). Prints the figures and writes
+benchmarks/results/advise_speed.json.
+
+    python benchmarks/bench_advise_speed.py [--runs 9]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+COMMANDS = {
+    "8b-l4-chat": ["advise", "llama-3.1-8b", "--hardware", "l4", "--workload", "chat", "--format", "json"],
+    "mixtral-2xh100-throughput": ["advise", "mixtral-8x7b", "--hardware", "h100-sxm", "--gpus", "2", "--goal",
+                                  "throughput", "--format", "json"],
+    "70b-auto-rag": ["advise", "llama-3.1-70b", "--hardware", "auto", "--workload", "rag-long-context",
+                     "--max-quality-loss", "1%", "--format", "json"],
+}
+
+
+def time_command(args: list[str], runs: int) -> list[float]:
+    exe = shutil.which("optiplan")
+    cmd = [exe, *args] if exe else [sys.executable, "-m", "optiplan.planner.cli", *args]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)  # warm the file cache
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=9)
+    args = parser.parse_args()
+    results = {}
+    for name, cmd in COMMANDS.items():
+        times = time_command(cmd, args.runs)
+        results[name] = {"command": "optiplan " + " ".join(cmd), "median_s": statistics.median(times),
+                         "min_s": min(times), "max_s": max(times), "runs": len(times)}
+        print(f"{name:28s} median {results[name]['median_s']:.3f} s (min {min(times):.3f}, max {max(times):.3f}; "
+              f"goal < 1 s)")
+    out = Path(__file__).resolve().parent / "results" / "advise_speed.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

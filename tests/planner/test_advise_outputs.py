@@ -1,0 +1,150 @@
+"""`optiplan advise` and `optiplan techniques` as a user runs them: formats, keys, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from html.parser import HTMLParser
+
+import networkx as nx
+import pytest
+from click.testing import CliRunner
+
+from optiplan.planner.cli import main
+from optiplan.planner.graph import export, plan_order, technique_graph
+from optiplan.planner.techniques import all_techniques
+
+
+def run(*args):
+    return CliRunner().invoke(main, list(args))
+
+
+def test_json_has_the_stable_keys():
+    result = run("advise", "llama-3.1-8b", "--hardware", "l4", "--workload", "chat", "--format", "json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["schema_version"] == "1.0" and data["bottleneck"]["primary"]
+    for section in (data["baseline"], data["plan"]["predicted"]):
+        for key in ("memory_per_device_bytes", "ttft_ms", "tpot_ms", "throughput_tokens_per_s", "fits"):
+            assert key in section
+    assert all({"technique", "params"} <= set(s) for s in data["plan"]["steps"])
+    assert isinstance(data["alternatives"], list)
+    assert all({"technique", "reason"} <= set(r) for r in data["rejected"])
+    assert data["hardware"]["id"] == "l4" and data["hardware"]["count"] == 1
+
+
+def test_json_round_trips():
+    from optiplan.planner.schema import Advice
+
+    text = run("advise", "mixtral-8x7b", "-H", "h100-sxm", "--gpus", "2", "--format", "json").output
+    assert Advice.model_validate_json(text).model_dump_json(indent=2) == text.strip()
+
+
+def test_text_report_fits_80_columns(tmp_path):
+    out = tmp_path / "advice.txt"
+    result = run("advise", "llama-3.1-70b", "-H", "h100-sxm", "--gpus", "2", "-o", str(out))
+    assert result.exit_code == 0
+    text = out.read_text()
+    assert "Bottleneck:" in text and "Plan" in text and "Not in the plan" in text
+    assert max(len(line) for line in text.splitlines()) <= 80
+
+
+def test_markdown_report():
+    md = run("advise", "llama-3.1-8b", "-H", "a100-80gb-sxm", "--format", "md").output
+    assert md.startswith("# optiplan advice: llama-3.1-8b on 1 x a100-80gb-sxm")
+    for heading in ("## Bottleneck", "## Plan", "## Not in the plan"):
+        assert heading in md
+    assert "| `weight-fp8` |" in md  # rejected on A100, with its reason
+
+
+class _Collector(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags, self.urls = [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        self.urls += [v for k, v in attrs if k in ("src", "href") and v]
+
+
+def test_html_report_is_self_contained_with_charts(tmp_path):
+    out = tmp_path / "report.html"
+    result = run("advise", "mixtral-8x7b", "--hardware", "h100-sxm", "--gpus", "2", "--goal", "throughput",
+                 "--format", "html", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    html = out.read_text()
+    parser = _Collector()
+    parser.feed(html)
+    assert parser.tags.count("svg") == 4  # memory, roofline, steps, technique graph
+    assert not parser.urls and "<script" not in html
+    for title in ("memory per device before and after", "roofline", "predictions step by step", "technique graph"):
+        assert f'aria-label="{title}"' in html
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["advise", "llama-3.1-405b", "-H", "l4"], 3, "nearest feasible"),
+    (["advise", "llama-3.1-8b", "-H", "l4", "--workload", "chatt"], 2, "did you mean: chat"),
+    (["advise", "llama-3.1-8b", "-H", "l4", "--max-quality-loss", "lots"], 2, "not a percentage"),
+    (["advise", "llama-3.1-8b", "-H", "l4", "--gpus", "0"], 2, "at least 1"),
+    (["advise", "llama-3.1-8b", "-H", "epyc-9004", "--gpus", "2"], 2, "no device interconnect"),
+    (["advise", "nope", "-H", "l4"], 2, "unknown model 'nope'"),
+])
+def test_bad_and_impossible_requests(args, code, message):
+    result = run(*args)
+    assert result.exit_code == code, result.output
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_workload_file_and_overrides(tmp_path):
+    path = tmp_path / "w.yaml"
+    path.write_text("name: mine\nprompt_tokens_mean: 500\nprompt_tokens_p95: 900\noutput_tokens_mean: 100\n"
+                    "output_tokens_p95: 300\nconcurrency: 4\ngoal: cost\nmax_quality_loss_pct: 0.5\n")
+    data = json.loads(run("advise", "qwen2.5-7b", "-H", "l4", "-w", str(path), "--concurrency", "8",
+                          "--format", "json").output)
+    assert data["workload"]["name"] == "mine" and data["workload"]["concurrency"] == 8
+    path.write_text("prompt_tokens_mean: 500\nprompt_tokens_p95: 100\n")
+    result = run("advise", "qwen2.5-7b", "-H", "l4", "-w", str(path))
+    assert result.exit_code == 2 and "p95 token lengths must not be below the means" in result.output
+
+
+def test_advise_does_not_import_torch():
+    code = ("import sys; from optiplan.planner.cli import main\n"
+            "try:\n    main(['advise', 'llama-3.1-8b', '-H', 'l4', '--format', 'json'])\n"
+            "except SystemExit:\n    pass\n"
+            "sys.stderr.write('TORCH' if 'torch' in sys.modules or 'transformers' in sys.modules else 'CLEAN')")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.stderr.endswith("CLEAN"), proc.stderr[-500:]
+
+
+def test_graph_is_built_from_the_declarations():
+    g = technique_graph()
+    techniques = all_techniques()
+    assert set(g.nodes) == set(techniques) and len(techniques) >= 30
+    assert g.has_edge("chunked-prefill", "paged-kv", key="requires")
+    weights = [t for t in techniques.values() if t.group == "weight-format"]
+    n = len(weights)
+    conflicts = [(u, v) for u, v, k in g.edges(keys=True) if k == "conflicts" and techniques[u].group == "weight-format"]
+    assert len(conflicts) == n * (n - 1) // 2  # a clique: one weight format per plan
+    order = nx.DiGraph([(u, v) for u, v, k in g.edges(keys=True) if k == "order"])
+    assert nx.is_directed_acyclic_graph(order)
+    assert plan_order(["prefix-caching", "paged-kv", "weight-int8"]) == ["weight-int8", "paged-kv", "prefix-caching"]
+
+
+def test_graph_exports():
+    data = json.loads(export("json"))
+    assert {n["id"] for n in data["nodes"]} == set(all_techniques())
+    dot = export("dot")
+    assert dot.startswith("digraph techniques {") and '"chunked-prefill" -> "paged-kv"' in dot
+    mermaid = run("techniques", "--graph", "mermaid").output
+    assert mermaid.startswith("graph LR") and "chunked_prefill -->|requires| paged_kv" in mermaid
+    listing = run("techniques")
+    assert listing.exit_code == 0 and "weight-int4-awq" in listing.output
+    declared = json.loads(run("techniques", "--json").output)
+    assert all(t["quality_source"] for t in declared)
+
+
+def test_catalog_workloads():
+    result = run("catalog", "workloads", "--json")
+    names = {w["name"] for w in json.loads(result.output)}
+    assert {"chat", "code-completion", "rag-long-context", "batch-offline", "agent"} <= names

@@ -1,0 +1,174 @@
+"""Planner scenarios whose expectations follow from first principles (bytes, capabilities, budgets)."""
+
+from __future__ import annotations
+
+import pytest
+
+from optiplan.planner.advise import ImpossibleError, advise
+from optiplan.planner.schema import AdviseRequest
+
+GB = 1e9
+
+
+def run(**kw):
+    return advise(AdviseRequest(**kw))
+
+
+def steps(a):
+    return [s.technique for s in a.plan.steps]
+
+
+def rejected(a):
+    return {r.technique: r.reason for r in a.rejected}
+
+
+WEIGHTS_8_BITS_OR_LESS = {"weight-int8", "weight-w8a8-int8", "weight-fp8", "weight-int4-awq", "weight-int4-gptq",
+                          "weight-int4", "weight-nf4", "weight-fp4"}
+
+
+def test_70b_on_one_h100_quantizes():
+    # 70.6B parameters x 2 bytes = 141 GB of bf16 weights > 80 GB
+    a = run(model="llama-3.1-70b", hardware="h100-sxm", workload="chat")
+    assert not a.baseline.fits and a.bottleneck.primary == "weights-memory"
+    assert "141.1 GB" in a.bottleneck.evidence[0]
+    assert WEIGHTS_8_BITS_OR_LESS & set(steps(a))
+    assert a.plan.predicted.fits and a.plan.predicted.weights_per_device_bytes < 80 * GB
+
+
+def test_70b_on_two_h100_uses_tensor_parallel():
+    a = run(model="llama-3.1-70b", hardware="h100-sxm", num_devices=2, workload="chat")
+    assert "tensor-parallel" in steps(a)
+    assert a.hardware.tensor_parallel == 2 and a.plan.predicted.tensor_parallel == 2
+
+
+def test_405b_on_eight_h100_needs_8_bits_or_fewer():
+    # 405.9B x 2 bytes = 812 GB > 8 x 80 GB; 8-bit weights take 406 GB
+    a = run(model="llama-3.1-405b", hardware="h100-sxm", num_devices=8, workload="chat")
+    assert not a.baseline.fits
+    assert WEIGHTS_8_BITS_OR_LESS & set(steps(a))
+    assert a.plan.predicted.weight_dtype in ("fp8", "int8", "int4", "nf4")
+
+
+def test_8b_chat_with_64_users_on_l4_is_kv_bound():
+    # 16 GB of weights leave ~8 GB: at 128 KiB/token and ~4k reserved tokens a sequence, about 15 fit
+    a = run(model="llama-3.1-8b", hardware="l4", workload="chat", concurrency=64)
+    assert a.bottleneck.primary == "kv-cache-memory"
+    assert "workload needs 64" in a.bottleneck.evidence[0]
+    assert a.baseline.max_concurrency < 64
+    assert {"paged-kv", "kv-fp8"} & set(steps(a))
+
+
+def test_a100_plan_never_uses_fp8():
+    a = run(model="llama-3.1-8b", hardware="a100-80gb-sxm", workload="chat")
+    assert not {"weight-fp8", "kv-fp8"} & set(steps(a))
+    assert all(s.predicted.compute_dtype != "fp8" and s.predicted.kv_dtype != "fp8" for s in a.plan.steps)
+    assert "no fp8" in rejected(a)["weight-fp8"] and "no fp8" in rejected(a)["kv-fp8"]
+
+
+def test_t4_plan_never_uses_bf16_or_flash_attention_2():
+    a = run(model="llama-3.1-8b", hardware="t4", workload="chat")
+    assert "flash-attention" not in steps(a)
+    assert "FlashAttention-2 needs compute capability 8.0" in rejected(a)["flash-attention"]
+    assert all(s.predicted.compute_dtype != "bf16" and s.predicted.weight_dtype != "bf16" for s in a.plan.steps)
+    assert a.baseline.weight_dtype == "fp16"
+
+
+def test_batch_one_latency_considers_a_same_family_draft():
+    a = run(model="llama-3.1-70b", hardware="h100-sxm", num_devices=4, workload="chat", concurrency=1)
+    draft_steps = [s for s in a.plan.steps if s.technique == "spec-draft"]
+    if draft_steps:
+        assert draft_steps[0].params["draft_model"] == "llama-3.2-1b"
+    else:  # considered and weighed, not ruled out
+        reason = rejected(a)["spec-draft"]
+        assert "one speculative per plan" in reason or "no gain" in reason
+    assert any(s.startswith("spec-") for s in steps(a))
+    assert a.plan.predicted.tpot_ms < a.baseline.tpot_ms / 2
+
+
+def test_moe_considers_expert_parallel():
+    a = run(model="mixtral-8x7b", hardware="h100-sxm", num_devices=4, workload="batch-offline")
+    reason = rejected(a).get("expert-parallel")
+    assert "expert-parallel" in steps(a) or "one parallelism per plan" in reason or "no gain" in reason
+    dense = run(model="llama-3.1-8b", hardware="h100-sxm", num_devices=4, workload="batch-offline")
+    assert "is not a mixture of experts" in rejected(dense)["expert-parallel"]
+
+
+def test_128k_rag_quantizes_and_pages_the_cache_and_respects_the_budget():
+    a = run(model="llama-3.1-8b", hardware="h100-sxm", workload="rag-long-context")
+    assert "paged-kv" in steps(a) and {"kv-fp8", "kv-int8", "kv-int4"} & set(steps(a))
+    assert "sliding-window-sinks" not in steps(a)
+    strict = run(model="llama-3.1-8b", hardware="h100-sxm", workload="rag-long-context", engine="transformers")
+    assert "exceeds the quality budget" in rejected(strict)["sliding-window-sinks"]
+    loose = run(model="llama-3.1-8b", hardware="h100-sxm", workload="rag-long-context", engine="transformers",
+                max_quality_loss_pct=15)
+    assert "sliding-window-sinks" in steps(loose)
+    assert loose.plan.predicted.max_concurrency > strict.plan.predicted.max_concurrency
+
+
+def test_lossless_budget_keeps_only_exact_techniques():
+    a = run(model="llama-3.1-70b", hardware="h100-sxm", num_devices=4, workload="chat", max_quality_loss_pct=0)
+    assert a.plan.quality_loss_pct == 0 and all(s.quality_loss_pct == 0 for s in a.plan.steps)
+    assert "exceeds the quality budget" in rejected(a)["weight-fp8"]
+
+
+def test_nothing_fits_is_impossible_with_the_nearest_option():
+    with pytest.raises(ImpossibleError, match="nothing fits.*nearest feasible") as err:
+        run(model="llama-3.1-405b", hardware="l4", workload="chat")
+    assert err.value.exit_code == 3
+
+
+def test_unmeetable_slo_is_impossible():
+    with pytest.raises(ImpossibleError, match="no plan meets the workload"):
+        run(model="llama-3.1-70b", hardware="l4", num_devices=8, workload="code-completion")
+
+
+def test_context_beyond_the_model_is_impossible():
+    with pytest.raises(ImpossibleError, match="needs 131,072 tokens of context"):
+        run(model="gpt2", hardware="h100-sxm", workload="rag-long-context")
+
+
+def test_hardware_auto_ranks_by_cost():
+    a = run(model="llama-3.1-8b", hardware="auto", workload="chat")
+    priced = [h.cost_per_million_tokens_usd for h in a.hardware_ranking if h.cost_per_million_tokens_usd is not None]
+    assert priced == sorted(priced) and len(a.hardware_ranking) >= 5
+    assert (a.hardware.id, a.hardware.count) == (a.hardware_ranking[0].id, a.hardware_ranking[0].count)
+
+
+def test_training_memory_model_picks_adapters_when_full_fine_tuning_cannot_fit():
+    # full fine-tuning with AdamW keeps ~16 bytes per parameter: 1.1 TB for 70B
+    a = run(model="llama-3.1-70b", hardware="h100-sxm", num_devices=8, workload="fine-tune")
+    assert a.bottleneck.primary == "training-memory" and not a.baseline.fits
+    assert {"lora", "qlora", "fsdp"} & set(steps(a)) and a.plan.predicted.fits
+    assert a.plan.predicted.training_step_s > 0
+    assert "a training technique" in rejected(run(model="llama-3.1-8b", hardware="h100-sxm"))["lora"]
+
+
+def test_denied_techniques_and_engines():
+    a = run(model="llama-3.1-8b", hardware="l4", workload="chat")
+    assert "weight-fp8" in steps(a)
+    from optiplan.planner.schema import Workload  # noqa: F401
+
+    denied = advise(AdviseRequest(model="llama-3.1-8b", hardware="l4", workload="chat", engine="tgi"))
+    assert "spec-draft" not in steps(denied) and "tgi" in rejected(denied)["spec-draft"]
+
+
+def test_steps_compose_and_the_search_is_deterministic():
+    a = run(model="mixtral-8x7b", hardware="h100-sxm", num_devices=2, goal="throughput", workload="chat")
+    b = run(model="mixtral-8x7b", hardware="h100-sxm", num_devices=2, goal="throughput", workload="chat")
+    assert a.model_dump_json() == b.model_dump_json()
+    assert a.plan.steps[-1].predicted == a.plan.predicted
+    ids = steps(a)
+    assert ids.index("paged-kv") < ids.index("chunked-prefill")  # requires paged-kv
+    every = {r.technique for r in a.rejected} | set(ids)
+    from optiplan.planner.techniques import all_techniques
+
+    assert every == set(all_techniques()) and all(r.reason for r in a.rejected)
+
+
+def test_goal_changes_the_plan():
+    memory = run(model="llama-3.1-70b", hardware="h100-sxm", num_devices=2, workload="chat", goal="memory",
+                 max_quality_loss_pct=5)
+    latency = run(model="llama-3.1-70b", hardware="h100-sxm", num_devices=2, workload="chat",
+                  max_quality_loss_pct=5)
+    assert memory.plan.predicted.memory_per_device_bytes < latency.plan.predicted.memory_per_device_bytes
+    assert latency.plan.predicted.tpot_ms <= memory.plan.predicted.tpot_ms
