@@ -5,6 +5,8 @@ The Python API mirrors the CLI: each function takes the same request model the c
     >>> import optiplan
     >>> p = optiplan.profile("llama-3.1-8b", hardware="h100-sxm", context=8192, batch=16)
     >>> p.latency.tpot_ms, p.memory.per_device_bytes, p.fits
+    >>> a = optiplan.advise("llama-3.1-8b", hardware="l4", workload="chat")
+    >>> a.bottleneck.primary, [s.technique for s in a.plan.steps]
 
 This package maps the repository's top-level folders as subpackages: `optiplan.planner`,
 `optiplan.profiles`, `optiplan.optimizers`, `optiplan.kernels`, `optiplan.templates`.
@@ -17,7 +19,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "profile"]
+__all__ = ["__version__", "advise", "profile"]
 
 
 def profile(model: str, hardware: str = "h100-sxm", **options: Any):
@@ -28,3 +30,13 @@ def profile(model: str, hardware: str = "h100-sxm", **options: Any):
     from .planner.schema import ProfileRequest
 
     return _profile(ProfileRequest(model=model, hardware=hardware, **options))
+
+
+def advise(model: str, hardware: str = "auto", **options: Any):
+    """Bottleneck, plan, alternatives and rejections for `model` on `hardware` ('auto' ranks the
+    catalog). Options are the fields of `optiplan.planner.schema.AdviseRequest` (num_devices,
+    workload, goal, max_quality_loss_pct, engine, concurrency, max_context). Returns an `Advice`."""
+    from .planner.advise import advise as _advise
+    from .planner.schema import AdviseRequest
+
+    return _advise(AdviseRequest(model=model, hardware=hardware, **options))

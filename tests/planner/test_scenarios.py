@@ -172,3 +172,10 @@ def test_goal_changes_the_plan():
                   max_quality_loss_pct=5)
     assert memory.plan.predicted.memory_per_device_bytes < latency.plan.predicted.memory_per_device_bytes
     assert latency.plan.predicted.tpot_ms <= memory.plan.predicted.tpot_ms
+
+
+def test_python_api():
+    import optiplan
+
+    a = optiplan.advise("llama-3.1-70b", hardware="h100-sxm", num_devices=2, workload="chat")
+    assert a.plan.steps and a.hardware.count == 2
