@@ -121,6 +121,20 @@ def rank_hardware(spec: ModelSpec, workload: Workload) -> list[tuple[HardwareOpt
 # ---------------------------------------------------------------------------------------------
 
 
+def _explain_winner(ranking: list[HardwareOption]) -> str:
+    win = ranking[0]
+    cost = (f"${win.cost_per_million_tokens_usd:,.2f} per million output tokens" if win.cost_per_million_tokens_usd
+            is not None else "no catalog price; ranked by throughput")
+    text = (f"{win.count} x {win.id} is the cheapest of {len(ranking)} catalog options that meet the workload "
+            f"({cost}, {win.throughput_tokens_per_s:,.0f} tokens/s with {win.note})")
+    if len(ranking) > 1:
+        nxt = ranking[1]
+        nxt_cost = (f"${nxt.cost_per_million_tokens_usd:,.2f}" if nxt.cost_per_million_tokens_usd is not None
+                    else "unpriced")
+        text += f"; next: {nxt.count} x {nxt.id} at {nxt_cost}"
+    return text
+
+
 def _usd_per_hour(hw: HardwareSpec) -> float | None:
     if hw.price and hw.price.low_usd_per_hour and hw.price.high_usd_per_hour:
         return (hw.price.low_usd_per_hour + hw.price.high_usd_per_hour) / 2
@@ -212,6 +226,7 @@ def advise(request: AdviseRequest) -> Advice:
         raise RequestError(f"num devices must be at least 1, got {request.num_devices}")
     spec, workload = resolve_request(request)
     ranking: list[HardwareOption] = []
+    hardware_reason = None
     if request.hardware.strip().lower() == "auto":
         options = rank_hardware(spec, workload)
         if request.num_devices is not None:
@@ -221,6 +236,7 @@ def advise(request: AdviseRequest) -> Advice:
                                   "64; nearest feasible: relax the SLOs, the concurrency or the quality budget")
         ranking = [o[0] for o in options]
         hw, devices = options[0][1], options[0][2]
+        hardware_reason = _explain_winner(ranking)
     else:
         hw = resolve_hardware(request.hardware)
         devices = request.num_devices or 1
@@ -256,7 +272,7 @@ def advise(request: AdviseRequest) -> Advice:
         plan=Plan(steps=steps, predicted=final, quality_loss_pct=round(best.predicted.quality_loss_pct, 4),
                   score=best.score),
         alternatives=alternatives, rejected=_rejections(best, ranked, result, ctx),
-        hardware_ranking=ranking, warnings=warnings,
+        hardware_ranking=ranking, hardware_reason=hardware_reason, warnings=warnings,
     )
 
 

@@ -130,9 +130,13 @@ def profile(model: str, hardware: str, as_json: bool, output: Path | None, **opt
 @click.option("--format", "fmt", type=click.Choice(["text", "md", "html", "json"]), default="text", show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the report to this file.")
+@click.option("--emit-configs", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write deployment configs for every engine that runs on the hardware to this folder.")
+@click.option("--force", is_flag=True, help="Replace an existing --emit-configs folder.")
 @_friendly
 def advise(model: str, hardware: str, num_devices: int | None, workload: str, goal: str | None, quality: str | None,
-           engine: str | None, concurrency: int | None, max_context: int | None, fmt: str, output: Path | None) -> None:
+           engine: str | None, concurrency: int | None, max_context: int | None, fmt: str, output: Path | None,
+           emit_configs: Path | None, force: bool) -> None:
     """Name the bottleneck of MODEL on the hardware under a workload, and plan what to do about it.
 
     \b
@@ -149,6 +153,12 @@ def advise(model: str, hardware: str, num_devices: int | None, workload: str, go
     advice = run_advise(AdviseRequest(model=model, hardware=hardware, num_devices=num_devices, workload=workload,
                                       goal=goal, max_quality_loss_pct=parse_percent(quality), engine=engine,
                                       concurrency=concurrency, max_context=max_context))
+    if emit_configs is not None:
+        from .deploy import TARGETS, render_all, write
+
+        files, _ = render_all(advice, [t for t in TARGETS if t != "all"])
+        write(files, emit_configs, force=force)
+        click.echo(f"wrote {len(files)} deployment files to {emit_configs}", err=True)
     if fmt == "text" and output is None:
         from .report import text_report
 
@@ -157,6 +167,50 @@ def advise(model: str, hardware: str, num_devices: int | None, workload: str, go
     from .report import render
 
     _emit(render(advice, fmt), output)
+
+
+@main.command()
+@click.argument("model", default=DEFAULT_MODEL)
+@click.option("--hardware", "-H", default=DEFAULT_HARDWARE, show_default=True,
+              help="Catalog device id or alias, 'local', or 'auto'.")
+@click.option("--gpus", "--devices", "num_devices", type=int, default=None, help="Devices [default: 1].")
+@click.option("--workload", "-w", default="chat", show_default=True, help="Preset or a YAML/JSON workload file.")
+@click.option("--engine", "-e", "target", default="vllm", show_default=True,
+              help="vllm, sglang, tgi, trtllm, llama.cpp, compose, kubernetes, or all.")
+@click.option("--serving-engine", type=click.Choice(["vllm", "sglang", "tgi", "trtllm", "llama.cpp"]), default=None,
+              help="The engine compose and kubernetes run [default: vllm].")
+@click.option("--max-quality-loss", "quality", default=None, help="Perplexity increase allowed, e.g. 1%.")
+@click.option("--output", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder to write the configs to.")
+@click.option("--force", is_flag=True, help="Replace an existing, non-empty output folder.")
+@_friendly
+def configs(model: str, hardware: str, num_devices: int | None, workload: str, target: str,
+            serving_engine: str | None, quality: str | None, out_dir: Path, force: bool) -> None:
+    """Render deployment configs for MODEL from its plan: engine command lines and config files,
+    docker compose, Kubernetes manifests, and a README saying how to start them.
+
+    \b
+      optiplan configs llama-3.1-70b --hardware h100-sxm --gpus 4 --workload chat --engine vllm -o deploy/
+      optiplan configs ./my-model --hardware l4 --engine kubernetes -o k8s/
+    """
+    from .advise import advise as run_advise
+    from .deploy import ENGINES, TARGETS, render_all, write
+    from .errors import UnknownNameError
+    from .schema.advice import AdviseRequest
+    from .workload import parse_percent
+
+    if target not in TARGETS:
+        raise UnknownNameError("engine", target, TARGETS)
+    # a single engine gets a plan made for it; the wrappers and `all` use the serving engine's plan
+    plan_engine = target if target in ENGINES else (serving_engine or "vllm")
+    advice = run_advise(AdviseRequest(model=model, hardware=hardware, num_devices=num_devices, workload=workload,
+                                      engine=plan_engine, max_quality_loss_pct=parse_percent(quality)))
+    targets = [t for t in TARGETS if t != "all"] if target == "all" else [target]
+    files, skipped = render_all(advice, targets)
+    for path in write(files, out_dir, force=force):
+        click.echo(str(path))
+    for line in skipped:
+        click.echo(f"skipped {line}", err=True)
 
 
 @main.command()

@@ -105,6 +105,8 @@ def text_report(advice: Advice, color: bool = True, file=None) -> str:
             console.print(f"  - {plan_diff(alt.techniques, a)}: {alt.note}")
     if a.hardware_ranking:
         console.print("\n[bold]Hardware ranking[/] (cheapest per million output tokens first)")
+        if a.hardware_reason:
+            console.print(f"  {a.hardware_reason}")
         for h in a.hardware_ranking[:8]:
             cost = f"${h.cost_per_million_tokens_usd:,.2f}/M" if h.cost_per_million_tokens_usd is not None else "no price"
             console.print(f"  {h.count} x {h.id}: {cost}, {h.throughput_tokens_per_s:,.0f} tokens/s ({h.note})")

@@ -111,6 +111,7 @@ class Advice(Frozen):
     alternatives: list[Alternative] = []
     rejected: list[Rejection] = []
     hardware_ranking: list[HardwareOption] = []
+    hardware_reason: str | None = Field(None, description="why --hardware auto chose this device and count")
     warnings: list[str] = []
 
 

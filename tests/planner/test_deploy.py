@@ -1,0 +1,185 @@
+"""Deployment configs: every option exists for the stated engine version, outputs parse, shell
+quoting survives, Kubernetes manifests validate, bad input writes nothing."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from optiplan.planner.advise import advise
+from optiplan.planner.cli import main
+from optiplan.planner.deploy import ENGINES, DeployError, engine_config, engine_options, render, render_all, write
+from optiplan.planner.schema import AdviseRequest
+
+
+def plan(model="llama-3.1-70b", hardware="h100-sxm", devices=4, engine="vllm", **kw):
+    return advise(AdviseRequest(model=model, hardware=hardware, num_devices=devices, workload="chat", engine=engine,
+                                **kw))
+
+
+@pytest.fixture(scope="module")
+def h100_plans():
+    return {e: plan(engine=e) for e in ("vllm", "sglang", "tgi", "trtllm")}
+
+
+def test_option_data_is_stated_per_version():
+    for engine in ENGINES:
+        data = engine_options(engine)
+        assert data["engine"] == engine and data["version"] and data["options"]
+
+
+@pytest.mark.parametrize("engine", ["vllm", "sglang", "tgi", "trtllm"])
+def test_every_emitted_option_is_known(engine, h100_plans):
+    cfg = engine_config(h100_plans[engine], engine)
+    known = engine_options(engine)["options"]
+    assert set(cfg.options) <= set(known)
+    assert cfg.applied and all(reason for _, reason in cfg.not_applied)
+
+
+def test_plan_steps_map_to_vllm_options(h100_plans):
+    a = h100_plans["vllm"]
+    cfg = engine_config(a, "vllm")
+    steps = {s.technique for s in a.plan.steps}
+    assert cfg.options["tensor-parallel-size"] == a.plan.predicted.tensor_parallel
+    assert cfg.options["max-model-len"] == a.workload.context_needed
+    assert 1 <= cfg.options["max-num-seqs"] <= a.workload.concurrency
+    if "weight-fp8" in steps:
+        assert cfg.options["quantization"] == "fp8"
+    if "kv-fp8" in steps:
+        assert cfg.options["kv-cache-dtype"] == "fp8"
+    if "prefix-caching" in steps:
+        assert cfg.options["enable-prefix-caching"] is True
+    spec = cfg.options.get("speculative-config")
+    if spec:  # the current JSON form, not the removed --speculative-model
+        assert "num_speculative_tokens" in spec and "speculative-model" not in cfg.options
+
+
+def test_every_target_renders_parseable_files(tmp_path, h100_plans):
+    files, skipped = render_all(h100_plans["vllm"], ["vllm", "sglang", "tgi", "trtllm", "llama.cpp", "compose",
+                                                     "kubernetes"])
+    assert not skipped or all("llama.cpp" in s for s in skipped)
+    for path, text in files.items():
+        if path.endswith(".yaml"):
+            assert list(yaml.safe_load_all(text))
+        if path.endswith(".sh"):
+            assert text.startswith("#!/usr/bin/env bash")
+            assert subprocess.run(["bash", "-n"], input=text, text=True).returncode == 0
+    assert "README.md" in files and "vllm/serve.sh" in files and "kubernetes/deployment.yaml" in files
+
+
+def test_shell_quoting_survives_spaces(tmp_path, catalog_entries):
+    folder = tmp_path / "my model folder"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(catalog_entries["qwen2.5-7b"]["config"]))
+    a = advise(AdviseRequest(model=str(folder), hardware="l4", workload="chat", engine="vllm"))
+    script = render(a, "vllm")["vllm/serve.sh"]
+    command = script.split("exec ", 1)[1].replace("\\\n", " ").replace('"$@"', "")
+    argv = shlex.split(command)
+    assert argv[:3] == ["vllm", "serve", str(folder)]
+
+
+def test_kubernetes_manifests_validate_and_request_the_devices(h100_plans):
+    kv = pytest.importorskip("kubernetes_validate")
+    text = render(h100_plans["vllm"], "kubernetes")["kubernetes/deployment.yaml"]
+    docs = list(yaml.safe_load_all(text))
+    assert {d["kind"] for d in docs} >= {"Deployment", "Service"}
+    for d in docs:
+        kv.validate(d, "1.33", strict=True)
+    container = docs[0]["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 4
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health"
+    assert any(v["name"] == "dshm" for v in docs[0]["spec"]["template"]["spec"]["volumes"])
+
+
+def test_multi_node_uses_a_leaderworkerset():
+    a = plan(model="llama-3.1-405b", devices=16)
+    docs = list(yaml.safe_load_all(render(a, "kubernetes")["kubernetes/deployment.yaml"]))
+    lws = docs[0]
+    assert lws["kind"] == "LeaderWorkerSet" and lws["spec"]["leaderWorkerTemplate"]["size"] == 2
+    leader = lws["spec"]["leaderWorkerTemplate"]["leaderTemplate"]["spec"]["containers"][0]
+    assert leader["resources"]["limits"]["nvidia.com/gpu"] == 8
+    assert "--pipeline-parallel-size 2" in leader["args"][0]
+
+
+def test_compose_reserves_the_gpus(h100_plans):
+    doc = yaml.safe_load(render(h100_plans["vllm"], "compose")["compose/docker-compose.yaml"])
+    service = next(iter(doc["services"].values()))
+    assert service["deploy"]["resources"]["reservations"]["devices"][0]["count"] == 4
+    assert service["command"][0] == "meta-llama/Llama-3.1-70B"
+
+
+def test_steps_an_engine_cannot_express_are_listed(h100_plans):
+    a = h100_plans["vllm"]
+    files, _ = render_all(a, ["llama.cpp"])
+    cfg = engine_config(a, "llama.cpp")
+    assert cfg.not_applied, "a vLLM plan on 4 GPUs has steps llama.cpp cannot express (tensor parallel, fp8)"
+    for t, why in cfg.not_applied:
+        assert f"`{t}`: {why}" in files["README.md"]
+    sglang = h100_plans["sglang"]
+    draft = [s for s in sglang.plan.steps if s.technique == "spec-draft"]
+    if draft:  # vLLM 0.10 cannot run a separate draft model: listed, not dropped
+        assert "spec-draft" in dict(engine_config(sglang, "vllm").not_applied)
+
+
+def test_llama_cpp_on_cpu_and_trtllm_refused_there():
+    a = advise(AdviseRequest(model="qwen2.5-0.5b", hardware="epyc-9004", workload="chat", engine="llama.cpp"))
+    files = render(a, "llama.cpp")
+    assert "llama-server" in files["llamacpp/serve.sh"] and "GGUF" in files["README.md"]
+    with pytest.raises(DeployError, match="trtllm does not run on epyc-9004"):
+        render(a, "trtllm")
+
+
+def test_cli_writes_all_or_nothing(tmp_path):
+    out = tmp_path / "deploy"
+    result = CliRunner().invoke(main, ["configs", "llama-3.1-70b", "--hardware", "h100-sxm", "--gpus", "4",
+                                       "--workload", "chat", "--engine", "vllm", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (out / "vllm" / "serve.sh").stat().st_mode & 0o111 and (out / "README.md").is_file()
+    again = CliRunner().invoke(main, ["configs", "llama-3.1-8b", "-o", str(out)])
+    assert again.exit_code == 2 and "--force" in again.output
+    cpu = tmp_path / "cpu"
+    bad = CliRunner().invoke(main, ["configs", "qwen2.5-0.5b", "-H", "epyc-9004", "--engine", "trtllm", "-o", str(cpu)])
+    assert bad.exit_code == 2 and "does not run on epyc-9004" in bad.output and not cpu.exists()
+    unknown = CliRunner().invoke(main, ["configs", "qwen2.5-0.5b", "--engine", "vlm", "-o", str(cpu)])
+    assert unknown.exit_code == 2 and "did you mean: vllm" in unknown.output and not cpu.exists()
+
+
+def test_advise_emits_configs(tmp_path):
+    out = tmp_path / "d"
+    result = CliRunner().invoke(main, ["advise", "llama-3.1-8b", "-H", "l4", "--format", "json",
+                                       "--emit-configs", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (out / "vllm" / "serve.sh").is_file() and (out / "kubernetes" / "deployment.yaml").is_file()
+
+
+def test_write_leaves_nothing_on_failure(tmp_path):
+    out = tmp_path / "x"
+    with pytest.raises(TypeError):
+        write({"a.txt": "ok", "b.txt": None}, out)
+    assert not out.exists() and not list(tmp_path.glob(".optiplan-*"))
+
+
+def test_real_vllm_parser_accepts_the_options(h100_plans):
+    pytest.importorskip("vllm", reason="vllm is not installed (CUDA engine); option data is checked above")
+    from vllm.entrypoints.openai.cli_args import make_arg_parser
+    from vllm.utils import FlexibleArgumentParser
+
+    parser = make_arg_parser(FlexibleArgumentParser())
+    argv = engine_config(h100_plans["vllm"], "vllm").argv()
+    parser.parse_args(argv[2:])
+
+
+def test_real_sglang_parser_accepts_the_options(h100_plans):
+    pytest.importorskip("sglang", reason="sglang is not installed (CUDA engine); option data is checked above")
+    import argparse
+
+    from sglang.srt.server_args import ServerArgs
+
+    parser = argparse.ArgumentParser()
+    ServerArgs.add_cli_args(parser)
+    parser.parse_args(engine_config(h100_plans["sglang"], "sglang").argv()[3:])
