@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
-import subprocess
-import sys
-import time
 from pathlib import Path
+
+from _timing import time_cli
 
 COMMANDS = {
     "8b-l4-chat": ["advise", "llama-3.1-8b", "--hardware", "l4", "--workload", "chat", "--format", "json"],
@@ -25,25 +23,13 @@ COMMANDS = {
 }
 
 
-def time_command(args: list[str], runs: int) -> list[float]:
-    exe = shutil.which("optiplan")
-    cmd = [exe, *args] if exe else [sys.executable, "-m", "optiplan.planner.cli", *args]
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)  # warm the file cache
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-        times.append(time.perf_counter() - start)
-    return times
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=9)
     args = parser.parse_args()
     results = {}
     for name, cmd in COMMANDS.items():
-        times = time_command(cmd, args.runs)
+        times = time_cli(cmd, args.runs)
         results[name] = {"command": "optiplan " + " ".join(cmd), "median_s": statistics.median(times),
                          "min_s": min(times), "max_s": max(times), "runs": len(times)}
         print(f"{name:28s} median {results[name]['median_s']:.3f} s (min {min(times):.3f}, max {max(times):.3f}; "

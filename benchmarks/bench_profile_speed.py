@@ -10,27 +10,14 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import shutil
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
+from _timing import time_cli
+
 COMMAND = ["profile", "llama-3.1-70b", "--hardware", "h100-sxm", "--gpus", "2", "--context", "8192", "--batch", "16",
            "--json"]
-
-
-def process_times(runs: int) -> list[float]:
-    exe = shutil.which("optiplan")
-    cmd = [exe, *COMMAND] if exe else [sys.executable, "-m", "optiplan.planner.cli", *COMMAND]
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)  # warm the file cache
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-        times.append(time.perf_counter() - start)
-    return times
 
 
 def pair_times(rounds: int) -> dict:
@@ -66,7 +53,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
 
-    times = process_times(args.runs)
+    times = time_cli(COMMAND, args.runs)
     pairs = pair_times(args.rounds)
     first_round = pairs["ms_per_pair_rounds"][0]
     result = {
