@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from .. import profiles
 from .bottleneck import classify
-from .errors import HardwareError, OptiplanError, RequestError
+from .errors import HardwareError, OptiplanError, RequestError, UnknownNameError
 from .hardware import catalog_hardware, resolve_hardware
 from .model_source import resolve_model
 from .params import param_counts
@@ -30,6 +30,12 @@ from .workload import load_workload, with_overrides
 GB = 1e9
 AUTO_COUNTS = (1, 2, 4, 8)
 QUICK_GROUPS = frozenset({"weight-format", "kv-format", "parallelism"})
+
+
+def _quick(workload: Workload) -> frozenset[str] | None:
+    """The groups a quick search enumerates: formats and parallelism for serving; every training
+    technique (there are few) for training."""
+    return None if workload.goal == "training" else QUICK_GROUPS
 
 
 class ImpossibleError(OptiplanError):
@@ -102,7 +108,10 @@ def rank_hardware(spec: ModelSpec, workload: Workload) -> list[tuple[HardwareOpt
         hw = catalog_hardware(hw_id)
         for count in _counts(hw):
             ctx = build_context(spec, hw, count, workload)
-            ranked = rank(search(ctx, only_groups=QUICK_GROUPS).candidates)
+            try:
+                ranked = rank(search(ctx, only_groups=_quick(workload)).candidates)
+            except HardwareError:  # e.g. a training step at a rate the device lacks
+                break
             if not ranked or not ranked[0].predicted.meets_slo:
                 continue
             p = ranked[0].predicted
@@ -154,7 +163,7 @@ def _impossible(spec: ModelSpec, hw: HardwareSpec, devices: int, workload: Workl
 
 
 def _feasible(spec: ModelSpec, hw: HardwareSpec, devices: int, workload: Workload) -> bool:
-    ranked = rank(search(build_context(spec, hw, devices, workload), only_groups=QUICK_GROUPS).candidates)
+    ranked = rank(search(build_context(spec, hw, devices, workload), only_groups=_quick(workload)).candidates)
     return bool(ranked) and ranked[0].predicted.meets_slo
 
 
@@ -213,6 +222,10 @@ def resolve_request(request: AdviseRequest) -> tuple[ModelSpec, Workload]:
     workload = with_overrides(load_workload(request.workload), goal=request.goal,
                               max_quality_loss_pct=request.max_quality_loss_pct, engine=request.engine,
                               concurrency=request.concurrency, max_context=request.max_context)
+    known = set(all_techniques())
+    unknown = [t for t in (*(workload.allowed_techniques or ()), *workload.denied_techniques) if t not in known]
+    if unknown:
+        raise UnknownNameError("technique", unknown[0], known, "`optiplan techniques` lists them")
     if spec.max_position_embeddings < workload.context_needed:
         raise ImpossibleError(f"the workload needs {workload.context_needed:,} tokens of context and {spec.name} "
                               f"supports {spec.max_position_embeddings:,}; nearest feasible: a model with a longer "
@@ -247,6 +260,8 @@ def advise(request: AdviseRequest) -> Advice:
     ranked = rank(result.candidates)
     best = ranked[0] if ranked else None
     if best is None or not best.predicted.meets_slo:
+        if best is not None and not best.predicted.fits:  # name the smallest plan, not the fastest
+            best = min(result.candidates, key=lambda c: c.predicted.memory_per_device_bytes)
         raise ImpossibleError(_impossible(spec, hw, devices, workload, best))
 
     techniques = all_techniques()

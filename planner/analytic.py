@@ -8,6 +8,7 @@ and memory time use the datasheet peaks scaled by the efficiency factors.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -50,6 +51,10 @@ class Setup:
 
     @cached_property
     def peak_flops(self) -> float:
+        if self.compute_dtype not in self.hw.peak_tflops:
+            from .errors import HardwareError
+
+            raise HardwareError(f"{self.hw.id} has no {self.compute_dtype} rate; it runs {', '.join(self.hw.peak_tflops)}")
         return self.hw.peak_tflops[self.compute_dtype] * 1e12
 
     @cached_property
@@ -134,11 +139,13 @@ def _causal_pairs(prompt: int, window: int | None) -> float:
     return window * (window + 1) / 2 + (prompt - window) * window
 
 
-def prefill_attention_flops(s: Setup, batch: int, prompt: int) -> float:
+def prefill_attention_flops(s: Setup, batch: int, prompt: int, cached: int = 0) -> float:
+    """Attention FLOPs of prefilling tokens [cached, prompt) of each prompt: with a cached prefix the
+    new tokens still attend to the whole prefix (windows permitting)."""
     dims = 2 * s.spec.num_heads * attention_dims(s.spec, s.layout, decode=False)
     if s.eager_attention:  # the full score matrix is computed, then masked
-        return batch * dims * s.spec.num_layers * prompt * prompt
-    return batch * dims * sum(_causal_pairs(prompt, w) for w in s.spec.layer_windows)
+        return batch * dims * s.spec.num_layers * (prompt - cached) * prompt
+    return batch * dims * sum(_causal_pairs(prompt, w) - _causal_pairs(cached, w) for w in s.spec.layer_windows)
 
 
 def decode_attention_flops(s: Setup, batch: int, context: int) -> float:
@@ -201,14 +208,15 @@ def activation_traffic_bytes(s: Setup, tokens: int) -> float:
 
 
 def allreduce_s(s: Setup, message_bytes: float) -> float:
-    """Ring all-reduce over the tensor-parallel group: 2(n-1)/n of the message each way, plus
-    2(n-1) link latencies."""
+    """All-reduce over the tensor-parallel group: the ring's 2(n-1)/n of the message over the link,
+    plus ceil(log2 n) link latencies (small decode messages go through one-shot or tree algorithms,
+    not 2(n-1) ring hops: vLLM's custom all-reduce, NCCL's LL protocols)."""
     n = s.tp
     if n <= 1 or s.hw.interconnect is None:
         return 0.0
     link = s.hw.interconnect
     one_way = link.bandwidth_gbps / 2 * 1e9 * ALLREDUCE_EFFICIENCY
-    return 2 * (n - 1) / n * message_bytes / one_way + 2 * (n - 1) * link.latency_us * 1e-6
+    return 2 * (n - 1) / n * message_bytes / one_way + math.ceil(math.log2(n)) * link.latency_us * 1e-6
 
 
 def all_to_all_s(s: Setup, message_bytes: float) -> float:
@@ -263,11 +271,13 @@ def decode_step(s: Setup, batch: int, context: int, tokens_per_seq: int = 1) -> 
     return _cost(s, matmul, attention, bytes_dev, tokens)
 
 
-def prefill_step(s: Setup, batch: int, prompt: int) -> StepCost:
-    """The prefill of `batch` prompts of `prompt` tokens (logits for the last token only)."""
-    tokens = batch * prompt
+def prefill_step(s: Setup, batch: int, prompt: int, cached: int = 0) -> StepCost:
+    """The prefill of `batch` prompts of `prompt` tokens whose first `cached` tokens are already in
+    the cache (a prefix cache hit): the rest are computed, attending to the whole prompt, and the
+    cached prefix is read. Logits for the last token only."""
+    tokens = batch * (prompt - cached)
     matmul = matmul_flops(s, tokens, batch)
-    attention = prefill_attention_flops(s, batch, prompt)
+    attention = prefill_attention_flops(s, batch, prompt, cached)
     bytes_dev = (weights_read_bytes(s, tokens) + batch * kv_bytes_per_device(s, prompt)
                  + activation_traffic_bytes(s, tokens))
     return _cost(s, matmul, attention, bytes_dev, tokens)

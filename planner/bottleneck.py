@@ -30,8 +30,9 @@ def classify(state: PlanState, p: Prediction, workload: Workload) -> Bottleneck:
                       f"{spec.max_position_embeddings:,}"))
     if p.weights_per_device_bytes + p.activation_bytes > usable:
         found.append(("weights-memory", "memory",
-                      f"weights {p.weights_per_device_bytes / GB:,.1f} GB > {usable / GB:,.1f} GB usable per device "
-                      f"({state.devices} x {hw.id})"))
+                      f"weights {p.weights_per_device_bytes / GB:,.1f} GB"
+                      + (f" and activations {p.activation_bytes / GB:,.1f} GB" if p.activation_bytes > 0.05 * usable else "")
+                      + f" > {usable / GB:,.1f} GB usable per device ({state.devices} x {hw.id})"))
     elif p.max_concurrency < workload.concurrency:
         category = "context" if p.max_concurrency == 0 else "memory"
         found.append(("kv-cache-memory", category,

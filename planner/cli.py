@@ -51,7 +51,11 @@ def _emit(text: str, output: Path | None) -> None:
     if output is None:
         click.echo(text)
     else:
-        output.write_text(text + "\n", encoding="utf-8")
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            output.write_text(text + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise OptiplanError(f"cannot write {output}: {exc.strerror or exc}") from exc
         click.echo(f"wrote {output}", err=True)
 
 
@@ -84,11 +88,16 @@ def main() -> None:
               help="serving: vLLM-like engine with CUDA graphs and chunked prefill; transformers: eager generate.")
 @click.option("--attention", type=click.Choice(["memory-efficient", "eager"]), default="memory-efficient",
               show_default=True, help="eager materialises the attention score matrix.")
+@click.option("--measure", is_flag=True,
+              help="Also run the real model here with transformers (a model folder; a catalog or config model is "
+                   "built with random weights at full size when it fits) and report measured beside predicted.")
+@click.option("--repeats", type=int, default=5, show_default=True, help="Repeats per measured point.")
 @click.option("--json", "as_json", is_flag=True, help="Print the versioned JSON profile.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write to this file instead of stdout.")
 @_friendly
-def profile(model: str, hardware: str, as_json: bool, output: Path | None, **options) -> None:
+def profile(model: str, hardware: str, as_json: bool, output: Path | None, measure: bool, repeats: int,
+            **options) -> None:
     """Predict memory, FLOPs, bytes and roofline latency of MODEL on a device.
 
     MODEL is a catalog name or alias (`optiplan catalog models`), a config.json, a local model
@@ -102,13 +111,39 @@ def profile(model: str, hardware: str, as_json: bool, output: Path | None, **opt
     from .profiler import profile as run_profile
     from .schema import ProfileRequest
 
-    result = run_profile(ProfileRequest(model=model, hardware=hardware, **options))
+    request = ProfileRequest(model=model, hardware=hardware, **options)
+    result = run_profile(request)
+    if measure:
+        from .measured import measure_profile
+
+        result = measure_profile(request, result, repeats=repeats, show_progress=not as_json)
     if as_json:
         _emit(result.model_dump_json(indent=2), output)
         return
     from .console import print_profile
 
     print_profile(result, output)
+
+
+@main.command()
+@click.option("--model", "models", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Model folders to fit on [default: two random-weight Llama models, 2 and 8 layers].")
+@click.option("--repeats", type=int, default=5, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the calibration file.")
+@_friendly
+def calibrate(models: tuple[Path, ...], repeats: int, as_json: bool) -> None:
+    """Measure this machine once: matmul throughput per dtype, memory bandwidth, the runtime's memory,
+    and the transformers engine's efficiency factors fitted to measured prefill and decode steps.
+    Later `profile`/`advise` with --hardware local use them and say so."""
+    from .calibrate import calibrate as run_calibrate
+
+    data, path = run_calibrate(list(models) or None, repeats=repeats, show_progress=not as_json)
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    from .console import print_calibration
+
+    print_calibration(data, path)
 
 
 @main.command()

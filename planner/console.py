@@ -58,7 +58,7 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
     fit = "[green]fits[/]" if p.fits else "[red]does not fit[/]"
     console.print(_section("Memory per device", [
         ("weights", f"{fmt_bytes(mem.weights_bytes)} in all ({mem.weights_bits_per_param:.2f} bits/param)"),
-        ("KV cache", f"{fmt_bytes(mem.kv_cache_bytes)} per sequence at {r.context} tokens, "
+        ("KV cache", f"{fmt_bytes(mem.kv_cache_bytes)} per sequence at {r.context} tokens (whole model), "
                      f"{fmt_bytes(mem.kv_cache_batch_bytes)} for the batch "
                      f"({fmt_bytes(mem.kv_cache_bytes_per_token)}/token before windows)"),
         ("activations", f"{fmt_bytes(mem.activation_peak_bytes)} peak (prefill, {r.attention} attention)"),
@@ -95,10 +95,48 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
                   f"{p.efficiency.bandwidth_efficiency:.0%} of peak bandwidth, "
                   f"{p.efficiency.step_overhead_s * 1e3:.2f} ms/step + {p.efficiency.layer_overhead_s * 1e6:.0f} us/layer "
                   f"overhead (documented defaults; `--json` gives their sources)[/]")
+    if p.measured is not None:
+        m = p.measured
+        table = Table(title=f"Measured here ({m.engine}, {m.device}, {m.dtype}, median of {m.repeats}) against predicted",
+                      title_justify="left")
+        for col in ("step", "batch", "tokens", "measured", "spread", "predicted", "error"):
+            table.add_column(col, justify="left" if col == "step" else "right")
+        for pt in m.points:
+            if pt.kind == "peak":
+                table.add_row("peak memory", str(pt.batch), str(pt.tokens), fmt_bytes(pt.measured), "", "", "")
+            else:
+                table.add_row(pt.kind, str(pt.batch), str(pt.tokens), f"{pt.measured * 1e3:,.2f} ms",
+                              f"{pt.spread * 1e3:,.2f} ms", f"{pt.predicted * 1e3:,.2f} ms", f"{pt.error_pct:+.1f}%")
+        console.print(table)
+        console.print(f"measured: TTFT {m.ttft_ms:,.1f} ms, TPOT {m.tpot_ms:,.2f} ms, {m.tokens_per_s:,.0f} tokens/s, "
+                      f"peak {fmt_bytes(m.peak_memory_bytes)}, loaded in {m.load_s:.2f} s")
     for w in p.warnings:
         console.print(f"[yellow]warning:[/] {w}")
     if output:
         console.file.close()
+
+
+def print_calibration(data: dict[str, Any], path) -> None:
+    console = Console(width=110)
+    peaks = ", ".join(f"{k} {v * 1e3:,.0f} GFLOP/s" for k, v in data["peak_tflops"].items())
+    console.print(f"[bold]Calibrated[/] {data['machine']['cpu']} ({data['machine']['cores']} cores, "
+                  f"{data['machine']['threads']} threads): matmul {peaks}; copy bandwidth "
+                  f"{data['bandwidth_bytes_per_s'] / 1e9:,.1f} GB/s; runtime {fmt_bytes(data['runtime_overhead_bytes'])}")
+    for engine, by_dtype in data["engines"].items():
+        for dtype, fitted in by_dtype.items():
+            f = fitted["factors"]
+            console.print(f"{engine} ({dtype}): flop efficiency {f['flop_efficiency']:.0%}, bandwidth efficiency "
+                          f"{f['bandwidth_efficiency']:.0%}, {f['step_overhead_s'] * 1e3:.2f} ms/step + "
+                          f"{f['layer_overhead_s'] * 1e6:.0f} us/layer")
+            table = Table(title="Predicted against measured", title_justify="left")
+            for col in ("model", "step", "batch", "tokens", "measured ms", "predicted ms", "error"):
+                table.add_column(col, justify="right" if col not in ("model", "step") else "left")
+            for p in fitted["points"]:
+                table.add_row(Path(p["model"]).name, p["kind"], str(p["batch"]), str(p["tokens"]),
+                              f"{p['measured_s'] * 1e3:,.2f}", f"{p['predicted_s'] * 1e3:,.2f}", f"{p['error_pct']:+.1f}%")
+            console.print(table)
+            console.print(f"median absolute error {fitted['median_abs_error_pct']:.1f}%")
+    console.print(f"[dim]written to {path}[/]")
 
 
 def print_techniques(declared: list[dict[str, Any]]) -> None:

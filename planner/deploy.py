@@ -32,7 +32,7 @@ PORT = 8000
 # Where each engine runs (backend of the device) and the container image of the stated version.
 RUNS_ON = {"vllm": ("cuda", "rocm", "tpu", "cpu"), "sglang": ("cuda", "rocm"), "tgi": ("cuda", "rocm"),
            "trtllm": ("cuda",), "llama.cpp": ("cuda", "rocm", "metal", "cpu")}
-IMAGES = {"vllm": "vllm/vllm-openai:v0.10.1", "sglang": "lmsysorg/sglang:v0.4.10",
+IMAGES = {"vllm": "vllm/vllm-openai:v0.10.1", "sglang": "lmsysorg/sglang:v0.5.4",
           "tgi": "ghcr.io/huggingface/text-generation-inference:3.3.4",
           "trtllm": "nvcr.io/nvidia/tensorrt-llm/release:1.0.0", "llama.cpp": "ghcr.io/ggml-org/llama.cpp:server-cuda"}
 HEALTH = {"vllm": "/health", "sglang": "/health", "tgi": "/health", "trtllm": "/health", "llama.cpp": "/health"}
@@ -95,6 +95,11 @@ def _max_seqs(advice: Advice) -> int:
     return max(1, min(advice.workload.concurrency, p.max_concurrency or 1))
 
 
+def _offload_gib(p) -> int:
+    """GiB of weights per device in host memory, rounded up (the unit of --cpu-offload-gb)."""
+    return max(1, -(-p.offload_bytes_per_device // 2**30))
+
+
 def _dtype16(hw: HardwareSpec) -> str:
     return "bfloat16" if hw.features.bf16 else "float16"
 
@@ -150,9 +155,9 @@ def _vllm(advice: Advice, hw: HardwareSpec) -> EngineConfig:
             o["speculative-config"] = _vllm_spec(step)
             cfg.applied.append((t_id, "--speculative-config"))
         elif t_id == "cpu-offload":
-            gb = max(1, round(p.weights_per_device_bytes / 1e9 * 0.5))
+            gb = _offload_gib(p)
             o["cpu-offload-gb"] = gb
-            cfg.applied.append((t_id, f"--cpu-offload-gb {gb}"))
+            cfg.applied.append((t_id, f"--cpu-offload-gb {gb} (the weights the plan keeps in host memory)"))
         else:
             cfg.not_applied.append((t_id, _no_option("vLLM", t_id)))
     if "cuda-graphs" not in _steps(advice):
@@ -178,10 +183,10 @@ def _sglang(advice: Advice, hw: HardwareSpec) -> EngineConfig:
     if p.pipeline_parallel > 1:
         o["pipeline-parallel-size"] = p.pipeline_parallel
     quant = {"weight-fp8": "fp8", "weight-int4-awq": "awq", "weight-int4-gptq": "gptq", "weight-w8a8-int8": "w8a8_int8",
-             "weight-fp4": "modelopt_fp4", "weight-int8": "w8a8_int8"}
+             "weight-fp4": "modelopt_fp4"}
     steps = _steps(advice)
     for t_id, step in steps.items():
-        if t_id in quant and not (t_id == "weight-int8"):
+        if t_id in quant:
             o["quantization"] = quant[t_id]
             cfg.applied.append((t_id, f"--quantization {quant[t_id]}"))
         elif t_id == "kv-fp8":
@@ -219,9 +224,9 @@ def _sglang(advice: Advice, hw: HardwareSpec) -> EngineConfig:
                       "speculative-num-draft-tokens": step.params["num_speculative_tokens"]})
             cfg.applied.append((t_id, "--speculative-algorithm NGRAM"))
         elif t_id == "cpu-offload":
-            gb = max(1, round(p.weights_per_device_bytes / 1e9 * 0.5))
+            gb = _offload_gib(p)
             o["cpu-offload-gb"] = gb
-            cfg.applied.append((t_id, f"--cpu-offload-gb {gb}"))
+            cfg.applied.append((t_id, f"--cpu-offload-gb {gb} (the weights the plan keeps in host memory)"))
         else:
             cfg.not_applied.append((t_id, _no_option("SGLang", t_id)))
     if "cuda-graphs" not in steps:
@@ -243,6 +248,7 @@ def _tgi(advice: Advice, hw: HardwareSpec) -> EngineConfig:
     for t_id, step in steps.items():
         if t_id in quant:
             o["quantize"] = quant[t_id]
+            o.pop("dtype", None)  # TGI refuses --dtype together with --quantize
             cfg.applied.append((t_id, f"--quantize {quant[t_id]}"))
         elif t_id == "kv-fp8":
             o["kv-cache-dtype"] = "fp8_e4m3fn"
@@ -288,9 +294,9 @@ def _trtllm(advice: Advice, hw: HardwareSpec) -> EngineConfig:
                                       "in the checkpoint)"))
             cfg.notes.append(f"{t_id}: TensorRT-LLM reads the quantization from the checkpoint; quantize it with "
                              "TensorRT Model Optimizer (or `optiplan apply`) and point the model path at it")
-        elif t_id in ("kv-fp8", "kv-int8"):
-            kv["dtype"] = "fp8" if t_id == "kv-fp8" else "int8"
-            cfg.applied.append((t_id, f"kv_cache_config.dtype {kv['dtype']}"))
+        elif t_id == "kv-fp8":
+            kv["dtype"] = "fp8"
+            cfg.applied.append((t_id, "kv_cache_config.dtype fp8"))
         elif t_id in ("tensor-parallel", "pipeline-parallel"):
             cfg.applied.append((t_id, f"--tp_size {p.tensor_parallel} --pp_size {p.pipeline_parallel}"))
         elif t_id == "expert-parallel":
@@ -312,10 +318,10 @@ def _trtllm(advice: Advice, hw: HardwareSpec) -> EngineConfig:
         elif t_id == "flash-attention":
             cfg.applied.append((t_id, "TensorRT-LLM's fused attention kernels are its default"))
         elif t_id == "spec-draft":
-            extra["speculative_config"] = {"decoding_type": "DraftTarget",
+            extra["speculative_config"] = {"decoding_type": "Draft_Target",
                                            "max_draft_len": step.params["num_speculative_tokens"],
                                            "speculative_model_dir": catalog_entry(step.params["draft_model"]).get("hub_id")}
-            cfg.applied.append((t_id, "speculative_config DraftTarget"))
+            cfg.applied.append((t_id, "speculative_config Draft_Target"))
         elif t_id == "spec-ngram":
             extra["speculative_config"] = {"decoding_type": "NGram", "max_draft_len": step.params["num_speculative_tokens"],
                                            "max_matching_ngram_size": step.params.get("prompt_lookup_max", 4)}
@@ -336,7 +342,7 @@ def _llamacpp(advice: Advice, hw: HardwareSpec) -> EngineConfig:
     p, w = advice.plan.predicted, advice.workload
     steps = _steps(advice)
     quant = next((GGUF_TYPES[t] for t in steps if t in GGUF_TYPES), "F16" if not hw.features.bf16 else "BF16")
-    gguf = f"{advice.model.name}-{quant}.gguf"
+    gguf = f"models/{advice.model.name}-{quant}.gguf"
     cfg = EngineConfig("llama.cpp", gguf, ["llama-server"])
     o = cfg.options
     slots = _max_seqs(advice)
@@ -349,15 +355,16 @@ def _llamacpp(advice: Advice, hw: HardwareSpec) -> EngineConfig:
                          f"{quant.lower()} --outfile {gguf}`")
     else:
         cfg.notes.append(f"convert the checkpoint to GGUF and quantize it to {quant}: `python convert_hf_to_gguf.py "
-                         f"{source} --outtype f16 --outfile {advice.model.name}-F16.gguf`, then "
-                         f"`llama-quantize {advice.model.name}-F16.gguf {gguf} {quant}`")
+                         f"{source} --outtype f16 --outfile models/{advice.model.name}-F16.gguf`, then "
+                         f"`llama-quantize models/{advice.model.name}-F16.gguf {gguf} {quant}`")
     for t_id, step in steps.items():
         if t_id in GGUF_TYPES:
             cfg.applied.append((t_id, f"GGUF {quant}"))
         elif t_id in ("kv-int8", "kv-int4"):
             kind = "q8_0" if t_id == "kv-int8" else "q4_0"
-            o.update({"cache-type-k": kind, "cache-type-v": kind})
-            cfg.applied.append((t_id, f"--cache-type-k {kind} --cache-type-v {kind} (needs flash attention)"))
+            o.update({"cache-type-k": kind, "cache-type-v": kind, "flash-attn": "on"})
+            cfg.applied.append((t_id, f"--cache-type-k {kind} --cache-type-v {kind} --flash-attn on (a quantized V "
+                                      "cache needs llama.cpp's flash attention, which also runs on CPU and Metal)"))
         elif t_id == "flash-attention":
             o["flash-attn"] = "on"
             cfg.applied.append((t_id, "--flash-attn on"))
@@ -370,12 +377,14 @@ def _llamacpp(advice: Advice, hw: HardwareSpec) -> EngineConfig:
             o["cache-reuse"] = 256
             cfg.applied.append((t_id, "--cache-reuse 256 (reuse cached prompt chunks)"))
         elif t_id == "spec-draft":
-            draft = f"{step.params['draft_model']}-{quant}.gguf"
+            draft = f"models/{step.params['draft_model']}-{quant}.gguf"
             o.update({"model-draft": draft, "draft-max": step.params["num_speculative_tokens"]})
             cfg.applied.append((t_id, f"--model-draft {draft}"))
         elif t_id == "cpu-offload":
-            o["n-gpu-layers"] = max(1, int(advice.model.num_layers * 0.5))
-            cfg.applied.append((t_id, "--n-gpu-layers below the layer count (the rest on the CPU)"))
+            share = p.offload_bytes_per_device / max(p.offload_bytes_per_device + p.weights_per_device_bytes, 1)
+            o["n-gpu-layers"] = max(0, int(advice.model.num_layers * (1 - share)))
+            cfg.applied.append((t_id, f"--n-gpu-layers {o['n-gpu-layers']} of {advice.model.num_layers} "
+                                      "(the rest run on the CPU)"))
         elif t_id == "pipeline-parallel":
             o["split-mode"] = "layer"
             cfg.applied.append((t_id, "--split-mode layer over the visible GPUs"))
@@ -428,10 +437,20 @@ def check_options(cfg: EngineConfig) -> None:
         spec = known[name]
         if spec.get("type") == "choice" and str(value) not in [str(c) for c in spec["choices"]]:
             raise DeployError(f"{cfg.engine}: --{name} {value} is not one of {spec['choices']}")
-    extra_known = engine_options(cfg.engine).get("extra_config", {})
-    for key in cfg.extra:
-        if key not in extra_known:
-            raise DeployError(f"{cfg.engine}: extra option {key} is not in profiles/engine_options/{cfg.engine}.yaml")
+    _check_nested(cfg.engine, cfg.extra, engine_options(cfg.engine).get("extra_config", {}), "")
+
+
+def _check_nested(engine: str, values: dict[str, Any], known: dict[str, Any], where: str) -> None:
+    """Keys of a nested config (TensorRT-LLM's extra options) exist, and choice values are allowed."""
+    for key, value in values.items():
+        name = f"{where}{key}"
+        if key not in known:
+            raise DeployError(f"{engine}: extra option {name} is not in profiles/engine_options/{engine}.yaml")
+        spec = known[key]
+        if isinstance(value, dict) and isinstance(spec, dict) and "type" not in spec:
+            _check_nested(engine, value, spec, f"{name}.")
+        elif isinstance(spec, dict) and spec.get("type") == "choice" and str(value) not in map(str, spec["choices"]):
+            raise DeployError(f"{engine}: {name} {value} is not one of {spec['choices']}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -535,10 +554,14 @@ def validate(files: dict[str, str]) -> None:
 
 def write(files: dict[str, str], out_dir: Path, force: bool = False) -> list[Path]:
     """Write all files or none: render into a temporary folder, then move it into place."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()) and not force:
+    out_dir = Path(out_dir).expanduser().absolute()
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not force:
         raise DeployError(f"{out_dir} exists and is not empty; pass --force to replace it")
-    tmp = Path(tempfile.mkdtemp(prefix=".optiplan-", dir=str(out_dir.parent if out_dir.parent.exists() else ".")))
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".optiplan-", dir=str(out_dir.parent)))  # same filesystem: rename is atomic
+    except OSError as exc:
+        raise DeployError(f"cannot write to {out_dir.parent}: {exc.strerror or exc}") from exc
     try:
         for rel, text in files.items():
             path = tmp / rel

@@ -30,6 +30,24 @@ def default_efficiency(hw: HardwareSpec, weight_dtype: str, compute_dtype: str, 
                              source=" ".join(source.split()))
 
 
+def calibrated_efficiency(hw: HardwareSpec, engine: str, weight_dtype: str) -> EfficiencyFactors | None:
+    """The factors `optiplan calibrate` fitted on this machine for this engine and weight dtype."""
+    if hw.id != "local":
+        return None
+    from .calibrate import calibration_path, load_calibration
+
+    calibration = load_calibration()
+    fitted = (calibration or {}).get("engines", {}).get(engine, {}).get(weight_dtype)
+    if not fitted:
+        return None
+    f = fitted["factors"]
+    return EfficiencyFactors(flop_efficiency=f["flop_efficiency"], bandwidth_efficiency=f["bandwidth_efficiency"],
+                             step_overhead_s=f["step_overhead_s"], layer_overhead_s=f["layer_overhead_s"],
+                             source=f"calibrated on this machine ({calibration_path()}, {calibration['measured_at']}): "
+                                    f"median error {fitted['median_abs_error_pct']:.1f}% over "
+                                    f"{len(fitted['points'])} measured steps")
+
+
 def prefill_chunk_tokens(engine: str) -> int | None:
     """The most tokens the engine prefills in one forward pass (None: all prompts at once)."""
     return profiles.efficiency_table()["engines"][engine].get("prefill_chunk_tokens")

@@ -129,6 +129,24 @@ def _cuda_devices() -> list[tuple[str, int]]:
 
 
 def local_cpu() -> HardwareSpec:
+    """This machine's CPU: measured figures when `optiplan calibrate` has run here, else estimates
+    from /proc/cpuinfo."""
+    from .calibrate import calibration_path, load_calibration
+
+    calibration = load_calibration()
+    spec = _estimated_cpu()
+    if calibration is None or calibration.get("machine", {}).get("device") != "cpu":
+        return spec
+    return spec.model_copy(update={
+        "peak_tflops": calibration["peak_tflops"],
+        "memory_bandwidth_bytes_per_s": calibration["bandwidth_bytes_per_s"],
+        "runtime_overhead_bytes": calibration["runtime_overhead_bytes"],
+        "sources": [f"measured by `optiplan calibrate` on {calibration['measured_at']} ({calibration_path()})"],
+        "notes": "Calibrated: peaks, bandwidth and runtime memory measured on this machine.",
+    })
+
+
+def _estimated_cpu() -> HardwareSpec:
     info = _cpuinfo()
     cores = os.cpu_count() or 1
     flags = set(info.get("flags", "").split())

@@ -19,7 +19,7 @@ from .analytic import (
     prefill_step,
 )
 from .dtypes import bytes_per_element, compute_dtype, weight_format
-from .efficiency import default_efficiency
+from .efficiency import default_efficiency, prefill_chunk_tokens
 from .kvcache import kv_bits
 from .params import param_counts
 from .schema import HardwareSpec, ModelSpec
@@ -78,7 +78,7 @@ def baseline_state(spec: ModelSpec, hw: HardwareSpec, devices: int) -> PlanState
     """The model as published on `devices` devices with eager transformers `generate`: 16-bit
     weights (fp32 where the device has no 16-bit rate), SDPA attention, a contiguous cache per slot,
     layers split over the devices in sequence (`device_map="auto"`)."""
-    state = PlanState(spec=spec, hw=hw, devices=devices, tp=1, pp=devices)
+    state = PlanState(spec=spec, hw=hw, devices=devices, tp=1, pp=min(devices, spec.num_layers))
     dtype = state.default_16bit if state.default_16bit in hw.peak_tflops else "fp32"
     return state.with_(weight_dtype=dtype)
 
@@ -98,7 +98,8 @@ def to_setup(state: PlanState) -> Setup:
         weights=weight_format(state.weight_dtype, state.group_size), act_bytes=bytes_per_element(act),
         kv_bits=kv_bits(state.kv_dtype or act), compute_dtype=compute, eff=eff,
         layout="serving" if state.paged_kv else "transformers", eager_attention=state.attention == "eager",
-        prefill_chunk_tokens=2048 if state.chunked_prefill else None, attention_efficiency=attention_eff,
+        prefill_chunk_tokens=prefill_chunk_tokens("serving") if state.chunked_prefill else None,
+        attention_efficiency=attention_eff,
         offload_fraction=state.offload_fraction, host_link_bytes_per_s=host,
     )
 
@@ -128,6 +129,16 @@ def _speculative_step_s(state: PlanState, s: Setup, batch: int, context: int) ->
     return verify + draft, expected
 
 
+def _draft_bytes(state: PlanState, reserved: float) -> tuple[float, float] | None:
+    """(weights, KV per sequence) of a speculative draft model on one device, or None."""
+    spec = state.speculation
+    if spec is None or spec.method != "draft" or spec.draft is None:
+        return None
+    d = to_setup(state.with_(spec=spec.draft, speculation=None, ep=1, offload_fraction=0.0))
+    weights, kv, _ = per_device_bytes(d, 1, int(reserved), 1)
+    return weights, kv
+
+
 def evaluate(state: PlanState, workload: Workload, full: bool = True) -> Prediction:
     """Predict memory, latency and throughput of `state` serving `workload`."""
     if workload.training is not None and workload.goal == "training":
@@ -141,13 +152,19 @@ def evaluate(state: PlanState, workload: Workload, full: bool = True) -> Predict
     max_conc = int(free // kv_one) if kv_one > 0 and free > 0 else 0
     if state.spec.max_position_embeddings < workload.context_needed:
         max_conc = 0
+    draft_bytes = _draft_bytes(state, reserved)
+    if draft_bytes:  # the draft's weights and, per sequence, its cache share the device
+        weights += draft_bytes[0]
+        kv_one += draft_bytes[1]
+        free = hw.memory_bytes - hw.runtime_overhead_bytes - weights - act
+        max_conc = int(free // kv_one) if free > 0 else 0
     batch = max(min(workload.concurrency, max_conc), 1)
     kv_dev = kv_one * batch
     memory = weights + kv_dev + act + hw.runtime_overhead_bytes
     fit = max_conc >= 1 and fits(s, 1, workload.context_needed, prompt)
 
-    uncached = max(int(prompt * (1 - workload.shared_prefix_fraction)), 1) if state.prefix_caching else prompt
-    prefill = prefill_step(s, 1, uncached)
+    cached = min(int(prompt * workload.shared_prefix_fraction), prompt - 1) if state.prefix_caching else 0
+    prefill = prefill_step(s, 1, prompt, cached)
     context = workload.mean_context
     decode = decode_step(s, batch, context)
     if state.speculation is not None:
@@ -187,5 +204,8 @@ def evaluate(state: PlanState, workload: Workload, full: bool = True) -> Predict
 
 def dtypes_and_layout(state: PlanState, s: Setup) -> dict:
     act = "fp32" if s.compute_dtype == "fp32" else state.default_16bit
+    on_device = max(s.stage_weights)
+    offloaded = on_device / (1 - state.offload_fraction) * state.offload_fraction if state.offload_fraction else 0
     return {"weight_dtype": state.weight_dtype, "compute_dtype": s.compute_dtype, "kv_dtype": state.kv_dtype or act,
-            "tensor_parallel": state.tp, "pipeline_parallel": state.pp, "expert_parallel": state.ep}
+            "tensor_parallel": state.tp, "pipeline_parallel": state.pp, "expert_parallel": state.ep,
+            "offload_bytes_per_device": int(offloaded)}

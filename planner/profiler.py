@@ -17,7 +17,7 @@ from .analytic import (
     total_weight_bytes,
 )
 from .dtypes import DtypeError, bytes_per_element, canonical, compute_dtype, weight_format
-from .efficiency import ENGINES, default_efficiency, prefill_chunk_tokens
+from .efficiency import ENGINES, calibrated_efficiency, default_efficiency, prefill_chunk_tokens
 from .errors import HardwareError, RequestError
 from .hardware import resolve_hardware, supports_dtype
 from .kvcache import elements_per_token, kv_bits, kv_cache_elements, kv_groups, layout_for_engine
@@ -96,7 +96,8 @@ def build_setup(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec,
     kv_dtype = _dtype(request.kv_dtype, "--kv-dtype") if request.kv_dtype else act_dtype
     if request.group_size is not None and request.group_size < 0:
         raise RequestError(f"group size must be 0 (per channel) or positive, got {request.group_size}")
-    eff = efficiency or default_efficiency(hw, weight_dtype, compute, request.engine)
+    eff = efficiency or calibrated_efficiency(hw, request.engine, weight_dtype) or default_efficiency(
+        hw, weight_dtype, compute, request.engine)
     return Setup(spec=spec, counts=param_counts(spec), hw=hw, tp=tp, pp=pp,
                  weights=weight_format(weight_dtype, request.group_size), act_bytes=bytes_per_element(act_dtype),
                  kv_bits=kv_bits(kv_dtype), compute_dtype=compute, eff=eff,

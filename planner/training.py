@@ -66,7 +66,8 @@ def training_prediction(state: PlanState, workload: Workload) -> Prediction:
     memory = model_bytes + activations + hw.runtime_overhead_bytes
     fit = memory <= hw.memory_bytes
 
-    s = to_setup(state.with_(weight_dtype=state.default_16bit if mixed else "fp32", tp=1, pp=1, ep=1))
+    full_precision = "fp32" if "fp32" in hw.peak_tflops else state.default_16bit  # a TPU has no fp32 rate
+    s = to_setup(state.with_(weight_dtype=state.default_16bit if mixed else full_precision, tp=1, pp=1, ep=1))
     tokens_step = job.global_batch * job.sequence_length
     flops_per_token = (4 if lora else 6) * counts.active_linear + 6 * counts.vocab_hidden
     if "activation-checkpointing" in applied:

@@ -25,8 +25,9 @@ def _validate(data: Any, where: str) -> Workload:
         return Workload(**data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "workload"
-        raise OptiplanError(f"{where}: {field}: {first['msg']}") from exc
+        message = str(first["ctx"]["error"]) if first["type"] == "value_error" else first["msg"]
+        field = ".".join(str(p) for p in first["loc"])
+        raise OptiplanError(f"{where}: {field + ': ' if field else ''}{message}") from exc
 
 
 def load_workload(name: str) -> Workload:

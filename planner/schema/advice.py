@@ -33,6 +33,7 @@ class Prediction(Frozen):
     weight_dtype: str = ""
     compute_dtype: str = ""
     kv_dtype: str = ""
+    offload_bytes_per_device: int = Field(0, description="weights kept in host memory (CPU offload)")
     tensor_parallel: int = 1
     pipeline_parallel: int = 1
     expert_parallel: int = 1

@@ -256,6 +256,31 @@ class ThroughputProfile(Frozen):
     max_context: int = Field(description="longest context that fits at the batch (capped at the model's maximum)")
 
 
+class MeasuredPoint(Frozen):
+    kind: Literal["prefill", "decode", "peak"]
+    batch: int
+    tokens: int
+    measured: float = Field(description="seconds (prefill, decode) or bytes (peak)")
+    spread: float = 0.0
+    predicted: float | None = None
+    error_pct: float | None = None
+
+
+class MeasuredProfile(Frozen):
+    """What running the real model here measured, with the same keys as the prediction."""
+
+    engine: str
+    device: str
+    dtype: str
+    ttft_ms: float
+    tpot_ms: float
+    tokens_per_s: float
+    peak_memory_bytes: int
+    load_s: float
+    repeats: int
+    points: list[MeasuredPoint] = []
+
+
 class Profile(Frozen):
     """The result of `optiplan profile`: stable keys, predicted figures, and where they come from."""
 
@@ -269,4 +294,5 @@ class Profile(Frozen):
     throughput: ThroughputProfile
     efficiency: EfficiencyFactors
     fits: bool
+    measured: MeasuredProfile | None = None
     warnings: list[str] = []

@@ -53,6 +53,9 @@ class Workload(Frozen):
     def _check(self) -> "Workload":
         if self.prompt_tokens_p95 < self.prompt_tokens_mean or self.output_tokens_p95 < self.output_tokens_mean:
             raise ValueError("p95 token lengths must not be below the means")
+        if self.max_context is not None and self.max_context < self.prompt_tokens_p95:
+            raise ValueError(f"max_context {self.max_context} is shorter than the p95 prompt "
+                             f"({self.prompt_tokens_p95} tokens)")
         if self.goal == "training" and self.training is None:
             raise ValueError("a training goal needs a `training` section (sequence length, batch, optimizer)")
         return self

@@ -34,6 +34,8 @@ def _tp(state: PlanState, ctx: Context) -> PlanState:
 def _pp_check(ctx: Context) -> str | None:
     if ctx.devices <= _per_node(ctx) and not ctx.spec.num_heads % ctx.devices:
         return "tensor parallel covers one node with less latency; pipeline stages only pay across nodes"
+    if ctx.devices > _per_node(ctx):
+        return "tensor parallel already adds pipeline stages across nodes (tensor parallel inside each node)"
     return None
 
 
@@ -53,7 +55,9 @@ register(
         params=lambda c: {"tensor_parallel_size": _tp_size(c), "pipeline_parallel_size": c.devices // _tp_size(c)}),
     Technique(
         id="pipeline-parallel", name="Pipeline parallel", family="parallelism", group=GROUP,
-        summary="Consecutive layers on consecutive devices, micro-batches flowing through: little communication.",
+        summary="Consecutive layers on consecutive devices, micro-batches flowing through: little communication. "
+                "Bandwidth-bound decode gains no throughput from it (each micro-batch re-reads its stage's "
+                "weights); it is what remains where attention heads do not split over the devices.",
         transform=lambda s, c: s.with_(tp=1, pp=c.devices, ep=1), hardware=("multi-device",), check=_pp_check,
         params=lambda c: {"pipeline_parallel_size": c.devices}),
     Technique(

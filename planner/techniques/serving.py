@@ -4,6 +4,7 @@ are valid (`always_on`), and the step-by-step prediction still shows what each o
 from __future__ import annotations
 
 from . import Context, Technique, register
+from ..efficiency import prefill_chunk_tokens
 from ..predict import PlanState
 
 
@@ -30,10 +31,10 @@ register(
         params=lambda c: {"block_size": 16, "max_num_seqs": c.workload.concurrency}),
     Technique(
         id="chunked-prefill", name="Chunked prefill", family="serving", requires=("paged-kv",), after=("paged-kv",),
-        summary="Long prompts prefilled in chunks of 2048 tokens mixed with decode steps: activation memory "
-                "bounded and decode steps not stalled by a long prefill.",
+        summary="Long prompts prefilled in chunks mixed with decode steps: activation memory bounded and decode "
+                "steps not stalled by a long prefill.",
         transform=lambda s, c: s.with_(chunked_prefill=True), always_on=True,
-        params=lambda c: {"max_num_batched_tokens": 2048}),
+        params=lambda c: {"max_num_batched_tokens": prefill_chunk_tokens("serving")}),
     Technique(
         id="prefix-caching", name="Prefix caching", family="serving", requires=("paged-kv",), after=("paged-kv",),
         summary="Cache blocks of shared prompt prefixes (system prompts, conversation history) reused across "

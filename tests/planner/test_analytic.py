@@ -172,3 +172,26 @@ def test_profile_json_round_trips():
 
     p = optiplan.profile("qwen3-30b-a3b", "h100-sxm", context=4096, batch=4)
     assert Profile.model_validate_json(p.model_dump_json()) == p
+
+
+def test_prefix_cache_hit_still_attends_to_the_prefix():
+    from optiplan.planner.analytic import prefill_attention_flops, prefill_step
+
+    s = setup(context=8192)
+    full = prefill_attention_flops(s, 1, 8192)
+    hit = prefill_attention_flops(s, 1, 8192, cached=6144)
+    # pairs of the last 2048 queries: 2048 x 6144 with the prefix plus 2048 x 2049 / 2 among themselves
+    dims = 2 * 32 * (128 + 128) * 32
+    assert hit == dims * (2048 * 6144 + 2048 * 2049 / 2)
+    assert full / 4 < hit < full
+    assert prefill_step(s, 1, 8192, cached=6144).time_s < prefill_step(s, 1, 8192).time_s
+
+
+def test_allreduce_latency_grows_with_log2_of_the_group():
+    from optiplan.planner.analytic import allreduce_s
+
+    small = 16 * 1024
+    two, eight = setup(num_devices=2), setup(num_devices=8)
+    link = two.hw.interconnect
+    assert allreduce_s(two, small) == pytest.approx(small / (link.bandwidth_gbps / 2 * 1e9 * 0.8) + 1 * 3e-6)
+    assert allreduce_s(eight, small) == pytest.approx(2 * 7 / 8 * small / (link.bandwidth_gbps / 2 * 1e9 * 0.8) + 3 * 3e-6)

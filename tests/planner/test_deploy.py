@@ -183,3 +183,32 @@ def test_real_sglang_parser_accepts_the_options(h100_plans):
     parser = argparse.ArgumentParser()
     ServerArgs.add_cli_args(parser)
     parser.parse_args(engine_config(h100_plans["sglang"], "sglang").argv()[3:])
+
+
+def test_cpu_offload_renders_the_offloaded_weights():
+    a = advise(AdviseRequest(model="llama-3.1-70b", hardware="h100-sxm", workload="batch-offline", engine="vllm",
+                             max_quality_loss_pct=0, goal="memory", concurrency=1))
+    assert "cpu-offload" in [s.technique for s in a.plan.steps]
+    p = a.plan.predicted
+    gib = engine_config(a, "vllm").options["cpu-offload-gb"]
+    assert gib == -(-p.offload_bytes_per_device // 2**30)
+    assert p.weights_per_device_bytes + p.offload_bytes_per_device == pytest.approx(141.1e9, rel=0.01)
+
+
+def test_nested_engine_values_are_checked(h100_plans):
+    from optiplan.planner.deploy import check_options
+
+    cfg = engine_config(h100_plans["trtllm"], "trtllm")
+    cfg.extra["kv_cache_config"] = {"dtype": "int8"}
+    with pytest.raises(DeployError, match="kv_cache_config.dtype int8 is not one of"):
+        check_options(cfg)
+
+
+def test_output_folders_are_created(tmp_path):
+    out = tmp_path / "a" / "b" / "c"
+    result = CliRunner().invoke(main, ["configs", "llama-3.1-8b", "-H", "l4", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    report = tmp_path / "x" / "y" / "advice.json"
+    assert CliRunner().invoke(main, ["advise", "llama-3.1-8b", "-H", "l4", "--format", "json", "-o",
+                                     str(report)]).exit_code == 0
+    assert json.loads(report.read_text())["hardware"]["id"] == "l4"

@@ -187,3 +187,47 @@ def test_python_api():
 
     a = optiplan.advise("llama-3.1-70b", hardware="h100-sxm", num_devices=2, workload="chat")
     assert a.plan.steps and a.hardware.count == 2
+
+
+def test_draft_model_memory_is_counted():
+    from optiplan.planner.advise import build_context
+    from optiplan.planner.predict import Speculation, baseline_state, evaluate
+    from optiplan.planner.hardware import resolve_hardware
+    from optiplan.planner.model_source import resolve_model
+    from optiplan.planner.workload import load_workload
+
+    spec, hw, w = resolve_model("llama-3.1-8b"), resolve_hardware("h100-sxm"), load_workload("chat")
+    ctx = build_context(spec, hw, 1, w)
+    base = baseline_state(spec, hw, 1).with_(paged_kv=True, continuous_batching=True)
+    with_draft = base.with_(speculation=Speculation("draft", 4, 0.7, ctx.draft))
+    a, b = evaluate(base, w), evaluate(with_draft, w)
+    # Llama-3.2-1B: 1.24B parameters at 2 bytes
+    assert b.weights_per_device_bytes - a.weights_per_device_bytes == pytest.approx(2.47e9, rel=0.02)
+    assert b.max_concurrency < a.max_concurrency
+
+
+def test_training_on_any_device_never_crashes():
+    # a TPU has no fp32 rate; an impossible fine-tune searches every device for the nearest option
+    with pytest.raises(ImpossibleError, match="nearest feasible: .*h100-sxm"):
+        run(model="llama-3.1-405b", hardware="h100-sxm", workload="fine-tune")
+    a = run(model="llama-3.1-8b", hardware="auto", workload="fine-tune")
+    assert a.plan.predicted.fits and a.hardware_ranking
+
+
+def test_workload_validation():
+    from optiplan.planner.errors import OptiplanError
+
+    with pytest.raises(OptiplanError, match="max_context 100 is shorter than the p95 prompt"):
+        run(model="llama-3.1-8b", hardware="l4", max_context=100)
+    with pytest.raises(OptiplanError, match="unknown technique 'nonexistent'"):
+        advise(AdviseRequest(model="llama-3.1-8b", hardware="l4", workload=_workload_file(allowed=["nonexistent"])))
+
+
+def _workload_file(allowed):
+    import json
+    import tempfile
+
+    path = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)
+    json.dump({"name": "x", "allowed_techniques": allowed}, path)
+    path.close()
+    return path.name

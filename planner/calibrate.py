@@ -1,0 +1,292 @@
+"""Calibration: measure this machine once (matmul throughput per dtype, memory bandwidth, the
+runtime's resident memory), measure real models, and fit the analytic model's efficiency factors
+and fixed overheads to those measurements. The result is a JSON file under the user's cache folder,
+keyed by a hardware fingerprint; `local` hardware and the `transformers` engine use it from then on
+and say so.
+
+The file is written to a temporary name and renamed, so an interrupted run leaves the previous
+calibration as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from .errors import OptiplanError
+
+CALIBRATION_VERSION = "1"
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("OPTIPLAN_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "optiplan")
+    return Path(root) / "calibration"
+
+
+def fingerprint() -> str:
+    """Identifies this machine's compute: CPU model, core count, memory size and CUDA device, if any."""
+    from .hardware import _cpuinfo, _cuda_devices, _total_memory_bytes
+
+    info = _cpuinfo()
+    parts = [info.get("model name", platform.processor() or platform.machine()), str(os.cpu_count()),
+             str(round(_total_memory_bytes() / 2**30)), ";".join(n for n, _ in _cuda_devices())]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+def calibration_path() -> Path:
+    return cache_dir() / f"{fingerprint()}.json"
+
+
+def load_calibration() -> dict[str, Any] | None:
+    """This machine's calibration, or None when it was never calibrated (or the file is unreadable)."""
+    path = calibration_path()
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return data if data.get("calibration_version") == CALIBRATION_VERSION else None
+
+
+def save_calibration(data: dict[str, Any]) -> Path:
+    path = calibration_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".calibration-", dir=str(path.parent))
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=2)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# microbenchmarks
+# ---------------------------------------------------------------------------------------------
+
+
+def _median_time(fn, repeats: int) -> float:
+    fn()
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def matmul_tflops(dtype: str, n: int = 1024, repeats: int = 5, device: str = "cpu") -> float:
+    import torch
+
+    torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
+    a = torch.randn(n, n, dtype=torch_dtype, device=device)
+    b = torch.randn(n, n, dtype=torch_dtype, device=device)
+
+    def run():
+        torch.matmul(a, b)
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    return 2 * n**3 / _median_time(run, repeats) / 1e12
+
+
+def copy_bandwidth(megabytes: int = 256, repeats: int = 5, device: str = "cpu") -> float:
+    """Bytes per second of a large tensor copy (read + write)."""
+    import torch
+
+    src = torch.ones(megabytes * 2**20 // 4, dtype=torch.float32, device=device)
+    dst = torch.empty_like(src)
+
+    def run():
+        dst.copy_(src)
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    return 2 * src.numel() * 4 / _median_time(run, repeats)
+
+
+def microbenchmarks(device: str = "cpu") -> dict[str, Any]:
+    from .measure import baseline_rss
+
+    peaks = {d: round(matmul_tflops(d, device=device), 4) for d in ("fp32", "bf16")}
+    return {"peak_tflops": peaks, "bandwidth_bytes_per_s": copy_bandwidth(device=device),
+            "runtime_overhead_bytes": baseline_rss() if device == "cpu" else 0}
+
+
+# ---------------------------------------------------------------------------------------------
+# fitting efficiency factors to measured model shapes
+# ---------------------------------------------------------------------------------------------
+
+
+def _grid(lo: float, hi: float, n: int) -> list[float]:
+    return [lo * (hi / lo) ** (i / (n - 1)) for i in range(n)]
+
+
+def fit_factors(samples: list[dict[str, float]]) -> dict[str, float]:
+    """Fit flop and bandwidth efficiency, a fixed cost per step and one per layer, to measured times.
+
+    Each sample holds `flops` and `bytes` of the step, `peak_flops` and `bandwidth` of the device,
+    `layers` and the measured `seconds`. Predicted = max(flops / (peak x e_f), bytes / (bw x e_b))
+    + step + layers x per_layer. The two efficiencies are searched on a log grid; for each pair the
+    two overheads follow by least squares on relative error (clipped at zero).
+    """
+    import numpy as np
+
+    t = np.array([s["seconds"] for s in samples])
+    layers = np.array([s["layers"] for s in samples])
+    compute = np.array([s["flops"] / s["peak_flops"] for s in samples])
+    memory = np.array([s["bytes"] / s["bandwidth"] for s in samples])
+    best = None
+    for ef in _grid(0.02, 1.0, 40):
+        for eb in _grid(0.02, 1.0, 40):
+            roof = np.maximum(compute / ef, memory / eb)
+            rest = (t - roof) / t  # relative residual the overheads must explain
+            design = np.stack([1 / t, layers / t], axis=1)
+            coef, *_ = np.linalg.lstsq(design, rest, rcond=None)
+            coef = np.clip(coef, 0, None)
+            pred = roof + coef[0] + coef[1] * layers
+            err = float(np.median(np.abs(pred - t) / t))
+            key = (err, -ef, -eb)
+            if best is None or key < best[0]:
+                best = (key, ef, eb, float(coef[0]), float(coef[1]))
+    _, ef, eb, step, per_layer = best
+    return {"flop_efficiency": round(ef, 4), "bandwidth_efficiency": round(eb, 4), "step_overhead_s": step,
+            "layer_overhead_s": per_layer}
+
+
+def machine_record(device: str = "cpu") -> dict[str, Any]:
+    from .hardware import _cpuinfo
+
+    import torch
+    import transformers
+
+    return {"cpu": _cpuinfo().get("model name", platform.processor()), "cores": os.cpu_count(), "device": device,
+            "torch": torch.__version__, "transformers": transformers.__version__, "optiplan": __version__,
+            "threads": torch.get_num_threads()}
+
+
+def new_calibration(device: str = "cpu") -> dict[str, Any]:
+    return {"calibration_version": CALIBRATION_VERSION, "fingerprint": fingerprint(),
+            "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "machine": machine_record(device), **microbenchmarks(device), "engines": {}}
+
+
+class CalibrationError(OptiplanError):
+    """A calibration that cannot run or be used."""
+
+
+# ---------------------------------------------------------------------------------------------
+# measured models -> samples -> factors
+# ---------------------------------------------------------------------------------------------
+
+
+def calibration_setup(path: str | Path, dtype: str, hw=None, efficiency=None):
+    """The analytic Setup of a model folder on this machine with the transformers engine."""
+    from .hardware import local_hardware
+    from .model_source import resolve_model
+    from .profiler import build_setup
+    from .schema import EfficiencyFactors, ProfileRequest
+
+    spec = resolve_model(str(path))
+    hw = hw or local_hardware()
+    eff = efficiency or EfficiencyFactors(flop_efficiency=1.0, bandwidth_efficiency=1.0)
+    request = ProfileRequest(model=str(path), hardware="local", dtype=dtype, engine="transformers",
+                             context=min(512, spec.max_position_embeddings))
+    return build_setup(request, spec, hw, eff)
+
+
+def samples(measurement, setup) -> list[dict[str, float]]:
+    """Each timed point of a measurement with the analytic FLOPs and bytes of the same step."""
+    from .analytic import decode_step, prefill_step
+
+    out = []
+    for p in measurement.points:
+        if p.kind == "peak":
+            continue
+        step = prefill_step(setup, p.batch, p.tokens) if p.kind == "prefill" else decode_step(setup, p.batch, p.tokens)
+        out.append({"kind": p.kind, "batch": p.batch, "tokens": p.tokens, "seconds": p.median_s, "spread": p.spread_s,
+                    "flops": step.flops, "bytes": step.bytes_per_device, "peak_flops": setup.peak_flops,
+                    "bandwidth": setup.hw.memory_bandwidth_bytes_per_s, "layers": setup.spec.num_layers,
+                    "model": measurement.model})
+    return out
+
+
+def predict_seconds(sample: dict[str, float], f: dict[str, float]) -> float:
+    roof = max(sample["flops"] / (sample["peak_flops"] * f["flop_efficiency"]),
+               sample["bytes"] / (sample["bandwidth"] * f["bandwidth_efficiency"]))
+    return roof + f["step_overhead_s"] + f["layer_overhead_s"] * sample["layers"]
+
+
+def predict_peak_bytes(setup, batch: int, prompt: int, steps: int = 4) -> float:
+    """The analytic peak of the measured process: the runtime's resident memory, the weights, the
+    cache and the prefill activations."""
+    from .analytic import per_device_bytes
+
+    weights, kv, act = per_device_bytes(setup, batch, prompt + steps, prompt)
+    return setup.hw.runtime_overhead_bytes + weights + kv + act
+
+
+def random_model(folder: Path, hidden: int, layers: int, heads: int = 4, kv_heads: int = 2, vocab: int = 4096,
+                 intermediate: int | None = None, dtype: str = "fp32") -> Path:
+    """A Llama-architecture model with random weights saved as a Hugging Face folder (for
+    calibration and the accuracy benchmark: timing does not depend on the weights' values)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=intermediate or hidden * 8 // 3,
+                         num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
+                         max_position_embeddings=4096, tie_word_embeddings=False)
+    model = LlamaForCausalLM(config).to({"fp32": torch.float32, "bf16": torch.bfloat16}[dtype])
+    model.save_pretrained(folder)
+    return folder
+
+
+def fit_and_report(all_samples: list[dict[str, float]]) -> dict[str, Any]:
+    factors = fit_factors(all_samples)
+    points = []
+    for s in all_samples:
+        pred = predict_seconds(s, factors)
+        points.append({**{k: s[k] for k in ("model", "kind", "batch", "tokens")}, "measured_s": s["seconds"],
+                       "predicted_s": pred, "error_pct": 100 * (pred - s["seconds"]) / s["seconds"]})
+    median = statistics.median(abs(p["error_pct"]) for p in points)
+    return {"factors": factors, "points": points, "median_abs_error_pct": median}
+
+
+DEFAULT_SHAPES = ((256, 2), (256, 8))  # (hidden, layers) of the random models calibrated on by default
+
+
+def calibrate(models: list[Path] | None = None, repeats: int = 5, dtype: str = "fp32",
+              show_progress: bool = True) -> tuple[dict[str, Any], Path]:
+    """Measure this machine and fit the transformers engine's factors; save and return them."""
+    from .measure import measure
+
+    data = new_calibration("cpu")
+    save_fit_inputs = []
+    with tempfile.TemporaryDirectory(prefix="optiplan-calibrate-") as tmp:
+        paths = list(models or [])
+        if not paths:
+            paths = [random_model(Path(tmp) / f"llama-h{h}-l{n}", h, n, dtype=dtype) for h, n in DEFAULT_SHAPES]
+        # the analytic side uses the peaks and bandwidth just measured
+        from .hardware import _estimated_cpu
+
+        hw = _estimated_cpu().model_copy(update={"peak_tflops": data["peak_tflops"],
+                                                 "memory_bandwidth_bytes_per_s": data["bandwidth_bytes_per_s"],
+                                                 "runtime_overhead_bytes": data["runtime_overhead_bytes"]})
+        for path in paths:
+            m = measure(path, dtype=dtype, device="cpu", repeats=repeats, memory=False, show_progress=show_progress)
+            save_fit_inputs += samples(m, calibration_setup(path, dtype, hw))
+    fitted = fit_and_report(save_fit_inputs)
+    data["engines"] = {"transformers": {dtype: fitted}}
+    return data, save_calibration(data)

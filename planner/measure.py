@@ -1,0 +1,231 @@
+"""Measure a real model with transformers on this machine: loading time, prefill latency at several
+prompt lengths, decode-step latency at several batch sizes and context lengths, and peak memory.
+
+Timings run in one worker process, repeated, medians and spread reported. Peak memory is read in a
+fresh process per point, from the process's high-water mark (`VmHWM` on Linux; the CUDA allocator's
+peak on a GPU), so earlier points cannot inflate it. torch and transformers are imported only here,
+and only when a measurement runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import OptiplanError
+
+# (batch, tokens) shapes measured by default: prefills of several prompt lengths, decode steps at several
+# batch sizes and context lengths
+DEFAULT_PREFILLS = ((1, 32), (1, 128), (1, 512))
+DEFAULT_DECODES = ((1, 64), (1, 512), (4, 64), (4, 512))
+
+
+class MeasureError(OptiplanError):
+    """A model that cannot be measured here."""
+
+
+@dataclass
+class Point:
+    """One measured shape: a prefill (batch x prompt tokens) or a decode step (batch at a context)."""
+
+    kind: str  # prefill | decode | peak
+    batch: int
+    tokens: int  # prompt tokens (prefill) or context (decode)
+    median_s: float = 0.0
+    spread_s: float = 0.0  # max - min over repeats
+    repeats: int = 0
+    peak_memory_bytes: int = 0
+
+
+@dataclass
+class Measurement:
+    model: str
+    device: str
+    dtype: str
+    engine: str = "transformers"
+    load_s: float = 0.0
+    points: list[Point] = field(default_factory=list)
+    baseline_rss_bytes: int = 0  # the process with torch and transformers imported, before the model
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def vm_hwm_bytes() -> int:
+    """Peak resident memory of this process (Linux `VmHWM`), in bytes."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def check_model_folder(path: Path) -> None:
+    """A folder transformers can load: a config and weights. Raises MeasureError otherwise."""
+    if not (path / "config.json").is_file():
+        raise MeasureError(f"{path}: no config.json; `--measure` needs a Hugging Face model folder")
+    weights = list(path.glob("*.safetensors")) + list(path.glob("*.bin"))
+    if not weights:
+        raise MeasureError(f"{path}: no weights (*.safetensors); `--measure` runs the real model")
+
+
+def _torch_dtype(name: str):
+    import torch
+
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
+
+
+def _load(path: str, dtype: str, device: str):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    start = time.perf_counter()
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=_torch_dtype(dtype), attn_implementation="sdpa")
+    except (OSError, ValueError, RuntimeError) as exc:  # mismatched shapes, unreadable weights
+        raise MeasureError(f"{path}: transformers cannot load it: {str(exc).splitlines()[0]}") from exc
+    model = model.to(device).eval()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return model, time.perf_counter() - start
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def _timed(fn, repeats: int, device: str) -> tuple[float, float]:
+    fn()  # warm-up
+    _sync(device)
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples), max(samples) - min(samples)
+
+
+def time_points(path: str, dtype: str, device: str, prefills, decodes, repeats: int,
+                progress=None) -> tuple[float, list[Point]]:
+    """Load once, then time every prefill and decode shape, (batch, tokens) each, in this process."""
+    import torch
+    from transformers import DynamicCache
+
+    model, load_s = _load(path, dtype, device)
+    vocab = model.config.vocab_size
+    gen = torch.Generator().manual_seed(0)
+    points = []
+    with torch.inference_mode():
+        for batch, prompt in prefills:
+            ids = torch.randint(1, vocab, (batch, prompt), generator=gen).to(device)
+            median, spread = _timed(lambda: model(input_ids=ids, use_cache=True, logits_to_keep=1), repeats, device)
+            points.append(Point("prefill", batch, prompt, median, spread, repeats))
+            if progress:
+                progress()
+        for batch, context in decodes:
+            ids = torch.randint(1, vocab, (batch, context), generator=gen).to(device)
+            cache = DynamicCache(config=model.config)
+            model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+            step = torch.randint(1, vocab, (batch, 1), generator=gen).to(device)
+
+            def one_step():
+                model(input_ids=step, past_key_values=cache, use_cache=True)
+                cache.crop(context)  # keep the context fixed across repeats
+
+            median, spread = _timed(one_step, repeats, device)
+            points.append(Point("decode", batch, context, median, spread, repeats))
+            if progress:
+                progress()
+    return load_s, points
+
+
+def peak_memory(path: str, dtype: str, device: str, batch: int, prompt: int, decode_steps: int = 4) -> int:
+    """Peak memory of a fresh process that loads the model, prefills `batch` prompts and decodes a few
+    tokens: VmHWM on CPU, the allocator's peak on CUDA."""
+    args = json.dumps({"path": path, "dtype": dtype, "device": device, "batch": batch, "prompt": prompt,
+                       "steps": decode_steps})
+    out = _worker(["peak", args])
+    return int(out["peak_memory_bytes"])
+
+
+def baseline_rss() -> int:
+    """Resident memory of a fresh process once torch and transformers are imported (the runtime's share)."""
+    return int(_worker(["baseline", "{}"])["peak_memory_bytes"])
+
+
+def _worker(argv: list[str]) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run([sys.executable, "-m", "optiplan.planner.measure", *argv], capture_output=True, text=True,
+                          env=env)
+    if proc.returncode != 0:
+        lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+        raise MeasureError(f"measurement process failed: {lines[-1] if lines else 'no output'}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _worker_main(argv: list[str]) -> None:
+    mode, args = argv[0], json.loads(argv[1])
+    import torch  # noqa: F401
+    import transformers  # noqa: F401
+
+    if mode == "baseline":
+        print(json.dumps({"peak_memory_bytes": vm_hwm_bytes()}))
+        return
+    device = args["device"]
+    model, _ = _load(args["path"], args["dtype"], device)
+    import torch
+
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(1, model.config.vocab_size, (args["batch"], args["prompt"]), generator=gen).to(device)
+    with torch.inference_mode():
+        model.generate(ids, max_new_tokens=args["steps"], min_new_tokens=args["steps"], do_sample=False,
+                       pad_token_id=model.config.eos_token_id or 0)
+    peak = torch.cuda.max_memory_allocated() if device == "cuda" else vm_hwm_bytes()
+    print(json.dumps({"peak_memory_bytes": peak}))
+
+
+def measure(path: str | Path, dtype: str = "fp32", device: str | None = None, prefills=DEFAULT_PREFILLS,
+            decodes=DEFAULT_DECODES, repeats: int = 5, memory: bool = True, show_progress: bool = True) -> Measurement:
+    """Measure a model folder on this machine (CUDA when torch sees a GPU, else the CPU)."""
+    path = Path(path)
+    check_model_folder(path)
+    import torch
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    total = len(prefills) + len(decodes) + (2 if memory else 0)
+    from rich.progress import Progress
+
+    with Progress(disable=not show_progress, transient=True) as bar:
+        task = bar.add_task(f"measuring {path.name} on {device}", total=total)
+        load_s, points = time_points(str(path), dtype, device, prefills, decodes, repeats,
+                                     progress=lambda: bar.advance(task))
+        result = Measurement(model=str(path), device=device, dtype=dtype, load_s=load_s, points=points)
+        if memory:
+            result.baseline_rss_bytes = baseline_rss() if device == "cpu" else 0
+            bar.advance(task)
+            batch, prompt = max(prefills, key=lambda shape: shape[0] * shape[1])
+            peak = peak_memory(str(path), dtype, device, batch, prompt)
+            result.points.append(Point("peak", batch, prompt, peak_memory_bytes=peak))
+            bar.advance(task)
+    return result
+
+
+if __name__ == "__main__":
+    _worker_main(sys.argv[1:])
