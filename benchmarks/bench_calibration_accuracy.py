@@ -16,10 +16,10 @@ import statistics
 import tempfile
 from pathlib import Path
 
-FIT = ((256, 2), (256, 8))  # (hidden, layers)
+FIT = ((128, 2), (512, 3), (256, 8))  # (hidden, layers)
 HELD_OUT = ((384, 4), (512, 6), (192, 12), (768, 3))
 FIT_PREFILLS = ((1, 32), (1, 128), (1, 512))
-FIT_DECODES = ((1, 64), (1, 512), (4, 64), (4, 512))
+FIT_DECODES = ((1, 64), (2, 512), (4, 64), (8, 512))
 HELD_PREFILLS = ((1, 64), (1, 256), (4, 128))
 HELD_DECODES = ((1, 128), (2, 256), (8, 128), (8, 512))
 

@@ -246,14 +246,22 @@ def _overhead_s(s: Setup) -> float:
     return s.eff.step_overhead_s + s.eff.layer_overhead_s * s.spec.num_layers
 
 
+def matmul_efficiency(eff, tokens: int) -> float:
+    """Flop efficiency of a matmul over `tokens` rows: small matmuls (a decode step's few rows) reach
+    less of the peak; `matmul_half_tokens` (fitted by calibration) is where it reaches half."""
+    half = eff.matmul_half_tokens
+    return eff.flop_efficiency * (tokens / (tokens + half) if half else 1.0)
+
+
 def _cost(s: Setup, matmul: float, attention: float, bytes_dev: float, tokens: int) -> StepCost:
     peak = s.peak_flops * s.shards  # the work is spread over the shards
     attention_eff = s.attention_efficiency or s.eff.flop_efficiency
+    matmul_eff = matmul_efficiency(s.eff, max(tokens // max(s.ep, 1), 1))
     # weights held in host memory cross the host link every pass (CPU offload)
     offload_s = s.offload_fraction * total_weight_bytes(s) / s.shards / s.host_link_bytes_per_s
     return StepCost(
         flops=matmul + attention, bytes_per_device=bytes_dev,
-        compute_s=matmul / (peak * s.eff.flop_efficiency) + attention / (peak * attention_eff),
+        compute_s=matmul / (peak * matmul_eff) + attention / (peak * attention_eff),
         memory_s=bytes_dev / (s.hw.memory_bandwidth_bytes_per_s * s.eff.bandwidth_efficiency) + offload_s,
         comm_s=_comm_s(s, tokens), overhead_s=_overhead_s(s),
     )

@@ -116,12 +116,22 @@ def copy_bandwidth(megabytes: int = 256, repeats: int = 5, device: str = "cpu") 
     return 2 * src.numel() * 4 / _median_time(run, repeats)
 
 
-def microbenchmarks(device: str = "cpu") -> dict[str, Any]:
-    from .measure import baseline_rss
+def runtime_overhead_bytes(device: str = "cpu") -> int:
+    """Memory a measured process holds besides the model's own tensors: the peak of a fresh process
+    that loads a tiny model and generates with it (interpreter, torch, transformers, allocator
+    arenas), less that model's weights."""
+    from .measure import peak_memory
 
+    with tempfile.TemporaryDirectory(prefix="optiplan-runtime-") as tmp:
+        path = random_model(Path(tmp) / "tiny", hidden=64, layers=1, heads=2, kv_heads=1, vocab=256)
+        weights = sum(f.stat().st_size for f in path.glob("*.safetensors"))
+        return max(peak_memory(str(path), "fp32", device, 1, 8) - weights, 0)
+
+
+def microbenchmarks(device: str = "cpu") -> dict[str, Any]:
     peaks = {d: round(matmul_tflops(d, device=device), 4) for d in ("fp32", "bf16")}
     return {"peak_tflops": peaks, "bandwidth_bytes_per_s": copy_bandwidth(device=device),
-            "runtime_overhead_bytes": baseline_rss() if device == "cpu" else 0}
+            "runtime_overhead_bytes": runtime_overhead_bytes(device) if device == "cpu" else 0}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -134,35 +144,48 @@ def _grid(lo: float, hi: float, n: int) -> list[float]:
 
 
 def fit_factors(samples: list[dict[str, float]]) -> dict[str, float]:
-    """Fit flop and bandwidth efficiency, a fixed cost per step and one per layer, to measured times.
+    """Fit flop efficiency, the matmul size at half efficiency, bandwidth efficiency, a fixed cost per
+    step and one per layer to measured times.
 
-    Each sample holds `flops` and `bytes` of the step, `peak_flops` and `bandwidth` of the device,
-    `layers` and the measured `seconds`. Predicted = max(flops / (peak x e_f), bytes / (bw x e_b))
-    + step + layers x per_layer. The two efficiencies are searched on a log grid; for each pair the
-    two overheads follow by least squares on relative error (clipped at zero).
+    Predicted = max(matmul / (peak x e_f x rows / (rows + h)) + attention / (peak x e_f),
+    bytes / (bw x e_b)) + step + layers x per_layer. e_f, e_b and h are searched on grids (coarse,
+    then fine around the best); for each the two overheads follow by least squares on relative
+    error, clipped at zero. The objective is the median relative error.
     """
     import numpy as np
 
     t = np.array([s["seconds"] for s in samples])
     layers = np.array([s["layers"] for s in samples])
-    compute = np.array([s["flops"] / s["peak_flops"] for s in samples])
+    rows = np.array([s["rows"] for s in samples])
+    matmul = np.array([s["matmul_flops"] / s["peak_flops"] for s in samples])
+    attention = np.array([s["attention_flops"] / s["peak_flops"] for s in samples])
     memory = np.array([s["bytes"] / s["bandwidth"] for s in samples])
-    best = None
-    for ef in _grid(0.02, 1.0, 40):
-        for eb in _grid(0.02, 1.0, 40):
-            roof = np.maximum(compute / ef, memory / eb)
-            rest = (t - roof) / t  # relative residual the overheads must explain
-            design = np.stack([1 / t, layers / t], axis=1)
-            coef, *_ = np.linalg.lstsq(design, rest, rcond=None)
-            coef = np.clip(coef, 0, None)
-            pred = roof + coef[0] + coef[1] * layers
-            err = float(np.median(np.abs(pred - t) / t))
-            key = (err, -ef, -eb)
-            if best is None or key < best[0]:
-                best = (key, ef, eb, float(coef[0]), float(coef[1]))
-    _, ef, eb, step, per_layer = best
+    design = np.stack([1 / t, layers / t], axis=1)
+
+    def search(efs, ebs, halves, best=None):
+        for h in halves:
+            scale = rows / (rows + h) if h else np.ones_like(rows, dtype=float)
+            for ef in efs:
+                compute = matmul / (ef * scale) + attention / ef
+                for eb in ebs:
+                    roof = np.maximum(compute, memory / eb)
+                    coef, *_ = np.linalg.lstsq(design, (t - roof) / t, rcond=None)
+                    coef = np.clip(coef, 0, None)
+                    rel = np.abs(roof + coef[0] + coef[1] * layers - t) / t
+                    key = (float(np.median(rel)) + 1e-3 * float(np.mean(rel)), -ef, -eb, h)
+                    if best is None or key < best[0]:
+                        best = (key, ef, eb, h, float(coef[0]), float(coef[1]))
+        return best
+
+    halves = [0.0, 1, 2, 4, 8, 16, 32, 64, 128, 256]
+    best = search(_grid(0.02, 1.0, 30), _grid(0.02, 1.0, 30), halves)
+    _, ef0, eb0, h0, _, _ = best
+    fine_h = [0.0, *_grid(max(h0, 1) / 2.5, max(h0, 1) * 2.5, 11)]
+    best = search(_grid(ef0 / 1.15, min(ef0 * 1.15, 1.0), 21), _grid(eb0 / 1.15, min(eb0 * 1.15, 1.0), 21), fine_h,
+                  best)
+    _, ef, eb, h, step, per_layer = best
     return {"flop_efficiency": round(ef, 4), "bandwidth_efficiency": round(eb, 4), "step_overhead_s": step,
-            "layer_overhead_s": per_layer}
+            "layer_overhead_s": per_layer, "matmul_half_tokens": h}
 
 
 def machine_record(device: str = "cpu") -> dict[str, Any]:
@@ -208,23 +231,41 @@ def calibration_setup(path: str | Path, dtype: str, hw=None, efficiency=None):
 
 def samples(measurement, setup) -> list[dict[str, float]]:
     """Each timed point of a measurement with the analytic FLOPs and bytes of the same step."""
-    from .analytic import decode_step, prefill_step
+    from .analytic import (
+        decode_attention_flops,
+        decode_step,
+        matmul_flops,
+        prefill_attention_flops,
+        prefill_step,
+    )
 
     out = []
     for p in measurement.points:
         if p.kind == "peak":
             continue
-        step = prefill_step(setup, p.batch, p.tokens) if p.kind == "prefill" else decode_step(setup, p.batch, p.tokens)
+        if p.kind == "prefill":
+            step, rows = prefill_step(setup, p.batch, p.tokens), p.batch * p.tokens
+            attention = prefill_attention_flops(setup, p.batch, p.tokens)
+            matmul = matmul_flops(setup, rows, p.batch)
+        else:
+            step, rows = decode_step(setup, p.batch, p.tokens), p.batch
+            attention = decode_attention_flops(setup, p.batch, p.tokens)
+            matmul = matmul_flops(setup, rows, rows)
         out.append({"kind": p.kind, "batch": p.batch, "tokens": p.tokens, "seconds": p.median_s, "spread": p.spread_s,
-                    "flops": step.flops, "bytes": step.bytes_per_device, "peak_flops": setup.peak_flops,
+                    "flops": step.flops, "matmul_flops": matmul, "attention_flops": attention, "rows": rows,
+                    "bytes": step.bytes_per_device, "peak_flops": setup.peak_flops,
                     "bandwidth": setup.hw.memory_bandwidth_bytes_per_s, "layers": setup.spec.num_layers,
                     "model": measurement.model})
     return out
 
 
 def predict_seconds(sample: dict[str, float], f: dict[str, float]) -> float:
-    roof = max(sample["flops"] / (sample["peak_flops"] * f["flop_efficiency"]),
-               sample["bytes"] / (sample["bandwidth"] * f["bandwidth_efficiency"]))
+    """The analytic model's time for a sample under factors `f` (the same formula as analytic._cost)."""
+    half = f.get("matmul_half_tokens", 0.0)
+    matmul_eff = f["flop_efficiency"] * (sample["rows"] / (sample["rows"] + half) if half else 1.0)
+    compute = (sample["matmul_flops"] / (sample["peak_flops"] * matmul_eff)
+               + sample["attention_flops"] / (sample["peak_flops"] * f["flop_efficiency"]))
+    roof = max(compute, sample["bytes"] / (sample["bandwidth"] * f["bandwidth_efficiency"]))
     return roof + f["step_overhead_s"] + f["layer_overhead_s"] * sample["layers"]
 
 
@@ -243,7 +284,9 @@ def random_model(folder: Path, hidden: int, layers: int, heads: int = 4, kv_head
     calibration and the accuracy benchmark: timing does not depend on the weights' values)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=intermediate or hidden * 8 // 3,
                          num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
@@ -264,7 +307,7 @@ def fit_and_report(all_samples: list[dict[str, float]]) -> dict[str, Any]:
     return {"factors": factors, "points": points, "median_abs_error_pct": median}
 
 
-DEFAULT_SHAPES = ((256, 2), (256, 8))  # (hidden, layers) of the random models calibrated on by default
+DEFAULT_SHAPES = ((128, 2), (512, 3), (256, 8))  # (hidden, layers) of the random models fitted on by default
 
 
 def calibrate(models: list[Path] | None = None, repeats: int = 5, dtype: str = "fp32",

@@ -43,6 +43,7 @@ def calibrated_efficiency(hw: HardwareSpec, engine: str, weight_dtype: str) -> E
     f = fitted["factors"]
     return EfficiencyFactors(flop_efficiency=f["flop_efficiency"], bandwidth_efficiency=f["bandwidth_efficiency"],
                              step_overhead_s=f["step_overhead_s"], layer_overhead_s=f["layer_overhead_s"],
+                             matmul_half_tokens=f.get("matmul_half_tokens", 0.0),
                              source=f"calibrated on this machine ({calibration_path()}, {calibration['measured_at']}): "
                                     f"median error {fitted['median_abs_error_pct']:.1f}% over "
                                     f"{len(fitted['points'])} measured steps")

@@ -24,7 +24,7 @@ from .errors import OptiplanError
 # (batch, tokens) shapes measured by default: prefills of several prompt lengths, decode steps at several
 # batch sizes and context lengths
 DEFAULT_PREFILLS = ((1, 32), (1, 128), (1, 512))
-DEFAULT_DECODES = ((1, 64), (1, 512), (4, 64), (4, 512))
+DEFAULT_DECODES = ((1, 64), (2, 512), (4, 64), (8, 512))
 
 
 class MeasureError(OptiplanError):
@@ -89,11 +89,14 @@ def _torch_dtype(name: str):
 def _load(path: str, dtype: str, device: str):
     import torch
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # optiplan shows its own progress
+    hf_logging.set_verbosity_error()
     start = time.perf_counter()
     try:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=_torch_dtype(dtype), attn_implementation="sdpa")
-    except (OSError, ValueError, RuntimeError) as exc:  # mismatched shapes, unreadable weights
+    except Exception as exc:  # noqa: BLE001  mismatched shapes, invalid config, unreadable weights: one line
         raise MeasureError(f"{path}: transformers cannot load it: {str(exc).splitlines()[0]}") from exc
     model = model.to(device).eval()
     if device == "cuda":
@@ -140,12 +143,12 @@ def time_points(path: str, dtype: str, device: str, prefills, decodes, repeats: 
         for batch, context in decodes:
             ids = torch.randint(1, vocab, (batch, context), generator=gen).to(device)
             cache = DynamicCache(config=model.config)
-            model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+            model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=1)
             step = torch.randint(1, vocab, (batch, 1), generator=gen).to(device)
 
             def one_step():
-                model(input_ids=step, past_key_values=cache, use_cache=True)
-                cache.crop(context)  # keep the context fixed across repeats
+                model(input_ids=step, cache=cache, use_cache=True)
+                cache.crop(-1)  # drop the token the step added: the context stays fixed
 
             median, spread = _timed(one_step, repeats, device)
             points.append(Point("decode", batch, context, median, spread, repeats))

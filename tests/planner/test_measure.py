@@ -1,0 +1,172 @@
+"""Measurement and calibration on this CPU, with the small trained models in tests/assets/models."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+pytest.importorskip("torch")
+
+from optiplan.planner import calibrate as cal  # noqa: E402
+from optiplan.planner.cli import main  # noqa: E402
+from optiplan.planner.hardware import local_hardware  # noqa: E402
+from optiplan.planner.measure import MeasureError, measure  # noqa: E402
+
+MODELS = Path(__file__).resolve().parents[1] / "assets" / "models"
+TARGET, DRAFT = MODELS / "target", MODELS / "draft"
+
+
+@pytest.fixture()
+def cache(tmp_path, monkeypatch):
+    """A private calibration folder, and `local` re-read with it."""
+    monkeypatch.setenv("OPTIPLAN_CACHE", str(tmp_path / "cache"))
+    local_hardware.cache_clear()
+    yield tmp_path / "cache"
+    local_hardware.cache_clear()
+
+
+def test_test_models_are_the_committed_ones_and_learned_something():
+    manifest = json.loads((MODELS / "MANIFEST.json").read_text())
+    for rel, digest in manifest["sha256"].items():
+        assert hashlib.sha256((MODELS / rel).read_bytes()).hexdigest() == digest, rel
+    target = manifest["models"]["target"]
+    assert target["layers"] == 8 and manifest["models"]["draft"]["layers"] == 1
+    assert target["held_out_perplexity_trained"] < target["held_out_perplexity_untrained"] / 10
+    assert manifest["draft_to_target_time_per_token"] < 0.2
+
+
+def test_trained_target_generates_english_like_text():
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(TARGET)
+    model = AutoModelForCausalLM.from_pretrained(TARGET, dtype=torch.float32)
+    ids = tok("The for statement", return_tensors="pt").input_ids
+    text = tok.decode(model.generate(ids, max_new_tokens=20, do_sample=False)[0])
+    assert text.startswith("The for statement") and len(text.split()) > 6
+
+
+def test_measure_times_and_peak_memory():
+    m = measure(TARGET, dtype="fp32", prefills=((1, 16), (2, 32)), decodes=((1, 32), (2, 64)), repeats=2,
+                show_progress=False)
+    kinds = [p.kind for p in m.points]
+    assert kinds == ["prefill", "prefill", "decode", "decode", "peak"]
+    assert all(p.median_s > 0 for p in m.points if p.kind != "peak")
+    peak = m.points[-1].peak_memory_bytes
+    assert m.baseline_rss_bytes > 50e6 and peak > m.baseline_rss_bytes  # the model and its work on top
+
+
+def test_profile_measure_json_has_measured_beside_predicted():
+    result = CliRunner().invoke(main, ["profile", str(TARGET), "--hardware", "local", "--engine", "transformers",
+                                       "--dtype", "fp32", "--context", "64", "--batch", "2", "--measure",
+                                       "--repeats", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    measured = data["measured"]
+    for key in ("ttft_ms", "tpot_ms", "tokens_per_s", "peak_memory_bytes", "engine"):
+        assert key in measured
+    assert measured["engine"] == "transformers" and measured["tpot_ms"] > 0
+    assert {p["kind"] for p in measured["points"]} == {"prefill", "decode", "peak"}
+    assert all(p["error_pct"] is not None for p in measured["points"] if p["kind"] != "peak")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["llama-3.1-405b", "--hardware", "local", "--context", "64"], "not loaded"),
+    ([str(TARGET), "--hardware", "h100-sxm", "--context", "64"], "use --hardware local"),
+    ([str(TARGET), "--hardware", "local", "--dtype", "int4", "--context", "64"], "unquantized weights"),
+])
+def test_measure_refusals(args, message):
+    result = CliRunner().invoke(main, ["profile", *args, "--measure"])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+
+
+def test_folder_without_weights_and_mismatched_weights(tmp_path):
+    empty = tmp_path / "no-weights"
+    empty.mkdir()
+    shutil.copy(TARGET / "config.json", empty / "config.json")
+    result = CliRunner().invoke(main, ["profile", str(empty), "-H", "local", "--context", "64", "--measure"])
+    assert result.exit_code == 2 and "no weights" in result.output
+    bad = tmp_path / "bad"
+    shutil.copytree(TARGET, bad)
+    config = json.loads((bad / "config.json").read_text())
+    config["hidden_size"] = 240  # a valid config whose weights are 192 wide
+    (bad / "config.json").write_text(json.dumps(config))
+    result = CliRunner().invoke(main, ["profile", str(bad), "-H", "local", "--context", "64", "--measure"])
+    assert result.exit_code == 2 and "cannot load it" in result.output
+
+
+def test_fit_recovers_known_factors():
+    truth = {"flop_efficiency": 0.4, "bandwidth_efficiency": 0.6, "step_overhead_s": 0.002, "layer_overhead_s": 0.0003,
+             "matmul_half_tokens": 16}
+    samples = []
+    for layers in (2, 8, 16):
+        for flops, nbytes, rows in ((1e9, 1e7, 512), (1e7, 1e9, 1), (5e9, 5e8, 64), (1e8, 3e8, 8), (2e9, 1e8, 4)):
+            s = {"flops": flops, "matmul_flops": flops * 0.9, "attention_flops": flops * 0.1, "rows": rows,
+                 "bytes": nbytes, "peak_flops": 1e11, "bandwidth": 1e10, "layers": layers}
+            s["seconds"] = cal.predict_seconds(s, truth)
+            samples.append(s)
+    fitted = cal.fit_factors(samples)
+    # the efficiencies come back; the overheads and the matmul size trade off against each other within
+    # the grid's resolution, so what must hold is that the fitted model reproduces the times
+    for key in ("flop_efficiency", "bandwidth_efficiency"):
+        assert fitted[key] == pytest.approx(truth[key], rel=0.15), key
+    errors = sorted(abs(cal.predict_seconds(s, fitted) - s["seconds"]) / s["seconds"] for s in samples)
+    assert errors[len(errors) // 2] < 0.02
+
+
+def test_calibrate_writes_and_profile_uses_it(cache):
+    result = CliRunner().invoke(main, ["calibrate", "--model", str(TARGET), "--model", str(DRAFT), "--repeats", "2"])
+    assert result.exit_code == 0, result.output
+    assert "median absolute error" in result.output
+    data = json.loads(cal.calibration_path().read_text())
+    assert cal.calibration_path().parent == cache / "calibration"
+    fitted = data["engines"]["transformers"]["fp32"]
+    assert 0 < fitted["factors"]["flop_efficiency"] <= 1 and len(fitted["points"]) == 14  # 2 models x 7 steps
+    assert data["peak_tflops"]["fp32"] > 0 and data["bandwidth_bytes_per_s"] > 1e8
+    local_hardware.cache_clear()
+    profile = json.loads(CliRunner().invoke(main, ["profile", str(TARGET), "-H", "local", "--engine", "transformers",
+                                                   "--dtype", "fp32", "--context", "64", "--json"]).stdout)
+    assert profile["efficiency"]["source"].startswith("calibrated on this machine")
+
+
+def test_interrupted_calibration_keeps_the_previous_file(cache, monkeypatch):
+    cal.save_calibration({"calibration_version": cal.CALIBRATION_VERSION, "marker": 1})
+    before = cal.calibration_path().read_text()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cal.json, "dump", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        cal.save_calibration({"calibration_version": cal.CALIBRATION_VERSION, "marker": 2})
+    assert cal.calibration_path().read_text() == before
+    assert not list(cal.calibration_path().parent.glob(".calibration-*"))
+
+
+def test_measure_a_config_with_random_weights(tmp_path):
+    config = {"model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+              "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 256, "max_position_embeddings": 512}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    result = CliRunner().invoke(main, ["profile", str(path), "-H", "local", "--engine", "transformers", "--dtype",
+                                       "fp32", "--context", "32", "--measure", "--repeats", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["measured"]["peak_memory_bytes"] > 0
+
+
+@pytest.mark.gpu
+def test_measure_on_cuda():
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    m = measure(TARGET, dtype="bf16", device="cuda", prefills=((1, 128),), decodes=((4, 256),), repeats=3,
+                show_progress=False)
+    assert m.device == "cuda" and all(p.median_s > 0 for p in m.points if p.kind != "peak")
+    assert m.points[-1].peak_memory_bytes > 0
