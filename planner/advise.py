@@ -9,7 +9,7 @@ from .errors import HardwareError, OptiplanError, RequestError, UnknownNameError
 from .hardware import catalog_hardware, resolve_hardware
 from .model_source import resolve_model
 from .params import param_counts
-from .predict import baseline_state, evaluate
+from .predict import evaluate
 from .profiler import model_summary
 from .schema import HardwareSpec, ModelSpec
 from .schema.advice import (

@@ -191,7 +191,6 @@ def _worker_main(argv: list[str]) -> None:
         return
     device = args["device"]
     model, _ = _load(args["path"], args["dtype"], device)
-    import torch
 
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()

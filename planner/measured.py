@@ -6,12 +6,13 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from .dtypes import canonical
 from .errors import RequestError
 from .measure import MeasureError, measure
 from .model_source import resolve_model
 from .schema import MeasuredPoint, MeasuredProfile, Profile, ProfileRequest
 
-# A model built with random weights must leave this share of the available memory free.
+# A model built with random weights must fit in this share of the memory available now.
 MEMORY_HEADROOM = 0.8
 
 
@@ -48,7 +49,8 @@ def _model_folder(request: ProfileRequest, predicted: Profile, tmp: Path) -> Pat
 
     config = AutoConfig.for_model(fields.pop("model_type"), **fields)
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(config)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(canonical(request.dtype), torch.float32)
+    model = AutoModelForCausalLM.from_config(config, dtype=dtype)  # saved at the dtype it is measured at
     folder = tmp / "random-weights"
     model.save_pretrained(folder)
     return folder

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from . import Context, Technique, register
 from ..efficiency import prefill_chunk_tokens
-from ..predict import PlanState
 
 
 def _no_shared_prefix(ctx: Context) -> str | None:

@@ -15,7 +15,7 @@ pytest.importorskip("torch")
 from optiplan.planner import calibrate as cal  # noqa: E402
 from optiplan.planner.cli import main  # noqa: E402
 from optiplan.planner.hardware import local_hardware  # noqa: E402
-from optiplan.planner.measure import MeasureError, measure  # noqa: E402
+from optiplan.planner.measure import measure  # noqa: E402
 
 MODELS = Path(__file__).resolve().parents[1] / "assets" / "models"
 TARGET, DRAFT = MODELS / "target", MODELS / "draft"
