@@ -5,7 +5,7 @@ Calibrates on two shapes, then predicts and measures held-out shapes (other hidd
 batch sizes and contexts). Models are Llama-architecture with random weights (time and memory do not
 depend on the weights' values). Prints the table and writes benchmarks/results/calibration_accuracy.json.
 
-    python benchmarks/bench_calibration_accuracy.py [--repeats 5]
+    python benchmarks/bench_calibration_accuracy.py [--repeats 11]
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def main() -> None:
     from optiplan.planner.measure import measure
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=11)
     args = parser.parse_args()
 
     bench = microbenchmarks("cpu")

@@ -147,7 +147,7 @@ def fit_factors(samples: list[dict[str, float]]) -> dict[str, float]:
     """Fit flop efficiency, the matmul size at half efficiency, bandwidth efficiency, a fixed cost per
     step and one per layer to measured times.
 
-    Predicted = max(matmul / (peak x e_f x rows / (rows + h)) + attention / (peak x e_f),
+    Predicted = max(matmul / (peak x e_f x rows / (rows + h)) + attention / (peak x e_f),   (one row: no h)
     bytes / (bw x e_b)) + step + layers x per_layer. e_f, e_b and h are searched on grids (coarse,
     then fine around the best); for each the two overheads follow by least squares on relative
     error, clipped at zero. The objective is the median relative error.
@@ -164,7 +164,7 @@ def fit_factors(samples: list[dict[str, float]]) -> dict[str, float]:
 
     def search(efs, ebs, halves, best=None):
         for h in halves:
-            scale = rows / (rows + h) if h else np.ones_like(rows, dtype=float)
+            scale = np.where(rows > 1, rows / (rows + h), 1.0) if h else np.ones_like(rows, dtype=float)
             for ef in efs:
                 compute = matmul / (ef * scale) + attention / ef
                 for eb in ebs:
@@ -262,7 +262,8 @@ def samples(measurement, setup) -> list[dict[str, float]]:
 def predict_seconds(sample: dict[str, float], f: dict[str, float]) -> float:
     """The analytic model's time for a sample under factors `f` (the same formula as analytic._cost)."""
     half = f.get("matmul_half_tokens", 0.0)
-    matmul_eff = f["flop_efficiency"] * (sample["rows"] / (sample["rows"] + half) if half else 1.0)
+    matmul_eff = f["flop_efficiency"] * (sample["rows"] / (sample["rows"] + half) if half and sample["rows"] > 1
+                                          else 1.0)
     compute = (sample["matmul_flops"] / (sample["peak_flops"] * matmul_eff)
                + sample["attention_flops"] / (sample["peak_flops"] * f["flop_efficiency"]))
     roof = max(compute, sample["bytes"] / (sample["bandwidth"] * f["bandwidth_efficiency"]))
