@@ -94,13 +94,21 @@ def _cpuinfo() -> dict[str, str]:
     return info
 
 
-def _total_memory_bytes() -> int:
+def proc_kib_bytes(path: str, key: str) -> int | None:
+    """A `Key:  N kB` field of a Linux /proc file (meminfo, self/status) in bytes, or None elsewhere."""
     try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(f"{key}:"):
                 return int(line.split()[1]) * 1024
-    except OSError:
+    except (OSError, ValueError, IndexError):
         pass
+    return None
+
+
+def _total_memory_bytes() -> int:
+    total = proc_kib_bytes("/proc/meminfo", "MemTotal")
+    if total:
+        return total
     if hasattr(os, "sysconf") and "SC_PHYS_PAGES" in os.sysconf_names:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     return 8 * GIB

@@ -60,12 +60,11 @@ class Measurement:
 
 def vm_hwm_bytes() -> int:
     """Peak resident memory of this process (Linux `VmHWM`), in bytes."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
+    from .hardware import proc_kib_bytes
+
+    peak = proc_kib_bytes("/proc/self/status", "VmHWM")
+    if peak:
+        return peak
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

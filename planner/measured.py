@@ -17,15 +17,9 @@ MEMORY_HEADROOM = 0.8
 
 
 def _available_bytes() -> int:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    from .hardware import _total_memory_bytes
+    from .hardware import _total_memory_bytes, proc_kib_bytes
 
-    return _total_memory_bytes()
+    return proc_kib_bytes("/proc/meminfo", "MemAvailable") or _total_memory_bytes()
 
 
 def _model_folder(request: ProfileRequest, predicted: Profile, tmp: Path) -> Path:
