@@ -87,7 +87,10 @@ def resolve_model(name: str) -> ModelSpec:
     resolved = profiles.resolve_model_name(name)
     if resolved is not None:
         entry = profiles.load_model(resolved)
-        return model_spec_from_config(entry["config"], resolved, f"catalog:{resolved}")
+        spec = model_spec_from_config(entry["config"], resolved, f"catalog:{resolved}")
+        if entry.get("checkpoint_dtype"):
+            spec = spec.model_copy(update={"checkpoint_dtype": entry["checkpoint_dtype"]})
+        return spec
     path = Path(name).expanduser()
     if path.is_file():
         return model_spec_from_config(read_config_file(path), path.parent.name or path.stem, str(path))

@@ -283,6 +283,9 @@ def model_spec_from_config(config: dict[str, Any], name: str, source: str) -> Mo
         spec.update(mla=mla, num_kv_heads=heads, head_dim=mla.qk_nope_head_dim + mla.qk_rope_head_dim,
                     v_head_dim=mla.v_head_dim, mlp_bias=False)
 
+    quant = config.get("quantization_config") or cfg.get("quantization_config")
+    if isinstance(quant, dict) and str(quant.get("quant_method", "")).lower() == "fp8":
+        spec["checkpoint_dtype"] = "fp8"
     moe, layer_moe = _moe(f, model_type, layers, hidden)
     spec.update(moe=moe, layer_moe=tuple(layer_moe), layer_windows=tuple(_windows(f, model_type, layers)),
                 warnings=tuple(warnings))

@@ -130,6 +130,8 @@ class ModelSpec(Frozen):
     moe: MoESpec | None = None
     mla: MLASpec | None = None
     attn_logit_softcap: float | None = None
+    checkpoint_dtype: str | None = Field(None, description="weight format the published checkpoint is stored in "
+                                                           "when it is quantized (e.g. fp8), else None")
     warnings: tuple[str, ...] = ()
 
     @property

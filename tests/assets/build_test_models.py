@@ -8,6 +8,7 @@ loads, plus `MANIFEST.json` with held-out perplexities before and after training
 every file. Run from the repository root:
 
     python tests/assets/build_test_models.py            # writes tests/assets/models/{target,draft}
+    python tests/assets/build_test_models.py --out DIR  # elsewhere, e.g. to compare checksums
 """
 
 from __future__ import annotations
@@ -138,7 +139,14 @@ def checksums() -> dict[str, str]:
 
 
 def main() -> None:
+    import argparse
+
     import torch
+
+    global OUT
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=OUT)
+    OUT = parser.parse_args().out
 
     # one thread: the same result on any machine, and no slowdown when another process shares the cores
     torch.set_num_threads(1)

@@ -231,3 +231,17 @@ def _workload_file(allowed):
     json.dump({"name": "x", "allowed_techniques": allowed}, path)
     path.close()
     return path.name
+
+
+def test_a_published_fp8_checkpoint_is_served_in_fp8():
+    a = run(model="deepseek-v3", hardware="h200-sxm", num_devices=8, workload="chat")
+    assert a.baseline.weight_dtype == "fp8" and "weight-fp8" not in steps(a)
+    assert "changes nothing here" in rejected(a)["weight-fp8"]
+    assert a.plan.quality_loss_pct < 0.3  # no fp8 loss charged for the published format
+    b = run(model="deepseek-v3", hardware="b200", num_devices=8, workload="chat")
+    assert b.baseline.weight_dtype == "fp8"
+    from optiplan.planner.model_spec import model_spec_from_config
+
+    cfg = {"model_type": "llama", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+           "vocab_size": 100, "max_position_embeddings": 128, "quantization_config": {"quant_method": "fp8"}}
+    assert model_spec_from_config(cfg, "t", "t").checkpoint_dtype == "fp8"
