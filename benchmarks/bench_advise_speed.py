@@ -8,11 +8,9 @@ benchmarks/results/advise_speed.json.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-from pathlib import Path
 
-from _timing import time_cli
+from _common import time_cli, write_results
 
 COMMANDS = {
     "8b-l4-chat": ["advise", "llama-3.1-8b", "--hardware", "l4", "--workload", "chat", "--format", "json"],
@@ -34,10 +32,7 @@ def main() -> None:
                          "min_s": min(times), "max_s": max(times), "runs": len(times)}
         print(f"{name:28s} median {results[name]['median_s']:.3f} s (min {min(times):.3f}, max {max(times):.3f}; "
               f"goal < 1 s)")
-    out = Path(__file__).resolve().parent / "results" / "advise_speed.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_results("advise_speed", results)
 
 
 if __name__ == "__main__":

@@ -11,10 +11,11 @@ depend on the weights' values). Prints the table and writes benchmarks/results/c
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 from pathlib import Path
+
+from _common import write_results
 
 FIT = ((128, 2), (512, 3), (256, 8))  # (hidden, layers)
 HELD_OUT = ((384, 4), (512, 6), (192, 12), (768, 3))
@@ -84,11 +85,8 @@ def main() -> None:
     summary["peak_memory"] = statistics.median(abs(r["error_pct"]) for r in memory_rows)
     print(f"\nmedian absolute error on held-out shapes: decode {summary['decode']:.1f}% (goal <= 15%), prefill "
           f"{summary['prefill']:.1f}% (goal <= 15%), peak memory {summary['peak_memory']:.1f}% (goal <= 5%)")
-    out = Path(__file__).resolve().parent / "results" / "calibration_accuracy.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"machine": bench, "factors": factors, "held_out": rows, "memory": memory_rows,
-                               "median_abs_error_pct": summary}, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_results("calibration_accuracy", {"machine": bench, "factors": factors, "held_out": rows,
+                                           "memory": memory_rows, "median_abs_error_pct": summary})
 
 
 if __name__ == "__main__":

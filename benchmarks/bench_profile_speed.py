@@ -8,13 +8,11 @@ pair). Prints the figures and writes benchmarks/results/profile_speed.json.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
-from pathlib import Path
 
-from _timing import time_cli
+from _common import time_cli, write_results
 
 COMMAND = ["profile", "llama-3.1-70b", "--hardware", "h100-sxm", "--gpus", "2", "--context", "8192", "--batch", "16",
            "--json"]
@@ -70,10 +68,7 @@ def main() -> None:
     print(f"{pairs['pairs']} model x device pairs in one process: {first_round:.3f} ms/pair cold, "
           f"{result['ms_per_pair_median']:.3f} ms/pair median over {args.rounds} rounds "
           f"({pairs['failures']} rejected; goal < 1 ms)")
-    out = Path(__file__).resolve().parent / "results" / "profile_speed.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_results("profile_speed", result)
 
 
 if __name__ == "__main__":

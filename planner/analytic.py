@@ -259,7 +259,8 @@ def _cost(s: Setup, matmul: float, attention: float, bytes_dev: float, tokens: i
     attention_eff = s.attention_efficiency or s.eff.flop_efficiency
     matmul_eff = matmul_efficiency(s.eff, max(tokens // max(s.ep, 1), 1))
     # weights held in host memory cross the host link every pass (CPU offload)
-    offload_s = s.offload_fraction * total_weight_bytes(s) / s.shards / s.host_link_bytes_per_s
+    offload_s = (s.offload_fraction * total_weight_bytes(s) / s.shards / s.host_link_bytes_per_s
+                 if s.offload_fraction else 0.0)
     return StepCost(
         flops=matmul + attention, bytes_per_device=bytes_dev,
         compute_s=matmul / (peak * matmul_eff) + attention / (peak * attention_eff),

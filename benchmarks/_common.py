@@ -1,11 +1,14 @@
-"""Shared by the benchmarks: wall time of whole `optiplan` processes, as a user starts them."""
+"""Shared by the benchmarks: wall time of whole `optiplan` processes, and writing results as JSON."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
+from typing import Any
 
 
 def time_cli(args: list[str], runs: int) -> list[float]:
@@ -19,3 +22,12 @@ def time_cli(args: list[str], runs: int) -> list[float]:
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         times.append(time.perf_counter() - start)
     return times
+
+
+def write_results(name: str, data: Any) -> Path:
+    """Write benchmarks/results/NAME.json and say where."""
+    out = Path(__file__).resolve().parent / "results" / f"{name}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(data, indent=2) + "\n")
+    print(f"wrote {out}")
+    return out
