@@ -110,16 +110,25 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def _timed(fn, repeats: int, device: str) -> tuple[float, float]:
+# A point is timed at least `repeats` times and for at least this long: a decode step of a small
+# model takes a millisecond or two, and a handful of samples of that is mostly scheduler noise.
+MIN_POINT_TIME_S = 0.3
+MAX_SAMPLES = 400
+
+
+def _timed(fn, repeats: int, device: str, min_time_s: float = MIN_POINT_TIME_S) -> tuple[float, float, int]:
+    """Median and spread (max - min) of `fn`'s wall time, and how many samples they came from."""
     fn()  # warm-up
     _sync(device)
-    samples = []
-    for _ in range(repeats):
+    samples: list[float] = []
+    spent = 0.0
+    while len(samples) < repeats or (spent < min_time_s and len(samples) < MAX_SAMPLES):
         start = time.perf_counter()
         fn()
         _sync(device)
         samples.append(time.perf_counter() - start)
-    return statistics.median(samples), max(samples) - min(samples)
+        spent += samples[-1]
+    return statistics.median(samples), max(samples) - min(samples), len(samples)
 
 
 def time_points(path: str, dtype: str, device: str, prefills, decodes, repeats: int,
@@ -135,8 +144,8 @@ def time_points(path: str, dtype: str, device: str, prefills, decodes, repeats: 
     with torch.inference_mode():
         for batch, prompt in prefills:
             ids = torch.randint(1, vocab, (batch, prompt), generator=gen).to(device)
-            median, spread = _timed(lambda: model(input_ids=ids, use_cache=True, logits_to_keep=1), repeats, device)
-            points.append(Point("prefill", batch, prompt, median, spread, repeats))
+            median, spread, n = _timed(lambda: model(input_ids=ids, use_cache=True, logits_to_keep=1), repeats, device)
+            points.append(Point("prefill", batch, prompt, median, spread, n))
             if progress:
                 progress()
         for batch, context in decodes:
@@ -149,8 +158,8 @@ def time_points(path: str, dtype: str, device: str, prefills, decodes, repeats: 
                 model(input_ids=step, cache=cache, use_cache=True)
                 cache.crop(-1)  # drop the token the step added: the context stays fixed
 
-            median, spread = _timed(one_step, repeats, device)
-            points.append(Point("decode", batch, context, median, spread, repeats))
+            median, spread, n = _timed(one_step, repeats, device)
+            points.append(Point("decode", batch, context, median, spread, n))
             if progress:
                 progress()
     return load_s, points

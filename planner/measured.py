@@ -80,7 +80,7 @@ def measure_profile(request: ProfileRequest, predicted: Profile, repeats: int = 
     ]
     measured = MeasuredProfile(engine="transformers", device=m.device, dtype=dtype, ttft_ms=ttft_s * 1e3,
                                tpot_ms=decode.median_s * 1e3, tokens_per_s=batch / decode.median_s,
-                               peak_memory_bytes=peak.peak_memory_bytes, load_s=m.load_s, repeats=repeats,
+                               peak_memory_bytes=peak.peak_memory_bytes, load_s=m.load_s, repeats=min(prefill.repeats, decode.repeats),
                                points=points)
     warnings = list(predicted.warnings)
     if request.engine != "transformers":
