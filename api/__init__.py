@@ -19,7 +19,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "advise", "profile"]
+__all__ = ["__version__", "advise", "apply", "load", "profile", "verify"]
 
 
 def profile(model: str, hardware: str = "h100-sxm", **options: Any):
@@ -40,3 +40,26 @@ def advise(model: str, hardware: str = "auto", **options: Any):
     from .planner.schema import AdviseRequest
 
     return _advise(AdviseRequest(model=model, hardware=hardware, **options))
+
+
+def load(path: str, device: str | None = None, **options: Any):
+    """Load an optimized model folder (or any Hugging Face causal LM folder) with every runtime setting its plan
+    chose; returns a `LoadedModel` with `.model`, `.tokenizer`, `.generate(...)` and `.generate_text(prompt)`."""
+    from .optimizers.artifact import load as _load
+
+    return _load(path, device, **options)
+
+
+def apply(model: str, out: str, **options: Any):
+    """Apply a plan to the model folder `model` and write the optimized folder `out`; see `optiplan apply`.
+    Returns the `ArtifactManifest` (with its verify report unless verify=False)."""
+    from .optimizers.apply import apply as _apply
+
+    return _apply(model, out, **options)
+
+
+def verify(baseline: str, optimized: str, **options: Any):
+    """Measure both models on the same workload and compare quality; returns a `VerifyReport`."""
+    from .optimizers.verify import verify as _verify
+
+    return _verify(baseline, optimized, **options)

@@ -291,5 +291,10 @@ def catalog(what: str, as_json: bool) -> None:
         print_catalog(what, rows)
 
 
+from .cli_optimize import apply, verify  # noqa: E402  (the commands import torch only when they run)
+
+main.add_command(apply)
+main.add_command(verify)
+
 if __name__ == "__main__":  # pragma: no cover
     main()

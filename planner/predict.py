@@ -70,7 +70,7 @@ class PlanState:
     def default_16bit(self) -> str:
         return "bf16" if self.hw.features.bf16 and "bf16" in self.hw.peak_tflops else "fp16"
 
-    def with_(self, **changes) -> "PlanState":
+    def with_(self, **changes) -> PlanState:
         return replace(self, **changes)
 
 
@@ -130,6 +130,19 @@ def _speculative_step_s(state: PlanState, s: Setup, batch: int, context: int) ->
     elif spec.method == "mtp":
         draft = g * decode_step(s, batch, context).time_s / max(state.spec.num_layers, 1)  # one extra layer
     return verify + draft, expected
+
+
+def speculative_speedup(spec: ModelSpec, draft: ModelSpec | None, hw: HardwareSpec, acceptance: float,
+                        num_tokens: int, context: int, weight_dtype: str = "fp32", method: str = "draft") -> float:
+    """Predicted batch-1 decode speedup of speculation with a given (e.g. measured) acceptance rate: the same
+    step model the plan search uses, so `verify` can hold a measured speedup against it."""
+    state = PlanState(spec=spec, hw=hw, devices=1, weight_dtype=weight_dtype)
+    s = to_setup(state)
+    plain_s = decode_step(s, 1, context).time_s
+    rate = min(max(acceptance, 0.0), 0.999)  # (1 - a^(g+1)) / (1 - a) is g+1 in the limit a -> 1
+    spec_state = state.with_(speculation=Speculation(method, num_tokens, rate, draft))
+    step_s, tokens = _speculative_step_s(spec_state, s, 1, context)
+    return plain_s / (step_s / tokens)
 
 
 def _draft_bytes(state: PlanState, reserved: float) -> tuple[float, float] | None:

@@ -1,0 +1,233 @@
+"""`optiplan apply`: turn a plan into an optimized model folder, step by step, measuring each step.
+
+The plan comes from the planner (`--goal`, on this machine's hardware with the transformers engine), from a
+saved `advise --format json`, or from an explicit list of techniques. Each step is applied to the real model,
+then a short measurement says whether the gain it exists for showed up; with `drop_unprofitable` a step
+whose gain did not show is rolled back. The folder is written all or nothing and then verified.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..planner.errors import OptiplanError
+from ..planner.schema.optimize import ArtifactManifest, StepRecord
+from .base import NotSupportedHere, Workspace, check_supported, quiet_libraries, registry
+
+# What each step exists for: the measured ratio (after / before) that must improve for its gain to show.
+AIM = {"weight": ("weights_bytes", "lower"), "kv": ("cache_bytes", "lower"), "sliding": ("cache_bytes", "lower"),
+       "paged": ("batched_tokens_per_s", "higher"), "spec": ("tpot_ms", "lower"), "flash": ("tpot_ms", "lower"),
+       "torch": ("tpot_ms", "lower")}
+ORDER = ("weight", "flash", "sliding", "kv", "paged", "spec", "torch")  # weights first, compile last
+NOISE = 0.03  # a step's measured ratio must beat 1 by more than this to count as a gain
+
+
+class PlanError(OptiplanError):
+    """A plan that does not fit the model, or names nothing optiplan can apply."""
+
+
+@dataclass
+class StepSpec:
+    technique: str
+    params: dict[str, Any] = field(default_factory=dict)
+    predicted: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def family(self) -> str:
+        return self.technique.split("-")[0]
+
+
+def parse_technique(text: str) -> StepSpec:
+    """`weight-int8` or `sliding-window-sinks:window=256,num_sinks=4`."""
+    name, _, rest = text.partition(":")
+    params: dict[str, Any] = {}
+    for item in filter(None, rest.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise PlanError(f"technique option {item!r} in {text!r}: expected key=value")
+        params[key.strip()] = _value(value.strip())
+    return StepSpec(name.strip(), params)
+
+
+def _value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def steps_from_plan(plan_file: Path, source: Path) -> tuple[list[StepSpec], dict[str, Any]]:
+    """Steps of a saved `advise --format json`, refused if the plan was made for another model."""
+    from ..planner.model_source import resolve_model
+    from ..planner.schema import Advice
+
+    try:
+        advice = Advice.model_validate_json(Path(plan_file).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise PlanError(f"cannot read plan {plan_file}: {exc.strerror or exc}") from exc
+    except ValueError as exc:
+        raise PlanError(f"{plan_file}: not a plan from `optiplan advise --format json`: "
+                        f"{str(exc).splitlines()[0]}") from exc
+    spec = resolve_model(str(source))
+    planned = advice.model
+    mine = (spec.num_layers, spec.hidden_size, spec.num_attention_heads, spec.num_key_value_heads)
+    theirs = (planned.num_layers, planned.hidden_size, planned.num_heads, planned.num_kv_heads)
+    if mine != theirs:
+        raise PlanError(f"the plan in {plan_file} was made for {planned.name} (layers, hidden, heads, kv heads = "
+                        f"{theirs}), not for {source} {mine}; run `optiplan advise {source} --format json` first")
+    return _with_predictions(advice), json.loads(advice.model_dump_json())
+
+
+def _with_predictions(advice) -> list[StepSpec]:
+    steps, before = [], advice.baseline
+    for step in advice.plan.steps:
+        after = step.predicted
+        ratios = {"tpot_ms": after.tpot_ms / before.tpot_ms if before.tpot_ms else 1.0,
+                  "weights_bytes": after.weights_per_device_bytes / max(before.weights_per_device_bytes, 1),
+                  "cache_bytes": after.kv_cache_per_device_bytes / max(before.kv_cache_per_device_bytes, 1),
+                  "batched_tokens_per_s": after.throughput_tokens_per_s / max(before.throughput_tokens_per_s, 1e-9)}
+        steps.append(StepSpec(step.technique, dict(step.params), ratios))
+        before = after
+    return steps
+
+
+def steps_from_goal(source: Path, goal: str, hardware: str, workload: str) -> tuple[list[StepSpec], dict[str, Any]]:
+    """Ask the planner: this machine's hardware, the transformers engine, one device."""
+    from ..planner.advise import advise
+    from ..planner.schema import AdviseRequest
+
+    advice = advise(AdviseRequest(model=str(source), hardware=hardware, num_devices=1, workload=workload, goal=goal,
+                                  engine="transformers"))
+    return _with_predictions(advice), json.loads(advice.model_dump_json())
+
+
+def ordered(steps: list[StepSpec]) -> list[StepSpec]:
+    return sorted(steps, key=lambda s: ORDER.index(s.family) if s.family in ORDER else len(ORDER))
+
+
+def quick_figures(ws: Workspace, long_context: int = 384) -> dict[str, float]:
+    """A short measurement after each step: decode time, weights, cache bytes at a long context, batched
+    throughput. Seconds on a small model; the full before/after comparison is `verify`'s."""
+    import statistics
+
+    import torch
+
+    from . import metrics
+    from .artifact import LoadedModel
+    from .kv_cache import cache_bytes
+
+    loaded = LoadedModel(ws.model, ws.tokenizer, ws.device, ws.runtime, ws.draft)
+    tpot = statistics.median(metrics.time_generation(loaded, metrics.DEFAULT_PROMPTS[0], 24)["tpot_ms"]
+                             for _ in range(3))
+    ids = torch.randint(1, ws.model.config.vocab_size, (1, long_context)).to(ws.device)
+    kwargs = loaded.generate_kwargs()
+    kwargs.pop("assistant_model", None), kwargs.pop("prompt_lookup_num_tokens", None)
+    kwargs.pop("max_matching_ngram_size", None), kwargs.pop("compile_config", None)
+    if kwargs.get("cache_implementation") == "static":
+        kwargs.pop("cache_implementation")
+    out = ws.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=2, min_new_tokens=2,
+                            return_dict_in_generate=True, **kwargs)
+    cache = getattr(out, "past_key_values", None) or getattr(out, "cache", None)
+    start = time.perf_counter()
+    produced = loaded.generate_many(list(metrics.DEFAULT_PROMPTS), max_new_tokens=16)
+    return {"tpot_ms": tpot, "weights_bytes": float(metrics.weights_bytes(loaded)),
+            "cache_bytes": float(cache_bytes(cache)) if cache is not None else 0.0,
+            "batched_tokens_per_s": produced / (time.perf_counter() - start)}
+
+
+def gain_shown(step: StepSpec, before: dict[str, float], after: dict[str, float]) -> tuple[bool, dict[str, float]]:
+    ratios = {k: after[k] / before[k] for k in after if before.get(k)}
+    metric, direction = AIM.get(step.family, ("tpot_ms", "lower"))
+    ratio = ratios.get(metric, 1.0)
+    return (ratio < 1 - NOISE) if direction == "lower" else (ratio > 1 + NOISE), ratios
+
+
+def apply(source: str | Path, out: str | Path, *, goal: str | None = None, plan: str | Path | None = None,
+          techniques: list[str] | None = None, hardware: str = "local", workload: str = "chat",
+          draft: str | Path | None = None, device: str | None = None, dtype: str = "fp32", force: bool = False,
+          drop_unprofitable: bool = False, verify: bool = True, verify_options: dict[str, Any] | None = None,
+          log: Callable[[str], None] = lambda line: None) -> ArtifactManifest:
+    """Apply a plan to the model at `source` and write the optimized folder `out` (then verify it)."""
+    quiet_libraries()
+    from .artifact import ArtifactError, check_folder, default_device, load, write_artifact
+
+    source, out = Path(source), Path(out)
+    check_folder(source)
+    if out.exists() and not force:
+        raise ArtifactError(f"{out} exists; pass --force to replace it")
+    if sum(x is not None and x != [] for x in (goal, plan, techniques)) != 1:
+        raise PlanError("say what to apply: one of --goal, --plan or --technique")
+    plan_json = None
+    if techniques:
+        steps = [parse_technique(t) for t in techniques]
+    elif plan is not None:
+        steps, plan_json = steps_from_plan(Path(plan), source)
+    else:
+        steps, plan_json = steps_from_goal(source, goal, hardware, workload)
+    device = device or default_device()
+    explicit = techniques is not None or plan is not None
+    runnable, records = [], []
+    for step in ordered(steps):
+        if step.technique == "spec-draft" and draft:
+            step.params["draft"] = str(draft)
+        try:
+            check_supported(step.technique, device)
+            runnable.append(step)
+        except NotSupportedHere as exc:
+            if explicit and step.technique in registry():
+                raise
+            records.append(StepRecord(technique=step.technique, status="skipped", detail=str(exc),
+                                      params=step.params, predicted=step.predicted))
+    if not runnable:
+        raise PlanError("nothing in the plan can be applied to a transformers model here: "
+                        + "; ".join(r.detail for r in records))
+
+    base = load(source, device, dtype=dtype)
+    ws = Workspace(model=base.model, tokenizer=base.tokenizer, device=device, source=source)
+    ws.runtime.dtype = dtype
+    figures = quick_figures(ws)
+    for step in runnable:
+        opt = registry()[step.technique]
+        saved = (copy.deepcopy(ws.model) if drop_unprofitable and opt.changes_weights else None,
+                 ws.runtime.model_copy(deep=True), ws.draft, ws.quantization_config)
+        log(f"applying {step.technique}")
+        try:
+            detail = opt.apply(ws, dict(step.params))
+        except NotSupportedHere:
+            raise
+        except Exception as exc:
+            raise OptiplanError(f"{step.technique} failed on {source}: {str(exc).strip().splitlines()[0]}") from exc
+        after = quick_figures(ws)
+        shown, ratios = gain_shown(step, figures, after)
+        status = "applied"
+        if drop_unprofitable and not shown:
+            model, ws.runtime, ws.draft, ws.quantization_config = saved
+            ws.model = model if model is not None else ws.model
+            status, after = "rolled-back", figures
+        records.append(StepRecord(technique=step.technique, status=status, detail=detail, params=_plain(step.params),
+                                  predicted=step.predicted, measured={k: round(v, 4) for k, v in ratios.items()},
+                                  gain_shown=shown))
+        log(f"  {detail}; {'gain shown' if shown else 'no measured gain'}"
+            + (" (rolled back)" if status == "rolled-back" else ""))
+        figures = after
+    manifest = ArtifactManifest(source=str(source), created="", device=device, goal=goal, steps=records,
+                                runtime=ws.runtime, libraries={}, sha256={}, plan=plan_json)
+    manifest = write_artifact(ws, out, manifest, force=force)
+    if verify:
+        from .verify import verify as run_verify
+
+        del ws, base
+        report = run_verify(source, out, device=device, dtype=dtype, **(verify_options or {}))
+        manifest = manifest.model_copy(update={"verify": report})
+        (out / "optiplan.json").write_text(manifest.model_dump_json(indent=2))
+    return manifest
+
+
+def _plain(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in params.items()}

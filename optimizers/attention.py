@@ -1,0 +1,96 @@
+"""Attention kernel swap: eager to PyTorch SDPA (its flash and memory-efficient kernels, on CPU too),
+FlashAttention 2 where the package and a GPU are present, flex attention, or optiplan's own registered
+implementation.
+
+The registered implementation (`optiplan`) is a plain PyTorch attention plugged in through transformers'
+`AttentionInterface`, with its mask function registered in `AttentionMaskInterface` (transformers builds
+masks per implementation name, and refuses a name without one). Our Triton kernels plug in here later:
+the reference below is what they are tested against.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+from .base import NotSupportedHere, Workspace, device_kind, optimizer
+
+OPTIPLAN_ATTENTION = "optiplan"
+IMPLEMENTATIONS = ("eager", "sdpa", "flex_attention", "flash_attention_2", OPTIPLAN_ATTENTION)
+
+
+def reference_attention(module, query, key, value, attention_mask, dropout: float = 0.0,
+                        scaling: float | None = None, **kwargs):
+    """Attention in plain PyTorch, softmax in fp32. query (b, h, q, d), key/value (b, kv_h, k, d);
+    attention_mask boolean (b, 1, q, k) with True = attend, or None. Returns (b, q, h, d) and no weights."""
+    import torch
+
+    heads, kv_heads = query.shape[1], key.shape[1]
+    if heads != kv_heads:  # grouped-query attention: each key/value head serves heads // kv_heads query heads
+        key = key.repeat_interleave(heads // kv_heads, dim=1)
+        value = value.repeat_interleave(heads // kv_heads, dim=1)
+    scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+    scores = torch.matmul(query.float(), key.float().transpose(-1, -2)) * scale  # (b, h, q, k)
+    if attention_mask is not None:
+        if attention_mask.dtype == torch.bool:
+            scores = scores.masked_fill(~attention_mask, float("-inf"))
+        else:
+            scores = scores + attention_mask[..., : key.shape[-2]].float()
+    elif query.shape[-2] > 1:  # no mask given: causal, aligned to the end of the keys
+        q_len, k_len = query.shape[-2], key.shape[-2]
+        causal = torch.ones(q_len, k_len, dtype=torch.bool, device=query.device).tril(k_len - q_len)
+        scores = scores.masked_fill(~causal, float("-inf"))
+    probs = torch.softmax(scores, dim=-1).to(value.dtype)
+    out = torch.matmul(probs, value)  # (b, h, q, d)
+    return out.transpose(1, 2).contiguous(), None
+
+
+def register_optiplan_attention() -> str:
+    """Register the `optiplan` attention (and its mask) with transformers; idempotent."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    AttentionInterface.register(OPTIPLAN_ATTENTION, reference_attention)
+    AttentionMaskInterface.register(OPTIPLAN_ATTENTION, sdpa_mask)
+    return OPTIPLAN_ATTENTION
+
+
+def resolve(implementation: str | None, device: str) -> str:
+    """The attention implementation to use: the one asked for, else the fastest this device has."""
+    if implementation in (None, "", "auto"):
+        if device_kind(device) == "cuda" and importlib.util.find_spec("flash_attn") is not None:
+            return "flash_attention_2"
+        return "sdpa"
+    aliases = {"flex": "flex_attention", "flash": "flash_attention_2", "custom": OPTIPLAN_ATTENTION}
+    implementation = aliases.get(implementation, implementation)
+    if implementation not in IMPLEMENTATIONS:
+        raise NotSupportedHere(f"unknown attention implementation {implementation!r}; "
+                               f"choose one of {', '.join(IMPLEMENTATIONS)}")
+    if implementation == "flash_attention_2":
+        if device_kind(device) != "cuda":
+            raise NotSupportedHere("flash_attention_2 needs a CUDA GPU; on CPU use sdpa (PyTorch's flash kernel)")
+        if importlib.util.find_spec("flash_attn") is None:
+            raise NotSupportedHere("flash_attention_2 needs the flash-attn package: pip install flash-attn")
+    return implementation
+
+
+def set_attention(model, implementation: str) -> None:
+    """Switch a loaded model (and its sub-configs) to `implementation`."""
+    if implementation == OPTIPLAN_ATTENTION:
+        register_optiplan_attention()
+    model.set_attn_implementation(implementation)
+
+
+@optimizer("flash-attention")
+def swap_attention(ws: Workspace, params: dict[str, Any]) -> str:
+    """Swap eager attention for a fused kernel: SDPA (flash on CPU), FlashAttention 2, flex, or optiplan's own."""
+    before = getattr(ws.model.config, "_attn_implementation", None) or "eager"
+    implementation = resolve(params.get("implementation"), ws.device)
+    if implementation == "flex_attention" and getattr(ws.runtime, "cache", None) \
+            and (ws.runtime.cache or {}).get("kind") == "sinks" and device_kind(ws.device) == "cpu":
+        raise NotSupportedHere("flex attention with a sliding window does not compile on CPU; use sdpa")
+    set_attention(ws.model, implementation)
+    ws.runtime.attn_implementation = implementation
+    if ws.draft is not None:
+        set_attention(ws.draft, implementation)
+    return f"attention {before} -> {implementation}"

@@ -1,0 +1,159 @@
+"""KV-cache techniques: a quantized cache (transformers' quanto, hqq and fp8 backends), and attention sinks
+with a sliding window (StreamingLLM, arXiv 2309.17453), which transformers no longer ships, written here
+as a proper `Cache` subclass.
+
+The sink cache keeps the first `num_sinks` tokens and the most recent `window` tokens. As in StreamingLLM,
+positions are those *within the cache*: when tokens are evicted, the kept recent keys are re-rotated to
+their new positions, and queries get the position just after the cache (a forward pre-hook sets
+`position_ids`), so relative distances never exceed what the model saw in training. `num_sinks=0` gives a
+plain sliding window, the baseline StreamingLLM improves on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import NotSupportedHere, Workspace, optimizer
+
+# kv technique id -> transformers QuantizedCache settings. quanto packs 2 or 4 bits, hqq 1-8, fp8 is per-tensor.
+KV_BACKENDS = {
+    "kv-int4": {"backend": "quanto", "nbits": 4},
+    "kv-int8": {"backend": "hqq", "nbits": 8},
+    "kv-fp8": {"backend": "fp8"},
+}
+RESIDUAL_TOKENS = 64  # recent tokens kept unquantized before they are packed (transformers' residual_length)
+
+
+def _kv_quantized(ws: Workspace, technique: str, params: dict[str, Any]) -> str:
+    settings = dict(KV_BACKENDS[technique])
+    if params.get("backend"):
+        settings["backend"] = params["backend"]
+    package = {"quanto": "optimum.quanto", "hqq": "hqq"}.get(settings["backend"])
+    if package:
+        import importlib.util
+
+        if importlib.util.find_spec(package) is None:
+            raise NotSupportedHere(f"{technique} with the {settings['backend']} backend needs {package}: "
+                                   f"pip install 'optiplan[torch]'")
+    if settings["backend"] != "fp8":
+        settings["residual_length"] = int(params.get("residual_length", RESIDUAL_TOKENS))
+    ws.runtime.cache = {"kind": "quantized", **settings}
+    bits = settings.get("nbits", 8)
+    return f"quantized KV cache: {settings['backend']} {bits}-bit" + (
+        f", last {settings['residual_length']} tokens kept in full precision" if "residual_length" in settings else "")
+
+
+@optimizer("kv-int4", packages=("optimum",))
+def kv_int4(ws: Workspace, params: dict[str, Any]) -> str:
+    """int4 KV cache (quanto backend; hqq with backend=hqq)."""
+    return _kv_quantized(ws, "kv-int4", params)
+
+
+@optimizer("kv-int8", packages=("hqq",))
+def kv_int8(ws: Workspace, params: dict[str, Any]) -> str:
+    """int8 KV cache (hqq backend: quanto packs 2 or 4 bits only)."""
+    return _kv_quantized(ws, "kv-int8", params)
+
+
+@optimizer("kv-fp8")
+def kv_fp8(ws: Workspace, params: dict[str, Any]) -> str:
+    """fp8 (e4m3) KV cache with a per-tensor scale (transformers' fp8 backend)."""
+    return _kv_quantized(ws, "kv-fp8", params)
+
+
+@optimizer("sliding-window-sinks")
+def sinks(ws: Workspace, params: dict[str, Any]) -> str:
+    """Sliding window with attention sinks (StreamingLLM): memory stays flat however long the stream."""
+    rotary = getattr(getattr(ws.model, "model", None), "rotary_emb", None)
+    if rotary is None or getattr(ws.model.config, "partial_rotary_factor", 1.0) not in (None, 1.0):
+        raise NotSupportedHere(f"attention sinks need full rotary position embeddings to re-rotate kept keys; "
+                               f"{type(ws.model).__name__} has none")
+    num_sinks = int(params.get("num_sinks", 4))
+    default_window = min(getattr(ws.model.config, "max_position_embeddings", 1024) or 1024, 1024) // 2
+    window = int(params.get("window", default_window))
+    if window < 1 or num_sinks < 0:
+        raise NotSupportedHere(f"attention sinks: window must be >= 1 and num_sinks >= 0 (got {window}, {num_sinks})")
+    ws.runtime.cache = {"kind": "sinks", "num_sinks": num_sinks, "window": window}
+    return f"attention sinks: keep the first {num_sinks} tokens and the last {window}"
+
+
+def make_sink_cache(model, num_sinks: int, window: int):
+    """A `SinkCache` for `model`, re-rotating kept keys with the model's own rotary embedding."""
+    import torch
+    from transformers.cache_utils import Cache, DynamicLayer
+
+    rotary = model.model.rotary_emb
+
+    def rotate(keys: torch.Tensor, delta: int) -> torch.Tensor:
+        """Move RoPE'd keys (b, h, n, d) by `delta` positions: rotation composes, so rotate by delta once."""
+        pos = torch.tensor([[delta]], device=keys.device)
+        cos, sin = rotary(keys, position_ids=pos)  # (1, 1, d), attention scaling included
+        cos, sin = cos[:, None].to(keys.dtype), sin[:, None].to(keys.dtype)
+        half = keys.shape[-1] // 2
+        rotated_half = torch.cat((-keys[..., half:], keys[..., :half]), dim=-1)
+        return keys * cos + rotated_half * sin
+
+    class SinkLayer(DynamicLayer):
+        """Keeps `num_sinks` first and `window` last tokens; returns every token for the current step."""
+
+        def update(self, key_states, value_states, *args, **kwargs):
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+            keys = torch.cat([self.keys, key_states], dim=-2)
+            values = torch.cat([self.values, value_states], dim=-2)
+            excess = keys.shape[-2] - (num_sinks + window)
+            if excess > 0:
+                recent_k, recent_v = keys[:, :, -window:], values[:, :, -window:]
+                self.keys = torch.cat([keys[:, :, :num_sinks], rotate(recent_k, -excess)], dim=-2)
+                self.values = torch.cat([values[:, :, :num_sinks], recent_v], dim=-2)
+            else:
+                self.keys, self.values = keys, values
+            return keys, values  # the attention of this step sees everything it was given
+
+        def get_max_length(self) -> int:
+            return num_sinks + window
+
+    class SinkCache(Cache):
+        """Attention sinks + sliding window: bounded memory, positions within the cache (StreamingLLM)."""
+
+        def __init__(self):
+            super().__init__(layers=[SinkLayer() for _ in range(model.config.num_hidden_layers)])
+            self.num_sinks, self.window = num_sinks, window
+
+    return SinkCache()
+
+
+def install_position_hook(model) -> None:
+    """Queries under a sink cache take the position right after the cached tokens, not their absolute one."""
+    import torch
+
+    if getattr(model, "_optiplan_sink_hook", False):
+        return
+
+    def hook(module, args, kwargs):
+        cache = kwargs.get("past_key_values", kwargs.get("cache"))
+        if cache is None or not hasattr(cache, "num_sinks"):
+            return None
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        length = ids.shape[1] if ids is not None else kwargs["inputs_embeds"].shape[1]
+        start = cache.get_seq_length()
+        device = ids.device if ids is not None else kwargs["inputs_embeds"].device
+        kwargs["position_ids"] = (torch.arange(length, device=device) + start).unsqueeze(0)
+        return args, kwargs
+
+    model.register_forward_pre_hook(hook, with_kwargs=True)
+    model._optiplan_sink_hook = True
+
+
+def cache_bytes(cache) -> int:
+    """Bytes a cache holds right now, whatever its layers store (quantized data included)."""
+    total = 0
+    for layer in getattr(cache, "layers", []):
+        for name, value in vars(layer).items():
+            tensors = value if isinstance(value, (tuple, list)) else [value]
+            for t in tensors:
+                if hasattr(t, "element_size") and hasattr(t, "numel") and name != "_sliding_window_tensor":
+                    from .quantize import tensor_bytes
+
+                    total += tensor_bytes(t)
+    return total

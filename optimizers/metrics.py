@@ -1,0 +1,264 @@
+"""Measure a loaded model on a fixed workload: time to first token, time per output token, batched
+throughput, peak memory, and quality (perplexity, KL divergence and greedy agreement against a
+baseline). `verify` and `bench` both measure through these functions, so their figures mean the same.
+
+Timings come from a streamer that stamps each token as `generate` emits it; peak memory comes from a
+fresh process (`VmHWM` on Linux, the CUDA allocator's peak on a GPU) so that nothing measured before
+can inflate it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..planner.errors import OptiplanError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .artifact import LoadedModel
+
+# Prompts of the built-in workload: short English requests the test models and any chat model can continue.
+DEFAULT_PROMPTS = (
+    "The for statement is used to iterate over",
+    "An object is hashable if it has a hash value which",
+    "The import system finds a module by",
+    "A class definition defines a class object and",
+)
+
+
+class MetricsError(OptiplanError):
+    """A workload or evaluation text that cannot be measured."""
+
+
+def default_eval_text() -> str:
+    """Held-out English text that ships with Python: every tenth `pydoc_data.topics` entry, in sorted key order
+    (the split the test models were trained without)."""
+    from pydoc_data.topics import topics
+
+    keys = sorted(topics)
+    return "\n\n".join(topics[k] for i, k in enumerate(keys) if not i % 10)
+
+
+def read_eval_text(path: str | Path | None) -> str:
+    """A user's evaluation text, or the built-in held-out corpus when `path` is None."""
+    if path is None:
+        return default_eval_text()
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MetricsError(f"cannot read evaluation text {path}: {getattr(exc, 'strerror', None) or exc}") from exc
+    if len(text.split()) < 50:
+        raise MetricsError(f"evaluation text {path} is too short ({len(text.split())} words; need at least 50)")
+    return text
+
+
+class _Stamps:
+    """A `generate` streamer that records when each batch of new tokens arrives (the first call is the prompt)."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.tokens: list[int] = []
+
+    def put(self, value) -> None:
+        self.times.append(time.perf_counter())
+        self.tokens.append(int(value.shape[-1]) if value.dim() > 1 else 1)
+
+    def end(self) -> None:
+        pass
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def time_generation(loaded: LoadedModel, prompt: str, max_new_tokens: int) -> dict[str, float]:
+    """One batch-1 generation of exactly `max_new_tokens` tokens: TTFT, TPOT and tokens per second."""
+    ids = loaded.encode([prompt])
+    stamps = _Stamps()
+    _sync(loaded.device)
+    start = time.perf_counter()
+    loaded.generate(ids, max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens, streamer=stamps)
+    _sync(loaded.device)
+    end = time.perf_counter()
+    first = stamps.times[1] if len(stamps.times) > 1 else end  # times[0] is the prompt being echoed
+    ttft_s = first - start
+    tpot_s = (end - first) / max(max_new_tokens - 1, 1)
+    return {"ttft_ms": ttft_s * 1e3, "tpot_ms": tpot_s * 1e3, "tokens_per_s": max_new_tokens / (end - start)}
+
+
+def generation_samples(loaded: LoadedModel, prompts: list[str] | tuple[str, ...] = DEFAULT_PROMPTS, *,
+                       max_new_tokens: int = 32, repeats: int = 5, warmup: int = 1,
+                       progress: Callable[[], None] | None = None) -> dict[str, list[float]]:
+    """Batch-1 generation repeated `repeats` times over `prompts` (each repeat is the median over the prompts):
+    samples of `ttft_ms`, `tpot_ms` and `tokens_per_s`."""
+    if not prompts:
+        raise MetricsError("the workload has no prompts")
+    import torch
+
+    with torch.no_grad():
+        for _ in range(warmup):
+            time_generation(loaded, prompts[0], max_new_tokens)
+        out: dict[str, list[float]] = {"ttft_ms": [], "tpot_ms": [], "tokens_per_s": []}
+        for _ in range(repeats):
+            runs = [time_generation(loaded, p, max_new_tokens) for p in prompts]
+            for key, values in out.items():
+                values.append(statistics.median(r[key] for r in runs))
+            if progress:
+                progress()
+    return out
+
+
+def batched_tokens_per_s(loaded: LoadedModel, prompts: list[str] | tuple[str, ...] = DEFAULT_PROMPTS, *,
+                         max_new_tokens: int = 32, repeats: int = 3) -> list[float]:
+    """Output tokens per second when all `prompts` are served together (continuous batching when the model
+    was optimized for it, one padded batch otherwise; one at a time where the runtime serves batch 1 only)."""
+    import torch
+
+    samples = []
+    with torch.no_grad():
+        loaded.generate_many(list(prompts), max_new_tokens=max_new_tokens)  # warm-up
+        for _ in range(repeats):
+            _sync(loaded.device)
+            start = time.perf_counter()
+            produced = loaded.generate_many(list(prompts), max_new_tokens=max_new_tokens)
+            _sync(loaded.device)
+            samples.append(produced / (time.perf_counter() - start))
+    return samples
+
+
+def _token_windows(loaded: LoadedModel, text: str, max_tokens: int, window: int):
+    import torch
+
+    ids = loaded.tokenizer(text, return_tensors="pt").input_ids[0][:max_tokens]
+    if ids.numel() < 2:
+        raise MetricsError("the evaluation text has fewer than two tokens")
+    n = (ids.numel() // window) * window or ids.numel()
+    return torch.stack(list(ids[:n].split(window))) if n >= window else ids[:n].unsqueeze(0)
+
+
+EVAL_WINDOW_TOKENS = 128
+
+
+def window_tokens(loaded: LoadedModel) -> int:
+    """The evaluation window: 128 tokens (or the model's context if shorter). Short windows keep the measure
+    cheap and inside any model's training context; what matters is that before and after use the same one."""
+    return int(min(getattr(loaded.model.config, "max_position_embeddings", EVAL_WINDOW_TOKENS) or EVAL_WINDOW_TOKENS,
+                   EVAL_WINDOW_TOKENS))
+
+
+def next_token_logprobs(loaded: LoadedModel, text: str, *, max_tokens: int = 4096, window: int | None = None):
+    """Log-probabilities of every next token over `text`, in non-overlapping windows: (windows, window, vocab)."""
+    import torch
+
+    windows = _token_windows(loaded, text, max_tokens, window or window_tokens(loaded)).to(loaded.device)
+    out = []
+    with torch.no_grad():
+        for row in windows:
+            logits = loaded.model(input_ids=row.unsqueeze(0), use_cache=False).logits.float()
+            out.append(torch.log_softmax(logits[0], dim=-1).cpu())
+    return windows.cpu(), torch.stack(out)
+
+
+def perplexity(loaded: LoadedModel, text: str | None = None, *, max_tokens: int = 4096,
+               window: int | None = None) -> float:
+    """Perplexity of `text` (default: the built-in held-out corpus) in non-overlapping windows."""
+    import torch
+
+    ids, logprobs = next_token_logprobs(loaded, text or default_eval_text(), max_tokens=max_tokens, window=window)
+    target = ids[:, 1:]
+    nll = -logprobs[:, :-1].gather(-1, target.unsqueeze(-1)).squeeze(-1)
+    return float(torch.exp(nll.mean()))
+
+
+def compare_distributions(base: LoadedModel, other: LoadedModel, text: str | None = None, *,
+                          max_tokens: int = 2048) -> dict[str, float]:
+    """KL(base || other) of next-token distributions, averaged over positions, and how often the two models'
+    most likely next token agrees (teacher-forced greedy agreement)."""
+
+    text = text or default_eval_text()
+    window = min(window_tokens(base), window_tokens(other))
+    _, p = next_token_logprobs(base, text, max_tokens=max_tokens, window=window)
+    _, q = next_token_logprobs(other, text, max_tokens=max_tokens, window=window)
+    kl = (p.exp() * (p - q)).sum(-1).mean()
+    agree = (p.argmax(-1) == q.argmax(-1)).float().mean()
+    return {"kl_divergence": float(kl), "greedy_agreement": float(agree)}
+
+
+def greedy_tokens(loaded: LoadedModel, prompt: str, n: int) -> list[int]:
+    """The `n` tokens greedy decoding produces after `prompt`."""
+    import torch
+
+    ids = loaded.encode([prompt])
+    with torch.no_grad():
+        out = loaded.generate(ids, max_new_tokens=n, min_new_tokens=n)
+    return [int(t) for t in out[0, ids.shape[1]:]]
+
+
+def peak_memory_bytes(path: str | Path, prompts: list[str] | tuple[str, ...] = DEFAULT_PROMPTS, *,
+                      max_new_tokens: int = 32, device: str = "cpu") -> int:
+    """Peak memory of a fresh process that loads the model at `path` (with every runtime setting) and runs the
+    workload once: `VmHWM` on CPU, the allocator's peak on CUDA."""
+    args = json.dumps({"path": str(path), "prompts": list(prompts), "max_new_tokens": max_new_tokens,
+                       "device": device})
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run([sys.executable, "-m", "optiplan.optimizers.metrics", args], capture_output=True,
+                          text=True, env=env, check=False)
+    if proc.returncode != 0:
+        lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+        raise MetricsError(f"peak-memory process failed for {path}: {lines[-1] if lines else 'no output'}")
+    return int(json.loads(proc.stdout.strip().splitlines()[-1])["peak_memory_bytes"])
+
+
+def weights_bytes(loaded: LoadedModel) -> int:
+    """Bytes the model's parameters and buffers occupy as stored (quantized tensors count their packed data)."""
+    from .quantize import tensor_bytes
+
+    seen, total = set(), 0
+    for t in list(loaded.model.parameters()) + list(loaded.model.buffers()):
+        if id(t) not in seen:
+            seen.add(id(t))
+            total += tensor_bytes(t)
+    return total
+
+
+def summary(samples: list[float]) -> dict[str, Any]:
+    """Median and spread of a list of samples."""
+    clean = [s for s in samples if s is not None and not math.isnan(s)]
+    if not clean:
+        return {"median": None, "min": None, "max": None, "n": 0}
+    return {"median": statistics.median(clean), "min": min(clean), "max": max(clean), "n": len(clean)}
+
+
+def _peak_worker(argv: list[str]) -> None:
+    args = json.loads(argv[0])
+    import torch
+
+    from .artifact import load
+
+    loaded = load(args["path"], device=args["device"])
+    if args["device"].startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    with torch.no_grad():
+        loaded.generate_many(args["prompts"], max_new_tokens=args["max_new_tokens"])
+    if args["device"].startswith("cuda"):
+        peak = torch.cuda.max_memory_allocated()
+    else:
+        from ..planner.measure import vm_hwm_bytes
+
+        peak = vm_hwm_bytes()
+    print(json.dumps({"peak_memory_bytes": peak}))
+
+
+if __name__ == "__main__":
+    _peak_worker(sys.argv[1:])

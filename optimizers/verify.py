@@ -1,0 +1,126 @@
+"""`optiplan verify`: the same workload on the baseline and the optimized model, on the same device, repeated
+and interleaved (before, after, before, after...) so that drift on a noisy machine hits both alike; then
+quality against the baseline. The answer is a `VerifyReport`: measured before and after, medians and spread,
+predicted beside measured per step, and each step whose gain did not show marked as such.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..planner.schema.optimize import Measured, Quality, VerifyReport
+from . import metrics
+from .base import quiet_libraries
+
+KEYS = ("ttft_ms", "tpot_ms", "tokens_per_s")
+
+
+def _measured(samples: dict[str, list[float]], **extra: Any) -> Measured:
+    med = {k: statistics.median(samples[k]) for k in KEYS}
+    spread = {k: max(samples[k]) - min(samples[k]) for k in samples if samples[k]}
+    return Measured(**med, samples={k: [round(v, 4) for v in vs] for k, vs in samples.items()}, spread=spread,
+                    **extra)
+
+
+def _generation_agreement(base, other, prompts, n: int) -> float:
+    same = total = 0
+    for p in prompts:
+        a, b = metrics.greedy_tokens(base, p, n), metrics.greedy_tokens(other, p, n)
+        same += sum(x == y for x, y in zip(a, b))
+        total += n
+    return same / total if total else 1.0
+
+
+def _speculative(loaded, baseline_tpot_ms: float, optimized_tpot_ms: float) -> dict[str, float] | None:
+    """Acceptance measured by counting target passes, and the planner's speedup for that acceptance."""
+    spec = loaded.runtime.speculative
+    if not spec or spec.get("kind") != "draft" or loaded.draft is None:
+        return None
+    from ..planner.hardware import resolve_hardware
+    from ..planner.model_source import resolve_model
+    from ..planner.predict import speculative_speedup
+    from .speculative import measure_acceptance
+
+    k = int(spec["num_assistant_tokens"])
+    counted = measure_acceptance(loaded.model, loaded.tokenizer, {"assistant_model": loaded.draft}, loaded.device, k)
+    target, draft = resolve_model(str(loaded.path)), resolve_model(str(loaded.path / spec["path"]))
+    predicted = speculative_speedup(target, draft, resolve_hardware("local"), counted["acceptance_rate"], k,
+                                    context=64, weight_dtype=loaded.runtime.dtype)
+    return {"acceptance_rate": counted["acceptance_rate"], "tokens_per_target_pass": counted["tokens_per_target_pass"],
+            "drafted_per_pass": float(k), "predicted_speedup": predicted,
+            "measured_speedup": baseline_tpot_ms / optimized_tpot_ms if optimized_tpot_ms else 0.0}
+
+
+def verify(baseline: str | Path, optimized: str | Path, *, device: str | None = None, dtype: str = "fp32",
+           eval_text: str | Path | None = None, prompts: list[str] | None = None, max_new_tokens: int = 32,
+           repeats: int = 5, memory: bool = True, progress: Callable[[str], None] = lambda line: None) -> VerifyReport:
+    """Measure `baseline` and `optimized` on the same workload, interleaved, and compare quality."""
+    quiet_libraries()
+    import torch
+
+    from .artifact import default_device, load
+
+    text = metrics.read_eval_text(eval_text)  # an unreadable file fails before anything loads
+    prompts = list(prompts or metrics.DEFAULT_PROMPTS)
+    device = device or default_device()
+    base = load(baseline, device, dtype=dtype)
+    opt = load(optimized, device)
+    samples = {"before": {k: [] for k in KEYS}, "after": {k: [] for k in KEYS}}
+    progress(f"timing {repeats} interleaved rounds of {len(prompts)} prompts x {max_new_tokens} tokens")
+    with torch.no_grad():
+        for loaded in (base, opt):  # warm-up both before any timing
+            metrics.generation_samples(loaded, prompts[:1], max_new_tokens=max_new_tokens, repeats=1, warmup=0)
+        for _ in range(repeats):
+            for side, loaded in (("before", base), ("after", opt)):
+                one = metrics.generation_samples(loaded, prompts, max_new_tokens=max_new_tokens, repeats=1, warmup=0)
+                for k in KEYS:
+                    samples[side][k].extend(one[k])
+        progress("batched throughput")
+        batched = {side: statistics.median(metrics.batched_tokens_per_s(m, prompts, max_new_tokens=max_new_tokens))
+                   for side, m in (("before", base), ("after", opt))}
+        progress("quality: perplexity, KL divergence, greedy agreement")
+        ppl = {"before": metrics.perplexity(base, text), "after": metrics.perplexity(opt, text)}
+        dist = metrics.compare_distributions(base, opt, text)
+        agreement = _generation_agreement(base, opt, prompts, max_new_tokens)
+    peaks = {"before": None, "after": None}
+    if memory:
+        progress("peak memory, each in a fresh process")
+        peaks = {"before": metrics.peak_memory_bytes(baseline, prompts, max_new_tokens=max_new_tokens, device=device),
+                 "after": metrics.peak_memory_bytes(optimized, prompts, max_new_tokens=max_new_tokens, device=device)}
+    measured = {side: _measured(samples[side], batched_tokens_per_s=batched[side], peak_memory_bytes=peaks[side],
+                                weights_bytes=metrics.weights_bytes(m), perplexity=ppl[side])
+                for side, m in (("before", base), ("after", opt))}
+    before, after = measured["before"], measured["after"]
+    ratios = {"ttft_ms": after.ttft_ms / before.ttft_ms, "tpot_ms": after.tpot_ms / before.tpot_ms,
+              "tokens_per_s": after.tokens_per_s / before.tokens_per_s,
+              "batched_tokens_per_s": after.batched_tokens_per_s / before.batched_tokens_per_s,
+              "weights_bytes": after.weights_bytes / before.weights_bytes}
+    if before.peak_memory_bytes and after.peak_memory_bytes:
+        ratios["peak_memory_bytes"] = after.peak_memory_bytes / before.peak_memory_bytes
+    manifest = opt.manifest
+    steps = list(manifest.steps) if manifest else []
+    predicted = predicted_ratios = None
+    if manifest and manifest.plan:
+        from ..planner.schema import Advice
+
+        advice = Advice.model_validate(manifest.plan)
+        predicted = advice.plan.predicted
+        b = advice.baseline
+        predicted_ratios = {"tpot_ms": predicted.tpot_ms / b.tpot_ms, "ttft_ms": predicted.ttft_ms / b.ttft_ms,
+                            "weights_bytes": predicted.weights_per_device_bytes / max(b.weights_per_device_bytes, 1)}
+    notes = [f"step {s.technique}: its gain did not show in measurement" for s in steps
+             if s.status == "applied" and s.gain_shown is False]
+    notes += [f"step {s.technique} was rolled back: no measured gain" for s in steps if s.status == "rolled-back"]
+    return VerifyReport(
+        baseline=str(baseline), optimized=str(optimized), device=device,
+        workload={"prompts": len(prompts), "max_new_tokens": max_new_tokens, "repeats": repeats,
+                  "eval_text": str(eval_text) if eval_text else "built-in held-out pydoc topics"},
+        measured=measured,
+        quality=Quality(kl_divergence=dist["kl_divergence"], greedy_agreement=dist["greedy_agreement"],
+                        generation_agreement=agreement,
+                        perplexity_change_pct=100 * (ppl["after"] / ppl["before"] - 1)),
+        steps=steps, predicted=predicted, predicted_ratios=predicted_ratios or {}, measured_ratios=ratios,
+        speculative=_speculative(opt, before.tpot_ms, after.tpot_ms), notes=notes)

@@ -1,0 +1,38 @@
+"""Fixtures for optimizer tests: the committed tiny test models (tests/assets/models), one thread."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+MODELS = Path(__file__).resolve().parents[1] / "assets" / "models"
+
+
+@pytest.fixture(scope="session")
+def target_path() -> Path:
+    return MODELS / "target"
+
+
+@pytest.fixture(scope="session")
+def draft_path() -> Path:
+    return MODELS / "draft"
+
+
+@pytest.fixture(scope="session")
+def base(target_path):
+    from optiplan.optimizers.artifact import load
+
+    return load(target_path, "cpu")
+
+
+@pytest.fixture()
+def workspace(target_path):
+    from optiplan.optimizers.artifact import load
+    from optiplan.optimizers.base import Workspace
+
+    loaded = load(target_path, "cpu")
+    return Workspace(model=loaded.model, tokenizer=loaded.tokenizer, device="cpu", source=target_path)

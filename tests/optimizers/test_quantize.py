@@ -1,0 +1,50 @@
+"""Weight quantization on the real test model: smaller weights, near-identical quality, and a folder that
+loads back (through plain transformers where the format allows)."""
+
+from __future__ import annotations
+
+import pytest
+from artifact_helpers import roundtrip
+from optiplan.optimizers import metrics
+from optiplan.optimizers.base import NotSupportedHere, check_supported
+
+PROMPT = "The for statement is"
+
+
+@pytest.mark.parametrize("technique, max_ratio", [("weight-int8", 0.32), ("weight-w8a8-int8", 0.32)])
+def test_torchao_int8_is_smaller_keeps_quality_and_reloads_with_plain_transformers(
+        technique, max_ratio, workspace, base, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    check_supported(technique, "cpu").apply(workspace, {})
+    loaded = roundtrip(workspace, tmp_path)
+    assert metrics.weights_bytes(loaded) < max_ratio * metrics.weights_bytes(base)
+    ppl_base, ppl = metrics.perplexity(base, max_tokens=512), metrics.perplexity(loaded, max_tokens=512)
+    assert abs(ppl / ppl_base - 1) < 0.02
+    plain = AutoModelForCausalLM.from_pretrained(tmp_path / "out")
+    assert type(plain.model.layers[0].mlp.up_proj.weight).__name__ == "Int8Tensor"
+    assert loaded.generate_text(PROMPT, 8) == base.generate_text(PROMPT, 8)
+
+
+@pytest.mark.parametrize("technique, max_ratio", [("weight-int4", 0.30), ("weight-fp8", 0.40)])
+def test_quanto_weights_round_trip_through_optiplan_load(technique, max_ratio, workspace, base, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    check_supported(technique, "cpu").apply(workspace, {})
+    loaded = roundtrip(workspace, tmp_path)
+    assert type(loaded.model.model.layers[0].mlp.up_proj).__name__.startswith("Q")
+    assert metrics.weights_bytes(loaded) < max_ratio * metrics.weights_bytes(base)
+    assert metrics.perplexity(loaded, max_tokens=512) < 1.10 * metrics.perplexity(base, max_tokens=512)
+    with pytest.raises(OSError, match="model.safetensors"):  # a plain loader finds no weights, never garbage
+        AutoModelForCausalLM.from_pretrained(tmp_path / "out")
+
+
+@pytest.mark.parametrize("technique", ["weight-nf4", "weight-int4-gptq"])
+def test_gpu_only_quantization_is_refused_on_cpu_with_the_reason(technique):
+    with pytest.raises(NotSupportedHere, match="cuda"):
+        check_supported(technique, "cpu")
+
+
+def test_a_technique_without_an_optimizer_says_where_it_can_run():
+    with pytest.raises(NotSupportedHere, match="serving engine"):
+        check_supported("tensor-parallel", "cpu")

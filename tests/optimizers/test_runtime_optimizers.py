@@ -1,0 +1,129 @@
+"""Attention swap, KV-cache techniques, continuous batching and speculative decoding on the test models."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from artifact_helpers import roundtrip
+from optiplan.optimizers import metrics
+from optiplan.optimizers.base import NotSupportedHere, check_supported
+
+PROMPT = "The for statement is used to iterate over"
+
+
+def _logits(model, ids):
+    with torch.no_grad():
+        return model(input_ids=ids).logits
+
+
+@pytest.mark.parametrize("implementation", ["sdpa", "custom", "eager"])
+def test_attention_implementations_match_eager_logits(implementation, workspace, base, tmp_path):
+    ids = base.encode([PROMPT])
+    reference = _logits(base.model, ids)
+    check_supported("flash-attention", "cpu").apply(workspace, {"implementation": implementation})
+    loaded = roundtrip(workspace, tmp_path)
+    expected = {"custom": "optiplan"}.get(implementation, implementation)
+    assert loaded.model.config._attn_implementation == expected
+    torch.testing.assert_close(_logits(loaded.model, ids), reference, atol=2e-4, rtol=1e-4)
+    assert loaded.generate_text(PROMPT, 6) == base.generate_text(PROMPT, 6)
+
+
+def test_flash_attention_2_is_refused_on_cpu():
+    from optiplan.optimizers.attention import resolve
+
+    with pytest.raises(NotSupportedHere, match="CUDA"):
+        resolve("flash_attention_2", "cpu")
+
+
+def _cache_after(loaded, tokens: int):
+    from optiplan.optimizers.kv_cache import cache_bytes
+
+    ids = torch.randint(1, loaded.model.config.vocab_size, (1, tokens), generator=torch.Generator().manual_seed(0))
+    kwargs = loaded.generate_kwargs()
+    out = loaded.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=2, min_new_tokens=2,
+                                return_dict_in_generate=True, **kwargs)
+    return cache_bytes(out.past_key_values)
+
+
+@pytest.mark.parametrize("technique", ["kv-int4", "kv-int8", "kv-fp8"])
+def test_quantized_kv_cache_holds_under_half_the_bytes_at_long_context(technique, workspace, base, tmp_path):
+    check_supported(technique, "cpu").apply(workspace, {"residual_length": 16})
+    loaded = roundtrip(workspace, tmp_path)
+    assert _cache_after(loaded, 600) < 0.5 * _cache_after(base, 600)
+    assert metrics.greedy_tokens(loaded, PROMPT, 4) == metrics.greedy_tokens(base, PROMPT, 4)
+
+
+def test_sink_cache_stays_flat_and_matches_full_attention_before_eviction(workspace, base, tmp_path):
+    check_supported("sliding-window-sinks", "cpu").apply(workspace, {"num_sinks": 4, "window": 60})
+    loaded = roundtrip(workspace, tmp_path)
+    assert _cache_after(loaded, 200) == _cache_after(loaded, 500)  # flat as the context grows
+    assert _cache_after(loaded, 500) < 0.2 * _cache_after(base, 500)
+    # nothing is evicted while the sequence fits: identical to full attention
+    assert metrics.greedy_tokens(loaded, PROMPT, 12) == metrics.greedy_tokens(base, PROMPT, 12)
+
+
+def test_sink_positions_stay_inside_the_cache(workspace):
+    from optiplan.optimizers.kv_cache import install_position_hook, make_sink_cache
+
+    install_position_hook(workspace.model)
+    cache = make_sink_cache(workspace.model, 2, 8)
+    seen = []
+    handle = workspace.model.model.rotary_emb.register_forward_hook(
+        lambda m, args, kwargs, out: seen.append(int(kwargs.get("position_ids", args[-1]).max())), with_kwargs=True)
+    try:
+        with torch.no_grad():
+            for _ in range(30):
+                workspace.model(input_ids=torch.tensor([[5]]), cache=cache, use_cache=True)
+    finally:
+        handle.remove()
+    assert cache.get_seq_length() == 10
+    assert max(seen) <= 10
+
+
+def test_speculative_decoding_keeps_greedy_output_and_counts_acceptance(workspace, base, draft_path, tmp_path):
+    detail = check_supported("spec-draft", "cpu").apply(workspace, {"draft": str(draft_path),
+                                                                     "num_assistant_tokens": 3})
+    assert "acceptance" in detail
+    loaded = roundtrip(workspace, tmp_path)
+    assert loaded.draft is not None and loaded.draft.generation_config.num_assistant_tokens == 3
+    assert metrics.greedy_tokens(loaded, PROMPT, 24) == metrics.greedy_tokens(base, PROMPT, 24)
+    assert 0 < loaded.runtime.speculative["acceptance_rate"] <= 1
+
+
+def test_acceptance_from_counts():
+    from optiplan.optimizers.speculative import acceptance
+
+    assert acceptance(48, 48, 4)["acceptance_rate"] == 0.0  # one token per pass: nothing accepted
+    assert acceptance(50, 10, 4)["acceptance_rate"] == 1.0  # 5 tokens per pass with 4 drafted: all accepted
+    assert acceptance(30, 10, 4)["acceptance_rate"] == pytest.approx(0.5)
+
+
+def test_missing_draft_is_a_clear_error(workspace, tmp_path):
+    opt = check_supported("spec-draft", "cpu")
+    with pytest.raises(NotSupportedHere, match="--draft"):
+        opt.apply(workspace, {})
+    with pytest.raises(NotSupportedHere, match="no config.json"):
+        opt.apply(workspace, {"draft": str(tmp_path)})
+
+
+def test_prompt_lookup_keeps_greedy_output(workspace, base, tmp_path):
+    check_supported("spec-ngram", "cpu").apply(workspace, {})
+    loaded = roundtrip(workspace, tmp_path)
+    assert loaded.model.generation_config.prompt_lookup_num_tokens == 10
+    assert metrics.greedy_tokens(loaded, PROMPT, 16) == metrics.greedy_tokens(base, PROMPT, 16)
+
+
+def test_continuous_batching_serves_every_prompt(workspace, tmp_path):
+    detail = check_supported("paged-kv", "cpu").apply(workspace, {"concurrency": 4, "max_tokens": 128})
+    assert "blocks of 32 tokens" in detail
+    loaded = roundtrip(workspace, tmp_path)
+    assert loaded.runtime.continuous_batching["num_blocks"] == 4 * 4 + 1
+    assert loaded.generate_many(list(metrics.DEFAULT_PROMPTS), max_new_tokens=6) == 6 * len(metrics.DEFAULT_PROMPTS)
+
+
+@pytest.mark.slow
+def test_torch_compile_with_static_cache_keeps_output(workspace, base, tmp_path):
+    check_supported("torch-compile", "cpu").apply(workspace, {})
+    loaded = roundtrip(workspace, tmp_path)
+    assert loaded.model.generation_config.cache_implementation == "static"
+    assert metrics.greedy_tokens(loaded, PROMPT, 8) == metrics.greedy_tokens(base, PROMPT, 8)
