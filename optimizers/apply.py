@@ -76,7 +76,7 @@ def steps_from_plan(plan_file: Path, source: Path) -> tuple[list[StepSpec], dict
                         f"{str(exc).splitlines()[0]}") from exc
     spec = resolve_model(str(source))
     planned = advice.model
-    mine = (spec.num_layers, spec.hidden_size, spec.num_attention_heads, spec.num_key_value_heads)
+    mine = (spec.num_layers, spec.hidden_size, spec.num_heads, spec.num_kv_heads)
     theirs = (planned.num_layers, planned.hidden_size, planned.num_heads, planned.num_kv_heads)
     if mine != theirs:
         raise PlanError(f"the plan in {plan_file} was made for {planned.name} (layers, hidden, heads, kv heads = "

@@ -21,9 +21,10 @@ def kv_bytes_per_token(config, dtype_bytes: int) -> int:
     return 2 * config.num_hidden_layers * heads * head_dim * dtype_bytes
 
 
-def sized_config(config, device: str, concurrency: int, max_tokens: int, dtype_bytes: int) -> dict[str, int]:
+def sized_config(config, device: str, concurrency: int, max_tokens: int, dtype_bytes: int,
+                 block: int | None = None) -> dict[str, int]:
     """Blocks for `concurrency` requests of up to `max_tokens` tokens each, in pages that suit the device."""
-    block = 256 if device_kind(device) == "cuda" else 32  # small pages on CPU: less waste at short lengths
+    block = block or (256 if device_kind(device) == "cuda" else 32)  # small pages on CPU: less waste when short
     blocks_per_request = math.ceil(max_tokens / block)
     num_blocks = concurrency * blocks_per_request + 1  # one spare block per scheduler round
     return {"block_size": block, "num_blocks": num_blocks, "max_batch_tokens": min(concurrency * max_tokens, 2048),
@@ -34,10 +35,12 @@ def sized_config(config, device: str, concurrency: int, max_tokens: int, dtype_b
 @optimizer("paged-kv")
 def continuous_batching(ws: Workspace, params: dict[str, Any]) -> str:
     """Paged KV cache and continuous batching (`generate_batch`), sized for the workload's concurrency."""
-    concurrency = int(params.get("concurrency", DEFAULT_CONCURRENCY))
+    # the planner's step names the engine options (max_num_seqs, block_size); a user may say concurrency
+    concurrency = int(params.get("concurrency") or params.get("max_num_seqs") or DEFAULT_CONCURRENCY)
     max_tokens = int(params.get("max_tokens", DEFAULT_MAX_TOKENS))
     dtype_bytes = {"fp32": 4}.get(ws.runtime.dtype, 2)
-    sized = sized_config(ws.model.config, ws.device, concurrency, max_tokens, dtype_bytes)
+    sized = sized_config(ws.model.config, ws.device, concurrency, max_tokens, dtype_bytes,
+                         block=int(params["block_size"]) if params.get("block_size") else None)
     ws.runtime.continuous_batching = sized
     return (f"paged KV cache: {sized['num_blocks']} blocks of {sized['block_size']} tokens "
             f"({sized['cache_bytes'] / 1e6:.1f} MB) for {concurrency} requests of up to {max_tokens} tokens")

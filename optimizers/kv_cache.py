@@ -37,6 +37,8 @@ def _kv_quantized(ws: Workspace, technique: str, params: dict[str, Any]) -> str:
                                    f"pip install 'optiplan[torch]'")
     if settings["backend"] != "fp8":
         settings["residual_length"] = int(params.get("residual_length", RESIDUAL_TOKENS))
+        if params.get("group_size"):  # the planner's step gives the quantization group along the head dim
+            settings["q_group_size"] = int(params["group_size"])
     ws.runtime.cache = {"kind": "quantized", **settings}
     bits = settings.get("nbits", 8)
     return f"quantized KV cache: {settings['backend']} {bits}-bit" + (

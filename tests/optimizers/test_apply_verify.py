@@ -1,0 +1,178 @@
+"""`apply` writes an artifact all or nothing, rolls back steps without gain on request, refuses bad input with
+one clear sentence; `verify` measures both models and reports in every format."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from optiplan.optimizers.apply import PlanError, apply, gain_shown, parse_technique
+from optiplan.optimizers.artifact import MANIFEST, ArtifactError, load, verify_checksums
+from optiplan.optimizers.base import NotSupportedHere
+
+
+def test_apply_writes_a_complete_artifact_that_loads_both_ways(target_path, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "opt"
+    manifest = apply(target_path, out, techniques=["weight-int8", "kv-fp8"], verify=False)
+    names = {p.name for p in out.iterdir()}
+    assert {"model.safetensors", "config.json", "generation_config.json", "tokenizer.json", MANIFEST} <= names
+    assert [s.technique for s in manifest.steps] == ["weight-int8", "kv-fp8"]
+    assert all(s.status == "applied" and s.measured for s in manifest.steps)
+    assert manifest.libraries["transformers"] and manifest.libraries["torchao"]
+    assert verify_checksums(out) == []
+    loaded = load(out, "cpu")
+    assert loaded.runtime.cache == {"kind": "quantized", "backend": "fp8"}
+    assert loaded.generate_text("The for statement", 4)
+    plain = AutoModelForCausalLM.from_pretrained(out)  # the generation config carries the cache setting
+    assert plain.generation_config.cache_implementation == "quantized"
+    (out / "config.json").write_text((out / "config.json").read_text() + " ")
+    assert verify_checksums(out) == ["config.json"]
+
+
+def test_an_existing_folder_is_replaced_only_with_force(target_path, tmp_path):
+    out = tmp_path / "opt"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(ArtifactError, match="--force"):
+        apply(target_path, out, techniques=["kv-fp8"], verify=False)
+    assert (out / "keep.txt").read_text() == "mine"
+    apply(target_path, out, techniques=["kv-fp8"], verify=False, force=True)
+    assert not (out / "keep.txt").exists() and (out / MANIFEST).is_file()
+
+
+def test_an_interrupted_apply_leaves_nothing_behind(target_path, tmp_path, monkeypatch):
+    import optiplan.optimizers.artifact as artifact
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(artifact, "sha256_files", interrupted)  # after the weights are written
+    with pytest.raises(KeyboardInterrupt):
+        apply(target_path, tmp_path / "opt", techniques=["kv-fp8"], verify=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_step_without_its_gain_is_rolled_back_on_request(target_path, tmp_path):
+    # a window longer than the measured context evicts nothing: no cache saved, so no gain to keep
+    manifest = apply(target_path, tmp_path / "opt", techniques=["sliding-window-sinks:window=2048",
+                                                                  "kv-int4:residual_length=16"],
+                     drop_unprofitable=True, verify=False)
+    status = {s.technique: (s.status, s.gain_shown) for s in manifest.steps}
+    assert status == {"sliding-window-sinks": ("rolled-back", False), "kv-int4": ("applied", True)}
+    assert manifest.runtime.cache["kind"] == "quantized"
+
+
+def test_gain_shown_needs_more_than_noise():
+    step = parse_technique("weight-int8")
+    assert gain_shown(step, {"weights_bytes": 100}, {"weights_bytes": 30})[0]
+    assert not gain_shown(step, {"weights_bytes": 100}, {"weights_bytes": 99})[0]
+    assert gain_shown(parse_technique("paged-kv"), {"batched_tokens_per_s": 10}, {"batched_tokens_per_s": 20})[0]
+
+
+def test_technique_options_parse():
+    step = parse_technique("sliding-window-sinks:window=256,num_sinks=4")
+    assert step.technique == "sliding-window-sinks" and step.params == {"window": 256, "num_sinks": 4}
+    with pytest.raises(PlanError, match="key=value"):
+        parse_technique("kv-int4:residual")
+
+
+def test_a_plan_made_for_another_model_is_refused(target_path, tmp_path):
+    import optiplan
+
+    plan = tmp_path / "plan.json"
+    plan.write_text(optiplan.advise("llama-3.1-8b", hardware="l4", workload="chat").model_dump_json())
+    with pytest.raises(PlanError, match="made for"):
+        apply(target_path, tmp_path / "opt", plan=plan, verify=False)
+    plan.write_text("{not json")
+    with pytest.raises(PlanError, match="not a plan"):
+        apply(target_path, tmp_path / "opt", plan=plan, verify=False)
+
+
+def test_a_plan_for_this_model_applies_what_runs_here(target_path, tmp_path):
+    import optiplan
+
+    plan, workload = tmp_path / "plan.json", tmp_path / "short.yaml"
+    workload.write_text("name: short\nprompt_tokens_mean: 256\nprompt_tokens_p95: 512\noutput_tokens_mean: 128\n"
+                        "output_tokens_p95: 256\nconcurrency: 4\nmax_quality_loss_pct: 2.0\n")
+    advice = optiplan.advise(str(target_path), hardware="local", num_devices=1, goal="memory", engine="transformers",
+                             workload=str(workload))
+    plan.write_text(advice.model_dump_json())
+    manifest = apply(target_path, tmp_path / "opt", plan=plan, verify=False)
+    planned = [s.technique for s in advice.plan.steps]
+    assert sorted(s.technique for s in manifest.steps) == sorted(planned)
+    assert manifest.plan["model"]["num_layers"] == 8
+    applied = [s for s in manifest.steps if s.status == "applied"]
+    assert applied and all(s.predicted for s in applied)
+
+
+def test_a_technique_this_device_cannot_run_is_refused(target_path, tmp_path):
+    with pytest.raises(NotSupportedHere, match="cuda"):
+        apply(target_path, tmp_path / "opt", techniques=["weight-nf4"], verify=False)
+    assert not (tmp_path / "opt").exists()
+
+
+def test_missing_draft_and_missing_choice_are_clear(target_path, tmp_path):
+    with pytest.raises(NotSupportedHere, match="--draft"):
+        apply(target_path, tmp_path / "opt", techniques=["spec-draft"], verify=False)
+    with pytest.raises(PlanError, match="one of --goal, --plan or --technique"):
+        apply(target_path, tmp_path / "opt", verify=False)
+
+
+def test_pickle_weights_need_a_flag(target_path, tmp_path):
+    folder = tmp_path / "pickled"
+    folder.mkdir()
+    shutil.copy(target_path / "config.json", folder)
+    (folder / "pytorch_model.bin").write_bytes(b"\x80\x04not really")
+    with pytest.raises(ArtifactError, match="--allow-pickle"):
+        load(folder, "cpu")
+
+
+def test_unreadable_eval_text_fails_before_loading(target_path, tmp_path):
+    from optiplan.optimizers.metrics import MetricsError
+    from optiplan.optimizers.verify import verify
+
+    with pytest.raises(MetricsError, match="cannot read"):
+        verify(target_path, target_path, eval_text=tmp_path / "missing.txt")
+    (tmp_path / "short.txt").write_text("too short")
+    with pytest.raises(MetricsError, match="too short"):
+        verify(target_path, target_path, eval_text=tmp_path / "short.txt")
+
+
+def test_verify_cli_reports_before_and_after_in_every_format(target_path, tmp_path):
+    from click.testing import CliRunner
+
+    from optiplan.planner.cli import main
+    from optiplan.planner.schema.optimize import VerifyReport
+    from optiplan.planner.verify_report import render
+
+    out = tmp_path / "opt"
+    apply(target_path, out, techniques=["weight-int8"], verify=False)
+    result = CliRunner().invoke(main, ["verify", str(target_path), str(out), "--repeats", "2", "--max-new-tokens", "4",
+                                       "--no-memory", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    for side in ("before", "after"):
+        for key in ("ttft_ms", "tpot_ms", "tokens_per_s", "peak_memory_bytes", "weights_bytes", "perplexity"):
+            assert key in data["measured"][side]
+        assert len(data["measured"][side]["samples"]["tpot_ms"]) == 2  # one per repeat (median over prompts)
+    assert data["measured"]["after"]["weights_bytes"] < 0.35 * data["measured"]["before"]["weights_bytes"]
+    assert data["quality"]["greedy_agreement"] > 0.9
+    report = VerifyReport.model_validate(data)
+    assert "| weights (MB) |" in render(report, "md")
+    html = render(report, "html")
+    assert html.startswith("<!doctype html>") and "<svg" in html
+    assert "time per output token" in render(report, "text")
+
+
+def test_apply_cli_refuses_bad_input_with_one_line(target_path, tmp_path):
+    from click.testing import CliRunner
+
+    from optiplan.planner.cli import main
+
+    result = CliRunner().invoke(main, ["apply", str(target_path), "-o", str(tmp_path / "o"), "-t", "weight-nf4"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: weight-nf4 needs cuda") and "Traceback" not in result.output
