@@ -56,22 +56,19 @@ def quantization(rounds: int) -> dict:
     for _ in range(rounds):
         for name, m in variants.items():
             tpot[name].extend(metrics.generation_samples(m, PROMPTS, max_new_tokens=32, repeats=1, warmup=0)["tpot_ms"])
-    base = variants["fp32"]
     out = {}
     for name, m in variants.items():
         out[name] = {"tpot_ms": statistics.median(tpot[name]), "tpot_samples_ms": tpot[name],
                      "weights_bytes": metrics.weights_bytes(m), "perplexity": metrics.perplexity(m)}
-    for name in out:
-        out[name]["decode_speedup"] = out["fp32"]["tpot_ms"] / out[name]["tpot_ms"]
-        out[name]["weights_reduction"] = out["fp32"]["weights_bytes"] / out[name]["weights_bytes"]
-        out[name]["perplexity_change_pct"] = 100 * (out[name]["perplexity"] / out["fp32"]["perplexity"] - 1)
-    del base
+    for r in out.values():
+        r["decode_speedup"] = out["fp32"]["tpot_ms"] / r["tpot_ms"]
+        r["weights_reduction"] = out["fp32"]["weights_bytes"] / r["weights_bytes"]
+        r["perplexity_change_pct"] = 100 * (r["perplexity"] / out["fp32"]["perplexity"] - 1)
     return out
 
 
 def speculative(rounds: int, new_tokens: int = 64) -> dict:
     import torch
-
     from optiplan.optimizers.base import check_supported
     from optiplan.optimizers.speculative import measure_acceptance
     from optiplan.planner.hardware import resolve_hardware
@@ -110,7 +107,6 @@ def speculative(rounds: int, new_tokens: int = 64) -> dict:
 
 def kv_quantization(context: int = 1536) -> dict:
     import torch
-
     from optiplan.optimizers.base import check_supported
     from optiplan.optimizers.kv_cache import cache_bytes
 
@@ -125,15 +121,14 @@ def kv_quantization(context: int = 1536) -> dict:
             res = ws.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=4, min_new_tokens=4,
                                     return_dict_in_generate=True, **m.generate_kwargs())
         out[technique or "fp32"] = {"cache_bytes": cache_bytes(res.past_key_values)}
-    for name in out:
-        out[name]["reduction"] = out["fp32"]["cache_bytes"] / out[name]["cache_bytes"]
+    for r in out.values():
+        r["reduction"] = out["fp32"]["cache_bytes"] / r["cache_bytes"]
     return {"context": context, "variants": out}
 
 
 def streaming_nll(model, ids, cache, chunk: int = 16) -> tuple[float, list[int]]:
     """Feed `ids` through `model` in chunks with `cache`; mean next-token NLL and the cache bytes along the way."""
     import torch
-
     from optiplan.optimizers.kv_cache import cache_bytes
 
     nll, count, sizes = 0.0, 0, []
@@ -150,10 +145,9 @@ def streaming_nll(model, ids, cache, chunk: int = 16) -> tuple[float, list[int]]
 
 
 def sinks(tokens: int = 2048, window: int = 124, num_sinks: int = 4) -> dict:
-    from transformers import DynamicCache
-
     from optiplan.optimizers import metrics
     from optiplan.optimizers.kv_cache import install_position_hook, make_sink_cache
+    from transformers import DynamicCache
 
     ws = workspace()
     install_position_hook(ws.model)
@@ -171,7 +165,6 @@ def sinks(tokens: int = 2048, window: int = 124, num_sinks: int = 4) -> dict:
 
 def main() -> None:
     import torch
-
     from optiplan.optimizers.base import quiet_libraries
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -152,13 +152,14 @@ def apply(source: str | Path, out: str | Path, *, goal: str | None = None, plan:
           techniques: list[str] | None = None, hardware: str = "local", workload: str = "chat",
           draft: str | Path | None = None, device: str | None = None, dtype: str = "fp32", force: bool = False,
           drop_unprofitable: bool = False, verify: bool = True, verify_options: dict[str, Any] | None = None,
+          allow_pickle: bool = False,
           log: Callable[[str], None] = lambda line: None) -> ArtifactManifest:
     """Apply a plan to the model at `source` and write the optimized folder `out` (then verify it)."""
     quiet_libraries()
     from .artifact import ArtifactError, check_folder, default_device, load, write_artifact
 
     source, out = Path(source), Path(out)
-    check_folder(source)
+    check_folder(source, allow_pickle)
     if out.exists() and not force:
         raise ArtifactError(f"{out} exists; pass --force to replace it")
     if sum(x is not None and x != [] for x in (goal, plan, techniques)) != 1:
@@ -188,7 +189,7 @@ def apply(source: str | Path, out: str | Path, *, goal: str | None = None, plan:
         raise PlanError("nothing in the plan can be applied to a transformers model here: "
                         + "; ".join(r.detail for r in records))
 
-    base = load(source, device, dtype=dtype)
+    base = load(source, device, dtype=dtype, allow_pickle=allow_pickle)
     ws = Workspace(model=base.model, tokenizer=base.tokenizer, device=device, source=source)
     ws.runtime.dtype = dtype
     figures = quick_figures(ws)
@@ -223,7 +224,8 @@ def apply(source: str | Path, out: str | Path, *, goal: str | None = None, plan:
         from .verify import verify as run_verify
 
         del ws, base
-        report = run_verify(source, out, device=device, dtype=dtype, **(verify_options or {}))
+        report = run_verify(source, out, device=device, dtype=dtype, allow_pickle=allow_pickle,
+                            **(verify_options or {}))
         manifest = manifest.model_copy(update={"verify": report})
         (out / "optiplan.json").write_text(manifest.model_dump_json(indent=2))
     return manifest

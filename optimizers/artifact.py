@@ -97,9 +97,11 @@ class LoadedModel:
         if rt.compile:
             from transformers import CompileConfig
 
-            kw["compile_config"] = CompileConfig(fullgraph=rt.compile.get("fullgraph", True),
-                                                 mode=rt.compile.get("mode", "default"),
-                                                 dynamic=rt.compile.get("dynamic", False))
+            config = CompileConfig(fullgraph=rt.compile.get("fullgraph", True), mode=rt.compile.get("mode", "default"),
+                                   dynamic=rt.compile.get("dynamic", False))
+            # generate auto-compiles on accelerators only; this flag is transformers' own switch for other devices
+            config._compile_all_devices = device_kind(self.device) == "cpu"
+            kw["compile_config"] = config
         spec = rt.speculative or {}
         if spec.get("kind") == "draft" and self.draft is not None:
             kw["assistant_model"] = self.draft  # its generation config carries the drafting settings

@@ -206,11 +206,11 @@ def greedy_tokens(loaded: LoadedModel, prompt: str, n: int) -> list[int]:
 
 
 def peak_memory_bytes(path: str | Path, prompts: list[str] | tuple[str, ...] = DEFAULT_PROMPTS, *,
-                      max_new_tokens: int = 32, device: str = "cpu") -> int:
+                      max_new_tokens: int = 32, device: str = "cpu", allow_pickle: bool = False) -> int:
     """Peak memory of a fresh process that loads the model at `path` (with every runtime setting) and runs the
     workload once: `VmHWM` on CPU, the allocator's peak on CUDA."""
     args = json.dumps({"path": str(path), "prompts": list(prompts), "max_new_tokens": max_new_tokens,
-                       "device": device})
+                       "device": device, "allow_pickle": allow_pickle})
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     proc = subprocess.run([sys.executable, "-m", "optiplan.optimizers.metrics", args], capture_output=True,
                           text=True, env=env, check=False)
@@ -246,7 +246,7 @@ def _peak_worker(argv: list[str]) -> None:
 
     from .artifact import load
 
-    loaded = load(args["path"], device=args["device"])
+    loaded = load(args["path"], device=args["device"], allow_pickle=args.get("allow_pickle", False))
     if args["device"].startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     with torch.no_grad():

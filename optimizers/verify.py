@@ -56,7 +56,8 @@ def _speculative(loaded, baseline_tpot_ms: float, optimized_tpot_ms: float) -> d
 
 def verify(baseline: str | Path, optimized: str | Path, *, device: str | None = None, dtype: str = "fp32",
            eval_text: str | Path | None = None, prompts: list[str] | None = None, max_new_tokens: int = 32,
-           repeats: int = 5, memory: bool = True, progress: Callable[[str], None] = lambda line: None) -> VerifyReport:
+           repeats: int = 5, memory: bool = True, allow_pickle: bool = False,
+           progress: Callable[[str], None] = lambda line: None) -> VerifyReport:
     """Measure `baseline` and `optimized` on the same workload, interleaved, and compare quality."""
     quiet_libraries()
     import torch
@@ -66,7 +67,7 @@ def verify(baseline: str | Path, optimized: str | Path, *, device: str | None = 
     text = metrics.read_eval_text(eval_text)  # an unreadable file fails before anything loads
     prompts = list(prompts or metrics.DEFAULT_PROMPTS)
     device = device or default_device()
-    base = load(baseline, device, dtype=dtype)
+    base = load(baseline, device, dtype=dtype, allow_pickle=allow_pickle)
     opt = load(optimized, device)
     samples = {"before": {k: [] for k in KEYS}, "after": {k: [] for k in KEYS}}
     progress(f"timing {repeats} interleaved rounds of {len(prompts)} prompts x {max_new_tokens} tokens")
@@ -88,7 +89,8 @@ def verify(baseline: str | Path, optimized: str | Path, *, device: str | None = 
     peaks = {"before": None, "after": None}
     if memory:
         progress("peak memory, each in a fresh process")
-        peaks = {"before": metrics.peak_memory_bytes(baseline, prompts, max_new_tokens=max_new_tokens, device=device),
+        peaks = {"before": metrics.peak_memory_bytes(baseline, prompts, max_new_tokens=max_new_tokens, device=device,
+                                                     allow_pickle=allow_pickle),
                  "after": metrics.peak_memory_bytes(optimized, prompts, max_new_tokens=max_new_tokens, device=device)}
     measured = {side: _measured(samples[side], batched_tokens_per_s=batched[side], peak_memory_bytes=peaks[side],
                                 weights_bytes=metrics.weights_bytes(m), perplexity=ppl[side])

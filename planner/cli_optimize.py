@@ -37,9 +37,10 @@ def _log(line: str) -> None:
 @click.option("--repeats", type=int, default=5, show_default=True, help="Interleaved repeats when verifying.")
 @click.option("--eval-text", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Held-out text for perplexity [default: built-in corpus].")
+@click.option("--allow-pickle", is_flag=True, help="Load pickle (*.bin) weights: only for a source you trust.")
 @_friendly
 def apply(model: Path, out: Path, goal, plan, techniques, hardware, workload, draft, device, dtype, force,
-          drop_unprofitable, no_verify, repeats, eval_text) -> None:
+          drop_unprofitable, no_verify, repeats, eval_text, allow_pickle) -> None:
     """Apply a plan to a real model and write an optimized model folder (then verify it).
 
     \b
@@ -51,7 +52,7 @@ def apply(model: Path, out: Path, goal, plan, techniques, hardware, workload, dr
 
     manifest = run(model, out, goal=goal, plan=plan, techniques=list(techniques) or None, hardware=hardware,
                    workload=workload, draft=draft, device=device, dtype=dtype, force=force,
-                   drop_unprofitable=drop_unprofitable, verify=not no_verify,
+                   drop_unprofitable=drop_unprofitable, verify=not no_verify, allow_pickle=allow_pickle,
                    verify_options={"repeats": repeats, "eval_text": eval_text, "progress": _log}, log=_log)
     _log(f"wrote {out}")
     if manifest.verify is not None:
@@ -71,15 +72,16 @@ def apply(model: Path, out: Path, goal, plan, techniques, hardware, workload, dr
 @click.option("--no-memory", is_flag=True, help="Skip the peak-memory processes.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--allow-pickle", is_flag=True, help="Load pickle (*.bin) baseline weights: only if you trust them.")
 @_friendly
 def verify(baseline: Path, optimized: Path, eval_text, repeats, max_new_tokens, device, no_memory, fmt,
-           output) -> None:
+           output, allow_pickle) -> None:
     """Measure a baseline and an optimized model on the same workload, interleaved, and compare quality."""
     from ..optimizers.verify import verify as run
     from .verify_report import render, text_report
 
     report = run(baseline, optimized, device=device, eval_text=eval_text, repeats=repeats,
-                 max_new_tokens=max_new_tokens, memory=not no_memory, progress=_log)
+                 max_new_tokens=max_new_tokens, memory=not no_memory, allow_pickle=allow_pickle, progress=_log)
     if fmt == "text" and output is None:
         text_report(report, color=True)
         return
