@@ -101,5 +101,6 @@ def quiet_libraries() -> None:
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
     logging.getLogger("torchao").setLevel(logging.ERROR)
+    logging.getLogger("ContinuousBatchingLogger").setLevel(logging.ERROR)  # "no fast path on CPU", every call
     warnings.filterwarnings("ignore", module="torchao")
     warnings.filterwarnings("ignore", module="optimum")

@@ -3,10 +3,8 @@ function. Errors a user can fix print one line and exit with code 2; `--debug` s
 
 from __future__ import annotations
 
-import functools
 import json
 import os
-import sys
 from pathlib import Path
 
 # The CLI uses no pydantic plugins; looking them up scans every installed package's entry points
@@ -16,47 +14,10 @@ os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 import click  # noqa: E402
 
 from .. import __version__  # noqa: E402
-from .errors import OptiplanError  # noqa: E402
+from .cli_common import _emit, _friendly  # noqa: E402
 
 DEFAULT_MODEL = "llama-3.1-8b"
 DEFAULT_HARDWARE = "h100-sxm"
-
-
-def _friendly(fn):
-    """Turn OptiplanError (and pydantic validation errors) into one line on stderr and exit code 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, debug: bool = False, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except OptiplanError as exc:
-            if debug:
-                raise
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(exc.exit_code)
-        except Exception as exc:  # pydantic ValidationError and the like, from bad option values
-            from pydantic import ValidationError
-
-            if debug or not isinstance(exc, ValidationError):
-                raise
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            click.echo(f"error: {where}: {first['msg']}", err=True)
-            sys.exit(2)
-
-    return click.option("--debug", is_flag=True, help="Show the full traceback on errors.")(wrapper)
-
-
-def _emit(text: str, output: Path | None) -> None:
-    if output is None:
-        click.echo(text)
-    else:
-        try:
-            output.parent.mkdir(parents=True, exist_ok=True)
-            output.write_text(text + "\n", encoding="utf-8")
-        except OSError as exc:
-            raise OptiplanError(f"cannot write {output}: {exc.strerror or exc}") from exc
-        click.echo(f"wrote {output}", err=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -291,10 +252,11 @@ def catalog(what: str, as_json: bool) -> None:
         print_catalog(what, rows)
 
 
+from .cli_gate import bench, gate  # noqa: E402
 from .cli_optimize import apply, verify  # noqa: E402  (the commands import torch only when they run)
 
-main.add_command(apply)
-main.add_command(verify)
+for _command in (apply, verify, bench, gate):
+    main.add_command(_command)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

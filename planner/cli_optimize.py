@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .cli import _emit, _friendly
+from .cli_common import _emit, _friendly
 
 FORMATS = ("text", "md", "html", "json")
 

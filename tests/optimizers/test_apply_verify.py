@@ -7,7 +7,6 @@ import json
 import shutil
 
 import pytest
-
 from optiplan.optimizers.apply import PlanError, apply, gain_shown, parse_technique
 from optiplan.optimizers.artifact import MANIFEST, ArtifactError, load, verify_checksums
 from optiplan.optimizers.base import NotSupportedHere
@@ -45,7 +44,7 @@ def test_an_existing_folder_is_replaced_only_with_force(target_path, tmp_path):
 
 
 def test_an_interrupted_apply_leaves_nothing_behind(target_path, tmp_path, monkeypatch):
-    import optiplan.optimizers.artifact as artifact
+    from optiplan.optimizers import artifact
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -144,7 +143,6 @@ def test_unreadable_eval_text_fails_before_loading(target_path, tmp_path):
 
 def test_verify_cli_reports_before_and_after_in_every_format(target_path, tmp_path):
     from click.testing import CliRunner
-
     from optiplan.planner.cli import main
     from optiplan.planner.schema.optimize import VerifyReport
     from optiplan.planner.verify_report import render
@@ -170,7 +168,6 @@ def test_verify_cli_reports_before_and_after_in_every_format(target_path, tmp_pa
 
 def test_apply_cli_refuses_bad_input_with_one_line(target_path, tmp_path):
     from click.testing import CliRunner
-
     from optiplan.planner.cli import main
 
     result = CliRunner().invoke(main, ["apply", str(target_path), "-o", str(tmp_path / "o"), "-t", "weight-nf4"])

@@ -1,0 +1,368 @@
+"""The gate: statistics against scipy, verdicts on synthetic samples, outputs, and bad input (exit 2)."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import statistics
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import pytest
+from click.testing import CliRunner
+from optiplan.planner.cli_gate import gate as gate_cmd
+from optiplan.planner.gate import (
+    Settings,
+    bootstrap_log_ratio,
+    compare,
+    compare_samples,
+    mann_whitney_p,
+    signed_rank_p,
+)
+from optiplan.planner.schema.bench import (
+    KNOWN_METRICS,
+    BenchResult,
+    BenchWorkload,
+    Environment,
+    GateReport,
+    GateRequest,
+    MetricSamples,
+)
+
+ENV = Environment(hardware_fingerprint="abc", cpu="Test CPU", cpu_count=2, memory_bytes=8 * 2**30, os="Linux",
+                  python="3.11.7", libraries={"optiplan": "0.1.0", "torch": "2.13.0"}, threads=1, device="cpu",
+                  dtype="float32")
+WORKLOAD = BenchWorkload(name="chat", prompts=4, prompt_tokens=128, max_new_tokens=64, prompts_sha256="f00",
+                         warmup=1, repeats=10)
+
+
+def metric(name: str, samples: list[float]) -> MetricSamples:
+    unit, direction, noisy, family = KNOWN_METRICS[name]
+    return MetricSamples(unit=unit, direction=direction, noisy=noisy, family=family, samples=samples,
+                         rounds=list(range(len(samples))) if noisy else [])
+
+
+def result(target: str, values: dict[str, list[float]], session: str = "s1", **env) -> BenchResult:
+    return BenchResult(target=target, target_kind="model", created_at="2025-01-01T00:00:00+00:00",
+                       session_id=session,
+                       workload=WORKLOAD, environment=ENV.model_copy(update=env),
+                       metrics={k: metric(k, v) for k, v in values.items()})
+
+
+def noisy(n: int, scale: float = 1.0, cv: float = 0.02, seed: int = 0) -> list[float]:
+    rng = random.Random(seed)
+    return [10.0 * scale * rng.lognormvariate(0, cv) for _ in range(n)]
+
+
+def pair(scale: float, cv: float = 0.02, n: int = 10, separate: bool = False) -> tuple[BenchResult, BenchResult]:
+    """An interleaved bench run of two targets (one session), or two separate runs."""
+    a = {"tpot_ms": noisy(n, 1, cv, 1), "tokens_per_s": [1000 / x for x in noisy(n, 1, cv, 2)]}
+    b = {"tpot_ms": noisy(n, scale, cv, 3), "tokens_per_s": [1000 / x for x in noisy(n, scale, cv, 4)]}
+    return result("base", a, session="s1"), result("head", b, session="s2" if separate else "s1")
+
+
+def verdicts(report: GateReport) -> dict[str, str]:
+    return {v.metric: v.verdict for v in report.metrics}
+
+
+REQ = GateRequest(baseline="base.json", candidate="head.json")
+
+
+# ------------------------------------------------------------------------------------------- statistics
+
+
+def test_rank_tests_match_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    rng = random.Random(7)
+    for n_a, n_b in ((3, 4), (7, 7), (10, 13)):
+        a = [rng.lognormvariate(0, 0.1) for _ in range(n_a)]
+        b = [rng.lognormvariate(0.05, 0.1) for _ in range(n_b)]
+        assert mann_whitney_p(a, b) == pytest.approx(stats.mannwhitneyu(b, a, method="exact").pvalue, rel=1e-9)
+        b = b[:n_a]
+        d = [math.log(y / x) for x, y in zip(a, b)]
+        assert signed_rank_p(a, b) == pytest.approx(stats.wilcoxon(d, method="exact").pvalue, rel=1e-9)
+    tied_a, tied_b = [1, 1, 2, 2, 3, 3, 4], [2, 3, 3, 4, 4, 5, 5]
+    expected = stats.mannwhitneyu(tied_b, tied_a, method="asymptotic").pvalue
+    assert mann_whitney_p(tied_a, tied_b) == pytest.approx(expected, rel=1e-9)
+
+
+def test_exact_p_values_at_the_extremes():
+    assert mann_whitney_p([1, 2, 3], [4, 5, 6]) == pytest.approx(2 / 20)
+    assert mann_whitney_p(list(range(7)), list(range(10, 17))) == pytest.approx(2 / 3432)
+    assert signed_rank_p([1.0] * 8, [float(2 + i) for i in range(8)]) == pytest.approx(2 / 256)
+    assert signed_rank_p([1.0] * 5, [1.0] * 5) == 1.0
+
+
+# ------------------------------------------------------------------------------------------- verdicts
+
+
+@pytest.mark.parametrize("scale, expected", [(1.0, "pass"), (1.15, "regression"), (0.85, "improvement")])
+def test_timing_verdicts_follow_the_true_change(scale, expected):
+    report = compare(*pair(scale), REQ)
+    assert verdicts(report) == {"tpot_ms": expected, "tokens_per_s": expected}
+    assert report.verdict == expected
+    assert report.exit_code == (1 if expected == "regression" else 0)
+    tpot = report.metrics[0]
+    assert tpot.ci_low_pct <= tpot.change_pct <= tpot.ci_high_pct
+    assert tpot.change_pct == pytest.approx((scale - 1) * 100, abs=3)
+
+
+def test_throughput_counts_a_drop_as_the_regression():
+    a = result("base", {"tokens_per_s": noisy(10, 1, seed=1)})
+    b = result("head", {"tokens_per_s": noisy(10, 0.85, seed=2)})
+    v = compare(a, b, REQ).metrics[0]
+    assert v.verdict == "regression" and v.change_pct < -10
+
+
+def test_noise_makes_it_inconclusive_and_says_how_many_repeats():
+    report = compare(*pair(1.10, cv=0.25), REQ)
+    v = report.metrics[0]
+    assert v.verdict == "inconclusive"
+    assert v.more_repeats and v.more_repeats > 0 and f"about {v.more_repeats} more repeats" in v.reason
+    assert report.exit_code == 0
+    strict = compare(*pair(1.10, cv=0.25), REQ.model_copy(update={"fail_on_inconclusive": True}))
+    assert strict.exit_code == 1
+
+
+def test_a_change_inside_the_budget_passes_and_the_budget_decides():
+    report = compare(*pair(1.03, cv=0.005), REQ)
+    assert verdicts(report)["tpot_ms"] == "pass"
+    tight = compare(*pair(1.03, cv=0.005), REQ.model_copy(update={"budgets": {"tpot_ms": 1.0}}))
+    assert verdicts(tight)["tpot_ms"] == "regression" and tight.metrics[0].budget_pct == 1.0
+
+
+def test_too_few_samples_never_decide():
+    report = compare(*pair(1.5, n=2), REQ)
+    assert set(verdicts(report).values()) == {"inconclusive"}
+    assert report.metrics[0].more_repeats == 1
+
+
+@pytest.mark.parametrize("name, base, head, expected", [
+    ("peak_memory_bytes", 1e9, 1.05e9, "regression"),
+    ("peak_memory_bytes", 1e9, 1.02e9, "pass"),
+    ("perplexity", 12.0, 12.05, "pass"),
+    ("perplexity", 12.0, 12.5, "regression"),
+    ("perplexity", 12.0, 11.0, "improvement"),
+    ("greedy_agreement", 1.0, 0.97, "regression"),
+    ("greedy_agreement", 1.0, 1.0, "pass"),
+])
+def test_repeatable_metrics_are_compared_against_their_budget(name, base, head, expected):
+    a, b = result("base", {name: [base]}), result("head", {name: [head]}, session="s2")
+    v = compare(a, b, REQ).metrics[0]
+    assert v.verdict == expected and v.method.startswith("direct")
+    assert v.budget_pct == {"speed": 5.0, "memory": 3.0, "quality": 1.0}[KNOWN_METRICS[name][3]]
+
+
+def test_interleaved_rounds_are_paired_and_cancel_drift():
+    rng = random.Random(5)
+    drift = [1 + 0.4 * math.sin(i) for i in range(12)]  # the machine slows and speeds up by +-40%
+    a = [10 * d * rng.lognormvariate(0, 0.01) for d in drift]
+    b = [11 * d * rng.lognormvariate(0, 0.01) for d in drift]  # a true 10% slowdown
+    base, head = result("base", {"tpot_ms": a}), result("head", {"tpot_ms": b})
+    paired = compare(base, head, REQ).metrics[0]
+    assert paired.method.startswith("paired") and paired.verdict == "regression"
+    unpaired = compare(base, head, REQ.model_copy(update={"pairing": "off"})).metrics[0]
+    assert not unpaired.method.startswith("paired") and unpaired.verdict == "inconclusive"
+
+
+def test_separate_runs_cannot_regress_unless_told_the_run_to_run_noise():
+    base, head = pair(1.15, separate=True)
+    report = compare(base, head, REQ)
+    v = report.metrics[0]
+    assert v.verdict == "inconclusive" and not v.method.startswith("paired") and v.change_pct > 10
+    assert "separate bench runs" in v.reason and "optiplan bench BASE HEAD" in v.reason
+    assert report.exit_code == 0 and "drift between runs is unknown" in report.notes[0]
+    told = compare(base, head, REQ.model_copy(update={"run_noise_pct": 1.0}))
+    assert verdicts(told) == {"tpot_ms": "regression", "tokens_per_s": "regression"}
+    assert "widened for 1% run-to-run noise" in told.metrics[0].method
+    assert told.metrics[0].ci_low_pct < v.ci_low_pct  # the drift widens the interval
+    drifty = compare(base, head, REQ.model_copy(update={"run_noise_pct": 8.0})).metrics[0]
+    assert drifty.verdict == "inconclusive" and drifty.more_repeats is None  # repeats cannot beat drift
+    same = compare(*pair(1.0, separate=True), REQ)
+    assert set(verdicts(same).values()) == {"pass"}
+
+
+def test_same_input_same_verdict():
+    base, head = pair(1.06, cv=0.03)
+    assert compare(base, head, REQ) == compare(base, head, REQ)
+
+
+@pytest.mark.parametrize("n, paired", [(7, False), (9, True), (31, False), (41, True)])
+def test_exact_bootstrap_matches_random_resampling(n, paired):
+    rng = random.Random(n)
+    a = [rng.lognormvariate(0, 0.1) for _ in range(n)]
+    b = [rng.lognormvariate(0.05, 0.1) for _ in range(n)]
+    est, low, high = bootstrap_log_ratio(a, b, 0.95, paired)
+    draws = random.Random(0)
+    la, lb = [math.log(x) for x in a], [math.log(y) for y in b]
+    d = [y - x for x, y in zip(la, lb)]
+    if paired:
+        stats = sorted(statistics.median(draws.choices(d, k=n)) for _ in range(20000))
+    else:
+        stats = sorted(statistics.median(draws.choices(lb, k=n)) - statistics.median(draws.choices(la, k=n))
+                       for _ in range(20000))
+    assert low == pytest.approx(stats[500], abs=0.004) and high == pytest.approx(stats[19499], abs=0.004)
+    assert low < est < high
+
+
+def test_bootstrap_interval_covers_the_truth_usually():
+    s = Settings(confidence=0.9)
+    covered = 0
+    for trial in range(100):
+        a = metric("tpot_ms", noisy(15, 1.0, 0.05, seed=100 + trial))
+        b = metric("tpot_ms", noisy(15, 1.1, 0.05, seed=200 + trial))
+        v = compare_samples("tpot_ms", a, b, 5.0, s)
+        covered += v.ci_low_pct <= 10.0 <= v.ci_high_pct
+    assert covered >= 85  # a 90% interval
+
+
+# ------------------------------------------------------------------------------------------- CLI and outputs
+
+
+def write(tmp_path, name: str, res: BenchResult | dict) -> str:
+    path = tmp_path / name
+    text = res.model_dump_json() if isinstance(res, BenchResult) else json.dumps(res)
+    path.write_text(text)
+    return str(path)
+
+
+def run(args: list[str]):
+    return CliRunner().invoke(gate_cmd, args)
+
+
+def test_cli_exit_codes_and_formats(tmp_path):
+    base, slow = pair(1.2)
+    _, same = pair(1.0)
+    b, s, o = write(tmp_path, "b.json", base), write(tmp_path, "s.json", slow), write(tmp_path, "o.json", same)
+    assert run([b, o]).exit_code == 0
+    res = run([b, s, "--format", "json", "--junit", str(tmp_path / "gate.xml")])
+    assert res.exit_code == 1
+    report = GateReport.model_validate_json(res.stdout)
+    assert report.verdict == "regression" and report.exit_code == 1
+    suite = ET.parse(tmp_path / "gate.xml").getroot().find("testsuite")
+    assert suite.get("failures") == "2" and len(suite.findall("testcase/failure")) == 2
+    md = run([b, s, "--format", "markdown"]).stdout
+    assert "| tpot_ms |" in md and "**REGRESSION**" in md and "optiplan gate: regression" in md
+    table = run([b, s, "--max-slowdown", "50%"])
+    assert table.exit_code == 0 and "pass" in table.stdout
+    written = run([b, s, "-o", str(tmp_path / "gate.txt")])
+    assert written.exit_code == 1 and "optiplan gate: regression" in (tmp_path / "gate.txt").read_text()
+
+
+def test_different_environments_need_permission(tmp_path):
+    base, head = pair(1.0)
+    env = ENV.model_copy(update={"threads": 2, "libraries": {"torch": "2.9"}})
+    head = head.model_copy(update={"environment": env})
+    b, h = write(tmp_path, "b.json", base), write(tmp_path, "h.json", head)
+    res = run([b, h])
+    assert res.exit_code == 2 and "different environments" in res.stderr and "threads: 1 vs 2" in res.stderr
+    assert "torch: 2.13.0 vs 2.9" in res.stderr and "Traceback" not in res.output
+    allowed = run([b, h, "--allow-different-env", "--format", "json"])
+    assert allowed.exit_code == 0 and "environments differ" in json.loads(allowed.stdout)["notes"][0]
+
+
+def corrupt(data: dict, how: str) -> dict:
+    if how == "version":
+        data["schema_version"] = "2.0"
+    elif how == "empty":
+        data["metrics"]["tpot_ms"]["samples"] = []
+    elif how == "nan":
+        data["metrics"]["tpot_ms"]["samples"][3] = float("nan")
+    elif how == "missing":
+        del data["metrics"]["tokens_per_s"]
+    elif how == "kind":
+        data.pop("kind")
+    elif how == "workload":
+        data["workload"]["max_new_tokens"] = 8
+    elif how == "field":
+        data["metrics"]["tpot_ms"]["direction"] = "sideways"
+    return data
+
+
+@pytest.mark.parametrize("how, message", [
+    ("version", "schema version '2.0'"),
+    ("empty", "metric tpot_ms has no samples"),
+    ("nan", "metric tpot_ms sample 4 is nan"),
+    ("missing", "has no metric tokens_per_s"),
+    ("kind", "not an optiplan bench result"),
+    ("workload", "different workloads"),
+    ("field", "metrics.tpot_ms.direction"),
+])
+def test_bad_input_is_one_clear_line_and_exit_2(tmp_path, how, message):
+    base, head = pair(1.0)
+    b = write(tmp_path, "b.json", base)
+    h = write(tmp_path, "h.json", corrupt(json.loads(head.model_dump_json()), how))
+    res = run([b, h])
+    assert res.exit_code == 2, res.output
+    assert message in res.stderr and "Traceback" not in res.output
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--max-slowdown", "fast"], "--max-slowdown 'fast' is not a percentage"),
+    (["--budget", "tpot_ms"], "is not METRIC=PERCENT"),
+    (["--budget", "tpot=3%"], "unknown metric 'tpot'"),
+    (["--metric", "ttft_ms"], "has no metric ttft_ms"),
+])
+def test_bad_options_exit_2(tmp_path, args, message):
+    base, head = pair(1.0)
+    res = run([write(tmp_path, "b.json", base), write(tmp_path, "h.json", head), *args])
+    assert res.exit_code == 2 and message in res.stderr, res.output
+
+
+def test_unreadable_files_exit_2(tmp_path):
+    base, _ = pair(1.0)
+    b = write(tmp_path, "b.json", base)
+    (tmp_path / "bad.json").write_text("{not json")
+    assert "is not JSON" in run([b, str(tmp_path / "bad.json")]).stderr
+    res = run([b, str(tmp_path / "absent.json")])
+    assert res.exit_code == 2 and "cannot read" in res.stderr
+
+
+def test_gate_never_imports_torch(tmp_path):
+    base, head = pair(1.0)
+    b, h = write(tmp_path, "b.json", base), write(tmp_path, "h.json", head)
+    code = ("import sys; from click.testing import CliRunner; from optiplan.planner.cli_gate import gate; "
+            f"r = CliRunner().invoke(gate, [{b!r}, {h!r}, '--format', 'markdown']); "
+            "assert r.exit_code == 0, r.output; assert 'torch' not in sys.modules, 'torch imported'")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_workflow_template_uses_real_options():
+    import shlex
+    from pathlib import Path
+
+    import yaml
+    from optiplan.planner.cli_gate import bench as bench_cmd
+
+    path = Path(__file__).resolve().parents[2] / "templates" / "ci" / "github-gate.yml"
+    flow = yaml.safe_load(path.read_text())
+    steps = flow["jobs"]["gate"]["steps"]
+    script = "\n".join(s.get("run", "") for s in steps).replace("\\\n", " ")
+    known = {"bench": bench_cmd, "gate": gate_cmd}
+    used = {}
+    for line in script.splitlines():
+        words = shlex.split(line.strip()) if line.strip().startswith("optiplan ") else []
+        if words:
+            command = known[words[1]]
+            opts = {o for p in command.params for o in getattr(p, "opts", [])}
+            for w in words[2:]:
+                if w.startswith("-"):
+                    assert w in opts, f"optiplan {words[1]} has no option {w}"
+            used[words[1]] = words
+    assert set(used) == {"bench", "gate"}
+    bench_args = [w for w in used["bench"][2:] if not w.startswith("-")]
+    assert len([w for w in bench_args if "model-" in w]) == 2  # base and head in one interleaved run
+    assert "--junit" in used["gate"] and "markdown" in used["gate"]
+    assert any("exit_code" in s.get("run", "") for s in steps)
+
+
+def test_bench_help_shows_the_schema_default_repeats():
+    from optiplan.planner.cli_gate import bench as bench_cmd
+    from optiplan.planner.schema.bench import DEFAULT_REPEATS
+
+    option = next(p for p in bench_cmd.params if p.name == "repeats")
+    assert option.show_default == str(DEFAULT_REPEATS) and option.get_default(None) == DEFAULT_REPEATS
