@@ -365,4 +365,4 @@ def test_bench_help_shows_the_schema_default_repeats():
     from optiplan.planner.schema.bench import DEFAULT_REPEATS
 
     option = next(p for p in bench_cmd.params if p.name == "repeats")
-    assert option.show_default == str(DEFAULT_REPEATS) and option.get_default(None) == DEFAULT_REPEATS
+    assert option.show_default == str(DEFAULT_REPEATS) and option.default() == DEFAULT_REPEATS
