@@ -126,9 +126,9 @@ def quick_figures(ws: Workspace, long_context: int = 384) -> dict[str, float]:
     tpot = statistics.median(metrics.time_generation(loaded, metrics.DEFAULT_PROMPTS[0], 24)["tpot_ms"]
                              for _ in range(3))
     ids = torch.randint(1, ws.model.config.vocab_size, (1, long_context)).to(ws.device)
-    kwargs = loaded.generate_kwargs()
-    kwargs.pop("assistant_model", None), kwargs.pop("prompt_lookup_num_tokens", None)
-    kwargs.pop("max_matching_ngram_size", None), kwargs.pop("compile_config", None)
+    # only the cache matters for its size: no speculation, no compile (a static cache is sized up front)
+    kwargs = {k: v for k, v in loaded.generate_kwargs().items()
+              if k not in ("assistant_model", "prompt_lookup_num_tokens", "max_matching_ngram_size", "compile_config")}
     if kwargs.get("cache_implementation") == "static":
         kwargs.pop("cache_implementation")
     out = ws.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=2, min_new_tokens=2,

@@ -33,9 +33,7 @@ class Workspace:
     source: Path
     runtime: Runtime = field(default_factory=Runtime)
     draft: Any = None  # the draft model when speculative decoding uses one
-    draft_source: Path | None = None
-    quantization_config: Any = None  # a transformers quantization config to save with the weights (torchao)
-    notes: list[str] = field(default_factory=list)
+    quantization_config: Any = None  # the transformers quantization config the weights were loaded with
 
 
 @dataclass(frozen=True)

@@ -86,7 +86,7 @@ def draft_model(ws: Workspace, params: dict[str, Any]) -> str:
     if draft.config.vocab_size != ws.model.config.vocab_size:
         raise NotSupportedHere(f"draft model {path} has vocabulary {draft.config.vocab_size}, the target "
                                f"{ws.model.config.vocab_size}: speculative decoding needs the same tokenizer")
-    ws.draft, ws.draft_source = draft, path
+    ws.draft = draft
     choices = [int(params["num_assistant_tokens"])] if params.get("num_assistant_tokens") else DRAFT_TOKEN_CHOICES
     trials = {}
     for k in choices:
