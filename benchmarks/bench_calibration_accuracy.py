@@ -1,7 +1,7 @@
 """Prediction accuracy after calibration (issue 4 goal: median absolute error at most 15% for decode
 step and prefill time, at most 5% for peak memory), with transformers on this CPU.
 
-Calibrates on two shapes, then predicts and measures held-out shapes (other hidden sizes, depths,
+Calibrates on `optiplan calibrate`'s default shapes, then predicts and measures held-out shapes (other hidden sizes, depths,
 batch sizes and contexts). Models are Llama-architecture with random weights (time and memory do not
 depend on the weights' values). Prints the table and writes benchmarks/results/calibration_accuracy.json.
 
@@ -17,7 +17,6 @@ from pathlib import Path
 
 from _common import write_results
 
-FIT = ((128, 2), (512, 3), (256, 8))  # (hidden, layers)
 HELD_OUT = ((384, 4), (512, 6), (192, 12), (768, 3))
 FIT_PREFILLS = ((1, 32), (1, 128), (1, 512))
 FIT_DECODES = ((1, 64), (2, 512), (4, 64), (8, 512))
@@ -27,6 +26,7 @@ HELD_DECODES = ((1, 128), (2, 256), (8, 128), (8, 512))
 
 def main() -> None:
     from optiplan.planner.calibrate import (
+        DEFAULT_SHAPES,
         calibration_setup,
         fit_factors,
         microbenchmarks,
@@ -50,7 +50,7 @@ def main() -> None:
           f"GB/s, runtime {bench['runtime_overhead_bytes'] / 1e6:,.0f} MB")
     fit_samples, held_samples, memory_rows = [], [], []
     with tempfile.TemporaryDirectory(prefix="optiplan-accuracy-") as tmp:
-        for group, shapes, prefills, decodes in (("fit", FIT, FIT_PREFILLS, FIT_DECODES),
+        for group, shapes, prefills, decodes in (("fit", DEFAULT_SHAPES, FIT_PREFILLS, FIT_DECODES),
                                                  ("held-out", HELD_OUT, HELD_PREFILLS, HELD_DECODES)):
             for hidden, layers in shapes:
                 path = random_model(Path(tmp) / f"llama-h{hidden}-l{layers}", hidden, layers)
@@ -71,7 +71,7 @@ def main() -> None:
         rows.append({"model": Path(s["model"]).name, "kind": s["kind"], "batch": s["batch"], "tokens": s["tokens"],
                      "measured_ms": s["seconds"] * 1e3, "predicted_ms": pred * 1e3,
                      "error_pct": 100 * (pred - s["seconds"]) / s["seconds"]})
-    print(f"\nfitted on {len(fit_samples)} steps of {len(FIT)} models: {factors}")
+    print(f"\nfitted on {len(fit_samples)} steps of {len(DEFAULT_SHAPES)} models: {factors}")
     print(f"{'model':18s} {'step':8s} {'batch':>5s} {'tokens':>6s} {'measured ms':>12s} {'predicted ms':>12s} {'error':>7s}")
     for r in rows:
         print(f"{r['model']:18s} {r['kind']:8s} {r['batch']:5d} {r['tokens']:6d} {r['measured_ms']:12.2f} "

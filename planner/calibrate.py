@@ -308,7 +308,9 @@ def fit_and_report(all_samples: list[dict[str, float]]) -> dict[str, Any]:
     return {"factors": factors, "points": points, "median_abs_error_pct": median}
 
 
-DEFAULT_SHAPES = ((128, 2), (512, 3), (256, 8))  # (hidden, layers) of the random models fitted on by default
+# (hidden, layers) of the random models fitted on by default: wide and shallow to deep and narrow, so that the
+# fixed cost per layer is told apart from the cost of the bytes each layer moves
+DEFAULT_SHAPES = ((128, 2), (512, 3), (256, 8), (128, 16))
 
 
 def calibrate(models: list[Path] | None = None, repeats: int = 5, dtype: str = "fp32",
