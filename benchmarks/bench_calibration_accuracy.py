@@ -86,7 +86,8 @@ def main() -> None:
     print(f"\nmedian absolute error on held-out shapes: decode {summary['decode']:.1f}% (goal <= 15%), prefill "
           f"{summary['prefill']:.1f}% (goal <= 15%), peak memory {summary['peak_memory']:.1f}% (goal <= 5%)")
     write_results("calibration_accuracy", {"machine": bench, "factors": factors, "held_out": rows,
-                                           "memory": memory_rows, "median_abs_error_pct": summary})
+                                           "memory": memory_rows, "median_abs_error_pct": summary,
+                                           "samples": {"fit": fit_samples, "held_out": held_samples}})
 
 
 if __name__ == "__main__":

@@ -172,7 +172,6 @@ def apply(source: str | Path, out: str | Path, *, goal: str | None = None, plan:
     else:
         steps, plan_json = steps_from_goal(source, goal, hardware, workload)
     device = device or default_device()
-    explicit = techniques is not None or plan is not None
     runnable, records = [], []
     for step in ordered(steps):
         if step.technique == "spec-draft" and draft:
@@ -181,7 +180,9 @@ def apply(source: str | Path, out: str | Path, *, goal: str | None = None, plan:
             check_supported(step.technique, device)
             runnable.append(step)
         except NotSupportedHere as exc:
-            if explicit and step.technique in registry():
+            # asked for by name, or planned but impossible on this device: an error. A planned technique with no
+            # optimizer at all (tensor parallel on one device, a serving-engine feature) is skipped with its reason.
+            if techniques or (plan is not None and step.technique in registry()):
                 raise
             records.append(StepRecord(technique=step.technique, status="skipped", detail=str(exc),
                                       params=step.params, predicted=step.predicted))

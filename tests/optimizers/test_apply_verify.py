@@ -114,6 +114,11 @@ def test_a_technique_this_device_cannot_run_is_refused(target_path, tmp_path):
     assert not (tmp_path / "opt").exists()
 
 
+def test_an_unknown_technique_name_is_an_error_not_a_skip(target_path, tmp_path):
+    with pytest.raises(NotSupportedHere, match="it can apply: .*weight-int8"):
+        apply(target_path, tmp_path / "opt", techniques=["weight-int9"], verify=False)
+
+
 def test_missing_draft_and_missing_choice_are_clear(target_path, tmp_path):
     with pytest.raises(NotSupportedHere, match="--draft"):
         apply(target_path, tmp_path / "opt", techniques=["spec-draft"], verify=False)
