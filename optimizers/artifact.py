@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..planner.errors import OptiplanError
+from ..planner.measure import torch_dtype  # noqa: F401  (the optimizers import it from here)
 from ..planner.schema.optimize import ArtifactManifest, Runtime
 from .base import Workspace, device_kind, quiet_libraries
 
@@ -27,12 +28,6 @@ LIBRARIES = ("torch", "transformers", "torchao", "optimum-quanto", "hqq", "safet
 
 class ArtifactError(OptiplanError):
     """A folder that cannot be written or loaded as a model."""
-
-
-def torch_dtype(name: str):
-    import torch
-
-    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
 
 
 def default_device() -> str:
@@ -223,6 +218,7 @@ def load(path: str | Path, device: str | None = None, *, dtype: str | None = Non
 
 
 def library_versions() -> dict[str, str]:
+    """Installed versions of the libraries an artifact or a benchmark result depends on."""
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}

@@ -94,10 +94,9 @@ def quiet_libraries() -> None:
     import logging
     import warnings
 
-    from transformers.utils import logging as hf_logging
+    from ..planner.measure import quiet_transformers
 
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
+    quiet_transformers()
     logging.getLogger("torchao").setLevel(logging.ERROR)
     logging.getLogger("ContinuousBatchingLogger").setLevel(logging.ERROR)  # "no fast path on CPU", every call
     warnings.filterwarnings("ignore", module="torchao")

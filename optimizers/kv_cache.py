@@ -149,13 +149,13 @@ def install_position_hook(model) -> None:
 
 def cache_bytes(cache) -> int:
     """Bytes a cache holds right now, whatever its layers store (quantized data included)."""
+    from .quantize import tensor_bytes
+
     total = 0
     for layer in getattr(cache, "layers", []):
         for name, value in vars(layer).items():
             tensors = value if isinstance(value, (tuple, list)) else [value]
             for t in tensors:
                 if hasattr(t, "element_size") and hasattr(t, "numel") and name != "_sliding_window_tensor":
-                    from .quantize import tensor_bytes
-
                     total += tensor_bytes(t)
     return total

@@ -10,15 +10,12 @@ can inflate it.
 from __future__ import annotations
 
 import json
-import math
-import os
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..planner.errors import OptiplanError
 
@@ -209,15 +206,11 @@ def peak_memory_bytes(path: str | Path, prompts: list[str] | tuple[str, ...] = D
                       max_new_tokens: int = 32, device: str = "cpu", allow_pickle: bool = False) -> int:
     """Peak memory of a fresh process that loads the model at `path` (with every runtime setting) and runs the
     workload once: `VmHWM` on CPU, the allocator's peak on CUDA."""
+    from ..planner.measure import run_worker
+
     args = json.dumps({"path": str(path), "prompts": list(prompts), "max_new_tokens": max_new_tokens,
                        "device": device, "allow_pickle": allow_pickle})
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.run([sys.executable, "-m", "optiplan.optimizers.metrics", args], capture_output=True,
-                          text=True, env=env, check=False)
-    if proc.returncode != 0:
-        lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-        raise MetricsError(f"peak-memory process failed for {path}: {lines[-1] if lines else 'no output'}")
-    return int(json.loads(proc.stdout.strip().splitlines()[-1])["peak_memory_bytes"])
+    return int(run_worker("optiplan.optimizers.metrics", [args])["peak_memory_bytes"])
 
 
 def weights_bytes(loaded: LoadedModel) -> int:
@@ -230,14 +223,6 @@ def weights_bytes(loaded: LoadedModel) -> int:
             seen.add(id(t))
             total += tensor_bytes(t)
     return total
-
-
-def summary(samples: list[float]) -> dict[str, Any]:
-    """Median and spread of a list of samples."""
-    clean = [s for s in samples if s is not None and not math.isnan(s)]
-    if not clean:
-        return {"median": None, "min": None, "max": None, "n": 0}
-    return {"median": statistics.median(clean), "min": min(clean), "max": max(clean), "n": len(clean)}
 
 
 def _peak_worker(argv: list[str]) -> None:

@@ -22,7 +22,6 @@ import urllib.error
 import urllib.request
 import uuid
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 
 from .. import __version__
@@ -47,8 +46,6 @@ PROSE = (
     "starts quickly but runs slower, so many systems compile only the functions that run often. A benchmark "
     "runs a program many times on a fixed workload, so that a change in speed can be told from the noise."
 )
-
-LIBRARIES = ("torch", "transformers", "accelerate", "safetensors", "torchao")
 
 
 class BenchError(OptiplanError):
@@ -100,15 +97,11 @@ def _git_commit() -> str | None:
 def environment(device: str, threads: int | None, dtype: str | None, server_model: str | None = None,
                 with_torch: bool = True) -> Environment:
     """This machine, its libraries and the settings the samples depend on."""
+    from ..optimizers.artifact import library_versions
     from .calibrate import fingerprint
     from .hardware import _cpuinfo, _cuda_devices, _total_memory_bytes
 
-    libraries = {"optiplan": __version__}
-    for lib in LIBRARIES if with_torch else ():
-        try:
-            libraries[lib] = metadata.version(lib)
-        except metadata.PackageNotFoundError:
-            continue
+    libraries = {"optiplan": __version__, **(library_versions() if with_torch else {})}
     return Environment(hardware_fingerprint=fingerprint(),
                        cpu=_cpuinfo().get("model name", platform.processor()),
                        cpu_count=os.cpu_count() or 1, memory_bytes=_total_memory_bytes(),

@@ -200,10 +200,10 @@ def fit_factors(samples: list[dict[str, float]]) -> dict[str, float]:
 
 
 def machine_record(device: str = "cpu") -> dict[str, Any]:
-    from .hardware import _cpuinfo
-
     import torch
     import transformers
+
+    from .hardware import _cpuinfo
 
     return {"cpu": _cpuinfo().get("model name", platform.processor()), "cores": os.cpu_count(), "device": device,
             "torch": torch.__version__, "transformers": transformers.__version__, "optiplan": __version__,
@@ -296,9 +296,10 @@ def random_model(folder: Path, hidden: int, layers: int, heads: int = 4, kv_head
     calibration and the accuracy benchmark: timing does not depend on the weights' values)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()
+    from .measure import quiet_transformers
+
+    quiet_transformers()
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=intermediate or hidden * 8 // 3,
                          num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,

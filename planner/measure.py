@@ -79,22 +79,29 @@ def check_model_folder(path: Path) -> None:
         raise MeasureError(f"{path}: no weights (*.safetensors); `--measure` runs the real model")
 
 
-def _torch_dtype(name: str):
+def torch_dtype(name: str):
+    """The torch dtype for optiplan's name of it (fp32, bf16, fp16)."""
     import torch
 
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
 
 
+def quiet_transformers() -> None:
+    """Silence transformers' progress bars and load reports: optiplan shows its own progress."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
 def _load(path: str, dtype: str, device: str):
     import torch
     from transformers import AutoModelForCausalLM
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()  # optiplan shows its own progress
-    hf_logging.set_verbosity_error()
+    quiet_transformers()
     start = time.perf_counter()
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=_torch_dtype(dtype), attn_implementation="sdpa")
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype(dtype), attn_implementation="sdpa")
     except Exception as exc:  # noqa: BLE001  mismatched shapes, invalid config, unreadable weights: one line
         raise MeasureError(f"{path}: transformers cannot load it: {str(exc).splitlines()[0]}") from exc
     model = model.to(device).eval()
@@ -170,19 +177,21 @@ def peak_memory(path: str, dtype: str, device: str, batch: int, prompt: int, dec
     tokens: VmHWM on CPU, the allocator's peak on CUDA."""
     args = json.dumps({"path": path, "dtype": dtype, "device": device, "batch": batch, "prompt": prompt,
                        "steps": decode_steps})
-    out = _worker(["peak", args])
+    out = run_worker("optiplan.planner.measure", ["peak", args])
     return int(out["peak_memory_bytes"])
 
 
 def baseline_rss() -> int:
     """Resident memory of a fresh process once torch and transformers are imported (the runtime's share)."""
-    return int(_worker(["baseline", "{}"])["peak_memory_bytes"])
+    return int(run_worker("optiplan.planner.measure", ["baseline", "{}"])["peak_memory_bytes"])
 
 
-def _worker(argv: list[str]) -> dict[str, Any]:
+def run_worker(module: str, argv: list[str]) -> dict[str, Any]:
+    """Run `python -m module *argv` in a fresh process and return the JSON its last line prints; a failure raises
+    MeasureError with the worker's last error line."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.run([sys.executable, "-m", "optiplan.planner.measure", *argv], capture_output=True, text=True,
-                          env=env)
+    proc = subprocess.run([sys.executable, "-m", module, *argv], capture_output=True, text=True, env=env,
+                          check=False)
     if proc.returncode != 0:
         lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
         raise MeasureError(f"measurement process failed: {lines[-1] if lines else 'no output'}")
