@@ -8,6 +8,7 @@ import shutil
 from typing import Any
 
 from .base import NotSupportedHere, Workspace, device_kind, optimizer
+from .kv_cache import one_cache
 
 
 @optimizer("torch-compile")
@@ -15,9 +16,7 @@ def compile_forward(ws: Workspace, params: dict[str, Any]) -> str:
     """Compile the decode forward pass (inductor) over a static cache; CUDA graphs on a GPU."""
     if device_kind(ws.device) == "cpu" and not (shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")):
         raise NotSupportedHere("torch.compile on CPU needs a C compiler (inductor generates C++): install gcc")
-    if ws.runtime.cache and ws.runtime.cache.get("kind") in ("sinks", "quantized"):
-        raise NotSupportedHere(f"torch.compile needs the static cache; the plan already uses a "
-                               f"{ws.runtime.cache['kind']} cache")
+    one_cache(ws, "torch-compile")  # it needs the static cache
     if ws.runtime.speculative:
         raise NotSupportedHere("transformers does not compile assisted (speculative) generation")
     mode = params.get("mode") or ("reduce-overhead" if device_kind(ws.device) == "cuda" else "default")

@@ -24,7 +24,15 @@ KV_BACKENDS = {
 RESIDUAL_TOKENS = 64  # recent tokens kept unquantized before they are packed (transformers' residual_length)
 
 
+def one_cache(ws: Workspace, technique: str) -> None:
+    """A generation has one cache: refuse a second cache technique rather than silently replace the first."""
+    if ws.runtime.cache:
+        raise NotSupportedHere(f"{technique} needs its own KV cache, and the plan already uses a "
+                               f"{ws.runtime.cache['kind']} cache; apply one cache technique")
+
+
 def _kv_quantized(ws: Workspace, technique: str, params: dict[str, Any]) -> str:
+    one_cache(ws, technique)
     settings = dict(KV_BACKENDS[technique])
     if params.get("backend"):
         settings["backend"] = params["backend"]
@@ -66,6 +74,7 @@ def kv_fp8(ws: Workspace, params: dict[str, Any]) -> str:
 @optimizer("sliding-window-sinks")
 def sinks(ws: Workspace, params: dict[str, Any]) -> str:
     """Sliding window with attention sinks (StreamingLLM): memory stays flat however long the stream."""
+    one_cache(ws, "sliding-window-sinks")
     rotary = getattr(getattr(ws.model, "model", None), "rotary_emb", None)
     if rotary is None or getattr(ws.model.config, "partial_rotary_factor", 1.0) not in (None, 1.0):
         raise NotSupportedHere(f"attention sinks need full rotary position embeddings to re-rotate kept keys; "

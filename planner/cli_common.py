@@ -13,6 +13,10 @@ import click
 from .errors import OptiplanError
 
 
+# What measure, calibrate, apply, verify and bench import lazily: the `torch` extra, absent from the core install.
+RUNTIME_PACKAGES = {"torch", "transformers", "torchao", "optimum", "hqq", "safetensors", "accelerate"}
+
+
 def _friendly(fn):
     """Turn OptiplanError (and pydantic validation errors) into one line on stderr and exit code 2."""
 
@@ -25,6 +29,13 @@ def _friendly(fn):
                 raise
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
+        except ModuleNotFoundError as exc:  # a measuring command on the core install (no torch)
+            root = (exc.name or "").split(".")[0]
+            if debug or root not in RUNTIME_PACKAGES:
+                raise
+            click.echo(f"error: this command runs models and needs {root}: install torch==2.13.0 (the CPU or "
+                       f"CUDA build you want), then pip install 'optiplan[torch]'", err=True)
+            sys.exit(2)
         except Exception as exc:  # pydantic ValidationError and the like, from bad option values
             from pydantic import ValidationError
 

@@ -62,6 +62,13 @@ def test_sink_cache_stays_flat_and_matches_full_attention_before_eviction(worksp
     assert metrics.greedy_tokens(loaded, PROMPT, 12) == metrics.greedy_tokens(base, PROMPT, 12)
 
 
+def test_a_second_cache_technique_is_refused_not_silently_replacing_the_first(workspace):
+    check_supported("sliding-window-sinks", "cpu").apply(workspace, {"window": 64})
+    with pytest.raises(NotSupportedHere, match="already uses a sinks cache"):
+        check_supported("kv-int8", "cpu").apply(workspace, {})
+    assert workspace.runtime.cache["kind"] == "sinks"
+
+
 def test_sink_positions_stay_inside_the_cache(workspace):
     from optiplan.optimizers.kv_cache import install_position_hook, make_sink_cache
 

@@ -127,3 +127,18 @@ def test_catalog_listings():
     hardware = json.loads(run("catalog", "hardware", "--json").output)
     assert {h["id"] for h in hardware} >= {"h100-sxm", "mi300x", "tpu-v5e", "epyc-9004"}
     assert "h100-sxm" in run("catalog", "hardware").output
+
+
+@pytest.mark.parametrize("args", [["calibrate"], ["apply", "x", "-t", "weight-int8", "-o", "y"], ["bench", "x"],
+                                  ["verify", "x", "y"]])
+def test_commands_that_run_models_say_how_to_install_torch_on_the_core_install(args):
+    """On `pip install .` alone (no torch), a measuring command gives one line and exit 2, not a traceback."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['torch'] = None; sys.modules['transformers'] = None; "
+            "from optiplan.planner.cli import main; main()")
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error: this command runs models and needs") and "optiplan[torch]" in proc.stderr
+    assert "Traceback" not in proc.stderr
