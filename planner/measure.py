@@ -1,9 +1,9 @@
 """Measure a real model with transformers on this machine: loading time, prefill latency at several
 prompt lengths, decode-step latency at several batch sizes and context lengths, and peak memory.
 
-Timings run in one worker process, repeated, medians and spread reported. Peak memory is read in a
-fresh process per point, from the process's high-water mark (`VmHWM` on Linux; the CUDA allocator's
-peak on a GPU), so earlier points cannot inflate it. torch and transformers are imported only here,
+Timings run in this process, in interleaved rounds over all points, medians and spread reported. Peak
+memory is read in a fresh process per point, from the process's high-water mark (`VmHWM` on Linux;
+the CUDA allocator's peak on a GPU), so earlier points cannot inflate it. torch and transformers are imported only here,
 and only when a measurement runs.
 """
 
@@ -39,8 +39,8 @@ class Point:
     batch: int
     tokens: int  # prompt tokens (prefill) or context (decode)
     median_s: float = 0.0
-    spread_s: float = 0.0  # max - min over repeats
-    repeats: int = 0
+    spread_s: float = 0.0  # max - min of the rounds' medians
+    repeats: int = 0  # samples the median is taken over
     peak_memory_bytes: int = 0
 
 
@@ -117,58 +117,74 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-# A point is timed at least `repeats` times and for at least this long: a decode step of a small
+# Points are timed in interleaved rounds: each round times every point for a short burst, and a point's median is
+# taken over all its rounds. On a shared machine the noise comes in bursts (another tenant, the hypervisor) of a
+# fraction of a second, and the bursts of two points disagree by about 10% (measured on this project's 2-core CI
+# machine); one long burst per point catches such a spell or misses it, so points timed a minute apart (a fit shape
+# and a held-out one) disagreed by 10-40%. Spread over rounds, every point sees the same machine.
+# A point gets at least `repeats` rounds and at least MIN_POINT_TIME_S of samples in all: a decode step of a small
 # model takes a millisecond or two, and a handful of samples of that is mostly scheduler noise.
 MIN_POINT_TIME_S = 0.3
-MAX_SAMPLES = 400
+MIN_BURST_S = 0.03
 
 
-def _timed(fn, repeats: int, device: str, min_time_s: float = MIN_POINT_TIME_S) -> tuple[float, float, int]:
-    """Median and spread (max - min) of `fn`'s wall time, and how many samples they came from."""
-    fn()  # warm-up
-    _sync(device)
-    samples: list[float] = []
-    spent = 0.0
-    while len(samples) < repeats or (spent < min_time_s and len(samples) < MAX_SAMPLES):
-        start = time.perf_counter()
+def _timed_rounds(fns, rounds: int, device: str, min_time_s: float = MIN_POINT_TIME_S,
+                  progress=None) -> list[tuple[float, float, int]]:
+    """Median, spread (max - min of the rounds' medians) and sample count of each of `fns`' wall time, timed in
+    `rounds` interleaved rounds."""
+    for fn in fns:  # warm-up
         fn()
-        _sync(device)
-        samples.append(time.perf_counter() - start)
-        spent += samples[-1]
-    return statistics.median(samples), max(samples) - min(samples), len(samples)
+    _sync(device)
+    burst = max(MIN_BURST_S, min_time_s / rounds)
+    samples: list[list[float]] = [[] for _ in fns]
+    round_medians: list[list[float]] = [[] for _ in fns]
+    for _ in range(rounds):
+        for i, fn in enumerate(fns):
+            spent, burst_samples = 0.0, []
+            while not burst_samples or spent < burst:
+                start = time.perf_counter()
+                fn()
+                _sync(device)
+                burst_samples.append(time.perf_counter() - start)
+                spent += burst_samples[-1]
+            samples[i] += burst_samples
+            round_medians[i].append(statistics.median(burst_samples))
+        if progress:
+            progress()
+    return [(statistics.median(s), max(r) - min(r), len(s)) for s, r in zip(samples, round_medians)]
 
 
 def time_points(path: str, dtype: str, device: str, prefills, decodes, repeats: int,
                 progress=None) -> tuple[float, list[Point]]:
-    """Load once, then time every prefill and decode shape, (batch, tokens) each, in this process."""
+    """Load once, then time every prefill and decode shape, (batch, tokens) each, in this process, in `repeats`
+    interleaved rounds (each decode shape keeps its own cache)."""
     import torch
     from transformers import DynamicCache
 
     model, load_s = _load(path, dtype, device)
     vocab = model.config.vocab_size
     gen = torch.Generator().manual_seed(0)
-    points = []
+    shapes, fns = [], []
     with torch.inference_mode():
         for batch, prompt in prefills:
             ids = torch.randint(1, vocab, (batch, prompt), generator=gen).to(device)
-            median, spread, n = _timed(lambda: model(input_ids=ids, use_cache=True, logits_to_keep=1), repeats, device)
-            points.append(Point("prefill", batch, prompt, median, spread, n))
-            if progress:
-                progress()
+            shapes.append(("prefill", batch, prompt))
+            fns.append(lambda ids=ids: model(input_ids=ids, use_cache=True, logits_to_keep=1))
         for batch, context in decodes:
             ids = torch.randint(1, vocab, (batch, context), generator=gen).to(device)
             cache = DynamicCache(config=model.config)
             model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=1)
             step = torch.randint(1, vocab, (batch, 1), generator=gen).to(device)
 
-            def one_step():
+            def one_step(step=step, cache=cache):
                 model(input_ids=step, cache=cache, use_cache=True)
                 cache.crop(-1)  # drop the token the step added: the context stays fixed
 
-            median, spread, n = _timed(one_step, repeats, device)
-            points.append(Point("decode", batch, context, median, spread, n))
-            if progress:
-                progress()
+            shapes.append(("decode", batch, context))
+            fns.append(one_step)
+        timed = _timed_rounds(fns, max(repeats, 1), device, progress=progress)
+    points = [Point(kind, batch, tokens, median, spread, n) for (kind, batch, tokens), (median, spread, n)
+              in zip(shapes, timed)]
     return load_s, points
 
 
@@ -228,7 +244,7 @@ def measure(path: str | Path, dtype: str = "fp32", device: str | None = None, pr
     import torch
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    total = len(prefills) + len(decodes) + (2 if memory else 0)
+    total = repeats + (2 if memory else 0)
     from rich.progress import Progress
 
     with Progress(disable=not show_progress, transient=True) as bar:
