@@ -154,38 +154,60 @@ def _timed_rounds(fns, rounds: int, device: str, min_time_s: float = MIN_POINT_T
     return [(statistics.median(s), max(r) - min(r), len(s)) for s, r in zip(samples, round_medians)]
 
 
-def time_points(path: str, dtype: str, device: str, prefills, decodes, repeats: int,
-                progress=None) -> tuple[float, list[Point]]:
-    """Load once, then time every prefill and decode shape, (batch, tokens) each, in this process, in `repeats`
-    interleaved rounds (each decode shape keeps its own cache)."""
+def _step_functions(model, device: str, prefills, decodes, gen) -> tuple[list[tuple[str, int, int]], list]:
+    """One function per shape: a prefill of (batch, prompt) tokens, or a decode step of `batch` sequences at a fixed
+    context (each decode shape keeps its own cache and crops the token it adds)."""
     import torch
     from transformers import DynamicCache
 
-    model, load_s = _load(path, dtype, device)
     vocab = model.config.vocab_size
-    gen = torch.Generator().manual_seed(0)
     shapes, fns = [], []
+    for batch, prompt in prefills:
+        ids = torch.randint(1, vocab, (batch, prompt), generator=gen).to(device)
+        shapes.append(("prefill", batch, prompt))
+        fns.append(lambda ids=ids: model(input_ids=ids, use_cache=True, logits_to_keep=1))
+    for batch, context in decodes:
+        ids = torch.randint(1, vocab, (batch, context), generator=gen).to(device)
+        cache = DynamicCache(config=model.config)
+        model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=1)
+        step = torch.randint(1, vocab, (batch, 1), generator=gen).to(device)
+
+        def one_step(step=step, cache=cache):
+            model(input_ids=step, cache=cache, use_cache=True)
+            cache.crop(-1)  # drop the token the step added: the context stays fixed
+
+        shapes.append(("decode", batch, context))
+        fns.append(one_step)
+    return shapes, fns
+
+
+def time_models(jobs, dtype: str, device: str, repeats: int, progress=None) -> list[tuple[float, list[Point]]]:
+    """Load every model of `jobs` ((path, prefills, decodes) each) in this process, then time all their shapes in
+    `repeats` interleaved rounds; (load seconds, points) per job. Models measured together share the rounds, so a
+    slow spell of the machine (they last longer than one model's points take) falls on all of them alike: a
+    calibration's models, or its fit and held-out shapes, see the same machine."""
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    loads, spans, shapes, fns = [], [], [], []
     with torch.inference_mode():
-        for batch, prompt in prefills:
-            ids = torch.randint(1, vocab, (batch, prompt), generator=gen).to(device)
-            shapes.append(("prefill", batch, prompt))
-            fns.append(lambda ids=ids: model(input_ids=ids, use_cache=True, logits_to_keep=1))
-        for batch, context in decodes:
-            ids = torch.randint(1, vocab, (batch, context), generator=gen).to(device)
-            cache = DynamicCache(config=model.config)
-            model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=1)
-            step = torch.randint(1, vocab, (batch, 1), generator=gen).to(device)
-
-            def one_step(step=step, cache=cache):
-                model(input_ids=step, cache=cache, use_cache=True)
-                cache.crop(-1)  # drop the token the step added: the context stays fixed
-
-            shapes.append(("decode", batch, context))
-            fns.append(one_step)
+        for path, prefills, decodes in jobs:
+            model, load_s = _load(str(path), dtype, device)
+            job_shapes, job_fns = _step_functions(model, device, prefills, decodes, gen)
+            loads.append(load_s)
+            spans.append((len(shapes), len(shapes) + len(job_shapes)))
+            shapes += job_shapes
+            fns += job_fns
         timed = _timed_rounds(fns, max(repeats, 1), device, progress=progress)
     points = [Point(kind, batch, tokens, median, spread, n) for (kind, batch, tokens), (median, spread, n)
               in zip(shapes, timed)]
-    return load_s, points
+    return [(load_s, points[a:b]) for load_s, (a, b) in zip(loads, spans)]
+
+
+def time_points(path: str, dtype: str, device: str, prefills, decodes, repeats: int,
+                progress=None) -> tuple[float, list[Point]]:
+    """Load once, then time every prefill and decode shape, (batch, tokens) each, in `repeats` interleaved rounds."""
+    return time_models([(path, prefills, decodes)], dtype, device, repeats, progress)[0]
 
 
 def peak_memory(path: str, dtype: str, device: str, batch: int, prompt: int, decode_steps: int = 4) -> int:
@@ -239,27 +261,38 @@ def _worker_main(argv: list[str]) -> None:
 def measure(path: str | Path, dtype: str = "fp32", device: str | None = None, prefills=DEFAULT_PREFILLS,
             decodes=DEFAULT_DECODES, repeats: int = 5, memory: bool = True, show_progress: bool = True) -> Measurement:
     """Measure a model folder on this machine (CUDA when torch sees a GPU, else the CPU)."""
-    path = Path(path)
-    check_model_folder(path)
+    return measure_models([(path, prefills, decodes)], dtype, device, repeats, memory, show_progress)[0]
+
+
+def measure_models(jobs, dtype: str = "fp32", device: str | None = None, repeats: int = 5, memory: bool = True,
+                   show_progress: bool = True) -> list[Measurement]:
+    """Measure several model folders, (path, prefills, decodes) each, with their timings interleaved (see
+    `time_models`): all of them are loaded at once. Peak memory is read per model in a fresh process."""
+    jobs = [(Path(path), prefills, decodes) for path, prefills, decodes in jobs]
+    for path, _, _ in jobs:
+        check_model_folder(path)
     import torch
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    total = repeats + (2 if memory else 0)
+    total = repeats + (1 + len(jobs) if memory else 0)
     from rich.progress import Progress
 
+    names = ", ".join(path.name for path, _, _ in jobs)
     with Progress(disable=not show_progress, transient=True) as bar:
-        task = bar.add_task(f"measuring {path.name} on {device}", total=total)
-        load_s, points = time_points(str(path), dtype, device, prefills, decodes, repeats,
-                                     progress=lambda: bar.advance(task))
-        result = Measurement(model=str(path), device=device, dtype=dtype, load_s=load_s, points=points)
+        task = bar.add_task(f"measuring {names} on {device}", total=total)
+        timed = time_models(jobs, dtype, device, repeats, progress=lambda: bar.advance(task))
+        results = [Measurement(model=str(path), device=device, dtype=dtype, load_s=load_s, points=points)
+                   for (path, _, _), (load_s, points) in zip(jobs, timed)]
         if memory:
-            result.baseline_rss_bytes = baseline_rss() if device == "cpu" else 0
+            baseline = baseline_rss() if device == "cpu" else 0
             bar.advance(task)
-            batch, prompt = max(prefills, key=lambda shape: shape[0] * shape[1])
-            peak = peak_memory(str(path), dtype, device, batch, prompt)
-            result.points.append(Point("peak", batch, prompt, peak_memory_bytes=peak))
-            bar.advance(task)
-    return result
+            for result, (path, prefills, _) in zip(results, jobs):
+                result.baseline_rss_bytes = baseline
+                batch, prompt = max(prefills, key=lambda shape: shape[0] * shape[1])
+                peak = peak_memory(str(path), dtype, device, batch, prompt)
+                result.points.append(Point("peak", batch, prompt, peak_memory_bytes=peak))
+                bar.advance(task)
+    return results
 
 
 if __name__ == "__main__":
