@@ -1,9 +1,9 @@
 """Prediction accuracy after calibration (issue 4 goal: median absolute error at most 15% for decode
 step and prefill time, at most 5% for peak memory), with transformers on this CPU.
 
-Calibrates on `optiplan calibrate`'s default shapes, then predicts and measures held-out shapes (other hidden sizes, depths,
-batch sizes and contexts). Models are Llama-architecture with random weights (time and memory do not
-depend on the weights' values). Prints the table and writes benchmarks/results/calibration_accuracy.json.
+Calibrates on `optiplan calibrate`'s default shapes, then predicts and measures held-out shapes (other
+hidden sizes, depths, batch sizes and contexts); all models are timed together in interleaved rounds.
+Models are Llama-architecture with random weights (time and memory do not depend on the weights' values). Prints the table and writes benchmarks/results/calibration_accuracy.json.
 
     python benchmarks/bench_calibration_accuracy.py [--repeats 11]
 """
@@ -36,7 +36,7 @@ def main() -> None:
         samples,
     )
     from optiplan.planner.hardware import _estimated_cpu
-    from optiplan.planner.measure import measure
+    from optiplan.planner.measure import measure_models
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=11)
@@ -47,24 +47,27 @@ def main() -> None:
                                              "memory_bandwidth_bytes_per_s": bench["bandwidth_bytes_per_s"],
                                              "runtime_overhead_bytes": bench["runtime_overhead_bytes"]})
     print(f"machine: fp32 {bench['peak_tflops']['fp32'] * 1e3:,.0f} GFLOP/s, copy {bench['bandwidth_bytes_per_s'] / 1e9:,.1f} "
-          f"GB/s, runtime {bench['runtime_overhead_bytes'] / 1e6:,.0f} MB")
+          f"GB/s, runtime {bench['runtime_overhead_bytes'] / 1e6:,.0f} MB, matmul at half rate at "
+          f"{bench['matmul_half_tokens']:.0f} rows")
     fit_samples, held_samples, memory_rows = [], [], []
     with tempfile.TemporaryDirectory(prefix="optiplan-accuracy-") as tmp:
+        jobs, groups = [], []
         for group, shapes, prefills, decodes in (("fit", DEFAULT_SHAPES, FIT_PREFILLS, FIT_DECODES),
                                                  ("held-out", HELD_OUT, HELD_PREFILLS, HELD_DECODES)):
             for hidden, layers in shapes:
-                path = random_model(Path(tmp) / f"llama-h{hidden}-l{layers}", hidden, layers)
-                m = measure(path, dtype="fp32", device="cpu", prefills=prefills, decodes=decodes,
-                            repeats=args.repeats, memory=True, show_progress=False)
-                setup = calibration_setup(path, "fp32", hw)
-                (fit_samples if group == "fit" else held_samples).extend(samples(m, setup))
-                peak = next(p for p in m.points if p.kind == "peak")
-                predicted = predict_peak_bytes(setup, peak.batch, peak.tokens)
-                memory_rows.append({"model": path.name, "group": group, "measured_bytes": peak.peak_memory_bytes,
-                                    "predicted_bytes": predicted,
-                                    "error_pct": 100 * (predicted - peak.peak_memory_bytes) / peak.peak_memory_bytes})
-                print(f"measured {path.name} ({group})", flush=True)
-    factors = fit_factors(fit_samples)
+                jobs.append((random_model(Path(tmp) / f"llama-h{hidden}-l{layers}", hidden, layers), prefills, decodes))
+                groups.append(group)
+        # all models timed together in interleaved rounds, as calibrate does with its own
+        measurements = measure_models(jobs, dtype="fp32", device="cpu", repeats=args.repeats, memory=True)
+        for (path, _, _), group, m in zip(jobs, groups, measurements):
+            setup = calibration_setup(path, "fp32", hw)
+            (fit_samples if group == "fit" else held_samples).extend(samples(m, setup))
+            peak = next(p for p in m.points if p.kind == "peak")
+            predicted = predict_peak_bytes(setup, peak.batch, peak.tokens)
+            memory_rows.append({"model": path.name, "group": group, "measured_bytes": peak.peak_memory_bytes,
+                                "predicted_bytes": predicted,
+                                "error_pct": 100 * (predicted - peak.peak_memory_bytes) / peak.peak_memory_bytes})
+    factors = fit_factors(fit_samples, bench["matmul_half_tokens"])
     rows = []
     for s in held_samples:
         pred = predict_seconds(s, factors)

@@ -2,8 +2,9 @@
 
 Pure functions of a resolved `Setup` (model x device x parallelism x formats x efficiency), so the
 planner can transform a Setup per technique and predict baseline and plan with the same code.
-Time of a step = max(compute time, memory time) + communication + fixed overheads, where compute
-and memory time use the datasheet peaks scaled by the efficiency factors.
+Time of a step = a roofline per kind of kernel, summed (the linear layers: max(matmul time, weight
+bytes' time); attention: max(attention FLOPs' time, KV-cache bytes' time); elementwise kernels: activation
+bytes' time) + communication + fixed overheads, where compute and memory time use the datasheet peaks scaled by the efficiency factors.
 """
 
 from __future__ import annotations
@@ -95,14 +96,17 @@ class Setup:
 class StepCost:
     flops: float  # all devices together
     bytes_per_device: float
-    compute_s: float
-    memory_s: float
+    kv_bytes_per_device: float  # the KV-cache share of bytes_per_device (attention's roof)
+    activation_bytes_per_device: float  # the elementwise kernels' share of bytes_per_device
+    compute_s: float  # all kernels' compute time
+    memory_s: float  # all kernels' memory time
+    roofline_s: float  # per kind of kernel the longer of the two, summed
     comm_s: float
     overhead_s: float
 
     @property
     def time_s(self) -> float:
-        return max(self.compute_s, self.memory_s) + self.comm_s + self.overhead_s
+        return self.roofline_s + self.comm_s + self.overhead_s
 
     @property
     def bound(self) -> str:
@@ -254,17 +258,28 @@ def matmul_efficiency(eff, tokens: int) -> float:
     return eff.flop_efficiency * (tokens / (tokens + half) if half and tokens > 1 else 1.0)
 
 
-def _cost(s: Setup, matmul: float, attention: float, bytes_dev: float, tokens: int) -> StepCost:
+def _cost(s: Setup, matmul: float, attention: float, weights_dev: float, kv_dev: float, act_dev: float,
+          tokens: int) -> StepCost:
+    """The step's cost. The linear layers (matmul FLOPs against the weight bytes), attention (its FLOPs against the
+    KV-cache bytes) and the elementwise kernels between them (norms, activations, residual adds, rotary: activation
+    bytes only) run one after another, each bound by its own roof, so their times add. One roof over the whole step
+    hid a large batch's long-context cache traffic under the linear layers' compute (on the CPU accuracy benchmark
+    decode at batch 8 came out 13-35% too fast from context 128 to 512), and the activation traffic under the
+    prefill's matmuls (narrow models' prefill came out 20-28% too fast, wide ones' 25-47% too slow)."""
     peak = s.peak_flops * s.shards  # the work is spread over the shards
     attention_eff = s.attention_efficiency or s.eff.flop_efficiency
     matmul_eff = matmul_efficiency(s.eff, max(tokens // max(s.ep, 1), 1))
+    bandwidth = s.hw.memory_bandwidth_bytes_per_s * s.eff.bandwidth_efficiency
     # weights held in host memory cross the host link every pass (CPU offload)
     offload_s = (s.offload_fraction * total_weight_bytes(s) / s.shards / s.host_link_bytes_per_s
                  if s.offload_fraction else 0.0)
+    linear = (matmul / (peak * matmul_eff), weights_dev / bandwidth + offload_s)
+    attend = (attention / (peak * attention_eff), kv_dev / bandwidth)
+    elementwise = act_dev / bandwidth
     return StepCost(
-        flops=matmul + attention, bytes_per_device=bytes_dev,
-        compute_s=matmul / (peak * matmul_eff) + attention / (peak * attention_eff),
-        memory_s=bytes_dev / (s.hw.memory_bandwidth_bytes_per_s * s.eff.bandwidth_efficiency) + offload_s,
+        flops=matmul + attention, bytes_per_device=weights_dev + kv_dev + act_dev, kv_bytes_per_device=kv_dev,
+        activation_bytes_per_device=act_dev, compute_s=linear[0] + attend[0],
+        memory_s=linear[1] + attend[1] + elementwise, roofline_s=max(linear) + max(attend) + elementwise,
         comm_s=_comm_s(s, tokens), overhead_s=_overhead_s(s),
     )
 
@@ -277,9 +292,9 @@ def decode_step(s: Setup, batch: int, context: int, tokens_per_seq: int = 1) -> 
     matmul = matmul_flops(s, tokens, tokens)
     attention = decode_attention_flops(s, tokens, context)
     new_kv = tokens * elements_per_token(s.spec, s.layout) * s.spec.num_layers * s.kv_share * s.kv_bits / 8
-    kv_bytes = batch * kv_bytes_per_device(s, context) * kv_passes(s)
-    bytes_dev = weights_read_bytes(s, tokens) + kv_bytes + new_kv
-    return _cost(s, matmul, attention, bytes_dev, tokens)
+    kv_bytes = batch * kv_bytes_per_device(s, context) * kv_passes(s) + new_kv
+    return _cost(s, matmul, attention, weights_read_bytes(s, tokens), kv_bytes, activation_traffic_bytes(s, tokens),
+                 tokens)
 
 
 def kv_passes(s: Setup) -> int:
@@ -297,9 +312,9 @@ def prefill_step(s: Setup, batch: int, prompt: int, cached: int = 0) -> StepCost
     tokens = batch * (prompt - cached)
     matmul = matmul_flops(s, tokens, batch)
     attention = prefill_attention_flops(s, batch, prompt, cached)
-    bytes_dev = (weights_read_bytes(s, tokens) + batch * kv_bytes_per_device(s, prompt)
-                 + activation_traffic_bytes(s, tokens))
-    return _cost(s, matmul, attention, bytes_dev, tokens)
+    kv_bytes = batch * kv_bytes_per_device(s, prompt)
+    return _cost(s, matmul, attention, weights_read_bytes(s, tokens), kv_bytes, activation_traffic_bytes(s, tokens),
+                 tokens)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -111,13 +111,20 @@ def test_fit_recovers_known_factors():
                  "bytes": nbytes, "peak_flops": 1e11, "bandwidth": 1e10, "layers": layers}
             s["seconds"] = cal.predict_seconds(s, truth)
             samples.append(s)
-    fitted = cal.fit_factors(samples)
-    # the efficiencies come back; the overheads and the matmul size trade off against each other within
-    # the grid's resolution, so what must hold is that the fitted model reproduces the times
+    fitted = cal.fit_factors(samples, truth["matmul_half_tokens"])
+    # the efficiencies come back; the two overheads trade off against each other within the grid's resolution,
+    # so what must hold is that the fitted model reproduces the times
     for key in ("flop_efficiency", "bandwidth_efficiency"):
         assert fitted[key] == pytest.approx(truth[key], rel=0.15), key
     errors = sorted(abs(cal.predict_seconds(s, fitted) - s["seconds"]) / s["seconds"] for s in samples)
     assert errors[len(errors) // 2] < 0.02
+
+
+def test_rows_curve_recovers_a_known_half_size():
+    rows = [4, 8, 16, 32, 64, 128, 256, 512] * 3
+    shares = [0.9 * m / (m + 24) * (1.05 if i % 3 else 0.95) for i, m in enumerate(rows)]  # +-5% noise
+    half, scale = cal.fit_rows_curve(rows, shares)
+    assert half == pytest.approx(24, rel=0.15) and scale == pytest.approx(0.9, rel=0.1)
 
 
 def test_calibrate_writes_and_profile_uses_it(cache):
@@ -129,6 +136,9 @@ def test_calibrate_writes_and_profile_uses_it(cache):
     fitted = data["engines"]["transformers"]["fp32"]
     assert 0 < fitted["factors"]["flop_efficiency"] <= 1 and len(fitted["points"]) == 14  # 2 models x 7 steps
     assert data["peak_tflops"]["fp32"] > 0 and data["bandwidth_bytes_per_s"] > 1e8
+    # the matmul size curve is measured, and the fit uses it
+    assert len(data["matmul_points"]) == len(cal.MATMUL_ROWS) * len(cal.MATMUL_SHAPES)
+    assert fitted["factors"]["matmul_half_tokens"] == data["matmul_half_tokens"] > 0
     local_hardware.cache_clear()
     profile = json.loads(CliRunner().invoke(main, ["profile", str(TARGET), "-H", "local", "--engine", "transformers",
                                                    "--dtype", "fp32", "--context", "64", "--json"]).stdout)
