@@ -3,7 +3,8 @@ step and prefill time, at most 5% for peak memory), with transformers on this CP
 
 Calibrates on `optiplan calibrate`'s default shapes, then predicts and measures held-out shapes (other
 hidden sizes, depths, batch sizes and contexts); all models are timed together in interleaved rounds.
-Models are Llama-architecture with random weights (time and memory do not depend on the weights' values). Prints the table and writes benchmarks/results/calibration_accuracy.json.
+Models are Llama-architecture with random weights (time and memory do not depend on the weights'
+values). Prints the table and writes benchmarks/results/calibration_accuracy.json.
 
     python benchmarks/bench_calibration_accuracy.py [--repeats 11]
 """
@@ -46,8 +47,8 @@ def main() -> None:
     hw = _estimated_cpu().model_copy(update={"peak_tflops": bench["peak_tflops"],
                                              "memory_bandwidth_bytes_per_s": bench["bandwidth_bytes_per_s"],
                                              "runtime_overhead_bytes": bench["runtime_overhead_bytes"]})
-    print(f"machine: fp32 {bench['peak_tflops']['fp32'] * 1e3:,.0f} GFLOP/s, copy {bench['bandwidth_bytes_per_s'] / 1e9:,.1f} "
-          f"GB/s, runtime {bench['runtime_overhead_bytes'] / 1e6:,.0f} MB, matmul at half rate at "
+    print(f"machine: fp32 {bench['peak_tflops']['fp32'] * 1e3:,.0f} GFLOP/s, "
+          f"copy {bench['bandwidth_bytes_per_s'] / 1e9:,.1f} GB/s, runtime {bench['runtime_overhead_bytes'] / 1e6:,.0f} MB, matmul at half rate at "
           f"{bench['matmul_half_tokens']:.0f} rows")
     fit_samples, held_samples, memory_rows = [], [], []
     with tempfile.TemporaryDirectory(prefix="optiplan-accuracy-") as tmp:

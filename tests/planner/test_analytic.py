@@ -7,7 +7,15 @@ import json
 import pytest
 
 import optiplan
-from optiplan.planner.analytic import decode_step, fits, max_batch, max_context, weights_read_bytes
+from optiplan.planner.analytic import (
+    decode_step,
+    fits,
+    matmul_efficiency,
+    matmul_flops,
+    max_batch,
+    max_context,
+    weights_read_bytes,
+)
 from optiplan.planner.hardware import resolve_hardware
 from optiplan.planner.kvcache import kv_cache_bytes
 from optiplan.planner.model_source import resolve_model
@@ -195,3 +203,16 @@ def test_allreduce_latency_grows_with_log2_of_the_group():
     link = two.hw.interconnect
     assert allreduce_s(two, small) == pytest.approx(small / (link.bandwidth_gbps / 2 * 1e9 * 0.8) + 1 * 3e-6)
     assert allreduce_s(eight, small) == pytest.approx(2 * 7 / 8 * small / (link.bandwidth_gbps / 2 * 1e9 * 0.8) + 3 * 3e-6)
+
+
+def test_attention_cache_traffic_adds_to_compute_bound_linear_layers():
+    # batch 512 on an H100: the linear layers are compute-bound, yet a longer context still costs its cache bytes,
+    # because attention is its own kernel with its own roof (one roof over the step hid them under the matmuls)
+    s = setup()
+    bandwidth = s.hw.memory_bandwidth_bytes_per_s * s.eff.bandwidth_efficiency
+    linear_compute = matmul_flops(s, 512, 512) / (s.peak_flops * matmul_efficiency(s.eff, 512))
+    assert linear_compute > weights_read_bytes(s, 512) / bandwidth
+    short, long = decode_step(s, 512, 64), decode_step(s, 512, 256)
+    assert linear_compute > short.memory_s  # the step as a whole would still have looked compute-bound
+    extra_kv = (long.kv_bytes_per_device - short.kv_bytes_per_device) / bandwidth
+    assert long.time_s - short.time_s == pytest.approx(extra_kv, rel=0.05)
