@@ -127,7 +127,8 @@ def print_calibration(data: dict[str, Any], path) -> None:
             f = fitted["factors"]
             console.print(f"{engine} ({dtype}): flop efficiency {f['flop_efficiency']:.0%}, bandwidth efficiency "
                           f"{f['bandwidth_efficiency']:.0%}, {f['step_overhead_s'] * 1e3:.2f} ms/step + "
-                          f"{f['layer_overhead_s'] * 1e6:.0f} us/layer")
+                          f"{f['layer_overhead_s'] * 1e6:.0f} us/layer; a matmul reaches half its rate at "
+                          f"{f.get('matmul_half_tokens', 0):.0f} rows (measured)")
             table = Table(title="Predicted against measured", title_justify="left")
             for col in ("model", "step", "batch", "tokens", "measured ms", "predicted ms", "error"):
                 table.add_column(col, justify="right" if col not in ("model", "step") else "left")
