@@ -253,7 +253,7 @@ def _overhead_s(s: Setup) -> float:
 
 def matmul_efficiency(eff, tokens: int) -> float:
     """Flop efficiency of a matmul over `tokens` rows: small matrix products (a decode step's few
-    rows) reach less of the peak, `matmul_half_tokens` (fitted by calibration) being where they reach
+    rows) reach less of the peak, `matmul_half_tokens` (measured by calibration) being where they reach
     half; a single row runs as a matrix-vector product, a bandwidth-bound kernel of its own."""
     half = eff.matmul_half_tokens
     return eff.flop_efficiency * (tokens / (tokens + half) if half and tokens > 1 else 1.0)

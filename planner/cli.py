@@ -52,7 +52,7 @@ def main() -> None:
 @click.option("--measure", is_flag=True,
               help="Also run the real model here with transformers (a model folder; a catalog or config model is "
                    "built with random weights at full size when it fits) and report measured beside predicted.")
-@click.option("--repeats", type=int, default=5, show_default=True, help="Repeats per measured point.")
+@click.option("--repeats", type=int, default=5, show_default=True, help="Interleaved rounds over the measured points.")
 @click.option("--json", "as_json", is_flag=True, help="Print the versioned JSON profile.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write to this file instead of stdout.")
@@ -88,13 +88,15 @@ def profile(model: str, hardware: str, as_json: bool, output: Path | None, measu
 
 @main.command()
 @click.option("--model", "models", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Model folders to fit on [default: two random-weight Llama models, 2 and 8 layers].")
-@click.option("--repeats", type=int, default=5, show_default=True)
+              help="Model folders to fit on [default: four random-weight Llama models, 128 to 640 wide, 2 to 8 "
+                   "layers].")
+@click.option("--repeats", type=int, default=5, show_default=True, help="Interleaved rounds over the measured steps.")
 @click.option("--json", "as_json", is_flag=True, help="Print the calibration file.")
 @_friendly
 def calibrate(models: tuple[Path, ...], repeats: int, as_json: bool) -> None:
-    """Measure this machine once: matmul throughput per dtype, memory bandwidth, the runtime's memory,
-    and the transformers engine's efficiency factors fitted to measured prefill and decode steps.
+    """Measure this machine once: matmul throughput per dtype, memory bandwidth, the runtime's memory, how a
+    matmul's rate grows with its rows, and the transformers engine's efficiency factors fitted to measured prefill
+    and decode steps of models timed together.
     Later `profile`/`advise` with --hardware local use them and say so."""
     from .calibrate import calibrate as run_calibrate
 

@@ -189,19 +189,18 @@ def time_models(jobs, dtype: str, device: str, repeats: int, progress=None) -> l
     import torch
 
     gen = torch.Generator().manual_seed(0)
-    loads, spans, shapes, fns = [], [], [], []
+    loaded = [_load(str(path), dtype, device) for path, _, _ in jobs]
+    spans, shapes, fns = [], [], []
     with torch.inference_mode():
-        for path, prefills, decodes in jobs:
-            model, load_s = _load(str(path), dtype, device)
+        for (model, _), (_, prefills, decodes) in zip(loaded, jobs):
             job_shapes, job_fns = _step_functions(model, device, prefills, decodes, gen)
-            loads.append(load_s)
             spans.append((len(shapes), len(shapes) + len(job_shapes)))
             shapes += job_shapes
             fns += job_fns
         timed = _timed_rounds(fns, max(repeats, 1), device, progress=progress)
     points = [Point(kind, batch, tokens, median, spread, n) for (kind, batch, tokens), (median, spread, n)
               in zip(shapes, timed)]
-    return [(load_s, points[a:b]) for load_s, (a, b) in zip(loads, spans)]
+    return [(load_s, points[a:b]) for (_, load_s), (a, b) in zip(loaded, spans)]
 
 
 def time_points(path: str, dtype: str, device: str, prefills, decodes, repeats: int,
@@ -269,12 +268,14 @@ def measure_models(jobs, dtype: str = "fp32", device: str | None = None, repeats
     """Measure several model folders, (path, prefills, decodes) each, with their timings interleaved (see
     `time_models`): all of them are loaded at once. Peak memory is read per model in a fresh process."""
     jobs = [(Path(path), prefills, decodes) for path, prefills, decodes in jobs]
-    for path, _, _ in jobs:
+    for path, prefills, decodes in jobs:
         check_model_folder(path)
+        if not prefills and not decodes:
+            raise MeasureError(f"{path}: nothing to measure (no prefill or decode shapes)")
     import torch
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    total = repeats + (1 + len(jobs) if memory else 0)
+    total = max(repeats, 1) + (1 + len(jobs) if memory else 0)
     from rich.progress import Progress
 
     names = ", ".join(path.name for path, _, _ in jobs)
@@ -286,9 +287,9 @@ def measure_models(jobs, dtype: str = "fp32", device: str | None = None, repeats
         if memory:
             baseline = baseline_rss() if device == "cpu" else 0
             bar.advance(task)
-            for result, (path, prefills, _) in zip(results, jobs):
+            for result, (path, prefills, decodes) in zip(results, jobs):
                 result.baseline_rss_bytes = baseline
-                batch, prompt = max(prefills, key=lambda shape: shape[0] * shape[1])
+                batch, prompt = max(prefills or decodes, key=lambda shape: shape[0] * shape[1])
                 peak = peak_memory(str(path), dtype, device, batch, prompt)
                 result.points.append(Point("peak", batch, prompt, peak_memory_bytes=peak))
                 bar.advance(task)
