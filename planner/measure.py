@@ -129,9 +129,9 @@ MIN_BURST_S = 0.03
 
 
 def _timed_rounds(fns, rounds: int, device: str, min_time_s: float = MIN_POINT_TIME_S,
-                  progress=None) -> list[tuple[float, float, int]]:
+                  progress=None, keep_best: bool = False) -> list[tuple]:
     """Median, spread (max - min of the rounds' medians) and sample count of each of `fns`' wall time, timed in
-    `rounds` interleaved rounds."""
+    `rounds` interleaved rounds (and the fastest sample, with `keep_best`)."""
     for fn in fns:  # warm-up
         fn()
     _sync(device)
@@ -151,7 +151,8 @@ def _timed_rounds(fns, rounds: int, device: str, min_time_s: float = MIN_POINT_T
             round_medians[i].append(statistics.median(burst_samples))
         if progress:
             progress()
-    return [(statistics.median(s), max(r) - min(r), len(s)) for s, r in zip(samples, round_medians)]
+    return [(statistics.median(s), max(r) - min(r), len(s), *((min(s),) if keep_best else ()))
+            for s, r in zip(samples, round_medians)]
 
 
 def _step_functions(model, device: str, prefills, decodes, gen) -> tuple[list[tuple[str, int, int]], list]:
