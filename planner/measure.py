@@ -3,8 +3,8 @@ prompt lengths, decode-step latency at several batch sizes and context lengths, 
 
 Timings run in this process, in interleaved rounds over all points, medians and spread reported. Peak
 memory is read in a fresh process per point, from the process's high-water mark (`VmHWM` on Linux;
-the CUDA allocator's peak on a GPU), so earlier points cannot inflate it. torch and transformers are imported only here,
-and only when a measurement runs.
+the CUDA allocator's peak on a GPU), so earlier points cannot inflate it. torch and transformers are
+imported only here, and only when a measurement runs.
 """
 
 from __future__ import annotations
