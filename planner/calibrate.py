@@ -93,9 +93,10 @@ def _best_time(fn, repeats: int, min_time_s: float = 0.5) -> float:
 def matmul_tflops(dtype: str, n: int = 1024, repeats: int = 3, device: str = "cpu", min_time_s: float = 1.0) -> float:
     import torch
 
-    torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
-    a = torch.randn(n, n, dtype=torch_dtype, device=device)
-    b = torch.randn(n, n, dtype=torch_dtype, device=device)
+    from .measure import torch_dtype
+
+    a = torch.randn(n, n, dtype=torch_dtype(dtype), device=device)
+    b = torch.randn(n, n, dtype=torch_dtype(dtype), device=device)
 
     def run():
         torch.matmul(a, b)
@@ -138,8 +139,7 @@ MATMUL_ROWS = (4, 8, 16, 32, 64, 128, 256, 512)
 MATMUL_SHAPES = tuple(shape for w in (256, 512, 1024) for shape in ((w, w), (w, w * 8 // 3), (w * 8 // 3, w)))
 
 
-def matmul_rows_curve(peak_tflops: float, dtype: str = "fp32", device: str = "cpu", rounds: int = 3,
-                      burst_s: float = 0.02) -> dict[str, Any]:
+def matmul_rows_curve(peak_tflops: float, dtype: str = "fp32", device: str = "cpu", rounds: int = 3) -> dict[str, Any]:
     """How a linear layer's flop rate grows with its rows (tokens), measured: the median rate of each of
     MATMUL_SHAPES at each of MATMUL_ROWS, timed in interleaved rounds as models are (`measure._timed_rounds`), as a
     share of the peak, and the fitted `matmul_half_tokens` h of share = a x rows / (rows + h). The peak is the best
@@ -152,19 +152,18 @@ def matmul_rows_curve(peak_tflops: float, dtype: str = "fp32", device: str = "cp
     machine; the held-out errors of six saved runs stay within 13% for any h from 25 to 30)."""
     import torch
 
-    from .measure import _timed_rounds
+    from .measure import _timed_rounds, torch_dtype
 
-    torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
     gen = torch.Generator().manual_seed(0)
     shapes, fns = [], []
     for k, n in MATMUL_SHAPES:
-        w = torch.randn(n, k, generator=gen).to(device=device, dtype=torch_dtype)
+        w = torch.randn(n, k, generator=gen).to(device=device, dtype=torch_dtype(dtype))
         for m in MATMUL_ROWS:
-            x = torch.randn(m, k, generator=gen).to(device=device, dtype=torch_dtype)
+            x = torch.randn(m, k, generator=gen).to(device=device, dtype=torch_dtype(dtype))
             shapes.append((m, k, n))
             fns.append(lambda x=x, w=w: torch.nn.functional.linear(x, w))
     with torch.inference_mode():
-        timed = _timed_rounds(fns, rounds, device, min_time_s=rounds * burst_s, keep_best=True)
+        timed = _timed_rounds(fns, rounds, device, min_time_s=0.0)  # one MIN_BURST_S burst per round
     rates = [2 * m * k * n / median / 1e12 for (m, k, n), (median, _, _, _) in zip(shapes, timed)]
     best = [2 * m * k * n / fastest / 1e12 for (m, k, n), (_, _, _, fastest) in zip(shapes, timed)]
     peak = max(peak_tflops, *best)
@@ -219,6 +218,32 @@ def _objective(rel, groups) -> float:
     return max(float(np.mean(rel[g])) for g in groups)
 
 
+def _terms(samples: list[dict[str, float]]) -> dict[str, Any]:
+    """Per-sample arrays of the roofline's terms: times at the full peak and bandwidth, rows and layers."""
+    import numpy as np
+
+    def column(fn):
+        return np.array([fn(s) for s in samples], dtype=float)
+
+    kv = column(lambda s: s.get("kv_bytes", 0.0) / s["bandwidth"])
+    act = column(lambda s: s.get("activation_bytes", 0.0) / s["bandwidth"])
+    return {"rows": column(lambda s: s["rows"]), "layers": column(lambda s: s["layers"]),
+            "matmul": column(lambda s: s["matmul_flops"] / s["peak_flops"]),
+            "attention": column(lambda s: s["attention_flops"] / s["peak_flops"]),
+            "weights": column(lambda s: s["bytes"] / s["bandwidth"]) - kv - act, "kv": kv, "act": act}
+
+
+def _roofline(x: dict[str, Any], ef: float, eb: float, half: float):
+    """analytic._cost's roofs over `_terms` arrays: max(matmul / (e_f x rows / (rows + h)), weights / e_b)   (one
+    row: no h) + max(attention / e_f, KV / e_b) + activations / e_b."""
+    import numpy as np
+
+    rows = x["rows"]
+    scale = np.where(rows > 1, rows / (rows + half), 1.0) if half else 1.0
+    return (np.maximum(x["matmul"] / (ef * scale), x["weights"] / eb) + np.maximum(x["attention"] / ef, x["kv"] / eb)
+            + x["act"] / eb)
+
+
 def fit_factors(samples: list[dict[str, float]], matmul_half_tokens: float = 0.0) -> dict[str, float]:
     """Fit flop efficiency, bandwidth efficiency, a fixed cost per step and one per layer to measured times, the
     matmul size at half efficiency h being measured apart (`matmul_rows_curve`).
@@ -232,24 +257,17 @@ def fit_factors(samples: list[dict[str, float]], matmul_half_tokens: float = 0.0
     import numpy as np
 
     t = np.array([s["seconds"] for s in samples])
-    layers = np.array([s["layers"] for s in samples])
-    rows = np.array([s["rows"] for s in samples])
-    matmul = np.array([s["matmul_flops"] / s["peak_flops"] for s in samples])
-    attention = np.array([s["attention_flops"] / s["peak_flops"] for s in samples])
-    kv = np.array([s.get("kv_bytes", 0.0) / s["bandwidth"] for s in samples])
-    act = np.array([s.get("activation_bytes", 0.0) / s["bandwidth"] for s in samples])
-    linear_memory = np.array([s["bytes"] / s["bandwidth"] for s in samples]) - kv - act
+    x = _terms(samples)
+    layers = x["layers"]
     design = np.stack([1 / t, layers / t], axis=1)
     groups = [np.array([s.get("kind") == kind for s in samples]) for kind in ("prefill", "decode")]
     groups = [g for g in groups if g.any()] or [np.ones(len(samples), dtype=bool)]
     h = matmul_half_tokens
-    scale = np.where(rows > 1, rows / (rows + h), 1.0) if h else np.ones_like(rows, dtype=float)
 
     def search(efs, ebs, best=None):
         for ef in efs:
-            linear, attend = matmul / (ef * scale), attention / ef
             for eb in ebs:
-                roof = np.maximum(linear, linear_memory / eb) + np.maximum(attend, kv / eb) + act / eb
+                roof = _roofline(x, ef, eb, h)
                 coef, *_ = np.linalg.lstsq(design, (t - roof) / t, rcond=None)
                 coef = np.clip(coef, 0, None)
                 rel = np.abs(roof + coef[0] + coef[1] * layers - t) / t
@@ -340,14 +358,9 @@ def samples(measurement, setup) -> list[dict[str, float]]:
 
 def predict_seconds(sample: dict[str, float], f: dict[str, float]) -> float:
     """The analytic model's time for a sample under factors `f` (the same formula as analytic._cost)."""
-    half = f.get("matmul_half_tokens", 0.0)
-    matmul_eff = f["flop_efficiency"] * (sample["rows"] / (sample["rows"] + half) if half and sample["rows"] > 1
-                                          else 1.0)
-    bandwidth = sample["bandwidth"] * f["bandwidth_efficiency"]
-    kv, act = sample.get("kv_bytes", 0.0), sample.get("activation_bytes", 0.0)
-    linear = max(sample["matmul_flops"] / (sample["peak_flops"] * matmul_eff), (sample["bytes"] - kv - act) / bandwidth)
-    attend = max(sample["attention_flops"] / (sample["peak_flops"] * f["flop_efficiency"]), kv / bandwidth)
-    return linear + attend + act / bandwidth + f["step_overhead_s"] + f["layer_overhead_s"] * sample["layers"]
+    roof = _roofline(_terms([sample]), f["flop_efficiency"], f["bandwidth_efficiency"],
+                     f.get("matmul_half_tokens", 0.0))
+    return float(roof[0]) + f["step_overhead_s"] + f["layer_overhead_s"] * sample["layers"]
 
 
 def predict_peak_bytes(setup, batch: int, prompt: int, steps: int = 4) -> float:
@@ -366,14 +379,14 @@ def random_model(folder: Path, hidden: int, layers: int, heads: int = 4, kv_head
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from .measure import quiet_transformers
+    from .measure import quiet_transformers, torch_dtype
 
     quiet_transformers()
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=intermediate or hidden * 8 // 3,
                          num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
                          max_position_embeddings=4096, tie_word_embeddings=False)
-    model = LlamaForCausalLM(config).to({"fp32": torch.float32, "bf16": torch.bfloat16}[dtype])
+    model = LlamaForCausalLM(config).to(torch_dtype(dtype))
     model.save_pretrained(folder)
     return folder
 

@@ -129,9 +129,9 @@ MIN_BURST_S = 0.03
 
 
 def _timed_rounds(fns, rounds: int, device: str, min_time_s: float = MIN_POINT_TIME_S,
-                  progress=None, keep_best: bool = False) -> list[tuple]:
-    """Median, spread (max - min of the rounds' medians) and sample count of each of `fns`' wall time, timed in
-    `rounds` interleaved rounds (and the fastest sample, with `keep_best`)."""
+                  progress=None) -> list[tuple[float, float, int, float]]:
+    """Median, spread (max - min of the rounds' medians), sample count and fastest sample of each of `fns`' wall
+    time, timed in `rounds` interleaved rounds."""
     for fn in fns:  # warm-up
         fn()
     _sync(device)
@@ -151,8 +151,7 @@ def _timed_rounds(fns, rounds: int, device: str, min_time_s: float = MIN_POINT_T
             round_medians[i].append(statistics.median(burst_samples))
         if progress:
             progress()
-    return [(statistics.median(s), max(r) - min(r), len(s), *((min(s),) if keep_best else ()))
-            for s, r in zip(samples, round_medians)]
+    return [(statistics.median(s), max(r) - min(r), len(s), min(s)) for s, r in zip(samples, round_medians)]
 
 
 def _step_functions(model, device: str, prefills, decodes, gen) -> tuple[list[tuple[str, int, int]], list]:
@@ -199,7 +198,7 @@ def time_models(jobs, dtype: str, device: str, repeats: int, progress=None) -> l
             shapes += job_shapes
             fns += job_fns
         timed = _timed_rounds(fns, max(repeats, 1), device, progress=progress)
-    points = [Point(kind, batch, tokens, median, spread, n) for (kind, batch, tokens), (median, spread, n)
+    points = [Point(kind, batch, tokens, median, spread, n) for (kind, batch, tokens), (median, spread, n, _)
               in zip(shapes, timed)]
     return [(load_s, points[a:b]) for (_, load_s), (a, b) in zip(loaded, spans)]
 
