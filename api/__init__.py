@@ -26,7 +26,7 @@ def profile(model: str, hardware: str = "h100-sxm", **options: Any):
     """Analytic profile of `model` (catalog name, config.json, folder or hub id) on `hardware`.
     Options are the fields of `optiplan.planner.schema.ProfileRequest` (dtype, batch, context,
     num_devices, pipeline_parallel, kv_dtype, engine, ...). Returns a `Profile`."""
-    from .planner.profiler import profile as _profile
+    from .planner.analytic.profile import profile as _profile
     from .planner.schema import ProfileRequest
 
     return _profile(ProfileRequest(model=model, hardware=hardware, **options))
@@ -36,7 +36,7 @@ def advise(model: str, hardware: str = "auto", **options: Any):
     """Bottleneck, plan, alternatives and rejections for `model` on `hardware` ('auto' ranks the
     catalog). Options are the fields of `optiplan.planner.schema.AdviseRequest` (num_devices,
     workload, goal, max_quality_loss_pct, engine, concurrency, max_context). Returns an `Advice`."""
-    from .planner.advise import advise as _advise
+    from .planner.plan.advise import advise as _advise
     from .planner.schema import AdviseRequest
 
     return _advise(AdviseRequest(model=model, hardware=hardware, **options))

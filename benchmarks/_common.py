@@ -14,7 +14,7 @@ from typing import Any
 def time_cli(args: list[str], runs: int) -> list[float]:
     """Seconds per run of `optiplan ARGS` (one warm-up run first, for the file cache)."""
     exe = shutil.which("optiplan")
-    cmd = [exe, *args] if exe else [sys.executable, "-m", "optiplan.planner.cli", *args]
+    cmd = [exe, *args] if exe else [sys.executable, "-m", "optiplan.planner.cli.main", *args]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     times = []
     for _ in range(runs):

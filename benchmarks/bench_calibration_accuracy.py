@@ -26,7 +26,7 @@ HELD_DECODES = ((1, 128), (2, 256), (8, 128), (8, 512))
 
 
 def main() -> None:
-    from optiplan.planner.calibrate import (
+    from optiplan.planner.measure.calibrate import (
         DEFAULT_SHAPES,
         calibration_setup,
         fit_factors,
@@ -36,8 +36,8 @@ def main() -> None:
         random_model,
         samples,
     )
-    from optiplan.planner.hardware import _estimated_cpu
-    from optiplan.planner.measure import measure_models
+    from optiplan.planner.catalog.hardware import _estimated_cpu
+    from optiplan.planner.measure.timing import measure_models
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=11)

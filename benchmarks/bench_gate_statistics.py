@@ -64,7 +64,7 @@ def worker(rounds: int, workload: str) -> None:
     import torch
 
     torch.set_num_threads(1)
-    from optiplan.planner.bench import ModelTarget, build_prompts, resolve_workload
+    from optiplan.planner.ci.bench import ModelTarget, build_prompts, resolve_workload
     from optiplan.planner.schema.bench import BenchRequest
 
     count, prompt_tokens, new_tokens = resolve_workload(BenchRequest(workload=workload))
@@ -110,8 +110,8 @@ def collect(processes: int, rounds: int, workload: str) -> list[dict]:
 def gate_once(a: dict, b: dict, paired: bool, rounds: int, prompts: int, run_noise_pct: float | None = None
               ) -> dict[str, str]:
     """Gate two bench results made of these samples (one session when paired) with the default settings."""
-    from optiplan.planner.bench import environment
-    from optiplan.planner.gate import compare
+    from optiplan.planner.ci.bench import environment
+    from optiplan.planner.ci.gate import compare
     from optiplan.planner.schema.bench import BenchResult, BenchWorkload, GateRequest, metric_samples
 
     workload = BenchWorkload(name="chat", prompts=prompts, prompt_tokens=0, max_new_tokens=0, prompts_sha256="-",

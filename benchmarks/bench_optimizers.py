@@ -71,9 +71,9 @@ def speculative(rounds: int, new_tokens: int = 64) -> dict:
     import torch
     from optiplan.optimizers.base import check_supported
     from optiplan.optimizers.speculative import measure_acceptance
-    from optiplan.planner.hardware import resolve_hardware
-    from optiplan.planner.model_source import resolve_model
-    from optiplan.planner.predict import speculative_speedup
+    from optiplan.planner.catalog.hardware import resolve_hardware
+    from optiplan.planner.catalog.models import resolve_model
+    from optiplan.planner.plan.predict import speculative_speedup
 
     ws = workspace()
     detail = check_supported("spec-draft", "cpu").apply(ws, {"draft": str(MODELS / "draft")})

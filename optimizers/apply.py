@@ -64,7 +64,7 @@ def _value(text: str) -> Any:
 
 def steps_from_plan(plan_file: Path, source: Path) -> tuple[list[StepSpec], dict[str, Any]]:
     """Steps of a saved `advise --format json`, refused if the plan was made for another model."""
-    from ..planner.model_source import resolve_model
+    from ..planner.catalog.models import resolve_model
     from ..planner.schema import Advice
 
     try:
@@ -99,7 +99,7 @@ def _with_predictions(advice) -> list[StepSpec]:
 
 def steps_from_goal(source: Path, goal: str, hardware: str, workload: str) -> tuple[list[StepSpec], dict[str, Any]]:
     """Ask the planner: this machine's hardware, the transformers engine, one device."""
-    from ..planner.advise import advise
+    from ..planner.plan.advise import advise
     from ..planner.schema import AdviseRequest
 
     advice = advise(AdviseRequest(model=str(source), hardware=hardware, num_devices=1, workload=workload, goal=goal,

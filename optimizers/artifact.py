@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..planner.errors import OptiplanError
-from ..planner.measure import torch_dtype  # noqa: F401  (the optimizers import it from here)
+from ..planner.measure.timing import torch_dtype  # noqa: F401  (the optimizers import it from here)
 from ..planner.schema.optimize import ArtifactManifest, Runtime
 from .base import Workspace, device_kind, quiet_libraries
 

@@ -39,9 +39,9 @@ def _speculative(loaded, baseline_tpot_ms: float, optimized_tpot_ms: float) -> d
     spec = loaded.runtime.speculative
     if not spec or spec.get("kind") != "draft" or loaded.draft is None:
         return None
-    from ..planner.hardware import resolve_hardware
-    from ..planner.model_source import resolve_model
-    from ..planner.predict import speculative_speedup
+    from ..planner.catalog.hardware import resolve_hardware
+    from ..planner.catalog.models import resolve_model
+    from ..planner.plan.predict import speculative_speedup
     from .speculative import measure_acceptance
 
     k = int(spec["num_assistant_tokens"])

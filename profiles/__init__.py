@@ -1,7 +1,7 @@
 """Data only: hardware profiles (one YAML per device) and model profiles (one JSON per architecture).
 
-This loader reads the files and nothing more; `optiplan.planner.hardware` and
-`optiplan.planner.model_source` turn them into validated specs. Names match exactly
+This loader reads the files and nothing more; `optiplan.planner.catalog.hardware` and
+`optiplan.planner.catalog.models` turn them into validated specs. Names match exactly
 (case-insensitive) against each entry's id and its explicit aliases, never fuzzily.
 """
 

@@ -148,9 +148,9 @@ def test_unreadable_eval_text_fails_before_loading(target_path, tmp_path):
 
 def test_verify_cli_reports_before_and_after_in_every_format(target_path, tmp_path):
     from click.testing import CliRunner
-    from optiplan.planner.cli import main
+    from optiplan.planner.cli.main import main
     from optiplan.planner.schema.optimize import VerifyReport
-    from optiplan.planner.verify_report import render
+    from optiplan.planner.report.verify import render
 
     out = tmp_path / "opt"
     apply(target_path, out, techniques=["weight-int8"], verify=False)
@@ -173,7 +173,7 @@ def test_verify_cli_reports_before_and_after_in_every_format(target_path, tmp_pa
 
 def test_apply_cli_refuses_bad_input_with_one_line(target_path, tmp_path):
     from click.testing import CliRunner
-    from optiplan.planner.cli import main
+    from optiplan.planner.cli.main import main
 
     result = CliRunner().invoke(main, ["apply", str(target_path), "-o", str(tmp_path / "o"), "-t", "weight-nf4"])
     assert result.exit_code == 2

@@ -11,9 +11,9 @@ import networkx as nx
 import pytest
 from click.testing import CliRunner
 
-from optiplan.planner.cli import main
-from optiplan.planner.graph import export, plan_order, technique_graph
-from optiplan.planner.techniques import all_techniques
+from optiplan.planner.cli.main import main
+from optiplan.planner.plan.graph import export, plan_order, technique_graph
+from optiplan.planner.plan.techniques import all_techniques
 
 
 def run(*args):
@@ -109,7 +109,7 @@ def test_workload_file_and_overrides(tmp_path):
 
 
 def test_advise_does_not_import_torch():
-    code = ("import sys; from optiplan.planner.cli import main\n"
+    code = ("import sys; from optiplan.planner.cli.main import main\n"
             "try:\n    main(['advise', 'llama-3.1-8b', '-H', 'l4', '--format', 'json'])\n"
             "except SystemExit:\n    pass\n"
             "sys.stderr.write('TORCH' if 'torch' in sys.modules or 'transformers' in sys.modules else 'CLEAN')")

@@ -7,7 +7,7 @@ import json
 import pytest
 
 import optiplan
-from optiplan.planner.analytic import (
+from optiplan.planner.analytic.steps import (
     decode_step,
     fits,
     matmul_efficiency,
@@ -16,11 +16,11 @@ from optiplan.planner.analytic import (
     max_context,
     weights_read_bytes,
 )
-from optiplan.planner.hardware import resolve_hardware
-from optiplan.planner.kvcache import kv_cache_bytes
-from optiplan.planner.model_source import resolve_model
-from optiplan.planner.params import expected_experts_touched, param_counts
-from optiplan.planner.profiler import build_setup
+from optiplan.planner.catalog.hardware import resolve_hardware
+from optiplan.planner.analytic.kvcache import kv_cache_bytes
+from optiplan.planner.catalog.models import resolve_model
+from optiplan.planner.analytic.params import expected_experts_touched, param_counts
+from optiplan.planner.analytic.profile import build_setup
 from optiplan.planner.schema import ProfileRequest
 
 KIB = 1024
@@ -183,7 +183,7 @@ def test_profile_json_round_trips():
 
 
 def test_prefix_cache_hit_still_attends_to_the_prefix():
-    from optiplan.planner.analytic import prefill_attention_flops, prefill_step
+    from optiplan.planner.analytic.steps import prefill_attention_flops, prefill_step
 
     s = setup(context=8192)
     full = prefill_attention_flops(s, 1, 8192)
@@ -196,7 +196,7 @@ def test_prefix_cache_hit_still_attends_to_the_prefix():
 
 
 def test_allreduce_latency_grows_with_log2_of_the_group():
-    from optiplan.planner.analytic import allreduce_s
+    from optiplan.planner.analytic.steps import allreduce_s
 
     small = 16 * 1024
     two, eight = setup(num_devices=2), setup(num_devices=8)

@@ -11,8 +11,8 @@ from typing import ClassVar
 
 import pytest
 from click.testing import CliRunner
-from optiplan.planner.bench import PROSE, build_prompts, greedy_agreement
-from optiplan.planner.cli_gate import bench, gate
+from optiplan.planner.ci.bench import PROSE, build_prompts, greedy_agreement
+from optiplan.planner.cli.gate import bench, gate
 from optiplan.planner.schema.bench import BenchResult
 
 MODELS = Path(__file__).resolve().parents[1] / "assets" / "models"

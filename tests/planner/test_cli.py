@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from optiplan.planner.cli import main
+from optiplan.planner.cli.main import main
 
 STABLE_KEYS = ["model.params_total", "model.params_active", "model.embedding_params", "memory.weights_bytes",
                "memory.kv_cache_bytes", "memory.per_device_bytes", "latency.ttft_ms", "latency.tpot_ms",
@@ -137,7 +137,7 @@ def test_commands_that_run_models_say_how_to_install_torch_on_the_core_install(a
     import sys
 
     code = ("import sys; sys.modules['torch'] = None; sys.modules['transformers'] = None; "
-            "from optiplan.planner.cli import main; main()")
+            "from optiplan.planner.cli.main import main; main()")
     proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=False)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith("error: this command runs models and needs") and "optiplan[torch]" in proc.stderr

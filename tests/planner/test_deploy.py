@@ -11,9 +11,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from optiplan.planner.advise import advise
-from optiplan.planner.cli import main
-from optiplan.planner.deploy import ENGINES, DeployError, engine_config, engine_options, render, render_all, write
+from optiplan.planner.plan.advise import advise
+from optiplan.planner.cli.main import main
+from optiplan.planner.deploy.render import ENGINES, DeployError, engine_config, engine_options, render, render_all, write
 from optiplan.planner.schema import AdviseRequest
 
 
@@ -196,7 +196,7 @@ def test_cpu_offload_renders_the_offloaded_weights():
 
 
 def test_nested_engine_values_are_checked(h100_plans):
-    from optiplan.planner.deploy import check_options
+    from optiplan.planner.deploy.render import check_options
 
     cfg = engine_config(h100_plans["trtllm"], "trtllm")
     cfg.extra["kv_cache_config"] = {"dtype": "int8"}

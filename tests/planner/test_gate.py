@@ -12,8 +12,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 from click.testing import CliRunner
-from optiplan.planner.cli_gate import gate as gate_cmd
-from optiplan.planner.gate import (
+from optiplan.planner.cli.gate import gate as gate_cmd
+from optiplan.planner.ci.gate import (
     Settings,
     bootstrap_log_ratio,
     compare,
@@ -324,7 +324,7 @@ def test_unreadable_files_exit_2(tmp_path):
 def test_gate_never_imports_torch(tmp_path):
     base, head = pair(1.0)
     b, h = write(tmp_path, "b.json", base), write(tmp_path, "h.json", head)
-    code = ("import sys; from click.testing import CliRunner; from optiplan.planner.cli_gate import gate; "
+    code = ("import sys; from click.testing import CliRunner; from optiplan.planner.cli.gate import gate; "
             f"r = CliRunner().invoke(gate, [{b!r}, {h!r}, '--format', 'markdown']); "
             "assert r.exit_code == 0, r.output; assert 'torch' not in sys.modules, 'torch imported'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
@@ -336,7 +336,7 @@ def test_workflow_template_uses_real_options():
     from pathlib import Path
 
     import yaml
-    from optiplan.planner.cli_gate import bench as bench_cmd
+    from optiplan.planner.cli.gate import bench as bench_cmd
 
     path = Path(__file__).resolve().parents[2] / "templates" / "ci" / "github-gate.yml"
     flow = yaml.safe_load(path.read_text())
@@ -361,7 +361,7 @@ def test_workflow_template_uses_real_options():
 
 
 def test_bench_help_shows_the_schema_default_repeats():
-    from optiplan.planner.cli_gate import bench as bench_cmd
+    from optiplan.planner.cli.gate import bench as bench_cmd
     from optiplan.planner.schema.bench import DEFAULT_REPEATS
 
     option = next(p for p in bench_cmd.params if p.name == "repeats")

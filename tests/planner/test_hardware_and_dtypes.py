@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from optiplan.planner import hardware
-from optiplan.planner.dtypes import DtypeError, canonical, weight_format
+from optiplan.planner.catalog.dtypes import DtypeError, canonical, weight_format
 from optiplan.planner.errors import HardwareError
 
 

@@ -10,8 +10,8 @@ pytest.importorskip("transformers")
 from transformers_oracle import real_cache_bytes, reduced_config  # noqa: E402
 
 from optiplan import profiles  # noqa: E402
-from optiplan.planner.kvcache import kv_cache_bytes  # noqa: E402
-from optiplan.planner.model_spec import model_spec_from_config  # noqa: E402
+from optiplan.planner.analytic.kvcache import kv_cache_bytes  # noqa: E402
+from optiplan.planner.catalog.model_spec import model_spec_from_config  # noqa: E402
 
 
 @pytest.mark.parametrize("name", profiles.model_names())

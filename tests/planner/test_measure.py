@@ -13,9 +13,9 @@ from click.testing import CliRunner
 pytest.importorskip("torch")
 
 from optiplan.planner import calibrate as cal  # noqa: E402
-from optiplan.planner.cli import main  # noqa: E402
-from optiplan.planner.hardware import local_hardware  # noqa: E402
-from optiplan.planner.measure import measure, measure_models  # noqa: E402
+from optiplan.planner.cli.main import main  # noqa: E402
+from optiplan.planner.catalog.hardware import local_hardware  # noqa: E402
+from optiplan.planner.measure.timing import measure, measure_models  # noqa: E402
 
 MODELS = Path(__file__).resolve().parents[1] / "assets" / "models"
 TARGET, DRAFT = MODELS / "target", MODELS / "draft"

@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("transformers")
 
-from optiplan.planner.model_spec import TYPE_DEFAULTS  # noqa: E402
+from optiplan.planner.catalog.model_spec import TYPE_DEFAULTS  # noqa: E402
 
 # Fields transformers 5 keeps elsewhere: (has it, its value).
 def _rope(config):

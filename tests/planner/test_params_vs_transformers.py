@@ -13,8 +13,8 @@ pytest.importorskip("transformers")
 from transformers_oracle import count_params, meta_model  # noqa: E402
 
 from optiplan import profiles  # noqa: E402
-from optiplan.planner.model_source import resolve_model  # noqa: E402
-from optiplan.planner.params import param_counts  # noqa: E402
+from optiplan.planner.catalog.models import resolve_model  # noqa: E402
+from optiplan.planner.analytic.params import param_counts  # noqa: E402
 
 
 @pytest.mark.parametrize("name", profiles.model_names())

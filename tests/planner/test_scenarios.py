@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from optiplan.planner.advise import ImpossibleError, advise
+from optiplan.planner.plan.advise import ImpossibleError, advise
 from optiplan.planner.schema import AdviseRequest
 
 GB = 1e9
@@ -162,7 +162,7 @@ def test_steps_compose_and_the_search_is_deterministic():
     ids = steps(a)
     assert ids.index("paged-kv") < ids.index("chunked-prefill")  # requires paged-kv
     every = {r.technique for r in a.rejected} | set(ids)
-    from optiplan.planner.techniques import all_techniques
+    from optiplan.planner.plan.techniques import all_techniques
 
     assert every == set(all_techniques()) and all(r.reason for r in a.rejected)
 
@@ -190,11 +190,11 @@ def test_python_api():
 
 
 def test_draft_model_memory_is_counted():
-    from optiplan.planner.advise import build_context
-    from optiplan.planner.predict import Speculation, baseline_state, evaluate
-    from optiplan.planner.hardware import resolve_hardware
-    from optiplan.planner.model_source import resolve_model
-    from optiplan.planner.workload import load_workload
+    from optiplan.planner.plan.advise import build_context
+    from optiplan.planner.plan.predict import Speculation, baseline_state, evaluate
+    from optiplan.planner.catalog.hardware import resolve_hardware
+    from optiplan.planner.catalog.models import resolve_model
+    from optiplan.planner.catalog.workloads import load_workload
 
     spec, hw, w = resolve_model("llama-3.1-8b"), resolve_hardware("h100-sxm"), load_workload("chat")
     ctx = build_context(spec, hw, 1, w)
@@ -240,7 +240,7 @@ def test_a_published_fp8_checkpoint_is_served_in_fp8():
     assert a.plan.quality_loss_pct < 0.3  # no fp8 loss charged for the published format
     b = run(model="deepseek-v3", hardware="b200", num_devices=8, workload="chat")
     assert b.baseline.weight_dtype == "fp8"
-    from optiplan.planner.model_spec import model_spec_from_config
+    from optiplan.planner.catalog.model_spec import model_spec_from_config
 
     cfg = {"model_type": "llama", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
            "vocab_size": 100, "max_position_embeddings": 128, "quantization_config": {"quant_method": "fp8"}}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from optiplan import profiles
-from optiplan.planner.hardware import catalog_hardware
-from optiplan.planner.model_spec import SUPPORTED_TYPES
+from optiplan.planner.catalog.hardware import catalog_hardware
+from optiplan.planner.catalog.model_spec import SUPPORTED_TYPES
 
 REFERENCE_DEVICES = ["h200-sxm", "h100-sxm", "h100-pcie", "a100-80gb-sxm", "a100-40gb", "l40s", "l4", "a10g", "t4",
                      "rtx-4090", "rtx-3090", "b200", "gb200", "mi300x", "mi325x", "tpu-v5e", "m2-ultra", "m3-max",

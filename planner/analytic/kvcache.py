@@ -1,0 +1,90 @@
+"""KV-cache size, layer by layer: window caps, latent (MLA) caches, engine layouts, sharding.
+
+An MLA model (DeepSeek-V2/V3) caches its compressed latent and rope key, (kv_lora_rank +
+qk_rope_head_dim) elements per token and layer shared by all heads, in every engine (transformers
+5 included). The layouts differ in windows:
+- `serving` (vLLM, SGLang, TensorRT-LLM): a sliding-window layer holds `window` tokens.
+- `transformers`: a sliding-window layer keeps `window - 1` tokens between steps (the newest is
+  added when attention runs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from math import ceil
+
+from ..catalog.dtypes import BITS, canonical
+from ..schema import ModelSpec
+
+LAYOUTS = ("serving", "transformers")
+
+# Integer KV caches keep an fp16 scale and an fp16 zero point per group of 64 values (the quanto and
+# hqq cache backends' default q_group_size).
+KV_GROUP_SIZE = 64
+KV_SCALE_BITS = 16
+KV_ZERO_BITS = 16
+
+
+@dataclass(frozen=True)
+class KVGroup:
+    """Layers that cache the same elements per token under the same window."""
+
+    window: int | None
+    layers: int
+    elements_per_token: int  # per layer: keys + values (or latent) elements for one token
+
+
+def layout_for_engine(engine: str) -> str:
+    return "transformers" if engine == "transformers" else "serving"
+
+
+def elements_per_token(spec: ModelSpec, layout: str) -> int:
+    """Cached elements per token in one layer (the same in both layouts)."""
+    if spec.mla is not None:
+        return spec.mla.kv_lora_rank + spec.mla.qk_rope_head_dim
+    return spec.num_kv_heads * (spec.head_dim + spec.v_head_dim)
+
+
+@lru_cache(maxsize=1024)
+def kv_groups(spec: ModelSpec, layout: str, first_layer: int = 0, last_layer: int | None = None) -> tuple[KVGroup, ...]:
+    """Group layers [first_layer, last_layer) by window."""
+    per_layer = elements_per_token(spec, layout)
+    counts: dict[int | None, int] = {}
+    for w in spec.layer_windows[first_layer:last_layer]:
+        counts[w] = counts.get(w, 0) + 1
+    return tuple(KVGroup(w, n, per_layer) for w, n in counts.items())
+
+
+def tokens_held(window: int | None, context: int, layout: str) -> int:
+    if window is None:
+        return context
+    return min(context, window - 1 if layout == "transformers" else window)
+
+
+def kv_bits(kv_dtype: str) -> float:
+    """Stored bits per cached element, quantization scales included: fp8 with one scale per tensor
+    (vLLM), int8 and int4 with a scale and zero point per group (64 values, as the quanto and hqq
+    cache backends of transformers store them)."""
+    d = canonical(kv_dtype)
+    if d in ("int8", "int4", "nf4", "fp4"):
+        return BITS[d] + (KV_SCALE_BITS + KV_ZERO_BITS) / KV_GROUP_SIZE
+    return float(BITS[d])
+
+
+def kv_cache_elements(groups: tuple[KVGroup, ...], context: int, layout: str) -> int:
+    return sum(g.layers * g.elements_per_token * tokens_held(g.window, context, layout) for g in groups)
+
+
+def kv_cache_bytes(spec: ModelSpec, context: int, kv_dtype: str = "bf16", layout: str = "serving") -> float:
+    """KV-cache bytes of one sequence holding `context` tokens, all layers, one device."""
+    return kv_cache_elements(kv_groups(spec, layout), context, layout) * kv_bits(kv_dtype) / 8
+
+
+def tensor_parallel_share(spec: ModelSpec, layout: str, tp: int) -> float:
+    """Fraction of a layer's cache one device holds under tensor parallelism. KV heads split across
+    devices; with fewer KV heads than devices each device keeps a replica of one head, and an MLA
+    latent (one shared "head") is replicated on every device."""
+    if tp <= 1 or spec.mla is not None:
+        return 1.0
+    return ceil(spec.num_kv_heads / tp) / spec.num_kv_heads

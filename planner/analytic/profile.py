@@ -1,0 +1,199 @@
+"""`optiplan profile`: validate a ProfileRequest, resolve model and device, run the analytic model,
+and return a versioned `Profile`. Pure Python: importing this never imports torch."""
+
+from __future__ import annotations
+
+from .steps import (
+    Setup,
+    decode_attention_flops,
+    decode_step,
+    fits,
+    matmul_flops,
+    max_batch,
+    max_context,
+    per_device_bytes,
+    prefill_attention_flops,
+    prefill_step,
+    total_weight_bytes,
+)
+from ..catalog.dtypes import DtypeError, bytes_per_element, canonical, compute_dtype, weight_format
+from .efficiency import ENGINES, calibrated_efficiency, default_efficiency, prefill_chunk_tokens
+from ..errors import HardwareError, RequestError
+from ..catalog.hardware import resolve_hardware, supports_dtype
+from .kvcache import elements_per_token, kv_bits, kv_cache_elements, kv_groups, layout_for_engine
+from ..catalog.models import resolve_model
+from .params import param_counts
+from ..schema import (
+    ComputeProfile,
+    EfficiencyFactors,
+    HardwareSpec,
+    HardwareSummary,
+    LatencyProfile,
+    MemoryBreakdown,
+    ModelSpec,
+    ModelSummary,
+    Profile,
+    ProfileRequest,
+    ThroughputPoint,
+    ThroughputProfile,
+)
+
+CURVE_MAX_BATCH = 1024
+
+
+def _positive(name: str, value: int | None) -> None:
+    if value is not None and value < 1:
+        raise RequestError(f"{name} must be at least 1, got {value}")
+
+
+def _dtype(value: str, what: str) -> str:
+    try:
+        return canonical(value)
+    except DtypeError as exc:
+        raise RequestError(f"{what}: {exc}") from exc
+
+
+def build_setup(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec,
+                efficiency: EfficiencyFactors | None = None) -> Setup:
+    """Check a request against the model and device and resolve everything the analytic model needs."""
+    for name in ("num_devices", "pipeline_parallel", "tensor_parallel", "batch", "context", "prompt_tokens"):
+        _positive(name.replace("_", " "), getattr(request, name))
+    if request.engine not in ENGINES:
+        raise RequestError(f"unknown engine '{request.engine}'; known: {', '.join(ENGINES)}")
+    if request.context > spec.max_position_embeddings:
+        raise RequestError(f"context {request.context} exceeds {spec.name}'s maximum of "
+                           f"{spec.max_position_embeddings} tokens (max_position_embeddings)")
+    if request.prompt_tokens is not None and request.prompt_tokens > request.context:
+        raise RequestError(f"prompt of {request.prompt_tokens} tokens is longer than the context ({request.context})")
+    pp = request.pipeline_parallel
+    tp = request.tensor_parallel or max(request.num_devices // pp, 1)
+    if tp * pp != request.num_devices:
+        raise RequestError(f"tensor parallel {tp} x pipeline parallel {pp} must equal the device count "
+                           f"{request.num_devices}")
+    if pp > spec.num_layers:
+        raise RequestError(f"pipeline parallel {pp} exceeds the model's {spec.num_layers} layers")
+    if tp > 1:
+        link = hw.interconnect
+        if link is None:
+            raise HardwareError(f"{hw.id} has no device interconnect: tensor parallel needs one (use 1 device)")
+        if tp > link.max_devices_per_node:
+            raise RequestError(f"tensor parallel {tp} exceeds the {link.max_devices_per_node} devices of one "
+                               f"{hw.id} node ({link.name}); use --pp for more devices")
+        if spec.num_heads % tp:
+            raise RequestError(f"{spec.name} has {spec.num_heads} attention heads, not divisible by "
+                               f"tensor parallel {tp}")
+
+    weight_dtype = _dtype(request.dtype, "--dtype")
+    act = _dtype(request.activations, "--activations") if request.activations else None
+    default_16 = "bf16" if hw.features.bf16 and "bf16" in hw.peak_tflops else "fp16"
+    compute = compute_dtype(weight_dtype, act, default_16)
+    for label, d in (("weights", weight_dtype), ("compute", compute)):
+        if not supports_dtype(hw, d) or (label == "compute" and d not in hw.peak_tflops):
+            have = ", ".join(hw.peak_tflops)
+            hint = " (fp8 needs compute capability 8.9 or newer)" if d == "fp8" and hw.kind == "gpu" else ""
+            raise HardwareError(f"{hw.id} has no {d} support for the {label}{hint}; it runs {have}")
+    act_dtype = "fp32" if compute == "fp32" else default_16
+    kv_dtype = _dtype(request.kv_dtype, "--kv-dtype") if request.kv_dtype else act_dtype
+    if request.group_size is not None and request.group_size < 0:
+        raise RequestError(f"group size must be 0 (per channel) or positive, got {request.group_size}")
+    eff = efficiency or calibrated_efficiency(hw, request.engine, weight_dtype) or default_efficiency(
+        hw, weight_dtype, compute, request.engine)
+    return Setup(spec=spec, counts=param_counts(spec), hw=hw, tp=tp, pp=pp,
+                 weights=weight_format(weight_dtype, request.group_size), act_bytes=bytes_per_element(act_dtype),
+                 kv_bits=kv_bits(kv_dtype), compute_dtype=compute, eff=eff,
+                 layout=layout_for_engine(request.engine), eager_attention=request.attention == "eager",
+                 prefill_chunk_tokens=prefill_chunk_tokens(request.engine))
+
+
+def _curve_batches(batch: int, limit: int) -> list[int]:
+    top = min(max(batch, limit), CURVE_MAX_BATCH)
+    points = {1 << i for i in range(11) if (1 << i) <= top} | {batch}
+    if 0 < limit <= CURVE_MAX_BATCH:
+        points.add(limit)
+    return sorted(points)
+
+
+def model_summary(spec: ModelSpec) -> ModelSummary:
+    counts = param_counts(spec)
+    moe = None
+    if spec.moe:
+        moe = f"{spec.moe.num_experts} experts, top-{spec.moe.top_k}" + (", shared" if spec.moe.shared_intermediate_size else "")
+    return ModelSummary(
+        name=spec.name, model_type=spec.model_type, source=spec.source, params_total=counts.total,
+        params_active=counts.active, embedding_params=counts.embedding, num_layers=spec.num_layers,
+        hidden_size=spec.hidden_size, attention=spec.attention_kind, num_heads=spec.num_heads,
+        num_kv_heads=spec.num_kv_heads, head_dim=spec.head_dim, moe=moe,
+        sliding_layers=sum(1 for w in spec.layer_windows if w), max_position_embeddings=spec.max_position_embeddings,
+    )
+
+
+def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
+    """The full analytic profile of a resolved setup."""
+    spec, counts, hw = s.spec, s.counts, s.hw
+    batch, context = request.batch, request.context
+    prompt = request.prompt_tokens or context
+
+    prefill = prefill_step(s, batch, prompt)
+    decode = decode_step(s, batch, context)
+    w_dev, kv_dev, act_dev = per_device_bytes(s, batch, context, prompt)
+    per_device = w_dev + kv_dev + act_dev + hw.runtime_overhead_bytes
+    largest_batch = max_batch(s, context, prompt)
+    curve = []
+    for b in _curve_batches(batch, largest_batch):
+        step = decode if b == batch else decode_step(s, b, context)
+        curve.append(ThroughputPoint(batch=b, tpot_ms=step.time_s * 1e3, tokens_per_s=b / step.time_s,
+                                     fits=b <= largest_batch))
+
+    kv_one = kv_cache_elements(kv_groups(spec, s.layout), context, s.layout) * s.kv_bits / 8
+    warnings = list(spec.warnings)
+    fit = fits(s, batch, context, prompt)
+    if not fit:
+        warnings.append(f"does not fit: {per_device / 1e9:.1f} GB needed per device, "
+                        f"{hw.memory_bytes / 1e9:.1f} GB available")
+    comm = decode.comm_s / decode.time_s if decode.time_s else 0.0
+    peak = hw.peak_tflops[s.compute_dtype]
+    return Profile(
+        request=request,
+        model=model_summary(spec),
+        hardware=HardwareSummary(
+            id=hw.id, name=hw.name, num_devices=request.num_devices, tensor_parallel=s.tp, pipeline_parallel=s.pp,
+            memory_per_device_bytes=hw.memory_bytes, bandwidth_bytes_per_s=hw.memory_bandwidth_bytes_per_s,
+            compute_dtype=s.compute_dtype, peak_tflops=peak, ridge_flops_per_byte=s.ridge,
+        ),
+        memory=MemoryBreakdown(
+            weights_bytes=int(total_weight_bytes(s)), weights_bits_per_param=total_weight_bytes(s) * 8 / counts.total,
+            kv_cache_bytes=int(kv_one),
+            kv_cache_bytes_per_token=elements_per_token(spec, s.layout) * spec.num_layers * s.kv_bits / 8,
+            kv_cache_batch_bytes=int(kv_one * batch), activation_peak_bytes=int(act_dev),
+            runtime_overhead_bytes=hw.runtime_overhead_bytes, per_device_bytes=int(per_device),
+            device_memory_bytes=hw.memory_bytes, headroom_bytes=int(hw.memory_bytes - per_device),
+        ),
+        compute=ComputeProfile(
+            prefill_matmul_flops_per_token=matmul_flops(s, prompt, 1) / prompt,
+            prefill_attention_flops_per_token=prefill_attention_flops(s, 1, prompt) / prompt,
+            decode_matmul_flops_per_token=matmul_flops(s, 1, 1),
+            decode_attention_flops_per_token=decode_attention_flops(s, 1, context),
+            decode_bytes_per_step=decode.bytes_per_device,
+            decode_arithmetic_intensity=decode.flops / s.tp / decode.bytes_per_device,
+            prefill_arithmetic_intensity=prefill.flops / s.tp / prefill.bytes_per_device,
+            ridge_flops_per_byte=s.ridge, decode_bound=decode.bound, prefill_bound=prefill.bound,
+        ),
+        latency=LatencyProfile(
+            ttft_ms=prefill.time_s * 1e3, tpot_ms=decode.time_s * 1e3, prefill_tokens=prompt,
+            allreduce_ms_per_layer=decode.comm_s / spec.num_layers * 1e3 if s.tp > 1 else 0.0,
+            communication_share=comm,
+        ),
+        throughput=ThroughputProfile(
+            tokens_per_s=batch / decode.time_s, prefill_tokens_per_s=batch * prompt / prefill.time_s, curve=curve,
+            max_batch=largest_batch, max_context=max_context(s, batch),
+        ),
+        efficiency=s.eff, fits=fit, warnings=warnings,
+    )
+
+
+def profile(request: ProfileRequest, efficiency: EfficiencyFactors | None = None) -> Profile:
+    """Predict memory, FLOPs, bytes and roofline latency for a model on a device. The Python API of
+    `optiplan profile`."""
+    spec = resolve_model(request.model)
+    hw = resolve_hardware(request.hardware)
+    return profile_setup(request, build_setup(request, spec, hw, efficiency))

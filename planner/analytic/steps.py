@@ -1,0 +1,407 @@
+"""The analytic model: FLOPs, bytes, memory and roofline time of prefill and decode steps.
+
+Pure functions of a resolved `Setup` (model x device x parallelism x formats x efficiency), so the
+planner can transform a Setup per technique and predict baseline and plan with the same code.
+Time of a step = a roofline per kind of kernel, summed (the linear layers: max(matmul time, weight
+bytes' time); attention: max(attention FLOPs' time, KV-cache bytes' time); elementwise kernels:
+activation bytes' time) + communication + fixed overheads, where compute and memory time use the
+datasheet peaks scaled by the efficiency factors.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cached_property
+
+from ..catalog.dtypes import WeightFormat
+from .kvcache import KVGroup, elements_per_token, kv_cache_elements, kv_groups, tensor_parallel_share
+from .params import ParamCounts, expected_experts_touched
+from ..schema import EfficiencyFactors, HardwareSpec, ModelSpec
+
+# Share of the link bandwidth a ring all-reduce achieves (NCCL "bus bandwidth" on NVLink/PCIe is
+# typically about 80% of the link rate).
+ALLREDUCE_EFFICIENCY = 0.8
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Everything one prediction depends on, resolved and validated."""
+
+    spec: ModelSpec
+    counts: ParamCounts
+    hw: HardwareSpec
+    tp: int
+    pp: int
+    weights: WeightFormat
+    act_bytes: float  # bytes per activation element (and of the unquantized weights)
+    kv_bits: float  # stored bits per cached element
+    compute_dtype: str
+    eff: EfficiencyFactors
+    layout: str  # KV layout: "serving" or "transformers"
+    eager_attention: bool = False
+    prefill_chunk_tokens: int | None = None  # chunked prefill bounds the activations
+    ep: int = 1  # expert parallel: routed experts split over `ep` devices, sequences spread over them
+    attention_efficiency: float | None = None  # fraction of peak the attention kernels reach [default: flop eff.]
+    offload_fraction: float = 0.0  # share of the weights kept in host memory and streamed each pass
+    host_link_bytes_per_s: float = 25e9
+
+    @cached_property
+    def shards(self) -> int:
+        """Devices that one forward pass's work is spread over."""
+        return self.tp * self.ep
+
+    @cached_property
+    def peak_flops(self) -> float:
+        if self.compute_dtype not in self.hw.peak_tflops:
+            from ..errors import HardwareError
+
+            raise HardwareError(f"{self.hw.id} has no {self.compute_dtype} rate; it runs {', '.join(self.hw.peak_tflops)}")
+        return self.hw.peak_tflops[self.compute_dtype] * 1e12
+
+    @cached_property
+    def bits_per_weight(self) -> float:
+        return self.weights.bits_per_weight(self.spec.hidden_size)
+
+    @cached_property
+    def stages(self) -> tuple[tuple[int, int], ...]:
+        """Layer ranges [first, last) of the pipeline stages, the remainder spread over the first."""
+        base, extra = divmod(self.spec.num_layers, self.pp)
+        out, start = [], 0
+        for s in range(self.pp):
+            n = base + (1 if s < extra else 0)
+            out.append((start, start + n))
+            start += n
+        return tuple(out)
+
+    @cached_property
+    def stage_kv_groups(self) -> tuple[tuple[KVGroup, ...], ...]:
+        return tuple(kv_groups(self.spec, self.layout, a, b) for a, b in self.stages)
+
+    @cached_property
+    def stage_weights(self) -> tuple[float, ...]:
+        return tuple(_stage_weight_bytes(self, i) for i in range(self.pp))
+
+    @cached_property
+    def kv_share(self) -> float:
+        return tensor_parallel_share(self.spec, self.layout, self.tp)
+
+    @cached_property
+    def ridge(self) -> float:
+        """FLOP per byte where the device turns from bandwidth- to compute-bound (peaks x efficiency)."""
+        return (self.peak_flops * self.eff.flop_efficiency) / (
+            self.hw.memory_bandwidth_bytes_per_s * self.eff.bandwidth_efficiency)
+
+
+@dataclass(frozen=True)
+class StepCost:
+    flops: float  # all devices together
+    bytes_per_device: float
+    kv_bytes_per_device: float  # the KV-cache share of bytes_per_device (attention's roof)
+    activation_bytes_per_device: float  # the elementwise kernels' share of bytes_per_device
+    compute_s: float  # all kernels' compute time
+    memory_s: float  # all kernels' memory time
+    roofline_s: float  # per kind of kernel the longer of the two, summed
+    comm_s: float
+    overhead_s: float
+
+    @property
+    def time_s(self) -> float:
+        return self.roofline_s + self.comm_s + self.overhead_s
+
+    @property
+    def bound(self) -> str:
+        return "compute" if self.compute_s >= self.memory_s else "memory"
+
+
+# ---------------------------------------------------------------------------------------------
+# FLOPs
+# ---------------------------------------------------------------------------------------------
+
+
+def attention_dims(spec: ModelSpec, layout: str, decode: bool) -> int:
+    """Multiply-add width per (query head, key) pair: QK^T over the key dim plus PV over the value dim.
+    An MLA decode step in a serving engine attends in the latent space (weights absorbed);
+    transformers expands the latent into per-head keys and values (see `mla_expansion_flops`)."""
+    if spec.mla is not None and decode and layout == "serving":
+        return 2 * spec.mla.kv_lora_rank + spec.mla.qk_rope_head_dim
+    return spec.head_dim + spec.v_head_dim
+
+
+def mla_expansion_flops(spec: ModelSpec, layout: str, keys: float) -> float:
+    """transformers re-expands the cached MLA latent of every key through kv_b_proj at each forward:
+    2 x kv_lora_rank x heads x (nope + v) FLOPs per key and layer (zero elsewhere)."""
+    if spec.mla is None or layout != "transformers":
+        return 0.0
+    m = spec.mla
+    return 2 * m.kv_lora_rank * spec.num_heads * (m.qk_nope_head_dim + m.v_head_dim) * keys
+
+
+def _causal_pairs(prompt: int, window: int | None) -> float:
+    """Query-key pairs a causal (optionally windowed) attention computes over a prompt."""
+    if window is None or window >= prompt:
+        return prompt * (prompt + 1) / 2
+    return window * (window + 1) / 2 + (prompt - window) * window
+
+
+def prefill_attention_flops(s: Setup, batch: int, prompt: int, cached: int = 0) -> float:
+    """Attention FLOPs of prefilling tokens [cached, prompt) of each prompt: with a cached prefix the
+    new tokens still attend to the whole prefix (windows permitting)."""
+    dims = 2 * s.spec.num_heads * attention_dims(s.spec, s.layout, decode=False)
+    if s.eager_attention:  # the full score matrix is computed, then masked
+        return batch * dims * s.spec.num_layers * (prompt - cached) * prompt
+    return batch * dims * sum(_causal_pairs(prompt, w) - _causal_pairs(cached, w) for w in s.spec.layer_windows)
+
+
+def decode_attention_flops(s: Setup, batch: int, context: int) -> float:
+    dims = 2 * s.spec.num_heads * attention_dims(s.spec, s.layout, decode=True)
+    keys = sum(min(context, w) if w else context for w in s.spec.layer_windows)
+    return batch * (dims * keys + mla_expansion_flops(s.spec, s.layout, keys))
+
+
+def matmul_flops(s: Setup, tokens: int, logits_tokens: int) -> float:
+    return 2 * tokens * s.counts.active_linear + 2 * logits_tokens * s.counts.vocab_hidden
+
+
+# ---------------------------------------------------------------------------------------------
+# Bytes
+# ---------------------------------------------------------------------------------------------
+
+
+def weights_read_bytes(s: Setup, tokens: int) -> float:
+    """Weight bytes one forward pass over `tokens` tokens reads, one device (MoE layers read only
+    the experts the tokens are routed to)."""
+    c, lp = s.counts, s.counts.layer
+    q = s.bits_per_weight / 8
+    dense = c.num_dense_layers * c.dense_layer_linear
+    moe = experts = 0.0
+    if c.num_moe_layers:
+        # expert parallel: each device holds E/ep experts and sees the tokens routed to them
+        touched = expected_experts_touched(c.num_experts // s.ep, c.top_k / s.ep, tokens) if s.ep > 1 else \
+            expected_experts_touched(c.num_experts, c.top_k, tokens)
+        moe = c.num_moe_layers * (lp.attn_linear + lp.shared_linear)
+        experts = c.num_moe_layers * touched * lp.expert_linear
+    other = (c.small + c.vocab_hidden) * s.act_bytes  # norms, biases, routers, output projection
+    return ((dense + moe) * q + other) / s.tp + experts * q / s.tp
+
+
+def kv_bytes_per_device(s: Setup, context: int, stage: int | None = None) -> float:
+    """KV bytes of one sequence on one device: one pipeline stage (all stages when None). Under
+    expert parallelism the sequences spread over the devices, a share of 1/ep each."""
+    groups = s.stage_kv_groups if stage is None else (s.stage_kv_groups[stage],)
+    elements = sum(kv_cache_elements(g, context, s.layout) for g in groups)
+    return elements * s.kv_share * s.kv_bits / 8 / s.ep
+
+
+def _active_intermediate(s: Setup) -> int:
+    if s.spec.moe is None:
+        return s.spec.intermediate_size
+    m = s.spec.moe
+    return max(s.spec.intermediate_size if not all(s.spec.layer_moe) else 0,
+               m.top_k * m.expert_intermediate_size + m.shared_intermediate_size)
+
+
+def activation_traffic_bytes(s: Setup, tokens: int) -> float:
+    """Hidden states and MLP intermediates written and read by one forward pass, one device."""
+    per_layer = tokens * s.act_bytes * (6 * s.spec.hidden_size + 3 * _active_intermediate(s) / s.tp)
+    return per_layer * s.spec.num_layers
+
+
+# ---------------------------------------------------------------------------------------------
+# Communication and overhead
+# ---------------------------------------------------------------------------------------------
+
+
+def allreduce_s(s: Setup, message_bytes: float) -> float:
+    """All-reduce over the tensor-parallel group: the ring's 2(n-1)/n of the message over the link,
+    plus ceil(log2 n) link latencies (small decode messages go through one-shot or tree algorithms,
+    not 2(n-1) ring hops: vLLM's custom all-reduce, NCCL's LL protocols)."""
+    n = s.tp
+    if n <= 1 or s.hw.interconnect is None:
+        return 0.0
+    link = s.hw.interconnect
+    one_way = link.bandwidth_gbps / 2 * 1e9 * ALLREDUCE_EFFICIENCY
+    return 2 * (n - 1) / n * message_bytes / one_way + math.ceil(math.log2(n)) * link.latency_us * 1e-6
+
+
+def all_to_all_s(s: Setup, message_bytes: float) -> float:
+    """Expert-parallel dispatch or combine: each device sends (ep-1)/ep of its tokens' hidden states."""
+    if s.ep <= 1 or s.hw.interconnect is None:
+        return 0.0
+    link = s.hw.interconnect
+    one_way = link.bandwidth_gbps / 2 * 1e9 * ALLREDUCE_EFFICIENCY
+    return (s.ep - 1) / s.ep * message_bytes / one_way + (s.ep - 1) * link.latency_us * 1e-6
+
+
+def _comm_s(s: Setup, tokens: int) -> float:
+    message = tokens * s.spec.hidden_size * s.act_bytes
+    per_layer = 2 * allreduce_s(s, message)  # after attention and after the MLP
+    hops = 0.0
+    if s.pp > 1 and s.hw.interconnect is not None:
+        link = s.hw.interconnect
+        hops = (s.pp - 1) * (message / (link.bandwidth_gbps / 2 * 1e9) + link.latency_us * 1e-6)
+    moe = 0.0
+    if s.ep > 1 and s.counts.num_moe_layers:  # dispatch and combine of top-k copies, tokens spread over ep
+        routed = message / s.ep * s.counts.top_k
+        moe = 2 * all_to_all_s(s, routed) * s.counts.num_moe_layers
+    return per_layer * s.spec.num_layers + hops + moe
+
+
+def _overhead_s(s: Setup) -> float:
+    return s.eff.step_overhead_s + s.eff.layer_overhead_s * s.spec.num_layers
+
+
+def matmul_efficiency(eff, tokens: int) -> float:
+    """Flop efficiency of a matmul over `tokens` rows: small matrix products (a decode step's few
+    rows) reach less of the peak, `matmul_half_tokens` (measured by calibration) being where they reach
+    half; a single row runs as a matrix-vector product, a bandwidth-bound kernel of its own."""
+    half = eff.matmul_half_tokens
+    return eff.flop_efficiency * (tokens / (tokens + half) if half and tokens > 1 else 1.0)
+
+
+def _cost(s: Setup, matmul: float, attention: float, weights_dev: float, kv_dev: float, act_dev: float,
+          tokens: int) -> StepCost:
+    """The step's cost. The linear layers (matmul FLOPs against the weight bytes), attention (its FLOPs against the
+    KV-cache bytes) and the elementwise kernels between them (norms, activations, residual adds, rotary: activation
+    bytes only) run one after another, each bound by its own roof, so their times add. One roof over the whole step
+    hid a large batch's long-context cache traffic under the linear layers' compute: on the CPU accuracy benchmark
+    decode at batch 8 and context 512 came out 13-35% too fast, where the cache's bytes account for the measured
+    step from context 128 to 512 within a few percent. Refitting five saved benchmark runs, the worse of the
+    held-out prefill and decode median errors fell from 15.7% (one roof) to 15.6% (attention apart) and 13.0% (the
+    elementwise kernels apart too)."""
+    peak = s.peak_flops * s.shards  # the work is spread over the shards
+    attention_eff = s.attention_efficiency or s.eff.flop_efficiency
+    matmul_eff = matmul_efficiency(s.eff, max(tokens // max(s.ep, 1), 1))
+    bandwidth = s.hw.memory_bandwidth_bytes_per_s * s.eff.bandwidth_efficiency
+    # weights held in host memory cross the host link every pass (CPU offload)
+    offload_s = (s.offload_fraction * total_weight_bytes(s) / s.shards / s.host_link_bytes_per_s
+                 if s.offload_fraction else 0.0)
+    linear = (matmul / (peak * matmul_eff), weights_dev / bandwidth + offload_s)
+    attend = (attention / (peak * attention_eff), kv_dev / bandwidth)
+    elementwise = act_dev / bandwidth
+    return StepCost(
+        flops=matmul + attention, bytes_per_device=weights_dev + kv_dev + act_dev, kv_bytes_per_device=kv_dev,
+        activation_bytes_per_device=act_dev, compute_s=linear[0] + attend[0],
+        memory_s=linear[1] + attend[1] + elementwise, roofline_s=max(linear) + max(attend) + elementwise,
+        comm_s=_comm_s(s, tokens), overhead_s=_overhead_s(s),
+    )
+
+
+def decode_step(s: Setup, batch: int, context: int, tokens_per_seq: int = 1) -> StepCost:
+    """One decode step: each of `batch` sequences adds `tokens_per_seq` tokens (1, or a speculative
+    draft's tokens being verified) to a cache of `context` tokens. With pipeline parallelism the
+    token passes every stage in turn, so the step reads all layers."""
+    tokens = batch * tokens_per_seq
+    matmul = matmul_flops(s, tokens, tokens)
+    attention = decode_attention_flops(s, tokens, context)
+    new_kv = tokens * elements_per_token(s.spec, s.layout) * s.spec.num_layers * s.kv_share * s.kv_bits / 8
+    kv_bytes = batch * kv_bytes_per_device(s, context) * kv_passes(s) + new_kv
+    return _cost(s, matmul, attention, weights_read_bytes(s, tokens), kv_bytes, activation_traffic_bytes(s, tokens),
+                 tokens)
+
+
+def kv_passes(s: Setup) -> int:
+    """Times a decode step moves the whole cache. transformers' DynamicCache grows by `torch.cat`, which copies
+    the cache (one read, one write) before attention reads it; paged serving caches append in place. Refitting
+    the calibration benchmark's saved samples with 3 passes instead of 1 took the held-out decode error from
+    18.8% to 11.7% (prefill unchanged)."""
+    return 3 if s.layout == "transformers" else 1
+
+
+def prefill_step(s: Setup, batch: int, prompt: int, cached: int = 0) -> StepCost:
+    """The prefill of `batch` prompts of `prompt` tokens whose first `cached` tokens are already in
+    the cache (a prefix cache hit): the rest are computed, attending to the whole prompt, and the
+    cached prefix is read. Logits for the last token only."""
+    tokens = batch * (prompt - cached)
+    matmul = matmul_flops(s, tokens, batch)
+    attention = prefill_attention_flops(s, batch, prompt, cached)
+    kv_bytes = batch * kv_bytes_per_device(s, prompt)
+    return _cost(s, matmul, attention, weights_read_bytes(s, tokens), kv_bytes, activation_traffic_bytes(s, tokens),
+                 tokens)
+
+
+# ---------------------------------------------------------------------------------------------
+# Memory
+# ---------------------------------------------------------------------------------------------
+
+
+def stage_weight_bytes(s: Setup, stage: int) -> float:
+    """Weights held by one device of a pipeline stage (tensor-parallel shards)."""
+    return s.stage_weights[stage]
+
+
+def _stage_weight_bytes(s: Setup, stage: int) -> float:
+    c, lp = s.counts, s.counts.layer
+    a, b = s.stages[stage]
+    moe_layers = sum(s.spec.layer_moe[a:b]) if s.spec.moe is not None else 0
+    dense_layers = (b - a) - moe_layers
+    q = s.bits_per_weight / 8
+    experts = moe_layers * c.num_experts * lp.expert_linear
+    linear = dense_layers * c.dense_layer_linear + moe_layers * c.moe_layer_linear - experts
+    small = dense_layers * (lp.attn_small + lp.norms + lp.mlp_small) + moe_layers * (lp.attn_small + lp.norms + lp.router)
+    if stage == 0:
+        small += c.embedding
+    if stage == s.pp - 1:
+        small += c.final_norm + (c.lm_head if c.lm_head or s.pp == 1 else c.vocab_hidden)
+    on_device = 1.0 - s.offload_fraction
+    return ((linear * q + small * s.act_bytes) / s.tp + experts * q / (s.tp * s.ep)) * on_device
+
+
+def total_weight_bytes(s: Setup) -> float:
+    """All weights of the model once (no replication), in the chosen format."""
+    c = s.counts
+    return c.linear * s.bits_per_weight / 8 + (c.small + c.embedding + c.lm_head) * s.act_bytes
+
+
+def activation_peak_bytes(s: Setup, batch: int, prompt: int) -> float:
+    """Peak transient memory of a prefill, one device: the residual stream and normed input, the MLP
+    intermediates (gate, up, their product), the last token's logits in fp32 and, for eager attention,
+    the materialised score and probability matrices. A chunked prefill holds one chunk at a time."""
+    tokens = max(batch * prompt // s.ep, 1)
+    if s.prefill_chunk_tokens:
+        tokens = min(tokens, s.prefill_chunk_tokens)
+    hidden = tokens * s.act_bytes * (2 * s.spec.hidden_size + 3 * _active_intermediate(s) / s.tp)
+    logits = min(batch, tokens) * s.spec.vocab_size * (s.act_bytes + 4)
+    scores = 0.0
+    if s.eager_attention:  # queries of this pass against every key of their prompts
+        scores = tokens * (s.spec.num_heads / s.tp) * prompt * (2 * s.act_bytes + 4)
+    return hidden + logits + scores
+
+
+def per_device_bytes(s: Setup, batch: int, context: int, prompt: int) -> tuple[float, float, float]:
+    """(weights, KV cache, activations) of the fullest device."""
+    worst = (0.0, 0.0, 0.0)
+    act = activation_peak_bytes(s, batch, prompt)
+    for stage in range(s.pp):
+        w = stage_weight_bytes(s, stage)
+        kv = batch * kv_bytes_per_device(s, context, stage)
+        if w + kv + act > sum(worst):
+            worst = (w, kv, act)
+    return worst
+
+
+def fits(s: Setup, batch: int, context: int, prompt: int) -> bool:
+    return sum(per_device_bytes(s, batch, context, prompt)) + s.hw.runtime_overhead_bytes <= s.hw.memory_bytes
+
+
+def max_batch(s: Setup, context: int, prompt: int) -> int:
+    """Largest number of sequences whose caches fit beside the weights, prefilling one at a time."""
+    w, kv, act = per_device_bytes(s, 1, context, prompt)
+    free = s.hw.memory_bytes - s.hw.runtime_overhead_bytes - w - act
+    if kv <= 0:
+        return 0 if free < 0 else 1 << 20
+    return max(int(free // kv), 0)
+
+
+def max_context(s: Setup, batch: int) -> int:
+    """Longest context (prompt prefilled whole) that fits at `batch`, up to the model's maximum."""
+    lo, hi = 0, s.spec.max_position_embeddings
+    if fits(s, batch, hi, hi):
+        return hi
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if fits(s, batch, mid, mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo

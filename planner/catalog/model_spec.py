@@ -1,0 +1,294 @@
+"""Normalise a Hugging Face `config.json` (any supported `model_type`) into a `ModelSpec`.
+
+Each known model type names its field spellings and the defaults of its transformers config class
+(a test checks those defaults against transformers itself), so a config that leaves a field out
+means the same here as it does there. Unknown types fall back to the standard field names with a
+warning. Pure Python: no torch, no transformers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import ModelConfigError
+from ..schema import MLASpec, ModelSpec, MoESpec
+
+# Defaults of each transformers config class for the fields read below (checked in
+# tests/planner/test_model_spec_defaults.py against transformers' own classes).
+TYPE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "llama": {"tie_word_embeddings": False, "attention_bias": False, "mlp_bias": False},
+    "mistral": {"tie_word_embeddings": False, "sliding_window": 4096},
+    "mixtral": {"tie_word_embeddings": False, "sliding_window": None, "num_local_experts": 8,
+                "num_experts_per_tok": 2},
+    "qwen2": {"tie_word_embeddings": False, "use_sliding_window": False, "sliding_window": 4096,
+              "max_window_layers": 28},
+    "qwen2_moe": {"tie_word_embeddings": False, "use_sliding_window": False, "decoder_sparse_step": 1,
+                  "mlp_only_layers": [], "num_experts": 60, "num_experts_per_tok": 4,
+                  "shared_expert_intermediate_size": 5632, "moe_intermediate_size": 1408, "qkv_bias": True},
+    "qwen3": {"tie_word_embeddings": False, "attention_bias": False, "use_sliding_window": False,
+              "max_window_layers": 28},
+    "qwen3_moe": {"tie_word_embeddings": False, "attention_bias": False, "decoder_sparse_step": 1,
+                  "mlp_only_layers": [], "num_experts": 128, "num_experts_per_tok": 8,
+                  "moe_intermediate_size": 768},
+    "gemma": {"tie_word_embeddings": True, "attention_bias": False, "head_dim": 256},
+    "gemma2": {"tie_word_embeddings": True, "attention_bias": False, "head_dim": 256, "sliding_window": 4096},
+    "gemma3_text": {"tie_word_embeddings": True, "attention_bias": False, "head_dim": 256,
+                    "sliding_window": 4096, "sliding_window_pattern": 6},
+    "phi3": {"tie_word_embeddings": False, "sliding_window": None, "partial_rotary_factor": 1.0},
+    "phimoe": {"tie_word_embeddings": False, "attention_bias": False, "lm_head_bias": False,
+               "sliding_window": None, "num_local_experts": 16, "num_experts_per_tok": 2},
+    "gpt2": {"tie_word_embeddings": True, "n_inner": None},
+    "gpt_neox": {"tie_word_embeddings": False, "attention_bias": True, "use_parallel_residual": True,
+                 "rotary_pct": 0.25},
+    "falcon": {"tie_word_embeddings": True, "parallel_attn": True, "bias": False, "multi_query": True,
+               "new_decoder_architecture": False, "alibi": False, "num_ln_in_parallel_attn": None},
+    "olmo": {"tie_word_embeddings": False, "attention_bias": False},
+    "olmo2": {"tie_word_embeddings": False, "attention_bias": False},
+    "starcoder2": {"tie_word_embeddings": True, "use_bias": True, "sliding_window": None},
+    "stablelm": {"tie_word_embeddings": False, "use_qkv_bias": False, "qk_layernorm": False,
+                 "use_parallel_residual": False, "partial_rotary_factor": 0.25},
+    "granite": {"tie_word_embeddings": False, "attention_bias": False, "mlp_bias": False},
+    "deepseek_v2": {"tie_word_embeddings": False, "attention_bias": False, "first_k_dense_replace": 0,
+                    "n_shared_experts": 2, "n_routed_experts": 64, "num_experts_per_tok": None,
+                    "q_lora_rank": 1536, "kv_lora_rank": 512, "qk_nope_head_dim": 128,
+                    "qk_rope_head_dim": 64, "v_head_dim": 128, "moe_intermediate_size": 1407},
+    "deepseek_v3": {"tie_word_embeddings": False, "attention_bias": False, "first_k_dense_replace": 3,
+                    "n_shared_experts": 1, "n_routed_experts": 256, "num_experts_per_tok": 8,
+                    "q_lora_rank": 1536, "kv_lora_rank": 512, "qk_nope_head_dim": 128,
+                    "qk_rope_head_dim": 64, "v_head_dim": 128, "moe_intermediate_size": 2048},
+}
+SUPPORTED_TYPES = tuple(TYPE_DEFAULTS)
+
+# Standard field spellings, first match wins (GPT-2 and Falcon style names included).
+_ALIASES = {
+    "hidden_size": ("hidden_size", "n_embd", "d_model"),
+    "num_hidden_layers": ("num_hidden_layers", "n_layer", "num_layers"),
+    "num_attention_heads": ("num_attention_heads", "n_head", "num_heads"),
+    "max_position_embeddings": ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"),
+}
+
+# Multimodal wrappers whose language model lives in `text_config`.
+_TEXT_CONFIG_KEYS = ("text_config", "language_config", "llm_config")
+
+
+class _Fields:
+    """Reads config fields with this type's defaults and remembers what was missing."""
+
+    def __init__(self, cfg: dict[str, Any], defaults: dict[str, Any], where: str):
+        self.cfg, self.defaults, self.where = cfg, defaults, where
+
+    def get(self, key: str, default: Any = None) -> Any:
+        for k in _ALIASES.get(key, (key,)):
+            if k in self.cfg and self.cfg[k] is not None:
+                return self.cfg[k]
+        if key in self.cfg:  # explicitly null
+            return None
+        return self.defaults.get(key, default)
+
+    def int(self, key: str, default: Any = None, required: bool = False) -> int | None:
+        value = self.get(key, default)
+        if value is None:
+            if required:
+                raise ModelConfigError(f"{self.where}: required field '{key}' is missing")
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+            raise ModelConfigError(f"{self.where}: field '{key}' must be an integer, got {value!r}")
+        if value < 0:
+            raise ModelConfigError(f"{self.where}: field '{key}' must not be negative, got {value}")
+        return int(value)
+
+    def flag(self, key: str, default: bool = False) -> bool:
+        value = self.get(key, default)
+        return bool(value) if value is not None else default
+
+
+def _text_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    if "hidden_size" in cfg or "n_embd" in cfg or "d_model" in cfg:
+        return cfg
+    for key in _TEXT_CONFIG_KEYS:
+        inner = cfg.get(key)
+        if isinstance(inner, dict):
+            merged = dict(inner)
+            merged.setdefault("model_type", cfg.get("model_type", "") + "_text")
+            if merged["model_type"] == "gemma3":
+                merged["model_type"] = "gemma3_text"
+            return merged
+    return cfg
+
+
+def _rotary_fraction(f: _Fields, key: str) -> float:
+    """Share of each head's dimensions that rotary embeddings rotate: a top-level field in older
+    configs, inside `rope_parameters` (as partial_rotary_factor) in transformers 5 configs."""
+    rope = f.cfg.get("rope_parameters") or {}
+    value = f.cfg.get(key)
+    if value is None and isinstance(rope, dict):
+        value = rope.get("partial_rotary_factor")
+    if value is None:
+        value = f.defaults.get(key, 1.0)
+    return float(value)
+
+
+def _windows(f: _Fields, model_type: str, num_layers: int) -> list[int | None]:
+    """Per-layer sliding window: explicit layer_types first, then each type's own rule."""
+    window = f.int("sliding_window")
+    layer_types = f.get("layer_types")
+    if model_type in ("qwen2", "qwen3", "qwen2_moe") and not f.flag("use_sliding_window"):
+        window = None
+    if window == 0:
+        window = None
+    if isinstance(layer_types, list) and len(layer_types) == num_layers:
+        return [window if t in ("sliding_attention", "chunked_attention") and window else None for t in layer_types]
+    if window is None:
+        return [None] * num_layers
+    if model_type == "gemma2":
+        return [window if (i + 1) % 2 else None for i in range(num_layers)]
+    if model_type == "gemma3_text":
+        pattern = f.int("sliding_window_pattern") or 6
+        return [window if (i + 1) % pattern else None for i in range(num_layers)]
+    if model_type in ("qwen2", "qwen3", "qwen2_moe"):
+        first = f.int("max_window_layers") or 0
+        return [window if i >= first else None for i in range(num_layers)]
+    if window >= (f.int("max_position_embeddings") or 0) > 0:
+        return [None] * num_layers  # a window as long as the context is full attention
+    return [window] * num_layers
+
+
+def _moe(f: _Fields, model_type: str, num_layers: int, hidden: int) -> tuple[MoESpec | None, list[bool]]:
+    if model_type in ("mixtral", "phimoe"):
+        experts = f.int("num_local_experts")
+        spec = MoESpec(num_experts=experts, top_k=f.int("num_experts_per_tok", required=True),
+                       expert_intermediate_size=f.int("intermediate_size", required=True))
+        return spec, [True] * num_layers
+    if model_type in ("qwen2_moe", "qwen3_moe"):
+        experts = f.int("num_experts") or 0
+        step = f.int("decoder_sparse_step") or 1
+        only_mlp = set(f.get("mlp_only_layers") or [])
+        layers = [experts > 0 and i not in only_mlp and (i + 1) % step == 0 for i in range(num_layers)]
+        shared = f.int("shared_expert_intermediate_size") if model_type == "qwen2_moe" else 0
+        spec = MoESpec(num_experts=experts, top_k=f.int("num_experts_per_tok"),
+                       expert_intermediate_size=f.int("moe_intermediate_size", required=True),
+                       shared_intermediate_size=shared or 0, shared_expert_gate=model_type == "qwen2_moe")
+        return (spec if any(layers) else None), layers
+    if model_type in ("deepseek_v2", "deepseek_v3"):
+        experts = f.int("n_routed_experts") or 0
+        first_dense = f.int("first_k_dense_replace") or 0
+        layers = [experts > 0 and i >= first_dense for i in range(num_layers)]
+        inter = f.int("moe_intermediate_size", required=True)
+        spec = MoESpec(num_experts=experts, top_k=f.int("num_experts_per_tok", required=experts > 0),
+                       expert_intermediate_size=inter,
+                       shared_intermediate_size=(f.int("n_shared_experts") or 0) * inter,
+                       router_score_bias=model_type == "deepseek_v3")
+        return (spec if any(layers) else None), layers
+    # Generic MoE fields on an unknown type: count experts only if the usual names are there.
+    experts = f.int("num_local_experts") or f.int("num_experts") or f.int("n_routed_experts")
+    if experts and f.int("num_experts_per_tok"):
+        inter = f.int("moe_intermediate_size") or f.int("intermediate_size", required=True)
+        return MoESpec(num_experts=experts, top_k=f.int("num_experts_per_tok"),
+                       expert_intermediate_size=inter), [True] * num_layers
+    return None, [False] * num_layers
+
+
+def model_spec_from_config(config: dict[str, Any], name: str, source: str) -> ModelSpec:
+    """Build a ModelSpec from the fields of a config.json. Raises ModelConfigError on bad input."""
+    if not isinstance(config, dict):
+        raise ModelConfigError(f"{source}: a config must be a JSON object, got {type(config).__name__}")
+    cfg = _text_config(config)
+    model_type = str(cfg.get("model_type") or "")
+    warnings: list[str] = []
+    if model_type not in TYPE_DEFAULTS:
+        warnings.append(f"model_type '{model_type or '?'}' is not one optiplan knows "
+                        f"({', '.join(SUPPORTED_TYPES)}); read with the standard config fields")
+    f = _Fields(cfg, TYPE_DEFAULTS.get(model_type, {}), source)
+
+    hidden = f.int("hidden_size", required=True)
+    layers = f.int("num_hidden_layers", required=True)
+    heads = f.int("num_attention_heads", required=True)
+    vocab = f.int("vocab_size", required=True)
+    if not hidden or not layers or not heads or not vocab:
+        raise ModelConfigError(f"{source}: hidden_size, num_hidden_layers, num_attention_heads and "
+                               "vocab_size must all be positive")
+    kv_heads = f.int("num_key_value_heads") or f.int("num_kv_heads") or heads
+    head_dim = f.int("head_dim") or hidden // heads
+    if heads % kv_heads:
+        raise ModelConfigError(f"{source}: num_attention_heads ({heads}) is not a multiple of "
+                               f"num_key_value_heads ({kv_heads})")
+    max_pos = f.int("max_position_embeddings") or 0
+    if max_pos <= 0:
+        max_pos = 2048
+        warnings.append("config has no max_position_embeddings; assuming 2048")
+
+    spec: dict[str, Any] = dict(
+        name=name, model_type=model_type or "unknown", source=source, vocab_size=vocab, hidden_size=hidden,
+        num_layers=layers, num_heads=heads, num_kv_heads=kv_heads, head_dim=head_dim, v_head_dim=head_dim,
+        intermediate_size=f.int("intermediate_size") or 4 * hidden,
+        qkv_bias=f.flag("attention_bias"), o_bias=f.flag("attention_bias"), mlp_bias=f.flag("mlp_bias"),
+        tie_word_embeddings=f.flag("tie_word_embeddings"), max_position_embeddings=max_pos,
+        rotary_fraction=_rotary_fraction(f, "partial_rotary_factor"),
+        attn_logit_softcap=f.get("attn_logit_softcapping"),
+    )
+    norm_bias_types = {"gpt2", "gpt_neox", "falcon", "starcoder2", "stablelm", "phimoe"}
+    if model_type in norm_bias_types:
+        spec.update(norm="layernorm", norm_bias=True)
+
+    if model_type == "qwen2":
+        spec.update(qkv_bias=True, o_bias=False)
+    elif model_type == "qwen2_moe":
+        spec.update(qkv_bias=f.flag("qkv_bias", True), o_bias=False)
+    elif model_type in ("qwen3", "qwen3_moe"):
+        spec.update(qk_norm="head")
+    elif model_type == "gemma2":
+        spec.update(norms_per_layer=4)
+    elif model_type == "gemma3_text":
+        spec.update(norms_per_layer=4, qk_norm="head")
+    elif model_type == "olmo":
+        spec.update(norm="nonparametric")
+    elif model_type == "olmo2":
+        spec.update(qk_norm="full")
+    elif model_type == "phimoe":
+        spec.update(lm_head_bias=f.flag("lm_head_bias"))
+    elif model_type == "starcoder2":
+        bias = f.flag("use_bias")
+        spec.update(mlp_gated=False, qkv_bias=bias, o_bias=bias, mlp_bias=bias)
+    elif model_type == "stablelm":
+        parallel = f.flag("use_parallel_residual")
+        spec.update(qkv_bias=f.flag("use_qkv_bias"), o_bias=False, parallel_attention=parallel,
+                    norms_per_layer=1 if parallel else 2, qk_norm="full" if f.flag("qk_layernorm") else "none")
+    elif model_type == "gpt_neox":
+        bias = f.flag("attention_bias")
+        spec.update(mlp_gated=False, qkv_bias=bias, o_bias=bias, mlp_bias=True,
+                    parallel_attention=f.flag("use_parallel_residual"),
+                    rotary_fraction=_rotary_fraction(f, "rotary_pct"))
+    elif model_type == "gpt2":
+        spec.update(mlp_gated=False, qkv_bias=True, o_bias=True, mlp_bias=True,
+                    intermediate_size=f.int("n_inner") or 4 * hidden, learned_positions=max_pos,
+                    rotary_fraction=0.0)
+    elif model_type == "falcon":
+        bias = f.flag("bias")
+        new_arch = f.flag("new_decoder_architecture")
+        parallel = f.flag("parallel_attn")
+        if new_arch:
+            kv_heads = f.int("num_kv_heads") or heads
+            norms = f.int("num_ln_in_parallel_attn") or 2
+        else:
+            kv_heads = 1 if f.flag("multi_query") else heads
+            norms = 1 if parallel else 2
+        spec.update(num_kv_heads=kv_heads, mlp_gated=False, qkv_bias=bias, o_bias=bias, mlp_bias=bias,
+                    intermediate_size=f.int("ffn_hidden_size") or 4 * hidden, parallel_attention=parallel or new_arch,
+                    norms_per_layer=norms, rotary_fraction=0.0 if f.flag("alibi") else 1.0)
+    elif model_type in ("deepseek_v2", "deepseek_v3"):
+        mla = MLASpec(q_lora_rank=f.int("q_lora_rank"), kv_lora_rank=f.int("kv_lora_rank", required=True),
+                      qk_nope_head_dim=f.int("qk_nope_head_dim", required=True),
+                      qk_rope_head_dim=f.int("qk_rope_head_dim", required=True),
+                      v_head_dim=f.int("v_head_dim", required=True))
+        spec.update(mla=mla, num_kv_heads=heads, head_dim=mla.qk_nope_head_dim + mla.qk_rope_head_dim,
+                    v_head_dim=mla.v_head_dim, mlp_bias=False)
+
+    quant = config.get("quantization_config") or cfg.get("quantization_config")
+    if isinstance(quant, dict) and str(quant.get("quant_method", "")).lower() == "fp8":
+        spec["checkpoint_dtype"] = "fp8"
+    moe, layer_moe = _moe(f, model_type, layers, hidden)
+    spec.update(moe=moe, layer_moe=tuple(layer_moe), layer_windows=tuple(_windows(f, model_type, layers)),
+                warnings=tuple(warnings))
+    if spec["intermediate_size"] <= 0:
+        raise ModelConfigError(f"{source}: intermediate_size must be positive")
+    return ModelSpec(**spec)

@@ -1,0 +1,106 @@
+"""Model specs from anything a user has: a catalog name or alias, a `config.json` path, a local model
+folder, or a Hugging Face hub id (only `config.json` is fetched, and only when online)."""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from ... import profiles
+from ..errors import ModelConfigError, UnknownNameError
+from .model_spec import model_spec_from_config
+from ..schema import ModelSpec
+
+HUB_TIMEOUT_S = 10
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ModelConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ModelConfigError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from exc
+    if not isinstance(data, dict):
+        raise ModelConfigError(f"{path}: a config.json must hold a JSON object, not {type(data).__name__}")
+    return data
+
+
+def catalog_entry(name: str) -> dict[str, Any]:
+    """The catalog file of a model: {name, aliases, hub_id, published_params_total, config, ...}."""
+    resolved = profiles.resolve_model_name(name)
+    if resolved is None:
+        raise _unknown(name)
+    return profiles.load_model(resolved)
+
+
+def _unknown(name: str) -> UnknownNameError:
+    return UnknownNameError("model", name, profiles.model_names(),
+                            "`optiplan catalog models` lists them; a config.json path or a model folder works too")
+
+
+def _looks_like_hub_id(name: str) -> bool:
+    parts = name.split("/")
+    return len(parts) == 2 and all(parts) and not name.startswith((".", "/", "~"))
+
+
+def fetch_hub_config(repo_id: str) -> dict[str, Any]:
+    """Fetch only `config.json` of a hub model. Offline (HF_HUB_OFFLINE or no network) this raises a
+    clear error that names the catalog."""
+    import urllib.error  # imported here: urllib.request costs ~40 ms that every offline run would pay
+    import urllib.request
+
+    offline_hint = (f"cannot fetch '{repo_id}' from the Hugging Face hub{{why}}; use a catalog model "
+                    f"(`optiplan catalog models`), a local config.json or a model folder instead")
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        raise UnknownNameError("model", repo_id, profiles.model_names(), offline_hint.format(why=" (HF_HUB_OFFLINE is set)"))
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    request = urllib.request.Request(f"{endpoint}/{repo_id}/resolve/main/config.json",
+                                     headers={"User-Agent": "optiplan"})
+    token = os.environ.get("HF_TOKEN")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=HUB_TIMEOUT_S) as response:
+            data = json.loads(response.read().decode("utf-8"))
+    except urllib.error.HTTPError as exc:
+        why = " (gated: set HF_TOKEN)" if exc.code in (401, 403) else f" (HTTP {exc.code})"
+        raise UnknownNameError("model", repo_id, profiles.model_names(), offline_hint.format(why=why)) from exc
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        raise UnknownNameError("model", repo_id, profiles.model_names(), offline_hint.format(why=" (no network)")) from exc
+    except json.JSONDecodeError as exc:
+        raise ModelConfigError(f"{repo_id}/config.json from the hub is not valid JSON: {exc.msg}") from exc
+    if not isinstance(data, dict):
+        raise ModelConfigError(f"{repo_id}/config.json from the hub does not hold a JSON object")
+    return data
+
+
+@lru_cache(maxsize=256)
+def resolve_model(name: str) -> ModelSpec:
+    """Resolve a model reference to a ModelSpec, in this order: catalog name or alias (hub ids of
+    catalog models included, so they work offline), existing file, existing folder, hub id."""
+    resolved = profiles.resolve_model_name(name)
+    if resolved is not None:
+        entry = profiles.load_model(resolved)
+        spec = model_spec_from_config(entry["config"], resolved, f"catalog:{resolved}")
+        if entry.get("checkpoint_dtype"):
+            spec = spec.model_copy(update={"checkpoint_dtype": entry["checkpoint_dtype"]})
+        return spec
+    path = Path(name).expanduser()
+    if path.is_file():
+        return model_spec_from_config(read_config_file(path), path.parent.name or path.stem, str(path))
+    if path.is_dir():
+        config = path / "config.json"
+        if not config.is_file():
+            raise ModelConfigError(f"{path}: this folder has no config.json (is it a Hugging Face model folder?)")
+        return model_spec_from_config(read_config_file(config), path.resolve().name, str(path))
+    if name.endswith(".json") or name.startswith((".", "/", "~")):
+        raise ModelConfigError(f"{name}: no such file or folder")
+    if _looks_like_hub_id(name):
+        return model_spec_from_config(fetch_hub_config(name), name, f"hub:{name}")
+    raise _unknown(name)

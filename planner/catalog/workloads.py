@@ -1,0 +1,70 @@
+"""Workloads: presets shipped as data in `profiles/workloads/`, or a user's YAML/JSON file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from ... import profiles
+from ..errors import OptiplanError, UnknownNameError
+from ..schema.workload import Workload
+
+WORKLOADS_DIR = profiles.ROOT / "workloads"
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in WORKLOADS_DIR.glob("*.yaml"))
+
+
+def _validate(data: Any, where: str) -> Workload:
+    if not isinstance(data, dict):
+        raise OptiplanError(f"{where}: a workload must be a mapping of fields")
+    try:
+        return Workload(**data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        message = str(first["ctx"]["error"]) if first["type"] == "value_error" else first["msg"]
+        field = ".".join(str(p) for p in first["loc"])
+        raise OptiplanError(f"{where}: {field + ': ' if field else ''}{message}") from exc
+
+
+def load_workload(name: str) -> Workload:
+    """A preset name (`chat`, `rag-long-context`, ...) or a YAML/JSON file."""
+    path = Path(name).expanduser()
+    if path.suffix in (".yaml", ".yml", ".json") or path.is_file():
+        if not path.is_file():
+            raise OptiplanError(f"{name}: no such workload file")
+        try:
+            data = profiles.read_json(path) if path.suffix == ".json" else profiles.read_yaml(path)
+        except Exception as exc:  # yaml.YAMLError, json.JSONDecodeError
+            raise OptiplanError(f"{path}: cannot parse: {str(exc).splitlines()[0]}") from exc
+        return _validate(data, str(path))
+    preset = WORKLOADS_DIR / f"{name}.yaml"
+    if not preset.is_file():
+        raise UnknownNameError("workload", name, preset_names(), "or pass a workload YAML/JSON file")
+    return _validate(profiles.read_yaml(preset), f"workload preset {name}")
+
+
+def with_overrides(workload: Workload, **overrides: Any) -> Workload:
+    """The workload with command-line overrides applied (None means: keep the workload's value)."""
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    if not changes:
+        return workload
+    return _validate({**workload.model_dump(), **changes}, "workload options")
+
+
+def parse_percent(text: str | float | None) -> float | None:
+    """'1%', '1', 0.5, 'lossless' -> percent as a float."""
+    if text is None:
+        return None
+    if isinstance(text, (int, float)):
+        return float(text)
+    t = str(text).strip().lower()
+    if t in ("lossless", "none", "0"):
+        return 0.0
+    try:
+        return float(t.rstrip("%"))
+    except ValueError as exc:
+        raise OptiplanError(f"quality budget '{text}' is not a percentage such as 1% or 'lossless'") from exc

@@ -1,0 +1,1 @@
+"""Continuous integration: bench (samples of real runs) and gate (statistics and verdicts)."""

@@ -1,0 +1,400 @@
+"""The CI gate: compare two bench results metric by metric and say pass, regression, improvement or
+inconclusive, with statistics that respect noise.
+
+Why not a threshold on one number: a noisy runner then fails good pull requests. Here a timing
+metric is a regression only when its median moved beyond the budget *and* the move is significant
+(the 99% confidence interval of the change clears the minimum effect and a rank test agrees); it
+passes when the one-sided 95% bound of the change is within the budget (an equivalence test);
+otherwise it is inconclusive and the gate says about how many more repeats would decide.
+Interleaved samples of one bench session are compared pair by pair (the same prompt in the same
+round), which cancels the machine's drift; two separate runs cannot show that drift, so their
+timings can regress only when the user says how large it is (`run_noise_pct`). Repeatable metrics
+(peak memory, quality) are compared directly against their budget. Pure Python and exact (no random
+resampling): the same files always give the same verdict, and torch is never imported.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from ..errors import OptiplanError, UnknownNameError
+from ..schema.bench import (
+    BENCH_SCHEMA_VERSION,
+    KNOWN_METRICS,
+    BenchResult,
+    GateReport,
+    GateRequest,
+    MetricSamples,
+    MetricVerdict,
+)
+
+MIN_NOISY_SAMPLES = 3
+
+
+class GateInputError(OptiplanError):
+    """A result file the gate cannot compare (exit code 2)."""
+
+
+
+def _binom_sf(n: int, p: float, k: int) -> float:
+    """P(Binomial(n, p) >= k), in log space so that large n neither overflows nor underflows."""
+    if p >= 1:
+        return 1.0
+    lp, lq, lg = math.log(p), math.log1p(-p), math.lgamma(n + 1)
+    return min(1.0, sum(math.exp(lg - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * lp + (n - i) * lq)
+                        for i in range(k, n + 1)))
+
+
+@lru_cache(maxsize=512)
+def _median_weights(n: int) -> tuple[float, ...]:
+    """Probability, over all n**n bootstrap resamples, that the resample's median is the j-th smallest sample.
+
+    Exact (Maritz and Jarrett): the median is the k-th order statistic, at most x_(j) exactly when at least
+    k of n draws are, a binomial tail. For an even n, half the weight goes to each middle order statistic."""
+    ks = sorted({(n + 1) // 2, n // 2 + 1})
+    weights = [0.0] * n
+    for k in ks:
+        below = 0.0
+        for j in range(1, n + 1):
+            upto = _binom_sf(n, j / n, k)
+            weights[j - 1] += (upto - below) / len(ks)
+            below = upto
+    return tuple(weights)
+
+
+def _median_atoms(xs: list[float]) -> list[tuple[float, float]]:
+    """(value, probability) of the bootstrap distribution of the median of xs."""
+    return [(x, w) for x, w in zip(sorted(xs), _median_weights(len(xs))) if w > 1e-12]
+
+
+def _atom_quantile(atoms: list[tuple[float, float]], q: float) -> float:
+    """The q-quantile of a discrete distribution: the first value whose cumulative probability reaches q."""
+    atoms.sort()
+    total = sum(w for _, w in atoms)
+    cum = 0.0
+    for value, w in atoms:
+        cum += w / total
+        if cum >= q - 1e-12:
+            return value
+    return atoms[-1][0]
+
+
+def bootstrap_quantiles(a: list[float], b: list[float], paired: bool, qs: tuple[float, ...]
+                        ) -> tuple[float, list[float]]:
+    """ln(median b / median a) and quantiles of its bootstrap distribution, computed over all resamples exactly
+    (no random draws: the same files always give the same interval). Paired: the median of the per-round log
+    ratios instead."""
+    if paired:
+        d = [math.log(y / x) for x, y in zip(a, b)]
+        est, atoms = statistics.median(d), _median_atoms(d)
+    else:
+        atoms_a = _median_atoms([math.log(x) for x in a])
+        atoms_b = _median_atoms([math.log(y) for y in b])
+        atoms = [(vb - va, wb * wa) for vb, wb in atoms_b for va, wa in atoms_a if wb * wa > 1e-12]
+        est = statistics.median(math.log(y) for y in b) - statistics.median(math.log(x) for x in a)
+    return est, [_atom_quantile(atoms, q) for q in qs]
+
+
+def bootstrap_log_ratio(a: list[float], b: list[float], confidence: float,
+                        paired: bool) -> tuple[float, float, float]:
+    """(estimate, low, high): the log ratio with its two-sided bootstrap percentile interval."""
+    est, (low, high) = bootstrap_quantiles(a, b, paired, ((1 - confidence) / 2, (1 + confidence) / 2))
+    return est, low, high
+
+
+@lru_cache(maxsize=256)
+def _mann_whitney_counts(m: int, n: int) -> tuple[int, ...]:
+    """Arrangements of m and n untied values per value of U: the coefficients of the Gaussian binomial."""
+    c = [1] + [0] * (m * n)
+    for i in range(1, m + 1):  # multiply by (1 - q^(n+i)) / (1 - q^i)
+        for j in range(m * n, n + i - 1, -1):
+            c[j] -= c[j - n - i]
+        for j in range(i, m * n + 1):
+            c[j] += c[j - i]
+    return tuple(c)
+
+
+@lru_cache(maxsize=256)
+def _signed_rank_counts(n: int) -> tuple[int, ...]:
+    """Sign patterns of n untied differences per value of W+ (the sum of the positive ranks)."""
+    c = [1] + [0] * (n * (n + 1) // 2)
+    for i in range(1, n + 1):
+        for j in range(len(c) - 1, i - 1, -1):
+            c[j] += c[j - i]
+    return tuple(c)
+
+
+def _two_sided_exact(counts: tuple[int, ...], stat: int) -> float:
+    total = sum(counts)
+    return min(1.0, 2 * min(sum(counts[: stat + 1]), sum(counts[stat:])) / total)
+
+
+def _two_sided_normal(stat: float, mean: float, var: float) -> float:
+    if var <= 0:
+        return 1.0
+    z = max(0.0, abs(stat - mean) - 0.5) / math.sqrt(var)
+    return min(1.0, math.erfc(z / math.sqrt(2)))
+
+
+def _ranks(xs: list[float]) -> tuple[list[float], list[int]]:
+    """Mid-ranks (1-based) and the sizes of the tie groups."""
+    order = sorted(range(len(xs)), key=xs.__getitem__)
+    ranks, ties, i = [0.0] * len(xs), [], 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and xs[order[j + 1]] == xs[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        ties.append(j - i + 1)
+        i = j + 1
+    return ranks, ties
+
+
+def mann_whitney_p(a: list[float], b: list[float]) -> float:
+    """Two-sided p-value of the Mann-Whitney U test: exact without ties, else normal with tie correction."""
+    m, n = len(a), len(b)
+    ranks, ties = _ranks(a + b)
+    u = sum(ranks[m:]) - n * (n + 1) / 2  # pairs where b is larger
+    if max(ties) == 1 and m * n <= 2500:
+        return _two_sided_exact(_mann_whitney_counts(m, n), round(u))
+    tie_term = sum(t**3 - t for t in ties) / ((m + n) * (m + n - 1))
+    return _two_sided_normal(u, m * n / 2, m * n / 12 * ((m + n + 1) - tie_term))
+
+
+def signed_rank_p(a: list[float], b: list[float]) -> float:
+    """Two-sided p-value of the Wilcoxon signed-rank test on the pairs (zero differences dropped)."""
+    d = [math.log(y / x) for x, y in zip(a, b) if y != x]
+    if not d:
+        return 1.0
+    ranks, ties = _ranks([abs(x) for x in d])
+    w = sum(r for r, x in zip(ranks, d) if x > 0)
+    n = len(d)
+    if max(ties) == 1 and n <= 60:
+        return _two_sided_exact(_signed_rank_counts(n), round(w))
+    var = n * (n + 1) * (2 * n + 1) / 24 - sum(t**3 - t for t in ties) / 48
+    return _two_sided_normal(w, n * (n + 1) / 4, var)
+
+
+
+@dataclass(frozen=True)
+class Settings:
+    confidence: float = 0.99
+    min_effect_pct: float = 1.0
+    run_noise_pct: float | None = None  # spread of a median between separate runs; None: unknown
+    pass_confidence: float = 0.95  # one-sided: pass needs this upper bound within the budget (equivalence test)
+
+
+def _worse_threshold(pct: float, direction: str) -> float:
+    """A change of `pct` percent in the bad direction, as a log ratio oriented so that worse is positive."""
+    return math.log(1 + pct / 100) if direction == "lower" else -math.log(1 - min(pct, 99.999) / 100)
+
+
+def _pct(log_ratio: float) -> float:
+    return (math.exp(log_ratio) - 1) * 100
+
+
+def _more_repeats(n: int, half_width: float, gap: float, per_round: int, fixed: float = 0.0) -> int | None:
+    """Rounds to add so the interval (its sampling part narrowing as 1/sqrt(samples), its run-to-run part
+    `fixed` not at all) clears the decision boundary."""
+    if gap <= fixed or gap <= 0.05 * half_width:
+        return None  # the change sits on the boundary: no sensible number of repeats decides it
+    return max(1, math.ceil((n * half_width**2 / (gap**2 - fixed**2) - n) / per_round))
+
+
+def compare_samples(name: str, a: MetricSamples, b: MetricSamples, budget_pct: float, settings: Settings,
+                    paired: bool = False, per_round: int = 1, separate: bool = False) -> MetricVerdict:
+    """The verdict on one metric from its baseline samples `a` and candidate samples `b`; a bench round
+    gives `per_round` samples, so "more repeats" counts rounds. `separate`: the samples come from two
+    bench runs, whose difference includes the machine's drift between them, which no sample shows."""
+    sign = 1 if a.direction == "lower" else -1  # makes "worse" positive
+    limit = _worse_threshold(budget_pct, a.direction)
+    effect = _worse_threshold(settings.min_effect_pct, a.direction)
+    med_a, med_b = statistics.median(a.samples), statistics.median(b.samples)
+    common = {"metric": name, "unit": a.unit, "direction": a.direction, "baseline_median": med_a,
+              "candidate_median": med_b, "budget_pct": budget_pct, "n_baseline": len(a.samples),
+              "n_candidate": len(b.samples)}
+    if not a.noisy:
+        change = (med_b / med_a - 1) * 100 if med_a else (0.0 if med_b == med_a else math.inf)
+        worse = sign * math.log(med_b / med_a) if med_a > 0 and med_b > 0 else sign * change / 100
+        verdict = "regression" if worse > limit else "improvement" if worse < -effect else "pass"
+        reason = {"regression": f"{change:+.2f}% is beyond the {budget_pct:g}% budget",
+                  "improvement": f"{change:+.2f}% better",
+                  "pass": f"{change:+.2f}% is within the {budget_pct:g}% budget"}
+        return MetricVerdict(**common, verdict=verdict, change_pct=change, ci_low_pct=change, ci_high_pct=change,
+                             method="direct comparison (repeatable metric)", reason=reason[verdict])
+    n = min(len(a.samples), len(b.samples))
+    alpha, pass_tail = 1 - settings.confidence, 1 - settings.pass_confidence
+    est, (lo, hi, pass_lo, pass_hi) = bootstrap_quantiles(a.samples, b.samples, paired,
+                                                          (alpha / 2, 1 - alpha / 2, pass_tail, 1 - pass_tail))
+    bound = pass_hi if sign > 0 else pass_lo  # the one-sided bound on the bad side
+    sampling_lo, sampling_bound = min(sign * lo, sign * hi), sign * bound  # worse-oriented, before any drift
+    p = signed_rank_p(a.samples, b.samples) if paired else mann_whitney_p(a.samples, b.samples)
+    method = (f"{'paired ' if paired else ''}bootstrap {settings.confidence:.0%} CI of the "
+              f"{'median per-round ratio' if paired else 'ratio of medians'}, "
+              f"{'Wilcoxon signed-rank' if paired else 'Mann-Whitney'} test")
+    fixed = fixed_pass = 0.0
+    if separate and settings.run_noise_pct:  # the drift between the runs adds to both ends of the interval
+        drift = math.sqrt(2) * math.log(1 + settings.run_noise_pct / 100)
+        fixed = statistics.NormalDist().inv_cdf(1 - alpha / 2) * drift
+        fixed_pass = statistics.NormalDist().inv_cdf(settings.pass_confidence) * drift
+        lo, hi = est - math.hypot(est - lo, fixed), est + math.hypot(hi - est, fixed)
+        bound = est + sign * math.hypot(bound - est, fixed_pass)
+        method += f", widened for {settings.run_noise_pct:g}% run-to-run noise"
+    w, w_lo, w_hi, w_bound = sign * est, min(sign * lo, sign * hi), max(sign * lo, sign * hi), sign * bound
+    ci = f"{settings.confidence:.0%} CI {_pct(lo):+.1f}% .. {_pct(hi):+.1f}%"
+    more = None
+    if n < MIN_NOISY_SAMPLES:
+        verdict, more = "inconclusive", math.ceil((MIN_NOISY_SAMPLES - n) / per_round)
+        reason = (f"{n} sample(s) per side; a timing metric needs at least {MIN_NOISY_SAMPLES}: about {more} more "
+                  f"repeat{'s' if more > 1 else ''} (bench --repeat) would decide")
+    elif w > limit and w_lo > effect and p < alpha:
+        verdict, reason = "regression", f"{_pct(est):+.1f}% ({ci}, p={p:.2g}) is beyond the {budget_pct:g}% budget"
+    elif w_hi < -effect and p < alpha:
+        verdict, reason = "improvement", f"{_pct(est):+.1f}% ({ci}, p={p:.2g})"
+    elif w_bound <= limit:
+        verdict, reason = "pass", (f"{_pct(est):+.1f}% ({ci}); its one-sided {settings.pass_confidence:.0%} bound "
+                                   f"{_pct(bound):+.1f}% is within the {budget_pct:g}% budget")
+    else:
+        verdict = "inconclusive"
+        if w > limit:
+            more = _more_repeats(n, w - sampling_lo, w - effect, per_round, fixed)
+            reason = (f"{_pct(est):+.1f}% looks beyond the {budget_pct:g}% budget but is not significant "
+                      f"({ci}, p={p:.2g})")
+        else:
+            more = _more_repeats(n, sampling_bound - w, limit - w, per_round, fixed_pass)
+            reason = (f"{_pct(est):+.1f}% ({ci}), but its one-sided {settings.pass_confidence:.0%} bound "
+                      f"{_pct(bound):+.1f}% does not rule out more than the {budget_pct:g}% budget")
+        reason += (f"; about {more} more repeat{'s' if more > 1 else ''} (bench --repeat) would decide"
+                   if more is not None else "; more repeats would hardly decide it")
+    if separate and settings.run_noise_pct is None and verdict in ("regression", "improvement"):
+        verdict, more = "inconclusive", None
+        reason = (f"{_pct(est):+.1f}% ({ci}) between two separate bench runs, but how far this machine drifts "
+                  "between runs is not in their samples: bench both in one interleaved run "
+                  "(optiplan bench BASE HEAD -o base.json -o head.json), or give --run-noise")
+    return MetricVerdict(**common, verdict=verdict, change_pct=_pct(est), ci_low_pct=_pct(lo), ci_high_pct=_pct(hi),
+                         p_value=p, method=method, more_repeats=more, reason=reason)
+
+
+
+def load_result(path: str | Path) -> BenchResult:
+    """Read and check a bench result: one clear GateInputError for anything the gate cannot use."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise GateInputError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise GateInputError(f"{path} is not JSON: {exc}") from exc
+    if not isinstance(data, dict) or data.get("kind") != "optiplan-bench":
+        raise GateInputError(f"{path} is not an optiplan bench result (write one with `optiplan bench`)")
+    version = data.get("schema_version")
+    if version != BENCH_SCHEMA_VERSION:
+        raise GateInputError(f"{path} has bench schema version {version!r}; this optiplan reads "
+                             f"{BENCH_SCHEMA_VERSION!r}: re-run `optiplan bench` with this version")
+    try:
+        result = BenchResult.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise GateInputError(f"{path}: {where}: {first['msg']}") from exc
+    if not result.metrics:
+        raise GateInputError(f"{path} has no metrics")
+    for name, m in result.metrics.items():
+        if not m.samples:
+            raise GateInputError(f"{path}: metric {name} has no samples")
+        for i, x in enumerate(m.samples):
+            if not math.isfinite(x):
+                raise GateInputError(f"{path}: metric {name} sample {i + 1} is {x} (not a finite number)")
+            if x < 0 or (m.noisy and x == 0):
+                raise GateInputError(f"{path}: metric {name} sample {i + 1} is {x}; it must be positive")
+        if m.rounds and len(m.rounds) != len(m.samples):
+            raise GateInputError(f"{path}: metric {name} has {len(m.samples)} samples but {len(m.rounds)} rounds")
+    return result
+
+
+def environment_differences(a: BenchResult, b: BenchResult) -> list[str]:
+    """What differs between the two environments (git commits and endpoint URLs may)."""
+    ea, eb = a.environment, b.environment
+    diffs = [f"{field}: {getattr(ea, field)} vs {getattr(eb, field)}"
+             for field in ("hardware_fingerprint", "cpu", "cpu_count", "gpus", "device", "dtype", "threads",
+                           "python", "os", "server_model")
+             if getattr(ea, field) != getattr(eb, field)]
+    if a.target_kind != b.target_kind:
+        diffs.append(f"target kind: {a.target_kind} vs {b.target_kind}")
+    for lib in sorted(set(ea.libraries) | set(eb.libraries)):
+        va, vb = ea.libraries.get(lib, "absent"), eb.libraries.get(lib, "absent")
+        if va != vb:
+            diffs.append(f"{lib}: {va} vs {vb}")
+    return diffs
+
+
+def _budget(name: str, m: MetricSamples, request: GateRequest) -> float:
+    if name in request.budgets:
+        return request.budgets[name]
+    return {"speed": request.max_slowdown_pct, "memory": request.max_memory_growth_pct,
+            "quality": request.max_quality_loss_pct}[m.family]
+
+
+def _paired(a: BenchResult, b: BenchResult, ma: MetricSamples, mb: MetricSamples, request: GateRequest) -> bool:
+    return (request.pairing == "auto" and a.session_id == b.session_id and a.target != b.target
+            and bool(ma.rounds) and ma.rounds == mb.rounds)
+
+
+def compare(a: BenchResult, b: BenchResult, request: GateRequest, names: tuple[str, str] = ("baseline", "candidate")
+            ) -> GateReport:
+    """Compare two loaded results under the request's budgets and settings."""
+    wa, wb = a.workload, b.workload
+    if (wa.name, wa.prompts_sha256, wa.max_new_tokens) != (wb.name, wb.prompts_sha256, wb.max_new_tokens):
+        raise GateInputError(f"{names[0]} and {names[1]} ran different workloads ({wa.name}, {wa.max_new_tokens} "
+                             f"new tokens vs {wb.name}, {wb.max_new_tokens}); bench both with the same options")
+    diffs = environment_differences(a, b)
+    if diffs and not request.allow_different_env:
+        raise GateInputError(f"{names[0]} and {names[1]} come from different environments ({'; '.join(diffs)}); "
+                             "bench both on the same machine, or pass --allow-different-env")
+    for name in request.budgets:
+        if name not in KNOWN_METRICS and name not in a.metrics:
+            raise UnknownNameError("metric", name, set(KNOWN_METRICS) | set(a.metrics), "in --budget")
+    order = [*KNOWN_METRICS, *sorted((set(a.metrics) | set(b.metrics)) - set(KNOWN_METRICS))]
+    wanted = list(request.metrics) or [m for m in order if m in a.metrics or m in b.metrics]
+    for name in wanted:
+        for label, result in zip(names, (a, b)):
+            if name not in result.metrics:
+                raise GateInputError(f"{label} has no metric {name} (it has {', '.join(sorted(result.metrics))}); "
+                                     "bench both the same way, or choose metrics with --metric")
+    settings = Settings(request.confidence, request.min_effect_pct, request.run_noise_pct, request.pass_confidence)
+    separate = a.session_id != b.session_id
+    verdicts = []
+    for name in wanted:
+        ma, mb = a.metrics[name], b.metrics[name]
+        if (ma.direction, ma.noisy, ma.unit) != (mb.direction, mb.noisy, mb.unit):
+            raise GateInputError(f"metric {name} is described differently in the two files")
+        verdicts.append(compare_samples(name, ma, mb, _budget(name, ma, request), settings,
+                                        paired=_paired(a, b, ma, mb, request), per_round=a.workload.prompts,
+                                        separate=separate))
+    kinds = {v.verdict for v in verdicts}
+    overall = next(k for k in ("regression", "inconclusive", "improvement", "pass") if k in kinds or k == "pass")
+    failed = "regression" in kinds or (request.fail_on_inconclusive and "inconclusive" in kinds)
+    notes = [f"environments differ (allowed): {'; '.join(diffs)}"] if diffs else []
+    if separate and any(a.metrics[name].noisy for name in wanted):
+        notes.append("timings from two separate bench runs: the machine's drift between runs is "
+                     + (f"taken as {request.run_noise_pct:g}% (--run-noise)" if request.run_noise_pct is not None
+                        else "unknown, so a timing change can be inconclusive but not a regression")
+                     + "; an interleaved run (optiplan bench BASE HEAD) compares prompt by prompt")
+    return GateReport(verdict=overall, exit_code=1 if failed else 0, baseline=a.target, candidate=b.target,
+                      workload=wa.name, confidence=request.confidence, pass_confidence=request.pass_confidence,
+                      min_effect_pct=request.min_effect_pct, environment_differences=diffs, metrics=verdicts,
+                      notes=notes)
+
+
+def gate(request: GateRequest) -> GateReport:
+    """Load the two result files of the request and compare them."""
+    a, b = load_result(request.baseline), load_result(request.candidate)
+    return compare(a, b, request, names=(request.baseline, request.candidate))

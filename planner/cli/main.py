@@ -1,0 +1,264 @@
+"""The `optiplan` command line: thin click commands that build a request model and call one library
+function. Errors a user can fix print one line and exit with code 2; `--debug` shows the traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+# The CLI uses no pydantic plugins; looking them up scans every installed package's entry points
+# (~60 ms here), a third of a `profile --json` run. A user who wants plugins sets this variable.
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+
+import click  # noqa: E402
+
+from ... import __version__  # noqa: E402
+from .common import _emit, _friendly  # noqa: E402
+
+DEFAULT_MODEL = "llama-3.1-8b"
+DEFAULT_HARDWARE = "h100-sxm"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, prog_name="optiplan")
+def main() -> None:
+    """optiplan: what to do to run a Transformer language model fast, small and cheap on given
+    hardware, how much it gains, and proof that it did."""
+
+
+@main.command()
+@click.argument("model", default=DEFAULT_MODEL)
+@click.option("--hardware", "-H", default=DEFAULT_HARDWARE, show_default=True,
+              help="Catalog device id or alias, 'local', or a hardware YAML file.")
+@click.option("--gpus", "--devices", "num_devices", type=int, default=1, show_default=True,
+              help="Devices in total (tensor x pipeline parallel).")
+@click.option("--tp", "tensor_parallel", type=int, default=None, help="Tensor-parallel size [default: devices / pp].")
+@click.option("--pp", "pipeline_parallel", type=int, default=1, show_default=True, help="Pipeline-parallel size.")
+@click.option("--dtype", default="bf16", show_default=True,
+              help="Weights: bf16, fp16, fp32, fp8, int8, int4, nf4, fp4 (torch spellings too). int8/int4 are "
+                   "weight-only with 16-bit activations unless --activations says otherwise.")
+@click.option("--activations", default=None, help="Quantized activations: int8 or fp8 (W8A8).")
+@click.option("--kv-dtype", default=None, help="KV-cache dtype [default: the activation dtype].")
+@click.option("--group-size", type=int, default=None, help="Quantization group size (0 = per channel).")
+@click.option("--batch", "-b", type=int, default=1, show_default=True, help="Concurrent sequences.")
+@click.option("--context", "-c", type=int, default=4096, show_default=True,
+              help="Tokens in each sequence's KV cache at the decode step.")
+@click.option("--prompt", "prompt_tokens", type=int, default=None, help="Prompt tokens for TTFT [default: context].")
+@click.option("--engine", type=click.Choice(["serving", "transformers"]), default="serving", show_default=True,
+              help="serving: vLLM-like engine with CUDA graphs and chunked prefill; transformers: eager generate.")
+@click.option("--attention", type=click.Choice(["memory-efficient", "eager"]), default="memory-efficient",
+              show_default=True, help="eager materialises the attention score matrix.")
+@click.option("--measure", is_flag=True,
+              help="Also run the real model here with transformers (a model folder; a catalog or config model is "
+                   "built with random weights at full size when it fits) and report measured beside predicted.")
+@click.option("--repeats", type=int, default=5, show_default=True, help="Interleaved rounds over the measured points.")
+@click.option("--json", "as_json", is_flag=True, help="Print the versioned JSON profile.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write to this file instead of stdout.")
+@_friendly
+def profile(model: str, hardware: str, as_json: bool, output: Path | None, measure: bool, repeats: int,
+            **options) -> None:
+    """Predict memory, FLOPs, bytes and roofline latency of MODEL on a device.
+
+    MODEL is a catalog name or alias (`optiplan catalog models`), a config.json, a local model
+    folder, or a hub id (only its config.json is fetched, when online). Examples:
+
+    \b
+      optiplan profile llama-3.1-70b --hardware h100-sxm --gpus 2 --context 8192 --batch 16
+      optiplan profile ./config.json --hardware l4 --dtype bf16 --context 2048 --json
+      optiplan profile ./local-model-folder --hardware local
+    """
+    from ..analytic.profile import profile as run_profile
+    from ..schema import ProfileRequest
+
+    request = ProfileRequest(model=model, hardware=hardware, **options)
+    result = run_profile(request)
+    if measure:
+        from ..measure.profile import measure_profile
+
+        result = measure_profile(request, result, repeats=repeats, show_progress=not as_json)
+    if as_json:
+        _emit(result.model_dump_json(indent=2), output)
+        return
+    from ..report.console import print_profile
+
+    print_profile(result, output)
+
+
+@main.command()
+@click.option("--model", "models", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Model folders to fit on [default: four random-weight Llama models, 128 to 640 wide, 2 to 8 "
+                   "layers].")
+@click.option("--repeats", type=int, default=5, show_default=True, help="Interleaved rounds over the measured steps.")
+@click.option("--json", "as_json", is_flag=True, help="Print the calibration file.")
+@_friendly
+def calibrate(models: tuple[Path, ...], repeats: int, as_json: bool) -> None:
+    """Measure this machine once: matmul throughput per dtype, memory bandwidth, the runtime's memory, how a
+    matmul's rate grows with its rows, and the transformers engine's efficiency factors fitted to measured prefill
+    and decode steps of models timed together.
+    Later `profile`/`advise` with --hardware local use them and say so."""
+    from ..measure.calibrate import calibrate as run_calibrate
+
+    data, path = run_calibrate(list(models) or None, repeats=repeats, show_progress=not as_json)
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    from ..report.console import print_calibration
+
+    print_calibration(data, path)
+
+
+@main.command()
+@click.argument("model", default=DEFAULT_MODEL)
+@click.option("--hardware", "-H", default=DEFAULT_HARDWARE, show_default=True,
+              help="Catalog device id or alias, 'local', or 'auto' to rank catalog devices and counts.")
+@click.option("--gpus", "--devices", "num_devices", type=int, default=None,
+              help="Devices [default: 1; with --hardware auto, the search picks].")
+@click.option("--workload", "-w", default="chat", show_default=True,
+              help="Preset (chat, code-completion, rag-long-context, batch-offline, agent, fine-tune) or a YAML/JSON file.")
+@click.option("--goal", type=click.Choice(["memory", "latency", "throughput", "context", "training", "cost"]),
+              default=None, help="Override the workload's goal.")
+@click.option("--max-quality-loss", "quality", default=None,
+              help="Perplexity increase allowed, e.g. 1% or 'lossless' [default: the workload's].")
+@click.option("--engine", type=click.Choice(["vllm", "sglang", "tgi", "trtllm", "transformers", "llama.cpp"]),
+              default=None, help="Serving engine the plan must be expressible in [default: the workload's].")
+@click.option("--concurrency", type=int, default=None, help="Override the workload's concurrent sequences.")
+@click.option("--context", "max_context", type=int, default=None, help="Override the longest sequence to serve.")
+@click.option("--format", "fmt", type=click.Choice(["text", "md", "html", "json"]), default="text", show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the report to this file.")
+@click.option("--emit-configs", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write deployment configs for every engine that runs on the hardware to this folder.")
+@click.option("--force", is_flag=True, help="Replace an existing --emit-configs folder.")
+@_friendly
+def advise(model: str, hardware: str, num_devices: int | None, workload: str, goal: str | None, quality: str | None,
+           engine: str | None, concurrency: int | None, max_context: int | None, fmt: str, output: Path | None,
+           emit_configs: Path | None, force: bool) -> None:
+    """Name the bottleneck of MODEL on the hardware under a workload, and plan what to do about it.
+
+    \b
+      optiplan advise llama-3.1-8b --hardware l4 --workload chat
+      optiplan advise mixtral-8x7b --hardware h100-sxm --gpus 2 --goal throughput --format html -o report.html
+      optiplan advise ./config.json --hardware auto --workload rag-long-context --max-quality-loss 1%
+
+    Exit codes: 0 a plan, 2 bad input, 3 nothing fits or meets the workload.
+    """
+    from ..plan.advise import advise as run_advise
+    from ..schema.advice import AdviseRequest
+    from ..catalog.workloads import parse_percent
+
+    advice = run_advise(AdviseRequest(model=model, hardware=hardware, num_devices=num_devices, workload=workload,
+                                      goal=goal, max_quality_loss_pct=parse_percent(quality), engine=engine,
+                                      concurrency=concurrency, max_context=max_context))
+    if emit_configs is not None:
+        from ..deploy.render import TARGETS, render_all, write
+
+        files, _ = render_all(advice, [t for t in TARGETS if t != "all"])
+        write(files, emit_configs, force=force)
+        click.echo(f"wrote {len(files)} deployment files to {emit_configs}", err=True)
+    if fmt == "text" and output is None:
+        from ..report.advice import text_report
+
+        text_report(advice, color=True)
+        return
+    from ..report.advice import render
+
+    _emit(render(advice, fmt), output)
+
+
+@main.command()
+@click.argument("model", default=DEFAULT_MODEL)
+@click.option("--hardware", "-H", default=DEFAULT_HARDWARE, show_default=True,
+              help="Catalog device id or alias, 'local', or 'auto'.")
+@click.option("--gpus", "--devices", "num_devices", type=int, default=None, help="Devices [default: 1].")
+@click.option("--workload", "-w", default="chat", show_default=True, help="Preset or a YAML/JSON workload file.")
+@click.option("--engine", "-e", "target", default="vllm", show_default=True,
+              help="vllm, sglang, tgi, trtllm, llama.cpp, compose, kubernetes, or all.")
+@click.option("--serving-engine", type=click.Choice(["vllm", "sglang", "tgi", "trtllm", "llama.cpp"]), default=None,
+              help="The engine compose and kubernetes run [default: vllm].")
+@click.option("--max-quality-loss", "quality", default=None, help="Perplexity increase allowed, e.g. 1%.")
+@click.option("--output", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder to write the configs to.")
+@click.option("--force", is_flag=True, help="Replace an existing, non-empty output folder.")
+@_friendly
+def configs(model: str, hardware: str, num_devices: int | None, workload: str, target: str,
+            serving_engine: str | None, quality: str | None, out_dir: Path, force: bool) -> None:
+    """Render deployment configs for MODEL from its plan: engine command lines and config files,
+    docker compose, Kubernetes manifests, and a README saying how to start them.
+
+    \b
+      optiplan configs llama-3.1-70b --hardware h100-sxm --gpus 4 --workload chat --engine vllm -o deploy/
+      optiplan configs ./my-model --hardware l4 --engine kubernetes -o k8s/
+    """
+    from ..plan.advise import advise as run_advise
+    from ..deploy.render import ENGINES, TARGETS, render_all, write
+    from ..errors import UnknownNameError
+    from ..schema.advice import AdviseRequest
+    from ..catalog.workloads import parse_percent
+
+    if target not in TARGETS:
+        raise UnknownNameError("engine", target, TARGETS)
+    # a single engine gets a plan made for it; the wrappers and `all` use the serving engine's plan
+    plan_engine = target if target in ENGINES else (serving_engine or "vllm")
+    advice = run_advise(AdviseRequest(model=model, hardware=hardware, num_devices=num_devices, workload=workload,
+                                      engine=plan_engine, max_quality_loss_pct=parse_percent(quality)))
+    targets = [t for t in TARGETS if t != "all"] if target == "all" else [target]
+    files, skipped = render_all(advice, targets)
+    for path in write(files, out_dir, force=force):
+        click.echo(str(path))
+    for line in skipped:
+        click.echo(f"skipped {line}", err=True)
+
+
+@main.command()
+@click.option("--graph", "graph_format", type=click.Choice(["json", "dot", "mermaid"]), default=None,
+              help="Export the compatibility graph instead of the list.")
+@click.option("--json", "as_json", is_flag=True, help="Print the declarations as JSON.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@_friendly
+def techniques(graph_format: str | None, as_json: bool, output: Path | None) -> None:
+    """List the techniques the planner knows, or export their compatibility graph.
+
+    \b
+      optiplan techniques
+      optiplan techniques --graph mermaid
+    """
+    from ..plan.graph import describe, export
+    from ..plan.techniques import all_techniques
+
+    if graph_format:
+        _emit(export(graph_format), output)
+        return
+    declared = [describe(t) for t in all_techniques().values()]
+    if as_json:
+        _emit(json.dumps(declared, indent=2), output)
+        return
+    from ..report.console import print_techniques
+
+    print_techniques(declared)
+
+
+@main.command()
+@click.argument("what", type=click.Choice(["models", "hardware", "workloads"]))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@_friendly
+def catalog(what: str, as_json: bool) -> None:
+    """List the catalog's models, hardware or workload presets."""
+    from ..report.console import catalog_rows, print_catalog
+
+    rows = catalog_rows(what)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        print_catalog(what, rows)
+
+
+from .gate import bench, gate  # noqa: E402
+from .optimize import apply, verify  # noqa: E402  (the commands import torch only when they run)
+
+for _command in (apply, verify, bench, gate):
+    main.add_command(_command)
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

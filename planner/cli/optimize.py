@@ -1,0 +1,88 @@
+"""`optiplan apply` and `optiplan verify`: thin commands over `optiplan.optimizers.apply` and `.verify`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .common import _emit, _friendly
+
+FORMATS = ("text", "md", "html", "json")
+
+
+def _log(line: str) -> None:
+    click.echo(line, err=True)
+
+
+@click.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--output", "-o", "out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="The optimized model folder to write (never overwritten without --force).")
+@click.option("--goal", type=click.Choice(["memory", "latency", "throughput", "context", "cost"]), default=None,
+              help="Let the planner choose the steps for this goal on this machine.")
+@click.option("--plan", "plan", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="A plan saved by `optiplan advise MODEL --format json`.")
+@click.option("--technique", "-t", "techniques", multiple=True,
+              help="Apply these techniques, e.g. -t weight-w8a8-int8 -t 'sliding-window-sinks:window=256'.")
+@click.option("--hardware", "-H", default="local", show_default=True, help="Hardware the planner plans for.")
+@click.option("--workload", "-w", default="chat", show_default=True, help="Workload the planner plans for.")
+@click.option("--draft", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Draft model folder for speculative decoding (same tokenizer).")
+@click.option("--device", default=None, help="cpu or cuda [default: cuda when present].")
+@click.option("--dtype", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True)
+@click.option("--force", is_flag=True, help="Replace the output folder if it exists.")
+@click.option("--drop-unprofitable", is_flag=True, help="Roll back a step whose measured gain did not show.")
+@click.option("--no-verify", is_flag=True, help="Skip the before/after verification at the end.")
+@click.option("--repeats", type=int, default=5, show_default=True, help="Interleaved repeats when verifying.")
+@click.option("--eval-text", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Held-out text for perplexity [default: built-in corpus].")
+@click.option("--allow-pickle", is_flag=True, help="Load pickle (*.bin) weights: only for a source you trust.")
+@_friendly
+def apply(model: Path, out: Path, goal, plan, techniques, hardware, workload, draft, device, dtype, force,
+          drop_unprofitable, no_verify, repeats, eval_text, allow_pickle) -> None:
+    """Apply a plan to a real model and write an optimized model folder (then verify it).
+
+    \b
+      optiplan apply ./my-model --goal latency -o ./my-model-opt
+      optiplan apply ./my-model --plan plan.json -o ./out
+      optiplan apply ./my-model -t weight-w8a8-int8 -t spec-draft --draft ./small -o ./out
+    """
+    from ...optimizers.apply import apply as run
+
+    manifest = run(model, out, goal=goal, plan=plan, techniques=list(techniques) or None, hardware=hardware,
+                   workload=workload, draft=draft, device=device, dtype=dtype, force=force,
+                   drop_unprofitable=drop_unprofitable, verify=not no_verify, allow_pickle=allow_pickle,
+                   verify_options={"repeats": repeats, "eval_text": eval_text, "progress": _log}, log=_log)
+    _log(f"wrote {out}")
+    if manifest.verify is not None:
+        from ..report.verify import text_report
+
+        text_report(manifest.verify, color=True)
+
+
+@click.command()
+@click.argument("baseline", type=click.Path(path_type=Path))
+@click.argument("optimized", type=click.Path(path_type=Path))
+@click.option("--eval-text", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Held-out text for perplexity and KL divergence [default: built-in corpus].")
+@click.option("--repeats", type=int, default=5, show_default=True, help="Interleaved repeats per model.")
+@click.option("--max-new-tokens", type=int, default=32, show_default=True)
+@click.option("--device", default=None, help="cpu or cuda [default: cuda when present].")
+@click.option("--no-memory", is_flag=True, help="Skip the peak-memory processes.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--allow-pickle", is_flag=True, help="Load pickle (*.bin) baseline weights: only if you trust them.")
+@_friendly
+def verify(baseline: Path, optimized: Path, eval_text, repeats, max_new_tokens, device, no_memory, fmt,
+           output, allow_pickle) -> None:
+    """Measure a baseline and an optimized model on the same workload, interleaved, and compare quality."""
+    from ...optimizers.verify import verify as run
+    from ..report.verify import render, text_report
+
+    report = run(baseline, optimized, device=device, eval_text=eval_text, repeats=repeats,
+                 max_new_tokens=max_new_tokens, memory=not no_memory, allow_pickle=allow_pickle, progress=_log)
+    if fmt == "text" and output is None:
+        text_report(report, color=True)
+        return
+    _emit(render(report, fmt), output)

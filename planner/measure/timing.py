@@ -1,0 +1,300 @@
+"""Measure a real model with transformers on this machine: loading time, prefill latency at several
+prompt lengths, decode-step latency at several batch sizes and context lengths, and peak memory.
+
+Timings run in this process, in interleaved rounds over all points, medians and spread reported. Peak
+memory is read in a fresh process per point, from the process's high-water mark (`VmHWM` on Linux;
+the CUDA allocator's peak on a GPU), so earlier points cannot inflate it. torch and transformers are
+imported only here, and only when a measurement runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import OptiplanError
+
+# (batch, tokens) shapes measured by default: prefills of several prompt lengths, decode steps at several
+# batch sizes and context lengths
+DEFAULT_PREFILLS = ((1, 32), (1, 128), (1, 512))
+DEFAULT_DECODES = ((1, 64), (2, 512), (4, 64), (8, 512))
+
+
+class MeasureError(OptiplanError):
+    """A model that cannot be measured here."""
+
+
+@dataclass
+class Point:
+    """One measured shape: a prefill (batch x prompt tokens) or a decode step (batch at a context)."""
+
+    kind: str  # prefill | decode | peak
+    batch: int
+    tokens: int  # prompt tokens (prefill) or context (decode)
+    median_s: float = 0.0
+    spread_s: float = 0.0  # max - min of the rounds' medians
+    repeats: int = 0  # samples the median is taken over
+    peak_memory_bytes: int = 0
+
+
+@dataclass
+class Measurement:
+    model: str
+    device: str
+    dtype: str
+    engine: str = "transformers"
+    load_s: float = 0.0
+    points: list[Point] = field(default_factory=list)
+    baseline_rss_bytes: int = 0  # the process with torch and transformers imported, before the model
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def vm_hwm_bytes() -> int:
+    """Peak resident memory of this process (Linux `VmHWM`), in bytes."""
+    from ..catalog.hardware import proc_kib_bytes
+
+    peak = proc_kib_bytes("/proc/self/status", "VmHWM")
+    if peak:
+        return peak
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def check_model_folder(path: Path) -> None:
+    """A folder transformers can load: a config and weights. Raises MeasureError otherwise."""
+    if not (path / "config.json").is_file():
+        raise MeasureError(f"{path}: no config.json; `--measure` needs a Hugging Face model folder")
+    weights = list(path.glob("*.safetensors")) + list(path.glob("*.bin"))
+    if not weights:
+        raise MeasureError(f"{path}: no weights (*.safetensors); `--measure` runs the real model")
+
+
+def torch_dtype(name: str):
+    """The torch dtype for optiplan's name of it (fp32, bf16, fp16)."""
+    import torch
+
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
+
+
+def quiet_transformers() -> None:
+    """Silence transformers' progress bars and load reports: optiplan shows its own progress."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
+def _load(path: str, dtype: str, device: str):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    quiet_transformers()
+    start = time.perf_counter()
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype(dtype), attn_implementation="sdpa")
+    except Exception as exc:  # noqa: BLE001  mismatched shapes, invalid config, unreadable weights: one line
+        raise MeasureError(f"{path}: transformers cannot load it: {str(exc).splitlines()[0]}") from exc
+    model = model.to(device).eval()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return model, time.perf_counter() - start
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
+
+
+# Points are timed in interleaved rounds: each round times every point for a short burst, and a point's median is
+# taken over all its rounds. On a shared machine the noise comes in bursts (another tenant, the hypervisor) of a
+# fraction of a second, and the bursts of two points disagree by about 10% (measured on this project's 2-core CI
+# machine); one long burst per point catches such a spell or misses it, so points timed a minute apart (a fit shape
+# and a held-out one) disagreed by 10-40%. Spread over rounds, every point sees the same machine.
+# A point gets at least `repeats` rounds and at least MIN_POINT_TIME_S of samples in all: a decode step of a small
+# model takes a millisecond or two, and a handful of samples of that is mostly scheduler noise.
+MIN_POINT_TIME_S = 0.3
+MIN_BURST_S = 0.03
+
+
+def _timed_rounds(fns, rounds: int, device: str, min_time_s: float = MIN_POINT_TIME_S,
+                  progress=None) -> list[tuple[float, float, int, float]]:
+    """Median, spread (max - min of the rounds' medians), sample count and fastest sample of each of `fns`' wall
+    time, timed in `rounds` interleaved rounds."""
+    for fn in fns:  # warm-up
+        fn()
+    _sync(device)
+    burst = max(MIN_BURST_S, min_time_s / rounds)
+    samples: list[list[float]] = [[] for _ in fns]
+    round_medians: list[list[float]] = [[] for _ in fns]
+    for _ in range(rounds):
+        for i, fn in enumerate(fns):
+            spent, burst_samples = 0.0, []
+            while not burst_samples or spent < burst:
+                start = time.perf_counter()
+                fn()
+                _sync(device)
+                burst_samples.append(time.perf_counter() - start)
+                spent += burst_samples[-1]
+            samples[i] += burst_samples
+            round_medians[i].append(statistics.median(burst_samples))
+        if progress:
+            progress()
+    return [(statistics.median(s), max(r) - min(r), len(s), min(s)) for s, r in zip(samples, round_medians)]
+
+
+def _step_functions(model, device: str, prefills, decodes, gen) -> tuple[list[tuple[str, int, int]], list]:
+    """One function per shape: a prefill of (batch, prompt) tokens, or a decode step of `batch` sequences at a fixed
+    context (each decode shape keeps its own cache and crops the token it adds)."""
+    import torch
+    from transformers import DynamicCache
+
+    vocab = model.config.vocab_size
+    shapes, fns = [], []
+    for batch, prompt in prefills:
+        ids = torch.randint(1, vocab, (batch, prompt), generator=gen).to(device)
+        shapes.append(("prefill", batch, prompt))
+        fns.append(lambda ids=ids: model(input_ids=ids, use_cache=True, logits_to_keep=1))
+    for batch, context in decodes:
+        ids = torch.randint(1, vocab, (batch, context), generator=gen).to(device)
+        cache = DynamicCache(config=model.config)
+        model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=1)
+        step = torch.randint(1, vocab, (batch, 1), generator=gen).to(device)
+
+        def one_step(step=step, cache=cache):
+            model(input_ids=step, cache=cache, use_cache=True)
+            cache.crop(-1)  # drop the token the step added: the context stays fixed
+
+        shapes.append(("decode", batch, context))
+        fns.append(one_step)
+    return shapes, fns
+
+
+def time_models(jobs, dtype: str, device: str, repeats: int, progress=None) -> list[tuple[float, list[Point]]]:
+    """Load every model of `jobs` ((path, prefills, decodes) each) in this process, then time all their shapes in
+    `repeats` interleaved rounds; (load seconds, points) per job. Models measured together share the rounds, so a
+    slow spell of the machine (they last longer than one model's points take) falls on all of them alike: a
+    calibration's models, or its fit and held-out shapes, see the same machine."""
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    loaded = [_load(str(path), dtype, device) for path, _, _ in jobs]
+    spans, shapes, fns = [], [], []
+    with torch.inference_mode():
+        for (model, _), (_, prefills, decodes) in zip(loaded, jobs):
+            job_shapes, job_fns = _step_functions(model, device, prefills, decodes, gen)
+            spans.append((len(shapes), len(shapes) + len(job_shapes)))
+            shapes += job_shapes
+            fns += job_fns
+        timed = _timed_rounds(fns, max(repeats, 1), device, progress=progress)
+    points = [Point(kind, batch, tokens, median, spread, n) for (kind, batch, tokens), (median, spread, n, _)
+              in zip(shapes, timed)]
+    return [(load_s, points[a:b]) for (_, load_s), (a, b) in zip(loaded, spans)]
+
+
+def time_points(path: str, dtype: str, device: str, prefills, decodes, repeats: int,
+                progress=None) -> tuple[float, list[Point]]:
+    """Load once, then time every prefill and decode shape, (batch, tokens) each, in `repeats` interleaved rounds."""
+    return time_models([(path, prefills, decodes)], dtype, device, repeats, progress)[0]
+
+
+def peak_memory(path: str, dtype: str, device: str, batch: int, prompt: int, decode_steps: int = 4) -> int:
+    """Peak memory of a fresh process that loads the model, prefills `batch` prompts and decodes a few
+    tokens: VmHWM on CPU, the allocator's peak on CUDA."""
+    args = json.dumps({"path": path, "dtype": dtype, "device": device, "batch": batch, "prompt": prompt,
+                       "steps": decode_steps})
+    out = run_worker("optiplan.planner.measure.timing", ["peak", args])
+    return int(out["peak_memory_bytes"])
+
+
+def baseline_rss() -> int:
+    """Resident memory of a fresh process once torch and transformers are imported (the runtime's share)."""
+    return int(run_worker("optiplan.planner.measure.timing", ["baseline", "{}"])["peak_memory_bytes"])
+
+
+def run_worker(module: str, argv: list[str]) -> dict[str, Any]:
+    """Run `python -m module *argv` in a fresh process and return the JSON its last line prints; a failure raises
+    MeasureError with the worker's last error line."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run([sys.executable, "-m", module, *argv], capture_output=True, text=True, env=env,
+                          check=False)
+    if proc.returncode != 0:
+        lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+        raise MeasureError(f"measurement process failed: {lines[-1] if lines else 'no output'}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _worker_main(argv: list[str]) -> None:
+    mode, args = argv[0], json.loads(argv[1])
+    import torch  # noqa: F401
+    import transformers  # noqa: F401
+
+    if mode == "baseline":
+        print(json.dumps({"peak_memory_bytes": vm_hwm_bytes()}))
+        return
+    device = args["device"]
+    model, _ = _load(args["path"], args["dtype"], device)
+
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(1, model.config.vocab_size, (args["batch"], args["prompt"]), generator=gen).to(device)
+    with torch.inference_mode():
+        model.generate(ids, max_new_tokens=args["steps"], min_new_tokens=args["steps"], do_sample=False,
+                       pad_token_id=model.config.eos_token_id or 0)
+    peak = torch.cuda.max_memory_allocated() if device == "cuda" else vm_hwm_bytes()
+    print(json.dumps({"peak_memory_bytes": peak}))
+
+
+def measure(path: str | Path, dtype: str = "fp32", device: str | None = None, prefills=DEFAULT_PREFILLS,
+            decodes=DEFAULT_DECODES, repeats: int = 5, memory: bool = True, show_progress: bool = True) -> Measurement:
+    """Measure a model folder on this machine (CUDA when torch sees a GPU, else the CPU)."""
+    return measure_models([(path, prefills, decodes)], dtype, device, repeats, memory, show_progress)[0]
+
+
+def measure_models(jobs, dtype: str = "fp32", device: str | None = None, repeats: int = 5, memory: bool = True,
+                   show_progress: bool = True) -> list[Measurement]:
+    """Measure several model folders, (path, prefills, decodes) each, with their timings interleaved (see
+    `time_models`): all of them are loaded at once. Peak memory is read per model in a fresh process."""
+    jobs = [(Path(path), prefills, decodes) for path, prefills, decodes in jobs]
+    for path, prefills, decodes in jobs:
+        check_model_folder(path)
+        if not prefills and not decodes:
+            raise MeasureError(f"{path}: nothing to measure (no prefill or decode shapes)")
+    import torch
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    total = max(repeats, 1) + (1 + len(jobs) if memory else 0)
+    from rich.progress import Progress
+
+    names = ", ".join(path.name for path, _, _ in jobs)
+    with Progress(disable=not show_progress, transient=True) as bar:
+        task = bar.add_task(f"measuring {names} on {device}", total=total)
+        timed = time_models(jobs, dtype, device, repeats, progress=lambda: bar.advance(task))
+        results = [Measurement(model=str(path), device=device, dtype=dtype, load_s=load_s, points=points)
+                   for (path, _, _), (load_s, points) in zip(jobs, timed)]
+        if memory:
+            baseline = baseline_rss() if device == "cpu" else 0
+            bar.advance(task)
+            for result, (path, prefills, decodes) in zip(results, jobs):
+                result.baseline_rss_bytes = baseline
+                batch, prompt = max(prefills or decodes, key=lambda shape: shape[0] * shape[1])
+                peak = peak_memory(str(path), dtype, device, batch, prompt)
+                result.points.append(Point("peak", batch, prompt, peak_memory_bytes=peak))
+                bar.advance(task)
+    return results
+
+
+if __name__ == "__main__":
+    _worker_main(sys.argv[1:])

@@ -1,0 +1,312 @@
+"""`optiplan advise`: bottleneck, the best plan for the goal, alternatives, rejections, and (with
+`--hardware auto`) the hardware to buy or rent. Pure Python: never imports torch."""
+
+from __future__ import annotations
+
+from ... import profiles
+from .bottleneck import classify
+from ..errors import HardwareError, OptiplanError, RequestError, UnknownNameError
+from ..catalog.hardware import catalog_hardware, resolve_hardware
+from ..catalog.models import resolve_model
+from ..analytic.params import param_counts
+from .predict import evaluate
+from ..analytic.profile import model_summary
+from ..schema import HardwareSpec, ModelSpec
+from ..schema.advice import (
+    Advice,
+    AdviseRequest,
+    Alternative,
+    HardwareChoice,
+    HardwareOption,
+    Plan,
+    PlanStep,
+    Rejection,
+)
+from ..schema.workload import Workload
+from .search import Candidate, SearchResult, apply_steps, pareto_alternatives, rank, search
+from .techniques import Context, all_techniques
+from ..catalog.workloads import load_workload, with_overrides
+
+GB = 1e9
+AUTO_COUNTS = (1, 2, 4, 8)
+QUICK_GROUPS = frozenset({"weight-format", "kv-format", "parallelism"})
+
+
+def _quick(workload: Workload) -> frozenset[str] | None:
+    """The groups a quick search enumerates: formats and parallelism for serving; every training
+    technique (there are few) for training."""
+    return None if workload.goal == "training" else QUICK_GROUPS
+
+
+class ImpossibleError(OptiplanError):
+    """Nothing fits or meets the workload even with every allowed technique (exit code 3)."""
+
+    exit_code = 3
+
+
+# ---------------------------------------------------------------------------------------------
+# context: draft and smaller models from the catalog
+# ---------------------------------------------------------------------------------------------
+
+
+def _family(spec: ModelSpec) -> str | None:
+    name = profiles.resolve_model_name(spec.name)
+    if name is not None:
+        return profiles.load_model(name).get("tokenizer_family")
+    for other in profiles.model_names():  # a config file: the catalog family with its vocabulary and type
+        entry = profiles.load_model(other)
+        cfg = entry["config"]
+        if cfg.get("vocab_size") == spec.vocab_size and cfg.get("model_type") == spec.model_type:
+            return entry.get("tokenizer_family")
+    return None
+
+
+def _relatives(spec: ModelSpec) -> list[ModelSpec]:
+    family = _family(spec)
+    if family is None:
+        return []
+    return [resolve_model(n) for n in profiles.model_names()
+            if profiles.load_model(n).get("tokenizer_family") == family and n != spec.name]
+
+
+def build_context(spec: ModelSpec, hw: HardwareSpec, devices: int, workload: Workload) -> Context:
+    """The technique context: a draft model (same tokenizer family, at most a fifth of the target's
+    active parameters: the smallest such) and a distillation student (the largest of the family at
+    most half the target's size)."""
+    target = param_counts(spec)
+    relatives = [(param_counts(r), r) for r in _relatives(spec)]
+    drafts = sorted((c.active, r.name, r) for c, r in relatives if c.active * 5 <= target.active)
+    smaller = sorted((c.total, r.name, r) for c, r in relatives if c.total * 2 <= target.total)
+    catalog = profiles.resolve_model_name(spec.name)
+    mtp = profiles.load_model(catalog)["config"].get("num_nextn_predict_layers", 0) if catalog else 0
+    return Context(spec=spec, hw=hw, devices=devices, workload=workload,
+                   draft=drafts[0][2] if drafts else None, smaller=smaller[-1][2] if smaller else None,
+                   mtp_layers=mtp or 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# hardware auto
+# ---------------------------------------------------------------------------------------------
+
+
+def _counts(hw: HardwareSpec) -> list[int]:
+    per_node = hw.interconnect.max_devices_per_node if hw.interconnect else 1
+    counts = [n for n in AUTO_COUNTS if n <= per_node]
+    nodes = 2
+    while per_node > 1 and nodes <= 8:
+        counts.append(per_node * nodes)
+        nodes *= 2
+    return counts
+
+
+def rank_hardware(spec: ModelSpec, workload: Workload) -> list[tuple[HardwareOption, HardwareSpec, int]]:
+    """Every catalog device at 1-8 per node (and more nodes where needed) that meets the workload,
+    cheapest per million output tokens first. Each is judged by a quick search over weight and KV
+    formats and parallelism on top of the lossless serving techniques."""
+    options = []
+    for hw_id in profiles.hardware_ids():
+        hw = catalog_hardware(hw_id)
+        for count in _counts(hw):
+            ctx = build_context(spec, hw, count, workload)
+            try:
+                ranked = rank(search(ctx, only_groups=_quick(workload)).candidates)
+            except HardwareError:  # e.g. a training step at a rate the device lacks
+                break
+            if not ranked or not ranked[0].predicted.meets_slo:
+                continue
+            p = ranked[0].predicted
+            note = "+".join(i for i in ranked[0].ids if not all_techniques()[i].always_on) or "serving defaults"
+            options.append((HardwareOption(id=hw_id, count=count, meets_workload=True,
+                                           cost_per_million_tokens_usd=p.cost_per_million_tokens_usd,
+                                           throughput_tokens_per_s=p.throughput_tokens_per_s, note=note), hw, count))
+            break  # the fewest devices of this kind that meet the workload
+    options.sort(key=lambda o: (o[0].cost_per_million_tokens_usd is None, o[0].cost_per_million_tokens_usd or 0,
+                                -o[0].throughput_tokens_per_s, o[0].id))
+    return options
+
+
+# ---------------------------------------------------------------------------------------------
+# advise
+# ---------------------------------------------------------------------------------------------
+
+
+def _explain_winner(ranking: list[HardwareOption]) -> str:
+    win = ranking[0]
+    cost = (f"${win.cost_per_million_tokens_usd:,.2f} per million output tokens" if win.cost_per_million_tokens_usd
+            is not None else "no catalog price; ranked by throughput")
+    text = (f"{win.count} x {win.id} is the cheapest of {len(ranking)} catalog options that meet the workload "
+            f"({cost}, {win.throughput_tokens_per_s:,.0f} tokens/s with {win.note})")
+    if len(ranking) > 1:
+        nxt = ranking[1]
+        nxt_cost = (f"${nxt.cost_per_million_tokens_usd:,.2f}" if nxt.cost_per_million_tokens_usd is not None
+                    else "unpriced")
+        text += f"; next: {nxt.count} x {nxt.id} at {nxt_cost}"
+    return text
+
+
+def _usd_per_hour(hw: HardwareSpec) -> float | None:
+    if hw.price and hw.price.low_usd_per_hour and hw.price.high_usd_per_hour:
+        return (hw.price.low_usd_per_hour + hw.price.high_usd_per_hour) / 2
+    return None
+
+
+def _impossible(spec: ModelSpec, hw: HardwareSpec, devices: int, workload: Workload, best: Candidate | None) -> str:
+    where = f"{spec.name} on {devices} x {hw.id}"
+    if best is None or not best.predicted.fits:
+        what = "nothing fits"
+        if best is not None:
+            what += (f" (the smallest plan needs {best.predicted.memory_per_device_bytes / GB:,.1f} GB per device, "
+                     f"{hw.memory_bytes / GB:,.1f} GB available)")
+    else:
+        what = f"no plan meets the workload ({'; '.join(best.predicted.slo_violations)})"
+    return f"{what}: {where} with every allowed technique; nearest feasible: {_nearest(spec, hw, devices, workload)}"
+
+
+def _feasible(spec: ModelSpec, hw: HardwareSpec, devices: int, workload: Workload) -> bool:
+    ranked = rank(search(build_context(spec, hw, devices, workload), only_groups=_quick(workload)).candidates)
+    return bool(ranked) and ranked[0].predicted.meets_slo
+
+
+def _nearest(spec: ModelSpec, hw: HardwareSpec, devices: int, workload: Workload) -> str:
+    for budget in (2.0, 5.0):
+        if budget > workload.max_quality_loss_pct and _feasible(
+                spec, hw, devices, workload.model_copy(update={"max_quality_loss_pct": budget})):
+            return f"a looser quality budget (--max-quality-loss {budget:g}%)"
+    for count in _counts(hw):
+        if count > devices and _feasible(spec, hw, count, workload):
+            return f"{count} x {hw.id} (--gpus {count})"
+    for option, other, count in rank_hardware(spec, workload)[:1]:
+        return f"{count} x {other.id} (--hardware {other.id} --gpus {count})"
+    return "none in the catalog; relax the SLOs or the workload"
+
+
+def _step_name(t_id: str) -> str:
+    return all_techniques()[t_id].name
+
+
+def _rejections(best: Candidate, ranked: list[Candidate], result: SearchResult, ctx: Context) -> list[Rejection]:
+    techniques = all_techniques()
+    chosen = set(best.ids)
+    out = []
+    for t_id, t in techniques.items():
+        if t_id in chosen:
+            continue
+        reason = result.rejected.get(t_id)
+        if reason is None and t_id in result.no_ops:
+            reason = ("changes nothing here: the configuration already has what it sets (an fp8 checkpoint already "
+                      "in fp8, weights that fit without offload)")
+        if reason is None:
+            holder = next((c for c in best.ids if t.group and techniques[c].group == t.group), None)
+            if holder is not None:
+                reason = f"one {t.group} per plan: the plan uses {holder}"
+            else:
+                with_it = next((c for c in ranked if t_id in c.ids and set(c.ids) - {t_id} <= chosen), None)
+                if with_it is None:
+                    reason = "not valid together with the chosen techniques"
+                else:
+                    reason = _worse(with_it, best, ctx.workload.goal)
+        out.append(Rejection(technique=t_id, reason=reason))
+    return out
+
+
+def _worse(other: Candidate, best: Candidate, goal: str) -> str:
+    a, b = other.predicted, best.predicted
+    if not a.meets_slo and b.meets_slo:
+        return "with it the plan misses the workload: " + ("; ".join(a.slo_violations) or "does not fit")
+    return (f"no gain for the {goal} goal: with it TPOT {a.tpot_ms:,.1f} ms, {a.throughput_tokens_per_s:,.0f} tokens/s, "
+            f"{a.memory_per_device_bytes / GB:,.1f} GB per device, against {b.tpot_ms:,.1f} ms, "
+            f"{b.throughput_tokens_per_s:,.0f} tokens/s, {b.memory_per_device_bytes / GB:,.1f} GB without")
+
+
+def resolve_request(request: AdviseRequest) -> tuple[ModelSpec, Workload]:
+    spec = resolve_model(request.model)
+    workload = with_overrides(load_workload(request.workload), goal=request.goal,
+                              max_quality_loss_pct=request.max_quality_loss_pct, engine=request.engine,
+                              concurrency=request.concurrency, max_context=request.max_context)
+    known = set(all_techniques())
+    unknown = [t for t in (*(workload.allowed_techniques or ()), *workload.denied_techniques) if t not in known]
+    if unknown:
+        raise UnknownNameError("technique", unknown[0], known, "`optiplan techniques` lists them")
+    if spec.max_position_embeddings < workload.context_needed:
+        raise ImpossibleError(f"the workload needs {workload.context_needed:,} tokens of context and {spec.name} "
+                              f"supports {spec.max_position_embeddings:,}; nearest feasible: a model with a longer "
+                              f"context, or --context {spec.max_position_embeddings}")
+    return spec, workload
+
+
+def advise(request: AdviseRequest) -> Advice:
+    """The Python API of `optiplan advise`."""
+    if request.num_devices is not None and request.num_devices < 1:
+        raise RequestError(f"num devices must be at least 1, got {request.num_devices}")
+    spec, workload = resolve_request(request)
+    ranking: list[HardwareOption] = []
+    hardware_reason = None
+    if request.hardware.strip().lower() == "auto":
+        options = rank_hardware(spec, workload)
+        if request.num_devices is not None:
+            options = [o for o in options if o[2] == request.num_devices] or options
+        if not options:
+            raise ImpossibleError(f"no catalog device meets the workload for {spec.name} at any count up to "
+                                  "64; nearest feasible: relax the SLOs, the concurrency or the quality budget")
+        ranking = [o[0] for o in options]
+        hw, devices = options[0][1], options[0][2]
+        hardware_reason = _explain_winner(ranking)
+    else:
+        hw = resolve_hardware(request.hardware)
+        devices = request.num_devices or 1
+        if devices > 1 and hw.interconnect is None:
+            raise HardwareError(f"{hw.id} has no device interconnect: one model cannot span {devices} of them")
+    ctx = build_context(spec, hw, devices, workload)
+    result = search(ctx)
+    ranked = rank(result.candidates)
+    best = ranked[0] if ranked else None
+    if best is None or not best.predicted.meets_slo:
+        if best is not None and not best.predicted.fits:  # name the smallest plan, not the fastest
+            best = min(result.candidates, key=lambda c: c.predicted.memory_per_device_bytes)
+        raise ImpossibleError(_impossible(spec, hw, devices, workload, best))
+
+    techniques = all_techniques()
+    steps_t = [techniques[i] for i in best.ids]
+    states = apply_steps(result.baseline, steps_t, ctx)
+    steps = []
+    for t, state in zip(steps_t, states):
+        steps.append(PlanStep(technique=t.id, name=t.name, params=t.parameters(ctx), why=t.summary,
+                              quality_risk=t.quality_risk, quality_loss_pct=t.loss(ctx),
+                              quality_source=t.quality_source, predicted=evaluate(state, workload)))
+    final = steps[-1].predicted if steps else evaluate(result.baseline, workload)
+    baseline = evaluate(result.baseline, workload)
+    alternatives = [Alternative(techniques=list(c.ids), predicted=evaluate(c.state, workload),
+                                note=_alternative_note(c, best)) for c in pareto_alternatives(best, ranked)]
+    warnings = list(spec.warnings)
+    if not baseline.fits:
+        warnings.append("the baseline does not fit: its latency figures are what it would take if it did")
+    return Advice(
+        model=model_summary(spec), workload=workload,
+        hardware=HardwareChoice(id=hw.id, name=hw.name, count=devices, tensor_parallel=best.state.tp,
+                                pipeline_parallel=best.state.pp, usd_per_hour=_usd_per_hour(hw)),
+        bottleneck=classify(result.baseline, baseline, workload), baseline=baseline,
+        plan=Plan(steps=steps, predicted=final, quality_loss_pct=round(best.predicted.quality_loss_pct, 4),
+                  score=best.score),
+        alternatives=alternatives, rejected=_rejections(best, ranked, result, ctx),
+        hardware_ranking=ranking, hardware_reason=hardware_reason, warnings=warnings,
+    )
+
+
+def _alternative_note(c: Candidate, best: Candidate) -> str:
+    """What an alternative gains over the plan, and what it costs (3% or 0.05 points count)."""
+    a, b = c.predicted, best.predicted
+    gains, costs = [], []
+
+    def compare(label: str, x: float, y: float, fmt: str, lower_is_better: bool = True, abs_tol: float = 0.0):
+        if abs(x - y) <= max(0.03 * max(abs(x), abs(y)), abs_tol):
+            return
+        better = (x < y) == lower_is_better
+        (gains if better else costs).append(f"{label} {fmt.format(x)} vs {fmt.format(y)}")
+
+    compare("quality loss", a.quality_loss_pct, b.quality_loss_pct, "{:g}%", abs_tol=0.049)
+    compare("memory", a.memory_per_device_bytes / GB, b.memory_per_device_bytes / GB, "{:,.1f} GB")
+    compare("TPOT", a.tpot_ms, b.tpot_ms, "{:,.1f} ms")
+    compare("TTFT", a.ttft_ms, b.ttft_ms, "{:,.0f} ms")
+    compare("throughput", a.throughput_tokens_per_s, b.throughput_tokens_per_s, "{:,.0f} tokens/s", False)
+    return "; ".join(filter(None, ["better: " + ", ".join(gains) if gains else "",
+                                   "worse: " + ", ".join(costs) if costs else ""])) or "an equal trade"

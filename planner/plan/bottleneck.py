@@ -1,0 +1,77 @@
+"""Name what limits the baseline, with the evidence in numbers."""
+
+from __future__ import annotations
+
+from .predict import PlanState, to_setup
+from ..schema.advice import Bottleneck, Prediction
+from ..schema.workload import Workload
+
+GB = 1e9
+
+
+def classify(state: PlanState, p: Prediction, workload: Workload) -> Bottleneck:
+    """Primary and secondary bottleneck of a configuration, in priority order: what does not fit
+    first, then what is slow."""
+    spec, hw = state.spec, state.hw
+    found: list[tuple[str, str, str]] = []  # (id, category, evidence)
+    if workload.goal == "training":
+        if not p.fits:
+            found.append(("training-memory", "training",
+                          f"a training step needs {p.memory_per_device_bytes / GB:,.1f} GB per device "
+                          f"(weights, gradients and optimizer states {p.weights_per_device_bytes / GB:,.1f} GB, "
+                          f"activations {p.activation_bytes / GB:,.1f} GB) > {hw.memory_bytes / GB:,.1f} GB"))
+        found.append(("compute", "training", f"a step takes {p.training_step_s:,.1f} s at "
+                                             f"{p.throughput_tokens_per_s:,.0f} tokens/s"))
+        return _pick(found)
+    usable = hw.memory_bytes - hw.runtime_overhead_bytes
+    if spec.max_position_embeddings < workload.context_needed:
+        found.append(("context-length", "context",
+                      f"the workload needs {workload.context_needed:,} tokens, {spec.name} supports "
+                      f"{spec.max_position_embeddings:,}"))
+    if p.weights_per_device_bytes + p.activation_bytes > usable:
+        found.append(("weights-memory", "memory",
+                      f"weights {p.weights_per_device_bytes / GB:,.1f} GB"
+                      + (f" and activations {p.activation_bytes / GB:,.1f} GB" if p.activation_bytes > 0.05 * usable else "")
+                      + f" > {usable / GB:,.1f} GB usable per device ({state.devices} x {hw.id})"))
+    elif p.max_concurrency < workload.concurrency:
+        category = "context" if p.max_concurrency == 0 else "memory"
+        found.append(("kv-cache-memory", category,
+                      f"KV cache allows {p.max_concurrency} concurrent sequences, workload needs "
+                      f"{workload.concurrency} (each reserves {_reserved(state, workload):,} tokens)"))
+    s = to_setup(state)
+    comm_share = _comm_share(state, p)
+    if comm_share > 0.3:
+        found.append(("interconnect", "latency", f"all-reduces take {comm_share:.0%} of a decode step on "
+                                                 f"{hw.interconnect.name if hw.interconnect else 'no link'}"))
+    if p.decode_intensity < s.ridge:
+        found.append(("memory-bandwidth", "latency",
+                      f"decode arithmetic intensity {p.decode_intensity:,.1f} FLOP/B, ridge "
+                      f"{s.ridge:,.0f}: bandwidth-bound (TPOT {p.tpot_ms:,.1f} ms)"))
+    else:
+        found.append(("compute", "throughput",
+                      f"decode arithmetic intensity {p.decode_intensity:,.0f} FLOP/B >= ridge {s.ridge:,.0f}: "
+                      f"compute-bound"))
+    if p.prefill_intensity >= s.ridge:
+        found.append(("compute", "latency", f"prefill is compute-bound: TTFT {p.ttft_ms:,.0f} ms for a "
+                                            f"{workload.prompt_tokens_p95:,}-token prompt"))
+    return _pick(found)
+
+
+def _reserved(state: PlanState, workload: Workload) -> int:
+    from .predict import kv_reserved_tokens
+
+    return int(kv_reserved_tokens(state, workload))
+
+
+def _comm_share(state: PlanState, p: Prediction) -> float:
+    from ..analytic.steps import decode_step
+
+    step = decode_step(to_setup(state), p.batch, 1)
+    return step.comm_s / step.time_s if step.time_s else 0.0
+
+
+def _pick(found: list[tuple[str, str, str]]) -> Bottleneck:
+    primary = found[0]
+    secondary = next((f for f in found[1:] if f[0] != primary[0]), None)
+    return Bottleneck(primary=primary[0], category=primary[1], secondary=secondary[0] if secondary else None,
+                      evidence=[f[2] for f in found])

@@ -1,0 +1,177 @@
+"""Plan search: every valid stack of techniques, evaluated with the composed analytic model.
+
+Valid means: each technique's requirements hold here (hardware, model, engine, workload), its
+quality loss fits the budget, the techniques it requires are in the stack, and no two conflict.
+Lossless techniques that are never slower (`always_on`) join every stack where they are valid; the
+search enumerates one choice (or none) per remaining group. Deterministic: ties go to the stack
+with less quality loss, then fewer steps, then the ids in order.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+from .graph import conflicting, plan_order
+from .predict import PlanState, baseline_state, evaluate
+from ..schema.advice import Prediction
+from .techniques import Context, Technique, all_techniques, static_reason
+
+
+@dataclass(frozen=True)
+class Candidate:
+    ids: tuple[str, ...]  # in plan order
+    state: PlanState
+    predicted: Prediction
+    score: float
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    baseline: PlanState
+    baseline_prediction: Prediction
+    candidates: tuple[Candidate, ...]  # every evaluated stack
+    rejected: dict[str, str]  # technique id -> reason it was never considered
+    no_ops: frozenset[str] = frozenset()  # valid techniques that changed nothing in any stack
+
+
+def score(p: Prediction, goal: str, output_tokens: int) -> float:
+    """The goal's objective, lower is better."""
+    if goal == "latency":
+        return p.ttft_ms + p.tpot_ms * output_tokens  # a whole request's latency
+    if goal == "memory":
+        return float(p.memory_per_device_bytes)
+    if goal == "context":
+        return -p.max_concurrency * 1e6 + p.tpot_ms  # most long sequences at once, then speed
+    if goal == "cost" and p.cost_per_million_tokens_usd is not None:
+        return p.cost_per_million_tokens_usd
+    if goal == "training":
+        return p.training_step_s or 0.0
+    return -p.throughput_tokens_per_s
+
+
+def apply_steps(state: PlanState, steps: list[Technique], ctx: Context) -> list[PlanState]:
+    """The state after each step, in order (the composition of the steps' pure transforms)."""
+    states = []
+    for t in steps:
+        state = t.transform(state, ctx)
+        loss = t.loss(ctx)
+        if loss:
+            state = state.with_(quality_loss_pct=state.quality_loss_pct + loss)
+        states.append(state)
+    return states
+
+
+def _unchanged(before: PlanState, after: PlanState) -> bool:
+    return {k: v for k, v in vars(before).items() if k != "quality_loss_pct"} == \
+        {k: v for k, v in vars(after).items() if k != "quality_loss_pct"}
+
+
+def _consistent(ids: set[str], techniques: dict[str, Technique]) -> bool:
+    for i in ids:
+        if any(dep not in ids for dep in techniques[i].requires):
+            return False
+    return not any(conflicting(a, b) for a, b in itertools.combinations(sorted(ids), 2))
+
+
+def search(ctx: Context, only_groups: frozenset[str] | None = None) -> SearchResult:
+    """Evaluate every valid stack; `only_groups` narrows the choices to those groups (a quick search)."""
+    techniques = all_techniques()
+    workload = ctx.workload
+    base = baseline_state(ctx.spec, ctx.hw, ctx.devices)
+    base_pred = evaluate(base, workload, full=False)
+    rejected: dict[str, str] = {}
+    valid: list[Technique] = []
+    for t in techniques.values():
+        reason = static_reason(t, ctx)
+        if reason is None and t.loss(ctx) > workload.max_quality_loss_pct + 1e-9:
+            reason = (f"exceeds the quality budget ({t.loss(ctx):g}% perplexity increase > "
+                      f"{workload.max_quality_loss_pct:g}%)")
+        if reason is not None:
+            rejected[t.id] = reason
+        else:
+            valid.append(t)
+    always = [t for t in valid if t.always_on]
+    always_ids = {t.id for t in always}
+    groups: dict[str, list[Technique | None]] = {}
+    for t in valid:
+        if t.always_on:
+            continue
+        key = t.group or t.id
+        if only_groups is not None and key not in only_groups:
+            continue
+        if t.group and any(a.group == t.group for a in always):
+            continue  # its group's slot is taken by an always-on technique (e.g. cuda-graphs over torch.compile)
+        groups.setdefault(key, [None]).append(t)
+    candidates = []
+    no_ops: set[str] = set()
+    used: set[str] = set()
+    seen: set[tuple[str, ...]] = set()
+    for combo in itertools.product(*groups.values()):
+        ids = always_ids | {t.id for t in combo if t is not None}
+        if not _consistent(ids, techniques):
+            # drop always-on techniques whose requirements the combination removed
+            ids = {i for i in ids if all(d in ids for d in techniques[i].requires)}
+            if not _consistent(ids, techniques):
+                continue
+        order = tuple(plan_order(sorted(ids)))
+        if order in seen:
+            continue
+        seen.add(order)
+        steps = [techniques[i] for i in order]
+        loss = sum(t.loss(ctx) for t in steps)
+        if loss > workload.max_quality_loss_pct + 1e-9:
+            continue
+        states = apply_steps(base, steps, ctx)
+        idle = {t.id for prev, cur, t in zip([base, *states], states, steps) if not t.always_on and _unchanged(prev, cur)}
+        if idle:
+            no_ops |= idle
+            continue  # a chosen step that changes nothing here (e.g. CPU offload when the weights fit)
+        used |= set(order)
+        final = states[-1] if steps else base
+        pred = evaluate(final, workload, full=workload.goal == "context")
+        candidates.append(Candidate(order, final, pred, score(pred, workload.goal, workload.output_tokens_mean)))
+    return SearchResult(base, base_pred, tuple(candidates), rejected, frozenset(no_ops - used))
+
+
+def rank(candidates: tuple[Candidate, ...]) -> list[Candidate]:
+    """Best first: stacks that fit and meet every SLO, then those that fit, each by score."""
+    def key(c: Candidate):
+        return (0 if c.predicted.meets_slo else 1 if c.predicted.fits else 2, round(c.score, 9),
+                c.predicted.quality_loss_pct, len(c.ids), c.ids)
+    return sorted(candidates, key=key)
+
+
+def _differs(a: tuple[float, float, float], b: tuple[float, float, float]) -> bool:
+    """A real trade: 3% apart in the objective or memory, or 0.05 points apart in quality loss."""
+    score_a, loss_a, mem_a = a
+    score_b, loss_b, mem_b = b
+    return (abs(score_a - score_b) > 0.03 * max(abs(score_a), abs(score_b), 1e-9) or abs(loss_a - loss_b) >= 0.05
+            or abs(mem_a - mem_b) > 0.03 * max(mem_a, mem_b))
+
+
+def _dominates(a: tuple[float, float, float], b: tuple[float, float, float]) -> bool:
+    """a is no worse than b in every dimension (within the tolerances of `_differs`) and differs."""
+    tolerances = (0.03 * max(abs(b[0]), 1e-9), 0.05 - 1e-9, 0.03 * b[2])
+    return all(x <= y + t for x, y, t in zip(a, b, tolerances)) and _differs(a, b)
+
+
+def pareto_alternatives(best: Candidate, ranked: list[Candidate], limit: int = 3) -> list[Candidate]:
+    """Stacks not dominated on (objective, quality loss, memory per device) that trade something
+    real against the best, the shortest of near-equal ones, best objective first."""
+    pool = [c for c in ranked if c.predicted.meets_slo == best.predicted.meets_slo and c.predicted.fits]
+
+    def dims(c: Candidate) -> tuple[float, float, float]:
+        return c.score, c.predicted.quality_loss_pct, float(c.predicted.memory_per_device_bytes)
+
+    front: list[Candidate] = []
+    for c in sorted(pool, key=lambda c: (len(c.ids), c.ids)):
+        dc = dims(c)
+        if c.ids == best.ids or not _differs(dc, dims(best)):
+            continue
+        if any(_dominates(dims(o), dc) for o in pool):
+            continue
+        if any(not _differs(dims(f), dc) for f in front):
+            continue
+        front.append(c)
+    return sorted(front, key=lambda c: (c.score, c.ids))[:limit]

@@ -1,0 +1,143 @@
+"""The technique registry. Each technique declares itself once (DESIGN.md, principle 3): what it
+needs (hardware features, model features, engines, packages, data), what it conflicts with, what
+must run before it, its quality risk with a source, and a pure transform of the plan state. The
+compatibility graph and the plan search are built from these declarations only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Literal
+
+from .... import profiles
+from ..predict import PlanState
+from ...schema import HardwareSpec, ModelSpec
+from ...schema.workload import Workload
+
+Risk = Literal["none", "low", "medium", "high"]
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a technique is checked against: the model, the device and count, the workload."""
+
+    spec: ModelSpec
+    hw: HardwareSpec
+    devices: int
+    workload: Workload
+    draft: ModelSpec | None = None  # a catalog model of the same tokenizer family, much smaller
+    smaller: ModelSpec | None = None  # a catalog model of the same family to distill into
+    mtp_layers: int = 0  # multi-token-prediction heads the checkpoint ships
+
+
+@dataclass(frozen=True)
+class Technique:
+    id: str
+    name: str
+    family: str
+    summary: str
+    transform: Callable[[PlanState, Context], PlanState]
+    group: str | None = None  # at most one technique of a group in a plan
+    phase: Literal["inference", "training"] = "inference"
+    hardware: tuple[str, ...] = ()  # features: see HARDWARE_CHECKS
+    model: tuple[str, ...] = ()  # features: see MODEL_CHECKS
+    packages: tuple[str, ...] = ()  # what `optiplan apply` uses to apply it
+    data: str | None = None  # calibration or training data it needs
+    requires: tuple[str, ...] = ()  # techniques that must be in the plan too
+    conflicts: tuple[str, ...] = ()  # beyond its group
+    after: tuple[str, ...] = ()  # techniques that must come before it when both are present
+    quality_risk: Risk = "none"
+    quality_loss_pct: float | Callable[[Context], float] = 0.0
+    quality_source: str = "lossless: the computation is exact"
+    always_on: bool = False  # lossless and never slower: added whenever it is valid
+    check: Callable[[Context], str | None] | None = None  # a reason it cannot apply here, or None
+    params: Callable[[Context], dict[str, Any]] | None = None
+
+    def loss(self, ctx: Context) -> float:
+        return self.quality_loss_pct(ctx) if callable(self.quality_loss_pct) else self.quality_loss_pct
+
+    def parameters(self, ctx: Context) -> dict[str, Any]:
+        return self.params(ctx) if self.params else {}
+
+
+REGISTRY: dict[str, Technique] = {}
+
+
+def register(*techniques: Technique) -> None:
+    for t in techniques:
+        if t.id in REGISTRY:
+            raise ValueError(f"technique {t.id} declared twice")
+        REGISTRY[t.id] = t
+
+
+# Hardware features a technique may need: feature -> (test, reason when missing).
+HARDWARE_CHECKS: dict[str, tuple[Callable[[HardwareSpec, int], bool], str]] = {
+    "gpu": (lambda hw, n: hw.kind == "gpu", "{hw} is not a GPU"),
+    "cuda": (lambda hw, n: hw.features.backend == "cuda", "needs CUDA; {hw} runs {backend}"),
+    "cuda-or-rocm": (lambda hw, n: hw.features.backend in ("cuda", "rocm"), "needs a CUDA or ROCm GPU; {hw} runs {backend}"),
+    "fp8": (lambda hw, n: hw.features.fp8, "{hw} has no fp8 (fp8 tensor cores need compute capability 8.9 or newer)"),
+    "fp4": (lambda hw, n: hw.features.fp4, "{hw} has no fp4 (Blackwell, sm_100, and newer)"),
+    "bf16": (lambda hw, n: hw.features.bf16, "{hw} has no bf16 (needs compute capability 8.0 or newer)"),
+    "int8-tensor-cores": (lambda hw, n: hw.features.int8_tensor_cores, "{hw} has no int8 tensor cores"),
+    "flash-attention-2": (lambda hw, n: hw.features.flash_attention >= 2,
+                          "FlashAttention-2 needs compute capability 8.0 or newer; {hw} has {cc}"),
+    "multi-device": (lambda hw, n: n > 1, "needs more than one device (plan has {n})"),
+    "interconnect": (lambda hw, n: hw.interconnect is not None, "{hw} has no device interconnect"),
+    "host-memory": (lambda hw, n: hw.host_link_gbps is not None, "{hw} has no separate host memory to offload to"),
+}
+
+
+def _model_checks() -> dict[str, tuple[Callable[[Context], bool], str]]:
+    return {
+        "moe": (lambda c: c.spec.moe is not None, "{model} is not a mixture of experts"),
+        "mtp": (lambda c: c.mtp_layers > 0, "{model} ships no multi-token-prediction heads"),
+        "draft": (lambda c: c.draft is not None, "the catalog has no much smaller model of {model}'s tokenizer family"),
+        "smaller": (lambda c: c.smaller is not None, "the catalog has no smaller model of {model}'s family"),
+        "full-attention": (lambda c: any(w is None for w in c.spec.layer_windows),
+                           "{model} already uses sliding windows on every layer"),
+    }
+
+
+MODEL_CHECKS = _model_checks()
+
+
+@lru_cache(maxsize=1)
+def engine_table() -> dict[str, Any]:
+    return profiles.read_yaml(profiles.ROOT / "engines.yaml")
+
+
+def static_reason(t: Technique, ctx: Context) -> str | None:
+    """Why technique `t` cannot apply in this context at all, or None when it can."""
+    w = ctx.workload
+    if t.id in w.denied_techniques:
+        return "denied by the workload"
+    if w.allowed_techniques is not None and t.id not in w.allowed_techniques:
+        return "not in the workload's allowed techniques"
+    training = w.goal == "training"
+    if (t.phase == "training") != training:
+        return "a training technique" if t.phase == "training" else "an inference technique; the goal is training"
+    if not training:
+        engine = engine_table()[w.engine]
+        if t.id not in engine["techniques"]:
+            return f"{w.engine} {engine['version']} has no option for it"
+    for feature in t.hardware:
+        test, reason = HARDWARE_CHECKS[feature]
+        if not test(ctx.hw, ctx.devices):
+            return reason.format(hw=ctx.hw.id, backend=ctx.hw.features.backend, n=ctx.devices,
+                                 cc=f"compute capability {ctx.hw.features.compute_capability or '?'}")
+    for feature in t.model:
+        test, reason = MODEL_CHECKS[feature]
+        if not test(ctx):
+            return reason.format(model=ctx.spec.name)
+    if t.check is not None:
+        return t.check(ctx)
+    return None
+
+
+def all_techniques() -> dict[str, Technique]:
+    """Every declared technique (importing the family modules registers them)."""
+    from . import parallel, quantization, serving, speculative, structural, training  # noqa: F401
+
+    return REGISTRY

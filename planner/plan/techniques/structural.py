@@ -1,0 +1,79 @@
+"""Techniques that change what is computed or where weights live: CPU offload, sliding window with
+attention sinks, structured pruning, distillation into a smaller model."""
+
+from __future__ import annotations
+
+from . import Context, Technique, register
+from ...analytic.steps import per_device_bytes
+from ..predict import PlanState, kv_reserved_tokens, to_setup
+
+SINK_WINDOW = 4096
+SINK_TOKENS = 4
+PRUNE_FRACTION = 0.25
+
+
+def _offload(state: PlanState, ctx: Context) -> PlanState:
+    """Keep just enough of the weights in host memory for one sequence's cache and the activations
+    to fit on the device (at most 90% of the weights), streamed over the host link every pass."""
+    s = to_setup(state.with_(offload_fraction=0.0))
+    weights, kv, act = per_device_bytes(s, 1, int(kv_reserved_tokens(state, ctx.workload)),
+                                        ctx.workload.prompt_tokens_p95)
+    spare = ctx.hw.memory_bytes * 0.95 - ctx.hw.runtime_overhead_bytes - kv - act
+    fraction = min(max((weights - spare) / weights, 0.0), 0.9) if weights > 0 else 0.0
+    return state.with_(offload_fraction=round(fraction, 3))
+
+
+
+def _window(state: PlanState, ctx: Context) -> PlanState:
+    windows = tuple(SINK_WINDOW + SINK_TOKENS if w is None else w for w in state.spec.layer_windows)
+    return state.with_(spec=state.spec.model_copy(update={"layer_windows": windows}))
+
+
+def _window_loss(ctx: Context) -> float:
+    # Within the window perplexity is kept (StreamingLLM: 5.40 vs 5.43 with 4 sinks); beyond it the model
+    # cannot see the dropped tokens, which a long-context task (retrieval, RAG) needs: budgeted at 10%.
+    return 10.0 if ctx.workload.prompt_tokens_p95 > SINK_WINDOW else 0.6
+
+
+def _prune(state: PlanState, ctx: Context) -> PlanState:
+    spec = state.spec
+    keep = max(1, round(spec.num_layers * (1 - PRUNE_FRACTION)))
+    return state.with_(spec=spec.model_copy(update={
+        "num_layers": keep, "layer_windows": spec.layer_windows[:keep], "layer_moe": spec.layer_moe[:keep],
+        "name": f"{spec.name}-pruned{keep}"}))
+
+
+register(
+    Technique(
+        id="cpu-offload", name="CPU offload of weights", family="memory", group="offload",
+        summary="Part of the weights kept in host memory and streamed to the device every forward pass: fits, "
+                "at the host link's speed.",
+        transform=_offload, hardware=("gpu", "host-memory"), quality_source="lossless; slow (host link bandwidth)",
+        params=lambda c: {"what": "the share of weights that does not fit"}),
+    Technique(
+        id="sliding-window-sinks", name="Sliding window with attention sinks (StreamingLLM)", family="attention",
+        group="context-limit",
+        summary=f"Full-attention layers keep the first {SINK_TOKENS} tokens and the last {SINK_WINDOW}: the cache "
+                "stops growing; tokens in between are forgotten.",
+        transform=_window, model=("full-attention",), quality_risk="high", quality_loss_pct=_window_loss,
+        quality_source="StreamingLLM (arXiv 2309.17453): 4 sink tokens keep perplexity (5.40 vs 5.43, Llama-2-13B) "
+                       "but do not extend what the model can retrieve; long-context tasks lose the dropped tokens",
+        params=lambda c: {"window": SINK_WINDOW, "sink_tokens": SINK_TOKENS}),
+    Technique(
+        id="structured-pruning", name="Structured pruning (drop 25% of layers, then heal)", family="compression",
+        group="compression",
+        summary="The least important quarter of the layers removed by angular distance, then a short fine-tune.",
+        transform=_prune, data="training", quality_risk="high", quality_loss_pct=15.0,
+        quality_source="Gromov et al. (arXiv 2403.17887) and ShortGPT (arXiv 2403.03853): dropping ~25% of layers "
+                       "keeps QA accuracy after healing but raises perplexity by 10-20%",
+        params=lambda c: {"drop_fraction": PRUNE_FRACTION}),
+    Technique(
+        id="distillation", name="Distillation into a smaller model of the family", family="compression",
+        group="compression",
+        summary="A smaller catalog model of the same family trained on the target's outputs, served instead.",
+        transform=lambda s, c: s.with_(spec=c.smaller), model=("smaller",), data="training", quality_risk="high",
+        quality_loss_pct=10.0,
+        quality_source="Minitron (arXiv 2407.14679): distilled students trail their teacher by several points "
+                       "on MMLU; 10% budgeted",
+        params=lambda c: {"student": c.smaller.name if c.smaller else None}),
+)

@@ -1,0 +1,118 @@
+"""Reports of an Advice: text (rich, readable in 80 columns), Markdown, self-contained HTML with
+charts, and JSON (the versioned Advice model)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from ... import __version__
+from ..schema.advice import Advice
+
+FORMATS = ("text", "md", "html", "json")
+
+
+def _params(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in params.items() if v is not None)
+
+
+def plan_diff(techniques: list[str], advice: Advice) -> str:
+    """An alternative as its difference from the plan: what it adds and what it leaves out."""
+    plan = [s.technique for s in advice.plan.steps]
+    added = [t for t in techniques if t not in plan]
+    dropped = [t for t in plan if t not in techniques]
+    parts = ([f"with {', '.join(added)}"] if added else []) + ([f"without {', '.join(dropped)}"] if dropped else [])
+    return "; ".join(parts) or "the same techniques"
+
+
+@lru_cache(maxsize=1)
+def _env():
+    import jinja2
+
+    from ...templates import TEMPLATES_DIR
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)), autoescape=jinja2.select_autoescape(
+        enabled_extensions=("html.j2",), default_for_string=False), trim_blocks=False, keep_trailing_newline=True)
+    env.filters["params"] = _params
+    env.filters["plan_diff"] = plan_diff
+    return env
+
+
+def render(advice: Advice, fmt: str) -> str:
+    if fmt == "json":
+        return advice.model_dump_json(indent=2)
+    if fmt == "md":
+        return _env().get_template("advice.md.j2").render(a=advice, version=__version__)
+    if fmt == "html":
+        from . import charts
+        from ..catalog.hardware import resolve_hardware
+
+        hw = resolve_hardware(advice.hardware.id)
+        compute = "bf16" if "bf16" in hw.peak_tflops else next(iter(hw.peak_tflops))
+        figures = {"memory": charts.memory_chart(advice.baseline, advice.plan.predicted),
+                   "roofline": charts.roofline_chart(advice, hw.peak_tflops[compute], hw.bandwidth_tbps),
+                   "steps": charts.steps_chart(advice), "graph": charts.graph_chart(advice)}
+        return _env().get_template("advice.html.j2").render(a=advice, charts=figures, version=__version__)
+    if fmt == "text":
+        return text_report(advice, color=False)
+    raise ValueError(f"unknown format '{fmt}'; known: {', '.join(FORMATS)}")
+
+
+def text_report(advice: Advice, color: bool = True, file=None) -> str:
+    """The rich terminal report, 80 columns wide. Printed to `file` (stdout) when color is on;
+    returned as plain text otherwise."""
+    import io
+
+    from rich.console import Console
+    from rich.table import Table
+
+    buffer = None if color else io.StringIO()
+    console = Console(width=80, file=file if color else buffer, no_color=not color, highlight=False)
+    a = advice
+    w = a.workload
+    console.print(f"[bold]{a.model.name}[/] on [bold]{a.hardware.count} x {a.hardware.id}[/], "
+                  f"workload [bold]{w.name}[/] (goal {w.goal}, budget "
+                  f"{'lossless' if w.max_quality_loss_pct == 0 else f'{w.max_quality_loss_pct:g}%'}, engine {w.engine})")
+    console.print(f"\n[bold]Bottleneck:[/] {a.bottleneck.primary} ({a.bottleneck.category})"
+                  + (f", then {a.bottleneck.secondary}" if a.bottleneck.secondary else ""))
+    for e in a.bottleneck.evidence:
+        console.print(f"  - {e}")
+    table = Table(title="Plan", title_justify="left", pad_edge=False)
+    for col, justify in (("#", "right"), ("technique", "left"), ("TTFT ms", "right"), ("TPOT ms", "right"),
+                         ("tok/s", "right"), ("GB/dev", "right"), ("risk", "left")):
+        table.add_column(col, justify=justify, overflow="fold")
+
+    def row(i, name, p, risk=""):
+        table.add_row(str(i), name, f"{p.ttft_ms:,.0f}", f"{p.tpot_ms:,.1f}", f"{p.throughput_tokens_per_s:,.0f}",
+                      f"{p.memory_per_device_bytes / 1e9:,.1f}" + ("" if p.fits else " [red]![/]"), risk)
+
+    row(0, "baseline", a.baseline)
+    for i, s in enumerate(a.plan.steps, 1):
+        row(i, s.technique, s.predicted, s.quality_risk + (f" {s.quality_loss_pct:g}%" if s.quality_loss_pct else ""))
+    console.print(table)
+    p = a.plan.predicted
+    cost = f", ${p.cost_per_million_tokens_usd:,.2f}/M tokens" if p.cost_per_million_tokens_usd else ""
+    console.print(f"Predicted: TTFT {p.ttft_ms:,.0f} ms, TPOT {p.tpot_ms:,.1f} ms, "
+                  f"{p.throughput_tokens_per_s:,.0f} tokens/s at batch {p.batch}, "
+                  f"{p.memory_per_device_bytes / 1e9:,.1f} GB per device{cost}; "
+                  f"quality loss {a.plan.quality_loss_pct:g}%")
+    for s in a.plan.steps:
+        if s.params:
+            console.print(f"  {s.technique}: {_params(s.params)}")
+    if a.alternatives:
+        console.print("\n[bold]Alternatives[/]")
+        for alt in a.alternatives:
+            console.print(f"  - {plan_diff(alt.techniques, a)}: {alt.note}")
+    if a.hardware_ranking:
+        console.print("\n[bold]Hardware ranking[/] (cheapest per million output tokens first)")
+        if a.hardware_reason:
+            console.print(f"  {a.hardware_reason}")
+        for h in a.hardware_ranking[:8]:
+            cost = f"${h.cost_per_million_tokens_usd:,.2f}/M" if h.cost_per_million_tokens_usd is not None else "no price"
+            console.print(f"  {h.count} x {h.id}: {cost}, {h.throughput_tokens_per_s:,.0f} tokens/s ({h.note})")
+    console.print("\n[bold]Not in the plan[/]")
+    for r in a.rejected:
+        console.print(f"  - {r.technique}: {r.reason}")
+    for warning in a.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+    return buffer.getvalue() if buffer is not None else ""

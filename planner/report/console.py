@@ -1,0 +1,219 @@
+"""Terminal output with rich: the profile table and the catalog listings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from ... import profiles
+from ..schema import Profile
+
+
+def fmt_bytes(n: float) -> str:
+    sign = "-" if n < 0 else ""
+    n = abs(n)
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= size:
+            return f"{sign}{n / size:.2f} {unit}"
+    return f"{sign}{n:.0f} B"
+
+
+def fmt_count(n: float) -> str:
+    for unit, size in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.2f}{unit}"
+    return f"{n:.0f}"
+
+
+def fmt_flops(n: float) -> str:
+    return fmt_count(n) + "FLOP"
+
+
+def _section(title: str, rows: list[tuple[str, str]]) -> Table:
+    table = Table(title=title, title_justify="left", show_header=False, box=None, pad_edge=False)
+    table.add_column(style="cyan", no_wrap=True)
+    table.add_column()
+    for k, v in rows:
+        table.add_row(k, v)
+    return table
+
+
+def print_profile(p: Profile, output: Path | None = None) -> None:
+    console = Console(file=open(output, "w", encoding="utf-8") if output else None, width=110)
+    r, m, hw, mem, c, lat, tp = p.request, p.model, p.hardware, p.memory, p.compute, p.latency, p.throughput
+    kind = m.attention + (f", {m.moe}" if m.moe else "") + (f", {m.sliding_layers} sliding-window layers"
+                                                            if m.sliding_layers else "")
+    console.print(f"[bold]{m.name}[/] on [bold]{hw.num_devices} x {hw.name}[/]  "
+                  f"(tp {hw.tensor_parallel}, pp {hw.pipeline_parallel}, weights {r.dtype}, compute {hw.compute_dtype}, "
+                  f"batch {r.batch}, context {r.context}, engine {r.engine})")
+    console.print(_section("Model", [
+        ("parameters", f"{fmt_count(m.params_total)} total, {fmt_count(m.params_active)} active per token, "
+                       f"{fmt_count(m.embedding_params)} embedding"),
+        ("architecture", f"{m.model_type}: {m.num_layers} layers, hidden {m.hidden_size}, {m.num_heads} heads / "
+                         f"{m.num_kv_heads} KV heads x {m.head_dim} ({kind})"),
+    ]))
+    fit = "[green]fits[/]" if p.fits else "[red]does not fit[/]"
+    console.print(_section("Memory per device", [
+        ("weights", f"{fmt_bytes(mem.weights_bytes)} in all ({mem.weights_bits_per_param:.2f} bits/param)"),
+        ("KV cache", f"{fmt_bytes(mem.kv_cache_bytes)} per sequence at {r.context} tokens (whole model), "
+                     f"{fmt_bytes(mem.kv_cache_batch_bytes)} for the batch "
+                     f"({fmt_bytes(mem.kv_cache_bytes_per_token)}/token before windows)"),
+        ("activations", f"{fmt_bytes(mem.activation_peak_bytes)} peak (prefill, {r.attention} attention)"),
+        ("total", f"{fmt_bytes(mem.per_device_bytes)} of {fmt_bytes(mem.device_memory_bytes)} "
+                  f"(runtime {fmt_bytes(mem.runtime_overhead_bytes)}): {fit}, "
+                  f"headroom {fmt_bytes(mem.headroom_bytes)}"),
+    ]))
+    console.print(_section("Compute", [
+        ("prefill / token", f"{fmt_flops(c.prefill_matmul_flops_per_token)} matmul + "
+                            f"{fmt_flops(c.prefill_attention_flops_per_token)} attention"),
+        ("decode / token", f"{fmt_flops(c.decode_matmul_flops_per_token)} matmul + "
+                           f"{fmt_flops(c.decode_attention_flops_per_token)} attention"),
+        ("decode step", f"{fmt_bytes(c.decode_bytes_per_step)} moved per device, intensity "
+                        f"{c.decode_arithmetic_intensity:.1f} FLOP/B vs ridge {c.ridge_flops_per_byte:.0f}: "
+                        f"{c.decode_bound}-bound"),
+        ("prefill", f"intensity {c.prefill_arithmetic_intensity:.0f} FLOP/B: {c.prefill_bound}-bound"),
+    ]))
+    comm = (f", all-reduce {lat.allreduce_ms_per_layer * 1e3:.0f} us/layer "
+            f"({lat.communication_share:.0%} of a decode step)") if hw.tensor_parallel > 1 else ""
+    console.print(_section("Latency and throughput", [
+        ("TTFT", f"{lat.ttft_ms:,.1f} ms (prefill of {r.batch} x {lat.prefill_tokens} tokens)"),
+        ("TPOT", f"{lat.tpot_ms:,.2f} ms per decode step{comm}"),
+        ("throughput", f"{tp.tokens_per_s:,.0f} tokens/s decode, {tp.prefill_tokens_per_s:,.0f} tokens/s prefill"),
+        ("limits", f"largest batch at {r.context} tokens: {tp.max_batch}; longest context at batch {r.batch}: "
+                   f"{tp.max_context}"),
+    ]))
+    curve = Table(title="Decode throughput against batch", title_justify="left")
+    for col in ("batch", "TPOT ms", "tokens/s", "fits"):
+        curve.add_column(col, justify="right")
+    for pt in tp.curve:
+        curve.add_row(str(pt.batch), f"{pt.tpot_ms:,.2f}", f"{pt.tokens_per_s:,.0f}", "yes" if pt.fits else "[red]no[/]")
+    console.print(curve)
+    console.print(f"[dim]efficiency: {p.efficiency.flop_efficiency:.0%} of peak FLOP/s, "
+                  f"{p.efficiency.bandwidth_efficiency:.0%} of peak bandwidth, "
+                  f"{p.efficiency.step_overhead_s * 1e3:.2f} ms/step + {p.efficiency.layer_overhead_s * 1e6:.0f} us/layer "
+                  f"overhead (documented defaults; `--json` gives their sources)[/]")
+    if p.measured is not None:
+        m = p.measured
+        table = Table(title=f"Measured here ({m.engine}, {m.device}, {m.dtype}, median of {m.repeats}) against predicted",
+                      title_justify="left")
+        for col in ("step", "batch", "tokens", "measured", "spread", "predicted", "error"):
+            table.add_column(col, justify="left" if col == "step" else "right")
+        for pt in m.points:
+            if pt.kind == "peak":
+                table.add_row("peak memory", str(pt.batch), str(pt.tokens), fmt_bytes(pt.measured), "", "", "")
+            else:
+                table.add_row(pt.kind, str(pt.batch), str(pt.tokens), f"{pt.measured * 1e3:,.2f} ms",
+                              f"{pt.spread * 1e3:,.2f} ms", f"{pt.predicted * 1e3:,.2f} ms", f"{pt.error_pct:+.1f}%")
+        console.print(table)
+        console.print(f"measured: TTFT {m.ttft_ms:,.1f} ms, TPOT {m.tpot_ms:,.2f} ms, {m.tokens_per_s:,.0f} tokens/s, "
+                      f"peak {fmt_bytes(m.peak_memory_bytes)}, loaded in {m.load_s:.2f} s")
+    for w in p.warnings:
+        console.print(f"[yellow]warning:[/] {w}")
+    if output:
+        console.file.close()
+
+
+def print_calibration(data: dict[str, Any], path) -> None:
+    console = Console(width=110)
+    peaks = ", ".join(f"{k} {v * 1e3:,.0f} GFLOP/s" for k, v in data["peak_tflops"].items())
+    console.print(f"[bold]Calibrated[/] {data['machine']['cpu']} ({data['machine']['cores']} cores, "
+                  f"{data['machine']['threads']} threads): matmul {peaks}; copy bandwidth "
+                  f"{data['bandwidth_bytes_per_s'] / 1e9:,.1f} GB/s; runtime {fmt_bytes(data['runtime_overhead_bytes'])}")
+    for engine, by_dtype in data["engines"].items():
+        for dtype, fitted in by_dtype.items():
+            f = fitted["factors"]
+            console.print(f"{engine} ({dtype}): flop efficiency {f['flop_efficiency']:.0%}, bandwidth efficiency "
+                          f"{f['bandwidth_efficiency']:.0%}, {f['step_overhead_s'] * 1e3:.2f} ms/step + "
+                          f"{f['layer_overhead_s'] * 1e6:.0f} us/layer; a matmul reaches half its rate at "
+                          f"{f.get('matmul_half_tokens', 0):.0f} rows (measured)")
+            table = Table(title="Predicted against measured", title_justify="left")
+            for col in ("model", "step", "batch", "tokens", "measured ms", "predicted ms", "error"):
+                table.add_column(col, justify="right" if col not in ("model", "step") else "left")
+            for p in fitted["points"]:
+                table.add_row(Path(p["model"]).name, p["kind"], str(p["batch"]), str(p["tokens"]),
+                              f"{p['measured_s'] * 1e3:,.2f}", f"{p['predicted_s'] * 1e3:,.2f}", f"{p['error_pct']:+.1f}%")
+            console.print(table)
+            console.print(f"median absolute error {fitted['median_abs_error_pct']:.1f}%")
+    console.print(f"[dim]written to {path}[/]")
+
+
+def print_techniques(declared: list[dict[str, Any]]) -> None:
+    console = Console(width=140)
+    table = Table(title="optiplan techniques", title_justify="left")
+    for col in ("id", "family", "group", "needs", "quality risk", "summary"):
+        table.add_column(col, overflow="fold")
+    for t in declared:
+        needs = ", ".join([*t["hardware"], *t["model"], *(f"data:{t['data']}" for _ in [0] if t["data"]),
+                           *(f"requires {r}" for r in t["requires"])])
+        loss = t["quality_loss_pct"]
+        risk = t["quality_risk"] + (f" ({loss:g}%)" if loss else "" if loss is not None else " (depends)")
+        table.add_row(t["id"], t["family"], t["group"] or "-", needs or "-", risk, t["summary"])
+    console.print(table)
+
+
+def catalog_rows(what: str) -> list[dict[str, Any]]:
+    if what == "workloads":
+        from ..catalog.workloads import load_workload, preset_names
+
+        return [load_workload(n).model_dump(mode="json") for n in preset_names()]
+    if what == "hardware":
+        from ..catalog.hardware import catalog_hardware
+
+        rows = []
+        for hw_id in profiles.hardware_ids():
+            hw = catalog_hardware(hw_id)
+            rows.append({"id": hw.id, "name": hw.name, "memory_gb": round(hw.memory_bytes / 1e9, 1),
+                         "bandwidth_tbps": hw.bandwidth_tbps, "peak_tflops": hw.peak_tflops,
+                         "interconnect": hw.interconnect.name if hw.interconnect else None,
+                         "price_usd_per_hour": ([hw.price.low_usd_per_hour, hw.price.high_usd_per_hour]
+                                                if hw.price and hw.price.low_usd_per_hour else None),
+                         "aliases": hw.aliases})
+        return rows
+    from ..catalog.models import resolve_model
+    from ..analytic.params import param_counts
+
+    rows = []
+    for name in profiles.model_names():
+        entry = profiles.load_model(name)
+        spec = resolve_model(name)
+        counts = param_counts(spec)
+        rows.append({"name": name, "display_name": entry.get("display_name", name), "model_type": spec.model_type,
+                     "params_total": counts.total, "params_active": counts.active, "layers": spec.num_layers,
+                     "attention": spec.attention_kind, "max_context": spec.max_position_embeddings,
+                     "hub_id": entry.get("hub_id"), "aliases": entry.get("aliases", [])})
+    return rows
+
+
+def print_catalog(what: str, rows: list[dict[str, Any]]) -> None:
+    console = Console(width=140)
+    table = Table(title=f"optiplan catalog: {what}", title_justify="left")
+    if what == "workloads":
+        for col in ("name", "prompt mean/p95", "output mean/p95", "concurrency", "goal", "quality budget", "SLO",
+                    "description"):
+            table.add_column(col, overflow="fold")
+        for r in rows:
+            slo = ", ".join(f"{k.replace('_p95_ms', '')} {v:g} ms" for k, v in r["slo"].items() if v and k.endswith("ms"))
+            table.add_row(r["name"], f"{r['prompt_tokens_mean']}/{r['prompt_tokens_p95']}",
+                          f"{r['output_tokens_mean']}/{r['output_tokens_p95']}", str(r["concurrency"]), r["goal"],
+                          f"{r['max_quality_loss_pct']:g}%", slo or "-", r["description"])
+    elif what == "hardware":
+        for col in ("id", "name", "memory", "TB/s", "bf16/fp16 TFLOPS", "fp8", "interconnect", "$/h", "aliases"):
+            table.add_column(col)
+        for r in rows:
+            peaks = r["peak_tflops"]
+            price = r["price_usd_per_hour"]
+            table.add_row(r["id"], r["name"], f"{r['memory_gb']:.0f} GB", f"{r['bandwidth_tbps']:.2f}",
+                          f"{peaks.get('bf16', peaks.get('fp16', 0)):g}", f"{peaks['fp8']:g}" if "fp8" in peaks else "-",
+                          r["interconnect"] or "-", f"{price[0]:.2f}-{price[1]:.2f}" if price else "-",
+                          ", ".join(r["aliases"]))
+    else:
+        for col in ("name", "type", "params", "active", "layers", "attention", "context", "hub id"):
+            table.add_column(col)
+        for r in rows:
+            active = fmt_count(r["params_active"]) if r["params_active"] != r["params_total"] else "="
+            table.add_row(r["name"], r["model_type"], fmt_count(r["params_total"]), active, str(r["layers"]),
+                          r["attention"], str(r["max_context"]), r["hub_id"] or "-")
+    console.print(table)
