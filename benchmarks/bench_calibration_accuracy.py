@@ -26,6 +26,7 @@ HELD_DECODES = ((1, 128), (2, 256), (8, 128), (8, 512))
 
 
 def main() -> None:
+    from optiplan.planner.machine.probe import estimated_cpu
     from optiplan.planner.measure.calibrate import (
         DEFAULT_SHAPES,
         calibration_setup,
@@ -36,7 +37,6 @@ def main() -> None:
         random_model,
         samples,
     )
-    from optiplan.planner.catalog.hardware import _estimated_cpu
     from optiplan.planner.measure.timing import measure_models
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -44,7 +44,7 @@ def main() -> None:
     args = parser.parse_args()
 
     bench = microbenchmarks("cpu")
-    hw = _estimated_cpu().model_copy(update={"peak_tflops": bench["peak_tflops"],
+    hw = estimated_cpu().model_copy(update={"peak_tflops": bench["peak_tflops"],
                                              "memory_bandwidth_bytes_per_s": bench["bandwidth_bytes_per_s"],
                                              "runtime_overhead_bytes": bench["runtime_overhead_bytes"]})
     print(f"machine: fp32 {bench['peak_tflops']['fp32'] * 1e3:,.0f} GFLOP/s, "

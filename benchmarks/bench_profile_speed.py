@@ -20,10 +20,10 @@ COMMAND = ["profile", "llama-3.1-70b", "--hardware", "h100-sxm", "--gpus", "2", 
 
 def pair_times(rounds: int) -> dict:
     from optiplan import profiles
-    from optiplan.planner.errors import OptiplanError
+    from optiplan.planner.analytic.profile import profile
     from optiplan.planner.catalog.hardware import catalog_hardware
     from optiplan.planner.catalog.models import resolve_model
-    from optiplan.planner.analytic.profile import profile
+    from optiplan.planner.errors import OptiplanError
     from optiplan.planner.schema import ProfileRequest
 
     requests = []

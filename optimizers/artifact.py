@@ -10,15 +10,14 @@ and measured figures). Where the format allows, plain `AutoModelForCausalLM.from
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..planner.errors import OptiplanError
-from ..planner.measure.timing import torch_dtype  # noqa: F401  (the optimizers import it from here)
+from ..planner.fsutil import atomic_folder
+from ..planner.measure.runtime import torch_dtype
 from ..planner.schema.optimize import ArtifactManifest, Runtime
 from .base import Workspace, device_kind, quiet_libraries
 
@@ -266,12 +265,7 @@ def write_artifact(ws: Workspace, out: Path, manifest: ArtifactManifest, force: 
     out = Path(out)
     if out.exists() and not force:
         raise ArtifactError(f"{out} exists; pass --force to replace it")
-    tmp = out.parent / f".{out.name}.optiplan-tmp-{os.getpid()}"
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir()
+    with atomic_folder(out) as tmp:
         if (ws.runtime.weights or {}).get("library") == "quanto":
             ws.model.config.save_pretrained(tmp)
             save_quanto(ws.model, tmp)
@@ -286,13 +280,7 @@ def write_artifact(ws: Workspace, out: Path, manifest: ArtifactManifest, force: 
                                             "runtime": ws.runtime,
                                             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
         (tmp / MANIFEST).write_text(final.model_dump_json(indent=2))
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-        return final
-    except BaseException:  # interrupted or failed: leave nothing half-written behind
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    return final
 
 
 def verify_checksums(path: Path) -> list[str]:

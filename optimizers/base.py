@@ -94,7 +94,7 @@ def quiet_libraries() -> None:
     import logging
     import warnings
 
-    from ..planner.measure.timing import quiet_transformers
+    from ..planner.measure.runtime import quiet_transformers
 
     quiet_transformers()
     logging.getLogger("torchao").setLevel(logging.ERROR)

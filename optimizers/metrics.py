@@ -206,7 +206,7 @@ def peak_memory_bytes(path: str | Path, prompts: list[str] | tuple[str, ...] = D
                       max_new_tokens: int = 32, device: str = "cpu", allow_pickle: bool = False) -> int:
     """Peak memory of a fresh process that loads the model at `path` (with every runtime setting) and runs the
     workload once: `VmHWM` on CPU, the allocator's peak on CUDA."""
-    from ..planner.measure.timing import run_worker
+    from ..planner.measure.workers import run_worker
 
     args = json.dumps({"path": str(path), "prompts": list(prompts), "max_new_tokens": max_new_tokens,
                        "device": device, "allow_pickle": allow_pickle})
@@ -239,7 +239,7 @@ def _peak_worker(argv: list[str]) -> None:
     if args["device"].startswith("cuda"):
         peak = torch.cuda.max_memory_allocated()
     else:
-        from ..planner.measure.timing import vm_hwm_bytes
+        from ..planner.measure.runtime import vm_hwm_bytes
 
         peak = vm_hwm_bytes()
     print(json.dumps({"peak_memory_bytes": peak}))

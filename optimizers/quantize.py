@@ -36,7 +36,7 @@ def _reload_with(ws: Workspace, quantization_config, dtype) -> None:
     """Reload the source weights through transformers with a quantization config (torchao, bitsandbytes, GPTQ)."""
     from transformers import AutoModelForCausalLM
 
-    from .artifact import torch_dtype
+    from ..planner.measure.runtime import torch_dtype
 
     model = AutoModelForCausalLM.from_pretrained(
         ws.source, dtype=torch_dtype(dtype), quantization_config=quantization_config,

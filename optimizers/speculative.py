@@ -71,7 +71,7 @@ def draft_model(ws: Workspace, params: dict[str, Any]) -> str:
     """Speculative decoding with a smaller draft model of the same tokenizer; drafted tokens per step tuned here."""
     from transformers import AutoModelForCausalLM
 
-    from .artifact import torch_dtype
+    from ..planner.measure.runtime import torch_dtype
 
     path = params.get("draft")
     if not path:

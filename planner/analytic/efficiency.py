@@ -1,43 +1,44 @@
 """Efficiency factors: documented defaults from `profiles/efficiency.yaml`, per device kind, weight
-format and engine. A calibration (measured on the machine) replaces them when given."""
+format and runtime. A calibration (measured on the machine) replaces them when given."""
 
 from __future__ import annotations
 
 from ... import profiles
 from ..errors import RequestError
+from ..machine.calibration import calibration_path, load_calibration
 from ..schema import EfficiencyFactors, HardwareSpec
 
-ENGINES = ("serving", "transformers")
+# Runtimes with fixed costs of their own (profiles/efficiency.yaml): an optimized serving runtime (CUDA graphs,
+# chunked prefill), or eager transformers `generate`. A serving engine (vllm, sglang, ...) runs the first.
+RUNTIMES = ("serving", "transformers")
 
 
-def default_efficiency(hw: HardwareSpec, weight_dtype: str, compute_dtype: str, engine: str) -> EfficiencyFactors:
-    """The documented default factors for this device kind, weight format, compute dtype and engine."""
+def default_efficiency(hw: HardwareSpec, weight_dtype: str, compute_dtype: str, runtime: str) -> EfficiencyFactors:
+    """The documented default factors for this device kind, weight format, compute dtype and runtime."""
     table = profiles.efficiency_table()
-    if engine not in table["engines"]:
-        raise RequestError(f"unknown engine '{engine}'; known: {', '.join(table['engines'])}")
+    if runtime not in table["runtimes"]:
+        raise RequestError(f"unknown runtime '{runtime}'; known: {', '.join(table['runtimes'])}")
     kind = table["device_kinds"][hw.kind]
     bw = kind["bandwidth_efficiency"].get(weight_dtype, min(kind["bandwidth_efficiency"].values()))
     flop = kind["flop_efficiency"].get(compute_dtype, min(kind["flop_efficiency"].values()))
     bw_src = kind["bandwidth_source"]
     bw_src = bw_src.get(weight_dtype, "assumed") if isinstance(bw_src, dict) else bw_src
-    eng = table["engines"][engine]
+    eng = table["runtimes"][runtime]
     costs = eng.get(hw.kind, eng["default"])
     sources = table["sources"]
-    source = (f"defaults ({hw.kind}, {weight_dtype} weights, {compute_dtype} compute, {engine} engine): "
+    source = (f"defaults ({hw.kind}, {weight_dtype} weights, {compute_dtype} compute, {runtime} runtime): "
               f"bandwidth: {sources[bw_src]} flops: {sources[kind['flop_source']]} overhead: {eng['source']}")
     return EfficiencyFactors(flop_efficiency=flop, bandwidth_efficiency=bw,
                              step_overhead_s=costs["step_overhead_s"], layer_overhead_s=costs["layer_overhead_s"],
                              source=" ".join(source.split()))
 
 
-def calibrated_efficiency(hw: HardwareSpec, engine: str, weight_dtype: str) -> EfficiencyFactors | None:
-    """The factors `optiplan calibrate` fitted on this machine for this engine and weight dtype."""
+def calibrated_efficiency(hw: HardwareSpec, runtime: str, weight_dtype: str) -> EfficiencyFactors | None:
+    """The factors `optiplan calibrate` fitted on this machine for this runtime and weight dtype."""
     if hw.id != "local":
         return None
-    from ..measure.calibrate import calibration_path, load_calibration
-
     calibration = load_calibration()
-    fitted = (calibration or {}).get("engines", {}).get(engine, {}).get(weight_dtype)
+    fitted = (calibration or {}).get("runtimes", {}).get(runtime, {}).get(weight_dtype)
     if not fitted:
         return None
     f = fitted["factors"]
@@ -49,6 +50,6 @@ def calibrated_efficiency(hw: HardwareSpec, engine: str, weight_dtype: str) -> E
                                     f"{len(fitted['points'])} measured steps")
 
 
-def prefill_chunk_tokens(engine: str) -> int | None:
-    """The most tokens the engine prefills in one forward pass (None: all prompts at once)."""
-    return profiles.efficiency_table()["engines"][engine].get("prefill_chunk_tokens")
+def prefill_chunk_tokens(runtime: str) -> int | None:
+    """The most tokens the runtime prefills in one forward pass (None: all prompts at once)."""
+    return profiles.efficiency_table()["runtimes"][runtime].get("prefill_chunk_tokens")

@@ -35,8 +35,9 @@ class KVGroup:
     elements_per_token: int  # per layer: keys + values (or latent) elements for one token
 
 
-def layout_for_engine(engine: str) -> str:
-    return "transformers" if engine == "transformers" else "serving"
+def layout_for_runtime(runtime: str) -> str:
+    """The KV layout a runtime keeps: transformers' DynamicCache, or a serving engine's paged blocks."""
+    return "transformers" if runtime == "transformers" else "serving"
 
 
 def elements_per_token(spec: ModelSpec, layout: str) -> int:

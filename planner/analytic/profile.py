@@ -3,26 +3,10 @@ and return a versioned `Profile`. Pure Python: importing this never imports torc
 
 from __future__ import annotations
 
-from .steps import (
-    Setup,
-    decode_attention_flops,
-    decode_step,
-    fits,
-    matmul_flops,
-    max_batch,
-    max_context,
-    per_device_bytes,
-    prefill_attention_flops,
-    prefill_step,
-    total_weight_bytes,
-)
-from ..catalog.dtypes import DtypeError, bytes_per_element, canonical, compute_dtype, weight_format
-from .efficiency import ENGINES, calibrated_efficiency, default_efficiency, prefill_chunk_tokens
-from ..errors import HardwareError, RequestError
+from ..catalog.dtypes import DtypeError, canonical, compute_dtype
 from ..catalog.hardware import resolve_hardware, supports_dtype
-from .kvcache import elements_per_token, kv_bits, kv_cache_elements, kv_groups, layout_for_engine
 from ..catalog.models import resolve_model
-from .params import param_counts
+from ..errors import HardwareError, RequestError
 from ..schema import (
     ComputeProfile,
     EfficiencyFactors,
@@ -37,6 +21,16 @@ from ..schema import (
     ThroughputPoint,
     ThroughputProfile,
 )
+from .efficiency import RUNTIMES, prefill_chunk_tokens
+from .kvcache import elements_per_token, kv_cache_elements, kv_groups, layout_for_runtime
+from .memory import fits, max_batch, max_context, per_device_bytes
+from .params import param_counts
+from .setup import Setup, build_setup, default_16bit, total_weight_bytes
+from .steps import decode_attention_flops, decode_step, matmul_flops, prefill_attention_flops, prefill_step
+
+# The attention kernel a profile request names -> the analytic model's kernel. "memory-efficient" is a fused
+# kernel that never materialises the score matrix (FlashAttention class).
+ATTENTION_KERNELS = {"memory-efficient": "flash", "flash": "flash", "sdpa": "sdpa", "eager": "eager"}
 
 CURVE_MAX_BATCH = 1024
 
@@ -53,13 +47,13 @@ def _dtype(value: str, what: str) -> str:
         raise RequestError(f"{what}: {exc}") from exc
 
 
-def build_setup(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec,
+def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec,
                 efficiency: EfficiencyFactors | None = None) -> Setup:
     """Check a request against the model and device and resolve everything the analytic model needs."""
     for name in ("num_devices", "pipeline_parallel", "tensor_parallel", "batch", "context", "prompt_tokens"):
         _positive(name.replace("_", " "), getattr(request, name))
-    if request.engine not in ENGINES:
-        raise RequestError(f"unknown engine '{request.engine}'; known: {', '.join(ENGINES)}")
+    if request.engine not in RUNTIMES:
+        raise RequestError(f"unknown engine '{request.engine}'; known: {', '.join(RUNTIMES)}")
     if request.context > spec.max_position_embeddings:
         raise RequestError(f"context {request.context} exceeds {spec.name}'s maximum of "
                            f"{spec.max_position_embeddings} tokens (max_position_embeddings)")
@@ -85,24 +79,19 @@ def build_setup(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec,
 
     weight_dtype = _dtype(request.dtype, "--dtype")
     act = _dtype(request.activations, "--activations") if request.activations else None
-    default_16 = "bf16" if hw.features.bf16 and "bf16" in hw.peak_tflops else "fp16"
-    compute = compute_dtype(weight_dtype, act, default_16)
+    compute = compute_dtype(weight_dtype, act, default_16bit(hw))
     for label, d in (("weights", weight_dtype), ("compute", compute)):
         if not supports_dtype(hw, d) or (label == "compute" and d not in hw.peak_tflops):
             have = ", ".join(hw.peak_tflops)
             hint = " (fp8 needs compute capability 8.9 or newer)" if d == "fp8" and hw.kind == "gpu" else ""
             raise HardwareError(f"{hw.id} has no {d} support for the {label}{hint}; it runs {have}")
-    act_dtype = "fp32" if compute == "fp32" else default_16
-    kv_dtype = _dtype(request.kv_dtype, "--kv-dtype") if request.kv_dtype else act_dtype
+    kv_dtype = _dtype(request.kv_dtype, "--kv-dtype") if request.kv_dtype else None
     if request.group_size is not None and request.group_size < 0:
         raise RequestError(f"group size must be 0 (per channel) or positive, got {request.group_size}")
-    eff = efficiency or calibrated_efficiency(hw, request.engine, weight_dtype) or default_efficiency(
-        hw, weight_dtype, compute, request.engine)
-    return Setup(spec=spec, counts=param_counts(spec), hw=hw, tp=tp, pp=pp,
-                 weights=weight_format(weight_dtype, request.group_size), act_bytes=bytes_per_element(act_dtype),
-                 kv_bits=kv_bits(kv_dtype), compute_dtype=compute, eff=eff,
-                 layout=layout_for_engine(request.engine), eager_attention=request.attention == "eager",
-                 prefill_chunk_tokens=prefill_chunk_tokens(request.engine))
+    return build_setup(spec, hw, weight_dtype=weight_dtype, group_size=request.group_size, activations=act,
+                       kv_dtype=kv_dtype, tp=tp, pp=pp, runtime=request.engine,
+                       layout=layout_for_runtime(request.engine), attention=ATTENTION_KERNELS[request.attention],
+                       prefill_chunk_tokens=prefill_chunk_tokens(request.engine), efficiency=efficiency)
 
 
 def _curve_batches(batch: int, limit: int) -> list[int]:
@@ -196,4 +185,4 @@ def profile(request: ProfileRequest, efficiency: EfficiencyFactors | None = None
     `optiplan profile`."""
     spec = resolve_model(request.model)
     hw = resolve_hardware(request.hardware)
-    return profile_setup(request, build_setup(request, spec, hw, efficiency))
+    return profile_setup(request, setup_for_request(request, spec, hw, efficiency))

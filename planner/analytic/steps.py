@@ -12,85 +12,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import cached_property
 
-from ..catalog.dtypes import WeightFormat
-from .kvcache import KVGroup, elements_per_token, kv_cache_elements, kv_groups, tensor_parallel_share
-from .params import ParamCounts, expected_experts_touched
-from ..schema import EfficiencyFactors, HardwareSpec, ModelSpec
+from ..schema import ModelSpec
+from .kvcache import elements_per_token, kv_cache_elements
+from .params import expected_experts_touched
+from .setup import Setup, total_weight_bytes
 
 # Share of the link bandwidth a ring all-reduce achieves (NCCL "bus bandwidth" on NVLink/PCIe is
 # typically about 80% of the link rate).
 ALLREDUCE_EFFICIENCY = 0.8
-
-
-@dataclass(frozen=True)
-class Setup:
-    """Everything one prediction depends on, resolved and validated."""
-
-    spec: ModelSpec
-    counts: ParamCounts
-    hw: HardwareSpec
-    tp: int
-    pp: int
-    weights: WeightFormat
-    act_bytes: float  # bytes per activation element (and of the unquantized weights)
-    kv_bits: float  # stored bits per cached element
-    compute_dtype: str
-    eff: EfficiencyFactors
-    layout: str  # KV layout: "serving" or "transformers"
-    eager_attention: bool = False
-    prefill_chunk_tokens: int | None = None  # chunked prefill bounds the activations
-    ep: int = 1  # expert parallel: routed experts split over `ep` devices, sequences spread over them
-    attention_efficiency: float | None = None  # fraction of peak the attention kernels reach [default: flop eff.]
-    offload_fraction: float = 0.0  # share of the weights kept in host memory and streamed each pass
-    host_link_bytes_per_s: float = 25e9
-
-    @cached_property
-    def shards(self) -> int:
-        """Devices that one forward pass's work is spread over."""
-        return self.tp * self.ep
-
-    @cached_property
-    def peak_flops(self) -> float:
-        if self.compute_dtype not in self.hw.peak_tflops:
-            from ..errors import HardwareError
-
-            raise HardwareError(f"{self.hw.id} has no {self.compute_dtype} rate; it runs {', '.join(self.hw.peak_tflops)}")
-        return self.hw.peak_tflops[self.compute_dtype] * 1e12
-
-    @cached_property
-    def bits_per_weight(self) -> float:
-        return self.weights.bits_per_weight(self.spec.hidden_size)
-
-    @cached_property
-    def stages(self) -> tuple[tuple[int, int], ...]:
-        """Layer ranges [first, last) of the pipeline stages, the remainder spread over the first."""
-        base, extra = divmod(self.spec.num_layers, self.pp)
-        out, start = [], 0
-        for s in range(self.pp):
-            n = base + (1 if s < extra else 0)
-            out.append((start, start + n))
-            start += n
-        return tuple(out)
-
-    @cached_property
-    def stage_kv_groups(self) -> tuple[tuple[KVGroup, ...], ...]:
-        return tuple(kv_groups(self.spec, self.layout, a, b) for a, b in self.stages)
-
-    @cached_property
-    def stage_weights(self) -> tuple[float, ...]:
-        return tuple(_stage_weight_bytes(self, i) for i in range(self.pp))
-
-    @cached_property
-    def kv_share(self) -> float:
-        return tensor_parallel_share(self.spec, self.layout, self.tp)
-
-    @cached_property
-    def ridge(self) -> float:
-        """FLOP per byte where the device turns from bandwidth- to compute-bound (peaks x efficiency)."""
-        return (self.peak_flops * self.eff.flop_efficiency) / (
-            self.hw.memory_bandwidth_bytes_per_s * self.eff.bandwidth_efficiency)
 
 
 @dataclass(frozen=True)
@@ -193,7 +123,7 @@ def kv_bytes_per_device(s: Setup, context: int, stage: int | None = None) -> flo
     return elements * s.kv_share * s.kv_bits / 8 / s.ep
 
 
-def _active_intermediate(s: Setup) -> int:
+def active_intermediate(s: Setup) -> int:
     if s.spec.moe is None:
         return s.spec.intermediate_size
     m = s.spec.moe
@@ -203,7 +133,7 @@ def _active_intermediate(s: Setup) -> int:
 
 def activation_traffic_bytes(s: Setup, tokens: int) -> float:
     """Hidden states and MLP intermediates written and read by one forward pass, one device."""
-    per_layer = tokens * s.act_bytes * (6 * s.spec.hidden_size + 3 * _active_intermediate(s) / s.tp)
+    per_layer = tokens * s.act_bytes * (6 * s.spec.hidden_size + 3 * active_intermediate(s) / s.tp)
     return per_layer * s.spec.num_layers
 
 
@@ -318,90 +248,3 @@ def prefill_step(s: Setup, batch: int, prompt: int, cached: int = 0) -> StepCost
     kv_bytes = batch * kv_bytes_per_device(s, prompt)
     return _cost(s, matmul, attention, weights_read_bytes(s, tokens), kv_bytes, activation_traffic_bytes(s, tokens),
                  tokens)
-
-
-# ---------------------------------------------------------------------------------------------
-# Memory
-# ---------------------------------------------------------------------------------------------
-
-
-def stage_weight_bytes(s: Setup, stage: int) -> float:
-    """Weights held by one device of a pipeline stage (tensor-parallel shards)."""
-    return s.stage_weights[stage]
-
-
-def _stage_weight_bytes(s: Setup, stage: int) -> float:
-    c, lp = s.counts, s.counts.layer
-    a, b = s.stages[stage]
-    moe_layers = sum(s.spec.layer_moe[a:b]) if s.spec.moe is not None else 0
-    dense_layers = (b - a) - moe_layers
-    q = s.bits_per_weight / 8
-    experts = moe_layers * c.num_experts * lp.expert_linear
-    linear = dense_layers * c.dense_layer_linear + moe_layers * c.moe_layer_linear - experts
-    small = dense_layers * (lp.attn_small + lp.norms + lp.mlp_small) + moe_layers * (lp.attn_small + lp.norms + lp.router)
-    if stage == 0:
-        small += c.embedding
-    if stage == s.pp - 1:
-        small += c.final_norm + (c.lm_head if c.lm_head or s.pp == 1 else c.vocab_hidden)
-    on_device = 1.0 - s.offload_fraction
-    return ((linear * q + small * s.act_bytes) / s.tp + experts * q / (s.tp * s.ep)) * on_device
-
-
-def total_weight_bytes(s: Setup) -> float:
-    """All weights of the model once (no replication), in the chosen format."""
-    c = s.counts
-    return c.linear * s.bits_per_weight / 8 + (c.small + c.embedding + c.lm_head) * s.act_bytes
-
-
-def activation_peak_bytes(s: Setup, batch: int, prompt: int) -> float:
-    """Peak transient memory of a prefill, one device: the residual stream and normed input, the MLP
-    intermediates (gate, up, their product), the last token's logits in fp32 and, for eager attention,
-    the materialised score and probability matrices. A chunked prefill holds one chunk at a time."""
-    tokens = max(batch * prompt // s.ep, 1)
-    if s.prefill_chunk_tokens:
-        tokens = min(tokens, s.prefill_chunk_tokens)
-    hidden = tokens * s.act_bytes * (2 * s.spec.hidden_size + 3 * _active_intermediate(s) / s.tp)
-    logits = min(batch, tokens) * s.spec.vocab_size * (s.act_bytes + 4)
-    scores = 0.0
-    if s.eager_attention:  # queries of this pass against every key of their prompts
-        scores = tokens * (s.spec.num_heads / s.tp) * prompt * (2 * s.act_bytes + 4)
-    return hidden + logits + scores
-
-
-def per_device_bytes(s: Setup, batch: int, context: int, prompt: int) -> tuple[float, float, float]:
-    """(weights, KV cache, activations) of the fullest device."""
-    worst = (0.0, 0.0, 0.0)
-    act = activation_peak_bytes(s, batch, prompt)
-    for stage in range(s.pp):
-        w = stage_weight_bytes(s, stage)
-        kv = batch * kv_bytes_per_device(s, context, stage)
-        if w + kv + act > sum(worst):
-            worst = (w, kv, act)
-    return worst
-
-
-def fits(s: Setup, batch: int, context: int, prompt: int) -> bool:
-    return sum(per_device_bytes(s, batch, context, prompt)) + s.hw.runtime_overhead_bytes <= s.hw.memory_bytes
-
-
-def max_batch(s: Setup, context: int, prompt: int) -> int:
-    """Largest number of sequences whose caches fit beside the weights, prefilling one at a time."""
-    w, kv, act = per_device_bytes(s, 1, context, prompt)
-    free = s.hw.memory_bytes - s.hw.runtime_overhead_bytes - w - act
-    if kv <= 0:
-        return 0 if free < 0 else 1 << 20
-    return max(int(free // kv), 0)
-
-
-def max_context(s: Setup, batch: int) -> int:
-    """Longest context (prompt prefilled whole) that fits at `batch`, up to the model's maximum."""
-    lo, hi = 0, s.spec.max_position_embeddings
-    if fits(s, batch, hi, hi):
-        return hi
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if fits(s, batch, mid, mid):
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo

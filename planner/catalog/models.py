@@ -11,8 +11,8 @@ from typing import Any
 
 from ... import profiles
 from ..errors import ModelConfigError, UnknownNameError
-from .model_spec import model_spec_from_config
 from ..schema import ModelSpec
+from .model_spec import model_spec_from_config
 
 HUB_TIMEOUT_S = 10
 

@@ -98,14 +98,14 @@ def environment(device: str, threads: int | None, dtype: str | None, server_mode
                 with_torch: bool = True) -> Environment:
     """This machine, its libraries and the settings the samples depend on."""
     from ...optimizers.artifact import library_versions
-    from ..measure.calibrate import fingerprint
-    from ..catalog.hardware import _cpuinfo, _cuda_devices, _total_memory_bytes
+    from ..machine.calibration import fingerprint
+    from ..machine.probe import cpuinfo, cuda_devices, total_memory_bytes
 
     libraries = {"optiplan": __version__, **(library_versions() if with_torch else {})}
     return Environment(hardware_fingerprint=fingerprint(),
-                       cpu=_cpuinfo().get("model name", platform.processor()),
-                       cpu_count=os.cpu_count() or 1, memory_bytes=_total_memory_bytes(),
-                       gpus=[name for name, _ in _cuda_devices()], os=platform.platform(),
+                       cpu=cpuinfo().get("model name", platform.processor()),
+                       cpu_count=os.cpu_count() or 1, memory_bytes=total_memory_bytes(),
+                       gpus=[name for name, _ in cuda_devices()], os=platform.platform(),
                        python=platform.python_version(), libraries=libraries, threads=threads, device=device,
                        dtype=dtype, git_commit=_git_commit() or os.environ.get("GITHUB_SHA"),
                        server_model=server_model)

@@ -12,12 +12,11 @@ import click
 
 from ..errors import OptiplanError
 
-
 # What measure, calibrate, apply, verify and bench import lazily: the `torch` extra, absent from the core install.
 RUNTIME_PACKAGES = {"torch", "transformers", "torchao", "optimum", "hqq", "safetensors", "accelerate"}
 
 
-def _friendly(fn):
+def friendly(fn):
     """Turn OptiplanError (and pydantic validation errors) into one line on stderr and exit code 2."""
 
     @functools.wraps(fn)
@@ -49,7 +48,7 @@ def _friendly(fn):
     return click.option("--debug", is_flag=True, help="Show the full traceback on errors.")(wrapper)
 
 
-def _emit(text: str, output: Path | None) -> None:
+def emit(text: str, output: Path | None) -> None:
     if output is None:
         click.echo(text)
     else:

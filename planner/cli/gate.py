@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from .common import _emit, _friendly
 from ..errors import OptiplanError
+from .common import emit, friendly
 
 
 def _default_repeats() -> int:
@@ -70,7 +70,7 @@ def _budgets(items: tuple[str, ...]) -> dict[str, float]:
 @click.option("--output", "-o", "outputs", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Result file, one per target in order [default with one target: stdout].")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary table.")
-@_friendly
+@friendly
 def bench(models: tuple[str, ...], endpoints: tuple[str, ...], outputs: tuple[Path, ...], no_quality: bool,
           no_memory: bool, quiet: bool, **options) -> None:
     """Run a fixed workload on model folders, artifacts or endpoints and write every sample as JSON.
@@ -99,7 +99,7 @@ def bench(models: tuple[str, ...], endpoints: tuple[str, ...], outputs: tuple[Pa
 
         print_bench(results)
     for result, out in zip(results, outputs or [None]):
-        _emit(result.model_dump_json(indent=2), out)
+        emit(result.model_dump_json(indent=2), out)
 
 
 @click.command()
@@ -128,7 +128,7 @@ def bench(models: tuple[str, ...], endpoints: tuple[str, ...], outputs: tuple[Pa
               help="Write the report to this file.")
 @click.option("--junit", "junit_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write JUnit XML here.")
-@_friendly
+@friendly
 def gate(baseline: str, candidate: str, max_slowdown: str, max_memory_growth: str, max_quality_loss: str,
          budgets: tuple[str, ...], min_effect: str, confidence: float, pass_confidence: float,
          metrics: tuple[str, ...], allow_different_env: bool, fail_on_inconclusive: bool, no_pairing: bool,
@@ -157,7 +157,7 @@ def gate(baseline: str, candidate: str, max_slowdown: str, max_memory_growth: st
                           run_noise_pct=None if run_noise is None else _percent(run_noise, "--run-noise"))
     report = run_gate(request)
     if junit_path is not None:
-        _emit(render(report, "junit"), junit_path)
+        emit(render(report, "junit"), junit_path)
     if fmt == "table":
         if output is None:
             print_gate(report)
@@ -168,7 +168,7 @@ def gate(baseline: str, candidate: str, max_slowdown: str, max_memory_growth: st
 
             buffer = io.StringIO()
             print_gate(report, Console(file=buffer, width=130))
-            _emit(buffer.getvalue().rstrip("\n"), output)
+            emit(buffer.getvalue().rstrip("\n"), output)
     else:
-        _emit(render(report, fmt), output)
+        emit(render(report, fmt), output)
     sys.exit(report.exit_code)

@@ -14,7 +14,7 @@ os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 import click  # noqa: E402
 
 from ... import __version__  # noqa: E402
-from .common import _emit, _friendly  # noqa: E402
+from .common import emit, friendly  # noqa: E402
 
 DEFAULT_MODEL = "llama-3.1-8b"
 DEFAULT_HARDWARE = "h100-sxm"
@@ -47,8 +47,9 @@ def main() -> None:
 @click.option("--prompt", "prompt_tokens", type=int, default=None, help="Prompt tokens for TTFT [default: context].")
 @click.option("--engine", type=click.Choice(["serving", "transformers"]), default="serving", show_default=True,
               help="serving: vLLM-like engine with CUDA graphs and chunked prefill; transformers: eager generate.")
-@click.option("--attention", type=click.Choice(["memory-efficient", "eager"]), default="memory-efficient",
-              show_default=True, help="eager materialises the attention score matrix.")
+@click.option("--attention", type=click.Choice(["memory-efficient", "flash", "sdpa", "eager"]), default="memory-efficient",
+              show_default=True, help="Attention kernel: memory-efficient (= flash), sdpa (as transformers runs it), "
+                                      "or eager (materialises the score matrix).")
 @click.option("--measure", is_flag=True,
               help="Also run the real model here with transformers (a model folder; a catalog or config model is "
                    "built with random weights at full size when it fits) and report measured beside predicted.")
@@ -56,7 +57,7 @@ def main() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the versioned JSON profile.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write to this file instead of stdout.")
-@_friendly
+@friendly
 def profile(model: str, hardware: str, as_json: bool, output: Path | None, measure: bool, repeats: int,
             **options) -> None:
     """Predict memory, FLOPs, bytes and roofline latency of MODEL on a device.
@@ -79,7 +80,7 @@ def profile(model: str, hardware: str, as_json: bool, output: Path | None, measu
 
         result = measure_profile(request, result, repeats=repeats, show_progress=not as_json)
     if as_json:
-        _emit(result.model_dump_json(indent=2), output)
+        emit(result.model_dump_json(indent=2), output)
         return
     from ..report.console import print_profile
 
@@ -92,7 +93,7 @@ def profile(model: str, hardware: str, as_json: bool, output: Path | None, measu
                    "layers].")
 @click.option("--repeats", type=int, default=5, show_default=True, help="Interleaved rounds over the measured steps.")
 @click.option("--json", "as_json", is_flag=True, help="Print the calibration file.")
-@_friendly
+@friendly
 def calibrate(models: tuple[Path, ...], repeats: int, as_json: bool) -> None:
     """Measure this machine once: matmul throughput per dtype, memory bandwidth, the runtime's memory, how a
     matmul's rate grows with its rows, and the transformers engine's efficiency factors fitted to measured prefill
@@ -131,7 +132,7 @@ def calibrate(models: tuple[Path, ...], repeats: int, as_json: bool) -> None:
 @click.option("--emit-configs", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Also write deployment configs for every engine that runs on the hardware to this folder.")
 @click.option("--force", is_flag=True, help="Replace an existing --emit-configs folder.")
-@_friendly
+@friendly
 def advise(model: str, hardware: str, num_devices: int | None, workload: str, goal: str | None, quality: str | None,
            engine: str | None, concurrency: int | None, max_context: int | None, fmt: str, output: Path | None,
            emit_configs: Path | None, force: bool) -> None:
@@ -144,9 +145,9 @@ def advise(model: str, hardware: str, num_devices: int | None, workload: str, go
 
     Exit codes: 0 a plan, 2 bad input, 3 nothing fits or meets the workload.
     """
+    from ..catalog.workloads import parse_percent
     from ..plan.advise import advise as run_advise
     from ..schema.advice import AdviseRequest
-    from ..catalog.workloads import parse_percent
 
     advice = run_advise(AdviseRequest(model=model, hardware=hardware, num_devices=num_devices, workload=workload,
                                       goal=goal, max_quality_loss_pct=parse_percent(quality), engine=engine,
@@ -164,7 +165,7 @@ def advise(model: str, hardware: str, num_devices: int | None, workload: str, go
         return
     from ..report.advice import render
 
-    _emit(render(advice, fmt), output)
+    emit(render(advice, fmt), output)
 
 
 @main.command()
@@ -181,7 +182,7 @@ def advise(model: str, hardware: str, num_devices: int | None, workload: str, go
 @click.option("--output", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder to write the configs to.")
 @click.option("--force", is_flag=True, help="Replace an existing, non-empty output folder.")
-@_friendly
+@friendly
 def configs(model: str, hardware: str, num_devices: int | None, workload: str, target: str,
             serving_engine: str | None, quality: str | None, out_dir: Path, force: bool) -> None:
     """Render deployment configs for MODEL from its plan: engine command lines and config files,
@@ -191,11 +192,11 @@ def configs(model: str, hardware: str, num_devices: int | None, workload: str, t
       optiplan configs llama-3.1-70b --hardware h100-sxm --gpus 4 --workload chat --engine vllm -o deploy/
       optiplan configs ./my-model --hardware l4 --engine kubernetes -o k8s/
     """
-    from ..plan.advise import advise as run_advise
+    from ..catalog.workloads import parse_percent
     from ..deploy.render import ENGINES, TARGETS, render_all, write
     from ..errors import UnknownNameError
+    from ..plan.advise import advise as run_advise
     from ..schema.advice import AdviseRequest
-    from ..catalog.workloads import parse_percent
 
     if target not in TARGETS:
         raise UnknownNameError("engine", target, TARGETS)
@@ -216,7 +217,7 @@ def configs(model: str, hardware: str, num_devices: int | None, workload: str, t
               help="Export the compatibility graph instead of the list.")
 @click.option("--json", "as_json", is_flag=True, help="Print the declarations as JSON.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None)
-@_friendly
+@friendly
 def techniques(graph_format: str | None, as_json: bool, output: Path | None) -> None:
     """List the techniques the planner knows, or export their compatibility graph.
 
@@ -228,11 +229,11 @@ def techniques(graph_format: str | None, as_json: bool, output: Path | None) -> 
     from ..plan.techniques import all_techniques
 
     if graph_format:
-        _emit(export(graph_format), output)
+        emit(export(graph_format), output)
         return
     declared = [describe(t) for t in all_techniques().values()]
     if as_json:
-        _emit(json.dumps(declared, indent=2), output)
+        emit(json.dumps(declared, indent=2), output)
         return
     from ..report.console import print_techniques
 
@@ -242,7 +243,7 @@ def techniques(graph_format: str | None, as_json: bool, output: Path | None) -> 
 @main.command()
 @click.argument("what", type=click.Choice(["models", "hardware", "workloads"]))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@_friendly
+@friendly
 def catalog(what: str, as_json: bool) -> None:
     """List the catalog's models, hardware or workload presets."""
     from ..report.console import catalog_rows, print_catalog

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .common import _emit, _friendly
+from .common import emit, friendly
 
 FORMATS = ("text", "md", "html", "json")
 
@@ -38,7 +38,7 @@ def _log(line: str) -> None:
 @click.option("--eval-text", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Held-out text for perplexity [default: built-in corpus].")
 @click.option("--allow-pickle", is_flag=True, help="Load pickle (*.bin) weights: only for a source you trust.")
-@_friendly
+@friendly
 def apply(model: Path, out: Path, goal, plan, techniques, hardware, workload, draft, device, dtype, force,
           drop_unprofitable, no_verify, repeats, eval_text, allow_pickle) -> None:
     """Apply a plan to a real model and write an optimized model folder (then verify it).
@@ -73,7 +73,7 @@ def apply(model: Path, out: Path, goal, plan, techniques, hardware, workload, dr
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @click.option("--allow-pickle", is_flag=True, help="Load pickle (*.bin) baseline weights: only if you trust them.")
-@_friendly
+@friendly
 def verify(baseline: Path, optimized: Path, eval_text, repeats, max_new_tokens, device, no_memory, fmt,
            output, allow_pickle) -> None:
     """Measure a baseline and an optimized model on the same workload, interleaved, and compare quality."""
@@ -85,4 +85,4 @@ def verify(baseline: Path, optimized: Path, eval_text, repeats, max_new_tokens, 
     if fmt == "text" and output is None:
         text_report(report, color=True)
         return
-    _emit(render(report, fmt), output)
+    emit(render(report, fmt), output)

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -19,9 +17,10 @@ from typing import Any
 import yaml
 
 from ... import profiles
-from ..errors import OptiplanError, UnknownNameError
 from ..catalog.hardware import resolve_hardware
 from ..catalog.models import catalog_entry
+from ..errors import OptiplanError, UnknownNameError
+from ..fsutil import atomic_folder
 from ..schema import HardwareSpec
 from ..schema.advice import Advice
 
@@ -558,23 +557,15 @@ def write(files: dict[str, str], out_dir: Path, force: bool = False) -> list[Pat
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not force:
         raise DeployError(f"{out_dir} exists and is not empty; pass --force to replace it")
     try:
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".optiplan-", dir=str(out_dir.parent)))  # same filesystem: rename is atomic
+        with atomic_folder(out_dir) as tmp:
+            for rel, text in files.items():
+                path = tmp / rel
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text, encoding="utf-8")
+                if rel.endswith(".sh"):
+                    path.chmod(0o755)
     except OSError as exc:
-        raise DeployError(f"cannot write to {out_dir.parent}: {exc.strerror or exc}") from exc
-    try:
-        for rel, text in files.items():
-            path = tmp / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
-            if rel.endswith(".sh"):
-                path.chmod(0o755)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        raise DeployError(f"cannot write to {out_dir}: {exc.strerror or exc}") from exc
     return [out_dir / rel for rel in sorted(files)]
 
 

@@ -7,19 +7,19 @@ import tempfile
 from pathlib import Path
 
 from ..catalog.dtypes import canonical
-from ..errors import RequestError
-from .timing import MeasureError, measure
 from ..catalog.models import resolve_model
+from ..errors import RequestError
+from ..machine.probe import proc_kib_bytes, total_memory_bytes
 from ..schema import MeasuredPoint, MeasuredProfile, Profile, ProfileRequest
+from .runtime import MeasureError
+from .timing import measure
 
 # A model built with random weights must fit in this share of the memory available now.
 MEMORY_HEADROOM = 0.8
 
 
 def _available_bytes() -> int:
-    from ..catalog.hardware import _total_memory_bytes, proc_kib_bytes
-
-    return proc_kib_bytes("/proc/meminfo", "MemAvailable") or _total_memory_bytes()
+    return proc_kib_bytes("/proc/meminfo", "MemAvailable") or total_memory_bytes()
 
 
 def _model_folder(request: ProfileRequest, predicted: Profile, tmp: Path) -> Path:

@@ -9,26 +9,19 @@ imported only here, and only when a measurement runs.
 
 from __future__ import annotations
 
-import json
-import os
 import statistics
-import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import OptiplanError
+from .runtime import MeasureError, check_model_folder, load_model, sync
+from .workers import baseline_rss, peak_memory
 
 # (batch, tokens) shapes measured by default: prefills of several prompt lengths, decode steps at several
 # batch sizes and context lengths
 DEFAULT_PREFILLS = ((1, 32), (1, 128), (1, 512))
 DEFAULT_DECODES = ((1, 64), (2, 512), (4, 64), (8, 512))
-
-
-class MeasureError(OptiplanError):
-    """A model that cannot be measured here."""
 
 
 @dataclass
@@ -58,65 +51,6 @@ class Measurement:
         return asdict(self)
 
 
-def vm_hwm_bytes() -> int:
-    """Peak resident memory of this process (Linux `VmHWM`), in bytes."""
-    from ..catalog.hardware import proc_kib_bytes
-
-    peak = proc_kib_bytes("/proc/self/status", "VmHWM")
-    if peak:
-        return peak
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def check_model_folder(path: Path) -> None:
-    """A folder transformers can load: a config and weights. Raises MeasureError otherwise."""
-    if not (path / "config.json").is_file():
-        raise MeasureError(f"{path}: no config.json; `--measure` needs a Hugging Face model folder")
-    weights = list(path.glob("*.safetensors")) + list(path.glob("*.bin"))
-    if not weights:
-        raise MeasureError(f"{path}: no weights (*.safetensors); `--measure` runs the real model")
-
-
-def torch_dtype(name: str):
-    """The torch dtype for optiplan's name of it (fp32, bf16, fp16)."""
-    import torch
-
-    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
-
-
-def quiet_transformers() -> None:
-    """Silence transformers' progress bars and load reports: optiplan shows its own progress."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
-
-
-def _load(path: str, dtype: str, device: str):
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    quiet_transformers()
-    start = time.perf_counter()
-    try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype(dtype), attn_implementation="sdpa")
-    except Exception as exc:  # noqa: BLE001  mismatched shapes, invalid config, unreadable weights: one line
-        raise MeasureError(f"{path}: transformers cannot load it: {str(exc).splitlines()[0]}") from exc
-    model = model.to(device).eval()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return model, time.perf_counter() - start
-
-
-def _sync(device: str) -> None:
-    if device == "cuda":
-        import torch
-
-        torch.cuda.synchronize()
-
-
 # Points are timed in interleaved rounds: each round times every point for a short burst, and a point's median is
 # taken over all its rounds. On a shared machine the noise comes in bursts (another tenant, the hypervisor) of a
 # fraction of a second, and the bursts of two points disagree by about 10% (measured on this project's 2-core CI
@@ -128,13 +62,13 @@ MIN_POINT_TIME_S = 0.3
 MIN_BURST_S = 0.03
 
 
-def _timed_rounds(fns, rounds: int, device: str, min_time_s: float = MIN_POINT_TIME_S,
+def timed_rounds(fns, rounds: int, device: str, min_time_s: float = MIN_POINT_TIME_S,
                   progress=None) -> list[tuple[float, float, int, float]]:
     """Median, spread (max - min of the rounds' medians), sample count and fastest sample of each of `fns`' wall
     time, timed in `rounds` interleaved rounds."""
     for fn in fns:  # warm-up
         fn()
-    _sync(device)
+    sync(device)
     burst = max(MIN_BURST_S, min_time_s / rounds)
     samples: list[list[float]] = [[] for _ in fns]
     round_medians: list[list[float]] = [[] for _ in fns]
@@ -144,7 +78,7 @@ def _timed_rounds(fns, rounds: int, device: str, min_time_s: float = MIN_POINT_T
             while not burst_samples or spent < burst:
                 start = time.perf_counter()
                 fn()
-                _sync(device)
+                sync(device)
                 burst_samples.append(time.perf_counter() - start)
                 spent += burst_samples[-1]
             samples[i] += burst_samples
@@ -189,7 +123,7 @@ def time_models(jobs, dtype: str, device: str, repeats: int, progress=None) -> l
     import torch
 
     gen = torch.Generator().manual_seed(0)
-    loaded = [_load(str(path), dtype, device) for path, _, _ in jobs]
+    loaded = [load_model(str(path), dtype, device) for path, _, _ in jobs]
     spans, shapes, fns = [], [], []
     with torch.inference_mode():
         for (model, _), (_, prefills, decodes) in zip(loaded, jobs):
@@ -197,64 +131,10 @@ def time_models(jobs, dtype: str, device: str, repeats: int, progress=None) -> l
             spans.append((len(shapes), len(shapes) + len(job_shapes)))
             shapes += job_shapes
             fns += job_fns
-        timed = _timed_rounds(fns, max(repeats, 1), device, progress=progress)
+        timed = timed_rounds(fns, max(repeats, 1), device, progress=progress)
     points = [Point(kind, batch, tokens, median, spread, n) for (kind, batch, tokens), (median, spread, n, _)
               in zip(shapes, timed)]
     return [(load_s, points[a:b]) for (_, load_s), (a, b) in zip(loaded, spans)]
-
-
-def time_points(path: str, dtype: str, device: str, prefills, decodes, repeats: int,
-                progress=None) -> tuple[float, list[Point]]:
-    """Load once, then time every prefill and decode shape, (batch, tokens) each, in `repeats` interleaved rounds."""
-    return time_models([(path, prefills, decodes)], dtype, device, repeats, progress)[0]
-
-
-def peak_memory(path: str, dtype: str, device: str, batch: int, prompt: int, decode_steps: int = 4) -> int:
-    """Peak memory of a fresh process that loads the model, prefills `batch` prompts and decodes a few
-    tokens: VmHWM on CPU, the allocator's peak on CUDA."""
-    args = json.dumps({"path": path, "dtype": dtype, "device": device, "batch": batch, "prompt": prompt,
-                       "steps": decode_steps})
-    out = run_worker("optiplan.planner.measure.timing", ["peak", args])
-    return int(out["peak_memory_bytes"])
-
-
-def baseline_rss() -> int:
-    """Resident memory of a fresh process once torch and transformers are imported (the runtime's share)."""
-    return int(run_worker("optiplan.planner.measure.timing", ["baseline", "{}"])["peak_memory_bytes"])
-
-
-def run_worker(module: str, argv: list[str]) -> dict[str, Any]:
-    """Run `python -m module *argv` in a fresh process and return the JSON its last line prints; a failure raises
-    MeasureError with the worker's last error line."""
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.run([sys.executable, "-m", module, *argv], capture_output=True, text=True, env=env,
-                          check=False)
-    if proc.returncode != 0:
-        lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-        raise MeasureError(f"measurement process failed: {lines[-1] if lines else 'no output'}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def _worker_main(argv: list[str]) -> None:
-    mode, args = argv[0], json.loads(argv[1])
-    import torch  # noqa: F401
-    import transformers  # noqa: F401
-
-    if mode == "baseline":
-        print(json.dumps({"peak_memory_bytes": vm_hwm_bytes()}))
-        return
-    device = args["device"]
-    model, _ = _load(args["path"], args["dtype"], device)
-
-    if device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    gen = torch.Generator().manual_seed(0)
-    ids = torch.randint(1, model.config.vocab_size, (args["batch"], args["prompt"]), generator=gen).to(device)
-    with torch.inference_mode():
-        model.generate(ids, max_new_tokens=args["steps"], min_new_tokens=args["steps"], do_sample=False,
-                       pad_token_id=model.config.eos_token_id or 0)
-    peak = torch.cuda.max_memory_allocated() if device == "cuda" else vm_hwm_bytes()
-    print(json.dumps({"peak_memory_bytes": peak}))
 
 
 def measure(path: str | Path, dtype: str = "fp32", device: str | None = None, prefills=DEFAULT_PREFILLS,
@@ -296,5 +176,3 @@ def measure_models(jobs, dtype: str = "fp32", device: str | None = None, repeats
     return results
 
 
-if __name__ == "__main__":
-    _worker_main(sys.argv[1:])

@@ -4,13 +4,12 @@
 from __future__ import annotations
 
 from ... import profiles
-from .bottleneck import classify
-from ..errors import HardwareError, OptiplanError, RequestError, UnknownNameError
+from ..analytic.params import param_counts
+from ..analytic.profile import model_summary
 from ..catalog.hardware import catalog_hardware, resolve_hardware
 from ..catalog.models import resolve_model
-from ..analytic.params import param_counts
-from .predict import evaluate
-from ..analytic.profile import model_summary
+from ..catalog.workloads import load_workload, with_overrides
+from ..errors import HardwareError, OptiplanError, RequestError, UnknownNameError
 from ..schema import HardwareSpec, ModelSpec
 from ..schema.advice import (
     Advice,
@@ -23,9 +22,10 @@ from ..schema.advice import (
     Rejection,
 )
 from ..schema.workload import Workload
+from .bottleneck import classify
+from .predict import evaluate
 from .search import Candidate, SearchResult, apply_steps, pareto_alternatives, rank, search
 from .techniques import Context, all_techniques
-from ..catalog.workloads import load_workload, with_overrides
 
 GB = 1e9
 AUTO_COUNTS = (1, 2, 4, 8)

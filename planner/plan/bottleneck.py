@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from .predict import PlanState, to_setup
+from ..analytic.steps import decode_step
 from ..schema.advice import Bottleneck, Prediction
 from ..schema.workload import Workload
+from .state import PlanState, kv_reserved_tokens, to_setup
 
 GB = 1e9
 
@@ -58,14 +59,10 @@ def classify(state: PlanState, p: Prediction, workload: Workload) -> Bottleneck:
 
 
 def _reserved(state: PlanState, workload: Workload) -> int:
-    from .predict import kv_reserved_tokens
-
     return int(kv_reserved_tokens(state, workload))
 
 
 def _comm_share(state: PlanState, p: Prediction) -> float:
-    from ..analytic.steps import decode_step
-
     step = decode_step(to_setup(state), p.batch, 1)
     return step.comm_s / step.time_s if step.time_s else 0.0
 

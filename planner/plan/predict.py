@@ -1,118 +1,17 @@
-"""Predictions for a deployment configuration under a workload.
-
-A `PlanState` is every knob the techniques turn (formats, parallelism, engine features, speculative
-decoding, ...). Each technique is a pure function PlanState -> PlanState, so a plan's predicted effect
-is the composition of its steps, and `evaluate` turns any state into a `Prediction` with the same
-analytic model that predicts the baseline.
+"""Predictions for a plan state under a workload: memory, latency, throughput and SLO checks, with speculative
+decoding and a draft model on the device; `evaluate` predicts baseline and plan with the same analytic model.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-
-from ..analytic.steps import (
-    Setup,
-    decode_step,
-    fits,
-    max_context,
-    per_device_bytes,
-    prefill_step,
-)
-from ..catalog.dtypes import bytes_per_element, compute_dtype, weight_format
-from ..analytic.efficiency import default_efficiency, prefill_chunk_tokens
-from ..analytic.kvcache import kv_bits
-from ..analytic.params import param_counts
+from ..analytic.memory import fits, max_context, per_device_bytes
+from ..analytic.setup import Setup
+from ..analytic.steps import decode_step, prefill_step
 from ..schema import HardwareSpec, ModelSpec
 from ..schema.advice import Prediction
 from ..schema.workload import Workload
+from .state import PlanState, Speculation, kv_reserved_tokens, to_setup
 from .training import training_prediction
-
-# Contiguous caches (no paging) reserve the longest sequence for every slot; paged caches waste
-# under 4% (vLLM, arXiv 2309.06180).
-PAGED_KV_WASTE = 0.04
-
-
-@dataclass(frozen=True)
-class Speculation:
-    method: str  # draft, ngram, mtp
-    num_tokens: int  # tokens proposed per step (gamma)
-    acceptance: float  # probability each proposed token is accepted (alpha)
-    draft: ModelSpec | None = None
-
-
-@dataclass(frozen=True, eq=False)
-class PlanState:
-    """The configuration a plan builds, step by step."""
-
-    spec: ModelSpec
-    hw: HardwareSpec
-    devices: int
-    tp: int = 1
-    pp: int = 1
-    ep: int = 1
-    weight_dtype: str = "bf16"
-    group_size: int | None = None
-    activations: str | None = None
-    kv_dtype: str | None = None
-    engine: str = "transformers"  # eager generate until serving features are applied
-    paged_kv: bool = False
-    continuous_batching: bool = False
-    prefix_caching: bool = False
-    chunked_prefill: bool = False
-    attention: str = "sdpa"  # sdpa, flash, eager
-    graphs: bool = False  # CUDA graphs / torch.compile: per-step launch overhead removed
-    offload_fraction: float = 0.0
-    speculation: Speculation | None = None
-    quality_loss_pct: float = 0.0
-    training: frozenset[str] = field(default_factory=frozenset)  # training techniques applied
-
-    @property
-    def default_16bit(self) -> str:
-        return "bf16" if self.hw.features.bf16 and "bf16" in self.hw.peak_tflops else "fp16"
-
-    def with_(self, **changes) -> PlanState:
-        return replace(self, **changes)
-
-
-def baseline_state(spec: ModelSpec, hw: HardwareSpec, devices: int) -> PlanState:
-    """The model as published on `devices` devices with eager transformers `generate`: its
-    checkpoint's weights (a published fp8 checkpoint stays fp8 where the device has fp8, else it is
-    dequantized), 16-bit otherwise (fp32 where the device has no 16-bit rate), SDPA attention, a
-    contiguous cache per slot, layers split over the devices in sequence (`device_map="auto"`)."""
-    state = PlanState(spec=spec, hw=hw, devices=devices, tp=1, pp=min(devices, spec.num_layers))
-    dtype = state.default_16bit if state.default_16bit in hw.peak_tflops else "fp32"
-    if spec.checkpoint_dtype == "fp8" and hw.features.fp8 and "fp8" in hw.peak_tflops:
-        dtype = "fp8"
-    return state.with_(weight_dtype=dtype)
-
-
-def to_setup(state: PlanState) -> Setup:
-    """Resolve a state into the analytic model's inputs."""
-    hw = state.hw
-    compute = compute_dtype(state.weight_dtype, state.activations, state.default_16bit)
-    act = "fp32" if compute == "fp32" else state.default_16bit
-    engine = "serving" if state.graphs else "transformers"
-    eff = default_efficiency(hw, state.weight_dtype, compute, engine)
-    attention_eff = {"flash": eff.flop_efficiency, "sdpa": eff.flop_efficiency * 0.6,
-                     "eager": eff.flop_efficiency * 0.4}[state.attention]
-    host = (hw.host_link_gbps or 25.0) * 1e9
-    return Setup(
-        spec=state.spec, counts=param_counts(state.spec), hw=hw, tp=state.tp, pp=state.pp, ep=state.ep,
-        weights=weight_format(state.weight_dtype, state.group_size), act_bytes=bytes_per_element(act),
-        kv_bits=kv_bits(state.kv_dtype or act), compute_dtype=compute, eff=eff,
-        layout="serving" if state.paged_kv else "transformers", eager_attention=state.attention == "eager",
-        prefill_chunk_tokens=prefill_chunk_tokens("serving") if state.chunked_prefill else None,
-        attention_efficiency=attention_eff,
-        offload_fraction=state.offload_fraction, host_link_bytes_per_s=host,
-    )
-
-
-def kv_reserved_tokens(state: PlanState, workload: Workload) -> float:
-    """Cache tokens one sequence occupies: paged caches hold what is used (plus under 4%),
-    contiguous ones reserve the longest sequence."""
-    if state.paged_kv:
-        return workload.mean_context * (1 + PAGED_KV_WASTE)
-    return workload.context_needed
 
 
 def _speculative_step_s(state: PlanState, s: Setup, batch: int, context: int) -> tuple[float, float]:

@@ -12,9 +12,10 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-from .graph import conflicting, plan_order
-from .predict import PlanState, baseline_state, evaluate
 from ..schema.advice import Prediction
+from .graph import conflicting, plan_order
+from .predict import evaluate
+from .state import PlanState, baseline_state
 from .techniques import Context, Technique, all_techniques, static_reason
 
 

@@ -9,15 +9,11 @@ token (forward 2, backward 4), 8 with recomputation; a frozen base (LoRA) skips 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from ..analytic.steps import ALLREDUCE_EFFICIENCY, prefill_attention_flops
 from ..analytic.params import param_counts
+from ..analytic.steps import ALLREDUCE_EFFICIENCY, prefill_attention_flops
 from ..schema.advice import Prediction
-
-if TYPE_CHECKING:
-    from .predict import PlanState
-    from ..schema.workload import Workload
+from ..schema.workload import Workload
+from .state import PlanState, to_setup
 
 NF4_BYTES_PER_PARAM = 4.5 / 8  # 4 bits plus an fp32 absmax per 64 values
 OPTIMIZER_BYTES = {"adamw": 8, "adamw-8bit": 2, "sgd": 0}  # per trainable parameter
@@ -34,8 +30,6 @@ def lora_params(state: PlanState, rank: int) -> int:
 
 
 def training_prediction(state: PlanState, workload: Workload) -> Prediction:
-    from .predict import to_setup
-
     job = workload.training
     spec, hw, n = state.spec, state.hw, state.devices
     counts = param_counts(spec)

@@ -26,7 +26,7 @@ def plan_diff(techniques: list[str], advice: Advice) -> str:
 
 
 @lru_cache(maxsize=1)
-def _env():
+def template_env():
     import jinja2
 
     from ...templates import TEMPLATES_DIR
@@ -42,17 +42,17 @@ def render(advice: Advice, fmt: str) -> str:
     if fmt == "json":
         return advice.model_dump_json(indent=2)
     if fmt == "md":
-        return _env().get_template("advice.md.j2").render(a=advice, version=__version__)
+        return template_env().get_template("advice.md.j2").render(a=advice, version=__version__)
     if fmt == "html":
-        from . import charts
         from ..catalog.hardware import resolve_hardware
+        from . import charts
 
         hw = resolve_hardware(advice.hardware.id)
         compute = "bf16" if "bf16" in hw.peak_tflops else next(iter(hw.peak_tflops))
         figures = {"memory": charts.memory_chart(advice.baseline, advice.plan.predicted),
                    "roofline": charts.roofline_chart(advice, hw.peak_tflops[compute], hw.bandwidth_tbps),
                    "steps": charts.steps_chart(advice), "graph": charts.graph_chart(advice)}
-        return _env().get_template("advice.html.j2").render(a=advice, charts=figures, version=__version__)
+        return template_env().get_template("advice.html.j2").render(a=advice, charts=figures, version=__version__)
     if fmt == "text":
         return text_report(advice, color=False)
     raise ValueError(f"unknown format '{fmt}'; known: {', '.join(FORMATS)}")

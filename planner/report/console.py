@@ -122,10 +122,10 @@ def print_calibration(data: dict[str, Any], path) -> None:
     console.print(f"[bold]Calibrated[/] {data['machine']['cpu']} ({data['machine']['cores']} cores, "
                   f"{data['machine']['threads']} threads): matmul {peaks}; copy bandwidth "
                   f"{data['bandwidth_bytes_per_s'] / 1e9:,.1f} GB/s; runtime {fmt_bytes(data['runtime_overhead_bytes'])}")
-    for engine, by_dtype in data["engines"].items():
+    for runtime, by_dtype in data["runtimes"].items():
         for dtype, fitted in by_dtype.items():
             f = fitted["factors"]
-            console.print(f"{engine} ({dtype}): flop efficiency {f['flop_efficiency']:.0%}, bandwidth efficiency "
+            console.print(f"{runtime} ({dtype}): flop efficiency {f['flop_efficiency']:.0%}, bandwidth efficiency "
                           f"{f['bandwidth_efficiency']:.0%}, {f['step_overhead_s'] * 1e3:.2f} ms/step + "
                           f"{f['layer_overhead_s'] * 1e6:.0f} us/layer; a matmul reaches half its rate at "
                           f"{f.get('matmul_half_tokens', 0):.0f} rows (measured)")
@@ -172,8 +172,8 @@ def catalog_rows(what: str) -> list[dict[str, Any]]:
                                                 if hw.price and hw.price.low_usd_per_hour else None),
                          "aliases": hw.aliases})
         return rows
-    from ..catalog.models import resolve_model
     from ..analytic.params import param_counts
+    from ..catalog.models import resolve_model
 
     rows = []
     for name in profiles.model_names():

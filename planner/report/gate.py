@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from .console import fmt_bytes
 from ..schema.bench import BenchResult, GateReport, MetricVerdict
+from .console import fmt_bytes
 
 STYLE = {"pass": "green", "improvement": "cyan", "regression": "bold red", "inconclusive": "yellow"}
 MARK = {"pass": "pass", "improvement": "improvement", "regression": "**REGRESSION**",

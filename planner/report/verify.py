@@ -84,13 +84,13 @@ def render(report: VerifyReport, fmt: str) -> str:
         return report.model_dump_json(indent=2)
     if fmt not in FORMATS:
         raise ValueError(f"unknown format '{fmt}'; known: {', '.join(FORMATS)}")
-    from .advice import _env
+    from .advice import template_env
 
     if fmt == "text":
         return text_report(report, color=False)
     name = "verify.md.j2" if fmt == "md" else "verify.html.j2"
     chart = ratio_chart(report) if fmt == "html" else ""
-    return _env().get_template(name).render(r=report, rows=rows(report), steps=step_rows(report), chart=chart,
+    return template_env().get_template(name).render(r=report, rows=rows(report), steps=step_rows(report), chart=chart,
                                             version=__version__)
 
 

@@ -177,7 +177,9 @@ class ProfileRequest(Frozen):
     context: int = Field(4096, description="tokens in each sequence's KV cache at the decode step (TPOT)")
     prompt_tokens: int | None = Field(None, description="prompt length for the prefill (TTFT); default: the context")
     engine: str = "serving"
-    attention: Literal["memory-efficient", "eager"] = "memory-efficient"
+    attention: Literal["memory-efficient", "flash", "sdpa", "eager"] = Field(
+        "memory-efficient", description="attention kernel: memory-efficient (= flash: fused, no score matrix), sdpa "
+                                        "(torch SDPA as transformers runs it), eager (materialised scores)")
 
 
 class ModelSummary(Frozen):

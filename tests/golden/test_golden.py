@@ -6,7 +6,6 @@ import json
 import math
 
 import pytest
-
 from golden.cases import GOLDEN_DIR, names, run
 
 

@@ -149,8 +149,8 @@ def test_unreadable_eval_text_fails_before_loading(target_path, tmp_path):
 def test_verify_cli_reports_before_and_after_in_every_format(target_path, tmp_path):
     from click.testing import CliRunner
     from optiplan.planner.cli.main import main
-    from optiplan.planner.schema.optimize import VerifyReport
     from optiplan.planner.report.verify import render
+    from optiplan.planner.schema.optimize import VerifyReport
 
     out = tmp_path / "opt"
     apply(target_path, out, techniques=["weight-int8"], verify=False)

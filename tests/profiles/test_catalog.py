@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from optiplan import profiles
 from optiplan.planner.catalog.hardware import catalog_hardware
 from optiplan.planner.catalog.model_spec import SUPPORTED_TYPES

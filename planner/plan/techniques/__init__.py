@@ -12,9 +12,9 @@ from functools import lru_cache
 from typing import Any, Literal
 
 from .... import profiles
-from ..predict import PlanState
 from ...schema import HardwareSpec, ModelSpec
 from ...schema.workload import Workload
+from ..state import PlanState
 
 Risk = Literal["none", "low", "medium", "high"]
 

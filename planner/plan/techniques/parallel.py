@@ -3,8 +3,8 @@ sequence (`device_map="auto"`); these replace that split with one that also spli
 
 from __future__ import annotations
 
+from ..state import PlanState
 from . import Context, Technique, register
-from ..predict import PlanState
 
 GROUP = "parallelism"
 

@@ -3,8 +3,8 @@ from the papers named, relative to the 16-bit model."""
 
 from __future__ import annotations
 
+from ..state import PlanState
 from . import Context, Technique, register
-from ..predict import PlanState
 
 WEIGHTS = "weight-format"
 KV = "kv-format"

@@ -3,8 +3,8 @@ are valid (`always_on`), and the step-by-step prediction still shows what each o
 
 from __future__ import annotations
 
-from . import Context, Technique, register
 from ...analytic.efficiency import prefill_chunk_tokens
+from . import Context, Technique, register
 
 
 def _no_shared_prefix(ctx: Context) -> str | None:

@@ -4,8 +4,8 @@ bandwidth-bound and verifying gamma+1 tokens costs about as much as one."""
 
 from __future__ import annotations
 
+from ..state import PlanState, Speculation
 from . import Context, Technique, register
-from ..predict import PlanState, Speculation
 
 GROUP = "speculative"
 LEVIATHAN = ("lossless by construction (Leviathan et al., arXiv 2211.17192); expected tokens per step "

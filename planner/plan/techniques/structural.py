@@ -3,9 +3,9 @@ attention sinks, structured pruning, distillation into a smaller model."""
 
 from __future__ import annotations
 
+from ...analytic.memory import per_device_bytes
+from ..state import PlanState, kv_reserved_tokens, to_setup
 from . import Context, Technique, register
-from ...analytic.steps import per_device_bytes
-from ..predict import PlanState, kv_reserved_tokens, to_setup
 
 SINK_WINDOW = 4096
 SINK_TOKENS = 4

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
+from ..state import PlanState
 from . import Context, Technique, register
-from ..predict import PlanState
 
 
 def _add(name: str):

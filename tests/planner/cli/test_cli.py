@@ -6,7 +6,6 @@ import json
 
 import pytest
 from click.testing import CliRunner
-
 from optiplan.planner.cli.main import main
 
 STABLE_KEYS = ["model.params_total", "model.params_active", "model.embedding_params", "memory.weights_bytes",

@@ -9,6 +9,7 @@ pytest.importorskip("transformers")
 
 from optiplan.planner.catalog.model_spec import TYPE_DEFAULTS  # noqa: E402
 
+
 # Fields transformers 5 keeps elsewhere: (has it, its value).
 def _rope(config):
     return "partial_rotary_factor" in config.rope_parameters, config.rope_parameters.get("partial_rotary_factor")

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from optiplan.planner import hardware
+from optiplan.planner.catalog import hardware
 from optiplan.planner.catalog.dtypes import DtypeError, canonical, weight_format
 from optiplan.planner.errors import HardwareError
 
@@ -28,7 +27,7 @@ def test_quantized_bits_per_weight():
 
 
 def test_local_cpu_is_read_from_this_machine(monkeypatch):
-    monkeypatch.setattr(hardware, "_cuda_devices", lambda: [])
+    monkeypatch.setattr(hardware, "cuda_devices", lambda: [])
     hardware.local_hardware.cache_clear()
     spec = hardware.local_hardware()
     assert spec.id == "local" and spec.kind == "cpu" and spec.memory_bytes > 2**30
@@ -37,12 +36,12 @@ def test_local_cpu_is_read_from_this_machine(monkeypatch):
 
 
 def test_local_cuda_device_uses_its_catalog_entry(monkeypatch):
-    monkeypatch.setattr(hardware, "_cuda_devices", lambda: [("NVIDIA H100 80GB HBM3", 81559 * 2**20)])
+    monkeypatch.setattr(hardware, "cuda_devices", lambda: [("NVIDIA H100 80GB HBM3", 81559 * 2**20)])
     hardware.local_hardware.cache_clear()
     spec = hardware.local_hardware()
     assert spec.id == "local" and "h100-sxm" in spec.name and spec.memory_bytes == 81559 * 2**20
     assert spec.peak_tflops["bf16"] == 989
-    monkeypatch.setattr(hardware, "_cuda_devices", lambda: [("NVIDIA Mystery GPU", 2**34)])
+    monkeypatch.setattr(hardware, "cuda_devices", lambda: [("NVIDIA Mystery GPU", 2**34)])
     hardware.local_hardware.cache_clear()
     with pytest.raises(HardwareError, match="Mystery GPU' has no catalog entry"):
         hardware.local_hardware()
@@ -65,5 +64,5 @@ def test_no_torch_import_for_profiles():
     import sys
 
     code = ("import sys, optiplan; optiplan.profile('llama-3.1-8b'); "
-            "from optiplan.planner import cli; sys.exit('torch' in sys.modules)")
+            "from optiplan.planner.cli import main; sys.exit('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from optiplan.planner.plan.advise import ImpossibleError, advise
 from optiplan.planner.schema import AdviseRequest
 
@@ -190,11 +189,12 @@ def test_python_api():
 
 
 def test_draft_model_memory_is_counted():
-    from optiplan.planner.plan.advise import build_context
-    from optiplan.planner.plan.predict import Speculation, baseline_state, evaluate
     from optiplan.planner.catalog.hardware import resolve_hardware
     from optiplan.planner.catalog.models import resolve_model
     from optiplan.planner.catalog.workloads import load_workload
+    from optiplan.planner.plan.advise import build_context
+    from optiplan.planner.plan.predict import evaluate
+    from optiplan.planner.plan.state import Speculation, baseline_state
 
     spec, hw, w = resolve_model("llama-3.1-8b"), resolve_hardware("h100-sxm"), load_workload("chat")
     ctx = build_context(spec, hw, 1, w)

@@ -12,12 +12,14 @@ from click.testing import CliRunner
 
 pytest.importorskip("torch")
 
-from optiplan.planner import calibrate as cal  # noqa: E402
-from optiplan.planner.cli.main import main  # noqa: E402
+from optiplan.planner import fsutil  # noqa: E402
+from optiplan.planner.machine import calibration  # noqa: E402
+from optiplan.planner.measure import fit, microbench  # noqa: E402
 from optiplan.planner.catalog.hardware import local_hardware  # noqa: E402
+from optiplan.planner.cli.main import main  # noqa: E402
 from optiplan.planner.measure.timing import measure, measure_models  # noqa: E402
 
-MODELS = Path(__file__).resolve().parents[1] / "assets" / "models"
+MODELS = Path(__file__).resolve().parents[2] / "assets" / "models"
 TARGET, DRAFT = MODELS / "target", MODELS / "draft"
 
 
@@ -125,21 +127,21 @@ def test_fit_recovers_known_factors():
             s = {"flops": flops, "matmul_flops": flops * 0.9, "attention_flops": flops * 0.1, "rows": rows,
                  "bytes": nbytes, "kv_bytes": nbytes * kv, "activation_bytes": nbytes * act, "peak_flops": 1e11,
                  "bandwidth": 1e10, "layers": layers, "kind": "prefill" if rows > 32 else "decode"}
-            s["seconds"] = cal.predict_seconds(s, truth)
+            s["seconds"] = fit.predict_seconds(s, truth)
             samples.append(s)
-    fitted = cal.fit_factors(samples, truth["matmul_half_tokens"])
+    fitted = fit.fit_factors(samples, truth["matmul_half_tokens"])
     # the efficiencies come back; the two overheads trade off against each other within the grid's resolution,
     # so what must hold is that the fitted model reproduces the times
     for key in ("flop_efficiency", "bandwidth_efficiency"):
         assert fitted[key] == pytest.approx(truth[key], rel=0.15), key
-    errors = sorted(abs(cal.predict_seconds(s, fitted) - s["seconds"]) / s["seconds"] for s in samples)
+    errors = sorted(abs(fit.predict_seconds(s, fitted) - s["seconds"]) / s["seconds"] for s in samples)
     assert errors[len(errors) // 2] < 0.02
 
 
 def test_rows_curve_recovers_a_known_half_size():
     rows = [4, 8, 16, 32, 64, 128, 256, 512] * 3
     shares = [0.9 * m / (m + 24) * (1.05 if i % 3 else 0.95) for i, m in enumerate(rows)]  # +-5% noise
-    half, scale = cal.fit_rows_curve(rows, shares)
+    half, scale = microbench.fit_rows_curve(rows, shares)
     assert half == pytest.approx(24, rel=0.15) and scale == pytest.approx(0.9, rel=0.1)
 
 
@@ -147,13 +149,13 @@ def test_calibrate_writes_and_profile_uses_it(cache):
     result = CliRunner().invoke(main, ["calibrate", "--model", str(TARGET), "--model", str(DRAFT), "--repeats", "2"])
     assert result.exit_code == 0, result.output
     assert "median absolute error" in result.output
-    data = json.loads(cal.calibration_path().read_text())
-    assert cal.calibration_path().parent == cache / "calibration"
-    fitted = data["engines"]["transformers"]["fp32"]
+    data = json.loads(calibration.calibration_path().read_text())
+    assert calibration.calibration_path().parent == cache / "calibration"
+    fitted = data["runtimes"]["transformers"]["fp32"]
     assert 0 < fitted["factors"]["flop_efficiency"] <= 1 and len(fitted["points"]) == 14  # 2 models x 7 steps
     assert data["peak_tflops"]["fp32"] > 0 and data["bandwidth_bytes_per_s"] > 1e8
     # the matmul size curve is measured, and the fit uses it
-    assert len(data["matmul_points"]) == len(cal.MATMUL_ROWS) * len(cal.MATMUL_SHAPES)
+    assert len(data["matmul_points"]) == len(microbench.MATMUL_ROWS) * len(microbench.MATMUL_SHAPES)
     assert fitted["factors"]["matmul_half_tokens"] == data["matmul_half_tokens"]
     assert 1 < data["matmul_half_tokens"] < 1000  # the grid runs from 0.5 to 1024: an edge means no curve was seen
     local_hardware.cache_clear()
@@ -163,17 +165,17 @@ def test_calibrate_writes_and_profile_uses_it(cache):
 
 
 def test_interrupted_calibration_keeps_the_previous_file(cache, monkeypatch):
-    cal.save_calibration({"calibration_version": cal.CALIBRATION_VERSION, "marker": 1})
-    before = cal.calibration_path().read_text()
+    calibration.save_calibration({"calibration_version": calibration.CALIBRATION_VERSION, "marker": 1})
+    before = calibration.calibration_path().read_text()
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cal.json, "dump", interrupted)
+    monkeypatch.setattr(fsutil.os, "replace", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        cal.save_calibration({"calibration_version": cal.CALIBRATION_VERSION, "marker": 2})
-    assert cal.calibration_path().read_text() == before
-    assert not list(cal.calibration_path().parent.glob(".calibration-*"))
+        calibration.save_calibration({"calibration_version": calibration.CALIBRATION_VERSION, "marker": 2})
+    assert calibration.calibration_path().read_text() == before
+    assert not list(calibration.calibration_path().parent.glob(".*"))  # no temporary file left behind
 
 
 def test_measure_a_config_with_random_weights(tmp_path):

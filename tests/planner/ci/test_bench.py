@@ -15,7 +15,7 @@ from optiplan.planner.ci.bench import PROSE, build_prompts, greedy_agreement
 from optiplan.planner.cli.gate import bench, gate
 from optiplan.planner.schema.bench import BenchResult
 
-MODELS = Path(__file__).resolve().parents[1] / "assets" / "models"
+MODELS = Path(__file__).resolve().parents[2] / "assets" / "models"
 TARGET, DRAFT = str(MODELS / "target"), str(MODELS / "draft")
 
 

@@ -7,11 +7,10 @@ import pytest
 
 pytest.importorskip("transformers")
 
-from transformers_oracle import real_cache_bytes, reduced_config  # noqa: E402
-
 from optiplan import profiles  # noqa: E402
 from optiplan.planner.analytic.kvcache import kv_cache_bytes  # noqa: E402
 from optiplan.planner.catalog.model_spec import model_spec_from_config  # noqa: E402
+from transformers_oracle import real_cache_bytes, reduced_config  # noqa: E402
 
 
 @pytest.mark.parametrize("name", profiles.model_names())

@@ -10,10 +10,17 @@ import subprocess
 import pytest
 import yaml
 from click.testing import CliRunner
-
-from optiplan.planner.plan.advise import advise
 from optiplan.planner.cli.main import main
-from optiplan.planner.deploy.render import ENGINES, DeployError, engine_config, engine_options, render, render_all, write
+from optiplan.planner.deploy.render import (
+    ENGINES,
+    DeployError,
+    engine_config,
+    engine_options,
+    render,
+    render_all,
+    write,
+)
+from optiplan.planner.plan.advise import advise
 from optiplan.planner.schema import AdviseRequest
 
 

@@ -10,7 +10,6 @@ from html.parser import HTMLParser
 import networkx as nx
 import pytest
 from click.testing import CliRunner
-
 from optiplan.planner.cli.main import main
 from optiplan.planner.plan.graph import export, plan_order, technique_graph
 from optiplan.planner.plan.techniques import all_techniques

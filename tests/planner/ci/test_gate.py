@@ -12,7 +12,6 @@ import xml.etree.ElementTree as ET
 
 import pytest
 from click.testing import CliRunner
-from optiplan.planner.cli.gate import gate as gate_cmd
 from optiplan.planner.ci.gate import (
     Settings,
     bootstrap_log_ratio,
@@ -21,6 +20,7 @@ from optiplan.planner.ci.gate import (
     mann_whitney_p,
     signed_rank_p,
 )
+from optiplan.planner.cli.gate import gate as gate_cmd
 from optiplan.planner.schema.bench import (
     KNOWN_METRICS,
     BenchResult,
@@ -338,7 +338,7 @@ def test_workflow_template_uses_real_options():
     import yaml
     from optiplan.planner.cli.gate import bench as bench_cmd
 
-    path = Path(__file__).resolve().parents[2] / "templates" / "ci" / "github-gate.yml"
+    path = Path(__file__).resolve().parents[3] / "templates" / "ci" / "github-gate.yml"
     flow = yaml.safe_load(path.read_text())
     steps = flow["jobs"]["gate"]["steps"]
     script = "\n".join(s.get("run", "") for s in steps).replace("\\\n", " ")

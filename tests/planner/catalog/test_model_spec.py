@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
-from optiplan.planner.errors import ModelConfigError
-from optiplan.planner.catalog.models import resolve_model
 from optiplan.planner.catalog.model_spec import model_spec_from_config
+from optiplan.planner.catalog.models import resolve_model
+from optiplan.planner.errors import ModelConfigError
 
 LLAMA = {"model_type": "llama", "hidden_size": 256, "intermediate_size": 512, "num_hidden_layers": 4,
          "num_attention_heads": 8, "num_key_value_heads": 2, "vocab_size": 1000, "max_position_embeddings": 2048}

@@ -4,23 +4,15 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 import optiplan
-from optiplan.planner.analytic.steps import (
-    decode_step,
-    fits,
-    matmul_efficiency,
-    matmul_flops,
-    max_batch,
-    max_context,
-    weights_read_bytes,
-)
-from optiplan.planner.catalog.hardware import resolve_hardware
+import pytest
 from optiplan.planner.analytic.kvcache import kv_cache_bytes
-from optiplan.planner.catalog.models import resolve_model
+from optiplan.planner.analytic.memory import fits, max_batch, max_context
 from optiplan.planner.analytic.params import expected_experts_touched, param_counts
-from optiplan.planner.analytic.profile import build_setup
+from optiplan.planner.analytic.profile import setup_for_request
+from optiplan.planner.analytic.steps import decode_step, matmul_efficiency, matmul_flops, weights_read_bytes
+from optiplan.planner.catalog.hardware import resolve_hardware
+from optiplan.planner.catalog.models import resolve_model
 from optiplan.planner.schema import ProfileRequest
 
 KIB = 1024
@@ -28,7 +20,7 @@ KIB = 1024
 
 def setup(model="llama-3.1-8b", hardware="h100-sxm", **kw):
     request = ProfileRequest(model=model, hardware=hardware, **kw)
-    return build_setup(request, resolve_model(model), resolve_hardware(hardware))
+    return setup_for_request(request, resolve_model(model), resolve_hardware(hardware))
 
 
 def test_kv_per_token_matches_reference_figures():

@@ -10,11 +10,10 @@ import pytest
 
 pytest.importorskip("transformers")
 
-from transformers_oracle import count_params, meta_model  # noqa: E402
-
 from optiplan import profiles  # noqa: E402
-from optiplan.planner.catalog.models import resolve_model  # noqa: E402
 from optiplan.planner.analytic.params import param_counts  # noqa: E402
+from optiplan.planner.catalog.models import resolve_model  # noqa: E402
+from transformers_oracle import count_params, meta_model  # noqa: E402
 
 
 @pytest.mark.parametrize("name", profiles.model_names())

@@ -1,0 +1,66 @@
+"""Memory of a resolved Setup on its devices: weights per pipeline stage, KV cache, prefill activations, what
+fits, and the largest batch and longest context that do."""
+
+from __future__ import annotations
+
+from .setup import Setup
+from .steps import active_intermediate, kv_bytes_per_device
+
+
+def stage_weight_bytes(s: Setup, stage: int) -> float:
+    """Weights held by one device of a pipeline stage (tensor-parallel shards)."""
+    return s.stage_weights[stage]
+
+
+def activation_peak_bytes(s: Setup, batch: int, prompt: int) -> float:
+    """Peak transient memory of a prefill, one device: the residual stream and normed input, the MLP
+    intermediates (gate, up, their product), the last token's logits in fp32 and, for eager attention,
+    the materialised score and probability matrices. A chunked prefill holds one chunk at a time."""
+    tokens = max(batch * prompt // s.ep, 1)
+    if s.prefill_chunk_tokens:
+        tokens = min(tokens, s.prefill_chunk_tokens)
+    hidden = tokens * s.act_bytes * (2 * s.spec.hidden_size + 3 * active_intermediate(s) / s.tp)
+    logits = min(batch, tokens) * s.spec.vocab_size * (s.act_bytes + 4)
+    scores = 0.0
+    if s.eager_attention:  # queries of this pass against every key of their prompts
+        scores = tokens * (s.spec.num_heads / s.tp) * prompt * (2 * s.act_bytes + 4)
+    return hidden + logits + scores
+
+
+def per_device_bytes(s: Setup, batch: int, context: int, prompt: int) -> tuple[float, float, float]:
+    """(weights, KV cache, activations) of the fullest device."""
+    worst = (0.0, 0.0, 0.0)
+    act = activation_peak_bytes(s, batch, prompt)
+    for stage in range(s.pp):
+        w = stage_weight_bytes(s, stage)
+        kv = batch * kv_bytes_per_device(s, context, stage)
+        if w + kv + act > sum(worst):
+            worst = (w, kv, act)
+    return worst
+
+
+def fits(s: Setup, batch: int, context: int, prompt: int) -> bool:
+    return sum(per_device_bytes(s, batch, context, prompt)) + s.hw.runtime_overhead_bytes <= s.hw.memory_bytes
+
+
+def max_batch(s: Setup, context: int, prompt: int) -> int:
+    """Largest number of sequences whose caches fit beside the weights, prefilling one at a time."""
+    w, kv, act = per_device_bytes(s, 1, context, prompt)
+    free = s.hw.memory_bytes - s.hw.runtime_overhead_bytes - w - act
+    if kv <= 0:
+        return 0 if free < 0 else 1 << 20
+    return max(int(free // kv), 0)
+
+
+def max_context(s: Setup, batch: int) -> int:
+    """Longest context (prompt prefilled whole) that fits at `batch`, up to the model's maximum."""
+    lo, hi = 0, s.spec.max_position_embeddings
+    if fits(s, batch, hi, hi):
+        return hi
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if fits(s, batch, mid, mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo

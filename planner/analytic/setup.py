@@ -1,0 +1,146 @@
+"""The analytic model's inputs: `Setup` (model x device x parallelism x formats x efficiency, resolved) and
+`build_setup`, the one place a Setup is made. `profile` (from a request), the planner (from a plan state),
+training and calibration all call it, so the same configuration always gives the same figures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+from ... import profiles
+from ..catalog.dtypes import WeightFormat, bytes_per_element, compute_dtype, weight_format
+from ..errors import HardwareError
+from ..schema import EfficiencyFactors, HardwareSpec, ModelSpec
+from .efficiency import calibrated_efficiency, default_efficiency
+from .kvcache import KVGroup, kv_bits, kv_groups, tensor_parallel_share
+from .params import ParamCounts, param_counts
+
+# Host link assumed when a device's profile names none (PCIe 4.0 x16 in one direction, about 25 GB/s).
+DEFAULT_HOST_LINK_GBPS = 25.0
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Everything one prediction depends on, resolved and validated."""
+
+    spec: ModelSpec
+    counts: ParamCounts
+    hw: HardwareSpec
+    tp: int
+    pp: int
+    weights: WeightFormat
+    act_bytes: float  # bytes per activation element (and of the unquantized weights)
+    kv_bits: float  # stored bits per cached element
+    compute_dtype: str
+    eff: EfficiencyFactors
+    layout: str  # KV layout: "serving" (paged, windows honoured) or "transformers" (DynamicCache)
+    eager_attention: bool = False  # the score matrix is materialised (activation memory)
+    prefill_chunk_tokens: int | None = None  # chunked prefill bounds the activations
+    ep: int = 1  # expert parallel: routed experts split over `ep` devices, sequences spread over them
+    attention_efficiency: float | None = None  # fraction of peak the attention kernels reach [default: flop eff.]
+    offload_fraction: float = 0.0  # share of the weights kept in host memory and streamed each pass
+    host_link_bytes_per_s: float = 25e9
+
+    @cached_property
+    def shards(self) -> int:
+        """Devices that one forward pass's work is spread over."""
+        return self.tp * self.ep
+
+    @cached_property
+    def peak_flops(self) -> float:
+        if self.compute_dtype not in self.hw.peak_tflops:
+            raise HardwareError(f"{self.hw.id} has no {self.compute_dtype} rate; it runs {', '.join(self.hw.peak_tflops)}")
+        return self.hw.peak_tflops[self.compute_dtype] * 1e12
+
+    @cached_property
+    def bits_per_weight(self) -> float:
+        return self.weights.bits_per_weight(self.spec.hidden_size)
+
+    @cached_property
+    def stages(self) -> tuple[tuple[int, int], ...]:
+        """Layer ranges [first, last) of the pipeline stages, the remainder spread over the first."""
+        base, extra = divmod(self.spec.num_layers, self.pp)
+        out, start = [], 0
+        for s in range(self.pp):
+            n = base + (1 if s < extra else 0)
+            out.append((start, start + n))
+            start += n
+        return tuple(out)
+
+    @cached_property
+    def stage_kv_groups(self) -> tuple[tuple[KVGroup, ...], ...]:
+        return tuple(kv_groups(self.spec, self.layout, a, b) for a, b in self.stages)
+
+    @cached_property
+    def stage_weights(self) -> tuple[float, ...]:
+        return tuple(_stage_weight_bytes(self, i) for i in range(self.pp))
+
+    @cached_property
+    def kv_share(self) -> float:
+        return tensor_parallel_share(self.spec, self.layout, self.tp)
+
+    @cached_property
+    def ridge(self) -> float:
+        """FLOP per byte where the device turns from bandwidth- to compute-bound (peaks x efficiency)."""
+        return (self.peak_flops * self.eff.flop_efficiency) / (
+            self.hw.memory_bandwidth_bytes_per_s * self.eff.bandwidth_efficiency)
+
+
+
+
+def _stage_weight_bytes(s: Setup, stage: int) -> float:
+    c, lp = s.counts, s.counts.layer
+    a, b = s.stages[stage]
+    moe_layers = sum(s.spec.layer_moe[a:b]) if s.spec.moe is not None else 0
+    dense_layers = (b - a) - moe_layers
+    q = s.bits_per_weight / 8
+    experts = moe_layers * c.num_experts * lp.expert_linear
+    linear = dense_layers * c.dense_layer_linear + moe_layers * c.moe_layer_linear - experts
+    small = dense_layers * (lp.attn_small + lp.norms + lp.mlp_small) + moe_layers * (lp.attn_small + lp.norms + lp.router)
+    if stage == 0:
+        small += c.embedding
+    if stage == s.pp - 1:
+        small += c.final_norm + (c.lm_head if c.lm_head or s.pp == 1 else c.vocab_hidden)
+    on_device = 1.0 - s.offload_fraction
+    return ((linear * q + small * s.act_bytes) / s.tp + experts * q / (s.tp * s.ep)) * on_device
+
+
+def total_weight_bytes(s: Setup) -> float:
+    """All weights of the model once (no replication), in the chosen format."""
+    c = s.counts
+    return c.linear * s.bits_per_weight / 8 + (c.small + c.embedding + c.lm_head) * s.act_bytes
+
+
+def default_16bit(hw: HardwareSpec) -> str:
+    """The 16-bit format a device computes in: bf16 where it has a bf16 rate, else fp16."""
+    return "bf16" if hw.features.bf16 and "bf16" in hw.peak_tflops else "fp16"
+
+
+def attention_kernel_factor(kernel: str) -> float:
+    """Share of the matmuls' flop efficiency an attention kernel reaches (profiles/efficiency.yaml)."""
+    return profiles.efficiency_table()["attention_kernels"][kernel]
+
+
+def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_size: int | None = None,
+                activations: str | None = None, kv_dtype: str | None = None, tp: int = 1, pp: int = 1, ep: int = 1,
+                runtime: str = "transformers", layout: str = "transformers", attention: str = "sdpa",
+                prefill_chunk_tokens: int | None = None, offload_fraction: float = 0.0,
+                efficiency: EfficiencyFactors | None = None) -> Setup:
+    """Resolve one configuration into the analytic model's inputs.
+
+    `runtime` picks the fixed costs per step ("serving": an engine with CUDA graphs; "transformers": eager
+    `generate`); the efficiency factors are `efficiency` when given, else this machine's calibration for that
+    runtime and weight dtype (hardware `local` only), else the documented defaults. `attention` is the kernel:
+    flash, sdpa or eager (eager also materialises the score matrix)."""
+    d16 = default_16bit(hw)
+    compute = compute_dtype(weight_dtype, activations, d16)
+    act = "fp32" if compute == "fp32" else d16
+    eff = efficiency or calibrated_efficiency(hw, runtime, weight_dtype) or default_efficiency(
+        hw, weight_dtype, compute, runtime)
+    return Setup(
+        spec=spec, counts=param_counts(spec), hw=hw, tp=tp, pp=pp, ep=ep,
+        weights=weight_format(weight_dtype, group_size), act_bytes=bytes_per_element(act),
+        kv_bits=kv_bits(kv_dtype or act), compute_dtype=compute, eff=eff, layout=layout,
+        eager_attention=attention == "eager", prefill_chunk_tokens=prefill_chunk_tokens,
+        attention_efficiency=eff.flop_efficiency * attention_kernel_factor(attention),
+        offload_fraction=offload_fraction, host_link_bytes_per_s=(hw.host_link_gbps or DEFAULT_HOST_LINK_GBPS) * 1e9)

@@ -1,0 +1,50 @@
+"""This machine's calibration file: where it lives (under the user's cache folder, keyed by a fingerprint of the
+machine's compute), reading it and writing it. What goes in it is measured by `optiplan.planner.measure.calibrate`;
+the analytic model reads it through here, so reading never imports the measuring code (or torch)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+from ..fsutil import write_text_atomic
+from .probe import cpuinfo, cuda_devices, total_memory_bytes
+
+CALIBRATION_VERSION = "3"  # 2: split rooflines, measured matmul half-size; 3: fits keyed by "runtimes"
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("OPTIPLAN_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "optiplan")
+    return Path(root) / "calibration"
+
+
+def fingerprint() -> str:
+    """Identifies this machine's compute: CPU model, core count, memory size and CUDA device, if any."""
+    info = cpuinfo()
+    parts = [info.get("model name", platform.processor() or platform.machine()), str(os.cpu_count()),
+             str(round(total_memory_bytes() / 2**30)), ";".join(n for n, _ in cuda_devices())]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+def calibration_path() -> Path:
+    return cache_dir() / f"{fingerprint()}.json"
+
+
+def load_calibration() -> dict[str, Any] | None:
+    """This machine's calibration, or None when it was never calibrated (or the file is unreadable)."""
+    path = calibration_path()
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return data if data.get("calibration_version") == CALIBRATION_VERSION else None
+
+
+def save_calibration(data: dict[str, Any]) -> Path:
+    """Write this machine's calibration (atomically: an interrupted run leaves the previous one)."""
+    return write_text_atomic(calibration_path(), json.dumps(data, indent=2))

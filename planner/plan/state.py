@@ -1,0 +1,90 @@
+"""The plan state: every knob the techniques turn (formats, parallelism, serving features, speculative decoding,
+...), the baseline a plan starts from, and its resolution into the analytic model's `Setup`.
+
+Each technique is a pure function PlanState -> PlanState, so a plan's predicted effect is the composition of its
+steps (`predict.evaluate` turns any state into a `Prediction`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from ..analytic.efficiency import prefill_chunk_tokens
+from ..analytic.setup import Setup, build_setup, default_16bit
+from ..schema import HardwareSpec, ModelSpec
+from ..schema.workload import Workload
+
+# Contiguous caches (no paging) reserve the longest sequence for every slot; paged caches waste
+# under 4% (vLLM, arXiv 2309.06180).
+PAGED_KV_WASTE = 0.04
+
+
+@dataclass(frozen=True)
+class Speculation:
+    method: str  # draft, ngram, mtp
+    num_tokens: int  # tokens proposed per step (gamma)
+    acceptance: float  # probability each proposed token is accepted (alpha)
+    draft: ModelSpec | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class PlanState:
+    """The configuration a plan builds, step by step."""
+
+    spec: ModelSpec
+    hw: HardwareSpec
+    devices: int
+    tp: int = 1
+    pp: int = 1
+    ep: int = 1
+    weight_dtype: str = "bf16"
+    group_size: int | None = None
+    activations: str | None = None
+    kv_dtype: str | None = None
+    paged_kv: bool = False
+    continuous_batching: bool = False
+    prefix_caching: bool = False
+    chunked_prefill: bool = False
+    attention: str = "sdpa"  # sdpa, flash, eager
+    graphs: bool = False  # CUDA graphs / torch.compile: per-step launch overhead removed
+    offload_fraction: float = 0.0
+    speculation: Speculation | None = None
+    quality_loss_pct: float = 0.0
+    training: frozenset[str] = field(default_factory=frozenset)  # training techniques applied
+
+    @property
+    def default_16bit(self) -> str:
+        return default_16bit(self.hw)
+
+    def with_(self, **changes) -> PlanState:
+        return replace(self, **changes)
+
+
+def baseline_state(spec: ModelSpec, hw: HardwareSpec, devices: int) -> PlanState:
+    """The model as published on `devices` devices with eager transformers `generate`: its
+    checkpoint's weights (a published fp8 checkpoint stays fp8 where the device has fp8, else it is
+    dequantized), 16-bit otherwise (fp32 where the device has no 16-bit rate), SDPA attention, a
+    contiguous cache per slot, layers split over the devices in sequence (`device_map="auto"`)."""
+    state = PlanState(spec=spec, hw=hw, devices=devices, tp=1, pp=min(devices, spec.num_layers))
+    dtype = state.default_16bit if state.default_16bit in hw.peak_tflops else "fp32"
+    if spec.checkpoint_dtype == "fp8" and hw.features.fp8 and "fp8" in hw.peak_tflops:
+        dtype = "fp8"
+    return state.with_(weight_dtype=dtype)
+
+
+def to_setup(state: PlanState) -> Setup:
+    """Resolve a state into the analytic model's inputs, through the one builder profile uses too."""
+    return build_setup(
+        state.spec, state.hw, weight_dtype=state.weight_dtype, group_size=state.group_size,
+        activations=state.activations, kv_dtype=state.kv_dtype, tp=state.tp, pp=state.pp, ep=state.ep,
+        runtime="serving" if state.graphs else "transformers", layout="serving" if state.paged_kv else "transformers",
+        attention=state.attention,
+        prefill_chunk_tokens=prefill_chunk_tokens("serving") if state.chunked_prefill else None,
+        offload_fraction=state.offload_fraction)
+
+
+def kv_reserved_tokens(state: PlanState, workload: Workload) -> float:
+    """Cache tokens one sequence occupies: paged caches hold what is used (plus under 4%),
+    contiguous ones reserve the longest sequence."""
+    if state.paged_kv:
+        return workload.mean_context * (1 + PAGED_KV_WASTE)
+    return workload.context_needed
