@@ -29,21 +29,21 @@ PROMPTS = ("The for statement is used to iterate over", "An object is hashable i
 
 def workspace(device="cpu"):
     from optiplan.optimizers.artifact import load
-    from optiplan.optimizers.base import Workspace
+    from optiplan.optimizers.workspace import Workspace
 
     loaded = load(MODELS / "target", device)
     return Workspace(model=loaded.model, tokenizer=loaded.tokenizer, device=device, source=MODELS / "target")
 
 
 def as_loaded(ws):
-    from optiplan.optimizers.artifact import LoadedModel
+    from optiplan.optimizers.runtime import LoadedModel
 
     return LoadedModel(ws.model, ws.tokenizer, ws.device, ws.runtime, ws.draft, path=ws.source)
 
 
 def quantization(rounds: int) -> dict:
     from optiplan.optimizers import metrics
-    from optiplan.optimizers.base import check_supported
+    from optiplan.optimizers.registry import check_supported
 
     variants = {"fp32": as_loaded(workspace())}
     for technique in ("weight-w8a8-int8", "weight-int8"):
@@ -69,7 +69,7 @@ def quantization(rounds: int) -> dict:
 
 def speculative(rounds: int, new_tokens: int = 64) -> dict:
     import torch
-    from optiplan.optimizers.base import check_supported
+    from optiplan.optimizers.registry import check_supported
     from optiplan.optimizers.speculative import measure_acceptance
     from optiplan.planner.catalog.hardware import resolve_hardware
     from optiplan.planner.catalog.models import resolve_model
@@ -107,8 +107,8 @@ def speculative(rounds: int, new_tokens: int = 64) -> dict:
 
 def kv_quantization(context: int = 1536) -> dict:
     import torch
-    from optiplan.optimizers.base import check_supported
     from optiplan.optimizers.kv_cache import cache_bytes
+    from optiplan.optimizers.registry import check_supported
 
     ids = torch.randint(1, 1024, (1, context), generator=torch.Generator().manual_seed(0))
     out = {}
@@ -145,13 +145,13 @@ def streaming_nll(model, ids, cache, chunk: int = 16) -> tuple[float, list[int]]
 
 
 def sinks(tokens: int = 2048, window: int = 124, num_sinks: int = 4) -> dict:
-    from optiplan.optimizers import metrics
+    from optiplan.optimizers.corpus import default_eval_text
     from optiplan.optimizers.kv_cache import install_position_hook, make_sink_cache
     from transformers import DynamicCache
 
     ws = workspace()
     install_position_hook(ws.model)
-    ids = ws.tokenizer(metrics.default_eval_text(), return_tensors="pt").input_ids[:, :tokens]
+    ids = ws.tokenizer(default_eval_text(), return_tensors="pt").input_ids[:, :tokens]
     out = {}
     for name, cache in (("full attention", DynamicCache(config=ws.model.config)),
                         (f"sinks {num_sinks} + window {window}", make_sink_cache(ws.model, num_sinks, window)),
@@ -165,7 +165,7 @@ def sinks(tokens: int = 2048, window: int = 124, num_sinks: int = 4) -> dict:
 
 def main() -> None:
     import torch
-    from optiplan.optimizers.base import quiet_libraries
+    from optiplan.planner.measure.runtime import quiet_libraries
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)

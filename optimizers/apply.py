@@ -17,14 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from ..planner.errors import OptiplanError
+from ..planner.measure.runtime import quiet_libraries
+from ..planner.plan.graph import plan_order
+from ..planner.plan.techniques import all_techniques
 from ..planner.schema.optimize import ArtifactManifest, StepRecord
-from .base import NotSupportedHere, Workspace, check_supported, quiet_libraries, registry
+from .corpus import DEFAULT_PROMPTS
+from .registry import check_supported, registry
+from .workspace import NotSupportedHere, Workspace
 
-# What each step exists for: the measured ratio (after / before) that must improve for its gain to show.
-AIM = {"weight": ("weights_bytes", "lower"), "kv": ("cache_bytes", "lower"), "sliding": ("cache_bytes", "lower"),
-       "paged": ("batched_tokens_per_s", "higher"), "spec": ("tpot_ms", "lower"), "flash": ("tpot_ms", "lower"),
-       "torch": ("tpot_ms", "lower")}
-ORDER = ("weight", "flash", "sliding", "kv", "paged", "spec", "torch")  # weights first, compile last
 NOISE = 0.03  # a step's measured ratio must beat 1 by more than this to count as a gain
 
 
@@ -37,10 +37,6 @@ class StepSpec:
     technique: str
     params: dict[str, Any] = field(default_factory=dict)
     predicted: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def family(self) -> str:
-        return self.technique.split("-")[0]
 
 
 def parse_technique(text: str) -> StepSpec:
@@ -108,7 +104,11 @@ def steps_from_goal(source: Path, goal: str, hardware: str, workload: str) -> tu
 
 
 def ordered(steps: list[StepSpec]) -> list[StepSpec]:
-    return sorted(steps, key=lambda s: ORDER.index(s.family) if s.family in ORDER else len(ORDER))
+    """Steps in the order the compatibility graph gives (declared order, then families: weights first, compile
+    and speculation last); names the graph does not know keep their place at the end, for a clear error later."""
+    known = [s for s in steps if s.technique in all_techniques()]
+    rank = {t: i for i, t in enumerate(plan_order([s.technique for s in known]))}
+    return sorted(known, key=lambda s: rank[s.technique]) + [s for s in steps if s.technique not in rank]
 
 
 def quick_figures(ws: Workspace, long_context: int = 384) -> dict[str, float]:
@@ -119,11 +119,11 @@ def quick_figures(ws: Workspace, long_context: int = 384) -> dict[str, float]:
     import torch
 
     from . import metrics
-    from .artifact import LoadedModel
     from .kv_cache import cache_bytes
+    from .runtime import LoadedModel
 
     loaded = LoadedModel(ws.model, ws.tokenizer, ws.device, ws.runtime, ws.draft)
-    tpot = statistics.median(metrics.time_generation(loaded, metrics.DEFAULT_PROMPTS[0], 24)["tpot_ms"]
+    tpot = statistics.median(metrics.time_generation(loaded, DEFAULT_PROMPTS[0], 24)["tpot_ms"]
                              for _ in range(3))
     ids = torch.randint(1, ws.model.config.vocab_size, (1, long_context)).to(ws.device)
     # only the cache matters for its size: no speculation, no compile (a static cache is sized up front)
@@ -135,15 +135,16 @@ def quick_figures(ws: Workspace, long_context: int = 384) -> dict[str, float]:
                             return_dict_in_generate=True, **kwargs)
     cache = getattr(out, "past_key_values", None) or getattr(out, "cache", None)
     start = time.perf_counter()
-    produced = loaded.generate_many(list(metrics.DEFAULT_PROMPTS), max_new_tokens=16)
+    produced = loaded.generate_many(list(DEFAULT_PROMPTS), max_new_tokens=16)
     return {"tpot_ms": tpot, "weights_bytes": float(metrics.weights_bytes(loaded)),
             "cache_bytes": float(cache_bytes(cache)) if cache is not None else 0.0,
             "batched_tokens_per_s": produced / (time.perf_counter() - start)}
 
 
 def gain_shown(step: StepSpec, before: dict[str, float], after: dict[str, float]) -> tuple[bool, dict[str, float]]:
+    """Whether the figure the step's declaration aims at improved beyond noise, and every measured ratio."""
     ratios = {k: after[k] / before[k] for k in after if before.get(k)}
-    metric, direction = AIM.get(step.family, ("tpot_ms", "lower"))
+    metric, direction = registry()[step.technique].aim
     ratio = ratios.get(metric, 1.0)
     return (ratio < 1 - NOISE) if direction == "lower" else (ratio > 1 + NOISE), ratios
 
@@ -156,7 +157,8 @@ def apply(source: str | Path, out: str | Path, *, goal: str | None = None, plan:
           log: Callable[[str], None] = lambda line: None) -> ArtifactManifest:
     """Apply a plan to the model at `source` and write the optimized folder `out` (then verify it)."""
     quiet_libraries()
-    from .artifact import ArtifactError, check_folder, default_device, load, write_artifact
+    from .artifact import ArtifactError, check_folder, load, write_artifact
+    from .runtime import default_device
 
     source, out = Path(source), Path(out)
     check_folder(source, allow_pickle)

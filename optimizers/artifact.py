@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ..planner.errors import OptiplanError
 from ..planner.fsutil import atomic_folder
-from ..planner.measure.runtime import torch_dtype
+from ..planner.measure.runtime import check_model_folder, quiet_libraries, torch_dtype
 from ..planner.schema.optimize import ArtifactManifest, Runtime
-from .base import Workspace, device_kind, quiet_libraries
+from .runtime import LoadedModel, default_device, generation_settings
+from .workspace import Workspace, device_kind
 
 MANIFEST = "optiplan.json"
 LIBRARIES = ("torch", "transformers", "torchao", "optimum-quanto", "hqq", "safetensors", "accelerate")
@@ -29,125 +28,9 @@ class ArtifactError(OptiplanError):
     """A folder that cannot be written or loaded as a model."""
 
 
-def default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def check_folder(path: Path, allow_pickle: bool = False) -> None:
-    """A loadable model folder: config and safetensors weights (pickle weights only when allowed)."""
-    if not path.is_dir():
-        raise ArtifactError(f"{path}: not a folder")
-    if not (path / "config.json").is_file():
-        raise ArtifactError(f"{path}: no config.json; expected a Hugging Face model folder")
-    if not list(path.glob("*.safetensors")):
-        if list(path.glob("*.bin")) or list(path.glob("*.pt")):
-            if not allow_pickle:
-                raise ArtifactError(f"{path}: weights are pickle files (*.bin), which can run code when loaded; "
-                                    f"convert them to safetensors or pass --allow-pickle if you trust the source")
-        else:
-            raise ArtifactError(f"{path}: no weights (*.safetensors)")
-
-
-@dataclass
-class LoadedModel:
-    """A model with its runtime settings: `generate` applies them, so callers need not know the plan."""
-
-    model: Any
-    tokenizer: Any
-    device: str
-    runtime: Runtime = field(default_factory=Runtime)
-    draft: Any = None
-    path: Path | None = None
-    manifest: ArtifactManifest | None = None
-
-    @property
-    def pad_token_id(self) -> int:
-        pad = self.tokenizer.pad_token_id
-        return pad if pad is not None else (self.model.config.eos_token_id or 0)
-
-    def encode(self, prompts: list[str]):
-        """Token ids of `prompts` on the model's device, left-padded when there are several."""
-        self.tokenizer.padding_side = "left"
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        batch = self.tokenizer(prompts, return_tensors="pt", padding=len(prompts) > 1)
-        return batch.input_ids.to(self.device)
-
-    def generate_kwargs(self) -> dict[str, Any]:
-        """`generate` arguments for the runtime settings: cache, speculation, compile."""
-        rt, kw = self.runtime, {"do_sample": False, "pad_token_id": self.pad_token_id}
-        cache = rt.cache or {}
-        if cache.get("kind") == "quantized":
-            kw["cache_implementation"] = "quantized"
-            kw["cache_config"] = {k: v for k, v in cache.items() if k != "kind"}
-        elif cache.get("kind") == "static":
-            kw["cache_implementation"] = "static"
-        elif cache.get("kind") == "sinks":
-            from .kv_cache import make_sink_cache
-
-            kw["cache"] = make_sink_cache(self.model, cache["num_sinks"], cache["window"])
-        if rt.compile:
-            from transformers import CompileConfig
-
-            config = CompileConfig(fullgraph=rt.compile.get("fullgraph", True), mode=rt.compile.get("mode", "default"),
-                                   dynamic=rt.compile.get("dynamic", False))
-            # generate auto-compiles on accelerators only; this flag is transformers' own switch for other devices
-            config._compile_all_devices = device_kind(self.device) == "cpu"
-            kw["compile_config"] = config
-        spec = rt.speculative or {}
-        if spec.get("kind") == "draft" and self.draft is not None:
-            kw["assistant_model"] = self.draft  # its generation config carries the drafting settings
-        elif spec.get("kind") == "ngram":
-            kw.update(prompt_lookup_num_tokens=spec["prompt_lookup_num_tokens"],
-                      max_matching_ngram_size=spec.get("max_matching_ngram_size", 2))
-        return kw
-
-    def generate(self, input_ids, **kwargs):
-        import torch
-
-        attention_mask = kwargs.pop("attention_mask", None)
-        if attention_mask is None:
-            attention_mask = (input_ids != self.pad_token_id).long() if input_ids.shape[0] > 1 else \
-                torch.ones_like(input_ids)
-        with torch.no_grad():
-            return self.model.generate(input_ids, attention_mask=attention_mask,
-                                       **{**self.generate_kwargs(), **kwargs})
-
-    def generate_text(self, prompt: str, max_new_tokens: int = 32) -> str:
-        """Greedy continuation of `prompt`, as text."""
-        ids = self.encode([prompt])
-        out = self.generate(ids, max_new_tokens=max_new_tokens)
-        return self.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
-
-    def generate_many(self, prompts: list[str], max_new_tokens: int) -> int:
-        """Serve every prompt (continuous batching, one padded batch, or one at a time for speculation);
-        returns the number of tokens generated."""
-        import torch
-
-        if self.runtime.continuous_batching:
-            from transformers import GenerationConfig
-            from transformers.generation.configuration_utils import ContinuousBatchingConfig
-
-            cb = {k: v for k, v in self.runtime.continuous_batching.items() if k != "cache_bytes"}
-            config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=-1,
-                                      pad_token_id=self.pad_token_id)
-            inputs = [self.tokenizer(p).input_ids for p in prompts]
-            with torch.no_grad():
-                out = self.model.generate_batch(inputs, generation_config=config,
-                                                continuous_batching_config=ContinuousBatchingConfig(**cb))
-            return sum(len(r.generated_tokens) for r in out.values())
-        if self.runtime.speculative or (self.runtime.cache or {}).get("kind") == "sinks":
-            total = 0  # assisted generation and the sink cache serve batch 1
-            for p in prompts:
-                ids = self.encode([p])
-                total += self.generate(ids, max_new_tokens=max_new_tokens,
-                                       min_new_tokens=max_new_tokens).shape[1] - ids.shape[1]
-            return total
-        ids = self.encode(list(prompts))
-        out = self.generate(ids, max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens)
-        return (out.shape[1] - ids.shape[1]) * len(prompts)
+    """A loadable model folder (see `check_model_folder`), or ArtifactError."""
+    check_model_folder(path, allow_pickle, ArtifactError)
 
 
 def load(path: str | Path, device: str | None = None, *, dtype: str | None = None, allow_pickle: bool = False,
@@ -242,19 +125,11 @@ def sha256_files(folder: Path) -> dict[str, str]:
 
 
 def _generation_config(ws: Workspace):
-    """The model's generation config with the runtime settings transformers reads from it."""
+    """The model's generation config with the runtime settings transformers reads from it, so a plain
+    `from_pretrained` + `generate` of the folder runs them too."""
     config = ws.model.generation_config
-    rt = ws.runtime
-    cache = rt.cache or {}
-    if cache.get("kind") == "quantized":
-        config.cache_implementation = "quantized"
-        config.cache_config = {k: v for k, v in cache.items() if k != "kind"}
-    elif cache.get("kind") == "static":
-        config.cache_implementation = "static"
-    spec = rt.speculative or {}
-    if spec.get("kind") == "ngram":
-        config.prompt_lookup_num_tokens = spec["prompt_lookup_num_tokens"]
-        config.max_matching_ngram_size = spec.get("max_matching_ngram_size", 2)
+    for key, value in generation_settings(ws.runtime).items():
+        setattr(config, key, value)
     return config
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib.util
 from typing import Any
 
-from .base import NotSupportedHere, Workspace, device_kind, optimizer
+from .workspace import NotSupportedHere, Workspace, device_kind
 
 OPTIPLAN_ATTENTION = "optiplan"
 IMPLEMENTATIONS = ("eager", "sdpa", "flex_attention", "flash_attention_2", OPTIPLAN_ATTENTION)
@@ -81,7 +81,6 @@ def set_attention(model, implementation: str) -> None:
     model.set_attn_implementation(implementation)
 
 
-@optimizer("flash-attention")
 def swap_attention(ws: Workspace, params: dict[str, Any]) -> str:
     """Swap eager attention for a fused kernel: SDPA (flash on CPU), FlashAttention 2, flex, or optiplan's own."""
     before = getattr(ws.model.config, "_attn_implementation", None) or "eager"

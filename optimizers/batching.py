@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .base import Workspace, device_kind, optimizer
+from .workspace import Workspace, device_kind
 
 DEFAULT_CONCURRENCY = 8
 DEFAULT_MAX_TOKENS = 512  # prompt + output per request
@@ -32,7 +32,6 @@ def sized_config(config, device: str, concurrency: int, max_tokens: int, dtype_b
             "cache_bytes": num_blocks * block * kv_bytes_per_token(config, dtype_bytes)}
 
 
-@optimizer("paged-kv")
 def continuous_batching(ws: Workspace, params: dict[str, Any]) -> str:
     """Paged KV cache and continuous batching (`generate_batch`), sized for the workload's concurrency."""
     # the planner's step names the engine options (max_num_seqs, block_size); a user may say concurrency

@@ -7,16 +7,14 @@ from __future__ import annotations
 import shutil
 from typing import Any
 
-from .base import NotSupportedHere, Workspace, device_kind, optimizer
-from .kv_cache import one_cache
+from .workspace import NotSupportedHere, Workspace, device_kind
 
 
-@optimizer("torch-compile")
 def compile_forward(ws: Workspace, params: dict[str, Any]) -> str:
     """Compile the decode forward pass (inductor) over a static cache; CUDA graphs on a GPU."""
     if device_kind(ws.device) == "cpu" and not (shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")):
         raise NotSupportedHere("torch.compile on CPU needs a C compiler (inductor generates C++): install gcc")
-    one_cache(ws, "torch-compile")  # it needs the static cache
+    ws.claim_cache("torch-compile")  # it needs the static cache
     if ws.runtime.speculative:
         raise NotSupportedHere("transformers does not compile assisted (speculative) generation")
     mode = params.get("mode") or ("reduce-overhead" if device_kind(ws.device) == "cuda" else "default")

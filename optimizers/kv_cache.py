@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import NotSupportedHere, Workspace, optimizer
+from .workspace import NotSupportedHere, Workspace, tensor_bytes
 
 # kv technique id -> transformers QuantizedCache settings. quanto packs 2 or 4 bits, hqq 1-8, fp8 is per-tensor.
 KV_BACKENDS = {
@@ -24,15 +24,8 @@ KV_BACKENDS = {
 RESIDUAL_TOKENS = 64  # recent tokens kept unquantized before they are packed (transformers' residual_length)
 
 
-def one_cache(ws: Workspace, technique: str) -> None:
-    """A generation has one cache: refuse a second cache technique rather than silently replace the first."""
-    if ws.runtime.cache:
-        raise NotSupportedHere(f"{technique} needs its own KV cache, and the plan already uses a "
-                               f"{ws.runtime.cache['kind']} cache; apply one cache technique")
-
-
 def _kv_quantized(ws: Workspace, technique: str, params: dict[str, Any]) -> str:
-    one_cache(ws, technique)
+    ws.claim_cache(technique)
     settings = dict(KV_BACKENDS[technique])
     if params.get("backend"):
         settings["backend"] = params["backend"]
@@ -53,28 +46,24 @@ def _kv_quantized(ws: Workspace, technique: str, params: dict[str, Any]) -> str:
         f", last {settings['residual_length']} tokens kept in full precision" if "residual_length" in settings else "")
 
 
-@optimizer("kv-int4", packages=("optimum",))
 def kv_int4(ws: Workspace, params: dict[str, Any]) -> str:
     """int4 KV cache (quanto backend; hqq with backend=hqq)."""
     return _kv_quantized(ws, "kv-int4", params)
 
 
-@optimizer("kv-int8", packages=("hqq",))
 def kv_int8(ws: Workspace, params: dict[str, Any]) -> str:
     """int8 KV cache (hqq backend: quanto packs 2 or 4 bits only)."""
     return _kv_quantized(ws, "kv-int8", params)
 
 
-@optimizer("kv-fp8")
 def kv_fp8(ws: Workspace, params: dict[str, Any]) -> str:
     """fp8 (e4m3) KV cache with a per-tensor scale (transformers' fp8 backend)."""
     return _kv_quantized(ws, "kv-fp8", params)
 
 
-@optimizer("sliding-window-sinks")
 def sinks(ws: Workspace, params: dict[str, Any]) -> str:
     """Sliding window with attention sinks (StreamingLLM): memory stays flat however long the stream."""
-    one_cache(ws, "sliding-window-sinks")
+    ws.claim_cache("sliding-window-sinks")
     rotary = getattr(getattr(ws.model, "model", None), "rotary_emb", None)
     if rotary is None or getattr(ws.model.config, "partial_rotary_factor", 1.0) not in (None, 1.0):
         raise NotSupportedHere(f"attention sinks need full rotary position embeddings to re-rotate kept keys; "
@@ -158,8 +147,6 @@ def install_position_hook(model) -> None:
 
 def cache_bytes(cache) -> int:
     """Bytes a cache holds right now, whatever its layers store (quantized data included)."""
-    from .quantize import tensor_bytes
-
     total = 0
     for layer in getattr(cache, "layers", []):
         for name, value in vars(layer).items():

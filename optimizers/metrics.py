@@ -17,45 +17,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..planner.errors import OptiplanError
+from ..planner.measure.runtime import sync
+from .corpus import DEFAULT_PROMPTS, MetricsError, default_eval_text
+from .workspace import tensor_bytes
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .artifact import LoadedModel
-
-# Prompts of the built-in workload: short English requests the test models and any chat model can continue.
-DEFAULT_PROMPTS = (
-    "The for statement is used to iterate over",
-    "An object is hashable if it has a hash value which",
-    "The import system finds a module by",
-    "A class definition defines a class object and",
-)
-
-
-class MetricsError(OptiplanError):
-    """A workload or evaluation text that cannot be measured."""
-
-
-def default_eval_text() -> str:
-    """Held-out English text that ships with Python: every tenth `pydoc_data.topics` entry, in sorted key order
-    (the split the test models were trained without)."""
-    from pydoc_data.topics import topics
-
-    keys = sorted(topics)
-    return "\n\n".join(topics[k] for i, k in enumerate(keys) if not i % 10)
-
-
-def read_eval_text(path: str | Path | None) -> str:
-    """A user's evaluation text, or the built-in held-out corpus when `path` is None."""
-    if path is None:
-        return default_eval_text()
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise MetricsError(f"cannot read evaluation text {path}: {getattr(exc, 'strerror', None) or exc}") from exc
-    if len(text.split()) < 50:
-        raise MetricsError(f"evaluation text {path} is too short ({len(text.split())} words; need at least 50)")
-    return text
-
+    from .runtime import LoadedModel
 
 class _Stamps:
     """A `generate` streamer that records when each batch of new tokens arrives (the first call is the prompt)."""
@@ -72,21 +39,14 @@ class _Stamps:
         pass
 
 
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        import torch
-
-        torch.cuda.synchronize()
-
-
 def time_generation(loaded: LoadedModel, prompt: str, max_new_tokens: int) -> dict[str, float]:
     """One batch-1 generation of exactly `max_new_tokens` tokens: TTFT, TPOT and tokens per second."""
     ids = loaded.encode([prompt])
     stamps = _Stamps()
-    _sync(loaded.device)
+    sync(loaded.device)
     start = time.perf_counter()
     loaded.generate(ids, max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens, streamer=stamps)
-    _sync(loaded.device)
+    sync(loaded.device)
     end = time.perf_counter()
     first = stamps.times[1] if len(stamps.times) > 1 else end  # times[0] is the prompt being echoed
     ttft_s = first - start
@@ -126,10 +86,10 @@ def batched_tokens_per_s(loaded: LoadedModel, prompts: list[str] | tuple[str, ..
     with torch.no_grad():
         loaded.generate_many(list(prompts), max_new_tokens=max_new_tokens)  # warm-up
         for _ in range(repeats):
-            _sync(loaded.device)
+            sync(loaded.device)
             start = time.perf_counter()
             produced = loaded.generate_many(list(prompts), max_new_tokens=max_new_tokens)
-            _sync(loaded.device)
+            sync(loaded.device)
             samples.append(produced / (time.perf_counter() - start))
     return samples
 
@@ -215,8 +175,6 @@ def peak_memory_bytes(path: str | Path, prompts: list[str] | tuple[str, ...] = D
 
 def weights_bytes(loaded: LoadedModel) -> int:
     """Bytes the model's parameters and buffers occupy as stored (quantized tensors count their packed data)."""
-    from .quantize import tensor_bytes
-
     seen, total = set(), 0
     for t in list(loaded.model.parameters()) + list(loaded.model.buffers()):
         if id(t) not in seen:

@@ -14,22 +14,10 @@ from __future__ import annotations
 import importlib.util
 from typing import Any
 
-from .base import NotSupportedHere, Workspace, device_kind, optimizer
+from .workspace import NotSupportedHere, Workspace, device_kind
 
 QUANTO_WEIGHTS_FILE = "quanto.safetensors"
 QUANTO_MAP_FILE = "quanto_qmap.json"
-
-
-def tensor_bytes(t) -> int:
-    """Bytes a tensor occupies; a quantized tensor subclass counts the plain tensors it is made of."""
-    flatten = getattr(type(t), "__tensor_flatten__", None)
-    if flatten is not None and type(t).__name__ not in ("Parameter", "Tensor"):
-        names, _ = t.__tensor_flatten__()
-        return sum(tensor_bytes(getattr(t, n)) for n in names)
-    data = getattr(t, "data", t)
-    if data is not t and type(data).__name__ not in ("Tensor",):
-        return tensor_bytes(data)
-    return t.numel() * t.element_size()
 
 
 def _reload_with(ws: Workspace, quantization_config, dtype) -> None:
@@ -57,7 +45,6 @@ def _torchao(ws: Workspace, config, label: str, params: dict[str, Any]) -> str:
     return f"torchao {label} on every linear layer{' except lm_head' if keep_head else ''} (embeddings kept)"
 
 
-@optimizer("weight-int8", packages=("torchao",), changes_weights=True)
 def int8_weight_only(ws: Workspace, params: dict[str, Any]) -> str:
     """int8 weight-only (W8A16), per-channel scales, torchao (or quanto with backend=quanto)."""
     if params.get("backend") == "quanto":
@@ -67,7 +54,6 @@ def int8_weight_only(ws: Workspace, params: dict[str, Any]) -> str:
     return _torchao(ws, Int8WeightOnlyConfig(), "int8 weight-only", params)
 
 
-@optimizer("weight-w8a8-int8", packages=("torchao",), changes_weights=True)
 def int8_dynamic(ws: Workspace, params: dict[str, Any]) -> str:
     """int8 weights and dynamically quantized int8 activations (W8A8), torchao."""
     from torchao.quantization import Int8DynamicActivationInt8WeightConfig
@@ -75,7 +61,6 @@ def int8_dynamic(ws: Workspace, params: dict[str, Any]) -> str:
     return _torchao(ws, Int8DynamicActivationInt8WeightConfig(), "int8 dynamic-activation W8A8", params)
 
 
-@optimizer("weight-int4", packages=("torchao",), changes_weights=True)
 def int4_weight_only(ws: Workspace, params: dict[str, Any]) -> str:
     """int4 weight-only, group 128: torchao's kernel on CUDA; quanto's qint4 elsewhere."""
     group = int(params.get("group_size") or 128)
@@ -90,7 +75,6 @@ def int4_weight_only(ws: Workspace, params: dict[str, Any]) -> str:
     return _quanto(ws, "int4")
 
 
-@optimizer("weight-fp8", packages=("optimum",), changes_weights=True)
 def fp8_weights(ws: Workspace, params: dict[str, Any]) -> str:
     """fp8 (e4m3) weights: quanto qfloat8 weight-only (activations stay in the compute dtype)."""
     return _quanto(ws, "fp8")
@@ -108,12 +92,11 @@ def _quanto(ws: Workspace, kind: str) -> str:
     return f"optimum-quanto {kind} weights on every linear layer except lm_head"
 
 
-@optimizer("weight-int4-gptq", devices=("cuda",), packages=("gptqmodel",), changes_weights=True)
 def gptq(ws: Workspace, params: dict[str, Any]) -> str:
     """GPTQ int4 (group 128) calibrated on the built-in corpus, through transformers' GPTQConfig and gptqmodel."""
     from transformers import GPTQConfig
 
-    from .metrics import default_eval_text
+    from .corpus import default_eval_text
 
     text = default_eval_text()
     chunks = [text[i:i + 2000] for i in range(0, min(len(text), 256_000), 2000)]
@@ -123,7 +106,6 @@ def gptq(ws: Workspace, params: dict[str, Any]) -> str:
     return f"GPTQ int4, group {config.group_size}, calibrated on {len(chunks)} held-out passages"
 
 
-@optimizer("weight-nf4", devices=("cuda",), packages=("bitsandbytes",), changes_weights=True)
 def nf4(ws: Workspace, params: dict[str, Any]) -> str:
     """NF4 weights with bf16 compute, bitsandbytes (CUDA: its CPU 4-bit reload is not reliable)."""
     import torch

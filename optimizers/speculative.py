@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .base import NotSupportedHere, Workspace, optimizer
+from .workspace import NotSupportedHere, Workspace
 
 DRAFT_TOKEN_CHOICES = (2, 3, 4, 6, 8)  # drafted tokens per step tried when tuning
 TUNE_PROMPT = "The for statement is used to iterate over the elements of a sequence"
@@ -66,7 +66,6 @@ def measure_acceptance(ws_model, tokenizer, generate_kwargs: dict[str, Any], dev
     return {**acceptance(new_tokens, passes[0], drafted), "seconds": seconds}
 
 
-@optimizer("spec-draft")
 def draft_model(ws: Workspace, params: dict[str, Any]) -> str:
     """Speculative decoding with a smaller draft model of the same tokenizer; drafted tokens per step tuned here."""
     from transformers import AutoModelForCausalLM
@@ -103,7 +102,6 @@ def draft_model(ws: Workspace, params: dict[str, Any]) -> str:
             f"acceptance {trials[best]['acceptance_rate']:.0%}")
 
 
-@optimizer("spec-ngram")
 def prompt_lookup(ws: Workspace, params: dict[str, Any]) -> str:
     """Prompt-lookup speculation: draft tokens copied from earlier n-grams of the context, no draft model."""
     tokens = int(params.get("prompt_lookup_num_tokens", 10))

@@ -11,9 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..planner.measure.runtime import quiet_libraries
 from ..planner.schema.optimize import Measured, Quality, VerifyReport
 from . import metrics
-from .base import quiet_libraries
+from .corpus import DEFAULT_PROMPTS, read_eval_text
 
 KEYS = ("ttft_ms", "tpot_ms", "tokens_per_s")
 
@@ -62,10 +63,11 @@ def verify(baseline: str | Path, optimized: str | Path, *, device: str | None = 
     quiet_libraries()
     import torch
 
-    from .artifact import default_device, load
+    from .artifact import load
+    from .runtime import default_device
 
-    text = metrics.read_eval_text(eval_text)  # an unreadable file fails before anything loads
-    prompts = list(prompts or metrics.DEFAULT_PROMPTS)
+    text = read_eval_text(eval_text)  # an unreadable file fails before anything loads
+    prompts = list(prompts or DEFAULT_PROMPTS)
     device = device or default_device()
     base = load(baseline, device, dtype=dtype, allow_pickle=allow_pickle)
     opt = load(optimized, device)

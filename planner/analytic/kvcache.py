@@ -17,8 +17,6 @@ from math import ceil
 from ..catalog.dtypes import BITS, canonical
 from ..schema import ModelSpec
 
-LAYOUTS = ("serving", "transformers")
-
 # Integer KV caches keep an fp16 scale and an fp16 zero point per group of 64 values (the quanto and
 # hqq cache backends' default q_group_size).
 KV_GROUP_SIZE = 64

@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from ..catalog.dtypes import WeightFormat
 from ..schema import ModelSpec
 
 
@@ -153,9 +152,3 @@ def expected_experts_touched(num_experts: int, top_k: int, tokens: int) -> float
     if num_experts == 0:
         return 0.0
     return num_experts * (1.0 - (1.0 - top_k / num_experts) ** max(tokens, 0))
-
-
-def weight_bytes(counts: ParamCounts, fmt: WeightFormat, row_length: int, act_bytes: float) -> float:
-    """Bytes of all weights: quantizable matmul weights in `fmt`, everything else at `act_bytes`."""
-    return (counts.linear * fmt.bits_per_weight(row_length) / 8
-            + (counts.small + counts.embedding + counts.lm_head) * act_bytes)

@@ -269,9 +269,9 @@ def _quality(targets: list[ModelTarget], request: BenchRequest, prompts: list[st
              n: int) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
     """Perplexity of each model target and, with a reference (a file, or the first of several targets),
     greedy agreement with it."""
-    from ...optimizers import metrics
+    from ...optimizers import corpus, metrics
 
-    text = metrics.read_eval_text(request.eval_text)
+    text = corpus.read_eval_text(request.eval_text)
     info = {"eval_text_sha256": hashlib.sha256(text.encode()).hexdigest(),
             "eval_tokens": str(request.eval_tokens)}
     values: dict[str, dict[str, float]] = {t.name: {} for t in targets}

@@ -13,9 +13,9 @@ def random_model(folder: Path, hidden: int, layers: int, heads: int = 4, kv_head
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from .runtime import quiet_transformers, torch_dtype
+    from .runtime import quiet_libraries, torch_dtype
 
-    quiet_transformers()
+    quiet_libraries()
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=intermediate or hidden * 8 // 3,
                          num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,

@@ -11,7 +11,7 @@ from ..catalog.models import resolve_model
 from ..errors import RequestError
 from ..machine.probe import proc_kib_bytes, total_memory_bytes
 from ..schema import MeasuredPoint, MeasuredProfile, Profile, ProfileRequest
-from .runtime import MeasureError
+from .runtime import MeasureError, torch_dtype
 from .timing import measure
 
 # A model built with random weights must fit in this share of the memory available now.
@@ -22,7 +22,7 @@ def _available_bytes() -> int:
     return proc_kib_bytes("/proc/meminfo", "MemAvailable") or total_memory_bytes()
 
 
-def _model_folder(request: ProfileRequest, predicted: Profile, tmp: Path) -> Path:
+def _model_folder(request: ProfileRequest, predicted: Profile, tmp: Path, dtype: str) -> Path:
     """The folder to measure: the user's, or one with random weights built from the config."""
     path = Path(request.model).expanduser()
     if path.is_dir():
@@ -43,8 +43,7 @@ def _model_folder(request: ProfileRequest, predicted: Profile, tmp: Path) -> Pat
 
     config = AutoConfig.for_model(fields.pop("model_type"), **fields)
     torch.manual_seed(0)
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(canonical(request.dtype), torch.float32)
-    model = AutoModelForCausalLM.from_config(config, dtype=dtype)  # saved at the dtype it is measured at
+    model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype(dtype))  # saved at the dtype it is measured at
     folder = tmp / "random-weights"
     model.save_pretrained(folder)
     return folder
@@ -55,14 +54,14 @@ def measure_profile(request: ProfileRequest, predicted: Profile, repeats: int = 
     peak memory in a fresh process) and return the profile with a `measured` section."""
     if predicted.hardware.id != "local":
         raise RequestError("--measure runs the model on this machine: use --hardware local")
-    if request.dtype not in ("fp32", "bf16", "fp16", "float32", "bfloat16", "float16"):
+    dtype = canonical(request.dtype)  # the profile already refused an unknown dtype
+    if dtype not in ("fp32", "bf16", "fp16"):
         raise RequestError(f"--measure runs unquantized weights (fp32, bf16, fp16), not {request.dtype}")
-    dtype = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}.get(request.dtype, request.dtype)
     resolve_model(request.model)  # a clear error for a bad name before anything loads
     batch, context = request.batch, request.context
     prompt = request.prompt_tokens or context
     with tempfile.TemporaryDirectory(prefix="optiplan-measure-") as tmp:
-        folder = _model_folder(request, predicted, Path(tmp))
+        folder = _model_folder(request, predicted, Path(tmp), dtype)
         m = measure(folder, dtype=dtype, prefills=((batch, prompt),), decodes=((batch, context),), repeats=repeats,
                     memory=True, show_progress=show_progress)
     prefill = next(p for p in m.points if p.kind == "prefill")

@@ -25,13 +25,20 @@ def vm_hwm_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def check_model_folder(path: Path) -> None:
-    """A folder transformers can load: a config and weights. Raises MeasureError otherwise."""
+def check_model_folder(path: Path, allow_pickle: bool = False, error: type[OptiplanError] = MeasureError) -> None:
+    """A folder transformers can load: a config and safetensors weights (pickle weights, which can run code when
+    loaded, only when allowed). Raises `error` with what is wrong otherwise."""
+    if not path.is_dir():
+        raise error(f"{path}: not a folder")
     if not (path / "config.json").is_file():
-        raise MeasureError(f"{path}: no config.json; `--measure` needs a Hugging Face model folder")
-    weights = list(path.glob("*.safetensors")) + list(path.glob("*.bin"))
-    if not weights:
-        raise MeasureError(f"{path}: no weights (*.safetensors); `--measure` runs the real model")
+        raise error(f"{path}: no config.json; expected a Hugging Face model folder")
+    if list(path.glob("*.safetensors")):
+        return
+    if not (list(path.glob("*.bin")) or list(path.glob("*.pt"))):
+        raise error(f"{path}: no weights (*.safetensors)")
+    if not allow_pickle:
+        raise error(f"{path}: weights are pickle files (*.bin), which can run code when loaded; convert them to "
+                    f"safetensors or pass --allow-pickle if you trust the source")
 
 
 def torch_dtype(name: str):
@@ -41,19 +48,26 @@ def torch_dtype(name: str):
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
 
 
-def quiet_transformers() -> None:
-    """Silence transformers' progress bars and load reports: optiplan shows its own progress."""
+def quiet_libraries() -> None:
+    """Silence the libraries' own progress bars, load reports and warnings: optiplan shows its own progress."""
+    import logging
+    import warnings
+
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
+    logging.getLogger("torchao").setLevel(logging.ERROR)
+    logging.getLogger("ContinuousBatchingLogger").setLevel(logging.ERROR)  # "no fast path on CPU", every call
+    warnings.filterwarnings("ignore", module="torchao")
+    warnings.filterwarnings("ignore", module="optimum")
 
 
 def load_model(path: str, dtype: str, device: str):
     import torch
     from transformers import AutoModelForCausalLM
 
-    quiet_transformers()
+    quiet_libraries()
     start = time.perf_counter()
     try:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype(dtype), attn_implementation="sdpa")
@@ -66,7 +80,8 @@ def load_model(path: str, dtype: str, device: str):
 
 
 def sync(device: str) -> None:
-    if device == "cuda":
+    """Wait for the device's queued work (CUDA runs asynchronously; the CPU needs nothing)."""
+    if device.startswith("cuda"):
         import torch
 
         torch.cuda.synchronize()

@@ -144,12 +144,6 @@ def _explain_winner(ranking: list[HardwareOption]) -> str:
     return text
 
 
-def _usd_per_hour(hw: HardwareSpec) -> float | None:
-    if hw.price and hw.price.low_usd_per_hour and hw.price.high_usd_per_hour:
-        return (hw.price.low_usd_per_hour + hw.price.high_usd_per_hour) / 2
-    return None
-
-
 def _impossible(spec: ModelSpec, hw: HardwareSpec, devices: int, workload: Workload, best: Candidate | None) -> str:
     where = f"{spec.name} on {devices} x {hw.id}"
     if best is None or not best.predicted.fits:
@@ -178,10 +172,6 @@ def _nearest(spec: ModelSpec, hw: HardwareSpec, devices: int, workload: Workload
     for option, other, count in rank_hardware(spec, workload)[:1]:
         return f"{count} x {other.id} (--hardware {other.id} --gpus {count})"
     return "none in the catalog; relax the SLOs or the workload"
-
-
-def _step_name(t_id: str) -> str:
-    return all_techniques()[t_id].name
 
 
 def _rejections(best: Candidate, ranked: list[Candidate], result: SearchResult, ctx: Context) -> list[Rejection]:
@@ -283,7 +273,7 @@ def advise(request: AdviseRequest) -> Advice:
     return Advice(
         model=model_summary(spec), workload=workload,
         hardware=HardwareChoice(id=hw.id, name=hw.name, count=devices, tensor_parallel=best.state.tp,
-                                pipeline_parallel=best.state.pp, usd_per_hour=_usd_per_hour(hw)),
+                                pipeline_parallel=best.state.pp, usd_per_hour=hw.price.usd_per_hour if hw.price else None),
         bottleneck=classify(result.baseline, baseline, workload), baseline=baseline,
         plan=Plan(steps=steps, predicted=final, quality_loss_pct=round(best.predicted.quality_loss_pct, 4),
                   score=best.score),

@@ -101,9 +101,7 @@ def evaluate(state: PlanState, workload: Workload, full: bool = True) -> Predict
         violations.append(f"throughput {throughput:,.0f} tokens/s < {slo.min_throughput_tokens_per_s:,.0f}")
     if workload.concurrency > max_conc and fit:
         violations.append(f"KV cache holds {max_conc} sequences, workload needs {workload.concurrency}")
-    price = hw.price.low_usd_per_hour if hw.price and hw.price.low_usd_per_hour else None
-    if price and hw.price.high_usd_per_hour:
-        price = (hw.price.low_usd_per_hour + hw.price.high_usd_per_hour) / 2
+    price = hw.price.usd_per_hour if hw.price else None
     cost = price * state.devices / (throughput * 3600) * 1e6 if price and throughput > 0 else None
     return Prediction(
         memory_per_device_bytes=int(memory), weights_per_device_bytes=int(weights),

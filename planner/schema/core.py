@@ -25,6 +25,12 @@ class Price(Frozen):
     as_of: str | None = None
     source: str | None = None
 
+    @property
+    def usd_per_hour(self) -> float | None:
+        """The price a prediction uses: the middle of the range, or the one bound given."""
+        bounds = [p for p in (self.low_usd_per_hour, self.high_usd_per_hour) if p]
+        return sum(bounds) / len(bounds) if bounds else None
+
 
 class Interconnect(Frozen):
     name: str

@@ -32,7 +32,7 @@ def base(target_path):
 @pytest.fixture()
 def workspace(target_path):
     from optiplan.optimizers.artifact import load
-    from optiplan.optimizers.base import Workspace
+    from optiplan.optimizers.workspace import Workspace
 
     loaded = load(target_path, "cpu")
     return Workspace(model=loaded.model, tokenizer=loaded.tokenizer, device="cpu", source=target_path)

@@ -9,7 +9,7 @@ import shutil
 import pytest
 from optiplan.optimizers.apply import PlanError, apply, gain_shown, parse_technique
 from optiplan.optimizers.artifact import MANIFEST, ArtifactError, load, verify_checksums
-from optiplan.optimizers.base import NotSupportedHere
+from optiplan.optimizers.workspace import NotSupportedHere
 
 
 def test_apply_writes_a_complete_artifact_that_loads_both_ways(target_path, tmp_path):

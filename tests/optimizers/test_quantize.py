@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from artifact_helpers import roundtrip
 from optiplan.optimizers import metrics
-from optiplan.optimizers.base import NotSupportedHere, check_supported
+from optiplan.optimizers.registry import check_supported
+from optiplan.optimizers.workspace import NotSupportedHere
 
 PROMPT = "The for statement is"
 

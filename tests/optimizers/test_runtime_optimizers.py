@@ -6,7 +6,9 @@ import pytest
 import torch
 from artifact_helpers import roundtrip
 from optiplan.optimizers import metrics
-from optiplan.optimizers.base import NotSupportedHere, check_supported
+from optiplan.optimizers.corpus import DEFAULT_PROMPTS
+from optiplan.optimizers.registry import check_supported
+from optiplan.optimizers.workspace import NotSupportedHere
 
 PROMPT = "The for statement is used to iterate over"
 
@@ -125,7 +127,7 @@ def test_continuous_batching_serves_every_prompt(workspace, tmp_path):
     assert "blocks of 32 tokens" in detail
     loaded = roundtrip(workspace, tmp_path)
     assert loaded.runtime.continuous_batching["num_blocks"] == 4 * 4 + 1
-    assert loaded.generate_many(list(metrics.DEFAULT_PROMPTS), max_new_tokens=6) == 6 * len(metrics.DEFAULT_PROMPTS)
+    assert loaded.generate_many(list(DEFAULT_PROMPTS), max_new_tokens=6) == 6 * len(DEFAULT_PROMPTS)
 
 
 @pytest.mark.slow

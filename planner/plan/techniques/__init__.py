@@ -1,7 +1,9 @@
 """The technique registry. Each technique declares itself once (DESIGN.md, principle 3): what it
-needs (hardware features, model features, engines, packages, data), what it conflicts with, what
-must run before it, its quality risk with a source, and a pure transform of the plan state. The
-compatibility graph and the plan search are built from these declarations only.
+needs (hardware features, model features, packages, data), which serving engines run it, what it
+conflicts with, what must run before it, its quality risk with a source, a pure transform of the plan
+state, and how `optiplan apply` applies it to a transformers model (its optimizer, by import path).
+The compatibility graph, the plan search and the optimizer registry are built from these
+declarations only.
 """
 
 from __future__ import annotations
@@ -32,6 +34,23 @@ class Context:
     mtp_layers: int = 0  # multi-token-prediction heads the checkpoint ships
 
 
+# pip distribution -> import name, for the packages a declaration names (the optimizer registry checks them).
+PACKAGE_IMPORTS = {"optimum-quanto": "optimum.quanto", "flash-attn": "flash_attn", "autoawq": "awq",
+                   "modelopt": "modelopt", "torchao": "torchao", "hqq": "hqq", "gptqmodel": "gptqmodel",
+                   "optimum": "optimum", "bitsandbytes": "bitsandbytes", "peft": "peft", "torch": "torch",
+                   "triton": "triton"}
+
+
+@dataclass(frozen=True)
+class Applied:
+    """How `optiplan apply` applies a technique to a real transformers model."""
+
+    optimizer: str  # "module:function" under optiplan.optimizers, resolved only when it runs
+    devices: tuple[str, ...] = ("cpu", "cuda")  # where the optimizer runs
+    changes_weights: bool = False  # rolled back by restoring a copy of the model, not only runtime settings
+    aim: tuple[str, str] = ("tpot_ms", "lower")  # the measured figure the step exists to improve, and which way
+
+
 @dataclass(frozen=True)
 class Technique:
     id: str
@@ -43,7 +62,8 @@ class Technique:
     phase: Literal["inference", "training"] = "inference"
     hardware: tuple[str, ...] = ()  # features: see HARDWARE_CHECKS
     model: tuple[str, ...] = ()  # features: see MODEL_CHECKS
-    packages: tuple[str, ...] = ()  # what `optiplan apply` uses to apply it
+    engines: tuple[str, ...] = ()  # serving engines that run it (profiles/engines.yaml names them)
+    packages: tuple[str, ...] = ()  # pip packages that apply it (its optimizer's, where it has one)
     data: str | None = None  # calibration or training data it needs
     requires: tuple[str, ...] = ()  # techniques that must be in the plan too
     conflicts: tuple[str, ...] = ()  # beyond its group
@@ -54,6 +74,7 @@ class Technique:
     always_on: bool = False  # lossless and never slower: added whenever it is valid
     check: Callable[[Context], str | None] | None = None  # a reason it cannot apply here, or None
     params: Callable[[Context], dict[str, Any]] | None = None
+    apply: Applied | None = None  # None: a serving engine applies it (`optiplan configs`), not `optiplan apply`
 
     def loss(self, ctx: Context) -> float:
         return self.quality_loss_pct(ctx) if callable(self.quality_loss_pct) else self.quality_loss_pct
@@ -119,9 +140,8 @@ def static_reason(t: Technique, ctx: Context) -> str | None:
     if (t.phase == "training") != training:
         return "a training technique" if t.phase == "training" else "an inference technique; the goal is training"
     if not training:
-        engine = engine_table()[w.engine]
-        if t.id not in engine["techniques"]:
-            return f"{w.engine} {engine['version']} has no option for it"
+        if w.engine not in t.engines:
+            return f"{w.engine} {engine_table()[w.engine]['version']} has no option for it"
     for feature in t.hardware:
         test, reason = HARDWARE_CHECKS[feature]
         if not test(ctx.hw, ctx.devices):

@@ -48,20 +48,23 @@ def _ep_check(ctx: Context) -> str | None:
 
 register(
     Technique(
-        id="tensor-parallel", name="Tensor parallel", family="parallelism", group=GROUP,
+        id="tensor-parallel", engines=("vllm", "sglang", "tgi", "trtllm", "transformers"),
+        name="Tensor parallel", family="parallelism", group=GROUP,
         summary="Each layer's matrices split across the devices of a node (two all-reduces per layer); "
                 "pipeline stages across nodes when there are more devices than one node holds.",
         transform=_tp, hardware=("multi-device", "interconnect"), check=_tp_check,
         params=lambda c: {"tensor_parallel_size": _tp_size(c), "pipeline_parallel_size": c.devices // _tp_size(c)}),
     Technique(
-        id="pipeline-parallel", name="Pipeline parallel", family="parallelism", group=GROUP,
+        id="pipeline-parallel", engines=("vllm", "sglang", "trtllm", "transformers", "llama.cpp"),
+        name="Pipeline parallel", family="parallelism", group=GROUP,
         summary="Consecutive layers on consecutive devices, micro-batches flowing through: little communication. "
                 "Bandwidth-bound decode gains no throughput from it (each micro-batch re-reads its stage's "
                 "weights); it is what remains where attention heads do not split over the devices.",
         transform=lambda s, c: s.with_(tp=1, pp=c.devices, ep=1), hardware=("multi-device",), check=_pp_check,
         params=lambda c: {"pipeline_parallel_size": c.devices}),
     Technique(
-        id="expert-parallel", name="Expert parallel", family="parallelism", group=GROUP,
+        id="expert-parallel", engines=("vllm", "sglang", "trtllm"),
+        name="Expert parallel", family="parallelism", group=GROUP,
         summary="Routed experts split across devices (tokens dispatched all-to-all); attention replicated and "
                 "sequences spread over the devices.",
         transform=lambda s, c: s.with_(tp=1, pp=1, ep=c.devices), hardware=("multi-device", "interconnect"),

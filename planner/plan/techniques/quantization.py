@@ -4,7 +4,7 @@ from the papers named, relative to the 16-bit model."""
 from __future__ import annotations
 
 from ..state import PlanState
-from . import Context, Technique, register
+from . import Applied, Context, Technique, register
 
 WEIGHTS = "weight-format"
 KV = "kv-format"
@@ -21,6 +21,16 @@ def _weights(dtype: str, group: int | None = None, activations: str | None = Non
     return transform
 
 
+def _weight_only_fp8(ctx: Context) -> bool:
+    """transformers applies fp8 weights weight-only (quanto); serving engines run W8A8 fp8."""
+    return ctx.workload.engine == "transformers"
+
+
+def _fp8_weights(state: PlanState, ctx: Context) -> PlanState:
+    return state.with_(weight_dtype="fp8", group_size=None,
+                       activations=state.default_16bit if _weight_only_fp8(ctx) else "fp8")
+
+
 def _kv(dtype: str):
     def transform(state: PlanState, ctx: Context) -> PlanState:
         return state.with_(kv_dtype=dtype)
@@ -29,75 +39,99 @@ def _kv(dtype: str):
 
 register(
     Technique(
-        id="weight-int8", name="int8 weight-only quantization (W8A16)", family="weight quantization", group=WEIGHTS,
+        id="weight-int8", engines=("vllm", "tgi", "trtllm", "transformers", "llama.cpp"),
+        name="int8 weight-only quantization (W8A16)", family="weight quantization", group=WEIGHTS,
         summary="Weights in int8 with one scale per output channel, dequantized to 16 bits in the matmul.",
         transform=_weights("int8"), packages=("torchao",), quality_risk="low", quality_loss_pct=0.1,
         quality_source="LLM.int8() (arXiv 2208.07339) and torchao int8 weight-only: no measurable perplexity change "
                        "at 7B+; 0.1% budgeted",
-        params=lambda ctx: {"bits": 8, "scheme": "per-channel symmetric", "activations": "16-bit"}),
+        params=lambda ctx: {"bits": 8, "scheme": "per-channel symmetric", "activations": "16-bit"},
+        apply=Applied("quantize:int8_weight_only", changes_weights=True, aim=("weights_bytes", "lower"))),
     Technique(
-        id="weight-w8a8-int8", name="int8 weights and activations (SmoothQuant W8A8)", family="weight quantization",
+        id="weight-w8a8-int8", engines=("vllm", "sglang", "trtllm", "transformers"),
+        name="int8 weights and activations (SmoothQuant W8A8)", family="weight quantization",
         group=WEIGHTS, summary="int8 weights and dynamically quantized int8 activations on int8 tensor cores.",
         transform=_weights("int8", activations="int8"), hardware=("int8-tensor-cores",),
         packages=("torchao",), data="calibration", quality_risk="low", quality_loss_pct=0.5,
         quality_source="SmoothQuant (arXiv 2211.10438): W8A8 within 0.5% of fp16 on OPT/BLOOM/Llama",
-        params=lambda ctx: {"bits": 8, "activations": "int8 dynamic per token"}),
+        params=lambda ctx: {"bits": 8, "activations": "int8 dynamic per token"},
+        apply=Applied("quantize:int8_dynamic", changes_weights=True, aim=("weights_bytes", "lower"))),
     Technique(
-        id="weight-fp8", name="fp8 weights and activations (W8A8 fp8)", family="weight quantization", group=WEIGHTS,
-        summary="e4m3 weights with per-channel scales and dynamic per-token activation scales on fp8 tensor cores.",
-        transform=_weights("fp8"), hardware=("fp8",), packages=("torchao",), quality_risk="low",
+        id="weight-fp8", engines=("vllm", "sglang", "tgi", "trtllm", "transformers"),
+        name="fp8 weights (W8A8 fp8 in serving engines, weight-only in transformers)", family="weight quantization",
+        group=WEIGHTS,
+        summary="e4m3 weights with per-channel scales. Serving engines add dynamic per-token fp8 activations on fp8 "
+                "tensor cores (W8A8); transformers keeps 16-bit activations (optimum-quanto qfloat8 weight-only).",
+        transform=_fp8_weights, hardware=("fp8",), packages=("optimum-quanto",), quality_risk="low",
         quality_loss_pct=0.3,
         quality_source="Micikevicius et al., FP8 Formats for Deep Learning (arXiv 2209.05433) and vLLM fp8 docs: "
                        "within 0.3% of 16-bit on Llama-class models",
-        params=lambda ctx: {"format": "e4m3", "scales": "per-channel weights, dynamic per-token activations"}),
+        params=lambda ctx: {"format": "e4m3", "scales": "per-channel weights" if _weight_only_fp8(ctx) else
+                            "per-channel weights, dynamic per-token activations"},
+        apply=Applied("quantize:fp8_weights", changes_weights=True, aim=("weights_bytes", "lower"))),
     Technique(
-        id="weight-int4-awq", name="int4 weights, AWQ (group 128)", family="weight quantization", group=WEIGHTS,
+        id="weight-int4-awq", engines=("vllm", "sglang", "tgi", "trtllm"),
+        name="int4 weights, AWQ (group 128)", family="weight quantization", group=WEIGHTS,
         summary="Activation-aware int4 weights, group size 128, dequantized in a fused kernel (Marlin/AWQ).",
         transform=_weights("int4", 128), hardware=("cuda-or-rocm",), packages=("autoawq",),
         data="calibration", quality_risk="medium", quality_loss_pct=2.4, quality_source=_AWQ_SRC,
         params=lambda ctx: {"bits": 4, "group_size": 128, "method": "awq"}),
     Technique(
-        id="weight-int4-gptq", name="int4 weights, GPTQ (group 128)", family="weight quantization", group=WEIGHTS,
+        id="weight-int4-gptq", engines=("vllm", "sglang", "tgi", "trtllm", "transformers"),
+        name="int4 weights, GPTQ (group 128)", family="weight quantization", group=WEIGHTS,
         summary="Second-order (Hessian-aware) int4 rounding with calibration data, group size 128.",
         transform=_weights("int4", 128), packages=("optimum", "gptqmodel"), data="calibration",
         quality_risk="medium", quality_loss_pct=4.0, quality_source=_GPTQ_SRC,
-        params=lambda ctx: {"bits": 4, "group_size": 128, "method": "gptq"}),
+        params=lambda ctx: {"bits": 4, "group_size": 128, "method": "gptq"},
+        apply=Applied("quantize:gptq", devices=("cuda",), changes_weights=True, aim=("weights_bytes", "lower"))),
     Technique(
-        id="weight-int4", name="int4 weight-only, round to nearest (group 128)", family="weight quantization",
-        group=WEIGHTS, summary="int4 weights with per-group scales and zero points, no calibration (torchao, GGUF).",
-        transform=_weights("int4", 128), packages=("torchao",), quality_risk="medium",
+        id="weight-int4", engines=("transformers", "llama.cpp"),
+        name="int4 weight-only, round to nearest (group 128)", family="weight quantization",
+        group=WEIGHTS, summary="int4 weights with per-group scales and zero points, no calibration (GGUF in llama.cpp; "
+                                   "optimum-quanto in transformers, torchao's kernel on CUDA where mslk is installed).",
+        transform=_weights("int4", 128), packages=("optimum-quanto",), quality_risk="medium",
         quality_loss_pct=4.8, quality_source=_RTN_SRC,
-        params=lambda ctx: {"bits": 4, "group_size": 128, "method": "rtn"}),
+        params=lambda ctx: {"bits": 4, "group_size": 128, "method": "rtn"},
+        apply=Applied("quantize:int4_weight_only", changes_weights=True, aim=("weights_bytes", "lower"))),
     Technique(
-        id="weight-nf4", name="NF4 weights (bitsandbytes)", family="weight quantization", group=WEIGHTS,
+        id="weight-nf4", engines=("vllm", "tgi", "transformers"),
+        name="NF4 weights (bitsandbytes)", family="weight quantization", group=WEIGHTS,
         summary="4-bit NormalFloat weights with an absmax per 64 values, dequantized on the fly.",
         transform=_weights("nf4", 64), hardware=("cuda",), packages=("bitsandbytes",),
         quality_risk="medium", quality_loss_pct=4.0,
         quality_source="QLoRA (arXiv 2305.14314): NF4 beats int4/fp4 round-to-nearest; budgeted like GPTQ int4 (+4%)",
-        params=lambda ctx: {"bits": 4, "group_size": 64, "method": "nf4"}),
+        params=lambda ctx: {"bits": 4, "group_size": 64, "method": "nf4"},
+        apply=Applied("quantize:nf4", devices=("cuda",), changes_weights=True, aim=("weights_bytes", "lower"))),
     Technique(
-        id="weight-fp4", name="NVFP4 weights and activations", family="weight quantization", group=WEIGHTS,
+        id="weight-fp4", engines=("vllm", "sglang", "trtllm"),
+        name="NVFP4 weights and activations", family="weight quantization", group=WEIGHTS,
         summary="4-bit floating point with an fp8 scale per 16 values on Blackwell tensor cores.",
         transform=_weights("fp4", 16, activations="fp4"), hardware=("fp4",), packages=("modelopt",),
         data="calibration", quality_risk="medium", quality_loss_pct=2.0,
         quality_source="NVIDIA TensorRT Model Optimizer NVFP4 results: about 1-2% accuracy change on Llama-3 70B",
         params=lambda ctx: {"format": "nvfp4", "group_size": 16}),
     Technique(
-        id="kv-fp8", name="fp8 KV cache", family="kv-cache quantization", group=KV,
+        id="kv-fp8", engines=("vllm", "sglang", "tgi", "trtllm", "transformers"),
+        name="fp8 KV cache", family="kv-cache quantization", group=KV,
         summary="Keys and values stored in e4m3 with a scale per tensor: half the cache of 16 bits.",
         transform=_kv("fp8"), hardware=("fp8",), quality_risk="low", quality_loss_pct=0.1,
         quality_source="vLLM fp8 KV-cache docs and KIVI (arXiv 2402.02750): 8-bit caches are near-lossless",
-        params=lambda ctx: {"dtype": "fp8_e4m3"}),
+        params=lambda ctx: {"dtype": "fp8_e4m3"},
+        apply=Applied("kv_cache:kv_fp8", aim=("cache_bytes", "lower"))),
     Technique(
-        id="kv-int8", name="int8 KV cache", family="kv-cache quantization", group=KV,
-        summary="Keys and values in int8 with a scale and zero point per 64 values (quanto/hqq cache backends).",
-        transform=_kv("int8"), packages=("optimum-quanto",), quality_risk="low", quality_loss_pct=0.1,
+        id="kv-int8", engines=("transformers", "llama.cpp"),
+        name="int8 KV cache", family="kv-cache quantization", group=KV,
+        summary="Keys and values in int8 with a scale and zero point per 64 values (transformers' hqq cache backend).",
+        transform=_kv("int8"), packages=("hqq",), quality_risk="low", quality_loss_pct=0.1,
         quality_source="KIVI (arXiv 2402.02750): 8-bit KV caches are indistinguishable from 16-bit",
-        params=lambda ctx: {"dtype": "int8", "group_size": 64}),
+        params=lambda ctx: {"dtype": "int8", "group_size": 64},
+        apply=Applied("kv_cache:kv_int8", aim=("cache_bytes", "lower"))),
     Technique(
-        id="kv-int4", name="int4 KV cache", family="kv-cache quantization", group=KV,
+        id="kv-int4", engines=("transformers", "llama.cpp"),
+        name="int4 KV cache", family="kv-cache quantization", group=KV,
         summary="Keys and values in int4 with a scale and zero point per 64 values.",
         transform=_kv("int4"), packages=("optimum-quanto",), quality_risk="low", quality_loss_pct=0.5,
         quality_source="KIVI (arXiv 2402.02750): even 2-bit caches keep near-identical quality; 0.5% budgeted at 4 bits",
-        params=lambda ctx: {"dtype": "int4", "group_size": 64}),
+        params=lambda ctx: {"dtype": "int4", "group_size": 64},
+        apply=Applied("kv_cache:kv_int4", aim=("cache_bytes", "lower"))),
 )

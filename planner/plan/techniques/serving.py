@@ -4,7 +4,7 @@ are valid (`always_on`), and the step-by-step prediction still shows what each o
 from __future__ import annotations
 
 from ...analytic.efficiency import prefill_chunk_tokens
-from . import Context, Technique, register
+from . import Applied, Context, Technique, register
 
 
 def _no_shared_prefix(ctx: Context) -> str | None:
@@ -15,41 +15,50 @@ def _no_shared_prefix(ctx: Context) -> str | None:
 
 register(
     Technique(
-        id="flash-attention", name="FlashAttention kernels", family="attention", group="attention-kernel",
+        id="flash-attention", engines=("vllm", "sglang", "tgi", "trtllm", "transformers", "llama.cpp"),
+        name="FlashAttention kernels", family="attention", group="attention-kernel",
         summary="Tiled, fused attention: no score matrix in memory and most of the tensor cores' peak "
                 "(FlashAttention-2 reaches 50-73% of A100 peak, FlashAttention-3 75% of H100).",
         transform=lambda s, c: s.with_(attention="flash"), hardware=("gpu", "flash-attention-2"),
-        packages=("flash-attn",), always_on=True,
-        params=lambda c: {"version": 3 if c.hw.features.flash_attention >= 3 else 2}),
+        always_on=True,  # serving engines bundle their kernels; transformers needs flash-attn for FlashAttention-2
+        params=lambda c: {"version": 3 if c.hw.features.flash_attention >= 3 else 2},
+        apply=Applied("attention:swap_attention")),
     Technique(
-        id="paged-kv", name="Paged KV cache with continuous batching", family="serving", group=None,
+        id="paged-kv", engines=("vllm", "sglang", "tgi", "trtllm", "transformers"),
+        name="Paged KV cache with continuous batching", family="serving", group=None,
         summary="Cache blocks allocated as sequences grow (under 4% waste instead of reserving the longest "
                 "sequence per slot), and sequences join and leave the batch at every step.",
         transform=lambda s, c: s.with_(paged_kv=True, continuous_batching=True), always_on=True,
         quality_source="lossless; vLLM (arXiv 2309.06180): earlier systems used 20-38% of KV memory for tokens",
-        params=lambda c: {"block_size": 16, "max_num_seqs": c.workload.concurrency}),
+        params=lambda c: {"block_size": 16, "max_num_seqs": c.workload.concurrency},
+        apply=Applied("batching:continuous_batching", aim=("batched_tokens_per_s", "higher"))),
     Technique(
-        id="chunked-prefill", name="Chunked prefill", family="serving", requires=("paged-kv",), after=("paged-kv",),
+        id="chunked-prefill", engines=("vllm", "sglang", "tgi", "trtllm"),
+        name="Chunked prefill", family="serving", requires=("paged-kv",), after=("paged-kv",),
         summary="Long prompts prefilled in chunks mixed with decode steps: activation memory bounded and decode "
                 "steps not stalled by a long prefill.",
         transform=lambda s, c: s.with_(chunked_prefill=True), always_on=True,
         params=lambda c: {"max_num_batched_tokens": prefill_chunk_tokens("serving")}),
     Technique(
-        id="prefix-caching", name="Prefix caching", family="serving", requires=("paged-kv",), after=("paged-kv",),
+        id="prefix-caching", engines=("vllm", "sglang", "tgi", "trtllm", "llama.cpp"),
+        name="Prefix caching", family="serving", requires=("paged-kv",), after=("paged-kv",),
         summary="Cache blocks of shared prompt prefixes (system prompts, conversation history) reused across "
                 "requests: only the new part of a prompt is prefilled.",
         transform=lambda s, c: s.with_(prefix_caching=True), always_on=True, check=_no_shared_prefix,
         params=lambda c: {"expected_hit_rate": c.workload.shared_prefix_fraction}),
     Technique(
-        id="cuda-graphs", name="CUDA graphs", family="compilation", group="compilation",
+        id="cuda-graphs", engines=("vllm", "sglang", "tgi", "trtllm"),
+        name="CUDA graphs", family="compilation", group="compilation",
         summary="Decode steps captured once and replayed: Python and kernel-launch cost per layer removed.",
         transform=lambda s, c: s.with_(graphs=True), hardware=("cuda-or-rocm",), always_on=True,
         params=lambda c: {"enforce_eager": False}),
     Technique(
-        id="torch-compile", name="torch.compile of the forward pass", family="compilation", group="compilation",
+        id="torch-compile", engines=("transformers",),
+        name="torch.compile of the forward pass", family="compilation", group="compilation",
         summary="The forward pass compiled with a static cache: fused kernels, no per-layer Python overhead.",
         transform=lambda s, c: s.with_(graphs=True), packages=("torch",),
         quality_source="lossless up to floating-point reassociation",
         params=lambda c: {"mode": "reduce-overhead" if c.hw.kind == "gpu" else "default",
-                          "cache_implementation": "static"}),
+                          "cache_implementation": "static"},
+        apply=Applied("compile:compile_forward")),
 )

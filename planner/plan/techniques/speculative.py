@@ -5,7 +5,7 @@ bandwidth-bound and verifying gamma+1 tokens costs about as much as one."""
 from __future__ import annotations
 
 from ..state import PlanState, Speculation
-from . import Context, Technique, register
+from . import Applied, Context, Technique, register
 
 GROUP = "speculative"
 LEVIATHAN = ("lossless by construction (Leviathan et al., arXiv 2211.17192); expected tokens per step "
@@ -36,22 +36,27 @@ def _batch_one_in_transformers(ctx: Context) -> str | None:
 
 register(
     Technique(
-        id="spec-draft", name="Speculative decoding with a draft model", family="speculative decoding", group=GROUP,
+        id="spec-draft", engines=("sglang", "trtllm", "transformers", "llama.cpp"),
+        name="Speculative decoding with a draft model", family="speculative decoding", group=GROUP,
         summary="A much smaller model of the same tokenizer family proposes tokens; the target verifies them.",
         transform=_draft, model=("draft",), after=("weight-int8", "weight-fp8", "weight-int4-awq", "weight-int4-gptq",
                                                    "weight-int4", "weight-nf4", "tensor-parallel"),
         check=_batch_one_in_transformers, quality_source=LEVIATHAN,
         params=lambda c: {"draft_model": c.draft.name if c.draft else None, "num_speculative_tokens": DRAFT_TOKENS,
-                          "expected_acceptance": DRAFT_ACCEPTANCE}),
+                          "expected_acceptance": DRAFT_ACCEPTANCE},
+        apply=Applied("speculative:draft_model")),
     Technique(
-        id="spec-ngram", name="Prompt-lookup (n-gram) speculation", family="speculative decoding", group=GROUP,
+        id="spec-ngram", engines=("vllm", "sglang", "tgi", "trtllm", "transformers"),
+        name="Prompt-lookup (n-gram) speculation", family="speculative decoding", group=GROUP,
         summary="Proposals copied from n-grams of the prompt: no draft model, pays when outputs quote inputs.",
         transform=lambda s, c: s.with_(speculation=Speculation("ngram", NGRAM_TOKENS, _ngram_acceptance(c))),
         check=_batch_one_in_transformers, quality_source=LEVIATHAN,
         params=lambda c: {"method": "ngram", "num_speculative_tokens": NGRAM_TOKENS, "prompt_lookup_max": 4,
-                          "expected_acceptance": _ngram_acceptance(c)}),
+                          "expected_acceptance": _ngram_acceptance(c)},
+        apply=Applied("speculative:prompt_lookup")),
     Technique(
-        id="spec-mtp", name="Speculation with the model's own MTP heads", family="speculative decoding", group=GROUP,
+        id="spec-mtp", engines=("vllm", "sglang", "trtllm"),
+        name="Speculation with the model's own MTP heads", family="speculative decoding", group=GROUP,
         summary="The checkpoint's multi-token-prediction module proposes the next token (DeepSeek-V3 style).",
         transform=lambda s, c: s.with_(speculation=Speculation("mtp", MTP_TOKENS, MTP_ACCEPTANCE)), model=("mtp",),
         quality_source=LEVIATHAN,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ...analytic.memory import per_device_bytes
 from ..state import PlanState, kv_reserved_tokens, to_setup
-from . import Context, Technique, register
+from . import Applied, Context, Technique, register
 
 SINK_WINDOW = 4096
 SINK_TOKENS = 4
@@ -45,22 +45,26 @@ def _prune(state: PlanState, ctx: Context) -> PlanState:
 
 register(
     Technique(
-        id="cpu-offload", name="CPU offload of weights", family="memory", group="offload",
+        id="cpu-offload", engines=("vllm", "sglang", "transformers", "llama.cpp"),
+        name="CPU offload of weights", family="memory", group="offload",
         summary="Part of the weights kept in host memory and streamed to the device every forward pass: fits, "
                 "at the host link's speed.",
         transform=_offload, hardware=("gpu", "host-memory"), quality_source="lossless; slow (host link bandwidth)",
         params=lambda c: {"what": "the share of weights that does not fit"}),
     Technique(
-        id="sliding-window-sinks", name="Sliding window with attention sinks (StreamingLLM)", family="attention",
+        id="sliding-window-sinks", engines=("transformers",),
+        name="Sliding window with attention sinks (StreamingLLM)", family="attention",
         group="context-limit",
         summary=f"Full-attention layers keep the first {SINK_TOKENS} tokens and the last {SINK_WINDOW}: the cache "
                 "stops growing; tokens in between are forgotten.",
         transform=_window, model=("full-attention",), quality_risk="high", quality_loss_pct=_window_loss,
         quality_source="StreamingLLM (arXiv 2309.17453): 4 sink tokens keep perplexity (5.40 vs 5.43, Llama-2-13B) "
                        "but do not extend what the model can retrieve; long-context tasks lose the dropped tokens",
-        params=lambda c: {"window": SINK_WINDOW, "sink_tokens": SINK_TOKENS}),
+        params=lambda c: {"window": SINK_WINDOW, "sink_tokens": SINK_TOKENS},
+        apply=Applied("kv_cache:sinks", aim=("cache_bytes", "lower"))),
     Technique(
-        id="structured-pruning", name="Structured pruning (drop 25% of layers, then heal)", family="compression",
+        id="structured-pruning", engines=("vllm", "sglang", "tgi", "trtllm", "transformers", "llama.cpp"),
+        name="Structured pruning (drop 25% of layers, then heal)", family="compression",
         group="compression",
         summary="The least important quarter of the layers removed by angular distance, then a short fine-tune.",
         transform=_prune, data="training", quality_risk="high", quality_loss_pct=15.0,
@@ -68,7 +72,8 @@ register(
                        "keeps QA accuracy after healing but raises perplexity by 10-20%",
         params=lambda c: {"drop_fraction": PRUNE_FRACTION}),
     Technique(
-        id="distillation", name="Distillation into a smaller model of the family", family="compression",
+        id="distillation", engines=("vllm", "sglang", "tgi", "trtllm", "transformers", "llama.cpp"),
+        name="Distillation into a smaller model of the family", family="compression",
         group="compression",
         summary="A smaller catalog model of the same family trained on the target's outputs, served instead.",
         transform=lambda s, c: s.with_(spec=c.smaller), model=("smaller",), data="training", quality_risk="high",

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from ...analytic.setup import default_16bit
 from ..state import PlanState
 from . import Context, Technique, register
 
@@ -21,17 +22,20 @@ def _not_with_8bit_already(ctx: Context) -> str | None:
 
 register(
     Technique(
-        id="mixed-precision", name="Mixed precision (bf16 compute, fp32 master weights)", family="training",
+        id="mixed-precision", engines=("transformers",),
+        name="Mixed precision (bf16 compute, fp32 master weights)", family="training",
         phase="training", summary="Matmuls at the 16-bit tensor-core rate, activations in 16 bits, fp32 master copy.",
         transform=_add("mixed-precision"), quality_source="Micikevicius et al. (arXiv 1710.03740): matches fp32",
-        params=lambda c: {"dtype": "bf16" if c.hw.features.bf16 else "fp16"}),
+        params=lambda c: {"dtype": default_16bit(c.hw)}),
     Technique(
-        id="activation-checkpointing", name="Activation checkpointing", family="training", phase="training",
+        id="activation-checkpointing", engines=("transformers",),
+        name="Activation checkpointing", family="training", phase="training",
         summary="Keep only each layer's input; recompute the rest in the backward pass (a third more FLOPs).",
         transform=_add("activation-checkpointing"), quality_source="lossless: the same computation, repeated",
         params=lambda c: {"granularity": "full"}),
     Technique(
-        id="lora", name="LoRA adapters", family="training", phase="training", group="adapters",
+        id="lora", engines=("transformers",),
+        name="LoRA adapters", family="training", phase="training", group="adapters",
         summary="Frozen base weights, trainable low-rank adapters on every projection: tiny gradients and "
                 "optimizer states.",
         transform=_add("lora"), requires=("mixed-precision",), after=("mixed-precision",), packages=("peft",),
@@ -39,19 +43,22 @@ register(
         quality_source="LoRA (arXiv 2106.09685) matches full fine-tuning on most tasks; 0.5% budgeted",
         params=lambda c: {"rank": c.workload.training.lora_rank if c.workload.training else 16}),
     Technique(
-        id="qlora", name="QLoRA (NF4 base, LoRA adapters)", family="training", phase="training", group="adapters",
+        id="qlora", engines=("transformers",),
+        name="QLoRA (NF4 base, LoRA adapters)", family="training", phase="training", group="adapters",
         summary="The frozen base stored in 4-bit NF4, adapters trained in 16 bits.",
         transform=_add("qlora"), requires=("mixed-precision",), after=("mixed-precision",), hardware=("cuda",),
         packages=("peft", "bitsandbytes"), quality_risk="low", quality_loss_pct=0.7,
         quality_source="QLoRA (arXiv 2305.14314): NF4 + LoRA matches 16-bit full fine-tuning on MMLU; 0.7% budgeted",
         params=lambda c: {"rank": c.workload.training.lora_rank if c.workload.training else 16, "base": "nf4"}),
     Technique(
-        id="fsdp", name="FSDP / ZeRO-3 sharding", family="training", phase="training",
+        id="fsdp", engines=("transformers",),
+        name="FSDP / ZeRO-3 sharding", family="training", phase="training",
         summary="Weights, gradients and optimizer states sharded over the devices, gathered layer by layer.",
         transform=_add("fsdp"), hardware=("multi-device", "interconnect"), packages=("torch",),
         quality_source="lossless: the same optimizer step, sharded", params=lambda c: {"shards": c.devices}),
     Technique(
-        id="optimizer-8bit", name="8-bit Adam", family="training", phase="training",
+        id="optimizer-8bit", engines=("transformers",),
+        name="8-bit Adam", family="training", phase="training",
         summary="Adam's two moments in 8 bits with block-wise scales: 2 bytes per parameter instead of 8.",
         transform=_add("optimizer-8bit"), hardware=("cuda",), packages=("bitsandbytes",), check=_not_with_8bit_already,
         quality_source="Dettmers et al. (arXiv 2110.02861): 8-bit optimizers match 32-bit Adam",

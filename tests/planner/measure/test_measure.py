@@ -13,10 +13,10 @@ from click.testing import CliRunner
 pytest.importorskip("torch")
 
 from optiplan.planner import fsutil  # noqa: E402
-from optiplan.planner.machine import calibration  # noqa: E402
-from optiplan.planner.measure import fit, microbench  # noqa: E402
 from optiplan.planner.catalog.hardware import local_hardware  # noqa: E402
 from optiplan.planner.cli.main import main  # noqa: E402
+from optiplan.planner.machine import calibration  # noqa: E402
+from optiplan.planner.measure import fit, microbench  # noqa: E402
 from optiplan.planner.measure.timing import measure, measure_models  # noqa: E402
 
 MODELS = Path(__file__).resolve().parents[2] / "assets" / "models"

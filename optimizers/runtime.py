@@ -1,0 +1,129 @@
+"""A loaded model with its runtime settings (`LoadedModel`): what `optiplan.load` returns and how a user runs what
+`optiplan apply` wrote. `generation_settings` is the one mapping of a plan's runtime settings to `generate`'s
+arguments; the artifact writes the same ones into the folder's generation config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..planner.schema.optimize import ArtifactManifest, Runtime
+from .workspace import device_kind
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def generation_settings(runtime: Runtime) -> dict[str, Any]:
+    """The plain (serializable) `generate` settings of a runtime: a quantized or static cache, prompt lookup."""
+    out: dict[str, Any] = {}
+    cache = runtime.cache or {}
+    if cache.get("kind") == "quantized":
+        out["cache_implementation"] = "quantized"
+        out["cache_config"] = {k: v for k, v in cache.items() if k != "kind"}
+    elif cache.get("kind") == "static":
+        out["cache_implementation"] = "static"
+    spec = runtime.speculative or {}
+    if spec.get("kind") == "ngram":
+        out["prompt_lookup_num_tokens"] = spec["prompt_lookup_num_tokens"]
+        out["max_matching_ngram_size"] = spec.get("max_matching_ngram_size", 2)
+    return out
+
+
+@dataclass
+class LoadedModel:
+    """A model with its runtime settings: `generate` applies them, so callers need not know the plan."""
+
+    model: Any
+    tokenizer: Any
+    device: str
+    runtime: Runtime = field(default_factory=Runtime)
+    draft: Any = None
+    path: Path | None = None
+    manifest: ArtifactManifest | None = None
+
+    @property
+    def pad_token_id(self) -> int:
+        pad = self.tokenizer.pad_token_id
+        return pad if pad is not None else (self.model.config.eos_token_id or 0)
+
+    def encode(self, prompts: list[str]):
+        """Token ids of `prompts` on the model's device, left-padded when there are several."""
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        batch = self.tokenizer(prompts, return_tensors="pt", padding=len(prompts) > 1)
+        return batch.input_ids.to(self.device)
+
+    def generate_kwargs(self) -> dict[str, Any]:
+        """`generate` arguments for the runtime settings: cache, speculation, compile."""
+        rt = self.runtime
+        kw = {"do_sample": False, "pad_token_id": self.pad_token_id, **generation_settings(rt)}
+        if (rt.cache or {}).get("kind") == "sinks":
+            from .kv_cache import make_sink_cache
+
+            kw["cache"] = make_sink_cache(self.model, rt.cache["num_sinks"], rt.cache["window"])
+        if rt.compile:
+            from transformers import CompileConfig
+
+            config = CompileConfig(fullgraph=rt.compile.get("fullgraph", True), mode=rt.compile.get("mode", "default"),
+                                   dynamic=rt.compile.get("dynamic", False))
+            # generate auto-compiles on accelerators only; this flag is transformers' own switch for other devices
+            config._compile_all_devices = device_kind(self.device) == "cpu"
+            kw["compile_config"] = config
+        if (rt.speculative or {}).get("kind") == "draft" and self.draft is not None:
+            kw["assistant_model"] = self.draft  # its generation config carries the drafting settings
+        return kw
+
+    def generate(self, input_ids, **kwargs):
+        """`model.generate` with the runtime settings the plan chose (cache, speculation, compile), greedy by
+        default; `kwargs` override them (e.g. `max_new_tokens`). `input_ids` (batch, tokens) on the model's device,
+        left-padded when batch > 1 (`encode` makes them). Returns the ids, prompt included."""
+        import torch
+
+        attention_mask = kwargs.pop("attention_mask", None)
+        if attention_mask is None:
+            attention_mask = (input_ids != self.pad_token_id).long() if input_ids.shape[0] > 1 else \
+                torch.ones_like(input_ids)
+        with torch.no_grad():
+            return self.model.generate(input_ids, attention_mask=attention_mask,
+                                       **{**self.generate_kwargs(), **kwargs})
+
+    def generate_text(self, prompt: str, max_new_tokens: int = 32) -> str:
+        """Greedy continuation of `prompt`, as text."""
+        ids = self.encode([prompt])
+        out = self.generate(ids, max_new_tokens=max_new_tokens)
+        return self.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+
+    def generate_many(self, prompts: list[str], max_new_tokens: int) -> int:
+        """Serve every prompt the way the plan serves a batch: continuous batching (`generate_batch`) where it
+        was applied, one padded batch otherwise, one at a time where the runtime serves batch 1 only (assisted
+        generation, the sink cache); returns the number of tokens generated."""
+        import torch
+
+        if self.runtime.continuous_batching:
+            from transformers import GenerationConfig
+            from transformers.generation.configuration_utils import ContinuousBatchingConfig
+
+            cb = {k: v for k, v in self.runtime.continuous_batching.items() if k != "cache_bytes"}
+            config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=-1,
+                                      pad_token_id=self.pad_token_id)
+            inputs = [self.tokenizer(p).input_ids for p in prompts]
+            with torch.no_grad():
+                out = self.model.generate_batch(inputs, generation_config=config,
+                                                continuous_batching_config=ContinuousBatchingConfig(**cb))
+            return sum(len(r.generated_tokens) for r in out.values())
+        if self.runtime.speculative or (self.runtime.cache or {}).get("kind") == "sinks":
+            total = 0  # assisted generation and the sink cache serve batch 1
+            for p in prompts:
+                ids = self.encode([p])
+                total += self.generate(ids, max_new_tokens=max_new_tokens,
+                                       min_new_tokens=max_new_tokens).shape[1] - ids.shape[1]
+            return total
+        ids = self.encode(list(prompts))
+        out = self.generate(ids, max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens)
+        return (out.shape[1] - ids.shape[1]) * len(prompts)

@@ -1,0 +1,56 @@
+"""What every optimizer works on: the model being optimized (a `Workspace`), the error for a technique this
+device cannot run, and the byte count of (possibly quantized) tensors.
+
+An optimizer is a plain function `(workspace, params) -> str` (what it did, in one line), named by its technique's
+declaration in `optiplan.planner.plan.techniques` (`apply=Applied("module:function")`). It either changes the model
+in place (quantization, attention kernel) or records a runtime setting (`workspace.runtime`) that `optiplan.load`
+re-applies (caches, speculative decoding, compile, continuous batching).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..planner.errors import OptiplanError
+from ..planner.schema.optimize import Runtime
+
+
+class NotSupportedHere(OptiplanError):
+    """A technique that cannot run on this device or without a package, with the reason and what to do."""
+
+
+@dataclass
+class Workspace:
+    """A real transformers model (and tokenizer) on its device, plus the runtime settings applied so far."""
+
+    model: Any
+    tokenizer: Any
+    device: str
+    source: Path
+    runtime: Runtime = field(default_factory=Runtime)
+    draft: Any = None  # the draft model when speculative decoding uses one
+    quantization_config: Any = None  # the transformers quantization config the weights were loaded with
+
+    def claim_cache(self, technique: str) -> None:
+        """A generation has one cache: refuse a second cache technique rather than silently replace the first."""
+        if self.runtime.cache:
+            raise NotSupportedHere(f"{technique} needs its own KV cache, and the plan already uses a "
+                                   f"{self.runtime.cache['kind']} cache; apply one cache technique")
+
+
+def device_kind(device: str) -> str:
+    return "cuda" if device.startswith("cuda") else "cpu"
+
+
+def tensor_bytes(t) -> int:
+    """Bytes a tensor occupies; a quantized tensor subclass counts the plain tensors it is made of."""
+    flatten = getattr(type(t), "__tensor_flatten__", None)
+    if flatten is not None and type(t).__name__ not in ("Parameter", "Tensor"):
+        names, _ = t.__tensor_flatten__()
+        return sum(tensor_bytes(getattr(t, n)) for n in names)
+    data = getattr(t, "data", t)
+    if data is not t and type(data).__name__ not in ("Tensor",):
+        return tensor_bytes(data)
+    return t.numel() * t.element_size()

@@ -1,0 +1,142 @@
+"""What every engine's config is made of: the engines and where they run, an engine's options for the stated
+version (data in `profiles/engine_options/`), the `EngineConfig` a plan maps to, the checks that every emitted
+option exists, and the plan facts each engine mapping reads."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from ... import profiles
+from ..analytic.setup import default_16bit
+from ..catalog.models import catalog_entry
+from ..errors import OptiplanError
+from ..schema import HardwareSpec
+from ..schema.advice import Advice
+
+ENGINES = ("vllm", "sglang", "tgi", "trtllm", "llama.cpp")
+TARGETS = (*ENGINES, "compose", "kubernetes", "all")
+PORT = 8000
+
+# Where each engine runs (backend of the device) and the container image of the stated version.
+RUNS_ON = {"vllm": ("cuda", "rocm", "tpu", "cpu"), "sglang": ("cuda", "rocm"), "tgi": ("cuda", "rocm"),
+           "trtllm": ("cuda",), "llama.cpp": ("cuda", "rocm", "metal", "cpu")}
+IMAGES = {"vllm": "vllm/vllm-openai:v0.10.1", "sglang": "lmsysorg/sglang:v0.5.4",
+          "tgi": "ghcr.io/huggingface/text-generation-inference:3.3.4",
+          "trtllm": "nvcr.io/nvidia/tensorrt-llm/release:1.0.0", "llama.cpp": "ghcr.io/ggml-org/llama.cpp:server-cuda"}
+HEALTH = {"vllm": "/health", "sglang": "/health", "tgi": "/health", "trtllm": "/health", "llama.cpp": "/health"}
+
+
+class DeployError(OptiplanError):
+    """A config that cannot be rendered for this engine or hardware."""
+
+
+@lru_cache(maxsize=None)
+def engine_options(engine: str) -> dict[str, Any]:
+    """The option names and allowed values of an engine, for the version stated in the file."""
+    return profiles.read_yaml(profiles.ROOT / "engine_options" / f"{engine}.yaml")
+
+
+@dataclass
+class EngineConfig:
+    engine: str
+    model: str  # hub id or path the engine loads
+    command: list[str]  # the executable and its fixed sub-command
+    options: dict[str, Any] = field(default_factory=dict)  # option -> value (True for a flag)
+    env: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # trtllm's extra_llm_api_options YAML
+    applied: list[tuple[str, str]] = field(default_factory=list)  # (technique, how)
+    not_applied: list[tuple[str, str]] = field(default_factory=list)  # (technique, why)
+    notes: list[str] = field(default_factory=list)
+    positional_model: bool = False
+
+    def argv(self, extra_file: str | None = None) -> list[str]:
+        args = list(self.command) + ([self.model] if self.positional_model else [])
+        for name, value in self.options.items():
+            if value is False or value is None:
+                continue
+            args.append("--" + name)
+            if value is not True:
+                args.append(json.dumps(value, separators=(",", ":")) if isinstance(value, dict) else str(value))
+        if extra_file and self.extra:
+            args += ["--extra_llm_api_options", extra_file]
+        return args
+
+
+def model_reference(advice: Advice) -> str:
+    """What the engine loads: a catalog model's hub id, else the path or id the user gave."""
+    source = advice.model.source
+    if source.startswith("catalog:"):
+        return catalog_entry(source.split(":", 1)[1]).get("hub_id") or advice.model.name
+    if source.startswith("hub:"):
+        return source.split(":", 1)[1]
+    path = Path(source)
+    return str(path.parent if path.name == "config.json" else path)
+
+
+def plan_steps(advice: Advice) -> dict[str, Any]:
+    return {s.technique: s for s in advice.plan.steps}
+
+
+def max_seqs(advice: Advice) -> int:
+    """Concurrent sequences sized from the predicted KV capacity (never above what the workload asks)."""
+    p = advice.plan.predicted
+    return max(1, min(advice.workload.concurrency, p.max_concurrency or 1))
+
+
+def offload_gib(p) -> int:
+    """GiB of weights per device in host memory, rounded up (the unit of --cpu-offload-gb)."""
+    return max(1, -(-p.offload_bytes_per_device // 2**30))
+
+
+def dtype16(hw: HardwareSpec) -> str:
+    """The device's 16-bit format (analytic.setup.default_16bit) in the engines' spelling."""
+    return {"bf16": "bfloat16", "fp16": "float16"}[default_16bit(hw)]
+
+
+# Why an engine has no option for a step, where there is more to say than that it has none.
+NO_OPTION = {
+    ("vLLM", "spec-draft"): "its default (V1) engine rejects a separate draft model in 0.10; n-gram, EAGLE and MTP work",
+    ("vLLM", "weight-int8"): "no in-flight int8 weight-only mode",
+    ("TGI", "spec-draft"): "--speculate uses Medusa heads or n-grams, not a draft model",
+    ("TGI", "expert-parallel"): "TGI shards by tensor parallel only",
+    ("TensorRT-LLM", "cpu-offload"): "only KV blocks can go to host memory (kv_cache_config.host_cache_size)",
+    ("llama.cpp", "tensor-parallel"): "it splits layers or rows over GPUs (--split-mode), not tensor-parallel shards",
+    ("llama.cpp", "weight-fp8"): "GGUF has no fp8 weight type",
+    ("llama.cpp", "kv-fp8"): "its KV cache types are f16, bf16, q8_0, q4_0 and similar, no fp8",
+    (None, "torch-compile"): "a transformers-engine technique; serving engines compile their own graphs",
+    (None, "sliding-window-sinks"): "no option to impose a sliding window with sinks on a full-attention model",
+}
+
+
+def no_option(engine: str, t_id: str) -> str:
+    detail = NO_OPTION.get((engine, t_id)) or NO_OPTION.get((None, t_id))
+    return f"{engine} has no option for it" + (f": {detail}" if detail else "")
+
+
+def check_options(cfg: EngineConfig) -> None:
+    """Every option the config emits exists for the stated engine version, with an allowed value."""
+    known = engine_options(cfg.engine)["options"]
+    for name, value in cfg.options.items():
+        if name not in known:
+            raise DeployError(f"{cfg.engine}: option --{name} is not in profiles/engine_options/{cfg.engine}.yaml")
+        spec = known[name]
+        if spec.get("type") == "choice" and str(value) not in [str(c) for c in spec["choices"]]:
+            raise DeployError(f"{cfg.engine}: --{name} {value} is not one of {spec['choices']}")
+    _check_nested(cfg.engine, cfg.extra, engine_options(cfg.engine).get("extra_config", {}), "")
+
+
+def _check_nested(engine: str, values: dict[str, Any], known: dict[str, Any], where: str) -> None:
+    """Keys of a nested config (TensorRT-LLM's extra options) exist, and choice values are allowed."""
+    for key, value in values.items():
+        name = f"{where}{key}"
+        if key not in known:
+            raise DeployError(f"{engine}: extra option {name} is not in profiles/engine_options/{engine}.yaml")
+        spec = known[key]
+        if isinstance(value, dict) and isinstance(spec, dict) and "type" not in spec:
+            _check_nested(engine, value, spec, f"{name}.")
+        elif isinstance(spec, dict) and spec.get("type") == "choice" and str(value) not in map(str, spec["choices"]):
+            raise DeployError(f"{engine}: {name} {value} is not one of {spec['choices']}")

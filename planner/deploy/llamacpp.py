@@ -1,0 +1,65 @@
+"""llama.cpp: each plan step mapped to its server option for the version in
+`profiles/engine_options/`, or the reason it has none."""
+
+from __future__ import annotations
+
+from ..schema import HardwareSpec
+from ..schema.advice import Advice
+from .config import PORT, EngineConfig, max_seqs, model_reference, no_option, plan_steps
+
+GGUF_TYPES = {"weight-int8": "Q8_0", "weight-int4": "Q4_K_M", "weight-int4-awq": "Q4_K_M", "weight-int4-gptq": "Q4_K_M"}
+
+
+def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
+    p, w = advice.plan.predicted, advice.workload
+    steps = plan_steps(advice)
+    quant = next((GGUF_TYPES[t] for t in steps if t in GGUF_TYPES), "F16" if not hw.features.bf16 else "BF16")
+    gguf = f"models/{advice.model.name}-{quant}.gguf"
+    cfg = EngineConfig("llama.cpp", gguf, ["llama-server"])
+    o = cfg.options
+    slots = max_seqs(advice)
+    o.update({"model": gguf, "host": "0.0.0.0", "port": PORT, "ctx-size": w.context_needed * slots,
+              "parallel": slots, "n-gpu-layers": 999 if hw.kind == "gpu" or hw.kind == "apple" else 0,
+              "cont-batching": True})
+    source = f"<a local copy of {model_reference(advice)}>"
+    if quant in ("BF16", "F16"):
+        cfg.notes.append(f"convert the checkpoint to GGUF: `python convert_hf_to_gguf.py {source} --outtype "
+                         f"{quant.lower()} --outfile {gguf}`")
+    else:
+        cfg.notes.append(f"convert the checkpoint to GGUF and quantize it to {quant}: `python convert_hf_to_gguf.py "
+                         f"{source} --outtype f16 --outfile models/{advice.model.name}-F16.gguf`, then "
+                         f"`llama-quantize models/{advice.model.name}-F16.gguf {gguf} {quant}`")
+    for t_id, step in steps.items():
+        if t_id in GGUF_TYPES:
+            cfg.applied.append((t_id, f"GGUF {quant}"))
+        elif t_id in ("kv-int8", "kv-int4"):
+            kind = "q8_0" if t_id == "kv-int8" else "q4_0"
+            o.update({"cache-type-k": kind, "cache-type-v": kind, "flash-attn": "on"})
+            cfg.applied.append((t_id, f"--cache-type-k {kind} --cache-type-v {kind} --flash-attn on (a quantized V "
+                                      "cache needs llama.cpp's flash attention, which also runs on CPU and Metal)"))
+        elif t_id == "flash-attention":
+            o["flash-attn"] = "on"
+            cfg.applied.append((t_id, "--flash-attn on"))
+        elif t_id == "paged-kv":
+            cfg.applied.append((t_id, f"--parallel {slots} --cont-batching: continuous batching over one unified "
+                                      "KV cache (llama.cpp does not page it)"))
+        elif t_id == "cuda-graphs":
+            cfg.applied.append((t_id, "llama.cpp's CUDA backend captures CUDA graphs by default"))
+        elif t_id == "prefix-caching":
+            o["cache-reuse"] = 256
+            cfg.applied.append((t_id, "--cache-reuse 256 (reuse cached prompt chunks)"))
+        elif t_id == "spec-draft":
+            draft = f"models/{step.params['draft_model']}-{quant}.gguf"
+            o.update({"model-draft": draft, "draft-max": step.params["num_speculative_tokens"]})
+            cfg.applied.append((t_id, f"--model-draft {draft}"))
+        elif t_id == "cpu-offload":
+            share = p.offload_bytes_per_device / max(p.offload_bytes_per_device + p.weights_per_device_bytes, 1)
+            o["n-gpu-layers"] = max(0, int(advice.model.num_layers * (1 - share)))
+            cfg.applied.append((t_id, f"--n-gpu-layers {o['n-gpu-layers']} of {advice.model.num_layers} "
+                                      "(the rest run on the CPU)"))
+        elif t_id == "pipeline-parallel":
+            o["split-mode"] = "layer"
+            cfg.applied.append((t_id, "--split-mode layer over the visible GPUs"))
+        else:
+            cfg.not_applied.append((t_id, no_option("llama.cpp", t_id)))
+    return cfg

@@ -1,0 +1,79 @@
+"""SGLang: each plan step mapped to its server option for the version in
+`profiles/engine_options/`, or the reason it has none."""
+
+from __future__ import annotations
+
+from ..catalog.models import catalog_entry
+from ..schema import HardwareSpec
+from ..schema.advice import Advice
+from .config import (
+    PORT,
+    EngineConfig,
+    dtype16,
+    max_seqs,
+    model_reference,
+    no_option,
+    offload_gib,
+    plan_steps,
+)
+
+
+def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
+    p, w = advice.plan.predicted, advice.workload
+    cfg = EngineConfig("sglang", model_reference(advice), ["python", "-m", "sglang.launch_server"])
+    o = cfg.options
+    o.update({"model-path": cfg.model, "host": "0.0.0.0", "port": PORT, "served-model-name": advice.model.name,
+              "dtype": dtype16(hw), "tensor-parallel-size": p.tensor_parallel, "context-length": w.context_needed,
+              "max-running-requests": max_seqs(advice), "mem-fraction-static": 0.85})
+    if p.pipeline_parallel > 1:
+        o["pipeline-parallel-size"] = p.pipeline_parallel
+    quant = {"weight-fp8": "fp8", "weight-int4-awq": "awq", "weight-int4-gptq": "gptq", "weight-w8a8-int8": "w8a8_int8",
+             "weight-fp4": "modelopt_fp4"}
+    steps = plan_steps(advice)
+    for t_id, step in steps.items():
+        if t_id in quant:
+            o["quantization"] = quant[t_id]
+            cfg.applied.append((t_id, f"--quantization {quant[t_id]}"))
+        elif t_id == "kv-fp8":
+            o["kv-cache-dtype"] = "fp8_e4m3"
+            cfg.applied.append((t_id, "--kv-cache-dtype fp8_e4m3"))
+        elif t_id in ("tensor-parallel", "pipeline-parallel"):
+            cfg.applied.append((t_id, f"--tensor-parallel-size {p.tensor_parallel}" + (
+                f" --pipeline-parallel-size {p.pipeline_parallel}" if p.pipeline_parallel > 1 else "")))
+        elif t_id == "expert-parallel":
+            o.update({"tensor-parallel-size": p.expert_parallel, "expert-parallel-size": p.expert_parallel,
+                      "enable-dp-attention": True, "data-parallel-size": p.expert_parallel})
+            cfg.applied.append((t_id, f"--expert-parallel-size {p.expert_parallel} --enable-dp-attention"))
+        elif t_id == "paged-kv":
+            cfg.applied.append((t_id, "always on in SGLang (token-level KV pool, continuous batching)"))
+        elif t_id == "chunked-prefill":
+            o["chunked-prefill-size"] = step.params.get("max_num_batched_tokens", 2048)
+            cfg.applied.append((t_id, "--chunked-prefill-size"))
+        elif t_id == "prefix-caching":
+            cfg.applied.append((t_id, "RadixAttention prefix caching is SGLang's default"))
+        elif t_id in ("cuda-graphs", "flash-attention"):
+            cfg.applied.append((t_id, "SGLang's default on this GPU"))
+        elif t_id == "spec-draft":
+            o.update({"speculative-algorithm": "STANDALONE",
+                      "speculative-draft-model-path": catalog_entry(step.params["draft_model"]).get("hub_id"),
+                      "speculative-num-steps": step.params["num_speculative_tokens"],
+                      "speculative-eagle-topk": 1,
+                      "speculative-num-draft-tokens": step.params["num_speculative_tokens"] + 1})
+            cfg.applied.append((t_id, "--speculative-algorithm STANDALONE with the draft model"))
+        elif t_id == "spec-mtp":
+            o.update({"speculative-algorithm": "EAGLE", "speculative-num-steps": 1, "speculative-eagle-topk": 1,
+                      "speculative-num-draft-tokens": 2})
+            cfg.applied.append((t_id, "--speculative-algorithm EAGLE (the MTP module as the draft)"))
+        elif t_id == "spec-ngram":
+            o.update({"speculative-algorithm": "NGRAM",
+                      "speculative-num-draft-tokens": step.params["num_speculative_tokens"]})
+            cfg.applied.append((t_id, "--speculative-algorithm NGRAM"))
+        elif t_id == "cpu-offload":
+            gb = offload_gib(p)
+            o["cpu-offload-gb"] = gb
+            cfg.applied.append((t_id, f"--cpu-offload-gb {gb} (the weights the plan keeps in host memory)"))
+        else:
+            cfg.not_applied.append((t_id, no_option("SGLang", t_id)))
+    if "cuda-graphs" not in steps:
+        o["disable-cuda-graph"] = True
+    return cfg

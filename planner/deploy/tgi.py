@@ -1,0 +1,53 @@
+"""Text Generation Inference: each plan step mapped to its server option for the version in
+`profiles/engine_options/`, or the reason it has none."""
+
+from __future__ import annotations
+
+from ..schema import HardwareSpec
+from ..schema.advice import Advice
+from .config import PORT, EngineConfig, dtype16, max_seqs, model_reference, no_option, plan_steps
+
+
+def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
+    p, w = advice.plan.predicted, advice.workload
+    cfg = EngineConfig("tgi", model_reference(advice), ["text-generation-launcher"])
+    o = cfg.options
+    o.update({"model-id": cfg.model, "hostname": "0.0.0.0", "port": PORT, "dtype": dtype16(hw),
+              "num-shard": p.tensor_parallel, "max-input-tokens": w.prompt_tokens_p95,
+              "max-total-tokens": w.context_needed, "max-concurrent-requests": max(max_seqs(advice), 1) * 4,
+              "cuda-memory-fraction": 0.9})
+    quant = {"weight-fp8": "fp8", "weight-int4-awq": "awq", "weight-int4-gptq": "gptq", "weight-nf4": "bitsandbytes-nf4",
+             "weight-int8": "bitsandbytes"}
+    steps = plan_steps(advice)
+    for t_id, step in steps.items():
+        if t_id in quant:
+            o["quantize"] = quant[t_id]
+            o.pop("dtype", None)  # TGI refuses --dtype together with --quantize
+            cfg.applied.append((t_id, f"--quantize {quant[t_id]}"))
+        elif t_id == "kv-fp8":
+            o["kv-cache-dtype"] = "fp8_e4m3fn"
+            cfg.applied.append((t_id, "--kv-cache-dtype fp8_e4m3fn"))
+        elif t_id == "tensor-parallel":
+            if p.pipeline_parallel > 1:
+                cfg.not_applied.append((t_id, f"TGI shards within one node only; the plan needs "
+                                              f"{p.pipeline_parallel} pipeline stages"))
+            else:
+                cfg.applied.append((t_id, f"--num-shard {p.tensor_parallel}"))
+        elif t_id == "paged-kv":
+            o["max-batch-prefill-tokens"] = min(w.context_needed, 4096)
+            cfg.applied.append((t_id, "always on in TGI (paged attention, continuous batching)"))
+        elif t_id == "chunked-prefill":
+            cfg.applied.append((t_id, "TGI 3 chunks prefills by default (--max-batch-prefill-tokens)"))
+        elif t_id == "prefix-caching":
+            cfg.env["PREFIX_CACHING"] = "1"
+            cfg.applied.append((t_id, "environment PREFIX_CACHING=1 (TGI 3's default on supported backends)"))
+        elif t_id in ("cuda-graphs", "flash-attention"):
+            cfg.applied.append((t_id, "TGI's default on this GPU"))
+        elif t_id == "spec-ngram":
+            o["speculate"] = step.params["num_speculative_tokens"]
+            cfg.applied.append((t_id, f"--speculate {step.params['num_speculative_tokens']} (n-gram without Medusa heads)"))
+        else:
+            cfg.not_applied.append((t_id, no_option("TGI", t_id)))
+    if p.pipeline_parallel > 1:
+        o["num-shard"] = p.tensor_parallel
+    return cfg

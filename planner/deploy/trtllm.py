@@ -1,0 +1,67 @@
+"""TensorRT-LLM: each plan step mapped to its server option for the version in
+`profiles/engine_options/`, or the reason it has none."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..catalog.models import catalog_entry
+from ..schema import HardwareSpec
+from ..schema.advice import Advice
+from .config import PORT, EngineConfig, max_seqs, model_reference, no_option, plan_steps
+
+
+def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
+    p, w = advice.plan.predicted, advice.workload
+    cfg = EngineConfig("trtllm", model_reference(advice), ["trtllm-serve"], positional_model=True)
+    o, extra = cfg.options, cfg.extra
+    o.update({"host": "0.0.0.0", "port": PORT, "backend": "pytorch", "tp_size": p.tensor_parallel,
+              "pp_size": p.pipeline_parallel, "max_batch_size": max_seqs(advice), "max_seq_len": w.context_needed,
+              "kv_cache_free_gpu_memory_fraction": 0.9})
+    kv: dict[str, Any] = {"free_gpu_memory_fraction": 0.9}
+    steps = plan_steps(advice)
+    for t_id, step in steps.items():
+        if t_id in ("weight-fp8", "weight-int4-awq", "weight-int4-gptq", "weight-fp4", "weight-w8a8-int8", "weight-int8"):
+            cfg.applied.append((t_id, "from a checkpoint quantized with TensorRT Model Optimizer (quant_config "
+                                      "in the checkpoint)"))
+            cfg.notes.append(f"{t_id}: TensorRT-LLM reads the quantization from the checkpoint; quantize it with "
+                             "TensorRT Model Optimizer (or `optiplan apply`) and point the model path at it")
+        elif t_id == "kv-fp8":
+            kv["dtype"] = "fp8"
+            cfg.applied.append((t_id, "kv_cache_config.dtype fp8"))
+        elif t_id in ("tensor-parallel", "pipeline-parallel"):
+            cfg.applied.append((t_id, f"--tp_size {p.tensor_parallel} --pp_size {p.pipeline_parallel}"))
+        elif t_id == "expert-parallel":
+            o.update({"tp_size": p.expert_parallel, "ep_size": p.expert_parallel})
+            extra["enable_attention_dp"] = True
+            cfg.applied.append((t_id, f"--ep_size {p.expert_parallel}, enable_attention_dp"))
+        elif t_id == "paged-kv":
+            cfg.applied.append((t_id, "always on in TensorRT-LLM (paged KV cache, in-flight batching)"))
+        elif t_id == "chunked-prefill":
+            extra["enable_chunked_prefill"] = True
+            o["max_num_tokens"] = step.params.get("max_num_batched_tokens", 2048)
+            cfg.applied.append((t_id, "enable_chunked_prefill with --max_num_tokens"))
+        elif t_id == "prefix-caching":
+            kv["enable_block_reuse"] = True
+            cfg.applied.append((t_id, "kv_cache_config.enable_block_reuse"))
+        elif t_id == "cuda-graphs":
+            extra["cuda_graph_config"] = {"max_batch_size": max_seqs(advice), "enable_padding": True}
+            cfg.applied.append((t_id, "cuda_graph_config"))
+        elif t_id == "flash-attention":
+            cfg.applied.append((t_id, "TensorRT-LLM's fused attention kernels are its default"))
+        elif t_id == "spec-draft":
+            extra["speculative_config"] = {"decoding_type": "Draft_Target",
+                                           "max_draft_len": step.params["num_speculative_tokens"],
+                                           "speculative_model_dir": catalog_entry(step.params["draft_model"]).get("hub_id")}
+            cfg.applied.append((t_id, "speculative_config Draft_Target"))
+        elif t_id == "spec-ngram":
+            extra["speculative_config"] = {"decoding_type": "NGram", "max_draft_len": step.params["num_speculative_tokens"],
+                                           "max_matching_ngram_size": step.params.get("prompt_lookup_max", 4)}
+            cfg.applied.append((t_id, "speculative_config NGram"))
+        elif t_id == "spec-mtp":
+            extra["speculative_config"] = {"decoding_type": "MTP", "num_nextn_predict_layers": 1}
+            cfg.applied.append((t_id, "speculative_config MTP"))
+        else:
+            cfg.not_applied.append((t_id, no_option("TensorRT-LLM", t_id)))
+    extra["kv_cache_config"] = kv
+    return cfg

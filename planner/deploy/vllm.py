@@ -1,0 +1,83 @@
+"""vLLM: each plan step mapped to its server option for the version in
+`profiles/engine_options/`, or the reason it has none."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..schema import HardwareSpec
+from ..schema.advice import Advice
+from .config import (
+    PORT,
+    EngineConfig,
+    dtype16,
+    max_seqs,
+    model_reference,
+    no_option,
+    offload_gib,
+    plan_steps,
+)
+
+
+def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
+    p, w = advice.plan.predicted, advice.workload
+    cfg = EngineConfig("vllm", model_reference(advice), ["vllm", "serve"], positional_model=True)
+    o = cfg.options
+    o.update({"host": "0.0.0.0", "port": PORT, "served-model-name": advice.model.name, "dtype": dtype16(hw),
+              "tensor-parallel-size": p.tensor_parallel, "pipeline-parallel-size": p.pipeline_parallel,
+              "max-model-len": w.context_needed, "max-num-seqs": max_seqs(advice), "gpu-memory-utilization": 0.9})
+    quant = {"weight-fp8": "fp8", "weight-int4-awq": "awq", "weight-int4-gptq": "gptq", "weight-nf4": "bitsandbytes",
+             "weight-fp4": "modelopt_fp4", "weight-w8a8-int8": "compressed-tensors", "weight-int8": "compressed-tensors"}
+    for t_id, step in plan_steps(advice).items():
+        if t_id in quant:
+            o["quantization"] = quant[t_id]
+            how = f"--quantization {quant[t_id]}"
+            if t_id != "weight-fp8":
+                cfg.notes.append(f"{t_id}: vLLM loads {quant[t_id]} weights from a quantized checkpoint; "
+                                 "`optiplan apply` writes one, then point the model path at it")
+            cfg.applied.append((t_id, how))
+        elif t_id == "kv-fp8":
+            o["kv-cache-dtype"] = "fp8"
+            cfg.applied.append((t_id, "--kv-cache-dtype fp8"))
+        elif t_id == "tensor-parallel":
+            cfg.applied.append((t_id, f"--tensor-parallel-size {p.tensor_parallel} "
+                                      f"--pipeline-parallel-size {p.pipeline_parallel}"))
+        elif t_id == "pipeline-parallel":
+            cfg.applied.append((t_id, f"--pipeline-parallel-size {p.pipeline_parallel}"))
+        elif t_id == "expert-parallel":
+            o.update({"tensor-parallel-size": 1, "data-parallel-size": p.expert_parallel, "enable-expert-parallel": True})
+            cfg.applied.append((t_id, f"--enable-expert-parallel with --data-parallel-size {p.expert_parallel}"))
+        elif t_id == "paged-kv":
+            o["block-size"] = step.params.get("block_size", 16)
+            cfg.applied.append((t_id, "always on in vLLM (PagedAttention); --max-num-seqs sized from the KV capacity"))
+        elif t_id == "chunked-prefill":
+            o["enable-chunked-prefill"] = True
+            o["max-num-batched-tokens"] = step.params.get("max_num_batched_tokens", 2048)
+            cfg.applied.append((t_id, "--enable-chunked-prefill --max-num-batched-tokens"))
+        elif t_id == "prefix-caching":
+            o["enable-prefix-caching"] = True
+            cfg.applied.append((t_id, "--enable-prefix-caching"))
+        elif t_id == "cuda-graphs":
+            cfg.applied.append((t_id, "CUDA graphs are vLLM's default (no --enforce-eager)"))
+        elif t_id == "flash-attention":
+            cfg.applied.append((t_id, "vLLM picks its FlashAttention backend on this GPU by default"))
+        elif t_id in ("spec-ngram", "spec-mtp"):
+            o["speculative-config"] = vllm_spec(step)
+            cfg.applied.append((t_id, "--speculative-config"))
+        elif t_id == "cpu-offload":
+            gb = offload_gib(p)
+            o["cpu-offload-gb"] = gb
+            cfg.applied.append((t_id, f"--cpu-offload-gb {gb} (the weights the plan keeps in host memory)"))
+        else:
+            cfg.not_applied.append((t_id, no_option("vLLM", t_id)))
+    if "cuda-graphs" not in plan_steps(advice):
+        o["enforce-eager"] = True
+    return cfg
+
+
+def vllm_spec(step) -> dict[str, Any]:
+    params = step.params
+    if step.technique == "spec-ngram":
+        return {"method": "ngram", "num_speculative_tokens": params["num_speculative_tokens"],
+                "prompt_lookup_max": params.get("prompt_lookup_max", 4)}
+    return {"method": "deepseek_mtp", "num_speculative_tokens": params["num_speculative_tokens"]}
