@@ -27,8 +27,9 @@ def _weight_only_fp8(ctx: Context) -> bool:
 
 
 def _fp8_weights(state: PlanState, ctx: Context) -> PlanState:
+    # fp8 weights without activations named compute at the fp8 rate (W8A8): a published fp8 checkpoint's baseline
     return state.with_(weight_dtype="fp8", group_size=None,
-                       activations=state.default_16bit if _weight_only_fp8(ctx) else "fp8")
+                       activations=state.default_16bit if _weight_only_fp8(ctx) else None)
 
 
 def _kv(dtype: str):
@@ -114,7 +115,8 @@ register(
         id="kv-fp8", engines=("vllm", "sglang", "tgi", "trtllm", "transformers"),
         name="fp8 KV cache", family="kv-cache quantization", group=KV,
         summary="Keys and values stored in e4m3 with a scale per tensor: half the cache of 16 bits.",
-        transform=_kv("fp8"), hardware=("fp8",), quality_risk="low", quality_loss_pct=0.1,
+        transform=_kv("fp8"), after=("sliding-window-sinks",),
+        hardware=("fp8",), quality_risk="low", quality_loss_pct=0.1,
         quality_source="vLLM fp8 KV-cache docs and KIVI (arXiv 2402.02750): 8-bit caches are near-lossless",
         params=lambda ctx: {"dtype": "fp8_e4m3"},
         apply=Applied("kv_cache:kv_fp8", aim=("cache_bytes", "lower"))),
@@ -122,7 +124,8 @@ register(
         id="kv-int8", engines=("transformers", "llama.cpp"),
         name="int8 KV cache", family="kv-cache quantization", group=KV,
         summary="Keys and values in int8 with a scale and zero point per 64 values (transformers' hqq cache backend).",
-        transform=_kv("int8"), packages=("hqq",), quality_risk="low", quality_loss_pct=0.1,
+        transform=_kv("int8"), after=("sliding-window-sinks",),
+        packages=("hqq",), quality_risk="low", quality_loss_pct=0.1,
         quality_source="KIVI (arXiv 2402.02750): 8-bit KV caches are indistinguishable from 16-bit",
         params=lambda ctx: {"dtype": "int8", "group_size": 64},
         apply=Applied("kv_cache:kv_int8", aim=("cache_bytes", "lower"))),
@@ -130,7 +133,8 @@ register(
         id="kv-int4", engines=("transformers", "llama.cpp"),
         name="int4 KV cache", family="kv-cache quantization", group=KV,
         summary="Keys and values in int4 with a scale and zero point per 64 values.",
-        transform=_kv("int4"), packages=("optimum-quanto",), quality_risk="low", quality_loss_pct=0.5,
+        transform=_kv("int4"), after=("sliding-window-sinks",),
+        packages=("optimum-quanto",), quality_risk="low", quality_loss_pct=0.5,
         quality_source="KIVI (arXiv 2402.02750): even 2-bit caches keep near-identical quality; 0.5% budgeted at 4 bits",
         params=lambda ctx: {"dtype": "int4", "group_size": 64},
         apply=Applied("kv_cache:kv_int4", aim=("cache_bytes", "lower"))),
