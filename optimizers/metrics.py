@@ -149,7 +149,7 @@ def compare_distributions(base: LoadedModel, other: LoadedModel, text: str | Non
     _, q = next_token_logprobs(other, text, max_tokens=max_tokens, window=window)
     kl = (p.exp() * (p - q)).sum(-1).mean()
     agree = (p.argmax(-1) == q.argmax(-1)).float().mean()
-    return {"kl_divergence": float(kl), "greedy_agreement": float(agree)}
+    return {"kl_divergence": float(kl), "next_token_agreement": float(agree)}
 
 
 def greedy_tokens(loaded: LoadedModel, prompt: str, n: int) -> list[int]:

@@ -123,7 +123,7 @@ def verify(baseline: str | Path, optimized: str | Path, *, device: str | None = 
         workload={"prompts": len(prompts), "max_new_tokens": max_new_tokens, "repeats": repeats,
                   "eval_text": str(eval_text) if eval_text else "built-in held-out pydoc topics"},
         measured=measured,
-        quality=Quality(kl_divergence=dist["kl_divergence"], greedy_agreement=dist["greedy_agreement"],
+        quality=Quality(kl_divergence=dist["kl_divergence"], next_token_agreement=dist["next_token_agreement"],
                         generation_agreement=agreement,
                         perplexity_change_pct=100 * (ppl["after"] / ppl["before"] - 1)),
         steps=steps, predicted=predicted, predicted_ratios=predicted_ratios or {}, measured_ratios=ratios,

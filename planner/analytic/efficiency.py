@@ -8,10 +8,6 @@ from ..errors import RequestError
 from ..machine.calibration import calibration_path, load_calibration
 from ..schema import EfficiencyFactors, HardwareSpec
 
-# Runtimes with fixed costs of their own (profiles/efficiency.yaml): an optimized serving runtime (CUDA graphs,
-# chunked prefill), or eager transformers `generate`. A serving engine (vllm, sglang, ...) runs the first.
-RUNTIMES = ("serving", "transformers")
-
 
 def default_efficiency(hw: HardwareSpec, weight_dtype: str, compute_dtype: str, runtime: str) -> EfficiencyFactors:
     """The documented default factors for this device kind, weight format, compute dtype and runtime."""

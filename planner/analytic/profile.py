@@ -4,6 +4,7 @@ and return a versioned `Profile`. Pure Python: importing this never imports torc
 from __future__ import annotations
 
 from ..catalog.dtypes import DtypeError, canonical, compute_dtype
+from ..catalog.engines import engine_runtime
 from ..catalog.hardware import resolve_hardware, supports_dtype
 from ..catalog.models import resolve_model
 from ..errors import HardwareError, RequestError
@@ -21,7 +22,7 @@ from ..schema import (
     ThroughputPoint,
     ThroughputProfile,
 )
-from .efficiency import RUNTIMES, prefill_chunk_tokens
+from .efficiency import prefill_chunk_tokens
 from .kvcache import elements_per_token, kv_cache_elements, kv_groups, layout_for_runtime
 from .memory import fits, max_batch, max_context, per_device_bytes
 from .params import param_counts
@@ -52,8 +53,7 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
     """Check a request against the model and device and resolve everything the analytic model needs."""
     for name in ("num_devices", "pipeline_parallel", "tensor_parallel", "batch", "context", "prompt_tokens"):
         _positive(name.replace("_", " "), getattr(request, name))
-    if request.engine not in RUNTIMES:
-        raise RequestError(f"unknown engine '{request.engine}'; known: {', '.join(RUNTIMES)}")
+    runtime = engine_runtime(request.engine)
     if request.context > spec.max_position_embeddings:
         raise RequestError(f"context {request.context} exceeds {spec.name}'s maximum of "
                            f"{spec.max_position_embeddings} tokens (max_position_embeddings)")
@@ -89,9 +89,9 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
     if request.group_size is not None and request.group_size < 0:
         raise RequestError(f"group size must be 0 (per channel) or positive, got {request.group_size}")
     return build_setup(spec, hw, weight_dtype=weight_dtype, group_size=request.group_size, activations=act,
-                       kv_dtype=kv_dtype, tp=tp, pp=pp, runtime=request.engine,
-                       layout=layout_for_runtime(request.engine), attention=ATTENTION_KERNELS[request.attention],
-                       prefill_chunk_tokens=prefill_chunk_tokens(request.engine), efficiency=efficiency)
+                       kv_dtype=kv_dtype, tp=tp, pp=pp, runtime=runtime, layout=layout_for_runtime(runtime),
+                       attention=ATTENTION_KERNELS[request.attention],
+                       prefill_chunk_tokens=prefill_chunk_tokens(runtime), efficiency=efficiency)
 
 
 def _curve_batches(batch: int, limit: int) -> list[int]:

@@ -55,7 +55,7 @@ def _budgets(items: tuple[str, ...]) -> dict[str, float]:
 @click.option("--prompts", "prompts_file", default=None, help="A text file with one prompt per line.")
 @click.option("--device", default=None, help="cpu or cuda [default: cuda when available].")
 @click.option("--threads", type=int, default=None, help="torch threads (fix it in CI for stable timings).")
-@click.option("--no-quality", is_flag=True, help="Skip perplexity and greedy agreement.")
+@click.option("--no-quality", is_flag=True, help="Skip perplexity and greedy prefix agreement.")
 @click.option("--eval-text", default=None, help="Perplexity text file [default: built-in held-out English].")
 @click.option("--eval-tokens", type=int, default=4096, show_default=True)
 @click.option("--reference", default=None, help="Greedy-token reference to measure agreement against.")
@@ -108,7 +108,7 @@ def bench(models: tuple[str, ...], endpoints: tuple[str, ...], outputs: tuple[Pa
 @click.option("--max-slowdown", default="5%", show_default=True, help="Budget for TTFT, TPOT and throughput.")
 @click.option("--max-memory-growth", default="3%", show_default=True, help="Budget for peak memory.")
 @click.option("--max-quality-loss", default="1%", show_default=True,
-              help="Budget for perplexity and greedy agreement.")
+              help="Budget for perplexity and greedy prefix agreement.")
 @click.option("--budget", "budgets", multiple=True, help="METRIC=PERCENT for one metric, e.g. ttft_ms=10%.")
 @click.option("--min-effect", default="1%", show_default=True, help="Smaller changes count as no change.")
 @click.option("--confidence", type=float, default=0.99, show_default=True,

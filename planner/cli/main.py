@@ -45,8 +45,10 @@ def main() -> None:
 @click.option("--context", "-c", type=int, default=4096, show_default=True,
               help="Tokens in each sequence's KV cache at the decode step.")
 @click.option("--prompt", "prompt_tokens", type=int, default=None, help="Prompt tokens for TTFT [default: context].")
-@click.option("--engine", type=click.Choice(["serving", "transformers"]), default="serving", show_default=True,
-              help="serving: vLLM-like engine with CUDA graphs and chunked prefill; transformers: eager generate.")
+@click.option("--engine", type=click.Choice(["serving", "vllm", "sglang", "tgi", "trtllm", "llama.cpp", "transformers"]),
+              default="serving", show_default=True,
+              help="serving (or an engine's name): an optimized engine with CUDA graphs and chunked prefill; "
+                   "transformers: eager generate.")
 @click.option("--attention", type=click.Choice(["memory-efficient", "flash", "sdpa", "eager"]), default="memory-efficient",
               show_default=True, help="Attention kernel: memory-efficient (= flash), sdpa (as transformers runs it), "
                                       "or eager (materialises the score matrix).")

@@ -109,7 +109,7 @@ def text_report(report: VerifyReport, color: bool = True, file=None) -> str:
                       r["spread"], f"[{style}]{r['ratio']}[/]" if style else r["ratio"], r["predicted"])
     console.print(table)
     q = report.quality
-    console.print(f"quality: KL divergence {q.kl_divergence:.5f}, next-token agreement {q.greedy_agreement:.1%}, "
+    console.print(f"quality: KL divergence {q.kl_divergence:.5f}, next-token agreement {q.next_token_agreement:.1%}, "
                   f"greedy generation agreement {q.generation_agreement:.1%}, perplexity "
                   f"{q.perplexity_change_pct:+.2f}%")
     if report.speculative:

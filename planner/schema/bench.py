@@ -32,7 +32,7 @@ KNOWN_METRICS: dict[str, tuple[str, Direction, bool, str]] = {
     "tokens_per_s": ("tokens/s", "higher", True, "speed"),
     "peak_memory_bytes": ("bytes", "lower", False, "memory"),
     "perplexity": ("", "lower", False, "quality"),
-    "greedy_agreement": ("fraction", "higher", False, "quality"),
+    "prefix_agreement": ("fraction", "higher", False, "quality"),
 }
 
 
@@ -166,7 +166,7 @@ class GateRequest(Frozen):
     candidate: str
     max_slowdown_pct: float = Field(5.0, ge=0, lt=100, description="TTFT, TPOT and throughput")
     max_memory_growth_pct: float = Field(3.0, ge=0, description="peak memory")
-    max_quality_loss_pct: float = Field(1.0, ge=0, lt=100, description="perplexity, greedy agreement")
+    max_quality_loss_pct: float = Field(1.0, ge=0, lt=100, description="perplexity, greedy prefix agreement")
     budgets: dict[str, Annotated[float, Field(ge=0, lt=100)]] = Field(
         {}, description="metric -> budget percent, overriding its family's")
     min_effect_pct: float = Field(1.0, ge=0, lt=100, description="changes smaller than this are no change")

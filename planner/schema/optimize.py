@@ -56,7 +56,7 @@ class Measured(_Model):
 
 class Quality(_Model):
     kl_divergence: float
-    greedy_agreement: float = Field(description="teacher-forced next-token argmax agreement with the baseline")
+    next_token_agreement: float = Field(description="teacher-forced next-token argmax agreement with the baseline")
     generation_agreement: float = Field(description="fraction of greedily generated tokens identical to the baseline's")
     perplexity_change_pct: float
 

@@ -163,7 +163,7 @@ def test_verify_cli_reports_before_and_after_in_every_format(target_path, tmp_pa
             assert key in data["measured"][side]
         assert len(data["measured"][side]["samples"]["tpot_ms"]) == 2  # one per repeat (median over prompts)
     assert data["measured"]["after"]["weights_bytes"] < 0.35 * data["measured"]["before"]["weights_bytes"]
-    assert data["quality"]["greedy_agreement"] > 0.9
+    assert data["quality"]["next_token_agreement"] > 0.9
     report = VerifyReport.model_validate(data)
     assert "| weights (MB) |" in render(report, "md")
     html = render(report, "html")

@@ -94,7 +94,7 @@ def test_a_missing_declared_package_is_refused_with_its_install_hint(monkeypatch
 
 
 def test_every_technique_names_its_engines_and_a_quality_source():
-    from optiplan.planner.plan.techniques import engine_table
+    from optiplan.planner.catalog.engines import engine_table
 
     engines = set(engine_table())
     for t in all_techniques().values():

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any, Literal
 
-from .... import profiles
+from ...catalog.engines import engine_table
 from ...schema import HardwareSpec, ModelSpec
 from ...schema.workload import Workload
 from ..state import PlanState
@@ -122,11 +121,6 @@ def _model_checks() -> dict[str, tuple[Callable[[Context], bool], str]]:
 
 
 MODEL_CHECKS = _model_checks()
-
-
-@lru_cache(maxsize=1)
-def engine_table() -> dict[str, Any]:
-    return profiles.read_yaml(profiles.ROOT / "engines.yaml")
 
 
 def static_reason(t: Technique, ctx: Context) -> str | None:

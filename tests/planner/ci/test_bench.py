@@ -11,7 +11,7 @@ from typing import ClassVar
 
 import pytest
 from click.testing import CliRunner
-from optiplan.planner.ci.bench import PROSE, build_prompts, greedy_agreement
+from optiplan.planner.ci.bench import PROSE, build_prompts, prefix_agreement
 from optiplan.planner.cli.gate import bench, gate
 from optiplan.planner.schema.bench import BenchResult
 
@@ -44,10 +44,10 @@ def test_prompts_are_fixed_text_of_the_asked_length():
     assert all(len(p.split()) == 75 for p in words)
 
 
-def test_greedy_agreement_counts_the_shared_prefix():
-    assert greedy_agreement([[1, 2, 3, 4]], [[1, 2, 3, 4]]) == 1.0
-    assert greedy_agreement([[1, 2, 3, 4], [5, 6, 7, 8]], [[1, 2, 9, 4], [5, 6, 7, 8]]) == pytest.approx(0.75)
-    assert greedy_agreement([[1, 2]], [[3, 2]]) == 0.0
+def test_prefix_agreement_counts_the_shared_prefix():
+    assert prefix_agreement([[1, 2, 3, 4]], [[1, 2, 3, 4]]) == 1.0
+    assert prefix_agreement([[1, 2, 3, 4], [5, 6, 7, 8]], [[1, 2, 9, 4], [5, 6, 7, 8]]) == pytest.approx(0.75)
+    assert prefix_agreement([[1, 2]], [[3, 2]]) == 0.0
 
 
 # ------------------------------------------------------------------------------------------- models
@@ -88,8 +88,8 @@ def test_interleaved_models_pair_rounds_and_the_gate_sees_worse_quality(tmp_path
     rt, rd = load(t), load(d)
     assert rt.session_id == rd.session_id and rt.interleaved_with == [DRAFT] and rd.interleaved_with == [TARGET]
     assert rt.metrics["tpot_ms"].rounds == rd.metrics["tpot_ms"].rounds == [0, 1, 2, 3]
-    assert rt.metrics["greedy_agreement"].samples == [1.0]
-    agreement = rd.metrics["greedy_agreement"].samples[0]
+    assert rt.metrics["prefix_agreement"].samples == [1.0]
+    agreement = rd.metrics["prefix_agreement"].samples[0]
     assert 0 <= agreement <= 1 and rt.quality["greedy_reference"] == TARGET
     # the one-layer draft is faster and much worse: the gate fails it on quality, and pairs the timings
     assert rd.metrics["perplexity"].samples[0] > 1.05 * rt.metrics["perplexity"].samples[0]
@@ -105,7 +105,7 @@ def test_interleaved_models_pair_rounds_and_the_gate_sees_worse_quality(tmp_path
     res = run_bench([DRAFT, "-w", "smoke", "--repeat", "1", "--no-memory", "--eval-tokens", "64",
                      "--reference", str(ref), "-o", str(again)])
     assert res.exit_code == 0, res.output
-    assert load(again).metrics["greedy_agreement"].samples == [agreement]
+    assert load(again).metrics["prefix_agreement"].samples == [agreement]
     other = run_bench([DRAFT, "-w", "chat", "--max-new-tokens", "4", "--prompt-tokens", "8", "--repeat", "1",
                        "--no-memory", "--reference", str(ref)])
     assert other.exit_code == 2 and "made for another workload" in other.stderr

@@ -145,8 +145,8 @@ def test_too_few_samples_never_decide():
     ("perplexity", 12.0, 12.05, "pass"),
     ("perplexity", 12.0, 12.5, "regression"),
     ("perplexity", 12.0, 11.0, "improvement"),
-    ("greedy_agreement", 1.0, 0.97, "regression"),
-    ("greedy_agreement", 1.0, 1.0, "pass"),
+    ("prefix_agreement", 1.0, 0.97, "regression"),
+    ("prefix_agreement", 1.0, 1.0, "pass"),
 ])
 def test_repeatable_metrics_are_compared_against_their_budget(name, base, head, expected):
     a, b = result("base", {name: [base]}), result("head", {name: [head]}, session="s2")
