@@ -187,20 +187,16 @@ def _peak_worker(argv: list[str]) -> None:
     args = json.loads(argv[0])
     import torch
 
+    from ..planner.measure.workers import print_peak_after
     from .artifact import load
 
     loaded = load(args["path"], device=args["device"], allow_pickle=args.get("allow_pickle", False))
-    if args["device"].startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
-    with torch.no_grad():
-        loaded.generate_many(args["prompts"], max_new_tokens=args["max_new_tokens"])
-    if args["device"].startswith("cuda"):
-        peak = torch.cuda.max_memory_allocated()
-    else:
-        from ..planner.measure.runtime import vm_hwm_bytes
 
-        peak = vm_hwm_bytes()
-    print(json.dumps({"peak_memory_bytes": peak}))
+    def run():
+        with torch.no_grad():
+            loaded.generate_many(args["prompts"], max_new_tokens=args["max_new_tokens"])
+
+    print_peak_after(args["device"], run)
 
 
 if __name__ == "__main__":

@@ -38,26 +38,37 @@ def run_worker(module: str, argv: list[str]) -> dict[str, Any]:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def print_peak_after(device: str, run) -> None:
+    """The worker side of a peak measurement: reset the device's peak, `run()`, print the peak as the JSON line
+    `run_worker` reads (the CUDA allocator's peak, or this process's high-water mark on a CPU)."""
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    run()
+    peak = torch.cuda.max_memory_allocated() if device.startswith("cuda") else vm_hwm_bytes()
+    print(json.dumps({"peak_memory_bytes": peak}))
+
+
 def worker_main(argv: list[str]) -> None:
     mode, args = argv[0], json.loads(argv[1])
-    import torch  # noqa: F401
-    import transformers  # noqa: F401
+    import torch
+    import transformers  # noqa: F401  (the runtime's own memory is part of the baseline)
 
     if mode == "baseline":
         print(json.dumps({"peak_memory_bytes": vm_hwm_bytes()}))
         return
     device = args["device"]
     model, _ = load_model(args["path"], args["dtype"], device)
-
-    if device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
     gen = torch.Generator().manual_seed(0)
     ids = torch.randint(1, model.config.vocab_size, (args["batch"], args["prompt"]), generator=gen).to(device)
-    with torch.inference_mode():
-        model.generate(ids, max_new_tokens=args["steps"], min_new_tokens=args["steps"], do_sample=False,
-                       pad_token_id=model.config.eos_token_id or 0)
-    peak = torch.cuda.max_memory_allocated() if device == "cuda" else vm_hwm_bytes()
-    print(json.dumps({"peak_memory_bytes": peak}))
+
+    def run():
+        with torch.inference_mode():
+            model.generate(ids, max_new_tokens=args["steps"], min_new_tokens=args["steps"], do_sample=False,
+                           pad_token_id=model.config.eos_token_id or 0)
+
+    print_peak_after(device, run)
 
 
 if __name__ == "__main__":
