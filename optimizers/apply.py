@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..planner.errors import OptiplanError
+from ..planner.errors import OptiplanError, PlanError
 from ..planner.measure.runtime import quiet_libraries
 from ..planner.plan.graph import plan_order
 from ..planner.plan.techniques import all_techniques
@@ -26,10 +26,6 @@ from .registry import check_supported, registry
 from .workspace import NotSupportedHere, Workspace
 
 NOISE = 0.03  # a step's measured ratio must beat 1 by more than this to count as a gain
-
-
-class PlanError(OptiplanError):
-    """A plan that does not fit the model, or names nothing optiplan can apply."""
 
 
 @dataclass
@@ -179,7 +175,11 @@ def apply(source: str | Path, out: str | Path, *, goal: str | None = None, plan:
         if step.technique == "spec-draft" and draft:
             step.params["draft"] = str(draft)
         try:
-            check_supported(step.technique, device)
+            declared = check_supported(step.technique, device).declared
+            if techniques:  # the user's parameters: an unknown name or a bad value is an error
+                declared.check_options(step.technique, step.params)
+            else:  # a plan's parameters also describe engine options; the optimizer takes its own
+                step.params = {k: v for k, v in step.params.items() if k in dict(declared.options)}
             runnable.append(step)
         except NotSupportedHere as exc:
             # asked for by name, or planned but impossible on this device: an error. A planned technique with no

@@ -13,7 +13,7 @@ import hashlib
 import time
 from pathlib import Path
 
-from ..planner.errors import OptiplanError
+from ..planner.errors import ArtifactError, OptiplanError
 from ..planner.fsutil import atomic_folder
 from ..planner.measure.runtime import check_model_folder, quiet_libraries, torch_dtype
 from ..planner.schema.optimize import ArtifactManifest, Runtime
@@ -24,18 +24,18 @@ MANIFEST = "optiplan.json"
 LIBRARIES = ("torch", "transformers", "torchao", "optimum-quanto", "hqq", "safetensors", "accelerate")
 
 
-class ArtifactError(OptiplanError):
-    """A folder that cannot be written or loaded as a model."""
-
-
 def check_folder(path: Path, allow_pickle: bool = False) -> None:
     """A loadable model folder (see `check_model_folder`), or ArtifactError."""
     check_model_folder(path, allow_pickle, ArtifactError)
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+
+
 def load(path: str | Path, device: str | None = None, *, dtype: str | None = None, allow_pickle: bool = False,
-         attn_implementation: str | None = None) -> LoadedModel:
-    """Load a model folder (an optiplan artifact or any Hugging Face causal LM) with its runtime settings."""
+         attn_implementation: str | None = None, tokenizer: str | Path | None = None) -> LoadedModel:
+    """Load a model folder (an optiplan artifact or any Hugging Face causal LM) with its runtime settings;
+    `tokenizer` is a folder to take the tokenizer from when the model's folder has none."""
     quiet_libraries()
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -61,6 +61,11 @@ def load(path: str | Path, device: str | None = None, *, dtype: str | None = Non
         check_folder(path, allow_pickle)
     elif not (path / QUANTO_WEIGHTS_FILE).is_file():
         raise ArtifactError(f"{path}: the manifest names quanto weights but {QUANTO_WEIGHTS_FILE} is missing")
+    tokenizer_folder = Path(tokenizer) if tokenizer else path
+    if not any((tokenizer_folder / name).is_file() for name in TOKENIZER_FILES):
+        raise ArtifactError(f"{tokenizer_folder}: no tokenizer ({', '.join(TOKENIZER_FILES)}); "
+                            + ("pass --tokenizer with the folder of the model's tokenizer" if not tokenizer
+                               else "--tokenizer must name a folder that holds one"))
     try:
         if quanto:
             config = AutoConfig.from_pretrained(path, trust_remote_code=False)
@@ -71,7 +76,7 @@ def load(path: str | Path, device: str | None = None, *, dtype: str | None = Non
                 path, dtype=torch_dtype(runtime.dtype), trust_remote_code=False, use_safetensors=not allow_pickle,
                 attn_implementation="sdpa", device_map=device if quantized and device_kind(device) == "cuda" else None)
             model = model.to(device) if not (quantized and device_kind(device) == "cuda") else model
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder, trust_remote_code=False)
     except OptiplanError:
         raise
     except Exception as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..planner.errors import OptiplanError
+from ..planner.errors import MetricsError
 
 DEFAULT_PROMPTS = (
     "The for statement is used to iterate over",
@@ -13,10 +13,6 @@ DEFAULT_PROMPTS = (
     "The import system finds a module by",
     "A class definition defines a class object and",
 )
-
-
-class MetricsError(OptiplanError):
-    """A workload or evaluation text that cannot be measured."""
 
 
 def default_eval_text() -> str:

@@ -13,12 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..planner.errors import OptiplanError
+from ..planner.errors import NotSupportedHere
 from ..planner.schema.optimize import Runtime
-
-
-class NotSupportedHere(OptiplanError):
-    """A technique that cannot run on this device or without a package, with the reason and what to do."""
 
 
 @dataclass

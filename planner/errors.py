@@ -1,7 +1,8 @@
-"""Errors a user can act on: one sentence, what to do, and close matches where a name was wrong.
+"""Every error a user can act on, in one place: one sentence, what to do, and close matches where a name was
+wrong.
 
-The CLI turns any `OptiplanError` into that sentence and exit code 2 (a usage error); only
-`--debug` shows a traceback.
+The CLI (and the service) turn any `OptiplanError` into that sentence and its exit code (2 for bad input, 3 for a
+workload nothing meets); anything else is an internal error (exit 70). Only `--debug` shows a traceback.
 """
 
 from __future__ import annotations
@@ -44,6 +45,49 @@ class HardwareError(OptiplanError):
 
 class RequestError(OptiplanError):
     """A request whose numbers cannot be right (zero batch, context beyond the model, ...)."""
+
+
+class DeployError(OptiplanError):
+    """A config that cannot be rendered for this engine or hardware."""
+
+
+class ImpossibleError(OptiplanError):
+    """Nothing fits or meets the workload even with every allowed technique (exit code 3). `document` is the
+    advice anyway (an `Advice` with feasible false) where a plan could be made, for JSON readers and reports."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, document=None):
+        super().__init__(message)
+        self.document = document
+
+
+class BenchError(OptiplanError):
+    """A benchmark that cannot run as asked."""
+
+
+class GateInputError(OptiplanError):
+    """A result file the gate cannot compare (exit code 2)."""
+
+
+class MeasureError(OptiplanError):
+    """A model that cannot be measured here."""
+
+
+class PlanError(OptiplanError):
+    """A plan that does not fit the model, or names nothing optiplan can apply."""
+
+
+class ArtifactError(OptiplanError):
+    """A folder that cannot be written or loaded as a model."""
+
+
+class NotSupportedHere(OptiplanError):
+    """A technique that cannot run on this device or without a package, with the reason and what to do."""
+
+
+class MetricsError(OptiplanError):
+    """A workload or evaluation text that cannot be measured."""
 
 
 def suggest(name: str, known: Iterable[str], n: int = 4) -> list[str]:

@@ -31,7 +31,7 @@ def hardware_from_dict(data: dict, where: str) -> HardwareSpec:
         d["memory_bandwidth_bytes_per_s"] = float(d.pop("bandwidth_tbps")) * 1e12
         d["runtime_overhead_bytes"] = int(float(d.pop("runtime_overhead_gib", 0)) * GIB)
         return HardwareSpec(**d)
-    except (KeyError, TypeError, ValueError, ValidationError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError, AttributeError, ValidationError) as exc:
         raise HardwareError(f"{where}: malformed hardware profile: {exc}".splitlines()[0]) from exc
 
 
@@ -46,7 +46,14 @@ def resolve_hardware(name: str) -> HardwareSpec:
         return local_hardware()
     path = Path(name)
     if name.endswith((".yaml", ".yml")) and path.is_file():
-        return hardware_from_dict(profiles.read_yaml(path), str(path))
+        try:
+            data = profiles.read_yaml(path)
+        except Exception as exc:  # noqa: BLE001  yaml.YAMLError, UnicodeDecodeError, OSError: one sentence
+            raise HardwareError(f"{path}: not a hardware YAML: {str(exc).splitlines()[0] if str(exc) else exc}") \
+                from exc
+        if not isinstance(data, dict):
+            raise HardwareError(f"{path}: a hardware profile must be a mapping of fields")
+        return hardware_from_dict(data, str(path))
     hw_id = profiles.resolve_hardware_id(name)
     if hw_id is None:
         names = profiles.hardware_ids() + list(profiles.hardware_aliases()) + ["local"]

@@ -8,7 +8,10 @@ warning. Pure Python: no torch, no transformers.
 
 from __future__ import annotations
 
+import math
 from typing import Any
+
+from pydantic import ValidationError
 
 from ..errors import ModelConfigError
 from ..schema import MLASpec, ModelSpec, MoESpec
@@ -67,6 +70,10 @@ _ALIASES = {
     "max_position_embeddings": ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"),
 }
 
+# No real model has a dimension, layer count, vocabulary or context anywhere near this: a larger value is a typo or
+# garbage, and left in it would make every figure overflow.
+MAX_FIELD = 2**31 - 1
+
 # Multimodal wrappers whose language model lives in `text_config`.
 _TEXT_CONFIG_KEYS = ("text_config", "language_config", "llm_config")
 
@@ -91,11 +98,32 @@ class _Fields:
             if required:
                 raise ModelConfigError(f"{self.where}: required field '{key}' is missing")
             return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or int(value) != value:
             raise ModelConfigError(f"{self.where}: field '{key}' must be an integer, got {value!r}")
         if value < 0:
             raise ModelConfigError(f"{self.where}: field '{key}' must not be negative, got {value}")
+        if value > MAX_FIELD:
+            raise ModelConfigError(f"{self.where}: field '{key}' is {value:.3g}, beyond any real model "
+                                   f"(at most {MAX_FIELD:,})")
         return int(value)
+
+    def number(self, key: str, low: float, high: float, default: float | None = None) -> float | None:
+        """A finite real number in [low, high], or None when absent."""
+        value = self.get(key, default)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or not low <= value <= high:
+            raise ModelConfigError(f"{self.where}: field '{key}' must be a number from {low} to {high}, "
+                                   f"got {value!r}")
+        return float(value)
+
+    def int_list(self, key: str) -> list[int]:
+        value = self.get(key) or []
+        if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise ModelConfigError(f"{self.where}: field '{key}' must be a list of layer indices, got {value!r}")
+        return value
 
     def flag(self, key: str, default: bool = False) -> bool:
         value = self.get(key, default)
@@ -109,7 +137,7 @@ def _text_config(cfg: dict[str, Any]) -> dict[str, Any]:
         inner = cfg.get(key)
         if isinstance(inner, dict):
             merged = dict(inner)
-            merged.setdefault("model_type", cfg.get("model_type", "") + "_text")
+            merged.setdefault("model_type", f"{cfg.get('model_type') or ''}_text")
             if merged["model_type"] == "gemma3":
                 merged["model_type"] = "gemma3_text"
             return merged
@@ -120,12 +148,10 @@ def _rotary_fraction(f: _Fields, key: str) -> float:
     """Share of each head's dimensions that rotary embeddings rotate: a top-level field in older
     configs, inside `rope_parameters` (as partial_rotary_factor) in transformers 5 configs."""
     rope = f.cfg.get("rope_parameters") or {}
-    value = f.cfg.get(key)
+    value = f.number(key, 0.0, 1.0)
     if value is None and isinstance(rope, dict):
-        value = rope.get("partial_rotary_factor")
-    if value is None:
-        value = f.defaults.get(key, 1.0)
-    return float(value)
+        value = _Fields(rope, {}, f.where).number("partial_rotary_factor", 0.0, 1.0)
+    return value if value is not None else float(f.defaults.get(key, 1.0))
 
 
 def _windows(f: _Fields, model_type: str, num_layers: int) -> list[int | None]:
@@ -162,7 +188,7 @@ def _moe(f: _Fields, model_type: str, num_layers: int, hidden: int) -> tuple[MoE
     if model_type in ("qwen2_moe", "qwen3_moe"):
         experts = f.int("num_experts") or 0
         step = f.int("decoder_sparse_step") or 1
-        only_mlp = set(f.get("mlp_only_layers") or [])
+        only_mlp = set(f.int_list("mlp_only_layers"))
         layers = [experts > 0 and i not in only_mlp and (i + 1) % step == 0 for i in range(num_layers)]
         shared = f.int("shared_expert_intermediate_size") if model_type == "qwen2_moe" else 0
         spec = MoESpec(num_experts=experts, top_k=f.int("num_experts_per_tok"),
@@ -190,6 +216,14 @@ def _moe(f: _Fields, model_type: str, num_layers: int, hidden: int) -> tuple[MoE
 
 def model_spec_from_config(config: dict[str, Any], name: str, source: str) -> ModelSpec:
     """Build a ModelSpec from the fields of a config.json. Raises ModelConfigError on bad input."""
+    try:
+        return _spec_from_config(config, name, source)
+    except ValidationError as exc:  # a field of the wrong kind that reached the spec
+        first = exc.errors()[0]
+        raise ModelConfigError(f"{source}: {'.'.join(map(str, first['loc']))}: {first['msg']}") from exc
+
+
+def _spec_from_config(config: dict[str, Any], name: str, source: str) -> ModelSpec:
     if not isinstance(config, dict):
         raise ModelConfigError(f"{source}: a config must be a JSON object, got {type(config).__name__}")
     cfg = _text_config(config)
@@ -209,6 +243,9 @@ def model_spec_from_config(config: dict[str, Any], name: str, source: str) -> Mo
                                "vocab_size must all be positive")
     kv_heads = f.int("num_key_value_heads") or f.int("num_kv_heads") or heads
     head_dim = f.int("head_dim") or hidden // heads
+    if not head_dim:
+        raise ModelConfigError(f"{source}: hidden_size ({hidden}) is smaller than num_attention_heads ({heads}) and "
+                               "no head_dim is given")
     if heads % kv_heads:
         raise ModelConfigError(f"{source}: num_attention_heads ({heads}) is not a multiple of "
                                f"num_key_value_heads ({kv_heads})")
@@ -224,7 +261,7 @@ def model_spec_from_config(config: dict[str, Any], name: str, source: str) -> Mo
         qkv_bias=f.flag("attention_bias"), o_bias=f.flag("attention_bias"), mlp_bias=f.flag("mlp_bias"),
         tie_word_embeddings=f.flag("tie_word_embeddings"), max_position_embeddings=max_pos,
         rotary_fraction=_rotary_fraction(f, "partial_rotary_factor"),
-        attn_logit_softcap=f.get("attn_logit_softcapping"),
+        attn_logit_softcap=f.number("attn_logit_softcapping", 1e-6, 1e6),
     )
     norm_bias_types = {"gpt2", "gpt_neox", "falcon", "starcoder2", "stablelm", "phimoe"}
     if model_type in norm_bias_types:
@@ -291,4 +328,7 @@ def model_spec_from_config(config: dict[str, Any], name: str, source: str) -> Mo
                 warnings=tuple(warnings))
     if spec["intermediate_size"] <= 0:
         raise ModelConfigError(f"{source}: intermediate_size must be positive")
+    if moe is not None and not 1 <= (moe.top_k or 0) <= moe.num_experts:
+        raise ModelConfigError(f"{source}: each token must be routed to between 1 and the {moe.num_experts} experts "
+                               f"(num_experts_per_tok is {moe.top_k})")
     return ModelSpec(**spec)

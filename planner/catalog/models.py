@@ -22,10 +22,14 @@ def read_config_file(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ModelConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ModelConfigError(f"{path}: not a config.json (not UTF-8 text: byte {exc.start} is not valid)") from exc
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ModelConfigError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from exc
+    except RecursionError as exc:
+        raise ModelConfigError(f"{path}: not a config.json (nested too deeply)") from exc
     if not isinstance(data, dict):
         raise ModelConfigError(f"{path}: a config.json must hold a JSON object, not {type(data).__name__}")
     return data

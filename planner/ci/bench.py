@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ... import __version__
-from ..errors import OptiplanError, UnknownNameError
+from ..errors import BenchError, UnknownNameError
 from ..schema.bench import BenchRequest, BenchResult, BenchWorkload, Environment, metric_samples
 
 # name -> (prompts, prompt tokens, new tokens): short enough that a 7B model on one GPU runs the default
@@ -46,10 +46,6 @@ PROSE = (
     "starts quickly but runs slower, so many systems compile only the functions that run often. A benchmark "
     "runs a program many times on a fixed workload, so that a change in speed can be told from the noise."
 )
-
-
-class BenchError(OptiplanError):
-    """A benchmark that cannot run as asked."""
 
 
 def resolve_workload(request: BenchRequest) -> tuple[int, int, int]:
@@ -116,13 +112,14 @@ class ModelTarget:
 
     kind = "model"
 
-    def __init__(self, path: str, device: str):
+    def __init__(self, path: str, device: str, tokenizer: str | None = None):
         from ...optimizers.artifact import load
 
         if not Path(path).exists():
             raise BenchError(f"{path} does not exist (a model folder or an optiplan artifact)")
         self.name, self.device = path, device
-        self.loaded = load(path, device=device)
+        self.loaded = load(path, device=device, tokenizer=tokenizer)
+        self.tokenizer = tokenizer
         param = next(iter(self.loaded.model.parameters()), None)
         self.dtype = str(param.dtype).removeprefix("torch.") if param is not None else None
 
@@ -338,7 +335,7 @@ def run_bench(request: BenchRequest, show_progress: bool = True) -> list[BenchRe
         if request.threads:
             torch.set_num_threads(request.threads)
         threads = torch.get_num_threads()
-        targets = [ModelTarget(path, device) for path in request.models]
+        targets = [ModelTarget(path, device, request.tokenizer) for path in request.models]
         dtype = targets[0].dtype
     targets += [EndpointTarget(url, request.endpoint_model, request.request_timeout_s)
                 for url in request.endpoints]
@@ -365,7 +362,7 @@ def run_bench(request: BenchRequest, show_progress: bool = True) -> list[BenchRe
 
             bar.update(task, description="bench: peak memory in a fresh process")
             memory = {t.name: [float(metrics.peak_memory_bytes(t.name, prompts, max_new_tokens=new_tokens,
-                                                               device=device))
+                                                               device=device, tokenizer=t.tokenizer))
                                for _ in range(request.memory_repeats)] for t in models}
 
     workload = BenchWorkload(name=f"file:{request.prompts_file}" if file_prompts else request.workload,

@@ -53,6 +53,7 @@ def _budgets(items: tuple[str, ...]) -> dict[str, float]:
 @click.option("--prompt-tokens", type=int, default=None, help="Override the workload's prompt length.")
 @click.option("--max-new-tokens", type=int, default=None, help="Override the workload's output length.")
 @click.option("--prompts", "prompts_file", default=None, help="A text file with one prompt per line.")
+@click.option("--tokenizer", default=None, help="Folder of the tokenizer, for model folders that have none.")
 @click.option("--device", default=None, help="cpu or cuda [default: cuda when available].")
 @click.option("--threads", type=int, default=None, help="torch threads (fix it in CI for stable timings).")
 @click.option("--no-quality", is_flag=True, help="Skip perplexity and greedy prefix agreement.")
@@ -120,8 +121,9 @@ def bench(models: tuple[str, ...], endpoints: tuple[str, ...], outputs: tuple[Pa
 @click.option("--fail-on-inconclusive", is_flag=True, help="Exit 1 when a metric is inconclusive too.")
 @click.option("--no-pairing", is_flag=True, help="Compare medians even for interleaved rounds of one session.")
 @click.option("--run-noise", default=None,
-              help="How much a timing median moves between separate bench runs on this machine (e.g. 2%); "
-                   "without it, separate runs give a timing verdict of pass or inconclusive, never regression.")
+              help="How far a timing median drifts between separate bench runs on this machine, at most "
+                   "[default: 10%, measured on the 2-core CI machine]; separate runs regress only beyond the "
+                   "budget plus this.")
 @click.option("--format", "fmt", type=click.Choice(["table", "markdown", "json", "junit"]), default="table",
               show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,

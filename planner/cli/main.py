@@ -1,5 +1,6 @@
 """The `optiplan` command line: thin click commands that build a request model and call one library
-function. Errors a user can fix print one line and exit with code 2; `--debug` shows the traceback."""
+function. Every error prints one line and an exit code (2 bad input, 3 nothing meets the workload, 70 an internal
+error); `--debug` shows the traceback."""
 
 from __future__ import annotations
 
@@ -22,9 +23,12 @@ DEFAULT_HARDWARE = "h100-sxm"
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(__version__, prog_name="optiplan")
-def main() -> None:
+@click.option("--verbose", "-v", is_flag=True, help="Show the third-party libraries' own warnings and logs.")
+def main(verbose: bool) -> None:
     """optiplan: what to do to run a Transformer language model fast, small and cheap on given
     hardware, how much it gains, and proof that it did."""
+    if verbose:  # worker processes inherit it
+        os.environ["OPTIPLAN_VERBOSE"] = "1"
 
 
 @main.command()
@@ -118,8 +122,9 @@ def calibrate(models: tuple[Path, ...], repeats: int, as_json: bool) -> None:
               help="Catalog device id or alias, 'local', or 'auto' to rank catalog devices and counts.")
 @click.option("--gpus", "--devices", "num_devices", type=int, default=None,
               help="Devices [default: 1; with --hardware auto, the search picks].")
-@click.option("--workload", "-w", default="chat", show_default=True,
-              help="Preset (chat, code-completion, rag-long-context, batch-offline, agent, fine-tune) or a YAML/JSON file.")
+@click.option("--workload", "-w", default=None,
+              help="Preset (chat, code-completion, rag-long-context, batch-offline, agent, fine-tune) or a YAML/JSON "
+                   "file [default: fine-tune with --goal training, else chat].")
 @click.option("--goal", type=click.Choice(["memory", "latency", "throughput", "context", "training", "cost"]),
               default=None, help="Override the workload's goal.")
 @click.option("--max-quality-loss", "quality", default=None,
@@ -135,7 +140,7 @@ def calibrate(models: tuple[Path, ...], repeats: int, as_json: bool) -> None:
               help="Also write deployment configs for every engine that runs on the hardware to this folder.")
 @click.option("--force", is_flag=True, help="Replace an existing --emit-configs folder.")
 @friendly
-def advise(model: str, hardware: str, num_devices: int | None, workload: str, goal: str | None, quality: str | None,
+def advise(model: str, hardware: str, num_devices: int | None, workload: str | None, goal: str | None, quality: str | None,
            engine: str | None, concurrency: int | None, max_context: int | None, fmt: str, output: Path | None,
            emit_configs: Path | None, force: bool) -> None:
     """Name the bottleneck of MODEL on the hardware under a workload, and plan what to do about it.
@@ -148,18 +153,30 @@ def advise(model: str, hardware: str, num_devices: int | None, workload: str, go
     Exit codes: 0 a plan, 2 bad input, 3 nothing fits or meets the workload.
     """
     from ..catalog.workloads import parse_percent
+    from ..errors import ImpossibleError
     from ..plan.advise import advise as run_advise
     from ..schema.advice import AdviseRequest
 
-    advice = run_advise(AdviseRequest(model=model, hardware=hardware, num_devices=num_devices, workload=workload,
-                                      goal=goal, max_quality_loss_pct=parse_percent(quality), engine=engine,
-                                      concurrency=concurrency, max_context=max_context))
+    request = AdviseRequest(model=model, hardware=hardware, num_devices=num_devices, workload=workload, goal=goal,
+                            max_quality_loss_pct=parse_percent(quality), engine=engine, concurrency=concurrency,
+                            max_context=max_context)
+    try:
+        advice = run_advise(request)
+    except ImpossibleError as exc:
+        if exc.document is None:  # nothing to show but the sentence (the error boundary prints it)
+            raise
+        _report(exc.document, fmt, output)  # the best plan that fits, with every miss in numbers
+        raise
     if emit_configs is not None:
         from ..deploy.render import TARGETS, render_all, write
 
         files, _ = render_all(advice, [t for t in TARGETS if t != "all"])
         write(files, emit_configs, force=force)
         click.echo(f"wrote {len(files)} deployment files to {emit_configs}", err=True)
+    _report(advice, fmt, output)
+
+
+def _report(advice, fmt: str, output: Path | None) -> None:
     if fmt == "text" and output is None:
         from ..report.advice import text_report
 

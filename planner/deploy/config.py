@@ -13,7 +13,7 @@ from typing import Any
 from ... import profiles
 from ..analytic.setup import default_16bit
 from ..catalog.models import catalog_entry
-from ..errors import OptiplanError
+from ..errors import DeployError
 from ..schema import HardwareSpec
 from ..schema.advice import Advice
 
@@ -28,10 +28,6 @@ IMAGES = {"vllm": "vllm/vllm-openai:v0.10.1", "sglang": "lmsysorg/sglang:v0.5.4"
           "tgi": "ghcr.io/huggingface/text-generation-inference:3.3.4",
           "trtllm": "nvcr.io/nvidia/tensorrt-llm/release:1.0.0", "llama.cpp": "ghcr.io/ggml-org/llama.cpp:server-cuda"}
 HEALTH = {"vllm": "/health", "sglang": "/health", "tgi": "/health", "trtllm": "/health", "llama.cpp": "/health"}
-
-
-class DeployError(OptiplanError):
-    """A config that cannot be rendered for this engine or hardware."""
 
 
 @lru_cache(maxsize=None)

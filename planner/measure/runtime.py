@@ -4,15 +4,12 @@ torch and transformers are imported inside the functions, only when a measuremen
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
-from ..errors import OptiplanError
+from ..errors import MeasureError, OptiplanError
 from ..machine.probe import proc_kib_bytes
-
-
-class MeasureError(OptiplanError):
-    """A model that cannot be measured here."""
 
 
 def vm_hwm_bytes() -> int:
@@ -48,19 +45,28 @@ def torch_dtype(name: str):
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
 
 
+# Libraries whose own warnings and logs optiplan silences unless asked (`optiplan --verbose`)
+THIRD_PARTY = ("torch", "torchao", "transformers", "optimum", "hqq", "accelerate", "safetensors")
+
+
 def quiet_libraries() -> None:
-    """Silence the libraries' own progress bars, load reports and warnings: optiplan shows its own progress."""
+    """Silence the libraries' own progress bars, load reports, logs and warnings (torchao alone prints a dozen
+    lines at import): optiplan shows its own progress. Imports torch first, which resets its loggers' levels on
+    import. OPTIPLAN_VERBOSE=1 (`optiplan --verbose`) leaves them all on."""
     import logging
     import warnings
 
+    if os.environ.get("OPTIPLAN_VERBOSE") == "1":
+        return
+    import torch  # noqa: F401  (its import configures the torch loggers; set their levels after it)
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
-    logging.getLogger("torchao").setLevel(logging.ERROR)
-    logging.getLogger("ContinuousBatchingLogger").setLevel(logging.ERROR)  # "no fast path on CPU", every call
-    warnings.filterwarnings("ignore", module="torchao")
-    warnings.filterwarnings("ignore", module="optimum")
+    for name in (*THIRD_PARTY, "ContinuousBatchingLogger"):  # the last: "no fast path on CPU", every call
+        logging.getLogger(name).setLevel(logging.ERROR)
+    for name in THIRD_PARTY:
+        warnings.filterwarnings("ignore", module=name)
 
 
 def load_model(path: str, dtype: str, device: str):

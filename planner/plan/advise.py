@@ -9,7 +9,7 @@ from ..analytic.profile import model_summary
 from ..catalog.hardware import catalog_hardware, resolve_hardware
 from ..catalog.models import resolve_model
 from ..catalog.workloads import load_workload, with_overrides
-from ..errors import HardwareError, OptiplanError, RequestError, UnknownNameError
+from ..errors import HardwareError, ImpossibleError, RequestError, UnknownNameError
 from ..schema import HardwareSpec, ModelSpec
 from ..schema.advice import (
     Advice,
@@ -36,12 +36,6 @@ def _quick(workload: Workload) -> frozenset[str] | None:
     """The groups a quick search enumerates: formats and parallelism for serving; every training
     technique (there are few) for training."""
     return None if workload.goal == "training" else QUICK_GROUPS
-
-
-class ImpossibleError(OptiplanError):
-    """Nothing fits or meets the workload even with every allowed technique (exit code 3)."""
-
-    exit_code = 3
 
 
 # ---------------------------------------------------------------------------------------------
@@ -144,7 +138,8 @@ def _explain_winner(ranking: list[HardwareOption]) -> str:
     return text
 
 
-def _impossible(spec: ModelSpec, hw: HardwareSpec, devices: int, workload: Workload, best: Candidate | None) -> str:
+def _impossible(spec: ModelSpec, hw: HardwareSpec, devices: int, workload: Workload, best: Candidate | None,
+                nearest: str) -> str:
     where = f"{spec.name} on {devices} x {hw.id}"
     if best is None or not best.predicted.fits:
         what = "nothing fits"
@@ -153,7 +148,7 @@ def _impossible(spec: ModelSpec, hw: HardwareSpec, devices: int, workload: Workl
                      f"{hw.memory_bytes / GB:,.1f} GB available)")
     else:
         what = f"no plan meets the workload ({'; '.join(best.predicted.slo_violations)})"
-    return f"{what}: {where} with every allowed technique; nearest feasible: {_nearest(spec, hw, devices, workload)}"
+    return f"{what}: {where} with every allowed technique; nearest feasible: {nearest}"
 
 
 def _feasible(spec: ModelSpec, hw: HardwareSpec, devices: int, workload: Workload) -> bool:
@@ -210,7 +205,8 @@ def _worse(other: Candidate, best: Candidate, goal: str) -> str:
 
 def resolve_request(request: AdviseRequest) -> tuple[ModelSpec, Workload]:
     spec = resolve_model(request.model)
-    workload = with_overrides(load_workload(request.workload), goal=request.goal,
+    preset = request.workload or ("fine-tune" if request.goal == "training" else "chat")
+    workload = with_overrides(load_workload(preset), goal=request.goal,
                               max_quality_loss_pct=request.max_quality_loss_pct, engine=request.engine,
                               concurrency=request.concurrency, max_context=request.max_context)
     known = set(all_techniques())
@@ -253,8 +249,20 @@ def advise(request: AdviseRequest) -> Advice:
     if best is None or not best.predicted.meets_slo:
         if best is not None and not best.predicted.fits:  # name the smallest plan, not the fastest
             best = min(result.candidates, key=lambda c: c.predicted.memory_per_device_bytes)
-        raise ImpossibleError(_impossible(spec, hw, devices, workload, best))
+        nearest = _nearest(spec, hw, devices, workload)
+        message = _impossible(spec, hw, devices, workload, best, nearest)
+        document = None if best is None else _document(
+            spec, workload, hw, devices, ctx, result, ranked, best, ranking, hardware_reason).model_copy(
+            update={"feasible": False, "infeasible_reason": message.split("; nearest feasible")[0],
+                    "nearest_feasible": nearest})
+        raise ImpossibleError(message, document)
+    return _document(spec, workload, hw, devices, ctx, result, ranked, best, ranking, hardware_reason)
 
+
+def _document(spec: ModelSpec, workload: Workload, hw: HardwareSpec, devices: int, ctx: Context,
+              result: SearchResult, ranked: list[Candidate], best: Candidate, ranking: list[HardwareOption],
+              hardware_reason: str | None) -> Advice:
+    """The advice document for the plan `best`: its steps predicted one by one, alternatives, rejections."""
     techniques = all_techniques()
     steps_t = [techniques[i] for i in best.ids]
     states = apply_steps(result.baseline, steps_t, ctx)

@@ -73,6 +73,10 @@ def text_report(advice: Advice, color: bool = True, file=None) -> str:
     console.print(f"[bold]{a.model.name}[/] on [bold]{a.hardware.count} x {a.hardware.id}[/], "
                   f"workload [bold]{w.name}[/] (goal {w.goal}, budget "
                   f"{'lossless' if w.max_quality_loss_pct == 0 else f'{w.max_quality_loss_pct:g}%'}, engine {w.engine})")
+    if not a.feasible:
+        console.print(f"\n[bold red]Not feasible:[/] {a.infeasible_reason}.\nNearest feasible: {a.nearest_feasible}. "
+                      "The plan below is the best that fits in memory"
+                      + ("" if a.plan.predicted.fits else " (nothing fits: the smallest plan)") + ".")
     console.print(f"\n[bold]Bottleneck:[/] {a.bottleneck.primary} ({a.bottleneck.category})"
                   + (f", then {a.bottleneck.secondary}" if a.bottleneck.secondary else ""))
     for e in a.bottleneck.evidence:

@@ -114,6 +114,10 @@ class Advice(Frozen):
     hardware_ranking: list[HardwareOption] = []
     hardware_reason: str | None = Field(None, description="why --hardware auto chose this device and count")
     warnings: list[str] = []
+    feasible: bool = Field(True, description="false: no plan fits or meets the workload; `plan` is the best that "
+                                             "fits in memory (else the smallest), its misses in predicted.slo_violations")
+    infeasible_reason: str | None = None
+    nearest_feasible: str | None = Field(None, description="the nearest change that makes the workload feasible")
 
 
 class AdviseRequest(Frozen):
@@ -123,7 +127,8 @@ class AdviseRequest(Frozen):
     model: str
     hardware: str = "auto"
     num_devices: int | None = Field(None, description="devices; with --hardware auto, the search picks the count")
-    workload: str = Field("chat", description="preset name or YAML/JSON file")
+    workload: str | None = Field(None, description="preset name or YAML/JSON file [default: fine-tune for the "
+                                                  "training goal, else chat]")
     goal: str | None = None
     max_quality_loss_pct: float | None = None
     engine: str | None = None

@@ -176,8 +176,8 @@ class GateRequest(Frozen):
     allow_different_env: bool = False
     fail_on_inconclusive: bool = False
     pairing: Literal["auto", "off"] = Field("auto", description="auto: pair the rounds of one interleaved session")
-    run_noise_pct: float | None = Field(None, ge=0, lt=100, description="spread of a timing median between "
-                                        "separate bench runs here; None: unknown (separate runs cannot regress)")
+    run_noise_pct: float | None = Field(None, ge=0, lt=100, description="how far a timing median drifts between "
+                                        "separate bench runs here, at most [default: 10, measured on the CI machine]")
 
 
 class BenchRequest(Frozen):
@@ -189,6 +189,7 @@ class BenchRequest(Frozen):
     prompt_tokens: int | None = Field(None, ge=1, description="override the workload's prompt length")
     max_new_tokens: int | None = Field(None, ge=2, description="override the workload's output length")
     prompts_file: str | None = Field(None, description="one prompt per line instead of the built-in prompts")
+    tokenizer: str | None = Field(None, description="folder of the tokenizer, for model folders that have none")
     repeats: int = Field(DEFAULT_REPEATS, ge=1, description="measured rounds; every target runs every prompt once "
                                                             "per round")
     warmup: int = Field(1, ge=0)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -10,8 +10,9 @@ SCHEMA_VERSION = "1.0"
 
 
 class Frozen(BaseModel):
-    # defer_build: a model's validator is built on first use, so a command pays only for the models it uses
-    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
+    # defer_build: a model's validator is built on first use, so a command pays only for the models it uses.
+    # allow_inf_nan: no NaN or infinity in any document optiplan reads or writes (JSON has neither)
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True, allow_inf_nan=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -34,9 +35,9 @@ class Price(Frozen):
 
 class Interconnect(Frozen):
     name: str
-    bandwidth_gbps: float = Field(description="GB/s per device, bidirectional (vendor convention)")
-    max_devices_per_node: int = 8
-    latency_us: float = Field(5.0, description="per hop latency used for collective estimates")
+    bandwidth_gbps: float = Field(gt=0, description="GB/s per device, bidirectional (vendor convention)")
+    max_devices_per_node: int = Field(8, ge=1)
+    latency_us: float = Field(5.0, ge=0, description="per hop latency used for collective estimates")
 
 
 class HardwareFeatures(Frozen):
@@ -60,13 +61,14 @@ class HardwareSpec(Frozen):
     kind: Literal["gpu", "cpu", "tpu", "apple"]
     vendor: str
     aliases: list[str] = []
-    memory_bytes: int = Field(description="memory per device")
-    memory_bandwidth_bytes_per_s: float
-    peak_tflops: dict[str, float] = Field(description="dense peak per compute dtype, no sparsity")
+    memory_bytes: int = Field(gt=0, description="memory per device")
+    memory_bandwidth_bytes_per_s: float = Field(gt=0)
+    peak_tflops: dict[str, Annotated[float, Field(gt=0)]] = Field(min_length=1,
+                                                                  description="dense peak per compute dtype, no sparsity")
     features: HardwareFeatures
     interconnect: Interconnect | None = None
-    runtime_overhead_bytes: int = Field(0, description="memory the runtime takes before any weight")
-    host_link_gbps: float | None = Field(None, description="GB/s one way to host memory; None: unified memory")
+    runtime_overhead_bytes: int = Field(0, ge=0, description="memory the runtime takes before any weight")
+    host_link_gbps: float | None = Field(None, gt=0, description="GB/s one way to host memory; None: unified memory")
     tdp_w: float | None = None
     price: Price | None = None
     sources: list[str] = []

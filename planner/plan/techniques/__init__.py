@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ...catalog.engines import engine_table
+from ...errors import RequestError
 from ...schema import HardwareSpec, ModelSpec
 from ...schema.workload import Workload
 from ..state import PlanState
@@ -41,6 +42,33 @@ PACKAGE_IMPORTS = {"optimum-quanto": "optimum.quanto", "flash-attn": "flash_attn
 
 
 @dataclass(frozen=True)
+class Option:
+    """One parameter a user may give a technique (`-t 'kv-int4:residual_length=32'`)."""
+
+    kind: type  # int, float, str or bool
+    help: str
+    choices: tuple[Any, ...] = ()
+    low: float | None = None
+    high: float | None = None
+
+    def check(self, technique: str, name: str, value: Any) -> str | None:
+        """Why `value` is not valid for this option, or None."""
+        if self.kind is bool and not isinstance(value, bool):
+            return f"{technique}: {name} must be true or false, got {value!r}"
+        if self.kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+            return f"{technique}: {name} must be an integer, got {value!r}"
+        if self.kind is float and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            return f"{technique}: {name} must be a number, got {value!r}"
+        if self.kind is str and not isinstance(value, str):
+            return f"{technique}: {name} must be text, got {value!r}"
+        if self.choices and value not in self.choices:
+            return f"{technique}: {name} must be one of {', '.join(map(str, self.choices))}, got {value!r}"
+        if self.low is not None and value < self.low or self.high is not None and value > self.high:
+            return f"{technique}: {name} must be from {self.low:g} to {self.high:g}, got {value!r}"
+        return None
+
+
+@dataclass(frozen=True)
 class Applied:
     """How `optiplan apply` applies a technique to a real transformers model."""
 
@@ -48,6 +76,18 @@ class Applied:
     devices: tuple[str, ...] = ("cpu", "cuda")  # where the optimizer runs
     changes_weights: bool = False  # rolled back by restoring a copy of the model, not only runtime settings
     aim: tuple[str, str] = ("tpot_ms", "lower")  # the measured figure the step exists to improve, and which way
+    options: tuple[tuple[str, Option], ...] = ()  # the parameters its optimizer reads, checked before it runs
+
+    def check_options(self, technique: str, params: dict[str, Any]) -> None:
+        """Raise RequestError naming the valid parameters when `params` has an unknown name or a bad value."""
+        known = dict(self.options)
+        for name, value in params.items():
+            if name not in known:
+                valid = "; ".join(f"{n} ({o.help})" for n, o in self.options) or "none"
+                raise RequestError(f"{technique} has no parameter '{name}'; its parameters: {valid}")
+            problem = known[name].check(technique, name, value)
+            if problem:
+                raise RequestError(problem)
 
 
 @dataclass(frozen=True)

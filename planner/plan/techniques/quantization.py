@@ -4,9 +4,16 @@ from the papers named, relative to the 16-bit model."""
 from __future__ import annotations
 
 from ..state import PlanState
-from . import Applied, Context, Technique, register
+from . import Applied, Context, Option, Technique, register
 
 WEIGHTS = "weight-format"
+
+# parameters `optiplan apply -t` takes for the optimizers below
+KEEP_HEAD = ("keep_lm_head", Option(bool, "leave lm_head unquantized"))
+BACKEND_AO_QUANTO = ("backend", Option(str, "quantization library", choices=("torchao", "quanto")))
+KV_OPTIONS = (("backend", Option(str, "transformers' cache backend", choices=("quanto", "hqq", "fp8"))),
+              ("residual_length", Option(int, "recent tokens kept unquantized", low=0, high=1 << 20)),
+              ("group_size", Option(int, "quantization group along the head dim", choices=(32, 64, 128))))
 KV = "kv-format"
 
 # Llama-2-7B, WikiText-2 perplexity: FP16 5.47; INT4 g128 RTN 5.73; GPTQ 5.69; AWQ 5.60 (AWQ paper, Table 4).
@@ -47,7 +54,8 @@ register(
         quality_source="LLM.int8() (arXiv 2208.07339) and torchao int8 weight-only: no measurable perplexity change "
                        "at 7B+; 0.1% budgeted",
         params=lambda ctx: {"bits": 8, "scheme": "per-channel symmetric", "activations": "16-bit"},
-        apply=Applied("quantize:int8_weight_only", changes_weights=True, aim=("weights_bytes", "lower"))),
+        apply=Applied("quantize:int8_weight_only", changes_weights=True, aim=("weights_bytes", "lower"),
+                      options=(BACKEND_AO_QUANTO, KEEP_HEAD))),
     Technique(
         id="weight-w8a8-int8", engines=("vllm", "sglang", "trtllm", "transformers"),
         name="int8 weights and activations (SmoothQuant W8A8)", family="weight quantization",
@@ -56,7 +64,8 @@ register(
         packages=("torchao",), data="calibration", quality_risk="low", quality_loss_pct=0.5,
         quality_source="SmoothQuant (arXiv 2211.10438): W8A8 within 0.5% of fp16 on OPT/BLOOM/Llama",
         params=lambda ctx: {"bits": 8, "activations": "int8 dynamic per token"},
-        apply=Applied("quantize:int8_dynamic", changes_weights=True, aim=("weights_bytes", "lower"))),
+        apply=Applied("quantize:int8_dynamic", changes_weights=True, aim=("weights_bytes", "lower"),
+                      options=(KEEP_HEAD,))),
     Technique(
         id="weight-fp8", engines=("vllm", "sglang", "tgi", "trtllm", "transformers"),
         name="fp8 weights (W8A8 fp8 in serving engines, weight-only in transformers)", family="weight quantization",
@@ -84,7 +93,8 @@ register(
         transform=_weights("int4", 128), packages=("optimum", "gptqmodel"), data="calibration",
         quality_risk="medium", quality_loss_pct=4.0, quality_source=_GPTQ_SRC,
         params=lambda ctx: {"bits": 4, "group_size": 128, "method": "gptq"},
-        apply=Applied("quantize:gptq", devices=("cuda",), changes_weights=True, aim=("weights_bytes", "lower"))),
+        apply=Applied("quantize:gptq", devices=("cuda",), changes_weights=True, aim=("weights_bytes", "lower"),
+                      options=(("group_size", Option(int, "int4 group", choices=(32, 64, 128))),))),
     Technique(
         id="weight-int4", engines=("transformers", "llama.cpp"),
         name="int4 weight-only, round to nearest (group 128)", family="weight quantization",
@@ -93,7 +103,9 @@ register(
         transform=_weights("int4", 128), packages=("optimum-quanto",), quality_risk="medium",
         quality_loss_pct=4.8, quality_source=_RTN_SRC,
         params=lambda ctx: {"bits": 4, "group_size": 128, "method": "rtn"},
-        apply=Applied("quantize:int4_weight_only", changes_weights=True, aim=("weights_bytes", "lower"))),
+        apply=Applied("quantize:int4_weight_only", changes_weights=True, aim=("weights_bytes", "lower"),
+                      options=(("group_size", Option(int, "int4 group along the input dim", choices=(32, 64, 128, 256))),
+                               BACKEND_AO_QUANTO, KEEP_HEAD))),
     Technique(
         id="weight-nf4", engines=("vllm", "tgi", "transformers"),
         name="NF4 weights (bitsandbytes)", family="weight quantization", group=WEIGHTS,
@@ -119,7 +131,8 @@ register(
         hardware=("fp8",), quality_risk="low", quality_loss_pct=0.1,
         quality_source="vLLM fp8 KV-cache docs and KIVI (arXiv 2402.02750): 8-bit caches are near-lossless",
         params=lambda ctx: {"dtype": "fp8_e4m3"},
-        apply=Applied("kv_cache:kv_fp8", aim=("cache_bytes", "lower"))),
+        apply=Applied("kv_cache:kv_fp8", aim=("cache_bytes", "lower"),
+                      options=KV_OPTIONS)),
     Technique(
         id="kv-int8", engines=("transformers", "llama.cpp"),
         name="int8 KV cache", family="kv-cache quantization", group=KV,
@@ -128,7 +141,8 @@ register(
         packages=("hqq",), quality_risk="low", quality_loss_pct=0.1,
         quality_source="KIVI (arXiv 2402.02750): 8-bit KV caches are indistinguishable from 16-bit",
         params=lambda ctx: {"dtype": "int8", "group_size": 64},
-        apply=Applied("kv_cache:kv_int8", aim=("cache_bytes", "lower"))),
+        apply=Applied("kv_cache:kv_int8", aim=("cache_bytes", "lower"),
+                      options=KV_OPTIONS)),
     Technique(
         id="kv-int4", engines=("transformers", "llama.cpp"),
         name="int4 KV cache", family="kv-cache quantization", group=KV,
@@ -137,5 +151,6 @@ register(
         packages=("optimum-quanto",), quality_risk="low", quality_loss_pct=0.5,
         quality_source="KIVI (arXiv 2402.02750): even 2-bit caches keep near-identical quality; 0.5% budgeted at 4 bits",
         params=lambda ctx: {"dtype": "int4", "group_size": 64},
-        apply=Applied("kv_cache:kv_int4", aim=("cache_bytes", "lower"))),
+        apply=Applied("kv_cache:kv_int4", aim=("cache_bytes", "lower"),
+                      options=KV_OPTIONS)),
 )

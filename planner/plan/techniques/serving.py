@@ -4,7 +4,7 @@ are valid (`always_on`), and the step-by-step prediction still shows what each o
 from __future__ import annotations
 
 from ...analytic.efficiency import prefill_chunk_tokens
-from . import Applied, Context, Technique, register
+from . import Applied, Context, Option, Technique, register
 
 
 def _no_shared_prefix(ctx: Context) -> str | None:
@@ -22,7 +22,9 @@ register(
         transform=lambda s, c: s.with_(attention="flash"), hardware=("gpu", "flash-attention-2"),
         always_on=True,  # serving engines bundle their kernels; transformers needs flash-attn for FlashAttention-2
         params=lambda c: {"version": 3 if c.hw.features.flash_attention >= 3 else 2},
-        apply=Applied("attention:swap_attention")),
+        apply=Applied("attention:swap_attention",
+                      options=(("implementation", Option(str, "attention kernel", choices=(
+            "auto", "sdpa", "eager", "flex", "flex_attention", "flash", "flash_attention_2", "custom", "optiplan"))),))),
     Technique(
         id="paged-kv", engines=("vllm", "sglang", "tgi", "trtllm", "transformers"),
         name="Paged KV cache with continuous batching", family="serving", group=None,
@@ -31,7 +33,11 @@ register(
         transform=lambda s, c: s.with_(paged_kv=True, continuous_batching=True), always_on=True,
         quality_source="lossless; vLLM (arXiv 2309.06180): earlier systems used 20-38% of KV memory for tokens",
         params=lambda c: {"block_size": 16, "max_num_seqs": c.workload.concurrency},
-        apply=Applied("batching:continuous_batching", aim=("batched_tokens_per_s", "higher"))),
+        apply=Applied("batching:continuous_batching", aim=("batched_tokens_per_s", "higher"),
+                      options=(("concurrency", Option(int, "requests served together", low=1, high=4096)),
+                               ("max_num_seqs", Option(int, "the same, in vLLM's name", low=1, high=4096)),
+                               ("max_tokens", Option(int, "prompt + output tokens per request", low=1, high=1 << 20)),
+                               ("block_size", Option(int, "tokens per cache block", low=1, high=4096))))),
     Technique(
         id="chunked-prefill", engines=("vllm", "sglang", "tgi", "trtllm"),
         name="Chunked prefill", family="serving", requires=("paged-kv",), after=("paged-kv",),
@@ -61,5 +67,7 @@ register(
         quality_source="lossless up to floating-point reassociation",
         params=lambda c: {"mode": "reduce-overhead" if c.hw.kind == "gpu" else "default",
                           "cache_implementation": "static"},
-        apply=Applied("compile:compile_forward")),
+        apply=Applied("compile:compile_forward",
+                      options=(("mode", Option(str, "torch.compile mode", choices=("default", "reduce-overhead", "max-autotune"))),
+                               ("cache_implementation", Option(str, "the cache compiled over", choices=("static",)))))),
 )

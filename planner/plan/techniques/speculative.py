@@ -5,7 +5,7 @@ bandwidth-bound and verifying gamma+1 tokens costs about as much as one."""
 from __future__ import annotations
 
 from ..state import PlanState, Speculation
-from . import Applied, Context, Technique, register
+from . import Applied, Context, Option, Technique, register
 
 GROUP = "speculative"
 LEVIATHAN = ("lossless by construction (Leviathan et al., arXiv 2211.17192); expected tokens per step "
@@ -44,7 +44,9 @@ register(
         check=_batch_one_in_transformers, quality_source=LEVIATHAN,
         params=lambda c: {"draft_model": c.draft.name if c.draft else None, "num_speculative_tokens": DRAFT_TOKENS,
                           "expected_acceptance": DRAFT_ACCEPTANCE},
-        apply=Applied("speculative:draft_model")),
+        apply=Applied("speculative:draft_model",
+                      options=(("draft", Option(str, "folder of the draft model (or --draft)")),
+                               ("num_assistant_tokens", Option(int, "drafted tokens per step [default: tuned]", low=1, high=64))))),
     Technique(
         id="spec-ngram", engines=("vllm", "sglang", "tgi", "trtllm", "transformers"),
         name="Prompt-lookup (n-gram) speculation", family="speculative decoding", group=GROUP,
@@ -53,7 +55,9 @@ register(
         check=_batch_one_in_transformers, quality_source=LEVIATHAN,
         params=lambda c: {"method": "ngram", "num_speculative_tokens": NGRAM_TOKENS, "prompt_lookup_max": 4,
                           "expected_acceptance": _ngram_acceptance(c)},
-        apply=Applied("speculative:prompt_lookup")),
+        apply=Applied("speculative:prompt_lookup",
+                      options=(("prompt_lookup_num_tokens", Option(int, "tokens copied per step", low=1, high=64)),
+                               ("max_matching_ngram_size", Option(int, "longest n-gram matched", low=1, high=16))))),
     Technique(
         id="spec-mtp", engines=("vllm", "sglang", "trtllm"),
         name="Speculation with the model's own MTP heads", family="speculative decoding", group=GROUP,

@@ -224,3 +224,20 @@ def test_endpoint_requests_are_bounded_and_errors_are_one_line(server):
     assert res.exit_code == 2 and res.stderr.startswith("error: endpoint") and "Traceback" not in res.output
     refused = run_bench(["--endpoint", "http://127.0.0.1:9", "-w", "smoke", "--timeout", "2"])
     assert refused.exit_code == 2 and "endpoint http://127.0.0.1:9" in refused.stderr
+
+
+def test_a_model_folder_without_a_tokenizer_is_one_sentence_or_takes_tokenizer(tmp_path):
+    pytest.importorskip("torch")
+    import shutil
+
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("config.json", "generation_config.json", "model.safetensors"):
+        shutil.copy(Path(TARGET) / name, bare / name)
+    result = run_bench([str(bare), "--repeat", "1", "--no-quality", "--no-memory", "-o", str(tmp_path / "r.json")])
+    assert result.exit_code == 2 and "no tokenizer" in result.output and "--tokenizer" in result.output
+    assert "Traceback" not in result.output
+    ok = run_bench([str(bare), "--tokenizer", TARGET, "--repeat", "1", "--warmup", "0", "--prompt-tokens", "8",
+                    "--max-new-tokens", "4", "--no-quality", "--no-memory", "-o", str(tmp_path / "r.json")])
+    assert ok.exit_code == 0, ok.output
+    assert load(tmp_path / "r.json").metrics["tpot_ms"].samples
