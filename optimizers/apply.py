@@ -27,6 +27,16 @@ from .workspace import NotSupportedHere, Workspace
 
 NOISE = 0.03  # a step's measured ratio must beat 1 by more than this to count as a gain
 
+# The figure each goal is judged by (quick_figures' keys) and which way is better
+GOAL_METRIC = {"latency": ("tpot_ms", "lower"), "throughput": ("batched_tokens_per_s", "higher"),
+               "cost": ("batched_tokens_per_s", "higher"), "memory": ("weights_bytes", "lower"),
+               "context": ("cache_bytes", "lower")}
+# Where speed is not the goal, a planner step may still cost only so much of it: a memory plan that serves 14x
+# slower is not a plan anyone ships (issue 13: batched throughput kept at 0.8x or better; time per token may grow
+# by half, the price of weights a third the size on a CPU without int8 matmul kernels)
+BATCHED_FLOOR = 0.8
+TPOT_CEILING = 1.5
+
 
 @dataclass
 class StepSpec:
@@ -89,13 +99,16 @@ def _with_predictions(advice) -> list[StepSpec]:
     return steps
 
 
-def steps_from_goal(source: Path, goal: str, hardware: str, workload: str) -> tuple[list[StepSpec], dict[str, Any]]:
+def steps_from_goal(source: Path, goal: str, hardware: str, workload: str | None, context: int | None = None,
+                    concurrency: int | None = None, max_quality_loss_pct: float | None = None
+                    ) -> tuple[list[StepSpec], dict[str, Any]]:
     """Ask the planner: this machine's hardware, the transformers engine, one device."""
     from ..planner.plan.advise import advise
     from ..planner.schema import AdviseRequest
 
     advice = advise(AdviseRequest(model=str(source), hardware=hardware, num_devices=1, workload=workload, goal=goal,
-                                  engine="transformers"))
+                                  engine="transformers", max_context=context, concurrency=concurrency,
+                                  max_quality_loss_pct=max_quality_loss_pct))
     return _with_predictions(advice), json.loads(advice.model_dump_json())
 
 
@@ -137,6 +150,21 @@ def quick_figures(ws: Workspace, long_context: int = 384) -> dict[str, float]:
             "batched_tokens_per_s": produced / (time.perf_counter() - start)}
 
 
+def losses(goal: str | None, ratios: dict[str, float]) -> list[str]:
+    """What a step's measured ratios (after / before) cost, in words: the goal's figure worse beyond noise, or
+    speed beyond BATCHED_FLOOR / TPOT_CEILING where speed is not the goal."""
+    out = []
+    metric, direction = GOAL_METRIC.get(goal or "", (None, None))
+    ratio = ratios.get(metric) if metric else None
+    if ratio is not None and (ratio > 1 + NOISE if direction == "lower" else ratio < 1 - NOISE):
+        out.append(f"{metric} {ratio:.2f}x, against the {goal} goal")
+    if ratios.get("tpot_ms", 1.0) > TPOT_CEILING and metric != "tpot_ms":
+        out.append(f"time per token {ratios['tpot_ms']:.2f}x")
+    if ratios.get("batched_tokens_per_s", 1.0) < BATCHED_FLOOR and metric != "batched_tokens_per_s":
+        out.append(f"batched tokens/s {ratios['batched_tokens_per_s']:.2f}x")
+    return out
+
+
 def gain_shown(step: StepSpec, before: dict[str, float], after: dict[str, float]) -> tuple[bool, dict[str, float]]:
     """Whether the figure the step's declaration aims at improved beyond noise, and every measured ratio."""
     ratios = {k: after[k] / before[k] for k in after if before.get(k)}
@@ -146,12 +174,18 @@ def gain_shown(step: StepSpec, before: dict[str, float], after: dict[str, float]
 
 
 def apply(source: str | Path, out: str | Path, *, goal: str | None = None, plan: str | Path | None = None,
-          techniques: list[str] | None = None, hardware: str = "local", workload: str = "chat",
+          techniques: list[str] | None = None, hardware: str = "local", workload: str | None = None,
           draft: str | Path | None = None, device: str | None = None, dtype: str = "fp32", force: bool = False,
-          drop_unprofitable: bool = False, verify: bool = True, verify_options: dict[str, Any] | None = None,
-          allow_pickle: bool = False,
+          drop_unprofitable: bool = False, keep_all: bool = False, verify: bool = True,
+          verify_options: dict[str, Any] | None = None, allow_pickle: bool = False,
+          context: int | None = None, concurrency: int | None = None, max_quality_loss_pct: float | None = None,
           log: Callable[[str], None] = lambda line: None) -> ArtifactManifest:
-    """Apply a plan to the model at `source` and write the optimized folder `out` (then verify it)."""
+    """Apply a plan to the model at `source` and write the optimized folder `out` (then verify it).
+
+    A planner-chosen step (`goal`, `plan`) is measured right after it is applied and rolled back when its gain
+    did not show, when it made the goal's figure worse, or when it cost too much speed where speed is not the
+    goal (`losses`); `keep_all` keeps them. Steps named with `techniques` are kept and flagged,
+    unless `drop_unprofitable`. If nothing is left, the unchanged model is written with its manifest."""
     quiet_libraries()
     from .artifact import ArtifactError, check_folder, load, write_artifact
     from .runtime import default_device
@@ -162,13 +196,15 @@ def apply(source: str | Path, out: str | Path, *, goal: str | None = None, plan:
         raise ArtifactError(f"{out} exists; pass --force to replace it")
     if sum(x is not None and x != [] for x in (goal, plan, techniques)) != 1:
         raise PlanError("say what to apply: one of --goal, --plan or --technique")
-    plan_json = None
+    plan_json, goal_of_plan = None, None
     if techniques:
         steps = [parse_technique(t) for t in techniques]
     elif plan is not None:
         steps, plan_json = steps_from_plan(Path(plan), source)
+        goal_of_plan = plan_json["workload"]["goal"]
     else:
-        steps, plan_json = steps_from_goal(source, goal, hardware, workload)
+        steps, plan_json = steps_from_goal(source, goal, hardware, workload, context, concurrency,
+                                           max_quality_loss_pct)
     device = device or default_device()
     runnable, records = [], []
     for step in ordered(steps):
@@ -189,16 +225,19 @@ def apply(source: str | Path, out: str | Path, *, goal: str | None = None, plan:
             records.append(StepRecord(technique=step.technique, status="skipped", detail=str(exc),
                                       params=step.params, predicted=step.predicted))
     if not runnable:
-        raise PlanError("nothing in the plan can be applied to a transformers model here: "
-                        + "; ".join(r.detail for r in records))
+        log("nothing in the plan can be applied to a transformers model here ("
+            + "; ".join(r.detail for r in records) + "): the model is written unchanged, with its manifest")
 
     base = load(source, device, dtype=dtype, allow_pickle=allow_pickle)
     ws = Workspace(model=base.model, tokenizer=base.tokenizer, device=device, source=source)
     ws.runtime.dtype = dtype
-    figures = quick_figures(ws)
+    figures = quick_figures(ws) if runnable else {}
+    planned = not techniques
+    judged_by = goal or (goal_of_plan if plan is not None else None)
+    guard = (planned and not keep_all) or drop_unprofitable
     for step in runnable:
         opt = registry()[step.technique]
-        saved = (copy.deepcopy(ws.model) if drop_unprofitable and opt.changes_weights else None,
+        saved = (copy.deepcopy(ws.model) if guard and opt.changes_weights else None,
                  ws.runtime.model_copy(deep=True), ws.draft, ws.quantization_config)
         log(f"applying {step.technique}")
         try:
@@ -209,17 +248,23 @@ def apply(source: str | Path, out: str | Path, *, goal: str | None = None, plan:
             raise OptiplanError(f"{step.technique} failed on {source}: {str(exc).strip().splitlines()[0]}") from exc
         after = quick_figures(ws)
         shown, ratios = gain_shown(step, figures, after)
+        costs = losses(judged_by, ratios)
         status = "applied"
-        if drop_unprofitable and not shown:
+        if (planned and not keep_all and (not shown or costs)) or (drop_unprofitable and not shown):
             model, ws.runtime, ws.draft, ws.quantization_config = saved
             ws.model = model if model is not None else ws.model
             status, after = "rolled-back", figures
+            detail += "; rolled back: " + ("; ".join(costs) if costs else "its gain did not show here")
+        elif costs:
+            detail += "; kept " + ("as asked" if not planned else "(--keep-all)") + " although it cost " + \
+                "; ".join(costs)
         records.append(StepRecord(technique=step.technique, status=status, detail=detail, params=_plain(step.params),
                                   predicted=step.predicted, measured={k: round(v, 4) for k, v in ratios.items()},
                                   gain_shown=shown))
-        log(f"  {detail}; {'gain shown' if shown else 'no measured gain'}"
-            + (" (rolled back)" if status == "rolled-back" else ""))
+        log(f"  {detail}; {'gain shown' if shown else 'no measured gain'}")
         figures = after
+    if runnable and not any(r.status == "applied" for r in records):
+        log("nothing in the plan helps here: the model is written unchanged, with the measurements in its manifest")
     manifest = ArtifactManifest(source=str(source), created="", device=device, goal=goal, steps=records,
                                 runtime=ws.runtime, libraries={}, sha256={}, plan=plan_json)
     manifest = write_artifact(ws, out, manifest, force=force)

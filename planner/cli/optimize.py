@@ -26,21 +26,27 @@ def _log(line: str) -> None:
 @click.option("--technique", "-t", "techniques", multiple=True,
               help="Apply these techniques, e.g. -t weight-w8a8-int8 -t 'sliding-window-sinks:window=256'.")
 @click.option("--hardware", "-H", default="local", show_default=True, help="Hardware the planner plans for.")
-@click.option("--workload", "-w", default="chat", show_default=True, help="Workload the planner plans for.")
+@click.option("--workload", "-w", default=None, help="Workload the planner plans for [default: chat].")
+@click.option("--context", type=int, default=None, help="Override the workload's longest sequence.")
+@click.option("--concurrency", type=int, default=None, help="Override the workload's concurrent sequences.")
+@click.option("--max-quality-loss", "quality", default=None, help="Perplexity increase allowed, e.g. 1%.")
 @click.option("--draft", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Draft model folder for speculative decoding (same tokenizer).")
 @click.option("--device", default=None, help="cpu or cuda [default: cuda when present].")
 @click.option("--dtype", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True)
 @click.option("--force", is_flag=True, help="Replace the output folder if it exists.")
-@click.option("--drop-unprofitable", is_flag=True, help="Roll back a step whose measured gain did not show.")
+@click.option("--drop-unprofitable", is_flag=True,
+              help="Also roll back a step named with -t whose measured gain did not show.")
+@click.option("--keep-all", is_flag=True,
+              help="Keep planner-chosen steps that measured as a loss here (rolled back by default).")
 @click.option("--no-verify", is_flag=True, help="Skip the before/after verification at the end.")
 @click.option("--repeats", type=int, default=5, show_default=True, help="Interleaved repeats when verifying.")
 @click.option("--eval-text", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Held-out text for perplexity [default: built-in corpus].")
 @click.option("--allow-pickle", is_flag=True, help="Load pickle (*.bin) weights: only for a source you trust.")
 @friendly
-def apply(model: Path, out: Path, goal, plan, techniques, hardware, workload, draft, device, dtype, force,
-          drop_unprofitable, no_verify, repeats, eval_text, allow_pickle) -> None:
+def apply(model: Path, out: Path, goal, plan, techniques, hardware, workload, context, concurrency, quality, draft,
+          device, dtype, force, drop_unprofitable, keep_all, no_verify, repeats, eval_text, allow_pickle) -> None:
     """Apply a plan to a real model and write an optimized model folder (then verify it).
 
     \b
@@ -49,10 +55,13 @@ def apply(model: Path, out: Path, goal, plan, techniques, hardware, workload, dr
       optiplan apply ./my-model -t weight-w8a8-int8 -t spec-draft --draft ./small -o ./out
     """
     from ...optimizers.apply import apply as run
+    from ..catalog.workloads import parse_percent
 
     manifest = run(model, out, goal=goal, plan=plan, techniques=list(techniques) or None, hardware=hardware,
                    workload=workload, draft=draft, device=device, dtype=dtype, force=force,
-                   drop_unprofitable=drop_unprofitable, verify=not no_verify, allow_pickle=allow_pickle,
+                   drop_unprofitable=drop_unprofitable, keep_all=keep_all, verify=not no_verify,
+                   allow_pickle=allow_pickle, context=context, concurrency=concurrency,
+                   max_quality_loss_pct=parse_percent(quality),
                    verify_options={"repeats": repeats, "eval_text": eval_text, "progress": _log}, log=_log)
     _log(f"wrote {out}")
     if manifest.verify is not None:

@@ -25,7 +25,7 @@ from ..schema.workload import Workload
 from .bottleneck import classify
 from .predict import evaluate
 from .search import Candidate, SearchResult, apply_steps, pareto_alternatives, rank, search
-from .techniques import Context, all_techniques
+from .techniques import Context, all_techniques, runtime_conflict
 
 GB = 1e9
 AUTO_COUNTS = (1, 2, 4, 8)
@@ -182,8 +182,12 @@ def _rejections(best: Candidate, ranked: list[Candidate], result: SearchResult, 
                       "in fp8, weights that fit without offload)")
         if reason is None:
             holder = next((c for c in best.ids if t.group and techniques[c].group == t.group), None)
+            clash = next(filter(None, (runtime_conflict(t, techniques[c], ctx.workload.engine) for c in best.ids)),
+                         None)
             if holder is not None:
                 reason = f"one {t.group} per plan: the plan uses {holder}"
+            elif clash is not None:
+                reason = clash
             else:
                 with_it = next((c for c in ranked if t_id in c.ids and set(c.ids) - {t_id} <= chosen), None)
                 if with_it is None:
@@ -203,7 +207,8 @@ def _worse(other: Candidate, best: Candidate, goal: str) -> str:
             f"{b.throughput_tokens_per_s:,.0f} tokens/s, {b.memory_per_device_bytes / GB:,.1f} GB without")
 
 
-def resolve_request(request: AdviseRequest) -> tuple[ModelSpec, Workload]:
+def resolve_request(request: AdviseRequest) -> tuple[ModelSpec, Workload, list[str]]:
+    """The model and the workload with the request's overrides, and notes for the report (a clipped preset)."""
     spec = resolve_model(request.model)
     preset = request.workload or ("fine-tune" if request.goal == "training" else "chat")
     workload = with_overrides(load_workload(preset), goal=request.goal,
@@ -214,17 +219,33 @@ def resolve_request(request: AdviseRequest) -> tuple[ModelSpec, Workload]:
     if unknown:
         raise UnknownNameError("technique", unknown[0], known, "`optiplan techniques` lists them")
     if spec.max_position_embeddings < workload.context_needed:
-        raise ImpossibleError(f"the workload needs {workload.context_needed:,} tokens of context and {spec.name} "
-                              f"supports {spec.max_position_embeddings:,}; nearest feasible: a model with a longer "
-                              f"context, or --context {spec.max_position_embeddings}")
-    return spec, workload
+        if request.max_context is not None:  # the user asked for this context: say it cannot be had
+            raise ImpossibleError(f"the workload needs {workload.context_needed:,} tokens of context and {spec.name} "
+                                  f"supports {spec.max_position_embeddings:,}; nearest feasible: a model with a longer "
+                                  f"context, or --context {spec.max_position_embeddings}")
+        clipped = clip_to_context(workload, spec.max_position_embeddings)
+        return spec, clipped, [f"workload {workload.name} clipped to {spec.name}'s {spec.max_position_embeddings:,}-"
+                               f"token context: it asked for {workload.context_needed:,} (prompts p95 "
+                               f"{workload.prompt_tokens_p95:,}, outputs p95 {workload.output_tokens_p95:,}); now "
+                               f"prompts p95 {clipped.prompt_tokens_p95:,}, outputs p95 {clipped.output_tokens_p95:,}"]
+    return spec, workload, []
+
+
+def clip_to_context(workload: Workload, limit: int) -> Workload:
+    """A preset's sequences cut to the model's context: outputs kept up to half of it, prompts take the rest."""
+    output_p95 = min(workload.output_tokens_p95, limit // 2)
+    prompt_p95 = min(workload.prompt_tokens_p95, limit - output_p95)
+    changes = {"max_context": limit, "prompt_tokens_p95": prompt_p95,
+               "prompt_tokens_mean": min(workload.prompt_tokens_mean, prompt_p95),
+               "output_tokens_p95": output_p95, "output_tokens_mean": min(workload.output_tokens_mean, output_p95)}
+    return with_overrides(workload, **changes)
 
 
 def advise(request: AdviseRequest) -> Advice:
     """The Python API of `optiplan advise`."""
     if request.num_devices is not None and request.num_devices < 1:
         raise RequestError(f"num devices must be at least 1, got {request.num_devices}")
-    spec, workload = resolve_request(request)
+    spec, workload, notes = resolve_request(request)
     ranking: list[HardwareOption] = []
     hardware_reason = None
     if request.hardware.strip().lower() == "auto":
@@ -252,16 +273,16 @@ def advise(request: AdviseRequest) -> Advice:
         nearest = _nearest(spec, hw, devices, workload)
         message = _impossible(spec, hw, devices, workload, best, nearest)
         document = None if best is None else _document(
-            spec, workload, hw, devices, ctx, result, ranked, best, ranking, hardware_reason).model_copy(
+            spec, workload, hw, devices, ctx, result, ranked, best, ranking, hardware_reason, notes).model_copy(
             update={"feasible": False, "infeasible_reason": message.split("; nearest feasible")[0],
                     "nearest_feasible": nearest})
         raise ImpossibleError(message, document)
-    return _document(spec, workload, hw, devices, ctx, result, ranked, best, ranking, hardware_reason)
+    return _document(spec, workload, hw, devices, ctx, result, ranked, best, ranking, hardware_reason, notes)
 
 
 def _document(spec: ModelSpec, workload: Workload, hw: HardwareSpec, devices: int, ctx: Context,
               result: SearchResult, ranked: list[Candidate], best: Candidate, ranking: list[HardwareOption],
-              hardware_reason: str | None) -> Advice:
+              hardware_reason: str | None, notes: list[str]) -> Advice:
     """The advice document for the plan `best`: its steps predicted one by one, alternatives, rejections."""
     techniques = all_techniques()
     steps_t = [techniques[i] for i in best.ids]
@@ -275,7 +296,7 @@ def _document(spec: ModelSpec, workload: Workload, hw: HardwareSpec, devices: in
     baseline = evaluate(result.baseline, workload)
     alternatives = [Alternative(techniques=list(c.ids), predicted=evaluate(c.state, workload),
                                 note=_alternative_note(c, best)) for c in pareto_alternatives(best, ranked)]
-    warnings = list(spec.warnings)
+    warnings = [*notes, *spec.warnings]
     if not baseline.fits:
         warnings.append("the baseline does not fit: its latency figures are what it would take if it did")
     return Advice(

@@ -130,4 +130,10 @@ def describe(t: Technique) -> dict:
             "requires": list(t.requires), "conflicts": list(t.conflicts), "after": list(t.after),
             "quality_risk": t.quality_risk,
             "quality_loss_pct": None if callable(t.quality_loss_pct) else t.quality_loss_pct,
-            "quality_source": t.quality_source, "always_on": t.always_on}
+            "quality_source": t.quality_source, "always_on": t.always_on, "engines": list(t.engines),
+            "runtime": {engine: {"cache": c.uses(), "cache_needs": list(c.cache_needs), "batch_one": c.batch_one}
+                        for engine, c in t.combines.items()},
+            "apply": None if t.apply is None else {
+                "optimizer": t.apply.optimizer, "devices": list(t.apply.devices), "aim": list(t.apply.aim),
+                "options": {name: {"type": o.kind.__name__, "help": o.help, "choices": list(o.choices) or None,
+                                   "low": o.low, "high": o.high} for name, o in t.apply.options}}}

@@ -16,7 +16,7 @@ from ..schema.advice import Prediction
 from .graph import conflicting, plan_order
 from .predict import evaluate
 from .state import PlanState, baseline_state
-from .techniques import Context, Technique, all_techniques, static_reason
+from .techniques import Context, Technique, all_techniques, runtime_conflict, static_reason
 
 
 @dataclass(frozen=True)
@@ -68,11 +68,16 @@ def _unchanged(before: PlanState, after: PlanState) -> bool:
         {k: v for k, v in vars(after).items() if k != "quality_loss_pct"}
 
 
-def _consistent(ids: set[str], techniques: dict[str, Technique]) -> bool:
+def _clash(a: str, b: str, techniques: dict[str, Technique], engine: str) -> bool:
+    """Declared conflict, or one inside the engine's runtime (two caches in one generation, ...)."""
+    return conflicting(a, b) or runtime_conflict(techniques[a], techniques[b], engine) is not None
+
+
+def _consistent(ids: set[str], techniques: dict[str, Technique], engine: str) -> bool:
     for i in ids:
         if any(dep not in ids for dep in techniques[i].requires):
             return False
-    return not any(conflicting(a, b) for a, b in itertools.combinations(sorted(ids), 2))
+    return not any(_clash(a, b, techniques, engine) for a, b in itertools.combinations(sorted(ids), 2))
 
 
 def search(ctx: Context, only_groups: frozenset[str] | None = None) -> SearchResult:
@@ -108,12 +113,16 @@ def search(ctx: Context, only_groups: frozenset[str] | None = None) -> SearchRes
     no_ops: set[str] = set()
     used: set[str] = set()
     seen: set[tuple[str, ...]] = set()
+    engine = workload.engine
     for combo in itertools.product(*groups.values()):
-        ids = always_ids | {t.id for t in combo if t is not None}
-        if not _consistent(ids, techniques):
-            # drop always-on techniques whose requirements the combination removed
+        chosen = {t.id for t in combo if t is not None}
+        ids = always_ids | chosen
+        if not _consistent(ids, techniques, engine):
+            # the combination's choices win: drop always-on techniques that clash with them, then those whose
+            # requirements went with them
+            ids = chosen | {a for a in always_ids if not any(_clash(a, c, techniques, engine) for c in chosen)}
             ids = {i for i in ids if all(d in ids for d in techniques[i].requires)}
-            if not _consistent(ids, techniques):
+            if not _consistent(ids, techniques, engine):
                 continue
         order = tuple(plan_order(sorted(ids)))
         if order in seen:

@@ -9,7 +9,7 @@ declarations only.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ...catalog.engines import engine_table
@@ -91,6 +91,32 @@ class Applied:
 
 
 @dataclass(frozen=True)
+class Combines:
+    """How a technique combines with others inside one engine's runtime (e.g. transformers' `generate`)."""
+
+    cache: str | None = None  # the KV-cache implementation it installs: a generation has one
+    cache_needs: tuple[str, ...] = ()  # caches it works with ("dynamic": the engine's default, croppable one)
+    batch_one: bool = False  # it serves one sequence at a time
+
+    def uses(self) -> str:
+        return self.cache or "dynamic"
+
+
+def runtime_conflict(a: Technique, b: Technique, engine: str) -> str | None:
+    """Why `a` and `b` cannot run together in `engine`'s runtime (declared in `combines`), or None."""
+    ca, cb = a.combines.get(engine), b.combines.get(engine)
+    if ca is None or cb is None:
+        return None
+    if ca.cache and cb.cache:
+        return (f"{engine} runs one KV cache per generation: {a.id} installs a {ca.cache} cache, {b.id} a "
+                f"{cb.cache} cache")
+    for x, cx, y, cy in ((a, ca, b, cb), (b, cb, a, ca)):
+        if cx.cache_needs and cy.uses() not in cx.cache_needs:
+            return f"{x.id} needs a {' or '.join(cx.cache_needs)} cache in {engine}, and {y.id} installs a {cy.uses()} one"
+    return None
+
+
+@dataclass(frozen=True)
 class Technique:
     id: str
     name: str
@@ -114,6 +140,7 @@ class Technique:
     check: Callable[[Context], str | None] | None = None  # a reason it cannot apply here, or None
     params: Callable[[Context], dict[str, Any]] | None = None
     apply: Applied | None = None  # None: a serving engine applies it (`optiplan configs`), not `optiplan apply`
+    combines: dict[str, Combines] = field(default_factory=dict)  # engine -> how it shares that engine's runtime
 
     def loss(self, ctx: Context) -> float:
         return self.quality_loss_pct(ctx) if callable(self.quality_loss_pct) else self.quality_loss_pct
@@ -176,6 +203,9 @@ def static_reason(t: Technique, ctx: Context) -> str | None:
     if not training:
         if w.engine not in t.engines:
             return f"{w.engine} {engine_table()[w.engine]['version']} has no option for it"
+        runtime = t.combines.get(w.engine)
+        if runtime is not None and runtime.batch_one and w.concurrency > 1:
+            return f"{w.engine} serves it one sequence at a time; the workload has {w.concurrency} at once"
     for feature in t.hardware:
         test, reason = HARDWARE_CHECKS[feature]
         if not test(ctx.hw, ctx.devices):

@@ -4,7 +4,7 @@ from the papers named, relative to the 16-bit model."""
 from __future__ import annotations
 
 from ..state import PlanState
-from . import Applied, Context, Option, Technique, register
+from . import Applied, Combines, Context, Option, Technique, register
 
 WEIGHTS = "weight-format"
 
@@ -132,7 +132,8 @@ register(
         quality_source="vLLM fp8 KV-cache docs and KIVI (arXiv 2402.02750): 8-bit caches are near-lossless",
         params=lambda ctx: {"dtype": "fp8_e4m3"},
         apply=Applied("kv_cache:kv_fp8", aim=("cache_bytes", "lower"),
-                      options=KV_OPTIONS)),
+                      options=KV_OPTIONS),
+        combines={"transformers": Combines(cache="quantized")}),
     Technique(
         id="kv-int8", engines=("transformers", "llama.cpp"),
         name="int8 KV cache", family="kv-cache quantization", group=KV,
@@ -142,7 +143,8 @@ register(
         quality_source="KIVI (arXiv 2402.02750): 8-bit KV caches are indistinguishable from 16-bit",
         params=lambda ctx: {"dtype": "int8", "group_size": 64},
         apply=Applied("kv_cache:kv_int8", aim=("cache_bytes", "lower"),
-                      options=KV_OPTIONS)),
+                      options=KV_OPTIONS),
+        combines={"transformers": Combines(cache="quantized")}),
     Technique(
         id="kv-int4", engines=("transformers", "llama.cpp"),
         name="int4 KV cache", family="kv-cache quantization", group=KV,
@@ -152,5 +154,6 @@ register(
         quality_source="KIVI (arXiv 2402.02750): even 2-bit caches keep near-identical quality; 0.5% budgeted at 4 bits",
         params=lambda ctx: {"dtype": "int4", "group_size": 64},
         apply=Applied("kv_cache:kv_int4", aim=("cache_bytes", "lower"),
-                      options=KV_OPTIONS)),
+                      options=KV_OPTIONS),
+        combines={"transformers": Combines(cache="quantized")}),
 )

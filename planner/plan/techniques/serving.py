@@ -4,7 +4,7 @@ are valid (`always_on`), and the step-by-step prediction still shows what each o
 from __future__ import annotations
 
 from ...analytic.efficiency import prefill_chunk_tokens
-from . import Applied, Context, Option, Technique, register
+from . import Applied, Combines, Context, Option, Technique, register
 
 
 def _no_shared_prefix(ctx: Context) -> str | None:
@@ -37,7 +37,8 @@ register(
                       options=(("concurrency", Option(int, "requests served together", low=1, high=4096)),
                                ("max_num_seqs", Option(int, "the same, in vLLM's name", low=1, high=4096)),
                                ("max_tokens", Option(int, "prompt + output tokens per request", low=1, high=1 << 20)),
-                               ("block_size", Option(int, "tokens per cache block", low=1, high=4096))))),
+                               ("block_size", Option(int, "tokens per cache block", low=1, high=4096)))),
+        combines={"transformers": Combines(cache="paged")}),  # generate_batch's own paged cache
     Technique(
         id="chunked-prefill", engines=("vllm", "sglang", "tgi", "trtllm"),
         name="Chunked prefill", family="serving", requires=("paged-kv",), after=("paged-kv",),
@@ -69,5 +70,6 @@ register(
                           "cache_implementation": "static"},
         apply=Applied("compile:compile_forward",
                       options=(("mode", Option(str, "torch.compile mode", choices=("default", "reduce-overhead", "max-autotune"))),
-                               ("cache_implementation", Option(str, "the cache compiled over", choices=("static",)))))),
+                               ("cache_implementation", Option(str, "the cache compiled over", choices=("static",))))),
+        combines={"transformers": Combines(cache="static")}),
 )

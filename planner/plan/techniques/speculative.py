@@ -5,7 +5,7 @@ bandwidth-bound and verifying gamma+1 tokens costs about as much as one."""
 from __future__ import annotations
 
 from ..state import PlanState, Speculation
-from . import Applied, Context, Option, Technique, register
+from . import Applied, Combines, Context, Option, Technique, register
 
 GROUP = "speculative"
 LEVIATHAN = ("lossless by construction (Leviathan et al., arXiv 2211.17192); expected tokens per step "
@@ -28,36 +28,30 @@ def _draft(state: PlanState, ctx: Context) -> PlanState:
     return state.with_(speculation=Speculation("draft", DRAFT_TOKENS, DRAFT_ACCEPTANCE, ctx.draft))
 
 
-def _batch_one_in_transformers(ctx: Context) -> str | None:
-    if ctx.workload.engine == "transformers" and ctx.workload.concurrency > 1:
-        return "transformers' assisted generation supports batch size 1 only"
-    return None
-
-
 register(
     Technique(
         id="spec-draft", engines=("sglang", "trtllm", "transformers", "llama.cpp"),
         name="Speculative decoding with a draft model", family="speculative decoding", group=GROUP,
         summary="A much smaller model of the same tokenizer family proposes tokens; the target verifies them.",
         transform=_draft, model=("draft",), after=("weight-int8", "weight-fp8", "weight-int4-awq", "weight-int4-gptq",
-                                                   "weight-int4", "weight-nf4", "tensor-parallel"),
-        check=_batch_one_in_transformers, quality_source=LEVIATHAN,
+                                                   "weight-int4", "weight-nf4", "tensor-parallel"), quality_source=LEVIATHAN,
         params=lambda c: {"draft_model": c.draft.name if c.draft else None, "num_speculative_tokens": DRAFT_TOKENS,
                           "expected_acceptance": DRAFT_ACCEPTANCE},
         apply=Applied("speculative:draft_model",
                       options=(("draft", Option(str, "folder of the draft model (or --draft)")),
-                               ("num_assistant_tokens", Option(int, "drafted tokens per step [default: tuned]", low=1, high=64))))),
+                               ("num_assistant_tokens", Option(int, "drafted tokens per step [default: tuned]", low=1, high=64)))),
+        combines={"transformers": Combines(cache_needs=("dynamic",), batch_one=True)}),
     Technique(
         id="spec-ngram", engines=("vllm", "sglang", "tgi", "trtllm", "transformers"),
         name="Prompt-lookup (n-gram) speculation", family="speculative decoding", group=GROUP,
         summary="Proposals copied from n-grams of the prompt: no draft model, pays when outputs quote inputs.",
-        transform=lambda s, c: s.with_(speculation=Speculation("ngram", NGRAM_TOKENS, _ngram_acceptance(c))),
-        check=_batch_one_in_transformers, quality_source=LEVIATHAN,
+        transform=lambda s, c: s.with_(speculation=Speculation("ngram", NGRAM_TOKENS, _ngram_acceptance(c))), quality_source=LEVIATHAN,
         params=lambda c: {"method": "ngram", "num_speculative_tokens": NGRAM_TOKENS, "prompt_lookup_max": 4,
                           "expected_acceptance": _ngram_acceptance(c)},
         apply=Applied("speculative:prompt_lookup",
                       options=(("prompt_lookup_num_tokens", Option(int, "tokens copied per step", low=1, high=64)),
-                               ("max_matching_ngram_size", Option(int, "longest n-gram matched", low=1, high=16))))),
+                               ("max_matching_ngram_size", Option(int, "longest n-gram matched", low=1, high=16)))),
+        combines={"transformers": Combines(cache_needs=("dynamic",), batch_one=True)}),
     Technique(
         id="spec-mtp", engines=("vllm", "sglang", "trtllm"),
         name="Speculation with the model's own MTP heads", family="speculative decoding", group=GROUP,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ...analytic.memory import per_device_bytes
 from ..state import PlanState, kv_reserved_tokens, to_setup
-from . import Applied, Context, Option, Technique, register
+from . import Applied, Combines, Context, Option, Technique, register
 
 SINK_WINDOW = 4096
 SINK_TOKENS = 4
@@ -63,7 +63,8 @@ register(
         params=lambda c: {"window": SINK_WINDOW, "sink_tokens": SINK_TOKENS},
         apply=Applied("kv_cache:sinks", aim=("cache_bytes", "lower"),
                       options=(("num_sinks", Option(int, "first tokens always kept", low=0, high=1024)),
-                               ("window", Option(int, "recent tokens kept", low=1, high=1 << 20))))),
+                               ("window", Option(int, "recent tokens kept", low=1, high=1 << 20)))),
+        combines={"transformers": Combines(cache="sinks")}),
     Technique(
         id="structured-pruning", engines=("vllm", "sglang", "tgi", "trtllm", "transformers", "llama.cpp"),
         name="Structured pruning (drop 25% of layers, then heal)", family="compression",

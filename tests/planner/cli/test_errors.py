@@ -112,3 +112,41 @@ def test_any_technique_string_is_accepted_or_refused_in_one_sentence(text):
             registry()[step.technique].declared.check_options(step.technique, step.params)
     except OptiplanError as exc:
         assert str(exc) and "\n" not in str(exc)
+
+
+def _hint_options(text: str) -> list[str]:
+    """The command-line options a 'nearest feasible' hint names: `(--gpus 2)` or `--context 1024`."""
+    import re
+    import shlex
+
+    inner = re.findall(r"\((--[^)]*)\)", text) or re.findall(r"(--[a-z-]+ \S+)", text)
+    return [arg for part in inner for arg in shlex.split(part)]
+
+
+@pytest.mark.parametrize("request_args", [
+    dict(model="llama-3.1-405b", hardware="l4"),                       # nothing fits: another device
+    dict(model="qwen3-30b-a3b", hardware="l4"),                        # an SLO missed: more devices
+    dict(model="llama-3.1-70b", hardware="h100-sxm", max_quality_loss_pct=0.0, workload="chat"),
+    dict(model="gpt2", hardware="h100-sxm", workload="rag-long-context", max_context=131072),  # context
+])
+def test_every_nearest_feasible_hint_is_a_valid_command_line(request_args):
+    from optiplan.planner.errors import ImpossibleError
+    from optiplan.planner.plan.advise import advise
+    from optiplan.planner.schema import AdviseRequest
+
+    try:
+        advise(AdviseRequest(**request_args))
+    except ImpossibleError as exc:
+        hint = str(exc).split("nearest feasible:", 1)[1]
+    else:
+        pytest.skip("feasible now: no hint to check")
+    options = _hint_options(hint)
+    if not options:
+        assert "relax" in hint or "a model with a longer context" in hint
+        return
+    for command in ("advise", "apply"):
+        cmd = main.commands[command]
+        base = ["x", "-o", "y"] if command == "apply" else ["x"]
+        if command == "apply" and not set(options) & {"--context", "--max-quality-loss"}:
+            continue  # apply plans for this machine: device options are advise's
+        cmd.make_context(command, [*base, *options])  # raises click.UsageError on an unknown option or value

@@ -122,9 +122,12 @@ def test_unmeetable_slo_is_impossible():
         run(model="llama-3.1-70b", hardware="l4", num_devices=8, workload="code-completion")
 
 
-def test_context_beyond_the_model_is_impossible():
-    with pytest.raises(ImpossibleError, match="needs 131,072 tokens of context"):
-        run(model="gpt2", hardware="h100-sxm", workload="rag-long-context")
+def test_a_preset_beyond_the_model_context_is_clipped_and_an_asked_context_is_impossible():
+    a = run(model="gpt2", hardware="h100-sxm", workload="rag-long-context")
+    assert a.workload.context_needed == 1024 and a.workload.prompt_tokens_p95 + a.workload.output_tokens_p95 <= 1024
+    assert any("clipped to gpt2's 1,024-token context" in w and "131,072" in w for w in a.warnings)
+    with pytest.raises(ImpossibleError, match="needs 131,072 tokens of context.*--context 1024"):
+        run(model="gpt2", hardware="h100-sxm", workload="rag-long-context", max_context=131072)
 
 
 def test_hardware_auto_ranks_by_cost():
