@@ -59,14 +59,15 @@ def quiet_libraries() -> None:
     if os.environ.get("OPTIPLAN_VERBOSE") == "1":
         return
     import torch  # noqa: F401  (its import configures the torch loggers; set their levels after it)
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
     for name in (*THIRD_PARTY, "ContinuousBatchingLogger"):  # the last: "no fast path on CPU", every call
         logging.getLogger(name).setLevel(logging.ERROR)
     for name in THIRD_PARTY:
         warnings.filterwarnings("ignore", module=name)
+    from transformers.utils import logging as hf_logging  # may import torchao, which logs as it loads
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
 
 
 def load_model(path: str, dtype: str, device: str):

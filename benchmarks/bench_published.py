@@ -1,0 +1,138 @@
+"""How close `optiplan profile` comes to published measurements of real engines (issue 14's validation set in
+benchmarks/published/). Each point is predicted with the same request a user would make (catalog model of the
+same architecture, device, count, tensor parallel, weight dtype, batch, prompt and output lengths, engine), and
+the ratio predicted/published is printed with the median and p90 absolute error per category, per engine and
+per dtype. Writes benchmarks/results/published.json.
+
+Prediction today is the step view: throughput is batch / decode step time (an offline run with no batch given:
+the largest batch that fits), a request's latency is TTFT plus output tokens x TPOT, and TTFT is the prefill of
+the whole batch's prompts at once; points the catalog cannot express (a model of an architecture it lacks, a GGUF format) are
+listed as skipped with the reason.
+
+    python benchmarks/bench_published.py [--show-points]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from pathlib import Path
+
+import yaml
+from _common import write_results
+from optiplan import profiles
+from optiplan.planner.analytic.profile import profile
+from optiplan.planner.errors import OptiplanError
+from optiplan.planner.schema import ProfileRequest
+
+PUBLISHED = Path(__file__).resolve().parent / "published"
+
+# Published checkpoints -> the catalog model of the same architecture (instruct, chat and re-quantized releases
+# share their base model's shapes). Listed one by one: never matched fuzzily.
+ARCHITECTURE = {
+    "meta-llama/Llama-2-7b-chat-hf": "llama-2-7b", "meta-llama/Llama-2-7b-hf": "llama-2-7b",
+    "meta-llama/Llama-3.1-8B-Instruct": "llama-3.1-8b", "nvidia/Llama-3.1-8B-Instruct-FP8": "llama-3.1-8b",
+    "meta-llama/Meta-Llama-3-8B-Instruct": "llama-3.1-8b", "meta-llama/Meta-Llama-3-8B": "llama-3.1-8b",
+    "meta-llama/Llama-3.3-70B-Instruct": "llama-3.1-70b", "nvidia/Llama-3.3-70B-Instruct-FP8": "llama-3.1-70b",
+    "nvidia/Llama-3.3-70B-Instruct-FP4": "llama-3.1-70b", "meta-llama/Meta-Llama-3-70B-Instruct": "llama-3.1-70b",
+    "meta-llama/Meta-Llama-3-70B": "llama-3.1-70b", "amd/Llama-3.1-70B-Instruct-FP8-KV": "llama-3.1-70b",
+    "meta-llama/Llama-3.1-405B-Instruct": "llama-3.1-405b", "nvidia/Llama-3.1-405B-Instruct-FP8": "llama-3.1-405b",
+    "mistralai/Mixtral-8x7B-Instruct-v0.1": "mixtral-8x7b", "mistralai/Mixtral-8x7B-v0.1": "mixtral-8x7b",
+    "deepseek-ai/DeepSeek-R1": "deepseek-v3", "deepseek-ai/DeepSeek-V3": "deepseek-v3",
+    "nvidia/DeepSeek-R1-FP4": "deepseek-v3", "nvidia/DeepSeek-R1-0528-FP4": "deepseek-v3",
+    "nvidia/Qwen3-30B-A3B-FP4": "qwen3-30b-a3b",
+}
+DTYPES = {"bf16": "bf16", "fp16": "fp16", "fp8": "fp8", "int8": "int8", "int4": "int4", "fp4": "fp4",
+          "fp8 (assumed; DeepSeek native FP8)": "fp8"}
+SECONDS = {"s": 1e3, "ms": 1.0}
+
+
+def catalog_model(hub_id: str) -> str | None:
+    return ARCHITECTURE.get(hub_id) or profiles.resolve_model_name(hub_id)
+
+
+def predict(p: dict) -> tuple[float | None, str]:
+    """(predicted value in the published unit, or None, and why not)."""
+    model = catalog_model(p["model"])
+    if model is None:
+        return None, f"{p['model']}: no catalog model of its architecture"
+    dtype = DTYPES.get(p["dtype"])
+    if dtype is None:
+        return None, f"weight format {p['dtype']} has no analytic counterpart"
+    unit = p["unit"]
+    if p["metric"] == "output_tokens_per_s" and ("per GPU" in unit or "/GPU" in unit or "per node" in unit
+                                                 or "not stated" in unit):
+        return None, f"throughput unit '{unit}' is not the deployment's total"
+    batch = p.get("batch") or 1
+    prompt = p.get("input_tokens") or 128
+    output = p.get("output_tokens") or 128
+    engine = "transformers" if p["engine"] == "transformers" else "serving"
+    request = ProfileRequest(model=model, hardware=p["hardware"], num_devices=p.get("num_devices") or 1,
+                             tensor_parallel=p.get("tensor_parallel"), dtype=dtype, batch=batch,
+                             context=prompt + output, prompt_tokens=prompt, engine=engine)
+    try:
+        r = profile(request)
+        if p.get("batch") is None and p["metric"] == "output_tokens_per_s" and r.throughput.max_batch > 1:
+            # an offline run with every request at once: as many sequences as the memory holds
+            r = profile(request.model_copy(update={"batch": min(r.throughput.max_batch, 4096)}))
+    except OptiplanError as exc:
+        return None, f"profile refuses it: {exc}"
+    metric = p["metric"]
+    if metric == "tpot_ms":
+        return r.latency.tpot_ms, ""
+    if metric == "decode_tokens_per_s":
+        return 1e3 / r.latency.tpot_ms, ""
+    if metric == "ttft_ms":
+        return r.latency.ttft_ms / SECONDS[unit], ""
+    if metric == "request_latency_ms":
+        return (r.latency.ttft_ms + output * r.latency.tpot_ms) / SECONDS[unit], ""
+    if metric == "output_tokens_per_s":
+        return r.throughput.tokens_per_s, ""
+    if metric == "memory_gib":
+        return r.memory.per_device_bytes / (1e9 if unit == "GB" else 2**30), ""
+    return None, f"metric {metric} is not predicted"
+
+
+def summary(rows: list[dict], key: str) -> dict[str, dict[str, float]]:
+    groups: dict[str, list[float]] = {}
+    for r in rows:
+        groups.setdefault(r[key], []).append(r["abs_error_pct"])
+    out = {}
+    for name, errors in sorted(groups.items()):
+        errors = sorted(errors)
+        out[name] = {"points": len(errors), "median_pct": statistics.median(errors),
+                     "p90_pct": errors[min(len(errors) - 1, int(0.9 * len(errors)))]}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--show-points", action="store_true")
+    args = parser.parse_args()
+    rows, skipped = [], []
+    for path in sorted(PUBLISHED.glob("*.yaml")):
+        for p in yaml.safe_load(path.read_text())["points"]:
+            value, why = predict(p)
+            if value is None:
+                skipped.append({"id": p["id"], "reason": why})
+                continue
+            ratio = value / p["value"]
+            rows.append({"id": p["id"], "source": path.stem, "category": p["category"], "engine": p["engine"],
+                         "dtype": p["dtype"], "hardware": p["hardware"], "published": p["value"], "predicted": value,
+                         "ratio": ratio, "abs_error_pct": abs(ratio - 1) * 100})
+    if args.show_points:
+        for r in rows:
+            print(f"  {r['id']:48s} {r['category']:18s} published {r['published']:>10.4g} predicted "
+                  f"{r['predicted']:>10.4g}  ratio {r['ratio']:.2f}")
+    print(f"{len(rows)} points predicted, {len(skipped)} skipped (no catalog architecture, a per-GPU throughput, "
+          f"a GGUF format)")
+    tables = {key: summary(rows, key) for key in ("category", "engine", "dtype")}
+    for key, table in tables.items():
+        print(f"\nabsolute error by {key}:")
+        for name, s in table.items():
+            print(f"  {name:20s} {s['points']:3d} points  median {s['median_pct']:6.1f}%  p90 {s['p90_pct']:6.1f}%")
+    write_results("published", {"points": rows, "skipped": skipped, "summary": tables})
+
+
+if __name__ == "__main__":
+    main()
