@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..planner.errors import OptiplanError, PlanError
+from ..planner.fsutil import write_text_atomic
 from ..planner.measure.runtime import quiet_libraries
 from ..planner.plan.graph import plan_order
 from ..planner.plan.techniques import all_techniques
@@ -36,6 +37,7 @@ GOAL_METRIC = {"latency": ("tpot_ms", "lower"), "throughput": ("batched_tokens_p
 # by half, the price of weights a third the size on a CPU without int8 matmul kernels)
 BATCHED_FLOOR = 0.8
 TPOT_CEILING = 1.5
+GOAL_AND_SPEED = ("tpot_ms", "batched_tokens_per_s", "weights_bytes")  # what verify measures of GOAL_METRIC
 
 
 @dataclass
@@ -275,7 +277,21 @@ def apply(source: str | Path, out: str | Path, *, goal: str | None = None, plan:
         report = run_verify(source, out, device=device, dtype=dtype, allow_pickle=allow_pickle,
                             **(verify_options or {}))
         manifest = manifest.model_copy(update={"verify": report})
-        (out / "optiplan.json").write_text(manifest.model_dump_json(indent=2))
+        loss = losses(judged_by, {k: v for k, v in report.measured_ratios.items() if k in GOAL_AND_SPEED})
+        if planned and not keep_all and loss and any(r.status == "applied" for r in records):
+            # the interleaved measurement outranks the quick one after each step: ship the original instead
+            log("verify measured a loss (" + "; ".join(loss) + "): the plan is rolled back, the model written unchanged")
+            unchanged = load(source, device, dtype=dtype, allow_pickle=allow_pickle)
+            ws = Workspace(model=unchanged.model, tokenizer=unchanged.tokenizer, device=device, source=source)
+            ws.runtime.dtype = dtype
+            rolled = [r.model_copy(update={"status": "rolled-back", "detail": r.detail + "; rolled back with the "
+                                           "whole plan: verify measured " + "; ".join(loss)})
+                      if r.status == "applied" else r for r in records]
+            manifest = write_artifact(ws, out, manifest.model_copy(update={"steps": rolled, "runtime": ws.runtime}),
+                                      force=True).model_copy(update={"verify": report.model_copy(update={
+                                          "notes": [*report.notes, "the plan measured as a loss and was rolled "
+                                                    "back: the folder holds the original model"]})})
+        write_text_atomic(out / "optiplan.json", manifest.model_dump_json(indent=2))
     return manifest
 
 

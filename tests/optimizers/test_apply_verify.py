@@ -178,3 +178,34 @@ def test_apply_cli_refuses_bad_input_with_one_line(target_path, tmp_path):
     result = CliRunner().invoke(main, ["apply", str(target_path), "-o", str(tmp_path / "o"), "-t", "weight-nf4"])
     assert result.exit_code == 2
     assert result.stderr.startswith("error: weight-nf4 needs cuda") and "Traceback" not in result.output
+
+
+def test_a_plan_that_verifies_as_a_loss_ships_the_original(target_path, tmp_path, monkeypatch):
+    """apply --goal never ships a loss: when the interleaved verify finds the goal's figure worse, the folder holds
+    the original model and every step says it was rolled back."""
+    from optiplan.optimizers import verify as verify_module
+    from optiplan.planner.schema.optimize import Measured, Quality, VerifyReport
+
+    def slower(baseline, optimized, **kwargs):
+        m = Measured(ttft_ms=1, tpot_ms=1, tokens_per_s=1, weights_bytes=1, perplexity=1)
+        return VerifyReport(baseline=str(baseline), optimized=str(optimized), device="cpu", workload={},
+                            measured={"before": m, "after": m},
+                            quality=Quality(kl_divergence=0, next_token_agreement=1, generation_agreement=1,
+                                            perplexity_change_pct=0),
+                            measured_ratios={"tpot_ms": 1.0, "batched_tokens_per_s": 1.0, "weights_bytes": 1.2})
+
+    from optiplan.optimizers import apply as apply_module
+
+    monkeypatch.setattr(verify_module, "verify", slower)
+    # the steps' quick speed checks are left out (timing on a shared machine): the weights and cache gains of the
+    # memory plan show deterministically, so its steps are applied, and verify's verdict alone rolls them back
+    monkeypatch.setattr(apply_module, "TPOT_CEILING", float("inf"))
+    monkeypatch.setattr(apply_module, "BATCHED_FLOOR", 0.0)
+    manifest = apply(target_path, tmp_path / "opt", goal="memory", concurrency=4)
+    assert manifest.steps and all(s.status in ("rolled-back", "skipped") for s in manifest.steps)
+    assert any("rolled back with the whole plan: verify measured weights_bytes 1.20x" in s.detail
+               for s in manifest.steps)
+    assert manifest.runtime.cache is None and manifest.runtime.speculative is None
+    reloaded = load(tmp_path / "opt", "cpu")
+    assert type(reloaded.model.model.layers[0].mlp.up_proj.weight).__name__ in ("Parameter", "Tensor")
+    assert "rolled back" in manifest.verify.notes[-1]
