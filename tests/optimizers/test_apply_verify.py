@@ -199,8 +199,9 @@ def test_a_plan_that_verifies_as_a_loss_ships_the_original(target_path, tmp_path
     monkeypatch.setattr(verify_module, "verify", slower)
     # the steps' quick speed checks are left out (timing on a shared machine): the weights and cache gains of the
     # memory plan show deterministically, so its steps are applied, and verify's verdict alone rolls them back
-    monkeypatch.setattr(apply_module, "TPOT_CEILING", float("inf"))
-    monkeypatch.setattr(apply_module, "BATCHED_FLOOR", 0.0)
+    monkeypatch.setattr(apply_module, "QUICK_TPOT_CEILING", float("inf"))
+    monkeypatch.setattr(apply_module, "QUICK_BATCHED_FLOOR", 0.0)
+    monkeypatch.setattr(apply_module, "QUICK_NOISE", float("inf"))
     manifest = apply(target_path, tmp_path / "opt", goal="memory", concurrency=4)
     assert manifest.steps and all(s.status in ("rolled-back", "skipped") for s in manifest.steps)
     assert any("rolled back with the whole plan: verify measured weights_bytes 1.20x" in s.detail
@@ -209,3 +210,16 @@ def test_a_plan_that_verifies_as_a_loss_ships_the_original(target_path, tmp_path
     reloaded = load(tmp_path / "opt", "cpu")
     assert type(reloaded.model.model.layers[0].mlp.up_proj.weight).__name__ in ("Parameter", "Tensor")
     assert "rolled back" in manifest.verify.notes[-1]
+
+
+def test_losses_judge_quick_figures_only_beyond_their_noise():
+    from optiplan.optimizers.apply import losses
+
+    assert losses("latency", {"tpot_ms": 1.06}) and not losses("latency", {"tpot_ms": 1.06}, quick=True)
+    assert losses("latency", {"tpot_ms": 1.2}, quick=True) == ["tpot_ms 1.20x, against the latency goal"]
+    assert losses("memory", {"weights_bytes": 0.3, "batched_tokens_per_s": 0.7}) == ["batched tokens/s 0.70x"]
+    assert not losses("memory", {"weights_bytes": 0.3, "batched_tokens_per_s": 0.7}, quick=True)
+    assert losses("memory", {"batched_tokens_per_s": 0.17}, quick=True) == ["batched tokens/s 0.17x"]
+    assert losses("throughput", {"batched_tokens_per_s": 0.5, "tpot_ms": 1.3}) == \
+        ["batched_tokens_per_s 0.50x, against the throughput goal"]
+    assert losses(None, {"tpot_ms": 3.0}, quick=True) == ["time per token 3.00x"]
