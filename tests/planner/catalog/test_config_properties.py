@@ -23,18 +23,23 @@ SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[Heal
 
 
 @st.composite
-def mutated_configs(draw):
-    name = draw(st.sampled_from(sorted(CONFIGS)))
-    cfg = json.loads(json.dumps(CONFIGS[name]))
+def mutated_mappings(draw, source: dict) -> dict:
+    """One entry of `source` (config, hardware or workload fields) with 1-4 fields dropped or set to bad values."""
+    name = draw(st.sampled_from(sorted(source)))
+    data = json.loads(json.dumps(source[name]))
     for _ in range(draw(st.integers(1, 4))):
-        key = draw(st.sampled_from(sorted(cfg)))
-        if draw(st.booleans()):
-            cfg.pop(key)
-        else:
-            cfg[key] = draw(BAD_VALUES)
-        if not cfg:
+        if not data:
             break
-    return cfg
+        key = draw(st.sampled_from(sorted(data)))
+        if draw(st.booleans()):
+            data.pop(key)
+        else:
+            data[key] = draw(BAD_VALUES)
+    return data
+
+
+def mutated_configs():
+    return mutated_mappings(CONFIGS)
 
 
 def _finite_and_positive(doc) -> None:
@@ -95,21 +100,6 @@ def test_nan_and_infinity_name_the_field(tmp_path):
 
 
 HARDWARE = {hw_id: profiles.load_hardware(hw_id) for hw_id in profiles.hardware_ids()}
-
-
-@st.composite
-def mutated_mappings(draw, source):
-    name = draw(st.sampled_from(sorted(source)))
-    data = json.loads(json.dumps(source[name]))
-    for _ in range(draw(st.integers(1, 3))):
-        key = draw(st.sampled_from(sorted(data)))
-        if draw(st.booleans()):
-            data.pop(key)
-        else:
-            data[key] = draw(BAD_VALUES)
-        if not data:
-            break
-    return data
 
 
 @SETTINGS
