@@ -83,6 +83,7 @@ def main() -> None:
                 dropped = [s["technique"] for s in res["steps"] if s["status"] == "rolled-back"]
                 r = res["ratios"]
                 bt = f"{r['batched_tokens_per_s']:.2f}x" if r["batched_tokens_per_s"] else "-"
+                # the ratios are verify's of the plan; a plan rolled back after it leaves the original in the folder
                 print(f"{name:7s} {goal:10s} kept {'+'.join(kept):28s} rolled back {'+'.join(dropped) or '-':24s} "
                       f"TPOT {r['tpot_ms']:.2f}x  batched {bt}  weights {r['weights_bytes']:.2f}x  "
                       f"ppl {r['perplexity_change_pct']:+.2f}%  never worse: {res['never_worse']}")
@@ -94,7 +95,8 @@ def main() -> None:
     memory = [r for r in results if r["goal"] == "memory"]
     for r in memory:
         x = r["ratios"]
-        print(f"memory goal on {r['model']}: weights {x['weights_bytes']:.2f}x (goal <= 0.35x), perplexity "
+        print(f"memory goal on {r['model']}: {'the plan (then rolled back: the folder holds the original) ' if r['unchanged'] else ''}"
+              f"weights {x['weights_bytes']:.2f}x (goal <= 0.35x), perplexity "
               f"{x['perplexity_change_pct']:+.2f}% (goal <= +1%), batched throughput "
               f"{(x['batched_tokens_per_s'] or 0):.2f}x (goal >= 0.8x)")
     print(f"never worse on the goal's metric: {sum(r['never_worse'] for r in results)} of {len(results)} runs")
