@@ -41,7 +41,6 @@ TPOT_CEILING = 1.5
 # a step is judged on them only for what noise cannot make (timings 10% against the goal, speed halved or
 # doubled); `verify`'s interleaved measurement then judges the whole plan against the stricter figures above
 QUICK_NOISE, QUICK_BATCHED_FLOOR, QUICK_TPOT_CEILING = 0.10, 0.5, 2.0
-GOAL_AND_SPEED = ("tpot_ms", "batched_tokens_per_s", "weights_bytes")  # what verify measures of GOAL_METRIC
 
 
 @dataclass
@@ -284,7 +283,7 @@ def apply(source: str | Path, out: str | Path, *, goal: str | None = None, plan:
         report = run_verify(source, out, device=device, dtype=dtype, allow_pickle=allow_pickle,
                             **(verify_options or {}))
         manifest = manifest.model_copy(update={"verify": report})
-        loss = losses(judged_by, {k: v for k, v in report.measured_ratios.items() if k in GOAL_AND_SPEED})
+        loss = losses(judged_by, report.measured_ratios)  # verify measures no cache bytes: context is not judged
         if planned and not keep_all and loss and any(r.status == "applied" for r in records):
             # the interleaved measurement outranks the quick one after each step: ship the original instead
             log("verify measured a loss (" + "; ".join(loss) + "): the plan is rolled back, the model written unchanged")

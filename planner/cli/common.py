@@ -31,8 +31,8 @@ def error_line(exc: BaseException) -> tuple[str, int]:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         return (f"{where}: {first['msg']}" if where else first["msg"]), 2
-    if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in RUNTIME_PACKAGES:
-        root = (exc.name or "").split(".")[0]
+    root = (getattr(exc, "name", None) or "").split(".")[0]
+    if isinstance(exc, ModuleNotFoundError) and root in RUNTIME_PACKAGES:
         return (f"this command runs models and needs {root}: install torch==2.13.0 (the CPU or CUDA build you "
                 f"want), then pip install 'optiplan[torch]'"), 2
     message = " ".join(str(exc).split()) or "no message"

@@ -15,6 +15,8 @@ KV_OPTIONS = (("backend", Option(str, "transformers' cache backend", choices=("q
               ("residual_length", Option(int, "recent tokens kept unquantized", low=0, high=1 << 20)),
               ("group_size", Option(int, "quantization group along the head dim", choices=(32, 64, 128))))
 KV = "kv-format"
+# every quantized KV cache is transformers' QuantizedCache, one cache kind whatever its backend
+KV_RUNTIME = {"transformers": Combines(cache="quantized")}
 
 # Llama-2-7B, WikiText-2 perplexity: FP16 5.47; INT4 g128 RTN 5.73; GPTQ 5.69; AWQ 5.60 (AWQ paper, Table 4).
 _AWQ_SRC = "AWQ (arXiv 2306.00978), Llama-2-7B WikiText-2: fp16 5.47 -> AWQ int4 g128 5.60 (+2.4%)"
@@ -37,6 +39,11 @@ def _fp8_weights(state: PlanState, ctx: Context) -> PlanState:
     # fp8 weights without activations named compute at the fp8 rate (W8A8): a published fp8 checkpoint's baseline
     return state.with_(weight_dtype="fp8", group_size=None,
                        activations=state.default_16bit if _weight_only_fp8(ctx) else None)
+
+
+def _kv_applied(function: str) -> Applied:
+    """The KV-cache optimizer `function`: it exists to shrink the cache, and takes the cache's parameters."""
+    return Applied(f"kv_cache:{function}", aim=("cache_bytes", "lower"), options=KV_OPTIONS)
 
 
 def _kv(dtype: str):
@@ -131,9 +138,7 @@ register(
         hardware=("fp8",), quality_risk="low", quality_loss_pct=0.1,
         quality_source="vLLM fp8 KV-cache docs and KIVI (arXiv 2402.02750): 8-bit caches are near-lossless",
         params=lambda ctx: {"dtype": "fp8_e4m3"},
-        apply=Applied("kv_cache:kv_fp8", aim=("cache_bytes", "lower"),
-                      options=KV_OPTIONS),
-        combines={"transformers": Combines(cache="quantized")}),
+        apply=_kv_applied("kv_fp8"), combines=KV_RUNTIME),
     Technique(
         id="kv-int8", engines=("transformers", "llama.cpp"),
         name="int8 KV cache", family="kv-cache quantization", group=KV,
@@ -142,9 +147,7 @@ register(
         packages=("hqq",), quality_risk="low", quality_loss_pct=0.1,
         quality_source="KIVI (arXiv 2402.02750): 8-bit KV caches are indistinguishable from 16-bit",
         params=lambda ctx: {"dtype": "int8", "group_size": 64},
-        apply=Applied("kv_cache:kv_int8", aim=("cache_bytes", "lower"),
-                      options=KV_OPTIONS),
-        combines={"transformers": Combines(cache="quantized")}),
+        apply=_kv_applied("kv_int8"), combines=KV_RUNTIME),
     Technique(
         id="kv-int4", engines=("transformers", "llama.cpp"),
         name="int4 KV cache", family="kv-cache quantization", group=KV,
@@ -153,7 +156,5 @@ register(
         packages=("optimum-quanto",), quality_risk="low", quality_loss_pct=0.5,
         quality_source="KIVI (arXiv 2402.02750): even 2-bit caches keep near-identical quality; 0.5% budgeted at 4 bits",
         params=lambda ctx: {"dtype": "int4", "group_size": 64},
-        apply=Applied("kv_cache:kv_int4", aim=("cache_bytes", "lower"),
-                      options=KV_OPTIONS),
-        combines={"transformers": Combines(cache="quantized")}),
+        apply=_kv_applied("kv_int4"), combines=KV_RUNTIME),
 )
