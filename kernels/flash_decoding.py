@@ -1,0 +1,207 @@
+"""Split-K flash decoding: one new query token per sequence against a contiguous KV cache (Dao et al.,
+"Flash-Decoding for long-context inference", 2023).
+
+At decode a sequence has one query row per head, so a kernel that parallelizes over queries leaves most of a GPU
+idle; this one splits the keys of each sequence into chunks, computes a partial softmax-weighted sum and its
+log-sum-exp per chunk (`_decode_split`), then merges the chunks (`_decode_merge`). All query heads that share a
+key/value head are computed by one program, so grouped-query attention reads each key once.
+
+Same semantics as `flash_attention` (the query sits at position k_len - 1): windows, sink tokens, learned sink
+logits, soft-capping, a per-key boolean mask (padding), and per-sequence cache lengths (`k_lens`).
+"""
+
+from __future__ import annotations
+
+from .common import dot_flags, gpu_generation, interpreted, next_power_of_2, require, tl, triton
+
+# (BLOCK_N, num_warps, num_stages): decode streams the cache once, so wide key tiles and deep pipelines
+HOPPER = [(64, 4, 4), (128, 4, 3), (128, 8, 3), (64, 4, 2)]
+AMPERE = [(64, 4, 3), (128, 4, 2), (32, 4, 4)]
+INTERPRETER_TILE = {"BLOCK_N": 16}
+
+
+def _configs():
+    tiles = HOPPER if gpu_generation() == "hopper" else AMPERE
+    return [triton.Config({"BLOCK_N": n}, num_warps=w, num_stages=s) for n, w, s in tiles]
+
+
+@triton.jit
+def _decode_split(
+    Q, K, V, MASK, PART_O, PART_LSE, K_LENS,
+    stride_qb, stride_qh, stride_kb, stride_kh, stride_kn, stride_vb, stride_vh, stride_vn, stride_mb, stride_mn,
+    num_heads, head_dim, sm_scale, softcap, window, num_sinks, chunk, num_splits,
+    K_BUCKET,  # autotune key only
+    GROUP: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_D: tl.constexpr, HAS_WINDOW: tl.constexpr,
+    HAS_MASK: tl.constexpr, HAS_SOFTCAP: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
+    b = tl.program_id(0)
+    kvh = tl.program_id(1)
+    split = tl.program_id(2)
+    b64 = b.to(tl.int64)
+    offs_g = tl.arange(0, BLOCK_G)  # the query heads of this key/value head, padded to a dot-able 16
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    g_ok = offs_g < GROUP
+    d_ok = offs_d < head_dim
+    heads = kvh * GROUP + offs_g
+    q = tl.load(Q + b64 * stride_qb + heads[:, None] * stride_qh + offs_d[None, :],
+                mask=g_ok[:, None] & d_ok[None, :], other=0.0)
+    if UPCAST:  # the interpreter's dot mishandles bf16 (numpy has none): multiply the same values in fp32
+        q = q.to(tl.float32)
+    k_len = tl.load(K_LENS + b)
+    pos = k_len - 1
+    c0 = split * chunk  # chunk is a multiple of BLOCK_N
+    c1 = tl.minimum(c0 + chunk, k_len)
+    lo = c0
+    n_sink = 0
+    if HAS_WINDOW:
+        w_lo = (tl.maximum(pos - window + 1, 0) // BLOCK_N) * BLOCK_N
+        lo = tl.maximum(c0, w_lo)
+        n_sink = (tl.maximum(tl.minimum(tl.minimum(num_sinks, w_lo), c1) - c0, 0) + BLOCK_N - 1) // BLOCK_N
+    n_main = (tl.maximum(c1 - lo, 0) + BLOCK_N - 1) // BLOCK_N
+
+    m_i = tl.full([BLOCK_G], float("-inf"), tl.float32)
+    l_i = tl.zeros([BLOCK_G], tl.float32)
+    acc = tl.zeros([BLOCK_G, BLOCK_D], tl.float32)
+    qk_scale = sm_scale * 1.4426950408889634
+    for t in range(0, n_sink + n_main):
+        start_n = tl.where(t < n_sink, c0 + t * BLOCK_N, lo + (t - n_sink) * BLOCK_N)
+        cols = start_n + offs_n
+        n_ok = cols < c1
+        keys = cols.to(tl.int64)
+        k = tl.load(K + b64 * stride_kb + kvh * stride_kh + keys[None, :] * stride_kn + offs_d[:, None],
+                    mask=n_ok[None, :] & d_ok[:, None], other=0.0)
+        if UPCAST:
+            k = k.to(tl.float32)
+        s = tl.dot(q, k, input_precision=PRECISION)
+        if HAS_SOFTCAP:
+            s = s * (sm_scale / softcap)
+            s = softcap * (2.0 * tl.sigmoid(2.0 * s) - 1.0) * 1.4426950408889634
+        else:
+            s = s * qk_scale
+        ok = n_ok
+        if HAS_WINDOW:
+            ok = ok & ((cols > pos - window) | (cols < num_sinks))
+        if HAS_MASK:
+            ok = ok & (tl.load(MASK + b64 * stride_mb + keys * stride_mn, mask=ok, other=0) != 0)
+        s = tl.where(ok[None, :], s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
+        p = tl.math.exp2(s - m_use[:, None])
+        alpha = tl.math.exp2(m_i - m_use)
+        l_i = l_i * alpha + tl.sum(p, 1)
+        v = tl.load(V + b64 * stride_vb + kvh * stride_vh + keys[:, None] * stride_vn + offs_d[None, :],
+                    mask=n_ok[:, None] & d_ok[None, :], other=0.0)
+        p = p.to(V.dtype.element_ty)  # probabilities rounded to the value dtype, as FlashAttention does
+        if UPCAST:
+            p = p.to(tl.float32)
+            v = v.to(tl.float32)
+        acc = tl.dot(p, v, acc * alpha[:, None], input_precision=PRECISION)
+        m_i = m_new
+    # partials: the chunk's normalized output and its log2-sum-exp (-inf where the chunk saw no key)
+    lse = tl.where(l_i == 0.0, float("-inf"), m_i + tl.math.log2(tl.where(l_i == 0.0, 1.0, l_i)))
+    out = acc / tl.where(l_i == 0.0, 1.0, l_i)[:, None]
+    part = (b64 * num_heads + heads) * num_splits + split  # (b, h, split) row
+    tl.store(PART_O + part[:, None] * BLOCK_D + offs_d[None, :], out, mask=g_ok[:, None])
+    tl.store(PART_LSE + part, lse, mask=g_ok)
+
+
+@triton.jit
+def _decode_merge(PART_O, PART_LSE, SINKS, O, stride_ob, stride_oh, num_heads, head_dim, num_splits,
+                  HAS_SINKS: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr):
+    b = tl.program_id(0)
+    h = tl.program_id(1)
+    offs_s = tl.arange(0, BLOCK_S)
+    offs_d = tl.arange(0, BLOCK_D)
+    s_ok = offs_s < num_splits
+    row = (b.to(tl.int64) * num_heads + h) * num_splits
+    lse = tl.load(PART_LSE + row + offs_s, mask=s_ok, other=float("-inf"))
+    m = tl.max(lse, 0)
+    if HAS_SINKS:
+        sink = tl.load(SINKS + h).to(tl.float32) * 1.4426950408889634
+        m = tl.maximum(m, sink)
+    m_use = tl.where(m == float("-inf"), 0.0, m)
+    w = tl.math.exp2(lse - m_use)  # (BLOCK_S,)
+    parts = tl.load(PART_O + (row + offs_s)[:, None] * BLOCK_D + offs_d[None, :], mask=s_ok[:, None], other=0.0)
+    denom = tl.sum(w, 0)
+    if HAS_SINKS:
+        denom = denom + tl.math.exp2(sink - m_use)
+    out = tl.sum(parts * w[:, None], 0) / tl.where(denom == 0.0, 1.0, denom)
+    tl.store(O + b.to(tl.int64) * stride_ob + h * stride_oh + offs_d, out.to(O.dtype.element_ty),
+             mask=offs_d < head_dim)
+
+
+_decode_split_tuned = triton.autotune(configs=_configs() if not interpreted() else [],
+                                      key=["K_BUCKET", "BLOCK_D", "GROUP", "HAS_WINDOW"])(_decode_split)
+
+
+def _splits(batch: int, kv_heads: int, max_k: int, device) -> int:
+    """Enough programs to fill the GPU twice over, each with at least 256 keys to stream."""
+    import torch
+
+    if device.type != "cuda":
+        return max(1, min(4, -(-max_k // 32)))
+    sms = torch.cuda.get_device_properties(device).multi_processor_count
+    return max(1, min(-(-2 * sms // (batch * kv_heads)), -(-max_k // 256), 128))
+
+
+def flash_decode(q, k, v, *, k_lens=None, scale: float | None = None, window: int | None = None,
+                 num_sinks: int = 0, sink_logits=None, softcap: float | None = None, key_mask=None,
+                 num_splits: int | None = None):
+    """One query token per sequence: q (b, h, d) or (b, h, 1, d); k/v (b, kv_h, sk, d), d contiguous;
+    k_lens (b,) valid cache entries (default sk); key_mask bool (b, sk), True = attend. Returns q's shape."""
+    import torch
+
+    require(q.device)
+    squeeze = q.dim() == 4
+    q3 = q[:, :, 0] if squeeze else q
+    batch, heads, head_dim = q3.shape
+    kv_heads, max_k = k.shape[1], k.shape[2]
+    if heads % kv_heads:
+        raise ValueError(f"{heads} query heads do not divide into {kv_heads} key/value heads")
+    if head_dim > 256:
+        raise ValueError(f"head_dim {head_dim}: the kernel takes up to 256")
+    q3, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q3, k, v))
+    k_lens = (torch.full((batch,), max_k, dtype=torch.int32, device=q.device) if k_lens is None
+              else k_lens.to(device=q.device, dtype=torch.int32).contiguous())
+    block_d = max(16, next_power_of_2(head_dim))
+    group = heads // kv_heads
+    splits = num_splits or _splits(batch, kv_heads, max_k, q.device)
+    tile_n = INTERPRETER_TILE["BLOCK_N"] if interpreted() else 128  # chunks are a multiple of every BLOCK_N
+    chunk = -(-(-(-max_k // splits)) // tile_n) * tile_n
+    splits = max(1, -(-max_k // chunk))
+    part_o = torch.empty(batch, heads, splits, block_d, dtype=torch.float32, device=q.device)
+    part_lse = torch.empty(batch, heads, splits, dtype=torch.float32, device=q.device)
+    mask = None
+    if key_mask is not None:
+        mask = key_mask.to(torch.bool).expand(batch, max_k).contiguous().view(torch.uint8)
+    args = (q3, k, v, mask if mask is not None else q3, part_o, part_lse, k_lens,
+            q3.stride(0), q3.stride(1), k.stride(0), k.stride(1), k.stride(2), v.stride(0), v.stride(1), v.stride(2),
+            mask.stride(0) if mask is not None else 0, mask.stride(1) if mask is not None else 0,
+            heads, head_dim, scale if scale is not None else head_dim ** -0.5, float(softcap or 1.0),
+            int(window or 0), int(num_sinks or 0), chunk, splits, next_power_of_2(max_k))
+    flags = dict(GROUP=group, BLOCK_G=max(16, next_power_of_2(group)), BLOCK_D=block_d, HAS_WINDOW=bool(window),
+                 HAS_MASK=mask is not None, HAS_SOFTCAP=bool(softcap), **dot_flags(q.dtype))
+    if interpreted():
+        _decode_split[(batch, kv_heads, splits)](*args, **flags, **INTERPRETER_TILE)
+    else:
+        _decode_split_tuned[(batch, kv_heads, splits)](*args, **flags)
+    out = torch.empty(batch, 1, heads, head_dim, dtype=q.dtype, device=q.device)[:, 0]  # (b, h, d), bshd storage
+    _decode_merge[(batch, heads)](part_o, part_lse, sink_logits if sink_logits is not None else q3, out,
+                                  out.stride(0), out.stride(1), heads, head_dim, splits,
+                                  HAS_SINKS=sink_logits is not None, BLOCK_S=next_power_of_2(splits), BLOCK_D=block_d)
+    return out[:, :, None] if squeeze else out
+
+
+def reference_decode(q, k, v, *, k_lens=None, scale: float | None = None, window: int | None = None,
+                     num_sinks: int = 0, sink_logits=None, softcap: float | None = None, key_mask=None):
+    """Plain PyTorch decode attention (via the prefill reference with one query row): what the kernel is tested against."""
+    from .flash_attention import reference_attention
+
+    squeeze = q.dim() == 4
+    q4 = q if squeeze else q[:, :, None]
+    mask = key_mask[:, None, None, :] if key_mask is not None else None
+    out = reference_attention(q4, k, v, k_lens=k_lens, causal=True, scale=scale, window=window,
+                              num_sinks=num_sinks, sink_logits=sink_logits, softcap=softcap, mask=mask)
+    return out if squeeze else out[:, :, 0]
