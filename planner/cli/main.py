@@ -276,8 +276,9 @@ def catalog(what: str, as_json: bool) -> None:
 
 from .gate import bench, gate  # noqa: E402
 from .optimize import apply, verify  # noqa: E402  (the commands import torch only when they run)
+from .serve import serve, worker  # noqa: E402  (fastapi, uvicorn and rq are imported only when they run)
 
-for _command in (apply, verify, bench, gate):
+for _command in (apply, verify, bench, gate, serve, worker):
     main.add_command(_command)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,257 @@
+"""The FastAPI application: the CLI's requests over HTTP (profile, advise, configs, catalog), jobs for long work,
+metrics and health; every error one JSON object `{"error": sentence, "status": code}`, never a traceback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import warnings
+from contextlib import asynccontextmanager
+from http.cookies import SimpleCookie
+from typing import Annotated, Literal, Union
+
+from fastapi import Body, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ... import __version__
+from ..errors import ImpossibleError, OptiplanError
+from ..schema.advice import AdviseRequest
+from ..schema.core import ProfileRequest
+from . import calls
+from .metrics import Metrics
+from .paths import Refused
+from .requests import ApplyJob, BenchJob, CalibrateJob, ConfigsRequest, VerifyJob, job_arguments, job_output
+from .security import OPEN_PATHS, BodyLimit, Settings, authorized
+from .store import TERMINAL, SqliteStore, new_job
+
+JobRequest = Annotated[Union[ApplyJob, VerifyJob, CalibrateJob, BenchJob], Body(discriminator="kind")]
+JSON = "application/json"
+
+
+def error(status: int, message: str, **extra) -> JSONResponse:
+    return JSONResponse({"error": message, "status": status, **extra}, status_code=status)
+
+
+def _validation_message(errors: list[dict]) -> str:
+    first = errors[0]
+    where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body",))
+    message = first.get("msg", "invalid request")
+    if first.get("type") == "json_invalid":
+        return "the body is not valid JSON"
+    if tuple(first.get("loc", ())) == ("body",) and first.get("type") in ("model_attributes_type", "dict_type",
+                                                                         "model_type"):
+        return "the body must be a JSON object (Content-Type: application/json)"
+    return f"{where}: {message}" if where else message
+
+
+class Guard:
+    """ASGI middleware: the token on every route but /healthz (401 JSON for the API, the login page for a browser),
+    and each request counted and timed by its route for /metrics."""
+
+    def __init__(self, app, settings: Settings, metrics: Metrics):
+        self.app, self.settings, self.metrics = app, settings, metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started, status = time.perf_counter(), [500]
+
+        async def counting_send(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
+        cookies = {k: m.value for k, m in SimpleCookie(headers.get("cookie", "")).items()}
+        if scope["path"] in OPEN_PATHS or authorized(self.settings.token, headers, cookies):
+            await self.app(scope, receive, counting_send)
+        else:
+            wants_page = scope["method"] == "GET" and "text/html" in headers.get("accept", "") \
+                and not scope["path"].startswith("/v1/")
+            if wants_page:
+                target = scope["path"] + ("?" + scope["query_string"].decode() if scope.get("query_string") else "")
+                from urllib.parse import quote
+
+                response = RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
+            else:
+                response = error(401, "this server needs its token: send 'Authorization: Bearer <token>'")
+                response.headers["WWW-Authenticate"] = "Bearer"
+            await response(scope, receive, counting_send)
+        route = getattr(scope.get("route"), "path", "unmatched")
+        self.metrics.observe(scope["method"], route, status[0], time.perf_counter() - started)
+
+
+def make_queue(settings: Settings):
+    """The embedded queue (SQLite in the workdir, a pool of runner threads) or Redis through RQ."""
+    if settings.queue == "local":
+        from .jobs import LocalQueue
+
+        store = SqliteStore(settings.roots.workdir / "jobs.sqlite")
+        return LocalQueue(store, settings.roots, settings.workers, settings.allow_pickle)
+    from .redis_queue import RedisQueue
+
+    return RedisQueue(settings.queue)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    # FastAPI wraps a body model in Annotated[..., Field(alias=name)], which pydantic 2.12+ warns about when it
+    # builds the (deferred) validator on the first request; the alias is FastAPI's own and harmless
+    warnings.filterwarnings("ignore", message="The 'alias' attribute with value", category=UserWarning)
+    queue = make_queue(settings)
+    store, metrics, cache = queue.store, Metrics(), calls.AdviceCache()
+    roots = settings.roots
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        queue.start()
+        yield
+        queue.shutdown()
+
+    app = FastAPI(title="optiplan", version=__version__, lifespan=lifespan,
+                  description="The optiplan CLI over HTTP: the same request models and the same versioned JSON.")
+    app.state.settings, app.state.store, app.state.queue, app.state.cache = settings, store, queue, cache
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(Guard, settings=settings, metrics=metrics)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request, exc: RequestValidationError):
+        return error(422, _validation_message(list(exc.errors())))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request, exc: StarletteHTTPException):
+        messages = {404: f"no route {request.url.path}", 405: f"{request.method} is not allowed on {request.url.path}"}
+        detail = exc.detail if isinstance(exc.detail, str) and exc.status_code not in messages else \
+            messages.get(exc.status_code, str(exc.detail))
+        return error(exc.status_code, detail)
+
+    @app.exception_handler(Refused)
+    async def refused(request, exc: Refused):
+        return error(exc.status, str(exc))
+
+    @app.exception_handler(ImpossibleError)
+    async def impossible(request, exc: ImpossibleError):
+        document = json.loads(exc.document.model_dump_json()) if exc.document is not None else None
+        return error(422, str(exc), document=document)
+
+    @app.exception_handler(OptiplanError)
+    async def bad_input(request, exc: OptiplanError):
+        return error(400, str(exc))
+
+    @app.exception_handler(ValidationError)
+    async def bad_values(request, exc: ValidationError):
+        return error(400, _validation_message(list(exc.errors())))
+
+    @app.exception_handler(Exception)
+    async def internal(request, exc: Exception):
+        from ..cli.common import error_line
+
+        line, _ = error_line(exc)
+        return error(500, line.replace("; rerun with --debug and report it", "; the server's log has the details"))
+
+    @app.get("/healthz", tags=["service"])
+    def healthz():
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/metrics", tags=["service"], response_class=PlainTextResponse)
+    def prometheus():
+        return PlainTextResponse(metrics.render(store.counts(), cache.stats()),
+                                 media_type="text/plain; version=0.0.4")
+
+    @app.post("/v1/profile", tags=["advice"])
+    def profile(request: ProfileRequest):
+        """`optiplan profile --json`."""
+        return Response(calls.run_profile(request, roots).model_dump_json(), media_type=JSON)
+
+    @app.post("/v1/advise", tags=["advice"])
+    def advise(request: AdviseRequest):
+        """`optiplan advise --format json`; a workload nothing meets answers 422 with the document."""
+        return Response(calls.run_advise(request, roots, cache).model_dump_json(), media_type=JSON)
+
+    @app.post("/v1/configs", tags=["advice"])
+    def configs(request: ConfigsRequest, http: Request):
+        """`optiplan configs`: the files as JSON, or a zip with `Accept: application/zip`."""
+        files, skipped = calls.run_configs(request, roots, cache)
+        if "application/zip" in http.headers.get("accept", ""):
+            return Response(calls.zip_files(files), media_type="application/zip",
+                            headers={"Content-Disposition": 'attachment; filename="optiplan-configs.zip"'})
+        return {"files": files, "skipped": skipped}
+
+    @app.get("/v1/catalog/{what}", tags=["advice"])
+    def catalog(what: Literal["models", "hardware", "workloads", "techniques"]):
+        """`optiplan catalog WHAT --json` (and `optiplan techniques --json`)."""
+        return calls.catalog(what)
+
+    @app.get("/v1/models", tags=["advice"])
+    def model_folders():
+        """The model folders in the server's --models-dir roots, by the names requests use."""
+        return {"folders": roots.model_folders()}
+
+    @app.post("/v1/jobs", status_code=202, tags=["jobs"])
+    def submit(job: JobRequest):
+        """Start apply, verify, calibrate or bench; names are inside the server's folders. 202 with the id."""
+        job_arguments(job, roots, settings.allow_pickle)  # refuse a bad job now, not in the worker
+        if job_output(job) and any(j.output == job_output(job) and j.state not in TERMINAL for j in store.list(1000)):
+            raise Refused(f"output '{job_output(job)}': another job is writing it", 409)
+        record = new_job(job.kind, job.model_dump(mode="json", exclude_defaults=False), job_output(job),
+                         max_attempts=settings.max_attempts)
+        store.insert(record)
+        queue.submit(record.id)
+        return {"id": record.id, "state": record.state, "url": f"/v1/jobs/{record.id}"}
+
+    @app.get("/v1/jobs", tags=["jobs"])
+    def jobs(limit: int = 50):
+        """The newest jobs first, without their logs and results."""
+        limit = max(1, min(limit, 500))
+        return [j.model_dump(exclude={"log", "result", "request"}) | {"request": j.request}
+                for j in store.list(limit)]
+
+    def get_job(job_id: str):
+        job = store.get(job_id) if len(job_id) <= 64 else None
+        if job is None:
+            raise Refused(f"no job '{job_id[:64]}'", 404)
+        return job
+
+    @app.get("/v1/jobs/{job_id}", tags=["jobs"])
+    def job(job_id: str):
+        """State, progress (step, fraction), the log's tail and the result."""
+        return get_job(job_id)
+
+    @app.delete("/v1/jobs/{job_id}", status_code=202, tags=["jobs"])
+    def cancel(job_id: str):
+        """Cancel: a queued job at once, a running one as soon as its runner sees it (its process is killed)."""
+        get_job(job_id)
+        return store.cancel(job_id)
+
+    @app.get("/v1/jobs/{job_id}/events", tags=["jobs"])
+    async def events(job_id: str, request: Request):
+        """Server-sent events: the job each time it changes, until it ends."""
+        await run_in_threadpool(get_job, job_id)
+
+        async def stream():
+            last, quiet = None, 0.0
+            while not await request.is_disconnected():
+                job = await run_in_threadpool(store.get, job_id)
+                seen = (job.state, job.progress, job.step, len(job.log), job.log[-1:], job.cancel_requested)
+                if seen != last:
+                    last, quiet = seen, 0.0
+                    yield f"event: job\ndata: {job.model_dump_json(exclude={'result'})}\n\n"
+                    if job.state in TERMINAL:
+                        return
+                elif quiet >= 15:
+                    quiet = 0.0
+                    yield ": keep-alive\n\n"
+                await asyncio.sleep(0.5)
+                quiet += 0.5
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+    from .web import router
+
+    app.include_router(router)
+    return app

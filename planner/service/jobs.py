@@ -1,0 +1,187 @@
+"""Running a job wherever it is taken (the in-process pool or a Redis worker): claim it, start its runner process,
+pass its log and progress to the store with a heartbeat, kill it on cancel, record the result. A job that outlives
+its runner (the server or the worker died) is found by its stale heartbeat and retried or failed, and what its
+interrupted write left in the workdir is removed."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+from .paths import Roots, remove_partial
+from .runner import MARK
+from .store import Job, Store, tail
+
+HEARTBEAT_S = 1.0
+
+
+@dataclass(frozen=True)
+class Executor:
+    """What a process that runs jobs needs: the store, its folders, its flags and its name."""
+
+    store: Store
+    roots: Roots
+    worker: str
+    allow_pickle: bool = False
+
+    def run(self, job_id: str) -> Job | None:
+        """Run one queued job to its end here; None when another worker has it or it is no longer queued."""
+        job = self.store.claim(job_id, self.worker)
+        if job is None:
+            return None
+        spec = {"request": job.request, "workdir": str(self.roots.workdir),
+                "models": [str(m) for m in self.roots.models], "allow_pickle": self.allow_pickle,
+                "parent": os.getpid()}
+        try:
+            proc = subprocess.Popen([sys.executable, "-m", "optiplan.planner.service.runner"],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    text=True, bufsize=1, start_new_session=True,
+                                    env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            proc.stdin.write(json.dumps(spec))
+            proc.stdin.close()
+        except OSError as exc:
+            return self.store.finish(job_id, job.attempt, "failed", error=f"cannot start the job: {exc}")
+        return self._monitor(job, proc)
+
+    def _monitor(self, job: Job, proc: subprocess.Popen) -> Job | None:
+        lines: queue.Queue = queue.Queue()
+        reader = threading.Thread(target=_read, args=(proc.stdout, lines), daemon=True)
+        reader.start()
+        outcome: dict = {}
+        cancelled = False
+        while True:
+            pending, progress, step, done = [], None, None, False
+            deadline = time.monotonic() + HEARTBEAT_S
+            while time.monotonic() < deadline:
+                try:
+                    item = lines.get(timeout=max(0.01, deadline - time.monotonic()))
+                except queue.Empty:
+                    continue
+                if item is None:
+                    done = True
+                    break
+                event = _event(item)
+                if event is None:
+                    pending.append(item)
+                elif event["event"] == "log":
+                    pending.append(str(event.get("line", "")))
+                elif event["event"] == "progress":
+                    progress, step = float(event.get("fraction", 0)), str(event.get("step", ""))
+                elif event["event"] in ("result", "error"):
+                    outcome = event
+            current = self.store.heartbeat(job.id, job.attempt, pending, progress, step)
+            if done:
+                break
+            mine = current is not None and current.state == "running" and current.attempt == job.attempt
+            if not mine or current.cancel_requested:  # cancelled, or taken over after a stale heartbeat
+                cancelled = mine
+                _kill(proc)
+        code = proc.wait()
+        return self._record(job, code, outcome, cancelled)
+
+    def _record(self, job: Job, code: int, outcome: dict, cancelled: bool) -> Job | None:
+        notes = []
+        if code != 0 and job.output:  # an interrupted atomic write leaves a temporary sibling: remove it
+            removed = remove_partial(self.roots.workdir / job.output)
+            notes += [f"removed the partial output {name}" for name in removed]
+        if cancelled:
+            return self.store.finish(job.id, job.attempt, "cancelled", error="cancelled",
+                                     lines=notes + ["cancelled: the job's process was stopped"])
+        if code == 0 and outcome.get("event") == "result":
+            return self.store.finish(job.id, job.attempt, "succeeded", result=outcome.get("result"), lines=notes)
+        error = outcome.get("message") if outcome.get("event") == "error" else \
+            f"the job's process ended with {_exit_reason(code)} before it finished"
+        current = self.store.get(job.id)
+        if current is not None and current.state == "running" and current.attempt != job.attempt:
+            return current  # another worker runs it now
+        return self.store.finish(job.id, job.attempt, "failed", error=error, lines=notes + [f"error: {error}"])
+
+
+def _read(stream, lines: queue.Queue) -> None:
+    for line in stream:
+        lines.put(line.rstrip("\n"))
+    lines.put(None)
+
+
+def _event(line: str) -> dict | None:
+    if not line.startswith(MARK):
+        return None
+    try:
+        event = json.loads(line[len(MARK):])
+    except json.JSONDecodeError:
+        return None
+    return event if isinstance(event, dict) and "event" in event else None
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # the runner and whatever it started (verify's memory processes)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _exit_reason(code: int) -> str:
+    if code < 0:
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"exit code {code}"
+
+
+def recover(store: Store, roots: Roots, reason: str, older_than_s: float = 0.0, retry: bool = False) -> list[Job]:
+    """Running jobs without a live runner (no heartbeat for `older_than_s`): retried or failed with `reason`, and
+    their partial output removed. The embedded queue calls it at start-up (every running job was this server's);
+    Redis workers call it periodically for jobs of workers that died. Returns the jobs it changed."""
+    found = []
+    cutoff = time.time() - older_than_s
+    for job in store.stale(older_than_s):
+        after = store.interrupted(job.id, f"{reason} (it ran on {job.worker})", retry=retry, stale_before=cutoff)
+        if after is None or after.state == "running":
+            continue
+        removed = remove_partial(roots.workdir / job.output) if job.output else []
+        note = (f"removed the partial output {', '.join(removed)}" if removed else "nothing half-written was left")
+        found.append(store.update(job.id, lambda j: {"log": tail(j.log, [note])}))
+    return found
+
+
+class LocalQueue:
+    """The embedded queue: jobs in SQLite in the workdir, run by a pool of threads in the server process (each
+    watching one runner process). At start-up, jobs left running by a previous server are failed with the reason
+    and jobs still queued are taken up again."""
+
+    def __init__(self, store: Store, roots: Roots, workers: int = 1, allow_pickle: bool = False):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.store = store
+        self.executor = Executor(store, roots, f"local-{os.getpid()}", allow_pickle)
+        self.pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="optiplan-job")
+
+    def start(self) -> None:
+        recover(self.store, self.executor.roots, "the server stopped while this job ran", retry=False)
+        for job in reversed(self.store.list(limit=100_000)):
+            if job.state == "queued":
+                self.submit(job.id)
+
+    def submit(self, job_id: str) -> None:
+        self.pool.submit(self._run, job_id)
+
+    def _run(self, job_id: str) -> None:
+        try:
+            self.executor.run(job_id)
+        except Exception as exc:  # noqa: BLE001  a store error must not kill the pool thread silently
+            from ..cli.common import error_line
+
+            job = self.store.get(job_id)
+            if job is not None and job.state == "running":
+                self.store.finish(job_id, job.attempt, "failed", error=error_line(exc)[0])
+
+    def shutdown(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)

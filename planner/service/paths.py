@@ -1,0 +1,129 @@
+"""Where the service may read and write: inputs only inside the `--models-dir` roots (and the workdir, where jobs
+put their outputs), outputs only inside `--workdir`. A name is a relative path; an absolute path, `..` or a symlink
+that leads out of its root is refused, and so is anything the catalog does not know that is not under a root
+(no hub downloads, no arbitrary files)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+
+class Refused(Exception):
+    """A request the service refuses before any work (a name outside its folders, an unknown job kind): answered
+    with `status` (403, 404, 400, 409) and the message as the one JSON error."""
+
+    def __init__(self, message: str, status: int = 403):
+        super().__init__(message)
+        self.status = status
+
+
+# plain names: letters, digits and . _ - in each part; no part may be '.' or '..' (checked below)
+_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def check_name(name: str, what: str) -> PurePosixPath:
+    """A relative, normalised name of at most 8 parts; refuses absolute paths, `..`, backslashes and odd
+    characters with a sentence saying why."""
+    if not isinstance(name, str) or not name.strip():
+        raise Refused(f"{what}: give a name relative to the server's folders", 400)
+    if name.startswith(("/", "~")) or re.match(r"^[A-Za-z]:", name) or "\\" in name:
+        raise Refused(f"{what} '{name}': absolute paths are refused; give a name inside the server's folders")
+    parts = PurePosixPath(name).parts
+    if ".." in parts:
+        raise Refused(f"{what} '{name}': '..' is refused; give a name inside the server's folders")
+    if len(parts) > 8 or not all(_PART.match(p) for p in parts):
+        raise Refused(f"{what} '{name}': names are letters, digits, '.', '_' and '-' separated by '/'", 400)
+    return PurePosixPath(*parts)
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+@dataclass(frozen=True)
+class Roots:
+    """The server's folders: `models` (read-only inputs) and `workdir` (job outputs, the job database)."""
+
+    workdir: Path
+    models: tuple[Path, ...] = field(default_factory=tuple)
+
+    @classmethod
+    def create(cls, workdir: str | Path, models: list[str | Path] | tuple[str | Path, ...] = ()) -> Roots:
+        work = Path(workdir).expanduser().resolve()
+        work.mkdir(parents=True, exist_ok=True)
+        return cls(work, tuple(Path(m).expanduser().resolve() for m in models))
+
+    def _under(self, root: Path, rel: PurePosixPath, what: str, name: str) -> Path:
+        resolved = (root / rel).resolve()  # follows every symlink
+        if not _inside(resolved, root):
+            raise Refused(f"{what} '{name}' leads outside the server's folders (a symlink?); refused")
+        return resolved
+
+    def input_path(self, name: str, what: str = "model") -> Path:
+        """An existing file or folder under a models dir, else under the workdir (where apply's outputs are)."""
+        rel = check_name(name, what)
+        for root in (*self.models, self.workdir):
+            candidate = root / rel
+            if candidate.exists() or candidate.is_symlink():
+                return self._under(root, rel, what, name)
+        where = ", ".join(str(r.name) for r in (*self.models, self.workdir))
+        raise Refused(f"{what} '{name}': no such file or folder in the server's folders ({where})", 404)
+
+    def output_path(self, name: str, what: str = "output") -> Path:
+        """A new (or replaceable) file or folder under the workdir; its parent must resolve inside it too."""
+        rel = check_name(name, what)
+        path = self._under(self.workdir, rel, what, name)
+        if path == self.workdir:
+            raise Refused(f"{what} '{name}': name a folder inside the workdir, not the workdir itself", 400)
+        if path.name.startswith(".") or path.name.endswith((".sqlite", ".sqlite-wal", ".sqlite-shm")):
+            raise Refused(f"{what} '{name}': hidden names and the job database are reserved", 400)
+        return path
+
+    def model_ref(self, name: str) -> str:
+        """What a profile/advise request may name: a catalog model (name, alias or its hub id, answered offline)
+        or a model folder / config.json under a models dir. Anything else is refused: no hub fetch, no paths."""
+        from ... import profiles
+
+        if profiles.resolve_model_name(name) is not None:
+            return name
+        if not self.models:
+            raise Refused(f"model '{name}' is not in the catalog and this server has no --models-dir; "
+                              "GET /v1/catalog/models lists the catalog", 404)
+        rel = check_name(name, "model")
+        for root in self.models:
+            if (root / rel).exists() or (root / rel).is_symlink():
+                return str(self._under(root, rel, "model", name))
+        raise Refused(f"model '{name}' is neither a catalog model nor a folder in the models dirs; "
+                          "GET /v1/catalog/models and GET /v1/models list both", 404)
+
+    def model_folders(self) -> list[str]:
+        """The model folders (with a config.json) directly inside each models dir, by name."""
+        found = []
+        for root in self.models:
+            if root.is_dir():
+                found += sorted(p.name for p in root.iterdir() if (p / "config.json").is_file()
+                                and _inside(p.resolve(), root) and _PART.match(p.name))
+        return found
+
+
+def partial_folders(out: Path) -> list[Path]:
+    """The temporary siblings an interrupted atomic write leaves behind (fsutil.atomic_folder, write_text_atomic)."""
+    if not out.parent.is_dir():
+        return []
+    return sorted(p for p in out.parent.iterdir() if p.name.startswith((f".{out.name}.optiplan-tmp-",
+                                                                       f".{out.name}-")))
+
+
+def remove_partial(out: Path) -> list[str]:
+    """Remove what an interrupted write left for `out`; returns the names removed (for the job's log)."""
+    removed = []
+    for p in partial_folders(out):
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+        removed.append(p.name)
+    return removed

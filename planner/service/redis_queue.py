@@ -1,0 +1,165 @@
+"""Jobs on Redis for several machines: the job documents in Redis (`RedisStore`, the same state machine as SQLite)
+and the hand-off to workers through RQ. RQ because it is the smallest of the well-kept Redis queues that does what
+is needed: plain functions enqueued by import path, blocking dequeue shared by any number of `optiplan worker`
+processes, no broker besides Redis and no scheduler or result backend to run (Celery needs both configured; arq
+wants async job functions; Dramatiq's Redis broker adds middleware we would not use). Which worker runs a job, its
+progress, cancellation and retries stay in our store, so RQ only carries job ids."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+from .jobs import Executor, recover
+from .paths import Roots
+from .store import Job, Store, decode, encode
+
+QUEUE = "optiplan"
+RUN = "optiplan.planner.service.redis_queue.run_queued"
+JOB_TIMEOUT_S = 24 * 3600  # RQ's own timeout, a backstop only: cancel and heartbeats are ours
+
+
+def connect(url: str):
+    """A Redis client for `redis://host:port/db`, checked with a ping, or one clear sentence."""
+    from redis import Redis
+    from redis.exceptions import RedisError
+
+    from ..errors import OptiplanError
+
+    try:
+        conn = Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
+        conn.ping()
+    except (RedisError, ValueError) as exc:
+        raise OptiplanError(f"cannot reach the job queue at {url}: {exc}") from exc
+    return conn
+
+
+class RedisStore(Store):
+    """Each job a JSON string at `optiplan:job:<id>`, listed by a sorted set of creation times; updates are
+    optimistic transactions (WATCH/MULTI), retried when another process wrote the job in between."""
+
+    def __init__(self, conn, prefix: str = "optiplan"):
+        self.conn, self.prefix = conn, prefix
+        self.index = f"{prefix}:jobs"
+
+    def _key(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}"
+
+    def insert(self, job: Job) -> Job:
+        with self.conn.pipeline() as pipe:
+            pipe.set(self._key(job.id), encode(job))
+            pipe.zadd(self.index, {job.id: job.created_at})
+            pipe.execute()
+        return job
+
+    def get(self, job_id: str) -> Job | None:
+        raw = self.conn.get(self._key(job_id))
+        return decode(raw) if raw else None
+
+    def list(self, limit: int = 100) -> list[Job]:
+        ids = self.conn.zrevrange(self.index, 0, limit - 1)
+        if not ids:
+            return []
+        raws = self.conn.mget([self._key(i.decode()) for i in ids])
+        return [decode(r) for r in raws if r]
+
+    def update(self, job_id, change):
+        from redis.exceptions import WatchError
+
+        key = self._key(job_id)
+        with self.conn.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    raw = pipe.get(key)
+                    if raw is None:
+                        pipe.unwatch()
+                        return None
+                    job = decode(raw)
+                    fields = change(job)
+                    if not fields:
+                        pipe.unwatch()
+                        return job
+                    job = job.model_copy(update=fields)
+                    pipe.multi()
+                    pipe.set(key, encode(job))
+                    pipe.execute()
+                    return job
+                except WatchError:
+                    continue
+
+
+class RedisQueue:
+    """The API side: jobs stored in Redis and handed to whichever `optiplan worker` takes them first."""
+
+    def __init__(self, url: str):
+        from rq import Queue
+
+        self.url = url
+        self.conn = connect(url)
+        self.store = RedisStore(self.conn)
+        self.queue = Queue(QUEUE, connection=self.conn)
+
+    def start(self) -> None:
+        """Nothing to recover here: the API holds no jobs; workers retry those of workers that died."""
+
+    def submit(self, job_id: str) -> None:
+        enqueue(self.queue, job_id)
+
+    def shutdown(self) -> None:
+        self.conn.close()
+
+
+def enqueue(queue, job_id: str) -> None:
+    queue.enqueue(RUN, job_id, job_timeout=JOB_TIMEOUT_S, result_ttl=600, failure_ttl=7 * 24 * 3600,
+                  description=f"optiplan job {job_id}")
+
+
+EXECUTOR: dict[str, Any] = {}  # set by `work` in the worker process: what `run_queued` runs jobs with
+
+
+def run_queued(job_id: str) -> str:
+    """What RQ calls in the worker: run the job with this worker's folders; returns the state it ended in."""
+    job = EXECUTOR["executor"].run(job_id)
+    return job.state if job is not None else "taken by another worker"
+
+
+def reap(store: Store, roots: Roots, queue, stale_after_s: float) -> list[Job]:
+    """Retry (or fail, when no attempts are left) the running jobs of workers that stopped reporting."""
+    changed = recover(store, roots, f"its worker stopped reporting for {stale_after_s:g} s (killed or lost)",
+                      older_than_s=stale_after_s, retry=True)
+    for job in changed:
+        if job.state == "queued":
+            enqueue(queue, job.id)
+    return changed
+
+
+def work(url: str, roots: Roots, name: str | None = None, allow_pickle: bool = False,
+         stale_after_s: float = 30.0, burst: bool = False) -> None:
+    """`optiplan worker`: take jobs from the Redis queue one at a time, and every few seconds retry the jobs of
+    workers that died."""
+    from rq import Queue, SimpleWorker
+
+    conn = connect(url)
+    store = RedisStore(conn)
+    queue = Queue(QUEUE, connection=conn)
+    name = name or f"{socket.gethostname()}-{os.getpid()}"
+    # SimpleWorker: no fork per job, since each job already runs in its own process (runner.py)
+    EXECUTOR["executor"] = Executor(store, roots, name, allow_pickle)
+    stop = threading.Event()
+
+    def reaper() -> None:
+        while not stop.wait(max(0.5, stale_after_s / 3)):
+            try:
+                reap(store, roots, queue, stale_after_s)
+            except Exception:  # noqa: BLE001  Redis away for a moment: the next round tries again
+                time.sleep(1)
+
+    threading.Thread(target=reaper, name="optiplan-reaper", daemon=True).start()
+    try:
+        SimpleWorker([queue], connection=conn, name=name).work(burst=burst, logging_level="WARNING")
+    finally:
+        stop.set()

@@ -1,0 +1,179 @@
+"""What the service is asked: the CLI's own request models (ProfileRequest, AdviseRequest, BenchRequest) and, for
+the commands whose library functions take options instead of a model (configs, apply, verify, calibrate), one
+model each holding exactly the command's options. Every job request turns into the keyword arguments of the same
+library function the CLI calls (`job_arguments`), with its names confined to the server's folders."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..schema.advice import AdviseRequest
+from ..schema.bench import BenchRequest
+from ..schema.core import ProfileRequest
+from .paths import Refused, Roots
+
+Name = Field(min_length=1, max_length=300)
+
+
+class ConfigsRequest(AdviseRequest):
+    """`optiplan configs`: the advise request it plans with, plus the target (an engine, compose, kubernetes or
+    all) and the engine that compose and kubernetes run."""
+
+    hardware: str = "h100-sxm"
+    workload: str | None = "chat"
+    target: str = Field("vllm", description="vllm, sglang, tgi, trtllm, llama.cpp, compose, kubernetes, or all")
+    serving_engine: Literal["vllm", "sglang", "tgi", "trtllm", "llama.cpp"] | None = None
+
+
+class _Job(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ApplyJob(_Job):
+    """`optiplan apply`: `model` a folder under a models dir, `output` a name under the workdir."""
+
+    kind: Literal["apply"] = "apply"
+    model: str = Name
+    output: str = Name
+    goal: Literal["memory", "latency", "throughput", "context", "cost"] | None = None
+    plan: str | None = Field(None, max_length=300, description="a plan file (advise --format json) in the workdir")
+    techniques: list[str] = Field([], max_length=16)
+    hardware: str = Field("local", max_length=100)
+    workload: str | None = Field(None, max_length=100, description="a preset name")
+    context: int | None = Field(None, ge=1, le=10_000_000)
+    concurrency: int | None = Field(None, ge=1, le=100_000)
+    max_quality_loss_pct: float | None = Field(None, ge=0, le=100)
+    draft: str | None = Field(None, max_length=300, description="draft model folder under a models dir")
+    device: Literal["cpu", "cuda"] | None = None
+    dtype: Literal["fp32", "bf16", "fp16"] = "fp32"
+    force: bool = False
+    drop_unprofitable: bool = False
+    keep_all: bool = False
+    verify: bool = True
+    repeats: int = Field(5, ge=1, le=100)
+    allow_pickle: bool = False
+
+
+class VerifyJob(_Job):
+    """`optiplan verify`: both models are names under a models dir or the workdir."""
+
+    kind: Literal["verify"] = "verify"
+    baseline: str = Name
+    optimized: str = Name
+    repeats: int = Field(5, ge=1, le=100)
+    max_new_tokens: int = Field(32, ge=1, le=4096)
+    device: Literal["cpu", "cuda"] | None = None
+    memory: bool = True
+    allow_pickle: bool = False
+
+
+class CalibrateJob(_Job):
+    """`optiplan calibrate` on the machine that runs the job (its calibration file is that machine's)."""
+
+    kind: Literal["calibrate"] = "calibrate"
+    models: list[str] = Field([], max_length=8)
+    repeats: int = Field(5, ge=1, le=100)
+
+
+class BenchJob(BenchRequest):
+    """`optiplan bench`: the CLI's BenchRequest; models (and any file) are names in the server's folders."""
+
+    kind: Literal["bench"] = "bench"
+
+
+JOB_MODELS: dict[str, type[BaseModel]] = {"apply": ApplyJob, "verify": VerifyJob, "calibrate": CalibrateJob,
+                                          "bench": BenchJob}
+
+
+def parse_job(body: Any) -> BaseModel:
+    """The job model for a request body, chosen by its `kind`."""
+    if not isinstance(body, dict):
+        raise Refused("a job is a JSON object with a 'kind': apply, verify, calibrate or bench", 400)
+    kind = body.get("kind")
+    if kind not in JOB_MODELS:
+        raise Refused(f"kind '{kind}' is not a job; known: {', '.join(JOB_MODELS)}", 400)
+    return JOB_MODELS[kind].model_validate(body)
+
+
+def _preset(workload: str | None) -> str | None:
+    if workload is None:
+        return None
+    from ..catalog.workloads import preset_names
+
+    if workload not in preset_names():
+        raise Refused(f"workload '{workload}': the service takes a preset ({', '.join(preset_names())})", 400)
+    return workload
+
+
+def _hardware(name: str, allowed: tuple[str, ...] = ("local", "auto")) -> str:
+    from ... import profiles
+
+    if name.strip().lower() in allowed or profiles.resolve_hardware_id(name) is not None:
+        return name
+    known = ", ".join([*allowed, *profiles.hardware_ids()][:14])
+    raise Refused(f"hardware '{name}': the service takes a catalog device or {' / '.join(allowed)} "
+                      f"(known: {known}, ...)", 400)
+
+
+def confine_profile(request: ProfileRequest, roots: Roots) -> ProfileRequest:
+    """The request with its model resolved inside the server's folders, and hardware from the catalog (a hardware
+    file would be a read of any path)."""
+    return request.model_copy(update={"model": roots.model_ref(request.model),
+                                      "hardware": _hardware(request.hardware, ("local",))})
+
+
+def confine_advise(request: AdviseRequest, roots: Roots) -> AdviseRequest:
+    return request.model_copy(update={"model": roots.model_ref(request.model),
+                                      "hardware": _hardware(request.hardware),
+                                      "workload": _preset(request.workload)})
+
+
+def job_output(job: BaseModel) -> str | None:
+    """The output name a job writes under the workdir (what a crash may leave half-written)."""
+    if isinstance(job, ApplyJob):
+        return job.output
+    if isinstance(job, BenchJob):
+        return job.save_reference
+    return None
+
+
+def job_arguments(job: BaseModel, roots: Roots, allow_pickle: bool) -> dict[str, Any]:
+    """The keyword arguments of the library function the CLI calls for this job, every name resolved inside the
+    server's folders. Run at submission (so a bad job is refused at once) and again where the job runs."""
+    if getattr(job, "allow_pickle", False) and not allow_pickle:
+        raise Refused("allow_pickle: this server loads pickle weights only when started with --allow-pickle")
+    if isinstance(job, ApplyJob):
+        out = roots.output_path(job.output)
+        if out.exists() and not job.force:
+            raise Refused(f"output '{job.output}' exists in the workdir; pass force: true to replace it", 409)
+        return {"source": roots.input_path(job.model), "out": out, "goal": job.goal,
+                "plan": roots.input_path(job.plan, "plan") if job.plan else None,
+                "techniques": list(job.techniques) or None, "hardware": _hardware(job.hardware, ("local",)),
+                "workload": _preset(job.workload), "context": job.context, "concurrency": job.concurrency,
+                "max_quality_loss_pct": job.max_quality_loss_pct,
+                "draft": roots.input_path(job.draft, "draft") if job.draft else None, "device": job.device,
+                "dtype": job.dtype, "force": job.force, "drop_unprofitable": job.drop_unprofitable,
+                "keep_all": job.keep_all, "verify": job.verify, "allow_pickle": job.allow_pickle,
+                "verify_options": {"repeats": job.repeats}}
+    if isinstance(job, VerifyJob):
+        return {"baseline": roots.input_path(job.baseline, "baseline"),
+                "optimized": roots.input_path(job.optimized, "optimized"), "device": job.device,
+                "repeats": job.repeats, "max_new_tokens": job.max_new_tokens, "memory": job.memory,
+                "allow_pickle": job.allow_pickle}
+    if isinstance(job, CalibrateJob):
+        return {"models": [roots.input_path(m) for m in job.models] or None, "repeats": job.repeats}
+    if isinstance(job, BenchJob):
+        if job.endpoints:
+            raise Refused("bench endpoints: the service does not call other servers; run `optiplan bench "
+                              "--endpoint` from a shell instead", 400)
+        files = {k: str(roots.input_path(v, k)) for k in ("prompts_file", "eval_text", "tokenizer", "reference")
+                 if (v := getattr(job, k)) is not None}
+        if job.save_reference is not None:
+            files["save_reference"] = str(roots.output_path(job.save_reference, "save_reference"))
+        fields = job.model_dump(exclude={"kind"}) | files
+        fields["models"] = [str(roots.input_path(m)) for m in job.models]
+        return {"request": BenchRequest.model_validate(fields)}
+    raise Refused(f"not a job: {type(job).__name__}", 400)
+

@@ -1,0 +1,114 @@
+"""One job in its own process (`python -m optiplan.planner.service.runner`): it reads the job from stdin, calls the
+library function the CLI calls, and writes events on stdout as lines `@@optiplan@@ {json}` (log, progress, result,
+error); anything else a library prints is a log line too. A process per job is what makes a job cancellable (the
+group is killed), keeps torch out of the API process, and lets a crash fail one job instead of the server.
+The process dies with its parent (PR_SET_PDEATHSIG), so a killed server or worker leaves no job running."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any
+
+MARK = "@@optiplan@@ "
+
+# fractions for the progress messages verify reports (optimizers/verify.py), in order
+VERIFY_PHASES = (("timing", 0.2), ("batched throughput", 0.5), ("quality", 0.7), ("peak memory", 0.85))
+
+
+def _emit(event: str, **fields: Any) -> None:
+    sys.__stdout__.write(MARK + json.dumps({"event": event, **fields}, default=str) + "\n")
+    sys.__stdout__.flush()
+
+
+def _die_with_parent(parent: int) -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the runner's monitor still kills it on cancel
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def apply_progress(techniques: list[str] | None, verify: bool) -> Callable[[str], None]:
+    """apply's log lines as progress: each 'applying X' moves through the steps, verify's phases after them."""
+    total = len(techniques) if techniques else 3  # a planner-chosen plan: steps not known up front
+    share = 0.7 if verify else 0.9
+    seen = {"steps": 0}
+
+    def log(line: str) -> None:
+        _emit("log", line=line)
+        if line.startswith("applying "):
+            seen["steps"] += 1
+            _emit("progress", fraction=0.1 + share * min(seen["steps"] - 1, total) / total, step=line)
+        for phase, fraction in VERIFY_PHASES:
+            if line.startswith(phase):
+                _emit("progress", fraction=0.8 + 0.2 * fraction * 0.9, step=f"verify: {line}")
+
+    return log
+
+
+def verify_progress(line: str) -> None:
+    _emit("log", line=line)
+    for phase, fraction in VERIFY_PHASES:
+        if line.startswith(phase):
+            _emit("progress", fraction=fraction, step=line)
+
+
+def execute(kind: str, arguments: dict[str, Any]) -> Any:
+    """Run the job's library function (the one the CLI calls) and return its result as JSON-ready data."""
+    if kind == "apply":
+        from ...optimizers.apply import apply
+
+        log = apply_progress(arguments.get("techniques"), arguments.get("verify", True))
+        arguments["verify_options"] = {**arguments.get("verify_options", {}), "progress": log}
+        manifest = apply(arguments.pop("source"), arguments.pop("out"), log=log, **arguments)
+        return manifest.model_dump(mode="json")
+    if kind == "verify":
+        from ...optimizers.verify import verify
+
+        return verify(arguments.pop("baseline"), arguments.pop("optimized"), progress=verify_progress,
+                      **arguments).model_dump(mode="json")
+    if kind == "calibrate":
+        from ..measure.calibrate import calibrate
+
+        data, path = calibrate(arguments["models"], repeats=arguments["repeats"], show_progress=False)
+        return {"calibration": data, "path": str(path)}
+    if kind == "bench":
+        from ..ci.bench import run_bench
+
+        return [r.model_dump(mode="json") for r in run_bench(arguments["request"], show_progress=False)]
+    raise ValueError(f"unknown job kind {kind}")
+
+
+def main() -> int:
+    spec = json.loads(sys.stdin.read())
+    _die_with_parent(spec["parent"])
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    from ..cli.common import error_line
+    from .paths import Roots
+    from .requests import job_arguments, parse_job
+
+    sys.stdout = sys.stderr  # a library's prints become log lines; events go to the real stdout only
+    try:
+        roots = Roots.create(spec["workdir"], spec["models"])
+        job = parse_job(spec["request"])
+        _emit("progress", fraction=0.02, step=f"{job.kind}: loading libraries")
+        result = execute(job.kind, job_arguments(job, roots, spec["allow_pickle"]))
+    except Exception as exc:  # noqa: BLE001  the job's boundary: one line, as the CLI shows it
+        from .paths import Refused
+
+        line = str(exc) if isinstance(exc, Refused) else error_line(exc)[0]
+        _emit("error", message=line)
+        return 1
+    _emit("result", result=result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""Safe by default: the server's settings, the rule that only loopback may listen without a token, the bearer
+token (or the web page's cookie) on every route but /healthz, and a request body limit enforced while reading."""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+from dataclasses import dataclass
+
+from ..errors import OptiplanError
+from .paths import Roots
+
+COOKIE = "optiplan_token"
+OPEN_PATHS = ("/healthz", "/login")
+
+
+@dataclass(frozen=True)
+class Settings:
+    roots: Roots
+    token: str | None = None
+    queue: str = "local"  # "local" (SQLite in the workdir + in-process pool) or a redis:// URL
+    workers: int = 1
+    allow_pickle: bool = False
+    max_body_bytes: int = 1 << 20
+    max_attempts: int = 1  # the embedded queue fails an interrupted job; Redis workers may retry it
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, token: str | None) -> None:
+    """Refuse to listen beyond this machine without a token."""
+    if not is_loopback(host) and not token:
+        raise OptiplanError(f"refusing to listen on {host} without a token: anyone who reaches it could run jobs; "
+                            "pass --token (or set OPTIPLAN_TOKEN), or keep the default --host 127.0.0.1")
+    if token is not None and len(token) < 16:
+        raise OptiplanError("the token is shorter than 16 characters; use a long random one, e.g. "
+                            "python -c 'import secrets; print(secrets.token_urlsafe(32))'")
+
+
+def authorized(token: str | None, headers: dict[str, str], cookies: dict[str, str]) -> bool:
+    """With a token configured, the request carries it as `Authorization: Bearer ...` or the web page's cookie."""
+    if not token:
+        return True
+    given = ""
+    auth = headers.get("authorization", "")
+    if auth[:7].lower() == "bearer ":
+        given = auth[7:].strip()
+    elif cookies.get(COOKIE):
+        given = cookies[COOKIE]
+    return hmac.compare_digest(given.encode(), token.encode())
+
+
+def body_too_large(max_bytes: int):
+    """Raised while the body streams in; an HTTPException, so FastAPI passes it on as it is (413)."""
+    from starlette.exceptions import HTTPException
+
+    return HTTPException(413, f"the request body is over the limit of {max_bytes} bytes")
+
+
+class BodyLimit:
+    """ASGI middleware: a body over `max_bytes` (by Content-Length, or counted while it streams in) gets 413 and
+    one JSON error before the route reads it."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            return await self._refuse(send)
+        seen, started = 0, False
+
+        async def limited_receive():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise body_too_large(self.max_bytes)
+            return message
+
+        async def tracking_send(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        from starlette.exceptions import HTTPException
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except HTTPException as exc:  # raised by a route that read the body outside FastAPI's own handling
+            if exc.status_code != 413 or started:
+                raise
+            await self._refuse(send)
+
+    async def _refuse(self, send):
+        body = json.dumps({"error": f"the request body is over the limit of {self.max_bytes} bytes",
+                           "status": 413}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,172 @@
+"""The HTTP API answers with the CLI's own JSON for the CLI's own requests, and every bad request gets one JSON
+error (never a traceback): names outside the server's folders, bad bodies, unknown routes, oversized bodies."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import pytest
+from optiplan.planner.schema.advice import AdviseRequest
+from optiplan.planner.schema.core import ProfileRequest
+
+ADVISE = {"model": "llama-3.1-8b", "hardware": "l4", "num_devices": 1, "workload": "chat"}
+
+
+def one_error(response, status: int) -> str:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) >= {"error", "status"} and body["status"] == status
+    assert "Traceback" not in response.text and "File \"" not in response.text
+    return body["error"]
+
+
+def test_healthz_and_openapi(client):
+    assert client.get("/healthz").json()["status"] == "ok"
+    schema = client.get("/openapi.json").json()
+    assert {"/v1/profile", "/v1/advise", "/v1/configs", "/v1/jobs", "/v1/jobs/{job_id}/events"} <= set(schema["paths"])
+    assert client.get("/docs").status_code == 200
+
+
+def test_advise_and_profile_return_what_the_library_returns_for_the_same_request(client):
+    from optiplan.planner.analytic.profile import profile
+    from optiplan.planner.plan.advise import advise
+
+    response = client.post("/v1/advise", json=ADVISE)
+    assert response.status_code == 200
+    assert response.json() == json.loads(advise(AdviseRequest(**ADVISE)).model_dump_json())
+    request = {"model": "llama-3.1-8b", "hardware": "l4", "context": 8192, "batch": 4}
+    response = client.post("/v1/profile", json=request)
+    assert response.json() == json.loads(profile(ProfileRequest(**request)).model_dump_json())
+
+
+def test_repeated_advice_is_served_from_the_cache(client):
+    first = client.post("/v1/advise", json=ADVISE).json()
+    second = client.post("/v1/advise", json=ADVISE).json()
+    assert first == second
+    metrics = client.get("/metrics").text
+    assert 'optiplan_advice_cache{kind="hits"} 1' in metrics
+    assert 'optiplan_advice_cache{kind="misses"} 1' in metrics
+
+
+def test_a_model_folder_in_the_models_dir_is_advised_by_its_name(client):
+    response = client.post("/v1/profile", json={"model": "tiny", "hardware": "l4", "context": 1024})
+    assert response.status_code == 200, response.text
+    assert response.json()["model"]["hidden_size"] == 192
+    assert client.get("/v1/models").json() == {"folders": ["tiny"]}
+
+
+def test_an_infeasible_workload_is_422_with_the_document(client):
+    response = client.post("/v1/advise", json={"model": "llama-3.1-405b", "hardware": "l4", "num_devices": 1})
+    message = one_error(response, 422)
+    assert "fit" in message or "meet" in message
+    assert response.json()["document"]["feasible"] is False
+
+
+def test_configs_as_json_and_as_a_zip(client):
+    body = {"model": "llama-3.1-8b", "hardware": "l4", "target": "vllm"}
+    files = client.post("/v1/configs", json=body).json()["files"]
+    assert "vllm/serve.sh" in files and "README.md" in files
+    response = client.post("/v1/configs", json=body | {"target": "all"}, headers={"Accept": "application/zip"})
+    assert response.headers["content-type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(response.content)) as zf:
+        names = zf.namelist()
+        assert "vllm/serve.sh" in names and "README.md" in names
+        assert zf.getinfo("vllm/serve.sh").external_attr >> 16 == 0o755
+    assert "unknown engine" in one_error(client.post("/v1/configs", json=body | {"target": "nginx"}), 400)
+
+
+@pytest.mark.parametrize("what", ["models", "hardware", "workloads", "techniques"])
+def test_catalog_lists(client, what):
+    rows = client.get(f"/v1/catalog/{what}").json()
+    assert rows and isinstance(rows, list)
+    key = "name" if what in ("models", "workloads") else "id"
+    assert all(key in row for row in rows)
+
+
+@pytest.mark.parametrize("name, status, words", [
+    ("/etc/passwd", 403, "absolute paths are refused"),
+    ("../models/tiny", 403, "'..' is refused"),
+    ("tiny/../../x", 403, "'..' is refused"),
+    ("C:\\models", 403, "absolute paths"),
+    ("meta-llama/Not-A-Model", 404, "neither a catalog model"),
+    ("nothing-here", 404, "neither a catalog model"),
+])
+def test_model_names_stay_inside_the_models_dirs(client, name, status, words):
+    assert words in one_error(client.post("/v1/profile", json={"model": name, "hardware": "l4"}), status)
+
+
+def test_a_symlink_leading_out_of_the_models_dir_is_refused(client, models_dir, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "config.json").write_text((models_dir / "tiny" / "config.json").read_text())
+    (models_dir / "escape").symlink_to(outside, target_is_directory=True)
+    assert "leads outside" in one_error(client.post("/v1/profile", json={"model": "escape", "hardware": "l4"}), 403)
+    job = {"kind": "apply", "model": "escape", "techniques": ["weight-int8"], "output": "x"}
+    assert "leads outside" in one_error(client.post("/v1/jobs", json=job), 403)
+
+
+def test_hardware_and_workload_files_are_refused(client, models_dir):
+    error = one_error(client.post("/v1/advise", json={"model": "tiny", "hardware": "/etc/hw.yaml"}), 400)
+    assert "catalog device" in error
+    error = one_error(client.post("/v1/advise", json=ADVISE | {"workload": "/etc/passwd.yaml"}), 400)
+    assert "preset" in error
+
+
+@pytest.mark.parametrize("body, status, words", [
+    ("{not json", 422, "not valid JSON"),
+    ("[1, 2]", 422, "must be a JSON object"),
+    ('{"hardware": "l4"}', 422, "model: Field required"),
+    ('{"model": "llama-3.1-8b", "hardware": "l4", "surprise": 1}', 422, "surprise: Extra inputs"),
+    ('{"model": "llama-3.1-8b", "hardware": "l4", "num_devices": 0}', 400, "device"),
+    ('{"model": "llama-3.1-8b", "hardware": "no-such-gpu"}', 400, "the service takes a catalog device"),
+])
+def test_bad_bodies_get_one_json_error(client, body, status, words):
+    response = client.post("/v1/advise", content=body, headers={"Content-Type": "application/json"})
+    assert words in one_error(response, status)
+
+
+def test_unknown_routes_methods_and_jobs(client):
+    assert "no route /v2/x" in one_error(client.get("/v2/x"), 404)
+    assert "not allowed" in one_error(client.put("/v1/advise"), 405)
+    assert "no job" in one_error(client.get("/v1/jobs/0123456789abcdef"), 404)
+    assert "no job" in one_error(client.delete("/v1/jobs/nope"), 404)
+
+
+def test_an_internal_error_is_one_line_without_a_traceback(make_client, monkeypatch):
+    from optiplan.planner.service import calls
+
+    client = make_client(raise_server_exceptions=False)  # as a real server: the error answered, then logged
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(calls, "run_profile", broken)
+    error = one_error(client.post("/v1/profile", json={"model": "llama-3.1-8b", "hardware": "l4"}), 500)
+    assert error == "internal error (ZeroDivisionError: division by zero); the server's log has the details"
+
+
+def test_request_bodies_over_the_limit_are_refused_before_reading(make_client):
+    client = make_client(max_body_bytes=2048)
+    big = json.dumps(ADVISE | {"workload": "x" * 4096})
+    assert "over the limit of 2048 bytes" in one_error(client.post("/v1/advise", content=big,
+                                                                   headers={"Content-Type": "application/json"}), 413)
+
+    def chunks():  # no Content-Length: counted as it streams in
+        for _ in range(8):
+            yield b" " * 1024
+
+    response = client.post("/v1/advise", content=chunks(), headers={"Content-Type": "application/json"})
+    assert "over the limit" in one_error(response, 413)
+    assert client.post("/v1/advise", json=ADVISE).status_code == 200
+
+
+def test_metrics_count_requests_latencies_and_jobs(client):
+    client.post("/v1/advise", json=ADVISE)
+    client.get("/v2/none")
+    text = client.get("/metrics").text
+    assert 'optiplan_requests_total{method="POST",route="/v1/advise",status="200"} 1' in text
+    assert 'optiplan_requests_total{method="GET",route="unmatched",status="404"} 1' in text
+    assert 'optiplan_request_seconds_count{route="/v1/advise"} 1' in text
+    assert 'optiplan_jobs{state="queued"} 0' in text and 'optiplan_jobs{state="running"} 0' in text
