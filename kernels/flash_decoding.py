@@ -188,6 +188,9 @@ def flash_decode(q, k, v, *, k_lens=None, scale: float | None = None, window: in
     else:
         _decode_split_tuned[(batch, kv_heads, splits)](*args, **flags)
     out = torch.empty(batch, 1, heads, head_dim, dtype=q.dtype, device=q.device)[:, 0]  # (b, h, d), bshd storage
+    if splits == 1 and sink_logits is None:  # one chunk is already normalized: nothing to merge
+        out.copy_(part_o[:, :, 0, :head_dim])
+        return out[:, :, None] if squeeze else out
     _decode_merge[(batch, heads)](part_o, part_lse, sink_logits if sink_logits is not None else q3, out,
                                   out.stride(0), out.stride(1), heads, head_dim, splits,
                                   HAS_SINKS=sink_logits is not None, BLOCK_S=next_power_of_2(splits), BLOCK_D=block_d)

@@ -21,7 +21,7 @@ from .runtime import LoadedModel, default_device, generation_settings
 from .workspace import Workspace, device_kind
 
 MANIFEST = "optiplan.json"
-LIBRARIES = ("torch", "transformers", "torchao", "optimum-quanto", "hqq", "safetensors", "accelerate")
+LIBRARIES = ("torch", "transformers", "torchao", "optimum-quanto", "hqq", "safetensors", "accelerate", "triton")
 
 
 def check_folder(path: Path, allow_pickle: bool = False) -> None:

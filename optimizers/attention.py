@@ -4,8 +4,9 @@ implementation.
 
 The registered implementation (`optiplan`) is a plain PyTorch attention plugged in through transformers'
 `AttentionInterface`, with its mask function registered in `AttentionMaskInterface` (transformers builds
-masks per implementation name, and refuses a name without one). Our Triton kernels plug in here later:
-the reference below is what they are tested against.
+masks per implementation name, and refuses a name without one). `optiplan_triton` is the same interface over
+optiplan's Triton kernels (`optiplan.kernels.flash_attention` for prefill, `flash_decoding` for one-token decode):
+on CUDA, or on CPU only in triton's interpreter (TRITON_INTERPRET=1, for tests).
 """
 
 from __future__ import annotations
@@ -16,7 +17,11 @@ from typing import Any
 from .workspace import NotSupportedHere, Workspace, device_kind
 
 OPTIPLAN_ATTENTION = "optiplan"
-IMPLEMENTATIONS = ("eager", "sdpa", "flex_attention", "flash_attention_2", OPTIPLAN_ATTENTION)
+TRITON_ATTENTION = "optiplan_triton"
+IMPLEMENTATIONS = ("eager", "sdpa", "flex_attention", "flash_attention_2", OPTIPLAN_ATTENTION, TRITON_ATTENTION)
+# what the manifest's step says runs, beyond the implementation's name
+KERNELS = {TRITON_ATTENTION: "Triton kernels optiplan.kernels.flash_attention (prefill) and flash_decoding "
+                             "(split-K decode)"}
 
 
 def reference_attention(module, query, key, value, attention_mask, dropout: float = 0.0,
@@ -45,14 +50,47 @@ def reference_attention(module, query, key, value, attention_mask, dropout: floa
     return out.transpose(1, 2).contiguous(), None
 
 
-def register_optiplan_attention() -> str:
-    """Register the `optiplan` attention (and its mask) with transformers; idempotent."""
+def triton_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling: float | None = None,
+                     sliding_window: int | None = None, softcap: float | None = None, s_aux=None, **kwargs):
+    """transformers' attention call on optiplan's Triton kernels: one query token goes to split-K flash decoding,
+    more to the prefill kernel. With no mask (transformers skips it when attention is plainly causal) the kernels
+    apply causality and the layer's window themselves; with sdpa's boolean mask (padding, static caches, windows
+    already in it) they follow the mask. Returns (b, q, h, d) and no weights."""
+    import torch
+
+    from ..kernels.flash_attention import flash_attention
+    from ..kernels.flash_decoding import flash_decode
+
+    mask = attention_mask
+    if mask is not None:
+        mask = mask[..., : key.shape[-2]]
+        if mask.dtype != torch.bool:  # an additive mask: 0 where attended, a large negative number elsewhere
+            mask = mask > torch.finfo(mask.dtype).min / 2
+    window = sliding_window if mask is None else None
+    if query.shape[2] == 1:
+        out = flash_decode(query, key, value, scale=scaling, window=window, sink_logits=s_aux, softcap=softcap,
+                           key_mask=mask[:, 0, 0, :] if mask is not None else None)
+    else:
+        out = flash_attention(query, key, value, causal=mask is None and getattr(module, "is_causal", True),
+                              scale=scaling, window=window, sink_logits=s_aux, softcap=softcap, mask=mask)
+    return out.transpose(1, 2), None
+
+
+def register_optiplan_attention(name: str = OPTIPLAN_ATTENTION) -> str:
+    """Register the `optiplan` (or `optiplan_triton`) attention and its mask with transformers; idempotent."""
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
-    AttentionInterface.register(OPTIPLAN_ATTENTION, reference_attention)
-    AttentionMaskInterface.register(OPTIPLAN_ATTENTION, sdpa_mask)
-    return OPTIPLAN_ATTENTION
+    AttentionInterface.register(name, triton_attention if name == TRITON_ATTENTION else reference_attention)
+    AttentionMaskInterface.register(name, sdpa_mask)
+    return name
+
+
+def triton_unavailable(device: str) -> str | None:
+    """Why the Triton attention cannot run on `device` in this process, or None."""
+    from ..kernels.common import unavailable_reason
+
+    return unavailable_reason(device)
 
 
 def resolve(implementation: str | None, device: str) -> str:
@@ -61,7 +99,8 @@ def resolve(implementation: str | None, device: str) -> str:
         if device_kind(device) == "cuda" and importlib.util.find_spec("flash_attn") is not None:
             return "flash_attention_2"
         return "sdpa"
-    aliases = {"flex": "flex_attention", "flash": "flash_attention_2", "custom": OPTIPLAN_ATTENTION}
+    aliases = {"flex": "flex_attention", "flash": "flash_attention_2", "custom": OPTIPLAN_ATTENTION,
+               "triton": TRITON_ATTENTION}
     implementation = aliases.get(implementation, implementation)
     if implementation not in IMPLEMENTATIONS:
         raise NotSupportedHere(f"unknown attention implementation {implementation!r}; "
@@ -71,13 +110,18 @@ def resolve(implementation: str | None, device: str) -> str:
             raise NotSupportedHere("flash_attention_2 needs a CUDA GPU; on CPU use sdpa (PyTorch's flash kernel)")
         if importlib.util.find_spec("flash_attn") is None:
             raise NotSupportedHere("flash_attention_2 needs the flash-attn package: pip install flash-attn")
+    if implementation == TRITON_ATTENTION and (reason := triton_unavailable(device)):
+        raise NotSupportedHere(f"implementation=triton: {reason}")
     return implementation
 
 
 def set_attention(model, implementation: str) -> None:
     """Switch a loaded model (and its sub-configs) to `implementation`."""
-    if implementation == OPTIPLAN_ATTENTION:
-        register_optiplan_attention()
+    if implementation == TRITON_ATTENTION and (reason := triton_unavailable(str(model.device))):
+        raise NotSupportedHere(f"this model runs optiplan's Triton attention, and {reason}; "
+                               f"load it with attn_implementation='sdpa' instead")
+    if implementation in (OPTIPLAN_ATTENTION, TRITON_ATTENTION):
+        register_optiplan_attention(implementation)
     model.set_attn_implementation(implementation)
 
 
@@ -92,4 +136,5 @@ def swap_attention(ws: Workspace, params: dict[str, Any]) -> str:
     ws.runtime.attn_implementation = implementation
     if ws.draft is not None:
         set_attention(ws.draft, implementation)
-    return f"attention {before} -> {implementation}"
+    kernel = f" ({KERNELS[implementation]})" if implementation in KERNELS else ""
+    return f"attention {before} -> {implementation}{kernel}"

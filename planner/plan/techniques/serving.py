@@ -24,7 +24,8 @@ register(
         params=lambda c: {"version": 3 if c.hw.features.flash_attention >= 3 else 2},
         apply=Applied("attention:swap_attention",
                       options=(("implementation", Option(str, "attention kernel", choices=(
-            "auto", "sdpa", "eager", "flex", "flex_attention", "flash", "flash_attention_2", "custom", "optiplan"))),))),
+            "auto", "sdpa", "eager", "flex", "flex_attention", "flash", "flash_attention_2", "custom", "optiplan",
+            "triton"))),))),  # triton: optiplan's kernels, CUDA (CPU only under TRITON_INTERPRET=1, for tests)
     Technique(
         id="paged-kv", engines=("vllm", "sglang", "tgi", "trtllm", "transformers"),
         name="Paged KV cache with continuous batching", family="serving", group=None,

@@ -1,0 +1,74 @@
+"""`flash-attention:implementation=triton` on the trained test model, in triton's interpreter: registered in
+transformers' AttentionInterface, greedy tokens identical to SDPA in fp32 (one prompt, and a left-padded batch that
+takes the masked path), the manifest names the kernel and `optiplan.load` brings it back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+TARGET = Path(__file__).resolve().parents[1] / "assets" / "models" / "target"
+PROMPTS = ["The for statement is", "Classes provide a means of bundling data and functionality together"]
+
+
+@pytest.fixture(scope="module")
+def sdpa():
+    from optiplan.optimizers.artifact import load
+
+    return load(TARGET, "cpu")
+
+
+def _greedy(loaded, prompts, n):
+    ids = loaded.encode(prompts)
+    out = loaded.generate(ids, max_new_tokens=n, min_new_tokens=n)
+    return out[:, ids.shape[1]:].tolist()
+
+
+def test_triton_attention_generates_the_same_greedy_tokens_as_sdpa_and_round_trips(sdpa, tmp_path):
+    from artifact_helpers import roundtrip
+    from optiplan.optimizers.artifact import load
+    from optiplan.optimizers.registry import check_supported
+    from optiplan.optimizers.workspace import Workspace
+    from transformers import AttentionInterface
+
+    loaded = load(TARGET, "cpu")
+    ws = Workspace(model=loaded.model, tokenizer=loaded.tokenizer, device="cpu", source=TARGET)
+    detail = check_supported("flash-attention", "cpu").apply(ws, {"implementation": "triton"})
+    assert "optiplan.kernels.flash_attention" in detail and "flash_decoding" in detail
+    assert ws.runtime.attn_implementation == "optiplan_triton"
+    assert AttentionInterface()["optiplan_triton"].__name__ == "triton_attention"
+    assert _greedy(loaded, PROMPTS[:1], 8) == _greedy(sdpa, PROMPTS[:1], 8)
+    assert _greedy(loaded, PROMPTS, 3) == _greedy(sdpa, PROMPTS, 3)  # left padding: the masked path
+
+    back = roundtrip(ws, tmp_path)
+    assert back.runtime.attn_implementation == "optiplan_triton"
+    assert back.model.config._attn_implementation == "optiplan_triton"
+    assert _greedy(back, PROMPTS[:1], 2) == _greedy(sdpa, PROMPTS[:1], 2)
+
+
+def test_logits_match_sdpa_over_a_long_prompt(sdpa):
+    from optiplan.optimizers.artifact import load
+    from optiplan.optimizers.attention import set_attention
+
+    loaded = load(TARGET, "cpu")
+    set_attention(loaded.model, "optiplan_triton")
+    ids = sdpa.encode([" ".join(PROMPTS * 2)])
+    with torch.no_grad():
+        ours, theirs = loaded.model(ids).logits, sdpa.model(ids).logits
+    assert (ours - theirs).abs().max() < 1e-4
+
+
+def test_refused_with_the_reason_where_triton_cannot_run(monkeypatch):
+    from optiplan.kernels import common
+    from optiplan.optimizers.attention import resolve
+    from optiplan.optimizers.workspace import NotSupportedHere
+
+    with pytest.raises(NotSupportedHere, match="CPU only"):
+        resolve("triton", "cuda")
+    monkeypatch.setattr(common, "interpreted", lambda: False)
+    with pytest.raises(NotSupportedHere, match="TRITON_INTERPRET=1"):
+        resolve("triton", "cpu")
