@@ -1,0 +1,117 @@
+"""Jobs on the embedded queue against a real `optiplan serve` process: live progress by server-sent events, cancel
+stops the job's process, a job running when the server died is failed with the reason after a restart (nothing
+half-written), jobs still queued are taken up again; and (slow) an apply job writes the optimized model."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+APPLY = {"kind": "apply", "model": "tiny", "techniques": ["weight-int8"], "verify": False}
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+def runners_of(pid: int) -> list[int]:
+    """Job runner processes whose parent is `pid` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if "optiplan.planner.service.runner" in cmdline and ppid == pid and alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """A process that exists and is not a zombie (a container's init may not reap orphans at once)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def job_state(http, job_id: str) -> dict:
+    return http.get(f"/v1/jobs/{job_id}").json()
+
+
+def test_progress_streams_as_events_and_cancel_stops_the_process(client, wait_for):
+    job_id = client.post("/v1/jobs", json=APPLY | {"output": "tiny-int8"}).json()["id"]
+    wait_for(lambda: job_state(client, job_id)["step"] == "apply: loading libraries", 60, "the runner to start")
+    assert runners_of(os.getpid()), "the job runs in its own process"
+    seen = []
+    with client.stream("GET", f"/v1/jobs/{job_id}/events") as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        for line in stream.iter_lines():
+            if not line.startswith("data: "):
+                continue
+            event = json.loads(line[6:])
+            seen.append((event["state"], event["step"], event["cancel_requested"]))
+            if len(seen) == 1:
+                assert client.delete(f"/v1/jobs/{job_id}").status_code == 202
+    assert seen[0][:2] == ("running", "apply: loading libraries")
+    assert ("running", "apply: loading libraries", True) in seen  # the cancel request, streamed
+    assert seen[-1][0] == "cancelled"  # the stream ends with the job
+    job = job_state(client, job_id)
+    assert job["state"] == "cancelled" and "cancelled: the job's process was stopped" in job["log"]
+    wait_for(lambda: not runners_of(os.getpid()), 10, "the runner process to be gone")
+    workdir = Path(client.app.state.settings.roots.workdir)
+    assert sorted(p.name for p in workdir.iterdir() if not p.name.startswith("jobs.sqlite")) == []
+
+
+def test_a_job_running_when_the_server_died_fails_with_the_reason_and_queued_ones_resume(server_factory, wait_for,
+                                                                                           token):
+    server = server_factory(token=token).start()
+    with server.http() as http:
+        first = http.post("/v1/jobs", json=APPLY | {"output": "first"}).json()["id"]
+        second = http.post("/v1/jobs", json=APPLY | {"output": "second"}).json()["id"]
+        wait_for(lambda: job_state(http, first)["step"] == "apply: loading libraries", 60, "the first job to run")
+        assert job_state(http, second)["state"] == "queued"  # one worker: the second waits
+    runners = runners_of(server.proc.pid)
+    assert runners, "the job runs in its own process"
+    server.kill()  # the server dies, and its job's process with it (PR_SET_PDEATHSIG), as when the machine stops
+    wait_for(lambda: not any(alive(pid) for pid in runners), 10, "the job's process to die")
+    restarted = server_factory(token=token, workdir=server.workdir)
+    restarted.port = server.port  # the same address, as after a restart
+    restarted.start()
+    with restarted.http() as http:
+        failed = job_state(http, first)
+        assert failed["state"] == "failed"
+        assert failed["error"].startswith("the server stopped while this job ran (it ran on local-")
+        assert "nothing half-written was left" in failed["log"][-1]
+        resumed = wait_for(lambda: (j := job_state(http, second))["state"] == "running" and j, 30,
+                           "the queued job to be taken up after the restart")
+        assert resumed["attempt"] == 1
+        http.delete(f"/v1/jobs/{second}")
+        wait_for(lambda: job_state(http, second)["state"] in TERMINAL, 30, "the cancel")
+        jobs = {j["id"]: j["state"] for j in http.get("/v1/jobs").json()}
+        assert jobs == {first: "failed", second: "cancelled"}
+    leftovers = [p.name for p in server.workdir.iterdir() if not p.name.startswith("jobs.sqlite")]
+    assert leftovers == []  # no output folder and no temporary sibling
+
+
+@pytest.mark.slow
+def test_an_apply_job_writes_the_optimized_model(client, wait_for):
+    """About a minute on the 2-core CI machine: torch's import, loading, quantizing and the step's quick timing."""
+    response = client.post("/v1/jobs", json=APPLY | {"output": "models/tiny-int8"})
+    assert response.status_code == 202
+    job_id = response.json()["id"]
+    job = wait_for(lambda: (j := job_state(client, job_id))["state"] in TERMINAL and j, 600, "the apply job")
+    assert job["state"] == "succeeded", job["error"]
+    assert job["progress"] == 1.0 and "applying weight-int8" in job["log"]
+    assert [s["technique"] for s in job["result"]["steps"]] == ["weight-int8"]
+    out = Path(client.app.state.settings.roots.workdir) / "models" / "tiny-int8"
+    manifest = json.loads((out / "optiplan.json").read_text())
+    assert manifest["steps"] == job["result"]["steps"]
+    again = client.post("/v1/jobs", json=APPLY | {"output": "models/tiny-int8"})
+    assert again.status_code == 409 and "force: true" in again.json()["error"]

@@ -1,0 +1,91 @@
+"""Safe by default: loopback unless there is a token, the token on every route but /healthz (header or the web
+page's cookie), pickle weights and remote calls only when the server allows them."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+from optiplan.planner.cli.main import main
+from optiplan.planner.service.security import check_bind, is_loopback
+
+ADVISE = {"model": "llama-3.1-8b", "hardware": "l4"}
+
+
+@pytest.mark.parametrize("host, loopback", [("127.0.0.1", True), ("localhost", True), ("::1", True),
+                                            ("[::1]", True), ("0.0.0.0", False), ("10.0.0.5", False),
+                                            ("::", False), ("example.org", False)])
+def test_only_loopback_counts_as_local(host, loopback):
+    assert is_loopback(host) is loopback
+
+
+def test_listening_beyond_this_machine_needs_a_long_token():
+    from optiplan.planner.errors import OptiplanError
+
+    check_bind("127.0.0.1", None)
+    check_bind("0.0.0.0", "x" * 32)
+    with pytest.raises(OptiplanError, match="refusing to listen on 0.0.0.0 without a token"):
+        check_bind("0.0.0.0", None)
+    with pytest.raises(OptiplanError, match="shorter than 16"):
+        check_bind("0.0.0.0", "short")
+
+
+def test_serve_refuses_a_public_address_without_a_token_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.delenv("OPTIPLAN_TOKEN", raising=False)
+    result = CliRunner().invoke(main, ["serve", "--host", "0.0.0.0", "--workdir", str(tmp_path / "w")])
+    assert result.exit_code == 2
+    assert result.stderr.strip().startswith("error: refusing to listen on 0.0.0.0 without a token")
+    assert "Traceback" not in result.output
+    bad_queue = CliRunner().invoke(main, ["serve", "--queue", "amqp://x", "--workdir", str(tmp_path / "w")])
+    assert bad_queue.exit_code == 2 and "neither 'local' nor a redis:// URL" in bad_queue.stderr
+
+
+def test_every_route_but_healthz_needs_the_token(make_client, token):
+    client = make_client(token=token)
+    assert client.get("/healthz").status_code == 200
+    for method, path in [("GET", "/metrics"), ("GET", "/v1/catalog/models"), ("POST", "/v1/advise"),
+                         ("GET", "/v1/jobs"), ("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/report")]:
+        response = client.request(method, path, json=ADVISE)
+        assert response.status_code == 401, (method, path)
+        assert response.json()["error"].startswith("this server needs its token")
+        assert response.headers["www-authenticate"] == "Bearer"
+    wrong = client.post("/v1/advise", json=ADVISE, headers={"Authorization": "Bearer " + "y" * len(token)})
+    assert wrong.status_code == 401
+    right = client.post("/v1/advise", json=ADVISE, headers={"Authorization": f"Bearer {token}"})
+    assert right.status_code == 200
+
+
+def test_a_browser_signs_in_once_and_keeps_a_strict_cookie(make_client, token):
+    client = make_client(token=token)
+    page = client.get("/report?model=llama-3.1-8b&hardware=l4", headers={"Accept": "text/html"},
+                      follow_redirects=False)
+    assert page.status_code == 303
+    assert page.headers["location"] == "/login?next=%2Freport%3Fmodel%3Dllama-3.1-8b%26hardware%3Dl4"
+    assert "needs its token" in client.get(page.headers["location"]).text
+    failed = client.post("/login", data={"token": "wrong", "next": "/"})
+    assert failed.status_code == 401 and "not right" in failed.text
+    offsite = client.post("/login", data={"token": token, "next": "//evil.example/"}, follow_redirects=False)
+    assert offsite.headers["location"] == "/"
+    signed = client.post("/login", data={"token": token, "next": "/report?model=llama-3.1-8b&hardware=l4"},
+                         follow_redirects=False)
+    assert signed.status_code == 303
+    cookie = signed.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie
+    report = client.get(signed.headers["location"])
+    assert report.status_code == 200 and "<svg" in report.text
+
+
+def test_pickle_weights_only_when_the_server_allows_them(make_client):
+    job = {"kind": "apply", "model": "tiny", "techniques": ["weight-int8"], "output": "out", "allow_pickle": True}
+    refused = make_client().post("/v1/jobs", json=job)
+    assert refused.status_code == 403 and "--allow-pickle" in refused.json()["error"]
+
+
+def test_jobs_cannot_write_outside_the_workdir_or_over_its_database(client):
+    base = {"kind": "apply", "model": "tiny", "techniques": ["weight-int8"]}
+    for output, words in [("../escape", "'..' is refused"), ("/tmp/x", "absolute paths"),
+                          ("jobs.sqlite", "reserved"), (".hidden", "names are letters")]:
+        response = client.post("/v1/jobs", json=base | {"output": output})
+        assert response.status_code in (400, 403) and words in response.json()["error"], output
+    bench = {"kind": "bench", "models": ["tiny"], "endpoints": ["http://169.254.169.254"]}
+    assert "does not call other servers" in client.post("/v1/jobs", json=bench).json()["error"]
+    assert client.get("/v1/jobs").json() == []  # nothing was queued

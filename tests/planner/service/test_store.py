@@ -1,0 +1,90 @@
+"""The job state machine, the same on SQLite and on Redis: a job is claimed once, only its current attempt may
+report or finish it, cancel stops a queued job at once and asks a running one to stop, an interrupted job is
+retried while attempts are left and failed with the reason after, and jobs survive reopening the store."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from optiplan.planner.service.jobs import recover
+from optiplan.planner.service.paths import Roots
+from optiplan.planner.service.store import SqliteStore, new_job
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        yield SqliteStore(tmp_path / "jobs.sqlite")
+        return
+    url = request.getfixturevalue("redis_url")
+    from optiplan.planner.service.redis_queue import RedisStore, connect
+
+    yield RedisStore(connect(url))
+
+
+def job(store, output=None, attempts=1):
+    return store.insert(new_job("apply", {"kind": "apply", "model": "tiny", "output": output}, output, attempts))
+
+
+def test_a_job_is_claimed_once_and_only_its_attempt_reports(store):
+    j = job(store)
+    assert store.get(j.id).state == "queued"
+    claimed = store.claim(j.id, "w1")
+    assert claimed.state == "running" and claimed.worker == "w1" and claimed.attempt == 1
+    assert store.claim(j.id, "w2") is None
+    after = store.heartbeat(j.id, 1, ["line one"], progress=0.5, step="halfway")
+    assert (after.progress, after.step, after.log[-1]) == (0.5, "halfway", "line one")
+    stale = store.heartbeat(j.id, 2, ["from another attempt"])
+    assert "from another attempt" not in stale.log
+    assert store.finish(j.id, 2, "succeeded").state == "running"  # not its attempt: nothing changes
+    done = store.finish(j.id, 1, "succeeded", result={"ok": True})
+    assert (done.state, done.result, done.progress) == ("succeeded", {"ok": True}, 1.0)
+    assert store.cancel(j.id).state == "succeeded"  # a finished job stays as it ended
+
+
+def test_cancel_stops_a_queued_job_and_asks_a_running_one(store):
+    queued, running = job(store), job(store)
+    assert store.cancel(queued.id).state == "cancelled"
+    assert store.claim(queued.id, "w1") is None
+    store.claim(running.id, "w1")
+    asked = store.cancel(running.id)
+    assert asked.state == "running" and asked.cancel_requested
+
+
+def test_the_log_keeps_its_tail_only(store):
+    j = job(store)
+    store.claim(j.id, "w1")
+    for i in range(5):
+        store.heartbeat(j.id, 1, [f"line {i * 100 + k}" for k in range(100)])
+    log = store.get(j.id).log
+    assert len(log) == 200 and log[-1] == "line 499" and log[0] == "line 300"
+
+
+def test_an_interrupted_job_is_retried_while_attempts_are_left_then_failed(store, tmp_path):
+    roots = Roots.create(tmp_path / "work")
+    j = job(store, output="out", attempts=2)
+    store.claim(j.id, "w1")
+    partial = roots.workdir / ".out.optiplan-tmp-abc123"
+    partial.mkdir()
+    (partial / "model.safetensors").write_bytes(b"half")
+    assert recover(store, roots, "its worker stopped", older_than_s=60, retry=True) == []  # heartbeat is fresh
+    time.sleep(0.05)
+    (retried,) = recover(store, roots, "its worker stopped", older_than_s=0.01, retry=True)
+    assert retried.state == "queued" and "queued again (attempt 2 of 2)" in " ".join(retried.log)
+    assert not partial.exists() and "removed the partial output .out.optiplan-tmp-abc123" in retried.log
+    store.claim(j.id, "w2")
+    time.sleep(0.05)
+    (failed,) = recover(store, roots, "its worker stopped", older_than_s=0.01, retry=True)
+    assert failed.state == "failed" and failed.error == "its worker stopped (it ran on w2)"
+    assert failed.attempt == 2
+
+
+def test_jobs_survive_reopening_the_sqlite_store(tmp_path):
+    first = SqliteStore(tmp_path / "jobs.sqlite")
+    ids = [job(first).id for _ in range(3)]
+    first.claim(ids[0], "w1")
+    first.close()
+    again = SqliteStore(tmp_path / "jobs.sqlite")
+    assert [j.id for j in again.list()] == ids[::-1]
+    assert again.counts() == {"queued": 2, "running": 1, "succeeded": 0, "failed": 0, "cancelled": 0}
