@@ -1,0 +1,74 @@
+"""The Redis queue (RQ) against a real redis-server: two `optiplan worker` processes share the jobs an API process
+enqueues; a worker killed mid-job (its whole process group, as when its machine dies) leaves the job queued again
+by the surviving worker and run there, nothing half-written, nothing lost."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+APPLY = {"kind": "apply", "model": "tiny", "techniques": ["weight-int8"], "verify": False}
+TERMINAL = ("succeeded", "failed", "cancelled")
+STALE_S = 3
+
+
+def start_worker(url: str, name: str, workdir, models_dir, log_dir) -> subprocess.Popen:
+    log = open(log_dir / f"worker-{name}.log", "ab")
+    return subprocess.Popen([sys.executable, "-m", "optiplan.planner.cli.main", "worker", "--queue", url,
+                             "--workdir", str(workdir), "--models-dir", str(models_dir), "--name", name,
+                             "--stale-after", str(STALE_S)], stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+@pytest.mark.parametrize("ending", ["cancel", pytest.param("complete", marks=pytest.mark.slow)])
+def test_two_workers_share_jobs_and_a_killed_workers_job_is_retried(ending, redis_url, make_client, models_dir,
+                                                                    tmp_path, wait_for, kill_group):
+    from optiplan.planner.service.redis_queue import connect
+    from rq import Worker
+
+    client = make_client(queue=redis_url, max_attempts=2)
+    workdir = client.app.state.settings.roots.workdir
+    workers = {name: start_worker(redis_url, name, workdir, models_dir, tmp_path) for name in ("A", "B")}
+    try:
+        conn = connect(redis_url)
+        wait_for(lambda: len(Worker.all(connection=conn)) == 2, 60, "two workers to register")
+        ids = [client.post("/v1/jobs", json=APPLY | {"output": f"out-{i}"}).json()["id"] for i in range(2)]
+
+        def state(job_id):
+            return client.get(f"/v1/jobs/{job_id}").json()
+
+        running = wait_for(lambda: all(state(i)["state"] == "running" for i in ids) and [state(i) for i in ids],
+                           60, "both jobs to run")
+        assert {j["worker"] for j in running} == {"A", "B"}  # one each: the workers share the queue
+        victim, survivor = running[0], running[1]
+        kill_group(workers[victim["worker"]])  # its machine dies: the worker and the job's process
+
+        retried = wait_for(lambda: (j := state(victim["id"]))["state"] == "queued" and j, 30,
+                           "the surviving worker to queue the job again")
+        assert f"its worker stopped reporting for {STALE_S} s (killed or lost) (it ran on {victim['worker']})" \
+            in " ".join(retried["log"])
+        assert "queued again (attempt 2 of 2)" in " ".join(retried["log"])
+        client.delete(f"/v1/jobs/{survivor['id']}")  # free the survivor sooner than its own job would
+        again = wait_for(lambda: (j := state(victim["id"]))["state"] == "running" and j, 60,
+                         "the survivor to take the retried job")
+        assert (again["worker"], again["attempt"]) == (survivor["worker"], 2)
+        if ending == "cancel":
+            client.delete(f"/v1/jobs/{victim['id']}")
+        final = wait_for(lambda: (j := state(victim["id"]))["state"] in TERMINAL and j, 600, "the retried job")
+        states = {j["id"]: j["state"] for j in client.get("/v1/jobs").json()}
+        assert states == {victim["id"]: "cancelled" if ending == "cancel" else "succeeded",
+                          survivor["id"]: "cancelled"}  # nothing lost
+        if ending == "complete":
+            assert (workdir / victim["output"] / "optiplan.json").is_file()
+            assert final["result"]["steps"][0]["technique"] == "weight-int8"
+        hidden = [p.name for p in workdir.iterdir() if p.name.startswith(".")]
+        assert hidden == []  # nothing half-written
+    finally:
+        for proc in workers.values():
+            if proc.poll() is None:
+                kill_group(proc)
