@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 from ..planner.errors import OptiplanError, PlanError
 from ..planner.fsutil import write_text_atomic
 from ..planner.measure.runtime import quiet_libraries
+from ..planner.plan.effects import BATCHED_FLOOR, NOISE, TPOT_CEILING
 from ..planner.plan.graph import plan_order
 from ..planner.plan.techniques import all_techniques
 from ..planner.schema.optimize import ArtifactManifest, StepRecord
@@ -26,20 +26,13 @@ from .corpus import DEFAULT_PROMPTS
 from .registry import check_supported, registry
 from .workspace import NotSupportedHere, Workspace
 
-NOISE = 0.03  # a step's measured ratio must beat 1 by more than this to count as a gain
-
 # The figure each goal is judged by (quick_figures' keys) and which way is better
 GOAL_METRIC = {"latency": ("tpot_ms", "lower"), "throughput": ("batched_tokens_per_s", "higher"),
                "cost": ("batched_tokens_per_s", "higher"), "memory": ("weights_bytes", "lower"),
                "context": ("cache_bytes", "lower")}
-# Where speed is not the goal, a planner step may still cost only so much of it: a memory plan that serves 14x
-# slower is not a plan anyone ships (issue 13: batched throughput kept at 0.8x or better; time per token may grow
-# by half, the price of weights a third the size on a CPU without int8 matmul kernels)
-BATCHED_FLOOR = 0.8
-TPOT_CEILING = 1.5
 # The quick figures after each step are a few samples on a shared machine (10-30% apart from run to run here):
 # a step is judged on them only for what noise cannot make (timings 10% against the goal, speed halved or
-# doubled); `verify`'s interleaved measurement then judges the whole plan against the stricter figures above
+# doubled); `verify`'s interleaved measurement then judges the whole plan against `plan.effects`' limits
 QUICK_NOISE, QUICK_BATCHED_FLOOR, QUICK_TPOT_CEILING = 0.10, 0.5, 2.0
 
 
@@ -125,34 +118,16 @@ def ordered(steps: list[StepSpec]) -> list[StepSpec]:
     return sorted(known, key=lambda s: rank[s.technique]) + [s for s in steps if s.technique not in rank]
 
 
-def quick_figures(ws: Workspace, long_context: int = 384) -> dict[str, float]:
-    """A short measurement after each step: decode time, weights, cache bytes at a long context, batched
-    throughput. Seconds on a small model; the full before/after comparison is `verify`'s."""
-    import statistics
-
-    import torch
-
-    from . import metrics
-    from .kv_cache import cache_bytes
+def quick_figures(ws: Workspace) -> dict[str, float]:
+    """A short measurement after each step (`effects.figures`: time per token as the median of three, on the built-in
+    prompts): seconds on a small model; the full before/after comparison is `verify`'s."""
+    from .effects import figures, id_prompts
     from .runtime import LoadedModel
 
     loaded = LoadedModel(ws.model, ws.tokenizer, ws.device, ws.runtime, ws.draft)
-    tpot = statistics.median(metrics.time_generation(loaded, DEFAULT_PROMPTS[0], 24)["tpot_ms"]
-                             for _ in range(3))
-    ids = torch.randint(1, ws.model.config.vocab_size, (1, long_context)).to(ws.device)
-    # only the cache matters for its size: no speculation, no compile (a static cache is sized up front)
-    kwargs = {k: v for k, v in loaded.generate_kwargs().items()
-              if k not in ("assistant_model", "prompt_lookup_num_tokens", "max_matching_ngram_size", "compile_config")}
-    if kwargs.get("cache_implementation") == "static":
-        kwargs.pop("cache_implementation")
-    out = ws.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=2, min_new_tokens=2,
-                            return_dict_in_generate=True, **kwargs)
-    cache = getattr(out, "past_key_values", None) or getattr(out, "cache", None)
-    start = time.perf_counter()
-    produced = loaded.generate_many(list(DEFAULT_PROMPTS), max_new_tokens=16)
-    return {"tpot_ms": tpot, "weights_bytes": float(metrics.weights_bytes(loaded)),
-            "cache_bytes": float(cache_bytes(cache)) if cache is not None else 0.0,
-            "batched_tokens_per_s": produced / (time.perf_counter() - start)}
+    prompts = {**id_prompts(ws.model.config.vocab_size), "decode": [DEFAULT_PROMPTS[0]],
+               "batch": list(DEFAULT_PROMPTS)}
+    return figures(loaded, prompts, decode_tokens=24, decode_samples=3)
 
 
 def losses(goal: str | None, ratios: dict[str, float], quick: bool = False) -> list[str]:

@@ -40,7 +40,8 @@ class _Stamps:
 
 
 def time_generation(loaded: LoadedModel, prompt: str, max_new_tokens: int) -> dict[str, float]:
-    """One batch-1 generation of exactly `max_new_tokens` tokens: TTFT, TPOT and tokens per second."""
+    """One batch-1 generation of exactly `max_new_tokens` tokens: TTFT, TPOT, tokens per second and tokens per
+    decode step (above 1 where speculation had proposals accepted)."""
     ids = loaded.encode([prompt])
     stamps = _Stamps()
     sync(loaded.device)
@@ -51,7 +52,9 @@ def time_generation(loaded: LoadedModel, prompt: str, max_new_tokens: int) -> di
     first = stamps.times[1] if len(stamps.times) > 1 else end  # times[0] is the prompt being echoed
     ttft_s = first - start
     tpot_s = (end - first) / max(max_new_tokens - 1, 1)
-    return {"ttft_ms": ttft_s * 1e3, "tpot_ms": tpot_s * 1e3, "tokens_per_s": max_new_tokens / (end - start)}
+    steps = stamps.tokens[2:]  # after the prompt and the first token
+    return {"ttft_ms": ttft_s * 1e3, "tpot_ms": tpot_s * 1e3, "tokens_per_s": max_new_tokens / (end - start),
+            "tokens_per_step": sum(steps) / len(steps) if steps else 1.0}
 
 
 def generation_samples(loaded: LoadedModel, prompts: list[str] | tuple[str, ...] = DEFAULT_PROMPTS, *,

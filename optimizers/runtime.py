@@ -11,6 +11,8 @@ from typing import Any
 from ..planner.schema.optimize import ArtifactManifest, Runtime
 from .workspace import device_kind
 
+Prompt = str | list[int]  # text, or token ids
+
 
 def default_device() -> str:
     import torch
@@ -48,16 +50,22 @@ class LoadedModel:
 
     @property
     def pad_token_id(self) -> int:
-        pad = self.tokenizer.pad_token_id
-        return pad if pad is not None else (self.model.config.eos_token_id or 0)
+        pad = self.tokenizer.pad_token_id if self.tokenizer is not None else None
+        eos = self.model.config.eos_token_id
+        return pad if pad is not None else (eos[0] if isinstance(eos, list) else eos) or 0
 
-    def encode(self, prompts: list[str]):
-        """Token ids of `prompts` on the model's device, left-padded when there are several."""
-        self.tokenizer.padding_side = "left"
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        batch = self.tokenizer(prompts, return_tensors="pt", padding=len(prompts) > 1)
-        return batch.input_ids.to(self.device)
+    def token_ids(self, prompt: Prompt) -> list[int]:
+        """A prompt's token ids: text goes through the tokenizer, a list of ids is taken as it is (a model saved
+        without a tokenizer, e.g. the random-weight models calibration measures, is prompted with ids)."""
+        return list(prompt) if not isinstance(prompt, str) else self.tokenizer(prompt).input_ids
+
+    def encode(self, prompts: list[Prompt]):
+        """Token ids of `prompts` on the model's device, (batch, tokens), left-padded when there are several."""
+        import torch
+
+        rows = [self.token_ids(p) for p in prompts]
+        width = max(len(r) for r in rows)
+        return torch.tensor([[self.pad_token_id] * (width - len(r)) + r for r in rows]).to(self.device)
 
     def generate_kwargs(self) -> dict[str, Any]:
         """`generate` arguments for the runtime settings: cache, speculation, compile."""
@@ -99,7 +107,7 @@ class LoadedModel:
         out = self.generate(ids, max_new_tokens=max_new_tokens)
         return self.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
 
-    def generate_many(self, prompts: list[str], max_new_tokens: int) -> int:
+    def generate_many(self, prompts: list[Prompt], max_new_tokens: int) -> int:
         """Serve every prompt the way the plan serves a batch: continuous batching (`generate_batch`) where it
         was applied, one padded batch otherwise, one at a time where the runtime serves batch 1 only (assisted
         generation, the sink cache); returns the number of tokens generated."""
@@ -112,7 +120,7 @@ class LoadedModel:
             cb = {k: v for k, v in self.runtime.continuous_batching.items() if k != "cache_bytes"}
             config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=-1,
                                       pad_token_id=self.pad_token_id)
-            inputs = [self.tokenizer(p).input_ids for p in prompts]
+            inputs = [self.token_ids(p) for p in prompts]
             with torch.no_grad():
                 out = self.model.generate_batch(inputs, generation_config=config,
                                                 continuous_batching_config=ContinuousBatchingConfig(**cb))

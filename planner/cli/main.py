@@ -98,16 +98,26 @@ def profile(model: str, hardware: str, as_json: bool, output: Path | None, measu
               help="Model folders to fit on [default: four random-weight Llama models, 128 to 640 wide, 2 to 8 "
                    "layers].")
 @click.option("--repeats", type=int, default=5, show_default=True, help="Interleaved rounds over the measured steps.")
+@click.option("--effects/--no-effects", default=True, show_default=True,
+              help="Also measure each technique that can run here against the untouched model (time per token, "
+                   "TTFT, batched tokens/s, weight and cache bytes); `--hardware local` plans with them.")
+@click.option("--only-effects", is_flag=True, help="Measure the technique effects again and keep the machine's fit.")
 @click.option("--json", "as_json", is_flag=True, help="Print the calibration file.")
 @friendly
-def calibrate(models: tuple[Path, ...], repeats: int, as_json: bool) -> None:
+def calibrate(models: tuple[Path, ...], repeats: int, effects: bool, only_effects: bool, as_json: bool) -> None:
     """Measure this machine once: matmul throughput per dtype, memory bandwidth, the runtime's memory, how a
     matmul's rate grows with its rows, and the transformers engine's efficiency factors fitted to measured prefill
-    and decode steps of models timed together.
+    and decode steps of models timed together; then the effect of each technique that can run here, on models of
+    two widths (speculation only on --model folders: its acceptance needs trained weights).
     Later `profile`/`advise` with --hardware local use them and say so."""
-    from ..measure.calibrate import calibrate as run_calibrate
+    if not only_effects:
+        from ..measure.calibrate import calibrate as run_calibrate
 
-    data, path = run_calibrate(list(models) or None, repeats=repeats, show_progress=not as_json)
+        data, path = run_calibrate(list(models) or None, repeats=repeats, show_progress=not as_json)
+    if effects or only_effects:
+        from ...optimizers.effects import calibrate_effects
+
+        data, path = calibrate_effects(list(models) or None, rounds=max(repeats - 2, 1), show_progress=not as_json)
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return

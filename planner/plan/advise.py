@@ -23,8 +23,10 @@ from ..schema.advice import (
 )
 from ..schema.workload import Workload
 from .bottleneck import classify
+from .effects import effect_source, measured_effects, predict_steps
 from .predict import evaluate
 from .search import Candidate, SearchResult, apply_steps, pareto_alternatives, rank, search
+from .state import PlanState
 from .techniques import Context, all_techniques, runtime_conflict
 
 GB = 1e9
@@ -75,7 +77,7 @@ def build_context(spec: ModelSpec, hw: HardwareSpec, devices: int, workload: Wor
     mtp = profiles.load_model(catalog)["config"].get("num_nextn_predict_layers", 0) if catalog else 0
     return Context(spec=spec, hw=hw, devices=devices, workload=workload,
                    draft=drafts[0][2] if drafts else None, smaller=smaller[-1][2] if smaller else None,
-                   mtp_layers=mtp or 0)
+                   mtp_layers=mtp or 0, effects=measured_effects(spec, hw, workload.engine))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -288,13 +290,14 @@ def _document(spec: ModelSpec, workload: Workload, hw: HardwareSpec, devices: in
     steps_t = [techniques[i] for i in best.ids]
     states = apply_steps(result.baseline, steps_t, ctx)
     steps = []
-    for t, state in zip(steps_t, states):
+    for t, predicted in zip(steps_t, predict_steps(result.baseline, steps_t, states, workload, ctx.effects)):
         steps.append(PlanStep(technique=t.id, name=t.name, params=t.parameters(ctx), why=t.summary,
                               quality_risk=t.quality_risk, quality_loss_pct=t.loss(ctx),
-                              quality_source=t.quality_source, predicted=evaluate(state, workload)))
+                              quality_source=t.quality_source, effect_source=effect_source(t, ctx.effects),
+                              predicted=predicted))
     final = steps[-1].predicted if steps else evaluate(result.baseline, workload)
     baseline = evaluate(result.baseline, workload)
-    alternatives = [Alternative(techniques=list(c.ids), predicted=evaluate(c.state, workload),
+    alternatives = [Alternative(techniques=list(c.ids), predicted=_predicted(c, result.baseline, ctx),
                                 note=_alternative_note(c, best)) for c in pareto_alternatives(best, ranked)]
     warnings = [*notes, *spec.warnings]
     if not baseline.fits:
@@ -309,6 +312,14 @@ def _document(spec: ModelSpec, workload: Workload, hw: HardwareSpec, devices: in
         alternatives=alternatives, rejected=_rejections(best, ranked, result, ctx),
         hardware_ranking=ranking, hardware_reason=hardware_reason, warnings=warnings,
     )
+
+
+def _predicted(c: Candidate, base: PlanState, ctx: Context):
+    """A stack's full prediction (the search's skips the longest-context figure), measured effects composed in."""
+    if not c.ids:
+        return evaluate(base, ctx.workload)
+    steps = [all_techniques()[i] for i in c.ids]
+    return predict_steps(base, steps, apply_steps(base, steps, ctx), ctx.workload, ctx.effects, last_only=True)[0]
 
 
 def _alternative_note(c: Candidate, best: Candidate) -> str:

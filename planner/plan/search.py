@@ -13,6 +13,7 @@ import itertools
 from dataclasses import dataclass
 
 from ..schema.advice import Prediction
+from .effects import predict_steps, within_speed_limits
 from .graph import conflicting, plan_order
 from .predict import evaluate
 from .state import PlanState, baseline_state
@@ -25,6 +26,7 @@ class Candidate:
     state: PlanState
     predicted: Prediction
     score: float
+    speed_ok: bool = True  # within the speed limits where speed is not the goal (`effects.within_speed_limits`)
 
 
 @dataclass(frozen=True)
@@ -139,15 +141,19 @@ def search(ctx: Context, only_groups: frozenset[str] | None = None) -> SearchRes
             continue  # a chosen step that changes nothing here (e.g. CPU offload when the weights fit)
         used |= set(order)
         final = states[-1] if steps else base
-        pred = evaluate(final, workload, full=workload.goal == "context")
-        candidates.append(Candidate(order, final, pred, score(pred, workload.goal, workload.output_tokens_mean)))
+        full = workload.goal == "context"
+        pred = predict_steps(base, steps, states, workload, ctx.effects, full=full, last_only=True)[0] if steps \
+            else evaluate(base, workload, full=full)
+        candidates.append(Candidate(order, final, pred, score(pred, workload.goal, workload.output_tokens_mean),
+                                    within_speed_limits(pred, base_pred, workload.goal)))
     return SearchResult(base, base_pred, tuple(candidates), rejected, frozenset(no_ops - used))
 
 
 def rank(candidates: tuple[Candidate, ...]) -> list[Candidate]:
-    """Best first: stacks that fit and meet every SLO, then those that fit, each by score."""
+    """Best first: stacks that fit and meet every SLO, then those that fit, each by score; a stack that costs more
+    speed than the limits allow where speed is not the goal comes after those that do not."""
     def key(c: Candidate):
-        return (0 if c.predicted.meets_slo else 1 if c.predicted.fits else 2, round(c.score, 9),
+        return (0 if c.predicted.meets_slo else 1 if c.predicted.fits else 2, not c.speed_ok, round(c.score, 9),
                 c.predicted.quality_loss_pct, len(c.ids), c.ids)
     return sorted(candidates, key=key)
 

@@ -25,6 +25,14 @@ def plan_diff(techniques: list[str], advice: Advice) -> str:
     return "; ".join(parts) or "the same techniques"
 
 
+def measured_steps(advice: Advice) -> list:
+    """The plan's steps whose speed effect was measured on this machine (the others follow the analytic rule)."""
+    return [s for s in advice.plan.steps if s.effect_source and not s.effect_source.startswith("rule")]
+
+
+MEASURED_HEADING = "Speed effects measured on this machine (`optiplan calibrate`); the other steps follow the analytic rule:"
+
+
 @lru_cache(maxsize=1)
 def template_env():
     import jinja2
@@ -35,6 +43,8 @@ def template_env():
         enabled_extensions=("html.j2",), default_for_string=False), trim_blocks=False, keep_trailing_newline=True)
     env.filters["params"] = _params
     env.filters["plan_diff"] = plan_diff
+    env.filters["measured_steps"] = measured_steps
+    env.globals["measured_heading"] = MEASURED_HEADING
     return env
 
 
@@ -103,6 +113,10 @@ def text_report(advice: Advice, color: bool = True, file=None) -> str:
     for s in a.plan.steps:
         if s.params:
             console.print(f"  {s.technique}: {_params(s.params)}")
+    if measured_steps(a):
+        console.print(MEASURED_HEADING.replace("`", ""))
+        for s in measured_steps(a):
+            console.print(f"  {s.technique}: {s.effect_source}")
     if a.alternatives:
         console.print("\n[bold]Alternatives[/]")
         for alt in a.alternatives:

@@ -118,6 +118,8 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
 
 def print_calibration(data: dict[str, Any], path) -> None:
     console = Console(width=110)
+    if "peak_tflops" not in data:
+        return
     peaks = ", ".join(f"{k} {v * 1e3:,.0f} GFLOP/s" for k, v in data["peak_tflops"].items())
     console.print(f"[bold]Calibrated[/] {data['machine']['cpu']} ({data['machine']['cores']} cores, "
                   f"{data['machine']['threads']} threads): matmul {peaks}; copy bandwidth "
@@ -137,7 +139,25 @@ def print_calibration(data: dict[str, Any], path) -> None:
                               f"{p['measured_s'] * 1e3:,.2f}", f"{p['predicted_s'] * 1e3:,.2f}", f"{p['error_pct']:+.1f}%")
             console.print(table)
             console.print(f"median absolute error {fitted['median_abs_error_pct']:.1f}%")
+    print_effects(console, data.get("effects"))
     console.print(f"[dim]written to {path}[/]")
+
+
+def print_effects(console: Console, effects: dict[str, Any] | None) -> None:
+    """The technique effects measured here: ratios after / before, per model width."""
+    if not effects:
+        return
+    table = Table(title=f"Technique effects measured here ({effects['models']}; after / before, median of rounds)",
+                  title_justify="left")
+    for col in ("technique", "width", "time/token", "TTFT", "batched tokens/s", "weights", "cache"):
+        table.add_column(col, justify="left" if col == "technique" else "right")
+    for tid, entry in effects["techniques"].items():
+        for shape in entry["shapes"]:
+            table.add_row(tid, str(shape["hidden"]), *(f"{shape[k]:.2f}x" if k in shape else "-" for k in (
+                "tpot_ms", "ttft_ms", "batched_tokens_per_s", "weights_bytes", "cache_bytes")))
+    console.print(table)
+    for tid, reason in effects.get("skipped", {}).items():
+        console.print(f"[dim]{tid}: not measured: {reason}[/]")
 
 
 def print_techniques(declared: list[dict[str, Any]]) -> None:

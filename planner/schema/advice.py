@@ -62,6 +62,8 @@ class PlanStep(Frozen):
     quality_risk: Literal["none", "low", "medium", "high"]
     quality_loss_pct: float
     quality_source: str
+    effect_source: str = Field("", description="where the predicted speed effect comes from: measured on this "
+                                               "machine by `optiplan calibrate`, or the rule and its source")
     predicted: Prediction = Field(description="after this step and all before it")
 
 

@@ -8,7 +8,7 @@ declarations only.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -32,6 +32,7 @@ class Context:
     draft: ModelSpec | None = None  # a catalog model of the same tokenizer family, much smaller
     smaller: ModelSpec | None = None  # a catalog model of the same family to distill into
     mtp_layers: int = 0  # multi-token-prediction heads the checkpoint ships
+    effects: Mapping[str, Any] = field(default_factory=dict)  # technique -> effect measured here (`plan.effects`)
 
 
 # pip distribution -> import name, for the packages a declaration names (the optimizer registry checks them).
@@ -136,6 +137,7 @@ class Technique:
     quality_risk: Risk = "none"
     quality_loss_pct: float | Callable[[Context], float] = 0.0
     quality_source: str = "lossless: the computation is exact"
+    effect_source: str = ""  # where its speed rule comes from, beyond the analytic model (e.g. an acceptance rate)
     always_on: bool = False  # lossless and never slower: added whenever it is valid
     check: Callable[[Context], str | None] | None = None  # a reason it cannot apply here, or None
     params: Callable[[Context], dict[str, Any]] | None = None

@@ -1,0 +1,214 @@
+"""Technique effects measured on this machine: each technique `apply` can run here is applied to calibration
+models and timed against the same model untouched, interleaved in one process, as ratios (after / before) of time
+per token, time to first token, batched tokens per second, weight bytes and cache bytes.
+
+`optiplan calibrate` stores them in this machine's calibration file beside the engine fit; for `--hardware local`
+the planner then plans with these ratios before any rule (`optiplan.planner.plan.effects`), and the report says per
+step whether its effect was measured here. The same `figures` judge each step of `optiplan apply`.
+
+Effects depend on the model's shape (a weight-only int8 kernel can lose on narrow matrices and win on wide ones),
+so they are measured on models of two widths and read for a model by its width. Random weights time like trained
+ones, except where the effect depends on what the model predicts: on random models, prompt lookup is accepted
+almost never, so what is measured there is the cost of a speculative step (with the tokens it yielded per step);
+the planner then takes the acceptance from its rule. On models the user names (`optiplan calibrate --model PATH`)
+the whole effect, acceptance included, is measured.
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ..planner.machine.calibration import load_calibration, save_calibration
+from ..planner.measure.runtime import quiet_libraries
+from .registry import check_supported, registry
+from .runtime import LoadedModel, Prompt
+from .workspace import NotSupportedHere, Workspace
+
+# (hidden, layers) of the random models effects are measured on: the narrow one times like the small models this
+# CPU can serve (the test models are 192 wide), the wide one like the matrices where int8 kernels may pay
+EFFECT_SHAPES = ((256, 4), (1024, 2))
+FIGURES = ("tpot_ms", "ttft_ms", "batched_tokens_per_s", "weights_bytes", "cache_bytes", "tokens_per_step")
+DECODE_PROMPT, DECODE_TOKENS = 32, 32  # batch-1 decode: a short prompt, then this many tokens
+PREFILL_TOKENS = 256  # time to first token of a longer prompt
+BATCH, BATCH_TOKENS = 4, 16  # the batched figure: this many prompts served together
+CACHE_CONTEXT = 384  # cache bytes are read at this context
+# What a random-weight model cannot show at all
+NEEDS_TRAINED_WEIGHTS = {"spec-draft": "it needs a draft model of the same tokenizer, and acceptance depends on "
+                                       "trained weights"}
+
+
+def id_prompts(vocab: int, seed: int = 0) -> dict[str, list[Prompt]]:
+    """Fixed token-id prompts for each figure (random ids: timing does not depend on which tokens they are)."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+
+    def ids(n: int) -> list[int]:
+        return torch.randint(1, vocab, (n,), generator=g).tolist()
+
+    return {"decode": [ids(DECODE_PROMPT)], "prefill": [ids(PREFILL_TOKENS)],
+            "batch": [ids(DECODE_PROMPT - 4 * i) for i in range(BATCH)], "cache": [ids(CACHE_CONTEXT)]}
+
+
+def figures(loaded: LoadedModel, prompts: dict[str, list[Prompt]], decode_tokens: int = DECODE_TOKENS,
+            decode_samples: int = 1) -> dict[str, float]:
+    """One sample of every figure (the median of `decode_samples` for time per token): batch-1 time per token and
+    time to first token, cache bytes at a long context, batched tokens per second, weight bytes. A fraction of a
+    second on a small model."""
+    import torch
+
+    from . import metrics
+    from .kv_cache import cache_bytes
+
+    decodes = [metrics.time_generation(loaded, prompts["decode"][0], decode_tokens) for _ in range(decode_samples)]
+    tpot = statistics.median(d["tpot_ms"] for d in decodes)
+    ttft = metrics.time_generation(loaded, prompts["prefill"][0], 1)["ttft_ms"]
+    ids = loaded.encode(prompts["cache"])
+    # only the cache matters for its size: no speculation, no compile (a static cache is sized up front)
+    kwargs = {k: v for k, v in loaded.generate_kwargs().items()
+              if k not in ("assistant_model", "prompt_lookup_num_tokens", "max_matching_ngram_size", "compile_config")}
+    if kwargs.get("cache_implementation") == "static":
+        kwargs.pop("cache_implementation")
+    with torch.no_grad():
+        out = loaded.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=2, min_new_tokens=2,
+                                    return_dict_in_generate=True, **kwargs)
+    cache = getattr(out, "past_key_values", None) or getattr(out, "cache", None)
+    start = time.perf_counter()
+    with torch.no_grad():
+        produced = loaded.generate_many(prompts["batch"], max_new_tokens=BATCH_TOKENS)
+    return {"tpot_ms": tpot, "ttft_ms": ttft,
+            "batched_tokens_per_s": produced / (time.perf_counter() - start),
+            "weights_bytes": float(metrics.weights_bytes(loaded)),
+            "cache_bytes": float(cache_bytes(cache)) if cache is not None else 0.0,
+            "tokens_per_step": statistics.median(d["tokens_per_step"] for d in decodes)}
+
+
+def interleaved_ratios(before: LoadedModel, after: LoadedModel, prompts: dict[str, list[Prompt]],
+                       rounds: int = 3) -> dict[str, Any]:
+    """Median ratios (after / before) of every figure over `rounds` interleaved rounds, after one warm-up round
+    each (a compiled model compiles there), with the range of the per-round ratios (a range that holds 1 is an
+    effect noise cannot tell from none)."""
+    figures(before, prompts)
+    figures(after, prompts)
+    per_round: dict[str, list[float]] = {k: [] for k in FIGURES}
+    for _ in range(max(rounds, 1)):
+        b, a = figures(before, prompts), figures(after, prompts)
+        for k in FIGURES:
+            if b[k]:
+                per_round[k].append(a[k] / b[k])
+    out: dict[str, Any] = {k: round(statistics.median(v), 4) for k, v in per_round.items() if v}
+    out["range"] = {k: [round(min(v), 4), round(max(v), 4)] for k, v in per_round.items() if v}
+    out["rounds"] = max(rounds, 1)
+    return out
+
+
+def runnable_here(device: str, trained: bool) -> tuple[list[str], dict[str, str]]:
+    """The techniques whose effect can be measured here, and why each other one cannot."""
+    run, skipped = [], {}
+    for tid in registry():
+        if not trained and tid in NEEDS_TRAINED_WEIGHTS:
+            skipped[tid] = f"not measured on random-weight models: {NEEDS_TRAINED_WEIGHTS[tid]}"
+            continue
+        try:
+            check_supported(tid, device)
+            run.append(tid)
+        except NotSupportedHere as exc:
+            skipped[tid] = str(exc)
+    return run, skipped
+
+
+def measure_technique(base: LoadedModel, technique: str, prompts: dict[str, list[Prompt]], rounds: int,
+                      source: Path) -> dict[str, Any]:
+    """Apply `technique` to a copy of `base` and measure the two interleaved."""
+    ws = Workspace(model=copy.deepcopy(base.model), tokenizer=base.tokenizer, device=base.device, source=source)
+    ws.runtime.dtype = base.runtime.dtype
+    detail = registry()[technique].apply(ws, {})
+    after = LoadedModel(ws.model, ws.tokenizer, ws.device, ws.runtime, ws.draft)
+    return {"detail": detail, **interleaved_ratios(base, after, prompts, rounds)}
+
+
+def load_for_effects(path: Path, device: str, dtype: str) -> tuple[LoadedModel, dict[str, list[Prompt]]]:
+    """A model and the prompts to measure it with: token ids for a model without a tokenizer (random weights); for a
+    model with one, the decode prompt is a passage of the built-in corpus (prompt lookup finds what it can there)."""
+    from ..planner.measure.runtime import load_model
+    from ..planner.schema.optimize import Runtime
+    from .artifact import TOKENIZER_FILES, load
+    from .corpus import default_eval_text
+
+    if any((Path(path) / f).exists() for f in TOKENIZER_FILES):
+        loaded = load(path, device, dtype=dtype)
+        prompts = id_prompts(loaded.model.config.vocab_size)
+        passage = loaded.tokenizer(default_eval_text()).input_ids[:DECODE_PROMPT * 4]
+        return loaded, {**prompts, "decode": [passage]}
+    model, _ = load_model(str(path), dtype, device)
+    return LoadedModel(model, None, device, Runtime(dtype=dtype)), id_prompts(model.config.vocab_size)
+
+
+def model_shape(model) -> dict[str, int]:
+    cfg = model.config
+    return {"hidden": int(cfg.hidden_size), "layers": int(cfg.num_hidden_layers),
+            "params": int(sum(p.numel() for p in model.parameters()))}
+
+
+def measure_effects(models: list[Path] | None = None, techniques: list[str] | None = None, rounds: int = 3,
+                    device: str = "cpu", dtype: str = "fp32", show_progress: bool = True,
+                    shapes: tuple[tuple[int, int], ...] = EFFECT_SHAPES) -> dict[str, Any]:
+    """Every technique that can run here (or those named), measured on each model (default: random models of
+    `shapes`, (hidden, layers))."""
+    quiet_libraries()
+    from rich.progress import Progress
+
+    from ..planner.measure.models import random_model
+
+    trained = bool(models)
+    run, skipped = runnable_here(device, trained)
+    if techniques:
+        unknown = sorted(set(techniques) - set(run) - set(skipped))
+        if unknown:
+            raise NotSupportedHere(f"no optimizer for {', '.join(unknown)}; measurable: {', '.join(run)}")
+        run = [t for t in run if t in techniques]
+        skipped = {t: r for t, r in skipped.items() if t in techniques}
+    results: dict[str, Any] = {"techniques": {t: {"shapes": []} for t in run},
+                               "skipped": skipped, "device": device, "dtype": dtype,
+                               "models": "named by the user" if trained else "random weights",
+                               "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    with tempfile.TemporaryDirectory(prefix="optiplan-effects-") as tmp, \
+            Progress(disable=not show_progress, transient=True) as bar:
+        paths = list(models or [random_model(Path(tmp) / f"llama-h{h}-l{n}", h, n, dtype=dtype)
+                                for h, n in shapes])
+        task = bar.add_task("measuring technique effects", total=len(paths) * len(run))
+        for path in paths:
+            base, prompts = load_for_effects(Path(path), device, dtype)
+            shape = model_shape(base.model)
+            for tid in run:
+                bar.update(task, description=f"{tid} on {Path(path).name}")
+                try:
+                    measured = measure_technique(base, tid, prompts, rounds, Path(path))
+                    results["techniques"][tid]["shapes"].append({**shape, **measured})
+                except NotSupportedHere as exc:
+                    results["skipped"][tid] = str(exc)
+                except Exception as exc:  # a technique that fails here is recorded as such, never planned with
+                    results["skipped"][tid] = f"failed here: {str(exc).strip().splitlines()[0]}"
+                bar.advance(task)
+    results["techniques"] = {t: v for t, v in results["techniques"].items() if v["shapes"] and t not in
+                             results["skipped"]}
+    return results
+
+
+def calibrate_effects(models: list[Path] | None = None, rounds: int = 3,
+                      show_progress: bool = True) -> tuple[dict[str, Any], Path]:
+    """Measure technique effects on this machine and store them in its calibration file (made by `calibrate`)."""
+    from ..planner.errors import MeasureError
+
+    data = load_calibration()
+    if data is None:
+        raise MeasureError("this machine has no calibration yet: run `optiplan calibrate` (it measures the "
+                           "technique effects too)")
+    data["effects"] = measure_effects(models, rounds=rounds, show_progress=show_progress)
+    return data, save_calibration(data)

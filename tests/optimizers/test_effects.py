@@ -1,0 +1,54 @@
+"""Technique effects measured here (`optiplan calibrate`): ratios against the untouched model, stored in the
+calibration file, read back by the planner. Tiny random models and one round keep it to seconds."""
+
+from __future__ import annotations
+
+import pytest
+
+from optiplan.optimizers.effects import calibrate_effects, measure_effects, runnable_here
+from optiplan.planner.errors import MeasureError
+from optiplan.planner.machine.calibration import CALIBRATION_VERSION, load_calibration, save_calibration
+
+TINY = ((64, 1),)
+
+
+def test_random_weights_never_measure_what_needs_trained_ones():
+    run, skipped = runnable_here("cpu", trained=False)
+    assert "spec-draft" in skipped and "spec-draft" not in run
+    assert "weight-int8" in run and "spec-ngram" in run  # prompt lookup: its step cost, tokens per step recorded
+    assert "weight-nf4" in skipped  # CUDA only: the reason says so
+    assert "cuda" in skipped["weight-nf4"]
+
+
+def test_effects_are_ratios_against_the_untouched_model():
+    out = measure_effects(techniques=["weight-int8", "kv-int8", "spec-ngram"], rounds=1, show_progress=False,
+                          shapes=TINY)
+    assert out["models"] == "random weights" and out["device"] == "cpu"
+    int8 = out["techniques"]["weight-int8"]["shapes"][0]
+    assert int8["hidden"] == 64 and 0.2 < int8["weights_bytes"] < 0.7  # int8 linears, fp32 embeddings kept
+    assert int8["cache_bytes"] == pytest.approx(1.0)
+    kv = out["techniques"]["kv-int8"]["shapes"][0]
+    assert kv["cache_bytes"] < 0.8 and kv["weights_bytes"] == pytest.approx(1.0)
+    ngram = out["techniques"]["spec-ngram"]["shapes"][0]
+    assert ngram["tokens_per_step"] >= 1.0 and ngram["tpot_ms"] > 0
+    for figure in ("tpot_ms", "ttft_ms", "batched_tokens_per_s"):
+        low, high = int8["range"][figure]
+        assert low <= int8[figure] <= high
+
+
+def test_calibrate_stores_effects_beside_the_fit(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPTIPLAN_CACHE", str(tmp_path))
+    with pytest.raises(MeasureError, match="run `optiplan calibrate`"):
+        calibrate_effects(show_progress=False)
+    save_calibration({"calibration_version": CALIBRATION_VERSION, "runtimes": {"transformers": {}}})
+    import optiplan.optimizers.effects as effects
+
+    monkeypatch.setattr(effects, "EFFECT_SHAPES", TINY)
+    real = effects.measure_effects
+    monkeypatch.setattr(effects, "measure_effects",
+                        lambda models, rounds, show_progress: real(models, ["weight-int8"], rounds, show_progress=False,
+                                                                   shapes=TINY))
+    data, path = calibrate_effects(rounds=1, show_progress=False)
+    stored = load_calibration()
+    assert stored["runtimes"] == {"transformers": {}}  # the fit is kept
+    assert stored["effects"]["techniques"]["weight-int8"]["shapes"][0]["weights_bytes"] < 0.7
