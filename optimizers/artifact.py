@@ -40,6 +40,7 @@ def load(path: str | Path, device: str | None = None, *, dtype: str | None = Non
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     from .attention import set_attention
+    from .packed_weights import PACKED_LIBRARY, PACKED_WEIGHTS_FILE, load_packed
     from .quantize import QUANTO_WEIGHTS_FILE, load_quanto
 
     path = Path(path)
@@ -57,10 +58,13 @@ def load(path: str | Path, device: str | None = None, *, dtype: str | None = Non
     elif not manifest and device_kind(device) == "cuda":
         runtime.dtype = "bf16"
     quanto = (runtime.weights or {}).get("library") == "quanto"
-    if not quanto:
+    packed = (runtime.weights or {}).get("library") == PACKED_LIBRARY  # optiplan's Triton weight-only GEMM
+    if not quanto and not packed:
         check_folder(path, allow_pickle)
-    elif not (path / QUANTO_WEIGHTS_FILE).is_file():
+    elif quanto and not (path / QUANTO_WEIGHTS_FILE).is_file():
         raise ArtifactError(f"{path}: the manifest names quanto weights but {QUANTO_WEIGHTS_FILE} is missing")
+    elif packed and not (path / PACKED_WEIGHTS_FILE).is_file():
+        raise ArtifactError(f"{path}: the manifest names packed int weights but {PACKED_WEIGHTS_FILE} is missing")
     tokenizer_folder = Path(tokenizer) if tokenizer else path
     if not any((tokenizer_folder / name).is_file() for name in TOKENIZER_FILES):
         raise ArtifactError(f"{tokenizer_folder}: no tokenizer ({', '.join(TOKENIZER_FILES)}); "
@@ -70,6 +74,9 @@ def load(path: str | Path, device: str | None = None, *, dtype: str | None = Non
         if quanto:
             config = AutoConfig.from_pretrained(path, trust_remote_code=False)
             model = load_quanto(path, config, device, torch_dtype(runtime.dtype))
+        elif packed:
+            model = load_packed(path, AutoConfig.from_pretrained(path, trust_remote_code=False), device,
+                                torch_dtype(runtime.dtype))
         else:
             quantized = "quantization_config" in AutoConfig.from_pretrained(path).to_dict()
             model = AutoModelForCausalLM.from_pretrained(
@@ -140,6 +147,7 @@ def _generation_config(ws: Workspace):
 
 def write_artifact(ws: Workspace, out: Path, manifest: ArtifactManifest, force: bool = False) -> ArtifactManifest:
     """Write the artifact to a temporary sibling folder, then rename it into place: all or nothing."""
+    from .packed_weights import PACKED_LIBRARY, save_packed
     from .quantize import save_quanto
 
     out = Path(out)
@@ -149,6 +157,9 @@ def write_artifact(ws: Workspace, out: Path, manifest: ArtifactManifest, force: 
         if (ws.runtime.weights or {}).get("library") == "quanto":
             ws.model.config.save_pretrained(tmp)
             save_quanto(ws.model, tmp)
+        elif (ws.runtime.weights or {}).get("library") == PACKED_LIBRARY:
+            ws.model.config.save_pretrained(tmp)
+            save_packed(ws.model, tmp)
         else:
             ws.model.save_pretrained(tmp)
         _generation_config(ws).save_pretrained(tmp)

@@ -46,7 +46,12 @@ def _torchao(ws: Workspace, config, label: str, params: dict[str, Any]) -> str:
 
 
 def int8_weight_only(ws: Workspace, params: dict[str, Any]) -> str:
-    """int8 weight-only (W8A16), per-channel scales, torchao (or quanto with backend=quanto)."""
+    """int8 weight-only (W8A16), per-channel scales, torchao (or quanto with backend=quanto, or optiplan's Triton
+    kernel with kernel=triton)."""
+    if params.get("kernel") == "triton":
+        from .packed_weights import quantize_packed
+
+        return quantize_packed(ws, 8, None)
     if params.get("backend") == "quanto":
         return _quanto(ws, "int8")
     from torchao.quantization import Int8WeightOnlyConfig
@@ -62,8 +67,13 @@ def int8_dynamic(ws: Workspace, params: dict[str, Any]) -> str:
 
 
 def int4_weight_only(ws: Workspace, params: dict[str, Any]) -> str:
-    """int4 weight-only, group 128: torchao's kernel on CUDA; quanto's qint4 elsewhere."""
+    """int4 weight-only, group 128: torchao's kernel on CUDA; quanto's qint4 elsewhere; optiplan's Triton kernel
+    with kernel=triton."""
     group = int(params.get("group_size") or 128)
+    if params.get("kernel") == "triton":
+        from .packed_weights import quantize_packed
+
+        return quantize_packed(ws, 4, group)
     if device_kind(ws.device) == "cuda" and params.get("backend") != "quanto":
         if importlib.util.find_spec("mslk") is None and importlib.util.find_spec("fbgemm_gpu") is None:
             return _quanto(ws, "int4")

@@ -24,7 +24,7 @@ def _import_interpreted() -> str | None:
     previous = os.environ.get("TRITON_INTERPRET")
     os.environ["TRITON_INTERPRET"] = "1"
     try:
-        from optiplan.kernels import common, flash_attention, flash_decoding  # noqa: F401  decorated now
+        from optiplan.kernels import common, flash_attention, flash_decoding, weight_only_gemm  # noqa: F401
     finally:
         if previous is None:
             os.environ.pop("TRITON_INTERPRET", None)

@@ -101,7 +101,7 @@ def test_kernel_files_import_without_triton():
 
     code = ("import sys; sys.modules['triton'] = None\n"
             "import torch\n"
-            "from optiplan.kernels import common, flash_attention, flash_decoding\n"
+            "from optiplan.kernels import common, flash_attention, flash_decoding, weight_only_gemm\n"
             "assert not common.triton_installed()\n"
             "print(common.unavailable_reason('cpu'))\n"
             "q = torch.randn(1, 2, 3, 16)\n"

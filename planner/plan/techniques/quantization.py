@@ -11,6 +11,8 @@ WEIGHTS = "weight-format"
 # parameters `optiplan apply -t` takes for the optimizers below
 KEEP_HEAD = ("keep_lm_head", Option(bool, "leave lm_head unquantized"))
 BACKEND_AO_QUANTO = ("backend", Option(str, "quantization library", choices=("torchao", "quanto")))
+# optiplan's packed layers and Triton weight-only GEMM: CUDA (CPU only under TRITON_INTERPRET=1, for tests)
+TRITON_KERNEL = ("kernel", Option(str, "matmul kernel: optiplan's Triton weight-only GEMM", choices=("triton",)))
 KV_OPTIONS = (("backend", Option(str, "transformers' cache backend", choices=("quanto", "hqq", "fp8"))),
               ("residual_length", Option(int, "recent tokens kept unquantized", low=0, high=1 << 20)),
               ("group_size", Option(int, "quantization group along the head dim", choices=(32, 64, 128))))
@@ -62,7 +64,7 @@ register(
                        "at 7B+; 0.1% budgeted",
         params=lambda ctx: {"bits": 8, "scheme": "per-channel symmetric", "activations": "16-bit"},
         apply=Applied("quantize:int8_weight_only", changes_weights=True, aim=("weights_bytes", "lower"),
-                      options=(BACKEND_AO_QUANTO, KEEP_HEAD))),
+                      options=(BACKEND_AO_QUANTO, KEEP_HEAD, TRITON_KERNEL))),
     Technique(
         id="weight-w8a8-int8", engines=("vllm", "sglang", "trtllm", "transformers"),
         name="int8 weights and activations (SmoothQuant W8A8)", family="weight quantization",
@@ -112,7 +114,7 @@ register(
         params=lambda ctx: {"bits": 4, "group_size": 128, "method": "rtn"},
         apply=Applied("quantize:int4_weight_only", changes_weights=True, aim=("weights_bytes", "lower"),
                       options=(("group_size", Option(int, "int4 group along the input dim", choices=(32, 64, 128, 256))),
-                               BACKEND_AO_QUANTO, KEEP_HEAD))),
+                               BACKEND_AO_QUANTO, KEEP_HEAD, TRITON_KERNEL))),
     Technique(
         id="weight-nf4", engines=("vllm", "tgi", "transformers"),
         name="NF4 weights (bitsandbytes)", family="weight quantization", group=WEIGHTS,

@@ -1,0 +1,204 @@
+"""Weight-only quantized matmul: y = x @ dequant(W)^T + bias with x in 16 or 32 bits and W in int4 (groups of
+32/64/128 along the input dim, asymmetric) or int8 (one scale per output channel, symmetric), dequantized inside
+the kernel so the weights cross memory at 4 or 8 bits (the tiled matmul of Triton's matmul tutorial with a
+dequantizing load).
+
+Packed format (what `pack_int4` / `pack_int8` return, and what an optiplan artifact stores):
+- int4: `qweight` uint8 (K_pad, N // 2), the weight transposed so a tile of K rows reads contiguous output columns;
+  byte [k, j] holds column 2j of row k in its low nibble and column 2j + 1 in its high nibble, unsigned 0..15.
+  `scales` and `zeros` (K_pad // group, N) in the compute dtype: w = (q - zero) * scale. K is padded to a multiple
+  of the group with q = zero (weight 0), and the kernel masks x past K.
+- int8: `qweight` int8 (K, N), transposed likewise; `scales` (N,): w = q * scale.
+
+Two paths: M <= 16 (decode) reads every weight once with 16-row tiles and splits K across programs (atomic adds
+into an fp32 accumulator) so that a 1 x 8192 x 8192 product still fills the GPU; larger M uses square tiles.
+"""
+
+from __future__ import annotations
+
+from .common import dot_flags, gpu_generation, interpreted, next_power_of_2, require, tl, triton
+
+GROUPS = (32, 64, 128)
+SMALL_M = 16
+# (BLOCK_M, BLOCK_N, BLOCK_K, SPLIT_K, num_warps, num_stages). BLOCK_K <= 32 divides every int4 group.
+HOPPER_SMALL = [(16, 64, 32, 8, 4, 4), (16, 128, 32, 4, 4, 4), (16, 64, 32, 16, 4, 3), (16, 256, 32, 2, 8, 3)]
+HOPPER_LARGE = [(128, 128, 32, 1, 8, 4), (128, 256, 32, 1, 8, 3), (64, 128, 32, 1, 4, 4), (128, 64, 32, 1, 4, 4)]
+AMPERE_SMALL = [(16, 64, 32, 8, 4, 3), (16, 128, 32, 4, 4, 3), (16, 32, 32, 16, 2, 4)]
+AMPERE_LARGE = [(128, 128, 32, 1, 8, 3), (64, 128, 32, 1, 4, 3), (128, 64, 32, 1, 4, 3)]
+# one fixed tile each on CPU: the interpreter's cost is per program and per loop step, so wide tiles
+INTERPRETER_SMALL = {"BLOCK_M": 16, "BLOCK_N": 128, "BLOCK_K": 32, "SPLIT_K": 2, "GROUP_M": 4}
+INTERPRETER_LARGE = {"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 32, "SPLIT_K": 1, "GROUP_M": 4}
+
+
+def _configs(small: bool):
+    hopper = gpu_generation() == "hopper"
+    tiles = (HOPPER_SMALL if hopper else AMPERE_SMALL) if small else (HOPPER_LARGE if hopper else AMPERE_LARGE)
+    return [triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k, "SPLIT_K": s, "GROUP_M": 8},
+                          num_warps=w, num_stages=st) for m, n, k, s, w, st in tiles]
+
+
+@triton.jit
+def _wo_gemm(
+    X, QW, SCALES, ZEROS, BIAS, Y, ACC,
+    M, N, K, stride_xm, stride_qk, stride_sg, stride_ym,
+    group_size,
+    M_BUCKET,  # autotune key only
+    BITS: tl.constexpr, HAS_BIAS: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, SPLIT_K: tl.constexpr,
+    GROUP_M: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    split = tl.program_id(1)
+    # grouped ordering (Triton's matmul tutorial): programs that run together share rows of x and columns of W
+    num_m = tl.cdiv(M, BLOCK_M)
+    num_n = tl.cdiv(N, BLOCK_N)
+    in_group = GROUP_M * num_n
+    first_m = (pid // in_group) * GROUP_M
+    rows_here = tl.minimum(num_m - first_m, GROUP_M)
+    pid_m = first_m + ((pid % in_group) % rows_here)
+    pid_n = (pid % in_group) // rows_here
+
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_k = tl.arange(0, BLOCK_K)
+    m_ok = offs_m < M
+    n_ok = offs_n < N
+    acc = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)
+    k_per_split = tl.cdiv(tl.cdiv(K, SPLIT_K), BLOCK_K) * BLOCK_K
+    k_lo = split * k_per_split  # a multiple of BLOCK_K: every tile lies in one int4 group
+    k_hi = tl.minimum(k_lo + k_per_split, K)
+    for k0 in range(k_lo, k_hi, BLOCK_K):
+        ks = k0 + offs_k
+        k_ok = ks < K
+        x = tl.load(X + offs_m[:, None].to(tl.int64) * stride_xm + ks[None, :], mask=m_ok[:, None] & k_ok[None, :],
+                    other=0.0)
+        if BITS == 4:
+            half = pid_n * (BLOCK_N // 2) + tl.arange(0, BLOCK_N // 2)
+            packed = tl.load(QW + ks[:, None].to(tl.int64) * stride_qk + half[None, :],
+                             mask=k_ok[:, None] & (half < N // 2)[None, :], other=0)
+            q = tl.interleave(packed & 0xF, packed >> 4).to(tl.float32)  # (BLOCK_K, BLOCK_N), columns in order
+            g = k0 // group_size  # BLOCK_K divides the group: one scale row per tile
+            scale = tl.load(SCALES + g * stride_sg + offs_n, mask=n_ok, other=0.0).to(tl.float32)
+            zero = tl.load(ZEROS + g * stride_sg + offs_n, mask=n_ok, other=0.0).to(tl.float32)
+            w = ((q - zero[None, :]) * scale[None, :]).to(X.dtype.element_ty)
+        else:
+            q8 = tl.load(QW + ks[:, None].to(tl.int64) * stride_qk + offs_n[None, :],
+                         mask=k_ok[:, None] & n_ok[None, :], other=0)
+            if UPCAST:  # the interpreter converts int8 to bf16 wrongly; fp32 holds the same values
+                w = q8.to(tl.float32)
+            else:
+                w = q8.to(X.dtype.element_ty)  # exact: |q| <= 127
+        if UPCAST:
+            x = x.to(tl.float32)
+            w = w.to(tl.float32)
+        acc = tl.dot(x, w, acc, input_precision=PRECISION)
+    if BITS == 8:  # the per-channel scale factors out of the sum over K
+        acc = acc * tl.load(SCALES + offs_n, mask=n_ok, other=0.0).to(tl.float32)[None, :]
+    if HAS_BIAS:
+        if split == 0:
+            acc = acc + tl.load(BIAS + offs_n, mask=n_ok, other=0.0).to(tl.float32)[None, :]
+    out_ok = m_ok[:, None] & n_ok[None, :]
+    if SPLIT_K == 1:
+        tl.store(Y + offs_m[:, None].to(tl.int64) * stride_ym + offs_n[None, :], acc.to(Y.dtype.element_ty),
+                 mask=out_ok)
+    else:
+        tl.atomic_add(ACC + offs_m[:, None].to(tl.int64) * N + offs_n[None, :], acc, mask=out_ok)
+
+
+_small_m = triton.autotune(configs=_configs(True) if not interpreted() else [], key=["M_BUCKET", "N", "K", "BITS"],
+                           reset_to_zero=["ACC"])(_wo_gemm)
+_large_m = triton.autotune(configs=_configs(False) if not interpreted() else [], key=["M_BUCKET", "N", "K", "BITS"])(
+    _wo_gemm)
+
+
+def weight_only_matmul(x, qweight, scales, zeros=None, bias=None, *, bits: int, group_size: int | None = None,
+                       out_features: int | None = None):
+    """y = x @ dequant(W)^T + bias for x (..., K) and a packed W (see the module docstring); returns (..., N)."""
+    import torch
+
+    require(x.device)
+    lead, k = x.shape[:-1], x.shape[-1]
+    x2 = x.reshape(-1, k)
+    if x2.stride(-1) != 1:
+        x2 = x2.contiguous()
+    m = x2.shape[0]
+    n = out_features or (qweight.shape[1] * 2 if bits == 4 else qweight.shape[1])
+    if bits == 4 and (group_size not in GROUPS or qweight.shape[0] % group_size):
+        raise ValueError(f"int4 groups are {GROUPS} along K (padded), got {group_size}")
+    y = torch.empty(m, n, dtype=x.dtype, device=x.device)
+    small = m <= SMALL_M
+    acc = torch.zeros(m, n, dtype=torch.float32, device=x.device) if small else y
+    k_rows = qweight.shape[0]  # K padded to the group for int4
+    args = (x2, qweight, scales, zeros if zeros is not None else scales, bias if bias is not None else scales, y, acc,
+            m, n, k, x2.stride(0), qweight.stride(0), scales.stride(0) if bits == 4 else 0, y.stride(0),
+            group_size or k_rows)
+    flags = dict(BITS=bits, HAS_BIAS=bias is not None, **dot_flags(x.dtype))
+    if interpreted():
+        tile = INTERPRETER_SMALL if small else INTERPRETER_LARGE
+        grid = (triton.cdiv(m, tile["BLOCK_M"]) * triton.cdiv(n, tile["BLOCK_N"]), tile["SPLIT_K"])
+        _wo_gemm[grid](*args, m, **flags, **tile)
+    else:
+        grid = lambda meta: (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]),  # noqa: E731
+                             meta["SPLIT_K"])
+        (_small_m if small else _large_m)[grid](*args, next_power_of_2(m), **flags)
+    if small:
+        y.copy_(acc)
+    return y.reshape(*lead, n)
+
+
+def pack_int4(weight, group_size: int = 128):
+    """Round-to-nearest asymmetric int4 of `weight` (N, K), one scale and zero point per `group_size` inputs of
+    each output row. Returns (qweight uint8 (K_pad, N // 2), scales, zeros (K_pad // group, N)) in weight's dtype."""
+    import torch
+
+    if group_size not in GROUPS:
+        raise ValueError(f"int4 group size must be one of {GROUPS}, got {group_size}")
+    n, k = weight.shape
+    if n % 2:
+        raise ValueError(f"int4 packing pairs output columns; {n} is odd")
+    k_pad = -(-k // group_size) * group_size
+    w = torch.nn.functional.pad(weight.float(), (0, k_pad - k)).view(n, k_pad // group_size, group_size)
+    lo, hi = w.amin(-1), w.amax(-1)
+    scale = ((hi - lo) / 15).clamp(min=1e-8)
+    zero = torch.round(-lo / scale).clamp(0, 15)
+    q = torch.clamp(torch.round(w / scale[..., None]) + zero[..., None], 0, 15).to(torch.uint8)
+    if k_pad > k:  # padding decodes to exactly zero
+        q.view(n, k_pad)[:, k:] = zero.repeat_interleave(group_size, dim=1)[:, k:].to(torch.uint8)
+    qt = q.view(n, k_pad).t().contiguous()  # (K_pad, N)
+    packed = (qt[:, 0::2] | (qt[:, 1::2] << 4)).contiguous()
+    return packed, scale.t().contiguous().to(weight.dtype), zero.t().contiguous().to(weight.dtype)
+
+
+def pack_int8(weight):
+    """Symmetric int8 of `weight` (N, K), one scale per output row. Returns (qweight int8 (K, N), scales (N,))."""
+    import torch
+
+    scale = (weight.float().abs().amax(-1) / 127).clamp(min=1e-8)
+    q = torch.round(weight.float() / scale[:, None]).clamp(-127, 127).to(torch.int8)
+    return q.t().contiguous(), scale.to(weight.dtype)
+
+
+def dequantize(qweight, scales, zeros=None, *, bits: int, in_features: int, dtype=None):
+    """The weight (N, K) a packed layout stands for, in `dtype` (default: the scales' dtype)."""
+    import torch
+
+    if bits == 8:
+        w = qweight.t().float() * scales.float()[:, None]
+    else:
+        q = torch.stack([qweight & 0xF, qweight >> 4], dim=-1).view(qweight.shape[0], -1).float()  # (K_pad, N)
+        group = qweight.shape[0] // scales.shape[0]
+        s = scales.float().repeat_interleave(group, dim=0)
+        z = zeros.float().repeat_interleave(group, dim=0)
+        w = ((q - z) * s).t()[:, :in_features]
+    return w.to(dtype or scales.dtype)
+
+
+def reference_matmul(x, qweight, scales, zeros=None, bias=None, *, bits: int, in_features: int):
+    """Plain PyTorch, fp32 throughout: the dequantized weight times x, rounded to x's dtype at the end."""
+    import torch
+
+    w = dequantize(qweight, scales, zeros, bits=bits, in_features=in_features, dtype=torch.float32)
+    y = x.float() @ w.float().t()
+    if bias is not None:
+        y = y + bias.float()
+    return y.to(x.dtype)

@@ -1,0 +1,79 @@
+"""The weight-only GEMM against its PyTorch reference, in triton's interpreter: int4 groups 32/64/128 and int8,
+the decode path (M <= 16, split K) and the large-M path, a K that is not a multiple of the group, a bias; and the
+packed format's round trip."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from optiplan.kernels.weight_only_gemm import (  # noqa: E402
+    dequantize,
+    pack_int4,
+    pack_int8,
+    reference_matmul,
+    weight_only_matmul,
+)
+
+# largest error relative to the output's largest magnitude, by dtype (rounding of x, W and y to the dtype)
+TOLERANCE = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
+
+
+def _pack(w, bits, group):
+    if bits == 4:
+        return (*pack_int4(w, group), group)
+    q, s = pack_int8(w)
+    return q, s, None, None
+
+
+@pytest.mark.parametrize("bits, group, dtype, m", [
+    (4, 32, torch.float32, 1), (4, 64, torch.bfloat16, 5), (4, 128, torch.float16, 16),
+    (4, 128, torch.bfloat16, 70), (4, 32, torch.float32, 70),
+    (8, None, torch.bfloat16, 1), (8, None, torch.float16, 70), (8, None, torch.float32, 3),
+])
+def test_matches_the_reference(bits, group, dtype, m):
+    g = torch.Generator().manual_seed(bits + m)
+    n, k = 300, 200  # several N tiles, the last one partial; K not a multiple of 128 (padded groups)
+    w = torch.randn(n, k, generator=g).to(dtype)
+    x = torch.randn(m, k, generator=g).to(dtype)
+    bias = torch.randn(n, generator=g).to(dtype)
+    qweight, scales, zeros, group = _pack(w, bits, group)
+    y = weight_only_matmul(x, qweight, scales, zeros, bias, bits=bits, group_size=group, out_features=n)
+    ref = reference_matmul(x, qweight, scales, zeros, bias, bits=bits, in_features=k)
+    assert y.shape == (m, n) and y.dtype == dtype
+    assert (y.float() - ref.float()).abs().max() / ref.float().abs().max() < TOLERANCE[dtype]
+
+
+def test_leading_dims_and_no_bias():
+    w = torch.randn(64, 96)
+    qweight, scales, zeros = pack_int4(w, 32)
+    x = torch.randn(2, 3, 96)
+    y = weight_only_matmul(x, qweight, scales, zeros, bits=4, group_size=32, out_features=64)
+    assert y.shape == (2, 3, 64)
+    ref = reference_matmul(x.reshape(6, 96), qweight, scales, zeros, bits=4, in_features=96)
+    assert (y.reshape(6, 64) - ref).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("group", [32, 64, 128])
+def test_int4_packing_round_trips_within_half_a_step(group):
+    w = torch.randn(10, 150, generator=torch.Generator().manual_seed(group))
+    qweight, scales, zeros = pack_int4(w, group)
+    assert qweight.dtype == torch.uint8 and qweight.shape == (-(-150 // group) * group, 5)
+    back = dequantize(qweight, scales, zeros, bits=4, in_features=150, dtype=torch.float32)
+    step = scales.float().repeat_interleave(group, dim=0)[:150].t()  # (N, K)
+    assert back.shape == w.shape
+    assert ((back - w).abs() <= step / 2 + 1e-6).all()
+
+
+def test_int8_packing_round_trips_within_half_a_step():
+    w = torch.randn(12, 40, generator=torch.Generator().manual_seed(0))
+    qweight, scales = pack_int8(w)
+    assert qweight.dtype == torch.int8 and qweight.shape == (40, 12)
+    back = dequantize(qweight, scales, bits=8, in_features=40, dtype=torch.float32)
+    assert ((back - w).abs() <= scales[:, None] / 2 + 1e-6).all()
+
+
+def test_unsupported_groups_are_refused():
+    with pytest.raises(ValueError, match="group size"):
+        pack_int4(torch.randn(4, 64), 256)
