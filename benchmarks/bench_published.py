@@ -4,10 +4,11 @@ same architecture, device, count, tensor parallel, weight dtype, batch, prompt a
 the ratio predicted/published is printed with the median and p90 absolute error per category, per engine and
 per dtype. Writes benchmarks/results/published.json.
 
-Prediction today is the step view: throughput is batch / decode step time (an offline run with no batch given:
-the largest batch that fits), a request's latency is TTFT plus output tokens x TPOT, and TTFT is the prefill of
-the whole batch's prompts at once; points the catalog cannot express (a model of an architecture it lacks, a GGUF format) are
-listed as skipped with the reason.
+Two predictions per point, side by side: the *step view* (before issue 14: throughput is batch / decode step time,
+a request's latency TTFT plus output tokens x TPOT, TTFT the prefill of the whole batch's prompts at once) and the
+*request view* (`profile --input-tokens I --output-tokens O --concurrency C|max`: prefill included, the engine's
+scheduling, TTFT under load). An offline run with no batch given is served at `--concurrency max`. Points the
+catalog cannot express (a model of an architecture it lacks, a GGUF format) are listed as skipped with the reason.
 
     python benchmarks/bench_published.py [--show-points]
 """
@@ -51,8 +52,8 @@ def catalog_model(hub_id: str) -> str | None:
     return ARCHITECTURE.get(hub_id) or profiles.resolve_model_name(hub_id)
 
 
-def predict(p: dict) -> tuple[float | None, str]:
-    """(predicted value in the published unit, or None, and why not)."""
+def predict(p: dict, view: str = "requests") -> tuple[float | None, str]:
+    """(predicted value in the published unit, or None, and why not), in the step or the request view."""
     model = catalog_model(p["model"])
     if model is None:
         return None, f"{p['model']}: no catalog model of its architecture"
@@ -67,17 +68,29 @@ def predict(p: dict) -> tuple[float | None, str]:
     prompt = p.get("input_tokens") or 128
     output = p.get("output_tokens") or 128
     engine = "transformers" if p["engine"] == "transformers" else "serving"
+    offline = p.get("batch") is None and p["metric"] == "output_tokens_per_s"
     request = ProfileRequest(model=model, hardware=p["hardware"], num_devices=p.get("num_devices") or 1,
                              tensor_parallel=p.get("tensor_parallel"), dtype=dtype, batch=batch,
-                             context=prompt + output, prompt_tokens=prompt, engine=engine)
+                             context=prompt + output, prompt_tokens=prompt, engine=engine, input_tokens=prompt,
+                             output_tokens=output, concurrency="max" if offline else batch)
     try:
         r = profile(request)
-        if p.get("batch") is None and p["metric"] == "output_tokens_per_s" and r.throughput.max_batch > 1:
+        if view == "step" and offline and r.throughput.max_batch > 1:
             # an offline run with every request at once: as many sequences as the memory holds
             r = profile(request.model_copy(update={"batch": min(r.throughput.max_batch, 4096)}))
     except OptiplanError as exc:
         return None, f"profile refuses it: {exc}"
     metric = p["metric"]
+    if view == "requests" and r.requests is not None:
+        q = r.requests
+        if metric == "ttft_ms":
+            return q.ttft_ms / SECONDS[unit], ""
+        if metric == "request_latency_ms":
+            return q.request_latency_ms / SECONDS[unit], ""
+        if metric == "output_tokens_per_s":
+            return q.output_tokens_per_s, ""
+        if metric in ("tpot_ms", "decode_tokens_per_s") and batch > 1:
+            return (q.itl_ms, "") if metric == "tpot_ms" else (1e3 / q.itl_ms, "")
     if metric == "tpot_ms":
         return r.latency.tpot_ms, ""
     if metric == "decode_tokens_per_s":
@@ -109,29 +122,36 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--show-points", action="store_true")
     args = parser.parse_args()
-    rows, skipped = [], []
+    views: dict[str, list[dict]] = {"step": [], "requests": []}
+    skipped = []
     for path in sorted(PUBLISHED.glob("*.yaml")):
         for p in yaml.safe_load(path.read_text())["points"]:
-            value, why = predict(p)
-            if value is None:
-                skipped.append({"id": p["id"], "reason": why})
-                continue
-            ratio = value / p["value"]
-            rows.append({"id": p["id"], "source": path.stem, "category": p["category"], "engine": p["engine"],
-                         "dtype": p["dtype"], "hardware": p["hardware"], "published": p["value"], "predicted": value,
-                         "ratio": ratio, "abs_error_pct": abs(ratio - 1) * 100})
+            for view, rows in views.items():
+                value, why = predict(p, view)
+                if value is None:
+                    if view == "requests":
+                        skipped.append({"id": p["id"], "reason": why})
+                    continue
+                ratio = value / p["value"]
+                rows.append({"id": p["id"], "source": path.stem, "category": p["category"], "engine": p["engine"],
+                             "dtype": p["dtype"], "hardware": p["hardware"], "published": p["value"],
+                             "predicted": value, "ratio": ratio, "abs_error_pct": abs(ratio - 1) * 100})
     if args.show_points:
-        for r in rows:
+        for r, before in zip(views["requests"], views["step"]):
             print(f"  {r['id']:48s} {r['category']:18s} published {r['published']:>10.4g} predicted "
-                  f"{r['predicted']:>10.4g}  ratio {r['ratio']:.2f}")
-    print(f"{len(rows)} points predicted, {len(skipped)} skipped (no catalog architecture, a per-GPU throughput, "
-          f"a GGUF format)")
-    tables = {key: summary(rows, key) for key in ("category", "engine", "dtype")}
-    for key, table in tables.items():
-        print(f"\nabsolute error by {key}:")
-        for name, s in table.items():
-            print(f"  {name:20s} {s['points']:3d} points  median {s['median_pct']:6.1f}%  p90 {s['p90_pct']:6.1f}%")
-    write_results("published", {"points": rows, "skipped": skipped, "summary": tables})
+                  f"{r['predicted']:>10.4g}  ratio {r['ratio']:.2f} (step view {before['ratio']:.2f})")
+    print(f"{len(views['requests'])} points predicted, {len(skipped)} skipped (no catalog architecture, a per-GPU "
+          f"throughput, a GGUF format)")
+    tables = {view: {key: summary(rows, key) for key in ("category", "engine", "dtype")}
+              for view, rows in views.items()}
+    for key in ("category", "engine", "dtype"):
+        print(f"\nabsolute error by {key}: step view (before) -> request view")
+        for name, after in tables["requests"][key].items():
+            before = tables["step"][key].get(name, {"median_pct": float("nan"), "p90_pct": float("nan")})
+            print(f"  {name:20s} {after['points']:3d} points  median {before['median_pct']:6.1f}% -> "
+                  f"{after['median_pct']:6.1f}%  p90 {before['p90_pct']:6.1f}% -> {after['p90_pct']:6.1f}%")
+    write_results("published", {"points": views["requests"], "step_view_points": views["step"], "skipped": skipped,
+                                "summary": tables["requests"], "step_view_summary": tables["step"]})
 
 
 if __name__ == "__main__":

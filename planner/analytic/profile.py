@@ -26,6 +26,7 @@ from .efficiency import prefill_chunk_tokens
 from .kvcache import elements_per_token, kv_cache_elements, kv_groups, layout_for_runtime
 from .memory import fits, max_batch, max_context, per_device_bytes
 from .params import param_counts
+from .requests import request_profile
 from .setup import Setup, build_setup, default_16bit, total_weight_bytes
 from .steps import decode_attention_flops, decode_step, matmul_flops, prefill_attention_flops, prefill_step
 
@@ -57,6 +58,17 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
     if request.context > spec.max_position_embeddings:
         raise RequestError(f"context {request.context} exceeds {spec.name}'s maximum of "
                            f"{spec.max_position_embeddings} tokens (max_position_embeddings)")
+    for name in ("input_tokens", "output_tokens"):
+        _positive(name.replace("_", " "), getattr(request, name))
+    if (request.input_tokens is None) != (request.output_tokens is None):
+        raise RequestError("request-level figures need both --input-tokens and --output-tokens")
+    if request.concurrency is not None and request.input_tokens is None:
+        raise RequestError("--concurrency is for request-level figures: give --input-tokens and --output-tokens too")
+    if request.concurrency != "max":
+        _positive("concurrency", request.concurrency)
+    if request.input_tokens and request.input_tokens + request.output_tokens > spec.max_position_embeddings:
+        raise RequestError(f"requests of {request.input_tokens} + {request.output_tokens} tokens exceed {spec.name}'s "
+                           f"maximum of {spec.max_position_embeddings} tokens (max_position_embeddings)")
     if request.prompt_tokens is not None and request.prompt_tokens > request.context:
         raise RequestError(f"prompt of {request.prompt_tokens} tokens is longer than the context ({request.context})")
     pp = request.pipeline_parallel
@@ -177,6 +189,10 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
             max_batch=largest_batch, max_context=max_context(s, batch),
         ),
         efficiency=s.eff, fits=fit, warnings=warnings,
+        requests=request_profile(s, request.input_tokens, request.output_tokens, request.concurrency or 1,
+                                 continuous=engine_runtime(request.engine) != "transformers",
+                                 ttft_slo_ms=request.ttft_slo_ms, itl_slo_ms=request.itl_slo_ms)
+        if request.input_tokens else None,
     )
 
 

@@ -31,6 +31,20 @@ def main(verbose: bool) -> None:
         os.environ["OPTIPLAN_VERBOSE"] = "1"
 
 
+class ConcurrencyType(click.ParamType):
+    """A positive number of requests, or 'max'."""
+
+    name = "N|max"
+
+    def convert(self, value, param, ctx):
+        if value == "max" or isinstance(value, int):
+            return value
+        try:
+            return int(value)
+        except ValueError:
+            self.fail(f"{value!r} is neither a number nor 'max'", param, ctx)
+
+
 @main.command()
 @click.argument("model", default=DEFAULT_MODEL)
 @click.option("--hardware", "-H", default=DEFAULT_HARDWARE, show_default=True,
@@ -56,6 +70,14 @@ def main(verbose: bool) -> None:
 @click.option("--attention", type=click.Choice(["memory-efficient", "flash", "sdpa", "eager"]), default="memory-efficient",
               show_default=True, help="Attention kernel: memory-efficient (= flash), sdpa (as transformers runs it), "
                                       "or eager (materialises the score matrix).")
+@click.option("--input-tokens", type=int, default=None,
+              help="Request-level figures (TTFT, inter-token latency, output tokens/s with prefill included, "
+                   "requests/s, goodput) for requests of this many prompt tokens...")
+@click.option("--output-tokens", type=int, default=None, help="...and this many output tokens...")
+@click.option("--concurrency", type=ConcurrencyType(), default=None,
+              help="...served this many at a time, or 'max' for as many as fit [default: 1].")
+@click.option("--slo-ttft-ms", "ttft_slo_ms", type=float, default=None, help="Goodput: TTFT at most this.")
+@click.option("--slo-itl-ms", "itl_slo_ms", type=float, default=None, help="Goodput: inter-token latency at most this.")
 @click.option("--measure", is_flag=True,
               help="Also run the real model here with transformers (a model folder; a catalog or config model is "
                    "built with random weights at full size when it fits) and report measured beside predicted.")
@@ -73,6 +95,7 @@ def profile(model: str, hardware: str, as_json: bool, output: Path | None, measu
 
     \b
       optiplan profile llama-3.1-70b --hardware h100-sxm --gpus 2 --context 8192 --batch 16
+      optiplan profile llama-3.1-8b -H h100-sxm --input-tokens 1024 --output-tokens 256 --concurrency max
       optiplan profile ./config.json --hardware l4 --dtype bf16 --context 2048 --json
       optiplan profile ./local-model-folder --hardware local
     """

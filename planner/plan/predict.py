@@ -54,6 +54,22 @@ def _draft_bytes(state: PlanState, reserved: float) -> tuple[float, float] | Non
     return weights, kv
 
 
+def serving_throughput(state: PlanState, s: Setup, workload: Workload, batch: int, tpot_s: float) -> float:
+    """Output tokens per second of `batch` requests of the workload's mean lengths served together, prefill included
+    (`analytic.requests`): continuous batching runs (O - 1) decode steps plus the prompts' compute per cycle (their
+    whole prefill passes without chunked prefill); a static batch prefills together, decodes, and waits for its
+    longest output (slots idle for p95 - mean of the outputs)."""
+    i, o = workload.prompt_tokens_mean, workload.output_tokens_mean
+    cached = min(int(i * workload.shared_prefix_fraction), i - 1) if state.prefix_caching else 0
+    if state.continuous_batching:
+        prefill = prefill_step(s, 1, i, cached)
+        per_request = (prefill.compute_s + prefill.comm_s) if state.chunked_prefill else prefill.time_s
+        cycle = (o - 1) * tpot_s + batch * per_request
+        return batch * o / cycle
+    cycle = prefill_step(s, batch, i, cached).time_s + (o - 1) * tpot_s
+    return batch * o / cycle * workload.output_tokens_mean / workload.output_tokens_p95
+
+
 def evaluate(state: PlanState, workload: Workload, full: bool = True,
              speed: tuple[float, float, float] | None = None) -> Prediction:
     """Predict memory, latency and throughput of `state` serving `workload`. `speed`: factors on the time per
@@ -90,10 +106,7 @@ def evaluate(state: PlanState, workload: Workload, full: bool = True,
         tpot = step_s / per_step
     else:
         tpot = decode.time_s
-    throughput = batch / tpot
-    if not state.continuous_batching:
-        # a static batch waits for its longest sequence: slots idle for (p95 - mean) of the outputs
-        throughput *= workload.output_tokens_mean / workload.output_tokens_p95
+    throughput = serving_throughput(state, s, workload, batch, tpot)
     ttft_s = prefill.time_s
     if speed is not None:
         tpot, ttft_s, throughput = tpot * speed[0], ttft_s * speed[1], throughput * speed[2]

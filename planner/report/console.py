@@ -81,11 +81,30 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
     console.print(_section("Latency and throughput", [
         ("TTFT", f"{lat.ttft_ms:,.1f} ms (prefill of {r.batch} x {lat.prefill_tokens} tokens)"),
         ("TPOT", f"{lat.tpot_ms:,.2f} ms per decode step{comm}"),
-        ("throughput", f"{tp.tokens_per_s:,.0f} tokens/s decode, {tp.prefill_tokens_per_s:,.0f} tokens/s prefill"),
+        ("step rates", f"{tp.tokens_per_s:,.0f} tokens/s per decode step, {tp.prefill_tokens_per_s:,.0f} tokens/s "
+                       "prefill (single steps, no scheduling: not a serving throughput)"),
         ("limits", f"largest batch at {r.context} tokens: {tp.max_batch}; longest context at batch {r.batch}: "
                    f"{tp.max_context}"),
     ]))
-    curve = Table(title="Decode throughput against batch", title_justify="left")
+    if p.requests is not None:
+        q = p.requests
+        slo = [f"TTFT <= {q.ttft_slo_ms:,.0f} ms" for _ in [0] if q.ttft_slo_ms is not None] + \
+            [f"ITL <= {q.itl_slo_ms:,.1f} ms" for _ in [0] if q.itl_slo_ms is not None]
+        goodput = (f"{q.goodput_requests_per_s:,.2f} requests/s within {' and '.join(slo)}; the SLOs hold up to "
+                   f"{q.slo_concurrency:,} at once ({q.slo_goodput_requests_per_s:,.2f} requests/s)") if slo else \
+            "no SLOs given (--slo-ttft-ms, --slo-itl-ms)"
+        console.print(_section(f"Requests: {q.input_tokens:,} tokens in, {q.output_tokens:,} out, {q.concurrency:,} "
+                               "at a time", [
+            ("scheduling", q.scheduling),
+            ("TTFT", f"{q.ttft_ms:,.1f} ms"),
+            ("inter-token", f"{q.itl_ms:,.2f} ms (prefill chunks that share the steps counted)"),
+            ("request", f"{q.request_latency_ms / 1e3:,.2f} s from arrival to last token"),
+            ("output tokens/s", f"{q.output_tokens_per_s:,.0f} of all requests together, prefill included; "
+                                f"{q.requests_per_s:,.2f} requests/s"),
+            ("fits", f"{'yes' if q.fits else '[red]no[/]'}: up to {q.max_concurrency:,} requests at once"),
+            ("goodput", goodput),
+        ]))
+    curve = Table(title="Decode-step rate against batch (no prefill)", title_justify="left")
     for col in ("batch", "TPOT ms", "tokens/s", "fits"):
         curve.add_column(col, justify="right")
     for pt in tp.curve:

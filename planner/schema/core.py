@@ -189,6 +189,13 @@ class ProfileRequest(Frozen):
     attention: Literal["memory-efficient", "flash", "sdpa", "eager"] = Field(
         "memory-efficient", description="attention kernel: memory-efficient (= flash: fused, no score matrix), sdpa "
                                         "(torch SDPA as transformers runs it), eager (materialised scores)")
+    input_tokens: int | None = Field(None, description="request-level figures (`requests`) for requests of this many "
+                                                       "prompt tokens...")
+    output_tokens: int | None = Field(None, description="...and this many output tokens...")
+    concurrency: int | Literal["max"] | None = Field(None, description="...this many at a time ('max': as many as "
+                                                                       "fit) [default 1]")
+    ttft_slo_ms: float | None = Field(None, description="goodput counts requests within this time to first token")
+    itl_slo_ms: float | None = Field(None, description="...and this inter-token latency")
 
 
 class ModelSummary(Frozen):
@@ -264,11 +271,39 @@ class ThroughputPoint(Frozen):
 
 
 class ThroughputProfile(Frozen):
-    tokens_per_s: float = Field(description="decode tokens per second at the batch and context")
+    """The step view: rates of single decode and prefill steps, with no scheduling. A decode step's rate leaves the
+    prefills out, so it is not what a server delivers: that is `Profile.requests`."""
+
+    tokens_per_s: float = Field(description="decode-step rate: batch / decode step time at the context, prefill left "
+                                            "out (not a serving throughput; see `requests.output_tokens_per_s`)")
     prefill_tokens_per_s: float
     curve: list[ThroughputPoint]
     max_batch: int = Field(description="largest batch whose KV cache fits at the context")
     max_context: int = Field(description="longest context that fits at the batch (capped at the model's maximum)")
+
+
+class RequestProfile(Frozen):
+    """Requests of `input_tokens` in and `output_tokens` out served `concurrency` at a time, prefill included
+    (`analytic.requests`)."""
+
+    input_tokens: int
+    output_tokens: int
+    concurrency: int = Field(description="requests in flight at once")
+    max_concurrency: int = Field(description="as many as fit: each cache holds a whole request beside the weights")
+    fits: bool
+    scheduling: str = Field(description="how prefill and decode share the device in this engine")
+    ttft_ms: float = Field(description="time to first token under this load")
+    itl_ms: float = Field(description="mean inter-token latency, counting prefill chunks that share decode steps")
+    request_latency_ms: float = Field(description="TTFT + (output tokens - 1) x ITL")
+    output_tokens_per_s: float = Field(description="output tokens per second of all requests together, prefill "
+                                                   "included")
+    requests_per_s: float
+    ttft_slo_ms: float | None = None
+    itl_slo_ms: float | None = None
+    meets_slo: bool = Field(description="TTFT and ITL within their SLOs (true when none are set)")
+    goodput_requests_per_s: float = Field(description="requests per second that meet the SLOs at this concurrency")
+    slo_concurrency: int = Field(description="the largest concurrency that meets the SLOs (0: not even one request)")
+    slo_goodput_requests_per_s: float = Field(description="requests per second at the SLO concurrency")
 
 
 class MeasuredPoint(Frozen):
@@ -309,5 +344,7 @@ class Profile(Frozen):
     throughput: ThroughputProfile
     efficiency: EfficiencyFactors
     fits: bool
+    requests: RequestProfile | None = Field(None, description="request-level figures, when the request names "
+                                                              "input and output tokens")
     measured: MeasuredProfile | None = None
     warnings: list[str] = []

@@ -39,7 +39,7 @@ def test_profile_json_has_the_stable_keys():
 def test_profile_table(tmp_path):
     result = run("profile", "mixtral-8x7b", "-H", "a100-80gb-sxm", "--gpus", "2", "--dtype", "int4")
     assert result.exit_code == 0, result.output
-    for text in ("Memory per device", "TPOT", "8 experts, top-2", "Decode throughput against batch"):
+    for text in ("Memory per device", "TPOT", "8 experts, top-2", "Decode-step rate against batch"):
         assert text in result.output
     out = tmp_path / "p.txt"
     assert run("profile", "gpt2", "-H", "t4", "--dtype", "fp16", "--context", "512", "-o", str(out)).exit_code == 0

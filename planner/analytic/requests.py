@@ -1,0 +1,113 @@
+"""Request-level predictions: requests of I input and O output tokens served C at a time, prefill included.
+
+A decode step's rate (`batch / step time`) is not a serving throughput: every request also needs its prompt
+prefilled, and a scheduler decides how prefill and decode share the device. Two schedulers are modelled, in steady
+state with C requests always in flight (a closed loop: a finished request's slot takes the next one at once):
+
+- **continuous batching with chunked prefill** (vLLM, SGLang, TensorRT-LLM, TGI; the `serving` runtime): decode
+  steps of the C running sequences carry chunks of the waiting prompts. A chunk adds its compute to a step that
+  reads the weights anyway, so in the time C requests take to finish once (a *cycle*) the device runs (O - 1)
+  decode steps at batch C, each carrying 1 / (O - 1) of the C prompts; a step takes longer than a plain decode step
+  only where its compute outgrows the bytes it moves (the roofline). More steps run where the step's token budget
+  cannot take the prompts in (O - 1) steps.
+  A request's first token waits for its chunks (the step budget less the C decode tokens per step); inter-token
+  latency is what is left of the cycle after it, per token.
+- **a static batch** (transformers `generate`; the `transformers` runtime): the C prompts prefill together, then
+  O - 1 decode steps; the batch ends together: `T = t_prefill(C, I) + (O - 1) x t_decode(C)`.
+
+Then output tokens/s = C x O / T, requests/s = C / T, request latency = TTFT + (O - 1) x ITL. Goodput is the rate
+of requests that meet both SLOs (all requests here are alike, so it is all or none), and the SLO concurrency the
+largest C at which they are met. The decode context is the mean over a request's life, I + O / 2.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..schema import RequestProfile
+from .memory import max_batch
+from .setup import Setup
+from .steps import decode_step, prefill_step
+
+
+def _figures(s: Setup, input_tokens: int, output_tokens: int, concurrency: int, continuous: bool,
+             cached_tokens: int = 0) -> dict[str, float]:
+    c, i, o = concurrency, input_tokens, output_tokens
+    t_decode = decode_step(s, c, i + o // 2).time_s
+    if continuous:
+        decode = decode_step(s, c, i + o // 2)
+        prefill = prefill_step(s, 1, i, cached_tokens)
+        new = max(i - cached_tokens, 1)
+        compute_per_token = (prefill.compute_s + prefill.comm_s) / new
+
+        def step_s(chunk: float) -> float:
+            # a decode step carrying `chunk` prompt tokens: the chunk's compute shows only where the step's compute
+            # outgrows the bytes it moves anyway (the weights, the caches)
+            return t_decode + max(0.0, decode.compute_s + chunk * compute_per_token - decode.memory_s)
+
+        budget = max((s.prefill_chunk_tokens or new) - c, 1)  # prompt tokens a step takes beside c decode tokens
+        if c == 1:
+            ttft = prefill.time_s  # alone, the prompt runs as its own pass(es)
+        else:
+            chunks = math.ceil(new / budget)
+            ttft = chunks * step_s(min(budget, new)) + t_decode / 2  # it joins at the next step boundary
+        steps = max(o - 1, math.ceil(c * new / budget))  # decode steps; more where the budget limits the prompts
+        cycle = max(steps * step_s(c * new / steps), ttft)
+        itl = max((cycle - ttft) / (o - 1), t_decode) if o > 1 else 0.0
+        cycle = ttft + (o - 1) * itl
+    else:
+        ttft = prefill_step(s, c, i, cached_tokens).time_s
+        itl = t_decode if o > 1 else 0.0
+        cycle = ttft + (o - 1) * itl
+    return {"ttft_s": ttft, "itl_s": itl, "cycle_s": cycle}
+
+
+def largest_concurrency(s: Setup, input_tokens: int, output_tokens: int) -> int:
+    """As many requests as fit: every cache holds the whole request (prompt and output) beside the weights."""
+    return max_batch(s, input_tokens + output_tokens, input_tokens)
+
+
+def request_profile(s: Setup, input_tokens: int, output_tokens: int, concurrency: int | str, continuous: bool,
+                    ttft_slo_ms: float | None = None, itl_slo_ms: float | None = None,
+                    cached_tokens: int = 0) -> RequestProfile:
+    """Request-level figures of the setup serving requests of `input_tokens` in and `output_tokens` out,
+    `concurrency` at a time (`"max"`: as many as fit)."""
+    limit = largest_concurrency(s, input_tokens, output_tokens)
+    c = limit if concurrency == "max" else int(concurrency)
+    c = max(c, 1)
+    f = _figures(s, input_tokens, output_tokens, c, continuous, cached_tokens)
+
+    def meets(g: dict[str, float]) -> bool:
+        return (ttft_slo_ms is None or g["ttft_s"] * 1e3 <= ttft_slo_ms) and \
+            (itl_slo_ms is None or g["itl_s"] * 1e3 <= itl_slo_ms)
+
+    ok = meets(f) and c <= max(limit, 1)
+    slo_c = 0
+    if meets(_figures(s, input_tokens, output_tokens, 1, continuous, cached_tokens)):
+        lo, hi = 1, max(limit, 1)  # the figures worsen with concurrency: the largest C that meets the SLOs
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if meets(_figures(s, input_tokens, output_tokens, mid, continuous, cached_tokens)) \
+                else (lo, mid - 1)
+        slo_c = lo
+    slo_rate = 0.0
+    if slo_c:
+        g = _figures(s, input_tokens, output_tokens, slo_c, continuous, cached_tokens)
+        slo_rate = slo_c / g["cycle_s"]
+    scheduling = (f"continuous batching, prefill in chunks of {s.prefill_chunk_tokens:,} tokens"
+                  if continuous and s.prefill_chunk_tokens else "continuous batching" if continuous
+                  else "static batches (all prompts prefilled together, the batch ends together)")
+    return RequestProfile(
+        input_tokens=input_tokens, output_tokens=output_tokens, concurrency=c, max_concurrency=limit,
+        fits=c <= limit, scheduling=scheduling, ttft_ms=f["ttft_s"] * 1e3, itl_ms=f["itl_s"] * 1e3,
+        request_latency_ms=f["cycle_s"] * 1e3, output_tokens_per_s=c * output_tokens / f["cycle_s"],
+        requests_per_s=c / f["cycle_s"], ttft_slo_ms=ttft_slo_ms, itl_slo_ms=itl_slo_ms, meets_slo=ok,
+        goodput_requests_per_s=c / f["cycle_s"] if ok else 0.0, slo_concurrency=slo_c,
+        slo_goodput_requests_per_s=slo_rate)
+
+
+def serving_rate(s: Setup, input_tokens: int, output_tokens: int, concurrency: int, continuous: bool,
+                 cached_tokens: int = 0) -> tuple[float, float]:
+    """(output tokens per second, time to first token in seconds) of `concurrency` requests served together."""
+    f = _figures(s, input_tokens, output_tokens, max(concurrency, 1), continuous, cached_tokens)
+    return max(concurrency, 1) * output_tokens / f["cycle_s"], f["ttft_s"]

@@ -1,0 +1,111 @@
+"""Request-level predictions (`profile --input-tokens I --output-tokens O --concurrency C|max`): prefill included,
+the engine's scheduling, SLO goodput; the identities between the figures, and the direction of every effect."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from optiplan.planner.analytic.profile import profile
+from optiplan.planner.cli.main import main
+from optiplan.planner.errors import RequestError
+from optiplan.planner.schema import ProfileRequest
+
+
+def requests(engine: str = "vllm", **kw):
+    base = {"model": "llama-3.1-8b", "hardware": "h100-sxm", "engine": engine, "input_tokens": 1024,
+            "output_tokens": 256, "context": 2048}
+    return profile(ProfileRequest(**{**base, **kw}))
+
+
+@pytest.mark.parametrize("engine", ["vllm", "transformers"])
+def test_figures_agree_with_each_other(engine):
+    for c in (1, 8, 64):
+        r = requests(engine, concurrency=c).requests
+        assert r.request_latency_ms == pytest.approx(r.ttft_ms + (r.output_tokens - 1) * r.itl_ms)
+        assert r.requests_per_s == pytest.approx(c / (r.request_latency_ms / 1e3))
+        assert r.output_tokens_per_s == pytest.approx(r.requests_per_s * r.output_tokens)
+        assert r.concurrency == c and r.fits
+
+
+def test_alone_a_request_sees_its_prefill_and_the_decode_steps():
+    p = requests(concurrency=1, prompt_tokens=1024, context=1024 + 128)  # the step view at the mean context
+    assert p.requests.ttft_ms == pytest.approx(p.latency.ttft_ms)
+    assert p.requests.itl_ms == pytest.approx(p.latency.tpot_ms)
+
+
+def test_the_step_rate_is_not_a_serving_throughput():
+    # long prompts, short outputs: the prompts' prefill takes most of the device; the decode-step rate leaves it out
+    p = requests(input_tokens=7936, output_tokens=128, context=8064, batch=64, concurrency=64)
+    assert p.requests.output_tokens_per_s < 0.5 * p.throughput.tokens_per_s
+
+
+def test_more_concurrency_more_throughput_slower_tokens():
+    rs = [requests(concurrency=c).requests for c in (1, 4, 16, 64, 256)]
+    assert all(a.output_tokens_per_s < b.output_tokens_per_s for a, b in zip(rs, rs[1:]))
+    assert all(a.itl_ms <= b.itl_ms + 1e-9 for a, b in zip(rs, rs[1:]))
+
+
+def test_static_batches_lose_to_continuous_batching_under_load():
+    static = requests("transformers", concurrency=32, attention="sdpa").requests
+    continuous = requests("vllm", concurrency=32).requests
+    assert "static" in static.scheduling and "chunks" in continuous.scheduling
+    assert static.output_tokens_per_s < continuous.output_tokens_per_s
+
+
+def test_max_concurrency_is_as_many_as_fit():
+    r = requests(concurrency="max").requests
+    assert r.concurrency == r.max_concurrency > 64 and r.fits
+    over = requests(concurrency=r.max_concurrency + 1).requests
+    assert not over.fits and not over.meets_slo
+
+
+def test_goodput_counts_requests_within_the_slos():
+    loose = requests(concurrency=16, ttft_slo_ms=10_000, itl_slo_ms=1_000).requests
+    assert loose.meets_slo and loose.goodput_requests_per_s == pytest.approx(loose.requests_per_s)
+    tight_itl = requests(concurrency=16).requests.itl_ms * 0.9
+    tight = requests(concurrency=16, itl_slo_ms=tight_itl).requests
+    assert not tight.meets_slo and tight.goodput_requests_per_s == 0
+    c = tight.slo_concurrency
+    assert 1 <= c < 16
+    assert requests(concurrency=c).requests.itl_ms <= tight_itl < requests(concurrency=c + 1).requests.itl_ms
+    assert tight.slo_goodput_requests_per_s == pytest.approx(requests(concurrency=c).requests.requests_per_s)
+    impossible = requests(concurrency=4, ttft_slo_ms=0.001).requests
+    assert impossible.slo_concurrency == 0 and impossible.slo_goodput_requests_per_s == 0
+
+
+@settings(max_examples=25, deadline=None)
+@given(i=st.integers(1, 4000), o=st.integers(1, 2000), c=st.integers(1, 300))
+def test_any_request_shape_gives_finite_positive_figures(i, o, c):
+    r = requests(input_tokens=i, output_tokens=o, concurrency=c).requests
+    assert r.ttft_ms > 0 and r.itl_ms >= 0 and r.output_tokens_per_s > 0
+    assert r.request_latency_ms >= r.ttft_ms
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"input_tokens": 128, "output_tokens": None}, "both --input-tokens and --output-tokens"),
+    ({"input_tokens": None, "output_tokens": None, "concurrency": 4}, "--concurrency is for request-level"),
+    ({"input_tokens": 200_000, "output_tokens": 200}, "exceed llama-3.1-8b's maximum"),
+    ({"concurrency": 0}, "concurrency must be at least 1"),
+])
+def test_bad_requests_say_what_is_wrong(kw, message):
+    with pytest.raises(RequestError, match=message):
+        requests(**kw)
+
+
+def test_cli_prints_the_requests_section():
+    out = CliRunner().invoke(main, ["profile", "llama-3.1-8b", "-H", "l4", "--context", "2048", "--input-tokens",
+                                    "512", "--output-tokens", "128", "--concurrency", "max", "--slo-itl-ms", "50",
+                                    "--json"])
+    assert out.exit_code == 0, out.output
+    r = json.loads(out.output)["requests"]
+    assert r["concurrency"] == r["max_concurrency"] and r["itl_slo_ms"] == 50
+    text = CliRunner().invoke(main, ["profile", "llama-3.1-8b", "-H", "l4", "--context", "2048", "--input-tokens",
+                                     "512", "--output-tokens", "128", "--concurrency", "8"])
+    assert text.exit_code == 0 and "Requests" in text.output and "output tokens/s" in text.output
+    bad = CliRunner().invoke(main, ["profile", "llama-3.1-8b", "--input-tokens", "5", "--output-tokens", "5",
+                                    "--concurrency", "lots"])
+    assert bad.exit_code == 2 and "neither a number nor 'max'" in bad.output
