@@ -193,7 +193,8 @@ def flash_decode(q, k, v, *, k_lens=None, scale: float | None = None, window: in
         return out[:, :, None] if squeeze else out
     _decode_merge[(batch, heads)](part_o, part_lse, sink_logits if sink_logits is not None else q3, out,
                                   out.stride(0), out.stride(1), heads, head_dim, splits,
-                                  HAS_SINKS=sink_logits is not None, BLOCK_S=next_power_of_2(splits), BLOCK_D=block_d)
+                                  HAS_SINKS=sink_logits is not None, BLOCK_S=max(2, next_power_of_2(splits)),
+                                  BLOCK_D=block_d)
     return out[:, :, None] if squeeze else out
 
 

@@ -1,0 +1,293 @@
+"""optiplan's Triton kernels against the libraries they replace, on one GPU (made for an H200, at most 8 minutes).
+
+Decode attention (batch 1-64, context 1k-32k): ours (split-K flash decoding) vs torch SDPA vs FlashAttention's
+`flash_attn_with_kvcache` where installed, in GB/s of KV cache read and the share of the HBM peak. Prefill attention
+(causal, 1k-16k tokens): ours vs SDPA vs `flash_attn_func`, in TFLOP/s and the share of the dense bf16 peak.
+Weight-only GEMM (M = 1..4096 at 8192 x 8192 and 28672 x 8192): ours int4 (group 128) and int8 vs cuBLAS bf16
+(`torch.matmul`) vs torchao int4 where it runs, in TFLOP/s, GB/s and the speed-up over cuBLAS.
+
+Every kernel is first checked against its PyTorch reference on the GPU (`--check` runs only that). Figures are
+printed and written as JSON (`--out`), with the goals of issue 18 judged: decode attention >= 80% of HBM bandwidth
+at long context, int4 GEMM at M = 1 >= 3x faster than bf16 cuBLAS at 8192 x 8192, prefill >= 60% of bf16 peak.
+`--dry-run` lists the cases without touching a GPU (and without importing torch).
+
+    bash benchmarks/gpu/run.sh            # the whole run, JSON in benchmarks/results/gpu_kernels.json
+    python benchmarks/gpu/bench_kernels.py --dry-run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+# H200 SXM (profiles/hardware, NVIDIA's datasheet): HBM3e 4.8 TB/s, ~989 dense bf16 TFLOP/s
+PEAK_GBPS = 4800.0
+PEAK_BF16_TFLOPS = 989.0
+HEADS, KV_HEADS, HEAD_DIM = 32, 8, 128  # Llama-3-8B/70B-like grouped-query attention
+
+DECODE = [(b, c) for b in (1, 8, 32, 64) for c in (1024, 4096, 16384, 32768)]
+PREFILL = [(1, 1024), (1, 4096), (1, 8192), (1, 16384), (4, 4096)]
+GEMM_SHAPES = [(8192, 8192), (28672, 8192)]
+GEMM_M = (1, 4, 16, 64, 256, 1024, 4096)
+GOALS = {"decode_hbm_share_long_context": 0.80, "int4_m1_speedup_over_cublas_8192": 3.0,
+         "prefill_bf16_peak_share": 0.60}
+
+
+def plan(sections: list[str], quick: bool) -> list[dict]:
+    """The cases to run, in order; `quick` keeps a few of each."""
+    cases = []
+    if "decode" in sections:
+        for b, c in (DECODE[::3] if quick else DECODE):
+            cases.append({"section": "decode", "batch": b, "context": c})
+    if "prefill" in sections:
+        for b, s in (PREFILL[:2] if quick else PREFILL):
+            cases.append({"section": "prefill", "batch": b, "seq": s})
+    if "gemm" in sections:
+        for n, k in (GEMM_SHAPES[:1] if quick else GEMM_SHAPES):
+            for m in (GEMM_M[:3] if quick else GEMM_M):
+                cases.append({"section": "gemm", "m": m, "n": n, "k": k})
+    return cases
+
+
+def _bench(fn) -> float:
+    """Median milliseconds of `fn` (triton's do_bench: flushes L2 between runs, so the cache is read from HBM)."""
+    from triton.testing import do_bench
+
+    return float(do_bench(fn, warmup=25, rep=100, return_mode="median"))
+
+
+def _optional(module: str):
+    try:
+        return __import__(module, fromlist=["_"])
+    except Exception:  # noqa: BLE001 - absent or built for another GPU/torch: reported as not run
+        return None
+
+
+def check(device) -> dict[str, float]:
+    """Each kernel against its reference on the GPU at small shapes; raises when one is off."""
+    import torch
+    from optiplan.kernels.flash_attention import flash_attention, reference_attention
+    from optiplan.kernels.flash_decoding import flash_decode, reference_decode
+    from optiplan.kernels.weight_only_gemm import pack_int4, pack_int8, reference_matmul, weight_only_matmul
+
+    g = torch.Generator(device=device).manual_seed(0)
+    errors = {}
+    # few variants: each one is compiled for every autotune config (head dims plain; every feature at 128)
+    variants = {64: {}, 256: {}, 128: {"window": 64, "num_sinks": 4, "softcap": 30.0,
+                                       "q_lens": torch.tensor([300, 17]), "k_lens": torch.tensor([333, 40])}}
+    for d, kw in variants.items():
+        q = torch.randn(2, 8, 300, d, device=device, generator=g, dtype=torch.bfloat16)
+        k = torch.randn(2, 2, 333, d, device=device, generator=g, dtype=torch.bfloat16)
+        v = torch.randn_like(k)
+        out, ref = flash_attention(q, k, v, **kw), reference_attention(q, k, v, **kw)
+        errors[f"prefill d{d} {' '.join(kw) or 'causal'}"] = (out.float() - ref.float()).abs().max().item()
+        dkw = {key: val for key, val in kw.items() if key != "q_lens"}
+        out, ref = flash_decode(q[:, :, 0], k, v, **dkw), reference_decode(q[:, :, 0], k, v, **dkw)
+        errors[f"decode d{d} {' '.join(dkw) or 'plain'}"] = (out.float() - ref.float()).abs().max().item()
+    w = torch.randn(1000, 1024, device=device, generator=g, dtype=torch.bfloat16)
+    for m in (1, 7, 300):
+        x = torch.randn(m, 1024, device=device, generator=g, dtype=torch.bfloat16)
+        for bits, packed in ((4, (*pack_int4(w, 128), 128)), (8, (*pack_int8(w), None, None))):
+            qw, s, z, group = packed
+            y = weight_only_matmul(x, qw, s, z, bits=bits, group_size=group, out_features=1000)
+            ref = reference_matmul(x, qw, s, z, bits=bits, in_features=1024)
+            errors[f"gemm int{bits} m{m} (relative)"] = ((y.float() - ref.float()).abs().max()
+                                                          / ref.float().abs().max()).item()
+    bad = {k: e for k, e in errors.items() if e > (2e-2 if "relative" in k else 3e-2)}
+    for name, err in errors.items():
+        print(f"  check {name:<32} max error {err:.2e}")
+    if bad:
+        raise SystemExit(f"kernels off their references: {bad}")
+    return errors
+
+
+def run_decode(case, device, libs) -> list[dict]:
+    import torch
+    import torch.nn.functional as F
+    from optiplan.kernels.flash_decoding import flash_decode
+
+    b, c = case["batch"], case["context"]
+    q = torch.randn(b, HEADS, 1, HEAD_DIM, device=device, dtype=torch.bfloat16)
+    k = torch.randn(b, KV_HEADS, c, HEAD_DIM, device=device, dtype=torch.bfloat16)
+    v = torch.randn_like(k)
+    cache_bytes = 2 * k.numel() * k.element_size()
+    fns = {"optiplan": lambda: flash_decode(q, k, v),
+           "torch-sdpa": lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=True)}
+    if libs.get("flash_attn"):
+        kf, vf, qf = k.transpose(1, 2).contiguous(), v.transpose(1, 2).contiguous(), q.transpose(1, 2).contiguous()
+        fns["flash-attn"] = lambda: libs["flash_attn"].flash_attn_with_kvcache(qf, kf, vf)
+    rows = []
+    for impl, fn in fns.items():
+        ms = _bench(fn)
+        gbps = cache_bytes / ms / 1e6
+        rows.append({**case, "impl": impl, "ms": ms, "gbps": gbps, "hbm_share": gbps / PEAK_GBPS})
+    return rows
+
+
+def run_prefill(case, device, libs) -> list[dict]:
+    import torch
+    import torch.nn.functional as F
+    from optiplan.kernels.flash_attention import flash_attention
+
+    b, s = case["batch"], case["seq"]
+    q = torch.randn(b, HEADS, s, HEAD_DIM, device=device, dtype=torch.bfloat16)
+    k = torch.randn(b, KV_HEADS, s, HEAD_DIM, device=device, dtype=torch.bfloat16)
+    v = torch.randn_like(k)
+    flops = 4 * b * HEADS * s * s * HEAD_DIM / 2  # two matmuls, causal half
+    fns = {"optiplan": lambda: flash_attention(q, k, v),
+           "torch-sdpa": lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)}
+    if libs.get("flash_attn"):
+        qf, kf, vf = (t.transpose(1, 2).contiguous() for t in (q, k, v))
+        fns["flash-attn"] = lambda: libs["flash_attn"].flash_attn_func(qf, kf, vf, causal=True)
+    rows = []
+    for impl, fn in fns.items():
+        ms = _bench(fn)
+        tflops = flops / ms / 1e9
+        rows.append({**case, "impl": impl, "ms": ms, "tflops": tflops, "bf16_peak_share": tflops / PEAK_BF16_TFLOPS})
+    return rows
+
+
+def _torchao_int4(w, libs):
+    """torchao's int4 weight-only linear (group 128), or None where its kernel does not run here."""
+    import torch
+
+    if not libs.get("torchao"):
+        return None
+    try:
+        from torchao.quantization import Int4WeightOnlyConfig, quantize_
+
+        linear = torch.nn.Linear(w.shape[1], w.shape[0], bias=False, device=w.device, dtype=w.dtype)
+        linear.weight.data.copy_(w)
+        quantize_(linear, Int4WeightOnlyConfig(group_size=128))
+        linear(torch.randn(1, w.shape[1], device=w.device, dtype=w.dtype))
+        return linear
+    except Exception as exc:  # noqa: BLE001 - reported, not fatal
+        print(f"  torchao int4 not run: {str(exc).splitlines()[0][:120]}")
+        libs["torchao"] = None
+        return None
+
+
+def run_gemm(case, device, libs, cache) -> list[dict]:
+    import torch
+    from optiplan.kernels.weight_only_gemm import pack_int4, pack_int8, weight_only_matmul
+
+    m, n, k = case["m"], case["n"], case["k"]
+    key = (n, k)
+    if key not in cache:  # one weight per shape, packed once
+        w = torch.randn(n, k, device=device, dtype=torch.bfloat16) / k ** 0.5
+        cache.clear()
+        cache[key] = {"w": w, "int4": pack_int4(w, 128), "int8": pack_int8(w), "torchao": _torchao_int4(w, libs)}
+    entry = cache[key]
+    x = torch.randn(m, k, device=device, dtype=torch.bfloat16)
+    q4, s4, z4 = entry["int4"]
+    q8, s8 = entry["int8"]
+    weight_bytes = {"cublas-bf16": n * k * 2, "optiplan-int4": q4.numel() + 2 * s4.numel() * 2,
+                    "optiplan-int8": q8.numel() + s8.numel() * 2, "torchao-int4": n * k // 2 + 2 * (n * k // 128) * 2}
+    fns = {"cublas-bf16": lambda: torch.matmul(x, entry["w"].t()),
+           "optiplan-int4": lambda: weight_only_matmul(x, q4, s4, z4, bits=4, group_size=128, out_features=n),
+           "optiplan-int8": lambda: weight_only_matmul(x, q8, s8, bits=8, out_features=n)}
+    if entry["torchao"] is not None:
+        fns["torchao-int4"] = lambda: entry["torchao"](x)
+    rows = []
+    for impl, fn in fns.items():
+        ms = _bench(fn)
+        moved = weight_bytes[impl] + 2 * m * (k + n)
+        rows.append({**case, "impl": impl, "ms": ms, "tflops": 2 * m * n * k / ms / 1e9, "gbps": moved / ms / 1e6,
+                     "hbm_share": moved / ms / 1e6 / PEAK_GBPS})
+    base = next(r["ms"] for r in rows if r["impl"] == "cublas-bf16")
+    for r in rows:
+        r["speedup_over_cublas"] = base / r["ms"]
+    return rows
+
+
+def goals(rows: list[dict]) -> dict[str, dict]:
+    """Issue 18's goals against the measured rows (None where the section did not run)."""
+    ours = [r for r in rows if r["impl"].startswith("optiplan")]
+    long_decode = [r["hbm_share"] for r in ours if r["section"] == "decode" and r["context"] >= 16384]
+    m1 = [r["speedup_over_cublas"] for r in ours if r["section"] == "gemm" and r["impl"] == "optiplan-int4"
+          and r["m"] == 1 and r["n"] == r["k"] == 8192]
+    prefill = [r["bf16_peak_share"] for r in ours if r["section"] == "prefill" and r["seq"] >= 4096]
+    measured = {"decode_hbm_share_long_context": max(long_decode, default=None),
+                "int4_m1_speedup_over_cublas_8192": max(m1, default=None),
+                "prefill_bf16_peak_share": max(prefill, default=None)}
+    return {k: {"goal": GOALS[k], "measured": v, "met": None if v is None else v >= GOALS[k]}
+            for k, v in measured.items()}
+
+
+def print_rows(rows: list[dict]) -> None:
+    for r in rows:
+        shape = {"decode": lambda: f"b={r['batch']:<3} ctx={r['context']:<6}",
+                 "prefill": lambda: f"b={r['batch']:<3} seq={r['seq']:<6}",
+                 "gemm": lambda: f"M={r['m']:<5} {r['n']}x{r['k']}"}[r["section"]]()
+        figures = "  ".join(f"{k}={r[k]:.3g}" for k in ("ms", "tflops", "gbps", "hbm_share", "bf16_peak_share",
+                                                          "speedup_over_cublas") if k in r)
+        print(f"{r['section']:<8} {shape:<22} {r['impl']:<14} {figures}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sections", default="decode,prefill,gemm", help="comma-separated: decode, prefill, gemm")
+    parser.add_argument("--quick", action="store_true", help="a few cases of each section")
+    parser.add_argument("--budget-s", type=float, default=420.0, help="stop starting cases after this many seconds")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "results" / "gpu_kernels.json")
+    parser.add_argument("--check", action="store_true", help="only check the kernels against their references")
+    parser.add_argument("--dry-run", action="store_true", help="list the cases; needs no GPU")
+    args = parser.parse_args(argv)
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = sorted(set(sections) - {"decode", "prefill", "gemm"})
+    if unknown:
+        parser.error(f"unknown section(s) {', '.join(unknown)}; choose from decode, prefill, gemm")
+    cases = plan(sections, args.quick)
+    if args.dry_run:
+        for c in cases:
+            print(json.dumps(c))
+        print(f"{len(cases)} cases; budget {args.budget_s:.0f} s; results to {args.out}")
+        return 0
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        parser.error("TRITON_INTERPRET=1 is set: this benchmark times the compiled kernels on a GPU; unset it")
+    import torch
+
+    if not torch.cuda.is_available():
+        print("no CUDA device: nothing to measure (use --dry-run to see the cases)", file=sys.stderr)
+        return 2
+    device = torch.device("cuda")
+    start = time.perf_counter()
+    errors = check(device)
+    if args.check:
+        return 0
+    libs = {"flash_attn": _optional("flash_attn"), "torchao": _optional("torchao")}
+    rows, skipped, gemm_cache = [], [], {}
+    runners = {"decode": lambda c: run_decode(c, device, libs), "prefill": lambda c: run_prefill(c, device, libs),
+               "gemm": lambda c: run_gemm(c, device, libs, gemm_cache)}
+    for case in cases:
+        if time.perf_counter() - start > args.budget_s:
+            skipped.append(case)
+            continue
+        new = runners[case["section"]](case)
+        print_rows(new)
+        rows.extend(new)
+        torch.cuda.empty_cache()
+    verdicts = goals(rows)
+    result = {"device": torch.cuda.get_device_name(), "peaks": {"gbps": PEAK_GBPS, "bf16_tflops": PEAK_BF16_TFLOPS},
+              "versions": {"torch": torch.__version__, "triton": __import__("triton").__version__,
+                           "flash_attn": getattr(libs["flash_attn"], "__version__", None),
+                           "torchao": getattr(libs["torchao"], "__version__", None)},
+              "attention_shape": {"heads": HEADS, "kv_heads": KV_HEADS, "head_dim": HEAD_DIM, "dtype": "bf16"},
+              "check_max_errors": errors, "rows": rows, "skipped_for_time": skipped, "goals": verdicts,
+              "seconds": time.perf_counter() - start}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    for name, v in verdicts.items():
+        shown = "not measured" if v["measured"] is None else f"{v['measured']:.3g} ({'met' if v['met'] else 'missed'})"
+        print(f"goal {name}: >= {v['goal']}: {shown}")
+    print(f"wrote {args.out} ({len(rows)} rows, {len(skipped)} cases skipped for time, "
+          f"{result['seconds']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

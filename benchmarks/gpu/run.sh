@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# optiplan's Triton kernels on one GPU (made for an H200): at most 8 minutes, figures printed and written to
+# benchmarks/results/gpu_kernels.json. Extra arguments go to bench_kernels.py (--quick, --sections decode,gemm).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+unset TRITON_INTERPRET  # the benchmark times compiled kernels
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader || true
+exec timeout 480 python benchmarks/gpu/bench_kernels.py --budget-s 400 "$@"

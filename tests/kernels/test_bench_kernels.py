@@ -1,0 +1,54 @@
+"""The GPU benchmark's CPU side: its cases, argument checks and goal verdicts (the timing needs a GPU)."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu" / "bench_kernels.py"
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("bench_kernels", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_dry_run_lists_every_section_without_a_gpu():
+    done = subprocess.run([sys.executable, str(SCRIPT), "--dry-run"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert '"section": "decode", "batch": 64, "context": 32768' in done.stdout
+    assert '"section": "gemm", "m": 1, "n": 8192, "k": 8192' in done.stdout
+    assert "35 cases" in done.stdout
+    bad = subprocess.run([sys.executable, str(SCRIPT), "--sections", "decode,nope"], capture_output=True,
+                         text=True, timeout=60)
+    assert bad.returncode == 2 and "unknown section(s) nope" in bad.stderr
+
+
+def test_goals_are_judged_from_the_rows():
+    bench = _module()
+    rows = [{"section": "decode", "impl": "optiplan", "context": 32768, "hbm_share": 0.83},
+            {"section": "decode", "impl": "torch-sdpa", "context": 32768, "hbm_share": 0.95},
+            {"section": "gemm", "impl": "optiplan-int4", "m": 1, "n": 8192, "k": 8192, "speedup_over_cublas": 2.5},
+            {"section": "gemm", "impl": "optiplan-int4", "m": 1, "n": 28672, "k": 8192, "speedup_over_cublas": 3.5}]
+    verdicts = bench.goals(rows)
+    assert verdicts["decode_hbm_share_long_context"] == {"goal": 0.8, "measured": 0.83, "met": True}
+    assert verdicts["int4_m1_speedup_over_cublas_8192"]["met"] is False  # only the 8192 x 8192 row counts
+    assert verdicts["prefill_bf16_peak_share"]["measured"] is None
+    assert len(bench.plan(["gemm"], quick=True)) == 3
+
+
+@pytest.mark.gpu
+def test_kernels_match_their_references_on_the_gpu():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "TRITON_INTERPRET"}
+    done = subprocess.run([sys.executable, str(SCRIPT), "--check"], capture_output=True, text=True, env=env,
+                          timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
