@@ -168,9 +168,13 @@ def create_app(settings: Settings) -> FastAPI:
         return Response(calls.run_profile(request, roots).model_dump_json(), media_type=JSON)
 
     @app.post("/v1/advise", tags=["advice"])
-    def advise(request: AdviseRequest):
+    async def advise(request: AdviseRequest):
         """`optiplan advise --format json`; a workload nothing meets answers 422 with the document."""
-        return Response(calls.run_advise(request, roots, cache).model_dump_json(), media_type=JSON)
+        key = calls.advise_key(request, roots)  # a cached answer is sent from the event loop, without a thread
+        body = cache.peek(("body", key)) if key is not None else None
+        if body is None:
+            body = await run_in_threadpool(calls.advice_json, request, roots, cache)
+        return Response(body, media_type=JSON)
 
     @app.post("/v1/configs", tags=["advice"])
     def configs(request: ConfigsRequest, http: Request):

@@ -18,27 +18,57 @@ CACHE_ENTRIES = 256
 
 
 class AdviceCache:
-    """A small LRU of Advice (and its HTML) by request JSON: bounded memory, thread-safe."""
+    """A small LRU of advice by request JSON: bounded memory, thread-safe, and single-flight: requests that miss on
+    the same key while it is being computed wait for that computation instead of repeating it."""
 
     def __init__(self, entries: int = CACHE_ENTRIES):
         self.entries = entries
         self._items: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        self._pending: dict[tuple[str, str], threading.Event] = {}
+        # advice is pure Python: threads computing at once only share the GIL and all finish late; two at a time
+        # serve the first misses first (and let a slow `auto` search not hold up everything)
+        self._computing = threading.BoundedSemaphore(2)
         self._lock = threading.Lock()
         self.hits = self.misses = 0
 
-    def get(self, key: tuple[str, str], make):
+    def peek(self, key: tuple[str, str]):
+        """The cached value, or None: never computes (the event loop's fast path)."""
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
                 self.hits += 1
                 return self._items[key]
-            self.misses += 1
-        value = make()  # outside the lock: two first requests may both compute, neither waits on the other
-        with self._lock:
-            self._items[key] = value
-            while len(self._items) > self.entries:
-                self._items.popitem(last=False)
-        return value
+        return None
+
+    def get(self, key: tuple[str, str], make, leaf: bool = False):
+        """The value for `key`, computed by `make` on a miss. `leaf`: make computes advice itself (no nested get),
+        so it may wait for one of the two computing slots without holding one (no deadlock)."""
+        while True:
+            with self._lock:
+                if key in self._items:
+                    self._items.move_to_end(key)
+                    self.hits += 1
+                    return self._items[key]
+                running = self._pending.get(key)
+                if running is None:
+                    self._pending[key] = threading.Event()
+                    self.misses += 1
+                    break
+            running.wait()  # then look again: the value, or (the computation failed) compute it here
+        try:
+            if leaf:
+                with self._computing:
+                    value = make()
+            else:
+                value = make()
+            with self._lock:
+                self._items[key] = value
+                while len(self._items) > self.entries:
+                    self._items.popitem(last=False)
+            return value
+        finally:
+            with self._lock:
+                self._pending.pop(key).set()
 
     def stats(self) -> dict[str, int]:
         return {"hits": self.hits, "misses": self.misses, "entries": len(self._items)}
@@ -50,14 +80,30 @@ def run_profile(request: ProfileRequest, roots: Roots):
     return profile(confine_profile(request, roots))
 
 
+def advise_key(request: AdviseRequest, roots: Roots) -> str | None:
+    """The cache key of a request: its confined form as JSON; None where the answer may change between calls
+    (`local` hardware, whose calibration a job may rewrite; a model folder, whose files may change)."""
+    confined = confine_advise(request, roots)
+    if confined.hardware.strip().lower() == "local" or confined.model != request.model:
+        return None
+    return confined.model_dump_json()
+
+
 def run_advise(request: AdviseRequest, roots: Roots, cache: AdviceCache) -> Advice:
     """The CLI's advise; ImpossibleError (with its document) propagates as it does there."""
     from ..plan.advise import advise
 
+    key = advise_key(request, roots)
     confined = confine_advise(request, roots)
-    if confined.hardware.strip().lower() == "local":  # this machine's calibration may change: not cached
-        return advise(confined)
-    return cache.get(("json", confined.model_dump_json()), lambda: advise(confined))
+    return advise(confined) if key is None else cache.get(("advice", key), lambda: advise(confined), leaf=True)
+
+
+def advice_json(request: AdviseRequest, roots: Roots, cache: AdviceCache) -> bytes:
+    """The response body of POST /v1/advise, serialized once per distinct request."""
+    key = advise_key(request, roots)
+    if key is None:
+        return run_advise(request, roots, cache).model_dump_json().encode()
+    return cache.get(("body", key), lambda: run_advise(request, roots, cache).model_dump_json().encode())
 
 
 def advice_html(request: AdviseRequest, roots: Roots, cache: AdviceCache) -> str:
