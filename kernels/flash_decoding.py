@@ -27,11 +27,12 @@ def _configs():
 
 @triton.jit
 def _decode_split(
-    Q, K, V, MASK, PART_O, PART_LSE, K_LENS,
+    Q, K, V, MASK, PART_O, PART_LSE, K_LENS, BLOCK_TABLE,
     stride_qb, stride_qh, stride_kb, stride_kh, stride_kn, stride_vb, stride_vh, stride_vn, stride_mb, stride_mn,
+    stride_bt, page_size,  # paged: K/V are (pages, page_size, kv_h, d), stride_kb a page's and stride_kn a slot's
     num_heads, head_dim, sm_scale, softcap, window, num_sinks, chunk, num_splits,
     K_BUCKET,  # autotune key only
-    GROUP: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_D: tl.constexpr, HAS_WINDOW: tl.constexpr,
+    PAGED: tl.constexpr, GROUP: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_D: tl.constexpr, HAS_WINDOW: tl.constexpr,
     HAS_MASK: tl.constexpr, HAS_SOFTCAP: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ):
@@ -70,7 +71,14 @@ def _decode_split(
         cols = start_n + offs_n
         n_ok = cols < c1
         keys = cols.to(tl.int64)
-        k = tl.load(K + b64 * stride_kb + kvh * stride_kh + keys[None, :] * stride_kn + offs_d[:, None],
+        if PAGED:  # each key's page from the block table, then its slot in the page
+            page = tl.load(BLOCK_TABLE + b64 * stride_bt + cols // page_size, mask=n_ok, other=0).to(tl.int64)
+            k_rows = page * stride_kb + (cols % page_size) * stride_kn
+            v_rows = page * stride_vb + (cols % page_size) * stride_vn
+        else:
+            k_rows = b64 * stride_kb + keys * stride_kn
+            v_rows = b64 * stride_vb + keys * stride_vn
+        k = tl.load(K + kvh * stride_kh + k_rows[None, :] + offs_d[:, None],
                     mask=n_ok[None, :] & d_ok[:, None], other=0.0)
         if UPCAST:
             k = k.to(tl.float32)
@@ -91,7 +99,7 @@ def _decode_split(
         p = tl.math.exp2(s - m_use[:, None])
         alpha = tl.math.exp2(m_i - m_use)
         l_i = l_i * alpha + tl.sum(p, 1)
-        v = tl.load(V + b64 * stride_vb + kvh * stride_vh + keys[:, None] * stride_vn + offs_d[None, :],
+        v = tl.load(V + kvh * stride_vh + v_rows[:, None] + offs_d[None, :],
                     mask=n_ok[:, None] & d_ok[None, :], other=0.0)
         p = p.to(V.dtype.element_ty)  # probabilities rounded to the value dtype, as FlashAttention does
         if UPCAST:
@@ -133,7 +141,7 @@ def _decode_merge(PART_O, PART_LSE, SINKS, O, stride_ob, stride_oh, num_heads, h
 
 
 _decode_split_tuned = triton.autotune(configs=_configs() if not interpreted() else [],
-                                      key=["K_BUCKET", "BLOCK_D", "GROUP", "HAS_WINDOW"])(_decode_split)
+                                      key=["K_BUCKET", "BLOCK_D", "GROUP", "HAS_WINDOW", "PAGED"])(_decode_split)
 
 
 def _splits(batch: int, kv_heads: int, max_k: int, device) -> int:
@@ -148,16 +156,22 @@ def _splits(batch: int, kv_heads: int, max_k: int, device) -> int:
 
 def flash_decode(q, k, v, *, k_lens=None, scale: float | None = None, window: int | None = None,
                  num_sinks: int = 0, sink_logits=None, softcap: float | None = None, key_mask=None,
-                 num_splits: int | None = None):
+                 num_splits: int | None = None, block_table=None):
     """One query token per sequence: q (b, h, d) or (b, h, 1, d); k/v (b, kv_h, sk, d), d contiguous;
-    k_lens (b,) valid cache entries (default sk); key_mask bool (b, sk), True = attend. Returns q's shape."""
+    k_lens (b,) valid cache entries (default sk); key_mask bool (b, sk), True = attend. Returns q's shape.
+    With `block_table` (b, max_pages) int32, k/v are pages (num_pages, page_size, kv_h, d) and k_lens is required
+    (`optiplan.kernels.paged_attention` is the entry point for that)."""
     import torch
 
     require(q.device)
     squeeze = q.dim() == 4
     q3 = q[:, :, 0] if squeeze else q
     batch, heads, head_dim = q3.shape
-    kv_heads, max_k = k.shape[1], k.shape[2]
+    paged = block_table is not None
+    if paged and k_lens is None:
+        raise ValueError("a paged cache needs k_lens, the tokens each sequence holds")
+    kv_heads = k.shape[2] if paged else k.shape[1]
+    max_k = block_table.shape[1] * k.shape[1] if paged else k.shape[2]
     if heads % kv_heads:
         raise ValueError(f"{heads} query heads do not divide into {kv_heads} key/value heads")
     if head_dim > 256:
@@ -176,12 +190,19 @@ def flash_decode(q, k, v, *, k_lens=None, scale: float | None = None, window: in
     mask = None
     if key_mask is not None:
         mask = key_mask.to(torch.bool).expand(batch, max_k).contiguous().view(torch.uint8)
+    if paged:  # page, slot and head strides in the kernel's (batch-or-page, head, row) order
+        block_table = block_table.to(device=q.device, dtype=torch.int32).contiguous()
+        k_strides = (k.stride(0), k.stride(2), k.stride(1))
+        v_strides = (v.stride(0), v.stride(2), v.stride(1))
+    else:
+        k_strides, v_strides = (k.stride(0), k.stride(1), k.stride(2)), (v.stride(0), v.stride(1), v.stride(2))
     args = (q3, k, v, mask if mask is not None else q3, part_o, part_lse, k_lens,
-            q3.stride(0), q3.stride(1), k.stride(0), k.stride(1), k.stride(2), v.stride(0), v.stride(1), v.stride(2),
+            block_table if paged else k_lens, q3.stride(0), q3.stride(1), *k_strides, *v_strides,
             mask.stride(0) if mask is not None else 0, mask.stride(1) if mask is not None else 0,
+            block_table.stride(0) if paged else 0, k.shape[1] if paged else 1,
             heads, head_dim, scale if scale is not None else head_dim ** -0.5, float(softcap or 1.0),
             int(window or 0), int(num_sinks or 0), chunk, splits, next_power_of_2(max_k))
-    flags = dict(GROUP=group, BLOCK_G=max(16, next_power_of_2(group)), BLOCK_D=block_d, HAS_WINDOW=bool(window),
+    flags = dict(PAGED=paged, GROUP=group, BLOCK_G=max(16, next_power_of_2(group)), BLOCK_D=block_d, HAS_WINDOW=bool(window),
                  HAS_MASK=mask is not None, HAS_SOFTCAP=bool(softcap), **dot_flags(q.dtype))
     if interpreted():
         _decode_split[(batch, kv_heads, splits)](*args, **flags, **INTERPRETER_TILE)

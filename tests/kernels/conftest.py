@@ -24,7 +24,13 @@ def _import_interpreted() -> str | None:
     previous = os.environ.get("TRITON_INTERPRET")
     os.environ["TRITON_INTERPRET"] = "1"
     try:
-        from optiplan.kernels import common, flash_attention, flash_decoding, weight_only_gemm  # noqa: F401
+        from optiplan.kernels import (  # noqa: F401
+            common,
+            flash_attention,
+            flash_decoding,
+            paged_attention,
+            weight_only_gemm,
+        )
     finally:
         if previous is None:
             os.environ.pop("TRITON_INTERPRET", None)
