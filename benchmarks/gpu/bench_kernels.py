@@ -1,7 +1,8 @@
 """optiplan's Triton kernels against the libraries they replace, on one GPU (made for an H200, at most 8 minutes).
 
 Decode attention (batch 1-64, context 1k-32k): ours (split-K flash decoding) vs torch SDPA vs FlashAttention's
-`flash_attn_with_kvcache` where installed, in GB/s of KV cache read and the share of the HBM peak. Prefill attention
+`flash_attn_with_kvcache` where installed, in GB/s of KV cache read and the share of the HBM peak; paged decode
+over a shuffled block table of 256-token pages, ours vs flash-attn's paged kvcache call. Prefill attention
 (causal, 1k-16k tokens): ours vs SDPA vs `flash_attn_func`, in TFLOP/s and the share of the dense bf16 peak.
 Weight-only GEMM (M = 1..4096 at 8192 x 8192 and 28672 x 8192): ours int4 (group 128) and int8 vs cuBLAS bf16
 (`torch.matmul`) vs torchao int4 where it runs, in TFLOP/s, GB/s and the speed-up over cuBLAS.
@@ -30,6 +31,8 @@ PEAK_BF16_TFLOPS = 989.0
 HEADS, KV_HEADS, HEAD_DIM = 32, 8, 128  # Llama-3-8B/70B-like grouped-query attention
 
 DECODE = [(b, c) for b in (1, 8, 32, 64) for c in (1024, 4096, 16384, 32768)]
+PAGED = [(8, 4096), (64, 4096), (8, 32768), (64, 32768)]
+PAGE_SIZE = 256  # transformers' continuous batching uses 256-token blocks on CUDA (optimizers/batching.py)
 PREFILL = [(1, 1024), (1, 4096), (1, 8192), (1, 16384), (4, 4096)]
 GEMM_SHAPES = [(8192, 8192), (28672, 8192)]
 GEMM_M = (1, 4, 16, 64, 256, 1024, 4096)
@@ -43,6 +46,9 @@ def plan(sections: list[str], quick: bool) -> list[dict]:
     if "decode" in sections:
         for b, c in (DECODE[::3] if quick else DECODE):
             cases.append({"section": "decode", "batch": b, "context": c})
+    if "paged" in sections:
+        for b, c in (PAGED[::3] if quick else PAGED):
+            cases.append({"section": "paged", "batch": b, "context": c})
     if "prefill" in sections:
         for b, s in (PREFILL[:2] if quick else PREFILL):
             cases.append({"section": "prefill", "batch": b, "seq": s})
@@ -72,6 +78,7 @@ def check(device) -> dict[str, float]:
     import torch
     from optiplan.kernels.flash_attention import flash_attention, reference_attention
     from optiplan.kernels.flash_decoding import flash_decode, reference_decode
+    from optiplan.kernels.paged_attention import paged_decode, reference_paged_decode
     from optiplan.kernels.weight_only_gemm import pack_int4, pack_int8, reference_matmul, weight_only_matmul
 
     g = torch.Generator(device=device).manual_seed(0)
@@ -88,6 +95,13 @@ def check(device) -> dict[str, float]:
         dkw = {key: val for key, val in kw.items() if key != "q_lens"}
         out, ref = flash_decode(q[:, :, 0], k, v, **dkw), reference_decode(q[:, :, 0], k, v, **dkw)
         errors[f"decode d{d} {' '.join(dkw) or 'plain'}"] = (out.float() - ref.float()).abs().max().item()
+    k_cache = torch.randn(40, 16, 2, 128, device=device, generator=g, dtype=torch.bfloat16)
+    v_cache = torch.randn_like(k_cache)
+    table = torch.randperm(40, device=device, generator=g).to(torch.int32).view(2, 20)
+    lens = torch.tensor([300, 77], dtype=torch.int32, device=device)
+    qp = torch.randn(2, 8, 128, device=device, generator=g, dtype=torch.bfloat16)
+    out, ref = paged_decode(qp, k_cache, v_cache, table, lens), reference_paged_decode(qp, k_cache, v_cache, table, lens)
+    errors["paged decode d128"] = (out.float() - ref.float()).abs().max().item()
     w = torch.randn(1000, 1024, device=device, generator=g, dtype=torch.bfloat16)
     for m in (1, 7, 300):
         x = torch.randn(m, 1024, device=device, generator=g, dtype=torch.bfloat16)
@@ -120,6 +134,32 @@ def run_decode(case, device, libs) -> list[dict]:
     if libs.get("flash_attn"):
         kf, vf, qf = k.transpose(1, 2).contiguous(), v.transpose(1, 2).contiguous(), q.transpose(1, 2).contiguous()
         fns["flash-attn"] = lambda: libs["flash_attn"].flash_attn_with_kvcache(qf, kf, vf)
+    rows = []
+    for impl, fn in fns.items():
+        ms = _bench(fn)
+        gbps = cache_bytes / ms / 1e6
+        rows.append({**case, "impl": impl, "ms": ms, "gbps": gbps, "hbm_share": gbps / PEAK_GBPS})
+    return rows
+
+
+def run_paged(case, device, libs) -> list[dict]:
+    """Decode over a block table whose pages are shuffled through the pool, as a serving cache's are."""
+    import torch
+    from optiplan.kernels.paged_attention import paged_decode
+
+    b, c = case["batch"], case["context"]
+    pages_per_seq = c // PAGE_SIZE
+    k_cache = torch.randn(b * pages_per_seq, PAGE_SIZE, KV_HEADS, HEAD_DIM, device=device, dtype=torch.bfloat16)
+    v_cache = torch.randn_like(k_cache)
+    table = torch.randperm(b * pages_per_seq, device=device).to(torch.int32).view(b, pages_per_seq)
+    lens = torch.full((b,), c, dtype=torch.int32, device=device)
+    q = torch.randn(b, HEADS, HEAD_DIM, device=device, dtype=torch.bfloat16)
+    cache_bytes = 2 * k_cache.numel() * k_cache.element_size()
+    fns = {"optiplan": lambda: paged_decode(q, k_cache, v_cache, table, lens)}
+    if libs.get("flash_attn"):
+        qf = q[:, None]
+        fns["flash-attn"] = lambda: libs["flash_attn"].flash_attn_with_kvcache(qf, k_cache, v_cache, cache_seqlens=lens,
+                                                                              block_table=table)
     rows = []
     for impl, fn in fns.items():
         ms = _bench(fn)
@@ -207,7 +247,7 @@ def run_gemm(case, device, libs, cache) -> list[dict]:
 def goals(rows: list[dict]) -> dict[str, dict]:
     """Issue 18's goals against the measured rows (None where the section did not run)."""
     ours = [r for r in rows if r["impl"].startswith("optiplan")]
-    long_decode = [r["hbm_share"] for r in ours if r["section"] == "decode" and r["context"] >= 16384]
+    long_decode = [r["hbm_share"] for r in ours if r["section"] in ("decode", "paged") and r["context"] >= 16384]
     m1 = [r["speedup_over_cublas"] for r in ours if r["section"] == "gemm" and r["impl"] == "optiplan-int4"
           and r["m"] == 1 and r["n"] == r["k"] == 8192]
     prefill = [r["bf16_peak_share"] for r in ours if r["section"] == "prefill" and r["seq"] >= 4096]
@@ -221,6 +261,7 @@ def goals(rows: list[dict]) -> dict[str, dict]:
 def print_rows(rows: list[dict]) -> None:
     for r in rows:
         shape = {"decode": lambda: f"b={r['batch']:<3} ctx={r['context']:<6}",
+                 "paged": lambda: f"b={r['batch']:<3} ctx={r['context']:<6}",
                  "prefill": lambda: f"b={r['batch']:<3} seq={r['seq']:<6}",
                  "gemm": lambda: f"M={r['m']:<5} {r['n']}x{r['k']}"}[r["section"]]()
         figures = "  ".join(f"{k}={r[k]:.3g}" for k in ("ms", "tflops", "gbps", "hbm_share", "bf16_peak_share",
@@ -230,7 +271,8 @@ def print_rows(rows: list[dict]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sections", default="decode,prefill,gemm", help="comma-separated: decode, prefill, gemm")
+    parser.add_argument("--sections", default="decode,paged,prefill,gemm",
+                        help="comma-separated: decode, paged, prefill, gemm")
     parser.add_argument("--quick", action="store_true", help="a few cases of each section")
     parser.add_argument("--budget-s", type=float, default=420.0, help="stop starting cases after this many seconds")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "results" / "gpu_kernels.json")
@@ -238,9 +280,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="list the cases; needs no GPU")
     args = parser.parse_args(argv)
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
-    unknown = sorted(set(sections) - {"decode", "prefill", "gemm"})
+    unknown = sorted(set(sections) - {"decode", "paged", "prefill", "gemm"})
     if unknown:
-        parser.error(f"unknown section(s) {', '.join(unknown)}; choose from decode, prefill, gemm")
+        parser.error(f"unknown section(s) {', '.join(unknown)}; choose from decode, paged, prefill, gemm")
     cases = plan(sections, args.quick)
     if args.dry_run:
         for c in cases:
@@ -261,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     libs = {"flash_attn": _optional("flash_attn"), "torchao": _optional("torchao")}
     rows, skipped, gemm_cache = [], [], {}
-    runners = {"decode": lambda c: run_decode(c, device, libs), "prefill": lambda c: run_prefill(c, device, libs),
+    runners = {"decode": lambda c: run_decode(c, device, libs), "paged": lambda c: run_paged(c, device, libs),
+               "prefill": lambda c: run_prefill(c, device, libs),
                "gemm": lambda c: run_gemm(c, device, libs, gemm_cache)}
     for case in cases:
         if time.perf_counter() - start > args.budget_s:

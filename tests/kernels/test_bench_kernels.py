@@ -24,7 +24,7 @@ def test_dry_run_lists_every_section_without_a_gpu():
     assert done.returncode == 0, done.stderr
     assert '"section": "decode", "batch": 64, "context": 32768' in done.stdout
     assert '"section": "gemm", "m": 1, "n": 8192, "k": 8192' in done.stdout
-    assert "35 cases" in done.stdout
+    assert "39 cases" in done.stdout and "\"section\": \"paged\"" in done.stdout
     bad = subprocess.run([sys.executable, str(SCRIPT), "--sections", "decode,nope"], capture_output=True,
                          text=True, timeout=60)
     assert bad.returncode == 2 and "unknown section(s) nope" in bad.stderr
