@@ -99,6 +99,6 @@ def worker(queue: str, workdir: Path, models_dirs: tuple[Path, ...], name: str |
     from ..service.paths import Roots
     from ..service.redis_queue import work
 
-    click.echo(f"optiplan worker: taking jobs from {queue}", err=True)
     work(queue, Roots.create(workdir, models_dirs), name=name, allow_pickle=allow_pickle,
-         stale_after_s=stale_after_s, burst=burst)
+         stale_after_s=stale_after_s, burst=burst,
+         on_ready=lambda worker_name: click.echo(f"optiplan worker {worker_name}: taking jobs from {queue}", err=True))

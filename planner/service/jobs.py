@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .paths import Roots, remove_partial
 from .runner import MARK
@@ -30,6 +30,7 @@ class Executor:
     roots: Roots
     worker: str
     allow_pickle: bool = False
+    running: dict = field(default_factory=dict)  # job id -> its runner process, while it runs here
 
     def run(self, job_id: str) -> Job | None:
         """Run one queued job to its end here; None when another worker has it or it is no longer queued."""
@@ -48,7 +49,18 @@ class Executor:
             proc.stdin.close()
         except OSError as exc:
             return self.store.finish(job_id, job.attempt, "failed", error=f"cannot start the job: {exc}")
-        return self._monitor(job, proc)
+        self.running[job_id] = proc
+        try:
+            return self._monitor(job, proc)
+        finally:
+            self.running.pop(job_id, None)
+
+    def stop_all(self, reason: str) -> None:
+        """Fail the jobs running here with `reason` and kill their processes (the server is stopping); each
+        monitor then records nothing more and removes the partial output."""
+        for job_id, proc in list(self.running.items()):
+            self.store.interrupted(job_id, reason, retry=False)
+            _kill(proc)
 
     def _monitor(self, job: Job, proc: subprocess.Popen) -> Job | None:
         lines: queue.Queue = queue.Queue()
@@ -184,4 +196,7 @@ class LocalQueue:
                 self.store.finish(job_id, job.attempt, "failed", error=error_line(exc)[0])
 
     def shutdown(self) -> None:
+        """Stop without waiting for running jobs (they could take hours): they are failed with the reason, and
+        queued jobs stay queued for the next start."""
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.executor.stop_all("the server was stopped while this job ran")

@@ -138,7 +138,7 @@ def reap(store: Store, roots: Roots, queue, stale_after_s: float) -> list[Job]:
 
 
 def work(url: str, roots: Roots, name: str | None = None, allow_pickle: bool = False,
-         stale_after_s: float = 30.0, burst: bool = False) -> None:
+         stale_after_s: float = 30.0, burst: bool = False, on_ready=lambda name: None) -> None:
     """`optiplan worker`: take jobs from the Redis queue one at a time, and every few seconds retry the jobs of
     workers that died."""
     from rq import Queue, SimpleWorker
@@ -159,6 +159,7 @@ def work(url: str, roots: Roots, name: str | None = None, allow_pickle: bool = F
                 time.sleep(1)
 
     threading.Thread(target=reaper, name="optiplan-reaper", daemon=True).start()
+    on_ready(name)
     try:
         SimpleWorker([queue], connection=conn, name=name).work(burst=burst, logging_level="WARNING")
     finally:

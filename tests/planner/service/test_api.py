@@ -213,3 +213,34 @@ def test_metrics_count_requests_latencies_and_jobs(client):
     assert 'optiplan_requests_total{method="GET",route="unmatched",status="404"} 1' in text
     assert 'optiplan_request_seconds_count{route="/v1/advise"} 1' in text
     assert 'optiplan_jobs{state="queued"} 0' in text and 'optiplan_jobs{state="running"} 0' in text
+
+
+def test_the_page_the_report_and_the_configs_zip(client):
+    page = client.get("/")
+    assert page.status_code == 200 and 'id="advice-form"' in page.text
+    assert '<option value="tiny">tiny</option>' in page.text  # the models dir's folders are offered
+    report = client.get("/report", params={"model": "llama-3.1-8b", "hardware": "l4", "workload": "chat"})
+    from optiplan.planner.plan.advise import advise
+    from optiplan.planner.report.advice import render
+
+    expected = render(advise(AdviseRequest(model="llama-3.1-8b", hardware="l4", workload="chat")), "html")
+    assert report.text == expected  # the very HTML `advise --format html` writes
+    infeasible = client.get("/report", params={"model": "llama-3.1-405b", "hardware": "l4", "devices": "1"})
+    assert infeasible.status_code == 422 and "Not feasible" in infeasible.text
+    assert "devices 'two'" in one_error(client.get("/report", params={"model": "llama-3.1-8b", "devices": "two"}),
+                                        400)
+    assert "choose a model" in one_error(client.get("/report"), 400)
+    configs = client.get("/configs.zip", params={"model": "llama-3.1-8b", "hardware": "l4", "target": "compose"})
+    assert configs.headers["content-type"] == "application/zip"
+    assert 'filename="optiplan-compose-configs.zip"' in configs.headers["content-disposition"]
+    with zipfile.ZipFile(io.BytesIO(configs.content)) as zf:
+        assert any(name.endswith(("compose.yaml", "docker-compose.yaml")) for name in zf.namelist())
+
+
+def test_worker_says_in_one_line_when_the_queue_is_unreachable(tmp_path):
+    from click.testing import CliRunner
+    from optiplan.planner.cli.main import main
+
+    result = CliRunner().invoke(main, ["worker", "--queue", "redis://127.0.0.1:1/0", "--workdir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert result.stderr.strip().startswith("error: cannot reach the job queue at redis://127.0.0.1:1/0")

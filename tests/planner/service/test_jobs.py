@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -98,6 +99,22 @@ def test_a_job_running_when_the_server_died_fails_with_the_reason_and_queued_one
         assert jobs == {first: "failed", second: "cancelled"}
     leftovers = [p.name for p in server.workdir.iterdir() if not p.name.startswith("jobs.sqlite")]
     assert leftovers == []  # no output folder and no temporary sibling
+
+
+def test_stopping_the_server_fails_its_running_job_at_once_instead_of_waiting(server_factory, wait_for):
+    server = server_factory().start()
+    with server.http() as http:
+        job_id = http.post("/v1/jobs", json=APPLY | {"output": "out"}).json()["id"]
+        wait_for(lambda: job_state(http, job_id)["step"] == "apply: loading libraries", 60, "the job to run")
+    runners = runners_of(server.proc.pid)
+    server.proc.send_signal(signal.SIGTERM)  # a clean stop (systemd, docker stop): not hours of waiting for jobs
+    assert server.proc.wait(timeout=30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once it stopped
+    assert not any(alive(pid) for pid in runners)
+    restarted = server_factory(workdir=server.workdir).start()
+    with restarted.http() as http:
+        job = job_state(http, job_id)
+    assert job["state"] == "failed" and job["error"] == "the server was stopped while this job ran"
+    assert [p.name for p in server.workdir.iterdir() if not p.name.startswith("jobs.sqlite")] == []
 
 
 @pytest.mark.slow
