@@ -26,7 +26,7 @@ from . import calls
 from .metrics import Metrics
 from .paths import Refused
 from .requests import ApplyJob, BenchJob, CalibrateJob, ConfigsRequest, VerifyJob, job_arguments, job_output
-from .security import OPEN_PATHS, BodyLimit, Settings, authorized
+from .security import OPEN_PATHS, BodyLimit, Settings, authorized, host_allowed
 from .store import TERMINAL, SqliteStore, new_job
 
 JobRequest = Annotated[Union[ApplyJob, VerifyJob, CalibrateJob, BenchJob], Body(discriminator="kind")]
@@ -68,7 +68,11 @@ class Guard:
 
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
         cookies = {k: m.value for k, m in SimpleCookie(headers.get("cookie", "")).items()}
-        if scope["path"] in OPEN_PATHS or authorized(self.settings.token, headers, cookies):
+        if not host_allowed(self.settings.token, headers.get("host", "")):
+            response = error(403, f"this server has no token and answers only requests addressed to localhost, "
+                                  f"not to '{headers.get('host', '')[:100]}'")
+            await response(scope, receive, counting_send)
+        elif scope["path"] in OPEN_PATHS or authorized(self.settings.token, headers, cookies):
             await self.app(scope, receive, counting_send)
         else:
             wants_page = scope["method"] == "GET" and "text/html" in headers.get("accept", "") \

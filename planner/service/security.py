@@ -45,6 +45,17 @@ def check_bind(host: str, token: str | None) -> None:
                             "python -c 'import secrets; print(secrets.token_urlsafe(32))'")
 
 
+def host_allowed(token: str | None, host_header: str) -> bool:
+    """Without a token the server listens on loopback only, and answers only requests addressed to a loopback name:
+    a web page elsewhere whose domain resolves to 127.0.0.1 (DNS rebinding) cannot drive it from the browser."""
+    if token:
+        return True
+    host = host_header.rsplit(":", 1)[0] if not host_header.endswith("]") else host_header
+    if host_header.startswith("[") and "]" in host_header:
+        host = host_header[: host_header.index("]") + 1]
+    return is_loopback(host.strip().lower())
+
+
 def authorized(token: str | None, headers: dict[str, str], cookies: dict[str, str]) -> bool:
     """With a token configured, the request carries it as `Authorization: Bearer ...` or the web page's cookie."""
     if not token:

@@ -67,7 +67,7 @@ def make_client(tmp_path, models_dir):
 
     def make(raise_server_exceptions: bool = True, **settings) -> TestClient:
         roots = Roots.create(tmp_path / "work", [models_dir])
-        client = TestClient(create_app(Settings(roots=roots, **settings)),
+        client = TestClient(create_app(Settings(roots=roots, **settings)), base_url="http://127.0.0.1:8080",
                             raise_server_exceptions=raise_server_exceptions)
         client.__enter__()
         clients.append(client)

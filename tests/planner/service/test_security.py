@@ -39,6 +39,18 @@ def test_serve_refuses_a_public_address_without_a_token_in_one_line(tmp_path, mo
     assert bad_queue.exit_code == 2 and "neither 'local' nor a redis:// URL" in bad_queue.stderr
 
 
+@pytest.mark.parametrize("host, allowed", [("127.0.0.1:8080", True), ("localhost:8080", True), ("localhost", True),
+                                           ("[::1]:8080", True), ("evil.example:8080", False),
+                                           ("127.0.0.1.evil.example", False), ("", False)])
+def test_without_a_token_only_requests_addressed_to_localhost_are_answered(client, host, allowed):
+    response = client.get("/v1/catalog/workloads", headers={"Host": host})
+    if allowed:
+        assert response.status_code == 200
+    else:
+        assert response.status_code == 403
+        assert response.json()["error"].startswith("this server has no token and answers only requests addressed")
+
+
 def test_every_route_but_healthz_needs_the_token(make_client, token):
     client = make_client(token=token)
     assert client.get("/healthz").status_code == 200
