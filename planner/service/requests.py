@@ -75,6 +75,8 @@ class CalibrateJob(_Job):
     kind: Literal["calibrate"] = "calibrate"
     models: list[str] = Field([], max_length=8)
     repeats: int = Field(5, ge=1, le=100)
+    effects: bool = Field(True, description="then measure each technique's effect here (calibrate --effects)")
+    only_effects: bool = Field(False, description="measure the effects again and keep the machine's fit")
 
 
 class BenchJob(BenchRequest):
@@ -163,7 +165,8 @@ def job_arguments(job: BaseModel, roots: Roots, allow_pickle: bool) -> dict[str,
                 "repeats": job.repeats, "max_new_tokens": job.max_new_tokens, "memory": job.memory,
                 "allow_pickle": job.allow_pickle}
     if isinstance(job, CalibrateJob):
-        return {"models": [roots.input_path(m) for m in job.models] or None, "repeats": job.repeats}
+        return {"models": [roots.input_path(m) for m in job.models] or None, "repeats": job.repeats,
+                "effects": job.effects, "only_effects": job.only_effects}
     if isinstance(job, BenchJob):
         if job.endpoints:
             raise Refused("bench endpoints: the service does not call other servers; run `optiplan bench "

@@ -74,10 +74,18 @@ def execute(kind: str, arguments: dict[str, Any]) -> Any:
 
         return verify(arguments.pop("baseline"), arguments.pop("optimized"), progress=verify_progress,
                       **arguments).model_dump(mode="json")
-    if kind == "calibrate":
-        from ..measure.calibrate import calibrate
+    if kind == "calibrate":  # as the command: the machine's fit, then the techniques' measured effects
+        models, repeats = arguments["models"], arguments["repeats"]
+        if not arguments["only_effects"]:
+            from ..measure.calibrate import calibrate
 
-        data, path = calibrate(arguments["models"], repeats=arguments["repeats"], show_progress=False)
+            _emit("progress", fraction=0.1, step="calibrate: microbenchmarks and the engine's fit")
+            data, path = calibrate(models, repeats=repeats, show_progress=False)
+        if arguments["effects"] or arguments["only_effects"]:
+            from ...optimizers.effects import calibrate_effects
+
+            _emit("progress", fraction=0.5, step="calibrate: each technique's effect here")
+            data, path = calibrate_effects(models, rounds=max(repeats - 2, 1), show_progress=False)
         return {"calibration": data, "path": str(path)}
     if kind == "bench":
         from ..ci.bench import run_bench

@@ -1,0 +1,62 @@
+"""Each job turns into the arguments of the very function its command calls, every name resolved inside the
+server's folders: the arguments are ones those functions take, and the job models hold the commands' options."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+from optiplan.planner.service.paths import Refused, Roots
+from optiplan.planner.service.requests import BenchJob, job_arguments, parse_job
+
+
+@pytest.fixture()
+def roots(tmp_path, models_dir) -> Roots:
+    return Roots.create(tmp_path / "work", [models_dir])
+
+
+def test_apply_and_verify_jobs_become_the_arguments_of_apply_and_verify(roots, models_dir):
+    pytest.importorskip("torch")
+    from optiplan.optimizers.apply import apply
+    from optiplan.optimizers.verify import verify
+
+    job = parse_job({"kind": "apply", "model": "tiny", "techniques": ["weight-int8"], "output": "out/int8",
+                     "max_quality_loss_pct": 1, "repeats": 3})
+    arguments = job_arguments(job, roots, allow_pickle=False)
+    assert arguments["source"] == models_dir / "tiny" and arguments["out"] == roots.workdir / "out" / "int8"
+    assert arguments["techniques"] == ["weight-int8"] and arguments["verify_options"] == {"repeats": 3}
+    assert set(arguments) - {"source", "out"} <= set(inspect.signature(apply).parameters)
+    (roots.workdir / "int8").mkdir()  # an apply output is a model verify may name, like a models-dir folder
+    job = parse_job({"kind": "verify", "baseline": "tiny", "optimized": "int8", "repeats": 2, "memory": False})
+    arguments = job_arguments(job, roots, allow_pickle=False)
+    assert arguments["optimized"] == roots.workdir / "int8"
+    assert set(arguments) <= set(inspect.signature(verify).parameters)
+
+
+def test_calibrate_and_bench_jobs_hold_their_commands_options(roots, models_dir):
+    from click.testing import CliRunner
+    from optiplan.planner.cli.main import main
+
+    calibrate = parse_job({"kind": "calibrate", "models": ["tiny"], "repeats": 4, "effects": False})
+    assert job_arguments(calibrate, roots, allow_pickle=False) == {
+        "models": [models_dir / "tiny"], "repeats": 4, "effects": False, "only_effects": False}
+    options = {p.name for p in main.commands["calibrate"].params} - {"as_json", "debug"}
+    assert options <= set(type(calibrate).model_fields), "a calibrate option the job cannot take"
+    bench = parse_job({"kind": "bench", "models": ["tiny"], "repeats": 2, "quality": False})
+    assert isinstance(bench, BenchJob)
+    request = job_arguments(bench, roots, allow_pickle=False)["request"]
+    assert request.models == [str(models_dir / "tiny")] and request.repeats == 2 and not request.quality
+    assert CliRunner().invoke(main, ["calibrate", "--help"]).exit_code == 0
+
+
+def test_every_name_in_a_job_is_confined(roots):
+    cases = [({"kind": "verify", "baseline": "tiny", "optimized": "../../etc"}, "'..' is refused"),
+             ({"kind": "calibrate", "models": ["/etc"]}, "absolute paths"),
+             ({"kind": "bench", "models": ["tiny"], "prompts_file": "/etc/passwd"}, "absolute paths"),
+             ({"kind": "bench", "models": ["tiny"], "save_reference": "../x.json"}, "'..' is refused"),
+             ({"kind": "apply", "model": "tiny", "output": "o", "draft": "missing"}, "no such file or folder"),
+             ({"kind": "apply", "model": "tiny", "output": "o", "workload": "/tmp/w.yaml"}, "takes a preset"),
+             ({"kind": "apply", "model": "tiny", "output": "o", "hardware": "./hw.yaml"}, "catalog device")]
+    for body, words in cases:
+        with pytest.raises(Refused, match=words):
+            job_arguments(parse_job(body), roots, allow_pickle=False)
