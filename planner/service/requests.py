@@ -53,6 +53,7 @@ class ApplyJob(_Job):
     keep_all: bool = False
     verify: bool = True
     repeats: int = Field(5, ge=1, le=100)
+    eval_text: str | None = Field(None, max_length=300, description="held-out text file for perplexity")
     allow_pickle: bool = False
 
 
@@ -66,6 +67,7 @@ class VerifyJob(_Job):
     max_new_tokens: int = Field(32, ge=1, le=4096)
     device: Literal["cpu", "cuda"] | None = None
     memory: bool = True
+    eval_text: str | None = Field(None, max_length=300, description="held-out text file for perplexity")
     allow_pickle: bool = False
 
 
@@ -132,6 +134,10 @@ def confine_advise(request: AdviseRequest, roots: Roots) -> AdviseRequest:
                                       "workload": _preset(request.workload)})
 
 
+def _text(roots: Roots, name: str | None):
+    return roots.input_path(name, "eval_text") if name else None
+
+
 def job_output(job: BaseModel) -> str | None:
     """The output name a job writes under the workdir (what a crash may leave half-written)."""
     if isinstance(job, ApplyJob):
@@ -158,12 +164,12 @@ def job_arguments(job: BaseModel, roots: Roots, allow_pickle: bool) -> dict[str,
                 "draft": roots.input_path(job.draft, "draft") if job.draft else None, "device": job.device,
                 "dtype": job.dtype, "force": job.force, "drop_unprofitable": job.drop_unprofitable,
                 "keep_all": job.keep_all, "verify": job.verify, "allow_pickle": job.allow_pickle,
-                "verify_options": {"repeats": job.repeats}}
+                "verify_options": {"repeats": job.repeats, "eval_text": _text(roots, job.eval_text)}}
     if isinstance(job, VerifyJob):
         return {"baseline": roots.input_path(job.baseline, "baseline"),
                 "optimized": roots.input_path(job.optimized, "optimized"), "device": job.device,
                 "repeats": job.repeats, "max_new_tokens": job.max_new_tokens, "memory": job.memory,
-                "allow_pickle": job.allow_pickle}
+                "eval_text": _text(roots, job.eval_text), "allow_pickle": job.allow_pickle}
     if isinstance(job, CalibrateJob):
         return {"models": [roots.input_path(m) for m in job.models] or None, "repeats": job.repeats,
                 "effects": job.effects, "only_effects": job.only_effects}

@@ -24,13 +24,29 @@ def test_apply_and_verify_jobs_become_the_arguments_of_apply_and_verify(roots, m
                      "max_quality_loss_pct": 1, "repeats": 3})
     arguments = job_arguments(job, roots, allow_pickle=False)
     assert arguments["source"] == models_dir / "tiny" and arguments["out"] == roots.workdir / "out" / "int8"
-    assert arguments["techniques"] == ["weight-int8"] and arguments["verify_options"] == {"repeats": 3}
+    assert arguments["techniques"] == ["weight-int8"] and arguments["verify_options"] == {"repeats": 3, "eval_text": None}
     assert set(arguments) - {"source", "out"} <= set(inspect.signature(apply).parameters)
     (roots.workdir / "int8").mkdir()  # an apply output is a model verify may name, like a models-dir folder
     job = parse_job({"kind": "verify", "baseline": "tiny", "optimized": "int8", "repeats": 2, "memory": False})
     arguments = job_arguments(job, roots, allow_pickle=False)
     assert arguments["optimized"] == roots.workdir / "int8"
     assert set(arguments) <= set(inspect.signature(verify).parameters)
+
+
+# the CLI option -> the job field where the names differ; presentation options (format, output file) have none
+RENAMED = {"out": "output", "no_verify": "verify", "quality": "max_quality_loss_pct", "no_memory": "memory"}
+PRESENTATION = {"debug", "fmt", "output", "as_json"}
+
+
+@pytest.mark.parametrize("command", ["apply", "verify"])
+def test_apply_and_verify_jobs_take_every_option_of_their_command(command):
+    from optiplan.planner.cli.main import main
+    from optiplan.planner.service.requests import JOB_MODELS
+
+    options = {p.name for p in main.commands[command].params} - PRESENTATION
+    fields = set(JOB_MODELS[command].model_fields)
+    missing = {o for o in options if RENAMED.get(o, o) not in fields}
+    assert not missing, f"{command} options the job cannot take: {missing}"
 
 
 def test_calibrate_and_bench_jobs_hold_their_commands_options(roots, models_dir):
