@@ -17,7 +17,7 @@ from .common import dot_flags, gpu_generation, interpreted, next_power_of_2, req
 # (BLOCK_N, num_warps, num_stages): decode streams the cache once, so wide key tiles and deep pipelines
 HOPPER = [(64, 4, 4), (128, 4, 3), (128, 8, 3), (64, 4, 2)]
 AMPERE = [(64, 4, 3), (128, 4, 2), (32, 4, 4)]
-INTERPRETER_TILE = {"BLOCK_N": 16}
+INTERPRETER_TILE = {"BLOCK_N": 32}  # one fixed config on CPU
 
 
 def _configs():

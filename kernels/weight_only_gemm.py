@@ -134,7 +134,8 @@ def weight_only_matmul(x, qweight, scales, zeros=None, bias=None, *, bits: int, 
             group_size or k_rows)
     flags = dict(BITS=bits, HAS_BIAS=bias is not None, **dot_flags(x.dtype))
     if interpreted():
-        tile = INTERPRETER_SMALL if small else INTERPRETER_LARGE
+        # wider K steps where the group allows: the interpreter pays per loop step
+        tile = dict(INTERPRETER_SMALL if small else INTERPRETER_LARGE, BLOCK_K=min(64, group_size or 64))
         grid = (triton.cdiv(m, tile["BLOCK_M"]) * triton.cdiv(n, tile["BLOCK_N"]), tile["SPLIT_K"])
         _wo_gemm[grid](*args, m, **flags, **tile)
     else:

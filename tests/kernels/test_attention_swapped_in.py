@@ -41,7 +41,7 @@ def test_triton_attention_generates_the_same_greedy_tokens_as_sdpa_and_round_tri
     assert "optiplan.kernels.flash_attention" in detail and "flash_decoding" in detail
     assert ws.runtime.attn_implementation == "optiplan_triton"
     assert AttentionInterface()["optiplan_triton"].__name__ == "triton_attention"
-    assert _greedy(loaded, PROMPTS[:1], 8) == _greedy(sdpa, PROMPTS[:1], 8)
+    assert _greedy(loaded, PROMPTS[:1], 6) == _greedy(sdpa, PROMPTS[:1], 6)
     assert _greedy(loaded, PROMPTS, 3) == _greedy(sdpa, PROMPTS, 3)  # left padding: the masked path
 
     back = roundtrip(ws, tmp_path)
@@ -50,6 +50,7 @@ def test_triton_attention_generates_the_same_greedy_tokens_as_sdpa_and_round_tri
     assert _greedy(back, PROMPTS[:1], 2) == _greedy(sdpa, PROMPTS[:1], 2)
 
 
+@pytest.mark.slow
 def test_logits_match_sdpa_over_a_long_prompt(sdpa):
     from optiplan.optimizers.artifact import load
     from optiplan.optimizers.attention import set_attention
