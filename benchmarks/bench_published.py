@@ -10,7 +10,10 @@ a request's latency TTFT plus output tokens x TPOT, TTFT the prefill of the whol
 scheduling, TTFT under load). An offline run with no batch given is served at `--concurrency max`. Points the
 catalog cannot express (a model of an architecture it lacks, a GGUF format) are listed as skipped with the reason.
 
-    python benchmarks/bench_published.py [--show-points]
+    python benchmarks/bench_published.py [--show-points] [--write-accuracy]
+
+`--write-accuracy` stores the request view's errors by figure in profiles/accuracy.yaml: the bands reports show
+beside each predicted figure (`optiplan.planner.analytic.accuracy`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import yaml
 from _common import write_results
 from optiplan import profiles
 from optiplan.planner.analytic.profile import profile
+from optiplan.planner.catalog.engines import engine_table
 from optiplan.planner.errors import OptiplanError
 from optiplan.planner.schema import ProfileRequest
 
@@ -67,7 +71,9 @@ def predict(p: dict, view: str = "requests") -> tuple[float | None, str]:
     batch = p.get("batch") or 1
     prompt = p.get("input_tokens") or 128
     output = p.get("output_tokens") or 128
-    engine = "transformers" if p["engine"] == "transformers" else "serving"
+    # the engine's own profile where the catalog has one (its scheduling and prefill chunk), a generic serving engine
+    # for the others (gpt-fast, MLC, lmdeploy, ...)
+    engine = p["engine"] if p["engine"] in engine_table() else "serving"
     offline = p.get("batch") is None and p["metric"] == "output_tokens_per_s"
     request = ProfileRequest(model=model, hardware=p["hardware"], num_devices=p.get("num_devices") or 1,
                              tensor_parallel=p.get("tensor_parallel"), dtype=dtype, batch=batch,
@@ -118,9 +124,31 @@ def summary(rows: list[dict], key: str) -> dict[str, dict[str, float]]:
     return out
 
 
+# validation category -> the predicted figure its error bands
+FIGURE_OF = {"batch1-decode": "tpot_ms", "ttft": "ttft_ms", "request-throughput": "throughput_tokens_per_s",
+             "e2e-latency": "request_latency_ms", "memory": "memory_bytes"}
+
+
+def write_accuracy(by_category: dict[str, dict[str, float]], points: int, sources: int) -> None:
+    import datetime
+
+    figures = {FIGURE_OF[c]: {"category": c, "points": v["points"], "median_pct": round(v["median_pct"], 1),
+                              "p90_pct": round(v["p90_pct"], 1)} for c, v in by_category.items() if c in FIGURE_OF}
+    data = {"source": f"benchmarks/bench_published.py on {datetime.date.today().isoformat()}: {points} published "
+                      f"points from {sources} sources, request view",
+            "figures": figures}
+    header = ("# The analytic model's absolute error against published measurements of real engines, by predicted\n"
+              "# figure: reports show the median as the band. Written by `python benchmarks/bench_published.py\n"
+              "# --write-accuracy`; do not edit by hand.\n")
+    target = Path(profiles.ROOT) / "accuracy.yaml"
+    target.write_text(header + yaml.safe_dump(data, sort_keys=False))
+    print(f"wrote {target}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--show-points", action="store_true")
+    parser.add_argument("--write-accuracy", action="store_true", help="store the bands in profiles/accuracy.yaml")
     args = parser.parse_args()
     views: dict[str, list[dict]] = {"step": [], "requests": []}
     skipped = []
@@ -150,6 +178,9 @@ def main() -> None:
             before = tables["step"][key].get(name, {"median_pct": float("nan"), "p90_pct": float("nan")})
             print(f"  {name:20s} {after['points']:3d} points  median {before['median_pct']:6.1f}% -> "
                   f"{after['median_pct']:6.1f}%  p90 {before['p90_pct']:6.1f}% -> {after['p90_pct']:6.1f}%")
+    if args.write_accuracy:
+        write_accuracy(tables["requests"]["category"], len(views["requests"]),
+                       len({r["source"] for r in views["requests"]}))
     write_results("published", {"points": views["requests"], "step_view_points": views["step"], "skipped": skipped,
                                 "summary": tables["requests"], "step_view_summary": tables["step"]})
 

@@ -229,6 +229,8 @@ def apply(source: str | Path, out: str | Path, *, goal: str | None = None, plan:
             raise
         except Exception as exc:
             raise OptiplanError(f"{step.technique} failed on {source}: {str(exc).strip().splitlines()[0]}") from exc
+        if ws.runtime.compile and not (saved[1].compile or {}):
+            quick_figures(ws)  # a compiled step compiles each shape on its first run: time it warm, as verify does
         after = quick_figures(ws)
         shown, ratios = gain_shown(step, figures, after)
         costs = losses(judged_by, ratios, quick=True)

@@ -4,7 +4,7 @@ and return a versioned `Profile`. Pure Python: importing this never imports torc
 from __future__ import annotations
 
 from ..catalog.dtypes import DtypeError, canonical, compute_dtype
-from ..catalog.engines import engine_runtime
+from ..catalog.engines import continuous_scheduling, engine_prefill_chunk, engine_runtime
 from ..catalog.hardware import resolve_hardware, supports_dtype
 from ..catalog.models import resolve_model
 from ..errors import HardwareError, RequestError
@@ -22,6 +22,7 @@ from ..schema import (
     ThroughputPoint,
     ThroughputProfile,
 )
+from .accuracy import accuracy_bands
 from .efficiency import prefill_chunk_tokens
 from .kvcache import elements_per_token, kv_cache_elements, kv_groups, layout_for_runtime
 from .memory import fits, max_batch, max_context, per_device_bytes
@@ -103,7 +104,8 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
     return build_setup(spec, hw, weight_dtype=weight_dtype, group_size=request.group_size, activations=act,
                        kv_dtype=kv_dtype, tp=tp, pp=pp, runtime=runtime, layout=layout_for_runtime(runtime),
                        attention=ATTENTION_KERNELS[request.attention],
-                       prefill_chunk_tokens=prefill_chunk_tokens(runtime), efficiency=efficiency)
+                       prefill_chunk_tokens=engine_prefill_chunk(request.engine, prefill_chunk_tokens(runtime)),
+                       efficiency=efficiency)
 
 
 def _curve_batches(batch: int, limit: int) -> list[int]:
@@ -190,9 +192,10 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
         ),
         efficiency=s.eff, fits=fit, warnings=warnings,
         requests=request_profile(s, request.input_tokens, request.output_tokens, request.concurrency or 1,
-                                 continuous=engine_runtime(request.engine) != "transformers",
+                                 continuous=continuous_scheduling(request.engine),
                                  ttft_slo_ms=request.ttft_slo_ms, itl_slo_ms=request.itl_slo_ms)
         if request.input_tokens else None,
+        accuracy=accuracy_bands(hw, engine_runtime(request.engine)),
     )
 
 

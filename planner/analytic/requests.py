@@ -8,8 +8,8 @@ state with C requests always in flight (a closed loop: a finished request's slot
   steps of the C running sequences carry chunks of the waiting prompts. A chunk adds its compute to a step that
   reads the weights anyway, so in the time C requests take to finish once (a *cycle*) the device runs (O - 1)
   decode steps at batch C, each carrying 1 / (O - 1) of the C prompts; a step takes longer than a plain decode step
-  only where its compute outgrows the bytes it moves (the roofline). More steps run where the step's token budget
-  cannot take the prompts in (O - 1) steps.
+  only where its compute outgrows the bytes it moves (the roofline). Where the step's token budget (the engine's
+  chunk) cannot take a cycle's tokens in O - 1 steps, more steps run, each advancing fewer sequences.
   A request's first token waits for its chunks (the step budget less the C decode tokens per step); inter-token
   latency is what is left of the cycle after it, per token.
 - **a static batch** (transformers `generate`; the `transformers` runtime): the C prompts prefill together, then
@@ -33,31 +33,34 @@ from .steps import decode_step, prefill_step
 def _figures(s: Setup, input_tokens: int, output_tokens: int, concurrency: int, continuous: bool,
              cached_tokens: int = 0) -> dict[str, float]:
     c, i, o = concurrency, input_tokens, output_tokens
-    t_decode = decode_step(s, c, i + o // 2).time_s
     if continuous:
-        decode = decode_step(s, c, i + o // 2)
         prefill = prefill_step(s, 1, i, cached_tokens)
         new = max(i - cached_tokens, 1)
         compute_per_token = (prefill.compute_s + prefill.comm_s) / new
+        # a cycle's tokens: c prompts and c x (O - 1) decode tokens, at most `chunk` per step (an engine that does not
+        # chunk takes whole prompts beside the decode tokens: in-flight batching mixes them all the same)
+        chunk = s.prefill_chunk_tokens
+        steps = max(o - 1, math.ceil(c * (new + o - 1) / chunk) if chunk else 1, 1)
+        running = max(round(c * (o - 1) / steps), 1)  # decode tokens per step: all c, unless the budget binds
+        decode = decode_step(s, running, i + o // 2)
 
-        def step_s(chunk: float) -> float:
-            # a decode step carrying `chunk` prompt tokens: the chunk's compute shows only where the step's compute
-            # outgrows the bytes it moves anyway (the weights, the caches)
-            return t_decode + max(0.0, decode.compute_s + chunk * compute_per_token - decode.memory_s)
+        def step_s(prompt_tokens: float) -> float:
+            # a decode step carrying prompt tokens: their compute shows only where the step's compute outgrows the
+            # bytes it moves anyway (the weights, the caches)
+            return decode.time_s + max(0.0, decode.compute_s + prompt_tokens * compute_per_token - decode.memory_s)
 
-        budget = max((s.prefill_chunk_tokens or new) - c, 1)  # prompt tokens a step takes beside c decode tokens
+        cycle = steps * step_s(c * new / steps)
         if c == 1:
             ttft = prefill.time_s  # alone, the prompt runs as its own pass(es)
         else:
-            chunks = math.ceil(new / budget)
-            ttft = chunks * step_s(min(budget, new)) + t_decode / 2  # it joins at the next step boundary
-        steps = max(o - 1, math.ceil(c * new / budget))  # decode steps; more where the budget limits the prompts
-        cycle = max(steps * step_s(c * new / steps), ttft)
-        itl = max((cycle - ttft) / (o - 1), t_decode) if o > 1 else 0.0
+            head = max(chunk - running, 1) if chunk else new  # what the first waiting prompt gets per step
+            ttft = math.ceil(new / head) * step_s(min(head, new)) + decode.time_s / 2  # joins at a step boundary
+        cycle = max(cycle, ttft)
+        itl = max((cycle - ttft) / (o - 1), decode.time_s) if o > 1 else 0.0
         cycle = ttft + (o - 1) * itl
     else:
         ttft = prefill_step(s, c, i, cached_tokens).time_s
-        itl = t_decode if o > 1 else 0.0
+        itl = decode_step(s, c, i + o // 2).time_s if o > 1 else 0.0
         cycle = ttft + (o - 1) * itl
     return {"ttft_s": ttft, "itl_s": itl, "cycle_s": cycle}
 

@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 from ... import profiles
+from ..analytic.accuracy import accuracy_bands
 from ..analytic.params import param_counts
 from ..analytic.profile import model_summary
+from ..catalog.engines import engine_runtime
 from ..catalog.hardware import catalog_hardware, resolve_hardware
 from ..catalog.models import resolve_model
 from ..catalog.workloads import load_workload, with_overrides
@@ -293,7 +295,9 @@ def _document(spec: ModelSpec, workload: Workload, hw: HardwareSpec, devices: in
     for t, predicted in zip(steps_t, predict_steps(result.baseline, steps_t, states, workload, ctx.effects)):
         steps.append(PlanStep(technique=t.id, name=t.name, params=t.parameters(ctx), why=t.summary,
                               quality_risk=t.quality_risk, quality_loss_pct=t.loss(ctx),
-                              quality_source=t.quality_source, effect_source=effect_source(t, ctx.effects),
+                              quality_source=t.quality_source,
+                              effect_source=effect_source(t, ctx.effects, workload.engine if workload.goal != "training"
+                                                          else None),
                               predicted=predicted))
     final = steps[-1].predicted if steps else evaluate(result.baseline, workload)
     baseline = evaluate(result.baseline, workload)
@@ -311,6 +315,7 @@ def _document(spec: ModelSpec, workload: Workload, hw: HardwareSpec, devices: in
                   score=best.score),
         alternatives=alternatives, rejected=_rejections(best, ranked, result, ctx),
         hardware_ranking=ranking, hardware_reason=hardware_reason, warnings=warnings,
+        accuracy=accuracy_bands(hw, engine_runtime(workload.engine) if workload.goal != "training" else "serving"),
     )
 
 

@@ -16,6 +16,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from ..catalog.engines import engine_defaults
 from ..machine.calibration import load_calibration
 from ..schema import HardwareSpec, ModelSpec
 from ..schema.advice import Prediction
@@ -145,8 +146,12 @@ def predict_steps(base: PlanState, steps: Sequence, states: Sequence[PlanState],
     return [evaluate(s, workload, full=full, speed=f) for s, f in pairs]
 
 
-def effect_source(technique, effects: Mapping[str, MeasuredEffect]) -> str:
-    """Where a step's predicted speed effect comes from: measured here, or the rule (with its source)."""
+def effect_source(technique, effects: Mapping[str, MeasuredEffect], engine: str | None = None) -> str:
+    """Where a step's predicted speed effect comes from: the engine's default (in the baseline, so no gain), measured
+    here, or the rule (with its source)."""
+    defaults = engine_defaults(engine) if engine else {}
+    if technique.id in defaults:
+        return f"on by default in {engine}: the baseline includes it, no gain counted ({defaults[technique.id]})"
     effect = effects.get(technique.id)
     return effect.source if effect is not None else f"{RULE}; {technique.effect_source}" \
         if technique.effect_source else RULE

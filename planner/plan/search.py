@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
+from ..catalog.engines import engine_defaults
 from ..schema.advice import Prediction
 from .effects import predict_steps, within_speed_limits
 from .graph import conflicting, plan_order
@@ -82,12 +83,23 @@ def _consistent(ids: set[str], techniques: dict[str, Technique], engine: str) ->
     return not any(_clash(a, b, techniques, engine) for a, b in itertools.combinations(sorted(ids), 2))
 
 
+def engine_baseline(ctx: Context, valid: list[Technique]) -> PlanState:
+    """The model as published, served by the workload's engine as it runs out of the box: what the engine does by
+    default (`profiles/engines/`) and can do here is in the baseline, so it never counts as a plan's gain."""
+    base = baseline_state(ctx.spec, ctx.hw, ctx.devices)
+    if ctx.workload.goal == "training":
+        return base
+    defaults = engine_defaults(ctx.workload.engine)
+    by_id = {t.id: t for t in valid if t.id in defaults}
+    for t_id in plan_order(sorted(by_id)):
+        base = by_id[t_id].transform(base, ctx)
+    return base
+
+
 def search(ctx: Context, only_groups: frozenset[str] | None = None) -> SearchResult:
     """Evaluate every valid stack; `only_groups` narrows the choices to those groups (a quick search)."""
     techniques = all_techniques()
     workload = ctx.workload
-    base = baseline_state(ctx.spec, ctx.hw, ctx.devices)
-    base_pred = evaluate(base, workload, full=False)
     rejected: dict[str, str] = {}
     valid: list[Technique] = []
     for t in techniques.values():
@@ -99,6 +111,8 @@ def search(ctx: Context, only_groups: frozenset[str] | None = None) -> SearchRes
             rejected[t.id] = reason
         else:
             valid.append(t)
+    base = engine_baseline(ctx, valid)
+    base_pred = evaluate(base, workload, full=False)
     always = [t for t in valid if t.always_on]
     always_ids = {t.id for t in always}
     groups: dict[str, list[Technique | None]] = {}

@@ -7,6 +7,7 @@ from functools import lru_cache
 from typing import Any
 
 from ... import __version__
+from ..analytic.accuracy import band_text
 from ..schema.advice import Advice
 
 FORMATS = ("text", "md", "html", "json")
@@ -27,7 +28,7 @@ def plan_diff(techniques: list[str], advice: Advice) -> str:
 
 def measured_steps(advice: Advice) -> list:
     """The plan's steps whose speed effect was measured on this machine (the others follow the analytic rule)."""
-    return [s for s in advice.plan.steps if s.effect_source and not s.effect_source.startswith("rule")]
+    return [s for s in advice.plan.steps if s.effect_source.startswith(("measured here", "step cost measured"))]
 
 
 MEASURED_HEADING = "Speed effects measured on this machine (`optiplan calibrate`); the other steps follow the analytic rule:"
@@ -44,6 +45,7 @@ def template_env():
     env.filters["params"] = _params
     env.filters["plan_diff"] = plan_diff
     env.filters["measured_steps"] = measured_steps
+    env.globals["band"] = band_text
     env.globals["measured_heading"] = MEASURED_HEADING
     return env
 
@@ -106,9 +108,11 @@ def text_report(advice: Advice, color: bool = True, file=None) -> str:
     console.print(table)
     p = a.plan.predicted
     cost = f", ${p.cost_per_million_tokens_usd:,.2f}/M tokens" if p.cost_per_million_tokens_usd else ""
-    console.print(f"Predicted: TTFT {p.ttft_ms:,.0f} ms, TPOT {p.tpot_ms:,.1f} ms, "
-                  f"{p.throughput_tokens_per_s:,.0f} tokens/s at batch {p.batch}, "
-                  f"{p.memory_per_device_bytes / 1e9:,.1f} GB per device{cost}; "
+    b = a.accuracy
+    console.print(f"Predicted: TTFT {p.ttft_ms:,.0f} ms{band_text(b, 'ttft_ms')}, TPOT {p.tpot_ms:,.1f} ms"
+                  f"{band_text(b, 'tpot_ms')}, {p.throughput_tokens_per_s:,.0f} tokens/s"
+                  f"{band_text(b, 'throughput_tokens_per_s')} at batch {p.batch}, "
+                  f"{p.memory_per_device_bytes / 1e9:,.1f} GB per device{band_text(b, 'memory_bytes')}{cost}; "
                   f"quality loss {a.plan.quality_loss_pct:g}%")
     for s in a.plan.steps:
         if s.params:

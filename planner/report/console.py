@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ... import profiles
+from ..analytic.accuracy import band_text
 from ..schema import Profile
 
 
@@ -79,8 +80,9 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
     comm = (f", all-reduce {lat.allreduce_ms_per_layer * 1e3:.0f} us/layer "
             f"({lat.communication_share:.0%} of a decode step)") if hw.tensor_parallel > 1 else ""
     console.print(_section("Latency and throughput", [
-        ("TTFT", f"{lat.ttft_ms:,.1f} ms (prefill of {r.batch} x {lat.prefill_tokens} tokens)"),
-        ("TPOT", f"{lat.tpot_ms:,.2f} ms per decode step{comm}"),
+        ("TTFT", f"{lat.ttft_ms:,.1f} ms{band_text(p.accuracy, 'ttft_ms')} (prefill of {r.batch} x "
+                 f"{lat.prefill_tokens} tokens)"),
+        ("TPOT", f"{lat.tpot_ms:,.2f} ms{band_text(p.accuracy, 'tpot_ms')} per decode step{comm}"),
         ("step rates", f"{tp.tokens_per_s:,.0f} tokens/s per decode step, {tp.prefill_tokens_per_s:,.0f} tokens/s "
                        "prefill (single steps, no scheduling: not a serving throughput)"),
         ("limits", f"largest batch at {r.context} tokens: {tp.max_batch}; longest context at batch {r.batch}: "
@@ -96,10 +98,12 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
         console.print(_section(f"Requests: {q.input_tokens:,} tokens in, {q.output_tokens:,} out, {q.concurrency:,} "
                                "at a time", [
             ("scheduling", q.scheduling),
-            ("TTFT", f"{q.ttft_ms:,.1f} ms"),
+            ("TTFT", f"{q.ttft_ms:,.1f} ms{band_text(p.accuracy, 'ttft_ms')}"),
             ("inter-token", f"{q.itl_ms:,.2f} ms (prefill chunks that share the steps counted)"),
-            ("request", f"{q.request_latency_ms / 1e3:,.2f} s from arrival to last token"),
-            ("output tokens/s", f"{q.output_tokens_per_s:,.0f} of all requests together, prefill included; "
+            ("request", f"{q.request_latency_ms / 1e3:,.2f} s{band_text(p.accuracy, 'request_latency_ms')} from "
+                        "arrival to last token"),
+            ("output tokens/s", f"{q.output_tokens_per_s:,.0f}{band_text(p.accuracy, 'throughput_tokens_per_s')} of "
+                                "all requests together, prefill included; "
                                 f"{q.requests_per_s:,.2f} requests/s"),
             ("fits", f"{'yes' if q.fits else '[red]no[/]'}: up to {q.max_concurrency:,} requests at once"),
             ("goodput", goodput),
@@ -110,6 +114,8 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
     for pt in tp.curve:
         curve.add_row(str(pt.batch), f"{pt.tpot_ms:,.2f}", f"{pt.tokens_per_s:,.0f}", "yes" if pt.fits else "[red]no[/]")
     console.print(curve)
+    if p.accuracy:
+        console.print("[dim]± bands: the median error against " + next(iter(p.accuracy.values())).source + "[/]")
     console.print(f"[dim]efficiency: {p.efficiency.flop_efficiency:.0%} of peak FLOP/s, "
                   f"{p.efficiency.bandwidth_efficiency:.0%} of peak bandwidth, "
                   f"{p.efficiency.step_overhead_s * 1e3:.2f} ms/step + {p.efficiency.layer_overhead_s * 1e6:.0f} us/layer "

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from .core import SCHEMA_VERSION, Frozen, ModelSummary
+from .core import SCHEMA_VERSION, AccuracyBand, Frozen, ModelSummary
 from .workload import Workload
 
 
@@ -120,6 +120,7 @@ class Advice(Frozen):
                                              "fits in memory (else the smallest), its misses in predicted.slo_violations")
     infeasible_reason: str | None = None
     nearest_feasible: str | None = Field(None, description="the nearest change that makes the workload feasible")
+    accuracy: dict[str, AccuracyBand] = Field({}, description="figure -> its error band (analytic.accuracy)")
 
 
 class AdviseRequest(Frozen):

@@ -282,6 +282,15 @@ class ThroughputProfile(Frozen):
     max_context: int = Field(description="longest context that fits at the batch (capped at the model's maximum)")
 
 
+class AccuracyBand(Frozen):
+    """How far a predicted figure may be off: the analytic model's absolute error against measurements."""
+
+    median_pct: float = Field(description="half the validation points were closer than this")
+    p90_pct: float | None = Field(None, description="nine in ten were closer than this")
+    points: int
+    source: str
+
+
 class RequestProfile(Frozen):
     """Requests of `input_tokens` in and `output_tokens` out served `concurrency` at a time, prefill included
     (`analytic.requests`)."""
@@ -346,5 +355,7 @@ class Profile(Frozen):
     fits: bool
     requests: RequestProfile | None = Field(None, description="request-level figures, when the request names "
                                                               "input and output tokens")
+    accuracy: dict[str, AccuracyBand] = Field({}, description="figure -> its error band (tpot_ms, ttft_ms, "
+                                                              "throughput_tokens_per_s, request_latency_ms, memory_bytes)")
     measured: MeasuredProfile | None = None
     warnings: list[str] = []

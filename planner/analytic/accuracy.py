@@ -1,0 +1,50 @@
+"""How far off a prediction may be: the error of the analytic model against published measurements of real engines
+(`benchmarks/published/`, by figure: batch-1 decode, TTFT, request throughput, request latency, memory), stored in
+`profiles/accuracy.yaml` by `python benchmarks/bench_published.py --write-accuracy`. Reports show the median error
+as the band ("TPOT 21 ms (±16%)": half the published points were closer than that) and JSON carries the p90 too.
+
+The validation set is GPUs with serving engines; for this machine (`local`) the band is calibration's own error
+where it was fitted (`optiplan calibrate`), and there is none otherwise: an uncalibrated CPU was never validated."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from ... import profiles
+from ..machine.calibration import load_calibration
+from ..schema import AccuracyBand, HardwareSpec
+
+ACCURACY_FILE = profiles.ROOT / "accuracy.yaml"
+
+
+@lru_cache(maxsize=1)
+def published_accuracy() -> dict:
+    return profiles.read_yaml(ACCURACY_FILE) if ACCURACY_FILE.exists() else {}
+
+
+def accuracy_bands(hw: HardwareSpec, runtime: str = "serving") -> dict[str, AccuracyBand]:
+    """Figure name -> its error band on this hardware (empty where nothing validates it)."""
+    if hw.id == "local":
+        fitted = ((load_calibration() or {}).get("runtimes", {}).get(runtime) or {})
+        out = {}
+        for dtype, fit in fitted.items():
+            err = fit.get("median_abs_error_pct")
+            if err is not None:
+                source = f"optiplan calibrate on this machine ({runtime}, {dtype}): median error of the fitted steps"
+                for figure in ("tpot_ms", "ttft_ms"):
+                    out[figure] = AccuracyBand(median_pct=round(err, 1), p90_pct=None, points=len(fit.get("points", [])),
+                                               source=source)
+                break
+        return out
+    if hw.kind != "gpu":
+        return {}
+    data = published_accuracy()
+    return {figure: AccuracyBand(median_pct=b["median_pct"], p90_pct=b["p90_pct"], points=b["points"],
+                                 source=f"{data['source']} ({b['category']})")
+            for figure, b in (data.get("figures") or {}).items()}
+
+
+def band_text(bands: dict[str, AccuracyBand], figure: str) -> str:
+    """' (±16%)' for a figure with a band, '' otherwise."""
+    band = bands.get(figure)
+    return f" (±{band.median_pct:.0f}%)" if band else ""

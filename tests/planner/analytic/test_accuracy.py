@@ -1,0 +1,36 @@
+"""Prediction bands: every figure shown for catalog GPUs carries the model's error against published measurements
+(profiles/accuracy.yaml, written by benchmarks/bench_published.py); an uncalibrated CPU carries none."""
+
+from __future__ import annotations
+
+from click.testing import CliRunner
+
+from optiplan.planner.analytic.accuracy import accuracy_bands, band_text, published_accuracy
+from optiplan.planner.analytic.profile import profile
+from optiplan.planner.catalog.hardware import local_cpu, resolve_hardware
+from optiplan.planner.cli.main import main
+from optiplan.planner.schema import ProfileRequest
+
+
+def test_the_bands_come_from_the_validation_set():
+    data = published_accuracy()
+    assert "bench_published" in data["source"]
+    bands = accuracy_bands(resolve_hardware("h100-sxm"))
+    for figure in ("tpot_ms", "ttft_ms", "throughput_tokens_per_s", "memory_bytes"):
+        band = bands[figure]
+        assert 0 < band.median_pct <= band.p90_pct and band.points >= 5, figure
+    assert band_text(bands, "tpot_ms") == f" (±{bands['tpot_ms'].median_pct:.0f}%)"
+
+
+def test_an_unvalidated_device_has_no_band():
+    assert accuracy_bands(local_cpu()) == {}  # never calibrated in the tests (conftest isolates the cache)
+    assert band_text({}, "tpot_ms") == ""
+
+
+def test_profiles_and_reports_show_the_bands():
+    p = profile(ProfileRequest(model="llama-3.1-8b", hardware="l4", context=2048))
+    assert p.accuracy["tpot_ms"].median_pct > 0
+    out = CliRunner().invoke(main, ["profile", "llama-3.1-8b", "-H", "l4", "--context", "2048"])
+    assert out.exit_code == 0 and "(±" in out.output and "median error against" in " ".join(out.output.split())
+    advice = CliRunner().invoke(main, ["advise", "llama-3.1-8b", "-H", "l4", "--format", "md"])
+    assert advice.exit_code == 0 and "(±" in advice.output
