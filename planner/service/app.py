@@ -215,8 +215,7 @@ def create_app(settings: Settings) -> FastAPI:
     def jobs(limit: int = 50):
         """The newest jobs first, without their logs and results."""
         limit = max(1, min(limit, 500))
-        return [j.model_dump(exclude={"log", "result", "request"}) | {"request": j.request}
-                for j in store.list(limit)]
+        return [j.model_dump(exclude={"log", "result"}) for j in store.list(limit)]
 
     def get_job(job_id: str):
         job = store.get(job_id) if len(job_id) <= 64 else None
