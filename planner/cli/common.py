@@ -10,34 +10,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import OptiplanError
-
-# What measure, calibrate, apply, verify and bench import lazily: the `torch` extra, absent from the core install.
-RUNTIME_PACKAGES = {"torch", "transformers", "torchao", "optimum", "hqq", "safetensors", "accelerate"}
-
-
-INTERNAL_ERROR_EXIT = 70  # EX_SOFTWARE: a bug of optiplan's, not the user's input
-
-
-def error_line(exc: BaseException) -> tuple[str, int]:
-    """The one line and exit code the CLI (and the service) show for an exception: the message of a user error
-    (exit 2, or 3 when nothing meets the workload), a pydantic validation error as its first problem (exit 2),
-    and anything else as an internal error to report (exit 70)."""
-    from pydantic import ValidationError
-
-    if isinstance(exc, OptiplanError):
-        return str(exc), exc.exit_code
-    if isinstance(exc, ValidationError):
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        return (f"{where}: {first['msg']}" if where else first["msg"]), 2
-    root = (getattr(exc, "name", None) or "").split(".")[0]
-    if isinstance(exc, ModuleNotFoundError) and root in RUNTIME_PACKAGES:
-        return (f"this command runs models and needs {root}: install torch==2.13.0 (the CPU or CUDA build you "
-                f"want), then pip install 'optiplan[torch]'"), 2
-    message = " ".join(str(exc).split()) or "no message"
-    return (f"internal error ({type(exc).__name__}: {message[:300]}); rerun with --debug and report it",
-            INTERNAL_ERROR_EXIT)
+from ..errors import OptiplanError, error_line
 
 
 def friendly(fn):

@@ -19,12 +19,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ... import __version__
-from ..errors import ImpossibleError, OptiplanError
+from ..errors import ImpossibleError, OptiplanError, ServiceRefused
 from ..schema.advice import AdviseRequest
 from ..schema.core import ProfileRequest
 from . import calls
 from .metrics import Metrics
-from .paths import Refused
 from .requests import ApplyJob, BenchJob, CalibrateJob, ConfigsRequest, VerifyJob, job_arguments, job_output
 from .security import OPEN_PATHS, BodyLimit, Settings, authorized, host_allowed
 from .store import TERMINAL, SqliteStore, new_job
@@ -133,8 +132,8 @@ def create_app(settings: Settings) -> FastAPI:
             messages.get(exc.status_code, str(exc.detail))
         return error(exc.status_code, detail)
 
-    @app.exception_handler(Refused)
-    async def refused(request, exc: Refused):
+    @app.exception_handler(ServiceRefused)
+    async def refused(request, exc: ServiceRefused):
         return error(exc.status, str(exc))
 
     @app.exception_handler(ImpossibleError)
@@ -152,7 +151,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def internal(request, exc: Exception):
-        from ..cli.common import error_line
+        from ..errors import error_line
 
         line, _ = error_line(exc)
         return error(500, line.replace("; rerun with --debug and report it", "; the server's log has the details"))
@@ -204,7 +203,7 @@ def create_app(settings: Settings) -> FastAPI:
         """Start apply, verify, calibrate or bench; names are inside the server's folders. 202 with the id."""
         job_arguments(job, roots, settings.allow_pickle)  # refuse a bad job now, not in the worker
         if job_output(job) and any(j.output == job_output(job) and j.state not in TERMINAL for j in store.list(1000)):
-            raise Refused(f"output '{job_output(job)}': another job is writing it", 409)
+            raise ServiceRefused(f"output '{job_output(job)}': another job is writing it", 409)
         record = new_job(job.kind, job.model_dump(mode="json", exclude_defaults=False), job_output(job),
                          max_attempts=settings.max_attempts)
         store.insert(record)
@@ -220,7 +219,7 @@ def create_app(settings: Settings) -> FastAPI:
     def get_job(job_id: str):
         job = store.get(job_id) if len(job_id) <= 64 else None
         if job is None:
-            raise Refused(f"no job '{job_id[:64]}'", 404)
+            raise ServiceRefused(f"no job '{job_id[:64]}'", 404)
         return job
 
     @app.get("/v1/jobs/{job_id}", tags=["jobs"])

@@ -189,7 +189,7 @@ class LocalQueue:
         try:
             self.executor.run(job_id)
         except Exception as exc:  # noqa: BLE001  a store error must not kill the pool thread silently
-            from ..cli.common import error_line
+            from ..errors import error_line
 
             job = self.store.get(job_id)
             if job is not None and job.state == "running":

@@ -10,15 +10,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-
-class Refused(Exception):
-    """A request the service refuses before any work (a name outside its folders, an unknown job kind): answered
-    with `status` (403, 404, 400, 409) and the message as the one JSON error."""
-
-    def __init__(self, message: str, status: int = 403):
-        super().__init__(message)
-        self.status = status
-
+from ..errors import ServiceRefused
 
 # plain names: letters, digits and . _ - in each part; no part may be '.' or '..' (checked below)
 _PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -28,14 +20,14 @@ def check_name(name: str, what: str) -> PurePosixPath:
     """A relative, normalised name of at most 8 parts; refuses absolute paths, `..`, backslashes and odd
     characters with a sentence saying why."""
     if not isinstance(name, str) or not name.strip():
-        raise Refused(f"{what}: give a name relative to the server's folders", 400)
+        raise ServiceRefused(f"{what}: give a name relative to the server's folders", 400)
     if name.startswith(("/", "~")) or re.match(r"^[A-Za-z]:", name) or "\\" in name:
-        raise Refused(f"{what} '{name}': absolute paths are refused; give a name inside the server's folders")
+        raise ServiceRefused(f"{what} '{name}': absolute paths are refused; give a name inside the server's folders")
     parts = PurePosixPath(name).parts
     if ".." in parts:
-        raise Refused(f"{what} '{name}': '..' is refused; give a name inside the server's folders")
+        raise ServiceRefused(f"{what} '{name}': '..' is refused; give a name inside the server's folders")
     if len(parts) > 8 or not all(_PART.match(p) for p in parts):
-        raise Refused(f"{what} '{name}': names are letters, digits, '.', '_' and '-' separated by '/'", 400)
+        raise ServiceRefused(f"{what} '{name}': names are letters, digits, '.', '_' and '-' separated by '/'", 400)
     return PurePosixPath(*parts)
 
 
@@ -59,7 +51,7 @@ class Roots:
     def _under(self, root: Path, rel: PurePosixPath, what: str, name: str) -> Path:
         resolved = (root / rel).resolve()  # follows every symlink
         if not _inside(resolved, root):
-            raise Refused(f"{what} '{name}' leads outside the server's folders (a symlink?); refused")
+            raise ServiceRefused(f"{what} '{name}' leads outside the server's folders (a symlink?); refused")
         return resolved
 
     def input_path(self, name: str, what: str = "model") -> Path:
@@ -70,16 +62,16 @@ class Roots:
             if candidate.exists() or candidate.is_symlink():
                 return self._under(root, rel, what, name)
         where = ", ".join(str(r.name) for r in (*self.models, self.workdir))
-        raise Refused(f"{what} '{name}': no such file or folder in the server's folders ({where})", 404)
+        raise ServiceRefused(f"{what} '{name}': no such file or folder in the server's folders ({where})", 404)
 
     def output_path(self, name: str, what: str = "output") -> Path:
         """A new (or replaceable) file or folder under the workdir; its parent must resolve inside it too."""
         rel = check_name(name, what)
         path = self._under(self.workdir, rel, what, name)
         if path == self.workdir:
-            raise Refused(f"{what} '{name}': name a folder inside the workdir, not the workdir itself", 400)
+            raise ServiceRefused(f"{what} '{name}': name a folder inside the workdir, not the workdir itself", 400)
         if path.name.startswith(".") or path.name.endswith((".sqlite", ".sqlite-wal", ".sqlite-shm")):
-            raise Refused(f"{what} '{name}': hidden names and the job database are reserved", 400)
+            raise ServiceRefused(f"{what} '{name}': hidden names and the job database are reserved", 400)
         return path
 
     def model_ref(self, name: str) -> str:
@@ -90,13 +82,13 @@ class Roots:
         if profiles.resolve_model_name(name) is not None:
             return name
         if not self.models:
-            raise Refused(f"model '{name}' is not in the catalog and this server has no --models-dir; "
+            raise ServiceRefused(f"model '{name}' is not in the catalog and this server has no --models-dir; "
                               "GET /v1/catalog/models lists the catalog", 404)
         rel = check_name(name, "model")
         for root in self.models:
             if (root / rel).exists() or (root / rel).is_symlink():
                 return str(self._under(root, rel, "model", name))
-        raise Refused(f"model '{name}' is neither a catalog model nor a folder in the models dirs; "
+        raise ServiceRefused(f"model '{name}' is neither a catalog model nor a folder in the models dirs; "
                           "GET /v1/catalog/models and GET /v1/models list both", 404)
 
     def model_folders(self) -> list[str]:

@@ -9,10 +9,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..errors import ServiceRefused
 from ..schema.advice import AdviseRequest
 from ..schema.bench import BenchRequest
 from ..schema.core import ProfileRequest
-from .paths import Refused, Roots
+from .paths import Roots
 
 Name = Field(min_length=1, max_length=300)
 
@@ -94,10 +95,10 @@ JOB_MODELS: dict[str, type[BaseModel]] = {"apply": ApplyJob, "verify": VerifyJob
 def parse_job(body: Any) -> BaseModel:
     """The job model for a request body, chosen by its `kind`."""
     if not isinstance(body, dict):
-        raise Refused("a job is a JSON object with a 'kind': apply, verify, calibrate or bench", 400)
+        raise ServiceRefused("a job is a JSON object with a 'kind': apply, verify, calibrate or bench", 400)
     kind = body.get("kind")
     if kind not in JOB_MODELS:
-        raise Refused(f"kind '{kind}' is not a job; known: {', '.join(JOB_MODELS)}", 400)
+        raise ServiceRefused(f"kind '{kind}' is not a job; known: {', '.join(JOB_MODELS)}", 400)
     return JOB_MODELS[kind].model_validate(body)
 
 
@@ -107,7 +108,7 @@ def _preset(workload: str | None) -> str | None:
     from ..catalog.workloads import preset_names
 
     if workload not in preset_names():
-        raise Refused(f"workload '{workload}': the service takes a preset ({', '.join(preset_names())})", 400)
+        raise ServiceRefused(f"workload '{workload}': the service takes a preset ({', '.join(preset_names())})", 400)
     return workload
 
 
@@ -117,7 +118,7 @@ def _hardware(name: str, allowed: tuple[str, ...] = ("local", "auto")) -> str:
     if name.strip().lower() in allowed or profiles.resolve_hardware_id(name) is not None:
         return name
     known = ", ".join([*allowed, *profiles.hardware_ids()][:14])
-    raise Refused(f"hardware '{name}': the service takes a catalog device or {' / '.join(allowed)} "
+    raise ServiceRefused(f"hardware '{name}': the service takes a catalog device or {' / '.join(allowed)} "
                       f"(known: {known}, ...)", 400)
 
 
@@ -151,11 +152,11 @@ def job_arguments(job: BaseModel, roots: Roots, allow_pickle: bool) -> dict[str,
     """The keyword arguments of the library function the CLI calls for this job, every name resolved inside the
     server's folders. Run at submission (so a bad job is refused at once) and again where the job runs."""
     if getattr(job, "allow_pickle", False) and not allow_pickle:
-        raise Refused("allow_pickle: this server loads pickle weights only when started with --allow-pickle")
+        raise ServiceRefused("allow_pickle: this server loads pickle weights only when started with --allow-pickle")
     if isinstance(job, ApplyJob):
         out = roots.output_path(job.output)
         if out.exists() and not job.force:
-            raise Refused(f"output '{job.output}' exists in the workdir; pass force: true to replace it", 409)
+            raise ServiceRefused(f"output '{job.output}' exists in the workdir; pass force: true to replace it", 409)
         return {"source": roots.input_path(job.model), "out": out, "goal": job.goal,
                 "plan": roots.input_path(job.plan, "plan") if job.plan else None,
                 "techniques": list(job.techniques) or None, "hardware": _hardware(job.hardware, ("local",)),
@@ -175,7 +176,7 @@ def job_arguments(job: BaseModel, roots: Roots, allow_pickle: bool) -> dict[str,
                 "effects": job.effects, "only_effects": job.only_effects}
     if isinstance(job, BenchJob):
         if job.endpoints:
-            raise Refused("bench endpoints: the service does not call other servers; run `optiplan bench "
+            raise ServiceRefused("bench endpoints: the service does not call other servers; run `optiplan bench "
                               "--endpoint` from a shell instead", 400)
         files = {k: str(roots.input_path(v, k)) for k in ("prompts_file", "eval_text", "tokenizer", "reference")
                  if (v := getattr(job, k)) is not None}
@@ -184,5 +185,5 @@ def job_arguments(job: BaseModel, roots: Roots, allow_pickle: bool) -> dict[str,
         fields = job.model_dump(exclude={"kind"}) | files
         fields["models"] = [str(roots.input_path(m)) for m in job.models]
         return {"request": BenchRequest.model_validate(fields)}
-    raise Refused(f"not a job: {type(job).__name__}", 400)
+    raise ServiceRefused(f"not a job: {type(job).__name__}", 400)
 

@@ -98,7 +98,7 @@ def main() -> int:
     spec = json.loads(sys.stdin.read())
     _die_with_parent(spec["parent"])
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
-    from ..cli.common import error_line
+    from ..errors import error_line
     from .paths import Roots
     from .requests import job_arguments, parse_job
 
@@ -109,9 +109,9 @@ def main() -> int:
         _emit("progress", fraction=0.02, step=f"{job.kind}: loading libraries")
         result = execute(job.kind, job_arguments(job, roots, spec["allow_pickle"]))
     except Exception as exc:  # noqa: BLE001  the job's boundary: one line, as the CLI shows it
-        from .paths import Refused
+        from .paths import ServiceRefused
 
-        line = str(exc) if isinstance(exc, Refused) else error_line(exc)[0]
+        line = str(exc) if isinstance(exc, ServiceRefused) else error_line(exc)[0]
         _emit("error", message=line)
         return 1
     _emit("result", result=result)

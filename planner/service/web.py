@@ -12,10 +12,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ... import __version__
-from ..errors import ImpossibleError
+from ..errors import ImpossibleError, ServiceRefused
 from ..schema.advice import AdviseRequest
 from . import calls
-from .paths import Refused
 from .requests import ConfigsRequest
 from .security import COOKIE, authorized
 
@@ -38,9 +37,9 @@ def _int(value: str | None, what: str) -> int | None:
     try:
         number = int(value)
     except ValueError:
-        raise Refused(f"{what} '{value[:40]}' is not a whole number", 400) from None
+        raise ServiceRefused(f"{what} '{value[:40]}' is not a whole number", 400) from None
     if not 1 <= number <= 100_000:
-        raise Refused(f"{what} {number} is out of range (1 to 100000)", 400)
+        raise ServiceRefused(f"{what} {number} is out of range (1 to 100000)", 400)
     return number
 
 
@@ -49,7 +48,7 @@ def advise_request(query: dict[str, str], hardware: str | None = None) -> dict[s
     from ..catalog.workloads import parse_percent
 
     if not query.get("model"):
-        raise Refused("model: choose a model", 400)
+        raise ServiceRefused("model: choose a model", 400)
     return {"model": query["model"], "hardware": hardware or query.get("hardware") or "auto",
             "num_devices": _int(query.get("devices"), "devices"), "workload": query.get("workload") or None,
             "goal": query.get("goal") or None, "engine": query.get("engine") or None,

@@ -6,7 +6,8 @@ from __future__ import annotations
 import inspect
 
 import pytest
-from optiplan.planner.service.paths import Refused, Roots
+from optiplan.planner.errors import ServiceRefused
+from optiplan.planner.service.paths import Roots
 from optiplan.planner.service.requests import BenchJob, job_arguments, parse_job
 
 
@@ -74,5 +75,5 @@ def test_every_name_in_a_job_is_confined(roots):
              ({"kind": "apply", "model": "tiny", "output": "o", "workload": "/tmp/w.yaml"}, "takes a preset"),
              ({"kind": "apply", "model": "tiny", "output": "o", "hardware": "./hw.yaml"}, "catalog device")]
     for body, words in cases:
-        with pytest.raises(Refused, match=words):
+        with pytest.raises(ServiceRefused, match=words):
             job_arguments(parse_job(body), roots, allow_pickle=False)
