@@ -20,11 +20,14 @@ from .common import dot_flags, gpu_generation, interpreted, next_power_of_2, req
 
 GROUPS = (32, 64, 128)
 SMALL_M = 16
-# (BLOCK_M, BLOCK_N, BLOCK_K, SPLIT_K, num_warps, num_stages). BLOCK_K <= 32 divides every int4 group.
-HOPPER_SMALL = [(16, 64, 32, 8, 4, 4), (16, 128, 32, 4, 4, 4), (16, 64, 32, 16, 4, 3), (16, 256, 32, 2, 8, 3)]
-HOPPER_LARGE = [(128, 128, 32, 1, 8, 4), (128, 256, 32, 1, 8, 3), (64, 128, 32, 1, 4, 4), (128, 64, 32, 1, 4, 4)]
-AMPERE_SMALL = [(16, 64, 32, 8, 4, 3), (16, 128, 32, 4, 4, 3), (16, 32, 32, 16, 2, 4)]
-AMPERE_LARGE = [(128, 128, 32, 1, 8, 3), (64, 128, 32, 1, 4, 3), (128, 64, 32, 1, 4, 3)]
+# (BLOCK_M, BLOCK_N, BLOCK_K, SPLIT_K, num_warps, num_stages). A BLOCK_K must divide the int4 group (one scale
+# row per tile): configs with a wider one are pruned for smaller groups (_prune).
+HOPPER_SMALL = [(16, 64, 32, 8, 4, 4), (16, 128, 32, 4, 4, 4), (16, 64, 32, 16, 4, 3), (16, 256, 32, 2, 8, 3),
+                (16, 128, 128, 4, 4, 3), (16, 64, 128, 8, 4, 3), (16, 256, 64, 4, 8, 3)]
+HOPPER_LARGE = [(128, 128, 32, 1, 8, 4), (128, 256, 32, 1, 8, 3), (64, 128, 32, 1, 4, 4), (128, 64, 32, 1, 4, 4),
+                (128, 128, 64, 1, 8, 3), (128, 256, 64, 1, 8, 3)]
+AMPERE_SMALL = [(16, 64, 32, 8, 4, 3), (16, 128, 32, 4, 4, 3), (16, 32, 32, 16, 2, 4), (16, 128, 64, 4, 4, 3)]
+AMPERE_LARGE = [(128, 128, 32, 1, 8, 3), (64, 128, 32, 1, 4, 3), (128, 64, 32, 1, 4, 3), (128, 128, 64, 1, 8, 3)]
 # one fixed tile each on CPU: the interpreter's cost is per program and per loop step, so wide tiles
 INTERPRETER_SMALL = {"BLOCK_M": 16, "BLOCK_N": 128, "BLOCK_K": 32, "SPLIT_K": 2, "GROUP_M": 4}
 INTERPRETER_LARGE = {"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 32, "SPLIT_K": 1, "GROUP_M": 4}
@@ -35,6 +38,13 @@ def _configs(small: bool):
     tiles = (HOPPER_SMALL if hopper else AMPERE_SMALL) if small else (HOPPER_LARGE if hopper else AMPERE_LARGE)
     return [triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k, "SPLIT_K": s, "GROUP_M": 8},
                           num_warps=w, num_stages=st) for m, n, k, s, w, st in tiles]
+
+
+def _prune(configs, named_args, **kwargs):
+    """Keep the tiles whose K width divides the int4 group (for int8 the launcher passes K as the group)."""
+    group = named_args.get("group_size", 32)
+    kept = [c for c in configs if group % c.kwargs["BLOCK_K"] == 0]
+    return kept or [c for c in configs if c.kwargs["BLOCK_K"] == 32] or configs[:1]
 
 
 @triton.jit
@@ -105,10 +115,12 @@ def _wo_gemm(
         tl.atomic_add(ACC + offs_m[:, None].to(tl.int64) * N + offs_n[None, :], acc, mask=out_ok)
 
 
-_small_m = triton.autotune(configs=_configs(True) if not interpreted() else [], key=["M_BUCKET", "N", "K", "BITS"],
-                           reset_to_zero=["ACC"])(_wo_gemm)
-_large_m = triton.autotune(configs=_configs(False) if not interpreted() else [], key=["M_BUCKET", "N", "K", "BITS"])(
-    _wo_gemm)
+_small_m = triton.autotune(configs=_configs(True) if not interpreted() else [],
+                           key=["M_BUCKET", "N", "K", "BITS", "group_size"], reset_to_zero=["ACC"],
+                           prune_configs_by={"early_config_prune": _prune})(_wo_gemm)
+_large_m = triton.autotune(configs=_configs(False) if not interpreted() else [],
+                           key=["M_BUCKET", "N", "K", "BITS", "group_size"],
+                           prune_configs_by={"early_config_prune": _prune})(_wo_gemm)
 
 
 def weight_only_matmul(x, qweight, scales, zeros=None, bias=None, *, bits: int, group_size: int | None = None,
