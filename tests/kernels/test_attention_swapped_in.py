@@ -73,3 +73,40 @@ def test_refused_with_the_reason_where_triton_cannot_run(monkeypatch):
     monkeypatch.setattr(common, "interpreted", lambda: False)
     with pytest.raises(NotSupportedHere, match="TRITON_INTERPRET=1"):
         resolve("triton", "cpu")
+
+
+GPU_CHECK = r'''
+import torch
+from pathlib import Path
+from optiplan.optimizers.artifact import load
+from optiplan.optimizers.attention import set_attention
+from optiplan.optimizers.packed_weights import quantize_packed
+from optiplan.optimizers.workspace import Workspace
+
+target, prompt = Path(__import__("sys").argv[1]), "The for statement is"
+sdpa = load(target, "cuda", dtype="fp32")
+ours = load(target, "cuda", dtype="fp32")
+set_attention(ours.model, "optiplan_triton")
+ids = sdpa.encode([prompt])
+greedy = lambda m: m.generate(ids, max_new_tokens=16, min_new_tokens=16)[0].tolist()
+assert greedy(ours) == greedy(sdpa), "greedy tokens differ from SDPA"
+ws = Workspace(model=ours.model, tokenizer=ours.tokenizer, device="cuda", source=target)
+quantize_packed(ws, 4, 128)
+with torch.no_grad():
+    assert torch.isfinite(ours.model(ids).logits).all()
+print("ok")
+'''
+
+
+@pytest.mark.gpu
+def test_on_a_gpu_the_compiled_kernels_give_sdpas_greedy_tokens():
+    import os
+    import subprocess
+    import sys
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    done = subprocess.run([sys.executable, "-c", GPU_CHECK, str(TARGET)], capture_output=True, text=True, env=env,
+                          timeout=600)
+    assert done.returncode == 0 and "ok" in done.stdout, done.stdout[-2000:] + done.stderr[-3000:]
