@@ -127,7 +127,7 @@ def quick_figures(ws: Workspace) -> dict[str, float]:
     loaded = LoadedModel(ws.model, ws.tokenizer, ws.device, ws.runtime, ws.draft)
     prompts = {**id_prompts(ws.model.config.vocab_size), "decode": [DEFAULT_PROMPTS[0]],
                "batch": list(DEFAULT_PROMPTS)}
-    return figures(loaded, prompts, decode_tokens=24, decode_samples=3)
+    return figures(loaded, prompts, decode_tokens=24, decode_samples=3)  # one sample of the rest: a quick look
 
 
 def losses(goal: str | None, ratios: dict[str, float], quick: bool = False) -> list[str]:

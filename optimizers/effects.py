@@ -34,7 +34,7 @@ from .workspace import NotSupportedHere, Workspace
 # CPU can serve (the test models are 192 wide), the wide one like the matrices where int8 kernels may pay
 EFFECT_SHAPES = ((256, 4), (1024, 2))
 FIGURES = ("tpot_ms", "ttft_ms", "batched_tokens_per_s", "weights_bytes", "cache_bytes", "tokens_per_step")
-DECODE_PROMPT, DECODE_TOKENS = 32, 32  # batch-1 decode: a short prompt, then this many tokens
+DECODE_PROMPT, DECODE_TOKENS = 32, 16  # batch-1 decode: a short prompt, then this many tokens
 PREFILL_TOKENS = 256  # time to first token of a longer prompt
 BATCH, BATCH_TOKENS = 4, 16  # the batched figure: this many prompts served together
 CACHE_CONTEXT = 384  # cache bytes are read at this context
@@ -56,21 +56,36 @@ def id_prompts(vocab: int, seed: int = 0) -> dict[str, list[Prompt]]:
             "batch": [ids(DECODE_PROMPT - 4 * i) for i in range(BATCH)], "cache": [ids(CACHE_CONTEXT)]}
 
 
-def figures(loaded: LoadedModel, prompts: dict[str, list[Prompt]], decode_tokens: int = DECODE_TOKENS,
-            decode_samples: int = 1) -> dict[str, float]:
-    """One sample of every figure (the median of `decode_samples` for time per token): batch-1 time per token and
-    time to first token, cache bytes at a long context, batched tokens per second, weight bytes. A fraction of a
-    second on a small model."""
+def timed(loaded: LoadedModel, prompts: dict[str, list[Prompt]], part: str, decode_tokens: int = DECODE_TOKENS,
+          decode_samples: int = 1) -> dict[str, float]:
+    """One sample of one timed part: `decode` (batch-1 time per token, the median of `decode_samples`, and the tokens
+    each step yielded), `prefill` (time to first token of a longer prompt) or `batch` (tokens per second of the
+    batch prompts served together)."""
+    import torch
+
+    from . import metrics
+
+    if part == "decode":
+        runs = [metrics.time_generation(loaded, prompts["decode"][0], decode_tokens) for _ in range(decode_samples)]
+        return {"tpot_ms": statistics.median(r["tpot_ms"] for r in runs),
+                "tokens_per_step": statistics.median(r["tokens_per_step"] for r in runs)}
+    if part == "prefill":
+        return {"ttft_ms": metrics.time_generation(loaded, prompts["prefill"][0], 1)["ttft_ms"]}
+    start = time.perf_counter()
+    with torch.no_grad():
+        produced = loaded.generate_many(prompts["batch"], max_new_tokens=BATCH_TOKENS)
+    return {"batched_tokens_per_s": produced / (time.perf_counter() - start)}
+
+
+def sizes(loaded: LoadedModel, prompts: dict[str, list[Prompt]]) -> dict[str, float]:
+    """Weight bytes, and cache bytes after a prompt of the long context (no speculation or compile: only the
+    cache's size matters, and a static cache is sized up front)."""
     import torch
 
     from . import metrics
     from .kv_cache import cache_bytes
 
-    decodes = [metrics.time_generation(loaded, prompts["decode"][0], decode_tokens) for _ in range(decode_samples)]
-    tpot = statistics.median(d["tpot_ms"] for d in decodes)
-    ttft = metrics.time_generation(loaded, prompts["prefill"][0], 1)["ttft_ms"]
     ids = loaded.encode(prompts["cache"])
-    # only the cache matters for its size: no speculation, no compile (a static cache is sized up front)
     kwargs = {k: v for k, v in loaded.generate_kwargs().items()
               if k not in ("assistant_model", "prompt_lookup_num_tokens", "max_matching_ngram_size", "compile_config")}
     if kwargs.get("cache_implementation") == "static":
@@ -79,29 +94,46 @@ def figures(loaded: LoadedModel, prompts: dict[str, list[Prompt]], decode_tokens
         out = loaded.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=2, min_new_tokens=2,
                                     return_dict_in_generate=True, **kwargs)
     cache = getattr(out, "past_key_values", None) or getattr(out, "cache", None)
-    start = time.perf_counter()
-    with torch.no_grad():
-        produced = loaded.generate_many(prompts["batch"], max_new_tokens=BATCH_TOKENS)
-    return {"tpot_ms": tpot, "ttft_ms": ttft,
-            "batched_tokens_per_s": produced / (time.perf_counter() - start),
-            "weights_bytes": float(metrics.weights_bytes(loaded)),
-            "cache_bytes": float(cache_bytes(cache)) if cache is not None else 0.0,
-            "tokens_per_step": statistics.median(d["tokens_per_step"] for d in decodes)}
+    return {"weights_bytes": float(metrics.weights_bytes(loaded)),
+            "cache_bytes": float(cache_bytes(cache)) if cache is not None else 0.0}
+
+
+PARTS = ("decode", "prefill", "batch")
+
+
+def figures(loaded: LoadedModel, prompts: dict[str, list[Prompt]], decode_tokens: int = DECODE_TOKENS,
+            decode_samples: int = 1) -> dict[str, float]:
+    """One sample of every figure: time per token, time to first token, batched tokens per second, weight and
+    cache bytes. A fraction of a second on a small model."""
+    out = sizes(loaded, prompts)
+    for part in PARTS:
+        out.update(timed(loaded, prompts, part, decode_tokens, decode_samples))
+    return out
 
 
 def interleaved_ratios(before: LoadedModel, after: LoadedModel, prompts: dict[str, list[Prompt]],
-                       rounds: int = 3) -> dict[str, Any]:
-    """Median ratios (after / before) of every figure over `rounds` interleaved rounds, after one warm-up round
-    each (a compiled model compiles there), with the range of the per-round ratios (a range that holds 1 is an
-    effect noise cannot tell from none)."""
-    figures(before, prompts)
-    figures(after, prompts)
+                       rounds: int = 4) -> dict[str, Any]:
+    """Median ratios (after / before) of every figure over `rounds` rounds, with the range of the per-round ratios
+    (a range that holds 1 is an effect noise cannot tell from none). Each timed part is measured on the two models
+    back to back, in alternating order (ABBA), so a burst of load on a shared machine lands on one pair and drift
+    cancels; a warm-up round first, two for a compiled model (it compiles each shape there, and again where a later
+    prompt grew its static cache)."""
+    for _ in range(2 if after.runtime.compile else 1):
+        for model in (before, after):
+            figures(model, prompts)
     per_round: dict[str, list[float]] = {k: [] for k in FIGURES}
-    for _ in range(max(rounds, 1)):
-        b, a = figures(before, prompts), figures(after, prompts)
-        for k in FIGURES:
-            if b[k]:
-                per_round[k].append(a[k] / b[k])
+    for r in range(max(rounds, 1)):
+        for part in PARTS:
+            first, second = (before, after) if r % 2 == 0 else (after, before)
+            x, y = timed(first, prompts, part), timed(second, prompts, part)
+            b, a = (x, y) if first is before else (y, x)
+            for k in b:
+                if b[k]:
+                    per_round[k].append(a[k] / b[k])
+    sb, sa = sizes(before, prompts), sizes(after, prompts)
+    for k in sb:
+        if sb[k]:
+            per_round[k].append(sa[k] / sb[k])
     out: dict[str, Any] = {k: round(statistics.median(v), 4) for k, v in per_round.items() if v}
     out["range"] = {k: [round(min(v), 4), round(max(v), 4)] for k, v in per_round.items() if v}
     out["rounds"] = max(rounds, 1)
@@ -156,7 +188,7 @@ def model_shape(model) -> dict[str, int]:
             "params": int(sum(p.numel() for p in model.parameters()))}
 
 
-def measure_effects(models: list[Path] | None = None, techniques: list[str] | None = None, rounds: int = 3,
+def measure_effects(models: list[Path] | None = None, techniques: list[str] | None = None, rounds: int = 4,
                     device: str = "cpu", dtype: str = "fp32", show_progress: bool = True,
                     shapes: tuple[tuple[int, int], ...] = EFFECT_SHAPES) -> dict[str, Any]:
     """Every technique that can run here (or those named), measured on each model (default: random models of
@@ -201,7 +233,7 @@ def measure_effects(models: list[Path] | None = None, techniques: list[str] | No
     return results
 
 
-def calibrate_effects(models: list[Path] | None = None, rounds: int = 3,
+def calibrate_effects(models: list[Path] | None = None, rounds: int = 4,
                       show_progress: bool = True) -> tuple[dict[str, Any], Path]:
     """Measure technique effects on this machine and store them in its calibration file (made by `calibrate`)."""
     from ..planner.errors import MeasureError

@@ -140,7 +140,8 @@ def calibrate(models: tuple[Path, ...], repeats: int, effects: bool, only_effect
     if effects or only_effects:
         from ...optimizers.effects import calibrate_effects
 
-        data, path = calibrate_effects(list(models) or None, rounds=max(repeats - 2, 1), show_progress=not as_json)
+        data, path = calibrate_effects(list(models) or None, rounds=max(repeats - 1, 1),
+                                       show_progress=not as_json)
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
