@@ -102,7 +102,8 @@ def reduced_config(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 def real_cache_bytes(fields: dict[str, Any], tokens: int) -> int:
-    """Bytes of the KV cache transformers holds after a forward pass over `tokens` tokens (fp32)."""
+    """Bytes of everything transformers caches after a forward pass over `tokens` tokens (fp32): keys and
+    values, and the convolution and recurrent states of state-space and linear-attention layers."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -114,7 +115,10 @@ def real_cache_bytes(fields: dict[str, Any], tokens: int) -> int:
     cache = out.past_key_values
     total = 0
     for layer in cache.layers:
-        for t in (getattr(layer, "keys", None), getattr(layer, "values", None)):
+        tensors = [getattr(layer, "keys", None), getattr(layer, "values", None)]
+        for states in (getattr(layer, "conv_states", None), getattr(layer, "recurrent_states", None)):
+            tensors += list((states or {}).values())
+        for t in tensors:
             if t is not None and t.numel():
                 total += t.numel() * t.element_size()
     return total

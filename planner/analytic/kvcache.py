@@ -50,8 +50,9 @@ def kv_groups(spec: ModelSpec, layout: str, first_layer: int = 0, last_layer: in
     """Group layers [first_layer, last_layer) by window."""
     per_layer = elements_per_token(spec, layout)
     counts: dict[int | None, int] = {}
-    for w in spec.layer_windows[first_layer:last_layer]:
-        counts[w] = counts.get(w, 0) + 1
+    for i, w in enumerate(spec.layer_windows[:last_layer]):
+        if i >= first_layer and "attention" in spec.mixer(i):  # a state-space layer caches no keys
+            counts[w] = counts.get(w, 0) + 1
     return tuple(KVGroup(w, n, per_layer) for w, n in counts.items())
 
 
@@ -75,9 +76,36 @@ def kv_cache_elements(groups: tuple[KVGroup, ...], context: int, layout: str) ->
     return sum(g.layers * g.elements_per_token * tokens_held(g.window, context, layout) for g in groups)
 
 
-def kv_cache_bytes(spec: ModelSpec, context: int, kv_dtype: str = "bf16", layout: str = "serving") -> float:
-    """KV-cache bytes of one sequence holding `context` tokens, all layers, one device."""
+def attention_kv_bytes(spec: ModelSpec, context: int, kv_dtype: str = "bf16", layout: str = "serving") -> float:
+    """Attention keys and values of one sequence holding `context` tokens, all layers, one device."""
     return kv_cache_elements(kv_groups(spec, layout), context, layout) * kv_bits(kv_dtype) / 8
+
+
+def state_elements(spec: ModelSpec, layout: str, first_layer: int = 0, last_layer: int | None = None) -> int:
+    """Fixed-size state of one sequence in layers [first_layer, last_layer): each state layer's recurrent state
+    (SSM, linear attention, RG-LRU) and the last inputs of its causal convolution. transformers keeps the
+    kernel's width of inputs; a serving engine (vLLM's mamba cache, mamba_ssm's `conv_state`) keeps one
+    fewer, the newest token arriving with the step."""
+    st = spec.state
+    if st is None:
+        return 0
+    layers = sum(1 for i in range(spec.num_layers)[first_layer:last_layer] if "state" in spec.mixer(i))
+    conv_tokens = st.conv_kernel if layout == "transformers" else max(st.conv_kernel - 1, 0)
+    return layers * (st.recurrent_state_elements + st.conv_channels * conv_tokens)
+
+
+def state_dtype(kv_dtype: str) -> str:
+    """Recurrent and convolution states stay in the activation format: KV quantization (fp8, int8, int4)
+    applies to keys and values only, so a quantized KV dtype leaves the state at bf16."""
+    d = canonical(kv_dtype)
+    return d if d in ("fp32", "fp16", "bf16") else "bf16"
+
+
+def kv_cache_bytes(spec: ModelSpec, context: int, kv_dtype: str = "bf16", layout: str = "serving") -> float:
+    """Everything one sequence caches at `context` tokens, all layers, one device: attention keys and values
+    plus the fixed-size state of state-space, linear-attention and convolution layers."""
+    state = state_elements(spec, layout) * BITS[state_dtype(kv_dtype)] / 8
+    return attention_kv_bytes(spec, context, kv_dtype, layout) + state
 
 
 def tensor_parallel_share(spec: ModelSpec, layout: str, tp: int) -> float:

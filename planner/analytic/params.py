@@ -40,6 +40,10 @@ class ParamCounts:
     top_k: int = 0
     vocab_hidden: int = 0  # vocab x hidden: the output projection, tied or not
 
+    # In a hybrid (state-space or linear-attention layers beside attention, layers without an MLP) the layers differ:
+    # `layer` then holds per-layer means (attn_linear and attn_small over all layers, mlp_* over the non-MoE
+    # layers), so every sum below still comes out exact and a pipeline stage gets its share.
+
     @property
     def dense_layer_linear(self) -> int:
         return self.layer.attn_linear + self.layer.mlp_linear
@@ -51,15 +55,15 @@ class ParamCounts:
     @property
     def linear(self) -> int:
         """All quantizable matmul weights in the blocks."""
-        return self.num_dense_layers * self.dense_layer_linear + self.num_moe_layers * self.moe_layer_linear
+        return round(self.num_dense_layers * self.dense_layer_linear + self.num_moe_layers * self.moe_layer_linear)
 
     @property
     def small(self) -> int:
         """Norms, biases and routers of all layers, and the final norm: kept at 16 bits."""
         lp = self.layer
         per_layer = lp.attn_small + lp.norms
-        return (self.num_dense_layers * (per_layer + lp.mlp_small) + self.num_moe_layers * (per_layer + lp.router)
-                + self.final_norm)
+        return round(self.num_dense_layers * (per_layer + lp.mlp_small) + self.num_moe_layers * (per_layer + lp.router)
+                     + self.final_norm)
 
     @property
     def total(self) -> int:
@@ -70,7 +74,7 @@ class ParamCounts:
         """Matmul weights one token passes through (top-k experts of each MoE layer)."""
         lp = self.layer
         moe_active = lp.attn_linear + lp.shared_linear + self.top_k * lp.expert_linear
-        return self.num_dense_layers * self.dense_layer_linear + self.num_moe_layers * moe_active
+        return round(self.num_dense_layers * self.dense_layer_linear + self.num_moe_layers * moe_active)
 
     @property
     def active(self) -> int:
@@ -102,6 +106,8 @@ def _attention(spec: ModelSpec) -> tuple[int, int]:
         return linear, small
     q, kv, v = nh * spec.head_dim, nkv * spec.head_dim, nkv * spec.v_head_dim
     linear = h * (q + kv + v) + nh * spec.v_head_dim * h
+    if spec.attn_output_gate:  # q_proj also yields the output gate (Qwen3-Next)
+        linear += h * q
     small = (q + kv + v if spec.qkv_bias else 0) + (h if spec.o_bias else 0)
     if spec.qk_norm == "head":
         small += 2 * spec.head_dim
@@ -132,6 +138,16 @@ def param_counts(spec: ModelSpec) -> ParamCounts:
         router = m.num_experts * spec.hidden_size + (m.num_experts if m.router_bias or m.router_score_bias else 0)
         router += spec.hidden_size if m.shared_expert_gate else 0
     num_moe = sum(spec.layer_moe) if spec.moe is not None else 0
+    if spec.layer_mixers or spec.layer_mlps:
+        n, num_dense = spec.num_layers, spec.num_layers - num_moe
+        state = spec.state
+        s_linear, s_small = (state.linear_params, state.small_params) if state else (0, 0)
+        a_layers, s_layers = spec.attention_layers, spec.state_layers
+        mlp_layers = sum(1 for i in range(n) if spec.has_mlp(i) and not (spec.moe and spec.layer_moe[i]))
+        attn_linear = _mean(a_layers * attn_linear + s_layers * s_linear + spec.extra_linear_params, n)
+        attn_small = _mean(a_layers * attn_small + s_layers * s_small + spec.extra_small_params, n)
+        mlp_linear, mlp_small = (_mean(mlp_layers * mlp_linear, num_dense), _mean(mlp_layers * mlp_small, num_dense)) \
+            if num_dense else (0, 0)
     embedding = spec.vocab_size * spec.hidden_size + spec.learned_positions * spec.hidden_size
     lm_head = 0 if spec.tie_word_embeddings else spec.vocab_size * spec.hidden_size
     if spec.lm_head_bias:
@@ -144,6 +160,12 @@ def param_counts(spec: ModelSpec) -> ParamCounts:
         embedding=embedding, lm_head=lm_head, final_norm=_norm(spec, spec.hidden_size),
         num_experts=experts, top_k=top_k, vocab_hidden=spec.vocab_size * spec.hidden_size,
     )
+
+
+def _mean(total: int, layers: int) -> float:
+    """Per-layer mean of a hybrid's parameters: an int when it divides evenly."""
+    q, r = divmod(total, layers)
+    return q if not r else total / layers
 
 
 def expected_experts_touched(num_experts: int, top_k: int, tokens: int) -> float:

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from ..errors import ModelConfigError
 from ..schema import MLASpec, ModelSpec, MoESpec
+from .hybrid_spec import HYBRID_DEFAULTS, hybrid_spec_fields
 
 # Defaults of each transformers config class for the fields read below (checked in
 # tests/planner/test_model_spec_defaults.py against transformers' own classes).
@@ -228,10 +229,14 @@ def _spec_from_config(config: dict[str, Any], name: str, source: str) -> ModelSp
         raise ModelConfigError(f"{source}: a config must be a JSON object, got {type(config).__name__}")
     cfg = _text_config(config)
     model_type = str(cfg.get("model_type") or "")
+    if model_type in HYBRID_DEFAULTS:  # state-space and hybrid families (catalog/hybrid_spec.py)
+        return ModelSpec(**hybrid_spec_fields(_Fields(cfg, HYBRID_DEFAULTS[model_type], source), model_type, name,
+                                              source))
     warnings: list[str] = []
     if model_type not in TYPE_DEFAULTS:
         warnings.append(f"model_type '{model_type or '?'}' is not one optiplan knows "
-                        f"({', '.join(SUPPORTED_TYPES)}); read with the standard config fields")
+                        f"({', '.join(SUPPORTED_TYPES + tuple(HYBRID_DEFAULTS))}); read with the standard config "
+                        "fields")
     f = _Fields(cfg, TYPE_DEFAULTS.get(model_type, {}), source)
 
     hidden = f.int("hidden_size", required=True)

@@ -104,6 +104,20 @@ class MLASpec(Frozen):
     v_head_dim: int
 
 
+class StateSpec(Frozen):
+    """The recurrent token mixer of a state-space, linear-attention or hybrid model: a layer that keeps a
+    fixed-size state per sequence instead of a KV cache (Mamba, Mamba-2, gated DeltaNet, a short
+    convolution, RG-LRU). Its counts follow the modules transformers builds for that family."""
+
+    kind: Literal["mamba", "mamba2", "gated_deltanet", "short_conv", "rglru"]
+    linear_params: int = Field(description="matmul weights of one layer's mixer (in, out, x/dt projections)")
+    small_params: int = Field(description="its convolution, decay, skip, dt and norm parameters")
+    conv_channels: int = Field(description="channels of the causal convolution, whose last inputs are cached")
+    conv_kernel: int = Field(description="its width in tokens")
+    recurrent_state_elements: int = Field(description="per sequence and layer: the SSM / linear-attention / LRU state")
+    scan_flops_per_token: int = Field(description="per layer and token: convolution, state update and readout")
+
+
 class ModelSpec(Frozen):
     """A Transformer decoder reduced to what costs memory, FLOPs and bytes."""
 
@@ -141,9 +155,37 @@ class ModelSpec(Frozen):
     checkpoint_dtype: str | None = Field(None, description="weight format the published checkpoint is stored in "
                                                            "when it is quantized (e.g. fp8), else None")
     warnings: tuple[str, ...] = ()
+    # State-space, linear-attention and hybrid models (left out of a plain Transformer's JSON).
+    layer_mixers: tuple[Literal["attention", "state", "attention+state", "none"], ...] = Field(
+        (), exclude_if=lambda v: not v, description="per layer: token mixer(s); empty: attention in every layer")
+    layer_mlps: tuple[bool, ...] = Field((), exclude_if=lambda v: not v,
+                                         description="per layer: has an MLP or MoE; empty: every layer has one")
+    state: StateSpec | None = Field(None, exclude_if=lambda v: v is None)
+    attn_output_gate: bool = Field(False, exclude_if=lambda v: not v,
+                                   description="q_proj also yields a sigmoid gate on the output (Qwen3-Next)")
+    extra_linear_params: int = Field(0, exclude_if=lambda v: not v,
+                                     description="matmul weights outside the per-layer pattern (shared blocks)")
+    extra_small_params: int = Field(0, exclude_if=lambda v: not v,
+                                    description="norms and biases outside the per-layer pattern")
+
+    def mixer(self, layer: int) -> str:
+        return self.layer_mixers[layer] if self.layer_mixers else "attention"
+
+    def has_mlp(self, layer: int) -> bool:
+        return self.layer_mlps[layer] if self.layer_mlps else True
+
+    @property
+    def attention_layers(self) -> int:
+        return sum(1 for i in range(self.num_layers) if "attention" in self.mixer(i))
+
+    @property
+    def state_layers(self) -> int:
+        return sum(1 for i in range(self.num_layers) if "state" in self.mixer(i))
 
     @property
     def attention_kind(self) -> str:
+        if self.layer_mixers and not self.attention_layers:
+            return "none"
         if self.mla is not None:
             return "MLA"
         if self.num_kv_heads == 1:
@@ -232,7 +274,13 @@ class HardwareSummary(Frozen):
 class MemoryBreakdown(Frozen):
     weights_bytes: int
     weights_bits_per_param: float
-    kv_cache_bytes: int = Field(description="KV cache of one sequence at the context length")
+    kv_cache_bytes: int = Field(description="everything one sequence caches at the context length: attention KV "
+                                            "plus recurrent, convolution and linear-attention state")
+    attention_kv_bytes: int | None = Field(None, exclude_if=lambda v: v is None,
+                                           description="its attention keys and values (models with state layers)")
+    state_bytes: int | None = Field(None, exclude_if=lambda v: v is None,
+                                    description="its fixed-size state, the same at any context (models with state "
+                                                "layers)")
     kv_cache_bytes_per_token: float = Field(description="at full attention, all layers; windows not applied")
     kv_cache_batch_bytes: int
     activation_peak_bytes: int
