@@ -24,7 +24,7 @@ from ..schema import (
 )
 from .accuracy import accuracy_bands
 from .efficiency import prefill_chunk_tokens
-from .kvcache import elements_per_token, kv_cache_elements, kv_groups, layout_for_runtime
+from .kvcache import elements_per_token, kv_cache_elements, kv_groups, layout_for_runtime, state_elements
 from .memory import fits, max_batch, max_context, per_device_bytes
 from .params import param_counts
 from .requests import request_profile
@@ -147,7 +147,9 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
         curve.append(ThroughputPoint(batch=b, tpot_ms=step.time_s * 1e3, tokens_per_s=b / step.time_s,
                                      fits=b <= largest_batch))
 
-    kv_one = kv_cache_elements(kv_groups(spec, s.layout), context, s.layout) * s.kv_bits / 8
+    attention_kv = kv_cache_elements(kv_groups(spec, s.layout), context, s.layout) * s.kv_bits / 8
+    state = state_elements(spec, s.layout) * s.act_bytes
+    kv_one = attention_kv + state
     warnings = list(spec.warnings)
     fit = fits(s, batch, context, prompt)
     if not fit:
@@ -166,7 +168,9 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
         memory=MemoryBreakdown(
             weights_bytes=int(total_weight_bytes(s)), weights_bits_per_param=total_weight_bytes(s) * 8 / counts.total,
             kv_cache_bytes=int(kv_one),
-            kv_cache_bytes_per_token=elements_per_token(spec, s.layout) * spec.num_layers * s.kv_bits / 8,
+            attention_kv_bytes=int(attention_kv) if spec.state is not None else None,
+            state_bytes=int(state) if spec.state is not None else None,
+            kv_cache_bytes_per_token=elements_per_token(spec, s.layout) * spec.attention_layers * s.kv_bits / 8,
             kv_cache_batch_bytes=int(kv_one * batch), activation_peak_bytes=int(act_dev),
             runtime_overhead_bytes=hw.runtime_overhead_bytes, per_device_bytes=int(per_device),
             device_memory_bytes=hw.memory_bytes, headroom_bytes=int(hw.memory_bytes - per_device),

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 
 from ..schema import ModelSpec
-from .kvcache import elements_per_token, kv_cache_elements
+from .kvcache import elements_per_token, kv_cache_elements, state_elements
 from .params import expected_experts_touched
 from .setup import Setup, total_weight_bytes
 
@@ -74,19 +74,35 @@ def _causal_pairs(prompt: int, window: int | None) -> float:
     return window * (window + 1) / 2 + (prompt - window) * window
 
 
+def attention_windows(spec: ModelSpec) -> list[int | None]:
+    """Windows of the layers that attend (every layer of a Transformer; a hybrid's attention layers)."""
+    if not spec.layer_mixers:
+        return list(spec.layer_windows)
+    return [w for i, w in enumerate(spec.layer_windows) if "attention" in spec.mixer(i)]
+
+
+def state_scan_flops(spec: ModelSpec, tokens: float) -> float:
+    """FLOPs of the state layers' token mixing for `tokens` tokens: convolution, state update and readout
+    (their projections are matmuls, counted with the linear layers). The same per token at any context:
+    a recurrent layer's decode step costs no more at 128k tokens than at 1k."""
+    return tokens * spec.state_layers * spec.state.scan_flops_per_token if spec.state is not None else 0.0
+
+
 def prefill_attention_flops(s: Setup, batch: int, prompt: int, cached: int = 0) -> float:
-    """Attention FLOPs of prefilling tokens [cached, prompt) of each prompt: with a cached prefix the
-    new tokens still attend to the whole prefix (windows permitting)."""
+    """Token-mixing FLOPs of prefilling tokens [cached, prompt) of each prompt: attention (with a cached
+    prefix the new tokens still attend to the whole prefix, windows permitting) and the state layers' scan."""
     dims = 2 * s.spec.num_heads * attention_dims(s.spec, s.layout, decode=False)
+    scan = state_scan_flops(s.spec, batch * (prompt - cached))
+    windows = attention_windows(s.spec)
     if s.eager_attention:  # the full score matrix is computed, then masked
-        return batch * dims * s.spec.num_layers * (prompt - cached) * prompt
-    return batch * dims * sum(_causal_pairs(prompt, w) - _causal_pairs(cached, w) for w in s.spec.layer_windows)
+        return batch * dims * len(windows) * (prompt - cached) * prompt + scan
+    return batch * dims * sum(_causal_pairs(prompt, w) - _causal_pairs(cached, w) for w in windows) + scan
 
 
 def decode_attention_flops(s: Setup, batch: int, context: int) -> float:
     dims = 2 * s.spec.num_heads * attention_dims(s.spec, s.layout, decode=True)
-    keys = sum(min(context, w) if w else context for w in s.spec.layer_windows)
-    return batch * (dims * keys + mla_expansion_flops(s.spec, s.layout, keys))
+    keys = sum(min(context, w) if w else context for w in attention_windows(s.spec))
+    return batch * (dims * keys + mla_expansion_flops(s.spec, s.layout, keys)) + state_scan_flops(s.spec, batch)
 
 
 def matmul_flops(s: Setup, tokens: int, logits_tokens: int) -> float:
@@ -116,11 +132,21 @@ def weights_read_bytes(s: Setup, tokens: int) -> float:
 
 
 def kv_bytes_per_device(s: Setup, context: int, stage: int | None = None) -> float:
-    """KV bytes of one sequence on one device: one pipeline stage (all stages when None). Under
-    expert parallelism the sequences spread over the devices, a share of 1/ep each."""
+    """Cache bytes of one sequence on one device, attention KV and fixed-size state together: one pipeline
+    stage (all stages when None). Under expert parallelism the sequences spread over the devices, a share of
+    1/ep each."""
     groups = s.stage_kv_groups if stage is None else (s.stage_kv_groups[stage],)
     elements = sum(kv_cache_elements(g, context, s.layout) for g in groups)
-    return elements * s.kv_share * s.kv_bits / 8 / s.ep
+    return elements * s.kv_share * s.kv_bits / 8 / s.ep + state_bytes_per_device(s, stage)
+
+
+def state_bytes_per_device(s: Setup, stage: int | None = None) -> float:
+    """Recurrent and convolution state of one sequence on one device, in the activation format (KV
+    quantization leaves it alone); tensor parallelism splits it with the mixer's heads and channels."""
+    if s.spec.state is None:
+        return 0.0
+    first, last = (0, None) if stage is None else s.stages[stage]
+    return state_elements(s.spec, s.layout, first, last) * s.act_bytes / s.tp / s.ep
 
 
 def active_intermediate(s: Setup) -> int:
@@ -224,8 +250,10 @@ def decode_step(s: Setup, batch: int, context: int, tokens_per_seq: int = 1) -> 
     tokens = batch * tokens_per_seq
     matmul = matmul_flops(s, tokens, tokens)
     attention = decode_attention_flops(s, tokens, context)
-    new_kv = tokens * elements_per_token(s.spec, s.layout) * s.spec.num_layers * s.kv_share * s.kv_bits / 8
-    kv_bytes = batch * kv_bytes_per_device(s, context) * kv_passes(s) + new_kv
+    attending = s.spec.attention_layers if s.spec.layer_mixers else s.spec.num_layers
+    new_kv = tokens * elements_per_token(s.spec, s.layout) * attending * s.kv_share * s.kv_bits / 8
+    state = state_bytes_per_device(s)  # read and written in place once per step, whatever the runtime
+    kv_bytes = batch * (kv_bytes_per_device(s, context) - state) * kv_passes(s) + batch * 2 * state + new_kv
     return _cost(s, matmul, attention, weights_read_bytes(s, tokens), kv_bytes, activation_traffic_bytes(s, tokens),
                  tokens)
 

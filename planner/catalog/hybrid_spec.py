@@ -92,6 +92,8 @@ def _mamba2(h: int, d: int, heads: int, head_dim: int, groups: int, n: int, k: i
 def _attention_pattern(types: list[str], where: str) -> list[str]:
     mixers = []
     for t in types:
+        if not isinstance(t, str):
+            raise ModelConfigError(f"{where}: layer types must be names, got {t!r}")
         if t in _ATTENTION:
             mixers.append("attention")
         elif t in _STATE:
@@ -113,10 +115,10 @@ def _layer_types(f: Any, n_layers: int) -> list[str] | None:
 
 def _mamba2_dims(f: Any, h: int, d_key: str | None = None) -> tuple[int, int, int]:
     """(inner width, heads, head dim) of a Bamba / Granite / Falcon-H1 style mamba_* config."""
-    d = (f.int(d_key) if d_key else None) or f.int("mamba_expand") * h
+    d = (f.int(d_key) if d_key else None) or f.int("mamba_expand", required=True) * h
     heads = f.int("mamba_n_heads", required=True)
     head_dim = f.get("mamba_d_head")
-    head_dim = d // heads if head_dim in (None, "auto") else f.int("mamba_d_head")
+    head_dim = d // max(heads, 1) if head_dim in (None, "auto") else f.int("mamba_d_head")
     if not heads or heads * head_dim != d:
         raise ModelConfigError(f"{f.where}: mamba_n_heads ({heads}) x mamba_d_head ({head_dim}) must equal the "
                                f"Mamba inner width ({d})")
@@ -141,6 +143,8 @@ def hybrid_spec_fields(f: Any, model_type: str, name: str, source: str) -> dict[
     types = f.get("layers_block_type") if model_type == "nemotron_h" else None
     if model_type == "nemotron_h" and types is None and isinstance(f.get("hybrid_override_pattern"), str):
         types = list(f.get("hybrid_override_pattern"))
+    if types is not None and not (isinstance(types, list) and types and all(isinstance(t, str) for t in types)):
+        raise ModelConfigError(f"{source}: layers_block_type must be a list of layer type names, got {types!r}")
     n_layers = len(types) if isinstance(types, list) else f.int("num_hidden_layers", required=True)
     if not h or not vocab or not n_layers:
         raise ModelConfigError(f"{source}: hidden_size, num_hidden_layers and vocab_size must all be positive")
@@ -164,25 +168,25 @@ def hybrid_spec_fields(f: Any, model_type: str, name: str, source: str) -> dict[
     moe: MoESpec | None = None
 
     if model_type in ("mamba", "falcon_mamba"):
-        d = f.int("expand") * h  # transformers derives the inner width; a published intermediate_size is ignored
+        d = f.int("expand", required=True) * h  # transformers derives the inner width; a published intermediate_size is ignored
         rank = f.get("time_step_rank")
         rank = math.ceil(h / 16) if rank in (None, "auto") else f.int("time_step_rank")
-        state = _mamba(h, d, f.int("state_size"), f.int("conv_kernel"), rank, f.flag("use_bias"),
+        state = _mamba(h, d, f.int("state_size", required=True), f.int("conv_kernel", required=True), rank, f.flag("use_bias"),
                        f.flag("use_conv_bias"), 0)
         mlps = [False] * n_layers
         spec.update(intermediate_size=d, norms_per_layer=1, tie_word_embeddings=f.flag("tie_word_embeddings"))
     elif model_type == "mamba2":
-        d = f.int("expand") * h
-        state = _mamba2(h, d, f.int("num_heads"), f.int("head_dim"), f.int("n_groups"), f.int("state_size"),
-                        f.int("conv_kernel"), f.flag("use_bias"), f.flag("use_bias"), f.flag("use_conv_bias"), True)
+        d = f.int("expand", required=True) * h
+        state = _mamba2(h, d, f.int("num_heads", required=True), f.int("head_dim", required=True), f.int("n_groups", required=True), f.int("state_size", required=True),
+                        f.int("conv_kernel", required=True), f.flag("use_bias"), f.flag("use_bias"), f.flag("use_conv_bias"), True)
         mlps = [False] * n_layers
         spec.update(intermediate_size=d, norms_per_layer=1)
     elif model_type == "jamba":
-        d = f.int("mamba_expand") * h
+        d = f.int("mamba_expand", required=True) * h
         rank = f.get("mamba_dt_rank")
         rank = math.ceil(h / 16) if rank in (None, "auto") else f.int("mamba_dt_rank")
-        n = f.int("mamba_d_state")
-        state = _mamba(h, d, n, f.int("mamba_d_conv"), rank, f.flag("mamba_proj_bias"), f.flag("mamba_conv_bias"),
+        n = f.int("mamba_d_state", required=True)
+        state = _mamba(h, d, n, f.int("mamba_d_conv", required=True), rank, f.flag("mamba_proj_bias"), f.flag("mamba_conv_bias"),
                        rank + 2 * n)  # dt, B and C layernorms
         period, offset = f.int("attn_layer_period") or 1, f.int("attn_layer_offset") or 0
         mixers = ["attention" if i % period == offset else "state" for i in range(n_layers)]
@@ -195,8 +199,8 @@ def hybrid_spec_fields(f: Any, model_type: str, name: str, source: str) -> dict[
     elif model_type in ("bamba", "granitemoehybrid"):
         d, m_heads, m_head_dim = _mamba2_dims(f, h)
         bias = f.flag("mamba_proj_bias")
-        state = _mamba2(h, d, m_heads, m_head_dim, f.int("mamba_n_groups"), f.int("mamba_d_state"),
-                        f.int("mamba_d_conv"), bias, bias, f.flag("mamba_conv_bias"), True)
+        state = _mamba2(h, d, m_heads, m_head_dim, f.int("mamba_n_groups", required=True), f.int("mamba_d_state", required=True),
+                        f.int("mamba_d_conv", required=True), bias, bias, f.flag("mamba_conv_bias"), True)
         if model_type == "bamba":
             attn = set(f.int_list("attn_layer_indices"))
             mixers = ["attention" if i in attn else "state" for i in range(n_layers)]
@@ -213,8 +217,8 @@ def hybrid_spec_fields(f: Any, model_type: str, name: str, source: str) -> dict[
                 spec["intermediate_size"] = shared
     elif model_type == "falcon_h1":
         d, m_heads, m_head_dim = _mamba2_dims(f, h, "mamba_d_ssm")
-        state = _mamba2(h, d, m_heads, m_head_dim, f.int("mamba_n_groups"), f.int("mamba_d_state"),
-                        f.int("mamba_d_conv"), f.flag("mamba_proj_bias"), f.flag("projectors_bias"),
+        state = _mamba2(h, d, m_heads, m_head_dim, f.int("mamba_n_groups", required=True), f.int("mamba_d_state", required=True),
+                        f.int("mamba_d_conv", required=True), f.flag("mamba_proj_bias"), f.flag("projectors_bias"),
                         f.flag("mamba_conv_bias"), f.flag("mamba_rms_norm"))
         mixers = ["attention+state"] * n_layers
     elif model_type == "nemotron_h":
@@ -228,10 +232,10 @@ def hybrid_spec_fields(f: Any, model_type: str, name: str, source: str) -> dict[
         if bad:
             raise ModelConfigError(f"{source}: unknown Nemotron-H layer type {bad[0]!r} (known: M, *, -, E)")
         kind = [kinds[t] for t in types]
-        m_heads, m_head_dim = f.int("mamba_num_heads"), f.int("mamba_head_dim")
+        m_heads, m_head_dim = f.int("mamba_num_heads", required=True), f.int("mamba_head_dim", required=True)
         bias = f.flag("use_bias")
-        state = _mamba2(h, m_heads * m_head_dim, m_heads, m_head_dim, f.int("n_groups"), f.int("ssm_state_size"),
-                        f.int("conv_kernel"), bias, bias, f.flag("use_conv_bias"), True)
+        state = _mamba2(h, m_heads * m_head_dim, m_heads, m_head_dim, f.int("n_groups", required=True), f.int("ssm_state_size", required=True),
+                        f.int("conv_kernel", required=True), bias, bias, f.flag("use_conv_bias"), True)
         mixers = [k if k in ("state", "attention") else "none" for k in kind]
         mlps = [k in ("mlp", "moe") for k in kind]
         moe_layers = [k == "moe" for k in kind]
@@ -243,8 +247,8 @@ def hybrid_spec_fields(f: Any, model_type: str, name: str, source: str) -> dict[
                           * (f.int("moe_shared_expert_intermediate_size") or 0))
         spec.update(mlp_gated=False, norms_per_layer=1)
     elif model_type == "qwen3_next":
-        k_heads, v_heads = f.int("linear_num_key_heads"), f.int("linear_num_value_heads")
-        dk, dv, kernel = f.int("linear_key_head_dim"), f.int("linear_value_head_dim"), f.int("linear_conv_kernel_dim")
+        k_heads, v_heads = f.int("linear_num_key_heads", required=True), f.int("linear_num_value_heads", required=True)
+        dk, dv, kernel = f.int("linear_key_head_dim", required=True), f.int("linear_value_head_dim", required=True), f.int("linear_conv_kernel_dim", required=True)
         conv = 2 * k_heads * dk + v_heads * dv
         linear = h * (conv + v_heads * dv) + h * 2 * v_heads + v_heads * dv * h  # qkvz, ba (beta, dt), out
         state = StateSpec(kind="gated_deltanet", linear_params=linear, small_params=2 * v_heads + conv * kernel + dv,
@@ -267,7 +271,7 @@ def hybrid_spec_fields(f: Any, model_type: str, name: str, source: str) -> dict[
                           shared_expert_gate=True)
         spec.update(qk_norm="head", attn_output_gate=True)
     elif model_type == "lfm2":
-        kernel, bias = f.int("conv_L_cache"), f.flag("conv_bias")
+        kernel, bias = f.int("conv_L_cache", required=True), f.flag("conv_bias")
         state = StateSpec(kind="short_conv", linear_params=h * 3 * h + h * h,
                           small_params=h * kernel + (h + 3 * h + h if bias else 0), conv_channels=h,
                           conv_kernel=kernel, recurrent_state_elements=0,

@@ -1,0 +1,82 @@
+"""The analytic model on state-space and hybrid models: the cache in the profile's memory breakdown,
+decode cost of recurrent layers constant in context, and the limits that follow."""
+
+from __future__ import annotations
+
+import pytest
+from optiplan.planner.analytic.kvcache import attention_kv_bytes, kv_cache_bytes
+from optiplan.planner.analytic.memory import max_batch, max_context, per_device_bytes
+from optiplan.planner.analytic.profile import profile_setup, setup_for_request
+from optiplan.planner.analytic.steps import (
+    decode_attention_flops,
+    decode_step,
+    kv_bytes_per_device,
+    prefill_attention_flops,
+)
+from optiplan.planner.catalog.hardware import resolve_hardware
+from optiplan.planner.catalog.model_spec import model_spec_from_config
+from optiplan.planner.schema import ProfileRequest
+
+JAMBA = {"model_type": "jamba", "hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32,
+         "num_key_value_heads": 8, "intermediate_size": 14336, "vocab_size": 65536, "num_experts": 16,
+         "max_position_embeddings": 262144}
+MAMBA2 = {"model_type": "mamba2", "hidden_size": 4096, "num_hidden_layers": 64, "num_heads": 128, "head_dim": 64,
+          "n_groups": 8, "state_size": 128, "vocab_size": 32768}
+LLAMA = {"model_type": "llama", "hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32,
+         "num_key_value_heads": 8, "intermediate_size": 14336, "vocab_size": 128256, "max_position_embeddings": 262144}
+
+
+def _setup(fields: dict, hardware: str = "h200-sxm", **kw):
+    spec = model_spec_from_config(fields, fields["model_type"], "test")
+    request = ProfileRequest(model="x", hardware=hardware, **kw)
+    return request, setup_for_request(request, spec, resolve_hardware(hardware))
+
+
+def test_memory_breakdown_is_attention_kv_plus_state():
+    request, s = _setup(JAMBA, context=65536, batch=2)
+    memory = profile_setup(request, s).memory
+    assert memory.attention_kv_bytes == attention_kv_bytes(s.spec, 65536, "bf16") == 4 * 8 * 128 * 2 * 2 * 65536
+    # 28 Mamba layers, d_inner 8192: a 16-wide state and the 3 newest inputs of the 4-wide convolution, bf16
+    assert memory.state_bytes == 28 * 8192 * (16 + 3) * 2
+    assert memory.kv_cache_bytes == memory.attention_kv_bytes + memory.state_bytes == kv_cache_bytes(s.spec, 65536)
+    assert memory.kv_cache_batch_bytes == 2 * memory.kv_cache_bytes
+    assert memory.kv_cache_bytes_per_token == 4 * 8 * 128 * 2 * 2  # the 4 attention layers only
+    dense = profile_setup(*_setup(LLAMA, context=65536)).memory
+    assert dense.attention_kv_bytes is None and dense.state_bytes is None
+    assert "state_bytes" not in dense.model_dump_json()
+
+
+def test_pure_ssm_decode_is_constant_in_context():
+    _, s = _setup(MAMBA2)
+    short, long = decode_step(s, 8, 1024), decode_step(s, 8, 1_000_000)
+    assert short.time_s == long.time_s and short.bytes_per_device == long.bytes_per_device
+    assert decode_attention_flops(s, 1, 1024) == decode_attention_flops(s, 1, 1_000_000) > 0
+    # prefill's scan grows linearly with the prompt, not quadratically
+    assert prefill_attention_flops(s, 1, 20000) == pytest.approx(2 * prefill_attention_flops(s, 1, 10000))
+
+
+def test_hybrid_decode_grows_only_with_its_attention_layers():
+    _, hybrid = _setup(JAMBA)
+    _, dense = _setup(LLAMA)
+    grow = decode_step(hybrid, 1, 131072).kv_bytes_per_device - decode_step(hybrid, 1, 1024).kv_bytes_per_device
+    grow_dense = decode_step(dense, 1, 131072).kv_bytes_per_device - decode_step(dense, 1, 1024).kv_bytes_per_device
+    assert grow == pytest.approx(grow_dense * 4 / 32)  # 4 of 32 layers attend, with Llama-3-8B's KV shape
+
+
+def test_limits_follow_the_small_cache():
+    request, s = _setup(MAMBA2, context=1_000_000)
+    assert max_context(s, 64) == s.spec.max_position_embeddings  # nothing grows: any context fits
+    _, hybrid = _setup(JAMBA, context=131072)
+    _, dense = _setup(LLAMA, context=131072)
+    per_seq = kv_bytes_per_device(hybrid, 131072)
+    assert per_seq < kv_bytes_per_device(dense, 131072) / 7.9  # 4 attention layers of 32, plus a small state
+    free = hybrid.hw.memory_bytes - hybrid.hw.runtime_overhead_bytes - per_device_bytes(hybrid, 1, 131072, 131072)[0] \
+        - per_device_bytes(hybrid, 1, 131072, 131072)[2]
+    assert max_batch(hybrid, 131072, 131072) == int(free // per_seq) == 21
+
+
+def test_fp8_kv_cache_leaves_the_state_at_16_bits():
+    request, s = _setup(JAMBA, context=8192, kv_dtype="fp8")
+    memory = profile_setup(request, s).memory
+    assert memory.state_bytes == 28 * 8192 * (16 + 3) * 2
+    assert memory.attention_kv_bytes == 4 * 8 * 128 * 2 * 8192
