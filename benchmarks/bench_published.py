@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import zlib
 from pathlib import Path
 
 import yaml
@@ -56,8 +57,22 @@ def catalog_model(hub_id: str) -> str | None:
     return ARCHITECTURE.get(hub_id) or profiles.resolve_model_name(hub_id)
 
 
-def predict(p: dict, view: str = "requests") -> tuple[float | None, str]:
-    """(predicted value in the published unit, or None, and why not), in the step or the request view."""
+def serving_efficiency(p: dict, dtype: str, overheads: tuple[float, float]):
+    """The documented default factors of the point's device and format, with the serving runtime's fixed costs
+    (seconds per step, per layer) replaced: what the overhead fit tries."""
+    from optiplan.planner.analytic.efficiency import default_efficiency
+    from optiplan.planner.analytic.setup import default_16bit
+    from optiplan.planner.catalog.dtypes import compute_dtype
+    from optiplan.planner.catalog.hardware import resolve_hardware
+
+    hw = resolve_hardware(p["hardware"])
+    eff = default_efficiency(hw, dtype, compute_dtype(dtype, None, default_16bit(hw)), "serving")
+    return eff.model_copy(update={"step_overhead_s": overheads[0], "layer_overhead_s": overheads[1]})
+
+
+def predict(p: dict, view: str = "requests", overheads: tuple[float, float] | None = None) -> tuple[float | None, str]:
+    """(predicted value in the published unit, or None, and why not), in the step or the request view; `overheads`
+    replaces the serving runtime's fixed costs (the fit)."""
     model = catalog_model(p["model"])
     if model is None:
         return None, f"{p['model']}: no catalog model of its architecture"
@@ -80,10 +95,11 @@ def predict(p: dict, view: str = "requests") -> tuple[float | None, str]:
                              context=prompt + output, prompt_tokens=prompt, engine=engine, input_tokens=prompt,
                              output_tokens=output, concurrency="max" if offline else batch)
     try:
-        r = profile(request)
+        eff = serving_efficiency(p, dtype, overheads) if overheads and engine != "transformers" else None
+        r = profile(request, eff)
         if view == "step" and offline and r.throughput.max_batch > 1:
             # an offline run with every request at once: as many sequences as the memory holds
-            r = profile(request.model_copy(update={"batch": min(r.throughput.max_batch, 4096)}))
+            r = profile(request.model_copy(update={"batch": min(r.throughput.max_batch, 4096)}), eff)
     except OptiplanError as exc:
         return None, f"profile refuses it: {exc}"
     metric = p["metric"]
@@ -124,6 +140,47 @@ def summary(rows: list[dict], key: str) -> dict[str, dict[str, float]]:
     return out
 
 
+def held_out(point_id: str) -> bool:
+    """A fixed third of the points, never fitted on (by a hash of the id, so adding points moves none)."""
+    return zlib.crc32(point_id.encode()) % 3 == 0
+
+
+STEP_GRID_S = (0.0, 0.0001, 0.00025, 0.0005, 0.001, 0.0015, 0.002)
+LAYER_GRID_S = (0.0, 0.000005, 0.00001, 0.000015, 0.00002, 0.00003, 0.00004, 0.00006)
+
+
+def fit_overheads(points: list[dict]) -> dict:
+    """The serving runtime's (step, layer) fixed costs that minimise the median error of the latency and throughput
+    points in the fitted two thirds; errors reported on both parts, for the default costs and the fitted ones."""
+    def errors(overheads, part):
+        out = []
+        for p in points:
+            if p["category"] == "memory" or held_out(p["id"]) != (part == "held-out"):
+                continue
+            value, _ = predict(p, "requests", overheads)
+            if value is not None:
+                out.append(abs(value / p["value"] - 1) * 100)
+        return sorted(out)
+
+    def stats(errs):
+        return {"points": len(errs), "median_pct": round(statistics.median(errs), 1),
+                "p90_pct": round(errs[min(len(errs) - 1, int(0.9 * len(errs)))], 1)}
+
+    best = min(((st, ly) for st in STEP_GRID_S for ly in LAYER_GRID_S),
+               key=lambda o: statistics.median(errors(o, "fitted")))
+    default = (0.0005, 0.0)
+    report = {name: {part: stats(errors(o, part)) for part in ("fitted", "held-out")}
+              for name, o in (("default", default), ("fitted", best))}
+    report["fitted"]["step_overhead_s"], report["fitted"]["layer_overhead_s"] = best
+    for name in ("default", "fitted"):
+        r = report[name]
+        print(f"{name:8s} fitted third x2: median {r['fitted']['median_pct']:5.1f}% p90 {r['fitted']['p90_pct']:6.1f}% "
+              f"({r['fitted']['points']} points); held-out third: median {r['held-out']['median_pct']:5.1f}% "
+              f"p90 {r['held-out']['p90_pct']:6.1f}% ({r['held-out']['points']} points)")
+    print(f"fitted serving costs: {best[0] * 1e3:.2f} ms per step, {best[1] * 1e6:.0f} us per layer")
+    return report
+
+
 # validation category -> the predicted figure its error bands
 FIGURE_OF = {"batch1-decode": "tpot_ms", "ttft": "ttft_ms", "request-throughput": "throughput_tokens_per_s",
              "e2e-latency": "request_latency_ms", "memory": "memory_bytes"}
@@ -149,7 +206,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--show-points", action="store_true")
     parser.add_argument("--write-accuracy", action="store_true", help="store the bands in profiles/accuracy.yaml")
+    parser.add_argument("--fit-overheads", action="store_true",
+                        help="fit the serving runtime's step and layer costs on two thirds of the points")
     args = parser.parse_args()
+    if args.fit_overheads:
+        points = [p for path in sorted(PUBLISHED.glob("*.yaml")) for p in yaml.safe_load(path.read_text())["points"]]
+        write_results("published_overhead_fit", fit_overheads(points))
+        return
     views: dict[str, list[dict]] = {"step": [], "requests": []}
     skipped = []
     for path in sorted(PUBLISHED.glob("*.yaml")):
