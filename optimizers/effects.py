@@ -233,14 +233,23 @@ def measure_effects(models: list[Path] | None = None, techniques: list[str] | No
     return results
 
 
-def calibrate_effects(models: list[Path] | None = None, rounds: int = 4,
-                      show_progress: bool = True) -> tuple[dict[str, Any], Path]:
-    """Measure technique effects on this machine and store them in its calibration file (made by `calibrate`)."""
+def calibrate_effects(models: list[Path] | None = None, rounds: int = 4, show_progress: bool = True,
+                      techniques: list[str] | None = None) -> tuple[dict[str, Any], Path]:
+    """Measure technique effects on this machine and store them in its calibration file (made by `calibrate`);
+    `techniques`: only those are measured again, the others keep their earlier measurement (on the same kind of
+    models)."""
     from ..planner.errors import MeasureError
 
     data = load_calibration()
     if data is None:
         raise MeasureError("this machine has no calibration yet: run `optiplan calibrate` (it measures the "
                            "technique effects too)")
-    data["effects"] = measure_effects(models, rounds=rounds, show_progress=show_progress)
+    fresh = measure_effects(models, techniques=techniques, rounds=rounds, show_progress=show_progress)
+    earlier = data.get("effects") or {}
+    if techniques and earlier.get("models") == fresh["models"] and earlier.get("device") == fresh["device"]:
+        kept = {t: v for t, v in earlier.get("techniques", {}).items() if t not in techniques}
+        fresh["techniques"] = {**kept, **fresh["techniques"]}
+        fresh["skipped"] = {**{t: r for t, r in earlier.get("skipped", {}).items() if t not in techniques},
+                            **fresh["skipped"]}
+    data["effects"] = fresh
     return data, save_calibration(data)

@@ -125,9 +125,12 @@ def profile(model: str, hardware: str, as_json: bool, output: Path | None, measu
               help="Also measure each technique that can run here against the untouched model (time per token, "
                    "TTFT, batched tokens/s, weight and cache bytes); `--hardware local` plans with them.")
 @click.option("--only-effects", is_flag=True, help="Measure the technique effects again and keep the machine's fit.")
+@click.option("--technique", "-t", "techniques", multiple=True,
+              help="Measure only these techniques' effects (the others keep their earlier measurement).")
 @click.option("--json", "as_json", is_flag=True, help="Print the calibration file.")
 @friendly
-def calibrate(models: tuple[Path, ...], repeats: int, effects: bool, only_effects: bool, as_json: bool) -> None:
+def calibrate(models: tuple[Path, ...], repeats: int, effects: bool, only_effects: bool, techniques: tuple[str, ...],
+              as_json: bool) -> None:
     """Measure this machine once: matmul throughput per dtype, memory bandwidth, the runtime's memory, how a
     matmul's rate grows with its rows, and the transformers engine's efficiency factors fitted to measured prefill
     and decode steps of models timed together; then the effect of each technique that can run here, on models of
@@ -140,8 +143,8 @@ def calibrate(models: tuple[Path, ...], repeats: int, effects: bool, only_effect
     if effects or only_effects:
         from ...optimizers.effects import calibrate_effects
 
-        data, path = calibrate_effects(list(models) or None, rounds=max(repeats - 1, 1),
-                                       show_progress=not as_json)
+        data, path = calibrate_effects(list(models) or None, rounds=max(repeats - 1, 1), show_progress=not as_json,
+                                       techniques=list(techniques) or None)
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return

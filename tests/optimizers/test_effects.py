@@ -43,12 +43,17 @@ def test_calibrate_stores_effects_beside_the_fit(tmp_path, monkeypatch):
     save_calibration({"calibration_version": CALIBRATION_VERSION, "runtimes": {"transformers": {}}})
     import optiplan.optimizers.effects as effects
 
-    monkeypatch.setattr(effects, "EFFECT_SHAPES", TINY)
-    real = effects.measure_effects
-    monkeypatch.setattr(effects, "measure_effects",
-                        lambda models, rounds, show_progress: real(models, ["weight-int8"], rounds, show_progress=False,
-                                                                   shapes=TINY))
-    data, path = calibrate_effects(rounds=1, show_progress=False)
+    def fake(models, techniques, rounds, show_progress):  # the measurement itself is tested above
+        names = techniques or ["weight-int8", "kv-int8"]
+        return {"techniques": {t: {"shapes": [{"hidden": 64, "tpot_ms": 1.0 + i}]} for i, t in enumerate(names)},
+                "skipped": {}, "device": "cpu", "models": "random weights"}
+
+    monkeypatch.setattr(effects, "measure_effects", fake)
+    calibrate_effects(rounds=1, show_progress=False)
     stored = load_calibration()
     assert stored["runtimes"] == {"transformers": {}}  # the fit is kept
-    assert stored["effects"]["techniques"]["weight-int8"]["shapes"][0]["weights_bytes"] < 0.7
+    assert set(stored["effects"]["techniques"]) == {"weight-int8", "kv-int8"}
+    # measuring one technique again keeps the others' earlier measurement
+    calibrate_effects(rounds=1, show_progress=False, techniques=["kv-int8"])
+    again = load_calibration()["effects"]["techniques"]
+    assert set(again) == {"weight-int8", "kv-int8"} and again["kv-int8"]["shapes"][0]["tpot_ms"] == 1.0
