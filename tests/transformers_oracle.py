@@ -38,10 +38,53 @@ def count_params(model, top_k: int | None, num_experts: int | None) -> tuple[int
     return total, int(active)
 
 
+# Narrow widths for the state-space and hybrid families (their layer patterns are set apart): attention
+# with 4 query and 2 KV heads, Mamba / Mamba-2 / DeltaNet mixers of a few heads and a small state.
+_SMALL = {"hidden_size": 32, "vocab_size": 128, "intermediate_size": 64, "num_attention_heads": 4,
+          "num_key_value_heads": 2, "max_position_embeddings": 128}
+_MAMBA2 = {"mamba_n_heads": 4, "mamba_d_head": 16, "mamba_d_state": 8, "mamba_n_groups": 2}
+STATE_REDUCTIONS: dict[str, dict[str, Any]] = {
+    "mamba": {"hidden_size": 32, "vocab_size": 128, "state_size": 8, "time_step_rank": 4},
+    "falcon_mamba": {"hidden_size": 32, "vocab_size": 128, "state_size": 8, "time_step_rank": 4},
+    "mamba2": {"hidden_size": 32, "vocab_size": 128, "num_heads": 4, "head_dim": 16, "n_groups": 2, "state_size": 8,
+               "time_step_rank": 4},
+    "jamba": {**_SMALL, "mamba_dt_rank": 4, "num_experts": 4, "use_mamba_kernels": False},
+    "bamba": {**_SMALL, **_MAMBA2},
+    "granitemoehybrid": {**_SMALL, **_MAMBA2, "num_local_experts": 4, "shared_intermediate_size": 32},
+    "falcon_h1": {**_SMALL, **_MAMBA2, "mamba_d_ssm": 64},
+    "nemotron_h": {**_SMALL, "head_dim": 8, "mamba_num_heads": 4, "mamba_head_dim": 16, "ssm_state_size": 8,
+                   "n_groups": 2, "moe_intermediate_size": 32, "moe_shared_expert_intermediate_size": 32,
+                   "n_routed_experts": 4},
+    "qwen3_next": {**_SMALL, "head_dim": 16, "linear_num_key_heads": 2, "linear_num_value_heads": 4,
+                   "linear_key_head_dim": 8, "linear_value_head_dim": 16, "num_experts": 4, "moe_intermediate_size": 32,
+                   "shared_expert_intermediate_size": 32, "num_experts_per_tok": 2},
+    "lfm2": {**_SMALL},
+}
+
+
+def _reduced_state_model(c: dict[str, Any]) -> dict[str, Any]:
+    """A state-space or hybrid config at narrow widths, its layer pattern kept: one period of Jamba's
+    attention pattern, Qwen3-Next's full-attention interval, Nemotron-H's pattern string whole."""
+    c.update(STATE_REDUCTIONS[c["model_type"]])
+    if c["model_type"] == "jamba":
+        c["num_hidden_layers"] = c.get("attn_layer_period", 8)
+    elif c["model_type"] == "qwen3_next" and "layer_types" not in c:
+        c["num_hidden_layers"] = c.get("full_attention_interval", 4)
+    elif c["model_type"] in ("mamba", "falcon_mamba", "mamba2"):
+        c["num_hidden_layers"] = 2
+    for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        if key in c:
+            c[key] = 0
+    return c
+
+
 def reduced_config(fields: dict[str, Any]) -> dict[str, Any]:
     """A narrow, shallow copy of a config that keeps what shapes the KV cache: the KV/query head
-    ratio, sliding-window layer patterns (windows shrunk to 8 tokens), MLA ranks, MoE routing."""
+    ratio, sliding-window layer patterns (windows shrunk to 8 tokens), MLA ranks, MoE routing, and the
+    layer pattern of a state-space or hybrid model."""
     c = {k: v for k, v in copy.deepcopy(fields).items() if k not in _DROP}
+    if c["model_type"] in STATE_REDUCTIONS:
+        return _reduced_state_model(c)
     heads = c.get("num_attention_heads", c.get("n_head"))
     kv = c.get("num_key_value_heads") or c.get("num_kv_heads") or heads
     if c["model_type"] == "falcon" and not c.get("new_decoder_architecture") and c.get("multi_query", True):

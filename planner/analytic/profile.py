@@ -86,7 +86,7 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
         if tp > link.max_devices_per_node:
             raise RequestError(f"tensor parallel {tp} exceeds the {link.max_devices_per_node} devices of one "
                                f"{hw.id} node ({link.name}); use --pp for more devices")
-        if spec.num_heads % tp:
+        if spec.attention_layers and spec.num_heads % tp:  # a pure state-space model splits its mixer heads
             raise RequestError(f"{spec.name} has {spec.num_heads} attention heads, not divisible by "
                                f"tensor parallel {tp}")
 

@@ -299,6 +299,9 @@ def hybrid_spec_fields(f: Any, model_type: str, name: str, source: str) -> dict[
 
 
 def _rope_fraction(f: Any) -> float:
+    """partial_rotary_factor: top level in older configs, in rope_parameters in transformers 5."""
     rope = f.get("rope_parameters") or {}
-    value = rope.get("partial_rotary_factor") if isinstance(rope, dict) else None
+    value = f.get("partial_rotary_factor")
+    if value is None and isinstance(rope, dict):
+        value = rope.get("partial_rotary_factor")
     return float(value) if isinstance(value, (int, float)) and 0 <= value <= 1 else 1.0

@@ -61,7 +61,7 @@ TYPE_DEFAULTS: dict[str, dict[str, Any]] = {
                     "q_lora_rank": 1536, "kv_lora_rank": 512, "qk_nope_head_dim": 128,
                     "qk_rope_head_dim": 64, "v_head_dim": 128, "moe_intermediate_size": 2048},
 }
-SUPPORTED_TYPES = tuple(TYPE_DEFAULTS)
+SUPPORTED_TYPES = tuple(TYPE_DEFAULTS) + tuple(HYBRID_DEFAULTS)
 
 # Standard field spellings, first match wins (GPT-2 and Falcon style names included).
 _ALIASES = {
@@ -235,8 +235,7 @@ def _spec_from_config(config: dict[str, Any], name: str, source: str) -> ModelSp
     warnings: list[str] = []
     if model_type not in TYPE_DEFAULTS:
         warnings.append(f"model_type '{model_type or '?'}' is not one optiplan knows "
-                        f"({', '.join(SUPPORTED_TYPES + tuple(HYBRID_DEFAULTS))}); read with the standard config "
-                        "fields")
+                        f"({', '.join(SUPPORTED_TYPES)}); read with the standard config fields")
     f = _Fields(cfg, TYPE_DEFAULTS.get(model_type, {}), source)
 
     hidden = f.int("hidden_size", required=True)

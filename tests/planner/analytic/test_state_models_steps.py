@@ -80,3 +80,9 @@ def test_fp8_kv_cache_leaves_the_state_at_16_bits():
     memory = profile_setup(request, s).memory
     assert memory.state_bytes == 28 * 8192 * (16 + 3) * 2
     assert memory.attention_kv_bytes == 4 * 8 * 128 * 2 * 8192
+
+
+def test_tensor_parallel_splits_a_pure_ssm_and_its_state():
+    _, one = _setup(MAMBA2, hardware="h100-sxm")
+    _, two = _setup(MAMBA2, hardware="h100-sxm", num_devices=2)  # 128 Mamba heads; no attention head to divide
+    assert two.tp == 2 and kv_bytes_per_device(two, 4096) == kv_bytes_per_device(one, 4096) / 2

@@ -16,37 +16,24 @@ pytest.importorskip("transformers")
 from optiplan.planner.analytic.kvcache import attention_kv_bytes, kv_cache_bytes, state_elements  # noqa: E402
 from optiplan.planner.analytic.params import param_counts  # noqa: E402
 from optiplan.planner.catalog.model_spec import model_spec_from_config  # noqa: E402
-from transformers_oracle import count_params, meta_model, real_cache_bytes  # noqa: E402
+from transformers_oracle import STATE_REDUCTIONS, count_params, meta_model, real_cache_bytes  # noqa: E402
 
 FAMILIES = ("mamba", "falcon_mamba", "mamba2", "jamba", "bamba", "granitemoehybrid", "falcon_h1", "nemotron_h",
             "qwen3_next", "lfm2")
 
-_SMALL = {"hidden_size": 32, "vocab_size": 128, "intermediate_size": 64, "num_attention_heads": 4,
-          "num_key_value_heads": 2, "max_position_embeddings": 128}
-_MAMBA2 = {"mamba_n_heads": 4, "mamba_d_head": 16, "mamba_d_state": 8, "mamba_n_groups": 2}
-
 # Reduced copies, each keeping its family's pattern, in the spelling of published configs.
-REDUCED = {
-    "mamba": {"hidden_size": 32, "vocab_size": 128, "num_hidden_layers": 2, "state_size": 8, "time_step_rank": 4},
-    "falcon_mamba": {"hidden_size": 32, "vocab_size": 128, "num_hidden_layers": 3, "state_size": 8,
-                     "time_step_rank": "auto", "use_bias": True},
-    "mamba2": {"hidden_size": 32, "vocab_size": 128, "num_hidden_layers": 2, "num_heads": 4, "head_dim": 16,
-               "n_groups": 2, "state_size": 8, "time_step_rank": 4},
-    "jamba": {**_SMALL, "num_hidden_layers": 4, "mamba_dt_rank": 4, "attn_layer_period": 2, "attn_layer_offset": 1,
-              "num_experts": 4, "expert_layer_period": 2, "expert_layer_offset": 0, "use_mamba_kernels": False},
-    "bamba": {**_SMALL, **_MAMBA2, "num_hidden_layers": 4, "attn_layer_indices": [1], "mamba_proj_bias": True},
-    "granitemoehybrid": {**_SMALL, **_MAMBA2, "num_hidden_layers": 3, "layer_types": ["mamba", "attention", "mamba"],
-                         "num_local_experts": 4, "shared_intermediate_size": 32},
-    "falcon_h1": {**_SMALL, **_MAMBA2, "num_hidden_layers": 2, "mamba_d_ssm": 64, "mamba_rms_norm": True,
-                  "projectors_bias": True},
-    "nemotron_h": {**_SMALL, "head_dim": 8, "mamba_num_heads": 4, "mamba_head_dim": 16, "ssm_state_size": 8,
-                   "n_groups": 2, "hybrid_override_pattern": "M-*EM", "moe_intermediate_size": 32,
-                   "moe_shared_expert_intermediate_size": 32, "n_routed_experts": 4},
-    "qwen3_next": {**_SMALL, "num_hidden_layers": 4, "head_dim": 16, "linear_num_key_heads": 2,
-                   "linear_num_value_heads": 4, "linear_key_head_dim": 8, "linear_value_head_dim": 16,
-                   "num_experts": 4, "moe_intermediate_size": 32, "shared_expert_intermediate_size": 32,
-                   "num_experts_per_tok": 2, "layer_types": None, "full_attention_interval": 4},
-    "lfm2": {**_SMALL, "num_hidden_layers": 4, "layer_types": None, "full_attn_idxs": [1]},
+PATTERNS = {
+    "mamba": {"num_hidden_layers": 2},
+    "falcon_mamba": {"num_hidden_layers": 3, "time_step_rank": "auto", "use_bias": True},
+    "mamba2": {"num_hidden_layers": 2},
+    "jamba": {"num_hidden_layers": 4, "attn_layer_period": 2, "attn_layer_offset": 1, "expert_layer_period": 2,
+              "expert_layer_offset": 0},
+    "bamba": {"num_hidden_layers": 4, "attn_layer_indices": [1], "mamba_proj_bias": True},
+    "granitemoehybrid": {"num_hidden_layers": 3, "layer_types": ["mamba", "attention", "mamba"]},
+    "falcon_h1": {"num_hidden_layers": 2, "mamba_rms_norm": True, "projectors_bias": True},
+    "nemotron_h": {"hybrid_override_pattern": "M-*EM"},
+    "qwen3_next": {"num_hidden_layers": 4, "full_attention_interval": 4},
+    "lfm2": {"num_hidden_layers": 4, "full_attn_idxs": [1]},
 }
 
 
@@ -57,8 +44,7 @@ def _default_config(model_type: str) -> dict:
 
 
 def _reduced(model_type: str) -> dict:
-    fields = {"model_type": model_type, **REDUCED[model_type]}
-    return {k: v for k, v in fields.items() if v is not None}
+    return {"model_type": model_type, **STATE_REDUCTIONS[model_type], **PATTERNS[model_type]}
 
 
 def _counts(fields: dict, name: str) -> tuple[tuple[int, int], tuple[int, int]]:
