@@ -70,6 +70,33 @@ def serving_throughput(state: PlanState, s: Setup, workload: Workload, batch: in
     return batch * o / cycle * workload.output_tokens_mean / workload.output_tokens_p95
 
 
+MAX_BATCH = 4096  # beyond this no engine's default limit on running sequences reaches
+
+
+def _tpot_s(state: PlanState, s: Setup, batch: int, context: int) -> float:
+    if state.speculation is not None:
+        step_s, per_step = _speculative_step_s(state, s, batch, context)
+        return step_s / per_step
+    return decode_step(s, batch, context).time_s
+
+
+def throughput_batch(state: PlanState, s: Setup, workload: Workload, low: int, high: int) -> int:
+    """For the throughput goal: the concurrency, from the workload's up to as many as memory holds, that serves the
+    most output tokens per second within the time-per-token SLO (tried at powers of two and at the limit)."""
+    high = min(high, MAX_BATCH)
+    tries = sorted({low, high, *(1 << i for i in range(13) if low < (1 << i) < high)})
+    slo_s = workload.slo.tpot_p95_ms / 1e3 if workload.slo.tpot_p95_ms else None
+    best, best_rate = low, 0.0
+    for b in tries:
+        tpot = _tpot_s(state, s, b, workload.mean_context)
+        if slo_s is not None and tpot > slo_s and b > low:
+            break  # time per token only grows with the batch
+        rate = serving_throughput(state, s, workload, b, tpot)
+        if rate > best_rate:
+            best, best_rate = b, rate
+    return best
+
+
 def evaluate(state: PlanState, workload: Workload, full: bool = True,
              speed: tuple[float, float, float] | None = None) -> Prediction:
     """Predict memory, latency and throughput of `state` serving `workload`. `speed`: factors on the time per
@@ -93,6 +120,8 @@ def evaluate(state: PlanState, workload: Workload, full: bool = True,
         free = hw.memory_bytes - hw.runtime_overhead_bytes - weights - act
         max_conc = int(free // kv_one) if free > 0 else 0
     batch = max(min(workload.concurrency, max_conc), 1)
+    if workload.goal == "throughput" and max_conc > batch:
+        batch = throughput_batch(state, s, workload, batch, max_conc)
     kv_dev = kv_one * batch
     memory = weights + kv_dev + act + hw.runtime_overhead_bytes
     fit = max_conc >= 1 and fits(s, 1, workload.context_needed, prompt)
@@ -101,11 +130,7 @@ def evaluate(state: PlanState, workload: Workload, full: bool = True,
     prefill = prefill_step(s, 1, prompt, cached)
     context = workload.mean_context
     decode = decode_step(s, batch, context)
-    if state.speculation is not None:
-        step_s, per_step = _speculative_step_s(state, s, batch, context)
-        tpot = step_s / per_step
-    else:
-        tpot = decode.time_s
+    tpot = _tpot_s(state, s, batch, context)
     throughput = serving_throughput(state, s, workload, batch, tpot)
     ttft_s = prefill.time_s
     if speed is not None:

@@ -39,14 +39,16 @@ class SearchResult:
     no_ops: frozenset[str] = frozenset()  # valid techniques that changed nothing in any stack
 
 
-def score(p: Prediction, goal: str, output_tokens: int) -> float:
-    """The goal's objective, lower is better."""
+def score(p: Prediction, goal: str, output_tokens: int, needed: int = 1 << 30) -> float:
+    """The goal's objective, lower is better; `needed`: the sequences the workload serves at once."""
     if goal == "latency":
         return p.ttft_ms + p.tpot_ms * output_tokens  # a whole request's latency
     if goal == "memory":
         return float(p.memory_per_device_bytes)
     if goal == "context":
-        return -p.max_concurrency * 1e6 + p.tpot_ms  # most long sequences at once, then speed
+        # the long sequences the workload needs at once, then speed: room beyond the need is no gain (a plan that
+        # offloads weights to hold more sequences than asked for serves them slower)
+        return -min(p.max_concurrency, needed) * 1e6 + p.tpot_ms
     if goal == "cost" and p.cost_per_million_tokens_usd is not None:
         return p.cost_per_million_tokens_usd
     if goal == "training":
@@ -158,7 +160,8 @@ def search(ctx: Context, only_groups: frozenset[str] | None = None) -> SearchRes
         full = workload.goal == "context"
         pred = predict_steps(base, steps, states, workload, ctx.effects, full=full, last_only=True)[0] if steps \
             else evaluate(base, workload, full=full)
-        candidates.append(Candidate(order, final, pred, score(pred, workload.goal, workload.output_tokens_mean),
+        candidates.append(Candidate(order, final, pred,
+                                    score(pred, workload.goal, workload.output_tokens_mean, workload.concurrency),
                                     within_speed_limits(pred, base_pred, workload.goal)))
     return SearchResult(base, base_pred, tuple(candidates), rejected, frozenset(no_ops - used))
 
