@@ -52,6 +52,10 @@ class Executor:
         self.running[job_id] = proc
         try:
             return self._monitor(job, proc)
+        except BaseException:  # the store failed (Redis away, SQLite locked): the process must not outlive the
+            _kill(proc)        # record, or it could still rename its output into place while a retry writes it
+            proc.wait()
+            raise
         finally:
             self.running.pop(job_id, None)
 
