@@ -85,7 +85,8 @@ def test_training_goal_brings_the_fine_tune_workload():
     assert doc["workload"]["name"] == "fine-tune" and doc["workload"]["training"] is not None
 
 
-@pytest.mark.parametrize("text", ["weight-int4:kernel=triton", "kv-int4:residual_length=-3", "kv-int4:group_size=7",
+@pytest.mark.parametrize("text", ["weight-int4:engine=triton", "weight-int4:kernel=cutlass",
+                                  "kv-int4:residual_length=-3", "kv-int4:group_size=7",
                                   "weight-int8:keep_lm_head=yes", "sliding-window-sinks:window=abc"])
 def test_technique_parameters_are_checked_against_the_declaration(text):
     from optiplan.optimizers.apply import parse_technique
@@ -95,8 +96,10 @@ def test_technique_parameters_are_checked_against_the_declaration(text):
     step = parse_technique(text)
     with pytest.raises(RequestError) as err:
         registry()[step.technique].declared.check_options(step.technique, step.params)
-    if "kernel" in text:
-        assert "no parameter 'kernel'" in str(err.value) and "group_size" in str(err.value)
+    if "engine" in text:  # an unknown name: the error lists the valid ones
+        assert "no parameter 'engine'" in str(err.value) and "kernel" in str(err.value)
+    if "cutlass" in text:
+        assert "kernel must be one of" in str(err.value)
 
 
 @SETTINGS
