@@ -4,18 +4,30 @@ interrupted or failed run leaves the previous file or folder as it was and nothi
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+TAG_ENV = "OPTIPLAN_TMP_TAG"  # a process-wide tag (the service sets it per job attempt) when no `tag` is passed
 
-def write_text_atomic(path: Path, text: str) -> Path:
+
+def temporary_prefix(name: str, tag: str | None = None, folder: bool = True) -> str:
+    """The prefix of the temporary sibling for `name`. With a tag (e.g. a job id and attempt), the name carries it,
+    so whoever tagged a write can find and remove exactly its own leftovers and nobody else's."""
+    tag = tag if tag is not None else os.environ.get(TAG_ENV) or None
+    if tag is not None:
+        return f".{name}.optiplan-tmp-{re.sub(r'[^A-Za-z0-9_-]', '_', tag)[:64]}-"
+    return f".{name}.optiplan-tmp-" if folder else f".{name}-"
+
+
+def write_text_atomic(path: Path, text: str, tag: str | None = None) -> Path:
     """Write `text` to `path` through a temporary file in the same folder (a rename is atomic there)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=str(path.parent))
+    fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(path.name, tag, folder=False), dir=str(path.parent))
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
@@ -27,12 +39,12 @@ def write_text_atomic(path: Path, text: str) -> Path:
 
 
 @contextmanager
-def atomic_folder(out: Path) -> Iterator[Path]:
+def atomic_folder(out: Path, tag: str | None = None) -> Iterator[Path]:
     """Yield an empty temporary folder beside `out`; when the block ends without error it replaces `out` (which
     the caller has checked may be replaced), otherwise it is removed."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.optiplan-tmp-", dir=str(out.parent)))
+    tmp = Path(tempfile.mkdtemp(prefix=temporary_prefix(out.name, tag), dir=str(out.parent)))
     try:
         yield tmp
         if out.exists():

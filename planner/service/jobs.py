@@ -39,7 +39,7 @@ class Executor:
             return None
         spec = {"request": job.request, "workdir": str(self.roots.workdir),
                 "models": [str(m) for m in self.roots.models], "allow_pickle": self.allow_pickle,
-                "parent": os.getpid()}
+                "parent": os.getpid(), "tag": attempt_tag(job)}
         try:
             proc = subprocess.Popen([sys.executable, "-m", "optiplan.planner.service.runner"],
                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -104,8 +104,10 @@ class Executor:
 
     def _record(self, job: Job, code: int, outcome: dict, cancelled: bool) -> Job | None:
         notes = []
-        if code != 0 and job.output:  # an interrupted atomic write leaves a temporary sibling: remove it
-            removed = remove_partial(self.roots.workdir / job.output)
+        current = self.store.get(job.id)
+        still_mine = current is not None and current.attempt == job.attempt
+        if code != 0 and job.output and still_mine:  # an interrupted write leaves this attempt's temporary sibling
+            removed = remove_partial(self.roots.workdir / job.output, attempt_tag(job))
             notes += [f"removed the partial output {name}" for name in removed]
         if cancelled:
             return self.store.finish(job.id, job.attempt, "cancelled", error="cancelled",
@@ -114,10 +116,14 @@ class Executor:
             return self.store.finish(job.id, job.attempt, "succeeded", result=outcome.get("result"), lines=notes)
         error = outcome.get("message") if outcome.get("event") == "error" else \
             f"the job's process ended with {_exit_reason(code)} before it finished"
-        current = self.store.get(job.id)
-        if current is not None and current.state == "running" and current.attempt != job.attempt:
+        if not still_mine:
             return current  # another worker runs it now
         return self.store.finish(job.id, job.attempt, "failed", error=error, lines=notes + [f"error: {error}"])
+
+
+def attempt_tag(job: Job) -> str:
+    """What this attempt's temporary files are named by (fsutil's tag): its job id and attempt number."""
+    return f"{job.id}-{job.attempt}"
 
 
 def _read(stream, lines: queue.Queue) -> None:
@@ -162,7 +168,7 @@ def recover(store: Store, roots: Roots, reason: str, older_than_s: float = 0.0, 
         after = store.interrupted(job.id, f"{reason} (it ran on {job.worker})", retry=retry, stale_before=cutoff)
         if after is None or after.state == "running":
             continue
-        removed = remove_partial(roots.workdir / job.output) if job.output else []
+        removed = remove_partial(roots.workdir / job.output, attempt_tag(job)) if job.output else []
         note = (f"removed the partial output {', '.join(removed)}" if removed else "nothing half-written was left")
         found.append(store.update(job.id, lambda j: {"log": tail(j.log, [note])}))
     return found

@@ -101,18 +101,21 @@ class Roots:
         return found
 
 
-def partial_folders(out: Path) -> list[Path]:
-    """The temporary siblings an interrupted atomic write leaves behind (fsutil.atomic_folder, write_text_atomic)."""
+def partial_folders(out: Path, tag: str) -> list[Path]:
+    """The temporary siblings that the attempt tagged `tag` left for `out` (fsutil.atomic_folder and
+    write_text_atomic with that tag): exactly those names, never another output's or another attempt's."""
+    from ..fsutil import temporary_prefix
+
     if not out.parent.is_dir():
         return []
-    return sorted(p for p in out.parent.iterdir() if p.name.startswith((f".{out.name}.optiplan-tmp-",
-                                                                       f".{out.name}-")))
+    pattern = re.compile(re.escape(temporary_prefix(out.name, tag)) + r"[a-z0-9_]{8}")  # tempfile's 8 characters
+    return sorted(p for p in out.parent.iterdir() if pattern.fullmatch(p.name))
 
 
-def remove_partial(out: Path) -> list[str]:
-    """Remove what an interrupted write left for `out`; returns the names removed (for the job's log)."""
+def remove_partial(out: Path, tag: str) -> list[str]:
+    """Remove what the attempt tagged `tag` left half-written for `out`; returns the names removed (for the log)."""
     removed = []
-    for p in partial_folders(out):
+    for p in partial_folders(out, tag):
         if p.is_dir() and not p.is_symlink():
             shutil.rmtree(p, ignore_errors=True)
         else:

@@ -97,6 +97,9 @@ def execute(kind: str, arguments: dict[str, Any]) -> Any:
 def main() -> int:
     spec = json.loads(sys.stdin.read())
     _die_with_parent(spec["parent"])
+    from ..fsutil import TAG_ENV
+
+    os.environ[TAG_ENV] = spec.get("tag", "")  # every atomic write of this attempt carries its job id and attempt
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     from ..errors import error_line
     from .paths import Roots
