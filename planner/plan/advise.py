@@ -189,7 +189,10 @@ def _rejections(best: Candidate, ranked: list[Candidate], result: SearchResult, 
             clash = next(filter(None, (runtime_conflict(t, techniques[c], ctx.workload.engine) for c in best.ids)),
                          None)
             if holder is not None:
-                reason = f"one {t.group} per plan: the plan uses {holder}"
+                swapped = (chosen - {holder}) | {t_id}
+                instead = next((c for c in ranked if set(c.ids) == swapped), None)
+                reason = f"one {t.group} per plan: the plan uses {holder}" + (
+                    f"; with {t_id} instead: " + _trade(instead, best, ctx.workload.goal) if instead is not None else "")
             elif clash is not None:
                 reason = clash
             else:
@@ -200,6 +203,17 @@ def _rejections(best: Candidate, ranked: list[Candidate], result: SearchResult, 
                     reason = _worse(with_it, best, ctx.workload.goal)
         out.append(Rejection(technique=t_id, reason=reason))
     return out
+
+
+def _trade(other: Candidate, best: Candidate, goal: str) -> str:
+    """What swapping one technique for another changes, in numbers: the goal's figures and the quality loss."""
+    a, b = other.predicted, best.predicted
+    if not a.meets_slo and b.meets_slo:
+        return "the plan misses the workload (" + ("; ".join(a.slo_violations) or "does not fit") + ")"
+    return (f"TPOT {a.tpot_ms:,.1f} ms, {a.throughput_tokens_per_s:,.0f} tokens/s, "
+            f"{a.memory_per_device_bytes / GB:,.1f} GB per device, quality loss {a.quality_loss_pct:g}% against "
+            f"{b.tpot_ms:,.1f} ms, {b.throughput_tokens_per_s:,.0f} tokens/s, {b.memory_per_device_bytes / GB:,.1f} GB, "
+            f"{b.quality_loss_pct:g}% for the {goal} goal")
 
 
 def _worse(other: Candidate, best: Candidate, goal: str) -> str:

@@ -27,3 +27,13 @@ def test_the_context_goal_does_not_buy_room_nobody_asked_for():
     for step in advice.plan.steps:  # every step that costs speed is there to fit the two sequences
         if step.predicted.tpot_ms > advice.baseline.tpot_ms * 1.01:
             assert not advice.baseline.fits or advice.baseline.max_concurrency < 2
+
+
+def test_a_rejected_alternative_format_says_what_it_would_change():
+    advice = advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", num_devices=1, workload="chat",
+                                  goal="latency"))
+    chosen = next(s.technique for s in advice.plan.steps if s.technique.startswith("weight-"))
+    reasons = {r.technique: r.reason for r in advice.rejected}
+    other = next(t for t in ("weight-int8", "weight-fp8") if t != chosen)
+    assert f"the plan uses {chosen}; with {other} instead: TPOT" in reasons[other]
+    assert "quality loss" in reasons[other] and "for the latency goal" in reasons[other]
