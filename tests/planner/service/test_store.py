@@ -65,14 +65,16 @@ def test_an_interrupted_job_is_retried_while_attempts_are_left_then_failed(store
     roots = Roots.create(tmp_path / "work")
     j = job(store, output="out", attempts=2)
     store.claim(j.id, "w1")
-    partial = roots.workdir / ".out.optiplan-tmp-abc123"
+    partial = roots.workdir / f".out.optiplan-tmp-{j.id}-1-abcd1234"  # what attempt 1 left (fsutil's tagged name)
     partial.mkdir()
+    (roots.workdir / f".out.optiplan-tmp-{j.id}-2-abcd1234").mkdir()  # not attempt 1's: kept
     (partial / "model.safetensors").write_bytes(b"half")
     assert recover(store, roots, "its worker stopped", older_than_s=60, retry=True) == []  # heartbeat is fresh
     time.sleep(0.05)
     (retried,) = recover(store, roots, "its worker stopped", older_than_s=0.01, retry=True)
     assert retried.state == "queued" and "queued again (attempt 2 of 2)" in " ".join(retried.log)
-    assert not partial.exists() and "removed the partial output .out.optiplan-tmp-abc123" in retried.log
+    assert not partial.exists() and f"removed the partial output {partial.name}" in retried.log
+    assert (roots.workdir / f".out.optiplan-tmp-{j.id}-2-abcd1234").is_dir()
     store.claim(j.id, "w2")
     time.sleep(0.05)
     (failed,) = recover(store, roots, "its worker stopped", older_than_s=0.01, retry=True)
