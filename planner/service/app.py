@@ -202,11 +202,9 @@ def create_app(settings: Settings) -> FastAPI:
     def submit(job: JobRequest):
         """Start apply, verify, calibrate or bench; names are inside the server's folders. 202 with the id."""
         job_arguments(job, roots, settings.allow_pickle)  # refuse a bad job now, not in the worker
-        if job_output(job) and any(j.output == job_output(job) and j.state not in TERMINAL for j in store.list(1000)):
-            raise ServiceRefused(f"output '{job_output(job)}': another job is writing it", 409)
         record = new_job(job.kind, job.model_dump(mode="json", exclude_defaults=False), job_output(job),
                          max_attempts=settings.max_attempts)
-        store.insert(record)
+        store.insert_writer(record)  # one writer per output, nested ones included: checked and inserted at once
         queue.submit(record.id)
         return {"id": record.id, "state": record.state, "url": f"/v1/jobs/{record.id}"}
 

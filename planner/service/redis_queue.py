@@ -15,7 +15,7 @@ from typing import Any
 
 from .jobs import Executor, recover
 from .paths import Roots
-from .store import Job, Store, decode, encode
+from .store import TERMINAL, Job, Store, decode, encode, refuse_writer, writer_conflict
 
 QUEUE = "optiplan"
 RUN = "optiplan.planner.service.redis_queue.run_queued"
@@ -54,6 +54,37 @@ class RedisStore(Store):
             pipe.zadd(self.index, {job.id: job.created_at})
             pipe.execute()
         return job
+
+    def insert_writer(self, job: Job) -> Job:
+        """The outputs being written are a hash (output -> job id) watched across the check and the insert: a
+        concurrent insert changes it and this transaction is retried, seeing that writer."""
+        from redis.exceptions import WatchError
+
+        writers = f"{self.prefix}:writers"
+        with self.conn.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(writers)
+                    held = {k.decode(): v.decode() for k, v in pipe.hgetall(writers).items()}
+                    docs = pipe.mget([self._key(i) for i in held.values()]) if held else []
+                    active = [decode(d) for d in docs if d]
+                    other = writer_conflict(job, active)
+                    if other is not None:
+                        pipe.unwatch()
+                        refuse_writer(job, other)
+                    finished = [o for o, i in held.items() if not any(j.id == i and j.state not in TERMINAL
+                                                                      for j in active)]
+                    pipe.multi()
+                    if finished:
+                        pipe.hdel(writers, *finished)
+                    if job.output:
+                        pipe.hset(writers, job.output, job.id)
+                    pipe.set(self._key(job.id), encode(job))
+                    pipe.zadd(self.index, {job.id: job.created_at})
+                    pipe.execute()
+                    return job
+                except WatchError:
+                    continue
 
     def get(self, job_id: str) -> Job | None:
         raw = self.conn.get(self._key(job_id))

@@ -140,11 +140,14 @@ def _text(roots: Roots, name: str | None):
 
 
 def job_output(job: BaseModel) -> str | None:
-    """The output name a job writes under the workdir (what a crash may leave half-written)."""
+    """The output name a job writes under the workdir (what a crash may leave half-written), normalised
+    (`a/./b/` is `a/b`), so that two spellings of one folder are one writer."""
+    from .paths import check_name
+
     if isinstance(job, ApplyJob):
-        return job.output
-    if isinstance(job, BenchJob):
-        return job.save_reference
+        return str(check_name(job.output, "output"))
+    if isinstance(job, BenchJob) and job.save_reference is not None:
+        return str(check_name(job.save_reference, "save_reference"))
     return None
 
 

@@ -52,10 +52,37 @@ def tail(log: list[str], lines: list[str]) -> list[str]:
     return (log + [line[:1000] for line in lines])[-LOG_LINES:]
 
 
+def outputs_overlap(a: str, b: str) -> bool:
+    """Two normalised output names that one write could clash on: the same, or one inside the other."""
+    pa, pb = a.split("/"), b.split("/")
+    return pa[: len(pb)] == pb or pb[: len(pa)] == pa
+
+
+def writer_conflict(job: Job, active: list[Job]) -> Job | None:
+    """The unfinished job that writes `job`'s output, or a folder inside it or around it, if any."""
+    if not job.output:
+        return None
+    return next((j for j in active if j.output and j.state not in TERMINAL and j.id != job.id
+                 and outputs_overlap(j.output, job.output)), None)
+
+
+def refuse_writer(job: Job, other: Job) -> None:
+    from ..errors import ServiceRefused
+
+    where = "it" if other.output == job.output else f"'{other.output}'"
+    raise ServiceRefused(f"output '{job.output}': another job ({other.id}) is writing {where}; one writer per "
+                         "output (and none inside another's)", 409)
+
+
 class Store:
     """The job operations, built on four primitives a backend provides: insert, get, list and an atomic update."""
 
     def insert(self, job: Job) -> Job:
+        raise NotImplementedError
+
+    def insert_writer(self, job: Job) -> Job:
+        """Insert `job` unless an unfinished job writes the same output, or one inside or around it (409): the check
+        and the insert are one atomic step, so two requests at once cannot both pass."""
         raise NotImplementedError
 
     def get(self, job_id: str) -> Job | None:
@@ -178,6 +205,23 @@ class SqliteStore(Store):
         with self._lock:
             self._db.execute("INSERT INTO jobs VALUES (?, ?, ?, ?)",
                              (job.id, job.created_at, job.state, job.model_dump_json()))
+        return job
+
+    def insert_writer(self, job: Job) -> Job:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")  # the write lock across processes: no insert between check and ours
+            try:
+                rows = self._db.execute("SELECT doc FROM jobs WHERE state IN ('queued', 'running')").fetchall()
+                other = writer_conflict(job, [Job.model_validate_json(r[0]) for r in rows])
+                if other is None:
+                    self._db.execute("INSERT INTO jobs VALUES (?, ?, ?, ?)",
+                                     (job.id, job.created_at, job.state, job.model_dump_json()))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        if other is not None:
+            refuse_writer(job, other)
         return job
 
     def get(self, job_id: str) -> Job | None:

@@ -244,3 +244,16 @@ def test_worker_says_in_one_line_when_the_queue_is_unreachable(tmp_path):
     result = CliRunner().invoke(main, ["worker", "--queue", "redis://127.0.0.1:1/0", "--workdir", str(tmp_path)])
     assert result.exit_code == 2
     assert result.stderr.strip().startswith("error: cannot reach the job queue at redis://127.0.0.1:1/0")
+
+
+def test_one_writer_per_output_whatever_the_spelling(client, monkeypatch):
+    monkeypatch.setattr(client.app.state.queue, "submit", lambda job_id: None)  # stays queued: an active writer
+    apply = {"kind": "apply", "model": "tiny", "techniques": ["weight-int8"], "verify": False}
+    first = client.post("/v1/jobs", json=apply | {"output": "a"})
+    assert first.status_code == 202
+    for output in ("a/.", "./a", "a/sub"):
+        assert "another job" in one_error(client.post("/v1/jobs", json=apply | {"output": output}), 409), output
+    bench = {"kind": "bench", "models": ["tiny"], "save_reference": "a/config.json"}
+    assert "another job" in one_error(client.post("/v1/jobs", json=bench), 409)
+    assert client.post("/v1/jobs", json=apply | {"output": "a-b"}).status_code == 202
+    assert [j["output"] for j in client.get("/v1/jobs").json()] == ["a-b", "a"]

@@ -90,3 +90,57 @@ def test_jobs_survive_reopening_the_sqlite_store(tmp_path):
     again = SqliteStore(tmp_path / "jobs.sqlite")
     assert [j.id for j in again.list()] == ids[::-1]
     assert again.counts() == {"queued": 2, "running": 1, "succeeded": 0, "failed": 0, "cancelled": 0}
+
+
+def writer(store, output):
+    return store.insert_writer(new_job("apply", {"kind": "apply", "model": "tiny", "output": output}, output))
+
+
+def test_one_writer_per_output_nested_outputs_included(store):
+    from optiplan.planner.errors import ServiceRefused
+
+    first = writer(store, "a")
+    for output in ("a", "a/sub", "a/config.json", "b"):
+        if output == "b":
+            writer(store, output)  # a sibling is another output
+            continue
+        with pytest.raises(ServiceRefused, match=f"another job \\({first.id}\\)") as refused:
+            writer(store, output)
+        assert refused.value.status == 409
+    writer(store, "a-b")  # a name that merely starts the same is another output
+    with pytest.raises(ServiceRefused):
+        writer(store, "b/c")  # inside a running one
+    store.cancel(first.id)  # finished: its output is free again
+    writer(store, "a/sub")
+    assert [j.output for j in store.list()].count("a/sub") == 1
+
+
+def test_concurrent_writers_of_one_output_insert_one_job(store, tmp_path):
+    """Two API processes (two connections) at once: the check and the insert are one step, so one of them wins."""
+    import threading
+
+    from optiplan.planner.errors import ServiceRefused
+
+    if isinstance(store, SqliteStore):
+        stores = [SqliteStore(tmp_path / "jobs.sqlite") for _ in range(8)]
+    else:
+        from optiplan.planner.service.redis_queue import RedisStore
+
+        stores = [RedisStore(store.conn.__class__(connection_pool=store.conn.connection_pool)) for _ in range(8)]
+    barrier, outcomes = threading.Barrier(8), []
+
+    def submit(s, i):
+        barrier.wait()
+        try:
+            writer(s, "out" if i % 2 else "out/inner")
+            outcomes.append("inserted")
+        except ServiceRefused:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=submit, args=(s, i)) for i, s in enumerate(stores)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["inserted"] + ["refused"] * 7
+    assert len(store.list()) == 1
