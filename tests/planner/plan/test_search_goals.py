@@ -37,3 +37,22 @@ def test_a_rejected_alternative_format_says_what_it_would_change():
     other = next(t for t in ("weight-int8", "weight-fp8") if t != chosen)
     assert f"the plan uses {chosen}; with {other} instead: TPOT" in reasons[other]
     assert "quality loss" in reasons[other] and "for the latency goal" in reasons[other]
+
+
+def test_a_lossier_plan_must_win_by_more_than_a_few_percent():
+    from optiplan.planner.catalog.hardware import resolve_hardware
+    from optiplan.planner.catalog.models import resolve_model
+    from optiplan.planner.catalog.workloads import load_workload, with_overrides
+    from optiplan.planner.plan.advise import build_context
+    from optiplan.planner.plan.search import QUALITY_TIE, rank, search
+
+    workload = with_overrides(load_workload("chat"), goal="memory", engine="transformers", max_quality_loss_pct=5.0)
+    ctx = build_context(resolve_model("qwen2.5-7b"), resolve_hardware("h100-sxm"), 1, workload)
+    ranked = rank(search(ctx).candidates)
+    best = ranked[0]
+    lowest = min(c.score for c in ranked if c.predicted.meets_slo == best.predicted.meets_slo and c.speed_ok)
+    assert best.score <= lowest + QUALITY_TIE * abs(lowest) + 1e-9
+    for c in ranked[1:]:  # nothing within the band has less quality loss than the plan
+        if c.predicted.meets_slo == best.predicted.meets_slo and c.speed_ok == best.speed_ok and \
+                abs(c.score - lowest) <= QUALITY_TIE * abs(lowest):
+            assert c.predicted.quality_loss_pct >= best.predicted.quality_loss_pct - 1e-9
