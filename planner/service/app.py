@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
+import uuid
 import warnings
 from contextlib import asynccontextmanager
 from http.cookies import SimpleCookie
@@ -30,6 +32,7 @@ from .store import TERMINAL, SqliteStore, new_job
 
 JobRequest = Annotated[Union[ApplyJob, VerifyJob, CalibrateJob, BenchJob], Body(discriminator="kind")]
 JSON = "application/json"
+LOG = logging.getLogger("optiplan.service")
 
 
 def error(status: int, message: str, **extra) -> JSONResponse:
@@ -134,27 +137,29 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.exception_handler(ServiceRefused)
     async def refused(request, exc: ServiceRefused):
-        return error(exc.status, str(exc))
+        return error(exc.status, roots.redact(str(exc)))
 
     @app.exception_handler(ImpossibleError)
     async def impossible(request, exc: ImpossibleError):
         document = json.loads(exc.document.model_dump_json()) if exc.document is not None else None
-        return error(422, str(exc), document=document)
+        return error(422, roots.redact(str(exc)), document=roots.redact(document))
 
     @app.exception_handler(OptiplanError)
-    async def bad_input(request, exc: OptiplanError):
-        return error(400, str(exc))
+    async def bad_input(request, exc: OptiplanError):  # library errors name the files they read: labels instead
+        return error(400, roots.redact(str(exc)))
 
     @app.exception_handler(ValidationError)
     async def bad_values(request, exc: ValidationError):
-        return error(400, _validation_message(list(exc.errors())))
+        return error(400, roots.redact(_validation_message(list(exc.errors()))))
 
     @app.exception_handler(Exception)
     async def internal(request, exc: Exception):
-        from ..errors import error_line
-
-        line, _ = error_line(exc)
-        return error(500, line.replace("; rerun with --debug and report it", "; the server's log has the details"))
+        """The client gets an id to quote, never the exception (it may hold paths, hosts, values); the log has the
+        traceback under that id."""
+        incident = uuid.uuid4().hex[:12]
+        LOG.error("internal error %s on %s %s", incident, request.method, request.url.path, exc_info=exc)
+        return error(500, f"internal error (id {incident}); the server's log has the details under that id",
+                     id=incident)
 
     @app.get("/healthz", tags=["service"])
     def healthz():

@@ -92,7 +92,8 @@ class Executor:
                     progress, step = float(event.get("fraction", 0)), str(event.get("step", ""))
                 elif event["event"] in ("result", "error"):
                     outcome = event
-            current = self.store.heartbeat(job.id, job.attempt, pending, progress, step)
+            current = self.store.heartbeat(job.id, job.attempt, self.roots.redact(pending), progress,
+                                           self.roots.redact(step))
             if done:
                 break
             mine = current is not None and current.state == "running" and current.attempt == job.attempt
@@ -103,7 +104,7 @@ class Executor:
         return self._record(job, code, outcome, cancelled)
 
     def _record(self, job: Job, code: int, outcome: dict, cancelled: bool) -> Job | None:
-        notes = []
+        outcome, notes = self.roots.redact(outcome), []  # what clients see names the server's folders by label
         current = self.store.get(job.id)
         still_mine = current is not None and current.attempt == job.attempt
         if code != 0 and job.output and still_mine:  # an interrupted write leaves this attempt's temporary sibling
@@ -203,7 +204,7 @@ class LocalQueue:
 
             job = self.store.get(job_id)
             if job is not None and job.state == "running":
-                self.store.finish(job_id, job.attempt, "failed", error=error_line(exc)[0])
+                self.store.finish(job_id, job.attempt, "failed", error=self.executor.roots.redact(error_line(exc)[0]))
 
     def shutdown(self) -> None:
         """Stop without waiting for running jobs (they could take hours): they are failed with the reason, and

@@ -9,6 +9,7 @@ import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from ..errors import ServiceRefused
 
@@ -74,6 +75,26 @@ class Roots:
             raise ServiceRefused(f"{what} '{name}': hidden names and the job database are reserved", 400)
         return path
 
+    def labels(self) -> list[tuple[re.Pattern, str]]:
+        """Each folder the server knows, longest first, with the label it is shown as: `models:`, `workdir:` and the
+        user's cache folder (calibration files) as `cache:`."""
+        from ..machine.calibration import cache_dir
+
+        cache = cache_dir().parent
+        home = Path.home()
+        pairs = [(str(root), "models:") for root in self.models] + [(str(self.workdir), "workdir:"),
+                                                                      (str(cache), "cache:")]
+        if cache.is_relative_to(home):
+            pairs.append(("~/" + str(cache.relative_to(home)), "cache:"))
+        pairs.sort(key=lambda pair: -len(pair[0]))
+        # the folder itself or anything under it; not a sibling that merely starts the same (/models2)
+        return [(re.compile(re.escape(text) + r"(/|(?![A-Za-z0-9._-]))"), label) for text, label in pairs]
+
+    def redact(self, value: Any) -> Any:
+        """`value` (text, or JSON-ready data) with every server folder rewritten to its label: what clients see
+        names files the way requests do (`models:tiny`, `workdir:out`), never the server's absolute paths."""
+        return _rewrite(value, self.labels())
+
     def model_ref(self, name: str) -> str:
         """What a profile/advise request may name: a catalog model (name, alias or its hub id, answered offline)
         or a model folder / config.json under a models dir. Anything else is refused: no hub fetch, no paths."""
@@ -99,6 +120,18 @@ class Roots:
                 found += sorted(p.name for p in root.iterdir() if (p / "config.json").is_file()
                                 and _inside(p.resolve(), root) and _PART.match(p.name))
         return found
+
+
+def _rewrite(value: Any, labels: list[tuple[re.Pattern, str]]) -> Any:
+    if isinstance(value, str):
+        for pattern, label in labels:
+            value = pattern.sub(label, value)
+        return value
+    if isinstance(value, dict):
+        return {_rewrite(k, labels): _rewrite(v, labels) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_rewrite(v, labels) for v in value]
+    return value
 
 
 def partial_folders(out: Path, tag: str) -> list[Path]:

@@ -177,17 +177,50 @@ def test_unknown_routes_methods_and_jobs(client):
     assert "no job" in one_error(client.delete("/v1/jobs/nope"), 404)
 
 
-def test_an_internal_error_is_one_line_without_a_traceback(make_client, monkeypatch):
+def test_an_internal_error_is_one_line_with_an_id_and_no_detail(make_client, monkeypatch, caplog, models_dir):
     from optiplan.planner.service import calls
 
     client = make_client(raise_server_exceptions=False)  # as a real server: the error answered, then logged
 
     def broken(*args, **kwargs):
-        raise ZeroDivisionError("division by zero")
+        raise ZeroDivisionError(f"cannot divide while reading {models_dir}/tiny")
 
     monkeypatch.setattr(calls, "run_profile", broken)
-    error = one_error(client.post("/v1/profile", json={"model": "llama-3.1-8b", "hardware": "l4"}), 500)
-    assert error == "internal error (ZeroDivisionError: division by zero); the server's log has the details"
+    response = client.post("/v1/profile", json={"model": "llama-3.1-8b", "hardware": "l4"})
+    error = one_error(response, 500)
+    incident = response.json()["id"]
+    assert error == f"internal error (id {incident}); the server's log has the details under that id"
+    logged = [r for r in caplog.records if incident in r.getMessage()]
+    assert logged and logged[0].exc_info[0] is ZeroDivisionError  # the traceback, server-side, under the id
+
+
+def test_library_errors_name_the_servers_folders_by_label(client, models_dir):
+    (models_dir / "broken").mkdir()
+    (models_dir / "broken" / "config.json").write_text('{"model_type": "llama",')
+    error = one_error(client.post("/v1/profile", json={"model": "broken", "hardware": "l4"}), 400)
+    assert error.startswith("models:broken/config.json: not valid JSON")
+    assert str(models_dir) not in error and str(models_dir.parent) not in error
+
+
+def test_job_results_and_logs_name_the_servers_folders_by_label(tmp_path, models_dir):
+    import os
+
+    from optiplan.planner.machine.calibration import calibration_path
+    from optiplan.planner.service.jobs import Executor
+    from optiplan.planner.service.paths import Roots
+    from optiplan.planner.service.store import SqliteStore, new_job
+
+    roots = Roots.create(tmp_path / "work", [models_dir])
+    store = SqliteStore(roots.workdir / "jobs.sqlite")
+    job = store.claim(store.insert(new_job("apply", {"kind": "apply"}, "out")).id, "w1")
+    executor = Executor(store, roots, "w1")
+    home_form = str(calibration_path()).replace(os.path.expanduser("~"), "~", 1)
+    result = {"source": str(models_dir / "tiny"), "out": str(roots.workdir / "out"),
+              "calibration": str(calibration_path()), "note": f"kept in {home_form}"}
+    done = executor._record(job, 0, {"event": "result", "result": result}, cancelled=False)
+    assert done.state == "succeeded"
+    assert done.result["source"] == "models:tiny" and done.result["out"] == "workdir:out"
+    assert done.result["calibration"].startswith("cache:calibration/") and "~" not in done.result["note"]
 
 
 def test_request_bodies_over_the_limit_are_refused_before_reading(make_client):
