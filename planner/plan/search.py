@@ -28,6 +28,7 @@ class Candidate:
     predicted: Prediction
     score: float
     speed_ok: bool = True  # within the speed limits where speed is not the goal (`effects.within_speed_limits`)
+    objective: tuple[float, float] | None = None  # (a part that must be equal, a figure compared within QUALITY_TIE)
 
 
 @dataclass(frozen=True)
@@ -160,9 +161,11 @@ def search(ctx: Context, only_groups: frozenset[str] | None = None) -> SearchRes
         full = workload.goal == "context"
         pred = predict_steps(base, steps, states, workload, ctx.effects, full=full, last_only=True)[0] if steps \
             else evaluate(base, workload, full=full)
-        candidates.append(Candidate(order, final, pred,
-                                    score(pred, workload.goal, workload.output_tokens_mean, workload.concurrency),
-                                    within_speed_limits(pred, base_pred, workload.goal)))
+        goal_score = score(pred, workload.goal, workload.output_tokens_mean, workload.concurrency)
+        objective = (float(min(pred.max_concurrency, workload.concurrency)), pred.tpot_ms) \
+            if workload.goal == "context" else (0.0, goal_score)
+        candidates.append(Candidate(order, final, pred, goal_score, within_speed_limits(pred, base_pred, workload.goal),
+                                    objective))
     return SearchResult(base, base_pred, tuple(candidates), rejected, frozenset(no_ops - used))
 
 
@@ -174,7 +177,8 @@ QUALITY_TIE = 0.05
 def rank(candidates: tuple[Candidate, ...]) -> list[Candidate]:
     """Best first: stacks that fit and meet every SLO, then those that fit, each by score; a stack that costs more
     speed than the limits allow where speed is not the goal comes after those that do not. Among stacks within
-    QUALITY_TIE of the best score, the one with the least quality loss goes first."""
+    QUALITY_TIE of the best on the goal's figure (for the context goal: as many sequences, time per token within
+    it), the one with the least quality loss goes first."""
     def tier(c: Candidate):
         return (0 if c.predicted.meets_slo else 1 if c.predicted.fits else 2, not c.speed_ok)
 
@@ -184,7 +188,11 @@ def rank(candidates: tuple[Candidate, ...]) -> list[Candidate]:
     if not ranked:
         return ranked
     best = ranked[0]
-    close = [c for c in ranked if tier(c) == tier(best) and abs(c.score - best.score) <= QUALITY_TIE * abs(best.score)]
+
+    def near(c: Candidate) -> bool:
+        (a, x), (b, y) = c.objective or (0.0, c.score), best.objective or (0.0, best.score)
+        return tier(c) == tier(best) and a == b and abs(x - y) <= QUALITY_TIE * abs(y)
+    close = [c for c in ranked if near(c)]
     pick = min(close, key=lambda c: (round(c.predicted.quality_loss_pct, 4), round(c.score, 9), len(c.ids), c.ids))
     return [pick, *(c for c in ranked if c is not pick)]
 
