@@ -78,9 +78,32 @@ def plan_steps(advice: Advice) -> dict[str, Any]:
 
 
 def max_seqs(advice: Advice) -> int:
-    """Concurrent sequences sized from the predicted KV capacity (never above what the workload asks)."""
+    """Concurrent sequences sized from the predicted KV capacity: what the workload asks, or the batch the plan
+    serves where it chose more (the throughput goal fills the memory), never above what the cache holds."""
     p = advice.plan.predicted
-    return max(1, min(advice.workload.concurrency, p.max_concurrency or 1))
+    return max(1, min(max(advice.workload.concurrency, p.batch), p.max_concurrency or 1))
+
+
+DEFAULT_MEMORY_FRACTION = 0.9  # vLLM's --gpu-memory-utilization default
+MAX_MEMORY_FRACTION = 0.98
+
+
+def memory_fraction(advice: Advice, default: float = DEFAULT_MEMORY_FRACTION) -> float:
+    """The share of each device the engine may claim: its default, or what the plan needs plus 2% where that is more
+    (a plan that needs 95% of the card does not start at 90%); at most 98%."""
+    p = advice.plan.predicted
+    need = p.memory_per_device_bytes / p.device_memory_bytes if p.device_memory_bytes else 0.0
+    return round(min(max(default, need + 0.02), MAX_MEMORY_FRACTION), 2)
+
+
+def memory_note(advice: Advice, option: str) -> str | None:
+    """A warning when the plan needs more of the device than the engine can be given."""
+    p = advice.plan.predicted
+    need = p.memory_per_device_bytes / p.device_memory_bytes if p.device_memory_bytes else 0.0
+    if need + 0.02 > MAX_MEMORY_FRACTION:
+        return (f"the plan needs {need:.1%} of each device's memory: {option} is set to {MAX_MEMORY_FRACTION:.0%}, so "
+                "the engine may hold fewer sequences than planned; lower the concurrency or add a device")
+    return None
 
 
 def offload_gib(p) -> int:

@@ -11,6 +11,8 @@ from .config import (
     EngineConfig,
     dtype16,
     max_seqs,
+    memory_fraction,
+    memory_note,
     model_reference,
     no_option,
     offload_gib,
@@ -24,7 +26,10 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
     o = cfg.options
     o.update({"model-path": cfg.model, "host": "0.0.0.0", "port": PORT, "served-model-name": advice.model.name,
               "dtype": dtype16(hw), "tensor-parallel-size": p.tensor_parallel, "context-length": w.context_needed,
-              "max-running-requests": max_seqs(advice), "mem-fraction-static": 0.85})
+              "max-running-requests": max_seqs(advice), "mem-fraction-static": memory_fraction(advice, 0.85)})
+    note = memory_note(advice, "--mem-fraction-static")
+    if note:
+        cfg.notes.append(note)
     if p.pipeline_parallel > 1:
         o["pipeline-parallel-size"] = p.pipeline_parallel
     quant = {"weight-fp8": "fp8", "weight-int4-awq": "awq", "weight-int4-gptq": "gptq", "weight-w8a8-int8": "w8a8_int8",

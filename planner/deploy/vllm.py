@@ -12,6 +12,8 @@ from .config import (
     EngineConfig,
     dtype16,
     max_seqs,
+    memory_fraction,
+    memory_note,
     model_reference,
     no_option,
     offload_gib,
@@ -25,7 +27,11 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
     o = cfg.options
     o.update({"host": "0.0.0.0", "port": PORT, "served-model-name": advice.model.name, "dtype": dtype16(hw),
               "tensor-parallel-size": p.tensor_parallel, "pipeline-parallel-size": p.pipeline_parallel,
-              "max-model-len": w.context_needed, "max-num-seqs": max_seqs(advice), "gpu-memory-utilization": 0.9})
+              "max-model-len": w.context_needed, "max-num-seqs": max_seqs(advice),
+              "gpu-memory-utilization": memory_fraction(advice)})
+    note = memory_note(advice, "--gpu-memory-utilization")
+    if note:
+        cfg.notes.append(note)
     quant = {"weight-fp8": "fp8", "weight-int4-awq": "awq", "weight-int4-gptq": "gptq", "weight-nf4": "bitsandbytes",
              "weight-fp4": "modelopt_fp4", "weight-w8a8-int8": "compressed-tensors", "weight-int8": "compressed-tensors"}
     for t_id, step in plan_steps(advice).items():

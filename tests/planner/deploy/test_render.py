@@ -219,3 +219,26 @@ def test_output_folders_are_created(tmp_path):
     assert CliRunner().invoke(main, ["advise", "llama-3.1-8b", "-H", "l4", "--format", "json", "-o",
                                      str(report)]).exit_code == 0
     assert json.loads(report.read_text())["hardware"]["id"] == "l4"
+
+
+def test_memory_share_and_sequences_follow_the_plan():
+    from optiplan.planner.deploy.config import MAX_MEMORY_FRACTION
+    from optiplan.planner.schema import AdviseRequest
+
+    # the throughput goal fills the memory: the engine is told to hold the batch the plan serves, with the share of
+    # the device the plan needs (never below the engine's default, never above 98%)
+    a = advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", num_devices=1, workload="chat",
+                             goal="throughput"))
+    p = a.plan.predicted
+    cfg = engine_config(a, "vllm")
+    assert cfg.options["max-num-seqs"] == min(p.batch, p.max_concurrency) > a.workload.concurrency
+    need = p.memory_per_device_bytes / p.device_memory_bytes
+    share = cfg.options["gpu-memory-utilization"]
+    assert share >= min(need, MAX_MEMORY_FRACTION) and 0.9 <= share <= MAX_MEMORY_FRACTION
+    if need + 0.02 > MAX_MEMORY_FRACTION:
+        assert any("of each device's memory" in n for n in cfg.notes)
+    sglang = engine_config(a, "sglang")
+    assert 0.85 <= sglang.options["mem-fraction-static"] <= MAX_MEMORY_FRACTION
+    # a plan that needs little keeps the engine's default
+    small = advise(AdviseRequest(model="llama-3.2-1b", hardware="h100-sxm", num_devices=1, workload="chat"))
+    assert engine_config(small, "vllm").options["gpu-memory-utilization"] == 0.9
