@@ -77,7 +77,8 @@ def serve(host: str, port: int, workdir: Path, models_dirs: tuple[Path, ...], to
 
 
 @click.command()
-@click.option("--queue", required=True, help="The Redis the servers enqueue to, redis://host:port/db.")
+@click.option("--queue", required=True, help="The Redis the servers enqueue to, redis://:password@host:port/db "
+              "(rediss:// across machines).")
 @click.option("--workdir", type=FOLDER, default=Path("optiplan-work"), show_default=True,
               help="Where job outputs are written on this machine (the same names as the server's).")
 @click.option("--models-dir", "models_dirs", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -97,8 +98,9 @@ def worker(queue: str, workdir: Path, models_dirs: tuple[Path, ...], name: str |
     """
     _need("rq")
     from ..service.paths import Roots
-    from ..service.redis_queue import work
+    from ..service.redis_queue import safe_url, work
 
     work(queue, Roots.create(workdir, models_dirs), name=name, allow_pickle=allow_pickle,
          stale_after_s=stale_after_s, burst=burst,
-         on_ready=lambda worker_name: click.echo(f"optiplan worker {worker_name}: taking jobs from {queue}", err=True))
+         on_ready=lambda worker_name: click.echo(f"optiplan worker {worker_name}: taking jobs from "
+                                                 f"{safe_url(queue)}", err=True))

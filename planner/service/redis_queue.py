@@ -3,7 +3,8 @@ and the hand-off to workers through RQ. RQ because it is the smallest of the wel
 is needed: plain functions enqueued by import path, blocking dequeue shared by any number of `optiplan worker`
 processes, no broker besides Redis and no scheduler or result backend to run (Celery needs both configured; arq
 wants async job functions; Dramatiq's Redis broker adds middleware we would not use). Which worker runs a job, its
-progress, cancellation and retries stay in our store, so RQ only carries job ids."""
+progress, cancellation and retries stay in our store, so RQ only carries job ids, as JSON: RQ's default
+serializer is pickle, and a worker unpickling what anyone who reaches Redis wrote would run their code."""
 
 from __future__ import annotations
 
@@ -22,6 +23,18 @@ RUN = "optiplan.planner.service.redis_queue.run_queued"
 JOB_TIMEOUT_S = 24 * 3600  # RQ's own timeout, a backstop only: cancel and heartbeats are ours
 
 
+def safe_url(url: str) -> str:
+    """The queue URL as it may be printed: without its password."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = f"{parts.username}:***" if parts.username else ":***"
+    host = parts.hostname + (f":{parts.port}" if parts.port else "") if parts.hostname else ""
+    return urlunsplit(parts._replace(netloc=f"{user}@{host}"))
+
+
 def connect(url: str):
     """A Redis client for `redis://host:port/db`, checked with a ping, or one clear sentence."""
     from redis import Redis
@@ -33,7 +46,7 @@ def connect(url: str):
         conn = Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
         conn.ping()
     except (RedisError, ValueError) as exc:
-        raise OptiplanError(f"cannot reach the job queue at {url}: {exc}") from exc
+        raise OptiplanError(f"cannot reach the job queue at {safe_url(url)}: {exc}") from exc
     return conn
 
 
@@ -128,11 +141,12 @@ class RedisQueue:
 
     def __init__(self, url: str):
         from rq import Queue
+        from rq.serializers import JSONSerializer
 
         self.url = url
         self.conn = connect(url)
         self.store = RedisStore(self.conn)
-        self.queue = Queue(QUEUE, connection=self.conn)
+        self.queue = Queue(QUEUE, connection=self.conn, serializer=JSONSerializer)
 
     def start(self) -> None:
         """Nothing to recover here: the API holds no jobs; workers retry those of workers that died."""
@@ -173,10 +187,11 @@ def work(url: str, roots: Roots, name: str | None = None, allow_pickle: bool = F
     """`optiplan worker`: take jobs from the Redis queue one at a time, and every few seconds retry the jobs of
     workers that died."""
     from rq import Queue, SimpleWorker
+    from rq.serializers import JSONSerializer
 
     conn = connect(url)
     store = RedisStore(conn)
-    queue = Queue(QUEUE, connection=conn)
+    queue = Queue(QUEUE, connection=conn, serializer=JSONSerializer)
     name = name or f"{socket.gethostname()}-{os.getpid()}"
     # SimpleWorker: no fork per job, since each job already runs in its own process (runner.py)
     EXECUTOR["executor"] = Executor(store, roots, name, allow_pickle)
@@ -192,6 +207,6 @@ def work(url: str, roots: Roots, name: str | None = None, allow_pickle: bool = F
     threading.Thread(target=reaper, name="optiplan-reaper", daemon=True).start()
     on_ready(name)
     try:
-        SimpleWorker([queue], connection=conn, name=name).work(burst=burst, logging_level="WARNING")
+        SimpleWorker([queue], connection=conn, name=name, serializer=JSONSerializer).work(burst=burst, logging_level="WARNING")
     finally:
         stop.set()

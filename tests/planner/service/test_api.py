@@ -277,6 +277,9 @@ def test_worker_says_in_one_line_when_the_queue_is_unreachable(tmp_path):
     result = CliRunner().invoke(main, ["worker", "--queue", "redis://127.0.0.1:1/0", "--workdir", str(tmp_path)])
     assert result.exit_code == 2
     assert result.stderr.strip().startswith("error: cannot reach the job queue at redis://127.0.0.1:1/0")
+    secret = CliRunner().invoke(main, ["worker", "--queue", "redis://:s3cret-pass@127.0.0.1:1/0", "--workdir",
+                                       str(tmp_path)])
+    assert "redis://:***@127.0.0.1:1/0" in secret.stderr and "s3cret-pass" not in secret.stderr
 
 
 def test_one_writer_per_output_whatever_the_spelling(client, monkeypatch):

@@ -72,3 +72,24 @@ def test_two_workers_share_jobs_and_a_killed_workers_job_is_retried(ending, redi
         for proc in workers.values():
             if proc.poll() is None:
                 kill_group(proc)
+
+
+def test_the_queue_carries_json_not_pickle(redis_url):
+    """A worker never unpickles what is in Redis: the queue and the worker use RQ's JSON serializer."""
+    import json
+    import zlib
+
+    from optiplan.planner.service.redis_queue import QUEUE, RUN, RedisQueue
+    from redis import Redis
+
+    queue = RedisQueue(redis_url)
+    queue.submit("0123456789abcdef")
+    conn = Redis.from_url(redis_url)
+    (rq_id,) = conn.lrange(f"rq:queue:{QUEUE}", 0, -1)
+    data = conn.hget(f"rq:job:{rq_id.decode()}", "data")
+    try:
+        data = zlib.decompress(data)
+    except zlib.error:
+        pass
+    assert json.loads(data) == [RUN, None, ["0123456789abcdef"], {}]
+    queue.shutdown()
