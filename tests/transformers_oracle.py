@@ -59,6 +59,8 @@ STATE_REDUCTIONS: dict[str, dict[str, Any]] = {
                    "linear_key_head_dim": 8, "linear_value_head_dim": 16, "num_experts": 4, "moe_intermediate_size": 32,
                    "shared_expert_intermediate_size": 32, "num_experts_per_tok": 2},
     "lfm2": {**_SMALL},
+    "recurrent_gemma": {**_SMALL, "head_dim": 8, "lru_width": 48, "attention_window_size": 8},
+    "rwkv": {"hidden_size": 32, "vocab_size": 128, "intermediate_size": 64, "attention_hidden_size": 32},
 }
 
 
@@ -70,8 +72,10 @@ def _reduced_state_model(c: dict[str, Any]) -> dict[str, Any]:
         c["num_hidden_layers"] = c.get("attn_layer_period", 8)
     elif c["model_type"] == "qwen3_next" and "layer_types" not in c:
         c["num_hidden_layers"] = c.get("full_attention_interval", 4)
-    elif c["model_type"] in ("mamba", "falcon_mamba", "mamba2"):
+    elif c["model_type"] in ("mamba", "falcon_mamba", "mamba2", "rwkv"):
         c["num_hidden_layers"] = 2
+    elif c["model_type"] == "recurrent_gemma":
+        c["num_hidden_layers"] = 3
     for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
         if key in c:
             c[key] = 0
@@ -153,9 +157,27 @@ def real_cache_bytes(fields: dict[str, Any], tokens: int) -> int:
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(hf_config(fields)).eval()
     ids = torch.randint(1, fields["vocab_size"], (1, tokens))
+    if fields["model_type"] == "rwkv":  # its state comes back as five (batch, hidden, layers) tensors
+        with torch.no_grad():
+            state = model(input_ids=ids, use_cache=True).state
+        return sum(t.numel() * t.element_size() for t in state)
+    if fields["model_type"] == "recurrent_gemma":  # KV in the cache passed in, recurrent state inside the blocks
+        from transformers import DynamicCache
+
+        model.model._setup_cache(model.config, 1, ids.device, torch.float32)
+        cache = DynamicCache(config=model.config)
+        with torch.no_grad():
+            model(input_ids=ids, use_cache=True, cache=cache)
+        blocks = [layer.temporal_block for layer in model.model.layers]
+        total = sum(t.numel() * t.element_size() for b in blocks if hasattr(b, "rg_lru")
+                    for t in (b.conv1d_state, b.rg_lru.recurrent_states))
+        return total + _cache_bytes(cache)
     with torch.no_grad():
         out = model(input_ids=ids, use_cache=True)
-    cache = out.past_key_values
+    return _cache_bytes(out.past_key_values)
+
+
+def _cache_bytes(cache) -> int:
     total = 0
     for layer in cache.layers:
         tensors = [getattr(layer, "keys", None), getattr(layer, "values", None)]

@@ -90,7 +90,9 @@ def state_elements(spec: ModelSpec, layout: str, first_layer: int = 0, last_laye
     if st is None:
         return 0
     layers = sum(1 for i in range(spec.num_layers)[first_layer:last_layer] if "state" in spec.mixer(i))
-    conv_tokens = st.conv_kernel if layout == "transformers" else max(st.conv_kernel - 1, 0)
+    # RecurrentGemma's own cache keeps width - 1 inputs, as the serving engines do
+    full = layout == "transformers" and st.kind != "rglru"
+    conv_tokens = st.conv_kernel if full else max(st.conv_kernel - 1, 0)
     return layers * (st.recurrent_state_elements + st.conv_channels * conv_tokens)
 
 

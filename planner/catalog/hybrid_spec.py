@@ -52,6 +52,10 @@ HYBRID_DEFAULTS: dict[str, dict[str, Any]] = {
                    "linear_num_key_heads": 16, "linear_num_value_heads": 32, "full_attention_interval": 4,
                    "decoder_sparse_step": 1, "mlp_only_layers": [], "num_experts": 512, "num_experts_per_tok": 10,
                    "moe_intermediate_size": 512, "shared_expert_intermediate_size": 512},
+    "recurrent_gemma": {"tie_word_embeddings": True, "block_types": ("recurrent", "recurrent", "attention"),
+                        "attention_window_size": 2048, "conv1d_width": 4, "lru_width": None,
+                        "attention_bias": False, "num_key_value_heads": None},
+    "rwkv": {"tie_word_embeddings": False, "attention_hidden_size": None, "intermediate_size": None},
     "lfm2": {"tie_word_embeddings": True, "conv_L_cache": 3, "conv_bias": False, "block_auto_adjust_ff_dim": True,
              "block_ffn_dim_multiplier": 1.0, "block_multiple_of": 256},
 }
@@ -282,6 +286,31 @@ def hybrid_spec_fields(f: Any, model_type: str, name: str, source: str) -> dict[
             types = ["full_attention" if i in attn else "conv" for i in range(n_layers)]
         mixers = _attention_pattern(types, source)
         spec.update(intermediate_size=_lfm2_intermediate(f), qk_norm="head")
+    elif model_type == "recurrent_gemma":
+        lru, kernel = f.int("lru_width") or h, f.int("conv1d_width", required=True)
+        block = lru // heads
+        state = StateSpec(kind="rglru", linear_params=2 * h * lru + lru * h + 2 * heads * block * block,
+                          small_params=2 * lru + h + lru * kernel + lru + lru + 2 * lru, conv_channels=lru,
+                          conv_kernel=kernel, recurrent_state_elements=lru,
+                          # convolution, the two block-diagonal gates and the gated recurrence
+                          scan_flops_per_token=2 * lru * kernel + 4 * block * lru + 8 * lru)
+        pattern = f.get("block_types")
+        if not isinstance(pattern, (list, tuple)) or not pattern or not all(isinstance(t, str) for t in pattern):
+            raise ModelConfigError(f"{source}: block_types must be a list of 'recurrent' and 'attention'")
+        mixers = _attention_pattern(["attention" if pattern[i % len(pattern)] == "attention" else "mamba"
+                                     for i in range(n_layers)], source)
+        window = f.int("attention_window_size")
+        spec.update(intermediate_size=spec["intermediate_size"] // 2, mlp_bias=True, o_bias=True,
+                    layer_windows=tuple(window if m == "attention" else None for m in mixers))
+    elif model_type == "rwkv":
+        att, inter = f.int("attention_hidden_size") or h, f.int("intermediate_size") or 4 * h
+        # time mixing (key, value, receptance, output) and the channel mix's receptance gate; decay, bonus and
+        # the five token-shift mixes
+        state = StateSpec(kind="rwkv", linear_params=3 * h * att + att * h + h * h, small_params=2 * att + 5 * h,
+                          conv_channels=0, conv_kernel=0, recurrent_state_elements=2 * h + 3 * att,
+                          scan_flops_per_token=12 * att + 4 * h)
+        spec.update(intermediate_size=inter, mlp_gated=False, norm="layernorm", norm_bias=True,
+                    extra_small_params=2 * h)  # the first block's pre_ln
     else:
         raise ModelConfigError(f"{source}: model_type {model_type!r} is not a state-space or hybrid type optiplan "
                                f"knows ({', '.join(HYBRID_TYPES)})")
@@ -293,8 +322,9 @@ def hybrid_spec_fields(f: Any, model_type: str, name: str, source: str) -> dict[
         raise ModelConfigError(f"{source}: intermediate_size must be positive")
     if "attention" not in "".join(mixers):
         spec.update(num_heads=1, num_kv_heads=1, head_dim=0, v_head_dim=0)
+    spec.setdefault("layer_windows", (None,) * n_layers)
     spec.update(state=state, layer_mixers=tuple(mixers), layer_mlps=tuple(mlps), layer_moe=tuple(moe_layers),
-                moe=moe, layer_windows=(None,) * n_layers, rotary_fraction=_rope_fraction(f))
+                moe=moe, rotary_fraction=_rope_fraction(f))
     return spec
 
 

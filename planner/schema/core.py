@@ -109,7 +109,7 @@ class StateSpec(Frozen):
     fixed-size state per sequence instead of a KV cache (Mamba, Mamba-2, gated DeltaNet, a short
     convolution, RG-LRU). Its counts follow the modules transformers builds for that family."""
 
-    kind: Literal["mamba", "mamba2", "gated_deltanet", "short_conv", "rglru"]
+    kind: Literal["mamba", "mamba2", "gated_deltanet", "short_conv", "rglru", "rwkv"]
     linear_params: int = Field(description="matmul weights of one layer's mixer (in, out, x/dt projections)")
     small_params: int = Field(description="its convolution, decay, skip, dt and norm parameters")
     conv_channels: int = Field(description="channels of the causal convolution, whose last inputs are cached")

@@ -19,7 +19,7 @@ from optiplan.planner.catalog.model_spec import model_spec_from_config  # noqa: 
 from transformers_oracle import STATE_REDUCTIONS, count_params, meta_model, real_cache_bytes  # noqa: E402
 
 FAMILIES = ("mamba", "falcon_mamba", "mamba2", "jamba", "bamba", "granitemoehybrid", "falcon_h1", "nemotron_h",
-            "qwen3_next", "lfm2")
+            "qwen3_next", "lfm2", "recurrent_gemma", "rwkv")
 
 # Reduced copies, each keeping its family's pattern, in the spelling of published configs.
 PATTERNS = {
@@ -34,6 +34,8 @@ PATTERNS = {
     "nemotron_h": {"hybrid_override_pattern": "M-*EM"},
     "qwen3_next": {"num_hidden_layers": 4, "full_attention_interval": 4},
     "lfm2": {"num_hidden_layers": 4, "full_attn_idxs": [1]},
+    "recurrent_gemma": {"num_hidden_layers": 4, "num_key_value_heads": 1},  # R R A R: 8-token window, MQA
+    "rwkv": {"num_hidden_layers": 2},
 }
 
 
@@ -66,7 +68,7 @@ def test_cache_and_params_of_reduced_copy_match_real_model(model_type):
     predicted, real = _counts(fields, model_type)
     assert predicted == real, f"{model_type}: (total, active) {predicted} vs transformers {real}"
     spec = model_spec_from_config(fields, model_type, "test")
-    for tokens in (6, 20):  # shorter and longer than every convolution and chunk
+    for tokens in (6, 20):  # shorter and longer than every convolution, chunk and window
         cached = real_cache_bytes(fields, tokens)
         assert kv_cache_bytes(spec, tokens, "fp32", layout="transformers") == cached, f"{model_type} at {tokens}"
 
@@ -76,7 +78,8 @@ def test_reduced_copies_keep_their_patterns():
     has both, MoE where it has it, and state in every family."""
     specs = {t: model_spec_from_config(_reduced(t), t, "r") for t in FAMILIES}
     hybrids = {t for t, s in specs.items() if s.attention_layers and s.state_layers}
-    assert hybrids == {"jamba", "bamba", "granitemoehybrid", "falcon_h1", "nemotron_h", "qwen3_next", "lfm2"}
+    assert hybrids == {"jamba", "bamba", "granitemoehybrid", "falcon_h1", "nemotron_h", "qwen3_next", "lfm2",
+                       "recurrent_gemma"}
     assert {t for t, s in specs.items() if s.moe} == {"jamba", "granitemoehybrid", "nemotron_h", "qwen3_next"}
     assert all(state_elements(s, "transformers") > 0 for s in specs.values())
 
