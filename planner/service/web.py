@@ -92,9 +92,7 @@ def configs_zip(request: Request):
     """The deployment configs of the form's plan as a zip (POST /v1/configs for JSON)."""
     query = dict(request.query_params)
     fields = advise_request(query) | {"target": query.get("target") or "vllm"}
-    fields["workload"] = fields["workload"] or "chat"
-    if fields["hardware"] == "auto":
-        fields["hardware"] = "h100-sxm"
+    fields["workload"] = fields["workload"] or "chat"  # hardware=auto stays auto: the configs follow the device picked
     files, _ = calls.run_configs(ConfigsRequest(**fields), request.app.state.settings.roots, request.app.state.cache)
     name = f"optiplan-{fields['target']}-configs.zip".replace("/", "-")
     return Response(calls.zip_files(files), media_type="application/zip",

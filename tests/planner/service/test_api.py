@@ -293,3 +293,16 @@ def test_one_writer_per_output_whatever_the_spelling(client, monkeypatch):
     assert "another job" in one_error(client.post("/v1/jobs", json=bench), 409)
     assert client.post("/v1/jobs", json=apply | {"output": "a-b"}).status_code == 202
     assert [j["output"] for j in client.get("/v1/jobs").json()] == ["a-b", "a"]
+
+
+def test_configs_for_auto_hardware_follow_the_device_the_report_picked(client):
+    from optiplan.planner.plan.advise import advise
+
+    query = {"model": "llama-3.1-8b", "hardware": "auto", "workload": "chat", "target": "vllm"}
+    picked = advise(AdviseRequest(model="llama-3.1-8b", hardware="auto", workload="chat")).hardware.id
+    assert picked != "h100-sxm"  # else the test could not tell a substitution from the pick
+    response = client.get("/configs.zip", params=query)
+    assert response.status_code == 200, response.text
+    with zipfile.ZipFile(io.BytesIO(response.content)) as zf:
+        text = "\n".join(zf.read(name).decode() for name in zf.namelist())
+    assert picked in text and "h100-sxm" not in text
