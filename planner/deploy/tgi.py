@@ -5,7 +5,16 @@ from __future__ import annotations
 
 from ..schema import HardwareSpec
 from ..schema.advice import Advice
-from .config import PORT, EngineConfig, dtype16, max_seqs, model_reference, no_option, plan_steps
+from .config import (
+    PORT,
+    EngineConfig,
+    dtype16,
+    max_seqs,
+    memory_fraction,
+    model_reference,
+    no_option,
+    plan_steps,
+)
 
 
 def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
@@ -15,9 +24,11 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
     o.update({"model-id": cfg.model, "hostname": "0.0.0.0", "port": PORT, "dtype": dtype16(hw),
               "num-shard": p.tensor_parallel, "max-input-tokens": w.prompt_tokens_p95,
               "max-total-tokens": w.context_needed, "max-concurrent-requests": max(max_seqs(advice), 1) * 4,
-              "cuda-memory-fraction": 0.9})
+              "cuda-memory-fraction": memory_fraction(advice)})
+    # int8 weight-only is EETQ's W8A16 kernel: TGI's launcher calls it "a drop-in replacement to bitsandbytes with much
+    # better performance" and deprecates bitsandbytes int8, which also turns CUDA graphs off (profiles/engines/tgi.yaml)
     quant = {"weight-fp8": "fp8", "weight-int4-awq": "awq", "weight-int4-gptq": "gptq", "weight-nf4": "bitsandbytes-nf4",
-             "weight-int8": "bitsandbytes"}
+             "weight-int8": "eetq"}
     steps = plan_steps(advice)
     for t_id, step in steps.items():
         if t_id in quant:
