@@ -242,3 +242,15 @@ def test_memory_share_and_sequences_follow_the_plan():
     # a plan that needs little keeps the engine's default
     small = advise(AdviseRequest(model="llama-3.2-1b", hardware="h100-sxm", num_devices=1, workload="chat"))
     assert engine_config(small, "vllm").options["gpu-memory-utilization"] == 0.9
+
+
+def test_tgi_int8_is_eetq_not_bitsandbytes():
+    from optiplan.planner.schema import AdviseRequest
+
+    # no fp8 on an A100: a memory plan for TGI takes int8 weights, which TGI runs fast with EETQ (bitsandbytes int8
+    # is deprecated there and slower than 16-bit)
+    a = advise(AdviseRequest(model="llama-3.1-8b", hardware="a100-80gb-sxm", num_devices=1, workload="chat",
+                             engine="tgi", goal="memory"))
+    assert "weight-int8" in {s.technique for s in a.plan.steps}
+    cfg = engine_config(a, "tgi")
+    assert cfg.options["quantize"] == "eetq" and "dtype" not in cfg.options
