@@ -32,13 +32,17 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
     note = memory_note(advice, "--gpu-memory-utilization")
     if note:
         cfg.notes.append(note)
-    quant = {"weight-fp8": "fp8", "weight-int4-awq": "awq", "weight-int4-gptq": "gptq", "weight-nf4": "bitsandbytes",
+    # AWQ and GPTQ run on the Marlin kernels from Ampere on; naming plain `awq`/`gptq` forces vLLM's slow path
+    # ("Use quantization=awq_marlin for faster inference", profiles/engines/vllm.yaml)
+    marlin = float(hw.features.compute_capability or 0) >= 8.0
+    quant = {"weight-fp8": "fp8", "weight-int4-awq": "awq_marlin" if marlin else "awq",
+             "weight-int4-gptq": "gptq_marlin" if marlin else "gptq", "weight-nf4": "bitsandbytes",
              "weight-fp4": "modelopt_fp4", "weight-w8a8-int8": "compressed-tensors", "weight-int8": "compressed-tensors"}
     for t_id, step in plan_steps(advice).items():
         if t_id in quant:
             o["quantization"] = quant[t_id]
             how = f"--quantization {quant[t_id]}"
-            if t_id != "weight-fp8":
+            if t_id != "weight-fp8":  # vLLM quantizes fp8 online; the others need a quantized checkpoint
                 cfg.notes.append(f"{t_id}: vLLM loads {quant[t_id]} weights from a quantized checkpoint; "
                                  "`optiplan apply` writes one, then point the model path at it")
             cfg.applied.append((t_id, how))

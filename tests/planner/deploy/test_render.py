@@ -254,3 +254,12 @@ def test_tgi_int8_is_eetq_not_bitsandbytes():
     assert "weight-int8" in {s.technique for s in a.plan.steps}
     cfg = engine_config(a, "tgi")
     assert cfg.options["quantize"] == "eetq" and "dtype" not in cfg.options
+
+
+def test_vllm_awq_runs_on_marlin_from_ampere_on():
+    from optiplan.planner.schema import AdviseRequest
+
+    a = advise(AdviseRequest(model="qwen2.5-32b", hardware="l40s", num_devices=1, workload="chat", engine="vllm",
+                             max_quality_loss_pct=5))
+    assert "weight-int4-awq" in {s.technique for s in a.plan.steps}
+    assert engine_config(a, "vllm").options["quantization"] == "awq_marlin"  # plain `awq` forces the slow kernel
