@@ -80,6 +80,11 @@ def _gpu_resource(hw: HardwareSpec) -> str:
     return "amd.com/gpu" if hw.features.backend == "rocm" else "nvidia.com/gpu"
 
 
+# Engines that serve one model from one node only, and why (their own docs)
+SINGLE_NODE = {"tgi": "its --num-shard shards over the GPUs of one machine",
+               "llama.cpp": "llama-server splits layers over local devices; its RPC backend is experimental"}
+
+
 def render(advice: Advice, target: str, serving_engine: str | None = None) -> dict[str, str]:
     """Files (relative path -> text) for one target: an engine, compose or kubernetes."""
     if target not in TARGETS or target == "all":
@@ -96,6 +101,13 @@ def render(advice: Advice, target: str, serving_engine: str | None = None) -> di
                nodes=max(1, -(-advice.hardware.count // per_node)), name=_k8s_name(advice.model.name))
     files: dict[str, str] = {}
     slug = engine.replace(".", "")
+    if ctx["nodes"] > 1 and (target == "compose" or engine in SINGLE_NODE):
+        where = (f"the plan spans {ctx['nodes']} nodes of {ctx['per_node']} x {hw.id} "
+                 f"({advice.hardware.count} devices)")
+        if target == "compose":
+            raise DeployError(f"docker compose runs on one host and {where}: render the kubernetes target (a "
+                              "LeaderWorkerSet) instead")
+        raise DeployError(f"{engine} runs on one node ({SINGLE_NODE[engine]}) and {where}")
     if target in ENGINES:
         extra_file = "extra-llm-api-options.yaml" if cfg.extra else None
         files[f"{slug}/serve.sh"] = env.get_template("serve.sh.j2").render(**ctx, argv=cfg.argv(extra_file))

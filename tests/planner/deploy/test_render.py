@@ -263,3 +263,17 @@ def test_vllm_awq_runs_on_marlin_from_ampere_on():
                              max_quality_loss_pct=5))
     assert "weight-int4-awq" in {s.technique for s in a.plan.steps}
     assert engine_config(a, "vllm").options["quantization"] == "awq_marlin"  # plain `awq` forces the slow kernel
+
+
+def test_multi_node_plans_are_not_rendered_for_single_host_targets():
+    from optiplan.planner.schema import AdviseRequest
+
+    a = advise(AdviseRequest(model="deepseek-v3", hardware="h100-sxm", num_devices=16, workload="chat"))
+    files, skipped = render_all(a, ["vllm", "compose", "tgi", "llama.cpp", "kubernetes"])
+    reasons = " ".join(skipped)
+    assert "compose: docker compose runs on one host" in reasons and "render the kubernetes target" in reasons
+    assert "tgi: tgi runs on one node" in reasons and "llama.cpp: llama.cpp runs on one node" in reasons
+    assert "kubernetes/deployment.yaml" in files and "LeaderWorkerSet" in files["kubernetes/deployment.yaml"]
+    assert not any(f.startswith(("compose/", "tgi/", "llamacpp/")) for f in files)
+    with pytest.raises(DeployError, match="spans 2 nodes of 8"):
+        render(a, "compose")
