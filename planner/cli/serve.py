@@ -70,9 +70,10 @@ def serve(host: str, port: int, workdir: Path, models_dirs: tuple[Path, ...], to
     settings = Settings(roots=Roots.create(workdir, models_dirs), token=token, queue=queue, workers=workers,
                         allow_pickle=allow_pickle, max_body_bytes=max_body_bytes,
                         max_attempts=max_attempts or (1 if queue == "local" else 2))
+    app = create_app(settings)  # refuses a workdir another server holds, before anything is printed
     click.echo(f"optiplan serve: http://{host}:{port}/ (workdir {settings.roots.workdir}, queue "
                f"{'local' if queue == 'local' else 'redis'}{', token required' if token else ''})", err=True)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, access_log=log_level == "debug",
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=log_level == "debug",
                 server_header=False)
 
 

@@ -183,6 +183,7 @@ class LocalQueue:
     def __init__(self, store: Store, roots: Roots, workers: int = 1, allow_pickle: bool = False):
         from concurrent.futures import ThreadPoolExecutor
 
+        self._lock = hold_workdir(roots)  # before anything is recovered: start-up fails every running job
         self.store = store
         self.executor = Executor(store, roots, f"local-{os.getpid()}", allow_pickle)
         self.pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="optiplan-job")
@@ -211,3 +212,24 @@ class LocalQueue:
         queued jobs stay queued for the next start."""
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.executor.stop_all("the server was stopped while this job ran")
+        self._lock.close()  # the workdir is free for the next server
+
+
+def hold_workdir(roots: Roots):
+    """The embedded queue's claim on its workdir, held while the server runs (a non-blocking flock on
+    workdir/.jobs.lock, released by the kernel when the process dies): a second server on the same workdir would
+    take every running job for one a dead server left, fail it and kill nothing but its own record, so it is refused
+    in one sentence instead. (With Redis, API processes hold no jobs and share a queue; this is not taken.)"""
+    import fcntl
+
+    from ..errors import OptiplanError
+
+    handle = open(roots.workdir / ".jobs.lock", "a+")  # noqa: SIM115  held open for the server's life
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise OptiplanError(f"another optiplan serve is already running on the workdir {roots.workdir} (it holds "
+                            f"{roots.workdir / '.jobs.lock'}); stop it, give this one another --workdir, or share "
+                            "jobs between servers with --queue redis://...") from None
+    return handle

@@ -306,3 +306,18 @@ def test_configs_for_auto_hardware_follow_the_device_the_report_picked(client):
     with zipfile.ZipFile(io.BytesIO(response.content)) as zf:
         text = "\n".join(zf.read(name).decode() for name in zf.namelist())
     assert picked in text and "h100-sxm" not in text
+
+
+def test_a_second_server_on_one_workdir_is_refused_in_one_sentence(client, tmp_path, models_dir):
+    from click.testing import CliRunner
+    from optiplan.planner.cli.main import main
+    from optiplan.planner.service.store import new_job
+
+    store = client.app.state.store
+    running = store.claim(store.insert(new_job("apply", {"kind": "apply"}, "out")).id, "local-1")  # the first's job
+    result = CliRunner().invoke(main, ["serve", "--workdir", str(tmp_path / "work"), "--models-dir", str(models_dir),
+                                       "--port", "1"])
+    assert result.exit_code == 2, result.output
+    line = result.stderr.strip()
+    assert line.startswith("error: another optiplan serve is already running on the workdir") and "\n" not in line
+    assert store.get(running.id).state == "running"  # the first server's job was not failed by the second

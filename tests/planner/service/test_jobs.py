@@ -67,7 +67,7 @@ def test_progress_streams_as_events_and_cancel_stops_the_process(client, wait_fo
     assert job["state"] == "cancelled" and "cancelled: the job's process was stopped" in job["log"]
     wait_for(lambda: not runners_of(os.getpid()), 10, "the runner process to be gone")
     workdir = Path(client.app.state.settings.roots.workdir)
-    assert sorted(p.name for p in workdir.iterdir() if not p.name.startswith("jobs.sqlite")) == []
+    assert sorted(p.name for p in workdir.iterdir() if not p.name.startswith(("jobs.sqlite", ".jobs.lock"))) == []
 
 
 def test_a_job_running_when_the_server_died_fails_with_the_reason_and_queued_ones_resume(server_factory, wait_for,
@@ -97,7 +97,7 @@ def test_a_job_running_when_the_server_died_fails_with_the_reason_and_queued_one
         wait_for(lambda: job_state(http, second)["state"] in TERMINAL, 30, "the cancel")
         jobs = {j["id"]: j["state"] for j in http.get("/v1/jobs").json()}
         assert jobs == {first: "failed", second: "cancelled"}
-    leftovers = [p.name for p in server.workdir.iterdir() if not p.name.startswith("jobs.sqlite")]
+    leftovers = [p.name for p in server.workdir.iterdir() if not p.name.startswith(("jobs.sqlite", ".jobs.lock"))]
     assert leftovers == []  # no output folder and no temporary sibling
 
 
@@ -114,7 +114,7 @@ def test_stopping_the_server_fails_its_running_job_at_once_instead_of_waiting(se
     with restarted.http() as http:
         job = job_state(http, job_id)
     assert job["state"] == "failed" and job["error"] == "the server was stopped while this job ran"
-    assert [p.name for p in server.workdir.iterdir() if not p.name.startswith("jobs.sqlite")] == []
+    assert [p.name for p in server.workdir.iterdir() if not p.name.startswith(("jobs.sqlite", ".jobs.lock"))] == []
 
 
 @pytest.mark.slow
