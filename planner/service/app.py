@@ -27,7 +27,7 @@ from ..schema.core import ProfileRequest
 from . import calls
 from .metrics import Metrics
 from .requests import ApplyJob, BenchJob, CalibrateJob, ConfigsRequest, VerifyJob, job_arguments, job_output
-from .security import OPEN_PATHS, BodyLimit, Settings, authorized, host_allowed
+from .security import OPEN_PATHS, BodyLimit, Settings, authorized, cross_site, host_allowed
 from .store import TERMINAL, SqliteStore, new_job
 
 JobRequest = Annotated[Union[ApplyJob, VerifyJob, CalibrateJob, BenchJob], Body(discriminator="kind")]
@@ -52,8 +52,9 @@ def _validation_message(errors: list[dict]) -> str:
 
 
 class Guard:
-    """ASGI middleware: the token on every route but /healthz (401 JSON for the API, the login page for a browser),
-    and each request counted and timed by its route for /metrics."""
+    """ASGI middleware: requests addressed to localhost only (without a token), requests that change something
+    refused from another site (security.cross_site), the token on every route but /healthz (401 JSON for the API,
+    the login page for a browser), and each request counted and timed by its route for /metrics."""
 
     def __init__(self, app, settings: Settings, metrics: Metrics):
         self.app, self.settings, self.metrics = app, settings, metrics
@@ -74,6 +75,8 @@ class Guard:
             response = error(403, f"this server has no token and answers only requests addressed to localhost, "
                                   f"not to '{headers.get('host', '')[:100]}'")
             await response(scope, receive, counting_send)
+        elif refusal := cross_site(scope["method"], scope["path"], scope.get("scheme", "http"), headers):
+            await error(*refusal)(scope, receive, counting_send)
         elif scope["path"] in OPEN_PATHS or authorized(self.settings.token, headers, cookies):
             await self.app(scope, receive, counting_send)
         else:

@@ -69,6 +69,43 @@ def authorized(token: str | None, headers: dict[str, str], cookies: dict[str, st
     return hmac.compare_digest(given.encode(), token.encode())
 
 
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+DEFAULT_PORTS = {"http": "80", "https": "443"}
+
+
+def _authority(scheme: str, netloc: str) -> str:
+    """host:port, lower case, with the scheme's default port written out (Host may omit it)."""
+    netloc = netloc.strip().lower()
+    host, _, port = netloc.rpartition(":") if not netloc.endswith("]") else (netloc, "", "")
+    if not host or not port.isdigit():
+        host, port = netloc, DEFAULT_PORTS.get(scheme, "")
+    return f"{host}:{port}"
+
+
+def cross_site(method: str, path: str, scheme: str, headers: dict[str, str]) -> tuple[int, str] | None:
+    """Why a request that changes something is refused as cross-site (status, sentence), or None. Not left to a
+    framework's defaults: a browser on another site may send a form or a 'simple' text/plain POST with the page's
+    cookie; it cannot forge Origin or Sec-Fetch-Site, nor send application/json without a preflight this server
+    never grants."""
+    if method in SAFE_METHODS:
+        return None
+    if headers.get("sec-fetch-site", "").strip().lower() == "cross-site":
+        return 403, "refused: a request from another site (Sec-Fetch-Site: cross-site) may not change anything here"
+    origin = headers.get("origin")
+    if origin is not None:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(origin.strip())
+        if origin.strip().lower() == "null" or not parts.netloc or \
+                _authority(parts.scheme, parts.netloc) != _authority(scheme, headers.get("host", "")):
+            return 403, f"refused: a request from another origin ('{origin[:100]}') may not change anything here"
+    if method == "POST" and path.startswith("/v1/"):
+        media = headers.get("content-type", "").split(";")[0].strip().lower()
+        if media != "application/json":
+            return 415, "send the body as JSON (Content-Type: application/json)"
+    return None
+
+
 def body_too_large(max_bytes: int):
     """Raised while the body streams in; an HTTPException, so FastAPI passes it on as it is (413)."""
     from starlette.exceptions import HTTPException

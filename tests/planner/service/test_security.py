@@ -101,3 +101,36 @@ def test_jobs_cannot_write_outside_the_workdir_or_over_its_database(client):
     bench = {"kind": "bench", "models": ["tiny"], "endpoints": ["http://169.254.169.254"]}
     assert "does not call other servers" in client.post("/v1/jobs", json=bench).json()["error"]
     assert client.get("/v1/jobs").json() == []  # nothing was queued
+
+
+@pytest.mark.parametrize("headers, status, words", [
+    ({"Content-Type": "text/plain"}, 415, "Content-Type: application/json"),  # a form or fetch() without preflight
+    ({}, 415, "Content-Type: application/json"),
+    ({"Content-Type": "application/json", "Origin": "http://evil.example"}, 403, "another origin"),
+    ({"Content-Type": "application/json", "Origin": "http://127.0.0.1:9999"}, 403, "another origin"),
+    ({"Content-Type": "application/json", "Origin": "null"}, 403, "another origin"),
+    ({"Content-Type": "application/json", "Sec-Fetch-Site": "cross-site"}, 403, "Sec-Fetch-Site: cross-site"),
+])
+def test_requests_that_change_something_are_refused_from_another_site(make_client, token, headers, status, words):
+    import json
+
+    client = make_client(token=token)
+    client.cookies.set("optiplan_token", token)  # a signed-in browser: the cookie goes along with any request
+    job = {"kind": "apply", "model": "tiny", "techniques": ["weight-int8"], "output": "out"}
+    response = client.post("/v1/jobs", content=json.dumps(job), headers=headers)
+    assert response.status_code == status and words in response.json()["error"]
+    assert client.get("/v1/jobs").json() == []  # nothing was queued
+    if "Origin" in headers or "Sec-Fetch-Site" in headers:
+        assert client.delete("/v1/jobs/0123456789abcdef", headers=headers).status_code == 403
+        assert client.post("/login", data={"token": token}, headers=headers).status_code == 403
+
+
+def test_the_pages_own_requests_pass(make_client, token):
+    client = make_client(token=token)
+    client.cookies.set("optiplan_token", token)
+    same = {"Origin": "http://127.0.0.1:8080", "Sec-Fetch-Site": "same-origin"}
+    response = client.post("/v1/advise", json=ADVISE, headers=same)
+    assert response.status_code == 200, response.text
+    charset = {"Content-Type": "application/json; charset=utf-8"}
+    assert client.post("/v1/advise", json=ADVISE, headers=charset).status_code == 200
+    assert client.get("/v1/jobs", headers={"Origin": "http://evil.example"}).status_code == 200  # reading is not CSRF
