@@ -46,7 +46,8 @@ HYBRID_DEFAULTS: dict[str, dict[str, Any]] = {
     "nemotron_h": {"tie_word_embeddings": False, "ssm_state_size": 128, "conv_kernel": 4, "n_groups": 8,
                    "mamba_num_heads": 128, "mamba_head_dim": 64, "use_bias": False, "use_conv_bias": True,
                    "attention_bias": False, "mlp_bias": False, "n_routed_experts": 8, "num_experts_per_tok": 2,
-                   "n_shared_experts": 1, "moe_intermediate_size": 7688, "moe_shared_expert_intermediate_size": 7688},
+                   "n_shared_experts": 1, "moe_intermediate_size": 7688,
+                   "moe_shared_expert_intermediate_size": 7688},
     "qwen3_next": {"tie_word_embeddings": False, "attention_bias": False, "head_dim": 256,
                    "linear_conv_kernel_dim": 4, "linear_key_head_dim": 128, "linear_value_head_dim": 128,
                    "linear_num_key_heads": 16, "linear_num_value_heads": 32, "full_attention_interval": 4,
@@ -72,7 +73,8 @@ def _scan_flops(channels: int, state: int, conv_channels: int, kernel: int) -> i
     return 2 * conv_channels * kernel + 6 * channels * state + 4 * channels
 
 
-def _mamba(h: int, d: int, n: int, k: int, rank: int, proj_bias: bool, conv_bias: bool, extra_norms: int) -> StateSpec:
+def _mamba(h: int, d: int, n: int, k: int, rank: int, proj_bias: bool, conv_bias: bool,
+           extra_norms: int) -> StateSpec:
     """Mamba (selective scan): in_proj to 2d, x_proj to dt rank + B + C, dt_proj back to d, out_proj."""
     linear = h * 2 * d + d * (rank + 2 * n) + rank * d + d * h
     small = d * n + d + d * k + (d if conv_bias else 0) + d + (2 * d + h if proj_bias else 0) + extra_norms
@@ -142,14 +144,17 @@ def _lfm2_intermediate(f: Any) -> int:
 
 def hybrid_spec_fields(f: Any, model_type: str, name: str, source: str) -> dict[str, Any]:
     """The ModelSpec fields of a state-space or hybrid config; `f` reads fields with this type's defaults."""
-    h = f.int("hidden_size", required=True)
-    vocab = f.int("vocab_size", required=True)
+    def need(key: str) -> int:  # a dimension the mixer cannot do without
+        return f.int(key, required=True)
+
+    h = need("hidden_size")
+    vocab = need("vocab_size")
     types = f.get("layers_block_type") if model_type == "nemotron_h" else None
     if model_type == "nemotron_h" and types is None and isinstance(f.get("hybrid_override_pattern"), str):
         types = list(f.get("hybrid_override_pattern"))
     if types is not None and not (isinstance(types, list) and types and all(isinstance(t, str) for t in types)):
         raise ModelConfigError(f"{source}: layers_block_type must be a list of layer type names, got {types!r}")
-    n_layers = len(types) if isinstance(types, list) else f.int("num_hidden_layers", required=True)
+    n_layers = len(types) if isinstance(types, list) else need("num_hidden_layers")
     if not h or not vocab or not n_layers:
         raise ModelConfigError(f"{source}: hidden_size, num_hidden_layers and vocab_size must all be positive")
     heads = f.int("num_attention_heads") or 1
@@ -172,25 +177,25 @@ def hybrid_spec_fields(f: Any, model_type: str, name: str, source: str) -> dict[
     moe: MoESpec | None = None
 
     if model_type in ("mamba", "falcon_mamba"):
-        d = f.int("expand", required=True) * h  # transformers derives the inner width; a published intermediate_size is ignored
+        d = need("expand") * h  # transformers derives the inner width, ignoring a published intermediate_size
         rank = f.get("time_step_rank")
         rank = math.ceil(h / 16) if rank in (None, "auto") else f.int("time_step_rank")
-        state = _mamba(h, d, f.int("state_size", required=True), f.int("conv_kernel", required=True), rank, f.flag("use_bias"),
+        state = _mamba(h, d, need("state_size"), need("conv_kernel"), rank, f.flag("use_bias"),
                        f.flag("use_conv_bias"), 0)
         mlps = [False] * n_layers
         spec.update(intermediate_size=d, norms_per_layer=1, tie_word_embeddings=f.flag("tie_word_embeddings"))
     elif model_type == "mamba2":
-        d = f.int("expand", required=True) * h
-        state = _mamba2(h, d, f.int("num_heads", required=True), f.int("head_dim", required=True), f.int("n_groups", required=True), f.int("state_size", required=True),
-                        f.int("conv_kernel", required=True), f.flag("use_bias"), f.flag("use_bias"), f.flag("use_conv_bias"), True)
+        d = need("expand") * h
+        state = _mamba2(h, d, need("num_heads"), need("head_dim"), need("n_groups"), need("state_size"),
+                        need("conv_kernel"), f.flag("use_bias"), f.flag("use_bias"), f.flag("use_conv_bias"), True)
         mlps = [False] * n_layers
         spec.update(intermediate_size=d, norms_per_layer=1)
     elif model_type == "jamba":
-        d = f.int("mamba_expand", required=True) * h
+        d = need("mamba_expand") * h
         rank = f.get("mamba_dt_rank")
         rank = math.ceil(h / 16) if rank in (None, "auto") else f.int("mamba_dt_rank")
-        n = f.int("mamba_d_state", required=True)
-        state = _mamba(h, d, n, f.int("mamba_d_conv", required=True), rank, f.flag("mamba_proj_bias"), f.flag("mamba_conv_bias"),
+        n = need("mamba_d_state")
+        state = _mamba(h, d, n, need("mamba_d_conv"), rank, f.flag("mamba_proj_bias"), f.flag("mamba_conv_bias"),
                        rank + 2 * n)  # dt, B and C layernorms
         period, offset = f.int("attn_layer_period") or 1, f.int("attn_layer_offset") or 0
         mixers = ["attention" if i % period == offset else "state" for i in range(n_layers)]
@@ -198,13 +203,13 @@ def hybrid_spec_fields(f: Any, model_type: str, name: str, source: str) -> dict[
         e_period, e_offset = f.int("expert_layer_period") or 1, f.int("expert_layer_offset") or 0
         if experts > 1:
             moe_layers = [i % e_period == e_offset for i in range(n_layers)]
-            moe = MoESpec(num_experts=experts, top_k=f.int("num_experts_per_tok", required=True),
+            moe = MoESpec(num_experts=experts, top_k=need("num_experts_per_tok"),
                           expert_intermediate_size=spec["intermediate_size"])
     elif model_type in ("bamba", "granitemoehybrid"):
         d, m_heads, m_head_dim = _mamba2_dims(f, h)
         bias = f.flag("mamba_proj_bias")
-        state = _mamba2(h, d, m_heads, m_head_dim, f.int("mamba_n_groups", required=True), f.int("mamba_d_state", required=True),
-                        f.int("mamba_d_conv", required=True), bias, bias, f.flag("mamba_conv_bias"), True)
+        state = _mamba2(h, d, m_heads, m_head_dim, need("mamba_n_groups"), need("mamba_d_state"),
+                        need("mamba_d_conv"), bias, bias, f.flag("mamba_conv_bias"), True)
         if model_type == "bamba":
             attn = set(f.int_list("attn_layer_indices"))
             mixers = ["attention" if i in attn else "state" for i in range(n_layers)]
@@ -215,14 +220,14 @@ def hybrid_spec_fields(f: Any, model_type: str, name: str, source: str) -> dict[
             shared = f.int("shared_intermediate_size") or 0
             if experts:
                 moe_layers = [True] * n_layers
-                moe = MoESpec(num_experts=experts, top_k=f.int("num_experts_per_tok", required=True),
+                moe = MoESpec(num_experts=experts, top_k=need("num_experts_per_tok"),
                               expert_intermediate_size=spec["intermediate_size"], shared_intermediate_size=shared)
             else:  # the shared MLP alone is a dense MLP
                 spec["intermediate_size"] = shared
     elif model_type == "falcon_h1":
         d, m_heads, m_head_dim = _mamba2_dims(f, h, "mamba_d_ssm")
-        state = _mamba2(h, d, m_heads, m_head_dim, f.int("mamba_n_groups", required=True), f.int("mamba_d_state", required=True),
-                        f.int("mamba_d_conv", required=True), f.flag("mamba_proj_bias"), f.flag("projectors_bias"),
+        state = _mamba2(h, d, m_heads, m_head_dim, need("mamba_n_groups"), need("mamba_d_state"),
+                        need("mamba_d_conv"), f.flag("mamba_proj_bias"), f.flag("projectors_bias"),
                         f.flag("mamba_conv_bias"), f.flag("mamba_rms_norm"))
         mixers = ["attention+state"] * n_layers
     elif model_type == "nemotron_h":
@@ -236,23 +241,23 @@ def hybrid_spec_fields(f: Any, model_type: str, name: str, source: str) -> dict[
         if bad:
             raise ModelConfigError(f"{source}: unknown Nemotron-H layer type {bad[0]!r} (known: M, *, -, E)")
         kind = [kinds[t] for t in types]
-        m_heads, m_head_dim = f.int("mamba_num_heads", required=True), f.int("mamba_head_dim", required=True)
+        m_heads, m_head_dim = need("mamba_num_heads"), need("mamba_head_dim")
         bias = f.flag("use_bias")
-        state = _mamba2(h, m_heads * m_head_dim, m_heads, m_head_dim, f.int("n_groups", required=True), f.int("ssm_state_size", required=True),
-                        f.int("conv_kernel", required=True), bias, bias, f.flag("use_conv_bias"), True)
+        state = _mamba2(h, m_heads * m_head_dim, m_heads, m_head_dim, need("n_groups"), need("ssm_state_size"),
+                        need("conv_kernel"), bias, bias, f.flag("use_conv_bias"), True)
         mixers = [k if k in ("state", "attention") else "none" for k in kind]
         mlps = [k in ("mlp", "moe") for k in kind]
         moe_layers = [k == "moe" for k in kind]
         if any(moe_layers):
-            moe = MoESpec(num_experts=f.int("n_routed_experts", required=True),
-                          top_k=f.int("num_experts_per_tok", required=True),
-                          expert_intermediate_size=f.int("moe_intermediate_size", required=True),
+            moe = MoESpec(num_experts=need("n_routed_experts"),
+                          top_k=need("num_experts_per_tok"),
+                          expert_intermediate_size=need("moe_intermediate_size"),
                           shared_intermediate_size=(f.int("n_shared_experts") or 0)
                           * (f.int("moe_shared_expert_intermediate_size") or 0))
         spec.update(mlp_gated=False, norms_per_layer=1)
     elif model_type == "qwen3_next":
-        k_heads, v_heads = f.int("linear_num_key_heads", required=True), f.int("linear_num_value_heads", required=True)
-        dk, dv, kernel = f.int("linear_key_head_dim", required=True), f.int("linear_value_head_dim", required=True), f.int("linear_conv_kernel_dim", required=True)
+        k_heads, v_heads = need("linear_num_key_heads"), need("linear_num_value_heads")
+        dk, dv, kernel = need("linear_key_head_dim"), need("linear_value_head_dim"), need("linear_conv_kernel_dim")
         conv = 2 * k_heads * dk + v_heads * dv
         linear = h * (conv + v_heads * dv) + h * 2 * v_heads + v_heads * dv * h  # qkvz, ba (beta, dt), out
         state = StateSpec(kind="gated_deltanet", linear_params=linear, small_params=2 * v_heads + conv * kernel + dv,
@@ -269,13 +274,13 @@ def hybrid_spec_fields(f: Any, model_type: str, name: str, source: str) -> dict[
         only_mlp = set(f.int_list("mlp_only_layers"))
         moe_layers = [experts > 0 and i not in only_mlp and (i + 1) % step == 0 for i in range(n_layers)]
         if any(moe_layers):
-            moe = MoESpec(num_experts=experts, top_k=f.int("num_experts_per_tok", required=True),
-                          expert_intermediate_size=f.int("moe_intermediate_size", required=True),
+            moe = MoESpec(num_experts=experts, top_k=need("num_experts_per_tok"),
+                          expert_intermediate_size=need("moe_intermediate_size"),
                           shared_intermediate_size=f.int("shared_expert_intermediate_size") or 0,
                           shared_expert_gate=True)
         spec.update(qk_norm="head", attn_output_gate=True)
     elif model_type == "lfm2":
-        kernel, bias = f.int("conv_L_cache", required=True), f.flag("conv_bias")
+        kernel, bias = need("conv_L_cache"), f.flag("conv_bias")
         state = StateSpec(kind="short_conv", linear_params=h * 3 * h + h * h,
                           small_params=h * kernel + (h + 3 * h + h if bias else 0), conv_channels=h,
                           conv_kernel=kernel, recurrent_state_elements=0,
@@ -287,7 +292,7 @@ def hybrid_spec_fields(f: Any, model_type: str, name: str, source: str) -> dict[
         mixers = _attention_pattern(types, source)
         spec.update(intermediate_size=_lfm2_intermediate(f), qk_norm="head")
     elif model_type == "recurrent_gemma":
-        lru, kernel = f.int("lru_width") or h, f.int("conv1d_width", required=True)
+        lru, kernel = f.int("lru_width") or h, need("conv1d_width")
         block = lru // heads
         state = StateSpec(kind="rglru", linear_params=2 * h * lru + lru * h + 2 * heads * block * block,
                           small_params=2 * lru + h + lru * kernel + lru + lru + 2 * lru, conv_channels=lru,

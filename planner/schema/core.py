@@ -163,10 +163,8 @@ class ModelSpec(Frozen):
     state: StateSpec | None = Field(None, exclude_if=lambda v: v is None)
     attn_output_gate: bool = Field(False, exclude_if=lambda v: not v,
                                    description="q_proj also yields a sigmoid gate on the output (Qwen3-Next)")
-    extra_linear_params: int = Field(0, exclude_if=lambda v: not v,
-                                     description="matmul weights outside the per-layer pattern (shared blocks)")
     extra_small_params: int = Field(0, exclude_if=lambda v: not v,
-                                    description="norms and biases outside the per-layer pattern")
+                                    description="norms and biases outside the per-layer pattern (RWKV's pre_ln)")
 
     def mixer(self, layer: int) -> str:
         return self.layer_mixers[layer] if self.layer_mixers else "attention"
