@@ -48,6 +48,14 @@ def _kv_applied(function: str) -> Applied:
     return Applied(f"kv_cache:{function}", aim=("cache_bytes", "lower"), options=KV_OPTIONS)
 
 
+def _caches_keys(ctx: Context) -> str | None:
+    """Refused for a pure state-space model (Mamba, RWKV): it has no attention layer."""
+    if ctx.spec.layer_mixers and not ctx.spec.attention_layers:
+        return (f"{ctx.spec.name} has no attention layer: "
+                "its cache is recurrent state, not keys and values, and KV quantization leaves the state at 16 bits")
+    return None
+
+
 def _kv(dtype: str):
     def transform(state: PlanState, ctx: Context) -> PlanState:
         return state.with_(kv_dtype=dtype)
@@ -136,7 +144,7 @@ register(
         id="kv-fp8", engines=("vllm", "sglang", "tgi", "trtllm", "transformers"),
         name="fp8 KV cache", family="kv-cache quantization", group=KV,
         summary="Keys and values stored in e4m3 with a scale per tensor: half the cache of 16 bits.",
-        transform=_kv("fp8"), after=("sliding-window-sinks",),
+        transform=_kv("fp8"), after=("sliding-window-sinks",), check=_caches_keys,
         hardware=("fp8",), quality_risk="low", quality_loss_pct=0.1,
         quality_source="vLLM fp8 KV-cache docs and KIVI (arXiv 2402.02750): 8-bit caches are near-lossless",
         params=lambda ctx: {"dtype": "fp8_e4m3"},
@@ -145,7 +153,7 @@ register(
         id="kv-int8", engines=("transformers", "llama.cpp"),
         name="int8 KV cache", family="kv-cache quantization", group=KV,
         summary="Keys and values in int8 with a scale and zero point per 64 values (transformers' hqq cache backend).",
-        transform=_kv("int8"), after=("sliding-window-sinks",),
+        transform=_kv("int8"), after=("sliding-window-sinks",), check=_caches_keys,
         packages=("hqq",), quality_risk="low", quality_loss_pct=0.1,
         quality_source="KIVI (arXiv 2402.02750): 8-bit KV caches are indistinguishable from 16-bit",
         params=lambda ctx: {"dtype": "int8", "group_size": 64},
@@ -154,7 +162,7 @@ register(
         id="kv-int4", engines=("transformers", "llama.cpp"),
         name="int4 KV cache", family="kv-cache quantization", group=KV,
         summary="Keys and values in int4 with a scale and zero point per 64 values.",
-        transform=_kv("int4"), after=("sliding-window-sinks",),
+        transform=_kv("int4"), after=("sliding-window-sinks",), check=_caches_keys,
         packages=("optimum-quanto",), quality_risk="low", quality_loss_pct=0.5,
         quality_source="KIVI (arXiv 2402.02750): even 2-bit caches keep near-identical quality; 0.5% budgeted at 4 bits",
         params=lambda ctx: {"dtype": "int4", "group_size": 64},

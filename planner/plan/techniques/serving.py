@@ -13,13 +13,21 @@ def _no_shared_prefix(ctx: Context) -> str | None:
     return None
 
 
+def _attends(ctx: Context) -> str | None:
+    """Refused for a pure state-space model (Mamba, RWKV): it has no attention layer."""
+    if ctx.spec.layer_mixers and not ctx.spec.attention_layers:
+        return (f"{ctx.spec.name} has no attention layer: "
+                "there is no attention for a FlashAttention kernel to run")
+    return None
+
+
 register(
     Technique(
         id="flash-attention", engines=("vllm", "sglang", "tgi", "trtllm", "transformers", "llama.cpp"),
         name="FlashAttention kernels", family="attention", group="attention-kernel",
         summary="Tiled, fused attention: no score matrix in memory and most of the tensor cores' peak "
                 "(FlashAttention-2 reaches 50-73% of A100 peak, FlashAttention-3 75% of H100).",
-        transform=lambda s, c: s.with_(attention="flash"), hardware=("gpu", "flash-attention-2"),
+        transform=lambda s, c: s.with_(attention="flash"), hardware=("gpu", "flash-attention-2"), check=_attends,
         always_on=True,  # serving engines bundle their kernels; transformers needs flash-attn for FlashAttention-2
         params=lambda c: {"version": 3 if c.hw.features.flash_attention >= 3 else 2},
         apply=Applied("attention:swap_attention",

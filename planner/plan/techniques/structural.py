@@ -29,6 +29,14 @@ def _window(state: PlanState, ctx: Context) -> PlanState:
     return state.with_(spec=state.spec.model_copy(update={"layer_windows": windows}))
 
 
+def _attends(ctx: Context) -> str | None:
+    """Refused for a pure state-space model (Mamba, RWKV): it has no attention layer."""
+    if ctx.spec.layer_mixers and not ctx.spec.attention_layers:
+        return (f"{ctx.spec.name} has no attention layer: "
+                "its state is already the same size at any context, so a window has nothing to cap")
+    return None
+
+
 def _window_loss(ctx: Context) -> float:
     # Within the window perplexity is kept (StreamingLLM: 5.40 vs 5.43 with 4 sinks); beyond it the model
     # cannot see the dropped tokens, which a long-context task (retrieval, RAG) needs: budgeted at 10%.
@@ -57,7 +65,8 @@ register(
         group="context-limit",
         summary=f"Full-attention layers keep the first {SINK_TOKENS} tokens and the last {SINK_WINDOW}: the cache "
                 "stops growing; tokens in between are forgotten.",
-        transform=_window, model=("full-attention",), quality_risk="high", quality_loss_pct=_window_loss,
+        transform=_window, model=("full-attention",), check=_attends, quality_risk="high",
+        quality_loss_pct=_window_loss,
         quality_source="StreamingLLM (arXiv 2309.17453): 4 sink tokens keep perplexity (5.40 vs 5.43, Llama-2-13B) "
                        "but do not extend what the model can retrieve; long-context tasks lose the dropped tokens",
         params=lambda c: {"window": SINK_WINDOW, "sink_tokens": SINK_TOKENS},

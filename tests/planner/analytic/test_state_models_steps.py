@@ -86,3 +86,21 @@ def test_tensor_parallel_splits_a_pure_ssm_and_its_state():
     _, one = _setup(MAMBA2, hardware="h100-sxm")
     _, two = _setup(MAMBA2, hardware="h100-sxm", num_devices=2)  # 128 Mamba heads; no attention head to divide
     assert two.tp == 2 and kv_bytes_per_device(two, 4096) == kv_bytes_per_device(one, 4096) / 2
+
+
+def test_planner_rejects_cache_techniques_for_a_pure_ssm():
+    """Techniques that act on keys and values (KV quantization, a sliding window, attention kernels) are
+    rejected for a model with no attention layer, with the reason; a hybrid keeps them for its attention."""
+    from optiplan import advise
+
+    def rejected(model, hardware, devices=1):
+        doc = advise(model=model, hardware=hardware, workload="rag-long-context", engine="transformers",
+                     num_devices=devices).model_dump()
+        return {r["technique"]: r["reason"] for r in doc["rejected"]}, [s["technique"] for s in doc["plan"]["steps"]]
+
+    reasons, steps = rejected("mamba-codestral-7b", "h100-sxm")
+    for technique in ("kv-fp8", "kv-int8", "kv-int4", "sliding-window-sinks", "flash-attention"):
+        assert "has no attention layer" in reasons[technique], (technique, reasons[technique])
+        assert technique not in steps
+    reasons, _ = rejected("jamba-1.5-mini", "h100-sxm", devices=2)
+    assert not any("no attention layer" in reasons.get(t, "") for t in ("kv-fp8", "kv-int8", "sliding-window-sinks"))
