@@ -62,9 +62,15 @@ class Executor:
     def stop_all(self, reason: str) -> None:
         """Fail the jobs running here with `reason` and kill their processes (the server is stopping); each
         monitor then records nothing more and removes the partial output."""
-        for job_id, proc in list(self.running.items()):
+        procs = list(self.running.items())
+        for job_id, proc in procs:
             self.store.interrupted(job_id, reason, retry=False)
             _kill(proc)
+        for _, proc in procs:  # gone before the server exits, not merely signalled
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
 
     def _monitor(self, job: Job, proc: subprocess.Popen) -> Job | None:
         lines: queue.Queue = queue.Queue()

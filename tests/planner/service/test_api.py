@@ -298,7 +298,7 @@ def test_one_writer_per_output_whatever_the_spelling(client, monkeypatch):
 def test_configs_for_auto_hardware_follow_the_device_the_report_picked(client):
     from optiplan.planner.plan.advise import advise
 
-    query = {"model": "llama-3.1-8b", "hardware": "auto", "workload": "chat", "target": "vllm"}
+    query = {"model": "llama-3.1-8b", "hardware": "auto", "workload": "chat", "target": "tgi"}
     picked = advise(AdviseRequest(model="llama-3.1-8b", hardware="auto", workload="chat")).hardware.id
     assert picked != "h100-sxm"  # else the test could not tell a substitution from the pick
     response = client.get("/configs.zip", params=query)
