@@ -144,7 +144,9 @@ def param_counts(spec: ModelSpec) -> ParamCounts:
         s_linear, s_small = (state.linear_params, state.small_params) if state else (0, 0)
         a_layers, s_layers = spec.attention_layers, spec.state_layers
         mlp_layers = sum(1 for i in range(n) if spec.has_mlp(i) and not (spec.moe and spec.layer_moe[i]))
-        attn_linear = _mean(a_layers * attn_linear + s_layers * s_linear, n)
+        if spec.attention_shared:  # one set of weights for all attention layers, in extra_linear_params
+            attn_linear = attn_small = 0
+        attn_linear = _mean(a_layers * attn_linear + s_layers * s_linear + spec.extra_linear_params, n)
         attn_small = _mean(a_layers * attn_small + s_layers * s_small + spec.extra_small_params, n)
         mlp_linear, mlp_small = (_mean(mlp_layers * mlp_linear, num_dense), _mean(mlp_layers * mlp_small, num_dense)) \
             if num_dense else (0, 0)

@@ -106,7 +106,9 @@ def decode_attention_flops(s: Setup, batch: int, context: int) -> float:
 
 
 def matmul_flops(s: Setup, tokens: int, logits_tokens: int) -> float:
-    return 2 * tokens * s.counts.active_linear + 2 * logits_tokens * s.counts.vocab_hidden
+    """Every matmul weight a token passes through, a shared block at each of its uses."""
+    linear = s.counts.active_linear + s.spec.extra_linear_reuse
+    return 2 * tokens * linear + 2 * logits_tokens * s.counts.vocab_hidden
 
 
 # ---------------------------------------------------------------------------------------------
@@ -119,7 +121,7 @@ def weights_read_bytes(s: Setup, tokens: int) -> float:
     the experts the tokens are routed to)."""
     c, lp = s.counts, s.counts.layer
     q = s.bits_per_weight / 8
-    dense = c.num_dense_layers * c.dense_layer_linear
+    dense = c.num_dense_layers * c.dense_layer_linear + s.spec.extra_linear_reuse  # a shared block read per use
     moe = experts = 0.0
     if c.num_moe_layers:
         # expert parallel: each device holds E/ep experts and sees the tokens routed to them

@@ -56,6 +56,10 @@ HYBRID_DEFAULTS: dict[str, dict[str, Any]] = {
     "recurrent_gemma": {"tie_word_embeddings": True, "block_types": ("recurrent", "recurrent", "attention"),
                         "attention_window_size": 2048, "conv1d_width": 4, "lru_width": None,
                         "attention_bias": False, "num_key_value_heads": None},
+    "zamba2": {"tie_word_embeddings": True, "mamba_d_state": 64, "mamba_d_conv": 4, "mamba_expand": 2,
+               "mamba_ngroups": 1, "n_mamba_heads": 8, "use_conv_bias": True, "add_bias_linear": False,
+               "intermediate_size": None, "num_key_value_heads": None, "num_mem_blocks": 1,
+               "use_shared_attention_adapter": False, "adapter_rank": 128},
     "rwkv": {"tie_word_embeddings": False, "attention_hidden_size": None, "intermediate_size": None},
     "lfm2": {"tie_word_embeddings": True, "conv_L_cache": 3, "conv_bias": False, "block_auto_adjust_ff_dim": True,
              "block_ffn_dim_multiplier": 1.0, "block_multiple_of": 256},
@@ -307,6 +311,33 @@ def hybrid_spec_fields(f: Any, model_type: str, name: str, source: str) -> dict[
         window = f.int("attention_window_size")
         spec.update(intermediate_size=spec["intermediate_size"] // 2, mlp_bias=True, o_bias=True,
                     layer_windows=tuple(window if m == "attention" else None for m in mixers))
+    elif model_type == "zamba2":
+        d, m_heads, bias = need("mamba_expand") * h, need("n_mamba_heads"), f.flag("add_bias_linear")
+        state = _mamba2(h, d, m_heads, d // max(m_heads, 1), need("mamba_ngroups"), need("mamba_d_state"),
+                        need("mamba_d_conv"), bias, bias, f.flag("use_conv_bias"), True)
+        types = _layer_types(f, n_layers)
+        if types is None:
+            raise ModelConfigError(f"{source}: a Zamba2 config needs layers_block_type ('mamba' or 'hybrid' per layer)")
+        bad = [t for t in types if t not in ("mamba", "linear_attention", "hybrid")]
+        if bad:
+            raise ModelConfigError(f"{source}: unknown Zamba2 layer type {bad[0]!r} (known: mamba, hybrid)")
+        mixers = ["attention+state" if t == "hybrid" else "state" for t in types]
+        uses, blocks, rank = mixers.count("attention+state"), need("num_mem_blocks"), need("adapter_rank")
+        # Hybrid layers run one of `num_mem_blocks` shared transformer blocks on [hidden, embeddings] (2 x hidden
+        # wide): attention with heads of 2 x hidden / heads, then a gated MLP; each use adds its own LoRA-style
+        # adapters (on the MLP's gate_up, and on q, k, v when use_shared_attention_adapter) and a linear layer.
+        wide, inter = 2 * h, spec["intermediate_size"]
+        head_dim = wide // heads
+        attention = wide * (heads + 2 * kv_heads) * head_dim + heads * head_dim * h
+        mlp = h * 2 * inter + inter * h
+        adapters = h * rank + rank * 2 * inter
+        if f.flag("use_shared_attention_adapter"):
+            adapters += 3 * (wide * rank + rank * wide)
+        spec.update(head_dim=head_dim, v_head_dim=head_dim, attention_shared=True,
+                    extra_linear_params=blocks * (attention + mlp) + uses * (adapters + h * h),
+                    extra_small_params=blocks * (wide + h + (2 * inter + h if bias else 0)),
+                    extra_linear_reuse=max(uses - blocks, 0) * (attention + mlp), norms_per_layer=1)
+        mlps = [False] * n_layers  # the MLP is the shared block's
     elif model_type == "rwkv":
         att, inter = f.int("attention_hidden_size") or h, f.int("intermediate_size") or 4 * h
         # time mixing (key, value, receptance, output) and the channel mix's receptance gate; decay, bonus and

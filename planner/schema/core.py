@@ -163,8 +163,17 @@ class ModelSpec(Frozen):
     state: StateSpec | None = Field(None, exclude_if=lambda v: v is None)
     attn_output_gate: bool = Field(False, exclude_if=lambda v: not v,
                                    description="q_proj also yields a sigmoid gate on the output (Qwen3-Next)")
+    extra_linear_params: int = Field(0, exclude_if=lambda v: not v,
+                                     description="matmul weights outside the per-layer pattern, stored once (Zamba2's "
+                                                 "shared transformer blocks, their adapters, its hybrid layers' linear)")
     extra_small_params: int = Field(0, exclude_if=lambda v: not v,
                                     description="norms and biases outside the per-layer pattern (RWKV's pre_ln)")
+    extra_linear_reuse: int = Field(0, exclude_if=lambda v: not v,
+                                    description="matmul weights a token passes through again: a shared block's "
+                                                "second and later uses (stored once, computed at every use)")
+    attention_shared: bool = Field(False, exclude_if=lambda v: not v,
+                                   description="the attention layers' weights are shared blocks, in "
+                                               "extra_linear_params, not one set per layer (Zamba2)")
 
     def mixer(self, layer: int) -> str:
         return self.layer_mixers[layer] if self.layer_mixers else "attention"

@@ -104,3 +104,17 @@ def test_planner_rejects_cache_techniques_for_a_pure_ssm():
         assert technique not in steps
     reasons, _ = rejected("jamba-1.5-mini", "h100-sxm", devices=2)
     assert not any("no attention layer" in reasons.get(t, "") for t in ("kv-fp8", "kv-int8", "sliding-window-sinks"))
+
+
+def test_zamba2_shared_block_is_stored_once_and_computed_at_every_use():
+    from optiplan.planner.analytic.steps import matmul_flops
+
+    fields = {"model_type": "zamba2", "hidden_size": 256, "vocab_size": 1000, "num_attention_heads": 4,
+              "intermediate_size": 512, "num_mem_blocks": 2, "max_position_embeddings": 4096, "num_hidden_layers": 6,
+              "layers_block_type": ["mamba", "hybrid", "mamba", "hybrid", "mamba", "hybrid"]}
+    _, s = _setup(fields)
+    attention = 512 * (4 + 2 * 4) * 128 + 4 * 128 * 256  # q, k, v on the 2 x hidden input; o back to hidden
+    mlp = 256 * 2 * 512 + 512 * 256
+    assert s.spec.extra_linear_reuse == (3 - 2) * (attention + mlp)  # three uses of two stored blocks
+    assert matmul_flops(s, 1, 0) == 2 * (s.counts.active_linear + attention + mlp)
+    assert s.spec.attention_layers == 3 and s.spec.head_dim == 128

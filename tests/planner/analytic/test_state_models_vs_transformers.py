@@ -19,7 +19,7 @@ from optiplan.planner.catalog.model_spec import model_spec_from_config  # noqa: 
 from transformers_oracle import STATE_REDUCTIONS, count_params, meta_model, real_cache_bytes  # noqa: E402
 
 FAMILIES = ("mamba", "falcon_mamba", "mamba2", "jamba", "bamba", "granitemoehybrid", "falcon_h1", "nemotron_h",
-            "qwen3_next", "lfm2", "recurrent_gemma", "rwkv")
+            "qwen3_next", "lfm2", "recurrent_gemma", "rwkv", "zamba2")
 
 # Reduced copies, each keeping its family's pattern, in the spelling of published configs.
 PATTERNS = {
@@ -36,6 +36,11 @@ PATTERNS = {
     "lfm2": {"num_hidden_layers": 4, "full_attn_idxs": [1]},
     "recurrent_gemma": {"num_hidden_layers": 4, "num_key_value_heads": 1},  # R R A R: 8-token window, MQA
     "rwkv": {"num_hidden_layers": 2},
+    # two shared blocks alternating over three hybrid layers, adapters on q, k, v too (transformers adds them
+    # only to full-width k and v: as many KV heads as query heads), biases
+    "zamba2": {"num_hidden_layers": 5, "layers_block_type": ["mamba", "hybrid", "hybrid", "mamba", "hybrid"],
+               "num_mem_blocks": 2, "use_shared_attention_adapter": True, "add_bias_linear": True,
+               "num_key_value_heads": 4},
 }
 
 
@@ -79,7 +84,7 @@ def test_reduced_copies_keep_their_patterns():
     specs = {t: model_spec_from_config(_reduced(t), t, "r") for t in FAMILIES}
     hybrids = {t for t, s in specs.items() if s.attention_layers and s.state_layers}
     assert hybrids == {"jamba", "bamba", "granitemoehybrid", "falcon_h1", "nemotron_h", "qwen3_next", "lfm2",
-                       "recurrent_gemma"}
+                       "recurrent_gemma", "zamba2"}
     assert {t for t, s in specs.items() if s.moe} == {"jamba", "granitemoehybrid", "nemotron_h", "qwen3_next"}
     assert all(state_elements(s, "transformers") > 0 for s in specs.values())
 
