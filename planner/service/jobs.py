@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from .paths import Roots, remove_partial
@@ -165,13 +166,16 @@ def _exit_reason(code: int) -> str:
     return f"exit code {code}"
 
 
-def recover(store: Store, roots: Roots, reason: str, older_than_s: float = 0.0, retry: bool = False) -> list[Job]:
+def recover(store: Store, roots: Roots, reason: str, older_than_s: float = 0.0, retry: bool = False,
+            skip: Collection[str] = ()) -> list[Job]:
     """Running jobs without a live runner (no heartbeat for `older_than_s`): retried or failed with `reason`, and
     their partial output removed. The embedded queue calls it at start-up (every running job was this server's);
     Redis workers call it periodically for jobs of workers that died. Returns the jobs it changed."""
     found = []
     cutoff = time.time() - older_than_s
     for job in store.stale(older_than_s):
+        if job.id in skip:  # running here: its own monitor reports it (late, on a busy machine), and kills it
+            continue
         after = store.interrupted(job.id, f"{reason} (it ran on {job.worker})", retry=retry, stale_before=cutoff)
         if after is None or after.state == "running":
             continue

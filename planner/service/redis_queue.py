@@ -12,6 +12,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Collection
 from typing import Any
 
 from .jobs import Executor, recover
@@ -172,10 +173,11 @@ def run_queued(job_id: str) -> str:
     return job.state if job is not None else "taken by another worker"
 
 
-def reap(store: Store, roots: Roots, queue, stale_after_s: float) -> list[Job]:
-    """Retry (or fail, when no attempts are left) the running jobs of workers that stopped reporting."""
+def reap(store: Store, roots: Roots, queue, stale_after_s: float, running_here: Collection[str] = ()) -> list[Job]:
+    """Retry (or fail, when no attempts are left) the running jobs of workers that stopped reporting; never the
+    job this worker runs itself (a heartbeat late on a busy machine is not a dead worker)."""
     changed = recover(store, roots, f"its worker stopped reporting for {stale_after_s:g} s (killed or lost)",
-                      older_than_s=stale_after_s, retry=True)
+                      older_than_s=stale_after_s, retry=True, skip=running_here)
     for job in changed:
         if job.state == "queued":
             enqueue(queue, job.id)
@@ -194,13 +196,13 @@ def work(url: str, roots: Roots, name: str | None = None, allow_pickle: bool = F
     queue = Queue(QUEUE, connection=conn, serializer=JSONSerializer)
     name = name or f"{socket.gethostname()}-{os.getpid()}"
     # SimpleWorker: no fork per job, since each job already runs in its own process (runner.py)
-    EXECUTOR["executor"] = Executor(store, roots, name, allow_pickle)
+    EXECUTOR["executor"] = executor = Executor(store, roots, name, allow_pickle)
     stop = threading.Event()
 
     def reaper() -> None:
         while not stop.wait(max(0.5, stale_after_s / 3)):
             try:
-                reap(store, roots, queue, stale_after_s)
+                reap(store, roots, queue, stale_after_s, running_here=set(executor.running))
             except Exception:  # noqa: BLE001  Redis away for a moment: the next round tries again
                 time.sleep(1)
 

@@ -60,8 +60,39 @@ def verify_progress(line: str) -> None:
             _emit("progress", fraction=fraction, step=line)
 
 
+TEST_JOBS_ENV = "OPTIPLAN_SERVICE_TEST_JOBS"  # "1" in the service's tests only: apply runs `scripted_apply`
+
+
+def scripted_apply(arguments: dict[str, Any]) -> dict[str, Any]:
+    """Tests only (OPTIPLAN_SERVICE_TEST_JOBS=1 in the server's environment, never set for users): an apply that
+    writes its output the way apply does (fsutil.atomic_folder, named by this attempt's tag), in a second, with its
+    `techniques` as the script: 'test-write' writes a part, 'test-fail' fails in one line, 'test-hang' writes a part
+    and waits to be killed or cancelled mid-write."""
+    import time
+
+    from ..errors import OptiplanError
+    from ..fsutil import atomic_folder
+
+    script = arguments.get("techniques") or ["test-write"]
+    with atomic_folder(arguments["out"]) as tmp:
+        for i, step in enumerate(script):
+            _emit("log", line=f"applying {step}")
+            _emit("progress", fraction=0.1 + 0.8 * i / len(script), step=f"applying {step}")
+            (tmp / f"part-{i}.bin").write_bytes(bytes(4096))
+            if step == "test-fail":
+                raise OptiplanError(f"{step}: the scripted step failed after writing part {i}")
+            if step == "test-hang":
+                _emit("progress", fraction=0.5, step="writing (test-hang)")
+                time.sleep(3600)
+        steps = [{"technique": step} for step in script]
+        (tmp / "optiplan.json").write_text(json.dumps({"steps": steps}))
+    return {"steps": steps, "source": str(arguments["source"]), "out": str(arguments["out"])}
+
+
 def execute(kind: str, arguments: dict[str, Any]) -> Any:
     """Run the job's library function (the one the CLI calls) and return its result as JSON-ready data."""
+    if kind == "apply" and os.environ.get(TEST_JOBS_ENV) == "1":
+        return scripted_apply(arguments)
     if kind == "apply":
         from ...optimizers.apply import apply
 

@@ -1,6 +1,7 @@
 """Jobs on the embedded queue against a real `optiplan serve` process: live progress by server-sent events, cancel
-stops the job's process, a job running when the server died is failed with the reason after a restart (nothing
-half-written), jobs still queued are taken up again; and (slow) an apply job writes the optimized model."""
+stops the job's process, a job running when the server died is failed with the reason after a restart and what it
+had half-written removed (a scripted job, tests only, that is mid-write when the server dies), jobs still queued are
+taken up again; and (slow) an apply job writes the optimized model."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 APPLY = {"kind": "apply", "model": "tiny", "techniques": ["weight-int8"], "verify": False}
+SCRIPTED = {"kind": "apply", "model": "tiny", "techniques": ["test-write", "test-hang"], "verify": False}
 TERMINAL = ("succeeded", "failed", "cancelled")
 
 
@@ -71,13 +73,15 @@ def test_progress_streams_as_events_and_cancel_stops_the_process(client, wait_fo
 
 
 def test_a_job_running_when_the_server_died_fails_with_the_reason_and_queued_ones_resume(server_factory, wait_for,
-                                                                                           token):
+                                                                                           token, monkeypatch):
+    monkeypatch.setenv("OPTIPLAN_SERVICE_TEST_JOBS", "1")  # tests only: a scripted apply that writes, then hangs
     server = server_factory(token=token).start()
     with server.http() as http:
-        first = http.post("/v1/jobs", json=APPLY | {"output": "first"}).json()["id"]
-        second = http.post("/v1/jobs", json=APPLY | {"output": "second"}).json()["id"]
-        wait_for(lambda: job_state(http, first)["step"] == "apply: loading libraries", 60, "the first job to run")
+        first = http.post("/v1/jobs", json=SCRIPTED | {"output": "first"}).json()["id"]
+        second = http.post("/v1/jobs", json=SCRIPTED | {"output": "second"}).json()["id"]
+        wait_for(lambda: job_state(http, first)["step"] == "writing (test-hang)", 60, "the first job to write")
         assert job_state(http, second)["state"] == "queued"  # one worker: the second waits
+    (partial,) = [p for p in server.workdir.iterdir() if p.name.startswith(f".first.optiplan-tmp-{first}-1-")]
     runners = runners_of(server.proc.pid)
     assert runners, "the job runs in its own process"
     server.kill()  # the server dies, and its job's process with it (PR_SET_PDEATHSIG), as when the machine stops
@@ -89,7 +93,8 @@ def test_a_job_running_when_the_server_died_fails_with_the_reason_and_queued_one
         failed = job_state(http, first)
         assert failed["state"] == "failed"
         assert failed["error"].startswith("the server stopped while this job ran (it ran on local-")
-        assert "nothing half-written was left" in failed["log"][-1]
+        assert failed["log"][-1] == f"removed the partial output {partial.name}"
+        assert not partial.exists()
         resumed = wait_for(lambda: (j := job_state(http, second))["state"] == "running" and j, 30,
                            "the queued job to be taken up after the restart")
         assert resumed["attempt"] == 1
@@ -101,11 +106,13 @@ def test_a_job_running_when_the_server_died_fails_with_the_reason_and_queued_one
     assert leftovers == []  # no output folder and no temporary sibling
 
 
-def test_stopping_the_server_fails_its_running_job_at_once_instead_of_waiting(server_factory, wait_for):
+def test_stopping_the_server_fails_its_running_job_at_once_instead_of_waiting(server_factory, wait_for, monkeypatch):
+    monkeypatch.setenv("OPTIPLAN_SERVICE_TEST_JOBS", "1")
     server = server_factory().start()
     with server.http() as http:
-        job_id = http.post("/v1/jobs", json=APPLY | {"output": "out"}).json()["id"]
-        wait_for(lambda: job_state(http, job_id)["step"] == "apply: loading libraries", 60, "the job to run")
+        job_id = http.post("/v1/jobs", json=SCRIPTED | {"output": "out"}).json()["id"]
+        wait_for(lambda: job_state(http, job_id)["step"] == "writing (test-hang)", 60, "the job to write")
+    assert any(p.name.startswith(f".out.optiplan-tmp-{job_id}-1-") for p in server.workdir.iterdir())
     runners = runners_of(server.proc.pid)
     server.proc.send_signal(signal.SIGTERM)  # a clean stop (systemd, docker stop): not hours of waiting for jobs
     assert server.proc.wait(timeout=30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once it stopped

@@ -4,6 +4,7 @@ by the surviving worker and run there, nothing half-written, nothing lost."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -14,15 +15,17 @@ pytest.importorskip("transformers")
 
 APPLY = {"kind": "apply", "model": "tiny", "techniques": ["weight-int8"], "verify": False}
 TERMINAL = ("succeeded", "failed", "cancelled")
-STALE_S = 3
+STALE_S = 10  # a heartbeat late by seconds on a busy 2-core machine is not a dead worker
+SCRIPTED = {"kind": "apply", "model": "tiny", "techniques": ["test-write", "test-hang"], "verify": False}
 
 
-def start_worker(url: str, name: str, workdir, models_dir, log_dir) -> subprocess.Popen:
+def start_worker(url: str, name: str, workdir, models_dir, log_dir, scripted: bool) -> subprocess.Popen:
     log = open(log_dir / f"worker-{name}.log", "ab")
+    env = {**os.environ, "OPTIPLAN_SERVICE_TEST_JOBS": "1"} if scripted else None  # tests only: see runner.py
     return subprocess.Popen([sys.executable, "-m", "optiplan.planner.cli.main", "worker", "--queue", url,
                              "--workdir", str(workdir), "--models-dir", str(models_dir), "--name", name,
                              "--stale-after", str(STALE_S)], stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+                            start_new_session=True, env=env)
 
 
 @pytest.mark.parametrize("ending", ["cancel", pytest.param("complete", marks=pytest.mark.slow)])
@@ -33,11 +36,15 @@ def test_two_workers_share_jobs_and_a_killed_workers_job_is_retried(ending, redi
 
     client = make_client(queue=redis_url, max_attempts=2)
     workdir = client.app.state.settings.roots.workdir
-    workers = {name: start_worker(redis_url, name, workdir, models_dir, tmp_path) for name in ("A", "B")}
+    # cancel: scripted jobs (tests only) that are mid-write, a real half-written sibling, when the worker dies;
+    # complete: the real apply, to its end
+    scripted = ending == "cancel"
+    workers = {name: start_worker(redis_url, name, workdir, models_dir, tmp_path, scripted) for name in ("A", "B")}
     try:
         conn = connect(redis_url)
         wait_for(lambda: len(Worker.all(connection=conn)) == 2, 60, "two workers to register")
-        ids = [client.post("/v1/jobs", json=APPLY | {"output": f"out-{i}"}).json()["id"] for i in range(2)]
+        body = SCRIPTED if scripted else APPLY
+        ids = [client.post("/v1/jobs", json=body | {"output": f"out-{i}"}).json()["id"] for i in range(2)]
 
         def state(job_id):
             return client.get(f"/v1/jobs/{job_id}").json()
@@ -46,18 +53,27 @@ def test_two_workers_share_jobs_and_a_killed_workers_job_is_retried(ending, redi
                            60, "both jobs to run")
         assert {j["worker"] for j in running} == {"A", "B"}  # one each: the workers share the queue
         victim, survivor = running[0], running[1]
+        partial = None
+        if scripted:
+            wait_for(lambda: state(victim["id"])["step"] == "writing (test-hang)", 60, "the victim to be mid-write")
+            (partial,) = [p for p in workdir.iterdir()
+                          if p.name.startswith(f".{victim['output']}.optiplan-tmp-{victim['id']}-1-")]
+            assert (partial / "part-0.bin").is_file()  # really half-written when its machine dies
         kill_group(workers[victim["worker"]])  # its machine dies: the worker and the job's process
 
-        retried = wait_for(lambda: (j := state(victim["id"]))["state"] == "queued" and j, 30,
+        retried = wait_for(lambda: (j := state(victim["id"]))["state"] == "queued" and j, 60,
                            "the surviving worker to queue the job again")
         assert f"its worker stopped reporting for {STALE_S} s (killed or lost) (it ran on {victim['worker']})" \
             in " ".join(retried["log"])
         assert "queued again (attempt 2 of 2)" in " ".join(retried["log"])
+        if partial is not None:  # what the dead attempt left is removed by the worker that retried it
+            assert not partial.exists() and f"removed the partial output {partial.name}" in retried["log"]
         client.delete(f"/v1/jobs/{survivor['id']}")  # free the survivor sooner than its own job would
         again = wait_for(lambda: (j := state(victim["id"]))["state"] == "running" and j, 60,
                          "the survivor to take the retried job")
         assert (again["worker"], again["attempt"]) == (survivor["worker"], 2)
         if ending == "cancel":
+            wait_for(lambda: state(victim["id"])["step"] == "writing (test-hang)", 60, "attempt 2 to be mid-write")
             client.delete(f"/v1/jobs/{victim['id']}")
         final = wait_for(lambda: (j := state(victim["id"]))["state"] in TERMINAL and j, 600, "the retried job")
         states = {j["id"]: j["state"] for j in client.get("/v1/jobs").json()}
