@@ -78,10 +78,12 @@ def plan_steps(advice: Advice) -> dict[str, Any]:
 
 
 def max_seqs(advice: Advice) -> int:
-    """Concurrent sequences sized from the predicted KV capacity: what the workload asks, or the batch the plan
-    serves where it chose more (the throughput goal fills the memory), never above what the cache holds."""
+    """Concurrent sequences per server (per data-parallel replica) sized from the predicted KV capacity: what the
+    workload asks, or the batch the plan serves where it chose more (the throughput goal fills the memory), never
+    above what the cache holds."""
     p = advice.plan.predicted
-    return max(1, min(max(advice.workload.concurrency, p.batch), p.max_concurrency or 1))
+    total = max(1, min(max(advice.workload.concurrency, p.batch), p.max_concurrency or 1))
+    return max(1, -(-total // max(p.data_parallel, 1)))  # per replica: each runs its own scheduler
 
 
 DEFAULT_MEMORY_FRACTION = 0.9  # vLLM's --gpu-memory-utilization default

@@ -99,6 +99,16 @@ def render(advice: Advice, target: str, serving_engine: str | None = None) -> di
                version=engine_options(engine)["version"],
                gpu_resource=_gpu_resource(hw), devices=advice.hardware.count, per_node=min(per_node, advice.hardware.count),
                nodes=max(1, -(-advice.hardware.count // per_node)), name=_k8s_name(advice.model.name))
+    ctx["replicas"] = 1
+    dp, count = advice.plan.predicted.data_parallel, advice.hardware.count
+    if dp > 1 and count > per_node and count // dp <= per_node:
+        # replicas that each fit in one node: one server per replica behind a load balancer, not one cluster
+        for key in ("data-parallel-size", "dp-size"):
+            cfg.options.pop(key, None)
+        cfg.notes.append(f"{dp} replicas of {count // dp} devices, each inside one node: start one server per "
+                         f"replica (serve.sh on each node, or the Kubernetes Deployment with replicas: {dp}) behind "
+                         "a load balancer")
+        ctx.update(devices=count // dp, per_node=count // dp, nodes=1, replicas=dp)
     files: dict[str, str] = {}
     slug = engine.replace(".", "")
     if ctx["nodes"] > 1 and (target == "compose" or engine in SINGLE_NODE):

@@ -45,6 +45,9 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
         elif t_id in ("tensor-parallel", "pipeline-parallel"):
             cfg.applied.append((t_id, f"--tensor-parallel-size {p.tensor_parallel}" + (
                 f" --pipeline-parallel-size {p.pipeline_parallel}" if p.pipeline_parallel > 1 else "")))
+        elif t_id == "data-parallel":
+            o["dp-size"] = p.data_parallel
+            cfg.applied.append((t_id, f"--dp-size {p.data_parallel} with --tensor-parallel-size {p.tensor_parallel}"))
         elif t_id == "expert-parallel":
             o.update({"tensor-parallel-size": p.expert_parallel, "expert-parallel-size": p.expert_parallel,
                       "enable-dp-attention": True, "data-parallel-size": p.expert_parallel})

@@ -54,6 +54,10 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
                                       f"--pipeline-parallel-size {p.pipeline_parallel}"))
         elif t_id == "pipeline-parallel":
             cfg.applied.append((t_id, f"--pipeline-parallel-size {p.pipeline_parallel}"))
+        elif t_id == "data-parallel":
+            o["data-parallel-size"] = p.data_parallel
+            cfg.applied.append((t_id, f"--data-parallel-size {p.data_parallel} with --tensor-parallel-size "
+                                      f"{p.tensor_parallel} (each replica schedules its own --max-num-seqs)"))
         elif t_id == "expert-parallel":
             o.update({"tensor-parallel-size": 1, "data-parallel-size": p.expert_parallel, "enable-expert-parallel": True})
             cfg.applied.append((t_id, f"--enable-expert-parallel with --data-parallel-size {p.expert_parallel}"))

@@ -119,7 +119,10 @@ def evaluate(state: PlanState, workload: Workload, full: bool = True,
         kv_one += draft_bytes[1]
         free = hw.memory_bytes - hw.runtime_overhead_bytes - weights - act
         max_conc = int(free // kv_one) if free > 0 else 0
-    batch = max(min(workload.concurrency, max_conc), 1)
+    # each data-parallel replica serves its share of the sequences with its own copy of the model
+    replicas = max(state.replicas, 1)
+    wanted = -(-workload.concurrency // replicas)
+    batch = max(min(wanted, max_conc), 1)
     if workload.goal == "throughput" and max_conc > batch:
         batch = throughput_batch(state, s, workload, batch, max_conc)
     kv_dev = kv_one * batch
@@ -131,7 +134,7 @@ def evaluate(state: PlanState, workload: Workload, full: bool = True,
     context = workload.mean_context
     decode = decode_step(s, batch, context)
     tpot = _tpot_s(state, s, batch, context)
-    throughput = serving_throughput(state, s, workload, batch, tpot)
+    throughput = serving_throughput(state, s, workload, batch, tpot) * replicas
     ttft_s = prefill.time_s
     if speed is not None:
         tpot, ttft_s, throughput = tpot * speed[0], ttft_s * speed[1], throughput * speed[2]
@@ -143,14 +146,15 @@ def evaluate(state: PlanState, workload: Workload, full: bool = True,
         violations.append(f"TPOT {tpot * 1e3:,.1f} ms > {slo.tpot_p95_ms:,.1f} ms")
     if slo.min_throughput_tokens_per_s and throughput < slo.min_throughput_tokens_per_s:
         violations.append(f"throughput {throughput:,.0f} tokens/s < {slo.min_throughput_tokens_per_s:,.0f}")
-    if workload.concurrency > max_conc and fit:
-        violations.append(f"KV cache holds {max_conc} sequences, workload needs {workload.concurrency}")
+    if workload.concurrency > max_conc * replicas and fit:
+        violations.append(f"KV cache holds {max_conc * replicas} sequences, workload needs {workload.concurrency}")
     price = hw.price.usd_per_hour if hw.price else None
     cost = price * state.devices / (throughput * 3600) * 1e6 if price and throughput > 0 else None
     return Prediction(
         memory_per_device_bytes=int(memory), weights_per_device_bytes=int(weights),
         kv_cache_per_device_bytes=int(kv_dev), activation_bytes=int(act), device_memory_bytes=hw.memory_bytes,
-        fits=fit, max_concurrency=max_conc, max_context=max_context(s, 1) if full else 0, batch=batch,
+        fits=fit, max_concurrency=max_conc * replicas, max_context=max_context(s, 1) if full else 0,
+        batch=batch * replicas,
         ttft_ms=ttft_s * 1e3, tpot_ms=tpot * 1e3, throughput_tokens_per_s=throughput,
         prefill_intensity=prefill.flops / s.shards / prefill.bytes_per_device,
         decode_intensity=decode.flops / s.shards / decode.bytes_per_device,
@@ -165,4 +169,5 @@ def dtypes_and_layout(state: PlanState, s: Setup) -> dict:
     offloaded = on_device / (1 - state.offload_fraction) * state.offload_fraction if state.offload_fraction else 0
     return {"weight_dtype": state.weight_dtype, "compute_dtype": s.compute_dtype, "kv_dtype": state.kv_dtype or act,
             "tensor_parallel": state.tp, "pipeline_parallel": state.pp, "expert_parallel": state.ep,
+            "data_parallel": state.replicas,
             "offload_bytes_per_device": int(offloaded)}

@@ -36,6 +36,7 @@ class PlanState:
     tp: int = 1
     pp: int = 1
     ep: int = 1
+    replicas: int = 1  # data-parallel copies of the model, each on devices / replicas devices
     weight_dtype: str = "bf16"
     group_size: int | None = None
     activations: str | None = None

@@ -37,6 +37,8 @@ class Prediction(Frozen):
     tensor_parallel: int = 1
     pipeline_parallel: int = 1
     expert_parallel: int = 1
+    data_parallel: int = Field(1, description="replicas of the model, each on devices / data_parallel devices; batch "
+                                              "and max_concurrency count all replicas")
     cost_per_million_tokens_usd: float | None = None
     slo_violations: list[str] = []
     training_step_s: float | None = None

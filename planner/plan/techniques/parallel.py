@@ -3,7 +3,8 @@ sequence (`device_map="auto"`); these replace that split with one that also spli
 
 from __future__ import annotations
 
-from ..state import PlanState
+from ...analytic.memory import per_device_bytes
+from ..state import PlanState, to_setup
 from . import Context, Technique, register
 
 GROUP = "parallelism"
@@ -39,6 +40,40 @@ def _pp_check(ctx: Context) -> str | None:
     return None
 
 
+def _replica_devices(state: PlanState, ctx: Context) -> int | None:
+    """Devices per replica: the fewest (a power of two within one node, dividing the devices and the attention
+    heads) on which the weights, in the plan's formats so far, leave room for the cache; None when only the whole
+    set holds the model."""
+    size = 1
+    while size < ctx.devices:
+        if size <= _per_node(ctx) and not ctx.devices % size and not ctx.spec.num_heads % size:
+            one = state.with_(tp=size, pp=1, ep=1, replicas=1, offload_fraction=0.0)
+            weights, _, act = per_device_bytes(to_setup(one), 1, ctx.workload.context_needed,
+                                               ctx.workload.prompt_tokens_p95)
+            if weights + act + ctx.hw.runtime_overhead_bytes < REPLICA_WEIGHT_SHARE * ctx.hw.memory_bytes:
+                return size
+        size *= 2
+    return None
+
+
+# A replica must leave at least a third of each device to its KV cache: replicas that barely hold their weights
+# serve few sequences each, and one model over all the devices does better
+REPLICA_WEIGHT_SHARE = 2 / 3
+
+
+def _dp_check(ctx: Context) -> str | None:
+    if ctx.spec.num_heads % 2 or ctx.devices % 2:
+        return f"{ctx.devices} devices do not split into equal replicas of whole attention heads"
+    return None
+
+
+def _dp(state: PlanState, ctx: Context) -> PlanState:
+    """Replicas where a smaller group holds the model in the plan's formats; otherwise nothing changes (the step is
+    dropped as one that changes nothing here)."""
+    size = _replica_devices(state, ctx)
+    return state if size is None else state.with_(tp=size, pp=1, ep=1, replicas=ctx.devices // size)
+
+
 def _ep_check(ctx: Context) -> str | None:
     experts = ctx.spec.moe.num_experts if ctx.spec.moe else 0
     if experts % ctx.devices:
@@ -62,6 +97,13 @@ register(
                 "weights); it is what remains where attention heads do not split over the devices.",
         transform=lambda s, c: s.with_(tp=1, pp=c.devices, ep=1), hardware=("multi-device",), check=_pp_check,
         params=lambda c: {"pipeline_parallel_size": c.devices}),
+    Technique(
+        id="data-parallel", engines=("vllm", "sglang"),
+        name="Data-parallel replicas", family="parallelism", group=GROUP,
+        summary="Several copies of the model, each tensor-parallel over the fewest devices that hold it with room "
+                "for its cache, serving their share of the requests: throughput scales with the copies and no "
+                "step crosses a node (405B on 16 H100: two TP8 copies instead of TP8 x PP2).",
+        transform=_dp, hardware=("multi-device",), check=_dp_check),  # sizes: the prediction's data/tensor parallel
     Technique(
         id="expert-parallel", engines=("vllm", "sglang", "trtllm"),
         name="Expert parallel", family="parallelism", group=GROUP,

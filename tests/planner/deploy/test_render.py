@@ -104,7 +104,8 @@ def test_kubernetes_manifests_validate_and_request_the_devices(h100_plans):
 
 
 def test_multi_node_uses_a_leaderworkerset():
-    a = plan(model="llama-3.1-405b", devices=16)
+    # lossless: 405B in 16-bit needs both nodes for one copy (tensor parallel 8 x 2 pipeline stages)
+    a = plan(model="llama-3.1-405b", devices=16, max_quality_loss_pct=0)
     docs = list(yaml.safe_load_all(render(a, "kubernetes")["kubernetes/deployment.yaml"]))
     lws = docs[0]
     assert lws["kind"] == "LeaderWorkerSet" and lws["spec"]["leaderWorkerTemplate"]["size"] == 2
@@ -277,3 +278,15 @@ def test_multi_node_plans_are_not_rendered_for_single_host_targets():
     assert not any(f.startswith(("compose/", "tgi/", "llamacpp/")) for f in files)
     with pytest.raises(DeployError, match="spans 2 nodes of 8"):
         render(a, "compose")
+
+
+def test_replicas_that_fit_a_node_are_a_deployment_with_replicas():
+    a = plan(model="llama-3.1-405b", devices=16, goal="throughput")
+    assert a.plan.predicted.data_parallel == 2
+    docs = list(yaml.safe_load_all(render(a, "kubernetes")["kubernetes/deployment.yaml"]))
+    deployment = docs[0]
+    assert deployment["kind"] == "Deployment" and deployment["spec"]["replicas"] == 2
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 8
+    args = " ".join(container.get("args", []) + container.get("command", []))
+    assert "--tensor-parallel-size 8" in args and "data-parallel-size" not in args

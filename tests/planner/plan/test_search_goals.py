@@ -56,3 +56,22 @@ def test_a_lossier_plan_must_win_by_more_than_a_few_percent():
         if c.predicted.meets_slo == best.predicted.meets_slo and c.speed_ok == best.speed_ok and \
                 abs(c.score - lowest) <= QUALITY_TIE * abs(lowest):
             assert c.predicted.quality_loss_pct >= best.predicted.quality_loss_pct - 1e-9
+
+
+def test_replicas_double_the_throughput_where_one_node_holds_the_model():
+    from optiplan.planner.deploy.render import engine_config
+
+    # 405B on 16 H100 for throughput: two tensor-parallel-8 copies, each inside a node, not one TP8 x PP2 model
+    advice = advise(AdviseRequest(model="llama-3.1-405b", hardware="h100-sxm", num_devices=16, workload="chat",
+                                  goal="throughput"))
+    p = advice.plan.predicted
+    assert "data-parallel" in [s.technique for s in advice.plan.steps]
+    assert (p.data_parallel, p.tensor_parallel, p.pipeline_parallel) == (2, 8, 1)
+    rejected = {r.technique: r.reason for r in advice.rejected}
+    assert "tensor-parallel" in rejected and "with tensor-parallel instead" in rejected["tensor-parallel"]
+    cfg = engine_config(advice, "vllm")
+    assert cfg.options["data-parallel-size"] == 2 and cfg.options["tensor-parallel-size"] == 8
+    # one H100 cannot hold 70B in 16-bit with room for a cache: two devices give one copy, not two replicas
+    two = advise(AdviseRequest(model="llama-3.1-70b", hardware="h100-sxm", num_devices=2, workload="chat",
+                               goal="throughput", max_quality_loss_pct=0))
+    assert two.plan.predicted.data_parallel == 1
