@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from click.testing import CliRunner
-
 from optiplan.planner.analytic.accuracy import accuracy_bands, band_text, published_accuracy
 from optiplan.planner.analytic.profile import profile
 from optiplan.planner.catalog.hardware import local_cpu, resolve_hardware

@@ -4,7 +4,6 @@ baseline, never a plan step that gains."""
 from __future__ import annotations
 
 import pytest
-
 from optiplan.planner.catalog.engines import (
     continuous_scheduling,
     engine_defaults,

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from optiplan.planner.plan import effects as effects_module
 from optiplan.planner.plan.advise import advise
 from optiplan.planner.plan.effects import beyond_noise, measured_effects
