@@ -4,7 +4,6 @@ calibration file, read back by the planner. Tiny random models and one round kee
 from __future__ import annotations
 
 import pytest
-
 from optiplan.optimizers.effects import calibrate_effects, measure_effects, runnable_here
 from optiplan.planner.errors import MeasureError
 from optiplan.planner.machine.calibration import CALIBRATION_VERSION, load_calibration, save_calibration
