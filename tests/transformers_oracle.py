@@ -59,6 +59,8 @@ STATE_REDUCTIONS: dict[str, dict[str, Any]] = {
                    "linear_key_head_dim": 8, "linear_value_head_dim": 16, "num_experts": 4, "moe_intermediate_size": 32,
                    "shared_expert_intermediate_size": 32, "num_experts_per_tok": 2},
     "lfm2": {**_SMALL},
+    "lfm2_moe": {**_SMALL, "num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 32,
+                 "num_dense_layers": 1},
     "recurrent_gemma": {**_SMALL, "head_dim": 8, "lru_width": 48, "attention_window_size": 8},
     "zamba2": {**_SMALL, "n_mamba_heads": 4, "mamba_d_state": 8, "mamba_ngroups": 2, "adapter_rank": 4},
     "rwkv": {"hidden_size": 32, "vocab_size": 128, "intermediate_size": 64, "attention_hidden_size": 32},

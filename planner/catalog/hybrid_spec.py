@@ -53,6 +53,8 @@ HYBRID_DEFAULTS: dict[str, dict[str, Any]] = {
                    "linear_num_key_heads": 16, "linear_num_value_heads": 32, "full_attention_interval": 4,
                    "decoder_sparse_step": 1, "mlp_only_layers": [], "num_experts": 512, "num_experts_per_tok": 10,
                    "moe_intermediate_size": 512, "shared_expert_intermediate_size": 512},
+    "lfm2_moe": {"tie_word_embeddings": True, "conv_L_cache": 3, "conv_bias": False, "num_dense_layers": 2,
+                 "num_experts": 32, "num_experts_per_tok": 4, "moe_intermediate_size": 1792},
     "recurrent_gemma": {"tie_word_embeddings": True, "block_types": ("recurrent", "recurrent", "attention"),
                         "attention_window_size": 2048, "conv1d_width": 4, "lru_width": None,
                         "attention_bias": False, "num_key_value_heads": None},
@@ -283,18 +285,29 @@ def hybrid_spec_fields(f: Any, model_type: str, name: str, source: str) -> dict[
                           shared_intermediate_size=f.int("shared_expert_intermediate_size") or 0,
                           shared_expert_gate=True)
         spec.update(qk_norm="head", attn_output_gate=True)
-    elif model_type == "lfm2":
+    elif model_type in ("lfm2", "lfm2_moe"):
         kernel, bias = need("conv_L_cache"), f.flag("conv_bias")
         state = StateSpec(kind="short_conv", linear_params=h * 3 * h + h * h,
                           small_params=h * kernel + (h + 3 * h + h if bias else 0), conv_channels=h,
                           conv_kernel=kernel, recurrent_state_elements=0,
                           scan_flops_per_token=2 * h * kernel + 2 * h)  # convolution, the two gates
         types = _layer_types(f, n_layers)
+        if types is None and model_type == "lfm2_moe":
+            raise ModelConfigError(f"{source}: an LFM2-MoE config needs layer_types ('conv' or 'full_attention' per layer)")
         if types is None:
             attn = set(f.int_list("full_attn_idxs")) if f.get("full_attn_idxs") is not None else set(range(n_layers))
             types = ["full_attention" if i in attn else "conv" for i in range(n_layers)]
         mixers = _attention_pattern(types, source)
-        spec.update(intermediate_size=_lfm2_intermediate(f), qk_norm="head")
+        if model_type == "lfm2_moe":  # dense MLPs in the first num_dense_layers, then MoE
+            dense = f.int("num_dense_layers") or 0
+            moe_layers = [i >= dense for i in range(n_layers)]
+            if any(moe_layers):
+                moe = MoESpec(num_experts=need("num_experts"), top_k=need("num_experts_per_tok"),
+                              expert_intermediate_size=need("moe_intermediate_size"))
+            spec.update(tie_word_embeddings=f.flag("tie_embedding", f.flag("tie_word_embeddings")))
+        else:
+            spec.update(intermediate_size=_lfm2_intermediate(f))
+        spec.update(qk_norm="head")
     elif model_type == "recurrent_gemma":
         lru, kernel = f.int("lru_width") or h, need("conv1d_width")
         block = lru // heads

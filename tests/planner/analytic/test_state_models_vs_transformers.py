@@ -19,7 +19,7 @@ from optiplan.planner.catalog.model_spec import model_spec_from_config  # noqa: 
 from transformers_oracle import STATE_REDUCTIONS, count_params, meta_model, real_cache_bytes  # noqa: E402
 
 FAMILIES = ("mamba", "falcon_mamba", "mamba2", "jamba", "bamba", "granitemoehybrid", "falcon_h1", "nemotron_h",
-            "qwen3_next", "lfm2", "recurrent_gemma", "rwkv", "zamba2")
+            "qwen3_next", "lfm2", "lfm2_moe", "recurrent_gemma", "rwkv", "zamba2")
 
 # Reduced copies, each keeping its family's pattern, in the spelling of published configs.
 PATTERNS = {
@@ -35,6 +35,7 @@ PATTERNS = {
     "qwen3_next": {"num_hidden_layers": 4, "full_attention_interval": 4},
     "lfm2": {"num_hidden_layers": 4, "full_attn_idxs": [1]},
     "recurrent_gemma": {"num_hidden_layers": 4, "num_key_value_heads": 1},  # R R A R: 8-token window, MQA
+    "lfm2_moe": {"num_hidden_layers": 4, "layer_types": ["conv", "conv", "full_attention", "conv"]},
     "rwkv": {"num_hidden_layers": 2},
     # two shared blocks alternating over three hybrid layers, adapters on q, k, v too (transformers adds them
     # only to full-width k and v: as many KV heads as query heads), biases
@@ -44,10 +45,14 @@ PATTERNS = {
 }
 
 
+# transformers' LFM2-MoE default has no layer_types and cannot be built without them: one attention layer in four.
+_DEFAULT_EXTRA = {"lfm2_moe": {"layer_types": ["full_attention" if i % 4 == 3 else "conv" for i in range(32)]}}
+
+
 def _default_config(model_type: str) -> dict:
     from transformers import AutoConfig
 
-    return AutoConfig.for_model(model_type).to_dict()
+    return AutoConfig.for_model(model_type, **_DEFAULT_EXTRA.get(model_type, {})).to_dict()
 
 
 def _reduced(model_type: str) -> dict:
@@ -84,8 +89,9 @@ def test_reduced_copies_keep_their_patterns():
     specs = {t: model_spec_from_config(_reduced(t), t, "r") for t in FAMILIES}
     hybrids = {t for t, s in specs.items() if s.attention_layers and s.state_layers}
     assert hybrids == {"jamba", "bamba", "granitemoehybrid", "falcon_h1", "nemotron_h", "qwen3_next", "lfm2",
-                       "recurrent_gemma", "zamba2"}
-    assert {t for t, s in specs.items() if s.moe} == {"jamba", "granitemoehybrid", "nemotron_h", "qwen3_next"}
+                       "lfm2_moe", "recurrent_gemma", "zamba2"}
+    assert {t for t, s in specs.items() if s.moe} == {"jamba", "granitemoehybrid", "nemotron_h", "qwen3_next",
+                                                      "lfm2_moe"}
     assert all(state_elements(s, "transformers") > 0 for s in specs.values())
 
 
