@@ -80,6 +80,8 @@ class CalibrateJob(_Job):
     repeats: int = Field(5, ge=1, le=100)
     effects: bool = Field(True, description="then measure each technique's effect here (calibrate --effects)")
     only_effects: bool = Field(False, description="measure the effects again and keep the machine's fit")
+    techniques: list[str] = Field([], max_length=64, description="measure only these techniques' effects (the "
+                                  "others keep their earlier measurement)")
 
 
 class BenchJob(BenchRequest):
@@ -176,7 +178,8 @@ def job_arguments(job: BaseModel, roots: Roots, allow_pickle: bool) -> dict[str,
                 "eval_text": _text(roots, job.eval_text), "allow_pickle": job.allow_pickle}
     if isinstance(job, CalibrateJob):
         return {"models": [roots.input_path(m) for m in job.models] or None, "repeats": job.repeats,
-                "effects": job.effects, "only_effects": job.only_effects}
+                "effects": job.effects, "only_effects": job.only_effects,
+                "techniques": [t[:100] for t in job.techniques] or None}
     if isinstance(job, BenchJob):
         if job.endpoints:
             raise ServiceRefused("bench endpoints: the service does not call other servers; run `optiplan bench "

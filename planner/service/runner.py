@@ -116,7 +116,8 @@ def execute(kind: str, arguments: dict[str, Any]) -> Any:
             from ...optimizers.effects import calibrate_effects
 
             _emit("progress", fraction=0.5, step="calibrate: each technique's effect here")
-            data, path = calibrate_effects(models, rounds=max(repeats - 2, 1), show_progress=False)
+            data, path = calibrate_effects(models, rounds=max(repeats - 1, 1), show_progress=False,
+                                           techniques=arguments.get("techniques"))
         return {"calibration": data, "path": str(path)}
     if kind == "bench":
         from ..ci.bench import run_bench

@@ -56,7 +56,7 @@ def test_calibrate_and_bench_jobs_hold_their_commands_options(roots, models_dir)
 
     calibrate = parse_job({"kind": "calibrate", "models": ["tiny"], "repeats": 4, "effects": False})
     assert job_arguments(calibrate, roots, allow_pickle=False) == {
-        "models": [models_dir / "tiny"], "repeats": 4, "effects": False, "only_effects": False}
+        "models": [models_dir / "tiny"], "repeats": 4, "effects": False, "only_effects": False, "techniques": None}
     options = {p.name for p in main.commands["calibrate"].params} - {"as_json", "debug"}
     assert options <= set(type(calibrate).model_fields), "a calibrate option the job cannot take"
     bench = parse_job({"kind": "bench", "models": ["tiny"], "repeats": 2, "quality": False})
