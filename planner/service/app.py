@@ -27,7 +27,7 @@ from ..schema.core import ProfileRequest
 from . import calls
 from .metrics import Metrics
 from .requests import ApplyJob, BenchJob, CalibrateJob, ConfigsRequest, VerifyJob, job_arguments, job_output
-from .security import OPEN_PATHS, BodyLimit, Settings, authorized, cross_site, host_allowed
+from .security import OPEN_PATHS, BodyLimit, Settings, authorized, cross_site, host_allowed, with_page_headers
 from .store import TERMINAL, SqliteStore, new_job
 
 JobRequest = Annotated[Union[ApplyJob, VerifyJob, CalibrateJob, BenchJob], Body(discriminator="kind")]
@@ -67,6 +67,7 @@ class Guard:
         async def counting_send(message):
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
+                message = {**message, "headers": with_page_headers(message.get("headers") or [])}
             await send(message)
 
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}

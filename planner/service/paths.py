@@ -15,6 +15,7 @@ from ..errors import ServiceRefused
 
 # plain names: letters, digits and . _ - in each part; no part may be '.' or '..' (checked below)
 _PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+RESERVED = ("jobs.sqlite", ".jobs.lock")  # the embedded queue's files in the workdir: never an input or an output
 
 
 def check_name(name: str, what: str) -> PurePosixPath:
@@ -61,7 +62,10 @@ class Roots:
         for root in (*self.models, self.workdir):
             candidate = root / rel
             if candidate.exists() or candidate.is_symlink():
-                return self._under(root, rel, what, name)
+                found = self._under(root, rel, what, name)
+                if found.parent == self.workdir and found.name.startswith(RESERVED):
+                    raise ServiceRefused(f"{what} '{name}': the job database is the server's own, not an input", 403)
+                return found
         where = ", ".join(str(r.name) for r in (*self.models, self.workdir))
         raise ServiceRefused(f"{what} '{name}': no such file or folder in the server's folders ({where})", 404)
 
@@ -71,7 +75,7 @@ class Roots:
         path = self._under(self.workdir, rel, what, name)
         if path == self.workdir:
             raise ServiceRefused(f"{what} '{name}': name a folder inside the workdir, not the workdir itself", 400)
-        if path.name.startswith(".") or path.name.endswith((".sqlite", ".sqlite-wal", ".sqlite-shm")):
+        if path.name.startswith((".", *RESERVED)) or path.name.endswith((".sqlite", ".sqlite-wal", ".sqlite-shm")):
             raise ServiceRefused(f"{what} '{name}': hidden names and the job database are reserved", 400)
         return path
 

@@ -88,6 +88,16 @@ class BenchJob(BenchRequest):
     """`optiplan bench`: the CLI's BenchRequest; models (and any file) are names in the server's folders."""
 
     kind: Literal["bench"] = "bench"
+    # bounded as ApplyJob and VerifyJob are: one request must not hold a GPU machine for days
+    models: list[str] = Field([], max_length=8, description="model folders or optiplan artifacts")
+    prompt_tokens: int | None = Field(None, ge=1, le=1_000_000, description="override the workload's prompt length")
+    max_new_tokens: int | None = Field(None, ge=2, le=4096, description="override the workload's output length")
+    repeats: int = Field(BenchRequest.model_fields["repeats"].default, ge=1, le=100, description="measured rounds")
+    warmup: int = Field(1, ge=0, le=20)
+    threads: int | None = Field(None, ge=1, le=256, description="torch intra-op threads [default: torch's]")
+    eval_tokens: int = Field(4096, ge=16, le=1_000_000)
+    memory_repeats: int = Field(1, ge=1, le=20)
+    max_requests: int = Field(1000, ge=1, le=100_000, description="refuse a run that would send more requests")
 
 
 JOB_MODELS: dict[str, type[BaseModel]] = {"apply": ApplyJob, "verify": VerifyJob, "calibrate": CalibrateJob,

@@ -133,6 +133,7 @@ def main() -> int:
 
     os.environ[TAG_ENV] = spec.get("tag", "")  # every atomic write of this attempt carries its job id and attempt
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    os.environ["HF_HUB_OFFLINE"] = os.environ["TRANSFORMERS_OFFLINE"] = "1"  # a job reads folders, never the hub
     from ..errors import error_line
     from .paths import Roots
     from .requests import job_arguments, parse_job

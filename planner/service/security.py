@@ -106,6 +106,16 @@ def cross_site(method: str, path: str, scheme: str, headers: dict[str, str]) -> 
     return None
 
 
+def with_page_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """Every answer: framed by this server's own pages only (no clickjacking of the job page), and kept by the
+    browser alone, never by a shared cache (reports and jobs are behind the token); a route's own Cache-Control
+    (the events stream's no-store) stays."""
+    names = {k.lower() for k, _ in headers}
+    extra = [(b"x-frame-options", b"SAMEORIGIN"), (b"content-security-policy", b"frame-ancestors 'self'"),
+             (b"cache-control", b"private"), (b"x-content-type-options", b"nosniff")]
+    return list(headers) + [(k, v) for k, v in extra if k not in names]
+
+
 def body_too_large(max_bytes: int):
     """Raised while the body streams in; an HTTPException, so FastAPI passes it on as it is (413)."""
     from starlette.exceptions import HTTPException
@@ -124,7 +134,9 @@ class BodyLimit:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+        if length is not None and not length.strip().isdigit():
+            return await self._refuse(send, 400, "the Content-Length header is not a number of bytes")
+        if length is not None and int(length) > self.max_bytes:
             return await self._refuse(send)
         seen, started = 0, False
 
@@ -151,9 +163,9 @@ class BodyLimit:
                 raise
             await self._refuse(send)
 
-    async def _refuse(self, send):
-        body = json.dumps({"error": f"the request body is over the limit of {self.max_bytes} bytes",
-                           "status": 413}).encode()
-        await send({"type": "http.response.start", "status": 413,
+    async def _refuse(self, send, status: int = 413, message: str | None = None):
+        message = message or f"the request body is over the limit of {self.max_bytes} bytes"
+        body = json.dumps({"error": message, "status": status}).encode()
+        await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})

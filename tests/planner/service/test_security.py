@@ -134,3 +134,44 @@ def test_the_pages_own_requests_pass(make_client, token):
     charset = {"Content-Type": "application/json; charset=utf-8"}
     assert client.post("/v1/advise", json=ADVISE, headers=charset).status_code == 200
     assert client.get("/v1/jobs", headers={"Origin": "http://evil.example"}).status_code == 200  # reading is not CSRF
+
+
+def test_the_job_database_is_never_an_input_and_bench_jobs_are_bounded(client):
+    assert (client.app.state.settings.roots.workdir / "jobs.sqlite").is_file()
+    apply = {"kind": "apply", "model": "tiny", "techniques": ["weight-int8"], "output": "out",
+             "eval_text": "jobs.sqlite"}
+    response = client.post("/v1/jobs", json=apply)
+    assert response.status_code == 403 and "the job database is the server's own" in response.json()["error"]
+    for field, value in [("repeats", 1000), ("threads", 100_000), ("memory_repeats", 500), ("warmup", 1000)]:
+        response = client.post("/v1/jobs", json={"kind": "bench", "models": ["tiny"], field: value})
+        assert response.status_code == 422 and field in response.json()["error"], field
+    assert client.get("/v1/jobs").json() == []
+
+
+def test_pages_cannot_be_framed_elsewhere_nor_kept_by_shared_caches(client):
+    for path in ("/", "/v1/catalog/workloads", "/healthz"):
+        headers = client.get(path).headers
+        assert headers["x-frame-options"] == "SAMEORIGIN", path
+        assert headers["content-security-policy"] == "frame-ancestors 'self'"
+        assert headers["cache-control"] == "private"
+
+
+def test_a_malformed_content_length_is_a_bad_request(client):
+    import asyncio
+
+    app, sent = client.app, []
+
+    async def call():
+        async def receive():
+            return {"type": "http.request", "body": b"{}", "more_body": False}
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": "/v1/advise", "headers": [
+            (b"host", b"127.0.0.1:8080"), (b"content-type", b"application/json"), (b"content-length", b"12abc")],
+            "query_string": b"", "scheme": "http", "http_version": "1.1", "root_path": ""}
+        await app(scope, receive, send)
+
+    asyncio.run(call())
+    assert sent[0]["status"] == 400 and b"Content-Length header is not a number" in sent[1]["body"]
