@@ -144,3 +144,15 @@ def test_concurrent_writers_of_one_output_insert_one_job(store, tmp_path):
         t.join()
     assert sorted(outcomes) == ["inserted"] + ["refused"] * 7
     assert len(store.list()) == 1
+
+
+def test_a_worker_never_reaps_the_job_it_runs_itself(store, tmp_path):
+    """A heartbeat late on a busy machine: the worker running the job leaves it alone; another worker may not."""
+    roots = Roots.create(tmp_path / "work")
+    j = job(store, output="out", attempts=2)
+    store.claim(j.id, "w1")
+    time.sleep(0.05)
+    assert recover(store, roots, "stale", older_than_s=0.01, retry=True, skip={j.id}) == []
+    assert store.get(j.id).state == "running"
+    (retried,) = recover(store, roots, "stale", older_than_s=0.01, retry=True)
+    assert retried.state == "queued"
