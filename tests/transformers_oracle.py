@@ -69,12 +69,16 @@ STATE_REDUCTIONS: dict[str, dict[str, Any]] = {
 
 def _reduced_state_model(c: dict[str, Any]) -> dict[str, Any]:
     """A state-space or hybrid config at narrow widths, its layer pattern kept: one period of Jamba's
-    attention pattern, Qwen3-Next's full-attention interval, Nemotron-H's pattern string whole."""
+    attention pattern, Qwen3-Next's full-attention interval, Nemotron-H's pattern through its first attention."""
     c.update(STATE_REDUCTIONS[c["model_type"]])
     if c["model_type"] == "jamba":
         c["num_hidden_layers"] = c.get("attn_layer_period", 8)
     elif c["model_type"] == "qwen3_next" and "layer_types" not in c:
         c["num_hidden_layers"] = c.get("full_attention_interval", 4)
+    elif c["model_type"] == "nemotron_h" and isinstance(c.get("hybrid_override_pattern"), str):
+        pattern = c["hybrid_override_pattern"]  # up to and including the first attention layer and what follows it
+        c["hybrid_override_pattern"] = pattern[:pattern.index("*") + 2] if "*" in pattern else pattern[:4]
+        c["num_hidden_layers"] = len(c["hybrid_override_pattern"])
     elif c["model_type"] in ("mamba", "falcon_mamba", "mamba2", "rwkv"):
         c["num_hidden_layers"] = 2
     elif c["model_type"] == "recurrent_gemma":
