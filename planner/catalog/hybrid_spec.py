@@ -73,6 +73,26 @@ _ATTENTION = {"full_attention", "attention", "*"}
 _STATE = {"linear_attention", "mamba", "conv", "M"}
 
 
+# Fields that only a state-space, linear-attention or hybrid config has: an unknown model_type carrying one is
+# refused rather than read as a plain Transformer (Jamba read that way had 8x its KV cache and 40B parameters too
+# many).
+_NON_ATTENTION_FIELDS = ("state_size", "ssm_state_size", "ssm_cfg", "time_step_rank", "conv_kernel", "conv_L_cache",
+                         "lru_width", "block_types", "hybrid_override_pattern", "layers_block_type",
+                         "attn_layer_period", "attn_layer_indices", "full_attn_idxs", "full_attention_interval",
+                         "linear_num_key_heads", "linear_num_value_heads", "linear_attn_config", "attention_hidden_size")
+_ATTENTION_LAYER_TYPES = {"full_attention", "sliding_attention", "chunked_attention", "attention"}
+
+
+def non_attention_signs(cfg: dict[str, Any]) -> list[str]:
+    """The fields of a config that say some of its layers are not attention (empty for a plain decoder)."""
+    signs = [k for k in _NON_ATTENTION_FIELDS if cfg.get(k) is not None]
+    signs += [k for k in cfg if k.startswith(("mamba_", "ssm_", "linear_conv", "rwkv"))]
+    types = cfg.get("layer_types")
+    if isinstance(types, list) and any(isinstance(t, str) and t not in _ATTENTION_LAYER_TYPES for t in types):
+        signs.append("layer_types")
+    return sorted(set(signs))
+
+
 def _scan_flops(channels: int, state: int, conv_channels: int, kernel: int) -> int:
     """Per token and layer: the depthwise convolution (a multiply-add per tap), the discretised state
     update (decay, input, multiply-add: 4 per state element) and the readout (a multiply-add)."""

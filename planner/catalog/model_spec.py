@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from ..errors import ModelConfigError
 from ..schema import MLASpec, ModelSpec, MoESpec
-from .hybrid_spec import HYBRID_DEFAULTS, hybrid_spec_fields
+from .hybrid_spec import HYBRID_DEFAULTS, hybrid_spec_fields, non_attention_signs
 
 # Defaults of each transformers config class for the fields read below (checked in
 # tests/planner/test_model_spec_defaults.py against transformers' own classes).
@@ -233,6 +233,10 @@ def _spec_from_config(config: dict[str, Any], name: str, source: str) -> ModelSp
         return ModelSpec(**hybrid_spec_fields(_Fields(cfg, HYBRID_DEFAULTS[model_type], source), model_type, name,
                                               source))
     warnings: list[str] = []
+    if model_type not in TYPE_DEFAULTS and non_attention_signs(cfg):
+        raise ModelConfigError(f"{source}: model_type '{model_type or '?'}' is not one optiplan knows, and its fields "
+                               f"({', '.join(non_attention_signs(cfg)[:4])}) describe layers that are not attention, "
+                               f"which the standard fields would misread; known types: {', '.join(SUPPORTED_TYPES)}")
     if model_type not in TYPE_DEFAULTS:
         warnings.append(f"model_type '{model_type or '?'}' is not one optiplan knows "
                         f"({', '.join(SUPPORTED_TYPES)}); read with the standard config fields")

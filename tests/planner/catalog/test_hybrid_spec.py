@@ -94,3 +94,21 @@ def test_plain_transformer_json_unchanged():
     dumped = spec.model_dump()
     assert not {"layer_mixers", "layer_mlps", "state", "attn_output_gate"} & set(dumped)
     assert spec.attention_layers == 2 and spec.state_layers == 0
+
+
+def test_unknown_type_with_state_fields_is_refused_not_misread():
+    """Issue 19, item 6: an unknown hybrid (here Jamba's fields under another name) is an error naming the known
+    types; an unknown plain decoder is still read, with a warning."""
+    jamba = {"hidden_size": 256, "num_hidden_layers": 8, "num_attention_heads": 4, "vocab_size": 1000,
+             "attn_layer_period": 8, "mamba_d_state": 16}
+    with pytest.raises(ModelConfigError, match=r"not one optiplan knows.*attn_layer_period, mamba_d_state.*jamba"):
+        model_spec_from_config({**jamba, "model_type": "jamba2"}, "j", "test")
+    with pytest.raises(ModelConfigError, match="layer_types"):
+        model_spec_from_config({**{k: v for k, v in jamba.items() if "mamba" not in k and "attn" not in k},
+                                "model_type": "new_hybrid", "layer_types": ["full_attention", "linear_attention"] * 4},
+                               "n", "test")
+    plain = model_spec_from_config({"model_type": "my_llama", "hidden_size": 256, "num_hidden_layers": 2,
+                                    "num_attention_heads": 4, "vocab_size": 1000, "max_position_embeddings": 512,
+                                    "layer_types": ["full_attention", "sliding_attention"], "sliding_window": 64},
+                                   "p", "test")
+    assert plain.layer_windows == (None, 64) and "is not one optiplan knows" in plain.warnings[0]
