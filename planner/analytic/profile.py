@@ -127,7 +127,18 @@ def model_summary(spec: ModelSpec) -> ModelSummary:
         hidden_size=spec.hidden_size, attention=spec.attention_kind, num_heads=spec.num_heads,
         num_kv_heads=spec.num_kv_heads, head_dim=spec.head_dim, moe=moe,
         sliding_layers=sum(1 for w in spec.layer_windows if w), max_position_embeddings=spec.max_position_embeddings,
+        layer_mix=_layer_mix(spec) if spec.layer_mixers else None,
     )
+
+
+def _layer_mix(spec: ModelSpec) -> str:
+    """'4 attention, 28 mamba' (Falcon-H1: '32 attention + mamba2'; Nemotron-H counts its MLP-only layers)."""
+    names = {"attention": "attention", "state": spec.state.kind if spec.state else "state",
+             "attention+state": f"attention + {spec.state.kind if spec.state else 'state'}", "none": "MLP only"}
+    counts: dict[str, int] = {}
+    for i in range(spec.num_layers):
+        counts[names[spec.mixer(i)]] = counts.get(names[spec.mixer(i)], 0) + 1
+    return ", ".join(f"{n} {name}" for name, n in counts.items())
 
 
 def profile_setup(request: ProfileRequest, s: Setup) -> Profile:

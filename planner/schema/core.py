@@ -263,6 +263,9 @@ class ModelSummary(Frozen):
     moe: str | None = None
     sliding_layers: int = 0
     max_position_embeddings: int
+    layer_mix: str | None = Field(None, exclude_if=lambda v: v is None,
+                                  description="state-space and hybrid models: layers by token mixer, e.g. "
+                                              "'4 attention, 28 mamba'")
 
 
 class HardwareSummary(Frozen):

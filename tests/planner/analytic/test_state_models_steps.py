@@ -118,3 +118,14 @@ def test_zamba2_shared_block_is_stored_once_and_computed_at_every_use():
     assert s.spec.extra_linear_reuse == (3 - 2) * (attention + mlp)  # three uses of two stored blocks
     assert matmul_flops(s, 1, 0) == 2 * (s.counts.active_linear + attention + mlp)
     assert s.spec.attention_layers == 3 and s.spec.head_dim == 128
+
+
+def test_model_summary_names_the_layer_mix():
+    import optiplan
+
+    assert optiplan.profile("jamba-1.5-mini", "h200-sxm").model.layer_mix == "28 mamba, 4 attention"
+    assert optiplan.profile("nemotron-h-8b", "h200-sxm").model.layer_mix == "24 mamba2, 24 MLP only, 4 attention"
+    ssm = optiplan.profile("mamba-codestral-7b", "h200-sxm", context=500_000)
+    assert ssm.model.layer_mix == "64 mamba2" and ssm.model.attention == "none"
+    assert ssm.memory.attention_kv_bytes == 0 and ssm.memory.kv_cache_bytes == ssm.memory.state_bytes
+    assert "layer_mix" not in optiplan.profile("llama-3.2-1b", "h200-sxm").model.model_dump_json()
