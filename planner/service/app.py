@@ -177,7 +177,7 @@ def create_app(settings: Settings) -> FastAPI:
     @app.post("/v1/profile", tags=["advice"])
     def profile(request: ProfileRequest):
         """`optiplan profile --json`."""
-        return Response(calls.run_profile(request, roots).model_dump_json(), media_type=JSON)
+        return Response(roots.redact(calls.run_profile(request, roots).model_dump_json()), media_type=JSON)
 
     @app.post("/v1/advise", tags=["advice"])
     async def advise(request: AdviseRequest):

@@ -101,8 +101,8 @@ def run_advise(request: AdviseRequest, roots: Roots, cache: AdviceCache) -> Advi
 def advice_json(request: AdviseRequest, roots: Roots, cache: AdviceCache) -> bytes:
     """The response body of POST /v1/advise, serialized once per distinct request."""
     key = advise_key(request, roots)
-    if key is None:
-        return run_advise(request, roots, cache).model_dump_json().encode()
+    if key is None:  # a model folder: its path on the server becomes its label (models:<name>)
+        return roots.redact(run_advise(request, roots, cache).model_dump_json()).encode()
     return cache.get(("body", key), lambda: run_advise(request, roots, cache).model_dump_json().encode())
 
 
@@ -111,7 +111,7 @@ def advice_html(request: AdviseRequest, roots: Roots, cache: AdviceCache) -> str
     from ..report.advice import render
 
     advice = run_advise(request, roots, cache)
-    return cache.get(("html", advice.model_dump_json()), lambda: render(advice, "html"))
+    return cache.get(("html", advice.model_dump_json()), lambda: roots.redact(render(advice, "html")))
 
 
 def run_configs(request: ConfigsRequest, roots: Roots, cache: AdviceCache) -> tuple[dict[str, str], list[str]]:
@@ -125,7 +125,8 @@ def run_configs(request: ConfigsRequest, roots: Roots, cache: AdviceCache) -> tu
     fields = request.model_dump(exclude={"target", "serving_engine"}) | {"engine": plan_engine}
     advice = run_advise(AdviseRequest(**fields), roots, cache)
     targets = [t for t in TARGETS if t != "all"] if request.target == "all" else [request.target]
-    return render_all(advice, targets)
+    files, skipped = render_all(advice, targets)
+    return roots.redact(files), roots.redact(skipped)
 
 
 def zip_files(files: dict[str, str]) -> bytes:

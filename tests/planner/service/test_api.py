@@ -321,3 +321,14 @@ def test_a_second_server_on_one_workdir_is_refused_in_one_sentence(client, tmp_p
     line = result.stderr.strip()
     assert line.startswith("error: another optiplan serve is already running on the workdir") and "\n" not in line
     assert store.get(running.id).state == "running"  # the first server's job was not failed by the second
+
+
+def test_answers_about_a_model_folder_name_it_by_label(client, models_dir):
+    request = {"model": "tiny", "hardware": "l4", "workload": "chat"}
+    answers = [client.post("/v1/profile", json={"model": "tiny", "hardware": "l4", "context": 1024}),
+               client.post("/v1/advise", json=request),
+               client.post("/v1/configs", json=request | {"target": "vllm"}), client.get("/report", params=request)]
+    for response in answers:
+        assert response.status_code == 200, response.text
+        assert str(models_dir) not in response.text
+    assert "models:tiny" in answers[1].text and "models:tiny" in answers[2].text
