@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..planner.errors import OptiplanError, PlanError
+from ..planner.errors import ImpossibleError, OptiplanError, PlanError
 from ..planner.fsutil import write_text_atomic
 from ..planner.measure.runtime import quiet_libraries
 from ..planner.plan.effects import BATCHED_FLOOR, NOISE, TPOT_CEILING
@@ -104,9 +104,17 @@ def steps_from_goal(source: Path, goal: str, hardware: str, workload: str | None
     from ..planner.plan.advise import advise
     from ..planner.schema import AdviseRequest
 
-    advice = advise(AdviseRequest(model=str(source), hardware=hardware, num_devices=1, workload=workload, goal=goal,
-                                  engine="transformers", max_context=context, concurrency=concurrency,
-                                  max_quality_loss_pct=max_quality_loss_pct))
+    request = AdviseRequest(model=str(source), hardware=hardware, num_devices=1, workload=workload, goal=goal,
+                            engine="transformers", max_context=context, concurrency=concurrency,
+                            max_quality_loss_pct=max_quality_loss_pct)
+    try:
+        advice = advise(request)
+    except ImpossibleError as exc:
+        if exc.document is None or not exc.document.plan.predicted.fits:
+            raise
+        # the workload's SLOs are out of reach here, but a plan fits: apply the best one (the manifest keeps the
+        # plan with its predicted misses), rather than refuse to optimize at all
+        advice = exc.document
     return _with_predictions(advice), json.loads(advice.model_dump_json())
 
 

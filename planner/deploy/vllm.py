@@ -34,7 +34,7 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
         cfg.notes.append(note)
     # AWQ and GPTQ run on the Marlin kernels from Ampere on; naming plain `awq`/`gptq` forces vLLM's slow path
     # ("Use quantization=awq_marlin for faster inference", profiles/engines/vllm.yaml)
-    marlin = float(hw.features.compute_capability or 0) >= 8.0
+    marlin = hw.features.backend == "cuda" and float(hw.features.compute_capability or 0) >= 8.0
     quant = {"weight-fp8": "fp8", "weight-int4-awq": "awq_marlin" if marlin else "awq",
              "weight-int4-gptq": "gptq_marlin" if marlin else "gptq", "weight-nf4": "bitsandbytes",
              "weight-fp4": "modelopt_fp4", "weight-w8a8-int8": "compressed-tensors", "weight-int8": "compressed-tensors"}
