@@ -123,7 +123,8 @@ def profile(model: str, hardware: str, as_json: bool, output: Path | None, measu
 @click.option("--repeats", type=int, default=5, show_default=True, help="Interleaved rounds over the measured steps.")
 @click.option("--effects/--no-effects", default=True, show_default=True,
               help="Also measure each technique that can run here against the untouched model (time per token, "
-                   "TTFT, batched tokens/s, weight and cache bytes); `--hardware local` plans with them.")
+                   "TTFT, batched tokens/s, weight and cache bytes); `--hardware local` plans with them. A new fit "
+                   "without them drops the effects measured before.")
 @click.option("--only-effects", is_flag=True, help="Measure the technique effects again and keep the machine's fit.")
 @click.option("--technique", "-t", "techniques", multiple=True,
               help="Measure only these techniques' effects (the others keep their earlier measurement).")
