@@ -63,10 +63,12 @@ class PlanState:
 def baseline_state(spec: ModelSpec, hw: HardwareSpec, devices: int) -> PlanState:
     """The model as published on `devices` devices with eager transformers `generate`: its
     checkpoint's weights (a published fp8 checkpoint stays fp8 where the device has fp8, else it is
-    dequantized), 16-bit otherwise (fp32 where the device has no 16-bit rate), SDPA attention, a
+    dequantized), 16-bit otherwise (fp32 where the device has no 16-bit rate or a slower one), SDPA attention, a
     contiguous cache per slot, layers split over the devices in sequence (`device_map="auto"`)."""
     state = PlanState(spec=spec, hw=hw, devices=devices, tp=1, pp=min(devices, spec.num_layers))
     dtype = state.default_16bit if state.default_16bit in hw.peak_tflops else "fp32"
+    if hw.peak_tflops.get(dtype, 0.0) < hw.peak_tflops.get("fp32", 0.0):
+        dtype = "fp32"  # a CPU without 16-bit instructions runs fp32 faster (`optiplan apply` loads fp32 there)
     if spec.checkpoint_dtype == "fp8" and hw.features.fp8 and "fp8" in hw.peak_tflops:
         dtype = "fp8"
     return state.with_(weight_dtype=dtype)
