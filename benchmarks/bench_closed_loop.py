@@ -40,8 +40,10 @@ def random_shape_model(folder: Path) -> Path:
 
 
 def run(model: Path, goal: str, out: Path, repeats: int) -> dict:
+    import torch._dynamo
     from optiplan.optimizers.apply import apply
 
+    torch._dynamo.reset()  # each goal's compiled models start from an empty cache, as in a process of their own
     start = time.perf_counter()
     manifest = apply(model, out, goal=goal, force=True, concurrency=4, verify=True,
                      verify_options={"repeats": repeats})

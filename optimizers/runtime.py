@@ -12,6 +12,7 @@ from ..planner.schema.optimize import ArtifactManifest, Runtime
 from .workspace import device_kind
 
 Prompt = str | list[int]  # text, or token ids
+RECOMPILE_LIMIT = 64
 
 
 def default_device() -> str:
@@ -76,7 +77,15 @@ class LoadedModel:
 
             kw["cache"] = make_sink_cache(self.model, rt.cache["num_sinks"], rt.cache["window"])
         if rt.compile:
+            import torch._dynamo
             from transformers import CompileConfig
+
+            # every model instance, batch size and cache length is a recompile of the same forward; with fullgraph
+            # hitting dynamo's default limit of 8 is a hard failure (a process that loads a model twice and serves
+            # batch 1 and batch 4 is already near it), so leave room
+            cfg = torch._dynamo.config
+            cfg.recompile_limit = max(cfg.recompile_limit, RECOMPILE_LIMIT)
+            cfg.accumulated_recompile_limit = max(cfg.accumulated_recompile_limit, RECOMPILE_LIMIT * 16)
 
             config = CompileConfig(fullgraph=rt.compile.get("fullgraph", True), mode=rt.compile.get("mode", "default"),
                                    dynamic=rt.compile.get("dynamic", False))
