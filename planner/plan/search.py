@@ -162,8 +162,12 @@ def search(ctx: Context, only_groups: frozenset[str] | None = None) -> SearchRes
         pred = predict_steps(base, steps, states, workload, ctx.effects, full=full, last_only=True)[0] if steps \
             else evaluate(base, workload, full=full)
         goal_score = score(pred, workload.goal, workload.output_tokens_mean, workload.concurrency)
-        objective = (float(min(pred.max_concurrency, workload.concurrency)), pred.tpot_ms) \
-            if workload.goal == "context" else (0.0, goal_score)
+        if workload.goal == "context":
+            objective = (float(min(pred.max_concurrency, workload.concurrency)), pred.tpot_ms)
+        elif workload.goal == "memory":  # what the plan holds: the runtime's own memory is the same in every plan
+            objective = (0.0, float(pred.memory_per_device_bytes - ctx.hw.runtime_overhead_bytes))
+        else:
+            objective = (0.0, goal_score)
         candidates.append(Candidate(order, final, pred, goal_score, within_speed_limits(pred, base_pred, workload.goal),
                                     objective))
     return SearchResult(base, base_pred, tuple(candidates), rejected, frozenset(no_ops - used))
@@ -178,7 +182,8 @@ def rank(candidates: tuple[Candidate, ...]) -> list[Candidate]:
     """Best first: stacks that fit and meet every SLO, then those that fit, each by score; a stack that costs more
     speed than the limits allow where speed is not the goal comes after those that do not. Among stacks within
     QUALITY_TIE of the best on the goal's figure (for the context goal: as many sequences, time per token within
-    it), the one with the least quality loss goes first."""
+    it; for the memory goal: the bytes the plan holds, without the runtime's own), the one with the least quality
+    loss goes first."""
     def tier(c: Candidate):
         return (0 if c.predicted.meets_slo else 1 if c.predicted.fits else 2, not c.speed_ok)
 
