@@ -67,11 +67,16 @@ class Executor:
         for job_id, proc in procs:
             self.store.interrupted(job_id, reason, retry=False)
             _kill(proc)
-        for _, proc in procs:  # gone before the server exits, not merely signalled
+        for job_id, proc in procs:  # gone before the server exits, not merely signalled
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 pass
+            # the monitor threads may not get to their cleanup before the process exits: remove the partial output
+            # here (only this attempt's tagged files)
+            job = self.store.get(job_id)
+            if job is not None and job.output:
+                remove_partial(self.roots.workdir / job.output, attempt_tag(job))
 
     def _monitor(self, job: Job, proc: subprocess.Popen) -> Job | None:
         lines: queue.Queue = queue.Queue()
