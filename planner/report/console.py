@@ -53,15 +53,19 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
     console.print(_section("Model", [
         ("parameters", f"{fmt_count(m.params_total)} total, {fmt_count(m.params_active)} active per token, "
                        f"{fmt_count(m.embedding_params)} embedding"),
-        ("architecture", f"{m.model_type}: {m.num_layers} layers, hidden {m.hidden_size}, {m.num_heads} heads / "
-                         f"{m.num_kv_heads} KV heads x {m.head_dim} ({kind})"),
+        ("architecture", f"{m.model_type}: {m.num_layers} layers, hidden {m.hidden_size}, " + (
+            f"{m.layer_mix}" if m.layer_mix and "attention" not in m.layer_mix else
+            f"{m.num_heads} heads / {m.num_kv_heads} KV heads x {m.head_dim} ({kind})"
+            + (f"; layers: {m.layer_mix}" if m.layer_mix else ""))),
     ]))
     fit = "[green]fits[/]" if p.fits else "[red]does not fit[/]"
     console.print(_section("Memory per device", [
         ("weights", f"{fmt_bytes(mem.weights_bytes)} in all ({mem.weights_bits_per_param:.2f} bits/param)"),
         ("KV cache", f"{fmt_bytes(mem.kv_cache_bytes)} per sequence at {r.context} tokens (whole model), "
                      f"{fmt_bytes(mem.kv_cache_batch_bytes)} for the batch "
-                     f"({fmt_bytes(mem.kv_cache_bytes_per_token)}/token before windows)"),
+                     f"({fmt_bytes(mem.kv_cache_bytes_per_token)}/token before windows)" + (
+                         f"; of it attention {fmt_bytes(mem.attention_kv_bytes)}, recurrent and convolution state "
+                         f"{fmt_bytes(mem.state_bytes)} (fixed)" if mem.state_bytes is not None else "")),
         ("activations", f"{fmt_bytes(mem.activation_peak_bytes)} peak (prefill, {r.attention} attention)"),
         ("total", f"{fmt_bytes(mem.per_device_bytes)} of {fmt_bytes(mem.device_memory_bytes)} "
                   f"(runtime {fmt_bytes(mem.runtime_overhead_bytes)}): {fit}, "
