@@ -102,3 +102,38 @@ def dot_flags(dtype) -> dict:
 
     upcast = interpreted() and dtype == torch.bfloat16
     return {"PRECISION": "ieee" if dtype == torch.float32 or upcast else "tf32", "UPCAST": upcast}
+
+
+# The inner step both attention kernels share (prefill's query tile and decode's group of query heads): scores of a
+# key tile in log2 units, then the online-softmax update of the running maximum, denominator and weighted values
+# (Milakov & Gimelshein, arXiv 1805.02867; FlashAttention's rescaling). Called from inside the @triton.jit kernels;
+# Triton inlines them.
+
+
+@triton.jit
+def tile_scores(q, k, sm_scale, softcap, HAS_SOFTCAP: tl.constexpr, PRECISION: tl.constexpr):
+    """q (rows, d) times k (d, cols), scaled, soft-capped where asked, in log2 units (the kernels use exp2)."""
+    s = tl.dot(q, k, input_precision=PRECISION)
+    if HAS_SOFTCAP:
+        s = s * (sm_scale / softcap)
+        s = softcap * (2.0 * tl.sigmoid(2.0 * s) - 1.0) * 1.4426950408889634  # tanh, then to log2 units
+    else:
+        s = s * (sm_scale * 1.4426950408889634)
+    return s
+
+
+@triton.jit
+def online_softmax_step(s, v, m_i, l_i, acc, PRECISION: tl.constexpr, UPCAST: tl.constexpr):
+    """Fold a tile of scores s (rows, cols; -inf where not visible) and its values v (cols, d) into the running
+    maximum m_i, denominator l_i and accumulator acc; returns them updated. A row that has seen nothing stays 0."""
+    m_new = tl.maximum(m_i, tl.max(s, 1))
+    m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
+    p = tl.math.exp2(s - m_use[:, None])
+    alpha = tl.math.exp2(m_i - m_use)
+    l_i = l_i * alpha + tl.sum(p, 1)
+    p = p.to(v.dtype)  # probabilities rounded to the value dtype, as FlashAttention does
+    if UPCAST:  # the interpreter's dot mishandles bf16 (numpy has none): multiply the same values in fp32
+        p = p.to(tl.float32)
+        v = v.to(tl.float32)
+    acc = tl.dot(p, v, acc * alpha[:, None], input_precision=PRECISION)
+    return m_new, l_i, acc

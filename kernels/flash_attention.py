@@ -15,9 +15,17 @@ Decode (one query per sequence) goes to the split-K kernel in `flash_decoding`.
 
 from __future__ import annotations
 
-from .common import dot_flags, gpu_generation, interpreted, next_power_of_2, require, tl, triton
-
-LOG2E = 1.4426950408889634
+from .common import (
+    dot_flags,
+    gpu_generation,
+    interpreted,
+    next_power_of_2,
+    online_softmax_step,
+    require,
+    tile_scores,
+    tl,
+    triton,
+)
 
 # (BLOCK_M, BLOCK_N, num_warps, num_stages). Hopper has 228 KB of shared memory per SM and takes deeper
 # pipelines; Ampere (A100: 164 KB) fewer stages. Head dim 256 tiles are pruned to fit (see _prune).
@@ -88,7 +96,6 @@ def _flash_fwd(
     m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_M], tl.float32)
     acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
-    qk_scale = sm_scale * 1.4426950408889634  # exp2 instead of exp
     for t in range(0, n_blocks):
         start_n = tl.where(t < n_sink, t * BLOCK_N, lo + (t - n_sink) * BLOCK_N)
         cols = start_n + offs_n
@@ -98,12 +105,7 @@ def _flash_fwd(
                     mask=n_ok[None, :] & d_ok[:, None], other=0.0)
         if UPCAST:
             k = k.to(tl.float32)
-        s = tl.dot(q, k, input_precision=PRECISION)
-        if HAS_SOFTCAP:
-            s = s * (sm_scale / softcap)
-            s = softcap * (2.0 * tl.sigmoid(2.0 * s) - 1.0) * 1.4426950408889634  # tanh, then to log2 units
-        else:
-            s = s * qk_scale
+        s = tile_scores(q, k, sm_scale, softcap, HAS_SOFTCAP, PRECISION)
         ok = n_ok[None, :] & m_ok[:, None]
         if CAUSAL:
             ok = ok & (cols[None, :] <= pos_m[:, None])
@@ -114,19 +116,9 @@ def _flash_fwd(
                               + cols[None, :] * stride_mn, mask=ok, other=0)
             ok = ok & (allowed != 0)
         s = tl.where(ok, s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, 1))
-        m_use = tl.where(m_new == float("-inf"), 0.0, m_new)  # a row with nothing visible yet stays at zero
-        p = tl.math.exp2(s - m_use[:, None])
-        alpha = tl.math.exp2(m_i - m_use)
-        l_i = l_i * alpha + tl.sum(p, 1)
         v = tl.load(V + b64 * stride_vb + kvh * stride_vh + keys[:, None] * stride_vn + offs_d[None, :],
                     mask=n_ok[:, None] & d_ok[None, :], other=0.0)
-        p = p.to(V.dtype.element_ty)  # probabilities rounded to the value dtype, as FlashAttention does
-        if UPCAST:
-            p = p.to(tl.float32)
-            v = v.to(tl.float32)
-        acc = tl.dot(p, v, acc * alpha[:, None], input_precision=PRECISION)
-        m_i = m_new
+        m_i, l_i, acc = online_softmax_step(s, v, m_i, l_i, acc, PRECISION, UPCAST)
     if HAS_SINKS:  # a learned logit per head joins the softmax's denominator and adds no value
         sink = tl.load(SINKS + h).to(tl.float32) * 1.4426950408889634
         m_fin = tl.maximum(m_i, sink)

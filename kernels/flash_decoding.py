@@ -12,7 +12,17 @@ logits, soft-capping, a per-key boolean mask (padding), and per-sequence cache l
 
 from __future__ import annotations
 
-from .common import dot_flags, gpu_generation, interpreted, next_power_of_2, require, tl, triton
+from .common import (
+    dot_flags,
+    gpu_generation,
+    interpreted,
+    next_power_of_2,
+    online_softmax_step,
+    require,
+    tile_scores,
+    tl,
+    triton,
+)
 
 # (BLOCK_N, num_warps, num_stages): decode streams the cache once, so wide key tiles and deep pipelines
 HOPPER = [(64, 4, 4), (128, 4, 3), (128, 8, 3), (64, 4, 2)]
@@ -65,7 +75,6 @@ def _decode_split(
     m_i = tl.full([BLOCK_G], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_G], tl.float32)
     acc = tl.zeros([BLOCK_G, BLOCK_D], tl.float32)
-    qk_scale = sm_scale * 1.4426950408889634
     for t in range(0, n_sink + n_main):
         start_n = tl.where(t < n_sink, c0 + t * BLOCK_N, lo + (t - n_sink) * BLOCK_N)
         cols = start_n + offs_n
@@ -82,31 +91,16 @@ def _decode_split(
                     mask=n_ok[None, :] & d_ok[:, None], other=0.0)
         if UPCAST:
             k = k.to(tl.float32)
-        s = tl.dot(q, k, input_precision=PRECISION)
-        if HAS_SOFTCAP:
-            s = s * (sm_scale / softcap)
-            s = softcap * (2.0 * tl.sigmoid(2.0 * s) - 1.0) * 1.4426950408889634
-        else:
-            s = s * qk_scale
+        s = tile_scores(q, k, sm_scale, softcap, HAS_SOFTCAP, PRECISION)
         ok = n_ok
         if HAS_WINDOW:
             ok = ok & ((cols > pos - window) | (cols < num_sinks))
         if HAS_MASK:
             ok = ok & (tl.load(MASK + b64 * stride_mb + keys * stride_mn, mask=ok, other=0) != 0)
         s = tl.where(ok[None, :], s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, 1))
-        m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
-        p = tl.math.exp2(s - m_use[:, None])
-        alpha = tl.math.exp2(m_i - m_use)
-        l_i = l_i * alpha + tl.sum(p, 1)
         v = tl.load(V + kvh * stride_vh + v_rows[:, None] + offs_d[None, :],
                     mask=n_ok[:, None] & d_ok[None, :], other=0.0)
-        p = p.to(V.dtype.element_ty)  # probabilities rounded to the value dtype, as FlashAttention does
-        if UPCAST:
-            p = p.to(tl.float32)
-            v = v.to(tl.float32)
-        acc = tl.dot(p, v, acc * alpha[:, None], input_precision=PRECISION)
-        m_i = m_new
+        m_i, l_i, acc = online_softmax_step(s, v, m_i, l_i, acc, PRECISION, UPCAST)
     # partials: the chunk's normalized output and its log2-sum-exp (-inf where the chunk saw no key)
     lse = tl.where(l_i == 0.0, float("-inf"), m_i + tl.math.log2(tl.where(l_i == 0.0, 1.0, l_i)))
     out = acc / tl.where(l_i == 0.0, 1.0, l_i)[:, None]
