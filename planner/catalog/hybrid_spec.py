@@ -77,7 +77,7 @@ _STATE = {"linear_attention", "mamba", "conv", "M"}
 # refused rather than read as a plain Transformer (Jamba read that way had 8x its KV cache and 40B parameters too
 # many).
 _NON_ATTENTION_FIELDS = ("state_size", "ssm_state_size", "ssm_cfg", "time_step_rank", "conv_kernel", "conv_L_cache",
-                         "lru_width", "block_types", "hybrid_override_pattern", "layers_block_type",
+                         "lru_width", "block_types", "_block_types", "hybrid_override_pattern", "layers_block_type",
                          "attn_layer_period", "attn_layer_indices", "full_attn_idxs", "full_attention_interval",
                          "linear_num_key_heads", "linear_num_value_heads", "linear_attn_config", "attention_hidden_size")
 _ATTENTION_LAYER_TYPES = {"full_attention", "sliding_attention", "chunked_attention", "attention"}
@@ -158,7 +158,8 @@ def _mamba2_dims(f: Any, h: int, d_key: str | None = None) -> tuple[int, int, in
 
 
 def _lfm2_intermediate(f: Any) -> int:
-    inter = f.int("intermediate_size", required=True)
+    # published LFM2 configs name it block_ff_dim, which transformers' Lfm2Config reads as intermediate_size
+    inter = f.int("block_ff_dim") or f.int("intermediate_size", required=True)
     if f.flag("block_auto_adjust_ff_dim"):
         inter = int(2 * inter / 3)
         mult = f.number("block_ffn_dim_multiplier", 0.0, 1e3)
@@ -336,7 +337,8 @@ def hybrid_spec_fields(f: Any, model_type: str, name: str, source: str) -> dict[
                           conv_kernel=kernel, recurrent_state_elements=lru,
                           # convolution, the two block-diagonal gates and the gated recurrence
                           scan_flops_per_token=2 * lru * kernel + 4 * block * lru + 8 * lru)
-        pattern = f.get("block_types")
+        # published configs store it as _block_types (the attribute of transformers 4's RecurrentGemmaConfig)
+        pattern = f.get("_block_types") or f.get("block_types")
         if not isinstance(pattern, (list, tuple)) or not pattern or not all(isinstance(t, str) for t in pattern):
             raise ModelConfigError(f"{source}: block_types must be a list of 'recurrent' and 'attention'")
         mixers = _attention_pattern(["attention" if pattern[i % len(pattern)] == "attention" else "mamba"
