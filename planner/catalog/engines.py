@@ -59,3 +59,39 @@ def engine_defaults(engine: str) -> dict[str, str]:
     if engine == GENERIC_SERVING:
         return {}
     return {d["technique"]: d["source"] for d in engine_profile(engine).get("defaults") or []}
+
+
+def _state_models(engine: str) -> dict[str, Any] | None:
+    """The engine's facts about state-space, linear-attention and hybrid models, or None (the generic `serving`)."""
+    return None if engine == GENERIC_SERVING else engine_profile(engine).get("state_models")
+
+
+def state_model_refusal(engine: str, model_type: str) -> str | None:
+    """Why the engine cannot serve a model with state layers of this `model_type`, naming the engines that can;
+    None when it serves it (or for the generic `serving` engine, which has no facts)."""
+    facts = _state_models(engine)
+    if facts is None or model_type in facts["model_types"]:
+        return None
+    others = [name for name in engine_names() if model_type in (_state_models(name) or {}).get("model_types", ())]
+    where = f"engines that serve it: {', '.join(others)}" if others else "no engine optiplan knows serves it"
+    return (f"{engine} {engine_profile(engine)['version']} does not serve {model_type} models (it serves "
+            f"{', '.join(facts['model_types'])}; source: {facts['source'].split(' — ')[0]}); {where}")
+
+
+def state_technique_refusal(engine: str, technique: str, model_type: str) -> str | None:
+    """Why the engine does not run `technique` on a model with state layers of this `model_type` (its profile's
+    `state_models.refuses`, with the source), or None."""
+    for rule in (_state_models(engine) or {}).get("refuses") or []:
+        if technique not in rule["techniques"]:
+            continue
+        if "model_types" in rule and model_type not in rule["model_types"]:
+            continue
+        if model_type in (rule.get("except_model_types") or {}).get(technique, ()):
+            continue
+        return f"{rule['reason']} (source: {rule['source'].split(' — ')[0]})"
+    return None
+
+
+def state_model_options(engine: str, model_type: str) -> list[dict[str, Any]]:
+    """Options the engine's config must carry for this state-model type (option, value, why, source)."""
+    return [o for o in (_state_models(engine) or {}).get("options") or [] if model_type in o["model_types"]]

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import yaml
 
+from ..catalog.engines import state_model_options, state_model_refusal, state_technique_refusal
 from ..catalog.hardware import resolve_hardware
+from ..catalog.hybrid_spec import HYBRID_TYPES
 from ..errors import UnknownNameError
 from ..fsutil import atomic_folder
 from ..schema import HardwareSpec
@@ -44,7 +46,21 @@ def engine_config(advice: Advice, engine: str) -> EngineConfig:
     if hw.features.backend not in RUNS_ON[engine]:
         raise DeployError(f"{engine} does not run on {hw.id} ({hw.features.backend}); it runs on "
                           f"{', '.join(RUNS_ON[engine])}")
+    refused: list[tuple[str, str]] = []
+    if advice.model.model_type in HYBRID_TYPES:  # a model with state layers: what this engine serves of it
+        if why := state_model_refusal(engine, advice.model.model_type):
+            raise DeployError(why)
+        refused = [(s.technique, why) for s in advice.plan.steps
+                   if (why := state_technique_refusal(engine, s.technique, advice.model.model_type))]
+        if refused:  # the plan may have been made for another engine: its steps this one refuses are left out
+            kept = [s for s in advice.plan.steps if s.technique not in dict(refused)]
+            advice = advice.model_copy(update={"plan": advice.plan.model_copy(update={"steps": kept})})
     cfg = MAPPERS[engine](advice, hw)
+    cfg.not_applied.extend(refused)
+    if advice.model.model_type in HYBRID_TYPES:
+        for o in state_model_options(engine, advice.model.model_type):
+            cfg.options[o["option"]] = o["value"]
+            cfg.notes.append(f"--{o['option']} {o['value']}: {o['why']} (source: {o['source'].split(' — ')[0]})")
     check_options(cfg)
     return cfg
 

@@ -7,7 +7,7 @@ from ... import profiles
 from ..analytic.accuracy import accuracy_bands
 from ..analytic.params import param_counts
 from ..analytic.profile import model_summary
-from ..catalog.engines import engine_runtime
+from ..catalog.engines import engine_runtime, state_model_refusal
 from ..catalog.hardware import catalog_hardware, resolve_hardware
 from ..catalog.models import resolve_model
 from ..catalog.workloads import load_workload, with_overrides
@@ -75,6 +75,9 @@ def build_context(spec: ModelSpec, hw: HardwareSpec, devices: int, workload: Wor
     relatives = [(param_counts(r), r) for r in _relatives(spec)]
     drafts = sorted((c.active, r.name, r) for c, r in relatives if c.active * 5 <= target.active)
     smaller = sorted((c.total, r.name, r) for c, r in relatives if c.total * 2 <= target.total)
+    if workload.goal != "training" and spec.state_layers \
+            and (why := state_model_refusal(workload.engine, spec.model_type)):
+        raise RequestError(why)
     catalog = profiles.resolve_model_name(spec.name)
     mtp = profiles.load_model(catalog)["config"].get("num_nextn_predict_layers", 0) if catalog else 0
     return Context(spec=spec, hw=hw, devices=devices, workload=workload,

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ...catalog.engines import engine_table
+from ...catalog.engines import engine_table, state_technique_refusal
 from ...errors import RequestError
 from ...schema import HardwareSpec, ModelSpec
 from ...schema.workload import Workload
@@ -217,8 +217,11 @@ def static_reason(t: Technique, ctx: Context) -> str | None:
         test, reason = MODEL_CHECKS[feature]
         if not test(ctx):
             return reason.format(model=ctx.spec.name)
-    if t.check is not None:
-        return t.check(ctx)
+    if t.check is not None and (why := t.check(ctx)):
+        return why
+    # what the engine does not run on a model with state layers (its profile's data, with the source)
+    if not training and ctx.spec.state_layers:
+        return state_technique_refusal(w.engine, t.id, ctx.spec.model_type)
     return None
 
 

@@ -1,0 +1,87 @@
+"""What each engine serves of state-space, linear-attention and hybrid models (`state_models` in
+`profiles/engines/`): the model types, the techniques it does not run on them and the options they need, each with
+its source; the planner and the configs follow the data."""
+
+from __future__ import annotations
+
+import pytest
+from optiplan.planner.catalog.engines import (
+    engine_table,
+    state_model_options,
+    state_model_refusal,
+    state_technique_refusal,
+)
+from optiplan.planner.catalog.hybrid_spec import HYBRID_TYPES
+from optiplan.planner.deploy.render import render
+from optiplan.planner.errors import DeployError, RequestError
+from optiplan.planner.plan.advise import advise
+from optiplan.planner.plan.techniques import all_techniques
+from optiplan.planner.schema import AdviseRequest
+
+
+def _advice(model, engine, workload="rag-long-context", devices=1, **kw):
+    return advise(AdviseRequest(model=model, hardware="h100-sxm", num_devices=devices, workload=workload,
+                                engine=engine, **kw))
+
+
+def test_every_engine_states_what_it_serves_with_sources():
+    for name, entry in engine_table().items():
+        facts = entry["state_models"]
+        assert facts["model_types"] and set(facts["model_types"]) <= set(HYBRID_TYPES), name
+        assert "/" in facts["source"] and facts["kv_quantization_source"], name
+        for rule in facts["refuses"]:
+            assert set(rule["techniques"]) <= set(all_techniques()), (name, rule)
+            assert rule["reason"] and ("/" in rule["source"] or "http" in rule["source"]), (name, rule)
+            assert set(rule.get("model_types", facts["model_types"])) <= set(facts["model_types"]), (name, rule)
+        for option in facts["options"]:
+            assert option["value"] and option["why"] and option["source"], (name, option)
+
+
+def test_an_engine_that_does_not_serve_a_model_says_which_ones_do():
+    assert state_model_refusal("vllm", "jamba") is None
+    why = state_model_refusal("tgi", "jamba")
+    assert "does not serve jamba" in why and "it serves mamba" in why and "vllm" in why and "sglang" in why
+    assert state_model_refusal("serving", "jamba") is None  # the generic engine has no facts to refuse with
+    with pytest.raises(RequestError, match="tgi .* does not serve jamba"):
+        _advice("jamba-1.5-mini", "tgi", devices=2)
+
+
+def test_exceptions_and_model_scoped_rules():
+    assert "roll a recurrent state back" in state_technique_refusal("vllm", "spec-ngram", "jamba")
+    assert state_technique_refusal("vllm", "spec-mtp", "qwen3_next") is None  # Qwen3-Next's own MTP head
+    assert state_technique_refusal("trtllm", "prefix-caching", "nemotron_h") is None  # KV reuse: yes
+    assert "no KV cache reuse" in state_technique_refusal("trtllm", "prefix-caching", "qwen3_next")
+    assert state_technique_refusal("sglang", "prefix-caching", "jamba") is None  # MambaRadixCache
+    assert [o["option"] for o in state_model_options("vllm", "nemotron_h")] == ["mamba-ssm-cache-dtype"]
+    assert state_model_options("vllm", "jamba") == []
+
+
+def test_planner_rejects_what_the_engine_does_not_run_on_a_hybrid():
+    vllm = _advice("jamba-1.5-mini", "vllm", devices=2)
+    reasons = {r.technique: r.reason for r in vllm.rejected}
+    steps = [s.technique for s in vllm.plan.steps]
+    assert "prefix caching off for hybrid" in reasons["prefix-caching"] and "prefix-caching" not in steps
+    assert "Mamba with speculative decoding" in reasons["spec-ngram"] and "spec-ngram" not in steps
+    sglang = _advice("jamba-1.5-mini", "sglang", devices=2)
+    assert "prefix-caching" in [s.technique for s in sglang.plan.steps]  # the workload shares a prefix
+    dense = _advice("llama-3.1-8b", "vllm")
+    assert "prefix-caching" in [s.technique for s in dense.plan.steps]  # the rules touch state models only
+
+
+def test_transformers_refuses_kv_quantization_on_a_hybrid_but_a_pure_ssm_says_it_has_no_attention():
+    reasons = {r.technique: r.reason for r in _advice("lfm2-1.2b", "transformers").rejected}
+    assert "QuantizedCache" in reasons["kv-int8"] and "QuantizedCache" in reasons["kv-int4"]
+    reasons = {r.technique: r.reason for r in _advice("mamba2-2.7b", "transformers").rejected}
+    assert "has no attention layer" in reasons["kv-int8"]
+
+
+def test_configs_follow_the_engine_data():
+    sglang_plan = _advice("nemotron-h-8b", "sglang")
+    assert "prefix-caching" in [s.technique for s in sglang_plan.plan.steps]
+    files = render(sglang_plan, "vllm")
+    script, readme = files["vllm/serve.sh"], files["README.md"]
+    assert "--mamba-ssm-cache-dtype float32" in script and "--enable-prefix-caching" not in script
+    assert "prefix-caching" in readme and "prefix caching off for hybrid" in readme
+    with pytest.raises(DeployError, match="does not serve nemotron_h"):
+        render(sglang_plan, "tgi")
+    assert "mamba-ssm" not in render(sglang_plan, "sglang")["sglang/serve.sh"]
