@@ -22,6 +22,7 @@ from ..fsutil import atomic_folder
 from ..schema import HardwareSpec
 from ..schema.advice import Advice
 from . import llamacpp, sglang, tgi, trtllm, vllm
+from .checkpoints import serving_checkpoint
 from .config import (
     ENGINES,
     HEALTH,
@@ -57,6 +58,13 @@ def engine_config(advice: Advice, engine: str) -> EngineConfig:
             advice = advice.model_copy(update={"plan": advice.plan.model_copy(update={"steps": kept})})
     cfg = MAPPERS[engine](advice, hw)
     cfg.not_applied.extend(refused)
+    if engine != "llama.cpp":  # llama.cpp serves a GGUF file its mapper names
+        served = serving_checkpoint(advice, engine, cfg.model)
+        for key in ("model-path", "model-id"):  # SGLang and TGI name the model as an option
+            if key in cfg.options:
+                cfg.options[key] = served.model
+        cfg.model = served.model
+        cfg.notes.extend(served.notes)
     if advice.model.model_type in HYBRID_TYPES:
         for o in state_model_options(engine, advice.model.model_type):
             cfg.options[o["option"]] = o["value"]

@@ -24,8 +24,6 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
         if t_id in ("weight-fp8", "weight-int4-awq", "weight-int4-gptq", "weight-fp4", "weight-w8a8-int8", "weight-int8"):
             cfg.applied.append((t_id, "from a checkpoint quantized with TensorRT Model Optimizer (quant_config "
                                       "in the checkpoint)"))
-            cfg.notes.append(f"{t_id}: TensorRT-LLM reads the quantization from the checkpoint; quantize it with "
-                             "TensorRT Model Optimizer (or `optiplan apply`) and point the model path at it")
         elif t_id == "kv-fp8":
             kv["dtype"] = "fp8"
             cfg.applied.append((t_id, "kv_cache_config.dtype fp8"))

@@ -42,9 +42,6 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
         if t_id in quant:
             o["quantization"] = quant[t_id]
             how = f"--quantization {quant[t_id]}"
-            if t_id != "weight-fp8":  # vLLM quantizes fp8 online; the others need a quantized checkpoint
-                cfg.notes.append(f"{t_id}: vLLM loads {quant[t_id]} weights from a quantized checkpoint; "
-                                 "`optiplan apply` writes one, then point the model path at it")
             cfg.applied.append((t_id, how))
         elif t_id == "kv-fp8":
             o["kv-cache-dtype"] = "fp8"

@@ -118,7 +118,8 @@ def test_compose_reserves_the_gpus(h100_plans):
     doc = yaml.safe_load(render(h100_plans["vllm"], "compose")["compose/docker-compose.yaml"])
     service = next(iter(doc["services"].values()))
     assert service["deploy"]["resources"]["reservations"]["devices"][0]["count"] == 4
-    assert service["command"][0] == "meta-llama/Llama-3.1-70B"
+    # a chat workload serves the instruct model, here its published fp8 checkpoint (the plan has fp8 weights)
+    assert service["command"][0] == "RedHatAI/Meta-Llama-3.1-70B-Instruct-FP8"
 
 
 def test_steps_an_engine_cannot_express_are_listed(h100_plans):

@@ -1,0 +1,87 @@
+"""Which checkpoint a config serves: the instruct (chat) model for conversational workloads, and for a plan with a
+weight format, a published checkpoint in that format (catalog data: `instruct` and `checkpoints` in
+`profiles/models/<name>.json`, each with its source) where the engine loads it; otherwise the 16-bit checkpoint where
+the engine quantizes online (fp8), or a folder the user produces, with the command that produces it. Never a
+quantization flag over a 16-bit checkpoint that the engine cannot quantize itself."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..catalog.models import catalog_entry
+from ..schema.advice import Advice
+
+# Workloads served through a chat template: a base checkpoint has none and answers as a text completer
+CHAT_WORKLOADS = ("chat", "agent", "rag-long-context")
+# The weight formats a plan step asks of the checkpoint
+FORMATS = {"weight-int4-awq": "awq", "weight-int4-gptq": "gptq", "weight-fp8": "fp8", "weight-w8a8-int8": "w8a8_int8"}
+# Engines that quantize a 16-bit checkpoint to the format as it loads (vLLM and SGLang `--quantization fp8`, TGI
+# `--quantize fp8`): profiles/engines/*.yaml and the engines' quantization docs
+ONLINE = {"fp8": ("vllm", "sglang", "tgi")}
+# How to produce a checkpoint of a format that is not published
+PRODUCE = {
+    "gptq": "optiplan apply {model} -t weight-int4-gptq -o {folder} (GPTQ through gptqmodel, on a CUDA GPU)",
+    "awq": "AutoAWQ (AutoAWQForCausalLM.from_pretrained(...).quantize(tokenizer, quant_config={{'w_bit': 4, "
+           "'q_group_size': 128, 'zero_point': True, 'version': 'GEMM'}}), then save_quantized('{folder}'))",
+    "fp8": "TensorRT Model Optimizer (examples/llm_ptq/hf_ptq.py --qformat fp8 --export_path {folder})",
+    "w8a8_int8": "llm-compressor (oneshot with a SmoothQuant + GPTQ W8A8 recipe) into {folder}",
+}
+
+# TensorRT-LLM reads the quantization a TensorRT Model Optimizer checkpoint declares: its --qformat per format
+MODELOPT = {"awq": "int4_awq", "fp8": "fp8", "w8a8_int8": "int8_sq"}
+
+
+def _produce(engine: str, fmt: str, model: str, folder: str) -> str:
+    if engine == "trtllm" and fmt in MODELOPT:
+        return (f"TensorRT Model Optimizer (examples/llm_ptq/hf_ptq.py --qformat {MODELOPT[fmt]} --export_path "
+                f"{folder})")
+    return PRODUCE[fmt].format(model=model, folder=folder)
+
+
+@dataclass
+class Served:
+    model: str  # hub id or folder the engine loads
+    notes: list[str] = field(default_factory=list)
+
+
+def wants_instruct(advice: Advice) -> bool:
+    return advice.workload.name in CHAT_WORKLOADS
+
+
+def serving_checkpoint(advice: Advice, engine: str, default: str) -> Served:
+    """The checkpoint `engine` serves for this plan; `default` is the model as given (its hub id or path)."""
+    source = advice.model.source
+    if not source.startswith("catalog:"):
+        return Served(default)
+    entry = catalog_entry(source.split(":", 1)[1])
+    chat = wants_instruct(advice)
+    served = Served(default)
+    instruct = (entry.get("instruct") or {}).get("hub_id")
+    if chat and instruct:
+        served.model = instruct
+        if instruct != default:
+            served.notes.append(f"serves {instruct}, the instruct model (a {advice.workload.name} workload needs its "
+                                f"chat template), not the base {default}")
+    elif chat:
+        served.notes.append(f"the catalog knows no instruct checkpoint of {default}: a base model has no chat template "
+                            "and answers as a text completer; point the model at your chat-tuned checkpoint")
+    fmt = next((FORMATS[s.technique] for s in advice.plan.steps if s.technique in FORMATS), None)
+    if fmt is None:
+        return served
+    published = [c for c in entry.get("checkpoints") or [] if c["format"] == fmt and engine in c["engines"]]
+    match = next((c for c in published if c["instruct"] == chat), None) or next(iter(published), None)
+    if match is not None:
+        served.model = match["hub_id"]
+        served.notes.append(f"serves {match['hub_id']}, a published {fmt} checkpoint"
+                            + ("" if match["instruct"] == chat else f" ({'an instruct' if match['instruct'] else 'a base'}"
+                               " model: the only one published in this format)")
+                            + f" (source: {match['source']})")
+    elif engine in ONLINE.get(fmt, ()):
+        served.notes.append(f"{engine} quantizes {served.model} to {fmt} as it loads it (no {fmt} checkpoint needed)")
+    else:
+        folder = f"models/{advice.model.name}-{fmt}"
+        served.model = f"./{folder}"
+        served.notes.append(f"no published {fmt} checkpoint of {advice.model.name} that "
+                            f"{engine} loads is known: produce ./{folder} from {instruct if chat and instruct else default}"
+                            f" with {_produce(engine, fmt, advice.model.name, folder)}")
+    return served

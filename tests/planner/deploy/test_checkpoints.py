@@ -1,0 +1,56 @@
+"""Configs serve checkpoints that exist: the instruct model for chat workloads, a published checkpoint in the
+plan's weight format where the engine loads it, online quantization only where the engine does it, else a folder
+and the command that produces it."""
+
+from __future__ import annotations
+
+from optiplan import profiles
+from optiplan.planner.deploy.checkpoints import FORMATS, serving_checkpoint
+from optiplan.planner.deploy.render import render
+from optiplan.planner.plan.advise import advise
+from optiplan.planner.schema import AdviseRequest
+
+
+def _plan(model, workload="chat", hardware="h100-sxm", devices=1, **kw):
+    return advise(AdviseRequest(model=model, hardware=hardware, num_devices=devices, workload=workload, **kw))
+
+
+def test_catalog_checkpoints_are_data_with_sources():
+    formats = set(FORMATS.values())
+    for name in profiles.model_names():
+        entry = profiles.load_model(name)
+        if "instruct" in entry:
+            assert "/" in entry["instruct"]["hub_id"] and entry["instruct"]["source"], name
+        for c in entry.get("checkpoints") or []:
+            assert c["format"] in formats and "/" in c["hub_id"] and c["source"], (name, c)
+            assert set(c["engines"]) <= {"vllm", "sglang", "tgi", "trtllm"} and isinstance(c["instruct"], bool)
+
+
+def test_chat_serves_the_instruct_model_and_a_batch_job_the_base():
+    chat = _plan("qwen2.5-7b", max_quality_loss_pct=0.0)  # lossless: 16-bit weights
+    assert serving_checkpoint(chat, "vllm", "Qwen/Qwen2.5-7B").model == "Qwen/Qwen2.5-7B-Instruct"
+    batch = _plan("qwen2.5-7b", workload="batch-offline", max_quality_loss_pct=0.0)
+    assert serving_checkpoint(batch, "vllm", "Qwen/Qwen2.5-7B").model == "Qwen/Qwen2.5-7B"
+    unknown = serving_checkpoint(_plan("olmo-2-7b", max_quality_loss_pct=0.0), "vllm", "allenai/OLMo-2-1124-7B")
+    assert unknown.model == "allenai/OLMo-2-1124-7B" and "no chat template" in unknown.notes[0]
+
+
+def test_a_quantized_plan_serves_a_published_checkpoint_or_says_how_to_make_one():
+    a = _plan("qwen2.5-32b", hardware="l40s", max_quality_loss_pct=3.0)
+    fmt = next(FORMATS[s.technique] for s in a.plan.steps if s.technique in FORMATS)
+    assert fmt == "awq", [s.technique for s in a.plan.steps]
+    files = render(a, "vllm")
+    assert "exec vllm serve Qwen/Qwen2.5-32B-Instruct-AWQ" in files["vllm/serve.sh"]
+    assert "--quantization awq_marlin" in files["vllm/serve.sh"]
+    assert "a published awq checkpoint" in files["README.md"]
+    trt = serving_checkpoint(a, "trtllm", "Qwen/Qwen2.5-32B")  # the AWQ repo is not a Model Optimizer checkpoint
+    assert trt.model == "./models/qwen2.5-32b-awq" and "--qformat int4_awq" in trt.notes[-1]
+
+
+def test_fp8_is_quantized_online_where_the_engine_does_it():
+    a = _plan("olmo-2-7b", hardware="l40s", max_quality_loss_pct=1.0)
+    assert "weight-fp8" in [s.technique for s in a.plan.steps]
+    online = serving_checkpoint(a, "vllm", "allenai/OLMo-2-1124-7B")
+    assert online.model == "allenai/OLMo-2-1124-7B" and "quantizes" in online.notes[-1]
+    offline = serving_checkpoint(a, "trtllm", "allenai/OLMo-2-1124-7B")
+    assert offline.model == "./models/olmo-2-7b-fp8" and "--qformat fp8" in offline.notes[-1]
