@@ -15,6 +15,9 @@ from ..machine.calibration import load_calibration
 from ..schema import AccuracyBand, HardwareSpec
 
 ACCURACY_FILE = profiles.ROOT / "accuracy.yaml"
+# The training step model's error on published fine-tuning step times, held-out points only
+# (`python benchmarks/bench_training_published.py --write-accuracy`)
+TRAINING_ACCURACY_FILE = profiles.ROOT / "training_accuracy.yaml"
 
 
 @lru_cache(maxsize=1)
@@ -39,6 +42,17 @@ def accuracy_bands(hw: HardwareSpec, runtime: str = "serving") -> dict[str, Accu
     if hw.kind != "gpu":
         return {}
     data = published_accuracy()
+    return {figure: AccuracyBand(median_pct=b["median_pct"], p90_pct=b["p90_pct"], points=b["points"],
+                                 source=f"{data['source']} ({b['category']})")
+            for figure, b in (data.get("figures") or {}).items()}
+
+
+def training_accuracy_bands(hw: HardwareSpec) -> dict[str, AccuracyBand]:
+    """The band of a training step's time and tokens/s on a GPU: the held-out error of the step model against
+    published fine-tuning runs (none elsewhere: nothing validates it there)."""
+    if hw.kind != "gpu" or not TRAINING_ACCURACY_FILE.exists():
+        return {}
+    data = profiles.read_yaml(TRAINING_ACCURACY_FILE)
     return {figure: AccuracyBand(median_pct=b["median_pct"], p90_pct=b["p90_pct"], points=b["points"],
                                  source=f"{data['source']} ({b['category']})")
             for figure, b in (data.get("figures") or {}).items()}

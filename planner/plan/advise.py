@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from ... import profiles
-from ..analytic.accuracy import accuracy_bands
+from ..analytic.accuracy import accuracy_bands, training_accuracy_bands
 from ..analytic.params import param_counts
 from ..analytic.profile import model_summary
 from ..catalog.engines import engine_runtime, state_model_refusal
@@ -21,6 +21,7 @@ from ..schema.advice import (
     HardwareOption,
     Plan,
     PlanStep,
+    Prediction,
     Rejection,
 )
 from ..schema.workload import Workload
@@ -213,9 +214,8 @@ def _trade(other: Candidate, best: Candidate, goal: str) -> str:
     a, b = other.predicted, best.predicted
     if not a.meets_slo and b.meets_slo:
         return "the plan misses the workload (" + ("; ".join(a.slo_violations) or "does not fit") + ")"
-    return (f"TPOT {a.tpot_ms:,.1f} ms, {a.throughput_tokens_per_s:,.0f} tokens/s, "
-            f"{a.memory_per_device_bytes / GB:,.1f} GB per device, quality loss {a.quality_loss_pct:g}% against "
-            f"{b.tpot_ms:,.1f} ms, {b.throughput_tokens_per_s:,.0f} tokens/s, {b.memory_per_device_bytes / GB:,.1f} GB, "
+    return (f"{_speed(a, goal)}, {a.memory_per_device_bytes / GB:,.1f} GB per device, quality loss "
+            f"{a.quality_loss_pct:g}% against {_speed(b, goal)}, {b.memory_per_device_bytes / GB:,.1f} GB, "
             f"{b.quality_loss_pct:g}% for the {goal} goal")
 
 
@@ -223,9 +223,14 @@ def _worse(other: Candidate, best: Candidate, goal: str) -> str:
     a, b = other.predicted, best.predicted
     if not a.meets_slo and b.meets_slo:
         return "with it the plan misses the workload: " + ("; ".join(a.slo_violations) or "does not fit")
-    return (f"no gain for the {goal} goal: with it TPOT {a.tpot_ms:,.1f} ms, {a.throughput_tokens_per_s:,.0f} tokens/s, "
-            f"{a.memory_per_device_bytes / GB:,.1f} GB per device, against {b.tpot_ms:,.1f} ms, "
-            f"{b.throughput_tokens_per_s:,.0f} tokens/s, {b.memory_per_device_bytes / GB:,.1f} GB without")
+    return (f"no gain for the {goal} goal: with it {_speed(a, goal)}, {a.memory_per_device_bytes / GB:,.1f} GB per "
+            f"device, against {_speed(b, goal)}, {b.memory_per_device_bytes / GB:,.1f} GB without")
+
+
+def _speed(p: Prediction, goal: str) -> str:
+    if goal == "training":
+        return f"a step of {p.training_step_s or 0:,.1f} s ({p.throughput_tokens_per_s:,.0f} tokens/s)"
+    return f"TPOT {p.tpot_ms:,.1f} ms, {p.throughput_tokens_per_s:,.0f} tokens/s"
 
 
 def resolve_request(request: AdviseRequest) -> tuple[ModelSpec, Workload, list[str]]:
@@ -332,7 +337,8 @@ def _document(spec: ModelSpec, workload: Workload, hw: HardwareSpec, devices: in
                   score=best.score),
         alternatives=alternatives, rejected=_rejections(best, ranked, result, ctx),
         hardware_ranking=ranking, hardware_reason=hardware_reason, warnings=warnings,
-        accuracy=accuracy_bands(hw, engine_runtime(workload.engine) if workload.goal != "training" else "serving"),
+        accuracy=training_accuracy_bands(hw) if workload.goal == "training"
+        else accuracy_bands(hw, engine_runtime(workload.engine)),
     )
 
 

@@ -5,10 +5,17 @@ Activations follow Korthikanti et al. (arXiv 2205.05198): 34 x hidden bytes per 
 16 bits with a fused attention kernel (no score matrix), 2 x hidden with full activation
 checkpointing (layer inputs only, one layer recomputed at a time). FLOPs are 6 per parameter and
 token (forward 2, backward 4), 8 with recomputation; a frozen base (LoRA) skips its weight gradients.
+
+The step time is the FLOPs at the training share of the device's FLOP efficiency, a fixed cost per layer and
+micro-batch (the eager forward and backward of a Trainer step), and for QLoRA the dequantization of the frozen 4-bit
+base in every forward and backward, charged as bytes of memory traffic per parameter. The three are fitted to
+published fine-tuning step times (`training` in profiles/efficiency.yaml, benchmarks/bench_training_published.py).
+MFU is the step's model FLOPs (recomputation excluded) over the devices' dense 16-bit peak.
 """
 
 from __future__ import annotations
 
+from ... import profiles
 from ..analytic.params import param_counts
 from ..analytic.steps import ALLREDUCE_EFFICIENCY, prefill_attention_flops
 from ..schema.advice import Prediction
@@ -16,6 +23,11 @@ from ..schema.workload import Workload
 from .state import PlanState, to_setup
 
 NF4_BYTES_PER_PARAM = 4.5 / 8  # 4 bits plus an fp32 absmax per 64 values
+# torch.compile of a training step, measured: Llama 3.1 8B, FSDP on 8 H100, 5,762 -> 6,667 tokens/s per GPU (its
+# memory, 82.4 -> 77.0 GiB, is not counted here)
+COMPILE_SPEEDUP = 6667 / 5762
+COMPILE_SOURCE = ("pytorch/torchtitan docs/performance.md, Table 1 (1D parallelism, Llama 3.1 8B, 8 H100): "
+                  "\"FSDP | 5,762 | 82.4\" / \"FSDP + torch.compile | 6,667 | 77.0\" (TPS/GPU, memory GiB)")
 OPTIMIZER_BYTES = {"adamw": 8, "adamw-8bit": 2, "sgd": 0}  # per trainable parameter
 
 
@@ -62,12 +74,19 @@ def training_prediction(state: PlanState, workload: Workload) -> Prediction:
 
     full_precision = "fp32" if "fp32" in hw.peak_tflops else state.default_16bit  # a TPU has no fp32 rate
     s = to_setup(state.with_(weight_dtype=state.default_16bit if mixed else full_precision, tp=1, pp=1, ep=1))
+    fitted = profiles.efficiency_table()["training"]
     tokens_step = job.global_batch * job.sequence_length
-    flops_per_token = (4 if lora else 6) * counts.active_linear + 6 * counts.vocab_hidden
-    if "activation-checkpointing" in applied:
-        flops_per_token += 2 * counts.active_linear
-    attention = 3 * prefill_attention_flops(s, 1, job.sequence_length) / job.sequence_length
-    compute_s = tokens_step * (flops_per_token + attention) / (n * s.peak_flops * s.eff.flop_efficiency)
+    model_flops = (4 if lora else 6) * counts.active_linear + 6 * counts.vocab_hidden  # per token
+    model_flops += 3 * prefill_attention_flops(s, 1, job.sequence_length) / job.sequence_length
+    recompute = 2 * counts.active_linear if "activation-checkpointing" in applied else 0
+    compute_s = tokens_step * (model_flops + recompute) / (
+        n * s.peak_flops * s.eff.flop_efficiency * fitted["flop_efficiency_share"])
+    if "compiled-training" in applied:
+        compute_s /= COMPILE_SPEEDUP
+    micro_steps = -(-job.global_batch // (job.micro_batch * n))  # per device, one after the other
+    fixed_s = micro_steps * spec.num_layers * fitted["layer_overhead_s"]
+    if "qlora" in applied:  # the frozen 4-bit base dequantized in every forward and backward
+        fixed_s += micro_steps * total * fitted["dequant_bytes_per_param"] / (hw.bandwidth_tbps * 1e12)
     comm_s = 0.0
     if n > 1 and hw.interconnect is not None:
         link = hw.interconnect.bandwidth_gbps / 2 * 1e9 * ALLREDUCE_EFFICIENCY
@@ -75,7 +94,9 @@ def training_prediction(state: PlanState, workload: Workload) -> Prediction:
         # data parallel all-reduces gradients; FSDP adds two all-gathers of the weights
         volume = 2 * grad_bytes + (2 * total * act_bytes if "fsdp" in applied else 0)
         comm_s = (n - 1) / n * volume / link
-    step_s = compute_s + comm_s
+    step_s = compute_s + fixed_s + comm_s
+    peak16 = hw.peak_tflops.get(state.default_16bit, s.peak_flops / 1e12) * 1e12
+    mfu = tokens_step * model_flops / (step_s * n * peak16)
     micro_fit = max(int((hw.memory_bytes - hw.runtime_overhead_bytes - model_bytes - logits) //
                         max(tokens_micro * per_token_layer * spec.num_layers / job.micro_batch, 1)), 0)
     return Prediction(
@@ -87,4 +108,5 @@ def training_prediction(state: PlanState, workload: Workload) -> Prediction:
         weight_dtype="nf4" if "qlora" in applied else s.compute_dtype, compute_dtype=s.compute_dtype,
         tensor_parallel=1, pipeline_parallel=1, expert_parallel=1, kv_dtype="-",
         slo_violations=[] if fit else ["does not fit in device memory"], training_step_s=step_s,
+        training_mfu=round(mfu, 4),
     )

@@ -9,6 +9,7 @@ from typing import Any
 from ... import __version__
 from ..analytic.accuracy import band_text
 from ..schema.advice import Advice
+from .figures import predicted_summary, step_columns
 
 FORMATS = ("text", "md", "html", "json")
 
@@ -46,6 +47,8 @@ def template_env():
     env.filters["plan_diff"] = plan_diff
     env.filters["measured_steps"] = measured_steps
     env.globals["band"] = band_text
+    env.globals["step_columns"] = step_columns
+    env.globals["predicted_summary"] = predicted_summary
     env.globals["measured_heading"] = MEASURED_HEADING
     return env
 
@@ -94,12 +97,13 @@ def text_report(advice: Advice, color: bool = True, file=None) -> str:
     for e in a.bottleneck.evidence:
         console.print(f"  - {e}")
     table = Table(title="Plan", title_justify="left", pad_edge=False)
-    for col, justify in (("#", "right"), ("technique", "left"), ("TTFT ms", "right"), ("TPOT ms", "right"),
-                         ("tok/s", "right"), ("GB/dev", "right"), ("risk", "left")):
+    columns = step_columns(a)
+    for col, justify in (("#", "right"), ("technique", "left"), *((c, "right") for c, _ in columns),
+                         ("GB/dev", "right"), ("risk", "left")):
         table.add_column(col, justify=justify, overflow="fold")
 
     def row(i, name, p, risk=""):
-        table.add_row(str(i), name, f"{p.ttft_ms:,.0f}", f"{p.tpot_ms:,.1f}", f"{p.throughput_tokens_per_s:,.0f}",
+        table.add_row(str(i), name, *(cell(p) for _, cell in columns),
                       f"{p.memory_per_device_bytes / 1e9:,.1f}" + ("" if p.fits else " [red]![/]"), risk)
 
     row(0, "baseline", a.baseline)
@@ -108,12 +112,7 @@ def text_report(advice: Advice, color: bool = True, file=None) -> str:
     console.print(table)
     p = a.plan.predicted
     cost = f", ${p.cost_per_million_tokens_usd:,.2f}/M tokens" if p.cost_per_million_tokens_usd else ""
-    b = a.accuracy
-    console.print(f"Predicted: TTFT {p.ttft_ms:,.0f} ms{band_text(b, 'ttft_ms')}, TPOT {p.tpot_ms:,.1f} ms"
-                  f"{band_text(b, 'tpot_ms')}, {p.throughput_tokens_per_s:,.0f} tokens/s"
-                  f"{band_text(b, 'throughput_tokens_per_s')} at batch {p.batch}, "
-                  f"{p.memory_per_device_bytes / 1e9:,.1f} GB per device{band_text(b, 'memory_bytes')}{cost}; "
-                  f"quality loss {a.plan.quality_loss_pct:g}%")
+    console.print(f"Predicted: {predicted_summary(a)}{cost}; quality loss {a.plan.quality_loss_pct:g}%")
     for s in a.plan.steps:
         if s.params:
             console.print(f"  {s.technique}: {_params(s.params)}")

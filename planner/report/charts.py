@@ -102,21 +102,24 @@ def roofline_chart(advice: Advice, peak_tflops: float, bandwidth_tbps: float) ->
 
 
 def steps_chart(advice: Advice) -> str:
-    """Predicted TTFT, TPOT and throughput after each step of the plan."""
+    """Predicted TTFT, TPOT and throughput after each step of the plan (step time, throughput and MFU in training)."""
     rows = [("baseline", advice.baseline)] + [(s.technique, s.predicted) for s in advice.plan.steps]
     metrics = (("TTFT ms", "ttft_ms"), ("TPOT ms", "tpot_ms"), ("tokens/s", "throughput_tokens_per_s"))
+    if advice.workload.goal == "training":
+        metrics = (("step s", "training_step_s"), ("tokens/s", "throughput_tokens_per_s"), ("MFU %", "training_mfu"))
+        rows = [(label, p.model_copy(update={"training_mfu": (p.training_mfu or 0.0) * 100})) for label, p in rows]
     col_w, row_h, label_w = 170, 20, 150
     width, height = label_w + col_w * len(metrics) + 20, 40 + row_h * len(rows)
     body = [_text(4, 16, "Predicted after each step", weight="bold")]
     for j, (title, _) in enumerate(metrics):
         body.append(_text(label_w + j * col_w + 4, 34, title, weight="bold"))
     for j, (_, attr) in enumerate(metrics):
-        top_value = max(getattr(p, attr) for _, p in rows) or 1.0
+        top_value = max(getattr(p, attr) or 0.0 for _, p in rows) or 1.0
         for i, (label, p) in enumerate(rows):
             y = 40 + i * row_h
             if j == 0:
                 body.append(_text(label_w - 6, y + 14, label, anchor="end"))
-            value = getattr(p, attr)
+            value = getattr(p, attr) or 0.0
             w = (col_w - 60) * value / top_value
             body.append(f'<rect x="{label_w + j * col_w:.1f}" y="{y + 3}" width="{w:.1f}" height="{row_h - 6}" '
                         f'fill="{COLORS["before"] if i == 0 else COLORS["after"]}"/>')

@@ -42,6 +42,7 @@ class Prediction(Frozen):
     cost_per_million_tokens_usd: float | None = None
     slo_violations: list[str] = []
     training_step_s: float | None = None
+    training_mfu: float | None = Field(None, exclude_if=lambda v: v is None, description="training: the step's model FLOPs (recomputation excluded) over the devices' dense 16-bit peak")
 
     @property
     def meets_slo(self) -> bool:

@@ -192,6 +192,23 @@ def _model_checks() -> dict[str, tuple[Callable[[Context], bool], str]]:
 MODEL_CHECKS = _model_checks()
 
 
+# What a training step does instead of an inference technique, by the technique's family.
+TRAINING_INSTEAD = {
+    "attention": "a training step already runs fused attention (transformers trains with PyTorch SDPA, its flash "
+                 "kernel on CUDA), and the step model counts no score matrix",
+    "parallelism": "the transformers Trainer spreads training over devices as data parallelism, sharded with "
+                   "FSDP / ZeRO-3 (`fsdp`); tensor and pipeline parallel training need Megatron-LM or torchtitan",
+    "weight quantization": "inference weight formats; a training step keeps trainable weights in 16 bits, and "
+                           "`qlora` stores the frozen base in NF4",
+    "compilation": "`compiled-training` compiles the training step with torch.compile",
+    "memory": "offloading optimizer states to the host (ZeRO-Offload) is not modelled; for memory use `qlora`, "
+              "`optimizer-8bit`, `activation-checkpointing` or `fsdp`",
+    "compression": "pruning and distillation make a smaller model to serve: each is a training job of its own",
+    "sliding-window-sinks": "it bounds the KV cache of a long generation, which a training step does not keep",
+    None: "it acts on serving (KV cache, decoding, batching of requests), which a training step does not do",
+}
+
+
 def static_reason(t: Technique, ctx: Context) -> str | None:
     """Why technique `t` cannot apply in this context at all, or None when it can."""
     w = ctx.workload
@@ -201,7 +218,10 @@ def static_reason(t: Technique, ctx: Context) -> str | None:
         return "not in the workload's allowed techniques"
     training = w.goal == "training"
     if (t.phase == "training") != training:
-        return "a training technique" if t.phase == "training" else "an inference technique; the goal is training"
+        if t.phase == "training":
+            return "a training technique"
+        instead = TRAINING_INSTEAD.get(t.id) or TRAINING_INSTEAD.get(t.family) or TRAINING_INSTEAD[None]
+        return f"an inference technique; the goal is training: {instead}"
     if not training:
         if w.engine not in t.engines:
             return f"{w.engine} {engine_table()[w.engine]['version']} has no option for it"

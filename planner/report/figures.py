@@ -1,0 +1,43 @@
+"""The figures a report shows per plan step and in its summary line, by goal: TTFT, TPOT and tokens/s for serving;
+step time, tokens/s and MFU for training (a training step has no first token and no decode step). One definition
+for the terminal, Markdown and HTML reports."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..analytic.accuracy import band_text
+from ..schema.advice import Advice, Prediction
+
+Column = tuple[str, Callable[[Prediction], str]]
+
+SERVING: list[Column] = [
+    ("TTFT ms", lambda p: f"{p.ttft_ms:,.1f}"),
+    ("TPOT ms", lambda p: f"{p.tpot_ms:,.2f}"),
+    ("tokens/s", lambda p: f"{p.throughput_tokens_per_s:,.0f}"),
+]
+TRAINING: list[Column] = [
+    ("step s", lambda p: f"{p.training_step_s:,.1f}" if p.training_step_s is not None else "-"),
+    ("tokens/s", lambda p: f"{p.throughput_tokens_per_s:,.0f}"),
+    ("MFU", lambda p: f"{p.training_mfu:.0%}" if p.training_mfu is not None else "-"),
+]
+
+
+def step_columns(advice: Advice) -> list[Column]:
+    """(header, cell) for the speed figures of a plan step, before the memory column."""
+    return TRAINING if advice.workload.goal == "training" else SERVING
+
+
+def predicted_summary(advice: Advice) -> str:
+    """The plan's predicted figures in one line, each with its error band where one is known."""
+    p, b = advice.plan.predicted, advice.accuracy
+    memory = f"{p.memory_per_device_bytes / 1e9:,.1f} GB per device{band_text(b, 'memory_bytes')}"
+    if advice.workload.goal == "training":
+        job = advice.workload.training
+        step = p.training_step_s or 0.0
+        return (f"a step of {job.global_batch} x {job.sequence_length} tokens takes {step:,.1f} s"
+                f"{band_text(b, 'training_step_s')} ({p.throughput_tokens_per_s:,.0f} tokens/s, MFU "
+                f"{(p.training_mfu or 0):.0%}), {memory}")
+    return (f"TTFT {p.ttft_ms:,.1f} ms{band_text(b, 'ttft_ms')}, TPOT {p.tpot_ms:,.2f} ms{band_text(b, 'tpot_ms')}, "
+            f"{p.throughput_tokens_per_s:,.0f} tokens/s{band_text(b, 'throughput_tokens_per_s')} at batch {p.batch}, "
+            f"{memory}")

@@ -1,0 +1,80 @@
+"""The training step model: step time, tokens/s and MFU, QLoRA's dequantization cost, the techniques a training
+step has, and its error against published fine-tuning runs (the fitted constants reproduce the published
+figures; the held-out ones stay within the band reports show)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+from optiplan.planner.plan.advise import advise
+from optiplan.planner.plan.training import COMPILE_SPEEDUP
+from optiplan.planner.report.advice import render
+from optiplan.planner.schema import AdviseRequest
+
+BENCH = Path(__file__).resolve().parents[3] / "benchmarks" / "bench_training_published.py"
+
+
+def _advice(model="llama-3.1-8b", hardware="h100-sxm", devices=1, **kw):
+    return advise(AdviseRequest(model=model, hardware=hardware, num_devices=devices, workload="fine-tune", **kw))
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_training_published", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_qlora_is_slower_than_lora_and_smaller():
+    a = _advice()
+    steps = {s.technique: s.predicted for s in a.plan.steps}
+    alternatives = [alt for alt in a.alternatives if "qlora" in alt.techniques and "lora" not in alt.techniques]
+    assert "lora" in steps and alternatives
+    qlora = alternatives[0].predicted
+    assert qlora.memory_per_device_bytes < a.plan.predicted.memory_per_device_bytes
+    assert qlora.training_step_s > a.plan.predicted.training_step_s  # dequantization in every forward and backward
+
+
+def test_step_time_tokens_and_mfu_are_consistent():
+    p = _advice().plan.predicted
+    job_tokens = 64 * 4096  # the fine-tune preset: global batch 64 of 4,096 tokens
+    assert p.throughput_tokens_per_s == pytest.approx(job_tokens / p.training_step_s)
+    assert 0.2 < p.training_mfu < 0.6  # published fine-tuning and pre-training runs reach 30-60%
+
+
+def test_compiled_training_uses_the_measured_speedup():
+    a = _advice()
+    steps = [s.technique for s in a.plan.steps]
+    assert "compiled-training" in steps and steps.index("compiled-training") > steps.index("mixed-precision")
+    step = next(s for s in a.plan.steps if s.technique == "compiled-training")
+    assert "torchtitan" in step.effect_source and step.params == {"speedup": round(COMPILE_SPEEDUP, 2)}
+
+
+def test_inference_techniques_say_what_a_training_step_does_instead():
+    reasons = {r.technique: r.reason for r in _advice().rejected}
+    assert "SDPA" in reasons["flash-attention"]
+    assert "fsdp" in reasons["tensor-parallel"] and "Megatron" in reasons["tensor-parallel"]
+    assert "compiled-training" in reasons["torch-compile"]
+    assert "KV cache" in reasons["kv-int8"]
+
+
+@pytest.mark.parametrize("fmt", ["md", "html"])
+def test_reports_show_step_time_and_mfu_not_ttft(fmt):
+    text = render(_advice(), fmt)
+    assert "step s" in text and "MFU" in text and "TTFT" not in text
+    assert "a step of 64 x 4096 tokens takes" in text
+
+
+def test_published_fine_tuning_runs_within_the_band():
+    bench = _bench()
+    points = bench.load_points()
+    table = {k: v for k, v in bench.profiles.efficiency_table()["training"].items() if k != "source"}
+    ratios = {(p["split"], p["method"]): [] for p in points}
+    for p in points:
+        ratios[(p["split"], p["method"])].append(bench.predict(p, table) / p["seconds_per_iteration"])
+    for (split, method), values in ratios.items():
+        errors = sorted(abs(r - 1) for r in values)
+        median = errors[len(errors) // 2]
+        assert median < (0.08 if split == "fit" else 0.2), (split, method, median)
