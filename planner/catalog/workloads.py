@@ -12,6 +12,13 @@ from ..errors import OptiplanError, UnknownNameError
 from ..schema.workload import Workload
 
 WORKLOADS_DIR = profiles.ROOT / "workloads"
+# Presets served through a chat template: their configs serve the instruct model (a base checkpoint has none)
+CHAT_WORKLOADS = ("chat", "agent", "rag-long-context")
+
+
+def serves_instruct(workload: Workload) -> bool:
+    """Whether the workload talks to the model through a chat template (the instruct checkpoint serves it)."""
+    return workload.name in CHAT_WORKLOADS
 
 
 def preset_names() -> list[str]:

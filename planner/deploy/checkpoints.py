@@ -9,10 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..catalog.models import catalog_entry
+from ..catalog.workloads import serves_instruct
 from ..schema.advice import Advice
 
-# Workloads served through a chat template: a base checkpoint has none and answers as a text completer
-CHAT_WORKLOADS = ("chat", "agent", "rag-long-context")
 # The weight formats a plan step asks of the checkpoint
 FORMATS = {"weight-int4-awq": "awq", "weight-int4-gptq": "gptq", "weight-fp8": "fp8", "weight-w8a8-int8": "w8a8_int8"}
 # Engines that quantize a 16-bit checkpoint to the format as it loads (vLLM and SGLang `--quantization fp8`, TGI
@@ -45,7 +44,7 @@ class Served:
 
 
 def wants_instruct(advice: Advice) -> bool:
-    return advice.workload.name in CHAT_WORKLOADS
+    return serves_instruct(advice.workload)
 
 
 def serving_checkpoint(advice: Advice, engine: str, default: str) -> Served:
@@ -85,3 +84,13 @@ def serving_checkpoint(advice: Advice, engine: str, default: str) -> Served:
                             f"{engine} loads is known: produce ./{folder} from {instruct if chat and instruct else default}"
                             f" with {_produce(engine, fmt, advice.model.name, folder)}")
     return served
+
+
+def eagle_head(advice: Advice, engine: str) -> str | None:
+    """The published EAGLE-3 head of this catalog model that `engine` loads (catalog `eagle`), or None: the plan
+    may have been made for another engine, whose head this one does not load."""
+    source = advice.model.source
+    if not source.startswith("catalog:"):
+        return None
+    heads = catalog_entry(source.split(":", 1)[1]).get("eagle") or []
+    return next((h["hub_id"] for h in heads if engine in h["engines"]), None)

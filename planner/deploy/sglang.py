@@ -6,6 +6,7 @@ from __future__ import annotations
 from ..catalog.models import catalog_entry
 from ..schema import HardwareSpec
 from ..schema.advice import Advice
+from .checkpoints import eagle_head
 from .config import (
     PORT,
     EngineConfig,
@@ -46,8 +47,9 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
             cfg.applied.append((t_id, f"--tensor-parallel-size {p.tensor_parallel}" + (
                 f" --pipeline-parallel-size {p.pipeline_parallel}" if p.pipeline_parallel > 1 else "")))
         elif t_id == "data-parallel":
-            o["dp-size"] = p.data_parallel
-            cfg.applied.append((t_id, f"--dp-size {p.data_parallel} with --tensor-parallel-size {p.tensor_parallel}"))
+            o["data-parallel-size"] = p.data_parallel  # --dp-size is its alias
+            cfg.applied.append((t_id, f"--data-parallel-size {p.data_parallel} with --tensor-parallel-size "
+                                      f"{p.tensor_parallel}"))
         elif t_id == "expert-parallel":
             o.update({"tensor-parallel-size": p.expert_parallel, "expert-parallel-size": p.expert_parallel,
                       "enable-dp-attention": True, "data-parallel-size": p.expert_parallel})
@@ -68,6 +70,13 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
                       "speculative-eagle-topk": 1,
                       "speculative-num-draft-tokens": step.params["num_speculative_tokens"] + 1})
             cfg.applied.append((t_id, "--speculative-algorithm STANDALONE with the draft model"))
+        elif t_id == "spec-eagle3" and not eagle_head(advice, "sglang"):
+            cfg.not_applied.append((t_id, "no published EAGLE-3 head of this model that SGLang loads is known"))
+        elif t_id == "spec-eagle3":  # a chain of proposals: SpecForge's published setting (steps 3, topk 1, 4 tokens)
+            o.update({"speculative-algorithm": "EAGLE3", "speculative-draft-model-path": eagle_head(advice, "sglang"),
+                      "speculative-num-steps": step.params["num_speculative_tokens"], "speculative-eagle-topk": 1,
+                      "speculative-num-draft-tokens": step.params["num_speculative_tokens"] + 1})
+            cfg.applied.append((t_id, f"--speculative-algorithm EAGLE3 with {eagle_head(advice, 'sglang')}"))
         elif t_id == "spec-mtp":
             o.update({"speculative-algorithm": "EAGLE", "speculative-num-steps": 1, "speculative-eagle-topk": 1,
                       "speculative-num-draft-tokens": 2})

@@ -8,6 +8,7 @@ from typing import Any
 from ..catalog.models import catalog_entry
 from ..schema import HardwareSpec
 from ..schema.advice import Advice
+from .checkpoints import eagle_head
 from .config import PORT, EngineConfig, max_seqs, model_reference, no_option, plan_steps
 
 
@@ -56,6 +57,13 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
             extra["speculative_config"] = {"decoding_type": "NGram", "max_draft_len": step.params["num_speculative_tokens"],
                                            "max_matching_ngram_size": step.params.get("prompt_lookup_max", 4)}
             cfg.applied.append((t_id, "speculative_config NGram"))
+        elif t_id == "spec-eagle3" and not eagle_head(advice, "trtllm"):
+            cfg.not_applied.append((t_id, "no published EAGLE-3 head of this model that TensorRT-LLM loads is known"))
+        elif t_id == "spec-eagle3":
+            extra["speculative_config"] = {"decoding_type": "Eagle3",
+                                           "max_draft_len": step.params["num_speculative_tokens"],
+                                           "speculative_model_dir": eagle_head(advice, "trtllm")}
+            cfg.applied.append((t_id, f"speculative_config Eagle3 with {eagle_head(advice, 'trtllm')}"))
         elif t_id == "spec-mtp":
             extra["speculative_config"] = {"decoding_type": "MTP", "num_nextn_predict_layers": 1}
             cfg.applied.append((t_id, "speculative_config MTP"))

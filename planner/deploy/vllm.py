@@ -7,6 +7,7 @@ from typing import Any
 
 from ..schema import HardwareSpec
 from ..schema.advice import Advice
+from .checkpoints import eagle_head
 from .config import (
     PORT,
     EngineConfig,
@@ -72,8 +73,10 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
             cfg.applied.append((t_id, "CUDA graphs are vLLM's default (no --enforce-eager)"))
         elif t_id == "flash-attention":
             cfg.applied.append((t_id, "vLLM picks its FlashAttention backend on this GPU by default"))
-        elif t_id in ("spec-ngram", "spec-mtp"):
-            o["speculative-config"] = vllm_spec(step)
+        elif t_id == "spec-eagle3" and not eagle_head(advice, "vllm"):
+            cfg.not_applied.append((t_id, "no published EAGLE-3 head of this model that vLLM loads is known"))
+        elif t_id in ("spec-ngram", "spec-mtp", "spec-eagle3"):
+            o["speculative-config"] = vllm_spec(step, eagle_head(advice, "vllm"))
             cfg.applied.append((t_id, "--speculative-config"))
         elif t_id == "cpu-offload":
             gb = offload_gib(p)
@@ -86,9 +89,12 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
     return cfg
 
 
-def vllm_spec(step) -> dict[str, Any]:
+def vllm_spec(step, head: str | None = None) -> dict[str, Any]:
     params = step.params
     if step.technique == "spec-ngram":
         return {"method": "ngram", "num_speculative_tokens": params["num_speculative_tokens"],
                 "prompt_lookup_max": params.get("prompt_lookup_max", 4)}
+    if step.technique == "spec-eagle3":  # vllm-project/recipes Llama-3.1-8B-Instruct: method eagle3 with the head
+        return {"method": "eagle3", "model": head,
+                "num_speculative_tokens": params["num_speculative_tokens"]}
     return {"method": "deepseek_mtp", "num_speculative_tokens": params["num_speculative_tokens"]}

@@ -80,10 +80,12 @@ def build_context(spec: ModelSpec, hw: HardwareSpec, devices: int, workload: Wor
             and (why := state_model_refusal(workload.engine, spec.model_type)):
         raise RequestError(why)
     catalog = profiles.resolve_model_name(spec.name)
-    mtp = profiles.load_model(catalog)["config"].get("num_nextn_predict_layers", 0) if catalog else 0
+    entry = profiles.load_model(catalog) if catalog else {}
+    mtp = (entry.get("config") or {}).get("num_nextn_predict_layers", 0)
     return Context(spec=spec, hw=hw, devices=devices, workload=workload,
                    draft=drafts[0][2] if drafts else None, smaller=smaller[-1][2] if smaller else None,
-                   mtp_layers=mtp or 0, effects=measured_effects(spec, hw, workload.engine))
+                   mtp_layers=mtp or 0, eagle_heads=tuple(entry.get("eagle") or ()),
+                   effects=measured_effects(spec, hw, workload.engine))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ class Context:
     draft: ModelSpec | None = None  # a catalog model of the same tokenizer family, much smaller
     smaller: ModelSpec | None = None  # a catalog model of the same family to distill into
     mtp_layers: int = 0  # multi-token-prediction heads the checkpoint ships
+    eagle_heads: tuple[Mapping[str, Any], ...] = ()  # published EAGLE-3 draft heads of the model (catalog `eagle`)
     effects: Mapping[str, Any] = field(default_factory=dict)  # technique -> effect measured here (`plan.effects`)
 
 
@@ -182,6 +183,7 @@ def _model_checks() -> dict[str, tuple[Callable[[Context], bool], str]]:
     return {
         "moe": (lambda c: c.spec.moe is not None, "{model} is not a mixture of experts"),
         "mtp": (lambda c: c.mtp_layers > 0, "{model} ships no multi-token-prediction heads"),
+        "eagle": (lambda c: bool(c.eagle_heads), "the catalog knows no published EAGLE-3 head of {model}"),
         "draft": (lambda c: c.draft is not None, "the catalog has no much smaller model of {model}'s tokenizer family"),
         "smaller": (lambda c: c.smaller is not None, "the catalog has no smaller model of {model}'s family"),
         "full-attention": (lambda c: any(w is None for w in c.spec.layer_windows),

@@ -4,6 +4,7 @@ bandwidth-bound and verifying gamma+1 tokens costs about as much as one."""
 
 from __future__ import annotations
 
+from ...catalog.workloads import serves_instruct
 from ..state import PlanState, Speculation
 from . import Applied, Combines, Context, Option, Technique, register
 
@@ -22,6 +23,33 @@ GROUNDED_WORKLOADS = ("rag-long-context", "code-completion", "agent")
 
 def _ngram_acceptance(ctx: Context) -> float:
     return NGRAM_ACCEPTANCE_GROUNDED if ctx.workload.name in GROUNDED_WORKLOADS else NGRAM_ACCEPTANCE_OPEN
+
+
+# EAGLE-3 (Li et al., arXiv 2503.01840): a one-layer draft head trained on the target's features proposes a chain of
+# tokens. SGLang measured Llama-3.1-8B-Instruct on MT-bench on one H100 at 158.34 -> 373.25 tokens/s at batch 1 (2.36x,
+# chain of 3) and 1.38x the throughput at batch 64. EAGLE3_ACCEPTANCE is the per-token acceptance that reproduces the
+# batch-1 figure with this step model (a proposal costs one decoder layer); the batch-64 figure sets how much of the
+# gain serving engines keep at batch (planner/plan/predict.py): benchmarks/bench_speculation_published.py prints both.
+EAGLE3_ACCEPTANCE, EAGLE3_TOKENS = 0.71, 3
+EAGLE3_SOURCE = ("acceptance 0.71 per proposed token, solved from SGLang's measured 2.36x at batch 1 (EAGLE-3 paper, "
+                 "arXiv 2503.01840, SGLang v0.4.4 on H100, Llama-3.1-8B, MT-bench: 158.34 -> 373.25 tokens/s); its 1.38x at "
+                 "batch 64 scales the gain at batch (benchmarks/bench_speculation_published.py)")
+
+
+def eagle_head(ctx: Context) -> dict | None:
+    """The published EAGLE-3 head the workload's engine loads for this model, or None."""
+    return next((h for h in ctx.eagle_heads if ctx.workload.engine in h["engines"]), None)
+
+
+def _eagle_check(ctx: Context) -> str | None:
+    if eagle_head(ctx) is None:
+        engines = sorted({e for h in ctx.eagle_heads for e in h["engines"]})
+        return (f"no published EAGLE-3 head of {ctx.spec.name} is known for {ctx.workload.engine} (heads exist for "
+                f"{', '.join(engines)})")
+    if not serves_instruct(ctx.workload):
+        return (f"EAGLE-3 heads are trained on the instruct model's outputs ({eagle_head(ctx)['target']}); the "
+                f"{ctx.workload.name} workload serves the base model, whose tokens they would rarely guess")
+    return None
 
 
 def _draft(state: PlanState, ctx: Context) -> PlanState:
@@ -52,6 +80,16 @@ register(
                       options=(("prompt_lookup_num_tokens", Option(int, "tokens copied per step", low=1, high=64)),
                                ("max_matching_ngram_size", Option(int, "longest n-gram matched", low=1, high=16)))),
         combines={"transformers": Combines(cache_needs=("dynamic",), batch_one=True)}),
+    Technique(
+        id="spec-eagle3", engines=("vllm", "sglang", "trtllm"),
+        name="EAGLE-3 speculative decoding (a trained draft head)", family="speculative decoding", group=GROUP,
+        summary="A one-layer head trained on the target's hidden features proposes a chain of tokens; the target "
+                "verifies them in one pass.",
+        transform=lambda s, c: s.with_(speculation=Speculation("eagle3", EAGLE3_TOKENS, EAGLE3_ACCEPTANCE)),
+        model=("eagle",), check=_eagle_check, quality_source=LEVIATHAN, effect_source=EAGLE3_SOURCE,
+        after=("weight-int8", "weight-fp8", "weight-int4-awq", "weight-int4-gptq", "tensor-parallel"),
+        params=lambda c: {"method": "eagle3", "draft_model": (eagle_head(c) or {}).get("hub_id"),
+                          "num_speculative_tokens": EAGLE3_TOKENS, "expected_acceptance": EAGLE3_ACCEPTANCE}),
     Technique(
         id="spec-mtp", engines=("vllm", "sglang", "trtllm"),
         name="Speculation with the model's own MTP heads", family="speculative decoding", group=GROUP,

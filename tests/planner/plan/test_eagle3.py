@@ -1,0 +1,70 @@
+"""EAGLE-3 speculation: declared with published heads per engine, its acceptance solved from a published
+measurement, the gain a serving engine keeps at batch measured, and rendered with each engine's own options."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+from optiplan.planner.deploy.render import render
+from optiplan.planner.plan.advise import advise
+from optiplan.planner.plan.predict import speculative_gain_kept
+from optiplan.planner.schema import AdviseRequest
+
+BENCH = Path(__file__).resolve().parents[3] / "benchmarks" / "bench_speculation_published.py"
+
+
+def _advice(model="llama-3.1-8b", workload="chat", engine="vllm", **kw):
+    return advise(AdviseRequest(model=model, hardware="h100-sxm", num_devices=1, workload=workload, engine=engine,
+                                **kw))
+
+
+def test_published_speedups_are_reproduced():
+    spec = importlib.util.spec_from_file_location("bench_speculation_published", BENCH)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    from optiplan.planner.plan.predict import speculation_speedup
+    from optiplan.planner.plan.techniques.speculative import EAGLE3_ACCEPTANCE
+
+    assert bench.solve(1, 373.25 / 158.34) == pytest.approx(EAGLE3_ACCEPTANCE, abs=0.01)
+    state = bench.serving_state(EAGLE3_ACCEPTANCE)
+    assert speculation_speedup(state, 1, bench.CONTEXT) == pytest.approx(373.25 / 158.34, rel=0.03)
+    assert speculation_speedup(state, 64, bench.CONTEXT) == pytest.approx(1.38, rel=0.03)
+    assert speculation_speedup(state, 64, bench.CONTEXT, kept=False) > 2  # the step model alone over-credits it
+
+
+def test_gain_kept_falls_with_the_batch():
+    kept = [speculative_gain_kept(b) for b in (1, 2, 8, 32, 64, 512)]
+    assert kept[0] == 1.0 and kept[-2] == kept[-1] == pytest.approx(0.30)
+    assert all(a >= b for a, b in zip(kept, kept[1:]))
+
+
+def test_planned_for_chat_with_a_published_head():
+    a = _advice(concurrency=1)
+    step = next(s for s in a.plan.steps if s.technique == "spec-eagle3")
+    assert step.params["draft_model"] == "yuhuili/EAGLE3-LLaMA3.1-Instruct-8B"
+    assert "2503.01840" in step.effect_source
+    assert a.plan.predicted.tpot_ms < a.baseline.tpot_ms / 2
+
+
+def test_rejected_with_the_reason():
+    reasons = {r.technique: r.reason for r in _advice(workload="batch-offline").rejected}
+    assert "serves the base model" in reasons["spec-eagle3"]
+    reasons = {r.technique: r.reason for r in _advice(model="qwen3-8b", engine="trtllm").rejected}
+    assert "no published EAGLE-3 head of qwen3-8b is known for trtllm" in reasons["spec-eagle3"]
+    reasons = {r.technique: r.reason for r in _advice(model="mistral-7b-v0.1").rejected}
+    assert "no published EAGLE-3 head" in reasons["spec-eagle3"]
+
+
+def test_each_engine_loads_its_own_head():
+    a = _advice(model="qwen3-8b", concurrency=1)
+    assert "spec-eagle3" in [s.technique for s in a.plan.steps]
+    vllm = render(a, "vllm")["vllm/serve.sh"]
+    assert '"method":"eagle3","model":"RedHatAI/Qwen3-8B-speculator.eagle3"' in vllm
+    sglang = render(a, "sglang")["sglang/serve.sh"]
+    assert "--speculative-algorithm EAGLE3" in sglang and "Tengyunw/qwen3_8b_eagle3" in sglang
+    trtllm = render(a, "trtllm")
+    assert "Eagle3" not in trtllm["trtllm/extra-llm-api-options.yaml" if "trtllm/extra-llm-api-options.yaml" in trtllm
+                                  else "trtllm/serve.sh"]
+    assert "no published EAGLE-3 head of this model that TensorRT-LLM loads" in trtllm["README.md"]
