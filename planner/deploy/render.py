@@ -8,6 +8,7 @@ file rendered and validated.
 from __future__ import annotations
 
 import json
+import math
 import shlex
 from functools import lru_cache
 from pathlib import Path
@@ -104,6 +105,12 @@ def _gpu_resource(hw: HardwareSpec) -> str:
     return "amd.com/gpu" if hw.features.backend == "rocm" else "nvidia.com/gpu"
 
 
+# How each engine launches one model over several nodes (their docs): vLLM "Multi-Node" over a Ray cluster
+# (docs/serving/parallelism_scaling.md: ray start --head / ray start --address=...), SGLang --nnodes / --node-rank /
+# --dist-init-addr on every node, TensorRT-LLM trtllm-llmapi-launch under srun (examples/llm-api/
+# llm_mgmn_trtllm_serve.sh: "the number of MPI processes should be the same as the model world size")
+MULTINODE_LAUNCH = {"vllm": "ray", "sglang": "sglang", "trtllm": "mpi"}
+
 # Engines that serve one model from one node only, and why (their own docs)
 SINGLE_NODE = {"tgi": "its --num-shard shards over the GPUs of one machine",
                "llama.cpp": "llama-server splits layers over local devices; its RPC backend is experimental"}
@@ -124,15 +131,27 @@ def render(advice: Advice, target: str, serving_engine: str | None = None) -> di
                gpu_resource=_gpu_resource(hw), devices=advice.hardware.count, per_node=min(per_node, advice.hardware.count),
                nodes=max(1, -(-advice.hardware.count // per_node)), name=_k8s_name(advice.model.name))
     ctx["replicas"] = 1
+    ctx["cache_gib"] = math.ceil(advice.model.params_total * 2 * 1.2 / 2**30) + 10  # the 16-bit checkpoint, spare
     dp, count = advice.plan.predicted.data_parallel, advice.hardware.count
     if dp > 1 and count > per_node and count // dp <= per_node:
         # replicas that each fit in one node: one server per replica behind a load balancer, not one cluster
-        for key in ("data-parallel-size", "dp-size"):
+        for key in ("data-parallel-size", "dp-size"):  # vLLM's and SGLang's name, and SGLang's alias
             cfg.options.pop(key, None)
         cfg.notes.append(f"{dp} replicas of {count // dp} devices, each inside one node: start one server per "
                          f"replica (serve.sh on each node, or the Kubernetes Deployment with replicas: {dp}) behind "
                          "a load balancer")
         ctx.update(devices=count // dp, per_node=count // dp, nodes=1, replicas=dp)
+    # how a plan that spans nodes is launched (None on one node): vLLM over a Ray cluster, SGLang with one process per
+    # node and a rank, TensorRT-LLM with one MPI rank per GPU (trtllm-llmapi-launch under srun)
+    ctx["launch"] = MULTINODE_LAUNCH.get(engine) if ctx["nodes"] > 1 else None
+    if ctx["launch"] == "ray":
+        if (cfg.options.get("data-parallel-size") or 1) > 1:  # data-parallel ranks spread over the Ray cluster's nodes
+            cfg.options["data-parallel-backend"] = "ray"
+            cfg.options["data-parallel-size-local"] = max(1, ctx["per_node"] // (cfg.options.get("tensor-parallel-size")
+                                                                                   or 1))
+        else:  # one engine whose tensor and pipeline shards span the nodes
+            cfg.options["distributed-executor-backend"] = "ray"
+        check_options(cfg)
     files: dict[str, str] = {}
     slug = engine.replace(".", "")
     if ctx["nodes"] > 1 and (target == "compose" or engine in SINGLE_NODE):
@@ -159,9 +178,10 @@ def render(advice: Advice, target: str, serving_engine: str | None = None) -> di
             **ctx, argv=cfg.argv("/config/extra-llm-api-options.yaml" if cfg.extra else None))
     else:
         template = "k8s-leaderworkerset.yaml.j2" if ctx["nodes"] > 1 else "k8s-deployment.yaml.j2"
-        if ctx["nodes"] > 1 and engine != "vllm":
-            raise DeployError(f"a {ctx['nodes']}-node deployment is rendered for vLLM (Ray over a LeaderWorkerSet); "
-                              f"{engine} is not supported across nodes here")
+        if ctx["nodes"] > 1 and engine not in ("vllm", "sglang"):
+            raise DeployError(f"a {ctx['nodes']}-node LeaderWorkerSet is rendered for vLLM (a Ray cluster) and SGLang "
+                              f"(one rank per pod); {engine} launches across nodes with MPI: use its serve.sh under "
+                              "Slurm instead")
         files["kubernetes/deployment.yaml"] = env.get_template(template).render(
             **ctx, argv=cfg.argv("/config/extra-llm-api-options.yaml" if cfg.extra else None))
     files["README.md" if target in ENGINES else f"{target}/README.md"] = env.get_template("README.md.j2").render(

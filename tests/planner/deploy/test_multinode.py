@@ -1,0 +1,92 @@
+"""Plans that span nodes start on every node: vLLM over a Ray cluster, SGLang with a rank per node, TensorRT-LLM with
+an MPI rank per GPU under srun; Kubernetes LeaderWorkerSets whose leader and worker commands agree; manifests carry
+the hub token as a secret and a volume for the weights."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+import yaml
+from optiplan.planner.deploy.render import render
+from optiplan.planner.plan.advise import advise
+from optiplan.planner.schema import AdviseRequest
+
+
+@pytest.fixture(scope="module")
+def pp_across_nodes():
+    """Llama 3.1 405B in 16 bits on 16 H100: tensor parallel 8 in a node, pipeline parallel 2 across two."""
+    a = advise(AdviseRequest(model="llama-3.1-405b", hardware="h100-sxm", num_devices=16, workload="chat",
+                             engine="vllm", max_quality_loss_pct=0))
+    assert (a.plan.predicted.tensor_parallel, a.plan.predicted.pipeline_parallel) == (8, 2)
+    return a
+
+
+@pytest.fixture(scope="module")
+def ep_across_nodes():
+    return advise(AdviseRequest(model="deepseek-v3", hardware="h100-sxm", num_devices=16, workload="chat",
+                                engine="sglang"))
+
+
+def _syntax_ok(script: str) -> None:
+    if shutil.which("bash"):
+        subprocess.run(["bash", "-n"], input=script, text=True, check=True)
+
+
+def test_vllm_starts_a_ray_cluster(pp_across_nodes, ep_across_nodes):
+    script = render(pp_across_nodes, "vllm")["vllm/serve.sh"]
+    _syntax_ok(script)
+    assert "ray start --head --port=6379" in script and 'ray start --address="${2' in script
+    assert "--distributed-executor-backend ray" in script and "--pipeline-parallel-size 2" in script
+    dp = render(ep_across_nodes, "vllm")["vllm/serve.sh"]
+    assert "--data-parallel-backend ray" in dp and "--data-parallel-size-local 8" in dp
+    readme = render(pp_across_nodes, "vllm")["README.md"]
+    assert "./serve.sh head" in readme and "./serve.sh worker HEAD_ADDRESS" in readme
+
+
+def test_sglang_ranks_and_trtllm_mpi(ep_across_nodes):
+    script = render(ep_across_nodes, "sglang")["sglang/serve.sh"]
+    _syntax_ok(script)
+    assert '--nnodes 2 --node-rank "$rank" --dist-init-addr "$head:5000"' in script
+    trt = render(ep_across_nodes, "trtllm")["trtllm/serve.sh"]
+    _syntax_ok(trt)
+    assert "srun -N 2 --ntasks-per-node 8 --mpi=pmix trtllm-llmapi-launch" in trt
+
+
+@pytest.mark.parametrize("engine", ["vllm", "sglang"])
+def test_leaderworkerset_leader_and_workers_agree(ep_across_nodes, engine):
+    files = render(ep_across_nodes, "kubernetes", serving_engine=engine)
+    docs = list(yaml.safe_load_all(files["kubernetes/deployment.yaml"]))
+    lws = next(d for d in docs if d["kind"] == "LeaderWorkerSet")
+    template = lws["spec"]["leaderWorkerTemplate"]
+    leader = template["leaderTemplate"]["spec"]["containers"][0]
+    worker = template["workerTemplate"]["spec"]["containers"][0]
+    assert template["size"] == 2
+    if engine == "vllm":
+        assert leader["args"][0].startswith("ray start --head --port=6379 && vllm serve")
+        assert worker["args"][0] == "ray start --address=${LWS_LEADER_ADDRESS}:6379 --block"
+    else:  # the same launch on every pod, its rank from LeaderWorkerSet
+        assert leader["args"] == worker["args"]
+        assert "--node-rank ${LWS_WORKER_INDEX} --dist-init-addr ${LWS_LEADER_ADDRESS}:5000" in leader["args"][0]
+    for container in (leader, worker):
+        env = {e["name"]: e for e in container["env"]}
+        assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "hf-token"
+        assert {"name": "model-cache", "mountPath": "/models"} in container["volumeMounts"]
+    claim = next(d for d in docs if d["kind"] == "PersistentVolumeClaim")
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+
+
+def test_trtllm_is_not_put_in_a_leaderworkerset(ep_across_nodes):
+    from optiplan.planner.errors import DeployError
+
+    with pytest.raises(DeployError, match="MPI"):
+        render(ep_across_nodes, "kubernetes", serving_engine="trtllm")
+
+
+def test_single_node_deployment_has_a_weights_volume():
+    a = advise(AdviseRequest(model="llama-3.1-8b", hardware="l4", num_devices=1, workload="chat", engine="vllm"))
+    docs = list(yaml.safe_load_all(render(a, "kubernetes")["kubernetes/deployment.yaml"]))
+    claim = next(d for d in docs if d["kind"] == "PersistentVolumeClaim")
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert int(claim["spec"]["resources"]["requests"]["storage"][:-2]) > 16  # 16 GB of 16-bit weights
