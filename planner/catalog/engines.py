@@ -95,3 +95,21 @@ def state_technique_refusal(engine: str, technique: str, model_type: str) -> str
 def state_model_options(engine: str, model_type: str) -> list[dict[str, Any]]:
     """Options the engine's config must carry for this state-model type (option, value, why, source)."""
     return [o for o in (_state_models(engine) or {}).get("options") or [] if model_type in o["model_types"]]
+
+
+def engine_backends(engine: str) -> tuple[str, ...]:
+    """The device backends (cuda, rocm, metal, cpu, tpu) the engine runs on; every one for the generic `serving`."""
+    if engine == GENERIC_SERVING:
+        return ("cuda", "rocm", "metal", "cpu", "tpu")
+    return tuple(engine_profile(engine)["backends"])
+
+
+# The engine a preset's serving is planned for when its own does not run on the device, in order of preference
+FALLBACK_ENGINES = ("vllm", "sglang", "llama.cpp", "transformers")
+
+
+def engine_for_backend(preferred: str, backend: str) -> str:
+    """`preferred` where it runs on `backend`, else the first of FALLBACK_ENGINES that does."""
+    if backend in engine_backends(preferred):
+        return preferred
+    return next((e for e in FALLBACK_ENGINES if backend in engine_backends(e)), preferred)

@@ -21,9 +21,7 @@ ENGINES = ("vllm", "sglang", "tgi", "trtllm", "llama.cpp")
 TARGETS = (*ENGINES, "compose", "kubernetes", "all")
 PORT = 8000
 
-# Where each engine runs (backend of the device) and the container image of the stated version.
-RUNS_ON = {"vllm": ("cuda", "rocm", "tpu", "cpu"), "sglang": ("cuda", "rocm"), "tgi": ("cuda", "rocm"),
-           "trtllm": ("cuda",), "llama.cpp": ("cuda", "rocm", "metal", "cpu")}
+# The container image of the stated version (where each engine runs is its profile's `backends`).
 IMAGES = {"vllm": "vllm/vllm-openai:v0.10.1", "sglang": "lmsysorg/sglang:v0.5.4",
           "tgi": "ghcr.io/huggingface/text-generation-inference:3.3.4",
           "trtllm": "nvcr.io/nvidia/tensorrt-llm/release:1.0.0", "llama.cpp": "ghcr.io/ggml-org/llama.cpp:server-cuda"}

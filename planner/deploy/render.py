@@ -15,7 +15,12 @@ from pathlib import Path
 
 import yaml
 
-from ..catalog.engines import state_model_options, state_model_refusal, state_technique_refusal
+from ..catalog.engines import (
+    engine_backends,
+    state_model_options,
+    state_model_refusal,
+    state_technique_refusal,
+)
 from ..catalog.hardware import resolve_hardware
 from ..catalog.hybrid_spec import HYBRID_TYPES
 from ..errors import UnknownNameError
@@ -29,7 +34,6 @@ from .config import (
     HEALTH,
     IMAGES,
     PORT,
-    RUNS_ON,
     TARGETS,
     DeployError,
     EngineConfig,
@@ -45,9 +49,9 @@ def engine_config(advice: Advice, engine: str) -> EngineConfig:
     if engine not in MAPPERS:
         raise UnknownNameError("engine", engine, TARGETS)
     hw = resolve_hardware(advice.hardware.id)
-    if hw.features.backend not in RUNS_ON[engine]:
+    if hw.features.backend not in engine_backends(engine):
         raise DeployError(f"{engine} does not run on {hw.id} ({hw.features.backend}); it runs on "
-                          f"{', '.join(RUNS_ON[engine])}")
+                          f"{', '.join(engine_backends(engine))}")
     refused: list[tuple[str, str]] = []
     if advice.model.model_type in HYBRID_TYPES:  # a model with state layers: what this engine serves of it
         if why := state_model_refusal(engine, advice.model.model_type):

@@ -7,7 +7,13 @@ from ... import profiles
 from ..analytic.accuracy import accuracy_bands, training_accuracy_bands
 from ..analytic.params import param_counts
 from ..analytic.profile import model_summary
-from ..catalog.engines import engine_runtime, state_model_refusal
+from ..catalog.engines import (
+    engine_backends,
+    engine_for_backend,
+    engine_names,
+    engine_runtime,
+    state_model_refusal,
+)
 from ..catalog.hardware import catalog_hardware, resolve_hardware
 from ..catalog.models import resolve_model
 from ..catalog.workloads import load_workload, with_overrides
@@ -103,13 +109,23 @@ def _counts(hw: HardwareSpec) -> list[int]:
     return counts
 
 
-def rank_hardware(spec: ModelSpec, workload: Workload) -> list[tuple[HardwareOption, HardwareSpec, int]]:
+def rank_hardware(spec: ModelSpec, workload: Workload, engine_asked: bool = False
+                  ) -> list[tuple[HardwareOption, HardwareSpec, int]]:
     """Every catalog device at 1-8 per node (and more nodes where needed) that meets the workload,
     cheapest per million output tokens first. Each is judged by a quick search over weight and KV
-    formats and parallelism on top of the lossless serving techniques."""
+    formats and parallelism on top of the lossless serving techniques, served by an engine that runs on it: the one
+    asked for (devices it does not run on are left out), or the preset's where it runs, else its fallback."""
     options = []
+    preset = workload
     for hw_id in profiles.hardware_ids():
         hw = catalog_hardware(hw_id)
+        backend = hw.features.backend
+        if preset.goal != "training" and backend not in engine_backends(preset.engine):
+            if engine_asked:
+                continue
+            workload = with_overrides(preset, engine=engine_for_backend(preset.engine, backend))
+        else:
+            workload = preset
         for count in _counts(hw):
             ctx = build_context(spec, hw, count, workload)
             try:
@@ -174,7 +190,17 @@ def _nearest(spec: ModelSpec, hw: HardwareSpec, devices: int, workload: Workload
     for count in _counts(hw):
         if count > devices and _feasible(spec, hw, count, workload):
             return f"{count} x {hw.id} (--gpus {count})"
-    for option, other, count in rank_hardware(spec, workload)[:1]:
+    # then on the same devices: fewer sequences at once, a smaller model of the family, before other hardware
+    concurrency = workload.concurrency // 2
+    while concurrency >= 1:
+        if _feasible(spec, hw, devices, with_overrides(workload, concurrency=concurrency)):
+            return f"{concurrency} sequences at once instead of {workload.concurrency} (--concurrency {concurrency})"
+        concurrency //= 2
+    if hw.kind in ("apple", "cpu") or hw.id == "local":  # a laptop or a desktop: a model it can run, before renting
+        for smaller in sorted(_relatives(spec), key=lambda r: -param_counts(r).total):
+            if param_counts(smaller).total < param_counts(spec).total and _feasible(smaller, hw, devices, workload):
+                return f"{smaller.name}, a smaller model of its family, on the same {devices} x {hw.id}"
+    for option, other, count in rank_hardware(spec, workload, engine_asked=True)[:1]:
         return f"{count} x {other.id} (--hardware {other.id} --gpus {count})"
     return "none in the catalog; relax the SLOs or the workload"
 
@@ -259,6 +285,21 @@ def resolve_request(request: AdviseRequest) -> tuple[ModelSpec, Workload, list[s
     return spec, workload, []
 
 
+def _engine_here(workload: Workload, hw: HardwareSpec, asked: str | None, notes: list[str]) -> Workload:
+    """The workload served by an engine that runs on the device: the one asked for (an error where it cannot run), or
+    the preset's, replaced by the first fallback that runs there (a note says so): a Mac gets llama.cpp, not vLLM."""
+    backend = hw.features.backend
+    if workload.goal == "training" or backend in engine_backends(workload.engine):
+        return workload
+    if asked is not None:
+        here = [e for e in engine_names() if backend in engine_backends(e)]
+        raise RequestError(f"{asked} does not run on {hw.id} ({backend}); engines that do: {', '.join(here)}")
+    engine = engine_for_backend(workload.engine, backend)
+    notes.append(f"the {workload.name} preset's engine {workload.engine} does not run on {hw.id} ({backend}): planned "
+                 f"for {engine}")
+    return with_overrides(workload, engine=engine)
+
+
 def clip_to_context(workload: Workload, limit: int) -> Workload:
     """A preset's sequences cut to the model's context: outputs kept up to half of it, prompts take the rest."""
     output_p95 = min(workload.output_tokens_p95, limit // 2)
@@ -277,7 +318,7 @@ def advise(request: AdviseRequest) -> Advice:
     ranking: list[HardwareOption] = []
     hardware_reason = None
     if request.hardware.strip().lower() == "auto":
-        options = rank_hardware(spec, workload)
+        options = rank_hardware(spec, workload, engine_asked=request.engine is not None)
         if request.num_devices is not None:
             options = [o for o in options if o[2] == request.num_devices] or options
         if not options:
@@ -286,11 +327,13 @@ def advise(request: AdviseRequest) -> Advice:
         ranking = [o[0] for o in options]
         hw, devices = options[0][1], options[0][2]
         hardware_reason = _explain_winner(ranking)
+        workload = _engine_here(workload, hw, request.engine, notes)
     else:
         hw = resolve_hardware(request.hardware)
         devices = request.num_devices or 1
         if devices > 1 and hw.interconnect is None:
             raise HardwareError(f"{hw.id} has no device interconnect: one model cannot span {devices} of them")
+        workload = _engine_here(workload, hw, request.engine, notes)
     ctx = build_context(spec, hw, devices, workload)
     result = search(ctx)
     ranked = rank(result.candidates)

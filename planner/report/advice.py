@@ -9,7 +9,7 @@ from typing import Any
 from ... import __version__
 from ..analytic.accuracy import band_text
 from ..schema.advice import Advice
-from .figures import predicted_summary, step_columns
+from .figures import alternative_columns, predicted_summary, step_columns
 
 FORMATS = ("text", "md", "html", "json")
 
@@ -48,6 +48,7 @@ def template_env():
     env.filters["measured_steps"] = measured_steps
     env.globals["band"] = band_text
     env.globals["step_columns"] = step_columns
+    env.globals["alternative_columns"] = alternative_columns
     env.globals["predicted_summary"] = predicted_summary
     env.globals["measured_heading"] = MEASURED_HEADING
     return env

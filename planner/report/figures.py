@@ -28,6 +28,11 @@ def step_columns(advice: Advice) -> list[Column]:
     return TRAINING if advice.workload.goal == "training" else SERVING
 
 
+def alternative_columns(advice: Advice) -> list[Column]:
+    """The speed figures an alternative plan is compared by: time per token and tokens/s (step time in training)."""
+    return [c for c in step_columns(advice) if c[0] in ("TPOT ms", "step s", "tokens/s")]
+
+
 def predicted_summary(advice: Advice) -> str:
     """The plan's predicted figures in one line, each with its error band where one is known."""
     p, b = advice.plan.predicted, advice.accuracy

@@ -13,11 +13,27 @@ def _no_shared_prefix(ctx: Context) -> str | None:
     return None
 
 
+# llama.cpp's flash attention (`--flash-attn`) has kernels for each of its backends, Metal and CPU included
+# (ggml's FLASH_ATTN_EXT op: ggml-org/llama.cpp PR #5021 and the Metal, CUDA and CPU kernels that followed)
+LLAMA_CPP_FA_BACKENDS = ("cuda", "rocm", "metal", "cpu")
+
+
 def _attends(ctx: Context) -> str | None:
-    """Refused for a pure state-space model (Mamba, RWKV): it has no attention layer."""
+    """Refused for a pure state-space model (Mamba, RWKV): it has no attention layer; and where the engine has no
+    FlashAttention kernel for the device (FlashAttention-2 needs an Ampere-class GPU; llama.cpp's runs everywhere)."""
     if ctx.spec.layer_mixers and not ctx.spec.attention_layers:
         return (f"{ctx.spec.name} has no attention layer: "
                 "there is no attention for a FlashAttention kernel to run")
+    hw = ctx.hw
+    if ctx.workload.engine == "llama.cpp":
+        if hw.features.backend in LLAMA_CPP_FA_BACKENDS:
+            return None
+        return f"llama.cpp has no flash-attention kernel for {hw.id} ({hw.features.backend})"
+    if hw.kind != "gpu":
+        return f"{hw.id} is not a GPU"
+    if hw.features.flash_attention < 2:
+        return (f"FlashAttention-2 needs compute capability 8.0 or newer; {hw.id} has compute capability "
+                f"{hw.features.compute_capability or '?'}")
     return None
 
 
@@ -27,9 +43,10 @@ register(
         name="FlashAttention kernels", family="attention", group="attention-kernel",
         summary="Tiled, fused attention: no score matrix in memory and most of the tensor cores' peak "
                 "(FlashAttention-2 reaches 50-73% of A100 peak, FlashAttention-3 75% of H100).",
-        transform=lambda s, c: s.with_(attention="flash"), hardware=("gpu", "flash-attention-2"), check=_attends,
+        transform=lambda s, c: s.with_(attention="flash"), check=_attends,
         always_on=True,  # serving engines bundle their kernels; transformers needs flash-attn for FlashAttention-2
-        params=lambda c: {"version": 3 if c.hw.features.flash_attention >= 3 else 2},
+        params=lambda c: {"kernel": f"llama.cpp --flash-attn on {c.hw.features.backend}"}
+        if c.workload.engine == "llama.cpp" else {"version": 3 if c.hw.features.flash_attention >= 3 else 2},
         apply=Applied("attention:swap_attention",
                       options=(("implementation", Option(str, "attention kernel", choices=(
             "auto", "sdpa", "eager", "flex", "flex_attention", "flash", "flash_attention_2", "custom", "optiplan",

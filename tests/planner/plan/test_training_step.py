@@ -63,7 +63,7 @@ def test_inference_techniques_say_what_a_training_step_does_instead():
 @pytest.mark.parametrize("fmt", ["md", "html"])
 def test_reports_show_step_time_and_mfu_not_ttft(fmt):
     text = render(_advice(), fmt)
-    assert "step s" in text and "MFU" in text and "TTFT" not in text
+    assert "step s" in text and "MFU" in text and "TTFT" not in text and "TPOT" not in text
     assert "a step of 64 x 4096 tokens takes" in text
 
 

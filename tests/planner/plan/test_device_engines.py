@@ -1,0 +1,43 @@
+"""Device facts: the engine a plan is made for runs on the device (a Mac gets llama.cpp, not vLLM), llama.cpp's
+flash attention on Metal and CPU, and a user at the device's limit is first told what works on the same machine."""
+
+from __future__ import annotations
+
+import pytest
+from optiplan.planner.catalog.engines import engine_backends, engine_for_backend, engine_table
+from optiplan.planner.errors import ImpossibleError, RequestError
+from optiplan.planner.plan.advise import advise
+from optiplan.planner.schema import AdviseRequest
+
+
+def _advise(**kw):
+    return advise(AdviseRequest(**{"num_devices": 1, "workload": "chat", **kw}))
+
+
+def test_every_engine_names_its_backends_with_a_source():
+    for name, entry in engine_table().items():
+        assert set(entry["backends"]) <= {"cuda", "rocm", "metal", "cpu", "tpu"} and entry["backends_source"], name
+    assert engine_for_backend("vllm", "metal") == "llama.cpp" and engine_for_backend("vllm", "cuda") == "vllm"
+    assert "metal" not in engine_backends("vllm") and "metal" in engine_backends("llama.cpp")
+
+
+def test_a_mac_is_planned_for_an_engine_that_runs_on_it():
+    a = _advise(model="llama-3.2-3b", hardware="m3-max", concurrency=1)
+    assert a.workload.engine == "llama.cpp"
+    assert any("does not run on m3-max (metal): planned for llama.cpp" in w for w in a.warnings)
+    step = next(s for s in a.plan.steps if s.technique == "flash-attention")  # llama.cpp's Metal kernel
+    assert step.params == {"kernel": "llama.cpp --flash-attn on metal"}
+    with pytest.raises(RequestError, match="vllm does not run on m3-max .*llama.cpp"):
+        _advise(model="llama-3.2-3b", hardware="m3-max", engine="vllm")
+
+
+def test_flash_attention_still_needs_ampere_in_the_gpu_engines():
+    reasons = {r.technique: r.reason for r in _advise(model="llama-3.1-8b", hardware="t4").rejected}
+    assert "FlashAttention-2 needs compute capability 8.0" in reasons["flash-attention"]
+
+
+def test_at_the_limit_of_a_laptop_the_same_machine_comes_first():
+    with pytest.raises(ImpossibleError) as err:
+        _advise(model="llama-3.1-70b", hardware="m3-max")
+    nearest = err.value.document.nearest_feasible
+    assert "on the same 1 x m3-max" in nearest or "--concurrency" in nearest, nearest
