@@ -47,10 +47,10 @@ def accuracy_bands(hw: HardwareSpec, runtime: str = "serving") -> dict[str, Accu
             for figure, b in (data.get("figures") or {}).items()}
 
 
-def training_accuracy_bands(hw: HardwareSpec) -> dict[str, AccuracyBand]:
-    """The band of a training step's time and tokens/s on a GPU: the held-out error of the step model against
-    published fine-tuning runs (none elsewhere: nothing validates it there)."""
-    if hw.kind != "gpu" or not TRAINING_ACCURACY_FILE.exists():
+def training_accuracy_bands(hw: HardwareSpec, devices: int = 1) -> dict[str, AccuracyBand]:
+    """The band of a training step's time and tokens/s where the step model was validated: the held-out error against
+    published fine-tuning runs on one A100 (none elsewhere: nothing validates it there)."""
+    if not hw.id.startswith("a100") or devices != 1 or not TRAINING_ACCURACY_FILE.exists():
         return {}
     data = profiles.read_yaml(TRAINING_ACCURACY_FILE)
     return {figure: AccuracyBand(median_pct=b["median_pct"], p90_pct=b["p90_pct"], points=b["points"],

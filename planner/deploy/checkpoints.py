@@ -41,6 +41,7 @@ def _produce(engine: str, fmt: str, model: str, folder: str) -> str:
 class Served:
     model: str  # hub id or folder the engine loads
     notes: list[str] = field(default_factory=list)
+    published: str | None = None  # the weight format of the published checkpoint served, which declares it
 
 
 def wants_instruct(advice: Advice) -> bool:
@@ -70,7 +71,7 @@ def serving_checkpoint(advice: Advice, engine: str, default: str) -> Served:
     published = [c for c in entry.get("checkpoints") or [] if c["format"] == fmt and engine in c["engines"]]
     match = next((c for c in published if c["instruct"] == chat), None) or next(iter(published), None)
     if match is not None:
-        served.model = match["hub_id"]
+        served.model, served.published = match["hub_id"], fmt
         served.notes.append(f"serves {match['hub_id']}, a published {fmt} checkpoint"
                             + ("" if match["instruct"] == chat else f" ({'an instruct' if match['instruct'] else 'a base'}"
                                " model: the only one published in this format)")
@@ -79,10 +80,11 @@ def serving_checkpoint(advice: Advice, engine: str, default: str) -> Served:
         served.notes.append(f"{engine} quantizes {served.model} to {fmt} as it loads it (no {fmt} checkpoint needed)")
     else:
         folder = f"models/{advice.model.name}-{fmt}"
+        source_model = instruct if chat and instruct else default  # the checkpoint served, quantized
         served.model = f"./{folder}"
         served.notes.append(f"no published {fmt} checkpoint of {advice.model.name} that "
-                            f"{engine} loads is known: produce ./{folder} from {instruct if chat and instruct else default}"
-                            f" with {_produce(engine, fmt, advice.model.name, folder)}")
+                            f"{engine} loads is known: produce ./{folder} from {source_model}"
+                            f" with {_produce(engine, fmt, source_model, folder)}")
     return served
 
 
@@ -94,3 +96,9 @@ def eagle_head(advice: Advice, engine: str) -> str | None:
         return None
     heads = catalog_entry(source.split(":", 1)[1]).get("eagle") or []
     return next((h["hub_id"] for h in heads if engine in h["engines"]), None)
+
+
+def checkpoint_dtype(advice: Advice) -> str | None:
+    """The weight format a catalog model is published in where it is not 16-bit (DeepSeek-V3: fp8), else None."""
+    source = advice.model.source
+    return catalog_entry(source.split(":", 1)[1]).get("checkpoint_dtype") if source.startswith("catalog:") else None

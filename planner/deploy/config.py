@@ -22,7 +22,7 @@ TARGETS = (*ENGINES, "compose", "kubernetes", "all")
 PORT = 8000
 
 # The container image of the stated version (where each engine runs is its profile's `backends`).
-IMAGES = {"vllm": "vllm/vllm-openai:v0.10.1", "sglang": "lmsysorg/sglang:v0.5.4",
+IMAGES = {"vllm": "vllm/vllm-openai:v0.10.2", "sglang": "lmsysorg/sglang:v0.5.4",
           "tgi": "ghcr.io/huggingface/text-generation-inference:3.3.4",
           "trtllm": "nvcr.io/nvidia/tensorrt-llm/release:1.0.0", "llama.cpp": "ghcr.io/ggml-org/llama.cpp:server-cuda"}
 HEALTH = {"vllm": "/health", "sglang": "/health", "tgi": "/health", "trtllm": "/health", "llama.cpp": "/health"}

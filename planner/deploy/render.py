@@ -28,7 +28,7 @@ from ..fsutil import atomic_folder
 from ..schema import HardwareSpec
 from ..schema.advice import Advice
 from . import llamacpp, sglang, tgi, trtllm, vllm
-from .checkpoints import serving_checkpoint
+from .checkpoints import FORMATS, checkpoint_dtype, serving_checkpoint
 from .config import (
     ENGINES,
     HEALTH,
@@ -70,6 +70,12 @@ def engine_config(advice: Advice, engine: str) -> EngineConfig:
                 cfg.options[key] = served.model
         cfg.model = served.model
         cfg.notes.extend(served.notes)
+        if served.published:  # its config.json declares the quantization; an engine flag that disagrees stops it
+            for key in ("quantization", "quantize"):
+                cfg.options.pop(key, None)
+            cfg.applied = [(t_id, f"served from the published {served.published} checkpoint, whose quantization_config "
+                                  "the engine reads (it picks the kernel)") if t_id in FORMATS else (t_id, how)
+                           for t_id, how in cfg.applied]
     if advice.model.model_type in HYBRID_TYPES:
         for o in state_model_options(engine, advice.model.model_type):
             cfg.options[o["option"]] = o["value"]
@@ -135,7 +141,9 @@ def render(advice: Advice, target: str, serving_engine: str | None = None) -> di
                gpu_resource=_gpu_resource(hw), devices=advice.hardware.count, per_node=min(per_node, advice.hardware.count),
                nodes=max(1, -(-advice.hardware.count // per_node)), name=_k8s_name(advice.model.name))
     ctx["replicas"] = 1
-    ctx["cache_gib"] = math.ceil(advice.model.params_total * 2 * 1.2 / 2**30) + 10  # the 16-bit checkpoint, spare
+    # the checkpoint served (published in fp8: a byte per weight; else 16 bits), with room to spare
+    weight_bytes = 1 if checkpoint_dtype(advice) == "fp8" else 2
+    ctx["cache_gib"] = math.ceil(advice.model.params_total * weight_bytes * 1.2 / 2**30) + 10
     dp, count = advice.plan.predicted.data_parallel, advice.hardware.count
     if dp > 1 and count > per_node and count // dp <= per_node:
         # replicas that each fit in one node: one server per replica behind a load balancer, not one cluster
@@ -181,6 +189,14 @@ def render(advice: Advice, target: str, serving_engine: str | None = None) -> di
         files["compose/docker-compose.yaml"] = env.get_template("docker-compose.yaml.j2").render(
             **ctx, argv=cfg.argv("/config/extra-llm-api-options.yaml" if cfg.extra else None))
     else:
+        if cfg.model.startswith("./models/"):  # a folder the user produces: on the weights volume, not in the image
+            local = "/models/local/" + cfg.model.removeprefix("./models/")
+            for key in ("model-path", "model-id"):
+                if key in cfg.options:
+                    cfg.options[key] = local
+            cfg.notes.append(f"copy {cfg.model} onto the {ctx['name']}-models volume as local/"
+                             f"{cfg.model.removeprefix('./models/')} (kubectl cp into a pod that mounts it at /models)")
+            cfg.model = local
         template = "k8s-leaderworkerset.yaml.j2" if ctx["nodes"] > 1 else "k8s-deployment.yaml.j2"
         if ctx["nodes"] > 1 and engine not in ("vllm", "sglang"):
             raise DeployError(f"a {ctx['nodes']}-node LeaderWorkerSet is rendered for vLLM (a Ray cluster) and SGLang "

@@ -382,7 +382,7 @@ def _document(spec: ModelSpec, workload: Workload, hw: HardwareSpec, devices: in
                   score=best.score),
         alternatives=alternatives, rejected=_rejections(best, ranked, result, ctx),
         hardware_ranking=ranking, hardware_reason=hardware_reason, warnings=warnings,
-        accuracy=training_accuracy_bands(hw) if workload.goal == "training"
+        accuracy=training_accuracy_bands(hw, devices) if workload.goal == "training"
         else accuracy_bands(hw, engine_runtime(workload.engine)),
     )
 

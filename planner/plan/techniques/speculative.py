@@ -33,7 +33,8 @@ def _ngram_acceptance(ctx: Context) -> float:
 EAGLE3_ACCEPTANCE, EAGLE3_TOKENS = 0.71, 3
 EAGLE3_SOURCE = ("acceptance 0.71 per proposed token, solved from SGLang's measured 2.36x at batch 1 (EAGLE-3 paper, "
                  "arXiv 2503.01840, SGLang v0.4.4 on H100, Llama-3.1-8B, MT-bench: 158.34 -> 373.25 tokens/s); its 1.38x at "
-                 "batch 64 scales the gain at batch (benchmarks/bench_speculation_published.py)")
+                 "batch 64 scales the gain at batch, for every speculation method and engine (one measured sweep, "
+                 "extrapolated; benchmarks/bench_speculation_published.py)")
 
 
 def eagle_head(ctx: Context) -> dict | None:

@@ -49,7 +49,8 @@ register(
         summary="The frozen base stored in 4-bit NF4, adapters trained in 16 bits.",
         transform=_add("qlora"), requires=("mixed-precision",), after=("mixed-precision",), hardware=("cuda",),
         effect_source="slower than LoRA: the 4-bit base is dequantized in every forward and backward, a cost per "
-                      "parameter fitted to QwenLM/Qwen README's Q-LoRA step times (profiles/efficiency.yaml, training)",
+                      "parameter fitted to QwenLM/Qwen README's Q-LoRA step times (GPTQ int4 bases on one A100; "
+                      "profiles/efficiency.yaml, training)",
         packages=("peft", "bitsandbytes"), quality_risk="low", quality_loss_pct=0.7,
         quality_source="QLoRA (arXiv 2305.14314): NF4 + LoRA matches 16-bit full fine-tuning on MMLU; 0.7% budgeted",
         params=lambda c: {"rank": c.workload.training.lora_rank if c.workload.training else 16, "base": "nf4"}),

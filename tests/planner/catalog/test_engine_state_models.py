@@ -85,3 +85,12 @@ def test_configs_follow_the_engine_data():
     with pytest.raises(DeployError, match="does not serve nemotron_h"):
         render(sglang_plan, "tgi")
     assert "mamba-ssm" not in render(sglang_plan, "sglang")["sglang/serve.sh"]
+
+
+def test_every_speculation_method_is_ruled_on_where_an_engine_rules_on_speculation():
+    for name, entry in engine_table().items():
+        speculative = {t_id for t_id, t in all_techniques().items()
+                       if t.family == "speculative decoding" and name in t.engines}
+        for rule in entry["state_models"]["refuses"]:
+            if set(rule["techniques"]) & speculative:
+                assert speculative <= set(rule["techniques"]), (name, speculative - set(rule["techniques"]))

@@ -41,10 +41,24 @@ def test_a_quantized_plan_serves_a_published_checkpoint_or_says_how_to_make_one(
     assert fmt == "awq", [s.technique for s in a.plan.steps]
     files = render(a, "vllm")
     assert "exec vllm serve Qwen/Qwen2.5-32B-Instruct-AWQ" in files["vllm/serve.sh"]
-    assert "--quantization awq_marlin" in files["vllm/serve.sh"]
+    # the checkpoint declares its quantization; a flag that disagreed with it would stop vLLM (it picks Marlin itself)
+    assert "--quantization" not in files["vllm/serve.sh"]
     assert "a published awq checkpoint" in files["README.md"]
     trt = serving_checkpoint(a, "trtllm", "Qwen/Qwen2.5-32B")  # the AWQ repo is not a Model Optimizer checkpoint
     assert trt.model == "./models/qwen2.5-32b-awq" and "--qformat int4_awq" in trt.notes[-1]
+    assert "from Qwen/Qwen2.5-32B-Instruct with" in trt.notes[-1]  # the instruct model is the one quantized
+
+
+def test_a_produced_folder_is_found_in_containers():
+    import yaml
+
+    a = _plan("olmo-2-7b", hardware="l40s", max_quality_loss_pct=1.0)  # fp8, which TensorRT-LLM does not do online
+    k8s = list(yaml.safe_load_all(render(a, "kubernetes", serving_engine="trtllm")["kubernetes/deployment.yaml"]))
+    args = next(d for d in k8s if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "/models/local/olmo-2-7b-fp8" in args  # on the weights volume, not relative to the image
+    compose = yaml.safe_load(render(a, "compose", serving_engine="trtllm")["compose/docker-compose.yaml"])
+    service = next(iter(compose["services"].values()))
+    assert "./models:/models:ro" in service["volumes"] and service["working_dir"] == "/"
 
 
 def test_fp8_is_quantized_online_where_the_engine_does_it():

@@ -38,6 +38,8 @@ def test_vllm_starts_a_ray_cluster(pp_across_nodes, ep_across_nodes):
     script = render(pp_across_nodes, "vllm")["vllm/serve.sh"]
     _syntax_ok(script)
     assert "ray start --head --port=6379" in script and 'ray start --address="${2' in script
+    assert 'ray.cluster_resources().get("GPU", 0) < 16' in script  # the head waits for every worker's GPUs
+    assert 'exit 2' in script  # a role other than head or worker is refused, not taken for the head
     assert "--distributed-executor-backend ray" in script and "--pipeline-parallel-size 2" in script
     dp = render(ep_across_nodes, "vllm")["vllm/serve.sh"]
     assert "--data-parallel-backend ray" in dp and "--data-parallel-size-local 8" in dp
@@ -63,8 +65,10 @@ def test_leaderworkerset_leader_and_workers_agree(ep_across_nodes, engine):
     leader = template["leaderTemplate"]["spec"]["containers"][0]
     worker = template["workerTemplate"]["spec"]["containers"][0]
     assert template["size"] == 2
+    _syntax_ok(leader["args"][0])
     if engine == "vllm":
-        assert leader["args"][0].startswith("ray start --head --port=6379 && vllm serve")
+        assert leader["args"][0].startswith("ray start --head --port=6379 && until python3")
+        assert "&& vllm serve" in leader["args"][0]
         assert worker["args"][0] == "ray start --address=${LWS_LEADER_ADDRESS}:6379 --block"
     else:  # the same launch on every pod, its rank from LeaderWorkerSet
         assert leader["args"] == worker["args"]

@@ -55,8 +55,8 @@ def test_plan_steps_map_to_vllm_options(h100_plans):
     assert cfg.options["tensor-parallel-size"] == a.plan.predicted.tensor_parallel
     assert cfg.options["max-model-len"] == a.workload.context_needed
     assert 1 <= cfg.options["max-num-seqs"] <= a.workload.concurrency
-    if "weight-fp8" in steps:
-        assert cfg.options["quantization"] == "fp8"
+    if "weight-fp8" in steps:  # online fp8, or a published fp8 checkpoint that declares it (then no flag)
+        assert cfg.options.get("quantization") == "fp8" or "FP8" in cfg.model
     if "kv-fp8" in steps:
         assert cfg.options["kv-cache-dtype"] == "fp8"
     if "prefix-caching" in steps:
@@ -264,7 +264,13 @@ def test_vllm_awq_runs_on_marlin_from_ampere_on():
     a = advise(AdviseRequest(model="qwen2.5-32b", hardware="l40s", num_devices=1, workload="chat", engine="vllm",
                              max_quality_loss_pct=5))
     assert "weight-int4-awq" in {s.technique for s in a.plan.steps}
-    assert engine_config(a, "vllm").options["quantization"] == "awq_marlin"  # plain `awq` forces the slow kernel
+    from optiplan.planner.catalog.hardware import resolve_hardware
+    from optiplan.planner.deploy import vllm as vllm_mapper
+
+    # plain `awq` forces the slow kernel; the mapper names Marlin (for a 16-bit model's produced AWQ folder) ...
+    assert vllm_mapper.engine_config(a, resolve_hardware("l40s")).options["quantization"] == "awq_marlin"
+    # ... and a published AWQ checkpoint gets no flag: vLLM reads it and converts to Marlin itself
+    assert "quantization" not in engine_config(a, "vllm").options
 
 
 def test_multi_node_plans_are_not_rendered_for_single_host_targets():

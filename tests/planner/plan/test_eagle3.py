@@ -20,7 +20,9 @@ def _advice(model="llama-3.1-8b", workload="chat", engine="vllm", **kw):
                                 **kw))
 
 
-def test_published_speedups_are_reproduced():
+def test_the_constants_reproduce_the_points_they_were_solved_from():
+    """A consistency check (the acceptance comes from the batch-1 point, the batch correction from the batch-64
+    one): it fails when the step model changes under them, and then both need solving again."""
     spec = importlib.util.spec_from_file_location("bench_speculation_published", BENCH)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
@@ -32,6 +34,8 @@ def test_published_speedups_are_reproduced():
     assert speculation_speedup(state, 1, bench.CONTEXT) == pytest.approx(373.25 / 158.34, rel=0.03)
     assert speculation_speedup(state, 64, bench.CONTEXT) == pytest.approx(1.38, rel=0.03)
     assert speculation_speedup(state, 64, bench.CONTEXT, kept=False) > 2  # the step model alone over-credits it
+    middle = speculation_speedup(state, 16, bench.CONTEXT)  # an interpolated batch lies between the two
+    assert 1.38 < middle < 2.36
 
 
 def test_gain_kept_falls_with_the_batch():
