@@ -113,3 +113,9 @@ def engine_for_backend(preferred: str, backend: str) -> str:
     if backend in engine_backends(preferred):
         return preferred
     return next((e for e in FALLBACK_ENGINES if backend in engine_backends(e)), preferred)
+
+
+def kv_fp8_storage(engine: str) -> dict[str, Any] | None:
+    """How the engine stores an fp8 KV cache on GPUs without fp8 tensor cores (its profile's `kv_fp8_storage`: the
+    oldest compute capability, environment it needs there, source), or None where it does not."""
+    return None if engine == GENERIC_SERVING else engine_profile(engine).get("kv_fp8_storage")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..catalog.engines import kv_fp8_storage
 from ..schema import HardwareSpec
 from ..schema.advice import Advice
 from .checkpoints import eagle_head
@@ -47,6 +48,10 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
         elif t_id == "kv-fp8":
             o["kv-cache-dtype"] = "fp8"
             cfg.applied.append((t_id, "--kv-cache-dtype fp8"))
+            if not hw.features.fp8:  # stored in fp8, dequantized in FlashInfer's kernel (FlashAttention refuses it)
+                cfg.env.update(kv_fp8_storage("vllm")["env_below_fp8"])
+                cfg.notes.append(f"kv-fp8 on {hw.id} (no fp8 tensor cores): VLLM_ATTENTION_BACKEND=FLASHINFER, whose "
+                                 "kernel dequantizes an fp8 cache; vLLM's FlashAttention backend refuses it below Hopper")
         elif t_id == "tensor-parallel":
             cfg.applied.append((t_id, f"--tensor-parallel-size {p.tensor_parallel} "
                                       f"--pipeline-parallel-size {p.pipeline_parallel}"))

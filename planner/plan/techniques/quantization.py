@@ -3,6 +3,7 @@ from the papers named, relative to the 16-bit model."""
 
 from __future__ import annotations
 
+from ...catalog.engines import kv_fp8_storage
 from ..state import PlanState
 from . import Applied, Combines, Context, Option, Technique, register
 
@@ -54,6 +55,24 @@ def _caches_keys(ctx: Context) -> str | None:
         return (f"{ctx.spec.name} has no attention layer: "
                 "its cache is recurrent state, not keys and values, and KV quantization leaves the state at 16 bits")
     return None
+
+
+def _kv_fp8_check(ctx: Context) -> str | None:
+    """fp8 tensor cores, or an engine that stores the cache in fp8 and dequantizes it in its attention kernel on this
+    GPU (`kv_fp8_storage` in its profile: Ampere for vLLM, SGLang, TGI and TensorRT-LLM)."""
+    if reason := _caches_keys(ctx):
+        return reason
+    hw = ctx.hw
+    if hw.features.fp8:
+        return None
+    storage = kv_fp8_storage(ctx.workload.engine)
+    cc = float(hw.features.compute_capability or 0)
+    if storage and hw.features.backend == "cuda" and cc >= storage["min_compute_capability"]:
+        return None
+    if storage and hw.features.backend == "cuda":
+        return (f"{ctx.workload.engine} stores an fp8 cache from compute capability {storage['min_compute_capability']}; "
+                f"{hw.id} has {hw.features.compute_capability or '?'}")
+    return f"{hw.id} has no fp8 (fp8 tensor cores need compute capability 8.9 or newer)"
 
 
 def _kv(dtype: str):
@@ -144,8 +163,8 @@ register(
         id="kv-fp8", engines=("vllm", "sglang", "tgi", "trtllm", "transformers"),
         name="fp8 KV cache", family="kv-cache quantization", group=KV,
         summary="Keys and values stored in e4m3 with a scale per tensor: half the cache of 16 bits.",
-        transform=_kv("fp8"), after=("sliding-window-sinks",), check=_caches_keys,
-        hardware=("fp8",), quality_risk="low", quality_loss_pct=0.1,
+        transform=_kv("fp8"), after=("sliding-window-sinks",), check=_kv_fp8_check,
+        quality_risk="low", quality_loss_pct=0.1,
         quality_source="vLLM fp8 KV-cache docs and KIVI (arXiv 2402.02750): 8-bit caches are near-lossless",
         params=lambda ctx: {"dtype": "fp8_e4m3"},
         apply=_kv_applied("kv_fp8"), combines=KV_RUNTIME),

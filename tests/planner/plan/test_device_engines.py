@@ -41,3 +41,24 @@ def test_at_the_limit_of_a_laptop_the_same_machine_comes_first():
         _advise(model="llama-3.1-70b", hardware="m3-max")
     nearest = err.value.document.nearest_feasible
     assert "on the same 1 x m3-max" in nearest or "--concurrency" in nearest, nearest
+
+
+def test_an_fp8_cache_is_stored_on_ampere_where_the_engine_dequantizes_it():
+    from optiplan.planner.deploy.render import render
+
+    def kv_reason(engine, hardware):
+        try:
+            a = _advise(model="llama-3.1-8b", hardware=hardware, workload="rag-long-context", engine=engine)
+        except ImpossibleError as exc:  # the report of the best plan that fits comes with it
+            a = exc.document
+        return a, {r.technique: r.reason for r in a.rejected}.get("kv-fp8")
+
+    for engine in ("vllm", "sglang", "tgi", "trtllm"):
+        a, reason = kv_reason(engine, "a100-80gb-sxm")
+        assert reason is None or "fp8" not in reason, (engine, reason)  # no longer "a100 has no fp8"
+    a, _ = kv_reason("vllm", "a100-80gb-sxm")
+    if "kv-fp8" in [s.technique for s in a.plan.steps]:
+        script = render(a, "vllm")["vllm/serve.sh"]
+        assert "export VLLM_ATTENTION_BACKEND=FLASHINFER" in script and "--kv-cache-dtype fp8" in script
+    assert "from compute capability 8.0; t4 has 7.5" in kv_reason("vllm", "t4")[1]
+    assert "a100-80gb-sxm has no fp8" in kv_reason("transformers", "a100-80gb-sxm")[1]

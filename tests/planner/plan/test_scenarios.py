@@ -58,11 +58,13 @@ def test_8b_chat_with_64_users_on_l4_is_kv_bound():
     assert {"paged-kv", "kv-fp8"} & set(steps(a))
 
 
-def test_a100_plan_never_uses_fp8():
+def test_a100_plan_never_computes_in_fp8():
+    """No fp8 weights or matmuls on an A100; an fp8 KV cache is stored there by engines whose attention kernel
+    dequantizes it (vLLM on FlashInfer, SGLang, TGI, TensorRT-LLM), so it may be planned."""
     a = run(model="llama-3.1-8b", hardware="a100-80gb-sxm", workload="chat")
-    assert not {"weight-fp8", "kv-fp8"} & set(steps(a))
-    assert all(s.predicted.compute_dtype != "fp8" and s.predicted.kv_dtype != "fp8" for s in a.plan.steps)
-    assert "no fp8" in rejected(a)["weight-fp8"] and "no fp8" in rejected(a)["kv-fp8"]
+    assert "weight-fp8" not in steps(a) and "no fp8" in rejected(a)["weight-fp8"]
+    assert all(s.predicted.compute_dtype != "fp8" for s in a.plan.steps)
+    assert "no fp8" not in rejected(a).get("kv-fp8", "")
 
 
 def test_t4_plan_never_uses_bf16_or_flash_attention_2():
