@@ -102,3 +102,22 @@ def checkpoint_dtype(advice: Advice) -> str | None:
     """The weight format a catalog model is published in where it is not 16-bit (DeepSeek-V3: fp8), else None."""
     source = advice.model.source
     return catalog_entry(source.split(":", 1)[1]).get("checkpoint_dtype") if source.startswith("catalog:") else None
+
+
+def served_hub_id(advice: Advice, default: str) -> str:
+    """The 16-bit checkpoint a config serves: the instruct model for a chat workload where the catalog knows it."""
+    source = advice.model.source
+    if not source.startswith("catalog:") or not wants_instruct(advice):
+        return default
+    return (catalog_entry(source.split(":", 1)[1]).get("instruct") or {}).get("hub_id") or default
+
+
+def published_gguf(advice: Advice, quant: str) -> dict | None:
+    """A published GGUF repository of the served model with the `quant` file (catalog `checkpoints`, format gguf),
+    which llama-server downloads itself (`--hf-repo REPO:QUANT`), or None."""
+    source = advice.model.source
+    if not source.startswith("catalog:"):
+        return None
+    chat = wants_instruct(advice)
+    return next((c for c in catalog_entry(source.split(":", 1)[1]).get("checkpoints") or []
+                 if c["format"] == "gguf" and c["instruct"] == chat and quant in c.get("quants", ())), None)

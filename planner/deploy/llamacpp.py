@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ..schema import HardwareSpec
 from ..schema.advice import Advice
+from .checkpoints import published_gguf, served_hub_id
 from .config import PORT, EngineConfig, max_seqs, model_reference, no_option, plan_steps
 
 GGUF_TYPES = {"weight-int8": "Q8_0", "weight-int4": "Q4_K_M", "weight-int4-awq": "Q4_K_M", "weight-int4-gptq": "Q4_K_M"}
@@ -15,14 +16,19 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
     steps = plan_steps(advice)
     quant = next((GGUF_TYPES[t] for t in steps if t in GGUF_TYPES), "F16" if not hw.features.bf16 else "BF16")
     gguf = f"models/{advice.model.name}-{quant}.gguf"
-    cfg = EngineConfig("llama.cpp", gguf, ["llama-server"])
+    published = published_gguf(advice, quant)
+    cfg = EngineConfig("llama.cpp", f"{published['hub_id']}:{quant}" if published else gguf, ["llama-server"])
     o = cfg.options
     slots = max_seqs(advice)
-    o.update({"model": gguf, "host": "0.0.0.0", "port": PORT, "ctx-size": w.context_needed * slots,
+    o.update({"hf-repo": cfg.model} if published else {"model": gguf})
+    o.update({"host": "0.0.0.0", "port": PORT, "ctx-size": w.context_needed * slots,
               "parallel": slots, "n-gpu-layers": 999 if hw.kind == "gpu" or hw.kind == "apple" else 0,
               "cont-batching": True})
-    source = f"<a local copy of {model_reference(advice)}>"
-    if quant in ("BF16", "F16"):
+    source = f"<a local copy of {served_hub_id(advice, model_reference(advice))}>"
+    if published:
+        cfg.notes.append(f"llama-server downloads the published {quant} GGUF of {published['hub_id']} itself "
+                         f"(--hf-repo; source: {published['source']})")
+    elif quant in ("BF16", "F16"):
         cfg.notes.append(f"convert the checkpoint to GGUF: `python convert_hf_to_gguf.py {source} --outtype "
                          f"{quant.lower()} --outfile {gguf}`")
     else:
@@ -31,7 +37,7 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
                          f"`llama-quantize models/{advice.model.name}-F16.gguf {gguf} {quant}`")
     for t_id, step in steps.items():
         if t_id in GGUF_TYPES:
-            cfg.applied.append((t_id, f"GGUF {quant}"))
+            cfg.applied.append((t_id, f"GGUF {quant}" + (f" from {published['hub_id']}" if published else "")))
         elif t_id in ("kv-int8", "kv-int4"):
             kind = "q8_0" if t_id == "kv-int8" else "q4_0"
             o.update({"cache-type-k": kind, "cache-type-v": kind, "flash-attn": "on"})

@@ -16,14 +16,15 @@ def _plan(model, workload="chat", hardware="h100-sxm", devices=1, **kw):
 
 
 def test_catalog_checkpoints_are_data_with_sources():
-    formats = set(FORMATS.values())
+    formats = set(FORMATS.values()) | {"gguf"}
     for name in profiles.model_names():
         entry = profiles.load_model(name)
         if "instruct" in entry:
             assert "/" in entry["instruct"]["hub_id"] and entry["instruct"]["source"], name
         for c in entry.get("checkpoints") or []:
             assert c["format"] in formats and "/" in c["hub_id"] and c["source"], (name, c)
-            assert set(c["engines"]) <= {"vllm", "sglang", "tgi", "trtllm"} and isinstance(c["instruct"], bool)
+            assert set(c["engines"]) <= {"vllm", "sglang", "tgi", "trtllm", "llama.cpp"} and isinstance(c["instruct"], bool)
+            assert (c["format"] == "gguf") == (c["engines"] == ["llama.cpp"]) and (c["format"] != "gguf" or c["quants"])
 
 
 def test_chat_serves_the_instruct_model_and_a_batch_job_the_base():
@@ -68,3 +69,17 @@ def test_fp8_is_quantized_online_where_the_engine_does_it():
     assert online.model == "allenai/OLMo-2-1124-7B" and "quantizes" in online.notes[-1]
     offline = serving_checkpoint(a, "trtllm", "allenai/OLMo-2-1124-7B")
     assert offline.model == "./models/olmo-2-7b-fp8" and "--qformat fp8" in offline.notes[-1]
+
+
+def test_llama_cpp_downloads_a_published_gguf_or_says_how_to_convert():
+    a = _plan("llama-3.1-8b", hardware="rtx-4090", engine="llama.cpp", goal="memory", max_quality_loss_pct=5.0,
+              concurrency=1)
+    quant = {"weight-int4": "Q4_K_M", "weight-int8": "Q8_0"}
+    chosen = next(quant[s.technique] for s in a.plan.steps if s.technique in quant)
+    script = render(a, "llama.cpp")["llamacpp/serve.sh"]
+    assert f"--hf-repo lmstudio-community/Meta-Llama-3.1-8B-Instruct-GGUF:{chosen}" in script
+    assert "\n  --model " not in script
+    base = _plan("llama-3.1-8b", hardware="rtx-4090", engine="llama.cpp", workload="batch-offline", goal="memory",
+                 max_quality_loss_pct=5.0, concurrency=1)
+    readme = render(base, "llama.cpp")["README.md"]
+    assert "convert_hf_to_gguf.py" in readme and "meta-llama/Llama-3.1-8B>" in readme  # no base GGUF published
