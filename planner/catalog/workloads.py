@@ -17,8 +17,9 @@ CHAT_WORKLOADS = ("chat", "agent", "rag-long-context")
 
 
 def serves_instruct(workload: Workload) -> bool:
-    """Whether the workload talks to the model through a chat template (the instruct checkpoint serves it)."""
-    return workload.name in CHAT_WORKLOADS
+    """Whether the workload talks to the model through a chat template (the instruct checkpoint serves it): its
+    `chat` field where it says, else whether it is one of the chat presets."""
+    return workload.chat if workload.chat is not None else workload.name in CHAT_WORKLOADS
 
 
 def preset_names() -> list[str]:

@@ -45,6 +45,9 @@ class Workload(Frozen):
     goal: Goal = "throughput"
     max_quality_loss_pct: float = Field(1.0, ge=0, description="perplexity increase allowed, percent; 0 = lossless")
     engine: Engine = "vllm"
+    chat: bool | None = Field(None, exclude_if=lambda v: v is None,
+                              description="requests come through a chat template, so configs serve the instruct "
+                                          "checkpoint [default: yes for the chat, agent and rag-long-context presets]")
     allowed_techniques: tuple[str, ...] | None = None
     denied_techniques: tuple[str, ...] = ()
     training: Training | None = None

@@ -83,3 +83,12 @@ def test_llama_cpp_downloads_a_published_gguf_or_says_how_to_convert():
                  max_quality_loss_pct=5.0, concurrency=1)
     readme = render(base, "llama.cpp")["README.md"]
     assert "convert_hf_to_gguf.py" in readme and "meta-llama/Llama-3.1-8B>" in readme  # no base GGUF published
+
+
+def test_a_workload_file_says_whether_it_chats():
+    from optiplan.planner.catalog.workloads import load_workload, serves_instruct, with_overrides
+
+    assert serves_instruct(load_workload("chat")) and not serves_instruct(load_workload("batch-offline"))
+    custom = with_overrides(load_workload("batch-offline"), name="my-assistant", chat=True)
+    assert serves_instruct(custom)
+    assert "chat" not in load_workload("chat").model_dump()  # unset: the preset decides, and dumps stay as they were
