@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..catalog.models import catalog_entry
 from ..catalog.workloads import serves_instruct
 from ..schema.advice import Advice
+from .config import advice_catalog_entry
 
 # The weight formats a plan step asks of the checkpoint
 FORMATS = {"weight-int4-awq": "awq", "weight-int4-gptq": "gptq", "weight-fp8": "fp8", "weight-w8a8-int8": "w8a8_int8"}
@@ -50,10 +50,9 @@ def wants_instruct(advice: Advice) -> bool:
 
 def serving_checkpoint(advice: Advice, engine: str, default: str) -> Served:
     """The checkpoint `engine` serves for this plan; `default` is the model as given (its hub id or path)."""
-    source = advice.model.source
-    if not source.startswith("catalog:"):
+    entry = advice_catalog_entry(advice)
+    if not entry:
         return Served(default)
-    entry = catalog_entry(source.split(":", 1)[1])
     chat = wants_instruct(advice)
     served = Served(default)
     instruct = (entry.get("instruct") or {}).get("hub_id")
@@ -80,7 +79,7 @@ def serving_checkpoint(advice: Advice, engine: str, default: str) -> Served:
         served.notes.append(f"{engine} quantizes {served.model} to {fmt} as it loads it (no {fmt} checkpoint needed)")
     else:
         folder = f"models/{advice.model.name}-{fmt}"
-        source_model = instruct if chat and instruct else default  # the checkpoint served, quantized
+        source_model = served_hub_id(advice, default)  # the checkpoint served, quantized
         served.model = f"./{folder}"
         served.notes.append(f"no published {fmt} checkpoint of {advice.model.name} that "
                             f"{engine} loads is known: produce ./{folder} from {source_model}"
@@ -91,33 +90,25 @@ def serving_checkpoint(advice: Advice, engine: str, default: str) -> Served:
 def eagle_head(advice: Advice, engine: str) -> str | None:
     """The published EAGLE-3 head of this catalog model that `engine` loads (catalog `eagle`), or None: the plan
     may have been made for another engine, whose head this one does not load."""
-    source = advice.model.source
-    if not source.startswith("catalog:"):
-        return None
-    heads = catalog_entry(source.split(":", 1)[1]).get("eagle") or []
+    heads = advice_catalog_entry(advice).get("eagle") or []
     return next((h["hub_id"] for h in heads if engine in h["engines"]), None)
 
 
 def checkpoint_dtype(advice: Advice) -> str | None:
     """The weight format a catalog model is published in where it is not 16-bit (DeepSeek-V3: fp8), else None."""
-    source = advice.model.source
-    return catalog_entry(source.split(":", 1)[1]).get("checkpoint_dtype") if source.startswith("catalog:") else None
+    return advice_catalog_entry(advice).get("checkpoint_dtype")
 
 
 def served_hub_id(advice: Advice, default: str) -> str:
     """The 16-bit checkpoint a config serves: the instruct model for a chat workload where the catalog knows it."""
-    source = advice.model.source
-    if not source.startswith("catalog:") or not wants_instruct(advice):
+    if not wants_instruct(advice):
         return default
-    return (catalog_entry(source.split(":", 1)[1]).get("instruct") or {}).get("hub_id") or default
+    return (advice_catalog_entry(advice).get("instruct") or {}).get("hub_id") or default
 
 
 def published_gguf(advice: Advice, quant: str) -> dict | None:
     """A published GGUF repository of the served model with the `quant` file (catalog `checkpoints`, format gguf),
     which llama-server downloads itself (`--hf-repo REPO:QUANT`), or None."""
-    source = advice.model.source
-    if not source.startswith("catalog:"):
-        return None
     chat = wants_instruct(advice)
-    return next((c for c in catalog_entry(source.split(":", 1)[1]).get("checkpoints") or []
+    return next((c for c in advice_catalog_entry(advice).get("checkpoints") or []
                  if c["format"] == "gguf" and c["instruct"] == chat and quant in c.get("quants", ())), None)

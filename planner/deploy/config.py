@@ -60,11 +60,17 @@ class EngineConfig:
         return args
 
 
+def advice_catalog_entry(advice: Advice) -> dict[str, Any]:
+    """The catalog file of the advised model ({} for a model given by path or hub id)."""
+    source = advice.model.source
+    return catalog_entry(source.split(":", 1)[1]) if source.startswith("catalog:") else {}
+
+
 def model_reference(advice: Advice) -> str:
     """What the engine loads: a catalog model's hub id, else the path or id the user gave."""
     source = advice.model.source
     if source.startswith("catalog:"):
-        return catalog_entry(source.split(":", 1)[1]).get("hub_id") or advice.model.name
+        return advice_catalog_entry(advice).get("hub_id") or advice.model.name
     if source.startswith("hub:"):
         return source.split(":", 1)[1]
     path = Path(source)

@@ -65,10 +65,7 @@ def engine_config(advice: Advice, engine: str) -> EngineConfig:
     cfg.not_applied.extend(refused)
     if engine != "llama.cpp":  # llama.cpp serves a GGUF file its mapper names
         served = serving_checkpoint(advice, engine, cfg.model)
-        for key in ("model-path", "model-id"):  # SGLang and TGI name the model as an option
-            if key in cfg.options:
-                cfg.options[key] = served.model
-        cfg.model = served.model
+        _serve_model(cfg, served.model)
         cfg.notes.extend(served.notes)
         if served.published:  # its config.json declares the quantization; an engine flag that disagrees stops it
             for key in ("quantization", "quantize"):
@@ -83,6 +80,14 @@ def engine_config(advice: Advice, engine: str) -> EngineConfig:
     check_options(cfg)
     return cfg
 
+
+
+def _serve_model(cfg: EngineConfig, model: str) -> None:
+    """Point the config at `model`: its positional model and the option SGLang and TGI name it with."""
+    cfg.model = model
+    for key in ("model-path", "model-id"):
+        if key in cfg.options:
+            cfg.options[key] = model
 
 
 def shell_command(argv: list[str]) -> str:
@@ -190,13 +195,10 @@ def render(advice: Advice, target: str, serving_engine: str | None = None) -> di
             **ctx, argv=cfg.argv("/config/extra-llm-api-options.yaml" if cfg.extra else None))
     else:
         if cfg.model.startswith("./models/"):  # a folder the user produces: on the weights volume, not in the image
-            local = "/models/local/" + cfg.model.removeprefix("./models/")
-            for key in ("model-path", "model-id"):
-                if key in cfg.options:
-                    cfg.options[key] = local
-            cfg.notes.append(f"copy {cfg.model} onto the {ctx['name']}-models volume as local/"
-                             f"{cfg.model.removeprefix('./models/')} (kubectl cp into a pod that mounts it at /models)")
-            cfg.model = local
+            folder = cfg.model.removeprefix("./models/")
+            cfg.notes.append(f"copy {cfg.model} onto the {ctx['name']}-models volume as local/{folder} "
+                             "(kubectl cp into a pod that mounts it at /models)")
+            _serve_model(cfg, f"/models/local/{folder}")
         template = "k8s-leaderworkerset.yaml.j2" if ctx["nodes"] > 1 else "k8s-deployment.yaml.j2"
         if ctx["nodes"] > 1 and engine not in ("vllm", "sglang"):
             raise DeployError(f"a {ctx['nodes']}-node LeaderWorkerSet is rendered for vLLM (a Ray cluster) and SGLang "

@@ -3,16 +3,12 @@ measurement, the gain a serving engine keeps at batch measured, and rendered wit
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 from optiplan.planner.deploy.render import render
 from optiplan.planner.plan.advise import advise
 from optiplan.planner.plan.predict import speculative_gain_kept
 from optiplan.planner.schema import AdviseRequest
-
-BENCH = Path(__file__).resolve().parents[3] / "benchmarks" / "bench_speculation_published.py"
+from script_loader import load_script
 
 
 def _advice(model="llama-3.1-8b", workload="chat", engine="vllm", **kw):
@@ -23,9 +19,7 @@ def _advice(model="llama-3.1-8b", workload="chat", engine="vllm", **kw):
 def test_the_constants_reproduce_the_points_they_were_solved_from():
     """A consistency check (the acceptance comes from the batch-1 point, the batch correction from the batch-64
     one): it fails when the step model changes under them, and then both need solving again."""
-    spec = importlib.util.spec_from_file_location("bench_speculation_published", BENCH)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("benchmarks/bench_speculation_published.py")
     from optiplan.planner.plan.predict import speculation_speedup
     from optiplan.planner.plan.techniques.speculative import EAGLE3_ACCEPTANCE
 

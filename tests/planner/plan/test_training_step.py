@@ -4,16 +4,12 @@ figures; the held-out ones stay within the band reports show)."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 from optiplan.planner.plan.advise import advise
 from optiplan.planner.plan.training import COMPILE_SPEEDUP
 from optiplan.planner.report.advice import render
 from optiplan.planner.schema import AdviseRequest
-
-BENCH = Path(__file__).resolve().parents[3] / "benchmarks" / "bench_training_published.py"
+from script_loader import load_script
 
 
 def _advice(model="llama-3.1-8b", hardware="h100-sxm", devices=1, **kw):
@@ -21,10 +17,7 @@ def _advice(model="llama-3.1-8b", hardware="h100-sxm", devices=1, **kw):
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_training_published", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/bench_training_published.py")
 
 
 def test_qlora_is_slower_than_lora_and_smaller():
