@@ -16,7 +16,7 @@ def activation_peak_bytes(s: Setup, batch: int, prompt: int) -> float:
     """Peak transient memory of a prefill, one device: the residual stream and normed input, the MLP
     intermediates (gate, up, their product), the last token's logits in fp32 and, for eager attention,
     the materialised score and probability matrices. A chunked prefill holds one chunk at a time."""
-    tokens = max(batch * prompt // s.ep, 1)
+    tokens = max(batch * prompt // s.attention_dp, 1)
     if s.prefill_chunk_tokens:
         tokens = min(tokens, s.prefill_chunk_tokens)
     hidden = tokens * s.act_bytes * (2 * s.spec.hidden_size + 3 * active_intermediate(s) / s.tp)

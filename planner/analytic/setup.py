@@ -36,15 +36,17 @@ class Setup:
     layout: str  # KV layout: "serving" (paged, windows honoured) or "transformers" (DynamicCache)
     eager_attention: bool = False  # the score matrix is materialised (activation memory)
     prefill_chunk_tokens: int | None = None  # chunked prefill bounds the activations
-    ep: int = 1  # expert parallel: routed experts split over `ep` devices, sequences spread over them
+    ep: int = 1  # expert parallel: routed experts split whole over `ep` devices (1: each split like the dense layers)
+    attention_dp: int = 1  # attention data parallel: sequences spread over this many tensor-parallel groups
     attention_efficiency: float | None = None  # fraction of peak the attention kernels reach [default: flop eff.]
     offload_fraction: float = 0.0  # share of the weights kept in host memory and streamed each pass
     host_link_bytes_per_s: float = 25e9
 
     @cached_property
     def shards(self) -> int:
-        """Devices that one forward pass's work is spread over."""
-        return self.tp * self.ep
+        """Devices that one forward pass's work is spread over: `attention_dp` groups of `tp` (the expert-parallel
+        devices are these same devices)."""
+        return self.tp * self.attention_dp
 
     @cached_property
     def peak_flops(self) -> float:
@@ -102,7 +104,7 @@ def _stage_weight_bytes(s: Setup, stage: int) -> float:
     if stage == s.pp - 1:
         small += c.final_norm + (c.lm_head if c.lm_head or s.pp == 1 else c.vocab_hidden)
     on_device = 1.0 - s.offload_fraction
-    return ((linear * q + small * s.act_bytes) / s.tp + experts * q / (s.tp * s.ep)) * on_device
+    return ((linear * q + small * s.act_bytes) / s.tp + experts * q / s.shards) * on_device
 
 
 def total_weight_bytes(s: Setup) -> float:
@@ -123,6 +125,7 @@ def attention_kernel_factor(kernel: str) -> float:
 
 def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_size: int | None = None,
                 activations: str | None = None, kv_dtype: str | None = None, tp: int = 1, pp: int = 1, ep: int = 1,
+                attention_dp: int = 1,
                 runtime: str = "transformers", layout: str = "transformers", attention: str = "sdpa",
                 prefill_chunk_tokens: int | None = None, offload_fraction: float = 0.0,
                 efficiency: EfficiencyFactors | None = None) -> Setup:
@@ -138,7 +141,7 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
     eff = efficiency or calibrated_efficiency(hw, runtime, weight_dtype) or default_efficiency(
         hw, weight_dtype, compute, runtime)
     return Setup(
-        spec=spec, counts=param_counts(spec), hw=hw, tp=tp, pp=pp, ep=ep,
+        spec=spec, counts=param_counts(spec), hw=hw, tp=tp, pp=pp, ep=ep, attention_dp=attention_dp,
         weights=weight_format(weight_dtype, group_size), act_bytes=bytes_per_element(act),
         kv_bits=kv_bits(kv_dtype or act), compute_dtype=compute, eff=eff, layout=layout,
         eager_attention=attention == "eager", prefill_chunk_tokens=prefill_chunk_tokens,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from ..schema import ModelSpec
 from .kvcache import elements_per_token, kv_cache_elements, state_elements
-from .params import expected_experts_touched
+from .params import busiest_device_experts, expected_experts_touched
 from .setup import Setup, total_weight_bytes
 
 # Share of the link bandwidth a ring all-reduce achieves (NCCL "bus bandwidth" on NVLink/PCIe is
@@ -124,22 +124,23 @@ def weights_read_bytes(s: Setup, tokens: int) -> float:
     dense = c.num_dense_layers * c.dense_layer_linear + s.spec.extra_linear_reuse  # a shared block read per use
     moe = experts = 0.0
     if c.num_moe_layers:
-        # expert parallel: each device holds E/ep experts and sees the tokens routed to them
-        touched = expected_experts_touched(c.num_experts // s.ep, c.top_k / s.ep, tokens) if s.ep > 1 else \
+        # expert parallel: each device holds E/ep whole experts and waits for the busiest; otherwise every device
+        # holds a slice of every expert, and all read the same share
+        touched = busiest_device_experts(c.num_experts, c.top_k, tokens, s.ep) * s.ep if s.ep > 1 else \
             expected_experts_touched(c.num_experts, c.top_k, tokens)
         moe = c.num_moe_layers * (lp.attn_linear + lp.shared_linear)
         experts = c.num_moe_layers * touched * lp.expert_linear
     other = (c.small + c.vocab_hidden) * s.act_bytes  # norms, biases, routers, output projection
-    return ((dense + moe) * q + other) / s.tp + experts * q / s.tp
+    return ((dense + moe) * q + other) / s.tp + experts * q / s.shards
 
 
 def kv_bytes_per_device(s: Setup, context: int, stage: int | None = None) -> float:
     """Cache bytes of one sequence on one device, attention KV and fixed-size state together: one pipeline
-    stage (all stages when None). Under expert parallelism the sequences spread over the devices, a share of
-    1/ep each."""
+    stage (all stages when None). With data-parallel attention the sequences spread over its groups, a share of
+    1/attention_dp each."""
     groups = s.stage_kv_groups if stage is None else (s.stage_kv_groups[stage],)
     elements = sum(kv_cache_elements(g, context, s.layout) for g in groups)
-    return elements * s.kv_share * s.kv_bits / 8 / s.ep + state_bytes_per_device(s, stage)
+    return elements * s.kv_share * s.kv_bits / 8 / s.attention_dp + state_bytes_per_device(s, stage)
 
 
 def state_bytes_per_device(s: Setup, stage: int | None = None) -> float:
@@ -148,7 +149,7 @@ def state_bytes_per_device(s: Setup, stage: int | None = None) -> float:
     if s.spec.state is None:
         return 0.0
     first, last = (0, None) if stage is None else s.stages[stage]
-    return state_elements(s.spec, s.layout, first, last) * s.act_bytes / s.tp / s.ep
+    return state_elements(s.spec, s.layout, first, last) * s.act_bytes / s.tp / s.attention_dp
 
 
 def active_intermediate(s: Setup) -> int:
@@ -183,12 +184,20 @@ def allreduce_s(s: Setup, message_bytes: float) -> float:
 
 
 def all_to_all_s(s: Setup, message_bytes: float) -> float:
-    """Expert-parallel dispatch or combine: each device sends (ep-1)/ep of its tokens' hidden states."""
-    if s.ep <= 1 or s.hw.interconnect is None:
+    """Expert-parallel dispatch or combine from data-parallel attention: each device sends (ep-1)/ep of its
+    tokens' hidden states. Under tensor-parallel attention every device already holds every token: each computes
+    its experts' share and the MoE output is all-reduced like a dense MLP's, with no dispatch."""
+    if s.ep <= 1 or s.attention_dp <= 1 or s.hw.interconnect is None:
         return 0.0
     link = s.hw.interconnect
     one_way = link.bandwidth_gbps / 2 * 1e9 * ALLREDUCE_EFFICIENCY
-    return (s.ep - 1) / s.ep * message_bytes / one_way + (s.ep - 1) * link.latency_us * 1e-6
+    node = min(link.max_devices_per_node, s.ep)
+    inside = (node - 1) / s.ep * message_bytes / one_way + (node - 1) * link.latency_us * 1e-6
+    if node == s.ep:
+        return inside
+    # the share bound for other nodes leaves through the device's scale-out port, alongside NVLink traffic
+    across = (s.ep - node) / s.ep * message_bytes / (link.scale_out_gbps * 1e9 * ALLREDUCE_EFFICIENCY)
+    return max(inside, across) + (s.ep // node - 1) * link.scale_out_latency_us * 1e-6
 
 
 def _comm_s(s: Setup, tokens: int) -> float:
@@ -197,10 +206,12 @@ def _comm_s(s: Setup, tokens: int) -> float:
     hops = 0.0
     if s.pp > 1 and s.hw.interconnect is not None:
         link = s.hw.interconnect
-        hops = (s.pp - 1) * (message / (link.bandwidth_gbps / 2 * 1e9) + link.latency_us * 1e-6)
+        across = min(max(math.ceil(s.tp * s.pp / link.max_devices_per_node) - 1, 0), s.pp - 1)  # to the next node
+        hops = (s.pp - 1 - across) * (message / (link.bandwidth_gbps / 2 * 1e9) + link.latency_us * 1e-6) + \
+            across * (message / (link.scale_out_gbps * 1e9) + link.scale_out_latency_us * 1e-6)
     moe = 0.0
-    if s.ep > 1 and s.counts.num_moe_layers:  # dispatch and combine of top-k copies, tokens spread over ep
-        routed = message / s.ep * s.counts.top_k
+    if s.ep > 1 and s.attention_dp > 1 and s.counts.num_moe_layers:  # dispatch and combine of top-k copies
+        routed = message / s.shards * s.counts.top_k
         moe = 2 * all_to_all_s(s, routed) * s.counts.num_moe_layers
     return per_layer * s.spec.num_layers + hops + moe
 
@@ -229,7 +240,7 @@ def _cost(s: Setup, matmul: float, attention: float, weights_dev: float, kv_dev:
     elementwise kernels apart too)."""
     peak = s.peak_flops * s.shards  # the work is spread over the shards
     attention_eff = s.attention_efficiency or s.eff.flop_efficiency
-    matmul_eff = matmul_efficiency(s.eff, max(tokens // max(s.ep, 1), 1))
+    matmul_eff = matmul_efficiency(s.eff, max(tokens // s.attention_dp, 1))
     bandwidth = s.hw.memory_bandwidth_bytes_per_s * s.eff.bandwidth_efficiency
     # weights held in host memory cross the host link every pass (CPU offload)
     offload_s = (s.offload_fraction * total_weight_bytes(s) / s.shards / s.host_link_bytes_per_s

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..catalog.models import resolve_model
 from ..catalog.workloads import serves_instruct
+from ..errors import DeployError
+from ..schema import ModelSpec
 from ..schema.advice import Advice
 from .config import advice_catalog_entry
 
@@ -42,6 +45,29 @@ class Served:
     model: str  # hub id or folder the engine loads
     notes: list[str] = field(default_factory=list)
     published: str | None = None  # the weight format of the published checkpoint served, which declares it
+    options: dict = field(default_factory=dict)  # engine options the checkpoint needs at this parallelism
+
+
+# Where a block-quantized checkpoint's expert widths do not split over the tensor-parallel ranks, the experts split
+# whole instead (vLLM PR #58152 turns this on by itself; sglang takes the expert-parallel size)
+EXPERTS_WHOLE = {"vllm": lambda tp: {"enable-expert-parallel": True}, "sglang": lambda tp: {"expert-parallel-size": tp}}
+
+
+def block_split(spec: ModelSpec, block: int, tp: int, experts_whole: bool) -> tuple[list[str], list[str]]:
+    """The MLP widths whose tensor-parallel shard (width / tp) is not whole quantization blocks of `block` columns,
+    which a block-fp8 checkpoint cannot load: (the routed experts' width, which expert parallelism keeps whole; the
+    dense and shared MLPs' widths, which nothing but a smaller tensor parallel fixes)."""
+    widths = [] if spec.moe is not None and all(spec.layer_moe) else [("dense MLP", spec.intermediate_size)]
+    experts = []
+    if spec.moe is not None:
+        if spec.moe.shared_intermediate_size:
+            widths.append(("shared expert", spec.moe.shared_intermediate_size))
+        if not experts_whole:
+            experts.append(("routed expert", spec.moe.expert_intermediate_size))
+
+    def bad(pairs):
+        return [f"{name} {w} / {tp} = {w // tp}" for name, w in pairs if w % tp or (w // tp) % block]
+    return bad(experts), bad(widths)
 
 
 def wants_instruct(advice: Advice) -> bool:
@@ -69,6 +95,24 @@ def serving_checkpoint(advice: Advice, engine: str, default: str) -> Served:
         return served
     published = [c for c in entry.get("checkpoints") or [] if c["format"] == fmt and engine in c["engines"]]
     match = next((c for c in published if c["instruct"] == chat), None) or next(iter(published), None)
+    block = (match or {}).get("weight_block_size")
+    tp = advice.plan.predicted.tensor_parallel
+    if match is not None and block and tp > 1:
+        experts, rest = block_split(resolve_model(advice.model.source.split(":", 1)[1]), block, tp,
+                                    advice.plan.predicted.expert_parallel > 1)
+        why = f"{match['hub_id']} is quantized in blocks of {block} columns ({match['block_source']})"
+        if rest and engine in ONLINE.get(fmt, ()):
+            served.notes.append(f"{why}: at tensor parallel {tp} its {', '.join(rest)} columns per device are not "
+                                f"whole blocks, so {engine} quantizes the 16-bit checkpoint as it loads it instead")
+            match = None
+        elif rest:
+            raise DeployError(f"{why}: at tensor parallel {tp} its {', '.join(rest)} columns per device are not "
+                              "whole blocks and the checkpoint cannot load; plan with fewer devices per replica")
+        elif experts and engine in EXPERTS_WHOLE:
+            served.options.update(EXPERTS_WHOLE[engine](tp))
+            served.notes.append(f"{why}: at tensor parallel {tp} its {experts[0]} columns per device are not whole "
+                                f"blocks, so the experts split whole over the {tp} devices (expert parallel; "
+                                "attention stays tensor parallel)")
     if match is not None:
         served.model, served.published = match["hub_id"], fmt
         served.notes.append(f"serves {match['hub_id']}, a published {fmt} checkpoint"

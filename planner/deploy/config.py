@@ -128,6 +128,7 @@ NO_OPTION = {
     ("vLLM", "weight-int8"): "no in-flight int8 weight-only mode",
     ("TGI", "spec-draft"): "--speculate uses Medusa heads or n-grams, not a draft model",
     ("TGI", "expert-parallel"): "TGI shards by tensor parallel only",
+    ("TGI", "expert-parallel-tp-attention"): "TGI shards by tensor parallel only",
     ("TensorRT-LLM", "cpu-offload"): "only KV blocks can go to host memory (kv_cache_config.host_cache_size)",
     ("llama.cpp", "tensor-parallel"): "it splits layers or rows over GPUs (--split-mode), not tensor-parallel shards",
     ("llama.cpp", "weight-fp8"): "GGUF has no fp8 weight type",

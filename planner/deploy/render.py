@@ -67,6 +67,7 @@ def engine_config(advice: Advice, engine: str) -> EngineConfig:
         served = serving_checkpoint(advice, engine, cfg.model)
         _serve_model(cfg, served.model)
         cfg.notes.extend(served.notes)
+        cfg.options.update(served.options)
         if served.published:  # its config.json declares the quantization; an engine flag that disagrees stops it
             for key in ("quantization", "quantize"):
                 cfg.options.pop(key, None)
@@ -149,6 +150,7 @@ def render(advice: Advice, target: str, serving_engine: str | None = None) -> di
     # the checkpoint served (published in fp8: a byte per weight; else 16 bits), with room to spare
     weight_bytes = 1 if checkpoint_dtype(advice) == "fp8" else 2
     ctx["cache_gib"] = math.ceil(advice.model.params_total * weight_bytes * 1.2 / 2**30) + 10
+    ctx["cache_format"] = "fp8" if weight_bytes == 1 else "16-bit"
     dp, count = advice.plan.predicted.data_parallel, advice.hardware.count
     if dp > 1 and count > per_node and count // dp <= per_node:
         # replicas that each fit in one node: one server per replica behind a load balancer, not one cluster

@@ -50,10 +50,14 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
             o["data-parallel-size"] = p.data_parallel  # --dp-size is its alias
             cfg.applied.append((t_id, f"--data-parallel-size {p.data_parallel} with --tensor-parallel-size "
                                       f"{p.tensor_parallel}"))
-        elif t_id == "expert-parallel":
-            o.update({"tensor-parallel-size": p.expert_parallel, "expert-parallel-size": p.expert_parallel,
-                      "enable-dp-attention": True, "data-parallel-size": p.expert_parallel})
-            cfg.applied.append((t_id, f"--expert-parallel-size {p.expert_parallel} --enable-dp-attention"))
+        elif t_id in ("expert-parallel", "expert-parallel-tp-attention"):
+            # SGLang's --tp-size counts every device; with DP attention, attention runs tp / dp wide
+            o.update({"tensor-parallel-size": p.expert_parallel, "expert-parallel-size": p.expert_parallel})
+            how = f"--tensor-parallel-size {p.expert_parallel} --expert-parallel-size {p.expert_parallel}"
+            if p.attention_data_parallel > 1:
+                o.update({"enable-dp-attention": True, "data-parallel-size": p.attention_data_parallel})
+                how += f" --enable-dp-attention --data-parallel-size {p.attention_data_parallel}"
+            cfg.applied.append((t_id, how))
         elif t_id == "paged-kv":
             cfg.applied.append((t_id, "always on in SGLang (token-level KV pool, continuous batching)"))
         elif t_id == "chunked-prefill":

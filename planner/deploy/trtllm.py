@@ -30,10 +30,18 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
             cfg.applied.append((t_id, "kv_cache_config.dtype fp8"))
         elif t_id in ("tensor-parallel", "pipeline-parallel"):
             cfg.applied.append((t_id, f"--tp_size {p.tensor_parallel} --pp_size {p.pipeline_parallel}"))
-        elif t_id == "expert-parallel":
+        elif t_id in ("expert-parallel", "expert-parallel-tp-attention"):
+            # TensorRT-LLM's attention is data parallel over all tp_size ranks or tensor parallel over all of them
             o.update({"tp_size": p.expert_parallel, "ep_size": p.expert_parallel})
-            extra["enable_attention_dp"] = True
-            cfg.applied.append((t_id, f"--ep_size {p.expert_parallel}, enable_attention_dp"))
+            if p.tensor_parallel == 1:
+                extra["enable_attention_dp"] = True
+            elif p.attention_data_parallel > 1:
+                cfg.notes.append(f"TensorRT-LLM runs attention either data parallel over all {p.expert_parallel} "
+                                 f"ranks or tensor parallel over all of them, not {p.attention_data_parallel} groups "
+                                 f"of {p.tensor_parallel}: this config runs it tensor parallel over "
+                                 f"{p.expert_parallel}, with all-reduces across nodes the plan did not predict")
+            cfg.applied.append((t_id, f"--tp_size {p.expert_parallel} --ep_size {p.expert_parallel}"
+                                + (", enable_attention_dp" if p.tensor_parallel == 1 else "")))
         elif t_id == "paged-kv":
             cfg.applied.append((t_id, "always on in TensorRT-LLM (paged KV cache, in-flight batching)"))
         elif t_id == "chunked-prefill":

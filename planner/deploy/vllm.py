@@ -61,9 +61,14 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
             o["data-parallel-size"] = p.data_parallel
             cfg.applied.append((t_id, f"--data-parallel-size {p.data_parallel} with --tensor-parallel-size "
                                       f"{p.tensor_parallel} (each replica schedules its own --max-num-seqs)"))
-        elif t_id == "expert-parallel":
-            o.update({"tensor-parallel-size": 1, "data-parallel-size": p.expert_parallel, "enable-expert-parallel": True})
-            cfg.applied.append((t_id, f"--enable-expert-parallel with --data-parallel-size {p.expert_parallel}"))
+        elif t_id in ("expert-parallel", "expert-parallel-tp-attention"):
+            # vLLM's expert-parallel group is tensor x data parallel: the experts split over every device
+            o.update({"tensor-parallel-size": p.tensor_parallel, "enable-expert-parallel": True})
+            if p.attention_data_parallel > 1:
+                o["data-parallel-size"] = p.attention_data_parallel
+            cfg.applied.append((t_id, f"--enable-expert-parallel with --tensor-parallel-size {p.tensor_parallel}"
+                                + (f" --data-parallel-size {p.attention_data_parallel}"
+                                   if p.attention_data_parallel > 1 else "")))
         elif t_id == "paged-kv":
             o["block-size"] = step.params.get("block_size", 16)
             cfg.applied.append((t_id, "always on in vLLM (PagedAttention); --max-num-seqs sized from the KV capacity"))

@@ -43,7 +43,7 @@ def _speculative_step_s(state: PlanState, s: Setup, batch: int, context: int, ke
     verify = decode_step(s, batch, context, tokens_per_seq=g + 1).time_s
     draft = 0.0
     if spec.method == "draft" and spec.draft is not None:
-        draft_setup = to_setup(state.with_(spec=spec.draft, speculation=None, ep=1))
+        draft_setup = to_setup(state.with_(spec=spec.draft, speculation=None, ep=1, attention_dp=1))
         draft = g * decode_step(draft_setup, batch, context).time_s
     elif spec.method in ("mtp", "eagle3"):  # an MTP module or an EAGLE head: about one decoder layer per proposal
         draft = g * decode_step(s, batch, context).time_s / max(state.spec.num_layers, 1)
@@ -79,7 +79,8 @@ def _draft_bytes(state: PlanState, reserved: float) -> tuple[float, float] | Non
     spec = state.speculation
     if spec is None or spec.method != "draft" or spec.draft is None:
         return None
-    d = to_setup(state.with_(spec=spec.draft, speculation=None, ep=1, offload_fraction=0.0))
+    d = to_setup(state.with_(spec=spec.draft, speculation=None, ep=1, attention_dp=1,
+                                  offload_fraction=0.0))
     weights, kv, _ = per_device_bytes(d, 1, int(reserved), 1)
     return weights, kv
 
@@ -199,5 +200,6 @@ def dtypes_and_layout(state: PlanState, s: Setup) -> dict:
     offloaded = on_device / (1 - state.offload_fraction) * state.offload_fraction if state.offload_fraction else 0
     return {"weight_dtype": state.weight_dtype, "compute_dtype": s.compute_dtype, "kv_dtype": state.kv_dtype or act,
             "tensor_parallel": state.tp, "pipeline_parallel": state.pp, "expert_parallel": state.ep,
+            "attention_data_parallel": state.attention_dp,
             "data_parallel": state.replicas,
             "offload_bytes_per_device": int(offloaded)}

@@ -218,14 +218,15 @@ def _dominates(a: tuple[float, float, float], b: tuple[float, float, float]) -> 
 
 def pareto_alternatives(best: Candidate, ranked: list[Candidate], limit: int = 3) -> list[Candidate]:
     """Stacks not dominated on (objective, quality loss, memory per device) that trade something
-    real against the best, the shortest of near-equal ones, best objective first."""
+    real against the best, of near-equal ones the shortest and then the closest to the best's steps (an
+    alternative changes what it trades, not also a layout that predicts the same), best objective first."""
     pool = [c for c in ranked if c.predicted.meets_slo == best.predicted.meets_slo and c.predicted.fits]
 
     def dims(c: Candidate) -> tuple[float, float, float]:
         return c.score, c.predicted.quality_loss_pct, float(c.predicted.memory_per_device_bytes)
 
     front: list[Candidate] = []
-    for c in sorted(pool, key=lambda c: (len(c.ids), c.ids)):
+    for c in sorted(pool, key=lambda c: (len(c.ids), -len(set(c.ids) & set(best.ids)), c.ids)):
         dc = dims(c)
         if c.ids == best.ids or not _differs(dc, dims(best)):
             continue

@@ -35,7 +35,8 @@ class PlanState:
     devices: int
     tp: int = 1
     pp: int = 1
-    ep: int = 1
+    ep: int = 1  # experts split whole over this many devices
+    attention_dp: int = 1  # attention data-parallel groups (sequences spread over them), each tp devices
     replicas: int = 1  # data-parallel copies of the model, each on devices / replicas devices
     weight_dtype: str = "bf16"
     group_size: int | None = None
@@ -79,6 +80,7 @@ def to_setup(state: PlanState) -> Setup:
     return build_setup(
         state.spec, state.hw, weight_dtype=state.weight_dtype, group_size=state.group_size,
         activations=state.activations, kv_dtype=state.kv_dtype, tp=state.tp, pp=state.pp, ep=state.ep,
+        attention_dp=state.attention_dp,
         runtime="serving" if state.graphs else "transformers", layout="serving" if state.paged_kv else "transformers",
         attention=state.attention,
         prefill_chunk_tokens=prefill_chunk_tokens("serving") if state.chunked_prefill else None,

@@ -73,7 +73,7 @@ def training_prediction(state: PlanState, workload: Workload) -> Prediction:
     fit = memory <= hw.memory_bytes
 
     full_precision = "fp32" if "fp32" in hw.peak_tflops else state.default_16bit  # a TPU has no fp32 rate
-    s = to_setup(state.with_(weight_dtype=state.default_16bit if mixed else full_precision, tp=1, pp=1, ep=1))
+    s = to_setup(state.with_(weight_dtype=state.default_16bit if mixed else full_precision, tp=1, pp=1, ep=1, attention_dp=1))
     fitted = profiles.efficiency_table()["training"]
     tokens_step = job.global_batch * job.sequence_length
     model_flops = (4 if lora else 6) * counts.active_linear + 6 * counts.vocab_hidden  # per token

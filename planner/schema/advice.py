@@ -36,7 +36,10 @@ class Prediction(Frozen):
     offload_bytes_per_device: int = Field(0, description="weights kept in host memory (CPU offload)")
     tensor_parallel: int = 1
     pipeline_parallel: int = 1
-    expert_parallel: int = 1
+    expert_parallel: int = Field(1, description="devices the routed experts are split over, whole experts each")
+    attention_data_parallel: int = Field(1, exclude_if=lambda v: v == 1,
+                                         description="expert parallel: groups of tensor_parallel devices that attention "
+                                                     "runs data parallel over (sequences spread over them)")
     data_parallel: int = Field(1, description="replicas of the model, each on devices / data_parallel devices; batch "
                                               "and max_concurrency count all replicas")
     cost_per_million_tokens_usd: float | None = None

@@ -38,6 +38,10 @@ class Interconnect(Frozen):
     bandwidth_gbps: float = Field(gt=0, description="GB/s per device, bidirectional (vendor convention)")
     max_devices_per_node: int = Field(8, ge=1)
     latency_us: float = Field(5.0, ge=0, description="per hop latency used for collective estimates")
+    scale_out_gbps: float = Field(50.0, gt=0, description="GB/s per device, one way, between nodes: the default is "
+                                                          "one 400 Gb/s InfiniBand NDR or RoCE port per GPU (NVIDIA "
+                                                          "DGX H100/H200/B200 reference design, ConnectX-7)")
+    scale_out_latency_us: float = Field(10.0, ge=0, description="per hop latency between nodes")
 
 
 class HardwareFeatures(Frozen):

@@ -29,7 +29,7 @@ def _tp_check(ctx: Context) -> str | None:
 
 def _tp(state: PlanState, ctx: Context) -> PlanState:
     tp = _tp_size(ctx)
-    return state.with_(tp=tp, pp=ctx.devices // tp, ep=1)
+    return state.with_(tp=tp, pp=ctx.devices // tp, ep=1, attention_dp=1)
 
 
 def _pp_check(ctx: Context) -> str | None:
@@ -47,7 +47,7 @@ def _replica_devices(state: PlanState, ctx: Context) -> int | None:
     size = 1
     while size < ctx.devices:
         if size <= _per_node(ctx) and not ctx.devices % size and not ctx.spec.num_heads % size:
-            one = state.with_(tp=size, pp=1, ep=1, replicas=1, offload_fraction=0.0)
+            one = state.with_(tp=size, pp=1, ep=1, attention_dp=1, replicas=1, offload_fraction=0.0)
             weights, _, act = per_device_bytes(to_setup(one), 1, ctx.workload.context_needed,
                                                ctx.workload.prompt_tokens_p95)
             if weights + act + ctx.hw.runtime_overhead_bytes < REPLICA_WEIGHT_SHARE * ctx.hw.memory_bytes:
@@ -71,7 +71,7 @@ def _dp(state: PlanState, ctx: Context) -> PlanState:
     """Replicas where a smaller group holds the model in the plan's formats; otherwise nothing changes (the step is
     dropped as one that changes nothing here)."""
     size = _replica_devices(state, ctx)
-    return state if size is None else state.with_(tp=size, pp=1, ep=1, replicas=ctx.devices // size)
+    return state if size is None else state.with_(tp=size, pp=1, ep=1, attention_dp=1, replicas=ctx.devices // size)
 
 
 def _ep_check(ctx: Context) -> str | None:
@@ -79,6 +79,21 @@ def _ep_check(ctx: Context) -> str | None:
     if experts % ctx.devices:
         return f"{experts} experts do not split evenly over {ctx.devices} devices"
     return None
+
+
+def _ep_tp_check(ctx: Context) -> str | None:
+    tp = _tp_size(ctx)
+    if ctx.spec.num_heads % tp:
+        return f"{ctx.spec.num_heads} attention heads do not split over {tp} devices"
+    if ctx.devices % tp:
+        return f"{ctx.devices} devices are not whole nodes of {tp}"
+    return _ep_check(ctx)
+
+
+def _ep_tp(state: PlanState, ctx: Context) -> PlanState:
+    """Attention tensor parallel inside each node (data parallel across nodes), experts over all the devices."""
+    tp = _tp_size(ctx)
+    return state.with_(tp=tp, pp=1, ep=ctx.devices, attention_dp=ctx.devices // tp, replicas=1)
 
 
 register(
@@ -95,7 +110,7 @@ register(
         summary="Consecutive layers on consecutive devices, micro-batches flowing through: little communication. "
                 "Bandwidth-bound decode gains no throughput from it (each micro-batch re-reads its stage's "
                 "weights); it is what remains where attention heads do not split over the devices.",
-        transform=lambda s, c: s.with_(tp=1, pp=c.devices, ep=1), hardware=("multi-device",), check=_pp_check,
+        transform=lambda s, c: s.with_(tp=1, pp=c.devices, ep=1, attention_dp=1), hardware=("multi-device",), check=_pp_check,
         params=lambda c: {"pipeline_parallel_size": c.devices}),
     Technique(
         id="data-parallel", engines=("vllm", "sglang"),
@@ -107,9 +122,21 @@ register(
     Technique(
         id="expert-parallel", engines=("vllm", "sglang", "trtllm"),
         name="Expert parallel", family="parallelism", group=GROUP,
-        summary="Routed experts split across devices (tokens dispatched all-to-all); attention replicated and "
-                "sequences spread over the devices.",
-        transform=lambda s, c: s.with_(tp=1, pp=1, ep=c.devices), hardware=("multi-device", "interconnect"),
-        model=("moe",), check=_ep_check,
+        summary="Routed experts split whole across the devices, attention data parallel: each device holds the "
+                "attention weights and its share of the sequences' caches (the fewest cache copies: MLA's latent "
+                "cache does not split over tensor-parallel heads), tokens dispatched to their experts all-to-all. "
+                "A step waits for the device whose experts the batch touches most.",
+        transform=lambda s, c: s.with_(tp=1, pp=1, ep=c.devices, attention_dp=c.devices, replicas=1),
+        hardware=("multi-device", "interconnect"), model=("moe",), check=_ep_check,
         params=lambda c: {"expert_parallel_size": c.devices, "data_parallel_attention": True}),
+    Technique(
+        id="expert-parallel-tp-attention", engines=("vllm", "sglang", "trtllm"),
+        name="Expert parallel, tensor-parallel attention", family="parallelism", group=GROUP,
+        summary="Routed experts split whole across the devices while attention and the dense layers stay tensor "
+                "parallel inside each node (data parallel across nodes): every device of a node holds every token, "
+                "so the MoE output is all-reduced like a dense MLP's with no dispatch inside the node, and each "
+                "expert's matmuls keep their full width instead of 1/tp slices.",
+        transform=_ep_tp, hardware=("multi-device", "interconnect"), model=("moe",), check=_ep_tp_check,
+        params=lambda c: {"expert_parallel_size": c.devices, "tensor_parallel_size": _tp_size(c),
+                          "data_parallel_attention": c.devices // _tp_size(c) > 1}),
 )

@@ -41,7 +41,14 @@ def test_vllm_starts_a_ray_cluster(pp_across_nodes, ep_across_nodes):
     assert 'ray.cluster_resources().get("GPU", 0) < 16' in script  # the head waits for every worker's GPUs
     assert 'exit 2' in script  # a role other than head or worker is refused, not taken for the head
     assert "--distributed-executor-backend ray" in script and "--pipeline-parallel-size 2" in script
-    dp = render(ep_across_nodes, "vllm")["vllm/serve.sh"]
+    dp = render(ep_across_nodes, "vllm")["vllm/serve.sh"]  # attention TP8 in each node, DP2 across, experts EP16
+    assert "--tensor-parallel-size 8" in dp and "--enable-expert-parallel" in dp and "--data-parallel-size 2" in dp
+    assert "--data-parallel-backend ray" in dp and "--data-parallel-size-local 1" in dp
+    offline = advise(AdviseRequest(model="deepseek-v3", hardware="h100-sxm", num_devices=16, workload="batch-offline",
+                                   engine="vllm"))
+    assert "expert-parallel" in [s.technique for s in offline.plan.steps]  # data-parallel attention over all 16
+    dp = render(offline, "vllm")["vllm/serve.sh"]
+    assert "--tensor-parallel-size 1" in dp and "--data-parallel-size 16" in dp
     assert "--data-parallel-backend ray" in dp and "--data-parallel-size-local 8" in dp
     readme = render(pp_across_nodes, "vllm")["README.md"]
     assert "./serve.sh head" in readme and "./serve.sh worker HEAD_ADDRESS" in readme

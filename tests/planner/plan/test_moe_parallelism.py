@@ -1,0 +1,88 @@
+"""Mixture-of-experts layouts: experts split whole (expert parallel) under tensor- or data-parallel attention, the
+busiest device's load, traffic between nodes, and block-quantized checkpoints whose experts do not split."""
+
+from __future__ import annotations
+
+import pytest
+from optiplan.planner.analytic.params import busiest_device_experts, expected_experts_touched
+from optiplan.planner.analytic.steps import all_to_all_s, decode_step, weights_read_bytes
+from optiplan.planner.catalog.hardware import resolve_hardware
+from optiplan.planner.catalog.models import resolve_model
+from optiplan.planner.deploy.render import render
+from optiplan.planner.plan.advise import advise
+from optiplan.planner.plan.state import PlanState, to_setup
+from optiplan.planner.schema import AdviseRequest
+
+
+def _setup(model: str, hw: str, devices: int, **layout):
+    return to_setup(PlanState(spec=resolve_model(model), hw=resolve_hardware(hw), devices=devices,
+                              weight_dtype="fp8", paged_kv=True, graphs=True, **layout))
+
+
+def test_the_busiest_device_reads_more_experts_than_the_mean_at_small_batch():
+    # DeepSeek-V3: 256 experts, top-8, over 8 devices: one token touches 8 experts, 1 per device on average
+    assert expected_experts_touched(256, 8, 1) / 8 == pytest.approx(1.0)
+    one = busiest_device_experts(256, 8, 1, 8)
+    assert 2.0 < one < 3.0  # the exact expectation of the largest of 8 counts is about 2.6
+    assert busiest_device_experts(256, 8, 4096, 8) == pytest.approx(32.0)  # every expert touched: no imbalance
+    assert busiest_device_experts(256, 8, 64, 8) / (expected_experts_touched(256, 8, 64) / 8) < 1.2
+    assert busiest_device_experts(256, 8, 7, 1) == expected_experts_touched(256, 8, 7)
+
+
+def test_expert_parallel_decode_at_batch_one_waits_for_the_busiest_device():
+    tp = _setup("deepseek-v3", "h200-sxm", 8, tp=8)
+    ep = _setup("deepseek-v3", "h200-sxm", 8, tp=8, ep=8)
+    assert weights_read_bytes(ep, 1) > 1.3 * weights_read_bytes(tp, 1)  # slices of every expert vs whole experts
+    assert weights_read_bytes(ep, 4096) == pytest.approx(weights_read_bytes(tp, 4096), rel=1e-3)
+
+
+def test_tensor_parallel_attention_dispatches_nothing_data_parallel_attention_does():
+    tp_attention = _setup("deepseek-v3", "h200-sxm", 8, tp=8, ep=8)
+    dp_attention = _setup("deepseek-v3", "h200-sxm", 8, tp=1, ep=8, attention_dp=8)
+    assert all_to_all_s(tp_attention, 1e6) == 0.0
+    assert all_to_all_s(dp_attention, 1e6) > 0.0
+    # data-parallel attention keeps one copy of each sequence's latent cache: 8x the sequences fit
+    assert decode_step(dp_attention, 64, 4096).kv_bytes_per_device < decode_step(tp_attention, 64, 4096).kv_bytes_per_device / 4
+
+
+def test_dispatch_across_nodes_is_bound_by_the_scale_out_port():
+    one_node = _setup("deepseek-v3", "h100-sxm", 8, tp=1, ep=8, attention_dp=8)
+    two_nodes = _setup("deepseek-v3", "h100-sxm", 16, tp=1, ep=16, attention_dp=16)
+    message = 64 * 7168 * 2 * 8  # 64 tokens' hidden states, top-8 copies
+    # half the bytes leave the node through a 50 GB/s InfiniBand port instead of 450 GB/s of NVLink
+    assert all_to_all_s(two_nodes, message) > message / 2 / 50e9
+    assert all_to_all_s(two_nodes, message) > 2 * all_to_all_s(one_node, message)
+
+
+def test_deepseek_on_two_nodes_keeps_attention_tensor_parallel_inside_each_node():
+    a = advise(AdviseRequest(model="deepseek-v3", hardware="h100-sxm", num_devices=16, workload="chat"))
+    p = a.plan.predicted
+    assert "expert-parallel-tp-attention" in [s.technique for s in a.plan.steps]
+    assert (p.tensor_parallel, p.attention_data_parallel, p.expert_parallel, p.pipeline_parallel) == (8, 2, 16, 1)
+    why = {r.technique: r.reason for r in a.rejected}["tensor-parallel"]  # TP8 x PP2: stages in series across nodes
+    tpot = float(why.split("TPOT ")[1].split(" ms")[0])
+    assert tpot > p.tpot_ms * 1.1
+    sglang = render(a, "sglang")["sglang/serve.sh"]
+    for option in ("--tensor-parallel-size 16", "--expert-parallel-size 16", "--enable-dp-attention",
+                   "--data-parallel-size 2", "--nnodes 2"):
+        assert option in sglang
+
+
+def test_a_block_fp8_checkpoint_whose_experts_do_not_split_runs_them_expert_parallel():
+    # Qwen3-30B-A3B-FP8: 128-column blocks, experts 768 wide: 192 per device at TP4, not whole blocks
+    a = advise(AdviseRequest(model="qwen3-30b-a3b", hardware="h100-sxm", num_devices=4, workload="chat"))
+    assert a.plan.predicted.tensor_parallel == 4 and a.plan.predicted.expert_parallel == 1
+    assert "weight-fp8" in [s.technique for s in a.plan.steps]
+    vllm = render(a, "vllm")["vllm/serve.sh"]
+    assert "Qwen/Qwen3-30B-A3B-FP8" in vllm and "--enable-expert-parallel" in vllm
+    assert "--expert-parallel-size 4" in render(a, "sglang")["sglang/serve.sh"]
+
+
+def test_a_block_fp8_checkpoint_whose_shared_expert_does_not_split_is_quantized_online():
+    # Qwen3-Next's shared expert is 512 wide: 64 per device at TP8 (sglang issue #10852); experts whole do not help
+    a = advise(AdviseRequest(model="qwen3-next-80b-a3b", hardware="h100-sxm", num_devices=8, workload="chat"))
+    assert a.plan.predicted.tensor_parallel == 8 and "weight-fp8" in [s.technique for s in a.plan.steps]
+    files = render(a, "vllm")
+    assert "Qwen/Qwen3-Next-80B-A3B-Instruct-FP8" not in files["vllm/serve.sh"]
+    assert "--quantization fp8" in files["vllm/serve.sh"]
+    assert "shared expert 512 / 8 = 64" in files["README.md"]
