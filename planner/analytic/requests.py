@@ -30,7 +30,7 @@ from .setup import Setup
 from .steps import decode_step, prefill_step
 
 
-def _figures(s: Setup, input_tokens: int, output_tokens: int, concurrency: int, continuous: bool,
+def request_figures(s: Setup, input_tokens: int, output_tokens: int, concurrency: int, continuous: bool,
              cached_tokens: int = 0) -> dict[str, float]:
     c, i, o = concurrency, input_tokens, output_tokens
     if continuous:
@@ -58,11 +58,12 @@ def _figures(s: Setup, input_tokens: int, output_tokens: int, concurrency: int, 
         cycle = max(cycle, ttft)
         itl = max((cycle - ttft) / (o - 1), decode.time_s) if o > 1 else 0.0
         cycle = ttft + (o - 1) * itl
+        decode_s = decode.time_s  # the plain decode step, without prompt chunks
     else:
         ttft = prefill_step(s, c, i, cached_tokens).time_s
-        itl = decode_step(s, c, i + o // 2).time_s if o > 1 else 0.0
+        itl = decode_s = decode_step(s, c, i + o // 2).time_s if o > 1 else 0.0
         cycle = ttft + (o - 1) * itl
-    return {"ttft_s": ttft, "itl_s": itl, "cycle_s": cycle}
+    return {"ttft_s": ttft, "itl_s": itl, "cycle_s": cycle, "decode_s": decode_s}
 
 
 def largest_concurrency(s: Setup, input_tokens: int, output_tokens: int) -> int:
@@ -78,7 +79,7 @@ def request_profile(s: Setup, input_tokens: int, output_tokens: int, concurrency
     limit = largest_concurrency(s, input_tokens, output_tokens)
     c = limit if concurrency == "max" else int(concurrency)
     c = max(c, 1)
-    f = _figures(s, input_tokens, output_tokens, c, continuous, cached_tokens)
+    f = request_figures(s, input_tokens, output_tokens, c, continuous, cached_tokens)
 
     def meets(g: dict[str, float]) -> bool:
         return (ttft_slo_ms is None or g["ttft_s"] * 1e3 <= ttft_slo_ms) and \
@@ -86,16 +87,16 @@ def request_profile(s: Setup, input_tokens: int, output_tokens: int, concurrency
 
     ok = meets(f) and c <= max(limit, 1)
     slo_c = 0
-    if meets(_figures(s, input_tokens, output_tokens, 1, continuous, cached_tokens)):
+    if meets(request_figures(s, input_tokens, output_tokens, 1, continuous, cached_tokens)):
         lo, hi = 1, max(limit, 1)  # the figures worsen with concurrency: the largest C that meets the SLOs
         while lo < hi:
             mid = (lo + hi + 1) // 2
-            lo, hi = (mid, hi) if meets(_figures(s, input_tokens, output_tokens, mid, continuous, cached_tokens)) \
+            lo, hi = (mid, hi) if meets(request_figures(s, input_tokens, output_tokens, mid, continuous, cached_tokens)) \
                 else (lo, mid - 1)
         slo_c = lo
     slo_rate = 0.0
     if slo_c:
-        g = _figures(s, input_tokens, output_tokens, slo_c, continuous, cached_tokens)
+        g = request_figures(s, input_tokens, output_tokens, slo_c, continuous, cached_tokens)
         slo_rate = slo_c / g["cycle_s"]
     scheduling = (f"continuous batching, prefill in chunks of {s.prefill_chunk_tokens:,} tokens"
                   if continuous and s.prefill_chunk_tokens else "continuous batching" if continuous
@@ -107,10 +108,3 @@ def request_profile(s: Setup, input_tokens: int, output_tokens: int, concurrency
         requests_per_s=c / f["cycle_s"], ttft_slo_ms=ttft_slo_ms, itl_slo_ms=itl_slo_ms, meets_slo=ok,
         goodput_requests_per_s=c / f["cycle_s"] if ok else 0.0, slo_concurrency=slo_c,
         slo_goodput_requests_per_s=slo_rate)
-
-
-def serving_rate(s: Setup, input_tokens: int, output_tokens: int, concurrency: int, continuous: bool,
-                 cached_tokens: int = 0) -> tuple[float, float]:
-    """(output tokens per second, time to first token in seconds) of `concurrency` requests served together."""
-    f = _figures(s, input_tokens, output_tokens, max(concurrency, 1), continuous, cached_tokens)
-    return max(concurrency, 1) * output_tokens / f["cycle_s"], f["ttft_s"]

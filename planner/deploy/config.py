@@ -12,6 +12,7 @@ from typing import Any
 
 from ... import profiles
 from ..analytic.setup import default_16bit
+from ..catalog.engines import engine_table
 from ..catalog.models import catalog_entry
 from ..errors import DeployError
 from ..schema import HardwareSpec
@@ -46,6 +47,7 @@ class EngineConfig:
     not_applied: list[tuple[str, str]] = field(default_factory=list)  # (technique, why)
     notes: list[str] = field(default_factory=list)
     positional_model: bool = False
+    pd: tuple[int, int, int] | None = None  # disaggregated: (prefill instances, decode instances, GPUs each)
 
     def argv(self, extra_file: str | None = None) -> list[str]:
         args = list(self.command) + ([self.model] if self.positional_model else [])
@@ -84,10 +86,11 @@ def plan_steps(advice: Advice) -> dict[str, Any]:
 def max_seqs(advice: Advice) -> int:
     """Concurrent sequences per server (per data-parallel replica) sized from the predicted KV capacity: what the
     workload asks, or the batch the plan serves where it chose more (the throughput goal fills the memory), never
-    above what the cache holds."""
+    above what the cache holds. Disaggregated: per decode instance (batch and capacity count those only)."""
     p = advice.plan.predicted
     total = max(1, min(max(advice.workload.concurrency, p.batch), p.max_concurrency or 1))
-    return max(1, -(-total // max(p.data_parallel, 1)))  # per replica: each runs its own scheduler
+    servers = max(p.data_parallel - p.prefill_instances, 1)
+    return max(1, -(-total // servers))  # per replica: each runs its own scheduler
 
 
 DEFAULT_MEMORY_FRACTION = 0.9  # vLLM's --gpu-memory-utilization default
@@ -139,7 +142,8 @@ NO_OPTION = {
 
 
 def no_option(engine: str, t_id: str) -> str:
-    detail = NO_OPTION.get((engine, t_id)) or NO_OPTION.get((None, t_id))
+    missing = (engine_table().get(engine.lower().replace("tensorrt-llm", "trtllm"), {}).get("missing") or {}).get(t_id)
+    detail = NO_OPTION.get((engine, t_id)) or NO_OPTION.get((None, t_id)) or (missing or {}).get("why")
     return f"{engine} has no option for it" + (f": {detail}" if detail else "")
 
 

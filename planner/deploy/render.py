@@ -40,6 +40,7 @@ from .config import (
     check_options,
     engine_options,
 )
+from .disaggregated import pd_launch
 
 MAPPERS = {"vllm": vllm.engine_config, "sglang": sglang.engine_config, "tgi": tgi.engine_config,
            "trtllm": trtllm.engine_config, "llama.cpp": llamacpp.engine_config}
@@ -180,7 +181,16 @@ def render(advice: Advice, target: str, serving_engine: str | None = None) -> di
             raise DeployError(f"docker compose runs on one host and {where}: render the kubernetes target (a "
                               "LeaderWorkerSet) instead")
         raise DeployError(f"{engine} runs on one node ({SINGLE_NODE[engine]}) and {where}")
-    if target in ENGINES:
+    if cfg.pd and target not in ENGINES:
+        raise DeployError(f"prefill/decode disaggregation is rendered as the {engine} target's serve.sh roles on one "
+                          f"node ({cfg.pd[0]} prefill and {cfg.pd[1]} decode instances and a router); {target} "
+                          "manifests for it are not rendered")
+    if target in ENGINES and cfg.pd:
+        roles, extra = pd_launch(cfg, *cfg.pd)
+        files[f"{slug}/serve.sh"] = env.get_template("serve-pd.sh.j2").render(
+            **ctx, roles=roles, prefill=cfg.pd[0], decode=cfg.pd[1], size=cfg.pd[2])
+        files.update({f"{slug}/{path}": text for path, text in extra.items()})
+    elif target in ENGINES:
         extra_file = "extra-llm-api-options.yaml" if cfg.extra else None
         files[f"{slug}/serve.sh"] = env.get_template("serve.sh.j2").render(**ctx, argv=cfg.argv(extra_file))
         if engine == "vllm":

@@ -58,6 +58,11 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
                 o.update({"enable-dp-attention": True, "data-parallel-size": p.attention_data_parallel})
                 how += f" --enable-dp-attention --data-parallel-size {p.attention_data_parallel}"
             cfg.applied.append((t_id, how))
+        elif t_id == "pd-disaggregation":
+            cfg.pd = (p.prefill_instances, p.data_parallel - p.prefill_instances, p.tensor_parallel)
+            cfg.applied.append((t_id, f"{cfg.pd[0]} --disaggregation-mode prefill and {cfg.pd[1]} --disaggregation-mode "
+                                      "decode servers (NIXL moves the cache), sglang_router --pd-disaggregation in "
+                                      "front (serve.sh roles)"))
         elif t_id == "paged-kv":
             cfg.applied.append((t_id, "always on in SGLang (token-level KV pool, continuous batching)"))
         elif t_id == "chunked-prefill":

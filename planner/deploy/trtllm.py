@@ -42,6 +42,10 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
                                  f"{p.expert_parallel}, with all-reduces across nodes the plan did not predict")
             cfg.applied.append((t_id, f"--tp_size {p.expert_parallel} --ep_size {p.expert_parallel}"
                                 + (", enable_attention_dp" if p.tensor_parallel == 1 else "")))
+        elif t_id == "pd-disaggregation":
+            cfg.pd = (p.prefill_instances, p.data_parallel - p.prefill_instances, p.tensor_parallel)
+            cfg.applied.append((t_id, f"{cfg.pd[0]} context and {cfg.pd[1]} generation workers with "
+                                      "cache_transceiver_config, trtllm-serve disaggregated in front (serve.sh roles)"))
         elif t_id == "paged-kv":
             cfg.applied.append((t_id, "always on in TensorRT-LLM (paged KV cache, in-flight batching)"))
         elif t_id == "chunked-prefill":

@@ -69,6 +69,10 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
             cfg.applied.append((t_id, f"--enable-expert-parallel with --tensor-parallel-size {p.tensor_parallel}"
                                 + (f" --data-parallel-size {p.attention_data_parallel}"
                                    if p.attention_data_parallel > 1 else "")))
+        elif t_id == "pd-disaggregation":  # the plan's instances, each prefilling and decoding its own requests
+            o["data-parallel-size"] = p.data_parallel
+            cfg.not_applied.append((t_id, no_option("vLLM", t_id) + f"; serves {p.data_parallel} replicas of "
+                                          f"{p.tensor_parallel} GPU(s) that prefill and decode (--data-parallel-size)"))
         elif t_id == "paged-kv":
             o["block-size"] = step.params.get("block_size", 16)
             cfg.applied.append((t_id, "always on in vLLM (PagedAttention); --max-num-seqs sized from the KV capacity"))

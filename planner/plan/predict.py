@@ -7,11 +7,13 @@ from __future__ import annotations
 import math
 
 from ..analytic.memory import fits, max_context, per_device_bytes
+from ..analytic.requests import request_figures
 from ..analytic.setup import Setup
 from ..analytic.steps import decode_step, prefill_step
 from ..schema import HardwareSpec, ModelSpec
 from ..schema.advice import Prediction
 from ..schema.workload import Workload
+from .disaggregation import rates as disaggregated_rates
 from .state import PlanState, Speculation, kv_reserved_tokens, to_setup
 from .training import training_prediction
 
@@ -85,20 +87,33 @@ def _draft_bytes(state: PlanState, reserved: float) -> tuple[float, float] | Non
     return weights, kv
 
 
-def serving_throughput(state: PlanState, s: Setup, workload: Workload, batch: int, tpot_s: float) -> float:
-    """Output tokens per second of `batch` requests of the workload's mean lengths served together, prefill included
-    (`analytic.requests`): continuous batching runs (O - 1) decode steps plus the prompts' compute per cycle (their
-    whole prefill passes without chunked prefill); a static batch prefills together, decodes, and waits for its
-    longest output (slots idle for p95 - mean of the outputs)."""
-    i, o = workload.prompt_tokens_mean, workload.output_tokens_mean
-    cached = min(int(i * workload.shared_prefix_fraction), i - 1) if state.prefix_caching else 0
+def serving_figures(state: PlanState, s: Setup, workload: Workload, batch: int) -> tuple[float, float, float]:
+    """(mean inter-token latency, time to first token of a p95 prompt, in seconds; output tokens per second) of `batch`
+    requests of the workload's mean lengths served together by one replica, prefill included.
+
+    Continuous batching with chunked prefill is the request model's (`analytic.requests`): the waiting prompts'
+    chunks ride in the decode steps, and show where a step's compute outgrows the bytes it moves, which the
+    inter-token latency counts (the plan's own decode step, speculation included, scaled by what the chunks add to a
+    plain one). Without chunked prefill a whole prompt runs as a step of its own and every running sequence waits
+    for it. A static batch prefills together, decodes, and waits for its longest output (slots idle for p95 - mean
+    of the outputs)."""
+    i, o, p95 = workload.prompt_tokens_mean, workload.output_tokens_mean, workload.prompt_tokens_p95
+
+    def cached(n: int) -> int:
+        return min(int(n * workload.shared_prefix_fraction), n - 1) if state.prefix_caching else 0
+    tpot = _tpot_s(state, s, batch, workload.mean_context)
+    if state.continuous_batching and state.chunked_prefill:
+        f = request_figures(s, i, o, batch, True, cached(i))
+        itl = tpot * f["itl_s"] / f["decode_s"] if f["decode_s"] else tpot
+        ttft = request_figures(s, p95, o, batch, True, cached(p95))["ttft_s"]
+        return itl, ttft, batch * o / (f["ttft_s"] + (o - 1) * itl)
+    prefill = prefill_step(s, 1, i, cached(i)).time_s
+    ttft = prefill_step(s, 1, p95, cached(p95)).time_s
     if state.continuous_batching:
-        prefill = prefill_step(s, 1, i, cached)
-        per_request = (prefill.compute_s + prefill.comm_s) if state.chunked_prefill else prefill.time_s
-        cycle = (o - 1) * tpot_s + batch * per_request
-        return batch * o / cycle
-    cycle = prefill_step(s, batch, i, cached).time_s + (o - 1) * tpot_s
-    return batch * o / cycle * workload.output_tokens_mean / workload.output_tokens_p95
+        itl = tpot + (batch - 1) * prefill / max(o - 1, 1)
+        return itl, ttft, batch * o / (prefill + (o - 1) * itl)
+    cycle = prefill_step(s, batch, i, cached(i)).time_s + (o - 1) * tpot
+    return tpot, ttft, batch * o / cycle * workload.output_tokens_mean / workload.output_tokens_p95
 
 
 MAX_BATCH = 4096  # beyond this no engine's default limit on running sequences reaches
@@ -119,10 +134,9 @@ def throughput_batch(state: PlanState, s: Setup, workload: Workload, low: int, h
     slo_s = workload.slo.tpot_p95_ms / 1e3 if workload.slo.tpot_p95_ms else None
     best, best_rate = low, 0.0
     for b in tries:
-        tpot = _tpot_s(state, s, b, workload.mean_context)
+        tpot, _, rate = serving_figures(state, s, workload, b)
         if slo_s is not None and tpot > slo_s and b > low:
             break  # time per token only grows with the batch
-        rate = serving_throughput(state, s, workload, b, tpot)
         if rate > best_rate:
             best, best_rate = b, rate
     return best
@@ -154,19 +168,24 @@ def evaluate(state: PlanState, workload: Workload, full: bool = True,
     replicas = max(state.replicas, 1)
     wanted = -(-workload.concurrency // replicas)
     batch = max(min(wanted, max_conc), 1)
-    if workload.goal == "throughput" and max_conc > batch:
-        batch = throughput_batch(state, s, workload, batch, max_conc)
+    cached = min(int(prompt * workload.shared_prefix_fraction), prompt - 1) if state.prefix_caching else 0
+    context = workload.mean_context
+    serving = replicas  # instances serving sequences (not the prefill instances of a disaggregated plan)
+    if state.prefill_instances:
+        serving = replicas - state.prefill_instances
+        r = disaggregated_rates(s, workload, state.prefill_instances, serving, cached,
+                                lambda b: _tpot_s(state, s, b, context), room=max_conc)
+        batch, tpot, ttft_s, throughput = r.batch, r.tpot_s, r.ttft_s, r.requests_per_s * workload.output_tokens_mean
+    else:
+        if workload.goal == "throughput" and max_conc > batch:
+            batch = throughput_batch(state, s, workload, batch, max_conc)
+        tpot, ttft_s, throughput = serving_figures(state, s, workload, batch)
+        throughput *= replicas
     kv_dev = kv_one * batch
     memory = weights + kv_dev + act + hw.runtime_overhead_bytes
     fit = max_conc >= 1 and fits(s, 1, workload.context_needed, prompt)
-
-    cached = min(int(prompt * workload.shared_prefix_fraction), prompt - 1) if state.prefix_caching else 0
     prefill = prefill_step(s, 1, prompt, cached)
-    context = workload.mean_context
     decode = decode_step(s, batch, context)
-    tpot = _tpot_s(state, s, batch, context)
-    throughput = serving_throughput(state, s, workload, batch, tpot) * replicas
-    ttft_s = prefill.time_s
     if speed is not None:
         tpot, ttft_s, throughput = tpot * speed[0], ttft_s * speed[1], throughput * speed[2]
     violations = []
@@ -177,15 +196,15 @@ def evaluate(state: PlanState, workload: Workload, full: bool = True,
         violations.append(f"TPOT {tpot * 1e3:,.1f} ms > {slo.tpot_p95_ms:,.1f} ms")
     if slo.min_throughput_tokens_per_s and throughput < slo.min_throughput_tokens_per_s:
         violations.append(f"throughput {throughput:,.0f} tokens/s < {slo.min_throughput_tokens_per_s:,.0f}")
-    if workload.concurrency > max_conc * replicas and fit:
-        violations.append(f"KV cache holds {max_conc * replicas} sequences, workload needs {workload.concurrency}")
+    if workload.concurrency > max_conc * serving and fit:
+        violations.append(f"KV cache holds {max_conc * serving} sequences, workload needs {workload.concurrency}")
     price = hw.price.usd_per_hour if hw.price else None
     cost = price * state.devices / (throughput * 3600) * 1e6 if price and throughput > 0 else None
     return Prediction(
         memory_per_device_bytes=int(memory), weights_per_device_bytes=int(weights),
         kv_cache_per_device_bytes=int(kv_dev), activation_bytes=int(act), device_memory_bytes=hw.memory_bytes,
-        fits=fit, max_concurrency=max_conc * replicas, max_context=max_context(s, 1) if full else 0,
-        batch=batch * replicas,
+        fits=fit, max_concurrency=max_conc * serving, max_context=max_context(s, 1) if full else 0,
+        batch=batch * serving,
         ttft_ms=ttft_s * 1e3, tpot_ms=tpot * 1e3, throughput_tokens_per_s=throughput,
         prefill_intensity=prefill.flops / s.shards / prefill.bytes_per_device,
         decode_intensity=decode.flops / s.shards / decode.bytes_per_device,
@@ -201,5 +220,5 @@ def dtypes_and_layout(state: PlanState, s: Setup) -> dict:
     return {"weight_dtype": state.weight_dtype, "compute_dtype": s.compute_dtype, "kv_dtype": state.kv_dtype or act,
             "tensor_parallel": state.tp, "pipeline_parallel": state.pp, "expert_parallel": state.ep,
             "attention_data_parallel": state.attention_dp,
-            "data_parallel": state.replicas,
+            "data_parallel": state.replicas, "prefill_instances": state.prefill_instances,
             "offload_bytes_per_device": int(offloaded)}

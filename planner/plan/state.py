@@ -38,6 +38,7 @@ class PlanState:
     ep: int = 1  # experts split whole over this many devices
     attention_dp: int = 1  # attention data-parallel groups (sequences spread over them), each tp devices
     replicas: int = 1  # data-parallel copies of the model, each on devices / replicas devices
+    prefill_instances: int = 0  # of the replicas, those that only prefill (disaggregated serving)
     weight_dtype: str = "bf16"
     group_size: int | None = None
     activations: str | None = None

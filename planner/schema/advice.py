@@ -42,6 +42,9 @@ class Prediction(Frozen):
                                                      "runs data parallel over (sequences spread over them)")
     data_parallel: int = Field(1, description="replicas of the model, each on devices / data_parallel devices; batch "
                                               "and max_concurrency count all replicas")
+    prefill_instances: int = Field(0, exclude_if=lambda v: v == 0,
+                                   description="disaggregated serving: of the data_parallel instances, those that only "
+                                               "prefill (the others decode)")
     cost_per_million_tokens_usd: float | None = None
     slo_violations: list[str] = []
     training_step_s: float | None = None

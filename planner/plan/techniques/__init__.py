@@ -226,7 +226,10 @@ def static_reason(t: Technique, ctx: Context) -> str | None:
         return f"an inference technique; the goal is training: {instead}"
     if not training:
         if w.engine not in t.engines:
-            return f"{w.engine} {engine_table()[w.engine]['version']} has no option for it"
+            engine = engine_table()[w.engine]
+            why = (engine.get("missing") or {}).get(t.id)
+            return f"{w.engine} {engine['version']} has no option for it" + (
+                f": {why['why']} (source: {why['source'].split(' — ')[0]})" if why else "")
         runtime = t.combines.get(w.engine)
         if runtime is not None and runtime.batch_one and w.concurrency > 1:
             return f"{w.engine} serves it one sequence at a time; the workload has {w.concurrency} at once"

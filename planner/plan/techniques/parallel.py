@@ -4,6 +4,7 @@ sequence (`device_map="auto"`); these replace that split with one that also spli
 from __future__ import annotations
 
 from ...analytic.memory import per_device_bytes
+from ..disaggregation import best_layout
 from ..state import PlanState, to_setup
 from . import Context, Technique, register
 
@@ -96,6 +97,34 @@ def _ep_tp(state: PlanState, ctx: Context) -> PlanState:
     return state.with_(tp=tp, pp=1, ep=ctx.devices, attention_dp=ctx.devices // tp, replicas=1)
 
 
+def _pd_check(ctx: Context) -> str | None:
+    if ctx.devices > _per_node(ctx):
+        return (f"{ctx.devices} devices span nodes: disaggregated instances are planned inside one node, where the "
+                "prompt's cache moves over NVLink; across nodes it moves over RDMA (Mooncake or NIXL on InfiniBand), "
+                "whose setup optiplan does not render")
+    if ctx.workload.output_tokens_mean <= 1:
+        return "the workload decodes no tokens after the first"
+    return None
+
+
+def _pd(state: PlanState, ctx: Context) -> PlanState:
+    """Prefill and decode instances of the fewest devices that hold the model, or more where that serves more
+    requests within the SLOs (`disaggregation.best_layout`); unchanged where fewer than two instances fit."""
+    smallest = _replica_devices(state, ctx)
+    if smallest is None:
+        return state
+    sizes = [size for size in (smallest << k for k in range(8)) if size <= ctx.devices // 2
+             and not ctx.devices % size and not ctx.spec.num_heads % size]
+    setups = {size: to_setup(state.with_(tp=size, pp=1, ep=1, attention_dp=1, replicas=1, offload_fraction=0.0))
+              for size in sizes}
+    layout = best_layout(setups, ctx.workload, ctx.devices)
+    if layout is None:
+        return state
+    size, prefill = layout
+    return state.with_(tp=size, pp=1, ep=1, attention_dp=1, replicas=ctx.devices // size, prefill_instances=prefill,
+                       offload_fraction=0.0)
+
+
 register(
     Technique(
         id="tensor-parallel", engines=("vllm", "sglang", "tgi", "trtllm", "transformers"),
@@ -139,4 +168,15 @@ register(
         transform=_ep_tp, hardware=("multi-device", "interconnect"), model=("moe",), check=_ep_tp_check,
         params=lambda c: {"expert_parallel_size": c.devices, "tensor_parallel_size": _tp_size(c),
                           "data_parallel_attention": c.devices // _tp_size(c) > 1}),
+    Technique(
+        id="pd-disaggregation", engines=("sglang", "trtllm"),
+        name="Prefill/decode disaggregation", family="parallelism", group=GROUP,
+        summary="Instances that only prefill and instances that only decode, the prompt's cache sent between them: "
+                "decode steps carry no prompt chunks, so time per token is the plain decode step's, for the cache "
+                "transfer in the time to first token and the devices the prefill instances take from decoding "
+                "(DistServe, OSDI '24; a trade of capacity for latency, not a throughput gain). Split as DistServe "
+                "places instances: the most requests per second within the SLOs.",
+        effect_source="DistServe (arXiv 2401.09670): 4.48x more requests within SLOs than vLLM; vLLM's "
+                      "docs/features/disagg_prefill.md: 'Disaggregated prefill DOES NOT improve throughput'",
+        transform=_pd, hardware=("multi-device", "interconnect"), check=_pd_check),
 )
