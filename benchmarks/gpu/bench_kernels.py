@@ -244,6 +244,25 @@ def run_gemm(case, device, libs, cache) -> list[dict]:
     return rows
 
 
+def keep_as_profile(result: dict, folder: Path | None = None) -> Path | None:
+    """The run as profiles/kernels/<hardware id>.json (planner/catalog/kernels.py reads it), where the device is in
+    the hardware catalog; `folder` in place of profiles/kernels/."""
+    from optiplan.planner.catalog.hardware import resolve_hardware
+    from optiplan.planner.catalog.kernels import KERNELS_DIR
+    from optiplan.planner.errors import OptiplanError
+
+    try:
+        hw = resolve_hardware(result["device"].lower())
+    except OptiplanError as exc:
+        print(f"not kept as a profile: {exc}")
+        return None
+    path = (folder or KERNELS_DIR) / f"{hw.id}.json"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"kept as {path}: the planner now predicts and plans optiplan's kernels on {hw.id} from it")
+    return path
+
+
 def goals(rows: list[dict]) -> dict[str, dict]:
     """Issue 18's goals against the measured rows (None where the section did not run)."""
     ours = [r for r in rows if r["impl"].startswith("optiplan")]
@@ -276,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a few cases of each section")
     parser.add_argument("--budget-s", type=float, default=420.0, help="stop starting cases after this many seconds")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "results" / "gpu_kernels.json")
+    parser.add_argument("--profile", action="store_true",
+                        help="also keep the JSON as profiles/kernels/<hardware id>.json, where the planner reads it")
     parser.add_argument("--check", action="store_true", help="only check the kernels against their references")
     parser.add_argument("--dry-run", action="store_true", help="list the cases; needs no GPU")
     args = parser.parse_args(argv)
@@ -324,6 +345,8 @@ def main(argv: list[str] | None = None) -> int:
               "seconds": time.perf_counter() - start}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
+    if args.profile:
+        keep_as_profile(result)
     for name, v in verdicts.items():
         shown = "not measured" if v["measured"] is None else f"{v['measured']:.3g} ({'met' if v['met'] else 'missed'})"
         print(f"goal {name}: >= {v['goal']}: {shown}")

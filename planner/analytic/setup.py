@@ -9,7 +9,8 @@ from functools import cached_property
 
 from ... import profiles
 from ..catalog.dtypes import WeightFormat, bytes_per_element, compute_dtype, weight_format
-from ..errors import HardwareError
+from ..catalog.kernels import kernel_shares
+from ..errors import HardwareError, RequestError
 from ..schema import EfficiencyFactors, HardwareSpec, ModelSpec
 from .efficiency import calibrated_efficiency, default_efficiency
 from .kvcache import KVGroup, kv_bits, kv_groups, tensor_parallel_share
@@ -40,6 +41,8 @@ class Setup:
     attention_dp: int = 1  # attention data parallel: sequences spread over this many tensor-parallel groups
     attention_efficiency: float | None = None  # fraction of peak the attention kernels reach [default: flop eff.]
     offload_fraction: float = 0.0  # share of the weights kept in host memory and streamed each pass
+    weight_bandwidth_efficiency: float | None = None  # a measured GEMM kernel's share of HBM [default: eff.'s]
+    kv_bandwidth_efficiency: float | None = None  # a measured decode-attention kernel's share of HBM [default: eff.'s]
     host_link_bytes_per_s: float = 25e9
 
     @cached_property
@@ -128,22 +131,34 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
                 attention_dp: int = 1,
                 runtime: str = "transformers", layout: str = "transformers", attention: str = "sdpa",
                 prefill_chunk_tokens: int | None = None, offload_fraction: float = 0.0,
-                efficiency: EfficiencyFactors | None = None) -> Setup:
+                efficiency: EfficiencyFactors | None = None, weight_kernel: str | None = None) -> Setup:
     """Resolve one configuration into the analytic model's inputs.
 
     `runtime` picks the fixed costs per step ("serving": an engine with CUDA graphs; "transformers": eager
     `generate`); the efficiency factors are `efficiency` when given, else this machine's calibration for that
     runtime and weight dtype (hardware `local` only), else the documented defaults. `attention` is the kernel:
-    flash, sdpa or eager (eager also materialises the score matrix)."""
+    flash, sdpa or eager (eager also materialises the score matrix), or triton: optiplan's kernels, at the shares
+    of the peaks they measured on this GPU (`catalog.kernels`), as is `weight_kernel` "triton" for int4/int8."""
     d16 = default_16bit(hw)
     compute = compute_dtype(weight_dtype, activations, d16)
     act = "fp32" if compute == "fp32" else d16
     eff = efficiency or calibrated_efficiency(hw, runtime, weight_dtype) or default_efficiency(
         hw, weight_dtype, compute, runtime)
+    measured = {}
+    if "triton" in (attention, weight_kernel):
+        shares = kernel_shares(hw.id)
+        if shares is None:
+            raise RequestError(f"optiplan's Triton kernels were never measured on {hw.id}: run benchmarks/gpu/run.sh "
+                               f"there and keep its JSON as profiles/kernels/{hw.id}.json")
+        if attention == "triton":
+            measured.update(attention_efficiency=shares.prefill_attention, kv_bandwidth_efficiency=shares.decode_attention)
+        if weight_kernel == "triton":
+            measured["weight_bandwidth_efficiency"] = shares.gemm[weight_dtype]
     return Setup(
         spec=spec, counts=param_counts(spec), hw=hw, tp=tp, pp=pp, ep=ep, attention_dp=attention_dp,
         weights=weight_format(weight_dtype, group_size), act_bytes=bytes_per_element(act),
         kv_bits=kv_bits(kv_dtype or act), compute_dtype=compute, eff=eff, layout=layout,
         eager_attention=attention == "eager", prefill_chunk_tokens=prefill_chunk_tokens,
-        attention_efficiency=eff.flop_efficiency * attention_kernel_factor(attention),
+        attention_efficiency=measured.pop("attention_efficiency", None) or
+        eff.flop_efficiency * attention_kernel_factor(attention), **measured,
         offload_fraction=offload_fraction, host_link_bytes_per_s=(hw.host_link_gbps or DEFAULT_HOST_LINK_GBPS) * 1e9)

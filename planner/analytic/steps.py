@@ -245,8 +245,11 @@ def _cost(s: Setup, matmul: float, attention: float, weights_dev: float, kv_dev:
     # weights held in host memory cross the host link every pass (CPU offload)
     offload_s = (s.offload_fraction * total_weight_bytes(s) / s.shards / s.host_link_bytes_per_s
                  if s.offload_fraction else 0.0)
-    linear = (matmul / (peak * matmul_eff), weights_dev / bandwidth + offload_s)
-    attend = (attention / (peak * attention_eff), kv_dev / bandwidth)
+    peak_bw = s.hw.memory_bandwidth_bytes_per_s  # measured kernels bring their own shares of it
+    linear = (matmul / (peak * matmul_eff), weights_dev / (peak_bw * (s.weight_bandwidth_efficiency or
+                                                                      s.eff.bandwidth_efficiency)) + offload_s)
+    attend = (attention / (peak * attention_eff), kv_dev / (peak_bw * (s.kv_bandwidth_efficiency or
+                                                                      s.eff.bandwidth_efficiency)))
     elementwise = act_dev / bandwidth
     return StepCost(
         flops=matmul + attention, bytes_per_device=weights_dev + kv_dev + act_dev, kv_bytes_per_device=kv_dev,

@@ -47,7 +47,8 @@ class PlanState:
     continuous_batching: bool = False
     prefix_caching: bool = False
     chunked_prefill: bool = False
-    attention: str = "sdpa"  # sdpa, flash, eager
+    attention: str = "sdpa"  # sdpa, flash, eager, triton (optiplan's kernels, where measured on this GPU)
+    weight_kernel: str | None = None  # "triton": optiplan's weight-only GEMM, where measured on this GPU
     graphs: bool = False  # CUDA graphs / torch.compile: per-step launch overhead removed
     offload_fraction: float = 0.0
     speculation: Speculation | None = None
@@ -85,7 +86,7 @@ def to_setup(state: PlanState) -> Setup:
         runtime="serving" if state.graphs else "transformers", layout="serving" if state.paged_kv else "transformers",
         attention=state.attention,
         prefill_chunk_tokens=prefill_chunk_tokens("serving") if state.chunked_prefill else None,
-        offload_fraction=state.offload_fraction)
+        offload_fraction=state.offload_fraction, weight_kernel=state.weight_kernel)
 
 
 def kv_reserved_tokens(state: PlanState, workload: Workload) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +39,19 @@ def test_goals_are_judged_from_the_rows():
     assert verdicts["int4_m1_speedup_over_cublas_8192"]["met"] is False  # only the 8192 x 8192 row counts
     assert verdicts["prefill_bf16_peak_share"]["measured"] is None
     assert len(bench.plan(["gemm"], quick=True)) == 3
+
+
+def test_a_run_is_kept_where_the_planner_reads_it(tmp_path):
+    from optiplan.planner.catalog.hardware import resolve_hardware
+    from optiplan.planner.catalog.kernels import shares_from_result
+
+    bench = _module()
+    rows = [{"section": "gemm", "impl": "optiplan-int4", "m": 1, "n": 8192, "k": 8192, "ms": 0.02, "gbps": 2640.0}]
+    path = bench.keep_as_profile({"device": "NVIDIA H100 80GB HBM3", "rows": rows}, tmp_path)
+    assert path == tmp_path / "h100-sxm.json"
+    shares = shares_from_result(json.loads(path.read_text()), resolve_hardware("h100-sxm"), str(path))
+    assert shares.gemm["int4"] == pytest.approx(2640.0 / 3350.0)  # of the H100's 3.35 TB/s, not the H200's
+    assert bench.keep_as_profile({"device": "Some Unknown GPU", "rows": rows}, tmp_path) is None
 
 
 @pytest.mark.gpu

@@ -4,6 +4,7 @@ from the papers named, relative to the 16-bit model."""
 from __future__ import annotations
 
 from ...catalog.engines import kv_fp8_storage
+from ...catalog.kernels import triton_gemm
 from ..state import PlanState
 from . import Applied, Combines, Context, Option, Technique, register
 
@@ -29,8 +30,27 @@ _RTN_SRC = "AWQ paper's RTN baseline, Llama-2-7B WikiText-2: fp16 5.47 -> int4 g
 
 def _weights(dtype: str, group: int | None = None, activations: str | None = None):
     def transform(state: PlanState, ctx: Context) -> PlanState:
-        return state.with_(weight_dtype=dtype, group_size=group, activations=activations)
+        return state.with_(weight_dtype=dtype, group_size=group, activations=activations, weight_kernel=None)
     return transform
+
+
+def _weight_only(dtype: str, group: int | None = None):
+    """int8/int4 weight-only: optiplan's Triton GEMM where it measured faster on this GPU (`catalog.kernels`)."""
+    def transform(state: PlanState, ctx: Context) -> PlanState:
+        ours = triton_gemm(ctx.hw, ctx.workload.engine, dtype)
+        return state.with_(weight_dtype=dtype, group_size=group, activations=None,
+                           weight_kernel="triton" if ours else None)
+    return transform
+
+
+def _gemm_params(dtype: str, base: dict):
+    def params(ctx: Context) -> dict:
+        ours = triton_gemm(ctx.hw, ctx.workload.engine, dtype)
+        if ours is None:
+            return dict(base)
+        return {**base, "kernel": "triton",
+                "measured": f"{ours.gemm[dtype]:.0%} of HBM at M = 1: {ours.source}"}
+    return params
 
 
 def _weight_only_fp8(ctx: Context) -> bool:
@@ -86,10 +106,10 @@ register(
         id="weight-int8", engines=("vllm", "tgi", "trtllm", "transformers", "llama.cpp"),
         name="int8 weight-only quantization (W8A16)", family="weight quantization", group=WEIGHTS,
         summary="Weights in int8 with one scale per output channel, dequantized to 16 bits in the matmul.",
-        transform=_weights("int8"), packages=("torchao",), quality_risk="low", quality_loss_pct=0.1,
+        transform=_weight_only("int8"), packages=("torchao",), quality_risk="low", quality_loss_pct=0.1,
         quality_source="LLM.int8() (arXiv 2208.07339) and torchao int8 weight-only: no measurable perplexity change "
                        "at 7B+; 0.1% budgeted",
-        params=lambda ctx: {"bits": 8, "scheme": "per-channel symmetric", "activations": "16-bit"},
+        params=_gemm_params("int8", {"bits": 8, "scheme": "per-channel symmetric", "activations": "16-bit"}),
         apply=Applied("quantize:int8_weight_only", changes_weights=True, aim=("weights_bytes", "lower"),
                       options=(BACKEND_AO_QUANTO, KEEP_HEAD, TRITON_KERNEL))),
     Technique(
@@ -136,9 +156,9 @@ register(
         name="int4 weight-only, round to nearest (group 128)", family="weight quantization",
         group=WEIGHTS, summary="int4 weights with per-group scales and zero points, no calibration (GGUF in llama.cpp; "
                                    "optimum-quanto in transformers, torchao's kernel on CUDA where mslk is installed).",
-        transform=_weights("int4", 128), packages=("optimum-quanto",), quality_risk="medium",
+        transform=_weight_only("int4", 128), packages=("optimum-quanto",), quality_risk="medium",
         quality_loss_pct=4.8, quality_source=_RTN_SRC,
-        params=lambda ctx: {"bits": 4, "group_size": 128, "method": "rtn"},
+        params=_gemm_params("int4", {"bits": 4, "group_size": 128, "method": "rtn"}),
         apply=Applied("quantize:int4_weight_only", changes_weights=True, aim=("weights_bytes", "lower"),
                       options=(("group_size", Option(int, "int4 group along the input dim", choices=(32, 64, 128, 256))),
                                BACKEND_AO_QUANTO, KEEP_HEAD, TRITON_KERNEL))),

@@ -4,6 +4,7 @@ are valid (`always_on`), and the step-by-step prediction still shows what each o
 from __future__ import annotations
 
 from ...analytic.efficiency import prefill_chunk_tokens
+from ...catalog.kernels import triton_attention
 from . import Applied, Combines, Context, Option, Technique, register
 
 
@@ -37,16 +38,29 @@ def _attends(ctx: Context) -> str | None:
     return None
 
 
+def _ours(ctx: Context):
+    """optiplan's Triton attention where it measured at least as fast as flash-attn on this GPU (transformers)."""
+    return triton_attention(ctx.hw, ctx.workload.engine)
+
+
+def _flash_params(ctx: Context) -> dict:
+    if ctx.workload.engine == "llama.cpp":
+        return {"kernel": f"llama.cpp --flash-attn on {ctx.hw.features.backend}"}
+    if shares := _ours(ctx):
+        return {"implementation": "triton", "measured": f"{shares.prefill_attention:.0%} of bf16 peak in prefill, "
+                                                         f"{shares.decode_attention:.0%} of HBM in decode: {shares.source}"}
+    return {"version": 3 if ctx.hw.features.flash_attention >= 3 else 2}
+
+
 register(
     Technique(
         id="flash-attention", engines=("vllm", "sglang", "tgi", "trtllm", "transformers", "llama.cpp"),
         name="FlashAttention kernels", family="attention", group="attention-kernel",
         summary="Tiled, fused attention: no score matrix in memory and most of the tensor cores' peak "
                 "(FlashAttention-2 reaches 50-73% of A100 peak, FlashAttention-3 75% of H100).",
-        transform=lambda s, c: s.with_(attention="flash"), check=_attends,
+        transform=lambda s, c: s.with_(attention="triton" if _ours(c) else "flash"), check=_attends,
         always_on=True,  # serving engines bundle their kernels; transformers needs flash-attn for FlashAttention-2
-        params=lambda c: {"kernel": f"llama.cpp --flash-attn on {c.hw.features.backend}"}
-        if c.workload.engine == "llama.cpp" else {"version": 3 if c.hw.features.flash_attention >= 3 else 2},
+        params=_flash_params,
         apply=Applied("attention:swap_attention",
                       options=(("implementation", Option(str, "attention kernel", choices=(
             "auto", "sdpa", "eager", "flex", "flex_attention", "flash", "flash_attention_2", "custom", "optiplan",

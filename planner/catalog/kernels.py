@@ -1,0 +1,120 @@
+"""What optiplan's Triton kernels measured on a GPU: the JSON `benchmarks/gpu/bench_kernels.py` writes, kept in
+`profiles/kernels/<hardware id>.json`, read into the shares of the device's peaks that the planner predicts them with.
+
+With no measurement of a GPU the planner keeps its documented defaults there and never plans our kernels: their
+effect is measured, not assumed. Each share comes from our kernel's rows of the run (the best share at the longest
+context for decode attention, at the longest sequence for prefill, at M = 1 on the largest weight for the GEMMs),
+and the same run's alternative (flash-attn, torchao int4) decides whether ours is the one to plan.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from ... import profiles
+from ..schema import HardwareSpec
+from .hardware import resolve_hardware
+
+KERNELS_DIR = Path(profiles.__file__).resolve().parent / "kernels"
+
+
+@dataclass(frozen=True)
+class KernelShares:
+    """Shares of the device's datasheet peaks that kernels reached in one benchmark run."""
+
+    hardware: str
+    source: str  # the file, the device as CUDA names it, the library versions
+    prefill_attention: float | None = None  # our flash attention forward, share of the bf16 peak
+    decode_attention: float | None = None  # our split-K flash decoding, share of HBM bandwidth (KV bytes read)
+    gemm: dict[str, float] = field(default_factory=dict)  # "int4" / "int8": our weight-only GEMM at M = 1, HBM share
+    alternatives: dict[str, float] = field(default_factory=dict)  # the same figures of flash-attn, torchao, cuBLAS
+
+    def attention_wins(self) -> bool:
+        """Our attention measured at least as fast as flash-attn in the same run (ours alone where it was absent)."""
+        theirs = self.alternatives.get("prefill_attention")
+        return self.prefill_attention is not None and (theirs is None or self.prefill_attention >= theirs)
+
+    def gemm_share(self, bits: str, default: float) -> float | None:
+        """Our GEMM's HBM share for `bits` weights where it beats the alternative measured in the same run (torchao's
+        int4), or else the documented default of the format; None where it does not."""
+        ours = self.gemm.get(bits)
+        theirs = self.alternatives.get(f"gemm_{bits}", default)
+        return ours if ours is not None and ours > theirs else None
+
+
+def _best(rows: list[dict], impl: str, section: str, key: str, size_key: str) -> float | None:
+    """`key` of `impl`'s rows in `section` at the largest `size_key` measured, the best of them."""
+    mine = [r for r in rows if r["impl"] == impl and r["section"] == section and r.get(key) is not None]
+    if not mine:
+        return None
+    largest = max(r[size_key] for r in mine)
+    return max(r[key] for r in mine if r[size_key] == largest)
+
+
+def _gemm_m1(rows: list[dict], impl: str) -> float | None:
+    """GB/s of `impl` at M = 1 on the largest weight measured."""
+    mine = [r for r in rows if r["impl"] == impl and r["section"] == "gemm" and r["m"] == 1]
+    if not mine:
+        return None
+    largest = max(r["n"] * r["k"] for r in mine)
+    return max(r["gbps"] for r in mine if r["n"] * r["k"] == largest)
+
+
+def shares_from_result(result: dict[str, Any], hw: HardwareSpec, where: str) -> KernelShares:
+    """The shares in one bench_kernels.py result (its `rows`: section, impl, size, ms, GB/s, TFLOP/s) of the catalog
+    device's datasheet peaks (the benchmark's own shares are of the H200's, whatever GPU it ran on)."""
+    rows = result["rows"]
+    gbps, tflops = hw.memory_bandwidth_bytes_per_s / 1e9, hw.peak_tflops["bf16"]
+    versions = ", ".join(f"{k} {v}" for k, v in (result.get("versions") or {}).items() if v)
+
+    def bandwidth(x: float | None) -> float | None:
+        return None if x is None else x / gbps
+
+    def compute(x: float | None) -> float | None:
+        return None if x is None else x / tflops
+    decode = [x for x in (_best(rows, "optiplan", s, "gbps", "context") for s in ("decode", "paged")) if x is not None]
+    alternatives = {"prefill_attention": compute(_best(rows, "flash-attn", "prefill", "tflops", "seq")),
+                    "gemm_int4": bandwidth(_gemm_m1(rows, "torchao-int4")),
+                    "gemm_bf16": bandwidth(_gemm_m1(rows, "cublas-bf16"))}
+    return KernelShares(
+        hardware=hw.id, source=f"{where} (benchmarks/gpu/bench_kernels.py on {result.get('device', '?')}; {versions})",
+        prefill_attention=compute(_best(rows, "optiplan", "prefill", "tflops", "seq")),
+        decode_attention=bandwidth(max(decode, default=None)),
+        gemm={bits: share for bits in ("int4", "int8")
+              if (share := bandwidth(_gemm_m1(rows, f"optiplan-{bits}"))) is not None},
+        alternatives={k: v for k, v in alternatives.items() if v is not None})
+
+
+def plannable_shares(hw: HardwareSpec, engine: str) -> KernelShares | None:
+    """Our kernels' measured shares where the planner may plan them: the transformers engine (the one `optiplan
+    apply` swaps them into) on a CUDA GPU they were measured on; None elsewhere."""
+    if engine != "transformers" or hw.features.backend != "cuda":
+        return None
+    return kernel_shares(hw.id)
+
+
+def triton_gemm(hw: HardwareSpec, engine: str, bits: str) -> KernelShares | None:
+    """The shares where our `bits` weight-only GEMM measured faster here than the alternative: torchao's int4 in the
+    same run, else the format's documented default bandwidth share (profiles/efficiency.yaml)."""
+    shares = plannable_shares(hw, engine)
+    default = profiles.efficiency_table()["device_kinds"]["gpu"]["bandwidth_efficiency"][bits]
+    return shares if shares is not None and shares.gemm_share(bits, default) is not None else None
+
+
+def triton_attention(hw: HardwareSpec, engine: str) -> KernelShares | None:
+    """The shares where our attention measured at least as fast as flash-attn in the same run."""
+    shares = plannable_shares(hw, engine)
+    return shares if shares is not None and shares.attention_wins() and shares.decode_attention is not None else None
+
+
+@lru_cache(maxsize=None)
+def kernel_shares(hardware: str) -> KernelShares | None:
+    """The measured shares of our kernels on a catalog GPU, or None where they were never measured there."""
+    path = KERNELS_DIR / f"{hardware}.json"
+    if not path.is_file():
+        return None
+    return shares_from_result(json.loads(path.read_text()), resolve_hardware(hardware), f"profiles/kernels/{path.name}")
