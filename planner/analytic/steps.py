@@ -202,7 +202,8 @@ def all_to_all_s(s: Setup, message_bytes: float) -> float:
 
 def _comm_s(s: Setup, tokens: int) -> float:
     message = tokens * s.spec.hidden_size * s.act_bytes
-    per_layer = 2 * allreduce_s(s, message)  # after attention and after the MLP
+    # after attention and after the MLP, each tensor-parallel group over its own sequences
+    per_layer = 2 * allreduce_s(s, message / s.attention_dp)
     hops = 0.0
     if s.pp > 1 and s.hw.interconnect is not None:
         link = s.hw.interconnect

@@ -125,6 +125,12 @@ def dtype16(hw: HardwareSpec) -> str:
     return {"bf16": "bfloat16", "fp16": "float16"}[default_16bit(hw)]
 
 
+# The step model prices expert-parallel dispatch as top-k all-to-all (DeepEP, pplx); the engines' default exchanges
+# more (all-gather of every token), so configs with data-parallel attention say which backend the figures assume
+DISPATCH_NOTE = ("expert dispatch: the prediction assumes a top-k all-to-all kernel ({how}); the engine's default "
+                 "all-gathers every token to every rank, more bytes per step at large expert-parallel sizes")
+
+
 # Why an engine has no option for a step, where there is more to say than that it has none.
 NO_OPTION = {
     ("vLLM", "spec-draft"): "its default (V1) engine rejects a separate draft model in 0.10; n-gram, EAGLE and MTP work",

@@ -39,12 +39,10 @@ def _gpus(index: int, size: int) -> str:
     return ",".join(str(g) for g in range(index * size, (index + 1) * size))
 
 
-def _instance(cfg: EngineConfig, options: dict[str, Any], extra: dict[str, Any] | None = None,
-              prefill: bool = False) -> EngineConfig:
-    """One instance's config: the plan's options with its own; a prefill instance drops speculative decoding (it
-    produces one token per request)."""
-    base = {k: v for k, v in cfg.options.items() if not (prefill and k.startswith("speculative-"))}
-    one = replace(cfg, options={**base, **options}, extra=extra if extra is not None else dict(cfg.extra))
+def _instance(cfg: EngineConfig, options: dict[str, Any], extra: dict[str, Any] | None = None) -> EngineConfig:
+    """One instance's config: the plan's options with its own. Speculative decoding stays on the prefill instances
+    too: with EAGLE and MTP the prefill server computes the draft's first state the decode server continues from."""
+    one = replace(cfg, options={**cfg.options, **options}, extra=extra if extra is not None else dict(cfg.extra))
     check_options(one)
     return one
 
@@ -59,8 +57,7 @@ def pd_launch(cfg: EngineConfig, prefill: int, decode: int, size: int) -> tuple[
         for i in range(prefill):
             port = first_prefill + i
             one = _instance(cfg, {"port": port, "disaggregation-mode": "prefill",
-                                  "disaggregation-transfer-backend": "nixl", "disaggregation-bootstrap-port": BOOTSTRAP + i},
-                            prefill=True)
+                                  "disaggregation-transfer-backend": "nixl", "disaggregation-bootstrap-port": BOOTSTRAP + i})
             roles.append(Role(f"prefill-{i}", one.argv(), _gpus(i, size)))
             router += ["--prefill", f"http://127.0.0.1:{port}", str(BOOTSTRAP + i)]
         for j in range(decode):
@@ -70,8 +67,7 @@ def pd_launch(cfg: EngineConfig, prefill: int, decode: int, size: int) -> tuple[
             router += ["--decode", f"http://127.0.0.1:{port}"]
         roles.append(Role("router", [*router, "--host", "0.0.0.0", "--port", str(PORT)]))
         return roles, files
-    context_extra = {**{k: v for k, v in cfg.extra.items() if k != "speculative_config"},
-                     "disable_overlap_scheduler": True, "cache_transceiver_config": TRTLLM_TRANSCEIVER}
+    context_extra = {**cfg.extra, "disable_overlap_scheduler": True, "cache_transceiver_config": TRTLLM_TRANSCEIVER}
     generation_extra = {**cfg.extra, "cache_transceiver_config": TRTLLM_TRANSCEIVER}
     urls: dict[str, list[str]] = {"context": [], "generation": []}
     for kind, count, first, offset, extra in (("prefill", prefill, first_prefill, 0, context_extra),

@@ -8,6 +8,7 @@ from ..schema import HardwareSpec
 from ..schema.advice import Advice
 from .checkpoints import eagle_head
 from .config import (
+    DISPATCH_NOTE,
     PORT,
     EngineConfig,
     dtype16,
@@ -56,6 +57,7 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
             how = f"--tensor-parallel-size {p.expert_parallel} --expert-parallel-size {p.expert_parallel}"
             if p.attention_data_parallel > 1:
                 o.update({"enable-dp-attention": True, "data-parallel-size": p.attention_data_parallel})
+                cfg.notes.append(DISPATCH_NOTE.format(how="--moe-a2a-backend deepep, where the image has DeepEP"))
                 how += f" --enable-dp-attention --data-parallel-size {p.attention_data_parallel}"
             cfg.applied.append((t_id, how))
         elif t_id == "pd-disaggregation":

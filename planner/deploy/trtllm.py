@@ -9,7 +9,7 @@ from ..catalog.models import catalog_entry
 from ..schema import HardwareSpec
 from ..schema.advice import Advice
 from .checkpoints import eagle_head
-from .config import PORT, EngineConfig, max_seqs, model_reference, no_option, plan_steps
+from .config import PORT, DeployError, EngineConfig, max_seqs, model_reference, no_option, plan_steps
 
 
 def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
@@ -36,10 +36,10 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
             if p.tensor_parallel == 1:
                 extra["enable_attention_dp"] = True
             elif p.attention_data_parallel > 1:
-                cfg.notes.append(f"TensorRT-LLM runs attention either data parallel over all {p.expert_parallel} "
-                                 f"ranks or tensor parallel over all of them, not {p.attention_data_parallel} groups "
-                                 f"of {p.tensor_parallel}: this config runs it tensor parallel over "
-                                 f"{p.expert_parallel}, with all-reduces across nodes the plan did not predict")
+                raise DeployError(f"TensorRT-LLM runs attention either data parallel over all {p.expert_parallel} "
+                                  f"ranks or tensor parallel over all of them, not {p.attention_data_parallel} groups "
+                                  f"of {p.tensor_parallel} as the plan does: render vLLM or SGLang for it, or plan "
+                                  "with --engine trtllm")
             cfg.applied.append((t_id, f"--tp_size {p.expert_parallel} --ep_size {p.expert_parallel}"
                                 + (", enable_attention_dp" if p.tensor_parallel == 1 else "")))
         elif t_id == "pd-disaggregation":

@@ -10,6 +10,7 @@ from ..schema import HardwareSpec
 from ..schema.advice import Advice
 from .checkpoints import eagle_head
 from .config import (
+    DISPATCH_NOTE,
     PORT,
     EngineConfig,
     dtype16,
@@ -66,6 +67,8 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
             o.update({"tensor-parallel-size": p.tensor_parallel, "enable-expert-parallel": True})
             if p.attention_data_parallel > 1:
                 o["data-parallel-size"] = p.attention_data_parallel
+                cfg.notes.append(DISPATCH_NOTE.format(how="VLLM_ALL2ALL_BACKEND=deepep_low_latency or pplx, where "
+                                                          "the image has DeepEP or pplx-kernels"))
             cfg.applied.append((t_id, f"--enable-expert-parallel with --tensor-parallel-size {p.tensor_parallel}"
                                 + (f" --data-parallel-size {p.attention_data_parallel}"
                                    if p.attention_data_parallel > 1 else "")))

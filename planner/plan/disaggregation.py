@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..analytic.memory import max_batch
+from ..analytic.requests import request_figures
 from ..analytic.setup import Setup
 from ..analytic.steps import ALLREDUCE_EFFICIENCY, decode_step, kv_bytes_per_device, prefill_step
 from ..schema.workload import Workload
@@ -40,36 +41,63 @@ def kv_transfer_s(s: Setup, prompt: int) -> float:
         link.latency_us * 1e-6
 
 
-def rates(s: Setup, workload: Workload, prefill_instances: int, decode_instances: int, cached: int,
+def _cached(tokens: int, prefix_fraction: float) -> int:
+    return min(int(tokens * prefix_fraction), tokens - 1)
+
+
+def rates(s: Setup, workload: Workload, prefill_instances: int, decode_instances: int, prefix_fraction: float,
           decode_step_s: Callable[[int], float] | None = None, room: int | None = None) -> Rates:
     """Figures of `prefill_instances` + `decode_instances` instances, each the setup `s`, serving the workload's
-    concurrency. `decode_step_s(batch)`: the decode step with the plan's speculation (default: a plain step);
-    `room`: the sequences a decode instance holds (default: as its memory allows)."""
+    concurrency in a closed loop (a finished request's slot takes the next one). `prefix_fraction`: the share of each
+    prompt found in the prefix cache; `decode_step_s(batch)`: the decode step with the plan's speculation (default: a
+    plain step); `room`: the sequences a decode instance holds (default: as its memory allows).
+
+    A request's cycle is its prefill (mean prompt, alone, and the cache's transfer) and its decode steps; the prefill
+    instances serve at most their capacity, and where that binds the requests queue for them: the cycle stretches to
+    the requests in flight over the rate, and the wait is in the time to first token (of a p95 prompt)."""
     i, o, p95 = workload.prompt_tokens_mean, workload.output_tokens_mean, workload.prompt_tokens_p95
     room = max(room if room is not None else max_batch(s, workload.context_needed, p95), 1)
-    batch = max(min(math.ceil(workload.concurrency / decode_instances), room), 1)
+    in_flight = max(min(workload.concurrency, decode_instances * room), 1)
+    batch = math.ceil(in_flight / decode_instances)  # on the busiest decode instance
     step = decode_step_s(batch) if decode_step_s else decode_step(s, batch, workload.mean_context).time_s
-    ttft = prefill_step(s, 1, p95, min(cached, p95 - 1)).time_s + kv_transfer_s(s, p95)
-    prefill_mean = prefill_step(s, 1, i, min(cached, i - 1)).time_s  # prompts back to back on a prefill instance
-    decode_rate = decode_instances * batch / (ttft + (o - 1) * step)  # the sequences in flight, closed loop
-    return Rates(ttft_s=ttft, tpot_s=step, requests_per_s=min(decode_rate, prefill_instances / prefill_mean),
-                 batch=batch)
+    prefill_mean = prefill_step(s, 1, i, _cached(i, prefix_fraction)).time_s  # back to back on a prefill instance
+    first_mean = prefill_mean + kv_transfer_s(s, i)
+    rate = min(in_flight / (first_mean + (o - 1) * step), prefill_instances / prefill_mean)
+    wait = max(0.0, in_flight / rate - (o - 1) * step - first_mean)
+    ttft = prefill_step(s, 1, p95, _cached(p95, prefix_fraction)).time_s + kv_transfer_s(s, p95) + wait
+    return Rates(ttft_s=ttft, tpot_s=step, requests_per_s=rate, batch=batch)
 
 
-def _key(s: Setup, workload: Workload, prefill: int, instances: int) -> tuple[bool, float]:
-    """(meets the workload's SLOs, requests per second) of a split."""
-    r = rates(s, workload, prefill, instances - prefill, 0)
+def _meets(workload: Workload, ttft_s: float, tpot_s: float) -> bool:
     slo = workload.slo
-    meets = (not slo.ttft_p95_ms or r.ttft_s * 1e3 <= slo.ttft_p95_ms) and \
-        (not slo.tpot_p95_ms or r.tpot_s * 1e3 <= slo.tpot_p95_ms)
-    return meets, round(r.requests_per_s, 9)
+    return (not slo.ttft_p95_ms or ttft_s * 1e3 <= slo.ttft_p95_ms) and \
+        (not slo.tpot_p95_ms or tpot_s * 1e3 <= slo.tpot_p95_ms)
+
+
+def colocated_goodput(s: Setup, workload: Workload, instances: int) -> float:
+    """Requests per second within the SLOs (0 where they are missed) of `instances` instances of `s` that each prefill
+    and decode their share of the requests, the prompts' chunks riding in the decode steps (`analytic.requests`)."""
+    i, o, p95 = workload.prompt_tokens_mean, workload.output_tokens_mean, workload.prompt_tokens_p95
+    room = max(max_batch(s, workload.context_needed, p95), 1)
+    batch = max(min(math.ceil(workload.concurrency / instances), room), 1)
+    f = request_figures(s, i, o, batch, True, _cached(i, workload.shared_prefix_fraction))
+    ttft = request_figures(s, p95, o, batch, True, _cached(p95, workload.shared_prefix_fraction))["ttft_s"]
+    return instances * batch / f["cycle_s"] if _meets(workload, ttft, f["itl_s"]) else 0.0
 
 
 def best_layout(setups: dict[int, Setup], workload: Workload, devices: int) -> tuple[int, int] | None:
-    """(devices per instance, prefill instances) among `setups` (devices per instance -> its setup) that serve the
-    most requests per second within the workload's SLOs (where no split meets them, the most requests per second);
-    on a tie, fewer prefill instances, then smaller instances. None when no size gives two instances."""
-    options = [(size, p) for size in setups for p in range(1, devices // size)]
-    if not options:
-        return None
-    return max(options, key=lambda o: (*_key(setups[o[0]], workload, o[1], devices // o[0]), -o[1], -o[0]))
+    """(devices per instance, prefill instances) among `setups` (devices per instance -> its setup) that serves the
+    most requests per second within the workload's SLOs, where that is more than the same instances serve with
+    prefill and decode together (DistServe's criterion, goodput); None where no split does (or none has two
+    instances). On a tie, fewer prefill instances, then smaller instances."""
+    best, best_key = None, None
+    for size, s in setups.items():
+        instances = devices // size
+        together = colocated_goodput(s, workload, instances)
+        for prefill in range(1, instances):
+            r = rates(s, workload, prefill, instances - prefill, workload.shared_prefix_fraction)
+            goodput = r.requests_per_s if _meets(workload, r.ttft_s, r.tpot_s) else 0.0
+            key = (round(goodput, 9), -prefill, -size)
+            if goodput > together and (best_key is None or key > best_key):
+                best, best_key = (size, prefill), key
+    return best

@@ -93,7 +93,7 @@ def serving_figures(state: PlanState, s: Setup, workload: Workload, batch: int) 
 
     Continuous batching with chunked prefill is the request model's (`analytic.requests`): the waiting prompts'
     chunks ride in the decode steps, and show where a step's compute outgrows the bytes it moves, which the
-    inter-token latency counts (the plan's own decode step, speculation included, scaled by what the chunks add to a
+    inter-token latency counts (the plan's own decode step, speculation included, plus what the chunks add to a
     plain one). Without chunked prefill a whole prompt runs as a step of its own and every running sequence waits
     for it. A static batch prefills together, decodes, and waits for its longest output (slots idle for p95 - mean
     of the outputs)."""
@@ -104,7 +104,7 @@ def serving_figures(state: PlanState, s: Setup, workload: Workload, batch: int) 
     tpot = _tpot_s(state, s, batch, workload.mean_context)
     if state.continuous_batching and state.chunked_prefill:
         f = request_figures(s, i, o, batch, True, cached(i))
-        itl = tpot * f["itl_s"] / f["decode_s"] if f["decode_s"] else tpot
+        itl = tpot + max(0.0, f["itl_s"] - f["decode_s"])  # what the chunks (and a binding step budget) add
         ttft = request_figures(s, p95, o, batch, True, cached(p95))["ttft_s"]
         return itl, ttft, batch * o / (f["ttft_s"] + (o - 1) * itl)
     prefill = prefill_step(s, 1, i, cached(i)).time_s
@@ -173,7 +173,8 @@ def evaluate(state: PlanState, workload: Workload, full: bool = True,
     serving = replicas  # instances serving sequences (not the prefill instances of a disaggregated plan)
     if state.prefill_instances:
         serving = replicas - state.prefill_instances
-        r = disaggregated_rates(s, workload, state.prefill_instances, serving, cached,
+        r = disaggregated_rates(s, workload, state.prefill_instances, serving,
+                                workload.shared_prefix_fraction if state.prefix_caching else 0.0,
                                 lambda b: _tpot_s(state, s, b, context), room=max_conc)
         batch, tpot, ttft_s, throughput = r.batch, r.tpot_s, r.ttft_s, r.requests_per_s * workload.output_tokens_mean
     else:

@@ -141,6 +141,7 @@ class Technique:
     effect_source: str = ""  # where its speed rule comes from, beyond the analytic model (e.g. an acceptance rate)
     always_on: bool = False  # lossless and never slower: added whenever it is valid
     check: Callable[[Context], str | None] | None = None  # a reason it cannot apply here, or None
+    unchanged: str | None = None  # why its transform may change nothing (shown when it did), beyond the usual cases
     params: Callable[[Context], dict[str, Any]] | None = None
     apply: Applied | None = None  # None: a serving engine applies it (`optiplan configs`), not `optiplan apply`
     combines: dict[str, Combines] = field(default_factory=dict)  # engine -> how it shares that engine's runtime

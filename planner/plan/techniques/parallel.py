@@ -84,6 +84,9 @@ def _ep_check(ctx: Context) -> str | None:
 
 def _ep_tp_check(ctx: Context) -> str | None:
     tp = _tp_size(ctx)
+    if ctx.workload.engine == "trtllm" and ctx.devices > tp:
+        return ("TensorRT-LLM runs attention data parallel over all ranks (enable_attention_dp) or tensor parallel "
+                "over all of them, not tensor parallel inside each node and data parallel across nodes")
     if ctx.spec.num_heads % tp:
         return f"{ctx.spec.num_heads} attention heads do not split over {tp} devices"
     if ctx.devices % tp:
@@ -147,7 +150,9 @@ register(
         summary="Several copies of the model, each tensor-parallel over the fewest devices that hold it with room "
                 "for its cache, serving their share of the requests: throughput scales with the copies and no "
                 "step crosses a node (405B on 16 H100: two TP8 copies instead of TP8 x PP2).",
-        transform=_dp, hardware=("multi-device",), check=_dp_check),  # sizes: the prediction's data/tensor parallel
+        transform=_dp, hardware=("multi-device",), check=_dp_check,
+        # sizes: the prediction's data/tensor parallel
+        unchanged="only all the devices together hold the model with room for its cache"),
     Technique(
         id="expert-parallel", engines=("vllm", "sglang", "trtllm"),
         name="Expert parallel", family="parallelism", group=GROUP,
@@ -178,5 +183,9 @@ register(
                 "places instances: the most requests per second within the SLOs.",
         effect_source="DistServe (arXiv 2401.09670): 4.48x more requests within SLOs than vLLM; vLLM's "
                       "docs/features/disagg_prefill.md: 'Disaggregated prefill DOES NOT improve throughput'",
-        transform=_pd, hardware=("multi-device", "interconnect"), check=_pd_check),
+        transform=_pd, hardware=("multi-device", "interconnect"), check=_pd_check,
+        unchanged="no split of the devices into prefill and decode instances serves more requests per second within "
+                  "the workload's SLOs than the same instances prefilling and decoding together (DistServe's "
+                  "criterion: prompts short enough, or SLOs loose enough, that the chunks in the decode steps cost "
+                  "less than the devices taken from decoding)"),
 )

@@ -10,6 +10,7 @@ import subprocess
 import pytest
 import yaml
 from optiplan.planner.deploy.render import render
+from optiplan.planner.errors import DeployError
 from optiplan.planner.plan.advise import advise
 from optiplan.planner.schema import AdviseRequest
 
@@ -58,7 +59,12 @@ def test_sglang_ranks_and_trtllm_mpi(ep_across_nodes):
     script = render(ep_across_nodes, "sglang")["sglang/serve.sh"]
     _syntax_ok(script)
     assert '--nnodes 2 --node-rank "$rank" --dist-init-addr "$head:5000"' in script
-    trt = render(ep_across_nodes, "trtllm")["trtllm/serve.sh"]
+    with pytest.raises(DeployError, match="TensorRT-LLM runs attention either data parallel"):
+        render(ep_across_nodes, "trtllm")  # TP8 x DP2 attention: not a layout TensorRT-LLM has
+    for_trtllm = advise(AdviseRequest(model="deepseek-v3", hardware="h100-sxm", num_devices=16, workload="chat",
+                                      engine="trtllm"))
+    assert for_trtllm.plan.predicted.attention_data_parallel == 16  # its data-parallel attention over all ranks
+    trt = render(for_trtllm, "trtllm")["trtllm/serve.sh"]
     _syntax_ok(trt)
     assert "srun -N 2 --ntasks-per-node 8 --mpi=pmix trtllm-llmapi-launch" in trt
 
@@ -88,11 +94,11 @@ def test_leaderworkerset_leader_and_workers_agree(ep_across_nodes, engine):
     assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
 
 
-def test_trtllm_is_not_put_in_a_leaderworkerset(ep_across_nodes):
-    from optiplan.planner.errors import DeployError
-
+def test_trtllm_is_not_put_in_a_leaderworkerset():
+    for_trtllm = advise(AdviseRequest(model="deepseek-v3", hardware="h100-sxm", num_devices=16, workload="chat",
+                                      engine="trtllm"))
     with pytest.raises(DeployError, match="MPI"):
-        render(ep_across_nodes, "kubernetes", serving_engine="trtllm")
+        render(for_trtllm, "kubernetes", serving_engine="trtllm")
 
 
 def test_single_node_deployment_has_a_weights_volume():

@@ -86,3 +86,14 @@ def test_a_block_fp8_checkpoint_whose_shared_expert_does_not_split_is_quantized_
     assert "Qwen/Qwen3-Next-80B-A3B-Instruct-FP8" not in files["vllm/serve.sh"]
     assert "--quantization fp8" in files["vllm/serve.sh"]
     assert "shared expert 512 / 8 = 64" in files["README.md"]
+
+
+def test_each_tensor_parallel_group_all_reduces_only_its_own_sequences():
+    # TP8 x DP2 attention over two nodes: each group of 8 reduces the hidden states of its half of the batch, as one
+    # TP8 group of a single node serving that half does; the rest of the step's traffic is the experts' dispatch
+    hybrid = _setup("deepseek-v3", "h100-sxm", 16, tp=8, ep=16, attention_dp=2)
+    one_node = _setup("deepseek-v3", "h100-sxm", 8, tp=8, ep=8)
+    spec = hybrid.spec
+    message = 64 * spec.hidden_size * hybrid.act_bytes
+    dispatch = 2 * all_to_all_s(hybrid, message / hybrid.shards * hybrid.counts.top_k) * hybrid.counts.num_moe_layers
+    assert decode_step(hybrid, 64, 1024).comm_s - dispatch == pytest.approx(decode_step(one_node, 32, 1024).comm_s)
