@@ -37,8 +37,6 @@ SCENARIOS: list[tuple[str, dict]] = [
     ("8B batch throughput on one H100", dict(model="llama-3.1-8b", hardware="h100-sxm", workload="batch-offline")),
     ("8B latency on one H100 (vLLM)", dict(model="llama-3.1-8b", hardware="h100-sxm", workload="chat",
                                           goal="latency", engine="vllm")),
-    ("8B agent on one H100 (SGLang)", dict(model="llama-3.1-8b", hardware="h100-sxm", workload="agent",
-                                          engine="sglang")),
     ("Qwen3-8B chat on one A100 (TGI)", dict(model="qwen3-8b", hardware="a100-80gb-sxm", workload="chat",
                                              engine="tgi")),
     ("Gemma-3-27B RAG on one A100 (context)", dict(model="gemma-3-27b", hardware="a100-80gb-sxm",
@@ -54,6 +52,9 @@ SCENARIOS: list[tuple[str, dict]] = [
                                       workload="batch-offline")),
     ("70B long-context RAG on 8 H100 (SGLang)", dict(model="llama-3.1-70b", hardware="h100-sxm", num_devices=8,
                                                      workload="rag-long-context", engine="sglang")),
+    ("70B, 12k-token prompts under a 25 ms TPOT SLO, 8 H100 (SGLang)",
+     dict(model="llama-3.1-70b", hardware="h100-sxm", num_devices=8, engine="sglang",
+          workload=str(Path(__file__).resolve().parents[1] / "examples" / "workloads" / "long-prompts-tight-tpot.yaml"))),
     ("70B on 8 MI300X", dict(model="llama-3.1-70b", hardware="mi300x", num_devices=8, workload="chat")),
     ("405B chat on 8 H200", dict(model="llama-3.1-405b", hardware="h200-sxm", num_devices=8, workload="chat")),
     ("405B throughput on 16 H100", dict(model="llama-3.1-405b", hardware="h100-sxm", num_devices=16,
@@ -115,7 +116,8 @@ def main() -> None:
             print(f"   no plan: {r['error']}")
             continue
         lay = r["layout"]
-        layout = " ".join(f"{k}{v}" for k, v in lay.items() if v not in (1, 0) or k == "tp")
+        layout = " ".join(f"{k}{v}" for k, v in lay.items()
+                          if k == "tp" or (v > 0 if k == "prefill_instances" else v != 1))
         print(f"   {r['hardware']} with {r['engine']}: {' > '.join(r['steps']) or '(baseline)'}")
         if r["training_step_s"]:
             print(f"   step {r['training_step_s']:.2f} s, {r['memory_gb']:.1f} GB per device")
