@@ -200,9 +200,21 @@ def _nearest(spec: ModelSpec, hw: HardwareSpec, devices: int, workload: Workload
         for smaller in sorted(_relatives(spec), key=lambda r: -param_counts(r).total):
             if param_counts(smaller).total < param_counts(spec).total and _feasible(smaller, hw, devices, workload):
                 return f"{smaller.name}, a smaller model of its family, on the same {devices} x {hw.id}"
-    for option, other, count in rank_hardware(spec, workload, engine_asked=True)[:1]:
-        return f"{count} x {other.id} (--hardware {other.id} --gpus {count})"
+    options = rank_hardware(spec, workload, engine_asked=True)
+    if hw.kind in ("apple", "cpu") or hw.id == "local":
+        # one user at a desk: the machine that costs least by the hour, not the cheapest token at a datacenter's load
+        options.sort(key=lambda o: _hourly(o[1], o[2]))
+    for option, other, count in options[:1]:
+        price = _hourly(other, count)
+        return f"{count} x {other.id} (--hardware {other.id} --gpus {count})" + (
+            f", about ${price:.2f} an hour" if price < float("inf") and hw.kind in ("apple", "cpu") else "")
     return "none in the catalog; relax the SLOs or the workload"
+
+
+def _hourly(hw: HardwareSpec, count: int) -> float:
+    """The catalog's price of `count` devices per hour (infinite where it has none)."""
+    price = hw.price.usd_per_hour if hw.price else None
+    return price * count if price else float("inf")
 
 
 def _rejections(best: Candidate, ranked: list[Candidate], result: SearchResult, ctx: Context) -> list[Rejection]:

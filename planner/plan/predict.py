@@ -81,8 +81,7 @@ def _draft_bytes(state: PlanState, reserved: float) -> tuple[float, float] | Non
     spec = state.speculation
     if spec is None or spec.method != "draft" or spec.draft is None:
         return None
-    d = to_setup(state.with_(spec=spec.draft, speculation=None, ep=1, attention_dp=1,
-                                  offload_fraction=0.0))
+    d = to_setup(state.with_(spec=spec.draft, speculation=None, ep=1, attention_dp=1, offload_fraction=0.0))
     weights, kv, _ = per_device_bytes(d, 1, int(reserved), 1)
     return weights, kv
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import pytest
 from optiplan.planner.catalog.engines import engine_backends, engine_for_backend, engine_table
+from optiplan.planner.catalog.models import resolve_model
+from optiplan.planner.catalog.workloads import load_workload, with_overrides
 from optiplan.planner.errors import ImpossibleError, RequestError
-from optiplan.planner.plan.advise import advise
+from optiplan.planner.plan.advise import advise, rank_hardware
 from optiplan.planner.schema import AdviseRequest
 
 
@@ -41,6 +43,19 @@ def test_at_the_limit_of_a_laptop_the_same_machine_comes_first():
         _advise(model="llama-3.1-70b", hardware="m3-max")
     nearest = err.value.document.nearest_feasible
     assert "on the same 1 x m3-max" in nearest or "--concurrency" in nearest, nearest
+
+
+def test_past_the_laptop_the_cheapest_machine_by_the_hour_is_named():
+    # a 3B code-completion assistant the M3 Max cannot serve within 500 ms to first token: nothing smaller of its
+    # family does either, so a machine is named: the one that costs least an hour, not the cheapest token at scale
+    with pytest.raises(ImpossibleError) as caught:
+        _advise(model="llama-3.2-3b", hardware="m3-max", workload="code-completion")
+    nearest = str(caught.value).split("nearest feasible: ")[1]
+    options = rank_hardware(resolve_model("llama-3.2-3b"),
+                            with_overrides(load_workload("code-completion"), engine="llama.cpp"), engine_asked=True)
+    cheapest = min((o for o in options if o[1].price and o[1].price.usd_per_hour),
+                   key=lambda o: o[1].price.usd_per_hour * o[2])
+    assert nearest.startswith(f"{cheapest[2]} x {cheapest[1].id}") and "an hour" in nearest
 
 
 def test_an_fp8_cache_is_stored_on_ampere_where_the_engine_dequantizes_it():
