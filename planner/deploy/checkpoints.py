@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..catalog.models import resolve_model
+from ..catalog.models import catalog_entry, resolve_model
 from ..catalog.workloads import serves_instruct
 from ..errors import DeployError
 from ..schema import ModelSpec
@@ -141,6 +141,14 @@ def eagle_head(advice: Advice, engine: str) -> str | None:
 def checkpoint_dtype(advice: Advice) -> str | None:
     """The weight format a catalog model is published in where it is not 16-bit (DeepSeek-V3: fp8), else None."""
     return advice_catalog_entry(advice).get("checkpoint_dtype")
+
+
+def draft_hub_id(advice: Advice, draft: str) -> str | None:
+    """The checkpoint of a speculative draft model (a catalog name): its instruct model where the served model is
+    the instruct one, so the draft proposes what a chat-tuned target accepts."""
+    entry = catalog_entry(draft)
+    instruct = (entry.get("instruct") or {}).get("hub_id")
+    return instruct if wants_instruct(advice) and instruct else entry.get("hub_id")
 
 
 def served_hub_id(advice: Advice, default: str) -> str:

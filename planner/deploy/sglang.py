@@ -3,10 +3,9 @@
 
 from __future__ import annotations
 
-from ..catalog.models import catalog_entry
 from ..schema import HardwareSpec
 from ..schema.advice import Advice
-from .checkpoints import eagle_head
+from .checkpoints import draft_hub_id, eagle_head
 from .config import (
     DISPATCH_NOTE,
     PORT,
@@ -76,7 +75,7 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
             cfg.applied.append((t_id, "SGLang's default on this GPU"))
         elif t_id == "spec-draft":
             o.update({"speculative-algorithm": "STANDALONE",
-                      "speculative-draft-model-path": catalog_entry(step.params["draft_model"]).get("hub_id"),
+                      "speculative-draft-model-path": draft_hub_id(advice, step.params["draft_model"]),
                       "speculative-num-steps": step.params["num_speculative_tokens"],
                       "speculative-eagle-topk": 1,
                       "speculative-num-draft-tokens": step.params["num_speculative_tokens"] + 1})

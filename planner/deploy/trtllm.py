@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..catalog.models import catalog_entry
 from ..schema import HardwareSpec
 from ..schema.advice import Advice
-from .checkpoints import eagle_head
+from .checkpoints import draft_hub_id, eagle_head
 from .config import PORT, DeployError, EngineConfig, max_seqs, model_reference, no_option, plan_steps
 
 
@@ -63,7 +62,7 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
         elif t_id == "spec-draft":
             extra["speculative_config"] = {"decoding_type": "Draft_Target",
                                            "max_draft_len": step.params["num_speculative_tokens"],
-                                           "speculative_model_dir": catalog_entry(step.params["draft_model"]).get("hub_id")}
+                                           "speculative_model_dir": draft_hub_id(advice, step.params["draft_model"])}
             cfg.applied.append((t_id, "speculative_config Draft_Target"))
         elif t_id == "spec-ngram":
             extra["speculative_config"] = {"decoding_type": "NGram", "max_draft_len": step.params["num_speculative_tokens"],

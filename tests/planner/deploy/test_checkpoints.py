@@ -5,7 +5,7 @@ and the command that produces it."""
 from __future__ import annotations
 
 from optiplan import profiles
-from optiplan.planner.deploy.checkpoints import FORMATS, serving_checkpoint
+from optiplan.planner.deploy.checkpoints import FORMATS, draft_hub_id, serving_checkpoint
 from optiplan.planner.deploy.render import render
 from optiplan.planner.plan.advise import advise
 from optiplan.planner.schema import AdviseRequest
@@ -92,3 +92,15 @@ def test_a_workload_file_says_whether_it_chats():
     custom = with_overrides(load_workload("batch-offline"), name="my-assistant", chat=True)
     assert serves_instruct(custom)
     assert "chat" not in load_workload("chat").model_dump()  # unset: the preset decides, and dumps stay as they were
+
+
+def test_a_chat_plans_draft_model_is_the_instruct_one():
+    # the draft proposes what the target accepts: a chat-tuned target wants a chat-tuned draft
+    a = advise(AdviseRequest(model="llama-3.1-70b", hardware="h100-sxm", num_devices=8, workload="chat",
+                             engine="sglang", goal="latency"))
+    draft = next(s.params["draft_model"] for s in a.plan.steps if s.technique == "spec-draft")
+    script = render(a, "sglang")["sglang/serve.sh"]
+    assert draft == "llama-3.2-1b" and "--speculative-draft-model-path meta-llama/Llama-3.2-1B-Instruct" in script
+    offline = advise(AdviseRequest(model="llama-3.1-70b", hardware="h100-sxm", num_devices=8,
+                                   workload="batch-offline", engine="sglang"))
+    assert draft_hub_id(offline, "llama-3.2-1b") == "meta-llama/Llama-3.2-1B"  # a base model drafts with a base one
