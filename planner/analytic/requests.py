@@ -30,6 +30,11 @@ from .setup import Setup
 from .steps import decode_step, prefill_step
 
 
+def cached_tokens(tokens: int, prefix_fraction: float) -> int:
+    """Prompt tokens found in the prefix cache: the shared share of the prompt, at least one token computed."""
+    return min(int(tokens * prefix_fraction), tokens - 1)
+
+
 def request_figures(s: Setup, input_tokens: int, output_tokens: int, concurrency: int, continuous: bool,
              cached_tokens: int = 0) -> dict[str, float]:
     c, i, o = concurrency, input_tokens, output_tokens

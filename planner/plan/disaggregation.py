@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..analytic.memory import max_batch
-from ..analytic.requests import request_figures
+from ..analytic.requests import cached_tokens, request_figures
 from ..analytic.setup import Setup
 from ..analytic.steps import ALLREDUCE_EFFICIENCY, decode_step, kv_bytes_per_device, prefill_step
 from ..schema.workload import Workload
@@ -41,10 +41,6 @@ def kv_transfer_s(s: Setup, prompt: int) -> float:
         link.latency_us * 1e-6
 
 
-def _cached(tokens: int, prefix_fraction: float) -> int:
-    return min(int(tokens * prefix_fraction), tokens - 1)
-
-
 def rates(s: Setup, workload: Workload, prefill_instances: int, decode_instances: int, prefix_fraction: float,
           decode_step_s: Callable[[int], float] | None = None, room: int | None = None) -> Rates:
     """Figures of `prefill_instances` + `decode_instances` instances, each the setup `s`, serving the workload's
@@ -60,11 +56,11 @@ def rates(s: Setup, workload: Workload, prefill_instances: int, decode_instances
     in_flight = max(min(workload.concurrency, decode_instances * room), 1)
     batch = math.ceil(in_flight / decode_instances)  # on the busiest decode instance
     step = decode_step_s(batch) if decode_step_s else decode_step(s, batch, workload.mean_context).time_s
-    prefill_mean = prefill_step(s, 1, i, _cached(i, prefix_fraction)).time_s  # back to back on a prefill instance
+    prefill_mean = prefill_step(s, 1, i, cached_tokens(i, prefix_fraction)).time_s  # back to back on a prefill instance
     first_mean = prefill_mean + kv_transfer_s(s, i)
     rate = min(in_flight / (first_mean + (o - 1) * step), prefill_instances / prefill_mean)
     wait = max(0.0, in_flight / rate - (o - 1) * step - first_mean)
-    ttft = prefill_step(s, 1, p95, _cached(p95, prefix_fraction)).time_s + kv_transfer_s(s, p95) + wait
+    ttft = prefill_step(s, 1, p95, cached_tokens(p95, prefix_fraction)).time_s + kv_transfer_s(s, p95) + wait
     return Rates(ttft_s=ttft, tpot_s=step, requests_per_s=rate, batch=batch)
 
 
@@ -80,8 +76,8 @@ def colocated_goodput(s: Setup, workload: Workload, instances: int) -> float:
     i, o, p95 = workload.prompt_tokens_mean, workload.output_tokens_mean, workload.prompt_tokens_p95
     room = max(max_batch(s, workload.context_needed, p95), 1)
     batch = max(min(math.ceil(workload.concurrency / instances), room), 1)
-    f = request_figures(s, i, o, batch, True, _cached(i, workload.shared_prefix_fraction))
-    ttft = request_figures(s, p95, o, batch, True, _cached(p95, workload.shared_prefix_fraction))["ttft_s"]
+    f = request_figures(s, i, o, batch, True, cached_tokens(i, workload.shared_prefix_fraction))
+    ttft = request_figures(s, p95, o, batch, True, cached_tokens(p95, workload.shared_prefix_fraction))["ttft_s"]
     return instances * batch / f["cycle_s"] if _meets(workload, ttft, f["itl_s"]) else 0.0
 
 

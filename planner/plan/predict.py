@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 
 from ..analytic.memory import fits, max_context, per_device_bytes
-from ..analytic.requests import request_figures
+from ..analytic.requests import cached_tokens, request_figures
 from ..analytic.setup import Setup
 from ..analytic.steps import decode_step, prefill_step
 from ..schema import HardwareSpec, ModelSpec
@@ -97,21 +97,19 @@ def serving_figures(state: PlanState, s: Setup, workload: Workload, batch: int) 
     for it. A static batch prefills together, decodes, and waits for its longest output (slots idle for p95 - mean
     of the outputs)."""
     i, o, p95 = workload.prompt_tokens_mean, workload.output_tokens_mean, workload.prompt_tokens_p95
-
-    def cached(n: int) -> int:
-        return min(int(n * workload.shared_prefix_fraction), n - 1) if state.prefix_caching else 0
+    share = workload.shared_prefix_fraction if state.prefix_caching else 0.0
     tpot = _tpot_s(state, s, batch, workload.mean_context)
     if state.continuous_batching and state.chunked_prefill:
-        f = request_figures(s, i, o, batch, True, cached(i))
+        f = request_figures(s, i, o, batch, True, cached_tokens(i, share))
         itl = tpot + max(0.0, f["itl_s"] - f["decode_s"])  # what the chunks (and a binding step budget) add
-        ttft = request_figures(s, p95, o, batch, True, cached(p95))["ttft_s"]
+        ttft = request_figures(s, p95, o, batch, True, cached_tokens(p95, share))["ttft_s"]
         return itl, ttft, batch * o / (f["ttft_s"] + (o - 1) * itl)
-    prefill = prefill_step(s, 1, i, cached(i)).time_s
-    ttft = prefill_step(s, 1, p95, cached(p95)).time_s
+    prefill = prefill_step(s, 1, i, cached_tokens(i, share)).time_s
+    ttft = prefill_step(s, 1, p95, cached_tokens(p95, share)).time_s
     if state.continuous_batching:
         itl = tpot + (batch - 1) * prefill / max(o - 1, 1)
         return itl, ttft, batch * o / (prefill + (o - 1) * itl)
-    cycle = prefill_step(s, batch, i, cached(i)).time_s + (o - 1) * tpot
+    cycle = prefill_step(s, batch, i, cached_tokens(i, share)).time_s + (o - 1) * tpot
     return tpot, ttft, batch * o / cycle * workload.output_tokens_mean / workload.output_tokens_p95
 
 
@@ -167,13 +165,13 @@ def evaluate(state: PlanState, workload: Workload, full: bool = True,
     replicas = max(state.replicas, 1)
     wanted = -(-workload.concurrency // replicas)
     batch = max(min(wanted, max_conc), 1)
-    cached = min(int(prompt * workload.shared_prefix_fraction), prompt - 1) if state.prefix_caching else 0
+    share = workload.shared_prefix_fraction if state.prefix_caching else 0.0
+    cached = cached_tokens(prompt, share)
     context = workload.mean_context
     serving = replicas  # instances serving sequences (not the prefill instances of a disaggregated plan)
     if state.prefill_instances:
         serving = replicas - state.prefill_instances
-        r = disaggregated_rates(s, workload, state.prefill_instances, serving,
-                                workload.shared_prefix_fraction if state.prefix_caching else 0.0,
+        r = disaggregated_rates(s, workload, state.prefill_instances, serving, share,
                                 lambda b: _tpot_s(state, s, b, context), room=max_conc)
         batch, tpot, ttft_s, throughput = r.batch, r.tpot_s, r.ttft_s, r.requests_per_s * workload.output_tokens_mean
     else:

@@ -87,11 +87,7 @@ def _ep_tp_check(ctx: Context) -> str | None:
     if ctx.workload.engine == "trtllm" and ctx.devices > tp:
         return ("TensorRT-LLM runs attention data parallel over all ranks (enable_attention_dp) or tensor parallel "
                 "over all of them, not tensor parallel inside each node and data parallel across nodes")
-    if ctx.spec.num_heads % tp:
-        return f"{ctx.spec.num_heads} attention heads do not split over {tp} devices"
-    if ctx.devices % tp:
-        return f"{ctx.devices} devices are not whole nodes of {tp}"
-    return _ep_check(ctx)
+    return _tp_check(ctx) or _ep_check(ctx)
 
 
 def _ep_tp(state: PlanState, ctx: Context) -> PlanState:
@@ -142,7 +138,8 @@ register(
         summary="Consecutive layers on consecutive devices, micro-batches flowing through: little communication. "
                 "Bandwidth-bound decode gains no throughput from it (each micro-batch re-reads its stage's "
                 "weights); it is what remains where attention heads do not split over the devices.",
-        transform=lambda s, c: s.with_(tp=1, pp=c.devices, ep=1, attention_dp=1), hardware=("multi-device",), check=_pp_check,
+        transform=lambda s, c: s.with_(tp=1, pp=c.devices, ep=1, attention_dp=1), hardware=("multi-device",),
+        check=_pp_check,
         params=lambda c: {"pipeline_parallel_size": c.devices}),
     Technique(
         id="data-parallel", engines=("vllm", "sglang"),
@@ -150,8 +147,7 @@ register(
         summary="Several copies of the model, each tensor-parallel over the fewest devices that hold it with room "
                 "for its cache, serving their share of the requests: throughput scales with the copies and no "
                 "step crosses a node (405B on 16 H100: two TP8 copies instead of TP8 x PP2).",
-        transform=_dp, hardware=("multi-device",), check=_dp_check,
-        # sizes: the prediction's data/tensor parallel
+        transform=_dp, hardware=("multi-device",), check=_dp_check,  # sizes: the prediction's data/tensor parallel
         unchanged="only all the devices together hold the model with room for its cache"),
     Technique(
         id="expert-parallel", engines=("vllm", "sglang", "trtllm"),

@@ -28,17 +28,11 @@ _GPTQ_SRC = "AWQ paper's GPTQ baseline, Llama-2-7B WikiText-2: fp16 5.47 -> GPTQ
 _RTN_SRC = "AWQ paper's RTN baseline, Llama-2-7B WikiText-2: fp16 5.47 -> int4 g128 round-to-nearest 5.73 (+4.8%)"
 
 
-def _weights(dtype: str, group: int | None = None, activations: str | None = None):
+def _weights(dtype: str, group: int | None = None, activations: str | None = None, own_gemm: bool = False):
+    """`own_gemm`: optiplan's Triton weight-only GEMM where it measured faster on this GPU (`catalog.kernels`)."""
     def transform(state: PlanState, ctx: Context) -> PlanState:
-        return state.with_(weight_dtype=dtype, group_size=group, activations=activations, weight_kernel=None)
-    return transform
-
-
-def _weight_only(dtype: str, group: int | None = None):
-    """int8/int4 weight-only: optiplan's Triton GEMM where it measured faster on this GPU (`catalog.kernels`)."""
-    def transform(state: PlanState, ctx: Context) -> PlanState:
-        ours = triton_gemm(ctx.hw, ctx.workload.engine, dtype)
-        return state.with_(weight_dtype=dtype, group_size=group, activations=None,
+        ours = own_gemm and triton_gemm(ctx.hw, ctx.workload.engine, dtype) is not None
+        return state.with_(weight_dtype=dtype, group_size=group, activations=activations,
                            weight_kernel="triton" if ours else None)
     return transform
 
@@ -106,7 +100,7 @@ register(
         id="weight-int8", engines=("vllm", "tgi", "trtllm", "transformers", "llama.cpp"),
         name="int8 weight-only quantization (W8A16)", family="weight quantization", group=WEIGHTS,
         summary="Weights in int8 with one scale per output channel, dequantized to 16 bits in the matmul.",
-        transform=_weight_only("int8"), packages=("torchao",), quality_risk="low", quality_loss_pct=0.1,
+        transform=_weights("int8", own_gemm=True), packages=("torchao",), quality_risk="low", quality_loss_pct=0.1,
         quality_source="LLM.int8() (arXiv 2208.07339) and torchao int8 weight-only: no measurable perplexity change "
                        "at 7B+; 0.1% budgeted",
         params=_gemm_params("int8", {"bits": 8, "scheme": "per-channel symmetric", "activations": "16-bit"}),
@@ -156,7 +150,7 @@ register(
         name="int4 weight-only, round to nearest (group 128)", family="weight quantization",
         group=WEIGHTS, summary="int4 weights with per-group scales and zero points, no calibration (GGUF in llama.cpp; "
                                    "optimum-quanto in transformers, torchao's kernel on CUDA where mslk is installed).",
-        transform=_weight_only("int4", 128), packages=("optimum-quanto",), quality_risk="medium",
+        transform=_weights("int4", 128, own_gemm=True), packages=("optimum-quanto",), quality_risk="medium",
         quality_loss_pct=4.8, quality_source=_RTN_SRC,
         params=_gemm_params("int4", {"bits": 4, "group_size": 128, "method": "rtn"}),
         apply=Applied("quantize:int4_weight_only", changes_weights=True, aim=("weights_bytes", "lower"),
