@@ -4,27 +4,91 @@ format and runtime. A calibration (measured on the machine) replaces them when g
 from __future__ import annotations
 
 from ... import profiles
+from ..catalog.hardware import catalog_hardware
 from ..errors import RequestError
 from ..machine.calibration import calibration_path, load_calibration
 from ..schema import EfficiencyFactors, HardwareSpec
 
 
-def default_efficiency(hw: HardwareSpec, weight_dtype: str, compute_dtype: str, runtime: str) -> EfficiencyFactors:
-    """The documented default factors for this device kind, weight format, compute dtype and runtime."""
+def measured_factors(hw: HardwareSpec, compute_dtype: str) -> tuple[float, float, str]:
+    """(bandwidth factor, flop factor, why) scaling the device kind's default shares to `hw`: its measured share of
+    its peak (microbenchmarks in its catalog entry) over that of the device the default was set on. 1.0 where either
+    device has no figure."""
+    refs = profiles.efficiency_table()["device_kinds"].get(hw.kind, {}).get("measured_reference") or {}
+
+    def share(device: HardwareSpec, what: str) -> float | None:
+        m = device.measured
+        if m is None:
+            return None
+        if what == "bandwidth":
+            return m.memory_bandwidth_tbps * 1e12 / device.memory_bandwidth_bytes_per_s \
+                if m.memory_bandwidth_tbps else None
+        peak = device.peak_tflops.get(what)
+        if peak is None:
+            return None
+        # no figure for this dtype: one measured at the same tensor-core rate (int8 beside fp8, fp16 beside bf16)
+        same_rate = [d for d in (what, *sorted(m.matmul_tflops)) if device.peak_tflops.get(d) == peak]
+        got = next((m.matmul_tflops[d] for d in same_rate if d in m.matmul_tflops), None)
+        return got / peak if got else None
+
+    factors, why = [], []
+    for what in ("bandwidth", compute_dtype):
+        ref = refs.get(what)
+        mine = share(hw, what)
+        theirs = share(catalog_hardware(ref), what) if ref else None
+        if mine is None or theirs is None or hw.id == ref:
+            factors.append(1.0)
+            continue
+        factors.append(mine / theirs)
+        why.append(f"{what}: measured {mine:.0%} of peak here vs {theirs:.0%} on {ref}")
+    return factors[0], factors[1], "; ".join(why)
+
+
+def weight_kernel_share(hw: HardwareSpec, kernel: str, weight_dtype: str) -> tuple[float, str]:
+    """(share of the peak bandwidth, source) of a named weight kernel (`weight_kernels` in profiles/efficiency.yaml)
+    reading `weight_dtype` weights on `hw`."""
+    table = profiles.efficiency_table()
+    entry = table["weight_kernels"].get(kernel)
+    if entry is None:
+        raise RequestError(f"unknown weight kernel '{kernel}'; known: {', '.join(table['weight_kernels'])}")
+    if weight_dtype not in entry["formats"]:
+        raise RequestError(f"the {kernel} kernel reads {', '.join(entry['formats'])} weights, not {weight_dtype}")
+    if hw.kind != "gpu":
+        raise RequestError(f"the {kernel} kernel's bandwidth share is a GPU figure; {hw.id} is a {hw.kind}")
+    kind = table["device_kinds"]["gpu"]["bandwidth_efficiency"]
+    share = entry.get("bandwidth_efficiency") or entry["relative_to_16bit"] * kind["bf16"]
+    return share, f"{kernel} ({entry['what']}): {table['kernel_sources'][entry['source']]}"
+
+
+def default_efficiency(hw: HardwareSpec, weight_dtype: str, compute_dtype: str, runtime: str,
+                       kv_dtype: str | None = None, weight_kernel: str | None = None) -> EfficiencyFactors:
+    """The documented default factors for this device kind, weight format, compute dtype and runtime. The KV
+    cache is read at its own format's share of the bandwidth (`kv_dtype`): attention kernels stream a 16-bit cache
+    as a plain 16-bit stream, whatever format the weights are stored in. `weight_kernel` names the GEMM that reads
+    the weights (an engine's Marlin, torchao's tinygemm), at that kernel's share where the table has one."""
     table = profiles.efficiency_table()
     if runtime not in table["runtimes"]:
         raise RequestError(f"unknown runtime '{runtime}'; known: {', '.join(table['runtimes'])}")
     kind = table["device_kinds"][hw.kind]
-    bw = kind["bandwidth_efficiency"].get(weight_dtype, min(kind["bandwidth_efficiency"].values()))
+    shares = kind["bandwidth_efficiency"]
+    bw = shares.get(weight_dtype, min(shares.values()))
+    kv = shares.get(kv_dtype, min(shares.values())) if kv_dtype else None
     flop = kind["flop_efficiency"].get(compute_dtype, min(kind["flop_efficiency"].values()))
     bw_src = kind["bandwidth_source"]
     bw_src = bw_src.get(weight_dtype, "assumed") if isinstance(bw_src, dict) else bw_src
+    sources = table["sources"]
+    bw_text = sources[bw_src]
+    if weight_kernel is not None:
+        bw, bw_text = weight_kernel_share(hw, weight_kernel, weight_dtype)
+    bw_factor, flop_factor, scaled = measured_factors(hw, compute_dtype)
+    bw, flop = min(bw * bw_factor, 1.0), min(flop * flop_factor, 1.0)
+    kv = min(kv * bw_factor, 1.0) if kv is not None else None
     eng = table["runtimes"][runtime]
     costs = eng.get(hw.kind, eng["default"])
-    sources = table["sources"]
     source = (f"defaults ({hw.kind}, {weight_dtype} weights, {compute_dtype} compute, {runtime} runtime): "
-              f"bandwidth: {sources[bw_src]} flops: {sources[kind['flop_source']]} overhead: {eng['source']}")
-    return EfficiencyFactors(flop_efficiency=flop, bandwidth_efficiency=bw,
+              f"bandwidth: {bw_text} flops: {sources[kind['flop_source']]} overhead: {eng['source']}"
+              + (f" scaled to {hw.id} by microbenchmarks ({scaled})" if scaled else ""))
+    return EfficiencyFactors(flop_efficiency=flop, bandwidth_efficiency=bw, kv_bandwidth_efficiency=kv,
                              step_overhead_s=costs["step_overhead_s"], layer_overhead_s=costs["layer_overhead_s"],
                              source=" ".join(source.split()))
 

@@ -4,7 +4,7 @@ and return a versioned `Profile`. Pure Python: importing this never imports torc
 from __future__ import annotations
 
 from ..catalog.dtypes import DtypeError, canonical, compute_dtype
-from ..catalog.engines import continuous_scheduling, engine_prefill_chunk, engine_runtime
+from ..catalog.engines import continuous_scheduling, engine_activations, engine_prefill_chunk, engine_runtime
 from ..catalog.hardware import resolve_hardware, supports_dtype
 from ..catalog.models import resolve_model
 from ..errors import HardwareError, RequestError
@@ -91,7 +91,8 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
                                f"tensor parallel {tp}")
 
     weight_dtype = _dtype(request.dtype, "--dtype")
-    act = _dtype(request.activations, "--activations") if request.activations else None
+    act = (_dtype(request.activations, "--activations") if request.activations
+           else engine_activations(request.engine, weight_dtype, hw))
     compute = compute_dtype(weight_dtype, act, default_16bit(hw))
     for label, d in (("weights", weight_dtype), ("compute", compute)):
         if not supports_dtype(hw, d) or (label == "compute" and d not in hw.peak_tflops):
@@ -105,7 +106,7 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
                        kv_dtype=kv_dtype, tp=tp, pp=pp, runtime=runtime, layout=layout_for_runtime(runtime),
                        attention=ATTENTION_KERNELS[request.attention],
                        prefill_chunk_tokens=engine_prefill_chunk(request.engine, prefill_chunk_tokens(runtime)),
-                       efficiency=efficiency)
+                       efficiency=efficiency, weight_kernel=request.weight_kernel, engine=request.engine)
 
 
 def _curve_batches(batch: int, limit: int) -> list[int]:

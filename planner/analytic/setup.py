@@ -9,6 +9,7 @@ from functools import cached_property
 
 from ... import profiles
 from ..catalog.dtypes import WeightFormat, bytes_per_element, compute_dtype, weight_format
+from ..catalog.engines import engine_kernel_efficiency
 from ..catalog.kernels import kernel_shares
 from ..errors import HardwareError, RequestError
 from ..schema import EfficiencyFactors, HardwareSpec, ModelSpec
@@ -131,19 +132,24 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
                 attention_dp: int = 1,
                 runtime: str = "transformers", layout: str = "transformers", attention: str = "sdpa",
                 prefill_chunk_tokens: int | None = None, offload_fraction: float = 0.0,
-                efficiency: EfficiencyFactors | None = None, weight_kernel: str | None = None) -> Setup:
+                efficiency: EfficiencyFactors | None = None, weight_kernel: str | None = None,
+                engine: str | None = None) -> Setup:
     """Resolve one configuration into the analytic model's inputs.
 
     `runtime` picks the fixed costs per step ("serving": an engine with CUDA graphs; "transformers": eager
     `generate`); the efficiency factors are `efficiency` when given, else this machine's calibration for that
     runtime and weight dtype (hardware `local` only), else the documented defaults. `attention` is the kernel:
     flash, sdpa or eager (eager also materialises the score matrix), or triton: optiplan's kernels, at the shares
-    of the peaks they measured on this GPU (`catalog.kernels`), as is `weight_kernel` "triton" for int4/int8."""
+    of the peaks they measured on this GPU (`catalog.kernels`), as is `weight_kernel` "triton" for int4/int8.
+    Another `weight_kernel` names a kernel of profiles/efficiency.yaml (marlin, tinygemm, ...); without one, the
+    kernel `engine` runs for the weight format on a CUDA device (its profile), if it names one."""
     d16 = default_16bit(hw)
     compute = compute_dtype(weight_dtype, activations, d16)
     act = "fp32" if compute == "fp32" else d16
+    if weight_kernel is None and hw.features.backend == "cuda":
+        weight_kernel = engine_kernel_efficiency(engine, weight_dtype)
     eff = efficiency or calibrated_efficiency(hw, runtime, weight_dtype) or default_efficiency(
-        hw, weight_dtype, compute, runtime)
+        hw, weight_dtype, compute, runtime, kv_dtype or act, None if weight_kernel == "triton" else weight_kernel)
     measured = {}
     if "triton" in (attention, weight_kernel):
         shares = kernel_shares(hw.id)

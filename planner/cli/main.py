@@ -70,6 +70,9 @@ class ConcurrencyType(click.ParamType):
 @click.option("--attention", type=click.Choice(["memory-efficient", "flash", "sdpa", "eager"]), default="memory-efficient",
               show_default=True, help="Attention kernel: memory-efficient (= flash), sdpa (as transformers runs it), "
                                       "or eager (materialises the score matrix).")
+@click.option("--weight-kernel", default=None,
+              help="The GEMM reading quantized weights: marlin, tinygemm or torchao-int8 (profiles/efficiency.yaml) "
+                   "[default: the engine's kernel for the format, else the device's default].")
 @click.option("--input-tokens", type=int, default=None,
               help="Request-level figures (TTFT, inter-token latency, output tokens/s with prefill included, "
                    "requests/s, goodput) for requests of this many prompt tokens...")

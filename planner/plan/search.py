@@ -92,6 +92,7 @@ def engine_baseline(ctx: Context, valid: list[Technique]) -> PlanState:
     base = baseline_state(ctx.spec, ctx.hw, ctx.devices)
     if ctx.workload.goal == "training":
         return base
+    base = base.with_(engine=ctx.workload.engine)
     defaults = engine_defaults(ctx.workload.engine)
     by_id = {t.id: t for t in valid if t.id in defaults}
     for t_id in plan_order(sorted(by_id)):

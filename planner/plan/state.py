@@ -49,6 +49,7 @@ class PlanState:
     chunked_prefill: bool = False
     attention: str = "sdpa"  # sdpa, flash, eager, triton (optiplan's kernels, where measured on this GPU)
     weight_kernel: str | None = None  # "triton": optiplan's weight-only GEMM, where measured on this GPU
+    engine: str | None = None  # the serving engine (its kernels' efficiencies, `profiles/engines/`)
     graphs: bool = False  # CUDA graphs / torch.compile: per-step launch overhead removed
     offload_fraction: float = 0.0
     speculation: Speculation | None = None
@@ -86,7 +87,7 @@ def to_setup(state: PlanState) -> Setup:
         runtime="serving" if state.graphs else "transformers", layout="serving" if state.paged_kv else "transformers",
         attention=state.attention,
         prefill_chunk_tokens=prefill_chunk_tokens("serving") if state.chunked_prefill else None,
-        offload_fraction=state.offload_fraction, weight_kernel=state.weight_kernel)
+        offload_fraction=state.offload_fraction, weight_kernel=state.weight_kernel, engine=state.engine)
 
 
 def kv_reserved_tokens(state: PlanState, workload: Workload) -> float:

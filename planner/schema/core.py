@@ -56,6 +56,17 @@ class HardwareFeatures(Frozen):
     flash_attention: int = Field(0, description="highest FlashAttention generation supported (0 = none)")
 
 
+class MeasuredPeaks(Frozen):
+    """What a device reaches in microbenchmarks, beside its datasheet peaks: the efficiency defaults (set on the
+    reference devices of profiles/efficiency.yaml) scale by this device's measured share of its peak."""
+
+    memory_bandwidth_tbps: float | None = Field(None, gt=0, description="STREAM-like triad (or copy) bandwidth")
+    bandwidth_source: str = ""
+    matmul_tflops: dict[str, Annotated[float, Field(gt=0)]] = Field(
+        default_factory=dict, description="largest dense GEMM throughput measured, per compute dtype")
+    matmul_source: str = ""
+
+
 class HardwareSpec(Frozen):
     """One device of a catalog entry (or of this machine), with a source for every number."""
 
@@ -75,6 +86,7 @@ class HardwareSpec(Frozen):
     host_link_gbps: float | None = Field(None, gt=0, description="GB/s one way to host memory; None: unified memory")
     tdp_w: float | None = None
     price: Price | None = None
+    measured: MeasuredPeaks | None = None
     sources: list[str] = []
     notes: str | None = None
 
@@ -220,6 +232,9 @@ class EfficiencyFactors(Frozen):
     layer_overhead_s: float = Field(0.0, ge=0, description="fixed cost per layer per forward pass")
     matmul_half_tokens: float = Field(0.0, ge=0, description="rows at which a matmul reaches half its flop "
                                                              "efficiency (0: the same at any size)")
+    kv_bandwidth_efficiency: float | None = Field(
+        None, gt=0, le=1, description="share of peak bandwidth the attention kernels read the KV cache at (a plain "
+                                      "stream of the cache's format; None: bandwidth_efficiency)")
     source: str = ""
 
 
@@ -242,6 +257,9 @@ class ProfileRequest(Frozen):
     attention: Literal["memory-efficient", "flash", "sdpa", "eager"] = Field(
         "memory-efficient", description="attention kernel: memory-efficient (= flash: fused, no score matrix), sdpa "
                                         "(torch SDPA as transformers runs it), eager (materialised scores)")
+    weight_kernel: str | None = Field(None, description="the GEMM reading quantized weights, a kernel of "
+                                                        "profiles/efficiency.yaml (marlin, tinygemm, torchao-int8) "
+                                                        "[default: the engine's, else the device's default]")
     input_tokens: int | None = Field(None, description="request-level figures (`requests`) for requests of this many "
                                                        "prompt tokens...")
     output_tokens: int | None = Field(None, description="...and this many output tokens...")
