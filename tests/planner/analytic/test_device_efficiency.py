@@ -1,0 +1,95 @@
+"""Efficiency by device, kernel and cache format: the defaults scaled by a device's microbenchmarks, the engine's
+weight kernel and activation format, and the KV cache read at its own format's share."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from optiplan import profiles
+from optiplan.planner.analytic.efficiency import measured_factors
+from optiplan.planner.analytic.profile import profile, setup_for_request
+from optiplan.planner.analytic.steps import decode_step
+from optiplan.planner.catalog.hardware import resolve_hardware
+from optiplan.planner.catalog.models import resolve_model
+from optiplan.planner.errors import RequestError
+from optiplan.planner.schema import ProfileRequest
+
+GPU = profiles.efficiency_table()["device_kinds"]["gpu"]
+
+
+def setup(model="llama-3.1-8b", hardware="h100-sxm", **kw):
+    request = ProfileRequest(model=model, hardware=hardware, **kw)
+    return setup_for_request(request, resolve_model(model), resolve_hardware(hardware))
+
+
+def test_measured_shares_scale_the_defaults_against_their_reference_device():
+    mi300x, a100, h100 = (resolve_hardware(h) for h in ("mi300x", "a100-80gb-sxm", "h100-sxm"))
+    bw, flop, why = measured_factors(mi300x, "bf16")
+    assert bw == pytest.approx((3.95 / 5.3) / (1.70 / 2.039))  # STREAM triad shares: MI300X over the A100
+    assert flop == pytest.approx((708 / 1307) / (271.2 / 312))  # hipBLASLt bf16 over the A100's MAMF
+    assert "a100-80gb-sxm" in why
+    # int8 has no figure of its own: the fp8 one, measured at the same tensor-core rate, stands in (on both sides)
+    assert measured_factors(mi300x, "int8")[1] == pytest.approx(measured_factors(mi300x, "fp8")[1])
+    assert measured_factors(mi300x, "fp8")[1] == pytest.approx((1273 / 2615) / (1382.2 / 1979))
+    assert measured_factors(a100, "bf16")[:2] == (1.0, 1.0)  # the reference itself
+    assert measured_factors(h100, "fp8")[1] == 1.0
+    assert measured_factors(resolve_hardware("l4"), "bf16")[:2] == (1.0, 1.0)  # no microbenchmarks: unscaled
+
+
+def test_a_device_with_lower_measured_shares_is_predicted_slower_at_the_same_peaks():
+    s = setup(hardware="mi300x", dtype="fp8")
+    assert s.eff.flop_efficiency == pytest.approx(GPU["flop_efficiency"]["fp8"] * measured_factors(
+        s.hw, "fp8")[1])
+    assert s.eff.bandwidth_efficiency < GPU["bandwidth_efficiency"]["fp8"]
+    assert "scaled to mi300x by microbenchmarks" in s.eff.source
+
+
+def test_the_kv_cache_is_read_at_its_own_formats_share_not_the_weights():
+    int4 = setup(dtype="int4", hardware="l4")  # no microbenchmarks: the table's shares as they are
+    assert int4.eff.bandwidth_efficiency == GPU["bandwidth_efficiency"]["int4"]
+    assert int4.eff.kv_bandwidth_efficiency == GPU["bandwidth_efficiency"]["bf16"]
+    fp8_cache = setup(dtype="int4", hardware="l4", kv_dtype="fp8")
+    assert fp8_cache.eff.kv_bandwidth_efficiency == GPU["bandwidth_efficiency"]["fp8"]
+    # a long-context step's cache time follows the cache's share: the same bytes at the int4 share took longer
+    step = decode_step(int4, 32, 8192)
+    slower = decode_step(dataclasses.replace(int4, eff=int4.eff.model_copy(update={"kv_bandwidth_efficiency": None})),
+                         32, 8192)
+    assert slower.time_s > step.time_s
+
+
+def test_an_engines_weight_kernel_sets_the_weights_share_on_cuda():
+    marlin = setup(dtype="int4", hardware="l4", engine="vllm")
+    generic = setup(dtype="int4", hardware="l4", engine="serving")
+    assert marlin.eff.bandwidth_efficiency == GPU["bandwidth_efficiency"]["bf16"]  # Marlin: the 16-bit GEMM's share
+    assert generic.eff.bandwidth_efficiency == GPU["bandwidth_efficiency"]["int4"]
+    assert "marlin" in marlin.eff.source.lower()
+    chosen = setup(dtype="int4", hardware="l4", engine="vllm", weight_kernel="tinygemm")
+    assert chosen.eff.bandwidth_efficiency == 0.42
+    # on a ROCm device the CUDA kernel facts do not apply
+    assert setup(dtype="int4", hardware="mi300x", engine="vllm").eff.bandwidth_efficiency < \
+        GPU["bandwidth_efficiency"]["bf16"]
+
+
+@pytest.mark.parametrize(("kw", "words"), [
+    ({"dtype": "int4", "weight_kernel": "nope"}, "unknown weight kernel 'nope'"),
+    ({"dtype": "int8", "weight_kernel": "marlin"}, "reads int4 weights, not int8"),
+    ({"dtype": "int4", "weight_kernel": "marlin", "hardware": "epyc-9004"}, "GPU figure"),
+])
+def test_a_weight_kernel_that_cannot_apply_is_refused(kw, words):
+    with pytest.raises(RequestError, match=words):
+        setup(**kw)
+
+
+def test_nvfp4_runs_w4a4_where_the_device_has_an_fp4_rate():
+    b200 = setup(model="llama-3.1-70b", hardware="b200", dtype="fp4", engine="trtllm")
+    assert b200.compute_dtype == "fp4"
+    assert setup(model="llama-3.1-70b", hardware="b200", dtype="fp4", engine="serving").compute_dtype == "bf16"
+    # an explicit --activations wins over the engine's kernel
+    assert setup(model="llama-3.1-70b", hardware="b200", dtype="fp4", engine="trtllm",
+                 activations="bf16").compute_dtype == "bf16"
+    prefill_fp4 = profile(ProfileRequest(model="llama-3.1-70b", hardware="b200", dtype="fp4", engine="trtllm",
+                                         prompt_tokens=4096))
+    prefill_16 = profile(ProfileRequest(model="llama-3.1-70b", hardware="b200", dtype="fp4", engine="serving",
+                                        prompt_tokens=4096))
+    assert prefill_fp4.latency.ttft_ms < prefill_16.latency.ttft_ms
