@@ -37,6 +37,8 @@ PUBLISHED = Path(__file__).resolve().parent / "published"
 # share their base model's shapes). Listed one by one: never matched fuzzily.
 ARCHITECTURE = {
     "meta-llama/Llama-2-7b-chat-hf": "llama-2-7b", "meta-llama/Llama-2-7b-hf": "llama-2-7b",
+    "meta-llama/Llama-2-13b-chat-hf": "llama-2-13b", "meta-llama/Llama-2-13b-hf": "llama-2-13b",
+    "meta-llama/Llama-2-70b-chat-hf": "llama-2-70b", "meta-llama/Llama-2-70b-hf": "llama-2-70b",
     "meta-llama/Llama-3.1-8B-Instruct": "llama-3.1-8b", "nvidia/Llama-3.1-8B-Instruct-FP8": "llama-3.1-8b",
     "meta-llama/Meta-Llama-3-8B-Instruct": "llama-3.1-8b", "meta-llama/Meta-Llama-3-8B": "llama-3.1-8b",
     "meta-llama/Llama-3.3-70B-Instruct": "llama-3.1-70b", "nvidia/Llama-3.3-70B-Instruct-FP8": "llama-3.1-70b",
@@ -57,17 +59,16 @@ def catalog_model(hub_id: str) -> str | None:
     return ARCHITECTURE.get(hub_id) or profiles.resolve_model_name(hub_id)
 
 
-def serving_efficiency(p: dict, dtype: str, overheads: tuple[float, float]):
-    """The documented default factors of the point's device and format, with the serving runtime's fixed costs
-    (seconds per step, per layer) replaced: what the overhead fit tries."""
-    from optiplan.planner.analytic.efficiency import default_efficiency
-    from optiplan.planner.analytic.setup import default_16bit
-    from optiplan.planner.catalog.dtypes import compute_dtype
+def serving_efficiency(request: ProfileRequest, overheads: tuple[float, float, float]):
+    """The factors `profile` resolves for the request (device, kernel and cache shares included), with the serving
+    runtime's fixed costs (seconds per step, per layer, per collective) replaced: what the overhead fit tries."""
+    from optiplan.planner.analytic.profile import setup_for_request
     from optiplan.planner.catalog.hardware import resolve_hardware
+    from optiplan.planner.catalog.models import resolve_model
 
-    hw = resolve_hardware(p["hardware"])
-    eff = default_efficiency(hw, dtype, compute_dtype(dtype, None, default_16bit(hw)), "serving")
-    return eff.model_copy(update={"step_overhead_s": overheads[0], "layer_overhead_s": overheads[1]})
+    eff = setup_for_request(request, resolve_model(request.model), resolve_hardware(request.hardware)).eff
+    return eff.model_copy(update={"step_overhead_s": overheads[0], "layer_overhead_s": overheads[1],
+                                  "collective_latency_s": overheads[2]})
 
 
 def predict(p: dict, view: str = "requests", overheads: tuple[float, float] | None = None) -> tuple[float | None, str]:
@@ -90,12 +91,15 @@ def predict(p: dict, view: str = "requests", overheads: tuple[float, float] | No
     # for the others (gpt-fast, MLC, lmdeploy, ...)
     engine = p["engine"] if p["engine"] in engine_table() else "serving"
     offline = p.get("batch") is None and p["metric"] == "output_tokens_per_s"
+    # the KV-cache format where the source states one ("fp16 (not stated)" is the engine's default, kept as such);
+    # an unstated bit width ("quantized (...)") has no counterpart
+    kv_dtype = DTYPES.get(str(p.get("kv_dtype") or "").split(" ")[0])
     request = ProfileRequest(model=model, hardware=p["hardware"], num_devices=p.get("num_devices") or 1,
-                             tensor_parallel=p.get("tensor_parallel"), dtype=dtype, batch=batch,
+                             tensor_parallel=p.get("tensor_parallel"), dtype=dtype, kv_dtype=kv_dtype, batch=batch,
                              context=prompt + output, prompt_tokens=prompt, engine=engine, input_tokens=prompt,
                              output_tokens=output, concurrency="max" if offline else batch)
     try:
-        eff = serving_efficiency(p, dtype, overheads) if overheads and engine != "transformers" else None
+        eff = serving_efficiency(request, overheads) if overheads and engine != "transformers" else None
         r = profile(request, eff)
         if view == "step" and offline and r.throughput.max_batch > 1:
             # an offline run with every request at once: as many sequences as the memory holds
@@ -145,13 +149,15 @@ def held_out(point_id: str) -> bool:
     return zlib.crc32(point_id.encode()) % 3 == 0
 
 
-STEP_GRID_S = (0.0, 0.0001, 0.00025, 0.0005, 0.001, 0.0015, 0.002)
-LAYER_GRID_S = (0.0, 0.000005, 0.00001, 0.000015, 0.00002, 0.00003, 0.00004, 0.00006)
+STEP_GRID_S = (0.0, 0.00025, 0.0005, 0.001, 0.002)
+LAYER_GRID_S = (0.0, 0.00001, 0.00002, 0.00003, 0.00004, 0.00006)
+COLLECTIVE_GRID_S = (0.0, 0.000002, 0.000004, 0.000006, 0.000008, 0.000012, 0.000016)
 
 
 def fit_overheads(points: list[dict]) -> dict:
-    """The serving runtime's (step, layer) fixed costs that minimise the median error of the latency and throughput
-    points in the fitted two thirds; errors reported on both parts, for the default costs and the fitted ones."""
+    """The serving runtime's (step, layer, collective) fixed costs that minimise the median error of the latency and
+    throughput points in the fitted two thirds; errors reported on both parts, for the costs in
+    profiles/efficiency.yaml and the fitted ones."""
     def errors(overheads, part):
         out = []
         for p in points:
@@ -166,18 +172,21 @@ def fit_overheads(points: list[dict]) -> dict:
         return {"points": len(errs), "median_pct": round(statistics.median(errs), 1),
                 "p90_pct": round(errs[min(len(errs) - 1, int(0.9 * len(errs)))], 1)}
 
-    best = min(((st, ly) for st in STEP_GRID_S for ly in LAYER_GRID_S),
-               key=lambda o: statistics.median(errors(o, "fitted")))
-    default = (0.0005, 0.0)
+    grid = [(st, ly, co) for st in STEP_GRID_S for ly in LAYER_GRID_S for co in COLLECTIVE_GRID_S]
+    best = min(grid, key=lambda o: statistics.median(errors(o, "fitted")))
+    costs = profiles.efficiency_table()["runtimes"]["serving"]["gpu"]
+    default = (costs["step_overhead_s"], costs["layer_overhead_s"], costs.get("collective_latency_s", 0.0))
     report = {name: {part: stats(errors(o, part)) for part in ("fitted", "held-out")}
               for name, o in (("default", default), ("fitted", best))}
-    report["fitted"]["step_overhead_s"], report["fitted"]["layer_overhead_s"] = best
+    report["fitted"]["step_overhead_s"], report["fitted"]["layer_overhead_s"] = best[:2]
+    report["fitted"]["collective_latency_s"] = best[2]
     for name in ("default", "fitted"):
         r = report[name]
         print(f"{name:8s} fitted third x2: median {r['fitted']['median_pct']:5.1f}% p90 {r['fitted']['p90_pct']:6.1f}% "
               f"({r['fitted']['points']} points); held-out third: median {r['held-out']['median_pct']:5.1f}% "
               f"p90 {r['held-out']['p90_pct']:6.1f}% ({r['held-out']['points']} points)")
-    print(f"fitted serving costs: {best[0] * 1e3:.2f} ms per step, {best[1] * 1e6:.0f} us per layer")
+    print(f"fitted serving costs: {best[0] * 1e3:.2f} ms per step, {best[1] * 1e6:.0f} us per layer, "
+          f"{best[2] * 1e6:.0f} us per collective")
     return report
 
 
@@ -207,7 +216,7 @@ def main() -> None:
     parser.add_argument("--show-points", action="store_true")
     parser.add_argument("--write-accuracy", action="store_true", help="store the bands in profiles/accuracy.yaml")
     parser.add_argument("--fit-overheads", action="store_true",
-                        help="fit the serving runtime's step and layer costs on two thirds of the points")
+                        help="fit the serving runtime's step, layer and collective costs on two thirds of the points")
     args = parser.parse_args()
     if args.fit_overheads:
         points = [p for path in sorted(PUBLISHED.glob("*.yaml")) for p in yaml.safe_load(path.read_text())["points"]]

@@ -90,6 +90,7 @@ def default_efficiency(hw: HardwareSpec, weight_dtype: str, compute_dtype: str, 
               + (f" scaled to {hw.id} by microbenchmarks ({scaled})" if scaled else ""))
     return EfficiencyFactors(flop_efficiency=flop, bandwidth_efficiency=bw, kv_bandwidth_efficiency=kv,
                              step_overhead_s=costs["step_overhead_s"], layer_overhead_s=costs["layer_overhead_s"],
+                             collective_latency_s=costs.get("collective_latency_s", 0.0),
                              source=" ".join(source.split()))
 
 

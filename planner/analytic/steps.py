@@ -174,13 +174,15 @@ def activation_traffic_bytes(s: Setup, tokens: int) -> float:
 def allreduce_s(s: Setup, message_bytes: float) -> float:
     """All-reduce over the tensor-parallel group: the ring's 2(n-1)/n of the message over the link,
     plus ceil(log2 n) link latencies (small decode messages go through one-shot or tree algorithms,
-    not 2(n-1) ring hops: vLLM's custom all-reduce, NCCL's LL protocols)."""
+    not 2(n-1) ring hops: vLLM's custom all-reduce, NCCL's LL protocols), plus the runtime's fixed cost of a
+    collective (its launch and the devices' synchronisation)."""
     n = s.tp
     if n <= 1 or s.hw.interconnect is None:
         return 0.0
     link = s.hw.interconnect
     one_way = link.bandwidth_gbps / 2 * 1e9 * ALLREDUCE_EFFICIENCY
-    return 2 * (n - 1) / n * message_bytes / one_way + math.ceil(math.log2(n)) * link.latency_us * 1e-6
+    return 2 * (n - 1) / n * message_bytes / one_way + math.ceil(math.log2(n)) * link.latency_us * 1e-6 + \
+        s.eff.collective_latency_s
 
 
 def all_to_all_s(s: Setup, message_bytes: float) -> float:
@@ -192,7 +194,8 @@ def all_to_all_s(s: Setup, message_bytes: float) -> float:
     link = s.hw.interconnect
     one_way = link.bandwidth_gbps / 2 * 1e9 * ALLREDUCE_EFFICIENCY
     node = min(link.max_devices_per_node, s.ep)
-    inside = (node - 1) / s.ep * message_bytes / one_way + (node - 1) * link.latency_us * 1e-6
+    inside = (node - 1) / s.ep * message_bytes / one_way + (node - 1) * link.latency_us * 1e-6 + \
+        s.eff.collective_latency_s
     if node == s.ep:
         return inside
     # the share bound for other nodes leaves through the device's scale-out port, alongside NVLink traffic
