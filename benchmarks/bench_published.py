@@ -19,6 +19,7 @@ beside each predicted figure (`optiplan.planner.analytic.accuracy`).
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import zlib
 from pathlib import Path
@@ -59,21 +60,21 @@ def catalog_model(hub_id: str) -> str | None:
     return ARCHITECTURE.get(hub_id) or profiles.resolve_model_name(hub_id)
 
 
-def serving_efficiency(request: ProfileRequest, overheads: tuple[float, float, float]):
-    """The factors `profile` resolves for the request (device, kernel and cache shares included), with the serving
-    runtime's fixed costs (seconds per step, per layer, per collective) replaced: what the overhead fit tries."""
+def serving_efficiency(request: ProfileRequest, overrides: dict[str, float]):
+    """The factors `profile` resolves for the request (device, kernel and cache shares included), with some of the
+    serving runtime's fitted factors (fixed costs per step, layer and collective, small-matmul rows) replaced: what
+    the fit tries."""
     from optiplan.planner.analytic.profile import setup_for_request
     from optiplan.planner.catalog.hardware import resolve_hardware
     from optiplan.planner.catalog.models import resolve_model
 
     eff = setup_for_request(request, resolve_model(request.model), resolve_hardware(request.hardware)).eff
-    return eff.model_copy(update={"step_overhead_s": overheads[0], "layer_overhead_s": overheads[1],
-                                  "collective_latency_s": overheads[2]})
+    return eff.model_copy(update=overrides)
 
 
-def predict(p: dict, view: str = "requests", overheads: tuple[float, float] | None = None) -> tuple[float | None, str]:
-    """(predicted value in the published unit, or None, and why not), in the step or the request view; `overheads`
-    replaces the serving runtime's fixed costs (the fit)."""
+def predict(p: dict, view: str = "requests", overrides: dict[str, float] | None = None) -> tuple[float | None, str]:
+    """(predicted value in the published unit, or None, and why not), in the step or the request view; `overrides`
+    replaces some of the serving runtime's factors (the fit)."""
     model = catalog_model(p["model"])
     if model is None:
         return None, f"{p['model']}: no catalog model of its architecture"
@@ -99,7 +100,7 @@ def predict(p: dict, view: str = "requests", overheads: tuple[float, float] | No
                              context=prompt + output, prompt_tokens=prompt, engine=engine, input_tokens=prompt,
                              output_tokens=output, concurrency="max" if offline else batch)
     try:
-        eff = serving_efficiency(request, overheads) if overheads and engine != "transformers" else None
+        eff = serving_efficiency(request, overrides) if overrides and engine != "transformers" else None
         r = profile(request, eff)
         if view == "step" and offline and r.throughput.max_batch > 1:
             # an offline run with every request at once: as many sequences as the memory holds
@@ -149,21 +150,25 @@ def held_out(point_id: str) -> bool:
     return zlib.crc32(point_id.encode()) % 3 == 0
 
 
-STEP_GRID_S = (0.0, 0.00025, 0.0005, 0.001, 0.002)
-LAYER_GRID_S = (0.0, 0.00001, 0.00002, 0.00003, 0.00004, 0.00006)
-COLLECTIVE_GRID_S = (0.0, 0.000002, 0.000004, 0.000006, 0.000008, 0.000012, 0.000016)
+# the serving runtime's factors the fit searches (EfficiencyFactors fields), every combination
+FIT_GRID = {
+    "step_overhead_s": (0.0, 0.0005, 0.001),
+    "layer_overhead_s": (0.0, 0.00001, 0.00002, 0.00003, 0.00004),
+    "collective_latency_s": (0.0, 0.000004, 0.000008, 0.000016),
+    "matmul_half_tokens": (0.0, 32.0, 64.0, 128.0, 256.0),
+}
 
 
 def fit_overheads(points: list[dict]) -> dict:
-    """The serving runtime's (step, layer, collective) fixed costs that minimise the median error of the latency and
-    throughput points in the fitted two thirds; errors reported on both parts, for the costs in
-    profiles/efficiency.yaml and the fitted ones."""
-    def errors(overheads, part):
+    """The serving runtime's fixed costs (per step, layer, collective) and small-matmul rows (`matmul_half_tokens`)
+    that minimise the median error of the latency and throughput points in the fitted two thirds; errors reported
+    on both parts, for the factors in profiles/efficiency.yaml and the fitted ones."""
+    def errors(overrides, part):
         out = []
         for p in points:
             if p["category"] == "memory" or held_out(p["id"]) != (part == "held-out"):
                 continue
-            value, _ = predict(p, "requests", overheads)
+            value, _ = predict(p, "requests", overrides)
             if value is not None:
                 out.append(abs(value / p["value"] - 1) * 100)
         return sorted(out)
@@ -172,21 +177,18 @@ def fit_overheads(points: list[dict]) -> dict:
         return {"points": len(errs), "median_pct": round(statistics.median(errs), 1),
                 "p90_pct": round(errs[min(len(errs) - 1, int(0.9 * len(errs)))], 1)}
 
-    grid = [(st, ly, co) for st in STEP_GRID_S for ly in LAYER_GRID_S for co in COLLECTIVE_GRID_S]
+    grid = [dict(zip(FIT_GRID, values)) for values in itertools.product(*FIT_GRID.values())]
     best = min(grid, key=lambda o: statistics.median(errors(o, "fitted")))
     costs = profiles.efficiency_table()["runtimes"]["serving"]["gpu"]
-    default = (costs["step_overhead_s"], costs["layer_overhead_s"], costs.get("collective_latency_s", 0.0))
-    report = {name: {part: stats(errors(o, part)) for part in ("fitted", "held-out")}
+    default = {name: costs.get(name, 0.0) for name in FIT_GRID}
+    report = {name: {part: stats(errors(o, part)) for part in ("fitted", "held-out")} | {"factors": o}
               for name, o in (("default", default), ("fitted", best))}
-    report["fitted"]["step_overhead_s"], report["fitted"]["layer_overhead_s"] = best[:2]
-    report["fitted"]["collective_latency_s"] = best[2]
     for name in ("default", "fitted"):
         r = report[name]
         print(f"{name:8s} fitted third x2: median {r['fitted']['median_pct']:5.1f}% p90 {r['fitted']['p90_pct']:6.1f}% "
               f"({r['fitted']['points']} points); held-out third: median {r['held-out']['median_pct']:5.1f}% "
               f"p90 {r['held-out']['p90_pct']:6.1f}% ({r['held-out']['points']} points)")
-    print(f"fitted serving costs: {best[0] * 1e3:.2f} ms per step, {best[1] * 1e6:.0f} us per layer, "
-          f"{best[2] * 1e6:.0f} us per collective")
+    print("fitted serving factors: " + ", ".join(f"{k} {v:g}" for k, v in best.items()))
     return report
 
 
@@ -216,7 +218,7 @@ def main() -> None:
     parser.add_argument("--show-points", action="store_true")
     parser.add_argument("--write-accuracy", action="store_true", help="store the bands in profiles/accuracy.yaml")
     parser.add_argument("--fit-overheads", action="store_true",
-                        help="fit the serving runtime's step, layer and collective costs on two thirds of the points")
+                        help="fit the serving runtime's fixed costs and small-matmul rows on two thirds of the points")
     args = parser.parse_args()
     if args.fit_overheads:
         points = [p for path in sorted(PUBLISHED.glob("*.yaml")) for p in yaml.safe_load(path.read_text())["points"]]
