@@ -82,9 +82,12 @@ def predict(p: dict, view: str = "requests", overrides: dict[str, float] | None 
     if dtype is None:
         return None, f"weight format {p['dtype']} has no analytic counterpart"
     unit = p["unit"]
-    if p["metric"] == "output_tokens_per_s" and ("per GPU" in unit or "/GPU" in unit or "per node" in unit
-                                                 or "not stated" in unit):
-        return None, f"throughput unit '{unit}' is not the deployment's total"
+    # a rate per GPU of a deployment whose device count is stated is its total over that count
+    per_gpu = p["metric"] == "output_tokens_per_s" and ("per GPU" in unit or "/GPU" in unit)
+    if (per_gpu and not p.get("num_devices")) or (p["metric"] == "output_tokens_per_s" and (
+            "per node" in unit or "not stated" in unit)):
+        return None, f"throughput unit '{unit}' is not the deployment's total and names no device count"
+    share = p["num_devices"] if per_gpu else 1
     batch = p.get("batch") or 1
     prompt = p.get("input_tokens") or 128
     output = p.get("output_tokens") or 128
@@ -95,10 +98,15 @@ def predict(p: dict, view: str = "requests", overrides: dict[str, float] | None 
     # the KV-cache format where the source states one ("fp16 (not stated)" is the engine's default, kept as such);
     # an unstated bit width ("quantized (...)") has no counterpart
     kv_dtype = DTYPES.get(str(p.get("kv_dtype") or "").split(" ")[0])
+    # TensorRT-LLM's `--tp 8` with attention DP runs attention data-parallel: the point's layout says so
+    adp = p.get("attention_data_parallel") or 1
     request = ProfileRequest(model=model, hardware=p["hardware"], num_devices=p.get("num_devices") or 1,
-                             tensor_parallel=p.get("tensor_parallel"), dtype=dtype, kv_dtype=kv_dtype, batch=batch,
+                             tensor_parallel=None if adp > 1 else p.get("tensor_parallel"),
+                             attention_data_parallel=adp, expert_parallel=p.get("expert_parallel") or 1,
+                             dtype=dtype, kv_dtype=kv_dtype, batch=batch,
                              context=prompt + output, prompt_tokens=prompt, engine=engine, input_tokens=prompt,
-                             output_tokens=output, concurrency="max" if offline else batch)
+                             output_tokens=output, concurrency="max" if offline else batch,
+                             scheduling=p.get("scheduling"))
     try:
         eff = serving_efficiency(request, overrides) if overrides and engine != "transformers" else None
         r = profile(request, eff)
@@ -115,7 +123,7 @@ def predict(p: dict, view: str = "requests", overrides: dict[str, float] | None 
         if metric == "request_latency_ms":
             return q.request_latency_ms / SECONDS[unit], ""
         if metric == "output_tokens_per_s":
-            return q.output_tokens_per_s, ""
+            return q.output_tokens_per_s / share, ""
         if metric in ("tpot_ms", "decode_tokens_per_s") and batch > 1:
             return (q.itl_ms, "") if metric == "tpot_ms" else (1e3 / q.itl_ms, "")
     if metric == "tpot_ms":
@@ -127,7 +135,7 @@ def predict(p: dict, view: str = "requests", overrides: dict[str, float] | None 
     if metric == "request_latency_ms":
         return (r.latency.ttft_ms + output * r.latency.tpot_ms) / SECONDS[unit], ""
     if metric == "output_tokens_per_s":
-        return r.throughput.tokens_per_s, ""
+        return r.throughput.tokens_per_s / share, ""
     if metric == "memory_gib":
         return r.memory.per_device_bytes / (1e9 if unit == "GB" else 2**30), ""
     return None, f"metric {metric} is not predicted"

@@ -72,11 +72,19 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
                            f"maximum of {spec.max_position_embeddings} tokens (max_position_embeddings)")
     if request.prompt_tokens is not None and request.prompt_tokens > request.context:
         raise RequestError(f"prompt of {request.prompt_tokens} tokens is longer than the context ({request.context})")
-    pp = request.pipeline_parallel
-    tp = request.tensor_parallel or max(request.num_devices // pp, 1)
-    if tp * pp != request.num_devices:
-        raise RequestError(f"tensor parallel {tp} x pipeline parallel {pp} must equal the device count "
-                           f"{request.num_devices}")
+    pp, adp, ep = request.pipeline_parallel, request.attention_data_parallel, request.expert_parallel
+    _positive("attention data parallel", adp)
+    _positive("expert parallel", ep)
+    tp = request.tensor_parallel or max(request.num_devices // (pp * adp), 1)
+    if tp * adp * pp != request.num_devices:
+        raise RequestError(f"tensor parallel {tp} x attention data parallel {adp} x pipeline parallel {pp} must equal "
+                           f"the device count {request.num_devices}")
+    if ep > 1 and (spec.moe is None or ep != tp * adp):
+        raise RequestError(f"expert parallel {ep} splits a MoE model's experts whole over all {tp * adp} devices of a "
+                           f"stage" + ("" if spec.moe else f"; {spec.name} has no experts"))
+    if adp > 1 and ep == 1:
+        raise RequestError("attention data parallel serves a MoE model with its experts split (--ep as many devices); "
+                           "a dense model's copies are replicas, each profiled alone")
     if pp > spec.num_layers:
         raise RequestError(f"pipeline parallel {pp} exceeds the model's {spec.num_layers} layers")
     if tp > 1:
@@ -103,7 +111,8 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
     if request.group_size is not None and request.group_size < 0:
         raise RequestError(f"group size must be 0 (per channel) or positive, got {request.group_size}")
     return build_setup(spec, hw, weight_dtype=weight_dtype, group_size=request.group_size, activations=act,
-                       kv_dtype=kv_dtype, tp=tp, pp=pp, runtime=runtime, layout=layout_for_runtime(runtime),
+                       kv_dtype=kv_dtype, tp=tp, pp=pp, ep=ep, attention_dp=adp, runtime=runtime,
+                       layout=layout_for_runtime(runtime),
                        attention=ATTENTION_KERNELS[request.attention],
                        prefill_chunk_tokens=engine_prefill_chunk(request.engine, prefill_chunk_tokens(runtime)),
                        efficiency=efficiency, weight_kernel=request.weight_kernel, engine=request.engine)
@@ -208,7 +217,8 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
         ),
         efficiency=s.eff, fits=fit, warnings=warnings,
         requests=request_profile(s, request.input_tokens, request.output_tokens, request.concurrency or 1,
-                                 continuous=continuous_scheduling(request.engine),
+                                 continuous=(request.scheduling == "continuous" if request.scheduling
+                                             else continuous_scheduling(request.engine)),
                                  ttft_slo_ms=request.ttft_slo_ms, itl_slo_ms=request.itl_slo_ms)
         if request.input_tokens else None,
         accuracy=accuracy_bands(hw, engine_runtime(request.engine)),

@@ -71,6 +71,16 @@ def request_figures(s: Setup, input_tokens: int, output_tokens: int, concurrency
     return {"ttft_s": ttft, "itl_s": itl, "cycle_s": cycle, "decode_s": decode_s}
 
 
+def queued(f: dict[str, float], concurrency: int, running: int) -> dict[str, float]:
+    """The figures of `concurrency` requests in a closed loop when only `running` fit at once: the device serves
+    `running` at a time (their cycle), so requests leave at running / cycle per second and, by Little's law, each
+    spends concurrency / that rate in the system; the difference waits in the queue before its prefill starts."""
+    if concurrency <= running:
+        return f | {"queue_s": 0.0}
+    wait = f["cycle_s"] * (concurrency / running - 1)
+    return f | {"queue_s": wait, "ttft_s": f["ttft_s"] + wait, "cycle_s": f["cycle_s"] * concurrency / running}
+
+
 def largest_concurrency(s: Setup, input_tokens: int, output_tokens: int) -> int:
     """As many requests as fit: every cache holds the whole request (prompt and output) beside the weights."""
     return max_batch(s, input_tokens + output_tokens, input_tokens)
@@ -84,7 +94,8 @@ def request_profile(s: Setup, input_tokens: int, output_tokens: int, concurrency
     limit = largest_concurrency(s, input_tokens, output_tokens)
     c = limit if concurrency == "max" else int(concurrency)
     c = max(c, 1)
-    f = request_figures(s, input_tokens, output_tokens, c, continuous, cached_tokens)
+    running = min(c, limit) if limit >= 1 else c  # nothing fits at all: the figures of c as if it did, fits false
+    f = queued(request_figures(s, input_tokens, output_tokens, running, continuous, cached_tokens), c, running)
 
     def meets(g: dict[str, float]) -> bool:
         return (ttft_slo_ms is None or g["ttft_s"] * 1e3 <= ttft_slo_ms) and \
@@ -108,7 +119,8 @@ def request_profile(s: Setup, input_tokens: int, output_tokens: int, concurrency
                   else "static batches (all prompts prefilled together, the batch ends together)")
     return RequestProfile(
         input_tokens=input_tokens, output_tokens=output_tokens, concurrency=c, max_concurrency=limit,
-        fits=c <= limit, scheduling=scheduling, ttft_ms=f["ttft_s"] * 1e3, itl_ms=f["itl_s"] * 1e3,
+        fits=c <= limit, running=running, queue_wait_ms=f["queue_s"] * 1e3, scheduling=scheduling,
+        ttft_ms=f["ttft_s"] * 1e3, itl_ms=f["itl_s"] * 1e3,
         request_latency_ms=f["cycle_s"] * 1e3, output_tokens_per_s=c * output_tokens / f["cycle_s"],
         requests_per_s=c / f["cycle_s"], ttft_slo_ms=ttft_slo_ms, itl_slo_ms=itl_slo_ms, meets_slo=ok,
         goodput_requests_per_s=c / f["cycle_s"] if ok else 0.0, slo_concurrency=slo_c,

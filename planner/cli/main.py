@@ -53,6 +53,10 @@ class ConcurrencyType(click.ParamType):
               help="Devices in total (tensor x pipeline parallel).")
 @click.option("--tp", "tensor_parallel", type=int, default=None, help="Tensor-parallel size [default: devices / pp].")
 @click.option("--pp", "pipeline_parallel", type=int, default=1, show_default=True, help="Pipeline-parallel size.")
+@click.option("--attention-dp", "attention_data_parallel", type=int, default=1, show_default=True,
+              help="Attention data-parallel groups (of --tp devices each) for a MoE model with --ep.")
+@click.option("--ep", "expert_parallel", type=int, default=1, show_default=True,
+              help="Split a MoE model's experts whole over this many devices (all devices of a stage).")
 @click.option("--dtype", default="bf16", show_default=True,
               help="Weights: bf16, fp16, fp32, fp8, int8, int4, nf4, fp4 (torch spellings too). int8/int4 are "
                    "weight-only with 16-bit activations unless --activations says otherwise.")
@@ -73,6 +77,8 @@ class ConcurrencyType(click.ParamType):
 @click.option("--weight-kernel", default=None,
               help="The GEMM reading quantized weights: marlin, tinygemm or torchao-int8 (profiles/efficiency.yaml) "
                    "[default: the engine's kernel for the format, else the device's default].")
+@click.option("--scheduling", type=click.Choice(["continuous", "static"]), default=None,
+              help="Request-level figures with continuous batching or static batches [default: the engine's].")
 @click.option("--input-tokens", type=int, default=None,
               help="Request-level figures (TTFT, inter-token latency, output tokens/s with prefill included, "
                    "requests/s, goodput) for requests of this many prompt tokens...")

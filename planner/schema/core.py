@@ -247,6 +247,10 @@ class ProfileRequest(Frozen):
     num_devices: int = Field(1, description="devices in total (tensor x pipeline parallel)")
     tensor_parallel: int | None = None
     pipeline_parallel: int = 1
+    attention_data_parallel: int = Field(1, description="attention data-parallel groups of tensor_parallel devices, "
+                                                        "sequences spread over them (MoE with expert parallel)")
+    expert_parallel: int = Field(1, description="devices a MoE model's experts are split over whole (1, or all "
+                                                "devices of a pipeline stage)")
     dtype: str = "bf16"
     activations: str | None = Field(None, description="quantized activations (int8/fp8 W8A8); default 16-bit")
     kv_dtype: str | None = None
@@ -262,6 +266,9 @@ class ProfileRequest(Frozen):
     weight_kernel: str | None = Field(None, description="the GEMM reading quantized weights, a kernel of "
                                                         "profiles/efficiency.yaml (marlin, tinygemm, torchao-int8) "
                                                         "[default: the engine's, else the device's default]")
+    scheduling: Literal["continuous", "static"] | None = Field(
+        None, description="how requests share the device: continuous batching or static batches (a batch prefills "
+                          "together and ends together) [default: the engine's]")
     input_tokens: int | None = Field(None, description="request-level figures (`requests`) for requests of this many "
                                                        "prompt tokens...")
     output_tokens: int | None = Field(None, description="...and this many output tokens...")
@@ -382,6 +389,9 @@ class RequestProfile(Frozen):
     concurrency: int = Field(description="requests in flight at once")
     max_concurrency: int = Field(description="as many as fit: each cache holds a whole request beside the weights")
     fits: bool
+    running: int = Field(0, description="requests the device serves at once: the concurrency, or as many as fit")
+    queue_wait_ms: float = Field(0.0, description="time a request waits for a slot before its prefill starts "
+                                                  "(in TTFT and the request latency; 0 when all fit)")
     scheduling: str = Field(description="how prefill and decode share the device in this engine")
     ttft_ms: float = Field(description="time to first token under this load")
     itl_ms: float = Field(description="mean inter-token latency, counting prefill chunks that share decode steps")

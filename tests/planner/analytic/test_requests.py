@@ -63,6 +63,48 @@ def test_max_concurrency_is_as_many_as_fit():
     assert not over.fits and not over.meets_slo
 
 
+@pytest.mark.parametrize("engine", ["vllm", "transformers"])
+def test_requests_beyond_what_fits_wait_for_a_slot(engine):
+    kw = {"input_tokens": 4096, "output_tokens": 1024, "context": 5120, "attention": "sdpa"}
+    full = requests(engine, concurrency="max", **kw).requests
+    twice = requests(engine, concurrency=2 * full.max_concurrency, **kw).requests
+    assert full.running == full.concurrency and full.queue_wait_ms == 0
+    assert twice.running == full.max_concurrency and not twice.fits
+    # the device serves as many as fit, at their rate; the others wait a whole cycle of theirs (Little's law)
+    assert twice.output_tokens_per_s == pytest.approx(full.output_tokens_per_s)
+    assert twice.queue_wait_ms == pytest.approx(full.request_latency_ms)
+    assert twice.ttft_ms == pytest.approx(full.ttft_ms + twice.queue_wait_ms)
+    assert twice.itl_ms == pytest.approx(full.itl_ms)
+    assert twice.request_latency_ms == pytest.approx(twice.ttft_ms + (twice.output_tokens - 1) * twice.itl_ms)
+    assert twice.requests_per_s == pytest.approx(twice.concurrency / (twice.request_latency_ms / 1e3))
+
+
+def test_scheduling_can_be_set_apart_from_the_engine():
+    static = requests("vllm", concurrency=32, scheduling="static").requests
+    assert "static" in static.scheduling
+    assert static.output_tokens_per_s < requests("vllm", concurrency=32).requests.output_tokens_per_s
+
+
+def test_attention_data_parallel_with_experts_split_holds_more_sequences():
+    base = {"model": "deepseek-v3", "hardware": "h200-sxm", "num_devices": 8, "dtype": "fp8", "engine": "sglang",
+            "input_tokens": 1024, "output_tokens": 1024, "context": 2048, "concurrency": "max"}
+    tp = profile(ProfileRequest(**base)).requests
+    dp = profile(ProfileRequest(**base, attention_data_parallel=8, expert_parallel=8)).requests
+    assert dp.max_concurrency > 4 * tp.max_concurrency  # each device holds its own sequences' latent cache
+
+
+@pytest.mark.parametrize(("kw", "message"), [
+    ({"model": "llama-3.1-8b", "num_devices": 2, "expert_parallel": 2}, "has no experts"),
+    ({"model": "deepseek-v3", "num_devices": 8, "attention_data_parallel": 8}, "attention data parallel serves"),
+    ({"model": "deepseek-v3", "num_devices": 8, "expert_parallel": 4}, "splits a MoE model's experts whole"),
+    ({"model": "deepseek-v3", "num_devices": 8, "tensor_parallel": 8, "attention_data_parallel": 2,
+      "expert_parallel": 16}, "must equal the device count"),
+])
+def test_parallel_layouts_that_cannot_run_are_refused(kw, message):
+    with pytest.raises(RequestError, match=message):
+        profile(ProfileRequest(hardware="h200-sxm", dtype="fp8", **kw))
+
+
 def test_goodput_counts_requests_within_the_slos():
     loose = requests(concurrency=16, ttft_slo_ms=10_000, itl_slo_ms=1_000).requests
     assert loose.meets_slo and loose.goodput_requests_per_s == pytest.approx(loose.requests_per_s)
