@@ -88,6 +88,9 @@ def predict(p: dict, view: str = "requests", overrides: dict[str, float] | None 
             "per node" in unit or "not stated" in unit)):
         return None, f"throughput unit '{unit}' is not the deployment's total and names no device count"
     share = p["num_devices"] if per_gpu else 1
+    if p["category"] in ("request-throughput", "e2e-latency") and None in (p.get("input_tokens"),
+                                                                           p.get("output_tokens")):
+        return None, "request lengths not stated (a rate depends on them)"
     batch = p.get("batch") or 1
     prompt = p.get("input_tokens") or 128
     output = p.get("output_tokens") or 128
@@ -251,7 +254,7 @@ def main() -> None:
             print(f"  {r['id']:48s} {r['category']:18s} published {r['published']:>10.4g} predicted "
                   f"{r['predicted']:>10.4g}  ratio {r['ratio']:.2f} (step view {before['ratio']:.2f})")
     print(f"{len(views['requests'])} points predicted, {len(skipped)} skipped (no catalog architecture, a per-GPU "
-          f"throughput, a GGUF format)")
+          f"throughput without a device count, unstated request lengths, a GGUF format)")
     tables = {view: {key: summary(rows, key) for key in ("category", "engine", "dtype")}
               for view, rows in views.items()}
     for key in ("category", "engine", "dtype"):

@@ -44,28 +44,44 @@ def measured_factors(hw: HardwareSpec, compute_dtype: str) -> tuple[float, float
     return factors[0], factors[1], "; ".join(why)
 
 
-def weight_kernel_share(hw: HardwareSpec, kernel: str, weight_dtype: str) -> tuple[float, str]:
-    """(share of the peak bandwidth, source) of a named weight kernel (`weight_kernels` in profiles/efficiency.yaml)
-    reading `weight_dtype` weights on `hw`."""
+def weight_kernel_refusal(hw: HardwareSpec, kernel: str, weight_dtype: str) -> str | None:
+    """Why the named weight kernel (`weight_kernels` in profiles/efficiency.yaml) cannot read `weight_dtype` weights
+    on `hw`, or None where it can."""
     table = profiles.efficiency_table()
     entry = table["weight_kernels"].get(kernel)
     if entry is None:
-        raise RequestError(f"unknown weight kernel '{kernel}'; known: {', '.join(table['weight_kernels'])}")
+        return f"unknown weight kernel '{kernel}'; known: {', '.join(table['weight_kernels'])}"
     if weight_dtype not in entry["formats"]:
-        raise RequestError(f"the {kernel} kernel reads {', '.join(entry['formats'])} weights, not {weight_dtype}")
-    if hw.kind != "gpu":
-        raise RequestError(f"the {kernel} kernel's bandwidth share is a GPU figure; {hw.id} is a {hw.kind}")
+        return f"the {kernel} kernel reads {', '.join(entry['formats'])} weights, not {weight_dtype}"
+    if hw.kind != "gpu" or hw.features.backend != "cuda":
+        return f"the {kernel} kernel is a CUDA kernel; {hw.id} runs {hw.features.backend}"
+    need = entry.get("min_compute_capability")
+    have = hw.features.compute_capability
+    if need and (not have or float(have) < need):
+        return f"the {kernel} kernel needs compute capability {need:g} or newer; {hw.id} has {have or 'none stated'}"
+    return None
+
+
+def weight_kernel_share(hw: HardwareSpec, kernel: str, weight_dtype: str) -> tuple[float, str]:
+    """(share of the peak bandwidth, source) of a named weight kernel reading `weight_dtype` weights on `hw`."""
+    refusal = weight_kernel_refusal(hw, kernel, weight_dtype)
+    if refusal:
+        raise RequestError(refusal)
+    table = profiles.efficiency_table()
+    entry = table["weight_kernels"][kernel]
     kind = table["device_kinds"]["gpu"]["bandwidth_efficiency"]
     share = entry.get("bandwidth_efficiency") or entry["relative_to_16bit"] * kind["bf16"]
     return share, f"{kernel} ({entry['what']}): {table['kernel_sources'][entry['source']]}"
 
 
 def default_efficiency(hw: HardwareSpec, weight_dtype: str, compute_dtype: str, runtime: str,
-                       kv_dtype: str | None = None, weight_kernel: str | None = None) -> EfficiencyFactors:
+                       kv_dtype: str | None = None, weight_kernel: str | None = None,
+                       act_dtype: str | None = None) -> EfficiencyFactors:
     """The documented default factors for this device kind, weight format, compute dtype and runtime. The KV
     cache is read at its own format's share of the bandwidth (`kv_dtype`): attention kernels stream a 16-bit cache
-    as a plain 16-bit stream, whatever format the weights are stored in. `weight_kernel` names the GEMM that reads
-    the weights (an engine's Marlin, torchao's tinygemm), at that kernel's share where the table has one."""
+    as a plain 16-bit stream, whatever format the weights are stored in, and the elementwise kernels stream the
+    activations (`act_dtype`) likewise. `weight_kernel` names the GEMM that reads the weights (an engine's Marlin,
+    torchao's tinygemm), at that kernel's share where the table has one."""
     table = profiles.efficiency_table()
     if runtime not in table["runtimes"]:
         raise RequestError(f"unknown runtime '{runtime}'; known: {', '.join(table['runtimes'])}")
@@ -73,6 +89,7 @@ def default_efficiency(hw: HardwareSpec, weight_dtype: str, compute_dtype: str, 
     shares = kind["bandwidth_efficiency"]
     bw = shares.get(weight_dtype, min(shares.values()))
     kv = shares.get(kv_dtype, min(shares.values())) if kv_dtype else None
+    stream = shares.get(act_dtype, min(shares.values())) if act_dtype else None
     flop = kind["flop_efficiency"].get(compute_dtype, min(kind["flop_efficiency"].values()))
     bw_src = kind["bandwidth_source"]
     bw_src = bw_src.get(weight_dtype, "assumed") if isinstance(bw_src, dict) else bw_src
@@ -83,27 +100,34 @@ def default_efficiency(hw: HardwareSpec, weight_dtype: str, compute_dtype: str, 
     bw_factor, flop_factor, scaled = measured_factors(hw, compute_dtype)
     bw, flop = min(bw * bw_factor, 1.0), min(flop * flop_factor, 1.0)
     kv = min(kv * bw_factor, 1.0) if kv is not None else None
+    stream = min(stream * bw_factor, 1.0) if stream is not None else None
     eng = table["runtimes"][runtime]
     costs = eng.get(hw.kind, eng["default"])
     source = (f"defaults ({hw.kind}, {weight_dtype} weights, {compute_dtype} compute, {runtime} runtime): "
               f"bandwidth: {bw_text} flops: {sources[kind['flop_source']]} overhead: {eng['source']}"
               + (f" scaled to {hw.id} by microbenchmarks ({scaled})" if scaled else ""))
     return EfficiencyFactors(flop_efficiency=flop, bandwidth_efficiency=bw, kv_bandwidth_efficiency=kv,
+                             activation_bandwidth_efficiency=stream,
                              step_overhead_s=costs["step_overhead_s"], layer_overhead_s=costs["layer_overhead_s"],
                              collective_latency_s=costs.get("collective_latency_s", 0.0),
                              source=" ".join(source.split()))
 
 
-def calibrated_efficiency(hw: HardwareSpec, runtime: str, weight_dtype: str) -> EfficiencyFactors | None:
-    """The factors `optiplan calibrate` fitted on this machine for this runtime and weight dtype."""
+def calibrated_efficiency(hw: HardwareSpec, runtime: str, weight_dtype: str,
+                          act_dtype: str | None = None) -> EfficiencyFactors | None:
+    """The factors `optiplan calibrate` fitted on this machine for this runtime and weight dtype; the cache and the
+    activations stream at the share fitted for the activation dtype where calibration fitted one."""
     if hw.id != "local":
         return None
     calibration = load_calibration()
-    fitted = (calibration or {}).get("runtimes", {}).get(runtime, {}).get(weight_dtype)
+    fitted_runtime = (calibration or {}).get("runtimes", {}).get(runtime, {})
+    fitted = fitted_runtime.get(weight_dtype)
     if not fitted:
         return None
     f = fitted["factors"]
+    stream = (fitted_runtime.get(act_dtype) or {}).get("factors", {}).get("bandwidth_efficiency") if act_dtype else None
     return EfficiencyFactors(flop_efficiency=f["flop_efficiency"], bandwidth_efficiency=f["bandwidth_efficiency"],
+                             kv_bandwidth_efficiency=stream, activation_bandwidth_efficiency=stream,
                              step_overhead_s=f["step_overhead_s"], layer_overhead_s=f["layer_overhead_s"],
                              matmul_half_tokens=f.get("matmul_half_tokens", 0.0),
                              source=f"calibrated on this machine ({calibration_path()}, {calibration['measured_at']}): "

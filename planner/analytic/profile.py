@@ -4,7 +4,13 @@ and return a versioned `Profile`. Pure Python: importing this never imports torc
 from __future__ import annotations
 
 from ..catalog.dtypes import DtypeError, canonical, compute_dtype
-from ..catalog.engines import continuous_scheduling, engine_activations, engine_prefill_chunk, engine_runtime
+from ..catalog.engines import (
+    continuous_scheduling,
+    engine_activations,
+    engine_prefill_chunk,
+    engine_runtime,
+    reserves_whole_length,
+)
 from ..catalog.hardware import resolve_hardware, supports_dtype
 from ..catalog.models import resolve_model
 from ..errors import HardwareError, RequestError
@@ -219,6 +225,7 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
         requests=request_profile(s, request.input_tokens, request.output_tokens, request.concurrency or 1,
                                  continuous=(request.scheduling == "continuous" if request.scheduling
                                              else continuous_scheduling(request.engine)),
+                                 on_demand=not reserves_whole_length(request.engine),
                                  ttft_slo_ms=request.ttft_slo_ms, itl_slo_ms=request.itl_slo_ms)
         if request.input_tokens else None,
         accuracy=accuracy_bands(hw, engine_runtime(request.engine)),

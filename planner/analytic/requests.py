@@ -81,17 +81,18 @@ def queued(f: dict[str, float], concurrency: int, running: int) -> dict[str, flo
     return f | {"queue_s": wait, "ttft_s": f["ttft_s"] + wait, "cycle_s": f["cycle_s"] * concurrency / running}
 
 
-def largest_concurrency(s: Setup, input_tokens: int, output_tokens: int) -> int:
-    """As many requests as fit: every cache holds the whole request (prompt and output) beside the weights."""
-    return max_batch(s, input_tokens + output_tokens, input_tokens)
+def largest_concurrency(s: Setup, input_tokens: int, output_tokens: int, on_demand: bool = False) -> int:
+    """As many requests as fit beside the weights: each holding room for its whole length (prompt and output), or,
+    where the engine grows caches on demand, what a running request holds on average over its life (I + O / 2)."""
+    return max_batch(s, input_tokens + (output_tokens // 2 if on_demand else output_tokens), input_tokens)
 
 
 def request_profile(s: Setup, input_tokens: int, output_tokens: int, concurrency: int | str, continuous: bool,
                     ttft_slo_ms: float | None = None, itl_slo_ms: float | None = None,
-                    cached_tokens: int = 0) -> RequestProfile:
+                    cached_tokens: int = 0, on_demand: bool = False) -> RequestProfile:
     """Request-level figures of the setup serving requests of `input_tokens` in and `output_tokens` out,
-    `concurrency` at a time (`"max"`: as many as fit)."""
-    limit = largest_concurrency(s, input_tokens, output_tokens)
+    `concurrency` at a time (`"max"`: as many as fit; `on_demand`: the engine's caches grow as used)."""
+    limit = largest_concurrency(s, input_tokens, output_tokens, on_demand and continuous)
     c = limit if concurrency == "max" else int(concurrency)
     c = max(c, 1)
     running = min(c, limit) if limit >= 1 else c  # nothing fits at all: the figures of c as if it did, fits false
@@ -101,7 +102,7 @@ def request_profile(s: Setup, input_tokens: int, output_tokens: int, concurrency
         return (ttft_slo_ms is None or g["ttft_s"] * 1e3 <= ttft_slo_ms) and \
             (itl_slo_ms is None or g["itl_s"] * 1e3 <= itl_slo_ms)
 
-    ok = meets(f) and c <= max(limit, 1)
+    ok = meets(f)  # a queued request's wait is in its TTFT
     slo_c = 0
     if meets(request_figures(s, input_tokens, output_tokens, 1, continuous, cached_tokens)):
         lo, hi = 1, max(limit, 1)  # the figures worsen with concurrency: the largest C that meets the SLOs

@@ -13,7 +13,7 @@ from ..catalog.engines import engine_kernel_efficiency
 from ..catalog.kernels import kernel_shares
 from ..errors import HardwareError, RequestError
 from ..schema import EfficiencyFactors, HardwareSpec, ModelSpec
-from .efficiency import calibrated_efficiency, default_efficiency
+from .efficiency import calibrated_efficiency, default_efficiency, weight_kernel_refusal
 from .kvcache import KVGroup, kv_bits, kv_groups, tensor_parallel_share
 from .params import ParamCounts, param_counts
 
@@ -146,10 +146,11 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
     d16 = default_16bit(hw)
     compute = compute_dtype(weight_dtype, activations, d16)
     act = "fp32" if compute == "fp32" else d16
-    if weight_kernel is None and hw.features.backend == "cuda":
-        weight_kernel = engine_kernel_efficiency(engine, weight_dtype)
-    eff = efficiency or calibrated_efficiency(hw, runtime, weight_dtype) or default_efficiency(
-        hw, weight_dtype, compute, runtime, kv_dtype or act, None if weight_kernel == "triton" else weight_kernel)
+    engine_kernel = engine_kernel_efficiency(engine, weight_dtype) if weight_kernel is None else None
+    if engine_kernel and weight_kernel_refusal(hw, engine_kernel, weight_dtype) is None:
+        weight_kernel = engine_kernel  # below the kernel's device (Marlin before compute capability 8.0): defaults
+    eff = efficiency or calibrated_efficiency(hw, runtime, weight_dtype, act) or default_efficiency(
+        hw, weight_dtype, compute, runtime, kv_dtype or act, None if weight_kernel == "triton" else weight_kernel, act)
     measured = {}
     if "triton" in (attention, weight_kernel):
         shares = kernel_shares(hw.id)

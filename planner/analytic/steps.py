@@ -245,7 +245,8 @@ def _cost(s: Setup, matmul: float, attention: float, weights_dev: float, kv_dev:
     peak = s.peak_flops * s.shards  # the work is spread over the shards
     attention_eff = s.attention_efficiency or s.eff.flop_efficiency
     matmul_eff = matmul_efficiency(s.eff, max(tokens // s.attention_dp, 1))
-    bandwidth = s.hw.memory_bandwidth_bytes_per_s * s.eff.bandwidth_efficiency
+    stream = s.eff.activation_bandwidth_efficiency or s.eff.bandwidth_efficiency  # 16-bit activations, any weights
+    bandwidth = s.hw.memory_bandwidth_bytes_per_s * stream
     # weights held in host memory cross the host link every pass (CPU offload)
     offload_s = (s.offload_fraction * total_weight_bytes(s) / s.shards / s.host_link_bytes_per_s
                  if s.offload_fraction else 0.0)

@@ -72,6 +72,15 @@ def engine_kernel_efficiency(engine: str | None, weight_dtype: str) -> str | Non
     return ((engine_profile(engine).get("kernels") or {}).get(weight_dtype) or {}).get("efficiency")
 
 
+def reserves_whole_length(engine: str | None) -> bool:
+    """Whether the engine admits a request only with room for its whole length (its profile's `admission: reserve`,
+    TensorRT-LLM's GUARANTEED_NO_EVICT). Otherwise a paged cache grows as sequences do and holds what the running
+    requests have used (`on-demand`: vLLM preempts when its blocks run out)."""
+    if engine is None or engine == GENERIC_SERVING:
+        return False
+    return engine_profile(engine).get("admission") == "reserve"
+
+
 def engine_defaults(engine: str) -> dict[str, str]:
     """Technique id -> source, for what the engine runs by default (none for the generic `serving`)."""
     if engine == GENERIC_SERVING:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ... import profiles
+from ..analytic.efficiency import measured_factors
 from ..schema import HardwareSpec
 from .hardware import resolve_hardware
 
@@ -101,7 +102,9 @@ def triton_gemm(hw: HardwareSpec, engine: str, bits: str) -> KernelShares | None
     """The shares where our `bits` weight-only GEMM measured faster here than the alternative: torchao's int4 in the
     same run, else the format's documented default bandwidth share (profiles/efficiency.yaml)."""
     shares = plannable_shares(hw, engine)
-    default = profiles.efficiency_table()["device_kinds"]["gpu"]["bandwidth_efficiency"][bits]
+    # the default share as this device reaches it (scaled by its microbenchmarks, as the prediction scales it)
+    default = profiles.efficiency_table()["device_kinds"]["gpu"]["bandwidth_efficiency"][bits] * \
+        measured_factors(hw, "bf16")[0]
     return shares if shares is not None and shares.gemm_share(bits, default) is not None else None
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 
 from ..analytic.efficiency import prefill_chunk_tokens
 from ..analytic.setup import Setup, build_setup, default_16bit
+from ..catalog.engines import reserves_whole_length
 from ..schema import HardwareSpec, ModelSpec
 from ..schema.workload import Workload
 
@@ -91,8 +92,9 @@ def to_setup(state: PlanState) -> Setup:
 
 
 def kv_reserved_tokens(state: PlanState, workload: Workload) -> float:
-    """Cache tokens one sequence occupies: paged caches hold what is used (plus under 4%),
-    contiguous ones reserve the longest sequence."""
-    if state.paged_kv:
+    """Cache tokens one sequence occupies: paged caches hold what is used (plus under 4%), unless the engine admits
+    a request only with room for its whole length (TensorRT-LLM's GUARANTEED_NO_EVICT); contiguous ones reserve the
+    longest sequence."""
+    if state.paged_kv and not reserves_whole_length(state.engine):
         return workload.mean_context * (1 + PAGED_KV_WASTE)
     return workload.context_needed

@@ -235,8 +235,11 @@ class EfficiencyFactors(Frozen):
     matmul_half_tokens: float = Field(0.0, ge=0, description="rows at which a matmul reaches half its flop "
                                                              "efficiency (0: the same at any size)")
     kv_bandwidth_efficiency: float | None = Field(
-        None, gt=0, le=1, description="share of peak bandwidth the attention kernels read the KV cache at (a plain "
-                                      "stream of the cache's format; None: bandwidth_efficiency)")
+        None, gt=0, le=1, description="share of peak bandwidth the attention kernels read the KV cache at (the "
+                                      "cache format's share; None: bandwidth_efficiency)")
+    activation_bandwidth_efficiency: float | None = Field(
+        None, gt=0, le=1, description="share of peak bandwidth the elementwise kernels stream the activations at "
+                                      "(None: bandwidth_efficiency)")
     source: str = ""
 
 

@@ -9,10 +9,13 @@ import pytest
 from optiplan import profiles
 from optiplan.planner.analytic.efficiency import measured_factors
 from optiplan.planner.analytic.profile import profile, setup_for_request
-from optiplan.planner.analytic.steps import decode_step
+from optiplan.planner.analytic.setup import build_setup
+from optiplan.planner.analytic.steps import decode_step, prefill_step
 from optiplan.planner.catalog.hardware import resolve_hardware
 from optiplan.planner.catalog.models import resolve_model
+from optiplan.planner.catalog.workloads import load_workload
 from optiplan.planner.errors import RequestError
+from optiplan.planner.plan.state import baseline_state, kv_reserved_tokens, to_setup
 from optiplan.planner.schema import ProfileRequest
 
 GPU = profiles.efficiency_table()["device_kinds"]["gpu"]
@@ -27,22 +30,39 @@ def test_measured_shares_scale_the_defaults_against_their_reference_device():
     mi300x, a100, h100 = (resolve_hardware(h) for h in ("mi300x", "a100-80gb-sxm", "h100-sxm"))
     bw, flop, why = measured_factors(mi300x, "bf16")
     assert bw == pytest.approx((3.95 / 5.3) / (1.70 / 2.039))  # STREAM triad shares: MI300X over the A100
-    assert flop == pytest.approx((708 / 1307) / (271.2 / 312))  # hipBLASLt bf16 over the A100's MAMF
+    assert flop == pytest.approx((668.4 / 1307) / (271.2 / 312))  # MAMF bf16, both from one table
     assert "a100-80gb-sxm" in why
     # int8 has no figure of its own: the fp8 one, measured at the same tensor-core rate, stands in (on both sides)
     assert measured_factors(mi300x, "int8")[1] == pytest.approx(measured_factors(mi300x, "fp8")[1])
-    assert measured_factors(mi300x, "fp8")[1] == pytest.approx((1273 / 2615) / (1382.2 / 1979))
+    assert measured_factors(mi300x, "fp8")[1] == pytest.approx((1273 / 2615) / (1402.6 / 1979))
     assert measured_factors(a100, "bf16")[:2] == (1.0, 1.0)  # the reference itself
     assert measured_factors(h100, "fp8")[1] == 1.0
     assert measured_factors(resolve_hardware("l4"), "bf16")[:2] == (1.0, 1.0)  # no microbenchmarks: unscaled
 
 
 def test_a_device_with_lower_measured_shares_is_predicted_slower_at_the_same_peaks():
-    s = setup(hardware="mi300x", dtype="fp8")
-    assert s.eff.flop_efficiency == pytest.approx(GPU["flop_efficiency"]["fp8"] * measured_factors(
-        s.hw, "fp8")[1])
-    assert s.eff.bandwidth_efficiency < GPU["bandwidth_efficiency"]["fp8"]
-    assert "scaled to mi300x by microbenchmarks" in s.eff.source
+    mi300x = resolve_hardware("mi300x")
+    unmeasured = mi300x.model_copy(update={"measured": None})
+    spec = resolve_model("llama-3.1-70b")
+    kw = {"weight_dtype": "fp8", "runtime": "serving", "layout": "serving", "attention": "flash"}
+    scaled, plain = build_setup(spec, mi300x, **kw), build_setup(spec, unmeasured, **kw)
+    assert "scaled to mi300x by microbenchmarks" in scaled.eff.source
+    # a long prompt's prefill is compute-bound: it takes longer by the inverse of the measured GEMM share's ratio
+    ratio = prefill_step(scaled, 1, 8192).time_s / prefill_step(plain, 1, 8192).time_s
+    assert ratio == pytest.approx(1 / measured_factors(mi300x, "fp8")[1], rel=0.1)
+    assert decode_step(scaled, 1, 1024).time_s > decode_step(plain, 1, 1024).time_s  # and its triad share is lower
+
+
+def test_an_engine_that_reserves_whole_requests_holds_fewer_than_one_that_grows_them():
+    kw = {"model": "llama-3.1-70b", "hardware": "h200-sxm", "num_devices": 2, "dtype": "fp8", "input_tokens": 1000,
+          "output_tokens": 2000, "concurrency": "max", "context": 3000}
+    vllm = profile(ProfileRequest(engine="vllm", **kw)).requests.max_concurrency
+    trtllm = profile(ProfileRequest(engine="trtllm", **kw)).requests.max_concurrency
+    assert vllm > 1.4 * trtllm  # a request holds 2,000 of its 3,000 tokens on average, all 3,000 reserved
+    spec, h200 = resolve_model("llama-3.1-70b"), resolve_hardware("h200-sxm")
+    work = load_workload("chat")
+    state = baseline_state(spec, h200, 1).with_(paged_kv=True)
+    assert kv_reserved_tokens(state.with_(engine="trtllm"), work) > kv_reserved_tokens(state.with_(engine="vllm"), work)
 
 
 def test_the_kv_cache_is_read_at_its_own_formats_share_not_the_weights():
@@ -66,15 +86,26 @@ def test_an_engines_weight_kernel_sets_the_weights_share_on_cuda():
     assert "marlin" in marlin.eff.source.lower()
     chosen = setup(dtype="int4", hardware="l4", engine="vllm", weight_kernel="tinygemm")
     assert chosen.eff.bandwidth_efficiency == 0.42
-    # on a ROCm device the CUDA kernel facts do not apply
+    # on a ROCm device, or a CUDA one older than the kernel, the engine's kernel facts do not apply
     assert setup(dtype="int4", hardware="mi300x", engine="vllm").eff.bandwidth_efficiency < \
         GPU["bandwidth_efficiency"]["bf16"]
+    assert setup(dtype="int4", hardware="t4", engine="vllm").eff.bandwidth_efficiency == \
+        GPU["bandwidth_efficiency"]["int4"]  # Marlin needs compute capability 8.0; a T4 has 7.5
+
+
+def test_a_plan_carries_its_engine_into_the_prediction():
+    spec, l4 = resolve_model("llama-3.1-8b"), resolve_hardware("l4")
+    state = baseline_state(spec, l4, 1).with_(weight_dtype="int4", paged_kv=True, graphs=True)
+    marlin, tinygemm = to_setup(state.with_(engine="vllm")), to_setup(state.with_(engine="transformers"))
+    assert decode_step(marlin, 1, 1024).time_s < decode_step(tinygemm, 1, 1024).time_s
 
 
 @pytest.mark.parametrize(("kw", "words"), [
     ({"dtype": "int4", "weight_kernel": "nope"}, "unknown weight kernel 'nope'"),
     ({"dtype": "int8", "weight_kernel": "marlin"}, "reads int4 weights, not int8"),
-    ({"dtype": "int4", "weight_kernel": "marlin", "hardware": "epyc-9004"}, "GPU figure"),
+    ({"dtype": "int4", "weight_kernel": "marlin", "hardware": "epyc-9004"}, "is a CUDA kernel"),
+    ({"dtype": "int4", "weight_kernel": "marlin", "hardware": "mi300x"}, "is a CUDA kernel"),
+    ({"dtype": "int4", "weight_kernel": "marlin", "hardware": "t4"}, "compute capability 8 or newer"),
 ])
 def test_a_weight_kernel_that_cannot_apply_is_refused(kw, words):
     with pytest.raises(RequestError, match=words):
