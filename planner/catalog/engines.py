@@ -11,6 +11,7 @@ from typing import Any
 
 from ... import profiles
 from ..errors import UnknownNameError
+from ..schema import HardwareSpec
 
 # `profile --engine serving` predicts a generic serving engine of the "serving" runtime
 GENERIC_SERVING = "serving"
@@ -54,22 +55,25 @@ def continuous_scheduling(engine: str) -> bool:
     return engine == GENERIC_SERVING or engine_profile(engine)["scheduling"] == "continuous"
 
 
-def engine_activations(engine: str, weight_dtype: str, hw) -> str | None:
-    """The activation format the engine's GEMM for `weight_dtype` weights runs on `hw` (its profile's `kernels`
-    entry, e.g. NVFP4 W4A4), where the device has a tensor-core rate for it; None: the format's own default (weight-only
-    formats dequantize to 16-bit)."""
-    if engine == GENERIC_SERVING:
-        return None
-    act = ((engine_profile(engine).get("kernels") or {}).get(weight_dtype) or {}).get("activations")
+def engine_kernel(engine: str | None, weight_dtype: str) -> dict[str, Any]:
+    """The engine's profile entry for the GEMM it runs on `weight_dtype` weights (empty where it states none)."""
+    if engine is None or engine == GENERIC_SERVING:
+        return {}
+    return (engine_profile(engine).get("kernels") or {}).get(weight_dtype) or {}
+
+
+def engine_activations(engine: str, weight_dtype: str, hw: HardwareSpec) -> str | None:
+    """The activation format the engine's GEMM for `weight_dtype` weights runs on `hw` (e.g. NVFP4 W4A4), where the
+    device has a tensor-core rate for it; None: the format's own default (weight-only formats dequantize to
+    16-bit)."""
+    act = engine_kernel(engine, weight_dtype).get("activations")
     return act if act and act in hw.peak_tflops else None
 
 
 def engine_kernel_efficiency(engine: str | None, weight_dtype: str) -> str | None:
     """The weight kernel (`profiles/efficiency.yaml` weight_kernels) whose bandwidth share the engine's GEMM for
     `weight_dtype` weights reaches, where its profile names one."""
-    if engine is None or engine == GENERIC_SERVING:
-        return None
-    return ((engine_profile(engine).get("kernels") or {}).get(weight_dtype) or {}).get("efficiency")
+    return engine_kernel(engine, weight_dtype).get("efficiency")
 
 
 def reserves_whole_length(engine: str | None) -> bool:
