@@ -124,3 +124,20 @@ def test_nvfp4_runs_w4a4_where_the_device_has_an_fp4_rate():
     prefill_16 = profile(ProfileRequest(model="llama-3.1-70b", hardware="b200", dtype="fp4", engine="serving",
                                         prompt_tokens=4096))
     assert prefill_fp4.latency.ttft_ms < prefill_16.latency.ttft_ms
+
+
+def test_a_calibrated_machine_reads_its_cache_and_activations_at_its_16_bit_fit(monkeypatch):
+    from optiplan.planner.analytic import efficiency
+
+    def fit(bandwidth):
+        return {"factors": {"flop_efficiency": 0.5, "bandwidth_efficiency": bandwidth, "step_overhead_s": 0.001,
+                            "layer_overhead_s": 0.0001}, "median_abs_error_pct": 5.0, "points": [1, 2, 3]}
+
+    data = {"measured_at": "2026-11-29", "runtimes": {"transformers": {"bf16": fit(0.6), "int4": fit(0.3)}}}
+    monkeypatch.setattr(efficiency, "load_calibration", lambda: data)
+    local = resolve_hardware("epyc-9004").model_copy(update={"id": "local"})
+    int4 = efficiency.calibrated_efficiency(local, "transformers", "int4", "bf16")
+    assert int4.bandwidth_efficiency == 0.3  # the weights at their own fit
+    assert int4.kv_bandwidth_efficiency == int4.activation_bandwidth_efficiency == 0.6
+    uncalibrated_16bit = efficiency.calibrated_efficiency(local, "transformers", "int4", "fp16")
+    assert uncalibrated_16bit.kv_bandwidth_efficiency is None  # no fp16 fit: the weights' share stands in
