@@ -54,6 +54,10 @@ ARCHITECTURE = {
 DTYPES = {"bf16": "bf16", "fp16": "fp16", "fp8": "fp8", "int8": "int8", "int4": "int4", "fp4": "fp4",
           "fp8 (assumed; DeepSeek native FP8)": "fp8"}
 SECONDS = {"s": 1e3, "ms": 1.0}
+# the weight kernels of engines without a profile, where their source names them: gpt-fast (and torchao's llama
+# generate.py, derived from it) reads int4 with PyTorch's _weight_int4pack_mm (tinygemm) and int8 with its compiled
+# weight-only linear (pytorch-labs/gpt-fast quantize.py: WeightOnlyInt4Linear, WeightOnlyInt8Linear)
+ENGINE_KERNELS = {"gpt-fast": {"int4": "tinygemm", "int8": "torchao-int8"}}
 
 
 def catalog_model(hub_id: str) -> str | None:
@@ -107,6 +111,7 @@ def predict(p: dict, view: str = "requests", overrides: dict[str, float] | None 
                              tensor_parallel=None if adp > 1 else p.get("tensor_parallel"),
                              attention_data_parallel=adp, expert_parallel=p.get("expert_parallel") or 1,
                              dtype=dtype, kv_dtype=kv_dtype, batch=batch,
+                             weight_kernel=ENGINE_KERNELS.get(p["engine"], {}).get(dtype),
                              context=prompt + output, prompt_tokens=prompt, engine=engine, input_tokens=prompt,
                              output_tokens=output, concurrency="max" if offline else batch,
                              scheduling=p.get("scheduling"))

@@ -56,9 +56,13 @@ def continuous_scheduling(engine: str) -> bool:
 
 
 def engine_kernel(engine: str | None, weight_dtype: str) -> dict[str, Any]:
-    """The engine's profile entry for the GEMM it runs on `weight_dtype` weights (empty where it states none)."""
-    if engine is None or engine == GENERIC_SERVING:
+    """The engine's profile entry for the GEMM it runs on `weight_dtype` weights (empty where it states none); the
+    generic `serving` engine runs what the serving runtime names in profiles/efficiency.yaml."""
+    if engine is None:
         return {}
+    if engine == GENERIC_SERVING:
+        kernel = (profiles.efficiency_table()["runtimes"]["serving"].get("weight_kernels") or {}).get(weight_dtype)
+        return {"efficiency": kernel} if kernel else {}
     return (engine_profile(engine).get("kernels") or {}).get(weight_dtype) or {}
 
 

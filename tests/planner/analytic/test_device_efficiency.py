@@ -66,10 +66,11 @@ def test_an_engine_that_reserves_whole_requests_holds_fewer_than_one_that_grows_
 
 
 def test_the_kv_cache_is_read_at_its_own_formats_share_not_the_weights():
-    int4 = setup(dtype="int4", hardware="l4")  # no microbenchmarks: the table's shares as they are
+    # no microbenchmarks on an L4: the table's shares as they are; transformers reads int4 with the default kernel
+    int4 = setup(dtype="int4", hardware="l4", engine="transformers", attention="sdpa")
     assert int4.eff.bandwidth_efficiency == GPU["bandwidth_efficiency"]["int4"]
     assert int4.eff.kv_bandwidth_efficiency == GPU["bandwidth_efficiency"]["bf16"]
-    fp8_cache = setup(dtype="int4", hardware="l4", kv_dtype="fp8")
+    fp8_cache = setup(dtype="int4", hardware="l4", kv_dtype="fp8", engine="transformers", attention="sdpa")
     assert fp8_cache.eff.kv_bandwidth_efficiency == GPU["bandwidth_efficiency"]["fp8"]
     # a long-context step's cache time follows the cache's share: the same bytes at the int4 share took longer
     step = decode_step(int4, 32, 8192)
@@ -80,9 +81,11 @@ def test_the_kv_cache_is_read_at_its_own_formats_share_not_the_weights():
 
 def test_an_engines_weight_kernel_sets_the_weights_share_on_cuda():
     marlin = setup(dtype="int4", hardware="l4", engine="vllm")
-    generic = setup(dtype="int4", hardware="l4", engine="serving")
+    generic = setup(dtype="int4", hardware="l4", engine="serving")  # stands for vLLM, SGLang, TGI: Marlin too
+    eager = setup(dtype="int4", hardware="l4", engine="transformers", attention="sdpa")  # torchao's tinygemm
     assert marlin.eff.bandwidth_efficiency == GPU["bandwidth_efficiency"]["bf16"]  # Marlin: the 16-bit GEMM's share
-    assert generic.eff.bandwidth_efficiency == GPU["bandwidth_efficiency"]["int4"]
+    assert generic.eff.bandwidth_efficiency == marlin.eff.bandwidth_efficiency
+    assert eager.eff.bandwidth_efficiency == GPU["bandwidth_efficiency"]["int4"]
     assert "marlin" in marlin.eff.source.lower()
     chosen = setup(dtype="int4", hardware="l4", engine="vllm", weight_kernel="tinygemm")
     assert chosen.eff.bandwidth_efficiency == 0.42
