@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ... import profiles
-from ..analytic.efficiency import measured_factors
+from ..analytic.efficiency import default_efficiency
 from ..schema import HardwareSpec
 from .hardware import resolve_hardware
 
@@ -102,9 +102,8 @@ def triton_gemm(hw: HardwareSpec, engine: str, bits: str) -> KernelShares | None
     """The shares where our `bits` weight-only GEMM measured faster here than the alternative: torchao's int4 in the
     same run, else the format's documented default bandwidth share (profiles/efficiency.yaml)."""
     shares = plannable_shares(hw, engine)
-    # the default share as this device reaches it (scaled by its microbenchmarks, as the prediction scales it)
-    default = profiles.efficiency_table()["device_kinds"]["gpu"]["bandwidth_efficiency"][bits] * \
-        measured_factors(hw, "bf16")[0]
+    # the default share as the prediction resolves it on this device (scaled by its microbenchmarks)
+    default = default_efficiency(hw, bits, "bf16", "transformers").bandwidth_efficiency
     return shares if shares is not None and shares.gemm_share(bits, default) is not None else None
 
 
