@@ -23,3 +23,23 @@ def random_model(folder: Path, hidden: int, layers: int, heads: int = 4, kv_head
     model = LlamaForCausalLM(config).to(torch_dtype(dtype))
     model.save_pretrained(folder)
     return folder
+
+
+def catalog_random_model(name: str, dtype: str, device: str = "cpu"):
+    """A catalog model (or a config.json file) with random weights, built in memory on `device` at `dtype`: its
+    real shapes without its weights (`profile --measure` saves it; the GPU benchmark times it where it was built)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from ..catalog.models import catalog_entry, read_config_file
+    from .runtime import quiet_libraries, torch_dtype
+
+    quiet_libraries()
+    path = Path(name).expanduser()
+    fields = read_config_file(path) if path.is_file() else dict(catalog_entry(name)["config"])
+    fields = {k: v for k, v in fields.items() if k not in ("quantization_config", "auto_map")}
+    config = AutoConfig.for_model(fields.pop("model_type"), **fields)
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype(dtype), attn_implementation="sdpa")
+    return model.eval()

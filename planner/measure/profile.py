@@ -11,7 +11,8 @@ from ..catalog.models import resolve_model
 from ..errors import RequestError
 from ..machine.probe import proc_kib_bytes, total_memory_bytes
 from ..schema import MeasuredPoint, MeasuredProfile, Profile, ProfileRequest
-from .runtime import MeasureError, torch_dtype
+from .models import catalog_random_model
+from .runtime import MeasureError
 from .timing import measure
 
 # A model built with random weights must fit in this share of the memory available now.
@@ -32,18 +33,7 @@ def _model_folder(request: ProfileRequest, predicted: Profile, tmp: Path, dtype:
     if need > available * MEMORY_HEADROOM:
         raise MeasureError(f"{request.model} needs {need / 1e9:,.1f} GB of weights at {request.dtype}; this machine "
                            f"has {available / 1e9:,.1f} GB available: not loaded (measure a smaller model or a folder)")
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    from ..catalog.models import catalog_entry, read_config_file
-
-    fields = read_config_file(path) if path.is_file() else dict(catalog_entry(request.model)["config"])
-    fields = {k: v for k, v in fields.items() if k not in ("quantization_config", "auto_map")}
-    from transformers import AutoConfig
-
-    config = AutoConfig.for_model(fields.pop("model_type"), **fields)
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype(dtype))  # saved at the dtype it is measured at
+    model = catalog_random_model(request.model, dtype)  # saved at the dtype it is measured at
     folder = tmp / "random-weights"
     model.save_pretrained(folder)
     return folder

@@ -120,13 +120,20 @@ def time_models(jobs, dtype: str, device: str, repeats: int, progress=None) -> l
     `repeats` interleaved rounds; (load seconds, points) per job. Models measured together share the rounds, so a
     slow spell of the machine (they last longer than one model's points take) falls on all of them alike: a
     calibration's models, or its fit and held-out shapes, see the same machine."""
+    loaded = [load_model(str(path), dtype, device) for path, _, _ in jobs]
+    timed = time_loaded([(model, prefills, decodes) for (model, _), (_, prefills, decodes) in zip(loaded, jobs)],
+                        device, repeats, progress)
+    return [(load_s, points) for (_, load_s), points in zip(loaded, timed)]
+
+
+def time_loaded(jobs, device: str, repeats: int, progress=None) -> list[list[Point]]:
+    """`time_models` for models already in memory ((model, prefills, decodes) each): the points of each."""
     import torch
 
     gen = torch.Generator().manual_seed(0)
-    loaded = [load_model(str(path), dtype, device) for path, _, _ in jobs]
     spans, shapes, fns = [], [], []
     with torch.inference_mode():
-        for (model, _), (_, prefills, decodes) in zip(loaded, jobs):
+        for model, prefills, decodes in jobs:
             job_shapes, job_fns = _step_functions(model, device, prefills, decodes, gen)
             spans.append((len(shapes), len(shapes) + len(job_shapes)))
             shapes += job_shapes
@@ -134,7 +141,7 @@ def time_models(jobs, dtype: str, device: str, repeats: int, progress=None) -> l
         timed = timed_rounds(fns, max(repeats, 1), device, progress=progress)
     points = [Point(kind, batch, tokens, median, spread, n) for (kind, batch, tokens), (median, spread, n, _)
               in zip(shapes, timed)]
-    return [(load_s, points[a:b]) for (_, load_s), (a, b) in zip(loaded, spans)]
+    return [points[a:b] for a, b in spans]
 
 
 def measure(path: str | Path, dtype: str = "fp32", device: str | None = None, prefills=DEFAULT_PREFILLS,
