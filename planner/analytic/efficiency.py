@@ -109,6 +109,7 @@ def default_efficiency(hw: HardwareSpec, weight_dtype: str, compute_dtype: str, 
     return EfficiencyFactors(flop_efficiency=flop, bandwidth_efficiency=bw, kv_bandwidth_efficiency=kv,
                              activation_bandwidth_efficiency=stream,
                              step_overhead_s=costs["step_overhead_s"], layer_overhead_s=costs["layer_overhead_s"],
+                             host_overlap=costs.get("host_overlap", False),
                              collective_latency_s=costs.get("collective_latency_s", 0.0),
                              source=" ".join(source.split()))
 

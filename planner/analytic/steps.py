@@ -34,9 +34,12 @@ class StepCost:
     roofline_s: float  # per kind of kernel the longer of the two, summed
     comm_s: float
     overhead_s: float
+    overlapped: bool = False  # the host's fixed costs overlap the device's work (eager CUDA): the longer counts
 
     @property
     def time_s(self) -> float:
+        if self.overlapped:
+            return max(self.roofline_s + self.comm_s, self.overhead_s)
         return self.roofline_s + self.comm_s + self.overhead_s
 
     @property
@@ -261,7 +264,7 @@ def _cost(s: Setup, matmul: float, attention: float, weights_dev: float, kv_dev:
         flops=matmul + attention, bytes_per_device=weights_dev + kv_dev + act_dev, kv_bytes_per_device=kv_dev,
         activation_bytes_per_device=act_dev, compute_s=linear[0] + attend[0],
         memory_s=linear[1] + attend[1] + elementwise, roofline_s=max(linear) + max(attend) + elementwise,
-        comm_s=_comm_s(s, tokens), overhead_s=_overhead_s(s),
+        comm_s=_comm_s(s, tokens), overhead_s=_overhead_s(s), overlapped=s.eff.host_overlap,
     )
 
 

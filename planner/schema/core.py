@@ -230,6 +230,9 @@ class EfficiencyFactors(Frozen):
     bandwidth_efficiency: float = Field(gt=0, le=1)
     step_overhead_s: float = Field(0.0, ge=0, description="fixed cost per forward pass (launch, sampling)")
     layer_overhead_s: float = Field(0.0, ge=0, description="fixed cost per layer per forward pass")
+    host_overlap: bool = Field(False, exclude_if=lambda v: not v, description=(
+        "the host's launches run ahead of the device (eager CUDA): a step takes the longer of its fixed costs and "
+        "its kernels, not their sum"))
     collective_latency_s: float = Field(0.0, ge=0, description="fixed cost of each collective (all-reduce, "
                                                                "all-to-all) beyond its link hops: launch and sync")
     matmul_half_tokens: float = Field(0.0, ge=0, description="rows at which a matmul reaches half its flop "
