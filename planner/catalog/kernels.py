@@ -4,7 +4,7 @@
 With no measurement of a GPU the planner keeps its documented defaults there and never plans our kernels: their
 effect is measured, not assumed. Each share comes from our kernel's rows of the run (the best share at the longest
 context for decode attention, at the longest sequence for prefill, at M = 1 on the largest weight for the GEMMs),
-and the same run's alternative (flash-attn, torchao int4) decides whether ours is the one to plan.
+and the same run's alternatives (torch SDPA and flash-attn, torchao int4) decide whether ours is the one to plan.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from ..schema import HardwareSpec
 from .hardware import resolve_hardware
 
 KERNELS_DIR = Path(profiles.__file__).resolve().parent / "kernels"
+# what our attention replaces: transformers' default (torch SDPA) and FlashAttention where the run had it
+ATTENTION_ALTERNATIVES = ("torch-sdpa", "flash-attn")
 
 
 @dataclass(frozen=True)
@@ -32,12 +34,16 @@ class KernelShares:
     prefill_attention: float | None = None  # our flash attention forward, share of the bf16 peak
     decode_attention: float | None = None  # our split-K flash decoding, share of HBM bandwidth (KV bytes read)
     gemm: dict[str, float] = field(default_factory=dict)  # "int4" / "int8": our weight-only GEMM at M = 1, HBM share
-    alternatives: dict[str, float] = field(default_factory=dict)  # the same figures of flash-attn, torchao, cuBLAS
+    alternatives: dict[str, float] = field(default_factory=dict)  # the same figures of SDPA/flash-attn, torchao, cuBLAS
 
     def attention_wins(self) -> bool:
-        """Our attention measured at least as fast as flash-attn in the same run (ours alone where it was absent)."""
-        theirs = self.alternatives.get("prefill_attention")
-        return self.prefill_attention is not None and (theirs is None or self.prefill_attention >= theirs)
+        """Our attention measured at least as fast as the best alternative in the same run (torch's SDPA, which
+        transformers runs by default, and flash-attn where installed), at prefill and at decode."""
+        if self.prefill_attention is None:
+            return False
+        return all(ours is None or theirs is None or ours >= theirs for ours, theirs in (
+            (self.prefill_attention, self.alternatives.get("prefill_attention")),
+            (self.decode_attention, self.alternatives.get("decode_attention"))))
 
     def gemm_share(self, bits: str, default: float) -> float | None:
         """Our GEMM's HBM share for `bits` weights where it beats the alternative measured in the same run (torchao's
@@ -78,7 +84,12 @@ def shares_from_result(result: dict[str, Any], hw: HardwareSpec, where: str) -> 
     def compute(x: float | None) -> float | None:
         return None if x is None else x / tflops
     decode = [x for x in (_best(rows, "optiplan", s, "gbps", "context") for s in ("decode", "paged")) if x is not None]
-    alternatives = {"prefill_attention": compute(_best(rows, "flash-attn", "prefill", "tflops", "seq")),
+    their_prefill = [x for x in (_best(rows, impl, "prefill", "tflops", "seq") for impl in ATTENTION_ALTERNATIVES)
+                     if x is not None]
+    their_decode = [x for x in (_best(rows, impl, "decode", "gbps", "context") for impl in ATTENTION_ALTERNATIVES)
+                    if x is not None]
+    alternatives = {"prefill_attention": compute(max(their_prefill, default=None)),
+                    "decode_attention": bandwidth(max(their_decode, default=None)),
                     "gemm_int4": bandwidth(_gemm_m1(rows, "torchao-int4")),
                     "gemm_bf16": bandwidth(_gemm_m1(rows, "cublas-bf16"))}
     return KernelShares(
@@ -108,7 +119,7 @@ def triton_gemm(hw: HardwareSpec, engine: str, bits: str) -> KernelShares | None
 
 
 def triton_attention(hw: HardwareSpec, engine: str) -> KernelShares | None:
-    """The shares where our attention measured at least as fast as flash-attn in the same run."""
+    """The shares where our attention measured at least as fast as SDPA and flash-attn in the same run."""
     shares = plannable_shares(hw, engine)
     return shares if shares is not None and shares.attention_wins() and shares.decode_attention is not None else None
 

@@ -20,7 +20,8 @@ from optiplan.planner.plan.advise import advise
 from optiplan.planner.schema import AdviseRequest
 
 
-def _result(int4_gbps: float, ours_prefill_tflops: float, flash_prefill_tflops: float) -> dict:
+def _result(int4_gbps: float, ours_prefill_tflops: float, flash_prefill_tflops: float | None,
+            sdpa_prefill_tflops: float | None = None) -> dict:
     rows = []
     for context, gbps in ((1024, 900.0), (32768, 3900.0)):
         rows += [{"section": "decode", "batch": 8, "context": context, "impl": "optiplan", "ms": 1.0, "gbps": gbps},
@@ -28,10 +29,11 @@ def _result(int4_gbps: float, ours_prefill_tflops: float, flash_prefill_tflops: 
                   "gbps": gbps / 2}]
     rows.append({"section": "paged", "batch": 8, "context": 32768, "impl": "optiplan", "ms": 1.0, "gbps": 3700.0})
     for seq, scale in ((1024, 0.5), (16384, 1.0)):
-        rows += [{"section": "prefill", "batch": 1, "seq": seq, "impl": "optiplan", "ms": 1.0,
-                  "tflops": ours_prefill_tflops * scale},
-                 {"section": "prefill", "batch": 1, "seq": seq, "impl": "flash-attn", "ms": 1.0,
-                  "tflops": flash_prefill_tflops * scale}]
+        rows.append({"section": "prefill", "batch": 1, "seq": seq, "impl": "optiplan", "ms": 1.0,
+                     "tflops": ours_prefill_tflops * scale})
+        rows += [{"section": "prefill", "batch": 1, "seq": seq, "impl": impl, "ms": 1.0, "tflops": tflops * scale}
+                 for impl, tflops in (("flash-attn", flash_prefill_tflops), ("torch-sdpa", sdpa_prefill_tflops))
+                 if tflops is not None]
     for m in (1, 16):
         for impl, gbps in (("cublas-bf16", 3800.0), ("optiplan-int4", int4_gbps), ("optiplan-int8", 3000.0),
                            ("torchao-int4", 2400.0)):
@@ -96,3 +98,15 @@ def test_a_kernel_slower_than_the_alternative_in_the_same_run_is_not_planned(mea
     assert kernels.triton_gemm(hw, "transformers", "int8") is not None  # 62% of HBM beats int8's default 52%
     assert kernels.triton_attention(hw, "transformers") is None  # flash-attn was faster
     assert kernels.triton_gemm(hw, "vllm", "int8") is None  # serving engines run their own kernels
+
+
+def test_attention_slower_than_sdpa_is_not_planned_where_flash_attn_was_absent(measured):
+    """As measured on an H200 (profiles/kernels/h200-sxm.json): no flash-attn installed, SDPA faster at prefill."""
+    measured(int4_gbps=3400.0, ours_prefill_tflops=346.0, flash_prefill_tflops=None, sdpa_prefill_tflops=566.0)
+    hw = resolve_hardware("h200-sxm")
+    s = kernels.kernel_shares("h200-sxm")
+    assert s.alternatives["prefill_attention"] == pytest.approx(566.0 / 989.0)
+    assert s.alternatives["decode_attention"] == pytest.approx(1950.0 / 4800.0)  # SDPA's decode at the longest
+    assert kernels.triton_attention(hw, "transformers") is None
+    measured(int4_gbps=3400.0, ours_prefill_tflops=600.0, flash_prefill_tflops=None, sdpa_prefill_tflops=566.0)
+    assert kernels.triton_attention(hw, "transformers") is not None  # faster than SDPA at prefill and decode
