@@ -1,29 +1,38 @@
-"""The analytic model against transformers on this machine's GPU, and the transformers engine calibrated there
-(issue 14): random-weight models of 1B-8B shapes from the catalog, bf16, batch 1 and 16, prompts of 128 and 2,048
-tokens. Each point (prefill, one decode step at the context, peak memory) is measured and predicted for
-`--hardware local --engine transformers` side by side; then the engine's factors are fitted to the measured steps
-(`optiplan calibrate`'s fit), each model held out in turn, so the fitted figures are judged on a model they never
-saw. Prints the table and the errors per step kind, writes the JSON to `--out`.
+"""The analytic model against transformers on this machine's GPU, and the transformers engine's launch costs
+fitted there (issue 14): random-weight models of 1B-8B shapes from the catalog, bf16, batch 1 and 16, prompts of
+128 and 2,048 tokens. Each point (prefill, one decode step at the context, peak memory) is measured and predicted
+for `--hardware local --engine transformers` side by side; then the launch costs per step and per layer are fitted
+to the measured steps at the device's default efficiencies (`fit.fit_launch_costs`), overlapping the kernels (the
+host launches ahead of the device) and added to them, each model held out in turn, so the fitted figures are
+judged on a model they never saw. Prints the table and the errors per step kind, writes the JSON to `--out`.
+(Fitting all four of calibrate's factors to such a run traded bandwidth for launch cost: decode is launch-bound at
+every batch, and the fit put the bandwidth at 28% of peak.)
 
 Made for one H200 within a time budget: each model is built once, with random weights, directly on the GPU (no
 save and reload); then the points of all models are timed together in interleaved rounds in this process
 (`measure.time_loaded`, the timing of `optiplan profile --measure` and `optiplan calibrate`), so that a slow spell
 of the host falls on every model alike; each peak is read from the CUDA allocator. A model not built within the
 budget is skipped and said so. On a CPU machine `--models` with a config file (e.g. tests/assets/models/target/config.json)
-and `--dtype fp32` runs the same code path.
+and `--dtype fp32` runs the same code path. `--refit` compares saved runs (benchmarks/gpu/measured/) with today's
+prediction and fits them again without a GPU; with `--write-accuracy` their errors become the band reports show
+for eager transformers on a GPU.
 
     python benchmarks/gpu/bench_transformers_cuda.py [--models llama-3.2-1b,llama-3.2-3b,llama-3.1-8b]
         [--budget-s 60] [--repeats 5] [--dtype bf16] [--batches 1,16] [--prompts 128,2048] [--out FILE]
+    python benchmarks/gpu/bench_transformers_cuda.py --refit benchmarks/gpu/measured/*.json [--write-accuracy]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import sys
 import time
 from pathlib import Path
+
+import yaml
 
 BATCHES = (1, 16)
 PROMPTS = (128, 2048)
@@ -126,24 +135,68 @@ def compare(name: str, dtype: str, hw, points, peaks: dict) -> tuple[list[dict],
     return rows, samples(measurement, calibration_setup(name, dtype, hw))
 
 
-def held_out(all_samples: list[dict], half_tokens: float) -> dict:
-    """The engine's factors fitted on all models, and on all but one with the one left out predicted."""
-    from optiplan.planner.measure.fit import fit_and_report, fit_factors, predict_seconds
+def kernel_seconds(all_samples: list[dict], hw, dtype: str) -> list[float]:
+    """Each sample's kernel time on `hw`: the roofline at the device's default efficiencies, no fixed costs."""
+    from optiplan.planner.analytic.efficiency import default_efficiency
+    from optiplan.planner.analytic.profile import setup_for_request
+    from optiplan.planner.analytic.steps import decode_step, prefill_step
+    from optiplan.planner.catalog.models import resolve_model
+    from optiplan.planner.schema import ProfileRequest
+
+    eff = default_efficiency(hw, dtype, dtype, "transformers").model_copy(
+        update={"step_overhead_s": 0.0, "layer_overhead_s": 0.0, "host_overlap": False})
+    setups, out = {}, []
+    for s in all_samples:
+        if s["model"] not in setups:
+            request = ProfileRequest(model=s["model"], hardware="local", engine="transformers", dtype=dtype,
+                                     attention="sdpa")
+            setups[s["model"]] = setup_for_request(request, resolve_model(s["model"]), hw, eff)
+        setup = setups[s["model"]]
+        step = (prefill_step(setup, s["batch"], s["tokens"]) if s["kind"] == "prefill"
+                else decode_step(setup, s["batch"], s["tokens"]))
+        out.append(step.roofline_s)
+    return out
+
+
+def launch_fits(all_samples: list[dict], kernel_s: list[float]) -> dict:
+    """The transformers engine's launch costs fitted on the measured steps, with them overlapping the kernels and
+    added to them: on all models, and on all but one with the one left out predicted, each in turn."""
+    from optiplan.planner.measure.fit import fit_launch_costs, launch_cost_seconds
 
     models = sorted({s["model"] for s in all_samples})
-    report = {"all": fit_and_report(all_samples, half_tokens), "held_out": []}
-    if len(models) < 2:
-        return report
-    for left in models:
-        factors = fit_factors([s for s in all_samples if s["model"] != left], half_tokens)
-        for s in all_samples:
-            if s["model"] == left:
-                pred = predict_seconds(s, factors)
-                report["held_out"].append({"model": left, "kind": s["kind"], "batch": s["batch"],
-                                           "tokens": s["tokens"], "measured_s": s["seconds"], "predicted_s": pred,
-                                           "error_pct": 100 * (pred - s["seconds"]) / s["seconds"],
-                                           "factors": factors})
+    report = {}
+    for label, overlap in (("overlapped", True), ("added", False)):
+        fitted = fit_launch_costs(all_samples, kernel_s, overlap)
+        points, held = [], []
+        for s, k in zip(all_samples, kernel_s):
+            pred = launch_cost_seconds(s, k, fitted)
+            points.append({"model": s["model"], "kind": s["kind"], "batch": s["batch"], "tokens": s["tokens"],
+                           "error_pct": 100 * (pred - s["seconds"]) / s["seconds"]})
+        for left in models if len(models) > 1 else ():
+            keep = [i for i, s in enumerate(all_samples) if s["model"] != left]
+            f = fit_launch_costs([all_samples[i] for i in keep], [kernel_s[i] for i in keep], overlap)
+            for s, k in zip(all_samples, kernel_s):
+                if s["model"] == left:
+                    pred = launch_cost_seconds(s, k, f)
+                    held.append({"model": left, "kind": s["kind"], "batch": s["batch"], "tokens": s["tokens"],
+                                 "error_pct": 100 * (pred - s["seconds"]) / s["seconds"], "factors": f})
+        report[label] = {"factors": fitted, "points": points, "held_out": held}
     return report
+
+
+def current_rows(rows: list[dict], hardware: str, dtype: str) -> list[dict]:
+    """The measured rows against today's prediction for the catalog device they were measured on."""
+    from optiplan.planner.analytic.profile import profile
+    from optiplan.planner.schema import ProfileRequest
+
+    out = []
+    for r in rows:
+        p = profile(ProfileRequest(model=r["model"], hardware=hardware, engine="transformers", dtype=dtype,
+                                   attention="sdpa", batch=r["batch"], prompt_tokens=r["prompt"],
+                                   context=r["prompt"] + DECODE_TOKENS))
+        pred = p.latency.ttft_ms if r["kind"] == "prefill" else p.latency.tpot_ms
+        out.append({**r, "predicted_ms": pred, "error_pct": 100 * (pred - r["measured_ms"]) / r["measured_ms"]})
+    return out
 
 
 def summary(rows: list[dict], key: str = "error_pct") -> dict[str, dict]:
@@ -160,6 +213,70 @@ def summary(rows: list[dict], key: str = "error_pct") -> dict[str, dict]:
     return out
 
 
+def catalog_id(result: dict) -> str:
+    """The catalog device a saved run was measured on ("NVIDIA H200 (local, as h200-sxm)" -> h200-sxm)."""
+    match = re.search(r"as ([\w.+-]+)\)", result.get("hardware", ""))
+    return result.get("catalog_hardware") or (match.group(1) if match else result["hardware"])
+
+
+def report(result: dict) -> None:
+    """Print the summaries and the fitted launch costs of a result."""
+    for label, figures in result["summary"].items():
+        for kind, s in figures.items():
+            print(f"{label:22s} {kind:8s} {s['points']:2d} points: median |error| {s['median_abs_error_pct']:5.1f}%, "
+                  f"worst {s['max_abs_error_pct']:5.1f}%")
+    for label, fit in result.get("fit", {}).items():
+        f = fit["factors"]
+        print(f"launch costs {label} (all models): {f['step_overhead_s'] * 1e3:.2f} ms per step + "
+              f"{f['layer_overhead_s'] * 1e6:.0f} us per layer")
+
+
+def add_fits(result: dict, hw) -> None:
+    """Fit the launch costs to the result's samples and summarise prediction errors (in place)."""
+    if not result["samples"]:
+        return
+    result["fit"] = launch_fits(result["samples"], kernel_seconds(result["samples"], hw, result["dtype"]))
+    for label, fit in result["fit"].items():
+        result["summary"][f"{label}_all"] = summary(fit["points"])
+        if fit["held_out"]:
+            result["summary"][f"{label}_held_out"] = summary(fit["held_out"])
+
+
+def refit(paths: list[Path], write_accuracy: bool = False) -> None:
+    """Saved runs against today's defaults, and the launch costs fitted again to each (no GPU needed); with
+    `write_accuracy`, today's errors over all the runs become the band reports show for eager transformers on a GPU."""
+    from optiplan.planner.analytic.accuracy import EAGER_GPU_ACCURACY_FILE
+    from optiplan.planner.catalog.hardware import resolve_hardware
+
+    pooled = []
+    for path in paths:
+        result = json.loads(path.read_text())
+        hw_id = catalog_id(result)
+        today = current_rows(result["rows"], hw_id, result["dtype"])
+        pooled += today
+        result["summary"] = {"as_measured": summary(result["rows"]), "today": summary(today)}
+        add_fits(result, resolve_hardware(hw_id))
+        print(f"{path}: {result['device']} ({hw_id}), {len(result['rows'])} points")
+        report(result)
+    if write_accuracy:
+        figures = {}
+        for figure, category, key in (("tpot_ms", "decode", "error_pct"), ("ttft_ms", "prefill", "error_pct"),
+                                      ("memory_bytes", "memory", "memory_error_pct")):
+            errors = sorted(abs(r[key]) for r in pooled if key in r and (category == "memory" or r["kind"] == category))
+            if errors:
+                figures[figure] = {"category": f"transformers-gpu-{category}", "points": len(errors),
+                                   "median_pct": round(statistics.median(errors), 1),
+                                   "p90_pct": round(errors[min(len(errors) - 1, int(0.9 * len(errors)))], 1)}
+        names = ", ".join(p.name for p in paths)
+        EAGER_GPU_ACCURACY_FILE.write_text(
+            "# Eager transformers on a GPU: the analytic model's absolute error against our own GPU runs, by figure;\n"
+            "# reports show the median as the band. Written by `python benchmarks/gpu/bench_transformers_cuda.py\n"
+            "# --refit benchmarks/gpu/measured/*.json --write-accuracy`; do not edit by hand.\n"
+            + yaml.safe_dump({"source": f"benchmarks/gpu/bench_transformers_cuda.py on {names}", "figures": figures},
+                             sort_keys=False))
+        print(f"wrote {EAGER_GPU_ACCURACY_FILE}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="llama-3.2-1b,llama-3.2-3b,llama-3.1-8b")
@@ -170,7 +287,14 @@ def main() -> None:
     parser.add_argument("--prompts", default=",".join(map(str, PROMPTS)))
     parser.add_argument("--out", type=Path,
                         default=Path(__file__).resolve().parents[1] / "results" / "gpu_transformers.json")
+    parser.add_argument("--refit", type=Path, nargs="+", metavar="JSON",
+                        help="measure nothing: compare saved runs with today's prediction and fit them again")
+    parser.add_argument("--write-accuracy", action="store_true",
+                        help="with --refit: store today's errors over the runs as the band of eager transformers on "
+                             "a GPU (profiles/transformers_gpu_accuracy.yaml)")
     args = parser.parse_args()
+    if args.refit:
+        return refit(args.refit, args.write_accuracy)
 
     import torch
     import transformers
@@ -192,38 +316,18 @@ def main() -> None:
         print(f"{r['model']:16s} {r['kind']:8s} batch {r['batch']:3d} prompt {r['prompt']:5d}  measured "
               f"{r['measured_ms']:9.2f} ms  predicted {r['predicted_ms']:9.2f} ms  error {r['error_pct']:+6.1f}%"
               f"{mem}", flush=True)
-    half = local_hardware_half_tokens(hw, args.dtype)
-    fitted = held_out(all_samples, half) if all_samples else {}
     result = {"device": torch.cuda.get_device_name() if device == "cuda" else hw.name, "hardware": hw.name,
               "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
               "dtype": args.dtype, "ceilings": measured_ceilings, "build_seconds": builds, "rows": rows,
-              "summary": {"shipped": summary(rows)}, "samples": all_samples, "fit": fitted, "skipped": skipped,
-              "seconds": time.perf_counter() - start}
-    if fitted:
-        result["summary"]["fitted_all"] = summary(fitted["all"]["points"])
-        result["summary"]["fitted_held_out"] = summary(fitted["held_out"]) if fitted["held_out"] else {}
-    for label, figures in result["summary"].items():
-        for kind, s in figures.items():
-            print(f"{label:16s} {kind:8s} {s['points']:2d} points: median |error| {s['median_abs_error_pct']:5.1f}%, "
-                  f"worst {s['max_abs_error_pct']:5.1f}%")
-    if fitted:
-        f = fitted["all"]["factors"]
-        print(f"fitted (all models): flop efficiency {f['flop_efficiency']:.3f}, bandwidth efficiency "
-              f"{f['bandwidth_efficiency']:.3f}, step {f['step_overhead_s'] * 1e3:.3f} ms, per layer "
-              f"{f['layer_overhead_s'] * 1e6:.1f} us")
+              "summary": {"as_measured": summary(rows)}, "samples": all_samples, "skipped": skipped}
+    add_fits(result, hw)
+    result["seconds"] = time.perf_counter() - start
+    report(result)
     for line in skipped:
         print(f"skipped: {line}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out} ({time.perf_counter() - start:.0f} s)")
-
-
-def local_hardware_half_tokens(hw, dtype: str) -> float:
-    """The matmul rows at half efficiency the shipped defaults give this device (the fit keeps it: the GPU run
-    has too few shapes to pin it down)."""
-    from optiplan.planner.analytic.efficiency import default_efficiency
-
-    return default_efficiency(hw, dtype, dtype, "transformers").matmul_half_tokens
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@
 `profiles/accuracy.yaml` by `python benchmarks/bench_published.py --write-accuracy`. Reports show the median error
 as the band ("TPOT 21 ms (±16%)": half the published points were closer than that) and JSON carries the p90 too.
 
-The validation set is GPUs with serving engines; for this machine (`local`) the band is calibration's own error
-where it was fitted (`optiplan calibrate`), and there is none otherwise: an uncalibrated CPU was never validated."""
+The validation set is GPUs with serving engines; eager transformers on a GPU has its own, our H200 runs; for this
+machine (`local`) the band is calibration's own error where it was fitted (`optiplan calibrate`), and there is none
+otherwise: an uncalibrated CPU was never validated."""
 
 from __future__ import annotations
 
@@ -18,6 +19,10 @@ ACCURACY_FILE = profiles.ROOT / "accuracy.yaml"
 # The training step model's error on published fine-tuning step times, held-out points only
 # (`python benchmarks/bench_training_published.py --write-accuracy`)
 TRAINING_ACCURACY_FILE = profiles.ROOT / "training_accuracy.yaml"
+# Eager transformers on a GPU is launch-bound, nothing like the serving engines the published points measure: its
+# band is the error against our own GPU runs (`python benchmarks/gpu/bench_transformers_cuda.py --refit ...
+# --write-accuracy`)
+EAGER_GPU_ACCURACY_FILE = profiles.ROOT / "transformers_gpu_accuracy.yaml"
 
 
 @lru_cache(maxsize=1)
@@ -41,7 +46,12 @@ def accuracy_bands(hw: HardwareSpec, runtime: str = "serving") -> dict[str, Accu
         return out
     if hw.kind != "gpu":
         return {}
-    data = published_accuracy()
+    if runtime == "transformers":
+        return _bands(profiles.read_yaml(EAGER_GPU_ACCURACY_FILE)) if EAGER_GPU_ACCURACY_FILE.exists() else {}
+    return _bands(published_accuracy())
+
+
+def _bands(data: dict) -> dict[str, AccuracyBand]:
     return {figure: AccuracyBand(median_pct=b["median_pct"], p90_pct=b["p90_pct"], points=b["points"],
                                  source=f"{data['source']} ({b['category']})")
             for figure, b in (data.get("figures") or {}).items()}

@@ -136,3 +136,35 @@ def fit_and_report(all_samples: list[dict[str, float]], matmul_half_tokens: floa
                        "predicted_s": pred, "error_pct": 100 * (pred - s["seconds"]) / s["seconds"]})
     median = statistics.median(abs(p["error_pct"]) for p in points)
     return {"factors": factors, "points": points, "median_abs_error_pct": median}
+
+
+def fit_launch_costs(all_samples: list[dict[str, float]], kernel_s: list[float], overlap: bool) -> dict[str, float]:
+    """The fixed costs per step and per layer that best explain measured steps whose kernel time is known
+    (`kernel_s`: each sample's roofline at the device's efficiencies): added to it, or, with `overlap`, hidden under
+    it (eager CUDA, where the host launches ahead of the device: a step takes the longer of the two). A grid over both
+    costs (0-5 ms per step, 0-2 ms per layer), with the objective of `fit_factors`: the worse of the prefill and
+    decode mean relative errors. Used where the efficiencies are known and the launches are not (a GPU run of
+    eager transformers is launch-bound at every batch: fitting all four factors traded bandwidth for launch cost)."""
+    import numpy as np
+
+    t = np.array([s["seconds"] for s in all_samples])
+    kernels = np.array(kernel_s, dtype=float)
+    layers = np.array([s["layers"] for s in all_samples], dtype=float)
+    groups = [np.array([s.get("kind") == kind for s in all_samples]) for kind in ("prefill", "decode")]
+    groups = [g for g in groups if g.any()] or [np.ones(len(all_samples), dtype=bool)]
+    best = None
+    for step in np.linspace(0.0, 0.005, 101):
+        launches = step + np.outer(np.linspace(0.0, 0.002, 401), layers)  # (per-layer grid, samples)
+        predicted = np.maximum(kernels, launches) if overlap else kernels + launches
+        rel = np.abs(predicted - t) / t
+        objective = np.max([rel[:, g].mean(axis=1) for g in groups], axis=0)
+        i = int(np.argmin(objective))
+        if best is None or objective[i] < best[0]:
+            best = (float(objective[i]), float(step), float(np.linspace(0.0, 0.002, 401)[i]))
+    return {"step_overhead_s": best[1], "layer_overhead_s": best[2], "host_overlap": overlap}
+
+
+def launch_cost_seconds(sample: dict[str, float], kernel_s: float, f: dict[str, Any]) -> float:
+    """A step's time under `fit_launch_costs`'s figures."""
+    launches = f["step_overhead_s"] + f["layer_overhead_s"] * sample["layers"]
+    return max(kernel_s, launches) if f["host_overlap"] else kernel_s + launches

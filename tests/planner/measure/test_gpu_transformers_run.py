@@ -1,0 +1,57 @@
+"""The H200 runs of eager transformers (benchmarks/gpu/measured/, written by bench_transformers_cuda.py on the GPU)
+against today's prediction, and the launch-cost fit they were fitted with. CPU only: the runs are data."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+from optiplan.planner.analytic.profile import profile
+from optiplan.planner.measure.fit import fit_launch_costs, launch_cost_seconds
+from optiplan.planner.schema import ProfileRequest
+from script_loader import load_script
+
+MEASURED = Path(__file__).resolve().parents[3] / "benchmarks" / "gpu" / "measured"
+
+
+def _bench():
+    return load_script("benchmarks/gpu/bench_transformers_cuda.py")
+
+
+def test_todays_prediction_stays_close_to_the_interleaved_h200_run():
+    bench = _bench()
+    result = json.loads((MEASURED / "h200-transformers.json").read_text())
+    assert bench.catalog_id(result) == "h200-sxm"
+    today = bench.current_rows(result["rows"], "h200-sxm", result["dtype"])
+    for kind, limit in (("decode", 10.0), ("prefill", 11.0)):
+        assert statistics.median(abs(r["error_pct"]) for r in today if r["kind"] == kind) <= limit
+    assert max(abs(r["memory_error_pct"]) for r in today if "memory_error_pct" in r) < 4.0
+
+
+def test_the_launch_cost_fit_recovers_known_costs_and_tells_overlap_from_sum():
+    samples, kernels = [], []
+    for layers, kernel_s, kind in ((16, 0.001, "decode"), (28, 0.002, "decode"), (32, 0.004, "decode"),
+                                   (16, 0.15, "prefill"), (32, 0.03, "prefill"), (28, 0.005, "prefill")):
+        launches = 0.0005 + 0.0007 * layers
+        samples.append({"kind": kind, "layers": layers, "seconds": max(kernel_s, launches)})
+        kernels.append(kernel_s)
+    fitted = fit_launch_costs(samples, kernels, overlap=True)
+    assert fitted["host_overlap"] and fitted["layer_overhead_s"] == pytest.approx(0.0007, abs=1e-5)
+    assert fitted["step_overhead_s"] == pytest.approx(0.0005, abs=1e-4)
+    assert all(launch_cost_seconds(s, k, fitted) == pytest.approx(s["seconds"], rel=0.02)
+               for s, k in zip(samples, kernels))
+    added = fit_launch_costs(samples, kernels, overlap=False)
+    worst = max(abs(launch_cost_seconds(s, k, added) - s["seconds"]) / s["seconds"] for s, k in zip(samples, kernels))
+    assert worst > 0.1  # the sum cannot explain steps whose kernels hide under the launches
+
+
+def test_eager_transformers_on_a_gpu_carries_the_band_of_the_gpu_runs_and_serving_the_published_one():
+    def bands(engine):
+        return profile(ProfileRequest(model="llama-3.1-8b", hardware="h200-sxm", engine=engine)).accuracy
+
+    eager, serving = bands("transformers"), bands("vllm")
+    assert "bench_transformers_cuda.py" in eager["tpot_ms"].source and eager["tpot_ms"].points == 24
+    assert "bench_published.py" in serving["tpot_ms"].source
+    assert "throughput_tokens_per_s" not in eager  # nothing validates eager throughput on a GPU
