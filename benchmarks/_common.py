@@ -31,3 +31,12 @@ def write_results(name: str, data: Any) -> Path:
     out.write_text(json.dumps(data, indent=2) + "\n")
     print(f"wrote {out}")
     return out
+
+
+def error_stats(errors) -> dict:
+    """Points, median and p90 (nearest rank) of absolute errors in percent."""
+    import statistics
+
+    errors = sorted(errors)
+    return {"points": len(errors), "median_pct": statistics.median(errors),
+            "p90_pct": errors[min(len(errors) - 1, int(0.9 * len(errors)))]}

@@ -25,7 +25,7 @@ import zlib
 from pathlib import Path
 
 import yaml
-from _common import write_results
+from _common import error_stats, write_results
 from optiplan import profiles
 from optiplan.planner.analytic.profile import profile
 from optiplan.planner.catalog.engines import engine_table
@@ -155,9 +155,7 @@ def summary(rows: list[dict], key: str) -> dict[str, dict[str, float]]:
         groups.setdefault(r[key], []).append(r["abs_error_pct"])
     out = {}
     for name, errors in sorted(groups.items()):
-        errors = sorted(errors)
-        out[name] = {"points": len(errors), "median_pct": statistics.median(errors),
-                     "p90_pct": errors[min(len(errors) - 1, int(0.9 * len(errors)))]}
+        out[name] = error_stats(errors)
     return out
 
 
@@ -190,8 +188,7 @@ def fit_overheads(points: list[dict]) -> dict:
         return sorted(out)
 
     def stats(errs):
-        return {"points": len(errs), "median_pct": round(statistics.median(errs), 1),
-                "p90_pct": round(errs[min(len(errs) - 1, int(0.9 * len(errs)))], 1)}
+        return {k: round(v, 1) if k != "points" else v for k, v in error_stats(errs).items()}
 
     grid = [dict(zip(FIT_GRID, values)) for values in itertools.product(*FIT_GRID.values())]
     best = min(grid, key=lambda o: statistics.median(errors(o, "fitted")))

@@ -66,12 +66,13 @@ def _bench(fn) -> float:
 
 def _graph_ms(fn, reps: int = 20, replays: int = 5) -> float | None:
     """Milliseconds of `fn`'s GPU work alone: `reps` calls captured in a CUDA graph, each after an L2 flush, less a
-    graph of the flushes alone (median of `replays`). None where `fn` cannot be captured (a host sync inside)."""
+    graph of the flushes alone (median of `replays`). None where `fn` cannot be captured (a host sync inside); 0.0
+    where its work is within the replays' noise (rows then carry no GPU-alone rates)."""
     import statistics
 
     import torch
 
-    flush = torch.empty(64 * 2**20, dtype=torch.int32, device="cuda")  # 256 MB, four times the H200's L2
+    flush = torch.empty(64 * 2**20, dtype=torch.int32, device="cuda")  # 256 MiB, over four times the H200's L2
 
     def timed(graph) -> float:
         times = []

@@ -19,7 +19,8 @@ for eager transformers on a GPU.
 
     python benchmarks/gpu/bench_transformers_cuda.py [--models llama-3.2-1b,llama-3.2-3b,llama-3.1-8b]
         [--budget-s 60] [--repeats 5] [--dtype bf16] [--batches 1,16] [--prompts 128,2048] [--out FILE]
-    python benchmarks/gpu/bench_transformers_cuda.py --refit benchmarks/gpu/measured/*.json [--write-accuracy]
+    python benchmarks/gpu/bench_transformers_cuda.py --refit benchmarks/gpu/measured/*.json \\
+        [--fitted-on h200-transformers.json --write-accuracy]
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ import time
 from pathlib import Path
 
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _common import error_stats  # noqa: E402
 
 BATCHES = (1, 16)
 PROMPTS = (128, 2048)
@@ -51,7 +55,8 @@ def ceilings(device: str) -> dict[str, float]:
 
 def peak_bytes(model, device: str, batch: int, prompt: int) -> int:
     """This model's peak over one prefill of (batch, prompt) and a few decode steps, from the CUDA allocator: its
-    weights plus what the run allocated beyond everything resident before it (the other models, built alongside)."""
+    weights plus what the run allocated beyond everything resident before it (the other models, built alongside, and
+    cuBLAS's workspace, 32 MiB on Hopper, which a model timed alone allocates inside its first run instead)."""
     import torch
     from transformers import DynamicCache
 
@@ -99,13 +104,13 @@ def measure_models(names: list[str], dtype: str, device: str, repeats: int, hw, 
     rows, all_samples = [], []
     for (name, model), points in zip(models.items(), timed):
         peaks = {(b, p): peak_bytes(model, device, b, p) for b, p in prefills}
-        new, fit_samples = compare(name, dtype, hw, points, peaks)
+        new, fit_samples = compare(name, dtype, device, hw, points, peaks)
         rows += new
         all_samples += fit_samples
     return rows, all_samples, builds, skipped
 
 
-def compare(name: str, dtype: str, hw, points, peaks: dict) -> tuple[list[dict], list[dict]]:
+def compare(name: str, dtype: str, device: str, hw, points, peaks: dict) -> tuple[list[dict], list[dict]]:
     """Each measured point of a model beside the prediction, and the points as fit samples."""
     from optiplan.planner.analytic.profile import profile
     from optiplan.planner.measure.calibrate import calibration_setup
@@ -130,7 +135,6 @@ def compare(name: str, dtype: str, hw, points, peaks: dict) -> tuple[list[dict],
             row.update(measured_peak_bytes=peak, predicted_peak_bytes=pred_bytes,
                        memory_error_pct=100 * (pred_bytes - peak) / peak)
         rows.append(row)
-    device = "cuda" if peaks and any(peaks.values()) else "cpu"
     measurement = Measurement(model=name, device=device, dtype=dtype, points=points)
     return rows, samples(measurement, calibration_setup(name, dtype, hw))
 
@@ -161,7 +165,7 @@ def kernel_seconds(all_samples: list[dict], hw, dtype: str) -> list[float]:
 def launch_fits(all_samples: list[dict], kernel_s: list[float]) -> dict:
     """The transformers engine's launch costs fitted on the measured steps, with them overlapping the kernels and
     added to them: on all models, and on all but one with the one left out predicted, each in turn."""
-    from optiplan.planner.measure.fit import fit_launch_costs, launch_cost_seconds
+    from optiplan.planner.measure.fit import fit_launch_costs, step_seconds
 
     models = sorted({s["model"] for s in all_samples})
     report = {}
@@ -169,7 +173,7 @@ def launch_fits(all_samples: list[dict], kernel_s: list[float]) -> dict:
         fitted = fit_launch_costs(all_samples, kernel_s, overlap)
         points, held = [], []
         for s, k in zip(all_samples, kernel_s):
-            pred = launch_cost_seconds(s, k, fitted)
+            pred = step_seconds(s, k, fitted)
             points.append({"model": s["model"], "kind": s["kind"], "batch": s["batch"], "tokens": s["tokens"],
                            "error_pct": 100 * (pred - s["seconds"]) / s["seconds"]})
         for left in models if len(models) > 1 else ():
@@ -177,7 +181,7 @@ def launch_fits(all_samples: list[dict], kernel_s: list[float]) -> dict:
             f = fit_launch_costs([all_samples[i] for i in keep], [kernel_s[i] for i in keep], overlap)
             for s, k in zip(all_samples, kernel_s):
                 if s["model"] == left:
-                    pred = launch_cost_seconds(s, k, f)
+                    pred = step_seconds(s, k, f)
                     held.append({"model": left, "kind": s["kind"], "batch": s["batch"], "tokens": s["tokens"],
                                  "error_pct": 100 * (pred - s["seconds"]) / s["seconds"], "factors": f})
         report[label] = {"factors": fitted, "points": points, "held_out": held}
@@ -228,7 +232,8 @@ def report(result: dict) -> None:
     for label, fit in result.get("fit", {}).items():
         f = fit["factors"]
         print(f"launch costs {label} (all models): {f['step_overhead_s'] * 1e3:.2f} ms per step + "
-              f"{f['layer_overhead_s'] * 1e6:.0f} us per layer")
+              f"{f['layer_overhead_s'] * 1e6:.0f} us per layer"
+              + (" (at the edge of the fit's grid: the data want more)" if f.get("at_grid_edge") else ""))
 
 
 def add_fits(result: dict, hw) -> None:
@@ -242,36 +247,39 @@ def add_fits(result: dict, hw) -> None:
             result["summary"][f"{label}_held_out"] = summary(fit["held_out"])
 
 
-def refit(paths: list[Path], write_accuracy: bool = False) -> None:
-    """Saved runs against today's defaults, and the launch costs fitted again to each (no GPU needed); with
-    `write_accuracy`, today's errors over all the runs become the band reports show for eager transformers on a GPU."""
+def refit(paths: list[Path], write_accuracy: bool = False, fitted_on: str | None = None) -> None:
+    """Saved runs against today's defaults, and the launch costs fitted again to each (no GPU needed). With
+    `write_accuracy`, the errors over all the runs become the band reports show for eager transformers on a GPU:
+    today's prediction's, except on the run the defaults were fitted to (`fitted_on`, a file name), whose timings
+    count with each model held out of the fit (memory is not fitted: today's errors)."""
     from optiplan.planner.analytic.accuracy import EAGER_GPU_ACCURACY_FILE
     from optiplan.planner.catalog.hardware import resolve_hardware
 
-    pooled = []
+    timing, memory = [], []
     for path in paths:
         result = json.loads(path.read_text())
         hw_id = catalog_id(result)
         today = current_rows(result["rows"], hw_id, result["dtype"])
-        pooled += today
         result["summary"] = {"as_measured": summary(result["rows"]), "today": summary(today)}
         add_fits(result, resolve_hardware(hw_id))
+        held = result.get("fit", {}).get("overlapped", {}).get("held_out", [])
+        timing += held if path.name == fitted_on and held else today
+        memory += [abs(r["memory_error_pct"]) for r in today if "memory_error_pct" in r]
         print(f"{path}: {result['device']} ({hw_id}), {len(result['rows'])} points")
         report(result)
     if write_accuracy:
         figures = {}
-        for figure, category, key in (("tpot_ms", "decode", "error_pct"), ("ttft_ms", "prefill", "error_pct"),
-                                      ("memory_bytes", "memory", "memory_error_pct")):
-            errors = sorted(abs(r[key]) for r in pooled if key in r and (category == "memory" or r["kind"] == category))
+        for figure, category in (("tpot_ms", "decode"), ("ttft_ms", "prefill"), ("memory_bytes", "memory")):
+            errors = memory if category == "memory" else [abs(r["error_pct"]) for r in timing if r["kind"] == category]
             if errors:
-                figures[figure] = {"category": f"transformers-gpu-{category}", "points": len(errors),
-                                   "median_pct": round(statistics.median(errors), 1),
-                                   "p90_pct": round(errors[min(len(errors) - 1, int(0.9 * len(errors)))], 1)}
-        names = ", ".join(p.name for p in paths)
+                figures[figure] = {"category": f"transformers-gpu-{category}",
+                                   **{k: round(v, 1) if k != "points" else v for k, v in error_stats(errors).items()}}
+        names = ", ".join(p.name + (" (held out by model)" if p.name == fitted_on else "") for p in paths)
         EAGER_GPU_ACCURACY_FILE.write_text(
-            "# Eager transformers on a GPU: the analytic model's absolute error against our own GPU runs, by figure;\n"
-            "# reports show the median as the band. Written by `python benchmarks/gpu/bench_transformers_cuda.py\n"
-            "# --refit benchmarks/gpu/measured/*.json --write-accuracy`; do not edit by hand.\n"
+            "# Eager transformers on a GPU: the analytic model's absolute error against our own GPU runs (H200s), by\n"
+            "# figure; reports show the median as the band. Written by `python benchmarks/gpu/bench_transformers_cuda.py\n"
+            "# --refit benchmarks/gpu/measured/*.json --fitted-on h200-transformers.json --write-accuracy`; do not edit\n"
+            "# by hand.\n"
             + yaml.safe_dump({"source": f"benchmarks/gpu/bench_transformers_cuda.py on {names}", "figures": figures},
                              sort_keys=False))
         print(f"wrote {EAGER_GPU_ACCURACY_FILE}")
@@ -289,12 +297,15 @@ def main() -> None:
                         default=Path(__file__).resolve().parents[1] / "results" / "gpu_transformers.json")
     parser.add_argument("--refit", type=Path, nargs="+", metavar="JSON",
                         help="measure nothing: compare saved runs with today's prediction and fit them again")
+    parser.add_argument("--fitted-on", metavar="NAME",
+                        help="with --refit: the saved run (file name) the shipped launch costs were fitted to; its "
+                             "timings count held out by model in --write-accuracy")
     parser.add_argument("--write-accuracy", action="store_true",
                         help="with --refit: store today's errors over the runs as the band of eager transformers on "
                              "a GPU (profiles/transformers_gpu_accuracy.yaml)")
     args = parser.parse_args()
     if args.refit:
-        return refit(args.refit, args.write_accuracy)
+        return refit(args.refit, args.write_accuracy, args.fitted_on)
 
     import torch
     import transformers

@@ -62,10 +62,7 @@ def training_accuracy_bands(hw: HardwareSpec, devices: int = 1) -> dict[str, Acc
     published fine-tuning runs on one A100 (none elsewhere: nothing validates it there)."""
     if not hw.id.startswith("a100") or devices != 1 or not TRAINING_ACCURACY_FILE.exists():
         return {}
-    data = profiles.read_yaml(TRAINING_ACCURACY_FILE)
-    return {figure: AccuracyBand(median_pct=b["median_pct"], p90_pct=b["p90_pct"], points=b["points"],
-                                 source=f"{data['source']} ({b['category']})")
-            for figure, b in (data.get("figures") or {}).items()}
+    return _bands(profiles.read_yaml(TRAINING_ACCURACY_FILE))
 
 
 def band_text(bands: dict[str, AccuracyBand], figure: str) -> str:

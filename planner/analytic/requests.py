@@ -52,7 +52,8 @@ def request_figures(s: Setup, input_tokens: int, output_tokens: int, concurrency
         def step_s(prompt_tokens: float) -> float:
             # a decode step carrying prompt tokens: their compute shows only where the step's compute outgrows the
             # bytes it moves anyway (the weights, the caches)
-            return decode.time_s + max(0.0, decode.compute_s + prompt_tokens * compute_per_token - decode.memory_s)
+            extra = max(0.0, decode.compute_s + prompt_tokens * compute_per_token - decode.memory_s)
+            return decode.time_with(extra)
 
         cycle = steps * step_s(c * new / steps)
         if c == 1:

@@ -34,16 +34,28 @@ class StepCost:
     roofline_s: float  # per kind of kernel the longer of the two, summed
     comm_s: float
     overhead_s: float
-    overlapped: bool = False  # the host's fixed costs overlap the device's work (eager CUDA): the longer counts
+    host_overlap: bool = False  # the host's fixed costs overlap the device's work (eager CUDA): the longer counts
 
     @property
     def time_s(self) -> float:
-        if self.overlapped:
-            return max(self.roofline_s + self.comm_s, self.overhead_s)
-        return self.roofline_s + self.comm_s + self.overhead_s
+        return self.time_with(0.0)
+
+    def time_with(self, extra_s: float) -> float:
+        """The step's time were its kernels to take `extra_s` longer (a decode step that also carries prompt tokens):
+        the fixed costs added, or hidden under the device's work where the host runs ahead of it."""
+        if self.host_overlap:
+            return max(self.roofline_s + self.comm_s + extra_s, self.overhead_s)
+        return self.roofline_s + self.comm_s + self.overhead_s + extra_s
+
+    @property
+    def launch_bound(self) -> bool:
+        """The device waits on the host's launches: the kernels take less time than launching them."""
+        return self.host_overlap and self.overhead_s >= self.roofline_s + self.comm_s
 
     @property
     def bound(self) -> str:
+        if self.launch_bound:
+            return "launch"
         return "compute" if self.compute_s >= self.memory_s else "memory"
 
 
@@ -264,7 +276,7 @@ def _cost(s: Setup, matmul: float, attention: float, weights_dev: float, kv_dev:
         flops=matmul + attention, bytes_per_device=weights_dev + kv_dev + act_dev, kv_bytes_per_device=kv_dev,
         activation_bytes_per_device=act_dev, compute_s=linear[0] + attend[0],
         memory_s=linear[1] + attend[1] + elementwise, roofline_s=max(linear) + max(attend) + elementwise,
-        comm_s=_comm_s(s, tokens), overhead_s=_overhead_s(s), overlapped=s.eff.host_overlap,
+        comm_s=_comm_s(s, tokens), overhead_s=_overhead_s(s), host_overlap=s.eff.host_overlap,
     )
 
 

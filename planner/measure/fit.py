@@ -138,13 +138,17 @@ def fit_and_report(all_samples: list[dict[str, float]], matmul_half_tokens: floa
     return {"factors": factors, "points": points, "median_abs_error_pct": median}
 
 
-def fit_launch_costs(all_samples: list[dict[str, float]], kernel_s: list[float], overlap: bool) -> dict[str, float]:
-    """The fixed costs per step and per layer that best explain measured steps whose kernel time is known
-    (`kernel_s`: each sample's roofline at the device's efficiencies): added to it, or, with `overlap`, hidden under
-    it (eager CUDA, where the host launches ahead of the device: a step takes the longer of the two). A grid over both
-    costs (0-5 ms per step, 0-2 ms per layer), with the objective of `fit_factors`: the worse of the prefill and
-    decode mean relative errors. Used where the efficiencies are known and the launches are not (a GPU run of
-    eager transformers is launch-bound at every batch: fitting all four factors traded bandwidth for launch cost)."""
+def fit_launch_costs(all_samples: list[dict[str, float]], kernel_s: list[float], overlap: bool,
+                     fit_step: bool = False) -> dict[str, Any]:
+    """The fixed cost per layer (and per step, with `fit_step`) that best explains measured steps whose kernel time is
+    known (`kernel_s`: each sample's roofline at the device's efficiencies): added to it, or, with `overlap`, hidden
+    under it (eager CUDA, where the host launches ahead of the device: a step takes the longer of the two). A grid
+    (0-3 ms per layer by 5 us, 0-20 ms per step by 0.1 ms), with the objective of `fit_factors`: the worse of the
+    prefill and decode mean relative errors; `at_grid_edge` says when the best lies on the grid's far edge (the data
+    want more than the grid holds). Used where the efficiencies are known and the launches are not (a GPU run of
+    eager transformers is launch-bound at every batch: fitting all four factors traded bandwidth for launches).
+    One cost per layer by default: three models give three layer counts, and on the H200 run a cost per step too
+    fitted the held-out model 2x off in the worst case, where the per-layer cost alone stayed within 26%."""
     import numpy as np
 
     t = np.array([s["seconds"] for s in all_samples])
@@ -152,19 +156,22 @@ def fit_launch_costs(all_samples: list[dict[str, float]], kernel_s: list[float],
     layers = np.array([s["layers"] for s in all_samples], dtype=float)
     groups = [np.array([s.get("kind") == kind for s in all_samples]) for kind in ("prefill", "decode")]
     groups = [g for g in groups if g.any()] or [np.ones(len(all_samples), dtype=bool)]
+    steps, per_layer = np.linspace(0.0, 0.02, 201) if fit_step else np.zeros(1), np.linspace(0.0, 0.003, 601)
     best = None
-    for step in np.linspace(0.0, 0.005, 101):
-        launches = step + np.outer(np.linspace(0.0, 0.002, 401), layers)  # (per-layer grid, samples)
+    for step in steps:
+        launches = step + np.outer(per_layer, layers)  # (per-layer grid, samples)
         predicted = np.maximum(kernels, launches) if overlap else kernels + launches
         rel = np.abs(predicted - t) / t
         objective = np.max([rel[:, g].mean(axis=1) for g in groups], axis=0)
         i = int(np.argmin(objective))
         if best is None or objective[i] < best[0]:
-            best = (float(objective[i]), float(step), float(np.linspace(0.0, 0.002, 401)[i]))
-    return {"step_overhead_s": best[1], "layer_overhead_s": best[2], "host_overlap": overlap}
+            best = (float(objective[i]), float(step), float(per_layer[i]))
+    _, step, layer = best
+    return {"step_overhead_s": step, "layer_overhead_s": layer, "host_overlap": overlap,
+            "at_grid_edge": (fit_step and step >= steps[-1]) or layer >= per_layer[-1]}
 
 
-def launch_cost_seconds(sample: dict[str, float], kernel_s: float, f: dict[str, Any]) -> float:
-    """A step's time under `fit_launch_costs`'s figures."""
+def step_seconds(sample: dict[str, float], kernel_s: float, f: dict[str, Any]) -> float:
+    """A step's time under `fit_launch_costs`'s figures (the rule of `analytic.steps.StepCost.time_with`)."""
     launches = f["step_overhead_s"] + f["layer_overhead_s"] * sample["layers"]
     return max(kernel_s, launches) if f["host_overlap"] else kernel_s + launches

@@ -44,7 +44,13 @@ def classify(state: PlanState, p: Prediction, workload: Workload) -> Bottleneck:
     if comm_share > 0.3:
         found.append(("interconnect", "latency", f"all-reduces take {comm_share:.0%} of a decode step on "
                                                  f"{hw.interconnect.name if hw.interconnect else 'no link'}"))
-    if p.decode_intensity < s.ridge:
+    step = decode_step(s, max(p.batch // max(state.replicas, 1), 1), workload.mean_context)
+    if step.launch_bound:
+        found.append(("host-launch", "latency",
+                      f"decode is launch-bound: launching {s.spec.num_layers} layers' kernels takes "
+                      f"{step.overhead_s * 1e3:,.1f} ms, the kernels {(step.roofline_s + step.comm_s) * 1e3:,.1f} ms "
+                      f"(TPOT {p.tpot_ms:,.1f} ms): CUDA graphs or torch.compile remove the launches"))
+    elif p.decode_intensity < s.ridge:
         found.append(("memory-bandwidth", "latency",
                       f"decode arithmetic intensity {p.decode_intensity:,.1f} FLOP/B, ridge "
                       f"{s.ridge:,.0f}: bandwidth-bound (TPOT {p.tpot_ms:,.1f} ms)"))

@@ -346,8 +346,9 @@ class ComputeProfile(Frozen):
     decode_arithmetic_intensity: float
     prefill_arithmetic_intensity: float
     ridge_flops_per_byte: float
-    decode_bound: Literal["memory", "compute"]
-    prefill_bound: Literal["memory", "compute"]
+    decode_bound: Literal["memory", "compute", "launch"] = Field(description=(
+        "what the step waits on: the memory traffic, the arithmetic, or (eager CUDA) the host's kernel launches"))
+    prefill_bound: Literal["memory", "compute", "launch"]
 
 
 class LatencyProfile(Frozen):
