@@ -57,14 +57,14 @@ cases = [
                                                BLOCK_N=128), {}),
     (flash_decoding._decode_merge, "bf16", dict(HAS_SINKS=True, BLOCK_S=8, BLOCK_D=128), {}),
     (weight_only_gemm._wo_gemm, "bf16", dict(BITS=4, HAS_BIAS=True, PRECISION="tf32", UPCAST=False, BLOCK_M=16,
-                                           BLOCK_N=64, BLOCK_K=32, SPLIT_K=8, GROUP_M=8), {}),
+                                           BLOCK_N=64, BLOCK_K=32, SPLIT_K=8, GROUP_M=8, SPLIT_NIBBLES=True), {}),
     (weight_only_gemm._wo_gemm, "bf16", dict(BITS=8, HAS_BIAS=False, PRECISION="tf32", UPCAST=False, BLOCK_M=128,
-                                           BLOCK_N=128, BLOCK_K=32, SPLIT_K=1, GROUP_M=8),
+                                           BLOCK_N=128, BLOCK_K=32, SPLIT_K=1, GROUP_M=8, SPLIT_NIBBLES=False),
      {"qweight": "*i8", "warps": 8}),
     (weight_only_gemm._wo_gemm, "fp16", dict(BITS=4, HAS_BIAS=False, PRECISION="tf32", UPCAST=False, BLOCK_M=128,
-                                           BLOCK_N=128, BLOCK_K=64, SPLIT_K=1, GROUP_M=8), {"warps": 8}),
+                                           BLOCK_N=128, BLOCK_K=64, SPLIT_K=1, GROUP_M=8, SPLIT_NIBBLES=False), {"warps": 8}),
     (weight_only_gemm._wo_gemm, "bf16", dict(BITS=4, HAS_BIAS=False, PRECISION="tf32", UPCAST=False, BLOCK_M=16,
-                                           BLOCK_N=128, BLOCK_K=128, SPLIT_K=4, GROUP_M=8), {}),
+                                           BLOCK_N=128, BLOCK_K=128, SPLIT_K=4, GROUP_M=8, SPLIT_NIBBLES=True), {}),
 ]
 cc = int(sys.argv[1])
 for fn, dtype, const, opts in cases:
