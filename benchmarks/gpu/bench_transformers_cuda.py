@@ -139,29 +139,6 @@ def compare(name: str, dtype: str, device: str, hw, points, peaks: dict) -> tupl
     return rows, samples(measurement, calibration_setup(name, dtype, hw))
 
 
-def kernel_seconds(all_samples: list[dict], hw, dtype: str) -> list[float]:
-    """Each sample's kernel time on `hw`: the roofline at the device's default efficiencies, no fixed costs."""
-    from optiplan.planner.analytic.efficiency import default_efficiency
-    from optiplan.planner.analytic.profile import setup_for_request
-    from optiplan.planner.analytic.steps import decode_step, prefill_step
-    from optiplan.planner.catalog.models import resolve_model
-    from optiplan.planner.schema import ProfileRequest
-
-    eff = default_efficiency(hw, dtype, dtype, "transformers").model_copy(
-        update={"step_overhead_s": 0.0, "layer_overhead_s": 0.0, "host_overlap": False})
-    setups, out = {}, []
-    for s in all_samples:
-        if s["model"] not in setups:
-            request = ProfileRequest(model=s["model"], hardware="local", engine="transformers", dtype=dtype,
-                                     attention="sdpa")
-            setups[s["model"]] = setup_for_request(request, resolve_model(s["model"]), hw, eff)
-        setup = setups[s["model"]]
-        step = (prefill_step(setup, s["batch"], s["tokens"]) if s["kind"] == "prefill"
-                else decode_step(setup, s["batch"], s["tokens"]))
-        out.append(step.roofline_s)
-    return out
-
-
 def launch_fits(all_samples: list[dict], kernel_s: list[float]) -> dict:
     """The transformers engine's launch costs fitted on the measured steps, with them overlapping the kernels and
     added to them: on all models, and on all but one with the one left out predicted, each in turn."""
@@ -238,6 +215,8 @@ def report(result: dict) -> None:
 
 def add_fits(result: dict, hw) -> None:
     """Fit the launch costs to the result's samples and summarise prediction errors (in place)."""
+    from optiplan.planner.measure.calibrate_gpu import kernel_seconds
+
     if not result["samples"]:
         return
     result["fit"] = launch_fits(result["samples"], kernel_seconds(result["samples"], hw, result["dtype"]))

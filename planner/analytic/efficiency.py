@@ -130,6 +130,7 @@ def calibrated_efficiency(hw: HardwareSpec, runtime: str, weight_dtype: str,
     return EfficiencyFactors(flop_efficiency=f["flop_efficiency"], bandwidth_efficiency=f["bandwidth_efficiency"],
                              kv_bandwidth_efficiency=stream, activation_bandwidth_efficiency=stream,
                              step_overhead_s=f["step_overhead_s"], layer_overhead_s=f["layer_overhead_s"],
+                             host_overlap=f.get("host_overlap", False),
                              matmul_half_tokens=f.get("matmul_half_tokens", 0.0),
                              source=f"calibrated on this machine ({calibration_path()}, {calibration['measured_at']}): "
                                     f"median error {fitted['median_abs_error_pct']:.1f}% over "

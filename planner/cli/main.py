@@ -127,9 +127,13 @@ def profile(model: str, hardware: str, as_json: bool, output: Path | None, measu
 
 @main.command()
 @click.option("--model", "models", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Model folders to fit on [default: four random-weight Llama models, 128 to 640 wide, 2 to 8 "
-                   "layers].")
+              help="Model folders to fit on [default on a CPU: four random-weight Llama models, 128 to 640 wide, 2 "
+                   "to 8 layers; on a GPU: Llama-3.2-1B, 3.2-3B and 3.1-8B with random weights].")
 @click.option("--repeats", type=int, default=5, show_default=True, help="Interleaved rounds over the measured steps.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="What to calibrate: the CPU (efficiencies and fixed costs fitted), or the CUDA GPU (the "
+                   "transformers engine's launch cost per layer, the host's; the device keeps its catalog "
+                   "efficiencies). auto: the GPU where torch sees one.")
 @click.option("--effects/--no-effects", default=True, show_default=True,
               help="Also measure each technique that can run here against the untouched model (time per token, "
                    "TTFT, batched tokens/s, weight and cache bytes); `--hardware local` plans with them. A new fit "
@@ -139,17 +143,24 @@ def profile(model: str, hardware: str, as_json: bool, output: Path | None, measu
               help="Measure only these techniques' effects (the others keep their earlier measurement).")
 @click.option("--json", "as_json", is_flag=True, help="Print the calibration file.")
 @friendly
-def calibrate(models: tuple[Path, ...], repeats: int, effects: bool, only_effects: bool, techniques: tuple[str, ...],
-              as_json: bool) -> None:
+def calibrate(models: tuple[Path, ...], repeats: int, device: str, effects: bool, only_effects: bool,
+              techniques: tuple[str, ...], as_json: bool) -> None:
     """Measure this machine once: matmul throughput per dtype, memory bandwidth, the runtime's memory, how a
     matmul's rate grows with its rows, and the transformers engine's efficiency factors fitted to measured prefill
     and decode steps of models timed together; then the effect of each technique that can run here, on models of
     two widths (speculation only on --model folders: its acceptance needs trained weights).
-    Later `profile`/`advise` with --hardware local use them and say so."""
+    On a CUDA GPU, the transformers engine's launch cost per layer instead (eager transformers is launch-bound
+    there, and the launches are the host's). Later `profile`/`advise` with --hardware local use them and say so."""
     if not only_effects:
-        from ..measure.calibrate import calibrate as run_calibrate
+        import torch
 
-        data, path = run_calibrate(list(models) or None, repeats=repeats, show_progress=not as_json)
+        from ..measure.calibrate_gpu import calibrate_machine
+
+        if device == "cuda" and not torch.cuda.is_available():
+            raise click.BadParameter("torch sees no CUDA device here (calibrate the CPU with --device cpu)",
+                                     param_hint="--device")
+        data, path = calibrate_machine(list(models) or None, repeats=repeats, device=device,
+                                       show_progress=not as_json)
     if effects or only_effects:
         from ...optimizers.effects import calibrate_effects
 

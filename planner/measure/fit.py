@@ -168,7 +168,7 @@ def fit_launch_costs(all_samples: list[dict[str, float]], kernel_s: list[float],
             best = (float(objective[i]), float(step), float(per_layer[i]))
     _, step, layer = best
     return {"step_overhead_s": step, "layer_overhead_s": layer, "host_overlap": overlap,
-            "at_grid_edge": (fit_step and step >= steps[-1]) or layer >= per_layer[-1]}
+            "at_grid_edge": bool((fit_step and step >= steps[-1]) or layer >= per_layer[-1])}
 
 
 def step_seconds(sample: dict[str, float], kernel_s: float, f: dict[str, Any]) -> float:

@@ -150,16 +150,19 @@ def print_calibration(data: dict[str, Any], path) -> None:
     if "peak_tflops" not in data:
         return
     peaks = ", ".join(f"{k} {v * 1e3:,.0f} GFLOP/s" for k, v in data["peak_tflops"].items())
-    console.print(f"[bold]Calibrated[/] {data['machine']['cpu']} ({data['machine']['cores']} cores, "
-                  f"{data['machine']['threads']} threads): matmul {peaks}; copy bandwidth "
+    where = (f"{data['machine']['gpu']} (host {data['machine']['cpu']})" if data["machine"].get("gpu") else
+             f"{data['machine']['cpu']} ({data['machine']['cores']} cores, {data['machine']['threads']} threads)")
+    console.print(f"[bold]Calibrated[/] {where}: matmul {peaks}; copy bandwidth "
                   f"{data['bandwidth_bytes_per_s'] / 1e9:,.1f} GB/s; runtime {fmt_bytes(data['runtime_overhead_bytes'])}")
     for runtime, by_dtype in data["runtimes"].items():
         for dtype, fitted in by_dtype.items():
             f = fitted["factors"]
+            costs = (f"{f['step_overhead_s'] * 1e3:.2f} ms/step + {f['layer_overhead_s'] * 1e6:.0f} us/layer"
+                     + (" launching kernels, overlapped with them (fitted; efficiencies: the device's defaults)"
+                        if f.get("host_overlap") else ""))
             console.print(f"{runtime} ({dtype}): flop efficiency {f['flop_efficiency']:.0%}, bandwidth efficiency "
-                          f"{f['bandwidth_efficiency']:.0%}, {f['step_overhead_s'] * 1e3:.2f} ms/step + "
-                          f"{f['layer_overhead_s'] * 1e6:.0f} us/layer; a matmul reaches half its rate at "
-                          f"{f.get('matmul_half_tokens', 0):.0f} rows (measured)")
+                          f"{f['bandwidth_efficiency']:.0%}, {costs}; a matmul reaches half its rate at "
+                          f"{f.get('matmul_half_tokens', 0):.0f} rows" + ("" if f.get("host_overlap") else " (measured)"))
             table = Table(title="Predicted against measured", title_justify="left")
             for col in ("model", "step", "batch", "tokens", "measured ms", "predicted ms", "error"):
                 table.add_column(col, justify="right" if col not in ("model", "step") else "left")

@@ -108,10 +108,10 @@ def execute(kind: str, arguments: dict[str, Any]) -> Any:
     if kind == "calibrate":  # as the command: the machine's fit, then the techniques' measured effects
         models, repeats = arguments["models"], arguments["repeats"]
         if not arguments["only_effects"]:
-            from ..measure.calibrate import calibrate
+            from ..measure.calibrate_gpu import calibrate_machine
 
             _emit("progress", fraction=0.1, step="calibrate: microbenchmarks and the engine's fit")
-            data, path = calibrate(models, repeats=repeats, show_progress=False)
+            data, path = calibrate_machine(models, repeats=repeats, show_progress=False)
         if arguments["effects"] or arguments["only_effects"]:
             from ...optimizers.effects import calibrate_effects
 

@@ -55,3 +55,38 @@ def test_eager_transformers_on_a_gpu_carries_the_band_of_the_gpu_runs_and_servin
     assert "bench_transformers_cuda.py" in eager["tpot_ms"].source and eager["tpot_ms"].points == 24
     assert "bench_published.py" in serving["tpot_ms"].source
     assert "throughput_tokens_per_s" not in eager  # nothing validates eager throughput on a GPU
+
+
+def test_gpu_calibration_fits_a_launch_cost_and_local_predictions_overlap_it(tmp_path, monkeypatch):
+    """`optiplan calibrate` on a CUDA machine, its code run on the CPU with the small test model (the fit then
+    describes no real GPU): the device keeps its default efficiencies, the launch cost per layer is fitted, and
+    `--hardware local` predictions read it with the launches overlapping the kernels."""
+    pytest.importorskip("torch")
+    from optiplan.planner.analytic.efficiency import calibrated_efficiency
+    from optiplan.planner.catalog.hardware import local_hardware
+    from optiplan.planner.machine.calibration import load_calibration
+    from optiplan.planner.measure.calibrate_gpu import calibrate_gpu
+
+    monkeypatch.setenv("OPTIPLAN_CACHE", str(tmp_path))  # this test's calibration only
+    target = Path(__file__).resolve().parents[2] / "assets" / "models" / "target"
+    data, path = calibrate_gpu([str(target)], repeats=1, dtype="fp32", device="cpu", show_progress=False)
+    fitted = data["runtimes"]["transformers"]["fp32"]
+    assert path.exists() and load_calibration()["fingerprint"] == data["fingerprint"]
+    assert fitted["factors"]["host_overlap"] and fitted["factors"]["layer_overhead_s"] > 0
+    assert {p["kind"] for p in fitted["points"]} == {"prefill", "decode"}
+    assert fitted["median_abs_error_pct"] == pytest.approx(
+        statistics.median(abs(p["error_pct"]) for p in fitted["points"]))
+    eff = calibrated_efficiency(local_hardware(), "transformers", "fp32")
+    assert eff.host_overlap and eff.layer_overhead_s == fitted["factors"]["layer_overhead_s"]
+    assert "calibrated on this machine" in eff.source
+
+
+def test_calibrating_a_gpu_that_is_not_there_is_a_clear_usage_error():
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    from click.testing import CliRunner
+    from optiplan.planner.cli.main import main
+
+    result = CliRunner().invoke(main, ["calibrate", "--device", "cuda"])
+    assert result.exit_code == 2 and "torch sees no CUDA device" in result.output

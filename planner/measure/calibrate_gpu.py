@@ -1,0 +1,155 @@
+"""`optiplan calibrate` on a CUDA machine: the transformers engine's launch cost measured on this host.
+
+Eager transformers on a GPU is launch-bound: the host launches each layer's kernels ahead of the device, and a step
+takes the longer of the launches and the kernels (measured on an H200: decode of 1B-8B models took the same time at
+any batch and context). What sets the launch cost is the host, not the GPU: two H200 machines ran 0.78 and 1.26 ms
+per layer. So this calibration keeps the device's default efficiencies (the catalog's figures, scaled by its
+microbenchmarks) and fits one launch cost per layer to catalog models built here with random weights, timed
+together in interleaved rounds (`benchmarks/gpu/bench_transformers_cuda.py` does the same and keeps its runs).
+The two ceilings measured here (a large bf16 matmul, a large device copy) are recorded beside it.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ..machine.calibration import CALIBRATION_VERSION, fingerprint, save_calibration
+from .calibrate import calibration_setup, machine_record
+from .fit import fit_launch_costs, samples, step_seconds
+from .microbench import copy_bandwidth, matmul_tflops
+from .models import catalog_random_model
+from .runtime import MeasureError, load_model
+from .timing import Measurement, time_loaded
+
+# the models and steps fitted on by default: three layer counts (16, 28, 32), launch-bound and kernel-bound steps
+GPU_MODELS = ("llama-3.2-1b", "llama-3.2-3b", "llama-3.1-8b")
+GPU_PREFILLS = ((1, 128), (1, 2048), (16, 128), (16, 2048))
+GPU_DECODES = ((1, 192), (1, 2112), (16, 192), (16, 2112))
+MEMORY_HEADROOM = 0.8  # the models built must fit in this share of the device's free memory
+
+
+def kernel_seconds(all_samples: list[dict], hw, dtype: str) -> list[float]:
+    """Each sample's kernel time on `hw`: the roofline at the device's default efficiencies, no fixed costs."""
+    from ..analytic.efficiency import default_efficiency
+    from ..analytic.profile import setup_for_request
+    from ..analytic.steps import decode_step, prefill_step
+    from ..catalog.models import resolve_model
+    from ..schema import ProfileRequest
+
+    eff = default_efficiency(hw, dtype, dtype, "transformers").model_copy(
+        update={"step_overhead_s": 0.0, "layer_overhead_s": 0.0, "host_overlap": False})
+    setups, out = {}, []
+    for s in all_samples:
+        if s["model"] not in setups:
+            spec = resolve_model(s["model"])
+            request = ProfileRequest(model=s["model"], hardware="local", engine="transformers", dtype=dtype,
+                                     attention="sdpa", context=min(4096, spec.max_position_embeddings))
+            setups[s["model"]] = setup_for_request(request, spec, hw, eff)
+        setup = setups[s["model"]]
+        step = (prefill_step(setup, s["batch"], s["tokens"]) if s["kind"] == "prefill"
+                else decode_step(setup, s["batch"], s["tokens"]))
+        out.append(step.roofline_s)
+    return out
+
+
+def _build(names: list[str], dtype: str, device: str) -> tuple[dict[str, Any], list[str]]:
+    """Each model on the device: a folder loaded, a catalog name built with random weights; those that would not fit
+    in the free memory are left out, with the reason."""
+    import torch
+
+    from ..analytic.profile import profile
+    from ..schema import ProfileRequest
+
+    built, skipped = {}, []
+    for name in names:
+        if Path(name).is_dir():
+            built[name] = load_model(name, dtype, device)[0]
+            continue
+        need = profile(ProfileRequest(model=name, hardware="local", dtype=dtype)).memory.weights_bytes
+        free = torch.cuda.mem_get_info()[0] if device == "cuda" else float("inf")
+        if need > MEMORY_HEADROOM * free:
+            skipped.append(f"{name}: {need / 1e9:,.1f} GB of weights, {free / 1e9:,.1f} GB free")
+            continue
+        built[name] = catalog_random_model(name, dtype, device)
+    if not built:
+        raise MeasureError("no model fits on this device to calibrate with: " + "; ".join(skipped))
+    return built, skipped
+
+
+def fit_launch_cost(all_samples: list[dict], hw, dtype: str) -> dict[str, Any]:
+    """The transformers engine's factors on this GPU: the device's default efficiencies, the launch cost per layer
+    fitted with the launches overlapping the kernels, and each measured step against the result."""
+    from ..analytic.efficiency import default_efficiency
+
+    kernels = kernel_seconds(all_samples, hw, dtype)
+    launch = fit_launch_costs(all_samples, kernels, overlap=True)
+    eff = default_efficiency(hw, dtype, dtype, "transformers")
+    factors = {"flop_efficiency": eff.flop_efficiency, "bandwidth_efficiency": eff.bandwidth_efficiency,
+               "step_overhead_s": launch["step_overhead_s"], "layer_overhead_s": launch["layer_overhead_s"],
+               "host_overlap": True, "matmul_half_tokens": eff.matmul_half_tokens}
+    points = []
+    for s, k in zip(all_samples, kernels):
+        pred = step_seconds(s, k, launch)
+        points.append({**{key: s[key] for key in ("model", "kind", "batch", "tokens")}, "measured_s": s["seconds"],
+                       "predicted_s": pred, "error_pct": 100 * (pred - s["seconds"]) / s["seconds"]})
+    return {"factors": factors, "points": points,
+            "median_abs_error_pct": statistics.median(abs(p["error_pct"]) for p in points),
+            "at_grid_edge": launch["at_grid_edge"]}
+
+
+def calibrate_gpu(models: list[str] | None = None, repeats: int = 5, dtype: str = "bf16", device: str = "cuda",
+                  show_progress: bool = True) -> tuple[dict[str, Any], Path]:
+    """Measure this GPU machine's launch cost for the transformers engine; save and return the calibration.
+    `device` other than cuda runs the same code for tests (its fit then describes no real GPU)."""
+    import torch
+    from rich.progress import Progress
+
+    from ..catalog.hardware import local_hardware
+
+    hw = local_hardware()
+    start = time.perf_counter()
+    big = device == "cuda"
+    ceilings = {"bf16": round(matmul_tflops("bf16", n=8192 if big else 256, device=device), 4)}
+    bandwidth = copy_bandwidth(megabytes=4096 if big else 16, device=device)
+    built, skipped = _build([str(m) for m in models] if models else list(GPU_MODELS), dtype, device)
+    prefills, decodes = GPU_PREFILLS if big else ((1, 16),), GPU_DECODES if big else ((1, 24),)
+    with Progress(disable=not show_progress, transient=True) as bar:
+        task = bar.add_task(f"timing {', '.join(Path(n).name for n in built)} on {device}", total=max(repeats, 1))
+        timed = time_loaded([(model, prefills, decodes) for model in built.values()], device, repeats,
+                            progress=lambda: bar.advance(task))
+    all_samples = []
+    for name, points in zip(built, timed):
+        measurement = Measurement(model=name, device=device, dtype=dtype, points=points)
+        all_samples += samples(measurement, calibration_setup(name, dtype, hw))
+    del built
+    if big:
+        torch.cuda.empty_cache()
+    data = {"calibration_version": CALIBRATION_VERSION, "fingerprint": fingerprint(),
+            "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "machine": {**machine_record(device), "gpu": hw.name}, "peak_tflops": ceilings,
+            "bandwidth_bytes_per_s": bandwidth, "runtime_overhead_bytes": 0,
+            "runtimes": {"transformers": {dtype: fit_launch_cost(all_samples, hw, dtype)}},
+            "skipped": skipped, "seconds": time.perf_counter() - start}
+    return data, save_calibration(data)
+
+
+def calibrate_machine(models: list | None = None, repeats: int = 5, device: str = "auto",
+                      show_progress: bool = True) -> tuple[dict[str, Any], Path]:
+    """`optiplan calibrate`'s fit, for the CLI and the service alike: the GPU's launch cost where torch sees a CUDA
+    device (or `device` says cuda), else the CPU's factors (`calibrate.calibrate`)."""
+    import torch
+
+    from .calibrate import calibrate
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise MeasureError("calibrating the GPU: torch sees no CUDA device here (calibrate the CPU instead)")
+        return calibrate_gpu([str(m) for m in models] if models else None, repeats=repeats,
+                             show_progress=show_progress)
+    return calibrate([Path(m) for m in models] if models else None, repeats=repeats, show_progress=show_progress)
