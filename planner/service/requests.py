@@ -78,6 +78,8 @@ class CalibrateJob(_Job):
     kind: Literal["calibrate"] = "calibrate"
     models: list[str] = Field([], max_length=8)
     repeats: int = Field(5, ge=1, le=100)
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="the CPU's factors or the CUDA GPU's launch "
+                                                   "cost (calibrate --device); auto: the GPU where torch sees one")
     effects: bool = Field(True, description="then measure each technique's effect here (calibrate --effects)")
     only_effects: bool = Field(False, description="measure the effects again and keep the machine's fit")
     techniques: list[str] = Field([], max_length=64, description="measure only these techniques' effects (the "

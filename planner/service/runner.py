@@ -111,7 +111,8 @@ def execute(kind: str, arguments: dict[str, Any]) -> Any:
             from ..measure.calibrate_gpu import calibrate_machine
 
             _emit("progress", fraction=0.1, step="calibrate: microbenchmarks and the engine's fit")
-            data, path = calibrate_machine(models, repeats=repeats, show_progress=False)
+            data, path = calibrate_machine(models, repeats=repeats, device=arguments.get("device", "auto"),
+                                           show_progress=False)
         if arguments["effects"] or arguments["only_effects"]:
             from ...optimizers.effects import calibrate_effects
 
