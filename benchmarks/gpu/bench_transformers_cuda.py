@@ -12,7 +12,7 @@ Made for one H200 within a time budget: each model is built once, with random we
 save and reload); then the points of all models are timed together in interleaved rounds in this process
 (`measure.time_loaded`, the timing of `optiplan profile --measure` and `optiplan calibrate`), so that a slow spell
 of the host falls on every model alike; each peak is read from the CUDA allocator. A model not built within the
-budget is skipped and said so. On a CPU machine `--models` with a config file (e.g. tests/assets/models/target/config.json)
+budget is skipped and said so. On a CPU machine `--models` with a model folder (e.g. tests/assets/models/target)
 and `--dtype fp32` runs the same code path. `--refit` compares saved runs (benchmarks/gpu/measured/) with today's
 prediction and fits them again without a GPU; with `--write-accuracy` their errors become the band reports show
 for eager transformers on a GPU.
@@ -38,19 +38,16 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _common import error_stats  # noqa: E402
 
-BATCHES = (1, 16)
-PROMPTS = (128, 2048)
-DECODE_TOKENS = 64  # the decode step is timed at prompt + this many tokens of context
+# what `optiplan calibrate` times on a GPU, by default: the same models, batches, prompts and decode context
+from optiplan.planner.measure.calibrate_gpu import (  # noqa: E402
+    DECODE_TOKENS,
+    GPU_BATCHES,
+    GPU_MODELS,
+    GPU_PROMPTS,
+    ceilings,
+)
+
 PEAK_DECODE_STEPS = 4  # the peak is read over a prefill and this many decode steps, as `profile --measure` does
-
-
-def ceilings(device: str) -> dict[str, float]:
-    """The two ceilings measured here: a large bf16 matrix product and a large device copy (read + write)."""
-    from optiplan.planner.measure.microbench import copy_bandwidth, matmul_tflops
-
-    big = device == "cuda"
-    return {"bf16_matmul_tflops": matmul_tflops("bf16", n=8192 if big else 512, device=device),
-            "copy_bytes_per_s": copy_bandwidth(megabytes=4096 if big else 64, device=device)}
 
 
 def peak_bytes(model, device: str, batch: int, prompt: int) -> int:
@@ -78,26 +75,15 @@ def peak_bytes(model, device: str, batch: int, prompt: int) -> int:
     return int(torch.cuda.max_memory_allocated() - before + weights)
 
 
-def measure_models(names: list[str], dtype: str, device: str, repeats: int, hw, batches=BATCHES, prompts=PROMPTS,
+def measure_models(names: list[str], dtype: str, device: str, repeats: int, hw, batches=GPU_BATCHES, prompts=GPU_PROMPTS,
                    budget_s: float = float("inf")):
-    """Rows (measured beside predicted), fit samples and build seconds of catalog models, all built first and timed
-    together in interleaved rounds (a slow spell of the host falls on every model alike, as `optiplan calibrate`
-    does); the names not built within `budget_s`, with the reason."""
-    from optiplan.planner.measure.models import catalog_random_model
+    """Rows (measured beside predicted), fit samples and build seconds of catalog models (or folders), all built
+    first and timed together in interleaved rounds (a slow spell of the host falls on every model alike, as `optiplan
+    calibrate` does); the names not built within `budget_s`, with the reason."""
+    from optiplan.planner.measure.calibrate_gpu import build_models
     from optiplan.planner.measure.timing import time_loaded
 
-    start = time.perf_counter()
-    models, builds, skipped = {}, {}, []
-    for name in names:
-        if time.perf_counter() - start > budget_s:
-            skipped.append(f"{name}: over the {budget_s:.0f} s budget")
-            continue
-        try:
-            built = time.perf_counter()
-            models[name] = catalog_random_model(name, dtype, device)
-            builds[name] = time.perf_counter() - built
-        except Exception as exc:  # a model that cannot be built here (memory, an unknown type) is reported
-            skipped.append(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+    models, builds, skipped = build_models(names, dtype, device, budget_s)
     prefills = [(b, p) for b in batches for p in prompts]
     decodes = [(b, p + DECODE_TOKENS) for b, p in prefills]
     timed = time_loaded([(model, prefills, decodes) for model in models.values()], device, repeats)
@@ -112,31 +98,21 @@ def measure_models(names: list[str], dtype: str, device: str, repeats: int, hw, 
 
 def compare(name: str, dtype: str, device: str, hw, points, peaks: dict) -> tuple[list[dict], list[dict]]:
     """Each measured point of a model beside the prediction, and the points as fit samples."""
-    from optiplan.planner.analytic.profile import profile
     from optiplan.planner.measure.calibrate import calibration_setup
     from optiplan.planner.measure.fit import samples
     from optiplan.planner.measure.timing import Measurement
-    from optiplan.planner.schema import ProfileRequest
 
     rows = []
     for point in points:
         prompt = point.tokens if point.kind == "prefill" else point.tokens - DECODE_TOKENS
-        predicted = profile(ProfileRequest(model=name, hardware="local", engine="transformers", dtype=dtype,
-                                           attention="sdpa", batch=point.batch, prompt_tokens=prompt,
-                                           context=prompt + DECODE_TOKENS))
-        pred_s = (predicted.latency.ttft_ms if point.kind == "prefill" else predicted.latency.tpot_ms) / 1e3
         row = {"model": name, "kind": point.kind, "batch": point.batch, "prompt": prompt, "tokens": point.tokens,
-               "measured_ms": point.median_s * 1e3, "spread_ms": point.spread_s * 1e3, "predicted_ms": pred_s * 1e3,
-               "error_pct": 100 * (pred_s - point.median_s) / point.median_s}
+               "measured_ms": point.median_s * 1e3, "spread_ms": point.spread_s * 1e3}
         peak = peaks.get((point.batch, prompt)) if point.kind == "prefill" else None
         if peak:
-            mem = predicted.memory
-            pred_bytes = mem.per_device_bytes - mem.runtime_overhead_bytes  # the allocator sees no CUDA context
-            row.update(measured_peak_bytes=peak, predicted_peak_bytes=pred_bytes,
-                       memory_error_pct=100 * (pred_bytes - peak) / peak)
+            row["measured_peak_bytes"] = peak
         rows.append(row)
     measurement = Measurement(model=name, device=device, dtype=dtype, points=points)
-    return rows, samples(measurement, calibration_setup(name, dtype, hw))
+    return predicted_rows(rows, "local", dtype), samples(measurement, calibration_setup(name, dtype, hw))
 
 
 def launch_fits(all_samples: list[dict], kernel_s: list[float]) -> dict:
@@ -165,8 +141,9 @@ def launch_fits(all_samples: list[dict], kernel_s: list[float]) -> dict:
     return report
 
 
-def current_rows(rows: list[dict], hardware: str, dtype: str) -> list[dict]:
-    """The measured rows against today's prediction for the catalog device they were measured on."""
+def predicted_rows(rows: list[dict], hardware: str, dtype: str) -> list[dict]:
+    """The measured rows beside the prediction for `hardware` (`local` where measured; a saved run's catalog device
+    on another machine): step time, and peak memory where the row has a measured peak."""
     from optiplan.planner.analytic.profile import profile
     from optiplan.planner.schema import ProfileRequest
 
@@ -176,7 +153,12 @@ def current_rows(rows: list[dict], hardware: str, dtype: str) -> list[dict]:
                                    attention="sdpa", batch=r["batch"], prompt_tokens=r["prompt"],
                                    context=r["prompt"] + DECODE_TOKENS))
         pred = p.latency.ttft_ms if r["kind"] == "prefill" else p.latency.tpot_ms
-        out.append({**r, "predicted_ms": pred, "error_pct": 100 * (pred - r["measured_ms"]) / r["measured_ms"]})
+        row = {**r, "predicted_ms": pred, "error_pct": 100 * (pred - r["measured_ms"]) / r["measured_ms"]}
+        if r.get("measured_peak_bytes"):
+            peak = r["measured_peak_bytes"]
+            pred_bytes = p.memory.per_device_bytes - p.memory.runtime_overhead_bytes  # the allocator sees no context
+            row.update(predicted_peak_bytes=pred_bytes, memory_error_pct=100 * (pred_bytes - peak) / peak)
+        out.append(row)
     return out
 
 
@@ -238,7 +220,7 @@ def refit(paths: list[Path], write_accuracy: bool = False, fitted_on: str | None
     for path in paths:
         result = json.loads(path.read_text())
         hw_id = catalog_id(result)
-        today = current_rows(result["rows"], hw_id, result["dtype"])
+        today = predicted_rows(result["rows"], hw_id, result["dtype"])
         result["summary"] = {"as_measured": summary(result["rows"]), "today": summary(today)}
         add_fits(result, resolve_hardware(hw_id))
         held = result.get("fit", {}).get("overlapped", {}).get("held_out", [])
@@ -266,12 +248,12 @@ def refit(paths: list[Path], write_accuracy: bool = False, fitted_on: str | None
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="llama-3.2-1b,llama-3.2-3b,llama-3.1-8b")
+    parser.add_argument("--models", default=",".join(GPU_MODELS))
     parser.add_argument("--budget-s", type=float, default=60.0, help="build no model after this many seconds")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--dtype", default="bf16")
-    parser.add_argument("--batches", default=",".join(map(str, BATCHES)))
-    parser.add_argument("--prompts", default=",".join(map(str, PROMPTS)))
+    parser.add_argument("--batches", default=",".join(map(str, GPU_BATCHES)))
+    parser.add_argument("--prompts", default=",".join(map(str, GPU_PROMPTS)))
     parser.add_argument("--out", type=Path,
                         default=Path(__file__).resolve().parents[1] / "results" / "gpu_transformers.json")
     parser.add_argument("--refit", type=Path, nargs="+", metavar="JSON",
@@ -284,7 +266,12 @@ def main() -> None:
                              "a GPU (profiles/transformers_gpu_accuracy.yaml)")
     args = parser.parse_args()
     if args.refit:
+        missing = [str(path) for path in args.refit if not path.is_file()]
+        if missing:
+            parser.error(f"no saved run at {', '.join(missing)} (benchmarks/gpu/measured/ holds the kept ones)")
         return refit(args.refit, args.write_accuracy, args.fitted_on)
+    if args.write_accuracy or args.fitted_on:
+        parser.error("--write-accuracy and --fitted-on go with --refit")
 
     import torch
     import transformers

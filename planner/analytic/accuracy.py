@@ -25,9 +25,14 @@ TRAINING_ACCURACY_FILE = profiles.ROOT / "training_accuracy.yaml"
 EAGER_GPU_ACCURACY_FILE = profiles.ROOT / "transformers_gpu_accuracy.yaml"
 
 
-@lru_cache(maxsize=1)
+@lru_cache(maxsize=None)
+def _bands_file(path) -> dict:
+    """A bands file, read once per process (every profile and advise asks)."""
+    return profiles.read_yaml(path) if path.exists() else {}
+
+
 def published_accuracy() -> dict:
-    return profiles.read_yaml(ACCURACY_FILE) if ACCURACY_FILE.exists() else {}
+    return _bands_file(ACCURACY_FILE)
 
 
 def accuracy_bands(hw: HardwareSpec, runtime: str = "serving") -> dict[str, AccuracyBand]:
@@ -46,9 +51,7 @@ def accuracy_bands(hw: HardwareSpec, runtime: str = "serving") -> dict[str, Accu
         return out
     if hw.kind != "gpu":
         return {}
-    if runtime == "transformers":
-        return _bands(profiles.read_yaml(EAGER_GPU_ACCURACY_FILE)) if EAGER_GPU_ACCURACY_FILE.exists() else {}
-    return _bands(published_accuracy())
+    return _bands(_bands_file(EAGER_GPU_ACCURACY_FILE if runtime == "transformers" else ACCURACY_FILE))
 
 
 def _bands(data: dict) -> dict[str, AccuracyBand]:
@@ -60,9 +63,9 @@ def _bands(data: dict) -> dict[str, AccuracyBand]:
 def training_accuracy_bands(hw: HardwareSpec, devices: int = 1) -> dict[str, AccuracyBand]:
     """The band of a training step's time and tokens/s where the step model was validated: the held-out error against
     published fine-tuning runs on one A100 (none elsewhere: nothing validates it there)."""
-    if not hw.id.startswith("a100") or devices != 1 or not TRAINING_ACCURACY_FILE.exists():
+    if not hw.id.startswith("a100") or devices != 1:
         return {}
-    return _bands(profiles.read_yaml(TRAINING_ACCURACY_FILE))
+    return _bands(_bands_file(TRAINING_ACCURACY_FILE))
 
 
 def band_text(bands: dict[str, AccuracyBand], figure: str) -> str:

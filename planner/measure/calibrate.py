@@ -40,8 +40,8 @@ def new_calibration(device: str = "cpu") -> dict[str, Any]:
             "machine": machine_record(device), **microbenchmarks(device), "runtimes": {}}
 
 
-def calibration_setup(path: str | Path, dtype: str, hw=None, efficiency=None):
-    """The analytic Setup of a model folder on this machine with the transformers engine."""
+def calibration_setup(path: str | Path, dtype: str, hw=None, efficiency=None, attention: str = "memory-efficient"):
+    """The analytic Setup of a model folder (or catalog name) on this machine with the transformers engine."""
     from ..analytic.profile import setup_for_request
     from ..catalog.hardware import local_hardware
     from ..catalog.models import resolve_model
@@ -51,7 +51,7 @@ def calibration_setup(path: str | Path, dtype: str, hw=None, efficiency=None):
     hw = hw or local_hardware()
     eff = efficiency or EfficiencyFactors(flop_efficiency=1.0, bandwidth_efficiency=1.0)
     request = ProfileRequest(model=str(path), hardware="local", dtype=dtype, engine="transformers",
-                             context=min(512, spec.max_position_embeddings))
+                             attention=attention, context=min(512, spec.max_position_embeddings))
     return setup_for_request(request, spec, hw, eff)
 
 

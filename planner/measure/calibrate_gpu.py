@@ -25,30 +25,26 @@ from .models import catalog_random_model
 from .runtime import MeasureError, load_model
 from .timing import Measurement, time_loaded
 
-# the models and steps fitted on by default: three layer counts (16, 28, 32), launch-bound and kernel-bound steps
+# the models and steps fitted on by default: three layer counts (16, 28, 32), launch-bound and kernel-bound steps;
+# each decode step is timed at its prompt plus DECODE_TOKENS of context
 GPU_MODELS = ("llama-3.2-1b", "llama-3.2-3b", "llama-3.1-8b")
-GPU_PREFILLS = ((1, 128), (1, 2048), (16, 128), (16, 2048))
-GPU_DECODES = ((1, 192), (1, 2112), (16, 192), (16, 2112))
+GPU_BATCHES, GPU_PROMPTS, DECODE_TOKENS = (1, 16), (128, 2048), 64
+GPU_PREFILLS = tuple((b, p) for b in GPU_BATCHES for p in GPU_PROMPTS)
+GPU_DECODES = tuple((b, p + DECODE_TOKENS) for b, p in GPU_PREFILLS)
 MEMORY_HEADROOM = 0.8  # the models built must fit in this share of the device's free memory
 
 
 def kernel_seconds(all_samples: list[dict], hw, dtype: str) -> list[float]:
     """Each sample's kernel time on `hw`: the roofline at the device's default efficiencies, no fixed costs."""
     from ..analytic.efficiency import default_efficiency
-    from ..analytic.profile import setup_for_request
     from ..analytic.steps import decode_step, prefill_step
-    from ..catalog.models import resolve_model
-    from ..schema import ProfileRequest
 
     eff = default_efficiency(hw, dtype, dtype, "transformers").model_copy(
         update={"step_overhead_s": 0.0, "layer_overhead_s": 0.0, "host_overlap": False})
     setups, out = {}, []
     for s in all_samples:
         if s["model"] not in setups:
-            spec = resolve_model(s["model"])
-            request = ProfileRequest(model=s["model"], hardware="local", engine="transformers", dtype=dtype,
-                                     attention="sdpa", context=min(4096, spec.max_position_embeddings))
-            setups[s["model"]] = setup_for_request(request, spec, hw, eff)
+            setups[s["model"]] = calibration_setup(s["model"], dtype, hw, eff, attention="sdpa")
         setup = setups[s["model"]]
         step = (prefill_step(setup, s["batch"], s["tokens"]) if s["kind"] == "prefill"
                 else decode_step(setup, s["batch"], s["tokens"]))
@@ -56,28 +52,46 @@ def kernel_seconds(all_samples: list[dict], hw, dtype: str) -> list[float]:
     return out
 
 
-def _build(names: list[str], dtype: str, device: str) -> tuple[dict[str, Any], list[str]]:
-    """Each model on the device: a folder loaded, a catalog name built with random weights; those that would not fit
-    in the free memory are left out, with the reason."""
+def ceilings(device: str) -> dict[str, float]:
+    """The two ceilings measured here: a large bf16 matrix product (TFLOP/s) and a large device copy (bytes/s, read
+    plus write); small ones off a GPU, where they only exercise the code."""
+    big = device == "cuda"
+    return {"bf16_matmul_tflops": matmul_tflops("bf16", n=8192 if big else 256, device=device),
+            "copy_bytes_per_s": copy_bandwidth(megabytes=4096 if big else 16, device=device)}
+
+
+def build_models(names: list[str], dtype: str, device: str,
+                 budget_s: float = float("inf")) -> tuple[dict[str, Any], dict[str, float], list[str]]:
+    """Each model on the device, with the seconds it took: a folder loaded, a catalog name (or config file) built
+    with random weights. Those that would not fit in the free memory, fail to build, or come after `budget_s`
+    are left out, with the reason."""
     import torch
 
     from ..analytic.profile import profile
     from ..schema import ProfileRequest
 
-    built, skipped = {}, []
+    start = time.perf_counter()
+    built, seconds, skipped = {}, {}, []
     for name in names:
-        if Path(name).is_dir():
-            built[name] = load_model(name, dtype, device)[0]
+        if time.perf_counter() - start > budget_s:
+            skipped.append(f"{name}: over the {budget_s:.0f} s budget")
             continue
-        need = profile(ProfileRequest(model=name, hardware="local", dtype=dtype)).memory.weights_bytes
-        free = torch.cuda.mem_get_info()[0] if device == "cuda" else float("inf")
-        if need > MEMORY_HEADROOM * free:
-            skipped.append(f"{name}: {need / 1e9:,.1f} GB of weights, {free / 1e9:,.1f} GB free")
+        began = time.perf_counter()
+        try:
+            if Path(name).is_dir():
+                built[name] = load_model(name, dtype, device)[0]
+            else:
+                need = profile(ProfileRequest(model=name, hardware="local", dtype=dtype)).memory.weights_bytes
+                free = torch.cuda.mem_get_info()[0] if device == "cuda" else float("inf")
+                if need > MEMORY_HEADROOM * free:
+                    skipped.append(f"{name}: {need / 1e9:,.1f} GB of weights, {free / 1e9:,.1f} GB free")
+                    continue
+                built[name] = catalog_random_model(name, dtype, device)
+        except Exception as exc:  # noqa: BLE001 - a model that cannot be built here is reported, the others run
+            skipped.append(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
             continue
-        built[name] = catalog_random_model(name, dtype, device)
-    if not built:
-        raise MeasureError("no model fits on this device to calibrate with: " + "; ".join(skipped))
-    return built, skipped
+        seconds[name] = time.perf_counter() - began
+    return built, seconds, skipped
 
 
 def fit_launch_cost(all_samples: list[dict], hw, dtype: str) -> dict[str, Any]:
@@ -113,9 +127,10 @@ def calibrate_gpu(models: list[str] | None = None, repeats: int = 5, dtype: str 
     hw = local_hardware()
     start = time.perf_counter()
     big = device == "cuda"
-    ceilings = {"bf16": round(matmul_tflops("bf16", n=8192 if big else 256, device=device), 4)}
-    bandwidth = copy_bandwidth(megabytes=4096 if big else 16, device=device)
-    built, skipped = _build([str(m) for m in models] if models else list(GPU_MODELS), dtype, device)
+    measured = ceilings(device)
+    built, _, skipped = build_models([str(m) for m in models] if models else list(GPU_MODELS), dtype, device)
+    if not built:
+        raise MeasureError("no model could be built on this device to calibrate with: " + "; ".join(skipped))
     prefills, decodes = GPU_PREFILLS if big else ((1, 16),), GPU_DECODES if big else ((1, 24),)
     with Progress(disable=not show_progress, transient=True) as bar:
         task = bar.add_task(f"timing {', '.join(Path(n).name for n in built)} on {device}", total=max(repeats, 1))
@@ -130,8 +145,9 @@ def calibrate_gpu(models: list[str] | None = None, repeats: int = 5, dtype: str 
         torch.cuda.empty_cache()
     data = {"calibration_version": CALIBRATION_VERSION, "fingerprint": fingerprint(),
             "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "machine": {**machine_record(device), "gpu": hw.name}, "peak_tflops": ceilings,
-            "bandwidth_bytes_per_s": bandwidth, "runtime_overhead_bytes": 0,
+            "machine": {**machine_record(device), "gpu": hw.name},
+            "peak_tflops": {"bf16": round(measured["bf16_matmul_tflops"], 4)},
+            "bandwidth_bytes_per_s": measured["copy_bytes_per_s"], "runtime_overhead_bytes": 0,
             "runtimes": {"transformers": {dtype: fit_launch_cost(all_samples, hw, dtype)}},
             "skipped": skipped, "seconds": time.perf_counter() - start}
     return data, save_calibration(data)

@@ -24,7 +24,7 @@ def test_todays_prediction_stays_close_to_the_interleaved_h200_run():
     bench = _bench()
     result = json.loads((MEASURED / "h200-transformers.json").read_text())
     assert bench.catalog_id(result) == "h200-sxm"
-    today = bench.current_rows(result["rows"], "h200-sxm", result["dtype"])
+    today = bench.predicted_rows(result["rows"], "h200-sxm", result["dtype"])
     for kind, limit in (("decode", 9.0), ("prefill", 11.0)):
         assert statistics.median(abs(r["error_pct"]) for r in today if r["kind"] == kind) <= limit
     assert max(abs(r["memory_error_pct"]) for r in today if "memory_error_pct" in r) < 4.0
