@@ -28,7 +28,7 @@ import yaml
 from _common import error_stats, write_results
 from optiplan import profiles
 from optiplan.planner.analytic.profile import profile
-from optiplan.planner.catalog.engines import engine_table
+from optiplan.planner.catalog.engines import engine_runtime, engine_square_mask, engine_table
 from optiplan.planner.errors import OptiplanError
 from optiplan.planner.schema import ProfileRequest
 
@@ -54,20 +54,14 @@ ARCHITECTURE = {
 DTYPES = {"bf16": "bf16", "fp16": "fp16", "fp8": "fp8", "int8": "int8", "int4": "int4", "fp4": "fp4",
           "fp8 (assumed; DeepSeek native FP8)": "fp8"}
 SECONDS = {"s": 1e3, "ms": 1.0}
-# the weight kernels of engines without a profile, where their source names them: gpt-fast (and torchao's llama
-# generate.py, derived from it) reads int4 with PyTorch's _weight_int4pack_mm (tinygemm) and int8 with its compiled
-# weight-only linear (pytorch-labs/gpt-fast quantize.py: WeightOnlyInt4Linear, WeightOnlyInt8Linear)
-ENGINE_KERNELS = {"gpt-fast": {"int4": "tinygemm", "int8": "torchao-int8"}}
-
-
 def catalog_model(hub_id: str) -> str | None:
     return ARCHITECTURE.get(hub_id) or profiles.resolve_model_name(hub_id)
 
 
-def serving_efficiency(request: ProfileRequest, overrides: dict[str, float]):
-    """The factors `profile` resolves for the request (device, kernel and cache shares included), with some of the
-    serving runtime's fitted factors (fixed costs per step, layer and collective, small-matmul rows) replaced: what
-    the fit tries."""
+def fitted_efficiency(request: ProfileRequest, overrides: dict[str, float]):
+    """The factors `profile` resolves for the request (device, kernel and cache shares included), with some of its
+    runtime's fitted factors (fixed costs per step, layer and collective, small-matmul rows) replaced: what the fit
+    tries."""
     from optiplan.planner.analytic.profile import setup_for_request
     from optiplan.planner.catalog.hardware import resolve_hardware
     from optiplan.planner.catalog.models import resolve_model
@@ -76,9 +70,16 @@ def serving_efficiency(request: ProfileRequest, overrides: dict[str, float]):
     return eff.model_copy(update=overrides)
 
 
-def predict(p: dict, view: str = "requests", overrides: dict[str, float] | None = None) -> tuple[float | None, str]:
+def point_engine(p: dict) -> str:
+    """The engine a point is predicted with: its own profile where the catalog has one (its runtime, scheduling,
+    prefill chunk and weight kernels), a generic serving engine for the others (MLC, lmdeploy, ...)."""
+    return p["engine"] if p["engine"] in engine_table() else "serving"
+
+
+def predict(p: dict, view: str = "requests", overrides: dict[str, float] | None = None,
+            runtime: str = "serving") -> tuple[float | None, str]:
     """(predicted value in the published unit, or None, and why not), in the step or the request view; `overrides`
-    replaces some of the serving runtime's factors (the fit)."""
+    replaces some of the factors of `runtime` (the fit) for points whose engine runs it."""
     model = catalog_model(p["model"])
     if model is None:
         return None, f"{p['model']}: no catalog model of its architecture"
@@ -98,9 +99,12 @@ def predict(p: dict, view: str = "requests", overrides: dict[str, float] | None 
     batch = p.get("batch") or 1
     prompt = p.get("input_tokens") or 128
     output = p.get("output_tokens") or 128
-    # the engine's own profile where the catalog has one (its scheduling and prefill chunk), a generic serving engine
-    # for the others (gpt-fast, MLC, lmdeploy, ...)
-    engine = p["engine"] if p["engine"] in engine_table() else "serving"
+    # a run whose cache is set up for a stated length (gpt-fast's --cache_size) holds that context
+    context = p.get("context_tokens") or prompt + output
+    prompt = min(prompt, context - 1)
+    engine = point_engine(p)
+    if p.get("causal_mask") == "linear" and engine_square_mask(engine):
+        return None, f"a linear causal mask (torchao's --linear_causal_mask) is not {engine}'s square one"
     offline = p.get("batch") is None and p["metric"] == "output_tokens_per_s"
     # the KV-cache format where the source states one ("fp16 (not stated)" is the engine's default, kept as such);
     # an unstated bit width ("quantized (...)") has no counterpart
@@ -111,12 +115,11 @@ def predict(p: dict, view: str = "requests", overrides: dict[str, float] | None 
                              tensor_parallel=None if adp > 1 else p.get("tensor_parallel"),
                              attention_data_parallel=adp, expert_parallel=p.get("expert_parallel") or 1,
                              dtype=dtype, kv_dtype=kv_dtype, batch=batch,
-                             weight_kernel=ENGINE_KERNELS.get(p["engine"], {}).get(dtype),
-                             context=prompt + output, prompt_tokens=prompt, engine=engine, input_tokens=prompt,
+                             context=context, prompt_tokens=prompt, engine=engine, input_tokens=prompt,
                              output_tokens=output, concurrency="max" if offline else batch,
                              scheduling=p.get("scheduling"))
     try:
-        eff = serving_efficiency(request, overrides) if overrides and engine != "transformers" else None
+        eff = fitted_efficiency(request, overrides) if overrides and engine_runtime(engine) == runtime else None
         r = profile(request, eff)
         if view == "step" and offline and r.throughput.max_batch > 1:
             # an offline run with every request at once: as many sequences as the memory holds
@@ -164,7 +167,7 @@ def held_out(point_id: str) -> bool:
     return zlib.crc32(point_id.encode()) % 3 == 0
 
 
-# the serving runtime's factors the fit searches (EfficiencyFactors fields), every combination
+# the runtime's factors the fit searches (EfficiencyFactors fields), every combination
 FIT_GRID = {
     "step_overhead_s": (0.0, 0.0005, 0.001),
     "layer_overhead_s": (0.0, 0.00001, 0.00002, 0.00003, 0.00004),
@@ -173,16 +176,18 @@ FIT_GRID = {
 }
 
 
-def fit_overheads(points: list[dict]) -> dict:
-    """The serving runtime's fixed costs (per step, layer, collective) and small-matmul rows (`matmul_half_tokens`)
-    that minimise the median error of the latency and throughput points in the fitted two thirds; errors reported
-    on both parts, for the factors in profiles/efficiency.yaml and the fitted ones."""
+def fit_overheads(points: list[dict], runtime: str = "serving") -> dict:
+    """A runtime's fixed costs (per step, layer, collective) and small-matmul rows (`matmul_half_tokens`) that
+    minimise the median error of the latency and throughput points of the engines running it in the fitted two
+    thirds; errors reported on both parts, for the factors in profiles/efficiency.yaml and the fitted ones."""
+    points = [p for p in points if engine_runtime(point_engine(p)) == runtime]
+
     def errors(overrides, part):
         out = []
         for p in points:
             if p["category"] == "memory" or held_out(p["id"]) != (part == "held-out"):
                 continue
-            value, _ = predict(p, "requests", overrides)
+            value, _ = predict(p, "requests", overrides, runtime)
             if value is not None:
                 out.append(abs(value / p["value"] - 1) * 100)
         return sorted(out)
@@ -192,7 +197,7 @@ def fit_overheads(points: list[dict]) -> dict:
 
     grid = [dict(zip(FIT_GRID, values)) for values in itertools.product(*FIT_GRID.values())]
     best = min(grid, key=lambda o: statistics.median(errors(o, "fitted")))
-    costs = profiles.efficiency_table()["runtimes"]["serving"]["gpu"]
+    costs = profiles.efficiency_table()["runtimes"][runtime]["gpu"]
     default = {name: costs.get(name, 0.0) for name in FIT_GRID}
     report = {name: {part: stats(errors(o, part)) for part in ("fitted", "held-out")} | {"factors": o}
               for name, o in (("default", default), ("fitted", best))}
@@ -201,7 +206,7 @@ def fit_overheads(points: list[dict]) -> dict:
         print(f"{name:8s} fitted third x2: median {r['fitted']['median_pct']:5.1f}% p90 {r['fitted']['p90_pct']:6.1f}% "
               f"({r['fitted']['points']} points); held-out third: median {r['held-out']['median_pct']:5.1f}% "
               f"p90 {r['held-out']['p90_pct']:6.1f}% ({r['held-out']['points']} points)")
-    print("fitted serving factors: " + ", ".join(f"{k} {v:g}" for k, v in best.items()))
+    print(f"fitted {runtime} factors: " + ", ".join(f"{k} {v:g}" for k, v in best.items()))
     return report
 
 
@@ -230,12 +235,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--show-points", action="store_true")
     parser.add_argument("--write-accuracy", action="store_true", help="store the bands in profiles/accuracy.yaml")
-    parser.add_argument("--fit-overheads", action="store_true",
-                        help="fit the serving runtime's fixed costs and small-matmul rows on two thirds of the points")
+    parser.add_argument("--fit-overheads", nargs="?", const="serving", default=None, metavar="RUNTIME",
+                        help="fit a runtime's fixed costs and small-matmul rows (serving, the default, or compiled) on "
+                             "two thirds of the points of the engines that run it")
     args = parser.parse_args()
     if args.fit_overheads:
         points = [p for path in sorted(PUBLISHED.glob("*.yaml")) for p in yaml.safe_load(path.read_text())["points"]]
-        write_results("published_overhead_fit", fit_overheads(points))
+        write_results(f"published_overhead_fit_{args.fit_overheads}", fit_overheads(points, args.fit_overheads))
         return
     views: dict[str, list[dict]] = {"step": [], "requests": []}
     skipped = []
@@ -256,7 +262,8 @@ def main() -> None:
             print(f"  {r['id']:48s} {r['category']:18s} published {r['published']:>10.4g} predicted "
                   f"{r['predicted']:>10.4g}  ratio {r['ratio']:.2f} (step view {before['ratio']:.2f})")
     print(f"{len(views['requests'])} points predicted, {len(skipped)} skipped (no catalog architecture, a per-GPU "
-          f"throughput without a device count, unstated request lengths, a GGUF format)")
+          f"throughput without a device count, unstated request lengths, a GGUF format, a causal mask the engine "
+          f"does not build)")
     tables = {view: {key: summary(rows, key) for key in ("category", "engine", "dtype")}
               for view, rows in views.items()}
     for key in ("category", "engine", "dtype"):

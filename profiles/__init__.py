@@ -36,6 +36,11 @@ def hardware_ids() -> list[str]:
     return sorted(p.stem for p in HARDWARE_DIR.glob("*.yaml"))
 
 
+def engine_names() -> list[str]:
+    """The engines with a profile in engines/ (each file is named after its engine)."""
+    return sorted(p.stem for p in (ROOT / "engines").glob("*.yaml"))
+
+
 def model_names() -> list[str]:
     return sorted(p.stem for p in MODELS_DIR.glob("*.json"))
 

@@ -27,10 +27,17 @@ def activation_peak_bytes(s: Setup, batch: int, prompt: int) -> float:
     return hidden + logits + scores
 
 
+def causal_mask_bytes(s: Setup, context: int) -> float:
+    """A causal mask an engine keeps for the whole cache: gpt-fast builds one boolean per (query, key) position pair
+    of its `max_seq_length` when it sets up the caches, on every device; engines that mask inside the attention
+    kernel keep none."""
+    return float(context) ** 2 if s.square_mask else 0.0
+
+
 def per_device_bytes(s: Setup, batch: int, context: int, prompt: int) -> tuple[float, float, float]:
     """(weights, KV cache, activations) of the fullest device."""
     worst = (0.0, 0.0, 0.0)
-    act = activation_peak_bytes(s, batch, prompt)
+    act = activation_peak_bytes(s, batch, prompt) + causal_mask_bytes(s, context)
     for stage in range(s.pp):
         w = stage_weight_bytes(s, stage)
         kv = batch * kv_bytes_per_device(s, context, stage)

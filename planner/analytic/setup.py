@@ -9,7 +9,7 @@ from functools import cached_property
 
 from ... import profiles
 from ..catalog.dtypes import WeightFormat, bytes_per_element, compute_dtype, weight_format
-from ..catalog.engines import engine_kernel_efficiency
+from ..catalog.engines import engine_kernel_efficiency, engine_square_mask
 from ..catalog.kernels import kernel_shares
 from ..errors import HardwareError, RequestError
 from ..schema import EfficiencyFactors, HardwareSpec, ModelSpec
@@ -45,6 +45,7 @@ class Setup:
     weight_bandwidth_efficiency: float | None = None  # a measured GEMM kernel's share of HBM [default: eff.'s]
     kv_bandwidth_efficiency: float | None = None  # a measured decode-attention kernel's share of HBM [default: eff.'s]
     host_link_bytes_per_s: float = 25e9
+    square_mask: bool = False  # the engine keeps a boolean causal mask of (context x context) (gpt-fast)
 
     @cached_property
     def shards(self) -> int:
@@ -168,4 +169,5 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         eager_attention=attention == "eager", prefill_chunk_tokens=prefill_chunk_tokens,
         attention_efficiency=measured.pop("attention_efficiency", None) or
         eff.flop_efficiency * attention_kernel_factor(attention), **measured,
-        offload_fraction=offload_fraction, host_link_bytes_per_s=(hw.host_link_gbps or DEFAULT_HOST_LINK_GBPS) * 1e9)
+        offload_fraction=offload_fraction, host_link_bytes_per_s=(hw.host_link_gbps or DEFAULT_HOST_LINK_GBPS) * 1e9,
+        square_mask=engine_square_mask(engine))

@@ -38,6 +38,17 @@ def engine_profile(engine: str) -> dict[str, Any]:
     return engine_table()[engine]
 
 
+def engine_plans(engine: str) -> bool:
+    """Whether advise, apply and configs plan for the engine (a generation script such as gpt-fast is profiled only:
+    its profile's `plans: false`)."""
+    return engine == GENERIC_SERVING or engine_profile(engine).get("plans", True)
+
+
+def planned_engines() -> list[str]:
+    """The engines a plan can be made for."""
+    return [name for name in engine_table() if engine_plans(name)]
+
+
 def engine_runtime(engine: str) -> str:
     """The analytic runtime an engine runs (its fixed costs per step and KV layout)."""
     return "serving" if engine == GENERIC_SERVING else engine_profile(engine)["runtime"]
@@ -80,6 +91,14 @@ def engine_kernel_efficiency(engine: str | None, weight_dtype: str) -> str | Non
     return engine_kernel(engine, weight_dtype).get("efficiency")
 
 
+def engine_square_mask(engine: str | None) -> bool:
+    """Whether the engine materialises a boolean causal mask of the whole cache length squared (its profile's
+    `causal_mask: square`, gpt-fast's setup_caches)."""
+    if engine is None or engine == GENERIC_SERVING:
+        return False
+    return engine_profile(engine).get("causal_mask") == "square"
+
+
 def reserves_whole_length(engine: str | None) -> bool:
     """Whether the engine admits a request only with room for its whole length (its profile's `admission: reserve`,
     TensorRT-LLM's GUARANTEED_NO_EVICT). Otherwise a paged cache grows as sequences do and holds what the running
@@ -109,8 +128,9 @@ def state_model_refusal(engine: str, model_type: str) -> str | None:
         return None
     others = [name for name in engine_names() if model_type in (_state_models(name) or {}).get("model_types", ())]
     where = f"engines that serve it: {', '.join(others)}" if others else "no engine optiplan knows serves it"
-    return (f"{engine} {engine_profile(engine)['version']} does not serve {model_type} models (it serves "
-            f"{', '.join(facts['model_types'])}; source: {facts['source'].split(' — ')[0]}); {where}")
+    served = ", ".join(facts["model_types"]) or "no state-space or hybrid model"
+    return (f"{engine} {engine_profile(engine)['version']} does not serve {model_type} models (it serves {served}; "
+            f"source: {facts['source'].split(' — ')[0]}); {where}")
 
 
 def state_technique_refusal(engine: str, technique: str, model_type: str) -> str | None:

@@ -14,7 +14,7 @@ os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 import click  # noqa: E402
 
-from ... import __version__  # noqa: E402
+from ... import __version__, profiles  # noqa: E402
 from .common import emit, friendly  # noqa: E402
 
 DEFAULT_MODEL = "llama-3.1-8b"
@@ -67,10 +67,10 @@ class ConcurrencyType(click.ParamType):
 @click.option("--context", "-c", type=int, default=4096, show_default=True,
               help="Tokens in each sequence's KV cache at the decode step.")
 @click.option("--prompt", "prompt_tokens", type=int, default=None, help="Prompt tokens for TTFT [default: context].")
-@click.option("--engine", type=click.Choice(["serving", "vllm", "sglang", "tgi", "trtllm", "llama.cpp", "transformers"]),
+@click.option("--engine", type=click.Choice(["serving", *profiles.engine_names()]),
               default="serving", show_default=True,
-              help="serving (or an engine's name): an optimized engine with CUDA graphs and chunked prefill; "
-                   "transformers: eager generate.")
+              help="serving (or an engine's name, profiles/engines/): an optimized engine with CUDA graphs and chunked "
+                   "prefill; transformers: eager generate; gpt-fast: a compiled decode step, one sequence.")
 @click.option("--attention", type=click.Choice(["memory-efficient", "flash", "sdpa", "eager"]), default="memory-efficient",
               show_default=True, help="Attention kernel: memory-efficient (= flash), sdpa (as transformers runs it), "
                                       "or eager (materialises the score matrix).")

@@ -10,8 +10,10 @@ from ..analytic.profile import model_summary
 from ..catalog.engines import (
     engine_backends,
     engine_for_backend,
-    engine_names,
+    engine_plans,
     engine_runtime,
+    engine_table,
+    planned_engines,
     state_model_refusal,
 )
 from ..catalog.hardware import catalog_hardware, resolve_hardware
@@ -276,6 +278,9 @@ def _speed(p: Prediction, goal: str) -> str:
 def resolve_request(request: AdviseRequest) -> tuple[ModelSpec, Workload, list[str]]:
     """The model and the workload with the request's overrides, and notes for the report (a clipped preset)."""
     spec = resolve_model(request.model)
+    if request.engine is not None and request.engine in engine_table() and not engine_plans(request.engine):
+        raise RequestError(f"{request.engine} is profiled, not planned for: `optiplan profile --engine "
+                           f"{request.engine}` predicts it; plans are made for {', '.join(planned_engines())}")
     preset = request.workload or ("fine-tune" if request.goal == "training" else "chat")
     workload = with_overrides(load_workload(preset), goal=request.goal,
                               max_quality_loss_pct=request.max_quality_loss_pct, engine=request.engine,
@@ -304,7 +309,7 @@ def _engine_here(workload: Workload, hw: HardwareSpec, asked: str | None, notes:
     if workload.goal == "training" or backend in engine_backends(workload.engine):
         return workload
     if asked is not None:
-        here = [e for e in engine_names() if backend in engine_backends(e)]
+        here = [e for e in planned_engines() if backend in engine_backends(e)]
         raise RequestError(f"{asked} does not run on {hw.id} ({backend}); engines that do: {', '.join(here)}")
     engine = engine_for_backend(workload.engine, backend)
     notes.append(f"the {workload.name} preset's engine {workload.engine} does not run on {hw.id} ({backend}): planned "

@@ -264,8 +264,9 @@ class ProfileRequest(Frozen):
     batch: int = 1
     context: int = Field(4096, description="tokens in each sequence's KV cache at the decode step (TPOT)")
     prompt_tokens: int | None = Field(None, description="prompt length for the prefill (TTFT); default: the context")
-    engine: str = Field("serving", description="serving engine (vllm, sglang, tgi, trtllm, llama.cpp, transformers) "
-                                                 "or 'serving' for any optimized engine")
+    engine: str = Field("serving", description="engine with a profile in profiles/engines/ (vllm, sglang, tgi, trtllm, "
+                                                 "llama.cpp, transformers, gpt-fast) or 'serving' for any optimized "
+                                                 "engine")
     attention: Literal["memory-efficient", "flash", "sdpa", "eager"] = Field(
         "memory-efficient", description="attention kernel: memory-efficient (= flash: fused, no score matrix), sdpa "
                                         "(torch SDPA as transformers runs it), eager (materialised scores)")

@@ -27,7 +27,8 @@ def _advice(model, engine, workload="rag-long-context", devices=1, **kw):
 def test_every_engine_states_what_it_serves_with_sources():
     for name, entry in engine_table().items():
         facts = entry["state_models"]
-        assert facts["model_types"] and set(facts["model_types"]) <= set(HYBRID_TYPES), name
+        assert set(facts["model_types"]) <= set(HYBRID_TYPES), name
+        assert facts["model_types"] or not entry.get("plans", True), name  # only a profiled-only engine serves none
         assert "/" in facts["source"] and facts["kv_quantization_source"], name
         for rule in facts["refuses"]:
             assert set(rule["techniques"]) <= set(all_techniques()), (name, rule)
@@ -42,6 +43,7 @@ def test_an_engine_that_does_not_serve_a_model_says_which_ones_do():
     why = state_model_refusal("tgi", "jamba")
     assert "does not serve jamba" in why and "it serves mamba" in why and "vllm" in why and "sglang" in why
     assert state_model_refusal("serving", "jamba") is None  # the generic engine has no facts to refuse with
+    assert "it serves no state-space or hybrid model" in state_model_refusal("gpt-fast", "jamba")
     with pytest.raises(RequestError, match="tgi .* does not serve jamba"):
         _advice("jamba-1.5-mini", "tgi", devices=2)
 

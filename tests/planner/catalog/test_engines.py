@@ -21,7 +21,7 @@ def test_every_engine_has_a_profile_with_sources():
     table = engine_table()
     assert ENGINES <= set(table)
     for name, entry in table.items():
-        assert entry["version"] and entry["runtime"] in ("serving", "transformers"), name
+        assert entry["version"] and entry["runtime"] in ("serving", "compiled", "transformers"), name
         assert entry["scheduling"] in ("continuous", "static") and entry["scheduling_source"], name
         for d in entry.get("defaults") or []:
             assert d["technique"] in all_techniques(), (name, d)
@@ -49,3 +49,29 @@ def test_defaults_are_in_the_baseline_and_gain_nothing(engine):
             assert step.predicted.tpot_ms == pytest.approx(before.tpot_ms)
             assert step.predicted.throughput_tokens_per_s == pytest.approx(before.throughput_tokens_per_s)
         before = step.predicted
+
+
+def test_gpt_fast_is_a_compiled_decode_engine_that_is_profiled_not_planned():
+    from optiplan.planner.analytic.profile import profile
+    from optiplan.planner.catalog.engines import engine_kernel_efficiency, engine_plans, planned_engines
+    from optiplan.planner.errors import RequestError
+    from optiplan.planner.schema import ProfileRequest
+
+    assert engine_runtime("gpt-fast") == "compiled" and not continuous_scheduling("gpt-fast")
+    assert {"cuda-graphs", "torch-compile"} <= engine_defaults("gpt-fast").keys()
+    assert engine_kernel_efficiency("gpt-fast", "int4") == "tinygemm"
+    assert not engine_plans("gpt-fast") and "gpt-fast" not in planned_engines() and "vllm" in planned_engines()
+    with pytest.raises(RequestError, match="gpt-fast is profiled, not planned for: `optiplan profile --engine"):
+        advise(AdviseRequest(model="llama-3.1-8b", hardware="a100-80gb-sxm", engine="gpt-fast"))
+
+    def run(engine, context, dtype="bf16"):
+        return profile(ProfileRequest(model="llama-3.1-8b", hardware="a100-80gb-sxm", engine=engine, dtype=dtype,
+                                      context=context, prompt_tokens=16))
+
+    # setup_caches builds a boolean mask of the whole cache squared: one byte per position pair, on top of the
+    # activations a serving engine (masking inside its kernel) needs for the same short prompt
+    for context in (8192, 32768):
+        extra = run("gpt-fast", context).memory.activation_peak_bytes - run("serving", context).memory.activation_peak_bytes
+        assert extra == pytest.approx(context**2, rel=1e-6)
+    # its int4 is tinygemm's share of the bandwidth, not the generic engine's Marlin: a slower decode step
+    assert run("gpt-fast", 4096, "int4").latency.tpot_ms > run("serving", 4096, "int4").latency.tpot_ms
