@@ -22,6 +22,8 @@ from ..schema import ModelSpec
 KV_GROUP_SIZE = 64
 KV_SCALE_BITS = 16
 KV_ZERO_BITS = 16
+# Paged caches waste under 4% of what they hold in partly filled blocks (vLLM, arXiv 2309.06180).
+PAGED_KV_WASTE = 0.04
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,15 @@ class KVGroup:
 def layout_for_runtime(runtime: str) -> str:
     """The KV layout a runtime keeps: transformers' DynamicCache, or a serving engine's paged blocks."""
     return "transformers" if runtime == "transformers" else "serving"
+
+
+def cache_tokens_held(input_tokens: int, output_tokens: int, on_demand: bool) -> int:
+    """Cache tokens one running request occupies: room for its whole length (prompt and output), or, where the
+    engine grows its paged cache as the sequence does, what it holds on average over its life (the prompt plus half
+    the output) and its last block's waste. The request model and the planner both count a sequence's cache so."""
+    if not on_demand:
+        return input_tokens + output_tokens
+    return ceil((input_tokens + output_tokens // 2) * (1 + PAGED_KV_WASTE))
 
 
 def elements_per_token(spec: ModelSpec, layout: str) -> int:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 
 from ..schema import RequestProfile
+from .kvcache import cache_tokens_held
 from .memory import max_batch
 from .setup import Setup
 from .steps import decode_step, prefill_step
@@ -83,9 +84,8 @@ def queued(f: dict[str, float], concurrency: int, running: int) -> dict[str, flo
 
 
 def largest_concurrency(s: Setup, input_tokens: int, output_tokens: int, on_demand: bool = False) -> int:
-    """As many requests as fit beside the weights: each holding room for its whole length (prompt and output), or,
-    where the engine grows caches on demand, what a running request holds on average over its life (I + O / 2)."""
-    return max_batch(s, input_tokens + (output_tokens // 2 if on_demand else output_tokens), input_tokens)
+    """As many requests as fit beside the weights, each holding `cache_tokens_held`."""
+    return max_batch(s, cache_tokens_held(input_tokens, output_tokens, on_demand), input_tokens)
 
 
 def request_profile(s: Setup, input_tokens: int, output_tokens: int, concurrency: int | str, continuous: bool,

@@ -9,14 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from ..analytic.efficiency import prefill_chunk_tokens
+from ..analytic.kvcache import cache_tokens_held
 from ..analytic.setup import Setup, build_setup, default_16bit
 from ..catalog.engines import reserves_whole_length
 from ..schema import HardwareSpec, ModelSpec
 from ..schema.workload import Workload
-
-# Contiguous caches (no paging) reserve the longest sequence for every slot; paged caches waste
-# under 4% (vLLM, arXiv 2309.06180).
-PAGED_KV_WASTE = 0.04
 
 
 @dataclass(frozen=True)
@@ -92,9 +89,9 @@ def to_setup(state: PlanState) -> Setup:
 
 
 def kv_reserved_tokens(state: PlanState, workload: Workload) -> float:
-    """Cache tokens one sequence occupies: paged caches hold what is used (plus under 4%), unless the engine admits
+    """Cache tokens one sequence occupies: paged caches hold what is used (`cache_tokens_held`), unless the engine admits
     a request only with room for its whole length (TensorRT-LLM's GUARANTEED_NO_EVICT); contiguous ones reserve the
     longest sequence."""
     if state.paged_kv and not reserves_whole_length(state.engine):
-        return workload.mean_context * (1 + PAGED_KV_WASTE)
+        return cache_tokens_held(workload.prompt_tokens_mean, workload.output_tokens_mean, on_demand=True)
     return workload.context_needed
