@@ -28,7 +28,7 @@ import yaml
 from _common import error_stats, write_results
 from optiplan import profiles
 from optiplan.planner.analytic.profile import profile
-from optiplan.planner.catalog.engines import engine_runtime, engine_square_mask, engine_table
+from optiplan.planner.catalog.engines import engine_runtime, engine_square_mask, engine_storage, engine_table
 from optiplan.planner.errors import OptiplanError
 from optiplan.planner.schema import ProfileRequest
 
@@ -84,6 +84,13 @@ def predict(p: dict, view: str = "requests", overrides: dict[str, float] | None 
     if model is None:
         return None, f"{p['model']}: no catalog model of its architecture"
     dtype = DTYPES.get(p["dtype"])
+    if dtype is None and p["dtype"].startswith("gguf-"):
+        # a GGUF type is predicted where the engine's profile stores a format in it (llama.cpp: int4 as Q4_K_M)
+        gguf = p["dtype"].removeprefix("gguf-").upper()
+        dtype = next((d for d in ("int4", "int8") if (engine_storage(point_engine(p), d) or {}).get("format") == gguf),
+                     None)
+        if dtype is None:
+            return None, f"GGUF {gguf} is not the type {p['engine']}'s profile stores a weight format in"
     if dtype is None:
         return None, f"weight format {p['dtype']} has no analytic counterpart"
     unit = p["unit"]
@@ -262,7 +269,7 @@ def main() -> None:
             print(f"  {r['id']:48s} {r['category']:18s} published {r['published']:>10.4g} predicted "
                   f"{r['predicted']:>10.4g}  ratio {r['ratio']:.2f} (step view {before['ratio']:.2f})")
     print(f"{len(views['requests'])} points predicted, {len(skipped)} skipped (no catalog architecture, a per-GPU "
-          f"throughput without a device count, unstated request lengths, a GGUF format, a causal mask the engine "
+          f"throughput without a device count, unstated request lengths, a GGUF type the engine's profile does not store in, a causal mask the engine "
           f"does not build)")
     tables = {view: {key: summary(rows, key) for key in ("category", "engine", "dtype")}
               for view, rows in views.items()}

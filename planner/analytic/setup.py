@@ -4,12 +4,12 @@ training and calibration all call it, so the same configuration always gives the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 from ... import profiles
 from ..catalog.dtypes import WeightFormat, bytes_per_element, compute_dtype, weight_format
-from ..catalog.engines import engine_kernel_efficiency, engine_square_mask
+from ..catalog.engines import engine_kernel_efficiency, engine_square_mask, engine_storage
 from ..catalog.kernels import kernel_shares
 from ..errors import HardwareError, RequestError
 from ..schema import EfficiencyFactors, HardwareSpec, ModelSpec
@@ -64,6 +64,12 @@ class Setup:
         return self.weights.bits_per_weight(self.spec.hidden_size)
 
     @cached_property
+    def vocab_bytes(self) -> float:
+        """Bytes per weight of the token embeddings and output head: 16-bit beside quantized linear layers, or the
+        file's average where the whole model is one quantized file (GGUF)."""
+        return self.act_bytes if self.weights.file_bits is None else self.weights.file_bits / 8
+
+    @cached_property
     def stages(self) -> tuple[tuple[int, int], ...]:
         """Layer ranges [first, last) of the pipeline stages, the remainder spread over the first."""
         base, extra = divmod(self.spec.num_layers, self.pp)
@@ -104,18 +110,20 @@ def _stage_weight_bytes(s: Setup, stage: int) -> float:
     experts = moe_layers * c.num_experts * lp.expert_linear
     linear = dense_layers * c.dense_layer_linear + moe_layers * c.moe_layer_linear - experts
     small = dense_layers * (lp.attn_small + lp.norms + lp.mlp_small) + moe_layers * (lp.attn_small + lp.norms + lp.router)
+    vocab = 0.0
     if stage == 0:
-        small += c.embedding
+        vocab += c.embedding
     if stage == s.pp - 1:
-        small += c.final_norm + (c.lm_head if c.lm_head or s.pp == 1 else c.vocab_hidden)
+        small += c.final_norm
+        vocab += c.lm_head if c.lm_head or s.pp == 1 else c.vocab_hidden
     on_device = 1.0 - s.offload_fraction
-    return ((linear * q + small * s.act_bytes) / s.tp + experts * q / s.shards) * on_device
+    return ((linear * q + small * s.act_bytes + vocab * s.vocab_bytes) / s.tp + experts * q / s.shards) * on_device
 
 
 def total_weight_bytes(s: Setup) -> float:
     """All weights of the model once (no replication), in the chosen format."""
     c = s.counts
-    return c.linear * s.bits_per_weight / 8 + (c.small + c.embedding + c.lm_head) * s.act_bytes
+    return c.linear * s.bits_per_weight / 8 + c.small * s.act_bytes + (c.embedding + c.lm_head) * s.vocab_bytes
 
 
 def default_16bit(hw: HardwareSpec) -> str:
@@ -162,9 +170,13 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
             measured.update(attention_efficiency=shares.prefill_attention, kv_bandwidth_efficiency=shares.decode_attention)
         if weight_kernel == "triton":
             measured["weight_bandwidth_efficiency"] = shares.gemm[weight_dtype]
+    weights = weight_format(weight_dtype, group_size)
+    storage = engine_storage(engine, weight_dtype) if group_size is None else None
+    if storage and weights.quantized:  # the engine's file format (GGUF), whole model
+        weights = replace(weights, file_bits=storage["bits_per_weight"])
     return Setup(
         spec=spec, counts=param_counts(spec), hw=hw, tp=tp, pp=pp, ep=ep, attention_dp=attention_dp,
-        weights=weight_format(weight_dtype, group_size), act_bytes=bytes_per_element(act),
+        weights=weights, act_bytes=bytes_per_element(act),
         kv_bits=kv_bits(kv_dtype or act), compute_dtype=compute, eff=eff, layout=layout,
         eager_attention=attention == "eager", prefill_chunk_tokens=prefill_chunk_tokens,
         attention_efficiency=measured.pop("attention_efficiency", None) or

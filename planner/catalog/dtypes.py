@@ -65,6 +65,9 @@ class WeightFormat:
     group_size: int = 0
     scale_bits: int = 16
     zero_bits: int = 0
+    # a whole-model file format (GGUF: token embeddings and output head quantized too, a mix of block types) stated
+    # by its average bits per weight over every weight of the model
+    file_bits: float | None = None
 
     @property
     def bits(self) -> int:
@@ -76,6 +79,8 @@ class WeightFormat:
 
     def bits_per_weight(self, row_length: int) -> float:
         """Average stored bits per weight, scale and zero-point overhead included."""
+        if self.file_bits is not None:
+            return self.file_bits
         if not self.quantized:
             return float(self.bits)
         group = self.group_size if self.group_size > 0 else max(row_length, 1)

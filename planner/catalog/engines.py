@@ -77,6 +77,12 @@ def engine_kernel(engine: str | None, weight_dtype: str) -> dict[str, Any]:
     return (engine_profile(engine).get("kernels") or {}).get(weight_dtype) or {}
 
 
+def engine_storage(engine: str | None, weight_dtype: str) -> dict[str, Any] | None:
+    """The file format the engine stores `weight_dtype` weights in, where its profile names one (llama.cpp's GGUF
+    types: format, average bits per weight over the whole model, source); None: the format's usual layout."""
+    return engine_kernel(engine, weight_dtype).get("storage")
+
+
 def engine_activations(engine: str, weight_dtype: str, hw: HardwareSpec) -> str | None:
     """The activation format the engine's GEMM for `weight_dtype` weights runs on `hw` (e.g. NVFP4 W4A4), where the
     device has a tensor-core rate for it; None: the format's own default (weight-only formats dequantize to

@@ -3,7 +3,7 @@ from the papers named, relative to the 16-bit model."""
 
 from __future__ import annotations
 
-from ...catalog.engines import kv_fp8_storage
+from ...catalog.engines import engine_storage, kv_fp8_storage
 from ...catalog.kernels import triton_gemm
 from ..state import PlanState
 from . import Applied, Combines, Context, Option, Technique, register
@@ -29,10 +29,12 @@ _RTN_SRC = "AWQ paper's RTN baseline, Llama-2-7B WikiText-2: fp16 5.47 -> int4 g
 
 
 def _weights(dtype: str, group: int | None = None, activations: str | None = None, own_gemm: bool = False):
-    """`own_gemm`: optiplan's Triton weight-only GEMM where it measured faster on this GPU (`catalog.kernels`)."""
+    """`own_gemm`: optiplan's Triton weight-only GEMM where it measured faster on this GPU (`catalog.kernels`). An
+    engine that stores the format in its own file type (llama.cpp's GGUF) keeps that layout, not `group`."""
     def transform(state: PlanState, ctx: Context) -> PlanState:
         ours = own_gemm and triton_gemm(ctx.hw, ctx.workload.engine, dtype) is not None
-        return state.with_(weight_dtype=dtype, group_size=group, activations=activations,
+        layout = None if engine_storage(ctx.workload.engine, dtype) else group
+        return state.with_(weight_dtype=dtype, group_size=layout, activations=activations,
                            weight_kernel="triton" if ours else None)
     return transform
 

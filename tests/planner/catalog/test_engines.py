@@ -75,3 +75,32 @@ def test_gpt_fast_is_a_compiled_decode_engine_that_is_profiled_not_planned():
         assert extra == pytest.approx(context**2, rel=1e-6)
     # its int4 is tinygemm's share of the bandwidth, not the generic engine's Marlin: a slower decode step
     assert run("gpt-fast", 4096, "int4").latency.tpot_ms > run("serving", 4096, "int4").latency.tpot_ms
+
+
+def test_llama_cpp_stores_int4_and_int8_as_its_gguf_types():
+    from optiplan.planner.analytic.profile import profile
+    from optiplan.planner.catalog.engines import engine_storage
+    from optiplan.planner.schema import ProfileRequest
+
+    assert engine_storage("llama.cpp", "int4")["format"] == "Q4_K_M" and engine_storage("vllm", "int4") is None
+
+    def weights(engine, dtype, **kw):
+        r = profile(ProfileRequest(model="llama-3.1-8b", hardware="rtx-4090", engine=engine, dtype=dtype, **kw))
+        return r.memory.weights_bytes, r.model.params_total
+
+    # a GGUF file quantizes every weight, embeddings and output head too, at the type's average bits per weight:
+    # the quantize README's 4.58 GiB for Llama-3.1-8B Q4_K_M, where a GPTQ-style int4 keeps 16-bit embeddings
+    gguf, params = weights("llama.cpp", "int4")
+    assert gguf == pytest.approx(params * 4.8944 / 8, rel=1e-3) and gguf / 2**30 == pytest.approx(4.58, rel=0.01)
+    assert weights("llama.cpp", "int8")[0] == pytest.approx(params * 8.5008 / 8, rel=1e-3)
+    assert weights("serving", "int4")[0] > 1.1 * gguf
+    # an explicit group size asks for that layout, not the engine's file type
+    assert weights("llama.cpp", "int4", group_size=128)[0] == pytest.approx(weights("serving", "int4")[0])
+
+
+def test_a_llama_cpp_plan_predicts_its_gguf_file():
+    advice = advise(AdviseRequest(model="llama-3.1-8b", hardware="rtx-4090", workload="chat", engine="llama.cpp",
+                                  max_quality_loss_pct=10, goal="memory"))
+    step = next(s for s in advice.plan.steps if s.technique == "weight-int4")
+    # Q4_K_M's 4.89 bits per weight over every weight (the file llama.cpp's configs write), not int4 g128's layout
+    assert step.predicted.weights_per_device_bytes == pytest.approx(8.03e9 * 4.8944 / 8, rel=0.01)
