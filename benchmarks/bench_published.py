@@ -110,6 +110,8 @@ def predict(p: dict, view: str = "requests", overrides: dict[str, float] | None 
     context = p.get("context_tokens") or prompt + output
     prompt = min(prompt, context - 1)
     engine = point_engine(p)
+    if p.get("speculative"):
+        return None, f"speculative decoding ({p['speculative']}) on: profile predicts plain decoding"
     if p.get("causal_mask") == "linear" and engine_square_mask(engine):
         return None, f"a linear causal mask (torchao's --linear_causal_mask) is not {engine}'s square one"
     offline = p.get("batch") is None and p["metric"] == "output_tokens_per_s"
@@ -270,7 +272,7 @@ def main() -> None:
                   f"{r['predicted']:>10.4g}  ratio {r['ratio']:.2f} (step view {before['ratio']:.2f})")
     print(f"{len(views['requests'])} points predicted, {len(skipped)} skipped (no catalog architecture, a per-GPU "
           f"throughput without a device count, unstated request lengths, a GGUF type the engine's profile does not store in, a causal mask the engine "
-          f"does not build)")
+          f"does not build, speculative decoding)")
     tables = {view: {key: summary(rows, key) for key in ("category", "engine", "dtype")}
               for view, rows in views.items()}
     for key in ("category", "engine", "dtype"):
