@@ -7,6 +7,8 @@ from ..catalog.dtypes import DtypeError, canonical, compute_dtype
 from ..catalog.engines import (
     continuous_scheduling,
     engine_activations,
+    engine_backends,
+    engine_names,
     engine_prefill_chunk,
     engine_runtime,
     reserves_whole_length,
@@ -62,6 +64,11 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
     for name in ("num_devices", "pipeline_parallel", "tensor_parallel", "batch", "context", "prompt_tokens"):
         _positive(name.replace("_", " "), getattr(request, name))
     runtime = engine_runtime(request.engine)
+    backend = hw.features.backend
+    if backend not in engine_backends(request.engine):
+        here = [e for e in engine_names() if backend in engine_backends(e)]
+        raise RequestError(f"{request.engine} does not run on {hw.id} ({backend}); engines that do: "
+                           f"{', '.join(['serving', *here])}")
     if request.context > spec.max_position_embeddings:
         raise RequestError(f"context {request.context} exceeds {spec.name}'s maximum of "
                            f"{spec.max_position_embeddings} tokens (max_position_embeddings)")

@@ -77,3 +77,13 @@ def test_an_fp8_cache_is_stored_on_ampere_where_the_engine_dequantizes_it():
         assert "export VLLM_ATTENTION_BACKEND=FLASHINFER" in script and "--kv-cache-dtype fp8" in script
     assert "from compute capability 8.0; t4 has 7.5" in kv_reason("vllm", "t4")[1]
     assert "a100-80gb-sxm has no fp8" in kv_reason("transformers", "a100-80gb-sxm")[1]
+
+
+def test_profile_refuses_an_engine_on_a_device_it_does_not_run_on():
+    from optiplan.planner.analytic.profile import profile
+    from optiplan.planner.schema import ProfileRequest
+
+    with pytest.raises(RequestError, match=r"gpt-fast does not run on m3-max \(metal\); engines that do: serving, "
+                                           r"llama.cpp, transformers"):
+        profile(ProfileRequest(model="llama-3.2-1b", hardware="m3-max", engine="gpt-fast"))
+    assert profile(ProfileRequest(model="llama-3.2-1b", hardware="m3-max", engine="llama.cpp")).fits
