@@ -31,12 +31,16 @@ from .common import (
 # pipelines; Ampere (A100: 164 KB) fewer stages. Head dim 256 tiles are pruned to fit (see _prune).
 HOPPER = [(128, 64, 8, 3), (128, 128, 8, 3), (64, 64, 4, 4), (128, 32, 4, 4), (64, 128, 8, 3)]
 AMPERE = [(128, 64, 4, 3), (64, 64, 4, 3), (128, 32, 4, 4), (64, 32, 4, 4)]
-INTERPRETER_TILE = {"BLOCK_M": 32, "BLOCK_N": 32}  # one fixed config on CPU, where tests' shapes cross its edges
+# one fixed config on CPU, where tests' shapes cross its edges
+INTERPRETER_TILE = {"BLOCK_M": 32, "BLOCK_N": 32, "WHOLE_TILES": True}
 
 
 def _configs():
+    """Each tile shape with and without WHOLE_TILES (the tiles every query sees whole read without masks): the
+    autotuner keeps whichever the device runs faster."""
     tiles = HOPPER if gpu_generation() == "hopper" else AMPERE
-    return [triton.Config({"BLOCK_M": m, "BLOCK_N": n}, num_warps=w, num_stages=s) for m, n, w, s in tiles]
+    return [triton.Config({"BLOCK_M": m, "BLOCK_N": n, "WHOLE_TILES": whole}, num_warps=w, num_stages=s)
+            for m, n, w, s in tiles for whole in (True, False)]
 
 
 def _prune(configs, named_args, **kwargs):
@@ -44,6 +48,42 @@ def _prune(configs, named_args, **kwargs):
     wide = kwargs.get("BLOCK_D", named_args.get("BLOCK_D", 64)) >= 256
     kept = [c for c in configs if not wide or c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"] <= 64 * 64]
     return kept or configs[:1]
+
+
+@triton.jit
+def _fold_tile(q, K_ROWS, V_ROWS, MASK_ROWS, k0, start_n, offs_n, offs_d, d_ok, m_ok, pos_m, k_len,
+               stride_kn, stride_vn, stride_mn, m_i, l_i, acc, sm_scale, softcap, window, num_sinks,
+               CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr, HAS_MASK: tl.constexpr, HAS_SOFTCAP: tl.constexpr,
+               PRECISION: tl.constexpr, UPCAST: tl.constexpr, MASKED: tl.constexpr):
+    """Fold the key tile at `start_n` into the running softmax. MASKED: the tile crosses the diagonal, the window's
+    edge, the keys' end or a dense mask, so each (query, key) pair is checked; otherwise every pair is visible and
+    the tile is read and scored without a mask (the bulk of a long prefill)."""
+    cols = start_n + offs_n
+    keys = (k0 + cols).to(tl.int64)
+    n_ok = cols < k_len
+    if MASKED:
+        k = tl.load(K_ROWS + keys[None, :] * stride_kn + offs_d[:, None], mask=n_ok[None, :] & d_ok[:, None],
+                    other=0.0)
+    else:
+        k = tl.load(K_ROWS + keys[None, :] * stride_kn + offs_d[:, None], mask=d_ok[:, None], other=0.0)
+    if UPCAST:  # the interpreter's dot mishandles bf16 (numpy has none): multiply the same values in fp32
+        k = k.to(tl.float32)
+    s = tile_scores(q, k, sm_scale, softcap, HAS_SOFTCAP, PRECISION)
+    if MASKED:
+        ok = n_ok[None, :] & m_ok[:, None]
+        if CAUSAL:
+            ok = ok & (cols[None, :] <= pos_m[:, None])
+        if HAS_WINDOW:
+            ok = ok & ((cols[None, :] > pos_m[:, None] - window) | (cols[None, :] < num_sinks))
+        if HAS_MASK:
+            allowed = tl.load(MASK_ROWS + cols[None, :] * stride_mn, mask=ok, other=0)
+            ok = ok & (allowed != 0)
+        s = tl.where(ok, s, float("-inf"))
+        v = tl.load(V_ROWS + keys[:, None] * stride_vn + offs_d[None, :], mask=n_ok[:, None] & d_ok[None, :],
+                    other=0.0)
+    else:
+        v = tl.load(V_ROWS + keys[:, None] * stride_vn + offs_d[None, :], mask=d_ok[None, :], other=0.0)
+    return online_softmax_step(s, v, m_i, l_i, acc, PRECISION, UPCAST)
 
 
 @triton.jit
@@ -56,7 +96,7 @@ def _flash_fwd(
     Q_BUCKET, K_BUCKET,  # powers of two of the longest lengths: autotune keys only
     GROUP: tl.constexpr, BLOCK_D: tl.constexpr, CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr,
     HAS_MASK: tl.constexpr, HAS_SINKS: tl.constexpr, HAS_SOFTCAP: tl.constexpr, PRECISION: tl.constexpr,
-    UPCAST: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    UPCAST: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, WHOLE_TILES: tl.constexpr,
 ):
     start_m = tl.program_id(0)
     off_bh = tl.program_id(1)
@@ -77,48 +117,59 @@ def _flash_fwd(
     rows = (q0 + offs_m).to(tl.int64)
     q = tl.load(Q + b64 * stride_qb + h * stride_qh + rows[:, None] * stride_qm + offs_d[None, :],
                 mask=m_ok[:, None] & d_ok[None, :], other=0.0)
-    if UPCAST:  # the interpreter's dot mishandles bf16 (numpy has none): multiply the same values in fp32
+    if UPCAST:
         q = q.to(tl.float32)
     pos_m = k_len - q_len + offs_m  # each query's position among the keys (end-aligned)
+    K_ROWS = K + b64 * stride_kb + kvh * stride_kh
+    V_ROWS = V + b64 * stride_vb + kvh * stride_vh
+    MASK_ROWS = MASK + b64 * stride_mb + h * stride_mh + offs_m[:, None] * stride_mm
 
     # keys this block of queries can see: [lo, hi) plus the sink blocks before lo
+    first_pos = k_len - q_len + start_m * BLOCK_M  # the block's first and last query positions
+    last_pos = first_pos + BLOCK_M - 1
     lo = 0
     hi = k_len
     if CAUSAL:
-        hi = tl.minimum(k_len, k_len - q_len + (start_m + 1) * BLOCK_M)
+        hi = tl.minimum(k_len, last_pos + 1)
     if HAS_WINDOW:
-        lo = tl.maximum(k_len - q_len + start_m * BLOCK_M - window + 1, 0)
+        lo = tl.maximum(first_pos - window + 1, 0)
         lo = (lo // BLOCK_N) * BLOCK_N
-    n_sink = (tl.minimum(num_sinks, lo) + BLOCK_N - 1) // BLOCK_N
-    n_main = (tl.maximum(hi - lo, 0) + BLOCK_N - 1) // BLOCK_N
-    n_blocks = tl.where(start_m * BLOCK_M < q_len, n_sink + n_main, 0)
+    live = start_m * BLOCK_M < q_len
+    n_sink = tl.where(live, (tl.minimum(num_sinks, lo) + BLOCK_N - 1) // BLOCK_N, 0)
+    n_main = tl.where(live, (tl.maximum(hi - lo, 0) + BLOCK_N - 1) // BLOCK_N, 0)
+    # main tiles [full_lo, full_hi) are seen whole by every query of the block: inside the keys, at or before the
+    # first query's position (causal), after the last query's window edge (window); the others are masked
+    seen_by_all = tl.minimum(first_pos + 1, k_len) if CAUSAL else k_len
+    full_hi = tl.minimum(tl.maximum(seen_by_all - lo, 0) // BLOCK_N, n_main)
+    full_lo = 0
+    if HAS_WINDOW:
+        full_lo = tl.minimum((tl.maximum(last_pos - window + 1 - lo, 0) + BLOCK_N - 1) // BLOCK_N, full_hi)
+    if HAS_MASK or not WHOLE_TILES:  # a dense mask can hide any pair: every tile checks it
+        full_lo = n_main
+        full_hi = n_main
 
     m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_M], tl.float32)
     acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
-    for t in range(0, n_blocks):
-        start_n = tl.where(t < n_sink, t * BLOCK_N, lo + (t - n_sink) * BLOCK_N)
-        cols = start_n + offs_n
-        n_ok = cols < k_len
-        keys = (k0 + cols).to(tl.int64)
-        k = tl.load(K + b64 * stride_kb + kvh * stride_kh + keys[None, :] * stride_kn + offs_d[:, None],
-                    mask=n_ok[None, :] & d_ok[:, None], other=0.0)
-        if UPCAST:
-            k = k.to(tl.float32)
-        s = tile_scores(q, k, sm_scale, softcap, HAS_SOFTCAP, PRECISION)
-        ok = n_ok[None, :] & m_ok[:, None]
-        if CAUSAL:
-            ok = ok & (cols[None, :] <= pos_m[:, None])
-        if HAS_WINDOW:
-            ok = ok & ((cols[None, :] > pos_m[:, None] - window) | (cols[None, :] < num_sinks))
-        if HAS_MASK:
-            allowed = tl.load(MASK + b64 * stride_mb + h * stride_mh + offs_m[:, None] * stride_mm
-                              + cols[None, :] * stride_mn, mask=ok, other=0)
-            ok = ok & (allowed != 0)
-        s = tl.where(ok, s, float("-inf"))
-        v = tl.load(V + b64 * stride_vb + kvh * stride_vh + keys[:, None] * stride_vn + offs_d[None, :],
-                    mask=n_ok[:, None] & d_ok[None, :], other=0.0)
-        m_i, l_i, acc = online_softmax_step(s, v, m_i, l_i, acc, PRECISION, UPCAST)
+    for t in range(0, n_sink):  # sink tokens before the window
+        m_i, l_i, acc = _fold_tile(q, K_ROWS, V_ROWS, MASK_ROWS, k0, t * BLOCK_N, offs_n, offs_d, d_ok, m_ok, pos_m,
+                                   k_len, stride_kn, stride_vn, stride_mn, m_i, l_i, acc, sm_scale, softcap, window,
+                                   num_sinks, CAUSAL, HAS_WINDOW, HAS_MASK, HAS_SOFTCAP, PRECISION, UPCAST, True)
+    for t in range(0, full_lo):  # the window's edge
+        m_i, l_i, acc = _fold_tile(q, K_ROWS, V_ROWS, MASK_ROWS, k0, lo + t * BLOCK_N, offs_n, offs_d, d_ok, m_ok,
+                                   pos_m, k_len, stride_kn, stride_vn, stride_mn, m_i, l_i, acc, sm_scale, softcap,
+                                   window, num_sinks, CAUSAL, HAS_WINDOW, HAS_MASK, HAS_SOFTCAP, PRECISION, UPCAST,
+                                   True)
+    for t in range(full_lo, full_hi):  # whole tiles: no mask
+        m_i, l_i, acc = _fold_tile(q, K_ROWS, V_ROWS, MASK_ROWS, k0, lo + t * BLOCK_N, offs_n, offs_d, d_ok, m_ok,
+                                   pos_m, k_len, stride_kn, stride_vn, stride_mn, m_i, l_i, acc, sm_scale, softcap,
+                                   window, num_sinks, CAUSAL, HAS_WINDOW, HAS_MASK, HAS_SOFTCAP, PRECISION, UPCAST,
+                                   False)
+    for t in range(full_hi, n_main):  # the diagonal and the keys' end
+        m_i, l_i, acc = _fold_tile(q, K_ROWS, V_ROWS, MASK_ROWS, k0, lo + t * BLOCK_N, offs_n, offs_d, d_ok, m_ok,
+                                   pos_m, k_len, stride_kn, stride_vn, stride_mn, m_i, l_i, acc, sm_scale, softcap,
+                                   window, num_sinks, CAUSAL, HAS_WINDOW, HAS_MASK, HAS_SOFTCAP, PRECISION, UPCAST,
+                                   True)
     if HAS_SINKS:  # a learned logit per head joins the softmax's denominator and adds no value
         sink = tl.load(SINKS + h).to(tl.float32) * 1.4426950408889634
         m_fin = tl.maximum(m_i, sink)

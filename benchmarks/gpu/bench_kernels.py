@@ -214,6 +214,7 @@ def run_paged(case, device, libs) -> list[dict]:
 def run_prefill(case, device, libs) -> list[dict]:
     import torch
     import torch.nn.functional as F
+    from optiplan.kernels import flash_attention as flash_attention_module
     from optiplan.kernels.flash_attention import flash_attention
 
     b, s = case["batch"], case["seq"]
@@ -232,6 +233,8 @@ def run_prefill(case, device, libs) -> list[dict]:
                / PEAK_BF16_TFLOPS, "graph_ms": graph}
         if graph:
             row.update(graph_tflops=flops / graph / 1e9, graph_bf16_peak_share=flops / graph / 1e9 / PEAK_BF16_TFLOPS)
+        if impl == "optiplan":  # the tile and whether whole tiles skip their masks (WHOLE_TILES), as autotuned
+            row["config"] = str(getattr(flash_attention_module._flash_fwd_tuned, "best_config", None))
         rows.append(row)
     return rows
 

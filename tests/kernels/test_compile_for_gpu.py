@@ -44,11 +44,11 @@ full = dict(CAUSAL=True, HAS_WINDOW=True, HAS_MASK=True, HAS_SINKS=True, HAS_SOF
 plain = dict(CAUSAL=True, HAS_WINDOW=False, HAS_MASK=False, HAS_SINKS=False, HAS_SOFTCAP=False)
 cases = [
     (flash_attention._flash_fwd, "bf16", dict(GROUP=4, BLOCK_D=128, PRECISION="tf32", UPCAST=False, BLOCK_M=128,
-                                             BLOCK_N=64, **full), {"warps": 8}),
+                                             BLOCK_N=64, WHOLE_TILES=True, **full), {"warps": 8}),
     (flash_attention._flash_fwd, "fp32", dict(GROUP=1, BLOCK_D=64, PRECISION="ieee", UPCAST=False, BLOCK_M=64,
-                                             BLOCK_N=64, **plain), {}),
+                                             BLOCK_N=64, WHOLE_TILES=False, **plain), {}),
     (flash_attention._flash_fwd, "fp16", dict(GROUP=8, BLOCK_D=256, PRECISION="tf32", UPCAST=False, BLOCK_M=64,
-                                             BLOCK_N=64, **plain), {}),
+                                             BLOCK_N=64, WHOLE_TILES=True, **plain), {}),
     (flash_decoding._decode_split, "bf16", dict(PAGED=False, GROUP=4, BLOCK_G=16, BLOCK_D=128, HAS_WINDOW=True,
                                                HAS_MASK=True, HAS_SOFTCAP=True, PRECISION="tf32", UPCAST=False,
                                                BLOCK_N=64), {}),

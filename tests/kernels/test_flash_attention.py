@@ -8,6 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from optiplan.kernels import flash_attention as flash_attention_module  # noqa: E402
 from optiplan.kernels.flash_attention import flash_attention, flash_attention_varlen, reference_attention  # noqa: E402
 
 # the largest error against the fp32 reference each dtype may show (the reference is rounded to the dtype too)
@@ -48,6 +49,23 @@ def test_features_match_the_reference(case):
         case = {"sink_logits": torch.randn(q.shape[1], generator=torch.Generator().manual_seed(1))}
     out = flash_attention(q, k, v, **case)
     assert _err(out, reference_attention(q, k, v, **case)) < TOLERANCE[torch.bfloat16]
+
+
+@pytest.mark.parametrize("whole_tiles", [True, False])
+@pytest.mark.parametrize("case", [{}, {"window": 70, "num_sinks": 3}, {"causal": False}, {"softcap": 4.0}])
+def test_whole_tiles_read_without_masks_agree_with_the_reference(case, whole_tiles, monkeypatch):
+    # a short block of queries over many earlier keys (a chunk of a long prefill): with the interpreter's 32-wide
+    # tiles most key tiles lie wholly before every query and after every window edge, and are folded unmasked
+    # (WHOLE_TILES; the autotuner also tries every tile masked); 203 keys leave a ragged last tile, and the
+    # window's edge and the sinks are masked tiles of their own
+    monkeypatch.setitem(flash_attention_module.INTERPRETER_TILE, "WHOLE_TILES", whole_tiles)
+    q, k, v = _qkv(batch=2, q_len=40, k_len=203, dtype=torch.float16)
+    out = flash_attention(q, k, v, **case)
+    assert _err(out, reference_attention(q, k, v, **case)) < TOLERANCE[torch.float16]
+    lens = dict(q_lens=torch.tensor([40, 9]), k_lens=torch.tensor([203, 150]))  # ragged: each its own split
+    out = flash_attention(q, k, v, **lens, **case)
+    alone = reference_attention(q[1:, :, :9], k[1:, :, :150], v[1:, :, :150], **case)
+    assert _err(out[1:, :, :9], alone) < TOLERANCE[torch.float16]
 
 
 def test_window_changes_the_result_where_it_should():
