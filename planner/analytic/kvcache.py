@@ -6,6 +6,8 @@ qk_rope_head_dim) elements per token and layer shared by all heads, in every eng
 - `serving` (vLLM, SGLang, TensorRT-LLM): a sliding-window layer holds `window` tokens.
 - `transformers`: a sliding-window layer keeps `window - 1` tokens between steps (the newest is
   added when attention runs).
+- `static` (gpt-fast's compiled decode): every layer holds a buffer of the whole sequence length, windows or not,
+  and attention reads all of it each step (masked), filled or not.
 """
 
 from __future__ import annotations
@@ -36,8 +38,9 @@ class KVGroup:
 
 
 def layout_for_runtime(runtime: str) -> str:
-    """The KV layout a runtime keeps: transformers' DynamicCache, or a serving engine's paged blocks."""
-    return "transformers" if runtime == "transformers" else "serving"
+    """The KV layout a runtime keeps: transformers' DynamicCache, a compiled decode step's static buffers, or a
+    serving engine's paged blocks."""
+    return {"transformers": "transformers", "compiled": "static"}.get(runtime, "serving")
 
 
 def cache_tokens_held(input_tokens: int, output_tokens: int, on_demand: bool) -> int:
@@ -68,7 +71,7 @@ def kv_groups(spec: ModelSpec, layout: str, first_layer: int = 0, last_layer: in
 
 
 def tokens_held(window: int | None, context: int, layout: str) -> int:
-    if window is None:
+    if window is None or layout == "static":
         return context
     return min(context, window - 1 if layout == "transformers" else window)
 

@@ -8,6 +8,7 @@ from ..catalog.engines import (
     continuous_scheduling,
     engine_activations,
     engine_backends,
+    engine_model_refusal,
     engine_names,
     engine_prefill_chunk,
     engine_runtime,
@@ -69,6 +70,9 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
         here = [e for e in engine_names() if backend in engine_backends(e)]
         raise RequestError(f"{request.engine} does not run on {hw.id} ({backend}); engines that do: "
                            f"{', '.join(['serving', *here])}")
+    refusal = engine_model_refusal(request.engine, spec.model_type)
+    if refusal:
+        raise RequestError(refusal)
     if request.context > spec.max_position_embeddings:
         raise RequestError(f"context {request.context} exceeds {spec.name}'s maximum of "
                            f"{spec.max_position_embeddings} tokens (max_position_embeddings)")

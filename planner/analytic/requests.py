@@ -17,7 +17,8 @@ state with C requests always in flight (a closed loop: a finished request's slot
 
 Then output tokens/s = C x O / T, requests/s = C / T, request latency = TTFT + (O - 1) x ITL. Goodput is the rate
 of requests that meet both SLOs (all requests here are alike, so it is all or none), and the SLO concurrency the
-largest C at which they are met. The decode context is the mean over a request's life, I + O / 2.
+largest C at which they are met. The decode context is the mean over a request's life, I + O / 2 (a static cache,
+gpt-fast's, is read whole at every step: I + O).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ def cached_tokens(tokens: int, prefix_fraction: float) -> int:
 def request_figures(s: Setup, input_tokens: int, output_tokens: int, concurrency: int, continuous: bool,
              cached_tokens: int = 0) -> dict[str, float]:
     c, i, o = concurrency, input_tokens, output_tokens
+    # the cache a decode step reads, on average over a request's life; a static buffer is read whole every step
+    held = i + o if s.layout == "static" else i + o // 2
     if continuous:
         prefill = prefill_step(s, 1, i, cached_tokens)
         new = max(i - cached_tokens, 1)
@@ -48,7 +51,7 @@ def request_figures(s: Setup, input_tokens: int, output_tokens: int, concurrency
         chunk = s.prefill_chunk_tokens
         steps = max(o - 1, math.ceil(c * (new + o - 1) / chunk) if chunk else 1, 1)
         running = max(round(c * (o - 1) / steps), 1)  # decode tokens per step: all c, unless the budget binds
-        decode = decode_step(s, running, i + o // 2)
+        decode = decode_step(s, running, held)
 
         def step_s(prompt_tokens: float) -> float:
             # a decode step carrying prompt tokens: their compute shows only where the step's compute outgrows the
@@ -68,7 +71,7 @@ def request_figures(s: Setup, input_tokens: int, output_tokens: int, concurrency
         decode_s = decode.time_s  # the plain decode step, without prompt chunks
     else:
         ttft = prefill_step(s, c, i, cached_tokens).time_s
-        itl = decode_s = decode_step(s, c, i + o // 2).time_s if o > 1 else 0.0
+        itl = decode_s = decode_step(s, c, held).time_s if o > 1 else 0.0
         cycle = ttft + (o - 1) * itl
     return {"ttft_s": ttft, "itl_s": itl, "cycle_s": cycle, "decode_s": decode_s}
 

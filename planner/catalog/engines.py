@@ -97,6 +97,19 @@ def engine_kernel_efficiency(engine: str | None, weight_dtype: str) -> str | Non
     return engine_kernel(engine, weight_dtype).get("efficiency")
 
 
+def engine_model_refusal(engine: str | None, model_type: str) -> str | None:
+    """Why the engine cannot run a model of this `model_type` (its profile's `model_types`, where it lists the
+    architectures it has code for: gpt-fast), or None."""
+    if engine is None or engine == GENERIC_SERVING:
+        return None
+    entry = engine_profile(engine)
+    types = entry.get("model_types")
+    if types is None or model_type in types:
+        return None
+    return (f"{engine} runs {', '.join(types)} models, not {model_type} (source: "
+            f"{entry['model_types_source'].split(' — ')[0]})")
+
+
 def engine_square_mask(engine: str | None) -> bool:
     """Whether the engine materialises a boolean causal mask of the whole cache length squared (its profile's
     `causal_mask: square`, gpt-fast's setup_caches)."""

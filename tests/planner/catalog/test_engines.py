@@ -104,3 +104,25 @@ def test_a_llama_cpp_plan_predicts_its_gguf_file():
     step = next(s for s in advice.plan.steps if s.technique == "weight-int4")
     # Q4_K_M's 4.89 bits per weight over every weight (the file llama.cpp's configs write), not int4 g128's layout
     assert step.predicted.weights_per_device_bytes == pytest.approx(8.03e9 * 4.8944 / 8, rel=0.01)
+
+
+def test_gpt_fast_runs_its_own_architectures_with_a_static_cache():
+    from optiplan.planner.analytic.profile import profile
+    from optiplan.planner.errors import RequestError
+    from optiplan.planner.schema import ProfileRequest
+
+    with pytest.raises(RequestError, match="gpt-fast runs llama, mistral, mixtral models, not gemma2"):
+        profile(ProfileRequest(model="gemma-2-9b", hardware="a100-80gb-sxm", engine="gpt-fast"))
+
+    def kv(engine, context=16384):
+        r = profile(ProfileRequest(model="mistral-7b-v0.1", hardware="a100-80gb-sxm", engine=engine, context=context,
+                                   prompt_tokens=16))
+        return r.memory.kv_cache_bytes
+    # Mistral-7B's 4096-token window: a paged engine keeps 4096 tokens a layer, gpt-fast's buffers the whole length
+    assert kv("vllm") == pytest.approx(kv("vllm", 4096)) and kv("gpt-fast") == pytest.approx(4 * kv("vllm"))
+
+    def request(engine):
+        return profile(ProfileRequest(model="llama-3.1-8b", hardware="a100-80gb-sxm", engine=engine, input_tokens=128,
+                                      output_tokens=4096, concurrency=1)).requests
+    # its decode reads the whole buffer (I + O) at every step, where a growing cache averages I + O/2
+    assert request("gpt-fast").itl_ms > request("serving").itl_ms
