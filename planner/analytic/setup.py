@@ -9,11 +9,17 @@ from functools import cached_property
 
 from ... import profiles
 from ..catalog.dtypes import WeightFormat, bytes_per_element, compute_dtype, weight_format
-from ..catalog.engines import engine_kernel_efficiency, engine_square_mask, engine_storage
+from ..catalog.engines import (
+    engine_embedding_on_host,
+    engine_kernel_efficiency,
+    engine_square_mask,
+    engine_storage,
+)
 from ..catalog.kernels import kernel_shares
 from ..errors import HardwareError, RequestError
 from ..schema import EfficiencyFactors, HardwareSpec, ModelSpec
 from .efficiency import calibrated_efficiency, default_efficiency, weight_kernel_refusal
+from .gguf import gguf_bits
 from .kvcache import KVGroup, kv_bits, kv_groups, tensor_parallel_share
 from .params import ParamCounts, param_counts
 
@@ -46,6 +52,7 @@ class Setup:
     kv_bandwidth_efficiency: float | None = None  # a measured decode-attention kernel's share of HBM [default: eff.'s]
     host_link_bytes_per_s: float = 25e9
     square_mask: bool = False  # the engine keeps a boolean causal mask of (context x context) (gpt-fast)
+    embedding_on_host: bool = False  # the token embedding stays in host memory, off the device (llama.cpp on a GPU)
 
     @cached_property
     def shards(self) -> int:
@@ -64,10 +71,17 @@ class Setup:
         return self.weights.bits_per_weight(self.spec.hidden_size)
 
     @cached_property
-    def vocab_bytes(self) -> float:
-        """Bytes per weight of the token embeddings and output head: 16-bit beside quantized linear layers, or the
-        file's average where the whole model is one quantized file (GGUF)."""
-        return self.act_bytes if self.weights.file_bits is None else self.weights.file_bits / 8
+    def embedding_bytes(self) -> float:
+        """Bytes per weight of the token embedding: 16-bit beside quantized linear layers, or its block type where
+        the whole model is one quantized file (GGUF)."""
+        bits = self.weights.embedding_bits
+        return self.act_bytes if bits is None else bits / 8
+
+    @cached_property
+    def output_bytes(self) -> float:
+        """Bytes per weight of the output head (16-bit, or its GGUF block type)."""
+        bits = self.weights.output_bits
+        return self.act_bytes if bits is None else bits / 8
 
     @cached_property
     def stages(self) -> tuple[tuple[int, int], ...]:
@@ -111,19 +125,23 @@ def _stage_weight_bytes(s: Setup, stage: int) -> float:
     linear = dense_layers * c.dense_layer_linear + moe_layers * c.moe_layer_linear - experts
     small = dense_layers * (lp.attn_small + lp.norms + lp.mlp_small) + moe_layers * (lp.attn_small + lp.norms + lp.router)
     vocab = 0.0
-    if stage == 0:
-        vocab += c.embedding
+    if stage == 0 and not s.embedding_on_host:
+        vocab += c.embedding * s.embedding_bytes
     if stage == s.pp - 1:
         small += c.final_norm
-        vocab += c.lm_head if c.lm_head or s.pp == 1 else c.vocab_hidden
+        # a head tied to the embedding is read from it, unless the embedding is elsewhere (another stage, the host):
+        # then the last stage holds a copy
+        head = c.lm_head if c.lm_head or (s.pp == 1 and not s.embedding_on_host) else c.vocab_hidden
+        vocab += head * s.output_bytes
     on_device = 1.0 - s.offload_fraction
-    return ((linear * q + small * s.act_bytes + vocab * s.vocab_bytes) / s.tp + experts * q / s.shards) * on_device
+    return ((linear * q + small * s.act_bytes + vocab) / s.tp + experts * q / s.shards) * on_device
 
 
 def total_weight_bytes(s: Setup) -> float:
     """All weights of the model once (no replication), in the chosen format."""
     c = s.counts
-    return c.linear * s.bits_per_weight / 8 + c.small * s.act_bytes + (c.embedding + c.lm_head) * s.vocab_bytes
+    return (c.linear * s.bits_per_weight / 8 + c.small * s.act_bytes + c.embedding * s.embedding_bytes
+            + c.lm_head * s.output_bytes)
 
 
 def default_16bit(hw: HardwareSpec) -> str:
@@ -172,8 +190,9 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
             measured["weight_bandwidth_efficiency"] = shares.gemm[weight_dtype]
     weights = weight_format(weight_dtype, group_size)
     storage = engine_storage(engine, weight_dtype) if group_size is None else None
-    if storage and weights.quantized:  # the engine's file format (GGUF), whole model
-        weights = replace(weights, file_bits=storage["bits_per_weight"])
+    if storage and weights.quantized:  # the engine's file (GGUF): its block types, embedding and head included
+        bits = gguf_bits(spec, storage["format"])
+        weights = replace(weights, file_bits=bits.linear, embedding_bits=bits.embedding, output_bits=bits.output)
     return Setup(
         spec=spec, counts=param_counts(spec), hw=hw, tp=tp, pp=pp, ep=ep, attention_dp=attention_dp,
         weights=weights, act_bytes=bytes_per_element(act),
@@ -182,4 +201,5 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         attention_efficiency=measured.pop("attention_efficiency", None) or
         eff.flop_efficiency * attention_kernel_factor(attention), **measured,
         offload_fraction=offload_fraction, host_link_bytes_per_s=(hw.host_link_gbps or DEFAULT_HOST_LINK_GBPS) * 1e9,
-        square_mask=engine_square_mask(engine))
+        square_mask=engine_square_mask(engine),
+        embedding_on_host=hw.kind == "gpu" and engine_embedding_on_host(engine))

@@ -145,7 +145,7 @@ def weights_read_bytes(s: Setup, tokens: int) -> float:
             expected_experts_touched(c.num_experts, c.top_k, tokens)
         moe = c.num_moe_layers * (lp.attn_linear + lp.shared_linear)
         experts = c.num_moe_layers * touched * lp.expert_linear
-    other = c.small * s.act_bytes + c.vocab_hidden * s.vocab_bytes  # norms, biases, routers, output projection
+    other = c.small * s.act_bytes + c.vocab_hidden * s.output_bytes  # norms, biases, routers, output projection
     return ((dense + moe) * q + other) / s.tp + experts * q / s.shards
 
 

@@ -65,9 +65,11 @@ class WeightFormat:
     group_size: int = 0
     scale_bits: int = 16
     zero_bits: int = 0
-    # a whole-model file format (GGUF: token embeddings and output head quantized too, a mix of block types) stated
-    # by its average bits per weight over every weight of the model
+    # a whole-model file (GGUF): a mix of block types, stated as the mean bits per weight of the blocks' matmul
+    # weights, and the token embedding and output head quantized too (None: kept at 16 bits)
     file_bits: float | None = None
+    embedding_bits: float | None = None
+    output_bits: float | None = None
 
     @property
     def bits(self) -> int:

@@ -78,9 +78,17 @@ def engine_kernel(engine: str | None, weight_dtype: str) -> dict[str, Any]:
 
 
 def engine_storage(engine: str | None, weight_dtype: str) -> dict[str, Any] | None:
-    """The file format the engine stores `weight_dtype` weights in, where its profile names one (llama.cpp's GGUF
-    types: format, average bits per weight over the whole model, source); None: the format's usual layout."""
+    """The file the engine stores `weight_dtype` weights in, where its profile names one (llama.cpp's GGUF file
+    type: format, source; `analytic.gguf` gives its tensors' block types); None: the format's usual layout."""
     return engine_kernel(engine, weight_dtype).get("storage")
+
+
+def engine_embedding_on_host(engine: str | None) -> bool:
+    """Whether the engine keeps the token embedding in host memory, off a GPU (its profile's `input_embedding:
+    host`: llama.cpp)."""
+    if engine is None or engine == GENERIC_SERVING:
+        return False
+    return engine_profile(engine).get("input_embedding") == "host"
 
 
 def engine_activations(engine: str, weight_dtype: str, hw: HardwareSpec) -> str | None:

@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
+from ..catalog.engines import engine_storage
 from ..schema import HardwareSpec
 from ..schema.advice import Advice
 from .checkpoints import published_gguf, served_hub_id
 from .config import PORT, EngineConfig, max_seqs, model_reference, no_option, plan_steps
 
-GGUF_TYPES = {"weight-int8": "Q8_0", "weight-int4": "Q4_K_M", "weight-int4-awq": "Q4_K_M", "weight-int4-gptq": "Q4_K_M"}
+# the weight-format steps a llama.cpp plan can carry, by the format they store: the GGUF file type is the one the
+# engine's profile stores that format in (the analytic model predicts the same file)
+WEIGHT_STEPS = {"weight-int8": "int8", "weight-int4": "int4", "weight-int4-awq": "int4", "weight-int4-gptq": "int4"}
+GGUF_TYPES = {t: engine_storage("llama.cpp", fmt)["format"] for t, fmt in WEIGHT_STEPS.items()}
 
 
 def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:

@@ -41,6 +41,9 @@ def _weights(dtype: str, group: int | None = None, activations: str | None = Non
 
 def _gemm_params(dtype: str, base: dict):
     def params(ctx: Context) -> dict:
+        storage = engine_storage(ctx.workload.engine, dtype)
+        if storage:  # the engine's own file (llama.cpp's GGUF type), not the technique's layout
+            return {"bits": base["bits"], "file_type": storage["format"]}
         ours = triton_gemm(ctx.hw, ctx.workload.engine, dtype)
         if ours is None:
             return dict(base)

@@ -77,33 +77,46 @@ def test_gpt_fast_is_a_compiled_decode_engine_that_is_profiled_not_planned():
     assert run("gpt-fast", 4096, "int4").latency.tpot_ms > run("serving", 4096, "int4").latency.tpot_ms
 
 
-def test_llama_cpp_stores_int4_and_int8_as_its_gguf_types():
+def test_llama_cpp_stores_int4_and_int8_as_its_gguf_files():
     from optiplan.planner.analytic.profile import profile
     from optiplan.planner.catalog.engines import engine_storage
     from optiplan.planner.schema import ProfileRequest
 
     assert engine_storage("llama.cpp", "int4")["format"] == "Q4_K_M" and engine_storage("vllm", "int4") is None
 
-    def weights(engine, dtype, **kw):
-        r = profile(ProfileRequest(model="llama-3.1-8b", hardware="rtx-4090", engine=engine, dtype=dtype, **kw))
-        return r.memory.weights_bytes, r.model.params_total
+    def memory(engine, dtype, hardware="rtx-4090", model="llama-3.1-8b", **kw):
+        return profile(ProfileRequest(model=model, hardware=hardware, engine=engine, dtype=dtype, **kw)).memory
 
-    # a GGUF file quantizes every weight, embeddings and output head too, at the type's average bits per weight:
-    # the quantize README's 4.58 GiB for Llama-3.1-8B Q4_K_M, where a GPTQ-style int4 keeps 16-bit embeddings
-    gguf, params = weights("llama.cpp", "int4")
-    assert gguf == pytest.approx(params * 4.8944 / 8, rel=1e-3) and gguf / 2**30 == pytest.approx(4.58, rel=0.01)
-    assert weights("llama.cpp", "int8")[0] == pytest.approx(params * 8.5008 / 8, rel=1e-3)
-    assert weights("serving", "int4")[0] > 1.1 * gguf
-    # an explicit group size asks for that layout, not the engine's file type
-    assert weights("llama.cpp", "int4", group_size=128)[0] == pytest.approx(weights("serving", "int4")[0])
+    # a GGUF file quantizes every weight, embeddings and output head too: the quantize README's Llama-3.1-8B files
+    # weigh 4.58 GiB (Q4_K_M) and 7.95 GiB (Q8_0), where a GPTQ-style int4 keeps 16-bit embeddings
+    gguf = memory("llama.cpp", "int4")
+    assert gguf.weights_bytes / 2**30 == pytest.approx(4.58, rel=0.005)
+    assert memory("llama.cpp", "int8").weights_bytes / 2**30 == pytest.approx(7.95, rel=0.005)
+    assert memory("serving", "int4").weights_bytes > 1.15 * gguf.weights_bytes
+    # an explicit group size asks for that layout, not the engine's file
+    assert memory("llama.cpp", "int4", group_size=128).weights_bytes == \
+        pytest.approx(memory("serving", "int4").weights_bytes)
+    # llama.cpp keeps the token embedding in host memory: a GPU holds the file less its 128k x 4096 Q4_K rows (a
+    # Mac's unified memory holds it all)
+    def weights_held(m):
+        return m.per_device_bytes - m.kv_cache_batch_bytes - m.activation_peak_bytes - m.runtime_overhead_bytes
+
+    embedding = 128256 * 4096 * 4.5 / 8
+    assert gguf.weights_bytes - weights_held(gguf) == pytest.approx(embedding, rel=0.01)
+    on_mac = memory("llama.cpp", "int4", "m3-max")
+    assert weights_held(on_mac) == pytest.approx(on_mac.weights_bytes, rel=1e-6)
+    # a head tied to the embedding (Llama-3.2-1B) takes the head's Q6_K, and the GPU holds its copy
+    tied = memory("llama.cpp", "int4", model="llama-3.2-1b")
+    assert tied.weights_bits_per_param == pytest.approx(5.18, abs=0.02)
 
 
 def test_a_llama_cpp_plan_predicts_its_gguf_file():
     advice = advise(AdviseRequest(model="llama-3.1-8b", hardware="rtx-4090", workload="chat", engine="llama.cpp",
                                   max_quality_loss_pct=10, goal="memory"))
     step = next(s for s in advice.plan.steps if s.technique == "weight-int4")
-    # Q4_K_M's 4.89 bits per weight over every weight (the file llama.cpp's configs write), not int4 g128's layout
-    assert step.predicted.weights_per_device_bytes == pytest.approx(8.03e9 * 4.8944 / 8, rel=0.01)
+    # the Q4_K_M file llama.cpp's configs write (4.58 GiB), less the embedding it keeps in host memory
+    on_gpu = 4.58 * 2**30 - 128256 * 4096 * 4.5 / 8
+    assert step.predicted.weights_per_device_bytes == pytest.approx(on_gpu, rel=0.01)
 
 
 def test_gpt_fast_runs_its_own_architectures_with_a_static_cache():
