@@ -54,6 +54,8 @@ ARCHITECTURE = {
 DTYPES = {"bf16": "bf16", "fp16": "fp16", "fp8": "fp8", "int8": "int8", "int4": "int4", "fp4": "fp4",
           "fp8 (assumed; DeepSeek native FP8)": "fp8"}
 SECONDS = {"s": 1e3, "ms": 1.0}
+
+
 def catalog_model(hub_id: str) -> str | None:
     return ARCHITECTURE.get(hub_id) or profiles.resolve_model_name(hub_id)
 
@@ -271,8 +273,8 @@ def main() -> None:
             print(f"  {r['id']:48s} {r['category']:18s} published {r['published']:>10.4g} predicted "
                   f"{r['predicted']:>10.4g}  ratio {r['ratio']:.2f} (step view {before['ratio']:.2f})")
     print(f"{len(views['requests'])} points predicted, {len(skipped)} skipped (no catalog architecture, a per-GPU "
-          f"throughput without a device count, unstated request lengths, a GGUF type the engine's profile does not store in, a causal mask the engine "
-          f"does not build, speculative decoding)")
+          f"throughput without a device count, unstated request lengths, a GGUF type the engine's profile does not "
+          f"store in, a causal mask the engine does not build, speculative decoding)")
     tables = {view: {key: summary(rows, key) for key in ("category", "engine", "dtype")}
               for view, rows in views.items()}
     for key in ("category", "engine", "dtype"):

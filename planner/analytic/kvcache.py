@@ -45,8 +45,9 @@ def layout_for_runtime(runtime: str) -> str:
 
 def cache_tokens_held(input_tokens: int, output_tokens: int, on_demand: bool) -> int:
     """Cache tokens one running request occupies: room for its whole length (prompt and output), or, where the
-    engine grows its paged cache as the sequence does, what it holds on average over its life (the prompt plus half
-    the output) and its last block's waste. The request model and the planner both count a sequence's cache so."""
+    engine grows its paged cache as the sequence does (`catalog.engines.holds_used_cache`), what it holds on average
+    over its life (the prompt plus half the output) and up to 4% more in partly filled blocks (vLLM's measured bound,
+    taken whole). The request model and the planner both count a sequence's cache so."""
     if not on_demand:
         return input_tokens + output_tokens
     return ceil((input_tokens + output_tokens // 2) * (1 + PAGED_KV_WASTE))

@@ -10,9 +10,10 @@ from ..catalog.engines import (
     engine_backends,
     engine_model_refusal,
     engine_names,
+    engine_pages_cache,
     engine_prefill_chunk,
     engine_runtime,
-    reserves_whole_length,
+    holds_used_cache,
 )
 from ..catalog.hardware import resolve_hardware, supports_dtype
 from ..catalog.models import resolve_model
@@ -236,7 +237,7 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
         requests=request_profile(s, request.input_tokens, request.output_tokens, request.concurrency or 1,
                                  continuous=(request.scheduling == "continuous" if request.scheduling
                                              else continuous_scheduling(request.engine)),
-                                 on_demand=not reserves_whole_length(request.engine),
+                                 on_demand=holds_used_cache(request.engine, engine_pages_cache(request.engine)),
                                  ttft_slo_ms=request.ttft_slo_ms, itl_slo_ms=request.itl_slo_ms)
         if request.input_tokens else None,
         accuracy=accuracy_bands(hw, engine_runtime(request.engine)),

@@ -24,12 +24,14 @@ def engine_table() -> dict[str, Any]:
     table = {}
     for path in sorted(ENGINES_DIR.glob("*.yaml")):
         entry = profiles.read_yaml(path)
+        if entry["name"] != path.stem:  # the CLI lists engines by file name (profiles.engine_names)
+            raise ValueError(f"{path}: an engine profile's file is named after its engine, not '{entry['name']}'")
         table[entry["name"]] = entry
     return table
 
 
 def engine_names() -> list[str]:
-    return list(engine_table())
+    return profiles.engine_names()
 
 
 def engine_profile(engine: str) -> dict[str, Any]:
@@ -133,6 +135,18 @@ def reserves_whole_length(engine: str | None) -> bool:
     if engine is None or engine == GENERIC_SERVING:
         return False
     return engine_profile(engine).get("admission") == "reserve"
+
+
+def holds_used_cache(engine: str | None, paged: bool) -> bool:
+    """Whether a running request's cache holds only what it has used so far (`analytic.kvcache.cache_tokens_held`):
+    a paged cache that grows with the sequence, unless the engine admits a request only with room for its whole
+    length. A contiguous cache (a static batch, llama.cpp's slots) reserves the whole length."""
+    return paged and not reserves_whole_length(engine)
+
+
+def engine_pages_cache(engine: str) -> bool:
+    """Whether the engine runs a paged KV cache by default (the generic `serving` engine does)."""
+    return engine == GENERIC_SERVING or "paged-kv" in engine_defaults(engine)
 
 
 def engine_defaults(engine: str) -> dict[str, str]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from ..analytic.efficiency import prefill_chunk_tokens
 from ..analytic.kvcache import cache_tokens_held
 from ..analytic.setup import Setup, build_setup, default_16bit
-from ..catalog.engines import reserves_whole_length
+from ..catalog.engines import holds_used_cache
 from ..schema import HardwareSpec, ModelSpec
 from ..schema.workload import Workload
 
@@ -92,6 +92,6 @@ def kv_reserved_tokens(state: PlanState, workload: Workload) -> float:
     """Cache tokens one sequence occupies: paged caches hold what is used (`cache_tokens_held`), unless the engine admits
     a request only with room for its whole length (TensorRT-LLM's GUARANTEED_NO_EVICT); contiguous ones reserve the
     longest sequence."""
-    if state.paged_kv and not reserves_whole_length(state.engine):
+    if holds_used_cache(state.engine, state.paged_kv):
         return cache_tokens_held(workload.prompt_tokens_mean, workload.output_tokens_mean, on_demand=True)
     return workload.context_needed

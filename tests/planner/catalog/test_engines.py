@@ -139,3 +139,19 @@ def test_gpt_fast_runs_its_own_architectures_with_a_static_cache():
                                       output_tokens=4096, concurrency=1)).requests
     # its decode reads the whole buffer (I + O) at every step, where a growing cache averages I + O/2
     assert request("gpt-fast").itl_ms > request("serving").itl_ms
+
+
+def test_only_a_growing_paged_cache_holds_less_than_the_whole_request():
+    from optiplan.planner.analytic.profile import profile
+    from optiplan.planner.catalog.engines import holds_used_cache
+    from optiplan.planner.schema import ProfileRequest
+
+    assert holds_used_cache("vllm", paged=True) and not holds_used_cache("trtllm", paged=True)
+    assert not holds_used_cache("vllm", paged=False)
+
+    def most(engine):
+        return profile(ProfileRequest(model="llama-3.1-8b", hardware="a100-80gb-sxm", engine=engine, input_tokens=512,
+                                      output_tokens=3584, concurrency="max")).requests.concurrency
+    # a static batch (transformers' generate) ends with every sequence at 4096 tokens: it fits what the whole
+    # length allows, as TensorRT-LLM's reserving scheduler does; vLLM's blocks hold 512 + 1792 (+4%) on average
+    assert most("transformers") == most("trtllm") < 0.6 * most("vllm")
