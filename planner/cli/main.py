@@ -318,11 +318,11 @@ def techniques(graph_format: str | None, as_json: bool, output: Path | None) -> 
 
 
 @main.command()
-@click.argument("what", type=click.Choice(["models", "hardware", "workloads"]))
+@click.argument("what", type=click.Choice(["models", "hardware", "workloads", "engines"]))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @friendly
 def catalog(what: str, as_json: bool) -> None:
-    """List the catalog's models, hardware or workload presets."""
+    """List the catalog's models, hardware, workload presets or engine profiles."""
     from ..report.console import catalog_rows, print_catalog
 
     rows = catalog_rows(what)

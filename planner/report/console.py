@@ -207,6 +207,17 @@ def print_techniques(declared: list[dict[str, Any]]) -> None:
 
 
 def catalog_rows(what: str) -> list[dict[str, Any]]:
+    if what == "engines":
+        from ..catalog.engines import engine_table
+
+        return [{"name": e["name"], "version": e["version"], "runtime": e["runtime"], "scheduling": e["scheduling"],
+                 "planned": e.get("plans", True), "backends": e["backends"],
+                 "defaults": [d["technique"] for d in e.get("defaults") or []],
+                 # per weight format: the file it is stored in (GGUF), the kernel whose share the model uses, or
+                 # the kernel's name
+                 "kernels": {fmt: k.get("storage", {}).get("format") or k.get("efficiency")
+                             or k["kernel"].split(";")[0].split(" (")[0] for fmt, k in (e.get("kernels") or {}).items()},
+                 "model_types": e.get("model_types")} for e in engine_table().values()]
     if what == "workloads":
         from ..catalog.workloads import load_workload, preset_names
 
@@ -251,6 +262,14 @@ def print_catalog(what: str, rows: list[dict[str, Any]]) -> None:
             table.add_row(r["name"], f"{r['prompt_tokens_mean']}/{r['prompt_tokens_p95']}",
                           f"{r['output_tokens_mean']}/{r['output_tokens_p95']}", str(r["concurrency"]), r["goal"],
                           f"{r['max_quality_loss_pct']:g}%", slo or "-", r["description"])
+    elif what == "engines":
+        for col in ("name", "version", "runtime", "scheduling", "planned", "backends", "on by default",
+                    "weight kernels / files"):
+            table.add_column(col, overflow="fold")
+        for r in rows:
+            table.add_row(r["name"], r["version"], r["runtime"], r["scheduling"], "yes" if r["planned"] else "profile only",
+                          ", ".join(r["backends"]), ", ".join(r["defaults"]) or "-",
+                          ", ".join(f"{fmt}: {k}" for fmt, k in r["kernels"].items()) or "-")
     elif what == "hardware":
         for col in ("id", "name", "memory", "TB/s", "bf16/fp16 TFLOPS", "fp8", "interconnect", "$/h", "aliases"):
             table.add_column(col)

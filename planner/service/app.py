@@ -198,7 +198,7 @@ def create_app(settings: Settings) -> FastAPI:
         return {"files": files, "skipped": skipped}
 
     @app.get("/v1/catalog/{what}", tags=["advice"])
-    def catalog(what: Literal["models", "hardware", "workloads", "techniques"]):
+    def catalog(what: Literal["models", "hardware", "workloads", "engines", "techniques"]):
         """`optiplan catalog WHAT --json` (and `optiplan techniques --json`)."""
         return calls.catalog(what)
 

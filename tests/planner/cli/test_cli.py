@@ -126,6 +126,10 @@ def test_catalog_listings():
     hardware = json.loads(run("catalog", "hardware", "--json").output)
     assert {h["id"] for h in hardware} >= {"h100-sxm", "mi300x", "tpu-v5e", "epyc-9004"}
     assert "h100-sxm" in run("catalog", "hardware").output
+    engines = {e["name"]: e for e in json.loads(run("catalog", "engines", "--json").output)}
+    assert engines["llama.cpp"]["kernels"]["int4"] == "Q4_K_M" and engines["vllm"]["kernels"]["int4"] == "marlin"
+    assert not engines["gpt-fast"]["planned"] and engines["gpt-fast"]["runtime"] == "compiled"
+    assert "profile only" in run("catalog", "engines").output
 
 
 @pytest.mark.parametrize("args", [["calibrate"], ["apply", "x", "-t", "weight-int8", "-o", "y"], ["bench", "x"],

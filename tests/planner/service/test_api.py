@@ -120,11 +120,11 @@ def test_configs_as_json_and_as_a_zip(client):
     assert "unknown engine" in one_error(client.post("/v1/configs", json=body | {"target": "nginx"}), 400)
 
 
-@pytest.mark.parametrize("what", ["models", "hardware", "workloads", "techniques"])
+@pytest.mark.parametrize("what", ["models", "hardware", "workloads", "engines", "techniques"])
 def test_catalog_lists(client, what):
     rows = client.get(f"/v1/catalog/{what}").json()
     assert rows and isinstance(rows, list)
-    key = "name" if what in ("models", "workloads") else "id"
+    key = "name" if what in ("models", "workloads", "engines") else "id"
     assert all(key in row for row in rows)
 
 
