@@ -1,15 +1,22 @@
 """GGUF files as llama.cpp's `llama-quantize` writes them: the block type of each tensor for a file type, and so the
 bits per weight of the blocks' matmul weights, the token embedding and the output head of a model.
 
-Block sizes (ggml-org/llama.cpp ggml/src/ggml-common.h @aca2e6ce7909): Q4_0 and Q4_K store 4.5 bits per weight
-(block_q4_K: "Effectively 4.5 bits per weight"), Q5_K 5.5, Q6_K 6.5625, Q8_0 8.5 (a 16-bit scale per 32 weights).
+Block sizes (ggml-org/llama.cpp ggml/src/ggml-common.h @aca2e6ce7909): Q4_0, Q4_K and Q5_0 store 4.5, 4.5 and 5.5
+bits per weight (block_q4_K: "Effectively 4.5 bits per weight"), Q5_K 5.5, Q5_1 6, Q6_K 6.5625, Q8_0 8.5 (a 16-bit
+scale per 32 weights). K-quant blocks hold 256 weights of a row, the others 32.
 
-Types per tensor (src/llama-quant.cpp @8784689fee07, `llama_tensor_get_type`): the file type's default block type,
-except that the output head, and the token embedding where it is tied to the head, take Q6_K (Q8_0 files keep
-Q8_0); in Q4_K_M files `attn_v` and `ffn_down` take Q6_K in the layers `use_more_bits` picks (the first and last
-eighth and every third layer between), and an 8-expert model (Mixtral) stores `attn_v` and `attn_k` in Q8_0 and
-`attn_output` in Q5_K. Rules for other file types, Falcon, fused QKV tensors and the 70B `attn_v` bump are not
-modelled: a format this module does not know raises.
+Types per tensor (src/llama-quant.cpp @8784689fee07, `llama_tensor_get_type`), for separate q/k/v projections:
+
+- the file type's default block type (Q4_0, Q4_K for Q4_K_M, Q8_0);
+- the output head, and the token embedding where it is tied to the head: Q6_K (Q8_0 files keep Q8_0);
+- Q4_K_M: `attn_v` and `ffn_down` in Q6_K in the layers `use_more_bits` picks (the first and last eighth and every
+  third layer between);
+- an 8-expert model (Mixtral): `attn_k` and `attn_v` in Q8_0, and in Q4_K_M `attn_output` in Q5_K;
+- a tensor whose rows do not divide into its block type's blocks falls back: Q4_K to Q5_0, Q5_K to Q5_1, Q6_K to
+  Q8_0 (a head whose rows do not divide into 256 is Q8_0).
+
+Architectures with other tensors (fused QKV, latent attention, state layers, Falcon's own ladder) and the 70B
+`attn_v` bump are not modelled: `gguf_bits` returns None for them, and the weights keep the format's usual layout.
 """
 
 from __future__ import annotations
@@ -18,10 +25,15 @@ from dataclasses import dataclass
 
 from ..errors import RequestError
 from ..schema import ModelSpec
-from .params import param_counts
 
-BLOCK_BITS = {"Q4_0": 4.5, "Q4_K": 4.5, "Q5_K": 5.5, "Q6_K": 6.5625, "Q8_0": 8.5}
-FILE_TYPES = ("Q4_0", "Q4_K_M", "Q8_0")
+BLOCK_BITS = {"Q4_0": 4.5, "Q4_K": 4.5, "Q5_0": 5.5, "Q5_K": 5.5, "Q5_1": 6.0, "Q6_K": 6.5625, "Q8_0": 8.5}
+K_BLOCK = 256  # weights per row in one K-quant block
+FALLBACK = {"Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0"}  # convert_incompatible_tensor
+FILE_TYPES = {"Q4_0": "Q4_0", "Q4_K_M": "Q4_K", "Q8_0": "Q8_0"}  # file type -> its default block type
+# model types whose GGUF conversion keeps separate attn_q/attn_k/attn_v and ffn_gate/up/down tensors (llama.cpp's
+# LLM_ARCH_LLAMA, QWEN2, QWEN2MOE, QWEN3, QWEN3MOE, GEMMA2, GEMMA3, GRANITE tensor lists)
+MODELLED = frozenset({"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma2",
+                      "gemma3_text", "granite"})
 
 
 @dataclass(frozen=True)
@@ -32,6 +44,7 @@ class GgufBits:
     linear: float  # mean over the blocks' matmul weights
     embedding: float  # the token embedding
     output: float  # the output head
+    linear_params: float  # the matmul weights the rules went through (the model's linear weights)
 
 
 def use_more_bits(layer: int, layers: int) -> bool:
@@ -39,37 +52,50 @@ def use_more_bits(layer: int, layers: int) -> bool:
     return layer < layers // 8 or layer >= 7 * layers // 8 or (layer - layers // 8) % 3 == 2
 
 
-def gguf_bits(spec: ModelSpec, file_type: str) -> GgufBits:
-    """The bits per weight of `spec`'s tensors in a GGUF file of `file_type` (Q4_0, Q4_K_M, Q8_0)."""
+def block_bits(block: str, row: int) -> float:
+    """Bits per weight of a tensor of `block` type whose rows hold `row` weights (after the size fallback)."""
+    if block in FALLBACK and row % K_BLOCK:
+        block = FALLBACK[block]
+    return BLOCK_BITS[block]
+
+
+def gguf_bits(spec: ModelSpec, file_type: str) -> GgufBits | None:
+    """The bits per weight of `spec`'s tensors in a GGUF file of `file_type` (Q4_0, Q4_K_M, Q8_0), or None for an
+    architecture whose tensors the rules here do not cover."""
     if file_type not in FILE_TYPES:
         raise RequestError(f"GGUF file type {file_type}: optiplan models {', '.join(FILE_TYPES)}")
-    if file_type == "Q8_0":
-        return GgufBits(file_type, 8.5, 8.5, 8.5)
-    output = BLOCK_BITS["Q6_K"]
-    base = BLOCK_BITS["Q4_0" if file_type == "Q4_0" else "Q4_K"]
-    embedding = output if spec.tie_word_embeddings else base
-    if file_type == "Q4_0":
-        return GgufBits(file_type, base, embedding, output)
-    counts = param_counts(spec)
-    h = spec.hidden_size
-    extra = 0.0  # bits above the default type, summed over the promoted tensors
-    attention = [i for i in range(spec.num_layers) if "attention" in spec.mixer(i)]
-    if spec.mla is None:
-        v = h * spec.num_kv_heads * spec.v_head_dim
-        k = h * spec.num_kv_heads * spec.head_dim
-        if spec.moe is not None and spec.moe.num_experts == 8:
-            o = spec.num_heads * spec.v_head_dim * h
-            extra += len(attention) * ((v + k) * (BLOCK_BITS["Q8_0"] - base) + o * (BLOCK_BITS["Q5_K"] - base))
-        else:
-            promoted = sum(use_more_bits(n, len(attention)) for n in range(len(attention)))
-            extra += promoted * v * (BLOCK_BITS["Q6_K"] - base)
-    mlps = [i for i in range(spec.num_layers) if spec.has_mlp(i)]
-    for n, layer in enumerate(mlps):
-        if not use_more_bits(n, len(mlps)):
-            continue
+    if spec.model_type not in MODELLED or spec.mla is not None or spec.layer_mixers:
+        return None
+    base = FILE_TYPES[file_type]
+    k_quants = file_type == "Q4_K_M"
+    h, layers = spec.hidden_size, spec.num_layers
+    output = BLOCK_BITS["Q8_0"] if base == "Q8_0" else block_bits("Q6_K", h)
+    embedding = output if spec.tie_word_embeddings else block_bits(base, h)
+    eight_experts = spec.moe is not None and spec.moe.num_experts == 8
+    q_out, kv = spec.num_heads * spec.head_dim, spec.num_kv_heads * spec.head_dim
+    v_out, o_in = spec.num_kv_heads * spec.v_head_dim, spec.num_heads * spec.v_head_dim
+    gated = 2 if spec.mlp_gated else 1
+    bits = params = 0.0
+
+    def add(block: str, row: int, count: float) -> None:
+        nonlocal bits, params
+        bits += block_bits(block, row) * count
+        params += count
+
+    for layer in range(layers):
+        more = k_quants and use_more_bits(layer, layers)
+        add(base, h, h * q_out)
+        add("Q8_0" if eight_experts else base, h, h * kv)
+        add("Q8_0" if eight_experts else "Q6_K" if more else base, h, h * v_out)
+        add("Q5_K" if eight_experts and k_quants else base, o_in, o_in * h)
+        down = "Q6_K" if more else base
         if spec.moe is not None and spec.layer_moe[layer]:
-            down = h * (spec.moe.num_experts * spec.moe.expert_intermediate_size + spec.moe.shared_intermediate_size)
+            moe = spec.moe
+            for width, copies in ((moe.expert_intermediate_size, moe.num_experts), (moe.shared_intermediate_size, 1)):
+                if width:
+                    add(base, h, copies * gated * h * width)
+                    add(down, width, copies * width * h)
         else:
-            down = h * spec.intermediate_size
-        extra += down * (BLOCK_BITS["Q6_K"] - base)
-    return GgufBits(file_type, base + extra / counts.linear, embedding, output)
+            add(base, h, gated * h * spec.intermediate_size)
+            add(down, spec.intermediate_size, spec.intermediate_size * h)
+    return GgufBits(file_type, bits / params, embedding, output, params)

@@ -54,7 +54,7 @@ def cache_tokens_held(input_tokens: int, output_tokens: int, on_demand: bool) ->
 
 
 def elements_per_token(spec: ModelSpec, layout: str) -> int:
-    """Cached elements per token in one layer (the same in both layouts)."""
+    """Cached elements per token in one layer (the same in every layout)."""
     if spec.mla is not None:
         return spec.mla.kv_lora_rank + spec.mla.qk_rope_head_dim
     return spec.num_kv_heads * (spec.head_dim + spec.v_head_dim)

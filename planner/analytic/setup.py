@@ -41,7 +41,7 @@ class Setup:
     kv_bits: float  # stored bits per cached element
     compute_dtype: str
     eff: EfficiencyFactors
-    layout: str  # KV layout: "serving" (paged, windows honoured) or "transformers" (DynamicCache)
+    layout: str  # KV layout: "serving" (paged, windows honoured), "transformers" (DynamicCache) or "static" (buffers)
     eager_attention: bool = False  # the score matrix is materialised (activation memory)
     prefill_chunk_tokens: int | None = None  # chunked prefill bounds the activations
     ep: int = 1  # expert parallel: routed experts split whole over `ep` devices (1: each split like the dense layers)
@@ -190,8 +190,8 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
             measured["weight_bandwidth_efficiency"] = shares.gemm[weight_dtype]
     weights = weight_format(weight_dtype, group_size)
     storage = engine_storage(engine, weight_dtype) if group_size is None else None
-    if storage and weights.quantized:  # the engine's file (GGUF): its block types, embedding and head included
-        bits = gguf_bits(spec, storage["format"])
+    bits = gguf_bits(spec, storage["format"]) if storage and weights.quantized else None
+    if bits is not None:  # the engine's file (GGUF): its block types, embedding and head included
         weights = replace(weights, file_bits=bits.linear, embedding_bits=bits.embedding, output_bits=bits.output)
     return Setup(
         spec=spec, counts=param_counts(spec), hw=hw, tp=tp, pp=pp, ep=ep, attention_dp=attention_dp,

@@ -89,11 +89,12 @@ def _causal_pairs(prompt: int, window: int | None) -> float:
     return window * (window + 1) / 2 + (prompt - window) * window
 
 
-def attention_windows(spec: ModelSpec) -> list[int | None]:
-    """Windows of the layers that attend (every layer of a Transformer; a hybrid's attention layers)."""
-    if not spec.layer_mixers:
-        return list(spec.layer_windows)
-    return [w for i, w in enumerate(spec.layer_windows) if "attention" in spec.mixer(i)]
+def attention_windows(spec: ModelSpec, layout: str = "serving") -> list[int | None]:
+    """Windows of the layers that attend (every layer of a Transformer; a hybrid's attention layers); a static
+    cache (gpt-fast) attends over the whole sequence in every layer."""
+    windows = list(spec.layer_windows) if not spec.layer_mixers else \
+        [w for i, w in enumerate(spec.layer_windows) if "attention" in spec.mixer(i)]
+    return [None] * len(windows) if layout == "static" else windows
 
 
 def state_scan_flops(spec: ModelSpec, tokens: float) -> float:
@@ -108,7 +109,7 @@ def prefill_attention_flops(s: Setup, batch: int, prompt: int, cached: int = 0) 
     prefix the new tokens still attend to the whole prefix, windows permitting) and the state layers' scan."""
     dims = 2 * s.spec.num_heads * attention_dims(s.spec, s.layout, decode=False)
     scan = state_scan_flops(s.spec, batch * (prompt - cached))
-    windows = attention_windows(s.spec)
+    windows = attention_windows(s.spec, s.layout)
     if s.eager_attention:  # the full score matrix is computed, then masked
         return batch * dims * len(windows) * (prompt - cached) * prompt + scan
     return batch * dims * sum(_causal_pairs(prompt, w) - _causal_pairs(cached, w) for w in windows) + scan
@@ -116,7 +117,7 @@ def prefill_attention_flops(s: Setup, batch: int, prompt: int, cached: int = 0) 
 
 def decode_attention_flops(s: Setup, batch: int, context: int) -> float:
     dims = 2 * s.spec.num_heads * attention_dims(s.spec, s.layout, decode=True)
-    keys = sum(min(context, w) if w else context for w in attention_windows(s.spec))
+    keys = sum(min(context, w) if w else context for w in attention_windows(s.spec, s.layout))
     return batch * (dims * keys + mla_expansion_flops(s.spec, s.layout, keys)) + state_scan_flops(s.spec, batch)
 
 

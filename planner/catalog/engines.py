@@ -140,7 +140,8 @@ def reserves_whole_length(engine: str | None) -> bool:
 def holds_used_cache(engine: str | None, paged: bool) -> bool:
     """Whether a running request's cache holds only what it has used so far (`analytic.kvcache.cache_tokens_held`):
     a paged cache that grows with the sequence, unless the engine admits a request only with room for its whole
-    length. A contiguous cache (a static batch, llama.cpp's slots) reserves the whole length."""
+    length. A contiguous cache reserves the whole length: a static batch, gpt-fast's buffers, and llama.cpp as
+    optiplan's configs run it (each of the `--parallel` slots sized for the whole context)."""
     return paged and not reserves_whole_length(engine)
 
 

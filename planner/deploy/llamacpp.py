@@ -11,7 +11,7 @@ from .config import PORT, EngineConfig, max_seqs, model_reference, no_option, pl
 
 # the weight-format steps a llama.cpp plan can carry, by the format they store: the GGUF file type is the one the
 # engine's profile stores that format in (the analytic model predicts the same file)
-WEIGHT_STEPS = {"weight-int8": "int8", "weight-int4": "int4", "weight-int4-awq": "int4", "weight-int4-gptq": "int4"}
+WEIGHT_STEPS = {"weight-int8": "int8", "weight-int4": "int4"}
 GGUF_TYPES = {t: engine_storage("llama.cpp", fmt)["format"] for t, fmt in WEIGHT_STEPS.items()}
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from ..analytic.efficiency import prefill_chunk_tokens
-from ..analytic.kvcache import cache_tokens_held
+from ..analytic.kvcache import cache_tokens_held, layout_for_runtime
 from ..analytic.setup import Setup, build_setup, default_16bit
-from ..catalog.engines import holds_used_cache
+from ..catalog.engines import engine_runtime, holds_used_cache
 from ..schema import HardwareSpec, ModelSpec
 from ..schema.workload import Workload
 
@@ -77,12 +77,16 @@ def baseline_state(spec: ModelSpec, hw: HardwareSpec, devices: int) -> PlanState
 
 
 def to_setup(state: PlanState) -> Setup:
-    """Resolve a state into the analytic model's inputs, through the one builder profile uses too."""
+    """Resolve a state into the analytic model's inputs, through the one builder profile uses too. An engine with a
+    runtime of its own (a serving engine, llama.cpp) runs it and keeps its cache layout; transformers runs eager
+    `generate` until a plan compiles it or pages its cache."""
+    own = state.engine is not None and engine_runtime(state.engine) != "transformers"
+    runtime = engine_runtime(state.engine) if own else "serving" if state.graphs else "transformers"
     return build_setup(
         state.spec, state.hw, weight_dtype=state.weight_dtype, group_size=state.group_size,
         activations=state.activations, kv_dtype=state.kv_dtype, tp=state.tp, pp=state.pp, ep=state.ep,
-        attention_dp=state.attention_dp,
-        runtime="serving" if state.graphs else "transformers", layout="serving" if state.paged_kv else "transformers",
+        attention_dp=state.attention_dp, runtime=runtime,
+        layout="serving" if state.paged_kv else layout_for_runtime(runtime) if own else "transformers",
         attention=state.attention,
         prefill_chunk_tokens=prefill_chunk_tokens("serving") if state.chunked_prefill else None,
         offload_fraction=state.offload_fraction, weight_kernel=state.weight_kernel, engine=state.engine)

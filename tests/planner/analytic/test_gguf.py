@@ -1,4 +1,5 @@
-"""GGUF file types' block types per tensor (`analytic.gguf`) against the sizes llama.cpp's quantize README measured."""
+"""GGUF file types' block types per tensor (`analytic.gguf`) against files llama-quantize wrote: the quantize README's
+measured bits per weight, and published file sizes."""
 
 from __future__ import annotations
 
@@ -9,17 +10,26 @@ from optiplan.planner.catalog.models import resolve_model
 from optiplan.planner.errors import RequestError
 
 
-def _file_bits(model: str, file_type: str) -> float:
+def _file_bytes(model: str, file_type: str) -> tuple[float, float]:
+    """(file bytes, bits per weight) of the model's GGUF file by the rules; norms in F32."""
     spec = resolve_model(model)
     c, b = param_counts(spec), gguf_bits(spec, file_type)
-    bits = c.linear * b.linear + c.embedding * b.embedding + c.lm_head * b.output + c.small * 32  # norms in F32
-    return bits / c.total
+    assert b.linear_params == pytest.approx(c.linear, rel=1e-9)  # the rules went through every matmul weight
+    bits = c.linear * b.linear + c.embedding * b.embedding + c.lm_head * b.output + c.small * 32
+    return bits / 8, bits / c.total
 
 
-def test_the_rules_reproduce_the_quantize_readme():
-    # tools/quantize/README.md, Llama-3.1-8B: Q4_K_M 4.8944 and Q8_0 8.5008 bits per weight
-    assert _file_bits("llama-3.1-8b", "Q4_K_M") == pytest.approx(4.8944, rel=5e-4)
-    assert _file_bits("llama-3.1-8b", "Q8_0") == pytest.approx(8.5008, rel=5e-4)
+def test_the_rules_reproduce_files_llama_quantize_wrote():
+    # tools/quantize/README.md @f4a71e707e2c, Llama-3.1-8B: Q4_K_M 4.8944 and Q8_0 8.5008 bits per weight
+    assert _file_bytes("llama-3.1-8b", "Q4_K_M")[1] == pytest.approx(4.8944, rel=5e-4)
+    assert _file_bytes("llama-3.1-8b", "Q8_0")[1] == pytest.approx(8.5008, rel=5e-4)
+    # huggingface.co/bartowski/Qwen2.5-7B-Instruct-GGUF: Qwen2.5-7B-Instruct-Q4_K_M.gguf, 4.68 GB
+    assert _file_bytes("qwen2.5-7b", "Q4_K_M")[0] / 1e9 == pytest.approx(4.68, rel=0.01)
+    # huggingface.co/bartowski/Qwen2.5-0.5B-Instruct-GGUF: Qwen2.5-0.5B-Instruct-Q4_K_M.gguf, 398 MB. Its rows of
+    # 896 do not divide into 256-weight blocks: Q4_K falls back to Q5_0 and the tied head to Q8_0 (0.34 GB without)
+    assert _file_bytes("qwen2.5-0.5b", "Q4_K_M")[0] / 1e6 == pytest.approx(398, rel=0.02)
+    small = gguf_bits(resolve_model("qwen2.5-0.5b"), "Q4_K_M")
+    assert small.embedding == small.output == 8.5 and small.linear > 5.4
 
 
 def test_which_layers_and_tensors_get_more_bits():
@@ -28,8 +38,12 @@ def test_which_layers_and_tensors_get_more_bits():
     one = gguf_bits(resolve_model("llama-3.2-1b"), "Q4_K_M")
     assert one.embedding == one.output == 6.5625  # tied: the embedding takes the head's Q6_K
     assert gguf_bits(resolve_model("llama-3.1-8b"), "Q4_K_M").embedding == 4.5
-    # Mixtral (8 experts) keeps attn_k and attn_v in Q8_0 and attn_output in Q5_K: more than a dense model's mix
-    mixtral = gguf_bits(resolve_model("mixtral-8x7b"), "Q4_K_M").linear
-    assert 4.8 < mixtral < 4.95 and gguf_bits(resolve_model("mixtral-8x7b"), "Q4_0").linear == 4.5
+    # Mixtral (8 experts) keeps attn_k and attn_v in Q8_0 in any file type, and attn_output in Q5_K in Q4_K_M
+    mixtral = resolve_model("mixtral-8x7b")
+    assert gguf_bits(mixtral, "Q4_0").linear > 4.5
+    assert gguf_bits(mixtral, "Q4_K_M").linear > gguf_bits(resolve_model("llama-3.1-8b"), "Q4_K_M").linear
+    # tensors the rules do not cover (fused QKV, latent attention, state layers): no file modelled
+    assert gguf_bits(resolve_model("phi-3-mini-4k"), "Q4_K_M") is None
+    assert gguf_bits(resolve_model("deepseek-v3"), "Q4_K_M") is None
     with pytest.raises(RequestError, match="optiplan models Q4_0, Q4_K_M, Q8_0"):
         gguf_bits(resolve_model("llama-3.1-8b"), "IQ2_XXS")

@@ -105,9 +105,11 @@ def test_llama_cpp_stores_int4_and_int8_as_its_gguf_files():
     assert gguf.weights_bytes - weights_held(gguf) == pytest.approx(embedding, rel=0.01)
     on_mac = memory("llama.cpp", "int4", "m3-max")
     assert weights_held(on_mac) == pytest.approx(on_mac.weights_bytes, rel=1e-6)
-    # a head tied to the embedding (Llama-3.2-1B) takes the head's Q6_K, and the GPU holds its copy
+    # a head tied to the embedding (Llama-3.2-1B) takes the head's Q6_K, and the GPU holds its copy: the table
+    # stays on the host and the duplicate sits on the device, as many bytes as the file has
     tied = memory("llama.cpp", "int4", model="llama-3.2-1b")
     assert tied.weights_bits_per_param == pytest.approx(5.18, abs=0.02)
+    assert weights_held(tied) == pytest.approx(tied.weights_bytes, rel=1e-6)
 
 
 def test_a_llama_cpp_plan_predicts_its_gguf_file():
@@ -132,7 +134,13 @@ def test_gpt_fast_runs_its_own_architectures_with_a_static_cache():
                                    prompt_tokens=16))
         return r.memory.kv_cache_bytes
     # Mistral-7B's 4096-token window: a paged engine keeps 4096 tokens a layer, gpt-fast's buffers the whole length
+    # and attends over all of it
     assert kv("vllm") == pytest.approx(kv("vllm", 4096)) and kv("gpt-fast") == pytest.approx(4 * kv("vllm"))
+
+    def attention(engine):
+        return profile(ProfileRequest(model="mistral-7b-v0.1", hardware="a100-80gb-sxm", engine=engine,
+                                      context=16384)).compute.decode_attention_flops_per_token
+    assert attention("gpt-fast") == pytest.approx(4 * attention("vllm"), rel=1e-6)
 
     def request(engine):
         return profile(ProfileRequest(model="llama-3.1-8b", hardware="a100-80gb-sxm", engine=engine, input_tokens=128,

@@ -87,3 +87,18 @@ def test_profile_refuses_an_engine_on_a_device_it_does_not_run_on():
                                            r"llama.cpp, transformers"):
         profile(ProfileRequest(model="llama-3.2-1b", hardware="m3-max", engine="gpt-fast"))
     assert profile(ProfileRequest(model="llama-3.2-1b", hardware="m3-max", engine="llama.cpp")).fits
+
+
+def test_a_plan_runs_its_engines_runtime_and_cache_layout():
+    from optiplan.planner.analytic.steps import kv_passes
+    from optiplan.planner.catalog.hardware import resolve_hardware
+    from optiplan.planner.catalog.models import resolve_model
+    from optiplan.planner.plan.state import baseline_state, to_setup
+
+    base = baseline_state(resolve_model("llama-3.2-3b"), resolve_hardware("m3-max"), 1)
+    # llama.cpp on a Mac has no CUDA graphs, yet it is not eager PyTorch: its own runtime, one cache pass per step
+    cpp = to_setup(base.with_(engine="llama.cpp"))
+    assert cpp.layout == "serving" and kv_passes(cpp) == 1
+    eager = to_setup(base.with_(engine="transformers"))
+    assert eager.layout == "transformers" and kv_passes(eager) == 3
+    assert cpp.eff.layer_overhead_s < eager.eff.layer_overhead_s
