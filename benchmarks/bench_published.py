@@ -10,7 +10,7 @@ a request's latency TTFT plus output tokens x TPOT, TTFT the prefill of the whol
 scheduling, TTFT under load). An offline run with no batch given is served at `--concurrency max`. Points the
 catalog cannot express (a model of an architecture it lacks, a GGUF format) are listed as skipped with the reason.
 
-    python benchmarks/bench_published.py [--show-points] [--write-accuracy]
+    python benchmarks/bench_published.py [--show-points] [--write-accuracy] [--fit-overheads [serving|compiled]]
 
 `--write-accuracy` stores the request view's errors by figure in profiles/accuracy.yaml: the bands reports show
 beside each predicted figure (`optiplan.planner.analytic.accuracy`).
