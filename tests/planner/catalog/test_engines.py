@@ -142,11 +142,15 @@ def test_gpt_fast_runs_its_own_architectures_with_a_static_cache():
                                       context=16384)).compute.decode_attention_flops_per_token
     assert attention("gpt-fast") == pytest.approx(4 * attention("vllm"), rel=1e-6)
 
-    def request(engine):
-        return profile(ProfileRequest(model="llama-3.1-8b", hardware="a100-80gb-sxm", engine=engine, input_tokens=128,
-                                      output_tokens=4096, concurrency=1)).requests
+    def itl_and_step(engine, context):
+        common = dict(model="llama-3.1-8b", hardware="a100-80gb-sxm", engine=engine)
+        itl = profile(ProfileRequest(**common, input_tokens=128, output_tokens=4096, concurrency=1)).requests.itl_ms
+        return itl, profile(ProfileRequest(**common, context=context)).latency.tpot_ms
     # its decode reads the whole buffer (I + O) at every step, where a growing cache averages I + O/2
-    assert request("gpt-fast").itl_ms > request("serving").itl_ms
+    itl, step = itl_and_step("gpt-fast", 128 + 4096)
+    assert itl == pytest.approx(step, rel=1e-6)
+    itl, step = itl_and_step("serving", 128 + 2048)
+    assert itl == pytest.approx(step, rel=1e-6)
 
 
 def test_only_a_growing_paged_cache_holds_less_than_the_whole_request():
