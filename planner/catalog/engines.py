@@ -1,8 +1,11 @@
-"""The serving engines a plan can be made for, one profile each in `profiles/engines/<name>.yaml`: the version the
-facts describe, the analytic runtime it runs ("serving": an optimized engine with CUDA graphs and chunked prefill;
-"transformers": eager `generate`), how it schedules (continuous or static batches), its default chunked-prefill
-budget, what it runs by default (the baseline of a plan for it includes those: a default is never a plan step that
-gains) and the kernel it runs per weight format, each with its source."""
+"""The engines optiplan predicts, one profile each in `profiles/engines/<name>.yaml` (`optiplan catalog engines`
+lists them): the version the facts describe, the analytic runtime it runs ("serving": an optimized engine with CUDA
+graphs and chunked prefill; "compiled": a torch.compile'd decode step, gpt-fast; "transformers": eager `generate`),
+whether plans are made for it (gpt-fast is profiled only), how it schedules (continuous or static batches), its
+default chunked-prefill budget, what it runs by default (the baseline of a plan for it includes those: a default is
+never a plan step that gains), the kernel it runs and the file it stores per weight format, and the architectures
+and memory it has beyond the model's (gpt-fast's square mask, llama.cpp's embedding on the host), each with its
+source."""
 
 from __future__ import annotations
 
