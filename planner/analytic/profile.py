@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from ..catalog.dtypes import DtypeError, canonical, compute_dtype
 from ..catalog.engines import (
+    GENERIC_SERVING,
+    backend_refusal,
     continuous_scheduling,
     engine_activations,
-    engine_backends,
     engine_model_refusal,
     engine_names,
     engine_pages_cache,
@@ -66,12 +67,8 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
     for name in ("num_devices", "pipeline_parallel", "tensor_parallel", "batch", "context", "prompt_tokens"):
         _positive(name.replace("_", " "), getattr(request, name))
     runtime = engine_runtime(request.engine)
-    backend = hw.features.backend
-    if backend not in engine_backends(request.engine):
-        here = [e for e in engine_names() if backend in engine_backends(e)]
-        raise RequestError(f"{request.engine} does not run on {hw.id} ({backend}); engines that do: "
-                           f"{', '.join(['serving', *here])}")
-    refusal = engine_model_refusal(request.engine, spec.model_type)
+    refusal = (backend_refusal(request.engine, hw, [GENERIC_SERVING, *engine_names()])
+               or engine_model_refusal(request.engine, spec.model_type))
     if refusal:
         raise RequestError(refusal)
     if request.context > spec.max_position_embeddings:

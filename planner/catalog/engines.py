@@ -54,6 +54,11 @@ def planned_engines() -> list[str]:
     return [name for name in engine_table() if engine_plans(name)]
 
 
+def _fact(engine: str | None, key: str) -> Any:
+    """A fact of the engine's profile, or None where it has none (the generic `serving` engine, no engine)."""
+    return None if engine is None or engine == GENERIC_SERVING else engine_profile(engine).get(key)
+
+
 def engine_runtime(engine: str) -> str:
     """The analytic runtime an engine runs (its fixed costs per step and KV layout)."""
     return "serving" if engine == GENERIC_SERVING else engine_profile(engine)["runtime"]
@@ -91,9 +96,7 @@ def engine_storage(engine: str | None, weight_dtype: str) -> dict[str, Any] | No
 def engine_embedding_on_host(engine: str | None) -> bool:
     """Whether the engine keeps the token embedding in host memory, off a GPU (its profile's `input_embedding:
     host`: llama.cpp)."""
-    if engine is None or engine == GENERIC_SERVING:
-        return False
-    return engine_profile(engine).get("input_embedding") == "host"
+    return _fact(engine, "input_embedding") == "host"
 
 
 def engine_activations(engine: str, weight_dtype: str, hw: HardwareSpec) -> str | None:
@@ -113,31 +116,24 @@ def engine_kernel_efficiency(engine: str | None, weight_dtype: str) -> str | Non
 def engine_model_refusal(engine: str | None, model_type: str) -> str | None:
     """Why the engine cannot run a model of this `model_type` (its profile's `model_types`, where it lists the
     architectures it has code for: gpt-fast), or None."""
-    if engine is None or engine == GENERIC_SERVING:
-        return None
-    entry = engine_profile(engine)
-    types = entry.get("model_types")
+    types = _fact(engine, "model_types")
     if types is None or model_type in types:
         return None
     return (f"{engine} runs {', '.join(types)} models, not {model_type} (source: "
-            f"{entry['model_types_source'].split(' — ')[0]})")
+            f"{_fact(engine, 'model_types_source').split(' — ')[0]})")
 
 
 def engine_square_mask(engine: str | None) -> bool:
     """Whether the engine materialises a boolean causal mask of the whole cache length squared (its profile's
     `causal_mask: square`, gpt-fast's setup_caches)."""
-    if engine is None or engine == GENERIC_SERVING:
-        return False
-    return engine_profile(engine).get("causal_mask") == "square"
+    return _fact(engine, "causal_mask") == "square"
 
 
 def reserves_whole_length(engine: str | None) -> bool:
     """Whether the engine admits a request only with room for its whole length (its profile's `admission: reserve`,
     TensorRT-LLM's GUARANTEED_NO_EVICT). Otherwise a paged cache grows as sequences do and holds what the running
     requests have used (`on-demand`: vLLM preempts when its blocks run out)."""
-    if engine is None or engine == GENERIC_SERVING:
-        return False
-    return engine_profile(engine).get("admission") == "reserve"
+    return _fact(engine, "admission") == "reserve"
 
 
 def holds_used_cache(engine: str | None, paged: bool) -> bool:
@@ -162,7 +158,7 @@ def engine_defaults(engine: str) -> dict[str, str]:
 
 def _state_models(engine: str) -> dict[str, Any] | None:
     """The engine's facts about state-space, linear-attention and hybrid models, or None (the generic `serving`)."""
-    return None if engine == GENERIC_SERVING else engine_profile(engine).get("state_models")
+    return _fact(engine, "state_models")
 
 
 def state_model_refusal(engine: str, model_type: str) -> str | None:
@@ -208,6 +204,15 @@ def engine_backends(engine: str) -> tuple[str, ...]:
 FALLBACK_ENGINES = ("vllm", "sglang", "llama.cpp", "transformers")
 
 
+def backend_refusal(engine: str, hw: HardwareSpec, candidates: list[str]) -> str | None:
+    """Why `engine` cannot run on `hw`, naming those of `candidates` that can; None where it runs there."""
+    backend = hw.features.backend
+    if backend in engine_backends(engine):
+        return None
+    here = [e for e in candidates if backend in engine_backends(e)]
+    return f"{engine} does not run on {hw.id} ({backend}); engines that do: {', '.join(here)}"
+
+
 def engine_for_backend(preferred: str, backend: str) -> str:
     """`preferred` where it runs on `backend`, else the first of FALLBACK_ENGINES that does."""
     if backend in engine_backends(preferred):
@@ -218,4 +223,4 @@ def engine_for_backend(preferred: str, backend: str) -> str:
 def kv_fp8_storage(engine: str) -> dict[str, Any] | None:
     """How the engine stores an fp8 KV cache on GPUs without fp8 tensor cores (its profile's `kv_fp8_storage`: the
     oldest compute capability, environment it needs there, source), or None where it does not."""
-    return None if engine == GENERIC_SERVING else engine_profile(engine).get("kv_fp8_storage")
+    return _fact(engine, "kv_fp8_storage")

@@ -8,6 +8,7 @@ from ..analytic.accuracy import accuracy_bands, training_accuracy_bands
 from ..analytic.params import param_counts
 from ..analytic.profile import model_summary
 from ..catalog.engines import (
+    backend_refusal,
     engine_backends,
     engine_for_backend,
     engine_plans,
@@ -306,11 +307,11 @@ def _engine_here(workload: Workload, hw: HardwareSpec, asked: str | None, notes:
     """The workload served by an engine that runs on the device: the one asked for (an error where it cannot run), or
     the preset's, replaced by the first fallback that runs there (a note says so): a Mac gets llama.cpp, not vLLM."""
     backend = hw.features.backend
-    if workload.goal == "training" or backend in engine_backends(workload.engine):
+    refusal = backend_refusal(workload.engine, hw, planned_engines())
+    if workload.goal == "training" or refusal is None:
         return workload
     if asked is not None:
-        here = [e for e in planned_engines() if backend in engine_backends(e)]
-        raise RequestError(f"{asked} does not run on {hw.id} ({backend}); engines that do: {', '.join(here)}")
+        raise RequestError(refusal)
     engine = engine_for_backend(workload.engine, backend)
     notes.append(f"the {workload.name} preset's engine {workload.engine} does not run on {hw.id} ({backend}): planned "
                  f"for {engine}")
