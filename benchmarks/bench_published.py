@@ -85,12 +85,12 @@ def predict(p: dict, view: str = "requests", overrides: dict[str, float] | None 
     model = catalog_model(p["model"])
     if model is None:
         return None, f"{p['model']}: no catalog model of its architecture"
+    engine = point_engine(p)
     dtype = DTYPES.get(p["dtype"])
     if dtype is None and p["dtype"].startswith("gguf-"):
         # a GGUF type is predicted where the engine's profile stores a format in it (llama.cpp: int4 as Q4_K_M)
         gguf = p["dtype"].removeprefix("gguf-").upper()
-        dtype = next((d for d in ("int4", "int8") if (engine_storage(point_engine(p), d) or {}).get("format") == gguf),
-                     None)
+        dtype = next((d for d in ("int4", "int8") if (engine_storage(engine, d) or {}).get("format") == gguf), None)
         if dtype is None:
             return None, f"GGUF {gguf} is not the type {p['engine']}'s profile stores a weight format in"
     if dtype is None:
@@ -111,7 +111,6 @@ def predict(p: dict, view: str = "requests", overrides: dict[str, float] | None 
     # a run whose cache is set up for a stated length (gpt-fast's --cache_size) holds that context
     context = p.get("context_tokens") or prompt + output
     prompt = min(prompt, context - 1)
-    engine = point_engine(p)
     if p.get("speculative"):
         return None, f"speculative decoding ({p['speculative']}) on: profile predicts plain decoding"
     if p.get("causal_mask") == "linear" and engine_square_mask(engine):
