@@ -177,6 +177,8 @@ def held_out(point_id: str) -> bool:
     return zlib.crc32(point_id.encode()) % 3 == 0
 
 
+# the runtimes whose fixed costs are fitted to published points (profiles/efficiency.yaml records each fit)
+FITTED_RUNTIMES = ("serving", "compiled")
 # the runtime's factors the fit searches (EfficiencyFactors fields), every combination
 FIT_GRID = {
     "step_overhead_s": (0.0, 0.0005, 0.001),
@@ -245,7 +247,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--show-points", action="store_true")
     parser.add_argument("--write-accuracy", action="store_true", help="store the bands in profiles/accuracy.yaml")
-    parser.add_argument("--fit-overheads", nargs="?", const="serving", default=None, metavar="RUNTIME",
+    parser.add_argument("--fit-overheads", nargs="?", const="serving", default=None, choices=FITTED_RUNTIMES,
                         help="fit a runtime's fixed costs and small-matmul rows (serving, the default, or compiled) on "
                              "two thirds of the points of the engines that run it")
     args = parser.parse_args()
