@@ -124,7 +124,7 @@ def predict(p: dict, view: str = "requests", overrides: dict[str, float] | None 
     request = ProfileRequest(model=model, hardware=p["hardware"], num_devices=p.get("num_devices") or 1,
                              tensor_parallel=None if adp > 1 else p.get("tensor_parallel"),
                              attention_data_parallel=adp, expert_parallel=p.get("expert_parallel") or 1,
-                             dtype=dtype, kv_dtype=kv_dtype, batch=batch,
+                             dtype=dtype, group_size=p.get("group_size"), kv_dtype=kv_dtype, batch=batch,
                              context=context, prompt_tokens=prompt, engine=engine, input_tokens=prompt,
                              output_tokens=output, concurrency="max" if offline else batch,
                              scheduling=p.get("scheduling"))
@@ -158,7 +158,12 @@ def predict(p: dict, view: str = "requests", overrides: dict[str, float] | None 
     if metric == "output_tokens_per_s":
         return r.throughput.tokens_per_s / share, ""
     if metric == "memory_gib":
-        return r.memory.per_device_bytes / (1e9 if unit == "GB" else 2**30), ""
+        held = r.memory.per_device_bytes
+        if p.get("memory_scope") == "allocator":
+            # torch's caching allocator counts what it holds: the CUDA context and what else the runtime takes
+            # before any weight is outside it
+            held -= r.memory.runtime_overhead_bytes
+        return held / (1e9 if unit == "GB" else 2**30), ""
     return None, f"metric {metric} is not predicted"
 
 

@@ -62,6 +62,14 @@ def weight_kernel_refusal(hw: HardwareSpec, kernel: str, weight_dtype: str) -> s
     return None
 
 
+def weight_kernel_group_format(kernel: str | None) -> dict[str, int]:
+    """The scale and zero-point bits per group that a weight kernel's packed format stores (`group_format` in
+    profiles/efficiency.yaml: tinygemm's bf16 pairs), or {} where it reads the format's usual storage."""
+    if kernel is None:
+        return {}
+    return dict((profiles.efficiency_table()["weight_kernels"].get(kernel) or {}).get("group_format") or {})
+
+
 def weight_kernel_share(hw: HardwareSpec, kernel: str, weight_dtype: str) -> tuple[float, str]:
     """(share of the peak bandwidth, source) of a named weight kernel reading `weight_dtype` weights on `hw`."""
     refusal = weight_kernel_refusal(hw, kernel, weight_dtype)

@@ -27,6 +27,19 @@ def activation_peak_bytes(s: Setup, batch: int, prompt: int) -> float:
     return hidden + logits + scores
 
 
+def decode_attention_bytes(s: Setup, batch: int, context: int) -> float:
+    """Transient memory of one decode step's attention where the engine runs torch SDPA's math backend over the
+    cache repeated to every query head (gpt-fast: `repeat_interleave` of K and V, then math SDPA): the repeated K and
+    V in the activation dtype, the backend's fp32 copies of both when they are 16-bit, and its scaled copy of K.
+    Per token of context and query head: 2 x act bytes + 3 x 4 bytes (64 KiB per token for Llama-3-8B in bf16,
+    as torch's profiler counts it, tests/planner/analytic/test_memory.py). Engines with a fused decode kernel: 0."""
+    if not s.math_decode_attention:
+        return 0.0
+    upcast = 3 * 4 if s.act_bytes < 4 else s.act_bytes  # fp32 K and V, then K scaled; fp32 inputs: K scaled only
+    per_head_token = s.spec.head_dim * (2 * s.act_bytes + upcast)
+    return batch * context * (s.spec.num_heads / s.tp) * per_head_token
+
+
 def causal_mask_bytes(s: Setup, context: int) -> float:
     """A causal mask an engine keeps for the whole cache: gpt-fast builds one boolean per (query, key) position pair
     of its `max_seq_length` when it sets up the caches, on every device; engines that mask inside the attention
@@ -35,9 +48,11 @@ def causal_mask_bytes(s: Setup, context: int) -> float:
 
 
 def per_device_bytes(s: Setup, batch: int, context: int, prompt: int) -> tuple[float, float, float]:
-    """(weights, KV cache, activations) of the fullest device."""
+    """(weights, KV cache, activations) of the fullest device: the activations are the larger of the prefill's and
+    a decode step's transients, beside the causal mask an engine keeps."""
     worst = (0.0, 0.0, 0.0)
-    act = activation_peak_bytes(s, batch, prompt) + causal_mask_bytes(s, context)
+    act = max(activation_peak_bytes(s, batch, prompt), decode_attention_bytes(s, batch, context))
+    act += causal_mask_bytes(s, context)
     for stage in range(s.pp):
         w = stage_weight_bytes(s, stage)
         kv = batch * kv_bytes_per_device(s, context, stage)

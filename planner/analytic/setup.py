@@ -11,14 +11,22 @@ from ... import profiles
 from ..catalog.dtypes import WeightFormat, bytes_per_element, compute_dtype, weight_format
 from ..catalog.engines import (
     engine_embedding_on_host,
+    engine_group_size,
     engine_kernel_efficiency,
+    engine_math_decode_attention,
+    engine_quantizes_head,
     engine_square_mask,
     engine_storage,
 )
 from ..catalog.kernels import kernel_shares
 from ..errors import HardwareError, RequestError
 from ..schema import EfficiencyFactors, HardwareSpec, ModelSpec
-from .efficiency import calibrated_efficiency, default_efficiency, weight_kernel_refusal
+from .efficiency import (
+    calibrated_efficiency,
+    default_efficiency,
+    weight_kernel_group_format,
+    weight_kernel_refusal,
+)
 from .gguf import gguf_bits
 from .kvcache import KVGroup, kv_bits, kv_groups, tensor_parallel_share
 from .params import ParamCounts, param_counts
@@ -53,6 +61,7 @@ class Setup:
     host_link_bytes_per_s: float = 25e9
     square_mask: bool = False  # the engine keeps a boolean causal mask of (context x context) (gpt-fast)
     embedding_on_host: bool = False  # the token embedding stays in host memory, off the device (llama.cpp on a GPU)
+    math_decode_attention: bool = False  # decode runs torch SDPA's math backend over K/V repeated per head (gpt-fast)
 
     @cached_property
     def shards(self) -> int:
@@ -188,11 +197,16 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
             measured.update(attention_efficiency=shares.prefill_attention, kv_bandwidth_efficiency=shares.decode_attention)
         if weight_kernel == "triton":
             measured["weight_bandwidth_efficiency"] = shares.gemm[weight_dtype]
-    weights = weight_format(weight_dtype, group_size)
     storage = engine_storage(engine, weight_dtype) if group_size is None else None
+    weights = weight_format(weight_dtype, group_size if group_size is not None or storage else
+                            engine_group_size(engine, weight_dtype))
     bits = gguf_bits(spec, storage["format"]) if storage and weights.quantized else None
     if bits is not None:  # the engine's file (GGUF): its block types, embedding and head included
         weights = replace(weights, file_bits=bits.linear, embedding_bits=bits.embedding, output_bits=bits.output)
+    elif weights.quantized:  # the kernel's packed scales and zero points (tinygemm: a bf16 pair per group)
+        weights = replace(weights, **weight_kernel_group_format(weight_kernel))
+        if engine_quantizes_head(engine):  # the head in the weights' format too (gpt-fast's quantizers)
+            weights = replace(weights, output_bits=weights.bits_per_weight(spec.hidden_size))
     return Setup(
         spec=spec, counts=param_counts(spec), hw=hw, tp=tp, pp=pp, ep=ep, attention_dp=attention_dp,
         weights=weights, act_bytes=bytes_per_element(act),
@@ -201,5 +215,5 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         attention_efficiency=measured.pop("attention_efficiency", None) or
         eff.flop_efficiency * attention_kernel_factor(attention), **measured,
         offload_fraction=offload_fraction, host_link_bytes_per_s=(hw.host_link_gbps or DEFAULT_HOST_LINK_GBPS) * 1e9,
-        square_mask=engine_square_mask(engine),
+        square_mask=engine_square_mask(engine), math_decode_attention=engine_math_decode_attention(engine),
         embedding_on_host=hw.kind == "gpu" and engine_embedding_on_host(engine))

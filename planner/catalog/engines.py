@@ -87,6 +87,12 @@ def engine_kernel(engine: str | None, weight_dtype: str) -> dict[str, Any]:
     return (engine_profile(engine).get("kernels") or {}).get(weight_dtype) or {}
 
 
+def engine_group_size(engine: str | None, weight_dtype: str) -> int | None:
+    """The quantization group the engine's tooling uses for `weight_dtype` weights when none is given (gpt-fast's
+    quantize.py: int4 in groups of 32), or None: the format's usual group."""
+    return engine_kernel(engine, weight_dtype).get("group_size")
+
+
 def engine_storage(engine: str | None, weight_dtype: str) -> dict[str, Any] | None:
     """The file the engine stores `weight_dtype` weights in, where its profile names one (llama.cpp's GGUF file
     type: format, source; `analytic.gguf` gives its tensors' block types); None: the format's usual layout."""
@@ -127,6 +133,18 @@ def engine_square_mask(engine: str | None) -> bool:
     """Whether the engine materialises a boolean causal mask of the whole cache length squared (its profile's
     `causal_mask: square`, gpt-fast's setup_caches)."""
     return _fact(engine, "causal_mask") == "square"
+
+
+def engine_math_decode_attention(engine: str | None) -> bool:
+    """Whether the engine's decode step runs torch SDPA's math backend over K and V repeated to every query head
+    (its profile's `decode_attention: math`, gpt-fast's decode_n_tokens), which materialises copies of the cache."""
+    return _fact(engine, "decode_attention") == "math"
+
+
+def engine_quantizes_head(engine: str | None) -> bool:
+    """Whether the engine's quantizer converts the output head with the other linear layers (its profile's
+    `output_head: quantized`, gpt-fast's quantize.py); otherwise a quantized model keeps a 16-bit head."""
+    return _fact(engine, "output_head") == "quantized"
 
 
 def reserves_whole_length(engine: str | None) -> bool:

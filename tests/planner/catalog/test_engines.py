@@ -68,11 +68,12 @@ def test_gpt_fast_is_a_compiled_decode_engine_that_is_profiled_not_planned():
         return profile(ProfileRequest(model="llama-3.1-8b", hardware="a100-80gb-sxm", engine=engine, dtype=dtype,
                                       context=context, prompt_tokens=16))
 
-    # setup_caches builds a boolean mask of the whole cache squared: one byte per position pair, on top of the
-    # activations a serving engine (masking inside its kernel) needs for the same short prompt
+    # setup_caches builds a boolean mask of the whole cache squared, one byte per position pair, and each decode
+    # step's math attention holds 64 KiB per cached token (tests/planner/analytic/test_gpt_fast.py), more than the
+    # short prompt's prefill; a serving engine (masking inside its kernel, fused decode attention) holds neither
     for context in (8192, 32768):
-        extra = run("gpt-fast", context).memory.activation_peak_bytes - run("serving", context).memory.activation_peak_bytes
-        assert extra == pytest.approx(context**2, rel=1e-6)
+        assert run("gpt-fast", context).memory.activation_peak_bytes == context**2 + context * 64 * 1024
+        assert run("serving", context).memory.activation_peak_bytes < 2e7
     # its int4 is tinygemm's share of the bandwidth, not the generic engine's Marlin: a slower decode step
     assert run("gpt-fast", 4096, "int4").latency.tpot_ms > run("serving", 4096, "int4").latency.tpot_ms
 
