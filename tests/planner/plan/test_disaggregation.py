@@ -96,8 +96,10 @@ def test_chat_keeps_prefill_and_decode_together_and_says_why():
     a = advise(AdviseRequest(model="llama-3.1-70b", hardware="h100-sxm", num_devices=8, workload="chat",
                              engine="sglang", goal="latency"))
     assert "pd-disaggregation" not in [s.technique for s in a.plan.steps]
+    # a chat's short prompts come in chunks that slow the colocated decode steps little: the split is weighed and
+    # loses on the latency goal to tensor parallelism over all eight devices
     why = {r.technique: r.reason for r in a.rejected}["pd-disaggregation"]
-    assert "no split of the devices into prefill and decode instances serves more requests" in why
+    assert "with pd-disaggregation instead: TPOT" in why and "for the latency goal" in why
 
 
 def test_vllm_has_no_router_and_serves_replicas_instead(tight_tpot):
