@@ -99,8 +99,10 @@ def queued(f: dict[str, float], concurrency: int, running: int) -> dict[str, flo
 
 
 def largest_concurrency(s: Setup, input_tokens: int, output_tokens: int, on_demand: bool = False) -> int:
-    """As many requests as fit beside the weights, each holding `cache_tokens_held`."""
-    return max_batch(s, cache_tokens_held(input_tokens, output_tokens, on_demand), input_tokens)
+    """As many requests as fit beside the weights, each holding `cache_tokens_held`, up to the most the engine runs at
+    once by default (vLLM's max_num_seqs: 256 on an A100, 1024 on an H100); the others wait."""
+    fit = max_batch(s, cache_tokens_held(input_tokens, output_tokens, on_demand), input_tokens)
+    return min(fit, s.max_running) if s.max_running and fit >= 1 else fit
 
 
 def request_profile(s: Setup, input_tokens: int, output_tokens: int, concurrency: int | str, continuous: bool,
@@ -134,6 +136,8 @@ def request_profile(s: Setup, input_tokens: int, output_tokens: int, concurrency
     scheduling = (f"continuous batching, prefill in chunks of {s.prefill_chunk_tokens:,} tokens"
                   if continuous and s.prefill_chunk_tokens else "continuous batching" if continuous
                   else "static batches (all prompts prefilled together, the batch ends together)")
+    if s.max_running and limit == s.max_running:
+        scheduling += f", at most {s.max_running:,} running at once (the engine's default; more wait)"
     return RequestProfile(
         input_tokens=input_tokens, output_tokens=output_tokens, concurrency=c, max_concurrency=limit,
         fits=c <= limit, running=running, queue_wait_ms=f["queue_s"] * 1e3, scheduling=scheduling,

@@ -64,11 +64,31 @@ def engine_runtime(engine: str) -> str:
     return "serving" if engine == GENERIC_SERVING else engine_profile(engine)["runtime"]
 
 
-def engine_prefill_chunk(engine: str, runtime_default: int | None) -> int | None:
-    """The engine's default chunked-prefill budget per step (its profile), or the runtime's for `serving`."""
+def _device_fact(engine: str | None, hw: HardwareSpec, key: str) -> Any:
+    """A default the engine sets by the device: the first of its profile's `device_defaults` rules that `hw` matches
+    and that sets `key` (`when`: its kind, at least `min_memory_gib`, an id containing one of `named` and none of
+    `not_named`: vLLM's larger budgets on GPUs of 70 GiB and more that are not A100s), else the profile's value."""
+    for rule in _fact(engine, "device_defaults") or []:
+        when = rule["when"]
+        if key in rule and hw.kind == when.get("kind", hw.kind) \
+                and hw.memory_bytes >= when.get("min_memory_gib", 0) * 2**30 \
+                and (not when.get("named") or any(n in hw.id for n in when["named"])) \
+                and not any(n in hw.id for n in when.get("not_named", [])):
+            return rule[key]
+    return _fact(engine, key)
+
+
+def engine_prefill_chunk(engine: str, runtime_default: int | None, hw: HardwareSpec) -> int | None:
+    """The engine's default chunked-prefill budget per step on `hw` (its profile), or the runtime's for `serving`."""
     if engine == GENERIC_SERVING:
         return runtime_default
-    return engine_profile(engine).get("prefill_chunk_tokens")
+    return _device_fact(engine, hw, "prefill_chunk_tokens")
+
+
+def engine_max_running(engine: str | None, hw: HardwareSpec) -> int | None:
+    """The most sequences the engine runs at once by default on `hw` (vLLM's max_num_seqs; more requests wait), or
+    None where its profile states no cap (the cache's room is the limit)."""
+    return _device_fact(engine, hw, "max_running")
 
 
 def continuous_scheduling(engine: str) -> bool:

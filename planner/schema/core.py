@@ -395,7 +395,8 @@ class RequestProfile(Frozen):
     input_tokens: int
     output_tokens: int
     concurrency: int = Field(description="requests in flight at once")
-    max_concurrency: int = Field(description="as many as fit: each cache holds a whole request beside the weights")
+    max_concurrency: int = Field(description="as many as run at once: each cache holds a whole request beside the "
+                                             "weights, up to the engine's default cap (vLLM's max_num_seqs)")
     fits: bool
     running: int = Field(0, description="requests the device serves at once: the concurrency, or as many as fit")
     queue_wait_ms: float = Field(0.0, description="time a request waits for a slot before its prefill starts "

@@ -168,3 +168,22 @@ def test_only_a_growing_paged_cache_holds_less_than_the_whole_request():
     # a static batch (transformers' generate) ends with every sequence at 4096 tokens: it fits what the whole
     # length allows, as TensorRT-LLM's reserving scheduler does; vLLM's blocks hold 512 + 1792 (+4%) on average
     assert most("transformers") == most("trtllm") < 0.6 * most("vllm")
+
+
+@pytest.mark.parametrize("hardware, chunk, running", [
+    ("h100-sxm", 8192, 1024), ("mi300x", 8192, 1024),  # 70 GiB or more and not an A100: the larger defaults
+    ("a100-80gb-sxm", 2048, 256), ("l40s", 2048, 256),  # vLLM keeps the smaller ones on A100s (its PR #17885)
+    ("epyc-9004", 2048, 128), ("tpu-v5e", 512, 256)])
+def test_vllm_sets_its_step_budget_and_running_cap_by_device(hardware, chunk, running):
+    from optiplan.planner.analytic.profile import profile
+    from optiplan.planner.schema import ProfileRequest
+
+    r = profile(ProfileRequest(model="llama-3.2-1b", hardware=hardware, engine="vllm", dtype="bf16"
+                               if hardware != "epyc-9004" else "fp32", input_tokens=128, output_tokens=128,
+                               concurrency="max")).requests
+    assert f"prefill in chunks of {chunk:,} tokens" in r.scheduling
+    # a 1B model's short requests fit by the thousand: the engine's default cap is what runs at once
+    assert r.max_concurrency == running and f"at most {running:,} running at once" in r.scheduling
+    sglang = profile(ProfileRequest(model="llama-3.2-1b", hardware="h100-sxm", engine="sglang", input_tokens=128,
+                                    output_tokens=128, concurrency="max")).requests
+    assert sglang.max_concurrency > 1024 and "at most" not in sglang.scheduling  # no cap stated: the cache's room
