@@ -9,6 +9,7 @@ from ..catalog.engines import (
     backend_refusal,
     continuous_scheduling,
     engine_activations,
+    engine_max_in_flight,
     engine_model_refusal,
     engine_names,
     engine_pages_cache,
@@ -187,6 +188,13 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
     state = state_elements(spec, s.layout) * s.act_bytes
     kv_one = attention_kv + state
     warnings = list(spec.warnings)
+    concurrency = request.concurrency or 1
+    in_flight = engine_max_in_flight(request.engine)
+    if request.input_tokens and in_flight and concurrency != "max" and int(concurrency) > in_flight:
+        warnings.append(f"{request.engine} refuses requests beyond {in_flight} in flight by default "
+                        f"(--max-concurrent-requests): {int(concurrency) - in_flight} of the {concurrency} are "
+                        f"refused; the request figures are those of the {in_flight} it serves")
+        concurrency = in_flight
     fit = fits(s, batch, context, prompt)
     if not fit:
         warnings.append(f"does not fit: {per_device / 1e9:.1f} GB needed per device, "
@@ -231,7 +239,7 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
             max_batch=largest_batch, max_context=max_context(s, batch),
         ),
         efficiency=s.eff, fits=fit, warnings=warnings,
-        requests=request_profile(s, request.input_tokens, request.output_tokens, request.concurrency or 1,
+        requests=request_profile(s, request.input_tokens, request.output_tokens, concurrency,
                                  continuous=(request.scheduling == "continuous" if request.scheduling
                                              else continuous_scheduling(request.engine)),
                                  on_demand=holds_used_cache(request.engine, engine_pages_cache(request.engine)),

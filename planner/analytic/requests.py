@@ -137,7 +137,7 @@ def request_profile(s: Setup, input_tokens: int, output_tokens: int, concurrency
                   if continuous and s.prefill_chunk_tokens else "continuous batching" if continuous
                   else "static batches (all prompts prefilled together, the batch ends together)")
     if s.max_running and limit == s.max_running:
-        scheduling += f", at most {s.max_running:,} running at once (the engine's default; more wait)"
+        scheduling += f", at most {s.max_running:,} running at once (the engine's default)"
     return RequestProfile(
         input_tokens=input_tokens, output_tokens=output_tokens, concurrency=c, max_concurrency=limit,
         fits=c <= limit, running=running, queue_wait_ms=f["queue_s"] * 1e3, scheduling=scheduling,

@@ -86,9 +86,17 @@ def engine_prefill_chunk(engine: str, runtime_default: int | None, hw: HardwareS
 
 
 def engine_max_running(engine: str | None, hw: HardwareSpec) -> int | None:
-    """The most sequences the engine runs at once by default on `hw` (vLLM's max_num_seqs; more requests wait), or
-    None where its profile states no cap (the cache's room is the limit)."""
-    return _device_fact(engine, hw, "max_running")
+    """The most sequences the engine runs at once by default on `hw` (vLLM's max_num_seqs; more requests wait; TGI
+    admits no more than its `max_in_flight`), or None where its profile states no cap (the cache's room is the
+    limit)."""
+    caps = [c for c in (_device_fact(engine, hw, "max_running"), engine_max_in_flight(engine)) if c]
+    return min(caps) if caps else None
+
+
+def engine_max_in_flight(engine: str | None) -> int | None:
+    """The most requests the engine accepts at once, running and waiting, by default: past it a client is refused,
+    not queued (TGI's --max-concurrent-requests); None where its profile states no such limit."""
+    return _fact(engine, "max_in_flight")
 
 
 def continuous_scheduling(engine: str) -> bool:

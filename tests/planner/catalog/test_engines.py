@@ -187,3 +187,18 @@ def test_vllm_sets_its_step_budget_and_running_cap_by_device(hardware, chunk, ru
     sglang = profile(ProfileRequest(model="llama-3.2-1b", hardware="h100-sxm", engine="sglang", input_tokens=128,
                                     output_tokens=128, concurrency="max")).requests
     assert sglang.max_concurrency > 1024 and "at most" not in sglang.scheduling  # no cap stated: the cache's room
+
+
+def test_tgi_refuses_requests_beyond_its_in_flight_limit():
+    from optiplan.planner.analytic.profile import profile
+    from optiplan.planner.schema import ProfileRequest
+
+    def run(concurrency):
+        return profile(ProfileRequest(model="llama-3.1-8b", hardware="h100-sxm", engine="tgi", input_tokens=512,
+                                      output_tokens=256, concurrency=concurrency))
+
+    over, at = run(200), run(128)
+    assert any("72 of the 200 are refused" in w for w in over.warnings) and not at.warnings
+    # the refused ones do not queue: the figures are those of the 128 served, not of 200 with a wait
+    assert over.requests == at.requests and over.requests.queue_wait_ms == 0
+    assert run("max").requests.max_concurrency == 128
