@@ -1,7 +1,10 @@
-"""Memory of a resolved Setup on its devices: weights per pipeline stage, KV cache, prefill activations, what
-fits, and the largest batch and longest context that do."""
+"""Memory of a resolved Setup on its devices: weights per pipeline stage, KV cache, transient activations (a
+prefill's, or a decode step's where the engine copies its cache), what fits, and the largest batch and longest
+context that do."""
 
 from __future__ import annotations
+
+import math
 
 from .setup import Setup
 from .steps import active_intermediate, kv_bytes_per_device
@@ -27,17 +30,27 @@ def activation_peak_bytes(s: Setup, batch: int, prompt: int) -> float:
     return hidden + logits + scores
 
 
-def decode_attention_bytes(s: Setup, batch: int, context: int) -> float:
-    """Transient memory of one decode step's attention where the engine runs torch SDPA's math backend over the
-    cache repeated to every query head (gpt-fast: `repeat_interleave` of K and V, then math SDPA): the repeated K and
-    V in the activation dtype, the backend's fp32 copies of both when they are 16-bit, and its scaled copy of K.
-    Per token of context and query head: 2 x act bytes + 3 x 4 bytes (64 KiB per token for Llama-3-8B in bf16,
-    as torch's profiler counts it, tests/planner/analytic/test_memory.py). Engines with a fused decode kernel: 0."""
+def repeated_kv_bytes(s: Setup, batch: int, context: int) -> float:
+    """The cache's K and V repeated to every query head, in the activation dtype, one layer at a time: what gpt-fast's
+    `repeat_interleave` materialises in every forward pass, over the whole cache it set up (the engines that read
+    a grouped cache in their attention kernel copy nothing: 0)."""
     if not s.math_decode_attention:
         return 0.0
+    sequences = math.ceil(batch / s.attention_dp)
+    return sequences * context * (s.spec.num_heads / s.tp) * s.spec.head_dim * 2 * s.act_bytes
+
+
+def decode_attention_bytes(s: Setup, batch: int, context: int) -> float:
+    """Transient memory of one decode step's attention where the engine runs torch SDPA's math backend over the
+    cache repeated to every query head (gpt-fast): the repeated K and V (`repeated_kv_bytes`), the backend's fp32
+    copies of both when they are 16-bit, and its scaled copy of K. Per token of context and query head: 2 x act
+    bytes + 3 x 4 bytes (64 KiB per token for Llama-3-8B in bf16, as torch's profiler counts it,
+    tests/planner/analytic/test_gpt_fast.py). Engines with a fused decode kernel: 0."""
+    repeated = repeated_kv_bytes(s, batch, context)
+    if not repeated:
+        return 0.0
     upcast = 3 * 4 if s.act_bytes < 4 else s.act_bytes  # fp32 K and V, then K scaled; fp32 inputs: K scaled only
-    per_head_token = s.spec.head_dim * (2 * s.act_bytes + upcast)
-    return batch * context * (s.spec.num_heads / s.tp) * per_head_token
+    return repeated * (2 * s.act_bytes + upcast) / (2 * s.act_bytes)
 
 
 def causal_mask_bytes(s: Setup, context: int) -> float:
@@ -47,12 +60,19 @@ def causal_mask_bytes(s: Setup, context: int) -> float:
     return float(context) ** 2 if s.square_mask else 0.0
 
 
+def transient_bytes(s: Setup, batch: int, context: int, prompt: int) -> float:
+    """The larger of the prefill's transients (with the repeated cache, where the engine makes it) and a decode
+    step's, one device."""
+    return max(activation_peak_bytes(s, batch, prompt) + repeated_kv_bytes(s, batch, context),
+               decode_attention_bytes(s, batch, context))
+
+
 def per_device_bytes(s: Setup, batch: int, context: int, prompt: int) -> tuple[float, float, float]:
     """(weights, KV cache, activations) of the fullest device: the activations are the larger of the prefill's and
-    a decode step's transients, beside the causal mask an engine keeps."""
+    a decode step's transients (each with the copies of the cache an engine makes), beside the causal mask an
+    engine keeps."""
     worst = (0.0, 0.0, 0.0)
-    act = max(activation_peak_bytes(s, batch, prompt), decode_attention_bytes(s, batch, context))
-    act += causal_mask_bytes(s, context)
+    act = transient_bytes(s, batch, context, prompt) + causal_mask_bytes(s, context)
     for stage in range(s.pp):
         w = stage_weight_bytes(s, stage)
         kv = batch * kv_bytes_per_device(s, context, stage)
@@ -66,12 +86,18 @@ def fits(s: Setup, batch: int, context: int, prompt: int) -> bool:
 
 
 def max_batch(s: Setup, context: int, prompt: int) -> int:
-    """Largest number of sequences whose caches fit beside the weights, prefilling one at a time."""
+    """Largest number of sequences whose caches fit beside the weights, prefilling one at a time. Where the engine
+    copies the cache in every step (gpt-fast), each sequence also brings its share of those copies."""
     w, kv, act = per_device_bytes(s, 1, context, prompt)
-    free = s.hw.memory_bytes - s.hw.runtime_overhead_bytes - w - act
+    room = s.hw.memory_bytes - s.hw.runtime_overhead_bytes - w - causal_mask_bytes(s, context)
+    free = room - (act - causal_mask_bytes(s, context))
     if kv <= 0:
         return 0 if free < 0 else 1 << 20
-    return max(int(free // kv), 0)
+    n = int(free // kv)
+    copies = decode_attention_bytes(s, s.attention_dp, context) / s.attention_dp  # per sequence, grows with batch
+    if copies:
+        n = min(n, int(room // (kv + copies)))
+    return max(n, 0)
 
 
 def max_context(s: Setup, batch: int) -> int:

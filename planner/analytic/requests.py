@@ -63,23 +63,28 @@ def request_figures(s: Setup, input_tokens: int, output_tokens: int, concurrency
                         - max(decode.memory_s, decode.compute_s))
             return decode.time_with(extra)
 
-        # the scheduler fills a step's budget with the waiting prompts as soon as they arrive, so prompt tokens come in
-        # whole chunks (whole prompts where the engine does not chunk), not spread thinly over every step: a step
-        # carrying one is compute-bound where the chunk's compute outgrows the step's bytes, and the decode tokens in
-        # it wait. Spread evenly, a 70B's 5,000-token prompts hid under the decode steps' weight reads, and NIM's
-        # 25 users came out 0.72x of their measured inter-token latency.
-        # (an engine that does not chunk can take several whole prompts in a step, as many as the cycle needs)
-        room = max(max(chunk - running, 1) if chunk else new, c * new / steps)
+        # the scheduler gives a waiting prompt the step's budget as soon as it arrives, so prompt tokens come in whole
+        # chunks (a whole prompt where it is shorter than the budget or the engine does not chunk), not spread thinly
+        # over every step: a step carrying one is compute-bound where the chunk's compute outgrows the step's bytes,
+        # and the decode tokens in it wait. Spread evenly, a 70B's 5,000-token prompts hid under the decode steps'
+        # weight reads, and NIM's 25 users came out 0.72x of their measured inter-token latency. Requests arrive
+        # one by one (a finished one's slot refills), so a step carries several prompts only where the cycle's
+        # prompts need more than one chunk per step.
+        head = max(chunk - running, 1) if chunk else new  # what a waiting prompt gets per step
+        room = max(min(head, new), c * new / steps)
         chunk_steps = c * new / room
         cycle = chunk_steps * step_s(room) + (steps - chunk_steps) * decode.time_s
         if c == 1:
             ttft = prefill.time_s  # alone, the prompt runs as its own pass(es)
         else:
-            head = max(chunk - running, 1) if chunk else new  # what the first waiting prompt gets per step
             ttft = math.ceil(new / head) * step_s(min(head, new)) + decode.time_s / 2  # joins at a step boundary
-        cycle = max(cycle, ttft)
-        itl = max((cycle - ttft) / (o - 1), decode.time_s) if o > 1 else 0.0
-        cycle = ttft + (o - 1) * itl
+        if o > 1:
+            cycle = max(cycle, ttft)
+            itl = max((cycle - ttft) / (o - 1), decode.time_s)
+            cycle = ttft + (o - 1) * itl
+        else:  # one token out: the cycle is the C prompts' steps, and each request waits out its share of them
+            itl = 0.0
+            cycle = ttft = max(cycle, ttft)
         decode_s = decode.time_s  # the plain decode step, without prompt chunks
     else:
         ttft = prefill_step(s, c, i, cached_tokens).time_s

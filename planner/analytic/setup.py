@@ -90,7 +90,8 @@ class Setup:
 
     @cached_property
     def output_bytes(self) -> float:
-        """Bytes per weight of the output head (16-bit, or its GGUF block type)."""
+        """Bytes per weight of the output head: 16-bit, its GGUF block type, or the weights' format where the engine
+        quantizes it with them (gpt-fast)."""
         bits = self.weights.output_bits
         return self.act_bytes if bits is None else bits / 8
 
@@ -207,7 +208,10 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         weights = replace(weights, file_bits=bits.linear, embedding_bits=bits.embedding, output_bits=bits.output)
     elif weights.quantized:  # the kernel's packed scales and zero points (tinygemm: a bf16 pair per group)
         weights = replace(weights, **weight_kernel_group_format(weight_kernel))
-        if engine_quantizes_head(engine):  # the head in the weights' format too (gpt-fast's quantizers)
+        # the head in the weights' format too, where the engine's quantizer for them converts it (gpt-fast's int4
+        # and int8); a head tied to the embedding stays the embedding
+        if engine_quantizes_head(engine) and engine_kernel_efficiency(engine, weight_dtype) \
+                and not spec.tie_word_embeddings:
             weights = replace(weights, output_bits=weights.bits_per_weight(spec.hidden_size))
     return Setup(
         spec=spec, counts=param_counts(spec), hw=hw, tp=tp, pp=pp, ep=ep, attention_dp=attention_dp,

@@ -66,7 +66,8 @@ class WeightFormat:
     scale_bits: int = 16
     zero_bits: int = 0
     # a whole-model file (GGUF): a mix of block types, stated as the mean bits per weight of the blocks' matmul
-    # weights, and the token embedding and output head quantized too (None: kept at 16 bits)
+    # weights, and the token embedding and output head quantized too (None: kept at 16 bits); an engine that
+    # quantizes the head with the other linear layers (gpt-fast) sets output_bits alone
     file_bits: float | None = None
     embedding_bits: float | None = None
     output_bits: float | None = None

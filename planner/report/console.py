@@ -66,7 +66,8 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
                      f"({fmt_bytes(mem.kv_cache_bytes_per_token)}/token before windows)" + (
                          f"; of it attention {fmt_bytes(mem.attention_kv_bytes)}, recurrent and convolution state "
                          f"{fmt_bytes(mem.state_bytes)} (fixed)" if mem.state_bytes is not None else "")),
-        ("activations", f"{fmt_bytes(mem.activation_peak_bytes)} peak (prefill, {r.attention} attention)"),
+        ("activations", f"{fmt_bytes(mem.activation_peak_bytes)} peak (prefill or decode step, {r.attention} "
+                        f"attention)"),
         ("total", f"{fmt_bytes(mem.per_device_bytes)} of {fmt_bytes(mem.device_memory_bytes)} "
                   f"(runtime {fmt_bytes(mem.runtime_overhead_bytes)}): {fit}, "
                   f"headroom {fmt_bytes(mem.headroom_bytes)}"),

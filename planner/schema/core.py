@@ -331,7 +331,8 @@ class MemoryBreakdown(Frozen):
                                                 "layers)")
     kv_cache_bytes_per_token: float = Field(description="at full attention, all layers; windows not applied")
     kv_cache_batch_bytes: int
-    activation_peak_bytes: int
+    activation_peak_bytes: int = Field(description="the larger of a prefill's and a decode step's transients (with the "
+                                                   "cache copies an engine makes), and the causal mask it keeps")
     runtime_overhead_bytes: int
     per_device_bytes: int
     device_memory_bytes: int

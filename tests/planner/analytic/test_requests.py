@@ -158,11 +158,38 @@ def test_prompt_chunks_slow_the_steps_that_carry_them():
     users every 38.8 ms. The 25 prompts arrive as whole chunks of the step budget, each step carrying one
     compute-bound; spread thinly over every step they hid under the weight reads and the inter-token latency
     stayed near the plain decode step's."""
+    from optiplan.planner.analytic.profile import setup_for_request
+    from optiplan.planner.analytic.requests import request_figures
+    from optiplan.planner.catalog.hardware import resolve_hardware
+    from optiplan.planner.catalog.models import resolve_model
+
     kw = dict(model="llama-3.1-70b", num_devices=2, dtype="fp8", engine="serving", input_tokens=5000,
               output_tokens=500)
-    alone, loaded = requests(concurrency=1, **kw).requests, requests(concurrency=25, **kw)
-    assert loaded.requests.itl_ms > 1.3 * loaded.latency.tpot_ms
-    assert loaded.requests.itl_ms / alone.itl_ms == pytest.approx(38.75 / 18.58, rel=0.2)
+    alone, loaded = requests(concurrency=1, **kw).requests, requests(concurrency=25, **kw).requests
+    s = setup_for_request(ProfileRequest(model="llama-3.1-70b", hardware="h100-sxm", num_devices=2, dtype="fp8",
+                                         engine="serving"), resolve_model("llama-3.1-70b"), resolve_hardware("h100-sxm"))
+    plain = request_figures(s, 5000, 500, 25, continuous=True)["decode_s"] * 1e3  # the step at 25, no prompt in it
+    assert loaded.itl_ms > 1.3 * plain
+    assert loaded.itl_ms / alone.itl_ms == pytest.approx(38.75 / 18.58, rel=0.2)
+
+
+def test_short_prompts_ride_a_step_each():
+    """Requests arrive one by one, so a prompt shorter than the step budget takes a step of its own size: the budget
+    fills only where the cycle's prompts need more than a chunk per step. 64 users of 256-token prompts on an
+    8192-token budget: about one prompt per step, not a full 8192-token chunk every 32 steps."""
+    from optiplan.planner.analytic.profile import setup_for_request
+    from optiplan.planner.analytic.requests import request_figures
+    from optiplan.planner.analytic.steps import decode_step
+    from optiplan.planner.catalog.hardware import resolve_hardware
+    from optiplan.planner.catalog.models import resolve_model
+
+    s = setup_for_request(ProfileRequest(model="llama-3.1-8b", hardware="h100-sxm", engine="vllm"),
+                          resolve_model("llama-3.1-8b"), resolve_hardware("h100-sxm"))
+    assert s.prefill_chunk_tokens == 8192
+    f = request_figures(s, 256, 256, 64, continuous=True)
+    decode = decode_step(s, 64, 256 + 128)
+    # a 256-token prompt beside 64 decode tokens hides under the step's weight reads: the cycle is the decode steps'
+    assert f["cycle_s"] - f["ttft_s"] == pytest.approx(255 * decode.time_s, rel=0.05)
 
 
 def test_a_compute_bound_step_takes_all_of_a_chunks_compute():

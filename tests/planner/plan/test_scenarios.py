@@ -96,7 +96,7 @@ def test_moe_considers_expert_parallel():
     assert "is not a mixture of experts" in rejected(dense)["expert-parallel"]
 
 
-def test_128k_rag_quantizes_and_pages_the_cache_and_respects_the_budget():
+def test_128k_rag_pages_the_cache_quantizes_it_for_more_users_and_respects_the_budget():
     # the 8 users' 48k-token caches fit in 16 bits (11 would), and at 48k tokens in the steps carrying prompt chunks
     # set the pace: an fp8 cache's faster decode is within the quality tie, so the cache stays exact
     a = run(model="llama-3.1-8b", hardware="h100-sxm", workload="rag-long-context")
