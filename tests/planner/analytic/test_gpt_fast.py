@@ -80,3 +80,14 @@ def test_only_engines_with_math_decode_hold_the_transient():
     vllm = ProfileRequest(model="llama-3.1-8b", hardware="a100-80gb-sxm", engine="vllm", context=131072)
     s = setup_for_request(vllm, resolve_model("llama-3.1-8b"), resolve_hardware("a100-80gb-sxm"))
     assert decode_attention_bytes(s, 1, 131072) == 0
+
+
+def test_the_largest_batch_pays_for_its_cache_copies():
+    """Each sequence brings its K/V copies to every decode step (64 KiB per cached token beside the cache's own 128):
+    the largest batch is the one whose caches and copies fit, one more does not."""
+    from optiplan.planner.analytic.memory import fits, max_batch
+
+    s = setup("llama-3.1-8b")
+    n = max_batch(s, 32768, 16)
+    assert fits(s, n, 32768, 16) and not fits(s, n + 1, 32768, 16)
+    assert n == 10  # 80 GB less 16 GB of weights and the 1 GB mask: 10 x (4.3 GB of cache + 2.1 GB of copies)

@@ -210,3 +210,12 @@ def test_a_compute_bound_step_takes_all_of_a_chunks_compute():
     prompts = c * i * (prefill.compute_s + prefill.comm_s) / i
     with_prompts = request_figures(s, i, o, c, continuous=True)["cycle_s"]
     assert with_prompts - (o - 1) * decode.time_s == pytest.approx(prompts, rel=0.02)
+
+
+def test_one_token_out_still_waits_for_the_other_prompts():
+    """With a single output token a request is its prompt: C of them share the device's prefill, so requests/s levels
+    off at its prefill rate instead of growing with C."""
+    few, many = requests(concurrency=8, output_tokens=1).requests, requests(concurrency=64, output_tokens=1).requests
+    assert many.requests_per_s == pytest.approx(few.requests_per_s, rel=0.1)
+    assert many.ttft_ms > 4 * few.ttft_ms and many.itl_ms == 0
+    assert many.request_latency_ms == pytest.approx(many.ttft_ms)
