@@ -202,3 +202,14 @@ def test_tgi_refuses_requests_beyond_its_in_flight_limit():
     # the refused ones do not queue: the figures are those of the 128 served, not of 200 with a wait
     assert over.requests == at.requests and over.requests.queue_wait_ms == 0
     assert run("max").requests.max_concurrency == 128
+
+
+@pytest.mark.parametrize("hardware, chunk", [("rtx-4090", 2048), ("l40s", 4096), ("a100-40gb", 4096),
+                                             ("h100-sxm", 8192), ("h200-sxm", 8192), ("b200", 16384)])
+def test_sglang_sets_its_chunk_by_gpu_memory(hardware, chunk):
+    from optiplan.planner.analytic.profile import profile
+    from optiplan.planner.schema import ProfileRequest
+
+    r = profile(ProfileRequest(model="llama-3.2-1b", hardware=hardware, engine="sglang", input_tokens=128,
+                               output_tokens=128, concurrency=4)).requests
+    assert f"prefill in chunks of {chunk:,} tokens" in r.scheduling
