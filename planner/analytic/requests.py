@@ -6,12 +6,12 @@ state with C requests always in flight (a closed loop: a finished request's slot
 
 - **continuous batching with chunked prefill** (vLLM, SGLang, TensorRT-LLM, TGI; the `serving` runtime): decode
   steps of the C running sequences carry chunks of the waiting prompts. In the time C requests take to finish once
-  (a *cycle*) the device runs (O - 1) decode steps at batch C; the scheduler fills a step's token budget (the
-  engine's chunk, less the C decode tokens; a whole prompt where the engine does not chunk) as soon as a prompt
-  waits, so C x I prompt tokens ride on that many full chunk steps and the other steps decode alone. A chunk adds its
-  compute to a step that reads the weights anyway: it takes longer than a plain decode step only where its compute
-  outgrows the bytes it moves (the roofline). Where the budget cannot take a cycle's tokens in O - 1 steps, more
-  steps run, each advancing fewer sequences.
+  (a *cycle*) the device runs (O - 1) decode steps at batch C; the scheduler gives a waiting prompt the step's token
+  budget as soon as it arrives (the engine's chunk less the C decode tokens, or the whole prompt where it is shorter
+  or the engine does not chunk), so the C x I prompt tokens ride on that many steps of a chunk each and the other
+  steps decode alone. A chunk adds its compute to a step that reads the weights anyway: it takes longer than a
+  plain decode step only where its compute outgrows the bytes it moves (the roofline). Where the budget cannot take
+  a cycle's tokens in O - 1 steps, more steps run, each advancing fewer sequences.
   A request's first token waits for its chunks (the step budget less the C decode tokens per step); inter-token
   latency is what is left of the cycle after it, per token.
 - **a static batch** (transformers `generate`; the `transformers` runtime): the C prompts prefill together, then
