@@ -94,9 +94,11 @@ def max_batch(s: Setup, context: int, prompt: int) -> int:
     if kv <= 0:
         return 0 if free < 0 else 1 << 20
     n = int(free // kv)
-    copies = decode_attention_bytes(s, s.attention_dp, context) / s.attention_dp  # per sequence, grows with batch
+    copies = decode_attention_bytes(s, 1, context)  # one sequence's; a device holds those of its own sequences
     if copies:
-        n = min(n, int(room // (kv + copies)))
+        n = min(n, int(room // (kv + copies / s.attention_dp)))
+        while n > 0 and kv * n + math.ceil(n / s.attention_dp) * copies > room:  # whole sequences per device
+            n -= 1
     return max(n, 0)
 
 

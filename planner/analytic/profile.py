@@ -130,7 +130,7 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
                        kv_dtype=kv_dtype, tp=tp, pp=pp, ep=ep, attention_dp=adp, runtime=runtime,
                        layout=layout_for_runtime(runtime),
                        attention=ATTENTION_KERNELS[request.attention],
-                       prefill_chunk_tokens=engine_prefill_chunk(request.engine, prefill_chunk_tokens(runtime), hw),
+                       prefill_chunk_tokens=engine_prefill_chunk(request.engine, prefill_chunk_tokens(runtime), hw, tp * pp),
                        efficiency=efficiency, weight_kernel=request.weight_kernel, engine=request.engine)
 
 

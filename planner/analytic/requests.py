@@ -104,10 +104,21 @@ def queued(f: dict[str, float], concurrency: int, running: int) -> dict[str, flo
 
 
 def largest_concurrency(s: Setup, input_tokens: int, output_tokens: int, on_demand: bool = False) -> int:
-    """As many requests as fit beside the weights, each holding `cache_tokens_held`, up to the most the engine runs at
-    once by default (vLLM's max_num_seqs: 256 on an A100, 1024 on an H100); the others wait."""
-    fit = max_batch(s, cache_tokens_held(input_tokens, output_tokens, on_demand), input_tokens)
-    return min(fit, s.max_running) if s.max_running and fit >= 1 else fit
+    """As many requests as fit beside the weights, each holding `cache_tokens_held`."""
+    return max_batch(s, cache_tokens_held(input_tokens, output_tokens, on_demand), input_tokens)
+
+
+def running_cap(s: Setup) -> int | None:
+    """The most requests the engine runs at once by default, whatever room the cache has (the others wait): vLLM's
+    max_num_seqs per scheduler, TGI's in-flight limit, or SGLang's request pool, which it sizes from the cache tokens
+    one data-parallel worker holds against the model's context length."""
+    caps = [s.max_running] if s.max_running else []
+    if s.running_pool:
+        per_context, least, most = s.running_pool
+        tokens = max_batch(s, 1, 1) / s.attention_dp  # one-token sequences: the cache's tokens, per worker
+        pool = min(max(int(tokens / s.spec.max_position_embeddings * per_context), least), most)
+        caps.append(pool * s.attention_dp)
+    return min(caps) if caps else None
 
 
 def request_profile(s: Setup, input_tokens: int, output_tokens: int, concurrency: int | str, continuous: bool,
@@ -115,7 +126,9 @@ def request_profile(s: Setup, input_tokens: int, output_tokens: int, concurrency
                     cached_tokens: int = 0, on_demand: bool = False) -> RequestProfile:
     """Request-level figures of the setup serving requests of `input_tokens` in and `output_tokens` out,
     `concurrency` at a time (`"max"`: as many as fit; `on_demand`: the engine's caches grow as used)."""
-    limit = largest_concurrency(s, input_tokens, output_tokens, on_demand and continuous)
+    room = largest_concurrency(s, input_tokens, output_tokens, on_demand and continuous)
+    cap = running_cap(s)
+    limit = min(room, cap) if cap and room >= 1 else room  # what runs at once; the others wait for a slot
     c = limit if concurrency == "max" else int(concurrency)
     c = max(c, 1)
     running = min(c, limit) if limit >= 1 else c  # nothing fits at all: the figures of c as if it did, fits false
@@ -141,11 +154,11 @@ def request_profile(s: Setup, input_tokens: int, output_tokens: int, concurrency
     scheduling = (f"continuous batching, prefill in chunks of {s.prefill_chunk_tokens:,} tokens"
                   if continuous and s.prefill_chunk_tokens else "continuous batching" if continuous
                   else "static batches (all prompts prefilled together, the batch ends together)")
-    if s.max_running and limit == s.max_running:
-        scheduling += f", at most {s.max_running:,} running at once (the engine's default)"
+    if cap and limit == cap:
+        scheduling += f", at most {cap:,} running at once (the engine's default; the cache holds {room:,})"
     return RequestProfile(
         input_tokens=input_tokens, output_tokens=output_tokens, concurrency=c, max_concurrency=limit,
-        fits=c <= limit, running=running, queue_wait_ms=f["queue_s"] * 1e3, scheduling=scheduling,
+        fits=c <= room, running=running, queue_wait_ms=f["queue_s"] * 1e3, scheduling=scheduling,
         ttft_ms=f["ttft_s"] * 1e3, itl_ms=f["itl_s"] * 1e3,
         request_latency_ms=f["cycle_s"] * 1e3, output_tokens_per_s=c * output_tokens / f["cycle_s"],
         requests_per_s=c / f["cycle_s"], ttft_slo_ms=ttft_slo_ms, itl_slo_ms=itl_slo_ms, meets_slo=ok,

@@ -16,6 +16,7 @@ from ..catalog.engines import (
     engine_math_decode_attention,
     engine_max_running,
     engine_quantizes_head,
+    engine_running_pool,
     engine_square_mask,
     engine_storage,
 )
@@ -64,6 +65,7 @@ class Setup:
     embedding_on_host: bool = False  # the token embedding stays in host memory, off the device (llama.cpp on a GPU)
     math_decode_attention: bool = False  # decode runs torch SDPA's math backend over K/V repeated per head (gpt-fast)
     max_running: int | None = None  # the most sequences the engine runs at once by default (vLLM's max_num_seqs)
+    running_pool: tuple[int, int, int] | None = None  # a request pool sized from the cache (SGLang), `engines`
 
     @cached_property
     def shards(self) -> int:
@@ -222,5 +224,5 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         eff.flop_efficiency * attention_kernel_factor(attention), **measured,
         offload_fraction=offload_fraction, host_link_bytes_per_s=(hw.host_link_gbps or DEFAULT_HOST_LINK_GBPS) * 1e9,
         square_mask=engine_square_mask(engine), math_decode_attention=engine_math_decode_attention(engine),
-        max_running=engine_max_running(engine, hw),
+        max_running=engine_max_running(engine, hw, tp * pp, attention_dp), running_pool=engine_running_pool(engine),
         embedding_on_host=hw.kind == "gpu" and engine_embedding_on_host(engine))

@@ -64,33 +64,45 @@ def engine_runtime(engine: str) -> str:
     return "serving" if engine == GENERIC_SERVING else engine_profile(engine)["runtime"]
 
 
-def _device_fact(engine: str | None, hw: HardwareSpec, key: str) -> Any:
+def _device_fact(engine: str | None, hw: HardwareSpec, key: str, devices: int = 1) -> Any:
     """A default the engine sets by the device: the first of its profile's `device_defaults` rules that `hw` matches
-    and that sets `key` (`when`: its kind, at least `min_memory_gib`, an id containing one of `named` and none of
-    `not_named`: vLLM's larger budgets on GPUs of 70 GiB and more that are not A100s), else the profile's value."""
+    and that sets `key` (`when`: its kind, at least `min_memory_gib`, a name or id containing one of `named` and none
+    of `not_named`, case aside, as vLLM reads the device name: its larger budgets on GPUs of 70 GiB and more that are
+    not A100s), times the `devices` of the deployment where the rule says `per_device` (vLLM on CPUs), else the
+    profile's value."""
+    ident = f"{hw.id} {hw.name}".lower()
     for rule in _fact(engine, "device_defaults") or []:
         when = rule["when"]
         if key in rule and hw.kind == when.get("kind", hw.kind) \
                 and hw.memory_bytes >= when.get("min_memory_gib", 0) * 2**30 \
-                and (not when.get("named") or any(n in hw.id for n in when["named"])) \
-                and not any(n in hw.id for n in when.get("not_named", [])):
-            return rule[key]
+                and (not when.get("named") or any(n in ident for n in when["named"])) \
+                and not any(n in ident for n in when.get("not_named", [])):
+            return rule[key] * (devices if rule.get("per_device") else 1)
     return _fact(engine, key)
 
 
-def engine_prefill_chunk(engine: str, runtime_default: int | None, hw: HardwareSpec) -> int | None:
+def engine_prefill_chunk(engine: str, runtime_default: int | None, hw: HardwareSpec,
+                         devices: int = 1) -> int | None:
     """The engine's default chunked-prefill budget per step on `hw` (its profile), or the runtime's for `serving`."""
     if engine == GENERIC_SERVING:
         return runtime_default
-    return _device_fact(engine, hw, "prefill_chunk_tokens")
+    return _device_fact(engine, hw, "prefill_chunk_tokens", devices)
 
 
-def engine_max_running(engine: str | None, hw: HardwareSpec) -> int | None:
-    """The most sequences the engine runs at once by default on `hw` (vLLM's max_num_seqs; more requests wait; TGI
-    admits no more than its `max_in_flight`), or None where its profile states no cap (the cache's room is the
-    limit)."""
-    caps = [c for c in (_device_fact(engine, hw, "max_running"), engine_max_in_flight(engine)) if c]
+def engine_max_running(engine: str | None, hw: HardwareSpec, devices: int = 1, schedulers: int = 1) -> int | None:
+    """The most sequences the engine runs at once by default on `hw`: its cap per scheduler (vLLM's max_num_seqs; a
+    data-parallel deployment runs one scheduler per group) times `schedulers`, and no more than its `max_in_flight`
+    (TGI's router); None where its profile states no cap (the cache's room is the limit). More requests wait."""
+    per = _device_fact(engine, hw, "max_running", devices)
+    caps = [c for c in (per * schedulers if per else None, engine_max_in_flight(engine)) if c]
     return min(caps) if caps else None
+
+
+def engine_running_pool(engine: str | None) -> tuple[int, int, int] | None:
+    """(requests per context length of cached tokens, least, most) of the request pool an engine sizes from its cache
+    (SGLang: min(max(cache tokens / context length x 512, 2048), 4096) per data-parallel worker), or None."""
+    pool = _fact(engine, "running_pool")
+    return (pool["requests_per_context"], pool["min"], pool["max"]) if pool else None
 
 
 def engine_max_in_flight(engine: str | None) -> int | None:

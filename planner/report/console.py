@@ -110,7 +110,9 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
             ("output tokens/s", f"{q.output_tokens_per_s:,.0f}{band_text(p.accuracy, 'throughput_tokens_per_s')} of "
                                 "all requests together, prefill included; "
                                 f"{q.requests_per_s:,.2f} requests/s"),
-            ("fits", f"{'yes' if q.fits else '[red]no[/]'}: up to {q.max_concurrency:,} requests at once"),
+            ("fits", f"yes in memory; the engine runs {q.max_concurrency:,} at once and the others wait"
+                     if q.fits and q.concurrency > q.max_concurrency else
+                     f"{'yes' if q.fits else '[red]no[/]'}: up to {q.max_concurrency:,} requests at once"),
             ("goodput", goodput),
         ]))
     curve = Table(title="Decode-step rate against batch (no prefill)", title_justify="left")

@@ -397,8 +397,10 @@ class RequestProfile(Frozen):
     output_tokens: int
     concurrency: int = Field(description="requests in flight at once")
     max_concurrency: int = Field(description="as many as run at once: each cache holds a whole request beside the "
-                                             "weights, up to the engine's default cap (vLLM's max_num_seqs)")
-    fits: bool
+                                             "weights, up to the engine's default cap (vLLM's max_num_seqs, "
+                                             "SGLang's request pool, TGI's in-flight limit)")
+    fits: bool = Field(description="every request's cache fits beside the weights at once (past the engine's cap "
+                                   "they still wait for a slot)")
     running: int = Field(0, description="requests the device serves at once: the concurrency, or as many as fit")
     queue_wait_ms: float = Field(0.0, description="time a request waits for a slot before its prefill starts "
                                                   "(in TTFT and the request latency; 0 when all fit)")

@@ -91,3 +91,16 @@ def test_the_largest_batch_pays_for_its_cache_copies():
     n = max_batch(s, 32768, 16)
     assert fits(s, n, 32768, 16) and not fits(s, n + 1, 32768, 16)
     assert n == 10  # 80 GB less 16 GB of weights and the 1 GB mask: 10 x (4.3 GB of cache + 2.1 GB of copies)
+
+
+@pytest.mark.parametrize("attention_dp", [2, 8])
+def test_the_largest_batch_counts_whole_sequences_per_device(attention_dp):
+    """With attention data parallel a device copies the caches of its own sequences, a whole number of them."""
+    from optiplan.planner.analytic.memory import fits, max_batch
+
+    request = ProfileRequest(model="mixtral-8x7b", hardware="a100-80gb-sxm", num_devices=8, engine="gpt-fast",
+                             context=8192, attention_data_parallel=attention_dp, expert_parallel=8,
+                             tensor_parallel=8 // attention_dp)
+    s = setup_for_request(request, resolve_model("mixtral-8x7b"), resolve_hardware("a100-80gb-sxm"))
+    n = max_batch(s, 8192, 16)
+    assert fits(s, n, 8192, 16) and not fits(s, n + 1, 8192, 16)

@@ -184,9 +184,40 @@ def test_vllm_sets_its_step_budget_and_running_cap_by_device(hardware, chunk, ru
     assert f"prefill in chunks of {chunk:,} tokens" in r.scheduling
     # a 1B model's short requests fit by the thousand: the engine's default cap is what runs at once
     assert r.max_concurrency == running and f"at most {running:,} running at once" in r.scheduling
-    sglang = profile(ProfileRequest(model="llama-3.2-1b", hardware="h100-sxm", engine="sglang", input_tokens=128,
-                                    output_tokens=128, concurrency="max")).requests
-    assert sglang.max_concurrency > 1024 and "at most" not in sglang.scheduling  # no cap stated: the cache's room
+
+
+def test_the_vllm_rule_reads_the_device_name_as_vllm_does():
+    """vLLM tests its device's name, lowercased: this machine's A100 (`--hardware local`, id 'local') keeps the smaller
+    defaults; each data-parallel group schedules its own max_num_seqs; on a CPU both scale with the world size."""
+    from optiplan.planner.catalog.engines import engine_max_running, engine_prefill_chunk
+    from optiplan.planner.catalog.hardware import resolve_hardware
+
+    a100 = resolve_hardware("a100-80gb-sxm")
+    local = a100.model_copy(update={"id": "local", "name": "NVIDIA A100-SXM4-80GB (local, as a100-80gb-sxm)"})
+    assert engine_prefill_chunk("vllm", None, local) == 2048 and engine_max_running("vllm", local) == 256
+    h100 = resolve_hardware("h100-sxm")
+    assert engine_max_running("vllm", h100, devices=8, schedulers=8) == 8 * 1024
+    cpu = resolve_hardware("epyc-9004")
+    assert engine_max_running("vllm", cpu, devices=2) == 256 and engine_prefill_chunk("vllm", None, cpu, 2) == 4096
+
+
+def test_sglang_sizes_its_request_pool_from_the_cache():
+    """SGLang runs at most its request pool: the cache's tokens per context length x 512, between 2048 and 4096.
+    Those past it wait; they are not out of memory."""
+    from optiplan.planner.analytic.profile import profile
+    from optiplan.planner.schema import ProfileRequest
+
+    def run(model, concurrency):
+        return profile(ProfileRequest(model=model, hardware="h100-sxm", engine="sglang", input_tokens=128,
+                                      output_tokens=128, concurrency=concurrency)).requests
+
+    small = run("llama-3.2-1b", 5000)  # 12k sequences' caches fit: 3M tokens / 131k context x 512 > 4096
+    assert small.max_concurrency == 4096 and small.fits and small.queue_wait_ms > 0
+    assert "at most 4,096 running at once" in small.scheduling
+    # an 8B's cache holds about 500k tokens: 2,622 of these requests fit, its pool takes 500k / 131k x 512, about
+    # 2,048 of them
+    mid = run("llama-3.1-8b", 2500)
+    assert 2048 <= mid.max_concurrency < 2100 and mid.fits and mid.queue_wait_ms > 0
 
 
 def test_tgi_refuses_requests_beyond_its_in_flight_limit():
