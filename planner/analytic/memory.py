@@ -88,9 +88,9 @@ def fits(s: Setup, batch: int, context: int, prompt: int) -> bool:
 def max_batch(s: Setup, context: int, prompt: int) -> int:
     """Largest number of sequences whose caches fit beside the weights, prefilling one at a time. Where the engine
     copies the cache in every step (gpt-fast), each sequence also brings its share of those copies."""
-    w, kv, act = per_device_bytes(s, 1, context, prompt)
+    w, kv, _ = per_device_bytes(s, 1, context, prompt)
     room = s.hw.memory_bytes - s.hw.runtime_overhead_bytes - w - causal_mask_bytes(s, context)
-    free = room - (act - causal_mask_bytes(s, context))
+    free = room - transient_bytes(s, 1, context, prompt)
     if kv <= 0:
         return 0 if free < 0 else 1 << 20
     n = int(free // kv)

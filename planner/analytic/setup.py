@@ -203,8 +203,7 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         if weight_kernel == "triton":
             measured["weight_bandwidth_efficiency"] = shares.gemm[weight_dtype]
     storage = engine_storage(engine, weight_dtype) if group_size is None else None
-    weights = weight_format(weight_dtype, group_size if group_size is not None or storage else
-                            engine_group_size(engine, weight_dtype))
+    weights = weight_format(weight_dtype, engine_group_size(engine, weight_dtype) if group_size is None else group_size)
     bits = gguf_bits(spec, storage["format"]) if storage and weights.quantized else None
     if bits is not None:  # the engine's file (GGUF): its block types, embedding and head included
         weights = replace(weights, file_bits=bits.linear, embedding_bits=bits.embedding, output_bits=bits.output)
