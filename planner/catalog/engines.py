@@ -98,6 +98,17 @@ def engine_max_running(engine: str | None, hw: HardwareSpec, devices: int = 1, s
     return min(caps) if caps else None
 
 
+def engine_default_limit(engine: str | None, hw: HardwareSpec, devices: int = 1) -> tuple[int, str, bool] | None:
+    """(the most sequences one server of the engine takes at once by default on `hw`, the option that raises it,
+    whether a request past it is refused rather than queued), or None where the profile states neither a running cap
+    nor an in-flight limit. A router's in-flight limit (TGI) binds before a scheduler's cap when it is lower."""
+    per = _device_fact(engine, hw, "max_running", devices)
+    in_flight = engine_max_in_flight(engine)
+    if in_flight and (not per or in_flight <= per):
+        return in_flight, _fact(engine, "max_in_flight_option"), True
+    return (per, _fact(engine, "max_running_option"), False) if per else None
+
+
 def engine_running_pool(engine: str | None) -> tuple[int, int, int] | None:
     """(requests per context length of cached tokens, least, most) of the request pool an engine sizes from its cache
     (SGLang: min(max(cache tokens / context length x 512, 2048), 4096) per data-parallel worker), or None."""

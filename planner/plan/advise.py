@@ -10,6 +10,7 @@ from ..analytic.profile import model_summary
 from ..catalog.engines import (
     backend_refusal,
     engine_backends,
+    engine_default_limit,
     engine_for_backend,
     engine_plans,
     engine_runtime,
@@ -20,6 +21,7 @@ from ..catalog.engines import (
 from ..catalog.hardware import catalog_hardware, resolve_hardware
 from ..catalog.models import resolve_model
 from ..catalog.workloads import load_workload, with_overrides
+from ..deploy.config import max_seqs
 from ..errors import HardwareError, ImpossibleError, RequestError, UnknownNameError
 from ..schema import HardwareSpec, ModelSpec
 from ..schema.advice import (
@@ -391,7 +393,7 @@ def _document(spec: ModelSpec, workload: Workload, hw: HardwareSpec, devices: in
     warnings = [*notes, *spec.warnings]
     if not baseline.fits:
         warnings.append("the baseline does not fit: its latency figures are what it would take if it did")
-    return Advice(
+    advice = Advice(
         model=model_summary(spec), workload=workload,
         hardware=HardwareChoice(id=hw.id, name=hw.name, count=devices, tensor_parallel=best.state.tp,
                                 pipeline_parallel=best.state.pp, usd_per_hour=hw.price.usd_per_hour if hw.price else None),
@@ -403,6 +405,25 @@ def _document(spec: ModelSpec, workload: Workload, hw: HardwareSpec, devices: in
         accuracy=training_accuracy_bands(hw, devices) if workload.goal == "training"
         else accuracy_bands(hw, engine_runtime(workload.engine)),
     )
+    limit = _engine_limit_warning(advice, hw)
+    return advice.model_copy(update={"warnings": [*warnings, limit]}) if limit else advice
+
+
+def _engine_limit_warning(advice: Advice, hw: HardwareSpec) -> str | None:
+    """Where the plan runs more sequences per server than the engine takes by default: what a server started with
+    its defaults would do with the rest, and that the configs optiplan writes raise the limit (`deploy.config`)."""
+    engine, p = advice.workload.engine, advice.plan.predicted
+    if advice.workload.goal == "training" or engine is None:
+        return None
+    limit = engine_default_limit(engine, hw, p.tensor_parallel * p.pipeline_parallel)
+    running = max_seqs(advice)
+    if limit is None or running <= limit[0]:
+        return None
+    cap, option, refuses = limit
+    rest = "refuses the rest" if refuses else "queues the rest"
+    return (f"the plan runs {running:,} sequences at once per server; {engine} takes {cap:,} by default on "
+            f"{hw.id} and {rest} ({option}): the configs optiplan writes (`optiplan configs`, --emit-configs) "
+            f"raise {option}, and a server started by hand must too")
 
 
 def _predicted(c: Candidate, base: PlanState, ctx: Context):

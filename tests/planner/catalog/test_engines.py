@@ -244,3 +244,20 @@ def test_sglang_sets_its_chunk_by_gpu_memory(hardware, chunk):
     r = profile(ProfileRequest(model="llama-3.2-1b", hardware=hardware, engine="sglang", input_tokens=128,
                                output_tokens=128, concurrency=4)).requests
     assert f"prefill in chunks of {chunk:,} tokens" in r.scheduling
+
+
+@pytest.mark.parametrize("engine, hardware, users, cap, option", [
+    ("tgi", "h100-sxm", 200, 128, "--max-concurrent-requests"), ("vllm", "a100-80gb-sxm", 300, 256, "--max-num-seqs")])
+def test_advice_says_where_the_plan_runs_past_the_engines_default_limit(engine, hardware, users, cap, option):
+    from optiplan.planner.deploy.render import engine_config
+
+    def run(concurrency):
+        return advise(AdviseRequest(model="llama-3.1-8b", hardware=hardware, engine=engine, concurrency=concurrency))
+
+    over, under = run(users), run(cap // 2)
+    said = [w for w in over.warnings if "by default" in w]
+    assert len(said) == 1 and f"{engine} takes {cap} by default" in said[0] and option in said[0], over.warnings
+    assert ("refuses the rest" in said[0]) == (engine == "tgi")
+    assert not any("by default" in w for w in under.warnings)
+    # what it promises: the configs raise the option to serve every user of the plan
+    assert int(engine_config(over, engine).options[option.removeprefix("--")]) >= users
