@@ -11,6 +11,7 @@ scheduling, TTFT under load). An offline run with no batch given is served at `-
 catalog cannot express (a model of an architecture it lacks, a GGUF format) are listed as skipped with the reason.
 
     python benchmarks/bench_published.py [--show-points] [--write-accuracy] [--fit-overheads [serving|compiled]]
+                                         [--fit-flops [fp8|fp4|bf16|fp16]]
 
 `--write-accuracy` stores the request view's errors by figure in profiles/accuracy.yaml: the bands reports show
 beside each predicted figure (`optiplan.planner.analytic.accuracy`).
@@ -22,7 +23,9 @@ import argparse
 import itertools
 import statistics
 import zlib
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import yaml
 from _common import error_stats, write_results
@@ -60,16 +63,20 @@ def catalog_model(hub_id: str) -> str | None:
     return ARCHITECTURE.get(hub_id) or profiles.resolve_model_name(hub_id)
 
 
-def fitted_efficiency(request: ProfileRequest, overrides: dict[str, float]):
-    """The factors `profile` resolves for the request (device, kernel and cache shares included), with some of its
-    runtime's fitted factors (fixed costs per step, layer and collective, small-matmul rows) replaced: what the fit
-    tries."""
+def resolved_setup(request: ProfileRequest):
+    """The setup `profile` resolves for the request: its factors (device, kernel and cache shares included), its
+    compute dtype and device."""
     from optiplan.planner.analytic.profile import setup_for_request
     from optiplan.planner.catalog.hardware import resolve_hardware
     from optiplan.planner.catalog.models import resolve_model
 
-    eff = setup_for_request(request, resolve_model(request.model), resolve_hardware(request.hardware)).eff
-    return eff.model_copy(update=overrides)
+    return setup_for_request(request, resolve_model(request.model), resolve_hardware(request.hardware))
+
+
+def fitted_efficiency(request: ProfileRequest, overrides: dict[str, float]):
+    """The factors `profile` resolves for the request with some of its runtime's fitted factors (fixed costs per
+    step, layer and collective, small-matmul rows) replaced: what the fit tries."""
+    return resolved_setup(request).eff.model_copy(update=overrides)
 
 
 def point_engine(p: dict) -> str:
@@ -78,10 +85,10 @@ def point_engine(p: dict) -> str:
     return p["engine"] if p["engine"] in engine_table() else "serving"
 
 
-def predict(p: dict, view: str = "requests", overrides: dict[str, float] | None = None,
-            runtime: str = "serving") -> tuple[float | None, str]:
-    """(predicted value in the published unit, or None, and why not), in the step or the request view; `overrides`
-    replaces some of the factors of `runtime` (the fit) for points whose engine runs it."""
+def predict(p: dict, view: str = "requests", tune: Callable[[ProfileRequest], Any] | None = None
+            ) -> tuple[float | None, str]:
+    """(predicted value in the published unit, or None, and why not), in the step or the request view; `tune` gives
+    the factors a fit tries for a request (None: the documented ones)."""
     model = catalog_model(p["model"])
     if model is None:
         return None, f"{p['model']}: no catalog model of its architecture"
@@ -129,7 +136,7 @@ def predict(p: dict, view: str = "requests", overrides: dict[str, float] | None 
                              output_tokens=output, concurrency="max" if offline else batch,
                              scheduling=p.get("scheduling"))
     try:
-        eff = fitted_efficiency(request, overrides) if overrides and engine_runtime(engine) == runtime else None
+        eff = tune(request) if tune else None
         r = profile(request, eff)
         if view == "step" and offline and r.throughput.max_batch > 1:
             # an offline run with every request at once: as many sequences as the memory holds
@@ -204,7 +211,7 @@ def fit_overheads(points: list[dict], runtime: str = "serving") -> dict:
         for p in points:
             if p["category"] == "memory" or held_out(p["id"]) != (part == "held-out"):
                 continue
-            value, _ = predict(p, "requests", overrides, runtime)
+            value, _ = predict(p, "requests", lambda request: fitted_efficiency(request, overrides))
             if value is not None:
                 out.append(abs(value / p["value"] - 1) * 100)
         return sorted(out)
@@ -224,6 +231,56 @@ def fit_overheads(points: list[dict], runtime: str = "serving") -> dict:
               f"({r['fitted']['points']} points); held-out third: median {r['held-out']['median_pct']:5.1f}% "
               f"p90 {r['held-out']['p90_pct']:6.1f}% ({r['held-out']['points']} points)")
     print(f"fitted {runtime} factors: " + ", ".join(f"{k} {v:g}" for k, v in best.items()))
+    return report
+
+
+# the GPU flop efficiencies (profiles/efficiency.yaml device_kinds.gpu.flop_efficiency) a fit may search
+FLOP_GRID = tuple(round(0.20 + 0.01 * i, 2) for i in range(51))
+
+
+def fit_flop_efficiency(points: list[dict], dtype: str = "fp8") -> dict:
+    """The GPU flop efficiency of one compute dtype (the tensor-core rate the linear layers run at) that minimises
+    the median error, then the p90, of the latency and throughput points whose linear layers run at that rate, in
+    the fitted two thirds; the device's measured share scales it as it scales the documented one. Errors reported
+    on both parts and, over every point, for the documented value and the fitted one."""
+    documented = profiles.efficiency_table()["device_kinds"]["gpu"]["flop_efficiency"][dtype]
+
+    def tune(x):
+        def factors(request):
+            s = resolved_setup(request)
+            if s.hw.kind != "gpu" or s.compute_dtype != dtype:
+                return None
+            return s.eff.model_copy(update={"flop_efficiency": min(s.eff.flop_efficiency * x / documented, 1.0)})
+        return factors
+
+    def errors(x, part, only_dtype=True):
+        out = []
+        for p in points:
+            if p["category"] == "memory" or held_out(p["id"]) != (part == "held-out"):
+                continue
+            if only_dtype and DTYPES.get(p["dtype"]) != dtype:
+                continue
+            value, _ = predict(p, "requests", tune(x))
+            if value is not None:
+                out.append(abs(value / p["value"] - 1) * 100)
+        return sorted(out)
+
+    def stats(errs):
+        return {k: round(v, 1) if k != "points" else v for k, v in error_stats(errs).items()}
+
+    def key(x):
+        e = stats(errors(x, "fitted"))
+        return e["median_pct"], e["p90_pct"]
+
+    best = min(FLOP_GRID, key=key)
+    report = {name: {f"{part}{suffix}": stats(errors(x, part, only)) for part in ("fitted", "held-out")
+                     for suffix, only in (("", True), ("-all-points", False))} | {"flop_efficiency": x}
+              for name, x in (("documented", documented), ("fitted", best))}
+    for name in ("documented", "fitted"):
+        r = report[name]
+        print(f"{name:10s} {dtype} {r['flop_efficiency']:.2f}: " + "; ".join(
+            f"{part} median {r[part]['median_pct']:5.1f}% p90 {r[part]['p90_pct']:6.1f}% ({r[part]['points']})"
+            for part in ("fitted", "held-out", "fitted-all-points", "held-out-all-points")))
     return report
 
 
@@ -255,7 +312,14 @@ def main() -> None:
     parser.add_argument("--fit-overheads", nargs="?", const="serving", default=None, choices=FITTED_RUNTIMES,
                         help="fit a runtime's fixed costs and small-matmul rows (serving, the default, or compiled) on "
                              "two thirds of the points of the engines that run it")
+    parser.add_argument("--fit-flops", nargs="?", const="fp8", default=None, choices=("fp8", "fp4", "bf16", "fp16"),
+                        help="fit the GPU flop efficiency of one compute dtype (fp8, the default) on two thirds of the "
+                             "points whose linear layers run at its rate")
     args = parser.parse_args()
+    if args.fit_flops:
+        points = [p for path in sorted(PUBLISHED.glob("*.yaml")) for p in yaml.safe_load(path.read_text())["points"]]
+        write_results(f"published_flop_fit_{args.fit_flops}", fit_flop_efficiency(points, args.fit_flops))
+        return
     if args.fit_overheads:
         points = [p for path in sorted(PUBLISHED.glob("*.yaml")) for p in yaml.safe_load(path.read_text())["points"]]
         write_results(f"published_overhead_fit_{args.fit_overheads}", fit_overheads(points, args.fit_overheads))

@@ -82,6 +82,13 @@ def weight_kernel_share(hw: HardwareSpec, kernel: str, weight_dtype: str) -> tup
     return share, f"{kernel} ({entry['what']}): {table['kernel_sources'][entry['source']]}"
 
 
+def default_flop_efficiency(hw: HardwareSpec, dtype: str) -> float:
+    """The documented share of `hw`'s `dtype` peak that matmul kernels reach: the device kind's default scaled by the
+    device's measured share (`measured_factors`)."""
+    shares = profiles.efficiency_table()["device_kinds"][hw.kind]["flop_efficiency"]
+    return min(shares.get(dtype, min(shares.values())) * measured_factors(hw, dtype)[1], 1.0)
+
+
 def default_efficiency(hw: HardwareSpec, weight_dtype: str, compute_dtype: str, runtime: str,
                        kv_dtype: str | None = None, weight_kernel: str | None = None,
                        act_dtype: str | None = None) -> EfficiencyFactors:
@@ -111,8 +118,10 @@ def default_efficiency(hw: HardwareSpec, weight_dtype: str, compute_dtype: str, 
     stream = min(stream * bw_factor, 1.0) if stream is not None else None
     eng = table["runtimes"][runtime]
     costs = eng.get(hw.kind, eng["default"])
+    flop_src = kind["flop_source"]
+    flop_src = flop_src.get(compute_dtype, "assumed") if isinstance(flop_src, dict) else flop_src
     source = (f"defaults ({hw.kind}, {weight_dtype} weights, {compute_dtype} compute, {runtime} runtime): "
-              f"bandwidth: {bw_text} flops: {sources[kind['flop_source']]} overhead: {eng['source']}"
+              f"bandwidth: {bw_text} flops: {sources[flop_src]} overhead: {eng['source']}"
               + (f" scaled to {hw.id} by microbenchmarks ({scaled})" if scaled else ""))
     return EfficiencyFactors(flop_efficiency=flop, bandwidth_efficiency=bw, kv_bandwidth_efficiency=kv,
                              activation_bandwidth_efficiency=stream,

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 
 from ... import profiles
-from ..catalog.dtypes import WeightFormat, bytes_per_element, compute_dtype, weight_format
+from ..catalog.dtypes import WeightFormat, bytes_per_element, canonical, compute_dtype, weight_format
 from ..catalog.engines import (
     engine_embedding_on_host,
     engine_group_size,
@@ -26,6 +26,7 @@ from ..schema import EfficiencyFactors, HardwareSpec, ModelSpec
 from .efficiency import (
     calibrated_efficiency,
     default_efficiency,
+    default_flop_efficiency,
     weight_kernel_group_format,
     weight_kernel_refusal,
 )
@@ -57,6 +58,7 @@ class Setup:
     ep: int = 1  # expert parallel: routed experts split whole over `ep` devices (1: each split like the dense layers)
     attention_dp: int = 1  # attention data parallel: sequences spread over this many tensor-parallel groups
     attention_efficiency: float | None = None  # fraction of peak the attention kernels reach [default: flop eff.]
+    attention_dtype: str | None = None  # the tensor-core rate attention runs at [default: compute_dtype]
     offload_fraction: float = 0.0  # share of the weights kept in host memory and streamed each pass
     weight_bandwidth_efficiency: float | None = None  # a measured GEMM kernel's share of HBM [default: eff.'s]
     kv_bandwidth_efficiency: float | None = None  # a measured decode-attention kernel's share of HBM [default: eff.'s]
@@ -78,6 +80,13 @@ class Setup:
         if self.compute_dtype not in self.hw.peak_tflops:
             raise HardwareError(f"{self.hw.id} has no {self.compute_dtype} rate; it runs {', '.join(self.hw.peak_tflops)}")
         return self.hw.peak_tflops[self.compute_dtype] * 1e12
+
+    @cached_property
+    def attention_peak_flops(self) -> float:
+        """The peak attention's matrix products run at: those of the 16-bit activations unless the cache and the
+        linear layers are both fp8 (`attention_dtype`)."""
+        dtype = self.attention_dtype or self.compute_dtype
+        return self.hw.peak_tflops.get(dtype, self.hw.peak_tflops.get(self.compute_dtype, 0.0)) * 1e12 or self.peak_flops
 
     @cached_property
     def bits_per_weight(self) -> float:
@@ -168,6 +177,28 @@ def attention_kernel_factor(kernel: str) -> float:
     return profiles.efficiency_table()["attention_kernels"][kernel]
 
 
+def attention_dtype(compute: str, kv_dtype: str, act: str) -> str:
+    """The rate attention's matrix products (QK^T, PV) run at. They multiply activations by the cache, so W8A8 and
+    fp4 linear layers leave attention at the 16-bit rate of the activations; fp8 layers over an fp8 cache run it at
+    the fp8 rate (vllm-project/vllm docs/features/quantization/quantized_kvcache.md @11cdd70b: "When using the Flash
+    Attention 3 backend with FP8 KV cache, attention operations are also performed in the quantized (FP8) domain";
+    TensorRT-LLM's trtllm-bench on an FP8 checkpoint with an FP8 cache: "Set use_fp8_context_fmha to True.",
+    docs/source/performance/perf-benchmarking.md @04276b44). An fp8 model over a 16-bit cache attends at half its
+    linear layers' rate: DeepSeek's MLA decode, whose attention FLOPs rival its matmuls', ran at the fp8 rate before."""
+    if compute in ("fp32", "tf32", "bf16", "fp16"):
+        return compute
+    return "fp8" if compute == "fp8" and canonical(kv_dtype) == "fp8" else act
+
+
+def attention_flop_efficiency(hw: HardwareSpec, eff: EfficiencyFactors, compute: str, attend: str) -> float:
+    """The share of its rate's peak attention reaches: the linear layers' share where both run at one rate, else
+    theirs moved by the ratio of the two rates' documented shares (a 16-bit attention beside fp8 layers reaches the
+    16-bit share, not fp8's; a calibrated or fitted share moves with it)."""
+    if attend == compute:
+        return eff.flop_efficiency
+    return min(eff.flop_efficiency * default_flop_efficiency(hw, attend) / default_flop_efficiency(hw, compute), 1.0)
+
+
 def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_size: int | None = None,
                 activations: str | None = None, kv_dtype: str | None = None, tp: int = 1, pp: int = 1, ep: int = 1,
                 attention_dp: int = 1,
@@ -202,6 +233,7 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
             measured.update(attention_efficiency=shares.prefill_attention, kv_bandwidth_efficiency=shares.decode_attention)
         if weight_kernel == "triton":
             measured["weight_bandwidth_efficiency"] = shares.gemm[weight_dtype]
+    attend = attention_dtype(compute, kv_dtype or act, act)
     storage = engine_storage(engine, weight_dtype) if group_size is None else None
     weights = weight_format(weight_dtype, engine_group_size(engine, weight_dtype) if group_size is None else group_size)
     bits = gguf_bits(spec, storage["format"]) if storage and weights.quantized else None
@@ -219,8 +251,9 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         weights=weights, act_bytes=bytes_per_element(act),
         kv_bits=kv_bits(kv_dtype or act), compute_dtype=compute, eff=eff, layout=layout,
         eager_attention=attention == "eager", prefill_chunk_tokens=prefill_chunk_tokens,
+        attention_dtype=attend,
         attention_efficiency=measured.pop("attention_efficiency", None) or
-        eff.flop_efficiency * attention_kernel_factor(attention), **measured,
+        attention_flop_efficiency(hw, eff, compute, attend) * attention_kernel_factor(attention), **measured,
         offload_fraction=offload_fraction, host_link_bytes_per_s=(hw.host_link_gbps or DEFAULT_HOST_LINK_GBPS) * 1e9,
         square_mask=engine_square_mask(engine), math_decode_attention=engine_math_decode_attention(engine),
         max_running=engine_max_running(engine, hw, tp * pp, attention_dp), running_pool=engine_running_pool(engine),

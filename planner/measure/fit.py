@@ -42,7 +42,7 @@ def _terms(samples: list[dict[str, float]]) -> dict[str, Any]:
     act = column(lambda s: s.get("activation_bytes", 0.0) / s["bandwidth"])
     return {"rows": column(lambda s: s["rows"]), "layers": column(lambda s: s["layers"]),
             "matmul": column(lambda s: s["matmul_flops"] / s["peak_flops"]),
-            "attention": column(lambda s: s["attention_flops"] / s["peak_flops"]),
+            "attention": column(lambda s: s["attention_flops"] / s.get("attention_peak_flops", s["peak_flops"])),
             "weights": column(lambda s: s["bytes"] / s["bandwidth"]) - kv - act, "kv": kv, "act": act}
 
 
@@ -115,6 +115,7 @@ def samples(measurement, setup) -> list[dict[str, float]]:
                     "flops": step.flops, "matmul_flops": matmul, "attention_flops": attention, "rows": rows,
                     "bytes": step.bytes_per_device, "kv_bytes": step.kv_bytes_per_device,
                     "activation_bytes": step.activation_bytes_per_device, "peak_flops": setup.peak_flops,
+                    "attention_peak_flops": setup.attention_peak_flops,
                     "bandwidth": setup.hw.memory_bandwidth_bytes_per_s, "layers": setup.spec.num_layers,
                     "model": measurement.model})
     return out

@@ -48,10 +48,14 @@ ADVICE = {
 def run(name: str) -> dict:
     """The JSON document of one golden case, as `--format json` / `--json` prints it."""
     import optiplan
+    from optiplan.planner.errors import ImpossibleError
 
     if name in PROFILES:
         return json.loads(optiplan.profile(**PROFILES[name]).model_dump_json())
-    return json.loads(optiplan.advise(**ADVICE[name]).model_dump_json())
+    try:
+        return json.loads(optiplan.advise(**ADVICE[name]).model_dump_json())
+    except ImpossibleError as exc:  # `--format json` prints the infeasible advice (exit code 3)
+        return json.loads(exc.document.model_dump_json())
 
 
 def names() -> list[str]:

@@ -208,3 +208,34 @@ def test_attention_cache_traffic_adds_to_compute_bound_linear_layers():
     assert linear_compute > short.memory_s  # the step as a whole would still have looked compute-bound
     extra_kv = (long.kv_bytes_per_device - short.kv_bytes_per_device) / bandwidth
     assert long.time_s - short.time_s == pytest.approx(extra_kv, rel=0.05)
+
+
+@pytest.mark.parametrize("dtype, activations, kv, rate", [
+    ("fp8", None, None, "bf16"), ("fp8", None, "fp8", "fp8"), ("int8", "int8", None, "bf16"),
+    ("bf16", None, "fp8", "bf16"), ("int4", None, None, "bf16")])
+def test_attention_runs_at_the_rate_of_what_it_multiplies(dtype, activations, kv, rate):
+    """QK^T and PV multiply activations by the cache: fp8 linear layers over a 16-bit cache attend at the 16-bit rate
+    (DeepSeek's MLA decode, whose attention FLOPs rival its matmuls', ran at the fp8 rate before)."""
+    from optiplan.planner.analytic.steps import decode_attention_flops
+
+    s = setup(dtype=dtype, activations=activations, kv_dtype=kv)
+    assert s.attention_peak_flops == s.hw.peak_tflops[rate] * 1e12
+    # a compute-bound attention step: its time follows that rate, the linear layers keep theirs
+    mla = setup(model="deepseek-v3", hardware="h200-sxm", num_devices=8, dtype="fp8", kv_dtype=kv)
+    step = decode_step(mla, 64, 32768)
+    attention_s = decode_attention_flops(mla, 64, 32768) / (mla.attention_peak_flops * mla.shards
+                                                            * mla.attention_efficiency)
+    assert step.compute_s > attention_s
+    if kv is None:
+        assert attention_s == pytest.approx(decode_attention_flops(mla, 64, 32768) / (
+            mla.hw.peak_tflops["bf16"] * 1e12 * mla.shards * mla.attention_efficiency))
+
+
+def test_fp8_layers_beside_a_16bit_attention_keep_its_16bit_share():
+    """Attention beside fp8 linear layers runs at the 16-bit rate and reaches the 16-bit share of it: a long prompt
+    prefills faster with fp8 weights than with bf16 ones (its linear layers are faster, its attention the same)."""
+    from optiplan.planner.analytic.steps import prefill_step
+
+    bf16, fp8 = setup(dtype="bf16"), setup(dtype="fp8")
+    assert fp8.attention_efficiency == pytest.approx(bf16.attention_efficiency)
+    assert prefill_step(fp8, 1, 65536).time_s < prefill_step(bf16, 1, 65536).time_s
