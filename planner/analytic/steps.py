@@ -177,9 +177,25 @@ def active_intermediate(s: Setup) -> int:
 
 
 def activation_traffic_bytes(s: Setup, tokens: int) -> float:
-    """Hidden states and MLP intermediates written and read by one forward pass, one device."""
-    per_layer = tokens * s.act_bytes * (6 * s.spec.hidden_size + 3 * active_intermediate(s) / s.tp)
+    """Hidden states and MLP intermediates written and read by one forward pass, one device: a share of the tokens
+    under data-parallel attention (each group holds its own sequences' states; a token's routed experts spread over
+    all devices), all of them otherwise."""
+    per_layer = tokens / s.attention_dp * s.act_bytes * (6 * s.spec.hidden_size + 3 * active_intermediate(s) / s.tp)
     return per_layer * s.spec.num_layers
+
+
+def routed_matmul_flops(s: Setup, tokens: int) -> float:
+    """The routed experts' share of `matmul_flops`: spread over every expert-parallel device whichever attention
+    group the tokens come from."""
+    c = s.counts
+    return 2 * tokens * c.num_moe_layers * c.top_k * c.layer.expert_linear
+
+
+def attention_groups_busy(s: Setup, sequences: int) -> int:
+    """Data-parallel attention groups holding some of a step's `sequences`: every group once there are as many
+    sequences as groups, else one per sequence. The others wait for them at each MoE layer's exchange: a lone prompt
+    prefills on one group's devices while the rest of the deployment idles."""
+    return max(1, min(sequences, s.attention_dp))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -249,7 +265,7 @@ def matmul_efficiency(eff, tokens: int) -> float:
 
 
 def _cost(s: Setup, matmul: float, attention: float, weights_dev: float, kv_dev: float, act_dev: float,
-          tokens: int) -> StepCost:
+          tokens: int, sequences: int) -> StepCost:
     """The step's cost. The linear layers (matmul FLOPs against the weight bytes), attention (its FLOPs against the
     KV-cache bytes) and the elementwise kernels between them (norms, activations, residual adds, rotary: activation
     bytes only) run one after another, each bound by its own roof, so their times add. One roof over the whole step
@@ -259,8 +275,16 @@ def _cost(s: Setup, matmul: float, attention: float, weights_dev: float, kv_dev:
     held-out prefill and decode median errors fell from 15.7% (one roof) to 15.6% (attention apart) and 13.0% (the
     elementwise kernels apart too)."""
     peak = s.peak_flops * s.shards  # the work is spread over the shards
+    # under data-parallel attention with fewer sequences than groups, the groups holding them take on all of the
+    # step's attention, caches and non-routed layers (`kv_dev` and `act_dev` come as even shares): the step is theirs
+    busy = attention_groups_busy(s, sequences)
+    lag = s.attention_dp / busy
+    routed = routed_matmul_flops(s, tokens) if lag > 1 else 0.0
+    flops = matmul + attention
+    matmul = (matmul - routed) * lag + routed
+    attention, kv_dev, act_dev = attention * lag, kv_dev * lag, act_dev * lag
     attention_eff = s.attention_efficiency or s.eff.flop_efficiency
-    matmul_eff = matmul_efficiency(s.eff, max(tokens // s.attention_dp, 1))
+    matmul_eff = matmul_efficiency(s.eff, max(tokens // busy, 1))
     stream = s.eff.activation_bandwidth_efficiency or s.eff.bandwidth_efficiency  # 16-bit activations, any weights
     bandwidth = s.hw.memory_bandwidth_bytes_per_s * stream
     # weights held in host memory cross the host link every pass (CPU offload)
@@ -274,7 +298,7 @@ def _cost(s: Setup, matmul: float, attention: float, weights_dev: float, kv_dev:
                                                                       s.eff.bandwidth_efficiency)))
     elementwise = act_dev / bandwidth
     return StepCost(
-        flops=matmul + attention, bytes_per_device=weights_dev + kv_dev + act_dev, kv_bytes_per_device=kv_dev,
+        flops=flops, bytes_per_device=weights_dev + kv_dev + act_dev, kv_bytes_per_device=kv_dev,
         activation_bytes_per_device=act_dev, compute_s=linear[0] + attend[0],
         memory_s=linear[1] + attend[1] + elementwise, roofline_s=max(linear) + max(attend) + elementwise,
         comm_s=_comm_s(s, tokens), overhead_s=_overhead_s(s), host_overlap=s.eff.host_overlap,
@@ -293,7 +317,7 @@ def decode_step(s: Setup, batch: int, context: int, tokens_per_seq: int = 1) -> 
     state = state_bytes_per_device(s)  # read and written in place once per step, whatever the runtime
     kv_bytes = batch * (kv_bytes_per_device(s, context) - state) * kv_passes(s) + batch * 2 * state + new_kv
     return _cost(s, matmul, attention, weights_read_bytes(s, tokens), kv_bytes, activation_traffic_bytes(s, tokens),
-                 tokens)
+                 tokens, batch)
 
 
 def kv_passes(s: Setup) -> int:
@@ -313,4 +337,4 @@ def prefill_step(s: Setup, batch: int, prompt: int, cached: int = 0) -> StepCost
     attention = prefill_attention_flops(s, batch, prompt, cached)
     kv_bytes = batch * kv_bytes_per_device(s, prompt)
     return _cost(s, matmul, attention, weights_read_bytes(s, tokens), kv_bytes, activation_traffic_bytes(s, tokens),
-                 tokens)
+                 tokens, batch)

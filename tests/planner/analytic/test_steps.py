@@ -239,3 +239,34 @@ def test_fp8_layers_beside_a_16bit_attention_keep_its_16bit_share():
     bf16, fp8 = setup(dtype="bf16"), setup(dtype="fp8")
     assert fp8.attention_efficiency == pytest.approx(bf16.attention_efficiency)
     assert prefill_step(fp8, 1, 65536).time_s < prefill_step(bf16, 1, 65536).time_s
+
+
+def _adp(**kw):
+    return setup(model="deepseek-v3", hardware="h200-sxm", num_devices=8, attention_data_parallel=8,
+                 expert_parallel=8, dtype="fp8", **kw)
+
+
+def test_under_attention_dp_a_lone_prompt_prefills_on_one_group():
+    """Each attention group prefills its own sequences; the others wait for it at every MoE exchange. Eight prompts,
+    one per group, run side by side (only their routed experts and exchanges add up); one prompt is not spread over
+    the eight groups."""
+    from optiplan.planner.analytic.steps import prefill_step
+
+    s = _adp()
+    one, eight = prefill_step(s, 1, 4096), prefill_step(s, 8, 4096)
+    assert eight.time_s < 3 * one.time_s
+    assert one.compute_s > 3 * eight.compute_s / 8
+    assert one.flops == pytest.approx(eight.flops / 8)  # the work itself is that of one prompt
+
+
+def test_under_attention_dp_a_device_holds_its_groups_sequences():
+    """Activations and caches per device are those of its group's sequences: a batch of 1024 over 8 groups moves
+    what 128 sequences do; a lone sequence's whole cache sits on its group."""
+    from optiplan.planner.analytic.steps import activation_traffic_bytes, kv_bytes_per_device
+
+    s = _adp()
+    assert activation_traffic_bytes(s, 1024) == pytest.approx(
+        128 * s.act_bytes * s.spec.num_layers * (6 * s.spec.hidden_size + 3 * 8 * 2048 + 3 * 2048))
+    lone = decode_step(s, 1, 32768)
+    assert lone.kv_bytes_per_device == pytest.approx(kv_bytes_per_device(s, 32768) * 8, rel=0.01)
+    assert decode_step(s, 8, 32768).kv_bytes_per_device == pytest.approx(lone.kv_bytes_per_device, rel=0.01)
