@@ -24,6 +24,7 @@ import itertools
 import statistics
 import zlib
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -238,20 +239,25 @@ def fit_overheads(points: list[dict], runtime: str = "serving") -> dict:
 FLOP_GRID = tuple(round(0.20 + 0.01 * i, 2) for i in range(51))
 
 
+@contextmanager
+def gpu_flop_share(dtype: str, share: float):
+    """profiles/efficiency.yaml's GPU flop share of `dtype` set to `share` while the block runs (every prediction
+    reads the table afresh: a 16-bit attention beside fp8 layers keeps its own share, as it does in use)."""
+    shares = profiles.efficiency_table()["device_kinds"]["gpu"]["flop_efficiency"]
+    documented = shares[dtype]
+    shares[dtype] = share
+    try:
+        yield
+    finally:
+        shares[dtype] = documented
+
+
 def fit_flop_efficiency(points: list[dict], dtype: str = "fp8") -> dict:
     """The GPU flop efficiency of one compute dtype (the tensor-core rate the linear layers run at) that minimises
     the median error, then the p90, of the latency and throughput points whose linear layers run at that rate, in
     the fitted two thirds; the device's measured share scales it as it scales the documented one. Errors reported
     on both parts and, over every point, for the documented value and the fitted one."""
     documented = profiles.efficiency_table()["device_kinds"]["gpu"]["flop_efficiency"][dtype]
-
-    def tune(x):
-        def factors(request):
-            s = resolved_setup(request)
-            if s.hw.kind != "gpu" or s.compute_dtype != dtype:
-                return None
-            return s.eff.model_copy(update={"flop_efficiency": min(s.eff.flop_efficiency * x / documented, 1.0)})
-        return factors
 
     def errors(x, part, only_dtype=True):
         out = []
@@ -260,7 +266,8 @@ def fit_flop_efficiency(points: list[dict], dtype: str = "fp8") -> dict:
                 continue
             if only_dtype and DTYPES.get(p["dtype"]) != dtype:
                 continue
-            value, _ = predict(p, "requests", tune(x))
+            with gpu_flop_share(dtype, x):
+                value, _ = predict(p, "requests")
             if value is not None:
                 out.append(abs(value / p["value"] - 1) * 100)
         return sorted(out)

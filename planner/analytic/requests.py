@@ -47,7 +47,13 @@ def request_figures(s: Setup, input_tokens: int, output_tokens: int, concurrency
     if continuous:
         prefill = prefill_step(s, 1, i, cached_tokens)
         new = max(i - cached_tokens, 1)
-        compute_per_token = (prefill.compute_s + prefill.comm_s) / new
+
+        def prompts_compute_s(prompt_tokens: float) -> float:
+            # the compute of a step's prompt tokens: whole prompts side by side (each data-parallel attention group
+            # prefills its own, so k prompts cost less than k lone ones there), or a chunk's share of one
+            k = max(1, round(prompt_tokens / new))
+            many = prefill if k == 1 else prefill_step(s, k, i, cached_tokens)
+            return (many.compute_s + many.comm_s) * prompt_tokens / (k * new)
         # a cycle's tokens: c prompts and c x (O - 1) decode tokens, at most `chunk` per step (an engine that does not
         # chunk takes whole prompts beside the decode tokens: in-flight batching mixes them all the same)
         chunk = s.prefill_chunk_tokens
@@ -59,7 +65,7 @@ def request_figures(s: Setup, input_tokens: int, output_tokens: int, concurrency
             # a decode step carrying prompt tokens: their compute shows only where the step's compute outgrows the
             # bytes it moves anyway (the weights, the caches)
             # (a step already compute-bound takes all of theirs)
-            extra = max(0.0, decode.compute_s + prompt_tokens * compute_per_token
+            extra = max(0.0, decode.compute_s + prompts_compute_s(prompt_tokens)
                         - max(decode.memory_s, decode.compute_s))
             return decode.time_with(extra)
 

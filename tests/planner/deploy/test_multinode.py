@@ -35,7 +35,18 @@ def _syntax_ok(script: str) -> None:
         subprocess.run(["bash", "-n"], input=script, text=True, check=True)
 
 
-def test_vllm_starts_a_ray_cluster(pp_across_nodes, ep_across_nodes):
+@pytest.fixture(scope="module")
+def reasoning(tmp_path_factory):
+    """Offline reasoning traces: short prompts, long outputs (decode-heavy)."""
+    workload = {"name": "reasoning-offline", "description": "short prompts, long outputs", "prompt_tokens_mean": 500,
+                "prompt_tokens_p95": 1000, "output_tokens_mean": 4000, "output_tokens_p95": 8000, "concurrency": 1024,
+                "goal": "throughput", "max_quality_loss_pct": 2.0}
+    path = tmp_path_factory.mktemp("workload") / "reasoning.yaml"
+    path.write_text(yaml.safe_dump(workload))
+    return path
+
+
+def test_vllm_starts_a_ray_cluster(pp_across_nodes, ep_across_nodes, reasoning):
     script = render(pp_across_nodes, "vllm")["vllm/serve.sh"]
     _syntax_ok(script)
     assert "ray start --head --port=6379" in script and 'ray start --address="${2' in script
@@ -45,9 +56,14 @@ def test_vllm_starts_a_ray_cluster(pp_across_nodes, ep_across_nodes):
     dp = render(ep_across_nodes, "vllm")["vllm/serve.sh"]  # attention TP8 in each node, DP2 across, experts EP16
     assert "--tensor-parallel-size 8" in dp and "--enable-expert-parallel" in dp and "--data-parallel-size 2" in dp
     assert "--data-parallel-backend ray" in dp and "--data-parallel-size-local 1" in dp
-    offline = advise(AdviseRequest(model="deepseek-v3", hardware="h100-sxm", num_devices=16, workload="batch-offline",
+    # data-parallel attention over all 16 where decoding dominates: under it each prompt prefills on its own device
+    # while the others wait, so batch-offline's prompts (two tokens in per token out) keep tensor-parallel attention
+    prefill_heavy = advise(AdviseRequest(model="deepseek-v3", hardware="h100-sxm", num_devices=16,
+                                         workload="batch-offline", engine="vllm"))
+    assert "expert-parallel-tp-attention" in [s.technique for s in prefill_heavy.plan.steps]
+    offline = advise(AdviseRequest(model="deepseek-v3", hardware="h100-sxm", num_devices=16, workload=str(reasoning),
                                    engine="vllm"))
-    assert "expert-parallel" in [s.technique for s in offline.plan.steps]  # data-parallel attention over all 16
+    assert "expert-parallel" in [s.technique for s in offline.plan.steps]
     dp = render(offline, "vllm")["vllm/serve.sh"]
     assert "--tensor-parallel-size 1" in dp and "--data-parallel-size 16" in dp
     assert "--data-parallel-backend ray" in dp and "--data-parallel-size-local 8" in dp
