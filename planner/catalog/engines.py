@@ -98,11 +98,14 @@ def engine_max_running(engine: str | None, hw: HardwareSpec, devices: int = 1, s
     return min(caps) if caps else None
 
 
-def engine_default_limit(engine: str | None, hw: HardwareSpec, devices: int = 1) -> tuple[int, str, bool] | None:
+def engine_default_limit(engine: str | None, hw: HardwareSpec, devices: int = 1,
+                         schedulers: int = 1) -> tuple[int, str, bool] | None:
     """(the most sequences one server of the engine takes at once by default on `hw`, the option that raises it,
     whether a request past it is refused rather than queued), or None where the profile states neither a running cap
-    nor an in-flight limit. A router's in-flight limit (TGI) binds before a scheduler's cap when it is lower."""
-    per = _device_fact(engine, hw, "max_running", devices)
+    nor an in-flight limit. A scheduler's cap counts once per scheduler (vLLM's max_num_seqs per data-parallel
+    attention rank); a router's in-flight limit (TGI) binds before it when it is lower."""
+    cap = _device_fact(engine, hw, "max_running", devices)
+    per = cap * schedulers if cap else None
     in_flight = engine_max_in_flight(engine)
     if in_flight and (not per or in_flight <= per):
         return in_flight, _fact(engine, "max_in_flight_option"), True

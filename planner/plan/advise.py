@@ -415,7 +415,7 @@ def _engine_limit_warning(advice: Advice, hw: HardwareSpec) -> str | None:
     engine, p = advice.workload.engine, advice.plan.predicted
     if advice.workload.goal == "training" or engine is None:
         return None
-    limit = engine_default_limit(engine, hw, p.tensor_parallel * p.pipeline_parallel)
+    limit = engine_default_limit(engine, hw, p.tensor_parallel * p.pipeline_parallel, p.attention_data_parallel)
     running = max_seqs(advice)
     if limit is None or running <= limit[0]:
         return None

@@ -261,3 +261,21 @@ def test_advice_says_where_the_plan_runs_past_the_engines_default_limit(engine, 
     assert not any("by default" in w for w in under.warnings)
     # what it promises: the configs raise the option to serve every user of the plan
     assert int(engine_config(over, engine).options[option.removeprefix("--")]) >= users
+
+
+def test_the_default_limit_counts_once_per_data_parallel_attention_rank(tmp_path):
+    """vLLM's max_num_seqs holds per data-parallel rank: 2,048 sequences over 16 attention groups are 128 each, under
+    its 1,024; a training plan serves nobody."""
+    import yaml
+
+    workload = {"name": "reasoning-offline", "description": "short prompts, long outputs", "prompt_tokens_mean": 500,
+                "prompt_tokens_p95": 1000, "output_tokens_mean": 4000, "output_tokens_p95": 8000, "concurrency": 1024,
+                "goal": "throughput", "max_quality_loss_pct": 2.0}
+    path = tmp_path / "reasoning.yaml"
+    path.write_text(yaml.safe_dump(workload))
+    a = advise(AdviseRequest(model="deepseek-v3", hardware="h100-sxm", num_devices=16, workload=str(path),
+                             engine="vllm"))
+    assert a.plan.predicted.attention_data_parallel == 16 and a.plan.predicted.batch > 1024
+    assert not any("by default" in w for w in a.warnings)
+    training = advise(AdviseRequest(model="llama-3.2-1b", hardware="a10g", workload="fine-tune", goal="training"))
+    assert not any("by default" in w for w in training.warnings)
