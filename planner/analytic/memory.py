@@ -19,11 +19,12 @@ def activation_peak_bytes(s: Setup, batch: int, prompt: int) -> float:
     """Peak transient memory of a prefill, one device: the residual stream and normed input, the MLP
     intermediates (gate, up, their product), the last token's logits in fp32 and, for eager attention,
     the materialised score and probability matrices. A chunked prefill holds one chunk at a time."""
-    tokens = max(batch * prompt // s.attention_dp, 1)
+    prompts = math.ceil(batch / s.attention_dp)  # whole prompts per data-parallel attention group
+    tokens = max(prompts * prompt, 1)
     if s.prefill_chunk_tokens:
         tokens = min(tokens, s.prefill_chunk_tokens)
     hidden = tokens * s.act_bytes * (2 * s.spec.hidden_size + 3 * active_intermediate(s) / s.tp)
-    logits = min(batch, tokens) * s.spec.vocab_size * (s.act_bytes + 4)
+    logits = min(prompts, tokens) * s.spec.vocab_size * (s.act_bytes + 4)
     scores = 0.0
     if s.eager_attention:  # queries of this pass against every key of their prompts
         scores = tokens * (s.spec.num_heads / s.tp) * prompt * (2 * s.act_bytes + 4)
@@ -81,8 +82,15 @@ def per_device_bytes(s: Setup, batch: int, context: int, prompt: int) -> tuple[f
     return worst
 
 
+def whole_sequences(s: Setup, batch: int) -> int:
+    """`batch` rounded up to whole sequences per data-parallel attention group: the fullest group holds
+    ceil(batch / groups) of them (a lone sequence's whole cache sits on one group)."""
+    return math.ceil(batch / s.attention_dp) * s.attention_dp
+
+
 def fits(s: Setup, batch: int, context: int, prompt: int) -> bool:
-    return sum(per_device_bytes(s, batch, context, prompt)) + s.hw.runtime_overhead_bytes <= s.hw.memory_bytes
+    return sum(per_device_bytes(s, whole_sequences(s, batch), context, prompt)) + s.hw.runtime_overhead_bytes \
+        <= s.hw.memory_bytes
 
 
 def max_batch(s: Setup, context: int, prompt: int) -> int:
@@ -99,7 +107,7 @@ def max_batch(s: Setup, context: int, prompt: int) -> int:
         n = min(n, int(room // (kv + copies / s.attention_dp)))
         while n > 0 and kv * n + math.ceil(n / s.attention_dp) * copies > room:  # whole sequences per device
             n -= 1
-    return max(n, 0)
+    return max(n // s.attention_dp * s.attention_dp, 0)  # whole sequences per attention group (`whole_sequences`)
 
 
 def max_context(s: Setup, batch: int) -> int:

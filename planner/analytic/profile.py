@@ -37,7 +37,7 @@ from ..schema import (
 from .accuracy import accuracy_bands
 from .efficiency import prefill_chunk_tokens
 from .kvcache import elements_per_token, kv_cache_elements, kv_groups, layout_for_runtime, state_elements
-from .memory import fits, max_batch, max_context, per_device_bytes
+from .memory import fits, max_batch, max_context, per_device_bytes, whole_sequences
 from .params import param_counts
 from .requests import request_profile
 from .setup import Setup, build_setup, default_16bit, total_weight_bytes
@@ -175,7 +175,7 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
 
     prefill = prefill_step(s, batch, prompt)
     decode = decode_step(s, batch, context)
-    w_dev, kv_dev, act_dev = per_device_bytes(s, batch, context, prompt)
+    w_dev, kv_dev, act_dev = per_device_bytes(s, whole_sequences(s, batch), context, prompt)
     per_device = w_dev + kv_dev + act_dev + hw.runtime_overhead_bytes
     largest_batch = max_batch(s, context, prompt)
     curve = []
@@ -225,8 +225,8 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
             decode_matmul_flops_per_token=matmul_flops(s, 1, 1),
             decode_attention_flops_per_token=decode_attention_flops(s, 1, context),
             decode_bytes_per_step=decode.bytes_per_device,
-            decode_arithmetic_intensity=decode.flops / s.tp / decode.bytes_per_device,
-            prefill_arithmetic_intensity=prefill.flops / s.tp / prefill.bytes_per_device,
+            decode_arithmetic_intensity=decode.intensity(s.shards),
+            prefill_arithmetic_intensity=prefill.intensity(s.shards),
             ridge_flops_per_byte=s.ridge, decode_bound=decode.bound, prefill_bound=prefill.bound,
         ),
         latency=LatencyProfile(

@@ -86,7 +86,7 @@ class Setup:
         """The peak attention's matrix products run at: those of the 16-bit activations unless the cache and the
         linear layers are both fp8 (`attention_dtype`)."""
         dtype = self.attention_dtype or self.compute_dtype
-        return self.hw.peak_tflops.get(dtype, self.hw.peak_tflops.get(self.compute_dtype, 0.0)) * 1e12 or self.peak_flops
+        return self.hw.peak_tflops[dtype] * 1e12 if dtype in self.hw.peak_tflops else self.peak_flops
 
     @cached_property
     def bits_per_weight(self) -> float:
@@ -234,6 +234,8 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         if weight_kernel == "triton":
             measured["weight_bandwidth_efficiency"] = shares.gemm[weight_dtype]
     attend = attention_dtype(compute, kv_dtype or act, act)
+    if attend not in hw.peak_tflops:  # a device without that rate: attention at the linear layers' rate and share
+        attend = compute
     storage = engine_storage(engine, weight_dtype) if group_size is None else None
     weights = weight_format(weight_dtype, engine_group_size(engine, weight_dtype) if group_size is None else group_size)
     bits = gguf_bits(spec, storage["format"]) if storage and weights.quantized else None

@@ -35,6 +35,13 @@ class StepCost:
     comm_s: float
     overhead_s: float
     host_overlap: bool = False  # the host's fixed costs overlap the device's work (eager CUDA): the longer counts
+    busiest_flops: float | None = None  # the FLOPs of the device with the most work [default: flops / shards]
+
+    def intensity(self, shards: int) -> float:
+        """FLOPs per byte moved on the device with the most work (a data-parallel attention group holding a lone
+        prompt does all of its attention and non-routed layers)."""
+        flops = self.busiest_flops if self.busiest_flops is not None else self.flops / shards
+        return flops / self.bytes_per_device
 
     @property
     def time_s(self) -> float:
@@ -184,6 +191,16 @@ def activation_traffic_bytes(s: Setup, tokens: int) -> float:
     return per_layer * s.spec.num_layers
 
 
+def routed_activation_bytes(s: Setup, tokens: int) -> float:
+    """The routed experts' intermediates within `activation_traffic_bytes`: spread over every expert-parallel device
+    whichever attention group the tokens come from."""
+    m = s.spec.moe
+    if m is None:
+        return 0.0
+    per_layer = tokens / s.attention_dp * s.act_bytes * 3 * m.top_k * m.expert_intermediate_size / s.tp
+    return per_layer * s.counts.num_moe_layers
+
+
 def routed_matmul_flops(s: Setup, tokens: int) -> float:
     """The routed experts' share of `matmul_flops`: spread over every expert-parallel device whichever attention
     group the tokens come from."""
@@ -235,10 +252,14 @@ def all_to_all_s(s: Setup, message_bytes: float) -> float:
     return max(inside, across) + (s.ep // node - 1) * link.scale_out_latency_us * 1e-6
 
 
-def _comm_s(s: Setup, tokens: int) -> float:
+def _comm_s(s: Setup, tokens: int, busy: int | None = None) -> float:
+    """The step's collectives: all-reduces inside each tensor-parallel group over its own sequences' tokens (the
+    `busy` data-parallel attention groups that hold some, all of them by default), pipeline hops, and the MoE
+    dispatch and combine of the busy groups' top-k copies."""
+    busy = busy or s.attention_dp
     message = tokens * s.spec.hidden_size * s.act_bytes
     # after attention and after the MLP, each tensor-parallel group over its own sequences
-    per_layer = 2 * allreduce_s(s, message / s.attention_dp)
+    per_layer = 2 * allreduce_s(s, message / busy)
     hops = 0.0
     if s.pp > 1 and s.hw.interconnect is not None:
         link = s.hw.interconnect
@@ -247,7 +268,7 @@ def _comm_s(s: Setup, tokens: int) -> float:
             across * (message / (link.scale_out_gbps * 1e9) + link.scale_out_latency_us * 1e-6)
     moe = 0.0
     if s.ep > 1 and s.attention_dp > 1 and s.counts.num_moe_layers:  # dispatch and combine of top-k copies
-        routed = message / s.shards * s.counts.top_k
+        routed = message / (s.tp * busy) * s.counts.top_k
         moe = 2 * all_to_all_s(s, routed) * s.counts.num_moe_layers
     return per_layer * s.spec.num_layers + hops + moe
 
@@ -279,10 +300,12 @@ def _cost(s: Setup, matmul: float, attention: float, weights_dev: float, kv_dev:
     # step's attention, caches and non-routed layers (`kv_dev` and `act_dev` come as even shares): the step is theirs
     busy = attention_groups_busy(s, sequences)
     lag = s.attention_dp / busy
-    routed = routed_matmul_flops(s, tokens) if lag > 1 else 0.0
     flops = matmul + attention
-    matmul = (matmul - routed) * lag + routed
-    attention, kv_dev, act_dev = attention * lag, kv_dev * lag, act_dev * lag
+    if lag > 1:
+        routed = routed_matmul_flops(s, tokens)
+        routed_act = min(routed_activation_bytes(s, tokens), act_dev)
+        matmul = (matmul - routed) * lag + routed
+        attention, kv_dev, act_dev = attention * lag, kv_dev * lag, (act_dev - routed_act) * lag + routed_act
     attention_eff = s.attention_efficiency or s.eff.flop_efficiency
     matmul_eff = matmul_efficiency(s.eff, max(tokens // busy, 1))
     stream = s.eff.activation_bandwidth_efficiency or s.eff.bandwidth_efficiency  # 16-bit activations, any weights
@@ -298,10 +321,11 @@ def _cost(s: Setup, matmul: float, attention: float, weights_dev: float, kv_dev:
                                                                       s.eff.bandwidth_efficiency)))
     elementwise = act_dev / bandwidth
     return StepCost(
-        flops=flops, bytes_per_device=weights_dev + kv_dev + act_dev, kv_bytes_per_device=kv_dev,
+        flops=flops, busiest_flops=(matmul + attention) / s.shards,
+        bytes_per_device=weights_dev + kv_dev + act_dev, kv_bytes_per_device=kv_dev,
         activation_bytes_per_device=act_dev, compute_s=linear[0] + attend[0],
         memory_s=linear[1] + attend[1] + elementwise, roofline_s=max(linear) + max(attend) + elementwise,
-        comm_s=_comm_s(s, tokens), overhead_s=_overhead_s(s), host_overlap=s.eff.host_overlap,
+        comm_s=_comm_s(s, tokens, busy), overhead_s=_overhead_s(s), host_overlap=s.eff.host_overlap,
     )
 
 

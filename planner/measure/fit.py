@@ -42,7 +42,10 @@ def _terms(samples: list[dict[str, float]]) -> dict[str, Any]:
     act = column(lambda s: s.get("activation_bytes", 0.0) / s["bandwidth"])
     return {"rows": column(lambda s: s["rows"]), "layers": column(lambda s: s["layers"]),
             "matmul": column(lambda s: s["matmul_flops"] / s["peak_flops"]),
-            "attention": column(lambda s: s["attention_flops"] / s.get("attention_peak_flops", s["peak_flops"])),
+            # at the rate attention runs at and the share of the linear layers' efficiency it reaches (its kernel's,
+            # its dtype's): the fitted efficiency is the linear layers', as `_cost` takes it
+            "attention": column(lambda s: s["attention_flops"] / s.get("attention_peak_flops", s["peak_flops"])
+                                / s.get("attention_share", 1.0)),
             "weights": column(lambda s: s["bytes"] / s["bandwidth"]) - kv - act, "kv": kv, "act": act}
 
 
@@ -116,6 +119,8 @@ def samples(measurement, setup) -> list[dict[str, float]]:
                     "bytes": step.bytes_per_device, "kv_bytes": step.kv_bytes_per_device,
                     "activation_bytes": step.activation_bytes_per_device, "peak_flops": setup.peak_flops,
                     "attention_peak_flops": setup.attention_peak_flops,
+                    "attention_share": (setup.attention_efficiency or setup.eff.flop_efficiency)
+                    / setup.eff.flop_efficiency,
                     "bandwidth": setup.hw.memory_bandwidth_bytes_per_s, "layers": setup.spec.num_layers,
                     "model": measurement.model})
     return out

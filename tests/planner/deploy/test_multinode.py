@@ -71,14 +71,19 @@ def test_vllm_starts_a_ray_cluster(pp_across_nodes, ep_across_nodes, reasoning):
     assert "./serve.sh head" in readme and "./serve.sh worker HEAD_ADDRESS" in readme
 
 
-def test_sglang_ranks_and_trtllm_mpi(ep_across_nodes):
+def test_sglang_ranks_and_trtllm_mpi(ep_across_nodes, reasoning):
     script = render(ep_across_nodes, "sglang")["sglang/serve.sh"]
     _syntax_ok(script)
     assert '--nnodes 2 --node-rank "$rank" --dist-init-addr "$head:5000"' in script
     with pytest.raises(DeployError, match="TensorRT-LLM runs attention either data parallel"):
         render(ep_across_nodes, "trtllm")  # TP8 x DP2 attention: not a layout TensorRT-LLM has
-    for_trtllm = advise(AdviseRequest(model="deepseek-v3", hardware="h100-sxm", num_devices=16, workload="chat",
-                                      engine="trtllm"))
+    # chat's prompts keep TensorRT-LLM's attention tensor parallel over all ranks (under data-parallel attention each
+    # prompt would prefill on one rank while the others wait); decode-heavy work takes it data parallel over all
+    chat = advise(AdviseRequest(model="deepseek-v3", hardware="h100-sxm", num_devices=16, workload="chat",
+                                engine="trtllm"))
+    assert chat.plan.predicted.attention_data_parallel == 1
+    for_trtllm = advise(AdviseRequest(model="deepseek-v3", hardware="h100-sxm", num_devices=16,
+                                      workload=str(reasoning), engine="trtllm"))
     assert for_trtllm.plan.predicted.attention_data_parallel == 16  # its data-parallel attention over all ranks
     trt = render(for_trtllm, "trtllm")["trtllm/serve.sh"]
     _syntax_ok(trt)
