@@ -316,9 +316,8 @@ def _cost(s: Setup, matmul: float, attention: float, weights_dev: float, kv_dev:
     peak_bw = s.hw.memory_bandwidth_bytes_per_s  # measured kernels bring their own shares of it
     linear = (matmul / (peak * matmul_eff), weights_dev / (peak_bw * (s.weight_bandwidth_efficiency or
                                                                       s.eff.bandwidth_efficiency)) + offload_s)
-    attend = (attention / (s.attention_peak_flops * s.shards * attention_eff), kv_dev / (peak_bw * (s.kv_bandwidth_efficiency or
-                                                                      s.eff.kv_bandwidth_efficiency or
-                                                                      s.eff.bandwidth_efficiency)))
+    kv_share = s.kv_bandwidth_efficiency or s.eff.kv_bandwidth_efficiency or s.eff.bandwidth_efficiency
+    attend = (attention / (s.attention_peak_flops * s.shards * attention_eff), kv_dev / (peak_bw * kv_share))
     elementwise = act_dev / bandwidth
     return StepCost(
         flops=flops, busiest_flops=(matmul + attention) / s.shards,
