@@ -64,20 +64,16 @@ def catalog_model(hub_id: str) -> str | None:
     return ARCHITECTURE.get(hub_id) or profiles.resolve_model_name(hub_id)
 
 
-def resolved_setup(request: ProfileRequest):
-    """The setup `profile` resolves for the request: its factors (device, kernel and cache shares included), its
-    compute dtype and device."""
+def fitted_efficiency(request: ProfileRequest, overrides: dict[str, float]):
+    """The factors `profile` resolves for the request (device, kernel and cache shares included), with some of its
+    runtime's fitted factors (fixed costs per step, layer and collective, small-matmul rows) replaced: what the fit
+    tries."""
     from optiplan.planner.analytic.profile import setup_for_request
     from optiplan.planner.catalog.hardware import resolve_hardware
     from optiplan.planner.catalog.models import resolve_model
 
-    return setup_for_request(request, resolve_model(request.model), resolve_hardware(request.hardware))
-
-
-def fitted_efficiency(request: ProfileRequest, overrides: dict[str, float]):
-    """The factors `profile` resolves for the request with some of its runtime's fitted factors (fixed costs per
-    step, layer and collective, small-matmul rows) replaced: what the fit tries."""
-    return resolved_setup(request).eff.model_copy(update=overrides)
+    eff = setup_for_request(request, resolve_model(request.model), resolve_hardware(request.hardware)).eff
+    return eff.model_copy(update=overrides)
 
 
 def point_engine(p: dict) -> str:
@@ -190,6 +186,26 @@ def held_out(point_id: str) -> bool:
     return zlib.crc32(point_id.encode()) % 3 == 0
 
 
+def published_points() -> list[dict]:
+    return [p for path in sorted(PUBLISHED.glob("*.yaml")) for p in yaml.safe_load(path.read_text())["points"]]
+
+
+def part_errors(points: list[dict], part: str, tune: Callable[[ProfileRequest], Any] | None = None) -> list[float]:
+    """Absolute errors (%) of the latency and throughput points of one part ("fitted" or "held-out"), sorted."""
+    out = []
+    for p in points:
+        if p["category"] == "memory" or held_out(p["id"]) != (part == "held-out"):
+            continue
+        value, _ = predict(p, "requests", tune)
+        if value is not None:
+            out.append(abs(value / p["value"] - 1) * 100)
+    return sorted(out)
+
+
+def rounded_stats(errs: list[float]) -> dict:
+    return {k: round(v, 1) if k != "points" else v for k, v in error_stats(errs).items()}
+
+
 # the runtimes whose fixed costs are fitted to published points (profiles/efficiency.yaml records each fit)
 FITTED_RUNTIMES = ("serving", "compiled")
 # the runtime's factors the fit searches (EfficiencyFactors fields), every combination
@@ -208,17 +224,9 @@ def fit_overheads(points: list[dict], runtime: str = "serving") -> dict:
     points = [p for p in points if engine_runtime(point_engine(p)) == runtime]
 
     def errors(overrides, part):
-        out = []
-        for p in points:
-            if p["category"] == "memory" or held_out(p["id"]) != (part == "held-out"):
-                continue
-            value, _ = predict(p, "requests", lambda request: fitted_efficiency(request, overrides))
-            if value is not None:
-                out.append(abs(value / p["value"] - 1) * 100)
-        return sorted(out)
+        return part_errors(points, part, lambda request: fitted_efficiency(request, overrides))
 
-    def stats(errs):
-        return {k: round(v, 1) if k != "points" else v for k, v in error_stats(errs).items()}
+    stats = rounded_stats
 
     grid = [dict(zip(FIT_GRID, values)) for values in itertools.product(*FIT_GRID.values())]
     best = min(grid, key=lambda o: statistics.median(errors(o, "fitted")))
@@ -259,21 +267,13 @@ def fit_flop_efficiency(points: list[dict], dtype: str = "fp8") -> dict:
     on both parts and, over every point, for the documented value and the fitted one."""
     documented = profiles.efficiency_table()["device_kinds"]["gpu"]["flop_efficiency"][dtype]
 
-    def errors(x, part, only_dtype=True):
-        out = []
-        for p in points:
-            if p["category"] == "memory" or held_out(p["id"]) != (part == "held-out"):
-                continue
-            if only_dtype and DTYPES.get(p["dtype"]) != dtype:
-                continue
-            with gpu_flop_share(dtype, x):
-                value, _ = predict(p, "requests")
-            if value is not None:
-                out.append(abs(value / p["value"] - 1) * 100)
-        return sorted(out)
+    own = [p for p in points if DTYPES.get(p["dtype"]) == dtype]
 
-    def stats(errs):
-        return {k: round(v, 1) if k != "points" else v for k, v in error_stats(errs).items()}
+    def errors(x, part, only_dtype=True):
+        with gpu_flop_share(dtype, x):
+            return part_errors(own if only_dtype else points, part)
+
+    stats = rounded_stats
 
     def key(x):
         e = stats(errors(x, "fitted"))
@@ -324,12 +324,11 @@ def main() -> None:
                              "points whose linear layers run at its rate")
     args = parser.parse_args()
     if args.fit_flops:
-        points = [p for path in sorted(PUBLISHED.glob("*.yaml")) for p in yaml.safe_load(path.read_text())["points"]]
-        write_results(f"published_flop_fit_{args.fit_flops}", fit_flop_efficiency(points, args.fit_flops))
+        write_results(f"published_flop_fit_{args.fit_flops}", fit_flop_efficiency(published_points(), args.fit_flops))
         return
     if args.fit_overheads:
-        points = [p for path in sorted(PUBLISHED.glob("*.yaml")) for p in yaml.safe_load(path.read_text())["points"]]
-        write_results(f"published_overhead_fit_{args.fit_overheads}", fit_overheads(points, args.fit_overheads))
+        write_results(f"published_overhead_fit_{args.fit_overheads}",
+                      fit_overheads(published_points(), args.fit_overheads))
         return
     views: dict[str, list[dict]] = {"step": [], "requests": []}
     skipped = []

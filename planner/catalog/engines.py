@@ -90,12 +90,12 @@ def engine_prefill_chunk(engine: str, runtime_default: int | None, hw: HardwareS
 
 
 def engine_max_running(engine: str | None, hw: HardwareSpec, devices: int = 1, schedulers: int = 1) -> int | None:
-    """The most sequences the engine runs at once by default on `hw`: its cap per scheduler (vLLM's max_num_seqs; a
-    data-parallel deployment runs one scheduler per group) times `schedulers`, and no more than its `max_in_flight`
-    (TGI's router); None where its profile states no cap (the cache's room is the limit). More requests wait."""
-    per = _device_fact(engine, hw, "max_running", devices)
-    caps = [c for c in (per * schedulers if per else None, engine_max_in_flight(engine)) if c]
-    return min(caps) if caps else None
+    """The most sequences the engine runs at once by default on `hw` (`engine_default_limit`'s count): its cap per
+    scheduler (vLLM's max_num_seqs; a data-parallel deployment runs one scheduler per group) times `schedulers`, and
+    no more than its `max_in_flight` (TGI's router); None where its profile states no cap (the cache's room is the
+    limit). More requests wait."""
+    limit = engine_default_limit(engine, hw, devices, schedulers)
+    return limit[0] if limit else None
 
 
 def engine_default_limit(engine: str | None, hw: HardwareSpec, devices: int = 1,
