@@ -279,7 +279,9 @@ def fit_flop_efficiency(points: list[dict], dtype: str = "fp8") -> dict:
         e = stats(errors(x, "fitted"))
         return e["median_pct"], e["p90_pct"]
 
-    best = min(FLOP_GRID, key=key)
+    # a tie goes to the value nearest the documented one: points the share does not move (bf16's batch-1 decode,
+    # bound by bandwidth) leave it where it was instead of at the grid's end
+    best = min(FLOP_GRID, key=lambda x: (key(x), abs(x - documented)))
     report = {name: {f"{part}{suffix}": stats(errors(x, part, only)) for part in ("fitted", "held-out")
                      for suffix, only in (("", True), ("-all-points", False))} | {"flop_efficiency": x}
               for name, x in (("documented", documented), ("fitted", best))}
