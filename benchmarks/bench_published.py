@@ -11,7 +11,7 @@ scheduling, TTFT under load). An offline run with no batch given is served at `-
 catalog cannot express (a model of an architecture it lacks, a GGUF format) are listed as skipped with the reason.
 
     python benchmarks/bench_published.py [--show-points] [--write-accuracy] [--fit-overheads [serving|compiled]]
-                                         [--fit-flops [fp8|fp4|bf16|fp16]]
+                                         [--fit-flops [fp8|fp4|bf16|fp16]] [--fit-kernel KERNEL]
 
 `--write-accuracy` stores the request view's errors by figure in profiles/accuracy.yaml: the bands reports show
 beside each predicted figure (`optiplan.planner.analytic.accuracy`).
@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import statistics
+import sys
 import zlib
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -29,12 +30,20 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from _common import error_stats, write_results
-from optiplan import profiles
-from optiplan.planner.analytic.profile import profile
-from optiplan.planner.catalog.engines import engine_runtime, engine_square_mask, engine_storage, engine_table
-from optiplan.planner.errors import OptiplanError
-from optiplan.planner.schema import ProfileRequest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import error_stats, write_results  # noqa: E402
+from optiplan import profiles  # noqa: E402
+from optiplan.planner.analytic.profile import profile  # noqa: E402
+from optiplan.planner.catalog.engines import (  # noqa: E402
+    engine_kernel_efficiency,
+    engine_runtime,
+    engine_square_mask,
+    engine_storage,
+    engine_table,
+)
+from optiplan.planner.errors import OptiplanError  # noqa: E402
+from optiplan.planner.schema import ProfileRequest  # noqa: E402
 
 PUBLISHED = Path(__file__).resolve().parent / "published"
 
@@ -82,6 +91,15 @@ def point_engine(p: dict) -> str:
     return p["engine"] if p["engine"] in engine_table() else "serving"
 
 
+def point_dtype(p: dict) -> str | None:
+    """The weight format a point is predicted in (a GGUF type as the format its engine stores in it)."""
+    if p["dtype"].startswith("gguf-"):
+        gguf = p["dtype"].removeprefix("gguf-").upper()
+        return next((d for d in ("int4", "int8") if (engine_storage(point_engine(p), d) or {}).get("format") == gguf),
+                    None)
+    return DTYPES.get(p["dtype"])
+
+
 def predict(p: dict, view: str = "requests", tune: Callable[[ProfileRequest], Any] | None = None
             ) -> tuple[float | None, str]:
     """(predicted value in the published unit, or None, and why not), in the step or the request view; `tune` gives
@@ -90,13 +108,11 @@ def predict(p: dict, view: str = "requests", tune: Callable[[ProfileRequest], An
     if model is None:
         return None, f"{p['model']}: no catalog model of its architecture"
     engine = point_engine(p)
-    dtype = DTYPES.get(p["dtype"])
+    # a GGUF type is predicted where the engine's profile stores a format in it (llama.cpp: int4 as Q4_K_M)
+    dtype = point_dtype(p)
     if dtype is None and p["dtype"].startswith("gguf-"):
-        # a GGUF type is predicted where the engine's profile stores a format in it (llama.cpp: int4 as Q4_K_M)
         gguf = p["dtype"].removeprefix("gguf-").upper()
-        dtype = next((d for d in ("int4", "int8") if (engine_storage(engine, d) or {}).get("format") == gguf), None)
-        if dtype is None:
-            return None, f"GGUF {gguf} is not the type {p['engine']}'s profile stores a weight format in"
+        return None, f"GGUF {gguf} is not the type {p['engine']}'s profile stores a weight format in"
     if dtype is None:
         return None, f"weight format {p['dtype']} has no analytic counterpart"
     unit = p["unit"]
@@ -293,6 +309,48 @@ def fit_flop_efficiency(points: list[dict], dtype: str = "fp8") -> dict:
     return report
 
 
+# the bandwidth shares a weight kernel's fit searches
+SHARE_GRID = tuple(round(0.30 + 0.01 * i, 2) for i in range(66))
+
+
+@contextmanager
+def kernel_share(kernel: str, share: float):
+    """profiles/efficiency.yaml's bandwidth share of weight kernel `kernel` set to `share` while the block runs."""
+    entry = profiles.efficiency_table()["weight_kernels"][kernel]
+    documented = entry["bandwidth_efficiency"]
+    entry["bandwidth_efficiency"] = share
+    try:
+        yield
+    finally:
+        entry["bandwidth_efficiency"] = documented
+
+
+def fit_kernel_share(points: list[dict], kernel: str) -> dict:
+    """The bandwidth share of one weight kernel (profiles/efficiency.yaml weight_kernels, one that states a share)
+    that minimises the median error, then the p90, of the points whose engine reads their weights with it, in the
+    fitted two thirds; errors reported on both parts for the documented share and the fitted one."""
+    own = [p for p in points if (d := point_dtype(p)) and engine_kernel_efficiency(point_engine(p), d) == kernel]
+    documented = profiles.efficiency_table()["weight_kernels"][kernel]["bandwidth_efficiency"]
+
+    def errors(x, part):
+        with kernel_share(kernel, x):
+            return part_errors(own, part)
+
+    def key(x):
+        e = rounded_stats(errors(x, "fitted"))
+        return e["median_pct"], e["p90_pct"]
+
+    best = min(SHARE_GRID, key=lambda x: (key(x), abs(x - documented)))
+    report = {name: {part: rounded_stats(errors(x, part)) for part in ("fitted", "held-out")} | {"share": x}
+              for name, x in (("documented", documented), ("fitted", best))}
+    for name in ("documented", "fitted"):
+        r = report[name]
+        print(f"{name:10s} {kernel} {r['share']:.2f}: " + "; ".join(
+            f"{part} median {r[part]['median_pct']:5.1f}% p90 {r[part]['p90_pct']:6.1f}% ({r[part]['points']})"
+            for part in ("fitted", "held-out")))
+    return report
+
+
 # validation category -> the predicted figure its error bands
 FIGURE_OF = {"batch1-decode": "tpot_ms", "ttft": "ttft_ms", "request-throughput": "throughput_tokens_per_s",
              "e2e-latency": "request_latency_ms", "memory": "memory_bytes"}
@@ -324,7 +382,17 @@ def main() -> None:
     parser.add_argument("--fit-flops", nargs="?", const="fp8", default=None, choices=("fp8", "fp4", "bf16", "fp16"),
                         help="fit the GPU flop efficiency of one compute dtype (fp8, the default) on two thirds of the "
                              "points whose linear layers run at its rate")
+    parser.add_argument("--fit-kernel", default=None, metavar="KERNEL",
+                        help="fit the bandwidth share of one weight kernel of profiles/efficiency.yaml (ggml-mmvq: "
+                             "llama.cpp's GGUF mat-vec) on two thirds of the points whose engine runs it")
     args = parser.parse_args()
+    kernels = profiles.efficiency_table()["weight_kernels"]
+    if args.fit_kernel:
+        if "bandwidth_efficiency" not in kernels.get(args.fit_kernel, {}):
+            parser.error(f"--fit-kernel: choose a kernel with a bandwidth share of its own: "
+                         f"{', '.join(k for k, v in kernels.items() if 'bandwidth_efficiency' in v)}")
+        write_results(f"published_kernel_fit_{args.fit_kernel}", fit_kernel_share(published_points(), args.fit_kernel))
+        return
     if args.fit_flops:
         write_results(f"published_flop_fit_{args.fit_flops}", fit_flop_efficiency(published_points(), args.fit_flops))
         return

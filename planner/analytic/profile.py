@@ -15,6 +15,7 @@ from ..catalog.engines import (
     engine_pages_cache,
     engine_prefill_chunk,
     engine_runtime,
+    engine_splits_layers,
     holds_used_cache,
 )
 from ..catalog.hardware import resolve_hardware, supports_dtype
@@ -91,6 +92,8 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
     pp, adp, ep = request.pipeline_parallel, request.attention_data_parallel, request.expert_parallel
     _positive("attention data parallel", adp)
     _positive("expert parallel", ep)
+    if request.tensor_parallel is None and pp == adp == ep == 1 and engine_splits_layers(request.engine):
+        pp = request.num_devices  # the engine's own multi-device default: a stage of consecutive layers per device
     tp = request.tensor_parallel or max(request.num_devices // (pp * adp), 1)
     if tp * adp * pp != request.num_devices:
         raise RequestError(f"tensor parallel {tp} x attention data parallel {adp} x pipeline parallel {pp} must equal "

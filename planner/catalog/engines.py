@@ -183,6 +183,13 @@ def engine_model_refusal(engine: str | None, model_type: str) -> str | None:
             f"{_fact(engine, 'model_types_source').split(' — ')[0]})")
 
 
+def engine_splits_layers(engine: str | None) -> bool:
+    """Whether the engine spreads a model over several devices by default as consecutive layers run one device after
+    another (its profile's `device_split: layers`: llama.cpp's `--split-mode layer`, transformers' `device_map="auto"`),
+    rather than tensor-parallel shards."""
+    return _fact(engine, "device_split") == "layers"
+
+
 def engine_square_mask(engine: str | None) -> bool:
     """Whether the engine materialises a boolean causal mask of the whole cache length squared (its profile's
     `causal_mask: square`, gpt-fast's setup_caches)."""

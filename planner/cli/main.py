@@ -51,7 +51,9 @@ class ConcurrencyType(click.ParamType):
               help="Catalog device id or alias, 'local', or a hardware YAML file.")
 @click.option("--gpus", "--devices", "num_devices", type=int, default=1, show_default=True,
               help="Devices in total (tensor x pipeline parallel).")
-@click.option("--tp", "tensor_parallel", type=int, default=None, help="Tensor-parallel size [default: devices / pp].")
+@click.option("--tp", "tensor_parallel", type=int, default=None,
+              help="Tensor-parallel size [default: devices / pp; an engine that splits layers over devices "
+                   "(llama.cpp, transformers) runs one pipeline stage per device].")
 @click.option("--pp", "pipeline_parallel", type=int, default=1, show_default=True, help="Pipeline-parallel size.")
 @click.option("--attention-dp", "attention_data_parallel", type=int, default=1, show_default=True,
               help="Attention data-parallel groups (of --tp devices each) for a MoE model with --ep.")
@@ -75,8 +77,9 @@ class ConcurrencyType(click.ParamType):
               show_default=True, help="Attention kernel: memory-efficient (= flash), sdpa (as transformers runs it), "
                                       "or eager (materialises the score matrix).")
 @click.option("--weight-kernel", default=None,
-              help="The GEMM reading quantized weights: marlin, tinygemm or torchao-int8 (profiles/efficiency.yaml) "
-                   "[default: the engine's kernel for the format, else the device's default].")
+              help="The GEMM reading quantized weights: marlin, tinygemm, torchao-int8 or ggml-mmvq "
+                   "(profiles/efficiency.yaml) [default: the engine's kernel for the format, else the device's "
+                   "default].")
 @click.option("--scheduling", type=click.Choice(["continuous", "static"]), default=None,
               help="Request-level figures with continuous batching or static batches [default: the engine's].")
 @click.option("--input-tokens", type=int, default=None,

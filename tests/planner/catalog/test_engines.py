@@ -113,6 +113,44 @@ def test_llama_cpp_stores_int4_and_int8_as_its_gguf_files():
     assert weights_held(tied) == pytest.approx(tied.weights_bytes, rel=1e-6)
 
 
+def test_llama_cpp_and_transformers_split_layers_over_several_gpus_by_default():
+    from optiplan.planner.analytic.profile import profile
+    from optiplan.planner.schema import ProfileRequest
+
+    def run(engine, **kw):
+        return profile(ProfileRequest(model="llama-3.1-70b", hardware="rtx-4090", num_devices=2, engine=engine,
+                                      dtype="int4", context=512, prompt_tokens=1, **kw))
+
+    # llama.cpp's --split-mode layer and transformers' device_map="auto": one stage of consecutive layers per GPU,
+    # run one after another, so two GPUs decode no faster than one would read the whole model
+    for engine in ("llama.cpp", "transformers"):
+        layers = run(engine)
+        assert (layers.hardware.tensor_parallel, layers.hardware.pipeline_parallel) == (1, 2)
+    served = run("vllm")
+    assert (served.hardware.tensor_parallel, served.hardware.pipeline_parallel) == (2, 1)
+    # an explicit layout is taken as given
+    assert run("llama.cpp", tensor_parallel=2).hardware.tensor_parallel == 2
+    assert run("llama.cpp").latency.tpot_ms > 1.8 * run("llama.cpp", tensor_parallel=2).latency.tpot_ms
+
+
+def test_llama_cpp_reads_q4_k_m_at_its_own_kernels_share():
+    from optiplan import profiles
+    from optiplan.planner.analytic.profile import profile
+    from optiplan.planner.schema import ProfileRequest
+
+    def run(engine, kernel=None):
+        return profile(ProfileRequest(model="llama-3.1-8b", hardware="rtx-4090", engine=engine, dtype="int4",
+                                      context=512, prompt_tokens=1, weight_kernel=kernel))
+
+    share = profiles.efficiency_table()["weight_kernels"]["ggml-mmvq"]["bandwidth_efficiency"]
+    tinygemm = profiles.efficiency_table()["weight_kernels"]["tinygemm"]["bandwidth_efficiency"]
+    own, other = run("llama.cpp"), run("llama.cpp", "tinygemm")
+    assert "ggml-mmvq" in own.efficiency.source
+    assert own.efficiency.bandwidth_efficiency / other.efficiency.bandwidth_efficiency == pytest.approx(
+        share / tinygemm)
+    assert own.latency.tpot_ms < other.latency.tpot_ms
+
+
 def test_a_llama_cpp_plan_predicts_its_gguf_file():
     advice = advise(AdviseRequest(model="llama-3.1-8b", hardware="rtx-4090", workload="chat", engine="llama.cpp",
                                   max_quality_loss_pct=10, goal="memory"))
