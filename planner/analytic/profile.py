@@ -178,6 +178,7 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
 
     prefill = prefill_step(s, batch, prompt)
     decode = decode_step(s, batch, context)
+    first_step_s = decode.time_s if s.first_token_decoded else 0.0  # TurboMind 0.1's first token: a decode step
     w_dev, kv_dev, act_dev = per_device_bytes(s, whole_sequences(s, batch), context, prompt)
     per_device = w_dev + kv_dev + act_dev + hw.runtime_overhead_bytes
     largest_batch = max_batch(s, context, prompt)
@@ -233,7 +234,8 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
             ridge_flops_per_byte=s.ridge, decode_bound=decode.bound, prefill_bound=prefill.bound,
         ),
         latency=LatencyProfile(
-            ttft_ms=prefill.time_s * 1e3, tpot_ms=decode.time_s * 1e3, prefill_tokens=prompt,
+            ttft_ms=(prefill.time_s + first_step_s) * 1e3, tpot_ms=decode.time_s * 1e3, prefill_tokens=prompt,
+            first_token_step_ms=first_step_s * 1e3,
             allreduce_ms_per_layer=decode.comm_s / spec.num_layers * 1e3 if s.tp > 1 else 0.0,
             communication_share=comm,
         ),

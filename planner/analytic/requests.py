@@ -17,6 +17,10 @@ state with C requests always in flight (a closed loop: a finished request's slot
 - **a static batch** (transformers `generate`; the `transformers` runtime): the C prompts prefill together, then
   O - 1 decode steps; the batch ends together: `T = t_prefill(C, I) + (O - 1) x t_decode(C)`.
 
+An engine whose prefill stops one prompt token short (TurboMind up to LMDeploy 0.1.0a1: `first_token: decode_step`)
+computes the first token in a decode step after the prefill: its TTFT carries that step too (the prefill's one token
+fewer is not subtracted).
+
 Then output tokens/s = C x O / T, requests/s = C / T, request latency = TTFT + (O - 1) x ITL. Goodput is the rate
 of requests that meet both SLOs (all requests here are alike, so it is all or none), and the SLO concurrency the
 largest C at which they are met. The decode context is the mean over a request's life, I + O / 2 (a static cache,
@@ -84,6 +88,8 @@ def request_figures(s: Setup, input_tokens: int, output_tokens: int, concurrency
             ttft = prefill.time_s  # alone, the prompt runs as its own pass(es)
         else:
             ttft = math.ceil(new / head) * step_s(min(head, new)) + decode.time_s / 2  # joins at a step boundary
+        if s.first_token_decoded:
+            ttft += decode.time_s  # the step that runs the last prompt token computes the first one out
         if o > 1:
             cycle = max(cycle, ttft)
             itl = max((cycle - ttft) / (o - 1), decode.time_s)
@@ -94,6 +100,8 @@ def request_figures(s: Setup, input_tokens: int, output_tokens: int, concurrency
         decode_s = decode.time_s  # the plain decode step, without prompt chunks
     else:
         ttft = prefill_step(s, c, i, cached_tokens).time_s
+        if s.first_token_decoded:
+            ttft += decode_step(s, c, i).time_s
         itl = decode_s = decode_step(s, c, held).time_s if o > 1 else 0.0
         cycle = ttft + (o - 1) * itl
     return {"ttft_s": ttft, "itl_s": itl, "cycle_s": cycle, "decode_s": decode_s}

@@ -10,6 +10,7 @@ from functools import cached_property
 from ... import profiles
 from ..catalog.dtypes import WeightFormat, bytes_per_element, canonical, compute_dtype, weight_format
 from ..catalog.engines import (
+    engine_decodes_first_token,
     engine_embedding_on_host,
     engine_group_size,
     engine_kernel_efficiency,
@@ -68,6 +69,7 @@ class Setup:
     math_decode_attention: bool = False  # decode runs torch SDPA's math backend over K/V repeated per head (gpt-fast)
     max_running: int | None = None  # the most sequences the engine runs at once by default (vLLM's max_num_seqs)
     running_pool: tuple[int, int, int] | None = None  # a request pool sized from the cache (SGLang), `engines`
+    first_token_decoded: bool = False  # a decode step after the prefill computes the first token (TurboMind 0.1)
 
     @cached_property
     def shards(self) -> int:
@@ -259,4 +261,5 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         offload_fraction=offload_fraction, host_link_bytes_per_s=(hw.host_link_gbps or DEFAULT_HOST_LINK_GBPS) * 1e9,
         square_mask=engine_square_mask(engine), math_decode_attention=engine_math_decode_attention(engine),
         max_running=engine_max_running(engine, hw, tp * pp, attention_dp), running_pool=engine_running_pool(engine),
-        embedding_on_host=hw.kind == "gpu" and engine_embedding_on_host(engine))
+        embedding_on_host=hw.kind == "gpu" and engine_embedding_on_host(engine),
+        first_token_decoded=engine_decodes_first_token(engine))

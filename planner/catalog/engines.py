@@ -190,6 +190,13 @@ def engine_splits_layers(engine: str | None) -> bool:
     return _fact(engine, "device_split") == "layers"
 
 
+def engine_decodes_first_token(engine: str | None) -> bool:
+    """Whether the engine's prefill stops one prompt token short and its first decode step computes the first
+    output token (its profile's `first_token: decode_step`: TurboMind up to LMDeploy 0.1.0a1), so a request's first
+    token waits for a decode step after its prefill."""
+    return _fact(engine, "first_token") == "decode_step"
+
+
 def engine_square_mask(engine: str | None) -> bool:
     """Whether the engine materialises a boolean causal mask of the whole cache length squared (its profile's
     `causal_mask: square`, gpt-fast's setup_caches)."""

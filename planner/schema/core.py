@@ -355,9 +355,11 @@ class ComputeProfile(Frozen):
 
 
 class LatencyProfile(Frozen):
-    ttft_ms: float = Field(description="prefill of the batch's prompts")
+    ttft_ms: float = Field(description="prefill of the batch's prompts (and first_token_step_ms)")
     tpot_ms: float = Field(description="one decode step of the batch at the full context")
     prefill_tokens: int
+    first_token_step_ms: float = Field(0.0, description="the decode step after the prefill that computes the first "
+                                                        "token, in ttft_ms (TurboMind up to LMDeploy 0.1.0a1)")
     allreduce_ms_per_layer: float = 0.0
     communication_share: float = 0.0
 

@@ -151,6 +151,29 @@ def test_llama_cpp_reads_q4_k_m_at_its_own_kernels_share():
     assert own.latency.tpot_ms < other.latency.tpot_ms
 
 
+@pytest.mark.parametrize("scheduling", ["static", "continuous"])
+def test_turbomind_computes_the_first_token_in_a_decode_step_after_the_prefill(scheduling):
+    from optiplan.planner.analytic.profile import profile
+    from optiplan.planner.catalog.engines import engine_decodes_first_token, engine_plans
+    from optiplan.planner.schema import ProfileRequest
+
+    def run(engine, concurrency=1):
+        return profile(ProfileRequest(model="llama-2-7b", hardware="a100-80gb-sxm", engine=engine, dtype="fp16",
+                                      batch=concurrency, context=256, prompt_tokens=128, input_tokens=128,
+                                      output_tokens=128, concurrency=concurrency, scheduling=scheduling))
+
+    assert engine_decodes_first_token("lmdeploy") and not engine_decodes_first_token("vllm")
+    assert not engine_plans("lmdeploy")  # its 0.1 behaviour changed in 0.1.0a2: profiled, not planned for
+    for concurrency in (1, 8):
+        turbomind, generic = run("lmdeploy", concurrency), run("serving", concurrency)
+        assert turbomind.latency.tpot_ms == pytest.approx(generic.latency.tpot_ms)
+        # LMDeploy 0.1's own table: 22 ms to the first token of a 128-token prompt, about twice its 10 ms step
+        assert turbomind.latency.ttft_ms == pytest.approx(generic.latency.ttft_ms + generic.latency.tpot_ms)
+        assert turbomind.latency.first_token_step_ms == pytest.approx(generic.latency.tpot_ms)
+        assert generic.latency.first_token_step_ms == 0.0
+        assert turbomind.requests.ttft_ms > generic.requests.ttft_ms + 0.8 * generic.requests.itl_ms
+
+
 def test_a_llama_cpp_plan_predicts_its_gguf_file():
     advice = advise(AdviseRequest(model="llama-3.1-8b", hardware="rtx-4090", workload="chat", engine="llama.cpp",
                                   max_quality_loss_pct=10, goal="memory"))
