@@ -356,16 +356,30 @@ FIGURE_OF = {"batch1-decode": "tpot_ms", "ttft": "ttft_ms", "request-throughput"
              "e2e-latency": "request_latency_ms", "memory": "memory_bytes"}
 
 
-def write_accuracy(by_category: dict[str, dict[str, float]], points: int, sources: int) -> None:
+# an engine's own band for a figure where it has at least this many points of that figure
+ENGINE_BAND_POINTS = 8
+
+
+def write_accuracy(rows: list[dict], sources: int) -> None:
     import datetime
 
-    figures = {FIGURE_OF[c]: {"category": c, "points": v["points"], "median_pct": round(v["median_pct"], 1),
-                              "p90_pct": round(v["p90_pct"], 1)} for c, v in by_category.items() if c in FIGURE_OF}
-    data = {"source": f"benchmarks/bench_published.py on {datetime.date.today().isoformat()}: {points} published "
+    def bands(rows: list[dict]) -> dict[str, dict]:
+        return {FIGURE_OF[c]: {"category": c, "points": v["points"], "median_pct": round(v["median_pct"], 1),
+                               "p90_pct": round(v["p90_pct"], 1)}
+                for c, v in summary(rows, "category").items() if c in FIGURE_OF}
+
+    engines = {}
+    for engine in sorted({r["engine"] for r in rows} & set(engine_table())):
+        own = {f: b for f, b in bands([r for r in rows if r["engine"] == engine]).items()
+               if b["points"] >= ENGINE_BAND_POINTS}
+        if own:
+            engines[engine] = own
+    data = {"source": f"benchmarks/bench_published.py on {datetime.date.today().isoformat()}: {len(rows)} published "
                       f"points from {sources} sources, request view",
-            "figures": figures}
+            "figures": bands(rows), "engines": engines}
     header = ("# The analytic model's absolute error against published measurements of real engines, by predicted\n"
-              "# figure: reports show the median as the band. Written by `python benchmarks/bench_published.py\n"
+              "# figure: reports show the median as the band, an engine's own where it has at least\n"
+              f"# {ENGINE_BAND_POINTS} points of the figure (`engines`). Written by `python benchmarks/bench_published.py\n"
               "# --write-accuracy`; do not edit by hand.\n")
     target = Path(profiles.ROOT) / "accuracy.yaml"
     target.write_text(header + yaml.safe_dump(data, sort_keys=False))
@@ -430,8 +444,7 @@ def main() -> None:
             print(f"  {name:20s} {after['points']:3d} points  median {before['median_pct']:6.1f}% -> "
                   f"{after['median_pct']:6.1f}%  p90 {before['p90_pct']:6.1f}% -> {after['p90_pct']:6.1f}%")
     if args.write_accuracy:
-        write_accuracy(tables["requests"]["category"], len(views["requests"]),
-                       len({r["source"] for r in views["requests"]}))
+        write_accuracy(views["requests"], len({r["source"] for r in views["requests"]}))
     write_results("published", {"points": views["requests"], "step_view_points": views["step"], "skipped": skipped,
                                 "summary": tables["requests"], "step_view_summary": tables["step"]})
 

@@ -35,8 +35,9 @@ def published_accuracy() -> dict:
     return _bands_file(ACCURACY_FILE)
 
 
-def accuracy_bands(hw: HardwareSpec, runtime: str = "serving") -> dict[str, AccuracyBand]:
-    """Figure name -> its error band on this hardware (empty where nothing validates it)."""
+def accuracy_bands(hw: HardwareSpec, runtime: str = "serving", engine: str | None = None) -> dict[str, AccuracyBand]:
+    """Figure name -> its error band on this hardware (empty where nothing validates it): the engine's own error
+    where the validation set has enough of its points for that figure, else every engine's."""
     if hw.id == "local":
         fitted = ((load_calibration() or {}).get("runtimes", {}).get(runtime) or {})
         out = {}
@@ -51,13 +52,18 @@ def accuracy_bands(hw: HardwareSpec, runtime: str = "serving") -> dict[str, Accu
         return out
     if hw.kind != "gpu":
         return {}
-    return _bands(_bands_file(EAGER_GPU_ACCURACY_FILE if runtime == "transformers" else ACCURACY_FILE))
+    data = _bands_file(EAGER_GPU_ACCURACY_FILE if runtime == "transformers" else ACCURACY_FILE)
+    own = (data.get("engines") or {}).get(engine) or {}
+    return _bands(data) | {figure: _band(data, b, f"{b['category']}, {engine} only") for figure, b in own.items()}
+
+
+def _band(data: dict, b: dict, what: str) -> AccuracyBand:
+    return AccuracyBand(median_pct=b["median_pct"], p90_pct=b["p90_pct"], points=b["points"],
+                        source=f"{data['source']} ({what})")
 
 
 def _bands(data: dict) -> dict[str, AccuracyBand]:
-    return {figure: AccuracyBand(median_pct=b["median_pct"], p90_pct=b["p90_pct"], points=b["points"],
-                                 source=f"{data['source']} ({b['category']})")
-            for figure, b in (data.get("figures") or {}).items()}
+    return {figure: _band(data, b, b["category"]) for figure, b in (data.get("figures") or {}).items()}
 
 
 def training_accuracy_bands(hw: HardwareSpec, devices: int = 1) -> dict[str, AccuracyBand]:

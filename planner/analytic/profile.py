@@ -250,7 +250,7 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
                                  on_demand=holds_used_cache(request.engine, engine_pages_cache(request.engine)),
                                  ttft_slo_ms=request.ttft_slo_ms, itl_slo_ms=request.itl_slo_ms)
         if request.input_tokens else None,
-        accuracy=accuracy_bands(hw, engine_runtime(request.engine)),
+        accuracy=accuracy_bands(hw, engine_runtime(request.engine), request.engine),
     )
 
 

@@ -403,7 +403,7 @@ def _document(spec: ModelSpec, workload: Workload, hw: HardwareSpec, devices: in
         alternatives=alternatives, rejected=_rejections(best, ranked, result, ctx),
         hardware_ranking=ranking, hardware_reason=hardware_reason, warnings=warnings,
         accuracy=training_accuracy_bands(hw, devices) if workload.goal == "training"
-        else accuracy_bands(hw, engine_runtime(workload.engine)),
+        else accuracy_bands(hw, engine_runtime(workload.engine), workload.engine),
     )
     limit = _engine_limit_warning(advice, hw)
     return advice.model_copy(update={"warnings": [*warnings, limit]}) if limit else advice

@@ -21,6 +21,27 @@ def test_the_bands_come_from_the_validation_set():
     assert band_text(bands, "tpot_ms") == f" (±{bands['tpot_ms'].median_pct:.0f}%)"
 
 
+def test_an_engine_with_enough_points_of_a_figure_has_its_own_band():
+    data = published_accuracy()
+    h100 = resolve_hardware("h100-sxm")
+    every = accuracy_bands(h100)
+    for engine, figures in data["engines"].items():
+        bands = accuracy_bands(h100, engine=engine)
+        assert bands.keys() == every.keys(), engine  # the other figures keep every engine's band
+        for figure, band in bands.items():
+            if figure in figures:
+                assert band.points >= 8 and band.median_pct == figures[figure]["median_pct"]
+                assert f"{engine} only" in band.source
+            else:
+                assert band == every[figure]
+    # gpt-fast's batch-1 decode is validated on its own points, closer than the whole set's; an engine without
+    # enough points of its own (SGLang, the generic serving engine) takes the whole set's
+    assert accuracy_bands(h100, engine="gpt-fast")["tpot_ms"].median_pct < every["tpot_ms"].median_pct
+    assert accuracy_bands(h100, engine="sglang") == accuracy_bands(h100, engine="serving") == every
+    p = profile(ProfileRequest(model="llama-3.1-8b", hardware="a100-80gb-sxm", engine="gpt-fast", context=2048))
+    assert p.accuracy["tpot_ms"] == accuracy_bands(resolve_hardware("a100-80gb-sxm"), "compiled", "gpt-fast")["tpot_ms"]
+
+
 def test_an_unvalidated_device_has_no_band():
     assert accuracy_bands(local_cpu()) == {}  # never calibrated in the tests (conftest isolates the cache)
     assert band_text({}, "tpot_ms") == ""
