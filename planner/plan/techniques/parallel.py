@@ -4,6 +4,7 @@ sequence (`device_map="auto"`); these replace that split with one that also spli
 from __future__ import annotations
 
 from ...analytic.memory import per_device_bytes
+from ...catalog.engines import engine_splits_layers
 from ..disaggregation import best_layout
 from ..state import PlanState, to_setup
 from . import Context, Technique, register
@@ -34,6 +35,8 @@ def _tp(state: PlanState, ctx: Context) -> PlanState:
 
 
 def _pp_check(ctx: Context) -> str | None:
+    if engine_splits_layers(ctx.workload.engine):
+        return f"{ctx.workload.engine} splits the layers over the devices by default: the baseline runs them so"
     if ctx.devices <= _per_node(ctx) and not ctx.spec.num_heads % ctx.devices:
         return "tensor parallel covers one node with less latency; pipeline stages only pay across nodes"
     if ctx.devices > _per_node(ctx):

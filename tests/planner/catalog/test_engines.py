@@ -131,6 +131,14 @@ def test_llama_cpp_and_transformers_split_layers_over_several_gpus_by_default():
     # an explicit layout is taken as given
     assert run("llama.cpp", tensor_parallel=2).hardware.tensor_parallel == 2
     assert run("llama.cpp").latency.tpot_ms > 1.8 * run("llama.cpp", tensor_parallel=2).latency.tpot_ms
+    # a plan for llama.cpp starts from that split and says so, rather than that tensor parallel (which it has no
+    # option for) would be faster
+    advice = advise(AdviseRequest(model="llama-3.1-8b", hardware="rtx-4090", num_devices=2, workload="chat",
+                                  engine="llama.cpp"))
+    assert advice.baseline.pipeline_parallel == 2
+    why = {r.technique: r.reason for r in advice.rejected}
+    assert "splits the layers over the devices by default" in why["pipeline-parallel"]
+    assert "no option" in why["tensor-parallel"]
 
 
 def test_llama_cpp_reads_q4_k_m_at_its_own_kernels_share():
