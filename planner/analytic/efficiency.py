@@ -70,6 +70,14 @@ def weight_kernel_group_format(kernel: str | None) -> dict[str, int]:
     return dict((profiles.efficiency_table()["weight_kernels"].get(kernel) or {}).get("group_format") or {})
 
 
+def weight_kernel_layer_s(kernel: str | None) -> float:
+    """A weight kernel's own fixed cost per layer (`layer_overhead_s` in profiles/efficiency.yaml: the launches and
+    ramps of its dequantizing GEMVs beyond what the runtime's 16-bit layer costs), 0 where it states none."""
+    if kernel is None:
+        return 0.0
+    return (profiles.efficiency_table()["weight_kernels"].get(kernel) or {}).get("layer_overhead_s", 0.0)
+
+
 def weight_kernel_share(hw: HardwareSpec, kernel: str, weight_dtype: str) -> tuple[float, str]:
     """(share of the peak bandwidth, source) of a named weight kernel reading `weight_dtype` weights on `hw`."""
     refusal = weight_kernel_refusal(hw, kernel, weight_dtype)
@@ -96,7 +104,7 @@ def default_efficiency(hw: HardwareSpec, weight_dtype: str, compute_dtype: str, 
     cache is read at its own format's share of the bandwidth (`kv_dtype`): attention kernels stream a 16-bit cache
     as a plain 16-bit stream, whatever format the weights are stored in, and the elementwise kernels stream the
     activations (`act_dtype`) likewise. `weight_kernel` names the GEMM that reads the weights (an engine's Marlin,
-    torchao's tinygemm), at that kernel's share where the table has one."""
+    torchao's tinygemm), at that kernel's share where the table has one, with its own fixed cost per layer."""
     table = profiles.efficiency_table()
     if runtime not in table["runtimes"]:
         raise RequestError(f"unknown runtime '{runtime}'; known: {', '.join(table['runtimes'])}")
@@ -125,7 +133,8 @@ def default_efficiency(hw: HardwareSpec, weight_dtype: str, compute_dtype: str, 
               + (f" scaled to {hw.id} by microbenchmarks ({scaled})" if scaled else ""))
     return EfficiencyFactors(flop_efficiency=flop, bandwidth_efficiency=bw, kv_bandwidth_efficiency=kv,
                              activation_bandwidth_efficiency=stream,
-                             step_overhead_s=costs["step_overhead_s"], layer_overhead_s=costs["layer_overhead_s"],
+                             step_overhead_s=costs["step_overhead_s"],
+                             layer_overhead_s=costs["layer_overhead_s"] + weight_kernel_layer_s(weight_kernel),
                              host_overlap=costs.get("host_overlap", False),
                              collective_latency_s=costs.get("collective_latency_s", 0.0),
                              source=" ".join(source.split()))

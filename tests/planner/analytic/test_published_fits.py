@@ -13,16 +13,22 @@ def bench():
     return load_script("benchmarks/bench_published.py")
 
 
-def test_the_gguf_kernel_share_is_the_fit_to_llama_cpp_points(bench, capsys):
-    entry = profiles.efficiency_table()["weight_kernels"]["ggml-mmvq"]
-    documented = entry["bandwidth_efficiency"]
-    report = bench.fit_kernel_share(bench.published_points(), "ggml-mmvq")
-    assert entry["bandwidth_efficiency"] == documented  # the search restores the table
-    assert report["fitted"]["share"] == pytest.approx(documented, abs=0.02)
-    # fitted on llama.cpp's Q4_K_M points only, with a third held out of the fit
-    assert report["fitted"]["fitted"]["points"] >= 6 and report["fitted"]["held-out"]["points"] >= 3
-    assert report["fitted"]["held-out"]["median_pct"] <= 20.0
-    assert "ggml-mmvq" in capsys.readouterr().out
+@pytest.mark.parametrize("kernel, adopted", [("ggml-mmvq", "share"), ("torchao-int8", "both")])
+def test_a_weight_kernels_factors_are_the_fit_its_held_out_points_favour(bench, capsys, kernel, adopted):
+    entry = profiles.efficiency_table()["weight_kernels"][kernel]
+    before = dict(entry)
+    report = bench.fit_kernel_share(bench.published_points(), kernel)
+    assert entry == before  # the search restores the table
+    # llama.cpp's GGUF mat-vec keeps the share fitted alone (a cost per layer fitted with it helped the fitted points
+    # only); the int8 GEMV of gpt-fast takes both, its held-out points no worse
+    fit = report[adopted]
+    assert fit["share"] == pytest.approx(entry["bandwidth_efficiency"], abs=0.02)
+    assert fit["layer_overhead_s"] == pytest.approx(entry.get("layer_overhead_s", 0.0), abs=1e-6)
+    assert fit["held-out"]["median_pct"] <= report["both"]["held-out"]["median_pct"] + 1e-9 or adopted == "both"
+    # fitted on the kernel's points only, with a third held out of the fit
+    assert fit["fitted"]["points"] >= 6 and fit["held-out"]["points"] >= 3
+    assert fit["held-out"]["median_pct"] <= 20.0
+    assert kernel in capsys.readouterr().out
 
 
 def test_only_the_points_read_by_the_kernel_are_fitted(bench):
