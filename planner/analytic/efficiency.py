@@ -71,8 +71,9 @@ def weight_kernel_group_format(kernel: str | None) -> dict[str, int]:
 
 
 def weight_kernel_layer_s(kernel: str | None) -> float:
-    """A weight kernel's own fixed cost per layer (`layer_overhead_s` in profiles/efficiency.yaml: the launches and
-    ramps of its dequantizing GEMVs beyond what the runtime's 16-bit layer costs), 0 where it states none."""
+    """A weight kernel's own device time per layer beyond its bytes (`layer_overhead_s` in profiles/efficiency.yaml:
+    the launches and ramps of its dequantizing GEMVs, which the runtime's costs for 16-bit GEMMs do not hold), 0 where
+    it states none. Device time, not the host's: it does not hide under eager launches."""
     if kernel is None:
         return 0.0
     return (profiles.efficiency_table()["weight_kernels"].get(kernel) or {}).get("layer_overhead_s", 0.0)
@@ -133,8 +134,8 @@ def default_efficiency(hw: HardwareSpec, weight_dtype: str, compute_dtype: str, 
               + (f" scaled to {hw.id} by microbenchmarks ({scaled})" if scaled else ""))
     return EfficiencyFactors(flop_efficiency=flop, bandwidth_efficiency=bw, kv_bandwidth_efficiency=kv,
                              activation_bandwidth_efficiency=stream,
-                             step_overhead_s=costs["step_overhead_s"],
-                             layer_overhead_s=costs["layer_overhead_s"] + weight_kernel_layer_s(weight_kernel),
+                             step_overhead_s=costs["step_overhead_s"], layer_overhead_s=costs["layer_overhead_s"],
+                             weight_kernel_layer_s=weight_kernel_layer_s(weight_kernel),
                              host_overlap=costs.get("host_overlap", False),
                              collective_latency_s=costs.get("collective_latency_s", 0.0),
                              source=" ".join(source.split()))

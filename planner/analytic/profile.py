@@ -42,7 +42,14 @@ from .memory import fits, max_batch, max_context, per_device_bytes, whole_sequen
 from .params import param_counts
 from .requests import request_profile
 from .setup import Setup, build_setup, default_16bit, total_weight_bytes
-from .steps import decode_attention_flops, decode_step, matmul_flops, prefill_attention_flops, prefill_step
+from .steps import (
+    decode_attention_flops,
+    decode_step,
+    first_token_step_s,
+    matmul_flops,
+    prefill_attention_flops,
+    prefill_step,
+)
 
 # The attention kernel a profile request names -> the analytic model's kernel. "memory-efficient" is a fused
 # kernel that never materialises the score matrix (FlashAttention class).
@@ -94,6 +101,10 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
     _positive("expert parallel", ep)
     if request.tensor_parallel is None and pp == adp == ep == 1 and engine_splits_layers(request.engine):
         pp = request.num_devices  # the engine's own multi-device default: a stage of consecutive layers per device
+        if pp > spec.num_layers:
+            raise RequestError(f"{request.engine} splits a model's layers over the devices by default: "
+                               f"{request.num_devices} devices exceed {spec.name}'s {spec.num_layers} layers; use "
+                               "fewer devices or give --tp")
     tp = request.tensor_parallel or max(request.num_devices // (pp * adp), 1)
     if tp * adp * pp != request.num_devices:
         raise RequestError(f"tensor parallel {tp} x attention data parallel {adp} x pipeline parallel {pp} must equal "
@@ -178,7 +189,7 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
 
     prefill = prefill_step(s, batch, prompt)
     decode = decode_step(s, batch, context)
-    first_step_s = decode.time_s if s.first_token_decoded else 0.0  # TurboMind 0.1's first token: a decode step
+    first_step_s = first_token_step_s(s, batch, prompt)
     w_dev, kv_dev, act_dev = per_device_bytes(s, whole_sequences(s, batch), context, prompt)
     per_device = w_dev + kv_dev + act_dev + hw.runtime_overhead_bytes
     largest_batch = max_batch(s, context, prompt)

@@ -35,7 +35,7 @@ from ..schema import RequestProfile
 from .kvcache import cache_tokens_held
 from .memory import max_batch
 from .setup import Setup
-from .steps import decode_step, prefill_step
+from .steps import decode_step, first_token_step_s, prefill_step
 
 
 def cached_tokens(tokens: int, prefix_fraction: float) -> int:
@@ -88,8 +88,7 @@ def request_figures(s: Setup, input_tokens: int, output_tokens: int, concurrency
             ttft = prefill.time_s  # alone, the prompt runs as its own pass(es)
         else:
             ttft = math.ceil(new / head) * step_s(min(head, new)) + decode.time_s / 2  # joins at a step boundary
-        if s.first_token_decoded:
-            ttft += decode.time_s  # the step that runs the last prompt token computes the first one out
+        ttft += first_token_step_s(s, running, i)
         if o > 1:
             cycle = max(cycle, ttft)
             itl = max((cycle - ttft) / (o - 1), decode.time_s)
@@ -99,9 +98,7 @@ def request_figures(s: Setup, input_tokens: int, output_tokens: int, concurrency
             cycle = ttft = max(cycle, ttft)
         decode_s = decode.time_s  # the plain decode step, without prompt chunks
     else:
-        ttft = prefill_step(s, c, i, cached_tokens).time_s
-        if s.first_token_decoded:
-            ttft += decode_step(s, c, i).time_s
+        ttft = prefill_step(s, c, i, cached_tokens).time_s + first_token_step_s(s, c, i)
         itl = decode_s = decode_step(s, c, held).time_s if o > 1 else 0.0
         cycle = ttft + (o - 1) * itl
     return {"ttft_s": ttft, "itl_s": itl, "cycle_s": cycle, "decode_s": decode_s}

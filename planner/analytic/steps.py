@@ -314,8 +314,10 @@ def _cost(s: Setup, matmul: float, attention: float, weights_dev: float, kv_dev:
     offload_s = (s.offload_fraction * total_weight_bytes(s) / s.shards / s.host_link_bytes_per_s
                  if s.offload_fraction else 0.0)
     peak_bw = s.hw.memory_bandwidth_bytes_per_s  # measured kernels bring their own shares of it
-    linear = (matmul / (peak * matmul_eff), weights_dev / (peak_bw * (s.weight_bandwidth_efficiency or
-                                                                      s.eff.bandwidth_efficiency)) + offload_s)
+    # a dequantizing weight kernel's own time per layer (launches and ramps of its GEMVs) rides on the weights' read
+    kernel_s = s.eff.weight_kernel_layer_s * s.spec.num_layers
+    weights_s = weights_dev / (peak_bw * (s.weight_bandwidth_efficiency or s.eff.bandwidth_efficiency))
+    linear = (matmul / (peak * matmul_eff), weights_s + offload_s + kernel_s)
     kv_share = s.kv_bandwidth_efficiency or s.eff.kv_bandwidth_efficiency or s.eff.bandwidth_efficiency
     attend = (attention / (s.attention_peak_flops * s.shards * attention_eff), kv_dev / (peak_bw * kv_share))
     elementwise = act_dev / bandwidth
@@ -349,6 +351,12 @@ def kv_passes(s: Setup) -> int:
     the calibration benchmark's saved samples with 3 passes instead of 1 took the held-out decode error from
     18.8% to 11.7% (prefill unchanged)."""
     return 3 if s.layout == "transformers" else 1
+
+
+def first_token_step_s(s: Setup, batch: int, prompt: int) -> float:
+    """The decode step after the prefill that computes the first token, where the engine's prefill stops one prompt
+    token short (TurboMind up to LMDeploy 0.1.0a1); 0 for every other engine, whose prefill yields it."""
+    return decode_step(s, batch, prompt).time_s if s.first_token_decoded else 0.0
 
 
 def prefill_step(s: Setup, batch: int, prompt: int, cached: int = 0) -> StepCost:

@@ -139,7 +139,9 @@ NO_OPTION = {
     ("TGI", "expert-parallel"): "TGI shards by tensor parallel only",
     ("TGI", "expert-parallel-tp-attention"): "TGI shards by tensor parallel only",
     ("TensorRT-LLM", "cpu-offload"): "only KV blocks can go to host memory (kv_cache_config.host_cache_size)",
-    ("llama.cpp", "tensor-parallel"): "it splits layers or rows over GPUs (--split-mode), not tensor-parallel shards",
+    ("llama.cpp", "tensor-parallel"): "its --split-mode splits layers (the default), rows (intermediate results and "
+                                      "KV on the main GPU) or, experimentally, tensors: not the tensor-parallel "
+                                      "shards the plan predicts",
     ("llama.cpp", "weight-fp8"): "GGUF has no fp8 weight type",
     ("llama.cpp", "kv-fp8"): "its KV cache types are f16, bf16, q8_0, q4_0 and similar, no fp8",
     (None, "torch-compile"): "a transformers-engine technique; serving engines compile their own graphs",

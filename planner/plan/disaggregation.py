@@ -18,7 +18,13 @@ from dataclasses import dataclass
 from ..analytic.memory import max_batch
 from ..analytic.requests import cached_tokens, request_figures
 from ..analytic.setup import Setup
-from ..analytic.steps import ALLREDUCE_EFFICIENCY, decode_step, kv_bytes_per_device, prefill_step
+from ..analytic.steps import (
+    ALLREDUCE_EFFICIENCY,
+    decode_step,
+    first_token_step_s,
+    kv_bytes_per_device,
+    prefill_step,
+)
 from ..schema.workload import Workload
 
 
@@ -60,7 +66,8 @@ def rates(s: Setup, workload: Workload, prefill_instances: int, decode_instances
     first_mean = prefill_mean + kv_transfer_s(s, i)
     rate = min(in_flight / (first_mean + (o - 1) * step), prefill_instances / prefill_mean)
     wait = max(0.0, in_flight / rate - (o - 1) * step - first_mean)
-    ttft = prefill_step(s, 1, p95, cached_tokens(p95, prefix_fraction)).time_s + kv_transfer_s(s, p95) + wait
+    ttft = prefill_step(s, 1, p95, cached_tokens(p95, prefix_fraction)).time_s + kv_transfer_s(s, p95) + wait \
+        + first_token_step_s(s, batch, p95)
     return Rates(ttft_s=ttft, tpot_s=step, requests_per_s=rate, batch=batch)
 
 

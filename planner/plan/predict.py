@@ -9,7 +9,7 @@ import math
 from ..analytic.memory import fits, max_context, per_device_bytes
 from ..analytic.requests import cached_tokens, request_figures
 from ..analytic.setup import Setup
-from ..analytic.steps import decode_step, prefill_step
+from ..analytic.steps import decode_step, first_token_step_s, prefill_step
 from ..schema import HardwareSpec, ModelSpec
 from ..schema.advice import Prediction
 from ..schema.workload import Workload
@@ -105,7 +105,7 @@ def serving_figures(state: PlanState, s: Setup, workload: Workload, batch: int) 
         ttft = request_figures(s, p95, o, batch, True, cached_tokens(p95, share))["ttft_s"]
         return itl, ttft, batch * o / (f["ttft_s"] + (o - 1) * itl)
     prefill = prefill_step(s, 1, i, cached_tokens(i, share)).time_s
-    ttft = prefill_step(s, 1, p95, cached_tokens(p95, share)).time_s
+    ttft = prefill_step(s, 1, p95, cached_tokens(p95, share)).time_s + first_token_step_s(s, batch, p95)
     if state.continuous_batching:
         itl = tpot + (batch - 1) * prefill / max(o - 1, 1)
         return itl, ttft, batch * o / (prefill + (o - 1) * itl)

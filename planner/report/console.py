@@ -86,8 +86,9 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
             f"({lat.communication_share:.0%} of a decode step)") if hw.tensor_parallel > 1 else ""
     console.print(_section("Latency and throughput", [
         ("TTFT", f"{lat.ttft_ms:,.1f} ms{band_text(p.accuracy, 'ttft_ms')} (prefill of {r.batch} x "
-                 f"{lat.prefill_tokens} tokens" + (f", then the {lat.first_token_step_ms:,.1f} ms decode step that "
-                                                   "computes the first token)" if lat.first_token_step_ms else ")")),
+                 f"{lat.prefill_tokens} tokens" + (f", then the {lat.first_token_step_ms:,.1f} ms"
+                                                   f"{band_text(p.accuracy, 'tpot_ms')} decode step that computes "
+                                                   "the first token)" if lat.first_token_step_ms else ")")),
         ("TPOT", f"{lat.tpot_ms:,.2f} ms{band_text(p.accuracy, 'tpot_ms')} per decode step{comm}"),
         ("step rates", f"{tp.tokens_per_s:,.0f} tokens/s per decode step, {tp.prefill_tokens_per_s:,.0f} tokens/s "
                        "prefill (single steps, no scheduling: not a serving throughput)"),

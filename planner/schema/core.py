@@ -230,6 +230,9 @@ class EfficiencyFactors(Frozen):
     bandwidth_efficiency: float = Field(gt=0, le=1)
     step_overhead_s: float = Field(0.0, ge=0, description="fixed cost per forward pass (launch, sampling)")
     layer_overhead_s: float = Field(0.0, ge=0, description="fixed cost per layer per forward pass")
+    weight_kernel_layer_s: float = Field(0.0, ge=0, exclude_if=lambda v: not v, description=(
+        "device time per layer the weight kernel takes beyond its bytes (its dequantizing GEMVs' launches and "
+        "ramps), part of the linear layers' time"))
     host_overlap: bool = Field(False, exclude_if=lambda v: not v, description=(
         "the host's launches run ahead of the device (eager CUDA): a step takes the longer of its fixed costs and "
         "its kernels, not their sum"))
@@ -251,7 +254,9 @@ class ProfileRequest(Frozen):
     model: str
     hardware: str
     num_devices: int = Field(1, description="devices in total (tensor x pipeline parallel)")
-    tensor_parallel: int | None = None
+    tensor_parallel: int | None = Field(None, description="tensor-parallel size [default: devices / pipeline "
+                                                          "stages; an engine that splits layers over devices "
+                                                          "(llama.cpp, transformers) runs one stage per device]")
     pipeline_parallel: int = 1
     attention_data_parallel: int = Field(1, description="attention data-parallel groups of tensor_parallel devices, "
                                                         "sequences spread over them (MoE with expert parallel)")

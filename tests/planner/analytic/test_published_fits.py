@@ -3,9 +3,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+
 import pytest
 from optiplan import profiles
 from script_loader import load_script
+
+KERNELS = ("ggml-mmvq", "torchao-int8", "tinygemm")
 
 
 @pytest.fixture(scope="module")
@@ -13,28 +18,46 @@ def bench():
     return load_script("benchmarks/bench_published.py")
 
 
+@pytest.fixture(scope="module")
+def fits(bench):
+    """Each kernel's fit report and what it printed, searched once (a few seconds each)."""
+    out = {}
+    for kernel in KERNELS:
+        entry = profiles.efficiency_table()["weight_kernels"][kernel]
+        before, printed = dict(entry), io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            report = bench.fit_kernel_share(bench.published_points(), kernel)
+        out[kernel] = (report, printed.getvalue(), entry == before)
+    return out
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_a_weight_kernels_factors_are_what_its_held_out_points_favour(fits, kernel):
+    report, printed, restored = fits[kernel]
+    assert restored  # the search leaves the table as it found it
+    # the documented factors hold the held-out third at least as close as either fit, the share alone or the share
+    # with a cost per layer: llama.cpp's mat-vec is the share fitted alone, gpt-fast's int8 GEMV both, tinygemm the
+    # README's figure (the fits helped only the points they were fitted on)
+    held_out = {name: r["held-out"]["median_pct"] for name, r in report.items()}
+    assert held_out["documented"] <= min(held_out["share"], held_out["both"]) + 1e-9, held_out
+    assert report["documented"]["held-out"]["points"] >= 1 and report["documented"]["fitted"]["points"] >= 4
+    assert kernel in printed and "held-out" in printed
+
+
 @pytest.mark.parametrize("kernel, adopted", [("ggml-mmvq", "share"), ("torchao-int8", "both")])
-def test_a_weight_kernels_factors_are_the_fit_its_held_out_points_favour(bench, capsys, kernel, adopted):
+def test_the_fitted_factors_are_in_the_table(fits, kernel, adopted):
     entry = profiles.efficiency_table()["weight_kernels"][kernel]
-    before = dict(entry)
-    report = bench.fit_kernel_share(bench.published_points(), kernel)
-    assert entry == before  # the search restores the table
-    # llama.cpp's GGUF mat-vec keeps the share fitted alone (a cost per layer fitted with it helped the fitted points
-    # only); the int8 GEMV of gpt-fast takes both, its held-out points no worse
-    fit = report[adopted]
-    assert fit["share"] == pytest.approx(entry["bandwidth_efficiency"], abs=0.02)
-    assert fit["layer_overhead_s"] == pytest.approx(entry.get("layer_overhead_s", 0.0), abs=1e-6)
-    assert fit["held-out"]["median_pct"] <= report["both"]["held-out"]["median_pct"] + 1e-9 or adopted == "both"
-    # fitted on the kernel's points only, with a third held out of the fit
-    assert fit["fitted"]["points"] >= 6 and fit["held-out"]["points"] >= 3
-    assert fit["held-out"]["median_pct"] <= 20.0
-    assert kernel in capsys.readouterr().out
+    fit = fits[kernel][0][adopted]
+    assert fit["share"] == pytest.approx(entry["bandwidth_efficiency"], abs=0.005)
+    assert fit["layer_overhead_s"] == pytest.approx(entry.get("layer_overhead_s", 0.0), abs=1e-7)
 
 
 def test_only_the_points_read_by_the_kernel_are_fitted(bench):
     points = bench.published_points()
-    read = [p for p in points if bench.point_dtype(p) == "int4" and p["engine"] == "llama.cpp"]
-    assert read and all(p["dtype"] == "gguf-q4_k_m" for p in read)
+    read = bench.kernel_points(points, "ggml-mmvq")
+    assert read and {p["engine"] for p in read} == {"llama.cpp"} and {p["dtype"] for p in read} == {"gguf-q4_k_m"}
+    assert {p["id"] for p in bench.kernel_points(points, "torchao-int8")} == {
+        p["id"] for p in points if p["engine"] == "gpt-fast" and p["dtype"] == "int8"}
     # gpt-fast's int4 reads its weights with tinygemm, not llama.cpp's kernel: its points move with tinygemm's share
     gpt_fast = next(p for p in points if p["engine"] == "gpt-fast" and p["dtype"] == "int4")
     (other, _), (own, _) = bench.predict(gpt_fast), bench.predict(read[0])

@@ -131,6 +131,11 @@ def test_llama_cpp_and_transformers_split_layers_over_several_gpus_by_default():
     # an explicit layout is taken as given
     assert run("llama.cpp", tensor_parallel=2).hardware.tensor_parallel == 2
     assert run("llama.cpp").latency.tpot_ms > 1.8 * run("llama.cpp", tensor_parallel=2).latency.tpot_ms
+    # more devices than layers cannot be split so: the error says why and what to give instead
+    from optiplan.planner.errors import RequestError
+
+    with pytest.raises(RequestError, match="llama.cpp splits a model's layers .* exceed .* layers; .* --tp"):
+        profile(ProfileRequest(model="qwen2.5-0.5b", hardware="rtx-4090", num_devices=32, engine="llama.cpp"))
     # a plan for llama.cpp starts from that split and says so, rather than that tensor parallel (which it has no
     # option for) would be faster
     advice = advise(AdviseRequest(model="llama-3.1-8b", hardware="rtx-4090", num_devices=2, workload="chat",
@@ -159,6 +164,28 @@ def test_llama_cpp_reads_q4_k_m_at_its_own_kernels_share():
     assert own.latency.tpot_ms < other.latency.tpot_ms
 
 
+def test_a_weight_kernels_time_per_layer_is_device_time_in_the_linear_layers(monkeypatch):
+    from optiplan import profiles
+    from optiplan.planner.analytic.profile import profile
+    from optiplan.planner.schema import ProfileRequest
+
+    def run():
+        return profile(ProfileRequest(model="llama-3.1-8b", hardware="a100-80gb-sxm", engine="gpt-fast", dtype="int8",
+                                      context=512, prompt_tokens=16))
+
+    entry = profiles.efficiency_table()["weight_kernels"]["torchao-int8"]
+    per_layer = entry["layer_overhead_s"]
+    with_cost = run()
+    assert with_cost.efficiency.weight_kernel_layer_s == per_layer > 0
+    # the runtime's own fixed costs stay apart (a fit of them keeps the kernel's)
+    assert with_cost.efficiency.layer_overhead_s == profiles.efficiency_table()["runtimes"]["compiled"]["gpu"][
+        "layer_overhead_s"]
+    monkeypatch.setitem(entry, "layer_overhead_s", 0.0)
+    without = run()
+    # Llama-3.1-8B's 32 layers, each that much longer on the device
+    assert with_cost.latency.tpot_ms - without.latency.tpot_ms == pytest.approx(32 * per_layer * 1e3, rel=1e-6)
+
+
 @pytest.mark.parametrize("scheduling", ["static", "continuous"])
 def test_turbomind_computes_the_first_token_in_a_decode_step_after_the_prefill(scheduling):
     from optiplan.planner.analytic.profile import profile
@@ -175,9 +202,11 @@ def test_turbomind_computes_the_first_token_in_a_decode_step_after_the_prefill(s
     for concurrency in (1, 8):
         turbomind, generic = run("lmdeploy", concurrency), run("serving", concurrency)
         assert turbomind.latency.tpot_ms == pytest.approx(generic.latency.tpot_ms)
-        # LMDeploy 0.1's own table: 22 ms to the first token of a 128-token prompt, about twice its 10 ms step
-        assert turbomind.latency.ttft_ms == pytest.approx(generic.latency.ttft_ms + generic.latency.tpot_ms)
-        assert turbomind.latency.first_token_step_ms == pytest.approx(generic.latency.tpot_ms)
+        # LMDeploy 0.1's own table: 22 ms to the first token of a 128-token prompt, about twice its 10 ms step; the
+        # step reads the prompt's cache, not the whole context's
+        step = turbomind.latency.first_token_step_ms
+        assert turbomind.latency.ttft_ms == pytest.approx(generic.latency.ttft_ms + step)
+        assert 0.8 * generic.latency.tpot_ms < step < generic.latency.tpot_ms
         assert generic.latency.first_token_step_ms == 0.0
         assert turbomind.requests.ttft_ms > generic.requests.ttft_ms + 0.8 * generic.requests.itl_ms
 
