@@ -128,7 +128,9 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
     console.print(f"[dim]efficiency: {p.efficiency.flop_efficiency:.0%} of peak FLOP/s, "
                   f"{p.efficiency.bandwidth_efficiency:.0%} of peak bandwidth, "
                   f"{p.efficiency.step_overhead_s * 1e3:.2f} ms/step + {p.efficiency.layer_overhead_s * 1e6:.0f} us/layer "
-                  f"overhead (documented defaults; `--json` gives their sources)[/]")
+                  f"overhead" + (f", the weight kernel {p.efficiency.weight_kernel_layer_s * 1e6:.0f} us/layer"
+                                 if p.efficiency.weight_kernel_layer_s else "")
+                  + " (documented defaults; `--json` gives their sources)[/]")
     if p.measured is not None:
         m = p.measured
         table = Table(title=f"Measured here ({m.engine}, {m.device}, {m.dtype}, median of {m.repeats}) against predicted",
