@@ -71,12 +71,12 @@ def weight_kernel_group_format(kernel: str | None) -> dict[str, int]:
 
 
 def weight_kernel_layer_s(kernel: str | None) -> float:
-    """A weight kernel's own device time per layer beyond its bytes (`layer_overhead_s` in profiles/efficiency.yaml:
+    """A weight kernel's own device time per layer beyond its bytes (`layer_device_s` in profiles/efficiency.yaml:
     the launches and ramps of its dequantizing GEMVs, which the runtime's costs for 16-bit GEMMs do not hold), 0 where
     it states none. Device time, not the host's: it does not hide under eager launches."""
     if kernel is None:
         return 0.0
-    return (profiles.efficiency_table()["weight_kernels"].get(kernel) or {}).get("layer_overhead_s", 0.0)
+    return (profiles.efficiency_table()["weight_kernels"].get(kernel) or {}).get("layer_device_s", 0.0)
 
 
 def weight_kernel_share(hw: HardwareSpec, kernel: str, weight_dtype: str) -> tuple[float, str]:
@@ -105,7 +105,7 @@ def default_efficiency(hw: HardwareSpec, weight_dtype: str, compute_dtype: str, 
     cache is read at its own format's share of the bandwidth (`kv_dtype`): attention kernels stream a 16-bit cache
     as a plain 16-bit stream, whatever format the weights are stored in, and the elementwise kernels stream the
     activations (`act_dtype`) likewise. `weight_kernel` names the GEMM that reads the weights (an engine's Marlin,
-    torchao's tinygemm), at that kernel's share where the table has one, with its own fixed cost per layer."""
+    torchao's tinygemm), at that kernel's share where the table has one, with its own device time per layer."""
     table = profiles.efficiency_table()
     if runtime not in table["runtimes"]:
         raise RequestError(f"unknown runtime '{runtime}'; known: {', '.join(table['runtimes'])}")

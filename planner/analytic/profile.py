@@ -104,7 +104,7 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
         if pp > spec.num_layers:
             raise RequestError(f"{request.engine} splits a model's layers over the devices by default: "
                                f"{request.num_devices} devices exceed {spec.name}'s {spec.num_layers} layers; use "
-                               "fewer devices or give --tp")
+                               "fewer devices, or give --tp and --pp whose product is the device count")
     tp = request.tensor_parallel or max(request.num_devices // (pp * adp), 1)
     if tp * adp * pp != request.num_devices:
         raise RequestError(f"tensor parallel {tp} x attention data parallel {adp} x pipeline parallel {pp} must equal "

@@ -88,7 +88,8 @@ def request_figures(s: Setup, input_tokens: int, output_tokens: int, concurrency
             ttft = prefill.time_s  # alone, the prompt runs as its own pass(es)
         else:
             ttft = math.ceil(new / head) * step_s(min(head, new)) + decode.time_s / 2  # joins at a step boundary
-        ttft += first_token_step_s(s, running, i)
+        # alone, the step reads the prompt's cache; in company, it is the running batch's step (their caches held)
+        ttft += first_token_step_s(s, running, i if c == 1 else held)
         if o > 1:
             cycle = max(cycle, ttft)
             itl = max((cycle - ttft) / (o - 1), decode.time_s)

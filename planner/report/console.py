@@ -90,8 +90,9 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
                                                    f"{band_text(p.accuracy, 'tpot_ms')} decode step that computes "
                                                    "the first token)" if lat.first_token_step_ms else ")")),
         ("TPOT", f"{lat.tpot_ms:,.2f} ms{band_text(p.accuracy, 'tpot_ms')} per decode step{comm}"),
-        ("step rates", f"{tp.tokens_per_s:,.0f} tokens/s per decode step, {tp.prefill_tokens_per_s:,.0f} tokens/s "
-                       "prefill (single steps, no scheduling: not a serving throughput)"),
+        ("step rates", f"{tp.tokens_per_s:,.0f} tokens/s{band_text(p.accuracy, 'tpot_ms')} per decode step, "
+                       f"{tp.prefill_tokens_per_s:,.0f} tokens/s{band_text(p.accuracy, 'ttft_ms')} prefill (single "
+                       "steps, no scheduling: not a serving throughput)"),
         ("limits", f"largest batch at {r.context} tokens: {tp.max_batch}; longest context at batch {r.batch}: "
                    f"{tp.max_context}"),
     ]))
@@ -99,25 +100,31 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
         q = p.requests
         slo = [f"TTFT <= {q.ttft_slo_ms:,.0f} ms" for _ in [0] if q.ttft_slo_ms is not None] + \
             [f"ITL <= {q.itl_slo_ms:,.1f} ms" for _ in [0] if q.itl_slo_ms is not None]
-        goodput = (f"{q.goodput_requests_per_s:,.2f} requests/s within {' and '.join(slo)}; the SLOs hold up to "
-                   f"{q.slo_concurrency:,} at once ({q.slo_goodput_requests_per_s:,.2f} requests/s)") if slo else \
+        rate_band = band_text(p.accuracy, "throughput_tokens_per_s")
+        goodput = (f"{q.goodput_requests_per_s:,.2f} requests/s{rate_band} within {' and '.join(slo)}; the SLOs hold "
+                   f"up to {q.slo_concurrency:,} at once ({q.slo_goodput_requests_per_s:,.2f} requests/s{rate_band})"
+                   ) if slo else \
             "no SLOs given (--slo-ttft-ms, --slo-itl-ms)"
         console.print(_section(f"Requests: {q.input_tokens:,} tokens in, {q.output_tokens:,} out, {q.concurrency:,} "
                                "at a time", [
             ("scheduling", q.scheduling),
             ("TTFT", f"{q.ttft_ms:,.1f} ms{band_text(p.accuracy, 'ttft_ms')}"),
-            ("inter-token", f"{q.itl_ms:,.2f} ms (prefill chunks that share the steps counted)"),
+            # one at a time it is the batch-1 decode step; under load it is validated with the request latencies
+            ("inter-token", f"{q.itl_ms:,.2f} ms"
+                            f"{band_text(p.accuracy, 'tpot_ms' if q.concurrency == 1 else 'request_latency_ms')} "
+                            "(prefill chunks that share the steps counted)"),
             ("request", f"{q.request_latency_ms / 1e3:,.2f} s{band_text(p.accuracy, 'request_latency_ms')} from "
                         "arrival to last token"),
             ("output tokens/s", f"{q.output_tokens_per_s:,.0f}{band_text(p.accuracy, 'throughput_tokens_per_s')} of "
                                 "all requests together, prefill included; "
-                                f"{q.requests_per_s:,.2f} requests/s"),
+                                f"{q.requests_per_s:,.2f} requests/s{band_text(p.accuracy, 'throughput_tokens_per_s')}"),
             ("fits", f"yes in memory; the engine runs {q.max_concurrency:,} at once and the others wait"
                      if q.fits and q.concurrency > q.max_concurrency else
                      f"{'yes' if q.fits else '[red]no[/]'}: up to {q.max_concurrency:,} requests at once"),
             ("goodput", goodput),
         ]))
-    curve = Table(title="Decode-step rate against batch (no prefill)", title_justify="left")
+    curve = Table(title=f"Decode-step rate against batch (no prefill; TPOT{band_text(p.accuracy, 'tpot_ms')})",
+                  title_justify="left")
     for col in ("batch", "TPOT ms", "tokens/s", "fits"):
         curve.add_column(col, justify="right")
     for pt in tp.curve:

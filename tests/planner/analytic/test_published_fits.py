@@ -49,7 +49,7 @@ def test_the_fitted_factors_are_in_the_table(fits, kernel, adopted):
     entry = profiles.efficiency_table()["weight_kernels"][kernel]
     fit = fits[kernel][0][adopted]
     assert fit["share"] == pytest.approx(entry["bandwidth_efficiency"], abs=0.005)
-    assert fit["layer_overhead_s"] == pytest.approx(entry.get("layer_overhead_s", 0.0), abs=1e-7)
+    assert fit["layer_device_s"] == pytest.approx(entry.get("layer_device_s", 0.0), abs=1e-7)
 
 
 def test_only_the_points_read_by_the_kernel_are_fitted(bench):

@@ -134,7 +134,7 @@ def test_llama_cpp_and_transformers_split_layers_over_several_gpus_by_default():
     # more devices than layers cannot be split so: the error says why and what to give instead
     from optiplan.planner.errors import RequestError
 
-    with pytest.raises(RequestError, match="llama.cpp splits a model's layers .* exceed .* layers; .* --tp"):
+    with pytest.raises(RequestError, match="llama.cpp splits a model's layers .* exceed .* layers; .* --tp and --pp"):
         profile(ProfileRequest(model="qwen2.5-0.5b", hardware="rtx-4090", num_devices=32, engine="llama.cpp"))
     # a plan for llama.cpp starts from that split and says so, rather than that tensor parallel (which it has no
     # option for) would be faster
@@ -174,16 +174,33 @@ def test_a_weight_kernels_time_per_layer_is_device_time_in_the_linear_layers(mon
                                       context=512, prompt_tokens=16))
 
     entry = profiles.efficiency_table()["weight_kernels"]["torchao-int8"]
-    per_layer = entry["layer_overhead_s"]
+    per_layer = entry["layer_device_s"]
     with_cost = run()
     assert with_cost.efficiency.weight_kernel_layer_s == per_layer > 0
     # the runtime's own fixed costs stay apart (a fit of them keeps the kernel's)
     assert with_cost.efficiency.layer_overhead_s == profiles.efficiency_table()["runtimes"]["compiled"]["gpu"][
         "layer_overhead_s"]
-    monkeypatch.setitem(entry, "layer_overhead_s", 0.0)
-    without = run()
+    # it is the linear layers' device time, not a fixed cost of the host's: under eager launches (transformers on a
+    # GPU, where the step is the longer of the two) it would otherwise hide under the launches
+    from optiplan.planner.analytic.profile import setup_for_request
+    from optiplan.planner.analytic.steps import decode_step
+    from optiplan.planner.catalog.hardware import resolve_hardware
+    from optiplan.planner.catalog.models import resolve_model
+
+    request = ProfileRequest(model="llama-3.1-8b", hardware="a100-80gb-sxm", engine="transformers", dtype="int8",
+                             weight_kernel="torchao-int8", context=512, prompt_tokens=16)
+
+    def step():
+        s = setup_for_request(request, resolve_model(request.model), resolve_hardware(request.hardware))
+        return decode_step(s, 1, 512)
+
+    eager = step()
+    monkeypatch.setitem(entry, "layer_device_s", 0.0)
+    without, eager_without = run(), step()
     # Llama-3.1-8B's 32 layers, each that much longer on the device
     assert with_cost.latency.tpot_ms - without.latency.tpot_ms == pytest.approx(32 * per_layer * 1e3, rel=1e-6)
+    assert eager.memory_s - eager_without.memory_s == pytest.approx(32 * per_layer, rel=1e-6)
+    assert eager.overhead_s == eager_without.overhead_s and eager.host_overlap
 
 
 @pytest.mark.parametrize("scheduling", ["static", "continuous"])
