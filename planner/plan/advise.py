@@ -393,6 +393,10 @@ def _document(spec: ModelSpec, workload: Workload, hw: HardwareSpec, devices: in
     warnings = [*notes, *spec.warnings]
     if not baseline.fits:
         warnings.append("the baseline does not fit: its latency figures are what it would take if it did")
+    used = best.state.tp * best.state.pp * best.state.attention_dp * best.state.replicas
+    if used < devices:  # a layer split stops at one layer per device
+        warnings.append(f"the plan uses {used} of the {devices} devices: {spec.name} has {spec.num_layers} layers to "
+                        f"split and no technique here spreads it further")
     advice = Advice(
         model=model_summary(spec), workload=workload,
         hardware=HardwareChoice(id=hw.id, name=hw.name, count=devices, tensor_parallel=best.state.tp,

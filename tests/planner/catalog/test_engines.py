@@ -136,11 +136,16 @@ def test_llama_cpp_and_transformers_split_layers_over_several_gpus_by_default():
 
     with pytest.raises(RequestError, match="llama.cpp splits a model's layers .* exceed .* layers; .* --tp and --pp"):
         profile(ProfileRequest(model="qwen2.5-0.5b", hardware="rtx-4090", num_devices=32, engine="llama.cpp"))
+    # a plan leaves the devices past one layer each idle, and says so
+    idle = advise(AdviseRequest(model="qwen2.5-0.5b", hardware="rtx-4090", num_devices=32, workload="chat",
+                                engine="llama.cpp", max_quality_loss_pct=10))
+    assert any("uses 24 of the 32 devices" in w for w in idle.warnings)
     # a plan for llama.cpp starts from that split and says so, rather than that tensor parallel (which it has no
     # option for) would be faster
     advice = advise(AdviseRequest(model="llama-3.1-8b", hardware="rtx-4090", num_devices=2, workload="chat",
                                   engine="llama.cpp"))
     assert advice.baseline.pipeline_parallel == 2
+    assert not any("of the 2 devices" in w for w in advice.warnings)
     why = {r.technique: r.reason for r in advice.rejected}
     assert "splits the layers over the devices by default" in why["pipeline-parallel"]
     assert "no option" in why["tensor-parallel"]
