@@ -225,6 +225,22 @@ def rounded_stats(errs: list[float]) -> dict:
     return {k: round(v, 1) if k != "points" else v for k, v in error_stats(errs).items()}
 
 
+def best_fit(grid: list, errors: Callable[[Any, str], list[float]], distance: Callable[[Any], float]):
+    """The candidate of `grid` with the lowest median error, then p90, on the fitted two thirds (`errors(x, part)`);
+    a tie goes to the one `distance` puts nearest the documented factors (points a factor does not move leave it
+    where it was instead of at the grid's end)."""
+    def key(x):
+        e = rounded_stats(errors(x, "fitted"))
+        return e["median_pct"], e["p90_pct"], distance(x)
+    return min(grid, key=key)
+
+
+def parts_text(r: dict, parts: tuple[str, ...]) -> str:
+    """One fit report row's errors, part by part."""
+    return "; ".join(f"{part} median {r[part]['median_pct']:5.1f}% p90 {r[part]['p90_pct']:6.1f}% ({r[part]['points']})"
+                     for part in parts)
+
+
 # the runtimes whose fixed costs are fitted to published points (profiles/efficiency.yaml records each fit)
 FITTED_RUNTIMES = ("serving", "compiled")
 # the runtime's factors the fit searches (EfficiencyFactors fields), every combination
@@ -245,13 +261,11 @@ def fit_overheads(points: list[dict], runtime: str = "serving") -> dict:
     def errors(overrides, part):
         return part_errors(points, part, lambda request: fitted_efficiency(request, overrides))
 
-    stats = rounded_stats
-
     grid = [dict(zip(FIT_GRID, values)) for values in itertools.product(*FIT_GRID.values())]
     best = min(grid, key=lambda o: statistics.median(errors(o, "fitted")))
     costs = profiles.efficiency_table()["runtimes"][runtime]["gpu"]
     default = {name: costs.get(name, 0.0) for name in FIT_GRID}
-    report = {name: {part: stats(errors(o, part)) for part in ("fitted", "held-out")} | {"factors": o}
+    report = {name: {part: rounded_stats(errors(o, part)) for part in ("fitted", "held-out")} | {"factors": o}
               for name, o in (("default", default), ("fitted", best))}
     for name in ("default", "fitted"):
         r = report[name]
@@ -292,23 +306,15 @@ def fit_flop_efficiency(points: list[dict], dtype: str = "fp8") -> dict:
         with gpu_flop_share(dtype, x):
             return part_errors(own if only_dtype else points, part)
 
-    stats = rounded_stats
-
-    def key(x):
-        e = stats(errors(x, "fitted"))
-        return e["median_pct"], e["p90_pct"]
-
-    # a tie goes to the value nearest the documented one: points the share does not move (bf16's batch-1 decode,
-    # bound by bandwidth) leave it where it was instead of at the grid's end
-    best = min(FLOP_GRID, key=lambda x: (key(x), abs(x - documented)))
-    report = {name: {f"{part}{suffix}": stats(errors(x, part, only)) for part in ("fitted", "held-out")
+    # bf16's batch-1 decode, bound by bandwidth, does not move the share: it stays at the documented one
+    best = best_fit(FLOP_GRID, errors, lambda x: abs(x - documented))
+    report = {name: {f"{part}{suffix}": rounded_stats(errors(x, part, only)) for part in ("fitted", "held-out")
                      for suffix, only in (("", True), ("-all-points", False))} | {"flop_efficiency": x}
               for name, x in (("documented", documented), ("fitted", best))}
     for name in ("documented", "fitted"):
         r = report[name]
-        print(f"{name:10s} {dtype} {r['flop_efficiency']:.2f}: " + "; ".join(
-            f"{part} median {r[part]['median_pct']:5.1f}% p90 {r[part]['p90_pct']:6.1f}% ({r[part]['points']})"
-            for part in ("fitted", "held-out", "fitted-all-points", "held-out-all-points")))
+        print(f"{name:10s} {dtype} {r['flop_efficiency']:.2f}: "
+              + parts_text(r, ("fitted", "held-out", "fitted-all-points", "held-out-all-points")))
     return report
 
 
@@ -358,23 +364,18 @@ def fit_kernel_share(points: list[dict], kernel: str) -> dict:
         with kernel_share(kernel, *x):
             return part_errors(own, part)
 
-    def key(x):
-        e = rounded_stats(errors(x, "fitted"))
-        return e["median_pct"], e["p90_pct"]
-
-    def best(grid):  # a tie goes to the factors nearest the documented ones
-        return min(grid, key=lambda x: (key(x), abs(x[0] - documented[0]), abs(x[1] - documented[1])))
+    def distance(x):
+        return abs(x[0] - documented[0]), abs(x[1] - documented[1])
 
     # two candidates, the share alone (nothing per layer) and both; the table takes what its held-out third favours
     # (the documented factors included): a choice made on those points, which are the less held out for it
-    fits = {"documented": documented, "share": best([(x, 0.0) for x in SHARE_GRID]),
-            "both": best(list(itertools.product(SHARE_GRID, KERNEL_LAYER_GRID)))}
+    fits = {"documented": documented, "share": best_fit([(x, 0.0) for x in SHARE_GRID], errors, distance),
+            "both": best_fit(list(itertools.product(SHARE_GRID, KERNEL_LAYER_GRID)), errors, distance)}
     report = {name: {part: rounded_stats(errors(x, part)) for part in ("fitted", "held-out")}
               | {"share": x[0], "layer_device_s": x[1]} for name, x in fits.items()}
     for name, r in report.items():
-        print(f"{name:10s} {kernel} {r['share']:.2f}, {r['layer_device_s'] * 1e6:3.0f} us/layer: " + "; ".join(
-            f"{part} median {r[part]['median_pct']:5.1f}% p90 {r[part]['p90_pct']:6.1f}% ({r[part]['points']})"
-            for part in ("fitted", "held-out")))
+        print(f"{name:10s} {kernel} {r['share']:.2f}, {r['layer_device_s'] * 1e6:3.0f} us/layer: "
+              + parts_text(r, ("fitted", "held-out")))
     return report
 
 
@@ -406,7 +407,8 @@ def write_accuracy(rows: list[dict], sources: int) -> None:
             "figures": bands(rows), "engines": engines}
     header = ("# The analytic model's absolute error against published measurements of real engines, by predicted\n"
               "# figure: reports show the median as the band, an engine's own where it has at least\n"
-              f"# {ENGINE_BAND_POINTS} points of the figure (`engines`). Written by `python benchmarks/bench_published.py\n"
+              f"# {ENGINE_BAND_POINTS} points of the figure (`engines`). Written by "
+              "`python benchmarks/bench_published.py\n"
               "# --write-accuracy`; do not edit by hand.\n")
     target = Path(profiles.ROOT) / "accuracy.yaml"
     target.write_text(header + yaml.safe_dump(data, sort_keys=False))

@@ -62,21 +62,24 @@ def weight_kernel_refusal(hw: HardwareSpec, kernel: str, weight_dtype: str) -> s
     return None
 
 
+def _kernel_fact(kernel: str | None, key: str, default):
+    """A fact of a weight kernel's entry in profiles/efficiency.yaml, `default` where there is no kernel, no entry
+    (optiplan's measured `triton` kernels) or no such fact."""
+    entry = profiles.efficiency_table()["weight_kernels"].get(kernel) if kernel is not None else None
+    return (entry or {}).get(key) or default
+
+
 def weight_kernel_group_format(kernel: str | None) -> dict[str, int]:
     """The scale and zero-point bits per group that a weight kernel's packed format stores (`group_format` in
     profiles/efficiency.yaml: tinygemm's bf16 pairs), or {} where it reads the format's usual storage."""
-    if kernel is None:
-        return {}
-    return dict((profiles.efficiency_table()["weight_kernels"].get(kernel) or {}).get("group_format") or {})
+    return dict(_kernel_fact(kernel, "group_format", {}))
 
 
 def weight_kernel_layer_s(kernel: str | None) -> float:
     """A weight kernel's own device time per layer beyond its bytes (`layer_device_s` in profiles/efficiency.yaml:
     the launches and ramps of its dequantizing GEMVs, which the runtime's costs for 16-bit GEMMs do not hold), 0 where
     it states none. Device time, not the host's: it does not hide under eager launches."""
-    if kernel is None:
-        return 0.0
-    return (profiles.efficiency_table()["weight_kernels"].get(kernel) or {}).get("layer_device_s", 0.0)
+    return _kernel_fact(kernel, "layer_device_s", 0.0)
 
 
 def weight_kernel_share(hw: HardwareSpec, kernel: str, weight_dtype: str) -> tuple[float, str]:
