@@ -318,21 +318,29 @@ def fit_flop_efficiency(points: list[dict], dtype: str = "fp8") -> dict:
     return report
 
 
-# what a weight kernel's fit searches: its bandwidth share, and its own device time per layer (the launches and ramps
-# of a layer's five to seven dequantizing GEMVs: up to 120 us, some 20 us each)
+# what a weight kernel's fit searches: its bandwidth share, its own device time per layer (the launches and ramps of a
+# layer's five to seven dequantizing GEMVs: up to 120 us, some 20 us each) and its bytes per second per SM (a kernel
+# with few bytes in flight per SM reads at most the SM count times that: 4 to 16 GB/s, Little's law over some 8 KB in
+# flight and half a microsecond of latency)
 SHARE_GRID = tuple(round(0.30 + 0.01 * i, 2) for i in range(66))
 KERNEL_LAYER_GRID = (0.0, 0.00001, 0.00002, 0.00003, 0.00004, 0.00006, 0.00008, 0.0001, 0.00012)
+UNIT_GBPS_GRID = tuple(float(g) for g in range(4, 17))
 
 
 @contextmanager
-def kernel_share(kernel: str, share: float, layer_s: float | None = None):
-    """profiles/efficiency.yaml's bandwidth share of weight kernel `kernel` set to `share` (and its device time per
-    layer to `layer_s`, where given) while the block runs."""
+def kernel_share(kernel: str, share: float, layer_s: float | None = None, unit_gbps: float | None = None):
+    """profiles/efficiency.yaml's bandwidth share of weight kernel `kernel` set to `share` (its device time per layer
+    to `layer_s` and its GB/s per compute unit to `unit_gbps`, where given; 0 GB/s: no such bound) while the block
+    runs."""
     entry = profiles.efficiency_table()["weight_kernels"][kernel]
     documented = dict(entry)
     entry["bandwidth_efficiency"] = share
     if layer_s is not None:
         entry["layer_device_s"] = layer_s
+    if unit_gbps is not None:
+        entry.pop("unit_bandwidth_gbps", None)
+        if unit_gbps:
+            entry["unit_bandwidth_gbps"] = unit_gbps
     try:
         yield
     finally:
@@ -352,30 +360,39 @@ def kernel_points(points: list[dict], kernel: str) -> list[dict]:
 
 
 def fit_kernel_share(points: list[dict], kernel: str) -> dict:
-    """The bandwidth share and device time per layer of one weight kernel (profiles/efficiency.yaml weight_kernels,
-    one that states a share) that minimise the median error, then the p90, of the points whose engine reads their
-    weights with it, in the fitted two thirds; errors reported on both parts for the documented factors and the
-    fitted ones."""
+    """The factors of one weight kernel (profiles/efficiency.yaml weight_kernels, one that states a share) that
+    minimise the median error, then the p90, of the points whose engine reads their weights with it, in the fitted
+    two thirds: its share alone, with a device time per layer, or with a bound per SM; errors reported on both parts
+    for the documented factors and each fit."""
     own = kernel_points(points, kernel)
     entry = profiles.efficiency_table()["weight_kernels"][kernel]
-    documented = (entry["bandwidth_efficiency"], entry.get("layer_device_s", 0.0))
+    documented = (entry["bandwidth_efficiency"], entry.get("layer_device_s", 0.0), entry.get("unit_bandwidth_gbps", 0.0))
 
     def errors(x, part):
         with kernel_share(kernel, *x):
             return part_errors(own, part)
 
     def distance(x):
-        return abs(x[0] - documented[0]), abs(x[1] - documented[1])
+        return tuple(abs(a - b) for a, b in zip(x, documented))
 
-    # two candidates, the share alone (nothing per layer) and both; the table takes what its held-out third favours
-    # (the documented factors included): a choice made on those points, which are the less held out for it
-    fits = {"documented": documented, "share": best_fit([(x, 0.0) for x in SHARE_GRID], errors, distance),
-            "both": best_fit(list(itertools.product(SHARE_GRID, KERNEL_LAYER_GRID)), errors, distance)}
+    def with_share(values: tuple[float, ...], candidate: Callable[[float, float], tuple]) -> tuple:
+        """The best candidate(share, value) over the shares and a second factor's `values`: every fifth share first,
+        then every share within 0.04 of the best of those (a third of the full grid's fits)."""
+        coarse = best_fit([candidate(x, v) for x, v in itertools.product(SHARE_GRID[::5], values)], errors, distance)
+        near = [x for x in SHARE_GRID if abs(x - coarse[0]) <= 0.04 + 1e-9]
+        return best_fit([candidate(x, v) for x, v in itertools.product(near, values)], errors, distance)
+
+    # three candidates beside the documented factors; the table takes what its held-out third favours: a choice made
+    # on those points, which are the less held out for it
+    fits = {"documented": documented,
+            "share": best_fit([(x, 0.0, 0.0) for x in SHARE_GRID], errors, distance),
+            "per-layer": with_share(KERNEL_LAYER_GRID, lambda x, t: (x, t, 0.0)),
+            "per-sm": with_share(UNIT_GBPS_GRID, lambda x, u: (x, 0.0, u))}
     report = {name: {part: rounded_stats(errors(x, part)) for part in ("fitted", "held-out")}
-              | {"share": x[0], "layer_device_s": x[1]} for name, x in fits.items()}
+              | {"share": x[0], "layer_device_s": x[1], "unit_bandwidth_gbps": x[2]} for name, x in fits.items()}
     for name, r in report.items():
-        print(f"{name:10s} {kernel} {r['share']:.2f}, {r['layer_device_s'] * 1e6:3.0f} us/layer: "
-              + parts_text(r, ("fitted", "held-out")))
+        print(f"{name:10s} {kernel} {r['share']:.2f}, {r['layer_device_s'] * 1e6:3.0f} us/layer, "
+              f"{r['unit_bandwidth_gbps']:4.1f} GB/s per SM: " + parts_text(r, ("fitted", "held-out")))
     return report
 
 

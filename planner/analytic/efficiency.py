@@ -82,6 +82,17 @@ def weight_kernel_layer_s(kernel: str | None) -> float:
     return _kernel_fact(kernel, "layer_device_s", 0.0)
 
 
+def weight_kernel_unit_share(hw: HardwareSpec, kernel: str | None) -> float | None:
+    """The share of `hw`'s peak bandwidth a latency-bound weight kernel cannot pass: its bytes per second per compute
+    unit (`unit_bandwidth_gbps` in profiles/efficiency.yaml: what one SM's blocks keep in flight over the memory's
+    latency) times the device's compute units. None where the kernel states no such rate or the catalog no unit
+    count: its share alone bounds it."""
+    rate = _kernel_fact(kernel, "unit_bandwidth_gbps", None)
+    if rate is None or hw.compute_units is None:
+        return None
+    return rate * 1e9 * hw.compute_units / hw.memory_bandwidth_bytes_per_s
+
+
 def weight_kernel_share(hw: HardwareSpec, kernel: str, weight_dtype: str) -> tuple[float, str]:
     """(share of the peak bandwidth, source) of a named weight kernel reading `weight_dtype` weights on `hw`."""
     refusal = weight_kernel_refusal(hw, kernel, weight_dtype)
@@ -126,6 +137,11 @@ def default_efficiency(hw: HardwareSpec, weight_dtype: str, compute_dtype: str, 
         bw, bw_text = weight_kernel_share(hw, weight_kernel, weight_dtype)
     bw_factor, flop_factor, scaled = measured_factors(hw, compute_dtype)
     bw, flop = min(bw * bw_factor, 1.0), min(flop * flop_factor, 1.0)
+    unit_share = weight_kernel_unit_share(hw, weight_kernel)
+    if unit_share is not None and unit_share < bw:
+        bw = unit_share
+        bw_text += (f" On {hw.id} its {hw.compute_units} compute units bound it at {unit_share:.0%} of the peak "
+                    f"({_kernel_fact(weight_kernel, 'unit_bandwidth_gbps', None):g} GB/s each).")
     kv = min(kv * bw_factor, 1.0) if kv is not None else None
     stream = min(stream * bw_factor, 1.0) if stream is not None else None
     eng = table["runtimes"][runtime]

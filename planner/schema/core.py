@@ -87,6 +87,10 @@ class HardwareSpec(Frozen):
     tdp_w: float | None = None
     price: Price | None = None
     measured: MeasuredPeaks | None = None
+    compute_units: int | None = Field(None, gt=0, exclude_if=lambda v: v is None, description=(
+        "streaming multiprocessors (NVIDIA) or compute units (AMD): a latency-bound kernel's bandwidth grows with "
+        "them (profiles/efficiency.yaml weight_kernels' unit_bandwidth_gbps)"))
+    compute_units_source: str = Field("", exclude_if=lambda v: not v)
     sources: list[str] = []
     notes: str | None = None
 

@@ -399,3 +399,35 @@ def test_the_default_limit_counts_once_per_data_parallel_attention_rank(tmp_path
     assert not any("by default" in w for w in a.warnings)
     training = advise(AdviseRequest(model="llama-3.2-1b", hardware="a10g", workload="fine-tune", goal="training"))
     assert not any("by default" in w for w in training.warnings)
+
+
+def test_llama_cpps_16_bit_mat_vec_is_bound_by_the_sm_count_on_hbm_gpus(monkeypatch):
+    """llama.cpp's F16 mat-vec (one block per row, 4 bytes per thread per step) reads at most its GB/s per SM times
+    the device's SMs: the bound holds it under its share on an A100 (108 SMs, 2.0 TB/s), not on an RTX 4090 (128 SMs,
+    1.0 TB/s), and a device without a unit count keeps the share."""
+    from optiplan import profiles
+    from optiplan.planner.analytic.efficiency import weight_kernel_unit_share
+    from optiplan.planner.analytic.profile import profile
+    from optiplan.planner.catalog.hardware import catalog_hardware
+    from optiplan.planner.schema import ProfileRequest
+
+    def run(hardware, engine="llama.cpp"):
+        return profile(ProfileRequest(model="llama-3.1-8b", hardware=hardware, engine=engine, dtype="fp16",
+                                      context=512, prompt_tokens=1))
+
+    entry = profiles.efficiency_table()["weight_kernels"]["ggml-mmvf"]
+    a100, rtx = catalog_hardware("a100-80gb-sxm"), catalog_hardware("rtx-4090")
+    bound = weight_kernel_unit_share(a100, "ggml-mmvf")
+    assert bound == pytest.approx(entry["unit_bandwidth_gbps"] * 1e9 * 108 / a100.memory_bandwidth_bytes_per_s)
+    hbm, gddr = run("a100-80gb-sxm"), run("rtx-4090")
+    assert hbm.efficiency.bandwidth_efficiency == pytest.approx(bound) and bound < entry["bandwidth_efficiency"]
+    assert "108 compute units bound it" in hbm.efficiency.source
+    assert weight_kernel_unit_share(rtx, "ggml-mmvf") > gddr.efficiency.bandwidth_efficiency
+    assert "compute units bound" not in gddr.efficiency.source
+    # the serving engines' 16-bit GEMMs have no such bound: the A100 reads faster under them
+    assert run("a100-80gb-sxm", "vllm").efficiency.bandwidth_efficiency > 1.4 * hbm.efficiency.bandwidth_efficiency
+    # a device the catalog gives no unit count, or a kernel without the bound: the share alone
+    assert weight_kernel_unit_share(a100.model_copy(update={"compute_units": None}), "ggml-mmvf") is None
+    assert weight_kernel_unit_share(a100, "ggml-mmvq") is None
+    monkeypatch.delitem(entry, "unit_bandwidth_gbps")
+    assert run("a100-80gb-sxm").efficiency.bandwidth_efficiency > 1.4 * hbm.efficiency.bandwidth_efficiency
