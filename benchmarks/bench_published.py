@@ -144,13 +144,15 @@ def predict(p: dict, view: str = "requests", tune: Callable[[ProfileRequest], An
     kv_dtype = DTYPES.get(str(p.get("kv_dtype") or "").split(" ")[0])
     # TensorRT-LLM's `--tp 8` with attention DP runs attention data-parallel: the point's layout says so
     adp = p.get("attention_data_parallel") or 1
+    # a batch-1 decode figure is the step's, whatever the view: no request section to compute for it
+    requests = {} if p["metric"] in ("tpot_ms", "decode_tokens_per_s") and batch == 1 else {
+        "input_tokens": prompt, "output_tokens": output, "concurrency": "max" if offline else batch}
     request = ProfileRequest(model=model, hardware=p["hardware"], num_devices=p.get("num_devices") or 1,
                              tensor_parallel=None if adp > 1 else p.get("tensor_parallel"),
                              attention_data_parallel=adp, expert_parallel=p.get("expert_parallel") or 1,
                              dtype=dtype, group_size=p.get("group_size"), kv_dtype=kv_dtype, batch=batch,
-                             context=context, prompt_tokens=prompt, engine=engine, input_tokens=prompt,
-                             output_tokens=output, concurrency="max" if offline else batch,
-                             scheduling=p.get("scheduling"))
+                             context=context, prompt_tokens=prompt, engine=engine, scheduling=p.get("scheduling"),
+                             **requests)
     try:
         eff = tune(request) if tune else None
         r = profile(request, eff)
@@ -359,35 +361,43 @@ def kernel_points(points: list[dict], kernel: str) -> list[dict]:
     return out
 
 
+def kernel_errors(points: list[dict], kernel: str, factors: tuple[float, float, float], part: str) -> list[float]:
+    """Absolute errors (%) of one part of the points read by `kernel`, with its (share, device time per layer, GB/s
+    per SM) set to `factors`."""
+    with kernel_share(kernel, *factors):
+        return part_errors(points, part)
+
+
+def documented_kernel_factors(kernel: str) -> tuple[float, float, float]:
+    """(share, device time per layer, GB/s per SM) of a weight kernel as profiles/efficiency.yaml has them (0: none)."""
+    entry = profiles.efficiency_table()["weight_kernels"][kernel]
+    return entry["bandwidth_efficiency"], entry.get("layer_device_s", 0.0), entry.get("unit_bandwidth_gbps", 0.0)
+
+
 def fit_kernel_share(points: list[dict], kernel: str) -> dict:
     """The factors of one weight kernel (profiles/efficiency.yaml weight_kernels, one that states a share) that
     minimise the median error, then the p90, of the points whose engine reads their weights with it, in the fitted
-    two thirds: its share alone, with a device time per layer, or with a bound per SM; errors reported on both parts
-    for the documented factors and each fit."""
+    two thirds, over every point of the grids: its share alone, with a device time per layer, with a bound per SM,
+    and with both; errors reported on both parts for the documented factors and each fit."""
     own = kernel_points(points, kernel)
-    entry = profiles.efficiency_table()["weight_kernels"][kernel]
-    documented = (entry["bandwidth_efficiency"], entry.get("layer_device_s", 0.0), entry.get("unit_bandwidth_gbps", 0.0))
+    documented = documented_kernel_factors(kernel)
 
     def errors(x, part):
-        with kernel_share(kernel, *x):
-            return part_errors(own, part)
+        return kernel_errors(own, kernel, x, part)
 
     def distance(x):
         return tuple(abs(a - b) for a, b in zip(x, documented))
 
-    def with_share(values: tuple[float, ...], candidate: Callable[[float, float], tuple]) -> tuple:
-        """The best candidate(share, value) over the shares and a second factor's `values`: every fifth share first,
-        then every share within 0.04 of the best of those (a third of the full grid's fits)."""
-        coarse = best_fit([candidate(x, v) for x, v in itertools.product(SHARE_GRID[::5], values)], errors, distance)
-        near = [x for x in SHARE_GRID if abs(x - coarse[0]) <= 0.04 + 1e-9]
-        return best_fit([candidate(x, v) for x, v in itertools.product(near, values)], errors, distance)
-
-    # three candidates beside the documented factors; the table takes what its held-out third favours: a choice made
+    # four candidates beside the documented factors; the table takes what its held-out third favours: a choice made
     # on those points, which are the less held out for it
-    fits = {"documented": documented,
-            "share": best_fit([(x, 0.0, 0.0) for x in SHARE_GRID], errors, distance),
-            "per-layer": with_share(KERNEL_LAYER_GRID, lambda x, t: (x, t, 0.0)),
-            "per-sm": with_share(UNIT_GBPS_GRID, lambda x, u: (x, 0.0, u))}
+    none = (0.0,)
+    axes = {"share": (SHARE_GRID, none, none), "per-layer": (SHARE_GRID, KERNEL_LAYER_GRID, none),
+            "per-sm": (SHARE_GRID, none, UNIT_GBPS_GRID), "both": (SHARE_GRID, KERNEL_LAYER_GRID, UNIT_GBPS_GRID)}
+    fits = {"documented": documented}
+    for name, grids in axes.items():
+        grid = list(itertools.product(*grids))
+        print(f"{kernel}: searching {name}, {len(grid)} candidates on {len(own)} points", file=sys.stderr, flush=True)
+        fits[name] = best_fit(grid, errors, distance)
     report = {name: {part: rounded_stats(errors(x, part)) for part in ("fitted", "held-out")}
               | {"share": x[0], "layer_device_s": x[1], "unit_bandwidth_gbps": x[2]} for name, x in fits.items()}
     for name, r in report.items():
