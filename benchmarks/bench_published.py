@@ -227,7 +227,7 @@ def rounded_stats(errs: list[float]) -> dict:
     return {k: round(v, 1) if k != "points" else v for k, v in error_stats(errs).items()}
 
 
-def best_fit(grid: list, errors: Callable[[Any, str], list[float]], distance: Callable[[Any], float]):
+def best_fit(grid: list, errors: Callable[[Any, str], list[float]], distance: Callable[[Any], Any]):
     """The candidate of `grid` with the lowest median error, then p90, on the fitted two thirds (`errors(x, part)`);
     a tie goes to the one `distance` puts nearest the documented factors (points a factor does not move leave it
     where it was instead of at the grid's end)."""
@@ -330,7 +330,7 @@ UNIT_GBPS_GRID = tuple(float(g) for g in range(4, 17))
 
 
 @contextmanager
-def kernel_share(kernel: str, share: float, layer_s: float | None = None, unit_gbps: float | None = None):
+def kernel_factors(kernel: str, share: float, layer_s: float | None = None, unit_gbps: float | None = None):
     """profiles/efficiency.yaml's bandwidth share of weight kernel `kernel` set to `share` (its device time per layer
     to `layer_s` and its GB/s per compute unit to `unit_gbps`, where given; 0 GB/s: no such bound) while the block
     runs."""
@@ -364,7 +364,7 @@ def kernel_points(points: list[dict], kernel: str) -> list[dict]:
 def kernel_errors(points: list[dict], kernel: str, factors: tuple[float, float, float], part: str) -> list[float]:
     """Absolute errors (%) of one part of the points read by `kernel`, with its (share, device time per layer, GB/s
     per SM) set to `factors`."""
-    with kernel_share(kernel, *factors):
+    with kernel_factors(kernel, *factors):
         return part_errors(points, part)
 
 
@@ -374,7 +374,7 @@ def documented_kernel_factors(kernel: str) -> tuple[float, float, float]:
     return entry["bandwidth_efficiency"], entry.get("layer_device_s", 0.0), entry.get("unit_bandwidth_gbps", 0.0)
 
 
-def fit_kernel_share(points: list[dict], kernel: str) -> dict:
+def fit_kernel_factors(points: list[dict], kernel: str) -> dict:
     """The factors of one weight kernel (profiles/efficiency.yaml weight_kernels, one that states a share) that
     minimise the median error, then the p90, of the points whose engine reads their weights with it, in the fitted
     two thirds, over every point of the grids: its share alone, with a device time per layer, with a bound per SM,
@@ -453,16 +453,17 @@ def main() -> None:
                         help="fit the GPU flop efficiency of one compute dtype (fp8, the default) on two thirds of the "
                              "points whose linear layers run at its rate")
     parser.add_argument("--fit-kernel", default=None, metavar="KERNEL",
-                        help="fit the bandwidth share (alone, and with a cost per layer) of one weight kernel of "
-                             "profiles/efficiency.yaml (ggml-mmvq: llama.cpp's GGUF mat-vec; torchao-int8, "
-                             "tinygemm: gpt-fast's) on two thirds of the points whose engine runs it")
+                        help="fit one weight kernel of profiles/efficiency.yaml (ggml-mmvq, ggml-mmvf: llama.cpp's "
+                             "GGUF and 16-bit mat-vecs; torchao-int8, tinygemm: gpt-fast's) on two thirds of the "
+                             "points whose engine runs it: its bandwidth share alone, with a device time per layer, "
+                             "with a bound per SM and with both (minutes)")
     args = parser.parse_args()
     kernels = profiles.efficiency_table()["weight_kernels"]
     if args.fit_kernel:
         if "bandwidth_efficiency" not in kernels.get(args.fit_kernel, {}):
             parser.error(f"--fit-kernel: choose a kernel with a bandwidth share of its own: "
                          f"{', '.join(k for k, v in kernels.items() if 'bandwidth_efficiency' in v)}")
-        write_results(f"published_kernel_fit_{args.fit_kernel}", fit_kernel_share(published_points(), args.fit_kernel))
+        write_results(f"published_kernel_fit_{args.fit_kernel}", fit_kernel_factors(published_points(), args.fit_kernel))
         return
     if args.fit_flops:
         write_results(f"published_flop_fit_{args.fit_flops}", fit_flop_efficiency(published_points(), args.fit_flops))

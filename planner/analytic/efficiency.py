@@ -82,6 +82,12 @@ def weight_kernel_layer_s(kernel: str | None) -> float:
     return _kernel_fact(kernel, "layer_device_s", 0.0)
 
 
+def weight_kernel_max_rows(kernel: str | None) -> int | None:
+    """The most rows (a step's tokens) a weight kernel takes (`max_rows` in profiles/efficiency.yaml: llama.cpp's
+    mat-vecs up to 8, its GEMMs above), None where it takes any."""
+    return _kernel_fact(kernel, "max_rows", None)
+
+
 def weight_kernel_unit_share(hw: HardwareSpec, kernel: str | None) -> float | None:
     """The share of `hw`'s peak bandwidth a latency-bound weight kernel cannot pass: its bytes per second per compute
     unit (`unit_bandwidth_gbps` in profiles/efficiency.yaml: what one SM's blocks keep in flight over the memory's
@@ -119,13 +125,15 @@ def default_efficiency(hw: HardwareSpec, weight_dtype: str, compute_dtype: str, 
     cache is read at its own format's share of the bandwidth (`kv_dtype`): attention kernels stream a 16-bit cache
     as a plain 16-bit stream, whatever format the weights are stored in, and the elementwise kernels stream the
     activations (`act_dtype`) likewise. `weight_kernel` names the GEMM that reads the weights (an engine's Marlin,
-    torchao's tinygemm), at that kernel's share where the table has one, with its own device time per layer."""
+    torchao's tinygemm), at that kernel's share where the table has one, bounded by its rate per compute unit where
+    it states one, with its own device time per layer; a kernel that takes only a few rows (llama.cpp's mat-vecs)
+    leaves larger steps to the format's share."""
     table = profiles.efficiency_table()
     if runtime not in table["runtimes"]:
         raise RequestError(f"unknown runtime '{runtime}'; known: {', '.join(table['runtimes'])}")
     kind = table["device_kinds"][hw.kind]
     shares = kind["bandwidth_efficiency"]
-    bw = shares.get(weight_dtype, min(shares.values()))
+    bw = format_bw = shares.get(weight_dtype, min(shares.values()))
     kv = shares.get(kv_dtype, min(shares.values())) if kv_dtype else None
     stream = shares.get(act_dtype, min(shares.values())) if act_dtype else None
     flop = kind["flop_efficiency"].get(compute_dtype, min(kind["flop_efficiency"].values()))
@@ -142,6 +150,9 @@ def default_efficiency(hw: HardwareSpec, weight_dtype: str, compute_dtype: str, 
         bw = unit_share
         bw_text += (f" On {hw.id} its {hw.compute_units} compute units bound it at {unit_share:.0%} of the peak "
                     f"({_kernel_fact(weight_kernel, 'unit_bandwidth_gbps', None):g} GB/s each).")
+    max_rows = weight_kernel_max_rows(weight_kernel)
+    if max_rows is not None:
+        bw_text += f" It takes steps of up to {max_rows} rows; larger ones read at the format's share."
     kv = min(kv * bw_factor, 1.0) if kv is not None else None
     stream = min(stream * bw_factor, 1.0) if stream is not None else None
     eng = table["runtimes"][runtime]
@@ -155,6 +166,8 @@ def default_efficiency(hw: HardwareSpec, weight_dtype: str, compute_dtype: str, 
                              activation_bandwidth_efficiency=stream,
                              step_overhead_s=costs["step_overhead_s"], layer_overhead_s=costs["layer_overhead_s"],
                              weight_kernel_layer_s=weight_kernel_layer_s(weight_kernel),
+                             weight_kernel_max_rows=max_rows,
+                             gemm_bandwidth_efficiency=min(format_bw * bw_factor, 1.0) if max_rows else None,
                              host_overlap=costs.get("host_overlap", False),
                              collective_latency_s=costs.get("collective_latency_s", 0.0),
                              source=" ".join(source.split()))

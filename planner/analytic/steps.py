@@ -314,9 +314,14 @@ def _cost(s: Setup, matmul: float, attention: float, weights_dev: float, kv_dev:
     offload_s = (s.offload_fraction * total_weight_bytes(s) / s.shards / s.host_link_bytes_per_s
                  if s.offload_fraction else 0.0)
     peak_bw = s.hw.memory_bandwidth_bytes_per_s  # measured kernels bring their own shares of it
-    # a dequantizing weight kernel's own time per layer (launches and ramps of its GEMVs) rides on the weights' read
-    kernel_s = s.eff.weight_kernel_layer_s * s.spec.num_layers
-    weights_s = weights_dev / (peak_bw * (s.weight_bandwidth_efficiency or s.eff.bandwidth_efficiency))
+    # a dequantizing weight kernel's own time per layer (launches and ramps of its GEMVs) rides on the weights' read;
+    # a kernel that takes only a few rows (llama.cpp's mat-vecs) leaves a larger step to the engine's GEMM
+    rows = max(tokens // busy, 1)
+    own_kernel = s.eff.weight_kernel_max_rows is None or rows <= s.eff.weight_kernel_max_rows
+    kernel_s = s.eff.weight_kernel_layer_s * s.spec.num_layers if own_kernel else 0.0
+    weight_share = ((s.weight_bandwidth_efficiency or s.eff.bandwidth_efficiency) if own_kernel
+                    else s.eff.gemm_bandwidth_efficiency or s.eff.bandwidth_efficiency)
+    weights_s = weights_dev / (peak_bw * weight_share)
     linear = (matmul / (peak * matmul_eff), weights_s + offload_s + kernel_s)
     kv_share = s.kv_bandwidth_efficiency or s.eff.kv_bandwidth_efficiency or s.eff.bandwidth_efficiency
     attend = (attention / (s.attention_peak_flops * s.shards * attention_eff), kv_dev / (peak_bw * kv_share))

@@ -237,6 +237,11 @@ class EfficiencyFactors(Frozen):
     weight_kernel_layer_s: float = Field(0.0, ge=0, exclude_if=lambda v: not v, description=(
         "device time per layer the weight kernel takes beyond its bytes (its dequantizing GEMVs' launches and "
         "ramps), part of the linear layers' time"))
+    weight_kernel_max_rows: int | None = Field(None, gt=0, exclude_if=lambda v: v is None, description=(
+        "the most rows (tokens in a step) the weight kernel takes: a step with more runs the engine's GEMM, at "
+        "gemm_bandwidth_efficiency and without the kernel's time per layer (None: the kernel takes any step)"))
+    gemm_bandwidth_efficiency: float | None = Field(None, gt=0, le=1, exclude_if=lambda v: v is None, description=(
+        "share of peak bandwidth the weights are read at in steps with more rows than the weight kernel takes"))
     host_overlap: bool = Field(False, exclude_if=lambda v: not v, description=(
         "the host's launches run ahead of the device (eager CUDA): a step takes the longer of its fixed costs and "
         "its kernels, not their sum"))

@@ -53,8 +53,13 @@ def test_a_weight_kernels_documented_factors_are_a_minimum_of_its_fitted_points(
     here = key(documented)
     assert entry == before  # each evaluation leaves the table as it found it
     if ADOPTED[kernel] == "documented":
-        # kept from its source, not fitted here (tinygemm: the gpt-fast README's figure), and no fit improves its one
-        # held-out point: nothing to be a minimum of
+        # kept from its source (tinygemm: the gpt-fast README's figure): where a neighbour fits the fitted points
+        # closer, the documented figure holds the held-out ones at least as close
+        best = min(neighbours(bench, documented), key=key)
+        if key(best) < here:
+            def held(x):
+                return bench.rounded_stats(bench.kernel_errors(points, kernel, x, "held-out"))["median_pct"]
+            assert held(documented) <= held(best), (best, held(best), held(documented))
         return
     for x in neighbours(bench, documented):
         assert key(x) >= here, (x, key(x), here)
@@ -67,7 +72,7 @@ def test_the_full_search_finds_the_documented_factors_and_held_out_points_chose_
         entry = profiles.efficiency_table()["weight_kernels"][kernel]
         before, printed = dict(entry), io.StringIO()
         with contextlib.redirect_stdout(printed):
-            report = bench.fit_kernel_share(bench.published_points(), kernel)
+            report = bench.fit_kernel_factors(bench.published_points(), kernel)
         assert entry == before and kernel in printed.getvalue()
         # the documented factors hold the held-out third at least as close as any fit: llama.cpp's mat-vecs took the
         # share with a time per layer and a bound per SM, gpt-fast's int8 GEMV the share with a time per layer,
@@ -90,6 +95,6 @@ def test_only_the_points_read_by_the_kernel_are_fitted(bench):
     # gpt-fast's int4 reads its weights with tinygemm, not llama.cpp's kernel: its points move with tinygemm's share
     gpt_fast = next(p for p in points if p["engine"] == "gpt-fast" and p["dtype"] == "int4")
     (other, _), (own, _) = bench.predict(gpt_fast), bench.predict(read[0])
-    with bench.kernel_share("ggml-mmvq", 0.5):
+    with bench.kernel_factors("ggml-mmvq", 0.5):
         assert bench.predict(gpt_fast)[0] == pytest.approx(other)
         assert bench.predict(read[0])[0] < 0.9 * own  # tokens/s: a smaller share reads the weights later

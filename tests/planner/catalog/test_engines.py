@@ -427,6 +427,19 @@ def test_llama_cpps_16_bit_mat_vec_is_bound_by_the_sm_count_on_hbm_gpus(monkeypa
     assert "compute units bound" not in gddr.efficiency.source
     # the serving engines' 16-bit GEMMs have no such bound: the A100 reads faster under them
     assert run("a100-80gb-sxm", "vllm").efficiency.bandwidth_efficiency > hbm.efficiency.bandwidth_efficiency
+    # the bound is on what the kernel reaches, after the device's measured share scaled the kernel's (H100 PCIe's
+    # triad share is 1.1 times the A100's): it binds at the SM count's figure, not at a scaled one
+    h100 = catalog_hardware("h100-pcie")
+    assert run("h100-pcie").efficiency.bandwidth_efficiency == pytest.approx(weight_kernel_unit_share(h100, "ggml-mmvf"))
+    # the kernel takes steps of up to 8 rows (MMVF_MAX_BATCH_SIZE); a larger one runs the GEMMs, at the 16-bit share
+    # with neither the bound nor the time per layer: no slower than at 8 rows, as fast as vLLM's there
+    def decode(engine, batch):
+        return profile(ProfileRequest(model="llama-3.1-8b", hardware="a100-80gb-sxm", engine=engine, dtype="fp16",
+                                      batch=batch, context=512, prompt_tokens=1)).latency.tpot_ms
+    assert hbm.efficiency.weight_kernel_max_rows == entry["max_rows"] == 8
+    assert decode("llama.cpp", 8) > 1.1 * decode("vllm", 8)
+    assert decode("llama.cpp", 9) < decode("llama.cpp", 8)
+    assert decode("llama.cpp", 9) == pytest.approx(decode("vllm", 9), rel=0.02)
     # a device the catalog gives no unit count, or a kernel without the bound: the share alone
     assert weight_kernel_unit_share(a100.model_copy(update={"compute_units": None}), "ggml-mmvf") is None
     assert weight_kernel_unit_share(a100, "tinygemm") is None
