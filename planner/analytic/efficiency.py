@@ -53,8 +53,10 @@ def weight_kernel_refusal(hw: HardwareSpec, kernel: str, weight_dtype: str) -> s
         return f"unknown weight kernel '{kernel}'; known: {', '.join(table['weight_kernels'])}"
     if weight_dtype not in entry["formats"]:
         return f"the {kernel} kernel reads {', '.join(entry['formats'])} weights, not {weight_dtype}"
-    if hw.kind != "gpu" or hw.features.backend != "cuda":
-        return f"the {kernel} kernel is a CUDA kernel; {hw.id} runs {hw.features.backend}"
+    backends = entry.get("backends", ["cuda"])
+    if hw.kind != "gpu" or hw.features.backend not in backends:
+        names = " or ".join({"cuda": "CUDA", "rocm": "ROCm"}.get(b, b) for b in backends)
+        return f"the {kernel} kernel is a {names} kernel; {hw.id} runs {hw.features.backend}"
     need = entry.get("min_compute_capability")
     have = hw.features.compute_capability
     if need and (not have or float(have) < need):
@@ -152,7 +154,9 @@ def default_efficiency(hw: HardwareSpec, weight_dtype: str, compute_dtype: str, 
                     f"({_kernel_fact(weight_kernel, 'unit_bandwidth_gbps', None):g} GB/s each).")
     max_rows = weight_kernel_max_rows(weight_kernel)
     if max_rows is not None:
-        bw_text += f" It takes steps of up to {max_rows} rows; larger ones read at the format's share."
+        gemm = _kernel_fact(weight_kernel, "gemm_bandwidth_efficiency", None)
+        bw_text += (f" It takes steps of up to {max_rows} rows; larger ones read at "
+                    + (f"{gemm:.0%} of the peak (the engine's GEMM)." if gemm else "the format's share."))
     kv = min(kv * bw_factor, 1.0) if kv is not None else None
     stream = min(stream * bw_factor, 1.0) if stream is not None else None
     eng = table["runtimes"][runtime]
@@ -167,7 +171,9 @@ def default_efficiency(hw: HardwareSpec, weight_dtype: str, compute_dtype: str, 
                              step_overhead_s=costs["step_overhead_s"], layer_overhead_s=costs["layer_overhead_s"],
                              weight_kernel_layer_s=weight_kernel_layer_s(weight_kernel),
                              weight_kernel_max_rows=max_rows,
-                             gemm_bandwidth_efficiency=min(format_bw * bw_factor, 1.0) if max_rows else None,
+                             gemm_bandwidth_efficiency=min(_kernel_fact(weight_kernel, "gemm_bandwidth_efficiency",
+                                                                        format_bw) * bw_factor, 1.0)
+                             if max_rows else None,
                              host_overlap=costs.get("host_overlap", False),
                              collective_latency_s=costs.get("collective_latency_s", 0.0),
                              source=" ".join(source.split()))

@@ -216,11 +216,12 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
     flash, sdpa or eager (eager also materialises the score matrix), or triton: optiplan's kernels, at the shares
     of the peaks they measured on this GPU (`catalog.kernels`), as is `weight_kernel` "triton" for int4/int8.
     Another `weight_kernel` names a kernel of profiles/efficiency.yaml (marlin, tinygemm, ...); without one, the
-    kernel `engine` runs for the weight format on a CUDA device (its profile), if it names one."""
+    kernel `engine` runs for the weight format on the device's backend (its profile), if it names one."""
     d16 = default_16bit(hw)
     compute = compute_dtype(weight_dtype, activations, d16)
     act = "fp32" if compute == "fp32" else d16
-    engine_kernel = engine_kernel_efficiency(engine, weight_dtype) if weight_kernel is None else None
+    engine_kernel = engine_kernel_efficiency(engine, weight_dtype, hw.features.backend) if weight_kernel is None \
+        else None
     if engine_kernel and weight_kernel_refusal(hw, engine_kernel, weight_dtype) is None:
         weight_kernel = engine_kernel  # below the kernel's device (Marlin before compute capability 8.0): defaults
     eff = efficiency or calibrated_efficiency(hw, runtime, weight_dtype, act) or default_efficiency(

@@ -167,10 +167,12 @@ def engine_activations(engine: str, weight_dtype: str, hw: HardwareSpec) -> str 
     return act if act and act in hw.peak_tflops else None
 
 
-def engine_kernel_efficiency(engine: str | None, weight_dtype: str) -> str | None:
+def engine_kernel_efficiency(engine: str | None, weight_dtype: str, backend: str | None = None) -> str | None:
     """The weight kernel (`profiles/efficiency.yaml` weight_kernels) whose bandwidth share the engine's GEMM for
-    `weight_dtype` weights reaches, where its profile names one."""
-    return engine_kernel(engine, weight_dtype).get("efficiency")
+    `weight_dtype` weights reaches, where its profile names one: on a device of `backend`, the one its profile names
+    for that backend (`efficiency_by_backend`: vLLM's skinny FP8 GEMM on ROCm), else its kernel of any backend."""
+    kernel = engine_kernel(engine, weight_dtype)
+    return (kernel.get("efficiency_by_backend") or {}).get(backend) or kernel.get("efficiency")
 
 
 def engine_model_refusal(engine: str | None, model_type: str) -> str | None:

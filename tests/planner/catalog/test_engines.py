@@ -445,3 +445,34 @@ def test_llama_cpps_16_bit_mat_vec_is_bound_by_the_sm_count_on_hbm_gpus(monkeypa
     assert weight_kernel_unit_share(a100, "tinygemm") is None
     monkeypatch.delitem(entry, "unit_bandwidth_gbps")
     assert run("a100-80gb-sxm").efficiency.bandwidth_efficiency > 1.3 * hbm.efficiency.bandwidth_efficiency
+
+
+def test_vllm_reads_fp8_on_mi300x_with_its_skinny_gemv_at_one_row_and_hiblaslt_above():
+    """vLLM's per-tensor FP8 layers on MI3xx take wvSplitKQ at one row and torch._scaled_mm (hipBLASLt) above
+    (w8a8_utils.py): a batch of 2 reads the weights at the GEMM's share; CUDA devices run CUTLASS, unchanged."""
+    from optiplan import profiles
+    from optiplan.planner.analytic.efficiency import weight_kernel_refusal
+    from optiplan.planner.analytic.profile import profile
+    from optiplan.planner.catalog.engines import engine_kernel_efficiency
+    from optiplan.planner.catalog.hardware import catalog_hardware
+    from optiplan.planner.schema import ProfileRequest
+
+    def run(hardware, batch, engine="vllm"):
+        return profile(ProfileRequest(model="llama-3.1-70b", hardware=hardware, num_devices=8, engine=engine,
+                                      dtype="fp8", batch=batch, context=2176, prompt_tokens=128))
+
+    entry = profiles.efficiency_table()["weight_kernels"]["rocm-skinny-fp8"]
+    assert engine_kernel_efficiency("vllm", "fp8", "rocm") == "rocm-skinny-fp8"
+    assert engine_kernel_efficiency("vllm", "fp8", "cuda") is None
+    assert "is a ROCm kernel" in weight_kernel_refusal(catalog_hardware("h100-sxm"), "rocm-skinny-fp8", "fp8")
+    one, two = run("mi300x", 1), run("mi300x", 2)
+    assert one.efficiency.weight_kernel_max_rows == 1 and "wvSplitKQ" in one.efficiency.source
+    assert one.efficiency.gemm_bandwidth_efficiency / one.efficiency.bandwidth_efficiency == pytest.approx(
+        entry["gemm_bandwidth_efficiency"] / entry["bandwidth_efficiency"])
+    # the weights' read grows by the shares' ratio from one row to two: the step, by most of it
+    assert two.latency.tpot_ms > 1.15 * one.latency.tpot_ms
+    generic_one, generic_two = run("mi300x", 1, "serving"), run("mi300x", 2, "serving")
+    assert one.latency.tpot_ms == pytest.approx(generic_one.latency.tpot_ms, rel=1e-6)
+    assert generic_two.latency.tpot_ms < 1.05 * generic_one.latency.tpot_ms
+    h100 = run("h100-sxm", 2)
+    assert h100.efficiency.weight_kernel_max_rows is None and "wvSplitKQ" not in h100.efficiency.source
