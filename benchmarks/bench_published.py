@@ -354,8 +354,11 @@ def kernel_points(points: list[dict], kernel: str) -> list[dict]:
     """The points whose engine reads their weights with `kernel` on their device."""
     out = []
     for p in points:
-        dtype, hw = point_dtype(p), resolve_hardware(p["hardware"])
-        if dtype and engine_kernel_efficiency(point_engine(p), dtype, hw.features.backend) == kernel and \
+        dtype = point_dtype(p)
+        if dtype is None:
+            continue
+        hw = resolve_hardware(p["hardware"])
+        if engine_kernel_efficiency(point_engine(p), dtype, hw.features.backend) == kernel and \
                 weight_kernel_refusal(hw, kernel, dtype) is None:
             out.append(p)
     return out

@@ -128,8 +128,9 @@ def default_efficiency(hw: HardwareSpec, weight_dtype: str, compute_dtype: str, 
     as a plain 16-bit stream, whatever format the weights are stored in, and the elementwise kernels stream the
     activations (`act_dtype`) likewise. `weight_kernel` names the GEMM that reads the weights (an engine's Marlin,
     torchao's tinygemm), at that kernel's share where the table has one, bounded by its rate per compute unit where
-    it states one, with its own device time per layer; a kernel that takes only a few rows (llama.cpp's mat-vecs)
-    leaves larger steps to the format's share."""
+    it states one, with its own device time per layer; a kernel that takes only a few rows (llama.cpp's mat-vecs,
+    vLLM's skinny FP8 GEMV on MI3xx) leaves larger steps to the engine's GEMM, at the share the kernel states for it
+    (`gemm_bandwidth_efficiency`) or else the format's."""
     table = profiles.efficiency_table()
     if runtime not in table["runtimes"]:
         raise RequestError(f"unknown runtime '{runtime}'; known: {', '.join(table['runtimes'])}")
@@ -155,8 +156,9 @@ def default_efficiency(hw: HardwareSpec, weight_dtype: str, compute_dtype: str, 
     max_rows = weight_kernel_max_rows(weight_kernel)
     if max_rows is not None:
         gemm = _kernel_fact(weight_kernel, "gemm_bandwidth_efficiency", None)
-        bw_text += (f" It takes steps of up to {max_rows} rows; larger ones read at "
-                    + (f"{gemm:.0%} of the peak (the engine's GEMM)." if gemm else "the format's share."))
+        bw_text += (f" It takes steps of up to {max_rows} row{'s' if max_rows > 1 else ''}; larger ones run the "
+                    + (f"engine's GEMM, at {gemm:.0%} of the peak (before the device's scaling)." if gemm
+                       else "engine's GEMM, at the format's share."))
     kv = min(kv * bw_factor, 1.0) if kv is not None else None
     stream = min(stream * bw_factor, 1.0) if stream is not None else None
     eng = table["runtimes"][runtime]

@@ -316,7 +316,7 @@ def _cost(s: Setup, matmul: float, attention: float, weights_dev: float, kv_dev:
     peak_bw = s.hw.memory_bandwidth_bytes_per_s  # measured kernels bring their own shares of it
     # a dequantizing weight kernel's own time per layer (launches and ramps of its GEMVs) rides on the weights' read;
     # a kernel that takes only a few rows (llama.cpp's mat-vecs) leaves a larger step to the engine's GEMM
-    rows = max(tokens // busy, 1)
+    rows = max(-(-tokens // busy), 1)  # the busiest group's rows, rounded up
     own_kernel = s.eff.weight_kernel_max_rows is None or rows <= s.eff.weight_kernel_max_rows
     kernel_s = s.eff.weight_kernel_layer_s * s.spec.num_layers if own_kernel else 0.0
     weight_share = ((s.weight_bandwidth_efficiency or s.eff.bandwidth_efficiency) if own_kernel

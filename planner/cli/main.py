@@ -77,9 +77,9 @@ class ConcurrencyType(click.ParamType):
               show_default=True, help="Attention kernel: memory-efficient (= flash), sdpa (as transformers runs it), "
                                       "or eager (materialises the score matrix).")
 @click.option("--weight-kernel", default=None,
-              help="The GEMM reading quantized weights: marlin, tinygemm, torchao-int8 or ggml-mmvq "
-                   "(profiles/efficiency.yaml) [default: the engine's kernel for the format, else the device's "
-                   "default].")
+              help="The GEMM reading the weights: a kernel of profiles/efficiency.yaml (marlin, tinygemm, "
+                   "torchao-int8, ggml-mmvq, ggml-mmvf, rocm-skinny-fp8) [default: the engine's kernel for the "
+                   "format on the device's backend, else the device's default].")
 @click.option("--scheduling", type=click.Choice(["continuous", "static"]), default=None,
               help="Request-level figures with continuous batching or static batches [default: the engine's].")
 @click.option("--input-tokens", type=int, default=None,

@@ -284,9 +284,9 @@ class ProfileRequest(Frozen):
     attention: Literal["memory-efficient", "flash", "sdpa", "eager"] = Field(
         "memory-efficient", description="attention kernel: memory-efficient (= flash: fused, no score matrix), sdpa "
                                         "(torch SDPA as transformers runs it), eager (materialised scores)")
-    weight_kernel: str | None = Field(None, description="the GEMM reading quantized weights, a kernel of "
+    weight_kernel: str | None = Field(None, description="the GEMM reading the weights, a kernel of "
                                                         "profiles/efficiency.yaml (marlin, tinygemm, torchao-int8, "
-                                                        "ggml-mmvq) "
+                                                        "ggml-mmvq, ggml-mmvf, rocm-skinny-fp8) "
                                                         "[default: the engine's, else the device's default]")
     scheduling: Literal["continuous", "static"] | None = Field(
         None, description="how requests share the device: continuous batching or static batches (a batch prefills "

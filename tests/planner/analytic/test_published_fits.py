@@ -77,8 +77,10 @@ def test_the_gemm_behind_vllms_skinny_fp8_gemv_reads_at_the_share_its_fitted_poi
         return e["median_pct"], e["p90_pct"]
 
     here = key(documented)
-    for x in (round(documented - 0.01, 2), round(documented + 0.01, 2)):
-        assert key(x) >= here, (x, key(x), here)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):  # the whole search: one share, a few seconds
+        report = bench.fit_kernel_gemm_share(bench.published_points(), kernel)
+    assert report["fitted"]["gemm_share"] == documented and kernel in printed.getvalue()
     # the GEMM at the GEMV's own share (no switch) misses the fitted points and the held-out ones by more
     gemv = profiles.efficiency_table()["weight_kernels"][kernel]["bandwidth_efficiency"]
     held = {x: bench.rounded_stats(bench.gemm_share_errors(points, kernel, x, "held-out"))["median_pct"]

@@ -447,7 +447,7 @@ def test_llama_cpps_16_bit_mat_vec_is_bound_by_the_sm_count_on_hbm_gpus(monkeypa
     assert run("a100-80gb-sxm").efficiency.bandwidth_efficiency > 1.3 * hbm.efficiency.bandwidth_efficiency
 
 
-def test_vllm_reads_fp8_on_mi300x_with_its_skinny_gemv_at_one_row_and_hiblaslt_above():
+def test_vllm_reads_fp8_on_mi300x_with_its_skinny_gemv_at_one_row_and_hipblaslt_above():
     """vLLM's per-tensor FP8 layers on MI3xx take wvSplitKQ at one row and torch._scaled_mm (hipBLASLt) above
     (w8a8_utils.py): a batch of 2 reads the weights at the GEMM's share; CUDA devices run CUTLASS, unchanged."""
     from optiplan import profiles
@@ -476,3 +476,7 @@ def test_vllm_reads_fp8_on_mi300x_with_its_skinny_gemv_at_one_row_and_hiblaslt_a
     assert generic_two.latency.tpot_ms < 1.05 * generic_one.latency.tpot_ms
     h100 = run("h100-sxm", 2)
     assert h100.efficiency.weight_kernel_max_rows is None and "wvSplitKQ" not in h100.efficiency.source
+    # only vLLM's profile names it: SGLang on the same device reads at the fp8 share at any step
+    assert run("mi300x", 2, "sglang").efficiency.weight_kernel_max_rows is None
+    # a prefill's many rows run the GEMM: vLLM's first token comes later than the generic engine's
+    assert one.latency.ttft_ms > 1.05 * generic_one.latency.ttft_ms
