@@ -330,24 +330,32 @@ UNIT_GBPS_GRID = tuple(float(g) for g in range(4, 17))
 
 
 @contextmanager
-def kernel_factors(kernel: str, share: float, layer_s: float | None = None, unit_gbps: float | None = None):
-    """profiles/efficiency.yaml's bandwidth share of weight kernel `kernel` set to `share` (its device time per layer
-    to `layer_s` and its GB/s per compute unit to `unit_gbps`, where given; 0 GB/s: no such bound) while the block
-    runs."""
+def kernel_entry(kernel: str, facts: dict[str, float | None]):
+    """Weight kernel `kernel`'s entry in profiles/efficiency.yaml with each of `facts` set (None: removed) while the
+    block runs, restored after."""
     entry = profiles.efficiency_table()["weight_kernels"][kernel]
     documented = dict(entry)
-    entry["bandwidth_efficiency"] = share
-    if layer_s is not None:
-        entry["layer_device_s"] = layer_s
-    if unit_gbps is not None:
-        entry.pop("unit_bandwidth_gbps", None)
-        if unit_gbps:
-            entry["unit_bandwidth_gbps"] = unit_gbps
+    for key, value in facts.items():
+        if value is None:
+            entry.pop(key, None)
+        else:
+            entry[key] = value
     try:
         yield
     finally:
         entry.clear()
         entry.update(documented)
+
+
+def kernel_factors(kernel: str, share: float, layer_s: float | None = None, unit_gbps: float | None = None):
+    """Weight kernel `kernel` with its bandwidth share set to `share` (its device time per layer to `layer_s` and its
+    GB/s per compute unit to `unit_gbps`, where given; 0 GB/s: no such bound) while the block runs."""
+    facts: dict[str, float | None] = {"bandwidth_efficiency": share}
+    if layer_s is not None:
+        facts["layer_device_s"] = layer_s
+    if unit_gbps is not None:
+        facts["unit_bandwidth_gbps"] = unit_gbps or None
+    return kernel_entry(kernel, facts)
 
 
 def kernel_points(points: list[dict], kernel: str) -> list[dict]:
@@ -409,21 +417,10 @@ def fit_kernel_factors(points: list[dict], kernel: str) -> dict:
     return report
 
 
-@contextmanager
-def kernel_gemm_share(kernel: str, share: float):
-    """profiles/efficiency.yaml's share of the GEMM that takes the larger steps of weight kernel `kernel`
-    (`gemm_bandwidth_efficiency`) set to `share` while the block runs."""
-    entry = profiles.efficiency_table()["weight_kernels"][kernel]
-    documented = entry["gemm_bandwidth_efficiency"]
-    entry["gemm_bandwidth_efficiency"] = share
-    try:
-        yield
-    finally:
-        entry["gemm_bandwidth_efficiency"] = documented
-
-
 def gemm_share_errors(points: list[dict], kernel: str, share: float, part: str) -> list[float]:
-    with kernel_gemm_share(kernel, share):
+    """Absolute errors (%) of one part of the points read by `kernel`, with the share of the GEMM that takes its
+    larger steps (`gemm_bandwidth_efficiency`) set to `share`."""
+    with kernel_entry(kernel, {"gemm_bandwidth_efficiency": share}):
         return part_errors(points, part)
 
 
