@@ -11,7 +11,8 @@ scheduling, TTFT under load). An offline run with no batch given is served at `-
 catalog cannot express (a model of an architecture it lacks, a GGUF format) are listed as skipped with the reason.
 
     python benchmarks/bench_published.py [--show-points] [--write-accuracy] [--fit-overheads [serving|compiled]]
-                                         [--fit-flops [fp8|fp4|bf16|fp16]] [--fit-kernel KERNEL]
+                                         [--fit-flops [fp8|fp4|bf16|fp16]] [--fit-kv [serving|compiled]]
+                                         [--fit-kernel KERNEL]
 
 `--write-accuracy` stores the request view's errors by figure in profiles/accuracy.yaml: the bands reports show
 beside each predicted figure (`optiplan.planner.analytic.accuracy`).
@@ -439,6 +440,48 @@ def fit_kernel_gemm_share(points: list[dict], kernel: str) -> dict:
     return report
 
 
+# the share of the peak bandwidth a serving runtime's decode-attention kernels read the KV cache at (a fit searches it)
+KV_SHARE_GRID = tuple(round(0.50 + 0.01 * i, 2) for i in range(46))
+
+
+@contextmanager
+def runtime_kv_share(runtime: str, share: float | None):
+    """profiles/efficiency.yaml's KV-cache share of `runtime` on GPUs set to `share` (None: removed, the cache format's
+    share applies) while the block runs, restored after."""
+    costs = profiles.efficiency_table()["runtimes"][runtime]["gpu"]
+    documented = costs.get("paged_kv_bandwidth_efficiency")
+    costs.pop("paged_kv_bandwidth_efficiency", None)
+    if share is not None:
+        costs["paged_kv_bandwidth_efficiency"] = share
+    try:
+        yield
+    finally:
+        costs.pop("paged_kv_bandwidth_efficiency", None)
+        if documented is not None:
+            costs["paged_kv_bandwidth_efficiency"] = documented
+
+
+def fit_kv_share(points: list[dict], runtime: str = "serving") -> dict:
+    """The share of the peak at which the decode attention of the engines running `runtime` reads the KV cache that
+    minimises the median error, then the p90, of their latency and throughput points in the fitted two thirds (the
+    device's measured share scales it); errors on both parts for the cache formats' shares (none stated), the
+    documented share and the fitted one."""
+    own = [p for p in points if engine_runtime(point_engine(p)) == runtime]
+    documented = profiles.efficiency_table()["runtimes"][runtime]["gpu"].get("paged_kv_bandwidth_efficiency")
+
+    def errors(x, part):
+        with runtime_kv_share(runtime, x):
+            return part_errors(own, part)
+
+    best = best_fit(KV_SHARE_GRID, errors, lambda x: abs(x - (documented or 0.70)))
+    report = {name: {part: rounded_stats(errors(x, part)) for part in ("fitted", "held-out")} | {"kv_share": x}
+              for name, x in (("formats", None), ("documented", documented), ("fitted", best))}
+    for name, r in report.items():
+        share = "the formats'" if r["kv_share"] is None else f"{r['kv_share']:.2f}"
+        print(f"{name:10s} {runtime} KV share {share}: " + parts_text(r, ("fitted", "held-out")))
+    return report
+
+
 # validation category -> the predicted figure its error bands
 FIGURE_OF = {"batch1-decode": "tpot_ms", "ttft": "ttft_ms", "request-throughput": "throughput_tokens_per_s",
              "e2e-latency": "request_latency_ms", "memory": "memory_bytes"}
@@ -485,6 +528,9 @@ def main() -> None:
     parser.add_argument("--fit-flops", nargs="?", const="fp8", default=None, choices=("fp8", "fp4", "bf16", "fp16"),
                         help="fit the GPU flop efficiency of one compute dtype (fp8, the default) on two thirds of the "
                              "points whose linear layers run at its rate")
+    parser.add_argument("--fit-kv", nargs="?", const="serving", default=None, choices=FITTED_RUNTIMES,
+                        help="fit the share of the peak at which a runtime's decode attention (serving, the default, "
+                             "or compiled) reads the KV cache on two thirds of the points of the engines that run it")
     parser.add_argument("--fit-kernel", default=None, metavar="KERNEL",
                         help="fit one weight kernel of profiles/efficiency.yaml (ggml-mmvq, ggml-mmvf: llama.cpp's "
                              "GGUF and 16-bit mat-vecs; torchao-int8, tinygemm: gpt-fast's) on two thirds of the "
@@ -498,6 +544,9 @@ def main() -> None:
                          f"{', '.join(k for k, v in kernels.items() if 'bandwidth_efficiency' in v)}")
         fit = fit_kernel_gemm_share if "gemm_bandwidth_efficiency" in kernels[args.fit_kernel] else fit_kernel_factors
         write_results(f"published_kernel_fit_{args.fit_kernel}", fit(published_points(), args.fit_kernel))
+        return
+    if args.fit_kv:
+        write_results(f"published_kv_fit_{args.fit_kv}", fit_kv_share(published_points(), args.fit_kv))
         return
     if args.fit_flops:
         write_results(f"published_flop_fit_{args.fit_flops}", fit_flop_efficiency(published_points(), args.fit_flops))

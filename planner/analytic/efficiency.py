@@ -122,14 +122,16 @@ def default_flop_efficiency(hw: HardwareSpec, dtype: str) -> float:
 
 def default_efficiency(hw: HardwareSpec, weight_dtype: str, compute_dtype: str, runtime: str,
                        kv_dtype: str | None = None, weight_kernel: str | None = None,
-                       act_dtype: str | None = None) -> EfficiencyFactors:
-    """The documented default factors for this device kind, weight format, compute dtype and runtime. The KV
-    cache is read at its own format's share of the bandwidth (`kv_dtype`): attention kernels stream a 16-bit cache
-    as a plain 16-bit stream, whatever format the weights are stored in, and the elementwise kernels stream the
-    activations (`act_dtype`) likewise. `weight_kernel` names the GEMM that reads the weights (an engine's Marlin,
-    torchao's tinygemm), at that kernel's share where the table has one, bounded by its rate per compute unit where
-    it states one, with its own device time per layer; a kernel that takes only a few rows (llama.cpp's mat-vecs,
-    vLLM's skinny FP8 GEMV on MI3xx) leaves larger steps to the engine's GEMM, at the share the kernel states for it
+                       act_dtype: str | None = None, paged_cache: bool = False) -> EfficiencyFactors:
+    """The documented default factors for this device kind, weight format, compute dtype and runtime. The KV cache
+    is read at its own format's share of the bandwidth (`kv_dtype`): attention kernels stream a 16-bit cache as a
+    plain 16-bit stream, whatever format the weights are stored in, and the elementwise kernels stream the
+    activations (`act_dtype`) likewise; an engine that pages the cache (`paged_cache`) reads it with its runtime's
+    paged decode-attention kernels, at their share where the runtime states one (`paged_kv_bandwidth_efficiency`).
+    `weight_kernel` names the GEMM that reads the weights (an engine's Marlin, torchao's tinygemm), at that
+    kernel's share where the table has one, bounded by its rate per compute unit where it states one, with its own
+    device time per layer; a kernel that takes only a few rows (llama.cpp's mat-vecs, vLLM's skinny FP8 GEMV on
+    MI3xx) leaves larger steps to the engine's GEMM, at the share the kernel states for it
     (`gemm_bandwidth_efficiency`) or else the format's."""
     table = profiles.efficiency_table()
     if runtime not in table["runtimes"]:
@@ -159,10 +161,12 @@ def default_efficiency(hw: HardwareSpec, weight_dtype: str, compute_dtype: str, 
         bw_text += (f" It takes steps of up to {max_rows} row{'s' if max_rows > 1 else ''}; larger ones run the "
                     + (f"engine's GEMM, at {gemm:.0%} of the peak (before the device's scaling)." if gemm
                        else "engine's GEMM, at the format's share."))
-    kv = min(kv * bw_factor, 1.0) if kv is not None else None
-    stream = min(stream * bw_factor, 1.0) if stream is not None else None
     eng = table["runtimes"][runtime]
     costs = eng.get(hw.kind, eng["default"])
+    if kv is not None and paged_cache and costs.get("paged_kv_bandwidth_efficiency"):
+        kv = costs["paged_kv_bandwidth_efficiency"]  # the runtime's paged decode-attention kernels, any cache format
+    kv = min(kv * bw_factor, 1.0) if kv is not None else None
+    stream = min(stream * bw_factor, 1.0) if stream is not None else None
     flop_src = kind["flop_source"]
     flop_src = flop_src.get(compute_dtype, "assumed") if isinstance(flop_src, dict) else flop_src
     source = (f"defaults ({hw.kind}, {weight_dtype} weights, {compute_dtype} compute, {runtime} runtime): "

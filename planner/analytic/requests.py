@@ -9,9 +9,11 @@ state with C requests always in flight (a closed loop: a finished request's slot
   (a *cycle*) the device runs (O - 1) decode steps at batch C; the scheduler gives a waiting prompt the step's token
   budget as soon as it arrives (the engine's chunk less the C decode tokens, or the whole prompt where it is shorter
   or the engine does not chunk), so the C x I prompt tokens ride on that many steps of a chunk each and the other
-  steps decode alone. A chunk adds its compute to a step that reads the weights anyway: it takes longer than a
-  plain decode step only where its compute outgrows the bytes it moves (the roofline). Where the budget cannot take
-  a cycle's tokens in O - 1 steps, more steps run, each advancing fewer sequences.
+  steps decode alone. A step carrying a chunk is one forward pass over all its tokens (`steps.mixed_step`): the
+  linear layers' rows grow against one read of the weights, so the chunk's matmuls cost nothing more until they
+  outgrow that read, while its attention and the decode tokens' cache reads are kernels of their own, whose times
+  add. Where the budget cannot take a cycle's tokens in O - 1 steps, more steps run, each advancing fewer
+  sequences.
   A request's first token waits for its chunks (the step budget less the C decode tokens per step); inter-token
   latency is what is left of the cycle after it, per token.
 - **a static batch** (transformers `generate`; the `transformers` runtime): the C prompts prefill together, then
@@ -35,7 +37,7 @@ from ..schema import RequestProfile
 from .kvcache import cache_tokens_held
 from .memory import max_batch
 from .setup import Setup
-from .steps import decode_step, first_token_step_s, prefill_step
+from .steps import decode_step, first_token_step_s, mixed_step, prefill_step
 
 
 def cached_tokens(tokens: int, prefix_fraction: float) -> int:
@@ -51,13 +53,6 @@ def request_figures(s: Setup, input_tokens: int, output_tokens: int, concurrency
     if continuous:
         prefill = prefill_step(s, 1, i, cached_tokens)
         new = max(i - cached_tokens, 1)
-
-        def prompts_compute_s(prompt_tokens: float) -> float:
-            # the compute of a step's prompt tokens: whole prompts side by side (each data-parallel attention group
-            # prefills its own, so k prompts cost less than k lone ones there), or a chunk's share of one
-            k = max(1, round(prompt_tokens / new))
-            many = prefill if k == 1 else prefill_step(s, k, i, cached_tokens)
-            return (many.compute_s + many.comm_s) * prompt_tokens / (k * new)
         # a cycle's tokens: c prompts and c x (O - 1) decode tokens, at most `chunk` per step (an engine that does not
         # chunk takes whole prompts beside the decode tokens: in-flight batching mixes them all the same)
         chunk = s.prefill_chunk_tokens
@@ -66,12 +61,12 @@ def request_figures(s: Setup, input_tokens: int, output_tokens: int, concurrency
         decode = decode_step(s, running, held)
 
         def step_s(prompt_tokens: float) -> float:
-            # a decode step carrying prompt tokens: their compute shows only where the step's compute outgrows the
-            # bytes it moves anyway (the weights, the caches)
-            # (a step already compute-bound takes all of theirs)
-            extra = max(0.0, decode.compute_s + prompts_compute_s(prompt_tokens)
-                        - max(decode.memory_s, decode.compute_s))
-            return decode.time_with(extra)
+            # a decode step carrying prompt tokens, priced as the one forward pass it is: the linear layers' rows grow
+            # (their compute shows where it outgrows the weights' read, and the kernel is the one for that many
+            # rows), while the decode attention's cache reads and the prompt's attention FLOPs are kernels of their
+            # own, whose times add. Hiding the prompt's compute under the whole step's bytes hid a 1,000-token prompt
+            # under the decode attention's cache reads, which no kernel overlaps with a GEMM.
+            return mixed_step(s, running, held, prompt_tokens, i, cached_tokens).time_s
 
         # the scheduler gives a waiting prompt the step's budget as soon as it arrives, so prompt tokens come in whole
         # chunks (a whole prompt where it is shorter than the budget or the engine does not chunk), not spread thinly

@@ -16,6 +16,7 @@ from ..catalog.engines import (
     engine_kernel_efficiency,
     engine_math_decode_attention,
     engine_max_running,
+    engine_pages_cache,
     engine_quantizes_head,
     engine_running_pool,
     engine_square_mask,
@@ -225,7 +226,8 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
     if engine_kernel and weight_kernel_refusal(hw, engine_kernel, weight_dtype) is None:
         weight_kernel = engine_kernel  # below the kernel's device (Marlin before compute capability 8.0): defaults
     eff = efficiency or calibrated_efficiency(hw, runtime, weight_dtype, act) or default_efficiency(
-        hw, weight_dtype, compute, runtime, kv_dtype or act, None if weight_kernel == "triton" else weight_kernel, act)
+        hw, weight_dtype, compute, runtime, kv_dtype or act, None if weight_kernel == "triton" else weight_kernel, act,
+        paged_cache=engine is None or engine_pages_cache(engine))
     measured = {}
     if "triton" in (attention, weight_kernel):
         shares = kernel_shares(hw.id)

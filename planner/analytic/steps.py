@@ -286,7 +286,7 @@ def matmul_efficiency(eff, tokens: int) -> float:
 
 
 def _cost(s: Setup, matmul: float, attention: float, weights_dev: float, kv_dev: float, act_dev: float,
-          tokens: int, sequences: int) -> StepCost:
+          tokens: int, sequences: int, busy: float | None = None) -> StepCost:
     """The step's cost. The linear layers (matmul FLOPs against the weight bytes), attention (its FLOPs against the
     KV-cache bytes) and the elementwise kernels between them (norms, activations, residual adds, rotary: activation
     bytes only) run one after another, each bound by its own roof, so their times add. One roof over the whole step
@@ -298,7 +298,7 @@ def _cost(s: Setup, matmul: float, attention: float, weights_dev: float, kv_dev:
     peak = s.peak_flops * s.shards  # the work is spread over the shards
     # under data-parallel attention with fewer sequences than groups, the groups holding them take on all of the
     # step's attention, caches and non-routed layers (`kv_dev` and `act_dev` come as even shares): the step is theirs
-    busy = attention_groups_busy(s, sequences)
+    busy = busy or attention_groups_busy(s, sequences)  # the step's tokens over the busiest group's
     lag = s.attention_dp / busy
     flops = matmul + attention
     if lag > 1:
@@ -307,7 +307,7 @@ def _cost(s: Setup, matmul: float, attention: float, weights_dev: float, kv_dev:
         matmul = (matmul - routed) * lag + routed
         attention, kv_dev, act_dev = attention * lag, kv_dev * lag, (act_dev - routed_act) * lag + routed_act
     attention_eff = s.attention_efficiency or s.eff.flop_efficiency
-    matmul_eff = matmul_efficiency(s.eff, max(tokens // busy, 1))
+    matmul_eff = matmul_efficiency(s.eff, max(int(tokens / busy), 1))
     stream = s.eff.activation_bandwidth_efficiency or s.eff.bandwidth_efficiency  # 16-bit activations, any weights
     bandwidth = s.hw.memory_bandwidth_bytes_per_s * stream
     # weights held in host memory cross the host link every pass (CPU offload)
@@ -316,7 +316,7 @@ def _cost(s: Setup, matmul: float, attention: float, weights_dev: float, kv_dev:
     peak_bw = s.hw.memory_bandwidth_bytes_per_s  # measured kernels bring their own shares of it
     # a dequantizing weight kernel's own time per layer (launches and ramps of its GEMVs) rides on the weights' read;
     # a kernel that takes only a few rows (llama.cpp's mat-vecs) leaves a larger step to the engine's GEMM
-    rows = max(-(-tokens // busy), 1)  # the busiest group's rows, rounded up
+    rows = max(math.ceil(tokens / busy), 1)  # the busiest group's rows, rounded up
     own_kernel = s.eff.weight_kernel_max_rows is None or rows <= s.eff.weight_kernel_max_rows
     kernel_s = s.eff.weight_kernel_layer_s * s.spec.num_layers if own_kernel else 0.0
     weight_share = ((s.weight_bandwidth_efficiency or s.eff.bandwidth_efficiency) if own_kernel
@@ -335,19 +335,49 @@ def _cost(s: Setup, matmul: float, attention: float, weights_dev: float, kv_dev:
     )
 
 
-def decode_step(s: Setup, batch: int, context: int, tokens_per_seq: int = 1) -> StepCost:
-    """One decode step: each of `batch` sequences adds `tokens_per_seq` tokens (1, or a speculative
-    draft's tokens being verified) to a cache of `context` tokens. With pipeline parallelism the
-    token passes every stage in turn, so the step reads all layers."""
+def _decode_parts(s: Setup, batch: int, context: int, tokens_per_seq: int = 1) -> tuple[float, float, float]:
+    """A decode step's attention FLOPs, its cache bytes (read, appended, state updated) and its tokens."""
     tokens = batch * tokens_per_seq
-    matmul = matmul_flops(s, tokens, tokens)
     attention = decode_attention_flops(s, tokens, context)
     attending = s.spec.attention_layers if s.spec.layer_mixers else s.spec.num_layers
     new_kv = tokens * elements_per_token(s.spec, s.layout) * attending * s.kv_share * s.kv_bits / 8
     state = state_bytes_per_device(s)  # read and written in place once per step, whatever the runtime
     kv_bytes = batch * (kv_bytes_per_device(s, context) - state) * kv_passes(s) + batch * 2 * state + new_kv
-    return _cost(s, matmul, attention, weights_read_bytes(s, tokens), kv_bytes, activation_traffic_bytes(s, tokens),
-                 tokens, batch)
+    return attention, kv_bytes, tokens
+
+
+def decode_step(s: Setup, batch: int, context: int, tokens_per_seq: int = 1) -> StepCost:
+    """One decode step: each of `batch` sequences adds `tokens_per_seq` tokens (1, or a speculative
+    draft's tokens being verified) to a cache of `context` tokens. With pipeline parallelism the
+    token passes every stage in turn, so the step reads all layers."""
+    attention, kv_bytes, tokens = _decode_parts(s, batch, context, tokens_per_seq)
+    return _cost(s, matmul_flops(s, tokens, tokens), attention, weights_read_bytes(s, tokens), kv_bytes,
+                 activation_traffic_bytes(s, tokens), tokens, batch)
+
+
+def mixed_step(s: Setup, batch: int, context: int, prompt_tokens: float, prompt: int, cached: int = 0) -> StepCost:
+    """A continuous-batching step: `batch` sequences decode one token each over caches of `context` tokens, and
+    `prompt_tokens` tokens of waiting prompts of `prompt` tokens (`cached` of them found in the prefix cache) ride
+    along: whole prompts, or a chunk of one. One forward pass over all the tokens: the linear layers take every
+    row against one read of the weights (and run the kernel for that many rows), decode and prefill attention each
+    pay their own FLOPs and bytes, and every token's activations and all-reduces count. The chunk's prefill
+    attention is its share of its prompts' (a chunk late in a prompt attends to more keys: the mean over chunks)."""
+    if prompt_tokens <= 0:
+        return decode_step(s, batch, context)
+    new = max(prompt - cached, 1)
+    prompts = max(1, round(prompt_tokens / new))  # whole prompts side by side, or one prompt's chunk
+    share = prompt_tokens / (prompts * new)
+    attention, kv_bytes, decoding = _decode_parts(s, batch, context) if batch else (0.0, 0.0, 0)
+    attention += share * prefill_attention_flops(s, prompts, prompt, cached)
+    kv_bytes += share * prompts * kv_bytes_per_device(s, prompt)
+    tokens = decoding + prompt_tokens
+    rows = math.ceil(tokens)
+    # under data-parallel attention a prompt is prefilled by the one group that holds it (prompts side by side by as
+    # many groups) beside that group's share of the decoding: the busiest group's tokens set the step
+    busiest = decoding / attention_groups_busy(s, batch) if batch else 0.0
+    busiest += prompt_tokens / min(prompts, s.attention_dp)
+    return _cost(s, matmul_flops(s, tokens, decoding + share * prompts), attention, weights_read_bytes(s, rows),
+                 kv_bytes, activation_traffic_bytes(s, tokens), rows, batch + prompts, busy=tokens / busiest)
 
 
 def kv_passes(s: Setup) -> int:

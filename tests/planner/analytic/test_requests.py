@@ -175,8 +175,8 @@ def test_prompt_chunks_slow_the_steps_that_carry_them():
 
 def test_short_prompts_ride_a_step_each():
     """Requests arrive one by one, so a prompt shorter than the step budget takes a step of its own size: the budget
-    fills only where the cycle's prompts need more than a chunk per step. 64 users of 256-token prompts on an
-    8192-token budget: about one prompt per step, not a full 8192-token chunk every 32 steps."""
+    fills only where the cycle's prompts need more than a chunk per step. 64 users of 128-token prompts on an
+    8192-token budget: about one prompt per step, not a full 8192-token chunk every 64 steps."""
     from optiplan.planner.analytic.profile import setup_for_request
     from optiplan.planner.analytic.requests import request_figures
     from optiplan.planner.analytic.steps import decode_step
@@ -186,18 +186,20 @@ def test_short_prompts_ride_a_step_each():
     s = setup_for_request(ProfileRequest(model="llama-3.1-8b", hardware="h100-sxm", engine="vllm"),
                           resolve_model("llama-3.1-8b"), resolve_hardware("h100-sxm"))
     assert s.prefill_chunk_tokens == 8192
-    f = request_figures(s, 256, 256, 64, continuous=True)
-    decode = decode_step(s, 64, 256 + 128)
-    # a 256-token prompt beside 64 decode tokens hides under the step's weight reads: the cycle is the decode steps'
-    assert f["cycle_s"] - f["ttft_s"] == pytest.approx(255 * decode.time_s, rel=0.05)
+    f = request_figures(s, 128, 256, 64, continuous=True)
+    decode = decode_step(s, 64, 128 + 128)
+    # 128 prompt rows beside 64 decode rows stay under the weights' read (a whole 8192-token chunk would not): the
+    # cycle is the decode steps'
+    assert f["cycle_s"] - f["ttft_s"] == pytest.approx(255 * decode.time_s, rel=0.02)
 
 
 def test_a_compute_bound_step_takes_all_of_a_chunks_compute():
     """1,024 short requests at once (64 tokens in, 64 out): the decode steps are compute-bound, so the prompts'
-    compute adds to the cycle in full, once (it was counted twice: the step's own excess over its bytes again)."""
+    compute adds to the cycle in full, once (it was counted twice: the step's own excess over its bytes again), and
+    so does their activations' traffic (the elementwise kernels run over every token of the step)."""
     from optiplan.planner.analytic.profile import setup_for_request
     from optiplan.planner.analytic.requests import request_figures
-    from optiplan.planner.analytic.steps import decode_step, prefill_step
+    from optiplan.planner.analytic.steps import activation_traffic_bytes, decode_step, prefill_step
     from optiplan.planner.catalog.hardware import resolve_hardware
     from optiplan.planner.catalog.models import resolve_model
 
@@ -208,8 +210,10 @@ def test_a_compute_bound_step_takes_all_of_a_chunks_compute():
     assert decode.compute_s > decode.memory_s
     prefill = prefill_step(s, 1, i)
     prompts = c * i * (prefill.compute_s + prefill.comm_s) / i
+    stream = s.hw.memory_bandwidth_bytes_per_s * (s.eff.activation_bandwidth_efficiency or s.eff.bandwidth_efficiency)
+    activations = activation_traffic_bytes(s, c * i) / stream
     with_prompts = request_figures(s, i, o, c, continuous=True)["cycle_s"]
-    assert with_prompts - (o - 1) * decode.time_s == pytest.approx(prompts, rel=0.02)
+    assert with_prompts - (o - 1) * decode.time_s == pytest.approx(prompts + activations, rel=0.02)
 
 
 def test_one_token_out_still_waits_for_the_other_prompts():

@@ -206,7 +206,8 @@ def test_attention_cache_traffic_adds_to_compute_bound_linear_layers():
     assert linear_compute > weights_read_bytes(s, 512) / bandwidth
     short, long = decode_step(s, 512, 64), decode_step(s, 512, 256)
     assert linear_compute > short.memory_s  # the step as a whole would still have looked compute-bound
-    extra_kv = (long.kv_bytes_per_device - short.kv_bytes_per_device) / bandwidth
+    cache = s.hw.memory_bandwidth_bytes_per_s * (s.eff.kv_bandwidth_efficiency or s.eff.bandwidth_efficiency)
+    extra_kv = (long.kv_bytes_per_device - short.kv_bytes_per_device) / cache
     assert long.time_s - short.time_s == pytest.approx(extra_kv, rel=0.05)
 
 
