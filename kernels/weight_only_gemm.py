@@ -13,6 +13,10 @@ Packed format (what `pack_int4` / `pack_int8` return, and what an optiplan artif
 Two paths: M <= 16 (decode) reads every weight once with 16-row tiles and splits K across programs (atomic adds
 into an fp32 accumulator) so that a 1 x 8192 x 8192 product still fills the GPU, and multiplies an int4 tile's even
 and odd columns apart (no interleave); larger M uses square tiles with the nibbles interleaved back in order.
+For M <= 4 the decode path also has tiles that multiply and sum on the CUDA cores (`REDUCE`: a matrix-vector
+product, x broadcast over the dequantized tile and summed along K) instead of padding M to a 16-row tensor-core
+tile: no rows wasted, and the dequantized tile stays in registers instead of going to the MMA's operand layout
+through shared memory. The autotuner times both kinds on the device and keeps the faster for each M.
 """
 
 from __future__ import annotations
@@ -23,27 +27,45 @@ GROUPS = (32, 64, 128)
 SMALL_M = 16
 # (BLOCK_M, BLOCK_N, BLOCK_K, SPLIT_K, num_warps, num_stages). A BLOCK_K must divide the int4 group (one scale
 # row per tile): configs with a wider one are pruned for smaller groups (_prune).
+# The decode path's matrix-vector tiles (REDUCE), tried for M <= 4 with BLOCK_M the next power of 2 of M: wide
+# tiles and a split K, so that every SM keeps several KB of weights in flight (a 1 x 8192 x 8192 int4 product is
+# 32 MB: at 16-row tensor-core tiles it read 0.8 TB/s of an H200's 4.8).
 HOPPER_SMALL = [(16, 64, 32, 8, 4, 4), (16, 128, 32, 4, 4, 4), (16, 64, 32, 16, 4, 3), (16, 256, 32, 2, 8, 3),
                 (16, 128, 128, 4, 4, 3), (16, 64, 128, 8, 4, 3), (16, 256, 64, 4, 8, 3)]
 HOPPER_LARGE = [(128, 128, 32, 1, 8, 4), (128, 256, 32, 1, 8, 3), (64, 128, 32, 1, 4, 4), (128, 64, 32, 1, 4, 4),
                 (128, 128, 64, 1, 8, 3), (128, 256, 64, 1, 8, 3)]
 AMPERE_SMALL = [(16, 64, 32, 8, 4, 3), (16, 128, 32, 4, 4, 3), (16, 32, 32, 16, 2, 4), (16, 128, 64, 4, 4, 3)]
 AMPERE_LARGE = [(128, 128, 32, 1, 8, 3), (64, 128, 32, 1, 4, 3), (128, 64, 32, 1, 4, 3), (128, 128, 64, 1, 8, 3)]
+REDUCE_TILES = [(128, 32, 16, 4, 4), (256, 32, 8, 4, 4), (128, 64, 8, 4, 3), (256, 64, 8, 8, 3), (512, 32, 4, 8, 3)]
+REDUCE_M = 4
+# the broadcast product (BLOCK_M x BLOCK_K x BLOCK_N / 2 for int4) held per thread at most: at 64 a one-row tile
+# compiles to some 200 registers for sm_90, at 128 it spills; fewer registers leave room for more programs per SM
+REDUCE_ELEMENTS_PER_THREAD = 64
 # one fixed tile each on CPU: the interpreter's cost is per program and per loop step, so wide tiles
 INTERPRETER_SMALL = {"BLOCK_M": 16, "BLOCK_N": 128, "BLOCK_K": 32, "SPLIT_K": 2, "GROUP_M": 4}
+INTERPRETER_REDUCE = {"BLOCK_N": 128, "BLOCK_K": 32, "SPLIT_K": 2, "GROUP_M": 1}
 INTERPRETER_LARGE = {"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 32, "SPLIT_K": 1, "GROUP_M": 4}
 
 
 def _configs(small: bool):
     hopper = gpu_generation() == "hopper"
     tiles = (HOPPER_SMALL if hopper else AMPERE_SMALL) if small else (HOPPER_LARGE if hopper else AMPERE_LARGE)
-    return [triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k, "SPLIT_K": s, "GROUP_M": 8},
-                          num_warps=w, num_stages=st) for m, n, k, s, w, st in tiles]
+    configs = [triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k, "SPLIT_K": s, "GROUP_M": 8, "REDUCE": False},
+                             num_warps=w, num_stages=st) for m, n, k, s, w, st in tiles]
+    if small:
+        configs += [triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k, "SPLIT_K": s, "GROUP_M": 1,
+                                   "REDUCE": True}, num_warps=w, num_stages=st)
+                    for m in (1, 2, 4) for n, k, s, w, st in REDUCE_TILES
+                    if m * k * n // 2 <= REDUCE_ELEMENTS_PER_THREAD * 32 * w]
+    return configs
 
 
 def _prune(configs, named_args, **kwargs):
-    """Keep the tiles whose K width divides the int4 group (for int8 the launcher passes K as the group)."""
+    """Keep the tiles whose K width divides the int4 group (for int8 the launcher passes K as the group), and the
+    matrix-vector tiles (REDUCE) only for M <= 4, with BLOCK_M the next power of 2 of M (M_BUCKET)."""
     group = named_args.get("group_size", 32)
+    bucket = named_args.get("M_BUCKET", 1)
+    configs = [c for c in configs if not c.kwargs.get("REDUCE") or c.kwargs["BLOCK_M"] == bucket <= REDUCE_M]
     kept = [c for c in configs if group % c.kwargs["BLOCK_K"] == 0]
     return kept or [c for c in configs if c.kwargs["BLOCK_K"] == 32] or configs[:1]
 
@@ -56,7 +78,7 @@ def _wo_gemm(
     M_BUCKET,  # autotune key only
     BITS: tl.constexpr, HAS_BIAS: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, SPLIT_K: tl.constexpr,
-    GROUP_M: tl.constexpr, SPLIT_NIBBLES: tl.constexpr,
+    GROUP_M: tl.constexpr, SPLIT_NIBBLES: tl.constexpr, REDUCE: tl.constexpr,
 ):
     pid = tl.program_id(0)
     split = tl.program_id(1)
@@ -100,14 +122,11 @@ def _wo_gemm(
                 tl.float32)[None, :]) * tl.load(row + even, mask=pair_ok, other=0.0).to(tl.float32)[None, :])
             w_odd = (((packed >> 4).to(tl.float32) - tl.load(zrow + odd, mask=pair_ok, other=0.0).to(
                 tl.float32)[None, :]) * tl.load(row + odd, mask=pair_ok, other=0.0).to(tl.float32)[None, :])
-            w_even = w_even.to(X.dtype.element_ty)
-            w_odd = w_odd.to(X.dtype.element_ty)
-            if UPCAST:  # the interpreter's dot mishandles bf16: the same values in fp32
-                x = x.to(tl.float32)
-                w_even = w_even.to(tl.float32)
-                w_odd = w_odd.to(tl.float32)
-            acc_even = tl.dot(x, w_even, acc_even, input_precision=PRECISION)
-            acc_odd = tl.dot(x, w_odd, acc_odd, input_precision=PRECISION)
+            if not REDUCE:  # the tensor cores take the weights in x's dtype (the reduction stays in fp32)
+                w_even = w_even.to(X.dtype.element_ty)
+                w_odd = w_odd.to(X.dtype.element_ty)
+            acc_even = _mac(x, w_even, acc_even, PRECISION, UPCAST, REDUCE)
+            acc_odd = _mac(x, w_odd, acc_odd, PRECISION, UPCAST, REDUCE)
         _store(Y, ACC, BIAS, acc_even, offs_m, even, m_ok, pair_ok, N, stride_ym, split, HAS_BIAS, SPLIT_K)
         _store(Y, ACC, BIAS, acc_odd, offs_m, odd, m_ok, pair_ok, N, stride_ym, split, HAS_BIAS, SPLIT_K)
     else:
@@ -128,21 +147,31 @@ def _wo_gemm(
                 scale = tl.load(SCALES + g * stride_sg + offs_n, mask=n_ok, other=0.0).to(tl.float32)
                 zero = tl.load(ZEROS + g * stride_sg + offs_n, mask=n_ok, other=0.0).to(tl.float32)
                 w = ((q - zero[None, :]) * scale[None, :]).to(X.dtype.element_ty)
-                if UPCAST:
-                    w = w.to(tl.float32)
             else:
                 q8 = tl.load(QW + ks[:, None].to(tl.int64) * stride_qk + offs_n[None, :],
                              mask=k_ok[:, None] & n_ok[None, :], other=0)
-                if UPCAST:  # the interpreter converts int8 to bf16 wrongly; fp32 holds the same values
+                if UPCAST or REDUCE:  # the interpreter converts int8 to bf16 wrongly; fp32 holds the same values
                     w = q8.to(tl.float32)
                 else:
                     w = q8.to(X.dtype.element_ty)  # exact: |q| <= 127
-            if UPCAST:
-                x = x.to(tl.float32)
-            acc = tl.dot(x, w, acc, input_precision=PRECISION)
+            acc = _mac(x, w, acc, PRECISION, UPCAST, REDUCE)
         if BITS == 8:  # the per-channel scale factors out of the sum over K
             acc = acc * tl.load(SCALES + offs_n, mask=n_ok, other=0.0).to(tl.float32)[None, :]
         _store(Y, ACC, BIAS, acc, offs_m, offs_n, m_ok, n_ok, N, stride_ym, split, HAS_BIAS, SPLIT_K)
+
+
+@triton.jit
+def _mac(x, w, acc, PRECISION: tl.constexpr, UPCAST: tl.constexpr, REDUCE: tl.constexpr):
+    """acc + x @ w for x (BLOCK_M, BLOCK_K) and a dequantized w (BLOCK_K, columns): on the tensor cores, or, for a
+    few rows (REDUCE), as broadcast products summed along K on the CUDA cores, all in fp32."""
+    # one return at the end: a GPU build goes on compiling the statements after a return inside a constexpr branch
+    if REDUCE:
+        out = acc + tl.sum(x.to(tl.float32)[:, :, None] * w.to(tl.float32)[None, :, :], axis=1)
+    elif UPCAST:  # the interpreter's dot mishandles bf16 (numpy has none): the same values in fp32
+        out = tl.dot(x.to(tl.float32), w.to(tl.float32), acc, input_precision=PRECISION)
+    else:
+        out = tl.dot(x, w, acc, input_precision=PRECISION)
+    return out
 
 
 @triton.jit
@@ -191,8 +220,13 @@ def weight_only_matmul(x, qweight, scales, zeros=None, bias=None, *, bits: int, 
             group_size or k_rows)
     flags = dict(BITS=bits, HAS_BIAS=bias is not None, SPLIT_NIBBLES=small, **dot_flags(x.dtype))
     if interpreted():
-        # wider K steps where the group allows: the interpreter pays per loop step
-        tile = dict(INTERPRETER_SMALL if small else INTERPRETER_LARGE, BLOCK_K=min(64, group_size or 64))
+        # wider K steps where the group allows: the interpreter pays per loop step; a few rows take the
+        # matrix-vector tiles, as the autotuner may on a GPU
+        if m <= REDUCE_M:
+            tile = dict(INTERPRETER_REDUCE, BLOCK_M=next_power_of_2(m), REDUCE=True)
+        else:
+            tile = dict(INTERPRETER_SMALL if small else INTERPRETER_LARGE, REDUCE=False)
+        tile["BLOCK_K"] = min(64, group_size or 64)
         grid = (triton.cdiv(m, tile["BLOCK_M"]) * triton.cdiv(n, tile["BLOCK_N"]), tile["SPLIT_K"])
         _wo_gemm[grid](*args, m, **flags, **tile)
     else:
@@ -202,6 +236,13 @@ def weight_only_matmul(x, qweight, scales, zeros=None, bias=None, *, bits: int, 
     if small:
         y.copy_(acc)
     return y.reshape(*lead, n)
+
+
+def tuned_config(m: int) -> str | None:
+    """The tile the autotuner chose for the last product of `m` rows' path (the decode path's tensor-core or
+    matrix-vector tile, or the large-M one), as text; None before any or in the interpreter."""
+    config = getattr(_small_m if m <= SMALL_M else _large_m, "best_config", None)
+    return None if config is None else str(config)
 
 
 def pack_int4(weight, group_size: int = 128):

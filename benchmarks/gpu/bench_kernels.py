@@ -265,7 +265,7 @@ def _torchao_int4(w, libs):
 
 def run_gemm(case, device, libs, cache) -> list[dict]:
     import torch
-    from optiplan.kernels.weight_only_gemm import pack_int4, pack_int8, weight_only_matmul
+    from optiplan.kernels.weight_only_gemm import pack_int4, pack_int8, tuned_config, weight_only_matmul
 
     m, n, k = case["m"], case["n"], case["k"]
     key = (n, k)
@@ -288,6 +288,9 @@ def run_gemm(case, device, libs, cache) -> list[dict]:
     for impl, (ms, graph) in _timed(fns).items():
         row = _bandwidth_row(case, impl, ms, graph, weight_bytes[impl] + 2 * m * (k + n))
         row["tflops"] = 2 * m * n * k / ms / 1e9
+        if impl.startswith("optiplan"):  # the tile the autotuner kept (at M <= 4: tensor-core or matrix-vector)
+            fns[impl]()
+            row["config"] = tuned_config(m)
         rows.append(row)
     base = next(r for r in rows if r["impl"] == "cublas-bf16")
     for r in rows:

@@ -57,14 +57,21 @@ cases = [
                                                BLOCK_N=128), {}),
     (flash_decoding._decode_merge, "bf16", dict(HAS_SINKS=True, BLOCK_S=8, BLOCK_D=128), {}),
     (weight_only_gemm._wo_gemm, "bf16", dict(BITS=4, HAS_BIAS=True, PRECISION="tf32", UPCAST=False, BLOCK_M=16,
-                                           BLOCK_N=64, BLOCK_K=32, SPLIT_K=8, GROUP_M=8, SPLIT_NIBBLES=True), {}),
+                                           BLOCK_N=64, BLOCK_K=32, SPLIT_K=8, GROUP_M=8, SPLIT_NIBBLES=True, REDUCE=False), {}),
     (weight_only_gemm._wo_gemm, "bf16", dict(BITS=8, HAS_BIAS=False, PRECISION="tf32", UPCAST=False, BLOCK_M=128,
-                                           BLOCK_N=128, BLOCK_K=32, SPLIT_K=1, GROUP_M=8, SPLIT_NIBBLES=False),
+                                           BLOCK_N=128, BLOCK_K=32, SPLIT_K=1, GROUP_M=8, SPLIT_NIBBLES=False, REDUCE=False),
      {"qweight": "*i8", "warps": 8}),
     (weight_only_gemm._wo_gemm, "fp16", dict(BITS=4, HAS_BIAS=False, PRECISION="tf32", UPCAST=False, BLOCK_M=128,
-                                           BLOCK_N=128, BLOCK_K=64, SPLIT_K=1, GROUP_M=8, SPLIT_NIBBLES=False), {"warps": 8}),
+                                           BLOCK_N=128, BLOCK_K=64, SPLIT_K=1, GROUP_M=8, SPLIT_NIBBLES=False, REDUCE=False), {"warps": 8}),
     (weight_only_gemm._wo_gemm, "bf16", dict(BITS=4, HAS_BIAS=False, PRECISION="tf32", UPCAST=False, BLOCK_M=16,
-                                           BLOCK_N=128, BLOCK_K=128, SPLIT_K=4, GROUP_M=8, SPLIT_NIBBLES=True), {}),
+                                           BLOCK_N=128, BLOCK_K=128, SPLIT_K=4, GROUP_M=8, SPLIT_NIBBLES=True, REDUCE=False), {}),
+    # the decode path's multiply-and-sum tiles (REDUCE): int4 at one row, int8 at two
+    (weight_only_gemm._wo_gemm, "bf16", dict(BITS=4, HAS_BIAS=True, PRECISION="tf32", UPCAST=False, BLOCK_M=1,
+                                           BLOCK_N=256, BLOCK_K=64, SPLIT_K=8, GROUP_M=1, SPLIT_NIBBLES=True,
+                                           REDUCE=True), {}),
+    (weight_only_gemm._wo_gemm, "fp16", dict(BITS=8, HAS_BIAS=False, PRECISION="tf32", UPCAST=False, BLOCK_M=2,
+                                           BLOCK_N=128, BLOCK_K=64, SPLIT_K=4, GROUP_M=1, SPLIT_NIBBLES=True,
+                                           REDUCE=True), {"qweight": "*i8"}),
 ]
 cc = int(sys.argv[1])
 for fn, dtype, const, opts in cases:
@@ -81,4 +88,4 @@ def test_every_kernel_compiles_for_the_gpu(capability):
     done = subprocess.run([sys.executable, "-c", COMPILE, str(capability)], capture_output=True, text=True,
                           env=env, timeout=900)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
-    assert done.stdout.count("compiled") == 10
+    assert done.stdout.count("compiled") == 12

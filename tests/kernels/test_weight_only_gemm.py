@@ -45,6 +45,47 @@ def test_matches_the_reference(bits, group, dtype, m):
     assert (y.float() - ref.float()).abs().max() / ref.float().abs().max() < TOLERANCE[dtype]
 
 
+@pytest.mark.parametrize("bits, group, dtype, m", [
+    (4, 128, torch.bfloat16, 1), (4, 64, torch.float16, 2), (4, 32, torch.bfloat16, 3), (4, 128, torch.float32, 4),
+    (8, None, torch.float16, 2), (8, None, torch.bfloat16, 4),
+])
+def test_the_matrix_vector_tiles_match_the_reference(bits, group, dtype, m):
+    """M <= 4 runs the decode path's multiply-and-sum tiles (REDUCE) in the interpreter: BLOCK_M the next power of 2
+    of M (3 rows in a 4-row tile, the last masked), the products and sums in fp32 whatever x's dtype."""
+    from optiplan.kernels import weight_only_gemm
+
+    assert m <= weight_only_gemm.REDUCE_M
+    g = torch.Generator().manual_seed(10 * bits + m)
+    n, k = 300, 200
+    w = torch.randn(n, k, generator=g).to(dtype)
+    x = torch.randn(m, k, generator=g).to(dtype)
+    qweight, scales, zeros, group = _pack(w, bits, group)
+    y = weight_only_matmul(x, qweight, scales, zeros, bits=bits, group_size=group, out_features=n)
+    ref = reference_matmul(x, qweight, scales, zeros, bits=bits, in_features=k)
+    assert (y.float() - ref.float()).abs().max() / ref.float().abs().max() < TOLERANCE[dtype]
+
+
+def test_the_autotuner_offers_matrix_vector_tiles_for_a_few_rows_only():
+    """On a GPU the decode path's candidates are the 16-row tensor-core tiles and, for M <= 4, the multiply-and-sum
+    tiles with BLOCK_M the next power of 2 of M, none holding more of the broadcast product per thread than the
+    limit; the int4 group still bounds BLOCK_K."""
+    from optiplan.kernels import weight_only_gemm as wo
+
+    configs = wo._configs(True)
+    reduce = [c for c in configs if c.kwargs["REDUCE"]]
+    assert reduce and all(c.kwargs["BLOCK_M"] in (1, 2, 4) for c in reduce)
+    assert all(c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_K"] * c.kwargs["BLOCK_N"] // 2
+               <= wo.REDUCE_ELEMENTS_PER_THREAD * 32 * c.num_warps for c in reduce)
+    assert not any(c.kwargs["REDUCE"] for c in wo._configs(False))
+    for bucket, group in ((1, 128), (2, 64), (4, 32), (8, 128), (16, 128)):
+        kept = wo._prune(configs, {"M_BUCKET": bucket, "group_size": group})
+        mv = [c for c in kept if c.kwargs["REDUCE"]]
+        assert all(c.kwargs["BLOCK_M"] == bucket for c in mv) and all(group % c.kwargs["BLOCK_K"] == 0 for c in kept)
+        assert bool(mv) == (bucket <= wo.REDUCE_M)
+        assert any(not c.kwargs["REDUCE"] for c in kept)  # the tensor-core tiles stay in the race
+    assert wo.tuned_config(1) is None  # the interpreter runs fixed tiles: nothing was tuned
+
+
 def test_leading_dims_and_no_bias():
     w = torch.randn(64, 96)
     qweight, scales, zeros = pack_int4(w, 32)
