@@ -66,6 +66,7 @@ ARCHITECTURE = {
     "deepseek-ai/DeepSeek-R1": "deepseek-v3", "deepseek-ai/DeepSeek-V3": "deepseek-v3",
     "nvidia/DeepSeek-R1-FP4": "deepseek-v3", "nvidia/DeepSeek-R1-0528-FP4": "deepseek-v3",
     "nvidia/Qwen3-30B-A3B-FP4": "qwen3-30b-a3b",
+    "nvidia/Qwen3-235B-A22B-FP4": "qwen3-235b-a22b", "nvidia/Qwen3-235B-A22B-FP8": "qwen3-235b-a22b",
 }
 DTYPES = {"bf16": "bf16", "fp16": "fp16", "fp8": "fp8", "int8": "int8", "int4": "int4", "fp4": "fp4",
           "fp8 (assumed; DeepSeek native FP8)": "fp8"}
