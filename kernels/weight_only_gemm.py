@@ -38,8 +38,9 @@ AMPERE_SMALL = [(16, 64, 32, 8, 4, 3), (16, 128, 32, 4, 4, 3), (16, 32, 32, 16, 
 AMPERE_LARGE = [(128, 128, 32, 1, 8, 3), (64, 128, 32, 1, 4, 3), (128, 64, 32, 1, 4, 3), (128, 128, 64, 1, 8, 3)]
 REDUCE_TILES = [(128, 32, 16, 4, 4), (256, 32, 8, 4, 4), (128, 64, 8, 4, 3), (256, 64, 8, 8, 3), (512, 32, 4, 8, 3)]
 REDUCE_M = 4
-# the broadcast product (BLOCK_M x BLOCK_K x BLOCK_N / 2 for int4) held per thread at most: at 64 a one-row tile
-# compiles to some 200 registers for sm_90, at 128 it spills; fewer registers leave room for more programs per SM
+# the broadcast product held per thread at most (BLOCK_M x BLOCK_K x BLOCK_N / 2 for int4, whose even and odd
+# columns multiply apart; x BLOCK_N for int8): at 128 the tiles compiled for sm_90 to 200-255 registers and spilled,
+# at 64 to 64-160 without spilling, leaving room for more programs per SM
 REDUCE_ELEMENTS_PER_THREAD = 64
 # one fixed tile each on CPU: the interpreter's cost is per program and per loop step, so wide tiles
 INTERPRETER_SMALL = {"BLOCK_M": 16, "BLOCK_N": 128, "BLOCK_K": 32, "SPLIT_K": 2, "GROUP_M": 4}
@@ -55,17 +56,26 @@ def _configs(small: bool):
     if small:
         configs += [triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k, "SPLIT_K": s, "GROUP_M": 1,
                                    "REDUCE": True}, num_warps=w, num_stages=st)
-                    for m in (1, 2, 4) for n, k, s, w, st in REDUCE_TILES
-                    if m * k * n // 2 <= REDUCE_ELEMENTS_PER_THREAD * 32 * w]
+                    for m in (1, 2, 4) for n, k, s, w, st in REDUCE_TILES if _reduce_fits(m, n, k, w, bits=4)]
     return configs
+
+
+def _reduce_fits(block_m: int, block_n: int, block_k: int, warps: int, bits: int) -> bool:
+    """Whether a matrix-vector tile's broadcast product stays within REDUCE_ELEMENTS_PER_THREAD per thread."""
+    width = block_n // 2 if bits == 4 else block_n
+    return block_m * block_k * width <= REDUCE_ELEMENTS_PER_THREAD * 32 * warps
 
 
 def _prune(configs, named_args, **kwargs):
     """Keep the tiles whose K width divides the int4 group (for int8 the launcher passes K as the group), and the
-    matrix-vector tiles (REDUCE) only for M <= 4, with BLOCK_M the next power of 2 of M (M_BUCKET)."""
+    matrix-vector tiles (REDUCE) only for M <= 4, with BLOCK_M the next power of 2 of M (M_BUCKET), and within the
+    per-thread budget for the weights' format (an int8 tile multiplies all its columns at once)."""
     group = named_args.get("group_size", 32)
     bucket = named_args.get("M_BUCKET", 1)
-    configs = [c for c in configs if not c.kwargs.get("REDUCE") or c.kwargs["BLOCK_M"] == bucket <= REDUCE_M]
+    bits = kwargs.get("BITS", named_args.get("BITS", 4))
+    configs = [c for c in configs if not c.kwargs.get("REDUCE") or (
+        c.kwargs["BLOCK_M"] == bucket <= REDUCE_M
+        and _reduce_fits(bucket, c.kwargs["BLOCK_N"], c.kwargs["BLOCK_K"], c.num_warps, bits))]
     kept = [c for c in configs if group % c.kwargs["BLOCK_K"] == 0]
     return kept or [c for c in configs if c.kwargs["BLOCK_K"] == 32] or configs[:1]
 

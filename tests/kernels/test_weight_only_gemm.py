@@ -73,16 +73,23 @@ def test_the_autotuner_offers_matrix_vector_tiles_for_a_few_rows_only():
 
     configs = wo._configs(True)
     reduce = [c for c in configs if c.kwargs["REDUCE"]]
-    assert reduce and all(c.kwargs["BLOCK_M"] in (1, 2, 4) for c in reduce)
-    assert all(c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_K"] * c.kwargs["BLOCK_N"] // 2
-               <= wo.REDUCE_ELEMENTS_PER_THREAD * 32 * c.num_warps for c in reduce)
+    assert reduce and {c.kwargs["BLOCK_M"] for c in reduce} == {1, 2, 4}
     assert not any(c.kwargs["REDUCE"] for c in wo._configs(False))
     for bucket, group in ((1, 128), (2, 64), (4, 32), (8, 128), (16, 128)):
-        kept = wo._prune(configs, {"M_BUCKET": bucket, "group_size": group})
+        kept = wo._prune(configs, {"M_BUCKET": bucket, "group_size": group}, BITS=4)
         mv = [c for c in kept if c.kwargs["REDUCE"]]
         assert all(c.kwargs["BLOCK_M"] == bucket for c in mv) and all(group % c.kwargs["BLOCK_K"] == 0 for c in kept)
         assert bool(mv) == (bucket <= wo.REDUCE_M)
         assert any(not c.kwargs["REDUCE"] for c in kept)  # the tensor-core tiles stay in the race
+    # an int8 tile multiplies all of its columns at once, twice an int4 tile's product per thread: from two rows on,
+    # fewer fit
+    for bucket in (2, 4):
+        as_int4 = wo._prune(configs, {"M_BUCKET": bucket, "group_size": 8192}, BITS=4)
+        as_int8 = wo._prune(configs, {"M_BUCKET": bucket, "group_size": 8192}, BITS=8)
+        int4_tiles = {(c.kwargs["BLOCK_N"], c.kwargs["BLOCK_K"], c.num_warps) for c in as_int4 if c.kwargs["REDUCE"]}
+        int8_tiles = {(c.kwargs["BLOCK_N"], c.kwargs["BLOCK_K"], c.num_warps) for c in as_int8 if c.kwargs["REDUCE"]}
+        assert int8_tiles < int4_tiles
+        assert all(bucket * k * n <= 64 * 32 * w for n, k, w in int8_tiles)
     assert wo.tuned_config(1) is None  # the interpreter runs fixed tiles: nothing was tuned
 
 
