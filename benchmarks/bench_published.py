@@ -11,7 +11,7 @@ scheduling, TTFT under load). An offline run with no batch given is served at `-
 catalog cannot express (a model of an architecture it lacks, a GGUF format) are listed as skipped with the reason.
 
     python benchmarks/bench_published.py [--show-points] [--write-accuracy] [--fit-overheads [serving|compiled]]
-                                         [--fit-flops [fp8|fp4|bf16|fp16]] [--fit-kv [serving|compiled]]
+                                         [--fit-flops [fp8|fp4|bf16|fp16]] [--fit-kv [serving]]
                                          [--fit-kernel KERNEL]
 
 `--write-accuracy` stores the request view's errors by figure in profiles/accuracy.yaml: the bands reports show
@@ -529,9 +529,9 @@ def main() -> None:
     parser.add_argument("--fit-flops", nargs="?", const="fp8", default=None, choices=("fp8", "fp4", "bf16", "fp16"),
                         help="fit the GPU flop efficiency of one compute dtype (fp8, the default) on two thirds of the "
                              "points whose linear layers run at its rate")
-    parser.add_argument("--fit-kv", nargs="?", const="serving", default=None, choices=FITTED_RUNTIMES,
-                        help="fit the share of the peak at which a runtime's decode attention (serving, the default, "
-                             "or compiled) reads the KV cache on two thirds of the points of the engines that run it")
+    parser.add_argument("--fit-kv", nargs="?", const="serving", default=None, choices=("serving",),
+                        help="fit the share of the peak at which the serving engines' paged decode attention reads "
+                             "the KV cache on two thirds of the points of the engines that page it")
     parser.add_argument("--fit-kernel", default=None, metavar="KERNEL",
                         help="fit one weight kernel of profiles/efficiency.yaml (ggml-mmvq, ggml-mmvf: llama.cpp's "
                              "GGUF and 16-bit mat-vecs; torchao-int8, tinygemm: gpt-fast's) on two thirds of the "

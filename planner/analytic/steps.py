@@ -252,7 +252,7 @@ def all_to_all_s(s: Setup, message_bytes: float) -> float:
     return max(inside, across) + (s.ep // node - 1) * link.scale_out_latency_us * 1e-6
 
 
-def _comm_s(s: Setup, tokens: int, busy: int | None = None) -> float:
+def _comm_s(s: Setup, tokens: float, busy: float | None = None) -> float:
     """The step's collectives: all-reduces inside each tensor-parallel group over its own sequences' tokens (the
     `busy` data-parallel attention groups that hold some, all of them by default), pipeline hops, and the MoE
     dispatch and combine of the busy groups' top-k copies."""
@@ -285,8 +285,19 @@ def matmul_efficiency(eff, tokens: int) -> float:
     return eff.flop_efficiency * (tokens / (tokens + half) if half and tokens > 1 else 1.0)
 
 
+@dataclass(frozen=True)
+class Busiest:
+    """Under data-parallel attention, how many times an even share (1 / attention_dp) of the step's work the busiest
+    group carries: of its tokens (the non-routed layers, activations, all-reduces and the weight kernel's rows), of
+    its attention FLOPs and of its cache bytes. A step's decode sequences spread over the groups while a prompt sits
+    in the one group that prefills it, so the three differ in a step that carries both."""
+    tokens: float
+    attention: float
+    cache: float
+
+
 def _cost(s: Setup, matmul: float, attention: float, weights_dev: float, kv_dev: float, act_dev: float,
-          tokens: int, sequences: int, busy: float | None = None) -> StepCost:
+          tokens: float, sequences: int, busiest: Busiest | None = None) -> StepCost:
     """The step's cost. The linear layers (matmul FLOPs against the weight bytes), attention (its FLOPs against the
     KV-cache bytes) and the elementwise kernels between them (norms, activations, residual adds, rotary: activation
     bytes only) run one after another, each bound by its own roof, so their times add. One roof over the whole step
@@ -298,16 +309,19 @@ def _cost(s: Setup, matmul: float, attention: float, weights_dev: float, kv_dev:
     peak = s.peak_flops * s.shards  # the work is spread over the shards
     # under data-parallel attention with fewer sequences than groups, the groups holding them take on all of the
     # step's attention, caches and non-routed layers (`kv_dev` and `act_dev` come as even shares): the step is theirs
-    busy = busy or attention_groups_busy(s, sequences)  # the step's tokens over the busiest group's
-    lag = s.attention_dp / busy
+    if busiest is None:
+        lag = s.attention_dp / attention_groups_busy(s, sequences)
+        busiest = Busiest(lag, lag, lag)
     flops = matmul + attention
-    if lag > 1:
+    if s.attention_dp > 1:
         routed = routed_matmul_flops(s, tokens)
         routed_act = min(routed_activation_bytes(s, tokens), act_dev)
-        matmul = (matmul - routed) * lag + routed
-        attention, kv_dev, act_dev = attention * lag, kv_dev * lag, (act_dev - routed_act) * lag + routed_act
+        matmul = (matmul - routed) * busiest.tokens + routed
+        attention, kv_dev = attention * busiest.attention, kv_dev * busiest.cache
+        act_dev = (act_dev - routed_act) * busiest.tokens + routed_act
+    group_rows = tokens * busiest.tokens / s.attention_dp  # the busiest group's rows
     attention_eff = s.attention_efficiency or s.eff.flop_efficiency
-    matmul_eff = matmul_efficiency(s.eff, max(int(tokens / busy), 1))
+    matmul_eff = matmul_efficiency(s.eff, max(int(group_rows + 1e-9), 1))
     stream = s.eff.activation_bandwidth_efficiency or s.eff.bandwidth_efficiency  # 16-bit activations, any weights
     bandwidth = s.hw.memory_bandwidth_bytes_per_s * stream
     # weights held in host memory cross the host link every pass (CPU offload)
@@ -316,7 +330,7 @@ def _cost(s: Setup, matmul: float, attention: float, weights_dev: float, kv_dev:
     peak_bw = s.hw.memory_bandwidth_bytes_per_s  # measured kernels bring their own shares of it
     # a dequantizing weight kernel's own time per layer (launches and ramps of its GEMVs) rides on the weights' read;
     # a kernel that takes only a few rows (llama.cpp's mat-vecs) leaves a larger step to the engine's GEMM
-    rows = max(math.ceil(tokens / busy), 1)  # the busiest group's rows, rounded up
+    rows = max(math.ceil(group_rows - 1e-9), 1)  # the busiest group's rows, rounded up
     own_kernel = s.eff.weight_kernel_max_rows is None or rows <= s.eff.weight_kernel_max_rows
     kernel_s = s.eff.weight_kernel_layer_s * s.spec.num_layers if own_kernel else 0.0
     weight_share = ((s.weight_bandwidth_efficiency or s.eff.bandwidth_efficiency) if own_kernel
@@ -331,7 +345,8 @@ def _cost(s: Setup, matmul: float, attention: float, weights_dev: float, kv_dev:
         bytes_per_device=weights_dev + kv_dev + act_dev, kv_bytes_per_device=kv_dev,
         activation_bytes_per_device=act_dev, compute_s=linear[0] + attend[0],
         memory_s=linear[1] + attend[1] + elementwise, roofline_s=max(linear) + max(attend) + elementwise,
-        comm_s=_comm_s(s, tokens, busy), overhead_s=_overhead_s(s), host_overlap=s.eff.host_overlap,
+        comm_s=_comm_s(s, tokens, s.attention_dp / busiest.tokens), overhead_s=_overhead_s(s),
+        host_overlap=s.eff.host_overlap,
     )
 
 
@@ -361,23 +376,31 @@ def mixed_step(s: Setup, batch: int, context: int, prompt_tokens: float, prompt:
     along: whole prompts, or a chunk of one. One forward pass over all the tokens: the linear layers take every
     row against one read of the weights (and run the kernel for that many rows), decode and prefill attention each
     pay their own FLOPs and bytes, and every token's activations and all-reduces count. The chunk's prefill
-    attention is its share of its prompts' (a chunk late in a prompt attends to more keys: the mean over chunks)."""
+    attention is its share of its prompts' (a chunk late in a prompt attends to more keys: the mean over chunks).
+    Each decode sequence adds one token: a plan that speculates adds what its chunks cost to its own verify step."""
     if prompt_tokens <= 0:
         return decode_step(s, batch, context)
     new = max(prompt - cached, 1)
     prompts = max(1, round(prompt_tokens / new))  # whole prompts side by side, or one prompt's chunk
     share = prompt_tokens / (prompts * new)
-    attention, kv_bytes, decoding = _decode_parts(s, batch, context) if batch else (0.0, 0.0, 0)
-    attention += share * prefill_attention_flops(s, prompts, prompt, cached)
-    kv_bytes += share * prompts * kv_bytes_per_device(s, prompt)
+    decode_attention, decode_kv, decoding = _decode_parts(s, batch, context) if batch else (0.0, 0.0, 0)
+    prompt_attention = share * prefill_attention_flops(s, prompts, prompt, cached)
+    prompt_kv = share * prompts * kv_bytes_per_device(s, prompt)
     tokens = decoding + prompt_tokens
-    rows = math.ceil(tokens)
-    # under data-parallel attention a prompt is prefilled by the one group that holds it (prompts side by side by as
-    # many groups) beside that group's share of the decoding: the busiest group's tokens set the step
-    busiest = decoding / attention_groups_busy(s, batch) if batch else 0.0
-    busiest += prompt_tokens / min(prompts, s.attention_dp)
-    return _cost(s, matmul_flops(s, tokens, decoding + share * prompts), attention, weights_read_bytes(s, rows),
-                 kv_bytes, activation_traffic_bytes(s, tokens), rows, batch + prompts, busy=tokens / busiest)
+    # under data-parallel attention the decode sequences spread over the groups, while a prompt is prefilled by the
+    # one group that holds it (whole prompts side by side on as many groups): the busiest group carries its share of
+    # the decoding and its prompts, part by part
+    groups = attention_groups_busy(s, batch) if batch else 1
+    in_busiest = min(1.0, new * math.ceil(prompt_tokens / new / s.attention_dp) / prompt_tokens)
+
+    def lag(decode_part: float, prompt_part: float) -> float:
+        total = decode_part + prompt_part
+        return s.attention_dp * (decode_part / groups + prompt_part * in_busiest) / total if total else 1.0
+
+    busiest = Busiest(lag(decoding, prompt_tokens), lag(decode_attention, prompt_attention), lag(decode_kv, prompt_kv))
+    return _cost(s, matmul_flops(s, tokens, decoding + share * prompts), decode_attention + prompt_attention,
+                 weights_read_bytes(s, math.ceil(tokens)), decode_kv + prompt_kv, activation_traffic_bytes(s, tokens),
+                 tokens, batch + prompts, busiest)
 
 
 def kv_passes(s: Setup) -> int:

@@ -91,9 +91,9 @@ def serving_figures(state: PlanState, s: Setup, workload: Workload, batch: int) 
     requests of the workload's mean lengths served together by one replica, prefill included.
 
     Continuous batching with chunked prefill is the request model's (`analytic.requests`): the waiting prompts'
-    chunks ride in the decode steps, and show where a step's compute outgrows the bytes it moves, which the
-    inter-token latency counts (the plan's own decode step, speculation included, plus what the chunks add to a
-    plain one). Without chunked prefill a whole prompt runs as a step of its own and every running sequence waits
+    chunks ride in the decode steps, each such step one forward pass over all its tokens (`steps.mixed_step`), and
+    the inter-token latency counts what they add (the plan's own decode step, speculation included, plus what the
+    chunks add to a plain one). Without chunked prefill a whole prompt runs as a step of its own and every running sequence waits
     for it. A static batch prefills together, decodes, and waits for its longest output (slots idle for p95 - mean
     of the outputs)."""
     i, o, p95 = workload.prompt_tokens_mean, workload.output_tokens_mean, workload.prompt_tokens_p95

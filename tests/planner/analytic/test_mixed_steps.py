@@ -53,6 +53,14 @@ def test_under_data_parallel_attention_a_prompt_is_its_groups_alone():
     decode = decode_step(s, 512, 2048).time_s
     one, eight = (mixed_step(s, 512, 2048, n, 1024).time_s - decode for n in (1024, 8 * 1024))
     assert one < eight < 2 * one
+    # the decode sequences' caches stay spread over the groups: only the prompt's own work lands on one of them, so
+    # a step costs more the more prompt tokens it carries, at any context (the busiest group's share of the tokens
+    # once scaled the whole decode cache and took a 1,024-token prompt's step above a 2,048-token one's)
+    for context in (2048, 32768):
+        plain = decode_step(s, 512, context)
+        times = [mixed_step(s, 512, context, n, 1024) for n in (256, 512, 1024, 2048, 4096, 8192, 16384)]
+        assert all(a.time_s < b.time_s for a, b in zip(times, times[1:]))
+        assert times[0].kv_bytes_per_device < 1.01 * plain.kv_bytes_per_device
 
 
 def test_paged_engines_read_the_cache_at_their_decode_attentions_share():

@@ -89,18 +89,31 @@ def test_the_gemm_behind_vllms_skinny_fp8_gemv_reads_at_the_share_its_fitted_poi
     assert profiles.efficiency_table()["weight_kernels"][kernel]["gemm_bandwidth_efficiency"] == documented
 
 
-def test_paged_serving_engines_read_the_cache_at_the_share_their_fitted_points_favour(bench):
+def test_paged_serving_engines_read_the_cache_at_the_share_their_kernel_measured(bench):
+    """The paged decode attention's share is the one optiplan's paged kernel measured on the H200 (its row in
+    profiles/kernels/h200-sxm.json over the H200's measured bandwidth factor), and the published points bear it out:
+    against the cache formats' shares it fits the two thirds better and the held-out third no worse."""
+    import json
+
+    from optiplan.planner.analytic.efficiency import measured_factors
+    from optiplan.planner.catalog.hardware import resolve_hardware
+
     costs = profiles.efficiency_table()["runtimes"]["serving"]["gpu"]
     documented = costs["paged_kv_bandwidth_efficiency"]
+    run = json.loads((profiles.ROOT / "kernels" / "h200-sxm.json").read_text())
+    paged = next(r for r in run["rows"] if r["section"] == "paged" and r["batch"] == 64 and r["context"] == 32768)
+    assert documented == round(paged["hbm_share"] / measured_factors(resolve_hardware("h200-sxm"), "bf16")[0], 2)
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):  # the whole search: one share, some ten seconds
         report = bench.fit_kv_share(bench.published_points())
-    assert report["fitted"]["kv_share"] == documented and "serving KV share" in printed.getvalue()
-    # the cache formats' shares (none stated) miss the fitted points by more, and the held-out ones no less
-    formats, fitted = report["formats"], report["documented"]
-    assert formats["fitted"]["median_pct"] > fitted["fitted"]["median_pct"]
-    assert formats["held-out"]["p90_pct"] > fitted["held-out"]["p90_pct"]
-    assert formats["held-out"]["median_pct"] >= fitted["held-out"]["median_pct"]
+    assert "serving KV share" in printed.getvalue()
+    formats, measured = report["formats"], report["documented"]
+    assert formats["fitted"]["median_pct"] > measured["fitted"]["median_pct"]
+    assert formats["held-out"]["median_pct"] >= measured["held-out"]["median_pct"]
+    assert formats["held-out"]["p90_pct"] >= measured["held-out"]["p90_pct"]
+    # the search's own optimum fits the two thirds a little closer and the held-out third worse: not taken
+    assert abs(report["fitted"]["kv_share"] - documented) <= 0.1
+    assert report["fitted"]["held-out"]["median_pct"] >= measured["held-out"]["median_pct"]
     assert costs["paged_kv_bandwidth_efficiency"] == documented
 
 
