@@ -128,7 +128,7 @@ def decode_attention_flops(s: Setup, batch: int, context: int) -> float:
     return batch * (dims * keys + mla_expansion_flops(s.spec, s.layout, keys)) + state_scan_flops(s.spec, batch)
 
 
-def matmul_flops(s: Setup, tokens: int, logits_tokens: int) -> float:
+def matmul_flops(s: Setup, tokens: float, logits_tokens: float) -> float:
     """Every matmul weight a token passes through, a shared block at each of its uses."""
     linear = s.counts.active_linear + s.spec.extra_linear_reuse
     return 2 * tokens * linear + 2 * logits_tokens * s.counts.vocab_hidden
@@ -183,7 +183,7 @@ def active_intermediate(s: Setup) -> int:
                m.top_k * m.expert_intermediate_size + m.shared_intermediate_size)
 
 
-def activation_traffic_bytes(s: Setup, tokens: int) -> float:
+def activation_traffic_bytes(s: Setup, tokens: float) -> float:
     """Hidden states and MLP intermediates written and read by one forward pass, one device: a share of the tokens
     under data-parallel attention (each group holds its own sequences' states; a token's routed experts spread over
     all devices), all of them otherwise."""
@@ -191,7 +191,7 @@ def activation_traffic_bytes(s: Setup, tokens: int) -> float:
     return per_layer * s.spec.num_layers
 
 
-def routed_activation_bytes(s: Setup, tokens: int) -> float:
+def routed_activation_bytes(s: Setup, tokens: float) -> float:
     """The routed experts' intermediates within `activation_traffic_bytes`: spread over every expert-parallel device
     whichever attention group the tokens come from."""
     m = s.spec.moe
@@ -201,7 +201,7 @@ def routed_activation_bytes(s: Setup, tokens: int) -> float:
     return per_layer * s.counts.num_moe_layers
 
 
-def routed_matmul_flops(s: Setup, tokens: int) -> float:
+def routed_matmul_flops(s: Setup, tokens: float) -> float:
     """The routed experts' share of `matmul_flops`: spread over every expert-parallel device whichever attention
     group the tokens come from."""
     c = s.counts
@@ -307,13 +307,14 @@ def _cost(s: Setup, matmul: float, attention: float, weights_dev: float, kv_dev:
     held-out prefill and decode median errors fell from 15.7% (one roof) to 15.6% (attention apart) and 13.0% (the
     elementwise kernels apart too)."""
     peak = s.peak_flops * s.shards  # the work is spread over the shards
-    # under data-parallel attention with fewer sequences than groups, the groups holding them take on all of the
-    # step's attention, caches and non-routed layers (`kv_dev` and `act_dev` come as even shares): the step is theirs
+    # under data-parallel attention the busiest group sets the step: with fewer sequences than groups, the groups
+    # holding them take on all of the step's attention, caches and non-routed layers (`kv_dev` and `act_dev` come as
+    # even shares); a mixed step's prompts load their own groups beside an even share of the decoding (`Busiest`)
     if busiest is None:
         lag = s.attention_dp / attention_groups_busy(s, sequences)
         busiest = Busiest(lag, lag, lag)
     flops = matmul + attention
-    if s.attention_dp > 1:
+    if s.attention_dp > 1 and busiest != Busiest(1.0, 1.0, 1.0):
         routed = routed_matmul_flops(s, tokens)
         routed_act = min(routed_activation_bytes(s, tokens), act_dev)
         matmul = (matmul - routed) * busiest.tokens + routed
@@ -391,7 +392,9 @@ def mixed_step(s: Setup, batch: int, context: int, prompt_tokens: float, prompt:
     # one group that holds it (whole prompts side by side on as many groups): the busiest group carries its share of
     # the decoding and its prompts, part by part
     groups = attention_groups_busy(s, batch) if batch else 1
-    in_busiest = min(1.0, new * math.ceil(prompt_tokens / new / s.attention_dp) / prompt_tokens)
+    whole = prompt_tokens / new  # prompts' worth of tokens, a fraction for a chunk
+    stacked = math.floor(whole / s.attention_dp)  # prompts on every group
+    in_busiest = min(1.0, (stacked + min(1.0, whole - stacked * s.attention_dp)) / whole)  # the busiest group's share
 
     def lag(decode_part: float, prompt_part: float) -> float:
         total = decode_part + prompt_part

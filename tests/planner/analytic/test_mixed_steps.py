@@ -56,15 +56,24 @@ def test_under_data_parallel_attention_a_prompt_is_its_groups_alone():
     # the decode sequences' caches stay spread over the groups: only the prompt's own work lands on one of them, so
     # a step costs more the more prompt tokens it carries, at any context (the busiest group's share of the tokens
     # once scaled the whole decode cache and took a 1,024-token prompt's step above a 2,048-token one's)
-    for context in (2048, 32768):
-        plain = decode_step(s, 512, context)
-        times = [mixed_step(s, 512, context, n, 1024) for n in (256, 512, 1024, 2048, 4096, 8192, 16384)]
-        assert all(a.time_s < b.time_s for a, b in zip(times, times[1:]))
-        assert times[0].kv_bytes_per_device < 1.01 * plain.kv_bytes_per_device
+    # (prompt counts between whole multiples of the groups too: 8 prompts load each group once, a ninth stacks)
+    sizes = (256, 512, 1024, 2048, 4096, 7 * 1024, 8 * 1024, 8 * 1024 + 64, 9 * 1024, 16384)
+    for batch in (0, 4, 512):
+        for context in (2048, 32768):
+            plain = decode_step(s, batch, context) if batch else None
+            times = [mixed_step(s, batch, context, n, 1024) for n in sizes]
+            assert all(a.time_s < b.time_s for a, b in zip(times, times[1:])), (batch, context)
+            if plain is not None:
+                assert plain.time_s < times[0].time_s
+            if batch == 512:  # 512 sequences' caches: a 256-token chunk's own cache adds next to nothing
+                assert times[0].kv_bytes_per_device < 1.01 * plain.kv_bytes_per_device
+    # the busiest group's load is continuous in the prompt tokens: a few more tokens than eight prompts cost a little
+    at_eight, past = (mixed_step(s, 512, 2048, n, 1024).time_s for n in (8 * 1024, 8 * 1024 + 8))
+    assert past - at_eight < 0.01 * at_eight
 
 
 def test_paged_engines_read_the_cache_at_their_decode_attentions_share():
-    """The serving runtime's paged decode-attention kernels read the cache at their fitted share, whatever its format;
+    """The serving runtime's paged decode-attention kernels read the cache at their measured share, whatever its format;
     engines that keep a contiguous cache (llama.cpp) and transformers read it at the format's share. Both scale
     with the device's measured bandwidth."""
     paged = profiles.efficiency_table()["runtimes"]["serving"]["gpu"]["paged_kv_bandwidth_efficiency"]

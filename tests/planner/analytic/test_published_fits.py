@@ -111,9 +111,11 @@ def test_paged_serving_engines_read_the_cache_at_the_share_their_kernel_measured
     assert formats["fitted"]["median_pct"] > measured["fitted"]["median_pct"]
     assert formats["held-out"]["median_pct"] >= measured["held-out"]["median_pct"]
     assert formats["held-out"]["p90_pct"] >= measured["held-out"]["p90_pct"]
-    # the search's own optimum fits the two thirds a little closer and the held-out third worse: not taken
-    assert abs(report["fitted"]["kv_share"] - documented) <= 0.1
-    assert report["fitted"]["held-out"]["median_pct"] >= measured["held-out"]["median_pct"]
+    # where the search's own optimum differs from the measured share, the held-out third does not favour it (so the
+    # measurement stands); the table is as it was after the search
+    if report["fitted"]["kv_share"] != documented:
+        assert report["fitted"]["held-out"]["median_pct"] >= measured["held-out"]["median_pct"]
+        assert report["fitted"]["fitted"]["median_pct"] <= measured["fitted"]["median_pct"]
     assert costs["paged_kv_bandwidth_efficiency"] == documented
 
 
