@@ -208,11 +208,14 @@ def routed_matmul_flops(s: Setup, tokens: float) -> float:
     return 2 * tokens * c.num_moe_layers * c.top_k * c.layer.expert_linear
 
 
-def attention_groups_busy(s: Setup, sequences: int) -> int:
-    """Data-parallel attention groups holding some of a step's `sequences`: every group once there are as many
-    sequences as groups, else one per sequence. The others wait for them at each MoE layer's exchange: a lone prompt
-    prefills on one group's devices while the rest of the deployment idles."""
-    return max(1, min(sequences, s.attention_dp))
+def busiest_group_multiple(s: Setup, sequences: float) -> float:
+    """How many times an even share (1 / attention_dp) of a step's `sequences`, alike, the data-parallel attention
+    group holding the most of them carries: whole sequences go to the groups in turn, so with fewer sequences than
+    groups each busy group holds one and the others wait for them at each MoE layer's exchange (a lone prompt
+    prefills on one group's devices while the rest of the deployment idles), and nine sequences on eight groups put
+    two on one (16/9 of an even share)."""
+    whole = max(math.ceil(sequences - 1e-9), 1)
+    return s.attention_dp * math.ceil(whole / s.attention_dp) / whole
 
 
 # ---------------------------------------------------------------------------------------------
@@ -311,7 +314,7 @@ def _cost(s: Setup, matmul: float, attention: float, weights_dev: float, kv_dev:
     # holding them take on all of the step's attention, caches and non-routed layers (`kv_dev` and `act_dev` come as
     # even shares); a mixed step's prompts load their own groups beside an even share of the decoding (`Busiest`)
     if busiest is None:
-        lag = s.attention_dp / attention_groups_busy(s, sequences)
+        lag = busiest_group_multiple(s, sequences)
         busiest = Busiest(lag, lag, lag)
     flops = matmul + attention
     if s.attention_dp > 1 and busiest != Busiest(1.0, 1.0, 1.0):
@@ -391,14 +394,14 @@ def mixed_step(s: Setup, batch: int, context: int, prompt_tokens: float, prompt:
     # under data-parallel attention the decode sequences spread over the groups, while a prompt is prefilled by the
     # one group that holds it (whole prompts side by side on as many groups): the busiest group carries its share of
     # the decoding and its prompts, part by part
-    groups = attention_groups_busy(s, batch) if batch else 1
     whole = prompt_tokens / new  # prompts' worth of tokens, a fraction for a chunk
     stacked = math.floor(whole / s.attention_dp)  # prompts on every group
     in_busiest = min(1.0, (stacked + min(1.0, whole - stacked * s.attention_dp)) / whole)  # the busiest group's share
 
     def lag(decode_part: float, prompt_part: float) -> float:
         total = decode_part + prompt_part
-        return s.attention_dp * (decode_part / groups + prompt_part * in_busiest) / total if total else 1.0
+        spread = decode_part * busiest_group_multiple(s, batch) / s.attention_dp if batch else 0.0
+        return s.attention_dp * (spread + prompt_part * in_busiest) / total if total else 1.0
 
     busiest = Busiest(lag(decoding, prompt_tokens), lag(decode_attention, prompt_attention), lag(decode_kv, prompt_kv))
     return _cost(s, matmul_flops(s, tokens, decoding + share * prompts), decode_attention + prompt_attention,

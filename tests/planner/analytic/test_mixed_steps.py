@@ -85,3 +85,17 @@ def test_paged_engines_read_the_cache_at_their_decode_attentions_share():
     assert fp8 == h100["vllm"]  # the kernel streams an fp8 cache at the same share
     a100 = setup(hardware="a100-80gb-sxm", engine="vllm").eff.kv_bandwidth_efficiency
     assert a100 == pytest.approx(paged)  # the reference device of the shares
+
+
+def test_sequences_go_to_the_data_parallel_groups_whole():
+    """Nine sequences on eight attention groups put two on one, and the step waits for that group: its cache reads are
+    sixteen's, twice eight's (the routed experts, spread over every device, still follow the tokens)."""
+    from optiplan.planner.analytic.steps import busiest_group_multiple
+
+    s = setup("deepseek-v3", "h200-sxm", num_devices=8, dtype="fp8", attention_data_parallel=8, expert_parallel=8,
+              engine="sglang")
+    assert [busiest_group_multiple(s, n) for n in (1, 4, 8, 9, 16)] == [8.0, 2.0, 1.0, 16 / 9, 1.0]
+    eight, nine, sixteen = (decode_step(s, n, 131072) for n in (8, 9, 16))
+    assert nine.kv_bytes_per_device == sixteen.kv_bytes_per_device == pytest.approx(2 * eight.kv_bytes_per_device)
+    assert eight.time_s < nine.time_s < sixteen.time_s
+    assert busiest_group_multiple(setup(engine="vllm"), 9) == 1.0  # no data-parallel attention: one group
