@@ -71,10 +71,10 @@ def request_figures(s: Setup, input_tokens: int, output_tokens: int, concurrency
         # the scheduler gives a waiting prompt the step's budget as soon as it arrives, so prompt tokens come in whole
         # chunks (a whole prompt where it is shorter than the budget or the engine does not chunk), not spread thinly
         # over every step: a step carrying one takes the chunk's matmuls beyond the weights' read and its attention
-        # and activations, and the decode tokens in it wait. Spread evenly, a 70B's 5,000-token prompts hid under the decode steps'
-        # weight reads, and NIM's 25 users came out 0.72x of their measured inter-token latency. Requests arrive
-        # one by one (a finished one's slot refills), so a step carries several prompts only where the cycle's
-        # prompts need more than one chunk per step.
+        # and activations, and the decode tokens in it wait. Spread evenly, a 70B's 5,000-token prompts hid under the
+        # decode steps' weight reads, and NIM's 25 users came out 0.72x of their measured inter-token latency.
+        # Requests arrive one by one (a finished one's slot refills), so a step carries several prompts only where the
+        # cycle's prompts need more than one chunk per step.
         head = max(chunk - running, 1) if chunk else new  # what a waiting prompt gets per step
         room = max(min(head, new), c * new / steps)
         chunk_steps = c * new / room

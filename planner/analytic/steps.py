@@ -256,9 +256,10 @@ def all_to_all_s(s: Setup, message_bytes: float) -> float:
 
 
 def _comm_s(s: Setup, tokens: float, busy: float | None = None) -> float:
-    """The step's collectives: all-reduces inside each tensor-parallel group over its own sequences' tokens (the
-    `busy` data-parallel attention groups that hold some, all of them by default), pipeline hops, and the MoE
-    dispatch and combine of the busy groups' top-k copies."""
+    """The step's collectives: all-reduces inside each tensor-parallel group over its own sequences' tokens (`busy`:
+    the step's tokens over the busiest data-parallel attention group's, the number of groups holding some where the
+    tokens spread evenly, all of them by default), pipeline hops, and the MoE dispatch and combine of the busiest
+    group's top-k copies."""
     busy = busy or s.attention_dp
     message = tokens * s.spec.hidden_size * s.act_bytes
     # after attention and after the MLP, each tensor-parallel group over its own sequences
