@@ -285,16 +285,26 @@ FLOP_GRID = tuple(round(0.20 + 0.01 * i, 2) for i in range(51))
 
 
 @contextmanager
-def gpu_flop_share(dtype: str, share: float):
-    """profiles/efficiency.yaml's GPU flop share of `dtype` set to `share` while the block runs (every prediction
-    reads the table afresh: a 16-bit attention beside fp8 layers keeps its own share, as it does in use)."""
-    shares = profiles.efficiency_table()["device_kinds"]["gpu"]["flop_efficiency"]
-    documented = shares[dtype]
-    shares[dtype] = share
+def table_overrides(entry: dict, facts: dict[str, float | None]):
+    """A mapping of profiles/efficiency.yaml with each of `facts` set (None: removed) while the block runs, restored
+    after: every prediction reads the table afresh, so a fit tries its candidates on it in place."""
+    documented = dict(entry)
+    for key, value in facts.items():
+        if value is None:
+            entry.pop(key, None)
+        else:
+            entry[key] = value
     try:
         yield
     finally:
-        shares[dtype] = documented
+        entry.clear()
+        entry.update(documented)
+
+
+def gpu_flop_share(dtype: str, share: float):
+    """profiles/efficiency.yaml's GPU flop share of `dtype` set to `share` while the block runs (a 16-bit attention
+    beside fp8 layers keeps its own share, as it does in use)."""
+    return table_overrides(profiles.efficiency_table()["device_kinds"]["gpu"]["flop_efficiency"], {dtype: share})
 
 
 def fit_flop_efficiency(points: list[dict], dtype: str = "fp8") -> dict:
@@ -331,22 +341,10 @@ KERNEL_LAYER_GRID = (0.0, 0.00001, 0.00002, 0.00003, 0.00004, 0.00006, 0.00008, 
 UNIT_GBPS_GRID = tuple(float(g) for g in range(4, 17))
 
 
-@contextmanager
 def kernel_entry(kernel: str, facts: dict[str, float | None]):
     """Weight kernel `kernel`'s entry in profiles/efficiency.yaml with each of `facts` set (None: removed) while the
     block runs, restored after."""
-    entry = profiles.efficiency_table()["weight_kernels"][kernel]
-    documented = dict(entry)
-    for key, value in facts.items():
-        if value is None:
-            entry.pop(key, None)
-        else:
-            entry[key] = value
-    try:
-        yield
-    finally:
-        entry.clear()
-        entry.update(documented)
+    return table_overrides(profiles.efficiency_table()["weight_kernels"][kernel], facts)
 
 
 def kernel_factors(kernel: str, share: float, layer_s: float | None = None, unit_gbps: float | None = None):
@@ -445,21 +443,11 @@ def fit_kernel_gemm_share(points: list[dict], kernel: str) -> dict:
 KV_SHARE_GRID = tuple(round(0.50 + 0.01 * i, 2) for i in range(46))
 
 
-@contextmanager
 def runtime_kv_share(runtime: str, share: float | None):
     """profiles/efficiency.yaml's KV-cache share of `runtime` on GPUs set to `share` (None: removed, the cache format's
     share applies) while the block runs, restored after."""
-    costs = profiles.efficiency_table()["runtimes"][runtime]["gpu"]
-    documented = costs.get("paged_kv_bandwidth_efficiency")
-    costs.pop("paged_kv_bandwidth_efficiency", None)
-    if share is not None:
-        costs["paged_kv_bandwidth_efficiency"] = share
-    try:
-        yield
-    finally:
-        costs.pop("paged_kv_bandwidth_efficiency", None)
-        if documented is not None:
-            costs["paged_kv_bandwidth_efficiency"] = documented
+    return table_overrides(profiles.efficiency_table()["runtimes"][runtime]["gpu"],
+                           {"paged_kv_bandwidth_efficiency": share})
 
 
 def fit_kv_share(points: list[dict], runtime: str = "serving") -> dict:
