@@ -156,8 +156,8 @@ def default_efficiency(hw: HardwareSpec, weight_dtype: str, compute_dtype: str, 
         bw_text += (f" On {hw.id} its {hw.compute_units} compute units bound it at {unit_share:.0%} of the peak "
                     f"({_kernel_fact(weight_kernel, 'unit_bandwidth_gbps', None):g} GB/s each).")
     max_rows = weight_kernel_max_rows(weight_kernel)
+    gemm = _kernel_fact(weight_kernel, "gemm_bandwidth_efficiency", None)
     if max_rows is not None:
-        gemm = _kernel_fact(weight_kernel, "gemm_bandwidth_efficiency", None)
         bw_text += (f" It takes steps of up to {max_rows} row{'s' if max_rows > 1 else ''}; larger ones run the "
                     + (f"engine's GEMM, at {gemm:.0%} of the peak (before the device's scaling)." if gemm
                        else "engine's GEMM, at the format's share."))
@@ -177,9 +177,8 @@ def default_efficiency(hw: HardwareSpec, weight_dtype: str, compute_dtype: str, 
                              step_overhead_s=costs["step_overhead_s"], layer_overhead_s=costs["layer_overhead_s"],
                              weight_kernel_layer_s=weight_kernel_layer_s(weight_kernel),
                              weight_kernel_max_rows=max_rows,
-                             gemm_bandwidth_efficiency=min(_kernel_fact(weight_kernel, "gemm_bandwidth_efficiency",
-                                                                        format_bw) * bw_factor, 1.0)
-                             if max_rows else None,
+                             gemm_bandwidth_efficiency=(min((gemm or format_bw) * bw_factor, 1.0)
+                                                        if max_rows else None),
                              host_overlap=costs.get("host_overlap", False),
                              collective_latency_s=costs.get("collective_latency_s", 0.0),
                              source=" ".join(source.split()))
