@@ -388,7 +388,7 @@ def mixed_step(s: Setup, batch: int, context: int, prompt_tokens: float, prompt:
     new = max(prompt - cached, 1)
     prompts = max(1, round(prompt_tokens / new))  # whole prompts side by side, or one prompt's chunk
     share = prompt_tokens / (prompts * new)
-    decode_attention, decode_kv, decoding = _decode_parts(s, batch, context) if batch else (0.0, 0.0, 0)
+    decode_attention, decode_kv, decoding = _decode_parts(s, batch, context)  # all zero without decode sequences
     prompt_attention = share * prefill_attention_flops(s, prompts, prompt, cached)
     prompt_kv = share * prompts * kv_bytes_per_device(s, prompt)
     tokens = decoding + prompt_tokens
@@ -401,7 +401,7 @@ def mixed_step(s: Setup, batch: int, context: int, prompt_tokens: float, prompt:
 
     def lag(decode_part: float, prompt_part: float) -> float:
         total = decode_part + prompt_part
-        spread = decode_part * busiest_group_multiple(s, batch) / s.attention_dp if batch else 0.0
+        spread = decode_part * busiest_group_multiple(s, batch) / s.attention_dp
         return s.attention_dp * (spread + prompt_part * in_busiest) / total if total else 1.0
 
     busiest = Busiest(lag(decoding, prompt_tokens), lag(decode_attention, prompt_attention), lag(decode_kv, prompt_kv))
