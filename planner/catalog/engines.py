@@ -89,6 +89,16 @@ def engine_prefill_chunk(engine: str, runtime_default: int | None, hw: HardwareS
     return _device_fact(engine, hw, "prefill_chunk_tokens", devices)
 
 
+def engine_chunk_budget(engine: str | None, runtime_default: int, hw: HardwareSpec, devices: int = 1) -> int:
+    """The tokens one step takes with chunked prefill on, on `hw`: the engine's default chunk where it chunks by
+    default (vLLM's max_num_batched_tokens by device), else the budget its chunking takes when turned on (TensorRT-LLM
+    chunks at max_num_tokens: `chunked_prefill_tokens`), else the runtime's (`runtime_default`)."""
+    if engine is None or engine == GENERIC_SERVING:
+        return runtime_default
+    return engine_prefill_chunk(engine, None, hw, devices) or _fact(engine, "chunked_prefill_tokens") \
+        or runtime_default
+
+
 def engine_max_running(engine: str | None, hw: HardwareSpec, devices: int = 1, schedulers: int = 1) -> int | None:
     """The most sequences the engine runs at once by default on `hw` (`engine_default_limit`'s count): its cap per
     scheduler (vLLM's max_num_seqs; a data-parallel deployment runs one scheduler per group) times `schedulers`, and

@@ -90,25 +90,21 @@ def serving_figures(state: PlanState, s: Setup, workload: Workload, batch: int) 
     """(mean inter-token latency, time to first token of a p95 prompt, in seconds; output tokens per second) of `batch`
     requests of the workload's mean lengths served together by one replica, prefill included.
 
-    Continuous batching with chunked prefill is the request model's (`analytic.requests`): the waiting prompts'
-    chunks ride in the decode steps, each such step one forward pass over all its tokens (`steps.mixed_step`), and
+    Continuous batching is the request model's (`analytic.requests`), as `profile` predicts it: the waiting prompts
+    ride in the decode steps, in chunks of the engine's budget with chunked prefill and whole without (in-flight
+    batching, TensorRT-LLM's default), each such step one forward pass over all its tokens (`steps.mixed_step`), and
     the inter-token latency counts what they add (the plan's own decode step, speculation included, plus what the
-    chunks add to a plain one). Without chunked prefill a whole prompt runs as a step of its own and every running sequence waits
-    for it. A static batch prefills together, decodes, and waits for its longest output (slots idle for p95 - mean
-    of the outputs)."""
+    prompts add to a plain one). A static batch prefills together, decodes, and waits for its longest output (slots
+    idle for p95 - mean of the outputs)."""
     i, o, p95 = workload.prompt_tokens_mean, workload.output_tokens_mean, workload.prompt_tokens_p95
     share = workload.shared_prefix_fraction if state.prefix_caching else 0.0
     tpot = _tpot_s(state, s, batch, workload.mean_context)
-    if state.continuous_batching and state.chunked_prefill:
+    if state.continuous_batching:
         f = request_figures(s, i, o, batch, True, cached_tokens(i, share))
-        itl = tpot + max(0.0, f["itl_s"] - f["decode_s"])  # what the chunks (and a binding step budget) add
+        itl = tpot + max(0.0, f["itl_s"] - f["decode_s"])  # what the prompts (and a binding step budget) add
         ttft = request_figures(s, p95, o, batch, True, cached_tokens(p95, share))["ttft_s"]
         return itl, ttft, batch * o / (f["ttft_s"] + (o - 1) * itl)
-    prefill = prefill_step(s, 1, i, cached_tokens(i, share)).time_s
     ttft = prefill_step(s, 1, p95, cached_tokens(p95, share)).time_s + first_token_step_s(s, batch, p95)
-    if state.continuous_batching:
-        itl = tpot + (batch - 1) * prefill / max(o - 1, 1)
-        return itl, ttft, batch * o / (prefill + (o - 1) * itl)
     cycle = prefill_step(s, batch, i, cached_tokens(i, share)).time_s + (o - 1) * tpot
     return tpot, ttft, batch * o / cycle * workload.output_tokens_mean / workload.output_tokens_p95
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from ..analytic.efficiency import prefill_chunk_tokens
 from ..analytic.kvcache import cache_tokens_held, layout_for_runtime
 from ..analytic.setup import Setup, build_setup, default_16bit
-from ..catalog.engines import engine_runtime, holds_used_cache
+from ..catalog.engines import engine_chunk_budget, engine_runtime, holds_used_cache
 from ..schema import HardwareSpec, ModelSpec
 from ..schema.workload import Workload
 
@@ -88,7 +88,8 @@ def to_setup(state: PlanState) -> Setup:
         attention_dp=state.attention_dp, runtime=runtime,
         layout="serving" if state.paged_kv else layout_for_runtime(runtime) if own else "transformers",
         attention=state.attention,
-        prefill_chunk_tokens=prefill_chunk_tokens("serving") if state.chunked_prefill else None,
+        prefill_chunk_tokens=engine_chunk_budget(state.engine, prefill_chunk_tokens("serving"), state.hw,
+                                                 state.tp * state.pp) if state.chunked_prefill else None,
         offload_fraction=state.offload_fraction, weight_kernel=state.weight_kernel, engine=state.engine)
 
 

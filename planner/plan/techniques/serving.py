@@ -4,6 +4,7 @@ are valid (`always_on`), and the step-by-step prediction still shows what each o
 from __future__ import annotations
 
 from ...analytic.efficiency import prefill_chunk_tokens
+from ...catalog.engines import engine_chunk_budget
 from ...catalog.kernels import triton_attention
 from . import Applied, Combines, Context, Option, Technique, register
 
@@ -85,7 +86,8 @@ register(
         summary="Long prompts prefilled in chunks mixed with decode steps: activation memory bounded and decode "
                 "steps not stalled by a long prefill.",
         transform=lambda s, c: s.with_(chunked_prefill=True), always_on=True,
-        params=lambda c: {"max_num_batched_tokens": prefill_chunk_tokens("serving")}),
+        params=lambda c: {"max_num_batched_tokens": engine_chunk_budget(
+            c.workload.engine, prefill_chunk_tokens("serving"), c.hw, c.devices)}),
     Technique(
         id="prefix-caching", engines=("vllm", "sglang", "tgi", "trtllm", "llama.cpp"),
         name="Prefix caching", family="serving", requires=("paged-kv",), after=("paged-kv",),

@@ -102,3 +102,28 @@ def test_a_plan_runs_its_engines_runtime_and_cache_layout():
     eager = to_setup(base.with_(engine="transformers"))
     assert eager.layout == "transformers" and kv_passes(eager) == 3
     assert cpp.eff.layer_overhead_s < eager.eff.layer_overhead_s
+
+
+@pytest.mark.parametrize("engine, hardware, budget", [
+    ("vllm", "h100-sxm", 8192),  # vLLM's server default on a GPU of 70 GiB or more that is not an A100
+    ("vllm", "l4", 2048),
+    ("trtllm", "h100-sxm", 8192),  # not a default there: turned on, chunks at max_num_tokens
+    ("tgi", "h100-sxm", 4096),
+])
+def test_chunked_prefill_keeps_the_engines_own_step_budget(engine, hardware, budget):
+    """A plan's chunked prefill is predicted and configured at the budget the engine takes on the device: vLLM's
+    8,192 tokens per step on an H100 is its default, which a plan step set to 2,048 had quietly lowered."""
+    a = _advise(model="llama-3.1-8b", hardware=hardware, engine=engine)
+    step = next(s for s in a.plan.steps if s.technique == "chunked-prefill")
+    assert step.params == {"max_num_batched_tokens": budget}
+
+
+def test_a_prompt_within_the_budget_is_not_slowed_by_chunking_it():
+    """TensorRT-LLM batches whole prompts in flight without chunked prefill; turned on, it chunks at 8,192 tokens, so
+    a code-completion prompt runs as before: the step gains nothing and costs nothing (in-flight batching and chunked
+    prefill are one request model, `analytic.requests`, as `profile` predicts it)."""
+    a = _advise(model="llama-3.1-8b", hardware="h100-sxm", engine="trtllm", workload="code-completion")
+    steps = [s.technique for s in a.plan.steps]
+    i = steps.index("chunked-prefill")
+    before, after = a.plan.steps[i - 1].predicted, a.plan.steps[i].predicted
+    assert after.ttft_ms == pytest.approx(before.ttft_ms) and after.tpot_ms == pytest.approx(before.tpot_ms)
