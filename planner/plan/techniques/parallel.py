@@ -65,12 +65,6 @@ def _replica_devices(state: PlanState, ctx: Context) -> int | None:
 REPLICA_WEIGHT_SHARE = 2 / 3
 
 
-def _dp_check(ctx: Context) -> str | None:
-    if ctx.spec.num_heads % 2 or ctx.devices % 2:
-        return f"{ctx.devices} devices do not split into equal replicas of whole attention heads"
-    return None
-
-
 def _dp(state: PlanState, ctx: Context) -> PlanState:
     """Replicas where a smaller group holds the model in the plan's formats; otherwise nothing changes (the step is
     dropped as one that changes nothing here)."""
@@ -142,7 +136,8 @@ register(
                 "Bandwidth-bound decode gains no throughput from it (each micro-batch re-reads its stage's "
                 "weights); it is what remains where attention heads do not split over the devices.",
         transform=lambda s, c: s.with_(tp=1, pp=c.devices, ep=1, attention_dp=1), hardware=("multi-device",),
-        check=_pp_check,
+        check=_pp_check, unchanged="the baseline already splits the layers over the devices in sequence: pipeline "
+                                   "stages are what it runs",
         params=lambda c: {"pipeline_parallel_size": c.devices}),
     Technique(
         id="data-parallel", engines=("vllm", "sglang"),
@@ -150,7 +145,9 @@ register(
         summary="Several copies of the model, each tensor-parallel over the fewest devices that hold it with room "
                 "for its cache, serving their share of the requests: throughput scales with the copies and no "
                 "step crosses a node (405B on 16 H100: two TP8 copies instead of TP8 x PP2).",
-        transform=_dp, hardware=("multi-device",), check=_dp_check,  # sizes: the prediction's data/tensor parallel
+        # any count of devices splits into replicas of one device each; a larger replica must divide the devices and
+        # the attention heads (`_replica_devices`): the sizes are the prediction's data and tensor parallel
+        transform=_dp, hardware=("multi-device",),
         unchanged="only all the devices together hold the model with room for its cache"),
     Technique(
         id="expert-parallel", engines=("vllm", "sglang", "trtllm"),

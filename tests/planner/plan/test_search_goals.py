@@ -75,3 +75,18 @@ def test_replicas_double_the_throughput_where_one_node_holds_the_model():
     two = advise(AdviseRequest(model="llama-3.1-70b", hardware="h100-sxm", num_devices=2, workload="chat",
                                goal="throughput", max_quality_loss_pct=0))
     assert two.plan.predicted.data_parallel == 1
+
+
+def test_an_odd_count_of_devices_still_holds_replicas_of_one_device_each():
+    """Three H100s and an 8B model: each device holds a whole copy, so the plan serves three replicas; it once split
+    the layers over the three (a pipeline as fast as one device, at three times the price) and said three devices
+    did not split into replicas of whole attention heads, which a replica of one device never needs."""
+    advice = advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", num_devices=3, workload="chat",
+                                  goal="throughput"))
+    p = advice.plan.predicted
+    assert (p.data_parallel, p.tensor_parallel, p.pipeline_parallel) == (3, 1, 1)
+    one = advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", num_devices=1, workload="chat",
+                               goal="throughput")).plan.predicted
+    assert p.throughput_tokens_per_s > 2.5 * one.throughput_tokens_per_s
+    rejected = {r.technique: r.reason for r in advice.rejected}
+    assert "whole attention heads" not in rejected.get("data-parallel", "")
