@@ -93,12 +93,53 @@ def fits(s: Setup, batch: int, context: int, prompt: int) -> bool:
         <= s.hw.memory_bytes
 
 
+# The most of a device a plan asks an engine with a memory share (vLLM, TensorRT-LLM) to give its cache where the
+# default share cannot hold the workload's own sequences: the share TensorRT-LLM's published max-throughput runs set
+# (perf-overview: kv_cache_free_gpu_mem_fraction 0.95), leaving 5% for what the profiling run does not see.
+RAISED_SHARE = 0.95
+
+
+def cache_room(s: Setup, weights: float, other: float, raised: bool = False) -> float:
+    """Bytes of one device the KV cache may take beside `weights` and `other` bytes (the runtime, activations and
+    masks): what the engine gives its cache by default (`Setup.kv_memory`: vLLM runs within 0.9 of the device,
+    TensorRT-LLM gives the cache 0.9 of what is free, SGLang keeps a reserve beside weights and cache), never more than
+    is left; `raised`: with a share raised to RAISED_SHARE (the engine's option set higher)."""
+    free = s.hw.memory_bytes - weights - other
+    if s.kv_memory is None:
+        return free
+    kind, value = s.kv_memory
+    if kind == "reserve":
+        return min(free, s.hw.memory_bytes - value - weights)
+    share = max(value, RAISED_SHARE) if raised else value
+    if kind == "free":
+        return free * share
+    return min(free, s.hw.memory_bytes * share - weights - other)
+
+
+def weights_room(s: Setup, kv: float, other: float, raised: bool = False) -> float:
+    """The most weight bytes one device may hold and still leave `kv` bytes of cache in the engine's share of it
+    (`cache_room` solved for the weights, the share `raised` as there) beside `other` bytes (the runtime,
+    activations)."""
+    left = s.hw.memory_bytes - other - kv
+    if s.kv_memory is None:
+        return left
+    kind, value = s.kv_memory
+    if kind == "reserve":
+        return min(left, s.hw.memory_bytes - value - kv)
+    share = max(value, RAISED_SHARE) if raised else value
+    if kind == "free":
+        return s.hw.memory_bytes - other - kv / share
+    return min(left, s.hw.memory_bytes * share - other - kv)
+
+
 def max_batch(s: Setup, context: int, prompt: int) -> int:
-    """Largest number of sequences whose caches fit beside the weights, prefilling one at a time. Where the engine
-    copies the cache in every step (gpt-fast), each sequence also brings its share of those copies."""
+    """Largest number of sequences whose caches fit beside the weights, prefilling one at a time, in the share of the
+    device the engine gives its cache (`cache_room`). Where the engine copies the cache in every step (gpt-fast), each
+    sequence also brings its share of those copies."""
     w, kv, _ = per_device_bytes(s, 1, context, prompt)
     room = s.hw.memory_bytes - s.hw.runtime_overhead_bytes - w - causal_mask_bytes(s, context)
-    free = room - transient_bytes(s, 1, context, prompt)
+    free = cache_room(s, w, s.hw.runtime_overhead_bytes + causal_mask_bytes(s, context)
+                      + transient_bytes(s, 1, context, prompt))
     if kv <= 0:
         return 0 if free < 0 else 1 << 20
     n = int(free // kv)

@@ -114,7 +114,8 @@ def queued(f: dict[str, float], concurrency: int, running: int) -> dict[str, flo
     if concurrency <= running:
         return f | {"queue_s": 0.0}
     wait = f["cycle_s"] * (concurrency / running - 1)
-    return f | {"queue_s": wait, "ttft_s": f["ttft_s"] + wait, "cycle_s": f["cycle_s"] * concurrency / running}
+    ttft = f["ttft_s"] + wait
+    return f | {"queue_s": wait, "ttft_s": ttft, "cycle_s": max(f["cycle_s"] * concurrency / running, ttft)}
 
 
 def largest_concurrency(s: Setup, input_tokens: int, output_tokens: int, on_demand: bool = False) -> int:

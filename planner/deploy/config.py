@@ -12,7 +12,7 @@ from typing import Any
 
 from ... import profiles
 from ..analytic.setup import default_16bit
-from ..catalog.engines import engine_table
+from ..catalog.engines import engine_kv_memory, engine_table
 from ..catalog.models import catalog_entry
 from ..errors import DeployError
 from ..schema import HardwareSpec
@@ -93,22 +93,51 @@ def max_seqs(advice: Advice) -> int:
     return max(1, -(-total // servers))  # per replica: each runs its own scheduler
 
 
-DEFAULT_MEMORY_FRACTION = 0.9  # vLLM's --gpu-memory-utilization default
+DEFAULT_MEMORY_FRACTION = 0.9  # where the engine's profile states no share of its own
 MAX_MEMORY_FRACTION = 0.98
 
 
-def memory_fraction(advice: Advice, default: float = DEFAULT_MEMORY_FRACTION) -> float:
-    """The share of each device the engine may claim: its default, or what the plan needs plus 2% where that is more
-    (a plan that needs 95% of the card does not start at 90%); at most 98%."""
+def engine_memory_share(advice: Advice, engine: str, hw: HardwareSpec) -> float:
+    """The engine's own default share of each device, as its memory option takes it (`engines.engine_kv_memory`):
+    vLLM's --gpu-memory-utilization, TensorRT-LLM's free_gpu_memory_fraction, SGLang's --mem-fraction-static as it
+    computes it from the device's memory and the tensor x pipeline group."""
     p = advice.plan.predicted
-    need = p.memory_per_device_bytes / p.device_memory_bytes if p.device_memory_bytes else 0.0
-    return round(min(max(default, need + 0.02), MAX_MEMORY_FRACTION), 2)
+    kv = engine_kv_memory(engine, hw, p.tensor_parallel * p.pipeline_parallel, p.attention_data_parallel)
+    if kv is None:
+        return DEFAULT_MEMORY_FRACTION
+    kind, value = kv
+    return round((hw.memory_bytes - value) / hw.memory_bytes, 3) if kind == "reserve" else value
 
 
-def memory_note(advice: Advice, option: str) -> str | None:
+def _need(advice: Advice, static: bool) -> float:
+    """The share of each device the plan holds: all of it, or its weights and cache only (`static`: SGLang's
+    --mem-fraction-static counts those)."""
+    p = advice.plan.predicted
+    held = p.weights_per_device_bytes + p.kv_cache_per_device_bytes if static else p.memory_per_device_bytes
+    return held / p.device_memory_bytes if p.device_memory_bytes else 0.0
+
+
+def memory_fraction(advice: Advice, default: float = DEFAULT_MEMORY_FRACTION, static: bool = False) -> float:
+    """The share of each device the engine may claim: its default, which the plan's cache is sized within for the
+    engines that set one (`analytic.memory.cache_room`), or what the plan needs plus 2% where that is more (a plan
+    that needs 95% of the card does not start at 90%); at most 98%."""
+    need = _need(advice, static)
+    return default if need <= default else round(min(need + 0.02, MAX_MEMORY_FRACTION), 2)
+
+
+def free_memory_fraction(advice: Advice, default: float) -> float:
+    """TensorRT-LLM's free_gpu_memory_fraction: its default, or the share of the memory left after the weights,
+    activations and runtime that the plan's cache takes (plus 2%) where the plan raised it, at most 98%."""
+    p = advice.plan.predicted
+    free = p.device_memory_bytes - p.weights_per_device_bytes - p.activation_bytes - \
+        (p.memory_per_device_bytes - p.weights_per_device_bytes - p.kv_cache_per_device_bytes - p.activation_bytes)
+    need = p.kv_cache_per_device_bytes / free if free > 0 else 1.0
+    return default if need <= default else round(min(need + 0.02, MAX_MEMORY_FRACTION), 2)
+
+
+def memory_note(advice: Advice, option: str, static: bool = False) -> str | None:
     """A warning when the plan needs more of the device than the engine can be given."""
-    p = advice.plan.predicted
-    need = p.memory_per_device_bytes / p.device_memory_bytes if p.device_memory_bytes else 0.0
+    need = _need(advice, static)
     if need + 0.02 > MAX_MEMORY_FRACTION:
         return (f"the plan needs {need:.1%} of each device's memory: {option} is set to {MAX_MEMORY_FRACTION:.0%}, so "
                 "the engine may hold fewer sequences than planned; lower the concurrency or add a device")

@@ -8,7 +8,17 @@ from typing import Any
 from ..schema import HardwareSpec
 from ..schema.advice import Advice
 from .checkpoints import draft_hub_id, eagle_head
-from .config import PORT, DeployError, EngineConfig, max_seqs, model_reference, no_option, plan_steps
+from .config import (
+    PORT,
+    DeployError,
+    EngineConfig,
+    engine_memory_share,
+    free_memory_fraction,
+    max_seqs,
+    model_reference,
+    no_option,
+    plan_steps,
+)
 
 
 def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
@@ -17,8 +27,9 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
     o, extra = cfg.options, cfg.extra
     o.update({"host": "0.0.0.0", "port": PORT, "backend": "pytorch", "tp_size": p.tensor_parallel,
               "pp_size": p.pipeline_parallel, "max_batch_size": max_seqs(advice), "max_seq_len": w.context_needed,
-              "kv_cache_free_gpu_memory_fraction": 0.9})
-    kv: dict[str, Any] = {"free_gpu_memory_fraction": 0.9}
+              "kv_cache_free_gpu_memory_fraction": free_memory_fraction(
+                  advice, engine_memory_share(advice, "trtllm", hw))})
+    kv: dict[str, Any] = {"free_gpu_memory_fraction": o["kv_cache_free_gpu_memory_fraction"]}
     steps = plan_steps(advice)
     for t_id, step in steps.items():
         if t_id in ("weight-fp8", "weight-int4-awq", "weight-int4-gptq", "weight-fp4", "weight-w8a8-int8", "weight-int8"):

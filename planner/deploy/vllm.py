@@ -14,6 +14,7 @@ from .config import (
     PORT,
     EngineConfig,
     dtype16,
+    engine_memory_share,
     max_seqs,
     memory_fraction,
     memory_note,
@@ -31,7 +32,7 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
     o.update({"host": "0.0.0.0", "port": PORT, "served-model-name": advice.model.name, "dtype": dtype16(hw),
               "tensor-parallel-size": p.tensor_parallel, "pipeline-parallel-size": p.pipeline_parallel,
               "max-model-len": w.context_needed, "max-num-seqs": max_seqs(advice),
-              "gpu-memory-utilization": memory_fraction(advice)})
+              "gpu-memory-utilization": memory_fraction(advice, engine_memory_share(advice, "vllm", hw))})
     note = memory_note(advice, "--gpu-memory-utilization")
     if note:
         cfg.notes.append(note)

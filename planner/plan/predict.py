@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-from ..analytic.memory import fits, max_context, per_device_bytes
+from ..analytic.memory import cache_room, fits, max_context, per_device_bytes
 from ..analytic.requests import cached_tokens, request_figures
 from ..analytic.setup import Setup
 from ..analytic.steps import decode_step, first_token_step_s, prefill_step
@@ -147,20 +147,23 @@ def evaluate(state: PlanState, workload: Workload, full: bool = True,
     reserved = kv_reserved_tokens(state, workload)
     prompt = workload.prompt_tokens_p95
     weights, kv_one, act = per_device_bytes(s, 1, int(reserved), prompt)
-    free = hw.memory_bytes - hw.runtime_overhead_bytes - weights - act
-    max_conc = int(free // kv_one) if kv_one > 0 and free > 0 else 0
-    if state.spec.max_position_embeddings < workload.context_needed:
-        max_conc = 0
     draft_bytes = _draft_bytes(state, reserved)
     if draft_bytes:  # the draft's weights and, per sequence, its cache share the device
         weights += draft_bytes[0]
         kv_one += draft_bytes[1]
-        free = hw.memory_bytes - hw.runtime_overhead_bytes - weights - act
-        max_conc = int(free // kv_one) if free > 0 else 0
+    too_long = state.spec.max_position_embeddings < workload.context_needed
+
+    def capacity(raised: bool) -> int:
+        """Sequences the engine's cache holds: in its default share of the device, or with the share raised."""
+        free = cache_room(s, weights, hw.runtime_overhead_bytes + act, raised)
+        return int(free // kv_one) if kv_one > 0 and free > 0 and not too_long else 0
+    # the engine's default share holds `max_conc`; the workload's own sequences may have it raised (RAISED_SHARE, the
+    # configs set it), while the throughput goal fills no more than the default share
+    max_conc, room = capacity(False), capacity(True)
     # each data-parallel replica serves its share of the sequences with its own copy of the model
     replicas = max(state.replicas, 1)
     wanted = -(-workload.concurrency // replicas)
-    batch = max(min(wanted, max_conc), 1)
+    batch = max(min(wanted, room), 1)
     share = workload.shared_prefix_fraction if state.prefix_caching else 0.0
     cached = cached_tokens(prompt, share)
     context = workload.mean_context
@@ -168,7 +171,7 @@ def evaluate(state: PlanState, workload: Workload, full: bool = True,
     if state.prefill_instances:
         serving = replicas - state.prefill_instances
         r = disaggregated_rates(s, workload, state.prefill_instances, serving, share,
-                                lambda b: _tpot_s(state, s, b, context), room=max_conc)
+                                lambda b: _tpot_s(state, s, b, context), room=room)
         batch, tpot, ttft_s, throughput = r.batch, r.tpot_s, r.ttft_s, r.requests_per_s * workload.output_tokens_mean
     else:
         if workload.goal == "throughput" and max_conc > batch:
@@ -177,7 +180,7 @@ def evaluate(state: PlanState, workload: Workload, full: bool = True,
         throughput *= replicas
     kv_dev = kv_one * batch
     memory = weights + kv_dev + act + hw.runtime_overhead_bytes
-    fit = max_conc >= 1 and fits(s, 1, workload.context_needed, prompt)
+    fit = room >= 1 and fits(s, 1, workload.context_needed, prompt)
     prefill = prefill_step(s, 1, prompt, cached)
     decode = decode_step(s, batch, context)
     if speed is not None:
@@ -190,14 +193,14 @@ def evaluate(state: PlanState, workload: Workload, full: bool = True,
         violations.append(f"TPOT {tpot * 1e3:,.1f} ms > {slo.tpot_p95_ms:,.1f} ms")
     if slo.min_throughput_tokens_per_s and throughput < slo.min_throughput_tokens_per_s:
         violations.append(f"throughput {throughput:,.0f} tokens/s < {slo.min_throughput_tokens_per_s:,.0f}")
-    if workload.concurrency > max_conc * serving and fit:
-        violations.append(f"KV cache holds {max_conc * serving} sequences, workload needs {workload.concurrency}")
+    if workload.concurrency > room * serving and fit:
+        violations.append(f"KV cache holds {room * serving} sequences, workload needs {workload.concurrency}")
     price = hw.price.usd_per_hour if hw.price else None
     cost = price * state.devices / (throughput * 3600) * 1e6 if price and throughput > 0 else None
     return Prediction(
         memory_per_device_bytes=int(memory), weights_per_device_bytes=int(weights),
         kv_cache_per_device_bytes=int(kv_dev), activation_bytes=int(act), device_memory_bytes=hw.memory_bytes,
-        fits=fit, max_concurrency=max_conc * serving, max_context=max_context(s, 1) if full else 0,
+        fits=fit, max_concurrency=room * serving, max_context=max_context(s, 1) if full else 0,
         batch=batch * serving,
         ttft_ms=ttft_s * 1e3, tpot_ms=tpot * 1e3, throughput_tokens_per_s=throughput,
         prefill_intensity=prefill.intensity(s.shards), decode_intensity=decode.intensity(s.shards),

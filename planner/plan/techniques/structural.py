@@ -3,7 +3,9 @@ attention sinks, structured pruning, distillation into a smaller model."""
 
 from __future__ import annotations
 
-from ...analytic.memory import per_device_bytes
+import math
+
+from ...analytic.memory import per_device_bytes, weights_room
 from ..state import PlanState, kv_reserved_tokens, to_setup
 from . import Applied, Combines, Context, Option, Technique, register
 
@@ -14,13 +16,15 @@ PRUNE_FRACTION = 0.25
 
 def _offload(state: PlanState, ctx: Context) -> PlanState:
     """Keep just enough of the weights in host memory for one sequence's cache and the activations
-    to fit on the device (at most 90% of the weights), streamed over the host link every pass."""
+    to fit on the device, in the share of it the engine gives its cache and weights (`memory.weights_room`; at most
+    95% of the device, at most 90% of the weights offloaded), streamed over the host link every pass."""
     s = to_setup(state.with_(offload_fraction=0.0))
     weights, kv, act = per_device_bytes(s, 1, int(kv_reserved_tokens(state, ctx.workload)),
                                         ctx.workload.prompt_tokens_p95)
-    spare = ctx.hw.memory_bytes * 0.95 - ctx.hw.runtime_overhead_bytes - kv - act
+    spare = min(ctx.hw.memory_bytes * 0.95 - ctx.hw.runtime_overhead_bytes - kv - act,
+                weights_room(s, kv, ctx.hw.runtime_overhead_bytes + act, raised=True))
     fraction = min(max((weights - spare) / weights, 0.0), 0.9) if weights > 0 else 0.0
-    return state.with_(offload_fraction=round(fraction, 3))
+    return state.with_(offload_fraction=math.ceil(fraction * 1000) / 1000)  # rounded up: the rest must fit
 
 
 

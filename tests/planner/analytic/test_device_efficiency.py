@@ -8,6 +8,8 @@ import dataclasses
 import pytest
 from optiplan import profiles
 from optiplan.planner.analytic.efficiency import measured_factors
+from optiplan.planner.analytic.kvcache import cache_tokens_held
+from optiplan.planner.analytic.memory import cache_room, per_device_bytes
 from optiplan.planner.analytic.profile import profile, setup_for_request
 from optiplan.planner.analytic.setup import build_setup
 from optiplan.planner.analytic.steps import decode_step, prefill_step
@@ -58,7 +60,16 @@ def test_an_engine_that_reserves_whole_requests_holds_fewer_than_one_that_grows_
           "output_tokens": 2000, "concurrency": "max", "context": 3000}
     vllm = profile(ProfileRequest(engine="vllm", **kw)).requests.max_concurrency
     trtllm = profile(ProfileRequest(engine="trtllm", **kw)).requests.max_concurrency
-    assert vllm > 1.4 * trtllm  # a request holds 2,000 of its 3,000 tokens on average, all 3,000 reserved
+    # a request holds 2,000 of its 3,000 tokens on average, all 3,000 reserved; the pools differ too (vLLM runs within
+    # 0.9 of the device, TensorRT-LLM's cache takes 0.9 of what is free)
+    pools = {}
+    for engine in ("vllm", "trtllm"):
+        s = setup_for_request(ProfileRequest(engine=engine, **kw), resolve_model("llama-3.1-70b"),
+                              resolve_hardware("h200-sxm"))
+        weights, _, act = per_device_bytes(s, 1, 3000, 1000)
+        pools[engine] = cache_room(s, weights, s.hw.runtime_overhead_bytes + act)
+    held = cache_tokens_held(1000, 2000, on_demand=True)  # 2,000 tokens and the blocks' partly filled share
+    assert vllm / trtllm == pytest.approx(3000 / held * pools["vllm"] / pools["trtllm"], rel=0.01)
     spec, h200 = resolve_model("llama-3.1-70b"), resolve_hardware("h200-sxm")
     work = load_workload("chat")
     state = baseline_state(spec, h200, 1).with_(paged_kv=True)
@@ -144,3 +155,19 @@ def test_a_calibrated_machine_reads_its_cache_and_activations_at_its_16_bit_fit(
     assert int4.kv_bandwidth_efficiency == int4.activation_bandwidth_efficiency == 0.6
     uncalibrated_16bit = efficiency.calibrated_efficiency(local, "transformers", "int4", "fp16")
     assert uncalibrated_16bit.kv_bandwidth_efficiency is None  # no fp16 fit: the weights' share stands in
+
+
+def test_vllm_holds_its_cache_in_its_share_of_the_device():
+    """vLLM runs within --gpu-memory-utilization (0.9) of the device: the requests it holds at once are what that
+    share leaves beside the weights, activations and runtime, not what the whole device leaves."""
+    kw = {"model": "llama-3.1-8b", "hardware": "h100-sxm", "input_tokens": 1024, "output_tokens": 1024,
+          "concurrency": "max"}
+    held = cache_tokens_held(1024, 1024, on_demand=True)
+    s = setup_for_request(ProfileRequest(engine="vllm", **kw), resolve_model("llama-3.1-8b"),
+                          resolve_hardware("h100-sxm"))
+    assert s.kv_memory == ("device", 0.9)
+    weights, kv, act = per_device_bytes(s, 1, held, 1024)
+    expected = int((0.9 * s.hw.memory_bytes - weights - act - s.hw.runtime_overhead_bytes) // kv)
+    assert profile(ProfileRequest(engine="vllm", **kw)).requests.max_concurrency == expected
+    whole = int((s.hw.memory_bytes - weights - act - s.hw.runtime_overhead_bytes) // kv)
+    assert expected < 0.9 * whole  # the tenth of the device it leaves is a larger share of what the weights leave

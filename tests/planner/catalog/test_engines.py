@@ -287,8 +287,10 @@ def test_only_a_growing_paged_cache_holds_less_than_the_whole_request():
         return profile(ProfileRequest(model="llama-3.1-8b", hardware="a100-80gb-sxm", engine=engine, input_tokens=512,
                                       output_tokens=3584, concurrency="max")).requests.concurrency
     # a static batch (transformers' generate) ends with every sequence at 4096 tokens: it fits what the whole
-    # length allows, as TensorRT-LLM's reserving scheduler does; vLLM's blocks hold 512 + 1792 (+4%) on average
-    assert most("transformers") == most("trtllm") < 0.6 * most("vllm")
+    # length allows, as TensorRT-LLM's reserving scheduler does (in its cache's 0.9 of the free memory); vLLM's
+    # blocks hold 512 + 1792 (+4%) on average, within 0.9 of the device
+    assert most("trtllm") == pytest.approx(0.9 * most("transformers"), rel=0.02)
+    assert most("trtllm") < 0.62 * most("vllm")
 
 
 @pytest.mark.parametrize("hardware, chunk, running", [
@@ -335,9 +337,9 @@ def test_sglang_sizes_its_request_pool_from_the_cache():
     small = run("llama-3.2-1b", 5000)  # 12k sequences' caches fit: 3M tokens / 131k context x 512 > 4096
     assert small.max_concurrency == 4096 and small.fits and small.queue_wait_ms > 0
     assert "at most 4,096 running at once" in small.scheduling
-    # an 8B's cache holds about 500k tokens: 2,622 of these requests fit, its pool takes 500k / 131k x 512, about
-    # 2,048 of them
-    mid = run("llama-3.1-8b", 2500)
+    # an 8B's cache holds about 450k tokens beside SGLang's 10 GiB reserve: 2,254 of these requests fit, its pool
+    # takes 450k / 131k x 512, below its least, 2,048 of them
+    mid = run("llama-3.1-8b", 2200)
     assert 2048 <= mid.max_concurrency < 2100 and mid.fits and mid.queue_wait_ms > 0
 
 
