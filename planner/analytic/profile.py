@@ -3,7 +3,7 @@ and return a versioned `Profile`. Pure Python: importing this never imports torc
 
 from __future__ import annotations
 
-from ..catalog.dtypes import DtypeError, canonical, compute_dtype
+from ..catalog.dtypes import BITS, QUANTIZED, DtypeError, canonical, compute_dtype
 from ..catalog.engines import (
     GENERIC_SERVING,
     backend_refusal,
@@ -131,6 +131,10 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
     weight_dtype = _dtype(request.dtype, "--dtype")
     act = (_dtype(request.activations, "--activations") if request.activations
            else engine_activations(request.engine, weight_dtype, hw))
+    if request.activations and act in QUANTIZED and (weight_dtype not in QUANTIZED or BITS[weight_dtype] > BITS[act]):
+        # an 8-bit GEMM takes 8-bit (or packed 4-bit) weights: W8A8, W4A8; 16-bit weights have no such kernel
+        raise RequestError(f"{act} activations run {act} matrix products, which take quantized weights of at most "
+                           f"{BITS[act]} bits (W{BITS[act]}A{BITS[act]}, W4A{BITS[act]}); --dtype is {weight_dtype}")
     compute = compute_dtype(weight_dtype, act, default_16bit(hw))
     for label, d in (("weights", weight_dtype), ("compute", compute)):
         if not supports_dtype(hw, d) or (label == "compute" and d not in hw.peak_tflops):
