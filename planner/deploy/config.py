@@ -15,6 +15,7 @@ from ..analytic.setup import default_16bit
 from ..catalog.engines import engine_kv_memory, engine_table
 from ..catalog.models import catalog_entry
 from ..errors import DeployError
+from ..plan.predict import sequences_per_server
 from ..schema import HardwareSpec
 from ..schema.advice import Advice
 
@@ -84,13 +85,9 @@ def plan_steps(advice: Advice) -> dict[str, Any]:
 
 
 def max_seqs(advice: Advice) -> int:
-    """Concurrent sequences per server (per data-parallel replica) sized from the predicted KV capacity: what the
-    workload asks, or the batch the plan serves where it chose more (the throughput goal fills the memory), never
-    above what the cache holds. Disaggregated: per decode instance (batch and capacity count those only)."""
-    p = advice.plan.predicted
-    total = max(1, min(max(advice.workload.concurrency, p.batch), p.max_concurrency or 1))
-    servers = max(p.data_parallel - p.prefill_instances, 1)
-    return max(1, -(-total // servers))  # per replica: each runs its own scheduler
+    """Concurrent sequences per server (per data-parallel replica; per decode instance when disaggregated), as the
+    plan runs them (`plan.predict.sequences_per_server`)."""
+    return sequences_per_server(advice.plan.predicted, advice.workload.concurrency)
 
 
 DEFAULT_MEMORY_FRACTION = 0.9  # where the engine's profile states no share of its own

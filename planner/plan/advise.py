@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ... import profiles
 from ..analytic.accuracy import accuracy_bands, training_accuracy_bands
 from ..analytic.params import param_counts
@@ -21,7 +23,6 @@ from ..catalog.engines import (
 from ..catalog.hardware import catalog_hardware, resolve_hardware
 from ..catalog.models import resolve_model
 from ..catalog.workloads import load_workload, with_overrides
-from ..deploy.config import max_seqs
 from ..errors import HardwareError, ImpossibleError, RequestError, UnknownNameError
 from ..schema import HardwareSpec, ModelSpec
 from ..schema.advice import (
@@ -38,7 +39,7 @@ from ..schema.advice import (
 from ..schema.workload import Workload
 from .bottleneck import classify
 from .effects import effect_source, measured_effects, predict_steps
-from .predict import evaluate
+from .predict import evaluate, sequences_per_server
 from .search import Candidate, SearchResult, apply_steps, pareto_alternatives, rank, search
 from .state import PlanState
 from .techniques import Context, all_techniques, runtime_conflict
@@ -379,8 +380,13 @@ def _document(spec: ModelSpec, workload: Workload, hw: HardwareSpec, devices: in
     steps_t = [techniques[i] for i in best.ids]
     states = apply_steps(result.baseline, steps_t, ctx)
     steps = []
-    for t, predicted in zip(steps_t, predict_steps(result.baseline, steps_t, states, workload, ctx.effects)):
-        steps.append(PlanStep(technique=t.id, name=t.name, params=t.parameters(ctx), why=t.summary,
+    predictions = predict_steps(result.baseline, steps_t, states, workload, ctx.effects)
+    # a step's parameters name the sequences a server runs in the plan (the throughput goal's batch where it is larger
+    # than the workload's), as the configs do
+    per_server = sequences_per_server(predictions[-1], workload.concurrency) if predictions else workload.concurrency
+    params_ctx = replace(ctx, workload=workload.model_copy(update={"concurrency": per_server}))
+    for t, predicted in zip(steps_t, predictions):
+        steps.append(PlanStep(technique=t.id, name=t.name, params=t.parameters(params_ctx), why=t.summary,
                               quality_risk=t.quality_risk, quality_loss_pct=t.loss(ctx),
                               quality_source=t.quality_source,
                               effect_source=effect_source(t, ctx.effects, workload.engine if workload.goal != "training"
@@ -420,7 +426,7 @@ def _engine_limit_warning(advice: Advice, hw: HardwareSpec) -> str | None:
     if advice.workload.goal == "training" or engine is None:
         return None
     limit = engine_default_limit(engine, hw, p.tensor_parallel * p.pipeline_parallel, p.attention_data_parallel)
-    running = max_seqs(advice)
+    running = sequences_per_server(advice.plan.predicted, advice.workload.concurrency)
     if limit is None or running <= limit[0]:
         return None
     cap, option, refuses = limit

@@ -109,6 +109,15 @@ def serving_figures(state: PlanState, s: Setup, workload: Workload, batch: int) 
     return tpot, ttft, batch * o / cycle * workload.output_tokens_mean / workload.output_tokens_p95
 
 
+def sequences_per_server(p: Prediction, concurrency: int) -> int:
+    """Concurrent sequences one server (one data-parallel replica; a decode instance of a disaggregated plan) runs in
+    the plan: what the workload asks, or the batch the plan serves where it chose more (the throughput goal fills the
+    engine's share), never above what the cache holds. Its max_num_seqs and the configs' limits both say this."""
+    total = max(1, min(max(concurrency, p.batch), p.max_concurrency or 1))
+    servers = max(p.data_parallel - p.prefill_instances, 1)
+    return max(1, -(-total // servers))
+
+
 MAX_BATCH = 4096  # beyond this no engine's default limit on running sequences reaches
 
 
