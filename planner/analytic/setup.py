@@ -10,6 +10,7 @@ from functools import cached_property
 from ... import profiles
 from ..catalog.dtypes import WeightFormat, bytes_per_element, canonical, compute_dtype, weight_format
 from ..catalog.engines import (
+    engine_activations,
     engine_decodes_first_token,
     engine_embedding_on_host,
     engine_group_size,
@@ -223,6 +224,8 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
     Another `weight_kernel` names a kernel of profiles/efficiency.yaml (marlin, tinygemm, ...); without one, the
     kernel `engine` runs for the weight format on the device's backend (its profile), if it names one."""
     d16 = default_16bit(hw)
+    if activations is None and engine is not None:  # the engine's GEMM for the format (llama.cpp's int8 dot products)
+        activations = engine_activations(engine, weight_dtype, hw)
     compute = compute_dtype(weight_dtype, activations, d16)
     act = "fp32" if compute == "fp32" else d16
     engine_kernel = engine_kernel_efficiency(engine, weight_dtype, hw.features.backend) if weight_kernel is None \

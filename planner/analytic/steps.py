@@ -36,6 +36,7 @@ class StepCost:
     overhead_s: float
     host_overlap: bool = False  # the host's fixed costs overlap the device's work (eager CUDA): the longer counts
     busiest_flops: float | None = None  # the FLOPs of the device with the most work [default: flops / shards]
+    compute_bound_s: float = 0.0  # the roofline time of the kernels whose compute outlasts their memory traffic
 
     def intensity(self, shards: int) -> float:
         """FLOPs per byte moved on the device with the most work (a data-parallel attention group holding a lone
@@ -61,9 +62,12 @@ class StepCost:
 
     @property
     def bound(self) -> str:
+        """What limits the step: the launches, else whichever kind of kernel takes the larger part of its time (the
+        linear layers at a large batch are compute-bound while its attention reads the caches: the step is as bound
+        as the part that takes longer, not as the sum of its FLOPs over the sum of its bytes)."""
         if self.launch_bound:
             return "launch"
-        return "compute" if self.compute_s >= self.memory_s else "memory"
+        return "compute" if 2 * self.compute_bound_s >= self.roofline_s else "memory"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -345,13 +349,14 @@ def _cost(s: Setup, matmul: float, attention: float, weights_dev: float, kv_dev:
     kv_share = s.kv_bandwidth_efficiency or s.eff.kv_bandwidth_efficiency or s.eff.bandwidth_efficiency
     attend = (attention / (s.attention_peak_flops * s.shards * attention_eff), kv_dev / (peak_bw * kv_share))
     elementwise = act_dev / bandwidth
+    compute_bound = sum(max(kind) for kind in (linear, attend) if kind[0] >= kind[1])
     return StepCost(
         flops=flops, busiest_flops=(matmul + attention) / s.shards,
         bytes_per_device=weights_dev + kv_dev + act_dev, kv_bytes_per_device=kv_dev,
         activation_bytes_per_device=act_dev, compute_s=linear[0] + attend[0],
         memory_s=linear[1] + attend[1] + elementwise, roofline_s=max(linear) + max(attend) + elementwise,
         comm_s=_comm_s(s, tokens, s.attention_dp / busiest.tokens), overhead_s=_overhead_s(s),
-        host_overlap=s.eff.host_overlap,
+        host_overlap=s.eff.host_overlap, compute_bound_s=compute_bound,
     )
 
 

@@ -50,14 +50,17 @@ def classify(state: PlanState, p: Prediction, workload: Workload) -> Bottleneck:
                       f"decode is launch-bound: launching {s.spec.num_layers} layers' kernels takes "
                       f"{step.overhead_s * 1e3:,.1f} ms, the kernels {(step.roofline_s + step.comm_s) * 1e3:,.1f} ms "
                       f"(TPOT {p.tpot_ms:,.1f} ms): CUDA graphs or torch.compile remove the launches"))
-    elif p.decode_intensity < s.ridge:
+    elif step.bound == "memory":
         found.append(("memory-bandwidth", "latency",
                       f"decode arithmetic intensity {p.decode_intensity:,.1f} FLOP/B, ridge "
-                      f"{s.ridge:,.0f}: bandwidth-bound (TPOT {p.tpot_ms:,.1f} ms)"))
+                      f"{s.ridge:,.0f}: bandwidth-bound (TPOT {p.tpot_ms:,.1f} ms"
+                      + (f"; its compute-bound kernels take {step.compute_bound_s * 1e3:,.1f} ms of it)"
+                         if step.compute_bound_s else ")")))
     else:
         found.append(("compute", "throughput",
-                      f"decode arithmetic intensity {p.decode_intensity:,.0f} FLOP/B >= ridge {s.ridge:,.0f}: "
-                      f"compute-bound"))
+                      f"decode arithmetic intensity {p.decode_intensity:,.0f} FLOP/B, ridge {s.ridge:,.0f}: "
+                      f"compute-bound ({step.compute_bound_s * 1e3:,.1f} ms of the step's "
+                      f"{step.roofline_s * 1e3:,.1f} ms of kernels run at the compute roof)"))
     if p.prefill_intensity >= s.ridge:
         found.append(("compute", "latency", f"prefill is compute-bound: TTFT {p.ttft_ms:,.0f} ms for a "
                                             f"{workload.prompt_tokens_p95:,}-token prompt"))

@@ -10,7 +10,13 @@ from optiplan.planner.analytic.kvcache import kv_cache_bytes
 from optiplan.planner.analytic.memory import fits, max_batch, max_context
 from optiplan.planner.analytic.params import expected_experts_touched, param_counts
 from optiplan.planner.analytic.profile import setup_for_request
-from optiplan.planner.analytic.steps import decode_step, matmul_efficiency, matmul_flops, weights_read_bytes
+from optiplan.planner.analytic.steps import (
+    decode_step,
+    matmul_efficiency,
+    matmul_flops,
+    prefill_step,
+    weights_read_bytes,
+)
 from optiplan.planner.catalog.hardware import resolve_hardware
 from optiplan.planner.catalog.models import resolve_model
 from optiplan.planner.errors import RequestError
@@ -281,3 +287,24 @@ def test_under_attention_dp_a_device_holds_its_groups_sequences():
     assert activation_peak_bytes(s, 1, 8192) == activation_peak_bytes(s, 8, 8192)
     assert whole_sequences(s, 1) == whole_sequences(s, 8) == 8 and whole_sequences(s, 9) == 16
     assert fits(s, 1, 32768, 32768) == fits(s, 8, 32768, 32768)
+
+
+def test_a_step_is_bound_by_the_kernels_that_take_most_of_it():
+    """llama.cpp on a CPU at batch 32: the linear layers' GEMMs are compute-bound and take most of the step, while
+    the caches' reads are memory-bound; the step is compute-bound although its FLOPs over all its bytes fall below
+    the ridge (which once labelled it memory-bound, and weight quantization 'no gain')."""
+    s = setup(hardware="epyc-9004", model="llama-3.2-3b", engine="llama.cpp", context=2048, batch=32)
+    step = decode_step(s, 32, 2048)
+    assert step.flops / s.shards / step.bytes_per_device < s.ridge
+    assert step.bound == "compute" and step.compute_bound_s > step.roofline_s / 2
+    # a single sequence reads the weights for one token: memory-bound
+    assert decode_step(s, 1, 2048).bound == "memory"
+
+
+def test_llama_cpp_quantized_weights_run_int8_dot_products():
+    """GGUF Q4_K / Q8_0 weights multiply 8-bit quantized activations (ggml's vec_dot_q4_K_q8_K, MMQ on GPUs): the
+    matrix products run at the int8 rate where the device has one, so a quantized prompt prefills faster on a CPU."""
+    int4 = setup(hardware="epyc-9004", model="llama-3.2-3b", engine="llama.cpp", dtype="int4", context=2048)
+    bf16 = setup(hardware="epyc-9004", model="llama-3.2-3b", engine="llama.cpp", dtype="bf16", context=2048)
+    assert int4.compute_dtype == "int8" and bf16.compute_dtype == "bf16"
+    assert prefill_step(int4, 1, 2048).time_s < 0.6 * prefill_step(bf16, 1, 2048).time_s
