@@ -13,13 +13,13 @@ from ..schema.workload import Workload
 
 WORKLOADS_DIR = profiles.ROOT / "workloads"
 # Presets served through a chat template: their configs serve the instruct model (a base checkpoint has none)
-CHAT_WORKLOADS = ("chat", "agent", "rag-long-context")
 
 
 def serves_instruct(workload: Workload) -> bool:
     """Whether the workload talks to the model through a chat template (the instruct checkpoint serves it): its
-    `chat` field where it says, else whether it is one of the chat presets."""
-    return workload.chat if workload.chat is not None else workload.name in CHAT_WORKLOADS
+    `chat` field where it says (every preset does), else yes, as most served traffic is: a workload's name does not
+    decide it (a copy of the chat preset renamed served the base model)."""
+    return workload.chat if workload.chat is not None else True
 
 
 def preset_names() -> list[str]:

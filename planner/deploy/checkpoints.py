@@ -94,7 +94,8 @@ def serving_checkpoint(advice: Advice, engine: str, default: str) -> Served:
     if fmt is None:
         return served
     published = [c for c in entry.get("checkpoints") or [] if c["format"] == fmt and engine in c["engines"]]
-    match = next((c for c in published if c["instruct"] == chat), None) or next(iter(published), None)
+    # the same model only: an instruct checkpoint is another model than the base a completion workload serves
+    match = next((c for c in published if c["instruct"] == chat), None)
     block = (match or {}).get("weight_block_size")
     tp = advice.plan.predicted.tensor_parallel
     if match is not None and block and tp > 1:
@@ -115,18 +116,19 @@ def serving_checkpoint(advice: Advice, engine: str, default: str) -> Served:
                                 "attention stays tensor parallel)")
     if match is not None:
         served.model, served.published = match["hub_id"], fmt
-        served.notes.append(f"serves {match['hub_id']}, a published {fmt} checkpoint"
-                            + ("" if match["instruct"] == chat else f" ({'an instruct' if match['instruct'] else 'a base'}"
-                               " model: the only one published in this format)")
-                            + f" (source: {match['source']})")
+        served.notes.append(f"serves {match['hub_id']}, a published {fmt} checkpoint (source: {match['source']})")
     elif engine in ONLINE.get(fmt, ()):
         served.notes.append(f"{engine} quantizes {served.model} to {fmt} as it loads it (no {fmt} checkpoint needed)")
     else:
         folder = f"models/{advice.model.name}-{fmt}"
         source_model = served_hub_id(advice, default)  # the checkpoint served, quantized
         served.model = f"./{folder}"
+        other = next((c["hub_id"] for c in published), None)  # the other model's (instruct or base)
         served.notes.append(f"no published {fmt} checkpoint of {advice.model.name} that "
-                            f"{engine} loads is known: produce ./{folder} from {source_model}"
+                            f"{engine} loads is known"
+                            + (f" ({other} is the {'instruct' if not chat else 'base'} model, another model than the "
+                               f"{'instruct' if chat else 'base'} one this workload serves)" if other else "")
+                            + f": produce ./{folder} from {source_model}"
                             f" with {_produce(engine, fmt, source_model, folder)}")
     return served
 

@@ -47,7 +47,8 @@ class Workload(Frozen):
     engine: Engine = "vllm"
     chat: bool | None = Field(None, exclude_if=lambda v: v is None,
                               description="requests come through a chat template, so configs serve the instruct "
-                                          "checkpoint [default: yes for the chat, agent and rag-long-context presets]")
+                                          "checkpoint; no: the base model's raw completions [default: yes; the "
+                                          "code-completion and batch-offline presets say no]")
     allowed_techniques: tuple[str, ...] | None = None
     denied_techniques: tuple[str, ...] = ()
     training: Training | None = None

@@ -91,7 +91,9 @@ def test_a_workload_file_says_whether_it_chats():
     assert serves_instruct(load_workload("chat")) and not serves_instruct(load_workload("batch-offline"))
     custom = with_overrides(load_workload("batch-offline"), name="my-assistant", chat=True)
     assert serves_instruct(custom)
-    assert "chat" not in load_workload("chat").model_dump()  # unset: the preset decides, and dumps stay as they were
+    assert load_workload("chat").model_dump()["chat"] is True  # every preset says it
+    unset = load_workload("chat").model_copy(update={"chat": None})
+    assert serves_instruct(unset) and "chat" not in unset.model_dump()  # unsaid: instruct, as most served traffic is
 
 
 def test_a_chat_plans_draft_model_is_the_instruct_one():
@@ -104,3 +106,21 @@ def test_a_chat_plans_draft_model_is_the_instruct_one():
     offline = advise(AdviseRequest(model="llama-3.1-70b", hardware="h100-sxm", num_devices=8,
                                    workload="batch-offline", engine="sglang"))
     assert draft_hub_id(offline, "llama-3.2-1b") == "meta-llama/Llama-3.2-1B"  # a base model drafts with a base one
+
+
+def test_the_workloads_chat_field_decides_the_model_not_its_name(tmp_path):
+    """A copy of the chat preset under another name still serves the instruct model (its `chat: true` says so; the
+    name once decided it, and a 'support-bot' copy lost its EAGLE-3 head), and a completion workload that only an
+    instruct checkpoint is published for in the plan's format gets the base model quantized, not the other model."""
+    import yaml
+
+    chat = yaml.safe_load((profiles.ROOT / "workloads" / "chat.yaml").read_text())
+    path = tmp_path / "support-bot.yaml"
+    path.write_text(yaml.safe_dump(chat | {"name": "support-bot"}))
+    bot, preset = _plan("llama-3.1-8b", workload=str(path), hardware="l4"), _plan("llama-3.1-8b", hardware="l4")
+    assert [s.technique for s in bot.plan.steps] == [s.technique for s in preset.plan.steps]
+    assert bot.plan.predicted.tpot_ms == preset.plan.predicted.tpot_ms
+    completion = _plan("llama-3.1-8b", workload="code-completion", engine="trtllm")
+    served = serving_checkpoint(completion, "trtllm", "meta-llama/Llama-3.1-8B")
+    assert served.model == "./models/llama-3.1-8b-fp8" and "from meta-llama/Llama-3.1-8B with" in served.notes[-1]
+    assert "Instruct-FP8 is the instruct model" in served.notes[-1]
