@@ -172,7 +172,7 @@ def evaluate(state: PlanState, workload: Workload, full: bool = True,
     # each data-parallel replica serves its share of the sequences with its own copy of the model
     replicas = max(state.replicas, 1)
     wanted = -(-workload.concurrency // replicas)
-    batch = max(min(wanted, room), 1)
+    batch = min(wanted, room) if room >= 1 else wanted  # nothing fits: its figures at the batch it would serve
     share = workload.shared_prefix_fraction if state.prefix_caching else 0.0
     cached = cached_tokens(prompt, share)
     context = workload.mean_context

@@ -103,3 +103,14 @@ def test_a_plans_max_num_seqs_is_the_batch_it_serves_per_server():
     step = next(s for s in advice.plan.steps if s.technique == "paged-kv")
     assert p.batch > 128 and step.params["max_num_seqs"] == -(-p.batch // p.data_parallel)
     assert engine_config(advice, "vllm").options["max-num-seqs"] == step.params["max_num_seqs"]
+
+
+def test_a_baseline_that_does_not_fit_is_priced_at_the_workloads_batch():
+    """An 80B in 16-bit does not fit one H200: its baseline's figures are those of the batch it would have to serve,
+    so the first step that makes it fit does not look slower (it once showed a 4.2 ms TPOT of a single sequence
+    against the plan's 8)."""
+    advice = advise(AdviseRequest(model="qwen3-next-80b-a3b", hardware="h200-sxm", num_devices=1, workload="agent"))
+    base, first = advice.baseline, advice.plan.steps[0].predicted
+    assert not base.fits and first.fits
+    assert base.batch == first.batch == advice.workload.concurrency
+    assert first.tpot_ms < base.tpot_ms
