@@ -40,7 +40,7 @@ from ..schema.workload import Workload
 from .bottleneck import classify
 from .effects import effect_source, measured_effects, predict_steps
 from .predict import evaluate, sequences_per_server
-from .search import Candidate, SearchResult, apply_steps, pareto_alternatives, rank, search
+from .search import QUALITY_TIE, Candidate, SearchResult, apply_steps, pareto_alternatives, rank, search
 from .state import PlanState
 from .techniques import Context, all_techniques, runtime_conflict
 
@@ -269,8 +269,14 @@ def _worse(other: Candidate, best: Candidate, goal: str) -> str:
     a, b = other.predicted, best.predicted
     if not a.meets_slo and b.meets_slo:
         return "with it the plan misses the workload: " + ("; ".join(a.slo_violations) or "does not fit")
-    return (f"no gain for the {goal} goal: with it {_speed(a, goal)}, {a.memory_per_device_bytes / GB:,.1f} GB per "
-            f"device, against {_speed(b, goal)}, {b.memory_per_device_bytes / GB:,.1f} GB without")
+    figures = (f"with it {_speed(a, goal)}, {a.memory_per_device_bytes / GB:,.1f} GB per device, quality loss "
+               f"{a.quality_loss_pct:g}%, against {_speed(b, goal)}, {b.memory_per_device_bytes / GB:,.1f} GB, "
+               f"{b.quality_loss_pct:g}% without")
+    if other.score < best.score and a.quality_loss_pct > b.quality_loss_pct:
+        # better on the goal, but by less than a lossier plan must win by (search.QUALITY_TIE)
+        return (f"gains under {QUALITY_TIE:.0%} on the {goal} goal for more quality loss (a lossier plan must win by "
+                f"more): {figures}")
+    return f"no gain for the {goal} goal: {figures}"
 
 
 def _speed(p: Prediction, goal: str) -> str:
