@@ -11,10 +11,15 @@ from ..schema.advice import Advice, Prediction
 
 Column = tuple[str, Callable[[Prediction], str]]
 
+
+def rate(tokens_per_s: float) -> str:
+    """A rate in tokens/s: whole above ten, with a decimal below (an offloaded 70B's 0.5 tokens/s is not 0)."""
+    return f"{tokens_per_s:,.0f}" if tokens_per_s >= 10 else f"{tokens_per_s:.2g}"
+
 SERVING: list[Column] = [
     ("TTFT ms", lambda p: f"{p.ttft_ms:,.1f}"),
     ("TPOT ms", lambda p: f"{p.tpot_ms:,.2f}"),
-    ("tokens/s", lambda p: f"{p.throughput_tokens_per_s:,.0f}"),
+    ("tokens/s", lambda p: rate(p.throughput_tokens_per_s)),
 ]
 TRAINING: list[Column] = [
     ("step s", lambda p: f"{p.training_step_s:,.1f}" if p.training_step_s is not None else "-"),
@@ -44,5 +49,5 @@ def predicted_summary(advice: Advice) -> str:
                 f"{band_text(b, 'training_step_s')} ({p.throughput_tokens_per_s:,.0f} tokens/s, MFU "
                 f"{(p.training_mfu or 0):.0%}), {memory}")
     return (f"TTFT {p.ttft_ms:,.1f} ms{band_text(b, 'ttft_ms')}, TPOT {p.tpot_ms:,.2f} ms{band_text(b, 'tpot_ms')}, "
-            f"{p.throughput_tokens_per_s:,.0f} tokens/s{band_text(b, 'throughput_tokens_per_s')} at batch {p.batch}, "
+            f"{rate(p.throughput_tokens_per_s)} tokens/s{band_text(b, 'throughput_tokens_per_s')} at batch {p.batch}, "
             f"{memory}")
