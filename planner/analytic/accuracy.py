@@ -74,6 +74,12 @@ def training_accuracy_bands(hw: HardwareSpec, devices: int = 1) -> dict[str, Acc
     return _bands(_bands_file(TRAINING_ACCURACY_FILE))
 
 
+def decode_band(batch: int) -> str:
+    """The figure whose band a time per token at `batch` carries: the batch-1 decode points' alone, the loaded runs'
+    (validated with the request latencies and inter-token latencies under load) above one sequence."""
+    return "tpot_ms" if batch <= 1 else "request_latency_ms"
+
+
 def band_text(bands: dict[str, AccuracyBand], figure: str) -> str:
     """' (±16%)' for a figure with a band, '' otherwise."""
     band = bands.get(figure)

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ... import profiles
-from ..analytic.accuracy import band_text
+from ..analytic.accuracy import band_text, decode_band
 from ..schema import Profile
 
 
@@ -89,8 +89,8 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
                  f"{lat.prefill_tokens} tokens" + (f", then the {lat.first_token_step_ms:,.1f} ms"
                                                    f"{band_text(p.accuracy, 'tpot_ms')} decode step that computes "
                                                    "the first token)" if lat.first_token_step_ms else ")")),
-        ("TPOT", f"{lat.tpot_ms:,.2f} ms{band_text(p.accuracy, 'tpot_ms')} per decode step{comm}"),
-        ("step rates", f"{tp.tokens_per_s:,.0f} tokens/s{band_text(p.accuracy, 'tpot_ms')} per decode step, "
+        ("TPOT", f"{lat.tpot_ms:,.2f} ms{band_text(p.accuracy, decode_band(r.batch))} per decode step{comm}"),
+        ("step rates", f"{tp.tokens_per_s:,.0f} tokens/s{band_text(p.accuracy, decode_band(r.batch))} per decode step, "
                        f"{tp.prefill_tokens_per_s:,.0f} tokens/s{band_text(p.accuracy, 'ttft_ms')} prefill (single "
                        "steps, no scheduling: not a serving throughput)"),
         ("limits", f"largest batch at {r.context} tokens: {tp.max_batch}; longest context at batch {r.batch}: "
@@ -111,7 +111,7 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
             ("TTFT", f"{q.ttft_ms:,.1f} ms{band_text(p.accuracy, 'ttft_ms')}"),
             # one at a time it is the batch-1 decode step; under load it is validated with the request latencies
             ("inter-token", f"{q.itl_ms:,.2f} ms"
-                            f"{band_text(p.accuracy, 'tpot_ms' if q.concurrency == 1 else 'request_latency_ms')} "
+                            f"{band_text(p.accuracy, decode_band(q.concurrency))} "
                             "(prefill chunks that share the steps counted)"),
             ("request", f"{q.request_latency_ms / 1e3:,.2f} s{band_text(p.accuracy, 'request_latency_ms')} from "
                         "arrival to last token"),
@@ -123,8 +123,9 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
                      f"{'yes' if q.fits else '[red]no[/]'}: up to {q.max_concurrency:,} requests at once"),
             ("goodput", goodput),
         ]))
-    curve = Table(title=f"Decode-step rate against batch (no prefill; TPOT{band_text(p.accuracy, 'tpot_ms')})",
-                  title_justify="left")
+    bands = (f"; TPOT{band_text(p.accuracy, decode_band(1))} at batch 1, {band_text(p.accuracy, decode_band(2)).strip()} "
+             "above") if band_text(p.accuracy, decode_band(1)) else ""
+    curve = Table(title=f"Decode-step rate against batch (no prefill{bands})", title_justify="left")
     for col in ("batch", "TPOT ms", "tokens/s", "fits"):
         curve.add_column(col, justify="right")
     for pt in tp.curve:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..analytic.accuracy import band_text
+from ..analytic.accuracy import band_text, decode_band
 from ..schema.advice import Advice, Prediction
 
 Column = tuple[str, Callable[[Prediction], str]]
@@ -48,6 +48,7 @@ def predicted_summary(advice: Advice) -> str:
         return (f"a step of {job.global_batch} x {job.sequence_length} tokens takes {step:,.1f} s"
                 f"{band_text(b, 'training_step_s')} ({p.throughput_tokens_per_s:,.0f} tokens/s, MFU "
                 f"{(p.training_mfu or 0):.0%}), {memory}")
-    return (f"TTFT {p.ttft_ms:,.1f} ms{band_text(b, 'ttft_ms')}, TPOT {p.tpot_ms:,.2f} ms{band_text(b, 'tpot_ms')}, "
+    return (f"TTFT {p.ttft_ms:,.1f} ms{band_text(b, 'ttft_ms')}, TPOT {p.tpot_ms:,.2f} ms"
+            f"{band_text(b, decode_band(p.batch))}, "
             f"{rate(p.throughput_tokens_per_s)} tokens/s{band_text(b, 'throughput_tokens_per_s')} at batch {p.batch}, "
             f"{memory}")

@@ -9,3 +9,17 @@ def test_a_slow_rate_keeps_its_digits():
     # a 70B offloaded to the host of an L4 serves half a token a second: not "0 tokens/s"
     assert rate(0.48) == "0.48" and rate(0.0) == "0"
     assert rate(9.4) == "9.4" and rate(12.4) == "12" and rate(12345.6) == "12,346"
+
+
+def test_a_loaded_time_per_token_carries_the_loaded_runs_band():
+    """The batch-1 decode points validate a lone sequence's TPOT (3.7% median); at batch 32 the figure is validated
+    by the loaded runs (request and inter-token latencies under load), whose band is wider."""
+    from optiplan.planner.analytic.accuracy import band_text, decode_band
+    from optiplan.planner.plan.advise import advise
+    from optiplan.planner.report.figures import predicted_summary
+    from optiplan.planner.schema import AdviseRequest
+
+    a = advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", workload="chat"))
+    assert a.plan.predicted.batch > 1 and decode_band(a.plan.predicted.batch) == "request_latency_ms"
+    loaded, alone = band_text(a.accuracy, "request_latency_ms"), band_text(a.accuracy, "tpot_ms")
+    assert loaded != alone and f"TPOT {a.plan.predicted.tpot_ms:,.2f} ms{loaded}," in predicted_summary(a)
