@@ -9,7 +9,7 @@ import math
 from ..analytic.memory import cache_room, fits, max_context, per_device_bytes
 from ..analytic.requests import cached_tokens, request_figures
 from ..analytic.setup import Setup
-from ..analytic.steps import decode_step, first_token_step_s, prefill_step
+from ..analytic.steps import decode_step, first_token_step_s, kv_bytes_per_device, prefill_step
 from ..schema import HardwareSpec, ModelSpec
 from ..schema.advice import Prediction
 from ..schema.workload import Workload
@@ -76,9 +76,24 @@ def speculation_speedup(state: PlanState, batch: int, context: int, kept: bool =
     return decode_step(s, batch, context).time_s / (step_s / tokens)
 
 
+# An EAGLE-3 head: one decoder layer of the target's width over its fused hidden states (a 3h -> h projection) and an
+# output head over a reduced draft vocabulary, in 16 bits, sharded with the target (SpecForge's llama3-8B-eagle3.json:
+# "num_hidden_layers": 1, "hidden_size": 4096 (the target's), "draft_vocab_size": 32000; about 811 MB for
+# Llama-3.1-8B, as its trained head weighs)
+EAGLE3_DRAFT_VOCAB = 32000
+
+
 def _draft_bytes(state: PlanState, reserved: float) -> tuple[float, float] | None:
-    """(weights, KV per sequence) of a speculative draft model on one device, or None."""
+    """(weights, KV per sequence) of a speculative draft on one device: a draft model's, or an EAGLE-3 head's (one
+    decoder layer, its fused projection and its draft-vocabulary head, and that layer's cache); None for the others
+    (n-gram has no weights; MTP heads ship in the checkpoint the weights already count)."""
     spec = state.speculation
+    if spec is not None and spec.method == "eagle3":
+        s = to_setup(state)
+        h = state.spec.hidden_size
+        layer = s.counts.active_linear / state.spec.num_layers  # a dense layer of the target's width
+        head = (layer + 3 * h * h + EAGLE3_DRAFT_VOCAB * h) * s.act_bytes / s.tp
+        return head, kv_bytes_per_device(s, int(reserved)) / state.spec.num_layers
     if spec is None or spec.method != "draft" or spec.draft is None:
         return None
     d = to_setup(state.with_(spec=spec.draft, speculation=None, ep=1, attention_dp=1, offload_fraction=0.0))

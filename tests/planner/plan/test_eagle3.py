@@ -66,3 +66,14 @@ def test_each_engine_loads_its_own_head():
     assert "Eagle3" not in trtllm["trtllm/extra-llm-api-options.yaml" if "trtllm/extra-llm-api-options.yaml" in trtllm
                                   else "trtllm/serve.sh"]
     assert "no published EAGLE-3 head of this model that TensorRT-LLM loads" in trtllm["README.md"]
+
+
+def test_the_head_takes_its_memory():
+    """An EAGLE-3 head of Llama-3.1-8B (one decoder layer, its 3h -> h projection, a 32,000-token head: about 0.8 GB
+    in 16 bits) and its layer's cache sit beside the target: the step adds them, where it once added nothing."""
+    a = advise(AdviseRequest(model="llama-3.1-8b", hardware="l4", num_devices=1, workload="chat"))
+    steps = [s.technique for s in a.plan.steps]
+    i = steps.index("spec-eagle3")
+    before, after = a.plan.steps[i - 1].predicted, a.plan.steps[i].predicted
+    assert after.weights_per_device_bytes - before.weights_per_device_bytes == pytest.approx(0.8e9, rel=0.1)
+    assert after.kv_cache_per_device_bytes > before.kv_cache_per_device_bytes
