@@ -45,6 +45,9 @@ class ConcurrencyType(click.ParamType):
             self.fail(f"{value!r} is neither a number nor 'max'", param, ctx)
 
 
+DEFAULT_CONTEXT = 4096  # tokens in each sequence's cache when --context is not given
+
+
 @main.command()
 @click.argument("model", default=DEFAULT_MODEL)
 @click.option("--hardware", "-H", default=DEFAULT_HARDWARE, show_default=True,
@@ -66,8 +69,9 @@ class ConcurrencyType(click.ParamType):
 @click.option("--kv-dtype", default=None, help="KV-cache dtype [default: the activation dtype].")
 @click.option("--group-size", type=int, default=None, help="Quantization group size (0 = per channel).")
 @click.option("--batch", "-b", type=int, default=1, show_default=True, help="Concurrent sequences.")
-@click.option("--context", "-c", type=int, default=4096, show_default=True,
-              help="Tokens in each sequence's KV cache at the decode step.")
+@click.option("--context", "-c", type=int, default=None,
+              help="Tokens in each sequence's KV cache at the decode step [default: 4096, or the model's maximum "
+                   "where it is shorter].")
 @click.option("--prompt", "prompt_tokens", type=int, default=None, help="Prompt tokens for TTFT [default: context].")
 @click.option("--engine", type=click.Choice(["serving", *profiles.engine_names()]),
               default="serving", show_default=True,
@@ -114,6 +118,10 @@ def profile(model: str, hardware: str, as_json: bool, output: Path | None, measu
     from ..analytic.profile import profile as run_profile
     from ..schema import ProfileRequest
 
+    if options["context"] is None:  # the default context, no longer than the model takes (GPT-2: 1,024)
+        from ..catalog.models import resolve_model
+
+        options["context"] = min(DEFAULT_CONTEXT, resolve_model(model).max_position_embeddings)
     request = ProfileRequest(model=model, hardware=hardware, **options)
     result = run_profile(request)
     if measure:

@@ -145,3 +145,11 @@ def test_commands_that_run_models_say_how_to_install_torch_on_the_core_install(a
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith("error: this command runs models and needs") and "optiplan[torch]" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_the_default_context_is_no_longer_than_the_model_takes():
+    # GPT-2 takes 1,024 tokens: `profile gpt2` without --context profiles that, where it once failed on 4,096
+    result = run("profile", "gpt2", "--json")
+    assert result.exit_code == 0 and json.loads(result.output)["request"]["context"] == 1024
+    assert json.loads(run("profile", "llama-3.1-8b", "--json").output)["request"]["context"] == 4096
+    assert run("profile", "gpt2", "--context", "4096").exit_code != 0  # asked for: still refused
