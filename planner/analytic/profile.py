@@ -87,8 +87,10 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
         _positive(name.replace("_", " "), getattr(request, name))
     if (request.input_tokens is None) != (request.output_tokens is None):
         raise RequestError("request-level figures need both --input-tokens and --output-tokens")
-    if request.concurrency is not None and request.input_tokens is None:
-        raise RequestError("--concurrency is for request-level figures: give --input-tokens and --output-tokens too")
+    for option, value in (("--concurrency", request.concurrency), ("--scheduling", request.scheduling),
+                          ("--slo-ttft-ms", request.ttft_slo_ms), ("--slo-itl-ms", request.itl_slo_ms)):
+        if value is not None and request.input_tokens is None:
+            raise RequestError(f"{option} is for request-level figures: give --input-tokens and --output-tokens too")
     if request.concurrency != "max":
         _positive("concurrency", request.concurrency)
     if request.input_tokens and request.input_tokens + request.output_tokens > spec.max_position_embeddings:
@@ -144,6 +146,9 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
     kv_dtype = _dtype(request.kv_dtype, "--kv-dtype") if request.kv_dtype else None
     if request.group_size is not None and request.group_size < 0:
         raise RequestError(f"group size must be 0 (per channel) or positive, got {request.group_size}")
+    if request.group_size is not None and weight_dtype not in QUANTIZED:
+        raise RequestError(f"--group-size sets a quantized format's scale groups; {weight_dtype} weights have none "
+                           "(give --dtype int4, int8, nf4, fp8 or fp4)")
     return build_setup(spec, hw, weight_dtype=weight_dtype, group_size=request.group_size, activations=act,
                        kv_dtype=kv_dtype, tp=tp, pp=pp, ep=ep, attention_dp=adp, runtime=runtime,
                        layout=layout_for_runtime(runtime),

@@ -97,7 +97,8 @@ DEFAULT_CONTEXT = 4096  # tokens in each sequence's cache when --context is not 
 @click.option("--measure", is_flag=True,
               help="Also run the real model here with transformers (a model folder; a catalog or config model is "
                    "built with random weights at full size when it fits) and report measured beside predicted.")
-@click.option("--repeats", type=int, default=5, show_default=True, help="Interleaved rounds over the measured points.")
+@click.option("--repeats", type=int, default=None, help="Interleaved rounds over the measured points (with --measure) "
+                                                         "[default: 5].")
 @click.option("--json", "as_json", is_flag=True, help="Print the versioned JSON profile.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write to this file instead of stdout.")
@@ -122,12 +123,14 @@ def profile(model: str, hardware: str, as_json: bool, output: Path | None, measu
         from ..catalog.models import resolve_model
 
         options["context"] = min(DEFAULT_CONTEXT, resolve_model(model).max_position_embeddings)
+    if not measure and repeats is not None:
+        raise click.BadParameter("sets the measured rounds: give --measure too", param_hint="--repeats")
     request = ProfileRequest(model=model, hardware=hardware, **options)
     result = run_profile(request)
     if measure:
         from ..measure.profile import measure_profile
 
-        result = measure_profile(request, result, repeats=repeats, show_progress=not as_json)
+        result = measure_profile(request, result, repeats=repeats or 5, show_progress=not as_json)
     if as_json:
         emit(result.model_dump_json(indent=2), output)
         return

@@ -112,7 +112,8 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
             # one at a time it is the batch-1 decode step; under load it is validated with the request latencies
             ("inter-token", f"{q.itl_ms:,.2f} ms"
                             f"{band_text(p.accuracy, decode_band(q.concurrency))} "
-                            "(prefill chunks that share the steps counted)"),
+                            + ("(prefill chunks that share the steps counted)" if q.scheduling.startswith("continuous")
+                               else "(the batch's decode steps; its prefill is in the TTFT)")),
             ("request", f"{q.request_latency_ms / 1e3:,.2f} s{band_text(p.accuracy, 'request_latency_ms')} from "
                         "arrival to last token"),
             ("output tokens/s", f"{q.output_tokens_per_s:,.0f}{band_text(p.accuracy, 'throughput_tokens_per_s')} of "

@@ -153,3 +153,14 @@ def test_the_default_context_is_no_longer_than_the_model_takes():
     assert result.exit_code == 0 and json.loads(result.output)["request"]["context"] == 1024
     assert json.loads(run("profile", "llama-3.1-8b", "--json").output)["request"]["context"] == 4096
     assert run("profile", "gpt2", "--context", "4096").exit_code != 0  # asked for: still refused
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--group-size", "64"), "bf16 weights have none"),
+    (("--scheduling", "static"), "--scheduling is for request-level figures"),
+    (("--slo-ttft-ms", "200"), "--slo-ttft-ms is for request-level figures"),
+    (("--repeats", "3"), "give --measure too"),
+])
+def test_options_that_would_change_nothing_are_refused(args, message):
+    result = run("profile", "llama-3.1-8b", *args)
+    assert result.exit_code != 0 and message in result.output
