@@ -47,6 +47,9 @@ def _ours(ctx: Context):
 def _flash_params(ctx: Context) -> dict:
     if ctx.workload.engine == "llama.cpp":
         return {"kernel": f"llama.cpp --flash-attn on {ctx.hw.features.backend}"}
+    if ctx.spec.mla is not None and ctx.workload.engine != "transformers":
+        # latent attention runs the engines' MLA kernels, not FlashAttention's (profiles/engines/vllm.yaml)
+        return {"kernel": "the engine's MLA attention (FlashMLA, CUTLASS MLA or FlashInfer MLA by device)"}
     if shares := _ours(ctx):
         return {"implementation": "triton", "measured": f"{shares.prefill_attention:.0%} of bf16 peak in prefill, "
                                                          f"{shares.decode_attention:.0%} of HBM in decode: {shares.source}"}

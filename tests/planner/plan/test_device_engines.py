@@ -142,3 +142,10 @@ def test_a_cpu_plan_for_llama_cpp_quantizes_the_weights():
     steps = [s.technique for s in a.plan.steps]
     assert {"weight-int8", "weight-int4-gguf", "weight-int4"} & set(steps), steps
     assert a.plan.predicted.ttft_ms < 0.7 * a.baseline.ttft_ms
+
+
+def test_a_latent_attention_model_names_the_mla_kernels():
+    """DeepSeek's latent attention runs the engines' MLA kernels: the step does not say FlashAttention-3."""
+    a = _advise(model="deepseek-v2-lite", hardware="h100-sxm", engine="sglang")
+    step = next(s for s in a.plan.steps if s.technique == "flash-attention")
+    assert "MLA" in step.params["kernel"] and "version" not in step.params
