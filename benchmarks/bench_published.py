@@ -153,7 +153,8 @@ def predict(p: dict, view: str = "requests", tune: Callable[[ProfileRequest], An
                              tensor_parallel=None if adp > 1 else p.get("tensor_parallel"),
                              attention_data_parallel=adp, expert_parallel=p.get("expert_parallel") or 1,
                              dtype=dtype, group_size=p.get("group_size"), kv_dtype=kv_dtype, batch=batch,
-                             context=context, prompt_tokens=prompt, engine=engine, scheduling=p.get("scheduling"),
+                             context=context, prompt_tokens=prompt, engine=engine,
+                             scheduling=p.get("scheduling") if requests else None,  # request figures only
                              **requests)
     try:
         eff = tune(request) if tune else None
