@@ -151,3 +151,12 @@ def test_only_the_points_read_by_the_kernel_are_fitted(bench):
     with bench.kernel_factors("ggml-mmvq", 0.5):
         assert bench.predict(gpt_fast)[0] == pytest.approx(other)
         assert bench.predict(read[0])[0] < 0.9 * own  # tokens/s: a smaller share reads the weights later
+
+
+def test_profile_refuses_no_published_point(bench):
+    """Every point the validation set can express is predicted: a refusal is the bench asking what profile cannot
+    answer (it once set a batch-1 decode point's scheduling without request lengths, and three LMDeploy points
+    dropped out of the accuracy card)."""
+    refused = [(p["id"], why) for p in bench.published_points()
+               for value, why in [bench.predict(p)] if value is None and why.startswith("profile refuses")]
+    assert not refused
