@@ -23,6 +23,7 @@ def activation_peak_bytes(s: Setup, batch: int, prompt: int) -> float:
     tokens = max(prompts * prompt, 1)
     if s.prefill_chunk_tokens:
         tokens = min(tokens, s.prefill_chunk_tokens)
+        prompts = min(prompts, -(-tokens // max(prompt, 1)))  # the prompts one chunk spans, each its last logits
     hidden = tokens * s.act_bytes * (2 * s.spec.hidden_size + 3 * active_intermediate(s) / s.tp)
     logits = min(prompts, tokens) * s.spec.vocab_size * (s.act_bytes + 4)
     scores = 0.0
@@ -88,9 +89,11 @@ def whole_sequences(s: Setup, batch: int) -> int:
     return math.ceil(batch / s.attention_dp) * s.attention_dp
 
 
-def fits(s: Setup, batch: int, context: int, prompt: int) -> bool:
-    return sum(per_device_bytes(s, whole_sequences(s, batch), context, prompt)) + s.hw.runtime_overhead_bytes \
-        <= s.hw.memory_bytes
+def fits(s: Setup, batch: int, context: int, prompt: int, raised: bool = False) -> bool:
+    """Whether `batch` sequences of `context` tokens fit: their caches in the share of the device the engine gives
+    its cache (`cache_room`; `raised` as there) beside the weights, activations and runtime."""
+    weights, kv, act = per_device_bytes(s, whole_sequences(s, batch), context, prompt)
+    return kv <= cache_room(s, weights, act + s.hw.runtime_overhead_bytes, raised)
 
 
 # The most of a device a plan asks an engine with a memory share (vLLM, TensorRT-LLM) to give its cache where the
@@ -138,8 +141,11 @@ def max_batch(s: Setup, context: int, prompt: int) -> int:
     sequence also brings its share of those copies."""
     w, kv, _ = per_device_bytes(s, 1, context, prompt)
     room = s.hw.memory_bytes - s.hw.runtime_overhead_bytes - w - causal_mask_bytes(s, context)
+    # a chunked prefill holds a whole chunk of prompts' activations at once (as `fits` counts a batch's); otherwise
+    # prompts prefill one at a time
+    prefilling = -(-s.prefill_chunk_tokens // max(prompt, 1)) if s.prefill_chunk_tokens else 1
     free = cache_room(s, w, s.hw.runtime_overhead_bytes + causal_mask_bytes(s, context)
-                      + transient_bytes(s, 1, context, prompt))
+                      + transient_bytes(s, prefilling, context, prompt))
     if kv <= 0:
         return 0 if free < 0 else 1 << 20
     n = int(free // kv)

@@ -3,7 +3,7 @@ and return a versioned `Profile`. Pure Python: importing this never imports torc
 
 from __future__ import annotations
 
-from ..catalog.dtypes import BITS, QUANTIZED, DtypeError, canonical, compute_dtype
+from ..catalog.dtypes import QUANTIZED, DtypeError, canonical, compute_dtype
 from ..catalog.engines import (
     GENERIC_SERVING,
     backend_refusal,
@@ -38,7 +38,7 @@ from ..schema import (
 from .accuracy import accuracy_bands
 from .efficiency import prefill_chunk_tokens
 from .kvcache import elements_per_token, kv_cache_elements, kv_groups, layout_for_runtime, state_elements
-from .memory import fits, max_batch, max_context, per_device_bytes, whole_sequences
+from .memory import cache_room, fits, max_batch, max_context, per_device_bytes, whole_sequences
 from .params import param_counts
 from .requests import request_profile
 from .setup import Setup, build_setup, default_16bit, total_weight_bytes
@@ -70,9 +70,26 @@ def _dtype(value: str, what: str) -> str:
         raise RequestError(f"{what}: {exc}") from exc
 
 
+# The weight formats a GEMM over quantized activations takes: W8A8 int8 (and W4A8 with int4 weights unpacked to int8,
+# QServe's and LMDeploy's), W8A8 fp8 (and TensorRT-LLM's W4A8 AWQ, int4 weights over fp8 activations), NVFP4 W4A4.
+GEMM_WEIGHTS = {"int8": ("int8", "int4"), "fp8": ("fp8", "int4"), "fp4": ("fp4",)}
+
+
+DEFAULT_CONTEXT = 4096  # tokens in each sequence's cache where the request names none
+
+
+def with_context(request: ProfileRequest, spec: ModelSpec) -> ProfileRequest:
+    """The request with its context resolved: as given, else 4,096 tokens or the model's maximum where it is shorter
+    (GPT-2: 1,024)."""
+    if request.context is not None:
+        return request
+    return request.model_copy(update={"context": min(DEFAULT_CONTEXT, spec.max_position_embeddings)})
+
+
 def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec,
                 efficiency: EfficiencyFactors | None = None) -> Setup:
     """Check a request against the model and device and resolve everything the analytic model needs."""
+    request = with_context(request, spec)
     for name in ("num_devices", "pipeline_parallel", "tensor_parallel", "batch", "context", "prompt_tokens"):
         _positive(name.replace("_", " "), getattr(request, name))
     runtime = engine_runtime(request.engine)
@@ -133,10 +150,9 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
     weight_dtype = _dtype(request.dtype, "--dtype")
     act = (_dtype(request.activations, "--activations") if request.activations
            else engine_activations(request.engine, weight_dtype, hw))
-    if request.activations and act in QUANTIZED and (weight_dtype not in QUANTIZED or BITS[weight_dtype] > BITS[act]):
-        # an 8-bit GEMM takes 8-bit (or packed 4-bit) weights: W8A8, W4A8; 16-bit weights have no such kernel
-        raise RequestError(f"{act} activations run {act} matrix products, which take quantized weights of at most "
-                           f"{BITS[act]} bits (W{BITS[act]}A{BITS[act]}, W4A{BITS[act]}); --dtype is {weight_dtype}")
+    if request.activations and act in GEMM_WEIGHTS and weight_dtype not in GEMM_WEIGHTS[act]:
+        raise RequestError(f"{act} activations run {act} matrix products, which take "
+                           f"{' or '.join(GEMM_WEIGHTS[act])} weights; --dtype is {weight_dtype}")
     compute = compute_dtype(weight_dtype, act, default_16bit(hw))
     for label, d in (("weights", weight_dtype), ("compute", compute)):
         if not supports_dtype(hw, d) or (label == "compute" and d not in hw.peak_tflops):
@@ -220,9 +236,12 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
                         f"refused; the request figures are those of the {in_flight} it serves")
         concurrency = in_flight
     fit = fits(s, batch, context, prompt)
+    # what the engine may use of a device: all of it, or its share (vLLM runs within 0.9 of it)
+    usable = w_dev + act_dev + hw.runtime_overhead_bytes + cache_room(s, w_dev, act_dev + hw.runtime_overhead_bytes)
     if not fit:
-        warnings.append(f"does not fit: {per_device / 1e9:.1f} GB needed per device, "
-                        f"{hw.memory_bytes / 1e9:.1f} GB available")
+        share = "" if s.kv_memory is None else f" ({request.engine}'s default share of {hw.memory_bytes / 1e9:.1f} GB)"
+        warnings.append(f"does not fit: {per_device / 1e9:.1f} GB needed per device, {usable / 1e9:.1f} GB "
+                        f"available{share}")
     comm = decode.comm_s / decode.time_s if decode.time_s else 0.0
     peak = hw.peak_tflops[s.compute_dtype]
     return Profile(
@@ -241,7 +260,7 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
             kv_cache_bytes_per_token=elements_per_token(spec, s.layout) * spec.attention_layers * s.kv_bits / 8,
             kv_cache_batch_bytes=int(kv_one * batch), activation_peak_bytes=int(act_dev),
             runtime_overhead_bytes=hw.runtime_overhead_bytes, per_device_bytes=int(per_device),
-            device_memory_bytes=hw.memory_bytes, headroom_bytes=int(hw.memory_bytes - per_device),
+            device_memory_bytes=hw.memory_bytes, headroom_bytes=int(usable - per_device),
         ),
         compute=ComputeProfile(
             prefill_matmul_flops_per_token=matmul_flops(s, prompt, 1) / prompt,
@@ -279,4 +298,5 @@ def profile(request: ProfileRequest, efficiency: EfficiencyFactors | None = None
     `optiplan profile`."""
     spec = resolve_model(request.model)
     hw = resolve_hardware(request.hardware)
+    request = with_context(request, spec)
     return profile_setup(request, setup_for_request(request, spec, hw, efficiency))

@@ -86,16 +86,25 @@ def request_figures(s: Setup, input_tokens: int, output_tokens: int, concurrency
             # in steady state: with many prompts per cycle, others' prompt tokens beside its own (up to the budget).
             # Its own prompt alone in the step put a 1B's TTFT at 512 tokens and 1,000 users below its inter-token
             # latency, though the first token comes out of one of those same steps.
-            ttft = math.ceil(new / head) * step_s(min(room, head)) + cycle / steps / 2
+            # Without chunking a step takes whole prompts, as many as steady state brings (`room`), its own among them.
+            ttft = math.ceil(new / head) * step_s(min(room, head) if chunk else room) + cycle / steps / 2
         # alone, the step reads the prompt's cache; in company, it is the running batch's step (their caches held)
-        ttft += first_token_step_s(s, running, i if c == 1 else held)
-        if o > 1:
+        first = first_token_step_s(s, running, i if c == 1 else held)
+        ttft += first
+        if o > 1 and steps > o - 1:
+            # the budget binds: the running sequences decode in every step and the prompts wait for room in the
+            # queue, so the wait is the first token's and the time between tokens a step's
+            itl = cycle / steps
+            ttft = max(ttft, cycle - (o - 1) * itl)
+            cycle = ttft + (o - 1) * itl
+        elif o > 1:
             cycle = max(cycle, ttft)
             itl = max((cycle - ttft) / (o - 1), decode.time_s)
             cycle = ttft + (o - 1) * itl
         elif c > 1:  # one token out: the cycle is the C prompts' steps, and (Little's law) each request spends it
             itl = 0.0
-            ttft = cycle
+            ttft = cycle + first
+            cycle = ttft
         else:
             itl = 0.0
             cycle = ttft = max(cycle, ttft)

@@ -45,9 +45,6 @@ class ConcurrencyType(click.ParamType):
             self.fail(f"{value!r} is neither a number nor 'max'", param, ctx)
 
 
-DEFAULT_CONTEXT = 4096  # tokens in each sequence's cache when --context is not given
-
-
 @main.command()
 @click.argument("model", default=DEFAULT_MODEL)
 @click.option("--hardware", "-H", default=DEFAULT_HARDWARE, show_default=True,
@@ -119,18 +116,14 @@ def profile(model: str, hardware: str, as_json: bool, output: Path | None, measu
     from ..analytic.profile import profile as run_profile
     from ..schema import ProfileRequest
 
-    if options["context"] is None:  # the default context, no longer than the model takes (GPT-2: 1,024)
-        from ..catalog.models import resolve_model
-
-        options["context"] = min(DEFAULT_CONTEXT, resolve_model(model).max_position_embeddings)
     if not measure and repeats is not None:
         raise click.BadParameter("sets the measured rounds: give --measure too", param_hint="--repeats")
     request = ProfileRequest(model=model, hardware=hardware, **options)
-    result = run_profile(request)
+    result = run_profile(request)  # its request has the context resolved (no longer than the model takes)
     if measure:
         from ..measure.profile import measure_profile
 
-        result = measure_profile(request, result, repeats=repeats or 5, show_progress=not as_json)
+        result = measure_profile(result.request, result, repeats=repeats or 5, show_progress=not as_json)
     if as_json:
         emit(result.model_dump_json(indent=2), output)
         return

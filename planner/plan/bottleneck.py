@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..analytic.memory import weights_room
 from ..analytic.steps import decode_step
 from ..schema.advice import Bottleneck, Prediction
 from ..schema.workload import Workload
@@ -24,7 +25,10 @@ def classify(state: PlanState, p: Prediction, workload: Workload) -> Bottleneck:
         found.append(("compute", "training", f"a step takes {p.training_step_s:,.1f} s at "
                                              f"{p.throughput_tokens_per_s:,.0f} tokens/s"))
         return _pick(found)
-    usable = hw.memory_bytes - hw.runtime_overhead_bytes
+    s = to_setup(state)
+    # what the engine lets weights and activations take of a device (vLLM runs within its share of it): the whole
+    # device less the runtime where the engine sets no share
+    usable = weights_room(s, 0.0, hw.runtime_overhead_bytes, raised=True)
     if spec.max_position_embeddings < workload.context_needed:
         found.append(("context-length", "context",
                       f"the workload needs {workload.context_needed:,} tokens, {spec.name} supports "
@@ -39,7 +43,6 @@ def classify(state: PlanState, p: Prediction, workload: Workload) -> Bottleneck:
         found.append(("kv-cache-memory", category,
                       f"KV cache allows {p.max_concurrency} concurrent sequences, workload needs "
                       f"{workload.concurrency} (each reserves {_reserved(state, workload):,} tokens)"))
-    s = to_setup(state)
     comm_share = _comm_share(state, p)
     if comm_share > 0.3:
         found.append(("interconnect", "latency", f"all-reduces take {comm_share:.0%} of a decode step on "

@@ -204,7 +204,7 @@ def evaluate(state: PlanState, workload: Workload, full: bool = True,
         throughput *= replicas
     kv_dev = kv_one * batch
     memory = weights + kv_dev + act + hw.runtime_overhead_bytes
-    fit = room >= 1 and fits(s, 1, workload.context_needed, prompt)
+    fit = room >= 1 and fits(s, 1, workload.context_needed, prompt, raised=True)
     prefill = prefill_step(s, 1, prompt, cached)
     decode = decode_step(s, batch, context)
     if speed is not None:

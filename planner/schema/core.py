@@ -276,7 +276,8 @@ class ProfileRequest(Frozen):
     kv_dtype: str | None = None
     group_size: int | None = None
     batch: int = 1
-    context: int = Field(4096, description="tokens in each sequence's KV cache at the decode step (TPOT)")
+    context: int | None = Field(None, description="tokens in each sequence's KV cache at the decode step (TPOT) "
+                                                  "[default: 4096, or the model's maximum where it is shorter]")
     prompt_tokens: int | None = Field(None, description="prompt length for the prefill (TTFT); default: the context")
     engine: str = Field("serving", description="engine with a profile in profiles/engines/ (vllm, sglang, tgi, trtllm, "
                                                  "llama.cpp, transformers, gpt-fast) or 'serving' for any optimized "
@@ -351,7 +352,8 @@ class MemoryBreakdown(Frozen):
     runtime_overhead_bytes: int
     per_device_bytes: int
     device_memory_bytes: int
-    headroom_bytes: int
+    headroom_bytes: int = Field(description="what the engine may use of a device (its default share where it sets "
+                                            "one: vLLM 0.9) less what the profile holds; negative: does not fit")
 
 
 class ComputeProfile(Frozen):

@@ -19,8 +19,9 @@ def _offload(state: PlanState, ctx: Context) -> PlanState:
     to fit on the device, in the share of it the engine gives its cache and weights (`memory.weights_room`; at most
     95% of the device, at most 90% of the weights offloaded), streamed over the host link every pass."""
     s = to_setup(state.with_(offload_fraction=0.0))
-    weights, kv, act = per_device_bytes(s, 1, int(kv_reserved_tokens(state, ctx.workload)),
-                                        ctx.workload.prompt_tokens_p95)
+    # one sequence at its whole length: what the plan's `fits` asks of the device
+    weights, kv, act = per_device_bytes(s, 1, max(int(kv_reserved_tokens(state, ctx.workload)),
+                                                  ctx.workload.context_needed), ctx.workload.prompt_tokens_p95)
     spare = min(ctx.hw.memory_bytes * 0.95 - ctx.hw.runtime_overhead_bytes - kv - act,
                 weights_room(s, kv, ctx.hw.runtime_overhead_bytes + act, raised=True))
     fraction = min(max((weights - spare) / weights, 0.0), 0.9) if weights > 0 else 0.0

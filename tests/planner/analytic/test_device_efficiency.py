@@ -9,7 +9,7 @@ import pytest
 from optiplan import profiles
 from optiplan.planner.analytic.efficiency import measured_factors
 from optiplan.planner.analytic.kvcache import cache_tokens_held
-from optiplan.planner.analytic.memory import cache_room, per_device_bytes
+from optiplan.planner.analytic.memory import cache_room, fits, per_device_bytes
 from optiplan.planner.analytic.profile import profile, setup_for_request
 from optiplan.planner.analytic.setup import build_setup
 from optiplan.planner.analytic.steps import decode_step, prefill_step
@@ -167,7 +167,22 @@ def test_vllm_holds_its_cache_in_its_share_of_the_device():
                           resolve_hardware("h100-sxm"))
     assert s.kv_memory == ("device", 0.9)
     weights, kv, act = per_device_bytes(s, 1, held, 1024)
-    expected = int((0.9 * s.hw.memory_bytes - weights - act - s.hw.runtime_overhead_bytes) // kv)
-    assert profile(ProfileRequest(engine="vllm", **kw)).requests.max_concurrency == expected
+    one_prompt = int((0.9 * s.hw.memory_bytes - weights - act - s.hw.runtime_overhead_bytes) // kv)
+    most = profile(ProfileRequest(engine="vllm", **kw)).requests.max_concurrency
+    # the batch's own transients (prompts prefilled together up to the 8,192-token chunk) take a little more
+    assert fits(s, most, held, 1024) and not fits(s, most + 1, held, 1024) and 0.97 * one_prompt <= most <= one_prompt
     whole = int((s.hw.memory_bytes - weights - act - s.hw.runtime_overhead_bytes) // kv)
-    assert expected < 0.9 * whole  # the tenth of the device it leaves is a larger share of what the weights leave
+    assert most < 0.9 * whole  # the tenth of the device it leaves is a larger share of what the weights leave
+
+
+def test_fits_and_the_largest_batch_agree_in_the_engines_share():
+    """`fits`, the largest batch and the longest context all count the share of the device the engine takes: vLLM's
+    8B on an H100 at 4,096 tokens holds 111 sequences, not the 120 the whole device would (profile once said 120
+    fit while its batch curve said they did not)."""
+    kw = {"model": "llama-3.1-8b", "hardware": "h100-sxm", "engine": "vllm", "context": 4096}
+    most = profile(ProfileRequest(**kw)).throughput.max_batch
+    assert profile(ProfileRequest(batch=most, **kw)).fits
+    over = profile(ProfileRequest(batch=most + 1, **kw))
+    assert not over.fits and over.memory.headroom_bytes < 0
+    assert over.throughput.max_context < 4096
+    assert profile(ProfileRequest(**(kw | {"engine": "serving"}))).throughput.max_batch > most

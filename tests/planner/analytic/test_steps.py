@@ -136,8 +136,11 @@ def test_compute_dtype_follows_weights_and_activations():
     assert setup(dtype="int4", activations="fp8").compute_dtype == "fp8"  # W4A8
     with pytest.raises(RequestError, match="int8 activations run int8 matrix products"):
         setup(dtype="bf16", activations="int8")
-    with pytest.raises(RequestError, match="at most 4 bits"):
+    with pytest.raises(RequestError, match="take fp4 weights"):
         setup(dtype="fp8", activations="fp4")
+    for weights, acts in (("fp8", "int8"), ("int8", "fp8"), ("nf4", "int8")):  # no such GEMM either
+        with pytest.raises(RequestError, match=f"{acts} activations run"):
+            setup(dtype=weights, activations=acts)
 
 
 def test_eager_attention_materialises_scores():

@@ -153,6 +153,10 @@ def test_the_default_context_is_no_longer_than_the_model_takes():
     assert result.exit_code == 0 and json.loads(result.output)["request"]["context"] == 1024
     assert json.loads(run("profile", "llama-3.1-8b", "--json").output)["request"]["context"] == 4096
     assert run("profile", "gpt2", "--context", "4096").exit_code != 0  # asked for: still refused
+    from optiplan.planner.analytic.profile import profile
+    from optiplan.planner.schema import ProfileRequest
+
+    assert profile(ProfileRequest(model="gpt2", hardware="h100-sxm")).request.context == 1024  # the API, the service
 
 
 @pytest.mark.parametrize("args, message", [

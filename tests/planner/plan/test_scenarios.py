@@ -267,3 +267,13 @@ def test_a_published_fp8_checkpoint_is_served_in_fp8():
     cfg = {"model_type": "llama", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
            "vocab_size": 100, "max_position_embeddings": 128, "quantization_config": {"quant_method": "fp8"}}
     assert model_spec_from_config(cfg, "t", "t").checkpoint_dtype == "fp8"
+
+
+def test_weights_past_the_engines_share_are_the_bottleneck():
+    """GPT-NeoX-20B's 41 GB of weights fit an A100-40GB's 43 GB but not what vLLM takes of it: the bottleneck is the
+    weights' memory, not a context the model cannot hold (it once said the cache allowed 0 sequences, 'context')."""
+    from optiplan.planner.errors import ImpossibleError
+
+    with pytest.raises(ImpossibleError) as err:  # one A100-40GB cannot serve it: the document still names why
+        run(model="gpt-neox-20b", hardware="a100-40gb", workload="code-completion", engine="vllm")
+    assert err.value.document.bottleneck.primary == "weights-memory"
