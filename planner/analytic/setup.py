@@ -213,7 +213,7 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
                 runtime: str = "transformers", layout: str = "transformers", attention: str = "sdpa",
                 prefill_chunk_tokens: int | None = None, offload_fraction: float = 0.0,
                 efficiency: EfficiencyFactors | None = None, weight_kernel: str | None = None,
-                engine: str | None = None) -> Setup:
+                engine: str | None = None, speculative: str | None = None) -> Setup:
     """Resolve one configuration into the analytic model's inputs.
 
     `runtime` picks the fixed costs per step ("serving": an engine with CUDA graphs; "transformers": eager
@@ -272,4 +272,4 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         square_mask=engine_square_mask(engine), math_decode_attention=engine_math_decode_attention(engine),
         max_running=engine_max_running(engine, hw, tp * pp, attention_dp), running_pool=engine_running_pool(engine),
         embedding_on_host=hw.kind == "gpu" and engine_embedding_on_host(engine),
-        first_token_decoded=engine_decodes_first_token(engine), kv_memory=engine_kv_memory(engine, hw, tp * pp, attention_dp))
+        first_token_decoded=engine_decodes_first_token(engine), kv_memory=engine_kv_memory(engine, hw, tp * pp, attention_dp, speculative))

@@ -99,20 +99,23 @@ def engine_chunk_budget(engine: str | None, runtime_default: int, hw: HardwareSp
         or runtime_default
 
 
-def engine_kv_memory(engine: str | None, hw: HardwareSpec, devices: int = 1,
-                     attention_dp: int = 1) -> tuple[str, float] | None:
+def engine_kv_memory(engine: str | None, hw: HardwareSpec, devices: int = 1, attention_dp: int = 1,
+                     speculative: str | None = None) -> tuple[str, float] | None:
     """How much of a GPU the engine gives its KV cache by default (its profile's `kv_memory`), as (kind, value):
     ("device", share): the engine runs within that share of the device, weights, activations and cache together
     (vLLM's --gpu-memory-utilization); ("free", share): the cache takes that share of what the weights and
     activations leave (TensorRT-LLM's free_gpu_memory_fraction); ("reserve", bytes): weights and cache take all but
     that much, set by the device's memory and the `devices` of a tensor x pipeline group, more under data-parallel
-    attention (SGLang's --mem-fraction-static). None where the profile states none or on another kind of device."""
+    attention and with speculative decoding (`speculative`: the method; a separate draft model more) (SGLang's
+    --mem-fraction-static). None where the profile states none or on another kind of device."""
     fact = _fact(engine, "kv_memory")
     if not fact or hw.kind != "gpu":
         return None
     if fact["of"] == "reserve":
         base, per_device = _device_fact(engine, hw, "kv_reserve_gib")
         extra = fact.get("attention_dp_gib", 0.0) if attention_dp > 1 else 0.0
+        if speculative:
+            extra += fact.get("draft_model_gib" if speculative == "draft" else "speculative_gib", 0.0)
         return "reserve", (base + per_device * devices + extra) * 2**30
     return fact["of"], float(fact["share"])
 

@@ -91,6 +91,8 @@ def max_seqs(advice: Advice) -> int:
 
 
 DEFAULT_MEMORY_FRACTION = 0.9  # where the engine's profile states no share of its own
+# a plan's speculative step -> its method (plan.state.Speculation), which sets what SGLang reserves for it
+SPECULATION = {"spec-draft": "draft", "spec-ngram": "ngram", "spec-eagle3": "eagle3", "spec-mtp": "mtp"}
 MAX_MEMORY_FRACTION = 0.98
 
 
@@ -99,7 +101,8 @@ def engine_memory_share(advice: Advice, engine: str, hw: HardwareSpec) -> float:
     vLLM's --gpu-memory-utilization, TensorRT-LLM's free_gpu_memory_fraction, SGLang's --mem-fraction-static as it
     computes it from the device's memory and the tensor x pipeline group."""
     p = advice.plan.predicted
-    kv = engine_kv_memory(engine, hw, p.tensor_parallel * p.pipeline_parallel, p.attention_data_parallel)
+    speculative = next((SPECULATION[s.technique] for s in advice.plan.steps if s.technique in SPECULATION), None)
+    kv = engine_kv_memory(engine, hw, p.tensor_parallel * p.pipeline_parallel, p.attention_data_parallel, speculative)
     if kv is None:
         return DEFAULT_MEMORY_FRACTION
     kind, value = kv

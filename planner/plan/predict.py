@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import math
 
+from ..analytic.kvcache import elements_per_token
 from ..analytic.memory import cache_room, fits, max_context, per_device_bytes
 from ..analytic.requests import cached_tokens, request_figures
 from ..analytic.setup import Setup
-from ..analytic.steps import decode_step, first_token_step_s, kv_bytes_per_device, prefill_step
+from ..analytic.steps import decode_step, first_token_step_s, prefill_step
 from ..schema import HardwareSpec, ModelSpec
 from ..schema.advice import Prediction
 from ..schema.workload import Workload
@@ -93,7 +94,9 @@ def _draft_bytes(state: PlanState, reserved: float) -> tuple[float, float] | Non
         h = state.spec.hidden_size
         layer = s.counts.active_linear / state.spec.num_layers  # a dense layer of the target's width
         head = (layer + 3 * h * h + EAGLE3_DRAFT_VOCAB * h) * s.act_bytes / s.tp
-        return head, kv_bytes_per_device(s, int(reserved)) / state.spec.num_layers
+        # its one full-attention layer's cache (not the mean layer's: a hybrid's Mamba or windowed layers hold less)
+        cache = elements_per_token(state.spec, s.layout) * int(reserved) * s.kv_share * s.kv_bits / 8 / s.attention_dp
+        return head, cache
     if spec is None or spec.method != "draft" or spec.draft is None:
         return None
     d = to_setup(state.with_(spec=spec.draft, speculation=None, ep=1, attention_dp=1, offload_fraction=0.0))

@@ -90,7 +90,8 @@ def to_setup(state: PlanState) -> Setup:
         attention=state.attention,
         prefill_chunk_tokens=engine_chunk_budget(state.engine, prefill_chunk_tokens("serving"), state.hw,
                                                  state.tp * state.pp) if state.chunked_prefill else None,
-        offload_fraction=state.offload_fraction, weight_kernel=state.weight_kernel, engine=state.engine)
+        offload_fraction=state.offload_fraction, weight_kernel=state.weight_kernel, engine=state.engine,
+        speculative=state.speculation.method if state.speculation else None)
 
 
 def kv_reserved_tokens(state: PlanState, workload: Workload) -> float:

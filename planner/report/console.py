@@ -42,6 +42,13 @@ def _section(title: str, rows: list[tuple[str, str]]) -> Table:
     return table
 
 
+# What a step's bound means (steps.StepCost.bound): the kind of kernel that takes most of its time, not its FLOPs over
+# all its bytes against the ridge (a batch's GEMMs at the compute roof beside attention reading the caches)
+BOUND_WHY = {"compute": "most of its time is in kernels at the compute roof",
+             "memory": "most of its time is in kernels at the memory roof",
+             "launch": "launching its kernels takes longer than running them"}
+
+
 def print_profile(p: Profile, output: Path | None = None) -> None:
     console = Console(file=open(output, "w", encoding="utf-8") if output else None, width=110)
     r, m, hw, mem, c, lat, tp = p.request, p.model, p.hardware, p.memory, p.compute, p.latency, p.throughput
@@ -78,9 +85,10 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
         ("decode / token", f"{fmt_flops(c.decode_matmul_flops_per_token)} matmul + "
                            f"{fmt_flops(c.decode_attention_flops_per_token)} attention"),
         ("decode step", f"{fmt_bytes(c.decode_bytes_per_step)} moved per device, intensity "
-                        f"{c.decode_arithmetic_intensity:.1f} FLOP/B vs ridge {c.ridge_flops_per_byte:.0f}: "
-                        f"{c.decode_bound}-bound"),
-        ("prefill", f"intensity {c.prefill_arithmetic_intensity:.0f} FLOP/B: {c.prefill_bound}-bound"),
+                        f"{c.decode_arithmetic_intensity:.1f} FLOP/B (ridge {c.ridge_flops_per_byte:.0f}); "
+                        f"{c.decode_bound}-bound: {BOUND_WHY[c.decode_bound]}"),
+        ("prefill", f"intensity {c.prefill_arithmetic_intensity:.0f} FLOP/B; {c.prefill_bound}-bound: "
+                    f"{BOUND_WHY[c.prefill_bound]}"),
     ]))
     comm = (f", all-reduce {lat.allreduce_ms_per_layer * 1e3:.0f} us/layer "
             f"({lat.communication_share:.0%} of a decode step)") if hw.tensor_parallel > 1 else ""

@@ -236,11 +236,14 @@ def test_memory_share_and_sequences_follow_the_plan():
     assert cfg.options["max-num-seqs"] == min(p.batch, p.max_concurrency) > a.workload.concurrency
     assert p.memory_per_device_bytes <= 0.9 * p.device_memory_bytes
     assert cfg.options["gpu-memory-utilization"] == 0.9
-    # SGLang's --mem-fraction-static is the one it computes: all of an H100 but 9.5 GiB + 0.5 GiB per device
-    sglang = engine_config(advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", num_devices=1,
-                                                workload="chat", goal="throughput", engine="sglang")), "sglang")
+    # SGLang's --mem-fraction-static is the one it computes: all of an H100 but 9.5 GiB + 0.5 GiB per device, 2 GiB
+    # more where the plan speculates
+    sg_plan = advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", num_devices=1, workload="chat",
+                                   goal="throughput", engine="sglang"))
+    speculates = any(s.technique.startswith("spec-") for s in sg_plan.plan.steps)
     memory = p.device_memory_bytes
-    assert sglang.options["mem-fraction-static"] == round((memory - 10 * 2**30) / memory, 3)
+    reserve = (12 if speculates else 10) * 2**30
+    assert engine_config(sg_plan, "sglang").options["mem-fraction-static"] == round((memory - reserve) / memory, 3)
     assert engine_config(a, "trtllm").options["kv_cache_free_gpu_memory_fraction"] == 0.9
     # the workload's own sequences may need more than the default share: the plan raises it (at most to 0.95) and
     # the config says so; 70B in fp8 on one H100 holds 7 chat requests in vLLM's 0.9 of it
@@ -306,3 +309,20 @@ def test_replicas_that_fit_a_node_are_a_deployment_with_replicas():
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 8
     args = " ".join(container.get("args", []) + container.get("command", []))
     assert "--tensor-parallel-size 8" in args and "data-parallel-size" not in args
+
+
+def test_sglang_reserves_more_for_speculation():
+    """SGLang keeps 2 GiB more beside weights and cache with speculative decoding (6 with a separate draft model):
+    a plan with EAGLE-3 sizes its cache so, and its --mem-fraction-static is the share SGLang would compute."""
+    from optiplan.planner.catalog.engines import engine_kv_memory
+    from optiplan.planner.catalog.hardware import resolve_hardware
+    from optiplan.planner.schema import AdviseRequest
+
+    h100 = resolve_hardware("h100-sxm")
+    plain, eagle, draft = (engine_kv_memory("sglang", h100, 1, 1, m)[1] / 2**30 for m in (None, "eagle3", "draft"))
+    assert (plain, eagle, draft) == (10.0, 12.0, 16.0)
+    a = advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", num_devices=1, workload="chat",
+                             engine="sglang", goal="throughput"))
+    if "spec-eagle3" in [s.technique for s in a.plan.steps]:
+        memory = a.plan.predicted.device_memory_bytes
+        assert engine_config(a, "sglang").options["mem-fraction-static"] >= round((memory - 12 * 2**30) / memory, 3)
