@@ -374,8 +374,14 @@ def test_sglang_sets_its_chunk_by_gpu_memory(hardware, chunk):
 def test_advice_says_where_the_plan_runs_past_the_engines_default_limit(engine, hardware, users, cap, option):
     from optiplan.planner.deploy.render import engine_config
 
+    from optiplan.planner.errors import ImpossibleError
+
     def run(concurrency):
-        return advise(AdviseRequest(model="llama-3.1-8b", hardware=hardware, engine=engine, concurrency=concurrency))
+        try:
+            return advise(AdviseRequest(model="llama-3.1-8b", hardware=hardware, engine=engine,
+                                        concurrency=concurrency))
+        except ImpossibleError as err:  # 300 chat users' prompts wait past the TTFT SLO on one A100: same document
+            return err.document
 
     over, under = run(users), run(cap // 2)
     said = [w for w in over.warnings if "by default" in w]
