@@ -136,9 +136,10 @@ def weights_room(s: Setup, kv: float, other: float, raised: bool = False) -> flo
 
 
 def max_batch(s: Setup, context: int, prompt: int) -> int:
-    """Largest number of sequences whose caches fit beside the weights, prefilling one at a time, in the share of the
-    device the engine gives its cache (`cache_room`). Where the engine copies the cache in every step (gpt-fast), each
-    sequence also brings its share of those copies."""
+    """Largest number of sequences whose caches fit beside the weights and the activations of one prefill (a chunk's
+    prompts where the engine chunks, else one prompt), in the share of the device the engine gives its cache
+    (`cache_room`). Where the engine copies the cache in every step (gpt-fast), each sequence also brings its share of
+    those copies."""
     w, kv, _ = per_device_bytes(s, 1, context, prompt)
     room = s.hw.memory_bytes - s.hw.runtime_overhead_bytes - w - causal_mask_bytes(s, context)
     # a chunked prefill holds a whole chunk of prompts' activations at once (as `fits` counts a batch's); otherwise
