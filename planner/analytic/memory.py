@@ -102,21 +102,30 @@ def fits(s: Setup, batch: int, context: int, prompt: int, raised: bool = False) 
 RAISED_SHARE = 0.95
 
 
+def _pool(s: Setup, raised: bool) -> tuple[str, float] | None:
+    """The engine's KV pool as `Setup.kv_memory` states it, its share raised to RAISED_SHARE where `raised` (a reserve
+    stays as it is); None where the engine sets none."""
+    if s.kv_memory is None:
+        return None
+    kind, value = s.kv_memory
+    return (kind, max(value, RAISED_SHARE)) if raised and kind != "reserve" else (kind, value)
+
+
 def cache_room(s: Setup, weights: float, other: float, raised: bool = False) -> float:
     """Bytes of one device the KV cache may take beside `weights` and `other` bytes (the runtime, activations and
     masks): what the engine gives its cache by default (`Setup.kv_memory`: vLLM runs within 0.9 of the device,
     TensorRT-LLM gives the cache 0.9 of what is free, SGLang keeps a reserve beside weights and cache), never more than
     is left; `raised`: with a share raised to RAISED_SHARE (the engine's option set higher)."""
     free = s.hw.memory_bytes - weights - other
-    if s.kv_memory is None:
+    pool = _pool(s, raised)
+    if pool is None:
         return free
-    kind, value = s.kv_memory
+    kind, value = pool
     if kind == "reserve":
         return min(free, s.hw.memory_bytes - value - weights)
-    share = max(value, RAISED_SHARE) if raised else value
     if kind == "free":
-        return free * share
-    return min(free, s.hw.memory_bytes * share - weights - other)
+        return free * value
+    return min(free, s.hw.memory_bytes * value - weights - other)
 
 
 def weights_room(s: Setup, kv: float, other: float, raised: bool = False) -> float:
@@ -124,15 +133,15 @@ def weights_room(s: Setup, kv: float, other: float, raised: bool = False) -> flo
     (`cache_room` solved for the weights, the share `raised` as there) beside `other` bytes (the runtime,
     activations)."""
     left = s.hw.memory_bytes - other - kv
-    if s.kv_memory is None:
+    pool = _pool(s, raised)
+    if pool is None:
         return left
-    kind, value = s.kv_memory
+    kind, value = pool
     if kind == "reserve":
         return min(left, s.hw.memory_bytes - value - kv)
-    share = max(value, RAISED_SHARE) if raised else value
     if kind == "free":
-        return s.hw.memory_bytes - other - kv / share
-    return min(left, s.hw.memory_bytes * share - other - kv)
+        return s.hw.memory_bytes - other - kv / value
+    return min(left, s.hw.memory_bytes * value - other - kv)
 
 
 def max_batch(s: Setup, context: int, prompt: int) -> int:

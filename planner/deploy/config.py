@@ -91,8 +91,6 @@ def max_seqs(advice: Advice) -> int:
 
 
 DEFAULT_MEMORY_FRACTION = 0.9  # where the engine's profile states no share of its own
-# a plan's speculative step -> its method (plan.state.Speculation), which sets what SGLang reserves for it
-SPECULATION = {"spec-draft": "draft", "spec-ngram": "ngram", "spec-eagle3": "eagle3", "spec-mtp": "mtp"}
 MAX_MEMORY_FRACTION = 0.98
 
 
@@ -101,7 +99,9 @@ def engine_memory_share(advice: Advice, engine: str, hw: HardwareSpec) -> float:
     vLLM's --gpu-memory-utilization, TensorRT-LLM's free_gpu_memory_fraction, SGLang's --mem-fraction-static as it
     computes it from the device's memory and the tensor x pipeline group."""
     p = advice.plan.predicted
-    speculative = next((SPECULATION[s.technique] for s in advice.plan.steps if s.technique in SPECULATION), None)
+    # a speculative step is spec-<method> (plan.state.Speculation's), which sets what SGLang reserves for it
+    speculative = next((s.technique.removeprefix("spec-") for s in advice.plan.steps if s.technique.startswith("spec-")),
+                       None)
     kv = engine_kv_memory(engine, hw, p.tensor_parallel * p.pipeline_parallel, p.attention_data_parallel, speculative)
     if kv is None:
         return DEFAULT_MEMORY_FRACTION
@@ -121,17 +121,20 @@ def memory_fraction(advice: Advice, default: float = DEFAULT_MEMORY_FRACTION, st
     """The share of each device the engine may claim: its default, which the plan's cache is sized within for the
     engines that set one (`analytic.memory.cache_room`), or what the plan needs plus 2% where that is more (a plan
     that needs 95% of the card does not start at 90%); at most 98%."""
-    need = _need(advice, static)
-    return default if need <= default else round(min(need + 0.02, MAX_MEMORY_FRACTION), 2)
+    return _fraction(_need(advice, static), default)
 
 
 def free_memory_fraction(advice: Advice, default: float) -> float:
     """TensorRT-LLM's free_gpu_memory_fraction: its default, or the share of the memory left after the weights,
     activations and runtime that the plan's cache takes (plus 2%) where the plan raised it, at most 98%."""
     p = advice.plan.predicted
-    free = p.device_memory_bytes - p.weights_per_device_bytes - p.activation_bytes - \
-        (p.memory_per_device_bytes - p.weights_per_device_bytes - p.kv_cache_per_device_bytes - p.activation_bytes)
-    need = p.kv_cache_per_device_bytes / free if free > 0 else 1.0
+    free = p.device_memory_bytes - (p.memory_per_device_bytes - p.kv_cache_per_device_bytes)
+    return _fraction(p.kv_cache_per_device_bytes / free if free > 0 else 1.0, default)
+
+
+def _fraction(need: float, default: float) -> float:
+    """A memory option's value: the engine's default where the plan needs no more, else the need plus 2%, at most
+    98%."""
     return default if need <= default else round(min(need + 0.02, MAX_MEMORY_FRACTION), 2)
 
 

@@ -373,7 +373,6 @@ def test_sglang_sets_its_chunk_by_gpu_memory(hardware, chunk):
     ("tgi", "h100-sxm", 200, 128, "--max-concurrent-requests"), ("vllm", "a100-80gb-sxm", 300, 256, "--max-num-seqs")])
 def test_advice_says_where_the_plan_runs_past_the_engines_default_limit(engine, hardware, users, cap, option):
     from optiplan.planner.deploy.render import engine_config
-
     from optiplan.planner.errors import ImpossibleError
 
     def run(concurrency):
