@@ -42,6 +42,7 @@ TYPE_DEFAULTS: dict[str, dict[str, Any]] = {
     "phimoe": {"tie_word_embeddings": False, "attention_bias": False, "lm_head_bias": False,
                "sliding_window": None, "num_local_experts": 16, "num_experts_per_tok": 2},
     "gpt2": {"tie_word_embeddings": True, "n_inner": None},
+    "gptj": {"tie_word_embeddings": False, "n_inner": None, "rotary_dim": 64},
     "gpt_neox": {"tie_word_embeddings": False, "attention_bias": True, "use_parallel_residual": True,
                  "rotary_pct": 0.25},
     "falcon": {"tie_word_embeddings": True, "parallel_attn": True, "bias": False, "multi_query": True,
@@ -271,7 +272,7 @@ def _spec_from_config(config: dict[str, Any], name: str, source: str) -> ModelSp
         rotary_fraction=_rotary_fraction(f, "partial_rotary_factor"),
         attn_logit_softcap=f.number("attn_logit_softcapping", 1e-6, 1e6),
     )
-    norm_bias_types = {"gpt2", "gpt_neox", "falcon", "starcoder2", "stablelm", "phimoe"}
+    norm_bias_types = {"gpt2", "gptj", "gpt_neox", "falcon", "starcoder2", "stablelm", "phimoe"}
     if model_type in norm_bias_types:
         spec.update(norm="layernorm", norm_bias=True)
 
@@ -307,6 +308,10 @@ def _spec_from_config(config: dict[str, Any], name: str, source: str) -> ModelSp
         spec.update(mlp_gated=False, qkv_bias=True, o_bias=True, mlp_bias=True,
                     intermediate_size=f.int("n_inner") or 4 * hidden, learned_positions=max_pos,
                     rotary_fraction=0.0)
+    elif model_type == "gptj":  # attention and MLP side by side off one LayerNorm; rotary on rotary_dim of each head
+        spec.update(mlp_gated=False, qkv_bias=False, o_bias=False, mlp_bias=True, lm_head_bias=True,
+                    intermediate_size=f.int("n_inner") or 4 * hidden, parallel_attention=True, norms_per_layer=1,
+                    rotary_fraction=min(1.0, (f.int("rotary_dim") or head_dim) / head_dim))
     elif model_type == "falcon":
         bias = f.flag("bias")
         new_arch = f.flag("new_decoder_architecture")

@@ -34,6 +34,10 @@ def test_explicit_head_dim():
 def test_partial_rotary_biases_tied():
     assert resolve_model("gpt-neox-20b").rotary_fraction == 0.25
     assert resolve_model("stablelm-2-1.6b").rotary_fraction == 0.25
+    gptj = resolve_model("gpt-j-6b")  # rotary_dim 64 of 256
+    assert gptj.rotary_fraction == 0.25 and gptj.lm_head_bias and not gptj.qkv_bias and gptj.mlp_bias
+    assert model_spec_from_config({"model_type": "gptj", "n_embd": 64, "n_head": 4, "n_layer": 2, "vocab_size": 100,
+                                   "rotary_dim": None}, "t", "test").rotary_fraction == 1.0
     assert resolve_model("qwen2.5-7b").qkv_bias and not resolve_model("qwen2.5-7b").o_bias
     assert resolve_model("starcoder2-7b").mlp_bias and not resolve_model("starcoder2-7b").mlp_gated
     assert resolve_model("gpt2").tie_word_embeddings and resolve_model("gpt2").learned_positions == 1024
@@ -81,6 +85,8 @@ def test_sliding_window_patterns():
 def test_parallel_attention():
     assert resolve_model("falcon-7b").parallel_attention and resolve_model("falcon-7b").norms_per_layer == 1
     assert resolve_model("gpt-neox-20b").parallel_attention
+    gptj = resolve_model("gpt-j-6b")  # one LayerNorm feeds attention and MLP side by side
+    assert gptj.parallel_attention and gptj.norms_per_layer == 1
     assert not resolve_model("llama-3.1-8b").parallel_attention
 
 
