@@ -105,6 +105,9 @@ def reduced_config(fields: dict[str, Any]) -> dict[str, Any]:
     heads_r = kv_r * min(group, 4)
     head_dim = 16
     hidden = heads_r * head_dim
+    if c.get("rotary_dim"):  # GPT-J rotates rotary_dim of each head's dimensions: keep the share
+        width = c.get("n_embd") or c.get("hidden_size")
+        c["rotary_dim"] = max(2, c["rotary_dim"] * head_dim // (width // heads))
     pattern = c.get("sliding_window_pattern", 6 if c["model_type"] == "gemma3_text" else 2)
     layers = max(4, pattern)
     if isinstance(c.get("layer_types"), list):

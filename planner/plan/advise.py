@@ -394,7 +394,7 @@ def _document(spec: ModelSpec, workload: Workload, hw: HardwareSpec, devices: in
     for t, predicted in zip(steps_t, predictions):
         steps.append(PlanStep(technique=t.id, name=t.name, params=t.parameters(params_ctx), why=t.summary,
                               quality_risk=t.quality_risk, quality_loss_pct=t.loss(ctx),
-                              quality_source=t.quality_source,
+                              quality_source=t.source(ctx),
                               effect_source=effect_source(t, ctx.effects, workload.engine if workload.goal != "training"
                                                           else None),
                               predicted=predicted))

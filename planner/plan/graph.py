@@ -130,7 +130,8 @@ def describe(t: Technique) -> dict:
             "requires": list(t.requires), "conflicts": list(t.conflicts), "after": list(t.after),
             "quality_risk": t.quality_risk,
             "quality_loss_pct": None if callable(t.quality_loss_pct) else t.quality_loss_pct,
-            "quality_source": t.quality_source, "always_on": t.always_on, "engines": list(t.engines),
+            "quality_source": t.quality_source if isinstance(t.quality_source, str) else
+            "published by model family and size (profiles/quality.yaml)", "always_on": t.always_on, "engines": list(t.engines),
             "runtime": {engine: {"cache": c.uses(), "cache_needs": list(c.cache_needs), "batch_one": c.batch_one}
                         for engine, c in t.combines.items()},
             "apply": None if t.apply is None else {

@@ -137,7 +137,7 @@ class Technique:
     after: tuple[str, ...] = ()  # techniques that must come before it when both are present
     quality_risk: Risk = "none"
     quality_loss_pct: float | Callable[[Context], float] = 0.0
-    quality_source: str = "lossless: the computation is exact"
+    quality_source: str | Callable[[Context], str] = "lossless: the computation is exact"
     effect_source: str = ""  # where its speed rule comes from, beyond the analytic model (e.g. an acceptance rate)
     always_on: bool = False  # lossless and never slower: added whenever it is valid
     check: Callable[[Context], str | None] | None = None  # a reason it cannot apply here, or None
@@ -148,6 +148,10 @@ class Technique:
 
     def loss(self, ctx: Context) -> float:
         return self.quality_loss_pct(ctx) if callable(self.quality_loss_pct) else self.quality_loss_pct
+
+    def source(self, ctx: Context) -> str:
+        """Where its quality loss for this model comes from."""
+        return self.quality_source(ctx) if callable(self.quality_source) else self.quality_source
 
     def parameters(self, ctx: Context) -> dict[str, Any]:
         return self.params(ctx) if self.params else {}

@@ -3,8 +3,11 @@ from the papers named, relative to the 16-bit model."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ...catalog.engines import engine_storage, kv_fp8_storage
 from ...catalog.kernels import triton_gemm
+from ..quality import QualityLoss, published_loss
 from ..state import PlanState
 from . import Applied, Combines, Context, Option, Technique, register
 
@@ -26,6 +29,35 @@ KV_RUNTIME = {"transformers": Combines(cache="quantized")}
 _AWQ_SRC = "AWQ (arXiv 2306.00978), Llama-2-7B WikiText-2: fp16 5.47 -> AWQ int4 g128 5.60 (+2.4%)"
 _GPTQ_SRC = "AWQ paper's GPTQ baseline, Llama-2-7B WikiText-2: fp16 5.47 -> GPTQ int4 g128 5.69 (+4.0%)"
 _RTN_SRC = "AWQ paper's RTN baseline, Llama-2-7B WikiText-2: fp16 5.47 -> int4 g128 round-to-nearest 5.73 (+4.8%)"
+
+
+@dataclass(frozen=True)
+class Published:
+    """A step's quality loss for the model at hand, from published perplexities by family and size
+    (plan/quality.py). An engine that stores the format in its own file type (llama.cpp's GGUF Q4_K_M) is judged by
+    that type's figures ("gguf-q4_k_m"); `otherwise` holds the loss and its source where no figure is published."""
+
+    method: str | None
+    dtype: str
+    otherwise: tuple[float, str]
+
+    def _find(self, ctx: Context) -> QualityLoss:
+        storage = engine_storage(ctx.workload.engine, self.dtype)
+        method = f"gguf-{storage['format'].lower()}" if storage else self.method
+        found = published_loss(method, ctx.spec) if method else None
+        return found or QualityLoss(*self.otherwise)
+
+    def loss(self, ctx: Context) -> float:
+        return self._find(ctx).pct
+
+    def source(self, ctx: Context) -> str:
+        return self._find(ctx).source
+
+
+def _published(method: str | None, dtype: str, pct: float, source: str) -> dict:
+    """The Technique fields of a published, per-model quality loss."""
+    found = Published(method, dtype, (pct, source))
+    return {"quality_loss_pct": found.loss, "quality_source": found.source}
 
 
 def _weights(dtype: str, group: int | None = None, activations: str | None = None, own_gemm: bool = False):
@@ -105,9 +137,9 @@ register(
         id="weight-int8", engines=("vllm", "tgi", "trtllm", "transformers", "llama.cpp"),
         name="int8 weight-only quantization (W8A16)", family="weight quantization", group=WEIGHTS,
         summary="Weights in int8 with one scale per output channel, dequantized to 16 bits in the matmul.",
-        transform=_weights("int8", own_gemm=True), packages=("torchao",), quality_risk="low", quality_loss_pct=0.1,
-        quality_source="LLM.int8() (arXiv 2208.07339) and torchao int8 weight-only: no measurable perplexity change "
-                       "at 7B+; 0.1% budgeted",
+        transform=_weights("int8", own_gemm=True), packages=("torchao",), quality_risk="low",
+        **_published(None, "int8", 0.1, "LLM.int8() (arXiv 2208.07339) and torchao int8 weight-only: no measurable "
+                                        "perplexity change at 7B+; 0.1% budgeted"),
         params=_gemm_params("int8", {"bits": 8, "scheme": "per-channel symmetric", "activations": "16-bit"}),
         apply=Applied("quantize:int8_weight_only", changes_weights=True, aim=("weights_bytes", "lower"),
                       options=(BACKEND_AO_QUANTO, KEEP_HEAD, TRITON_KERNEL))),
@@ -116,7 +148,8 @@ register(
         name="int8 weights and activations (SmoothQuant W8A8)", family="weight quantization",
         group=WEIGHTS, summary="int8 weights and dynamically quantized int8 activations on int8 tensor cores.",
         transform=_weights("int8", activations="int8"), hardware=("int8-tensor-cores",),
-        packages=("torchao",), data="calibration", quality_risk="low", quality_loss_pct=0.5,
+        packages=("torchao",), data="calibration", quality_risk="low",
+        quality_loss_pct=0.5,
         quality_source="SmoothQuant (arXiv 2211.10438): W8A8 within 0.5% of fp16 on OPT/BLOOM/Llama",
         params=lambda ctx: {"bits": 8, "activations": "int8 dynamic per token"},
         apply=Applied("quantize:int8_dynamic", changes_weights=True, aim=("weights_bytes", "lower"),
@@ -139,14 +172,14 @@ register(
         name="int4 weights, AWQ (group 128)", family="weight quantization", group=WEIGHTS,
         summary="Activation-aware int4 weights, group size 128, dequantized in a fused kernel (Marlin/AWQ).",
         transform=_weights("int4", 128), hardware=("cuda-or-rocm",), packages=("autoawq",),
-        data="calibration", quality_risk="medium", quality_loss_pct=2.4, quality_source=_AWQ_SRC,
+        data="calibration", quality_risk="medium", **_published("awq-int4-g128", "int4", 2.4, _AWQ_SRC),
         params=lambda ctx: {"bits": 4, "group_size": 128, "method": "awq"}),
     Technique(
         id="weight-int4-gptq", engines=("vllm", "sglang", "tgi", "trtllm", "transformers"),
         name="int4 weights, GPTQ (group 128)", family="weight quantization", group=WEIGHTS,
         summary="Second-order (Hessian-aware) int4 rounding with calibration data, group size 128.",
         transform=_weights("int4", 128), packages=("optimum", "gptqmodel"), data="calibration",
-        quality_risk="medium", quality_loss_pct=4.0, quality_source=_GPTQ_SRC,
+        quality_risk="medium", **_published("gptq-int4-g128", "int4", 4.0, _GPTQ_SRC),
         params=lambda ctx: {"bits": 4, "group_size": 128, "method": "gptq"},
         apply=Applied("quantize:gptq", devices=("cuda",), changes_weights=True, aim=("weights_bytes", "lower"),
                       options=(("group_size", Option(int, "int4 group", choices=(32, 64, 128))),))),
@@ -156,7 +189,7 @@ register(
         group=WEIGHTS, summary="int4 weights with per-group scales and zero points, no calibration (GGUF in llama.cpp; "
                                    "optimum-quanto in transformers, torchao's kernel on CUDA where mslk is installed).",
         transform=_weights("int4", 128, own_gemm=True), packages=("optimum-quanto",), quality_risk="medium",
-        quality_loss_pct=4.8, quality_source=_RTN_SRC,
+        **_published("rtn-int4-g128", "int4", 4.8, _RTN_SRC),
         params=_gemm_params("int4", {"bits": 4, "group_size": 128, "method": "rtn"}),
         apply=Applied("quantize:int4_weight_only", changes_weights=True, aim=("weights_bytes", "lower"),
                       options=(("group_size", Option(int, "int4 group along the input dim", choices=(32, 64, 128, 256))),
