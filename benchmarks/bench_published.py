@@ -26,7 +26,7 @@ import statistics
 import sys
 import zlib
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,7 @@ ARCHITECTURE = {
     "mistralai/Mixtral-8x7B-Instruct-v0.1": "mixtral-8x7b", "mistralai/Mixtral-8x7B-v0.1": "mixtral-8x7b",
     "deepseek-ai/DeepSeek-R1": "deepseek-v3", "deepseek-ai/DeepSeek-V3": "deepseek-v3",
     "nvidia/DeepSeek-R1-FP4": "deepseek-v3", "nvidia/DeepSeek-R1-0528-FP4": "deepseek-v3",
+    "deepseek-ai/DeepSeek-R1-0528": "deepseek-v3", "Qwen/Qwen3-14B-FP8": "qwen3-14b",
     "nvidia/Qwen3-30B-A3B-FP4": "qwen3-30b-a3b",
     "nvidia/Qwen3-235B-A22B-FP4": "qwen3-235b-a22b", "nvidia/Qwen3-235B-A22B-FP8": "qwen3-235b-a22b",
 }
@@ -146,6 +147,8 @@ def predict(p: dict, view: str = "requests", tune: Callable[[ProfileRequest], An
     kv_dtype = DTYPES.get(str(p.get("kv_dtype") or "").split(" ")[0])
     # TensorRT-LLM's `--tp 8` with attention DP runs attention data-parallel: the point's layout says so
     adp = p.get("attention_data_parallel") or 1
+    if adp > 1 and (p.get("expert_parallel") or 1) == 1:
+        return None, "attention data parallel beside tensor-parallel experts (no expert parallelism) is not modelled"
     # a batch-1 decode figure is the step's, whatever the view: no request section to compute for it
     requests = {} if p["metric"] in ("tpot_ms", "decode_tokens_per_s") and batch == 1 else {
         "input_tokens": prompt, "output_tokens": output, "concurrency": "max" if offline else batch}
@@ -472,6 +475,41 @@ def fit_kv_share(points: list[dict], runtime: str = "serving") -> dict:
     return report
 
 
+# the engines whose compute share (`flop_share` in their profiles) is fitted together: both schedule from Python and
+# run the same libraries' GEMM and attention kernels (cuBLAS/CUTLASS, FlashInfer/FlashAttention, Triton MoE)
+SHARED_FLOP_ENGINES = ("vllm", "sglang")
+
+
+@contextmanager
+def engine_flop_shares(share: float | None):
+    """The engines' `flop_share` set to `share` (None: removed, the device's documented rate) while the block runs."""
+    with ExitStack() as stack:
+        for engine in SHARED_FLOP_ENGINES:
+            stack.enter_context(table_overrides(engine_table()[engine], {"flop_share": share}))
+        yield
+
+
+def fit_engine_flop_share(points: list[dict]) -> dict:
+    """The share of the device's documented compute efficiency that vLLM's and SGLang's steps reach, one for both,
+    minimising the median error, then the p90, of their latency and throughput points in the fitted two thirds;
+    errors on both parts without a share, with the documented one and with the fitted one."""
+    own = [p for p in points if p["engine"] in SHARED_FLOP_ENGINES]
+    documented = engine_table()[SHARED_FLOP_ENGINES[0]].get("flop_share")
+
+    def errors(x, part):
+        with engine_flop_shares(x):
+            return part_errors(own, part)
+
+    best = best_fit(SHARE_GRID + tuple(round(0.96 + 0.01 * i, 2) for i in range(5)), errors,
+                    lambda x: abs(x - (documented or 1.0)))
+    report = {name: {part: rounded_stats(errors(x, part)) for part in ("fitted", "held-out")} | {"flop_share": x}
+              for name, x in (("none", None), ("documented", documented), ("fitted", best))}
+    for name, r in report.items():
+        share = "1 (none)" if r["flop_share"] is None else f"{r['flop_share']:.2f}"
+        print(f"{name:10s} {'/'.join(SHARED_FLOP_ENGINES)} flop share {share}: " + parts_text(r, ("fitted", "held-out")))
+    return report
+
+
 # validation category -> the predicted figure its error bands
 FIGURE_OF = {"batch1-decode": "tpot_ms", "ttft": "ttft_ms", "request-throughput": "throughput_tokens_per_s",
              "e2e-latency": "request_latency_ms", "memory": "memory_bytes"}
@@ -521,6 +559,9 @@ def main() -> None:
     parser.add_argument("--fit-kv", nargs="?", const="serving", default=None, choices=("serving",),
                         help="fit the share of the peak at which the serving engines' paged decode attention reads "
                              "the KV cache on two thirds of the points of the engines that page it")
+    parser.add_argument("--fit-engine-flops", action="store_true",
+                        help="fit the share of the device's compute rate vLLM's and SGLang's steps reach (one for "
+                             "both) on two thirds of their points")
     parser.add_argument("--fit-kernel", default=None, metavar="KERNEL",
                         help="fit one weight kernel of profiles/efficiency.yaml (ggml-mmvq, ggml-mmvf: llama.cpp's "
                              "GGUF and 16-bit mat-vecs; torchao-int8, tinygemm: gpt-fast's) on two thirds of the "
@@ -534,6 +575,9 @@ def main() -> None:
                          f"{', '.join(k for k, v in kernels.items() if 'bandwidth_efficiency' in v)}")
         fit = fit_kernel_gemm_share if "gemm_bandwidth_efficiency" in kernels[args.fit_kernel] else fit_kernel_factors
         write_results(f"published_kernel_fit_{args.fit_kernel}", fit(published_points(), args.fit_kernel))
+        return
+    if args.fit_engine_flops:
+        write_results("published_engine_flop_fit", fit_engine_flop_share(published_points()))
         return
     if args.fit_kv:
         write_results(f"published_kv_fit_{args.fit_kv}", fit_kv_share(published_points(), args.fit_kv))

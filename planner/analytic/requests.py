@@ -23,6 +23,10 @@ An engine whose prefill stops one prompt token short (TurboMind up to LMDeploy 0
 computes the first token in a decode step after the prefill: its TTFT carries that step too (the prefill's one token
 fewer is not subtracted).
 
+An engine whose front end spends a fixed host time on each request, one after another (vLLM's API server:
+`request_host_s`), completes at most 1 / that requests per second: T is at least C x that, the rest a wait before
+the prefill (it binds on short requests served many at once).
+
 Then output tokens/s = C x O / T, requests/s = C / T, request latency = TTFT + (O - 1) x ITL. Goodput is the rate
 of requests that meet both SLOs (all requests here are alike, so it is all or none), and the SLO concurrency the
 largest C at which they are met. The decode context is the mean over a request's life, I + O / 2 (a static cache,
@@ -127,6 +131,17 @@ def queued(f: dict[str, float], concurrency: int, running: int) -> dict[str, flo
     return f | {"queue_s": wait, "ttft_s": ttft, "cycle_s": max(f["cycle_s"] * concurrency / running, ttft)}
 
 
+def front_end(f: dict[str, float], concurrency: int, host_s: float) -> dict[str, float]:
+    """The figures when the engine's front end (its API server: parsing, tokenizing, streaming) spends `host_s` on
+    each request in turn: requests leave at most 1 / host_s per second, so by Little's law each of `concurrency`
+    spends at least concurrency x host_s in the system; the difference waits before its prefill starts."""
+    cycle = concurrency * host_s
+    if cycle <= f["cycle_s"]:
+        return f
+    wait = cycle - f["cycle_s"]
+    return f | {"queue_s": f["queue_s"] + wait, "ttft_s": f["ttft_s"] + wait, "cycle_s": cycle}
+
+
 def largest_concurrency(s: Setup, input_tokens: int, output_tokens: int, on_demand: bool = False) -> int:
     """As many requests as fit beside the weights, each holding `cache_tokens_held`."""
     return max_batch(s, cache_tokens_held(input_tokens, output_tokens, on_demand), input_tokens)
@@ -156,7 +171,8 @@ def request_profile(s: Setup, input_tokens: int, output_tokens: int, concurrency
     c = limit if concurrency == "max" else int(concurrency)
     c = max(c, 1)
     running = min(c, limit) if limit >= 1 else c  # nothing fits at all: the figures of c as if it did, fits false
-    f = queued(request_figures(s, input_tokens, output_tokens, running, continuous, cached_tokens), c, running)
+    f = front_end(queued(request_figures(s, input_tokens, output_tokens, running, continuous, cached_tokens), c, running),
+                  c, s.request_host_s)
 
     def meets(g: dict[str, float]) -> bool:
         return (ttft_slo_ms is None or g["ttft_s"] * 1e3 <= ttft_slo_ms) and \

@@ -13,6 +13,7 @@ from ..catalog.engines import (
     engine_activations,
     engine_decodes_first_token,
     engine_embedding_on_host,
+    engine_flop_share,
     engine_group_size,
     engine_kernel_efficiency,
     engine_kv_memory,
@@ -20,6 +21,7 @@ from ..catalog.engines import (
     engine_max_running,
     engine_pages_cache,
     engine_quantizes_head,
+    engine_request_host_s,
     engine_running_pool,
     engine_square_mask,
     engine_storage,
@@ -76,6 +78,9 @@ class Setup:
     # how much of the device the engine gives its KV cache by default (`engines.engine_kv_memory`): vLLM runs within
     # 0.9 of it, TensorRT-LLM gives the cache 0.9 of what is free, SGLang reserves a few GiB beside weights and cache
     kv_memory: tuple[str, float] | None = None
+    # the host time the engine's front end spends on each request, one after another (`engines.engine_request_host_s`):
+    # it bounds the requests a server completes per second, whatever the device does
+    request_host_s: float = 0.0
 
     @cached_property
     def shards(self) -> int:
@@ -232,9 +237,15 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         else None
     if engine_kernel and weight_kernel_refusal(hw, engine_kernel, weight_dtype) is None:
         weight_kernel = engine_kernel  # below the kernel's device (Marlin before compute capability 8.0): defaults
-    eff = efficiency or calibrated_efficiency(hw, runtime, weight_dtype, act) or default_efficiency(
-        hw, weight_dtype, compute, runtime, kv_dtype or act, None if weight_kernel == "triton" else weight_kernel, act,
-        paged_cache=engine is None or engine_pages_cache(engine))
+    eff = efficiency or calibrated_efficiency(hw, runtime, weight_dtype, act)
+    if eff is None:  # the documented defaults, at the share of their compute rate the engine reaches
+        eff = default_efficiency(
+            hw, weight_dtype, compute, runtime, kv_dtype or act, None if weight_kernel == "triton" else weight_kernel,
+            act, paged_cache=engine is None or engine_pages_cache(engine))
+        if (share := engine_flop_share(engine, hw)) != 1.0:
+            eff = eff.model_copy(update={"flop_efficiency": eff.flop_efficiency * share,
+                                         "source": f"{eff.source} Compute at {share:g} of that: {engine}'s profile "
+                                                   f"(flop_share)."})
     measured = {}
     if "triton" in (attention, weight_kernel):
         shares = kernel_shares(hw.id)
@@ -272,4 +283,5 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         square_mask=engine_square_mask(engine), math_decode_attention=engine_math_decode_attention(engine),
         max_running=engine_max_running(engine, hw, tp * pp, attention_dp), running_pool=engine_running_pool(engine),
         embedding_on_host=hw.kind == "gpu" and engine_embedding_on_host(engine),
-        first_token_decoded=engine_decodes_first_token(engine), kv_memory=engine_kv_memory(engine, hw, tp * pp, attention_dp, speculative))
+        first_token_decoded=engine_decodes_first_token(engine), kv_memory=engine_kv_memory(engine, hw, tp * pp, attention_dp, speculative),
+        request_host_s=engine_request_host_s(engine))

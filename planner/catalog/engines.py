@@ -172,6 +172,19 @@ def engine_kernel(engine: str | None, weight_dtype: str) -> dict[str, Any]:
     return (engine_profile(engine).get("kernels") or {}).get(weight_dtype) or {}
 
 
+def engine_flop_share(engine: str | None, hw: HardwareSpec) -> float:
+    """The share of the device's documented compute efficiency the engine's steps reach on a GPU (`flop_share` in its
+    profile: vLLM's and SGLang's, fitted to their published compute-bound runs; 1 where a profile states none)."""
+    share = _fact(engine, "flop_share") if hw.kind == "gpu" else None
+    return float(share) if share is not None else 1.0
+
+
+def engine_request_host_s(engine: str | None) -> float:
+    """Seconds of host time the engine's front end spends on each request, one request after another
+    (`request_host_s` in its profile; 0 where it states none): the server completes at most 1 / that per second."""
+    return float(_fact(engine, "request_host_s") or 0.0)
+
+
 def engine_group_size(engine: str | None, weight_dtype: str) -> int | None:
     """The quantization group the engine's tooling uses for `weight_dtype` weights when none is given (gpt-fast's
     quantize.py: int4 in groups of 32), or None: the format's usual group."""

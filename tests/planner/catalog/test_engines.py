@@ -487,3 +487,44 @@ def test_vllm_reads_fp8_on_mi300x_with_its_skinny_gemv_at_one_row_and_hipblaslt_
     assert run("mi300x", 2, "sglang").efficiency.weight_kernel_max_rows is None
     # a prefill's many rows run the GEMM: vLLM's first token comes later than the generic engine's
     assert one.latency.ttft_ms > 1.05 * generic_one.latency.ttft_ms
+
+
+def test_vllm_and_sglang_compute_at_their_fitted_share_of_the_device_rate():
+    """Their profiles' `flop_share` scales the documented compute rate (set on TensorRT-LLM's runs) on GPUs: prefill
+    and batched steps take longer, batch-1 decode (bound by the weights' bytes) does not, a CPU keeps its rate."""
+    from optiplan.planner.analytic.setup import build_setup
+    from optiplan.planner.analytic.steps import decode_step, prefill_step
+    from optiplan.planner.catalog.engines import engine_flop_share
+    from optiplan.planner.catalog.hardware import resolve_hardware
+    from optiplan.planner.catalog.models import resolve_model
+
+    spec, h100 = resolve_model("llama-3.1-8b"), resolve_hardware("h100-sxm")
+    assert engine_flop_share("vllm", h100) == engine_flop_share("sglang", h100) == 0.48
+    assert engine_flop_share("trtllm", h100) == engine_flop_share(None, h100) == 1.0
+    assert engine_flop_share("vllm", resolve_hardware("epyc-9004")) == 1.0
+    ours = {e: build_setup(spec, h100, weight_dtype="bf16", runtime="serving", engine=e) for e in ("vllm", "trtllm")}
+    assert ours["vllm"].eff.flop_efficiency == pytest.approx(0.48 * ours["trtllm"].eff.flop_efficiency)
+    assert "flop_share" in ours["vllm"].eff.source
+    slow = prefill_step(ours["vllm"], 1, 4096).time_s / prefill_step(ours["trtllm"], 1, 4096).time_s
+    assert 1.8 < slow <= 1 / 0.48 + 1e-9
+    assert decode_step(ours["vllm"], 1, 1024).time_s == pytest.approx(decode_step(ours["trtllm"], 1, 1024).time_s,
+                                                                      rel=0.02)
+
+
+def test_vllms_front_end_bounds_the_requests_it_completes_a_second():
+    """vLLM's API server spends about 22 ms on each request in turn (`request_host_s`): 1,000 tiny requests at once
+    leave at most 45 a second however small the model, the difference waiting before its prefill; long requests and
+    other engines are not bound."""
+    from optiplan.planner.analytic.profile import profile
+    from optiplan.planner.schema import ProfileRequest
+
+    def run(engine, input_tokens, output_tokens, concurrency):
+        return profile(ProfileRequest(model="qwen3-14b", hardware="h100-sxm", engine=engine, input_tokens=input_tokens,
+                                      output_tokens=output_tokens, concurrency=concurrency)).requests
+
+    tiny = run("vllm", 128, 4, 1000)
+    assert tiny.requests_per_s == pytest.approx(1 / 0.022) and tiny.queue_wait_ms > 0
+    assert tiny.request_latency_ms == pytest.approx(1000 * 22.0)
+    assert run("sglang", 128, 4, 1000).requests_per_s > 1 / 0.022
+    long = run("vllm", 2000, 200, 64)
+    assert long.requests_per_s < 1 / 0.022 and long.queue_wait_ms == 0
