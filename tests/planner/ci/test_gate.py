@@ -18,7 +18,9 @@ from optiplan.planner.ci.gate import (
     compare,
     compare_samples,
     mann_whitney_p,
+    rank_test_p,
     signed_rank_p,
+    smallest_p,
 )
 from optiplan.planner.cli.gate import gate as gate_cmd
 from optiplan.planner.schema.bench import (
@@ -165,6 +167,26 @@ def test_interleaved_rounds_are_paired_and_cancel_drift():
     assert paired.method.startswith("paired") and paired.verdict == "regression"
     unpaired = compare(base, head, REQ.model_copy(update={"pairing": "off"})).metrics[0]
     assert not unpaired.method.startswith("paired") and unpaired.verdict == "inconclusive"
+
+
+def test_six_interleaved_rounds_of_a_large_slowdown_are_a_regression():
+    """Six pairs: the signed-rank test alone cannot go below p = 0.031, so a 2.6x slowdown whose whole interval is
+    beyond the budget was inconclusive and blamed on noise. The Mann-Whitney test beside it (Bonferroni) can."""
+    a = noisy(6, 1.0, 0.1, 1)
+    b = noisy(6, 2.6, 0.1, 2)
+    assert signed_rank_p(a, b) == pytest.approx(2 / 2**6) and rank_test_p(a, b, True) == pytest.approx(4 / 924)
+    v = compare(result("base", {"tpot_ms": a}), result("head", {"tpot_ms": b}), REQ).metrics[0]
+    assert v.method.startswith("paired") and v.verdict == "regression"
+    # with four pairs no test can reach 0.01: it says so, and how many more rounds would
+    v = compare(result("base", {"tpot_ms": a[:4]}), result("head", {"tpot_ms": b[:4]}), REQ).metrics[0]
+    assert v.verdict == "inconclusive" and "too few repeats to call it, not too much noise" in v.reason
+    assert smallest_p(4, True) >= 0.01 > smallest_p(4 + v.more_repeats * WORKLOAD.prompts, True)
+
+
+def test_one_run_against_itself_passes():
+    base = result("base", {"tpot_ms": noisy(10, 1, 0.2, 1), "tokens_per_s": noisy(10, 1, 0.2, 2)})
+    report = compare(base, base, REQ)
+    assert report.verdict == "pass" and {v.method for v in report.metrics} == {"the same samples"}
 
 
 def test_separate_runs_regress_beyond_budget_plus_the_drift_allowance():
