@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ from ..planner.fsutil import write_text_atomic
 from ..planner.measure.runtime import quiet_libraries
 from ..planner.plan.effects import BATCHED_FLOOR, NOISE, TPOT_CEILING
 from ..planner.plan.graph import plan_order
-from ..planner.plan.techniques import all_techniques
+from ..planner.plan.techniques import all_techniques, runtime_conflict
 from ..planner.schema.optimize import ArtifactManifest, StepRecord
 from .corpus import DEFAULT_PROMPTS
 from .registry import check_supported, registry
@@ -126,6 +127,24 @@ def ordered(steps: list[StepSpec]) -> list[StepSpec]:
     return sorted(known, key=lambda s: rank[s.technique]) + [s for s in steps if s.technique not in rank]
 
 
+def check_together(steps: list[StepSpec], draft: str | Path | None) -> None:
+    """Refuse, before any step runs, steps that cannot stand together in one transformers model: two of one group (two
+    weight formats), declared conflicts, two KV caches (`runtime_conflict`), and spec-draft without a draft model.
+    Unknown names are left to the registry's clearer error."""
+    declared = all_techniques()
+    known = [declared[s.technique] for s in steps if s.technique in declared]
+    for i, a in enumerate(known):
+        for b in known[i + 1:]:
+            if a.group and a.group == b.group:
+                raise PlanError(f"{a.id} and {b.id} are both in the {a.group} group: a model takes one of them")
+            if b.id in a.conflicts or a.id in b.conflicts:
+                raise PlanError(f"{a.id} and {b.id} conflict: apply one of them")
+            if reason := runtime_conflict(a, b, "transformers"):
+                raise PlanError(f"{a.id} and {b.id} cannot run together: {reason}")
+    if any(s.technique == "spec-draft" and not (draft or s.params.get("draft")) for s in steps):
+        raise PlanError("spec-draft needs a draft model: pass --draft PATH (a smaller model with the same tokenizer)")
+
+
 def quick_figures(ws: Workspace) -> dict[str, float]:
     """A short measurement after each step (`effects.figures`: time per token as the median of three, on the built-in
     prompts): seconds on a small model; the full before/after comparison is `verify`'s."""
@@ -166,7 +185,7 @@ def gain_shown(step: StepSpec, before: dict[str, float], after: dict[str, float]
 
 def apply(source: str | Path, out: str | Path, *, goal: str | None = None, plan: str | Path | None = None,
           techniques: list[str] | None = None, hardware: str = "local", workload: str | None = None,
-          draft: str | Path | None = None, device: str | None = None, dtype: str = "fp32", force: bool = False,
+          draft: str | Path | None = None, device: str | None = None, dtype: str | None = None, force: bool = False,
           drop_unprofitable: bool = False, keep_all: bool = False, verify: bool = True,
           verify_options: dict[str, Any] | None = None, allow_pickle: bool = False,
           context: int | None = None, concurrency: int | None = None, max_quality_loss_pct: float | None = None,
@@ -176,7 +195,8 @@ def apply(source: str | Path, out: str | Path, *, goal: str | None = None, plan:
     A planner-chosen step (`goal`, `plan`) is measured right after it is applied and rolled back when its gain
     did not show, when it made the goal's figure worse, or when it cost too much speed where speed is not the
     goal (`losses`); `keep_all` keeps them. Steps named with `techniques` are kept and flagged,
-    unless `drop_unprofitable`. If nothing is left, the unchanged model is written with its manifest."""
+    unless `drop_unprofitable`. If nothing is left, the unchanged model is written with its manifest. `dtype` None
+    loads the source as it is stored (an fp32 checkpoint in bf16 on a GPU), and verify compares against the same."""
     quiet_libraries()
     from .artifact import ArtifactError, check_folder, load, write_artifact
     from .runtime import default_device
@@ -196,6 +216,7 @@ def apply(source: str | Path, out: str | Path, *, goal: str | None = None, plan:
     else:
         steps, plan_json = steps_from_goal(source, goal, hardware, workload, context, concurrency,
                                            max_quality_loss_pct)
+    check_together(steps, draft)
     device = device or default_device()
     runnable, records = [], []
     for step in ordered(steps):
@@ -219,9 +240,9 @@ def apply(source: str | Path, out: str | Path, *, goal: str | None = None, plan:
         log("nothing in the plan can be applied to a transformers model here ("
             + "; ".join(r.detail for r in records) + "): the model is written unchanged, with its manifest")
 
-    base = load(source, device, dtype=dtype, allow_pickle=allow_pickle)
+    base = load(source, device, dtype=dtype, allow_pickle=allow_pickle)  # dtype None: as the source stores it
     ws = Workspace(model=base.model, tokenizer=base.tokenizer, device=device, source=source)
-    ws.runtime.dtype = dtype
+    ws.runtime.dtype = base.runtime.dtype
     figures = quick_figures(ws) if runnable else {}
     planned = not techniques
     judged_by = goal or (goal_of_plan if plan is not None else None)
@@ -265,8 +286,12 @@ def apply(source: str | Path, out: str | Path, *, goal: str | None = None, plan:
         from .verify import verify as run_verify
 
         del ws, base
-        report = run_verify(source, out, device=device, dtype=dtype, allow_pickle=allow_pickle,
-                            **(verify_options or {}))
+        try:
+            report = run_verify(source, out, device=device, dtype=dtype, allow_pickle=allow_pickle,
+                                **(verify_options or {}))
+        except BaseException:  # all or nothing: no folder whose manifest lacks the verification it was written for
+            shutil.rmtree(out, ignore_errors=True)
+            raise
         manifest = manifest.model_copy(update={"verify": report})
         loss = losses(judged_by, report.measured_ratios)  # verify measures no cache bytes: context is not judged
         if planned and not keep_all and loss and any(r.status == "applied" for r in records):
@@ -274,7 +299,7 @@ def apply(source: str | Path, out: str | Path, *, goal: str | None = None, plan:
             log("verify measured a loss (" + "; ".join(loss) + "): the plan is rolled back, the model written unchanged")
             unchanged = load(source, device, dtype=dtype, allow_pickle=allow_pickle)
             ws = Workspace(model=unchanged.model, tokenizer=unchanged.tokenizer, device=device, source=source)
-            ws.runtime.dtype = dtype
+            ws.runtime.dtype = unchanged.runtime.dtype
             rolled = [r.model_copy(update={"status": "rolled-back", "detail": r.detail + "; rolled back with the "
                                            "whole plan: verify measured " + "; ".join(loss)})
                       if r.status == "applied" else r for r in records]

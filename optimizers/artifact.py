@@ -32,6 +32,22 @@ def check_folder(path: Path, allow_pickle: bool = False) -> None:
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 
 
+STORED_DTYPES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
+
+
+def stored_dtype(path: str | Path) -> str:
+    """The dtype a model folder's weights are stored in (config.json's `dtype`, `torch_dtype` before transformers 5),
+    in optiplan's names; fp32 where the config names none (transformers' own default)."""
+    import json
+
+    try:
+        config = json.loads((Path(path) / "config.json").read_text())
+    except (OSError, ValueError):
+        return "fp32"
+    name = config.get("dtype") or config.get("torch_dtype") if isinstance(config, dict) else None
+    return STORED_DTYPES.get(str(name).removeprefix("torch."), "fp32")
+
+
 def load(path: str | Path, device: str | None = None, *, dtype: str | None = None, allow_pickle: bool = False,
          attn_implementation: str | None = None, tokenizer: str | Path | None = None) -> LoadedModel:
     """Load a model folder (an optiplan artifact or any Hugging Face causal LM) with its runtime settings;
@@ -55,8 +71,9 @@ def load(path: str | Path, device: str | None = None, *, dtype: str | None = Non
     device = device or default_device()
     if dtype:
         runtime.dtype = dtype
-    elif not manifest and device_kind(device) == "cuda":
-        runtime.dtype = "bf16"
+    elif not manifest:  # as stored: an fp32 checkpoint runs in bf16 on a GPU
+        stored = stored_dtype(path)
+        runtime.dtype = "bf16" if stored == "fp32" and device_kind(device) == "cuda" else stored
     quanto = (runtime.weights or {}).get("library") == "quanto"
     packed = (runtime.weights or {}).get("library") == PACKED_LIBRARY  # optiplan's Triton weight-only GEMM
     if not quanto and not packed:

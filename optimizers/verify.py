@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..planner.errors import RequestError
 from ..planner.measure.runtime import quiet_libraries
 from ..planner.schema.optimize import Measured, Quality, VerifyReport
 from . import metrics
@@ -55,17 +56,21 @@ def _speculative(loaded, baseline_tpot_ms: float, optimized_tpot_ms: float) -> d
             "measured_speedup": baseline_tpot_ms / optimized_tpot_ms if optimized_tpot_ms else 0.0}
 
 
-def verify(baseline: str | Path, optimized: str | Path, *, device: str | None = None, dtype: str = "fp32",
+def verify(baseline: str | Path, optimized: str | Path, *, device: str | None = None, dtype: str | None = None,
            eval_text: str | Path | None = None, prompts: list[str] | None = None, max_new_tokens: int = 32,
            repeats: int = 5, memory: bool = True, allow_pickle: bool = False,
            progress: Callable[[str], None] = lambda line: None) -> VerifyReport:
-    """Measure `baseline` and `optimized` on the same workload, interleaved, and compare quality."""
+    """Measure `baseline` and `optimized` on the same workload, interleaved, and compare quality. The baseline loads in
+    `dtype` (None: as it is stored), the optimized folder as its manifest says."""
     quiet_libraries()
     import torch
 
     from .artifact import load
     from .runtime import default_device
 
+    if repeats < 1 or max_new_tokens < 1:
+        raise RequestError(f"verify needs at least one repeat and one new token (got repeats {repeats}, "
+                           f"max_new_tokens {max_new_tokens})")
     text = read_eval_text(eval_text)  # an unreadable file fails before anything loads
     prompts = list(prompts or DEFAULT_PROMPTS)
     device = device or default_device()

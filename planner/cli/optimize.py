@@ -33,14 +33,16 @@ def _log(line: str) -> None:
 @click.option("--draft", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Draft model folder for speculative decoding (same tokenizer).")
 @click.option("--device", default=None, help="cpu or cuda [default: cuda when present].")
-@click.option("--dtype", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True)
+@click.option("--dtype", type=click.Choice(["fp32", "bf16", "fp16"]), default=None,
+              help="Load the model in this dtype [default: as stored; an fp32 checkpoint in bf16 on a GPU].")
 @click.option("--force", is_flag=True, help="Replace the output folder if it exists.")
 @click.option("--drop-unprofitable", is_flag=True,
               help="Also roll back a step named with -t whose measured gain did not show.")
 @click.option("--keep-all", is_flag=True,
               help="Keep planner-chosen steps that measured as a loss here (rolled back by default).")
 @click.option("--no-verify", is_flag=True, help="Skip the before/after verification at the end.")
-@click.option("--repeats", type=int, default=5, show_default=True, help="Interleaved repeats when verifying.")
+@click.option("--repeats", type=click.IntRange(1, 1000), default=5, show_default=True,
+              help="Interleaved repeats when verifying.")
 @click.option("--eval-text", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Held-out text for perplexity [default: built-in corpus].")
 @click.option("--allow-pickle", is_flag=True, help="Load pickle (*.bin) weights: only for a source you trust.")
@@ -75,21 +77,24 @@ def apply(model: Path, out: Path, goal, plan, techniques, hardware, workload, co
 @click.argument("optimized", type=click.Path(path_type=Path))
 @click.option("--eval-text", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Held-out text for perplexity and KL divergence [default: built-in corpus].")
-@click.option("--repeats", type=int, default=5, show_default=True, help="Interleaved repeats per model.")
-@click.option("--max-new-tokens", type=int, default=32, show_default=True)
+@click.option("--repeats", type=click.IntRange(1, 1000), default=5, show_default=True,
+              help="Interleaved repeats per model.")
+@click.option("--max-new-tokens", type=click.IntRange(1, 100000), default=32, show_default=True)
+@click.option("--dtype", type=click.Choice(["fp32", "bf16", "fp16"]), default=None,
+              help="Load the baseline in this dtype [default: as stored; an fp32 checkpoint in bf16 on a GPU].")
 @click.option("--device", default=None, help="cpu or cuda [default: cuda when present].")
 @click.option("--no-memory", is_flag=True, help="Skip the peak-memory processes.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @click.option("--allow-pickle", is_flag=True, help="Load pickle (*.bin) baseline weights: only if you trust them.")
 @friendly
-def verify(baseline: Path, optimized: Path, eval_text, repeats, max_new_tokens, device, no_memory, fmt,
+def verify(baseline: Path, optimized: Path, eval_text, repeats, max_new_tokens, dtype, device, no_memory, fmt,
            output, allow_pickle) -> None:
     """Measure a baseline and an optimized model on the same workload, interleaved, and compare quality."""
     from ...optimizers.verify import verify as run
     from ..report.verify import render, text_report
 
-    report = run(baseline, optimized, device=device, eval_text=eval_text, repeats=repeats,
+    report = run(baseline, optimized, device=device, dtype=dtype, eval_text=eval_text, repeats=repeats,
                  max_new_tokens=max_new_tokens, memory=not no_memory, allow_pickle=allow_pickle, progress=_log)
     if fmt == "text" and output is None:
         text_report(report, color=True)

@@ -48,7 +48,7 @@ class ApplyJob(_Job):
     max_quality_loss_pct: float | None = Field(None, ge=0, le=100)
     draft: str | None = Field(None, max_length=300, description="draft model folder under a models dir")
     device: Literal["cpu", "cuda"] | None = None
-    dtype: Literal["fp32", "bf16", "fp16"] = "fp32"
+    dtype: Literal["fp32", "bf16", "fp16"] | None = Field(None, description="None: as the model is stored")
     force: bool = False
     drop_unprofitable: bool = False
     keep_all: bool = False
@@ -67,6 +67,7 @@ class VerifyJob(_Job):
     repeats: int = Field(5, ge=1, le=100)
     max_new_tokens: int = Field(32, ge=1, le=4096)
     device: Literal["cpu", "cuda"] | None = None
+    dtype: Literal["fp32", "bf16", "fp16"] | None = Field(None, description="the baseline's; None: as it is stored")
     memory: bool = True
     eval_text: str | None = Field(None, max_length=300, description="held-out text file for perplexity")
     allow_pickle: bool = False
@@ -185,7 +186,7 @@ def job_arguments(job: BaseModel, roots: Roots, allow_pickle: bool) -> dict[str,
                 "verify_options": {"repeats": job.repeats, "eval_text": _text(roots, job.eval_text)}}
     if isinstance(job, VerifyJob):
         return {"baseline": roots.input_path(job.baseline, "baseline"),
-                "optimized": roots.input_path(job.optimized, "optimized"), "device": job.device,
+                "optimized": roots.input_path(job.optimized, "optimized"), "device": job.device, "dtype": job.dtype,
                 "repeats": job.repeats, "max_new_tokens": job.max_new_tokens, "memory": job.memory,
                 "eval_text": _text(roots, job.eval_text), "allow_pickle": job.allow_pickle}
     if isinstance(job, CalibrateJob):

@@ -22,11 +22,13 @@ def draft_path() -> Path:
     return MODELS / "draft"
 
 
+# The optimizers' own tests load the bf16-stored test model in fp32: they compare logits, sizes and caches at full
+# precision (apply and verify load a model as it is stored).
 @pytest.fixture(scope="session")
 def base(target_path):
     from optiplan.optimizers.artifact import load
 
-    return load(target_path, "cpu")
+    return load(target_path, "cpu", dtype="fp32")
 
 
 @pytest.fixture()
@@ -34,5 +36,5 @@ def workspace(target_path):
     from optiplan.optimizers.artifact import load
     from optiplan.optimizers.workspace import Workspace
 
-    loaded = load(target_path, "cpu")
+    loaded = load(target_path, "cpu", dtype="fp32")
     return Workspace(model=loaded.model, tokenizer=loaded.tokenizer, device="cpu", source=target_path)

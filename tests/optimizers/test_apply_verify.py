@@ -57,12 +57,11 @@ def test_an_interrupted_apply_leaves_nothing_behind(target_path, tmp_path, monke
 
 def test_a_step_without_its_gain_is_rolled_back_on_request(target_path, tmp_path):
     # a window longer than the measured context evicts nothing: no cache saved, so no gain to keep
-    manifest = apply(target_path, tmp_path / "opt", techniques=["sliding-window-sinks:window=2048",
-                                                                  "kv-int4:residual_length=16"],
+    manifest = apply(target_path, tmp_path / "opt", techniques=["sliding-window-sinks:window=2048", "weight-int8"],
                      drop_unprofitable=True, verify=False)
     status = {s.technique: (s.status, s.gain_shown) for s in manifest.steps}
-    assert status == {"sliding-window-sinks": ("rolled-back", False), "kv-int4": ("applied", True)}
-    assert manifest.runtime.cache["kind"] == "quantized"
+    assert status == {"weight-int8": ("applied", True), "sliding-window-sinks": ("rolled-back", False)}
+    assert not manifest.runtime.cache  # the sinks cache went with its step
 
 
 def test_gain_shown_needs_more_than_noise():
@@ -122,10 +121,58 @@ def test_an_unknown_technique_name_is_an_error_not_a_skip(target_path, tmp_path)
 
 
 def test_missing_draft_and_missing_choice_are_clear(target_path, tmp_path):
-    with pytest.raises(NotSupportedHere, match="--draft"):
+    with pytest.raises(PlanError, match="--draft"):
         apply(target_path, tmp_path / "opt", techniques=["spec-draft"], verify=False)
     with pytest.raises(PlanError, match="one of --goal, --plan or --technique"):
         apply(target_path, tmp_path / "opt", verify=False)
+
+
+@pytest.mark.parametrize("techniques, message", [
+    (["weight-int8", "weight-int4"], "both in the weight-format group"),
+    (["kv-int8", "paged-kv"], "one KV cache per generation"),
+    (["sliding-window-sinks", "kv-int8"], "one KV cache per generation"),
+])
+def test_steps_that_cannot_stand_together_are_refused_before_any_runs(target_path, tmp_path, techniques, message):
+    with pytest.raises(PlanError, match=message):
+        apply(target_path, tmp_path / "opt", techniques=techniques, verify=False)
+    assert not (tmp_path / "opt").exists()
+
+
+def test_a_model_is_applied_and_compared_as_it_is_stored(target_path, tmp_path):
+    """The test model is stored in bf16: apply works on it in bf16 (an unchanged folder is not doubled to fp32), and
+    verify's baseline is the same bf16 model."""
+    from optiplan.optimizers.artifact import stored_dtype
+
+    assert stored_dtype(target_path) == "bf16" and stored_dtype(tmp_path) == "fp32"  # no config: transformers' default
+    out = tmp_path / "opt"
+    manifest = apply(target_path, out, techniques=["kv-fp8"], verify=False)
+    assert manifest.runtime.dtype == "bf16" and json.loads((out / "config.json").read_text())["dtype"] == "bfloat16"
+    size = (target_path / "model.safetensors").stat().st_size
+    assert (out / "model.safetensors").stat().st_size == pytest.approx(size, rel=0.01)
+    assert load(target_path, "cpu").runtime.dtype == "bf16" and load(target_path, "cpu", dtype="fp32").runtime.dtype \
+        == "fp32"
+
+
+def test_zero_repeats_are_refused_and_a_failed_verify_leaves_no_folder(target_path, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+    from optiplan.optimizers import verify as verify_module
+    from optiplan.planner.cli.main import main
+    from optiplan.planner.errors import RequestError
+
+    for args in (["apply", str(target_path), "-o", str(tmp_path / "o"), "-t", "kv-fp8", "--repeats", "0"],
+                 ["verify", str(target_path), str(target_path), "--repeats", "0"]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 2 and "--repeats" in result.output
+    with pytest.raises(RequestError, match="at least one repeat"):
+        verify_module.verify(target_path, target_path, repeats=0)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the machine went away")
+
+    monkeypatch.setattr(verify_module, "verify", broken)
+    with pytest.raises(RuntimeError):
+        apply(target_path, tmp_path / "opt", techniques=["kv-fp8"])
+    assert not (tmp_path / "opt").exists()
 
 
 def test_pickle_weights_need_a_flag(target_path, tmp_path):
@@ -164,7 +211,8 @@ def test_verify_cli_reports_before_and_after_in_every_format(target_path, tmp_pa
         for key in ("ttft_ms", "tpot_ms", "tokens_per_s", "peak_memory_bytes", "weights_bytes", "perplexity"):
             assert key in data["measured"][side]
         assert len(data["measured"][side]["samples"]["tpot_ms"]) == 2  # one per repeat (median over prompts)
-    assert data["measured"]["after"]["weights_bytes"] < 0.35 * data["measured"]["before"]["weights_bytes"]
+    # both as stored (bf16): int8 weights with their scales, about half
+    assert data["measured"]["after"]["weights_bytes"] < 0.6 * data["measured"]["before"]["weights_bytes"]
     assert data["quality"]["next_token_agreement"] > 0.9
     report = VerifyReport.model_validate(data)
     assert "| weights (MB) |" in render(report, "md")

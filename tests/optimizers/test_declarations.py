@@ -95,11 +95,18 @@ def test_a_missing_declared_package_is_refused_with_its_install_hint(monkeypatch
 
 def test_every_technique_names_its_engines_and_a_quality_source():
     from optiplan.planner.catalog.engines import engine_table
+    from optiplan.planner.catalog.hardware import resolve_hardware
+    from optiplan.planner.catalog.models import resolve_model
+    from optiplan.planner.plan.techniques import Context
+    from optiplan.planner.schema import Workload
 
     engines = set(engine_table())
     for t in all_techniques().values():
         assert t.engines and set(t.engines) <= engines, t.id
-        assert t.quality_source.strip(), t.id
+        # a fixed source, or one per model (published figures by family and size): judged on a catalog model
+        ctx = Context(spec=resolve_model("llama-3.1-8b"), hw=resolve_hardware("h100-sxm"), devices=1,
+                      workload=Workload(engine=t.engines[0]))
+        assert t.source(ctx).strip() and t.loss(ctx) >= 0, t.id
         assert set(t.packages) <= set(PACKAGE_IMPORTS), f"{t.id}: add {t.packages} to PACKAGE_IMPORTS"
         if t.apply is not None:
             assert "transformers" in t.engines or t.phase == "training", \
