@@ -305,8 +305,10 @@ def apply(source: str | Path, out: str | Path, *, goal: str | None = None, plan:
                       if r.status == "applied" else r for r in records]
             manifest = write_artifact(ws, out, manifest.model_copy(update={"steps": rolled, "runtime": ws.runtime}),
                                       force=True).model_copy(update={"verify": report.model_copy(update={
-                                          "notes": [*report.notes, "the plan measured as a loss and was rolled "
-                                                    "back: the folder holds the original model"]})})
+                                          "steps": rolled, "predicted": None, "predicted_ratios": {},
+                                          "notes": [*report.notes, "the figures above are of the plan, which "
+                                                    "measured as a loss and was rolled back: the folder holds the "
+                                                    "original model"]})})
         write_text_atomic(out / "optiplan.json", manifest.model_dump_json(indent=2))
     return manifest
 

@@ -51,8 +51,11 @@ def time_generation(loaded: LoadedModel, prompt: str, max_new_tokens: int) -> di
     end = time.perf_counter()
     first = stamps.times[1] if len(stamps.times) > 1 else end  # times[0] is the prompt being echoed
     ttft_s = first - start
-    tpot_s = (end - first) / max(max_new_tokens - 1, 1)
     steps = stamps.tokens[2:]  # after the prompt and the first token
+    # the tokens that came after the first arrival: speculation can deliver accepted proposals with the first token,
+    # and where everything came at once there is no decode time to divide, only the whole generation's
+    later = sum(steps)
+    tpot_s = (end - first) / later if later else (end - start) / max(max_new_tokens, 1)
     return {"ttft_ms": ttft_s * 1e3, "tpot_ms": tpot_s * 1e3, "tokens_per_s": max_new_tokens / (end - start),
             "tokens_per_step": sum(steps) / len(steps) if steps else 1.0}
 

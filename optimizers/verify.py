@@ -112,7 +112,8 @@ def verify(baseline: str | Path, optimized: str | Path, *, device: str | None = 
     manifest = opt.manifest
     steps = list(manifest.steps) if manifest else []
     predicted = predicted_ratios = None
-    if manifest and manifest.plan:
+    undone = [s.technique for s in steps if s.status in ("rolled-back", "skipped") and s.predicted]
+    if manifest and manifest.plan and not undone:  # the plan's prediction is of all its steps
         from ..planner.schema import Advice
 
         advice = Advice.model_validate(manifest.plan)
@@ -122,7 +123,12 @@ def verify(baseline: str | Path, optimized: str | Path, *, device: str | None = 
                             "weights_bytes": predicted.weights_per_device_bytes / max(b.weights_per_device_bytes, 1)}
     notes = [f"step {s.technique}: its gain did not show in measurement" for s in steps
              if s.status == "applied" and s.gain_shown is False]
-    notes += [f"step {s.technique} was rolled back: no measured gain" for s in steps if s.status == "rolled-back"]
+    notes += [f"step {s.technique} was rolled back: "
+              + (s.detail.rsplit("rolled back: ", 1)[1] if "rolled back: " in s.detail else "no measured gain")
+              for s in steps if s.status == "rolled-back"]
+    if manifest and manifest.plan and undone:
+        notes.append(f"no prediction is shown: the plan's is of all its steps, and {', '.join(undone)} "
+                     f"{'was' if len(undone) == 1 else 'were'} not kept")
     return VerifyReport(
         baseline=str(baseline), optimized=str(optimized), device=device,
         workload={"prompts": len(prompts), "max_new_tokens": max_new_tokens, "repeats": repeats,

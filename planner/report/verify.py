@@ -7,6 +7,7 @@ from html import escape
 from typing import Any
 
 from ... import __version__
+from ..ci.gate import rank_test_p
 from ..schema.optimize import VerifyReport
 
 FORMATS = ("text", "md", "html", "json")
@@ -24,15 +25,32 @@ def _fmt(value: float | None, unit: str) -> str:
     return f"{value / 1e6:,.2f}" if unit == "MB" else f"{value:,.2f}"
 
 
+# a timing change is called better or worse only when it is beyond this and its interleaved samples say so
+SIGNIFICANCE = 0.05
+
+
+def significant(report: VerifyReport, key: str) -> bool:
+    """Whether the interleaved samples of a timed metric differ beyond chance (the gate's rank test, paired by
+    repeat); a metric measured once (weights, perplexity, memory) is exact and always counts."""
+    b, a = report.measured["before"].samples.get(key), report.measured["after"].samples.get(key)
+    if not b or not a:
+        return True
+    if len(b) != len(a) or len(b) < 2:
+        return False
+    return rank_test_p(b, a, paired=True) < SIGNIFICANCE
+
+
 def rows(report: VerifyReport) -> list[dict[str, Any]]:
-    """One row per metric: before, after, ratio, predicted ratio, and whether it got better."""
+    """One row per metric: before, after, ratio, predicted ratio, and whether it got better (beyond 3% and, for a
+    timed metric, beyond its repeats' noise)."""
     before, after = report.measured["before"], report.measured["after"]
     out = []
     for key, label, unit, lower in METRICS:
         b, a = getattr(before, key), getattr(after, key)
         ratio = a / b if a is not None and b else None
-        better = None if ratio is None else (ratio < 0.97 if lower else ratio > 1.03)
-        worse = None if ratio is None else (ratio > 1.03 if lower else ratio < 0.97)
+        real = ratio is not None and significant(report, key)
+        better = real and (ratio < 0.97 if lower else ratio > 1.03)
+        worse = real and (ratio > 1.03 if lower else ratio < 0.97)
         spread_b, spread_a = before.spread.get(key), after.spread.get(key)
         out.append({"metric": label, "unit": unit, "before": _fmt(b, unit), "after": _fmt(a, unit),
                     "spread": (f"±{spread_b / 2:,.2f} / ±{spread_a / 2:,.2f}" if spread_b is not None

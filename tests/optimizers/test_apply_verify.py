@@ -260,6 +260,9 @@ def test_a_plan_that_verifies_as_a_loss_ships_the_original(target_path, tmp_path
     reloaded = load(tmp_path / "opt", "cpu")
     assert type(reloaded.model.model.layers[0].mlp.up_proj.weight).__name__ in ("Parameter", "Tensor")
     assert "rolled back" in manifest.verify.notes[-1]
+    # the report says the same as the manifest: its steps rolled back, no prediction for a folder that holds none
+    assert [s.status for s in manifest.verify.steps] == [s.status for s in manifest.steps]
+    assert manifest.verify.predicted is None and not manifest.verify.predicted_ratios
 
 
 def test_losses_judge_quick_figures_only_beyond_their_noise():

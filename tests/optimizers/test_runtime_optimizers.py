@@ -136,3 +136,32 @@ def test_torch_compile_with_static_cache_keeps_output(workspace, base, tmp_path)
     loaded = roundtrip(workspace, tmp_path)
     assert loaded.model.generation_config.cache_implementation == "static"
     assert metrics.greedy_tokens(loaded, PROMPT, 8) == metrics.greedy_tokens(base, PROMPT, 8)
+
+
+class _Delivering:
+    """A stand-in model that streams tokens in the given batches, 10 ms apart (speculation delivers several at once)."""
+
+    device = "cpu"
+
+    def __init__(self, batches: list[int]):
+        self.batches = batches
+
+    def encode(self, prompts):
+        return torch.zeros(1, 4, dtype=torch.long)
+
+    def generate(self, ids, streamer=None, **kwargs):
+        import time
+
+        streamer.put(ids[0])
+        for n in self.batches:
+            time.sleep(0.01)
+            streamer.put(torch.zeros(1, n, dtype=torch.long) if n > 1 else torch.zeros(1, dtype=torch.long))
+
+
+def test_time_per_token_counts_the_tokens_that_came_after_the_first():
+    """Accepted proposals that arrive with the first token are not decode steps: 24 tokens in three arrivals of 8
+    take two arrivals (20 ms) for 16 tokens, not 23."""
+    r = metrics.time_generation(_Delivering([8, 8, 8]), "x", 24)
+    assert r["tpot_ms"] == pytest.approx(20 / 16, rel=0.3) and r["tokens_per_step"] == 8
+    whole = metrics.time_generation(_Delivering([24]), "x", 24)  # everything at once: the whole time per token
+    assert whole["tpot_ms"] == pytest.approx(10 / 24, rel=0.5)
