@@ -85,17 +85,40 @@ def steps_from_plan(plan_file: Path, source: Path) -> tuple[list[StepSpec], dict
     return _with_predictions(advice), json.loads(advice.model_dump_json())
 
 
+def step_ratios(before, after) -> dict[str, float]:
+    """A step's predicted effect: its prediction over the one before it, in the figures apply measures."""
+    return {"tpot_ms": after.tpot_ms / before.tpot_ms if before.tpot_ms else 1.0,
+            "weights_bytes": after.weights_per_device_bytes / max(before.weights_per_device_bytes, 1),
+            "cache_bytes": after.kv_cache_per_device_bytes / max(before.kv_cache_per_device_bytes, 1),
+            "batched_tokens_per_s": after.throughput_tokens_per_s / max(before.throughput_tokens_per_s, 1e-9)}
+
+
 def _with_predictions(advice) -> list[StepSpec]:
     steps, before = [], advice.baseline
     for step in advice.plan.steps:
-        after = step.predicted
-        ratios = {"tpot_ms": after.tpot_ms / before.tpot_ms if before.tpot_ms else 1.0,
-                  "weights_bytes": after.weights_per_device_bytes / max(before.weights_per_device_bytes, 1),
-                  "cache_bytes": after.kv_cache_per_device_bytes / max(before.kv_cache_per_device_bytes, 1),
-                  "batched_tokens_per_s": after.throughput_tokens_per_s / max(before.throughput_tokens_per_s, 1e-9)}
-        steps.append(StepSpec(step.technique, dict(step.params), ratios))
-        before = after
+        steps.append(StepSpec(step.technique, dict(step.params), step_ratios(before, step.predicted)))
+        before = step.predicted
     return steps
+
+
+def predict_named(steps: list[StepSpec], source: Path, hardware: str, workload: str | None,
+                  log: Callable[[str], None]) -> None:
+    """The planner's prediction for steps named by hand (`-t`), each over the one before it, so that they too are
+    shown predicted beside measured; a model or machine the planner cannot describe leaves them unpredicted."""
+    from ..planner.plan.advise import predict_stack
+    from ..planner.schema import AdviseRequest
+
+    try:
+        before, predicted = predict_stack(AdviseRequest(model=str(source), hardware=hardware, num_devices=1,
+                                                        workload=workload, engine="transformers"),
+                                          [s.technique for s in steps])
+    except OptiplanError as exc:
+        log(f"no prediction for the steps: {exc}")
+        return
+    for step in steps:
+        if step.technique in predicted:
+            step.predicted = step_ratios(before, predicted[step.technique])
+            before = predicted[step.technique]
 
 
 def steps_from_goal(source: Path, goal: str, hardware: str, workload: str | None, context: int | None = None,
@@ -199,17 +222,22 @@ def apply(source: str | Path, out: str | Path, *, goal: str | None = None, plan:
     loads the source as it is stored (an fp32 checkpoint in bf16 on a GPU), and verify compares against the same."""
     quiet_libraries()
     from .artifact import ArtifactError, check_folder, load, write_artifact
-    from .runtime import default_device
+    from .runtime import check_device, default_device
 
     source, out = Path(source), Path(out)
     check_folder(source, allow_pickle)
     if out.exists() and not force:
         raise ArtifactError(f"{out} exists; pass --force to replace it")
-    if sum(x is not None and x != [] for x in (goal, plan, techniques)) != 1:
-        raise PlanError("say what to apply: one of --goal, --plan or --technique")
+    given = [name for name, x in (("--goal", goal), ("--plan", plan), ("--technique", techniques))
+             if x is not None and x != []]
+    if len(given) != 1:
+        raise PlanError("say what to apply: one of --goal, --plan or --technique"
+                        + (f" (got {' and '.join(given)})" if given else ""))
     plan_json, goal_of_plan = None, None
     if techniques:
         steps = [parse_technique(t) for t in techniques]
+        check_together(steps, draft)
+        predict_named(ordered(steps), source, hardware, workload, log)
     elif plan is not None:
         steps, plan_json = steps_from_plan(Path(plan), source)
         goal_of_plan = plan_json["workload"]["goal"]
@@ -217,7 +245,7 @@ def apply(source: str | Path, out: str | Path, *, goal: str | None = None, plan:
         steps, plan_json = steps_from_goal(source, goal, hardware, workload, context, concurrency,
                                            max_quality_loss_pct)
     check_together(steps, draft)
-    device = device or default_device()
+    device = check_device(device or default_device())
     runnable, records = [], []
     for step in ordered(steps):
         if step.technique == "spec-draft" and draft:

@@ -17,7 +17,7 @@ from ..planner.errors import ArtifactError, OptiplanError
 from ..planner.fsutil import atomic_folder
 from ..planner.measure.runtime import check_model_folder, quiet_libraries, torch_dtype
 from ..planner.schema.optimize import ArtifactManifest, Runtime
-from .runtime import LoadedModel, default_device, generation_settings
+from .runtime import LoadedModel, check_device, default_device, generation_settings
 from .workspace import Workspace, device_kind
 
 MANIFEST = "optiplan.json"
@@ -68,7 +68,7 @@ def load(path: str | Path, device: str | None = None, *, dtype: str | None = Non
             raise ArtifactError(f"{path / MANIFEST}: not an optiplan manifest this version reads: "
                                 f"{str(exc).splitlines()[0]}") from exc
     runtime = manifest.runtime.model_copy(deep=True) if manifest else Runtime()
-    device = device or default_device()
+    device = check_device(device or default_device())
     if dtype:
         runtime.dtype = dtype
     elif not manifest:  # as stored: an fp32 checkpoint runs in bf16 on a GPU

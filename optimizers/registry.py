@@ -52,6 +52,11 @@ def check_supported(technique: str, device: str) -> Optimizer:
     """The optimizer for `technique`, or NotSupportedHere saying why it cannot run on `device`."""
     known = registry()
     if technique not in known:
+        from ..planner.plan.techniques import all_techniques
+
+        if technique not in all_techniques():
+            raise NotSupportedHere(f"unknown technique '{technique}' (`optiplan techniques` lists them; it can apply: "
+                                   f"{', '.join(sorted(known))})")
         raise NotSupportedHere(f"{technique}: optiplan has no optimizer that applies it to a transformers model "
                                f"(it can apply: {', '.join(sorted(known))}); deploy it with a serving engine "
                                f"(`optiplan configs`)")

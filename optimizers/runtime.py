@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..planner.errors import RequestError
 from ..planner.schema.optimize import ArtifactManifest, Runtime
 from .workspace import device_kind
 
@@ -19,6 +20,16 @@ def default_device() -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def check_device(device: str) -> str:
+    """`device`, or a RequestError where this machine has no such device (before any model is blamed for it)."""
+    import torch
+
+    if device_kind(device) == "cuda" and not torch.cuda.is_available():
+        raise RequestError(f"--device {device}: this machine has no CUDA device torch can use "
+                           f"(torch {torch.__version__}{'' if torch.version.cuda else ', a CPU-only build'})")
+    return device
 
 
 def generation_settings(runtime: Runtime) -> dict[str, Any]:

@@ -4,6 +4,7 @@ torch and transformers are imported inside the functions, only when a measuremen
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -29,6 +30,12 @@ def check_model_folder(path: Path, allow_pickle: bool = False, error: type[Optip
         raise error(f"{path}: not a folder")
     if not (path / "config.json").is_file():
         raise error(f"{path}: no config.json; expected a Hugging Face model folder")
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise error(f"{path / 'config.json'}: not valid JSON ({str(exc).splitlines()[0]})") from exc
+    if not isinstance(config, dict):
+        raise error(f"{path / 'config.json'}: not a JSON object")
     if list(path.glob("*.safetensors")):
         return
     if not (list(path.glob("*.bin")) or list(path.glob("*.pt"))):

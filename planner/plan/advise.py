@@ -40,9 +40,18 @@ from ..schema.workload import Workload
 from .bottleneck import classify
 from .effects import effect_source, measured_effects, predict_steps
 from .predict import evaluate, sequences_per_server
-from .search import QUALITY_TIE, Candidate, SearchResult, apply_steps, pareto_alternatives, rank, search
+from .search import (
+    QUALITY_TIE,
+    Candidate,
+    SearchResult,
+    apply_steps,
+    engine_baseline,
+    pareto_alternatives,
+    rank,
+    search,
+)
 from .state import PlanState
-from .techniques import Context, all_techniques, runtime_conflict
+from .techniques import Context, all_techniques, runtime_conflict, static_reason
 
 GB = 1e9
 AUTO_COUNTS = (1, 2, 4, 8)
@@ -376,6 +385,20 @@ def advise(request: AdviseRequest) -> Advice:
                     "nearest_feasible": nearest})
         raise ImpossibleError(message, document)
     return _document(spec, workload, hw, devices, ctx, result, ranked, best, ranking, hardware_reason, notes)
+
+
+def predict_stack(request: AdviseRequest, ids: list[str]) -> tuple[Prediction, dict[str, Prediction]]:
+    """The planner's predictions for a stack chosen by hand (`apply -t`), composed step by step in the order given on
+    the request's hardware and engine: the baseline's, and each step's that the planner knows and can apply there."""
+    spec, workload, notes = resolve_request(request)
+    hw = resolve_hardware(request.hardware)
+    workload = _engine_here(workload, hw, request.engine, notes)
+    ctx = build_context(spec, hw, request.num_devices or 1, workload)
+    techniques = all_techniques()
+    base = engine_baseline(ctx, [t for t in techniques.values() if static_reason(t, ctx) is None])
+    known = [techniques[i] for i in ids if i in techniques and static_reason(techniques[i], ctx) is None]
+    steps = predict_steps(base, known, apply_steps(base, known, ctx), workload, ctx.effects) if known else []
+    return evaluate(base, workload), {t.id: p for t, p in zip(known, steps)}
 
 
 def _document(spec: ModelSpec, workload: Workload, hw: HardwareSpec, devices: int, ctx: Context,
