@@ -183,8 +183,9 @@ def rank(candidates: tuple[Candidate, ...]) -> list[Candidate]:
     """Best first: stacks that fit and meet every SLO, then those that fit, each by score; a stack that costs more
     speed than the limits allow where speed is not the goal comes after those that do not. Among stacks within
     QUALITY_TIE of the best on the goal's figure (for the context goal: as many sequences, time per token within
-    it; for the memory goal: the bytes the plan holds, without the runtime's own), the one with the least quality
-    loss goes first."""
+    it; for the memory goal: the bytes the plan holds, without the runtime's own), the one with the fewest moving
+    parts goes first (a router and prefill and decode instances are not worth a few percent), then the one with the
+    least quality loss."""
     def tier(c: Candidate):
         return (0 if c.predicted.meets_slo else 1 if c.predicted.fits else 2, not c.speed_ok)
 
@@ -199,7 +200,12 @@ def rank(candidates: tuple[Candidate, ...]) -> list[Candidate]:
         (a, x), (b, y) = c.objective or (0.0, c.score), best.objective or (0.0, best.score)
         return tier(c) == tier(best) and a == b and abs(x - y) <= QUALITY_TIE * abs(y)
     close = [c for c in ranked if near(c)]
-    pick = min(close, key=lambda c: (round(c.predicted.quality_loss_pct, 4), round(c.score, 9), len(c.ids), c.ids))
+    techniques = all_techniques()
+
+    def parts(c: Candidate) -> int:
+        return sum(techniques[i].moving_parts for i in c.ids if i in techniques)
+    pick = min(close, key=lambda c: (parts(c), round(c.predicted.quality_loss_pct, 4), round(c.score, 9), len(c.ids),
+                                     c.ids))
     return [pick, *(c for c in ranked if c is not pick)]
 
 

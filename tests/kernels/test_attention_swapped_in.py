@@ -19,7 +19,7 @@ PROMPTS = ["The for statement is", "Classes provide a means of bundling data and
 def sdpa():
     from optiplan.optimizers.artifact import load
 
-    return load(TARGET, "cpu")
+    return load(TARGET, "cpu", dtype="fp32")
 
 
 def _greedy(loaded, prompts, n):
@@ -35,7 +35,7 @@ def test_triton_attention_generates_the_same_greedy_tokens_as_sdpa_and_round_tri
     from optiplan.optimizers.workspace import Workspace
     from transformers import AttentionInterface
 
-    loaded = load(TARGET, "cpu")
+    loaded = load(TARGET, "cpu", dtype="fp32")
     ws = Workspace(model=loaded.model, tokenizer=loaded.tokenizer, device="cpu", source=TARGET)
     detail = check_supported("flash-attention", "cpu").apply(ws, {"implementation": "triton"})
     assert "optiplan.kernels.flash_attention" in detail and "flash_decoding" in detail
@@ -55,7 +55,7 @@ def test_logits_match_sdpa_over_a_long_prompt(sdpa):
     from optiplan.optimizers.artifact import load
     from optiplan.optimizers.attention import set_attention
 
-    loaded = load(TARGET, "cpu")
+    loaded = load(TARGET, "cpu", dtype="fp32")
     set_attention(loaded.model, "optiplan_triton")
     ids = sdpa.encode([" ".join(PROMPTS * 2)])
     with torch.no_grad():

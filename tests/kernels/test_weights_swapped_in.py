@@ -20,7 +20,7 @@ def _workspace():
     from optiplan.optimizers.artifact import load
     from optiplan.optimizers.workspace import Workspace
 
-    loaded = load(TARGET, "cpu")
+    loaded = load(TARGET, "cpu", dtype="fp32")
     return loaded, Workspace(model=loaded.model, tokenizer=loaded.tokenizer, device="cpu", source=TARGET)
 
 
@@ -44,7 +44,7 @@ def test_packed_layers_round_trip_and_match_the_same_weights_in_pytorch(techniqu
     from optiplan.optimizers.registry import check_supported
     from transformers import AutoModelForCausalLM
 
-    base = load(TARGET, "cpu")
+    base = load(TARGET, "cpu", dtype="fp32")
     _, ws = _workspace()
     detail = check_supported(technique, "cpu").apply(ws, {"kernel": "triton"})
     assert "optiplan.kernels.weight_only_gemm" in detail
@@ -84,7 +84,7 @@ def test_int4_agreement_is_no_worse_than_the_existing_int4_path():
     from optiplan.optimizers.artifact import load
     from optiplan.optimizers.registry import check_supported
 
-    base = load(TARGET, "cpu")
+    base = load(TARGET, "cpu", dtype="fp32")
     ours, ws = _workspace()
     check_supported("weight-int4", "cpu").apply(ws, {"kernel": "triton"})
     theirs, ws_quanto = _workspace()

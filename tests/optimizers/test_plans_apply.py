@@ -32,7 +32,7 @@ def test_every_offered_plan_applies_and_generates(target_path, draft_path, goal,
     plans = _plans(target_path, goal, concurrency)
     assert plans
     for plan in plans:
-        base = load(target_path, "cpu")
+        base = load(target_path, "cpu", dtype="fp32")
         ws = Workspace(model=base.model, tokenizer=base.tokenizer, device="cpu", source=target_path)
         ws.runtime.dtype = "fp32"
         for technique in plan:

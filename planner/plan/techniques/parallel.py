@@ -180,6 +180,7 @@ register(
         effect_source="DistServe (arXiv 2401.09670): 4.48x more requests within SLOs than vLLM; vLLM's "
                       "docs/features/disagg_prefill.md: 'Disaggregated prefill DOES NOT improve throughput'",
         transform=_pd, hardware=("multi-device", "interconnect"), check=_pd_check,
+        moving_parts=2,  # a router, and instances of two roles to size and restart apart
         unchanged="no split of the devices into prefill and decode instances serves more requests per second within "
                   "the workload's SLOs than the same instances prefilling and decoding together (DistServe's "
                   "criterion: prompts short enough, or SLOs loose enough, that the chunks in the decode steps cost "

@@ -175,17 +175,18 @@ def test_prompt_chunks_slow_the_steps_that_carry_them():
 
 def test_short_prompts_ride_a_step_each():
     """Requests arrive one by one, so a prompt shorter than the step budget takes a step of its own size: the budget
-    fills only where the cycle's prompts need more than a chunk per step. 64 users of 128-token prompts on an
-    8192-token budget: about one prompt per step, not a full 8192-token chunk every 64 steps."""
+    fills only where the cycle's prompts need more than a chunk per step. 64 users of 128-token prompts on a
+    2048-token budget (the generic serving engine, at the device's compute rate): about one prompt per step, not a
+    full chunk every 16 steps."""
     from optiplan.planner.analytic.profile import setup_for_request
     from optiplan.planner.analytic.requests import request_figures
     from optiplan.planner.analytic.steps import decode_step
     from optiplan.planner.catalog.hardware import resolve_hardware
     from optiplan.planner.catalog.models import resolve_model
 
-    s = setup_for_request(ProfileRequest(model="llama-3.1-8b", hardware="h100-sxm", engine="vllm"),
+    s = setup_for_request(ProfileRequest(model="llama-3.1-8b", hardware="h100-sxm", engine="serving"),
                           resolve_model("llama-3.1-8b"), resolve_hardware("h100-sxm"))
-    assert s.prefill_chunk_tokens == 8192
+    assert s.prefill_chunk_tokens == 2048
     f = request_figures(s, 128, 256, 64, continuous=True)
     decode = decode_step(s, 64, 128 + 128)
     # 128 prompt rows beside 64 decode rows stay under the weights' read (a whole 8192-token chunk would not): the
@@ -229,10 +230,11 @@ def test_at_saturation_the_first_token_waits_for_a_step_as_full_as_the_others():
     """A steady stream of prompts fills every step that carries one: a new request's prompt shares its step with
     others', so its first token takes at least what such a step takes, and no less than the mean time between two
     tokens (a 1B at 1,000 users once came out at 19 ms to first token against 26 ms between tokens)."""
-    r = profile(ProfileRequest(model="llama-3.2-1b", hardware="h100-sxm", engine="vllm", input_tokens=512,
+    # SGLang: vLLM's API server would bound these 1,000 users at 45 requests a second (`request_host_s`)
+    r = profile(ProfileRequest(model="llama-3.2-1b", hardware="h100-sxm", engine="sglang", input_tokens=512,
                                output_tokens=128, concurrency=1000)).requests
     assert r.running == 1000 and r.queue_wait_ms == 0
     assert r.ttft_ms > r.itl_ms
-    few = profile(ProfileRequest(model="llama-3.2-1b", hardware="h100-sxm", engine="vllm", input_tokens=512,
+    few = profile(ProfileRequest(model="llama-3.2-1b", hardware="h100-sxm", engine="sglang", input_tokens=512,
                                  output_tokens=128, concurrency=4)).requests
     assert few.ttft_ms < r.ttft_ms / 2  # alone in its step, a prompt is soon done

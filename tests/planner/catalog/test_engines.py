@@ -477,7 +477,7 @@ def test_vllm_reads_fp8_on_mi300x_with_its_skinny_gemv_at_one_row_and_hipblaslt_
     assert one.efficiency.gemm_bandwidth_efficiency / one.efficiency.bandwidth_efficiency == pytest.approx(
         entry["gemm_bandwidth_efficiency"] / entry["bandwidth_efficiency"])
     # the weights' read grows by the shares' ratio from one row to two: the step, by most of it
-    assert two.latency.tpot_ms > 1.15 * one.latency.tpot_ms
+    assert two.latency.tpot_ms > 1.12 * one.latency.tpot_ms  # shares 0.62 and 0.46: 1.35x the read
     generic_one, generic_two = run("mi300x", 1, "serving"), run("mi300x", 2, "serving")
     assert one.latency.tpot_ms == pytest.approx(generic_one.latency.tpot_ms, rel=1e-6)
     assert generic_two.latency.tpot_ms < 1.05 * generic_one.latency.tpot_ms

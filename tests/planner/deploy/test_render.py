@@ -274,7 +274,7 @@ def test_vllm_awq_runs_on_marlin_from_ampere_on():
     from optiplan.planner.schema import AdviseRequest
 
     a = advise(AdviseRequest(model="llama-2-7b", hardware="a10g", num_devices=1, workload="chat", engine="vllm",
-                             max_quality_loss_pct=3))  # AWQ: +2.4% on Llama-2-7B (profiles/quality.yaml)
+                             max_quality_loss_pct=3, goal="latency", concurrency=1))  # AWQ: +2.4% on Llama-2-7B
     assert "weight-int4-awq" in {s.technique for s in a.plan.steps}
     from optiplan.planner.catalog.hardware import resolve_hardware
     from optiplan.planner.deploy import vllm as vllm_mapper

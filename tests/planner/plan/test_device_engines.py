@@ -34,7 +34,7 @@ def test_a_mac_is_planned_for_an_engine_that_runs_on_it():
 
 
 def test_flash_attention_still_needs_ampere_in_the_gpu_engines():
-    reasons = {r.technique: r.reason for r in _advise(model="llama-3.1-8b", hardware="t4", concurrency=8).rejected}
+    reasons = {r.technique: r.reason for r in _advise(model="llama-3.2-3b", hardware="t4", concurrency=8).rejected}
     assert "FlashAttention-2 needs compute capability 8.0" in reasons["flash-attention"]
 
 

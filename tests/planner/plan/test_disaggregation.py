@@ -23,12 +23,12 @@ from optiplan.planner.schema import AdviseRequest
 
 @pytest.fixture(scope="module")
 def tight_tpot(tmp_path_factory):
-    """70B on one node of 8 H100 with SGLang: 12k-token prompts from 48 users under a 25 ms per-token SLO and a loose
+    """70B on one node of 8 H100 with SGLang: 12k-token prompts from 32 users under a 25 ms per-token SLO and a loose
     time to first token: the prompts' chunks in the decode steps break the SLO wherever prefill and decode share
     instances."""
     workload = {"name": "long-prompts-tight-tpot", "description": "documents answered under a per-token SLO",
                 "prompt_tokens_mean": 12000, "prompt_tokens_p95": 24000, "output_tokens_mean": 150,
-                "output_tokens_p95": 300, "concurrency": 48, "shared_prefix_fraction": 0.0, "max_context": 48000,
+                "output_tokens_p95": 300, "concurrency": 32, "shared_prefix_fraction": 0.0, "max_context": 48000,
                 "goal": "latency", "max_quality_loss_pct": 1.0, "slo": {"ttft_p95_ms": 60000, "tpot_p95_ms": 25}}
     path = tmp_path_factory.mktemp("workload") / "long-prompts.yaml"
     path.write_text(yaml.safe_dump(workload))
