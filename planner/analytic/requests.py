@@ -171,8 +171,8 @@ def request_profile(s: Setup, input_tokens: int, output_tokens: int, concurrency
     c = limit if concurrency == "max" else int(concurrency)
     c = max(c, 1)
     running = min(c, limit) if limit >= 1 else c  # nothing fits at all: the figures of c as if it did, fits false
-    f = front_end(queued(request_figures(s, input_tokens, output_tokens, running, continuous, cached_tokens), c, running),
-                  c, s.request_host_s)
+    device = queued(request_figures(s, input_tokens, output_tokens, running, continuous, cached_tokens), c, running)
+    f = front_end(device, c, s.request_host_s)
 
     def meets(g: dict[str, float]) -> bool:
         return (ttft_slo_ms is None or g["ttft_s"] * 1e3 <= ttft_slo_ms) and \
@@ -196,6 +196,9 @@ def request_profile(s: Setup, input_tokens: int, output_tokens: int, concurrency
                   else "static batches (all prompts prefilled together, the batch ends together)")
     if cap and limit == cap:
         scheduling += f", at most {cap:,} running at once (the engine's default; the cache holds {room:,})"
+    if f["cycle_s"] > device["cycle_s"]:
+        scheduling += (f"; bound by the engine's front end at {1 / s.request_host_s:,.0f} requests/s "
+                       f"({s.request_host_s * 1e3:g} ms of host time a request), not by the device")
     return RequestProfile(
         input_tokens=input_tokens, output_tokens=output_tokens, concurrency=c, max_concurrency=limit,
         fits=c <= room, running=running, queue_wait_ms=f["queue_s"] * 1e3, scheduling=scheduling,

@@ -525,6 +525,7 @@ def test_vllms_front_end_bounds_the_requests_it_completes_a_second():
     tiny = run("vllm", 128, 4, 1000)
     assert tiny.requests_per_s == pytest.approx(1 / 0.022) and tiny.queue_wait_ms > 0
     assert tiny.request_latency_ms == pytest.approx(1000 * 22.0)
+    assert "bound by the engine's front end at 45 requests/s" in tiny.scheduling
     assert run("sglang", 128, 4, 1000).requests_per_s > 1 / 0.022
     long = run("vllm", 2000, 200, 64)
-    assert long.requests_per_s < 1 / 0.022 and long.queue_wait_ms == 0
+    assert long.requests_per_s < 1 / 0.022 and long.queue_wait_ms == 0 and "front end" not in long.scheduling
