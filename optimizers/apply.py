@@ -222,10 +222,12 @@ def apply(source: str | Path, out: str | Path, *, goal: str | None = None, plan:
     loads the source as it is stored (an fp32 checkpoint in bf16 on a GPU), and verify compares against the same."""
     quiet_libraries()
     from .artifact import ArtifactError, check_folder, load, write_artifact
-    from .runtime import check_device, default_device
+    from .runtime import check_device, default_device, dtype_hint
 
     source, out = Path(source), Path(out)
     check_folder(source, allow_pickle)
+    if out.resolve() == source.resolve() or source.resolve() in out.resolve().parents:
+        raise ArtifactError(f"{out} is the source model's folder or inside it: write the optimized model elsewhere")
     if out.exists() and not force:
         raise ArtifactError(f"{out} exists; pass --force to replace it")
     given = [name for name, x in (("--goal", goal), ("--plan", plan), ("--technique", techniques))
@@ -244,7 +246,6 @@ def apply(source: str | Path, out: str | Path, *, goal: str | None = None, plan:
     else:
         steps, plan_json = steps_from_goal(source, goal, hardware, workload, context, concurrency,
                                            max_quality_loss_pct)
-    check_together(steps, draft)
     device = check_device(device or default_device())
     runnable, records = [], []
     for step in ordered(steps):
@@ -271,6 +272,7 @@ def apply(source: str | Path, out: str | Path, *, goal: str | None = None, plan:
     base = load(source, device, dtype=dtype, allow_pickle=allow_pickle)  # dtype None: as the source stores it
     ws = Workspace(model=base.model, tokenizer=base.tokenizer, device=device, source=source)
     ws.runtime.dtype = base.runtime.dtype
+    log(f"working in {ws.runtime.dtype}" + ("" if dtype else " (as stored)") + dtype_hint(ws.runtime.dtype, device))
     figures = quick_figures(ws) if runnable else {}
     planned = not techniques
     judged_by = goal or (goal_of_plan if plan is not None else None)

@@ -170,13 +170,13 @@ def greedy_tokens(loaded: LoadedModel, prompt: str, n: int) -> list[int]:
 
 def peak_memory_bytes(path: str | Path, prompts: list[str] | tuple[str, ...] = DEFAULT_PROMPTS, *,
                       max_new_tokens: int = 32, device: str = "cpu", allow_pickle: bool = False,
-                      tokenizer: str | None = None) -> int:
-    """Peak memory of a fresh process that loads the model at `path` (with every runtime setting) and runs the
-    workload once: `VmHWM` on CPU, the allocator's peak on CUDA."""
+                      tokenizer: str | None = None, dtype: str | None = None) -> int:
+    """Peak memory of a fresh process that loads the model at `path` (with every runtime setting; in `dtype` where
+    given, as verify's baseline is) and runs the workload once: `VmHWM` on CPU, the allocator's peak on CUDA."""
     from ..planner.measure.workers import run_worker
 
     args = json.dumps({"path": str(path), "prompts": list(prompts), "max_new_tokens": max_new_tokens,
-                       "device": device, "allow_pickle": allow_pickle, "tokenizer": tokenizer})
+                       "device": device, "allow_pickle": allow_pickle, "tokenizer": tokenizer, "dtype": dtype})
     return int(run_worker("optiplan.optimizers.metrics", [args])["peak_memory_bytes"])
 
 
@@ -198,7 +198,7 @@ def _peak_worker(argv: list[str]) -> None:
     from .artifact import load
 
     loaded = load(args["path"], device=args["device"], allow_pickle=args.get("allow_pickle", False),
-                  tokenizer=args.get("tokenizer"))
+                  tokenizer=args.get("tokenizer"), dtype=args.get("dtype"))
 
     def run():
         with torch.no_grad():

@@ -32,6 +32,16 @@ def check_device(device: str) -> str:
     return device
 
 
+def dtype_hint(dtype: str, device: str) -> str:
+    """A word where the dtype is slow on this machine: 16-bit on a CPU without native bf16 (--dtype fp32 trades the
+    weights' size for speed)."""
+    from ..planner.machine.probe import cpu_has_bf16
+
+    if dtype in ("bf16", "fp16") and not device.startswith("cuda") and not cpu_has_bf16():
+        return f"; this CPU has no native {dtype} matmul: --dtype fp32 runs faster, in twice the memory"
+    return ""
+
+
 def generation_settings(runtime: Runtime) -> dict[str, Any]:
     """The plain (serializable) `generate` settings of a runtime: a quantized or static cache, prompt lookup."""
     out: dict[str, Any] = {}

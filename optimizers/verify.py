@@ -11,8 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..planner.ci.gate import smallest_p
 from ..planner.errors import RequestError
 from ..planner.measure.runtime import quiet_libraries
+from ..planner.report.verify import SIGNIFICANCE
 from ..planner.schema.optimize import Measured, Quality, VerifyReport
 from . import metrics
 from .corpus import DEFAULT_PROMPTS, read_eval_text
@@ -66,7 +68,7 @@ def verify(baseline: str | Path, optimized: str | Path, *, device: str | None = 
     import torch
 
     from .artifact import load
-    from .runtime import default_device
+    from .runtime import default_device, dtype_hint
 
     if repeats < 1 or max_new_tokens < 1:
         raise RequestError(f"verify needs at least one repeat and one new token (got repeats {repeats}, "
@@ -76,6 +78,8 @@ def verify(baseline: str | Path, optimized: str | Path, *, device: str | None = 
     device = device or default_device()
     base = load(baseline, device, dtype=dtype, allow_pickle=allow_pickle)
     opt = load(optimized, device)
+    progress(f"baseline in {base.runtime.dtype}, optimized in {opt.runtime.dtype}"
+             + dtype_hint(base.runtime.dtype, device))
     samples = {"before": {k: [] for k in KEYS}, "after": {k: [] for k in KEYS}}
     progress(f"timing {repeats} interleaved rounds of {len(prompts)} prompts x {max_new_tokens} tokens")
     with torch.no_grad():
@@ -97,7 +101,7 @@ def verify(baseline: str | Path, optimized: str | Path, *, device: str | None = 
     if memory:
         progress("peak memory, each in a fresh process")
         peaks = {"before": metrics.peak_memory_bytes(baseline, prompts, max_new_tokens=max_new_tokens, device=device,
-                                                     allow_pickle=allow_pickle),
+                                                     allow_pickle=allow_pickle, dtype=dtype),
                  "after": metrics.peak_memory_bytes(optimized, prompts, max_new_tokens=max_new_tokens, device=device)}
     measured = {side: _measured(samples[side], batched_tokens_per_s=batched[side], peak_memory_bytes=peaks[side],
                                 weights_bytes=metrics.weights_bytes(m), perplexity=ppl[side])
@@ -123,6 +127,10 @@ def verify(baseline: str | Path, optimized: str | Path, *, device: str | None = 
                             "weights_bytes": predicted.weights_per_device_bytes / max(b.weights_per_device_bytes, 1)}
     notes = [f"step {s.technique}: its gain did not show in measurement" for s in steps
              if s.status == "applied" and s.gain_shown is False]
+    if smallest_p(repeats, True) >= SIGNIFICANCE:
+        notes.append(f"with {repeats} repeats no timing change can be told from noise (the rank test's smallest p is "
+                     f"{smallest_p(repeats, True):.2g}): timings are shown, not called better or worse; --repeats 5 "
+                     f"or more decides large changes")
     notes += [f"step {s.technique} was rolled back: "
               + (s.detail.rsplit("rolled back: ", 1)[1] if "rolled back: " in s.detail else "no measured gain")
               for s in steps if s.status == "rolled-back"]

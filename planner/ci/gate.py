@@ -193,10 +193,15 @@ def rank_test_p(a: list[float], b: list[float], paired: bool) -> float:
     return min(1.0, 2 * min(signed_rank_p(a, b), mann_whitney_p(a, b)))
 
 
-def smallest_p(n: int, paired: bool) -> float:
-    """The smallest p `rank_test_p` can give with n samples a side (every difference one way, no ties)."""
-    mann_whitney = 2 / math.comb(2 * n, n)
-    return min(1.0, 2 * min(2 / 2**n, mann_whitney)) if paired else min(1.0, mann_whitney)
+def smallest_p(n: int, paired: bool, m: int | None = None, nonzero: int | None = None) -> float:
+    """The smallest p `rank_test_p` can give with n samples on one side and m (default n) on the other, `nonzero` of
+    the pairs differing (default all; the signed-rank test drops the others), every difference one way, no ties."""
+    m = n if m is None else m
+    mann_whitney = 2 / math.comb(n + m, n)
+    if not paired:
+        return min(1.0, mann_whitney)
+    k = n if nonzero is None else nonzero
+    return min(1.0, 2 * min(2 / 2**k if k else 1.0, mann_whitney))
 
 
 @dataclass(frozen=True)
@@ -280,12 +285,14 @@ def compare_samples(name: str, a: MetricSamples, b: MetricSamples, budget_pct: f
                                    f"{_pct(bound):+.1f}% is within the {budget_pct:g}% budget")
     else:
         verdict = "inconclusive"
-        if w > limit and not fixed and w_lo > effect and smallest_p(n, paired) >= alpha:
+        floor = smallest_p(len(a.samples), paired, len(b.samples),
+                           sum(x != y for x, y in zip(a.samples, b.samples)) if paired else None)
+        if w > limit and not fixed and w_lo > effect and floor >= alpha:
             # the interval clears the budget, but with so few samples no rank test can reach the confidence asked
             need = next(k for k in range(n + 1, 10 * n + 60) if smallest_p(k, paired) < alpha)
             more = math.ceil((need - n) / per_round)
             reason = (f"{_pct(est):+.1f}% ({ci}) is beyond the {budget_pct:g}% budget, but with {n} samples a side "
-                      f"the rank test's smallest p is {smallest_p(n, paired):.2g}, not below {alpha:.2g}: too few "
+                      f"the rank test's smallest p is {floor:.2g}, not below {alpha:.2g}: too few "
                       f"repeats to call it, not too much noise")
         elif w > limit:
             more = _more_repeats(n, w - sampling_lo, w - (limit if fixed else effect), per_round, fixed)

@@ -76,6 +76,13 @@ def cuda_devices() -> list[tuple[str, int]]:
     return devices
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX); without, torch's bf16 matmuls are slower than
+    fp32 ones (measured here: a 64 x 2048 GEMM 4x)."""
+    flags = set(cpuinfo().get("flags", "").split())
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def estimated_cpu() -> HardwareSpec:
     info = cpuinfo()
     cores = os.cpu_count() or 1

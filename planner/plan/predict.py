@@ -113,7 +113,8 @@ def serving_figures(state: PlanState, s: Setup, workload: Workload, batch: int) 
     batching, TensorRT-LLM's default), each such step one forward pass over all its tokens (`steps.mixed_step`), and
     the inter-token latency counts what they add (the plan's own decode step, speculation included, plus what the
     prompts add to a plain one). A static batch prefills together, decodes, and waits for its longest output (slots
-    idle for p95 - mean of the outputs)."""
+    idle for p95 - mean of the outputs). A front end that spends host time on each request (vLLM's API server)
+    bounds the requests a replica completes a second."""
     i, o, p95 = workload.prompt_tokens_mean, workload.output_tokens_mean, workload.prompt_tokens_p95
     share = workload.shared_prefix_fraction if state.prefix_caching else 0.0
     tpot = _tpot_s(state, s, batch, workload.mean_context)
@@ -121,7 +122,11 @@ def serving_figures(state: PlanState, s: Setup, workload: Workload, batch: int) 
         f = request_figures(s, i, o, batch, True, cached_tokens(i, share))
         itl = tpot + max(0.0, f["itl_s"] - f["decode_s"])  # what the prompts (and a binding step budget) add
         ttft = request_figures(s, p95, o, batch, True, cached_tokens(p95, share))["ttft_s"]
-        return itl, ttft, batch * o / (f["ttft_s"] + (o - 1) * itl)
+        cycle = f["ttft_s"] + (o - 1) * itl
+        # the engine's front end completes at most 1 / request_host_s requests a second (vLLM's API server): the
+        # difference waits before its prefill (`requests.front_end`, as profile predicts it)
+        wait = max(0.0, batch * s.request_host_s - cycle)
+        return itl, ttft + wait, batch * o / (cycle + wait)
     ttft = prefill_step(s, 1, p95, cached_tokens(p95, share)).time_s + first_token_step_s(s, batch, p95)
     cycle = prefill_step(s, batch, i, cached_tokens(i, share)).time_s + (o - 1) * tpot
     return tpot, ttft, batch * o / cycle * workload.output_tokens_mean / workload.output_tokens_p95

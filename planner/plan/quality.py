@@ -43,7 +43,8 @@ def methods() -> dict[str, str]:
 def family_of(spec: ModelSpec) -> str | None:
     """The listed family whose model_type and vocabulary the model has, or None."""
     for name, rule in _data()["families"].items():
-        if spec.model_type == rule["model_type"] and spec.vocab_size == rule["vocab_size"]:
+        low, high = rule["vocab_size"]
+        if spec.model_type == rule["model_type"] and low <= spec.vocab_size <= high:
             return name
     return None
 

@@ -177,15 +177,19 @@ def search(ctx: Context, only_groups: frozenset[str] | None = None) -> SearchRes
 # A lossier plan must beat a less lossy one by more than this share of the goal's objective to be chosen: 4% lower
 # time per token is not worth 25 times the perplexity increase (issue 15: int4 at 4.9% chosen over int8 at 0.2%)
 QUALITY_TIE = 0.05
+# Two plans within QUALITY_TIE whose quality losses are this close (perplexity points) count as equally good, and the
+# simpler goes first: an 8-bit cache's 0.1% is not worth a router and two roles of instances, while the smallest
+# 4-bit loss (AWQ's 1.8% on Llama-2-13B) is more than this.
+QUALITY_EQUAL = 0.5
 
 
 def rank(candidates: tuple[Candidate, ...]) -> list[Candidate]:
     """Best first: stacks that fit and meet every SLO, then those that fit, each by score; a stack that costs more
     speed than the limits allow where speed is not the goal comes after those that do not. Among stacks within
     QUALITY_TIE of the best on the goal's figure (for the context goal: as many sequences, time per token within
-    it; for the memory goal: the bytes the plan holds, without the runtime's own), the one with the fewest moving
-    parts goes first (a router and prefill and decode instances are not worth a few percent), then the one with the
-    least quality loss."""
+    it; for the memory goal: the bytes the plan holds, without the runtime's own), the one with the least quality
+    loss goes first; among those within QUALITY_EQUAL of that loss, the one with the fewest moving parts (a router
+    and prefill and decode instances are not worth a few percent)."""
     def tier(c: Candidate):
         return (0 if c.predicted.meets_slo else 1 if c.predicted.fits else 2, not c.speed_ok)
 
@@ -204,8 +208,10 @@ def rank(candidates: tuple[Candidate, ...]) -> list[Candidate]:
 
     def parts(c: Candidate) -> int:
         return sum(techniques[i].moving_parts for i in c.ids if i in techniques)
-    pick = min(close, key=lambda c: (parts(c), round(c.predicted.quality_loss_pct, 4), round(c.score, 9), len(c.ids),
-                                     c.ids))
+    least = min(round(c.predicted.quality_loss_pct, 4) for c in close)
+    as_good = [c for c in close if c.predicted.quality_loss_pct <= least + QUALITY_EQUAL]
+    pick = min(as_good, key=lambda c: (parts(c), round(c.predicted.quality_loss_pct, 4), round(c.score, 9),
+                                       len(c.ids), c.ids))
     return [pick, *(c for c in ranked if c is not pick)]
 
 

@@ -245,6 +245,7 @@ def test_verify_cli_reports_before_and_after_in_every_format(target_path, tmp_pa
     # both as stored (bf16): int8 weights with their scales, about half
     assert data["measured"]["after"]["weights_bytes"] < 0.6 * data["measured"]["before"]["weights_bytes"]
     assert data["quality"]["next_token_agreement"] > 0.9
+    assert any("2 repeats no timing change can be told from noise" in n for n in data["notes"])
     report = VerifyReport.model_validate(data)
     assert "| weights (MB) |" in render(report, "md")
     html = render(report, "html")
@@ -307,3 +308,14 @@ def test_losses_judge_quick_figures_only_beyond_their_noise():
     assert losses("throughput", {"batched_tokens_per_s": 0.5, "tpot_ms": 1.3}) == \
         ["batched_tokens_per_s 0.50x, against the throughput goal"]
     assert losses(None, {"tpot_ms": 3.0}, quick=True) == ["time per token 3.00x"]
+
+
+def test_a_16_bit_model_on_a_cpu_without_bf16_says_fp32_runs_faster(monkeypatch):
+    from optiplan.optimizers.runtime import dtype_hint
+    from optiplan.planner.machine import probe
+
+    monkeypatch.setattr(probe, "cpu_has_bf16", lambda: False)
+    assert "--dtype fp32 runs faster" in dtype_hint("bf16", "cpu")
+    assert dtype_hint("fp32", "cpu") == "" and dtype_hint("bf16", "cuda") == ""
+    monkeypatch.setattr(probe, "cpu_has_bf16", lambda: True)
+    assert dtype_hint("bf16", "cpu") == ""

@@ -529,3 +529,17 @@ def test_vllms_front_end_bounds_the_requests_it_completes_a_second():
     assert run("sglang", 128, 4, 1000).requests_per_s > 1 / 0.022
     long = run("vllm", 2000, 200, 64)
     assert long.requests_per_s < 1 / 0.022 and long.queue_wait_ms == 0 and "front end" not in long.scheduling
+
+
+def test_plans_see_vllms_front_end_bound_too():
+    """advise prices a plan as profile does: a 1B serving chats on an H100 completes at most 45 requests a second per
+    vLLM server, while SGLang's (no such bound in its profile) goes past it."""
+    from optiplan.planner.catalog.workloads import load_workload
+
+    out = load_workload("chat").output_tokens_mean
+
+    def plan(engine):
+        return advise(AdviseRequest(model="llama-3.2-1b", hardware="h100-sxm", num_devices=1, workload="chat",
+                                    engine=engine, goal="throughput")).plan.predicted
+    assert plan("vllm").throughput_tokens_per_s == pytest.approx(out / 0.022, rel=0.01)
+    assert plan("sglang").throughput_tokens_per_s > 1.2 * out / 0.022

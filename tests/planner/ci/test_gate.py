@@ -183,6 +183,12 @@ def test_six_interleaved_rounds_of_a_large_slowdown_are_a_regression():
     assert smallest_p(4, True) >= 0.01 > smallest_p(4 + v.more_repeats * WORKLOAD.prompts, True)
 
 
+def test_the_smallest_p_counts_unequal_sides_and_equal_pairs():
+    assert smallest_p(3, False, 5) == pytest.approx(2 / math.comb(8, 3))
+    assert smallest_p(6, True, nonzero=4) == pytest.approx(2 * min(2 / 2**4, 2 / math.comb(12, 6)))
+    assert smallest_p(4, True) > 0.05 > smallest_p(5, True)  # verify needs five repeats to call a timing
+
+
 def test_one_run_against_itself_passes():
     base = result("base", {"tpot_ms": noisy(10, 1, 0.2, 1), "tokens_per_s": noisy(10, 1, 0.2, 2)})
     report = compare(base, base, REQ)

@@ -29,6 +29,9 @@ def test_families_are_told_apart_by_config():
     assert family_of(resolve_model("llama-3.1-70b")) == "llama-3"
     assert family_of(resolve_model("llama-3.2-1b")) == "llama-3"
     assert family_of(resolve_model("qwen2.5-7b")) is None
+    llama2 = resolve_model("llama-2-7b")
+    assert family_of(llama2.model_copy(update={"vocab_size": 32016})) == "llama-2"  # CodeLlama's vocabulary
+    assert family_of(llama2.model_copy(update={"vocab_size": 50000})) is None
 
 
 def test_a_measured_size_takes_the_tables_figure():

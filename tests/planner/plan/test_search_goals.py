@@ -124,3 +124,29 @@ def test_a_technique_left_out_by_the_quality_tie_says_so():
     reason = {r.technique: r.reason for r in advice.rejected}["kv-fp8"]
     assert reason.startswith("gains under 5% on the latency goal for more quality loss"), reason
     assert "quality loss 0.4%" in reason and "0.3% without" in reason
+
+
+def test_a_simpler_plan_wins_a_near_tie_only_where_its_quality_is_as_good():
+    """Within the 5% tie, fewer moving parts (disaggregation's router and two roles) win among plans whose quality
+    losses are within half a point; a plan that loses more never wins by being simpler."""
+    from dataclasses import replace
+
+    from optiplan.planner.plan.advise import build_context, resolve_request
+    from optiplan.planner.plan.search import QUALITY_EQUAL, rank, search
+
+    request = AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", num_devices=2, workload="chat",
+                            engine="sglang", goal="latency")
+    spec, workload, _ = resolve_request(request)
+    from optiplan.planner.catalog.hardware import resolve_hardware
+
+    c = search(build_context(spec, resolve_hardware("h100-sxm"), 2, workload)).candidates[0]
+
+    def plan(ids, score, loss):
+        return replace(c, ids=ids, score=score, objective=None,
+                       predicted=c.predicted.model_copy(update={"quality_loss_pct": loss}))
+    split = plan(("weight-fp8", "pd-disaggregation"), 100.0, 0.3)
+    simple = plan(("weight-fp8", "kv-fp8", "tensor-parallel"), 103.0, 0.3 + QUALITY_EQUAL / 5)
+    assert rank((split, simple))[0] is simple
+    lossy = plan(("weight-int4", "tensor-parallel"), 100.0, 4.8)  # the best score, simpler, 4.8 points lossier
+    lossless = plan(("pd-disaggregation",), 103.0, 0.0)
+    assert rank((lossy, lossless))[0] is lossless
