@@ -506,7 +506,8 @@ def fit_engine_flop_share(points: list[dict]) -> dict:
               for name, x in (("none", None), ("documented", documented), ("fitted", best))}
     for name, r in report.items():
         share = "1 (none)" if r["flop_share"] is None else f"{r['flop_share']:.2f}"
-        print(f"{name:10s} {'/'.join(SHARED_FLOP_ENGINES)} flop share {share}: " + parts_text(r, ("fitted", "held-out")))
+        print(f"{name:10s} {'/'.join(SHARED_FLOP_ENGINES)} flop share {share}: "
+              + parts_text(r, ("fitted", "held-out")))
     return report
 
 

@@ -283,5 +283,6 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         square_mask=engine_square_mask(engine), math_decode_attention=engine_math_decode_attention(engine),
         max_running=engine_max_running(engine, hw, tp * pp, attention_dp), running_pool=engine_running_pool(engine),
         embedding_on_host=hw.kind == "gpu" and engine_embedding_on_host(engine),
-        first_token_decoded=engine_decodes_first_token(engine), kv_memory=engine_kv_memory(engine, hw, tp * pp, attention_dp, speculative),
+        first_token_decoded=engine_decodes_first_token(engine),
+        kv_memory=engine_kv_memory(engine, hw, tp * pp, attention_dp, speculative),
         request_host_s=engine_request_host_s(engine))

@@ -1,11 +1,11 @@
 """The quality a weight-quantization step costs a given model: published WikiText-2 perplexity increases by model
 family and size (profiles/quality.yaml), not one figure per method measured on one 7B model.
 
-A model is placed in a family by its config (model_type and vocabulary). A model within 10% of a measured size takes
-its figure; between two measured sizes of its family the
-increase is interpolated in log(size); above the largest it is the largest's, below the smallest the smallest's,
-growing as size ** -exponent below 7B (the slope of OPT's 125M-6.7B GPTQ figures). A model of no listed family, or a family without a point
-for the method, takes the most any listed family loses at its size.
+A model is placed in a family by its config (model_type and vocabulary size). A model within 10% of a measured size
+takes its figure; between two measured sizes of its family the increase is interpolated in log(size); above the
+largest it is the largest's, below the smallest the smallest's, growing as size ** -exponent below 7B (the slope of
+OPT's 125M-6.7B GPTQ figures). A model of no listed family, or a family without a point for the method, takes the
+most any listed family loses at its size.
 """
 
 from __future__ import annotations
@@ -82,8 +82,8 @@ def _in_family(points: list[dict], size_b: float) -> tuple[float, str]:
         if scale <= 1.0 + 1e-9:
             return _increase(low), _cite(low)
         return (_increase(low) * scale,
-                f"{_cite(low)}, x{scale:.2f} for {size_b:.2g}B: below {data['small_model_floor_b']:g}B the increase grows as "
-                f"size^-{exponent:g} ({data['small_model_source'].split(' — ')[0]})")
+                f"{_cite(low)}, x{scale:.2f} for {size_b:.2g}B: below {data['small_model_floor_b']:g}B the increase "
+                f"grows as size^-{exponent:g} ({data['small_model_source'].split(' — ')[0]})")
     if size_b >= high["size_b"]:
         return _increase(high), _cite(high)
     for a, b in zip(points, points[1:]):
