@@ -37,7 +37,7 @@ def dtype_hint(dtype: str, device: str) -> str:
     weights' size for speed)."""
     from ..planner.machine.probe import cpu_has_bf16
 
-    if dtype in ("bf16", "fp16") and not device.startswith("cuda") and not cpu_has_bf16():
+    if dtype in ("bf16", "fp16") and device_kind(device) != "cuda" and not cpu_has_bf16():
         return f"; this CPU has no native {dtype} matmul: --dtype fp32 runs faster, in twice the memory"
     return ""
 

@@ -127,10 +127,10 @@ def verify(baseline: str | Path, optimized: str | Path, *, device: str | None = 
                             "weights_bytes": predicted.weights_per_device_bytes / max(b.weights_per_device_bytes, 1)}
     notes = [f"step {s.technique}: its gain did not show in measurement" for s in steps
              if s.status == "applied" and s.gain_shown is False]
-    if smallest_p(repeats, True) >= SIGNIFICANCE:
+    if (floor := smallest_p(repeats, True)) >= SIGNIFICANCE:
         notes.append(f"with {repeats} repeats no timing change can be told from noise (the rank test's smallest p is "
-                     f"{smallest_p(repeats, True):.2g}): timings are shown, not called better or worse; --repeats 5 "
-                     f"or more decides large changes")
+                     f"{floor:.2g}): timings are shown, not called better or worse; --repeats 5 or more decides "
+                     f"large changes")
     notes += [f"step {s.technique} was rolled back: "
               + (s.detail.rsplit("rolled back: ", 1)[1] if "rolled back: " in s.detail else "no measured gain")
               for s in steps if s.status == "rolled-back"]

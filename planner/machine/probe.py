@@ -76,11 +76,13 @@ def cuda_devices() -> list[tuple[str, int]]:
     return devices
 
 
+BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})  # the CPU flags of a native bf16 multiply
+
+
 def cpu_has_bf16() -> bool:
     """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX); without, torch's bf16 matmuls are slower than
     fp32 ones (measured here: a 64 x 2048 GEMM 4x)."""
-    flags = set(cpuinfo().get("flags", "").split())
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return bool(BF16_FLAGS & set(cpuinfo().get("flags", "").split()))
 
 
 def estimated_cpu() -> HardwareSpec:
@@ -92,7 +94,7 @@ def estimated_cpu() -> HardwareSpec:
     lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags else 4
     fp32_tflops = cores * mhz * 1e6 * lanes * 2 * 2 / 1e12
     peaks = {"fp32": round(fp32_tflops, 3)}
-    bf16 = "avx512_bf16" in flags or "amx_bf16" in flags
+    bf16 = bool(BF16_FLAGS & flags)
     if bf16:
         peaks["bf16"] = round(fp32_tflops * (8 if "amx_bf16" in flags else 2), 3)
     else:

@@ -8,7 +8,7 @@ import math
 
 from ..analytic.kvcache import elements_per_token
 from ..analytic.memory import cache_room, fits, max_context, per_device_bytes
-from ..analytic.requests import cached_tokens, request_figures
+from ..analytic.requests import cached_tokens, front_end, request_figures
 from ..analytic.setup import Setup
 from ..analytic.steps import decode_step, first_token_step_s, prefill_step
 from ..schema import HardwareSpec, ModelSpec
@@ -122,11 +122,11 @@ def serving_figures(state: PlanState, s: Setup, workload: Workload, batch: int) 
         f = request_figures(s, i, o, batch, True, cached_tokens(i, share))
         itl = tpot + max(0.0, f["itl_s"] - f["decode_s"])  # what the prompts (and a binding step budget) add
         ttft = request_figures(s, p95, o, batch, True, cached_tokens(p95, share))["ttft_s"]
-        cycle = f["ttft_s"] + (o - 1) * itl
-        # the engine's front end completes at most 1 / request_host_s requests a second (vLLM's API server): the
-        # difference waits before its prefill (`requests.front_end`, as profile predicts it)
-        wait = max(0.0, batch * s.request_host_s - cycle)
-        return itl, ttft + wait, batch * o / (cycle + wait)
+        # the engine's front end completes at most 1 / request_host_s requests a second (vLLM's API server), as
+        # profile predicts it: the difference waits before the prefill
+        g = front_end({"cycle_s": f["ttft_s"] + (o - 1) * itl, "ttft_s": ttft, "queue_s": 0.0}, batch,
+                      s.request_host_s)
+        return itl, g["ttft_s"], batch * o / g["cycle_s"]
     ttft = prefill_step(s, 1, p95, cached_tokens(p95, share)).time_s + first_token_step_s(s, batch, p95)
     cycle = prefill_step(s, batch, i, cached_tokens(i, share)).time_s + (o - 1) * tpot
     return tpot, ttft, batch * o / cycle * workload.output_tokens_mean / workload.output_tokens_p95
