@@ -105,6 +105,7 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
     if (request.input_tokens is None) != (request.output_tokens is None):
         raise RequestError("request-level figures need both --input-tokens and --output-tokens")
     for option, value in (("--concurrency", request.concurrency), ("--scheduling", request.scheduling),
+                          ("--at-once", request.at_once or None),
                           ("--slo-ttft-ms", request.ttft_slo_ms), ("--slo-itl-ms", request.itl_slo_ms)):
         if value is not None and request.input_tokens is None:
             raise RequestError(f"{option} is for request-level figures: give --input-tokens and --output-tokens too")
@@ -287,7 +288,8 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
                                  continuous=(request.scheduling == "continuous" if request.scheduling
                                              else continuous_scheduling(request.engine)),
                                  on_demand=holds_used_cache(request.engine, engine_pages_cache(request.engine)),
-                                 ttft_slo_ms=request.ttft_slo_ms, itl_slo_ms=request.itl_slo_ms)
+                                 ttft_slo_ms=request.ttft_slo_ms, itl_slo_ms=request.itl_slo_ms,
+                                 at_once=request.at_once)
         if request.input_tokens else None,
         accuracy=accuracy_bands(hw, engine_runtime(request.engine), request.engine),
     )

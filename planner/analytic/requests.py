@@ -37,7 +37,9 @@ from __future__ import annotations
 
 import math
 
+from ..errors import RequestError
 from ..schema import RequestProfile
+from .burst import MOST_REQUESTS, burst_figures
 from .kvcache import cache_tokens_held
 from .memory import max_batch
 from .setup import Setup
@@ -95,7 +97,10 @@ def request_figures(s: Setup, input_tokens: int, output_tokens: int, concurrency
         # alone, the step reads the prompt's cache; in company, it is the running batch's step (their caches held)
         first = first_token_step_s(s, running, i if c == 1 else held)
         ttft += first
-        if o > 1 and steps > o - 1:
+        if c == 1:  # alone: its prompt's passes, then plain decode steps
+            itl = decode.time_s if o > 1 else 0.0
+            cycle = ttft + (o - 1) * itl
+        elif o > 1 and steps > o - 1:
             # the budget binds: the running sequences decode in every step and the prompts wait for room in the
             # queue, so the wait is the first token's and the time between tokens a step's
             itl = cycle / steps
@@ -105,13 +110,10 @@ def request_figures(s: Setup, input_tokens: int, output_tokens: int, concurrency
             cycle = max(cycle, ttft)
             itl = max((cycle - ttft) / (o - 1), decode.time_s)
             cycle = ttft + (o - 1) * itl
-        elif c > 1:  # one token out: the cycle is the C prompts' steps, and (Little's law) each request spends it
+        else:  # one token out: the cycle is the C prompts' steps, and (Little's law) each request spends it
             itl = 0.0
             ttft = cycle + first
             cycle = ttft
-        else:
-            itl = 0.0
-            cycle = ttft = max(cycle, ttft)
         decode_s = decode.time_s  # the plain decode step, without prompt chunks
     else:
         ttft = prefill_step(s, c, i, cached_tokens).time_s + first_token_step_s(s, c, i)
@@ -162,23 +164,35 @@ def running_cap(s: Setup) -> int | None:
 
 def request_profile(s: Setup, input_tokens: int, output_tokens: int, concurrency: int | str, continuous: bool,
                     ttft_slo_ms: float | None = None, itl_slo_ms: float | None = None,
-                    cached_tokens: int = 0, on_demand: bool = False) -> RequestProfile:
+                    cached_tokens: int = 0, on_demand: bool = False, at_once: bool = False) -> RequestProfile:
     """Request-level figures of the setup serving requests of `input_tokens` in and `output_tokens` out,
-    `concurrency` at a time (`"max"`: as many as fit; `on_demand`: the engine's caches grow as used)."""
+    `concurrency` at a time (`"max"`: as many as fit; `on_demand`: the engine's caches grow as used), in steady state,
+    or (`at_once`) as one burst of `concurrency` requests sent together, its means."""
     room = largest_concurrency(s, input_tokens, output_tokens, on_demand and continuous)
     cap = running_cap(s)
     limit = min(room, cap) if cap and room >= 1 else room  # what runs at once; the others wait for a slot
     c = limit if concurrency == "max" else int(concurrency)
     c = max(c, 1)
     running = min(c, limit) if limit >= 1 else c  # nothing fits at all: the figures of c as if it did, fits false
-    device = queued(request_figures(s, input_tokens, output_tokens, running, continuous, cached_tokens), c, running)
-    f = front_end(device, c, s.request_host_s)
+    if at_once and c > MOST_REQUESTS:
+        raise RequestError(f"--at-once follows each request of the burst: {c:,} requests, at most {MOST_REQUESTS:,}")
+    steady = request_figures(s, input_tokens, output_tokens, running, continuous, cached_tokens)
+    if at_once:
+        f = burst_figures(s, steady, c, running, input_tokens, output_tokens, continuous, cached_tokens)
+        paced = False
+    else:
+        device = queued(steady, c, running)
+        f = front_end(device, c, s.request_host_s)
+        paced = f["cycle_s"] > device["cycle_s"]
+    duration = f.get("duration_s", f["cycle_s"])  # the time over which c requests complete
 
     def meets(g: dict[str, float]) -> bool:
         return (ttft_slo_ms is None or g["ttft_s"] * 1e3 <= ttft_slo_ms) and \
             (itl_slo_ms is None or g["itl_s"] * 1e3 <= itl_slo_ms)
 
-    ok = meets(f)  # a queued request's wait is in its TTFT
+    # a queued request's wait is in its TTFT; in a burst each request has its own TTFT and inter-token latency
+    good = sum(meets({"ttft_s": t, "itl_s": i}) for t, i in zip(f["ttfts"], f["itls"])) if at_once else c * meets(f)
+    ok = good == c
     slo_c = 0
     if meets(request_figures(s, input_tokens, output_tokens, 1, continuous, cached_tokens)):
         lo, hi = 1, max(limit, 1)  # the figures worsen with concurrency: the largest C that meets the SLOs
@@ -196,14 +210,21 @@ def request_profile(s: Setup, input_tokens: int, output_tokens: int, concurrency
                   else "static batches (all prompts prefilled together, the batch ends together)")
     if cap and limit == cap:
         scheduling += f", at most {cap:,} running at once (the engine's default; the cache holds {room:,})"
-    if f["cycle_s"] > device["cycle_s"]:
+    if at_once:
+        scheduling += f"; {c:,} requests sent at once, once: means over the burst"
+        handed = c * s.request_host_s
+        if handed >= 0.5 * duration:
+            scheduling += (f"; the engine's front end hands the last over after {handed:,.1f} s of its {duration:,.1f} s "
+                           f"({s.request_host_s * 1e3:g} ms of host time a request)")
+    if paced:
         scheduling += (f"; bound by the engine's front end at {1 / s.request_host_s:,.0f} requests/s "
                        f"({s.request_host_s * 1e3:g} ms of host time a request), not by the device")
     return RequestProfile(
         input_tokens=input_tokens, output_tokens=output_tokens, concurrency=c, max_concurrency=limit,
-        fits=c <= room, running=running, queue_wait_ms=f["queue_s"] * 1e3, scheduling=scheduling,
+        fits=(running if at_once else c) <= room, running=f.get("running", running), queue_wait_ms=f["queue_s"] * 1e3,
+        scheduling=scheduling,
         ttft_ms=f["ttft_s"] * 1e3, itl_ms=f["itl_s"] * 1e3,
-        request_latency_ms=f["cycle_s"] * 1e3, output_tokens_per_s=c * output_tokens / f["cycle_s"],
-        requests_per_s=c / f["cycle_s"], ttft_slo_ms=ttft_slo_ms, itl_slo_ms=itl_slo_ms, meets_slo=ok,
-        goodput_requests_per_s=c / f["cycle_s"] if ok else 0.0, slo_concurrency=slo_c,
+        request_latency_ms=f["cycle_s"] * 1e3, output_tokens_per_s=c * output_tokens / duration,
+        requests_per_s=c / duration, ttft_slo_ms=ttft_slo_ms, itl_slo_ms=itl_slo_ms, meets_slo=ok,
+        goodput_requests_per_s=good / duration, at_once=at_once, duration_ms=duration * 1e3, slo_concurrency=slo_c,
         slo_goodput_requests_per_s=slo_rate)

@@ -11,6 +11,7 @@ from ... import profiles
 from ..catalog.dtypes import WeightFormat, bytes_per_element, canonical, compute_dtype, weight_format
 from ..catalog.engines import (
     engine_activations,
+    engine_chunk_budget,
     engine_decodes_first_token,
     engine_embedding_on_host,
     engine_flop_share,
@@ -61,6 +62,9 @@ class Setup:
     layout: str  # KV layout: "serving" (paged, windows honoured), "transformers" (DynamicCache) or "static" (buffers)
     eager_attention: bool = False  # the score matrix is materialised (activation memory)
     prefill_chunk_tokens: int | None = None  # chunked prefill bounds the activations
+    # the most tokens a step takes where the engine does not chunk (TensorRT-LLM's max_num_tokens): whole prompts, as
+    # many as fit in it (`engines.engine_chunk_budget`); None: as many as wait
+    step_tokens: int | None = None
     ep: int = 1  # expert parallel: routed experts split whole over `ep` devices (1: each split like the dense layers)
     attention_dp: int = 1  # attention data parallel: sequences spread over this many tensor-parallel groups
     attention_efficiency: float | None = None  # fraction of peak the attention kernels reach [default: flop eff.]
@@ -276,6 +280,8 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         weights=weights, act_bytes=bytes_per_element(act),
         kv_bits=kv_bits(kv_dtype or act), compute_dtype=compute, eff=eff, layout=layout,
         eager_attention=attention == "eager", prefill_chunk_tokens=prefill_chunk_tokens,
+        step_tokens=engine_chunk_budget(engine, prefill_chunk_tokens, hw, tp * pp) if engine and runtime == "serving"
+        else prefill_chunk_tokens,
         attention_dtype=attend,
         attention_efficiency=measured.pop("attention_efficiency", None) or
         attention_flop_efficiency(hw, eff, compute, attend) * attention_kernel_factor(attention), **measured,

@@ -89,6 +89,9 @@ class ConcurrencyType(click.ParamType):
 @click.option("--output-tokens", type=int, default=None, help="...and this many output tokens...")
 @click.option("--concurrency", type=ConcurrencyType(), default=None,
               help="...served this many at a time, or 'max' for as many as fit [default: 1].")
+@click.option("--at-once", is_flag=True,
+              help="...sent together, once (an offline benchmark: `vllm bench serve --num-prompts N` without a rate, "
+                   "`trtllm-bench throughput`): the burst's means, not a steady state.")
 @click.option("--slo-ttft-ms", "ttft_slo_ms", type=float, default=None, help="Goodput: TTFT at most this.")
 @click.option("--slo-itl-ms", "itl_slo_ms", type=float, default=None, help="Goodput: inter-token latency at most this.")
 @click.option("--measure", is_flag=True,

@@ -297,6 +297,8 @@ class ProfileRequest(Frozen):
     output_tokens: int | None = Field(None, description="...and this many output tokens...")
     concurrency: int | Literal["max"] | None = Field(None, description="...this many at a time ('max': as many as "
                                                                        "fit) [default 1]")
+    at_once: bool = Field(False, description="...sent together, once (an offline benchmark's burst), not a steady "
+                                             "state: the figures are the burst's means")
     ttft_slo_ms: float | None = Field(None, description="goodput counts requests within this time to first token")
     itl_slo_ms: float | None = Field(None, description="...and this inter-token latency")
 
@@ -414,7 +416,7 @@ class RequestProfile(Frozen):
 
     input_tokens: int
     output_tokens: int
-    concurrency: int = Field(description="requests in flight at once")
+    concurrency: int = Field(description="requests in flight at once (a burst: the requests sent together)")
     max_concurrency: int = Field(description="as many as run at once: each cache holds a whole request beside the "
                                              "weights, up to the engine's default cap (vLLM's max_num_seqs, "
                                              "SGLang's request pool, TGI's in-flight limit)")
@@ -434,7 +436,12 @@ class RequestProfile(Frozen):
     itl_slo_ms: float | None = None
     meets_slo: bool = Field(description="TTFT and ITL within their SLOs (true when none are set)")
     goodput_requests_per_s: float = Field(description="requests per second that meet the SLOs at this concurrency")
-    slo_concurrency: int = Field(description="the largest concurrency that meets the SLOs (0: not even one request)")
+    at_once: bool = Field(False, description="one burst of `concurrency` requests sent together: the figures are its "
+                                             "means, the rates its requests over `duration_ms`")
+    duration_ms: float = Field(0.0, description="until the last request's last token (a burst), or one request's "
+                                                "time in steady state")
+    slo_concurrency: int = Field(description="the largest concurrency that meets the SLOs in steady state (0: not "
+                                             "even one request)")
     slo_goodput_requests_per_s: float = Field(description="requests per second at the SLO concurrency")
 
 
