@@ -7,7 +7,8 @@ per dtype. Writes benchmarks/results/published.json.
 Two predictions per point, side by side: the *step view* (before issue 14: throughput is batch / decode step time,
 a request's latency TTFT plus output tokens x TPOT, TTFT the prefill of the whole batch's prompts at once) and the
 *request view* (`profile --input-tokens I --output-tokens O --concurrency C|max`: prefill included, the engine's
-scheduling, TTFT under load). An offline run with no batch given is served at `--concurrency max`. Points the
+scheduling, TTFT under load). An offline run with no batch given is served at `--concurrency max`, or, where the
+source states how many prompts it sent at once (`num_requests`), as that burst (`--concurrency N --at-once`). Points the
 catalog cannot express (a model of an architecture it lacks, a GGUF format) are listed as skipped with the reason.
 
     python benchmarks/bench_published.py [--show-points] [--write-accuracy] [--fit-overheads [serving|compiled]]
@@ -141,6 +142,8 @@ def predict(p: dict, view: str = "requests", tune: Callable[[ProfileRequest], An
         return None, f"speculative decoding ({p['speculative']}) on: profile predicts plain decoding"
     if p.get("causal_mask") == "linear" and engine_square_mask(engine):
         return None, f"a linear causal mask (torchao's --linear_causal_mask) is not {engine}'s square one"
+    # an offline load whose prompts were all sent at once (`num_requests` of them) is predicted as that burst
+    burst = p.get("num_requests")
     offline = p.get("batch") is None and p["metric"] == "output_tokens_per_s"
     # the KV-cache format where the source states one ("fp16 (not stated)" is the engine's default, kept as such);
     # an unstated bit width ("quantized (...)") has no counterpart
@@ -150,8 +153,9 @@ def predict(p: dict, view: str = "requests", tune: Callable[[ProfileRequest], An
     if adp > 1 and (p.get("expert_parallel") or 1) == 1:
         return None, "attention data parallel beside tensor-parallel experts (no expert parallelism) is not modelled"
     # a batch-1 decode figure is the step's, whatever the view: no request section to compute for it
-    requests = {} if p["metric"] in ("tpot_ms", "decode_tokens_per_s") and batch == 1 else {
-        "input_tokens": prompt, "output_tokens": output, "concurrency": "max" if offline else batch}
+    requests = {} if p["metric"] in ("tpot_ms", "decode_tokens_per_s") and batch == 1 and not burst else {
+        "input_tokens": prompt, "output_tokens": output, "concurrency": burst or ("max" if offline else batch),
+        "at_once": bool(burst)}
     request = ProfileRequest(model=model, hardware=p["hardware"], num_devices=p.get("num_devices") or 1,
                              tensor_parallel=None if adp > 1 else p.get("tensor_parallel"),
                              attention_data_parallel=adp, expert_parallel=p.get("expert_parallel") or 1,
@@ -176,7 +180,7 @@ def predict(p: dict, view: str = "requests", tune: Callable[[ProfileRequest], An
             return q.request_latency_ms / SECONDS[unit], ""
         if metric == "output_tokens_per_s":
             return q.output_tokens_per_s / share, ""
-        if metric in ("tpot_ms", "decode_tokens_per_s") and batch > 1:
+        if metric in ("tpot_ms", "decode_tokens_per_s") and (batch > 1 or burst):
             return (q.itl_ms, "") if metric == "tpot_ms" else (1e3 / q.itl_ms, "")
     if metric == "tpot_ms":
         return r.latency.tpot_ms, ""
