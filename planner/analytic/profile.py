@@ -100,8 +100,11 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
     if request.context > spec.max_position_embeddings:
         raise RequestError(f"context {request.context} exceeds {spec.name}'s maximum of "
                            f"{spec.max_position_embeddings} tokens (max_position_embeddings)")
-    for name in ("input_tokens", "output_tokens"):
+    for name in ("input_tokens", "output_tokens", "prefill_chunk_tokens"):
         _positive(name.replace("_", " "), getattr(request, name))
+    if request.prefill_chunk_tokens and runtime != "serving":
+        raise RequestError(f"--prefill-chunk sets a serving engine's step budget; {request.engine} prefills whole "
+                           "prompts")
     if (request.input_tokens is None) != (request.output_tokens is None):
         raise RequestError("request-level figures need both --input-tokens and --output-tokens")
     for option, value in (("--concurrency", request.concurrency), ("--scheduling", request.scheduling),
@@ -170,7 +173,8 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
                        kv_dtype=kv_dtype, tp=tp, pp=pp, ep=ep, attention_dp=adp, runtime=runtime,
                        layout=layout_for_runtime(runtime),
                        attention=ATTENTION_KERNELS[request.attention],
-                       prefill_chunk_tokens=engine_prefill_chunk(request.engine, prefill_chunk_tokens(runtime), hw, tp * pp),
+                       prefill_chunk_tokens=request.prefill_chunk_tokens
+                       or engine_prefill_chunk(request.engine, prefill_chunk_tokens(runtime), hw, tp * pp),
                        efficiency=efficiency, weight_kernel=request.weight_kernel, engine=request.engine)
 
 

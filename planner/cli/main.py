@@ -81,6 +81,9 @@ class ConcurrencyType(click.ParamType):
               help="The GEMM reading the weights: a kernel of profiles/efficiency.yaml (marlin, tinygemm, "
                    "torchao-int8, ggml-mmvq, ggml-mmvf, rocm-skinny-fp8) [default: the engine's kernel for the "
                    "format on the device's backend, else the device's default].")
+@click.option("--prefill-chunk", "prefill_chunk_tokens", type=int, default=None,
+              help="The step's token budget with chunked prefill (vLLM --max-num-batched-tokens, SGLang "
+                   "--chunked-prefill-size; TensorRT-LLM chunks at it) [default: the engine's].")
 @click.option("--scheduling", type=click.Choice(["continuous", "static"]), default=None,
               help="Request-level figures with continuous batching or static batches [default: the engine's].")
 @click.option("--input-tokens", type=int, default=None,

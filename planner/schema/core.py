@@ -289,6 +289,9 @@ class ProfileRequest(Frozen):
                                                         "profiles/efficiency.yaml (marlin, tinygemm, torchao-int8, "
                                                         "ggml-mmvq, ggml-mmvf, rocm-skinny-fp8) "
                                                         "[default: the engine's, else the device's default]")
+    prefill_chunk_tokens: int | None = Field(None, description="the step's token budget with chunked prefill (vLLM "
+                                             "--max-num-batched-tokens, SGLang --chunked-prefill-size; TensorRT-LLM "
+                                             "chunks at it) [default: the engine's]")
     scheduling: Literal["continuous", "static"] | None = Field(
         None, description="how requests share the device: continuous batching or static batches (a batch prefills "
                           "together and ends together) [default: the engine's]")

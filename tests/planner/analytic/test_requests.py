@@ -238,3 +238,19 @@ def test_at_saturation_the_first_token_waits_for_a_step_as_full_as_the_others():
     few = profile(ProfileRequest(model="llama-3.2-1b", hardware="h100-sxm", engine="sglang", input_tokens=512,
                                  output_tokens=128, concurrency=4)).requests
     assert few.ttft_ms < r.ttft_ms / 2  # alone in its step, a prompt is soon done
+
+
+def test_a_run_may_set_its_own_step_budget():
+    """`--prefill-chunk` sets the step's token budget as vLLM's --max-num-batched-tokens does: a larger one takes a
+    long prompt in fewer steps; TensorRT-LLM, which does not chunk by default, chunks at it; transformers refuses it."""
+    default = requests(input_tokens=16000, output_tokens=64, context=16384, concurrency=16).requests
+    larger = requests(input_tokens=16000, output_tokens=64, context=16384, concurrency=16,
+                      prefill_chunk_tokens=16384).requests
+    assert "chunks of 8,192" in default.scheduling and "chunks of 16,384" in larger.scheduling
+    assert larger.ttft_ms != pytest.approx(default.ttft_ms)
+    trt = requests("trtllm", prefill_chunk_tokens=8192, concurrency=16).requests
+    assert "chunks of 8,192" in trt.scheduling and "chunks" not in requests("trtllm", concurrency=16).requests.scheduling
+    with pytest.raises(RequestError, match="prefills whole prompts"):
+        requests("transformers", prefill_chunk_tokens=4096, concurrency=4)
+    with pytest.raises(RequestError, match="at least 1"):
+        requests(prefill_chunk_tokens=0, concurrency=4)
