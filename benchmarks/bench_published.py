@@ -45,7 +45,7 @@ from optiplan.planner.catalog.engines import (  # noqa: E402
     engine_storage,
     engine_table,
 )
-from optiplan.planner.catalog.hardware import resolve_hardware  # noqa: E402
+from optiplan.planner.catalog.hardware import resolve_hardware, supports_dtype  # noqa: E402
 from optiplan.planner.errors import OptiplanError  # noqa: E402
 from optiplan.planner.schema import ProfileRequest  # noqa: E402
 
@@ -69,6 +69,9 @@ ARCHITECTURE = {
     "deepseek-ai/DeepSeek-R1-0528": "deepseek-v3", "Qwen/Qwen3-14B-FP8": "qwen3-14b",
     "nvidia/Qwen3-30B-A3B-FP4": "qwen3-30b-a3b",
     "nvidia/Qwen3-235B-A22B-FP4": "qwen3-235b-a22b", "nvidia/Qwen3-235B-A22B-FP8": "qwen3-235b-a22b",
+    # the 2507 instruct release keeps the architecture (its longer native context aside)
+    "Qwen/Qwen3-235B-A22B-Instruct-2507": "qwen3-235b-a22b",
+    "Qwen/Qwen3-235B-A22B-Instruct-2507-FP8": "qwen3-235b-a22b",
 }
 DTYPES = {"bf16": "bf16", "fp16": "fp16", "fp8": "fp8", "int8": "int8", "int4": "int4", "fp4": "fp4",
           "fp8 (assumed; DeepSeek native FP8)": "fp8"}
@@ -138,6 +141,9 @@ def predict(p: dict, view: str = "requests", tune: Callable[[ProfileRequest], An
     # a run whose cache is set up for a stated length (gpt-fast's --cache_size) holds that context
     context = p.get("context_tokens") or prompt + output
     prompt = max(min(prompt, context - 1), 1)
+    if dtype in ("fp8", "fp4") and not supports_dtype(resolve_hardware(p["hardware"]), dtype):
+        return None, (f"{dtype} weights on a GPU without {dtype} compute (vLLM runs them weight-only through Marlin) "
+                      "are not modelled")
     if p.get("speculative"):
         return None, f"speculative decoding ({p['speculative']}) on: profile predicts plain decoding"
     if p.get("causal_mask") == "linear" and engine_square_mask(engine):
@@ -161,6 +167,7 @@ def predict(p: dict, view: str = "requests", tune: Callable[[ProfileRequest], An
                              attention_data_parallel=adp, expert_parallel=p.get("expert_parallel") or 1,
                              dtype=dtype, group_size=p.get("group_size"), kv_dtype=kv_dtype, batch=batch,
                              context=context, prompt_tokens=prompt, engine=engine,
+                             prefill_chunk_tokens=p.get("prefill_chunk_tokens"),  # a run's own step budget
                              scheduling=p.get("scheduling") if requests else None,  # request figures only
                              **requests)
     try:
@@ -515,6 +522,46 @@ def fit_engine_flop_share(points: list[dict]) -> dict:
     return report
 
 
+def before_hopper(point: dict) -> bool:
+    """A point on a CUDA GPU of a compute capability below Hopper's (9.0): the engines' other compute share."""
+    cc = resolve_hardware(point["hardware"]).features.compute_capability or ""
+    return cc.replace(".", "", 1).isdigit() and float(cc) < 9.0
+
+
+@contextmanager
+def engine_flop_shares_before_hopper(share: float):
+    """The engines' `flop_share` rule for CUDA GPUs before Hopper set to `share` while the block runs."""
+    with ExitStack() as stack:
+        for engine in SHARED_FLOP_ENGINES:
+            rule = next(r for r in engine_table()[engine]["device_defaults"]
+                        if "below_compute_capability" in r["when"] and "flop_share" in r)
+            stack.enter_context(table_overrides(rule, {"flop_share": share}))
+        yield
+
+
+def fit_engine_flop_share_before_hopper(points: list[dict]) -> dict:
+    """The share for CUDA GPUs before Hopper alone, fitted like `fit_engine_flop_share` on two thirds of vLLM's and
+    SGLang's points on such GPUs (GPUStack's A100 runs), the others' share as documented; errors on both parts at the
+    Hopper share carried over (as before the rule), at the documented rule and at the fitted one."""
+    own = [p for p in points if p["engine"] in SHARED_FLOP_ENGINES and before_hopper(p)]
+    rule = next(r for r in engine_table()[SHARED_FLOP_ENGINES[0]]["device_defaults"]
+                if "below_compute_capability" in r["when"] and "flop_share" in r)
+    documented, hopper = rule["flop_share"], engine_table()[SHARED_FLOP_ENGINES[0]]["flop_share"]
+
+    def errors(x, part):
+        with engine_flop_shares_before_hopper(x):
+            return part_errors(own, part)
+
+    best = best_fit(SHARE_GRID + tuple(round(0.96 + 0.01 * i, 2) for i in range(15)), errors,
+                    lambda x: abs(x - documented))
+    report = {name: {part: rounded_stats(errors(x, part)) for part in ("fitted", "held-out")} | {"flop_share": x}
+              for name, x in (("hopper's", hopper), ("documented", documented), ("fitted", best))}
+    for name, r in report.items():
+        print(f"{name:10s} {'/'.join(SHARED_FLOP_ENGINES)} flop share before Hopper {r['flop_share']:.2f}: "
+              + parts_text(r, ("fitted", "held-out")))
+    return report
+
+
 # validation category -> the predicted figure its error bands
 FIGURE_OF = {"batch1-decode": "tpot_ms", "ttft": "ttft_ms", "request-throughput": "throughput_tokens_per_s",
              "e2e-latency": "request_latency_ms", "memory": "memory_bytes"}
@@ -564,6 +611,9 @@ def main() -> None:
     parser.add_argument("--fit-kv", nargs="?", const="serving", default=None, choices=("serving",),
                         help="fit the share of the peak at which the serving engines' paged decode attention reads "
                              "the KV cache on two thirds of the points of the engines that page it")
+    parser.add_argument("--fit-engine-flops-before-hopper", action="store_true",
+                        help="fit vLLM's and SGLang's share on CUDA GPUs before Hopper (the A100's runs) on two "
+                             "thirds of their points there")
     parser.add_argument("--fit-engine-flops", action="store_true",
                         help="fit the share of the device's compute rate vLLM's and SGLang's steps reach (one for "
                              "both) on two thirds of their points")
@@ -583,6 +633,10 @@ def main() -> None:
         return
     if args.fit_engine_flops:
         write_results("published_engine_flop_fit", fit_engine_flop_share(published_points()))
+        return
+    if args.fit_engine_flops_before_hopper:
+        write_results("published_engine_flop_fit_before_hopper",
+                      fit_engine_flop_share_before_hopper(published_points()))
         return
     if args.fit_kv:
         write_results(f"published_kv_fit_{args.fit_kv}", fit_kv_share(published_points(), args.fit_kv))
@@ -614,7 +668,8 @@ def main() -> None:
                   f"{r['predicted']:>10.4g}  ratio {r['ratio']:.2f} (step view {before['ratio']:.2f})")
     print(f"{len(views['requests'])} points predicted, {len(skipped)} skipped (no catalog architecture, a per-GPU "
           f"throughput without a device count, unstated request lengths, a GGUF type the engine's profile does not "
-          f"store in, a causal mask the engine does not build, speculative decoding)")
+          f"store in, a causal mask the engine does not build, speculative decoding, FP8 or FP4 weights on a GPU "
+          f"without that rate)")
     tables = {view: {key: summary(rows, key) for key in ("category", "engine", "dtype")}
               for view, rows in views.items()}
     for key in ("category", "engine", "dtype"):

@@ -68,17 +68,29 @@ def _device_fact(engine: str | None, hw: HardwareSpec, key: str, devices: int = 
     """A default the engine sets by the device: the first of its profile's `device_defaults` rules that `hw` matches
     and that sets `key` (`when`: its kind, at least `min_memory_gib`, a name or id containing one of `named` and none
     of `not_named`, case aside, as vLLM reads the device name: its larger budgets on GPUs of 70 GiB and more that are
-    not A100s), times the `devices` of the deployment where the rule says `per_device` (vLLM on CPUs), else the
-    profile's value."""
+    not A100s; a CUDA compute capability below `below_compute_capability`), times the `devices` of the deployment
+    where the rule says `per_device` (vLLM on CPUs), else the profile's value."""
     ident = f"{hw.id} {hw.name}".lower()
     for rule in _fact(engine, "device_defaults") or []:
         when = rule["when"]
         if key in rule and hw.kind == when.get("kind", hw.kind) \
                 and hw.memory_bytes >= when.get("min_memory_gib", 0) * 2**30 \
                 and (not when.get("named") or any(n in ident for n in when["named"])) \
-                and not any(n in ident for n in when.get("not_named", [])):
+                and not any(n in ident for n in when.get("not_named", [])) \
+                and _below_capability(hw, when.get("below_compute_capability")):
             return rule[key] * (devices if rule.get("per_device") else 1)
     return _fact(engine, key)
+
+
+def _below_capability(hw: HardwareSpec, limit: float | None) -> bool:
+    """Whether `hw` is a CUDA device of a compute capability below `limit` (True where no limit is set; a device
+    without a numeric capability, ROCm's gfx names, is not below any)."""
+    if limit is None:
+        return True
+    try:
+        return float(hw.features.compute_capability or "") < limit
+    except ValueError:
+        return False
 
 
 def engine_prefill_chunk(engine: str, runtime_default: int | None, hw: HardwareSpec,
@@ -174,8 +186,10 @@ def engine_kernel(engine: str | None, weight_dtype: str) -> dict[str, Any]:
 
 def engine_flop_share(engine: str | None, hw: HardwareSpec) -> float:
     """The share of the device's documented compute efficiency the engine's steps reach on a GPU (`flop_share` in its
-    profile: vLLM's and SGLang's, fitted to their published compute-bound runs; 1 where a profile states none)."""
-    share = _fact(engine, "flop_share") if hw.kind == "gpu" else None
+    profile, or in its first `device_defaults` rule for the device that sets one: vLLM's and SGLang's, fitted to their
+    published compute-bound runs on Hopper and MI300X, and on the A100 for CUDA devices before Hopper; 1 where a
+    profile states none)."""
+    share = _device_fact(engine, hw, "flop_share") if hw.kind == "gpu" else None
     return float(share) if share is not None else 1.0
 
 

@@ -502,6 +502,12 @@ def test_vllm_and_sglang_compute_at_their_fitted_share_of_the_device_rate():
     assert engine_flop_share("vllm", h100) == engine_flop_share("sglang", h100) == 0.48
     assert engine_flop_share("trtllm", h100) == engine_flop_share(None, h100) == 1.0
     assert engine_flop_share("vllm", resolve_hardware("epyc-9004")) == 1.0
+    # CUDA GPUs before Hopper have their own share (the A100's runs), ROCm's gfx devices and Blackwell Hopper's
+    for before in ("a100-80gb-sxm", "l40s", "rtx-4090"):
+        assert engine_flop_share("vllm", resolve_hardware(before)) == engine_flop_share("sglang", resolve_hardware(before)) \
+            == 0.91
+    for later in ("h200-sxm", "b200", "mi300x"):
+        assert engine_flop_share("vllm", resolve_hardware(later)) == 0.48
     ours = {e: build_setup(spec, h100, weight_dtype="bf16", runtime="serving", engine=e) for e in ("vllm", "trtllm")}
     assert ours["vllm"].eff.flop_efficiency == pytest.approx(0.48 * ours["trtllm"].eff.flop_efficiency)
     assert "flop_share" in ours["vllm"].eff.source
