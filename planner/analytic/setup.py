@@ -280,8 +280,8 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         weights=weights, act_bytes=bytes_per_element(act),
         kv_bits=kv_bits(kv_dtype or act), compute_dtype=compute, eff=eff, layout=layout,
         eager_attention=attention == "eager", prefill_chunk_tokens=prefill_chunk_tokens,
-        step_tokens=engine_chunk_budget(engine, prefill_chunk_tokens, hw, tp * pp) if engine and runtime == "serving"
-        else prefill_chunk_tokens,
+        step_tokens=prefill_chunk_tokens or (engine_chunk_budget(engine, None, hw, tp * pp)
+                                             if engine and runtime == "serving" else None),
         attention_dtype=attend,
         attention_efficiency=measured.pop("attention_efficiency", None) or
         attention_flop_efficiency(hw, eff, compute, attend) * attention_kernel_factor(attention), **measured,
