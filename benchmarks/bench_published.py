@@ -39,6 +39,7 @@ from optiplan import profiles  # noqa: E402
 from optiplan.planner.analytic.efficiency import weight_kernel_refusal  # noqa: E402
 from optiplan.planner.analytic.profile import profile  # noqa: E402
 from optiplan.planner.catalog.engines import (  # noqa: E402
+    below_compute_capability,
     engine_kernel_efficiency,
     engine_runtime,
     engine_square_mask,
@@ -522,10 +523,16 @@ def fit_engine_flop_share(points: list[dict]) -> dict:
     return report
 
 
+def flop_share_rule(engine: str) -> dict:
+    """The engine profile's `device_defaults` rule that sets its compute share for CUDA GPUs before Hopper."""
+    return next(r for r in engine_table()[engine]["device_defaults"]
+                if "below_compute_capability" in r["when"] and "flop_share" in r)
+
+
 def before_hopper(point: dict) -> bool:
-    """A point on a CUDA GPU of a compute capability below Hopper's (9.0): the engines' other compute share."""
-    cc = resolve_hardware(point["hardware"]).features.compute_capability or ""
-    return cc.replace(".", "", 1).isdigit() and float(cc) < 9.0
+    """A point on a device that rule covers: the engines' other compute share."""
+    limit = flop_share_rule(SHARED_FLOP_ENGINES[0])["when"]["below_compute_capability"]
+    return below_compute_capability(resolve_hardware(point["hardware"]), limit)
 
 
 @contextmanager
@@ -533,9 +540,7 @@ def engine_flop_shares_before_hopper(share: float):
     """The engines' `flop_share` rule for CUDA GPUs before Hopper set to `share` while the block runs."""
     with ExitStack() as stack:
         for engine in SHARED_FLOP_ENGINES:
-            rule = next(r for r in engine_table()[engine]["device_defaults"]
-                        if "below_compute_capability" in r["when"] and "flop_share" in r)
-            stack.enter_context(table_overrides(rule, {"flop_share": share}))
+            stack.enter_context(table_overrides(flop_share_rule(engine), {"flop_share": share}))
         yield
 
 
@@ -544,9 +549,8 @@ def fit_engine_flop_share_before_hopper(points: list[dict]) -> dict:
     SGLang's points on such GPUs (GPUStack's A100 runs), the others' share as documented; errors on both parts at the
     Hopper share carried over (as before the rule), at the documented rule and at the fitted one."""
     own = [p for p in points if p["engine"] in SHARED_FLOP_ENGINES and before_hopper(p)]
-    rule = next(r for r in engine_table()[SHARED_FLOP_ENGINES[0]]["device_defaults"]
-                if "below_compute_capability" in r["when"] and "flop_share" in r)
-    documented, hopper = rule["flop_share"], engine_table()[SHARED_FLOP_ENGINES[0]]["flop_share"]
+    documented = flop_share_rule(SHARED_FLOP_ENGINES[0])["flop_share"]
+    hopper = engine_table()[SHARED_FLOP_ENGINES[0]]["flop_share"]
 
     def errors(x, part):
         with engine_flop_shares_before_hopper(x):

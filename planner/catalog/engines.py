@@ -77,12 +77,12 @@ def _device_fact(engine: str | None, hw: HardwareSpec, key: str, devices: int = 
                 and hw.memory_bytes >= when.get("min_memory_gib", 0) * 2**30 \
                 and (not when.get("named") or any(n in ident for n in when["named"])) \
                 and not any(n in ident for n in when.get("not_named", [])) \
-                and _below_capability(hw, when.get("below_compute_capability")):
+                and below_compute_capability(hw, when.get("below_compute_capability")):
             return rule[key] * (devices if rule.get("per_device") else 1)
     return _fact(engine, key)
 
 
-def _below_capability(hw: HardwareSpec, limit: float | None) -> bool:
+def below_compute_capability(hw: HardwareSpec, limit: float | None) -> bool:
     """Whether `hw` is a CUDA device of a compute capability below `limit` (True where no limit is set; a device
     without a numeric capability, ROCm's gfx names, is not below any)."""
     if limit is None:
