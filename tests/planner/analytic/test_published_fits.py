@@ -1,5 +1,5 @@
 """The factors profiles/efficiency.yaml records as fitted to published points are what the fit finds on them
-(`benchmarks/bench_published.py --fit-kernel`), and a fit leaves the table as it found it.
+(`benchmarks/bench_published.py --fit-kernel`, benchmarks/published_fits.py), and a fit leaves the table as it found it.
 
 The default suite checks that each kernel's documented factors are a minimum of the fitted points' median error among
 their neighbours on the fit's grids (a model change that moves the fit fails it); the full search over every point of
@@ -22,7 +22,12 @@ ADOPTED = {"ggml-mmvq": "both", "ggml-mmvf": "both", "torchao-int8": "per-layer"
 
 @pytest.fixture(scope="module")
 def bench():
-    return load_script("benchmarks/bench_published.py")
+    return load_script("benchmarks/published_fits.py")
+
+
+@pytest.fixture(scope="module")
+def published():
+    return load_script("benchmarks/published_points.py")
 
 
 def neighbours(bench, factors):
@@ -40,8 +45,8 @@ def neighbours(bench, factors):
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
-def test_a_weight_kernels_documented_factors_are_a_minimum_of_its_fitted_points(bench, kernel):
-    points = bench.kernel_points(bench.published_points(), kernel)
+def test_a_weight_kernels_documented_factors_are_a_minimum_of_its_fitted_points(bench, kernel, published):
+    points = bench.kernel_points(published.published_points(), kernel)
     documented = bench.documented_kernel_factors(kernel)
     entry = profiles.efficiency_table()["weight_kernels"][kernel]
     before = dict(entry)
@@ -66,9 +71,9 @@ def test_a_weight_kernels_documented_factors_are_a_minimum_of_its_fitted_points(
     assert len(points) >= 5 and bench.kernel_errors(points, kernel, documented, "held-out")
 
 
-def test_the_gemm_behind_vllms_skinny_fp8_gemv_reads_at_the_share_its_fitted_points_favour(bench):
+def test_the_gemm_behind_vllms_skinny_fp8_gemv_reads_at_the_share_its_fitted_points_favour(bench, published):
     kernel = "rocm-skinny-fp8"
-    points = bench.kernel_points(bench.published_points(), kernel)
+    points = bench.kernel_points(published.published_points(), kernel)
     documented = profiles.efficiency_table()["weight_kernels"][kernel]["gemm_bandwidth_efficiency"]
     assert {p["hardware"] for p in points} == {"mi300x"} and {p["engine"] for p in points} == {"vllm"}
 
@@ -79,7 +84,7 @@ def test_the_gemm_behind_vllms_skinny_fp8_gemv_reads_at_the_share_its_fitted_poi
     here = key(documented)
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):  # the whole search: one share, a few seconds
-        report = bench.fit_kernel_gemm_share(bench.published_points(), kernel)
+        report = bench.fit_kernel_gemm_share(published.published_points(), kernel)
     assert report["fitted"]["gemm_share"] == documented and kernel in printed.getvalue()
     # the GEMM at the GEMV's own share (no switch) misses the fitted points and the held-out ones by more
     gemv = profiles.efficiency_table()["weight_kernels"][kernel]["bandwidth_efficiency"]
@@ -89,7 +94,7 @@ def test_the_gemm_behind_vllms_skinny_fp8_gemv_reads_at_the_share_its_fitted_poi
     assert profiles.efficiency_table()["weight_kernels"][kernel]["gemm_bandwidth_efficiency"] == documented
 
 
-def test_paged_serving_engines_read_the_cache_at_the_share_their_kernel_measured(bench):
+def test_paged_serving_engines_read_the_cache_at_the_share_their_kernel_measured(bench, published):
     """The paged decode attention's share is the one optiplan's paged kernel measured on the H200 (its row in
     profiles/kernels/h200-sxm.json over the H200's measured bandwidth factor), and the published points bear it out:
     against the cache formats' shares it fits the two thirds better and the held-out third no worse."""
@@ -105,7 +110,7 @@ def test_paged_serving_engines_read_the_cache_at_the_share_their_kernel_measured
     assert documented == round(paged["hbm_share"] / measured_factors(resolve_hardware("h200-sxm"), "bf16")[0], 2)
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):  # the whole search: one share, some ten seconds
-        report = bench.fit_kv_share(bench.published_points())
+        report = bench.fit_kv_share(published.published_points())
     assert "serving KV share" in printed.getvalue()
     formats, measured = report["formats"], report["documented"]
     assert formats["fitted"]["median_pct"] > measured["fitted"]["median_pct"]
@@ -122,12 +127,12 @@ def test_paged_serving_engines_read_the_cache_at_the_share_their_kernel_measured
 
 
 @pytest.mark.slow
-def test_the_full_search_finds_the_documented_factors_and_held_out_points_chose_them(bench):
+def test_the_full_search_finds_the_documented_factors_and_held_out_points_chose_them(bench, published):
     for kernel in KERNELS:
         entry = profiles.efficiency_table()["weight_kernels"][kernel]
         before, printed = dict(entry), io.StringIO()
         with contextlib.redirect_stdout(printed):
-            report = bench.fit_kernel_factors(bench.published_points(), kernel)
+            report = bench.fit_kernel_factors(published.published_points(), kernel)
         assert entry == before and kernel in printed.getvalue()
         # the documented factors hold the held-out third at least as close as any fit: llama.cpp's mat-vecs took the
         # share with a time per layer and a bound per SM, gpt-fast's int8 GEMV the share with a time per layer,
@@ -140,8 +145,8 @@ def test_the_full_search_finds_the_documented_factors_and_held_out_points_chose_
         assert fit["unit_bandwidth_gbps"] == pytest.approx(entry.get("unit_bandwidth_gbps", 0.0), abs=1e-9)
 
 
-def test_only_the_points_read_by_the_kernel_are_fitted(bench):
-    points = bench.published_points()
+def test_only_the_points_read_by_the_kernel_are_fitted(bench, published):
+    points = published.published_points()
     read = bench.kernel_points(points, "ggml-mmvq")
     assert read and {p["engine"] for p in read} == {"llama.cpp"} and {p["dtype"] for p in read} == {"gguf-q4_k_m"}
     assert {p["dtype"] for p in bench.kernel_points(points, "ggml-mmvf")} == {"fp16"}
@@ -149,16 +154,16 @@ def test_only_the_points_read_by_the_kernel_are_fitted(bench):
         p["id"] for p in points if p["engine"] == "gpt-fast" and p["dtype"] == "int8"}
     # gpt-fast's int4 reads its weights with tinygemm, not llama.cpp's kernel: its points move with tinygemm's share
     gpt_fast = next(p for p in points if p["engine"] == "gpt-fast" and p["dtype"] == "int4")
-    (other, _), (own, _) = bench.predict(gpt_fast), bench.predict(read[0])
+    (other, _), (own, _) = published.predict(gpt_fast), published.predict(read[0])
     with bench.kernel_factors("ggml-mmvq", 0.5):
-        assert bench.predict(gpt_fast)[0] == pytest.approx(other)
-        assert bench.predict(read[0])[0] < 0.9 * own  # tokens/s: a smaller share reads the weights later
+        assert published.predict(gpt_fast)[0] == pytest.approx(other)
+        assert published.predict(read[0])[0] < 0.9 * own  # tokens/s: a smaller share reads the weights later
 
 
-def test_profile_refuses_no_published_point(bench):
+def test_profile_refuses_no_published_point(bench, published):
     """Every point the validation set can express is predicted: a refusal is the bench asking what profile cannot
     answer (it once set a batch-1 decode point's scheduling without request lengths, and three LMDeploy points
     dropped out of the accuracy card)."""
-    refused = [(p["id"], why) for p in bench.published_points()
-               for value, why in [bench.predict(p)] if value is None and why.startswith("profile refuses")]
+    refused = [(p["id"], why) for p in published.published_points()
+               for value, why in [published.predict(p)] if value is None and why.startswith("profile refuses")]
     assert not refused

@@ -1,0 +1,321 @@
+"""The fits of issue 14's validation set (`python benchmarks/bench_published.py --fit-...`): each searches one group
+of the model's factors on two thirds of the published points and reports the errors on both parts, the fixed third
+held out (`published_points.held_out`), for the documented factors and the fitted ones. A fit tries its candidates
+on the loaded tables in place and leaves them as it found them."""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+import sys
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from optiplan import profiles  # noqa: E402
+from optiplan.planner.analytic.efficiency import weight_kernel_refusal  # noqa: E402
+from optiplan.planner.catalog.engines import (  # noqa: E402
+    below_compute_capability,
+    engine_kernel_efficiency,
+    engine_runtime,
+    engine_table,
+)
+from optiplan.planner.catalog.hardware import resolve_hardware  # noqa: E402
+from published_points import (  # noqa: E402
+    DTYPES,
+    best_fit,
+    fitted_efficiency,
+    part_errors,
+    parts_text,
+    point_dtype,
+    point_engine,
+    rounded_stats,
+    table_overrides,
+)
+
+# the runtimes whose fixed costs are fitted to published points (profiles/efficiency.yaml records each fit)
+FITTED_RUNTIMES = ("serving", "compiled")
+# the runtime's factors the fit searches (EfficiencyFactors fields), every combination
+FIT_GRID = {
+    "step_overhead_s": (0.0, 0.0005, 0.001),
+    "layer_overhead_s": (0.0, 0.00001, 0.00002, 0.00003, 0.00004),
+    "collective_latency_s": (0.0, 0.000004, 0.000008, 0.000016),
+    "matmul_half_tokens": (0.0, 32.0, 64.0, 128.0, 256.0),
+}
+
+
+def fit_overheads(points: list[dict], runtime: str = "serving") -> dict:
+    """A runtime's fixed costs (per step, layer, collective) and small-matmul rows (`matmul_half_tokens`) that
+    minimise the median error of the latency and throughput points of the engines running it in the fitted two
+    thirds; errors reported on both parts, for the factors in profiles/efficiency.yaml and the fitted ones."""
+    points = [p for p in points if engine_runtime(point_engine(p)) == runtime]
+
+    def errors(overrides, part):
+        return part_errors(points, part, lambda request: fitted_efficiency(request, overrides))
+
+    grid = [dict(zip(FIT_GRID, values)) for values in itertools.product(*FIT_GRID.values())]
+    best = min(grid, key=lambda o: statistics.median(errors(o, "fitted")))
+    costs = profiles.efficiency_table()["runtimes"][runtime]["gpu"]
+    default = {name: costs.get(name, 0.0) for name in FIT_GRID}
+    report = {name: {part: rounded_stats(errors(o, part)) for part in ("fitted", "held-out")} | {"factors": o}
+              for name, o in (("default", default), ("fitted", best))}
+    for name in ("default", "fitted"):
+        r = report[name]
+        print(f"{name:8s} fitted third x2: median {r['fitted']['median_pct']:5.1f}% p90 {r['fitted']['p90_pct']:6.1f}% "
+              f"({r['fitted']['points']} points); held-out third: median {r['held-out']['median_pct']:5.1f}% "
+              f"p90 {r['held-out']['p90_pct']:6.1f}% ({r['held-out']['points']} points)")
+    print(f"fitted {runtime} factors: " + ", ".join(f"{k} {v:g}" for k, v in best.items()))
+    return report
+
+
+# the GPU flop efficiencies (profiles/efficiency.yaml device_kinds.gpu.flop_efficiency) a fit may search
+FLOP_GRID = tuple(round(0.20 + 0.01 * i, 2) for i in range(51))
+
+
+def gpu_flop_share(dtype: str, share: float):
+    """profiles/efficiency.yaml's GPU flop share of `dtype` set to `share` while the block runs (a 16-bit attention
+    beside fp8 layers keeps its own share, as it does in use)."""
+    return table_overrides(profiles.efficiency_table()["device_kinds"]["gpu"]["flop_efficiency"], {dtype: share})
+
+
+def fit_flop_efficiency(points: list[dict], dtype: str = "fp8") -> dict:
+    """The GPU flop efficiency of one compute dtype (the tensor-core rate the linear layers run at) that minimises
+    the median error, then the p90, of the latency and throughput points whose linear layers run at that rate, in
+    the fitted two thirds; the device's measured share scales it as it scales the documented one. Errors reported
+    on both parts and, over every point, for the documented value and the fitted one."""
+    documented = profiles.efficiency_table()["device_kinds"]["gpu"]["flop_efficiency"][dtype]
+
+    own = [p for p in points if DTYPES.get(p["dtype"]) == dtype]
+
+    def errors(x, part, only_dtype=True):
+        with gpu_flop_share(dtype, x):
+            return part_errors(own if only_dtype else points, part)
+
+    # bf16's batch-1 decode, bound by bandwidth, does not move the share: it stays at the documented one
+    best = best_fit(FLOP_GRID, errors, lambda x: abs(x - documented))
+    report = {name: {f"{part}{suffix}": rounded_stats(errors(x, part, only)) for part in ("fitted", "held-out")
+                     for suffix, only in (("", True), ("-all-points", False))} | {"flop_efficiency": x}
+              for name, x in (("documented", documented), ("fitted", best))}
+    for name in ("documented", "fitted"):
+        r = report[name]
+        print(f"{name:10s} {dtype} {r['flop_efficiency']:.2f}: "
+              + parts_text(r, ("fitted", "held-out", "fitted-all-points", "held-out-all-points")))
+    return report
+
+
+# what a weight kernel's fit searches: its bandwidth share, its own device time per layer (the launches and ramps of a
+# layer's five to seven dequantizing GEMVs: up to 120 us, some 20 us each) and its bytes per second per SM (a kernel
+# with few bytes in flight per SM reads at most the SM count times that: 4 to 16 GB/s, Little's law over some 8 KB in
+# flight and half a microsecond of latency)
+SHARE_GRID = tuple(round(0.30 + 0.01 * i, 2) for i in range(66))
+KERNEL_LAYER_GRID = (0.0, 0.00001, 0.00002, 0.00003, 0.00004, 0.00006, 0.00008, 0.0001, 0.00012)
+UNIT_GBPS_GRID = tuple(float(g) for g in range(4, 17))
+
+
+def kernel_entry(kernel: str, facts: dict[str, float | None]):
+    """Weight kernel `kernel`'s entry in profiles/efficiency.yaml with each of `facts` set (None: removed) while the
+    block runs, restored after."""
+    return table_overrides(profiles.efficiency_table()["weight_kernels"][kernel], facts)
+
+
+def kernel_factors(kernel: str, share: float, layer_s: float | None = None, unit_gbps: float | None = None):
+    """Weight kernel `kernel` with its bandwidth share set to `share` (its device time per layer to `layer_s` and its
+    GB/s per compute unit to `unit_gbps`, where given; 0 GB/s: no such bound) while the block runs."""
+    facts: dict[str, float | None] = {"bandwidth_efficiency": share}
+    if layer_s is not None:
+        facts["layer_device_s"] = layer_s
+    if unit_gbps is not None:
+        facts["unit_bandwidth_gbps"] = unit_gbps or None
+    return kernel_entry(kernel, facts)
+
+
+def kernel_points(points: list[dict], kernel: str) -> list[dict]:
+    """The points whose engine reads their weights with `kernel` on their device."""
+    out = []
+    for p in points:
+        dtype = point_dtype(p)
+        if dtype is None:
+            continue
+        hw = resolve_hardware(p["hardware"])
+        if engine_kernel_efficiency(point_engine(p), dtype, hw.features.backend) == kernel and \
+                weight_kernel_refusal(hw, kernel, dtype) is None:
+            out.append(p)
+    return out
+
+
+def kernel_errors(points: list[dict], kernel: str, factors: tuple[float, float, float], part: str) -> list[float]:
+    """Absolute errors (%) of one part of the points read by `kernel`, with its (share, device time per layer, GB/s
+    per SM) set to `factors`."""
+    with kernel_factors(kernel, *factors):
+        return part_errors(points, part)
+
+
+def documented_kernel_factors(kernel: str) -> tuple[float, float, float]:
+    """(share, device time per layer, GB/s per SM) of a weight kernel as profiles/efficiency.yaml has them (0: none)."""
+    entry = profiles.efficiency_table()["weight_kernels"][kernel]
+    return entry["bandwidth_efficiency"], entry.get("layer_device_s", 0.0), entry.get("unit_bandwidth_gbps", 0.0)
+
+
+def fit_kernel_factors(points: list[dict], kernel: str) -> dict:
+    """The factors of one weight kernel (profiles/efficiency.yaml weight_kernels, one that states a share) that
+    minimise the median error, then the p90, of the points whose engine reads their weights with it, in the fitted
+    two thirds, over every point of the grids: its share alone, with a device time per layer, with a bound per SM,
+    and with both; errors reported on both parts for the documented factors and each fit."""
+    own = kernel_points(points, kernel)
+    documented = documented_kernel_factors(kernel)
+
+    def errors(x, part):
+        return kernel_errors(own, kernel, x, part)
+
+    def distance(x):
+        return tuple(abs(a - b) for a, b in zip(x, documented))
+
+    # four candidates beside the documented factors; the table takes what its held-out third favours: a choice made
+    # on those points, which are the less held out for it
+    none = (0.0,)
+    axes = {"share": (SHARE_GRID, none, none), "per-layer": (SHARE_GRID, KERNEL_LAYER_GRID, none),
+            "per-sm": (SHARE_GRID, none, UNIT_GBPS_GRID), "both": (SHARE_GRID, KERNEL_LAYER_GRID, UNIT_GBPS_GRID)}
+    fits = {"documented": documented}
+    for name, grids in axes.items():
+        grid = list(itertools.product(*grids))
+        print(f"{kernel}: searching {name}, {len(grid)} candidates on {len(own)} points", file=sys.stderr, flush=True)
+        fits[name] = best_fit(grid, errors, distance)
+    report = {name: {part: rounded_stats(errors(x, part)) for part in ("fitted", "held-out")}
+              | {"share": x[0], "layer_device_s": x[1], "unit_bandwidth_gbps": x[2]} for name, x in fits.items()}
+    for name, r in report.items():
+        print(f"{name:10s} {kernel} {r['share']:.2f}, {r['layer_device_s'] * 1e6:3.0f} us/layer, "
+              f"{r['unit_bandwidth_gbps']:4.1f} GB/s per SM: " + parts_text(r, ("fitted", "held-out")))
+    return report
+
+
+def gemm_share_errors(points: list[dict], kernel: str, share: float, part: str) -> list[float]:
+    """Absolute errors (%) of one part of the points read by `kernel`, with the share of the GEMM that takes its
+    larger steps (`gemm_bandwidth_efficiency`) set to `share`."""
+    with kernel_entry(kernel, {"gemm_bandwidth_efficiency": share}):
+        return part_errors(points, part)
+
+
+def fit_kernel_gemm_share(points: list[dict], kernel: str) -> dict:
+    """The share at which the GEMM behind a few-rows weight kernel (`max_rows`, `gemm_bandwidth_efficiency`: vLLM's
+    hipBLASLt above its skinny FP8 GEMV on MI3xx) reads the weights that minimises the median error, then the p90, of
+    the points whose engine runs the kernel, in the fitted two thirds; errors on both parts for the documented share
+    and the fitted one."""
+    own = kernel_points(points, kernel)
+    documented = profiles.efficiency_table()["weight_kernels"][kernel]["gemm_bandwidth_efficiency"]
+    best = best_fit(SHARE_GRID, lambda x, part: gemm_share_errors(own, kernel, x, part), lambda x: abs(x - documented))
+    report = {name: {part: rounded_stats(gemm_share_errors(own, kernel, x, part)) for part in ("fitted", "held-out")}
+              | {"gemm_share": x} for name, x in (("documented", documented), ("fitted", best))}
+    for name, r in report.items():
+        print(f"{name:10s} {kernel} GEMM share {r['gemm_share']:.2f}: " + parts_text(r, ("fitted", "held-out")))
+    return report
+
+
+# the share of the peak bandwidth a serving runtime's decode-attention kernels read the KV cache at (a fit searches it)
+KV_SHARE_GRID = tuple(round(0.50 + 0.01 * i, 2) for i in range(46))
+
+
+def runtime_kv_share(runtime: str, share: float | None):
+    """profiles/efficiency.yaml's KV-cache share of `runtime` on GPUs set to `share` (None: removed, the cache format's
+    share applies) while the block runs, restored after."""
+    return table_overrides(profiles.efficiency_table()["runtimes"][runtime]["gpu"],
+                           {"paged_kv_bandwidth_efficiency": share})
+
+
+def fit_kv_share(points: list[dict], runtime: str = "serving") -> dict:
+    """The share of the peak at which the decode attention of the engines running `runtime` reads the KV cache that
+    minimises the median error, then the p90, of their latency and throughput points in the fitted two thirds (the
+    device's measured share scales it); errors on both parts for the cache formats' shares (none stated), the
+    documented share and the fitted one."""
+    own = [p for p in points if engine_runtime(point_engine(p)) == runtime]
+    documented = profiles.efficiency_table()["runtimes"][runtime]["gpu"].get("paged_kv_bandwidth_efficiency")
+
+    def errors(x, part):
+        with runtime_kv_share(runtime, x):
+            return part_errors(own, part)
+
+    best = best_fit(KV_SHARE_GRID, errors, lambda x: abs(x - (documented or 0.70)))
+    report = {name: {part: rounded_stats(errors(x, part)) for part in ("fitted", "held-out")} | {"kv_share": x}
+              for name, x in (("formats", None), ("documented", documented), ("fitted", best))}
+    for name, r in report.items():
+        share = "the formats'" if r["kv_share"] is None else f"{r['kv_share']:.2f}"
+        print(f"{name:10s} {runtime} KV share {share}: " + parts_text(r, ("fitted", "held-out")))
+    return report
+
+
+# the engines whose compute share (`flop_share` in their profiles) is fitted together: both schedule from Python and
+# run the same libraries' GEMM and attention kernels (cuBLAS/CUTLASS, FlashInfer/FlashAttention, Triton MoE)
+SHARED_FLOP_ENGINES = ("vllm", "sglang")
+
+
+@contextmanager
+def engine_flop_shares(share: float | None):
+    """The engines' `flop_share` set to `share` (None: removed, the device's documented rate) while the block runs."""
+    with ExitStack() as stack:
+        for engine in SHARED_FLOP_ENGINES:
+            stack.enter_context(table_overrides(engine_table()[engine], {"flop_share": share}))
+        yield
+
+
+def fit_engine_flop_share(points: list[dict]) -> dict:
+    """The share of the device's documented compute efficiency that vLLM's and SGLang's steps reach, one for both,
+    minimising the median error, then the p90, of their latency and throughput points in the fitted two thirds;
+    errors on both parts without a share, with the documented one and with the fitted one."""
+    own = [p for p in points if p["engine"] in SHARED_FLOP_ENGINES]
+    documented = engine_table()[SHARED_FLOP_ENGINES[0]].get("flop_share")
+
+    def errors(x, part):
+        with engine_flop_shares(x):
+            return part_errors(own, part)
+
+    best = best_fit(SHARE_GRID + tuple(round(0.96 + 0.01 * i, 2) for i in range(5)), errors,
+                    lambda x: abs(x - (documented or 1.0)))
+    report = {name: {part: rounded_stats(errors(x, part)) for part in ("fitted", "held-out")} | {"flop_share": x}
+              for name, x in (("none", None), ("documented", documented), ("fitted", best))}
+    for name, r in report.items():
+        share = "1 (none)" if r["flop_share"] is None else f"{r['flop_share']:.2f}"
+        print(f"{name:10s} {'/'.join(SHARED_FLOP_ENGINES)} flop share {share}: "
+              + parts_text(r, ("fitted", "held-out")))
+    return report
+
+
+def flop_share_rule(engine: str) -> dict:
+    """The engine profile's `device_defaults` rule that sets its compute share for CUDA GPUs before Hopper."""
+    return next(r for r in engine_table()[engine]["device_defaults"]
+                if "below_compute_capability" in r["when"] and "flop_share" in r)
+
+
+def before_hopper(point: dict) -> bool:
+    """A point on a device that rule covers: the engines' other compute share."""
+    limit = flop_share_rule(SHARED_FLOP_ENGINES[0])["when"]["below_compute_capability"]
+    return below_compute_capability(resolve_hardware(point["hardware"]), limit)
+
+
+@contextmanager
+def engine_flop_shares_before_hopper(share: float):
+    """The engines' `flop_share` rule for CUDA GPUs before Hopper set to `share` while the block runs."""
+    with ExitStack() as stack:
+        for engine in SHARED_FLOP_ENGINES:
+            stack.enter_context(table_overrides(flop_share_rule(engine), {"flop_share": share}))
+        yield
+
+
+def fit_engine_flop_share_before_hopper(points: list[dict]) -> dict:
+    """The share for CUDA GPUs before Hopper alone, fitted like `fit_engine_flop_share` on two thirds of vLLM's and
+    SGLang's points on such GPUs (GPUStack's A100 runs), the others' share as documented; errors on both parts at the
+    Hopper share carried over (as before the rule), at the documented rule and at the fitted one."""
+    own = [p for p in points if p["engine"] in SHARED_FLOP_ENGINES and before_hopper(p)]
+    documented = flop_share_rule(SHARED_FLOP_ENGINES[0])["flop_share"]
+    hopper = engine_table()[SHARED_FLOP_ENGINES[0]]["flop_share"]
+
+    def errors(x, part):
+        with engine_flop_shares_before_hopper(x):
+            return part_errors(own, part)
+
+    best = best_fit(SHARE_GRID + tuple(round(0.96 + 0.01 * i, 2) for i in range(15)), errors,
+                    lambda x: abs(x - documented))
+    report = {name: {part: rounded_stats(errors(x, part)) for part in ("fitted", "held-out")} | {"flop_share": x}
+              for name, x in (("hopper's", hopper), ("documented", documented), ("fitted", best))}
+    for name, r in report.items():
+        print(f"{name:10s} {'/'.join(SHARED_FLOP_ENGINES)} flop share before Hopper {r['flop_share']:.2f}: "
+              + parts_text(r, ("fitted", "held-out")))
+    return report

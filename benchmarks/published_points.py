@@ -1,0 +1,251 @@
+"""The published points of issue 14's validation set (benchmarks/published/) and the prediction `optiplan profile` makes
+for each: the request a user would make (catalog model of the same architecture, device, count, tensor parallel,
+weight dtype, batch, prompt and output lengths, engine), in the step view or the request view; the fixed third of
+the points every fit holds out, and the errors and table overrides the fits (`published_fits`) share."""
+
+from __future__ import annotations
+
+import sys
+import zlib
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import error_stats  # noqa: E402
+from optiplan import profiles  # noqa: E402
+from optiplan.planner.analytic.profile import profile  # noqa: E402
+from optiplan.planner.catalog.engines import engine_square_mask, engine_storage, engine_table  # noqa: E402
+from optiplan.planner.catalog.hardware import resolve_hardware, supports_dtype  # noqa: E402
+from optiplan.planner.errors import OptiplanError  # noqa: E402
+from optiplan.planner.schema import ProfileRequest  # noqa: E402
+
+PUBLISHED = Path(__file__).resolve().parent / "published"
+
+# Published checkpoints -> the catalog model of the same architecture (instruct, chat and re-quantized releases
+# share their base model's shapes). Listed one by one: never matched fuzzily.
+ARCHITECTURE = {
+    "meta-llama/Llama-2-7b-chat-hf": "llama-2-7b", "meta-llama/Llama-2-7b-hf": "llama-2-7b",
+    "meta-llama/Llama-2-13b-chat-hf": "llama-2-13b", "meta-llama/Llama-2-13b-hf": "llama-2-13b",
+    "meta-llama/Llama-2-70b-chat-hf": "llama-2-70b", "meta-llama/Llama-2-70b-hf": "llama-2-70b",
+    "meta-llama/Llama-3.1-8B-Instruct": "llama-3.1-8b", "nvidia/Llama-3.1-8B-Instruct-FP8": "llama-3.1-8b",
+    "meta-llama/Meta-Llama-3-8B-Instruct": "llama-3.1-8b", "meta-llama/Meta-Llama-3-8B": "llama-3.1-8b",
+    "meta-llama/Llama-3.3-70B-Instruct": "llama-3.1-70b", "nvidia/Llama-3.3-70B-Instruct-FP8": "llama-3.1-70b",
+    "nvidia/Llama-3.3-70B-Instruct-FP4": "llama-3.1-70b", "meta-llama/Meta-Llama-3-70B-Instruct": "llama-3.1-70b",
+    "meta-llama/Meta-Llama-3-70B": "llama-3.1-70b", "amd/Llama-3.1-70B-Instruct-FP8-KV": "llama-3.1-70b",
+    "meta-llama/Llama-3.1-405B-Instruct": "llama-3.1-405b", "nvidia/Llama-3.1-405B-Instruct-FP8": "llama-3.1-405b",
+    "mistralai/Mixtral-8x7B-Instruct-v0.1": "mixtral-8x7b", "mistralai/Mixtral-8x7B-v0.1": "mixtral-8x7b",
+    "deepseek-ai/DeepSeek-R1": "deepseek-v3", "deepseek-ai/DeepSeek-V3": "deepseek-v3",
+    "nvidia/DeepSeek-R1-FP4": "deepseek-v3", "nvidia/DeepSeek-R1-0528-FP4": "deepseek-v3",
+    "deepseek-ai/DeepSeek-R1-0528": "deepseek-v3", "Qwen/Qwen3-14B-FP8": "qwen3-14b",
+    "nvidia/Qwen3-30B-A3B-FP4": "qwen3-30b-a3b",
+    "nvidia/Qwen3-235B-A22B-FP4": "qwen3-235b-a22b", "nvidia/Qwen3-235B-A22B-FP8": "qwen3-235b-a22b",
+    # the 2507 instruct release keeps the architecture (its longer native context aside)
+    "Qwen/Qwen3-235B-A22B-Instruct-2507": "qwen3-235b-a22b",
+    "Qwen/Qwen3-235B-A22B-Instruct-2507-FP8": "qwen3-235b-a22b",
+}
+DTYPES = {"bf16": "bf16", "fp16": "fp16", "fp8": "fp8", "int8": "int8", "int4": "int4", "fp4": "fp4",
+          "fp8 (assumed; DeepSeek native FP8)": "fp8"}
+SECONDS = {"s": 1e3, "ms": 1.0}
+
+
+def catalog_model(hub_id: str) -> str | None:
+    return ARCHITECTURE.get(hub_id) or profiles.resolve_model_name(hub_id)
+
+
+def fitted_efficiency(request: ProfileRequest, overrides: dict[str, float]):
+    """The factors `profile` resolves for the request (device, kernel and cache shares included), with some of its
+    runtime's fitted factors (fixed costs per step, layer and collective, small-matmul rows) replaced: what the fit
+    tries."""
+    from optiplan.planner.analytic.profile import setup_for_request
+    from optiplan.planner.catalog.hardware import resolve_hardware
+    from optiplan.planner.catalog.models import resolve_model
+
+    eff = setup_for_request(request, resolve_model(request.model), resolve_hardware(request.hardware)).eff
+    return eff.model_copy(update=overrides)
+
+
+def point_engine(p: dict) -> str:
+    """The engine a point is predicted with: its own profile where the catalog has one (its runtime, scheduling,
+    prefill chunk and weight kernels), a generic serving engine for the others (MLC, lmdeploy, ...)."""
+    return p["engine"] if p["engine"] in engine_table() else "serving"
+
+
+def point_dtype(p: dict) -> str | None:
+    """The weight format a point is predicted in (a GGUF type as the format its engine stores in it)."""
+    if p["dtype"].startswith("gguf-"):
+        gguf = p["dtype"].removeprefix("gguf-").upper()
+        return next((d for d in ("int4", "int8") if (engine_storage(point_engine(p), d) or {}).get("format") == gguf),
+                    None)
+    return DTYPES.get(p["dtype"])
+
+
+def predict(p: dict, view: str = "requests", tune: Callable[[ProfileRequest], Any] | None = None
+            ) -> tuple[float | None, str]:
+    """(predicted value in the published unit, or None, and why not), in the step or the request view; `tune` gives
+    the factors a fit tries for a request (None: the documented ones)."""
+    model = catalog_model(p["model"])
+    if model is None:
+        return None, f"{p['model']}: no catalog model of its architecture"
+    engine = point_engine(p)
+    # a GGUF type is predicted where the engine's profile stores a format in it (llama.cpp: int4 as Q4_K_M)
+    dtype = point_dtype(p)
+    if dtype is None and p["dtype"].startswith("gguf-"):
+        gguf = p["dtype"].removeprefix("gguf-").upper()
+        return None, f"GGUF {gguf} is not the type {p['engine']}'s profile stores a weight format in"
+    if dtype is None:
+        return None, f"weight format {p['dtype']} has no analytic counterpart"
+    unit = p["unit"]
+    # a rate per GPU of a deployment whose device count is stated is its total over that count
+    per_gpu = p["metric"] == "output_tokens_per_s" and ("per GPU" in unit or "/GPU" in unit)
+    if (per_gpu and not p.get("num_devices")) or (p["metric"] == "output_tokens_per_s" and (
+            "per node" in unit or "not stated" in unit)):
+        return None, f"throughput unit '{unit}' is not the deployment's total and names no device count"
+    share = p["num_devices"] if per_gpu else 1
+    if p["category"] in ("request-throughput", "e2e-latency") and None in (p.get("input_tokens"),
+                                                                           p.get("output_tokens")):
+        return None, "request lengths not stated (a rate depends on them)"
+    batch = p.get("batch") or 1
+    # an unstated prompt is taken as 128 tokens; llama-bench's tg runs start from an empty one (0: one token)
+    prompt = p["input_tokens"] if p.get("input_tokens") is not None else 128
+    output = p.get("output_tokens") or 128
+    # a run whose cache is set up for a stated length (gpt-fast's --cache_size) holds that context
+    context = p.get("context_tokens") or prompt + output
+    prompt = max(min(prompt, context - 1), 1)
+    if dtype in ("fp8", "fp4") and not supports_dtype(resolve_hardware(p["hardware"]), dtype):
+        return None, (f"{dtype} weights on a GPU without {dtype} compute (vLLM runs them weight-only through Marlin) "
+                      "are not modelled")
+    if p.get("speculative"):
+        return None, f"speculative decoding ({p['speculative']}) on: profile predicts plain decoding"
+    if p.get("causal_mask") == "linear" and engine_square_mask(engine):
+        return None, f"a linear causal mask (torchao's --linear_causal_mask) is not {engine}'s square one"
+    # an offline load whose prompts were all sent at once (`num_requests` of them) is predicted as that burst
+    burst = p.get("num_requests")
+    offline = p.get("batch") is None and p["metric"] == "output_tokens_per_s"
+    # the KV-cache format where the source states one ("fp16 (not stated)" is the engine's default, kept as such);
+    # an unstated bit width ("quantized (...)") has no counterpart
+    kv_dtype = DTYPES.get(str(p.get("kv_dtype") or "").split(" ")[0])
+    # TensorRT-LLM's `--tp 8` with attention DP runs attention data-parallel: the point's layout says so
+    adp = p.get("attention_data_parallel") or 1
+    if adp > 1 and (p.get("expert_parallel") or 1) == 1:
+        return None, "attention data parallel beside tensor-parallel experts (no expert parallelism) is not modelled"
+    # a batch-1 decode figure is the step's, whatever the view: no request section to compute for it
+    requests = {} if p["metric"] in ("tpot_ms", "decode_tokens_per_s") and batch == 1 and not burst else {
+        "input_tokens": prompt, "output_tokens": output, "concurrency": burst or ("max" if offline else batch),
+        "at_once": bool(burst)}
+    request = ProfileRequest(model=model, hardware=p["hardware"], num_devices=p.get("num_devices") or 1,
+                             tensor_parallel=None if adp > 1 else p.get("tensor_parallel"),
+                             attention_data_parallel=adp, expert_parallel=p.get("expert_parallel") or 1,
+                             dtype=dtype, group_size=p.get("group_size"), kv_dtype=kv_dtype, batch=batch,
+                             context=context, prompt_tokens=prompt, engine=engine,
+                             prefill_chunk_tokens=p.get("prefill_chunk_tokens"),  # a run's own step budget
+                             scheduling=p.get("scheduling") if requests else None,  # request figures only
+                             **requests)
+    try:
+        eff = tune(request) if tune else None
+        r = profile(request, eff)
+        if view == "step" and offline and r.throughput.max_batch > 1:
+            # an offline run with every request at once: as many sequences as the memory holds
+            r = profile(request.model_copy(update={"batch": min(r.throughput.max_batch, 4096)}), eff)
+    except OptiplanError as exc:
+        return None, f"profile refuses it: {exc}"
+    metric = p["metric"]
+    if view == "requests" and r.requests is not None:
+        q = r.requests
+        if metric == "ttft_ms":
+            return q.ttft_ms / SECONDS[unit], ""
+        if metric == "request_latency_ms":
+            return q.request_latency_ms / SECONDS[unit], ""
+        if metric == "output_tokens_per_s":
+            return q.output_tokens_per_s / share, ""
+        if metric in ("tpot_ms", "decode_tokens_per_s") and (batch > 1 or burst):
+            return (q.itl_ms, "") if metric == "tpot_ms" else (1e3 / q.itl_ms, "")
+    if metric == "tpot_ms":
+        return r.latency.tpot_ms, ""
+    if metric == "decode_tokens_per_s":
+        return 1e3 / r.latency.tpot_ms, ""
+    if metric == "ttft_ms":
+        return r.latency.ttft_ms / SECONDS[unit], ""
+    if metric == "request_latency_ms":
+        return (r.latency.ttft_ms + output * r.latency.tpot_ms) / SECONDS[unit], ""
+    if metric == "output_tokens_per_s":
+        return r.throughput.tokens_per_s / share, ""
+    if metric == "memory_gib":
+        held = r.memory.per_device_bytes
+        if p.get("memory_scope") == "allocator":
+            # torch's caching allocator counts what it holds: the CUDA context and what else the runtime takes
+            # before any weight is outside it
+            held -= r.memory.runtime_overhead_bytes
+        return held / (1e9 if unit == "GB" else 2**30), ""
+    return None, f"metric {metric} is not predicted"
+
+
+def summary(rows: list[dict], key: str) -> dict[str, dict[str, float]]:
+    groups: dict[str, list[float]] = {}
+    for r in rows:
+        groups.setdefault(r[key], []).append(r["abs_error_pct"])
+    out = {}
+    for name, errors in sorted(groups.items()):
+        out[name] = error_stats(errors)
+    return out
+
+
+def held_out(point_id: str) -> bool:
+    """A fixed third of the points, never fitted on (by a hash of the id, so adding points moves none)."""
+    return zlib.crc32(point_id.encode()) % 3 == 0
+
+
+def published_points() -> list[dict]:
+    return [p for path in sorted(PUBLISHED.glob("*.yaml")) for p in yaml.safe_load(path.read_text())["points"]]
+
+
+def part_errors(points: list[dict], part: str, tune: Callable[[ProfileRequest], Any] | None = None) -> list[float]:
+    """Absolute errors (%) of the latency and throughput points of one part ("fitted" or "held-out"), sorted."""
+    out = []
+    for p in points:
+        if p["category"] == "memory" or held_out(p["id"]) != (part == "held-out"):
+            continue
+        value, _ = predict(p, "requests", tune)
+        if value is not None:
+            out.append(abs(value / p["value"] - 1) * 100)
+    return sorted(out)
+
+
+def rounded_stats(errs: list[float]) -> dict:
+    return {k: round(v, 1) if k != "points" else v for k, v in error_stats(errs).items()}
+
+
+def best_fit(grid: list, errors: Callable[[Any, str], list[float]], distance: Callable[[Any], Any]):
+    """The candidate of `grid` with the lowest median error, then p90, on the fitted two thirds (`errors(x, part)`);
+    a tie goes to the one `distance` puts nearest the documented factors (points a factor does not move leave it
+    where it was instead of at the grid's end)."""
+    def key(x):
+        e = rounded_stats(errors(x, "fitted"))
+        return e["median_pct"], e["p90_pct"], distance(x)
+    return min(grid, key=key)
+
+
+def parts_text(r: dict, parts: tuple[str, ...]) -> str:
+    """One fit report row's errors, part by part."""
+    return "; ".join(f"{part} median {r[part]['median_pct']:5.1f}% p90 {r[part]['p90_pct']:6.1f}% ({r[part]['points']})"
+                     for part in parts)
+
+
+@contextmanager
+def table_overrides(entry: dict, facts: dict[str, float | None]):
+    """A mapping of profiles/efficiency.yaml with each of `facts` set (None: removed) while the block runs, restored
+    after: every prediction reads the table afresh, so a fit tries its candidates on it in place."""
+    documented = dict(entry)
+    for key, value in facts.items():
+        if value is None:
+            entry.pop(key, None)
+        else:
+            entry[key] = value
+    try:
+        yield
+    finally:
+        entry.clear()
+        entry.update(documented)
