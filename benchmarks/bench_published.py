@@ -12,7 +12,11 @@ catalog cannot express (a model of an architecture it lacks, a GGUF format) are 
 
     python benchmarks/bench_published.py [--show-points] [--write-accuracy] [--fit-overheads [serving|compiled]]
                                          [--fit-flops [fp8|fp4|bf16|fp16]] [--fit-kv [serving]]
-                                         [--fit-kernel KERNEL]
+                                         [--fit-engine-flops] [--fit-engine-flops-before-hopper]
+                                         [--fit-front-end] [--fit-kernel KERNEL]
+
+The fits (benchmarks/published_fits.py) search a group of factors on two thirds of the points and report the errors
+on both parts, a fixed third held out.
 
 `--write-accuracy` stores the request view's errors by figure in profiles/accuracy.yaml: the bands reports show
 beside each predicted figure (`optiplan.planner.analytic.accuracy`).
@@ -79,8 +83,11 @@ def main() -> None:
                         help="fit the share of the peak at which the serving engines' paged decode attention reads "
                              "the KV cache on two thirds of the points of the engines that page it")
     parser.add_argument("--fit-engine-flops-before-hopper", action="store_true",
-                        help="fit vLLM's and SGLang's share on CUDA GPUs before Hopper (the A100's runs) on two "
-                             "thirds of their points there")
+                        help="fit vLLM's and SGLang's shares on CUDA GPUs before Hopper (the A100's runs), the dense "
+                             "layers' and the MoE experts', on two thirds of their points there")
+    parser.add_argument("--fit-front-end", action="store_true",
+                        help="fit vLLM's front end (host time per request, the share of it taking requests in) on two "
+                             "thirds of its bursts")
     parser.add_argument("--fit-engine-flops", action="store_true",
                         help="fit the share of the device's compute rate vLLM's and SGLang's steps reach (one for "
                              "both) on two thirds of their points")
@@ -97,6 +104,9 @@ def main() -> None:
                          f"{', '.join(k for k, v in kernels.items() if 'bandwidth_efficiency' in v)}")
         fit = fits.fit_kernel_gemm_share if "gemm_bandwidth_efficiency" in kernels[args.fit_kernel] else fits.fit_kernel_factors
         write_results(f"published_kernel_fit_{args.fit_kernel}", fit(published_points(), args.fit_kernel))
+        return
+    if args.fit_front_end:
+        write_results("published_front_end_fit", fits.fit_front_end(published_points()))
         return
     if args.fit_engine_flops:
         write_results("published_engine_flop_fit", fits.fit_engine_flop_share(published_points()))

@@ -291,31 +291,85 @@ def before_hopper(point: dict) -> bool:
 
 
 @contextmanager
-def engine_flop_shares_before_hopper(share: float):
-    """The engines' `flop_share` rule for CUDA GPUs before Hopper set to `share` while the block runs."""
+def engine_flop_shares_before_hopper(share: float, moe_share: float | None):
+    """The engines' rule for CUDA GPUs before Hopper with its `flop_share` set to `share` and its `moe_flop_share` (the
+    routed experts' grouped GEMM) to `moe_share` (None: removed, the experts at `share`) while the block runs."""
     with ExitStack() as stack:
         for engine in SHARED_FLOP_ENGINES:
-            stack.enter_context(table_overrides(flop_share_rule(engine), {"flop_share": share}))
+            stack.enter_context(table_overrides(flop_share_rule(engine),
+                                                {"flop_share": share, "moe_flop_share": moe_share}))
         yield
 
 
+# the MoE grouped GEMM's shares a fit searches (of the device's documented compute rate)
+MOE_SHARE_GRID = tuple(round(0.10 + 0.02 * i, 2) for i in range(21))
+
+
 def fit_engine_flop_share_before_hopper(points: list[dict]) -> dict:
-    """The share for CUDA GPUs before Hopper alone, fitted like `fit_engine_flop_share` on two thirds of vLLM's and
-    SGLang's points on such GPUs (GPUStack's A100 runs), the others' share as documented; errors on both parts at the
-    Hopper share carried over (as before the rule), at the documented rule and at the fitted one."""
+    """The shares for CUDA GPUs before Hopper alone, the dense layers' and the routed experts' together, fitted like
+    `fit_engine_flop_share` on two thirds of vLLM's and SGLang's points on such GPUs (GPUStack's A100 runs), the
+    others' share as documented; errors on both parts at the Hopper share carried over (as before the rule), at the
+    rule's dense share alone (the experts at it, as before `moe_flop_share`), at the documented rule and at the fitted
+    one."""
     own = [p for p in points if p["engine"] in SHARED_FLOP_ENGINES and before_hopper(p)]
-    documented = flop_share_rule(SHARED_FLOP_ENGINES[0])["flop_share"]
+    rule = flop_share_rule(SHARED_FLOP_ENGINES[0])
+    documented = (rule["flop_share"], rule.get("moe_flop_share"))
     hopper = engine_table()[SHARED_FLOP_ENGINES[0]]["flop_share"]
 
     def errors(x, part):
-        with engine_flop_shares_before_hopper(x):
+        with engine_flop_shares_before_hopper(*x):
             return part_errors(own, part)
 
-    best = best_fit(SHARE_GRID + tuple(round(0.96 + 0.01 * i, 2) for i in range(15)), errors,
-                    lambda x: abs(x - documented))
-    report = {name: {part: rounded_stats(errors(x, part)) for part in ("fitted", "held-out")} | {"flop_share": x}
-              for name, x in (("hopper's", hopper), ("documented", documented), ("fitted", best))}
+    dense_grid = tuple(round(0.80 + 0.02 * i, 2) for i in range(16))
+    print(f"searching {len(dense_grid) * len(MOE_SHARE_GRID)} candidates on {len(own)} points", file=sys.stderr,
+          flush=True)
+    best = best_fit(list(itertools.product(dense_grid, MOE_SHARE_GRID)), errors,
+                    lambda x: (abs(x[0] - documented[0]), abs(x[1] - (documented[1] or x[0]))))
+    report = {name: {part: rounded_stats(errors(x, part)) for part in ("fitted", "held-out")}
+              | {"flop_share": x[0], "moe_flop_share": x[1]}
+              for name, x in (("hopper's", (hopper, None)), ("dense only", (documented[0], None)),
+                              ("documented", documented), ("fitted", best))}
     for name, r in report.items():
-        print(f"{name:10s} {'/'.join(SHARED_FLOP_ENGINES)} flop share before Hopper {r['flop_share']:.2f}: "
+        moe = "the same" if r["moe_flop_share"] is None else f"{r['moe_flop_share']:.2f}"
+        print(f"{name:10s} {'/'.join(SHARED_FLOP_ENGINES)} before Hopper: flop share {r['flop_share']:.2f}, MoE "
+              f"experts {moe}: " + parts_text(r, ("fitted", "held-out")))
+    return report
+
+
+# vLLM's front end: the host time per request and the share of it spent taking a request in (a fit searches both)
+HOST_GRID = tuple(round(0.010 + 0.002 * i, 3) for i in range(11))
+ADMIT_GRID = (0.5, 0.625, 0.75, 0.875, 1.0)
+
+
+@contextmanager
+def front_end(engine: str, host_s: float, admit_share: float | None):
+    """The engine's `request_host_s` and `request_admit_share` (None: removed, all of it taking requests in) set while
+    the block runs."""
+    with table_overrides(engine_table()[engine], {"request_host_s": host_s, "request_admit_share": admit_share}):
+        yield
+
+
+def fit_front_end(points: list[dict], engine: str = "vllm") -> dict:
+    """The host time the engine's front end spends on each request and the share of it spent taking requests in,
+    fitted together on two thirds of the engine's bursts (points that state how many requests were sent at once),
+    minimising the median error, then the p90; errors on both parts for the documented host time taking requests in
+    only (as before the share), the documented pair and the fitted one."""
+    own = [p for p in points if p["engine"] == engine and p.get("num_requests")]
+    entry = engine_table()[engine]
+    documented = (entry["request_host_s"], entry.get("request_admit_share"))
+
+    def errors(x, part):
+        with front_end(engine, *x):
+            return part_errors(own, part)
+
+    grid = list(itertools.product(HOST_GRID, ADMIT_GRID))
+    print(f"searching {len(grid)} candidates on {len(own)} points", file=sys.stderr, flush=True)
+    best = best_fit(grid, errors, lambda x: (abs(x[0] - documented[0]), abs(x[1] - (documented[1] or 1.0))))
+    report = {name: {part: rounded_stats(errors(x, part)) for part in ("fitted", "held-out")}
+              | {"request_host_s": x[0], "request_admit_share": x[1]}
+              for name, x in (("taken in", (documented[0], None)), ("documented", documented), ("fitted", best))}
+    for name, r in report.items():
+        share = 1.0 if r["request_admit_share"] is None else r["request_admit_share"]
+        print(f"{name:10s} {engine} front end {r['request_host_s'] * 1e3:.0f} ms a request, {share:.0%} taking it in: "
               + parts_text(r, ("fitted", "held-out")))
     return report

@@ -212,10 +212,11 @@ def request_profile(s: Setup, input_tokens: int, output_tokens: int, concurrency
         scheduling += f", at most {cap:,} running at once (the engine's default; the cache holds {room:,})"
     if at_once:
         scheduling += f"; {c:,} requests sent at once, once: means over the burst"
-        handed = c * s.request_host_s
-        if handed >= 0.5 * duration:
-            scheduling += (f"; the engine's front end hands the last over after {handed:,.1f} s of its {duration:,.1f} s "
-                           f"({s.request_host_s * 1e3:g} ms of host time a request)")
+        host = c * s.request_host_s
+        if host >= 0.5 * duration:
+            scheduling += (f"; the engine's front end spends {host:,.1f} s of its {duration:,.1f} s on the requests "
+                           f"({s.request_host_s * 1e3:g} ms of host time each, {s.request_admit_share:.0%} of it "
+                           "taking them in, all before any token goes back)")
     if paced:
         scheduling += (f"; bound by the engine's front end at {1 / s.request_host_s:,.0f} requests/s "
                        f"({s.request_host_s * 1e3:g} ms of host time a request), not by the device")

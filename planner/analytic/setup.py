@@ -20,8 +20,10 @@ from ..catalog.engines import (
     engine_kv_memory,
     engine_math_decode_attention,
     engine_max_running,
+    engine_moe_flop_share,
     engine_pages_cache,
     engine_quantizes_head,
+    engine_request_admit_share,
     engine_request_host_s,
     engine_running_pool,
     engine_square_mask,
@@ -68,6 +70,8 @@ class Setup:
     ep: int = 1  # expert parallel: routed experts split whole over `ep` devices (1: each split like the dense layers)
     attention_dp: int = 1  # attention data parallel: sequences spread over this many tensor-parallel groups
     attention_efficiency: float | None = None  # fraction of peak the attention kernels reach [default: flop eff.]
+    # fraction of peak the routed experts' grouped GEMM reaches (the engine's MoE kernel) [default: the linear layers']
+    expert_flop_efficiency: float | None = None
     attention_dtype: str | None = None  # the tensor-core rate attention runs at [default: compute_dtype]
     offload_fraction: float = 0.0  # share of the weights kept in host memory and streamed each pass
     weight_bandwidth_efficiency: float | None = None  # a measured GEMM kernel's share of HBM [default: eff.'s]
@@ -85,6 +89,8 @@ class Setup:
     # the host time the engine's front end spends on each request, one after another (`engines.engine_request_host_s`):
     # it bounds the requests a server completes per second, whatever the device does
     request_host_s: float = 0.0
+    # the share of it spent taking a request in (the rest returns its tokens): a burst's requests all go in first
+    request_admit_share: float = 1.0
 
     @cached_property
     def shards(self) -> int:
@@ -242,10 +248,16 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
     if engine_kernel and weight_kernel_refusal(hw, engine_kernel, weight_dtype) is None:
         weight_kernel = engine_kernel  # below the kernel's device (Marlin before compute capability 8.0): defaults
     eff = efficiency or calibrated_efficiency(hw, runtime, weight_dtype, act)
+    expert_efficiency = None  # the routed experts' GEMM at the linear layers' share unless the engine states its own
     if eff is None:  # the documented defaults, at the share of their compute rate the engine reaches
         eff = default_efficiency(
             hw, weight_dtype, compute, runtime, kv_dtype or act, None if weight_kernel == "triton" else weight_kernel,
             act, paged_cache=engine is None or engine_pages_cache(engine))
+        # the share the engine's MoE kernel for 16-bit experts reaches (vLLM's Triton fused_moe); quantized experts
+        # run other kernels (Marlin MoE), at the dense layers' share
+        moe = engine_moe_flop_share(engine, hw) if weight_dtype in ("bf16", "fp16") else None
+        if moe is not None and spec.moe is not None:
+            expert_efficiency = min(eff.flop_efficiency * moe, 1.0)
         if (share := engine_flop_share(engine, hw)) != 1.0:
             eff = eff.model_copy(update={"flop_efficiency": eff.flop_efficiency * share,
                                          "source": f"{eff.source} Compute at {share:g} of that: {engine}'s profile "
@@ -282,7 +294,7 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         eager_attention=attention == "eager", prefill_chunk_tokens=prefill_chunk_tokens,
         step_tokens=prefill_chunk_tokens or (engine_chunk_budget(engine, None, hw, tp * pp)
                                              if engine and runtime == "serving" else None),
-        attention_dtype=attend,
+        attention_dtype=attend, expert_flop_efficiency=expert_efficiency,
         attention_efficiency=measured.pop("attention_efficiency", None) or
         attention_flop_efficiency(hw, eff, compute, attend) * attention_kernel_factor(attention), **measured,
         offload_fraction=offload_fraction, host_link_bytes_per_s=(hw.host_link_gbps or DEFAULT_HOST_LINK_GBPS) * 1e9,
@@ -291,4 +303,4 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         embedding_on_host=hw.kind == "gpu" and engine_embedding_on_host(engine),
         first_token_decoded=engine_decodes_first_token(engine),
         kv_memory=engine_kv_memory(engine, hw, tp * pp, attention_dp, speculative),
-        request_host_s=engine_request_host_s(engine))
+        request_host_s=engine_request_host_s(engine), request_admit_share=engine_request_admit_share(engine))

@@ -345,7 +345,10 @@ def _cost(s: Setup, matmul: float, attention: float, weights_dev: float, kv_dev:
     weight_share = ((s.weight_bandwidth_efficiency or s.eff.bandwidth_efficiency) if own_kernel
                     else s.eff.gemm_bandwidth_efficiency or s.eff.bandwidth_efficiency)
     weights_s = weights_dev / (peak_bw * weight_share)
-    linear = (matmul / (peak * matmul_eff), weights_s + offload_s + kernel_s)
+    # the routed experts run the engine's grouped MoE GEMM, at its own share of the peak where the engine states one
+    routed = routed_matmul_flops(s, tokens) if s.expert_flop_efficiency else 0.0
+    expert_eff = matmul_eff * (s.expert_flop_efficiency or 1.0) / s.eff.flop_efficiency
+    linear = ((matmul - routed) / (peak * matmul_eff) + routed / (peak * expert_eff), weights_s + offload_s + kernel_s)
     kv_share = s.kv_bandwidth_efficiency or s.eff.kv_bandwidth_efficiency or s.eff.bandwidth_efficiency
     attend = (attention / (s.attention_peak_flops * s.shards * attention_eff), kv_dev / (peak_bw * kv_share))
     elementwise = act_dev / bandwidth

@@ -193,10 +193,24 @@ def engine_flop_share(engine: str | None, hw: HardwareSpec) -> float:
     return float(share) if share is not None else 1.0
 
 
+def engine_moe_flop_share(engine: str | None, hw: HardwareSpec) -> float | None:
+    """The share of the device's documented compute efficiency the engine's grouped GEMM over a MoE model's 16-bit
+    routed experts reaches on a GPU (`moe_flop_share` in its profile or its device rules: its MoE kernel, not the dense
+    layers' GEMM), or None where the profile states none: the experts at the engine's `flop_share`."""
+    share = _device_fact(engine, hw, "moe_flop_share") if hw.kind == "gpu" else None
+    return float(share) if share is not None else None
+
+
 def engine_request_host_s(engine: str | None) -> float:
     """Seconds of host time the engine's front end spends on each request, one request after another
     (`request_host_s` in its profile; 0 where it states none): the server completes at most 1 / that per second."""
     return float(_fact(engine, "request_host_s") or 0.0)
+
+
+def engine_request_admit_share(engine: str | None) -> float:
+    """The share of `engine_request_host_s` the front end spends taking a request in (parsing, tokenizing, handing it
+    to the engine), the rest returning its tokens (`request_admit_share` in its profile; 1 where it states none)."""
+    return float(_fact(engine, "request_admit_share") or 1.0)
 
 
 def engine_group_size(engine: str | None, weight_dtype: str) -> int | None:
