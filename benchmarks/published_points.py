@@ -18,7 +18,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import error_stats  # noqa: E402
 from optiplan import profiles  # noqa: E402
 from optiplan.planner.analytic.profile import profile  # noqa: E402
-from optiplan.planner.catalog.engines import engine_square_mask, engine_storage, engine_table  # noqa: E402
+from optiplan.planner.catalog.engines import (  # noqa: E402
+    engine_square_mask,
+    engine_storage,
+    engine_table,
+    engine_weight_only,
+)
 from optiplan.planner.catalog.hardware import resolve_hardware, supports_dtype  # noqa: E402
 from optiplan.planner.errors import OptiplanError  # noqa: E402
 from optiplan.planner.schema import ProfileRequest  # noqa: E402
@@ -115,9 +120,9 @@ def predict(p: dict, view: str = "requests", tune: Callable[[ProfileRequest], An
     # a run whose cache is set up for a stated length (gpt-fast's --cache_size) holds that context
     context = p.get("context_tokens") or prompt + output
     prompt = max(min(prompt, context - 1), 1)
-    if dtype in ("fp8", "fp4") and not supports_dtype(resolve_hardware(p["hardware"]), dtype):
-        return None, (f"{dtype} weights on a GPU without {dtype} compute (vLLM runs them weight-only through Marlin) "
-                      "are not modelled")
+    hw = resolve_hardware(p["hardware"])
+    if dtype in ("fp8", "fp4") and not supports_dtype(hw, dtype) and not engine_weight_only(engine, dtype, hw):
+        return None, f"{dtype} weights on a GPU without {dtype} compute, on an engine that does not read them weight-only"
     if p.get("speculative"):
         return None, f"speculative decoding ({p['speculative']}) on: profile predicts plain decoding"
     if p.get("causal_mask") == "linear" and engine_square_mask(engine):

@@ -16,6 +16,8 @@ from ..catalog.engines import (
     engine_prefill_chunk,
     engine_runtime,
     engine_splits_layers,
+    engine_weight_only,
+    fp8_weight_only_engines,
     holds_used_cache,
 )
 from ..catalog.hardware import resolve_hardware, supports_dtype
@@ -158,11 +160,16 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
         raise RequestError(f"{act} activations run {act} matrix products, which take "
                            f"{' or '.join(GEMM_WEIGHTS[act])} weights; --dtype is {weight_dtype}")
     compute = compute_dtype(weight_dtype, act, default_16bit(hw))
+    # an engine that reads the format weight-only on a device without its rate (vLLM's FP8 Marlin on an A100)
+    weight_only = engine_weight_only(request.engine, weight_dtype, hw) if not request.activations else None
     for label, d in (("weights", weight_dtype), ("compute", compute)):
-        if not supports_dtype(hw, d) or (label == "compute" and d not in hw.peak_tflops):
-            have = ", ".join(hw.peak_tflops)
-            hint = " (fp8 needs compute capability 8.9 or newer)" if d == "fp8" and hw.kind == "gpu" else ""
-            raise HardwareError(f"{hw.id} has no {d} support for the {label}{hint}; it runs {have}")
+        if (label == "weights" and weight_only) or (supports_dtype(hw, d) and (label == "weights"
+                                                                               or d in hw.peak_tflops)):
+            continue
+        have = ", ".join(hw.peak_tflops)
+        hint = (f" (fp8 needs compute capability 8.9 or newer, or an engine that reads fp8 weights weight-only: "
+                f"{', '.join(fp8_weight_only_engines())})" if d == "fp8" and hw.kind == "gpu" else "")
+        raise HardwareError(f"{hw.id} has no {d} support for the {label}{hint}; it runs {have}")
     kv_dtype = _dtype(request.kv_dtype, "--kv-dtype") if request.kv_dtype else None
     if request.group_size is not None and request.group_size < 0:
         raise RequestError(f"group size must be 0 (per channel) or positive, got {request.group_size}")

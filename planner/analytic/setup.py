@@ -243,7 +243,7 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         activations = engine_activations(engine, weight_dtype, hw)
     compute = compute_dtype(weight_dtype, activations, d16)
     act = "fp32" if compute == "fp32" else d16
-    engine_kernel = engine_kernel_efficiency(engine, weight_dtype, hw.features.backend) if weight_kernel is None \
+    engine_kernel = engine_kernel_efficiency(engine, weight_dtype, hw.features.backend, hw) if weight_kernel is None \
         else None
     if engine_kernel and weight_kernel_refusal(hw, engine_kernel, weight_dtype) is None:
         weight_kernel = engine_kernel  # below the kernel's device (Marlin before compute capability 8.0): defaults
@@ -253,9 +253,8 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         eff = default_efficiency(
             hw, weight_dtype, compute, runtime, kv_dtype or act, None if weight_kernel == "triton" else weight_kernel,
             act, paged_cache=engine is None or engine_pages_cache(engine))
-        # the share the engine's MoE kernel for 16-bit experts reaches (vLLM's Triton fused_moe); quantized experts
-        # run other kernels (Marlin MoE), at the dense layers' share
-        moe = engine_moe_flop_share(engine, hw) if weight_dtype in ("bf16", "fp16") else None
+        # the share the engine's grouped GEMM over the routed experts reaches (vLLM's Triton fused_moe, its Marlin MoE)
+        moe = engine_moe_flop_share(engine, hw)
         if moe is not None and spec.moe is not None:
             expert_efficiency = min(eff.flop_efficiency * moe, 1.0)
         if (share := engine_flop_share(engine, hw)) != 1.0:

@@ -15,6 +15,7 @@ from typing import Any
 from ... import profiles
 from ..errors import UnknownNameError
 from ..schema import HardwareSpec
+from .hardware import supports_dtype
 
 # `profile --engine serving` predicts a generic serving engine of the "serving" runtime
 GENERIC_SERVING = "serving"
@@ -194,8 +195,8 @@ def engine_flop_share(engine: str | None, hw: HardwareSpec) -> float:
 
 
 def engine_moe_flop_share(engine: str | None, hw: HardwareSpec) -> float | None:
-    """The share of the device's documented compute efficiency the engine's grouped GEMM over a MoE model's 16-bit
-    routed experts reaches on a GPU (`moe_flop_share` in its profile or its device rules: its MoE kernel, not the dense
+    """The share of the device's documented compute efficiency the engine's grouped GEMM over a MoE model's routed
+    experts reaches on a GPU (`moe_flop_share` in its profile or its device rules: its MoE kernels, not the dense
     layers' GEMM), or None where the profile states none: the experts at the engine's `flop_share`."""
     share = _device_fact(engine, hw, "moe_flop_share") if hw.kind == "gpu" else None
     return float(share) if share is not None else None
@@ -233,16 +234,38 @@ def engine_embedding_on_host(engine: str | None) -> bool:
 
 def engine_activations(engine: str, weight_dtype: str, hw: HardwareSpec) -> str | None:
     """The activation format the engine's GEMM for `weight_dtype` weights runs on `hw` (e.g. NVFP4 W4A4), where the
-    device has a tensor-core rate for it; None: the format's own default (weight-only formats dequantize to
-    16-bit)."""
+    device has a tensor-core rate for it; 16-bit where the engine runs the format weight-only on a device without its
+    rate (`engine_weight_only`: vLLM's FP8 Marlin on an A100); None: the format's own default (weight-only formats
+    dequantize to 16-bit)."""
+    if engine_weight_only(engine, weight_dtype, hw):
+        return "bf16" if hw.features.bf16 and "bf16" in hw.peak_tflops else "fp16"
     act = engine_kernel(engine, weight_dtype).get("activations")
     return act if act and act in hw.peak_tflops else None
 
 
-def engine_kernel_efficiency(engine: str | None, weight_dtype: str, backend: str | None = None) -> str | None:
+def engine_weight_only(engine: str | None, weight_dtype: str, hw: HardwareSpec) -> dict[str, Any] | None:
+    """The kernel the engine reads `weight_dtype` weights with on a GPU that has no compute rate for the format,
+    dequantizing them to 16-bit (`weight_only` under the format in its profile's kernels: vLLM runs FP8 checkpoints
+    on Turing and Ampere through FP8 Marlin, W8A16), or None: the device has the rate, or the engine cannot."""
+    fallback = engine_kernel(engine, weight_dtype).get("weight_only")
+    if not fallback or hw.kind != "gpu" or supports_dtype(hw, weight_dtype):
+        return None
+    return fallback
+
+
+def fp8_weight_only_engines() -> list[str]:
+    """The engines that run fp8 weights weight-only on a GPU without an fp8 rate (their profiles' `weight_only`)."""
+    return [name for name in engine_names() if engine_kernel(name, "fp8").get("weight_only")]
+
+
+def engine_kernel_efficiency(engine: str | None, weight_dtype: str, backend: str | None = None,
+                             hw: HardwareSpec | None = None) -> str | None:
     """The weight kernel (`profiles/efficiency.yaml` weight_kernels) whose bandwidth share the engine's GEMM for
-    `weight_dtype` weights reaches, where its profile names one: on a device of `backend`, the one its profile names
-    for that backend (`efficiency_by_backend`: vLLM's skinny FP8 GEMM on ROCm), else its kernel of any backend."""
+    `weight_dtype` weights reaches, where its profile names one: on `hw`, its weight-only kernel where the device has
+    no rate for the format (`engine_weight_only`); on a device of `backend`, the one its profile names for that
+    backend (`efficiency_by_backend`: vLLM's skinny FP8 GEMM on ROCm), else its kernel of any backend."""
+    if hw is not None and (fallback := engine_weight_only(engine, weight_dtype, hw)):
+        return fallback.get("efficiency")
     kernel = engine_kernel(engine, weight_dtype)
     return (kernel.get("efficiency_by_backend") or {}).get(backend) or kernel.get("efficiency")
 

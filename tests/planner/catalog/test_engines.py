@@ -505,7 +505,7 @@ def test_vllm_and_sglang_compute_at_their_fitted_share_of_the_device_rate():
     # CUDA GPUs before Hopper have their own share (the A100's runs), ROCm's gfx devices and Blackwell Hopper's
     for before in ("a100-80gb-sxm", "l40s", "rtx-4090"):
         assert engine_flop_share("vllm", resolve_hardware(before)) == engine_flop_share("sglang", resolve_hardware(before)) \
-            == 0.82
+            == 0.84
     for later in ("h200-sxm", "b200", "mi300x"):
         assert engine_flop_share("vllm", resolve_hardware(later)) == 0.48
     ours = {e: build_setup(spec, h100, weight_dtype="bf16", runtime="serving", engine=e) for e in ("vllm", "trtllm")}
@@ -518,9 +518,10 @@ def test_vllm_and_sglang_compute_at_their_fitted_share_of_the_device_rate():
 
 
 def test_a_moe_models_experts_run_the_engines_grouped_gemm_at_its_own_share():
-    """Before Hopper vLLM's and SGLang's routed experts (Triton fused_moe) reach their own share of the device's rate
-    (`moe_flop_share`), well under their dense layers' (GPUStack's Qwen3-235B-A22B on 8 A100s); on Hopper, with no such
-    rule, and for dense models, a calibrated run or an engine without the fact, the experts compute as the rest."""
+    """Before Hopper vLLM's and SGLang's routed experts (Triton fused_moe, Marlin's MoE) reach their own share of the
+    device's rate (`moe_flop_share`), well under their dense layers' (GPUStack's Qwen3-235B-A22B on 8 A100s, in bf16
+    and weight-only FP8); on Hopper, with no such rule, and for dense models or an engine without the fact, the
+    experts compute as the rest."""
     import dataclasses
 
     from optiplan.planner.analytic.setup import build_setup
@@ -530,7 +531,7 @@ def test_a_moe_models_experts_run_the_engines_grouped_gemm_at_its_own_share():
     from optiplan.planner.catalog.models import resolve_model
 
     a100, h100 = resolve_hardware("a100-80gb-sxm"), resolve_hardware("h100-sxm")
-    assert engine_moe_flop_share("vllm", a100) == engine_moe_flop_share("sglang", a100) == 0.2
+    assert engine_moe_flop_share("vllm", a100) == engine_moe_flop_share("sglang", a100) == 0.22
     assert engine_moe_flop_share("vllm", h100) is None and engine_moe_flop_share("trtllm", a100) is None
     moe, dense = resolve_model("qwen3-235b-a22b"), resolve_model("qwen3-32b")
 
@@ -538,13 +539,41 @@ def test_a_moe_models_experts_run_the_engines_grouped_gemm_at_its_own_share():
         return build_setup(spec, hw, weight_dtype="bf16", runtime="serving", engine=engine, tp=tp)
 
     trt, ours = setup(moe, a100, "trtllm"), setup(moe, a100)
-    assert ours.expert_flop_efficiency == pytest.approx(0.2 * trt.eff.flop_efficiency)  # of the documented rate
-    assert ours.eff.flop_efficiency == pytest.approx(0.82 * trt.eff.flop_efficiency)
+    assert ours.expert_flop_efficiency == pytest.approx(0.22 * trt.eff.flop_efficiency)  # of the documented rate
+    assert ours.eff.flop_efficiency == pytest.approx(0.84 * trt.eff.flop_efficiency)
     assert setup(moe, h100).expert_flop_efficiency is None and setup(dense, a100, tp=1).expert_flop_efficiency is None
     # a long prefill: the experts' FLOPs (two thirds of the matmuls) at a quarter of the dense rate
     slow = prefill_step(ours, 1, 8192).compute_s / prefill_step(trt, 1, 8192).compute_s
     without = dataclasses.replace(ours, expert_flop_efficiency=None)
     assert slow > 2 * prefill_step(without, 1, 8192).compute_s / prefill_step(trt, 1, 8192).compute_s
+
+
+def test_vllm_reads_fp8_weights_weight_only_where_the_gpu_has_no_fp8_rate():
+    """On an A100 vLLM runs an FP8 checkpoint through FP8 Marlin (W8A16): the weights stay 8-bit in memory and on
+    the wire, the matmuls run at the 16-bit rate; an engine without that path is refused with the engines that have
+    it, and a GPU with an fp8 rate keeps its W8A8 GEMM."""
+    from optiplan.planner.analytic.profile import profile
+    from optiplan.planner.catalog.engines import engine_weight_only, fp8_weight_only_engines
+    from optiplan.planner.catalog.hardware import resolve_hardware
+    from optiplan.planner.errors import HardwareError
+    from optiplan.planner.schema import ProfileRequest
+
+    a100, h100 = resolve_hardware("a100-80gb-sxm"), resolve_hardware("h100-sxm")
+    assert engine_weight_only("vllm", "fp8", a100)["efficiency"] == "marlin-fp8"
+    assert engine_weight_only("vllm", "fp8", h100) is None and engine_weight_only("vllm", "bf16", a100) is None
+    assert fp8_weight_only_engines() == ["vllm"]
+
+    def run(dtype, engine="vllm", hardware="a100-80gb-sxm"):
+        return profile(ProfileRequest(model="qwen3-32b", hardware=hardware, dtype=dtype, engine=engine, batch=1,
+                                      context=4096))
+    fp8, bf16 = run("fp8"), run("bf16")
+    assert "fp8 weights, bf16 compute" in fp8.efficiency.source
+    assert "fp8 weights, fp8 compute" in run("fp8", hardware="h100-sxm").efficiency.source
+    assert fp8.memory.weights_bytes < 0.55 * bf16.memory.weights_bytes  # 8-bit weights (and their scales)
+    assert fp8.latency.tpot_ms < 0.6 * bf16.latency.tpot_ms  # batch-1 decode reads half the bytes
+    assert "marlin-fp8" in fp8.efficiency.source
+    with pytest.raises(HardwareError, match="weight-only: vllm"):
+        run("fp8", engine="sglang")
 
 
 def test_vllms_front_end_bounds_the_requests_it_completes_a_second():
