@@ -13,7 +13,7 @@ catalog cannot express (a model of an architecture it lacks, a GGUF format) are 
     python benchmarks/bench_published.py [--show-points] [--write-accuracy] [--fit-overheads [serving|compiled]]
                                          [--fit-flops [fp8|fp4|bf16|fp16]] [--fit-kv [serving]]
                                          [--fit-engine-flops] [--fit-engine-flops-before-hopper]
-                                         [--fit-front-end] [--fit-kernel KERNEL]
+                                         [--fit-front-end [vllm|sglang]] [--fit-kernel KERNEL]
 
 The fits (benchmarks/published_fits.py) search a group of factors on two thirds of the points and report the errors
 on both parts, a fixed third held out.
@@ -85,9 +85,9 @@ def main() -> None:
     parser.add_argument("--fit-engine-flops-before-hopper", action="store_true",
                         help="fit vLLM's and SGLang's shares on CUDA GPUs before Hopper (the A100's runs), the dense "
                              "layers' and the MoE experts', on two thirds of their points there")
-    parser.add_argument("--fit-front-end", action="store_true",
-                        help="fit vLLM's front end (host time per request, the share of it taking requests in) on two "
-                             "thirds of its bursts")
+    parser.add_argument("--fit-front-end", nargs="?", const="vllm", default=None, choices=("vllm", "sglang"),
+                        help="fit an engine's front end (host time per request, the share of it taking requests in; "
+                             "vllm, the default, or sglang) on two thirds of its bursts")
     parser.add_argument("--fit-engine-flops", action="store_true",
                         help="fit the share of the device's compute rate vLLM's and SGLang's steps reach (one for "
                              "both) on two thirds of their points")
@@ -106,7 +106,8 @@ def main() -> None:
         write_results(f"published_kernel_fit_{args.fit_kernel}", fit(published_points(), args.fit_kernel))
         return
     if args.fit_front_end:
-        write_results("published_front_end_fit", fits.fit_front_end(published_points()))
+        write_results(f"published_front_end_fit_{args.fit_front_end}",
+                      fits.fit_front_end(published_points(), args.fit_front_end))
         return
     if args.fit_engine_flops:
         write_results("published_engine_flop_fit", fits.fit_engine_flop_share(published_points()))

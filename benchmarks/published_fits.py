@@ -336,16 +336,16 @@ def fit_engine_flop_share_before_hopper(points: list[dict]) -> dict:
     return report
 
 
-# vLLM's front end: the host time per request and the share of it spent taking a request in (a fit searches both)
-HOST_GRID = tuple(round(0.010 + 0.002 * i, 3) for i in range(11))
+# an engine's front end: the host time per request and the share of it spent taking a request in (a fit searches both)
+HOST_GRID = tuple(round(0.001 * i, 3) for i in range(2, 31))
 ADMIT_GRID = (0.5, 0.625, 0.75, 0.875, 1.0)
 
 
 @contextmanager
 def front_end(engine: str, host_s: float, admit_share: float | None):
-    """The engine's `request_host_s` and `request_admit_share` (None: removed, all of it taking requests in) set while
-    the block runs."""
-    with table_overrides(engine_table()[engine], {"request_host_s": host_s, "request_admit_share": admit_share}):
+    """The engine's `request_host_s` (0: removed, no such bound) and `request_admit_share` (None: removed, all of it
+    taking requests in) set while the block runs."""
+    with table_overrides(engine_table()[engine], {"request_host_s": host_s or None, "request_admit_share": admit_share}):
         yield
 
 
@@ -356,7 +356,7 @@ def fit_front_end(points: list[dict], engine: str = "vllm") -> dict:
     only (as before the share), the documented pair and the fitted one."""
     own = [p for p in points if p["engine"] == engine and p.get("num_requests")]
     entry = engine_table()[engine]
-    documented = (entry["request_host_s"], entry.get("request_admit_share"))
+    documented = (entry.get("request_host_s", 0.0), entry.get("request_admit_share"))
 
     def errors(x, part):
         with front_end(engine, *x):
@@ -367,7 +367,8 @@ def fit_front_end(points: list[dict], engine: str = "vllm") -> dict:
     best = best_fit(grid, errors, lambda x: (abs(x[0] - documented[0]), abs(x[1] - (documented[1] or 1.0))))
     report = {name: {part: rounded_stats(errors(x, part)) for part in ("fitted", "held-out")}
               | {"request_host_s": x[0], "request_admit_share": x[1]}
-              for name, x in (("taken in", (documented[0], None)), ("documented", documented), ("fitted", best))}
+              for name, x in (("none", (0.0, None)), ("taken in", (documented[0], None)), ("documented", documented),
+                              ("fitted", best))}
     for name, r in report.items():
         share = 1.0 if r["request_admit_share"] is None else r["request_admit_share"]
         print(f"{name:10s} {engine} front end {r['request_host_s'] * 1e3:.0f} ms a request, {share:.0%} taking it in: "

@@ -135,8 +135,6 @@ def predict(p: dict, view: str = "requests", tune: Callable[[ProfileRequest], An
     kv_dtype = DTYPES.get(str(p.get("kv_dtype") or "").split(" ")[0])
     # TensorRT-LLM's `--tp 8` with attention DP runs attention data-parallel: the point's layout says so
     adp = p.get("attention_data_parallel") or 1
-    if adp > 1 and (p.get("expert_parallel") or 1) == 1:
-        return None, "attention data parallel beside tensor-parallel experts (no expert parallelism) is not modelled"
     # a batch-1 decode figure is the step's, whatever the view: no request section to compute for it
     requests = {} if p["metric"] in ("tpot_ms", "decode_tokens_per_s") and batch == 1 and not burst else {
         "input_tokens": prompt, "output_tokens": output, "concurrency": burst or ("max" if offline else batch),

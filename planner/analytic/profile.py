@@ -137,9 +137,10 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
     if ep > 1 and (spec.moe is None or ep != tp * adp):
         raise RequestError(f"expert parallel {ep} splits a MoE model's experts whole over all {tp * adp} devices of a "
                            f"stage" + ("" if spec.moe else f"; {spec.name} has no experts"))
-    if adp > 1 and ep == 1:
-        raise RequestError("attention data parallel serves a MoE model with its experts split (--ep as many devices); "
-                           "a dense model's copies are replicas, each profiled alone")
+    if adp > 1 and spec.moe is None:
+        raise RequestError("attention data parallel serves a MoE model, its experts split over every device (by "
+                           "--ep, or tensor-parallel without it); a dense model's copies are replicas, each profiled "
+                           "alone")
     if pp > spec.num_layers:
         raise RequestError(f"pipeline parallel {pp} exceeds the model's {spec.num_layers} layers")
     if tp > 1:

@@ -11,6 +11,7 @@ from ... import profiles
 from ..catalog.dtypes import WeightFormat, bytes_per_element, canonical, compute_dtype, weight_format
 from ..catalog.engines import (
     engine_activations,
+    engine_budget_per_group,
     engine_chunk_budget,
     engine_decodes_first_token,
     engine_embedding_on_host,
@@ -286,12 +287,16 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         if engine_quantizes_head(engine) and engine_kernel_efficiency(engine, weight_dtype) \
                 and not spec.tie_word_embeddings:
             weights = replace(weights, output_bits=weights.bits_per_weight(spec.hidden_size))
+    # an engine whose data-parallel groups each schedule their own budget takes that many budgets a step
+    groups = attention_dp if engine_budget_per_group(engine) else 1
+    if prefill_chunk_tokens:
+        prefill_chunk_tokens *= groups
     return Setup(
         spec=spec, counts=param_counts(spec), hw=hw, tp=tp, pp=pp, ep=ep, attention_dp=attention_dp,
         weights=weights, act_bytes=bytes_per_element(act),
         kv_bits=kv_bits(kv_dtype or act), compute_dtype=compute, eff=eff, layout=layout,
         eager_attention=attention == "eager", prefill_chunk_tokens=prefill_chunk_tokens,
-        step_tokens=prefill_chunk_tokens or (engine_chunk_budget(engine, None, hw, tp * pp)
+        step_tokens=prefill_chunk_tokens or ((engine_chunk_budget(engine, None, hw, tp * pp) or 0) * groups or None
                                              if engine and runtime == "serving" else None),
         attention_dtype=attend, expert_flop_efficiency=expert_efficiency,
         attention_efficiency=measured.pop("attention_efficiency", None) or

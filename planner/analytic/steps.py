@@ -227,12 +227,12 @@ def busiest_group_multiple(s: Setup, sequences: float) -> float:
 # ---------------------------------------------------------------------------------------------
 
 
-def allreduce_s(s: Setup, message_bytes: float) -> float:
-    """All-reduce over the tensor-parallel group: the ring's 2(n-1)/n of the message over the link,
-    plus ceil(log2 n) link latencies (small decode messages go through one-shot or tree algorithms,
+def allreduce_s(s: Setup, message_bytes: float, devices: int | None = None) -> float:
+    """All-reduce over the tensor-parallel group (or `devices` of them): the ring's 2(n-1)/n of the message over the
+    link, plus ceil(log2 n) link latencies (small decode messages go through one-shot or tree algorithms,
     not 2(n-1) ring hops: vLLM's custom all-reduce, NCCL's LL protocols), plus the runtime's fixed cost of a
     collective (its launch and the devices' synchronisation)."""
-    n = s.tp
+    n = devices or s.tp
     if n <= 1 or s.hw.interconnect is None:
         return 0.0
     link = s.hw.interconnect
@@ -263,7 +263,8 @@ def _comm_s(s: Setup, tokens: float, busy: float | None = None) -> float:
     """The step's collectives: all-reduces inside each tensor-parallel group over its own sequences' tokens (`busy`:
     the step's tokens over the busiest data-parallel attention group's, the number of groups holding some where the
     tokens spread evenly, all of them by default), pipeline hops, and the MoE dispatch and combine of the busiest
-    group's top-k copies."""
+    group's top-k copies (expert parallel) or the gather and scatter of every group's tokens (experts
+    tensor-parallel under data-parallel attention)."""
     busy = busy or s.attention_dp
     message = tokens * s.spec.hidden_size * s.act_bytes
     # after attention and after the MLP, each tensor-parallel group over its own sequences
@@ -278,6 +279,11 @@ def _comm_s(s: Setup, tokens: float, busy: float | None = None) -> float:
     if s.ep > 1 and s.attention_dp > 1 and s.counts.num_moe_layers:  # dispatch and combine of top-k copies
         routed = message / (s.tp * busy) * s.counts.top_k
         moe = 2 * all_to_all_s(s, routed) * s.counts.num_moe_layers
+    elif s.attention_dp > 1 and s.counts.num_moe_layers:
+        # experts tensor-parallel over every device (SGLang's DP attention without expert parallelism): each MoE
+        # layer gathers every group's tokens onto every device and scatters the summed outputs back, an all-reduce's
+        # traffic over all of them in place of the group's own after the MLP
+        moe = (allreduce_s(s, message, s.shards) - allreduce_s(s, message / busy)) * s.counts.num_moe_layers
     return per_layer * s.spec.num_layers + hops + moe
 
 
@@ -403,7 +409,10 @@ def mixed_step(s: Setup, batch: int, context: int, prompt_tokens: float, prompt:
     # under data-parallel attention the decode sequences spread over the groups, while a prompt is prefilled by the
     # one group that holds it (whole prompts side by side on as many groups): the busiest group carries its share of
     # the decoding and its prompts, part by part
-    whole = prompt_tokens / new  # prompts' worth of tokens, a fraction for a chunk
+    # a group prefills whole prompts, or chunks of them no larger than its share of the step's budget (SGLang's data-
+    # parallel attention divides the budget over its groups: each takes a chunk of its own prompts)
+    unit = min(new, (s.prefill_chunk_tokens or s.step_tokens or new) / s.attention_dp) if s.attention_dp > 1 else new
+    whole = prompt_tokens / unit  # prompts' (or group chunks') worth of tokens, a fraction for a chunk
     stacked = math.floor(whole / s.attention_dp)  # prompts on every group
     in_busiest = min(1.0, (stacked + min(1.0, whole - stacked * s.attention_dp)) / whole)  # the busiest group's share
 

@@ -112,6 +112,14 @@ def engine_chunk_budget(engine: str | None, runtime_default: int, hw: HardwareSp
         or runtime_default
 
 
+def engine_budget_per_group(engine: str | None) -> bool:
+    """Whether each data-parallel attention group schedules its own step budget (vLLM: every data-parallel rank is an
+    engine core of its own, with its own max_num_batched_tokens), so a step of `attention_dp` groups takes that many
+    budgets; otherwise the budget is the whole deployment's, divided over the groups (SGLang divides
+    --chunked-prefill-size by the dp size). `attention_dp_budget` in its profile: per_group or divided (default)."""
+    return engine not in (None, GENERIC_SERVING) and _fact(engine, "attention_dp_budget") == "per_group"
+
+
 def engine_kv_memory(engine: str | None, hw: HardwareSpec, devices: int = 1, attention_dp: int = 1,
                      speculative: str | None = None) -> tuple[str, float] | None:
     """How much of a GPU the engine gives its KV cache by default (its profile's `kv_memory`), as (kind, value):

@@ -56,7 +56,8 @@ class ConcurrencyType(click.ParamType):
                    "(llama.cpp, transformers) runs one pipeline stage per device].")
 @click.option("--pp", "pipeline_parallel", type=int, default=1, show_default=True, help="Pipeline-parallel size.")
 @click.option("--attention-dp", "attention_data_parallel", type=int, default=1, show_default=True,
-              help="Attention data-parallel groups (of --tp devices each) for a MoE model with --ep.")
+              help="Attention data-parallel groups (of --tp devices each) for a MoE model: its experts split "
+                   "whole with --ep, else sliced over every device (SGLang's --enable-dp-attention).")
 @click.option("--ep", "expert_parallel", type=int, default=1, show_default=True,
               help="Split a MoE model's experts whole over this many devices (all devices of a stage).")
 @click.option("--dtype", default="bf16", show_default=True,

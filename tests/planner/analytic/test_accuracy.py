@@ -35,11 +35,12 @@ def test_an_engine_with_enough_points_of_a_figure_has_its_own_band():
             else:
                 assert band == every[figure]
     # gpt-fast's batch-1 decode is validated on its own points, a band of its own (its p90 11.8% against the whole
-    # set's 17.4%); an engine without enough points of its own (SGLang, the generic serving engine) takes the whole
+    # set's 17.4%); an engine without enough points of its own (TGI, the generic serving engine) takes the whole
     # set's
     own = accuracy_bands(h100, engine="gpt-fast")["tpot_ms"]
     assert own.points < every["tpot_ms"].points and own.p90_pct < every["tpot_ms"].p90_pct
-    assert accuracy_bands(h100, engine="sglang") == accuracy_bands(h100, engine="serving") == every
+    assert "tgi" not in data["engines"]
+    assert accuracy_bands(h100, engine="tgi") == accuracy_bands(h100, engine="serving") == every
     p = profile(ProfileRequest(model="llama-3.1-8b", hardware="a100-80gb-sxm", engine="gpt-fast", context=2048))
     assert p.accuracy["tpot_ms"] == accuracy_bands(resolve_hardware("a100-80gb-sxm"), "compiled", "gpt-fast")["tpot_ms"]
 

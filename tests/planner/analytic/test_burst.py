@@ -25,10 +25,10 @@ def test_a_lone_request_is_the_same_at_once_or_in_steady_state(engine):
     kw = {"attention": "sdpa"} if engine == "transformers" else {}
     at_once, steady = requests(engine, concurrency=1, at_once=True, **kw), requests(engine, concurrency=1, **kw)
     # alone: its prefill (TurboMind's first token from the decode step after it), then plain decode steps; vLLM's
-    # front end takes it in (a share of its host time) and starts its stream (the rest)
-    turn = HOST_S * 1e3 if engine == "vllm" else 0.0
+    # and SGLang's front ends take it in (a share of their host time) and start its stream (the rest)
+    turn = engine_request_host_s(engine) * 1e3
     assert at_once.ttft_ms == pytest.approx(steady.ttft_ms + turn, rel=1e-3)
-    assert at_once.queue_wait_ms == pytest.approx(ADMIT * turn)
+    assert at_once.queue_wait_ms == pytest.approx(engine_request_admit_share(engine) * turn)
     assert at_once.itl_ms == pytest.approx(steady.itl_ms)
     assert at_once.duration_ms == pytest.approx(at_once.request_latency_ms)
     assert at_once.running == 1

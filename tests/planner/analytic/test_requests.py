@@ -93,9 +93,62 @@ def test_attention_data_parallel_with_experts_split_holds_more_sequences():
     assert dp.max_concurrency > 4 * tp.max_concurrency  # each device holds its own sequences' latent cache
 
 
+def test_attention_data_parallel_beside_tensor_parallel_experts():
+    """SGLang's `--tp 8 --enable-dp-attention` without expert parallelism: each device attends its own sequences and
+    slices every expert, gathering all groups' tokens at each MoE layer; its step budget is divided over the groups, so
+    a long prompt's chunks spread over them (GPUStack's DeepSeek-R1 32K burst on 8 H200: 1.04x of the measured
+    throughput, 6x slow when one group took a whole chunk)."""
+    from optiplan.planner.analytic.profile import setup_for_request
+    from optiplan.planner.analytic.steps import allreduce_s, decode_step, mixed_step
+    from optiplan.planner.catalog.hardware import resolve_hardware
+    from optiplan.planner.catalog.models import resolve_model
+
+    base = {"model": "deepseek-v3", "hardware": "h200-sxm", "num_devices": 8, "dtype": "fp8", "engine": "sglang",
+            "context": 4096}
+    spec, hw = resolve_model("deepseek-v3"), resolve_hardware("h200-sxm")
+    tp_experts = setup_for_request(ProfileRequest(**base, attention_data_parallel=8), spec, hw)
+    ep = setup_for_request(ProfileRequest(**base, attention_data_parallel=8, expert_parallel=8), spec, hw)
+    assert tp_experts.ep == 1 and tp_experts.tp == 1 and tp_experts.shards == 8
+    # the same expert bytes per device as expert parallel, but every token's hidden state gathered and scattered
+    assert tp_experts.stage_weights == pytest.approx(ep.stage_weights)
+    message = 512 * spec.hidden_size * tp_experts.act_bytes  # every token's hidden state, onto every device
+    layers = tp_experts.counts.num_moe_layers
+    comm = decode_step(tp_experts, 512, 2048).comm_s  # 64 sequences a group
+    assert comm == pytest.approx(allreduce_s(tp_experts, message, 8) * layers)
+    assert 0.5 < comm / decode_step(ep, 512, 2048).comm_s < 2  # about the top-8 dispatch and combine's bytes
+    # a chunk of a 32K prompt per group: the busiest group carries an eighth of the step's prompt tokens
+    budget = tp_experts.prefill_chunk_tokens
+    step = mixed_step(tp_experts, 0, 1, budget, 32000).time_s
+    lone = mixed_step(tp_experts, 0, 1, budget / 8, 32000).time_s  # one group's share alone
+    assert step < 2 * lone
+    r = profile(ProfileRequest(**base, attention_data_parallel=8, input_tokens=2000, output_tokens=100,
+                               concurrency=64)).requests
+    assert r.output_tokens_per_s > 0
+
+
+def test_vllms_data_parallel_ranks_each_schedule_their_own_budget():
+    """vLLM runs each data-parallel rank as an engine core with its own step budget: eight ranks take eight budgets a
+    step. SGLang divides its one budget over its groups."""
+    from optiplan.planner.analytic.profile import setup_for_request
+    from optiplan.planner.catalog.engines import engine_budget_per_group
+    from optiplan.planner.catalog.hardware import resolve_hardware
+    from optiplan.planner.catalog.models import resolve_model
+
+    assert engine_budget_per_group("vllm") and not engine_budget_per_group("sglang")
+    spec, hw = resolve_model("deepseek-v3"), resolve_hardware("h200-sxm")
+
+    def setup(engine, **kw):
+        return setup_for_request(ProfileRequest(model="deepseek-v3", hardware="h200-sxm", num_devices=8, dtype="fp8",
+                                                engine=engine, context=4096, **kw), spec, hw)
+    for engine, groups in (("vllm", 8), ("sglang", 1)):
+        one = setup(engine).prefill_chunk_tokens
+        assert setup(engine, attention_data_parallel=8, expert_parallel=8).prefill_chunk_tokens == groups * one
+    assert setup("vllm", attention_data_parallel=8, prefill_chunk_tokens=4096).prefill_chunk_tokens == 8 * 4096
+
+
 @pytest.mark.parametrize(("kw", "message"), [
     ({"model": "llama-3.1-8b", "num_devices": 2, "expert_parallel": 2}, "has no experts"),
-    ({"model": "deepseek-v3", "num_devices": 8, "attention_data_parallel": 8}, "attention data parallel serves"),
+    ({"model": "llama-3.1-70b", "num_devices": 8, "attention_data_parallel": 8}, "attention data parallel serves"),
     ({"model": "deepseek-v3", "num_devices": 8, "expert_parallel": 4}, "splits a MoE model's experts whole"),
     ({"model": "deepseek-v3", "num_devices": 8, "tensor_parallel": 8, "attention_data_parallel": 2,
       "expert_parallel": 16}, "must equal the device count"),
@@ -230,8 +283,8 @@ def test_at_saturation_the_first_token_waits_for_a_step_as_full_as_the_others():
     """A steady stream of prompts fills every step that carries one: a new request's prompt shares its step with
     others', so its first token takes at least what such a step takes, and no less than the mean time between two
     tokens (a 1B at 1,000 users once came out at 19 ms to first token against 26 ms between tokens)."""
-    # SGLang: vLLM's API server would bound these 1,000 users at 45 requests a second (`request_host_s`)
-    r = profile(ProfileRequest(model="llama-3.2-1b", hardware="h100-sxm", engine="sglang", input_tokens=512,
+    # the generic serving engine: vLLM's and SGLang's servers would bound these 1,000 users (`request_host_s`)
+    r = profile(ProfileRequest(model="llama-3.2-1b", hardware="h100-sxm", engine="serving", input_tokens=512,
                                output_tokens=128, concurrency=1000)).requests
     assert r.running == 1000 and r.queue_wait_ms == 0
     assert r.ttft_ms > r.itl_ms

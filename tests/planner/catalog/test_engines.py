@@ -579,13 +579,14 @@ def test_vllm_reads_fp8_weights_weight_only_where_the_gpu_has_no_fp8_rate():
 def test_vllms_front_end_bounds_the_requests_it_completes_a_second():
     """vLLM's API server spends some 20 ms on each request in turn (`request_host_s`): 1,000 tiny requests at once
     leave at most 1 / that a second however small the model, the difference waiting before its prefill; long requests
-    and other engines are not bound."""
+    are not bound, SGLang's faster server (6 ms) less, TensorRT-LLM's not at all."""
     from optiplan.planner.analytic.profile import profile
     from optiplan.planner.catalog.engines import engine_request_host_s
     from optiplan.planner.schema import ProfileRequest
 
     host = engine_request_host_s("vllm")
-    assert 0.01 < host < 0.03 and engine_request_host_s("sglang") == engine_request_host_s("trtllm") == 0.0
+    assert 0.01 < host < 0.03 and 0 < engine_request_host_s("sglang") < host / 3
+    assert engine_request_host_s("trtllm") == 0.0
 
     def run(engine, input_tokens, output_tokens, concurrency):
         return profile(ProfileRequest(model="qwen3-14b", hardware="h100-sxm", engine=engine, input_tokens=input_tokens,

@@ -56,13 +56,16 @@ def test_vllm_starts_a_ray_cluster(pp_across_nodes, ep_across_nodes, reasoning):
     dp = render(ep_across_nodes, "vllm")["vllm/serve.sh"]  # attention TP8 in each node, DP2 across, experts EP16
     assert "--tensor-parallel-size 8" in dp and "--enable-expert-parallel" in dp and "--data-parallel-size 2" in dp
     assert "--data-parallel-backend ray" in dp and "--data-parallel-size-local 1" in dp
-    # data-parallel attention over all 16 where decoding dominates: under it each prompt prefills on its own device
-    # while the others wait, so batch-offline's prompts (two tokens in per token out) keep tensor-parallel attention
+    # data-parallel attention over all 16 for offline loads: every data-parallel rank is an engine core with its own
+    # step budget (vLLM's data-parallel deployment), so batch-offline's prompts (two tokens in per token out) prefill
+    # side by side on the ranks too; a chat's latency keeps tensor-parallel attention in each node with EP16
     prefill_heavy = advise(AdviseRequest(model="deepseek-v3", hardware="h100-sxm", num_devices=16,
                                          workload="batch-offline", engine="vllm"))
-    heavy_steps = {s.technique for s in prefill_heavy.plan.steps}
-    assert "expert-parallel" not in heavy_steps  # tensor-parallel attention: TP x PP or TP in each node with EP16
-    assert heavy_steps & {"expert-parallel-tp-attention", "tensor-parallel"}
+    assert "expert-parallel" in {s.technique for s in prefill_heavy.plan.steps}
+    chat = advise(AdviseRequest(model="deepseek-v3", hardware="h100-sxm", num_devices=16, workload="chat",
+                                engine="vllm"))
+    chat_steps = {s.technique for s in chat.plan.steps}
+    assert "expert-parallel" not in chat_steps and "expert-parallel-tp-attention" in chat_steps
     offline = advise(AdviseRequest(model="deepseek-v3", hardware="h100-sxm", num_devices=16, workload=str(reasoning),
                                    engine="vllm"))
     assert "expert-parallel" in [s.technique for s in offline.plan.steps]
