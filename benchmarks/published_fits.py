@@ -24,7 +24,6 @@ from optiplan.planner.catalog.hardware import resolve_hardware  # noqa: E402
 from published_points import (  # noqa: E402
     DTYPES,
     best_fit,
-    fitted_efficiency,
     part_errors,
     parts_text,
     point_dtype,
@@ -45,13 +44,14 @@ FIT_GRID = {
 
 
 def fit_overheads(points: list[dict], runtime: str = "serving") -> dict:
-    """A runtime's fixed costs (per step, layer, collective) and small-matmul rows (`matmul_half_tokens`) that
+    """A runtime's fixed costs (per step, layer, collective) and small-matmul rows (`matmul_half_tokens`) on GPUs that
     minimise the median error of the latency and throughput points of the engines running it in the fitted two
     thirds; errors reported on both parts, for the factors in profiles/efficiency.yaml and the fitted ones."""
     points = [p for p in points if engine_runtime(point_engine(p)) == runtime]
 
-    def errors(overrides, part):
-        return part_errors(points, part, lambda request: fitted_efficiency(request, overrides))
+    def errors(overrides, part):  # on the runtime's GPU costs in the table: every other factor stays as profile has it
+        with table_overrides(profiles.efficiency_table()["runtimes"][runtime]["gpu"], overrides):
+            return part_errors(points, part)
 
     grid = [dict(zip(FIT_GRID, values)) for values in itertools.product(*FIT_GRID.values())]
     best = min(grid, key=lambda o: statistics.median(errors(o, "fitted")))

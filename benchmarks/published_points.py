@@ -61,18 +61,6 @@ def catalog_model(hub_id: str) -> str | None:
     return ARCHITECTURE.get(hub_id) or profiles.resolve_model_name(hub_id)
 
 
-def fitted_efficiency(request: ProfileRequest, overrides: dict[str, float]):
-    """The factors `profile` resolves for the request (device, kernel and cache shares included), with some of its
-    runtime's fitted factors (fixed costs per step, layer and collective, small-matmul rows) replaced: what the fit
-    tries."""
-    from optiplan.planner.analytic.profile import setup_for_request
-    from optiplan.planner.catalog.hardware import resolve_hardware
-    from optiplan.planner.catalog.models import resolve_model
-
-    eff = setup_for_request(request, resolve_model(request.model), resolve_hardware(request.hardware)).eff
-    return eff.model_copy(update=overrides)
-
-
 def point_engine(p: dict) -> str:
     """The engine a point is predicted with: its own profile where the catalog has one (its runtime, scheduling,
     prefill chunk and weight kernels), a generic serving engine for the others (MLC, lmdeploy, ...)."""

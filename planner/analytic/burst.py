@@ -80,6 +80,10 @@ def _continuous(s: Setup, n: int, running: int, input_tokens: int, output_tokens
     held = input_tokens + o // 2  # the mean cache of a decoding sequence over its life
     # a chunking engine's step budget; one that does not chunk takes whole prompts up to its step's tokens
     budget = s.prefill_chunk_tokens or (max(s.step_tokens, new) if s.step_tokens else running * new)
+    # a prompt's chunk sits on its data-parallel attention group: at most that group's share of the budget a step, and
+    # as many prompts part-way through their prefill as there are groups (one where the budget is one group's)
+    lanes = s.attention_dp if s.group_chunk_tokens and s.attention_dp > 1 else 1
+    per_prompt = s.group_chunk_tokens if lanes > 1 else budget
     # TurboMind's prefill stops a token short: the first token comes from the decode step after it
     tokens_left = o if s.first_token_decoded else o - 1
 
@@ -90,18 +94,26 @@ def _continuous(s: Setup, n: int, running: int, input_tokens: int, output_tokens
     burst = Burst([0.0] * n, [0.0] * n, [0.0] * n, 0)
     cohorts: deque[tuple[int, int, int]] = deque()  # (the step its last token ends, first request, end request)
     awaiting_first: list[tuple[int, int]] = []  # requests whose first token comes out of the next step
-    now, step, decoding, admitted, prefilled, finished, head_left = 0.0, 0, 0, 0, 0, 0, 0
-    while admitted < n or head_left or decoding:
+    # the prompt tokens left of the prompts part-way through their prefill, oldest first: the last ones let in (alike,
+    # they end in the order they came in)
+    partial: deque[int] = deque()
+    now, step, decoding, admitted, prefilled, finished = 0.0, 0, 0, 0, 0, 0
+    while admitted < n or partial or decoding:
         arrived = min(n, int(now / admit_s + 1e-9)) if admit_s else n  # the front end's pace
         room = max(budget - decoding, 0)
         taken = 0
-        while room > taken and (head_left or (admitted < arrived and admitted - finished < running)):
-            if not head_left:
-                burst.admitted[admitted] = now
-                admitted, head_left = admitted + 1, new
-            bite = min(head_left, room - taken)
-            taken, head_left = taken + bite, head_left - bite
-        done = range(prefilled, admitted - (1 if head_left else 0))  # their prompts end in this step
+        for k in range(len(partial)):
+            bite = min(partial[k], room - taken, per_prompt)
+            partial[k], taken = partial[k] - bite, taken + bite
+        while partial and not partial[0]:
+            partial.popleft()
+        while room > taken and len(partial) < lanes and admitted < arrived and admitted - finished < running:
+            burst.admitted[admitted] = now
+            bite = min(new, room - taken, per_prompt)
+            admitted, taken = admitted + 1, taken + bite
+            if bite < new:
+                partial.append(new - bite)
+        done = range(prefilled, admitted - len(partial))  # their prompts end in this step
         prefilled = done.stop
         burst.most_in_flight = max(burst.most_in_flight, admitted - finished)
         if not taken and not decoding:  # nothing to run until the front end hands over the next request

@@ -21,8 +21,8 @@ def activation_peak_bytes(s: Setup, batch: int, prompt: int) -> float:
     the materialised score and probability matrices. A chunked prefill holds one chunk at a time."""
     prompts = math.ceil(batch / s.attention_dp)  # whole prompts per data-parallel attention group
     tokens = max(prompts * prompt, 1)
-    if s.prefill_chunk_tokens:
-        tokens = min(tokens, s.prefill_chunk_tokens)
+    if s.group_chunk_tokens:  # one group's share of the step's budget
+        tokens = min(tokens, s.group_chunk_tokens)
         prompts = min(prompts, -(-tokens // max(prompt, 1)))  # the prompts one chunk spans, each its last logits
     hidden = tokens * s.act_bytes * (2 * s.spec.hidden_size + 3 * active_intermediate(s) / s.tp)
     logits = min(prompts, tokens) * s.spec.vocab_size * (s.act_bytes + 4)

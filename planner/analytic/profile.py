@@ -20,7 +20,7 @@ from ..catalog.engines import (
     fp8_weight_only_engines,
     holds_used_cache,
 )
-from ..catalog.hardware import resolve_hardware, supports_dtype
+from ..catalog.hardware import default_16bit, resolve_hardware, supports_dtype
 from ..catalog.models import resolve_model
 from ..errors import HardwareError, RequestError
 from ..schema import (
@@ -38,12 +38,12 @@ from ..schema import (
     ThroughputProfile,
 )
 from .accuracy import accuracy_bands
-from .efficiency import prefill_chunk_tokens
+from .efficiency import prefill_chunk_tokens, weight_kernel_refusal
 from .kvcache import elements_per_token, kv_cache_elements, kv_groups, layout_for_runtime, state_elements
 from .memory import cache_room, fits, max_batch, max_context, per_device_bytes, whole_sequences
 from .params import param_counts
 from .requests import request_profile
-from .setup import Setup, build_setup, default_16bit, total_weight_bytes
+from .setup import Setup, build_setup, total_weight_bytes
 from .steps import (
     decode_attention_flops,
     decode_step,
@@ -141,6 +141,10 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
         raise RequestError("attention data parallel serves a MoE model, its experts split over every device (by "
                            "--ep, or tensor-parallel without it); a dense model's copies are replicas, each profiled "
                            "alone")
+    if adp > 1 and ep == 1 and hw.interconnect is not None and tp * adp > hw.interconnect.max_devices_per_node:
+        raise RequestError(f"experts sliced over {tp * adp} devices (data-parallel attention without --ep) span more "
+                           f"than the {hw.interconnect.max_devices_per_node} devices of one {hw.id} node: their "
+                           "gather and scatter across nodes is not modelled; split them whole with --ep")
     if pp > spec.num_layers:
         raise RequestError(f"pipeline parallel {pp} exceeds the model's {spec.num_layers} layers")
     if tp > 1:
@@ -163,6 +167,9 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
     compute = compute_dtype(weight_dtype, act, default_16bit(hw))
     # an engine that reads the format weight-only on a device without its rate (vLLM's FP8 Marlin on an A100)
     weight_only = engine_weight_only(request.engine, weight_dtype, hw) if not request.activations else None
+    if weight_only and (why := weight_kernel_refusal(hw, weight_only["efficiency"], weight_dtype)):
+        raise HardwareError(f"{hw.id} has no {weight_dtype} rate, and {request.engine} reads {weight_dtype} weights "
+                            f"weight-only with {weight_only['kernel']}: {why}")
     for label, d in (("weights", weight_dtype), ("compute", compute)):
         if (label == "weights" and weight_only) or (supports_dtype(hw, d) and (label == "weights"
                                                                                or d in hw.peak_tflops)):

@@ -81,7 +81,9 @@ def request_figures(s: Setup, input_tokens: int, output_tokens: int, concurrency
         # decode steps' weight reads, and NIM's 25 users came out 0.72x of their measured inter-token latency.
         # Requests arrive one by one (a finished one's slot refills), so a step carries several prompts only where the
         # cycle's prompts need more than one chunk per step.
-        head = max(chunk - running, 1) if chunk else new  # what a waiting prompt gets per step
+        # what a waiting prompt gets per step: its data-parallel attention group's share of the budget, less the
+        # group's decode tokens
+        head = max((chunk - running) / s.attention_dp, 1) if chunk else new
         room = max(min(head, new), c * new / steps)
         chunk_steps = c * new / room
         cycle = chunk_steps * step_s(room) + (steps - chunk_steps) * decode.time_s
@@ -205,7 +207,9 @@ def request_profile(s: Setup, input_tokens: int, output_tokens: int, concurrency
     if slo_c:
         g = request_figures(s, input_tokens, output_tokens, slo_c, continuous, cached_tokens)
         slo_rate = slo_c / g["cycle_s"]
-    scheduling = (f"continuous batching, prefill in chunks of {s.prefill_chunk_tokens:,} tokens"
+    per_group = (f" per data-parallel attention group ({s.prefill_chunk_tokens:,} a step)"
+                 if s.attention_dp > 1 and s.prefill_chunk_tokens else "")
+    scheduling = (f"continuous batching, prefill in chunks of {s.group_chunk_tokens:,.0f} tokens{per_group}"
                   if continuous and s.prefill_chunk_tokens else "continuous batching" if continuous
                   else "static batches (all prompts prefilled together, the batch ends together)")
     if cap and limit == cap:
@@ -215,8 +219,9 @@ def request_profile(s: Setup, input_tokens: int, output_tokens: int, concurrency
         host = c * s.request_host_s
         if host >= 0.5 * duration:
             scheduling += (f"; the engine's front end spends {host:,.1f} s of its {duration:,.1f} s on the requests "
-                           f"({s.request_host_s * 1e3:g} ms of host time each, {s.request_admit_share:.0%} of it "
-                           "taking them in, all before any token goes back)")
+                           f"({s.request_host_s * 1e3:g} ms of host time each"
+                           + (f", {s.request_admit_share:.0%} of it taking them in, all before any token goes back)"
+                              if s.request_admit_share < 1 else ", one after another)"))
     if paced:
         scheduling += (f"; bound by the engine's front end at {1 / s.request_host_s:,.0f} requests/s "
                        f"({s.request_host_s * 1e3:g} ms of host time a request), not by the device")

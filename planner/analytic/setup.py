@@ -30,6 +30,7 @@ from ..catalog.engines import (
     engine_square_mask,
     engine_storage,
 )
+from ..catalog.hardware import default_16bit
 from ..catalog.kernels import kernel_shares
 from ..errors import HardwareError, RequestError
 from ..schema import EfficiencyFactors, HardwareSpec, ModelSpec
@@ -150,6 +151,12 @@ class Setup:
         return tuple(_stage_weight_bytes(self, i) for i in range(self.pp))
 
     @cached_property
+    def group_chunk_tokens(self) -> float | None:
+        """The prompt tokens one data-parallel attention group takes a step where the engine chunks (its share of the
+        step's budget; the whole budget without data-parallel attention): one prompt's chunk sits on one group."""
+        return self.prefill_chunk_tokens / self.attention_dp if self.prefill_chunk_tokens else None
+
+    @cached_property
     def kv_share(self) -> float:
         return tensor_parallel_share(self.spec, self.layout, self.tp)
 
@@ -189,11 +196,6 @@ def total_weight_bytes(s: Setup) -> float:
     c = s.counts
     return (c.linear * s.bits_per_weight / 8 + c.small * s.act_bytes + c.embedding * s.embedding_bytes
             + c.lm_head * s.output_bytes)
-
-
-def default_16bit(hw: HardwareSpec) -> str:
-    """The 16-bit format a device computes in: bf16 where it has a bf16 rate, else fp16."""
-    return "bf16" if hw.features.bf16 and "bf16" in hw.peak_tflops else "fp16"
 
 
 def attention_kernel_factor(kernel: str) -> float:

@@ -409,9 +409,9 @@ def mixed_step(s: Setup, batch: int, context: int, prompt_tokens: float, prompt:
     # under data-parallel attention the decode sequences spread over the groups, while a prompt is prefilled by the
     # one group that holds it (whole prompts side by side on as many groups): the busiest group carries its share of
     # the decoding and its prompts, part by part
-    # a group prefills whole prompts, or chunks of them no larger than its share of the step's budget (SGLang's data-
-    # parallel attention divides the budget over its groups: each takes a chunk of its own prompts)
-    unit = min(new, (s.prefill_chunk_tokens or s.step_tokens or new) / s.attention_dp) if s.attention_dp > 1 else new
+    # a group prefills whole prompts, or chunks of them no larger than its share of the step's budget where the engine
+    # chunks (each group takes a chunk of its own prompts)
+    unit = min(new, s.group_chunk_tokens) if s.group_chunk_tokens else new
     whole = prompt_tokens / unit  # prompts' (or group chunks') worth of tokens, a fraction for a chunk
     stacked = math.floor(whole / s.attention_dp)  # prompts on every group
     in_busiest = min(1.0, (stacked + min(1.0, whole - stacked * s.attention_dp)) / whole)  # the busiest group's share

@@ -15,7 +15,7 @@ from typing import Any
 from ... import profiles
 from ..errors import UnknownNameError
 from ..schema import HardwareSpec
-from .hardware import supports_dtype
+from .hardware import default_16bit, supports_dtype
 
 # `profile --engine serving` predicts a generic serving engine of the "serving" runtime
 GENERIC_SERVING = "serving"
@@ -219,7 +219,12 @@ def engine_request_host_s(engine: str | None) -> float:
 def engine_request_admit_share(engine: str | None) -> float:
     """The share of `engine_request_host_s` the front end spends taking a request in (parsing, tokenizing, handing it
     to the engine), the rest returning its tokens (`request_admit_share` in its profile; 1 where it states none)."""
-    return float(_fact(engine, "request_admit_share") or 1.0)
+    share = _fact(engine, "request_admit_share")
+    if share is None:
+        return 1.0
+    if not 0 <= share <= 1:
+        raise ValueError(f"{engine}'s request_admit_share is {share}: a share of its host time, 0 to 1")
+    return float(share)
 
 
 def engine_group_size(engine: str | None, weight_dtype: str) -> int | None:
@@ -246,7 +251,7 @@ def engine_activations(engine: str, weight_dtype: str, hw: HardwareSpec) -> str 
     rate (`engine_weight_only`: vLLM's FP8 Marlin on an A100); None: the format's own default (weight-only formats
     dequantize to 16-bit)."""
     if engine_weight_only(engine, weight_dtype, hw):
-        return "bf16" if hw.features.bf16 and "bf16" in hw.peak_tflops else "fp16"
+        return default_16bit(hw)
     act = engine_kernel(engine, weight_dtype).get("activations")
     return act if act and act in hw.peak_tflops else None
 

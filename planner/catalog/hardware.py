@@ -61,6 +61,11 @@ def resolve_hardware(name: str) -> HardwareSpec:
     return catalog_hardware(hw_id)
 
 
+def default_16bit(hw: HardwareSpec) -> str:
+    """The 16-bit format a device computes in: bf16 where it has a bf16 rate, else fp16."""
+    return "bf16" if hw.features.bf16 and "bf16" in hw.peak_tflops else "fp16"
+
+
 def supports_dtype(hw: HardwareSpec, dtype: str) -> bool:
     """Whether the device has a compute rate for this dtype."""
     d = canonical(dtype)

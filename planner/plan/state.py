@@ -10,8 +10,9 @@ from dataclasses import dataclass, field, replace
 
 from ..analytic.efficiency import prefill_chunk_tokens
 from ..analytic.kvcache import cache_tokens_held, layout_for_runtime
-from ..analytic.setup import Setup, build_setup, default_16bit
+from ..analytic.setup import Setup, build_setup
 from ..catalog.engines import engine_chunk_budget, engine_runtime, holds_used_cache
+from ..catalog.hardware import default_16bit
 from ..schema import HardwareSpec, ModelSpec
 from ..schema.workload import Workload
 

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from ...analytic.setup import default_16bit
+from ...catalog.hardware import default_16bit
 from ..state import PlanState
 from ..training import COMPILE_SOURCE, COMPILE_SPEEDUP
 from . import Context, Technique, register

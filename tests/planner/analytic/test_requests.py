@@ -121,9 +121,16 @@ def test_attention_data_parallel_beside_tensor_parallel_experts():
     step = mixed_step(tp_experts, 0, 1, budget, 32000).time_s
     lone = mixed_step(tp_experts, 0, 1, budget / 8, 32000).time_s  # one group's share alone
     assert step < 2 * lone
-    r = profile(ProfileRequest(**base, attention_data_parallel=8, input_tokens=2000, output_tokens=100,
-                               concurrency=64)).requests
-    assert r.output_tokens_per_s > 0
+    # a lone prompt sits on one group, chunk after chunk, at once or in steady state alike (its front end's turn aside)
+    for engine, kw in (("sglang", {}), ("vllm", {"expert_parallel": 8})):
+        lone = {**base, "engine": engine, "attention_data_parallel": 8, "input_tokens": 32000, "output_tokens": 2,
+                "context": 32768, "concurrency": 1, **kw}
+        steady, burst = profile(ProfileRequest(**lone)).requests, profile(ProfileRequest(**lone, at_once=True)).requests
+        assert burst.ttft_ms == pytest.approx(steady.ttft_ms, rel=0.05), engine
+    assert "chunks of 1,024 tokens per data-parallel attention group (8,192 a step)" in profile(ProfileRequest(
+        **base, attention_data_parallel=8, input_tokens=2000, output_tokens=100, concurrency=64)).requests.scheduling
+    with pytest.raises(RequestError, match="span more than the 8 devices of one"):
+        profile(ProfileRequest(**{**base, "num_devices": 16}, attention_data_parallel=16))
 
 
 def test_vllms_data_parallel_ranks_each_schedule_their_own_budget():

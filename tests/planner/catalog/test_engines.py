@@ -603,7 +603,7 @@ def test_vllms_front_end_bounds_the_requests_it_completes_a_second():
 
 def test_plans_see_vllms_front_end_bound_too():
     """advise prices a plan as profile does: a 1B serving chats on an H100 completes at most 1 / request_host_s
-    requests a second per vLLM server, while SGLang's (no such bound in its profile) goes past it."""
+    requests a second per vLLM server, while SGLang's (a faster front end in its profile) goes past it."""
     from optiplan.planner.catalog.engines import engine_request_host_s
     from optiplan.planner.catalog.workloads import load_workload
 
