@@ -171,8 +171,8 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
         raise HardwareError(f"{hw.id} has no {weight_dtype} rate, and {request.engine} reads {weight_dtype} weights "
                             f"weight-only with {weight_only['kernel']}: {why}")
     for label, d in (("weights", weight_dtype), ("compute", compute)):
-        if (label == "weights" and weight_only) or (supports_dtype(hw, d) and (label == "weights"
-                                                                               or d in hw.peak_tflops)):
+        supported = supports_dtype(hw, d) and (label == "weights" or d in hw.peak_tflops)
+        if supported or (label == "weights" and weight_only):
             continue
         have = ", ".join(hw.peak_tflops)
         hint = (f" (fp8 needs compute capability 8.9 or newer, or an engine that reads fp8 weights weight-only: "

@@ -293,13 +293,13 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
     groups = attention_dp if engine_budget_per_group(engine) else 1
     if prefill_chunk_tokens:
         prefill_chunk_tokens *= groups
+    budget = engine_chunk_budget(engine, None, hw, tp * pp) if engine and runtime == "serving" else None
     return Setup(
         spec=spec, counts=param_counts(spec), hw=hw, tp=tp, pp=pp, ep=ep, attention_dp=attention_dp,
         weights=weights, act_bytes=bytes_per_element(act),
         kv_bits=kv_bits(kv_dtype or act), compute_dtype=compute, eff=eff, layout=layout,
         eager_attention=attention == "eager", prefill_chunk_tokens=prefill_chunk_tokens,
-        step_tokens=prefill_chunk_tokens or ((engine_chunk_budget(engine, None, hw, tp * pp) or 0) * groups or None
-                                             if engine and runtime == "serving" else None),
+        step_tokens=prefill_chunk_tokens or (budget * groups if budget else None),
         attention_dtype=attend, expert_flop_efficiency=expert_efficiency,
         attention_efficiency=measured.pop("attention_efficiency", None) or
         attention_flop_efficiency(hw, eff, compute, attend) * attention_kernel_factor(attention), **measured,
