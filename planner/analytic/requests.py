@@ -16,6 +16,8 @@ state with C requests always in flight (a closed loop: a finished request's slot
   sequences.
   A request's first token waits for its chunks (the step budget less the C decode tokens per step); inter-token
   latency is what is left of the cycle after it, per token.
+  An engine that runs prompts first, in steps of their own (SGLang: `mixed_prefill: false`), gives a waiting prompt
+  the whole budget at once, and its (O - 1) decode steps of all C sequences wait for those steps: the cycle is both.
 - **a static batch** (transformers `generate`; the `transformers` runtime): the C prompts prefill together, then
   O - 1 decode steps; the batch ends together: `T = t_prefill(C, I) + (O - 1) x t_decode(C)`.
 
@@ -62,7 +64,8 @@ def request_figures(s: Setup, input_tokens: int, output_tokens: int, concurrency
         # a cycle's tokens: c prompts and c x (O - 1) decode tokens, at most `chunk` per step (an engine that does not
         # chunk takes whole prompts beside the decode tokens: in-flight batching mixes them all the same)
         chunk = s.prefill_chunk_tokens
-        steps = max(o - 1, math.ceil(c * (new + o - 1) / chunk) if chunk else 1, 1)
+        mixed = s.mixed_prefill  # else the prompts run in steps of their own, first (SGLang): every decode step has all c
+        steps = max(o - 1, math.ceil(c * (new + o - 1) / chunk) if chunk and mixed else 1, 1)
         running = max(round(c * (o - 1) / steps), 1)  # decode tokens per step: all c, unless the budget binds
         decode = decode_step(s, running, held)
 
@@ -72,7 +75,7 @@ def request_figures(s: Setup, input_tokens: int, output_tokens: int, concurrency
             # rows), while the decode attention's cache reads and the prompt's attention FLOPs are kernels of their
             # own, whose times add. Hiding the prompt's compute under the whole step's bytes hid a 1,000-token prompt
             # under the decode attention's cache reads, which no kernel overlaps with a GEMM.
-            return mixed_step(s, running, held, prompt_tokens, i, cached_tokens).time_s
+            return mixed_step(s, running if mixed else 0, held, prompt_tokens, i, cached_tokens).time_s
 
         # the scheduler gives a waiting prompt the step's budget as soon as it arrives, so prompt tokens come in whole
         # chunks (a whole prompt where it is shorter than the budget or the engine does not chunk), not spread thinly
@@ -83,10 +86,14 @@ def request_figures(s: Setup, input_tokens: int, output_tokens: int, concurrency
         # cycle's prompts need more than one chunk per step.
         # what a waiting prompt gets per step: its data-parallel attention group's share of the budget, less the
         # group's decode tokens
-        head = max((chunk - running) / s.attention_dp, 1) if chunk else new
+        head = max((chunk - (running if mixed else 0)) / s.attention_dp, 1) if chunk else new
         room = max(min(head, new), c * new / steps)
+        if chunk and not mixed:
+            room = min(room, head)  # a prompt step of its own takes at most the budget
         chunk_steps = c * new / room
-        cycle = chunk_steps * step_s(room) + (steps - chunk_steps) * decode.time_s
+        # a prefill-first engine's prompt steps come on top of the decode steps, which all still run
+        cycle = chunk_steps * step_s(room) + (steps - (chunk_steps if mixed else 0)) * decode.time_s
+        mean_step = cycle / (steps if mixed else steps + chunk_steps)
         if c == 1:
             ttft = prefill.time_s  # alone, the prompt runs as its own pass(es)
         else:
@@ -95,7 +102,7 @@ def request_figures(s: Setup, input_tokens: int, output_tokens: int, concurrency
             # Its own prompt alone in the step put a 1B's TTFT at 512 tokens and 1,000 users below its inter-token
             # latency, though the first token comes out of one of those same steps.
             # Without chunking a step takes whole prompts, as many as steady state brings (`room`), its own among them.
-            ttft = math.ceil(new / head) * step_s(min(room, head) if chunk else room) + cycle / steps / 2
+            ttft = math.ceil(new / head) * step_s(min(room, head) if chunk else room) + mean_step / 2
         # alone, the step reads the prompt's cache; in company, it is the running batch's step (their caches held)
         first = first_token_step_s(s, running, i if c == 1 else held)
         ttft += first

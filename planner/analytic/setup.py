@@ -21,6 +21,7 @@ from ..catalog.engines import (
     engine_kv_memory,
     engine_math_decode_attention,
     engine_max_running,
+    engine_mixes_prefill,
     engine_moe_flop_share,
     engine_pages_cache,
     engine_quantizes_head,
@@ -85,6 +86,7 @@ class Setup:
     max_running: int | None = None  # the most sequences the engine runs at once by default (vLLM's max_num_seqs)
     running_pool: tuple[int, int, int] | None = None  # a request pool sized from the cache (SGLang), `engines`
     first_token_decoded: bool = False  # a decode step after the prefill computes the first token (TurboMind 0.1)
+    mixed_prefill: bool = True  # prompt tokens share steps with the decoding (else prefill steps of their own first)
     # how much of the device the engine gives its KV cache by default (`engines.engine_kv_memory`): vLLM runs within
     # 0.9 of it, TensorRT-LLM gives the cache 0.9 of what is free, SGLang reserves a few GiB beside weights and cache
     kv_memory: tuple[str, float] | None = None
@@ -308,5 +310,6 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         max_running=engine_max_running(engine, hw, tp * pp, attention_dp), running_pool=engine_running_pool(engine),
         embedding_on_host=hw.kind == "gpu" and engine_embedding_on_host(engine),
         first_token_decoded=engine_decodes_first_token(engine),
+        mixed_prefill=engine_mixes_prefill(engine, attention_dp),
         kv_memory=engine_kv_memory(engine, hw, tp * pp, attention_dp, speculative),
         request_host_s=engine_request_host_s(engine), request_admit_share=engine_request_admit_share(engine))

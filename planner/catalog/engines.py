@@ -300,6 +300,16 @@ def engine_splits_layers(engine: str | None) -> bool:
     return _fact(engine, "device_split") == "layers"
 
 
+def engine_mixes_prefill(engine: str | None, attention_dp: int = 1) -> bool:
+    """Whether a step of the engine carries prompt tokens beside the decoding sequences (vLLM, TensorRT-LLM: a mixed
+    batch), or runs prompts in steps of their own first, the decoding waiting for them (`mixed_prefill: false`:
+    SGLang, whose scheduler runs a prefill batch whenever it can form one and decodes only when it cannot); under
+    data-parallel attention `mixed_prefill_attention_dp` where the profile states it."""
+    if attention_dp > 1 and _fact(engine, "mixed_prefill_attention_dp") is not None:
+        return bool(_fact(engine, "mixed_prefill_attention_dp"))
+    return _fact(engine, "mixed_prefill") is not False
+
+
 def engine_decodes_first_token(engine: str | None) -> bool:
     """Whether the engine's prefill stops one prompt token short and its first decode step computes the first
     output token (its profile's `first_token: decode_step`: TurboMind up to LMDeploy 0.1.0a1), so a request's first

@@ -6,7 +6,12 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 from optiplan.planner.analytic.profile import profile
-from optiplan.planner.catalog.engines import engine_request_admit_share, engine_request_host_s
+from optiplan.planner.catalog.engines import (
+    engine_mixes_prefill,
+    engine_request_admit_share,
+    engine_request_host_s,
+    engine_table,
+)
 from optiplan.planner.cli.main import main
 from optiplan.planner.errors import RequestError
 from optiplan.planner.schema import ProfileRequest
@@ -132,3 +137,21 @@ def test_the_cli_reports_the_burst_and_refuses_it_without_requests():
     assert out.exit_code == 0 and "in steady state" in " ".join(out.output.split())  # the table wraps its lines
     with pytest.raises(RequestError, match="--at-once"):
         profile(ProfileRequest(model="llama-3.1-8b", hardware="h100-sxm", at_once=True))
+
+
+def test_an_engine_that_runs_prompts_first_gives_them_steps_of_their_own(monkeypatch):
+    assert not engine_mixes_prefill("sglang") and engine_mixes_prefill("vllm") and engine_mixes_prefill("trtllm")
+    assert engine_mixes_prefill("sglang", attention_dp=8)  # its data-parallel ranks decode beside the prefills
+    first = {at_once: requests("sglang", concurrency=64, at_once=at_once) for at_once in (True, False)}
+    monkeypatch.setitem(engine_table()["sglang"], "mixed_prefill", True)
+    mixed = {at_once: requests("sglang", concurrency=64, at_once=at_once) for at_once in (True, False)}
+    for at_once in (True, False):
+        # a waiting prompt takes the whole budget, no decode tokens beside it: its first token comes sooner
+        assert first[at_once].ttft_ms < mixed[at_once].ttft_ms
+        # the same work, but each prompt step reads the weights once more than a step they shared
+        assert first[at_once].output_tokens_per_s == pytest.approx(mixed[at_once].output_tokens_per_s, rel=0.1)
+        assert first[at_once].output_tokens_per_s <= mixed[at_once].output_tokens_per_s * 1.001
+    # the burst's 64 prompts go in back to back, then the sequences decode without them: the last first token comes
+    # after every prompt's prefill, the decoding in plain steps after it
+    burst = first[True]
+    assert burst.duration_ms > burst.ttft_ms + 127 * requests("sglang", concurrency=64, input_tokens=1).itl_ms
