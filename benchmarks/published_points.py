@@ -117,6 +117,9 @@ def predict(p: dict, view: str = "requests", tune: Callable[[ProfileRequest], An
         return None, f"a linear causal mask (torchao's --linear_causal_mask) is not {engine}'s square one"
     # an offline load whose prompts were all sent at once (`num_requests` of them) is predicted as that burst
     burst = p.get("num_requests")
+    # a burst whose requests were free to stop early (no --ignore-eos) made fewer tokens than it asked for: its rate
+    # counts the tokens it made (`generated_tokens`) over its length, which the early stops barely shorten
+    counted = p["generated_tokens"] / (burst * p["output_tokens"]) if burst and p.get("generated_tokens") else 1.0
     offline = p.get("batch") is None and p["metric"] == "output_tokens_per_s"
     # the KV-cache format where the source states one ("fp16 (not stated)" is the engine's default, kept as such);
     # an unstated bit width ("quantized (...)") has no counterpart
@@ -151,7 +154,7 @@ def predict(p: dict, view: str = "requests", tune: Callable[[ProfileRequest], An
         if metric == "request_latency_ms":
             return q.request_latency_ms / SECONDS[unit], ""
         if metric == "output_tokens_per_s":
-            return q.output_tokens_per_s / share, ""
+            return q.output_tokens_per_s * counted / share, ""
         if metric in ("tpot_ms", "decode_tokens_per_s") and (batch > 1 or burst):
             return (q.itl_ms, "") if metric == "tpot_ms" else (1e3 / q.itl_ms, "")
     if metric == "tpot_ms":
@@ -163,7 +166,7 @@ def predict(p: dict, view: str = "requests", tune: Callable[[ProfileRequest], An
     if metric == "request_latency_ms":
         return (r.latency.ttft_ms + output * r.latency.tpot_ms) / SECONDS[unit], ""
     if metric == "output_tokens_per_s":
-        return r.throughput.tokens_per_s / share, ""
+        return r.throughput.tokens_per_s * counted / share, ""
     if metric == "memory_gib":
         held = r.memory.per_device_bytes
         if p.get("memory_scope") == "allocator":

@@ -168,3 +168,14 @@ def test_profile_refuses_no_published_point(bench, published):
     refused = [(p["id"], why) for p in published.published_points()
                for value, why in [published.predict(p)] if value is None and why.startswith("profile refuses")]
     assert not refused
+
+
+def test_a_burst_that_stopped_early_is_predicted_for_the_tokens_it_made(published):
+    """A burst run without --ignore-eos counts the tokens its requests made over its length: the prediction counts as
+    many (GPUStack's 32K-token runs of Qwen3-32B made 7,681 of 10,000), its TTFT and TPOT points unchanged."""
+    point = next(p for p in published.published_points() if p["id"] == "gpustack-qwen3-32b-h100-vllm011-32000-100")
+    assert point["generated_tokens"] == 7681 and "Total generated tokens:                  7681" in point["quote"]
+    asked = {k: v for k, v in point.items() if k != "generated_tokens"}
+    assert published.predict(point)[0] == pytest.approx(published.predict(asked)[0] * 7681 / 10000)
+    made = [p for p in published.published_points() if p.get("generated_tokens")]
+    assert all(p["metric"] == "output_tokens_per_s" and p.get("num_requests") for p in made)
