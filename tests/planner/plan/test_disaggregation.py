@@ -92,14 +92,27 @@ def test_long_rag_prompts_under_loose_slos_keep_prefill_and_decode_together():
     assert "no split of the devices" in why or "one parallelism per plan" in why
 
 
-def test_chat_keeps_prefill_and_decode_together_and_says_why():
-    a = advise(AdviseRequest(model="llama-3.1-70b", hardware="h100-sxm", num_devices=8, workload="chat",
-                             engine="sglang", goal="latency"))
-    assert "pd-disaggregation" not in [s.technique for s in a.plan.steps]
-    # a chat's short prompts come in chunks that slow the colocated decode steps little: the split is weighed and
-    # loses on the latency goal to tensor parallelism over all eight devices
-    why = {r.technique: r.reason for r in a.rejected}["pd-disaggregation"]
+def test_chat_keeps_prefill_and_decode_together_where_its_prompts_ride_in_decode_steps(monkeypatch):
+    from optiplan.planner.catalog.engines import engine_table
+
+    def plan():
+        return advise(AdviseRequest(model="llama-3.1-70b", hardware="h100-sxm", num_devices=8, workload="chat",
+                                    engine="sglang", goal="latency"))
+
+    # SGLang runs prompts first, in steps of their own: every colocated decode step waits for the chat's prompt steps,
+    # and the split (decode instances that never prefill) beats tensor parallelism over all eight devices
+    first = plan()
+    assert "pd-disaggregation" in [s.technique for s in first.plan.steps]
+    why = {r.technique: r.reason for r in first.rejected}["tensor-parallel"]
+    assert "with tensor-parallel instead: TPOT" in why and "for the latency goal" in why
+    # with its prompts' chunks in the decode steps (--enable-mixed-chunk) they slow them little: the split is weighed
+    # and loses to tensor parallelism over all eight devices
+    monkeypatch.setitem(engine_table()["sglang"], "mixed_prefill", True)
+    mixed = plan()
+    assert "pd-disaggregation" not in [s.technique for s in mixed.plan.steps]
+    why = {r.technique: r.reason for r in mixed.rejected}["pd-disaggregation"]
     assert "with pd-disaggregation instead: TPOT" in why and "for the latency goal" in why
+    assert mixed.plan.predicted.tensor_parallel == 8 and first.plan.predicted.prefill_instances >= 1
 
 
 def test_vllm_has_no_router_and_serves_replicas_instead(tight_tpot):
