@@ -233,7 +233,7 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
                 runtime: str = "transformers", layout: str = "transformers", attention: str = "sdpa",
                 prefill_chunk_tokens: int | None = None, offload_fraction: float = 0.0,
                 efficiency: EfficiencyFactors | None = None, weight_kernel: str | None = None,
-                engine: str | None = None, speculative: str | None = None) -> Setup:
+                engine: str | None = None, speculative: str | None = None, mixed_prefill: bool | None = None) -> Setup:
     """Resolve one configuration into the analytic model's inputs.
 
     `runtime` picks the fixed costs per step ("serving": an engine with CUDA graphs; "transformers": eager
@@ -242,7 +242,9 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
     flash, sdpa or eager (eager also materialises the score matrix), or triton: optiplan's kernels, at the shares
     of the peaks they measured on this GPU (`catalog.kernels`), as is `weight_kernel` "triton" for int4/int8.
     Another `weight_kernel` names a kernel of profiles/efficiency.yaml (marlin, tinygemm, ...); without one, the
-    kernel `engine` runs for the weight format on the device's backend (its profile), if it names one."""
+    kernel `engine` runs for the weight format on the device's backend (its profile), if it names one.
+    `mixed_prefill` puts prompt chunks in the decode steps (True) or in steps of their own (False) where the engine's
+    default (None) is not what runs (SGLang's --enable-mixed-chunk)."""
     d16 = default_16bit(hw)
     if activations is None and engine is not None:  # the engine's GEMM for the format (llama.cpp's int8 dot products)
         activations = engine_activations(engine, weight_dtype, hw)
@@ -310,6 +312,6 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         max_running=engine_max_running(engine, hw, tp * pp, attention_dp), running_pool=engine_running_pool(engine),
         embedding_on_host=hw.kind == "gpu" and engine_embedding_on_host(engine),
         first_token_decoded=engine_decodes_first_token(engine),
-        mixed_prefill=engine_mixes_prefill(engine, attention_dp),
+        mixed_prefill=engine_mixes_prefill(engine, attention_dp) if mixed_prefill is None else mixed_prefill,
         kv_memory=engine_kv_memory(engine, hw, tp * pp, attention_dp, speculative),
         request_host_s=engine_request_host_s(engine), request_admit_share=engine_request_admit_share(engine))

@@ -70,6 +70,9 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
         elif t_id == "chunked-prefill":
             o["chunked-prefill-size"] = step.params.get("max_num_batched_tokens", 2048)
             cfg.applied.append((t_id, "--chunked-prefill-size"))
+        elif t_id == "mixed-chunk":
+            o["enable-mixed-chunk"] = True
+            cfg.applied.append((t_id, "--enable-mixed-chunk"))
         elif t_id == "prefix-caching":
             cfg.applied.append((t_id, "RadixAttention prefix caching is SGLang's default"))
         elif t_id in ("cuda-graphs", "flash-attention"):

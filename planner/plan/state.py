@@ -46,6 +46,7 @@ class PlanState:
     continuous_batching: bool = False
     prefix_caching: bool = False
     chunked_prefill: bool = False
+    mixed_prefill: bool | None = None  # prompt chunks in the decode steps (SGLang's --enable-mixed-chunk); None: default
     attention: str = "sdpa"  # sdpa, flash, eager, triton (optiplan's kernels, where measured on this GPU)
     weight_kernel: str | None = None  # "triton": optiplan's weight-only GEMM, where measured on this GPU
     engine: str | None = None  # the serving engine (its kernels' efficiencies, `profiles/engines/`)
@@ -92,7 +93,7 @@ def to_setup(state: PlanState) -> Setup:
         prefill_chunk_tokens=engine_chunk_budget(state.engine, prefill_chunk_tokens("serving"), state.hw,
                                                  state.tp * state.pp) if state.chunked_prefill else None,
         offload_fraction=state.offload_fraction, weight_kernel=state.weight_kernel, engine=state.engine,
-        speculative=state.speculation.method if state.speculation else None)
+        speculative=state.speculation.method if state.speculation else None, mixed_prefill=state.mixed_prefill)
 
 
 def kv_reserved_tokens(state: PlanState, workload: Workload) -> float:

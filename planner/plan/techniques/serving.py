@@ -4,9 +4,16 @@ are valid (`always_on`), and the step-by-step prediction still shows what each o
 from __future__ import annotations
 
 from ...analytic.efficiency import prefill_chunk_tokens
-from ...catalog.engines import engine_chunk_budget
+from ...catalog.engines import engine_chunk_budget, engine_mixes_prefill
 from ...catalog.kernels import triton_attention
 from . import Applied, Combines, Context, Option, Technique, register
+
+
+def _prefills_apart(ctx: Context) -> str | None:
+    """Refused where the engine already puts prompt chunks in its decode steps."""
+    if engine_mixes_prefill(ctx.workload.engine):
+        return f"{ctx.workload.engine} already puts prompt chunks in its decode steps"
+    return None
 
 
 def _no_shared_prefix(ctx: Context) -> str | None:
@@ -91,6 +98,18 @@ register(
         transform=lambda s, c: s.with_(chunked_prefill=True), always_on=True,
         params=lambda c: {"max_num_batched_tokens": engine_chunk_budget(
             c.workload.engine, prefill_chunk_tokens("serving"), c.hw, c.devices)}),
+    Technique(
+        id="mixed-chunk", engines=("sglang",),
+        name="Prompt chunks in the decode steps", family="serving", requires=("chunked-prefill",),
+        after=("chunked-prefill",),
+        summary="SGLang runs a waiting prompt first, in steps of its own, and every running sequence waits for them; "
+                "with --enable-mixed-chunk the chunks ride in the decode steps instead: one pass reads the weights "
+                "for both, at the cost of the prompt's first token sharing its steps with the decoding.",
+        transform=lambda s, c: s.with_(mixed_prefill=True), check=_prefills_apart,
+        effect_source="rule: the analytic model's steps; SGLang's scheduler (python/sglang/srt/managers/scheduler.py, "
+                      "get_next_batch_to_run: 'Run prefill first if possible'), its GPUStack bursts' TPOTs "
+                      "(profiles/engines/sglang.yaml: mixed_prefill)",
+        params=lambda c: {"enable_mixed_chunk": True}),
     Technique(
         id="prefix-caching", engines=("vllm", "sglang", "tgi", "trtllm", "llama.cpp"),
         name="Prefix caching", family="serving", requires=("paged-kv",), after=("paged-kv",),

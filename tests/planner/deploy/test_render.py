@@ -183,6 +183,15 @@ def test_real_vllm_parser_accepts_the_options(h100_plans):
     parser.parse_args(argv[2:])
 
 
+def test_sglang_puts_the_prompt_chunks_in_the_decode_steps_where_the_plan_does(h100_plans):
+    a = h100_plans["sglang"]
+    cfg = engine_config(a, "sglang")
+    assert "mixed-chunk" in [s.technique for s in a.plan.steps]  # SGLang prefills first unless told to mix
+    assert cfg.options["enable-mixed-chunk"] is True and "chunked-prefill-size" in cfg.options
+    assert ("mixed-chunk", "--enable-mixed-chunk") in cfg.applied
+    assert "--enable-mixed-chunk" in cfg.argv()
+
+
 def test_real_sglang_parser_accepts_the_options(h100_plans):
     pytest.importorskip("sglang", reason="sglang is not installed (CUDA engine); option data is checked above")
     import argparse

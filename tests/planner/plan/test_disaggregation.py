@@ -99,20 +99,20 @@ def test_chat_keeps_prefill_and_decode_together_where_its_prompts_ride_in_decode
         return advise(AdviseRequest(model="llama-3.1-70b", hardware="h100-sxm", num_devices=8, workload="chat",
                                     engine="sglang", goal="latency"))
 
-    # SGLang runs prompts first, in steps of their own: every colocated decode step waits for the chat's prompt steps,
-    # and the split (decode instances that never prefill) beats tensor parallelism over all eight devices
-    first = plan()
-    assert "pd-disaggregation" in [s.technique for s in first.plan.steps]
-    why = {r.technique: r.reason for r in first.rejected}["tensor-parallel"]
-    assert "with tensor-parallel instead: TPOT" in why and "for the latency goal" in why
-    # with its prompts' chunks in the decode steps (--enable-mixed-chunk) they slow them little: the split is weighed
-    # and loses to tensor parallelism over all eight devices
+    # SGLang runs prompts first, in steps of their own, and every colocated decode step waits for them: the plan puts
+    # the chat's prompt chunks in the decode steps (--enable-mixed-chunk), where they slow them little, and the split
+    # is weighed and loses on the latency goal to tensor parallelism over all eight devices
+    ours = plan()
+    steps = [s.technique for s in ours.plan.steps]
+    assert "mixed-chunk" in steps and "pd-disaggregation" not in steps and ours.plan.predicted.tensor_parallel == 8
+    why = {r.technique: r.reason for r in ours.rejected}["pd-disaggregation"]
+    assert "with pd-disaggregation instead: TPOT" in why and "for the latency goal" in why
+    # an engine that mixes them by default has nothing to turn on
     monkeypatch.setitem(engine_table()["sglang"], "mixed_prefill", True)
     mixed = plan()
-    assert "pd-disaggregation" not in [s.technique for s in mixed.plan.steps]
-    why = {r.technique: r.reason for r in mixed.rejected}["pd-disaggregation"]
-    assert "with pd-disaggregation instead: TPOT" in why and "for the latency goal" in why
-    assert mixed.plan.predicted.tensor_parallel == 8 and first.plan.predicted.prefill_instances >= 1
+    assert "already puts prompt chunks in its decode steps" in {r.technique: r.reason for r in mixed.rejected}[
+        "mixed-chunk"]
+    assert mixed.plan.predicted.tpot_ms == pytest.approx(ours.plan.predicted.tpot_ms)
 
 
 def test_vllm_has_no_router_and_serves_replicas_instead(tight_tpot):
