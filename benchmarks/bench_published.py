@@ -145,8 +145,8 @@ def main() -> None:
             print(f"  {r['id']:48s} {r['category']:18s} published {r['published']:>10.4g} predicted "
                   f"{r['predicted']:>10.4g}  ratio {r['ratio']:.2f} (step view {before['ratio']:.2f})")
     print(f"{len(views['requests'])} points predicted, {len(skipped)} skipped (no catalog architecture, a per-GPU "
-          f"throughput without a device count, unstated request lengths, a GGUF type the engine's profile does not "
-          f"store in, a causal mask the engine does not build, speculative decoding, FP8 or FP4 weights on a GPU "
+          f"throughput without a device count, unstated request lengths, a weight format optiplan does not model, "
+          f"a causal mask the engine does not build, speculative decoding, FP8 or FP4 weights on a GPU "
           f"without that rate)")
     tables = {view: {key: summary(rows, key) for key in ("category", "engine", "dtype")}
               for view, rows in views.items()}

@@ -18,6 +18,7 @@ from optiplan.planner.catalog.engines import (  # noqa: E402
     below_compute_capability,
     engine_kernel_efficiency,
     engine_runtime,
+    engine_storage,
     engine_table,
 )
 from optiplan.planner.catalog.hardware import resolve_hardware  # noqa: E402
@@ -28,6 +29,7 @@ from published_points import (  # noqa: E402
     parts_text,
     point_dtype,
     point_engine,
+    point_gguf_type,
     rounded_stats,
     table_overrides,
 )
@@ -130,11 +132,12 @@ def kernel_factors(kernel: str, share: float, layer_s: float | None = None, unit
 
 
 def kernel_points(points: list[dict], kernel: str) -> list[dict]:
-    """The points whose engine reads their weights with `kernel` on their device."""
+    """The points whose engine reads their weights with `kernel` on their device, from the file its profile stores
+    the format in (llama.cpp's Q4_K_M: a Q4_0 file's points check the factors out of the fit)."""
     out = []
     for p in points:
-        dtype = point_dtype(p)
-        if dtype is None:
+        dtype, gguf = point_dtype(p), point_gguf_type(p)
+        if dtype is None or (gguf and gguf != (engine_storage(point_engine(p), dtype) or {}).get("format")):
             continue
         hw = resolve_hardware(p["hardware"])
         if engine_kernel_efficiency(point_engine(p), dtype, hw.features.backend) == kernel and \

@@ -17,10 +17,10 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import error_stats  # noqa: E402
 from optiplan import profiles  # noqa: E402
+from optiplan.planner.analytic.gguf import FILE_TYPE_FORMATS  # noqa: E402
 from optiplan.planner.analytic.profile import profile  # noqa: E402
 from optiplan.planner.catalog.engines import (  # noqa: E402
     engine_square_mask,
-    engine_storage,
     engine_table,
     engine_weight_only,
 )
@@ -67,13 +67,15 @@ def point_engine(p: dict) -> str:
     return p["engine"] if p["engine"] in engine_table() else "serving"
 
 
+def point_gguf_type(p: dict) -> str | None:
+    """The GGUF file type a point's weights were read from (`gguf-q4_0`: Q4_0), None for other formats."""
+    return p["dtype"].removeprefix("gguf-").upper() if p["dtype"].startswith("gguf-") else None
+
+
 def point_dtype(p: dict) -> str | None:
-    """The weight format a point is predicted in (a GGUF type as the format its engine stores in it)."""
-    if p["dtype"].startswith("gguf-"):
-        gguf = p["dtype"].removeprefix("gguf-").upper()
-        return next((d for d in ("int4", "int8") if (engine_storage(point_engine(p), d) or {}).get("format") == gguf),
-                    None)
-    return DTYPES.get(p["dtype"])
+    """The weight format a point is predicted in (a GGUF file type's: Q4_0 and Q4_K_M hold int4 weights)."""
+    gguf = point_gguf_type(p)
+    return FILE_TYPE_FORMATS.get(gguf) if gguf else DTYPES.get(p["dtype"])
 
 
 def predict(p: dict, view: str = "requests", tune: Callable[[ProfileRequest], Any] | None = None
@@ -84,11 +86,10 @@ def predict(p: dict, view: str = "requests", tune: Callable[[ProfileRequest], An
     if model is None:
         return None, f"{p['model']}: no catalog model of its architecture"
     engine = point_engine(p)
-    # a GGUF type is predicted where the engine's profile stores a format in it (llama.cpp: int4 as Q4_K_M)
-    dtype = point_dtype(p)
-    if dtype is None and p["dtype"].startswith("gguf-"):
-        gguf = p["dtype"].removeprefix("gguf-").upper()
-        return None, f"GGUF {gguf} is not the type {p['engine']}'s profile stores a weight format in"
+    # a GGUF file is read as the one it was (`--gguf-type`), of the types optiplan models
+    dtype, gguf = point_dtype(p), point_gguf_type(p)
+    if dtype is None and gguf:
+        return None, f"GGUF {gguf} is not a file type optiplan models"
     if dtype is None:
         return None, f"weight format {p['dtype']} has no analytic counterpart"
     unit = p["unit"]
@@ -133,7 +134,7 @@ def predict(p: dict, view: str = "requests", tune: Callable[[ProfileRequest], An
     request = ProfileRequest(model=model, hardware=p["hardware"], num_devices=p.get("num_devices") or 1,
                              tensor_parallel=None if adp > 1 else p.get("tensor_parallel"),
                              attention_data_parallel=adp, expert_parallel=p.get("expert_parallel") or 1,
-                             dtype=dtype, group_size=p.get("group_size"), kv_dtype=kv_dtype, batch=batch,
+                             dtype=dtype, group_size=p.get("group_size"), gguf_type=gguf, kv_dtype=kv_dtype, batch=batch,
                              context=context, prompt_tokens=prompt, engine=engine,
                              prefill_chunk_tokens=p.get("prefill_chunk_tokens"),  # a run's own step budget
                              scheduling=p.get("scheduling") if requests else None,  # request figures only

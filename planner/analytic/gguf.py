@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..catalog.engines import engine_storage
 from ..errors import RequestError
 from ..schema import ModelSpec
 
@@ -30,6 +31,7 @@ BLOCK_BITS = {"Q4_0": 4.5, "Q4_K": 4.5, "Q5_0": 5.5, "Q5_K": 5.5, "Q5_1": 6.0, "
 K_BLOCK = 256  # weights per row in one K-quant block
 FALLBACK = {"Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0"}  # convert_incompatible_tensor
 FILE_TYPES = {"Q4_0": "Q4_0", "Q4_K_M": "Q4_K", "Q8_0": "Q8_0"}  # file type -> its default block type
+FILE_TYPE_FORMATS = {"Q4_0": "int4", "Q4_K_M": "int4", "Q8_0": "int8"}  # file type -> the weight format it stores
 # model types whose GGUF conversion keeps separate attn_q/attn_k/attn_v and ffn_gate/up/down tensors (llama.cpp's
 # LLM_ARCH_LLAMA, QWEN2, QWEN2MOE, QWEN3, QWEN3MOE, GEMMA2, GEMMA3, GRANITE tensor lists)
 MODELLED = frozenset({"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma2",
@@ -45,6 +47,22 @@ class GgufBits:
     embedding: float  # the token embedding
     output: float  # the output head
     linear_params: float  # the matmul weights the rules went through (the model's linear weights)
+
+
+def gguf_file_type(file_type: str | None, weight_dtype: str, engine: str | None) -> str | None:
+    """The GGUF file type a request names (`--gguf-type`), checked: one modelled here, of the weights' format, on an
+    engine that reads GGUF files (its profile stores the format in one); None where it names none."""
+    if file_type is None:
+        return None
+    name = file_type.upper()
+    if name not in FILE_TYPE_FORMATS:
+        raise RequestError(f"GGUF file type {file_type}: optiplan models {', '.join(FILE_TYPE_FORMATS)}")
+    if FILE_TYPE_FORMATS[name] != weight_dtype:
+        raise RequestError(f"a GGUF {name} file holds {FILE_TYPE_FORMATS[name]} weights; --dtype is {weight_dtype}")
+    if engine_storage(engine, weight_dtype) is None:
+        raise RequestError(f"--gguf-type names the GGUF file llama.cpp reads the weights from; {engine} reads no GGUF "
+                           "file (give --engine llama.cpp)")
+    return name
 
 
 def use_more_bits(layer: int, layers: int) -> bool:

@@ -39,6 +39,7 @@ from ..schema import (
 )
 from .accuracy import accuracy_bands
 from .efficiency import prefill_chunk_tokens, weight_kernel_refusal
+from .gguf import gguf_file_type
 from .kvcache import elements_per_token, kv_cache_elements, kv_groups, layout_for_runtime, state_elements
 from .memory import cache_room, fits, max_batch, max_context, per_device_bytes, whole_sequences
 from .params import param_counts
@@ -184,13 +185,17 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
     if request.group_size is not None and weight_dtype not in QUANTIZED:
         raise RequestError(f"--group-size sets a quantized format's scale groups; {weight_dtype} weights have none "
                            "(give --dtype int4, int8, nf4, fp8 or fp4)")
+    gguf = gguf_file_type(request.gguf_type, weight_dtype, request.engine)
+    if gguf and request.group_size is not None:
+        raise RequestError(f"a GGUF {gguf} file sets its own blocks; --group-size is for other formats")
     return build_setup(spec, hw, weight_dtype=weight_dtype, group_size=request.group_size, activations=act,
                        kv_dtype=kv_dtype, tp=tp, pp=pp, ep=ep, attention_dp=adp, runtime=runtime,
                        layout=layout_for_runtime(runtime),
                        attention=ATTENTION_KERNELS[request.attention],
                        prefill_chunk_tokens=request.prefill_chunk_tokens
                        or engine_prefill_chunk(request.engine, prefill_chunk_tokens(runtime), hw, tp * pp),
-                       efficiency=efficiency, weight_kernel=request.weight_kernel, engine=request.engine)
+                       efficiency=efficiency, weight_kernel=request.weight_kernel, engine=request.engine,
+                       gguf_type=gguf)
 
 
 def _curve_batches(batch: int, limit: int) -> list[int]:

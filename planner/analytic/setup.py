@@ -233,7 +233,8 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
                 runtime: str = "transformers", layout: str = "transformers", attention: str = "sdpa",
                 prefill_chunk_tokens: int | None = None, offload_fraction: float = 0.0,
                 efficiency: EfficiencyFactors | None = None, weight_kernel: str | None = None,
-                engine: str | None = None, speculative: str | None = None, mixed_prefill: bool | None = None) -> Setup:
+                engine: str | None = None, speculative: str | None = None, mixed_prefill: bool | None = None,
+                gguf_type: str | None = None) -> Setup:
     """Resolve one configuration into the analytic model's inputs.
 
     `runtime` picks the fixed costs per step ("serving": an engine with CUDA graphs; "transformers": eager
@@ -244,7 +245,8 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
     Another `weight_kernel` names a kernel of profiles/efficiency.yaml (marlin, tinygemm, ...); without one, the
     kernel `engine` runs for the weight format on the device's backend (its profile), if it names one.
     `mixed_prefill` puts prompt chunks in the decode steps (True) or in steps of their own (False) where the engine's
-    default (None) is not what runs (SGLang's --enable-mixed-chunk)."""
+    default (None) is not what runs (SGLang's --enable-mixed-chunk). `gguf_type` names the GGUF file the engine reads
+    the weights from where it is not the one its profile stores the format in (llama.cpp's Q4_0 for int4)."""
     d16 = default_16bit(hw)
     if activations is None and engine is not None:  # the engine's GEMM for the format (llama.cpp's int8 dot products)
         activations = engine_activations(engine, weight_dtype, hw)
@@ -281,7 +283,8 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
     attend = attention_dtype(compute, kv_dtype or act, act)
     if attend not in hw.peak_tflops:  # a device without that rate: attention at the linear layers' rate and share
         attend = compute
-    storage = engine_storage(engine, weight_dtype) if group_size is None else None
+    storage = ({"format": gguf_type} if gguf_type else engine_storage(engine, weight_dtype)) if group_size is None \
+        else None
     weights = weight_format(weight_dtype, engine_group_size(engine, weight_dtype) if group_size is None else group_size)
     bits = gguf_bits(spec, storage["format"]) if storage and weights.quantized else None
     if bits is not None:  # the engine's file (GGUF): its block types, embedding and head included

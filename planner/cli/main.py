@@ -66,6 +66,9 @@ class ConcurrencyType(click.ParamType):
 @click.option("--activations", default=None, help="Quantized activations: int8 or fp8 (W8A8).")
 @click.option("--kv-dtype", default=None, help="KV-cache dtype [default: the activation dtype].")
 @click.option("--group-size", type=int, default=None, help="Quantization group size (0 = per channel).")
+@click.option("--gguf-type", default=None,
+              help="The GGUF file llama.cpp reads the weights from: Q4_0 or Q4_K_M for --dtype int4, Q8_0 for int8 "
+                   "[default: Q4_K_M, Q8_0].")
 @click.option("--batch", "-b", type=int, default=1, show_default=True, help="Concurrent sequences.")
 @click.option("--context", "-c", type=int, default=None,
               help="Tokens in each sequence's KV cache at the decode step [default: 4096, or the model's maximum "

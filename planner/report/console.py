@@ -55,7 +55,8 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
     kind = m.attention + (f", {m.moe}" if m.moe else "") + (f", {m.sliding_layers} sliding-window layers"
                                                             if m.sliding_layers else "")
     console.print(f"[bold]{m.name}[/] on [bold]{hw.num_devices} x {hw.name}[/]  "
-                  f"(tp {hw.tensor_parallel}, pp {hw.pipeline_parallel}, weights {r.dtype}, compute {hw.compute_dtype}, "
+                  f"(tp {hw.tensor_parallel}, pp {hw.pipeline_parallel}, weights {r.dtype}"
+                  f"{f' in GGUF {r.gguf_type.upper()}' if r.gguf_type else ''}, compute {hw.compute_dtype}, "
                   f"batch {r.batch}, context {r.context}, engine {r.engine})")
     console.print(_section("Model", [
         ("parameters", f"{fmt_count(m.params_total)} total, {fmt_count(m.params_active)} active per token, "

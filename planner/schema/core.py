@@ -275,6 +275,9 @@ class ProfileRequest(Frozen):
     activations: str | None = Field(None, description="quantized activations (int8/fp8 W8A8); default 16-bit")
     kv_dtype: str | None = None
     group_size: int | None = None
+    gguf_type: str | None = Field(None, description="the GGUF file type llama.cpp reads the weights from: Q4_0 or "
+                                                    "Q4_K_M for int4, Q8_0 for int8 [default: the engine's for the "
+                                                    "format]")
     batch: int = 1
     context: int | None = Field(None, description="tokens in each sequence's KV cache at the decode step (TPOT) "
                                                   "[default: 4096, or the model's maximum where it is shorter]")

@@ -47,3 +47,31 @@ def test_which_layers_and_tensors_get_more_bits():
     assert gguf_bits(resolve_model("deepseek-v3"), "Q4_K_M") is None
     with pytest.raises(RequestError, match="optiplan models Q4_0, Q4_K_M, Q8_0"):
         gguf_bits(resolve_model("llama-3.1-8b"), "IQ2_XXS")
+
+
+def test_a_request_names_the_gguf_file_llama_cpp_reads():
+    """`profile --gguf-type Q4_0`: llama.cpp reads the weights from that file (Q4_0's 4.5 bits per weight, its head in
+    Q6_K) rather than the Q4_K_M its profile writes for int4; a file of another format, an engine that reads no GGUF
+    file, an unknown type or a group size beside it are refused."""
+    from optiplan.planner.analytic.profile import profile
+    from optiplan.planner.schema import ProfileRequest
+
+    def run(**kw):
+        base = {"model": "llama-3.1-8b", "hardware": "rtx-4090", "engine": "llama.cpp", "dtype": "int4"}
+        return profile(ProfileRequest(**{**base, **kw}))
+
+    stored, q4_0 = run(), run(gguf_type="q4_0")
+    assert stored.memory.weights_bits_per_param == pytest.approx(run(gguf_type="Q4_K_M").memory.weights_bits_per_param)
+    spec = resolve_model("llama-3.1-8b")
+    c, b = param_counts(spec), gguf_bits(spec, "Q4_0")
+    assert b.linear == 4.5 and b.output == 6.5625
+    # the weights' bytes are the file's: the blocks and the untied embedding in Q4_0, the head in Q6_K
+    assert q4_0.memory.weights_bytes < stored.memory.weights_bytes
+    assert q4_0.memory.weights_bytes == pytest.approx(((c.linear + c.embedding) * 4.5 + c.lm_head * 6.5625) / 8,
+                                                      rel=0.01)
+    assert q4_0.latency.tpot_ms < stored.latency.tpot_ms  # fewer bytes to read a token
+    for kw, why in (({"gguf_type": "Q8_0"}, "holds int8 weights"), ({"gguf_type": "Q3_K_S"}, "optiplan models"),
+                    ({"gguf_type": "Q4_0", "engine": "vllm"}, "reads no GGUF file"),
+                    ({"gguf_type": "Q4_0", "group_size": 32}, "sets its own blocks")):
+        with pytest.raises(RequestError, match=why):
+            run(**kw)
