@@ -85,15 +85,26 @@ def request_figures(s: Setup, input_tokens: int, output_tokens: int, concurrency
         # Requests arrive one by one (a finished one's slot refills), so a step carries several prompts only where the
         # cycle's prompts need more than one chunk per step.
         # what a waiting prompt gets per step: its data-parallel attention group's share of the budget, less the
-        # group's decode tokens
+        # group's decode tokens (all of it in a prompt step of its own, where the engine runs prompts first)
         head = max((chunk - (running if mixed else 0)) / s.attention_dp, 1) if chunk else new
         room = max(min(head, new), c * new / steps)
         if chunk and not mixed:
             room = min(room, head)  # a prompt step of its own takes at most the budget
         chunk_steps = c * new / room
-        # a prefill-first engine's prompt steps come on top of the decode steps, which all still run
-        cycle = chunk_steps * step_s(room) + (steps - (chunk_steps if mixed else 0)) * decode.time_s
-        mean_step = cycle / (steps if mixed else steps + chunk_steps)
+        # a prefill-first engine's prompt steps come on top of its O - 1 decode steps, which all still run
+        decode_steps = steps - chunk_steps if mixed else o - 1
+        cycle = chunk_steps * step_s(room) + decode_steps * decode.time_s
+        mean_step = cycle / max(steps if mixed else decode_steps + chunk_steps, 1)
+        # Run first, prompts wait only for the prompts ahead of them: a queue served one prompt's steps at a time,
+        # whose arrivals (a finished request's slot refilling) come at random against the decoding: its mean wait
+        # (M/D/1: utilisation / (2 (1 - utilisation)) services) is c S^2 / 2D for prompts of S seconds among D
+        # seconds of decode steps per cycle, and no more than the other c - 1 prompts ahead of it, half on average.
+        # A prompt-heavy load (long prompts, few tokens out) waits most of a cycle for its first token and then
+        # decodes in plain steps; prompts kept to one step each, as before, wait a fraction of a step.
+        prompt_s = chunk_steps * step_s(room) / c
+        decoding_s = decode_steps * decode.time_s
+        queue_s = 0.0 if mixed else min(c * prompt_s ** 2 / (2 * decoding_s) if decoding_s else math.inf,
+                                        (c - 1) * prompt_s / 2)
         if c == 1:
             ttft = prefill.time_s  # alone, the prompt runs as its own pass(es)
         else:
@@ -102,7 +113,7 @@ def request_figures(s: Setup, input_tokens: int, output_tokens: int, concurrency
             # Its own prompt alone in the step put a 1B's TTFT at 512 tokens and 1,000 users below its inter-token
             # latency, though the first token comes out of one of those same steps.
             # Without chunking a step takes whole prompts, as many as steady state brings (`room`), its own among them.
-            ttft = math.ceil(new / head) * step_s(min(room, head) if chunk else room) + mean_step / 2
+            ttft = math.ceil(new / head) * step_s(min(room, head) if chunk else room) + mean_step / 2 + queue_s
         # alone, the step reads the prompt's cache; in company, it is the running batch's step (their caches held)
         first = first_token_step_s(s, running, i if c == 1 else held)
         ttft += first

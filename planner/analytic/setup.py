@@ -315,6 +315,7 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         max_running=engine_max_running(engine, hw, tp * pp, attention_dp), running_pool=engine_running_pool(engine),
         embedding_on_host=hw.kind == "gpu" and engine_embedding_on_host(engine),
         first_token_decoded=engine_decodes_first_token(engine),
-        mixed_prefill=engine_mixes_prefill(engine, attention_dp) if mixed_prefill is None else mixed_prefill,
+        mixed_prefill=engine_mixes_prefill(engine, attention_dp, speculative) if mixed_prefill is None
+        else mixed_prefill,
         kv_memory=engine_kv_memory(engine, hw, tp * pp, attention_dp, speculative),
         request_host_s=engine_request_host_s(engine), request_admit_share=engine_request_admit_share(engine))

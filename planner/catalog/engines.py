@@ -300,12 +300,12 @@ def engine_splits_layers(engine: str | None) -> bool:
     return _fact(engine, "device_split") == "layers"
 
 
-def engine_mixes_prefill(engine: str | None, attention_dp: int = 1) -> bool:
+def engine_mixes_prefill(engine: str | None, attention_dp: int = 1, speculative: str | None = None) -> bool:
     """Whether a step of the engine carries prompt tokens beside the decoding sequences (vLLM, TensorRT-LLM: a mixed
     batch), or runs prompts in steps of their own first, the decoding waiting for them (`mixed_prefill: false`:
     SGLang, whose scheduler runs a prefill batch whenever it can form one and decodes only when it cannot); under
-    data-parallel attention `mixed_prefill_attention_dp` where the profile states it."""
-    if attention_dp > 1 and _fact(engine, "mixed_prefill_attention_dp") is not None:
+    data-parallel attention without speculative decoding `mixed_prefill_attention_dp` where the profile states it."""
+    if attention_dp > 1 and not speculative and _fact(engine, "mixed_prefill_attention_dp") is not None:
         return bool(_fact(engine, "mixed_prefill_attention_dp"))
     return _fact(engine, "mixed_prefill") is not False
 

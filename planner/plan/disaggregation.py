@@ -79,7 +79,8 @@ def _meets(workload: Workload, ttft_s: float, tpot_s: float) -> bool:
 
 def colocated_goodput(s: Setup, workload: Workload, instances: int) -> float:
     """Requests per second within the SLOs (0 where they are missed) of `instances` instances of `s` that each prefill
-    and decode their share of the requests, the prompts' chunks riding in the decode steps (`analytic.requests`)."""
+    and decode their share of the requests, the prompts' chunks riding in the decode steps or, where the engine runs
+    prompts first (SGLang), in steps of their own between them (`analytic.requests`)."""
     i, o, p95 = workload.prompt_tokens_mean, workload.output_tokens_mean, workload.prompt_tokens_p95
     room = max(max_batch(s, workload.context_needed, p95), 1)
     batch = max(min(math.ceil(workload.concurrency / instances), room), 1)

@@ -183,6 +183,7 @@ register(
         moving_parts=2,  # a router, and instances of two roles to size and restart apart
         unchanged="no split of the devices into prefill and decode instances serves more requests per second within "
                   "the workload's SLOs than the same instances prefilling and decoding together (DistServe's "
-                  "criterion: prompts short enough, or SLOs loose enough, that the chunks in the decode steps cost "
-                  "less than the devices taken from decoding)"),
+                  "criterion: prompts short enough, or SLOs loose enough, that their chunks in the decode steps, or "
+                  "their steps between them where the engine runs prompts first, cost less than the devices taken "
+                  "from decoding)"),
 )

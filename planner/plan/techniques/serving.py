@@ -102,6 +102,11 @@ register(
         id="mixed-chunk", engines=("sglang",),
         name="Prompt chunks in the decode steps", family="serving", requires=("chunked-prefill",),
         after=("chunked-prefill",),
+        # SGLang turns it off under every speculative method: python/sglang/srt/server_args.py (stored copies of the
+        # 0.5 series) — "if self.enable_mixed_chunk: self.enable_mixed_chunk = False logger.warning("Mixed chunked
+        # prefill is disabled because of using eagle speculative decoding.")" (EAGLE, EAGLE3, STANDALONE; NGRAM: "The
+        # overlap scheduler and mixed chunked prefill are disabled because of using ngram speculative decoding.")
+        conflicts=("spec-draft", "spec-eagle3", "spec-mtp", "spec-ngram"),
         summary="SGLang runs a waiting prompt first, in steps of its own, and every running sequence waits for them; "
                 "with --enable-mixed-chunk the chunks ride in the decode steps instead: one pass reads the weights "
                 "for both, at the cost of the prompt's first token sharing its steps with the decoding.",

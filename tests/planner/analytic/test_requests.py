@@ -21,7 +21,7 @@ def requests(engine: str = "vllm", **kw):
     return profile(ProfileRequest(**{**base, **kw}))
 
 
-@pytest.mark.parametrize("engine", ["vllm", "transformers"])
+@pytest.mark.parametrize("engine", ["vllm", "sglang", "transformers"])
 def test_figures_agree_with_each_other(engine):
     for c in (1, 8, 64):
         r = requests(engine, concurrency=c).requests
@@ -314,3 +314,28 @@ def test_a_run_may_set_its_own_step_budget():
         requests("transformers", prefill_chunk_tokens=4096, concurrency=4)
     with pytest.raises(RequestError, match="at least 1"):
         requests(prefill_chunk_tokens=0, concurrency=4)
+
+
+def test_prompts_run_first_wait_for_the_prompts_ahead_of_them(monkeypatch):
+    """An engine that runs prompts first (SGLang) serves them as a queue the decoding waits behind: a prompt-heavy load
+    waits most of its cycle for the first token, as the same requests sent at once do, and then decodes in plain
+    steps; short prompts wait a fraction of a step; with one token out nothing decodes, mixed or not."""
+    from optiplan.planner.catalog.engines import engine_table
+
+    def figures(**kw):
+        return requests("sglang", context=16384, **kw).requests
+
+    heavy = {"concurrency": 32, "input_tokens": 8000, "output_tokens": 16}
+    steady, burst = figures(**heavy), figures(at_once=True, **heavy)
+    assert steady.ttft_ms == pytest.approx(burst.ttft_ms, rel=0.05)
+    assert steady.itl_ms == pytest.approx(burst.itl_ms, rel=0.05)
+    light = figures(concurrency=8, input_tokens=1024, output_tokens=256)
+    alone = figures(concurrency=1, input_tokens=1024, output_tokens=256)
+    assert light.ttft_ms < 2 * alone.ttft_ms and light.itl_ms > alone.itl_ms
+    one = {"concurrency": 2, "input_tokens": 512, "output_tokens": 1}
+    first = figures(**one)
+    monkeypatch.setitem(engine_table()["sglang"], "mixed_prefill", True)
+    assert first.ttft_ms == pytest.approx(figures(**one).ttft_ms, rel=0.02)  # no decode step to pay for
+    # mixed, the heavy load's prompts ride in the decode steps: the first token comes later, the tokens after it sooner
+    mixed = figures(**heavy)
+    assert mixed.ttft_ms > steady.ttft_ms and mixed.itl_ms < steady.itl_ms

@@ -24,8 +24,8 @@ from optiplan.planner.plan.advise import advise
 from optiplan.planner.schema import AdviseRequest
 
 
-def plan(model="llama-3.1-70b", hardware="h100-sxm", devices=4, engine="vllm", **kw):
-    return advise(AdviseRequest(model=model, hardware=hardware, num_devices=devices, workload="chat", engine=engine,
+def plan(model="llama-3.1-70b", hardware="h100-sxm", devices=4, engine="vllm", workload="chat", **kw):
+    return advise(AdviseRequest(model=model, hardware=hardware, num_devices=devices, workload=workload, engine=engine,
                                 **kw))
 
 
@@ -183,8 +183,9 @@ def test_real_vllm_parser_accepts_the_options(h100_plans):
     parser.parse_args(argv[2:])
 
 
-def test_sglang_puts_the_prompt_chunks_in_the_decode_steps_where_the_plan_does(h100_plans):
-    a = h100_plans["sglang"]
+def test_sglang_puts_the_prompt_chunks_in_the_decode_steps_where_the_plan_does():
+    # an offline load on 8 H100: no speculation (under which SGLang turns mixing off), the chunks in the decode steps
+    a = plan(devices=8, engine="sglang", workload="batch-offline")
     cfg = engine_config(a, "sglang")
     assert "mixed-chunk" in [s.technique for s in a.plan.steps]  # SGLang prefills first unless told to mix
     assert cfg.options["enable-mixed-chunk"] is True and "chunked-prefill-size" in cfg.options

@@ -92,27 +92,33 @@ def test_long_rag_prompts_under_loose_slos_keep_prefill_and_decode_together():
     assert "no split of the devices" in why or "one parallelism per plan" in why
 
 
-def test_chat_keeps_prefill_and_decode_together_where_its_prompts_ride_in_decode_steps(monkeypatch):
+def test_chat_splits_prefill_and_decode_where_its_decode_steps_wait_for_prompt_steps(monkeypatch):
     from optiplan.planner.catalog.engines import engine_table
 
     def plan():
         return advise(AdviseRequest(model="llama-3.1-70b", hardware="h100-sxm", num_devices=8, workload="chat",
                                     engine="sglang", goal="latency"))
 
-    # SGLang runs prompts first, in steps of their own, and every colocated decode step waits for them: the plan puts
-    # the chat's prompt chunks in the decode steps (--enable-mixed-chunk), where they slow them little, and the split
-    # is weighed and loses on the latency goal to tensor parallelism over all eight devices
+    # SGLang runs prompts first, in steps of their own, and every colocated decode step waits for them: the split
+    # (decode instances that never prefill) beats tensor parallelism over all eight devices on the latency goal.
+    # Mixing the chunks into the decode steps instead (--enable-mixed-chunk) would cost the plan its speculative
+    # draft, under which SGLang turns mixing off: it is weighed and loses
     ours = plan()
     steps = [s.technique for s in ours.plan.steps]
-    assert "mixed-chunk" in steps and "pd-disaggregation" not in steps and ours.plan.predicted.tensor_parallel == 8
-    why = {r.technique: r.reason for r in ours.rejected}["pd-disaggregation"]
-    assert "with pd-disaggregation instead: TPOT" in why and "for the latency goal" in why
-    # an engine that mixes them by default has nothing to turn on
+    assert "pd-disaggregation" in steps and "spec-draft" in steps and "mixed-chunk" not in steps
+    why = {r.technique: r.reason for r in ours.rejected}
+    assert "with tensor-parallel instead: TPOT" in why["tensor-parallel"] and "for the latency goal" in why[
+        "tensor-parallel"]
+    assert "no gain for the latency goal" in why["mixed-chunk"]
+    # with the chunks in the decode steps by default they slow them little: the split is weighed and loses to tensor
+    # parallelism over all eight devices
     monkeypatch.setitem(engine_table()["sglang"], "mixed_prefill", True)
     mixed = plan()
-    assert "already puts prompt chunks in its decode steps" in {r.technique: r.reason for r in mixed.rejected}[
-        "mixed-chunk"]
-    assert mixed.plan.predicted.tpot_ms == pytest.approx(ours.plan.predicted.tpot_ms)
+    assert "pd-disaggregation" not in [s.technique for s in mixed.plan.steps]
+    assert mixed.plan.predicted.tensor_parallel == 8
+    why = {r.technique: r.reason for r in mixed.rejected}
+    assert "with pd-disaggregation instead: TPOT" in why["pd-disaggregation"]
+    assert "already puts prompt chunks in its decode steps" in why["mixed-chunk"]
 
 
 def test_vllm_has_no_router_and_serves_replicas_instead(tight_tpot):
