@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -20,19 +21,16 @@ from optiplan.planner.plan.predict import serving_figures
 from optiplan.planner.plan.state import PlanState, to_setup
 from optiplan.planner.schema import AdviseRequest
 
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "workloads" / "long-prompts-tight-tpot.yaml"
+
 
 @pytest.fixture(scope="module")
-def tight_tpot(tmp_path_factory):
+def tight_tpot():
     """70B on one node of 8 H100 with SGLang: 12k-token prompts from 32 users under a 25 ms per-token SLO and a loose
-    time to first token: the prompts' chunks in the decode steps break the SLO wherever prefill and decode share
-    instances."""
-    workload = {"name": "long-prompts-tight-tpot", "description": "documents answered under a per-token SLO",
-                "prompt_tokens_mean": 12000, "prompt_tokens_p95": 24000, "output_tokens_mean": 150,
-                "output_tokens_p95": 300, "concurrency": 32, "shared_prefix_fraction": 0.0, "max_context": 48000,
-                "goal": "latency", "max_quality_loss_pct": 1.0, "slo": {"ttft_p95_ms": 60000, "tpot_p95_ms": 25}}
-    path = tmp_path_factory.mktemp("workload") / "long-prompts.yaml"
-    path.write_text(yaml.safe_dump(workload))
-    return advise(AdviseRequest(model="llama-3.1-70b", hardware="h100-sxm", num_devices=8, workload=str(path),
+    time to first token (the README's example workload): the prompts' chunks in the decode steps, or their steps
+    between them, break the SLO wherever prefill and decode share instances."""
+    assert yaml.safe_load(EXAMPLE.read_text())["slo"] == {"ttft_p95_ms": 60000, "tpot_p95_ms": 25}
+    return advise(AdviseRequest(model="llama-3.1-70b", hardware="h100-sxm", num_devices=8, workload=str(EXAMPLE),
                                 engine="sglang"))
 
 
