@@ -17,7 +17,9 @@ state with C requests always in flight (a closed loop: a finished request's slot
   A request's first token waits for its chunks (the step budget less the C decode tokens per step); inter-token
   latency is what is left of the cycle after it, per token.
   An engine that runs prompts first, in steps of their own (SGLang: `mixed_prefill: false`), gives a waiting prompt
-  the whole budget at once, and its (O - 1) decode steps of all C sequences wait for those steps: the cycle is both.
+  the whole budget at once, and its (O - 1) decode steps of all C sequences wait for those steps: the cycle is both,
+  and a prompt waits for the prompts queued ahead of it (M/D/1's mean wait against the decoding, at most half the
+  other prompts'), so a prompt-heavy load waits most of its cycle for the first token, as a burst does.
 - **a static batch** (transformers `generate`; the `transformers` runtime): the C prompts prefill together, then
   O - 1 decode steps; the batch ends together: `T = t_prefill(C, I) + (O - 1) x t_decode(C)`.
 
