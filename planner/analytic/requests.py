@@ -95,7 +95,9 @@ def request_figures(s: Setup, input_tokens: int, output_tokens: int, concurrency
         chunk_steps = c * new / room
         # a prefill-first engine's prompt steps come on top of its O - 1 decode steps, which all still run
         decode_steps = steps - chunk_steps if mixed else o - 1
-        cycle = chunk_steps * step_s(room) + decode_steps * decode.time_s
+        prompts_s = chunk_steps * step_s(room)  # the steps carrying a cycle's prompts
+        decoding_s = decode_steps * decode.time_s
+        cycle = prompts_s + decoding_s
         mean_step = cycle / max(steps if mixed else decode_steps + chunk_steps, 1)
         # Run first, prompts wait only for the prompts ahead of them: a queue served one prompt's steps at a time,
         # whose arrivals (a finished request's slot refilling) come at random against the decoding: its mean wait
@@ -103,8 +105,7 @@ def request_figures(s: Setup, input_tokens: int, output_tokens: int, concurrency
         # seconds of decode steps per cycle, and no more than the other c - 1 prompts ahead of it, half on average.
         # A prompt-heavy load (long prompts, few tokens out) waits most of a cycle for its first token and then
         # decodes in plain steps; prompts kept to one step each, as before, wait a fraction of a step.
-        prompt_s = chunk_steps * step_s(room) / c
-        decoding_s = decode_steps * decode.time_s
+        prompt_s = prompts_s / c
         queue_s = 0.0 if mixed else min(c * prompt_s ** 2 / (2 * decoding_s) if decoding_s else math.inf,
                                         (c - 1) * prompt_s / 2)
         if c == 1:
