@@ -17,7 +17,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import error_stats  # noqa: E402
 from optiplan import profiles  # noqa: E402
-from optiplan.planner.analytic.gguf import FILE_TYPE_FORMATS  # noqa: E402
+from optiplan.planner.analytic.gguf import FILE_TYPES  # noqa: E402
 from optiplan.planner.analytic.profile import profile  # noqa: E402
 from optiplan.planner.catalog.engines import (  # noqa: E402
     engine_square_mask,
@@ -75,7 +75,9 @@ def point_gguf_type(p: dict) -> str | None:
 def point_dtype(p: dict) -> str | None:
     """The weight format a point is predicted in (a GGUF file type's: Q4_0 and Q4_K_M hold int4 weights)."""
     gguf = point_gguf_type(p)
-    return FILE_TYPE_FORMATS.get(gguf) if gguf else DTYPES.get(p["dtype"])
+    if gguf is None:
+        return DTYPES.get(p["dtype"])
+    return FILE_TYPES[gguf].format if gguf in FILE_TYPES else None
 
 
 def predict(p: dict, view: str = "requests", tune: Callable[[ProfileRequest], Any] | None = None

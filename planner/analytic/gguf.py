@@ -30,12 +30,29 @@ from ..schema import ModelSpec
 BLOCK_BITS = {"Q4_0": 4.5, "Q4_K": 4.5, "Q5_0": 5.5, "Q5_K": 5.5, "Q5_1": 6.0, "Q6_K": 6.5625, "Q8_0": 8.5}
 K_BLOCK = 256  # weights per row in one K-quant block
 FALLBACK = {"Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0"}  # convert_incompatible_tensor
-FILE_TYPES = {"Q4_0": "Q4_0", "Q4_K_M": "Q4_K", "Q8_0": "Q8_0"}  # file type -> its default block type
-FILE_TYPE_FORMATS = {"Q4_0": "int4", "Q4_K_M": "int4", "Q8_0": "int8"}  # file type -> the weight format it stores
+
+
+@dataclass(frozen=True)
+class FileType:
+    """A GGUF file type llama-quantize writes: its default block type and the weight format it stores."""
+
+    block: str
+    format: str
+
+
+FILE_TYPES = {"Q4_0": FileType("Q4_0", "int4"), "Q4_K_M": FileType("Q4_K", "int4"), "Q8_0": FileType("Q8_0", "int8")}
 # model types whose GGUF conversion keeps separate attn_q/attn_k/attn_v and ffn_gate/up/down tensors (llama.cpp's
 # LLM_ARCH_LLAMA, QWEN2, QWEN2MOE, QWEN3, QWEN3MOE, GEMMA2, GEMMA3, GRANITE tensor lists)
 MODELLED = frozenset({"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma2",
                       "gemma3_text", "granite"})
+
+
+def file_type(name: str) -> FileType:
+    """The file type of that name (any case), or a clear error naming the ones modelled."""
+    try:
+        return FILE_TYPES[name.upper()]
+    except KeyError:
+        raise RequestError(f"GGUF file type {name}: optiplan models {', '.join(FILE_TYPES)}") from None
 
 
 @dataclass(frozen=True)
@@ -49,16 +66,15 @@ class GgufBits:
     linear_params: float  # the matmul weights the rules went through (the model's linear weights)
 
 
-def gguf_file_type(file_type: str | None, weight_dtype: str, engine: str | None) -> str | None:
-    """The GGUF file type a request names (`--gguf-type`), checked: one modelled here, of the weights' format, on an
-    engine that reads GGUF files (its profile stores the format in one); None where it names none."""
-    if file_type is None:
+def gguf_file_type(name: str | None, weight_dtype: str, engine: str | None) -> str | None:
+    """The GGUF file type a request names (`--gguf-type`, any case), checked: one modelled here, of the weights'
+    format, on an engine that reads GGUF files (its profile stores the format in one); None where it names none."""
+    if name is None:
         return None
-    name = file_type.upper()
-    if name not in FILE_TYPE_FORMATS:
-        raise RequestError(f"GGUF file type {file_type}: optiplan models {', '.join(FILE_TYPE_FORMATS)}")
-    if FILE_TYPE_FORMATS[name] != weight_dtype:
-        raise RequestError(f"a GGUF {name} file holds {FILE_TYPE_FORMATS[name]} weights; --dtype is {weight_dtype}")
+    stored = file_type(name).format
+    name = name.upper()
+    if stored != weight_dtype:
+        raise RequestError(f"a GGUF {name} file holds {stored} weights; --dtype is {weight_dtype}")
     if engine_storage(engine, weight_dtype) is None:
         raise RequestError(f"--gguf-type names the GGUF file llama.cpp reads the weights from; {engine} reads no GGUF "
                            "file (give --engine llama.cpp)")
@@ -77,15 +93,14 @@ def block_bits(block: str, row: int) -> float:
     return BLOCK_BITS[block]
 
 
-def gguf_bits(spec: ModelSpec, file_type: str) -> GgufBits | None:
-    """The bits per weight of `spec`'s tensors in a GGUF file of `file_type` (Q4_0, Q4_K_M, Q8_0), or None for an
+def gguf_bits(spec: ModelSpec, name: str) -> GgufBits | None:
+    """The bits per weight of `spec`'s tensors in a GGUF file of type `name` (Q4_0, Q4_K_M, Q8_0), or None for an
     architecture whose tensors the rules here do not cover."""
-    if file_type not in FILE_TYPES:
-        raise RequestError(f"GGUF file type {file_type}: optiplan models {', '.join(FILE_TYPES)}")
+    base = file_type(name).block
+    name = name.upper()
     if spec.model_type not in MODELLED or spec.mla is not None or spec.layer_mixers:
         return None
-    base = FILE_TYPES[file_type]
-    k_quants = file_type == "Q4_K_M"
+    k_quants = name == "Q4_K_M"
     h, layers = spec.hidden_size, spec.num_layers
     output = BLOCK_BITS["Q8_0"] if base == "Q8_0" else block_bits("Q6_K", h)
     embedding = output if spec.tie_word_embeddings else block_bits(base, h)
@@ -116,4 +131,4 @@ def gguf_bits(spec: ModelSpec, file_type: str) -> GgufBits | None:
         else:
             add(base, h, gated * h * spec.intermediate_size)
             add(down, spec.intermediate_size, spec.intermediate_size * h)
-    return GgufBits(file_type, bits / params, embedding, output, params)
+    return GgufBits(name, bits / params, embedding, output, params)

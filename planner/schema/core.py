@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 SCHEMA_VERSION = "1.0"
 
@@ -307,6 +307,12 @@ class ProfileRequest(Frozen):
                                              "state: the figures are the burst's means")
     ttft_slo_ms: float | None = Field(None, description="goodput counts requests within this time to first token")
     itl_slo_ms: float | None = Field(None, description="...and this inter-token latency")
+
+    @field_validator("gguf_type")
+    @classmethod
+    def _gguf_type_upper(cls, value: str | None) -> str | None:
+        """GGUF file types are named in capitals (llama-quantize's Q4_K_M); the echoed request says it so."""
+        return value.upper() if value is not None else None
 
 
 class ModelSummary(Frozen):

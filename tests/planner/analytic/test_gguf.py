@@ -51,8 +51,8 @@ def test_which_layers_and_tensors_get_more_bits():
 
 def test_a_request_names_the_gguf_file_llama_cpp_reads():
     """`profile --gguf-type Q4_0`: llama.cpp reads the weights from that file (Q4_0's 4.5 bits per weight, its head in
-    Q6_K) rather than the Q4_K_M its profile writes for int4; a file of another format, an engine that reads no GGUF
-    file, an unknown type or a group size beside it are refused."""
+    Q6_K) rather than the Q4_K_M its profile writes for int4, in any case; a file of another format, an engine that
+    reads no GGUF file, an unknown type or a group size beside it are refused."""
     from optiplan.planner.analytic.profile import profile
     from optiplan.planner.schema import ProfileRequest
 
@@ -61,6 +61,7 @@ def test_a_request_names_the_gguf_file_llama_cpp_reads():
         return profile(ProfileRequest(**{**base, **kw}))
 
     stored, q4_0 = run(), run(gguf_type="q4_0")
+    assert q4_0.request.gguf_type == "Q4_0"  # the echoed request names the file type as llama-quantize does
     assert stored.memory.weights_bits_per_param == pytest.approx(run(gguf_type="Q4_K_M").memory.weights_bits_per_param)
     spec = resolve_model("llama-3.1-8b")
     c, b = param_counts(spec), gguf_bits(spec, "Q4_0")
