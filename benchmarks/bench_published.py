@@ -35,14 +35,17 @@ import published_fits as fits  # noqa: E402
 from _common import write_results  # noqa: E402
 from optiplan import profiles  # noqa: E402
 from optiplan.planner.catalog.engines import engine_table  # noqa: E402
-from published_points import PUBLISHED, predict, published_points, summary  # noqa: E402
+from published_points import PUBLISHED, point_kind, predict, published_points, summary  # noqa: E402
 
 # validation category -> the predicted figure its error bands
 FIGURE_OF = {"batch1-decode": "tpot_ms", "ttft": "ttft_ms", "request-throughput": "throughput_tokens_per_s",
              "e2e-latency": "request_latency_ms", "memory": "memory_bytes"}
 
-# an engine's own band for a figure where it has at least this many points of that figure
+# a group's own band (an engine's, a kind of model's, an engine's of one kind) for a figure where it has at least this
+# many points of that figure
 ENGINE_BAND_POINTS = 8
+# the kinds of model the bands tell apart (`accuracy.architecture_kind`)
+KINDS = ("dense", "moe")
 
 def write_accuracy(rows: list[dict], sources: int) -> None:
     import datetime
@@ -51,18 +54,25 @@ def write_accuracy(rows: list[dict], sources: int) -> None:
         return {FIGURE_OF[c]: {"category": c, "points": v["points"], "median_pct": round(v["median_pct"], 1),
                                "p90_pct": round(v["p90_pct"], 1)}
                 for c, v in summary(rows, "category").items() if c in FIGURE_OF}
-    engines = {}
-    for engine in sorted({r["engine"] for r in rows} & set(engine_table())):
-        own = {f: b for f, b in bands([r for r in rows if r["engine"] == engine]).items()
-               if b["points"] >= ENGINE_BAND_POINTS}
-        if own:
-            engines[engine] = own
+    def own(group: list[dict]) -> dict[str, dict]:
+        return {f: b for f, b in bands(group).items() if b["points"] >= ENGINE_BAND_POINTS}
+
+    def groups(engine: str | None, kind: str | None) -> list[dict]:
+        return [r for r in rows if engine in (None, r["engine"]) and kind in (None, r["kind"])]
+
+    def kept(d: dict) -> dict:  # the groups with a band of their own
+        return {k: v for k, v in d.items() if v}
+
+    engines = sorted({r["engine"] for r in rows} & set(engine_table()))
     data = {"source": f"benchmarks/bench_published.py on {datetime.date.today().isoformat()}: {len(rows)} published "
                       f"points from {sources} sources, request view",
-            "figures": bands(rows), "engines": engines}
+            "figures": bands(rows), "engines": kept({e: own(groups(e, None)) for e in engines}),
+            "kinds": kept({k: own(groups(None, k)) for k in KINDS}),
+            "engine_kinds": kept({e: kept({k: own(groups(e, k)) for k in KINDS}) for e in engines})}
     header = ("# The analytic model's absolute error against published measurements of real engines, by predicted\n"
-              "# figure: reports show the median as the band, an engine's own where it has at least\n"
-              f"# {ENGINE_BAND_POINTS} points of the figure (`engines`). Written by "
+              "# figure: reports show the median as the band, that of the points most like the prediction with at\n"
+              f"# least {ENGINE_BAND_POINTS} of the figure: the engine's of the model's kind (`engine_kinds`: moe or "
+              "dense),\n# the kind's (`kinds`), the engine's (`engines`), all (`figures`). Written by "
               "`python benchmarks/bench_published.py\n"
               "# --write-accuracy`; do not edit by hand.\n")
     target = Path(profiles.ROOT) / "accuracy.yaml"
@@ -138,7 +148,8 @@ def main() -> None:
                     continue
                 ratio = value / p["value"]
                 rows.append({"id": p["id"], "source": path.stem, "category": p["category"], "engine": p["engine"],
-                             "dtype": p["dtype"], "hardware": p["hardware"], "published": p["value"],
+                             "kind": point_kind(p), "dtype": p["dtype"], "hardware": p["hardware"],
+                             "published": p["value"],
                              "predicted": value, "ratio": ratio, "abs_error_pct": abs(ratio - 1) * 100})
     if args.show_points:
         for r, before in zip(views["requests"], views["step"]):
@@ -148,13 +159,15 @@ def main() -> None:
           f"throughput without a device count, unstated request lengths, a weight format optiplan does not model, "
           f"a causal mask the engine does not build, speculative decoding, FP8 or FP4 weights on a GPU "
           f"without that rate)")
-    tables = {view: {key: summary(rows, key) for key in ("category", "engine", "dtype")}
+    keys = ("category", "kind", "engine", "dtype")
+    tables = {view: {key: summary(rows, key) for key in keys} | {"kind/category": summary(
+        [r | {"kind/category": f"{r['kind']} {r['category']}"} for r in rows], "kind/category")}
               for view, rows in views.items()}
-    for key in ("category", "engine", "dtype"):
+    for key in (*keys, "kind/category"):
         print(f"\nabsolute error by {key}: step view (before) -> request view")
         for name, after in tables["requests"][key].items():
             before = tables["step"][key].get(name, {"median_pct": float("nan"), "p90_pct": float("nan")})
-            print(f"  {name:20s} {after['points']:3d} points  median {before['median_pct']:6.1f}% -> "
+            print(f"  {name:28s} {after['points']:3d} points  median {before['median_pct']:6.1f}% -> "
                   f"{after['median_pct']:6.1f}%  p90 {before['p90_pct']:6.1f}% -> {after['p90_pct']:6.1f}%")
     if args.write_accuracy:
         write_accuracy(views["requests"], len({r["source"] for r in views["requests"]}))

@@ -17,6 +17,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import error_stats  # noqa: E402
 from optiplan import profiles  # noqa: E402
+from optiplan.planner.analytic.accuracy import architecture_kind  # noqa: E402
 from optiplan.planner.analytic.gguf import FILE_TYPES  # noqa: E402
 from optiplan.planner.analytic.profile import profile  # noqa: E402
 from optiplan.planner.catalog.engines import (  # noqa: E402
@@ -25,6 +26,7 @@ from optiplan.planner.catalog.engines import (  # noqa: E402
     engine_weight_only,
 )
 from optiplan.planner.catalog.hardware import resolve_hardware, supports_dtype  # noqa: E402
+from optiplan.planner.catalog.models import resolve_model  # noqa: E402
 from optiplan.planner.errors import OptiplanError  # noqa: E402
 from optiplan.planner.schema import ProfileRequest  # noqa: E402
 
@@ -59,6 +61,13 @@ SECONDS = {"s": 1e3, "ms": 1.0}
 
 def catalog_model(hub_id: str) -> str | None:
     return ARCHITECTURE.get(hub_id) or profiles.resolve_model_name(hub_id)
+
+
+def point_kind(p: dict) -> str | None:
+    """The kind of model a point measures (`accuracy.architecture_kind`: "moe" or "dense"), None without a catalog
+    model of its architecture."""
+    model = catalog_model(p["model"])
+    return architecture_kind(resolve_model(model)) if model else None
 
 
 def point_engine(p: dict) -> str:

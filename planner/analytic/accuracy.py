@@ -3,6 +3,11 @@
 `profiles/accuracy.yaml` by `python benchmarks/bench_published.py --write-accuracy`. Reports show the median error
 as the band ("TPOT 21 ms (±16%)": half the published points were closer than that) and JSON carries the p90 too.
 
+A band is the error of the points most like the prediction that are numerous enough: the engine's points of the
+model's kind (MoE or dense), else the kind's, else the engine's, else every point. The kind comes first because it
+divides the errors more than the engine does: a MoE model's request throughput is off by twice a dense model's
+median, on every serving engine of the set.
+
 The validation set is GPUs with serving engines; eager transformers on a GPU has its own, our H200 runs; for this
 machine (`local`) the band is calibration's own error where it was fitted (`optiplan calibrate`), and there is none
 otherwise: an uncalibrated CPU was never validated."""
@@ -13,7 +18,7 @@ from functools import lru_cache
 
 from ... import profiles
 from ..machine.calibration import load_calibration
-from ..schema import AccuracyBand, HardwareSpec
+from ..schema import AccuracyBand, HardwareSpec, ModelSpec
 
 ACCURACY_FILE = profiles.ROOT / "accuracy.yaml"
 # The training step model's error on published fine-tuning step times, held-out points only
@@ -35,9 +40,19 @@ def published_accuracy() -> dict:
     return _bands_file(ACCURACY_FILE)
 
 
-def accuracy_bands(hw: HardwareSpec, runtime: str = "serving", engine: str | None = None) -> dict[str, AccuracyBand]:
-    """Figure name -> its error band on this hardware (empty where nothing validates it): the engine's own error
-    where the validation set has enough of its points for that figure, else every engine's."""
+def architecture_kind(spec: ModelSpec) -> str | None:
+    """The kind of model the validation set splits its errors by: "moe" (routed experts) or "dense" (a Transformer
+    without them); None for state-space and hybrid models, of which it has no point."""
+    if spec.layer_mixers:
+        return None
+    return "moe" if spec.moe is not None else "dense"
+
+
+def accuracy_bands(hw: HardwareSpec, runtime: str = "serving", engine: str | None = None,
+                   kind: str | None = None) -> dict[str, AccuracyBand]:
+    """Figure name -> its error band on this hardware (empty where nothing validates it), figure by figure the most
+    specific the validation set has enough points for: the engine's points of the model's `kind`
+    (`architecture_kind`), the kind's, the engine's, every point."""
     if hw.id == "local":
         fitted = ((load_calibration() or {}).get("runtimes", {}).get(runtime) or {})
         out = {}
@@ -53,8 +68,14 @@ def accuracy_bands(hw: HardwareSpec, runtime: str = "serving", engine: str | Non
     if hw.kind != "gpu":
         return {}
     data = _bands_file(EAGER_GPU_ACCURACY_FILE if runtime == "transformers" else ACCURACY_FILE)
-    own = (data.get("engines") or {}).get(engine) or {}
-    return _bands(data) | {figure: _band(data, b, f"{b['category']}, {engine} only") for figure, b in own.items()}
+    named = f"{kind} models" if kind else ""
+    layers = [((data.get("engines") or {}).get(engine) or {}, f"{engine} only"),
+              ((data.get("kinds") or {}).get(kind) or {}, named),
+              ((data.get("engine_kinds") or {}).get(engine, {}).get(kind) or {}, f"{named}, {engine} only")]
+    bands = _bands(data)
+    for figures, what in layers:  # the least specific first: each later one overrides it
+        bands |= {figure: _band(data, b, f"{b['category']}, {what}") for figure, b in figures.items()}
+    return bands
 
 
 def _band(data: dict, b: dict, what: str) -> AccuracyBand:

@@ -37,7 +37,7 @@ from ..schema import (
     ThroughputPoint,
     ThroughputProfile,
 )
-from .accuracy import accuracy_bands
+from .accuracy import accuracy_bands, architecture_kind
 from .efficiency import prefill_chunk_tokens, weight_kernel_refusal
 from .gguf import gguf_file_type
 from .kvcache import elements_per_token, kv_cache_elements, kv_groups, layout_for_runtime, state_elements
@@ -315,7 +315,7 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
                                  ttft_slo_ms=request.ttft_slo_ms, itl_slo_ms=request.itl_slo_ms,
                                  at_once=request.at_once)
         if request.input_tokens else None,
-        accuracy=accuracy_bands(hw, engine_runtime(request.engine), request.engine),
+        accuracy=accuracy_bands(hw, engine_runtime(request.engine), request.engine, architecture_kind(spec)),
     )
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ... import profiles
-from ..analytic.accuracy import accuracy_bands, training_accuracy_bands
+from ..analytic.accuracy import accuracy_bands, architecture_kind, training_accuracy_bands
 from ..analytic.params import param_counts
 from ..analytic.profile import model_summary
 from ..catalog.engines import (
@@ -442,7 +442,7 @@ def _document(spec: ModelSpec, workload: Workload, hw: HardwareSpec, devices: in
         alternatives=alternatives, rejected=_rejections(best, ranked, result, ctx),
         hardware_ranking=ranking, hardware_reason=hardware_reason, warnings=warnings,
         accuracy=training_accuracy_bands(hw, devices) if workload.goal == "training"
-        else accuracy_bands(hw, engine_runtime(workload.engine), workload.engine),
+        else accuracy_bands(hw, engine_runtime(workload.engine), workload.engine, architecture_kind(spec)),
     )
     limit = _engine_limit_warning(advice, hw)
     return advice.model_copy(update={"warnings": [*warnings, limit]}) if limit else advice

@@ -4,11 +4,18 @@
 from __future__ import annotations
 
 from click.testing import CliRunner
-from optiplan.planner.analytic.accuracy import accuracy_bands, band_text, published_accuracy
+from optiplan.planner.analytic.accuracy import (
+    accuracy_bands,
+    architecture_kind,
+    band_text,
+    published_accuracy,
+)
 from optiplan.planner.analytic.profile import profile
 from optiplan.planner.catalog.hardware import local_cpu, resolve_hardware
+from optiplan.planner.catalog.models import resolve_model
 from optiplan.planner.cli.main import main
-from optiplan.planner.schema import ProfileRequest
+from optiplan.planner.plan.advise import advise
+from optiplan.planner.schema import AdviseRequest, ProfileRequest
 
 
 def test_the_bands_come_from_the_validation_set():
@@ -42,7 +49,33 @@ def test_an_engine_with_enough_points_of_a_figure_has_its_own_band():
     assert "tgi" not in data["engines"]
     assert accuracy_bands(h100, engine="tgi") == accuracy_bands(h100, engine="serving") == every
     p = profile(ProfileRequest(model="llama-3.1-8b", hardware="a100-80gb-sxm", engine="gpt-fast", context=2048))
-    assert p.accuracy["tpot_ms"] == accuracy_bands(resolve_hardware("a100-80gb-sxm"), "compiled", "gpt-fast")["tpot_ms"]
+    assert p.accuracy["tpot_ms"] == accuracy_bands(resolve_hardware("a100-80gb-sxm"), "compiled", "gpt-fast",
+                                                   "dense")["tpot_ms"]
+
+
+def test_a_moe_model_carries_the_band_of_moe_points():
+    """The bands follow the kind of model before the engine: a MoE model's request throughput is predicted with twice
+    a dense model's median error in the set, and its reports say so, on an engine with too few MoE points of its own
+    as on one with enough; a model of neither kind (state layers) keeps the whole set's."""
+    data = published_accuracy()
+    h100 = resolve_hardware("h100-sxm")
+    every = accuracy_bands(h100)
+    moe, dense = (accuracy_bands(h100, kind=k)["throughput_tokens_per_s"] for k in ("moe", "dense"))
+    assert moe.median_pct > every["throughput_tokens_per_s"].median_pct > dense.median_pct
+    assert "moe models" in moe.source and moe.points == data["kinds"]["moe"]["throughput_tokens_per_s"]["points"]
+    # the engine's own points of the kind where there are enough, else the kind's over the engine's mixed ones
+    vllm_moe = accuracy_bands(h100, engine="vllm", kind="moe")["ttft_ms"]
+    assert vllm_moe.points == data["engine_kinds"]["vllm"]["moe"]["ttft_ms"]["points"] and "vllm only" in vllm_moe.source
+    assert "moe" not in data["engine_kinds"].get("sglang", {})
+    assert accuracy_bands(h100, engine="sglang", kind="moe")["ttft_ms"] == accuracy_bands(h100, kind="moe")["ttft_ms"]
+    assert architecture_kind(resolve_model("jamba-1.5-mini")) is None
+    assert accuracy_bands(h100, kind=None) == every
+    # what profile and advise show: the model's kind
+    p = profile(ProfileRequest(model="qwen3-235b-a22b", hardware="h100-sxm", num_devices=8, engine="sglang"))
+    assert p.accuracy["throughput_tokens_per_s"] == accuracy_bands(h100, "serving", "sglang", "moe")[
+        "throughput_tokens_per_s"]
+    advice = advise(AdviseRequest(model="mixtral-8x7b", hardware="h100-sxm", num_devices=2, engine="sglang"))
+    assert advice.accuracy["ttft_ms"] == accuracy_bands(h100, "serving", "sglang", "moe")["ttft_ms"]
 
 
 def test_an_unvalidated_device_has_no_band():
