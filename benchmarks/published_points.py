@@ -158,6 +158,11 @@ def predict(p: dict, view: str = "requests", tune: Callable[[ProfileRequest], An
             r = profile(request.model_copy(update={"batch": min(r.throughput.max_batch, 4096)}), eff)
     except OptiplanError as exc:
         return None, f"profile refuses it: {exc}"
+    if view == "requests" and r.requests is not None and r.requests.max_concurrency < 1:
+        # the engine, as modelled, cannot hold one of the point's requests (vLLM would refuse to start at the model's
+        # context): the run's memory setup is not the one stated, and its figures are no test of the model
+        return None, (f"not one request of {prompt + output:,} tokens fits in {engine}'s cache on {p['hardware']} as "
+                      "modelled: the run's memory setup is not the stated one")
     metric = p["metric"]
     if view == "requests" and r.requests is not None:
         q = r.requests

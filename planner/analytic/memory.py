@@ -62,11 +62,19 @@ def causal_mask_bytes(s: Setup, context: int) -> float:
     return float(context) ** 2 if s.square_mask else 0.0
 
 
+def sampler_bytes(s: Setup, batch: int) -> float:
+    """The peak of the engine's profiling run that sizes its cache where its sampler sets it, one device: vLLM's
+    sampler over max_num_seqs rows of logits (5.6 GiB for Qwen3 on an H100 at its default 1,024), at the default cap,
+    or at the `batch`'s sequences per data-parallel group where the config caps the server at them."""
+    rows = s.sampler_rows if s.sampler_rows is not None else math.ceil(batch / s.attention_dp)
+    return s.sampler_row_bytes * rows
+
+
 def transient_bytes(s: Setup, batch: int, context: int, prompt: int) -> float:
-    """The larger of the prefill's transients (with the repeated cache, where the engine makes it) and a decode
-    step's, one device."""
+    """The largest of the prefill's transients (with the repeated cache, where the engine makes it), a decode step's
+    and the engine's profiling peak (`sampler_bytes`), one device."""
     return max(activation_peak_bytes(s, batch, prompt) + repeated_kv_bytes(s, batch, context),
-               decode_attention_bytes(s, batch, context))
+               decode_attention_bytes(s, batch, context), sampler_bytes(s, batch))
 
 
 def per_device_bytes(s: Setup, batch: int, context: int, prompt: int) -> tuple[float, float, float]:
@@ -154,11 +162,23 @@ def max_batch(s: Setup, context: int, prompt: int) -> int:
     # a chunked prefill holds a whole chunk of prompts' activations at once (as `fits` counts a batch's); otherwise
     # prompts prefill one at a time
     prefilling = -(-s.prefill_chunk_tokens // max(prompt, 1)) if s.prefill_chunk_tokens else 1
-    free = cache_room(s, w, s.hw.runtime_overhead_bytes + causal_mask_bytes(s, context)
-                      + transient_bytes(s, prefilling, context, prompt))
+    fixed = s.hw.runtime_overhead_bytes + causal_mask_bytes(s, context)
+    transient = transient_bytes(s, prefilling, context, prompt)
+    free = cache_room(s, w, fixed + transient)
     if kv <= 0:
         return 0 if free < 0 else 1 << 20
     n = int(free // kv)
+    if s.sampler_rows is None and s.sampler_row_bytes:
+        # a config that caps the server at its sequences profiles its sampler over that many rows: the largest n whose
+        # caches fit beside that peak (it grows with n)
+        lo, hi = 0, n
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if kv * mid <= cache_room(s, w, fixed + max(transient, sampler_bytes(s, mid))):
+                lo = mid
+            else:
+                hi = mid - 1
+        n = lo
     copies = decode_attention_bytes(s, 1, context)  # one sequence's; a device holds those of its own sequences
     if copies:
         n = min(n, int(room // (kv + copies / s.attention_dp)))

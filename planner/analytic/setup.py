@@ -28,6 +28,7 @@ from ..catalog.engines import (
     engine_request_admit_share,
     engine_request_host_s,
     engine_running_pool,
+    engine_sampler_row_bytes,
     engine_square_mask,
     engine_storage,
 )
@@ -90,6 +91,17 @@ class Setup:
     # how much of the device the engine gives its KV cache by default (`engines.engine_kv_memory`): vLLM runs within
     # 0.9 of it, TensorRT-LLM gives the cache 0.9 of what is free, SGLang reserves a few GiB beside weights and cache
     kv_memory: tuple[str, float] | None = None
+    # the peak of the engine's start-up profiling run where its sampler sets it, held out of the cache's share like a
+    # prefill's activations (vLLM: `engines.engine_sampler_row_bytes`): bytes per running-sequence slot on one device,
+    # and the slots it profiles, its running cap per scheduler by default, or None where the deployment's config sets
+    # the cap to the sequences a server runs (a plan's configs write --max-num-seqs so): then the batch's own
+    sampler_row_bytes: float = 0.0
+    sampler_rows: int | None = None
+
+    @property
+    def sampler_peak_bytes(self) -> float:
+        """The profiling run's sampler peak on one device at the default cap (0 where the rows follow the batch)."""
+        return self.sampler_row_bytes * (self.sampler_rows or 0)
     # the host time the engine's front end spends on each request, one after another (`engines.engine_request_host_s`):
     # it bounds the requests a server completes per second, whatever the device does
     request_host_s: float = 0.0
@@ -234,7 +246,7 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
                 prefill_chunk_tokens: int | None = None, offload_fraction: float = 0.0,
                 efficiency: EfficiencyFactors | None = None, weight_kernel: str | None = None,
                 engine: str | None = None, speculative: str | None = None, mixed_prefill: bool | None = None,
-                gguf_type: str | None = None) -> Setup:
+                gguf_type: str | None = None, running_from_batch: bool = False) -> Setup:
     """Resolve one configuration into the analytic model's inputs.
 
     `runtime` picks the fixed costs per step ("serving": an engine with CUDA graphs; "transformers": eager
@@ -246,7 +258,9 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
     kernel `engine` runs for the weight format on the device's backend (its profile), if it names one.
     `mixed_prefill` puts prompt chunks in the decode steps (True) or in steps of their own (False) where the engine's
     default (None) is not what runs (SGLang's --enable-mixed-chunk). `gguf_type` names the GGUF file the engine reads
-    the weights from where it is not the one its profile stores the format in (llama.cpp's Q4_0 for int4)."""
+    the weights from where it is not the one its profile stores the format in (llama.cpp's Q4_0 for int4).
+    `running_from_batch`: the deployment's config sets the engine's running cap to the sequences a server runs (a
+    plan's configs write vLLM's --max-num-seqs so), which sizes its sampler's profiling peak; else the default cap."""
     d16 = default_16bit(hw)
     if activations is None and engine is not None:  # the engine's GEMM for the format (llama.cpp's int8 dot products)
         activations = engine_activations(engine, weight_dtype, hw)
@@ -318,4 +332,6 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         mixed_prefill=engine_mixes_prefill(engine, attention_dp, speculative) if mixed_prefill is None
         else mixed_prefill,
         kv_memory=engine_kv_memory(engine, hw, tp * pp, attention_dp, speculative),
+        sampler_row_bytes=engine_sampler_row_bytes(engine, hw, spec.vocab_size),
+        sampler_rows=None if running_from_batch else engine_max_running(engine, hw, tp * pp),
         request_host_s=engine_request_host_s(engine), request_admit_share=engine_request_admit_share(engine))

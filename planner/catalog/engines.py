@@ -141,6 +141,15 @@ def engine_kv_memory(engine: str | None, hw: HardwareSpec, devices: int = 1, att
     return fact["of"], float(fact["share"])
 
 
+def engine_sampler_row_bytes(engine: str | None, hw: HardwareSpec, vocab_size: int) -> float:
+    """Bytes one GPU holds, per running-sequence slot, at the peak of the engine's start-up profiling run where its
+    sampler's logits set that peak (its profile's `profile_sampler_bytes` per logit times the vocabulary): vLLM sizes
+    its cache after a forward pass over its step budget and its sampler over max_num_seqs rows of logits, so the
+    peak is this times its running cap (`engine_max_running`); 0 where the profile states none or off a GPU."""
+    per_logit = _fact(engine, "profile_sampler_bytes")
+    return float(per_logit) * vocab_size if per_logit and hw.kind == "gpu" else 0.0
+
+
 def engine_max_running(engine: str | None, hw: HardwareSpec, devices: int = 1, schedulers: int = 1) -> int | None:
     """The most sequences the engine runs at once by default on `hw` (`engine_default_limit`'s count): its cap per
     scheduler (vLLM's max_num_seqs; a data-parallel deployment runs one scheduler per group) times `schedulers`, and

@@ -93,7 +93,10 @@ def to_setup(state: PlanState) -> Setup:
         prefill_chunk_tokens=engine_chunk_budget(state.engine, prefill_chunk_tokens("serving"), state.hw,
                                                  state.tp * state.pp) if state.chunked_prefill else None,
         offload_fraction=state.offload_fraction, weight_kernel=state.weight_kernel, engine=state.engine,
-        speculative=state.speculation.method if state.speculation else None, mixed_prefill=state.mixed_prefill)
+        speculative=state.speculation.method if state.speculation else None, mixed_prefill=state.mixed_prefill,
+        # the configs a plan writes cap each server at the sequences it runs (vLLM's --max-num-seqs), baseline
+        # included, which sizes the engine's profiling peak (`memory.sampler_bytes`)
+        running_from_batch=True)
 
 
 def kv_reserved_tokens(state: PlanState, workload: Workload) -> float:

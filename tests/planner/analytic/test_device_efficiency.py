@@ -9,7 +9,7 @@ import pytest
 from optiplan import profiles
 from optiplan.planner.analytic.efficiency import measured_factors
 from optiplan.planner.analytic.kvcache import cache_tokens_held
-from optiplan.planner.analytic.memory import cache_room, fits, per_device_bytes
+from optiplan.planner.analytic.memory import cache_room, fits, max_batch, per_device_bytes
 from optiplan.planner.analytic.profile import profile, setup_for_request
 from optiplan.planner.analytic.setup import build_setup
 from optiplan.planner.analytic.steps import decode_step, prefill_step
@@ -177,8 +177,8 @@ def test_vllm_holds_its_cache_in_its_share_of_the_device():
 
 def test_fits_and_the_largest_batch_agree_in_the_engines_share():
     """`fits`, the largest batch and the longest context all count the share of the device the engine takes: vLLM's
-    8B on an H100 at 4,096 tokens holds 111 sequences, not the 120 the whole device would (profile once said 120
-    fit while its batch curve said they did not)."""
+    8B on an H100 at 4,096 tokens holds 102 sequences (0.9 of the device, less its sampler's profiling peak), not the
+    127 the generic engine would (profile once said more fit than its batch curve did)."""
     kw = {"model": "llama-3.1-8b", "hardware": "h100-sxm", "engine": "vllm", "context": 4096}
     most = profile(ProfileRequest(**kw)).throughput.max_batch
     assert profile(ProfileRequest(batch=most, **kw)).fits
@@ -186,3 +186,40 @@ def test_fits_and_the_largest_batch_agree_in_the_engines_share():
     assert not over.fits and over.memory.headroom_bytes < 0
     assert over.throughput.max_context < 4096
     assert profile(ProfileRequest(**(kw | {"engine": "serving"}))).throughput.max_batch > most
+
+
+@pytest.mark.parametrize("model, devices, dtype, measured_gib", [
+    ("qwen3-32b", 1, "bf16", 4.45), ("qwen3-32b", 2, "bf16", 34.49), ("llama-3.1-8b", 1, "bf16", 51.38),
+    ("llama-3.1-70b", 2, "fp8", 32.0)])
+def test_vllm_sizes_its_cache_after_its_sampler_profiling_peak(model, devices, dtype, measured_gib):
+    """vLLM 0.11 gives its cache what 0.9 of the device leaves beside the weights and the peak of its profiling run,
+    which is its sampler's over max_num_seqs (1,024 on an H100) rows of logits: 5.64 GiB for Qwen3-32B, 4.76-4.84
+    GiB for the Llamas, at one or two GPUs. The pools match its logs on one H100 (llm-d-benchmark's
+    empirical-vllm-memory-results.md: KV cache 4.45, 34.49, 51.38 and 32.0 GiB) within 3%, where the prefill's own
+    transients alone had left Qwen3-32B 2.1x the room."""
+    s = setup(model, num_devices=devices, dtype=dtype, engine="vllm")
+    weights, _, act = per_device_bytes(s, 1, 2048, 2048)
+    pool = cache_room(s, weights, s.hw.runtime_overhead_bytes + act) / 2**30
+    assert pool == pytest.approx(measured_gib, rel=0.03)
+    assert act == s.sampler_peak_bytes == 39 * 1024 * s.spec.vocab_size  # per device, whatever the TP
+    a100 = setup(model, hardware="a100-80gb-sxm", num_devices=devices, dtype="bf16", engine="vllm")
+    assert a100.sampler_peak_bytes == s.sampler_peak_bytes / 4  # max_num_seqs 256 there
+    assert setup(model, num_devices=devices, dtype=dtype, engine="trtllm").sampler_peak_bytes == 0
+
+
+def test_a_plans_config_caps_vllms_sampler_peak_at_its_own_sequences():
+    """The configs a plan writes set vLLM's --max-num-seqs to the sequences a server runs, so its profiling pass
+    samples that many rows, not the default 1,024: the plan's cache holds more than stock vLLM's. Stock, Qwen3-32B
+    on one H100 has 4.3 GiB of cache; capped at its own batch, the pool is what the batch's rows leave."""
+    spec, h100 = resolve_model("qwen3-32b"), resolve_hardware("h100-sxm")
+    stock = setup("qwen3-32b", engine="vllm")
+    planned = to_setup(baseline_state(spec, h100, 1).with_(engine="vllm", paged_kv=True, continuous_batching=True,
+                                                           chunked_prefill=True))
+    assert stock.sampler_rows == 1024 and planned.sampler_rows is None
+    assert planned.sampler_row_bytes == stock.sampler_row_bytes == 39 * spec.vocab_size
+    most_stock, most_planned = max_batch(stock, 4096, 2048), max_batch(planned, 4096, 2048)
+    assert 0 < most_stock < most_planned
+    # the largest batch is exact: its caches fit beside its own rows' sampler peak, one more does not
+    assert fits(planned, most_planned, 4096, 2048) and not fits(planned, most_planned + 1, 4096, 2048)
+    weights, _, act = per_device_bytes(planned, most_planned, 4096, 2048)
+    assert act >= 39 * spec.vocab_size * most_planned
