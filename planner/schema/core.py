@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 SCHEMA_VERSION = "1.0"
 
@@ -275,9 +275,10 @@ class ProfileRequest(Frozen):
     activations: str | None = Field(None, description="quantized activations (int8/fp8 W8A8); default 16-bit")
     kv_dtype: str | None = None
     group_size: int | None = None
-    gguf_type: str | None = Field(None, description="the GGUF file type llama.cpp reads the weights from: Q4_0 or "
-                                                    "Q4_K_M for int4, Q8_0 for int8 [default: the engine's for the "
-                                                    "format]")
+    # in capitals, as llama-quantize names the types (the echoed request says Q4_K_M however it was asked)
+    gguf_type: Annotated[str, AfterValidator(str.upper)] | None = Field(
+        None, description="the GGUF file type llama.cpp reads the weights from: Q4_0 or Q4_K_M for int4, Q8_0 for "
+                          "int8 [default: the engine's for the format]")
     batch: int = 1
     context: int | None = Field(None, description="tokens in each sequence's KV cache at the decode step (TPOT) "
                                                   "[default: 4096, or the model's maximum where it is shorter]")
@@ -307,12 +308,6 @@ class ProfileRequest(Frozen):
                                              "state: the figures are the burst's means")
     ttft_slo_ms: float | None = Field(None, description="goodput counts requests within this time to first token")
     itl_slo_ms: float | None = Field(None, description="...and this inter-token latency")
-
-    @field_validator("gguf_type")
-    @classmethod
-    def _gguf_type_upper(cls, value: str | None) -> str | None:
-        """GGUF file types are named in capitals (llama-quantize's Q4_K_M); the echoed request says it so."""
-        return value.upper() if value is not None else None
 
 
 class ModelSummary(Frozen):
