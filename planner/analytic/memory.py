@@ -199,3 +199,13 @@ def max_context(s: Setup, batch: int) -> int:
         else:
             hi = mid - 1
     return lo
+
+
+def longest_cached_context(s: Setup, pool: float) -> int:
+    """The longest context one sequence's cache (window caps and state included) fits in `pool` bytes of one device,
+    up to the model's maximum."""
+    lo, hi = 0, s.spec.max_position_embeddings
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if kv_bytes_per_device(s, mid) <= pool else (lo, mid - 1)
+    return lo

@@ -16,6 +16,7 @@ from ..catalog.engines import (
     engine_prefill_chunk,
     engine_runtime,
     engine_splits_layers,
+    engine_starts_with_full_context,
     engine_weight_only,
     fp8_weight_only_engines,
     holds_used_cache,
@@ -41,7 +42,15 @@ from .accuracy import accuracy_bands, architecture_kind
 from .efficiency import prefill_chunk_tokens, weight_kernel_refusal
 from .gguf import gguf_file_type
 from .kvcache import elements_per_token, kv_cache_elements, kv_groups, layout_for_runtime, state_elements
-from .memory import cache_room, fits, max_batch, max_context, per_device_bytes, whole_sequences
+from .memory import (
+    cache_room,
+    fits,
+    longest_cached_context,
+    max_batch,
+    max_context,
+    per_device_bytes,
+    whole_sequences,
+)
 from .params import param_counts
 from .requests import request_profile
 from .setup import Setup, build_setup, total_weight_bytes
@@ -49,6 +58,7 @@ from .steps import (
     decode_attention_flops,
     decode_step,
     first_token_step_s,
+    kv_bytes_per_device,
     matmul_flops,
     prefill_attention_flops,
     prefill_step,
@@ -267,6 +277,8 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
         share = "" if s.kv_memory is None else f" ({request.engine}'s default share of {hw.memory_bytes / 1e9:.1f} GB)"
         warnings.append(f"does not fit: {per_device / 1e9:.1f} GB needed per device, {usable / 1e9:.1f} GB "
                         f"available{share}")
+    if engine_starts_with_full_context(request.engine) and s.kv_memory is not None:
+        warnings.extend(_startup_refusal(s, request.engine, context, prompt))
     comm = decode.comm_s / decode.time_s if decode.time_s else 0.0
     peak = hw.peak_tflops[s.compute_dtype]
     return Profile(
@@ -317,6 +329,20 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
         if request.input_tokens else None,
         accuracy=accuracy_bands(hw, engine_runtime(request.engine), request.engine, architecture_kind(spec)),
     )
+
+
+def _startup_refusal(s: Setup, engine: str, context: int, prompt: int) -> list[str]:
+    """Where the engine starts only if its cache holds one sequence of the model's whole context (vLLM), and it does
+    not: the warning, with the longest --max-model-len that starts."""
+    w, _, act = per_device_bytes(s, 1, context, prompt)
+    pool = cache_room(s, w, act + s.hw.runtime_overhead_bytes)
+    longest = s.spec.max_position_embeddings
+    need = kv_bytes_per_device(s, longest)
+    if need <= pool:
+        return []
+    return [f"{engine} refuses to start at the model's default --max-model-len: {longest:,} tokens need "
+            f"{need / 2**30:.2f} GiB of cache per device, its share leaves {max(pool, 0) / 2**30:.2f} GiB; pass "
+            f"--max-model-len {longest_cached_context(s, pool):,} or less (or raise --gpu-memory-utilization)"]
 
 
 def profile(request: ProfileRequest, efficiency: EfficiencyFactors | None = None) -> Profile:

@@ -180,6 +180,12 @@ def engine_running_pool(engine: str | None) -> tuple[int, int, int] | None:
     return (pool["requests_per_context"], pool["min"], pool["max"]) if pool else None
 
 
+def engine_starts_with_full_context(engine: str | None) -> bool:
+    """Whether the engine refuses to start unless its cache holds one sequence of its whole context (`--max-model-len`,
+    the model's own by default): vLLM's `starts_with: full-context`."""
+    return _fact(engine, "starts_with") == "full-context"
+
+
 def engine_max_in_flight(engine: str | None) -> int | None:
     """The most requests the engine accepts at once, running and waiting, by default: past it a client is refused,
     not queued (TGI's --max-concurrent-requests); None where its profile states no such limit."""

@@ -12,7 +12,7 @@ from optiplan.planner.analytic.kvcache import cache_tokens_held
 from optiplan.planner.analytic.memory import cache_room, fits, max_batch, per_device_bytes
 from optiplan.planner.analytic.profile import profile, setup_for_request
 from optiplan.planner.analytic.setup import build_setup
-from optiplan.planner.analytic.steps import decode_step, prefill_step
+from optiplan.planner.analytic.steps import decode_step, kv_bytes_per_device, prefill_step
 from optiplan.planner.catalog.hardware import resolve_hardware
 from optiplan.planner.catalog.models import resolve_model
 from optiplan.planner.catalog.workloads import load_workload
@@ -223,3 +223,20 @@ def test_a_plans_config_caps_vllms_sampler_peak_at_its_own_sequences():
     assert fits(planned, most_planned, 4096, 2048) and not fits(planned, most_planned + 1, 4096, 2048)
     weights, _, act = per_device_bytes(planned, most_planned, 4096, 2048)
     assert act >= 39 * spec.vocab_size * most_planned
+
+
+def test_profile_warns_where_vllm_would_refuse_to_start_at_the_models_context():
+    """vLLM starts only if its cache holds one sequence of its --max-model-len (the model's own by default): Qwen3-32B
+    on one H100 needs 10 GiB for its 40,960 tokens and stock vLLM leaves 4.3 GiB (llm-d's logs: Qwen3-32B at
+    max-model-len 32000 failed there), so profile says so and names the longest context that starts; Llama-3.1-8B's
+    128K tokens fit beside its weights, and TensorRT-LLM has no such check."""
+    warned = profile(ProfileRequest(model="qwen3-32b", hardware="h100-sxm", engine="vllm", context=2048)).warnings
+    refusal = next(w for w in warned if "refuses to start" in w)
+    assert "40,960 tokens need 10.00 GiB" in refusal and "--max-model-len 17," in refusal
+    s = setup("qwen3-32b", engine="vllm", context=2048)
+    weights, _, act = per_device_bytes(s, 1, 2048, 2048)
+    pool = cache_room(s, weights, act + s.hw.runtime_overhead_bytes)
+    longest = int(refusal.split("--max-model-len ")[1].split(" ")[0].replace(",", ""))
+    assert kv_bytes_per_device(s, longest) <= pool < kv_bytes_per_device(s, longest + 1)
+    for kw in ({"model": "llama-3.1-8b", "engine": "vllm"}, {"model": "qwen3-32b", "engine": "trtllm"}):
+        assert not any("refuses to start" in w for w in profile(ProfileRequest(hardware="h100-sxm", **kw)).warnings)
