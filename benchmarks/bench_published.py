@@ -158,7 +158,7 @@ def main() -> None:
     print(f"{len(views['requests'])} points predicted, {len(skipped)} skipped (no catalog architecture, a per-GPU "
           f"throughput without a device count, unstated request lengths, a weight format optiplan does not model, "
           f"a causal mask the engine does not build, speculative decoding, FP8 or FP4 weights on a GPU "
-          f"without that rate)")
+          f"without that rate, a run that cannot hold one of its requests as modelled)")
     keys = ("category", "kind", "engine", "dtype")
     tables = {view: {key: summary(rows, key) for key in keys} | {"kind/category": summary(
         [r | {"kind/category": f"{r['kind']} {r['category']}"} for r in rows], "kind/category")}

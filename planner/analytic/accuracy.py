@@ -5,8 +5,8 @@ as the band ("TPOT 21 ms (±16%)": half the published points were closer than th
 
 A band is the error of the points most like the prediction that are numerous enough: the engine's points of the
 model's kind (MoE or dense), else the kind's, else the engine's, else every point. The kind comes first because it
-divides the errors more than the engine does: a MoE model's request throughput is off by twice a dense model's
-median, on every serving engine of the set.
+divides the errors more than the engine does: the MoE models' request throughput and TTFT are further off than the
+dense models' in the set as a whole (an engine's own points of one kind, where it has enough, come first).
 
 The validation set is GPUs with serving engines; eager transformers on a GPU has its own, our H200 runs; for this
 machine (`local`) the band is calibration's own error where it was fitted (`optiplan calibrate`), and there is none

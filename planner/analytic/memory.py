@@ -201,11 +201,17 @@ def max_context(s: Setup, batch: int) -> int:
     return lo
 
 
-def longest_cached_context(s: Setup, pool: float) -> int:
-    """The longest context one sequence's cache (window caps and state included) fits in `pool` bytes of one device,
-    up to the model's maximum."""
+def one_sequence_bytes(s: Setup, context: int, stage: int) -> float:
+    """One sequence's cache (window caps and state included) on a device of pipeline `stage`: whole, on one
+    data-parallel attention group (`kv_bytes_per_device` spreads sequences over the groups)."""
+    return kv_bytes_per_device(s, context, stage) * s.attention_dp
+
+
+def longest_cached_context(s: Setup, pool: float, stage: int) -> int:
+    """The longest context one sequence's cache fits in `pool` bytes of a device of pipeline `stage`, up to the
+    model's maximum."""
     lo, hi = 0, s.spec.max_position_embeddings
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        lo, hi = (mid, hi) if kv_bytes_per_device(s, mid) <= pool else (lo, mid - 1)
+        lo, hi = (mid, hi) if one_sequence_bytes(s, mid, stage) <= pool else (lo, mid - 1)
     return lo

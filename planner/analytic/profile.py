@@ -48,7 +48,9 @@ from .memory import (
     longest_cached_context,
     max_batch,
     max_context,
+    one_sequence_bytes,
     per_device_bytes,
+    stage_weight_bytes,
     whole_sequences,
 )
 from .params import param_counts
@@ -58,7 +60,6 @@ from .steps import (
     decode_attention_flops,
     decode_step,
     first_token_step_s,
-    kv_bytes_per_device,
     matmul_flops,
     prefill_attention_flops,
     prefill_step,
@@ -332,17 +333,23 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
 
 
 def _startup_refusal(s: Setup, engine: str, context: int, prompt: int) -> list[str]:
-    """Where the engine starts only if its cache holds one sequence of the model's whole context (vLLM), and it does
-    not: the warning, with the longest --max-model-len that starts."""
-    w, _, act = per_device_bytes(s, 1, context, prompt)
-    pool = cache_room(s, w, act + s.hw.runtime_overhead_bytes)
+    """Where the engine starts only if its cache holds one sequence of the model's whole context (vLLM, each worker
+    with its own layers' cache), and a device does not: the warning, with the longest --max-model-len that starts.
+    None where nothing fits at all (`fits` says so)."""
+    _, _, act = per_device_bytes(s, 1, context, prompt)
     longest = s.spec.max_position_embeddings
-    need = kv_bytes_per_device(s, longest)
-    if need <= pool:
+    short = []  # (the context the stage's cache holds, what the whole one needs, what it has) per short stage
+    for stage in range(s.pp):
+        pool = cache_room(s, stage_weight_bytes(s, stage), act + s.hw.runtime_overhead_bytes)
+        need = one_sequence_bytes(s, longest, stage)
+        if 0 < pool < need:
+            short.append((longest_cached_context(s, pool, stage), need, pool))
+    if not short:
         return []
+    most, need, pool = min(short)
     return [f"{engine} refuses to start at the model's default --max-model-len: {longest:,} tokens need "
-            f"{need / 2**30:.2f} GiB of cache per device, its share leaves {max(pool, 0) / 2**30:.2f} GiB; pass "
-            f"--max-model-len {longest_cached_context(s, pool):,} or less (or raise --gpu-memory-utilization)"]
+            f"{need / 2**30:.2f} GiB of cache per device, its share leaves {pool / 2**30:.2f} GiB; pass "
+            f"--max-model-len {most:,} or less (or raise --gpu-memory-utilization)"]
 
 
 def profile(request: ProfileRequest, efficiency: EfficiencyFactors | None = None) -> Profile:

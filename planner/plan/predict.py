@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 
 from ..analytic.kvcache import elements_per_token
-from ..analytic.memory import cache_room, fits, max_context, per_device_bytes
+from ..analytic.memory import cache_room, fits, max_context, per_device_bytes, sampler_bytes
 from ..analytic.requests import cached_tokens, front_end, request_figures
 from ..analytic.setup import Setup
 from ..analytic.steps import decode_step, first_token_step_s, prefill_step
@@ -186,9 +186,20 @@ def evaluate(state: PlanState, workload: Workload, full: bool = True,
     too_long = state.spec.max_position_embeddings < workload.context_needed
 
     def capacity(raised: bool) -> int:
-        """Sequences the engine's cache holds: in its default share of the device, or with the share raised."""
+        """Sequences the engine's cache holds: in its default share of the device, or with the share raised; beside
+        the engine's profiling peak at that many rows where the config caps the server at its sequences (vLLM's
+        sampler, `memory.sampler_bytes`)."""
         free = cache_room(s, weights, hw.runtime_overhead_bytes + act, raised)
-        return int(free // kv_one) if kv_one > 0 and free > 0 and not too_long else 0
+        n = int(free // kv_one) if kv_one > 0 and free > 0 and not too_long else 0
+        if s.sampler_rows is not None or not s.sampler_row_bytes:  # a fixed peak, already in `act`
+            return n
+        lo = 0
+        while lo < n:  # the largest n whose caches fit beside the peak of n rows (it grows with n)
+            mid = (lo + n + 1) // 2
+            peak = max(act, sampler_bytes(s, mid))
+            lo, n = (mid, n) if kv_one * mid <= cache_room(s, weights, hw.runtime_overhead_bytes + peak, raised) \
+                else (lo, mid - 1)
+        return lo
     # the engine's default share holds `max_conc`; the workload's own sequences may have it raised (RAISED_SHARE, the
     # configs set it), while the throughput goal fills no more than the default share
     max_conc, room = capacity(False), capacity(True)
@@ -211,6 +222,7 @@ def evaluate(state: PlanState, workload: Workload, full: bool = True,
         tpot, ttft_s, throughput = serving_figures(state, s, workload, batch)
         throughput *= replicas
     kv_dev = kv_one * batch
+    act = max(act, sampler_bytes(s, batch))  # the profiling peak of the rows the config caps the server at
     memory = weights + kv_dev + act + hw.runtime_overhead_bytes
     fit = room >= 1 and fits(s, 1, workload.context_needed, prompt, raised=True)
     prefill = prefill_step(s, 1, prompt, cached)

@@ -56,7 +56,7 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
                                                             if m.sliding_layers else "")
     console.print(f"[bold]{m.name}[/] on [bold]{hw.num_devices} x {hw.name}[/]  "
                   f"(tp {hw.tensor_parallel}, pp {hw.pipeline_parallel}, weights {r.dtype}"
-                  f"{f' in GGUF {r.gguf_type.upper()}' if r.gguf_type else ''}, compute {hw.compute_dtype}, "
+                  f"{f' in GGUF {r.gguf_type}' if r.gguf_type else ''}, compute {hw.compute_dtype}, "
                   f"batch {r.batch}, context {r.context}, engine {r.engine})")
     console.print(_section("Model", [
         ("parameters", f"{fmt_count(m.params_total)} total, {fmt_count(m.params_active)} active per token, "

@@ -54,9 +54,9 @@ def test_an_engine_with_enough_points_of_a_figure_has_its_own_band():
 
 
 def test_a_moe_model_carries_the_band_of_moe_points():
-    """The bands follow the kind of model before the engine: a MoE model's request throughput is predicted with twice
-    a dense model's median error in the set, and its reports say so, on an engine with too few MoE points of its own
-    as on one with enough; a model of neither kind (state layers) keeps the whole set's."""
+    """The bands follow the kind of model before the engine: a MoE model's request throughput is predicted with a
+    larger median error than a dense model's in the set, and its reports say so, on an engine with too few MoE points
+    of its own as on one with enough; a model of neither kind (state layers) keeps the whole set's."""
     data = published_accuracy()
     h100 = resolve_hardware("h100-sxm")
     every = accuracy_bands(h100)

@@ -240,3 +240,40 @@ def test_profile_warns_where_vllm_would_refuse_to_start_at_the_models_context():
     assert kv_bytes_per_device(s, longest) <= pool < kv_bytes_per_device(s, longest + 1)
     for kw in ({"model": "llama-3.1-8b", "engine": "vllm"}, {"model": "qwen3-32b", "engine": "trtllm"}):
         assert not any("refuses to start" in w for w in profile(ProfileRequest(hardware="h100-sxm", **kw)).warnings)
+
+
+def test_the_startup_check_counts_one_sequence_on_its_own_devices():
+    """vLLM checks each worker against its own layers' cache, and one sequence sits whole on one data-parallel
+    attention group: a pipeline stage holds half the layers' cache (70B FP8 on two H100s starts with its 131,072
+    tokens split in two stages as in two tensor-parallel halves), and under attention data parallelism the whole
+    sequence's cache is one group's, not an eighth of it."""
+    from optiplan.planner.analytic.memory import one_sequence_bytes
+
+    for layout in ({"pipeline_parallel": 2}, {"tensor_parallel": 2}):
+        p = profile(ProfileRequest(model="llama-3.1-70b", hardware="h100-sxm", num_devices=2, dtype="fp8",
+                                   engine="vllm", **layout))
+        assert not any("refuses to start" in w for w in p.warnings), layout
+    piped = setup("llama-3.1-70b", num_devices=2, pipeline_parallel=2, dtype="fp8", engine="vllm")
+    tensor = setup("llama-3.1-70b", num_devices=2, tensor_parallel=2, dtype="fp8", engine="vllm")
+    assert one_sequence_bytes(piped, 131072, 0) == pytest.approx(one_sequence_bytes(tensor, 131072, 0))
+    dp = setup("qwen3-235b-a22b", num_devices=8, attention_data_parallel=8, expert_parallel=8, engine="vllm")
+    one = setup("qwen3-235b-a22b", num_devices=8, tensor_parallel=8, engine="vllm")
+    # a whole sequence's 4 KV heads on each device of its group, against one head on each of eight under TP 8
+    assert one_sequence_bytes(dp, 40960, 0) == pytest.approx(4 * one_sequence_bytes(one, 40960, 0), rel=0.01)
+
+
+def test_a_plan_holds_vllms_sampler_peak_at_the_batch_it_runs():
+    """advise's plans count vLLM's profiling peak at the rows its config caps the server at (--max-num-seqs at the
+    plan's sequences): an offline 8B plan on an H100 runs about 900 sequences, and their sampler rows (5 MB each)
+    sit beside their caches within vLLM's 0.9 share, not the single row a batch-1 peak would give."""
+    from optiplan.planner.analytic.memory import sampler_bytes
+    from optiplan.planner.plan.advise import advise
+    from optiplan.planner.schema import AdviseRequest
+
+    advice = advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", num_devices=1, workload="batch-offline",
+                                  goal="throughput", engine="vllm"))
+    p = advice.plan.predicted
+    s = to_setup(baseline_state(resolve_model("llama-3.1-8b"), resolve_hardware("h100-sxm"), 1).with_(
+        engine="vllm", paged_kv=True, chunked_prefill=True))
+    assert p.batch > 500 and p.activation_bytes >= sampler_bytes(s, p.batch) > 500 * 39 * s.spec.vocab_size
+    assert p.memory_per_device_bytes <= 0.9 * s.hw.memory_bytes * 1.001
