@@ -334,8 +334,8 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
 
 def _startup_refusal(s: Setup, engine: str, context: int, prompt: int) -> list[str]:
     """Where the engine starts only if its cache holds one sequence of the model's whole context (vLLM, each worker
-    with its own layers' cache), and a device does not: the warning, with the longest --max-model-len that starts.
-    None where nothing fits at all (`fits` says so)."""
+    with its own layers' cache), and a device does not: the warning, with the longest --max-model-len that starts;
+    nothing where no cache fits at all (`fits` says so)."""
     _, _, act = per_device_bytes(s, 1, context, prompt)
     longest = s.spec.max_position_embeddings
     short = []  # (the context the stage's cache holds, what the whole one needs, what it has) per short stage

@@ -97,11 +97,6 @@ class Setup:
     # the cap to the sequences a server runs (a plan's configs write --max-num-seqs so): then the batch's own
     sampler_row_bytes: float = 0.0
     sampler_rows: int | None = None
-
-    @property
-    def sampler_peak_bytes(self) -> float:
-        """The profiling run's sampler peak on one device at the default cap (0 where the rows follow the batch)."""
-        return self.sampler_row_bytes * (self.sampler_rows or 0)
     # the host time the engine's front end spends on each request, one after another (`engines.engine_request_host_s`):
     # it bounds the requests a server completes per second, whatever the device does
     request_host_s: float = 0.0

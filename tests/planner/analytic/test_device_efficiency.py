@@ -9,7 +9,7 @@ import pytest
 from optiplan import profiles
 from optiplan.planner.analytic.efficiency import measured_factors
 from optiplan.planner.analytic.kvcache import cache_tokens_held
-from optiplan.planner.analytic.memory import cache_room, fits, max_batch, per_device_bytes
+from optiplan.planner.analytic.memory import cache_room, fits, max_batch, per_device_bytes, sampler_bytes
 from optiplan.planner.analytic.profile import profile, setup_for_request
 from optiplan.planner.analytic.setup import build_setup
 from optiplan.planner.analytic.steps import decode_step, kv_bytes_per_device, prefill_step
@@ -201,10 +201,10 @@ def test_vllm_sizes_its_cache_after_its_sampler_profiling_peak(model, devices, d
     weights, _, act = per_device_bytes(s, 1, 2048, 2048)
     pool = cache_room(s, weights, s.hw.runtime_overhead_bytes + act) / 2**30
     assert pool == pytest.approx(measured_gib, rel=0.03)
-    assert act == s.sampler_peak_bytes == 39 * 1024 * s.spec.vocab_size  # per device, whatever the TP
+    assert act == sampler_bytes(s, 1) == 39 * 1024 * s.spec.vocab_size  # per device, whatever the TP
     a100 = setup(model, hardware="a100-80gb-sxm", num_devices=devices, dtype="bf16", engine="vllm")
-    assert a100.sampler_peak_bytes == s.sampler_peak_bytes / 4  # max_num_seqs 256 there
-    assert setup(model, num_devices=devices, dtype=dtype, engine="trtllm").sampler_peak_bytes == 0
+    assert sampler_bytes(a100, 1) == sampler_bytes(s, 1) / 4  # max_num_seqs 256 there
+    assert sampler_bytes(setup(model, num_devices=devices, dtype=dtype, engine="trtllm"), 1) == 0
 
 
 def test_a_plans_config_caps_vllms_sampler_peak_at_its_own_sequences():
@@ -266,7 +266,6 @@ def test_a_plan_holds_vllms_sampler_peak_at_the_batch_it_runs():
     """advise's plans count vLLM's profiling peak at the rows its config caps the server at (--max-num-seqs at the
     plan's sequences): an offline 8B plan on an H100 runs about 900 sequences, and their sampler rows (5 MB each)
     sit beside their caches within vLLM's 0.9 share, not the single row a batch-1 peak would give."""
-    from optiplan.planner.analytic.memory import sampler_bytes
     from optiplan.planner.plan.advise import advise
     from optiplan.planner.schema import AdviseRequest
 
