@@ -152,6 +152,21 @@ def weights_room(s: Setup, kv: float, other: float, raised: bool = False) -> flo
     return min(left, s.hw.memory_bytes * value - other - kv)
 
 
+def beside_sampler_rows(s: Setup, n: int, per_sequence: float, weights: float, fixed: float, transient: float,
+                        raised: bool = False) -> int:
+    """The most of `n` sequences (those whose caches of `per_sequence` bytes fit beside `weights`, `fixed` bytes and
+    `transient` ones) that still fit where a config caps the server at its sequences, so the engine's profiling peak
+    (`sampler_bytes`) grows with them: `n` itself where the peak is fixed."""
+    if s.sampler_rows is not None or not s.sampler_row_bytes:
+        return n
+    lo = 0
+    while lo < n:
+        mid = (lo + n + 1) // 2
+        peak = max(transient, sampler_bytes(s, mid))
+        lo, n = (mid, n) if per_sequence * mid <= cache_room(s, weights, fixed + peak, raised) else (lo, mid - 1)
+    return lo
+
+
 def max_batch(s: Setup, context: int, prompt: int) -> int:
     """Largest number of sequences whose caches fit beside the weights and the activations of one prefill (a chunk's
     prompts where the engine chunks, else one prompt), in the share of the device the engine gives its cache
@@ -167,18 +182,7 @@ def max_batch(s: Setup, context: int, prompt: int) -> int:
     free = cache_room(s, w, fixed + transient)
     if kv <= 0:
         return 0 if free < 0 else 1 << 20
-    n = int(free // kv)
-    if s.sampler_rows is None and s.sampler_row_bytes:
-        # a config that caps the server at its sequences profiles its sampler over that many rows: the largest n whose
-        # caches fit beside that peak (it grows with n)
-        lo, hi = 0, n
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if kv * mid <= cache_room(s, w, fixed + max(transient, sampler_bytes(s, mid))):
-                lo = mid
-            else:
-                hi = mid - 1
-        n = lo
+    n = beside_sampler_rows(s, int(free // kv), kv, w, fixed, transient)
     copies = decode_attention_bytes(s, 1, context)  # one sequence's; a device holds those of its own sequences
     if copies:
         n = min(n, int(room // (kv + copies / s.attention_dp)))

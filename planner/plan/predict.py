@@ -7,7 +7,14 @@ from __future__ import annotations
 import math
 
 from ..analytic.kvcache import elements_per_token
-from ..analytic.memory import cache_room, fits, max_context, per_device_bytes, sampler_bytes
+from ..analytic.memory import (
+    beside_sampler_rows,
+    cache_room,
+    fits,
+    max_context,
+    per_device_bytes,
+    sampler_bytes,
+)
 from ..analytic.requests import cached_tokens, front_end, request_figures
 from ..analytic.setup import Setup
 from ..analytic.steps import decode_step, first_token_step_s, prefill_step
@@ -191,15 +198,7 @@ def evaluate(state: PlanState, workload: Workload, full: bool = True,
         sampler, `memory.sampler_bytes`)."""
         free = cache_room(s, weights, hw.runtime_overhead_bytes + act, raised)
         n = int(free // kv_one) if kv_one > 0 and free > 0 and not too_long else 0
-        if s.sampler_rows is not None or not s.sampler_row_bytes:  # a fixed peak, already in `act`
-            return n
-        lo = 0
-        while lo < n:  # the largest n whose caches fit beside the peak of n rows (it grows with n)
-            mid = (lo + n + 1) // 2
-            peak = max(act, sampler_bytes(s, mid))
-            lo, n = (mid, n) if kv_one * mid <= cache_room(s, weights, hw.runtime_overhead_bytes + peak, raised) \
-                else (lo, mid - 1)
-        return lo
+        return beside_sampler_rows(s, n, kv_one, weights, hw.runtime_overhead_bytes, act, raised)
     # the engine's default share holds `max_conc`; the workload's own sequences may have it raised (RAISED_SHARE, the
     # configs set it), while the throughput goal fills no more than the default share
     max_conc, room = capacity(False), capacity(True)
