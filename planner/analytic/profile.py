@@ -93,10 +93,16 @@ DEFAULT_CONTEXT = 4096  # tokens in each sequence's cache where the request name
 
 
 def with_context(request: ProfileRequest, spec: ModelSpec) -> ProfileRequest:
-    """The request with its context resolved: as given, else 4,096 tokens or the model's maximum where it is shorter
+    """The request with its context resolved: as given; else, where it names request lengths, a request's whole
+    sequence (`input_tokens` + `output_tokens`) with its prompt (`input_tokens`) for TTFT, so the step view and the
+    memory describe the requests the report is about; else 4,096 tokens or the model's maximum where it is shorter
     (GPT-2: 1,024)."""
     if request.context is not None:
         return request
+    if request.input_tokens is not None and request.output_tokens is not None:
+        context = min(request.input_tokens + request.output_tokens, spec.max_position_embeddings)
+        prompt = request.prompt_tokens if request.prompt_tokens is not None else min(request.input_tokens, context)
+        return request.model_copy(update={"context": context, "prompt_tokens": prompt})
     return request.model_copy(update={"context": min(DEFAULT_CONTEXT, spec.max_position_embeddings)})
 
 

@@ -71,9 +71,10 @@ class ConcurrencyType(click.ParamType):
                    "[default: Q4_K_M, Q8_0].")
 @click.option("--batch", "-b", type=int, default=1, show_default=True, help="Concurrent sequences.")
 @click.option("--context", "-c", type=int, default=None,
-              help="Tokens in each sequence's KV cache at the decode step [default: 4096, or the model's maximum "
-                   "where it is shorter].")
-@click.option("--prompt", "prompt_tokens", type=int, default=None, help="Prompt tokens for TTFT [default: context].")
+              help="Tokens in each sequence's KV cache at the decode step [default: --input-tokens + "
+                   "--output-tokens where given, else 4096, or the model's maximum where it is shorter].")
+@click.option("--prompt", "prompt_tokens", type=int, default=None,
+              help="Prompt tokens for TTFT [default: --input-tokens where given, else the context].")
 @click.option("--engine", type=click.Choice(["serving", *profiles.engine_names()]),
               default="serving", show_default=True,
               help="serving (or an engine's name, profiles/engines/): an optimized engine with CUDA graphs and chunked "

@@ -280,9 +280,10 @@ class ProfileRequest(Frozen):
         None, description="the GGUF file type llama.cpp reads the weights from: Q4_0 or Q4_K_M for int4, Q8_0 for "
                           "int8 [default: the engine's for the format]")
     batch: int = 1
-    context: int | None = Field(None, description="tokens in each sequence's KV cache at the decode step (TPOT) "
-                                                  "[default: 4096, or the model's maximum where it is shorter]")
-    prompt_tokens: int | None = Field(None, description="prompt length for the prefill (TTFT); default: the context")
+    context: int | None = Field(None, description="tokens in each sequence's KV cache at the decode step (TPOT) [default: "
+                                "input + output tokens where given, else 4096 or the model's maximum where shorter]")
+    prompt_tokens: int | None = Field(None, description="prompt length for the prefill (TTFT) [default: input tokens "
+                                                        "where given, else the context]")
     engine: str = Field("serving", description="engine with a profile in profiles/engines/ (vllm, sglang, tgi, trtllm, "
                                                  "llama.cpp, transformers, gpt-fast) or 'serving' for any optimized "
                                                  "engine")

@@ -37,6 +37,17 @@ def test_alone_a_request_sees_its_prefill_and_the_decode_steps():
     assert p.requests.itl_ms == pytest.approx(p.latency.tpot_ms)
 
 
+def test_without_a_context_the_step_view_is_the_requests_own():
+    # the memory, the limits and the step view describe the requests the report is about, not a 4,096-token default
+    p = requests(concurrency=1, context=None)
+    assert p.request.context == 1024 + 256 and p.request.prompt_tokens == 1024
+    assert p.latency.prefill_tokens == 1024
+    assert p.latency.ttft_ms == pytest.approx(p.requests.ttft_ms)
+    assert p.memory.kv_cache_bytes == requests(concurrency=1, context=1280).memory.kv_cache_bytes
+    assert requests(concurrency=1, context=None, prompt_tokens=512).latency.prefill_tokens == 512  # as given
+    assert profile(ProfileRequest(model="llama-3.1-8b", hardware="h100-sxm")).request.context == 4096
+
+
 def test_the_step_rate_is_not_a_serving_throughput():
     # long prompts, short outputs: the prompts' prefill takes most of the device; the decode-step rate leaves it out
     p = requests(input_tokens=7936, output_tokens=128, context=8064, batch=64, concurrency=64)
