@@ -17,8 +17,10 @@ def stage_weight_bytes(s: Setup, stage: int) -> float:
 
 def activation_peak_bytes(s: Setup, batch: int, prompt: int) -> float:
     """Peak transient memory of a prefill, one device: the residual stream and normed input, the MLP
-    intermediates (gate, up, their product), the last token's logits in fp32 and, for eager attention,
-    the materialised score and probability matrices. A chunked prefill holds one chunk at a time."""
+    intermediates (gate, up, their product), the last token's logits in fp32, for eager attention the
+    materialised score and probability matrices, and where the engine casts each quantized matrix whole to 16 bits
+    (torchao's int8 weight-only) the largest one's copy (`Setup.cast_weight_bytes`). A chunked prefill holds one
+    chunk at a time."""
     prompts = math.ceil(batch / s.attention_dp)  # whole prompts per data-parallel attention group
     tokens = max(prompts * prompt, 1)
     if s.group_chunk_tokens:  # one group's share of the step's budget
@@ -29,7 +31,7 @@ def activation_peak_bytes(s: Setup, batch: int, prompt: int) -> float:
     scores = 0.0
     if s.eager_attention:  # queries of this pass against every key of their prompts
         scores = tokens * (s.spec.num_heads / s.tp) * prompt * (2 * s.act_bytes + 4)
-    return hidden + logits + scores
+    return hidden + logits + scores + s.cast_weight_bytes
 
 
 def repeated_kv_bytes(s: Setup, batch: int, context: int) -> float:

@@ -12,6 +12,7 @@ from ..catalog.dtypes import WeightFormat, bytes_per_element, canonical, compute
 from ..catalog.engines import (
     engine_activations,
     engine_budget_per_group,
+    engine_casts_whole_weight,
     engine_chunk_budget,
     engine_decodes_first_token,
     engine_embedding_on_host,
@@ -102,6 +103,9 @@ class Setup:
     request_host_s: float = 0.0
     # the share of it spent taking a request in (the rest returns its tokens): a burst's requests all go in first
     request_admit_share: float = 1.0
+    # the weight-only kernel casts each quantized matrix whole to 16 bits in an eager pass (`engines.engine_casts_
+    # whole_weight`): the prefill holds the largest one's copy (`cast_weight_bytes`)
+    casts_whole_weight: bool = False
 
     @cached_property
     def shards(self) -> int:
@@ -139,6 +143,22 @@ class Setup:
         quantizes it with them (gpt-fast)."""
         bits = self.weights.output_bits
         return self.act_bytes if bits is None else bits / 8
+
+    @cached_property
+    def cast_weight_bytes(self) -> float:
+        """The 16-bit copy of the largest quantized weight matrix on one device where the engine casts each matrix
+        whole in an eager pass (`casts_whole_weight`; 0 otherwise): an attention projection or an MLP's (an expert's)
+        matrix, split over the tensor-parallel devices, or the output head where it is quantized with them."""
+        if not self.casts_whole_weight or not self.weights.quantized:
+            return 0.0
+        spec = self.spec
+        matrices = [spec.num_heads * spec.head_dim * spec.hidden_size / self.tp,
+                    (spec.intermediate_size or 0) * spec.hidden_size / self.tp]
+        if spec.moe is not None:
+            matrices.append(spec.moe.expert_intermediate_size * spec.hidden_size / (1 if self.ep > 1 else self.tp))
+        if self.output_bytes < self.act_bytes:  # the head in the weights' format
+            matrices.append(spec.vocab_size * spec.hidden_size)
+        return max(matrices) * self.act_bytes
 
     @cached_property
     def stages(self) -> tuple[tuple[int, int], ...]:
@@ -324,6 +344,7 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         max_running=engine_max_running(engine, hw, tp * pp, attention_dp), running_pool=engine_running_pool(engine),
         embedding_on_host=hw.kind == "gpu" and engine_embedding_on_host(engine),
         first_token_decoded=engine_decodes_first_token(engine),
+        casts_whole_weight=compute in ("bf16", "fp16", "fp32") and engine_casts_whole_weight(engine, weight_dtype),
         mixed_prefill=engine_mixes_prefill(engine, attention_dp, speculative) if mixed_prefill is None
         else mixed_prefill,
         kv_memory=engine_kv_memory(engine, hw, tp * pp, attention_dp, speculative),

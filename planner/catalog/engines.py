@@ -344,6 +344,14 @@ def engine_math_decode_attention(engine: str | None) -> bool:
     return _fact(engine, "decode_attention") == "math"
 
 
+def engine_casts_whole_weight(engine: str | None, weight_dtype: str) -> bool:
+    """Whether the engine's weight-only GEMM for `weight_dtype` casts each quantized matrix whole to the activations'
+    dtype before the matmul in an eager pass (`casts_whole_weight` under the format in its profile's kernels: torchao's
+    int8 weight-only tensor, gpt-fast's int8 linear in its uncompiled prefill), so that pass holds a 16-bit copy of the
+    matrix beside its activations."""
+    return bool(engine_kernel(engine, weight_dtype).get("casts_whole_weight"))
+
+
 def engine_quantizes_head(engine: str | None) -> bool:
     """Whether the engine's quantizer converts the output head with the other linear layers (its profile's
     `output_head: quantized`, gpt-fast's quantize.py); otherwise a quantized model keeps a 16-bit head."""
