@@ -98,6 +98,8 @@ def with_context(request: ProfileRequest, spec: ModelSpec) -> ProfileRequest:
     memory describe the requests the report is about; else 4,096 tokens or the model's maximum where it is shorter
     (GPT-2: 1,024)."""
     if request.context is not None:
+        if request.prompt_tokens is None and request.input_tokens is not None:  # the requests' prompt, as it fits
+            return request.model_copy(update={"prompt_tokens": min(request.input_tokens, request.context)})
         return request
     if request.input_tokens is not None and request.output_tokens is not None:
         context = min(request.input_tokens + request.output_tokens, spec.max_position_embeddings)
@@ -284,6 +286,11 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
         share = "" if s.kv_memory is None else f" ({request.engine}'s default share of {hw.memory_bytes / 1e9:.1f} GB)"
         warnings.append(f"does not fit: {per_device / 1e9:.1f} GB needed per device, {usable / 1e9:.1f} GB "
                         f"available{share}")
+    if s.tp > 1 and engine_splits_layers(request.engine):
+        warnings.append(f"{request.engine} splits a model's layers over its devices by default; --tp {s.tp} predicts "
+                        "its tensor-splitting mode (llama.cpp's --split-mode row, transformers' tp_plan) as "
+                        "tensor-parallel shards with a serving engine's all-reduce costs, which no published point of "
+                        "it checks")
     if engine_starts_with_full_context(request.engine) and s.kv_memory is not None:
         warnings.extend(_startup_refusal(s, request.engine, context, prompt))
     comm = decode.comm_s / decode.time_s if decode.time_s else 0.0

@@ -216,18 +216,19 @@ def request_profile(s: Setup, input_tokens: int, output_tokens: int, concurrency
     # a queued request's wait is in its TTFT; in a burst each request has its own TTFT and inter-token latency
     good = sum(meets({"ttft_s": t, "itl_s": i}) for t, i in zip(f["ttfts"], f["itls"])) if at_once else c * meets(f)
     ok = good == c
+
+    def served(n: int) -> dict[str, float]:  # n requests always in flight, all running, behind the front end
+        return front_end(request_figures(s, input_tokens, output_tokens, n, continuous, cached_tokens) | {"queue_s": 0.0},
+                         n, s.request_host_s)
+
     slo_c = 0
-    if meets(request_figures(s, input_tokens, output_tokens, 1, continuous, cached_tokens)):
+    if meets(served(1)):
         lo, hi = 1, max(limit, 1)  # the figures worsen with concurrency: the largest C that meets the SLOs
         while lo < hi:
             mid = (lo + hi + 1) // 2
-            lo, hi = (mid, hi) if meets(request_figures(s, input_tokens, output_tokens, mid, continuous, cached_tokens)) \
-                else (lo, mid - 1)
+            lo, hi = (mid, hi) if meets(served(mid)) else (lo, mid - 1)
         slo_c = lo
-    slo_rate = 0.0
-    if slo_c:
-        g = request_figures(s, input_tokens, output_tokens, slo_c, continuous, cached_tokens)
-        slo_rate = slo_c / g["cycle_s"]
+    slo_rate = slo_c / served(slo_c)["cycle_s"] if slo_c else 0.0
     per_group = (f" per data-parallel attention group ({s.prefill_chunk_tokens:,} a step)"
                  if s.attention_dp > 1 and s.prefill_chunk_tokens else "")
     scheduling = (f"continuous batching, prefill in chunks of {s.group_chunk_tokens:,.0f} tokens{per_group}"

@@ -49,6 +49,15 @@ BOUND_WHY = {"compute": "most of its time is in kernels at the compute roof",
              "launch": "launching its kernels takes longer than running them"}
 
 
+def _usable_text(mem, engine: str) -> str:
+    """Where the engine holds itself to a share of the device (vLLM's --gpu-memory-utilization), the share the
+    headroom is counted in."""
+    usable = mem.per_device_bytes + mem.headroom_bytes
+    if abs(usable - mem.device_memory_bytes) < 0.01 * mem.device_memory_bytes:
+        return ""
+    return f" within the {fmt_bytes(usable)} {engine} uses of it ({usable / mem.device_memory_bytes:.0%})"
+
+
 def print_profile(p: Profile, output: Path | None = None) -> None:
     console = Console(file=open(output, "w", encoding="utf-8") if output else None, width=110)
     r, m, hw, mem, c, lat, tp = p.request, p.model, p.hardware, p.memory, p.compute, p.latency, p.throughput
@@ -78,14 +87,17 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
                         f"attention)"),
         ("total", f"{fmt_bytes(mem.per_device_bytes)} of {fmt_bytes(mem.device_memory_bytes)} "
                   f"(runtime {fmt_bytes(mem.runtime_overhead_bytes)}): {fit}, "
-                  f"headroom {fmt_bytes(mem.headroom_bytes)}"),
+                  f"headroom {fmt_bytes(mem.headroom_bytes)}" + _usable_text(mem, r.engine)),
     ]))
     console.print(_section("Compute", [
         ("prefill / token", f"{fmt_flops(c.prefill_matmul_flops_per_token)} matmul + "
                             f"{fmt_flops(c.prefill_attention_flops_per_token)} attention"),
         ("decode / token", f"{fmt_flops(c.decode_matmul_flops_per_token)} matmul + "
                            f"{fmt_flops(c.decode_attention_flops_per_token)} attention"),
-        ("decode step", f"{fmt_bytes(c.decode_bytes_per_step)} moved per device, intensity "
+        ("decode step", f"{fmt_bytes(c.decode_bytes_per_step)} moved " + (
+            "per device" if hw.pipeline_parallel == 1 else
+            f"through {hw.pipeline_parallel} pipeline stages in turn (about "
+            f"{fmt_bytes(c.decode_bytes_per_step / hw.pipeline_parallel)} on each device)") + ", intensity "
                         f"{c.decode_arithmetic_intensity:.1f} FLOP/B (ridge {c.ridge_flops_per_byte:.0f}); "
                         f"{c.decode_bound}-bound: {BOUND_WHY[c.decode_bound]}"),
         ("prefill", f"intensity {c.prefill_arithmetic_intensity:.0f} FLOP/B; {c.prefill_bound}-bound: "
@@ -102,7 +114,7 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
         ("step rates", f"{tp.tokens_per_s:,.0f} tokens/s{band_text(p.accuracy, decode_band(r.batch))} per decode step, "
                        f"{tp.prefill_tokens_per_s:,.0f} tokens/s{band_text(p.accuracy, 'ttft_ms')} prefill (single "
                        "steps, no scheduling: not a serving throughput)"),
-        ("limits", f"largest batch at {r.context} tokens: {tp.max_batch}; longest context at batch {r.batch}: "
+        ("limits", f"largest batch of {r.context}-token caches: {tp.max_batch}; longest context at batch {r.batch}: "
                    f"{tp.max_context}"),
     ]))
     if p.requests is not None:
@@ -116,6 +128,8 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
                    f"{rate_band})") if slo else \
             "no SLOs given (--slo-ttft-ms, --slo-itl-ms)"
         how = "sent at once, once (the burst's means)" if q.at_once else "at a time"
+        if not q.max_concurrency:
+            how += " [red](not one fits: the figures are one request's as if it did)[/]"
         console.print(_section(f"Requests: {q.input_tokens:,} tokens in, {q.output_tokens:,} out, {q.concurrency:,} "
                                + how, [
             ("scheduling", q.scheduling),
@@ -131,9 +145,11 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
             ("output tokens/s", f"{q.output_tokens_per_s:,.0f}{band_text(p.accuracy, 'throughput_tokens_per_s')} of "
                                 "all requests together, prefill included; "
                                 f"{q.requests_per_s:,.2f} requests/s{band_text(p.accuracy, 'throughput_tokens_per_s')}"),
-            ("fits", f"yes in memory; the engine runs {q.max_concurrency:,} at once and the others wait"
-                     if q.fits and q.concurrency > q.max_concurrency else
-                     f"{'yes' if q.fits else '[red]no[/]'}: up to {q.max_concurrency:,} requests at once"),
+            ("fits", (f"yes in memory; the engine runs {q.max_concurrency:,} at once and the others wait"
+                      if q.fits and q.concurrency > q.max_concurrency else
+                      f"{'yes' if q.fits else '[red]no[/]'}: up to {q.max_concurrency:,} requests at once")
+             + (" (a paged cache grows as a request decodes: each holds its prompt and half its output on average)"
+                if q.max_concurrency > tp.max_batch and r.context == q.input_tokens + q.output_tokens else "")),
             ("goodput", goodput),
         ]))
     bands = (f"; TPOT{band_text(p.accuracy, decode_band(1))} at batch 1, {band_text(p.accuracy, decode_band(2)).strip()} "
@@ -151,6 +167,10 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
                   f"{p.efficiency.step_overhead_s * 1e3:.2f} ms/step + {p.efficiency.layer_overhead_s * 1e6:.0f} us/layer "
                   f"overhead" + (f", the weight kernel {p.efficiency.weight_kernel_layer_s * 1e6:.0f} us/layer"
                                  if p.efficiency.weight_kernel_layer_s else "")
+                  + (f", routed experts {p.efficiency.moe_layer_overhead_s * 1e6:.0f} us/MoE layer"
+                     if p.efficiency.moe_layer_overhead_s and p.model.moe else "")
+                  + (f", latent attention {p.efficiency.mla_layer_overhead_s * 1e6:.0f} us/layer"
+                     if p.efficiency.mla_layer_overhead_s and p.model.attention == "MLA" else "")
                   + " (documented defaults; `--json` gives their sources)[/]")
     if p.measured is not None:
         m = p.measured

@@ -15,9 +15,7 @@ class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True, allow_inf_nan=False)
 
 
-# --------------------------------------------------------------------------------------------
-# Hardware
-# --------------------------------------------------------------------------------------------
+# --- Hardware ------------------------------------------------------------------------------
 
 
 class Price(Frozen):
@@ -99,9 +97,7 @@ class HardwareSpec(Frozen):
         return self.memory_bandwidth_bytes_per_s / 1e12
 
 
-# --------------------------------------------------------------------------------------------
-# Model architecture (normalised from any config.json)
-# --------------------------------------------------------------------------------------------
+# --- Model architecture (normalised from any config.json) ----------------------------------
 
 
 class MoESpec(Frozen):
@@ -222,9 +218,7 @@ class ModelSpec(Frozen):
         return "MHA"
 
 
-# --------------------------------------------------------------------------------------------
-# Profile request and result
-# --------------------------------------------------------------------------------------------
+# --- Profile request and result ------------------------------------------------------------
 
 
 class EfficiencyFactors(Frozen):
@@ -234,6 +228,10 @@ class EfficiencyFactors(Frozen):
     bandwidth_efficiency: float = Field(gt=0, le=1)
     step_overhead_s: float = Field(0.0, ge=0, description="fixed cost per forward pass (launch, sampling)")
     layer_overhead_s: float = Field(0.0, ge=0, description="fixed cost per layer per forward pass")
+    moe_layer_overhead_s: float = Field(0.0, ge=0, exclude_if=lambda v: not v, description=(
+        "fixed kernel time a MoE layer's routed experts add per forward pass (routing, alignment, grouped GEMMs)"))
+    mla_layer_overhead_s: float = Field(0.0, ge=0, exclude_if=lambda v: not v, description=(
+        "fixed kernel time multi-head latent attention adds per layer and forward pass beyond a GQA layer's"))
     weight_kernel_layer_s: float = Field(0.0, ge=0, exclude_if=lambda v: not v, description=(
         "device time per layer the weight kernel takes beyond its bytes (its dequantizing GEMVs' launches and "
         "ramps), part of the linear layers' time"))
@@ -307,8 +305,8 @@ class ProfileRequest(Frozen):
                                                                        "fit) [default 1]")
     at_once: bool = Field(False, description="...sent together, once (an offline benchmark's burst), not a steady "
                                              "state: the figures are the burst's means")
-    ttft_slo_ms: float | None = Field(None, description="goodput counts requests within this time to first token")
-    itl_slo_ms: float | None = Field(None, description="...and this inter-token latency")
+    ttft_slo_ms: float | None = Field(None, gt=0, description="goodput counts requests within this time to first token")
+    itl_slo_ms: float | None = Field(None, gt=0, description="...and this inter-token latency")
 
 
 class ModelSummary(Frozen):

@@ -45,6 +45,8 @@ def test_without_a_context_the_step_view_is_the_requests_own():
     assert p.latency.ttft_ms == pytest.approx(p.requests.ttft_ms)
     assert p.memory.kv_cache_bytes == requests(concurrency=1, context=1280).memory.kv_cache_bytes
     assert requests(concurrency=1, context=None, prompt_tokens=512).latency.prefill_tokens == 512  # as given
+    assert requests(concurrency=1).latency.prefill_tokens == 1024  # a stated context keeps the requests' prompt
+    assert requests(concurrency=1, context=512).latency.prefill_tokens == 512  # ... as far as it fits
     assert profile(ProfileRequest(model="llama-3.1-8b", hardware="h100-sxm")).request.context == 4096
 
 
@@ -190,6 +192,19 @@ def test_goodput_counts_requests_within_the_slos():
     assert impossible.slo_concurrency == 0 and impossible.slo_goodput_requests_per_s == 0
 
 
+def test_the_slo_concurrency_is_held_to_the_front_ends_rate():
+    # vLLM's front end takes 24 ms of host time a request: no concurrency serves more than ~42 requests a second, and
+    # the queue it builds counts in the TTFT the SLO is checked against
+    kw = {"hardware": "b200", "dtype": "fp8", "input_tokens": 512, "output_tokens": 256, "context": None,
+          "ttft_slo_ms": 500, "itl_slo_ms": 50}
+    r = requests(concurrency=128, **kw).requests
+    assert not r.meets_slo and 1 <= r.slo_concurrency < 128
+    assert r.slo_goodput_requests_per_s <= 1 / 0.024 * 1.0001
+    at = requests(concurrency=r.slo_concurrency, **kw).requests
+    assert at.meets_slo and at.ttft_ms <= 500
+    assert not requests(concurrency=r.slo_concurrency + 1, **kw).requests.meets_slo
+
+
 @settings(max_examples=25, deadline=None)
 @given(i=st.integers(1, 4000), o=st.integers(1, 2000), c=st.integers(1, 300))
 def test_any_request_shape_gives_finite_positive_figures(i, o, c):
@@ -207,6 +222,13 @@ def test_any_request_shape_gives_finite_positive_figures(i, o, c):
 def test_bad_requests_say_what_is_wrong(kw, message):
     with pytest.raises(RequestError, match=message):
         requests(**kw)
+
+
+@pytest.mark.parametrize("option", ["--slo-ttft-ms", "--slo-itl-ms"])
+def test_an_slo_is_a_positive_time(option):
+    out = CliRunner().invoke(main, ["profile", "llama-3.1-8b", "--input-tokens", "100", "--output-tokens", "10",
+                                    option, "-5"])
+    assert out.exit_code != 0 and "greater than 0" in out.output
 
 
 def test_cli_prints_the_requests_section():

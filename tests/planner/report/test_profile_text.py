@@ -27,3 +27,28 @@ def test_a_hybrid_keeps_its_heads_and_adds_its_layer_mix():
 def test_a_transformer_is_unchanged():
     out = text("llama-3.1-8b")
     assert "32 heads / 8 KV heads x 128 (GQA)" in out and "layers:" not in out and "recurrent" not in out
+
+
+def run(*args: str) -> str:
+    out = CliRunner().invoke(main, ["profile", *args])
+    assert out.exit_code == 0, out.output
+    return " ".join(out.output.split())
+
+
+def test_headroom_names_the_share_an_engine_holds_itself_to():
+    # vLLM runs within 0.9 of the device: a total under the device's memory can still not fit
+    out = run("mixtral-8x7b", "-H", "l40s", "--gpus", "2", "--engine", "vllm")
+    assert "does not fit" in out and "vllm uses of it (90%)" in out
+    assert "uses of it" not in run("llama-3.1-8b", "-H", "h100-sxm", "--engine", "transformers")
+
+
+def test_a_pipelines_decode_bytes_are_split_over_its_stages():
+    out = run("llama-3.1-70b", "-H", "h100-sxm", "--gpus", "2", "--pp", "2", "--engine", "vllm")
+    assert "moved through 2 pipeline stages in turn" in out and "moved per device" not in out
+
+
+def test_tensor_parallel_on_an_engine_that_splits_layers_is_flagged():
+    out = run("llama-3.1-70b", "-H", "h100-sxm", "--gpus", "2", "--tp", "2", "--engine", "llama.cpp", "--dtype", "int4")
+    assert "splits a model's layers over its devices by default; --tp 2 predicts" in out
+    assert "splits a model's layers" not in run("llama-3.1-70b", "-H", "h100-sxm", "--gpus", "2", "--engine",
+                                                "llama.cpp", "--dtype", "int4")
