@@ -101,6 +101,9 @@ def main() -> None:
     parser.add_argument("--fit-engine-flops", action="store_true",
                         help="fit the share of the device's compute rate vLLM's and SGLang's steps reach (one for "
                              "both) on two thirds of their points")
+    parser.add_argument("--fit-moe-overheads", action="store_true",
+                        help="fit the serving runtime's fixed kernel time per MoE layer and per latent-attention "
+                             "layer on two thirds of the serving engines' MoE points (minutes)")
     parser.add_argument("--fit-kernel", default=None, metavar="KERNEL",
                         help="fit one weight kernel of profiles/efficiency.yaml (ggml-mmvq, ggml-mmvf: llama.cpp's "
                              "GGUF and 16-bit mat-vecs; torchao-int8, tinygemm: gpt-fast's) on two thirds of the "
@@ -118,6 +121,9 @@ def main() -> None:
     if args.fit_front_end:
         write_results(f"published_front_end_fit_{args.fit_front_end}",
                       fits.fit_front_end(published_points(), args.fit_front_end))
+        return
+    if args.fit_moe_overheads:
+        write_results("published_moe_overhead_fit", fits.fit_moe_overheads(published_points()))
         return
     if args.fit_engine_flops:
         write_results("published_engine_flop_fit", fits.fit_engine_flop_share(published_points()))
@@ -152,9 +158,10 @@ def main() -> None:
                              "published": p["value"],
                              "predicted": value, "ratio": ratio, "abs_error_pct": abs(ratio - 1) * 100})
     if args.show_points:
-        for r, before in zip(views["requests"], views["step"]):
+        step = {r["id"]: r["ratio"] for r in views["step"]}  # the request view skips points the step view keeps
+        for r in views["requests"]:
             print(f"  {r['id']:48s} {r['category']:18s} published {r['published']:>10.4g} predicted "
-                  f"{r['predicted']:>10.4g}  ratio {r['ratio']:.2f} (step view {before['ratio']:.2f})")
+                  f"{r['predicted']:>10.4g}  ratio {r['ratio']:.2f} (step view {step[r['id']]:.2f})")
     print(f"{len(views['requests'])} points predicted, {len(skipped)} skipped (no catalog architecture, a per-GPU "
           f"throughput without a device count, unstated request lengths, a weight format optiplan does not model, "
           f"a causal mask the engine does not build, speculative decoding, FP8 or FP4 weights on a GPU "

@@ -30,6 +30,7 @@ from published_points import (  # noqa: E402
     point_dtype,
     point_engine,
     point_gguf_type,
+    point_kind,
     rounded_stats,
     table_overrides,
 )
@@ -376,4 +377,41 @@ def fit_front_end(points: list[dict], engine: str = "vllm") -> dict:
         share = 1.0 if r["request_admit_share"] is None else r["request_admit_share"]
         print(f"{name:10s} {engine} front end {r['request_host_s'] * 1e3:.0f} ms a request, {share:.0%} taking it in: "
               + parts_text(r, ("fitted", "held-out")))
+    return report
+
+
+# the fixed kernel time a MoE layer's routed experts and a latent-attention layer add to a serving step: 0-100 us
+MOE_OVERHEAD_GRID = tuple(round(i * 1e-5, 6) for i in range(11))
+MLA_OVERHEAD_GRID = tuple(round(i * 1e-5, 6) for i in range(9))
+
+
+def fit_moe_overheads(points: list[dict]) -> dict:
+    """The serving runtime's fixed kernel time per MoE layer (its routed experts: routing, top-k, token alignment, the
+    grouped GEMMs' launches) and per latent-attention layer (MLA's extra projections, norms and batched matmuls beyond
+    a GQA layer's), minimising the median, then the p90, error of the serving engines' latency and throughput points
+    in the fitted two thirds (a dense model's do not move, as in use); errors on both parts without them, with the
+    documented ones and with the fitted ones, and on the MoE points alone."""
+    points = [p for p in points if engine_runtime(point_engine(p)) == "serving"]
+    moe = [p for p in points if point_kind(p) == "moe"]
+    costs = profiles.efficiency_table()["runtimes"]["serving"]["gpu"]
+    documented = (costs.get("moe_layer_overhead_s", 0.0), costs.get("mla_layer_overhead_s", 0.0))
+
+    def errors(x, part):
+        with table_overrides(costs, {"moe_layer_overhead_s": x[0], "mla_layer_overhead_s": x[1]}):
+            return part_errors(points, part)
+
+    best = best_fit(list(itertools.product(MOE_OVERHEAD_GRID, MLA_OVERHEAD_GRID)), errors,
+                    lambda x: abs(x[0] - documented[0]) + abs(x[1] - documented[1]))
+    def moe_errors(x, part):
+        with table_overrides(costs, {"moe_layer_overhead_s": x[0], "mla_layer_overhead_s": x[1]}):
+            return part_errors(moe, part)
+
+    report = {name: {part: rounded_stats(errors(x, part)) for part in ("fitted", "held-out")}
+              | {f"moe {part}": rounded_stats(moe_errors(x, part)) for part in ("fitted", "held-out")}
+              | {"moe_layer_overhead_s": x[0], "mla_layer_overhead_s": x[1]}
+              for name, x in (("none", (0.0, 0.0)), ("documented", documented), ("fitted", best))}
+    for name, r in report.items():
+        print(f"{name:10s} MoE layer {r['moe_layer_overhead_s'] * 1e6:3.0f} us, MLA layer "
+              f"{r['mla_layer_overhead_s'] * 1e6:3.0f} us: "
+              + parts_text(r, ("fitted", "held-out", "moe fitted", "moe held-out")))
     return report

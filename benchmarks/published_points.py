@@ -48,6 +48,8 @@ ARCHITECTURE = {
     "deepseek-ai/DeepSeek-R1": "deepseek-v3", "deepseek-ai/DeepSeek-V3": "deepseek-v3",
     "nvidia/DeepSeek-R1-FP4": "deepseek-v3", "nvidia/DeepSeek-R1-0528-FP4": "deepseek-v3",
     "deepseek-ai/DeepSeek-R1-0528": "deepseek-v3", "Qwen/Qwen3-14B-FP8": "qwen3-14b",
+    "deepseek-ai/DeepSeek-V3.1": "deepseek-v3", "deepseek-ai/DeepSeek-V3.1-Terminus": "deepseek-v3",
+    "meta-llama/Llama-3.1-70B": "llama-3.1-70b",
     "nvidia/Qwen3-30B-A3B-FP4": "qwen3-30b-a3b",
     "nvidia/Qwen3-235B-A22B-FP4": "qwen3-235b-a22b", "nvidia/Qwen3-235B-A22B-FP8": "qwen3-235b-a22b",
     # the 2507 instruct release keeps the architecture (its longer native context aside)

@@ -288,7 +288,12 @@ def _comm_s(s: Setup, tokens: float, busy: float | None = None) -> float:
 
 
 def _overhead_s(s: Setup) -> float:
-    return s.eff.step_overhead_s + s.eff.layer_overhead_s * s.spec.num_layers
+    """A step's fixed costs: per step, per layer, and what a MoE layer's routed experts and a latent-attention layer
+    add to a layer's kernels (their kernels' fixed times at a small batch: a serving engine's runtime states them)."""
+    e = s.eff
+    mla_layers = s.spec.num_layers if s.spec.mla is not None else 0
+    return (e.step_overhead_s + e.layer_overhead_s * s.spec.num_layers + e.moe_layer_overhead_s * s.counts.num_moe_layers
+            + e.mla_layer_overhead_s * mla_layers)
 
 
 def matmul_efficiency(eff, tokens: int) -> float:

@@ -1,0 +1,53 @@
+"""A serving step's fixed costs count what a MoE layer's routed experts and latent attention add to a layer's
+kernels (profiles/efficiency.yaml runtimes.serving.gpu: moe_layer_overhead_s, mla_layer_overhead_s), which set a
+MoE model's step at one sequence; dense models and the other runtimes do not carry them."""
+
+from __future__ import annotations
+
+import pytest
+from optiplan import profiles
+from optiplan.planner.analytic.params import param_counts
+from optiplan.planner.analytic.profile import profile
+from optiplan.planner.catalog.models import resolve_model
+from optiplan.planner.schema import ProfileRequest
+
+COSTS = profiles.efficiency_table()["runtimes"]["serving"]["gpu"]
+DOCUMENTED = dict(COSTS)
+
+
+def tpot(model: str, engine: str = "sglang", **kw) -> float:
+    args = {"hardware": "b200", "num_devices": 8, "context": 1024, "prompt_tokens": 512} | kw
+    return profile(ProfileRequest(model=model, engine=engine, **args)).latency.tpot_ms
+
+
+def drop_costs(monkeypatch) -> None:
+    monkeypatch.setitem(COSTS, "moe_layer_overhead_s", 0.0)
+    monkeypatch.setitem(COSTS, "mla_layer_overhead_s", 0.0)
+
+
+def test_the_runtime_states_both_costs():
+    assert DOCUMENTED["moe_layer_overhead_s"] > 0 and DOCUMENTED["mla_layer_overhead_s"] > 0
+
+
+@pytest.mark.parametrize("model, mla", [("qwen3-235b-a22b", False), ("deepseek-v3", True)])
+def test_a_moe_step_carries_its_routed_experts_and_latent_attention(model, mla, monkeypatch):
+    spec = resolve_model(model)
+    with_costs = tpot(model, dtype="fp8")
+    drop_costs(monkeypatch)
+    expected = (param_counts(spec).num_moe_layers * DOCUMENTED["moe_layer_overhead_s"]
+                + (spec.num_layers * DOCUMENTED["mla_layer_overhead_s"] if mla else 0.0)) * 1e3
+    assert with_costs - tpot(model, dtype="fp8") == pytest.approx(expected, rel=1e-6)
+
+
+def test_dense_models_and_eager_runtimes_do_not_carry_them(monkeypatch):
+    dense = tpot("llama-3.1-70b")
+    eager = tpot("qwen3-30b-a3b", engine="transformers", num_devices=1)
+    drop_costs(monkeypatch)
+    assert tpot("llama-3.1-70b") == dense
+    assert tpot("qwen3-30b-a3b", engine="transformers", num_devices=1) == eager
+
+
+def test_deepseek_at_one_sequence_is_near_sglangs_cookbook_run():
+    # SGLang's cookbook, 8 B200, DeepSeek-R1-0528 FP8 at concurrency 1: 9.15 ms median TPOT; the per-layer costs set
+    # on dense models alone gave 3.9 ms
+    assert tpot("deepseek-v3", dtype="fp8", context=1031, prompt_tokens=610) == pytest.approx(9.15, rel=0.15)
