@@ -66,7 +66,8 @@ def test_a_moe_model_carries_the_band_of_moe_points():
     # the engine's own points of the kind where there are enough, else the kind's over the engine's mixed ones
     vllm_moe = accuracy_bands(h100, engine="vllm", kind="moe")["ttft_ms"]
     assert vllm_moe.points == data["engine_kinds"]["vllm"]["moe"]["ttft_ms"]["points"] and "vllm only" in vllm_moe.source
-    assert "moe" not in data["engine_kinds"].get("sglang", {})
+    # SGLang's MoE TTFTs are too few for a band of their own (its MoE batch-1 runs are enough for theirs)
+    assert "ttft_ms" not in data["engine_kinds"].get("sglang", {}).get("moe", {})
     assert accuracy_bands(h100, engine="sglang", kind="moe")["ttft_ms"] == accuracy_bands(h100, kind="moe")["ttft_ms"]
     assert architecture_kind(resolve_model("jamba-1.5-mini")) is None
     assert accuracy_bands(h100, kind=None) == every
