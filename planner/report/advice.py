@@ -83,7 +83,7 @@ def text_report(advice: Advice, color: bool = True, file=None) -> str:
     from rich.table import Table
 
     buffer = None if color else io.StringIO()
-    console = Console(width=80, file=file if color else buffer, no_color=not color, highlight=False)
+    console = Console(width=100, file=file if color else buffer, no_color=not color, highlight=False)
     a = advice
     w = a.workload
     console.print(f"[bold]{a.model.name}[/] on [bold]{a.hardware.count} x {a.hardware.id}[/], "

@@ -17,6 +17,7 @@ def rate(tokens_per_s: float) -> str:
     return f"{tokens_per_s:,.0f}" if tokens_per_s >= 10 else f"{tokens_per_s:.2g}"
 
 SERVING: list[Column] = [
+    ("batch", lambda p: f"{p.batch:,}"),  # the sequences each row runs at once: a TPOT moves with them
     ("TTFT ms", lambda p: f"{p.ttft_ms:,.1f}"),
     ("TPOT ms", lambda p: f"{p.tpot_ms:,.2f}"),
     ("tokens/s", lambda p: rate(p.throughput_tokens_per_s)),
