@@ -288,23 +288,35 @@ def configs(model: str, hardware: str, num_devices: int | None, workload: str, t
       optiplan configs ./my-model --hardware l4 --engine kubernetes -o k8s/
     """
     from ..catalog.workloads import parse_percent
-    from ..deploy.render import ENGINES, TARGETS, render_all, write
-    from ..errors import UnknownNameError
+    from ..deploy.render import ENGINES, TARGETS, render_all, unfit_configurations, write
+    from ..errors import OptiplanError, UnknownNameError
     from ..plan.advise import advise as run_advise
     from ..schema.advice import AdviseRequest
 
     if target not in TARGETS:
         raise UnknownNameError("engine", target, TARGETS)
-    # a single engine gets a plan made for it; the wrappers and `all` use the serving engine's plan
+    # a single engine gets a plan made for it; the wrappers and the index of `all` use the serving engine's plan
     plan_engine = target if target in ENGINES else (serving_engine or "vllm")
     advice = run_advise(AdviseRequest(model=model, hardware=hardware, num_devices=num_devices, workload=workload,
                                       engine=plan_engine, max_quality_loss_pct=parse_percent(quality)))
     targets = [t for t in TARGETS if t != "all"] if target == "all" else [target]
-    files, skipped = render_all(advice, targets)
+    # every engine of `all` gets the plan made for it, as `--engine NAME` alone would (an engine that cannot plan
+    # here renders the serving engine's plan, or is skipped with its reason)
+    plans = {}
+    for engine in (e for e in ENGINES if target == "all" and e != plan_engine):
+        try:
+            plans[engine] = run_advise(AdviseRequest(model=model, hardware=hardware, num_devices=num_devices,
+                                                     workload=workload, engine=engine,
+                                                     max_quality_loss_pct=parse_percent(quality)))
+        except OptiplanError:
+            continue
+    files, skipped = render_all(advice, targets, plans)
     for path in write(files, out_dir, force=force):
         click.echo(str(path))
     for line in skipped:
         click.echo(f"skipped {line}", err=True)
+    for line in unfit_configurations(advice, targets, plans):
+        click.echo(f"warning: {line}", err=True)
 
 
 @main.command()

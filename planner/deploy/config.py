@@ -27,6 +27,14 @@ PORT = 8000
 IMAGES = {"vllm": "vllm/vllm-openai:v0.10.2", "sglang": "lmsysorg/sglang:v0.5.4",
           "tgi": "ghcr.io/huggingface/text-generation-inference:3.3.4",
           "trtllm": "nvcr.io/nvidia/tensorrt-llm/release:1.0.0", "llama.cpp": "ghcr.io/ggml-org/llama.cpp:server-cuda"}
+# On ROCm devices each engine's AMD build (the CUDA images do not run there): AMD's vLLM image, as the Vultr inference
+# cookbook's ROCm setup pulls it ("docker pull rocm/vllm:rocm7.0.0_vllm_0.11.1_20251103", docs.vultr.com/inference-
+# cookbook/rocm/getting-started/environment-setup); SGLang's `<version>-rocm630-mi30x` tags (its Docker Hub images for
+# MI300-class GPUs); TGI's `<version>-rocm` (its quick tour: "ghcr.io/huggingface/text-generation-inference:1.4-rocm");
+# llama.cpp's `server-rocm`.
+ROCM_IMAGES = {"vllm": "rocm/vllm:rocm7.0.0_vllm_0.11.1_20251103", "sglang": "lmsysorg/sglang:v0.5.4-rocm630-mi30x",
+               "tgi": "ghcr.io/huggingface/text-generation-inference:3.3.4-rocm",
+               "llama.cpp": "ghcr.io/ggml-org/llama.cpp:server-rocm"}
 HEALTH = {"vllm": "/health", "sglang": "/health", "tgi": "/health", "trtllm": "/health", "llama.cpp": "/health"}
 
 
@@ -49,6 +57,9 @@ class EngineConfig:
     notes: list[str] = field(default_factory=list)
     positional_model: bool = False
     pd: tuple[int, int, int] | None = None  # disaggregated: (prefill instances, decode instances, GPUs each)
+    # the weights as the engine serves them where its file is not the plan's format (llama.cpp's GGUF): the
+    # profile request's dtype and gguf_type (`prediction.configuration_request`)
+    served: dict[str, str] = field(default_factory=dict)
 
     def argv(self, extra_file: str | None = None) -> list[str]:
         args = list(self.command) + ([self.model] if self.positional_model else [])
@@ -210,3 +221,8 @@ def _check_nested(engine: str, values: dict[str, Any], known: dict[str, Any], wh
             _check_nested(engine, value, spec, f"{name}.")
         elif isinstance(spec, dict) and spec.get("type") == "choice" and str(value) not in map(str, spec["choices"]):
             raise DeployError(f"{engine}: {name} {value} is not one of {spec['choices']}")
+
+
+def engine_image(engine: str, backend: str | None) -> str:
+    """The container image that runs `engine` on a device of `backend` (its AMD build on ROCm)."""
+    return ROCM_IMAGES[engine] if backend == "rocm" and engine in ROCM_IMAGES else IMAGES[engine]

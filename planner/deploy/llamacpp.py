@@ -22,6 +22,8 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
     gguf = f"models/{advice.model.name}-{quant}.gguf"
     published = published_gguf(advice, quant)
     cfg = EngineConfig("llama.cpp", f"{published['hub_id']}:{quant}" if published else gguf, ["llama-server"])
+    fmt = next((WEIGHT_STEPS[t] for t in steps if t in GGUF_TYPES), quant.lower())  # bf16 / f16: 16-bit GGUF
+    cfg.served = {"dtype": "fp16" if fmt == "f16" else fmt} | ({"gguf_type": quant} if fmt in ("int8", "int4") else {})
     o = cfg.options
     slots = max_seqs(advice)
     o.update({"hf-repo": cfg.model} if published else {"model": gguf})

@@ -32,15 +32,16 @@ from .checkpoints import FORMATS, checkpoint_dtype, serving_checkpoint
 from .config import (
     ENGINES,
     HEALTH,
-    IMAGES,
     PORT,
     TARGETS,
     DeployError,
     EngineConfig,
     check_options,
+    engine_image,
     engine_options,
 )
 from .disaggregated import pd_launch
+from .prediction import configuration_fits, configuration_profile, profile_command
 
 MAPPERS = {"vllm": vllm.engine_config, "sglang": sglang.engine_config, "tgi": tgi.engine_config,
            "trtllm": trtllm.engine_config, "llama.cpp": llamacpp.engine_config}
@@ -143,11 +144,15 @@ def render(advice: Advice, target: str, serving_engine: str | None = None) -> di
     cfg = engine_config(advice, engine)
     env = _env()
     per_node = hw.interconnect.max_devices_per_node if hw.interconnect else 1
-    ctx = dict(a=advice, cfg=cfg, hw=hw, engine=engine, port=PORT, image=IMAGES[engine], health=HEALTH[engine],
+    ctx = dict(a=advice, cfg=cfg, hw=hw, engine=engine, port=PORT, image=engine_image(engine, hw.features.backend), health=HEALTH[engine],
                version=engine_options(engine)["version"],
                gpu_resource=_gpu_resource(hw), devices=advice.hardware.count, per_node=min(per_node, advice.hardware.count),
                nodes=max(1, -(-advice.hardware.count // per_node)), name=_k8s_name(advice.model.name))
     ctx["replicas"] = 1
+    # where the engine cannot run every step, what its own configuration is predicted to do
+    configured = configuration_profile(advice, cfg)
+    ctx["configured"] = configured and {"command": profile_command(configured[0]), "profile": configured[1],
+                                        "fits": not isinstance(configured[1], str) and configuration_fits(configured[1])}
     # the checkpoint served (published in fp8: a byte per weight; else 16 bits), with room to spare
     weight_bytes = 1 if checkpoint_dtype(advice) == "fp8" else 2
     ctx["cache_gib"] = math.ceil(advice.model.params_total * weight_bytes * 1.2 / 2**30) + 10
@@ -262,13 +267,34 @@ def write(files: dict[str, str], out_dir: Path, force: bool = False) -> list[Pat
     return [out_dir / rel for rel in sorted(files)]
 
 
-def render_all(advice: Advice, targets: list[str]) -> tuple[dict[str, str], list[str]]:
-    """Files for several targets, and the targets skipped with their reason (e.g. TensorRT-LLM on a CPU)."""
+def unfit_configurations(advice: Advice, targets: list[str], plans: dict[str, Advice] | None = None) -> list[str]:
+    """One line for each engine target whose own configuration, leaving out steps of the plan it cannot run, is
+    predicted not to hold the workload (llama.cpp serving a 16-bit GGUF of a plan made in fp8 over tensor shards);
+    `plans`: an engine's own plan where it has one, as in `render_all`."""
+    lines = []
+    for engine in (t for t in targets if t in ENGINES):
+        try:
+            own = (plans or {}).get(engine, advice)
+            configured = configuration_profile(own, engine_config(own, engine))
+        except DeployError:  # an engine that cannot run here at all is reported as skipped
+            continue
+        if configured and not isinstance(configured[1], str) and not configuration_fits(configured[1]):
+            mem = configured[1].memory
+            lines.append(f"{engine}: its configuration does not fit ({mem.per_device_bytes / 1e9:.1f} GB per device "
+                         f"of {mem.device_memory_bytes / 1e9:.1f} GB) without the steps it cannot run; see its README")
+    return lines
+
+
+def render_all(advice: Advice, targets: list[str], plans: dict[str, Advice] | None = None
+               ) -> tuple[dict[str, str], list[str]]:
+    """Files for several targets, and the targets skipped with their reason (e.g. TensorRT-LLM on a CPU); `plans`
+    gives an engine target its own plan (the one `advise --engine` makes for it) in place of `advice`, the serving
+    engine's, which the wrappers (compose, kubernetes) and the index keep."""
     files: dict[str, str] = {}
     skipped = []
     for target in targets:
         try:
-            rendered = render(advice, target)
+            rendered = render((plans or {}).get(target, advice), target)
         except DeployError as exc:
             if len(targets) == 1:
                 raise

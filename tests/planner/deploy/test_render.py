@@ -18,6 +18,7 @@ from optiplan.planner.deploy.render import (
     engine_options,
     render,
     render_all,
+    unfit_configurations,
     write,
 )
 from optiplan.planner.plan.advise import advise
@@ -122,6 +123,19 @@ def test_compose_reserves_the_gpus(h100_plans):
     assert service["command"][0] == "RedHatAI/Meta-Llama-3.1-70B-Instruct-FP8"
 
 
+@pytest.mark.parametrize("engine", ["vllm", "sglang"])
+def test_rocm_deployments_run_the_engines_amd_build_on_the_driver_devices(engine):
+    a = plan(hardware="mi300x", devices=1, engine=engine)
+    files = render(a, "compose")
+    service = next(iter(yaml.safe_load(files["compose/docker-compose.yaml"])["services"].values()))
+    assert "rocm" in service["image"] and "deploy" not in service  # no NVIDIA device reservation
+    assert service["devices"] == ["/dev/kfd", "/dev/dri"] and service["group_add"] == ["video"]
+    assert service["entrypoint"] == [engine_config(a, engine).command[0]]  # AMD's images do not start the server
+    manifest = next(yaml.safe_load_all(render(a, "kubernetes")["kubernetes/deployment.yaml"]))
+    container = manifest["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == service["image"] and "amd.com/gpu" in container["resources"]["limits"]
+
+
 def test_steps_an_engine_cannot_express_are_listed(h100_plans):
     a = h100_plans["vllm"]
     files, _ = render_all(a, ["llama.cpp"])
@@ -133,6 +147,29 @@ def test_steps_an_engine_cannot_express_are_listed(h100_plans):
     draft = [s for s in sglang.plan.steps if s.technique == "spec-draft"]
     if draft:  # vLLM 0.10 cannot run a separate draft model: listed, not dropped
         assert "spec-draft" in dict(engine_config(sglang, "vllm").not_applied)
+
+
+def test_an_engine_that_leaves_steps_out_is_predicted_as_configured():
+    # a vLLM plan in fp8 over two tensor shards: llama.cpp has neither, so its README predicts its own 16-bit GGUF
+    # split in layers, which does not hold 32 sequences of 4,096 tokens on two H100s, and says so
+    a = plan(devices=2)
+    assert a.plan.predicted.weight_dtype == "fp8" and a.plan.predicted.tensor_parallel == 2
+    readme = render(a, "llama.cpp")["README.md"]
+    assert "## Predicted for this configuration" in readme
+    assert "`optiplan profile llama-3.1-70b -H h100-sxm --gpus 2 --engine llama.cpp --dtype bf16" in readme
+    assert "**does not fit**" in readme and "the plan's prediction, which assumes the steps" in readme
+    [line] = unfit_configurations(a, ["vllm", "llama.cpp"])  # what `configs` prints as a warning
+    assert line.startswith("llama.cpp: its configuration does not fit")
+    assert "## Predicted for this configuration" not in render(a, "vllm")["README.md"]  # every step applies
+
+
+def test_configs_all_renders_each_engine_from_its_own_plan(tmp_path):
+    out = CliRunner().invoke(main, ["configs", "llama-3.1-70b", "-H", "h100-sxm", "--gpus", "2", "--workload", "chat",
+                                    "-e", "all", "-o", str(tmp_path)])
+    assert out.exit_code == 0, out.output
+    readme = (tmp_path / "llamacpp" / "README.md").read_text()
+    assert "GGUF Q8_0" in readme and "Not applied" not in readme  # llama.cpp's own plan: no step it cannot run
+    assert "warning" not in out.output
 
 
 def test_llama_cpp_on_cpu_and_trtllm_refused_there():

@@ -1,0 +1,77 @@
+"""What an engine's own configuration is predicted to do where it cannot run every step of the plan: the plan's
+figures assume steps the engine has no option for (llama.cpp has neither fp8 weights nor tensor parallelism), so
+its README gives the figures of the configuration it renders instead, and says where that does not fit."""
+
+from __future__ import annotations
+
+from ..analytic.profile import profile
+from ..catalog.engines import engine_pages_cache
+from ..catalog.hardware import resolve_hardware
+from ..errors import OptiplanError
+from ..schema import Profile, ProfileRequest
+from ..schema.advice import Advice
+from .checkpoints import checkpoint_dtype
+from .config import EngineConfig
+
+
+def configuration_request(advice: Advice, cfg: EngineConfig) -> ProfileRequest | None:
+    """The profile request of the configuration `cfg` renders, where it leaves steps of the plan out: the weights as
+    the engine serves them (its own file where it names one, else the checkpoint's format where the plan's weight
+    step is left out), the cache in its default format where the plan's cache step is, the engine's own way over
+    several devices where tensor parallelism is; the plan's batch, and the workload's lengths. None: every step
+    applies (the plan's figures are the configuration's)."""
+    missing = {t for t, _ in cfg.not_applied}
+    if not missing:
+        return None
+    p, w = advice.plan.predicted, advice.workload
+    hw = resolve_hardware(advice.hardware.id)
+    dtype = cfg.served.get("dtype")
+    if dtype is None:
+        native = checkpoint_dtype(advice) or ("bf16" if hw.features.bf16 else "fp16")
+        dtype = native if any(t.startswith("weight-") for t in missing) else p.weight_dtype or native
+    devices = max(advice.hardware.count // max(p.data_parallel, 1), 1)
+    split = "tensor-parallel" not in missing and "pipeline-parallel" not in missing
+    return ProfileRequest(
+        model=advice.model.name, hardware=hw.id, num_devices=devices, engine=cfg.engine, dtype=dtype,
+        gguf_type=cfg.served.get("gguf_type"),
+        kv_dtype=None if any(t.startswith("kv-") for t in missing) or p.kv_dtype in ("", "bf16", "fp16", "fp32")
+        else p.kv_dtype,
+        tensor_parallel=p.tensor_parallel if split else None, pipeline_parallel=p.pipeline_parallel if split else 1,
+        batch=max(p.batch, 1), context=w.context_needed, input_tokens=w.prompt_tokens_mean,
+        output_tokens=w.output_tokens_mean, concurrency=max(p.batch, 1))
+
+
+def configuration_profile(advice: Advice, cfg: EngineConfig) -> tuple[ProfileRequest, Profile | str] | None:
+    """The request of the configuration `cfg` renders and its profile (or why none could be made), where the
+    configuration leaves steps of the plan out; None where it runs them all."""
+    request = configuration_request(advice, cfg)
+    if request is None:
+        return None
+    try:
+        return request, profile(request)
+    except OptiplanError as exc:
+        return request, str(exc)
+
+
+def configuration_fits(profile_: Profile) -> bool:
+    """Whether the configuration holds its sequences: each at the workload's longest where the engine reserves its
+    cache whole at start-up (llama.cpp's --ctx-size), their mean use where it pages it."""
+    requests_fit = profile_.requests is None or profile_.requests.fits
+    return requests_fit and (profile_.fits or engine_pages_cache(profile_.request.engine))
+
+
+def profile_command(request: ProfileRequest) -> str:
+    """The `optiplan profile` command that predicts `request`."""
+    parts = [f"optiplan profile {request.model} -H {request.hardware} --gpus {request.num_devices}",
+             f"--engine {request.engine} --dtype {request.dtype}"]
+    if request.gguf_type:
+        parts.append(f"--gguf-type {request.gguf_type}")
+    if request.kv_dtype:
+        parts.append(f"--kv-dtype {request.kv_dtype}")
+    if request.tensor_parallel:
+        parts.append(f"--tp {request.tensor_parallel}")
+    if request.pipeline_parallel > 1:
+        parts.append(f"--pp {request.pipeline_parallel}")
+    parts.append(f"--context {request.context} --input-tokens {request.input_tokens} --output-tokens "
+                 f"{request.output_tokens} --concurrency {request.concurrency}")
+    return " ".join(parts)
