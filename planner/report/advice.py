@@ -83,7 +83,7 @@ def text_report(advice: Advice, color: bool = True, file=None) -> str:
     from rich.table import Table
 
     buffer = None if color else io.StringIO()
-    console = Console(width=100, file=file if color else buffer, no_color=not color, highlight=False)
+    console = Console(width=80, file=file if color else buffer, no_color=not color, highlight=False)
     a = advice
     w = a.workload
     console.print(f"[bold]{a.model.name}[/] on [bold]{a.hardware.count} x {a.hardware.id}[/], "
@@ -97,11 +97,12 @@ def text_report(advice: Advice, color: bool = True, file=None) -> str:
                   + (f", then {a.bottleneck.secondary}" if a.bottleneck.secondary else ""))
     for e in a.bottleneck.evidence:
         console.print(f"  - {e}")
-    table = Table(title="Plan", title_justify="left", pad_edge=False)
+    table = Table(title="Plan", title_justify="left", pad_edge=False, padding=(0, 0))
     columns = step_columns(a)
     for col, justify in (("#", "right"), ("technique", "left"), *((c, "right") for c, _ in columns),
                          ("GB/dev", "right"), ("risk", "left")):
-        table.add_column(col, justify=justify, overflow="fold")
+        # a technique's name on one line; the figures give way first
+        table.add_column(col, justify=justify, overflow="fold", no_wrap=col == "technique")
 
     def row(i, name, p, risk=""):
         table.add_row(str(i), name, *(cell(p) for _, cell in columns),
