@@ -64,7 +64,9 @@ class ConcurrencyType(click.ParamType):
               help="Weights: bf16, fp16, fp32, fp8, int8, int4, nf4, fp4 (torch spellings too). int8/int4 are "
                    "weight-only with 16-bit activations unless --activations says otherwise.")
 @click.option("--activations", default=None, help="Quantized activations: int8 or fp8 (W8A8).")
-@click.option("--kv-dtype", default=None, help="KV-cache dtype [default: the activation dtype].")
+@click.option("--kv-dtype", default=None,
+              help="KV-cache dtype [default: 16-bit (fp32 with --dtype fp32); --activations int8/fp8 leave it "
+                   "16-bit].")
 @click.option("--group-size", type=int, default=None, help="Quantization group size (0 = per channel).")
 @click.option("--gguf-type", default=None,
               help="The GGUF file llama.cpp reads the weights from: Q4_0 or Q4_K_M for --dtype int4, Q8_0 for int8 "
