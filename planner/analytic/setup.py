@@ -29,6 +29,7 @@ from ..catalog.engines import (
     engine_request_admit_share,
     engine_request_host_s,
     engine_running_pool,
+    engine_runtime,
     engine_sampler_row_bytes,
     engine_square_mask,
     engine_storage,
@@ -281,6 +282,7 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         activations = engine_activations(engine, weight_dtype, hw)
     compute = compute_dtype(weight_dtype, activations, d16)
     act = "fp32" if compute == "fp32" else d16
+    own_kernel = weight_kernel is None  # the engine's own GEMM for the format, not one a plan swaps in (triton)
     engine_kernel = engine_kernel_efficiency(engine, weight_dtype, hw.features.backend, hw) if weight_kernel is None \
         else None
     if engine_kernel and weight_kernel_refusal(hw, engine_kernel, weight_dtype) is None:
@@ -299,6 +301,10 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
             eff = eff.model_copy(update={"flop_efficiency": eff.flop_efficiency * share,
                                          "source": f"{eff.source} Compute at {share:g} of that: {engine}'s profile "
                                                    f"(flop_share)."})
+    # a MoE layer's and a latent-attention layer's fixed costs apply to the models that have such layers; the JSON of
+    # the others does not carry them
+    eff = eff.model_copy(update={"moe_layer_overhead_s": eff.moe_layer_overhead_s if spec.moe else 0.0,
+                                 "mla_layer_overhead_s": eff.mla_layer_overhead_s if spec.mla else 0.0})
     measured = {}
     if "triton" in (attention, weight_kernel):
         shares = kernel_shares(hw.id)
@@ -322,8 +328,7 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         weights = replace(weights, **weight_kernel_group_format(weight_kernel))
         # the head in the weights' format too, where the engine's quantizer for them converts it (gpt-fast's int4
         # and int8); a head tied to the embedding stays the embedding
-        if engine_quantizes_head(engine) and engine_kernel_efficiency(engine, weight_dtype) \
-                and not spec.tie_word_embeddings:
+        if engine_quantizes_head(engine, weight_dtype) and not spec.tie_word_embeddings:
             weights = replace(weights, output_bits=weights.bits_per_weight(spec.hidden_size))
     # an engine whose data-parallel groups each schedule their own budget takes that many budgets a step
     groups = attention_dp if engine_budget_per_group(engine) else 1
@@ -344,7 +349,10 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         max_running=engine_max_running(engine, hw, tp * pp, attention_dp), running_pool=engine_running_pool(engine),
         embedding_on_host=hw.kind == "gpu" and engine_embedding_on_host(engine),
         first_token_decoded=engine_decodes_first_token(engine),
-        casts_whole_weight=compute in ("bf16", "fp16", "fp32") and engine_casts_whole_weight(engine, weight_dtype),
+        # the engine's own kernel in its own runtime: a plan's Triton GEMM, or compiling transformers (inductor fuses
+        # the cast), copies nothing
+        casts_whole_weight=compute in ("bf16", "fp16", "fp32") and own_kernel and engine is not None
+        and runtime == engine_runtime(engine) and engine_casts_whole_weight(engine, weight_dtype),
         mixed_prefill=engine_mixes_prefill(engine, attention_dp, speculative) if mixed_prefill is None
         else mixed_prefill,
         kv_memory=engine_kv_memory(engine, hw, tp * pp, attention_dp, speculative),

@@ -352,10 +352,12 @@ def engine_casts_whole_weight(engine: str | None, weight_dtype: str) -> bool:
     return bool(engine_kernel(engine, weight_dtype).get("casts_whole_weight"))
 
 
-def engine_quantizes_head(engine: str | None) -> bool:
-    """Whether the engine's quantizer converts the output head with the other linear layers (its profile's
-    `output_head: quantized`, gpt-fast's quantize.py); otherwise a quantized model keeps a 16-bit head."""
-    return _fact(engine, "output_head") == "quantized"
+def engine_quantizes_head(engine: str | None, weight_dtype: str) -> bool:
+    """Whether the engine's quantizer for `weight_dtype` converts the output head with the other linear layers (its
+    kernel entry for the format and `output_head: quantized`, for the engine or under the format: gpt-fast's
+    quantize.py, optiplan apply's torchao int8 for transformers); otherwise a quantized model keeps a 16-bit head."""
+    kernel = engine_kernel(engine, weight_dtype)
+    return bool(kernel) and "quantized" in (_fact(engine, "output_head"), kernel.get("output_head"))
 
 
 def reserves_whole_length(engine: str | None) -> bool:

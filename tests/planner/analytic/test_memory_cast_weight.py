@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from optiplan.planner.analytic.profile import profile, setup_for_request
+from optiplan.planner.analytic.setup import build_setup
 from optiplan.planner.catalog.hardware import resolve_hardware
 from optiplan.planner.catalog.models import resolve_model
 from optiplan.planner.schema import ProfileRequest
@@ -58,25 +59,40 @@ def test_torchao_int8_weight_only_holds_a_16bit_copy_of_the_matrix_it_multiplies
     assert cast - plain == pytest.approx(head_copy, rel=0.1)
 
 
-def _setup(engine: str, dtype: str, **kw):
-    request = ProfileRequest(model="llama-3.1-8b", hardware="a100-80gb-sxm", engine=engine, dtype=dtype, context=256,
+def _setup(engine: str, dtype: str, model: str = "llama-3.1-8b", **kw):
+    request = ProfileRequest(model=model, hardware="a100-80gb-sxm", engine=engine, dtype=dtype, context=256,
                              prompt_tokens=128, **kw)
     return setup_for_request(request, resolve_model(request.model), resolve_hardware(request.hardware))
 
 
 def test_the_prefill_holds_the_largest_cast_matrix():
     spec = resolve_model("llama-3.1-8b")
-    # gpt-fast quantizes its head with the other layers: the head is the largest matrix, cast in its eager prefill
-    assert _setup("gpt-fast", "int8").cast_weight_bytes == spec.vocab_size * spec.hidden_size * 2
-    # transformers (a 16-bit head) casts an MLP matrix at most
-    assert _setup("transformers", "int8").cast_weight_bytes == spec.intermediate_size * spec.hidden_size * 2
+    head = spec.vocab_size * spec.hidden_size * 2
+    # gpt-fast's quantizer and optiplan apply's torchao path (transformers) convert the head with the other layers:
+    # the head is the largest matrix, cast in an eager pass (gpt-fast's prefill, every transformers pass)
+    assert _setup("gpt-fast", "int8").cast_weight_bytes == head
+    assert _setup("transformers", "int8").cast_weight_bytes == head
+    # a head tied to the embedding stays 16-bit: an MLP matrix is the largest cast
+    tied = resolve_model("llama-3.2-1b")
+    assert tied.tie_word_embeddings
+    assert _setup("transformers", "int8", "llama-3.2-1b").cast_weight_bytes == tied.intermediate_size * tied.hidden_size * 2
     # a 16-bit model, W8A8 (an int8 GEMM) and vLLM's int8 casts nothing whole
     for engine, dtype, kw in (("gpt-fast", "bf16", {}), ("transformers", "int8", {"activations": "int8"}),
                               ("vllm", "int8", {})):
         assert _setup(engine, dtype, **kw).cast_weight_bytes == 0
-    # tensor parallel splits the layers' matrices, not gpt-fast's head
-    assert _setup("transformers", "int8", num_devices=2, tensor_parallel=2).cast_weight_bytes == \
-        spec.intermediate_size * spec.hidden_size
+    # tensor parallel splits the layers' matrices, not the head, which stays the largest
+    assert _setup("transformers", "int8", num_devices=2, tensor_parallel=2).cast_weight_bytes == head
+
+
+def test_a_swapped_kernel_or_a_compiled_forward_casts_nothing():
+    # optiplan's Triton int8 GEMM dequantizes inside its kernel; compiling transformers' forward (a plan's
+    # torch-compile step runs it on the serving runtime) fuses the cast into the matmul
+    spec, hw = resolve_model("llama-3.1-8b"), resolve_hardware("h200-sxm")
+    own = build_setup(spec, hw, weight_dtype="int8", runtime="transformers", engine="transformers")
+    assert own.cast_weight_bytes > 0
+    assert build_setup(spec, hw, weight_dtype="int8", runtime="transformers", engine="transformers",
+                       weight_kernel="triton").cast_weight_bytes == 0
+    assert build_setup(spec, hw, weight_dtype="int8", runtime="serving", engine="transformers").cast_weight_bytes == 0
 
 
 def test_the_copy_is_in_the_reported_activation_peak():
