@@ -97,11 +97,12 @@ def with_context(request: ProfileRequest, spec: ModelSpec) -> ProfileRequest:
     sequence (`input_tokens` + `output_tokens`) with its prompt (`input_tokens`) for TTFT, so the step view and the
     memory describe the requests the report is about; else 4,096 tokens or the model's maximum where it is shorter
     (GPT-2: 1,024)."""
+    lengths = (request.input_tokens or 0) >= 1 and (request.output_tokens or 0) >= 1  # else refused as given
     if request.context is not None:
-        if request.prompt_tokens is None and request.input_tokens is not None:  # the requests' prompt, as it fits
+        if request.prompt_tokens is None and lengths and request.context >= 1:  # the requests' prompt, as it fits
             return request.model_copy(update={"prompt_tokens": min(request.input_tokens, request.context)})
         return request
-    if request.input_tokens is not None and request.output_tokens is not None:
+    if lengths:
         context = min(request.input_tokens + request.output_tokens, spec.max_position_embeddings)
         prompt = request.prompt_tokens if request.prompt_tokens is not None else min(request.input_tokens, context)
         return request.model_copy(update={"context": context, "prompt_tokens": prompt})

@@ -218,7 +218,7 @@ def request_profile(s: Setup, input_tokens: int, output_tokens: int, concurrency
     ok = good == c
 
     def served(n: int) -> dict[str, float]:  # n requests always in flight, all running, behind the front end
-        return front_end(request_figures(s, input_tokens, output_tokens, n, continuous, cached_tokens) | {"queue_s": 0.0},
+        return front_end(queued(request_figures(s, input_tokens, output_tokens, n, continuous, cached_tokens), n, n),
                          n, s.request_host_s)
 
     slo_c = 0

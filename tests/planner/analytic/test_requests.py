@@ -218,6 +218,10 @@ def test_any_request_shape_gives_finite_positive_figures(i, o, c):
     ({"input_tokens": None, "output_tokens": None, "concurrency": 4}, "--concurrency is for request-level"),
     ({"input_tokens": 200_000, "output_tokens": 200}, "exceed llama-3.1-8b's maximum"),
     ({"concurrency": 0}, "concurrency must be at least 1"),
+    # the lengths are refused as given, not through the context they would set
+    ({"input_tokens": 0, "output_tokens": 10, "context": None}, "input tokens must be at least 1"),
+    ({"input_tokens": -20, "output_tokens": 10, "context": None}, "input tokens must be at least 1"),
+    ({"input_tokens": 100, "output_tokens": 0}, "output tokens must be at least 1"),
 ])
 def test_bad_requests_say_what_is_wrong(kw, message):
     with pytest.raises(RequestError, match=message):
