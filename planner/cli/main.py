@@ -310,8 +310,8 @@ def configs(model: str, hardware: str, num_devices: int | None, workload: str, t
             plans[engine] = run_advise(AdviseRequest(model=model, hardware=hardware, num_devices=num_devices,
                                                      workload=workload, engine=engine,
                                                      max_quality_loss_pct=parse_percent(quality)))
-        except OptiplanError:
-            continue
+        except OptiplanError as exc:  # its files come from the serving engine's plan, or it is skipped
+            click.echo(f"note: no plan of {engine}'s own ({exc}); its files render the {plan_engine} plan", err=True)
     files, skipped = render_all(advice, targets, plans)
     for path in write(files, out_dir, force=force):
         click.echo(str(path))

@@ -27,12 +27,12 @@ PORT = 8000
 IMAGES = {"vllm": "vllm/vllm-openai:v0.10.2", "sglang": "lmsysorg/sglang:v0.5.4",
           "tgi": "ghcr.io/huggingface/text-generation-inference:3.3.4",
           "trtllm": "nvcr.io/nvidia/tensorrt-llm/release:1.0.0", "llama.cpp": "ghcr.io/ggml-org/llama.cpp:server-cuda"}
-# On ROCm devices each engine's AMD build (the CUDA images do not run there): AMD's vLLM image, as the Vultr inference
-# cookbook's ROCm setup pulls it ("docker pull rocm/vllm:rocm7.0.0_vllm_0.11.1_20251103", docs.vultr.com/inference-
-# cookbook/rocm/getting-started/environment-setup); SGLang's `<version>-rocm630-mi30x` tags (its Docker Hub images for
-# MI300-class GPUs); TGI's `<version>-rocm` (its quick tour: "ghcr.io/huggingface/text-generation-inference:1.4-rocm");
-# llama.cpp's `server-rocm`.
-ROCM_IMAGES = {"vllm": "rocm/vllm:rocm7.0.0_vllm_0.11.1_20251103", "sglang": "lmsysorg/sglang:v0.5.4-rocm630-mi30x",
+# On ROCm devices each engine's AMD build (the CUDA images do not run there): AMD's vLLM 0.10.1 image, the nearest to
+# the 0.10.2 the options are kept for (BentoML's vLLM recipes base AMD deployments on it: "image.base_image =
+# 'rocm/vllm:rocm6.4.1_vllm_0.10.1_20250909'"); SGLang's `-rocm700-mi30x` images for MI300-class GPUs (its docs:
+# "lmsysorg/sglang:v0.5.5.post2-rocm700-mi30x"); TGI's `-rocm` (its quick tour:
+# "ghcr.io/huggingface/text-generation-inference:1.4-rocm"); llama.cpp's `server-rocm`.
+ROCM_IMAGES = {"vllm": "rocm/vllm:rocm6.4.1_vllm_0.10.1_20250909", "sglang": "lmsysorg/sglang:v0.5.4-rocm700-mi30x",
                "tgi": "ghcr.io/huggingface/text-generation-inference:3.3.4-rocm",
                "llama.cpp": "ghcr.io/ggml-org/llama.cpp:server-rocm"}
 HEALTH = {"vllm": "/health", "sglang": "/health", "tgi": "/health", "trtllm": "/health", "llama.cpp": "/health"}

@@ -18,12 +18,14 @@ GGUF_TYPES = {t: engine_storage("llama.cpp", fmt)["format"] for t, fmt in WEIGHT
 def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
     p, w = advice.plan.predicted, advice.workload
     steps = plan_steps(advice)
-    quant = next((GGUF_TYPES[t] for t in steps if t in GGUF_TYPES), "F16" if not hw.features.bf16 else "BF16")
+    weight_step = next((t for t in steps if t in GGUF_TYPES), None)
+    quant = GGUF_TYPES[weight_step] if weight_step else "F16" if not hw.features.bf16 else "BF16"
     gguf = f"models/{advice.model.name}-{quant}.gguf"
     published = published_gguf(advice, quant)
     cfg = EngineConfig("llama.cpp", f"{published['hub_id']}:{quant}" if published else gguf, ["llama-server"])
-    fmt = next((WEIGHT_STEPS[t] for t in steps if t in GGUF_TYPES), quant.lower())  # bf16 / f16: 16-bit GGUF
-    cfg.served = {"dtype": "fp16" if fmt == "f16" else fmt} | ({"gguf_type": quant} if fmt in ("int8", "int4") else {})
+    # the weights as served: the plan's format in its GGUF file type, else the 16-bit GGUF
+    cfg.served = ({"dtype": WEIGHT_STEPS[weight_step], "gguf_type": quant} if weight_step
+                  else {"dtype": "fp16" if quant == "F16" else "bf16"})
     o = cfg.options
     slots = max_seqs(advice)
     o.update({"hf-repo": cfg.model} if published else {"model": gguf})

@@ -11,15 +11,16 @@ from ..errors import OptiplanError
 from ..schema import Profile, ProfileRequest
 from ..schema.advice import Advice
 from .checkpoints import checkpoint_dtype
-from .config import EngineConfig
+from .config import EngineConfig, max_seqs
 
 
 def configuration_request(advice: Advice, cfg: EngineConfig) -> ProfileRequest | None:
     """The profile request of the configuration `cfg` renders, where it leaves steps of the plan out: the weights as
     the engine serves them (its own file where it names one, else the checkpoint's format where the plan's weight
     step is left out), the cache in its default format where the plan's cache step is, the engine's own way over
-    several devices where tensor parallelism is; the plan's batch, and the workload's lengths. None: every step
-    applies (the plan's figures are the configuration's)."""
+    several devices where tensor parallelism is; each server's sequences, and the workload's lengths. None: every
+    step applies (the plan's figures are the configuration's). Speculative decoding and prefix caching, which a
+    profile does not take, are left out of it as they are of any profile."""
     missing = {t for t, _ in cfg.not_applied}
     if not missing:
         return None
@@ -29,16 +30,21 @@ def configuration_request(advice: Advice, cfg: EngineConfig) -> ProfileRequest |
     if dtype is None:
         native = checkpoint_dtype(advice) or ("bf16" if hw.features.bf16 else "fp16")
         dtype = native if any(t.startswith("weight-") for t in missing) else p.weight_dtype or native
-    devices = max(advice.hardware.count // max(p.data_parallel, 1), 1)
-    split = "tensor-parallel" not in missing and "pipeline-parallel" not in missing
+    # one server: a replica of the plan, or all the devices where the engine runs no replicas
+    replicas = 1 if "data-parallel" in missing else max(p.data_parallel, 1)
+    devices = max(advice.hardware.count // replicas, 1)
+    split = not missing & {"tensor-parallel", "pipeline-parallel", "expert-parallel", "expert-parallel-tp-attention"}
+    adp = p.attention_data_parallel if split else 1
+    sequences = max_seqs(advice)  # each server's, as its options set them (--max-num-seqs, --parallel)
     return ProfileRequest(
         model=advice.model.name, hardware=hw.id, num_devices=devices, engine=cfg.engine, dtype=dtype,
         gguf_type=cfg.served.get("gguf_type"),
         kv_dtype=None if any(t.startswith("kv-") for t in missing) or p.kv_dtype in ("", "bf16", "fp16", "fp32")
         else p.kv_dtype,
-        tensor_parallel=p.tensor_parallel if split else None, pipeline_parallel=p.pipeline_parallel if split else 1,
-        batch=max(p.batch, 1), context=w.context_needed, input_tokens=w.prompt_tokens_mean,
-        output_tokens=w.output_tokens_mean, concurrency=max(p.batch, 1))
+        tensor_parallel=p.tensor_parallel if split and adp == 1 else None, attention_data_parallel=adp,
+        expert_parallel=p.expert_parallel if split else 1, pipeline_parallel=p.pipeline_parallel if split else 1,
+        batch=sequences, context=w.context_needed, input_tokens=w.prompt_tokens_mean,
+        output_tokens=w.output_tokens_mean, concurrency=sequences)
 
 
 def configuration_profile(advice: Advice, cfg: EngineConfig) -> tuple[ProfileRequest, Profile | str] | None:

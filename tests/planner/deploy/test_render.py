@@ -21,6 +21,7 @@ from optiplan.planner.deploy.render import (
     unfit_configurations,
     write,
 )
+from optiplan.planner.deploy.prediction import configuration_request
 from optiplan.planner.plan.advise import advise
 from optiplan.planner.schema import AdviseRequest
 
@@ -161,6 +162,18 @@ def test_an_engine_that_leaves_steps_out_is_predicted_as_configured():
     [line] = unfit_configurations(a, ["vllm", "llama.cpp"])  # what `configs` prints as a warning
     assert line.startswith("llama.cpp: its configuration does not fit")
     assert "## Predicted for this configuration" not in render(a, "vllm")["README.md"]  # every step applies
+
+
+def test_a_configuration_is_predicted_per_server():
+    # a plan of two data-parallel replicas: vLLM runs each with its own sequences (--max-num-seqs), and llama.cpp,
+    # which runs no replicas, one server over both GPUs with one replica's sequences (--parallel)
+    a = plan(model="llama-3.1-8b", devices=2, goal="throughput")
+    assert a.plan.predicted.data_parallel == 2
+    cfg = engine_config(a, "llama.cpp")
+    request = configuration_request(a, cfg)
+    assert "data-parallel" in dict(cfg.not_applied)
+    assert request.num_devices == 2 and request.batch == request.concurrency == cfg.options["parallel"]
+    assert request.batch < a.plan.predicted.batch  # not the sequences of both replicas
 
 
 def test_configs_all_renders_each_engine_from_its_own_plan(tmp_path):
