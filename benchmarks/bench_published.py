@@ -103,7 +103,7 @@ def main() -> None:
                              "both) on two thirds of their points")
     parser.add_argument("--fit-moe-overheads", action="store_true",
                         help="fit the serving runtime's fixed kernel time per MoE layer and per latent-attention "
-                             "layer on two thirds of the serving engines' MoE points (minutes)")
+                             "layer on two thirds of the serving engines' points (minutes)")
     parser.add_argument("--fit-kernel", default=None, metavar="KERNEL",
                         help="fit one weight kernel of profiles/efficiency.yaml (ggml-mmvq, ggml-mmvf: llama.cpp's "
                              "GGUF and 16-bit mat-vecs; torchao-int8, tinygemm: gpt-fast's) on two thirds of the "

@@ -382,7 +382,7 @@ def fit_front_end(points: list[dict], engine: str = "vllm") -> dict:
 
 # the fixed kernel time a MoE layer's routed experts and a latent-attention layer add to a serving step: 0-100 us
 MOE_OVERHEAD_GRID = tuple(round(i * 1e-5, 6) for i in range(11))
-MLA_OVERHEAD_GRID = tuple(round(i * 1e-5, 6) for i in range(9))
+MLA_OVERHEAD_GRID = tuple(round(i * 1e-5, 6) for i in range(11))
 
 
 def fit_moe_overheads(points: list[dict]) -> dict:

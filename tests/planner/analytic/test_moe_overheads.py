@@ -10,6 +10,7 @@ from optiplan.planner.analytic.params import param_counts
 from optiplan.planner.analytic.profile import profile
 from optiplan.planner.catalog.models import resolve_model
 from optiplan.planner.schema import ProfileRequest
+from script_loader import load_script
 
 COSTS = profiles.efficiency_table()["runtimes"]["serving"]["gpu"]
 DOCUMENTED = dict(COSTS)
@@ -47,7 +48,8 @@ def test_dense_models_and_eager_runtimes_do_not_carry_them(monkeypatch):
     assert tpot("qwen3-30b-a3b", engine="transformers", num_devices=1) == eager
 
 
-def test_deepseek_at_one_sequence_is_near_sglangs_cookbook_run():
-    # SGLang's cookbook, 8 B200, DeepSeek-R1-0528 FP8 at concurrency 1: 9.15 ms median TPOT; the per-layer costs set
-    # on dense models alone gave 3.9 ms
-    assert tpot("deepseek-v3", dtype="fp8", context=1031, prompt_tokens=610) == pytest.approx(9.15, rel=0.15)
+def test_deepseek_at_one_sequence_is_near_sglangs_held_out_cookbook_run():
+    # SGLang's cookbook, 8 B200, DeepSeek-R1-0528 FP8 at concurrency 1, 8K prompts: 9.27 ms median TPOT, a point the
+    # fit held out (the per-layer costs set on dense models alone gave 3.9 ms)
+    assert load_script("benchmarks/published_points.py").held_out("sglang-cookbook-dsr1-8xb200-8000-1000-c1-tpot")
+    assert tpot("deepseek-v3", dtype="fp8", context=4615, prompt_tokens=4194) == pytest.approx(9.27, rel=0.15)
