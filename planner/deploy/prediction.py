@@ -78,6 +78,10 @@ def profile_command(request: ProfileRequest) -> str:
         parts.append(f"--tp {request.tensor_parallel}")
     if request.pipeline_parallel > 1:
         parts.append(f"--pp {request.pipeline_parallel}")
+    if request.attention_data_parallel > 1:
+        parts.append(f"--attention-dp {request.attention_data_parallel}")
+    if request.expert_parallel > 1:
+        parts.append(f"--ep {request.expert_parallel}")
     parts.append(f"--context {request.context} --input-tokens {request.input_tokens} --output-tokens "
                  f"{request.output_tokens} --concurrency {request.concurrency}")
     return " ".join(parts)

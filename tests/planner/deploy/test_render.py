@@ -11,6 +11,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from optiplan.planner.cli.main import main
+from optiplan.planner.deploy.prediction import configuration_request, profile_command
 from optiplan.planner.deploy.render import (
     ENGINES,
     DeployError,
@@ -21,9 +22,8 @@ from optiplan.planner.deploy.render import (
     unfit_configurations,
     write,
 )
-from optiplan.planner.deploy.prediction import configuration_request
 from optiplan.planner.plan.advise import advise
-from optiplan.planner.schema import AdviseRequest
+from optiplan.planner.schema import AdviseRequest, ProfileRequest
 
 
 def plan(model="llama-3.1-70b", hardware="h100-sxm", devices=4, engine="vllm", workload="chat", **kw):
@@ -174,6 +174,17 @@ def test_a_configuration_is_predicted_per_server():
     assert "data-parallel" in dict(cfg.not_applied)
     assert request.num_devices == 2 and request.batch == request.concurrency == cfg.options["parallel"]
     assert request.batch < a.plan.predicted.batch  # not the sequences of both replicas
+
+
+def test_the_profile_command_names_every_split_it_predicts():
+    request = ProfileRequest(model="deepseek-v3", hardware="h200-sxm", num_devices=8, attention_data_parallel=8,
+                             expert_parallel=8, engine="sglang", dtype="fp8", context=4096, input_tokens=1000,
+                             output_tokens=200, concurrency=64, batch=64)
+    args = profile_command(request).split()
+    options = dict(zip(args[3::2], args[4::2]))  # after `optiplan profile MODEL`
+    assert options["--attention-dp"] == "8" and options["--ep"] == "8" and "--tp" not in options
+    out = CliRunner().invoke(main, args[1:])  # the command runs as printed
+    assert out.exit_code == 0, out.output
 
 
 def test_configs_all_renders_each_engine_from_its_own_plan(tmp_path):
