@@ -289,9 +289,11 @@ def configs(model: str, hardware: str, num_devices: int | None, workload: str, t
       optiplan configs llama-3.1-70b --hardware h100-sxm --gpus 4 --workload chat --engine vllm -o deploy/
       optiplan configs ./my-model --hardware l4 --engine kubernetes -o k8s/
     """
+    from ..catalog.engines import engine_backends
+    from ..catalog.hardware import resolve_hardware
     from ..catalog.workloads import parse_percent
     from ..deploy.render import ENGINES, TARGETS, render_all, unfit_configurations, write
-    from ..errors import OptiplanError, UnknownNameError
+    from ..errors import ImpossibleError, OptiplanError, UnknownNameError
     from ..plan.advise import advise as run_advise
     from ..schema.advice import AdviseRequest
 
@@ -305,12 +307,20 @@ def configs(model: str, hardware: str, num_devices: int | None, workload: str, t
     # every engine of `all` gets the plan made for it, as `--engine NAME` alone would (an engine that cannot plan
     # here renders the serving engine's plan, or is skipped with its reason)
     plans = {}
+    backend = resolve_hardware(advice.hardware.id).features.backend
     for engine in (e for e in ENGINES if target == "all" and e != plan_engine):
+        if backend not in engine_backends(engine):  # skipped below, with its reason
+            continue
         try:
             plans[engine] = run_advise(AdviseRequest(model=model, hardware=hardware, num_devices=num_devices,
                                                      workload=workload, engine=engine,
                                                      max_quality_loss_pct=parse_percent(quality)))
-        except OptiplanError as exc:  # its files come from the serving engine's plan, or it is skipped
+        except ImpossibleError as exc:  # its best plan, which misses the workload: rendered, and said so
+            if exc.document is not None:
+                plans[engine] = exc.document
+            click.echo(f"note: {engine}'s own plan misses the workload ({exc}); its files render "
+                       + ("it" if exc.document is not None else f"the {plan_engine} plan"), err=True)
+        except OptiplanError as exc:  # its files come from the serving engine's plan
             click.echo(f"note: no plan of {engine}'s own ({exc}); its files render the {plan_engine} plan", err=True)
     files, skipped = render_all(advice, targets, plans)
     for path in write(files, out_dir, force=force):

@@ -187,6 +187,16 @@ def test_the_profile_command_names_every_split_it_predicts():
     assert out.exit_code == 0, out.output
 
 
+def test_configs_all_renders_an_engines_plan_even_where_it_misses_the_workload(tmp_path):
+    # DeepSeek-V3 on 8 MI300X for 32 chat users: llama.cpp's own best plan misses the 100 ms TPOT; its files render
+    # that plan and say so, TensorRT-LLM (CUDA only) is skipped without a plan of its own being attempted
+    out = CliRunner().invoke(main, ["configs", "deepseek-v3", "-H", "mi300x", "--gpus", "8", "--workload", "chat",
+                                    "-e", "all", "-o", str(tmp_path)])
+    assert out.exit_code == 0, out.output
+    assert "llama.cpp's own plan misses the workload" in out.output and "its files render it" in out.output
+    assert "skipped trtllm" in out.output and "no plan of trtllm" not in out.output
+
+
 def test_configs_all_renders_each_engine_from_its_own_plan(tmp_path):
     out = CliRunner().invoke(main, ["configs", "llama-3.1-70b", "-H", "h100-sxm", "--gpus", "2", "--workload", "chat",
                                     "-e", "all", "-o", str(tmp_path)])
