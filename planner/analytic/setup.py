@@ -303,8 +303,9 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
                                                    f"(flop_share)."})
     # a MoE layer's and a latent-attention layer's fixed costs apply to the models that have such layers; the JSON of
     # the others does not carry them
-    eff = eff.model_copy(update={"moe_layer_overhead_s": eff.moe_layer_overhead_s if spec.moe else 0.0,
-                                 "mla_layer_overhead_s": eff.mla_layer_overhead_s if spec.mla else 0.0})
+    if (eff.moe_layer_overhead_s and not spec.moe) or (eff.mla_layer_overhead_s and not spec.mla):
+        eff = eff.model_copy(update={"moe_layer_overhead_s": eff.moe_layer_overhead_s if spec.moe else 0.0,
+                                     "mla_layer_overhead_s": eff.mla_layer_overhead_s if spec.mla else 0.0})
     measured = {}
     if "triton" in (attention, weight_kernel):
         shares = kernel_shares(hw.id)

@@ -59,6 +59,23 @@ def configuration_profile(advice: Advice, cfg: EngineConfig) -> tuple[ProfileReq
         return request, str(exc)
 
 
+def configured(advice: Advice, cfg: EngineConfig) -> dict | None:
+    """What a README and `configs` say of the configuration `cfg` renders where it leaves steps of the plan out (None
+    where it runs them all): the profile command, the profile (or why none could be made), whether it holds the
+    workload, and the warning where it does not."""
+    found = configuration_profile(advice, cfg)
+    if found is None:
+        return None
+    request, result = found
+    fits = not isinstance(result, str) and configuration_fits(result)
+    warning = None
+    if not fits and not isinstance(result, str):
+        mem = result.memory
+        warning = (f"{cfg.engine}: its configuration does not fit ({mem.per_device_bytes / 1e9:.1f} GB per device of "
+                   f"{mem.device_memory_bytes / 1e9:.1f} GB) without the steps it cannot run; see its README")
+    return {"command": profile_command(request), "profile": result, "fits": fits, "warning": warning}
+
+
 def configuration_fits(profile_: Profile) -> bool:
     """Whether the configuration holds its sequences: each at the workload's longest where the engine reserves its
     cache whole at start-up (llama.cpp's --ctx-size), their mean use where it pages it."""

@@ -41,7 +41,7 @@ from .config import (
     engine_options,
 )
 from .disaggregated import pd_launch
-from .prediction import configuration_fits, configuration_profile, profile_command
+from .prediction import configured
 
 MAPPERS = {"vllm": vllm.engine_config, "sglang": sglang.engine_config, "tgi": tgi.engine_config,
            "trtllm": trtllm.engine_config, "llama.cpp": llamacpp.engine_config}
@@ -144,15 +144,13 @@ def render(advice: Advice, target: str, serving_engine: str | None = None) -> di
     cfg = engine_config(advice, engine)
     env = _env()
     per_node = hw.interconnect.max_devices_per_node if hw.interconnect else 1
-    ctx = dict(a=advice, cfg=cfg, hw=hw, engine=engine, port=PORT, image=engine_image(engine, hw.features.backend), health=HEALTH[engine],
-               version=engine_options(engine)["version"],
+    ctx = dict(a=advice, cfg=cfg, hw=hw, engine=engine, port=PORT, image=engine_image(engine, hw.features.backend),
+               health=HEALTH[engine], version=engine_options(engine)["version"],
                gpu_resource=_gpu_resource(hw), devices=advice.hardware.count, per_node=min(per_node, advice.hardware.count),
                nodes=max(1, -(-advice.hardware.count // per_node)), name=_k8s_name(advice.model.name))
     ctx["replicas"] = 1
     # where the engine cannot run every step, what its own configuration is predicted to do
-    configured = configuration_profile(advice, cfg)
-    ctx["configured"] = configured and {"command": profile_command(configured[0]), "profile": configured[1],
-                                        "fits": not isinstance(configured[1], str) and configuration_fits(configured[1])}
+    ctx["configured"] = configured(advice, cfg)
     # the checkpoint served (published in fp8: a byte per weight; else 16 bits), with room to spare
     weight_bytes = 1 if checkpoint_dtype(advice) == "fp8" else 2
     ctx["cache_gib"] = math.ceil(advice.model.params_total * weight_bytes * 1.2 / 2**30) + 10
@@ -273,15 +271,13 @@ def unfit_configurations(advice: Advice, targets: list[str], plans: dict[str, Ad
     `plans`: an engine's own plan where it has one, as in `render_all`."""
     lines = []
     for engine in (t for t in targets if t in ENGINES):
+        own = (plans or {}).get(engine, advice)
         try:
-            own = (plans or {}).get(engine, advice)
-            configured = configuration_profile(own, engine_config(own, engine))
+            summary = configured(own, engine_config(own, engine))
         except DeployError:  # an engine that cannot run here at all is reported as skipped
             continue
-        if configured and not isinstance(configured[1], str) and not configuration_fits(configured[1]):
-            mem = configured[1].memory
-            lines.append(f"{engine}: its configuration does not fit ({mem.per_device_bytes / 1e9:.1f} GB per device "
-                         f"of {mem.device_memory_bytes / 1e9:.1f} GB) without the steps it cannot run; see its README")
+        if summary and summary["warning"]:
+            lines.append(summary["warning"])
     return lines
 
 
