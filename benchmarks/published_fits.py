@@ -381,8 +381,7 @@ def fit_front_end(points: list[dict], engine: str = "vllm") -> dict:
 
 
 # the fixed kernel time a MoE layer's routed experts and a latent-attention layer add to a serving step: 0-100 us
-MOE_OVERHEAD_GRID = tuple(round(i * 1e-5, 6) for i in range(11))
-MLA_OVERHEAD_GRID = tuple(round(i * 1e-5, 6) for i in range(11))
+LAYER_OVERHEAD_GRID = tuple(round(i * 1e-5, 6) for i in range(11))
 
 
 def fit_moe_overheads(points: list[dict]) -> dict:
@@ -396,18 +395,14 @@ def fit_moe_overheads(points: list[dict]) -> dict:
     costs = profiles.efficiency_table()["runtimes"]["serving"]["gpu"]
     documented = (costs.get("moe_layer_overhead_s", 0.0), costs.get("mla_layer_overhead_s", 0.0))
 
-    def errors(x, part):
+    def errors(x, part, among=points):
         with table_overrides(costs, {"moe_layer_overhead_s": x[0], "mla_layer_overhead_s": x[1]}):
-            return part_errors(points, part)
+            return part_errors(among, part)
 
-    best = best_fit(list(itertools.product(MOE_OVERHEAD_GRID, MLA_OVERHEAD_GRID)), errors,
+    best = best_fit(list(itertools.product(LAYER_OVERHEAD_GRID, repeat=2)), errors,
                     lambda x: abs(x[0] - documented[0]) + abs(x[1] - documented[1]))
-    def moe_errors(x, part):
-        with table_overrides(costs, {"moe_layer_overhead_s": x[0], "mla_layer_overhead_s": x[1]}):
-            return part_errors(moe, part)
-
     report = {name: {part: rounded_stats(errors(x, part)) for part in ("fitted", "held-out")}
-              | {f"moe {part}": rounded_stats(moe_errors(x, part)) for part in ("fitted", "held-out")}
+              | {f"moe {part}": rounded_stats(errors(x, part, moe)) for part in ("fitted", "held-out")}
               | {"moe_layer_overhead_s": x[0], "mla_layer_overhead_s": x[1]}
               for name, x in (("none", (0.0, 0.0)), ("documented", documented), ("fitted", best))}
     for name, r in report.items():
