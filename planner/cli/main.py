@@ -246,11 +246,18 @@ def advise(model: str, hardware: str, num_devices: int | None, workload: str | N
         _report(exc.document, fmt, output)  # the best plan that fits, with every miss in numbers
         raise
     if emit_configs is not None:
-        from ..deploy.render import TARGETS, render_all, write
+        from ..deploy.bundle import bundle, targets_of
+        from ..deploy.render import write
 
-        files, _ = render_all(advice, [t for t in TARGETS if t != "all"])
-        write(files, emit_configs, force=force)
-        click.echo(f"wrote {len(files)} deployment files to {emit_configs}", err=True)
+        def advise_for(engine: str, device: str, devices: int):
+            return run_advise(request.model_copy(update={"engine": engine, "hardware": device,
+                                                          "num_devices": devices}))
+
+        result = bundle(advice, targets_of("all"), advise_for)
+        write(result.files, emit_configs, force=force)
+        click.echo(f"wrote {len(result.files)} deployment files to {emit_configs}", err=True)
+        for line in result.messages():
+            click.echo(line, err=True)
     _report(advice, fmt, output)
 
 
@@ -289,46 +296,29 @@ def configs(model: str, hardware: str, num_devices: int | None, workload: str, t
       optiplan configs llama-3.1-70b --hardware h100-sxm --gpus 4 --workload chat --engine vllm -o deploy/
       optiplan configs ./my-model --hardware l4 --engine kubernetes -o k8s/
     """
-    from ..catalog.engines import engine_backends
-    from ..catalog.hardware import resolve_hardware
     from ..catalog.workloads import parse_percent
-    from ..deploy.render import ENGINES, TARGETS, render_all, unfit_configurations, write
-    from ..errors import ImpossibleError, OptiplanError, UnknownNameError
+    from ..deploy.bundle import bundle, targets_of
+    from ..deploy.render import ENGINES, TARGETS, write
+    from ..errors import UnknownNameError
     from ..plan.advise import advise as run_advise
     from ..schema.advice import AdviseRequest
 
     if target not in TARGETS:
         raise UnknownNameError("engine", target, TARGETS)
-    # a single engine gets a plan made for it; the wrappers and the index of `all` use the serving engine's plan
-    plan_engine = target if target in ENGINES else (serving_engine or "vllm")
-    advice = run_advise(AdviseRequest(model=model, hardware=hardware, num_devices=num_devices, workload=workload,
-                                      engine=plan_engine, max_quality_loss_pct=parse_percent(quality)))
-    targets = [t for t in TARGETS if t != "all"] if target == "all" else [target]
-    # every engine of `all` gets the plan made for it, as `--engine NAME` alone would (an engine that cannot plan
-    # here renders the serving engine's plan, or is skipped with its reason)
-    plans = {}
-    backend = resolve_hardware(advice.hardware.id).features.backend
-    for engine in (e for e in ENGINES if target == "all" and e != plan_engine):
-        if backend not in engine_backends(engine):  # skipped below, with its reason
-            continue
-        try:
-            plans[engine] = run_advise(AdviseRequest(model=model, hardware=hardware, num_devices=num_devices,
-                                                     workload=workload, engine=engine,
-                                                     max_quality_loss_pct=parse_percent(quality)))
-        except ImpossibleError as exc:  # its best plan, which misses the workload: rendered, and said so
-            if exc.document is not None:
-                plans[engine] = exc.document
-            click.echo(f"note: {engine}'s own plan misses the workload ({exc}); its files render "
-                       + ("it" if exc.document is not None else f"the {plan_engine} plan"), err=True)
-        except OptiplanError as exc:  # its files come from the serving engine's plan
-            click.echo(f"note: no plan of {engine}'s own ({exc}); its files render the {plan_engine} plan", err=True)
-    files, skipped = render_all(advice, targets, plans)
-    for path in write(files, out_dir, force=force):
+    quality_pct = parse_percent(quality)
+
+    def advise_for(engine: str, device: str, devices: int | None):
+        return run_advise(AdviseRequest(model=model, hardware=device, num_devices=devices, workload=workload,
+                                        engine=engine, max_quality_loss_pct=quality_pct))
+
+    # a single engine gets a plan made for it; the wrappers and the index of `all` use the serving engine's plan, and
+    # each engine of `all` its own on the same device
+    advice = advise_for(target if target in ENGINES else (serving_engine or "vllm"), hardware, num_devices)
+    result = bundle(advice, targets_of(target), advise_for)
+    for path in write(result.files, out_dir, force=force):
         click.echo(str(path))
-    for line in skipped:
-        click.echo(f"skipped {line}", err=True)
-    for line in unfit_configurations(advice, targets, plans):
-        click.echo(f"warning: {line}", err=True)
+    for line in result.messages():
+        click.echo(line, err=True)
 
 
 @main.command()

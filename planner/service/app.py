@@ -191,11 +191,11 @@ def create_app(settings: Settings) -> FastAPI:
     @app.post("/v1/configs", tags=["advice"])
     def configs(request: ConfigsRequest, http: Request):
         """`optiplan configs`: the files as JSON, or a zip with `Accept: application/zip`."""
-        files, skipped = calls.run_configs(request, roots, cache)
+        result = calls.run_configs(request, roots, cache)
         if "application/zip" in http.headers.get("accept", ""):
-            return Response(calls.zip_files(files), media_type="application/zip",
+            return Response(calls.zip_files(result.files), media_type="application/zip",
                             headers={"Content-Disposition": 'attachment; filename="optiplan-configs.zip"'})
-        return {"files": files, "skipped": skipped}
+        return {"files": result.files, "skipped": result.skipped, "notes": result.notes, "warnings": result.warnings}
 
     @app.get("/v1/catalog/{what}", tags=["advice"])
     def catalog(what: Literal["models", "hardware", "workloads", "engines", "techniques"]):

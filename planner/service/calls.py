@@ -7,12 +7,15 @@ import io
 import threading
 import zipfile
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..schema.advice import Advice, AdviseRequest
 from ..schema.core import ProfileRequest
 from .paths import Roots
 from .requests import ConfigsRequest, confine_advise, confine_profile
+
+if TYPE_CHECKING:
+    from ..deploy.bundle import Bundle
 
 CACHE_ENTRIES = 256
 
@@ -114,19 +117,26 @@ def advice_html(request: AdviseRequest, roots: Roots, cache: AdviceCache) -> str
     return cache.get(("html", advice.model_dump_json()), lambda: roots.redact(render(advice, "html")))
 
 
-def run_configs(request: ConfigsRequest, roots: Roots, cache: AdviceCache) -> tuple[dict[str, str], list[str]]:
-    """The CLI's configs: a plan for the target engine, rendered; (files by relative path, skipped notes)."""
-    from ..deploy.render import ENGINES, TARGETS, render_all
+def run_configs(request: ConfigsRequest, roots: Roots, cache: AdviceCache) -> Bundle:
+    """The CLI's configs: each engine's plan, rendered (the files by relative path, and the notes, skipped targets and
+    warnings the CLI prints), with server paths redacted."""
+    from ..deploy.bundle import Bundle, bundle, targets_of
+    from ..deploy.render import ENGINES, TARGETS
     from ..errors import UnknownNameError
 
     if request.target not in TARGETS:
         raise UnknownNameError("engine", request.target, TARGETS)
+    fields = request.model_dump(exclude={"target", "serving_engine"})
+
+    def advise_for(engine: str, device: str, devices: int | None):
+        return run_advise(AdviseRequest(**fields | {"engine": engine, "hardware": device, "num_devices": devices}),
+                          roots, cache)
+
     plan_engine = request.target if request.target in ENGINES else (request.serving_engine or "vllm")
-    fields = request.model_dump(exclude={"target", "serving_engine"}) | {"engine": plan_engine}
-    advice = run_advise(AdviseRequest(**fields), roots, cache)
-    targets = [t for t in TARGETS if t != "all"] if request.target == "all" else [request.target]
-    files, skipped = render_all(advice, targets)
-    return roots.redact(files), roots.redact(skipped)
+    result = bundle(advise_for(plan_engine, request.hardware, request.num_devices), targets_of(request.target),
+                    advise_for)
+    return Bundle(roots.redact(result.files), *(roots.redact(lines) for lines in
+                                                (result.skipped, result.notes, result.warnings)))
 
 
 def zip_files(files: dict[str, str]) -> bytes:

@@ -100,7 +100,7 @@ def configs_zip(request: Request):
         # the engine they render: the two can differ (TGI's plan for a Llama-3.1-8B chat is cheapest on an MI300X where
         # the default engine's is on an MI325X)
         fields["hardware"], fields["num_devices"] = _report_device(AdviseRequest(**report), roots, cache)
-    files, _ = calls.run_configs(ConfigsRequest(**fields), roots, cache)
+    files = calls.run_configs(ConfigsRequest(**fields), roots, cache).files
     name = f"optiplan-{fields['target']}-configs.zip".replace("/", "-")
     return Response(calls.zip_files(files), media_type="application/zip",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})

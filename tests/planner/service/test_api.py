@@ -120,6 +120,37 @@ def test_configs_as_json_and_as_a_zip(client):
     assert "unknown engine" in one_error(client.post("/v1/configs", json=body | {"target": "nginx"}), 400)
 
 
+def test_configs_all_renders_each_engine_from_its_own_plan_as_the_cli_does(client, tmp_path):
+    from click.testing import CliRunner
+    from optiplan.planner.cli.main import main
+
+    # DeepSeek-V3 on 8 MI300X for chat: llama.cpp's own best plan misses the TPOT; TensorRT-LLM (CUDA) is skipped
+    body = {"model": "deepseek-v3", "hardware": "mi300x", "num_devices": 8, "workload": "chat", "target": "all"}
+    answer = client.post("/v1/configs", json=body).json()
+    assert any("llama.cpp's own plan misses the workload" in line for line in answer["notes"])
+    assert any(line.startswith("trtllm:") for line in answer["skipped"])
+    out = CliRunner().invoke(main, ["configs", "deepseek-v3", "-H", "mi300x", "--gpus", "8", "--workload", "chat",
+                                    "-e", "all", "-o", str(tmp_path / "cli")])
+    assert out.exit_code == 0, out.output
+    written = {str(path.relative_to(tmp_path / "cli")): path.read_text()
+               for path in (tmp_path / "cli").rglob("*") if path.is_file()}
+    assert written == answer["files"]  # the same files, from the same plans
+    for line in answer["notes"] + answer["warnings"]:
+        assert line in out.output
+
+
+def test_configs_all_on_auto_hardware_keeps_every_engine_on_the_serving_engines_device(client):
+    body = {"model": "llama-3.1-8b", "hardware": "auto", "workload": "chat", "target": "all"}
+    files = client.post("/v1/configs", json=body).json()["files"]
+    readmes = [text for rel, text in files.items() if rel.endswith("/README.md")]
+    assert len(readmes) >= 3
+    # each engine's README names the device the serving engine's plan picked, none a pick of its own
+    advice = client.post("/v1/advise", json={"model": "llama-3.1-8b", "hardware": "auto", "workload": "chat",
+                                             "engine": "vllm"}).json()
+    hardware = advice["hardware"]
+    assert all(f"on {hardware['count']} x {hardware['id']} with" in text for text in readmes)
+
+
 @pytest.mark.parametrize("what", ["models", "hardware", "workloads", "engines", "techniques"])
 def test_catalog_lists(client, what):
     rows = client.get(f"/v1/catalog/{what}").json()

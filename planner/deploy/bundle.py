@@ -1,0 +1,71 @@
+"""The files of `optiplan configs` (and of POST /v1/configs, and `advise --emit-configs`) for one target or for `all`:
+each engine rendered from the plan made for it, on the device of the serving engine's plan, with what could not be
+planned or will not hold the workload said in words. The CLI prints the notes and warnings, the HTTP service returns
+them beside the files; both get them from here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..catalog.engines import engine_backends
+from ..catalog.hardware import resolve_hardware
+from ..errors import ImpossibleError, OptiplanError
+from ..schema.advice import Advice
+from .config import ENGINES, TARGETS
+from .render import render_all, unfit_configurations
+
+# advise for one engine on a given device and count: (engine, hardware id, devices) -> the plan
+AdviseFor = Callable[[str, str, int], Advice]
+
+
+@dataclass
+class Bundle:
+    files: dict[str, str]
+    skipped: list[str] = field(default_factory=list)  # "engine: why", an engine that cannot run here
+    notes: list[str] = field(default_factory=list)  # an engine rendered from a plan other than its own best
+    warnings: list[str] = field(default_factory=list)  # a configuration predicted not to hold the workload
+
+    def messages(self) -> list[str]:
+        """The notes, skipped targets and warnings as the CLI prints them, one line each."""
+        return ([f"note: {line}" for line in self.notes] + [f"skipped {line}" for line in self.skipped]
+                + [f"warning: {line}" for line in self.warnings])
+
+
+def targets_of(target: str) -> list[str]:
+    """The targets `target` names: itself, or every one for `all`."""
+    return [t for t in TARGETS if t != "all"] if target == "all" else [target]
+
+
+def engine_plans(advice: Advice, engines: list[str], advise_for: AdviseFor) -> tuple[dict[str, Advice], list[str]]:
+    """Each engine's own plan on `advice`'s device and count, as `advise --engine NAME` makes it, and notes for those
+    rendered otherwise: an engine whose best plan misses the workload renders that plan; one that cannot plan here
+    renders `advice`'s. An engine that does not run on the device is left out (`render_all` skips it with its reason).
+    """
+    own_engine = advice.workload.engine
+    backend = resolve_hardware(advice.hardware.id).features.backend
+    plans: dict[str, Advice] = {}
+    notes = []
+    for engine in engines:
+        if engine == own_engine or backend not in engine_backends(engine):
+            continue
+        try:
+            plans[engine] = advise_for(engine, advice.hardware.id, advice.hardware.count)
+        except ImpossibleError as exc:
+            if exc.document is not None:
+                plans[engine] = exc.document
+            notes.append(f"{engine}'s own plan misses the workload ({exc}); its files render "
+                         + ("it" if exc.document is not None else f"the {own_engine} plan"))
+        except OptiplanError as exc:
+            notes.append(f"no plan of {engine}'s own ({exc}); its files render the {own_engine} plan")
+    return plans, notes
+
+
+def bundle(advice: Advice, targets: list[str], advise_for: AdviseFor) -> Bundle:
+    """The files for `targets` (see `targets_of`): a single target renders `advice`, which must be its own engine's
+    plan; several render each engine from its own plan (`engine_plans`) and the wrappers and index from `advice`."""
+    plans, notes = engine_plans(advice, [t for t in targets if t in ENGINES], advise_for) if len(targets) > 1 \
+        else ({}, [])
+    files, skipped = render_all(advice, targets, plans)
+    return Bundle(files, skipped, notes, unfit_configurations(advice, targets, plans))
