@@ -73,9 +73,15 @@ def baseline_state(spec: ModelSpec, hw: HardwareSpec, devices: int) -> PlanState
     dtype = state.default_16bit if state.default_16bit in hw.peak_tflops else "fp32"
     if hw.peak_tflops.get(dtype, 0.0) < hw.peak_tflops.get("fp32", 0.0):
         dtype = "fp32"  # a CPU without 16-bit instructions runs fp32 faster (`optiplan apply` loads fp32 there)
+    return state.with_(weight_dtype=served_checkpoint_dtype(spec, hw) or dtype)
+
+
+def served_checkpoint_dtype(spec: ModelSpec, hw: HardwareSpec) -> str | None:
+    """The published checkpoint's own low-precision weight format where the device runs it as it is (DeepSeek-V3's
+    fp8 on a GPU with an fp8 rate), else None: the baseline is 16-bit."""
     if spec.checkpoint_dtype == "fp8" and hw.features.fp8 and "fp8" in hw.peak_tflops:
-        dtype = "fp8"
-    return state.with_(weight_dtype=dtype)
+        return "fp8"
+    return None
 
 
 def to_setup(state: PlanState) -> Setup:

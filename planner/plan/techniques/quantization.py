@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from ...catalog.engines import engine_storage, kv_fp8_storage
 from ...catalog.kernels import triton_gemm
 from ..quality import QualityLoss, published_loss
-from ..state import PlanState
+from ..state import PlanState, served_checkpoint_dtype
 from . import Applied, Combines, Context, Option, Technique, register
 
 WEIGHTS = "weight-format"
@@ -95,6 +95,16 @@ def _fp8_weights(state: PlanState, ctx: Context) -> PlanState:
                        activations=state.default_16bit if _weight_only_fp8(ctx) else None)
 
 
+def _served_in_8bit(ctx: Context) -> str | None:
+    """int8 weights refused for a model served in its published 8-bit format (DeepSeek-V3's fp8 on a GPU with an fp8
+    rate): they save no memory over it and would be made by re-quantizing a quantized checkpoint. (fp8 weights there
+    are the baseline: the search finds they change nothing.)"""
+    if fmt := served_checkpoint_dtype(ctx.spec, ctx.hw):
+        return (f"{ctx.spec.name} is served in its published {fmt} checkpoint on {ctx.hw.id} already: int8 weights "
+                "save no memory over it and would re-quantize a quantized checkpoint")
+    return None
+
+
 def _kv_applied(function: str) -> Applied:
     """The KV-cache optimizer `function`: it exists to shrink the cache, and takes the cache's parameters."""
     return Applied(f"kv_cache:{function}", aim=("cache_bytes", "lower"), options=KV_OPTIONS)
@@ -137,7 +147,7 @@ register(
         id="weight-int8", engines=("vllm", "tgi", "trtllm", "transformers", "llama.cpp"),
         name="int8 weight-only quantization (W8A16)", family="weight quantization", group=WEIGHTS,
         summary="Weights in int8 with one scale per output channel, dequantized to 16 bits in the matmul.",
-        transform=_weights("int8", own_gemm=True), packages=("torchao",), quality_risk="low",
+        transform=_weights("int8", own_gemm=True), check=_served_in_8bit, packages=("torchao",), quality_risk="low",
         **_published(None, "int8", 0.1, "LLM.int8() (arXiv 2208.07339) and torchao int8 weight-only: no measurable "
                                         "perplexity change at 7B+; 0.1% budgeted"),
         params=_gemm_params("int8", {"bits": 8, "scheme": "per-channel symmetric", "activations": "16-bit"}),
@@ -147,7 +157,7 @@ register(
         id="weight-w8a8-int8", engines=("vllm", "sglang", "trtllm", "transformers"),
         name="int8 weights and activations (SmoothQuant W8A8)", family="weight quantization",
         group=WEIGHTS, summary="int8 weights and dynamically quantized int8 activations on int8 tensor cores.",
-        transform=_weights("int8", activations="int8"), hardware=("int8-tensor-cores",),
+        transform=_weights("int8", activations="int8"), hardware=("int8-tensor-cores",), check=_served_in_8bit,
         packages=("torchao",), data="calibration", quality_risk="low", quality_loss_pct=0.5,
         quality_source="SmoothQuant (arXiv 2211.10438): W8A8 within 0.5% of fp16 on OPT/BLOOM/Llama",
         params=lambda ctx: {"bits": 8, "activations": "int8 dynamic per token"},

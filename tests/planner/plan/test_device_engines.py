@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import pytest
 from optiplan.planner.catalog.engines import engine_backends, engine_for_backend, engine_table
+from optiplan.planner.catalog.hardware import resolve_hardware
 from optiplan.planner.catalog.models import resolve_model
 from optiplan.planner.catalog.workloads import load_workload, with_overrides
 from optiplan.planner.errors import ImpossibleError, RequestError
 from optiplan.planner.plan.advise import advise, rank_hardware
+from optiplan.planner.plan.state import served_checkpoint_dtype
 from optiplan.planner.schema import AdviseRequest
 
 
@@ -149,3 +151,17 @@ def test_a_latent_attention_model_names_the_mla_kernels():
     a = _advise(model="deepseek-v2-lite", hardware="h100-sxm", engine="sglang")
     step = next(s for s in a.plan.steps if s.technique == "flash-attention")
     assert "MLA" in step.params["kernel"] and "version" not in step.params
+
+
+def test_a_model_served_in_its_published_fp8_is_not_requantized_to_8_bits():
+    """DeepSeek-V3's fp8 checkpoint on 8 MI300X: int8 weights (W8A16 or W8A8) save nothing over it and would
+    re-quantize a quantized checkpoint, so neither is planned (it had been, for an assumed kernel speed); on A100s,
+    which dequantize the fp8 checkpoint to 16 bits, 8-bit weights halve the weights and stay a candidate."""
+    a = _advise(model="deepseek-v3", hardware="mi300x", num_devices=8)
+    steps = {s.technique for s in a.plan.steps}
+    assert not steps & {"weight-int8", "weight-w8a8-int8", "weight-fp8"}  # fp8: the baseline already
+    why = {r.technique: r.reason for r in a.rejected}
+    assert "served in its published fp8 checkpoint" in why["weight-int8"] and "weight-w8a8-int8" in why
+    spec = resolve_model("deepseek-v3")
+    assert served_checkpoint_dtype(spec, resolve_hardware("mi300x")) == "fp8"
+    assert served_checkpoint_dtype(spec, resolve_hardware("a100-80gb-sxm")) is None
