@@ -16,10 +16,12 @@ from ..schema.advice import Advice
 from .config import advice_catalog_entry
 
 # The weight formats a plan step asks of the checkpoint
-FORMATS = {"weight-int4-awq": "awq", "weight-int4-gptq": "gptq", "weight-fp8": "fp8", "weight-w8a8-int8": "w8a8_int8"}
+FORMATS = {"weight-int4-awq": "awq", "weight-int4-gptq": "gptq", "weight-fp8": "fp8", "weight-w8a8-int8": "w8a8_int8",
+           "weight-int8": "w8a16_int8"}
 # Engines that quantize a 16-bit checkpoint to the format as it loads (vLLM and SGLang `--quantization fp8`, TGI
-# `--quantize fp8`): profiles/engines/*.yaml and the engines' quantization docs
-ONLINE = {"fp8": ("vllm", "sglang", "tgi")}
+# `--quantize fp8`, and TGI's `--quantize eetq` to int8 weight-only): profiles/engines/*.yaml and the engines'
+# quantization docs
+ONLINE = {"fp8": ("vllm", "sglang", "tgi"), "w8a16_int8": ("tgi",)}
 # How to produce a checkpoint of a format that is not published
 PRODUCE = {
     "gptq": "optiplan apply {model} -t weight-int4-gptq -o {folder} (GPTQ through gptqmodel, on a CUDA GPU)",
@@ -27,10 +29,12 @@ PRODUCE = {
            "'q_group_size': 128, 'zero_point': True, 'version': 'GEMM'}}), then save_quantized('{folder}'))",
     "fp8": "TensorRT Model Optimizer (examples/llm_ptq/hf_ptq.py --qformat fp8 --export_path {folder})",
     "w8a8_int8": "llm-compressor (oneshot with a SmoothQuant + GPTQ W8A8 recipe) into {folder}",
+    "w8a16_int8": "llm-compressor (oneshot with QuantizationModifier(targets='Linear', scheme='W8A16', "
+                  "ignore=['lm_head']), no calibration data) into {folder}",
 }
 
 # TensorRT-LLM reads the quantization a TensorRT Model Optimizer checkpoint declares: its --qformat per format
-MODELOPT = {"awq": "int4_awq", "fp8": "fp8", "w8a8_int8": "int8_sq"}
+MODELOPT = {"awq": "int4_awq", "fp8": "fp8", "w8a8_int8": "int8_sq", "w8a16_int8": "int8_wo"}
 
 
 def _produce(engine: str, fmt: str, model: str, folder: str) -> str:

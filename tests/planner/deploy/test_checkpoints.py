@@ -126,3 +126,18 @@ def test_the_workloads_chat_field_decides_the_model_not_its_name(tmp_path):
     served = serving_checkpoint(completion, "trtllm", "meta-llama/Llama-3.1-8B")
     assert served.model == "./models/llama-3.1-8b-fp8" and "from meta-llama/Llama-3.1-8B with" in served.notes[-1]
     assert "Instruct-FP8 is the instruct model" in served.notes[-1]
+
+
+def test_int8_weight_only_serves_an_int8_checkpoint_or_quantizes_online_where_the_engine_does():
+    # a 0.3% budget: int8 weight-only (0.1%), not W8A8 (0.5%); vLLM had been told `--quantization compressed-tensors`
+    # over the 16-bit checkpoint, which it refuses to load
+    a = _plan("llama-3.1-70b", hardware="a100-80gb-sxm", devices=2, max_quality_loss_pct=0.3, engine="vllm")
+    assert "weight-int8" in [s.technique for s in a.plan.steps]
+    vllm = serving_checkpoint(a, "vllm", "meta-llama/Llama-3.1-70B")
+    assert vllm.model == "./models/llama-3.1-70b-w8a16_int8" and "scheme='W8A16'" in vllm.notes[-1]
+    trt = serving_checkpoint(a, "trtllm", "meta-llama/Llama-3.1-70B")
+    assert trt.model == "./models/llama-3.1-70b-w8a16_int8" and "--qformat int8_wo" in trt.notes[-1]
+    tgi = serving_checkpoint(a, "tgi", "meta-llama/Llama-3.1-70B")  # EETQ quantizes as it loads
+    assert tgi.model == "meta-llama/Llama-3.1-70B-Instruct" and "quantizes" in tgi.notes[-1]
+    assert "--quantize eetq" in render(a, "tgi")["tgi/serve.sh"]
+    assert "exec vllm serve ./models/llama-3.1-70b-w8a16_int8" in render(a, "vllm")["vllm/serve.sh"]
