@@ -67,5 +67,6 @@ def bundle(advice: Advice, targets: list[str], advise_for: AdviseFor) -> Bundle:
     plan; several render each engine from its own plan (`engine_plans`) and the wrappers and index from `advice`."""
     plans, notes = engine_plans(advice, [t for t in targets if t in ENGINES], advise_for) if len(targets) > 1 \
         else ({}, [])
-    files, skipped = render_all(advice, targets, plans)
-    return Bundle(files, skipped, notes, unfit_configurations(advice, targets, plans))
+    warnings = unfit_configurations(advice, targets, plans)
+    files, skipped = render_all(advice, targets, plans, notes + warnings)
+    return Bundle(files, skipped, notes, warnings)
