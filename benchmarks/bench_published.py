@@ -45,7 +45,7 @@ FIGURE_OF = {"batch1-decode": "tpot_ms", "ttft": "ttft_ms", "request-throughput"
 # many points of that figure
 ENGINE_BAND_POINTS = 8
 # the kinds of model the bands tell apart (`accuracy.architecture_kind`)
-KINDS = ("dense", "moe")
+KINDS = ("dense", "moe", "hybrid")
 
 def write_accuracy(rows: list[dict], sources: int) -> None:
     import datetime
@@ -71,8 +71,8 @@ def write_accuracy(rows: list[dict], sources: int) -> None:
             "engine_kinds": kept({e: kept({k: own(groups(e, k)) for k in KINDS}) for e in engines})}
     header = ("# The analytic model's absolute error against published measurements of real engines, by predicted\n"
               "# figure: reports show the median as the band, that of the points most like the prediction with at\n"
-              f"# least {ENGINE_BAND_POINTS} of the figure: the engine's of the model's kind (`engine_kinds`: moe or "
-              "dense),\n# the kind's (`kinds`), the engine's (`engines`), all (`figures`). Written by "
+              f"# least {ENGINE_BAND_POINTS} of the figure: the engine's of the model's kind (`engine_kinds`: dense, "
+              "moe or hybrid),\n# the kind's (`kinds`), the engine's (`engines`), all (`figures`). Written by "
               "`python benchmarks/bench_published.py\n"
               "# --write-accuracy`; do not edit by hand.\n")
     target = Path(profiles.ROOT) / "accuracy.yaml"

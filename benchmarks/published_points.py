@@ -47,7 +47,7 @@ ARCHITECTURE = {
     "mistralai/Mixtral-8x7B-Instruct-v0.1": "mixtral-8x7b", "mistralai/Mixtral-8x7B-v0.1": "mixtral-8x7b",
     "deepseek-ai/DeepSeek-R1": "deepseek-v3", "deepseek-ai/DeepSeek-V3": "deepseek-v3",
     "nvidia/DeepSeek-R1-FP4": "deepseek-v3", "nvidia/DeepSeek-R1-0528-FP4": "deepseek-v3",
-    "deepseek-ai/DeepSeek-R1-0528": "deepseek-v3", "Qwen/Qwen3-14B-FP8": "qwen3-14b",
+    "deepseek-ai/DeepSeek-R1-0528": "deepseek-v3", "Qwen/Qwen3-14B-FP8": "qwen3-14b", "Qwen/Qwen3-8B-FP8": "qwen3-8b",
     "deepseek-ai/DeepSeek-V3.1": "deepseek-v3", "deepseek-ai/DeepSeek-V3.1-Terminus": "deepseek-v3",
     "meta-llama/Llama-3.1-70B": "llama-3.1-70b",
     "nvidia/Qwen3-30B-A3B-FP4": "qwen3-30b-a3b",
@@ -66,7 +66,7 @@ def catalog_model(hub_id: str) -> str | None:
 
 
 def point_kind(p: dict) -> str | None:
-    """The kind of model a point measures (`accuracy.architecture_kind`: "moe" or "dense"), None without a catalog
+    """The kind of model a point measures (`accuracy.architecture_kind`: dense, moe or hybrid), None without a catalog
     model of its architecture."""
     model = catalog_model(p["model"])
     return architecture_kind(resolve_model(model)) if model else None

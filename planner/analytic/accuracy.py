@@ -40,11 +40,11 @@ def published_accuracy() -> dict:
     return _bands_file(ACCURACY_FILE)
 
 
-def architecture_kind(spec: ModelSpec) -> str | None:
-    """The kind of model the validation set splits its errors by: "moe" (routed experts) or "dense" (a Transformer
-    without them); None for state-space and hybrid models, of which it has no point."""
+def architecture_kind(spec: ModelSpec) -> str:
+    """The kind of model the validation set splits its errors by: "hybrid" (state-space or linear-attention layers,
+    experts or not), "moe" (a Transformer with routed experts) or "dense" (one without them)."""
     if spec.layer_mixers:
-        return None
+        return "hybrid"
     return "moe" if spec.moe is not None else "dense"
 
 

@@ -69,7 +69,7 @@ def test_a_moe_model_carries_the_band_of_moe_points():
     # SGLang's MoE TTFTs are too few for a band of their own (its MoE batch-1 runs are enough for theirs)
     assert "ttft_ms" not in data["engine_kinds"].get("sglang", {}).get("moe", {})
     assert accuracy_bands(h100, engine="sglang", kind="moe")["ttft_ms"] == accuracy_bands(h100, kind="moe")["ttft_ms"]
-    assert architecture_kind(resolve_model("jamba-1.5-mini")) is None
+    assert architecture_kind(resolve_model("jamba-1.5-mini")) == "hybrid"
     assert accuracy_bands(h100, kind=None) == every
     # what profile and advise show: the model's kind
     p = profile(ProfileRequest(model="qwen3-235b-a22b", hardware="h100-sxm", num_devices=8, engine="sglang"))
