@@ -14,6 +14,7 @@ catalog cannot express (a model of an architecture it lacks, a GGUF format) are 
                                          [--fit-flops [fp8|fp4|bf16|fp16]] [--fit-kv [serving]]
                                          [--fit-engine-flops] [--fit-engine-flops-before-hopper]
                                          [--fit-front-end [vllm|sglang]] [--fit-kernel KERNEL]
+                                         [--fit-first-token [vllm|sglang|trtllm]] [--fit-moe-overheads]
 
 The fits (benchmarks/published_fits.py) search a group of factors on two thirds of the points and report the errors
 on both parts, a fixed third held out.
@@ -98,6 +99,10 @@ def main() -> None:
     parser.add_argument("--fit-front-end", nargs="?", const="vllm", default=None, choices=("vllm", "sglang"),
                         help="fit an engine's front end (host time per request, the share of it taking requests in; "
                              "vllm, the default, or sglang) on two thirds of its bursts")
+    parser.add_argument("--fit-first-token", nargs="?", const="vllm", default=None,
+                        choices=("vllm", "sglang", "trtllm"),
+                        help="fit an engine's fixed first-token latency over HTTP (vllm, the default, sglang or "
+                             "trtllm) on two thirds of its points served through its server")
     parser.add_argument("--fit-engine-flops", action="store_true",
                         help="fit the share of the device's compute rate vLLM's and SGLang's steps reach (one for "
                              "both) on two thirds of their points")
@@ -121,6 +126,10 @@ def main() -> None:
     if args.fit_front_end:
         write_results(f"published_front_end_fit_{args.fit_front_end}",
                       fits.fit_front_end(published_points(), args.fit_front_end))
+        return
+    if args.fit_first_token:
+        write_results(f"published_first_token_fit_{args.fit_first_token}",
+                      fits.fit_first_token_latency(published_points(), args.fit_first_token))
         return
     if args.fit_moe_overheads:
         write_results("published_moe_overhead_fit", fits.fit_moe_overheads(published_points()))

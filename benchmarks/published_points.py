@@ -143,7 +143,7 @@ def predict(p: dict, view: str = "requests", tune: Callable[[ProfileRequest], An
     # a batch-1 decode figure is the step's, whatever the view: no request section to compute for it
     requests = {} if p["metric"] in ("tpot_ms", "decode_tokens_per_s") and batch == 1 and not burst else {
         "input_tokens": prompt, "output_tokens": output, "concurrency": burst or ("max" if offline else batch),
-        "at_once": bool(burst)}
+        "at_once": bool(burst), "in_process": p.get("harness") == "in-process"}
     request = ProfileRequest(model=model, hardware=p["hardware"], num_devices=p.get("num_devices") or 1,
                              tensor_parallel=None if adp > 1 else p.get("tensor_parallel"),
                              attention_data_parallel=adp, expert_parallel=p.get("expert_parallel") or 1,

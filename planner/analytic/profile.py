@@ -3,6 +3,8 @@ and return a versioned `Profile`. Pure Python: importing this never imports torc
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..catalog.dtypes import QUANTIZED, DtypeError, canonical, compute_dtype
 from ..catalog.engines import (
     GENERIC_SERVING,
@@ -131,7 +133,7 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
     if (request.input_tokens is None) != (request.output_tokens is None):
         raise RequestError("request-level figures need both --input-tokens and --output-tokens")
     for option, value in (("--concurrency", request.concurrency), ("--scheduling", request.scheduling),
-                          ("--at-once", request.at_once or None),
+                          ("--at-once", request.at_once or None), ("--in-process", request.in_process or None),
                           ("--slo-ttft-ms", request.ttft_slo_ms), ("--slo-itl-ms", request.itl_slo_ms)):
         if value is not None and request.input_tokens is None:
             raise RequestError(f"{option} is for request-level figures: give --input-tokens and --output-tokens too")
@@ -335,7 +337,9 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
             max_batch=largest_batch, max_context=max_context(s, batch),
         ),
         efficiency=s.eff, fits=fit, warnings=warnings,
-        requests=request_profile(s, request.input_tokens, request.output_tokens, concurrency,
+        # in the engine's own process no HTTP server paces the requests or delays their first token
+        requests=request_profile(replace(s, request_host_s=0.0, first_token_latency_s=0.0) if request.in_process
+                                 else s, request.input_tokens, request.output_tokens, concurrency,
                                  continuous=(request.scheduling == "continuous" if request.scheduling
                                              else continuous_scheduling(request.engine)),
                                  on_demand=holds_used_cache(request.engine, engine_pages_cache(request.engine)),

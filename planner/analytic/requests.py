@@ -29,7 +29,9 @@ fewer is not subtracted).
 
 An engine whose front end spends a fixed host time on each request, one after another (vLLM's API server:
 `request_host_s`), completes at most 1 / that requests per second: T is at least C x that, the rest a wait before
-the prefill (it binds on short requests served many at once).
+the prefill (it binds on short requests served many at once). Over HTTP each request also waits a fixed time for its
+first token beyond the device's work (`first_token_latency_s`: its way in through the server and its first token's
+way out), at any load: it adds to TTFT and to the time each client's slot is held, not to the device's.
 
 Then output tokens/s = C x O / T, requests/s = C / T, request latency = TTFT + (O - 1) x ITL. Goodput is the rate
 of requests that meet both SLOs (all requests here are alike, so it is all or none), and the SLO concurrency the
@@ -145,15 +147,26 @@ def request_figures(s: Setup, input_tokens: int, output_tokens: int, concurrency
     return {"ttft_s": ttft, "itl_s": itl, "cycle_s": cycle, "decode_s": decode_s}
 
 
-def queued(f: dict[str, float], concurrency: int, running: int) -> dict[str, float]:
+def queued(f: dict[str, float], concurrency: int, running: int, latency_s: float = 0.0) -> dict[str, float]:
     """The figures of `concurrency` requests in a closed loop when only `running` fit at once: the device serves
     `running` at a time (their cycle), so requests leave at running / cycle per second and, by Little's law, each
-    spends concurrency / that rate in the system; the difference waits in the queue before its prefill starts."""
-    if concurrency <= running:
-        return f | {"queue_s": 0.0}
-    wait = f["cycle_s"] * (concurrency / running - 1)
-    ttft = f["ttft_s"] + wait
-    return f | {"queue_s": wait, "ttft_s": ttft, "cycle_s": max(f["cycle_s"] * concurrency / running, ttft)}
+    spends concurrency / that rate in the system; the difference waits in the queue before its prefill starts. Each
+    request also waits `latency_s` outside the device (`served_latency`): a client's round trip is at least its cycle
+    and that, and the queue absorbs it where the device is the bound."""
+    cycle = f["cycle_s"]
+    trip = cycle + latency_s if concurrency <= running else max(cycle + latency_s, cycle * concurrency / running)
+    wait = max(trip - cycle - latency_s, 0.0) if concurrency > running else 0.0
+    ttft = f["ttft_s"] + latency_s + wait
+    return f | {"queue_s": wait, "ttft_s": ttft, "cycle_s": max(trip, ttft)}
+
+
+def served_latency(f: dict, latency_s: float) -> dict:
+    """A burst's figures with each request's fixed first-token latency over HTTP added: its first token and everything
+    after it come that much later to the client, and the burst ends that much later; the device's work is the same."""
+    if not latency_s:
+        return f
+    return f | {"ttft_s": f["ttft_s"] + latency_s, "cycle_s": f["cycle_s"] + latency_s,
+                "ttfts": [t + latency_s for t in f["ttfts"]], "duration_s": f["duration_s"] + latency_s}
 
 
 def front_end(f: dict[str, float], concurrency: int, host_s: float) -> dict[str, float]:
@@ -164,7 +177,8 @@ def front_end(f: dict[str, float], concurrency: int, host_s: float) -> dict[str,
     if cycle <= f["cycle_s"]:
         return f
     wait = cycle - f["cycle_s"]
-    return f | {"queue_s": f["queue_s"] + wait, "ttft_s": f["ttft_s"] + wait, "cycle_s": cycle}
+    ttft = f["ttft_s"] + wait
+    return f | {"queue_s": f["queue_s"] + wait, "ttft_s": ttft, "cycle_s": max(cycle, ttft)}
 
 
 def largest_concurrency(s: Setup, input_tokens: int, output_tokens: int, on_demand: bool = False) -> int:
@@ -201,10 +215,11 @@ def request_profile(s: Setup, input_tokens: int, output_tokens: int, concurrency
         raise RequestError(f"--at-once follows each request of the burst: {c:,} requests, at most {MOST_REQUESTS:,}")
     steady = request_figures(s, input_tokens, output_tokens, running, continuous, cached_tokens)
     if at_once:
-        f = burst_figures(s, steady, c, running, input_tokens, output_tokens, continuous, cached_tokens)
+        f = served_latency(burst_figures(s, steady, c, running, input_tokens, output_tokens, continuous,
+                                         cached_tokens), s.first_token_latency_s)
         paced = False
     else:
-        device = queued(steady, c, running)
+        device = queued(steady, c, running, s.first_token_latency_s)
         f = front_end(device, c, s.request_host_s)
         paced = f["cycle_s"] > device["cycle_s"]
     duration = f.get("duration_s", f["cycle_s"])  # the time over which c requests complete
@@ -218,8 +233,8 @@ def request_profile(s: Setup, input_tokens: int, output_tokens: int, concurrency
     ok = good == c
 
     def served(n: int) -> dict[str, float]:  # n requests always in flight, all running, behind the front end
-        return front_end(queued(request_figures(s, input_tokens, output_tokens, n, continuous, cached_tokens), n, n),
-                         n, s.request_host_s)
+        steady_n = request_figures(s, input_tokens, output_tokens, n, continuous, cached_tokens)
+        return front_end(queued(steady_n, n, n, s.first_token_latency_s), n, s.request_host_s)
 
     slo_c = 0
     if meets(served(1)):
@@ -244,6 +259,9 @@ def request_profile(s: Setup, input_tokens: int, output_tokens: int, concurrency
                            f"({s.request_host_s * 1e3:g} ms of host time each"
                            + (f", {s.request_admit_share:.0%} of it taking them in, all before any token goes back)"
                               if s.request_admit_share < 1 else ", one after another)"))
+    if s.first_token_latency_s:
+        scheduling += (f"; each first token reaches the client {s.first_token_latency_s * 1e3:g} ms after the device's "
+                       "work (the server's way in and out)")
     if paced:
         scheduling += (f"; bound by the engine's front end at {1 / s.request_host_s:,.0f} requests/s "
                        f"({s.request_host_s * 1e3:g} ms of host time a request), not by the device")

@@ -26,6 +26,7 @@ from ..catalog.engines import (
     engine_moe_flop_share,
     engine_pages_cache,
     engine_quantizes_head,
+    engine_first_token_latency_s,
     engine_request_admit_share,
     engine_request_host_s,
     engine_running_pool,
@@ -104,6 +105,9 @@ class Setup:
     request_host_s: float = 0.0
     # the share of it spent taking a request in (the rest returns its tokens): a burst's requests all go in first
     request_admit_share: float = 1.0
+    # the fixed latency a request served over HTTP adds to its first token beyond the device's work and the front
+    # end's pacing (`engines.engine_first_token_latency_s`): its way in and its first token's way out
+    first_token_latency_s: float = 0.0
     # the weight-only kernel casts each quantized matrix whole to 16 bits in an eager pass (`engines.engine_casts_
     # whole_weight`): the prefill holds the largest one's copy (`cast_weight_bytes`)
     casts_whole_weight: bool = False
@@ -359,4 +363,5 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         kv_memory=engine_kv_memory(engine, hw, tp * pp, attention_dp, speculative),
         sampler_row_bytes=engine_sampler_row_bytes(engine, hw, spec.vocab_size),
         sampler_rows=None if running_from_batch else engine_max_running(engine, hw, tp * pp),
-        request_host_s=engine_request_host_s(engine), request_admit_share=engine_request_admit_share(engine))
+        request_host_s=engine_request_host_s(engine), request_admit_share=engine_request_admit_share(engine),
+        first_token_latency_s=engine_first_token_latency_s(engine))

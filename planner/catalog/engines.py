@@ -231,6 +231,14 @@ def engine_request_host_s(engine: str | None) -> float:
     return float(_fact(engine, "request_host_s") or 0.0)
 
 
+def engine_first_token_latency_s(engine: str | None) -> float:
+    """Seconds a request served through the engine's HTTP server spends beyond the device's work and the front end's
+    pacing before its first token reaches the client (`first_token_latency_s` in its profile; 0 where it states none):
+    the request's way in (parsing, the chat template, tokenizing, the hand-off to the scheduler) and its first token's
+    way out, once per request, at any load."""
+    return float(_fact(engine, "first_token_latency_s") or 0.0)
+
+
 def engine_request_admit_share(engine: str | None) -> float:
     """The share of `engine_request_host_s` the front end spends taking a request in (parsing, tokenizing, handing it
     to the engine), the rest returning its tokens (`request_admit_share` in its profile; 1 where it states none)."""

@@ -102,6 +102,9 @@ class ConcurrencyType(click.ParamType):
 @click.option("--at-once", is_flag=True,
               help="...sent together, once (an offline benchmark: `vllm bench serve --num-prompts N` without a rate, "
                    "`trtllm-bench throughput`): the burst's means, not a steady state.")
+@click.option("--in-process", is_flag=True,
+              help="...handed to the engine in its own process (vLLM's LLM class, `trtllm-bench`), not through its "
+                   "HTTP server: no front-end pacing and no server latency before the first token.")
 @click.option("--slo-ttft-ms", "ttft_slo_ms", type=float, default=None, help="Goodput: TTFT at most this.")
 @click.option("--slo-itl-ms", "itl_slo_ms", type=float, default=None, help="Goodput: inter-token latency at most this.")
 @click.option("--measure", is_flag=True,

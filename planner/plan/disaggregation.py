@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..analytic.memory import max_batch
-from ..analytic.requests import cached_tokens, request_figures
+from ..analytic.requests import cached_tokens, queued, request_figures
 from ..analytic.setup import Setup
 from ..analytic.steps import (
     ALLREDUCE_EFFICIENCY,
@@ -63,11 +63,12 @@ def rates(s: Setup, workload: Workload, prefill_instances: int, decode_instances
     batch = math.ceil(in_flight / decode_instances)  # on the busiest decode instance
     step = decode_step_s(batch) if decode_step_s else decode_step(s, batch, workload.mean_context).time_s
     prefill_mean = prefill_step(s, 1, i, cached_tokens(i, prefix_fraction)).time_s  # back to back on a prefill instance
-    first_mean = prefill_mean + kv_transfer_s(s, i)
+    # over HTTP each request also waits the engine's server latency for its first token, outside the devices
+    first_mean = prefill_mean + kv_transfer_s(s, i) + s.first_token_latency_s
     rate = min(in_flight / (first_mean + (o - 1) * step), prefill_instances / prefill_mean)
     wait = max(0.0, in_flight / rate - (o - 1) * step - first_mean)
     ttft = prefill_step(s, 1, p95, cached_tokens(p95, prefix_fraction)).time_s + kv_transfer_s(s, p95) + wait \
-        + first_token_step_s(s, batch, p95)
+        + first_token_step_s(s, batch, p95) + s.first_token_latency_s
     return Rates(ttft_s=ttft, tpot_s=step, requests_per_s=rate, batch=batch)
 
 
@@ -84,8 +85,10 @@ def colocated_goodput(s: Setup, workload: Workload, instances: int) -> float:
     i, o, p95 = workload.prompt_tokens_mean, workload.output_tokens_mean, workload.prompt_tokens_p95
     room = max(max_batch(s, workload.context_needed, p95), 1)
     batch = max(min(math.ceil(workload.concurrency / instances), room), 1)
-    f = request_figures(s, i, o, batch, True, cached_tokens(i, workload.shared_prefix_fraction))
-    ttft = request_figures(s, p95, o, batch, True, cached_tokens(p95, workload.shared_prefix_fraction))["ttft_s"]
+    f = queued(request_figures(s, i, o, batch, True, cached_tokens(i, workload.shared_prefix_fraction)), batch, batch,
+               s.first_token_latency_s)  # the server's latency before each first token, as `rates` counts it
+    ttft = request_figures(s, p95, o, batch, True, cached_tokens(p95, workload.shared_prefix_fraction))["ttft_s"] \
+        + s.first_token_latency_s
     return instances * batch / f["cycle_s"] if _meets(workload, ttft, f["itl_s"]) else 0.0
 
 

@@ -15,7 +15,7 @@ from ..analytic.memory import (
     per_device_bytes,
     sampler_bytes,
 )
-from ..analytic.requests import cached_tokens, front_end, request_figures
+from ..analytic.requests import cached_tokens, front_end, queued, request_figures
 from ..analytic.setup import Setup
 from ..analytic.steps import decode_step, first_token_step_s, prefill_step
 from ..schema import HardwareSpec, ModelSpec
@@ -121,7 +121,8 @@ def serving_figures(state: PlanState, s: Setup, workload: Workload, batch: int) 
     the inter-token latency counts what they add (the plan's own decode step, speculation included, plus what the
     prompts add to a plain one). A static batch prefills together, decodes, and waits for its longest output (slots
     idle for p95 - mean of the outputs). A front end that spends host time on each request (vLLM's API server)
-    bounds the requests a replica completes a second."""
+    bounds the requests a replica completes a second, and over HTTP each first token comes the engine's server latency
+    later (`first_token_latency_s`)."""
     i, o, p95 = workload.prompt_tokens_mean, workload.output_tokens_mean, workload.prompt_tokens_p95
     share = workload.shared_prefix_fraction if state.prefix_caching else 0.0
     tpot = _tpot_s(state, s, batch, workload.mean_context)
@@ -129,10 +130,11 @@ def serving_figures(state: PlanState, s: Setup, workload: Workload, batch: int) 
         f = request_figures(s, i, o, batch, True, cached_tokens(i, share))
         itl = tpot + max(0.0, f["itl_s"] - f["decode_s"])  # what the prompts (and a binding step budget) add
         ttft = request_figures(s, p95, o, batch, True, cached_tokens(p95, share))["ttft_s"]
-        # the engine's front end completes at most 1 / request_host_s requests a second (vLLM's API server), as
-        # profile predicts it: the difference waits before the prefill
-        g = front_end({"cycle_s": f["ttft_s"] + (o - 1) * itl, "ttft_s": ttft, "queue_s": 0.0}, batch,
-                      s.request_host_s)
+        # over HTTP each request's first token comes the engine's server latency later, and the engine's front end
+        # completes at most 1 / request_host_s requests a second (vLLM's API server), as profile predicts them: the
+        # difference waits before the prefill
+        g = front_end(queued({"cycle_s": f["ttft_s"] + (o - 1) * itl, "ttft_s": ttft, "queue_s": 0.0}, batch, batch,
+                             s.first_token_latency_s), batch, s.request_host_s)
         return itl, g["ttft_s"], batch * o / g["cycle_s"]
     ttft = prefill_step(s, 1, p95, cached_tokens(p95, share)).time_s + first_token_step_s(s, batch, p95)
     cycle = prefill_step(s, batch, i, cached_tokens(i, share)).time_s + (o - 1) * tpot

@@ -305,6 +305,8 @@ class ProfileRequest(Frozen):
                                                                        "fit) [default 1]")
     at_once: bool = Field(False, description="...sent together, once (an offline benchmark's burst), not a steady "
                                              "state: the figures are the burst's means")
+    in_process: bool = Field(False, description="...handed to the engine in its own process (vLLM's LLM class, "
+                                                "trtllm-bench), not through its HTTP server: no server front end")
     ttft_slo_ms: float | None = Field(None, gt=0, description="goodput counts requests within this time to first token")
     itl_slo_ms: float | None = Field(None, gt=0, description="...and this inter-token latency")
 

@@ -148,7 +148,9 @@ def test_an_engine_that_runs_prompts_first_gives_them_steps_of_their_own(monkeyp
     assert not engine_mixes_prefill("sglang") and engine_mixes_prefill("vllm") and engine_mixes_prefill("trtllm")
     # its data-parallel ranks decode beside the prefills, unless it speculates (then a rank never mixes them)
     assert engine_mixes_prefill("sglang", attention_dp=8) and not engine_mixes_prefill("sglang", 8, "eagle3")
-    monkeypatch.setitem(engine_table()["sglang"], "request_host_s", None)  # the device's schedule alone
+    # the device's schedule alone: no front end, no server latency before the first token
+    monkeypatch.setitem(engine_table()["sglang"], "request_host_s", None)
+    monkeypatch.setitem(engine_table()["sglang"], "first_token_latency_s", None)
     first = requests("sglang", concurrency=64, at_once=True)
     # the 64 prompts of 2,048 tokens go in back to back, four to a step of its 8,192-token budget, no decoding beside
     # them; then the 64 sequences decode their 127 tokens together in plain steps

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from optiplan.planner.analytic.profile import profile
+from optiplan.planner.catalog.engines import engine_first_token_latency_s
 from optiplan.planner.cli.main import main
 from optiplan.planner.errors import RequestError
 from optiplan.planner.schema import ProfileRequest
@@ -32,9 +33,32 @@ def test_figures_agree_with_each_other(engine):
 
 
 def test_alone_a_request_sees_its_prefill_and_the_decode_steps():
+    # over HTTP its first token comes the server's latency later than the device's step view has it; in the engine's
+    # own process it does not
     p = requests(concurrency=1, prompt_tokens=1024, context=1024 + 128)  # the step view at the mean context
-    assert p.requests.ttft_ms == pytest.approx(p.latency.ttft_ms)
+    latency_ms = engine_first_token_latency_s("vllm") * 1e3
+    assert latency_ms > 0 and p.requests.ttft_ms == pytest.approx(p.latency.ttft_ms + latency_ms)
     assert p.requests.itl_ms == pytest.approx(p.latency.tpot_ms)
+    own = requests(concurrency=1, prompt_tokens=1024, context=1024 + 128, in_process=True).requests
+    assert own.ttft_ms == pytest.approx(p.latency.ttft_ms)
+    assert own.request_latency_ms == pytest.approx(p.requests.request_latency_ms - latency_ms)
+    # transformers `generate` has no server: nothing added
+    t = requests("transformers", concurrency=1, prompt_tokens=1024, context=1024 + 128)
+    assert t.requests.ttft_ms == pytest.approx(t.latency.ttft_ms)
+
+
+def test_the_server_latency_holds_a_clients_slot_not_the_devices():
+    # a client waits the latency on top of its request's cycle; where the device is the bound (more requests than it
+    # runs at once), the queue absorbs it and the rate stays the device's
+    kw = {"hardware": "l4", "input_tokens": 2048, "output_tokens": 512, "context": None}
+    full = requests(concurrency="max", **kw).requests
+    over = requests(concurrency=4 * full.concurrency, **kw).requests
+    own = requests(concurrency=4 * full.concurrency, in_process=True, **kw).requests
+    assert over.output_tokens_per_s == pytest.approx(own.output_tokens_per_s, rel=1e-6)
+    one, one_own = (requests(concurrency=1, in_process=flag, **kw).requests for flag in (False, True))
+    latency_s = engine_first_token_latency_s("vllm")
+    assert one.request_latency_ms == pytest.approx(one_own.request_latency_ms + latency_s * 1e3)
+    assert one.output_tokens_per_s < one_own.output_tokens_per_s
 
 
 def test_without_a_context_the_step_view_is_the_requests_own():
@@ -42,7 +66,7 @@ def test_without_a_context_the_step_view_is_the_requests_own():
     p = requests(concurrency=1, context=None)
     assert p.request.context == 1024 + 256 and p.request.prompt_tokens == 1024
     assert p.latency.prefill_tokens == 1024
-    assert p.latency.ttft_ms == pytest.approx(p.requests.ttft_ms)
+    assert p.latency.ttft_ms == pytest.approx(p.requests.ttft_ms - engine_first_token_latency_s("vllm") * 1e3)
     assert p.memory.kv_cache_bytes == requests(concurrency=1, context=1280).memory.kv_cache_bytes
     assert requests(concurrency=1, context=None, prompt_tokens=512).latency.prefill_tokens == 512  # as given
     assert requests(concurrency=1).latency.prefill_tokens == 1024  # a stated context keeps the requests' prompt
@@ -79,7 +103,9 @@ def test_max_concurrency_is_as_many_as_fit():
 
 @pytest.mark.parametrize("engine", ["vllm", "transformers"])
 def test_requests_beyond_what_fits_wait_for_a_slot(engine):
-    kw = {"input_tokens": 4096, "output_tokens": 1024, "context": 5120, "attention": "sdpa"}
+    # in the engine's own process (over HTTP each client also waits the server's latency outside the device:
+    # `test_the_server_latency_holds_a_clients_slot_not_the_devices`)
+    kw = {"input_tokens": 4096, "output_tokens": 1024, "context": 5120, "attention": "sdpa", "in_process": True}
     full = requests(engine, concurrency="max", **kw).requests
     twice = requests(engine, concurrency=2 * full.max_concurrency, **kw).requests
     assert full.running == full.concurrency and full.queue_wait_ms == 0
@@ -317,7 +343,8 @@ def test_a_compute_bound_step_takes_all_of_a_chunks_compute():
 def test_one_token_out_still_waits_for_the_other_prompts():
     """With a single output token a request is its prompt: C of them share the device's prefill, so requests/s levels
     off at its prefill rate instead of growing with C."""
-    few, many = requests(concurrency=8, output_tokens=1).requests, requests(concurrency=64, output_tokens=1).requests
+    # in the engine's own process: over HTTP each client also waits the server's first-token latency
+    few, many = (requests(concurrency=c, output_tokens=1, in_process=True).requests for c in (8, 64))
     assert many.requests_per_s == pytest.approx(few.requests_per_s, rel=0.1)
     assert many.ttft_ms > 4 * few.ttft_ms and many.itl_ms == 0
     assert many.request_latency_ms == pytest.approx(many.ttft_ms)
