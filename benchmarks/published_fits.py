@@ -384,29 +384,46 @@ def fit_front_end(points: list[dict], engine: str = "vllm") -> dict:
 FIRST_TOKEN_GRID = tuple(round(0.005 * i, 3) for i in range(31))
 
 
+def stats_or_none(errs: list[float]) -> dict:
+    """`rounded_stats` of a part that may hold no point (its median and p90 then not a number)."""
+    return rounded_stats(errs) if errs else {"points": 0, "median_pct": float("nan"), "p90_pct": float("nan")}
+
+
 def fit_first_token_latency(points: list[dict], engine: str = "vllm") -> dict:
     """The engine's fixed first-token latency over HTTP (`first_token_latency_s`), minimising the median, then the
     p90, error of its latency and throughput points served through its server (not `harness: in-process`) in the
     fitted two thirds; errors on both parts without it, with the documented one and with the fitted one, and on its
-    TTFT points alone (where it shows: short prompts at low load)."""
+    TTFT points alone (where it shows: short prompts at low load). A profile that states one value per server on one
+    device and one over several has each fitted on its own points."""
     own = [p for p in points if p["engine"] == engine and p.get("harness") != "in-process"]
-    ttfts = [p for p in own if p["category"] == "ttft"]
     entry = engine_table()[engine]
     documented = entry.get("first_token_latency_s", 0.0)
+    parts = {"one_device": lambda p: (p.get("num_devices") or 1) == 1,
+             "several_devices": lambda p: (p.get("num_devices") or 1) > 1} if isinstance(documented, dict) else \
+        {None: lambda p: True}
+    report = {}
+    for key, chosen in parts.items():
+        among = [p for p in own if chosen(p)]
+        ttfts = [p for p in among if p["category"] == "ttft"]
+        was = documented[key] if key else documented
 
-    def errors(x, part, among=own):
-        with table_overrides(entry, {"first_token_latency_s": x or None}):
-            return part_errors(among, part)
+        def value(x):
+            return {**documented, key: x} if key else (x or None)
 
-    print(f"searching {len(FIRST_TOKEN_GRID)} candidates on {len(own)} points", file=sys.stderr, flush=True)
-    best = best_fit(list(FIRST_TOKEN_GRID), errors, lambda x: abs(x - documented))
-    report = {name: {part: rounded_stats(errors(x, part)) for part in ("fitted", "held-out")}
-              | {f"ttft {part}": rounded_stats(errors(x, part, ttfts)) for part in ("fitted", "held-out")}
-              | {"first_token_latency_s": x}
-              for name, x in (("none", 0.0), ("documented", documented), ("fitted", best))}
-    for name, r in report.items():
-        print(f"{name:10s} {engine} first token {r['first_token_latency_s'] * 1e3:.0f} ms later: "
-              + parts_text(r, ("fitted", "held-out", "ttft fitted", "ttft held-out")))
+        def errors(x, part, group=among):
+            with table_overrides(entry, {"first_token_latency_s": value(x)}):
+                return part_errors(group, part)
+
+        print(f"searching {len(FIRST_TOKEN_GRID)} candidates on {len(among)} points" + (f" ({key})" if key else ""),
+              file=sys.stderr, flush=True)
+        best = best_fit(list(FIRST_TOKEN_GRID), errors, lambda x: abs(x - was))
+        for name, x in (("none", 0.0), ("documented", was), ("fitted", best)):
+            r = {part: rounded_stats(errors(x, part)) for part in ("fitted", "held-out")} \
+                | {f"ttft {part}": stats_or_none(errors(x, part, ttfts)) for part in ("fitted", "held-out")} \
+                | {"first_token_latency_s": x}
+            report[f"{name} {key}" if key else name] = r
+            print(f"{name:10s} {engine}{' ' + key if key else ''} first token {x * 1e3:.0f} ms later: "
+                  + parts_text(r, ("fitted", "held-out", "ttft fitted", "ttft held-out")))
     return report
 
 

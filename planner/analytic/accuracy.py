@@ -68,6 +68,8 @@ def accuracy_bands(hw: HardwareSpec, runtime: str = "serving", engine: str | Non
     if hw.kind != "gpu":
         return {}
     data = _bands_file(EAGER_GPU_ACCURACY_FILE if runtime == "transformers" else ACCURACY_FILE)
+    if kind == "hybrid" and kind not in (data.get("kinds") or {}):
+        return {}  # too few hybrid points for a band: nothing validates such a model's figures, and none is shown
     named = f"{kind} models" if kind else ""
     layers = [((data.get("engines") or {}).get(engine) or {}, f"{engine} only"),
               ((data.get("kinds") or {}).get(kind) or {}, named),

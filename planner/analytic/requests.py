@@ -156,8 +156,8 @@ def queued(f: dict[str, float], concurrency: int, running: int, latency_s: float
     cycle = f["cycle_s"]
     trip = cycle + latency_s if concurrency <= running else max(cycle + latency_s, cycle * concurrency / running)
     wait = max(trip - cycle - latency_s, 0.0) if concurrency > running else 0.0
-    ttft = f["ttft_s"] + latency_s + wait
-    return f | {"queue_s": wait, "ttft_s": ttft, "cycle_s": max(trip, ttft)}
+    # the first token keeps its place in the round trip (a one-token request's first token is its last)
+    return f | {"queue_s": wait, "ttft_s": trip - (cycle - f["ttft_s"]), "cycle_s": trip}
 
 
 def served_latency(f: dict, latency_s: float) -> dict:
@@ -177,8 +177,7 @@ def front_end(f: dict[str, float], concurrency: int, host_s: float) -> dict[str,
     if cycle <= f["cycle_s"]:
         return f
     wait = cycle - f["cycle_s"]
-    ttft = f["ttft_s"] + wait
-    return f | {"queue_s": f["queue_s"] + wait, "ttft_s": ttft, "cycle_s": max(cycle, ttft)}
+    return f | {"queue_s": f["queue_s"] + wait, "ttft_s": cycle - (f["cycle_s"] - f["ttft_s"]), "cycle_s": cycle}
 
 
 def largest_concurrency(s: Setup, input_tokens: int, output_tokens: int, on_demand: bool = False) -> int:

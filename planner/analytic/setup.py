@@ -364,4 +364,4 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         sampler_row_bytes=engine_sampler_row_bytes(engine, hw, spec.vocab_size),
         sampler_rows=None if running_from_batch else engine_max_running(engine, hw, tp * pp),
         request_host_s=engine_request_host_s(engine), request_admit_share=engine_request_admit_share(engine),
-        first_token_latency_s=engine_first_token_latency_s(engine))
+        first_token_latency_s=engine_first_token_latency_s(engine, tp * pp * attention_dp))

@@ -231,12 +231,15 @@ def engine_request_host_s(engine: str | None) -> float:
     return float(_fact(engine, "request_host_s") or 0.0)
 
 
-def engine_first_token_latency_s(engine: str | None) -> float:
-    """Seconds a request served through the engine's HTTP server spends beyond the device's work and the front end's
-    pacing before its first token reaches the client (`first_token_latency_s` in its profile; 0 where it states none):
-    the request's way in (parsing, the chat template, tokenizing, the hand-off to the scheduler) and its first token's
-    way out, once per request, at any load."""
-    return float(_fact(engine, "first_token_latency_s") or 0.0)
+def engine_first_token_latency_s(engine: str | None, devices: int = 1) -> float:
+    """Seconds a request served through the engine's HTTP server waits for its first token beyond the device's work
+    and the front end's pacing (`request_host_s`), once per request at any load (`first_token_latency_s` in its
+    profile; 0 where it states none); a profile may state one value for a server on one device and one for a server
+    over several (`one_device`, `several_devices`), which `devices` picks."""
+    value = _fact(engine, "first_token_latency_s")
+    if isinstance(value, dict):
+        value = value["one_device" if devices <= 1 else "several_devices"]
+    return float(value or 0.0)
 
 
 def engine_request_admit_share(engine: str | None) -> float:

@@ -68,5 +68,5 @@ def bundle(advice: Advice, targets: list[str], advise_for: AdviseFor) -> Bundle:
     plans, notes = engine_plans(advice, [t for t in targets if t in ENGINES], advise_for) if len(targets) > 1 \
         else ({}, [])
     warnings = unfit_configurations(advice, targets, plans)
-    files, skipped = render_all(advice, targets, plans, notes + warnings)
+    files, skipped = render_all(advice, targets, plans, notes, warnings)
     return Bundle(files, skipped, notes, warnings)

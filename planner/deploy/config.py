@@ -177,7 +177,6 @@ DISPATCH_NOTE = ("expert dispatch: the prediction assumes a top-k all-to-all ker
 # Why an engine has no option for a step, where there is more to say than that it has none.
 NO_OPTION = {
     ("vLLM", "spec-draft"): "its default (V1) engine rejects a separate draft model in 0.10; n-gram, EAGLE and MTP work",
-    ("vLLM", "weight-int8"): "no in-flight int8 weight-only mode",
     ("TGI", "spec-draft"): "--speculate uses Medusa heads or n-grams, not a draft model",
     ("TGI", "expert-parallel"): "TGI shards by tensor parallel only",
     ("TGI", "expert-parallel-tp-attention"): "TGI shards by tensor parallel only",

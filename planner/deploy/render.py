@@ -282,11 +282,11 @@ def unfit_configurations(advice: Advice, targets: list[str], plans: dict[str, Ad
 
 
 def render_all(advice: Advice, targets: list[str], plans: dict[str, Advice] | None = None,
-               notes: list[str] | None = None) -> tuple[dict[str, str], list[str]]:
+               notes: list[str] | None = None, warnings: list[str] | None = None) -> tuple[dict[str, str], list[str]]:
     """Files for several targets, and the targets skipped with their reason (e.g. TensorRT-LLM on a CPU); `plans`
     gives an engine target its own plan (the one `advise --engine` makes for it) in place of `advice`, the serving
-    engine's, which the wrappers (compose, kubernetes) and the index keep; `notes` (an engine's plan that misses the
-    workload, a configuration that will not hold it) go into the index."""
+    engine's, which the wrappers (compose, kubernetes) and the index keep; `notes` (an engine rendered from a plan other
+    than its own best) and `warnings` (a configuration predicted not to hold the workload) go into the index."""
     files: dict[str, str] = {}
     skipped = []
     for target in targets:
@@ -301,7 +301,8 @@ def render_all(advice: Advice, targets: list[str], plans: dict[str, Advice] | No
             key = rel if rel != "README.md" or len(targets) == 1 else f"{target.replace('.', '')}/README.md"
             files[key] = text
     if len(targets) > 1:
+        rendered = [t for t in targets if not any(line.startswith(f"{t}: ") for line in skipped)]
         files["README.md"] = _env().get_template("index.md.j2").render(
             a=advice, targets=targets, skipped=skipped, files=sorted(files), notes=notes or [],
-            own_plans=sorted(plans or {}))
+            warnings=warnings or [], own_plans=sorted(t for t in plans or {} if t in rendered))
     return files, skipped

@@ -15,7 +15,7 @@ from ..analytic.memory import (
     per_device_bytes,
     sampler_bytes,
 )
-from ..analytic.requests import cached_tokens, front_end, queued, request_figures
+from ..analytic.requests import cached_tokens, front_end, request_figures
 from ..analytic.setup import Setup
 from ..analytic.steps import decode_step, first_token_step_s, prefill_step
 from ..schema import HardwareSpec, ModelSpec
@@ -130,12 +130,15 @@ def serving_figures(state: PlanState, s: Setup, workload: Workload, batch: int) 
         f = request_figures(s, i, o, batch, True, cached_tokens(i, share))
         itl = tpot + max(0.0, f["itl_s"] - f["decode_s"])  # what the prompts (and a binding step budget) add
         ttft = request_figures(s, p95, o, batch, True, cached_tokens(p95, share))["ttft_s"]
-        # over HTTP each request's first token comes the engine's server latency later, and the engine's front end
-        # completes at most 1 / request_host_s requests a second (vLLM's API server), as profile predicts them: the
-        # difference waits before the prefill
-        g = front_end(queued({"cycle_s": f["ttft_s"] + (o - 1) * itl, "ttft_s": ttft, "queue_s": 0.0}, batch, batch,
-                             s.first_token_latency_s), batch, s.request_host_s)
-        return itl, g["ttft_s"], batch * o / g["cycle_s"]
+        # over HTTP each request's first token comes the engine's server latency later: a client waits it out of its
+        # round trip, while a throughput job's queue keeps the engine's slots busy through it (as profile has a queue
+        # absorb it); the engine's front end completes at most 1 / request_host_s requests a second (vLLM's API
+        # server): the difference waits before the prefill. The rate is the mean request's; the p95 prompt's TTFT
+        # takes the same latency and wait.
+        latency = s.first_token_latency_s
+        cycle = f["ttft_s"] + (o - 1) * itl + (0.0 if workload.goal == "throughput" else latency)
+        g = front_end({"cycle_s": cycle, "ttft_s": cycle, "queue_s": 0.0}, batch, s.request_host_s)
+        return itl, ttft + latency + g["queue_s"], batch * o / g["cycle_s"]
     ttft = prefill_step(s, 1, p95, cached_tokens(p95, share)).time_s + first_token_step_s(s, batch, p95)
     cycle = prefill_step(s, batch, i, cached_tokens(i, share)).time_s + (o - 1) * tpot
     return tpot, ttft, batch * o / cycle * workload.output_tokens_mean / workload.output_tokens_p95

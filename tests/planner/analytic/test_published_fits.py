@@ -194,25 +194,31 @@ def test_a_run_whose_requests_cannot_fit_as_modelled_is_skipped_with_its_reason(
     assert published.predict(points["gpustack-qwen3-32b-h100-vllm011-2000-100-tpot"])[0] is not None
 
 
-@pytest.mark.parametrize("engine", ["vllm", "sglang", "trtllm"])
-def test_an_engines_first_token_latency_is_the_one_its_served_points_favour(bench, published, engine):
-    # each engine profile's fixed first-token latency over HTTP (`bench_published.py --fit-first-token`) has a lower
-    # median error on its fitted two thirds, then p90, than one grid step either side; its in-process points are not
-    # among them
+@pytest.mark.parametrize("engine, key", [("vllm", None), ("sglang", "one_device"), ("sglang", "several_devices"),
+                                         ("trtllm", None)])
+def test_an_engines_first_token_latency_is_the_one_its_served_points_favour(bench, published, engine, key):
+    # each engine profile's fixed first-token latency over HTTP (`bench_published.py --fit-first-token`; SGLang's per
+    # server on one GPU and over several, each on its own points) beats one grid step either side on the median error,
+    # then p90, of its fitted two thirds, or where a neighbour beats it there, that neighbour does worse held out (the
+    # rule the value was taken by); its in-process points are not among them
     entry = engine_table()[engine]
     documented = entry["first_token_latency_s"]
-    points = published.published_points()
-    own = [p for p in points if p["engine"] == engine and p.get("harness") != "in-process"]
+    was = documented[key] if key else documented
+    several = key == "several_devices"
+    own = [p for p in published.published_points() if p["engine"] == engine and p.get("harness") != "in-process"
+           and (key is None or ((p.get("num_devices") or 1) > 1) == several)]
     assert len(own) >= 20
 
-    def key(x):
-        with published.table_overrides(entry, {"first_token_latency_s": x or None}):
-            e = published.rounded_stats(published.part_errors(own, "fitted"))
+    def key_of(x, part):
+        value = {**documented, key: x} if key else (x or None)
+        with published.table_overrides(entry, {"first_token_latency_s": value}):
+            e = published.rounded_stats(published.part_errors(own, part))
         return e["median_pct"], e["p90_pct"]
-    assert documented in bench.FIRST_TOKEN_GRID
-    i = bench.FIRST_TOKEN_GRID.index(documented)
-    best = key(documented)
+    assert was in bench.FIRST_TOKEN_GRID
+    i = bench.FIRST_TOKEN_GRID.index(was)
     for j in (i - 1, i + 1):
         if 0 <= j < len(bench.FIRST_TOKEN_GRID):
-            assert best <= key(bench.FIRST_TOKEN_GRID[j]), (engine, bench.FIRST_TOKEN_GRID[j])
+            x = bench.FIRST_TOKEN_GRID[j]
+            if key_of(x, "fitted") < key_of(was, "fitted"):
+                assert key_of(x, "held-out") >= key_of(was, "held-out"), (engine, key, x)
     assert entry["first_token_latency_s"] == documented  # the table as it was

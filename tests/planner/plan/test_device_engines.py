@@ -165,3 +165,33 @@ def test_a_model_served_in_its_published_fp8_is_not_requantized_to_8_bits():
     spec = resolve_model("deepseek-v3")
     assert served_checkpoint_dtype(spec, resolve_hardware("mi300x")) == "fp8"
     assert served_checkpoint_dtype(spec, resolve_hardware("a100-80gb-sxm")) is None
+
+
+@pytest.mark.parametrize("engine", ["tgi", "vllm"])
+def test_a_plans_rate_is_its_mean_requests_and_its_ttft_the_p95_prompts_with_the_servers_latency(engine):
+    """The plan's rate comes from the mean request's cycle alone, however far the p95 prompt lies above the mean (its
+    TTFT once capped the rate: TGI's prompt-heavy plans lost 9/10 of their throughput), and over HTTP the p95 TTFT
+    carries the engine's first-token latency; a client waits it out of its round trip, a throughput job's queue does
+    not."""
+    from optiplan.planner.analytic.requests import request_figures
+    from optiplan.planner.catalog.engines import engine_first_token_latency_s
+    from optiplan.planner.plan.predict import serving_figures
+    from optiplan.planner.plan.state import baseline_state, to_setup
+
+    spec, h100 = resolve_model("llama-3.1-8b"), resolve_hardware("h100-sxm")
+    state = baseline_state(spec, h100, 1).with_(engine=engine, paged_kv=True, continuous_batching=True,
+                                                chunked_prefill=True, graphs=True)
+    s = to_setup(state)
+    work = with_overrides(load_workload("chat"), prompt_tokens_mean=1000, prompt_tokens_p95=8000, output_tokens_mean=1,
+                          output_tokens_p95=1, engine=engine)
+    latency = engine_first_token_latency_s(engine)
+    batch = 64
+    _, ttft, rate = serving_figures(state, s, work, batch)
+    mean = request_figures(s, 1000, 1, batch, True)
+    p95 = request_figures(s, 8000, 1, batch, True)
+    assert p95["ttft_s"] > 2 * mean["cycle_s"]  # the case: a p95 prompt far above the mean
+    if s.request_host_s * batch <= mean["cycle_s"] + latency:  # the front end does not bind
+        assert rate == pytest.approx(batch / (mean["cycle_s"] + latency))
+        assert ttft == pytest.approx(p95["ttft_s"] + latency)
+    _, _, job = serving_figures(state, s, with_overrides(work, goal="throughput"), batch)
+    assert job >= rate and (latency == 0) == (job == pytest.approx(rate))

@@ -131,7 +131,8 @@ def test_configs_all_renders_each_engine_from_its_own_plan_as_the_cli_does(clien
     assert any(line.startswith("trtllm:") for line in answer["skipped"])
     index = answer["files"]["README.md"]  # the index says which plan each folder renders, and the notes
     assert "Each of llama.cpp, sglang, tgi renders the plan made for it" in index
-    assert all(line in index for line in answer["notes"])
+    assert all(line in index for line in answer["notes"] + answer["warnings"])
+    assert "trtllm" not in index.split("## Targets not rendered")[0].split("renders the plan made for it")[0]
     out = CliRunner().invoke(main, ["configs", "deepseek-v3", "-H", "mi300x", "--gpus", "8", "--workload", "chat",
                                     "-e", "all", "-o", str(tmp_path / "cli")])
     assert out.exit_code == 0, out.output
