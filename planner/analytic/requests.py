@@ -30,8 +30,8 @@ fewer is not subtracted).
 An engine whose front end spends a fixed host time on each request, one after another (vLLM's API server:
 `request_host_s`), completes at most 1 / that requests per second: T is at least C x that, the rest a wait before
 the prefill (it binds on short requests served many at once). Over HTTP each request also waits a fixed time for its
-first token beyond the device's work (`first_token_latency_s`: its way in through the server and its first token's
-way out), at any load: it adds to TTFT and to the time each client's slot is held, not to the device's.
+first token beyond the device's work and that pacing (`first_token_latency_s`: what the engines' measured TTFTs leave
+once both are counted), at any load: it adds to TTFT and to the time each client's slot is held, not to the device's.
 
 Then output tokens/s = C x O / T, requests/s = C / T, request latency = TTFT + (O - 1) x ITL. Goodput is the rate
 of requests that meet both SLOs (all requests here are alike, so it is all or none), and the SLO concurrency the
@@ -151,8 +151,8 @@ def queued(f: dict[str, float], concurrency: int, running: int, latency_s: float
     """The figures of `concurrency` requests in a closed loop when only `running` fit at once: the device serves
     `running` at a time (their cycle), so requests leave at running / cycle per second and, by Little's law, each
     spends concurrency / that rate in the system; the difference waits in the queue before its prefill starts. Each
-    request also waits `latency_s` outside the device (`served_latency`): a client's round trip is at least its cycle
-    and that, and the queue absorbs it where the device is the bound."""
+    request also waits `latency_s` outside the device (the server's first-token latency): a client's round trip is at
+    least its cycle and that, and the queue absorbs it where the device is the bound."""
     cycle = f["cycle_s"]
     trip = cycle + latency_s if concurrency <= running else max(cycle + latency_s, cycle * concurrency / running)
     wait = max(trip - cycle - latency_s, 0.0) if concurrency > running else 0.0
