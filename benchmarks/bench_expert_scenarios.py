@@ -86,7 +86,7 @@ def describe(label: str, request: dict) -> dict:
         return {"scenario": label, "request": request, "error": str(exc)}
     p = a.plan.predicted
     engine = a.workload.engine if a.workload.engine != "transformers" else None
-    files, skipped = render_all(a, [engine]) if engine else ({}, [])
+    files, skipped, _ = render_all(a, [engine]) if engine else ({}, [], [])
     script = next((text for path, text in files.items() if path.endswith("serve.sh")), "")
     serves = next((line.split()[-2] if line.rstrip().endswith("\\") else line.split()[-1]
                    for line in script.splitlines() if line.lstrip().startswith(("exec ", "--model-path", "--model-id"))

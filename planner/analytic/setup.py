@@ -106,7 +106,7 @@ class Setup:
     # the share of it spent taking a request in (the rest returns its tokens): a burst's requests all go in first
     request_admit_share: float = 1.0
     # the fixed latency a request served over HTTP adds to its first token beyond the device's work and the front
-    # end's pacing (`engines.engine_first_token_latency_s`): its way in and its first token's way out
+    # end's pacing (`engines.engine_first_token_latency_s`): what the engine's measured TTFTs leave once both count
     first_token_latency_s: float = 0.0
     # the weight-only kernel casts each quantized matrix whole to 16 bits in an eager pass (`engines.engine_casts_
     # whole_weight`): the prefill holds the largest one's copy (`cast_weight_bytes`)

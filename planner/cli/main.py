@@ -300,24 +300,18 @@ def configs(model: str, hardware: str, num_devices: int | None, workload: str, t
       optiplan configs ./my-model --hardware l4 --engine kubernetes -o k8s/
     """
     from ..catalog.workloads import parse_percent
-    from ..deploy.bundle import bundle, targets_of
-    from ..deploy.render import ENGINES, TARGETS, write
-    from ..errors import UnknownNameError
+    from ..deploy.bundle import configs as configs_bundle
+    from ..deploy.render import write
     from ..plan.advise import advise as run_advise
     from ..schema.advice import AdviseRequest
 
-    if target not in TARGETS:
-        raise UnknownNameError("engine", target, TARGETS)
     quality_pct = parse_percent(quality)
 
     def advise_for(engine: str, device: str, devices: int | None):
         return run_advise(AdviseRequest(model=model, hardware=device, num_devices=devices, workload=workload,
                                         engine=engine, max_quality_loss_pct=quality_pct))
 
-    # a single engine gets a plan made for it; the wrappers and the index of `all` use the serving engine's plan, and
-    # each engine of `all` its own on the same device
-    advice = advise_for(target if target in ENGINES else (serving_engine or "vllm"), hardware, num_devices)
-    result = bundle(advice, targets_of(target), advise_for)
+    result = configs_bundle(target, serving_engine, hardware, num_devices, advise_for)
     for path in write(result.files, out_dir, force=force):
         click.echo(str(path))
     for line in result.messages():

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 
 from ..catalog.engines import engine_backends
 from ..catalog.hardware import resolve_hardware
-from ..errors import ImpossibleError, OptiplanError
+from ..errors import ImpossibleError, OptiplanError, UnknownNameError
 from ..schema.advice import Advice
 from .config import ENGINES, TARGETS
-from .render import render_all, unfit_configurations
+from .render import render_all
 
 # advise for one engine on a given device and count: (engine, hardware id, devices) -> the plan
 AdviseFor = Callable[[str, str, int], Advice]
@@ -38,7 +38,7 @@ def targets_of(target: str) -> list[str]:
     return [t for t in TARGETS if t != "all"] if target == "all" else [target]
 
 
-def engine_plans(advice: Advice, engines: list[str], advise_for: AdviseFor) -> tuple[dict[str, Advice], list[str]]:
+def own_plans(advice: Advice, engines: list[str], advise_for: AdviseFor) -> tuple[dict[str, Advice], list[str]]:
     """Each engine's own plan on `advice`'s device and count, as `advise --engine NAME` makes it, and notes for those
     rendered otherwise: an engine whose best plan misses the workload renders that plan; one that cannot plan here
     renders `advice`'s. An engine that does not run on the device is left out (`render_all` skips it with its reason).
@@ -64,9 +64,19 @@ def engine_plans(advice: Advice, engines: list[str], advise_for: AdviseFor) -> t
 
 def bundle(advice: Advice, targets: list[str], advise_for: AdviseFor) -> Bundle:
     """The files for `targets` (see `targets_of`): a single target renders `advice`, which must be its own engine's
-    plan; several render each engine from its own plan (`engine_plans`) and the wrappers and index from `advice`."""
-    plans, notes = engine_plans(advice, [t for t in targets if t in ENGINES], advise_for) if len(targets) > 1 \
+    plan; several render each engine from its own plan (`own_plans`) and the wrappers and index from `advice`."""
+    plans, notes = own_plans(advice, [t for t in targets if t in ENGINES], advise_for) if len(targets) > 1 \
         else ({}, [])
-    warnings = unfit_configurations(advice, targets, plans)
-    files, skipped = render_all(advice, targets, plans, notes, warnings)
+    files, skipped, warnings = render_all(advice, targets, plans, notes)
     return Bundle(files, skipped, notes, warnings)
+
+
+def configs(target: str, serving_engine: str | None, hardware: str, devices: int | None,
+            advise_for: AdviseFor) -> Bundle:
+    """`optiplan configs --engine TARGET` (and POST /v1/configs): a single engine renders the plan made for it; the
+    wrappers (compose, kubernetes) and `all` render the serving engine's (vLLM unless named), and each engine of `all`
+    its own on the same device."""
+    if target not in TARGETS:
+        raise UnknownNameError("engine", target, TARGETS)
+    advice = advise_for(target if target in ENGINES else (serving_engine or "vllm"), hardware, devices)
+    return bundle(advice, targets_of(target), advise_for)

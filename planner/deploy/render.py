@@ -136,6 +136,12 @@ SINGLE_NODE = {"tgi": "its --num-shard shards over the GPUs of one machine",
 
 def render(advice: Advice, target: str, serving_engine: str | None = None) -> dict[str, str]:
     """Files (relative path -> text) for one target: an engine, compose or kubernetes."""
+    return _render(advice, target, serving_engine)[0]
+
+
+def _render(advice: Advice, target: str, serving_engine: str | None = None) -> tuple[dict[str, str], dict | None]:
+    """`render`'s files, and what its README says of the configuration where it leaves steps of the plan out
+    (`prediction.configured`: its warning where it does not hold the workload), else None."""
     if target not in TARGETS or target == "all":
         raise UnknownNameError("engine", target, TARGETS)
     hw = resolve_hardware(advice.hardware.id)
@@ -224,7 +230,7 @@ def render(advice: Advice, target: str, serving_engine: str | None = None) -> di
     files["README.md" if target in ENGINES else f"{target}/README.md"] = env.get_template("README.md.j2").render(
         **ctx, target=target, files=sorted(files))
     validate(files)
-    return files
+    return files, ctx["configured"]
 
 
 def _k8s_name(name: str) -> str:
@@ -265,44 +271,32 @@ def write(files: dict[str, str], out_dir: Path, force: bool = False) -> list[Pat
     return [out_dir / rel for rel in sorted(files)]
 
 
-def unfit_configurations(advice: Advice, targets: list[str], plans: dict[str, Advice] | None = None) -> list[str]:
-    """One line for each engine target whose own configuration, leaving out steps of the plan it cannot run, is
-    predicted not to hold the workload (llama.cpp serving a 16-bit GGUF of a plan made in fp8 over tensor shards);
-    `plans`: an engine's own plan where it has one, as in `render_all`."""
-    lines = []
-    for engine in (t for t in targets if t in ENGINES):
-        own = (plans or {}).get(engine, advice)
-        try:
-            summary = configured(own, engine_config(own, engine))
-        except DeployError:  # an engine that cannot run here at all is reported as skipped
-            continue
-        if summary and summary["warning"]:
-            lines.append(summary["warning"])
-    return lines
-
-
 def render_all(advice: Advice, targets: list[str], plans: dict[str, Advice] | None = None,
-               notes: list[str] | None = None, warnings: list[str] | None = None) -> tuple[dict[str, str], list[str]]:
-    """Files for several targets, and the targets skipped with their reason (e.g. TensorRT-LLM on a CPU); `plans`
-    gives an engine target its own plan (the one `advise --engine` makes for it) in place of `advice`, the serving
-    engine's, which the wrappers (compose, kubernetes) and the index keep; `notes` (an engine rendered from a plan other
-    than its own best) and `warnings` (a configuration predicted not to hold the workload) go into the index."""
+               notes: list[str] | None = None) -> tuple[dict[str, str], list[str], list[str]]:
+    """Files for several targets, the targets skipped with their reason (e.g. TensorRT-LLM on a CPU), and a warning
+    for each engine target whose own configuration, leaving out steps of the plan it cannot run, is predicted not to
+    hold the workload (llama.cpp serving a 16-bit GGUF of a plan made in fp8 over tensor shards). `plans` gives an
+    engine target its own plan (the one `advise --engine` makes for it) in place of `advice`, the serving engine's,
+    which the wrappers (compose, kubernetes) and the index keep; `notes` (an engine rendered from a plan other than its
+    own best) and the warnings go into the index."""
     files: dict[str, str] = {}
-    skipped = []
+    skipped, warnings, rendered = [], [], []
     for target in targets:
         try:
-            rendered = render((plans or {}).get(target, advice), target)
+            written, summary = _render((plans or {}).get(target, advice), target)
         except DeployError as exc:
             if len(targets) == 1:
                 raise
             skipped.append(f"{target}: {exc}")
             continue
-        for rel, text in rendered.items():
+        rendered.append(target)
+        if target in ENGINES and summary and summary["warning"]:
+            warnings.append(summary["warning"])
+        for rel, text in written.items():
             key = rel if rel != "README.md" or len(targets) == 1 else f"{target.replace('.', '')}/README.md"
             files[key] = text
     if len(targets) > 1:
-        rendered = [t for t in targets if not any(line.startswith(f"{t}: ") for line in skipped)]
         files["README.md"] = _env().get_template("index.md.j2").render(
             a=advice, targets=targets, skipped=skipped, files=sorted(files), notes=notes or [],
-            warnings=warnings or [], own_plans=sorted(t for t in plans or {} if t in rendered))
-    return files, skipped
+            warnings=warnings, own_plans=sorted(t for t in plans or {} if t in rendered))
+    return files, skipped, warnings

@@ -120,21 +120,15 @@ def advice_html(request: AdviseRequest, roots: Roots, cache: AdviceCache) -> str
 def run_configs(request: ConfigsRequest, roots: Roots, cache: AdviceCache) -> Bundle:
     """The CLI's configs: each engine's plan, rendered (the files by relative path, and the notes, skipped targets and
     warnings the CLI prints), with server paths redacted."""
-    from ..deploy.bundle import Bundle, bundle, targets_of
-    from ..deploy.render import ENGINES, TARGETS
-    from ..errors import UnknownNameError
+    from ..deploy.bundle import Bundle, configs
 
-    if request.target not in TARGETS:
-        raise UnknownNameError("engine", request.target, TARGETS)
     fields = request.model_dump(exclude={"target", "serving_engine"})
 
     def advise_for(engine: str, device: str, devices: int | None):
         return run_advise(AdviseRequest(**fields | {"engine": engine, "hardware": device, "num_devices": devices}),
                           roots, cache)
 
-    plan_engine = request.target if request.target in ENGINES else (request.serving_engine or "vllm")
-    result = bundle(advise_for(plan_engine, request.hardware, request.num_devices), targets_of(request.target),
-                    advise_for)
+    result = configs(request.target, request.serving_engine, request.hardware, request.num_devices, advise_for)
     return Bundle(roots.redact(result.files), *(roots.redact(lines) for lines in
                                                 (result.skipped, result.notes, result.warnings)))
 

@@ -19,7 +19,6 @@ from optiplan.planner.deploy.render import (
     engine_options,
     render,
     render_all,
-    unfit_configurations,
     write,
 )
 from optiplan.planner.plan.advise import advise
@@ -69,7 +68,7 @@ def test_plan_steps_map_to_vllm_options(h100_plans):
 
 
 def test_every_target_renders_parseable_files(tmp_path, h100_plans):
-    files, skipped = render_all(h100_plans["vllm"], ["vllm", "sglang", "tgi", "trtllm", "llama.cpp", "compose",
+    files, skipped, _ = render_all(h100_plans["vllm"], ["vllm", "sglang", "tgi", "trtllm", "llama.cpp", "compose",
                                                      "kubernetes"])
     assert not skipped or all("llama.cpp" in s for s in skipped)
     for path, text in files.items():
@@ -139,7 +138,7 @@ def test_rocm_deployments_run_the_engines_amd_build_on_the_driver_devices(engine
 
 def test_steps_an_engine_cannot_express_are_listed(h100_plans):
     a = h100_plans["vllm"]
-    files, _ = render_all(a, ["llama.cpp"])
+    files, _, _ = render_all(a, ["llama.cpp"])
     cfg = engine_config(a, "llama.cpp")
     assert cfg.not_applied, "a vLLM plan on 4 GPUs has steps llama.cpp cannot express (tensor parallel, fp8)"
     for t, why in cfg.not_applied:
@@ -159,7 +158,7 @@ def test_an_engine_that_leaves_steps_out_is_predicted_as_configured():
     assert "## Predicted for this configuration" in readme
     assert "`optiplan profile llama-3.1-70b -H h100-sxm --gpus 2 --engine llama.cpp --dtype bf16" in readme
     assert "**does not fit**" in readme and "the plan's prediction, which assumes the steps" in readme
-    [line] = unfit_configurations(a, ["vllm", "llama.cpp"])  # what `configs` prints as a warning
+    [line] = render_all(a, ["vllm", "llama.cpp"])[2]  # what `configs` prints as a warning
     assert line.startswith("llama.cpp: its configuration does not fit")
     assert "## Predicted for this configuration" not in render(a, "vllm")["README.md"]  # every step applies
 
@@ -370,7 +369,7 @@ def test_multi_node_plans_are_not_rendered_for_single_host_targets():
     from optiplan.planner.schema import AdviseRequest
 
     a = advise(AdviseRequest(model="deepseek-v3", hardware="h100-sxm", num_devices=16, workload="chat"))
-    files, skipped = render_all(a, ["vllm", "compose", "tgi", "llama.cpp", "kubernetes"])
+    files, skipped, _ = render_all(a, ["vllm", "compose", "tgi", "llama.cpp", "kubernetes"])
     reasons = " ".join(skipped)
     assert "compose: docker compose runs on one host" in reasons and "render the kubernetes target" in reasons
     assert "tgi: tgi runs on one node" in reasons and "llama.cpp: llama.cpp runs on one node" in reasons

@@ -187,5 +187,5 @@ def test_trtllm_router_config_points_at_its_workers(tight_tpot):
 
 
 def test_manifests_are_refused_with_the_reason(tight_tpot):
-    _, skipped = render_all(tight_tpot, ["sglang", "compose", "kubernetes"])
+    _, skipped, _ = render_all(tight_tpot, ["sglang", "compose", "kubernetes"])
     assert len(skipped) == 2 and all("serve.sh roles on one node" in s for s in skipped)
