@@ -42,10 +42,12 @@ gpt-fast's, is read whole at every step: I + O).
 from __future__ import annotations
 
 import math
+from functools import cache
 
 from ..errors import RequestError
 from ..schema import RequestProfile
 from .burst import MOST_REQUESTS, burst_figures
+from .finite_run import finite_run, mean_of_runs, run_orders
 from .kvcache import cache_tokens_held
 from .memory import max_batch
 from .setup import Setup
@@ -198,38 +200,76 @@ def running_cap(s: Setup) -> int | None:
     return min(caps) if caps else None
 
 
+def _run(s: Setup, served_c: dict, steady: dict, input_tokens: int, output_tokens: int, c: int, running: int,
+         continuous: bool, cached: int, n: int, spread: float, warm: int) -> dict:
+    """A run of `n` requests, `c` at a time (`finite_run`): its first wave a burst (its first `warm` prompts, found in
+    the prefix cache, beside the others), the rest at the steady figures of their kind (`served_c`: the fresh ones')."""
+    latency = s.first_token_latency_s
+    warm_steady = warm_served = None
+    if warm:
+        whole = input_tokens - 1  # a cached prompt's prefill is its last token's
+        warm_steady = request_figures(s, input_tokens, output_tokens, running, continuous, whole)
+        warm_served = front_end(queued(warm_steady, c, running, latency), c, s.request_host_s)
+    ttfts, queue = [], 0.0
+    for count, figures, held in ((min(warm, c), warm_steady, input_tokens - 1), (c - min(warm, c), steady, cached)):
+        if count:  # the first wave's cached prompts and its others, each a burst from the start
+            burst = served_latency(burst_figures(s, figures, count, min(count, running), input_tokens, output_tokens,
+                                                 continuous, held), latency)
+            ttfts, queue = ttfts + burst["ttfts"], queue + burst["queue_s"] * count
+    context = input_tokens + output_tokens // 2
+
+    @cache
+    def decode_s(k: int) -> float:
+        return decode_step(s, min(k, running), context).time_s
+
+    return mean_of_runs([finite_run(ttfts, queue / c, served_c, warm_served, decode_s, n, c, lengths, warm)
+                         for lengths in run_orders(n, output_tokens, spread)])
+
+
 def request_profile(s: Setup, input_tokens: int, output_tokens: int, concurrency: int | str, continuous: bool,
                     ttft_slo_ms: float | None = None, itl_slo_ms: float | None = None,
-                    cached_tokens: int = 0, on_demand: bool = False, at_once: bool = False) -> RequestProfile:
+                    cached_tokens: int = 0, on_demand: bool = False, at_once: bool = False,
+                    num_requests: int | None = None, length_spread: float = 0.0,
+                    warm_requests: int = 0) -> RequestProfile:
     """Request-level figures of the setup serving requests of `input_tokens` in and `output_tokens` out,
     `concurrency` at a time (`"max"`: as many as fit; `on_demand`: the engine's caches grow as used), in steady state,
-    or (`at_once`) as one burst of `concurrency` requests sent together, its means."""
+    or (`at_once`) as one burst of `concurrency` requests sent together, its means, or as a run of `num_requests`
+    requests, `concurrency` at a time, their output lengths spread by `length_spread` and the first `warm_requests`
+    prompts in the prefix cache already (`finite_run`), its means."""
     room = largest_concurrency(s, input_tokens, output_tokens, on_demand and continuous)
     cap = running_cap(s)
     limit = min(room, cap) if cap and room >= 1 else room  # what runs at once; the others wait for a slot
     c = limit if concurrency == "max" else int(concurrency)
     c = max(c, 1)
     running = min(c, limit) if limit >= 1 else c  # nothing fits at all: the figures of c as if it did, fits false
-    if at_once and c > MOST_REQUESTS:
-        raise RequestError(f"--at-once follows each request of the burst: {c:,} requests, at most {MOST_REQUESTS:,}")
+    if (at_once and c > MOST_REQUESTS) or (num_requests or 0) > MOST_REQUESTS:
+        raise RequestError(f"a burst or a run is followed request by request: {max(c, num_requests or 0):,} requests, "
+                           f"at most {MOST_REQUESTS:,}")
+    if num_requests is not None and num_requests < c:
+        raise RequestError(f"a run of {num_requests:,} requests never has {c:,} in flight: give --concurrency at most "
+                           "--num-requests (all of them at once is --at-once)")
     steady = request_figures(s, input_tokens, output_tokens, running, continuous, cached_tokens)
+    device = queued(steady, c, running, s.first_token_latency_s)
+    f = front_end(device, c, s.request_host_s)
+    paced = f["cycle_s"] > device["cycle_s"]
     if at_once:
         f = served_latency(burst_figures(s, steady, c, running, input_tokens, output_tokens, continuous,
                                          cached_tokens), s.first_token_latency_s)
         paced = False
-    else:
-        device = queued(steady, c, running, s.first_token_latency_s)
-        f = front_end(device, c, s.request_host_s)
-        paced = f["cycle_s"] > device["cycle_s"]
-    duration = f.get("duration_s", f["cycle_s"])  # the time over which c requests complete
+    elif num_requests is not None:
+        f = _run(s, f, steady, input_tokens, output_tokens, c, running, continuous, cached_tokens, num_requests,
+                 length_spread, warm_requests)
+    duration = f.get("duration_s", f["cycle_s"])  # the time over which c requests complete (a run: all of them)
+    count = num_requests or c
 
     def meets(g: dict[str, float]) -> bool:
         return (ttft_slo_ms is None or g["ttft_s"] * 1e3 <= ttft_slo_ms) and \
             (itl_slo_ms is None or g["itl_s"] * 1e3 <= itl_slo_ms)
 
     # a queued request's wait is in its TTFT; in a burst each request has its own TTFT and inter-token latency
-    good = sum(meets({"ttft_s": t, "itl_s": i}) for t, i in zip(f["ttfts"], f["itls"])) if at_once else c * meets(f)
-    ok = good == c
+    # (a run's, in each of the orders of its lengths: the share of them that meet the SLOs)
+    met = [meets({"ttft_s": t, "itl_s": i}) for t, i in zip(f["ttfts"], f["itls"])] if "ttfts" in f else [meets(f)]
+    good, ok = count * sum(met) / len(met), all(met)
 
     def served(n: int) -> dict[str, float]:  # n requests always in flight, all running, behind the front end
         steady_n = request_figures(s, input_tokens, output_tokens, n, continuous, cached_tokens)
@@ -258,6 +298,10 @@ def request_profile(s: Setup, input_tokens: int, output_tokens: int, concurrency
                            f"({s.request_host_s * 1e3:g} ms of host time each"
                            + (f", {s.request_admit_share:.0%} of it taking them in, all before any token goes back)"
                               if s.request_admit_share < 1 else ", one after another)"))
+    if num_requests is not None:
+        scheduling += (f"; a run of {num_requests:,} requests, {c:,} at a time (the first {c:,} sent together, the "
+                       f"last leaving one by one; output lengths {output_tokens:,} "
+                       + (f"+/- {length_spread:.0%}" if length_spread else "each") + "): means over the run")
     if s.first_token_latency_s:
         scheduling += (f"; each first token reaches the client {s.first_token_latency_s * 1e3:g} ms after the device's "
                        "work (the server's way in and out)")
@@ -269,7 +313,8 @@ def request_profile(s: Setup, input_tokens: int, output_tokens: int, concurrency
         fits=(running if at_once else c) <= room, running=f.get("running", running), queue_wait_ms=f["queue_s"] * 1e3,
         scheduling=scheduling,
         ttft_ms=f["ttft_s"] * 1e3, itl_ms=f["itl_s"] * 1e3,
-        request_latency_ms=f["cycle_s"] * 1e3, output_tokens_per_s=c * output_tokens / duration,
-        requests_per_s=c / duration, ttft_slo_ms=ttft_slo_ms, itl_slo_ms=itl_slo_ms, meets_slo=ok,
-        goodput_requests_per_s=good / duration, at_once=at_once, duration_ms=duration * 1e3, slo_concurrency=slo_c,
+        request_latency_ms=f["cycle_s"] * 1e3, output_tokens_per_s=f.get("tokens", c * output_tokens) / duration,
+        requests_per_s=count / duration, ttft_slo_ms=ttft_slo_ms, itl_slo_ms=itl_slo_ms, meets_slo=ok,
+        goodput_requests_per_s=good / duration, at_once=at_once, num_requests=num_requests,
+        duration_ms=duration * 1e3, slo_concurrency=slo_c,
         slo_goodput_requests_per_s=slo_rate)

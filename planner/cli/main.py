@@ -105,6 +105,16 @@ class ConcurrencyType(click.ParamType):
 @click.option("--in-process", is_flag=True,
               help="...handed to the engine in its own process (vLLM's LLM class, `trtllm-bench`), not through its "
                    "HTTP server: no front-end pacing and no server latency before the first token.")
+@click.option("--num-requests", type=int, default=None,
+              help="...as a run of this many requests, --concurrency at a time (a benchmark client's --num-prompts "
+                   "with --max-concurrency): the run's means, its first wave sent together and its last requests "
+                   "leaving one by one.")
+@click.option("--length-spread", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="...its output lengths spread evenly over the mean x [1 - spread, 1 + spread] (1: "
+                   "sglang.bench_serving's random lengths at its default range ratio).")
+@click.option("--warm-requests", type=int, default=0, show_default=True,
+              help="...its first this many prompts already in the engine's prefix cache (an earlier run with the "
+                   "same seed sent them).")
 @click.option("--slo-ttft-ms", "ttft_slo_ms", type=float, default=None, help="Goodput: TTFT at most this.")
 @click.option("--slo-itl-ms", "itl_slo_ms", type=float, default=None, help="Goodput: inter-token latency at most this.")
 @click.option("--measure", is_flag=True,

@@ -7,7 +7,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from .core import SCHEMA_VERSION, AccuracyBand, Frozen, ModelSummary
+from .core import SCHEMA_VERSION, Frozen
+from .profile import AccuracyBand, ModelSummary
 from .workload import Workload
 
 
