@@ -129,11 +129,15 @@ def predict(p: dict, view: str = "requests", tune: Callable[[ProfileRequest], An
         return None, f"speculative decoding ({p['speculative']}) on: profile predicts plain decoding"
     if p.get("causal_mask") == "linear" and engine_square_mask(engine):
         return None, f"a linear causal mask (torchao's --linear_causal_mask) is not {engine}'s square one"
-    # an offline load whose prompts were all sent at once (`num_requests` of them) is predicted as that burst
-    burst = p.get("num_requests")
+    # an offline load whose prompts were all sent at once (`num_requests` of them) is predicted as that burst; a run of
+    # `num_requests` at most `batch` at a time (a client's --max-concurrency) as that run, its output lengths spread
+    # as its client draws them (`length_spread`)
+    burst = p.get("num_requests") if p.get("batch") is None else None
+    run = p.get("num_requests") if p.get("batch") else None
     # a burst whose requests were free to stop early (no --ignore-eos) made fewer tokens than it asked for: its rate
     # counts the tokens it made (`generated_tokens`) over its length, which the early stops barely shorten
-    counted = p["generated_tokens"] / (burst * p["output_tokens"]) if burst and p.get("generated_tokens") else 1.0
+    counted = p["generated_tokens"] / ((burst or run) * p["output_tokens"]) \
+        if (burst or run) and p.get("generated_tokens") else 1.0
     offline = p.get("batch") is None and p["metric"] == "output_tokens_per_s"
     # the KV-cache format where the source states one ("fp16 (not stated)" is the engine's default, kept as such);
     # an unstated bit width ("quantized (...)") has no counterpart
@@ -143,7 +147,8 @@ def predict(p: dict, view: str = "requests", tune: Callable[[ProfileRequest], An
     # a batch-1 decode figure is the step's, whatever the view: no request section to compute for it
     requests = {} if p["metric"] in ("tpot_ms", "decode_tokens_per_s") and batch == 1 and not burst else {
         "input_tokens": prompt, "output_tokens": output, "concurrency": burst or ("max" if offline else batch),
-        "at_once": bool(burst), "in_process": p.get("harness") == "in-process"}
+        "at_once": bool(burst), "in_process": p.get("harness") == "in-process", "num_requests": run,
+        "length_spread": p.get("length_spread", 0.0) if run else 0.0, "warm_requests": p.get("warm_requests", 0)}
     request = ProfileRequest(model=model, hardware=p["hardware"], num_devices=p.get("num_devices") or 1,
                              tensor_parallel=None if adp > 1 else p.get("tensor_parallel"),
                              attention_data_parallel=adp, expert_parallel=p.get("expert_parallel") or 1,
