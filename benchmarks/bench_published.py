@@ -7,7 +7,8 @@ Two predictions per point, side by side: the *step view* (before issue 14: throu
 a request's latency TTFT plus output tokens x TPOT, TTFT the prefill of the whole batch's prompts at once) and the
 *request view* (`profile --input-tokens I --output-tokens O --concurrency C|max`: prefill included, the engine's
 scheduling, TTFT under load). An offline run with no batch given is served at `--concurrency max`, or, where the
-source states how many prompts it sent at once (`num_requests`), as that burst (`--concurrency N --at-once`). Points the
+source states how many prompts it sent at once (`num_requests`), as that burst (`--concurrency N --at-once`); a point
+with both a batch and `num_requests` as that run (`--concurrency C --num-requests N`). Points the
 catalog cannot express (a model of an architecture it lacks, a GGUF format) are listed as skipped with the reason.
 
     python benchmarks/bench_published.py [--show-points] [--write-accuracy] [--fit-overheads [serving|compiled]]
@@ -15,6 +16,7 @@ catalog cannot express (a model of an architecture it lacks, a GGUF format) are 
                                          [--fit-engine-flops] [--fit-engine-flops-before-hopper]
                                          [--fit-front-end [vllm|sglang]] [--fit-kernel KERNEL]
                                          [--fit-first-token [vllm|sglang|trtllm]] [--fit-moe-overheads]
+                                         [--fit-backend-layers [rocm]]
 
 The fits (benchmarks/published_fits.py) search a group of factors on two thirds of the points and report the errors
 on both parts, a fixed third held out.
@@ -109,6 +111,9 @@ def main() -> None:
     parser.add_argument("--fit-moe-overheads", action="store_true",
                         help="fit the serving runtime's fixed kernel time per MoE layer and per latent-attention "
                              "layer on two thirds of the serving engines' points (minutes)")
+    parser.add_argument("--fit-backend-layers", nargs="?", const="rocm", default=None, choices=("rocm",),
+                        help="fit the serving runtime's fixed kernel time per MoE and latent-attention layer on a GPU "
+                             "backend (rocm) as a multiple of the CUDA GPUs' on two thirds of the serving points")
     parser.add_argument("--fit-kernel", default=None, metavar="KERNEL",
                         help="fit one weight kernel of profiles/efficiency.yaml (ggml-mmvq, ggml-mmvf: llama.cpp's "
                              "GGUF and 16-bit mat-vecs; torchao-int8, tinygemm: gpt-fast's) on two thirds of the "
@@ -133,6 +138,10 @@ def main() -> None:
         return
     if args.fit_moe_overheads:
         write_results("published_moe_overhead_fit", fits.fit_moe_overheads(published_points()))
+        return
+    if args.fit_backend_layers:
+        write_results(f"published_backend_layer_fit_{args.fit_backend_layers}",
+                      fits.fit_backend_layer_costs(published_points(), args.fit_backend_layers))
         return
     if args.fit_engine_flops:
         write_results("published_engine_flop_fit", fits.fit_engine_flop_share(published_points()))

@@ -457,3 +457,35 @@ def fit_moe_overheads(points: list[dict]) -> dict:
               f"{r['mla_layer_overhead_s'] * 1e6:3.0f} us: "
               + parts_text(r, ("fitted", "held-out", "moe fitted", "moe held-out")))
     return report
+
+
+# how many times the CUDA GPUs' fixed kernel time per MoE and per latent-attention layer a backend's kernels take
+BACKEND_LAYER_GRID = tuple(1 + 0.5 * i for i in range(9))
+LAYER_COSTS = ("moe_layer_overhead_s", "mla_layer_overhead_s")
+
+
+def fit_backend_layer_costs(points: list[dict], backend: str = "rocm") -> dict:
+    """The serving runtime's fixed kernel time per MoE layer and per latent-attention layer on one GPU backend, as one
+    multiple of the CUDA GPUs' (every ROCm MoE model in the set is DeepSeek's, with both in every layer: the points do
+    not tell the two apart), minimising the median, then the p90, error of the serving engines' points in the fitted
+    two thirds; errors on both parts, on all of them and on the backend's MoE points, for the GPUs' costs, the
+    documented multiple and the fitted one."""
+    points = [p for p in points if engine_runtime(point_engine(p)) == "serving"]
+    own = [p for p in points if resolve_hardware(p["hardware"]).features.backend == backend and point_kind(p) == "moe"]
+    table = profiles.efficiency_table()["runtimes"]["serving"]
+    gpu = table["gpu"]
+    documented = table.get(backend, {}).get(LAYER_COSTS[0], gpu[LAYER_COSTS[0]]) / gpu[LAYER_COSTS[0]]
+
+    def errors(k, part, among=points):
+        with table_overrides(table, {backend: {key: gpu[key] * k for key in LAYER_COSTS}}):
+            return part_errors(among, part)
+
+    best = best_fit(list(BACKEND_LAYER_GRID), errors, lambda k: abs(k - documented))
+    report = {name: {part: rounded_stats(errors(k, part)) for part in ("fitted", "held-out")}
+              | {f"{backend} moe {part}": rounded_stats(errors(k, part, own)) for part in ("fitted", "held-out")}
+              | {"multiple": k}
+              for name, k in (("gpu", 1.0), ("documented", round(documented, 2)), ("fitted", best))}
+    for name, r in report.items():
+        print(f"{name:10s} {backend} MoE and MLA layers x{r['multiple']:g} the GPUs': "
+              + parts_text(r, ("fitted", "held-out", f"{backend} moe fitted", f"{backend} moe held-out")))
+    return report

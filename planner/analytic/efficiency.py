@@ -162,7 +162,8 @@ def default_efficiency(hw: HardwareSpec, weight_dtype: str, compute_dtype: str, 
                     + (f"engine's GEMM, at {gemm:.0%} of the peak (before the device's scaling)." if gemm
                        else "engine's GEMM, at the format's share."))
     eng = table["runtimes"][runtime]
-    costs = eng.get(hw.kind, eng["default"])
+    # a GPU's fixed costs, where the runtime states its own for the device's backend (ROCm's kernels) those over them
+    costs = eng.get(hw.kind, eng["default"]) | (eng.get(hw.features.backend, {}) if hw.kind == "gpu" else {})
     if kv is not None and paged_cache and costs.get("paged_kv_bandwidth_efficiency"):
         kv = costs["paged_kv_bandwidth_efficiency"]  # the runtime's paged decode-attention kernels, any cache format
     kv = min(kv * bw_factor, 1.0) if kv is not None else None

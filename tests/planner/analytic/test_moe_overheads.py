@@ -53,3 +53,26 @@ def test_deepseek_at_one_sequence_is_near_sglangs_held_out_cookbook_run():
     # fit held out (the per-layer costs set on dense models alone gave 3.9 ms)
     assert load_script("benchmarks/published_points.py").held_out("sglang-cookbook-dsr1-8xb200-8000-1000-c1-tpot")
     assert tpot("deepseek-v3", dtype="fp8", context=4615, prompt_tokens=4194) == pytest.approx(9.27, rel=0.15)
+
+
+def test_amd_gpus_take_their_own_moe_and_latent_attention_costs():
+    # ROCm's MoE and MLA kernels: three times the CUDA GPUs' (`--fit-backend-layers`), the other costs the GPUs'
+    rocm = profiles.efficiency_table()["runtimes"]["serving"]["rocm"]
+    for key in ("moe_layer_overhead_s", "mla_layer_overhead_s"):
+        assert rocm[key] == pytest.approx(3 * DOCUMENTED[key])
+    amd = profile(ProfileRequest(model="deepseek-v3", hardware="mi300x", num_devices=8, engine="sglang", dtype="fp8",
+                                 context=1024, prompt_tokens=512)).efficiency
+    nvidia = profile(ProfileRequest(model="deepseek-v3", hardware="h200-sxm", num_devices=8, engine="sglang",
+                                    dtype="fp8", context=1024, prompt_tokens=512)).efficiency
+    assert (amd.moe_layer_overhead_s, amd.mla_layer_overhead_s) == (rocm["moe_layer_overhead_s"],
+                                                                    rocm["mla_layer_overhead_s"])
+    assert (nvidia.moe_layer_overhead_s, nvidia.mla_layer_overhead_s) == (DOCUMENTED["moe_layer_overhead_s"],
+                                                                          DOCUMENTED["mla_layer_overhead_s"])
+    assert amd.layer_overhead_s == nvidia.layer_overhead_s == DOCUMENTED["layer_overhead_s"]
+
+
+def test_deepseek_on_eight_mi300x_at_one_sequence_is_near_sglangs_cookbook_run():
+    # SGLang's cookbook, DeepSeek-V3.1 FP8 on 8 MI300X at concurrency 1, 8K prompts: 25.05 ms median TPOT (the GPUs'
+    # costs gave 11.3 ms)
+    assert tpot("deepseek-v3", hardware="mi300x", dtype="fp8", context=4616, prompt_tokens=4194) == \
+        pytest.approx(25.05, rel=0.15)
