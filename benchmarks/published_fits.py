@@ -358,7 +358,7 @@ def fit_front_end(points: list[dict], engine: str = "vllm") -> dict:
     fitted together on two thirds of the engine's bursts (points that state how many requests were sent at once),
     minimising the median error, then the p90; errors on both parts for the documented host time taking requests in
     only (as before the share), the documented pair and the fitted one."""
-    own = [p for p in points if p["engine"] == engine and p.get("num_requests")]
+    own = [p for p in points if p["engine"] == engine and p.get("num_requests") and p.get("batch") is None]
     entry = engine_table()[engine]
     documented = (entry.get("request_host_s", 0.0), entry.get("request_admit_share"))
 

@@ -47,8 +47,10 @@ ORDERS = 8
 
 def run_lengths(n: int, mean: int, spread: float, order: int = 0) -> list[int]:
     """N output lengths about `mean`: evenly spaced quantiles of the uniform spread mean x [1 - spread, 1 + spread],
-    at least one token each, in the fixed shuffled order `order`."""
-    lengths = [max(round(mean * (1 - spread + 2 * spread * (j + 0.5) / n)), 1) for j in range(n)]
+    in the fixed shuffled order `order`; at least one token each, the range kept about the mean where its low end
+    would be below one token (so the lengths keep their mean)."""
+    low = max(mean * (1 - spread), 1.0)
+    lengths = [max(round(low + 2 * (mean - low) * (j + 0.5) / n), 1) for j in range(n)]
     random.Random(order).shuffle(lengths)
     return lengths
 

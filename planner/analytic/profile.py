@@ -11,6 +11,7 @@ from ..catalog.engines import (
     backend_refusal,
     continuous_scheduling,
     engine_activations,
+    engine_defaults,
     engine_max_in_flight,
     engine_model_refusal,
     engine_names,
@@ -147,6 +148,10 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
     for option, value in (("--length-spread", request.length_spread), ("--warm-requests", request.warm_requests)):
         if value and request.num_requests is None:
             raise RequestError(f"{option} describes a run of requests: give --num-requests too")
+    if request.warm_requests and request.engine != GENERIC_SERVING and \
+            "prefix-caching" not in engine_defaults(request.engine):
+        raise RequestError(f"--warm-requests: {request.engine} keeps no prefix cache by default, so no earlier run's "
+                           "prompt is found in one")
     if request.num_requests is not None and request.warm_requests > request.num_requests:
         raise RequestError(f"--warm-requests {request.warm_requests:,} is more than the run's {request.num_requests:,}")
     if request.input_tokens and request.input_tokens + request.output_tokens > spec.max_position_embeddings:

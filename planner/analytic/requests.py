@@ -59,11 +59,15 @@ def cached_tokens(tokens: int, prefix_fraction: float) -> int:
     return min(int(tokens * prefix_fraction), tokens - 1)
 
 
+def held_context(s: Setup, input_tokens: int, output_tokens: int) -> int:
+    """The cache a decode step reads, on average over a request's life; a static buffer is read whole every step."""
+    return input_tokens + output_tokens if s.layout == "static" else input_tokens + output_tokens // 2
+
+
 def request_figures(s: Setup, input_tokens: int, output_tokens: int, concurrency: int, continuous: bool,
              cached_tokens: int = 0) -> dict[str, float]:
     c, i, o = concurrency, input_tokens, output_tokens
-    # the cache a decode step reads, on average over a request's life; a static buffer is read whole every step
-    held = i + o if s.layout == "static" else i + o // 2
+    held = held_context(s, i, o)
     if continuous:
         prefill = prefill_step(s, 1, i, cached_tokens)
         new = max(i - cached_tokens, 1)
@@ -202,28 +206,35 @@ def running_cap(s: Setup) -> int | None:
 
 def _run(s: Setup, served_c: dict, steady: dict, input_tokens: int, output_tokens: int, c: int, running: int,
          continuous: bool, cached: int, n: int, spread: float, warm: int) -> dict:
-    """A run of `n` requests, `c` at a time (`finite_run`): its first wave a burst (its first `warm` prompts, found in
-    the prefix cache, beside the others), the rest at the steady figures of their kind (`served_c`: the fresh ones')."""
+    """A run of `n` requests, `c` at a time (`finite_run`): its first wave a burst, its first `warm` prompts (found in
+    the prefix cache) let in and prefilled first and the others queued behind them; the rest at the steady figures of
+    their kind (`served_c`: the fresh ones'). Alike requests all in one wave are a burst."""
     latency = s.first_token_latency_s
+    if n == c and not spread and not warm:
+        return served_latency(burst_figures(s, steady, c, running, input_tokens, output_tokens, continuous, cached),
+                              latency)
     warm_steady = warm_served = None
     if warm:
         whole = input_tokens - 1  # a cached prompt's prefill is its last token's
         warm_steady = request_figures(s, input_tokens, output_tokens, running, continuous, whole)
         warm_served = front_end(queued(warm_steady, c, running, latency), c, s.request_host_s)
-    ttfts, queue = [], 0.0
+    ttfts, queue, ahead = [], 0.0, 0.0
     for count, figures, held in ((min(warm, c), warm_steady, input_tokens - 1), (c - min(warm, c), steady, cached)):
-        if count:  # the first wave's cached prompts and its others, each a burst from the start
-            burst = served_latency(burst_figures(s, figures, count, min(count, running), input_tokens, output_tokens,
-                                                 continuous, held), latency)
-            ttfts, queue = ttfts + burst["ttfts"], queue + burst["queue_s"] * count
-    context = input_tokens + output_tokens // 2
+        if count:  # the first wave's cached prompts, then its others behind them
+            burst = burst_figures(s, figures, count, min(count, running), input_tokens, output_tokens, continuous,
+                                  held)
+            ttfts += [ahead + t + latency for t in burst["ttfts"]]
+            queue += (ahead + burst["queue_s"]) * count
+            ahead += max(burst["ttfts"])  # the next ones are let in once these have their first tokens
+    context = held_context(s, input_tokens, output_tokens)
 
     @cache
     def decode_s(k: int) -> float:
         return decode_step(s, min(k, running), context).time_s
 
-    return mean_of_runs([finite_run(ttfts, queue / c, served_c, warm_served, decode_s, n, c, lengths, warm)
-                         for lengths in run_orders(n, output_tokens, spread)])
+    runs = [finite_run(ttfts, queue / c, served_c, warm_served, decode_s, n, c, lengths, warm)
+            for lengths in run_orders(n, output_tokens, spread)]
+    return mean_of_runs(runs) | {"running": min(c, running)}
 
 
 def request_profile(s: Setup, input_tokens: int, output_tokens: int, concurrency: int | str, continuous: bool,
@@ -240,11 +251,16 @@ def request_profile(s: Setup, input_tokens: int, output_tokens: int, concurrency
     cap = running_cap(s)
     limit = min(room, cap) if cap and room >= 1 else room  # what runs at once; the others wait for a slot
     c = limit if concurrency == "max" else int(concurrency)
+    if concurrency == "max" and num_requests is not None:
+        c = min(c, num_requests)  # as many as fit, of the run's
     c = max(c, 1)
     running = min(c, limit) if limit >= 1 else c  # nothing fits at all: the figures of c as if it did, fits false
     if (at_once and c > MOST_REQUESTS) or (num_requests or 0) > MOST_REQUESTS:
         raise RequestError(f"a burst or a run is followed request by request: {max(c, num_requests or 0):,} requests, "
                            f"at most {MOST_REQUESTS:,}")
+    if num_requests is not None and not continuous:
+        raise RequestError("a run refills each slot as its request leaves, which static batches do not: --at-once "
+                           "follows their waves")
     if num_requests is not None and num_requests < c:
         raise RequestError(f"a run of {num_requests:,} requests never has {c:,} in flight: give --concurrency at most "
                            "--num-requests (all of them at once is --at-once)")

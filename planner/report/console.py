@@ -122,12 +122,13 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
         slo = [f"TTFT <= {q.ttft_slo_ms:,.0f} ms" for _ in [0] if q.ttft_slo_ms is not None] + \
             [f"ITL <= {q.itl_slo_ms:,.1f} ms" for _ in [0] if q.itl_slo_ms is not None]
         rate_band = band_text(p.accuracy, "throughput_tokens_per_s")
-        steady = " in steady state" if q.at_once else ""
+        steady = " in steady state" if q.at_once or q.num_requests else ""
         goodput = (f"{q.goodput_requests_per_s:,.2f} requests/s{rate_band} within {' and '.join(slo)}; the SLOs hold "
                    f"up to {q.slo_concurrency:,} at once{steady} ({q.slo_goodput_requests_per_s:,.2f} requests/s"
                    f"{rate_band})") if slo else \
             "no SLOs given (--slo-ttft-ms, --slo-itl-ms)"
-        how = "sent at once, once (the burst's means)" if q.at_once else "at a time"
+        how = "sent at once, once (the burst's means)" if q.at_once else \
+            f"at a time, a run of {q.num_requests:,} (its means)" if q.num_requests else "at a time"
         if not q.max_concurrency:
             how += " [red](not one fits: the figures are one request's as if it did)[/]"
         console.print(_section(f"Requests: {q.input_tokens:,} tokens in, {q.output_tokens:,} out, {q.concurrency:,} "
@@ -141,7 +142,8 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
                                else "(the batch's decode steps; its prefill is in the TTFT)")),
             ("request", f"{q.request_latency_ms / 1e3:,.2f} s{band_text(p.accuracy, 'request_latency_ms')} from "
                         "arrival to last token"
-                        + (f"; the burst ends after {q.duration_ms / 1e3:,.2f} s" if q.at_once else "")),
+                        + (f"; the {'burst' if q.at_once else 'run'} ends after {q.duration_ms / 1e3:,.2f} s"
+                           if q.at_once or q.num_requests else "")),
             ("output tokens/s", f"{q.output_tokens_per_s:,.0f}{band_text(p.accuracy, 'throughput_tokens_per_s')} of "
                                 "all requests together, prefill included; "
                                 f"{q.requests_per_s:,.2f} requests/s{band_text(p.accuracy, 'throughput_tokens_per_s')}"),

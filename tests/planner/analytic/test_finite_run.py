@@ -35,9 +35,15 @@ def test_the_lengths_keep_their_mean_and_spread():
     assert run_lengths(80, 509, 0.0) == [509] * 80
     assert run_lengths(80, 509, 1.0) == lengths  # a fixed order: the same prediction every time
     assert len(run_orders(80, 509, 1.0)) == 8 and len(run_orders(80, 509, 0.0)) == 1
-    runs = [{"ttft_s": t, "itl_s": 1.0, "cycle_s": 2.0, "queue_s": 0.0, "duration_s": 4.0, "ttfts": [t], "itls": [1.0],
-             "running": 1, "tokens": 3} for t in (1.0, 3.0)]
-    assert mean_of_runs(runs)["ttft_s"] == 2.0 and mean_of_runs(runs)["ttfts"] == [1.0, 3.0]
+    # a mean too small for the spread keeps its range about itself: no length below one token, the mean kept
+    for mean in (1, 2, 5):
+        assert sum(run_lengths(80, mean, 1.0)) / 80 == pytest.approx(mean, rel=0.05)
+    runs = [{"ttft_s": t, "itl_s": t / 2, "cycle_s": 2 * t, "queue_s": t / 4, "duration_s": 4 * t, "ttfts": [t],
+             "itls": [t / 2], "running": 1, "tokens": 3} for t in (1.0, 3.0)]
+    mean = mean_of_runs(runs)
+    assert (mean["ttft_s"], mean["itl_s"], mean["cycle_s"], mean["queue_s"], mean["duration_s"]) == (2.0, 1.0, 4.0,
+                                                                                                      0.5, 8.0)
+    assert mean["ttfts"] == [1.0, 3.0] and mean["itls"] == [0.5, 1.5] and mean["tokens"] == 3
 
 
 def test_the_tail_of_a_run_of_spread_lengths_empties_its_slots():
@@ -101,4 +107,61 @@ def test_the_cli_runs_it():
                                     "--concurrency", "16", "--num-requests", "80", "--length-spread", "1",
                                     "--warm-requests", "10", "--json"])
     assert out.exit_code == 0, out.output
-    assert '"num_requests": 80' in out.output
+    import json
+    run = json.loads(out.output)["requests"]
+    assert run["num_requests"] == 80 and run["concurrency"] == 16
+    assert run["requests_per_s"] == pytest.approx(80 / (run["duration_ms"] / 1e3))
+    table = CliRunner().invoke(main, ["profile", "qwen3-235b-a22b", "-H", "b200", "--gpus", "8", "--tp", "8",
+                                      "--engine", "sglang", "--input-tokens", "500", "--output-tokens", "509",
+                                      "--concurrency", "16", "--num-requests", "80"])
+    assert table.exit_code == 0 and "a run of 80" in table.output and "the run ends after" in table.output
+
+
+def test_the_tail_decodes_in_plain_steps_at_the_sequences_left():
+    # while requests wait, the steady inter-token latency (its steps carry the arrivals' prompts); after, a plain decode
+    # step at however many are left: a faster one shortens the run
+    steady = {"ttft_s": 0.0, "itl_s": 2.0, "queue_s": 0.0}
+    lengths = run_lengths(80, 500, 1.0)
+
+    def length(decode_s):
+        return finite_run([0.0] * 16, 0.0, steady, None, decode_s, 80, 16, lengths)["duration_s"]
+    assert length(lambda k: 1.0) < length(lambda k: 2.0)
+    assert length(lambda k: k / 16) < length(lambda k: 1.0)  # fewer sequences, shorter steps
+
+
+def test_a_run_above_what_the_engine_runs_reports_what_it_runs():
+    kw = {"model": "llama-3.1-8b", "hardware": "l4", "engine": "vllm", "input_tokens": 4000, "output_tokens": 500}
+    steady = profile(ProfileRequest(**kw, concurrency=64)).requests
+    run = profile(ProfileRequest(**kw, concurrency=64, num_requests=640)).requests
+    assert steady.running < 64 and run.running == steady.running
+    assert not run.fits and run.queue_wait_ms > 0
+
+
+def test_alike_requests_all_in_one_wave_are_a_burst():
+    burst, run = requests(concurrency=16, at_once=True), requests(concurrency=16, num_requests=16)
+    for key in ("ttft_ms", "itl_ms", "output_tokens_per_s", "duration_ms"):
+        assert getattr(run, key) == pytest.approx(getattr(burst, key), rel=1e-9)
+
+
+def test_more_prompts_in_the_prefix_cache_never_wait_longer():
+    figures = [requests(concurrency=16, num_requests=80, length_spread=1.0, input_tokens=4000, warm_requests=k)
+               for k in (0, 8, 15, 16, 40, 80)]
+    for a, b in zip(figures, figures[1:]):
+        assert b.ttft_ms <= a.ttft_ms and b.queue_wait_ms <= a.queue_wait_ms + 1e-9
+
+
+def test_a_runs_goodput_counts_the_requests_within_the_slo():
+    kw = {"concurrency": 16, "num_requests": 80, "length_spread": 1.0, "input_tokens": 4000}
+    run = requests(**kw)
+    loose, tight = requests(**kw, ttft_slo_ms=60_000), requests(**kw, ttft_slo_ms=run.ttft_ms)
+    assert loose.meets_slo and loose.goodput_requests_per_s == pytest.approx(loose.requests_per_s)
+    # the first wave's prompts queue behind each other: some wait longer than the mean, some less
+    assert not tight.meets_slo and 0 < tight.goodput_requests_per_s < tight.requests_per_s
+
+
+def test_static_batches_and_engines_without_a_prefix_cache_refuse_what_they_do_not_do():
+    with pytest.raises(RequestError, match="static batches do not"):
+        requests(concurrency=4, num_requests=8, scheduling="static")
+    with pytest.raises(RequestError, match="keeps no prefix cache"):
+        profile(ProfileRequest(model="llama-2-7b", hardware="a100-80gb-sxm", engine="lmdeploy", input_tokens=128,
+                               output_tokens=128, concurrency=4, num_requests=8, warm_requests=4))
