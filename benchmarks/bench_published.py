@@ -16,9 +16,9 @@ catalog cannot express (a model of an architecture it lacks, a GGUF format) are 
                                          [--fit-engine-flops] [--fit-engine-flops-before-hopper]
                                          [--fit-front-end [vllm|sglang]] [--fit-kernel KERNEL]
                                          [--fit-first-token [vllm|sglang|trtllm]] [--fit-moe-overheads]
-                                         [--fit-backend-layers [rocm]]
+                                         [--fit-backend-layers [rocm]] [--fit-expert-bandwidth]
 
-The fits (benchmarks/published_fits.py) search a group of factors on two thirds of the points and report the errors
+The fits (benchmarks/published_fits.py, benchmarks/published_moe_fits.py for a MoE model's layers) search a group of factors on two thirds of the points and report the errors
 on both parts, a fixed third held out.
 
 `--write-accuracy` stores the request view's errors by figure in profiles/accuracy.yaml: the bands reports show
@@ -35,6 +35,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import published_fits as fits  # noqa: E402
+import published_moe_fits as moe_fits  # noqa: E402
 from _common import write_results  # noqa: E402
 from optiplan import profiles  # noqa: E402
 from optiplan.planner.catalog.engines import engine_table  # noqa: E402
@@ -114,6 +115,9 @@ def main() -> None:
     parser.add_argument("--fit-backend-layers", nargs="?", const="rocm", default=None, choices=("rocm",),
                         help="fit the serving runtime's fixed kernel time per MoE and latent-attention layer on a GPU "
                              "backend (rocm) as a multiple of the CUDA GPUs' on two thirds of the serving points")
+    parser.add_argument("--fit-expert-bandwidth", action="store_true",
+                        help="fit the share of the weights' bandwidth the serving engines' grouped MoE GEMM reads "
+                             "the routed experts at, on two thirds of their MoE points")
     parser.add_argument("--fit-kernel", default=None, metavar="KERNEL",
                         help="fit one weight kernel of profiles/efficiency.yaml (ggml-mmvq, ggml-mmvf: llama.cpp's "
                              "GGUF and 16-bit mat-vecs; torchao-int8, tinygemm: gpt-fast's) on two thirds of the "
@@ -137,11 +141,14 @@ def main() -> None:
                       fits.fit_first_token_latency(published_points(), args.fit_first_token))
         return
     if args.fit_moe_overheads:
-        write_results("published_moe_overhead_fit", fits.fit_moe_overheads(published_points()))
+        write_results("published_moe_overhead_fit", moe_fits.fit_moe_overheads(published_points()))
+        return
+    if args.fit_expert_bandwidth:
+        write_results("published_expert_bandwidth_fit", moe_fits.fit_expert_bandwidth(published_points()))
         return
     if args.fit_backend_layers:
         write_results(f"published_backend_layer_fit_{args.fit_backend_layers}",
-                      fits.fit_backend_layer_costs(published_points(), args.fit_backend_layers))
+                      moe_fits.fit_backend_layer_costs(published_points(), args.fit_backend_layers))
         return
     if args.fit_engine_flops:
         write_results("published_engine_flop_fit", fits.fit_engine_flop_share(published_points()))

@@ -30,7 +30,6 @@ from published_points import (  # noqa: E402
     point_dtype,
     point_engine,
     point_gguf_type,
-    point_kind,
     rounded_stats,
     table_overrides,
 )
@@ -424,68 +423,4 @@ def fit_first_token_latency(points: list[dict], engine: str = "vllm") -> dict:
             report[f"{name} {key}" if key else name] = r
             print(f"{name:10s} {engine}{' ' + key if key else ''} first token {x * 1e3:.0f} ms later: "
                   + parts_text(r, ("fitted", "held-out", "ttft fitted", "ttft held-out")))
-    return report
-
-
-# the fixed kernel time a MoE layer's routed experts and a latent-attention layer add to a serving step: 0-100 us
-LAYER_OVERHEAD_GRID = tuple(round(i * 1e-5, 6) for i in range(11))
-
-
-def fit_moe_overheads(points: list[dict]) -> dict:
-    """The serving runtime's fixed kernel time per MoE layer (its routed experts: routing, top-k, token alignment, the
-    grouped GEMMs' launches) and per latent-attention layer (MLA's extra projections, norms and batched matmuls beyond
-    a GQA layer's), minimising the median, then the p90, error of the serving engines' latency and throughput points
-    in the fitted two thirds (a dense model's do not move, as in use); errors on both parts without them, with the
-    documented ones and with the fitted ones, and on the MoE points alone."""
-    points = [p for p in points if engine_runtime(point_engine(p)) == "serving"]
-    moe = [p for p in points if point_kind(p) == "moe"]
-    costs = profiles.efficiency_table()["runtimes"]["serving"]["gpu"]
-    documented = (costs.get("moe_layer_overhead_s", 0.0), costs.get("mla_layer_overhead_s", 0.0))
-
-    def errors(x, part, among=points):
-        with table_overrides(costs, {"moe_layer_overhead_s": x[0], "mla_layer_overhead_s": x[1]}):
-            return part_errors(among, part)
-
-    best = best_fit(list(itertools.product(LAYER_OVERHEAD_GRID, repeat=2)), errors,
-                    lambda x: abs(x[0] - documented[0]) + abs(x[1] - documented[1]))
-    report = {name: {part: rounded_stats(errors(x, part)) for part in ("fitted", "held-out")}
-              | {f"moe {part}": rounded_stats(errors(x, part, moe)) for part in ("fitted", "held-out")}
-              | {"moe_layer_overhead_s": x[0], "mla_layer_overhead_s": x[1]}
-              for name, x in (("none", (0.0, 0.0)), ("documented", documented), ("fitted", best))}
-    for name, r in report.items():
-        print(f"{name:10s} MoE layer {r['moe_layer_overhead_s'] * 1e6:3.0f} us, MLA layer "
-              f"{r['mla_layer_overhead_s'] * 1e6:3.0f} us: "
-              + parts_text(r, ("fitted", "held-out", "moe fitted", "moe held-out")))
-    return report
-
-
-# how many times the CUDA GPUs' fixed kernel time per MoE and per latent-attention layer a backend's kernels take
-BACKEND_LAYER_GRID = tuple(1 + 0.5 * i for i in range(9))
-LAYER_COSTS = ("moe_layer_overhead_s", "mla_layer_overhead_s")
-
-
-def fit_backend_layer_costs(points: list[dict], backend: str = "rocm") -> dict:
-    """The serving runtime's fixed kernel time per MoE layer and per latent-attention layer on one GPU backend, as one
-    multiple of the CUDA GPUs' (every ROCm MoE model in the set is DeepSeek's, with both in every layer: the points do
-    not tell the two apart), minimising the median, then the p90, error of the serving engines' points in the fitted
-    two thirds; errors on both parts, on all of them and on the backend's MoE points, for the GPUs' costs, the
-    documented multiple and the fitted one."""
-    points = [p for p in points if engine_runtime(point_engine(p)) == "serving"]
-    own = [p for p in points if resolve_hardware(p["hardware"]).features.backend == backend and point_kind(p) == "moe"]
-    table = profiles.efficiency_table()["runtimes"]["serving"]
-    gpu = table["gpu"]
-    documented = table.get(backend, {}).get(LAYER_COSTS[0], gpu[LAYER_COSTS[0]]) / gpu[LAYER_COSTS[0]]
-
-    def errors(k, part, among=points):
-        with table_overrides(table, {backend: {key: gpu[key] * k for key in LAYER_COSTS}}):
-            return part_errors(among, part)
-
-    best = best_fit(list(BACKEND_LAYER_GRID), errors, lambda k: abs(k - documented))
-    report = {name: {part: rounded_stats(errors(k, part)) for part in ("fitted", "held-out")}
-              | {f"{backend} moe {part}": rounded_stats(errors(k, part, own)) for part in ("fitted", "held-out")}
-              | {"multiple": k}
-              for name, k in (("gpu", 1.0), ("documented", round(documented, 2)), ("fitted", best))}
-    for name, r in report.items():
-        print(f"{name:10s} {backend} MoE and MLA layers x{r['multiple']:g} the GPUs': "
-              + parts_text(r, ("fitted", "held-out", f"{backend} moe fitted", f"{backend} moe held-out")))
     return report

@@ -178,6 +178,7 @@ def default_efficiency(hw: HardwareSpec, weight_dtype: str, compute_dtype: str, 
                              step_overhead_s=costs["step_overhead_s"], layer_overhead_s=costs["layer_overhead_s"],
                              moe_layer_overhead_s=costs.get("moe_layer_overhead_s", 0.0),
                              mla_layer_overhead_s=costs.get("mla_layer_overhead_s", 0.0),
+                             expert_bandwidth_ratio=costs.get("expert_bandwidth_ratio", 1.0),
                              weight_kernel_layer_s=weight_kernel_layer_s(weight_kernel),
                              weight_kernel_max_rows=max_rows,
                              gemm_bandwidth_efficiency=(min((gemm or format_bw) * bw_factor, 1.0)

@@ -143,22 +143,27 @@ def matmul_flops(s: Setup, tokens: float, logits_tokens: float) -> float:
 # ---------------------------------------------------------------------------------------------
 
 
+def routed_expert_bytes(s: Setup, tokens: int) -> float:
+    """The routed experts' weight bytes one forward pass over `tokens` tokens reads, one device: only the experts the
+    tokens are routed to. Expert parallel: each device holds E/ep whole experts and waits for the busiest; otherwise
+    every device holds a slice of every expert, and all read the same share."""
+    c = s.counts
+    if not c.num_moe_layers:
+        return 0.0
+    touched = busiest_device_experts(c.num_experts, c.top_k, tokens, s.ep) * s.ep if s.ep > 1 else \
+        expected_experts_touched(c.num_experts, c.top_k, tokens)
+    return c.num_moe_layers * touched * c.layer.expert_linear * s.bits_per_weight / 8 / s.shards
+
+
 def weights_read_bytes(s: Setup, tokens: int) -> float:
     """Weight bytes one forward pass over `tokens` tokens reads, one device (MoE layers read only
-    the experts the tokens are routed to)."""
+    the experts the tokens are routed to: `routed_expert_bytes`)."""
     c, lp = s.counts, s.counts.layer
     q = s.bits_per_weight / 8
     dense = c.num_dense_layers * c.dense_layer_linear + s.spec.extra_linear_reuse  # a shared block read per use
-    moe = experts = 0.0
-    if c.num_moe_layers:
-        # expert parallel: each device holds E/ep whole experts and waits for the busiest; otherwise every device
-        # holds a slice of every expert, and all read the same share
-        touched = busiest_device_experts(c.num_experts, c.top_k, tokens, s.ep) * s.ep if s.ep > 1 else \
-            expected_experts_touched(c.num_experts, c.top_k, tokens)
-        moe = c.num_moe_layers * (lp.attn_linear + lp.shared_linear)
-        experts = c.num_moe_layers * touched * lp.expert_linear
+    moe = c.num_moe_layers * (lp.attn_linear + lp.shared_linear)
     other = c.small * s.act_bytes + c.vocab_hidden * s.output_bytes  # norms, biases, routers, output projection
-    return ((dense + moe) * q + other) / s.tp + experts * q / s.shards
+    return ((dense + moe) * q + other) / s.tp + routed_expert_bytes(s, tokens)
 
 
 def kv_bytes_per_device(s: Setup, context: int, stage: int | None = None) -> float:
@@ -355,7 +360,11 @@ def _cost(s: Setup, matmul: float, attention: float, weights_dev: float, kv_dev:
     kernel_s = s.eff.weight_kernel_layer_s * s.spec.num_layers if own_kernel else 0.0
     weight_share = ((s.weight_bandwidth_efficiency or s.eff.bandwidth_efficiency) if own_kernel
                     else s.eff.gemm_bandwidth_efficiency or s.eff.bandwidth_efficiency)
-    weights_s = weights_dev / (peak_bw * weight_share)
+    # the routed experts are read by the engine's grouped GEMM, at its share of the weights' bandwidth
+    experts_dev = min(routed_expert_bytes(s, max(math.ceil(tokens - 1e-9), 1)), weights_dev) \
+        if s.eff.expert_bandwidth_ratio < 1 else 0.0
+    weights_s = (weights_dev - experts_dev) / (peak_bw * weight_share) + \
+        experts_dev / (peak_bw * weight_share * s.eff.expert_bandwidth_ratio)
     # the routed experts run the engine's grouped MoE GEMM, at its own share of the peak where the engine states one
     routed = routed_matmul_flops(s, tokens) if s.expert_flop_efficiency else 0.0
     expert_eff = matmul_eff * (s.expert_flop_efficiency or 1.0) / s.eff.flop_efficiency

@@ -76,3 +76,14 @@ def test_deepseek_on_eight_mi300x_at_one_sequence_is_near_sglangs_cookbook_run()
     # costs gave 11.3 ms)
     assert tpot("deepseek-v3", hardware="mi300x", dtype="fp8", context=4616, prompt_tokens=4194) == \
         pytest.approx(25.05, rel=0.15)
+
+
+def test_the_routed_experts_are_read_at_their_grouped_gemms_share(monkeypatch):
+    # the serving runtime reads a MoE layer's routed experts at `expert_bandwidth_ratio` of the weights' share
+    # (`--fit-expert-bandwidth`: 0.8); a dense model's weights and the other layers' are read as before
+    assert DOCUMENTED["expert_bandwidth_ratio"] == 0.8
+    loaded = {"concurrency": None, "batch": 64}
+    moe, dense = tpot("qwen3-235b-a22b", dtype="fp8", **loaded), tpot("llama-3.1-70b", dtype="fp8", **loaded)
+    monkeypatch.setitem(COSTS, "expert_bandwidth_ratio", 1.0)
+    assert tpot("qwen3-235b-a22b", dtype="fp8", **loaded) < moe
+    assert tpot("llama-3.1-70b", dtype="fp8", **loaded) == dense
