@@ -208,11 +208,8 @@ def _run(s: Setup, served_c: dict, steady: dict, input_tokens: int, output_token
          continuous: bool, cached: int, n: int, spread: float, warm: int) -> dict:
     """A run of `n` requests, `c` at a time (`finite_run`): its first wave a burst, its first `warm` prompts (found in
     the prefix cache) let in and prefilled first and the others queued behind them; the rest at the steady figures of
-    their kind (`served_c`: the fresh ones'). Alike requests all in one wave are a burst."""
+    their kind (`served_c`: the fresh ones')."""
     latency = s.first_token_latency_s
-    if n == c and not spread and not warm:
-        return served_latency(burst_figures(s, steady, c, running, input_tokens, output_tokens, continuous, cached),
-                              latency)
     warm_steady = warm_served = None
     if warm:
         whole = input_tokens - 1  # a cached prompt's prefill is its last token's
@@ -268,10 +265,11 @@ def request_profile(s: Setup, input_tokens: int, output_tokens: int, concurrency
     device = queued(steady, c, running, s.first_token_latency_s)
     f = front_end(device, c, s.request_host_s)
     paced = f["cycle_s"] > device["cycle_s"]
-    if at_once:
+    # a burst; so is a run of alike requests all in one wave
+    if at_once or (num_requests == c and not length_spread and not warm_requests):
         f = served_latency(burst_figures(s, steady, c, running, input_tokens, output_tokens, continuous,
                                          cached_tokens), s.first_token_latency_s)
-        paced = False
+        paced = paced and not at_once
     elif num_requests is not None:
         f = _run(s, f, steady, input_tokens, output_tokens, c, running, continuous, cached_tokens, num_requests,
                  length_spread, warm_requests)

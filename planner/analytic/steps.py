@@ -155,15 +155,19 @@ def routed_expert_bytes(s: Setup, tokens: int) -> float:
     return c.num_moe_layers * touched * c.layer.expert_linear * s.bits_per_weight / 8 / s.shards
 
 
-def weights_read_bytes(s: Setup, tokens: int) -> float:
-    """Weight bytes one forward pass over `tokens` tokens reads, one device (MoE layers read only
-    the experts the tokens are routed to: `routed_expert_bytes`)."""
+def shared_weight_bytes(s: Setup) -> float:
+    """The weight bytes every forward pass reads, one device, whatever its tokens: all but the routed experts."""
     c, lp = s.counts, s.counts.layer
-    q = s.bits_per_weight / 8
     dense = c.num_dense_layers * c.dense_layer_linear + s.spec.extra_linear_reuse  # a shared block read per use
     moe = c.num_moe_layers * (lp.attn_linear + lp.shared_linear)
     other = c.small * s.act_bytes + c.vocab_hidden * s.output_bytes  # norms, biases, routers, output projection
-    return ((dense + moe) * q + other) / s.tp + routed_expert_bytes(s, tokens)
+    return ((dense + moe) * s.bits_per_weight / 8 + other) / s.tp
+
+
+def weights_read_bytes(s: Setup, tokens: int) -> float:
+    """Weight bytes one forward pass over `tokens` tokens reads, one device (MoE layers read only
+    the experts the tokens are routed to: `routed_expert_bytes`)."""
+    return shared_weight_bytes(s) + routed_expert_bytes(s, tokens)
 
 
 def kv_bytes_per_device(s: Setup, context: int, stage: int | None = None) -> float:
@@ -320,7 +324,7 @@ class Busiest:
     cache: float
 
 
-def _cost(s: Setup, matmul: float, attention: float, weights_dev: float, kv_dev: float, act_dev: float,
+def _cost(s: Setup, matmul: float, attention: float, weight_tokens: int, kv_dev: float, act_dev: float,
           tokens: float, sequences: int, busiest: Busiest | None = None) -> StepCost:
     """The step's cost. The linear layers (matmul FLOPs against the weight bytes), attention (its FLOPs against the
     KV-cache bytes) and the elementwise kernels between them (norms, activations, residual adds, rotary: activation
@@ -360,10 +364,11 @@ def _cost(s: Setup, matmul: float, attention: float, weights_dev: float, kv_dev:
     kernel_s = s.eff.weight_kernel_layer_s * s.spec.num_layers if own_kernel else 0.0
     weight_share = ((s.weight_bandwidth_efficiency or s.eff.bandwidth_efficiency) if own_kernel
                     else s.eff.gemm_bandwidth_efficiency or s.eff.bandwidth_efficiency)
-    # the routed experts are read by the engine's grouped GEMM, at its share of the weights' bandwidth
-    experts_dev = min(routed_expert_bytes(s, max(math.ceil(tokens - 1e-9), 1)), weights_dev) \
-        if s.eff.expert_bandwidth_ratio < 1 else 0.0
-    weights_s = (weights_dev - experts_dev) / (peak_bw * weight_share) + \
+    # the weights the step's `weight_tokens` read; the routed experts by the engine's grouped GEMM, at its share of
+    # the weights' bandwidth
+    shared_dev, experts_dev = shared_weight_bytes(s), routed_expert_bytes(s, weight_tokens)
+    weights_dev = shared_dev + experts_dev
+    weights_s = shared_dev / (peak_bw * weight_share) + \
         experts_dev / (peak_bw * weight_share * s.eff.expert_bandwidth_ratio)
     # the routed experts run the engine's grouped MoE GEMM, at its own share of the peak where the engine states one
     routed = routed_matmul_flops(s, tokens) if s.expert_flop_efficiency else 0.0
@@ -399,7 +404,7 @@ def decode_step(s: Setup, batch: int, context: int, tokens_per_seq: int = 1) -> 
     draft's tokens being verified) to a cache of `context` tokens. With pipeline parallelism the
     token passes every stage in turn, so the step reads all layers."""
     attention, kv_bytes, tokens = _decode_parts(s, batch, context, tokens_per_seq)
-    return _cost(s, matmul_flops(s, tokens, tokens), attention, weights_read_bytes(s, tokens), kv_bytes,
+    return _cost(s, matmul_flops(s, tokens, tokens), attention, tokens, kv_bytes,
                  activation_traffic_bytes(s, tokens), tokens, batch)
 
 
@@ -437,7 +442,7 @@ def mixed_step(s: Setup, batch: int, context: int, prompt_tokens: float, prompt:
 
     busiest = Busiest(lag(decoding, prompt_tokens), lag(decode_attention, prompt_attention), lag(decode_kv, prompt_kv))
     return _cost(s, matmul_flops(s, tokens, decoding + share * prompts), decode_attention + prompt_attention,
-                 weights_read_bytes(s, math.ceil(tokens)), decode_kv + prompt_kv, activation_traffic_bytes(s, tokens),
+                 math.ceil(tokens), decode_kv + prompt_kv, activation_traffic_bytes(s, tokens),
                  tokens, batch + prompts, busiest)
 
 
@@ -463,5 +468,5 @@ def prefill_step(s: Setup, batch: int, prompt: int, cached: int = 0) -> StepCost
     matmul = matmul_flops(s, tokens, batch)
     attention = prefill_attention_flops(s, batch, prompt, cached)
     kv_bytes = batch * kv_bytes_per_device(s, prompt)
-    return _cost(s, matmul, attention, weights_read_bytes(s, tokens), kv_bytes, activation_traffic_bytes(s, tokens),
+    return _cost(s, matmul, attention, tokens, kv_bytes, activation_traffic_bytes(s, tokens),
                  tokens, batch)

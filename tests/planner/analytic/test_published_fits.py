@@ -238,8 +238,7 @@ def test_rocms_moe_and_latent_attention_costs_are_the_multiple_its_points_favour
     table = profiles.efficiency_table()["runtimes"]["serving"]
     multiple = table["rocm"]["moe_layer_overhead_s"] / table["gpu"]["moe_layer_overhead_s"]
     assert table["rocm"]["mla_layer_overhead_s"] == pytest.approx(multiple * table["gpu"]["mla_layer_overhead_s"])
-    points = [p for p in published.published_points()
-              if moe_fits.engine_runtime(published.point_engine(p)) == "serving"]  # the fit's points
+    points = moe_fits.serving_points(published.published_points())  # the fit's points
     rocm_moe = [p for p in points if p["hardware"] in ("mi300x", "mi325x") and "deepseek" in p["model"].lower()]
     assert len(rocm_moe) >= 20
 
