@@ -23,6 +23,11 @@ state with C requests always in flight (a closed loop: a finished request's slot
 - **a static batch** (transformers `generate`; the `transformers` runtime): the C prompts prefill together, then
   O - 1 decode steps; the batch ends together: `T = t_prefill(C, I) + (O - 1) x t_decode(C)`.
 
+An engine whose scheduler runs a batch ahead of the device (SGLang's overlap scheduler: `schedules_ahead`) has
+formed and launched the next batch before a request that comes in during a step is received: its prompt joins the
+batch after that one, a mean step later than an eager scheduler's. Alone (one request in flight) nothing runs ahead
+of it; a burst's later prompts, whose waits are seconds, are not charged the step.
+
 An engine whose prefill stops one prompt token short (TurboMind up to LMDeploy 0.1.0a1: `first_token: decode_step`)
 computes the first token in a decode step after the prefill: its TTFT carries that step too (the prefill's one token
 fewer is not subtracted).
@@ -125,6 +130,8 @@ def request_figures(s: Setup, input_tokens: int, output_tokens: int, concurrency
             # latency, though the first token comes out of one of those same steps.
             # Without chunking a step takes whole prompts, as many as steady state brings (`room`), its own among them.
             ttft = math.ceil(new / head) * step_s(min(room, head) if chunk else room) + mean_step / 2 + queue_s
+            if s.schedules_ahead:  # the batch launched ahead runs first: its prompt joins the one after it
+                ttft += mean_step
         # alone, the step reads the prompt's cache; in company, it is the running batch's step (their caches held)
         first = first_token_step_s(s, running, i if c == 1 else held)
         ttft += first

@@ -32,6 +32,7 @@ from ..catalog.engines import (
     engine_running_pool,
     engine_runtime,
     engine_sampler_row_bytes,
+    engine_schedules_ahead,
     engine_square_mask,
     engine_storage,
 )
@@ -91,6 +92,9 @@ class Setup:
     running_pool: tuple[int, int, int] | None = None  # a request pool sized from the cache (SGLang), `engines`
     first_token_decoded: bool = False  # a decode step after the prefill computes the first token (TurboMind 0.1)
     mixed_prefill: bool = True  # prompt tokens share steps with the decoding (else prefill steps of their own first)
+    # the scheduler runs a batch ahead of the device (`engines.engine_schedules_ahead`: SGLang's overlap scheduler): a
+    # request that comes in while a batch runs joins the batch after the one already launched, a step later
+    schedules_ahead: bool = False
     # how much of the device the engine gives its KV cache by default (`engines.engine_kv_memory`): vLLM runs within
     # 0.9 of it, TensorRT-LLM gives the cache 0.9 of what is free, SGLang reserves a few GiB beside weights and cache
     kv_memory: tuple[str, float] | None = None
@@ -360,6 +364,7 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         and runtime == engine_runtime(engine) and engine_casts_whole_weight(engine, weight_dtype),
         mixed_prefill=engine_mixes_prefill(engine, attention_dp, speculative) if mixed_prefill is None
         else mixed_prefill,
+        schedules_ahead=engine_schedules_ahead(engine, speculative, pp),
         kv_memory=engine_kv_memory(engine, hw, tp * pp, attention_dp, speculative),
         sampler_row_bytes=engine_sampler_row_bytes(engine, hw, spec.vocab_size),
         sampler_rows=None if running_from_batch else engine_max_running(engine, hw, tp * pp),

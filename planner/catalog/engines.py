@@ -336,6 +336,13 @@ def engine_mixes_prefill(engine: str | None, attention_dp: int = 1, speculative:
     return _fact(engine, "mixed_prefill") is not False
 
 
+def engine_schedules_ahead(engine: str | None, speculative: str | None = None, pp: int = 1) -> bool:
+    """Whether the engine's scheduler runs one batch ahead of the device (its profile's `overlap_schedule`: SGLang's
+    overlap scheduler), so a request that comes in while a batch runs joins the batch after the one already launched;
+    not under speculative decoding or pipeline parallelism, where the engine turns it off."""
+    return bool(_fact(engine, "overlap_schedule")) and not speculative and pp == 1
+
+
 def engine_decodes_first_token(engine: str | None) -> bool:
     """Whether the engine's prefill stops one prompt token short and its first decode step computes the first
     output token (its profile's `first_token: decode_step`: TurboMind up to LMDeploy 0.1.0a1), so a request's first

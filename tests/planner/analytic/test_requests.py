@@ -383,9 +383,11 @@ def test_a_run_may_set_its_own_step_budget():
 def test_prompts_run_first_wait_for_the_prompts_ahead_of_them(monkeypatch):
     """An engine that runs prompts first (SGLang) serves them as a queue the decoding waits behind: a prompt-heavy load
     waits most of its cycle for the first token, as the same requests sent at once do, and then decodes in plain
-    steps; short prompts wait a fraction of a step; with one token out nothing decodes, mixed or not."""
+    steps; short prompts wait a fraction of a step; with one token out nothing decodes, mixed or not. (The overlap
+    scheduler's step, which the budget's queue absorbs in a mixed engine, is left out: its own test.)"""
     from optiplan.planner.catalog.engines import engine_table
 
+    monkeypatch.setitem(engine_table()["sglang"], "overlap_schedule", False)
     def figures(**kw):
         return requests("sglang", context=16384, **kw).requests
 
@@ -403,3 +405,23 @@ def test_prompts_run_first_wait_for_the_prompts_ahead_of_them(monkeypatch):
     # mixed, the heavy load's prompts ride in the decode steps: the first token comes later, the tokens after it sooner
     mixed = figures(**heavy)
     assert mixed.ttft_ms > steady.ttft_ms and mixed.itl_ms < steady.itl_ms
+
+
+def test_a_scheduler_a_batch_ahead_takes_a_new_prompt_a_step_later(monkeypatch):
+    # SGLang's overlap scheduler has launched the next batch before it takes in a request that came during a step: the
+    # prompt joins the batch after it, one step later; a lone request finds nothing launched ahead of it
+    from optiplan.planner.catalog.engines import engine_schedules_ahead, engine_table
+
+    assert engine_schedules_ahead("sglang") and not engine_schedules_ahead("vllm")
+    assert not engine_schedules_ahead("sglang", speculative="spec-eagle3") and not engine_schedules_ahead("sglang", pp=2)
+    loaded, alone = {"concurrency": 16}, {"concurrency": 1}
+    ahead, ahead_alone = requests("sglang", **loaded).requests, requests("sglang", **alone).requests
+    monkeypatch.setitem(engine_table()["sglang"], "overlap_schedule", False)
+    eager, eager_alone = requests("sglang", **loaded).requests, requests("sglang", **alone).requests
+    assert ahead_alone.ttft_ms == pytest.approx(eager_alone.ttft_ms)
+    step_ms = ahead.ttft_ms - eager.ttft_ms
+    # a mean step of the cycle: at least the plain decode step at 16 and at most the mean time between tokens, which
+    # also carries the prompts' steps
+    assert 0.9 * eager.itl_ms < step_ms <= eager.itl_ms * 1.01
+    # the device is as busy: the run's rate does not move, the wait comes out of the time between tokens
+    assert ahead.output_tokens_per_s == pytest.approx(eager.output_tokens_per_s)
