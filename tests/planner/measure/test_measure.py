@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 pytest.importorskip("torch")
 
+from optiplan.optimizers.effects import runnable_here  # noqa: E402
 from optiplan.planner import fsutil  # noqa: E402
 from optiplan.planner.catalog.hardware import local_hardware  # noqa: E402
 from optiplan.planner.cli.main import main  # noqa: E402
@@ -145,11 +146,22 @@ def test_rows_curve_recovers_a_known_half_size():
     assert half == pytest.approx(24, rel=0.15) and scale == pytest.approx(0.9, rel=0.1)
 
 
-def test_calibrate_writes_and_profile_uses_it(cache):
-    result = CliRunner().invoke(main, ["calibrate", "--model", str(TARGET), "--model", str(DRAFT), "--repeats", "2"])
+def calibrate_here(*techniques: str):
+    """`optiplan calibrate` on the two test models: the machine's fit, then the named techniques' effects (every one
+    that runs here where none is named)."""
+    options = [arg for t in techniques for arg in ("-t", t)]
+    result = CliRunner().invoke(main, ["calibrate", "--model", str(TARGET), "--model", str(DRAFT), "--repeats", "2",
+                                       *options])
     assert result.exit_code == 0, result.output
+    return result, json.loads(calibration.calibration_path().read_text())
+
+
+def test_calibrate_writes_and_profile_uses_it(cache):
+    # one technique's effect, through the same command: measuring every one (torch.compile's among them) takes a
+    # minute and a half on the 2-core CI machine, and is the slow test below
+    result, data = calibrate_here("kv-int8")
     assert "median absolute error" in result.output
-    data = json.loads(calibration.calibration_path().read_text())
+    assert set(data["effects"]["techniques"]) == {"kv-int8"}
     assert calibration.calibration_path().parent == cache / "calibration"
     fitted = data["runtimes"]["transformers"]["fp32"]
     assert 0 < fitted["factors"]["flop_efficiency"] <= 1 and len(fitted["points"]) == 14  # 2 models x 7 steps
@@ -162,6 +174,16 @@ def test_calibrate_writes_and_profile_uses_it(cache):
     profile = json.loads(CliRunner().invoke(main, ["profile", str(TARGET), "-H", "local", "--engine", "transformers",
                                                    "--dtype", "fp32", "--context", "64", "--json"]).stdout)
     assert profile["efficiency"]["source"].startswith("calibrated on this machine")
+
+
+@pytest.mark.slow
+def test_calibrate_measures_every_technique_that_runs_here(cache):
+    _, data = calibrate_here()
+    run, skipped = runnable_here("cpu", trained=True)
+    measured, reasons = data["effects"]["techniques"], data["effects"]["skipped"]
+    assert set(measured) | set(reasons) == set(run) | set(skipped)  # each measured, or skipped with its reason
+    assert {"weight-int8", "kv-int8", "torch-compile"} <= set(measured)
+    assert not [r for r in reasons.values() if r.startswith("failed here")], reasons
 
 
 def test_interrupted_calibration_keeps_the_previous_file(cache, monkeypatch):
