@@ -338,8 +338,9 @@ def engine_mixes_prefill(engine: str | None, attention_dp: int = 1, speculative:
 
 def engine_schedules_ahead(engine: str | None, speculative: str | None = None, pp: int = 1) -> bool:
     """Whether the engine's scheduler runs one batch ahead of the device (its profile's `overlap_schedule`: SGLang's
-    overlap scheduler), so a request that comes in while a batch runs joins the batch after the one already launched;
-    not under speculative decoding or pipeline parallelism, where the engine turns it off."""
+    overlap scheduler, TensorRT-LLM's PyTorch executor), so a request that comes in while a batch runs joins the batch
+    after the one already launched; not under speculative decoding or pipeline parallelism, where SGLang turns it
+    off (TensorRT-LLM's rule there is not pinned: taken to be the same)."""
     return bool(_fact(engine, "overlap_schedule")) and not speculative and pp == 1
 
 

@@ -412,7 +412,7 @@ def test_a_scheduler_a_batch_ahead_takes_a_new_prompt_a_step_later(monkeypatch):
     # prompt joins the batch after it, one step later; a lone request finds nothing launched ahead of it
     from optiplan.planner.catalog.engines import engine_schedules_ahead, engine_table
 
-    assert engine_schedules_ahead("sglang") and not engine_schedules_ahead("vllm")
+    assert engine_schedules_ahead("sglang") and engine_schedules_ahead("trtllm") and not engine_schedules_ahead("vllm")
     assert not engine_schedules_ahead("sglang", speculative="spec-eagle3") and not engine_schedules_ahead("sglang", pp=2)
     loaded, alone = {"concurrency": 16}, {"concurrency": 1}
     ahead, ahead_alone = requests("sglang", **loaded).requests, requests("sglang", **alone).requests
