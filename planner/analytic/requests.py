@@ -323,6 +323,8 @@ def request_profile(s: Setup, input_tokens: int, output_tokens: int, concurrency
         scheduling += (f"; a run of {num_requests:,} requests, {c:,} at a time (the first {c:,} sent together, the "
                        f"last leaving one by one; output lengths {output_tokens:,} "
                        + (f"+/- {length_spread:.0%}" if length_spread else "each") + "): means over the run")
+    if s.schedules_ahead and continuous and c > 1 and not at_once:
+        scheduling += "; the scheduler runs a batch ahead, so a prompt that comes in under load waits a step more"
     if s.first_token_latency_s:
         scheduling += (f"; each first token reaches the client {s.first_token_latency_s * 1e3:g} ms after the device's "
                        "work (the server's way in and out)")

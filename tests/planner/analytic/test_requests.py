@@ -419,6 +419,7 @@ def test_a_scheduler_a_batch_ahead_takes_a_new_prompt_a_step_later(monkeypatch):
     monkeypatch.setitem(engine_table()["sglang"], "overlap_schedule", False)
     eager, eager_alone = requests("sglang", **loaded).requests, requests("sglang", **alone).requests
     assert ahead_alone.ttft_ms == pytest.approx(eager_alone.ttft_ms)
+    assert "a batch ahead" in ahead.scheduling and "a batch ahead" not in ahead_alone.scheduling + eager.scheduling
     step_ms = ahead.ttft_ms - eager.ttft_ms
     # a mean step of the cycle: at least the plain decode step at 16 and at most the mean time between tokens, which
     # also carries the prompts' steps
