@@ -23,10 +23,12 @@ state with C requests always in flight (a closed loop: a finished request's slot
 - **a static batch** (transformers `generate`; the `transformers` runtime): the C prompts prefill together, then
   O - 1 decode steps; the batch ends together: `T = t_prefill(C, I) + (O - 1) x t_decode(C)`.
 
-An engine whose scheduler runs a batch ahead of the device (SGLang's overlap scheduler: `schedules_ahead`) has
-formed and launched the next batch before a request that comes in during a step is received: its prompt joins the
-batch after that one, a mean step later than an eager scheduler's. Alone (one request in flight) nothing runs ahead
-of it; a burst's later prompts, whose waits are seconds, are not charged the step.
+An engine whose scheduler runs a batch ahead of the device (SGLang's overlap scheduler, TensorRT-LLM's PyTorch
+executor: `schedules_ahead`) has formed and launched the next batch before a request that comes in during a step is
+received: its prompt joins the batch after that one, a mean step later than an eager scheduler's. The request waits
+that step outside the batch while the device runs the others', so its first token and its round trip come a step
+later and its inter-token latency is the same (where the step budget binds, the prompts' queue takes the step in).
+Alone (one request in flight) nothing runs ahead of it; a burst's prompts, all in at once, are not charged it.
 
 An engine whose prefill stops one prompt token short (TurboMind up to LMDeploy 0.1.0a1: `first_token: decode_step`)
 computes the first token in a decode step after the prefill: its TTFT carries that step too (the prefill's one token
@@ -130,8 +132,11 @@ def request_figures(s: Setup, input_tokens: int, output_tokens: int, concurrency
             # latency, though the first token comes out of one of those same steps.
             # Without chunking a step takes whole prompts, as many as steady state brings (`room`), its own among them.
             ttft = math.ceil(new / head) * step_s(min(room, head) if chunk else room) + mean_step / 2 + queue_s
-            if s.schedules_ahead:  # the batch launched ahead runs first: its prompt joins the one after it
-                ttft += mean_step
+        # a scheduler that runs a batch ahead (`schedules_ahead`) takes an arriving prompt into the batch after the
+        # one it has launched: the request waits a mean step outside the batch, which the device spends on the
+        # others' steps, so its round trip grows by the step (as by the server's latency: `queued`), not its
+        # inter-token latency; where the budget binds, the prompts' queue takes it in
+        ahead = late = mean_step if s.schedules_ahead and c > 1 else 0.0
         # alone, the step reads the prompt's cache; in company, it is the running batch's step (their caches held)
         first = first_token_step_s(s, running, i if c == 1 else held)
         ttft += first
@@ -142,8 +147,9 @@ def request_figures(s: Setup, input_tokens: int, output_tokens: int, concurrency
             # the budget binds: the running sequences decode in every step and the prompts wait for room in the
             # queue, so the wait is the first token's and the time between tokens a step's
             itl = cycle / steps
-            ttft = max(ttft, cycle - (o - 1) * itl)
+            ttft = max(ttft + ahead, cycle - (o - 1) * itl)  # the queue's wait takes the step in
             cycle = ttft + (o - 1) * itl
+            late = 0.0
         elif o > 1:
             cycle = max(cycle, ttft)
             itl = max((cycle - ttft) / (o - 1), decode.time_s)
@@ -152,12 +158,14 @@ def request_figures(s: Setup, input_tokens: int, output_tokens: int, concurrency
             itl = 0.0
             ttft = cycle + first
             cycle = ttft
+        ttft, cycle = ttft + late, cycle + late
         decode_s = decode.time_s  # the plain decode step, without prompt chunks
     else:
         ttft = prefill_step(s, c, i, cached_tokens).time_s + first_token_step_s(s, c, i)
         itl = decode_s = decode_step(s, c, held).time_s if o > 1 else 0.0
         cycle = ttft + (o - 1) * itl
-    return {"ttft_s": ttft, "itl_s": itl, "cycle_s": cycle, "decode_s": decode_s}
+        ahead = 0.0
+    return {"ttft_s": ttft, "itl_s": itl, "cycle_s": cycle, "decode_s": decode_s, "ahead_s": ahead}
 
 
 def queued(f: dict[str, float], concurrency: int, running: int, latency_s: float = 0.0) -> dict[str, float]:
@@ -273,7 +281,8 @@ def request_profile(s: Setup, input_tokens: int, output_tokens: int, concurrency
     f = front_end(device, c, s.request_host_s)
     paced = f["cycle_s"] > device["cycle_s"]
     # a burst; so is a run of alike requests all in one wave
-    if at_once or (num_requests == c and not length_spread and not warm_requests):
+    burst = at_once or (num_requests == c and not length_spread and not warm_requests)
+    if burst:
         f = served_latency(burst_figures(s, steady, c, running, input_tokens, output_tokens, continuous,
                                          cached_tokens), s.first_token_latency_s)
         paced = paced and not at_once
@@ -323,7 +332,7 @@ def request_profile(s: Setup, input_tokens: int, output_tokens: int, concurrency
         scheduling += (f"; a run of {num_requests:,} requests, {c:,} at a time (the first {c:,} sent together, the "
                        f"last leaving one by one; output lengths {output_tokens:,} "
                        + (f"+/- {length_spread:.0%}" if length_spread else "each") + "): means over the run")
-    if s.schedules_ahead and continuous and c > 1 and not at_once:
+    if steady["ahead_s"] and not burst:  # a burst's prompts come in together: none waits for a batch launched ahead
         scheduling += "; the scheduler runs a batch ahead, so a prompt that comes in under load waits a step more"
     if s.first_token_latency_s:
         scheduling += (f"; each first token reaches the client {s.first_token_latency_s * 1e3:g} ms after the device's "

@@ -408,21 +408,29 @@ def test_prompts_run_first_wait_for_the_prompts_ahead_of_them(monkeypatch):
 
 
 def test_a_scheduler_a_batch_ahead_takes_a_new_prompt_a_step_later(monkeypatch):
-    # SGLang's overlap scheduler has launched the next batch before it takes in a request that came during a step: the
-    # prompt joins the batch after it, one step later; a lone request finds nothing launched ahead of it
+    # SGLang's overlap scheduler and TensorRT-LLM's PyTorch executor have launched the next batch before they take in a
+    # request that came during a step: the prompt joins the batch after it, one step later; a lone request finds
+    # nothing launched ahead of it, and a burst's prompts all come in at once
     from optiplan.planner.catalog.engines import engine_schedules_ahead, engine_table
 
     assert engine_schedules_ahead("sglang") and engine_schedules_ahead("trtllm") and not engine_schedules_ahead("vllm")
-    assert not engine_schedules_ahead("sglang", speculative="spec-eagle3") and not engine_schedules_ahead("sglang", pp=2)
-    loaded, alone = {"concurrency": 16}, {"concurrency": 1}
-    ahead, ahead_alone = requests("sglang", **loaded).requests, requests("sglang", **alone).requests
+    assert not engine_schedules_ahead("sglang", speculative="eagle3") and not engine_schedules_ahead("sglang", pp=2)
+    cases = {"loaded": {"concurrency": 16}, "alone": {"concurrency": 1}, "burst": {"concurrency": 16, "at_once": True},
+             "one token": {"concurrency": 8, "input_tokens": 512, "output_tokens": 1}}
+    ahead = {name: requests("sglang", **kw).requests for name, kw in cases.items()}
     monkeypatch.setitem(engine_table()["sglang"], "overlap_schedule", False)
-    eager, eager_alone = requests("sglang", **loaded).requests, requests("sglang", **alone).requests
-    assert ahead_alone.ttft_ms == pytest.approx(eager_alone.ttft_ms)
-    assert "a batch ahead" in ahead.scheduling and "a batch ahead" not in ahead_alone.scheduling + eager.scheduling
-    step_ms = ahead.ttft_ms - eager.ttft_ms
-    # a mean step of the cycle: at least the plain decode step at 16 and at most the mean time between tokens, which
-    # also carries the prompts' steps
-    assert 0.9 * eager.itl_ms < step_ms <= eager.itl_ms * 1.01
-    # the device is as busy: the run's rate does not move, the wait comes out of the time between tokens
-    assert ahead.output_tokens_per_s == pytest.approx(eager.output_tokens_per_s)
+    eager = {name: requests("sglang", **kw).requests for name, kw in cases.items()}
+    for name in ("alone", "burst"):
+        assert ahead[name].ttft_ms == pytest.approx(eager[name].ttft_ms), name
+        assert "a batch ahead" not in ahead[name].scheduling + eager[name].scheduling, name
+    assert "a batch ahead" in ahead["loaded"].scheduling + ahead["one token"].scheduling
+    for name in ("loaded", "one token"):
+        a, e = ahead[name], eager[name]
+        step_ms = a.ttft_ms - e.ttft_ms
+        # a mean step of the cycle: more than none, at most the mean time between tokens (which also carries the
+        # prompts' steps) or, with one token out, the cycle of prompt steps itself
+        assert 0 < step_ms <= (e.itl_ms or e.request_latency_ms) * 1.01, name
+        # the wait is outside the batch: the tokens after the first come as fast, the round trip a step later
+        assert a.itl_ms == pytest.approx(e.itl_ms), name
+        assert a.request_latency_ms == pytest.approx(e.request_latency_ms + step_ms), name
+        assert a.output_tokens_per_s < e.output_tokens_per_s, name

@@ -189,3 +189,18 @@ def test_trtllm_router_config_points_at_its_workers(tight_tpot):
 def test_manifests_are_refused_with_the_reason(tight_tpot):
     _, skipped, _ = render_all(tight_tpot, ["sglang", "compose", "kubernetes"])
     assert len(skipped) == 2 and all("serve.sh roles on one node" in s for s in skipped)
+
+
+def test_a_prefill_instance_that_schedules_ahead_takes_a_prompt_after_the_one_it_launched():
+    # SGLang's and TensorRT-LLM's schedulers run a batch ahead on a prefill instance too: an arriving prompt waits for
+    # the prefill launched ahead of it as often as the instance is busy, and where the instance is the bottleneck its
+    # queue's wait already covers it
+    from dataclasses import replace
+
+    s, chat, rag = to_setup(_state()), load_workload("chat"), load_workload("rag-long-context")
+    ahead_s = replace(s, schedules_ahead=True)
+    eager, ahead = rates(s, chat, 1, 1, 0.0), rates(ahead_s, chat, 1, 1, 0.0)
+    assert 0 < ahead.ttft_s - eager.ttft_s < prefill_step(s, 1, chat.prompt_tokens_mean).time_s
+    assert ahead.requests_per_s <= eager.requests_per_s and ahead.tpot_s == eager.tpot_s
+    bound = rates(s, rag, 1, 1, 0.0)
+    assert rates(ahead_s, rag, 1, 1, 0.0).ttft_s == pytest.approx(bound.ttft_s)
