@@ -175,6 +175,8 @@ def predict(p: dict, view: str = "requests", tune: Callable[[ProfileRequest], An
         q = r.requests
         if metric == "ttft_ms":
             return q.ttft_ms / SECONDS[unit], ""
+        if metric == "ttft_median_ms":
+            return q.ttft_median_ms / SECONDS[unit], ""
         if metric == "request_latency_ms":
             return q.request_latency_ms / SECONDS[unit], ""
         if metric == "output_tokens_per_s":
@@ -185,7 +187,7 @@ def predict(p: dict, view: str = "requests", tune: Callable[[ProfileRequest], An
         return r.latency.tpot_ms, ""
     if metric == "decode_tokens_per_s":
         return 1e3 / r.latency.tpot_ms, ""
-    if metric == "ttft_ms":
+    if metric in ("ttft_ms", "ttft_median_ms"):
         return r.latency.ttft_ms / SECONDS[unit], ""
     if metric == "request_latency_ms":
         return (r.latency.ttft_ms + output * r.latency.tpot_ms) / SECONDS[unit], ""

@@ -49,6 +49,7 @@ gpt-fast's, is read whole at every step: I + O).
 from __future__ import annotations
 
 import math
+import statistics
 from functools import cache
 
 from ..errors import RequestError
@@ -344,7 +345,8 @@ def request_profile(s: Setup, input_tokens: int, output_tokens: int, concurrency
         input_tokens=input_tokens, output_tokens=output_tokens, concurrency=c, max_concurrency=limit,
         fits=(running if at_once else c) <= room, running=f.get("running", running), queue_wait_ms=f["queue_s"] * 1e3,
         scheduling=scheduling,
-        ttft_ms=f["ttft_s"] * 1e3, itl_ms=f["itl_s"] * 1e3,
+        ttft_ms=f["ttft_s"] * 1e3, ttft_median_ms=statistics.median(f.get("ttfts") or [f["ttft_s"]]) * 1e3,
+        itl_ms=f["itl_s"] * 1e3,
         request_latency_ms=f["cycle_s"] * 1e3, output_tokens_per_s=f.get("tokens", c * output_tokens) / duration,
         requests_per_s=count / duration, ttft_slo_ms=ttft_slo_ms, itl_slo_ms=itl_slo_ms, meets_slo=ok,
         goodput_requests_per_s=good / duration, at_once=at_once, num_requests=num_requests,

@@ -134,7 +134,9 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
         console.print(_section(f"Requests: {q.input_tokens:,} tokens in, {q.output_tokens:,} out, {q.concurrency:,} "
                                + how, [
             ("scheduling", q.scheduling),
-            ("TTFT", f"{q.ttft_ms:,.1f} ms{band_text(p.accuracy, 'ttft_ms')}"),
+            ("TTFT", f"{q.ttft_ms:,.1f} ms{band_text(p.accuracy, 'ttft_ms')}"
+                     + (f" (mean; the median request's {q.ttft_median_ms:,.1f} ms)"
+                        if q.ttft_median_ms and abs(q.ttft_median_ms - q.ttft_ms) > 0.01 * q.ttft_ms else "")),
             # one at a time it is the batch-1 decode step; under load it is validated with the request latencies
             ("inter-token", f"{q.itl_ms:,.2f} ms"
                             f"{band_text(p.accuracy, decode_band(q.concurrency))} "

@@ -134,6 +134,9 @@ class RequestProfile(Frozen):
                                                   "(in TTFT and the request latency; 0 when all fit)")
     scheduling: str = Field(description="how prefill and decode share the device in this engine")
     ttft_ms: float = Field(description="time to first token under this load")
+    ttft_median_ms: float | None = Field(None, description="the median request's time to first token: a burst's or a "
+                                                           "run's, whose first wave waits longest; in steady state "
+                                                           "every request's is ttft_ms")
     itl_ms: float = Field(description="mean inter-token latency, counting prefill chunks that share decode steps")
     request_latency_ms: float = Field(description="TTFT + (output tokens - 1) x ITL")
     output_tokens_per_s: float = Field(description="output tokens per second of all requests together, prefill "

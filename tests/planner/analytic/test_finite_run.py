@@ -165,3 +165,12 @@ def test_static_batches_and_engines_without_a_prefix_cache_refuse_what_they_do_n
     with pytest.raises(RequestError, match="keeps no prefix cache"):
         profile(ProfileRequest(model="llama-2-7b", hardware="a100-80gb-sxm", engine="lmdeploy", input_tokens=128,
                                output_tokens=128, concurrency=4, num_requests=8, warm_requests=4))
+
+
+def test_the_median_request_waits_less_than_the_first_wave_makes_the_mean():
+    # a cold run's first wave of long prompts goes in together and waits for each other's prefill: the mean TTFT
+    # carries it, the median request (in steady state) does not; steady state has every request alike
+    run = requests(concurrency=64, num_requests=320, input_tokens=4000, output_tokens=500, length_spread=1.0)
+    assert run.ttft_median_ms < 0.8 * run.ttft_ms
+    steady = requests(concurrency=64, input_tokens=4000, output_tokens=500)
+    assert steady.ttft_median_ms == pytest.approx(steady.ttft_ms)
