@@ -148,7 +148,9 @@ def request_figures(s: Setup, input_tokens: int, output_tokens: int, concurrency
             # the budget binds: the running sequences decode in every step and the prompts wait for room in the
             # queue, so the wait is the first token's and the time between tokens a step's
             itl = cycle / steps
-            ttft = max(ttft + ahead, cycle - (o - 1) * itl)  # the queue's wait takes the step in
+            waited = cycle - (o - 1) * itl
+            ahead = max(ttft + ahead - max(ttft, waited), 0.0)  # the queue's wait takes the step in
+            ttft = max(ttft, waited) + ahead
             cycle = ttft + (o - 1) * itl
             late = 0.0
         elif o > 1:
