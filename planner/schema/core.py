@@ -314,7 +314,8 @@ class ProfileRequest(Frozen):
                                                       "each taking the next free slot (a benchmark client's "
                                                       "--num-prompts with --max-concurrency): the figures are the "
                                                       "run's means, its first wave's burst and its last requests' "
-                                                      "tail included [default: steady state]")
+                                                      "tail included, and the median request's TTFT "
+                                                      "(ttft_median_ms) [default: steady state]")
     length_spread: float = Field(0.0, ge=0.0, le=1.0, description="...its output lengths spread evenly over mean x "
                                  "[1 - spread, 1 + spread] (1: from one token to twice the mean, sglang.bench_serving's "
                                  "random lengths at its default range ratio; 0: all alike)")
