@@ -18,8 +18,8 @@ catalog cannot express (a model of an architecture it lacks, a GGUF format) are 
                                          [--fit-first-token [vllm|sglang|trtllm]] [--fit-moe-overheads]
                                          [--fit-backend-layers [rocm]] [--fit-expert-bandwidth]
 
-The fits (benchmarks/published_fits.py, benchmarks/published_moe_fits.py for a MoE model's layers) search a group of factors on two thirds of the points and report the errors
-on both parts, a fixed third held out.
+The fits (benchmarks/published_fits.py, benchmarks/published_moe_fits.py for a MoE model's layers) search a group of
+factors on two thirds of the points and report the errors on both parts, a fixed third held out.
 
 `--write-accuracy` stores the request view's errors by figure in profiles/accuracy.yaml: the bands reports show
 beside each predicted figure (`optiplan.planner.analytic.accuracy`).

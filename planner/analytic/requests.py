@@ -148,11 +148,10 @@ def request_figures(s: Setup, input_tokens: int, output_tokens: int, concurrency
             # the budget binds: the running sequences decode in every step and the prompts wait for room in the
             # queue, so the wait is the first token's and the time between tokens a step's
             itl = cycle / steps
-            waited = cycle - (o - 1) * itl
-            ahead = max(ttft + ahead - max(ttft, waited), 0.0)  # the queue's wait takes the step in
-            ttft = max(ttft, waited) + ahead
+            queued_ttft = max(ttft, cycle - (o - 1) * itl)
+            ttft = max(ttft + ahead, queued_ttft)  # the queue's wait takes the step in
+            ahead, late = ttft - queued_ttft, 0.0  # what of the step is charged, already in the TTFT
             cycle = ttft + (o - 1) * itl
-            late = 0.0
         elif o > 1:
             cycle = max(cycle, ttft)
             itl = max((cycle - ttft) / (o - 1), decode.time_s)

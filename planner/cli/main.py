@@ -107,8 +107,8 @@ class ConcurrencyType(click.ParamType):
                    "HTTP server: no front-end pacing and no server latency before the first token.")
 @click.option("--num-requests", type=int, default=None,
               help="...as a run of this many requests, --concurrency at a time (a benchmark client's --num-prompts "
-                   "with --max-concurrency): the run's means and its median request's TTFT, its first wave sent together "
-                   "and its last requests leaving one by one.")
+                   "with --max-concurrency): the run's means and its median request's TTFT, its first wave sent "
+                   "together and its last requests leaving one by one.")
 @click.option("--length-spread", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="...its output lengths spread evenly over the mean x [1 - spread, 1 + spread] (1: "
                    "sglang.bench_serving's random lengths at its default range ratio).")

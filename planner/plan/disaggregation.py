@@ -65,15 +65,18 @@ def rates(s: Setup, workload: Workload, prefill_instances: int, decode_instances
     prefill_mean = prefill_step(s, 1, i, cached_tokens(i, prefix_fraction)).time_s  # back to back on a prefill instance
     # over HTTP each request also waits the engine's server latency for its first token, outside the devices
     first_mean = prefill_mean + kv_transfer_s(s, i) + s.first_token_latency_s
-    rate = min(in_flight / (first_mean + (o - 1) * step), prefill_instances / prefill_mean)
-    ahead = 0.0
+
+    def rate_of(first_s: float) -> float:  # requests a second: the closed loop's, at most the prefill instances'
+        return min(in_flight / (first_s + (o - 1) * step), prefill_instances / prefill_mean)
+
+    rate, ahead = rate_of(first_mean), 0.0
     if s.schedules_ahead:
         # a prefill instance whose scheduler runs a batch ahead takes an arriving prompt after the prefill it has
         # launched, when it is busy: a prefill's wait as often as the instance is busy (colocated, a decode batch
         # always runs: a mean step every time, `analytic.requests`)
         ahead = min(rate * prefill_mean / prefill_instances, 1.0) * prefill_mean
         first_mean += ahead
-        rate = min(in_flight / (first_mean + (o - 1) * step), prefill_instances / prefill_mean)
+        rate = rate_of(first_mean)
     wait = max(0.0, in_flight / rate - (o - 1) * step - first_mean)
     ttft = prefill_step(s, 1, p95, cached_tokens(p95, prefix_fraction)).time_s + kv_transfer_s(s, p95) + wait \
         + ahead + first_token_step_s(s, batch, p95) + s.first_token_latency_s
