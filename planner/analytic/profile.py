@@ -152,6 +152,15 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
             "prefix-caching" not in engine_defaults(request.engine):
         raise RequestError(f"--warm-requests: {request.engine} keeps no prefix cache by default, so no earlier run's "
                            "prompt is found in one")
+    if request.cached_tokens and request.input_tokens is None:
+        raise RequestError("--cached-tokens is for request-level figures: give --input-tokens and --output-tokens too")
+    if request.cached_tokens and request.cached_tokens >= request.input_tokens:
+        raise RequestError(f"--cached-tokens {request.cached_tokens:,} leaves nothing of the {request.input_tokens:,}-"
+                           "token prompt to compute: at least its last token is (give fewer)")
+    if request.cached_tokens and request.engine != GENERIC_SERVING and \
+            "prefix-caching" not in engine_defaults(request.engine):
+        raise RequestError(f"--cached-tokens: {request.engine} keeps no prefix cache by default, so no prompt's "
+                           "prefix is found in one")
     if request.num_requests is not None and request.warm_requests > request.num_requests:
         raise RequestError(f"--warm-requests {request.warm_requests:,} is more than the run's {request.num_requests:,}")
     if request.input_tokens and request.input_tokens + request.output_tokens > spec.max_position_embeddings:
@@ -360,7 +369,8 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
                                  on_demand=holds_used_cache(request.engine, engine_pages_cache(request.engine)),
                                  ttft_slo_ms=request.ttft_slo_ms, itl_slo_ms=request.itl_slo_ms,
                                  at_once=request.at_once, num_requests=request.num_requests,
-                                 length_spread=request.length_spread, warm_requests=request.warm_requests)
+                                 length_spread=request.length_spread, warm_requests=request.warm_requests,
+                                 cached_tokens=request.cached_tokens)
         if request.input_tokens else None,
         accuracy=accuracy_bands(hw, engine_runtime(request.engine), request.engine, architecture_kind(spec)),
     )

@@ -334,6 +334,9 @@ def request_profile(s: Setup, input_tokens: int, output_tokens: int, concurrency
         scheduling += (f"; a run of {num_requests:,} requests, {c:,} at a time (the first {c:,} sent together, the "
                        f"last leaving one by one; output lengths {output_tokens:,} "
                        + (f"+/- {length_spread:.0%}" if length_spread else "each") + "): means over the run")
+    if cached_tokens:
+        scheduling += (f"; each prompt's first {cached_tokens:,} tokens found in the prefix cache, their prefill "
+                       "skipped" + (f" (the run's first {warm_requests:,} found whole)" if warm_requests else ""))
     if steady["ahead_s"] and not burst:  # a burst's prompts come in together: none waits for a batch launched ahead
         scheduling += "; the scheduler runs a batch ahead, so a prompt that comes in under load waits a step more"
     if s.first_token_latency_s:

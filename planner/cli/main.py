@@ -115,6 +115,9 @@ class ConcurrencyType(click.ParamType):
 @click.option("--warm-requests", type=int, default=0, show_default=True,
               help="...its first this many prompts already in the engine's prefix cache (an earlier run with the "
                    "same seed sent them).")
+@click.option("--cached-tokens", type=int, default=0, show_default=True,
+              help="Request-level figures: each request's first this many prompt tokens already in the engine's "
+                   "prefix cache (a shared system prompt), their prefill skipped.")
 @click.option("--slo-ttft-ms", "ttft_slo_ms", type=float, default=None, help="Goodput: TTFT at most this.")
 @click.option("--slo-itl-ms", "itl_slo_ms", type=float, default=None, help="Goodput: inter-token latency at most this.")
 @click.option("--measure", is_flag=True,

@@ -322,5 +322,10 @@ class ProfileRequest(Frozen):
     warm_requests: int = Field(0, ge=0, description="...its first this many prompts already in the engine's prefix "
                                                   "cache (an earlier run sent them: a client drawing its prompts from "
                                                   "one seed sends the same ones every run)")
+    cached_tokens: int = Field(0, ge=0, description="request-level figures: each request's first this many prompt "
+                                                  "tokens found in the engine's prefix cache (a system prompt every "
+                                                  "request shares, or an earlier request's prompt that this one "
+                                                  "begins with), their prefill skipped; a run's warm prompts are "
+                                                  "found whole")
     ttft_slo_ms: float | None = Field(None, gt=0, description="goodput counts requests within this time to first token")
     itl_slo_ms: float | None = Field(None, gt=0, description="...and this inter-token latency")
