@@ -148,7 +148,8 @@ def predict(p: dict, view: str = "requests", tune: Callable[[ProfileRequest], An
     requests = {} if p["metric"] in ("tpot_ms", "decode_tokens_per_s") and batch == 1 and not burst else {
         "input_tokens": prompt, "output_tokens": output, "concurrency": burst or ("max" if offline else batch),
         "at_once": bool(burst), "in_process": p.get("harness") == "in-process", "num_requests": run,
-        "length_spread": p.get("length_spread", 0.0) if run else 0.0, "warm_requests": p.get("warm_requests", 0),
+        "length_spread": p.get("length_spread", 0.0) if run else 0.0,
+        "prompt_spread": p.get("prompt_spread", 0.0) if run else 0.0, "warm_requests": p.get("warm_requests", 0),
         "cached_tokens": p.get("cached_tokens", 0)}
     request = ProfileRequest(model=model, hardware=p["hardware"], num_devices=p.get("num_devices") or 1,
                              tensor_parallel=None if adp > 1 else p.get("tensor_parallel"),

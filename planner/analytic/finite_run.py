@@ -34,8 +34,10 @@ wait, a plain decode step at the number left once none does. The lengths are the
 the spread, and the figures the means over eight fixed shuffles of them, which stand for the client's random draws
 (the same prediction every time): how much the tail empties depends on which lengths come last. Over 80 requests at
 16 and lengths from 1 to 1,000 tokens at a constant step time, one shuffle gives a time-averaged concurrency of 12.6 to
-14.8 and the mean over 200 draws is 13.5; the mean over the eight, 13.5 as well. Prompts are taken at their mean
-length: their spread moves when a request's first token comes, not the run's tokens.
+14.8 and the mean over 200 draws is 13.5; the mean over the eight, 13.5 as well. A client's random range ratio spreads
+the prompts too (`prompt_spread`), drawn apart from the outputs: a request's first token then comes as much later or
+sooner as its own prompt takes longer or shorter to prefill than the mean one, the wait before it the same. That
+moves the median request (a run's warm prompts, found whole, sit below every fresh one), not the run's tokens.
 """
 
 from __future__ import annotations
@@ -58,9 +60,16 @@ def run_lengths(n: int, mean: int, spread: float, order: int = 0) -> list[int]:
     return lengths
 
 
-def run_orders(n: int, mean: int, spread: float) -> list[list[int]]:
-    """The orders of the run's lengths its figures are the means of: ORDERS shuffles, one where all are alike."""
-    return [run_lengths(n, mean, spread, k) for k in range(ORDERS if spread else 1)]
+def run_orders(n: int, mean: int, spread: float, orders: int | None = None) -> list[list[int]]:
+    """The orders of the run's lengths its figures are the means of: ORDERS shuffles, one where all are alike
+    (`orders`: that many, whatever the spread)."""
+    return [run_lengths(n, mean, spread, k) for k in range(orders or (ORDERS if spread else 1))]
+
+
+def prompt_orders(n: int, mean: int, spread: float, orders: int) -> list[list[int]]:
+    """The run's prompt lengths in each of its `orders`, shuffled apart from its output lengths (a client draws
+    them independently)."""
+    return [run_lengths(n, mean, spread, ORDERS + k) for k in range(orders)]
 
 
 def mean_of_runs(runs: list[dict]) -> dict:
@@ -72,13 +81,17 @@ def mean_of_runs(runs: list[dict]) -> dict:
 
 
 def finite_run(first_wave: list[float], wave_queue_s: float, steady: dict, warm_steady: dict | None,
-               decode_s: Callable[[int], float], n: int, c: int, lengths: list[int], warm: int = 0) -> dict:
+               decode_s: Callable[[int], float], n: int, c: int, lengths: list[int], warm: int = 0,
+               own_prefill_s: list[float] | None = None) -> dict:
     """The run's means: TTFT (`ttft_s`), the mean over requests of their inter-token latency (`itl_s`), the mean
     request latency (`cycle_s`) and wait for a slot (`queue_s`), its length (`duration_s`), each request's TTFT and
     inter-token latency (`ttfts`, `itls`), the most in flight (`running`) and its output tokens (`tokens`).
     `first_wave`: the TTFTs of its first C requests, sent at once (the server's latency included), `wave_queue_s` their
     mean wait to be let in; `steady` (`warm_steady`): the figures at C in flight of requests whose prompts are not (are)
-    in the prefix cache, the first `warm` requests' being; `decode_s(k)`: a plain decode step with k sequences."""
+    in the prefix cache, the first `warm` requests' being; `decode_s(k)`: a plain decode step with k sequences;
+    `own_prefill_s`: how much longer each request's own prompt takes to prefill than the mean one (its first token
+    that much later; none: the prompts alike)."""
+    own = own_prefill_s or [0.0] * n
     first_at = [0.0] * n  # each request's first token, from the run's start
     start = [0.0] * n
     finish = [0.0] * n
@@ -86,7 +99,7 @@ def finite_run(first_wave: list[float], wave_queue_s: float, steady: dict, warm_
     prefilling: list[tuple[float, int]] = []  # (first token time, request)
     decoding: list[tuple[float, int]] = []  # (the token clock at which its last token comes, request)
     for r in range(min(c, n)):
-        first_at[r] = first_wave[r]
+        first_at[r] = first_wave[r] + own[r]
         heapq.heappush(prefilling, (first_at[r], r))
     now, clock = 0.0, 0.0  # the token clock: tokens each decoding request has made since the start
 
@@ -113,7 +126,7 @@ def finite_run(first_wave: list[float], wave_queue_s: float, steady: dict, warm_
         finish[r] = now
         if waiting:
             nxt = waiting.pop()
-            start[nxt], first_at[nxt] = now, now + figures(nxt)["ttft_s"]
+            start[nxt], first_at[nxt] = now, now + figures(nxt)["ttft_s"] + own[nxt]
             heapq.heappush(prefilling, (first_at[nxt], nxt))
     ttfts = [f - s for f, s in zip(first_at, start)]
     itls = [(e - f) / (k - 1) if k > 1 else 0.0 for f, e, k in zip(first_at, finish, lengths)]

@@ -136,6 +136,7 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
     for option, value in (("--concurrency", request.concurrency), ("--scheduling", request.scheduling),
                           ("--at-once", request.at_once or None), ("--in-process", request.in_process or None),
                           ("--num-requests", request.num_requests), ("--length-spread", request.length_spread or None),
+                          ("--prompt-spread", request.prompt_spread or None),
                           ("--slo-ttft-ms", request.ttft_slo_ms), ("--slo-itl-ms", request.itl_slo_ms)):
         if value is not None and request.input_tokens is None:
             raise RequestError(f"{option} is for request-level figures: give --input-tokens and --output-tokens too")
@@ -145,7 +146,8 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
     if request.num_requests is not None and request.at_once:
         raise RequestError("--at-once sends --concurrency requests together; --num-requests runs them --concurrency at "
                            "a time: give one")
-    for option, value in (("--length-spread", request.length_spread), ("--warm-requests", request.warm_requests)):
+    for option, value in (("--length-spread", request.length_spread), ("--prompt-spread", request.prompt_spread),
+                          ("--warm-requests", request.warm_requests)):
         if value and request.num_requests is None:
             raise RequestError(f"{option} describes a run of requests: give --num-requests too")
     if request.warm_requests and request.engine != GENERIC_SERVING and \
@@ -369,7 +371,8 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
                                  on_demand=holds_used_cache(request.engine, engine_pages_cache(request.engine)),
                                  ttft_slo_ms=request.ttft_slo_ms, itl_slo_ms=request.itl_slo_ms,
                                  at_once=request.at_once, num_requests=request.num_requests,
-                                 length_spread=request.length_spread, warm_requests=request.warm_requests,
+                                 length_spread=request.length_spread, prompt_spread=request.prompt_spread,
+                                 warm_requests=request.warm_requests,
                                  cached_tokens=request.cached_tokens)
         if request.input_tokens else None,
         accuracy=accuracy_bands(hw, engine_runtime(request.engine), request.engine, architecture_kind(spec)),

@@ -55,7 +55,7 @@ from functools import cache
 from ..errors import RequestError
 from ..schema import RequestProfile
 from .burst import MOST_REQUESTS, burst_figures
-from .finite_run import finite_run, mean_of_runs, run_orders
+from .finite_run import ORDERS, finite_run, mean_of_runs, prompt_orders, run_orders
 from .kvcache import cache_tokens_held
 from .memory import max_batch
 from .setup import Setup
@@ -222,10 +222,11 @@ def running_cap(s: Setup) -> int | None:
 
 
 def _run(s: Setup, served_c: dict, steady: dict, input_tokens: int, output_tokens: int, c: int, running: int,
-         continuous: bool, cached: int, n: int, spread: float, warm: int) -> dict:
+         continuous: bool, cached: int, n: int, spread: float, warm: int, prompt_spread: float = 0.0) -> dict:
     """A run of `n` requests, `c` at a time (`finite_run`): its first wave a burst, its first `warm` prompts (found in
     the prefix cache) let in and prefilled first and the others queued behind them; the rest at the steady figures of
-    their kind (`served_c`: the fresh ones')."""
+    their kind (`served_c`: the fresh ones'), each fresh prompt's first token later or sooner by how much longer its
+    own prefill takes than the mean prompt's (`prompt_spread`)."""
     latency = s.first_token_latency_s
     warm_steady = warm_served = None
     if warm:
@@ -246,8 +247,15 @@ def _run(s: Setup, served_c: dict, steady: dict, input_tokens: int, output_token
     def decode_s(k: int) -> float:
         return decode_step(s, min(k, running), context).time_s
 
-    runs = [finite_run(ttfts, queue / c, served_c, warm_served, decode_s, n, c, lengths, warm)
-            for lengths in run_orders(n, output_tokens, spread)]
+    @cache
+    def prefill_s(tokens: int) -> float:
+        return prefill_step(s, 1, tokens, min(cached, tokens - 1)).time_s
+
+    orders = ORDERS if spread or prompt_spread else 1
+    own = [[0.0 if r < warm else prefill_s(p) - prefill_s(input_tokens) for r, p in enumerate(prompts)]
+           for prompts in prompt_orders(n, input_tokens, prompt_spread, orders)] if prompt_spread else [None] * orders
+    runs = [finite_run(ttfts, queue / c, served_c, warm_served, decode_s, n, c, lengths, warm, own_prefill)
+            for lengths, own_prefill in zip(run_orders(n, output_tokens, spread, orders), own)]
     return mean_of_runs(runs) | {"running": min(c, running)}
 
 
@@ -255,12 +263,12 @@ def request_profile(s: Setup, input_tokens: int, output_tokens: int, concurrency
                     ttft_slo_ms: float | None = None, itl_slo_ms: float | None = None,
                     cached_tokens: int = 0, on_demand: bool = False, at_once: bool = False,
                     num_requests: int | None = None, length_spread: float = 0.0,
-                    warm_requests: int = 0) -> RequestProfile:
+                    warm_requests: int = 0, prompt_spread: float = 0.0) -> RequestProfile:
     """Request-level figures of the setup serving requests of `input_tokens` in and `output_tokens` out,
     `concurrency` at a time (`"max"`: as many as fit; `on_demand`: the engine's caches grow as used), in steady state,
     or (`at_once`) as one burst of `concurrency` requests sent together, its means, or as a run of `num_requests`
-    requests, `concurrency` at a time, their output lengths spread by `length_spread` and the first `warm_requests`
-    prompts in the prefix cache already (`finite_run`), its means."""
+    requests, `concurrency` at a time, their output lengths spread by `length_spread`, their prompts' by
+    `prompt_spread`, and the first `warm_requests` prompts in the prefix cache already (`finite_run`), its means."""
     room = largest_concurrency(s, input_tokens, output_tokens, on_demand and continuous)
     cap = running_cap(s)
     limit = min(room, cap) if cap and room >= 1 else room  # what runs at once; the others wait for a slot
@@ -283,14 +291,14 @@ def request_profile(s: Setup, input_tokens: int, output_tokens: int, concurrency
     f = front_end(device, c, s.request_host_s)
     paced = f["cycle_s"] > device["cycle_s"]
     # a burst; so is a run of alike requests all in one wave
-    burst = at_once or (num_requests == c and not length_spread and not warm_requests)
+    burst = at_once or (num_requests == c and not length_spread and not prompt_spread and not warm_requests)
     if burst:
         f = served_latency(burst_figures(s, steady, c, running, input_tokens, output_tokens, continuous,
                                          cached_tokens), s.first_token_latency_s)
         paced = paced and not at_once
     elif num_requests is not None:
         f = _run(s, f, steady, input_tokens, output_tokens, c, running, continuous, cached_tokens, num_requests,
-                 length_spread, warm_requests)
+                 length_spread, warm_requests, prompt_spread)
     duration = f.get("duration_s", f["cycle_s"])  # the time over which c requests complete (a run: all of them)
     count = num_requests or c
 
@@ -333,7 +341,9 @@ def request_profile(s: Setup, input_tokens: int, output_tokens: int, concurrency
     if num_requests is not None:
         scheduling += (f"; a run of {num_requests:,} requests, {c:,} at a time (the first {c:,} sent together, the "
                        f"last leaving one by one; output lengths {output_tokens:,} "
-                       + (f"+/- {length_spread:.0%}" if length_spread else "each") + "): means over the run")
+                       + (f"+/- {length_spread:.0%}" if length_spread else "each")
+                       + (f", prompts {input_tokens:,} +/- {prompt_spread:.0%}" if prompt_spread else "")
+                       + "): means over the run")
     if cached_tokens:
         scheduling += (f"; each prompt's first {cached_tokens:,} tokens found in the prefix cache, their prefill "
                        "skipped" + (f" (the run's first {warm_requests:,} found whole)" if warm_requests else ""))

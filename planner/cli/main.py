@@ -112,6 +112,9 @@ class ConcurrencyType(click.ParamType):
 @click.option("--length-spread", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="...its output lengths spread evenly over the mean x [1 - spread, 1 + spread] (1: "
                    "sglang.bench_serving's random lengths at its default range ratio).")
+@click.option("--prompt-spread", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="...its prompt lengths spread the same way about --input-tokens (a client's random range ratio "
+                   "spreads both): each request's first token as much later or sooner as its own prefill.")
 @click.option("--warm-requests", type=int, default=0, show_default=True,
               help="...its first this many prompts already in the engine's prefix cache (an earlier run with the "
                    "same seed sent them).")

@@ -319,6 +319,10 @@ class ProfileRequest(Frozen):
     length_spread: float = Field(0.0, ge=0.0, le=1.0, description="...its output lengths spread evenly over mean x "
                                  "[1 - spread, 1 + spread] (1: from one token to twice the mean, sglang.bench_serving's "
                                  "random lengths at its default range ratio; 0: all alike)")
+    prompt_spread: float = Field(0.0, ge=0.0, le=1.0, description="...its prompt lengths spread the same way about "
+                                 "input_tokens, drawn apart from the output lengths (sglang.bench_serving's and vllm "
+                                 "bench serve's random range ratio spreads both): each request's first token comes as "
+                                 "much later or sooner as its own prefill takes longer or shorter (0: all alike)")
     warm_requests: int = Field(0, ge=0, description="...its first this many prompts already in the engine's prefix "
                                                   "cache (an earlier run sent them: a client drawing its prompts from "
                                                   "one seed sends the same ones every run)")

@@ -174,3 +174,32 @@ def test_the_median_request_waits_less_than_the_first_wave_makes_the_mean():
     assert run.ttft_median_ms < 0.8 * run.ttft_ms
     steady = requests(concurrency=64, input_tokens=4000, output_tokens=500)
     assert steady.ttft_median_ms == pytest.approx(steady.ttft_ms)
+
+
+def test_a_request_with_a_longer_prompt_has_its_first_token_later_by_its_own_prefill():
+    steady = {"ttft_s": 1.0, "itl_s": 0.1, "queue_s": 0.0}
+    lengths = [10] * 8
+    alike = finite_run([1.0, 2.0], 0.0, steady, None, lambda k: 0.1, 8, 2, lengths)
+    own = [0.5, -0.5, 0.0, 0.0, 0.25, 0.0, -0.25, 0.0]
+    spread = finite_run([1.0, 2.0], 0.0, steady, None, lambda k: 0.1, 8, 2, lengths, own_prefill_s=own)
+    assert spread["ttfts"] == pytest.approx([t + o for t, o in zip(alike["ttfts"], own)])
+
+
+def test_spread_prompts_move_the_median_request_not_the_run():
+    """bench_serving's random range ratio spreads the prompts as it does the outputs: at one request at a time each
+    request's TTFT is its own prompt's prefill, so the TTFTs spread about the mean prompt's (some requests miss an SLO
+    that every alike one meets) while the run's tokens and its mean TTFT (prefill about linear in the prompt) stay
+    close; the warm-up's prompt, found whole, then pulls the median request below the mean one."""
+    kw = {"concurrency": 1, "num_requests": 10, "length_spread": 1.0, "input_tokens": 4000, "output_tokens": 500}
+    alike, spread = requests(**kw), requests(**kw, prompt_spread=1.0)
+    assert spread.ttft_ms == pytest.approx(alike.ttft_ms, rel=0.1)
+    assert spread.output_tokens_per_s == pytest.approx(alike.output_tokens_per_s, rel=0.05)
+    slo = {"ttft_slo_ms": alike.ttft_ms * 1.05}
+    assert requests(**kw, **slo).meets_slo and not requests(**kw, **slo, prompt_spread=1.0).meets_slo
+    warm_alike, warm_spread = requests(**kw, warm_requests=1), requests(**kw, warm_requests=1, prompt_spread=1.0)
+    assert warm_spread.ttft_median_ms < warm_alike.ttft_median_ms - 3  # ms: of a 4,000-token prefill's ~60
+    assert "prompts 4,000 +/- 100%" in spread.scheduling
+    with pytest.raises(RequestError, match="--prompt-spread describes a run of requests"):
+        requests(concurrency=4, input_tokens=4000, prompt_spread=0.5)
+    # alike requests all in one wave are a burst; spread prompts are not
+    assert requests(concurrency=4, num_requests=4, prompt_spread=0.5).at_once is False
