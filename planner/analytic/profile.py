@@ -137,6 +137,7 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
                           ("--at-once", request.at_once or None), ("--in-process", request.in_process or None),
                           ("--num-requests", request.num_requests), ("--length-spread", request.length_spread or None),
                           ("--prompt-spread", request.prompt_spread or None),
+                          ("--cached-tokens", request.cached_tokens or None),
                           ("--slo-ttft-ms", request.ttft_slo_ms), ("--slo-itl-ms", request.itl_slo_ms)):
         if value is not None and request.input_tokens is None:
             raise RequestError(f"{option} is for request-level figures: give --input-tokens and --output-tokens too")
@@ -150,19 +151,13 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
                           ("--warm-requests", request.warm_requests)):
         if value and request.num_requests is None:
             raise RequestError(f"{option} describes a run of requests: give --num-requests too")
-    if request.warm_requests and request.engine != GENERIC_SERVING and \
-            "prefix-caching" not in engine_defaults(request.engine):
-        raise RequestError(f"--warm-requests: {request.engine} keeps no prefix cache by default, so no earlier run's "
-                           "prompt is found in one")
-    if request.cached_tokens and request.input_tokens is None:
-        raise RequestError("--cached-tokens is for request-level figures: give --input-tokens and --output-tokens too")
+    for option, value in (("--warm-requests", request.warm_requests), ("--cached-tokens", request.cached_tokens)):
+        if value and request.engine != GENERIC_SERVING and "prefix-caching" not in engine_defaults(request.engine):
+            raise RequestError(f"{option}: {request.engine} keeps no prefix cache by default, so no prompt is found "
+                               "in one")
     if request.cached_tokens and request.cached_tokens >= request.input_tokens:
         raise RequestError(f"--cached-tokens {request.cached_tokens:,} leaves nothing of the {request.input_tokens:,}-"
                            "token prompt to compute: at least its last token is (give fewer)")
-    if request.cached_tokens and request.engine != GENERIC_SERVING and \
-            "prefix-caching" not in engine_defaults(request.engine):
-        raise RequestError(f"--cached-tokens: {request.engine} keeps no prefix cache by default, so no prompt's "
-                           "prefix is found in one")
     if request.num_requests is not None and request.warm_requests > request.num_requests:
         raise RequestError(f"--warm-requests {request.warm_requests:,} is more than the run's {request.num_requests:,}")
     if request.input_tokens and request.input_tokens + request.output_tokens > spec.max_position_embeddings:
