@@ -43,6 +43,7 @@ from ..schema import (
 )
 from .accuracy import accuracy_bands, architecture_kind
 from .efficiency import prefill_chunk_tokens, weight_kernel_refusal
+from .finite_run import run_lengths
 from .gguf import gguf_file_type
 from .kvcache import elements_per_token, kv_cache_elements, kv_groups, layout_for_runtime, state_elements
 from .memory import (
@@ -163,6 +164,14 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
     if request.input_tokens and request.input_tokens + request.output_tokens > spec.max_position_embeddings:
         raise RequestError(f"requests of {request.input_tokens} + {request.output_tokens} tokens exceed {spec.name}'s "
                            f"maximum of {spec.max_position_embeddings} tokens (max_position_embeddings)")
+    if request.num_requests and (request.prompt_spread or request.length_spread):
+        # a run's spread lengths reach about twice their means: its longest prompt and reply must fit too
+        longest = (max(run_lengths(request.num_requests, request.input_tokens, request.prompt_spread))
+                   + max(run_lengths(request.num_requests, request.output_tokens, request.length_spread)))
+        if longest > spec.max_position_embeddings:
+            raise RequestError(f"the run's longest prompt and reply, {longest:,} tokens with their lengths spread, "
+                               f"exceed {spec.name}'s maximum of {spec.max_position_embeddings:,} tokens "
+                               "(max_position_embeddings): give shorter means or a narrower spread")
     if request.prompt_tokens is not None and request.prompt_tokens > request.context:
         raise RequestError(f"prompt of {request.prompt_tokens} tokens is longer than the context ({request.context})")
     pp, adp, ep = request.pipeline_parallel, request.attention_data_parallel, request.expert_parallel

@@ -226,7 +226,8 @@ def _run(s: Setup, served_c: dict, steady: dict, input_tokens: int, output_token
     """A run of `n` requests, `c` at a time (`finite_run`): its first wave a burst, its first `warm` prompts (found in
     the prefix cache) let in and prefilled first and the others queued behind them; the rest at the steady figures of
     their kind (`served_c`: the fresh ones'), each fresh prompt's first token later or sooner by how much longer its
-    own prefill takes than the mean prompt's (`prompt_spread`)."""
+    own prefill takes than the mean prompt's (`prompt_spread`): each taken as a lone prefill, whole, not in the chunks
+    it shares loaded steps in (an approximation)."""
     latency = s.first_token_latency_s
     warm_steady = warm_served = None
     if warm:

@@ -82,6 +82,16 @@ def test_the_seed_reproduces_the_cookbook_runs():
     assert cache[runs[2]]["cached_tokens"] == int(sum(min(a, b) for a, b in zip(long[1:], short[1:])) / 9)
 
 
+def test_prompts_no_earlier_run_sent_find_nothing_cached():
+    """An 8K run of more prompts than the 1K runs sent: its prompts past theirs share no prefix, and count as such in
+    the mean."""
+    prompts = load_script("benchmarks/bench_serving_prompts.py")
+    runs = [(1000, 1000, 10, 1), (8000, 1000, 80, 16)]
+    long, short = prompts.random_lengths(8000, 1, 80)[0], prompts.random_lengths(1000, 1, 10)[0]
+    shared = sum(min(a, b) for a, b in zip(long[1:10], short[1:10]))
+    assert prompts.run_cache(runs)[runs[1]]["cached_tokens"] == int(shared / 79)
+
+
 def test_the_cookbook_points_carry_the_derived_cache():
     prompts = load_script("benchmarks/bench_serving_prompts.py")
     pages = sorted(prompts.PUBLISHED.glob("sglang-cookbook-*.yaml"))

@@ -201,5 +201,10 @@ def test_spread_prompts_move_the_median_request_not_the_run():
     assert "prompts 4,000 +/- 100%" in spread.scheduling
     with pytest.raises(RequestError, match="--prompt-spread describes a run of requests"):
         requests(concurrency=4, input_tokens=4000, prompt_spread=0.5)
-    # alike requests all in one wave are a burst; spread prompts are not
-    assert requests(concurrency=4, num_requests=4, prompt_spread=0.5).at_once is False
+    # alike requests all in one wave are a burst; spread prompts are not (a burst would not see their spread)
+    wave, spread_wave = requests(concurrency=4, num_requests=4), requests(concurrency=4, num_requests=4, prompt_spread=1)
+    assert spread_wave.ttft_median_ms != pytest.approx(wave.ttft_median_ms, rel=1e-3)
+    # the longest spread prompt and reply must fit the model's context, not only the means
+    with pytest.raises(RequestError, match="longest prompt and reply"):
+        requests(model="llama-3.1-8b", hardware="h100-sxm", num_devices=1, tensor_parallel=1, engine="vllm",
+                 concurrency=1, num_requests=10, input_tokens=100_000, output_tokens=500, prompt_spread=1.0)
