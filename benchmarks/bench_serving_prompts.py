@@ -81,11 +81,10 @@ def run_cache(runs: list[tuple[int, int, int, int]]) -> dict[tuple[int, int, int
         input_len, output_len, n, _ = run
         inputs, outputs = random_lengths(input_len, output_len, n)
         warm = min(max(sent.get(input_len, 0), 1), n)  # the warm-up sends the first prompt before the run
-        prefixes = []
-        for i in range(warm, n):
-            shared = [min(random_lengths(other, 1, count)[0][i], inputs[i])
-                      for other, count in sent.items() if other != input_len and i < count]
-            prefixes.append(max(shared, default=0))
+        # the prompts the earlier runs at other input lengths sent, by length: the i-th shares min(its, ours)
+        earlier = [random_lengths(other, 1, count)[0] for other, count in sent.items() if other != input_len]
+        prefixes = [max((min(lengths[i], inputs[i]) for lengths in earlier if i < len(lengths)), default=0)
+                    for i in range(warm, n)]
         out[run] = {"input_tokens": int(inputs.sum()), "output_tokens": int(outputs.sum()), "warm": warm,
                     "cached_tokens": int(sum(prefixes) / len(prefixes)) if prefixes else 0,
                     "cached_share": sum(prefixes) / max(int(inputs[warm:].sum()), 1)}
