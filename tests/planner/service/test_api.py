@@ -39,6 +39,14 @@ def test_advise_and_profile_return_what_the_library_returns_for_the_same_request
     request = {"model": "llama-3.1-8b", "hardware": "l4", "context": 8192, "batch": 4}
     response = client.post("/v1/profile", json=request)
     assert response.json() == json.loads(profile(ProfileRequest(**request)).model_dump_json())
+    # a benchmark run with spread prompts whose prefixes are in the prefix cache: the same fields as the CLI's
+    run = {"model": "llama-3.1-8b", "hardware": "l4", "engine": "vllm", "input_tokens": 2000, "output_tokens": 200,
+           "concurrency": 4, "num_requests": 16, "length_spread": 1.0, "prompt_spread": 1.0, "warm_requests": 1,
+           "cached_tokens": 500}
+    response = client.post("/v1/profile", json=run)
+    assert response.status_code == 200
+    assert response.json() == json.loads(profile(ProfileRequest(**run)).model_dump_json())
+    assert "first 500 tokens found in the prefix cache" in response.json()["requests"]["scheduling"]
 
 
 def test_repeated_advice_is_served_from_the_cache(client):
