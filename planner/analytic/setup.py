@@ -264,6 +264,16 @@ def attention_flop_efficiency(hw: HardwareSpec, eff: EfficiencyFactors, compute:
     return min(eff.flop_efficiency * default_flop_efficiency(hw, attend) / default_flop_efficiency(hw, compute), 1.0)
 
 
+def at_engine_share(eff: EfficiencyFactors, engine: str | None, hw: HardwareSpec) -> EfficiencyFactors:
+    """Documented efficiencies at the share of their compute rate the engine's steps reach on the device
+    (`engines.engine_flop_share`; unchanged where it is 1)."""
+    if (share := engine_flop_share(engine, hw)) == 1.0:
+        return eff
+    return eff.model_copy(update={"flop_efficiency": eff.flop_efficiency * share,
+                                  "source": f"{eff.source} Compute at {share:g} of that: {engine}'s profile "
+                                            "(flop_share)."})
+
+
 def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_size: int | None = None,
                 activations: str | None = None, kv_dtype: str | None = None, tp: int = 1, pp: int = 1, ep: int = 1,
                 attention_dp: int = 1,
@@ -306,10 +316,7 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         moe = engine_moe_flop_share(engine, hw)
         if moe is not None and spec.moe is not None:
             expert_efficiency = min(eff.flop_efficiency * moe, 1.0)
-        if (share := engine_flop_share(engine, hw)) != 1.0:
-            eff = eff.model_copy(update={"flop_efficiency": eff.flop_efficiency * share,
-                                         "source": f"{eff.source} Compute at {share:g} of that: {engine}'s profile "
-                                                   f"(flop_share)."})
+        eff = at_engine_share(eff, engine, hw)
     # a MoE layer's and a latent-attention layer's fixed costs apply to the models that have such layers; the JSON of
     # the others does not carry them
     if (eff.moe_layer_overhead_s and not spec.moe) or (eff.mla_layer_overhead_s and not spec.mla):

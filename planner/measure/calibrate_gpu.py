@@ -38,12 +38,11 @@ def kernel_seconds(all_samples: list[dict], hw, dtype: str) -> list[float]:
     """Each sample's kernel time on `hw`: the roofline at the device's default efficiencies, at the share of their
     compute rate the transformers engine reaches there (as `profile` predicts it), no fixed costs."""
     from ..analytic.efficiency import default_efficiency
+    from ..analytic.setup import at_engine_share
     from ..analytic.steps import decode_step, prefill_step
-    from ..catalog.engines import engine_flop_share
 
-    eff = default_efficiency(hw, dtype, dtype, "transformers")
-    eff = eff.model_copy(update={"step_overhead_s": 0.0, "layer_overhead_s": 0.0, "host_overlap": False,
-                                 "flop_efficiency": eff.flop_efficiency * engine_flop_share("transformers", hw)})
+    eff = at_engine_share(default_efficiency(hw, dtype, dtype, "transformers"), "transformers", hw).model_copy(
+        update={"step_overhead_s": 0.0, "layer_overhead_s": 0.0, "host_overlap": False})
     setups, out = {}, []
     for s in all_samples:
         if s["model"] not in setups:
