@@ -1,6 +1,6 @@
 """The fits of issue 14's validation set that concern a MoE model's layers (`python benchmarks/bench_published.py
 --fit-moe-overheads | --fit-backend-layers | --fit-expert-bandwidth`): the serving runtime's fixed kernel time per
-MoE and latent-attention layer, ROCm's multiple of it, and the share of the weights' bandwidth the routed experts are
+MoE and latent-attention layer, ROCm's multiple of it with SGLang's experts' compute share there, and the share of the weights' bandwidth the routed experts are
 read at. Each searches on two thirds of the published points and reports the errors on both parts, the fixed third
 held out (`published_points.held_out`); a fit tries its candidates on the loaded tables in place and leaves them as it
 found them."""
@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from optiplan import profiles  # noqa: E402
-from optiplan.planner.catalog.engines import engine_runtime  # noqa: E402
+from optiplan.planner.catalog.engines import engine_runtime, engine_table  # noqa: E402
 from optiplan.planner.catalog.hardware import resolve_hardware  # noqa: E402
 from published_points import (  # noqa: E402
     best_fit,
@@ -66,32 +66,52 @@ def fit_moe_overheads(points: list[dict]) -> dict:
 # how many times the CUDA GPUs' fixed kernel time per MoE and per latent-attention layer a backend's kernels take
 BACKEND_LAYER_GRID = tuple(1 + 0.5 * i for i in range(9))
 LAYER_COSTS = ("moe_layer_overhead_s", "mla_layer_overhead_s")
+# the share of the device's documented compute rate SGLang's grouped GEMM over the routed experts reaches on a backend
+# (None: the dense layers' share)
+BACKEND_MOE_SHARE_GRID = (None, *(round(0.06 + 0.02 * i, 2) for i in range(13)))
+BACKEND_MOE_ENGINE = "sglang"  # the engine whose points on the backend the experts' share is fitted on
+
+
+def backend_moe_rule(backend: str) -> dict:
+    """SGLang's `device_defaults` rule for the backend's GPUs that sets its experts' share (`moe_flop_share`)."""
+    return next(r for r in engine_table()[BACKEND_MOE_ENGINE]["device_defaults"]
+                if r["when"].get("backend") == backend and "moe_flop_share" in r)
 
 
 def fit_backend_layer_costs(points: list[dict], backend: str = "rocm") -> dict:
-    """The serving runtime's fixed kernel time per MoE layer and per latent-attention layer on one GPU backend, as one
+    """On one GPU backend, the serving runtime's fixed kernel time per MoE layer and per latent-attention layer as one
     multiple of the CUDA GPUs' (every ROCm MoE model in the set is DeepSeek's, with both in every layer: the points do
-    not tell the two apart), minimising the median, then the p90, error of the serving engines' points in the fitted
-    two thirds; errors on both parts, on all of them and on the backend's MoE points, for the GPUs' costs, the
-    documented multiple and the fitted one."""
+    not tell the two apart), searched together with the share of the device's compute rate SGLang's grouped GEMM over
+    the routed experts reaches there (a step's fixed costs set decode at a few sequences, the experts' rate a long
+    prompt's prefill), minimising the median, then the p90, error of the backend's MoE points in the fitted two
+    thirds; errors on both parts, on them and on all the serving points, for the GPUs' costs at the dense layers'
+    share, the documented pair, the documented multiple at the dense layers' share and the fitted pair."""
     points = serving_points(points)
     own = [p for p in points if resolve_hardware(p["hardware"]).features.backend == backend and point_kind(p) == "moe"]
     table = profiles.efficiency_table()["runtimes"]["serving"]
     gpu = table["gpu"]
-    documented = table.get(backend, {}).get(LAYER_COSTS[0], gpu[LAYER_COSTS[0]]) / gpu[LAYER_COSTS[0]]
+    rule = backend_moe_rule(backend)
+    documented = (round(table.get(backend, {}).get(LAYER_COSTS[0], gpu[LAYER_COSTS[0]]) / gpu[LAYER_COSTS[0]], 2),
+                  rule["moe_flop_share"])
 
-    def errors(k, part, among=points):
-        with table_overrides(table, {backend: {key: gpu[key] * k for key in LAYER_COSTS}}):
+    def errors(x, part, among=own):
+        with table_overrides(table, {backend: {key: gpu[key] * x[0] for key in LAYER_COSTS}}), \
+                table_overrides(rule, {"moe_flop_share": x[1]}):
             return part_errors(among, part)
 
-    best = best_fit(list(BACKEND_LAYER_GRID), errors, lambda k: abs(k - documented))
-    report = {name: {part: rounded_stats(errors(k, part)) for part in ("fitted", "held-out")}
-              | {f"{backend} moe {part}": rounded_stats(errors(k, part, own)) for part in ("fitted", "held-out")}
-              | {"multiple": k}
-              for name, k in (("gpu", 1.0), ("documented", round(documented, 2)), ("fitted", best))}
+    print(f"searching {len(BACKEND_LAYER_GRID) * len(BACKEND_MOE_SHARE_GRID)} candidates on {len(own)} points",
+          file=sys.stderr, flush=True)
+    best = best_fit(list(itertools.product(BACKEND_LAYER_GRID, BACKEND_MOE_SHARE_GRID)), errors,
+                    lambda x: (abs(x[0] - documented[0]), abs((x[1] or 1.0) - documented[1])))
+    report = {name: {part: rounded_stats(errors(x, part)) for part in ("fitted", "held-out")}
+              | {f"all {part}": rounded_stats(errors(x, part, points)) for part in ("fitted", "held-out")}
+              | {"multiple": x[0], "moe_flop_share": x[1]}
+              for name, x in (("gpu", (1.0, None)), ("documented", documented), ("multiple", (documented[0], None)),
+                              ("fitted", best))}
     for name, r in report.items():
-        print(f"{name:10s} {backend} MoE and MLA layers x{r['multiple']:g} the GPUs': "
-              + parts_text(r, ("fitted", "held-out", f"{backend} moe fitted", f"{backend} moe held-out")))
+        share = "the dense layers'" if r["moe_flop_share"] is None else f"{r['moe_flop_share']:.2f}"
+        print(f"{name:10s} {backend} MoE and MLA layers x{r['multiple']:g} the GPUs', {BACKEND_MOE_ENGINE}'s experts at "
+              f"{share} share: {backend} MoE " + parts_text(r, ("fitted", "held-out", "all fitted", "all held-out")))
     return report
 
 

@@ -69,7 +69,7 @@ def _device_fact(engine: str | None, hw: HardwareSpec, key: str, devices: int = 
     """A default the engine sets by the device: the first of its profile's `device_defaults` rules that `hw` matches
     and that sets `key` (`when`: its kind, at least `min_memory_gib`, a name or id containing one of `named` and none
     of `not_named`, case aside, as vLLM reads the device name: its larger budgets on GPUs of 70 GiB and more that are
-    not A100s; a CUDA compute capability below `below_compute_capability`), times the `devices` of the deployment
+    not A100s; a CUDA compute capability below `below_compute_capability`; the device `backend`, rocm or cuda), times the `devices` of the deployment
     where the rule says `per_device` (vLLM on CPUs), else the profile's value."""
     ident = f"{hw.id} {hw.name}".lower()
     for rule in _fact(engine, "device_defaults") or []:
@@ -78,6 +78,7 @@ def _device_fact(engine: str | None, hw: HardwareSpec, key: str, devices: int = 
                 and hw.memory_bytes >= when.get("min_memory_gib", 0) * 2**30 \
                 and (not when.get("named") or any(n in ident for n in when["named"])) \
                 and not any(n in ident for n in when.get("not_named", [])) \
+                and when.get("backend", hw.features.backend) == hw.features.backend \
                 and below_compute_capability(hw, when.get("below_compute_capability")):
             return rule[key] * (devices if rule.get("per_device") else 1)
     return _fact(engine, key)

@@ -548,6 +548,31 @@ def test_a_moe_models_experts_run_the_engines_grouped_gemm_at_its_own_share():
     assert slow > 2 * prefill_step(without, 1, 8192).compute_s / prefill_step(trt, 1, 8192).compute_s
 
 
+def test_on_amd_gpus_sglangs_routed_experts_run_at_their_own_share():
+    """SGLang's routed experts on ROCm (its device rule for the backend: the cookbook's DeepSeek-V3.1 on MI300X and
+    InferenceX's DeepSeek-R1 on MI325X, whose long prompts prefill at about 0.08 ms a token) reach a small share of
+    the device's rate; the rule matches by backend, not by name, so a CUDA GPU keeps its own and vLLM, with no ROCm
+    MoE point behind it, keeps the dense layers' share there."""
+    from optiplan.planner.analytic.setup import build_setup
+    from optiplan.planner.analytic.steps import prefill_step
+    from optiplan.planner.catalog.engines import engine_moe_flop_share
+    from optiplan.planner.catalog.hardware import resolve_hardware
+    from optiplan.planner.catalog.models import resolve_model
+
+    mi300x, mi325x = resolve_hardware("mi300x"), resolve_hardware("mi325x")
+    assert engine_moe_flop_share("sglang", mi300x) == engine_moe_flop_share("sglang", mi325x) == 0.08
+    assert engine_moe_flop_share("vllm", mi300x) is None
+    assert engine_moe_flop_share("sglang", resolve_hardware("h200-sxm")) is None
+    assert engine_moe_flop_share("sglang", resolve_hardware("a100-80gb-sxm")) == 0.22  # the CUDA rule before it
+    spec = resolve_model("deepseek-v3")
+    ours, vllm = (build_setup(spec, mi300x, weight_dtype="fp8", runtime="serving", engine=e, tp=8)
+                  for e in ("sglang", "vllm"))
+    assert ours.eff.flop_efficiency == pytest.approx(vllm.eff.flop_efficiency)  # the dense layers alike
+    assert ours.expert_flop_efficiency == pytest.approx(0.08 / 0.48 * ours.eff.flop_efficiency)
+    # a 4,096-token prompt's compute takes several times longer
+    assert prefill_step(ours, 1, 4096).compute_s > 3 * prefill_step(vllm, 1, 4096).compute_s
+
+
 def test_vllm_reads_fp8_weights_weight_only_where_the_gpu_has_no_fp8_rate():
     """On an A100 vLLM runs an FP8 checkpoint through FP8 Marlin (W8A16): the weights stay 8-bit in memory and on
     the wire, the matmuls run at the 16-bit rate; an engine without that path is refused with the engines that have
