@@ -317,6 +317,9 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         if moe is not None and spec.moe is not None:
             expert_efficiency = min(eff.flop_efficiency * moe, 1.0)
         eff = at_engine_share(eff, engine, hw)
+        if expert_efficiency is not None:
+            eff = eff.model_copy(update={"source": f"{eff.source} Routed experts at {moe:g} of the documented rate: "
+                                                   f"{engine}'s grouped MoE GEMM (its profile's moe_flop_share)."})
     # a MoE layer's and a latent-attention layer's fixed costs apply to the models that have such layers; the JSON of
     # the others does not carry them
     if (eff.moe_layer_overhead_s and not spec.moe) or (eff.mla_layer_overhead_s and not spec.mla):

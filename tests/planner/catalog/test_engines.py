@@ -571,6 +571,18 @@ def test_on_amd_gpus_sglangs_routed_experts_run_at_their_own_share():
     assert ours.expert_flop_efficiency == pytest.approx(0.08 / 0.48 * ours.eff.flop_efficiency)
     # a 4,096-token prompt's compute takes several times longer
     assert prefill_step(ours, 1, 4096).compute_s > 3 * prefill_step(vllm, 1, 4096).compute_s
+    # the report shows the experts' share and where it comes from; a GPU without the rule shows none
+    from optiplan.planner.analytic.profile import profile
+    from optiplan.planner.schema import ProfileRequest
+
+    def efficiency(hardware):
+        return profile(ProfileRequest(model="deepseek-v3", hardware=hardware, num_devices=8, dtype="fp8",
+                                      engine="sglang")).model_dump(mode="json")["efficiency"]
+
+    shown = efficiency("mi300x")
+    assert shown["expert_flop_efficiency"] == pytest.approx(ours.expert_flop_efficiency)
+    assert "moe_flop_share" in shown["source"]
+    assert "expert_flop_efficiency" not in efficiency("h200-sxm")
 
 
 def test_vllm_reads_fp8_weights_weight_only_where_the_gpu_has_no_fp8_rate():
