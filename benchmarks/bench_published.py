@@ -115,7 +115,7 @@ def main() -> None:
     parser.add_argument("--fit-backend-layers", nargs="?", const="rocm", default=None, choices=("rocm",),
                         help="fit the serving runtime's fixed kernel time per MoE and latent-attention layer on a GPU "
                              "backend (rocm) as a multiple of the CUDA GPUs', with SGLang's routed experts' compute "
-                             "share there, on two thirds of the backend's MoE points (minutes)")
+                             "share there, on two thirds of the backend's MoE points (about a minute)")
     parser.add_argument("--fit-expert-bandwidth", action="store_true",
                         help="fit the share of the weights' bandwidth the serving engines' grouped MoE GEMM reads "
                              "the routed experts at, on two thirds of their MoE points")

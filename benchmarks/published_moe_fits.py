@@ -1,9 +1,9 @@
 """The fits of issue 14's validation set that concern a MoE model's layers (`python benchmarks/bench_published.py
 --fit-moe-overheads | --fit-backend-layers | --fit-expert-bandwidth`): the serving runtime's fixed kernel time per
-MoE and latent-attention layer, ROCm's multiple of it with SGLang's experts' compute share there, and the share of the weights' bandwidth the routed experts are
-read at. Each searches on two thirds of the published points and reports the errors on both parts, the fixed third
-held out (`published_points.held_out`); a fit tries its candidates on the loaded tables in place and leaves them as it
-found them."""
+MoE and latent-attention layer, ROCm's multiple of it with SGLang's routed experts' compute share there, and the
+share of the weights' bandwidth the routed experts are read at. Each searches on two thirds of the published points
+and reports the errors on both parts, the fixed third held out (`published_points.held_out`); a fit tries its
+candidates on the loaded tables in place and leaves them as it found them."""
 
 from __future__ import annotations
 
@@ -74,8 +74,12 @@ BACKEND_MOE_ENGINE = "sglang"  # the engine whose points on the backend the expe
 
 def backend_moe_rule(backend: str) -> dict:
     """SGLang's `device_defaults` rule for the backend's GPUs that sets its experts' share (`moe_flop_share`)."""
-    return next(r for r in engine_table()[BACKEND_MOE_ENGINE]["device_defaults"]
-                if r["when"].get("backend") == backend and "moe_flop_share" in r)
+    rule = next((r for r in engine_table()[BACKEND_MOE_ENGINE]["device_defaults"]
+                 if r["when"].get("backend") == backend and "moe_flop_share" in r), None)
+    if rule is None:
+        raise SystemExit(f"profiles/engines/{BACKEND_MOE_ENGINE}.yaml has no device rule for the {backend} backend "
+                         "with a moe_flop_share: add one (when: {kind: gpu, backend: ...}) for the fit to search")
+    return rule
 
 
 def fit_backend_layer_costs(points: list[dict], backend: str = "rocm") -> dict:

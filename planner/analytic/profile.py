@@ -366,10 +366,7 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
             tokens_per_s=batch / decode.time_s, prefill_tokens_per_s=batch * prompt / prefill.time_s, curve=curve,
             max_batch=largest_batch, max_context=max_context(s, batch),
         ),
-        # the routed experts' own share where the engine states one (a field of the report, not of the factors a
-        # caller passes in: build_setup sets it from the engine's profile)
-        efficiency=s.eff if s.expert_flop_efficiency is None else s.eff.model_copy(
-            update={"expert_flop_efficiency": s.expert_flop_efficiency}), fits=fit, warnings=warnings,
+        efficiency=s.eff, fits=fit, warnings=warnings,
         # in the engine's own process no HTTP server paces the requests or delays their first token
         requests=request_profile(replace(s, request_host_s=0.0, first_token_latency_s=0.0) if request.in_process
                                  else s, request.input_tokens, request.output_tokens, concurrency,

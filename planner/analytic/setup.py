@@ -307,7 +307,9 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
     if engine_kernel and weight_kernel_refusal(hw, engine_kernel, weight_dtype) is None:
         weight_kernel = engine_kernel  # below the kernel's device (Marlin before compute capability 8.0): defaults
     eff = efficiency or calibrated_efficiency(hw, runtime, weight_dtype, act)
-    expert_efficiency = None  # the routed experts' GEMM at the linear layers' share unless the engine states its own
+    # the routed experts' GEMM at the linear layers' share unless the factors (a caller's, or the engine's rule
+    # below) state their own
+    expert_efficiency = eff.expert_flop_efficiency if eff is not None and spec.moe is not None else None
     if eff is None:  # the documented defaults, at the share of their compute rate the engine reaches
         eff = default_efficiency(
             hw, weight_dtype, compute, runtime, kv_dtype or act, None if weight_kernel == "triton" else weight_kernel,
@@ -318,12 +320,16 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
             expert_efficiency = min(eff.flop_efficiency * moe, 1.0)
         eff = at_engine_share(eff, engine, hw)
         if expert_efficiency is not None:
-            eff = eff.model_copy(update={"source": f"{eff.source} Routed experts at {moe:g} of the documented rate: "
-                                                   f"{engine}'s grouped MoE GEMM (its profile's moe_flop_share)."})
-    # a MoE layer's and a latent-attention layer's fixed costs apply to the models that have such layers; the JSON of
-    # the others does not carry them
-    if (eff.moe_layer_overhead_s and not spec.moe) or (eff.mla_layer_overhead_s and not spec.mla):
+            eff = eff.model_copy(update={
+                "expert_flop_efficiency": expert_efficiency,
+                "source": f"{eff.source} Routed experts at {moe:g} of the documented rate: {engine}'s grouped MoE "
+                          "GEMM (its profile's moe_flop_share)."})
+    # a MoE layer's and a latent-attention layer's fixed costs, and the routed experts' share, apply to the models
+    # that have such layers; the JSON of the others does not carry them
+    if (eff.moe_layer_overhead_s or eff.expert_flop_efficiency) and not spec.moe or \
+            (eff.mla_layer_overhead_s and not spec.mla):
         eff = eff.model_copy(update={"moe_layer_overhead_s": eff.moe_layer_overhead_s if spec.moe else 0.0,
+                                     "expert_flop_efficiency": eff.expert_flop_efficiency if spec.moe else None,
                                      "mla_layer_overhead_s": eff.mla_layer_overhead_s if spec.mla else 0.0})
     measured = {}
     if "triton" in (attention, weight_kernel):

@@ -69,8 +69,8 @@ def _device_fact(engine: str | None, hw: HardwareSpec, key: str, devices: int = 
     """A default the engine sets by the device: the first of its profile's `device_defaults` rules that `hw` matches
     and that sets `key` (`when`: its kind, at least `min_memory_gib`, a name or id containing one of `named` and none
     of `not_named`, case aside, as vLLM reads the device name: its larger budgets on GPUs of 70 GiB and more that are
-    not A100s; a CUDA compute capability below `below_compute_capability`; the device `backend`, rocm or cuda), times the `devices` of the deployment
-    where the rule says `per_device` (vLLM on CPUs), else the profile's value."""
+    not A100s; a CUDA compute capability below `below_compute_capability`; the device's `backend`, rocm or cuda),
+    times the `devices` of the deployment where the rule says `per_device` (vLLM on CPUs), else the profile's value."""
     ident = f"{hw.id} {hw.name}".lower()
     for rule in _fact(engine, "device_defaults") or []:
         when = rule["when"]

@@ -236,8 +236,8 @@ class EfficiencyFactors(Frozen):
         "the share of the weights' bandwidth a MoE layer's routed experts are read at (the engine's grouped GEMM "
         "over a few rows per expert; 1: as the dense layers' weights)"))
     expert_flop_efficiency: float | None = Field(None, gt=0, le=1, exclude_if=lambda v: v is None, description=(
-        "the share of the peak the engine's grouped GEMM over a MoE model's routed experts reaches, where its "
-        "profile states one (moe_flop_share; None: flop_efficiency)"))
+        "the share of the peak the grouped GEMM over a MoE model's routed experts reaches (by default the engine's "
+        "profile's moe_flop_share, where it states one; None: flop_efficiency)"))
     weight_kernel_layer_s: float = Field(0.0, ge=0, exclude_if=lambda v: not v, description=(
         "device time per layer the weight kernel takes beyond its bytes (its dequantizing GEMVs' launches and "
         "ramps), part of the linear layers' time"))

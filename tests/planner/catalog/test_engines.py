@@ -550,9 +550,9 @@ def test_a_moe_models_experts_run_the_engines_grouped_gemm_at_its_own_share():
 
 def test_on_amd_gpus_sglangs_routed_experts_run_at_their_own_share():
     """SGLang's routed experts on ROCm (its device rule for the backend: the cookbook's DeepSeek-V3.1 on MI300X and
-    InferenceX's DeepSeek-R1 on MI325X, whose long prompts prefill at about 0.08 ms a token) reach a small share of
-    the device's rate; the rule matches by backend, not by name, so a CUDA GPU keeps its own and vLLM, with no ROCm
-    MoE point behind it, keeps the dense layers' share there."""
+    InferenceX's DeepSeek-R1 on MI325X, whose long prompts prefill far slower than the dense layers' rate gives)
+    reach a small share of the device's rate; the rule matches by backend, not by name, so a CUDA GPU keeps its own
+    and vLLM, with no ROCm MoE point behind it, keeps the dense layers' share there."""
     from optiplan.planner.analytic.setup import build_setup
     from optiplan.planner.analytic.steps import prefill_step
     from optiplan.planner.catalog.engines import engine_moe_flop_share
@@ -564,6 +564,10 @@ def test_on_amd_gpus_sglangs_routed_experts_run_at_their_own_share():
     assert engine_moe_flop_share("vllm", mi300x) is None
     assert engine_moe_flop_share("sglang", resolve_hardware("h200-sxm")) is None
     assert engine_moe_flop_share("sglang", resolve_hardware("a100-80gb-sxm")) == 0.22  # the CUDA rule before it
+    # by the backend, not the name: an MI300X by another name keeps it, a CUDA GPU named like one does not
+    assert engine_moe_flop_share("sglang", mi300x.model_copy(update={"id": "gfx942-box", "name": "Box"})) == 0.08
+    lookalike = resolve_hardware("h200-sxm").model_copy(update={"id": "mi300x-like", "name": "AMD MI300X lookalike"})
+    assert engine_moe_flop_share("sglang", lookalike) is None
     spec = resolve_model("deepseek-v3")
     ours, vllm = (build_setup(spec, mi300x, weight_dtype="fp8", runtime="serving", engine=e, tp=8)
                   for e in ("sglang", "vllm"))
@@ -583,6 +587,15 @@ def test_on_amd_gpus_sglangs_routed_experts_run_at_their_own_share():
     assert shown["expert_flop_efficiency"] == pytest.approx(ours.expert_flop_efficiency)
     assert "moe_flop_share" in shown["source"]
     assert "expert_flop_efficiency" not in efficiency("h200-sxm")
+    # factors passed back in are applied as shown (the experts' share with them), and a dense model drops it
+    request = ProfileRequest(model="deepseek-v3", hardware="mi300x", num_devices=8, dtype="fp8", engine="sglang",
+                             prompt_tokens=4096, context=4200)
+    first = profile(request)
+    again = profile(request, first.efficiency)
+    assert again.throughput.prefill_tokens_per_s == pytest.approx(first.throughput.prefill_tokens_per_s)
+    dense = profile(ProfileRequest(model="llama-3.1-8b", hardware="mi300x", dtype="bf16", engine="sglang"),
+                    first.efficiency)
+    assert dense.efficiency.expert_flop_efficiency is None
 
 
 def test_vllm_reads_fp8_weights_weight_only_where_the_gpu_has_no_fp8_rate():
