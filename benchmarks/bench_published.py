@@ -17,9 +17,10 @@ catalog cannot express (a model of an architecture it lacks, a GGUF format) are 
                                          [--fit-front-end [vllm|sglang]] [--fit-kernel KERNEL]
                                          [--fit-first-token [vllm|sglang|trtllm]] [--fit-moe-overheads]
                                          [--fit-backend-layers [rocm]] [--fit-expert-bandwidth]
+                                         [--fit-state-layers]
 
-The fits (benchmarks/published_fits.py, benchmarks/published_moe_fits.py for a MoE model's layers) search a group of
-factors on two thirds of the points and report the errors on both parts, a fixed third held out.
+The fits (benchmarks/published_fits.py, benchmarks/published_moe_fits.py for a MoE or hybrid model's layers) search
+a group of factors on two thirds of the points and report the errors on both parts, a fixed third held out.
 
 `--write-accuracy` stores the request view's errors by figure in profiles/accuracy.yaml: the bands reports show
 beside each predicted figure (`optiplan.planner.analytic.accuracy`).
@@ -116,6 +117,9 @@ def main() -> None:
                         help="fit the serving runtime's fixed kernel time per MoE and latent-attention layer on a GPU "
                              "backend (rocm) as a multiple of the CUDA GPUs', with SGLang's routed experts' compute "
                              "share there, on two thirds of the backend's MoE points (about a minute)")
+    parser.add_argument("--fit-state-layers", action="store_true",
+                        help="fit the serving runtime's fixed kernel time per state layer (linear attention, SSM) on "
+                             "two thirds of the serving engines' hybrid points")
     parser.add_argument("--fit-expert-bandwidth", action="store_true",
                         help="fit the share of the weights' bandwidth the serving engines' grouped MoE GEMM reads "
                              "the routed experts at, on two thirds of their MoE points")
@@ -143,6 +147,9 @@ def main() -> None:
         return
     if args.fit_moe_overheads:
         write_results("published_moe_overhead_fit", moe_fits.fit_moe_overheads(published_points()))
+        return
+    if args.fit_state_layers:
+        write_results("published_state_layer_fit", moe_fits.fit_state_layer_costs(published_points()))
         return
     if args.fit_expert_bandwidth:
         write_results("published_expert_bandwidth_fit", moe_fits.fit_expert_bandwidth(published_points()))

@@ -1,7 +1,8 @@
-"""The fits of issue 14's validation set that concern a MoE model's layers (`python benchmarks/bench_published.py
---fit-moe-overheads | --fit-backend-layers | --fit-expert-bandwidth`): the serving runtime's fixed kernel time per
-MoE and latent-attention layer, ROCm's multiple of it with SGLang's routed experts' compute share there, and the
-share of the weights' bandwidth the routed experts are read at. Each searches on two thirds of the published points
+"""The fits of issue 14's validation set that concern a MoE or hybrid model's own layers (`python
+benchmarks/bench_published.py --fit-moe-overheads | --fit-backend-layers | --fit-expert-bandwidth |
+--fit-state-layers`): the serving runtime's fixed kernel time per MoE and latent-attention layer, ROCm's multiple of
+it with SGLang's routed experts' compute share there, the share of the weights' bandwidth the routed experts are read
+at, and the fixed kernel time per state layer. Each searches on two thirds of the published points
 and reports the errors on both parts, the fixed third held out (`published_points.held_out`); a fit tries its
 candidates on the loaded tables in place and leaves them as it found them."""
 
@@ -144,5 +145,34 @@ def fit_expert_bandwidth(points: list[dict]) -> dict:
               for name, x in (("dense", 1.0), ("documented", documented), ("fitted", best))}
     for name, r in report.items():
         print(f"{name:10s} routed experts at {r['expert_bandwidth_ratio']:.2f} of the weights' share: MoE "
+              + parts_text(r, ("fitted", "held-out", "all fitted", "all held-out")))
+    return report
+
+
+# the fixed kernel time a state layer adds to a serving step: 0-100 us by 5
+STATE_LAYER_GRID = tuple(round(i * 5e-6, 6) for i in range(21))
+
+
+def fit_state_layer_costs(points: list[dict]) -> dict:
+    """The serving runtime's fixed kernel time per state layer (a linear attention's convolution update, gating and
+    recurrent state update beside its projections), minimising the median, then the p90, error of the serving
+    engines' hybrid points in the fitted two thirds (a model without state layers does not move); errors on both
+    parts, on them and on all the serving points, without it, with the documented one and with the fitted one."""
+    points = serving_points(points)
+    hybrid = [p for p in points if point_kind(p) == "hybrid"]
+    costs = profiles.efficiency_table()["runtimes"]["serving"]["gpu"]
+    documented = costs.get("state_layer_overhead_s", 0.0)
+
+    def errors(x, part, among=hybrid):
+        with table_overrides(costs, {"state_layer_overhead_s": x}):
+            return part_errors(among, part)
+
+    best = best_fit(list(STATE_LAYER_GRID), errors, lambda x: abs(x - documented))
+    report = {name: {part: rounded_stats(errors(x, part)) for part in ("fitted", "held-out")}
+              | {f"all {part}": rounded_stats(errors(x, part, points)) for part in ("fitted", "held-out")}
+              | {"state_layer_overhead_s": x}
+              for name, x in (("none", 0.0), ("documented", documented), ("fitted", best))}
+    for name, r in report.items():
+        print(f"{name:10s} state layer {r['state_layer_overhead_s'] * 1e6:3.0f} us: hybrid "
               + parts_text(r, ("fitted", "held-out", "all fitted", "all held-out")))
     return report

@@ -324,13 +324,15 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
                 "expert_flop_efficiency": expert_efficiency,
                 "source": f"{eff.source} Routed experts at {moe:g} of the documented rate: {engine}'s grouped MoE "
                           "GEMM (its profile's moe_flop_share)."})
-    # a MoE layer's and a latent-attention layer's fixed costs, and the routed experts' share, apply to the models
-    # that have such layers; the JSON of the others does not carry them
+    # a MoE layer's, a latent-attention layer's and a state layer's fixed costs, and the routed experts' share, apply
+    # to the models that have such layers; the JSON of the others does not carry them
+    stateful = spec.state is not None and spec.state_layers > 0
     if (eff.moe_layer_overhead_s or eff.expert_flop_efficiency) and not spec.moe or \
-            (eff.mla_layer_overhead_s and not spec.mla):
+            (eff.mla_layer_overhead_s and not spec.mla) or (eff.state_layer_overhead_s and not stateful):
         eff = eff.model_copy(update={"moe_layer_overhead_s": eff.moe_layer_overhead_s if spec.moe else 0.0,
                                      "expert_flop_efficiency": eff.expert_flop_efficiency if spec.moe else None,
-                                     "mla_layer_overhead_s": eff.mla_layer_overhead_s if spec.mla else 0.0})
+                                     "mla_layer_overhead_s": eff.mla_layer_overhead_s if spec.mla else 0.0,
+                                     "state_layer_overhead_s": eff.state_layer_overhead_s if stateful else 0.0})
     measured = {}
     if "triton" in (attention, weight_kernel):
         shares = kernel_shares(hw.id)

@@ -297,12 +297,14 @@ def _comm_s(s: Setup, tokens: float, busy: float | None = None) -> float:
 
 
 def _overhead_s(s: Setup) -> float:
-    """A step's fixed costs: per step, per layer, and what a MoE layer's routed experts and a latent-attention layer
-    add to a layer's kernels (their kernels' fixed times at a small batch: a serving engine's runtime states them)."""
+    """A step's fixed costs: per step, per layer, and what a MoE layer's routed experts, a latent-attention layer and
+    a state layer add to a layer's kernels (their kernels' fixed times at a small batch: a serving engine's runtime
+    states them)."""
     e = s.eff
     mla_layers = s.spec.num_layers if s.spec.mla is not None else 0
+    state_layers = s.spec.state_layers if s.spec.state is not None else 0
     return (e.step_overhead_s + e.layer_overhead_s * s.spec.num_layers + e.moe_layer_overhead_s * s.counts.num_moe_layers
-            + e.mla_layer_overhead_s * mla_layers)
+            + e.mla_layer_overhead_s * mla_layers + e.state_layer_overhead_s * state_layers)
 
 
 def matmul_efficiency(eff, tokens: int) -> float:

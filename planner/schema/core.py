@@ -232,6 +232,9 @@ class EfficiencyFactors(Frozen):
         "fixed kernel time a MoE layer's routed experts add per forward pass (routing, alignment, grouped GEMMs)"))
     mla_layer_overhead_s: float = Field(0.0, ge=0, exclude_if=lambda v: not v, description=(
         "fixed kernel time multi-head latent attention adds per layer and forward pass beyond a GQA layer's"))
+    state_layer_overhead_s: float = Field(0.0, ge=0, exclude_if=lambda v: not v, description=(
+        "fixed kernel time a state layer (an SSM's scan, a linear attention's recurrent update, their convolution and "
+        "gating) adds per forward pass beyond its projections"))
     expert_bandwidth_ratio: float = Field(1.0, gt=0, le=1, exclude_if=lambda v: v == 1.0, description=(
         "the share of the weights' bandwidth a MoE layer's routed experts are read at (the engine's grouped GEMM "
         "over a few rows per expert; 1: as the dense layers' weights)"))
