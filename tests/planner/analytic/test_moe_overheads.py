@@ -100,6 +100,10 @@ def test_a_hybrid_step_carries_its_state_layers(monkeypatch):
     monkeypatch.setitem(COSTS, "state_layer_overhead_s", 0.0)
     assert hybrid - tpot("qwen3-next-80b-a3b") == pytest.approx(spec.state_layers * 15e-6 * 1e3, rel=1e-6)
     assert spec.state_layers == 36 and tpot("llama-3.1-70b") == dense
+    # the eager transformers runtime states no such cost: its per-layer launches stand for every layer's kernels
+    eager = tpot("qwen3-next-80b-a3b", engine="transformers", hardware="h200-sxm", num_devices=4)
+    monkeypatch.setitem(COSTS, "state_layer_overhead_s", 1e-3)
+    assert tpot("qwen3-next-80b-a3b", engine="transformers", hardware="h200-sxm", num_devices=4) == eager
     monkeypatch.setitem(COSTS, "state_layer_overhead_s", DOCUMENTED["state_layer_overhead_s"])
     shown = {m: profile(ProfileRequest(model=m, engine="sglang", hardware="b200", num_devices=8)).efficiency
              for m in ("qwen3-next-80b-a3b", "llama-3.1-70b")}
@@ -113,4 +117,4 @@ def test_qwen3_next_at_eight_in_flight_is_near_sglangs_held_out_run():
     assert load_script("benchmarks/published_points.py").held_out("sglang-pr10404-qwen3-next-4xh200-1000-2000-c8")
     r = profile(ProfileRequest(model="qwen3-next-80b-a3b", engine="sglang", hardware="h200-sxm", num_devices=4,
                                input_tokens=1000, output_tokens=2000, concurrency=8))
-    assert r.requests.output_tokens_per_s == pytest.approx(1137.94, rel=0.10)
+    assert r.requests.output_tokens_per_s == pytest.approx(1137.94, rel=0.05)  # 8% too fast without the cost

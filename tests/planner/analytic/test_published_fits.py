@@ -288,4 +288,7 @@ def test_a_state_layers_fixed_cost_is_the_one_the_hybrid_points_favour(moe_fits,
         if key_of(grid[j], "fitted") < key_of(documented, "fitted"):
             assert key_of(grid[j], "held-out") >= key_of(documented, "held-out"), grid[j]
     assert key_of(documented, "held-out")[0] < key_of(0.0, "held-out")[0] - 5
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert moe_fits.fit_state_layer_costs(published.published_points())["fitted"]["state_layer_overhead_s"] == \
+            documented  # the search's own optimum
     assert costs["state_layer_overhead_s"] == documented  # the table as it was
