@@ -132,6 +132,9 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
     if request.prefill_chunk_tokens and runtime != "serving":
         raise RequestError(f"--prefill-chunk sets a serving engine's step budget; {request.engine} prefills whole "
                            "prompts")
+    if request.max_running and runtime != "serving":
+        raise RequestError(f"--max-running sets a serving engine's running cap; {request.engine} runs the batch it is "
+                           "given (--batch)")
     if (request.input_tokens is None) != (request.output_tokens is None):
         raise RequestError("request-level figures need both --input-tokens and --output-tokens")
     for option, value in (("--concurrency", request.concurrency), ("--scheduling", request.scheduling),
@@ -247,7 +250,7 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
                        prefill_chunk_tokens=request.prefill_chunk_tokens
                        or engine_prefill_chunk(request.engine, prefill_chunk_tokens(runtime), hw, tp * pp),
                        efficiency=efficiency, weight_kernel=request.weight_kernel, engine=request.engine,
-                       gguf_type=gguf)
+                       gguf_type=gguf, max_running=request.max_running)
 
 
 def _curve_batches(batch: int, limit: int) -> list[int]:

@@ -281,7 +281,8 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
                 prefill_chunk_tokens: int | None = None, offload_fraction: float = 0.0,
                 efficiency: EfficiencyFactors | None = None, weight_kernel: str | None = None,
                 engine: str | None = None, speculative: str | None = None, mixed_prefill: bool | None = None,
-                gguf_type: str | None = None, running_from_batch: bool = False) -> Setup:
+                gguf_type: str | None = None, running_from_batch: bool = False,
+                max_running: int | None = None) -> Setup:
     """Resolve one configuration into the analytic model's inputs.
 
     `runtime` picks the fixed costs per step ("serving": an engine with CUDA graphs; "transformers": eager
@@ -295,7 +296,9 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
     default (None) is not what runs (SGLang's --enable-mixed-chunk). `gguf_type` names the GGUF file the engine reads
     the weights from where it is not the one its profile stores the format in (llama.cpp's Q4_0 for int4).
     `running_from_batch`: the deployment's config sets the engine's running cap to the sequences a server runs (a
-    plan's configs write vLLM's --max-num-seqs so), which sizes its sampler's profiling peak; else the default cap."""
+    plan's configs write vLLM's --max-num-seqs so), which sizes its sampler's profiling peak; else the default cap.
+    `max_running`: the running cap per scheduler the deployment sets (vLLM's --max-num-seqs), in place of the
+    engine's default: the requests it runs at once and the rows its sampler is profiled over."""
     d16 = default_16bit(hw)
     if activations is None and engine is not None:  # the engine's GEMM for the format (llama.cpp's int8 dot products)
         activations = engine_activations(engine, weight_dtype, hw)
@@ -374,7 +377,9 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         attention_flop_efficiency(hw, eff, compute, attend) * attention_kernel_factor(attention), **measured,
         offload_fraction=offload_fraction, host_link_bytes_per_s=(hw.host_link_gbps or DEFAULT_HOST_LINK_GBPS) * 1e9,
         square_mask=engine_square_mask(engine), math_decode_attention=engine_math_decode_attention(engine),
-        max_running=engine_max_running(engine, hw, tp * pp, attention_dp), running_pool=engine_running_pool(engine),
+        max_running=(max_running * attention_dp if max_running
+                     else engine_max_running(engine, hw, tp * pp, attention_dp)),
+        running_pool=engine_running_pool(engine),
         embedding_on_host=hw.kind == "gpu" and engine_embedding_on_host(engine),
         first_token_decoded=engine_decodes_first_token(engine),
         # the engine's own kernel in its own runtime: a plan's Triton GEMM, or compiling transformers (inductor fuses
@@ -386,6 +391,6 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         schedules_ahead=engine_schedules_ahead(engine, speculative, pp),
         kv_memory=engine_kv_memory(engine, hw, tp * pp, attention_dp, speculative),
         sampler_row_bytes=engine_sampler_row_bytes(engine, hw, spec.vocab_size),
-        sampler_rows=None if running_from_batch else engine_max_running(engine, hw, tp * pp),
+        sampler_rows=None if running_from_batch else max_running or engine_max_running(engine, hw, tp * pp),
         request_host_s=engine_request_host_s(engine), request_admit_share=engine_request_admit_share(engine),
         first_token_latency_s=engine_first_token_latency_s(engine, tp * pp * attention_dp))

@@ -304,6 +304,10 @@ class ProfileRequest(Frozen):
     prefill_chunk_tokens: int | None = Field(None, description="the step's token budget with chunked prefill (vLLM "
                                              "--max-num-batched-tokens, SGLang --chunked-prefill-size; TensorRT-LLM "
                                              "chunks at it) [default: the engine's]")
+    max_running: int | None = Field(None, ge=1, description="the most requests a serving engine runs at once, as the "
+                                    "deployment sets it (vLLM --max-num-seqs, SGLang --max-running-requests, "
+                                    "TensorRT-LLM --max_batch_size; per data-parallel group); the others wait "
+                                    "[default: the engine's]")
     scheduling: Literal["continuous", "static"] | None = Field(
         None, description="how requests share the device: continuous batching or static batches (a batch prefills "
                           "together and ends together) [default: the engine's]")
