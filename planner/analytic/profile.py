@@ -309,11 +309,15 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
     kv_one = attention_kv + state
     warnings = list(spec.warnings)
     concurrency = request.concurrency or 1
+    # an engine whose router refuses requests past its in-flight limit (TGI) takes --max-running as that limit
     in_flight = engine_max_in_flight(request.engine)
+    set_here = bool(in_flight and request.max_running)
+    in_flight = request.max_running if set_here else in_flight
     if request.input_tokens and in_flight and concurrency != "max" and int(concurrency) > in_flight:
-        warnings.append(f"{request.engine} refuses requests beyond {in_flight} in flight by default "
-                        f"(--max-concurrent-requests): {int(concurrency) - in_flight} of the {concurrency} are "
-                        f"refused; the request figures are those of the {in_flight} it serves")
+        warnings.append(f"{request.engine} refuses requests beyond {in_flight} in flight "
+                        f"{'as set' if set_here else 'by default'} (--max-concurrent-requests): "
+                        f"{int(concurrency) - in_flight} of the {concurrency} are refused; the request figures are "
+                        f"those of the {in_flight} it serves")
         concurrency = in_flight
     fit = fits(s, batch, context, prompt)
     # what the engine may use of a device: all of it, or its share (vLLM runs within 0.9 of it)

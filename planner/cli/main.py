@@ -93,8 +93,8 @@ class ConcurrencyType(click.ParamType):
                    "--chunked-prefill-size; TensorRT-LLM chunks at it) [default: the engine's].")
 @click.option("--max-running", type=int, default=None,
               help="The most requests the serving engine runs at once, as the deployment sets it (vLLM "
-                   "--max-num-seqs, SGLang --max-running-requests, TensorRT-LLM --max_batch_size) [default: the "
-                   "engine's].")
+                   "--max-num-seqs, SGLang --max-running-requests, TensorRT-LLM --max_batch_size; TGI's "
+                   "--max-concurrent-requests, past which it refuses) [default: the engine's].")
 @click.option("--scheduling", type=click.Choice(["continuous", "static"]), default=None,
               help="Request-level figures with continuous batching or static batches [default: the engine's].")
 @click.option("--input-tokens", type=int, default=None,

@@ -306,8 +306,8 @@ class ProfileRequest(Frozen):
                                              "chunks at it) [default: the engine's]")
     max_running: int | None = Field(None, ge=1, description="the most requests a serving engine runs at once, as the "
                                     "deployment sets it (vLLM --max-num-seqs, SGLang --max-running-requests, "
-                                    "TensorRT-LLM --max_batch_size; per data-parallel group); the others wait "
-                                    "[default: the engine's]")
+                                    "TensorRT-LLM --max_batch_size; per data-parallel group); the others wait, "
+                                    "or TGI refuses them (--max-concurrent-requests) [default: the engine's]")
     scheduling: Literal["continuous", "static"] | None = Field(
         None, description="how requests share the device: continuous batching or static batches (a batch prefills "
                           "together and ends together) [default: the engine's]")

@@ -41,6 +41,15 @@ def test_the_cap_counts_per_data_parallel_group():
     assert one.requests.running == 16 and groups.requests.running == 128
 
 
+def test_tgi_takes_it_as_the_in_flight_limit_it_refuses_past():
+    stock = requests(engine="tgi", concurrency=200)
+    raised = requests(engine="tgi", concurrency=200, max_running=256)
+    assert stock.requests.running == 128 and any("beyond 128 in flight by default" in w for w in stock.warnings)
+    assert raised.requests.running == 200 and not any("refuses" in w for w in raised.warnings)
+    lowered = requests(engine="tgi", concurrency=200, max_running=64)
+    assert lowered.requests.running == 64 and any("beyond 64 in flight as set" in w for w in lowered.warnings)
+
+
 def test_only_a_serving_engine_takes_it():
     with pytest.raises(RequestError, match="--max-running"):
         requests(engine="transformers", max_running=8)
