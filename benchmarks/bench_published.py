@@ -1,8 +1,8 @@
 """How close `optiplan profile` comes to published measurements of real engines (issue 14's validation set in
 benchmarks/published/). Each point is predicted with the same request a user would make (catalog model of the
 same architecture, device, count, tensor parallel, weight dtype, batch, prompt and output lengths, engine), and
-the ratio predicted/published is printed with the median and p90 absolute error per category, per engine and
-per dtype. Writes benchmarks/results/published.json.
+the ratio predicted/published is printed with the median and p90 absolute error per category, per engine, per
+dtype and per source. Writes benchmarks/results/published.json.
 Two predictions per point, side by side: the *step view* (before issue 14: throughput is batch / decode step time,
 a request's latency TTFT plus output tokens x TPOT, TTFT the prefill of the whole batch's prompts at once) and the
 *request view* (`profile --input-tokens I --output-tokens O --concurrency C|max`: prefill included, the engine's
@@ -199,15 +199,16 @@ def main() -> None:
           f"throughput without a device count, unstated request lengths, a weight format optiplan does not model, "
           f"a causal mask the engine does not build, speculative decoding, FP8 or FP4 weights on a GPU "
           f"without that rate, a run that cannot hold one of its requests as modelled)")
-    keys = ("category", "kind", "engine", "dtype")
+    keys = ("category", "kind", "engine", "dtype", "source")
     tables = {view: {key: summary(rows, key) for key in keys} | {"kind/category": summary(
         [r | {"kind/category": f"{r['kind']} {r['category']}"} for r in rows], "kind/category")}
               for view, rows in views.items()}
     for key in (*keys, "kind/category"):
         print(f"\nabsolute error by {key}: step view (before) -> request view")
+        width = max(28, *(len(name) for name in tables["requests"][key]))
         for name, after in tables["requests"][key].items():
             before = tables["step"][key].get(name, {"median_pct": float("nan"), "p90_pct": float("nan")})
-            print(f"  {name:28s} {after['points']:3d} points  median {before['median_pct']:6.1f}% -> "
+            print(f"  {name:{width}s} {after['points']:3d} points  median {before['median_pct']:6.1f}% -> "
                   f"{after['median_pct']:6.1f}%  p90 {before['p90_pct']:6.1f}% -> {after['p90_pct']:6.1f}%")
     if args.write_accuracy:
         write_accuracy(views["requests"], len({r["source"] for r in views["requests"]}))
