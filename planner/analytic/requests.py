@@ -330,7 +330,8 @@ def request_profile(s: Setup, input_tokens: int, output_tokens: int, concurrency
                   if continuous and s.prefill_chunk_tokens else "continuous batching" if continuous
                   else "static batches (all prompts prefilled together, the batch ends together)")
     if cap and limit == cap:
-        scheduling += f", at most {cap:,} running at once (the engine's default; the cache holds {room:,})"
+        origin = "--max-running" if s.max_running_set else "the engine's default"
+        scheduling += f", at most {cap:,} running at once ({origin}; the cache holds {room:,})"
     if at_once:
         scheduling += f"; {c:,} requests sent at once, once: means over the burst"
         host = c * s.request_host_s

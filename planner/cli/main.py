@@ -148,6 +148,8 @@ def profile(model: str, hardware: str, as_json: bool, output: Path | None, measu
       optiplan profile llama-3.1-8b -H h100-sxm --input-tokens 1024 --output-tokens 256 --concurrency max
       optiplan profile qwen3-235b-a22b -H b200 --gpus 8 --engine sglang --input-tokens 4000 --output-tokens 500 \\
           --concurrency 16 --num-requests 80 --length-spread 1 --prompt-spread 1 --cached-tokens 500
+      optiplan profile llama-3.1-8b -H h100-sxm --engine vllm --input-tokens 1000 --output-tokens 500 \\
+          --concurrency 512 --max-running 64
       optiplan profile ./config.json --hardware l4 --dtype bf16 --context 2048 --json
       optiplan profile ./local-model-folder --hardware local
     """

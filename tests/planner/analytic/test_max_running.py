@@ -21,6 +21,9 @@ def test_a_lower_cap_runs_fewer_and_queues_the_rest():
     assert capped.requests.queue_wait_ms > stock.requests.queue_wait_ms
     assert capped.requests.itl_ms < stock.requests.itl_ms  # smaller decode batches
     assert capped.requests.output_tokens_per_s < stock.requests.output_tokens_per_s
+    assert "at most 64 running at once (--max-running;" in capped.requests.scheduling
+    short = requests(input_tokens=100, output_tokens=100, concurrency=2048)  # the default cap binds, not the cache
+    assert "at most 1,024 running at once (the engine's default;" in short.requests.scheduling
 
 
 def test_vllm_profiles_its_sampler_over_the_cap_it_is_given():
