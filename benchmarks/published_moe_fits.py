@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -124,29 +125,37 @@ def fit_backend_layer_costs(points: list[dict], backend: str = "rocm") -> dict:
 EXPERT_BANDWIDTH_GRID = tuple(round(0.6 + 0.05 * i, 2) for i in range(9))
 
 
-def fit_expert_bandwidth(points: list[dict]) -> dict:
-    """The share of the weights' bandwidth at which the serving engines' grouped MoE GEMM reads a MoE layer's routed
-    experts (`expert_bandwidth_ratio`), minimising the median, then the p90, error of the serving engines' MoE points
-    in the fitted two thirds (a dense model's do not move); errors on both parts, on them and on all the serving
-    points, for the dense layers' share (1), the documented one and the fitted one."""
+def fit_serving_gpu_cost(points: list[dict], kind: str, key: str, grid: tuple, baseline: tuple[str, float],
+                         label: Callable[[float], str]) -> dict:
+    """One of the serving runtime's GPU costs (`key` in profiles/efficiency.yaml runtimes.serving.gpu), minimising the
+    median, then the p90, error of the serving engines' points of one `kind` of model (moe, hybrid) in the fitted two
+    thirds (the others do not move); errors on both parts, on them and on all the serving points, for the `baseline`
+    (its name and value), the documented value and the fitted one, each printed after `label(value)`."""
     points = serving_points(points)
-    moe = [p for p in points if point_kind(p) == "moe"]
+    own = [p for p in points if point_kind(p) == kind]
     costs = profiles.efficiency_table()["runtimes"]["serving"]["gpu"]
-    documented = costs.get("expert_bandwidth_ratio", 1.0)
+    documented = costs.get(key, baseline[1])
 
-    def errors(x, part, among=moe):
-        with table_overrides(costs, {"expert_bandwidth_ratio": x}):
+    def errors(x, part, among=own):
+        with table_overrides(costs, {key: x}):
             return part_errors(among, part)
 
-    best = best_fit(list(EXPERT_BANDWIDTH_GRID), errors, lambda x: abs(x - documented))
+    best = best_fit(list(grid), errors, lambda x: abs(x - documented))
     report = {name: {part: rounded_stats(errors(x, part)) for part in ("fitted", "held-out")}
               | {f"all {part}": rounded_stats(errors(x, part, points)) for part in ("fitted", "held-out")}
-              | {"expert_bandwidth_ratio": x}
-              for name, x in (("dense", 1.0), ("documented", documented), ("fitted", best))}
+              | {key: x}
+              for name, x in (baseline, ("documented", documented), ("fitted", best))}
     for name, r in report.items():
-        print(f"{name:10s} routed experts at {r['expert_bandwidth_ratio']:.2f} of the weights' share: MoE "
-              + parts_text(r, ("fitted", "held-out", "all fitted", "all held-out")))
+        print(f"{name:10s} {label(r[key])}: {kind} " + parts_text(r, ("fitted", "held-out", "all fitted", "all held-out")))
     return report
+
+
+def fit_expert_bandwidth(points: list[dict]) -> dict:
+    """The share of the weights' bandwidth at which the serving engines' grouped MoE GEMM reads a MoE layer's routed
+    experts (`expert_bandwidth_ratio`), fitted on the serving engines' MoE points (`fit_serving_gpu_cost`), against
+    the dense layers' share (1)."""
+    return fit_serving_gpu_cost(points, "moe", "expert_bandwidth_ratio", EXPERT_BANDWIDTH_GRID, ("dense", 1.0),
+                                lambda x: f"routed experts at {x:.2f} of the weights' share")
 
 
 # the fixed kernel time a state layer adds to a serving step: 0-100 us by 5
@@ -155,24 +164,7 @@ STATE_LAYER_GRID = tuple(round(i * 5e-6, 6) for i in range(21))
 
 def fit_state_layer_costs(points: list[dict]) -> dict:
     """The serving runtime's fixed kernel time per state layer (a linear attention's convolution update, gating and
-    recurrent state update beside its projections), minimising the median, then the p90, error of the serving
-    engines' hybrid points in the fitted two thirds (a model without state layers does not move); errors on both
-    parts, on them and on all the serving points, without it, with the documented one and with the fitted one."""
-    points = serving_points(points)
-    hybrid = [p for p in points if point_kind(p) == "hybrid"]
-    costs = profiles.efficiency_table()["runtimes"]["serving"]["gpu"]
-    documented = costs.get("state_layer_overhead_s", 0.0)
-
-    def errors(x, part, among=hybrid):
-        with table_overrides(costs, {"state_layer_overhead_s": x}):
-            return part_errors(among, part)
-
-    best = best_fit(list(STATE_LAYER_GRID), errors, lambda x: abs(x - documented))
-    report = {name: {part: rounded_stats(errors(x, part)) for part in ("fitted", "held-out")}
-              | {f"all {part}": rounded_stats(errors(x, part, points)) for part in ("fitted", "held-out")}
-              | {"state_layer_overhead_s": x}
-              for name, x in (("none", 0.0), ("documented", documented), ("fitted", best))}
-    for name, r in report.items():
-        print(f"{name:10s} state layer {r['state_layer_overhead_s'] * 1e6:3.0f} us: hybrid "
-              + parts_text(r, ("fitted", "held-out", "all fitted", "all held-out")))
-    return report
+    recurrent state update beside its projections), fitted on the serving engines' hybrid points
+    (`fit_serving_gpu_cost`), against none."""
+    return fit_serving_gpu_cost(points, "hybrid", "state_layer_overhead_s", STATE_LAYER_GRID, ("none", 0.0),
+                                lambda x: f"state layer {x * 1e6:3.0f} us")
