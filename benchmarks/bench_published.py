@@ -128,13 +128,18 @@ def main() -> None:
                              "GGUF and 16-bit mat-vecs; torchao-int8, tinygemm: gpt-fast's) on two thirds of the "
                              "points whose engine runs it: its bandwidth share alone, with a device time per layer, "
                              "with a bound per SM and with both (minutes)")
+    parser.add_argument("--gemm", action="store_true",
+                        help="with --fit-kernel: fit instead the share of the GEMM that takes the steps above the "
+                             "kernel's rows (rocm-skinny-fp8: vLLM's hipBLASLt above its FP8 GEMV)")
     args = parser.parse_args()
     kernels = profiles.efficiency_table()["weight_kernels"]
     if args.fit_kernel:
         if "bandwidth_efficiency" not in kernels.get(args.fit_kernel, {}):
             parser.error(f"--fit-kernel: choose a kernel with a bandwidth share of its own: "
                          f"{', '.join(k for k, v in kernels.items() if 'bandwidth_efficiency' in v)}")
-        fit = fits.fit_kernel_gemm_share if "gemm_bandwidth_efficiency" in kernels[args.fit_kernel] else fits.fit_kernel_factors
+        if args.gemm and "gemm_bandwidth_efficiency" not in kernels[args.fit_kernel]:
+            parser.error(f"--gemm: {args.fit_kernel} takes steps of any size (no GEMM share of its own)")
+        fit = fits.fit_kernel_gemm_share if args.gemm else fits.fit_kernel_factors
         write_results(f"published_kernel_fit_{args.fit_kernel}", fit(published_points(), args.fit_kernel))
         return
     if args.fit_front_end:

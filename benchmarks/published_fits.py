@@ -133,15 +133,16 @@ def kernel_factors(kernel: str, share: float, layer_s: float | None = None, unit
 
 def kernel_points(points: list[dict], kernel: str) -> list[dict]:
     """The points whose engine reads their weights with `kernel` on their device, from the file its profile stores
-    the format in (llama.cpp's Q4_K_M: a Q4_0 file's points check the factors out of the fit)."""
+    the format in (llama.cpp's Q4_K_M: a Q4_0 file's points check the factors out of the fit), and those that state
+    they ran it (`weight_kernel`: exllamav2's own runs)."""
     out = []
     for p in points:
         dtype, gguf = point_dtype(p), point_gguf_type(p)
         if dtype is None or (gguf and gguf != (engine_storage(point_engine(p), dtype) or {}).get("format")):
             continue
         hw = resolve_hardware(p["hardware"])
-        if engine_kernel_efficiency(point_engine(p), dtype, hw.features.backend) == kernel and \
-                weight_kernel_refusal(hw, kernel, dtype) is None:
+        runs = p.get("weight_kernel") or engine_kernel_efficiency(point_engine(p), dtype, hw.features.backend)
+        if runs == kernel and weight_kernel_refusal(hw, kernel, dtype) is None:
             out.append(p)
     return out
 

@@ -38,6 +38,8 @@ ARCHITECTURE = {
     "meta-llama/Llama-2-7b-chat-hf": "llama-2-7b", "meta-llama/Llama-2-7b-hf": "llama-2-7b",
     "meta-llama/Llama-2-13b-chat-hf": "llama-2-13b", "meta-llama/Llama-2-13b-hf": "llama-2-13b",
     "meta-llama/Llama-2-70b-chat-hf": "llama-2-70b", "meta-llama/Llama-2-70b-hf": "llama-2-70b",
+    # LLaMA (v1) 7B and 13B have Llama-2's shapes (a 2,048-token context aside)
+    "huggyllama/llama-7b": "llama-2-7b", "huggyllama/llama-13b": "llama-2-13b",
     "meta-llama/Llama-3.1-8B-Instruct": "llama-3.1-8b", "nvidia/Llama-3.1-8B-Instruct-FP8": "llama-3.1-8b",
     "meta-llama/Meta-Llama-3-8B-Instruct": "llama-3.1-8b", "meta-llama/Meta-Llama-3-8B": "llama-3.1-8b",
     "meta-llama/Llama-3.3-70B-Instruct": "llama-3.1-70b", "nvidia/Llama-3.3-70B-Instruct-FP8": "llama-3.1-70b",
@@ -156,6 +158,7 @@ def predict(p: dict, view: str = "requests", tune: Callable[[ProfileRequest], An
                              attention_data_parallel=adp, expert_parallel=p.get("expert_parallel") or 1,
                              dtype=dtype, group_size=p.get("group_size"), gguf_type=gguf, kv_dtype=kv_dtype, batch=batch,
                              context=context, prompt_tokens=prompt, engine=engine,
+                             weight_kernel=p.get("weight_kernel"),  # a kernel the point states it ran (exllamav2's)
                              prefill_chunk_tokens=p.get("prefill_chunk_tokens"),  # a run's own step budget
                              scheduling=p.get("scheduling") if requests else None,  # request figures only
                              **requests)

@@ -16,6 +16,7 @@ from ..catalog.engines import (
     engine_chunk_budget,
     engine_decodes_first_token,
     engine_embedding_on_host,
+    engine_fallback_kernel,
     engine_flop_share,
     engine_group_size,
     engine_kernel_efficiency,
@@ -309,7 +310,11 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
     engine_kernel = engine_kernel_efficiency(engine, weight_dtype, hw.features.backend, hw) if weight_kernel is None \
         else None
     if engine_kernel and weight_kernel_refusal(hw, engine_kernel, weight_dtype) is None:
-        weight_kernel = engine_kernel  # below the kernel's device (Marlin before compute capability 8.0): defaults
+        weight_kernel = engine_kernel
+    elif engine_kernel and (fallback := engine_fallback_kernel(engine, weight_dtype, hw.features.backend)) and \
+            weight_kernel_refusal(hw, fallback["efficiency"], weight_dtype) is None:
+        weight_kernel = fallback["efficiency"]  # below the kernel's device, the one the engine runs there (vLLM's GPTQ)
+    # else the device's defaults (a kernel the engine cannot run here and none in its stead)
     eff = efficiency or calibrated_efficiency(hw, runtime, weight_dtype, act)
     # the routed experts' GEMM at the linear layers' share unless the factors (a caller's, or the engine's rule
     # below) state their own

@@ -310,6 +310,14 @@ def engine_kernel_efficiency(engine: str | None, weight_dtype: str, backend: str
     return (kernel.get("efficiency_by_backend") or {}).get(backend) or kernel.get("efficiency")
 
 
+def engine_fallback_kernel(engine: str | None, weight_dtype: str, backend: str) -> dict[str, Any] | None:
+    """The kernel the engine runs for `weight_dtype` weights on a device of `backend` that refuses its own (`fallback`
+    under the format in its profile's kernels: vLLM's GPTQ kernel, adapted from exllamav2, below Marlin's compute
+    capability), or None."""
+    fallback = engine_kernel(engine, weight_dtype).get("fallback")
+    return fallback if fallback and backend in fallback.get("backends", [backend]) else None
+
+
 def engine_model_refusal(engine: str | None, model_type: str) -> str | None:
     """Why the engine cannot run a model of this `model_type` (its profile's `model_types`, where it lists the
     architectures it has code for: gpt-fast), or None."""

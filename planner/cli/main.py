@@ -86,8 +86,9 @@ class ConcurrencyType(click.ParamType):
                                       "or eager (materialises the score matrix).")
 @click.option("--weight-kernel", default=None,
               help="The GEMM reading the weights: a kernel of profiles/efficiency.yaml (marlin, tinygemm, "
-                   "torchao-int8, ggml-mmvq, ggml-mmvf, rocm-skinny-fp8) [default: the engine's kernel for the "
-                   "format on the device's backend, else the device's default].")
+                   "torchao-int8, ggml-mmvq, ggml-mmvf, rocm-skinny-fp8, exllama) [default: the engine's kernel for "
+                   "the format on the device's backend, its fallback where the device refuses it (vLLM's GPTQ "
+                   "kernel on a T4), else the device's default].")
 @click.option("--prefill-chunk", "prefill_chunk_tokens", type=int, default=None,
               help="The step's token budget with chunked prefill (vLLM --max-num-batched-tokens, SGLang "
                    "--chunked-prefill-size; TensorRT-LLM chunks at it) [default: the engine's].")

@@ -299,8 +299,9 @@ class ProfileRequest(Frozen):
                                         "(torch SDPA as transformers runs it), eager (materialised scores)")
     weight_kernel: str | None = Field(None, description="the GEMM reading the weights, a kernel of "
                                                         "profiles/efficiency.yaml (marlin, tinygemm, torchao-int8, "
-                                                        "ggml-mmvq, ggml-mmvf, rocm-skinny-fp8) "
-                                                        "[default: the engine's, else the device's default]")
+                                                        "ggml-mmvq, ggml-mmvf, rocm-skinny-fp8, exllama) "
+                                                        "[default: the engine's, its fallback where the device "
+                                                        "refuses it, else the device's default]")
     prefill_chunk_tokens: int | None = Field(None, description="the step's token budget with chunked prefill (vLLM "
                                              "--max-num-batched-tokens, SGLang --chunked-prefill-size; TensorRT-LLM "
                                              "chunks at it) [default: the engine's]")

@@ -100,11 +100,29 @@ def test_an_engines_weight_kernel_sets_the_weights_share_on_cuda():
     assert "marlin" in marlin.eff.source.lower()
     chosen = setup(dtype="int4", hardware="l4", engine="vllm", weight_kernel="tinygemm")
     assert chosen.eff.bandwidth_efficiency == 0.42
-    # on a ROCm device, or a CUDA one older than the kernel, the engine's kernel facts do not apply
+    # on a ROCm device, or a CUDA one older than the kernel, Marlin's facts do not apply: vLLM on ROCm has no int4
+    # kernel of its profile's (the device's defaults); TGI on a T4 neither (its exllama kernels need sm80 or ROCm)
     assert setup(dtype="int4", hardware="mi300x", engine="vllm").eff.bandwidth_efficiency < \
         GPU["bandwidth_efficiency"]["bf16"]
-    assert setup(dtype="int4", hardware="t4", engine="vllm").eff.bandwidth_efficiency == \
+    assert setup(dtype="int4", hardware="t4", engine="tgi").eff.bandwidth_efficiency == \
         GPU["bandwidth_efficiency"]["int4"]  # Marlin needs compute capability 8.0; a T4 has 7.5
+
+
+def test_below_marlins_device_vllm_reads_gptq_weights_with_its_exllama_derived_kernel():
+    """vLLM runs GPTQ checkpoints on Volta and Turing with its own GPTQ kernel, adapted from exllamav2 (its profile's
+    `fallback`), and TGI on ROCm with exllamav2's kernels: the kernel's share up to its 50 rows, above them the 16-bit
+    matrix rebuilt and read by cuBLAS, at the share that traffic leaves."""
+    entry = profiles.efficiency_table()["weight_kernels"]["exllama"]
+    t4 = setup(dtype="int4", hardware="t4", engine="vllm")
+    assert t4.eff.bandwidth_efficiency == entry["bandwidth_efficiency"] and "exllama" in t4.eff.source
+    assert t4.eff.weight_kernel_max_rows == 50 and t4.eff.gemm_bandwidth_efficiency == entry["gemm_bandwidth_efficiency"]
+    rocm = setup(dtype="int4", hardware="mi300x", engine="tgi")
+    assert rocm.eff.weight_kernel_max_rows == 50 and "exllama" in rocm.eff.source
+    assert "exllama" not in setup(dtype="int4", hardware="mi300x", engine="vllm").eff.source  # GPTQ: not on ROCm
+    assert setup(dtype="int4", hardware="a100-80gb-sxm", engine="vllm").eff.weight_kernel_max_rows is None  # Marlin
+    # 50 rows read the int4 weights; 51 rebuild them in 16 bits first: the step takes several times as long
+    at_50, at_51 = (decode_step(t4, rows, 1024).time_s for rows in (50, 51))
+    assert at_51 > 3 * at_50
 
 
 def test_a_plan_carries_its_engine_into_the_prediction():
