@@ -21,7 +21,9 @@ from ..catalog.engines import (
     state_model_refusal,
     state_technique_refusal,
 )
+from ..analytic.profile import model_summary
 from ..catalog.hardware import resolve_hardware
+from ..catalog.models import resolve_model
 from ..catalog.hybrid_spec import HYBRID_TYPES
 from ..errors import UnknownNameError
 from ..fsutil import atomic_folder
@@ -54,6 +56,7 @@ def engine_config(advice: Advice, engine: str) -> EngineConfig:
     if hw.features.backend not in engine_backends(engine):
         raise DeployError(f"{engine} does not run on {hw.id} ({hw.features.backend}); it runs on "
                           f"{', '.join(engine_backends(engine))}")
+    advice, distilled = as_distilled(advice)
     refused: list[tuple[str, str]] = []
     if advice.model.model_type in HYBRID_TYPES:  # a model with state layers: what this engine serves of it
         if why := state_model_refusal(engine, advice.model.model_type):
@@ -65,6 +68,9 @@ def engine_config(advice: Advice, engine: str) -> EngineConfig:
             advice = advice.model_copy(update={"plan": advice.plan.model_copy(update={"steps": kept})})
     cfg = MAPPERS[engine](advice, hw)
     cfg.not_applied.extend(refused)
+    if distilled:
+        cfg.applied.insert(0, ("distillation", f"serves {advice.model.name}, the student the plan's figures are for"))
+        cfg.notes.append(distilled)
     if engine != "llama.cpp":  # llama.cpp serves a GGUF file its mapper names
         served = serving_checkpoint(advice, engine, cfg.model)
         _serve_model(cfg, served.model)
@@ -83,6 +89,22 @@ def engine_config(advice: Advice, engine: str) -> EngineConfig:
     check_options(cfg)
     return cfg
 
+
+
+def as_distilled(advice: Advice) -> tuple[Advice, str | None]:
+    """The advice as the engine serves it: where the plan distils the model into a smaller one of its family, that
+    student (its checkpoint, format and name; the plan's figures are its), the distillation step done, with a note
+    saying what the config cannot do; else the advice as it is and None."""
+    step = next((s for s in advice.plan.steps if s.technique == "distillation"), None)
+    if step is None or not step.params.get("student"):
+        return advice, None
+    teacher, student = advice.model.name, model_summary(resolve_model(step.params["student"]))
+    kept = [s for s in advice.plan.steps if s.technique != "distillation"]
+    note = (f"the plan distils {teacher} into {student.name}, a smaller model of its family, and its figures are "
+            f"{student.name}'s: this config serves {student.name} as published; train it on {teacher}'s outputs "
+            f"first (no engine option does; the plan budgets {step.quality_loss_pct:g}% of quality for it), then serve "
+            "that checkpoint in the plan's weight format in its stead")
+    return advice.model_copy(update={"model": student, "plan": advice.plan.model_copy(update={"steps": kept})}), note
 
 
 def _serve_model(cfg: EngineConfig, model: str) -> None:
@@ -155,11 +177,12 @@ def _render(advice: Advice, target: str, serving_engine: str | None = None) -> t
                gpu_resource=_gpu_resource(hw), devices=advice.hardware.count, per_node=min(per_node, advice.hardware.count),
                nodes=max(1, -(-advice.hardware.count // per_node)), name=_k8s_name(advice.model.name))
     ctx["replicas"] = 1
+    served = as_distilled(advice)[0]  # the model the config serves: a distilled plan's student
     # where the engine cannot run every step, what its own configuration is predicted to do
-    ctx["configured"] = configured(advice, cfg)
+    ctx["configured"] = configured(served, cfg)
     # the checkpoint served (published in fp8: a byte per weight; else 16 bits), with room to spare
-    weight_bytes = 1 if checkpoint_dtype(advice) == "fp8" else 2
-    ctx["cache_gib"] = math.ceil(advice.model.params_total * weight_bytes * 1.2 / 2**30) + 10
+    weight_bytes = 1 if checkpoint_dtype(served) == "fp8" else 2
+    ctx["cache_gib"] = math.ceil(served.model.params_total * weight_bytes * 1.2 / 2**30) + 10
     ctx["cache_format"] = "fp8" if weight_bytes == 1 else "16-bit"
     dp, count = advice.plan.predicted.data_parallel, advice.hardware.count
     if dp > 1 and count > per_node and count // dp <= per_node:

@@ -88,6 +88,9 @@ register(
                 "verifies them in one pass.",
         transform=lambda s, c: s.with_(speculation=Speculation("eagle3", EAGLE3_TOKENS, EAGLE3_ACCEPTANCE)),
         model=("eagle",), check=_eagle_check, quality_source=LEVIATHAN, effect_source=EAGLE3_SOURCE,
+        # a head reads the hidden features of the model it was trained on: a distilled student (another width, other
+        # features) serves without it
+        conflicts=("distillation",),
         after=("weight-int8", "weight-fp8", "weight-int4-awq", "weight-int4-gptq", "tensor-parallel"),
         params=lambda c: {"method": "eagle3", "draft_model": (eagle_head(c) or {}).get("hub_id"),
                           "num_speculative_tokens": EAGLE3_TOKENS, "expected_acceptance": EAGLE3_ACCEPTANCE}),
@@ -96,6 +99,7 @@ register(
         name="Speculation with the model's own MTP heads", family="speculative decoding", group=GROUP,
         summary="The checkpoint's multi-token-prediction module proposes the next token (DeepSeek-V3 style).",
         transform=lambda s, c: s.with_(speculation=Speculation("mtp", MTP_TOKENS, MTP_ACCEPTANCE)), model=("mtp",),
+        conflicts=("distillation",),  # the MTP module is the checkpoint's own: a distilled student has none
         quality_source=LEVIATHAN,
         params=lambda c: {"method": "mtp", "num_speculative_tokens": MTP_TOKENS,
                           "expected_acceptance": MTP_ACCEPTANCE}),

@@ -77,3 +77,20 @@ def test_the_head_takes_its_memory():
     before, after = a.plan.steps[i - 1].predicted, a.plan.steps[i].predicted
     assert after.weights_per_device_bytes - before.weights_per_device_bytes == pytest.approx(0.8e9, rel=0.1)
     assert after.kv_cache_per_device_bytes > before.kv_cache_per_device_bytes
+
+
+def test_a_distilled_plan_keeps_no_head_of_the_teacher():
+    """EAGLE-3 heads and MTP modules read the features of the model they were trained with: a plan that distils the
+    model into a smaller one serves the student, so neither goes with distillation (declared conflicts). On a T4 with
+    quality to spare, Llama-3.1-8B's plan distils into Llama-3.2-3B and speculates with n-grams; EAGLE-3 had ridden
+    along with the teacher's head."""
+    from optiplan.planner.plan.graph import conflicting
+
+    assert conflicting("spec-eagle3", "distillation") and conflicting("spec-mtp", "distillation")
+    a = advise(AdviseRequest(model="llama-3.1-8b", hardware="t4", workload="chat", engine="vllm", concurrency=8,
+                             max_quality_loss_pct=25.0))
+    steps = [s.technique for s in a.plan.steps]
+    assert "distillation" in steps and "spec-eagle3" not in steps
+    undistilled = advise(AdviseRequest(model="llama-3.1-8b", hardware="t4", workload="chat", engine="vllm",
+                                       concurrency=8, max_quality_loss_pct=12.0))
+    assert "spec-eagle3" in [s.technique for s in undistilled.plan.steps]  # the head is the 8B's own there
