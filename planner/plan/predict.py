@@ -18,6 +18,7 @@ from ..analytic.memory import (
 from ..analytic.requests import cached_tokens, front_end, request_figures
 from ..analytic.setup import Setup
 from ..analytic.steps import decode_step, first_token_step_s, prefill_step
+from ..catalog.engines import continuous_scheduling
 from ..schema import HardwareSpec, ModelSpec
 from ..schema.advice import Prediction
 from ..schema.workload import Workload
@@ -126,7 +127,10 @@ def serving_figures(state: PlanState, s: Setup, workload: Workload, batch: int) 
     i, o, p95 = workload.prompt_tokens_mean, workload.output_tokens_mean, workload.prompt_tokens_p95
     share = workload.shared_prefix_fraction if state.prefix_caching else 0.0
     tpot = _tpot_s(state, s, batch, workload.mean_context)
-    if state.continuous_batching:
+    # paged-kv turns continuous batching on where a plan adds it; an engine that has no such step batches as its
+    # profile says (llama-server's slots join and leave at every step, --cont-batching on by default)
+    own = state.engine is not None and state.engine != "transformers" and continuous_scheduling(state.engine)
+    if state.continuous_batching or own:
         f = request_figures(s, i, o, batch, True, cached_tokens(i, share))
         itl = tpot + max(0.0, f["itl_s"] - f["decode_s"])  # what the prompts (and a binding step budget) add
         ttft = request_figures(s, p95, o, batch, True, cached_tokens(p95, share))["ttft_s"]
@@ -141,7 +145,10 @@ def serving_figures(state: PlanState, s: Setup, workload: Workload, batch: int) 
         return itl, ttft + latency + g["queue_s"], batch * o / g["cycle_s"]
     ttft = prefill_step(s, 1, p95, cached_tokens(p95, share)).time_s + first_token_step_s(s, batch, p95)
     cycle = prefill_step(s, batch, i, cached_tokens(i, share)).time_s + (o - 1) * tpot
-    return tpot, ttft, batch * o / cycle * workload.output_tokens_mean / workload.output_tokens_p95
+    # a static batch ends with its longest output, its other slots idle meanwhile (p95 - mean of the outputs); a batch
+    # of one has no other slot
+    idle = workload.output_tokens_mean / workload.output_tokens_p95 if batch > 1 else 1.0
+    return tpot, ttft, batch * o / cycle * idle
 
 
 def sequences_per_server(p: Prediction, concurrency: int) -> int:

@@ -195,3 +195,16 @@ def test_a_plans_rate_is_its_mean_requests_and_its_ttft_the_p95_prompts_with_the
         assert ttft == pytest.approx(p95["ttft_s"] + latency)
     _, _, job = serving_figures(state, s, with_overrides(work, goal="throughput"), batch)
     assert job >= rate and (latency == 0) == (job == pytest.approx(rate))
+
+
+@pytest.mark.parametrize("concurrency", [1, 8])
+def test_llama_server_batches_continuously_in_a_plan(concurrency):
+    """llama-server's slots join and leave the batch at every step (its profile's scheduling): a plan for it serves
+    `batch` sequences at about one token each per inter-token latency. It had been priced as a static batch, each slot
+    idle till the longest output ended, which at one sequence gave a third of the tokens a second its TPOT allows."""
+    a = _advise(model="qwen3-30b-a3b", hardware="rtx-4090", engine="llama.cpp", concurrency=concurrency,
+                max_quality_loss_pct=5.0)
+    p = a.plan.predicted
+    assert a.workload.engine == "llama.cpp" and p.batch == concurrency
+    per_token_s = p.tpot_ms / 1e3 + p.ttft_ms / 1e3 / a.workload.output_tokens_mean  # a request's prompt, spread
+    assert p.throughput_tokens_per_s == pytest.approx(p.batch / per_token_s, rel=0.25)
