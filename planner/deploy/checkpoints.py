@@ -57,10 +57,12 @@ class Served:
 EXPERTS_WHOLE = {"vllm": lambda tp: {"enable-expert-parallel": True}, "sglang": lambda tp: {"expert-parallel-size": tp}}
 
 
-def block_split(spec: ModelSpec, block: int, tp: int, experts_whole: bool) -> tuple[list[str], list[str]]:
+def block_split(spec: ModelSpec, block: int, tp: int, experts_whole: bool,
+                expert_tp: int | None = None) -> tuple[list[str], list[str]]:
     """The MLP widths whose tensor-parallel shard (width / tp) is not whole quantization blocks of `block` columns,
-    which a block-fp8 checkpoint cannot load: (the routed experts' width, which expert parallelism keeps whole; the
-    dense and shared MLPs' widths, which nothing but a smaller tensor parallel fixes)."""
+    which a block-fp8 checkpoint cannot load: (the routed experts' width, which expert parallelism keeps whole, split
+    over `expert_tp` ranks where they are more than the attention's, vLLM's data-parallel ranks; the dense and shared
+    MLPs' widths, which nothing but a smaller tensor parallel fixes)."""
     widths = [] if spec.moe is not None and all(spec.layer_moe) else [("dense MLP", spec.intermediate_size)]
     experts = []
     if spec.moe is not None:
@@ -69,9 +71,9 @@ def block_split(spec: ModelSpec, block: int, tp: int, experts_whole: bool) -> tu
         if not experts_whole:
             experts.append(("routed expert", spec.moe.expert_intermediate_size))
 
-    def bad(pairs):
-        return [f"{name} {w} / {tp} = {w // tp}" for name, w in pairs if w % tp or (w // tp) % block]
-    return bad(experts), bad(widths)
+    def bad(pairs, n):
+        return [f"{name} {w} / {n} = {w // n}" for name, w in pairs if w % n or (w // n) % block]
+    return bad(experts, expert_tp or tp), bad(widths, tp)
 
 
 def wants_instruct(advice: Advice) -> bool:
@@ -101,10 +103,13 @@ def serving_checkpoint(advice: Advice, engine: str, default: str) -> Served:
     # the same model only: an instruct checkpoint is another model than the base a completion workload serves
     match = next((c for c in published if c["instruct"] == chat), None)
     block = (match or {}).get("weight_block_size")
-    tp = advice.plan.predicted.tensor_parallel
-    if match is not None and block and tp > 1:
+    tp, dp = advice.plan.predicted.tensor_parallel, advice.plan.predicted.data_parallel
+    # vLLM's MoE layers form one tensor-parallel group over every data-parallel rank (DP x TP) unless the experts
+    # split whole (--enable-expert-parallel)
+    expert_tp = tp * dp if engine == "vllm" and dp > 1 else tp
+    if match is not None and block and expert_tp > 1:
         experts, rest = block_split(resolve_model(advice.model.source.split(":", 1)[1]), block, tp,
-                                    advice.plan.predicted.expert_parallel > 1)
+                                    advice.plan.predicted.expert_parallel > 1, expert_tp)
         why = f"{match['hub_id']} is quantized in blocks of {block} columns ({match['block_source']})"
         if rest and engine in ONLINE.get(fmt, ()):
             served.notes.append(f"{why}: at tensor parallel {tp} its {', '.join(rest)} columns per device are not "
@@ -115,9 +120,12 @@ def serving_checkpoint(advice: Advice, engine: str, default: str) -> Served:
                               "whole blocks and the checkpoint cannot load; plan with fewer devices per replica")
         elif experts and engine in EXPERTS_WHOLE:
             served.options.update(EXPERTS_WHOLE[engine](tp))
-            served.notes.append(f"{why}: at tensor parallel {tp} its {experts[0]} columns per device are not whole "
-                                f"blocks, so the experts split whole over the {tp} devices (expert parallel; "
-                                "attention stays tensor parallel)")
+            over = (f"tensor parallel {tp}" if expert_tp == tp else
+                    f"tensor parallel {tp} x data parallel {dp} (vLLM slices a MoE's experts over every data-parallel "
+                    "rank: the expert layers form a (DP x TP) sized tensor parallel group by default)")
+            served.notes.append(f"{why}: at {over} its {experts[0]} columns per device are not whole blocks, so the "
+                                f"experts split whole over the {expert_tp} devices (expert parallel; attention stays "
+                                "tensor parallel)")
     if match is not None:
         served.model, served.published = match["hub_id"], fmt
         served.notes.append(f"serves {match['hub_id']}, a published {fmt} checkpoint (source: {match['source']})")

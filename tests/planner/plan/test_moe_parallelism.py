@@ -78,6 +78,21 @@ def test_a_block_fp8_checkpoint_whose_experts_do_not_split_runs_them_expert_para
     assert "--expert-parallel-size 4" in render(a, "sglang")["sglang/serve.sh"]
 
 
+def test_vllm_slices_a_moes_experts_over_its_data_parallel_ranks_too():
+    # Qwen3-235B-A22B-FP8 at TP4 x DP2 on eight H200: vLLM's MoE layers form one tensor-parallel group of eight
+    # (docs/serving/data_parallel_deployment.md), so its 1,536-wide experts split 192 a device, not whole 128-column
+    # blocks, and the checkpoint would not load: the experts go whole (expert parallel over the eight)
+    a = advise(AdviseRequest(model="qwen3-235b-a22b", hardware="h200-sxm", num_devices=8, workload="chat",
+                             goal="throughput"))
+    p = a.plan.predicted
+    assert (p.tensor_parallel, p.data_parallel, p.expert_parallel) == (4, 2, 1)
+    files = render(a, "vllm")
+    assert "Qwen/Qwen3-235B-A22B-FP8" in files["vllm/serve.sh"] and "--enable-expert-parallel" in files["vllm/serve.sh"]
+    assert "routed expert 1536 / 8 = 192" in files["README.md"]
+    # SGLang's --dp-size runs replicas, each with its own tensor-parallel group: 1,536 / 4 = 384 splits whole
+    assert "--expert-parallel-size" not in render(a, "sglang")["sglang/serve.sh"]
+
+
 def test_a_block_fp8_checkpoint_whose_shared_expert_does_not_split_is_quantized_online(tmp_path):
     # Qwen3-Next's shared expert is 512 wide: 64 per device at TP8 (sglang issue #10852); experts whole do not help.
     # Replicas of TP2 serve a chat's 32 users about as fast (within 1%): the workload asks for one instance
