@@ -17,7 +17,7 @@ from .config import advice_catalog_entry
 
 # The weight formats a plan step asks of the checkpoint
 FORMATS = {"weight-int4-awq": "awq", "weight-int4-gptq": "gptq", "weight-fp8": "fp8", "weight-w8a8-int8": "w8a8_int8",
-           "weight-int8": "w8a16_int8"}
+           "weight-int8": "w8a16_int8", "weight-fp4": "nvfp4"}
 # Engines that quantize a 16-bit checkpoint to the format as it loads (vLLM and SGLang `--quantization fp8`, TGI
 # `--quantize fp8`, and TGI's `--quantize eetq` to int8 weight-only): profiles/engines/*.yaml and the engines'
 # quantization docs
@@ -31,10 +31,13 @@ PRODUCE = {
     "w8a8_int8": "llm-compressor (oneshot with a SmoothQuant + GPTQ W8A8 recipe) into {folder}",
     "w8a16_int8": "llm-compressor (oneshot with QuantizationModifier(targets='Linear', scheme='W8A16', "
                   "ignore=['lm_head']), no calibration data) into {folder}",
+    # vLLM's and SGLang's modelopt_fp4 reads a Model Optimizer NVFP4 checkpoint (its hf_quant_config.json); neither
+    # quantizes a 16-bit one to NVFP4 as it loads
+    "nvfp4": "TensorRT Model Optimizer (examples/llm_ptq/hf_ptq.py --qformat nvfp4 --export_path {folder})",
 }
 
 # TensorRT-LLM reads the quantization a TensorRT Model Optimizer checkpoint declares: its --qformat per format
-MODELOPT = {"awq": "int4_awq", "fp8": "fp8", "w8a8_int8": "int8_sq", "w8a16_int8": "int8_wo"}
+MODELOPT = {"awq": "int4_awq", "fp8": "fp8", "w8a8_int8": "int8_sq", "w8a16_int8": "int8_wo", "nvfp4": "nvfp4"}
 
 
 def _produce(engine: str, fmt: str, model: str, folder: str) -> str:

@@ -64,6 +64,18 @@ def test_a_produced_folder_is_found_in_containers():
     assert "./models:/models:ro" in service["volumes"] and service["working_dir"] == "/"
 
 
+def test_nvfp4_is_served_from_a_model_optimizer_checkpoint():
+    """vLLM's and SGLang's modelopt_fp4 reads an NVFP4 checkpoint Model Optimizer wrote; neither quantizes a 16-bit
+    one as it loads: a plan in fp4 serves such a folder and says how to make it (it had served the 16-bit model with
+    --quantization modelopt_fp4, which does not start)."""
+    a = _plan("llama-3.1-70b", hardware="b200", goal="throughput", max_quality_loss_pct=5.0)
+    assert "weight-fp4" in [s.technique for s in a.plan.steps]
+    for engine in ("vllm", "sglang", "trtllm"):
+        served = serving_checkpoint(a, engine, "meta-llama/Llama-3.1-70B")
+        assert served.model == "./models/llama-3.1-70b-nvfp4", engine
+        assert "--qformat nvfp4" in served.notes[-1] and "from meta-llama/Llama-3.1-70B-Instruct" in served.notes[-1]
+
+
 def test_fp8_is_quantized_online_where_the_engine_does_it():
     a = _plan("olmo-2-7b", hardware="l40s", max_quality_loss_pct=1.0)
     assert "weight-fp8" in [s.technique for s in a.plan.steps]
