@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..catalog.hardware import resolve_hardware
 from ..catalog.models import catalog_entry, resolve_model
 from ..catalog.workloads import serves_instruct
 from ..errors import DeployError
@@ -22,6 +23,13 @@ FORMATS = {"weight-int4-awq": "awq", "weight-int4-gptq": "gptq", "weight-fp8": "
 # `--quantize fp8`, and TGI's `--quantize eetq` to int8 weight-only): profiles/engines/*.yaml and the engines'
 # quantization docs
 ONLINE = {"fp8": ("vllm", "sglang", "tgi"), "w8a16_int8": ("tgi",)}
+# Engines whose online quantization loads the whole 16-bit checkpoint onto the devices before it quantizes: a device
+# must hold its share of the 16-bit weights. vLLM docs/features/quantization/fp8.md — "Currently, we load the model at
+# original precision before quantizing down to 8-bits, so you need enough memory to load the whole model."; SGLang
+# pull request #17945 (open) — "The current implementation of `fp8` online quantization first initializes and loads
+# all weights in bf16, and only after quantizes them in `process_weights_after_loading` ... may lead to OOM during
+# loading"
+LOADS_16BIT_FIRST = {"fp8": ("vllm", "sglang")}
 # How to produce a checkpoint of a format that is not published
 PRODUCE = {
     "gptq": "optiplan apply {model} -t weight-int4-gptq -o {folder} (GPTQ through gptqmodel, on a CUDA GPU)",
@@ -52,6 +60,7 @@ class Served:
     model: str  # hub id or folder the engine loads
     notes: list[str] = field(default_factory=list)
     published: str | None = None  # the weight format of the published checkpoint served, which declares it
+    produced: str | None = None  # the weight format of the checkpoint the user produces, which declares it too
     options: dict = field(default_factory=dict)  # engine options the checkpoint needs at this parallelism
 
 
@@ -132,12 +141,14 @@ def serving_checkpoint(advice: Advice, engine: str, default: str) -> Served:
     if match is not None:
         served.model, served.published = match["hub_id"], fmt
         served.notes.append(f"serves {match['hub_id']}, a published {fmt} checkpoint (source: {match['source']})")
-    elif engine in ONLINE.get(fmt, ()):
+    elif engine in ONLINE.get(fmt, ()) and (peak := _online_peak(advice, engine, fmt)) is None:
         served.notes.append(f"{engine} quantizes {served.model} to {fmt} as it loads it (no {fmt} checkpoint needed)")
     else:
+        if engine in ONLINE.get(fmt, ()):
+            served.notes.append(peak)
         folder = f"models/{advice.model.name}-{fmt}"
         source_model = served_hub_id(advice, default)  # the checkpoint served, quantized
-        served.model = f"./{folder}"
+        served.model, served.produced = f"./{folder}", fmt
         other = next((c["hub_id"] for c in published), None)  # the other model's (instruct or base)
         served.notes.append(f"no published {fmt} checkpoint of {advice.model.name} that "
                             f"{engine} loads is known"
@@ -146,6 +157,22 @@ def serving_checkpoint(advice: Advice, engine: str, default: str) -> Served:
                             + f": produce ./{folder} from {source_model}"
                             f" with {_produce(engine, fmt, source_model, folder)}")
     return served
+
+
+def _online_peak(advice: Advice, engine: str, fmt: str) -> str | None:
+    """Why `engine` cannot quantize this plan's model to `fmt` as it loads it (its 16-bit share of the weights does not
+    fit a device, where the engine loads them whole first), or None where it can."""
+    if engine not in LOADS_16BIT_FIRST.get(fmt, ()):
+        return None
+    p = advice.plan.predicted
+    hw = resolve_hardware(advice.hardware.id)
+    shard = advice.model.params_total * 2 / max(p.tensor_parallel * p.pipeline_parallel, 1)
+    room = hw.memory_bytes - hw.runtime_overhead_bytes
+    if shard <= room:
+        return None
+    return (f"{engine} loads the 16-bit checkpoint whole before it quantizes to {fmt}, and each device would hold "
+            f"{shard / 1e9:.1f} GB of 16-bit weights, more than its {room / 1e9:.1f} GB: online quantization cannot "
+            "load, so the config serves a pre-quantized checkpoint")
 
 
 def eagle_head(advice: Advice, engine: str) -> str | None:

@@ -76,11 +76,14 @@ def engine_config(advice: Advice, engine: str) -> EngineConfig:
         _serve_model(cfg, served.model)
         cfg.notes.extend(served.notes)
         cfg.options.update(served.options)
-        if served.published:  # its config.json declares the quantization; an engine flag that disagrees stops it
+        if served.published or served.produced:
+            # its config.json declares the quantization; an engine flag that disagrees stops it (a Model Optimizer
+            # checkpoint declares modelopt, which vLLM will not serve as --quantization fp8)
             for key in ("quantization", "quantize"):
                 cfg.options.pop(key, None)
-            cfg.applied = [(t_id, f"served from the published {served.published} checkpoint, whose quantization_config "
-                                  "the engine reads (it picks the kernel)") if t_id in FORMATS else (t_id, how)
+            which = f"published {served.published}" if served.published else f"{served.produced} (produced as below)"
+            cfg.applied = [(t_id, f"served from the {which} checkpoint, whose quantization_config the engine reads (it "
+                                  "picks the kernel)") if t_id in FORMATS else (t_id, how)
                            for t_id, how in cfg.applied]
     if advice.model.model_type in HYBRID_TYPES:
         for o in state_model_options(engine, advice.model.model_type):

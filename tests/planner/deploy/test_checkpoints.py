@@ -64,6 +64,24 @@ def test_a_produced_folder_is_found_in_containers():
     assert "./models:/models:ro" in service["volumes"] and service["working_dir"] == "/"
 
 
+def test_online_fp8_needs_the_16_bit_weights_to_fit_while_they_load():
+    """vLLM and SGLang load a 16-bit checkpoint whole before they quantize it to fp8: Mixtral's 93 GB do not fit an
+    80 GB H100 replica, so their configs serve a produced fp8 checkpoint (whose config declares it: no flag that
+    could disagree), while TGI, which quantizes each weight as it loads it, still quantizes online."""
+    a = _plan("mixtral-8x7b", devices=2, goal="throughput", engine="sglang")
+    p = a.plan.predicted
+    assert "weight-fp8" in [s.technique for s in a.plan.steps] and p.tensor_parallel * p.pipeline_parallel == 1
+    for engine in ("vllm", "sglang"):
+        served = serving_checkpoint(a, engine, "mistralai/Mixtral-8x7B-v0.1")
+        assert served.model == "./models/mixtral-8x7b-fp8" and served.produced == "fp8", engine
+        assert any("loads the 16-bit checkpoint whole" in n and "93.4 GB" in n for n in served.notes)
+        assert "--quantization" not in render(a, engine)[f"{engine}/serve.sh"]
+    assert serving_checkpoint(a, "tgi", "mistralai/Mixtral-8x7B-v0.1").model == "mistralai/Mixtral-8x7B-Instruct-v0.1"
+    # a model whose 16-bit shard fits quantizes online as before
+    small = _plan("olmo-2-7b", hardware="l40s", max_quality_loss_pct=1.0)
+    assert serving_checkpoint(small, "vllm", "allenai/OLMo-2-1124-7B").produced is None
+
+
 def test_nvfp4_is_served_from_a_model_optimizer_checkpoint():
     """vLLM's and SGLang's modelopt_fp4 reads an NVFP4 checkpoint Model Optimizer wrote; neither quantizes a 16-bit
     one as it loads: a plan in fp4 serves such a folder and says how to make it (it had served the 16-bit model with
