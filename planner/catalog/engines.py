@@ -80,7 +80,8 @@ def _device_fact(engine: str | None, hw: HardwareSpec, key: str, devices: int = 
                 and not any(n in ident for n in when.get("not_named", [])) \
                 and when.get("backend", hw.features.backend) == hw.features.backend \
                 and below_compute_capability(hw, when.get("below_compute_capability")):
-            return rule[key] * (devices if rule.get("per_device") else 1)
+            value = rule[key]  # None: the rule turns the default off (TGI's chunking on ROCm)
+            return value * devices if value is not None and rule.get("per_device") else value
     return _fact(engine, key)
 
 
@@ -316,6 +317,17 @@ def engine_fallback_kernel(engine: str | None, weight_dtype: str, backend: str) 
     capability), or None."""
     fallback = engine_kernel(engine, weight_dtype).get("fallback")
     return fallback if fallback and backend in fallback.get("backends", [backend]) else None
+
+
+def engine_backend_refusal(engine: str | None, backend: str, technique: str) -> str | None:
+    """Why the engine's build for a device `backend` does not run `technique` (`missing_by_backend` in its profile: TGI's
+    ROCm image turns prefix caching and prefill chunking off), with the source, or None."""
+    if engine is None or engine == GENERIC_SERVING:
+        return None
+    why = ((engine_profile(engine).get("missing_by_backend") or {}).get(backend) or {}).get(technique)
+    if why is None:
+        return None
+    return f"{engine} on {backend}: {why['why']} (source: {why['source'].split(' — ')[0]})"
 
 
 def engine_model_refusal(engine: str | None, model_type: str) -> str | None:

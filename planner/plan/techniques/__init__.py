@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ...catalog.engines import engine_table, state_technique_refusal
+from ...catalog.engines import engine_backend_refusal, engine_table, state_technique_refusal
 from ...errors import RequestError
 from ...schema import HardwareSpec, ModelSpec
 from ...schema.workload import Workload
@@ -238,6 +238,8 @@ def static_reason(t: Technique, ctx: Context) -> str | None:
             why = (engine.get("missing") or {}).get(t.id)
             return f"{w.engine} {engine['version']} has no option for it" + (
                 f": {why['why']} (source: {why['source'].split(' — ')[0]})" if why else "")
+        if why := engine_backend_refusal(w.engine, ctx.hw.features.backend, t.id):
+            return why
         runtime = t.combines.get(w.engine)
         if runtime is not None and runtime.batch_one and w.concurrency > 1:
             return f"{w.engine} serves it one sequence at a time; the workload has {w.concurrency} at once"

@@ -136,6 +136,27 @@ def test_rocm_deployments_run_the_engines_amd_build_on_the_driver_devices(engine
     assert container["image"] == service["image"] and "amd.com/gpu" in container["resources"]["limits"]
 
 
+def test_tgis_rocm_image_keeps_prefix_caching_and_prefill_chunking_off():
+    """TGI's ROCm image runs paged attention with PREFIX_CACHING=0 and PREFILL_CHUNKING=0, and its server raises on
+    prefix caching with paged attention: a plan for TGI on an MI300X has neither step (the reason names the image), and
+    its config sets no PREFIX_CACHING; on an H100 both stay TGI's defaults."""
+    from optiplan.planner.analytic.profile import profile
+
+    rocm = plan(hardware="mi300x", devices=1, engine="tgi")
+    steps = {s.technique for s in rocm.plan.steps}
+    assert not {"prefix-caching", "chunked-prefill"} & steps
+    why = {r.technique: r.reason for r in rocm.rejected}
+    assert "ROCm image" in why["prefix-caching"] and "Dockerfile_amd" in why["prefix-caching"]
+    assert "PREFIX_CACHING" not in engine_config(rocm, "tgi").env
+    cuda = plan(hardware="h100-sxm", devices=1, engine="tgi")
+    assert {"prefix-caching", "chunked-prefill"} <= {s.technique for s in cuda.plan.steps}
+    assert engine_config(cuda, "tgi").env["PREFIX_CACHING"] == "1"
+    # the request model takes whole prompts there: no chunk, a prefill batch of at most 4,096 tokens
+    r = profile(ProfileRequest(model="llama-3.1-8b", hardware="mi300x", engine="tgi", input_tokens=1000,
+                               output_tokens=100, concurrency=8))
+    assert "in chunks" not in r.requests.scheduling
+
+
 def test_steps_an_engine_cannot_express_are_listed(h100_plans):
     a = h100_plans["vllm"]
     files, _, _ = render_all(a, ["llama.cpp"])
