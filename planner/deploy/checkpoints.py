@@ -45,7 +45,7 @@ PRODUCE = {
 }
 
 # TensorRT-LLM reads the quantization a TensorRT Model Optimizer checkpoint declares: its --qformat per format
-MODELOPT = {"awq": "int4_awq", "fp8": "fp8", "w8a8_int8": "int8_sq", "w8a16_int8": "int8_wo", "nvfp4": "nvfp4"}
+MODELOPT = {"awq": "int4_awq", "fp8": "fp8", "nvfp4": "nvfp4"}
 
 
 def _produce(engine: str, fmt: str, model: str, folder: str) -> str:
@@ -92,8 +92,9 @@ def wants_instruct(advice: Advice) -> bool:
     return serves_instruct(advice.workload)
 
 
-def serving_checkpoint(advice: Advice, engine: str, default: str) -> Served:
-    """The checkpoint `engine` serves for this plan; `default` is the model as given (its hub id or path)."""
+def serving_checkpoint(advice: Advice, engine: str, default: str, not_applied: frozenset[str] = frozenset()) -> Served:
+    """The checkpoint `engine` serves for this plan; `default` is the model as given (its hub id or path); a weight
+    step the engine leaves out (`not_applied`: TensorRT-LLM's PyTorch backend has no int8 recipe) asks for none."""
     entry = advice_catalog_entry(advice)
     if not entry:
         return Served(default)
@@ -108,7 +109,8 @@ def serving_checkpoint(advice: Advice, engine: str, default: str) -> Served:
     elif chat:
         served.notes.append(f"the catalog knows no instruct checkpoint of {default}: a base model has no chat template "
                             "and answers as a text completer; point the model at your chat-tuned checkpoint")
-    fmt = next((FORMATS[s.technique] for s in advice.plan.steps if s.technique in FORMATS), None)
+    fmt = next((FORMATS[s.technique] for s in advice.plan.steps
+                if s.technique in FORMATS and s.technique not in not_applied), None)
     if fmt is None:
         return served
     published = [c for c in entry.get("checkpoints") or [] if c["format"] == fmt and engine in c["engines"]]

@@ -72,7 +72,7 @@ def engine_config(advice: Advice, engine: str) -> EngineConfig:
         cfg.applied.insert(0, ("distillation", f"serves {advice.model.name}, the student the plan's figures are for"))
         cfg.notes.append(distilled)
     if engine != "llama.cpp":  # llama.cpp serves a GGUF file its mapper names
-        served = serving_checkpoint(advice, engine, cfg.model)
+        served = serving_checkpoint(advice, engine, cfg.model, frozenset(t for t, _ in cfg.not_applied))
         _serve_model(cfg, served.model)
         cfg.notes.extend(served.notes)
         cfg.options.update(served.options)

@@ -32,7 +32,7 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
     kv: dict[str, Any] = {"free_gpu_memory_fraction": o["kv_cache_free_gpu_memory_fraction"]}
     steps = plan_steps(advice)
     for t_id, step in steps.items():
-        if t_id in ("weight-fp8", "weight-int4-awq", "weight-int4-gptq", "weight-fp4", "weight-w8a8-int8", "weight-int8"):
+        if t_id in ("weight-fp8", "weight-int4-awq", "weight-int4-gptq", "weight-fp4"):
             cfg.applied.append((t_id, "from a checkpoint quantized with TensorRT Model Optimizer (quant_config "
                                       "in the checkpoint)"))
         elif t_id == "kv-fp8":

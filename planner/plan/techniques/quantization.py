@@ -144,7 +144,7 @@ def _kv(dtype: str):
 
 register(
     Technique(
-        id="weight-int8", engines=("vllm", "tgi", "trtllm", "transformers", "llama.cpp"),
+        id="weight-int8", engines=("vllm", "tgi", "transformers", "llama.cpp"),
         name="int8 weight-only quantization (W8A16)", family="weight quantization", group=WEIGHTS,
         summary="Weights in int8 with one scale per output channel, dequantized to 16 bits in the matmul.",
         transform=_weights("int8", own_gemm=True), check=_served_in_8bit, packages=("torchao",), quality_risk="low",
@@ -154,7 +154,7 @@ register(
         apply=Applied("quantize:int8_weight_only", changes_weights=True, aim=("weights_bytes", "lower"),
                       options=(BACKEND_AO_QUANTO, KEEP_HEAD, TRITON_KERNEL))),
     Technique(
-        id="weight-w8a8-int8", engines=("vllm", "sglang", "trtllm", "transformers"),
+        id="weight-w8a8-int8", engines=("vllm", "sglang", "transformers"),
         name="int8 weights and activations (SmoothQuant W8A8)", family="weight quantization",
         group=WEIGHTS, summary="int8 weights and dynamically quantized int8 activations on int8 tensor cores.",
         transform=_weights("int8", activations="int8"), hardware=("int8-tensor-cores",), check=_served_in_8bit,

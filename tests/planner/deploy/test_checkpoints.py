@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from optiplan import profiles
 from optiplan.planner.deploy.checkpoints import FORMATS, draft_hub_id, serving_checkpoint
-from optiplan.planner.deploy.render import render
+from optiplan.planner.deploy.render import engine_config, render
 from optiplan.planner.plan.advise import advise
 from optiplan.planner.schema import AdviseRequest
 
@@ -165,8 +165,10 @@ def test_int8_weight_only_serves_an_int8_checkpoint_or_quantizes_online_where_th
     assert "weight-int8" in [s.technique for s in a.plan.steps]
     vllm = serving_checkpoint(a, "vllm", "meta-llama/Llama-3.1-70B")
     assert vllm.model == "./models/llama-3.1-70b-w8a16_int8" and "scheme='W8A16'" in vllm.notes[-1]
-    trt = serving_checkpoint(a, "trtllm", "meta-llama/Llama-3.1-70B")
-    assert trt.model == "./models/llama-3.1-70b-w8a16_int8" and "--qformat int8_wo" in trt.notes[-1]
+    # TensorRT-LLM's PyTorch backend has no int8 recipe: its config leaves the step out and serves the 16-bit model
+    trt = engine_config(a, "trtllm")
+    assert dict(trt.not_applied)["weight-int8"].startswith("TensorRT-LLM has no option for it: the PyTorch backend")
+    assert trt.model == "meta-llama/Llama-3.1-70B-Instruct"
     tgi = serving_checkpoint(a, "tgi", "meta-llama/Llama-3.1-70B")  # EETQ quantizes as it loads
     assert tgi.model == "meta-llama/Llama-3.1-70B-Instruct" and "quantizes" in tgi.notes[-1]
     assert "--quantize eetq" in render(a, "tgi")["tgi/serve.sh"]
