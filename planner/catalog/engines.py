@@ -330,6 +330,20 @@ def engine_backend_refusal(engine: str | None, backend: str, technique: str) -> 
     return f"{engine} on {backend}: {why['why']} (source: {why['source'].split(' — ')[0]})"
 
 
+def engine_non_native_refusal(engine: str | None, model_type: str, technique: str) -> str | None:
+    """Why the engine does not run `technique` on a model of `model_type` it has no modeling code of its own for (its
+    profile's `native_model_types` and `non_native_refuses`: TGI serves such models through transformers'
+    implementation, which takes no weight format), or None."""
+    if engine is None or engine == GENERIC_SERVING:
+        return None
+    native = _fact(engine, "native_model_types")
+    if native is None or model_type in native or technique not in (_fact(engine, "non_native_refuses") or []):
+        return None
+    return (f"{engine} has no modeling code of its own for {model_type} and serves it through transformers' "
+            f"implementation, which takes no weight format (source: "
+            f"{_fact(engine, 'native_model_types_source').split(' — ')[0]})")
+
+
 def engine_model_refusal(engine: str | None, model_type: str) -> str | None:
     """Why the engine cannot run a model of this `model_type` (its profile's `model_types`, where it lists the
     architectures it has code for: gpt-fast), or None."""

@@ -208,3 +208,15 @@ def test_llama_server_batches_continuously_in_a_plan(concurrency):
     assert a.workload.engine == "llama.cpp" and p.batch == concurrency
     per_token_s = p.tpot_ms / 1e3 + p.ttft_ms / 1e3 / a.workload.output_tokens_mean  # a request's prompt, spread
     assert p.throughput_tokens_per_s == pytest.approx(p.batch / per_token_s, rel=0.25)
+
+
+def test_tgi_takes_no_weight_format_on_a_model_it_has_no_code_for():
+    """TGI serves a model type it has no modeling code for (Qwen3's, in 3.3.7) through transformers'
+    implementation, which takes no weight format (gptq, awq, nf4 and eetq raise; fp8 is not read): a TGI plan for
+    Qwen3-30B-A3B has none and says why; Mixtral, which TGI has code for, keeps fp8."""
+    a = _advise(model="qwen3-30b-a3b", hardware="h100-sxm", engine="tgi")
+    assert not any(s.technique.startswith("weight-") for s in a.plan.steps)
+    why = {r.technique: r.reason for r in a.rejected}
+    assert "no modeling code of its own for qwen3_moe" in why["weight-fp8"]
+    mixtral = _advise(model="mixtral-8x7b", hardware="h100-sxm", engine="tgi")
+    assert "weight-fp8" in [s.technique for s in mixtral.plan.steps]
