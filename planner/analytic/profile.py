@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..catalog.dtypes import QUANTIZED, DtypeError, canonical, compute_dtype
+from ..catalog.engine_refusals import engine_model_refusal
 from ..catalog.engines import (
     GENERIC_SERVING,
     backend_refusal,
@@ -13,7 +14,6 @@ from ..catalog.engines import (
     engine_activations,
     engine_defaults,
     engine_max_in_flight,
-    engine_model_refusal,
     engine_names,
     engine_pages_cache,
     engine_prefill_chunk,

@@ -12,12 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ...catalog.engines import (
-    engine_backend_refusal,
-    engine_non_native_refusal,
-    engine_table,
-    state_technique_refusal,
-)
+from ...catalog.engine_refusals import engine_backend_refusal, engine_non_native_refusal
+from ...catalog.engines import engine_table, state_technique_refusal
 from ...errors import RequestError
 from ...schema import HardwareSpec, ModelSpec
 from ...schema.workload import Workload
