@@ -15,16 +15,16 @@ from pathlib import Path
 
 import yaml
 
+from ..analytic.profile import model_summary
 from ..catalog.engines import (
     engine_backends,
     state_model_options,
     state_model_refusal,
     state_technique_refusal,
 )
-from ..analytic.profile import model_summary
 from ..catalog.hardware import resolve_hardware
-from ..catalog.models import resolve_model
 from ..catalog.hybrid_spec import HYBRID_TYPES
+from ..catalog.models import resolve_model
 from ..errors import UnknownNameError
 from ..fsutil import atomic_folder
 from ..schema import HardwareSpec
