@@ -204,9 +204,11 @@ def served_hub_id(advice: Advice, default: str) -> str:
     return (advice_catalog_entry(advice).get("instruct") or {}).get("hub_id") or default
 
 
-def published_gguf(advice: Advice, quant: str) -> dict | None:
-    """A published GGUF repository of the served model with the `quant` file (catalog `checkpoints`, format gguf),
-    which llama-server downloads itself (`--hf-repo REPO:QUANT`), or None."""
+def published_gguf(advice: Advice, quant: str, model: str | None = None) -> dict | None:
+    """A published GGUF repository of the served model (or of catalog model `model`: a speculative draft) with the
+    `quant` file (catalog `checkpoints`, format gguf), which llama-server downloads itself (`--hf-repo REPO:QUANT`,
+    `--hf-repo-draft`), or None."""
     chat = wants_instruct(advice)
-    return next((c for c in advice_catalog_entry(advice).get("checkpoints") or []
+    entry = catalog_entry(model) if model else advice_catalog_entry(advice)
+    return next((c for c in entry.get("checkpoints") or []
                  if c["format"] == "gguf" and c["instruct"] == chat and quant in c.get("quants", ())), None)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from ..catalog.engines import engine_storage
 from ..schema import HardwareSpec
 from ..schema.advice import Advice
-from .checkpoints import published_gguf, served_hub_id
+from .checkpoints import draft_hub_id, published_gguf, served_hub_id
 from .config import PORT, EngineConfig, max_seqs, model_reference, no_option, plan_steps
 
 # the weight-format steps a llama.cpp plan can carry, by the format they store: the GGUF file type is the one the
@@ -63,9 +63,21 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
             o["cache-reuse"] = 256
             cfg.applied.append((t_id, "--cache-reuse 256 (reuse cached prompt chunks)"))
         elif t_id == "spec-draft":
-            draft = f"models/{step.params['draft_model']}-{quant}.gguf"
-            o.update({"model-draft": draft, "draft-max": step.params["num_speculative_tokens"]})
-            cfg.applied.append((t_id, f"--model-draft {draft}"))
+            name = step.params["draft_model"]
+            repo = published_gguf(advice, quant, name)
+            o["draft-max"] = step.params["num_speculative_tokens"]
+            if repo:  # llama-server downloads it as it does the target (--hf-repo-draft REPO:QUANT)
+                o["hf-repo-draft"] = f"{repo['hub_id']}:{quant}"
+                cfg.applied.append((t_id, f"--hf-repo-draft {o['hf-repo-draft']}"))
+            else:
+                draft, hub = f"models/{name}-{quant}.gguf", draft_hub_id(advice, name) or name
+                o["model-draft"] = draft
+                cfg.applied.append((t_id, f"--model-draft {draft}"))
+                convert = f"`python convert_hf_to_gguf.py <a local copy of {hub}> --outtype "
+                cfg.notes.append(f"the draft model's GGUF: {convert}{quant.lower()} --outfile {draft}`" if quant in
+                                 ("BF16", "F16") else f"the draft model's GGUF: {convert}f16 --outfile "
+                                 f"models/{name}-F16.gguf`, then `llama-quantize models/{name}-F16.gguf {draft} "
+                                 f"{quant}`")
         elif t_id == "cpu-offload":
             share = p.offload_bytes_per_device / max(p.offload_bytes_per_device + p.weights_per_device_bytes, 1)
             o["n-gpu-layers"] = max(0, int(advice.model.num_layers * (1 - share)))

@@ -117,6 +117,19 @@ def test_llama_cpp_downloads_a_published_gguf_or_says_how_to_convert():
     assert "convert_hf_to_gguf.py" in readme and "meta-llama/Llama-3.1-8B>" in readme  # no base GGUF published
 
 
+def test_llama_cpps_draft_model_is_downloaded_or_made():
+    """A llama.cpp plan that speculates with a draft model names a GGUF llama-server can load: a published one it
+    downloads (--hf-repo-draft), else a file and the commands that make it from the draft's instruct checkpoint (the
+    config had named a file nobody was told how to make)."""
+    a = _plan("llama-3.1-8b", hardware="l4", engine="llama.cpp")
+    step = next(s for s in a.plan.steps if s.technique == "spec-draft")
+    files = render(a, "llama.cpp")
+    # the catalog knows no GGUF of Llama-3.2-1B: a file, made from its instruct checkpoint
+    assert step.params["draft_model"] == "llama-3.2-1b" and "--model-draft models/llama-3.2-1b-" in files["llamacpp/serve.sh"]
+    assert "the draft model's GGUF: `python convert_hf_to_gguf.py <a local copy of meta-llama/Llama-3.2-1B-Instruct>" \
+        in files["README.md"] and "llama-quantize" in files["README.md"]
+
+
 def test_a_workload_file_says_whether_it_chats():
     from optiplan.planner.catalog.workloads import load_workload, serves_instruct, with_overrides
 
