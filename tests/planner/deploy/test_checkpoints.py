@@ -125,7 +125,8 @@ def test_llama_cpps_draft_model_is_downloaded_or_made():
     step = next(s for s in a.plan.steps if s.technique == "spec-draft")
     files = render(a, "llama.cpp")
     # the catalog knows no GGUF of Llama-3.2-1B: a file, made from its instruct checkpoint
-    assert step.params["draft_model"] == "llama-3.2-1b" and "--model-draft models/llama-3.2-1b-" in files["llamacpp/serve.sh"]
+    assert step.params["draft_model"] == "llama-3.2-1b"
+    assert "--model-draft models/llama-3.2-1b-" in files["llamacpp/serve.sh"]
     assert "the draft model's GGUF: `python convert_hf_to_gguf.py <a local copy of meta-llama/Llama-3.2-1B-Instruct>" \
         in files["README.md"] and "llama-quantize" in files["README.md"]
 
