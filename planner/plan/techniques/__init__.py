@@ -194,7 +194,9 @@ def _model_checks() -> dict[str, tuple[Callable[[Context], bool], str]]:
         "mtp": (lambda c: c.mtp_layers > 0, "{model} ships no multi-token-prediction heads"),
         "eagle": (lambda c: bool(c.eagle_heads), "the catalog knows no published EAGLE-3 head of {model}"),
         "draft": (lambda c: c.draft is not None, "the catalog has no much smaller model of {model}'s tokenizer family"),
-        "smaller": (lambda c: c.smaller is not None, "the catalog has no smaller model of {model}'s family"),
+        "smaller": (lambda c: c.smaller is not None, "the catalog has no model of {model}'s family at a half to a "
+                                                     "quarter of its size (the compressions distillation's quality "
+                                                     "figure comes from)"),
         "full-attention": (lambda c: any(w is None for w in c.spec.layer_windows),
                            "{model} already uses sliding windows on every layer"),
     }

@@ -95,7 +95,8 @@ register(
         summary="A smaller catalog model of the same family trained on the target's outputs, served instead.",
         transform=lambda s, c: s.with_(spec=c.smaller), model=("smaller",), data="training", quality_risk="high",
         quality_loss_pct=10.0,
-        quality_source="Minitron (arXiv 2407.14679): distilled students trail their teacher by several points "
-                       "on MMLU; 10% budgeted",
+        quality_source="Minitron (arXiv 2407.14679): students distilled to a half and a quarter of the teacher "
+                       "(Nemotron-4 15B into 8B and 4B) trail it by several points on MMLU; 10% budgeted, and only "
+                       "students within that range are offered",
         params=lambda c: {"student": c.smaller.name if c.smaller else None}),
 )
