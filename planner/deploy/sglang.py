@@ -92,9 +92,11 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
                       "speculative-num-draft-tokens": step.params["num_speculative_tokens"] + 1})
             cfg.applied.append((t_id, f"--speculative-algorithm EAGLE3 with {eagle_head(advice, 'sglang')}"))
         elif t_id == "spec-mtp":
-            o.update({"speculative-algorithm": "EAGLE", "speculative-num-steps": 1, "speculative-eagle-topk": 1,
+            # DeepSeek's MTP module runs as EAGLE's draft; Qwen3-Next's as NEXTN (SGLang's Qwen3 page)
+            algorithm = "NEXTN" if advice.model.model_type == "qwen3_next" else "EAGLE"
+            o.update({"speculative-algorithm": algorithm, "speculative-num-steps": 1, "speculative-eagle-topk": 1,
                       "speculative-num-draft-tokens": 2})
-            cfg.applied.append((t_id, "--speculative-algorithm EAGLE (the MTP module as the draft)"))
+            cfg.applied.append((t_id, f"--speculative-algorithm {algorithm} (the MTP module as the draft)"))
         elif t_id == "spec-ngram":
             o.update({"speculative-algorithm": "NGRAM",
                       "speculative-num-draft-tokens": step.params["num_speculative_tokens"]})

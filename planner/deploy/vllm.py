@@ -94,7 +94,7 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
         elif t_id == "spec-eagle3" and not eagle_head(advice, "vllm"):
             cfg.not_applied.append((t_id, "no published EAGLE-3 head of this model that vLLM loads is known"))
         elif t_id in ("spec-ngram", "spec-mtp", "spec-eagle3"):
-            o["speculative-config"] = vllm_spec(step, eagle_head(advice, "vllm"))
+            o["speculative-config"] = vllm_spec(step, eagle_head(advice, "vllm"), advice.model.model_type)
             cfg.applied.append((t_id, "--speculative-config"))
         elif t_id == "cpu-offload":
             gb = offload_gib(p)
@@ -107,7 +107,7 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
     return cfg
 
 
-def vllm_spec(step, head: str | None = None) -> dict[str, Any]:
+def vllm_spec(step, head: str | None = None, model_type: str = "") -> dict[str, Any]:
     params = step.params
     if step.technique == "spec-ngram":
         return {"method": "ngram", "num_speculative_tokens": params["num_speculative_tokens"],
@@ -115,4 +115,6 @@ def vllm_spec(step, head: str | None = None) -> dict[str, Any]:
     if step.technique == "spec-eagle3":  # vllm-project/recipes Llama-3.1-8B-Instruct: method eagle3 with the head
         return {"method": "eagle3", "model": head,
                 "num_speculative_tokens": params["num_speculative_tokens"]}
-    return {"method": "deepseek_mtp", "num_speculative_tokens": params["num_speculative_tokens"]}
+    # the checkpoint's own MTP module, by model: vLLM's Qwen3-Next recipe names qwen3_next_mtp, DeepSeek's deepseek_mtp
+    method = "qwen3_next_mtp" if model_type == "qwen3_next" else "deepseek_mtp"
+    return {"method": method, "num_speculative_tokens": params["num_speculative_tokens"]}

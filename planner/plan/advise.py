@@ -104,7 +104,8 @@ def build_context(spec: ModelSpec, hw: HardwareSpec, devices: int, workload: Wor
         raise RequestError(why)
     catalog = profiles.resolve_model_name(spec.name)
     entry = profiles.load_model(catalog) if catalog else {}
-    mtp = (entry.get("config") or {}).get("num_nextn_predict_layers", 0)
+    # the checkpoint's MTP modules: its config's count (DeepSeek), else the catalog's (Qwen3-Next's config names none)
+    mtp = (entry.get("config") or {}).get("num_nextn_predict_layers", 0) or (entry.get("mtp") or {}).get("layers", 0)
     return Context(spec=spec, hw=hw, devices=devices, workload=workload,
                    draft=drafts[0][2] if drafts else None, smaller=smaller[-1][2] if smaller else None,
                    mtp_layers=mtp or 0, eagle_heads=tuple(entry.get("eagle") or ()),
