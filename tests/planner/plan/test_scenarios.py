@@ -194,13 +194,17 @@ def test_goal_changes_the_plan():
     def request_ms(p):
         return p.ttft_ms + p.tpot_ms * 320
     assert request_ms(latency.plan.predicted) <= request_ms(memory.plan.predicted) * (1 + QUALITY_TIE)
-    assert latency.plan.quality_loss_pct <= memory.plan.quality_loss_pct
+    assert "kv-fp8" not in [s.technique for s in latency.plan.steps]
+    assert "kv-fp8" in [s.technique for s in memory.plan.steps]
     throughput = run(model="llama-3.1-70b", hardware="h100-sxm", num_devices=2, workload="chat", goal="throughput",
                      max_quality_loss_pct=5)
     assert throughput.plan.predicted.throughput_tokens_per_s >= latency.plan.predicted.throughput_tokens_per_s
     lossless = run(model="llama-3.1-70b", hardware="h100-sxm", num_devices=2, workload="chat", goal="memory",
                    max_quality_loss_pct=0)
-    assert memory.plan.predicted.weights_per_device_bytes < lossless.plan.predicted.weights_per_device_bytes / 3
+    # 8-bit weights: every 4-bit format costs Llama-3-70B more than the 5% budget (GPTQ's published +13.8%, which
+    # NF4 is budgeted at)
+    assert memory.plan.predicted.weights_per_device_bytes < lossless.plan.predicted.weights_per_device_bytes / 1.9
+    assert "weight-nf4" in {r.technique for r in memory.rejected if "exceeds the quality budget" in r.reason}
 
 
 def test_python_api():
