@@ -4,7 +4,7 @@ are valid (`always_on`), and the step-by-step prediction still shows what each o
 from __future__ import annotations
 
 from ...analytic.efficiency import prefill_chunk_tokens
-from ...catalog.engines import engine_chunk_budget, engine_mixes_prefill
+from ...catalog.engines import below_compute_capability, engine_chunk_budget, engine_mixes_prefill
 from ...catalog.kernels import triton_attention
 from . import Applied, Combines, Context, Option, Technique, register
 
@@ -60,6 +60,11 @@ def _flash_params(ctx: Context) -> dict:
     if shares := _ours(ctx):
         return {"implementation": "triton", "measured": f"{shares.prefill_attention:.0%} of bf16 peak in prefill, "
                                                          f"{shares.decode_attention:.0%} of HBM in decode: {shares.source}"}
+    blackwell = ctx.hw.features.backend == "cuda" and not below_compute_capability(ctx.hw, 10.0)
+    if ctx.hw.features.flash_attention >= 3 and blackwell and ctx.workload.engine != "transformers":
+        # FlashAttention-3 is Hopper's; on Blackwell vLLM puts FlashInfer first (profiles/engines/vllm.yaml) and
+        # SGLang and TensorRT-LLM run their own kernels
+        return {"kernel": "the engine's Blackwell attention (FlashInfer or TensorRT-LLM's kernels)"}
     return {"version": 3 if ctx.hw.features.flash_attention >= 3 else 2}
 
 

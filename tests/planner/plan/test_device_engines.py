@@ -220,3 +220,13 @@ def test_tgi_takes_no_weight_format_on_a_model_it_has_no_code_for():
     assert "no modeling code of its own for qwen3_moe" in why["weight-fp8"]
     mixtral = _advise(model="mixtral-8x7b", hardware="h100-sxm", engine="tgi")
     assert "weight-fp8" in [s.technique for s in mixtral.plan.steps]
+
+
+def test_flash_attention_3_is_named_on_hopper_only():
+    """FlashAttention-3 is Hopper's: on a B200 the plan names the engine's own Blackwell attention (vLLM puts
+    FlashInfer first there) instead of 'version=3'."""
+    def params(hardware):
+        a = _advise(model="llama-3.1-8b", hardware=hardware, engine="vllm")
+        return next(s.params for s in a.plan.steps if s.technique == "flash-attention")
+    assert params("h100-sxm") == {"version": 3}
+    assert "version" not in params("b200") and "Blackwell" in params("b200")["kernel"]
