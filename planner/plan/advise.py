@@ -244,8 +244,7 @@ def _rejections(best: Candidate, ranked: list[Candidate], result: SearchResult, 
             continue
         reason = result.rejected.get(t_id)
         if reason is None and t_id in result.no_ops:
-            reason = "changes nothing here: " + (t.unchanged or "the configuration already has what it sets (an fp8 "
-                                                 "checkpoint already in fp8, weights that fit without offload)")
+            reason = "changes nothing here: " + (t.unchanged or "the configuration already has what it sets")
         if reason is None:
             holder = next((c for c in best.ids if t.group and techniques[c].group == t.group), None)
             clash = next(filter(None, (runtime_conflict(t, techniques[c], ctx.workload.engine) for c in best.ids)),

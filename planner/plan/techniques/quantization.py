@@ -179,6 +179,7 @@ register(
                        "within 0.3% of 16-bit on Llama-class models",
         params=lambda ctx: {"format": "e4m3", "scales": "per-channel weights" if _weight_only_fp8(ctx) else
                             "per-channel weights, dynamic per-token activations"},
+        unchanged="the published checkpoint is already fp8 and runs as it is on this device",
         apply=Applied("quantize:fp8_weights", changes_weights=True, aim=("weights_bytes", "lower"))),
     Technique(
         id="weight-int4-awq", engines=("vllm", "sglang", "tgi", "trtllm"),

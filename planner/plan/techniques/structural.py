@@ -63,7 +63,8 @@ register(
         summary="Part of the weights kept in host memory and streamed to the device every forward pass: fits, "
                 "at the host link's speed.",
         transform=_offload, hardware=("gpu", "host-memory"), quality_source="lossless; slow (host link bandwidth)",
-        params=lambda c: {"what": "the share of weights that does not fit"}),
+        params=lambda c: {"what": "the share of weights that does not fit"},
+        unchanged="the weights fit on the devices without it: nothing is offloaded"),
     Technique(
         id="sliding-window-sinks", engines=("transformers",),
         name="Sliding window with attention sinks (StreamingLLM)", family="attention",
