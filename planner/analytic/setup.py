@@ -284,7 +284,7 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
                 efficiency: EfficiencyFactors | None = None, weight_kernel: str | None = None,
                 engine: str | None = None, speculative: str | None = None, mixed_prefill: bool | None = None,
                 gguf_type: str | None = None, running_from_batch: bool = False,
-                max_running: int | None = None) -> Setup:
+                max_running: int | None = None, weight_method: str | None = None) -> Setup:
     """Resolve one configuration into the analytic model's inputs.
 
     `runtime` picks the fixed costs per step ("serving": an engine with CUDA graphs; "transformers": eager
@@ -293,7 +293,9 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
     flash, sdpa or eager (eager also materialises the score matrix), or triton: optiplan's kernels, at the shares
     of the peaks they measured on this GPU (`catalog.kernels`), as is `weight_kernel` "triton" for int4/int8.
     Another `weight_kernel` names a kernel of profiles/efficiency.yaml (marlin, tinygemm, ...); without one, the
-    kernel `engine` runs for the weight format on the device's backend (its profile), if it names one.
+    kernel `engine` runs for the weight format on the device's backend (its profile), if it names one, or the
+    kernel it falls back to where the device refuses that one, for weights made by `weight_method` (awq, gptq; None:
+    not known) where the fallback names its methods (vLLM's GPTQ kernel below Marlin's GPUs).
     `mixed_prefill` puts prompt chunks in the decode steps (True) or in steps of their own (False) where the engine's
     default (None) is not what runs (SGLang's --enable-mixed-chunk). `gguf_type` names the GGUF file the engine reads
     the weights from where it is not the one its profile stores the format in (llama.cpp's Q4_0 for int4).
@@ -311,7 +313,8 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         else None
     if engine_kernel and weight_kernel_refusal(hw, engine_kernel, weight_dtype) is None:
         weight_kernel = engine_kernel
-    elif engine_kernel and (fallback := engine_fallback_kernel(engine, weight_dtype, hw.features.backend)) and \
+    elif engine_kernel and (fallback := engine_fallback_kernel(engine, weight_dtype, hw.features.backend,
+                                                              weight_method)) and \
             weight_kernel_refusal(hw, fallback["efficiency"], weight_dtype) is None:
         weight_kernel = fallback["efficiency"]  # below the kernel's device, the one the engine runs there (vLLM's GPTQ)
     # else the device's defaults (a kernel the engine cannot run here and none in its stead)

@@ -5,21 +5,13 @@ all (`model_types`: gpt-fast). Each reason names its source from the engine's pr
 
 from __future__ import annotations
 
-from typing import Any
-
-from .engines import GENERIC_SERVING, engine_profile
-
-
-def _profile_fact(engine: str | None, key: str) -> Any:
-    return None if engine is None or engine == GENERIC_SERVING else engine_profile(engine).get(key)
+from .engines import engine_fact
 
 
 def engine_backend_refusal(engine: str | None, backend: str, technique: str) -> str | None:
     """Why the engine's build for a device `backend` does not run `technique` (`missing_by_backend` in its profile: TGI's
     ROCm image turns prefix caching and prefill chunking off), with the source, or None."""
-    if engine is None or engine == GENERIC_SERVING:
-        return None
-    why = ((engine_profile(engine).get("missing_by_backend") or {}).get(backend) or {}).get(technique)
+    why = ((engine_fact(engine, "missing_by_backend") or {}).get(backend) or {}).get(technique)
     if why is None:
         return None
     return f"{engine} on {backend}: {why['why']} (source: {why['source'].split(' — ')[0]})"
@@ -29,21 +21,19 @@ def engine_non_native_refusal(engine: str | None, model_type: str, technique: st
     """Why the engine does not run `technique` on a model of `model_type` it has no modeling code of its own for (its
     profile's `native_model_types` and `non_native_refuses`: TGI serves such models through transformers'
     implementation, which takes no weight format), or None."""
-    if engine is None or engine == GENERIC_SERVING:
-        return None
-    native = _profile_fact(engine, "native_model_types")
-    if native is None or model_type in native or technique not in (_profile_fact(engine, "non_native_refuses") or []):
+    native = engine_fact(engine, "native_model_types")
+    if native is None or model_type in native or technique not in (engine_fact(engine, "non_native_refuses") or []):
         return None
     return (f"{engine} has no modeling code of its own for {model_type} and serves it through transformers' "
             f"implementation, which takes no weight format (source: "
-            f"{_profile_fact(engine, 'native_model_types_source').split(' — ')[0]})")
+            f"{engine_fact(engine, 'native_model_types_source').split(' — ')[0]})")
 
 
 def engine_model_refusal(engine: str | None, model_type: str) -> str | None:
     """Why the engine cannot run a model of this `model_type` (its profile's `model_types`, where it lists the
     architectures it has code for: gpt-fast), or None."""
-    types = _profile_fact(engine, "model_types")
+    types = engine_fact(engine, "model_types")
     if types is None or model_type in types:
         return None
     return (f"{engine} runs {', '.join(types)} models, not {model_type} (source: "
-            f"{_profile_fact(engine, 'model_types_source').split(' — ')[0]})")
+            f"{engine_fact(engine, 'model_types_source').split(' — ')[0]})")

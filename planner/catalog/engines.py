@@ -55,9 +55,10 @@ def planned_engines() -> list[str]:
     return [name for name in engine_table() if engine_plans(name)]
 
 
-def _fact(engine: str | None, key: str) -> Any:
+def engine_fact(engine: str | None, key: str) -> Any:
     """A fact of the engine's profile, or None where it has none (the generic `serving` engine, no engine)."""
     return None if engine is None or engine == GENERIC_SERVING else engine_profile(engine).get(key)
+
 
 
 def engine_runtime(engine: str) -> str:
@@ -72,7 +73,7 @@ def _device_fact(engine: str | None, hw: HardwareSpec, key: str, devices: int = 
     not A100s; a CUDA compute capability below `below_compute_capability`; the device's `backend`, rocm or cuda),
     times the `devices` of the deployment where the rule says `per_device` (vLLM on CPUs), else the profile's value."""
     ident = f"{hw.id} {hw.name}".lower()
-    for rule in _fact(engine, "device_defaults") or []:
+    for rule in engine_fact(engine, "device_defaults") or []:
         when = rule["when"]
         if key in rule and hw.kind == when.get("kind", hw.kind) \
                 and hw.memory_bytes >= when.get("min_memory_gib", 0) * 2**30 \
@@ -82,7 +83,7 @@ def _device_fact(engine: str | None, hw: HardwareSpec, key: str, devices: int = 
                 and below_compute_capability(hw, when.get("below_compute_capability")):
             value = rule[key]  # None: the rule turns the default off (TGI's chunking on ROCm)
             return value * devices if value is not None and rule.get("per_device") else value
-    return _fact(engine, key)
+    return engine_fact(engine, key)
 
 
 def below_compute_capability(hw: HardwareSpec, limit: float | None) -> bool:
@@ -107,10 +108,11 @@ def engine_prefill_chunk(engine: str, runtime_default: int | None, hw: HardwareS
 def engine_chunk_budget(engine: str | None, runtime_default: int, hw: HardwareSpec, devices: int = 1) -> int:
     """The tokens one step takes with chunked prefill on, on `hw`: the engine's default chunk where it chunks by
     default (vLLM's max_num_batched_tokens by device), else the budget its chunking takes when turned on (TensorRT-LLM
-    chunks at max_num_tokens: `chunked_prefill_tokens`), else the runtime's (`runtime_default`)."""
+    chunks at max_num_tokens: `chunked_prefill_tokens`; where the engine does not chunk, the whole prompts a prefill
+    batch takes: TGI's --max-batch-prefill-tokens on ROCm), else the runtime's (`runtime_default`)."""
     if engine is None or engine == GENERIC_SERVING:
         return runtime_default
-    return engine_prefill_chunk(engine, None, hw, devices) or _fact(engine, "chunked_prefill_tokens") \
+    return engine_prefill_chunk(engine, None, hw, devices) or engine_fact(engine, "chunked_prefill_tokens") \
         or runtime_default
 
 
@@ -119,7 +121,7 @@ def engine_budget_per_group(engine: str | None) -> bool:
     engine core of its own, with its own max_num_batched_tokens), so a step of `attention_dp` groups takes that many
     budgets; otherwise the budget is the whole deployment's, divided over the groups (SGLang divides
     --chunked-prefill-size by the dp size). `attention_dp_budget` in its profile: per_group or divided (default)."""
-    return engine not in (None, GENERIC_SERVING) and _fact(engine, "attention_dp_budget") == "per_group"
+    return engine not in (None, GENERIC_SERVING) and engine_fact(engine, "attention_dp_budget") == "per_group"
 
 
 def engine_kv_memory(engine: str | None, hw: HardwareSpec, devices: int = 1, attention_dp: int = 1,
@@ -131,7 +133,7 @@ def engine_kv_memory(engine: str | None, hw: HardwareSpec, devices: int = 1, att
     that much, set by the device's memory and the `devices` of a tensor x pipeline group, more under data-parallel
     attention and with speculative decoding (`speculative`: the method; a separate draft model more) (SGLang's
     --mem-fraction-static). None where the profile states none or on another kind of device."""
-    fact = _fact(engine, "kv_memory")
+    fact = engine_fact(engine, "kv_memory")
     if not fact or hw.kind != "gpu":
         return None
     if fact["of"] == "reserve":
@@ -148,7 +150,7 @@ def engine_sampler_row_bytes(engine: str | None, hw: HardwareSpec, vocab_size: i
     sampler's logits set that peak (its profile's `profile_sampler_bytes` per logit times the vocabulary): vLLM sizes
     its cache after a forward pass over its step budget and its sampler over max_num_seqs rows of logits, so the
     peak is this times its running cap (`engine_max_running`); 0 where the profile states none or off a GPU."""
-    per_logit = _fact(engine, "profile_sampler_bytes")
+    per_logit = engine_fact(engine, "profile_sampler_bytes")
     return float(per_logit) * vocab_size if per_logit and hw.kind == "gpu" else 0.0
 
 
@@ -171,27 +173,27 @@ def engine_default_limit(engine: str | None, hw: HardwareSpec, devices: int = 1,
     per = cap * schedulers if cap else None
     in_flight = engine_max_in_flight(engine)
     if in_flight and (not per or in_flight <= per):
-        return in_flight, _fact(engine, "max_in_flight_option"), True
-    return (per, _fact(engine, "max_running_option"), False) if per else None
+        return in_flight, engine_fact(engine, "max_in_flight_option"), True
+    return (per, engine_fact(engine, "max_running_option"), False) if per else None
 
 
 def engine_running_pool(engine: str | None) -> tuple[int, int, int] | None:
     """(requests per context length of cached tokens, least, most) of the request pool an engine sizes from its cache
     (SGLang: min(max(cache tokens / context length x 512, 2048), 4096) per data-parallel worker), or None."""
-    pool = _fact(engine, "running_pool")
+    pool = engine_fact(engine, "running_pool")
     return (pool["requests_per_context"], pool["min"], pool["max"]) if pool else None
 
 
 def engine_starts_with_full_context(engine: str | None) -> bool:
     """Whether the engine refuses to start unless its cache holds one sequence of its whole context (`--max-model-len`,
     the model's own by default): vLLM's `starts_with: full-context`."""
-    return _fact(engine, "starts_with") == "full-context"
+    return engine_fact(engine, "starts_with") == "full-context"
 
 
 def engine_max_in_flight(engine: str | None) -> int | None:
     """The most requests the engine accepts at once, running and waiting, by default: past it a client is refused,
     not queued (TGI's --max-concurrent-requests); None where its profile states no such limit."""
-    return _fact(engine, "max_in_flight")
+    return engine_fact(engine, "max_in_flight")
 
 
 def continuous_scheduling(engine: str) -> bool:
@@ -230,7 +232,7 @@ def engine_moe_flop_share(engine: str | None, hw: HardwareSpec) -> float | None:
 def engine_request_host_s(engine: str | None) -> float:
     """Seconds of host time the engine's front end spends on each request, one request after another
     (`request_host_s` in its profile; 0 where it states none): the server completes at most 1 / that per second."""
-    return float(_fact(engine, "request_host_s") or 0.0)
+    return float(engine_fact(engine, "request_host_s") or 0.0)
 
 
 def engine_first_token_latency_s(engine: str | None, devices: int = 1) -> float:
@@ -238,7 +240,7 @@ def engine_first_token_latency_s(engine: str | None, devices: int = 1) -> float:
     and the front end's pacing (`request_host_s`), once per request at any load (`first_token_latency_s` in its
     profile; 0 where it states none); a profile may state one value for a server on one device and one for a server
     over several (`one_device`, `several_devices`), which `devices` picks."""
-    value = _fact(engine, "first_token_latency_s")
+    value = engine_fact(engine, "first_token_latency_s")
     if isinstance(value, dict):
         value = value["one_device" if devices <= 1 else "several_devices"]
     return float(value or 0.0)
@@ -247,7 +249,7 @@ def engine_first_token_latency_s(engine: str | None, devices: int = 1) -> float:
 def engine_request_admit_share(engine: str | None) -> float:
     """The share of `engine_request_host_s` the front end spends taking a request in (parsing, tokenizing, handing it
     to the engine), the rest returning its tokens (`request_admit_share` in its profile; 1 where it states none)."""
-    share = _fact(engine, "request_admit_share")
+    share = engine_fact(engine, "request_admit_share")
     if share is None:
         return 1.0
     if not 0 <= share <= 1:
@@ -270,7 +272,7 @@ def engine_storage(engine: str | None, weight_dtype: str) -> dict[str, Any] | No
 def engine_embedding_on_host(engine: str | None) -> bool:
     """Whether the engine keeps the token embedding in host memory, off a GPU (its profile's `input_embedding:
     host`: llama.cpp)."""
-    return _fact(engine, "input_embedding") == "host"
+    return engine_fact(engine, "input_embedding") == "host"
 
 
 def engine_activations(engine: str, weight_dtype: str, hw: HardwareSpec) -> str | None:
@@ -311,19 +313,23 @@ def engine_kernel_efficiency(engine: str | None, weight_dtype: str, backend: str
     return (kernel.get("efficiency_by_backend") or {}).get(backend) or kernel.get("efficiency")
 
 
-def engine_fallback_kernel(engine: str | None, weight_dtype: str, backend: str) -> dict[str, Any] | None:
+def engine_fallback_kernel(engine: str | None, weight_dtype: str, backend: str,
+                           method: str | None = None) -> dict[str, Any] | None:
     """The kernel the engine runs for `weight_dtype` weights on a device of `backend` that refuses its own (`fallback`
     under the format in its profile's kernels: vLLM's GPTQ kernel, adapted from exllamav2, below Marlin's compute
-    capability), or None."""
+    capability), for weights made by `method` where the fallback names its methods (None: unknown, taken as the
+    fallback's), or None."""
     fallback = engine_kernel(engine, weight_dtype).get("fallback")
-    return fallback if fallback and backend in fallback.get("backends", [backend]) else None
+    if not fallback or backend not in fallback.get("backends", [backend]):
+        return None
+    return fallback if method is None or method in fallback.get("methods", [method]) else None
 
 
 def engine_splits_layers(engine: str | None) -> bool:
     """Whether the engine spreads a model over several devices by default as consecutive layers run one device after
     another (its profile's `device_split: layers`: llama.cpp's `--split-mode layer`, transformers' `device_map="auto"`),
     rather than tensor-parallel shards."""
-    return _fact(engine, "device_split") == "layers"
+    return engine_fact(engine, "device_split") == "layers"
 
 
 def engine_mixes_prefill(engine: str | None, attention_dp: int = 1, speculative: str | None = None) -> bool:
@@ -331,9 +337,9 @@ def engine_mixes_prefill(engine: str | None, attention_dp: int = 1, speculative:
     batch), or runs prompts in steps of their own first, the decoding waiting for them (`mixed_prefill: false`:
     SGLang, whose scheduler runs a prefill batch whenever it can form one and decodes only when it cannot); under
     data-parallel attention without speculative decoding `mixed_prefill_attention_dp` where the profile states it."""
-    if attention_dp > 1 and not speculative and _fact(engine, "mixed_prefill_attention_dp") is not None:
-        return bool(_fact(engine, "mixed_prefill_attention_dp"))
-    return _fact(engine, "mixed_prefill") is not False
+    if attention_dp > 1 and not speculative and engine_fact(engine, "mixed_prefill_attention_dp") is not None:
+        return bool(engine_fact(engine, "mixed_prefill_attention_dp"))
+    return engine_fact(engine, "mixed_prefill") is not False
 
 
 def engine_schedules_ahead(engine: str | None, speculative: str | None = None, pp: int = 1) -> bool:
@@ -341,26 +347,26 @@ def engine_schedules_ahead(engine: str | None, speculative: str | None = None, p
     overlap scheduler, TensorRT-LLM's PyTorch executor), so a request that comes in while a batch runs joins the batch
     after the one already launched; not under speculative decoding or pipeline parallelism, where SGLang turns it
     off (TensorRT-LLM's rule there is not pinned: taken to be the same)."""
-    return bool(_fact(engine, "overlap_schedule")) and not speculative and pp == 1
+    return bool(engine_fact(engine, "overlap_schedule")) and not speculative and pp == 1
 
 
 def engine_decodes_first_token(engine: str | None) -> bool:
     """Whether the engine's prefill stops one prompt token short and its first decode step computes the first
     output token (its profile's `first_token: decode_step`: TurboMind up to LMDeploy 0.1.0a1), so a request's first
     token waits for a decode step after its prefill."""
-    return _fact(engine, "first_token") == "decode_step"
+    return engine_fact(engine, "first_token") == "decode_step"
 
 
 def engine_square_mask(engine: str | None) -> bool:
     """Whether the engine materialises a boolean causal mask of the whole cache length squared (its profile's
     `causal_mask: square`, gpt-fast's setup_caches)."""
-    return _fact(engine, "causal_mask") == "square"
+    return engine_fact(engine, "causal_mask") == "square"
 
 
 def engine_math_decode_attention(engine: str | None) -> bool:
     """Whether the engine's decode step runs torch SDPA's math backend over K and V repeated to every query head
     (its profile's `decode_attention: math`, gpt-fast's decode_n_tokens), which materialises copies of the cache."""
-    return _fact(engine, "decode_attention") == "math"
+    return engine_fact(engine, "decode_attention") == "math"
 
 
 def engine_casts_whole_weight(engine: str | None, weight_dtype: str) -> bool:
@@ -376,14 +382,14 @@ def engine_quantizes_head(engine: str | None, weight_dtype: str) -> bool:
     kernel entry for the format and `output_head: quantized`, for the engine or under the format: gpt-fast's
     quantize.py, optiplan apply's torchao int8 for transformers); otherwise a quantized model keeps a 16-bit head."""
     kernel = engine_kernel(engine, weight_dtype)
-    return bool(kernel) and "quantized" in (_fact(engine, "output_head"), kernel.get("output_head"))
+    return bool(kernel) and "quantized" in (engine_fact(engine, "output_head"), kernel.get("output_head"))
 
 
 def reserves_whole_length(engine: str | None) -> bool:
     """Whether the engine admits a request only with room for its whole length (its profile's `admission: reserve`,
     TensorRT-LLM's GUARANTEED_NO_EVICT). Otherwise a paged cache grows as sequences do and holds what the running
     requests have used (`on-demand`: vLLM preempts when its blocks run out)."""
-    return _fact(engine, "admission") == "reserve"
+    return engine_fact(engine, "admission") == "reserve"
 
 
 def holds_used_cache(engine: str | None, paged: bool) -> bool:
@@ -408,7 +414,7 @@ def engine_defaults(engine: str) -> dict[str, str]:
 
 def _state_models(engine: str) -> dict[str, Any] | None:
     """The engine's facts about state-space, linear-attention and hybrid models, or None (the generic `serving`)."""
-    return _fact(engine, "state_models")
+    return engine_fact(engine, "state_models")
 
 
 def state_model_refusal(engine: str, model_type: str) -> str | None:
@@ -473,4 +479,4 @@ def engine_for_backend(preferred: str, backend: str) -> str:
 def kv_fp8_storage(engine: str) -> dict[str, Any] | None:
     """How the engine stores an fp8 KV cache on GPUs without fp8 tensor cores (its profile's `kv_fp8_storage`: the
     oldest compute capability, environment it needs there, source), or None where it does not."""
-    return _fact(engine, "kv_fp8_storage")
+    return engine_fact(engine, "kv_fp8_storage")

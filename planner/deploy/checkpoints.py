@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..analytic.params import param_counts
 from ..catalog.hardware import resolve_hardware
 from ..catalog.models import catalog_entry, resolve_model
 from ..catalog.workloads import serves_instruct
@@ -126,8 +127,10 @@ def serving_checkpoint(advice: Advice, engine: str, default: str, not_applied: f
                                     advice.plan.predicted.expert_parallel > 1, expert_tp)
         why = f"{match['hub_id']} is quantized in blocks of {block} columns ({match['block_source']})"
         if rest and engine in ONLINE.get(fmt, ()):
+            online = _online_peak(advice, engine, fmt, expert_tp) is None
             served.notes.append(f"{why}: at tensor parallel {tp} its {', '.join(rest)} columns per device are not "
-                                f"whole blocks, so {engine} quantizes the 16-bit checkpoint as it loads it instead")
+                                "whole blocks, so " + (f"{engine} quantizes the 16-bit checkpoint as it loads it "
+                                                       "instead" if online else "it cannot serve"))
             match = None
         elif rest:
             raise DeployError(f"{why}: at tensor parallel {tp} its {', '.join(rest)} columns per device are not "
@@ -143,7 +146,7 @@ def serving_checkpoint(advice: Advice, engine: str, default: str, not_applied: f
     if match is not None:
         served.model, served.published = match["hub_id"], fmt
         served.notes.append(f"serves {match['hub_id']}, a published {fmt} checkpoint (source: {match['source']})")
-    elif engine in ONLINE.get(fmt, ()) and (peak := _online_peak(advice, engine, fmt)) is None:
+    elif engine in ONLINE.get(fmt, ()) and (peak := _online_peak(advice, engine, fmt, expert_tp)) is None:
         served.notes.append(f"{engine} quantizes {served.model} to {fmt} as it loads it (no {fmt} checkpoint needed)")
     else:
         if engine in ONLINE.get(fmt, ()):
@@ -161,14 +164,18 @@ def serving_checkpoint(advice: Advice, engine: str, default: str, not_applied: f
     return served
 
 
-def _online_peak(advice: Advice, engine: str, fmt: str) -> str | None:
+def _online_peak(advice: Advice, engine: str, fmt: str, expert_tp: int) -> str | None:
     """Why `engine` cannot quantize this plan's model to `fmt` as it loads it (its 16-bit share of the weights does not
-    fit a device, where the engine loads them whole first), or None where it can."""
+    fit a device, where the engine loads them whole first), or None where it can: the routed experts split over
+    `expert_tp` devices (vLLM's data-parallel ranks too), the rest over the tensor-parallel group, by pipeline stage."""
     if engine not in LOADS_16BIT_FIRST.get(fmt, ()):
         return None
     p = advice.plan.predicted
     hw = resolve_hardware(advice.hardware.id)
-    shard = advice.model.params_total * 2 / max(p.tensor_parallel * p.pipeline_parallel, 1)
+    counts = param_counts(resolve_model(advice.model.source.split(":", 1)[1]))
+    experts = counts.num_moe_layers * counts.num_experts * counts.layer.expert_linear
+    shard = ((counts.total - experts) / max(p.tensor_parallel, 1) + experts / max(expert_tp, p.expert_parallel, 1)) \
+        * 2 / max(p.pipeline_parallel, 1)
     room = hw.memory_bytes - hw.runtime_overhead_bytes
     if shard <= room:
         return None

@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from ..analytic.profile import model_summary
+from ..catalog.engine_refusals import engine_backend_refusal, engine_non_native_refusal
 from ..catalog.engines import (
     engine_backends,
     state_model_options,
@@ -57,15 +58,18 @@ def engine_config(advice: Advice, engine: str) -> EngineConfig:
         raise DeployError(f"{engine} does not run on {hw.id} ({hw.features.backend}); it runs on "
                           f"{', '.join(engine_backends(engine))}")
     advice, distilled = as_distilled(advice)
-    refused: list[tuple[str, str]] = []
-    if advice.model.model_type in HYBRID_TYPES:  # a model with state layers: what this engine serves of it
-        if why := state_model_refusal(engine, advice.model.model_type):
-            raise DeployError(why)
-        refused = [(s.technique, why) for s in advice.plan.steps
-                   if (why := state_technique_refusal(engine, s.technique, advice.model.model_type))]
-        if refused:  # the plan may have been made for another engine: its steps this one refuses are left out
-            kept = [s for s in advice.plan.steps if s.technique not in dict(refused)]
-            advice = advice.model_copy(update={"plan": advice.plan.model_copy(update={"steps": kept})})
+    model_type = advice.model.model_type
+    if model_type in HYBRID_TYPES and (why := state_model_refusal(engine, model_type)):
+        raise DeployError(why)  # a model with state layers this engine does not serve
+    # the plan may have been made for another engine or device: the steps this one does not run there are left out
+    # (on a model with state layers, on this device's backend, on a model type it has no code of its own for)
+    refused = [(s.technique, why) for s in advice.plan.steps
+               if (why := (model_type in HYBRID_TYPES and state_technique_refusal(engine, s.technique, model_type))
+                   or engine_backend_refusal(engine, hw.features.backend, s.technique)
+                   or engine_non_native_refusal(engine, model_type, s.technique))]
+    if refused:
+        kept = [s for s in advice.plan.steps if s.technique not in dict(refused)]
+        advice = advice.model_copy(update={"plan": advice.plan.model_copy(update={"steps": kept})})
     cfg = MAPPERS[engine](advice, hw)
     cfg.not_applied.extend(refused)
     if distilled:
@@ -76,7 +80,10 @@ def engine_config(advice: Advice, engine: str) -> EngineConfig:
         _serve_model(cfg, served.model)
         cfg.notes.extend(served.notes)
         cfg.options.update(served.options)
-        if served.published or served.produced:
+        # TGI on ROCm serves an AWQ checkpoint only as --quantize gptq (its AWQ GEMM is CUDA-only: tgi.py)
+        repacked = engine == "tgi" and cfg.options.get("quantize") == "gptq" and \
+            (served.published or served.produced) == "awq"
+        if (served.published or served.produced) and not repacked:
             # its config.json declares the quantization; an engine flag that disagrees stops it (a Model Optimizer
             # checkpoint declares modelopt, which vLLM will not serve as --quantization fp8)
             for key in ("quantization", "quantize"):
@@ -173,6 +180,7 @@ def _render(advice: Advice, target: str, serving_engine: str | None = None) -> t
     engine = serving_engine or (advice.workload.engine if advice.workload.engine in ENGINES else "vllm")
     engine = target if target in ENGINES else engine
     cfg = engine_config(advice, engine)
+    advice = as_distilled(advice)[0]  # the model the config serves (a distilled plan's student) names the files
     env = _env()
     per_node = hw.interconnect.max_devices_per_node if hw.interconnect else 1
     ctx = dict(a=advice, cfg=cfg, hw=hw, engine=engine, port=PORT, image=engine_image(engine, hw.features.backend),
@@ -180,12 +188,11 @@ def _render(advice: Advice, target: str, serving_engine: str | None = None) -> t
                gpu_resource=_gpu_resource(hw), devices=advice.hardware.count, per_node=min(per_node, advice.hardware.count),
                nodes=max(1, -(-advice.hardware.count // per_node)), name=_k8s_name(advice.model.name))
     ctx["replicas"] = 1
-    served = as_distilled(advice)[0]  # the model the config serves: a distilled plan's student
     # where the engine cannot run every step, what its own configuration is predicted to do
-    ctx["configured"] = configured(served, cfg)
+    ctx["configured"] = configured(advice, cfg)
     # the checkpoint served (published in fp8: a byte per weight; else 16 bits), with room to spare
-    weight_bytes = 1 if checkpoint_dtype(served) == "fp8" else 2
-    ctx["cache_gib"] = math.ceil(served.model.params_total * weight_bytes * 1.2 / 2**30) + 10
+    weight_bytes = 1 if checkpoint_dtype(advice) == "fp8" else 2
+    ctx["cache_gib"] = math.ceil(advice.model.params_total * weight_bytes * 1.2 / 2**30) + 10
     ctx["cache_format"] = "fp8" if weight_bytes == 1 else "16-bit"
     dp, count = advice.plan.predicted.data_parallel, advice.hardware.count
     if dp > 1 and count > per_node and count // dp <= per_node:

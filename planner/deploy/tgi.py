@@ -30,11 +30,18 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
     quant = {"weight-fp8": "fp8", "weight-int4-awq": "awq", "weight-int4-gptq": "gptq", "weight-nf4": "bitsandbytes-nf4",
              "weight-int8": "eetq"}
     steps = plan_steps(advice)
+    if hw.features.backend == "rocm":
+        # TGI's AWQ GEMM is CUDA-only: on ROCm an AWQ checkpoint is served as --quantize gptq, which repacks it for
+        # the exllama kernels (layers/gptq/__init__.py @db931fcf: "AWQ GEMM kernel can't be used on ROCm systems,
+        # please use `--quantize gptq` instead to use Exllama/GPTQ kernels for AWQ inference.")
+        quant["weight-int4-awq"] = "gptq"
     for t_id, step in steps.items():
         if t_id in quant:
             o["quantize"] = quant[t_id]
             o.pop("dtype", None)  # TGI refuses --dtype together with --quantize
-            cfg.applied.append((t_id, f"--quantize {quant[t_id]}"))
+            cfg.applied.append((t_id, f"--quantize {quant[t_id]}" + (
+                " (TGI repacks the AWQ checkpoint for its exllama kernels on ROCm)"
+                if t_id == "weight-int4-awq" and quant[t_id] == "gptq" else "")))
         elif t_id == "kv-fp8":
             o["kv-cache-dtype"] = "fp8_e4m3fn"
             cfg.applied.append((t_id, "--kv-cache-dtype fp8_e4m3fn"))

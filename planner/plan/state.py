@@ -49,6 +49,7 @@ class PlanState:
     mixed_prefill: bool | None = None  # prompt chunks in the decode steps (SGLang's --enable-mixed-chunk); None: default
     attention: str = "sdpa"  # sdpa, flash, eager, triton (optiplan's kernels, where measured on this GPU)
     weight_kernel: str | None = None  # "triton": optiplan's weight-only GEMM, where measured on this GPU
+    weight_method: str | None = None  # how int4 weights were made (awq, gptq): an engine may run each with its own GEMM
     engine: str | None = None  # the serving engine (its kernels' efficiencies, `profiles/engines/`)
     graphs: bool = False  # CUDA graphs / torch.compile: per-step launch overhead removed
     offload_fraction: float = 0.0
@@ -99,6 +100,7 @@ def to_setup(state: PlanState) -> Setup:
         prefill_chunk_tokens=engine_chunk_budget(state.engine, prefill_chunk_tokens("serving"), state.hw,
                                                  state.tp * state.pp) if state.chunked_prefill else None,
         offload_fraction=state.offload_fraction, weight_kernel=state.weight_kernel, engine=state.engine,
+        weight_method=state.weight_method,
         speculative=state.speculation.method if state.speculation else None, mixed_prefill=state.mixed_prefill,
         # the configs a plan writes cap each server at the sequences it runs (vLLM's --max-num-seqs), baseline
         # included, which sizes the engine's profiling peak (`memory.sampler_bytes`)

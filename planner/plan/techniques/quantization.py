@@ -64,14 +64,16 @@ def _published(method: str | None, dtype: str, pct: float, source: str, budgeted
     return {"quality_loss_pct": found.loss, "quality_source": found.source}
 
 
-def _weights(dtype: str, group: int | None = None, activations: str | None = None, own_gemm: bool = False):
+def _weights(dtype: str, group: int | None = None, activations: str | None = None, own_gemm: bool = False,
+             method: str | None = None):
     """`own_gemm`: optiplan's Triton weight-only GEMM where it measured faster on this GPU (`catalog.kernels`). An
-    engine that stores the format in its own file type (llama.cpp's GGUF) keeps that layout, not `group`."""
+    engine that stores the format in its own file type (llama.cpp's GGUF) keeps that layout, not `group`. `method`:
+    how int4 weights are made (awq, gptq), which picks the engine's GEMM where it has one per method."""
     def transform(state: PlanState, ctx: Context) -> PlanState:
         ours = own_gemm and triton_gemm(ctx.hw, ctx.workload.engine, dtype) is not None
         layout = None if engine_storage(ctx.workload.engine, dtype) else group
         return state.with_(weight_dtype=dtype, group_size=layout, activations=activations,
-                           weight_kernel="triton" if ours else None)
+                           weight_kernel="triton" if ours else None, weight_method=method)
     return transform
 
 
@@ -185,14 +187,14 @@ register(
         id="weight-int4-awq", engines=("vllm", "sglang", "tgi", "trtllm"),
         name="int4 weights, AWQ (group 128)", family="weight quantization", group=WEIGHTS,
         summary="Activation-aware int4 weights, group size 128, dequantized in a fused kernel (Marlin/AWQ).",
-        transform=_weights("int4", 128), hardware=("cuda-or-rocm",), packages=("autoawq",),
+        transform=_weights("int4", 128, method="awq"), hardware=("cuda-or-rocm",), packages=("autoawq",),
         data="calibration", quality_risk="medium", **_published("awq-int4-g128", "int4", 2.4, _AWQ_SRC),
         params=lambda ctx: {"bits": 4, "group_size": 128, "method": "awq"}),
     Technique(
         id="weight-int4-gptq", engines=("vllm", "sglang", "tgi", "trtllm", "transformers"),
         name="int4 weights, GPTQ (group 128)", family="weight quantization", group=WEIGHTS,
         summary="Second-order (Hessian-aware) int4 rounding with calibration data, group size 128.",
-        transform=_weights("int4", 128), packages=("optimum", "gptqmodel"), data="calibration",
+        transform=_weights("int4", 128, method="gptq"), packages=("optimum", "gptqmodel"), data="calibration",
         quality_risk="medium", **_published("gptq-int4-g128", "int4", 4.0, _GPTQ_SRC),
         params=lambda ctx: {"bits": 4, "group_size": 128, "method": "gptq"},
         apply=Applied("quantize:gptq", devices=("cuda",), changes_weights=True, aim=("weights_bytes", "lower"),

@@ -61,10 +61,11 @@ def _flash_params(ctx: Context) -> dict:
         return {"implementation": "triton", "measured": f"{shares.prefill_attention:.0%} of bf16 peak in prefill, "
                                                          f"{shares.decode_attention:.0%} of HBM in decode: {shares.source}"}
     blackwell = ctx.hw.features.backend == "cuda" and not below_compute_capability(ctx.hw, 10.0)
-    if ctx.hw.features.flash_attention >= 3 and blackwell and ctx.workload.engine != "transformers":
+    if ctx.hw.features.flash_attention >= 3 and blackwell:
         # FlashAttention-3 is Hopper's; on Blackwell vLLM puts FlashInfer first (profiles/engines/vllm.yaml) and
         # SGLang and TensorRT-LLM run their own kernels
-        return {"kernel": "the engine's Blackwell attention (FlashInfer or TensorRT-LLM's kernels)"}
+        return {"kernel": "the engine's Blackwell attention (FlashInfer or TensorRT-LLM's kernels; FlashAttention-3 "
+                          "is Hopper's)"}
     return {"version": 3 if ctx.hw.features.flash_attention >= 3 else 2}
 
 

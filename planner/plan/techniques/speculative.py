@@ -62,6 +62,8 @@ register(
         id="spec-draft", engines=("sglang", "trtllm", "transformers", "llama.cpp"),
         name="Speculative decoding with a draft model", family="speculative decoding", group=GROUP,
         summary="A much smaller model of the same tokenizer family proposes tokens; the target verifies them.",
+        # the draft is chosen against the teacher (a fifth of its active parameters): not against a distilled student
+        conflicts=("distillation",),
         transform=_draft, model=("draft",), after=("weight-int8", "weight-fp8", "weight-int4-awq", "weight-int4-gptq",
                                                    "weight-int4", "weight-nf4", "tensor-parallel"), quality_source=LEVIATHAN,
         params=lambda c: {"draft_model": c.draft.name if c.draft else None, "num_speculative_tokens": DRAFT_TOKENS,

@@ -120,6 +120,13 @@ def test_below_marlins_device_vllm_reads_gptq_weights_with_its_exllama_derived_k
     assert rocm.eff.weight_kernel_max_rows == 50 and "exllama" in rocm.eff.source
     assert "exllama" not in setup(dtype="int4", hardware="mi300x", engine="vllm").eff.source  # GPTQ: not on ROCm
     assert setup(dtype="int4", hardware="a100-80gb-sxm", engine="vllm").eff.weight_kernel_max_rows is None  # Marlin
+    # the fallback is vLLM's GPTQ kernel: AWQ weights on a T4 run vLLM's AWQ GEMM, at the device's default share
+    from optiplan.planner.plan.state import PlanState, to_setup
+    state = PlanState(spec=resolve_model("llama-2-7b"), hw=resolve_hardware("t4"), devices=1, weight_dtype="int4",
+                      group_size=128, engine="vllm", paged_kv=True, graphs=True)
+    assert to_setup(state.with_(weight_method="gptq")).eff.weight_kernel_max_rows == 50
+    awq = to_setup(state.with_(weight_method="awq")).eff
+    assert awq.weight_kernel_max_rows is None and awq.bandwidth_efficiency == GPU["bandwidth_efficiency"]["int4"]
     # 50 rows read the int4 weights; 51 rebuild them in 16 bits first: the step takes several times as long
     at_50, at_51 = (decode_step(t4, rows, 1024).time_s for rows in (50, 51))
     assert at_51 > 3 * at_50

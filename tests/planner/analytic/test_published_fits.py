@@ -20,6 +20,8 @@ KERNELS = ("ggml-mmvq", "ggml-mmvf", "torchao-int8", "tinygemm", "exllama")
 # the candidate each kernel's table entry took: the one its held-out third favoured
 ADOPTED = {"ggml-mmvq": "both", "ggml-mmvf": "both", "torchao-int8": "per-layer", "tinygemm": "documented",
            "exllama": "share"}
+# the points a kernel's fit stands on, at least (exllamav2's README holds four that the catalog can express)
+MIN_POINTS = {"exllama": 4}
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +77,7 @@ def test_a_weight_kernels_documented_factors_are_a_minimum_of_its_fitted_points(
         return
     for x in neighbours(bench, documented):
         assert key(x) >= here, (x, key(x), here)
-    assert len(points) >= 4 and bench.kernel_errors(points, kernel, documented, "held-out")
+    assert len(points) >= MIN_POINTS.get(kernel, 5) and bench.kernel_errors(points, kernel, documented, "held-out")
 
 
 def test_the_gemm_behind_vllms_skinny_fp8_gemv_reads_at_the_share_its_fitted_points_favour(bench, published):

@@ -65,17 +65,20 @@ def test_a_produced_folder_is_found_in_containers():
 
 
 def test_online_fp8_needs_the_16_bit_weights_to_fit_while_they_load():
-    """vLLM and SGLang load a 16-bit checkpoint whole before they quantize it to fp8: Mixtral's 93 GB do not fit an
-    80 GB H100 replica, so their configs serve a produced fp8 checkpoint (whose config declares it: no flag that
-    could disagree), while TGI, which quantizes each weight as it loads it, still quantizes online."""
+    """vLLM and SGLang load a 16-bit checkpoint whole before they quantize it to fp8. Mixtral in two replicas on two
+    H100s: SGLang's replicas each hold all 93 GB of 16-bit weights, which do not fit 80 GB, so its config serves a
+    produced fp8 checkpoint (whose config declares it: no flag that could disagree); vLLM slices the experts over both
+    data-parallel ranks (48 GB a device) and quantizes online; TGI quantizes each weight as it loads it."""
     a = _plan("mixtral-8x7b", devices=2, goal="throughput", engine="sglang")
     p = a.plan.predicted
-    assert "weight-fp8" in [s.technique for s in a.plan.steps] and p.tensor_parallel * p.pipeline_parallel == 1
-    for engine in ("vllm", "sglang"):
-        served = serving_checkpoint(a, engine, "mistralai/Mixtral-8x7B-v0.1")
-        assert served.model == "./models/mixtral-8x7b-fp8" and served.produced == "fp8", engine
-        assert any("loads the 16-bit checkpoint whole" in n and "93.4 GB" in n for n in served.notes)
-        assert "--quantization" not in render(a, engine)[f"{engine}/serve.sh"]
+    assert "weight-fp8" in [s.technique for s in a.plan.steps]
+    assert (p.tensor_parallel, p.data_parallel, p.pipeline_parallel) == (1, 2, 1)
+    sglang = serving_checkpoint(a, "sglang", "mistralai/Mixtral-8x7B-v0.1")
+    assert sglang.model == "./models/mixtral-8x7b-fp8" and sglang.produced == "fp8"
+    assert any("loads the 16-bit checkpoint whole" in n and "93.4 GB" in n for n in sglang.notes)
+    assert "--quantization" not in render(a, "sglang")["sglang/serve.sh"]
+    vllm = serving_checkpoint(a, "vllm", "mistralai/Mixtral-8x7B-v0.1")
+    assert vllm.produced is None and "quantizes" in vllm.notes[-1]
     assert serving_checkpoint(a, "tgi", "mistralai/Mixtral-8x7B-v0.1").model == "mistralai/Mixtral-8x7B-Instruct-v0.1"
     # a model whose 16-bit shard fits quantizes online as before
     small = _plan("olmo-2-7b", hardware="l40s", max_quality_loss_pct=1.0)

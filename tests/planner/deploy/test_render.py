@@ -151,6 +151,15 @@ def test_tgis_rocm_image_keeps_prefix_caching_and_prefill_chunking_off():
     cuda = plan(hardware="h100-sxm", devices=1, engine="tgi")
     assert {"prefix-caching", "chunked-prefill"} <= {s.technique for s in cuda.plan.steps}
     assert engine_config(cuda, "tgi").env["PREFIX_CACHING"] == "1"
+    # a plan made for vLLM and rendered for TGI on the MI300X leaves both steps out of TGI's config too
+    vllm_plan = plan(hardware="mi300x", devices=1, engine="vllm")
+    tgi = engine_config(vllm_plan, "tgi")
+    assert "PREFIX_CACHING" not in tgi.env and "prefix-caching" in dict(tgi.not_applied)
+    # an AWQ checkpoint runs there only as --quantize gptq (TGI's AWQ GEMM is CUDA-only)
+    awq = plan(model="llama-2-7b", hardware="mi300x", devices=1, engine="tgi", max_quality_loss_pct=3.0,
+               goal="latency", concurrency=1)
+    assert "weight-int4-awq" in [s.technique for s in awq.plan.steps]
+    assert engine_config(awq, "tgi").options["quantize"] == "gptq"
     # the request model takes whole prompts there: no chunk, a prefill batch of at most 4,096 tokens
     r = profile(ProfileRequest(model="llama-3.1-8b", hardware="mi300x", engine="tgi", input_tokens=1000,
                                output_tokens=100, concurrency=8))
@@ -448,6 +457,10 @@ def test_a_distilled_plan_serves_its_student_without_the_teachers_draft_head():
     # llama.cpp runs its own file type: what it is predicted to do is the student's too
     readme = render(a, "llama.cpp")["README.md"]
     assert "optiplan profile llama-3.1-8b" not in readme
+    # the files are named after the model they serve
+    k8s = render(a, "kubernetes")["kubernetes/deployment.yaml"]
+    assert "name: llama-3-2-3b" in k8s and "llama-3-1-8b" not in k8s
+    assert render(a, "vllm")["README.md"].startswith("# llama-3.2-3b on 1 x t4")
     # a student smaller than a quarter of the teacher is not offered: no published figure covers it
     seventy = plan(hardware="l40s", devices=2, max_quality_loss_pct=15.0)
     assert "distillation" not in {s.technique for s in seventy.plan.steps}
