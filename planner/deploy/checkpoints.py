@@ -130,7 +130,7 @@ def serving_checkpoint(advice: Advice, engine: str, default: str, not_applied: f
             online = _online_peak(advice, engine, fmt, expert_tp) is None
             served.notes.append(f"{why}: at tensor parallel {tp} its {', '.join(rest)} columns per device are not "
                                 "whole blocks, so " + (f"{engine} quantizes the 16-bit checkpoint as it loads it "
-                                                       "instead" if online else "it cannot serve"))
+                                                       "instead" if online else f"{engine} cannot load it"))
             match = None
         elif rest:
             raise DeployError(f"{why}: at tensor parallel {tp} its {', '.join(rest)} columns per device are not "

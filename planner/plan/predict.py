@@ -129,7 +129,7 @@ def serving_figures(state: PlanState, s: Setup, workload: Workload, batch: int) 
     tpot = _tpot_s(state, s, batch, workload.mean_context)
     # paged-kv turns continuous batching on where a plan adds it; an engine that has no such step batches as its
     # profile says (llama-server's slots join and leave at every step, --cont-batching on by default)
-    own = state.engine is not None and state.engine != "transformers" and continuous_scheduling(state.engine)
+    own = state.engine is not None and continuous_scheduling(state.engine)
     if state.continuous_batching or own:
         f = request_figures(s, i, o, batch, True, cached_tokens(i, share))
         itl = tpot + max(0.0, f["itl_s"] - f["decode_s"])  # what the prompts (and a binding step budget) add
