@@ -90,7 +90,12 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
         elif t_id == "cuda-graphs":
             cfg.applied.append((t_id, "CUDA graphs are vLLM's default (no --enforce-eager)"))
         elif t_id == "flash-attention":
-            cfg.applied.append((t_id, "vLLM picks its FlashAttention backend on this GPU by default"))
+            # an fp8 cache below Ada pins FlashInfer (kv-fp8 above); else vLLM's own pick by device
+            fp8_cache = "kv-fp8" in plan_steps(advice) and not hw.features.fp8
+            cfg.applied.append((t_id, "VLLM_ATTENTION_BACKEND=FLASHINFER, set for the fp8 cache (its kernels run the "
+                                      "attention)" if fp8_cache else
+                                "vLLM picks its attention backend on this GPU by default (FlashAttention, or "
+                                "FlashInfer first on Blackwell)"))
         elif t_id == "spec-eagle3" and not eagle_head(advice, "vllm"):
             cfg.not_applied.append((t_id, "no published EAGLE-3 head of this model that vLLM loads is known"))
         elif t_id in ("spec-ngram", "spec-mtp", "spec-eagle3"):

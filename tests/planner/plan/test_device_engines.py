@@ -230,3 +230,16 @@ def test_flash_attention_3_is_named_on_hopper_only():
         return next(s.params for s in a.plan.steps if s.technique == "flash-attention")
     assert params("h100-sxm") == {"version": 3}
     assert "version" not in params("b200") and "Blackwell" in params("b200")["kernel"]
+
+
+def test_an_fp8_cache_below_ada_names_flashinfer_as_what_runs_the_attention():
+    """vLLM's fp8 cache on an A100 pins VLLM_ATTENTION_BACKEND=FLASHINFER: the flash-attention step's row says so,
+    not that vLLM picks its FlashAttention backend."""
+    a = _advise(model="llama-3.1-70b", hardware="a100-80gb-sxm", num_devices=2, workload="batch-offline",
+                engine="vllm")
+    assert "kv-fp8" in [s.technique for s in a.plan.steps]
+    from optiplan.planner.deploy.render import render
+
+    files = render(a, "vllm")
+    assert "export VLLM_ATTENTION_BACKEND=FLASHINFER" in files["vllm/serve.sh"]
+    assert "| `flash-attention` | VLLM_ATTENTION_BACKEND=FLASHINFER, set for the fp8 cache" in files["README.md"]
