@@ -29,6 +29,13 @@ def engine_non_native_refusal(engine: str | None, model_type: str, technique: st
             f"{engine_fact(engine, 'native_model_types_source').split(' — ')[0]})")
 
 
+def engine_step_refusal(engine: str | None, backend: str, model_type: str, technique: str) -> str | None:
+    """Why the engine does not run `technique` for this model on this device backend, beyond its options: its build for
+    the backend turns it off, or the model type is one it serves through transformers' implementation; or None."""
+    return (engine_backend_refusal(engine, backend, technique)
+            or engine_non_native_refusal(engine, model_type, technique))
+
+
 def engine_model_refusal(engine: str | None, model_type: str) -> str | None:
     """Why the engine cannot run a model of this `model_type` (its profile's `model_types`, where it lists the
     architectures it has code for: gpt-fast), or None."""

@@ -60,7 +60,6 @@ def engine_fact(engine: str | None, key: str) -> Any:
     return None if engine is None or engine == GENERIC_SERVING else engine_profile(engine).get(key)
 
 
-
 def engine_runtime(engine: str) -> str:
     """The analytic runtime an engine runs (its fixed costs per step and KV layout)."""
     return "serving" if engine == GENERIC_SERVING else engine_profile(engine)["runtime"]

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ...catalog.engine_refusals import engine_backend_refusal, engine_non_native_refusal
+from ...catalog.engine_refusals import engine_step_refusal
 from ...catalog.engines import engine_table, state_technique_refusal
 from ...errors import RequestError
 from ...schema import HardwareSpec, ModelSpec
@@ -241,9 +241,7 @@ def static_reason(t: Technique, ctx: Context) -> str | None:
             why = (engine.get("missing") or {}).get(t.id)
             return f"{w.engine} {engine['version']} has no option for it" + (
                 f": {why['why']} (source: {why['source'].split(' — ')[0]})" if why else "")
-        if why := engine_backend_refusal(w.engine, ctx.hw.features.backend, t.id):
-            return why
-        if why := engine_non_native_refusal(w.engine, ctx.spec.model_type, t.id):
+        if why := engine_step_refusal(w.engine, ctx.hw.features.backend, ctx.spec.model_type, t.id):
             return why
         runtime = t.combines.get(w.engine)
         if runtime is not None and runtime.batch_one and w.concurrency > 1:
