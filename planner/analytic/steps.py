@@ -240,14 +240,21 @@ def allreduce_s(s: Setup, message_bytes: float, devices: int | None = None) -> f
     """All-reduce over the tensor-parallel group (or `devices` of them): the ring's 2(n-1)/n of the message over the
     link, plus ceil(log2 n) link latencies (small decode messages go through one-shot or tree algorithms,
     not 2(n-1) ring hops: vLLM's custom all-reduce, NCCL's LL protocols), plus the runtime's fixed cost of a
-    collective (its launch and the devices' synchronisation)."""
+    collective (its launch and the devices' synchronisation). A group wider than a node reduces hierarchically, as
+    NCCL does: inside each node over its links, then each device's 1/m share across the k nodes over its own
+    scale-out port."""
     n = devices or s.tp
     if n <= 1 or s.hw.interconnect is None:
         return 0.0
     link = s.hw.interconnect
     one_way = link.bandwidth_gbps / 2 * 1e9 * ALLREDUCE_EFFICIENCY
-    return 2 * (n - 1) / n * message_bytes / one_way + math.ceil(math.log2(n)) * link.latency_us * 1e-6 + \
-        s.eff.collective_latency_s
+    m = min(n, link.max_devices_per_node)
+    inside = 2 * (m - 1) / m * message_bytes / one_way + math.ceil(math.log2(m)) * link.latency_us * 1e-6 \
+        if m > 1 else 0.0
+    k = math.ceil(n / m)
+    across = 2 * (k - 1) / k * message_bytes / m / (link.scale_out_gbps * 1e9 * ALLREDUCE_EFFICIENCY) + \
+        math.ceil(math.log2(k)) * link.scale_out_latency_us * 1e-6 if k > 1 else 0.0
+    return inside + across + s.eff.collective_latency_s
 
 
 def all_to_all_s(s: Setup, message_bytes: float) -> float:

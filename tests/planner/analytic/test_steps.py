@@ -214,6 +214,19 @@ def test_allreduce_latency_grows_with_log2_of_the_group():
     assert allreduce_s(eight, small) == pytest.approx(2 * 7 / 8 * small / (link.bandwidth_gbps / 2 * 1e9 * 0.8) + 3 * 3e-6)
 
 
+def test_an_allreduce_wider_than_a_node_crosses_it_at_the_scale_out_rate():
+    from optiplan.planner.analytic.steps import allreduce_s
+
+    # 16 H100s in two nodes: NVLink inside each node, then each device's eighth of the message over its own
+    # scale-out port between the two (NCCL's hierarchical all-reduce), not 16 devices on one NVLink domain
+    message = 64 * 2**20
+    eight, sixteen = setup(num_devices=8), setup(num_devices=16, tensor_parallel=8, pipeline_parallel=2)
+    link = sixteen.hw.interconnect
+    across = 2 * 1 / 2 * message / 8 / (link.scale_out_gbps * 1e9 * 0.8) + link.scale_out_latency_us * 1e-6
+    assert allreduce_s(sixteen, message, 16) == pytest.approx(allreduce_s(eight, message, 8) + across)
+    assert allreduce_s(sixteen, message, 16) > 1.5 * allreduce_s(eight, message, 8)  # the network is the slow part
+
+
 def test_attention_cache_traffic_adds_to_compute_bound_linear_layers():
     # batch 512 on an H100: the linear layers are compute-bound, yet a longer context still costs its cache bytes,
     # because attention is its own kernel with its own roof (one roof over the step hid them under the matmuls)
