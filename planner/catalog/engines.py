@@ -123,6 +123,21 @@ def engine_budget_per_group(engine: str | None) -> bool:
     return engine not in (None, GENERIC_SERVING) and engine_fact(engine, "attention_dp_budget") == "per_group"
 
 
+def engine_dp_shares_experts(engine: str | None) -> bool:
+    """Whether the engine's data parallelism keeps a MoE model's experts as one group over every rank instead of
+    copying the model (vLLM: --data-parallel-size runs attention and the dense layers data parallel, the experts
+    tensor parallel over data x tensor parallel): its data-parallel "replicas" of a MoE model are data-parallel
+    attention groups (`data_parallel_experts: shared` in its profile; whole copies otherwise, SGLang's --dp-size)."""
+    return engine_fact(engine, "data_parallel_experts") == "shared"
+
+
+def engine_api_servers_option(engine: str | None) -> str | None:
+    """The server option that starts one front-end process per data-parallel rank (vLLM's --api-server-count; one
+    process takes every rank's requests without it), which a plan's configs set: each rank's requests then cost its
+    own server's host time (`engine_request_host_s`). None where the engine has no such option."""
+    return engine_fact(engine, "api_servers_option")
+
+
 def engine_kv_memory(engine: str | None, hw: HardwareSpec, devices: int = 1, attention_dp: int = 1,
                      speculative: str | None = None) -> tuple[str, float] | None:
     """How much of a GPU the engine gives its KV cache by default (its profile's `kv_memory`), as (kind, value):

@@ -118,10 +118,12 @@ def serving_checkpoint(advice: Advice, engine: str, default: str, not_applied: f
     # the same model only: an instruct checkpoint is another model than the base a completion workload serves
     match = next((c for c in published if c["instruct"] == chat), None)
     block = (match or {}).get("weight_block_size")
-    tp, dp = advice.plan.predicted.tensor_parallel, advice.plan.predicted.data_parallel
+    predicted = advice.plan.predicted
+    tp, dp = predicted.tensor_parallel, max(predicted.data_parallel, predicted.attention_data_parallel)
     # vLLM's MoE layers form one tensor-parallel group over every data-parallel rank (DP x TP) unless the experts
-    # split whole (--enable-expert-parallel)
-    expert_tp = tp * dp if engine == "vllm" and dp > 1 else tp
+    # split whole (--enable-expert-parallel); a plan holds those ranks as data-parallel attention groups, which SGLang
+    # serves as DP attention, its experts over every device as well
+    expert_tp = tp * dp if (engine == "vllm" and dp > 1) or predicted.attention_data_parallel > 1 else tp
     if match is not None and block and expert_tp > 1:
         experts, rest = block_split(resolve_model(advice.model.source.split(":", 1)[1]), block, tp,
                                     advice.plan.predicted.expert_parallel > 1, expert_tp)
@@ -136,13 +138,13 @@ def serving_checkpoint(advice: Advice, engine: str, default: str, not_applied: f
             raise DeployError(f"{why}: at tensor parallel {tp} its {', '.join(rest)} columns per device are not "
                               "whole blocks and the checkpoint cannot load; plan with fewer devices per replica")
         elif experts and engine in EXPERTS_WHOLE:
-            served.options.update(EXPERTS_WHOLE[engine](tp))
+            served.options.update(EXPERTS_WHOLE[engine](expert_tp))
             over = (f"tensor parallel {tp}" if expert_tp == tp else
-                    f"tensor parallel {tp} x data parallel {dp} (vLLM slices a MoE's experts over every data-parallel "
-                    "rank: the expert layers form a (DP x TP) sized tensor parallel group by default)")
+                    f"tensor parallel {tp} x data parallel {dp} (the engine slices a MoE's experts over every "
+                    "data-parallel rank: the expert layers form a (DP x TP) sized tensor parallel group by default)")
             served.notes.append(f"{why}: at {over} its {experts[0]} columns per device are not whole blocks, so the "
-                                f"experts split whole over the {expert_tp} devices (expert parallel; attention stays "
-                                "tensor parallel)")
+                                f"experts split whole over the {expert_tp} devices (expert parallel; attention keeps "
+                                "its layout)")
     if match is not None:
         served.model, served.published = match["hub_id"], fmt
         served.notes.append(f"serves {match['hub_id']}, a published {fmt} checkpoint (source: {match['source']})")

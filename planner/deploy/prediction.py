@@ -33,7 +33,8 @@ def configuration_request(advice: Advice, cfg: EngineConfig) -> ProfileRequest |
     # one server: a replica of the plan, or all the devices where the engine runs no replicas
     replicas = 1 if "data-parallel" in missing else max(p.data_parallel, 1)
     devices = max(advice.hardware.count // replicas, 1)
-    split = not missing & {"tensor-parallel", "pipeline-parallel", "expert-parallel", "expert-parallel-tp-attention"}
+    split = not missing & {"tensor-parallel", "pipeline-parallel", "data-parallel", "expert-parallel",
+                           "expert-parallel-tp-attention"}
     adp = p.attention_data_parallel if split else 1
     sequences = max_seqs(advice)  # each server's, as its options set them (--max-num-seqs, --parallel)
     return ProfileRequest(

@@ -47,6 +47,15 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
         elif t_id in ("tensor-parallel", "pipeline-parallel"):
             cfg.applied.append((t_id, f"--tensor-parallel-size {p.tensor_parallel}" + (
                 f" --pipeline-parallel-size {p.pipeline_parallel}" if p.pipeline_parallel > 1 else "")))
+        elif t_id == "data-parallel" and p.attention_data_parallel > 1:
+            # a plan made for vLLM's MoE data parallelism (attention data parallel, the experts tensor parallel over
+            # every device) is SGLang's DP attention without expert parallelism; its --tp-size counts every device
+            devices = p.tensor_parallel * p.attention_data_parallel
+            o.update({"tensor-parallel-size": devices, "enable-dp-attention": True,
+                      "data-parallel-size": p.attention_data_parallel})
+            cfg.applied.append((t_id, f"--tensor-parallel-size {devices} --enable-dp-attention --data-parallel-size "
+                                      f"{p.attention_data_parallel} (attention data parallel, the experts tensor "
+                                      f"parallel over all {devices} GPUs)"))
         elif t_id == "data-parallel":
             o["data-parallel-size"] = p.data_parallel  # --dp-size is its alias
             cfg.applied.append((t_id, f"--data-parallel-size {p.data_parallel} with --tensor-parallel-size "

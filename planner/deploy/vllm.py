@@ -31,7 +31,8 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
     o = cfg.options
     o.update({"host": "0.0.0.0", "port": PORT, "served-model-name": advice.model.name, "dtype": dtype16(hw),
               "tensor-parallel-size": p.tensor_parallel, "pipeline-parallel-size": p.pipeline_parallel,
-              "max-model-len": w.context_needed, "max-num-seqs": max_seqs(advice),
+              # --max-num-seqs holds per data-parallel rank (docs/serving/data_parallel_deployment.md)
+              "max-model-len": w.context_needed, "max-num-seqs": -(-max_seqs(advice) // p.attention_data_parallel),
               "gpu-memory-utilization": memory_fraction(advice, engine_memory_share(advice, "vllm", hw))})
     note = memory_note(advice, "--gpu-memory-utilization")
     if note:
@@ -60,19 +61,26 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
         elif t_id == "pipeline-parallel":
             cfg.applied.append((t_id, f"--pipeline-parallel-size {p.pipeline_parallel}"))
         elif t_id == "data-parallel":
-            o["data-parallel-size"] = p.data_parallel
-            cfg.applied.append((t_id, f"--data-parallel-size {p.data_parallel} with --tensor-parallel-size "
-                                      f"{p.tensor_parallel} (each replica schedules its own --max-num-seqs)"))
+            # a MoE model's data-parallel ranks share its experts (one tensor-parallel group of them over all ranks):
+            # the plan holds them as data-parallel attention groups
+            ranks = max(p.data_parallel, p.attention_data_parallel)
+            o.update({"data-parallel-size": ranks, "api-server-count": ranks})
+            cfg.applied.append((t_id, f"--data-parallel-size {ranks} with --tensor-parallel-size {p.tensor_parallel} "
+                                      f"--api-server-count {ranks} (each rank schedules its own --max-num-seqs "
+                                      "and takes its requests through its own server process" +
+                                ("; the experts one tensor-parallel group over all "
+                                 f"{ranks * p.tensor_parallel} GPUs)" if p.attention_data_parallel > 1 else ")")))
         elif t_id in ("expert-parallel", "expert-parallel-tp-attention"):
             # vLLM's expert-parallel group is tensor x data parallel: the experts split over every device
             o.update({"tensor-parallel-size": p.tensor_parallel, "enable-expert-parallel": True})
             if p.attention_data_parallel > 1:
-                o["data-parallel-size"] = p.attention_data_parallel
+                o.update({"data-parallel-size": p.attention_data_parallel,
+                          "api-server-count": p.attention_data_parallel})
                 cfg.notes.append(DISPATCH_NOTE.format(how="VLLM_ALL2ALL_BACKEND=deepep_low_latency or pplx, where "
                                                           "the image has DeepEP or pplx-kernels"))
             cfg.applied.append((t_id, f"--enable-expert-parallel with --tensor-parallel-size {p.tensor_parallel}"
-                                + (f" --data-parallel-size {p.attention_data_parallel}"
-                                   if p.attention_data_parallel > 1 else "")))
+                                + (f" --data-parallel-size {p.attention_data_parallel} --api-server-count "
+                                   f"{p.attention_data_parallel}" if p.attention_data_parallel > 1 else "")))
         elif t_id == "pd-disaggregation":  # the plan's instances, each prefilling and decoding its own requests
             o["data-parallel-size"] = p.data_parallel
             cfg.not_applied.append((t_id, no_option("vLLM", t_id) + f"; serves {p.data_parallel} replicas of "

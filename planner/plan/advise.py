@@ -12,6 +12,7 @@ from ..analytic.profile import model_summary
 from ..catalog.engines import (
     backend_refusal,
     engine_backends,
+    engine_budget_per_group,
     engine_default_limit,
     engine_for_backend,
     engine_plans,
@@ -415,6 +416,8 @@ def _document(spec: ModelSpec, workload: Workload, hw: HardwareSpec, devices: in
     # a step's parameters name the sequences a server runs in the plan (the throughput goal's batch where it is larger
     # than the workload's), as the configs do
     per_server = sequences_per_server(predictions[-1], workload.concurrency) if predictions else workload.concurrency
+    if predictions and engine_budget_per_group(workload.engine):  # vLLM's max_num_seqs holds per data-parallel rank
+        per_server = -(-per_server // predictions[-1].attention_data_parallel)
     params_ctx = replace(ctx, workload=workload.model_copy(update={"concurrency": per_server}))
     for t, predicted in zip(steps_t, predictions):
         steps.append(PlanStep(technique=t.id, name=t.name, params=t.parameters(params_ctx), why=t.summary,

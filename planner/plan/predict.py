@@ -18,7 +18,7 @@ from ..analytic.memory import (
 from ..analytic.requests import cached_tokens, front_end, request_figures
 from ..analytic.setup import Setup
 from ..analytic.steps import decode_step, first_token_step_s, prefill_step
-from ..catalog.engines import continuous_scheduling
+from ..catalog.engines import continuous_scheduling, engine_api_servers_option
 from ..schema import HardwareSpec, ModelSpec
 from ..schema.advice import Prediction
 from ..schema.workload import Workload
@@ -122,7 +122,8 @@ def serving_figures(state: PlanState, s: Setup, workload: Workload, batch: int) 
     the inter-token latency counts what they add (the plan's own decode step, speculation included, plus what the
     prompts add to a plain one). A static batch prefills together, decodes, and waits for its longest output (slots
     idle for p95 - mean of the outputs). A front end that spends host time on each request (vLLM's API server)
-    bounds the requests a replica completes a second, and over HTTP each first token comes the engine's server latency
+    bounds the requests a replica completes a second (each data-parallel rank's own server process where the
+    configs start one per rank), and over HTTP each first token comes the engine's server latency
     later (`first_token_latency_s`)."""
     i, o, p95 = workload.prompt_tokens_mean, workload.output_tokens_mean, workload.prompt_tokens_p95
     share = workload.shared_prefix_fraction if state.prefix_caching else 0.0
@@ -141,7 +142,7 @@ def serving_figures(state: PlanState, s: Setup, workload: Workload, batch: int) 
         # takes the same latency and wait.
         latency = s.first_token_latency_s
         cycle = f["ttft_s"] + (o - 1) * itl + (0.0 if workload.goal == "throughput" else latency)
-        g = front_end({"cycle_s": cycle, "ttft_s": cycle, "queue_s": 0.0}, batch, s.request_host_s)
+        g = front_end({"cycle_s": cycle, "ttft_s": cycle, "queue_s": 0.0}, batch, _host_s_per_request(state, s))
         return itl, ttft + latency + g["queue_s"], batch * o / g["cycle_s"]
     ttft = prefill_step(s, 1, p95, cached_tokens(p95, share)).time_s + first_token_step_s(s, batch, p95)
     cycle = prefill_step(s, batch, i, cached_tokens(i, share)).time_s + (o - 1) * tpot
@@ -149,6 +150,13 @@ def serving_figures(state: PlanState, s: Setup, workload: Workload, batch: int) 
     # of one has no other slot
     idle = workload.output_tokens_mean / workload.output_tokens_p95 if batch > 1 else 1.0
     return tpot, ttft, batch * o / cycle * idle
+
+
+def _host_s_per_request(state: PlanState, s: Setup) -> float:
+    """The front end's host time per request of one replica: the engine's, shared by the replica's data-parallel
+    attention ranks where the configs start a server process per rank (vLLM's --api-server-count)."""
+    ranks = state.attention_dp if engine_api_servers_option(state.engine) else 1
+    return s.request_host_s / ranks
 
 
 def sequences_per_server(p: Prediction, concurrency: int) -> int:
@@ -160,7 +168,7 @@ def sequences_per_server(p: Prediction, concurrency: int) -> int:
     return max(1, -(-total // servers))
 
 
-MAX_BATCH = 4096  # beyond this no engine's default limit on running sequences reaches
+MAX_BATCH = 4096  # beyond this no engine's default limit on running sequences of one scheduler reaches
 
 
 def _tpot_s(state: PlanState, s: Setup, batch: int, context: int) -> float:
@@ -173,7 +181,7 @@ def _tpot_s(state: PlanState, s: Setup, batch: int, context: int) -> float:
 def throughput_batch(state: PlanState, s: Setup, workload: Workload, low: int, high: int) -> int:
     """For the throughput goal: the concurrency, from the workload's up to as many as memory holds, that serves the
     most output tokens per second within the time-per-token SLO (tried at powers of two and at the limit)."""
-    high = min(high, MAX_BATCH)
+    high = min(high, MAX_BATCH * state.attention_dp)  # each data-parallel attention group schedules its own
     tries = sorted({low, high, *(1 << i for i in range(13) if low < (1 << i) < high)})
     slo_s = workload.slo.tpot_p95_ms / 1e3 if workload.slo.tpot_p95_ms else None
     best, best_rate = low, 0.0

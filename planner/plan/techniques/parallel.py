@@ -4,7 +4,7 @@ sequence (`device_map="auto"`); these replace that split with one that also spli
 from __future__ import annotations
 
 from ...analytic.memory import per_device_bytes
-from ...catalog.engines import engine_splits_layers
+from ...catalog.engines import engine_dp_shares_experts, engine_splits_layers
 from ..disaggregation import best_layout
 from ..state import PlanState, to_setup
 from . import Context, Technique, register
@@ -47,11 +47,12 @@ def _pp_check(ctx: Context) -> str | None:
 def _replica_devices(state: PlanState, ctx: Context) -> int | None:
     """Devices per replica: the fewest (a power of two within one node, dividing the devices and the attention
     heads) on which the weights, in the plan's formats so far, leave room for the cache; None when only the whole
-    set holds the model."""
+    set holds the model. Where the engine keeps a MoE model's experts over every device (`_data_parallel`), a
+    replica's share of the experts is its share of the devices."""
     size = 1
     while size < ctx.devices:
         if size <= _per_node(ctx) and not ctx.devices % size and not ctx.spec.num_heads % size:
-            one = state.with_(tp=size, pp=1, ep=1, attention_dp=1, replicas=1, offload_fraction=0.0)
+            one = _data_parallel(state, ctx, size)
             weights, _, act = per_device_bytes(to_setup(one), 1, ctx.workload.context_needed,
                                                ctx.workload.prompt_tokens_p95)
             if weights + act + ctx.hw.runtime_overhead_bytes < REPLICA_WEIGHT_SHARE * ctx.hw.memory_bytes:
@@ -60,16 +61,34 @@ def _replica_devices(state: PlanState, ctx: Context) -> int | None:
     return None
 
 
+def _data_parallel(state: PlanState, ctx: Context, size: int) -> PlanState:
+    """The devices in data-parallel groups of `size`, each tensor parallel: copies of the whole model, or, for a MoE
+    model on an engine whose data parallelism keeps the experts together (vLLM, `engine_dp_shares_experts`: its
+    expert layers one tensor-parallel group over every device), data-parallel attention over experts sliced across
+    all the devices, each step's expert layers synchronised over the groups."""
+    if ctx.spec.moe is not None and engine_dp_shares_experts(ctx.workload.engine):
+        return state.with_(tp=size, pp=1, ep=1, attention_dp=ctx.devices // size, replicas=1, offload_fraction=0.0)
+    return state.with_(tp=size, pp=1, ep=1, attention_dp=1, replicas=ctx.devices // size, offload_fraction=0.0)
+
+
 # A replica must leave at least a third of each device to its KV cache: replicas that barely hold their weights
 # serve few sequences each, and one model over all the devices does better
 REPLICA_WEIGHT_SHARE = 2 / 3
+
+
+def _dp_check(ctx: Context) -> str | None:
+    if ctx.spec.moe is not None and engine_dp_shares_experts(ctx.workload.engine) and ctx.devices > _per_node(ctx):
+        return (f"{ctx.workload.engine}'s data-parallel ranks keep a MoE model's experts as one tensor-parallel group "
+                f"over all {ctx.devices} devices, whose every MoE layer would then cross the network between nodes: "
+                "expert parallelism is the layout for several nodes")
+    return None
 
 
 def _dp(state: PlanState, ctx: Context) -> PlanState:
     """Replicas where a smaller group holds the model in the plan's formats; otherwise nothing changes (the step is
     dropped as one that changes nothing here)."""
     size = _replica_devices(state, ctx)
-    return state if size is None else state.with_(tp=size, pp=1, ep=1, attention_dp=1, replicas=ctx.devices // size)
+    return state if size is None else _data_parallel(state, ctx, size)
 
 
 def _ep_check(ctx: Context) -> str | None:
@@ -144,10 +163,12 @@ register(
         name="Data-parallel replicas", family="parallelism", group=GROUP,
         summary="Several copies of the model, each tensor-parallel over the fewest devices that hold it with room "
                 "for its cache, serving their share of the requests: throughput scales with the copies and no "
-                "step crosses a node (405B on 16 H100: two TP8 copies instead of TP8 x PP2).",
+                "step crosses a node (405B on 16 H100: two TP8 copies instead of TP8 x PP2). vLLM copies only a "
+                "MoE model's attention and dense layers: its experts stay one tensor-parallel group over all the "
+                "devices.",
         # any count of devices splits into replicas of one device each; a larger replica must divide the devices and
         # the attention heads (`_replica_devices`): the sizes are the prediction's data and tensor parallel
-        transform=_dp, hardware=("multi-device",),
+        transform=_dp, hardware=("multi-device",), check=_dp_check,
         unchanged="only all the devices together hold the model with room for its cache"),
     Technique(
         id="expert-parallel", engines=("vllm", "sglang", "trtllm"),

@@ -79,18 +79,36 @@ def test_a_block_fp8_checkpoint_whose_experts_do_not_split_runs_them_expert_para
 
 
 def test_vllm_slices_a_moes_experts_over_its_data_parallel_ranks_too():
-    # Qwen3-235B-A22B-FP8 at TP4 x DP2 on eight H200: vLLM's MoE layers form one tensor-parallel group of eight
-    # (docs/serving/data_parallel_deployment.md), so its 1,536-wide experts split 192 a device, not whole 128-column
-    # blocks, and the checkpoint would not load: the experts go whole (expert parallel over the eight)
+    # vLLM's --data-parallel-size copies only a MoE's attention and dense layers: its MoE layers form one
+    # tensor-parallel group over every rank (docs/serving/data_parallel_deployment.md). Qwen3-235B-A22B-FP8 on eight
+    # H200 at DP8: attention data parallel, each device a copy of the attention and an eighth of the experts, not
+    # eight whole copies (which 235 GB of fp8 weights could not be on 141 GB devices)
     a = advise(AdviseRequest(model="qwen3-235b-a22b", hardware="h200-sxm", num_devices=8, workload="chat",
                              goal="throughput"))
     p = a.plan.predicted
-    assert (p.tensor_parallel, p.data_parallel, p.expert_parallel) == (4, 2, 1)
+    assert "data-parallel" in [s.technique for s in a.plan.steps]
+    assert (p.tensor_parallel, p.attention_data_parallel, p.data_parallel, p.expert_parallel) == (1, 8, 1, 1)
+    assert p.weights_per_device_bytes < 0.25 * 235e9
     files = render(a, "vllm")
-    assert "Qwen/Qwen3-235B-A22B-FP8" in files["vllm/serve.sh"] and "--enable-expert-parallel" in files["vllm/serve.sh"]
+    serve = files["vllm/serve.sh"]
+    assert "--data-parallel-size 8" in serve and "--api-server-count 8" in serve
+    # its 1,536-wide experts split 192 a device, not whole 128-column blocks, and the checkpoint would not load: the
+    # experts go whole (expert parallel over the eight)
+    assert "Qwen/Qwen3-235B-A22B-FP8" in serve and "--enable-expert-parallel" in serve
     assert "routed expert 1536 / 8 = 192" in files["README.md"]
-    # SGLang's --dp-size runs replicas, each with its own tensor-parallel group: 1,536 / 4 = 384 splits whole
-    assert "--expert-parallel-size" not in render(a, "sglang")["sglang/serve.sh"]
+    # SGLang serves the same layout as DP attention (its --tp-size counts every device), the experts whole as well
+    sglang = render(a, "sglang")["sglang/serve.sh"]
+    for option in ("--tensor-parallel-size 8", "--enable-dp-attention", "--data-parallel-size 8",
+                   "--expert-parallel-size 8"):
+        assert option in sglang
+
+
+def test_vllm_data_parallel_of_a_moe_stays_in_one_node():
+    # across nodes the experts' tensor-parallel group would cross the network at every MoE layer: expert parallel
+    a = advise(AdviseRequest(model="deepseek-v3", hardware="h100-sxm", num_devices=16, workload="batch-offline",
+                             engine="vllm"))
+    why = {r.technique: r.reason for r in a.rejected}["data-parallel"]
+    assert "one tensor-parallel group over all 16 devices" in why and "expert parallelism" in why
 
 
 def test_a_block_fp8_checkpoint_whose_shared_expert_does_not_split_is_quantized_online(tmp_path):
@@ -117,3 +135,20 @@ def test_each_tensor_parallel_group_all_reduces_only_its_own_sequences():
     message = 64 * spec.hidden_size * hybrid.act_bytes
     dispatch = 2 * all_to_all_s(hybrid, message / hybrid.shards * hybrid.counts.top_k) * hybrid.counts.num_moe_layers
     assert decode_step(hybrid, 64, 1024).comm_s - dispatch == pytest.approx(decode_step(one_node, 32, 1024).comm_s)
+
+
+def test_vllm_data_parallel_ranks_each_take_requests_through_their_own_server():
+    # Qwen3-30B-A3B for an offline job on eight H100s: DP8 attention over experts sliced eight ways. One API server
+    # would bound the deployment at 1 / 24 ms requests a second whatever the GPUs do (request_host_s); the configs
+    # start one per rank (--api-server-count) and cap each rank at its share of the sequences (--max-num-seqs holds
+    # per data-parallel rank)
+    from optiplan.planner.catalog.engines import engine_request_host_s
+
+    a = advise(AdviseRequest(model="qwen3-30b-a3b", hardware="h100-sxm", num_devices=8, workload="batch-offline",
+                             engine="vllm"))
+    p = a.plan.predicted
+    assert (p.tensor_parallel, p.attention_data_parallel, p.data_parallel) == (1, 8, 1)
+    one_server = a.workload.output_tokens_mean / engine_request_host_s("vllm")
+    assert p.throughput_tokens_per_s > 2 * one_server
+    options = render(a, "vllm")["vllm/serve.sh"]
+    assert "--api-server-count 8" in options and f"--max-num-seqs {-(-p.batch // 8)}" in options

@@ -95,14 +95,15 @@ def test_an_odd_count_of_devices_still_holds_replicas_of_one_device_each():
 
 def test_a_plans_max_num_seqs_is_the_batch_it_serves_per_server():
     """The throughput goal serves more sequences than the workload names: the paged cache's max_num_seqs says the
-    plan's per-server batch, as the rendered config does, not the workload's 128."""
+    plan's per-server batch, as the rendered config does, not the workload's 128 (vLLM's, per data-parallel rank:
+    Mixtral's two ranks share its experts)."""
     from optiplan.planner.deploy.render import engine_config
 
     advice = advise(AdviseRequest(model="mixtral-8x7b", hardware="h100-sxm", num_devices=2, workload="chat",
                                   goal="throughput", concurrency=128))
     p = advice.plan.predicted
     step = next(s for s in advice.plan.steps if s.technique == "paged-kv")
-    assert p.batch > 128 and step.params["max_num_seqs"] == -(-p.batch // p.data_parallel)
+    assert p.batch > 128 and step.params["max_num_seqs"] == -(-p.batch // (p.data_parallel * p.attention_data_parallel))
     assert engine_config(advice, "vllm").options["max-num-seqs"] == step.params["max_num_seqs"]
 
 
