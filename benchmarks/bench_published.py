@@ -17,7 +17,7 @@ catalog cannot express (a model of an architecture it lacks, a GGUF format) are 
                                          [--fit-front-end [vllm|sglang]] [--fit-kernel KERNEL]
                                          [--fit-first-token [vllm|sglang|trtllm]] [--fit-moe-overheads]
                                          [--fit-backend-layers [rocm]] [--fit-expert-bandwidth]
-                                         [--fit-state-layers]
+                                         [--fit-state-layers] [--fit-host-layers]
 
 The fits (benchmarks/published_fits.py, benchmarks/published_moe_fits.py for a MoE or hybrid model's layers) search
 a group of factors on two thirds of the points and report the errors on both parts, a fixed third held out.
@@ -123,6 +123,9 @@ def main() -> None:
     parser.add_argument("--fit-expert-bandwidth", action="store_true",
                         help="fit the share of the weights' bandwidth the serving engines' grouped MoE GEMM reads "
                              "the routed experts at, on two thirds of their MoE points")
+    parser.add_argument("--fit-host-layers", action="store_true",
+                        help="fit the share of the host memory's peak at which llama.cpp reads the layers it keeps "
+                             "there (--n-gpu-layers below all) on two thirds of its points with such layers")
     parser.add_argument("--fit-kernel", default=None, metavar="KERNEL",
                         help="fit one weight kernel of profiles/efficiency.yaml (ggml-mmvq, ggml-mmvf: llama.cpp's "
                              "GGUF and 16-bit mat-vecs; torchao-int8, tinygemm: gpt-fast's) on two thirds of the "
@@ -141,6 +144,9 @@ def main() -> None:
             parser.error(f"--gemm: {args.fit_kernel} takes steps of any size (no GEMM share of its own)")
         fit = fits.fit_kernel_gemm_share if args.gemm else fits.fit_kernel_factors
         write_results(f"published_kernel_fit_{args.fit_kernel}", fit(published_points(), args.fit_kernel))
+        return
+    if args.fit_host_layers:
+        write_results("published_host_layers_fit", fits.fit_host_layers(published_points()))
         return
     if args.fit_front_end:
         write_results(f"published_front_end_fit_{args.fit_front_end}",

@@ -22,9 +22,11 @@ from optiplan.planner.catalog.engines import (  # noqa: E402
     engine_table,
 )
 from optiplan.planner.catalog.hardware import resolve_hardware  # noqa: E402
+from optiplan.planner.catalog.models import resolve_model  # noqa: E402
 from published_points import (  # noqa: E402
     DTYPES,
     best_fit,
+    catalog_model,
     part_errors,
     parts_text,
     point_dtype,
@@ -134,11 +136,14 @@ def kernel_factors(kernel: str, share: float, layer_s: float | None = None, unit
 def kernel_points(points: list[dict], kernel: str) -> list[dict]:
     """The points whose engine reads their weights with `kernel` on their device, from the file its profile stores
     the format in (llama.cpp's Q4_K_M: a Q4_0 file's points check the factors out of the fit), and those that state
-    they ran it (`weight_kernel`: exllamav2's own runs)."""
+    they ran it (`weight_kernel`: exllamav2's own runs). A run with layers in host memory (llama.cpp's --n-gpu-layers
+    below all) is the host's to fit (`fit_host_layers`), not the kernel's."""
     out = []
     for p in points:
         dtype, gguf = point_dtype(p), point_gguf_type(p)
         if dtype is None or (gguf and gguf != (engine_storage(point_engine(p), dtype) or {}).get("format")):
+            continue
+        if p.get("gpu_layers") is not None and p["gpu_layers"] <= resolve_model(catalog_model(p["model"])).num_layers:
             continue
         hw = resolve_hardware(p["hardware"])
         runs = p.get("weight_kernel") or engine_kernel_efficiency(point_engine(p), dtype, hw.features.backend)
@@ -424,4 +429,30 @@ def fit_first_token_latency(points: list[dict], engine: str = "vllm") -> dict:
             report[f"{name} {key}" if key else name] = r
             print(f"{name:10s} {engine}{' ' + key if key else ''} first token {x * 1e3:.0f} ms later: "
                   + parts_text(r, ("fitted", "held-out", "ttft fitted", "ttft held-out")))
+    return report
+
+
+# the share of the host memory's peak at which llama.cpp's CPU kernels read the layers it keeps there (a fit searches)
+HOST_SHARE_GRID = tuple(round(0.30 + 0.01 * i, 2) for i in range(66))
+
+
+def fit_host_layers(points: list[dict], engine: str = "llama.cpp") -> dict:
+    """The share of the host memory's peak at which `engine` reads the layers it keeps in host memory
+    (`host_layers.bandwidth_efficiency` in its profile) that minimises the median error, then the p90, of its points
+    with layers there (`gpu_layers` below all) in the fitted two thirds; errors on both parts for the documented
+    share and the fitted one."""
+    own = [p for p in points if p["engine"] == engine and p.get("gpu_layers") is not None]
+    entry = engine_table()[engine]["host_layers"]
+    documented = entry["bandwidth_efficiency"]
+
+    def errors(x, part):
+        with table_overrides(entry, {"bandwidth_efficiency": x}):
+            return part_errors(own, part)
+
+    best = best_fit(list(HOST_SHARE_GRID), errors, lambda x: abs(x - documented))
+    report = {name: {part: rounded_stats(errors(x, part)) for part in ("fitted", "held-out")}
+              | {"bandwidth_efficiency": x} for name, x in (("documented", documented), ("fitted", best))}
+    for name, r in report.items():
+        print(f"{name:10s} {engine} host layers at {r['bandwidth_efficiency']:.2f} of the host memory's peak: "
+              + parts_text(r, ("fitted", "held-out")))
     return report

@@ -57,6 +57,8 @@ ARCHITECTURE = {
     # the 2507 instruct release keeps the architecture (its longer native context aside)
     "Qwen/Qwen3-235B-A22B-Instruct-2507": "qwen3-235b-a22b",
     "Qwen/Qwen3-235B-A22B-Instruct-2507-FP8": "qwen3-235b-a22b",
+    # the coder release has the 14B base's shapes (its native context aside)
+    "Qwen/Qwen2.5-Coder-14B-Instruct": "qwen2.5-14b",
 }
 DTYPES = {"bf16": "bf16", "fp16": "fp16", "fp8": "fp8", "int8": "int8", "int4": "int4", "fp4": "fp4",
           "fp8 (assumed; DeepSeek native FP8)": "fp8"}
@@ -161,6 +163,9 @@ def predict(p: dict, view: str = "requests", tune: Callable[[ProfileRequest], An
                              weight_kernel=p.get("weight_kernel"),  # a kernel the point states it ran (exllamav2's)
                              prefill_chunk_tokens=p.get("prefill_chunk_tokens"),  # a run's own step budget
                              scheduling=p.get("scheduling") if requests else None,  # request figures only
+                             # llama.cpp's --n-gpu-layers, and the host that computes the rest (its memory, its link)
+                             gpu_layers=p.get("gpu_layers"), host_memory_gbps=p.get("host_memory_gbps"),
+                             host_link_gbps=p.get("host_link_gbps"),
                              **requests)
     try:
         eff = tune(request) if tune else None

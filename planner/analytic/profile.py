@@ -57,6 +57,7 @@ from .memory import (
     stage_weight_bytes,
     whole_sequences,
 )
+from .offload import gpu_layers_fraction, host_weight_bytes
 from .params import param_counts
 from .requests import request_profile
 from .setup import Setup, build_setup, total_weight_bytes
@@ -243,14 +244,32 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
     gguf = gguf_file_type(request.gguf_type, weight_dtype, request.engine)
     if gguf and request.group_size is not None:
         raise RequestError(f"a GGUF {gguf} file sets its own blocks; --group-size is for other formats")
-    return build_setup(spec, hw, weight_dtype=weight_dtype, group_size=request.group_size, activations=act,
-                       kv_dtype=kv_dtype, tp=tp, pp=pp, ep=ep, attention_dp=adp, runtime=runtime,
-                       layout=layout_for_runtime(runtime),
-                       attention=ATTENTION_KERNELS[request.attention],
-                       prefill_chunk_tokens=request.prefill_chunk_tokens
-                       or engine_prefill_chunk(request.engine, prefill_chunk_tokens(runtime), hw, tp * pp),
-                       efficiency=efficiency, weight_kernel=request.weight_kernel, engine=request.engine,
-                       gguf_type=gguf, max_running=request.max_running)
+    s = build_setup(spec, hw, weight_dtype=weight_dtype, group_size=request.group_size, activations=act,
+                    kv_dtype=kv_dtype, tp=tp, pp=pp, ep=ep, attention_dp=adp, runtime=runtime,
+                    layout=layout_for_runtime(runtime),
+                    attention=ATTENTION_KERNELS[request.attention],
+                    prefill_chunk_tokens=request.prefill_chunk_tokens
+                    or engine_prefill_chunk(request.engine, prefill_chunk_tokens(runtime), hw, tp * pp),
+                    efficiency=efficiency, weight_kernel=request.weight_kernel, engine=request.engine,
+                    gguf_type=gguf, max_running=request.max_running)
+    return with_host(s, request)
+
+
+def with_host(s: Setup, request: ProfileRequest) -> Setup:
+    """The setup with the request's host: its memory and link where given, and the layers llama.cpp keeps there at
+    --gpu-layers (`offload.gpu_layers_fraction`)."""
+    if request.gpu_layers is not None:
+        if s.host_layers is None:
+            raise RequestError(f"--gpu-layers is llama.cpp's --n-gpu-layers on a GPU; {request.engine} on "
+                               f"{s.hw.id} keeps no layers in host memory to compute there")
+        if request.num_devices != 1:
+            raise RequestError("--gpu-layers splits a model between one GPU and the host: give one device")
+    host = {"host_memory_bytes_per_s": request.host_memory_gbps * 1e9} if request.host_memory_gbps else {}
+    if request.host_link_gbps:
+        host["host_link_bytes_per_s"] = request.host_link_gbps * 1e9
+    if request.gpu_layers is not None:
+        host["offload_fraction"] = gpu_layers_fraction(s, request.gpu_layers)
+    return replace(s, **host) if host else s
 
 
 def _curve_batches(batch: int, limit: int) -> list[int]:
@@ -350,7 +369,8 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
             state_bytes=int(state) if spec.state is not None else None,
             kv_cache_bytes_per_token=elements_per_token(spec, s.layout) * spec.attention_layers * s.kv_bits / 8,
             kv_cache_batch_bytes=int(kv_one * batch), activation_peak_bytes=int(act_dev),
-            runtime_overhead_bytes=hw.runtime_overhead_bytes, per_device_bytes=int(per_device),
+            runtime_overhead_bytes=hw.runtime_overhead_bytes, host_weights_bytes=int(host_weight_bytes(s)),
+            per_device_bytes=int(per_device),
             device_memory_bytes=hw.memory_bytes, headroom_bytes=int(usable - per_device),
         ),
         compute=ComputeProfile(

@@ -20,6 +20,7 @@ from ..catalog.engines import (
     engine_first_token_latency_s,
     engine_flop_share,
     engine_group_size,
+    engine_host_layers,
     engine_kernel_efficiency,
     engine_kv_memory,
     engine_math_decode_attention,
@@ -50,6 +51,7 @@ from .efficiency import (
 )
 from .gguf import gguf_bits
 from .kvcache import KVGroup, kv_bits, kv_groups, tensor_parallel_share
+from .offload import DEFAULT_HOST_MEMORY_GBPS, HostLayers
 from .params import ParamCounts, param_counts
 
 # Host link assumed when a device's profile names none (PCIe 4.0 x16 in one direction, about 25 GB/s).
@@ -86,6 +88,8 @@ class Setup:
     weight_bandwidth_efficiency: float | None = None  # a measured GEMM kernel's share of HBM [default: eff.'s]
     kv_bandwidth_efficiency: float | None = None  # a measured decode-attention kernel's share of HBM [default: eff.'s]
     host_link_bytes_per_s: float = 25e9
+    host_memory_bytes_per_s: float = DEFAULT_HOST_MEMORY_GBPS * 1e9  # the host's memory, where it computes offloaded layers
+    host_layers: HostLayers | None = None  # how the engine runs the layers it keeps in host memory (`analytic.offload`)
     square_mask: bool = False  # the engine keeps a boolean causal mask of (context x context) (gpt-fast)
     embedding_on_host: bool = False  # the token embedding stays in host memory, off the device (llama.cpp on a GPU)
     math_decode_attention: bool = False  # decode runs torch SDPA's math backend over K/V repeated per head (gpt-fast)
@@ -385,6 +389,7 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         attention_efficiency=measured.pop("attention_efficiency", None) or
         attention_flop_efficiency(hw, eff, compute, attend) * attention_kernel_factor(attention), **measured,
         offload_fraction=offload_fraction, host_link_bytes_per_s=(hw.host_link_gbps or DEFAULT_HOST_LINK_GBPS) * 1e9,
+        host_layers=HostLayers(**host) if hw.kind == "gpu" and (host := engine_host_layers(engine)) else None,
         square_mask=engine_square_mask(engine), math_decode_attention=engine_math_decode_attention(engine),
         max_running=(max_running * attention_dp if max_running
                      else engine_max_running(engine, hw, tp * pp, attention_dp)),

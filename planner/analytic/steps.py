@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 from ..schema import ModelSpec
 from .kvcache import elements_per_token, kv_cache_elements, state_elements
+from .offload import host_weights_s
 from .params import busiest_device_experts, expected_experts_touched
-from .setup import Setup, total_weight_bytes
+from .setup import Setup
 
 # Share of the link bandwidth a ring all-reduce achieves (NCCL "bus bandwidth" on NVLink/PCIe is
 # typically about 80% of the link rate).
@@ -362,13 +363,11 @@ def _cost(s: Setup, matmul: float, attention: float, weight_tokens: int, kv_dev:
     matmul_eff = matmul_efficiency(s.eff, max(int(group_rows + 1e-9), 1))
     stream = s.eff.activation_bandwidth_efficiency or s.eff.bandwidth_efficiency  # 16-bit activations, any weights
     bandwidth = s.hw.memory_bandwidth_bytes_per_s * stream
-    # weights held in host memory cross the host link every pass (CPU offload)
-    offload_s = (s.offload_fraction * total_weight_bytes(s) / s.shards / s.host_link_bytes_per_s
-                 if s.offload_fraction else 0.0)
     peak_bw = s.hw.memory_bandwidth_bytes_per_s  # measured kernels bring their own shares of it
     # a dequantizing weight kernel's own time per layer (launches and ramps of its GEMVs) rides on the weights' read;
     # a kernel that takes only a few rows (llama.cpp's mat-vecs) leaves a larger step to the engine's GEMM
     rows = max(math.ceil(group_rows - 1e-9), 1)  # the busiest group's rows, rounded up
+    offload_s = host_weights_s(s, rows)  # weights held in host memory (CPU offload): `analytic.offload`
     own_kernel = s.eff.weight_kernel_max_rows is None or rows <= s.eff.weight_kernel_max_rows
     kernel_s = s.eff.weight_kernel_layer_s * s.spec.num_layers if own_kernel else 0.0
     weight_share = ((s.weight_bandwidth_efficiency or s.eff.bandwidth_efficiency) if own_kernel

@@ -124,18 +124,22 @@ def engine_budget_per_group(engine: str | None) -> bool:
 
 
 def engine_dp_shares_experts(engine: str | None) -> bool:
-    """Whether the engine's data parallelism keeps a MoE model's experts as one group over every rank instead of
-    copying the model (vLLM: --data-parallel-size runs attention and the dense layers data parallel, the experts
-    tensor parallel over data x tensor parallel): its data-parallel "replicas" of a MoE model are data-parallel
-    attention groups (`data_parallel_experts: shared` in its profile; whole copies otherwise, SGLang's --dp-size)."""
+    """Whether the engine's data-parallel ranks of a MoE model share its experts, one tensor-parallel group over every
+    rank (vLLM; `data_parallel_experts: shared`), rather than copy the model (SGLang's --dp-size)."""
     return engine_fact(engine, "data_parallel_experts") == "shared"
 
 
 def engine_api_servers_option(engine: str | None) -> str | None:
-    """The server option that starts one front-end process per data-parallel rank (vLLM's --api-server-count; one
-    process takes every rank's requests without it), which a plan's configs set: each rank's requests then cost its
-    own server's host time (`engine_request_host_s`). None where the engine has no such option."""
+    """The server option that starts a front-end process per data-parallel rank (vLLM's --api-server-count), which a
+    plan's configs set, so each rank's requests cost its own server's host time; None where it has none."""
     return engine_fact(engine, "api_servers_option")
+
+
+def engine_host_layers(engine: str | None) -> dict | None:
+    """How the engine computes the layers it keeps in host memory on the CPU (`host_layers`: its kernels' share of the
+    host memory's peak, the step rows from which it runs them on the GPU instead); None: it streams them there."""
+    fact = engine_fact(engine, "host_layers")
+    return None if fact is None else {k: fact[k] for k in ("bandwidth_efficiency", "device_min_rows")}
 
 
 def engine_kv_memory(engine: str | None, hw: HardwareSpec, devices: int = 1, attention_dp: int = 1,

@@ -96,6 +96,15 @@ class ConcurrencyType(click.ParamType):
               help="The most requests the serving engine runs at once, as the deployment sets it (vLLM "
                    "--max-num-seqs, SGLang --max-running-requests, TensorRT-LLM --max_batch_size; TGI's "
                    "--max-concurrent-requests, past which it refuses) [default: the engine's].")
+@click.option("--gpu-layers", type=int, default=None,
+              help="llama.cpp's --n-gpu-layers on one GPU: the last N of its layers and output head on the device, "
+                   "the rest in host memory, computed by the CPU [default: all on the device].")
+@click.option("--host-memory-gbps", type=float, default=None,
+              help="Peak GB/s of the host's memory, where llama.cpp computes the layers it keeps there [default: "
+                   "76.8, two channels of DDR5-4800].")
+@click.option("--host-link-gbps", type=float, default=None,
+              help="GB/s one way between host and device as the slot runs it (PCIe 3.0 x8: 7.9) [default: the "
+                   "device profile's].")
 @click.option("--scheduling", type=click.Choice(["continuous", "static"]), default=None,
               help="Request-level figures with continuous batching or static batches [default: the engine's].")
 @click.option("--input-tokens", type=int, default=None,

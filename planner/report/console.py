@@ -77,7 +77,9 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
     ]))
     fit = "[green]fits[/]" if p.fits else "[red]does not fit[/]"
     console.print(_section("Memory per device", [
-        ("weights", f"{fmt_bytes(mem.weights_bytes)} in all ({mem.weights_bits_per_param:.2f} bits/param)"),
+        ("weights", f"{fmt_bytes(mem.weights_bytes)} in all ({mem.weights_bits_per_param:.2f} bits/param)" + (
+            f"; {fmt_bytes(mem.host_weights_bytes)} of a device's share in host memory, off the device"
+            if mem.host_weights_bytes else "")),
         ("KV cache", f"{fmt_bytes(mem.kv_cache_bytes)} per sequence at {r.context} tokens (whole model), "
                      f"{fmt_bytes(mem.kv_cache_batch_bytes)} for the batch "
                      f"({fmt_bytes(mem.kv_cache_bytes_per_token)}/token before windows)" + (

@@ -309,6 +309,14 @@ class ProfileRequest(Frozen):
                                     "deployment sets it (vLLM --max-num-seqs, SGLang --max-running-requests, "
                                     "TensorRT-LLM --max_batch_size; per data-parallel group); the others wait, "
                                     "or TGI refuses them (--max-concurrent-requests) [default: the engine's]")
+    gpu_layers: int | None = Field(None, ge=0, description="llama.cpp's --n-gpu-layers on one GPU: the last this many "
+                                   "of its layers and output head on the device, the rest in host memory, computed "
+                                   "by the CPU at the host's memory bandwidth [default: all on the device]")
+    host_memory_gbps: float | None = Field(None, gt=0, description="peak GB/s of the host's memory, which computes "
+                                           "the layers llama.cpp keeps there [default: 76.8, a desktop's two channels "
+                                           "of DDR5-4800]")
+    host_link_gbps: float | None = Field(None, gt=0, description="GB/s one way between host and device, as the slot "
+                                         "runs it (a PCIe 3.0 x8 slot: 7.9) [default: the device profile's]")
     scheduling: Literal["continuous", "static"] | None = Field(
         None, description="how requests share the device: continuous batching or static batches (a batch prefills "
                           "together and ends together) [default: the engine's]")

@@ -59,6 +59,9 @@ class MemoryBreakdown(Frozen):
     activation_peak_bytes: int = Field(description="the larger of a prefill's and a decode step's transients (with the "
                                                    "cache copies an engine makes), and the causal mask it keeps")
     runtime_overhead_bytes: int
+    host_weights_bytes: int = Field(0, exclude_if=lambda v: v == 0,
+                                    description="of one device's weights, those kept in host memory (llama.cpp's "
+                                                "layers past --gpu-layers, computed by the CPU), not in per_device_bytes")
     per_device_bytes: int
     device_memory_bytes: int
     headroom_bytes: int = Field(description="what the engine may use of a device (its default share where it sets "

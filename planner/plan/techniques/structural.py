@@ -17,7 +17,8 @@ PRUNE_FRACTION = 0.25
 def _offload(state: PlanState, ctx: Context) -> PlanState:
     """Keep just enough of the weights in host memory for one sequence's cache and the activations
     to fit on the device, in the share of it the engine gives its cache and weights (`memory.weights_room`; at most
-    95% of the device, at most 90% of the weights offloaded), streamed over the host link every pass."""
+    95% of the device, at most 90% of the weights offloaded): streamed over the host link every pass, or computed by
+    the host CPU where the engine runs them there (llama.cpp, `analytic.offload`)."""
     s = to_setup(state.with_(offload_fraction=0.0))
     # one sequence at its whole length: what the plan's `fits` asks of the device
     weights, kv, act = per_device_bytes(s, 1, max(int(kv_reserved_tokens(state, ctx.workload)),
@@ -26,7 +27,6 @@ def _offload(state: PlanState, ctx: Context) -> PlanState:
                 weights_room(s, kv, ctx.hw.runtime_overhead_bytes + act, raised=True))
     fraction = min(max((weights - spare) / weights, 0.0), 0.9) if weights > 0 else 0.0
     return state.with_(offload_fraction=math.ceil(fraction * 1000) / 1000)  # rounded up: the rest must fit
-
 
 
 def _window(state: PlanState, ctx: Context) -> PlanState:
@@ -60,9 +60,12 @@ register(
     Technique(
         id="cpu-offload", engines=("vllm", "sglang", "transformers", "llama.cpp"),
         name="CPU offload of weights", family="memory", group="offload",
-        summary="Part of the weights kept in host memory and streamed to the device every forward pass: fits, "
-                "at the host link's speed.",
-        transform=_offload, hardware=("gpu", "host-memory"), quality_source="lossless; slow (host link bandwidth)",
+        summary="Part of the weights kept in host memory: fits, at the host's speed. vLLM, SGLang and "
+                "transformers stream them to the device every forward pass over the host link; llama.cpp computes "
+                "those layers on the CPU at the host memory's bandwidth (its decode), sending them over the link "
+                "only for prompts.",
+        transform=_offload, hardware=("gpu", "host-memory"),
+        quality_source="lossless; slow (host link or host memory bandwidth)",
         params=lambda c: {"what": "the share of weights that does not fit"},
         unchanged="the weights fit on the devices without it: nothing is offloaded"),
     Technique(

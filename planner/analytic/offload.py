@@ -1,0 +1,67 @@
+"""Weights kept in host memory (CPU offload): which share, where it is computed, and what a step pays for it.
+
+Engines that stream offloaded weights to the GPU (vLLM's and SGLang's --cpu-offload-gb, accelerate's offload under
+transformers) pay their bytes over the host link in every forward pass. llama.cpp computes the layers it keeps in
+host memory (--n-gpu-layers below all of them) on the CPU, which reads their weights at the host memory's bandwidth;
+only steps of many rows (a prompt's) send those weights to the GPU to run there (its op offload). A decode step of a
+partly offloaded model is therefore the device's share at the device's bandwidth plus the host's share at the host's:
+the harmonic mean that makes a model that barely spills many times slower than one that fits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Host memory assumed where neither the request nor anything else gives one: a desktop's two channels of DDR5-4800
+# (2 x 8 bytes x 4,800 MT/s = 76.8 GB/s peak; JEDEC DDR5-4800 is the lowest DDR5 speed grade desktop boards run).
+DEFAULT_HOST_MEMORY_GBPS = 76.8
+
+
+@dataclass(frozen=True)
+class HostLayers:
+    """How an engine runs the layers it keeps in host memory (its profile's `host_layers`)."""
+
+    bandwidth_efficiency: float  # the share of the host memory's peak at which its CPU kernels read the weights
+    device_min_rows: int  # steps of at least this many rows run the host's layers on the device instead
+
+
+def host_weight_bytes(s) -> float:
+    """Bytes of weights one device's share keeps in host memory (`offload_fraction` of what it would hold)."""
+    if not s.offload_fraction:
+        return 0.0
+    held = max(s.stage_weights)  # what stays on the device: (1 - fraction) of its share
+    return held / (1.0 - s.offload_fraction) * s.offload_fraction
+
+
+def host_weights_s(s, rows: int) -> float:
+    """What a step of `rows` rows pays for the weights in host memory: read by the host CPU at its memory's bandwidth
+    where the engine computes them there and the step is small enough (llama.cpp's decode), else sent over the host
+    link to the device."""
+    host = host_weight_bytes(s)
+    if not host:
+        return 0.0
+    layers = s.host_layers
+    if layers is not None and rows < layers.device_min_rows:
+        return host / (s.host_memory_bytes_per_s * layers.bandwidth_efficiency)
+    return host / s.host_link_bytes_per_s
+
+
+def host_repeating_layers(num_layers: int, gpu_layers: int) -> tuple[int, bool]:
+    """(repeating layers on the host, whether the output head is too) at llama.cpp's --n-gpu-layers `gpu_layers`: the
+    layers and the output head are num_layers + 1 slots, of which the last `gpu_layers` go to the GPU, so the head
+    leaves the host first and layer 0 last."""
+    start = max(num_layers + 1 - gpu_layers, 0)  # the first slot on the GPU
+    return min(start, num_layers), start > num_layers
+
+
+def gpu_layers_fraction(s, gpu_layers: int) -> float:
+    """The share of a single device's weights (`s` without offload) that llama.cpp keeps in host memory at
+    --n-gpu-layers `gpu_layers`: its repeating layers at their mean size, and the output head where no slot is on
+    the GPU (`host_repeating_layers`)."""
+    layers, head_on_host = host_repeating_layers(s.spec.num_layers, gpu_layers)
+    held = max(s.stage_weights)
+    c = s.counts
+    head = (c.lm_head or c.vocab_hidden) * s.output_bytes / s.tp
+    per_layer = (held - head) / s.spec.num_layers
+    host = layers * per_layer + (head if head_on_host else 0.0)
+    return min(host / held, 1.0) if held else 0.0

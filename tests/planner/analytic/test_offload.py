@@ -1,0 +1,75 @@
+"""Weights kept in host memory: llama.cpp computes the layers --n-gpu-layers leaves there on the CPU at the host
+memory's bandwidth (a prompt's steps send them over the link instead); the other engines stream offloaded weights
+over the host link every pass."""
+
+from __future__ import annotations
+
+import pytest
+from optiplan.planner.analytic.offload import host_repeating_layers, host_weight_bytes, host_weights_s
+from optiplan.planner.analytic.profile import profile, setup_for_request
+from optiplan.planner.catalog.engines import engine_host_layers
+from optiplan.planner.catalog.hardware import resolve_hardware
+from optiplan.planner.catalog.models import resolve_model
+from optiplan.planner.errors import RequestError
+from optiplan.planner.schema import ProfileRequest
+
+# the rig of benchmarks/published/inventivehq-vram-offload-cliff.yaml: dual-channel DDR4-2400, a PCIe 3.0 x8 slot
+RIG = {"host_memory_gbps": 38.4, "host_link_gbps": 7.88}
+
+
+def _request(gpu_layers: int | None, **kw) -> ProfileRequest:
+    fields = {"engine": "llama.cpp", "dtype": "int4", "context": 129, "prompt_tokens": 1} | RIG | kw
+    return ProfileRequest(model="qwen2.5-14b", hardware="rtx-5060-ti", gpu_layers=gpu_layers, **fields)
+
+
+def _setup(request: ProfileRequest):
+    return setup_for_request(request, resolve_model(request.model), resolve_hardware(request.hardware))
+
+
+def test_the_last_slots_go_to_the_gpu_the_output_head_first():
+    # 48 layers and the head are 49 slots: -ngl 1 puts the head alone on the GPU, -ngl 49 and more everything
+    assert host_repeating_layers(48, 0) == (48, True)
+    assert host_repeating_layers(48, 1) == (48, False)
+    assert host_repeating_layers(48, 40) == (9, False)
+    assert host_repeating_layers(48, 49) == host_repeating_layers(48, 99) == (0, False)
+
+
+def test_llama_cpp_decodes_the_host_layers_on_the_cpu_at_its_memory_bandwidth():
+    s = _setup(_request(0))
+    host = host_weight_bytes(s)
+    assert host == pytest.approx(8.5e9, rel=0.05)  # every layer and the Q6_K head of the 8.99 GB file
+    share = engine_host_layers("llama.cpp")["bandwidth_efficiency"]
+    assert host_weights_s(s, 1) == pytest.approx(host / (38.4e9 * share))
+    # a prompt's step (32 rows and more) runs the host's layers on the GPU, their weights sent over the slot
+    assert host_weights_s(s, 512) == pytest.approx(host / 7.88e9)
+    # the whole step: 2.7-3.0 tokens/s where streaming the same bytes over the slot would give under 1
+    tpot_ms = profile(_request(0)).latency.tpot_ms
+    assert 2.6 < 1e3 / tpot_ms < 3.1 and 1e3 / tpot_ms > 2.5 * 7.88e9 / host
+
+
+def test_each_layer_moved_to_the_gpu_takes_its_bytes_off_the_host():
+    rates = [1e3 / profile(_request(n)).latency.tpot_ms for n in (0, 16, 32, 40, 99)]
+    assert rates == sorted(rates)
+    # the harmonic mean: with 9 of 48 layers left on the host the model runs at a quarter of its all-GPU speed
+    assert 0.2 < rates[3] / rates[4] < 0.4
+    fits = profile(_request(40)).memory.per_device_bytes
+    assert fits < profile(_request(None)).memory.per_device_bytes - 1e9
+
+
+def test_gpu_layers_are_llama_cpps_on_one_gpu():
+    with pytest.raises(RequestError, match="llama.cpp's --n-gpu-layers"):
+        profile(_request(20, engine="vllm", dtype="bf16"))
+    with pytest.raises(RequestError, match="one device"):
+        profile(ProfileRequest(model="qwen2.5-14b", hardware="rtx-4090", engine="llama.cpp", dtype="int4",
+                               num_devices=2, gpu_layers=20))
+
+
+def test_the_other_engines_stream_offloaded_weights_over_the_host_link():
+    # vLLM's --cpu-offload-gb reads the host's share over the link every pass, whatever the step's size
+    s = _setup(ProfileRequest(model="qwen2.5-14b", hardware="rtx-4090", engine="vllm", dtype="bf16"))
+    assert s.host_layers is None
+    from dataclasses import replace
+
+    offloaded = replace(s, offload_fraction=0.25)
+    assert host_weights_s(offloaded, 1) == host_weights_s(offloaded, 4096) == pytest.approx(
+        host_weight_bytes(offloaded) / s.host_link_bytes_per_s)
