@@ -3,13 +3,16 @@
 Engines that stream offloaded weights to the GPU (vLLM's and SGLang's --cpu-offload-gb, accelerate's offload under
 transformers) pay their bytes over the host link in every forward pass. llama.cpp computes the layers it keeps in
 host memory (--n-gpu-layers below all of them) on the CPU, which reads their weights at the host memory's bandwidth;
-only steps of many rows (a prompt's) send those weights to the GPU to run there (its op offload). A decode step of a
-partly offloaded model is therefore the device's share at the device's bandwidth plus the host's share at the host's:
-the harmonic mean that makes a model that barely spills many times slower than one that fits.
+only steps of many rows (a prompt's) send those weights to the GPU to run there (its op offload), once per physical
+batch (its ubatch), the copies in the GPU's stream before the products that need them. Either way the host's layers
+run in series with the device's: a decode step of a partly offloaded model is the device's share at the device's
+bandwidth plus the host's share at the host's, the harmonic mean that makes a model that barely spills many times
+slower than one that fits.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 # Host memory assumed where neither the request nor anything else gives one: a desktop's two channels of DDR5-4800
@@ -22,7 +25,8 @@ class HostLayers:
     """How an engine runs the layers it keeps in host memory (its profile's `host_layers`)."""
 
     bandwidth_efficiency: float  # the share of the host memory's peak at which its CPU kernels read the weights
-    device_min_rows: int  # steps of at least this many rows run the host's layers on the device instead
+    device_min_rows: int  # steps of at least this many rows run the host's layers on the device instead...
+    ubatch_rows: int  # ...their weights sent over the link once per physical batch of this many rows
 
 
 def host_weight_bytes(s) -> float:
@@ -33,17 +37,24 @@ def host_weight_bytes(s) -> float:
     return held / (1.0 - s.offload_fraction) * s.offload_fraction
 
 
-def host_weights_s(s, rows: int) -> float:
-    """What a step of `rows` rows pays for the weights in host memory: read by the host CPU at its memory's bandwidth
-    where the engine computes them there and the step is small enough (llama.cpp's decode), else sent over the host
-    link to the device."""
-    host = host_weight_bytes(s)
-    if not host:
+def streamed_weights_s(s) -> float:
+    """The time to read the weights in host memory over the host link during a pass, where the engine streams them to
+    the device (vLLM's and SGLang's --cpu-offload-gb): part of the pass's weight traffic. 0 where the engine computes
+    them on the host instead (`host_layers_s`)."""
+    return host_weight_bytes(s) / s.host_link_bytes_per_s if s.host_layers is None else 0.0
+
+
+def host_layers_s(s, rows: int) -> float:
+    """The time a step of `rows` rows spends on the layers the engine keeps in host memory and computes there
+    (llama.cpp), in series with the device's layers: read by the CPU at the host memory's bandwidth, or, for a step
+    of at least `device_min_rows` rows, sent to the GPU over the host link once per physical batch. 0 for other
+    engines (`streamed_weights_s`)."""
+    layers, host = s.host_layers, host_weight_bytes(s)
+    if layers is None or not host:
         return 0.0
-    layers = s.host_layers
-    if layers is not None and rows < layers.device_min_rows:
+    if rows < layers.device_min_rows:
         return host / (s.host_memory_bytes_per_s * layers.bandwidth_efficiency)
-    return host / s.host_link_bytes_per_s
+    return math.ceil(rows / layers.ubatch_rows) * host / s.host_link_bytes_per_s
 
 
 def host_repeating_layers(num_layers: int, gpu_layers: int) -> tuple[int, bool]:

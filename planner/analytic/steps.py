@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from ..schema import ModelSpec
 from .kvcache import elements_per_token, kv_cache_elements, state_elements
-from .offload import host_weights_s
+from .offload import host_layers_s, streamed_weights_s
 from .params import busiest_device_experts, expected_experts_touched
 from .setup import Setup
 
@@ -367,7 +367,9 @@ def _cost(s: Setup, matmul: float, attention: float, weight_tokens: int, kv_dev:
     # a dequantizing weight kernel's own time per layer (launches and ramps of its GEMVs) rides on the weights' read;
     # a kernel that takes only a few rows (llama.cpp's mat-vecs) leaves a larger step to the engine's GEMM
     rows = max(math.ceil(group_rows - 1e-9), 1)  # the busiest group's rows, rounded up
-    offload_s = host_weights_s(s, rows)  # weights held in host memory (CPU offload): `analytic.offload`
+    # weights held in host memory (CPU offload, `analytic.offload`): streamed to the device with the pass's weights,
+    # or computed by the host in series with the device's layers
+    offload_s, host_s = streamed_weights_s(s), host_layers_s(s, rows)
     own_kernel = s.eff.weight_kernel_max_rows is None or rows <= s.eff.weight_kernel_max_rows
     kernel_s = s.eff.weight_kernel_layer_s * s.spec.num_layers if own_kernel else 0.0
     weight_share = ((s.weight_bandwidth_efficiency or s.eff.bandwidth_efficiency) if own_kernel
@@ -390,7 +392,8 @@ def _cost(s: Setup, matmul: float, attention: float, weight_tokens: int, kv_dev:
         flops=flops, busiest_flops=(matmul + attention) / s.shards,
         bytes_per_device=weights_dev + kv_dev + act_dev, kv_bytes_per_device=kv_dev,
         activation_bytes_per_device=act_dev, compute_s=linear[0] + attend[0],
-        memory_s=linear[1] + attend[1] + elementwise, roofline_s=max(linear) + max(attend) + elementwise,
+        memory_s=linear[1] + attend[1] + elementwise + host_s,
+        roofline_s=max(linear) + max(attend) + elementwise + host_s,
         comm_s=_comm_s(s, tokens, s.attention_dp / busiest.tokens), overhead_s=_overhead_s(s),
         host_overlap=s.eff.host_overlap, compute_bound_s=compute_bound,
     )

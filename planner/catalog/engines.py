@@ -139,7 +139,7 @@ def engine_host_layers(engine: str | None) -> dict | None:
     """How the engine computes the layers it keeps in host memory on the CPU (`host_layers`: its kernels' share of the
     host memory's peak, the step rows from which it runs them on the GPU instead); None: it streams them there."""
     fact = engine_fact(engine, "host_layers")
-    return None if fact is None else {k: fact[k] for k in ("bandwidth_efficiency", "device_min_rows")}
+    return None if fact is None else {k: fact[k] for k in ("bandwidth_efficiency", "device_min_rows", "ubatch_rows")}
 
 
 def engine_kv_memory(engine: str | None, hw: HardwareSpec, devices: int = 1, attention_dp: int = 1,

@@ -196,7 +196,8 @@ def _render(advice: Advice, target: str, serving_engine: str | None = None) -> t
     dp, count = advice.plan.predicted.data_parallel, advice.hardware.count
     if dp > 1 and count > per_node and count // dp <= per_node:
         # replicas that each fit in one node: one server per replica behind a load balancer, not one cluster
-        for key in ("data-parallel-size", "dp-size"):  # vLLM's and SGLang's name, and SGLang's alias
+        # vLLM's and SGLang's name, SGLang's alias, and vLLM's server processes for its ranks
+        for key in ("data-parallel-size", "dp-size", "api-server-count"):
             cfg.options.pop(key, None)
         cfg.notes.append(f"{dp} replicas of {count // dp} devices, each inside one node: start one server per "
                          f"replica (serve.sh on each node, or the Kubernetes Deployment with replicas: {dp}) behind "

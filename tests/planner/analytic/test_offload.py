@@ -5,7 +5,12 @@ over the host link every pass."""
 from __future__ import annotations
 
 import pytest
-from optiplan.planner.analytic.offload import host_repeating_layers, host_weight_bytes, host_weights_s
+from optiplan.planner.analytic.offload import (
+    host_layers_s,
+    host_repeating_layers,
+    host_weight_bytes,
+    streamed_weights_s,
+)
 from optiplan.planner.analytic.profile import profile, setup_for_request
 from optiplan.planner.catalog.engines import engine_host_layers
 from optiplan.planner.catalog.hardware import resolve_hardware
@@ -39,9 +44,11 @@ def test_llama_cpp_decodes_the_host_layers_on_the_cpu_at_its_memory_bandwidth():
     host = host_weight_bytes(s)
     assert host == pytest.approx(8.5e9, rel=0.05)  # every layer and the Q6_K head of the 8.99 GB file
     share = engine_host_layers("llama.cpp")["bandwidth_efficiency"]
-    assert host_weights_s(s, 1) == pytest.approx(host / (38.4e9 * share))
-    # a prompt's step (32 rows and more) runs the host's layers on the GPU, their weights sent over the slot
-    assert host_weights_s(s, 512) == pytest.approx(host / 7.88e9)
+    assert host_layers_s(s, 1) == pytest.approx(host / (38.4e9 * share)) and streamed_weights_s(s) == 0
+    # a prompt's step (32 rows and more) runs the host's layers on the GPU, their weights sent over the slot once per
+    # physical batch of 512 rows
+    assert host_layers_s(s, 512) == pytest.approx(host / 7.88e9)
+    assert host_layers_s(s, 2048) == pytest.approx(4 * host / 7.88e9)
     # the whole step: 2.7-3.0 tokens/s where streaming the same bytes over the slot would give under 1
     tpot_ms = profile(_request(0)).latency.tpot_ms
     assert 2.6 < 1e3 / tpot_ms < 3.1 and 1e3 / tpot_ms > 2.5 * 7.88e9 / host
@@ -54,6 +61,15 @@ def test_each_layer_moved_to_the_gpu_takes_its_bytes_off_the_host():
     assert 0.2 < rates[3] / rates[4] < 0.4
     fits = profile(_request(40)).memory.per_device_bytes
     assert fits < profile(_request(None)).memory.per_device_bytes - 1e9
+
+
+def test_a_prompt_pays_the_host_layers_copies_in_series_with_its_compute():
+    # a 2,048-token prompt with 9 of 48 layers in host memory: four 512-row batches each send those layers' weights
+    # over the PCIe 3.0 x8 slot before the GPU runs them
+    s = _setup(_request(40, prompt_tokens=2048, context=2048))
+    full = profile(_request(None, prompt_tokens=2048, context=2048)).latency.ttft_ms
+    ttft = profile(_request(40, prompt_tokens=2048, context=2048)).latency.ttft_ms
+    assert ttft - full == pytest.approx(4 * host_weight_bytes(s) / 7.88e9 * 1e3, rel=0.02)
 
 
 def test_gpu_layers_are_llama_cpps_on_one_gpu():
@@ -71,5 +87,5 @@ def test_the_other_engines_stream_offloaded_weights_over_the_host_link():
     from dataclasses import replace
 
     offloaded = replace(s, offload_fraction=0.25)
-    assert host_weights_s(offloaded, 1) == host_weights_s(offloaded, 4096) == pytest.approx(
-        host_weight_bytes(offloaded) / s.host_link_bytes_per_s)
+    assert streamed_weights_s(offloaded) == pytest.approx(host_weight_bytes(offloaded) / s.host_link_bytes_per_s)
+    assert host_layers_s(offloaded, 1) == host_layers_s(offloaded, 4096) == 0

@@ -133,3 +133,14 @@ def test_single_node_deployment_has_a_weights_volume():
     claim = next(d for d in docs if d["kind"] == "PersistentVolumeClaim")
     assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
     assert int(claim["spec"]["resources"]["requests"]["storage"][:-2]) > 16  # 16 GB of 16-bit weights
+
+
+def test_replicas_inside_one_node_each_start_their_own_server():
+    # 405B for throughput on 16 H100: two TP8 replicas, one per node behind a load balancer; each server is one
+    # replica, with neither vLLM's data-parallel ranks nor their extra API server processes
+    a = advise(AdviseRequest(model="llama-3.1-405b", hardware="h100-sxm", num_devices=16, workload="batch-offline",
+                             engine="vllm"))
+    assert (a.plan.predicted.tensor_parallel, a.plan.predicted.data_parallel) == (8, 2)
+    serve = render(a, "vllm")["vllm/serve.sh"]
+    assert "--tensor-parallel-size 8" in serve
+    assert "--data-parallel-size" not in serve and "--api-server-count" not in serve
