@@ -44,16 +44,16 @@ def streamed_weights_s(s) -> float:
     return host_weight_bytes(s) / s.host_link_bytes_per_s if s.host_layers is None else 0.0
 
 
-def host_layers_s(s, rows: int) -> float:
+def host_layers_s(s, rows: int, cache_bytes: float = 0.0) -> float:
     """The time a step of `rows` rows spends on the layers the engine keeps in host memory and computes there
-    (llama.cpp), in series with the device's layers: read by the CPU at the host memory's bandwidth, or, for a step
-    of at least `device_min_rows` rows, sent to the GPU over the host link once per physical batch. 0 for other
-    engines (`streamed_weights_s`)."""
+    (llama.cpp), in series with the device's layers: their weights and `cache_bytes` of their caches read by the CPU
+    at the host memory's bandwidth, or, for a step of at least `device_min_rows` rows, the weights sent to the GPU
+    over the host link once per physical batch. 0 for other engines (`streamed_weights_s`)."""
     layers, host = s.host_layers, host_weight_bytes(s)
     if layers is None or not host:
         return 0.0
     if rows < layers.device_min_rows:
-        return host / (s.host_memory_bytes_per_s * layers.bandwidth_efficiency)
+        return (host + cache_bytes) / (s.host_memory_bytes_per_s * layers.bandwidth_efficiency)
     return math.ceil(rows / layers.ubatch_rows) * host / s.host_link_bytes_per_s
 
 
@@ -63,6 +63,11 @@ def host_repeating_layers(num_layers: int, gpu_layers: int) -> tuple[int, bool]:
     leaves the host first and layer 0 last."""
     start = max(num_layers + 1 - gpu_layers, 0)  # the first slot on the GPU
     return min(start, num_layers), start > num_layers
+
+
+def host_layer_share(num_layers: int, gpu_layers: int) -> float:
+    """The share of the repeating layers, and of their caches, llama.cpp keeps on the host at --n-gpu-layers."""
+    return host_repeating_layers(num_layers, gpu_layers)[0] / num_layers
 
 
 def gpu_layers_fraction(s, gpu_layers: int) -> float:
@@ -76,3 +81,13 @@ def gpu_layers_fraction(s, gpu_layers: int) -> float:
     per_layer = (held - head) / s.spec.num_layers
     host = layers * per_layer + (head if head_on_host else 0.0)
     return min(host / held, 1.0) if held else 0.0
+
+
+def gpu_layers_within(s, device_bytes: float) -> int:
+    """The most of llama.cpp's layer slots (--n-gpu-layers) whose weights fit in `device_bytes` of a single device
+    (`s` without offload): the output head goes to the GPU first, so a share of the weights is not that share of the
+    layers."""
+    held = max(s.stage_weights)
+    fits = (n for n in range(s.spec.num_layers + 1, -1, -1)
+            if held * (1.0 - gpu_layers_fraction(s, n)) <= device_bytes + 1e-6)
+    return next(fits, 0)

@@ -57,7 +57,7 @@ from .memory import (
     stage_weight_bytes,
     whole_sequences,
 )
-from .offload import gpu_layers_fraction, host_weight_bytes
+from .offload import gpu_layers_fraction, host_layer_share, host_weight_bytes
 from .params import param_counts
 from .requests import request_profile
 from .setup import Setup, build_setup, total_weight_bytes
@@ -269,6 +269,7 @@ def with_host(s: Setup, request: ProfileRequest) -> Setup:
         host["host_link_bytes_per_s"] = request.host_link_gbps * 1e9
     if request.gpu_layers is not None:
         host["offload_fraction"] = gpu_layers_fraction(s, request.gpu_layers)
+        host["host_layer_share"] = host_layer_share(s.spec.num_layers, request.gpu_layers)
     return replace(s, **host) if host else s
 
 

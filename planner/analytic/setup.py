@@ -90,6 +90,7 @@ class Setup:
     host_link_bytes_per_s: float = 25e9
     host_memory_bytes_per_s: float = DEFAULT_HOST_MEMORY_GBPS * 1e9  # the host's memory, where it computes offloaded layers
     host_layers: HostLayers | None = None  # how the engine runs the layers it keeps in host memory (`analytic.offload`)
+    host_layer_share: float = 0.0  # the share of the layers, and their caches, it keeps and computes there (llama.cpp)
     square_mask: bool = False  # the engine keeps a boolean causal mask of (context x context) (gpt-fast)
     embedding_on_host: bool = False  # the token embedding stays in host memory, off the device (llama.cpp on a GPU)
     math_decode_attention: bool = False  # decode runs torch SDPA's math backend over K/V repeated per head (gpt-fast)
@@ -389,7 +390,9 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         attention_efficiency=measured.pop("attention_efficiency", None) or
         attention_flop_efficiency(hw, eff, compute, attend) * attention_kernel_factor(attention), **measured,
         offload_fraction=offload_fraction, host_link_bytes_per_s=(hw.host_link_gbps or DEFAULT_HOST_LINK_GBPS) * 1e9,
-        host_layers=HostLayers(**host) if hw.kind == "gpu" and (host := engine_host_layers(engine)) else None,
+        host_layers=(layers := HostLayers(**host) if hw.kind == "gpu" and (host := engine_host_layers(engine)) else None),
+        # the engine keeps the caches of the layers it computes on the host there: about the weights' share of them
+        host_layer_share=offload_fraction if layers is not None else 0.0,
         square_mask=engine_square_mask(engine), math_decode_attention=engine_math_decode_attention(engine),
         max_running=(max_running * attention_dp if max_running
                      else engine_max_running(engine, hw, tp * pp, attention_dp)),

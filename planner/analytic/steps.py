@@ -171,13 +171,15 @@ def weights_read_bytes(s: Setup, tokens: int) -> float:
     return shared_weight_bytes(s) + routed_expert_bytes(s, tokens)
 
 
-def kv_bytes_per_device(s: Setup, context: int, stage: int | None = None) -> float:
+def kv_bytes_per_device(s: Setup, context: int, stage: int | None = None, host: bool = False) -> float:
     """Cache bytes of one sequence on one device, attention KV and fixed-size state together: one pipeline
     stage (all stages when None). With data-parallel attention the sequences spread over its groups, a share of
-    1/attention_dp each."""
+    1/attention_dp each. The layers an engine keeps and computes in host memory keep their caches there too
+    (llama.cpp: `host_layer_share`); `host` gives that share instead of the device's."""
     groups = s.stage_kv_groups if stage is None else (s.stage_kv_groups[stage],)
     elements = sum(kv_cache_elements(g, context, s.layout) for g in groups)
-    return elements * s.kv_share * s.kv_bits / 8 / s.attention_dp + state_bytes_per_device(s, stage)
+    whole = elements * s.kv_share * s.kv_bits / 8 / s.attention_dp + state_bytes_per_device(s, stage)
+    return whole * (s.host_layer_share if host else 1.0 - s.host_layer_share)
 
 
 def state_bytes_per_device(s: Setup, stage: int | None = None) -> float:
@@ -335,7 +337,7 @@ class Busiest:
 
 
 def _cost(s: Setup, matmul: float, attention: float, weight_tokens: int, kv_dev: float, act_dev: float,
-          tokens: float, sequences: int, busiest: Busiest | None = None) -> StepCost:
+          tokens: float, sequences: int, busiest: Busiest | None = None, host_kv: float = 0.0) -> StepCost:
     """The step's cost. The linear layers (matmul FLOPs against the weight bytes), attention (its FLOPs against the
     KV-cache bytes) and the elementwise kernels between them (norms, activations, residual adds, rotary: activation
     bytes only) run one after another, each bound by its own roof, so their times add. One roof over the whole step
@@ -369,7 +371,7 @@ def _cost(s: Setup, matmul: float, attention: float, weight_tokens: int, kv_dev:
     rows = max(math.ceil(group_rows - 1e-9), 1)  # the busiest group's rows, rounded up
     # weights held in host memory (CPU offload, `analytic.offload`): streamed to the device with the pass's weights,
     # or computed by the host in series with the device's layers
-    offload_s, host_s = streamed_weights_s(s), host_layers_s(s, rows)
+    offload_s, host_s = streamed_weights_s(s), host_layers_s(s, rows, host_kv)
     own_kernel = s.eff.weight_kernel_max_rows is None or rows <= s.eff.weight_kernel_max_rows
     kernel_s = s.eff.weight_kernel_layer_s * s.spec.num_layers if own_kernel else 0.0
     weight_share = ((s.weight_bandwidth_efficiency or s.eff.bandwidth_efficiency) if own_kernel
@@ -416,7 +418,8 @@ def decode_step(s: Setup, batch: int, context: int, tokens_per_seq: int = 1) -> 
     token passes every stage in turn, so the step reads all layers."""
     attention, kv_bytes, tokens = _decode_parts(s, batch, context, tokens_per_seq)
     return _cost(s, matmul_flops(s, tokens, tokens), attention, tokens, kv_bytes,
-                 activation_traffic_bytes(s, tokens), tokens, batch)
+                 activation_traffic_bytes(s, tokens), tokens, batch,
+                 host_kv=batch * kv_bytes_per_device(s, context, host=True))  # the host layers' caches, read there
 
 
 def mixed_step(s: Setup, batch: int, context: int, prompt_tokens: float, prompt: int, cached: int = 0) -> StepCost:

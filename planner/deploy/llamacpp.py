@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+from ..analytic.offload import gpu_layers_within
+from ..analytic.profile import setup_for_request
 from ..catalog.engines import engine_storage
-from ..schema import HardwareSpec
+from ..catalog.models import resolve_model
+from ..schema import HardwareSpec, ProfileRequest
 from ..schema.advice import Advice
 from .checkpoints import draft_hub_id, published_gguf, served_hub_id
 from .config import PORT, EngineConfig, max_seqs, model_reference, no_option, plan_steps
@@ -13,6 +16,12 @@ from .config import PORT, EngineConfig, max_seqs, model_reference, no_option, pl
 # engine's profile stores that format in (the analytic model predicts the same file)
 WEIGHT_STEPS = {"weight-int8": "int8", "weight-int4": "int4"}
 GGUF_TYPES = {t: engine_storage("llama.cpp", fmt)["format"] for t, fmt in WEIGHT_STEPS.items()}
+
+
+def served_setup(advice: Advice, hw: HardwareSpec, served: dict):
+    """The analytic setup of the GGUF file the config serves on one of the devices, whole on the device."""
+    request = ProfileRequest(model=advice.model.name, hardware=hw.id, engine="llama.cpp", **served)
+    return setup_for_request(request, resolve_model(advice.model.name), hw)
 
 
 def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
@@ -79,10 +88,11 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
                                  f"models/{name}-F16.gguf`, then `llama-quantize models/{name}-F16.gguf {draft} "
                                  f"{quant}`")
         elif t_id == "cpu-offload":
-            share = p.offload_bytes_per_device / max(p.offload_bytes_per_device + p.weights_per_device_bytes, 1)
-            o["n-gpu-layers"] = max(0, int(advice.model.num_layers * (1 - share)))
-            cfg.applied.append((t_id, f"--n-gpu-layers {o['n-gpu-layers']} of {advice.model.num_layers} "
-                                      "(the rest run on the CPU)"))
+            # the most layer slots whose weights, in the file served, take no more of the device than the plan's
+            o["n-gpu-layers"] = gpu_layers_within(served_setup(advice, hw, cfg.served), p.weights_per_device_bytes)
+            cfg.applied.append((t_id, f"--n-gpu-layers {o['n-gpu-layers']} of its {advice.model.num_layers + 1} "
+                                      "slots (its layers and the output head, the head first on the GPU); the "
+                                      "rest, and their caches, stay in host memory, where the CPU computes them"))
         elif t_id == "pipeline-parallel":
             o["split-mode"] = "layer"
             cfg.applied.append((t_id, "--split-mode layer over the visible GPUs"))

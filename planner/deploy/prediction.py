@@ -37,6 +37,9 @@ def configuration_request(advice: Advice, cfg: EngineConfig) -> ProfileRequest |
                            "expert-parallel-tp-attention"}
     adp = p.attention_data_parallel if split else 1
     sequences = max_seqs(advice)  # each server's, as its options set them (--max-num-seqs, --parallel)
+    # llama.cpp's layers left in host memory where the config offloads (--n-gpu-layers below the model's layers)
+    on_gpu = cfg.options.get("n-gpu-layers") if cfg.engine == "llama.cpp" and hw.kind == "gpu" and devices == 1 \
+        else None
     return ProfileRequest(
         model=advice.model.name, hardware=hw.id, num_devices=devices, engine=cfg.engine, dtype=dtype,
         gguf_type=cfg.served.get("gguf_type"),
@@ -45,7 +48,8 @@ def configuration_request(advice: Advice, cfg: EngineConfig) -> ProfileRequest |
         tensor_parallel=p.tensor_parallel if split and adp == 1 else None, attention_data_parallel=adp,
         expert_parallel=p.expert_parallel if split else 1, pipeline_parallel=p.pipeline_parallel if split else 1,
         batch=sequences, context=w.context_needed, input_tokens=w.prompt_tokens_mean,
-        output_tokens=w.output_tokens_mean, concurrency=sequences)
+        output_tokens=w.output_tokens_mean, concurrency=sequences,
+        gpu_layers=on_gpu if on_gpu is not None and on_gpu <= advice.model.num_layers else None)
 
 
 def configuration_profile(advice: Advice, cfg: EngineConfig) -> tuple[ProfileRequest, Profile | str] | None:
@@ -100,6 +104,8 @@ def profile_command(request: ProfileRequest) -> str:
         parts.append(f"--attention-dp {request.attention_data_parallel}")
     if request.expert_parallel > 1:
         parts.append(f"--ep {request.expert_parallel}")
+    if request.gpu_layers is not None:
+        parts.append(f"--gpu-layers {request.gpu_layers}")
     parts.append(f"--context {request.context} --input-tokens {request.input_tokens} --output-tokens "
                  f"{request.output_tokens} --concurrency {request.concurrency}")
     return " ".join(parts)

@@ -89,3 +89,38 @@ def test_the_other_engines_stream_offloaded_weights_over_the_host_link():
     offloaded = replace(s, offload_fraction=0.25)
     assert streamed_weights_s(offloaded) == pytest.approx(host_weight_bytes(offloaded) / s.host_link_bytes_per_s)
     assert host_layers_s(offloaded, 1) == host_layers_s(offloaded, 4096) == 0
+
+
+def test_the_host_layers_keep_their_caches_in_host_memory():
+    # at -ngl 25 of 49 slots, 24 of the 48 layers (and their caches) are the host's: half the cache on the device
+    from optiplan.planner.analytic.steps import kv_bytes_per_device
+
+    whole, split = _setup(_request(None)), _setup(_request(25))
+    assert kv_bytes_per_device(split, 8192) == pytest.approx(kv_bytes_per_device(whole, 8192) / 2)
+    assert kv_bytes_per_device(split, 8192, host=True) == pytest.approx(kv_bytes_per_device(whole, 8192) / 2)
+    # and the step reads them there, at the host's pace: a long context slows the split model more
+    slow = profile(_request(25, context=8192)).latency.tpot_ms - profile(_request(25)).latency.tpot_ms
+    fast = profile(_request(None, context=8192)).latency.tpot_ms - profile(_request(None)).latency.tpot_ms
+    assert slow > 3 * fast
+
+
+def test_a_llama_cpp_config_offloads_the_layers_the_plan_offloads():
+    # a 70B in Q8_0 on one RTX 4090, planned for vLLM with CPU offload and rendered for llama.cpp: --n-gpu-layers
+    # holds no more weights on the device than the plan does, and its own profile (--gpu-layers) fits
+    from optiplan.planner.deploy.prediction import configured
+    from optiplan.planner.deploy.render import engine_config
+    from optiplan.planner.errors import ImpossibleError
+    from optiplan.planner.plan.advise import advise
+    from optiplan.planner.schema import AdviseRequest
+
+    try:
+        a = advise(AdviseRequest(model="llama-3.1-70b", hardware="rtx-4090", workload="chat", engine="vllm"))
+    except ImpossibleError as exc:  # the chat's SLOs are out of reach: the document still carries the plan
+        a = exc.document
+    assert "cpu-offload" in [s.technique for s in a.plan.steps]
+    cfg = engine_config(a, "llama.cpp")
+    layers = cfg.options["n-gpu-layers"]
+    assert 0 < layers < 81
+    c = configured(a, cfg)
+    assert f"--gpu-layers {layers}" in c["command"] and c["fits"]
+    assert c["profile"].memory.host_weights_bytes > 40e9
