@@ -441,7 +441,8 @@ def fit_host_layers(points: list[dict], engine: str = "llama.cpp") -> dict:
     (`host_layers.bandwidth_efficiency` in its profile) that minimises the median error, then the p90, of its points
     with layers there (`gpu_layers` below all) in the fitted two thirds; errors on both parts for the documented
     share and the fitted one."""
-    own = [p for p in points if p["engine"] == engine and p.get("gpu_layers") is not None]
+    own = [p for p in points if p["engine"] == engine and p.get("gpu_layers") is not None
+           and p["gpu_layers"] <= resolve_model(catalog_model(p["model"])).num_layers]
     entry = engine_table()[engine]["host_layers"]
     documented = entry["bandwidth_efficiency"]
 

@@ -31,10 +31,7 @@ class HostLayers:
 
 def host_weight_bytes(s) -> float:
     """Bytes of weights one device's share keeps in host memory (`offload_fraction` of what it would hold)."""
-    if not s.offload_fraction:
-        return 0.0
-    held = max(s.stage_weights)  # what stays on the device: (1 - fraction) of its share
-    return held / (1.0 - s.offload_fraction) * s.offload_fraction
+    return max(s.whole_stage_weights) * s.offload_fraction if s.offload_fraction else 0.0
 
 
 def streamed_weights_s(s) -> float:
@@ -75,7 +72,7 @@ def gpu_layers_fraction(s, gpu_layers: int) -> float:
     --n-gpu-layers `gpu_layers`: its repeating layers at their mean size, and the output head where no slot is on
     the GPU (`host_repeating_layers`)."""
     layers, head_on_host = host_repeating_layers(s.spec.num_layers, gpu_layers)
-    held = max(s.stage_weights)
+    held = max(s.whole_stage_weights)
     c = s.counts
     head = (c.lm_head or c.vocab_hidden) * s.output_bytes / s.tp
     per_layer = (held - head) / s.spec.num_layers
@@ -87,7 +84,7 @@ def gpu_layers_within(s, device_bytes: float) -> int:
     """The most of llama.cpp's layer slots (--n-gpu-layers) whose weights fit in `device_bytes` of a single device
     (`s` without offload): the output head goes to the GPU first, so a share of the weights is not that share of the
     layers."""
-    held = max(s.stage_weights)
+    held = max(s.whole_stage_weights)
     fits = (n for n in range(s.spec.num_layers + 1, -1, -1)
             if held * (1.0 - gpu_layers_fraction(s, n)) <= device_bytes + 1e-6)
     return next(fits, 0)

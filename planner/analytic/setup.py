@@ -84,7 +84,7 @@ class Setup:
     # fraction of peak the routed experts' grouped GEMM reaches (the engine's MoE kernel) [default: the linear layers']
     expert_flop_efficiency: float | None = None
     attention_dtype: str | None = None  # the tensor-core rate attention runs at [default: compute_dtype]
-    offload_fraction: float = 0.0  # share of the weights kept in host memory and streamed each pass
+    offload_fraction: float = 0.0  # share of the weights kept in host memory (`analytic.offload`: streamed or computed there)
     weight_bandwidth_efficiency: float | None = None  # a measured GEMM kernel's share of HBM [default: eff.'s]
     kv_bandwidth_efficiency: float | None = None  # a measured decode-attention kernel's share of HBM [default: eff.'s]
     host_link_bytes_per_s: float = 25e9
@@ -194,6 +194,12 @@ class Setup:
 
     @cached_property
     def stage_weights(self) -> tuple[float, ...]:
+        """Weight bytes one device of each pipeline stage holds (its share less what is offloaded to the host)."""
+        return tuple(_stage_weight_bytes(self, i) * (1.0 - self.offload_fraction) for i in range(self.pp))
+
+    @cached_property
+    def whole_stage_weights(self) -> tuple[float, ...]:
+        """Weight bytes one device of each pipeline stage would hold with nothing offloaded."""
         return tuple(_stage_weight_bytes(self, i) for i in range(self.pp))
 
     @cached_property
@@ -233,8 +239,7 @@ def _stage_weight_bytes(s: Setup, stage: int) -> float:
         # then the last stage holds a copy
         head = c.lm_head if c.lm_head or (s.pp == 1 and not s.embedding_on_host) else c.vocab_hidden
         vocab += head * s.output_bytes
-    on_device = 1.0 - s.offload_fraction
-    return ((linear * q + small * s.act_bytes + vocab) / s.tp + experts * q / s.shards) * on_device
+    return (linear * q + small * s.act_bytes + vocab) / s.tp + experts * q / s.shards
 
 
 def total_weight_bytes(s: Setup) -> float:

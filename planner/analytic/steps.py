@@ -243,9 +243,9 @@ def allreduce_s(s: Setup, message_bytes: float, devices: int | None = None) -> f
     """All-reduce over the tensor-parallel group (or `devices` of them): the ring's 2(n-1)/n of the message over the
     link, plus ceil(log2 n) link latencies (small decode messages go through one-shot or tree algorithms,
     not 2(n-1) ring hops: vLLM's custom all-reduce, NCCL's LL protocols), plus the runtime's fixed cost of a
-    collective (its launch and the devices' synchronisation). A group wider than a node reduces hierarchically, as
-    NCCL does: inside each node over its links, then each device's 1/m share across the k nodes over its own
-    scale-out port."""
+    collective (its launch and the devices' synchronisation). A group wider than a node reduces in two levels, one
+    after the other: inside each node over its links, then each device's 1/m share across the k nodes over its own
+    scale-out port (an upper bound where NCCL pipelines the two in one ring or tree)."""
     n = devices or s.tp
     if n <= 1 or s.hw.interconnect is None:
         return 0.0
@@ -407,7 +407,8 @@ def _decode_parts(s: Setup, batch: int, context: int, tokens_per_seq: int = 1) -
     attention = decode_attention_flops(s, tokens, context)
     attending = s.spec.attention_layers if s.spec.layer_mixers else s.spec.num_layers
     new_kv = tokens * elements_per_token(s.spec, s.layout) * attending * s.kv_share * s.kv_bits / 8
-    state = state_bytes_per_device(s)  # read and written in place once per step, whatever the runtime
+    # read and written in place once per step, whatever the runtime (the device's layers' share of it)
+    state = state_bytes_per_device(s) * (1.0 - s.host_layer_share)
     kv_bytes = batch * (kv_bytes_per_device(s, context) - state) * kv_passes(s) + batch * 2 * state + new_kv
     return attention, kv_bytes, tokens
 

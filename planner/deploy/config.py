@@ -95,6 +95,15 @@ def plan_steps(advice: Advice) -> dict[str, Any]:
     return {s.technique: s for s in advice.plan.steps}
 
 
+def server_tensor_parallel(advice: Advice) -> int:
+    """The tensor parallel one server of an engine without data-parallel attention runs: the plan's, or, where the
+    plan's data-parallel step is vLLM's MoE layout (attention data parallel over experts sliced across the devices),
+    plain tensor parallel over all those devices (TensorRT-LLM's tp_size, TGI's --num-shard)."""
+    p = advice.plan.predicted
+    spread = "data-parallel" in plan_steps(advice) and p.attention_data_parallel > 1
+    return p.tensor_parallel * (p.attention_data_parallel if spread else 1)
+
+
 def max_seqs(advice: Advice) -> int:
     """Concurrent sequences per server (per data-parallel replica; per decode instance when disaggregated), as the
     plan runs them (`plan.predict.sequences_per_server`)."""

@@ -88,8 +88,11 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
                                  f"models/{name}-F16.gguf`, then `llama-quantize models/{name}-F16.gguf {draft} "
                                  f"{quant}`")
         elif t_id == "cpu-offload":
-            # the most layer slots whose weights, in the file served, take no more of the device than the plan's
-            o["n-gpu-layers"] = gpu_layers_within(served_setup(advice, hw, cfg.served), p.weights_per_device_bytes)
+            # the most layer slots whose weights, in the file served, take no more of the server's devices than the
+            # plan's (llama.cpp counts --n-gpu-layers over all of them, splitting the layers between them)
+            devices = p.tensor_parallel * p.pipeline_parallel
+            o["n-gpu-layers"] = gpu_layers_within(served_setup(advice, hw, cfg.served),
+                                                  p.weights_per_device_bytes * devices)
             cfg.applied.append((t_id, f"--n-gpu-layers {o['n-gpu-layers']} of its {advice.model.num_layers + 1} "
                                       "slots (its layers and the output head, the head first on the GPU); the "
                                       "rest, and their caches, stay in host memory, where the CPU computes them"))

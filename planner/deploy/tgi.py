@@ -14,6 +14,7 @@ from .config import (
     model_reference,
     no_option,
     plan_steps,
+    server_tensor_parallel,
 )
 
 
@@ -22,7 +23,7 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
     cfg = EngineConfig("tgi", model_reference(advice), ["text-generation-launcher"])
     o = cfg.options
     o.update({"model-id": cfg.model, "hostname": "0.0.0.0", "port": PORT, "dtype": dtype16(hw),
-              "num-shard": p.tensor_parallel, "max-input-tokens": w.prompt_tokens_p95,
+              "num-shard": server_tensor_parallel(advice), "max-input-tokens": w.prompt_tokens_p95,
               "max-total-tokens": w.context_needed, "max-concurrent-requests": max(max_seqs(advice), 1) * 4,
               "cuda-memory-fraction": memory_fraction(advice)})
     # int8 weight-only is EETQ's W8A16 kernel: TGI's launcher calls it "a drop-in replacement to bitsandbytes with much

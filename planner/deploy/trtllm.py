@@ -18,6 +18,7 @@ from .config import (
     model_reference,
     no_option,
     plan_steps,
+    server_tensor_parallel,
 )
 
 
@@ -25,7 +26,7 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
     p, w = advice.plan.predicted, advice.workload
     cfg = EngineConfig("trtllm", model_reference(advice), ["trtllm-serve"], positional_model=True)
     o, extra = cfg.options, cfg.extra
-    o.update({"host": "0.0.0.0", "port": PORT, "backend": "pytorch", "tp_size": p.tensor_parallel,
+    o.update({"host": "0.0.0.0", "port": PORT, "backend": "pytorch", "tp_size": server_tensor_parallel(advice),
               "pp_size": p.pipeline_parallel, "max_batch_size": max_seqs(advice), "max_seq_len": w.context_needed,
               "kv_cache_free_gpu_memory_fraction": free_memory_fraction(
                   advice, engine_memory_share(advice, "trtllm", hw))})

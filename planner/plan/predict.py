@@ -15,6 +15,7 @@ from ..analytic.memory import (
     per_device_bytes,
     sampler_bytes,
 )
+from ..analytic.offload import host_weight_bytes
 from ..analytic.requests import cached_tokens, front_end, request_figures
 from ..analytic.setup import Setup
 from ..analytic.steps import decode_step, first_token_step_s, prefill_step
@@ -274,8 +275,7 @@ def evaluate(state: PlanState, workload: Workload, full: bool = True,
 
 def dtypes_and_layout(state: PlanState, s: Setup) -> dict:
     act = "fp32" if s.compute_dtype == "fp32" else state.default_16bit
-    on_device = max(s.stage_weights)
-    offloaded = on_device / (1 - state.offload_fraction) * state.offload_fraction if state.offload_fraction else 0
+    offloaded = host_weight_bytes(s)
     return {"weight_dtype": state.weight_dtype, "compute_dtype": s.compute_dtype, "kv_dtype": state.kv_dtype or act,
             "tensor_parallel": state.tp, "pipeline_parallel": state.pp, "expert_parallel": state.ep,
             "attention_data_parallel": state.attention_dp,

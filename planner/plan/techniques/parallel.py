@@ -65,8 +65,9 @@ def _data_parallel(state: PlanState, ctx: Context, size: int) -> PlanState:
     """The devices in data-parallel groups of `size`, each tensor parallel: copies of the whole model, or, for a MoE
     model on an engine whose data parallelism keeps the experts together (vLLM, `engine_dp_shares_experts`: its
     expert layers one tensor-parallel group over every device), data-parallel attention over experts sliced across
-    all the devices, each step's expert layers synchronised over the groups."""
-    if ctx.spec.moe is not None and engine_dp_shares_experts(ctx.workload.engine):
+    all the devices of a node, each step's expert layers synchronised over the groups; across nodes, one server per
+    replica (the configs start them apart, behind a load balancer), each with its own copy of the experts."""
+    if ctx.spec.moe is not None and engine_dp_shares_experts(ctx.workload.engine) and ctx.devices <= _per_node(ctx):
         return state.with_(tp=size, pp=1, ep=1, attention_dp=ctx.devices // size, replicas=1, offload_fraction=0.0)
     return state.with_(tp=size, pp=1, ep=1, attention_dp=1, replicas=ctx.devices // size, offload_fraction=0.0)
 
@@ -74,14 +75,6 @@ def _data_parallel(state: PlanState, ctx: Context, size: int) -> PlanState:
 # A replica must leave at least a third of each device to its KV cache: replicas that barely hold their weights
 # serve few sequences each, and one model over all the devices does better
 REPLICA_WEIGHT_SHARE = 2 / 3
-
-
-def _dp_check(ctx: Context) -> str | None:
-    if ctx.spec.moe is not None and engine_dp_shares_experts(ctx.workload.engine) and ctx.devices > _per_node(ctx):
-        return (f"{ctx.workload.engine}'s data-parallel ranks keep a MoE model's experts as one tensor-parallel group "
-                f"over all {ctx.devices} devices, whose every MoE layer would then cross the network between nodes: "
-                "expert parallelism is the layout for several nodes")
-    return None
 
 
 def _dp(state: PlanState, ctx: Context) -> PlanState:
@@ -163,12 +156,12 @@ register(
         name="Data-parallel replicas", family="parallelism", group=GROUP,
         summary="Several copies of the model, each tensor-parallel over the fewest devices that hold it with room "
                 "for its cache, serving their share of the requests: throughput scales with the copies and no "
-                "step crosses a node (405B on 16 H100: two TP8 copies instead of TP8 x PP2). vLLM copies only a "
-                "MoE model's attention and dense layers: its experts stay one tensor-parallel group over all the "
-                "devices.",
+                "step crosses a node (405B on 16 H100: two TP8 copies instead of TP8 x PP2). Inside a node vLLM "
+                "copies only a MoE model's attention and dense layers: its experts stay one tensor-parallel group "
+                "over all the node's devices.",
         # any count of devices splits into replicas of one device each; a larger replica must divide the devices and
         # the attention heads (`_replica_devices`): the sizes are the prediction's data and tensor parallel
-        transform=_dp, hardware=("multi-device",), check=_dp_check,
+        transform=_dp, hardware=("multi-device",),
         unchanged="only all the devices together hold the model with room for its cache"),
     Technique(
         id="expert-parallel", engines=("vllm", "sglang", "trtllm"),

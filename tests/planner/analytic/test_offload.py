@@ -39,6 +39,15 @@ def test_the_last_slots_go_to_the_gpu_the_output_head_first():
     assert host_repeating_layers(48, 49) == host_repeating_layers(48, 99) == (0, False)
 
 
+def test_everything_on_the_host_is_the_whole_share():
+    # a fraction of 1 (every weight in host memory) holds nothing on the device and everything on the host
+    from dataclasses import replace
+
+    s = _setup(_request(None))
+    everything = replace(s, offload_fraction=1.0)
+    assert max(everything.stage_weights) == 0 and host_weight_bytes(everything) == max(s.whole_stage_weights)
+
+
 def test_llama_cpp_decodes_the_host_layers_on_the_cpu_at_its_memory_bandwidth():
     s = _setup(_request(0))
     host = host_weight_bytes(s)

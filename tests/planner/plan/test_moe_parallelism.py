@@ -101,14 +101,23 @@ def test_vllm_slices_a_moes_experts_over_its_data_parallel_ranks_too():
     for option in ("--tensor-parallel-size 8", "--enable-dp-attention", "--data-parallel-size 8",
                    "--expert-parallel-size 8"):
         assert option in sglang
+    # engines without the step spread the model over the same eight devices by plain tensor parallelism
+    from optiplan.planner.deploy.render import engine_config
+
+    assert engine_config(a, "trtllm").options["tp_size"] == 8
+    assert engine_config(a, "tgi").options["num-shard"] == 8
 
 
-def test_vllm_data_parallel_of_a_moe_stays_in_one_node():
-    # across nodes the experts' tensor-parallel group would cross the network at every MoE layer: expert parallel
-    a = advise(AdviseRequest(model="deepseek-v3", hardware="h100-sxm", num_devices=16, workload="batch-offline",
+def test_vllm_data_parallel_of_a_moe_across_nodes_is_one_server_per_copy():
+    # across nodes the experts' tensor-parallel group would cross the network at every MoE layer: a replica that fits
+    # one GPU is a server of its own, with its own copy of the experts, the configs starting one per replica
+    a = advise(AdviseRequest(model="qwen3-30b-a3b", hardware="h100-sxm", num_devices=16, workload="batch-offline",
                              engine="vllm"))
-    why = {r.technique: r.reason for r in a.rejected}["data-parallel"]
-    assert "one tensor-parallel group over all 16 devices" in why and "expert parallelism" in why
+    p = a.plan.predicted
+    assert "data-parallel" in [s.technique for s in a.plan.steps]
+    assert (p.tensor_parallel, p.data_parallel, p.attention_data_parallel) == (1, 16, 1)
+    serve = render(a, "vllm")["vllm/serve.sh"]
+    assert "--data-parallel-size" not in serve and "--api-server-count" not in serve
 
 
 def test_a_block_fp8_checkpoint_whose_shared_expert_does_not_split_is_quantized_online(tmp_path):
