@@ -169,6 +169,10 @@ def beside_sampler_rows(s: Setup, n: int, per_sequence: float, weights: float, f
     return lo
 
 
+# the largest batch where a device holds no cache (llama.cpp with every layer on the host): no limit of the device's
+NO_DEVICE_LIMIT = 1 << 20
+
+
 def max_batch(s: Setup, context: int, prompt: int) -> int:
     """Largest number of sequences whose caches fit beside the weights and the activations of one prefill (a chunk's
     prompts where the engine chunks, else one prompt), in the share of the device the engine gives its cache
@@ -183,7 +187,7 @@ def max_batch(s: Setup, context: int, prompt: int) -> int:
     transient = transient_bytes(s, prefilling, context, prompt)
     free = cache_room(s, w, fixed + transient)
     if kv <= 0:
-        return 0 if free < 0 else 1 << 20
+        return 0 if free < 0 else NO_DEVICE_LIMIT
     n = beside_sampler_rows(s, int(free // kv), kv, w, fixed, transient)
     copies = decode_attention_bytes(s, 1, context)  # one sequence's; a device holds those of its own sequences
     if copies:

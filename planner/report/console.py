@@ -10,6 +10,7 @@ from rich.table import Table
 
 from ... import profiles
 from ..analytic.accuracy import band_text, decode_band
+from ..analytic.memory import NO_DEVICE_LIMIT
 from ..schema import Profile
 
 
@@ -116,8 +117,9 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
         ("step rates", f"{tp.tokens_per_s:,.0f} tokens/s{band_text(p.accuracy, decode_band(r.batch))} per decode step, "
                        f"{tp.prefill_tokens_per_s:,.0f} tokens/s{band_text(p.accuracy, 'ttft_ms')} prefill (single "
                        "steps, no scheduling: not a serving throughput)"),
-        ("limits", f"largest batch of {r.context}-token caches: {tp.max_batch}; longest context at batch {r.batch}: "
-                   f"{tp.max_context}"),
+        ("limits", (f"largest batch of {r.context}-token caches: {tp.max_batch}" if tp.max_batch < NO_DEVICE_LIMIT
+                    else "no cache on the device (the host's memory, which holds it, is not modelled)")
+         + f"; longest context at batch {r.batch}: {tp.max_context}"),
     ]))
     if p.requests is not None:
         q = p.requests

@@ -133,3 +133,15 @@ def test_a_llama_cpp_config_offloads_the_layers_the_plan_offloads():
     c = configured(a, cfg)
     assert f"--gpu-layers {layers}" in c["command"] and c["fits"]
     assert c["profile"].memory.host_weights_bytes > 40e9
+
+
+def test_with_every_layer_on_the_host_the_device_sets_no_cache_limit(capsys):
+    # -ngl 1: the head alone on the GPU, every layer and cache in host memory, whose size is not modelled: the report
+    # says so rather than print the device's unbounded count
+    from optiplan.planner.analytic.memory import NO_DEVICE_LIMIT
+    from optiplan.planner.report.console import print_profile
+
+    result = profile(_request(1))
+    assert result.throughput.max_batch == NO_DEVICE_LIMIT
+    print_profile(result)
+    assert "no cache on the device" in capsys.readouterr().out
