@@ -14,6 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from optiplan import profiles  # noqa: E402
 from optiplan.planner.analytic.efficiency import weight_kernel_refusal  # noqa: E402
+from optiplan.planner.analytic.offload import host_repeating_layers  # noqa: E402
 from optiplan.planner.catalog.engines import (  # noqa: E402
     below_compute_capability,
     engine_kernel_efficiency,
@@ -133,6 +134,13 @@ def kernel_factors(kernel: str, share: float, layer_s: float | None = None, unit
     return kernel_entry(kernel, facts)
 
 
+def keeps_host_layers(p: dict) -> bool:
+    """Whether the point's run keeps layers in host memory (llama.cpp's --n-gpu-layers below all its layer slots)."""
+    layers = p.get("gpu_layers")
+    return layers is not None and host_repeating_layers(resolve_model(catalog_model(p["model"])).num_layers,
+                                                        layers)[0] > 0
+
+
 def kernel_points(points: list[dict], kernel: str) -> list[dict]:
     """The points whose engine reads their weights with `kernel` on their device, from the file its profile stores
     the format in (llama.cpp's Q4_K_M: a Q4_0 file's points check the factors out of the fit), and those that state
@@ -143,7 +151,7 @@ def kernel_points(points: list[dict], kernel: str) -> list[dict]:
         dtype, gguf = point_dtype(p), point_gguf_type(p)
         if dtype is None or (gguf and gguf != (engine_storage(point_engine(p), dtype) or {}).get("format")):
             continue
-        if p.get("gpu_layers") is not None and p["gpu_layers"] <= resolve_model(catalog_model(p["model"])).num_layers:
+        if keeps_host_layers(p):
             continue
         hw = resolve_hardware(p["hardware"])
         runs = p.get("weight_kernel") or engine_kernel_efficiency(point_engine(p), dtype, hw.features.backend)
@@ -441,8 +449,7 @@ def fit_host_layers(points: list[dict], engine: str = "llama.cpp") -> dict:
     (`host_layers.bandwidth_efficiency` in its profile) that minimises the median error, then the p90, of its points
     with layers there (`gpu_layers` below all) in the fitted two thirds; errors on both parts for the documented
     share and the fitted one."""
-    own = [p for p in points if p["engine"] == engine and p.get("gpu_layers") is not None
-           and p["gpu_layers"] <= resolve_model(catalog_model(p["model"])).num_layers]
+    own = [p for p in points if p["engine"] == engine and keeps_host_layers(p)]
     entry = engine_table()[engine]["host_layers"]
     documented = entry["bandwidth_efficiency"]
 

@@ -15,7 +15,7 @@ from ..catalog.workloads import serves_instruct
 from ..errors import DeployError
 from ..schema import ModelSpec
 from ..schema.advice import Advice
-from .config import advice_catalog_entry
+from .config import advice_catalog_entry, data_parallel_ranks
 
 # The weight formats a plan step asks of the checkpoint
 FORMATS = {"weight-int4-awq": "awq", "weight-int4-gptq": "gptq", "weight-fp8": "fp8", "weight-w8a8-int8": "w8a8_int8",
@@ -119,7 +119,7 @@ def serving_checkpoint(advice: Advice, engine: str, default: str, not_applied: f
     match = next((c for c in published if c["instruct"] == chat), None)
     block = (match or {}).get("weight_block_size")
     predicted = advice.plan.predicted
-    tp, dp = predicted.tensor_parallel, max(predicted.data_parallel, predicted.attention_data_parallel)
+    tp, dp = predicted.tensor_parallel, data_parallel_ranks(predicted)
     # vLLM's MoE layers form one tensor-parallel group over every data-parallel rank (DP x TP) unless the experts
     # split whole (--enable-expert-parallel); a plan holds those ranks as data-parallel attention groups, which SGLang
     # serves as DP attention, its experts over every device as well

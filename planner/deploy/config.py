@@ -17,7 +17,7 @@ from ..catalog.models import catalog_entry
 from ..errors import DeployError
 from ..plan.predict import sequences_per_server
 from ..schema import HardwareSpec
-from ..schema.advice import Advice
+from ..schema.advice import Advice, Prediction
 
 ENGINES = ("vllm", "sglang", "tgi", "trtllm", "llama.cpp")
 TARGETS = (*ENGINES, "compose", "kubernetes", "all")
@@ -93,6 +93,12 @@ def model_reference(advice: Advice) -> str:
 
 def plan_steps(advice: Advice) -> dict[str, Any]:
     return {s.technique: s for s in advice.plan.steps}
+
+
+def data_parallel_ranks(p: Prediction) -> int:
+    """The plan's data-parallel ranks: its replicas, or the data-parallel attention groups it holds vLLM's ranks of a
+    MoE model as (their experts one group over all of them)."""
+    return max(p.data_parallel, p.attention_data_parallel)
 
 
 def server_tensor_parallel(advice: Advice) -> int:

@@ -13,6 +13,7 @@ from .config import (
     DISPATCH_NOTE,
     PORT,
     EngineConfig,
+    data_parallel_ranks,
     dtype16,
     engine_memory_share,
     max_seqs,
@@ -63,7 +64,7 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
         elif t_id == "data-parallel":
             # a MoE model's data-parallel ranks share its experts (one tensor-parallel group of them over all ranks):
             # the plan holds them as data-parallel attention groups
-            ranks = max(p.data_parallel, p.attention_data_parallel)
+            ranks = data_parallel_ranks(p)
             o.update({"data-parallel-size": ranks, "api-server-count": ranks})
             cfg.applied.append((t_id, f"--data-parallel-size {ranks} with --tensor-parallel-size {p.tensor_parallel} "
                                       f"--api-server-count {ranks} (each rank schedules its own --max-num-seqs "
