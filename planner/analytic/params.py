@@ -28,6 +28,7 @@ class LayerParams:
     shared_linear: int  # the always-on shared experts' matmul weights
     router: int  # router weights and biases, shared-expert gate
     norms: int  # the layer's norms
+    expert_small: int = 0  # the routed experts' biases, all experts of the layer (gpt-oss)
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,8 @@ class ParamCounts:
         """Norms, biases and routers of all layers, and the final norm: kept at 16 bits."""
         lp = self.layer
         per_layer = lp.attn_small + lp.norms
-        return round(self.num_dense_layers * (per_layer + lp.mlp_small) + self.num_moe_layers * (per_layer + lp.router)
-                     + self.final_norm)
+        return round(self.num_dense_layers * (per_layer + lp.mlp_small)
+                     + self.num_moe_layers * (per_layer + lp.router + lp.expert_small) + self.final_norm)
 
     @property
     def total(self) -> int:
@@ -115,6 +116,8 @@ def _attention(spec: ModelSpec) -> tuple[int, int]:
         small += 2 * spec.head_dim
     elif spec.qk_norm == "full":
         small += q + kv
+    if spec.attention_sinks:  # one learned logit per head
+        small += nh
     return linear, small
 
 
@@ -129,12 +132,15 @@ def _mlp(spec: ModelSpec, inter: int) -> tuple[int, int]:
 def param_counts(spec: ModelSpec) -> ParamCounts:
     attn_linear, attn_small = _attention(spec)
     mlp_linear, mlp_small = _mlp(spec, spec.intermediate_size)
-    expert_linear = shared_linear = router = 0
+    expert_linear = shared_linear = router = expert_small = 0
     experts = top_k = 0
     if spec.moe is not None:
         m = spec.moe
         experts, top_k = m.num_experts, m.top_k
         expert_linear, _ = _mlp(spec, m.expert_intermediate_size)
+        if m.expert_bias:  # the gated projection's two halves and the down projection's
+            gated = 2 if spec.mlp_gated else 1
+            expert_small = experts * (gated * m.expert_intermediate_size + spec.hidden_size)
         if m.shared_intermediate_size:
             shared_linear, _ = _mlp(spec, m.shared_intermediate_size)
         router = m.num_experts * spec.hidden_size + (m.num_experts if m.router_bias or m.router_score_bias else 0)
@@ -159,7 +165,8 @@ def param_counts(spec: ModelSpec) -> ParamCounts:
     return ParamCounts(
         layer=LayerParams(attn_linear=attn_linear, attn_small=attn_small, mlp_linear=mlp_linear,
                           mlp_small=mlp_small, expert_linear=expert_linear, shared_linear=shared_linear,
-                          router=router, norms=spec.norms_per_layer * _norm(spec, spec.hidden_size)),
+                          router=router, norms=spec.norms_per_layer * _norm(spec, spec.hidden_size),
+                          expert_small=expert_small),
         num_dense_layers=spec.num_layers - num_moe, num_moe_layers=num_moe,
         embedding=embedding, lm_head=lm_head, final_norm=_norm(spec, spec.hidden_size),
         num_experts=experts, top_k=top_k, vocab_hidden=spec.vocab_size * spec.hidden_size,

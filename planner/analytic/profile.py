@@ -24,7 +24,7 @@ from ..catalog.engines import (
     fp8_weight_only_engines,
     holds_used_cache,
 )
-from ..catalog.hardware import default_16bit, resolve_hardware, supports_dtype
+from ..catalog.hardware import default_16bit, resolve_hardware, served_checkpoint_dtype, supports_dtype
 from ..catalog.models import resolve_model
 from ..errors import HardwareError, RequestError
 from ..schema import (
@@ -114,10 +114,19 @@ def with_context(request: ProfileRequest, spec: ModelSpec) -> ProfileRequest:
     return request.model_copy(update={"context": min(DEFAULT_CONTEXT, spec.max_position_embeddings)})
 
 
+def with_weights(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec) -> ProfileRequest:
+    """The request with its weight format resolved: as given; else the model's published checkpoint's where the device
+    runs it as it is (`served_checkpoint_dtype`: gpt-oss's MXFP4 experts, DeepSeek-V3's fp8), else the device's
+    16-bit format (bf16; fp16 where it has no bf16 rate, a T4)."""
+    if request.dtype is not None:
+        return request
+    return request.model_copy(update={"dtype": served_checkpoint_dtype(spec, hw) or default_16bit(hw)})
+
+
 def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec,
                 efficiency: EfficiencyFactors | None = None) -> Setup:
     """Check a request against the model and device and resolve everything the analytic model needs."""
-    request = with_context(request, spec)
+    request = with_weights(with_context(request, spec), spec, hw)
     for name in ("num_devices", "pipeline_parallel", "tensor_parallel", "batch", "context", "prompt_tokens"):
         _positive(name.replace("_", " "), getattr(request, name))
     runtime = engine_runtime(request.engine)
@@ -436,5 +445,5 @@ def profile(request: ProfileRequest, efficiency: EfficiencyFactors | None = None
     `optiplan profile`."""
     spec = resolve_model(request.model)
     hw = resolve_hardware(request.hardware)
-    request = with_context(request, spec)
+    request = with_weights(with_context(request, spec), spec, hw)
     return profile_setup(request, setup_for_request(request, spec, hw, efficiency))

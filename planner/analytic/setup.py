@@ -46,8 +46,10 @@ from .efficiency import (
     calibrated_efficiency,
     default_efficiency,
     default_flop_efficiency,
+    measured_factors,
     weight_kernel_group_format,
     weight_kernel_refusal,
+    weight_kernel_share,
 )
 from .gguf import gguf_bits
 from .kvcache import KVGroup, kv_bits, kv_groups, tensor_parallel_share
@@ -86,6 +88,10 @@ class Setup:
     attention_dtype: str | None = None  # the tensor-core rate attention runs at [default: compute_dtype]
     offload_fraction: float = 0.0  # share of the weights kept in host memory (`analytic.offload`: streamed or computed there)
     weight_bandwidth_efficiency: float | None = None  # a measured GEMM kernel's share of HBM [default: eff.'s]
+    # a checkpoint that stores only the routed experts in a low-precision format (gpt-oss's MXFP4): their format and
+    # the share of the peak bandwidth their kernel reads them at; `weights` then holds the other linear layers (16-bit)
+    expert_weights: WeightFormat | None = None
+    expert_weight_share: float | None = None
     kv_bandwidth_efficiency: float | None = None  # a measured decode-attention kernel's share of HBM [default: eff.'s]
     host_link_bytes_per_s: float = 25e9
     host_memory_bytes_per_s: float = DEFAULT_HOST_MEMORY_GBPS * 1e9  # the host's memory, where it computes offloaded layers
@@ -146,6 +152,12 @@ class Setup:
     @cached_property
     def bits_per_weight(self) -> float:
         return self.weights.bits_per_weight(self.spec.hidden_size)
+
+    @cached_property
+    def expert_bits_per_weight(self) -> float:
+        """Stored bits per routed-expert weight: the experts' own format where the checkpoint keeps one, else the
+        other linear layers'."""
+        return (self.expert_weights or self.weights).bits_per_weight(self.spec.hidden_size)
 
     @cached_property
     def embedding_bytes(self) -> float:
@@ -229,7 +241,8 @@ def _stage_weight_bytes(s: Setup, stage: int) -> float:
     q = s.bits_per_weight / 8
     experts = moe_layers * c.num_experts * lp.expert_linear
     linear = dense_layers * c.dense_layer_linear + moe_layers * c.moe_layer_linear - experts
-    small = dense_layers * (lp.attn_small + lp.norms + lp.mlp_small) + moe_layers * (lp.attn_small + lp.norms + lp.router)
+    small = (dense_layers * (lp.attn_small + lp.norms + lp.mlp_small)
+             + moe_layers * (lp.attn_small + lp.norms + lp.router + lp.expert_small))
     vocab = 0.0
     if stage == 0 and not s.embedding_on_host:
         vocab += c.embedding * s.embedding_bytes
@@ -239,14 +252,15 @@ def _stage_weight_bytes(s: Setup, stage: int) -> float:
         # then the last stage holds a copy
         head = c.lm_head if c.lm_head or (s.pp == 1 and not s.embedding_on_host) else c.vocab_hidden
         vocab += head * s.output_bytes
-    return (linear * q + small * s.act_bytes + vocab) / s.tp + experts * q / s.shards
+    return (linear * q + small * s.act_bytes + vocab) / s.tp + experts * s.expert_bits_per_weight / 8 / s.shards
 
 
 def total_weight_bytes(s: Setup) -> float:
     """All weights of the model once (no replication), in the chosen format."""
     c = s.counts
-    return (c.linear * s.bits_per_weight / 8 + c.small * s.act_bytes + c.embedding * s.embedding_bytes
-            + c.lm_head * s.output_bytes)
+    experts = c.num_moe_layers * c.num_experts * c.layer.expert_linear
+    return ((c.linear - experts) * s.bits_per_weight / 8 + experts * s.expert_bits_per_weight / 8
+            + c.small * s.act_bytes + c.embedding * s.embedding_bytes + c.lm_head * s.output_bytes)
 
 
 def attention_kernel_factor(kernel: str) -> float:
@@ -286,6 +300,24 @@ def at_engine_share(eff: EfficiencyFactors, engine: str | None, hw: HardwareSpec
                                             "(flop_share)."})
 
 
+def checkpoint_experts_only(spec: ModelSpec, weight_dtype: str) -> bool:
+    """Whether `weight_dtype` weights are the model's checkpoint that stores only its routed experts in that format
+    (gpt-oss's MXFP4: `checkpoint_modules` experts), so the other linear layers stay 16-bit."""
+    return (spec.moe is not None and spec.checkpoint_modules == "experts"
+            and spec.checkpoint_dtype == canonical(weight_dtype))
+
+
+def expert_bandwidth_share(hw: HardwareSpec, engine: str | None, expert_dtype: str, compute: str,
+                           runtime: str) -> float:
+    """The share of the peak bandwidth at which the engine's MoE kernel reads experts stored in `expert_dtype` beside
+    16-bit layers: its profile's kernel for the format where it names one the device runs, else the device kind's
+    share for the format (profiles/efficiency.yaml)."""
+    kernel = engine_kernel_efficiency(engine, expert_dtype, hw.features.backend, hw)
+    if kernel and weight_kernel_refusal(hw, kernel, expert_dtype) is None:
+        return min(weight_kernel_share(hw, kernel, expert_dtype)[0] * measured_factors(hw, compute)[0], 1.0)
+    return default_efficiency(hw, expert_dtype, compute, runtime).bandwidth_efficiency
+
+
 def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_size: int | None = None,
                 activations: str | None = None, kv_dtype: str | None = None, tp: int = 1, pp: int = 1, ep: int = 1,
                 attention_dp: int = 1,
@@ -314,6 +346,11 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
     `max_running`: the running cap per scheduler the deployment sets (vLLM's --max-num-seqs), in place of the
     engine's default: the requests it runs at once and the rows its sampler is profiled over."""
     d16 = default_16bit(hw)
+    # a checkpoint that keeps only its routed experts in `weight_dtype` (gpt-oss's MXFP4): the other linear layers are
+    # 16-bit and everything below resolves for them; the experts' format and their kernel's share come beside them
+    expert_dtype = canonical(weight_dtype) if checkpoint_experts_only(spec, weight_dtype) else None
+    if expert_dtype:
+        weight_dtype = d16
     if activations is None and engine is not None:  # the engine's GEMM for the format (llama.cpp's int8 dot products)
         activations = engine_activations(engine, weight_dtype, hw)
     compute = compute_dtype(weight_dtype, activations, d16)
@@ -380,6 +417,10 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         # and int8); a head tied to the embedding stays the embedding
         if engine_quantizes_head(engine, weight_dtype) and not spec.tie_word_embeddings:
             weights = replace(weights, output_bits=weights.bits_per_weight(spec.hidden_size))
+    expert_weights = expert_share = None
+    if expert_dtype:
+        expert_weights = weight_format(expert_dtype, group_size)
+        expert_share = expert_bandwidth_share(hw, engine, expert_dtype, compute, runtime)
     # an engine whose data-parallel groups each schedule their own budget takes that many budgets a step
     groups = attention_dp if engine_budget_per_group(engine) else 1
     if prefill_chunk_tokens:
@@ -387,7 +428,8 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
     budget = engine_chunk_budget(engine, None, hw, tp * pp) if engine and runtime == "serving" else None
     return Setup(
         spec=spec, counts=param_counts(spec), hw=hw, tp=tp, pp=pp, ep=ep, attention_dp=attention_dp,
-        weights=weights, act_bytes=bytes_per_element(act),
+        weights=weights, expert_weights=expert_weights, expert_weight_share=expert_share,
+        act_bytes=bytes_per_element(act),
         kv_bits=kv_bits(kv_dtype or act), compute_dtype=compute, eff=eff, layout=layout,
         eager_attention=attention == "eager", prefill_chunk_tokens=prefill_chunk_tokens,
         step_tokens=prefill_chunk_tokens or (budget * groups if budget else None),

@@ -153,7 +153,7 @@ def routed_expert_bytes(s: Setup, tokens: int) -> float:
         return 0.0
     touched = busiest_device_experts(c.num_experts, c.top_k, tokens, s.ep) * s.ep if s.ep > 1 else \
         expected_experts_touched(c.num_experts, c.top_k, tokens)
-    return c.num_moe_layers * touched * c.layer.expert_linear * s.bits_per_weight / 8 / s.shards
+    return c.num_moe_layers * touched * c.layer.expert_linear * s.expert_bits_per_weight / 8 / s.shards
 
 
 def shared_weight_bytes(s: Setup) -> float:
@@ -380,8 +380,9 @@ def _cost(s: Setup, matmul: float, attention: float, weight_tokens: int, kv_dev:
     # the weights' bandwidth
     shared_dev, experts_dev = shared_weight_bytes(s), routed_expert_bytes(s, weight_tokens)
     weights_dev = shared_dev + experts_dev
+    expert_share = s.expert_weight_share or weight_share  # the experts' own kernel where only they are quantized
     weights_s = shared_dev / (peak_bw * weight_share) + \
-        experts_dev / (peak_bw * weight_share * s.eff.expert_bandwidth_ratio)
+        experts_dev / (peak_bw * expert_share * s.eff.expert_bandwidth_ratio)
     # the routed experts run the engine's grouped MoE GEMM, at its own share of the peak where the engine states one
     routed = routed_matmul_flops(s, tokens) if s.expert_flop_efficiency else 0.0
     expert_eff = matmul_eff * (s.expert_flop_efficiency or 1.0) / s.eff.flop_efficiency

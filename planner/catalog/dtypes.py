@@ -3,7 +3,8 @@
 A *weight format* is how weights are stored (bf16, fp8, int8, int4 with groups); the *compute dtype*
 is the tensor-core rate the matmuls run at. int8/int4 mean weight-only quantization with 16-bit
 activations (dequantized on the fly) unless activations are quantized too (W8A8), which is the
-usual meaning of fp8 and the explicit `--activations int8` of int8.
+usual meaning of fp8 and the explicit `--activations int8` of int8. fp4 is NVFP4 (W4A4 on Blackwell's fp4 rate);
+mxfp4 is weight-only too: the engines' MXFP4 kernels on Ampere and Hopper (Marlin, Triton) dequantize to 16 bits.
 """
 
 from __future__ import annotations
@@ -20,18 +21,21 @@ _ALIASES: dict[str, str] = {
     "int8": "int8", "torch.int8": "int8", "qint8": "int8", "w8a16": "int8",
     "int4": "int4", "torch.int4": "int4", "uint4": "int4", "torch.uint4": "int4", "w4a16": "int4",
     "nf4": "nf4",
-    "fp4": "fp4", "nvfp4": "fp4", "mxfp4": "fp4",
+    "fp4": "fp4", "nvfp4": "fp4",
+    "mxfp4": "mxfp4",
 }
 
-BITS: dict[str, int] = {"fp32": 32, "bf16": 16, "fp16": 16, "fp8": 8, "int8": 8, "int4": 4, "nf4": 4, "fp4": 4}
+BITS: dict[str, int] = {"fp32": 32, "bf16": 16, "fp16": 16, "fp8": 8, "int8": 8, "int4": 4, "nf4": 4, "fp4": 4,
+                        "mxfp4": 4}
 
 # Formats whose weights are stored quantized with a scale (and maybe a zero point) per group.
-QUANTIZED = frozenset({"fp8", "int8", "int4", "nf4", "fp4"})
+QUANTIZED = frozenset({"fp8", "int8", "int4", "nf4", "fp4", "mxfp4"})
 
 # Group size defaults: per-output-channel scales for int8 and fp8 (one scale per row, shown as
 # group 0 = whole row), 128 for int4 (GPTQ/AWQ default), 64 for nf4 (bitsandbytes), 16 for
-# NVFP4 (one fp8 scale per 16 values).
-DEFAULT_GROUP_SIZE: dict[str, int] = {"int8": 0, "fp8": 0, "int4": 128, "nf4": 64, "fp4": 16}
+# NVFP4 (one fp8 scale per 16 values), 32 for MXFP4 (the OCP microscaling format: one 8-bit power-of-two scale,
+# E8M0, per 32 values; gpt-oss's experts are stored so).
+DEFAULT_GROUP_SIZE: dict[str, int] = {"int8": 0, "fp8": 0, "int4": 128, "nf4": 64, "fp4": 16, "mxfp4": 32}
 
 
 class DtypeError(ValueError):
@@ -93,7 +97,8 @@ class WeightFormat:
 def weight_format(dtype: str, group_size: int | None = None) -> WeightFormat:
     """The usual storage of a weight dtype: int4 g128 with fp16 scales and 4-bit zero points
     (GPTQ/AWQ asymmetric), nf4 g64 with an fp32 absmax per block (bitsandbytes, before double
-    quantization), fp4 g16 with fp8 scales (NVFP4), int8/fp8 with one fp16/fp32 scale per row."""
+    quantization), fp4 g16 with fp8 scales (NVFP4), mxfp4 g32 with E8M0 scales (4.25 bits a weight), int8/fp8 with
+    one fp16/fp32 scale per row."""
     d = canonical(dtype)
     if group_size is not None and group_size < 0:
         raise DtypeError(f"group size must be 0 (per channel) or positive, got {group_size}")
@@ -102,7 +107,7 @@ def weight_format(dtype: str, group_size: int | None = None) -> WeightFormat:
         return WeightFormat(d, g, scale_bits=16, zero_bits=4)
     if d == "nf4":
         return WeightFormat(d, g, scale_bits=32, zero_bits=0)
-    if d == "fp4":
+    if d in ("fp4", "mxfp4"):
         return WeightFormat(d, g, scale_bits=8, zero_bits=0)
     if d in ("int8", "fp8"):
         return WeightFormat(d, g, scale_bits=16 if d == "int8" else 32, zero_bits=0)

@@ -17,7 +17,7 @@ from ... import profiles
 from ..errors import HardwareError, UnknownNameError
 from ..machine.calibration import calibration_path, load_calibration
 from ..machine.probe import cuda_devices, estimated_cpu
-from ..schema import HardwareSpec
+from ..schema import HardwareSpec, ModelSpec
 from .dtypes import canonical
 
 GIB = 1024**3
@@ -66,10 +66,22 @@ def default_16bit(hw: HardwareSpec) -> str:
     return "bf16" if hw.features.bf16 and "bf16" in hw.peak_tflops else "fp16"
 
 
+def served_checkpoint_dtype(spec: ModelSpec, hw: HardwareSpec) -> str | None:
+    """The published checkpoint's own low-precision weight format where the device runs it as it is, else None (the
+    weights are dequantized to 16 bits): DeepSeek-V3's fp8 on a GPU with an fp8 rate; gpt-oss's MXFP4 experts on a GPU
+    with a bf16 rate, where the engines' MXFP4 MoE kernels run (vLLM: Marlin on Ampere, Triton on Hopper, FlashInfer
+    on Blackwell; transformers dequantizes below compute capability 7.5)."""
+    if spec.checkpoint_dtype == "fp8" and hw.features.fp8 and "fp8" in hw.peak_tflops:
+        return "fp8"
+    if spec.checkpoint_dtype == "mxfp4" and hw.kind == "gpu" and hw.features.bf16:
+        return "mxfp4"
+    return None
+
+
 def supports_dtype(hw: HardwareSpec, dtype: str) -> bool:
     """Whether the device has a compute rate for this dtype."""
     d = canonical(dtype)
-    if d in ("int4", "nf4"):  # weight-only storage: runs at a 16-bit rate
+    if d in ("int4", "nf4", "mxfp4"):  # weight-only storage: runs at a 16-bit rate
         return True
     if d == "fp8" and not hw.features.fp8:
         return False

@@ -61,6 +61,8 @@ TYPE_DEFAULTS: dict[str, dict[str, Any]] = {
                     "n_shared_experts": 1, "n_routed_experts": 256, "num_experts_per_tok": 8,
                     "q_lora_rank": 1536, "kv_lora_rank": 512, "qk_nope_head_dim": 128,
                     "qk_rope_head_dim": 64, "v_head_dim": 128, "moe_intermediate_size": 2048},
+    "gpt_oss": {"tie_word_embeddings": False, "attention_bias": True, "head_dim": 64, "sliding_window": 128,
+                "num_local_experts": 128, "num_experts_per_tok": 4},
 }
 SUPPORTED_TYPES = tuple(TYPE_DEFAULTS) + tuple(HYBRID_DEFAULTS)
 
@@ -168,7 +170,7 @@ def _windows(f: _Fields, model_type: str, num_layers: int) -> list[int | None]:
         return [window if t in ("sliding_attention", "chunked_attention") and window else None for t in layer_types]
     if window is None:
         return [None] * num_layers
-    if model_type == "gemma2":
+    if model_type in ("gemma2", "gpt_oss"):  # alternating, the first layer windowed
         return [window if (i + 1) % 2 else None for i in range(num_layers)]
     if model_type == "gemma3_text":
         pattern = f.int("sliding_window_pattern") or 6
@@ -186,6 +188,12 @@ def _moe(f: _Fields, model_type: str, num_layers: int, hidden: int) -> tuple[MoE
         experts = f.int("num_local_experts")
         spec = MoESpec(num_experts=experts, top_k=f.int("num_experts_per_tok", required=True),
                        expert_intermediate_size=f.int("intermediate_size", required=True))
+        return spec, [True] * num_layers
+    if model_type == "gpt_oss":  # every layer MoE; the router and each expert's projections carry biases
+        spec = MoESpec(num_experts=f.int("num_local_experts", required=True),
+                       top_k=f.int("num_experts_per_tok") or f.int("experts_per_token", required=True),
+                       expert_intermediate_size=f.int("intermediate_size", required=True), router_bias=True,
+                       expert_bias=True)
         return spec, [True] * num_layers
     if model_type in ("qwen2_moe", "qwen3_moe"):
         experts = f.int("num_experts") or 0
@@ -292,6 +300,8 @@ def _spec_from_config(config: dict[str, Any], name: str, source: str) -> ModelSp
         spec.update(qk_norm="full")
     elif model_type == "phimoe":
         spec.update(lm_head_bias=f.flag("lm_head_bias"))
+    elif model_type == "gpt_oss":
+        spec.update(attention_sinks=True)
     elif model_type == "starcoder2":
         bias = f.flag("use_bias")
         spec.update(mlp_gated=False, qkv_bias=bias, o_bias=bias, mlp_bias=bias)
@@ -333,10 +343,16 @@ def _spec_from_config(config: dict[str, Any], name: str, source: str) -> ModelSp
         spec.update(mla=mla, num_kv_heads=heads, head_dim=mla.qk_nope_head_dim + mla.qk_rope_head_dim,
                     v_head_dim=mla.v_head_dim, mlp_bias=False)
 
-    quant = config.get("quantization_config") or cfg.get("quantization_config")
-    if isinstance(quant, dict) and str(quant.get("quant_method", "")).lower() == "fp8":
-        spec["checkpoint_dtype"] = "fp8"
     moe, layer_moe = _moe(f, model_type, layers, hidden)
+    quant = config.get("quantization_config") or cfg.get("quantization_config")
+    method = str(quant.get("quant_method", "")).lower() if isinstance(quant, dict) else ""
+    if method == "fp8":
+        spec["checkpoint_dtype"] = "fp8"
+    elif method == "mxfp4" and moe is not None:
+        # transformers' MXFP4 integration stores the routed experts alone in it (integrations/mxfp4.py replaces the
+        # experts' modules; gpt-oss's config lists self_attn, the router, embedding and head in
+        # modules_to_not_convert): the other weights stay 16-bit
+        spec.update(checkpoint_dtype="mxfp4", checkpoint_modules="experts")
     spec.update(moe=moe, layer_moe=tuple(layer_moe), layer_windows=tuple(_windows(f, model_type, layers)),
                 warnings=tuple(warnings))
     if spec["intermediate_size"] <= 0:

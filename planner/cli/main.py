@@ -60,9 +60,11 @@ class ConcurrencyType(click.ParamType):
                    "whole with --ep, else sliced over every device (SGLang's --enable-dp-attention).")
 @click.option("--ep", "expert_parallel", type=int, default=1, show_default=True,
               help="Split a MoE model's experts whole over this many devices (all devices of a stage).")
-@click.option("--dtype", default="bf16", show_default=True,
-              help="Weights: bf16, fp16, fp32, fp8, int8, int4, nf4, fp4 (torch spellings too). int8/int4 are "
-                   "weight-only with 16-bit activations unless --activations says otherwise.")
+@click.option("--dtype", default=None,
+              help="Weights: bf16, fp16, fp32, fp8, int8, int4, nf4, fp4 (NVFP4), mxfp4 (torch spellings too). "
+                   "int8/int4/mxfp4 are weight-only with 16-bit activations unless --activations says otherwise. "
+                   "[default: the published checkpoint's format where the device runs it (gpt-oss's MXFP4 experts, "
+                   "DeepSeek-V3's fp8), else bf16 (fp16 on a device without bf16)]")
 @click.option("--activations", default=None, help="Quantized activations: int8 or fp8 (W8A8).")
 @click.option("--kv-dtype", default=None,
               help="KV-cache dtype [default: 16-bit (fp32 with --dtype fp32); --activations int8/fp8 leave it "

@@ -12,7 +12,7 @@ from ..analytic.efficiency import prefill_chunk_tokens
 from ..analytic.kvcache import cache_tokens_held, layout_for_runtime
 from ..analytic.setup import Setup, build_setup
 from ..catalog.engines import engine_chunk_budget, engine_runtime, holds_used_cache
-from ..catalog.hardware import default_16bit
+from ..catalog.hardware import default_16bit, served_checkpoint_dtype
 from ..schema import HardwareSpec, ModelSpec
 from ..schema.workload import Workload
 
@@ -75,14 +75,6 @@ def baseline_state(spec: ModelSpec, hw: HardwareSpec, devices: int) -> PlanState
     if hw.peak_tflops.get(dtype, 0.0) < hw.peak_tflops.get("fp32", 0.0):
         dtype = "fp32"  # a CPU without 16-bit instructions runs fp32 faster (`optiplan apply` loads fp32 there)
     return state.with_(weight_dtype=served_checkpoint_dtype(spec, hw) or dtype)
-
-
-def served_checkpoint_dtype(spec: ModelSpec, hw: HardwareSpec) -> str | None:
-    """The published checkpoint's own low-precision weight format where the device runs it as it is (DeepSeek-V3's
-    fp8 on a GPU with an fp8 rate), else None: the baseline is 16-bit."""
-    if spec.checkpoint_dtype == "fp8" and hw.features.fp8 and "fp8" in hw.peak_tflops:
-        return "fp8"
-    return None
 
 
 def to_setup(state: PlanState) -> Setup:

@@ -108,6 +108,8 @@ class MoESpec(Frozen):
     shared_expert_gate: bool = False
     router_bias: bool = False
     router_score_bias: bool = Field(False, description="DeepSeek-V3 e_score_correction_bias (one per expert)")
+    expert_bias: bool = Field(False, exclude_if=lambda v: not v,
+                              description="each routed expert's projections carry biases (gpt-oss)")
 
 
 class MLASpec(Frozen):
@@ -168,8 +170,15 @@ class ModelSpec(Frozen):
     moe: MoESpec | None = None
     mla: MLASpec | None = None
     attn_logit_softcap: float | None = None
+    attention_sinks: bool = Field(False, exclude_if=lambda v: not v,
+                                  description="a learned sink logit per attention head in every attention layer "
+                                              "(gpt-oss)")
     checkpoint_dtype: str | None = Field(None, description="weight format the published checkpoint is stored in "
                                                            "when it is quantized (e.g. fp8), else None")
+    checkpoint_modules: Literal["linear", "experts"] = Field(
+        "linear", exclude_if=lambda v: v == "linear",
+        description="which weights the checkpoint's format covers: every linear layer of the blocks, or only the "
+                    "routed experts (gpt-oss's MXFP4: attention, router, embedding and head stay 16-bit)")
     warnings: tuple[str, ...] = ()
     # State-space, linear-attention and hybrid models (left out of a plain Transformer's JSON).
     layer_mixers: tuple[Literal["attention", "state", "attention+state", "none"], ...] = Field(
@@ -278,7 +287,10 @@ class ProfileRequest(Frozen):
                                                         "sequences spread over them (MoE with expert parallel)")
     expert_parallel: int = Field(1, description="devices a MoE model's experts are split over whole (1, or all "
                                                 "devices of a pipeline stage)")
-    dtype: str = "bf16"
+    dtype: str | None = Field(None, description="weight format [default: the model's published checkpoint's where the "
+                                                "device runs it as it is (gpt-oss's MXFP4 experts, DeepSeek-V3's "
+                                                "fp8), else the device's 16-bit "
+                                                "format, bf16 or fp16]")
     activations: str | None = Field(None, description="quantized activations (int8/fp8 W8A8); default 16-bit")
     kv_dtype: str | None = None
     group_size: int | None = None

@@ -6,9 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...catalog.engines import engine_storage, kv_fp8_storage
+from ...catalog.hardware import served_checkpoint_dtype
 from ...catalog.kernels import triton_gemm
 from ..quality import QualityLoss, published_loss
-from ..state import PlanState, served_checkpoint_dtype
+from ..state import PlanState
 from . import Applied, Combines, Context, Option, Technique, register
 
 WEIGHTS = "weight-format"
@@ -101,10 +102,21 @@ def _fp8_weights(state: PlanState, ctx: Context) -> PlanState:
                        activations=state.default_16bit if _weight_only_fp8(ctx) else None)
 
 
+def _served_in_4bit(ctx: Context) -> str | None:
+    """Every other weight format refused for a model served in its published MXFP4 checkpoint (gpt-oss on a GPU): its
+    routed experts, nearly all of its weights, are 4-bit already, and another format would re-quantize them."""
+    if served_checkpoint_dtype(ctx.spec, ctx.hw) == "mxfp4":
+        return (f"{ctx.spec.name} is served in its published MXFP4 checkpoint on {ctx.hw.id}: its routed experts, "
+                "nearly all of its weights, are 4-bit already, and another weight format would re-quantize them")
+    return None
+
+
 def _served_in_8bit(ctx: Context) -> str | None:
     """int8 weights refused for a model served in its published 8-bit format (DeepSeek-V3's fp8 on a GPU with an fp8
     rate): they save no memory over it and would be made by re-quantizing a quantized checkpoint. (fp8 weights there
-    are the baseline: the search finds they change nothing.)"""
+    are the baseline: the search finds they change nothing.) A 4-bit checkpoint refuses them too (`_served_in_4bit`)."""
+    if why := _served_in_4bit(ctx):
+        return why
     if fmt := served_checkpoint_dtype(ctx.spec, ctx.hw):
         return (f"{ctx.spec.name} is served in its published {fmt} checkpoint on {ctx.hw.id} already: int8 weights "
                 "save no memory over it and would re-quantize a quantized checkpoint")
@@ -176,6 +188,7 @@ register(
         summary="e4m3 weights with per-channel scales. Serving engines add dynamic per-token fp8 activations on fp8 "
                 "tensor cores (W8A8); transformers keeps 16-bit activations (optimum-quanto qfloat8 weight-only).",
         transform=_fp8_weights, hardware=("fp8",), packages=("optimum-quanto",), quality_risk="low",
+        check=_served_in_4bit,
         quality_loss_pct=0.3,
         quality_source="Micikevicius et al., FP8 Formats for Deep Learning (arXiv 2209.05433) and vLLM fp8 docs: "
                        "within 0.3% of 16-bit on Llama-class models",
@@ -188,6 +201,7 @@ register(
         name="int4 weights, AWQ (group 128)", family="weight quantization", group=WEIGHTS,
         summary="Activation-aware int4 weights, group size 128, dequantized in a fused kernel (Marlin/AWQ).",
         transform=_weights("int4", 128, method="awq"), hardware=("cuda-or-rocm",), packages=("autoawq",),
+        check=_served_in_4bit,
         data="calibration", quality_risk="medium", **_published("awq-int4-g128", "int4", 2.4, _AWQ_SRC),
         params=lambda ctx: {"bits": 4, "group_size": 128, "method": "awq"}),
     Technique(
@@ -195,6 +209,7 @@ register(
         name="int4 weights, GPTQ (group 128)", family="weight quantization", group=WEIGHTS,
         summary="Second-order (Hessian-aware) int4 rounding with calibration data, group size 128.",
         transform=_weights("int4", 128, method="gptq"), packages=("optimum", "gptqmodel"), data="calibration",
+        check=_served_in_4bit,
         quality_risk="medium", **_published("gptq-int4-g128", "int4", 4.0, _GPTQ_SRC),
         params=lambda ctx: {"bits": 4, "group_size": 128, "method": "gptq"},
         apply=Applied("quantize:gptq", devices=("cuda",), changes_weights=True, aim=("weights_bytes", "lower"),
@@ -205,6 +220,7 @@ register(
         group=WEIGHTS, summary="int4 weights with per-group scales and zero points, no calibration (GGUF in llama.cpp; "
                                    "optimum-quanto in transformers, torchao's kernel on CUDA where mslk is installed).",
         transform=_weights("int4", 128, own_gemm=True), packages=("optimum-quanto",), quality_risk="medium",
+        check=_served_in_4bit,
         **_published("rtn-int4-g128", "int4", 4.8, _RTN_SRC),
         params=_gemm_params("int4", {"bits": 4, "group_size": 128, "method": "rtn"}),
         apply=Applied("quantize:int4_weight_only", changes_weights=True, aim=("weights_bytes", "lower"),
@@ -214,7 +230,7 @@ register(
         id="weight-nf4", engines=("vllm", "tgi", "transformers"),
         name="NF4 weights (bitsandbytes)", family="weight quantization", group=WEIGHTS,
         summary="4-bit NormalFloat weights with an absmax per 64 values, dequantized on the fly.",
-        transform=_weights("nf4", 64), hardware=("cuda",), packages=("bitsandbytes",),
+        transform=_weights("nf4", 64), hardware=("cuda",), packages=("bitsandbytes",), check=_served_in_4bit,
         quality_risk="medium",
         # no NF4 perplexity is in profiles/quality.yaml: the model's GPTQ figure is taken (an uncalibrated format is
         # not planned as better than a calibrated one of the same width), else GPTQ's Llama-2-7B one
@@ -229,6 +245,7 @@ register(
         name="NVFP4 weights and activations", family="weight quantization", group=WEIGHTS,
         summary="4-bit floating point with an fp8 scale per 16 values on Blackwell tensor cores.",
         transform=_weights("fp4", 16, activations="fp4"), hardware=("fp4",), packages=("modelopt",),
+        check=_served_in_4bit,
         data="calibration", quality_risk="medium", quality_loss_pct=2.0,
         quality_source="NVIDIA TensorRT Model Optimizer NVFP4 results: about 1-2% accuracy change on Llama-3 70B",
         params=lambda ctx: {"format": "nvfp4", "group_size": 16}),

@@ -82,7 +82,7 @@ def test_aliases_and_hub_ids_of_catalog_models_work_offline():
     (["profile", "llama-3.1-8b", "--gpus", "0"], "num devices must be at least 1"),
     (["profile", "gpt2", "--context", "4096"], "exceeds gpt2's maximum of 1024 tokens"),
     (["profile", "llama-3.1-8b", "-H", "a100-80gb-sxm", "--dtype", "fp8"], "a100-80gb-sxm has no fp8 support"),
-    (["profile", "llama-3.1-8b", "-H", "t4"], "t4 has no bf16 support"),
+    (["profile", "llama-3.1-8b", "-H", "t4", "--dtype", "bf16"], "t4 has no bf16 support"),
     (["profile", "llama-3.1-8b", "-H", "tpu-v5e", "--dtype", "fp32"], "tpu-v5e has no fp32 support"),
     (["profile", "llama-3.1-8b", "--dtype", "int3"], "unknown dtype 'int3'"),
     (["profile", "llama-3.1-8b", "--gpus", "16"], "exceeds the 8 devices of one h100-sxm node"),

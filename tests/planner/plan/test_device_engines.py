@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import pytest
 from optiplan.planner.catalog.engines import engine_backends, engine_for_backend, engine_table
-from optiplan.planner.catalog.hardware import resolve_hardware
+from optiplan.planner.catalog.hardware import resolve_hardware, served_checkpoint_dtype
 from optiplan.planner.catalog.models import resolve_model
 from optiplan.planner.catalog.workloads import load_workload, with_overrides
 from optiplan.planner.errors import ImpossibleError, RequestError
 from optiplan.planner.plan.advise import advise, rank_hardware
-from optiplan.planner.plan.state import served_checkpoint_dtype
 from optiplan.planner.schema import AdviseRequest
 
 

@@ -1,0 +1,79 @@
+"""gpt-oss: read as its checkpoint is, its routed experts in MXFP4 beside 16-bit layers, and profiled so."""
+
+from __future__ import annotations
+
+import pytest
+
+from optiplan.planner.analytic.params import param_counts
+from optiplan.planner.analytic.profile import profile
+from optiplan.planner.analytic.setup import build_setup, total_weight_bytes
+from optiplan.planner.catalog.dtypes import canonical, weight_format
+from optiplan.planner.catalog.hardware import resolve_hardware, served_checkpoint_dtype
+from optiplan.planner.catalog.model_spec import model_spec_from_config
+from optiplan.planner.catalog.models import resolve_model
+from optiplan.planner.schema import ProfileRequest
+
+
+def test_config_is_read_as_gpt_oss():
+    spec = resolve_model("gpt-oss-120b")
+    assert spec.model_type == "gpt_oss" and not spec.warnings
+    assert (spec.moe.num_experts, spec.moe.top_k, spec.moe.expert_intermediate_size) == (128, 4, 2880)
+    assert spec.moe.router_bias and spec.moe.expert_bias and spec.attention_sinks
+    assert spec.layer_windows[:4] == (128, None, 128, None) and sum(map(bool, spec.layer_windows)) == 18
+    assert (spec.checkpoint_dtype, spec.checkpoint_modules) == ("mxfp4", "experts")
+
+
+def test_layer_types_left_out_alternate_from_a_windowed_first_layer():
+    spec = model_spec_from_config({"model_type": "gpt_oss", "hidden_size": 64, "num_hidden_layers": 4,
+                                   "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 100,
+                                   "intermediate_size": 32, "max_position_embeddings": 1024}, "tiny", "test")
+    assert spec.layer_windows == (128, None, 128, None)  # transformers' default sliding_window and layer_types
+    assert spec.checkpoint_dtype is None  # no quantization_config: a 16-bit checkpoint
+
+
+@pytest.mark.parametrize("name, total, active", [("gpt-oss-120b", 116.83e9, 5.13e9), ("gpt-oss-20b", 20.91e9, 3.61e9)])
+def test_parameters_are_the_model_cards(name, total, active):
+    """OpenAI's model card counts 116.83B and 20.91B, 5.13B and 3.61B active without the embedding: the routed
+    experts' biases and the attention sinks are in them."""
+    counts = param_counts(resolve_model(name))
+    assert counts.total == pytest.approx(total, rel=5e-4)
+    # the card's active count takes each token's 4 experts' biases; optiplan keeps every expert's with the small ones
+    assert counts.active - counts.embedding == pytest.approx(active, rel=0.01)
+
+
+def test_mxfp4_is_its_own_weight_only_format():
+    assert canonical("mxfp4") == "mxfp4" and canonical("nvfp4") == "fp4"
+    assert weight_format("mxfp4").bits_per_weight(2880) == 4.25  # 4 bits and an 8-bit scale per 32
+    assert weight_format("fp4").bits_per_weight(2880) == 4.5  # NVFP4: an 8-bit scale per 16
+
+
+def test_only_the_experts_are_4_bit():
+    spec, hw = resolve_model("gpt-oss-120b"), resolve_hardware("h100-sxm")
+    s = build_setup(spec, hw, weight_dtype="mxfp4", runtime="serving", layout="serving", attention="flash")
+    c = param_counts(spec)
+    experts = c.num_moe_layers * c.num_experts * c.layer.expert_linear
+    assert s.weights.dtype == "bf16" and s.expert_weights.dtype == "mxfp4" and s.compute_dtype == "bf16"
+    expected = experts * 4.25 / 8 + (c.total - experts) * 2
+    assert total_weight_bytes(s) == pytest.approx(expected, rel=1e-6)
+    assert total_weight_bytes(s) == pytest.approx(65.3e9, rel=0.01)  # the checkpoint's safetensors, about 65 GB
+    # the experts are read by the MXFP4 MoE kernel, at its own share, the other layers at the 16-bit one
+    assert s.expert_weight_share < s.eff.bandwidth_efficiency
+
+
+def test_profile_defaults_to_the_checkpoint_where_the_device_runs_it():
+    one_h100 = profile(ProfileRequest(model="gpt-oss-120b", hardware="h100-sxm"))
+    assert one_h100.request.dtype == "mxfp4" and one_h100.fits
+    dequantized = profile(ProfileRequest(model="gpt-oss-120b", hardware="h100-sxm", dtype="bf16"))
+    assert not dequantized.fits
+    assert dequantized.memory.weights_bytes > 3.5 * one_h100.memory.weights_bytes
+    assert served_checkpoint_dtype(resolve_model("gpt-oss-20b"), resolve_hardware("a100-80gb-sxm")) == "mxfp4"
+    assert served_checkpoint_dtype(resolve_model("gpt-oss-20b"), resolve_hardware("t4")) is None  # no bf16
+    assert profile(ProfileRequest(model="gpt-oss-20b", hardware="t4")).request.dtype == "fp16"
+    assert served_checkpoint_dtype(resolve_model("llama-3.1-8b"), resolve_hardware("h100-sxm")) is None
+
+
+def test_mxfp4_on_a_dense_model_quantizes_every_linear_layer():
+    spec, hw = resolve_model("llama-3.1-8b"), resolve_hardware("h100-sxm")
+    s = build_setup(spec, hw, weight_dtype="mxfp4", runtime="serving", layout="serving", attention="flash")
+    assert s.weights.dtype == "mxfp4" and s.expert_weights is None and s.compute_dtype == "bf16"
+    assert s.bits_per_weight == 4.25
