@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from optiplan import profiles  # noqa: E402
 from optiplan.planner.analytic.efficiency import weight_kernel_refusal  # noqa: E402
 from optiplan.planner.analytic.offload import host_repeating_layers  # noqa: E402
+from optiplan.planner.analytic.setup import checkpoint_experts_only  # noqa: E402
 from optiplan.planner.catalog.engines import (  # noqa: E402
     below_compute_capability,
     engine_kernel_efficiency,
@@ -145,13 +146,15 @@ def kernel_points(points: list[dict], kernel: str) -> list[dict]:
     """The points whose engine reads their weights with `kernel` on their device, from the file its profile stores
     the format in (llama.cpp's Q4_K_M: a Q4_0 file's points check the factors out of the fit), and those that state
     they ran it (`weight_kernel`: exllamav2's own runs). A run with layers in host memory (llama.cpp's --n-gpu-layers
-    below all) is the host's to fit (`fit_host_layers`), not the kernel's."""
+    below all) is the host's to fit (`fit_host_layers`), not the kernel's, and one of a checkpoint that stores only its
+    routed experts in the format (gpt-oss's MXFP4) reads its other layers with the 16-bit kernel."""
     out = []
     for p in points:
         dtype, gguf = point_dtype(p), point_gguf_type(p)
         if dtype is None or (gguf and gguf != (engine_storage(point_engine(p), dtype) or {}).get("format")):
             continue
-        if keeps_host_layers(p):
+        model = catalog_model(p["model"])
+        if keeps_host_layers(p) or (model and checkpoint_experts_only(resolve_model(model), dtype)):
             continue
         hw = resolve_hardware(p["hardware"])
         runs = p.get("weight_kernel") or engine_kernel_efficiency(point_engine(p), dtype, hw.features.backend)

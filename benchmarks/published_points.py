@@ -60,7 +60,7 @@ ARCHITECTURE = {
     # the coder release has the 14B base's shapes (its native context aside)
     "Qwen/Qwen2.5-Coder-14B-Instruct": "qwen2.5-14b",
 }
-DTYPES = {"bf16": "bf16", "fp16": "fp16", "fp8": "fp8", "int8": "int8", "int4": "int4", "fp4": "fp4",
+DTYPES = {"bf16": "bf16", "fp16": "fp16", "fp8": "fp8", "int8": "int8", "int4": "int4", "fp4": "fp4", "mxfp4": "mxfp4",
           "fp8 (assumed; DeepSeek native FP8)": "fp8"}
 SECONDS = {"s": 1e3, "ms": 1.0}
 
