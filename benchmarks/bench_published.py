@@ -17,7 +17,7 @@ catalog cannot express (a model of an architecture it lacks, a GGUF format) are 
                                          [--fit-front-end [vllm|sglang]] [--fit-kernel KERNEL]
                                          [--fit-first-token [vllm|sglang|trtllm]] [--fit-moe-overheads]
                                          [--fit-backend-layers [rocm]] [--fit-expert-bandwidth]
-                                         [--fit-state-layers] [--fit-host-layers]
+                                         [--fit-state-layers] [--fit-host-layers] [--fit-eager-prefill]
 
 The fits (benchmarks/published_fits.py, benchmarks/published_moe_fits.py for a MoE or hybrid model's layers) search
 a group of factors on two thirds of the points and report the errors on both parts, a fixed third held out.
@@ -123,6 +123,9 @@ def main() -> None:
     parser.add_argument("--fit-expert-bandwidth", action="store_true",
                         help="fit the share of the weights' bandwidth the serving engines' grouped MoE GEMM reads "
                              "the routed experts at, on two thirds of their MoE points")
+    parser.add_argument("--fit-eager-prefill", action="store_true",
+                        help="fit SGLang's host time per layer of an eager prefill step (and per latent-attention and "
+                             "state layer) with its first-token latency, on two thirds of its points (minutes)")
     parser.add_argument("--fit-host-layers", action="store_true",
                         help="fit the share of the host memory's peak at which llama.cpp reads the layers it keeps "
                              "there (--n-gpu-layers below all) on two thirds of its points with such layers")
@@ -158,6 +161,9 @@ def main() -> None:
         return
     if args.fit_moe_overheads:
         write_results("published_moe_overhead_fit", moe_fits.fit_moe_overheads(published_points()))
+        return
+    if args.fit_eager_prefill:
+        write_results("published_eager_prefill_fit", moe_fits.fit_eager_prefill(published_points()))
         return
     if args.fit_state_layers:
         write_results("published_state_layer_fit", moe_fits.fit_state_layer_costs(published_points()))

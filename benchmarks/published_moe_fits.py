@@ -168,3 +168,52 @@ def fit_state_layer_costs(points: list[dict]) -> dict:
     (`fit_serving_gpu_cost`), against none."""
     return fit_serving_gpu_cost(points, "hybrid", "state_layer_overhead_s", STATE_LAYER_GRID, ("none", 0.0),
                                 lambda x: f"state layer {x * 1e6:3.0f} us")
+
+
+# an eager prefill step's host time per layer (`eager_prefill` in an engine's profile) and the fixed first-token
+# latency beside it: the grids a fit searches, one after the other
+EAGER_LAYER_GRID = tuple(round(i * 1e-4, 5) for i in range(4, 10))
+EAGER_MLA_GRID = tuple(round(i * 2e-4, 5) for i in range(3, 9))
+EAGER_STATE_GRID = tuple(round(i * 5e-4, 5) for i in range(1, 6))
+EAGER_LATENCY_GRID = (0.0, 0.01, 0.02)
+
+
+def fit_eager_prefill(points: list[dict], engine: str = "sglang") -> dict:
+    """The host time an engine that runs its prefill steps eagerly spends per layer (`eager_prefill.layer_s`, with the
+    fixed first-token latency beside it), then per latent-attention layer beyond it (`mla_layer_s`) and per state
+    layer (`state_layer_s`), one after the other, each minimising the median, then the p90, error of the fitted two
+    thirds of its points; errors on both parts for the documented factors, for the
+    engine without an eager prefill (its fixed first-token latency alone, `first_token_latency_s` as documented before
+    it) and for the fitted ones."""
+    own = [p for p in points if p["engine"] == engine and p["category"] != "memory"]
+    entry = engine_table()[engine]
+    documented = {"eager_prefill": entry.get("eager_prefill"), "first_token_latency_s": entry.get("first_token_latency_s")}
+
+    def facts(layer, mla, state, latency):
+        return {"eager_prefill": {"layer_s": layer, "mla_layer_s": mla, "state_layer_s": state},
+                "first_token_latency_s": {"one_device": latency, "several_devices": latency}}
+
+    def errors_of(group):
+        def errors(f, part):
+            with table_overrides(entry, f):
+                return part_errors(group, part)
+        return errors
+
+    was = documented["eager_prefill"] or {}
+    errors = errors_of(own)
+    layer, latency = min(((x, t) for x in EAGER_LAYER_GRID for t in EAGER_LATENCY_GRID),
+                         key=lambda c: _key(errors, facts(c[0], was.get("mla_layer_s", 0.0),
+                                                          was.get("state_layer_s", 0.0), c[1])))
+    mla = min(EAGER_MLA_GRID, key=lambda x: _key(errors, facts(layer, x, was.get("state_layer_s", 0.0), latency)))
+    state = min(EAGER_STATE_GRID, key=lambda x: _key(errors, facts(layer, mla, x, latency)))
+    without = {"eager_prefill": None, "first_token_latency_s": {"one_device": 0.01, "several_devices": 0.11}}
+    report = {}
+    for name, f in (("documented", documented), ("without", without), ("fitted", facts(layer, mla, state, latency))):
+        report[name] = {part: rounded_stats(errors_of(own)(f, part)) for part in ("fitted", "held-out")} | f
+        print(f"{name:10s} {engine} {f}: " + parts_text(report[name], ("fitted", "held-out")), flush=True)
+    return report
+
+
+def _key(errors: Callable[[dict, str], list[float]], f: dict) -> tuple[float, float]:
+    e = rounded_stats(errors(f, "fitted"))
+    return e["median_pct"], e["p90_pct"]

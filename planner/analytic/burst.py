@@ -94,8 +94,10 @@ def _continuous(s: Setup, n: int, running: int, input_tokens: int, output_tokens
     tokens_left = o if s.first_token_decoded else o - 1
 
     @cache
-    def step_s(decoding: int, prompt_tokens: int) -> float:
-        return mixed_step(s, decoding, held, prompt_tokens, input_tokens, cached).time_s
+    def step_s(decoding: int, prompt_tokens: int, alone: bool = False) -> float:
+        # a step after the device was idle has nothing before it to hide an eager step's host time under
+        cost = mixed_step(s, decoding, held, prompt_tokens, input_tokens, cached)
+        return cost.alone_s if alone else cost.time_s
 
     burst = Burst([0.0] * n, [0.0] * n, [0.0] * n, 0)
     cohorts: deque[tuple[int, int, int]] = deque()  # (the step its last token ends, first request, end request)
@@ -104,6 +106,7 @@ def _continuous(s: Setup, n: int, running: int, input_tokens: int, output_tokens
     # they end in the order they came in)
     partial: deque[int] = deque()
     now, step, decoding, admitted, prefilled, finished = 0.0, 0, 0, 0, 0, 0
+    idle = True  # nothing ran before this step
     while admitted < n or partial or decoding:
         arrived = min(n, int(now / admit_s + 1e-9)) if admit_s else n  # the front end's pace
         # a mixed step fills what the decoding leaves of the budget; an engine that prefills first gives waiting prompts
@@ -125,7 +128,7 @@ def _continuous(s: Setup, n: int, running: int, input_tokens: int, output_tokens
         prefilled = done.stop
         burst.most_in_flight = max(burst.most_in_flight, admitted - finished)
         if not taken and not decoding:  # nothing to run until the front end hands over the next request
-            now = (arrived + 1) * admit_s
+            now, idle = (arrived + 1) * admit_s, True
             continue
         repeats = 1
         if not taken:  # a plain decode step, the same until a cohort leaves or the next request comes in
@@ -134,7 +137,8 @@ def _continuous(s: Setup, n: int, running: int, input_tokens: int, output_tokens
                 wait = (arrived + 1) * admit_s - now
                 repeats = min(repeats, max(1, math.ceil(wait / step_s(decoding, 0) - 1e-12)))
         decodes = s.mixed_prefill or not taken  # `step` counts the steps that decode
-        dt = step_s(decoding if decodes else 0, taken)
+        dt = step_s(decoding if decodes else 0, taken, idle)
+        idle = False
         if decodes:
             for a, b in awaiting_first:
                 burst.first[a:b] = [now + dt] * (b - a)

@@ -394,13 +394,13 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
             ridge_flops_per_byte=s.ridge, decode_bound=decode.bound, prefill_bound=prefill.bound,
         ),
         latency=LatencyProfile(
-            ttft_ms=(prefill.time_s + first_step_s) * 1e3, tpot_ms=decode.time_s * 1e3, prefill_tokens=prompt,
+            ttft_ms=(prefill.alone_s + first_step_s) * 1e3, tpot_ms=decode.time_s * 1e3, prefill_tokens=prompt,
             first_token_step_ms=first_step_s * 1e3,
             allreduce_ms_per_layer=decode.comm_s / spec.num_layers * 1e3 if s.tp > 1 else 0.0,
             communication_share=comm,
         ),
         throughput=ThroughputProfile(
-            tokens_per_s=batch / decode.time_s, prefill_tokens_per_s=batch * prompt / prefill.time_s, curve=curve,
+            tokens_per_s=batch / decode.time_s, prefill_tokens_per_s=batch * prompt / prefill.alone_s, curve=curve,
             max_batch=largest_batch, max_context=max_context(s, batch),
         ),
         efficiency=s.eff, fits=fit, warnings=warnings,

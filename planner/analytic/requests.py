@@ -108,11 +108,11 @@ def request_figures(s: Setup, input_tokens: int, output_tokens: int, concurrency
         room = max(min(head, new), c * new / steps)
         if chunk and not mixed:
             room = min(room, head)  # a prompt step of its own takes at most the budget
-        chunk_steps = c * new / room
         # a prefill-first engine's prompt steps come on top of its O - 1 decode steps, which all still run
-        decode_steps = steps - chunk_steps if mixed else o - 1
-        prompts_s = chunk_steps * step_s(room)  # the steps carrying a cycle's prompts
+        decode_steps = steps - c * new / room if mixed else o - 1
         decoding_s = decode_steps * decode.time_s
+        chunk_steps = c * new / room
+        prompts_s = chunk_steps * step_s(room)  # the steps carrying a cycle's prompts
         cycle = prompts_s + decoding_s
         mean_step = cycle / max(steps if mixed else decode_steps + chunk_steps, 1)
         # Run first, prompts wait only for the prompts ahead of them: a queue served one prompt's steps at a time,
@@ -125,7 +125,7 @@ def request_figures(s: Setup, input_tokens: int, output_tokens: int, concurrency
         queue_s = 0.0 if mixed else min(c * prompt_s ** 2 / (2 * decoding_s) if decoding_s else math.inf,
                                         (c - 1) * prompt_s / 2)
         if c == 1:
-            ttft = prefill.time_s  # alone, the prompt runs as its own pass(es)
+            ttft = prefill.alone_s  # alone, the prompt runs as its own pass(es), nothing before them
         else:
             # it joins at a step boundary (half a mean step's wait), and each of its steps carries what a step carries
             # in steady state: with many prompts per cycle, others' prompt tokens beside its own (up to the budget).
@@ -250,7 +250,7 @@ def _run(s: Setup, served_c: dict, steady: dict, input_tokens: int, output_token
 
     @cache
     def prefill_s(tokens: int) -> float:
-        return prefill_step(s, 1, tokens, min(cached, tokens - 1)).time_s
+        return prefill_step(s, 1, tokens, min(cached, tokens - 1)).alone_s
 
     orders = ORDERS if spread or prompt_spread else 1
     own = [[0.0 if r < warm else prefill_s(p) - prefill_s(input_tokens) for r, p in enumerate(prompts)]

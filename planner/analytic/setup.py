@@ -16,6 +16,7 @@ from ..catalog.engines import (
     engine_chunk_budget,
     engine_decodes_first_token,
     engine_embedding_on_host,
+    engine_fact,
     engine_fallback_kernel,
     engine_first_token_latency_s,
     engine_flop_share,
@@ -126,6 +127,9 @@ class Setup:
     # the fixed latency a request served over HTTP adds to its first token beyond the device's work and the front
     # end's pacing (`engines.engine_first_token_latency_s`): what the engine's measured TTFTs leave once both count
     first_token_latency_s: float = 0.0
+    # the host's time launching an eagerly run prefill step's kernels (`eager_prefill_host_s`: SGLang, whose CUDA
+    # graphs hold decode batches only): a step carrying prompt tokens takes at least that long
+    prefill_host_s: float = 0.0
     # the weight-only kernel casts each quantized matrix whole to 16 bits in an eager pass (`engines.engine_casts_
     # whole_weight`): the prefill holds the largest one's copy (`cast_weight_bytes`)
     casts_whole_weight: bool = False
@@ -300,6 +304,17 @@ def at_engine_share(eff: EfficiencyFactors, engine: str | None, hw: HardwareSpec
                                             "(flop_share)."})
 
 
+def eager_prefill_host_s(spec: ModelSpec, engine: str | None) -> float:
+    """The host time an engine that runs its prefill steps eagerly spends launching one step's kernels, layer by
+    layer (its profile's `eager_prefill`: per layer, and more per latent-attention and per state layer, whose
+    kernels are more), or 0 where its prefills replay graphs or it states none."""
+    facts = engine_fact(engine, "eager_prefill") or {}
+    mla = spec.num_layers if spec.mla is not None else 0
+    state = spec.state_layers if spec.state is not None else 0
+    return (facts.get("layer_s", 0.0) * spec.num_layers + facts.get("mla_layer_s", 0.0) * mla
+            + facts.get("state_layer_s", 0.0) * state)
+
+
 def checkpoint_experts_only(spec: ModelSpec, weight_dtype: str) -> bool:
     """Whether `weight_dtype` weights are the model's checkpoint that stores only its routed experts in that format
     (gpt-oss's MXFP4: `checkpoint_modules` experts), so the other linear layers stay 16-bit."""
@@ -457,4 +472,5 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         sampler_row_bytes=engine_sampler_row_bytes(engine, hw, spec.vocab_size),
         sampler_rows=None if running_from_batch else max_running or engine_max_running(engine, hw, tp * pp),
         request_host_s=engine_request_host_s(engine), request_admit_share=engine_request_admit_share(engine),
-        first_token_latency_s=engine_first_token_latency_s(engine, tp * pp * attention_dp))
+        first_token_latency_s=engine_first_token_latency_s(engine, tp * pp * attention_dp),
+        prefill_host_s=eager_prefill_host_s(spec, engine) if runtime == "serving" else 0.0)

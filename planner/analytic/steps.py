@@ -11,7 +11,7 @@ datasheet peaks scaled by the efficiency factors.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..schema import ModelSpec
 from .kvcache import elements_per_token, kv_cache_elements, state_elements
@@ -38,6 +38,7 @@ class StepCost:
     host_overlap: bool = False  # the host's fixed costs overlap the device's work (eager CUDA): the longer counts
     busiest_flops: float | None = None  # the FLOPs of the device with the most work [default: flops / shards]
     compute_bound_s: float = 0.0  # the roofline time of the kernels whose compute outlasts their memory traffic
+    host_floor_s: float = 0.0  # an eager step's host time launching its kernels (`Setup.prefill_host_s`): at least
 
     def intensity(self, shards: int) -> float:
         """FLOPs per byte moved on the device with the most work (a data-parallel attention group holding a lone
@@ -53,13 +54,20 @@ class StepCost:
         """The step's time were its kernels to take `extra_s` longer (a decode step that also carries prompt tokens):
         the fixed costs added, or hidden under the device's work where the host runs ahead of it."""
         if self.host_overlap:
-            return max(self.roofline_s + self.comm_s + extra_s, self.overhead_s)
-        return self.roofline_s + self.comm_s + self.overhead_s + extra_s
+            return max(self.roofline_s + self.comm_s + extra_s, self.overhead_s, self.host_floor_s)
+        return max(self.roofline_s + self.comm_s + self.overhead_s + extra_s, self.host_floor_s)
+
+    @property
+    def alone_s(self) -> float:
+        """The step's time with nothing running before it: an eager step's host time (`host_floor_s`) then comes in
+        series with its kernels, where under load it overlaps the step before it."""
+        return replace(self, host_floor_s=0.0).time_s + self.host_floor_s if self.host_floor_s else self.time_s
 
     @property
     def launch_bound(self) -> bool:
         """The device waits on the host's launches: the kernels take less time than launching them."""
-        return self.host_overlap and self.overhead_s >= self.roofline_s + self.comm_s
+        device = self.roofline_s + self.comm_s
+        return (self.host_overlap and self.overhead_s >= device) or self.host_floor_s >= device + self.overhead_s
 
     @property
     def bound(self) -> str:
@@ -457,9 +465,10 @@ def mixed_step(s: Setup, batch: int, context: int, prompt_tokens: float, prompt:
         return s.attention_dp * (spread + prompt_part * in_busiest) / total if total else 1.0
 
     busiest = Busiest(lag(decoding, prompt_tokens), lag(decode_attention, prompt_attention), lag(decode_kv, prompt_kv))
-    return _cost(s, matmul_flops(s, tokens, decoding + share * prompts), decode_attention + prompt_attention,
+    cost = _cost(s, matmul_flops(s, tokens, decoding + share * prompts), decode_attention + prompt_attention,
                  math.ceil(tokens), decode_kv + prompt_kv, activation_traffic_bytes(s, tokens),
                  tokens, batch + prompts, busiest)
+    return replace(cost, host_floor_s=s.prefill_host_s) if s.prefill_host_s else cost
 
 
 def kv_passes(s: Setup) -> int:
@@ -484,5 +493,5 @@ def prefill_step(s: Setup, batch: int, prompt: int, cached: int = 0) -> StepCost
     matmul = matmul_flops(s, tokens, batch)
     attention = prefill_attention_flops(s, batch, prompt, cached)
     kv_bytes = batch * kv_bytes_per_device(s, prompt)
-    return _cost(s, matmul, attention, tokens, kv_bytes, activation_traffic_bytes(s, tokens),
-                 tokens, batch)
+    cost = _cost(s, matmul, attention, tokens, kv_bytes, activation_traffic_bytes(s, tokens), tokens, batch)
+    return replace(cost, host_floor_s=s.prefill_host_s) if s.prefill_host_s else cost

@@ -151,6 +151,7 @@ def test_an_engine_that_runs_prompts_first_gives_them_steps_of_their_own(monkeyp
     # the device's schedule alone: no front end, no server latency before the first token
     monkeypatch.setitem(engine_table()["sglang"], "request_host_s", None)
     monkeypatch.setitem(engine_table()["sglang"], "first_token_latency_s", None)
+    monkeypatch.setitem(engine_table()["sglang"], "eager_prefill", None)  # no host time of its prompt steps
     first = requests("sglang", concurrency=64, at_once=True)
     # the 64 prompts of 2,048 tokens go in back to back, four to a step of its 8,192-token budget, no decoding beside
     # them; then the 64 sequences decode their 127 tokens together in plain steps

@@ -7,6 +7,7 @@ import pytest
 from optiplan import profiles
 from optiplan.planner.analytic.profile import setup_for_request
 from optiplan.planner.analytic.steps import decode_step, mixed_step, prefill_step
+from optiplan.planner.catalog.engines import engine_table
 from optiplan.planner.catalog.hardware import resolve_hardware
 from optiplan.planner.catalog.models import resolve_model
 from optiplan.planner.schema import ProfileRequest
@@ -44,10 +45,12 @@ def test_a_chunk_of_a_prompt_costs_its_share_of_the_prompt():
     assert half == pytest.approx(whole / 2, rel=0.1)
 
 
-def test_under_data_parallel_attention_a_prompt_is_its_groups_alone():
+def test_under_data_parallel_attention_a_prompt_is_its_groups_alone(monkeypatch):
     """DeepSeek-V3 on 8 H200s with attention data-parallel over all 8: one prompt is prefilled by the one group
     holding it while the others wait at each MoE exchange; eight prompts, one per group, prefill side by side, so
-    they cost far less than eight times one (only the routed experts' work, spread over every device, grows)."""
+    they cost far less than eight times one (only the routed experts' work, spread over every device, grows). The
+    device's work alone: SGLang's host time launching an eager prompt step would floor the small ones."""
+    monkeypatch.setitem(engine_table()["sglang"], "eager_prefill", None)
     s = setup("deepseek-v3", "h200-sxm", num_devices=8, dtype="fp8", attention_data_parallel=8, expert_parallel=8,
               engine="sglang")
     decode = decode_step(s, 512, 2048).time_s

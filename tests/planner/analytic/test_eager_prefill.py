@@ -1,0 +1,59 @@
+"""SGLang runs its prompt steps eagerly (CUDA graphs hold decode batches only): each costs the host's time launching
+its kernels, layer by layer, in series with them when the step runs alone and overlapping the step before it under
+load."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from optiplan.planner.analytic.profile import profile, setup_for_request
+from optiplan.planner.analytic.setup import eager_prefill_host_s
+from optiplan.planner.analytic.steps import decode_step, prefill_step
+from optiplan.planner.catalog.engines import engine_table
+from optiplan.planner.catalog.hardware import resolve_hardware
+from optiplan.planner.catalog.models import resolve_model
+from optiplan.planner.schema import ProfileRequest
+
+FACTS = engine_table()["sglang"]["eager_prefill"]
+
+
+def setup(model: str = "qwen3-8b", engine: str = "sglang", **kw):
+    request = ProfileRequest(model=model, hardware="h100-sxm", engine=engine, **kw)
+    return setup_for_request(request, resolve_model(model), resolve_hardware("h100-sxm"))
+
+
+def test_the_host_time_grows_with_the_layers_and_their_kinds():
+    dense, mla, hybrid = (resolve_model(m) for m in ("qwen3-8b", "deepseek-v3", "qwen3-next-80b-a3b"))
+    assert eager_prefill_host_s(dense, "sglang") == pytest.approx(36 * FACTS["layer_s"])
+    assert eager_prefill_host_s(mla, "sglang") == pytest.approx(61 * (FACTS["layer_s"] + FACTS["mla_layer_s"]))
+    assert eager_prefill_host_s(hybrid, "sglang") == pytest.approx(48 * FACTS["layer_s"] + 36 * FACTS["state_layer_s"])
+    # engines whose prompt steps replay graphs (vLLM's piecewise ones) or state nothing: none
+    assert eager_prefill_host_s(dense, "vllm") == 0.0 and eager_prefill_host_s(dense, None) == 0.0
+    assert setup(engine="vllm").prefill_host_s == 0.0
+
+
+def test_alone_the_host_time_comes_in_series_and_under_load_it_overlaps():
+    s = setup()
+    host = s.prefill_host_s
+    step = prefill_step(s, 1, 64)
+    device = replace(step, host_floor_s=0.0).time_s
+    assert step.host_floor_s == pytest.approx(host) and device < host  # a short prompt: the launches outlast it
+    assert step.alone_s == pytest.approx(device + host)  # nothing before it to hide them under
+    assert step.time_s == pytest.approx(host) and step.launch_bound and step.bound == "launch"
+    long = prefill_step(s, 1, 32768)  # a long prompt's kernels outlast the launches: under load they hide
+    assert long.time_s == pytest.approx(replace(long, host_floor_s=0.0).time_s)
+    assert decode_step(s, 8, 1024).host_floor_s == 0.0  # decode steps replay CUDA graphs
+
+
+def test_one_request_waits_for_the_launches():
+    base = {"model": "qwen3-8b", "hardware": "h100-sxm", "engine": "sglang", "input_tokens": 300, "output_tokens": 200}
+    alone = profile(ProfileRequest(**base, concurrency=1)).requests
+    s = setup(input_tokens=300, output_tokens=200)
+    first = prefill_step(s, 1, 300).alone_s + engine_table()["sglang"]["first_token_latency_s"]["one_device"]
+    assert alone.ttft_ms / 1e3 == pytest.approx(first, rel=1e-6)
+    # under load each prompt step's launches overlap the decode step before it: the loaded TTFT is not the lone one's
+    # plus a queue of lone prefills
+    loaded = profile(ProfileRequest(**base, concurrency=64)).requests
+    assert loaded.ttft_ms < alone.ttft_ms + 64 * prefill_step(s, 1, 300).alone_s * 1e3 / 2
