@@ -171,11 +171,15 @@ def fit_state_layer_costs(points: list[dict]) -> dict:
 
 
 # an eager prefill step's host time per layer (`eager_prefill` in an engine's profile) and the fixed first-token
-# latency beside it: the grids a fit searches, one after the other
-EAGER_LAYER_GRID = tuple(round(i * 1e-4, 5) for i in range(4, 10))
-EAGER_MLA_GRID = tuple(round(i * 2e-4, 5) for i in range(3, 9))
-EAGER_STATE_GRID = tuple(round(i * 5e-4, 5) for i in range(1, 6))
-EAGER_LATENCY_GRID = (0.0, 0.01, 0.02)
+# latency beside it: the grids a fit searches, one after the other. The medians alone barely tell a fixed latency
+# from a time per layer (a 40 or 50 ms latency with 0.3-0.4 ms a layer fits SGLang's two thirds as well), so the
+# latency is bounded by a measurement: gpt-oss-120b's whole one-request TTFT on SGLang 0.5.6 and 8 B200 is 31.8 ms
+# (benchmarks/published/sglang-cookbook-gpt-oss-120b-b200.yaml), its device work about 8 ms and its 36 layers' launches
+# more: a latency above 20 ms leaves them no room.
+EAGER_LAYER_GRID = tuple(round(i * 1e-4, 5) for i in range(1, 10))
+EAGER_MLA_GRID = tuple(round(i * 2e-4, 5) for i in range(0, 9))
+EAGER_STATE_GRID = tuple(round(i * 2.5e-4, 6) for i in range(0, 11))
+EAGER_LATENCY_GRID = (0.0, 0.005, 0.01, 0.015, 0.02)
 
 
 def fit_eager_prefill(points: list[dict], engine: str = "sglang") -> dict:

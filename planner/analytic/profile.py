@@ -247,6 +247,9 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
     kv_dtype = _dtype(request.kv_dtype, "--kv-dtype") if request.kv_dtype else None
     if request.group_size is not None and request.group_size < 0:
         raise RequestError(f"group size must be 0 (per channel) or positive, got {request.group_size}")
+    if request.group_size not in (None, 32) and weight_dtype == "mxfp4":
+        raise RequestError(f"MXFP4 scales blocks of 32 values (the OCP microscaling format); --group-size "
+                           f"{request.group_size} is another format")
     if request.group_size is not None and weight_dtype not in QUANTIZED:
         raise RequestError(f"--group-size sets a quantized format's scale groups; {weight_dtype} weights have none "
                            "(give --dtype int4, int8, nf4, fp8 or fp4)")

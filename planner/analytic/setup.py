@@ -47,10 +47,8 @@ from .efficiency import (
     calibrated_efficiency,
     default_efficiency,
     default_flop_efficiency,
-    measured_factors,
     weight_kernel_group_format,
     weight_kernel_refusal,
-    weight_kernel_share,
 )
 from .gguf import gguf_bits
 from .kvcache import KVGroup, kv_bits, kv_groups, tensor_parallel_share
@@ -325,12 +323,13 @@ def checkpoint_experts_only(spec: ModelSpec, weight_dtype: str) -> bool:
 def expert_bandwidth_share(hw: HardwareSpec, engine: str | None, expert_dtype: str, compute: str,
                            runtime: str) -> float:
     """The share of the peak bandwidth at which the engine's MoE kernel reads experts stored in `expert_dtype` beside
-    16-bit layers: its profile's kernel for the format where it names one the device runs, else the device kind's
-    share for the format (profiles/efficiency.yaml)."""
+    16-bit layers: its profile's kernel for the format where it names one the device runs (bounded per compute unit
+    where the kernel states one, as `default_efficiency` bounds it), else the device kind's share for the format
+    (profiles/efficiency.yaml). A step larger than the kernel's rows reads them at the engine's GEMM share (`_cost`)."""
     kernel = engine_kernel_efficiency(engine, expert_dtype, hw.features.backend, hw)
-    if kernel and weight_kernel_refusal(hw, kernel, expert_dtype) is None:
-        return min(weight_kernel_share(hw, kernel, expert_dtype)[0] * measured_factors(hw, compute)[0], 1.0)
-    return default_efficiency(hw, expert_dtype, compute, runtime).bandwidth_efficiency
+    if kernel and weight_kernel_refusal(hw, kernel, expert_dtype) is not None:
+        kernel = None
+    return default_efficiency(hw, expert_dtype, compute, runtime, weight_kernel=kernel).bandwidth_efficiency
 
 
 def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_size: int | None = None,

@@ -388,7 +388,8 @@ def _cost(s: Setup, matmul: float, attention: float, weight_tokens: int, kv_dev:
     # the weights' bandwidth
     shared_dev, experts_dev = shared_weight_bytes(s), routed_expert_bytes(s, weight_tokens)
     weights_dev = shared_dev + experts_dev
-    expert_share = s.expert_weight_share or weight_share  # the experts' own kernel where only they are quantized
+    # the experts' own kernel where only they are quantized, up to its rows (then the engine's GEMM, as for the rest)
+    expert_share = (s.expert_weight_share if own_kernel else None) or weight_share
     weights_s = shared_dev / (peak_bw * weight_share) + \
         experts_dev / (peak_bw * expert_share * s.eff.expert_bandwidth_ratio)
     # the routed experts run the engine's grouped MoE GEMM, at its own share of the peak where the engine states one

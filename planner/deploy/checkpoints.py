@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..analytic.params import param_counts
+from ..analytic.setup import build_setup, total_weight_bytes
 from ..catalog.hardware import resolve_hardware
 from ..catalog.models import catalog_entry, resolve_model
 from ..catalog.workloads import serves_instruct
@@ -194,8 +195,19 @@ def eagle_head(advice: Advice, engine: str) -> str | None:
 
 
 def checkpoint_dtype(advice: Advice) -> str | None:
-    """The weight format a catalog model is published in where it is not 16-bit (DeepSeek-V3: fp8), else None."""
+    """The weight format a catalog model is published in where it is not 16-bit (DeepSeek-V3: fp8; gpt-oss: its
+    experts in mxfp4), else None."""
     return advice_catalog_entry(advice).get("checkpoint_dtype")
+
+
+def checkpoint_bytes(advice: Advice) -> float:
+    """The bytes of the checkpoint a server downloads: its published format's (fp8: a byte per weight; gpt-oss's MXFP4
+    experts beside 16-bit layers), else 16 bits a weight."""
+    fmt = checkpoint_dtype(advice)
+    if fmt == "mxfp4":
+        spec = resolve_model(advice.model.name)
+        return total_weight_bytes(build_setup(spec, resolve_hardware(advice.hardware.id), weight_dtype=fmt))
+    return advice.model.params_total * (1 if fmt == "fp8" else 2)
 
 
 def draft_hub_id(advice: Advice, draft: str) -> str | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from ..analytic.offload import gpu_layers_within
 from ..analytic.profile import setup_for_request
 from ..catalog.engines import engine_storage
+from ..catalog.hardware import served_checkpoint_dtype
 from ..catalog.models import resolve_model
 from ..schema import HardwareSpec, ProfileRequest
 from ..schema.advice import Advice
@@ -28,13 +29,15 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
     p, w = advice.plan.predicted, advice.workload
     steps = plan_steps(advice)
     weight_step = next((t for t in steps if t in GGUF_TYPES), None)
-    quant = GGUF_TYPES[weight_step] if weight_step else "F16" if not hw.features.bf16 else "BF16"
+    # a checkpoint whose routed experts are MXFP4 (gpt-oss) converts to a GGUF that keeps them so, the rest 16-bit
+    mxfp4 = not weight_step and served_checkpoint_dtype(resolve_model(advice.model.name), hw) == "mxfp4"
+    quant = GGUF_TYPES[weight_step] if weight_step else "MXFP4" if mxfp4 else "F16" if not hw.features.bf16 else "BF16"
     gguf = f"models/{advice.model.name}-{quant}.gguf"
     published = published_gguf(advice, quant)
     cfg = EngineConfig("llama.cpp", f"{published['hub_id']}:{quant}" if published else gguf, ["llama-server"])
     # the weights as served: the plan's format in its GGUF file type, else the 16-bit GGUF
     cfg.served = ({"dtype": WEIGHT_STEPS[weight_step], "gguf_type": quant} if weight_step
-                  else {"dtype": "fp16" if quant == "F16" else "bf16"})
+                  else {"dtype": "mxfp4"} if mxfp4 else {"dtype": "fp16" if quant == "F16" else "bf16"})
     o = cfg.options
     slots = max_seqs(advice)
     o.update({"hf-repo": cfg.model} if published else {"model": gguf})
@@ -48,6 +51,9 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
     elif quant in ("BF16", "F16"):
         cfg.notes.append(f"convert the checkpoint to GGUF: `python convert_hf_to_gguf.py {source} --outtype "
                          f"{quant.lower()} --outfile {gguf}`")
+    elif mxfp4:
+        cfg.notes.append(f"convert the checkpoint to GGUF: `python convert_hf_to_gguf.py {source} --outtype bf16 "
+                         f"--outfile {gguf}` (its routed experts stay MXFP4, as the checkpoint stores them)")
     else:
         cfg.notes.append(f"convert the checkpoint to GGUF and quantize it to {quant}: `python convert_hf_to_gguf.py "
                          f"{source} --outtype f16 --outfile models/{advice.model.name}-F16.gguf`, then "

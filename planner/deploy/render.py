@@ -31,7 +31,7 @@ from ..fsutil import atomic_folder
 from ..schema import HardwareSpec
 from ..schema.advice import Advice
 from . import llamacpp, sglang, tgi, trtllm, vllm
-from .checkpoints import FORMATS, checkpoint_dtype, serving_checkpoint
+from .checkpoints import FORMATS, checkpoint_bytes, checkpoint_dtype, serving_checkpoint
 from .config import (
     ENGINES,
     HEALTH,
@@ -189,10 +189,9 @@ def _render(advice: Advice, target: str, serving_engine: str | None = None) -> t
     ctx["replicas"] = 1
     # where the engine cannot run every step, what its own configuration is predicted to do
     ctx["configured"] = configured(advice, cfg)
-    # the checkpoint served (published in fp8: a byte per weight; else 16 bits), with room to spare
-    weight_bytes = 1 if checkpoint_dtype(advice) == "fp8" else 2
-    ctx["cache_gib"] = math.ceil(advice.model.params_total * weight_bytes * 1.2 / 2**30) + 10
-    ctx["cache_format"] = "fp8" if weight_bytes == 1 else "16-bit"
+    # the checkpoint served (in its published format: fp8, gpt-oss's MXFP4 experts; else 16 bits), with room to spare
+    ctx["cache_gib"] = math.ceil(checkpoint_bytes(advice) * 1.2 / 2**30) + 10
+    ctx["cache_format"] = checkpoint_dtype(advice) or "16-bit"
     dp, count = advice.plan.predicted.data_parallel, advice.hardware.count
     if dp > 1 and count > per_node and count // dp <= per_node:
         # replicas that each fit in one node: one server per replica behind a load balancer, not one cluster

@@ -301,6 +301,7 @@ def test_a_state_layers_fixed_cost_is_the_one_the_hybrid_points_favour(moe_fits,
     assert costs["state_layer_overhead_s"] == documented  # the table as it was
 
 
+@pytest.mark.slow
 def test_sglangs_eager_prefill_is_the_one_its_points_favour(moe_fits, published):
     # SGLang's host time per layer of an eager prompt step (`bench_published.py --fit-eager-prefill`): the documented
     # factors are the search's own optimum, and they bring the held-out third closer than the fixed first-token

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from optiplan.planner.analytic.params import param_counts
 from optiplan.planner.analytic.profile import profile
 from optiplan.planner.analytic.setup import build_setup, total_weight_bytes
@@ -77,3 +76,38 @@ def test_mxfp4_on_a_dense_model_quantizes_every_linear_layer():
     s = build_setup(spec, hw, weight_dtype="mxfp4", runtime="serving", layout="serving", attention="flash")
     assert s.weights.dtype == "mxfp4" and s.expert_weights is None and s.compute_dtype == "bf16"
     assert s.bits_per_weight == 4.25
+
+
+def test_a_plan_does_not_requantize_the_mxfp4_checkpoint():
+    from optiplan.planner.plan.advise import advise
+    from optiplan.planner.schema import AdviseRequest
+
+    a = advise(AdviseRequest(model="gpt-oss-120b", hardware="h100-sxm", workload="chat"))
+    assert a.plan.predicted.weight_dtype == "mxfp4"  # the baseline is the checkpoint as published
+    why = {r.technique: r.reason for r in a.rejected}
+    for technique in ("weight-int4-awq", "weight-int4-gptq", "weight-int8", "weight-fp8"):
+        assert not any(s.technique == technique for s in a.plan.steps)
+        assert "published MXFP4 checkpoint" in why[technique], technique
+
+
+def test_configs_serve_the_mxfp4_checkpoint_at_its_size():
+    from optiplan.planner.deploy.render import render
+    from optiplan.planner.plan.advise import advise
+    from optiplan.planner.schema import AdviseRequest
+
+    a = advise(AdviseRequest(model="gpt-oss-120b", hardware="h100-sxm", workload="chat", engine="vllm"))
+    files = render(a, "kubernetes")
+    volume = next(t for name, t in files.items() if "the mxfp4 checkpoint" in t)
+    assert "(83 GiB: the mxfp4 checkpoint" in volume  # 65 GB, a fifth and 10 GiB to spare; not 2 bytes a weight (272)
+    small = advise(AdviseRequest(model="gpt-oss-20b", hardware="rtx-4090", workload="chat", engine="llama.cpp",
+                                 concurrency=1))
+    readme = render(small, "llama.cpp")["README.md"]
+    assert "gpt-oss-20b-MXFP4.gguf" in readme and "routed experts stay MXFP4" in readme
+
+
+def test_mxfp4_blocks_are_32_values():
+    from optiplan.planner.errors import RequestError
+
+    with pytest.raises(RequestError, match="blocks of 32"):
+        profile(ProfileRequest(model="gpt-oss-20b", hardware="h100-sxm", group_size=64))
+    assert profile(ProfileRequest(model="gpt-oss-20b", hardware="h100-sxm", group_size=32)).fits

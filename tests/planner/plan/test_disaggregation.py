@@ -108,9 +108,10 @@ def test_chat_splits_prefill_and_decode_where_its_decode_steps_wait_for_prompt_s
     assert "with tensor-parallel instead: TPOT" in why["tensor-parallel"] and "for the latency goal" in why[
         "tensor-parallel"]
     assert "no gain for the latency goal" in why["mixed-chunk"]
-    # with the chunks in the decode steps by default they slow them little: the split is weighed and loses to tensor
-    # parallelism over all eight devices
+    # with the chunks in the decode steps by default (and those steps replaying graphs, no eager host time) they slow
+    # them little: the split is weighed and loses to tensor parallelism over all eight devices
     monkeypatch.setitem(engine_table()["sglang"], "mixed_prefill", True)
+    monkeypatch.setitem(engine_table()["sglang"], "eager_prefill", None)
     mixed = plan()
     assert "pd-disaggregation" not in [s.technique for s in mixed.plan.steps]
     assert mixed.plan.predicted.tensor_parallel == 8
