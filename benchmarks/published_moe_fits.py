@@ -197,27 +197,23 @@ def fit_eager_prefill(points: list[dict], engine: str = "sglang") -> dict:
         return {"eager_prefill": {"layer_s": layer, "mla_layer_s": mla, "state_layer_s": state},
                 "first_token_latency_s": {"one_device": latency, "several_devices": latency}}
 
-    def errors_of(group):
-        def errors(f, part):
-            with table_overrides(entry, f):
-                return part_errors(group, part)
-        return errors
+    def errors(f, part):
+        with table_overrides(entry, f):
+            return part_errors(own, part)
+
+    def best(grid, candidate):  # the grid's first candidate of the lowest fitted median, then p90 (`best_fit`)
+        return best_fit(list(grid), lambda x, part: errors(candidate(x), part), lambda x: 0)
 
     was = documented["eager_prefill"] or {}
-    errors = errors_of(own)
-    layer, latency = min(((x, t) for x in EAGER_LAYER_GRID for t in EAGER_LATENCY_GRID),
-                         key=lambda c: _key(errors, facts(c[0], was.get("mla_layer_s", 0.0),
-                                                          was.get("state_layer_s", 0.0), c[1])))
-    mla = min(EAGER_MLA_GRID, key=lambda x: _key(errors, facts(layer, x, was.get("state_layer_s", 0.0), latency)))
-    state = min(EAGER_STATE_GRID, key=lambda x: _key(errors, facts(layer, mla, x, latency)))
+    mla_was, state_was = was.get("mla_layer_s", 0.0), was.get("state_layer_s", 0.0)
+    layer, latency = best([(x, t) for x in EAGER_LAYER_GRID for t in EAGER_LATENCY_GRID],
+                          lambda c: facts(c[0], mla_was, state_was, c[1]))
+    mla = best(EAGER_MLA_GRID, lambda x: facts(layer, x, state_was, latency))
+    state = best(EAGER_STATE_GRID, lambda x: facts(layer, mla, x, latency))
     without = {"eager_prefill": None, "first_token_latency_s": {"one_device": 0.01, "several_devices": 0.11}}
     report = {}
     for name, f in (("documented", documented), ("without", without), ("fitted", facts(layer, mla, state, latency))):
-        report[name] = {part: rounded_stats(errors_of(own)(f, part)) for part in ("fitted", "held-out")} | f
+        report[name] = {part: rounded_stats(errors(f, part)) for part in ("fitted", "held-out")} | f
         print(f"{name:10s} {engine} {f}: " + parts_text(report[name], ("fitted", "held-out")), flush=True)
     return report
 
-
-def _key(errors: Callable[[dict, str], list[float]], f: dict) -> tuple[float, float]:
-    e = rounded_stats(errors(f, "fitted"))
-    return e["median_pct"], e["p90_pct"]
