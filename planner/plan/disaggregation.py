@@ -62,7 +62,8 @@ def rates(s: Setup, workload: Workload, prefill_instances: int, decode_instances
     in_flight = max(min(workload.concurrency, decode_instances * room), 1)
     batch = math.ceil(in_flight / decode_instances)  # on the busiest decode instance
     step = decode_step_s(batch) if decode_step_s else decode_step(s, batch, workload.mean_context).time_s
-    prefill_mean = prefill_step(s, 1, i, cached_tokens(i, prefix_fraction)).time_s  # back to back on a prefill instance
+    mean_step = prefill_step(s, 1, i, cached_tokens(i, prefix_fraction))
+    prefill_mean = mean_step.time_s  # back to back on a prefill instance
     # over HTTP each request also waits the engine's server latency for its first token, outside the devices
     first_mean = prefill_mean + kv_transfer_s(s, i) + s.first_token_latency_s
 
@@ -70,6 +71,12 @@ def rates(s: Setup, workload: Workload, prefill_instances: int, decode_instances
         return min(in_flight / (first_s + (o - 1) * step), prefill_instances / prefill_mean)
 
     rate, ahead = rate_of(first_mean), 0.0
+    # a prompt that finds its prefill instance idle runs an eager step's host time in series with the kernels
+    # (`StepCost.alone_s`, SGLang's prompt steps); back to back, the step before hides it
+    idle = 1.0 - min(rate * prefill_mean / prefill_instances, 1.0)
+    if mean_step.alone_s > prefill_mean:
+        first_mean += idle * (mean_step.alone_s - prefill_mean)
+        rate = rate_of(first_mean)
     if s.schedules_ahead:
         # a prefill instance whose scheduler runs a batch ahead takes an arriving prompt after the prefill it has
         # launched, when it is busy: a prefill's wait as often as the instance is busy (colocated, a decode batch
@@ -78,7 +85,9 @@ def rates(s: Setup, workload: Workload, prefill_instances: int, decode_instances
         first_mean += ahead
         rate = rate_of(first_mean)
     wait = max(0.0, in_flight / rate - (o - 1) * step - first_mean)
-    ttft = prefill_step(s, 1, p95, cached_tokens(p95, prefix_fraction)).time_s + kv_transfer_s(s, p95) + wait \
+    # the p95 prompt's: alone unless its instance is idle less than one time in twenty
+    p95_step = prefill_step(s, 1, p95, cached_tokens(p95, prefix_fraction))
+    ttft = (p95_step.alone_s if idle > 0.05 else p95_step.time_s) + kv_transfer_s(s, p95) + wait \
         + ahead + first_token_step_s(s, batch, p95) + s.first_token_latency_s
     return Rates(ttft_s=ttft, tpot_s=step, requests_per_s=rate, batch=batch)
 
