@@ -434,7 +434,12 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
     expert_weights = expert_share = None
     if expert_dtype:
         expert_weights = weight_format(expert_dtype, group_size)
-        expert_share = expert_bandwidth_share(hw, engine, expert_dtype, compute, runtime)
+        expert_share = eff.expert_bandwidth_efficiency
+        if expert_share is None:  # the format's MoE kernel, shown beside the other factors
+            expert_share = expert_bandwidth_share(hw, engine, expert_dtype, compute, runtime)
+            eff = eff.model_copy(update={"expert_bandwidth_efficiency": expert_share, "source": (
+                f"{eff.source} Routed experts ({expert_dtype}) read at {expert_share:.2f} of the peak bandwidth: "
+                "their format's MoE kernel (profiles/efficiency.yaml).")})
     # an engine whose data-parallel groups each schedule their own budget takes that many budgets a step
     groups = attention_dp if engine_budget_per_group(engine) else 1
     if prefill_chunk_tokens:

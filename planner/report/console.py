@@ -181,6 +181,8 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
                      if p.efficiency.mla_layer_overhead_s and p.model.attention == "MLA" else "")
                   + (f", routed experts' GEMM at {p.efficiency.expert_flop_efficiency:.0%} of peak"
                      if p.efficiency.expert_flop_efficiency else "")
+                  + (f", routed experts read at {p.efficiency.expert_bandwidth_efficiency:.0%} of peak bandwidth"
+                     if p.efficiency.expert_bandwidth_efficiency else "")
                   + (f", {p.efficiency.state_layer_overhead_s * 1e6:.0f} us/state layer"
                      if p.efficiency.state_layer_overhead_s else "")
                   + " (documented defaults; `--json` gives their sources)[/]")

@@ -250,6 +250,9 @@ class EfficiencyFactors(Frozen):
     expert_flop_efficiency: float | None = Field(None, gt=0, le=1, exclude_if=lambda v: v is None, description=(
         "the share of the peak the grouped GEMM over a MoE model's routed experts reaches (by default the engine's "
         "profile's moe_flop_share, where it states one; None: flop_efficiency)"))
+    expert_bandwidth_efficiency: float | None = Field(None, gt=0, le=1, exclude_if=lambda v: v is None, description=(
+        "the share of the peak bandwidth at which a checkpoint that stores only its routed experts in a low-precision "
+        "format (gpt-oss's MXFP4) has them read: that format's MoE kernel (None: no such checkpoint)"))
     weight_kernel_layer_s: float = Field(0.0, ge=0, exclude_if=lambda v: not v, description=(
         "device time per layer the weight kernel takes beyond its bytes (its dequantizing GEMVs' launches and "
         "ramps), part of the linear layers' time"))

@@ -59,6 +59,24 @@ def test_only_the_experts_are_4_bit():
     assert s.expert_weight_share < s.eff.bandwidth_efficiency
 
 
+def test_the_experts_share_is_a_factor_shown_and_settable():
+    spec, hw = resolve_model("gpt-oss-120b"), resolve_hardware("h100-sxm")
+    p = profile(ProfileRequest(model="gpt-oss-120b", hardware="h100-sxm", engine="vllm"))
+    shown = p.efficiency.expert_bandwidth_efficiency
+    assert shown is not None and shown < p.efficiency.bandwidth_efficiency
+    assert "Routed experts (mxfp4) read at" in p.efficiency.source
+    # a caller's factors state it, and decode reads the experts at it
+    slower = build_setup(spec, hw, weight_dtype="mxfp4", runtime="serving", layout="serving", attention="flash",
+                         efficiency=p.efficiency.model_copy(update={"expert_bandwidth_efficiency": shown / 2}))
+    assert slower.expert_weight_share == pytest.approx(shown / 2)
+    again = profile(ProfileRequest(model="gpt-oss-120b", hardware="h100-sxm", engine="vllm"),
+                    p.efficiency.model_copy(update={"expert_bandwidth_efficiency": shown / 2}))
+    assert again.latency.tpot_ms > 1.2 * p.latency.tpot_ms  # the experts are some 45% of a token's bytes
+    # a dense model's factors do not carry it
+    assert profile(ProfileRequest(model="llama-3.1-8b", hardware="h100-sxm")).efficiency.expert_bandwidth_efficiency \
+        is None
+
+
 def test_profile_defaults_to_the_checkpoint_where_the_device_runs_it():
     one_h100 = profile(ProfileRequest(model="gpt-oss-120b", hardware="h100-sxm"))
     assert one_h100.request.dtype == "mxfp4" and one_h100.fits
