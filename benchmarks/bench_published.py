@@ -126,6 +126,9 @@ def main() -> None:
     parser.add_argument("--fit-eager-prefill", action="store_true",
                         help="fit SGLang's host time per layer of an eager prefill step (and per latent-attention and "
                              "state layer) with its first-token latency, on two thirds of its points (minutes)")
+    parser.add_argument("--fit-mxfp4-experts", action="store_true",
+                        help="fit the share of the compute rate vLLM's and TensorRT-LLM's grouped GEMMs over MXFP4 "
+                             "experts reach (gpt-oss), rule by rule, on two thirds of their gpt-oss points")
     parser.add_argument("--fit-host-layers", action="store_true",
                         help="fit the share of the host memory's peak at which llama.cpp reads the layers it keeps "
                              "there (--n-gpu-layers below all) on two thirds of its points with such layers")
@@ -164,6 +167,9 @@ def main() -> None:
         return
     if args.fit_eager_prefill:
         write_results("published_eager_prefill_fit", moe_fits.fit_eager_prefill(published_points()))
+        return
+    if args.fit_mxfp4_experts:
+        write_results("published_mxfp4_expert_fit", moe_fits.fit_mxfp4_experts(published_points()))
         return
     if args.fit_state_layers:
         write_results("published_state_layer_fit", moe_fits.fit_state_layer_costs(published_points()))

@@ -15,7 +15,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from optiplan import profiles  # noqa: E402
-from optiplan.planner.catalog.engines import engine_runtime, engine_table  # noqa: E402
+from optiplan.planner.catalog.engines import (  # noqa: E402
+    engine_flop_share,
+    engine_moe_flop_share,
+    engine_runtime,
+    engine_table,
+)
 from optiplan.planner.catalog.hardware import resolve_hardware  # noqa: E402
 from published_points import (  # noqa: E402
     best_fit,
@@ -217,3 +222,44 @@ def fit_eager_prefill(points: list[dict], engine: str = "sglang") -> dict:
         print(f"{name:10s} {engine} {f}: " + parts_text(report[name], ("fitted", "held-out")), flush=True)
     return report
 
+
+
+# the share of the device's documented compute rate the grouped GEMM over MXFP4 experts reaches: 0.1-1 by 0.05
+MXFP4_EXPERT_GRID = tuple(round(0.1 + 0.05 * i, 2) for i in range(19))
+MXFP4_KEY = "moe_flop_share_mxfp4"
+
+
+def fit_mxfp4_experts(points: list[dict]) -> dict:
+    """Each engine device rule's share of the documented compute rate its grouped GEMM over MXFP4 experts reaches
+    (`moe_flop_share_mxfp4`: vLLM's Marlin on the A100 and Triton on Hopper, TensorRT-LLM's TRITON backend on Hopper
+    and CUTLASS on Blackwell), searched rule by rule on the gpt-oss points that rule sets (the rules' points do not
+    overlap), minimising the median, then the p90, error of their fitted two thirds; errors on both parts for the
+    rule at the engine's dense share (the share before it), the documented share and the fitted one."""
+    report = {}
+    for engine in ("vllm", "trtllm"):
+        for rule in engine_table()[engine].get("device_defaults") or []:
+            if MXFP4_KEY not in rule:
+                continue
+            documented = rule[MXFP4_KEY]
+            with table_overrides(rule, {MXFP4_KEY: -1.0}):  # a mark: the points whose device takes this rule
+                own = [p for p in points if p["engine"] == engine and p.get("dtype") == "mxfp4"
+                       and p["category"] != "memory"
+                       and engine_moe_flop_share(engine, resolve_hardware(p["hardware"]), "mxfp4") == -1.0]
+            if not own:
+                continue
+            hw = resolve_hardware(own[0]["hardware"])
+            before = engine_moe_flop_share(engine, hw) or engine_flop_share(engine, hw)  # the experts' share without it
+
+            def errors(x, part, rule=rule, own=own):
+                with table_overrides(rule, {MXFP4_KEY: x}):
+                    return part_errors(own, part)
+
+            best = best_fit(list(MXFP4_EXPERT_GRID), errors, lambda x, d=documented: abs(x - d))
+            name = f"{engine} {rule['when']}"
+            report[name] = {label: {part: rounded_stats(errors(x, part)) for part in ("fitted", "held-out")}
+                            | {"share": x}
+                            for label, x in (("before", before), ("documented", documented), ("fitted", best))}
+            for label, r in report[name].items():
+                print(f"{name} {label:10s} MXFP4 experts at {r['share']:.2f}: " + parts_text(r, ("fitted", "held-out")),
+                      flush=True)
+    return report

@@ -388,7 +388,7 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
             hw, weight_dtype, compute, runtime, kv_dtype or act, None if weight_kernel == "triton" else weight_kernel,
             act, paged_cache=engine is None or engine_pages_cache(engine))
         # the share the engine's grouped GEMM over the routed experts reaches (vLLM's Triton fused_moe, its Marlin MoE)
-        moe = engine_moe_flop_share(engine, hw)
+        moe = engine_moe_flop_share(engine, hw, expert_dtype)
         if moe is not None and spec.moe is not None:
             expert_efficiency = min(eff.flop_efficiency * moe, 1.0)
         eff = at_engine_share(eff, engine, hw)

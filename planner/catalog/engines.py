@@ -222,10 +222,9 @@ def continuous_scheduling(engine: str) -> bool:
 def engine_kernel(engine: str | None, weight_dtype: str) -> dict[str, Any]:
     """The engine's profile entry for the GEMM it runs on `weight_dtype` weights (empty where it states none); the
     generic `serving` engine runs what the serving runtime names in profiles/efficiency.yaml."""
-    if engine is None:
-        return {}
-    if engine == GENERIC_SERVING:
-        kernel = (profiles.efficiency_table()["runtimes"]["serving"].get("weight_kernels") or {}).get(weight_dtype)
+    if engine is None or engine == GENERIC_SERVING:
+        kernels = profiles.efficiency_table()["runtimes"]["serving"].get("weight_kernels") or {}
+        kernel = engine and kernels.get(weight_dtype)
         return {"efficiency": kernel} if kernel else {}
     return (engine_profile(engine).get("kernels") or {}).get(weight_dtype) or {}
 
@@ -239,11 +238,12 @@ def engine_flop_share(engine: str | None, hw: HardwareSpec) -> float:
     return float(share) if share is not None else 1.0
 
 
-def engine_moe_flop_share(engine: str | None, hw: HardwareSpec) -> float | None:
-    """The share of the device's documented compute efficiency the engine's grouped GEMM over a MoE model's routed
-    experts reaches on a GPU (`moe_flop_share` in its profile or its device rules: its MoE kernels, not the dense
-    layers' GEMM), or None where the profile states none: the experts at the engine's `flop_share`."""
-    share = _device_fact(engine, hw, "moe_flop_share") if hw.kind == "gpu" else None
+def engine_moe_flop_share(engine: str | None, hw: HardwareSpec, expert_dtype: str | None = None) -> float | None:
+    """The share of the device's documented compute rate the engine's grouped GEMM over a MoE model's routed experts
+    reaches on a GPU (`moe_flop_share` in its profile or device rules, or `moe_flop_share_<format>` for experts that a
+    checkpoint alone stores in `expert_dtype`, gpt-oss's MXFP4), or None: the experts at the engine's `flop_share`."""
+    keys = (f"moe_flop_share_{expert_dtype}",) * bool(expert_dtype) + ("moe_flop_share",) if hw.kind == "gpu" else ()
+    share = next((v for k in keys if (v := _device_fact(engine, hw, k)) is not None), None)
     return float(share) if share is not None else None
 
 
