@@ -24,8 +24,9 @@ from ..catalog.engines import (
     fp8_weight_only_engines,
     holds_used_cache,
 )
-from ..catalog.hardware import default_16bit, resolve_hardware, served_checkpoint_dtype, supports_dtype
+from ..catalog.hardware import default_16bit, resolve_hardware, supports_dtype
 from ..catalog.models import resolve_model
+from ..catalog.served import served_checkpoint_dtype
 from ..errors import HardwareError, RequestError
 from ..schema import (
     ComputeProfile,
@@ -116,11 +117,11 @@ def with_context(request: ProfileRequest, spec: ModelSpec) -> ProfileRequest:
 
 def with_weights(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec) -> ProfileRequest:
     """The request with its weight format resolved: as given; else the model's published checkpoint's where the device
-    runs it as it is (`served_checkpoint_dtype`: gpt-oss's MXFP4 experts, DeepSeek-V3's fp8), else the device's
+    and the engine run it as it is (`served_checkpoint_dtype`: gpt-oss's MXFP4 experts, DeepSeek-V3's fp8), else the device's
     16-bit format (bf16; fp16 where it has no bf16 rate, a T4)."""
     if request.dtype is not None:
         return request
-    return request.model_copy(update={"dtype": served_checkpoint_dtype(spec, hw) or default_16bit(hw)})
+    return request.model_copy(update={"dtype": served_checkpoint_dtype(spec, hw, request.engine) or default_16bit(hw)})
 
 
 def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec,

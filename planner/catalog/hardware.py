@@ -66,11 +66,12 @@ def default_16bit(hw: HardwareSpec) -> str:
     return "bf16" if hw.features.bf16 and "bf16" in hw.peak_tflops else "fp16"
 
 
-def served_checkpoint_dtype(spec: ModelSpec, hw: HardwareSpec) -> str | None:
+def device_checkpoint_dtype(spec: ModelSpec, hw: HardwareSpec) -> str | None:
     """The published checkpoint's own low-precision weight format where the device runs it as it is, else None (the
     weights are dequantized to 16 bits): DeepSeek-V3's fp8 on a GPU with an fp8 rate; gpt-oss's MXFP4 experts on a GPU
     with a bf16 rate, where the engines' MXFP4 MoE kernels run (vLLM: Marlin on Ampere, Triton on Hopper, FlashInfer
-    on Blackwell; transformers dequantizes below compute capability 7.5)."""
+    on Blackwell; transformers dequantizes below compute capability 7.5). An engine may state its own formats
+    (`catalog.served`)."""
     if spec.checkpoint_dtype == "fp8" and hw.features.fp8 and "fp8" in hw.peak_tflops:
         return "fp8"
     if spec.checkpoint_dtype == "mxfp4" and hw.kind == "gpu" and hw.features.bf16:

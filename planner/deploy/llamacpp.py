@@ -6,8 +6,8 @@ from __future__ import annotations
 from ..analytic.offload import gpu_layers_within
 from ..analytic.profile import setup_for_request
 from ..catalog.engines import engine_storage
-from ..catalog.hardware import served_checkpoint_dtype
 from ..catalog.models import resolve_model
+from ..catalog.served import served_checkpoint_dtype
 from ..schema import HardwareSpec, ProfileRequest
 from ..schema.advice import Advice
 from .checkpoints import draft_hub_id, published_gguf, served_hub_id
@@ -30,7 +30,7 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
     steps = plan_steps(advice)
     weight_step = next((t for t in steps if t in GGUF_TYPES), None)
     # a checkpoint whose routed experts are MXFP4 (gpt-oss) converts to a GGUF that keeps them so, the rest 16-bit
-    mxfp4 = not weight_step and served_checkpoint_dtype(resolve_model(advice.model.name), hw) == "mxfp4"
+    mxfp4 = not weight_step and served_checkpoint_dtype(resolve_model(advice.model.name), hw, "llama.cpp") == "mxfp4"
     quant = GGUF_TYPES[weight_step] if weight_step else "MXFP4" if mxfp4 else "F16" if not hw.features.bf16 else "BF16"
     gguf = f"models/{advice.model.name}-{quant}.gguf"
     published = published_gguf(advice, quant)

@@ -89,8 +89,9 @@ def _consistent(ids: set[str], techniques: dict[str, Technique], engine: str) ->
 def engine_baseline(ctx: Context, valid: list[Technique]) -> PlanState:
     """The model as published, served by the workload's engine as it runs out of the box: what the engine does by
     default (`profiles/engines/`) and can do here is in the baseline, so it never counts as a plan's gain."""
-    base = baseline_state(ctx.spec, ctx.hw, ctx.devices)
-    if ctx.workload.goal == "training":
+    training = ctx.workload.goal == "training"
+    base = baseline_state(ctx.spec, ctx.hw, ctx.devices, None if training else ctx.workload.engine)
+    if training:
         return base
     base = base.with_(engine=ctx.workload.engine)
     defaults = engine_defaults(ctx.workload.engine)

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...catalog.engines import engine_storage, kv_fp8_storage
-from ...catalog.hardware import served_checkpoint_dtype
 from ...catalog.kernels import triton_gemm
+from ...catalog.served import served_checkpoint_dtype
 from ..quality import QualityLoss, published_loss
 from ..state import PlanState
 from . import Applied, Combines, Context, Option, Technique, register
@@ -105,7 +105,7 @@ def _fp8_weights(state: PlanState, ctx: Context) -> PlanState:
 def _served_in_4bit(ctx: Context) -> str | None:
     """Every other weight format refused for a model served in its published MXFP4 checkpoint (gpt-oss on a GPU): its
     routed experts, nearly all of its weights, are 4-bit already, and another format would re-quantize them."""
-    if served_checkpoint_dtype(ctx.spec, ctx.hw) == "mxfp4":
+    if served_checkpoint_dtype(ctx.spec, ctx.hw, ctx.workload.engine) == "mxfp4":
         return (f"{ctx.spec.name} is served in its published MXFP4 checkpoint on {ctx.hw.id}: its routed experts, "
                 "nearly all of its weights, are 4-bit already, and another weight format would re-quantize them")
     return None
@@ -117,7 +117,7 @@ def _served_in_8bit(ctx: Context) -> str | None:
     are the baseline: the search finds they change nothing.) A 4-bit checkpoint refuses them too (`_served_in_4bit`)."""
     if why := _served_in_4bit(ctx):
         return why
-    if fmt := served_checkpoint_dtype(ctx.spec, ctx.hw):
+    if fmt := served_checkpoint_dtype(ctx.spec, ctx.hw, ctx.workload.engine):
         return (f"{ctx.spec.name} is served in its published {fmt} checkpoint on {ctx.hw.id} already: int8 weights "
                 "save no memory over it and would re-quantize a quantized checkpoint")
     return None

@@ -7,9 +7,10 @@ from optiplan.planner.analytic.params import param_counts
 from optiplan.planner.analytic.profile import profile
 from optiplan.planner.analytic.setup import build_setup, total_weight_bytes
 from optiplan.planner.catalog.dtypes import canonical, weight_format
-from optiplan.planner.catalog.hardware import resolve_hardware, served_checkpoint_dtype
+from optiplan.planner.catalog.hardware import resolve_hardware
 from optiplan.planner.catalog.model_spec import model_spec_from_config
 from optiplan.planner.catalog.models import resolve_model
+from optiplan.planner.catalog.served import served_checkpoint_dtype
 from optiplan.planner.schema import ProfileRequest
 
 
@@ -129,3 +130,17 @@ def test_mxfp4_blocks_are_32_values():
     with pytest.raises(RequestError, match="blocks of 32"):
         profile(ProfileRequest(model="gpt-oss-20b", hardware="h100-sxm", group_size=64))
     assert profile(ProfileRequest(model="gpt-oss-20b", hardware="h100-sxm", group_size=32)).fits
+
+
+def test_the_engine_decides_which_checkpoint_formats_it_serves():
+    # llama.cpp keeps gpt-oss's MXFP4 experts in its GGUF on every backend (Metal, the CPU, a GPU without bf16), and
+    # has no fp8 type for DeepSeek-V3's checkpoint; an engine that states no formats follows the device
+    gpt_oss, deepseek = resolve_model("gpt-oss-20b"), resolve_model("deepseek-v3")
+    for hw in ("m3-max", "epyc-9004", "t4"):
+        assert served_checkpoint_dtype(gpt_oss, resolve_hardware(hw), "llama.cpp") == "mxfp4", hw
+        assert served_checkpoint_dtype(gpt_oss, resolve_hardware(hw)) is None, hw
+    assert served_checkpoint_dtype(deepseek, resolve_hardware("h200-sxm"), "llama.cpp") is None
+    assert served_checkpoint_dtype(deepseek, resolve_hardware("h200-sxm"), "vllm") == "fp8"
+    on_a_mac = profile(ProfileRequest(model="gpt-oss-20b", hardware="m3-max", engine="llama.cpp"))
+    assert on_a_mac.request.dtype == "mxfp4" and on_a_mac.memory.weights_bytes < 14.5e9
+    assert profile(ProfileRequest(model="gpt-oss-20b", hardware="m3-max")).memory.weights_bytes > 40e9

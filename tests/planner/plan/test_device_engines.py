@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 from optiplan.planner.catalog.engines import engine_backends, engine_for_backend, engine_table
-from optiplan.planner.catalog.hardware import resolve_hardware, served_checkpoint_dtype
+from optiplan.planner.catalog.hardware import resolve_hardware
 from optiplan.planner.catalog.models import resolve_model
+from optiplan.planner.catalog.served import served_checkpoint_dtype
 from optiplan.planner.catalog.workloads import load_workload, with_overrides
 from optiplan.planner.errors import ImpossibleError, RequestError
 from optiplan.planner.plan.advise import advise, rank_hardware
@@ -242,3 +243,12 @@ def test_an_fp8_cache_below_ada_names_flashinfer_as_what_runs_the_attention():
     files = render(a, "vllm")
     assert "export VLLM_ATTENTION_BACKEND=FLASHINFER" in files["vllm/serve.sh"]
     assert "| `flash-attention` | VLLM_ATTENTION_BACKEND=FLASHINFER, set for the fp8 cache" in files["README.md"]
+
+
+def test_a_plan_for_llama_cpp_on_a_mac_keeps_gpt_oss_in_mxfp4():
+    from optiplan.planner.plan.advise import advise
+    from optiplan.planner.schema import AdviseRequest
+
+    a = advise(AdviseRequest(model="gpt-oss-20b", hardware="m3-max", engine="llama.cpp", workload="chat", concurrency=1))
+    assert a.baseline.weight_dtype == "mxfp4" and a.baseline.weights_per_device_bytes < 14.5e9
+    assert any(r.technique == "weight-int8" and "published MXFP4 checkpoint" in r.reason for r in a.rejected)
