@@ -389,6 +389,8 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
             act, paged_cache=engine is None or engine_pages_cache(engine))
         # the share the engine's grouped GEMM over the routed experts reaches (vLLM's Triton fused_moe, its Marlin MoE)
         moe = engine_moe_flop_share(engine, hw, expert_dtype)
+        moe_key = f"moe_flop_share_{expert_dtype}" if expert_dtype and moe != engine_moe_flop_share(engine, hw) \
+            else "moe_flop_share"
         if moe is not None and spec.moe is not None:
             expert_efficiency = min(eff.flop_efficiency * moe, 1.0)
         eff = at_engine_share(eff, engine, hw)
@@ -396,10 +398,12 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
             eff = eff.model_copy(update={
                 "expert_flop_efficiency": expert_efficiency,
                 "source": f"{eff.source} Routed experts at {moe:g} of the documented rate: {engine}'s grouped MoE "
-                          "GEMM (its profile's moe_flop_share)."})
+                          f"GEMM (its profile's {moe_key})."})
     # a MoE layer's, a latent-attention layer's and a state layer's fixed costs, and the routed experts' share, apply
     # to the models that have such layers; the JSON of the others does not carry them
     stateful = spec.state is not None and spec.state_layers > 0
+    if eff.expert_bandwidth_efficiency and not expert_dtype:  # a caller's, for a checkpoint this one is not
+        eff = eff.model_copy(update={"expert_bandwidth_efficiency": None})
     if (eff.moe_layer_overhead_s or eff.expert_flop_efficiency) and not spec.moe or \
             (eff.mla_layer_overhead_s and not spec.mla) or (eff.state_layer_overhead_s and not stateful):
         eff = eff.model_copy(update={"moe_layer_overhead_s": eff.moe_layer_overhead_s if spec.moe else 0.0,
@@ -437,9 +441,13 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         expert_share = eff.expert_bandwidth_efficiency
         if expert_share is None:  # the format's MoE kernel, shown beside the other factors
             expert_share = expert_bandwidth_share(hw, engine, expert_dtype, compute, runtime)
+            kernel = engine_kernel_efficiency(engine, expert_dtype, hw.features.backend, hw)
+            kernel = kernel if kernel and weight_kernel_refusal(hw, kernel, expert_dtype) is None else None
             eff = eff.model_copy(update={"expert_bandwidth_efficiency": expert_share, "source": (
                 f"{eff.source} Routed experts ({expert_dtype}) read at {expert_share:.2f} of the peak bandwidth: "
-                "their format's MoE kernel (profiles/efficiency.yaml).")})
+                + (f"{engine}'s kernel for them, {kernel}" if kernel
+                   else f"the {hw.kind} devices' share for {expert_dtype}")
+                + " (profiles/efficiency.yaml).")})
     # an engine whose data-parallel groups each schedule their own budget takes that many budgets a step
     groups = attention_dp if engine_budget_per_group(engine) else 1
     if prefill_chunk_tokens:

@@ -52,8 +52,9 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
         cfg.notes.append(f"convert the checkpoint to GGUF: `python convert_hf_to_gguf.py {source} --outtype "
                          f"{quant.lower()} --outfile {gguf}`")
     elif mxfp4:
-        cfg.notes.append(f"convert the checkpoint to GGUF: `python convert_hf_to_gguf.py {source} --outtype bf16 "
-                         f"--outfile {gguf}` (its routed experts stay MXFP4, as the checkpoint stores them)")
+        cfg.notes.append(f"convert the checkpoint to GGUF: `python convert_hf_to_gguf.py {source} --outtype "
+                         f"{'bf16' if hw.features.bf16 else 'f16'} --outfile {gguf}` (its routed experts stay MXFP4, "
+                         "as the checkpoint stores them)")
     else:
         cfg.notes.append(f"convert the checkpoint to GGUF and quantize it to {quant}: `python convert_hf_to_gguf.py "
                          f"{source} --outtype f16 --outfile models/{advice.model.name}-F16.gguf`, then "

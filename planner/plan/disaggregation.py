@@ -70,25 +70,30 @@ def rates(s: Setup, workload: Workload, prefill_instances: int, decode_instances
     def rate_of(first_s: float) -> float:  # requests a second: the closed loop's, at most the prefill instances'
         return min(in_flight / (first_s + (o - 1) * step), prefill_instances / prefill_mean)
 
-    rate, ahead = rate_of(first_mean), 0.0
-    # a prompt that finds its prefill instance idle runs an eager step's host time in series with the kernels
-    # (`StepCost.alone_s`, SGLang's prompt steps); back to back, the step before hides it
-    idle = 1.0 - min(rate * prefill_mean / prefill_instances, 1.0)
-    if mean_step.alone_s > prefill_mean:
-        first_mean += idle * (mean_step.alone_s - prefill_mean)
-        rate = rate_of(first_mean)
-    if s.schedules_ahead:
-        # a prefill instance whose scheduler runs a batch ahead takes an arriving prompt after the prefill it has
-        # launched, when it is busy: a prefill's wait as often as the instance is busy (colocated, a decode batch
-        # always runs: a mean step every time, `analytic.requests`)
-        ahead = min(rate * prefill_mean / prefill_instances, 1.0) * prefill_mean
-        first_mean += ahead
+    def extras(rate: float) -> tuple[float, float, float]:
+        """At `rate`, the share of the time the prefill instances are busy and what a prompt then waits on average
+        beyond its prefill: a scheduler that runs a batch ahead takes an arriving prompt after the prefill it launched
+        when the instance is busy (colocated, a decode batch always runs: a mean step every time, `analytic.requests`),
+        and an eager prompt step that finds it idle runs its host time in series with its kernels (`StepCost.alone_s`,
+        SGLang's), which back to back the step before hides."""
+        busy = min(rate * prefill_mean / prefill_instances, 1.0)
+        alone = (1.0 - busy) * (mean_step.alone_s - prefill_mean)
+        return busy, busy * prefill_mean if s.schedules_ahead else 0.0, alone
+
+    rate = rate_of(first_mean)
+    busy, ahead, alone = extras(rate)
+    if ahead or alone:
+        busy, ahead, alone = extras(rate_of(first_mean + ahead + alone))  # once more, at the rate they leave
+        first_mean += ahead + alone
         rate = rate_of(first_mean)
     wait = max(0.0, in_flight / rate - (o - 1) * step - first_mean)
-    # the p95 prompt's: alone unless its instance is idle less than one time in twenty
+    # the p95 prompt's prefill: behind the one launched ahead of it, or alone with its host time where the instance is
+    # idle more than one time in twenty, whichever is longer
     p95_step = prefill_step(s, 1, p95, cached_tokens(p95, prefix_fraction))
-    ttft = (p95_step.alone_s if idle > 0.05 else p95_step.time_s) + kv_transfer_s(s, p95) + wait \
-        + ahead + first_token_step_s(s, batch, p95) + s.first_token_latency_s
+    first = p95_step.time_s + ahead
+    if busy < 0.95:
+        first = max(first, p95_step.alone_s)
+    ttft = first + kv_transfer_s(s, p95) + wait + first_token_step_s(s, batch, p95) + s.first_token_latency_s
     return Rates(ttft_s=ttft, tpot_s=step, requests_per_s=rate, batch=batch)
 
 

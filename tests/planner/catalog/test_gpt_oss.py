@@ -73,9 +73,10 @@ def test_the_experts_share_is_a_factor_shown_and_settable():
     again = profile(ProfileRequest(model="gpt-oss-120b", hardware="h100-sxm", engine="vllm"),
                     p.efficiency.model_copy(update={"expert_bandwidth_efficiency": shown / 2}))
     assert again.latency.tpot_ms > 1.2 * p.latency.tpot_ms  # the experts are some 45% of a token's bytes
-    # a dense model's factors do not carry it
-    assert profile(ProfileRequest(model="llama-3.1-8b", hardware="h100-sxm")).efficiency.expert_bandwidth_efficiency \
-        is None
+    # a dense model's factors do not carry it, nor keep a caller's
+    dense = ProfileRequest(model="llama-3.1-8b", hardware="h100-sxm")
+    assert profile(dense).efficiency.expert_bandwidth_efficiency is None
+    assert profile(dense, p.efficiency).efficiency.expert_bandwidth_efficiency is None
 
 
 def test_profile_defaults_to_the_checkpoint_where_the_device_runs_it():
@@ -122,6 +123,11 @@ def test_configs_serve_the_mxfp4_checkpoint_at_its_size():
                                  concurrency=1))
     readme = render(small, "llama.cpp")["README.md"]
     assert "gpt-oss-20b-MXFP4.gguf" in readme and "routed experts stay MXFP4" in readme
+    assert "--outtype bf16" in readme
+    # a T4 has no bf16: llama.cpp keeps the experts MXFP4 there and converts the other tensors to f16
+    t4 = advise(AdviseRequest(model="gpt-oss-20b", hardware="t4", workload="chat", engine="llama.cpp", concurrency=1))
+    readme = render(t4, "llama.cpp")["README.md"]
+    assert "routed experts stay MXFP4" in readme and "--outtype f16" in readme and "bf16" not in readme
 
 
 def test_mxfp4_blocks_are_32_values():
