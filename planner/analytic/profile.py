@@ -117,8 +117,8 @@ def with_context(request: ProfileRequest, spec: ModelSpec) -> ProfileRequest:
 
 def with_weights(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec) -> ProfileRequest:
     """The request with its weight format resolved: as given; else the model's published checkpoint's where the device
-    and the engine run it as it is (`served_checkpoint_dtype`: gpt-oss's MXFP4 experts, DeepSeek-V3's fp8), else the device's
-    16-bit format (bf16; fp16 where it has no bf16 rate, a T4)."""
+    and the engine run it as it is (`served_checkpoint_dtype`: gpt-oss's MXFP4 experts, DeepSeek-V3's fp8), else the
+    device's 16-bit format (bf16; fp16 where it has no bf16 rate, a T4)."""
     if request.dtype is not None:
         return request
     return request.model_copy(update={"dtype": served_checkpoint_dtype(spec, hw, request.engine) or default_16bit(hw)})
