@@ -1,11 +1,12 @@
 """What an engine does not run, beyond the devices it runs on: a technique its build for a device backend turns off
 (`missing_by_backend`: TGI's ROCm image), a technique it cannot apply to a model type it has no code of its own for
 (`native_model_types`: TGI serves those through transformers' implementation), and model types it has no code for at
-all (`model_types`: gpt-fast). Each reason names its source from the engine's profile (profiles/engines/)."""
+all (`model_types`: gpt-fast; `refused_model_types`: TGI's gpt-oss). Each reason names its source from the engine's
+profile (profiles/engines/)."""
 
 from __future__ import annotations
 
-from .engines import engine_fact
+from .engines import engine_fact, engine_plans, engine_table, planned_engines
 
 
 def engine_backend_refusal(engine: str | None, backend: str, technique: str) -> str | None:
@@ -38,9 +39,22 @@ def engine_step_refusal(engine: str | None, backend: str, model_type: str, techn
 
 def engine_model_refusal(engine: str | None, model_type: str) -> str | None:
     """Why the engine cannot run a model of this `model_type` (its profile's `model_types`, where it lists the
-    architectures it has code for: gpt-fast), or None."""
+    architectures it has code for: gpt-fast; or `refused_model_types`, the ones it cannot load: TGI's gpt-oss), or
+    None."""
+    refused = (engine_fact(engine, "refused_model_types") or {}).get(model_type)
+    if refused:
+        return f"{engine} cannot run {model_type} models: {refused['why']} (source: {refused['source'].split(' — ')[0]})"
     types = engine_fact(engine, "model_types")
     if types is None or model_type in types:
         return None
     return (f"{engine} runs {', '.join(types)} models, not {model_type} (source: "
             f"{engine_fact(engine, 'model_types_source').split(' — ')[0]})")
+
+
+def engine_planning_refusal(engine: str | None, model_type: str) -> str | None:
+    """Why no plan is made for this engine and model (an engine profiled only, gpt-fast; a model it cannot load), or
+    None."""
+    if engine is not None and engine in engine_table() and not engine_plans(engine):
+        return (f"{engine} is profiled, not planned for: `optiplan profile --engine {engine}` predicts it; plans are "
+                f"made for {', '.join(planned_engines())}")
+    return engine_model_refusal(engine, model_type)

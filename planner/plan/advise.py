@@ -9,15 +9,14 @@ from ... import profiles
 from ..analytic.accuracy import accuracy_bands, architecture_kind, training_accuracy_bands
 from ..analytic.params import param_counts
 from ..analytic.profile import model_summary
+from ..catalog.engine_refusals import engine_planning_refusal
 from ..catalog.engines import (
     backend_refusal,
     engine_backends,
     engine_budget_per_group,
     engine_default_limit,
     engine_for_backend,
-    engine_plans,
     engine_runtime,
-    engine_table,
     planned_engines,
     state_model_refusal,
 )
@@ -300,9 +299,8 @@ def _speed(p: Prediction, goal: str) -> str:
 def resolve_request(request: AdviseRequest) -> tuple[ModelSpec, Workload, list[str]]:
     """The model and the workload with the request's overrides, and notes for the report (a clipped preset)."""
     spec = resolve_model(request.model)
-    if request.engine is not None and request.engine in engine_table() and not engine_plans(request.engine):
-        raise RequestError(f"{request.engine} is profiled, not planned for: `optiplan profile --engine "
-                           f"{request.engine}` predicts it; plans are made for {', '.join(planned_engines())}")
+    if why := engine_planning_refusal(request.engine, spec.model_type):
+        raise RequestError(why)
     preset = request.workload or ("fine-tune" if request.goal == "training" else "chat")
     workload = with_overrides(load_workload(preset), goal=request.goal,
                               max_quality_loss_pct=request.max_quality_loss_pct, engine=request.engine,

@@ -150,3 +150,15 @@ def test_the_engine_decides_which_checkpoint_formats_it_serves():
     on_a_mac = profile(ProfileRequest(model="gpt-oss-20b", hardware="m3-max", engine="llama.cpp"))
     assert on_a_mac.request.dtype == "mxfp4" and on_a_mac.memory.weights_bytes < 14.5e9
     assert profile(ProfileRequest(model="gpt-oss-20b", hardware="m3-max")).memory.weights_bytes > 40e9
+
+
+def test_tgi_refuses_gpt_oss_with_its_source():
+    from optiplan.planner.errors import RequestError
+    from optiplan.planner.plan.advise import advise
+    from optiplan.planner.schema import AdviseRequest
+
+    with pytest.raises(RequestError, match="tgi cannot run gpt_oss models: .*issues/3309"):
+        profile(ProfileRequest(model="gpt-oss-20b", hardware="h100-sxm", engine="tgi"))
+    with pytest.raises(RequestError, match="tgi cannot run gpt_oss models"):
+        advise(AdviseRequest(model="gpt-oss-20b", hardware="h100-sxm", engine="tgi"))
+    assert profile(ProfileRequest(model="gpt-oss-20b", hardware="h100-sxm", engine="vllm")).fits
