@@ -6,7 +6,8 @@ profile (profiles/engines/)."""
 
 from __future__ import annotations
 
-from .engines import engine_fact, engine_plans, engine_table, planned_engines
+from ..schema import HardwareSpec
+from .engines import below_compute_capability, engine_fact, engine_plans, engine_table, planned_engines
 
 
 def engine_backend_refusal(engine: str | None, backend: str, technique: str) -> str | None:
@@ -30,11 +31,25 @@ def engine_non_native_refusal(engine: str | None, model_type: str, technique: st
             f"{engine_fact(engine, 'native_model_types_source').split(' — ')[0]})")
 
 
-def engine_step_refusal(engine: str | None, backend: str, model_type: str, technique: str) -> str | None:
-    """Why the engine does not run `technique` for this model on this device backend, beyond its options: its build for
-    the backend turns it off, or the model type is one it serves through transformers' implementation; or None."""
-    return (engine_backend_refusal(engine, backend, technique)
-            or engine_non_native_refusal(engine, model_type, technique))
+def engine_model_technique_refusal(engine: str | None, hw: HardwareSpec, model_type: str, technique: str) -> str | None:
+    """Why the engine does not run `technique` on a model of `model_type` on this device (its profile's `model_refuses`
+    rules: techniques, model types, and optionally the CUDA devices below a compute capability: TensorRT-LLM keeps
+    gpt-oss's cache 16-bit on Hopper), with the source, or None."""
+    for rule in engine_fact(engine, "model_refuses") or []:
+        if technique in rule["techniques"] and model_type in rule["model_types"] \
+                and (rule.get("below_compute_capability") is None or hw.features.backend == "cuda"
+                     and below_compute_capability(hw, rule["below_compute_capability"])):
+            return f"{rule['reason']} (source: {rule['source'].split(' — ')[0]})"
+    return None
+
+
+def engine_step_refusal(engine: str | None, hw: HardwareSpec, model_type: str, technique: str) -> str | None:
+    """Why the engine does not run `technique` for this model on this device, beyond its options: its build for the
+    device's backend turns it off, the model type is one it serves through transformers' implementation, or its
+    profile refuses the technique for the model type there; or None."""
+    return (engine_backend_refusal(engine, hw.features.backend, technique)
+            or engine_non_native_refusal(engine, model_type, technique)
+            or engine_model_technique_refusal(engine, hw, model_type, technique))
 
 
 def engine_model_refusal(engine: str | None, model_type: str) -> str | None:
@@ -43,7 +58,8 @@ def engine_model_refusal(engine: str | None, model_type: str) -> str | None:
     None."""
     refused = (engine_fact(engine, "refused_model_types") or {}).get(model_type)
     if refused:
-        return f"{engine} cannot run {model_type} models: {refused['why']} (source: {refused['source'].split(' — ')[0]})"
+        source = refused["source"].split(" — ")[0]
+        return f"{engine} cannot run {model_type} models: {refused['why']} (source: {source})"
     types = engine_fact(engine, "model_types")
     if types is None or model_type in types:
         return None

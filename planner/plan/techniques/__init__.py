@@ -241,7 +241,7 @@ def static_reason(t: Technique, ctx: Context) -> str | None:
             why = (engine.get("missing") or {}).get(t.id)
             return f"{w.engine} {engine['version']} has no option for it" + (
                 f": {why['why']} (source: {why['source'].split(' — ')[0]})" if why else "")
-        if why := engine_step_refusal(w.engine, ctx.hw.features.backend, ctx.spec.model_type, t.id):
+        if why := engine_step_refusal(w.engine, ctx.hw, ctx.spec.model_type, t.id):
             return why
         runtime = t.combines.get(w.engine)
         if runtime is not None and runtime.batch_one and w.concurrency > 1:

@@ -162,3 +162,21 @@ def test_tgi_refuses_gpt_oss_with_its_source():
     with pytest.raises(RequestError, match="tgi cannot run gpt_oss models"):
         advise(AdviseRequest(model="gpt-oss-20b", hardware="h100-sxm", engine="tgi"))
     assert profile(ProfileRequest(model="gpt-oss-20b", hardware="h100-sxm", engine="vllm")).fits
+
+
+def test_tensorrt_llm_keeps_gpt_oss_cache_16_bit_on_hopper():
+    from optiplan.planner.catalog.engine_refusals import engine_step_refusal
+
+    spec = resolve_model("gpt-oss-120b")
+    why = engine_step_refusal("trtllm", resolve_hardware("h100-sxm"), spec.model_type, "kv-fp8")
+    assert why and "Blackwell only" in why and "gpt_oss/README.md" in why
+    assert engine_step_refusal("trtllm", resolve_hardware("b200"), spec.model_type, "kv-fp8") is None
+    assert engine_step_refusal("trtllm", resolve_hardware("h100-sxm"), "llama", "kv-fp8") is None
+    assert engine_step_refusal("vllm", resolve_hardware("h100-sxm"), spec.model_type, "kv-fp8") is None
+    from optiplan.planner.plan.advise import advise
+    from optiplan.planner.schema import AdviseRequest
+
+    a = advise(AdviseRequest(model="gpt-oss-120b", hardware="h100-sxm", engine="trtllm", workload="batch-offline",
+                             concurrency=64))
+    assert "kv-fp8" not in [s.technique for s in a.plan.steps]
+    assert any(r.technique == "kv-fp8" and "Blackwell only" in r.reason for r in a.rejected)
