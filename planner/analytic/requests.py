@@ -73,11 +73,13 @@ def held_context(s: Setup, input_tokens: int, output_tokens: int) -> int:
 
 
 def request_figures(s: Setup, input_tokens: int, output_tokens: int, concurrency: int, continuous: bool,
-             cached_tokens: int = 0) -> dict[str, float]:
+             cached_tokens: int = 0, own: tuple[int, int] | None = None) -> dict[str, float]:
+    """`own`: (input tokens, cached tokens) of the request whose first token `ttft_s` is, among `concurrency` of the
+    given lengths (a p95 prompt under the mean prompts' load); by default one of them."""
     c, i, o = concurrency, input_tokens, output_tokens
+    own_i, own_cached = own or (i, cached_tokens)
     held = held_context(s, i, o)
     if continuous:
-        prefill = prefill_step(s, 1, i, cached_tokens)
         new = max(i - cached_tokens, 1)
         # a cycle's tokens: c prompts and c x (O - 1) decode tokens, at most `chunk` per step (an engine that does not
         # chunk takes whole prompts beside the decode tokens: in-flight batching mixes them all the same)
@@ -125,14 +127,25 @@ def request_figures(s: Setup, input_tokens: int, output_tokens: int, concurrency
         queue_s = 0.0 if mixed else min(c * prompt_s ** 2 / (2 * decoding_s) if decoding_s else math.inf,
                                         (c - 1) * prompt_s / 2)
         if c == 1:
-            ttft = prefill.alone_s  # alone, the prompt runs as its own pass(es), nothing before them
+            ttft = prefill_step(s, 1, i, cached_tokens).alone_s  # alone, its own pass(es), nothing before them
+            extra = prefill_step(s, 1, own_i, own_cached).alone_s - ttft if own else 0.0
         else:
             # it joins at a step boundary (half a mean step's wait), and each of its steps carries what a step carries
             # in steady state: with many prompts per cycle, others' prompt tokens beside its own (up to the budget).
             # Its own prompt alone in the step put a 1B's TTFT at 512 tokens and 1,000 users below its inter-token
             # latency, though the first token comes out of one of those same steps.
             # Without chunking a step takes whole prompts, as many as steady state brings (`room`), its own among them.
+            # A longer prompt of its own (`own`) fills its steps' budget, its chunks beside the others' prompt tokens:
+            # what its steps take beyond a mean prompt's comes on top of the mean request's first token.
             ttft = math.ceil(new / head) * step_s(min(room, head) if chunk else room) + mean_step / 2 + queue_s
+            own_new = max(own_i - own_cached, 1)
+            if chunk:
+                own_steps = math.ceil(own_new / head)
+                carried = min(head, max(room, own_new / own_steps))
+            else:  # whole prompts: its own in place of a mean one among the step's
+                own_steps, carried = 1, room + own_new - new
+            extra = own_steps * step_s(carried) - math.ceil(new / head) * step_s(min(room, head) if chunk else room) \
+                if own else 0.0
         # a scheduler that runs a batch ahead (`schedules_ahead`) takes an arriving prompt into the batch after the
         # one it has launched: the request waits a mean step outside the batch, which the device spends on the
         # others' steps, so its round trip grows by the step (as by the server's latency: `queued`), not its
@@ -164,10 +177,12 @@ def request_figures(s: Setup, input_tokens: int, output_tokens: int, concurrency
         decode_s = decode.time_s  # the plain decode step, without prompt chunks
     else:
         ttft = prefill_step(s, c, i, cached_tokens).time_s + first_token_step_s(s, c, i)
+        # a static batch prefills together, padded to its longest prompt: a longer one of its own (`own`) sets the pass
+        extra = prefill_step(s, c, own_i, own_cached).time_s + first_token_step_s(s, c, own_i) - ttft if own else 0.0
         itl = decode_s = decode_step(s, c, held).time_s if o > 1 else 0.0
         cycle = ttft + (o - 1) * itl
         ahead = 0.0
-    return {"ttft_s": ttft, "itl_s": itl, "cycle_s": cycle, "decode_s": decode_s, "ahead_s": ahead}
+    return {"ttft_s": ttft + extra, "itl_s": itl, "cycle_s": cycle, "decode_s": decode_s, "ahead_s": ahead}
 
 
 def queued(f: dict[str, float], concurrency: int, running: int, latency_s: float = 0.0) -> dict[str, float]:

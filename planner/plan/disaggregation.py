@@ -112,8 +112,9 @@ def colocated_goodput(s: Setup, workload: Workload, instances: int) -> float:
     batch = max(min(math.ceil(workload.concurrency / instances), room), 1)
     f = queued(request_figures(s, i, o, batch, True, cached_tokens(i, workload.shared_prefix_fraction)), batch, batch,
                s.first_token_latency_s)  # the server's latency before each first token, as `rates` counts it
-    ttft = request_figures(s, p95, o, batch, True, cached_tokens(p95, workload.shared_prefix_fraction))["ttft_s"] \
-        + s.first_token_latency_s
+    share = workload.shared_prefix_fraction  # the p95 prompt's first token under the mean prompts' load
+    ttft = request_figures(s, i, o, batch, True, cached_tokens(i, share),
+                           own=(p95, cached_tokens(p95, share)))["ttft_s"] + s.first_token_latency_s
     return instances * batch / f["cycle_s"] if _meets(workload, ttft, f["itl_s"]) else 0.0
 
 

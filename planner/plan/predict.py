@@ -135,7 +135,9 @@ def serving_figures(state: PlanState, s: Setup, workload: Workload, batch: int) 
     if state.continuous_batching or own:
         f = request_figures(s, i, o, batch, True, cached_tokens(i, share))
         itl = tpot + max(0.0, f["itl_s"] - f["decode_s"])  # what the prompts (and a binding step budget) add
-        ttft = request_figures(s, p95, o, batch, True, cached_tokens(p95, share))["ttft_s"]
+        # the p95 prompt's first token under the mean prompts' load
+        ttft = request_figures(s, i, o, batch, True, cached_tokens(i, share),
+                               own=(p95, cached_tokens(p95, share)))["ttft_s"]
         # over HTTP each request's first token comes the engine's server latency later: a client waits it out of its
         # round trip, while a throughput job's queue keeps the engine's slots busy through it (as profile has a queue
         # absorb it); the engine's front end completes at most 1 / request_host_s requests a second (vLLM's API

@@ -434,3 +434,26 @@ def test_a_scheduler_a_batch_ahead_takes_a_new_prompt_a_step_later(monkeypatch):
         assert a.itl_ms == pytest.approx(e.itl_ms), name
         assert a.request_latency_ms == pytest.approx(e.request_latency_ms + step_ms), name
         assert a.output_tokens_per_s < e.output_tokens_per_s, name
+
+
+def test_a_p95_prompts_first_token_is_taken_under_the_mean_prompts_load():
+    # a plan's p95 TTFT is one long prompt among the mean ones: pricing every request at the p95 length once made a
+    # chunked TensorRT-LLM plan's budget bind (1,979 sequences of 2,000-token prompts on a B200) and its TTFT 19 s
+    from optiplan.planner.analytic.requests import request_figures
+    from optiplan.planner.catalog.hardware import resolve_hardware
+    from optiplan.planner.catalog.models import resolve_model
+    from optiplan.planner.plan.state import baseline_state, to_setup
+
+    state = baseline_state(resolve_model("gpt-oss-120b"), resolve_hardware("b200"), 1, "trtllm").with_(
+        engine="trtllm", paged_kv=True, continuous_batching=True, chunked_prefill=True, graphs=True, kv_dtype="fp8")
+    s = to_setup(state)
+    mean = request_figures(s, 800, 400, 1979, True)
+    assert request_figures(s, 800, 400, 1979, True, own=(800, 0)) == mean
+    p95 = request_figures(s, 800, 400, 1979, True, own=(2000, 0))
+    everyone = request_figures(s, 2000, 400, 1979, True)
+    assert (p95["cycle_s"], p95["itl_s"]) == (mean["cycle_s"], mean["itl_s"])  # the load is the mean's
+    assert mean["ttft_s"] <= p95["ttft_s"] < 2 * mean["ttft_s"] < everyone["ttft_s"] / 10
+    # alone, its own prefill; in a static batch, the batch padded to it
+    for c, continuous in ((1, True), (8, False)):
+        longer = request_figures(s, 800, 400, c, continuous, own=(2000, 0))
+        assert longer["ttft_s"] > request_figures(s, 800, 400, c, continuous)["ttft_s"]
