@@ -85,7 +85,9 @@ def request_figures(s: Setup, input_tokens: int, output_tokens: int, concurrency
         # chunk takes whole prompts beside the decode tokens: in-flight batching mixes them all the same)
         chunk = s.prefill_chunk_tokens
         mixed = s.mixed_prefill  # else the prompts run in steps of their own, first (SGLang): every decode step has all c
-        steps = max(o - 1, math.ceil(c * (new + o - 1) / chunk) if chunk and mixed else 1, 1)
+        # an engine that does not chunk still takes at most its step budget a step, whole prompts (`step_tokens`)
+        budget = chunk or (max(s.step_tokens, new) if s.step_tokens else None)
+        steps = max(o - 1, math.ceil(c * (new + o - 1) / budget) if budget and mixed else 1, 1)
         running = max(round(c * (o - 1) / steps), 1)  # decode tokens per step: all c, unless the budget binds
         decode = decode_step(s, running, held)
 

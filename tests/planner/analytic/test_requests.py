@@ -457,3 +457,19 @@ def test_a_p95_prompts_first_token_is_taken_under_the_mean_prompts_load():
     for c, continuous in ((1, True), (8, False)):
         longer = request_figures(s, 800, 400, c, continuous, own=(2000, 0))
         assert longer["ttft_s"] > request_figures(s, 800, 400, c, continuous)["ttft_s"]
+
+
+def test_an_engine_that_does_not_chunk_takes_at_most_its_step_budget_a_step():
+    # TensorRT-LLM without chunked prefill takes whole prompts beside the decode tokens, up to max_num_tokens (8,192)
+    # a step: 256 requests of 4,000 tokens in and 100 out need more steps than their 99 decode steps
+    from optiplan.planner.analytic.profile import setup_for_request
+    from optiplan.planner.analytic.requests import request_figures
+    from optiplan.planner.catalog.hardware import resolve_hardware
+    from optiplan.planner.catalog.models import resolve_model
+
+    s = setup_for_request(ProfileRequest(model="llama-3.1-8b", hardware="h100-sxm", engine="trtllm"),
+                          resolve_model("llama-3.1-8b"), resolve_hardware("h100-sxm"))
+    assert s.prefill_chunk_tokens is None and s.step_tokens == 8192
+    f = request_figures(s, 4000, 100, 256, True)
+    steps = f["cycle_s"] / f["itl_s"]  # the budget binds: every step a decode step of the running sequences
+    assert 256 * (4000 + 99) / steps <= 8192 * 1.01
