@@ -112,10 +112,10 @@ def request_figures(s: Setup, input_tokens: int, output_tokens: int, concurrency
         room = max(min(head, new), c * new / steps)
         if chunk and not mixed:
             room = min(room, head)  # a prompt step of its own takes at most the budget
-        # a prefill-first engine's prompt steps come on top of its O - 1 decode steps, which all still run
-        decode_steps = steps - c * new / room if mixed else o - 1
-        decoding_s = decode_steps * decode.time_s
         chunk_steps = c * new / room
+        # a prefill-first engine's prompt steps come on top of its O - 1 decode steps, which all still run
+        decode_steps = steps - chunk_steps if mixed else o - 1
+        decoding_s = decode_steps * decode.time_s
         prompts_s = chunk_steps * step_s(room)  # the steps carrying a cycle's prompts
         cycle = prompts_s + decoding_s
         mean_step = cycle / max(steps if mixed else decode_steps + chunk_steps, 1)
@@ -139,15 +139,17 @@ def request_figures(s: Setup, input_tokens: int, output_tokens: int, concurrency
             # Without chunking a step takes whole prompts, as many as steady state brings (`room`), its own among them.
             # A longer prompt of its own (`own`) fills its steps' budget, its chunks beside the others' prompt tokens:
             # what its steps take beyond a mean prompt's comes on top of the mean request's first token.
-            ttft = math.ceil(new / head) * step_s(min(room, head) if chunk else room) + mean_step / 2 + queue_s
-            own_new = max(own_i - own_cached, 1)
-            if chunk:
-                own_steps = math.ceil(own_new / head)
-                carried = min(head, max(room, own_new / own_steps))
-            else:  # whole prompts: its own in place of a mean one among the step's
-                own_steps, carried = 1, room + own_new - new
-            extra = own_steps * step_s(carried) - math.ceil(new / head) * step_s(min(room, head) if chunk else room) \
-                if own else 0.0
+            prompt_steps_s = math.ceil(new / head) * step_s(min(room, head) if chunk else room)
+            ttft = prompt_steps_s + mean_step / 2 + queue_s
+            extra = 0.0
+            if own:
+                own_new = max(own_i - own_cached, 1)
+                if chunk:
+                    own_steps = math.ceil(own_new / head)
+                    carried = min(head, max(room, own_new / own_steps))
+                else:  # whole prompts: its own in place of a mean one among the step's
+                    own_steps, carried = 1, room + own_new - new
+                extra = own_steps * step_s(carried) - prompt_steps_s
         # a scheduler that runs a batch ahead (`schedules_ahead`) takes an arriving prompt into the batch after the
         # one it has launched: the request waits a mean step outside the batch, which the device spends on the
         # others' steps, so its round trip grows by the step (as by the server's latency: `queued`), not its

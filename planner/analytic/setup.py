@@ -321,15 +321,16 @@ def checkpoint_experts_only(spec: ModelSpec, weight_dtype: str) -> bool:
 
 
 def expert_bandwidth_share(hw: HardwareSpec, engine: str | None, expert_dtype: str, compute: str,
-                           runtime: str) -> float:
+                           runtime: str) -> tuple[float, str | None]:
     """The share of the peak bandwidth at which the engine's MoE kernel reads experts stored in `expert_dtype` beside
-    16-bit layers: its profile's kernel for the format where it names one the device runs (bounded per compute unit
-    where the kernel states one, as `default_efficiency` bounds it), else the device kind's share for the format
-    (profiles/efficiency.yaml). A step larger than the kernel's rows reads them at the engine's GEMM share (`_cost`)."""
+    16-bit layers, and that kernel: its profile's kernel for the format where it names one the device runs (bounded
+    per compute unit where the kernel states one, as `default_efficiency` bounds it), else the device kind's share for
+    the format (profiles/efficiency.yaml) and None. A step larger than the kernel's rows reads them at the engine's
+    GEMM share (`_cost`)."""
     kernel = engine_kernel_efficiency(engine, expert_dtype, hw.features.backend, hw)
     if kernel and weight_kernel_refusal(hw, kernel, expert_dtype) is not None:
         kernel = None
-    return default_efficiency(hw, expert_dtype, compute, runtime, weight_kernel=kernel).bandwidth_efficiency
+    return default_efficiency(hw, expert_dtype, compute, runtime, weight_kernel=kernel).bandwidth_efficiency, kernel
 
 
 def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_size: int | None = None,
@@ -440,9 +441,7 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         expert_weights = weight_format(expert_dtype, group_size)
         expert_share = eff.expert_bandwidth_efficiency
         if expert_share is None:  # the format's MoE kernel, shown beside the other factors
-            expert_share = expert_bandwidth_share(hw, engine, expert_dtype, compute, runtime)
-            kernel = engine_kernel_efficiency(engine, expert_dtype, hw.features.backend, hw)
-            kernel = kernel if kernel and weight_kernel_refusal(hw, kernel, expert_dtype) is None else None
+            expert_share, kernel = expert_bandwidth_share(hw, engine, expert_dtype, compute, runtime)
             eff = eff.model_copy(update={"expert_bandwidth_efficiency": expert_share, "source": (
                 f"{eff.source} Routed experts ({expert_dtype}) read at {expert_share:.2f} of the peak bandwidth: "
                 + (f"{engine}'s kernel for them, {kernel}" if kernel
