@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+from .kvcache import tokens_held
 from .setup import Setup
 from .steps import active_intermediate, kv_bytes_per_device
 
@@ -79,6 +80,36 @@ def transient_bytes(s: Setup, batch: int, context: int, prompt: int) -> float:
                decode_attention_bytes(s, batch, context), sampler_bytes(s, batch))
 
 
+def cache_bytes_per_device(s: Setup, context: int, stage: int | None = None) -> float:
+    """The room one sequence of `context` tokens takes in the engine's cache on one device: what it holds
+    (`kv_bytes_per_device`), or, where the engine sizes its cache otherwise for a model with attention windows
+    (`Setup.window_pools`, `served.engine_window_pools`), its share of the pools as they fill, the pool that fills
+    first setting how many sequences fit. "equal" (TensorRT-LLM): each window size gets the same share of the cache, a
+    sequence taking as many times its largest window's part as there are window sizes (gpt-oss, half its layers
+    windowed to 128 tokens: as many sequences as if every layer held the whole context). "ratio" (SGLang's hybrid
+    models): the windowed layers' pool holds `ratio` times the tokens of the full layers' one, the two sized
+    together. "whole" (SGLang's other models): a token's slot holds every layer, windowed or not."""
+    held = kv_bytes_per_device(s, context, stage)
+    split, ratio = s.window_pools
+    per_token: dict[int | None, int] = {}  # elements a token takes in each window size's layers
+    for groups in s.stage_kv_groups if stage is None else (s.stage_kv_groups[stage],):
+        for g in groups:
+            per_token[g.window] = per_token.get(g.window, 0) + g.layers * g.elements_per_token
+    windowed = sum(e for w, e in per_token.items() if w is not None)
+    if split == "shared" or not windowed or (split != "whole" and len(per_token) < 2):
+        return held
+    tokens = {w: tokens_held(w, context, s.layout) for w in per_token}
+    if split == "equal":
+        claim = len(per_token) * max(per_token[w] * tokens[w] for w in per_token)
+    elif split == "ratio" and None in per_token:  # the full layers' pool and the windowed layers' one
+        claim = (per_token[None] + ratio * windowed) * max(context, max(t for w, t in tokens.items() if w) / ratio)
+    else:  # every layer keeps every token
+        claim = sum(per_token.values()) * context
+    fixed = sum(per_token[w] * tokens[w] for w in per_token)
+    per_element = s.kv_share * s.kv_bits / 8 / s.attention_dp * (1.0 - s.host_layer_share)
+    return held + (claim - fixed) * per_element
+
+
 def per_device_bytes(s: Setup, batch: int, context: int, prompt: int) -> tuple[float, float, float]:
     """(weights, KV cache, activations) of the fullest device: the activations are the larger of the prefill's and
     a decode step's transients (each with the copies of the cache an engine makes), beside the causal mask an
@@ -87,7 +118,7 @@ def per_device_bytes(s: Setup, batch: int, context: int, prompt: int) -> tuple[f
     act = transient_bytes(s, batch, context, prompt) + causal_mask_bytes(s, context)
     for stage in range(s.pp):
         w = stage_weight_bytes(s, stage)
-        kv = batch * kv_bytes_per_device(s, context, stage)
+        kv = batch * cache_bytes_per_device(s, context, stage)
         if w + kv + act > sum(worst):
             worst = (w, kv, act)
     return worst
@@ -214,7 +245,7 @@ def max_context(s: Setup, batch: int) -> int:
 def one_sequence_bytes(s: Setup, context: int, stage: int) -> float:
     """One sequence's cache (window caps and state included) on a device of pipeline `stage`: whole, on one
     data-parallel attention group (`kv_bytes_per_device` spreads sequences over the groups)."""
-    return kv_bytes_per_device(s, context, stage) * s.attention_dp
+    return cache_bytes_per_device(s, context, stage) * s.attention_dp
 
 
 def longest_cached_context(s: Setup, pool: float, stage: int) -> int:

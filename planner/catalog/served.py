@@ -1,5 +1,6 @@
-"""The weight format a model's published checkpoint is served in: its own low-precision format where the engine and
-the device run it as it is, else None (the engine dequantizes it to 16 bits, or converts it to a file of its own)."""
+"""How an engine serves a given model: the weight format of its published checkpoint (its own low-precision format
+where the engine and the device run it as it is, else None: the engine dequantizes it to 16 bits, or converts it to a
+file of its own), and how the engine's cache makes room for its attention windows."""
 
 from __future__ import annotations
 
@@ -17,3 +18,16 @@ def served_checkpoint_dtype(spec: ModelSpec, hw: HardwareSpec, engine: str | Non
     if formats is None:
         return device_checkpoint_dtype(spec, hw)
     return spec.checkpoint_dtype if spec.checkpoint_dtype in formats else None
+
+
+def engine_window_pools(engine: str | None, model_type: str) -> tuple[str, float]:
+    """How the engine's cache makes room for a model's attention windows (`memory.cache_bytes_per_device`), as its
+    profile states (`window_pools`): "shared" (one pool, a windowed layer holding its window: the default), "equal"
+    (a pool per window size, the same share of memory each), "ratio" (the windowed layers' pool holds `ratio` times
+    the full layers' tokens) or "whole" (a token's slot holds every layer, windowed or not), with that ratio. A rule
+    that names `model_types` applies to those; the others take its `other` split."""
+    rule = engine_fact(engine, "window_pools") or {}
+    split = rule.get("split", "shared")
+    if "model_types" in rule and model_type not in rule["model_types"]:
+        split = rule.get("other", "shared")
+    return split, rule.get("ratio", 1.0)

@@ -7,11 +7,12 @@ import json
 import optiplan
 import pytest
 from optiplan.planner.analytic.kvcache import kv_cache_bytes
-from optiplan.planner.analytic.memory import fits, max_batch, max_context
+from optiplan.planner.analytic.memory import cache_bytes_per_device, fits, max_batch, max_context
 from optiplan.planner.analytic.params import expected_experts_touched, param_counts
 from optiplan.planner.analytic.profile import setup_for_request
 from optiplan.planner.analytic.steps import (
     decode_step,
+    kv_bytes_per_device,
     matmul_efficiency,
     matmul_flops,
     prefill_step,
@@ -48,6 +49,39 @@ def test_sliding_windows_cap_the_cache():
     assert kv_cache_bytes(gemma, 8192) == 21 * per_layer_token * (8192 + 4096)
     # transformers keeps window - 1 tokens between steps
     assert kv_cache_bytes(mistral, 8000, layout="transformers") == 4095 * 128 * KIB
+
+
+def test_window_pools_in_equal_shares_hold_as_many_sequences_as_full_attention():
+    """TensorRT-LLM gives each window size a pool, the same share of the cache each: gpt-oss (18 full layers, 18
+    windowed to 128 tokens) fits as many sequences as if all 36 held the whole context; vLLM's shared pool fits more.
+    A decode step still reads only the windows, and a model of one window size is the same in both."""
+    context = 8192
+    trt = setup("gpt-oss-20b", "h200-sxm", engine="trtllm", context=context)
+    vllm = setup("gpt-oss-20b", "h200-sxm", engine="vllm", context=context)
+    assert (trt.window_pools[0], vllm.window_pools[0]) == ("equal", "shared")
+    per_layer_token = 2 * 8 * 64 * 2  # keys and values, 8 KV heads of 64, bf16
+    held = 12 * per_layer_token * (context + 128)  # 12 full layers and 12 of 128 tokens
+    assert kv_bytes_per_device(trt, context) == kv_bytes_per_device(vllm, context) == held
+    assert cache_bytes_per_device(vllm, context) == held
+    assert cache_bytes_per_device(trt, context) == 2 * 12 * per_layer_token * context
+    assert max_batch(trt, context, 1024) < max_batch(vllm, context, 1024)
+    llama = setup("llama-3.1-8b", engine="trtllm", context=context)
+    assert cache_bytes_per_device(llama, context) == kv_bytes_per_device(llama, context)
+
+
+def test_sglang_sizes_a_hybrid_models_window_pool_at_a_ratio_and_other_windows_whole():
+    """SGLang's hybrid sliding-window models (gpt-oss) get a full layers' pool and a windowed layers' one of 0.8 times
+    its tokens, sized together; any other model's token slot holds every layer (Gemma 2's windowed layers too)."""
+    context = 8192
+    sglang = setup("gpt-oss-20b", "h200-sxm", engine="sglang", context=context)
+    assert sglang.window_pools == ("ratio", 0.8)
+    per_layer_token = 2 * 8 * 64 * 2
+    assert cache_bytes_per_device(sglang, context) == pytest.approx((12 + 0.8 * 12) * per_layer_token * context)
+    gemma = setup("gemma-2-9b", "h100-sxm", engine="sglang", context=context)
+    assert gemma.window_pools[0] == "whole"
+    per_token = 42 * 2 * 8 * 256 * 2  # 42 layers, 8 KV heads of 256, bf16
+    assert cache_bytes_per_device(gemma, context) == per_token * context > kv_bytes_per_device(gemma, context)
+    assert cache_bytes_per_device(gemma, 2048) == kv_bytes_per_device(gemma, 2048)  # within the window
 
 
 def test_kv_dtype_and_quantized_kv_overhead():
