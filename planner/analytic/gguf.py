@@ -17,6 +17,9 @@ Types per tensor (src/llama-quant.cpp @8784689fee07, `llama_tensor_get_type`), f
 
 Architectures with other tensors (fused QKV, latent attention, state layers, Falcon's own ladder) and the 70B
 `attn_v` bump are not modelled: `gguf_bits` returns None for them, and the weights keep the format's usual layout.
+A checkpoint that stores its routed experts in a format of its own (gpt-oss's MXFP4) converts to llama.cpp's
+MXFP4_MOE file: "MoE tensors -> MXFP4, other tensors -> Q8_0" (`llama_tensor_get_type`); the engine's profile says so
+(`checkpoint_other_formats`) and the tensors beside the experts are read as a Q8_0 file's.
 """
 
 from __future__ import annotations
@@ -98,6 +101,12 @@ def gguf_bits(spec: ModelSpec, name: str) -> GgufBits | None:
     architecture whose tensors the rules here do not cover."""
     base = file_type(name).block
     name = name.upper()
+    if name == "Q8_0" and spec.moe is not None and spec.checkpoint_modules == "experts":
+        # every tensor beside a checkpoint's own routed experts (gpt-oss's MXFP4) in Q8_0: llama.cpp's MXFP4_MOE file,
+        # as a Q8_0 file; MXFP4_MOE would put the head in Q6_K where its rows divide into 256-weight blocks, which
+        # gpt-oss's 2,880 do not
+        q8 = BLOCK_BITS["Q8_0"]
+        return GgufBits(name, q8, q8, q8, 0.0)
     if spec.model_type not in MODELLED or spec.mla is not None or spec.layer_mixers:
         return None
     k_quants = name == "Q4_K_M"

@@ -365,10 +365,11 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
     engine's default: the requests it runs at once and the rows its sampler is profiled over."""
     d16 = default_16bit(hw)
     # a checkpoint that keeps only its routed experts in `weight_dtype` (gpt-oss's MXFP4): the other linear layers are
-    # 16-bit and everything below resolves for them; the experts' format and their kernel's share come beside them
+    # 16-bit, or the format the engine's file keeps them in (llama.cpp's MXFP4_MOE GGUF: Q8_0), and everything below
+    # resolves for them; the experts' format and their kernel's share come beside them
     expert_dtype = canonical(weight_dtype) if checkpoint_experts_only(spec, weight_dtype) else None
     if expert_dtype:
-        weight_dtype = d16
+        weight_dtype = (engine_fact(engine, "checkpoint_other_formats") or {}).get(expert_dtype) or d16
     if activations is None and engine is not None:  # the engine's GEMM for the format (llama.cpp's int8 dot products)
         activations = engine_activations(engine, weight_dtype, hw)
     compute = compute_dtype(weight_dtype, activations, d16)

@@ -29,7 +29,7 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
     p, w = advice.plan.predicted, advice.workload
     steps = plan_steps(advice)
     weight_step = next((t for t in steps if t in GGUF_TYPES), None)
-    # a checkpoint whose routed experts are MXFP4 (gpt-oss) converts to a GGUF that keeps them so, the rest 16-bit
+    # a checkpoint whose routed experts are MXFP4 (gpt-oss) converts to a GGUF that keeps them so, the rest Q8_0
     mxfp4 = not weight_step and served_checkpoint_dtype(resolve_model(advice.model.name), hw, "llama.cpp") == "mxfp4"
     quant = GGUF_TYPES[weight_step] if weight_step else "MXFP4" if mxfp4 else "F16" if not hw.features.bf16 else "BF16"
     gguf = f"models/{advice.model.name}-{quant}.gguf"
@@ -52,9 +52,12 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
         cfg.notes.append(f"convert the checkpoint to GGUF: `python convert_hf_to_gguf.py {source} --outtype "
                          f"{quant.lower()} --outfile {gguf}`")
     elif mxfp4:
-        cfg.notes.append(f"convert the checkpoint to GGUF: `python convert_hf_to_gguf.py {source} --outtype "
-                         f"{'bf16' if hw.features.bf16 else 'f16'} --outfile {gguf}` (its routed experts stay MXFP4, "
-                         "as the checkpoint stores them)")
+        outtype = "bf16" if hw.features.bf16 else "f16"
+        whole = f"models/{advice.model.name}-{outtype.upper()}.gguf"
+        cfg.notes.append(f"convert the checkpoint to GGUF and quantize it to MXFP4_MOE: `python convert_hf_to_gguf.py "
+                         f"{source} --outtype {outtype} --outfile {whole}` (its routed experts stay MXFP4, as the "
+                         f"checkpoint stores them), then `llama-quantize {whole} {gguf} MXFP4_MOE` (the other tensors "
+                         "to Q8_0, as predicted)")
     else:
         cfg.notes.append(f"convert the checkpoint to GGUF and quantize it to {quant}: `python convert_hf_to_gguf.py "
                          f"{source} --outtype f16 --outfile models/{advice.model.name}-F16.gguf`, then "
