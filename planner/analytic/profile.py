@@ -48,6 +48,7 @@ from .finite_run import run_lengths
 from .gguf import gguf_file_type
 from .kvcache import elements_per_token, kv_cache_elements, kv_groups, layout_for_runtime, state_elements
 from .memory import (
+    cache_bytes_per_device,
     cache_room,
     fits,
     longest_cached_context,
@@ -66,6 +67,7 @@ from .steps import (
     decode_attention_flops,
     decode_step,
     first_token_step_s,
+    kv_bytes_per_device,
     matmul_flops,
     prefill_attention_flops,
     prefill_step,
@@ -340,6 +342,8 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
     attention_kv = kv_cache_elements(kv_groups(spec, s.layout), context, s.layout) * s.kv_bits / 8
     state = state_elements(spec, s.layout) * s.act_bytes
     kv_one = attention_kv + state
+    # the room a sequence takes in an engine's window pools, where more than it holds (`cache_bytes_per_device`)
+    pooled = cache_bytes_per_device(s, context) / max(kv_bytes_per_device(s, context), 1e-9)
     warnings = list(spec.warnings)
     concurrency = request.concurrency or 1
     # an engine whose router refuses requests past its in-flight limit (TGI) takes --max-running as that limit
@@ -381,6 +385,7 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
             kv_cache_bytes=int(kv_one),
             attention_kv_bytes=int(attention_kv) if spec.state is not None else None,
             state_bytes=int(state) if spec.state is not None else None,
+            kv_cache_pool_bytes=int(kv_one * pooled) if pooled > 1 + 1e-9 else None,
             kv_cache_bytes_per_token=elements_per_token(spec, s.layout) * spec.attention_layers * s.kv_bits / 8,
             kv_cache_batch_bytes=int(kv_one * batch), activation_peak_bytes=int(act_dev),
             runtime_overhead_bytes=hw.runtime_overhead_bytes, host_weights_bytes=int(host_weight_bytes(s)),

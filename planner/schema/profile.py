@@ -54,6 +54,10 @@ class MemoryBreakdown(Frozen):
     state_bytes: int | None = Field(None, exclude_if=lambda v: v is None,
                                     description="its fixed-size state, the same at any context (models with state "
                                                 "layers)")
+    kv_cache_pool_bytes: int | None = Field(None, exclude_if=lambda v: v is None,
+                                            description="the room one sequence takes in the engine's cache where it "
+                                                        "sizes a pool per attention window (TensorRT-LLM, SGLang), "
+                                                        "more than it holds; the total per device counts this")
     kv_cache_bytes_per_token: float = Field(description="at full attention, all layers; windows not applied")
     kv_cache_batch_bytes: int
     activation_peak_bytes: int = Field(description="the larger of a prefill's and a decode step's transients (with the "

@@ -65,6 +65,11 @@ def test_window_pools_in_equal_shares_hold_as_many_sequences_as_full_attention()
     assert cache_bytes_per_device(vllm, context) == held
     assert cache_bytes_per_device(trt, context) == 2 * 12 * per_layer_token * context
     assert max_batch(trt, context, 1024) < max_batch(vllm, context, 1024)
+    # the profile shows the room beside what a sequence holds, and its total per device counts the room
+    shown = optiplan.profile("gpt-oss-20b", "h200-sxm", engine="trtllm", context=context, batch=8).memory
+    assert (shown.kv_cache_bytes, shown.kv_cache_pool_bytes) == (held, 2 * 12 * per_layer_token * context)
+    assert optiplan.profile("gpt-oss-20b", "h200-sxm", engine="vllm", context=context).memory.kv_cache_pool_bytes \
+        is None
     llama = setup("llama-3.1-8b", engine="trtllm", context=context)
     assert cache_bytes_per_device(llama, context) == kv_bytes_per_device(llama, context)
 
