@@ -96,12 +96,13 @@ def cache_bytes_per_device(s: Setup, context: int, stage: int | None = None) -> 
         for g in groups:
             per_token[g.window] = per_token.get(g.window, 0) + g.layers * g.elements_per_token
     windowed = sum(e for w, e in per_token.items() if w is not None)
-    if split == "shared" or not windowed or (split != "whole" and len(per_token) < 2):
+    if split == "shared" or not windowed or (split != "whole" and len(per_token) < 2) or \
+            (split == "ratio" and None not in per_token):  # a pipeline stage of windowed layers alone: its own pool
         return held
     tokens = {w: tokens_held(w, context, s.layout) for w in per_token}
     if split == "equal":
         claim = len(per_token) * max(per_token[w] * tokens[w] for w in per_token)
-    elif split == "ratio" and None in per_token:  # the full layers' pool and the windowed layers' one
+    elif split == "ratio":  # the full layers' pool and the windowed layers' one
         claim = (per_token[None] + ratio * windowed) * max(context, max(t for w, t in tokens.items() if w) / ratio)
     else:  # every layer keeps every token
         claim = sum(per_token.values()) * context

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from dataclasses import replace
 from functools import cache
 
 from ..errors import RequestError
@@ -234,7 +235,8 @@ def running_cap(s: Setup) -> int | None:
     caps = [s.max_running] if s.max_running else []
     if s.running_pool:
         per_context, least, most = s.running_pool
-        tokens = max_batch(s, 1, 1) / s.attention_dp  # one-token sequences: the cache's tokens, per worker
+        # one-token sequences: the cache's tokens, per worker, counted before it splits them among window pools
+        tokens = max_batch(replace(s, window_pools=("shared", 1.0)), 1, 1) / s.attention_dp
         pool = min(max(int(tokens / s.spec.max_position_embeddings * per_context), least), most)
         caps.append(pool * s.attention_dp)
     return min(caps) if caps else None

@@ -86,7 +86,8 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
                      f"({fmt_bytes(mem.kv_cache_bytes_per_token)}/token before windows)" + (
                          f"; of it attention {fmt_bytes(mem.attention_kv_bytes)}, recurrent and convolution state "
                          f"{fmt_bytes(mem.state_bytes)} (fixed)" if mem.state_bytes is not None else "") + (
-                         f"; {r.engine}'s window pools set aside {fmt_bytes(mem.kv_cache_pool_bytes)} a sequence"
+                         f"; {r.engine}'s window pools set aside {fmt_bytes(mem.kv_cache_pool_bytes)} a sequence, "
+                         f"{fmt_bytes(mem.kv_cache_pool_bytes * r.batch)} for the batch"
                          if mem.kv_cache_pool_bytes else "")),
         ("activations", f"{fmt_bytes(mem.activation_peak_bytes)} peak (prefill or decode step, {r.attention} "
                         f"attention)"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import optiplan
 import pytest
@@ -10,6 +11,7 @@ from optiplan.planner.analytic.kvcache import kv_cache_bytes
 from optiplan.planner.analytic.memory import cache_bytes_per_device, fits, max_batch, max_context
 from optiplan.planner.analytic.params import expected_experts_touched, param_counts
 from optiplan.planner.analytic.profile import setup_for_request
+from optiplan.planner.analytic.requests import running_cap
 from optiplan.planner.analytic.steps import (
     decode_step,
     kv_bytes_per_device,
@@ -52,8 +54,8 @@ def test_sliding_windows_cap_the_cache():
 
 
 def test_window_pools_in_equal_shares_hold_as_many_sequences_as_full_attention():
-    """TensorRT-LLM gives each window size a pool, the same share of the cache each: gpt-oss (18 full layers, 18
-    windowed to 128 tokens) fits as many sequences as if all 36 held the whole context; vLLM's shared pool fits more.
+    """TensorRT-LLM gives each window size a pool, the same share of the cache each: gpt-oss-20b (12 full layers, 12
+    windowed to 128 tokens) fits as many sequences as if all 24 held the whole context; vLLM's shared pool fits more.
     A decode step still reads only the windows, and a model of one window size is the same in both."""
     context = 8192
     trt = setup("gpt-oss-20b", "h200-sxm", engine="trtllm", context=context)
@@ -87,6 +89,15 @@ def test_sglang_sizes_a_hybrid_models_window_pool_at_a_ratio_and_other_windows_w
     per_token = 42 * 2 * 8 * 256 * 2  # 42 layers, 8 KV heads of 256, bf16
     assert cache_bytes_per_device(gemma, context) == per_token * context > kv_bytes_per_device(gemma, context)
     assert cache_bytes_per_device(gemma, 2048) == kv_bytes_per_device(gemma, 2048)  # within the window
+    # its request pool is sized from the cache's tokens before they are split among the pools, as if one pool
+    big = setup("gpt-oss-120b", "h200-sxm", engine="sglang", context=context)
+    one_pool = replace(big, window_pools=("shared", 1.0))
+    assert 2048 < running_cap(big) == running_cap(one_pool) < 4096  # between the pool's bounds: set by the tokens
+    assert max_batch(big, 1, 1) < max_batch(one_pool, 1, 1)
+    # a pipeline stage of windowed layers alone keeps its own pool: what it holds
+    staged = setup("gpt-oss-20b", "h200-sxm", engine="sglang", context=context, num_devices=2, pipeline_parallel=2)
+    for stage in range(2):
+        assert cache_bytes_per_device(staged, context, stage) > kv_bytes_per_device(staged, context, stage)
 
 
 def test_kv_dtype_and_quantized_kv_overhead():
