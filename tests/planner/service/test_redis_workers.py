@@ -61,7 +61,9 @@ def test_two_workers_share_jobs_and_a_killed_workers_job_is_retried(ending, redi
             assert (partial / "part-0.bin").is_file()  # really half-written when its machine dies
         kill_group(workers[victim["worker"]])  # its machine dies: the worker and the job's process
 
-        retried = wait_for(lambda: (j := state(victim["id"]))["state"] == "queued" and j, 60,
+        # its second attempt: queued, or already taken where the survivor's own job has ended (the real apply, on a
+        # tiny model, may end before the victim's heartbeat goes stale; the job is then queued for a moment only)
+        retried = wait_for(lambda: ((j := state(victim["id"]))["state"] == "queued" or j["attempt"] == 2) and j, 60,
                            "the surviving worker to queue the job again")
         assert f"its worker stopped reporting for {STALE_S} s (killed or lost) (it ran on {victim['worker']})" \
             in " ".join(retried["log"])
@@ -69,7 +71,7 @@ def test_two_workers_share_jobs_and_a_killed_workers_job_is_retried(ending, redi
         if partial is not None:  # what the dead attempt left is removed by the worker that retried it
             assert not partial.exists() and f"removed the partial output {partial.name}" in retried["log"]
         client.delete(f"/v1/jobs/{survivor['id']}")  # free the survivor sooner than its own job would
-        again = wait_for(lambda: (j := state(victim["id"]))["state"] == "running" and j, 60,
+        again = wait_for(lambda: (j := state(victim["id"]))["state"] != "queued" and j, 60,
                          "the survivor to take the retried job")
         assert (again["worker"], again["attempt"]) == (survivor["worker"], 2)
         if ending == "cancel":
@@ -77,8 +79,10 @@ def test_two_workers_share_jobs_and_a_killed_workers_job_is_retried(ending, redi
             client.delete(f"/v1/jobs/{victim['id']}")
         final = wait_for(lambda: (j := state(victim["id"]))["state"] in TERMINAL and j, 600, "the retried job")
         states = {j["id"]: j["state"] for j in client.get("/v1/jobs").json()}
-        assert states == {victim["id"]: "cancelled" if ending == "cancel" else "succeeded",
-                          survivor["id"]: "cancelled"}  # nothing lost
+        # nothing lost; the survivor's own real apply may have ended before it was cancelled
+        assert states[victim["id"]] == ("cancelled" if ending == "cancel" else "succeeded")
+        assert states[survivor["id"]] in (("cancelled",) if scripted else ("cancelled", "succeeded"))
+        assert set(states) == {victim["id"], survivor["id"]}
         if ending == "complete":
             assert (workdir / victim["output"] / "optiplan.json").is_file()
             assert final["result"]["steps"][0]["technique"] == "weight-int8"
