@@ -121,6 +121,10 @@ def test_configs_serve_the_mxfp4_checkpoint_at_its_size():
     assert "(83 GiB: the mxfp4 checkpoint" in volume  # 65 GB, a fifth and 10 GiB to spare; not 2 bytes a weight (272)
     small = advise(AdviseRequest(model="gpt-oss-20b", hardware="rtx-4090", workload="chat", engine="llama.cpp",
                                  concurrency=1))
+    # TensorRT-LLM's equal pools per window size, named with their option
+    trt = render(advise(AdviseRequest(model="gpt-oss-120b", hardware="h200-sxm", workload="chat", engine="trtllm")),
+                 "trtllm")["README.md"]
+    assert "2 attention window sizes a pool of the same share" in trt and "TRTLLM_WINDOW_SIZE_SHARES" in trt
     readme = render(small, "llama.cpp")["README.md"]
     assert "gpt-oss-20b-MXFP4.gguf" in readme and "routed experts stay MXFP4" in readme
     assert "--outtype bf16" in readme and "gpt-oss-20b-MXFP4.gguf MXFP4_MOE`" in readme  # the rest to Q8_0
