@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..analytic.kvcache import kv_groups
 from ..catalog.models import resolve_model
 from ..schema import HardwareSpec
 from ..schema.advice import Advice
@@ -94,8 +95,7 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
         else:
             cfg.not_applied.append((t_id, no_option("TensorRT-LLM", t_id)))
     extra["kv_cache_config"] = kv
-    spec = resolve_model(advice.model.name)
-    windows = {w for i, w in enumerate(spec.layer_windows) if "attention" in spec.mixer(i)}
+    windows = {g.window for g in kv_groups(resolve_model(advice.model.name), "serving")}
     if len(windows) > 1:  # the cache's pools per window size (profiles/engines/trtllm.yaml window_pools)
         cfg.notes.append(f"TensorRT-LLM gives each of the model's {len(windows)} attention window sizes a pool of the "
                          "same share of its KV cache (TRTLLM_WINDOW_SIZE_SHARES, not set here, would change the "
