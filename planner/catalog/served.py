@@ -8,6 +8,9 @@ from ..schema import HardwareSpec, ModelSpec
 from .engines import engine_fact
 from .hardware import device_checkpoint_dtype
 
+# how an engine's cache makes room for a model's attention windows (`engine_window_pools`)
+WINDOW_SPLITS = ("shared", "equal", "ratio", "whole")
+
 
 def served_checkpoint_dtype(spec: ModelSpec, hw: HardwareSpec, engine: str | None = None) -> str | None:
     """The checkpoint's format as served: an engine whose profile lists the checkpoint formats it loads as they are
@@ -30,4 +33,7 @@ def engine_window_pools(engine: str | None, model_type: str) -> tuple[str, float
     split = rule.get("split", "shared")
     if "model_types" in rule and model_type not in rule["model_types"]:
         split = rule.get("other", "shared")
+    if split not in WINDOW_SPLITS:
+        raise ValueError(f"profiles/engines/{engine}.yaml window_pools: split {split!r} is none of "
+                         f"{', '.join(WINDOW_SPLITS)}")
     return split, rule.get("ratio", 1.0)

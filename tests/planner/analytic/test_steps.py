@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from unittest.mock import patch
 
 import optiplan
 import pytest
@@ -20,8 +21,10 @@ from optiplan.planner.analytic.steps import (
     prefill_step,
     weights_read_bytes,
 )
+from optiplan.planner.catalog.engines import engine_profile, engine_table
 from optiplan.planner.catalog.hardware import resolve_hardware
 from optiplan.planner.catalog.models import resolve_model
+from optiplan.planner.catalog.served import WINDOW_SPLITS, engine_window_pools
 from optiplan.planner.errors import RequestError
 from optiplan.planner.schema import ProfileRequest
 
@@ -89,6 +92,13 @@ def test_sglang_sizes_a_hybrid_models_window_pool_at_a_ratio_and_other_windows_w
     per_token = 42 * 2 * 8 * 256 * 2  # 42 layers, 8 KV heads of 256, bf16
     assert cache_bytes_per_device(gemma, context) == per_token * context > kv_bytes_per_device(gemma, context)
     assert cache_bytes_per_device(gemma, 2048) == kv_bytes_per_device(gemma, 2048)  # within the window
+    # every engine profile's rule names a split the model knows; a misspelt one is refused, not read as another
+    for engine in engine_table():
+        for model_type in ("gpt_oss", "gemma2"):
+            assert engine_window_pools(engine, model_type)[0] in WINDOW_SPLITS
+    with patch.dict(engine_profile("trtllm"), {"window_pools": {"split": "equals"}}), \
+            pytest.raises(ValueError, match="split 'equals' is none of shared, equal, ratio, whole"):
+        engine_window_pools("trtllm", "gpt_oss")
     # its request pool is sized from the cache's tokens before they are split among the pools, as if one pool
     big = setup("gpt-oss-120b", "h200-sxm", engine="sglang", context=context)
     one_pool = replace(big, window_pools=("shared", 1.0))
