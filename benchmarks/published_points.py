@@ -102,6 +102,10 @@ def predict(p: dict, view: str = "requests", tune: Callable[[ProfileRequest], An
     model = catalog_model(p["model"])
     if model is None:
         return None, f"{p['model']}: no catalog model of its architecture"
+    if p.get("memory_setup") == "not-as-stated":
+        # its source's own runs show a cache the stated command cannot give (its file's header says why): its batches
+        # are no test of the engine's stock memory sizing
+        return None, "the run's memory setup is not the stated one (its source's other runs show it)"
     engine = point_engine(p)
     # a GGUF file is read as the one it was (`--gguf-type`), of the types optiplan models
     dtype, gguf = point_dtype(p), point_gguf_type(p)

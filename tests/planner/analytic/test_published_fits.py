@@ -205,11 +205,16 @@ def test_a_burst_that_stopped_early_is_predicted_for_the_tokens_it_made(publishe
 def test_a_run_whose_requests_cannot_fit_as_modelled_is_skipped_with_its_reason(published):
     """GPUStack's Qwen3-32B on one H100 SXM served 32K-token prompts, which stock vLLM 0.11 has no cache for (its
     sampler's profiling peak leaves 4.45 GiB, llm-d's logs): the point is skipped, with the reason, not scored as a
-    figure of a deployment that cannot run; the same page's 2K runs, which fit, are predicted."""
+    figure of a deployment that cannot run. The same server's 2K runs fit, but their batches were not stock ones
+    either (`memory_setup: not-as-stated`): skipped with that reason. The A100 page's 2K run is predicted."""
     points = {p["id"]: p for p in published.published_points()}
     value, why = published.predict(points["gpustack-qwen3-32b-h100-vllm011-32000-100-tpot"])
     assert value is None and "not one request of 32,100 tokens fits" in why
-    assert published.predict(points["gpustack-qwen3-32b-h100-vllm011-2000-100-tpot"])[0] is not None
+    same_server = points["gpustack-qwen3-32b-h100-vllm011-2000-100-tpot"]
+    value, why = published.predict(same_server)
+    assert value is None and "memory setup is not the stated one" in why
+    assert published.predict({k: v for k, v in same_server.items() if k != "memory_setup"})[0] is not None
+    assert published.predict(points["gpustack-qwen3-32b-a100-vllm011-2000-100-tpot"])[0] is not None
 
 
 @pytest.mark.parametrize("engine, key", [("vllm", None), ("sglang", "one_device"), ("sglang", "several_devices"),
