@@ -63,6 +63,8 @@ ARCHITECTURE = {
 DTYPES = {"bf16": "bf16", "fp16": "fp16", "fp8": "fp8", "int8": "int8", "int4": "int4", "fp4": "fp4", "mxfp4": "mxfp4",
           "fp8 (assumed; DeepSeek native FP8)": "fp8"}
 SECONDS = {"s": 1e3, "ms": 1.0}
+# a point's `memory_setup` values: its server's cache was not what the stated command gives
+MEMORY_SETUPS = ("not-as-stated",)
 
 
 def catalog_model(hub_id: str) -> str | None:
@@ -102,10 +104,12 @@ def predict(p: dict, view: str = "requests", tune: Callable[[ProfileRequest], An
     model = catalog_model(p["model"])
     if model is None:
         return None, f"{p['model']}: no catalog model of its architecture"
-    if p.get("memory_setup") == "not-as-stated":
+    if (setup := p.get("memory_setup")) is not None:
+        if setup not in MEMORY_SETUPS:
+            raise ValueError(f"{p['id']}: memory_setup {setup!r} is none of {', '.join(MEMORY_SETUPS)}")
         # its source's own runs show a cache the stated command cannot give (its file's header says why): its batches
         # are no test of the engine's stock memory sizing
-        return None, "the run's memory setup is not the stated one (its source's other runs show it)"
+        return None, "the run's memory setup is not the stated one (its source's runs show it)"
     engine = point_engine(p)
     # a GGUF file is read as the one it was (`--gguf-type`), of the types optiplan models
     dtype, gguf = point_dtype(p), point_gguf_type(p)

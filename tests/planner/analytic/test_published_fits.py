@@ -204,17 +204,33 @@ def test_a_burst_that_stopped_early_is_predicted_for_the_tokens_it_made(publishe
 
 def test_a_run_whose_requests_cannot_fit_as_modelled_is_skipped_with_its_reason(published):
     """GPUStack's Qwen3-32B on one H100 SXM served 32K-token prompts, which stock vLLM 0.11 has no cache for (its
-    sampler's profiling peak leaves 4.45 GiB, llm-d's logs): the point is skipped, with the reason, not scored as a
-    figure of a deployment that cannot run. The same server's 2K runs fit, but their batches were not stock ones
-    either (`memory_setup: not-as-stated`): skipped with that reason. The A100 page's 2K run is predicted."""
+    sampler's profiling peak leaves 4.45 GiB, llm-d's logs): read as stated, the point is skipped with that reason,
+    not scored as a figure of a deployment that cannot run; its 2K run, which fits, is predicted."""
     points = {p["id"]: p for p in published.published_points()}
-    value, why = published.predict(points["gpustack-qwen3-32b-h100-vllm011-32000-100-tpot"])
+    as_stated = {k: v for k, v in points["gpustack-qwen3-32b-h100-vllm011-32000-100-tpot"].items()
+                 if k != "memory_setup"}
+    value, why = published.predict(as_stated)
     assert value is None and "not one request of 32,100 tokens fits" in why
-    same_server = points["gpustack-qwen3-32b-h100-vllm011-2000-100-tpot"]
-    value, why = published.predict(same_server)
-    assert value is None and "memory setup is not the stated one" in why
-    assert published.predict({k: v for k, v in same_server.items() if k != "memory_setup"})[0] is not None
-    assert published.predict(points["gpustack-qwen3-32b-a100-vllm011-2000-100-tpot"])[0] is not None
+    fits = {k: v for k, v in points["gpustack-qwen3-32b-h100-vllm011-2000-100-tpot"].items() if k != "memory_setup"}
+    assert published.predict(fits)[0] is not None
+
+
+def test_a_server_whose_cache_was_not_the_stated_one_is_skipped_whole(published):
+    """That page's runs came from one server with more cache than stock (`memory_setup: not-as-stated`): every one of
+    them is skipped with that reason, the 2K runs too; the A100 page, whose runs fit the stated setup, is predicted;
+    a value the set does not define is refused, not read as unmarked."""
+    points = published.published_points()
+    marked = {p["id"] for p in points if p.get("memory_setup")}
+    assert marked == {p["id"] for p in points if p["id"].startswith("gpustack-qwen3-32b-h100-")}
+    assert len(marked) == 11
+    for p in points:
+        if p["id"] in marked:
+            value, why = published.predict(p)
+            assert value is None and "memory setup is not the stated one" in why
+    a100 = next(p for p in points if p["id"] == "gpustack-qwen3-32b-a100-vllm011-2000-100-tpot")
+    assert published.predict(a100)[0] is not None
+    with pytest.raises(ValueError, match="memory_setup 'not-stated' is none of not-as-stated"):
+        published.predict({**a100, "memory_setup": "not-stated"})
 
 
 @pytest.mark.parametrize("engine, key", [("vllm", None), ("sglang", "one_device"), ("sglang", "several_devices"),
