@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-from .kvcache import tokens_held
+from .kvcache import kv_cache_elements, tokens_held
 from .setup import Setup
 from .steps import active_intermediate, kv_bytes_per_device
 
@@ -91,9 +91,10 @@ def cache_bytes_per_device(s: Setup, context: int, stage: int | None = None) -> 
     together. "whole" (SGLang's other models): a token's slot holds every layer, windowed or not."""
     held = kv_bytes_per_device(s, context, stage)
     split, ratio = s.window_pools
+    groups = s.stage_kv_groups if stage is None else (s.stage_kv_groups[stage],)
     per_token: dict[int | None, int] = {}  # elements a token takes in each window size's layers
-    for groups in s.stage_kv_groups if stage is None else (s.stage_kv_groups[stage],):
-        for g in groups:
+    for stage_groups in groups:
+        for g in stage_groups:
             per_token[g.window] = per_token.get(g.window, 0) + g.layers * g.elements_per_token
     windowed = sum(e for w, e in per_token.items() if w is not None)
     if split == "shared" or not windowed or (split != "whole" and len(per_token) < 2) or \
@@ -106,9 +107,8 @@ def cache_bytes_per_device(s: Setup, context: int, stage: int | None = None) -> 
         claim = (per_token[None] + ratio * windowed) * max(context, max(t for w, t in tokens.items() if w) / ratio)
     else:  # every layer keeps every token
         claim = sum(per_token.values()) * context
-    fixed = sum(per_token[w] * tokens[w] for w in per_token)
-    per_element = s.kv_share * s.kv_bits / 8 / s.attention_dp * (1.0 - s.host_layer_share)
-    return held + (claim - fixed) * per_element
+    fixed = sum(kv_cache_elements(g, context, s.layout) for g in groups)
+    return held + (claim - fixed) * s.kv_element_bytes * (1.0 - s.host_layer_share)
 
 
 def per_device_bytes(s: Setup, batch: int, context: int, prompt: int) -> tuple[float, float, float]:

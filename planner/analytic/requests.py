@@ -53,6 +53,7 @@ import statistics
 from dataclasses import replace
 from functools import cache
 
+from ..catalog.served import SHARED_POOL
 from ..errors import RequestError
 from ..schema import RequestProfile
 from .burst import MOST_REQUESTS, burst_figures
@@ -236,7 +237,7 @@ def running_cap(s: Setup) -> int | None:
     if s.running_pool:
         per_context, least, most = s.running_pool
         # one-token sequences: the cache's tokens, per worker, counted before it splits them among window pools
-        tokens = max_batch(replace(s, window_pools=("shared", 1.0)), 1, 1) / s.attention_dp
+        tokens = max_batch(replace(s, window_pools=SHARED_POOL), 1, 1) / s.attention_dp
         pool = min(max(int(tokens / s.spec.max_position_embeddings * per_context), least), most)
         caps.append(pool * s.attention_dp)
     return min(caps) if caps else None

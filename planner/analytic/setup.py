@@ -41,7 +41,7 @@ from ..catalog.engines import (
 )
 from ..catalog.hardware import default_16bit
 from ..catalog.kernels import kernel_shares
-from ..catalog.served import engine_window_pools
+from ..catalog.served import SHARED_POOL, engine_window_pools
 from ..errors import HardwareError, RequestError
 from ..schema import EfficiencyFactors, HardwareSpec, ModelSpec
 from .efficiency import (
@@ -76,7 +76,7 @@ class Setup:
     eff: EfficiencyFactors
     layout: str  # KV layout: "serving" (paged, windows honoured), "transformers" (DynamicCache) or "static" (buffers)
     # how the engine's cache makes room for the model's attention windows, and a ratio (`served.engine_window_pools`)
-    window_pools: tuple[str, float] = ("shared", 1.0)
+    window_pools: tuple[str, float] = SHARED_POOL
     eager_attention: bool = False  # the score matrix is materialised (activation memory)
     prefill_chunk_tokens: int | None = None  # chunked prefill bounds the activations
     # the most tokens a step takes where the engine does not chunk (TensorRT-LLM's max_num_tokens): whole prompts, as
@@ -228,6 +228,12 @@ class Setup:
     @cached_property
     def kv_share(self) -> float:
         return tensor_parallel_share(self.spec, self.layout, self.tp)
+
+    @cached_property
+    def kv_element_bytes(self) -> float:
+        """Bytes one cached key or value element takes on one device: its heads' share (`kv_share`), the cache's
+        format, spread over the data-parallel attention groups."""
+        return self.kv_share * self.kv_bits / 8 / self.attention_dp
 
     @cached_property
     def ridge(self) -> float:
@@ -461,7 +467,7 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         weights=weights, expert_weights=expert_weights, expert_weight_share=expert_share,
         act_bytes=bytes_per_element(act),
         kv_bits=kv_bits(kv_dtype or act), compute_dtype=compute, eff=eff, layout=layout,
-        window_pools=engine_window_pools(engine, spec.model_type) if layout == "serving" else ("shared", 1.0),
+        window_pools=engine_window_pools(engine, spec.model_type) if layout == "serving" else SHARED_POOL,
         eager_attention=attention == "eager", prefill_chunk_tokens=prefill_chunk_tokens,
         step_tokens=prefill_chunk_tokens or (budget * groups if budget else None),
         attention_dtype=attend, expert_flop_efficiency=expert_efficiency,

@@ -186,7 +186,7 @@ def kv_bytes_per_device(s: Setup, context: int, stage: int | None = None, host: 
     (llama.cpp: `host_layer_share`); `host` gives that share instead of the device's."""
     groups = s.stage_kv_groups if stage is None else (s.stage_kv_groups[stage],)
     elements = sum(kv_cache_elements(g, context, s.layout) for g in groups)
-    whole = elements * s.kv_share * s.kv_bits / 8 / s.attention_dp + state_bytes_per_device(s, stage)
+    whole = elements * s.kv_element_bytes + state_bytes_per_device(s, stage)
     return whole * (s.host_layer_share if host else 1.0 - s.host_layer_share)
 
 

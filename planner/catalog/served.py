@@ -10,6 +10,8 @@ from .hardware import device_checkpoint_dtype
 
 # how an engine's cache makes room for a model's attention windows (`engine_window_pools`)
 WINDOW_SPLITS = ("shared", "equal", "ratio", "whole")
+# one pool for every layer, a windowed layer holding its window (vLLM's, and every cache outside a serving engine)
+SHARED_POOL = ("shared", 1.0)
 
 
 def served_checkpoint_dtype(spec: ModelSpec, hw: HardwareSpec, engine: str | None = None) -> str | None:

@@ -7,6 +7,7 @@ from typing import Any
 
 from ..analytic.kvcache import kv_groups
 from ..catalog.models import resolve_model
+from ..catalog.served import engine_window_pools
 from ..schema import HardwareSpec
 from ..schema.advice import Advice
 from .checkpoints import draft_hub_id, eagle_head
@@ -95,8 +96,10 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
         else:
             cfg.not_applied.append((t_id, no_option("TensorRT-LLM", t_id)))
     extra["kv_cache_config"] = kv
-    windows = {g.window for g in kv_groups(resolve_model(advice.model.name), "serving")}
-    if len(windows) > 1:  # the cache's pools per window size (profiles/engines/trtllm.yaml window_pools)
+    spec = resolve_model(advice.model.name)
+    windows = {g.window for g in kv_groups(spec, "serving")}
+    # the cache's pools per window size, as its profile states them (profiles/engines/trtllm.yaml window_pools)
+    if len(windows) > 1 and engine_window_pools("trtllm", spec.model_type)[0] == "equal":
         cfg.notes.append(f"TensorRT-LLM gives each of the model's {len(windows)} attention window sizes a pool of the "
                          "same share of its KV cache (TRTLLM_WINDOW_SIZE_SHARES, not set here, would change the "
                          "split): the predicted sequences fit under that default split")

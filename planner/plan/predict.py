@@ -104,7 +104,7 @@ def _draft_bytes(state: PlanState, reserved: float) -> tuple[float, float] | Non
         layer = s.counts.active_linear / state.spec.num_layers  # a dense layer of the target's width
         head = (layer + 3 * h * h + EAGLE3_DRAFT_VOCAB * h) * s.act_bytes / s.tp
         # its one full-attention layer's cache (not the mean layer's: a hybrid's Mamba or windowed layers hold less)
-        cache = elements_per_token(state.spec, s.layout) * int(reserved) * s.kv_share * s.kv_bits / 8 / s.attention_dp
+        cache = elements_per_token(state.spec, s.layout) * int(reserved) * s.kv_element_bytes
         return head, cache
     if spec is None or spec.method != "draft" or spec.draft is None:
         return None
