@@ -10,7 +10,7 @@ from ...catalog.kernels import triton_gemm
 from ...catalog.served import served_checkpoint_dtype
 from ..quality import QualityLoss, published_loss
 from ..state import PlanState
-from . import Applied, Combines, Context, Option, Technique, register
+from . import REGISTRY, Applied, Combines, Context, Option, Technique, register, static_reason
 
 WEIGHTS = "weight-format"
 
@@ -123,6 +123,29 @@ def _served_in_8bit(ctx: Context) -> str | None:
     return None
 
 
+def _w8a8_int8_check(ctx: Context) -> str | None:
+    """W8A8 int8 refused where the engine runs W8A8 fp8 on a device whose fp8 rate is at least its int8 rate (H100,
+    H200, B200, MI300X, L40S: the datasheets' rates are equal): both read 8-bit weights and multiply 8-bit
+    activations, so int8 brings nothing fp8 does not, for more quality loss. Whatever separates them there is the
+    engines' kernels, and the int8 one is the weaker path: on ROCm vLLM runs it through Triton's scaled_mm (AITER's
+    only with VLLM_ROCM_USE_AITER=1), which AITER's beat by 11-22% in throughput on 4 MI300X (vllm-project/vllm#15433)
+    and which ROCm builds did not dispatch to at all for a while (#12282, #14397); our int8 share is the device's
+    default, where fp8's on MI3xx is the measured rocm-skinny-fp8. A device with twice the int8 rate (GeForce Ada and
+    Blackwell: fp8 with fp32 accumulation at half rate) keeps it, as does an engine that runs fp8 weight-only."""
+    if why := _served_in_8bit(ctx):
+        return why
+    fp8 = REGISTRY.get("weight-fp8")
+    int8_rate, fp8_rate = ctx.hw.peak_tflops.get("int8"), ctx.hw.peak_tflops.get("fp8")
+    if fp8 is None or _weight_only_fp8(ctx) or not int8_rate or not fp8_rate or fp8_rate < int8_rate:
+        return None
+    if static_reason(fp8, ctx) is not None:  # fp8 not offered here (the engine, the workload's choice)
+        return None
+    ours = REGISTRY["weight-w8a8-int8"]
+    return (f"weight-fp8 does what it does on {ctx.hw.id}: 8-bit weights and activations at the same tensor-core "
+            f"rate (fp8 {fp8_rate:g} TFLOPS, int8 {int8_rate:g} TOPS), for less quality loss ({fp8.loss(ctx):g}% "
+            f"against {ours.loss(ctx):g}%)")
+
+
 def _kv_applied(function: str) -> Applied:
     """The KV-cache optimizer `function`: it exists to shrink the cache, and takes the cache's parameters."""
     return Applied(f"kv_cache:{function}", aim=("cache_bytes", "lower"), options=KV_OPTIONS)
@@ -175,7 +198,7 @@ register(
         id="weight-w8a8-int8", engines=("vllm", "sglang", "transformers"),
         name="int8 weights and activations (SmoothQuant W8A8)", family="weight quantization",
         group=WEIGHTS, summary="int8 weights and dynamically quantized int8 activations on int8 tensor cores.",
-        transform=_weights("int8", activations="int8"), hardware=("int8-tensor-cores",), check=_served_in_8bit,
+        transform=_weights("int8", activations="int8"), hardware=("int8-tensor-cores",), check=_w8a8_int8_check,
         packages=("torchao",), data="calibration", quality_risk="low", quality_loss_pct=0.5,
         quality_source="SmoothQuant (arXiv 2211.10438): W8A8 within 0.5% of fp16 on OPT/BLOOM/Llama",
         params=lambda ctx: {"bits": 8, "activations": "int8 dynamic per token"},
