@@ -49,6 +49,11 @@ class Workload(Frozen):
                               description="requests come through a chat template, so configs serve the instruct "
                                           "checkpoint; no: the base model's raw completions [default: yes; the "
                                           "code-completion and batch-offline presets say no]")
+    quotes_prompt: bool | None = Field(None, exclude_if=lambda v: v is None,
+                                       description="the outputs copy spans of the prompt (retrieved passages, the "
+                                                   "code around an edit, tool results), where prompt-lookup "
+                                                   "speculation finds its drafts [default: no; the rag-long-context, "
+                                                   "code-completion and agent presets say yes]")
     allowed_techniques: tuple[str, ...] | None = None
     denied_techniques: tuple[str, ...] = ()
     training: Training | None = None

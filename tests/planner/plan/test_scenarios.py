@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from optiplan import profiles
 from optiplan.planner.plan.advise import ImpossibleError, advise
 from optiplan.planner.plan.search import QUALITY_TIE
 from optiplan.planner.schema import AdviseRequest
@@ -281,3 +284,21 @@ def test_weights_past_the_engines_share_are_the_bottleneck():
     with pytest.raises(ImpossibleError) as err:  # one A100-40GB cannot serve it: the document still names why
         run(model="gpt-neox-20b", hardware="a100-40gb", workload="code-completion", engine="vllm")
     assert err.value.document.bottleneck.primary == "weights-memory"
+
+
+def test_prompt_lookup_is_weighed_only_where_the_outputs_quote_the_prompt(tmp_path):
+    """Prompt lookup drafts from the prompt: for chat's open-ended answers it is refused with the measurement that
+    says why (drafts accepted 11.2% of the time on prose, no speed-up); told that its outputs quote its prompts, the
+    same load weighs it, at the acceptance measured on code edits."""
+    chat = run(model="llama-3.1-8b", hardware="h100-sxm", num_devices=1, workload="chat", concurrency=1)
+    assert "spec-ngram" not in steps(chat)
+    assert "outputs quote it" in rejected(chat)["spec-ngram"] and "kekzl/imp#1460" in rejected(chat)["spec-ngram"]
+    quoting = tmp_path / "chat-over-documents.yaml"
+    quoting.write_text((Path(profiles.ROOT) / "workloads" / "chat.yaml").read_text().replace("name: chat", "name: docs")
+                       + "quotes_prompt: true\n")
+    a = run(model="llama-3.1-8b", hardware="h100-sxm", num_devices=1, workload=str(quoting), concurrency=1)
+    assert a.workload.quotes_prompt is True
+    weighed = "spec-ngram" in steps(a) or "one speculative per plan" in rejected(a).get("spec-ngram", "")
+    assert weighed, rejected(a).get("spec-ngram")
+    step = next((s for s in a.plan.steps if s.technique == "spec-ngram"), None)
+    assert step is None or "vllm-project/vllm#24344" in step.effect_source
