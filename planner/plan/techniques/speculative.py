@@ -15,7 +15,11 @@ LEVIATHAN = ("lossless by construction (Leviathan et al., arXiv 2211.17192); exp
 # Acceptance rates: a same-family draft model accepts 0.6-0.8 of its tokens (Leviathan et al.; Chen et al.,
 # arXiv 2302.01318); DeepSeek-V3's MTP module's second token is accepted 85-90% of the time (arXiv 2412.19437).
 DRAFT_ACCEPTANCE, DRAFT_TOKENS = 0.7, 4
+DRAFT_SOURCE = ("acceptance 0.7 per proposed token, within the 0.6-0.8 a same-family draft reaches (Leviathan et al., "
+                "arXiv 2211.17192; Chen et al., arXiv 2302.01318)")
 MTP_ACCEPTANCE, MTP_TOKENS = 0.85, 1
+MTP_SOURCE = ("acceptance 0.85 of the one proposed token: DeepSeek-V3's MTP module's second token is accepted 85-90% "
+              "of the time (arXiv 2412.19437)")
 # Prompt lookup drafts only what the prompt holds. On code edits vLLM's n-gram proposer (5 tokens) had its drafts
 # accepted at 0.81, 0.74, 0.70, 0.68 and 0.66 by position, 2.96 tokens a step counting the 15% of tokens it found no
 # draft for; on ordinary prose its drafts were accepted 11.2% of the time and the speed did not move.
@@ -74,6 +78,7 @@ register(
         conflicts=("distillation",),
         transform=_draft, model=("draft",), after=("weight-int8", "weight-fp8", "weight-int4-awq", "weight-int4-gptq",
                                                    "weight-int4", "weight-nf4", "tensor-parallel"), quality_source=LEVIATHAN,
+        effect_source=DRAFT_SOURCE,
         params=lambda c: {"draft_model": c.draft.name if c.draft else None, "num_speculative_tokens": DRAFT_TOKENS,
                           "expected_acceptance": DRAFT_ACCEPTANCE},
         apply=Applied("speculative:draft_model",
@@ -111,7 +116,7 @@ register(
         summary="The checkpoint's multi-token-prediction module proposes the next token (DeepSeek-V3 style).",
         transform=lambda s, c: s.with_(speculation=Speculation("mtp", MTP_TOKENS, MTP_ACCEPTANCE)), model=("mtp",),
         conflicts=("distillation",),  # the MTP module is the checkpoint's own: a distilled student has none
-        quality_source=LEVIATHAN,
+        quality_source=LEVIATHAN, effect_source=MTP_SOURCE,
         params=lambda c: {"method": "mtp", "num_speculative_tokens": MTP_TOKENS,
                           "expected_acceptance": MTP_ACCEPTANCE}),
 )
