@@ -4,7 +4,7 @@ are valid (`always_on`), and the step-by-step prediction still shows what each o
 from __future__ import annotations
 
 from ...analytic.efficiency import prefill_chunk_tokens
-from ...catalog.engines import below_compute_capability, engine_chunk_budget, engine_mixes_prefill
+from ...catalog.engines import below_compute_capability, engine_chunk_budget, engine_fact, engine_mixes_prefill
 from ...catalog.kernels import triton_attention
 from . import Applied, Combines, Context, Option, Technique, register
 
@@ -60,6 +60,14 @@ def _flash_params(ctx: Context) -> dict:
     if shares := _ours(ctx):
         return {"implementation": "triton", "measured": f"{shares.prefill_attention:.0%} of bf16 peak in prefill, "
                                                          f"{shares.decode_attention:.0%} of HBM in decode: {shares.source}"}
+    # the engine's own kernel where it is not FlashAttention: by backend (vLLM's Triton attention on ROCm), or for
+    # attention sinks on older GPUs (vLLM's Triton attention for gpt-oss before Hopper)
+    if kernel := (engine_fact(ctx.workload.engine, "attention_kernel_by_backend") or {}).get(ctx.hw.features.backend):
+        return {"kernel": kernel}
+    sinks = engine_fact(ctx.workload.engine, "attention_kernel_sinks")
+    if sinks and ctx.spec.attention_sinks and ctx.hw.features.backend == "cuda" and \
+            below_compute_capability(ctx.hw, sinks["below_compute_capability"]):
+        return {"kernel": sinks["kernel"]}
     blackwell = ctx.hw.features.backend == "cuda" and not below_compute_capability(ctx.hw, 10.0)
     if ctx.hw.features.flash_attention >= 3 and blackwell:
         # FlashAttention-3 is Hopper's; on Blackwell vLLM puts FlashInfer first (profiles/engines/vllm.yaml) and

@@ -153,6 +153,20 @@ def test_a_latent_attention_model_names_the_mla_kernels():
     assert "MLA" in step.params["kernel"] and "version" not in step.params
 
 
+@pytest.mark.parametrize("model, hardware, kernel", [("llama-3.1-8b", "mi300x", "Triton unified attention"),
+                                                     ("gpt-oss-20b", "a100-80gb-sxm", "TRITON_ATTN"),
+                                                     ("gpt-oss-20b", "h100-sxm", None)])
+def test_vllms_attention_step_names_the_kernel_it_runs(model, hardware, kernel):
+    """vLLM's V1 engine attends with Triton's unified attention on ROCm and with Triton attention for a model with
+    attention sinks before Hopper: the step names that kernel, not a FlashAttention version it does not run."""
+    a = _advise(model=model, hardware=hardware, engine="vllm")
+    step = next(s for s in a.plan.steps if s.technique == "flash-attention")
+    if kernel is None:
+        assert step.params == {"version": 3}
+    else:
+        assert kernel in step.params["kernel"] and "version" not in step.params
+
+
 def test_a_model_served_in_its_published_fp8_is_not_requantized_to_8_bits():
     """DeepSeek-V3's fp8 checkpoint on 8 MI300X: int8 weights (W8A16 or W8A8) save nothing over it and would
     re-quantize a quantized checkpoint, so neither is planned (it had been, for an assumed kernel speed); on A100s,
