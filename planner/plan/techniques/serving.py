@@ -4,7 +4,12 @@ are valid (`always_on`), and the step-by-step prediction still shows what each o
 from __future__ import annotations
 
 from ...analytic.efficiency import prefill_chunk_tokens
-from ...catalog.engines import below_compute_capability, engine_chunk_budget, engine_fact, engine_mixes_prefill
+from ...catalog.engines import (
+    below_compute_capability,
+    engine_chunk_budget,
+    engine_fact,
+    engine_mixes_prefill,
+)
 from ...catalog.kernels import triton_attention
 from . import Applied, Combines, Context, Option, Technique, register
 
