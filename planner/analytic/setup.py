@@ -9,6 +9,7 @@ from functools import cached_property
 
 from ... import profiles
 from ..catalog.dtypes import WeightFormat, bytes_per_element, canonical, compute_dtype, weight_format
+from ..catalog.engine_memory import engine_kv_memory, engine_sampler_row_bytes
 from ..catalog.engines import (
     engine_activations,
     engine_budget_per_group,
@@ -23,7 +24,6 @@ from ..catalog.engines import (
     engine_group_size,
     engine_host_layers,
     engine_kernel_efficiency,
-    engine_kv_memory,
     engine_math_decode_attention,
     engine_max_running,
     engine_mixes_prefill,
@@ -34,7 +34,6 @@ from ..catalog.engines import (
     engine_request_host_s,
     engine_running_pool,
     engine_runtime,
-    engine_sampler_row_bytes,
     engine_schedules_ahead,
     engine_square_mask,
     engine_storage,

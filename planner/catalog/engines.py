@@ -65,7 +65,7 @@ def engine_runtime(engine: str) -> str:
     return "serving" if engine == GENERIC_SERVING else engine_profile(engine)["runtime"]
 
 
-def _device_fact(engine: str | None, hw: HardwareSpec, key: str, devices: int = 1) -> Any:
+def device_fact(engine: str | None, hw: HardwareSpec, key: str, devices: int = 1) -> Any:
     """A default the engine sets by the device: the first of its profile's `device_defaults` rules that `hw` matches
     and that sets `key` (`when`: its kind, at least `min_memory_gib`, a name or id containing one of `named` and none
     of `not_named`, case aside, as vLLM reads the device name: its larger budgets on GPUs of 70 GiB and more that are
@@ -101,7 +101,7 @@ def engine_prefill_chunk(engine: str, runtime_default: int | None, hw: HardwareS
     """The engine's default chunked-prefill budget per step on `hw` (its profile), or the runtime's for `serving`."""
     if engine == GENERIC_SERVING:
         return runtime_default
-    return _device_fact(engine, hw, "prefill_chunk_tokens", devices)
+    return device_fact(engine, hw, "prefill_chunk_tokens", devices)
 
 
 def engine_chunk_budget(engine: str | None, runtime_default: int, hw: HardwareSpec, devices: int = 1) -> int:
@@ -142,36 +142,6 @@ def engine_host_layers(engine: str | None) -> dict | None:
     return None if fact is None else {k: fact[k] for k in ("bandwidth_efficiency", "device_min_rows", "ubatch_rows")}
 
 
-def engine_kv_memory(engine: str | None, hw: HardwareSpec, devices: int = 1, attention_dp: int = 1,
-                     speculative: str | None = None) -> tuple[str, float] | None:
-    """How much of a GPU the engine gives its KV cache by default (its profile's `kv_memory`), as (kind, value):
-    ("device", share): the engine runs within that share of the device, weights, activations and cache together
-    (vLLM's --gpu-memory-utilization); ("free", share): the cache takes that share of what the weights and
-    activations leave (TensorRT-LLM's free_gpu_memory_fraction); ("reserve", bytes): weights and cache take all but
-    that much, set by the device's memory and the `devices` of a tensor x pipeline group, more under data-parallel
-    attention and with speculative decoding (`speculative`: the method; a separate draft model more) (SGLang's
-    --mem-fraction-static). None where the profile states none or on another kind of device."""
-    fact = engine_fact(engine, "kv_memory")
-    if not fact or hw.kind != "gpu":
-        return None
-    if fact["of"] == "reserve":
-        base, per_device = _device_fact(engine, hw, "kv_reserve_gib")
-        extra = fact.get("attention_dp_gib", 0.0) if attention_dp > 1 else 0.0
-        if speculative:
-            extra += fact.get("draft_model_gib" if speculative == "draft" else "speculative_gib", 0.0)
-        return "reserve", (base + per_device * devices + extra) * 2**30
-    return fact["of"], float(fact["share"])
-
-
-def engine_sampler_row_bytes(engine: str | None, hw: HardwareSpec, vocab_size: int) -> float:
-    """Bytes one GPU holds, per running-sequence slot, at the peak of the engine's start-up profiling run where its
-    sampler's logits set that peak (its profile's `profile_sampler_bytes` per logit times the vocabulary): vLLM sizes
-    its cache after a forward pass over its step budget and its sampler over max_num_seqs rows of logits, so the
-    peak is this times its running cap (`engine_max_running`); 0 where the profile states none or off a GPU."""
-    per_logit = engine_fact(engine, "profile_sampler_bytes")
-    return float(per_logit) * vocab_size if per_logit and hw.kind == "gpu" else 0.0
-
-
 def engine_max_running(engine: str | None, hw: HardwareSpec, devices: int = 1, schedulers: int = 1) -> int | None:
     """The most sequences the engine runs at once by default on `hw` (`engine_default_limit`'s count): its cap per
     scheduler (vLLM's max_num_seqs; a data-parallel deployment runs one scheduler per group) times `schedulers`, and
@@ -187,7 +157,7 @@ def engine_default_limit(engine: str | None, hw: HardwareSpec, devices: int = 1,
     whether a request past it is refused rather than queued), or None where the profile states neither a running cap
     nor an in-flight limit. A scheduler's cap counts once per scheduler (vLLM's max_num_seqs per data-parallel
     attention rank); a router's in-flight limit (TGI) binds before it when it is lower."""
-    cap = _device_fact(engine, hw, "max_running", devices)
+    cap = device_fact(engine, hw, "max_running", devices)
     per = cap * schedulers if cap else None
     in_flight = engine_max_in_flight(engine)
     if in_flight and (not per or in_flight <= per):
@@ -234,7 +204,7 @@ def engine_flop_share(engine: str | None, hw: HardwareSpec) -> float:
     profile, or in its first `device_defaults` rule for the device that sets one: vLLM's and SGLang's, fitted to their
     published compute-bound runs on Hopper and MI300X, and on the A100 for CUDA devices before Hopper; 1 where a
     profile states none)."""
-    share = _device_fact(engine, hw, "flop_share") if hw.kind == "gpu" else None
+    share = device_fact(engine, hw, "flop_share") if hw.kind == "gpu" else None
     return float(share) if share is not None else 1.0
 
 
@@ -243,7 +213,7 @@ def engine_moe_flop_share(engine: str | None, hw: HardwareSpec, expert_dtype: st
     reaches on a GPU (`moe_flop_share` in its profile or device rules, or `moe_flop_share_<format>` for experts that a
     checkpoint alone stores in `expert_dtype`, gpt-oss's MXFP4), or None: the experts at the engine's `flop_share`."""
     keys = (f"moe_flop_share_{expert_dtype}",) * bool(expert_dtype) + ("moe_flop_share",) if hw.kind == "gpu" else ()
-    share = next((v for k in keys if (v := _device_fact(engine, hw, k)) is not None), None)
+    share = next((v for k in keys if (v := device_fact(engine, hw, k)) is not None), None)
     return float(share) if share is not None else None
 
 

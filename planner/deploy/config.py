@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from ... import profiles
-from ..catalog.engines import engine_kv_memory, engine_table
+from ..catalog.engine_memory import engine_kv_memory
+from ..catalog.engines import engine_table
 from ..catalog.hardware import default_16bit
 from ..catalog.models import catalog_entry
 from ..errors import DeployError

@@ -346,13 +346,13 @@ def test_memory_share_and_sequences_follow_the_plan():
     assert cfg.options["max-num-seqs"] == min(p.batch, p.max_concurrency) > a.workload.concurrency
     assert p.memory_per_device_bytes <= 0.9 * p.device_memory_bytes
     assert cfg.options["gpu-memory-utilization"] == 0.9
-    # SGLang's --mem-fraction-static is the one it computes: all of an H100 but 9.5 GiB + 0.5 GiB per device, 2 GiB
-    # more where the plan speculates
+    # SGLang's --mem-fraction-static is the one it computes: all of an H100 but 13.125 GiB for one device (its 8,192-token
+    # chunk's activations and its CUDA graphs), 2 GiB more where the plan speculates
     sg_plan = advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", num_devices=1, workload="chat",
                                    goal="throughput", engine="sglang"))
     speculates = any(s.technique.startswith("spec-") for s in sg_plan.plan.steps)
     memory = p.device_memory_bytes
-    reserve = (12 if speculates else 10) * 2**30
+    reserve = (15.125 if speculates else 13.125) * 2**30
     assert engine_config(sg_plan, "sglang").options["mem-fraction-static"] == round((memory - reserve) / memory, 3)
     assert engine_config(a, "trtllm").options["kv_cache_free_gpu_memory_fraction"] == 0.9
     # the workload's own sequences may need more than the default share: the plan raises it (at most to 0.95) and
@@ -422,20 +422,22 @@ def test_replicas_that_fit_a_node_are_a_deployment_with_replicas():
 
 
 def test_sglang_reserves_more_for_speculation():
-    """SGLang keeps 2 GiB more beside weights and cache with speculative decoding (6 with a separate draft model):
-    a plan with EAGLE-3 sizes its cache so, and its --mem-fraction-static is the share SGLang would compute."""
-    from optiplan.planner.catalog.engines import engine_kv_memory
+    """SGLang keeps 2 GiB more beside weights and cache with speculative decoding (6 with a separate draft model) on top
+    of its reserve (on one H100: 512 MiB, 1.5 per token of its 8,192-token chunk, 2 per batch of its 256-batch graphs,
+    128 for the one device): a plan with EAGLE-3 sizes its cache so, and its --mem-fraction-static is the share SGLang
+    would compute."""
+    from optiplan.planner.catalog.engine_memory import engine_kv_memory
     from optiplan.planner.catalog.hardware import resolve_hardware
     from optiplan.planner.schema import AdviseRequest
 
     h100 = resolve_hardware("h100-sxm")
     plain, eagle, draft = (engine_kv_memory("sglang", h100, 1, 1, m)[1] / 2**30 for m in (None, "eagle3", "draft"))
-    assert (plain, eagle, draft) == (10.0, 12.0, 16.0)
+    assert (plain, eagle, draft) == (13.125, 15.125, 19.125)
     a = advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", num_devices=1, workload="chat",
                              engine="sglang", goal="throughput"))
     if "spec-eagle3" in [s.technique for s in a.plan.steps]:
         memory = a.plan.predicted.device_memory_bytes
-        assert engine_config(a, "sglang").options["mem-fraction-static"] >= round((memory - 12 * 2**30) / memory, 3)
+        assert engine_config(a, "sglang").options["mem-fraction-static"] >= round((memory - 15.125 * 2**30) / memory, 3)
 
 
 def test_a_distilled_plan_serves_its_student_without_the_teachers_draft_head():

@@ -1,0 +1,57 @@
+"""How an engine sizes its memory on a GPU by default: the share it gives its KV cache (`engine_kv_memory`) and the
+peak of its start-up profiling run (`engine_sampler_row_bytes`), from each profile's facts (profiles/engines/)."""
+
+from __future__ import annotations
+
+from ..schema import HardwareSpec
+from .engines import device_fact, engine_fact
+
+MIB = 2**20
+
+
+def engine_kv_memory(engine: str | None, hw: HardwareSpec, devices: int = 1, attention_dp: int = 1,
+                     speculative: str | None = None) -> tuple[str, float] | None:
+    """How much of a GPU the engine gives its KV cache by default (its profile's `kv_memory`), as (kind, value):
+    ("device", share): the engine runs within that share of the device, weights, activations and cache together
+    (vLLM's --gpu-memory-utilization); ("free", share): the cache takes that share of what the weights and
+    activations leave (TensorRT-LLM's free_gpu_memory_fraction); ("reserve", bytes): weights and cache take all but
+    a reserve (SGLang's --mem-fraction-static: `sglang_reserve_bytes`). `devices`: the tensor x pipeline group;
+    `speculative`: the method, if any. None where the profile states none or on another kind of device."""
+    fact = engine_fact(engine, "kv_memory")
+    if not fact or hw.kind != "gpu":
+        return None
+    if fact["of"] == "reserve":
+        return "reserve", sglang_reserve_bytes(engine, fact, hw, devices, attention_dp, speculative)
+    return fact["of"], float(fact["share"])
+
+
+def sglang_reserve_bytes(engine: str | None, fact: dict, hw: HardwareSpec, devices: int, attention_dp: int,
+                         speculative: str | None) -> float:
+    """The memory SGLang leaves out of --mem-fraction-static for activations and CUDA graphs (its profile's
+    `kv_memory`, with its source): a base, the prefill chunk's activations (at least a floor of tokens), the CUDA
+    graphs' buffers by their largest batch (`graph_max_bs` by device, [below 4 devices, from 4]), a share per device
+    of the group; more per graph batch and attention group under data-parallel attention (again above a large graph);
+    at least a floor on a large GPU; and a draft's own memory under speculative decoding (none for n-gram lookup)."""
+    small, large = device_fact(engine, hw, "graph_max_bs")
+    graph = large if devices >= 4 else small
+    chunk = max(device_fact(engine, hw, "prefill_chunk_tokens") or 0, fact["chunk_floor_tokens"])
+    mib = fact["base_mib"] + chunk * fact["chunk_mib_per_token"] + graph * fact["graph_mib_per_bs"] \
+        + devices * fact["device_mib"]
+    if attention_dp > 1:
+        per_bs = fact["attention_dp_mib_per_bs"] + (fact["large_graph_mib_per_bs"] if graph > fact["large_graph_bs"]
+                                                    else 0.0)
+        mib += graph * attention_dp * per_bs
+    if hw.memory_bytes > fact["floor_above_gib"] * 2**30:
+        mib = max(mib, fact["floor_mib"])
+    if speculative and speculative != "ngram":
+        mib += fact["draft_model_mib" if speculative == "draft" else "speculative_mib"]
+    return mib * MIB
+
+
+def engine_sampler_row_bytes(engine: str | None, hw: HardwareSpec, vocab_size: int) -> float:
+    """Bytes one GPU holds, per running-sequence slot, at the peak of the engine's start-up profiling run where its
+    sampler's logits set that peak (its profile's `profile_sampler_bytes` per logit times the vocabulary): vLLM sizes
+    its cache after a forward pass over its step budget and its sampler over max_num_seqs rows of logits, so the
+    peak is this times its running cap (`engine_max_running`); 0 where the profile states none or off a GPU."""
+    per_logit = engine_fact(engine, "profile_sampler_bytes")
+    return float(per_logit) * vocab_size if per_logit and hw.kind == "gpu" else 0.0
