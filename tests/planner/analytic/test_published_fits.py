@@ -342,7 +342,6 @@ def test_sglangs_eager_prefill_is_the_one_its_points_favour(moe_fits, published)
         def held(r):
             return r["held-out"]["median_pct"], r["held-out"]["p90_pct"]
         assert held(fitted) > held(documented), (fitted, documented)
-    assert documented["eager_prefill"] == entry["eager_prefill"]
     assert documented["held-out"]["median_pct"] < report["without"]["held-out"]["median_pct"] - 1
 
 
