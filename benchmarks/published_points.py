@@ -5,6 +5,7 @@ the points every fit holds out, and the errors and table overrides the fits (`pu
 
 from __future__ import annotations
 
+import re
 import sys
 import zlib
 from collections.abc import Callable
@@ -80,8 +81,14 @@ def point_kind(p: dict) -> str | None:
 
 def point_engine(p: dict) -> str:
     """The engine a point is predicted with: its own profile where the catalog has one (its runtime, scheduling,
-    prefill chunk and weight kernels), a generic serving engine for the others (MLC, lmdeploy, ...)."""
-    return p["engine"] if p["engine"] in engine_table() else "serving"
+    prefill chunk and weight kernels), pinned to the release the point ran where its `engine_version` starts with a
+    release number (`v0.5.3.post3`, `0.10.2 (ROCm 7.0.0 container ...)`; not `main, September 2025` or a commit), so
+    the profile's `versions` rules for that release apply; a generic serving engine for the others (MLC, ...)."""
+    if p["engine"] not in engine_table():
+        return "serving"
+    release = str(p.get("engine_version") or "").split(" ")[0]
+    return f"{p['engine']}=={release}" if re.fullmatch(r"v?\d+(\.\d+)+((a|b|rc|\.post)\d+)?", release) \
+        else p["engine"]
 
 
 def point_gguf_type(p: dict) -> str | None:

@@ -7,6 +7,7 @@ from dataclasses import replace
 
 from ..catalog.dtypes import QUANTIZED, DtypeError, canonical, compute_dtype
 from ..catalog.engine_refusals import engine_model_refusal
+from ..catalog.engine_versions import split_engine
 from ..catalog.engines import (
     GENERIC_SERVING,
     backend_refusal,
@@ -425,7 +426,8 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
                                  warm_requests=request.warm_requests,
                                  cached_tokens=request.cached_tokens)
         if request.input_tokens else None,
-        accuracy=accuracy_bands(hw, engine_runtime(request.engine), request.engine, architecture_kind(spec)),
+        accuracy=accuracy_bands(hw, engine_runtime(request.engine), split_engine(request.engine)[0],
+                                architecture_kind(spec)),
     )
 
 

@@ -9,6 +9,12 @@ from functools import cached_property
 
 from ... import profiles
 from ..catalog.dtypes import WeightFormat, bytes_per_element, canonical, compute_dtype, weight_format
+from ..catalog.engine_graphs import (
+    eager_prefill_host_s,
+    prefill_graph_host_s,
+    prefill_graph_reserve_mib,
+    prefill_graph_tokens,
+)
 from ..catalog.engine_memory import engine_kv_memory, engine_sampler_row_bytes
 from ..catalog.engines import (
     engine_activations,
@@ -127,9 +133,12 @@ class Setup:
     # the fixed latency a request served over HTTP adds to its first token beyond the device's work and the front
     # end's pacing (`engines.engine_first_token_latency_s`): what the engine's measured TTFTs leave once both count
     first_token_latency_s: float = 0.0
-    # the host's time launching an eagerly run prefill step's kernels (`eager_prefill_host_s`: SGLang, whose CUDA
-    # graphs hold decode batches only): a step carrying prompt tokens takes at least that long
+    # the host's time launching an eagerly run prefill step's kernels (`engine_graphs.eager_prefill_host_s`: SGLang,
+    # whose CUDA graphs hold decode batches only to 0.5.9): a step carrying more prompt tokens than its piecewise
+    # graphs take (`prefill_graph_tokens`, 0: none, SGLang from 0.5.10 where the deployment allows) takes that long
     prefill_host_s: float = 0.0
+    prefill_graph_tokens: int = 0
+    prefill_graph_host_s: float = 0.0  # what a step the graphs take still launches (`prefill_graph_host_s`)
     # the weight-only kernel casts each quantized matrix whole to 16 bits in an eager pass (`engines.engine_casts_
     # whole_weight`): the prefill holds the largest one's copy (`cast_weight_bytes`)
     casts_whole_weight: bool = False
@@ -310,17 +319,6 @@ def at_engine_share(eff: EfficiencyFactors, engine: str | None, hw: HardwareSpec
                                             "(flop_share)."})
 
 
-def eager_prefill_host_s(spec: ModelSpec, engine: str | None) -> float:
-    """The host time an engine that runs its prefill steps eagerly spends launching one step's kernels, layer by
-    layer (its profile's `eager_prefill`: per layer, and more per latent-attention and per state layer, whose
-    kernels are more), or 0 where its prefills replay graphs or it states none."""
-    facts = engine_fact(engine, "eager_prefill") or {}
-    mla = spec.num_layers if spec.mla is not None else 0
-    state = spec.state_layers if spec.state is not None else 0
-    return (facts.get("layer_s", 0.0) * spec.num_layers + facts.get("mla_layer_s", 0.0) * mla
-            + facts.get("state_layer_s", 0.0) * state)
-
-
 def checkpoint_experts_only(spec: ModelSpec, weight_dtype: str) -> bool:
     """Whether `weight_dtype` weights are the model's checkpoint that stores only its routed experts in that format
     (gpt-oss's MXFP4: `checkpoint_modules` experts), so the other linear layers stay 16-bit."""
@@ -461,6 +459,8 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
     if prefill_chunk_tokens:
         prefill_chunk_tokens *= groups
     budget = engine_chunk_budget(engine, None, hw, tp * pp) if engine and runtime == "serving" else None
+    graphs = prefill_graph_tokens(engine, spec, hw, prefill_chunk_tokens or budget, pp, attention_dp, speculative) \
+        if runtime == "serving" else 0
     return Setup(
         spec=spec, counts=param_counts(spec), hw=hw, tp=tp, pp=pp, ep=ep, attention_dp=attention_dp,
         weights=weights, expert_weights=expert_weights, expert_weight_share=expert_share,
@@ -489,9 +489,11 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         mixed_prefill=engine_mixes_prefill(engine, attention_dp, speculative) if mixed_prefill is None
         else mixed_prefill,
         schedules_ahead=engine_schedules_ahead(engine, speculative, pp),
-        kv_memory=engine_kv_memory(engine, hw, tp * pp, attention_dp, speculative),
+        kv_memory=engine_kv_memory(engine, hw, tp * pp, attention_dp, speculative,
+                                   graph_mib=prefill_graph_reserve_mib(engine, spec, graphs)),
         sampler_row_bytes=engine_sampler_row_bytes(engine, hw, spec.vocab_size),
         sampler_rows=None if running_from_batch else max_running or engine_max_running(engine, hw, tp * pp),
         request_host_s=engine_request_host_s(engine), request_admit_share=engine_request_admit_share(engine),
         first_token_latency_s=engine_first_token_latency_s(engine, tp * pp * attention_dp),
-        prefill_host_s=eager_prefill_host_s(spec, engine) if runtime == "serving" else 0.0)
+        prefill_host_s=eager_prefill_host_s(spec, engine) if runtime == "serving" else 0.0, prefill_graph_tokens=graphs,
+        prefill_graph_host_s=prefill_graph_host_s(spec, engine) if graphs else 0.0)

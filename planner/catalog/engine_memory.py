@@ -10,28 +10,30 @@ MIB = 2**20
 
 
 def engine_kv_memory(engine: str | None, hw: HardwareSpec, devices: int = 1, attention_dp: int = 1,
-                     speculative: str | None = None) -> tuple[str, float] | None:
+                     speculative: str | None = None, graph_mib: float = 0.0) -> tuple[str, float] | None:
     """How much of a GPU the engine gives its KV cache by default (its profile's `kv_memory`), as (kind, value):
     ("device", share): the engine runs within that share of the device, weights, activations and cache together
     (vLLM's --gpu-memory-utilization); ("free", share): the cache takes that share of what the weights and
     activations leave (TensorRT-LLM's free_gpu_memory_fraction); ("reserve", bytes): weights and cache take all but
     a reserve (SGLang's --mem-fraction-static: `sglang_reserve_bytes`). `devices`: the tensor x pipeline group;
-    `speculative`: the method, if any. None where the profile states none or on another kind of device."""
+    `speculative`: the method, if any; `graph_mib`: what its prefill graphs take, where they are on
+    (`engine_graphs.prefill_graph_reserve_mib`). None where the profile states none or on another kind of device."""
     fact = engine_fact(engine, "kv_memory")
     if not fact or hw.kind != "gpu":
         return None
     if fact["of"] == "reserve":
-        return "reserve", sglang_reserve_bytes(engine, fact, hw, devices, attention_dp, speculative)
+        return "reserve", sglang_reserve_bytes(engine, fact, hw, devices, attention_dp, speculative, graph_mib)
     return fact["of"], float(fact["share"])
 
 
 def sglang_reserve_bytes(engine: str | None, fact: dict, hw: HardwareSpec, devices: int, attention_dp: int,
-                         speculative: str | None) -> float:
+                         speculative: str | None, graph_mib: float = 0.0) -> float:
     """The memory SGLang leaves out of --mem-fraction-static for activations and CUDA graphs (its profile's
     `kv_memory`, with its source): a base, the prefill chunk's activations (at least a floor of tokens), the CUDA
     graphs' buffers by their largest batch (`graph_max_bs` by device, [below 4 devices, from 4]), a share per device
     of the group; more per graph batch and attention group under data-parallel attention (again above a large graph);
-    at least a floor on a large GPU; and a draft's own memory under speculative decoding (none for n-gram lookup)."""
+    the prefill graphs' own (`graph_mib`, from 0.5.10); at least a floor on a large GPU; and a draft's own memory
+    under speculative decoding (none for n-gram lookup)."""
     small, large = device_fact(engine, hw, "graph_max_bs")
     graph = large if devices >= 4 else small
     chunk = max(device_fact(engine, hw, "prefill_chunk_tokens") or 0, fact["chunk_floor_tokens"])
@@ -41,6 +43,7 @@ def sglang_reserve_bytes(engine: str | None, fact: dict, hw: HardwareSpec, devic
         per_bs = fact["attention_dp_mib_per_bs"] + (fact["large_graph_mib_per_bs"] if graph > fact["large_graph_bs"]
                                                     else 0.0)
         mib += graph * attention_dp * per_bs
+    mib += graph_mib
     if hw.memory_bytes > fact["floor_above_gib"] * 2**30:
         mib = max(mib, fact["floor_mib"])
     if speculative and speculative != "ngram":

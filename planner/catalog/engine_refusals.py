@@ -7,6 +7,7 @@ profile (profiles/engines/)."""
 from __future__ import annotations
 
 from ..schema import HardwareSpec
+from .engine_versions import split_engine
 from .engines import below_compute_capability, engine_fact, engine_plans, engine_table, planned_engines
 
 
@@ -70,7 +71,7 @@ def engine_model_refusal(engine: str | None, model_type: str) -> str | None:
 def engine_planning_refusal(engine: str | None, model_type: str) -> str | None:
     """Why no plan is made for this engine and model (an engine profiled only, gpt-fast; a model it cannot load), or
     None."""
-    if engine is not None and engine in engine_table() and not engine_plans(engine):
+    if engine is not None and split_engine(engine)[0] in engine_table() and not engine_plans(engine):
         return (f"{engine} is profiled, not planned for: `optiplan profile --engine {engine}` predicts it; plans are "
                 f"made for {', '.join(planned_engines())}")
     return engine_model_refusal(engine, model_type)

@@ -15,6 +15,7 @@ from typing import Any
 from ... import profiles
 from ..errors import UnknownNameError
 from ..schema import HardwareSpec
+from .engine_versions import pinned_profile, split_engine
 from .hardware import default_16bit, supports_dtype
 
 # `profile --engine serving` predicts a generic serving engine of the "serving" runtime
@@ -38,10 +39,14 @@ def engine_names() -> list[str]:
     return profiles.engine_names()
 
 
+@lru_cache(maxsize=64)
 def engine_profile(engine: str) -> dict[str, Any]:
-    if engine not in engine_table():
-        raise UnknownNameError("engine", engine, [GENERIC_SERVING, *engine_table()])
-    return engine_table()[engine]
+    """An engine's profile, or a release's where the engine is pinned to one (`sglang==0.5.6`: its `versions` rules
+    applied, `engine_versions.pinned_profile`)."""
+    name, release = split_engine(engine)
+    if name not in engine_table():
+        raise UnknownNameError("engine", name, [GENERIC_SERVING, *engine_table()])
+    return engine_table()[name] if release is None else pinned_profile(engine_table()[name], release)
 
 
 def engine_plans(engine: str) -> bool:
@@ -414,7 +419,8 @@ def state_model_refusal(engine: str, model_type: str) -> str | None:
     others = [name for name in engine_names() if model_type in (_state_models(name) or {}).get("model_types", ())]
     where = f"engines that serve it: {', '.join(others)}" if others else "no engine optiplan knows serves it"
     served = ", ".join(facts["model_types"]) or "no state-space or hybrid model"
-    return (f"{engine} {engine_profile(engine)['version']} does not serve {model_type} models (it serves {served}; "
+    named = f"{split_engine(engine)[0]} {engine_profile(engine)['version']}"
+    return (f"{named} does not serve {model_type} models (it serves {served}; "
             f"source: {facts['source'].split(' — ')[0]}); {where}")
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from ..catalog.engine_versions import pinned_engine, split_engine
 from ..errors import OptiplanError, error_line
 
 
@@ -48,3 +49,24 @@ def emit(text: str, output: Path | None) -> None:
         except OSError as exc:
             raise OptiplanError(f"cannot write {output}: {exc.strerror or exc}") from exc
         click.echo(f"wrote {output}", err=True)
+
+
+class EngineName(click.ParamType):
+    """An engine's name (`names`), or a name pinned to a release as pip writes it (`sglang==0.5.6`)."""
+
+    name = "engine"
+
+    def __init__(self, names: list[str]):
+        self.names = names
+
+    def get_metavar(self, param, ctx=None) -> str:
+        return "[" + "|".join(self.names) + "][==RELEASE]"
+
+    def convert(self, value, param, ctx):
+        name, _ = split_engine(value)
+        if name not in self.names:
+            self.fail(f"'{name}' is not one of {', '.join(map(repr, self.names))}", param, ctx)
+        try:
+            return pinned_engine(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)

@@ -15,7 +15,7 @@ os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 import click  # noqa: E402
 
 from ... import __version__, profiles  # noqa: E402
-from .common import emit, friendly  # noqa: E402
+from .common import EngineName, emit, friendly  # noqa: E402
 
 DEFAULT_MODEL = "llama-3.1-8b"
 DEFAULT_HARDWARE = "h100-sxm"
@@ -79,10 +79,11 @@ class ConcurrencyType(click.ParamType):
                    "--output-tokens where given, else 4096, or the model's maximum where it is shorter].")
 @click.option("--prompt", "prompt_tokens", type=int, default=None,
               help="Prompt tokens for TTFT [default: --input-tokens where given, else the context].")
-@click.option("--engine", type=click.Choice(["serving", *profiles.engine_names()]),
+@click.option("--engine", type=EngineName(["serving", *profiles.engine_names()]),
               default="serving", show_default=True,
               help="serving (or an engine's name, profiles/engines/): an optimized engine with CUDA graphs and chunked "
-                   "prefill; transformers: eager generate; gpt-fast: a compiled decode step, one sequence.")
+                   "prefill; transformers: eager generate; gpt-fast: a compiled decode step, one sequence. Pin a "
+                   "release where its facts differ by release: sglang==0.5.6 (`optiplan catalog engines`).")
 @click.option("--attention", type=click.Choice(["memory-efficient", "flash", "sdpa", "eager"]), default="memory-efficient",
               show_default=True, help="Attention kernel: memory-efficient (= flash), sdpa (as transformers runs it), "
                                       "or eager (materialises the score matrix).")

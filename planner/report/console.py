@@ -275,7 +275,10 @@ def catalog_rows(what: str) -> list[dict[str, Any]]:
     if what == "engines":
         from ..catalog.engines import engine_table
 
-        return [{"name": e["name"], "version": e["version"], "runtime": e["runtime"], "scheduling": e["scheduling"],
+        # the releases its `versions` rules describe apart (`--engine sglang==0.5.6`)
+        return [{"name": e["name"], "version": e["version"] + (f" (releases apart: {', '.join(ranges)})" if (ranges := [
+                    r["range"] for r in e.get("versions") or []]) else ""),
+                 "runtime": e["runtime"], "scheduling": e["scheduling"],
                  "planned": e.get("plans", True), "backends": e["backends"],
                  "defaults": [d["technique"] for d in e.get("defaults") or []],
                  # per weight format: the file it is stored in (GGUF), the kernel whose share the model uses, or

@@ -6,6 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from ..catalog.engine_versions import pinned_engine
+
 SCHEMA_VERSION = "1.0"
 
 
@@ -306,9 +308,10 @@ class ProfileRequest(Frozen):
                                 "input + output tokens where given, else 4096 or the model's maximum where shorter]")
     prompt_tokens: int | None = Field(None, description="prompt length for the prefill (TTFT) [default: input tokens "
                                                         "where given, else the context]")
-    engine: str = Field("serving", description="engine with a profile in profiles/engines/ (vllm, sglang, tgi, trtllm, "
-                                                 "llama.cpp, transformers, gpt-fast) or 'serving' for any optimized "
-                                                 "engine")
+    engine: Annotated[str, AfterValidator(pinned_engine)] = Field(
+        "serving", description="engine with a profile in profiles/engines/ (vllm, sglang, tgi, trtllm, llama.cpp, "
+                               "transformers, gpt-fast), pinned to a release as pip writes it where its facts differ "
+                               "by release (sglang==0.5.6), or 'serving' for any optimized engine")
     attention: Literal["memory-efficient", "flash", "sdpa", "eager"] = Field(
         "memory-efficient", description="attention kernel: memory-efficient (= flash: fused, no score matrix), sdpa "
                                         "(torch SDPA as transformers runs it), eager (materialised scores)")

@@ -8,8 +8,8 @@ from dataclasses import replace
 
 import pytest
 from optiplan.planner.analytic.profile import profile, setup_for_request
-from optiplan.planner.analytic.setup import eager_prefill_host_s
 from optiplan.planner.analytic.steps import decode_step, prefill_step
+from optiplan.planner.catalog.engine_graphs import eager_prefill_host_s
 from optiplan.planner.catalog.engines import engine_table
 from optiplan.planner.catalog.hardware import resolve_hardware
 from optiplan.planner.catalog.models import resolve_model

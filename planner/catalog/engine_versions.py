@@ -1,0 +1,72 @@
+"""Engine releases: a profile's facts describe the releases its `version` names, and its `versions` rules state what
+other releases do differently, each with its source. An engine is named on its own (`sglang`: the profile's facts as
+written) or pinned to a release as pip writes it (`sglang==0.5.6`): then the first rule whose `range` (a PEP 440
+specifier set, `<0.5.8` or `>=0.5.8,<0.5.10`) holds the release, for each fact it sets, replaces the profile's.
+A rule's `device_defaults` replace the profile's device rules whole. llama.cpp's builds (`b6500`) compare by number."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+PIN = "=="
+# the keys of a `versions` rule that say which releases it covers and why, not facts it sets
+RULE_KEYS = ("range", "source", "note")
+
+
+def split_engine(engine: str) -> tuple[str, str | None]:
+    """An engine's name and the release it is pinned to (`sglang==0.5.6` -> ('sglang', '0.5.6')), None unpinned."""
+    name, pin, release = engine.partition(PIN)
+    return name.strip(), (release.strip() or None) if pin else None
+
+
+def release_version(release: str) -> Version:
+    """A release as PEP 440 compares it: `v0.11.0` and `0.11.0` alike, a llama.cpp build `b6500` as 6500."""
+    text = release.strip()
+    text = text[1:] if re.fullmatch(r"[vb]\d.*", text) else text
+    try:
+        return Version(text)
+    except InvalidVersion:
+        raise ValueError(f"'{release}' is not a release number (e.g. 0.11.0, v0.5.6, 1.2.0rc1; b6500 for llama.cpp "
+                         "builds)") from None
+
+
+def rule_range(rule: dict[str, Any]) -> SpecifierSet:
+    try:
+        return SpecifierSet(rule["range"])
+    except (KeyError, InvalidSpecifier):
+        raise ValueError(f"an engine profile's `versions` rule needs a `range` such as '<0.5.8', not "
+                         f"{rule.get('range')!r}") from None
+
+
+def pinned_profile(profile: dict[str, Any], release: str) -> dict[str, Any]:
+    """`profile` as the release runs: each fact from the first of its `versions` rules whose range holds the release
+    and sets it, the profile's own otherwise; `version` becomes the release, `version_rules` the ranges applied."""
+    version = release_version(release)
+    out = dict(profile, version=str(version), version_rules=[])
+    taken: set[str] = set()
+    for rule in profile.get("versions") or []:
+        if not rule_range(rule).contains(version, prereleases=True):
+            continue
+        facts = {k: v for k, v in rule.items() if k not in RULE_KEYS and k not in taken}
+        out.update(facts)
+        taken.update(facts)
+        out["version_rules"].append(rule["range"])
+    return out
+
+
+def pinned_engine(engine: str) -> str:
+    """An engine as a request names it, checked: a name, or a name pinned to a release it can read
+    (`sglang==v0.5.6` -> `sglang==0.5.6`); the generic `serving` engine has no releases."""
+    name, release = split_engine(engine)
+    if release is None:
+        if PIN in engine:
+            raise ValueError(f"'{engine}' pins no release: write the engine's name, or name==release (sglang==0.5.6)")
+        return engine
+    if name == "serving":
+        raise ValueError("the generic 'serving' engine has no releases: pin a named engine (vllm==0.11.0)")
+    release_version(release)  # a release it can compare, or ValueError
+    return name + PIN + (release[1:] if re.fullmatch(r"v\d.*", release) else release)

@@ -1,0 +1,101 @@
+"""Engine releases (`planner/catalog/engine_versions.py`): an engine pinned to a release (`sglang==0.5.6`) is
+predicted with its profile's `versions` rules for that release; unpinned, with the profile as written."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+from optiplan.planner.analytic.profile import profile
+from optiplan.planner.catalog.engine_graphs import prefill_graph_reserve_mib, prefill_graph_tokens
+from optiplan.planner.catalog.engine_versions import pinned_profile, release_version, rule_range, split_engine
+from optiplan.planner.catalog.engines import engine_profile, engine_table
+from optiplan.planner.catalog.hardware import resolve_hardware
+from optiplan.planner.catalog.models import resolve_model
+from optiplan.planner.cli.main import main
+from optiplan.planner.errors import UnknownNameError
+from optiplan.planner.schema import ProfileRequest
+from packaging.version import Version
+from pydantic import ValidationError
+
+
+def test_releases_read_as_pip_and_llama_cpp_write_them():
+    assert split_engine("sglang==0.5.6") == ("sglang", "0.5.6")
+    assert split_engine("vllm") == ("vllm", None)
+    assert release_version("v0.11.0") == Version("0.11.0")
+    assert release_version("0.5.6.post1") > Version("0.5.6")
+    assert release_version("b6500") == Version("6500")
+    with pytest.raises(ValueError, match="not a release number"):
+        release_version("main")
+
+
+def test_the_first_rule_holding_the_release_sets_each_fact():
+    base = {"name": "e", "version": ">=1", "a": 1, "b": 2, "c": 3,
+            "versions": [{"range": "<1.5", "a": 10, "source": "s"}, {"range": "<2", "a": 20, "b": 30, "source": "s"}]}
+    old = pinned_profile(base, "1.2")
+    assert (old["a"], old["b"], old["c"], old["version"]) == (10, 30, 3, "1.2")
+    assert old["version_rules"] == ["<1.5", "<2"]
+    mid = pinned_profile(base, "v1.7.0")
+    assert (mid["a"], mid["b"]) == (20, 30)
+    new = pinned_profile(base, "2.0")
+    assert (new["a"], new["b"], new["version_rules"]) == (1, 2, [])
+    assert base["a"] == 1 and "version_rules" not in base  # the table's profile is left as it was
+
+
+def test_every_versions_rule_has_a_range_a_source_and_known_facts():
+    for name, entry in engine_table().items():
+        for rule in entry.get("versions") or []:
+            rule_range(rule)  # raises on a missing or malformed range
+            assert rule.get("source"), (name, rule["range"])
+            facts = set(rule) - {"range", "source", "note"}
+            assert facts and facts <= set(entry), (name, rule["range"], facts - set(entry))
+
+
+def test_a_pinned_engine_is_checked_where_it_is_named():
+    assert ProfileRequest(model="llama-3.1-8b", hardware="h100-sxm", engine="sglang==v0.5.6").engine == "sglang==0.5.6"
+    for bad in ("serving==1.0", "sglang==latest", "sglang=="):
+        with pytest.raises(ValidationError):
+            ProfileRequest(model="llama-3.1-8b", hardware="h100-sxm", engine=bad)
+    with pytest.raises(UnknownNameError):
+        engine_profile("sglangg==0.5.6")
+    out = CliRunner().invoke(main, ["profile", "llama-3.1-8b", "--engine", "sglang==soon"])
+    assert out.exit_code == 2 and "not a release number" in out.output
+
+
+def test_sglang_before_0_5_8_keeps_gpt_oss_in_one_pool():
+    def reserved(engine: str) -> int:
+        request = ProfileRequest(model="gpt-oss-120b", hardware="b200", num_devices=8, engine=engine, context=8192)
+        return profile(request).memory.kv_cache_pool_bytes
+
+    split, whole = reserved("sglang"), reserved("sglang==0.5.6")
+    # every token slot holds all 36 layers in 0.5.6; later, the 18 windowed layers' pool holds 0.8 of the full's tokens
+    assert whole / split == pytest.approx(36 / (18 + 18 * 0.8), rel=0.01)
+    assert reserved("sglang==0.5.8") == split
+    out = CliRunner().invoke(main, ["profile", "gpt-oss-120b", "-H", "b200", "--gpus", "8",
+                                    "--engine", "sglang==0.5.6"])
+    assert out.exit_code == 0 and "engine sglang==0.5.6" in out.output
+
+
+def _ttft(model: str, hardware: str, engine: str, prompt: int, **kw) -> float:
+    request = ProfileRequest(model=model, hardware=hardware, num_devices=8, engine=engine, input_tokens=prompt,
+                             output_tokens=16, concurrency=1, **kw)
+    return profile(request).requests.ttft_ms
+
+
+def test_sglang_from_0_5_10_replays_piecewise_graphs_of_prefill_where_the_deployment_allows():
+    facts = engine_profile("sglang==0.5.10")
+    eager, graphs = engine_profile("sglang")["eager_prefill"]["layer_s"], facts["prefill_graphs"]["layer_s"]
+    saved = _ttft("llama-3.1-70b", "h100-sxm", "sglang", 1000) \
+        - _ttft("llama-3.1-70b", "h100-sxm", "sglang==0.5.10", 1000)
+    assert saved == pytest.approx(80 * (eager - graphs) * 1e3, rel=0.05)  # 80 layers, each launched from graphs
+    # not on ROCm, and not under data-parallel attention
+    assert _ttft("llama-3.1-70b", "mi300x", "sglang==0.5.10", 1000) == _ttft("llama-3.1-70b", "mi300x", "sglang", 1000)
+    assert _ttft("deepseek-v3", "h200", "sglang==0.5.10", 1000, attention_data_parallel=8) \
+        == _ttft("deepseek-v3", "h200", "sglang", 1000, attention_data_parallel=8)
+    # latent attention: graphs up to 2,048 tokens a step, a longer prompt runs eagerly
+    assert _ttft("deepseek-v3", "h200", "sglang==0.5.10", 1000) < _ttft("deepseek-v3", "h200", "sglang", 1000) - 50
+    assert _ttft("deepseek-v3", "h200", "sglang==0.5.10", 8000) == _ttft("deepseek-v3", "h200", "sglang", 8000)
+    # the graphs' memory: 8 MiB for each of the 58 sizes captured up to an H100's 8,192-token chunk
+    spec = resolve_model("llama-3.1-70b")
+    assert prefill_graph_tokens("sglang==0.5.10", spec, resolve_hardware("h100-sxm"), 8192) == 8192
+    assert prefill_graph_reserve_mib("sglang==0.5.10", spec, 8192) == 58 * 8
+    assert prefill_graph_tokens("sglang", spec, resolve_hardware("h100-sxm"), 8192) == 0
