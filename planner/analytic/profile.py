@@ -265,7 +265,7 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
                     layout=layout_for_runtime(runtime),
                     attention=ATTENTION_KERNELS[request.attention],
                     prefill_chunk_tokens=request.prefill_chunk_tokens
-                    or engine_prefill_chunk(request.engine, prefill_chunk_tokens(runtime), hw, tp * pp),
+                    or engine_prefill_chunk(request.engine, prefill_chunk_tokens(runtime), hw, tp * pp, spec),
                     efficiency=efficiency, weight_kernel=request.weight_kernel, engine=request.engine,
                     gguf_type=gguf, max_running=request.max_running)
     return with_host(s, request)

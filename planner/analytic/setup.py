@@ -458,7 +458,7 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
     groups = attention_dp if engine_budget_per_group(engine) else 1
     if prefill_chunk_tokens:
         prefill_chunk_tokens *= groups
-    budget = engine_chunk_budget(engine, None, hw, tp * pp) if engine and runtime == "serving" else None
+    budget = engine_chunk_budget(engine, None, hw, tp * pp, spec) if engine and runtime == "serving" else None
     graphs = prefill_graph_tokens(engine, spec, hw, prefill_chunk_tokens or budget, pp, attention_dp, speculative) \
         if runtime == "serving" else 0
     return Setup(

@@ -14,9 +14,10 @@ from typing import Any
 
 from ... import profiles
 from ..errors import UnknownNameError
-from ..schema import HardwareSpec
+from ..schema import HardwareSpec, ModelSpec
 from .engine_versions import pinned_profile, split_engine
 from .hardware import default_16bit, supports_dtype
+from .prefill_budget import compute_optimal_tokens
 
 # `profile --engine serving` predicts a generic serving engine of the "serving" runtime
 GENERIC_SERVING = "serving"
@@ -102,21 +103,27 @@ def below_compute_capability(hw: HardwareSpec, limit: float | None) -> bool:
 
 
 def engine_prefill_chunk(engine: str, runtime_default: int | None, hw: HardwareSpec,
-                         devices: int = 1) -> int | None:
-    """The engine's default chunked-prefill budget per step on `hw` (its profile), or the runtime's for `serving`."""
+                         devices: int = 1, spec: ModelSpec | None = None) -> int | None:
+    """The engine's default chunked-prefill budget per step on `hw` (its profile; where it computes one from the
+    device and the model, TGI's, that where `spec` is given and the device is one it knows), or the runtime's for
+    `serving`."""
     if engine == GENERIC_SERVING:
         return runtime_default
-    return device_fact(engine, hw, "prefill_chunk_tokens", devices)
+    default = device_fact(engine, hw, "prefill_chunk_tokens", devices)
+    rule = engine_fact(engine, "prefill_chunk_by_compute")
+    computed = compute_optimal_tokens(rule, spec, hw, devices) if rule and spec is not None and default else None
+    return computed or default
 
 
-def engine_chunk_budget(engine: str | None, runtime_default: int, hw: HardwareSpec, devices: int = 1) -> int:
+def engine_chunk_budget(engine: str | None, runtime_default: int, hw: HardwareSpec, devices: int = 1,
+                        spec: ModelSpec | None = None) -> int:
     """The tokens one step takes with chunked prefill on, on `hw`: the engine's default chunk where it chunks by
     default (vLLM's max_num_batched_tokens by device), else the budget its chunking takes when turned on (TensorRT-LLM
     chunks at max_num_tokens: `chunked_prefill_tokens`; where the engine does not chunk, the whole prompts a prefill
     batch takes: TGI's --max-batch-prefill-tokens on ROCm), else the runtime's (`runtime_default`)."""
     if engine is None or engine == GENERIC_SERVING:
         return runtime_default
-    return engine_prefill_chunk(engine, None, hw, devices) or engine_fact(engine, "chunked_prefill_tokens") \
+    return engine_prefill_chunk(engine, None, hw, devices, spec) or engine_fact(engine, "chunked_prefill_tokens") \
         or runtime_default
 
 

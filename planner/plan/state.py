@@ -91,7 +91,7 @@ def to_setup(state: PlanState) -> Setup:
         layout="serving" if state.paged_kv else layout_for_runtime(runtime) if own else "transformers",
         attention=state.attention,
         prefill_chunk_tokens=engine_chunk_budget(state.engine, prefill_chunk_tokens("serving"), state.hw,
-                                                 state.tp * state.pp) if state.chunked_prefill else None,
+                                                 state.tp * state.pp, state.spec) if state.chunked_prefill else None,
         offload_fraction=state.offload_fraction, weight_kernel=state.weight_kernel, engine=state.engine,
         weight_method=state.weight_method,
         speculative=state.speculation.method if state.speculation else None, mixed_prefill=state.mixed_prefill,

@@ -116,7 +116,7 @@ register(
                 "steps not stalled by a long prefill.",
         transform=lambda s, c: s.with_(chunked_prefill=True), always_on=True,
         params=lambda c: {"max_num_batched_tokens": engine_chunk_budget(
-            c.workload.engine, prefill_chunk_tokens("serving"), c.hw, c.devices)}),
+            c.workload.engine, prefill_chunk_tokens("serving"), c.hw, c.devices, c.spec)}),
     Technique(
         id="mixed-chunk", engines=("sglang",),
         name="Prompt chunks in the decode steps", family="serving", requires=("chunked-prefill",),

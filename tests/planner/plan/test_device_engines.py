@@ -110,7 +110,8 @@ def test_a_plan_runs_its_engines_runtime_and_cache_layout():
     ("vllm", "h100-sxm", 8192),  # vLLM's server default on a GPU of 70 GiB or more that is not an A100
     ("vllm", "l4", 2048),
     ("trtllm", "h100-sxm", 8192),  # not a default there: turned on, chunks at max_num_tokens
-    ("tgi", "h100-sxm", 4096),
+    ("tgi", "h100-sxm", 59_870),  # its launcher's: the H100's 900 TFLOP/s over the model's FLOPs per token
+    ("tgi", "h100-pcie", 4096),  # a card its table lacks: the fallback
 ])
 def test_chunked_prefill_keeps_the_engines_own_step_budget(engine, hardware, budget):
     """A plan's chunked prefill is predicted and configured at the budget the engine takes on the device: vLLM's
