@@ -2,7 +2,9 @@
 other releases do differently, each with its source. An engine is named on its own (`sglang`: the profile's facts as
 written) or pinned to a release as pip writes it (`sglang==0.5.6`): then the first rule whose `range` (a PEP 440
 specifier set, `<0.5.8` or `>=0.5.8,<0.5.10`) holds the release, for each fact it sets, replaces the profile's.
-A rule's `device_defaults` replace the profile's device rules whole. llama.cpp's builds (`b6500`) compare by number."""
+A mapping a rule sets updates the profile's one level deep (`kv_memory: {speculative_mib: 4096}` keeps the rest of
+its `kv_memory`); any other value, a list (`device_defaults` too) included, replaces the profile's. llama.cpp's builds
+(`b6500`) compare by number."""
 
 from __future__ import annotations
 
@@ -46,16 +48,26 @@ def pinned_profile(profile: dict[str, Any], release: str) -> dict[str, Any]:
     """`profile` as the release runs: each fact from the first of its `versions` rules whose range holds the release
     and sets it, the profile's own otherwise; `version` becomes the release, `version_rules` the ranges applied."""
     version = release_version(release)
-    out = dict(profile, version=str(version), version_rules=[])
+    out = dict(profile, version=str(version), release=release, version_rules=[])
     taken: set[str] = set()
     for rule in profile.get("versions") or []:
         if not rule_range(rule).contains(version, prereleases=True):
             continue
-        facts = {k: v for k, v in rule.items() if k not in RULE_KEYS and k not in taken}
+        facts = {k: {**profile[k], **v} if isinstance(v, dict) and isinstance(profile.get(k), dict) else v
+                 for k, v in rule.items() if k not in RULE_KEYS and k not in taken}
         out.update(facts)
         taken.update(facts)
         out["version_rules"].append(rule["range"])
     return out
+
+
+def release_holds(release: str | None, spec: str | None) -> bool:
+    """Whether a rule for the releases `spec` names (a `versions` condition of a device rule or a refusal; None:
+    every release) holds for `release` (an engine's pinned release, else its profile's `release`: the one its facts
+    as written describe; None: unknown, where only unconditioned rules hold)."""
+    if spec is None:
+        return True
+    return release is not None and SpecifierSet(spec).contains(release_version(release), prereleases=True)
 
 
 def pinned_engine(engine: str) -> str:

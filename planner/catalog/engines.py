@@ -15,7 +15,7 @@ from typing import Any
 from ... import profiles
 from ..errors import UnknownNameError
 from ..schema import HardwareSpec, ModelSpec
-from .engine_versions import pinned_profile, split_engine
+from .engine_versions import pinned_profile, release_holds, split_engine
 from .hardware import default_16bit, supports_dtype
 from .prefill_budget import compute_optimal_tokens
 
@@ -75,12 +75,14 @@ def device_fact(engine: str | None, hw: HardwareSpec, key: str, devices: int = 1
     """A default the engine sets by the device: the first of its profile's `device_defaults` rules that `hw` matches
     and that sets `key` (`when`: its kind, at least `min_memory_gib`, a name or id containing one of `named` and none
     of `not_named`, case aside, as vLLM reads the device name: its larger budgets on GPUs of 70 GiB and more that are
-    not A100s; a CUDA compute capability below `below_compute_capability`; the device's `backend`, rocm or cuda),
-    times the `devices` of the deployment where the rule says `per_device` (vLLM on CPUs), else the profile's value."""
+    not A100s; a CUDA compute capability below `below_compute_capability`; the device's `backend`, rocm or cuda; the
+    releases `versions` names holding the engine's, `engine_release`), times the `devices` of the deployment where the
+    rule says `per_device` (vLLM on CPUs), else the profile's value."""
     ident = f"{hw.id} {hw.name}".lower()
     for rule in engine_fact(engine, "device_defaults") or []:
         when = rule["when"]
-        if key in rule and hw.kind == when.get("kind", hw.kind) \
+        if key in rule and hw.kind == when.get("kind", hw.kind) and release_holds(engine_release(engine),
+                                                                                  when.get("versions")) \
                 and hw.memory_bytes >= when.get("min_memory_gib", 0) * 2**30 \
                 and (not when.get("named") or any(n in ident for n in when["named"])) \
                 and not any(n in ident for n in when.get("not_named", [])) \
@@ -89,6 +91,12 @@ def device_fact(engine: str | None, hw: HardwareSpec, key: str, devices: int = 1
             value = rule[key]  # None: the rule turns the default off (TGI's chunking on ROCm)
             return value * devices if value is not None and rule.get("per_device") else value
     return engine_fact(engine, key)
+
+
+def engine_release(engine: str | None) -> str | None:
+    """The release the engine's facts are taken at: the one it is pinned to (`sglang==0.5.6`), else its profile's
+    `release` (the one its facts as written describe), None for the generic engine or a profile that names none."""
+    return engine_fact(engine, "release")
 
 
 def below_compute_capability(hw: HardwareSpec, limit: float | None) -> bool:
@@ -437,7 +445,8 @@ def state_technique_refusal(engine: str, technique: str, model_type: str) -> str
     for rule in (_state_models(engine) or {}).get("refuses") or []:
         if technique not in rule["techniques"]:
             continue
-        if "model_types" in rule and model_type not in rule["model_types"]:
+        if "model_types" in rule and model_type not in rule["model_types"] \
+                or not release_holds(engine_release(engine), rule.get("versions")):
             continue
         if model_type in (rule.get("except_model_types") or {}).get(technique, ()):
             continue

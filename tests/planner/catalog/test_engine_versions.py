@@ -7,8 +7,19 @@ import pytest
 from click.testing import CliRunner
 from optiplan.planner.analytic.profile import profile
 from optiplan.planner.catalog.engine_graphs import prefill_graph_reserve_mib, prefill_graph_tokens
-from optiplan.planner.catalog.engine_versions import pinned_profile, release_version, rule_range, split_engine
-from optiplan.planner.catalog.engines import engine_profile, engine_table
+from optiplan.planner.catalog.engine_versions import (
+    pinned_profile,
+    release_holds,
+    release_version,
+    rule_range,
+    split_engine,
+)
+from optiplan.planner.catalog.engines import (
+    device_fact,
+    engine_profile,
+    engine_table,
+    state_technique_refusal,
+)
 from optiplan.planner.catalog.hardware import resolve_hardware
 from optiplan.planner.catalog.models import resolve_model
 from optiplan.planner.cli.main import main
@@ -29,16 +40,18 @@ def test_releases_read_as_pip_and_llama_cpp_write_them():
 
 
 def test_the_first_rule_holding_the_release_sets_each_fact():
-    base = {"name": "e", "version": ">=1", "a": 1, "b": 2, "c": 3,
-            "versions": [{"range": "<1.5", "a": 10, "source": "s"}, {"range": "<2", "a": 20, "b": 30, "source": "s"}]}
+    base = {"name": "e", "version": ">=1", "a": 1, "b": 2, "c": 3, "d": {"x": 1, "y": 2},
+            "versions": [{"range": "<1.5", "a": 10, "source": "s"},
+                         {"range": "<2", "a": 20, "b": 30, "d": {"y": 5}, "source": "s"}]}
     old = pinned_profile(base, "1.2")
     assert (old["a"], old["b"], old["c"], old["version"]) == (10, 30, 3, "1.2")
     assert old["version_rules"] == ["<1.5", "<2"]
+    assert old["d"] == {"x": 1, "y": 5}  # a mapping updated, the rest of it kept
     mid = pinned_profile(base, "v1.7.0")
     assert (mid["a"], mid["b"]) == (20, 30)
     new = pinned_profile(base, "2.0")
     assert (new["a"], new["b"], new["version_rules"]) == (1, 2, [])
-    assert base["a"] == 1 and "version_rules" not in base  # the table's profile is left as it was
+    assert base["a"] == 1 and base["d"] == {"x": 1, "y": 2} and "version_rules" not in base  # left as it was
 
 
 def test_every_versions_rule_has_a_range_a_source_and_known_facts():
@@ -99,3 +112,29 @@ def test_sglang_from_0_5_10_replays_piecewise_graphs_of_prefill_where_the_deploy
     assert prefill_graph_tokens("sglang==0.5.10", spec, resolve_hardware("h100-sxm"), 8192) == 8192
     assert prefill_graph_reserve_mib("sglang==0.5.10", spec, 8192) == 58 * 8
     assert prefill_graph_tokens("sglang", spec, resolve_hardware("h100-sxm"), 8192) == 0
+
+
+def test_sglang_reads_awq_through_a_16_bit_copy_on_rocm():
+    """No Marlin on ROCm: SGLang dequantizes each AWQ weight to 16 bits and multiplies that, so int4 weights decode
+    slower than the 16-bit ones there, and faster on CUDA (Marlin)."""
+    def tpot(hardware: str, dtype: str) -> float:
+        request = ProfileRequest(model="llama-3.1-8b", hardware=hardware, engine="sglang", dtype=dtype)
+        return profile(request).latency.tpot_ms
+
+    assert tpot("mi300x", "int4") > 2 * tpot("mi300x", "bf16")
+    assert tpot("h100-sxm", "int4") < 0.6 * tpot("h100-sxm", "bf16")
+
+
+def test_rules_that_name_releases_hold_at_the_pinned_one_else_at_the_profiles_own():
+    assert release_holds("0.28.0", ">=0.28") and not release_holds("0.27.0", ">=0.28")
+    assert release_holds(None, None) and not release_holds(None, "<1")  # an unknown release: unconditioned rules only
+    b200 = resolve_hardware("b200")
+    budgets = {e: (device_fact(e, b200, "prefill_chunk_tokens"), device_fact(e, b200, "max_running"))
+               for e in ("vllm", "vllm==0.27.0", "vllm==0.28.0")}
+    assert budgets == {"vllm": (8192, 1024), "vllm==0.27.0": (8192, 1024), "vllm==0.28.0": (16384, 1024)}
+    assert engine_profile("vllm==0.20.0")["kv_memory"]["share"] == 0.92
+    assert engine_profile("vllm")["kv_memory"]["share"] == 0.9
+    # hybrid models' prefix cache: off by default before 0.28, on from it; pure Mamba off in every release
+    assert state_technique_refusal("vllm", "prefix-caching", "qwen3_next")
+    assert state_technique_refusal("vllm==0.28.0", "prefix-caching", "qwen3_next") is None
+    assert state_technique_refusal("vllm==0.28.0", "prefix-caching", "mamba2")
