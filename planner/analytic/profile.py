@@ -24,8 +24,10 @@ from ..catalog.engines import (
     engine_weight_only,
     fp8_weight_only_engines,
     holds_used_cache,
+    state_model_refusal,
 )
 from ..catalog.hardware import default_16bit, resolve_hardware, supports_dtype
+from ..catalog.hybrid_spec import HYBRID_TYPES
 from ..catalog.models import resolve_model
 from ..catalog.served import served_checkpoint_dtype
 from ..errors import HardwareError, RequestError
@@ -135,7 +137,8 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
         _positive(name.replace("_", " "), getattr(request, name))
     runtime = engine_runtime(request.engine)
     refusal = (backend_refusal(request.engine, hw, [GENERIC_SERVING, *engine_names()])
-               or engine_model_refusal(request.engine, spec.model_type))
+               or engine_model_refusal(request.engine, spec.model_type)
+               or (state_model_refusal(request.engine, spec.model_type) if spec.model_type in HYBRID_TYPES else None))
     if refusal:
         raise RequestError(refusal)
     if request.context > spec.max_position_embeddings:

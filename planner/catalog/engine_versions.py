@@ -48,7 +48,7 @@ def pinned_profile(profile: dict[str, Any], release: str) -> dict[str, Any]:
     """`profile` as the release runs: each fact from the first of its `versions` rules whose range holds the release
     and sets it, the profile's own otherwise; `version` becomes the release, `version_rules` the ranges applied."""
     version = release_version(release)
-    out = dict(profile, version=str(version), release=release, version_rules=[])
+    out = dict(profile, version=release, release=release, version_rules=[])
     taken: set[str] = set()
     for rule in profile.get("versions") or []:
         if not rule_range(rule).contains(version, prereleases=True):

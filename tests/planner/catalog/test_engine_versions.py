@@ -18,12 +18,13 @@ from optiplan.planner.catalog.engines import (
     device_fact,
     engine_profile,
     engine_table,
+    state_model_refusal,
     state_technique_refusal,
 )
 from optiplan.planner.catalog.hardware import resolve_hardware
 from optiplan.planner.catalog.models import resolve_model
 from optiplan.planner.cli.main import main
-from optiplan.planner.errors import UnknownNameError
+from optiplan.planner.errors import RequestError, UnknownNameError
 from optiplan.planner.schema import ProfileRequest
 from packaging.version import Version
 from pydantic import ValidationError
@@ -138,3 +139,13 @@ def test_rules_that_name_releases_hold_at_the_pinned_one_else_at_the_profiles_ow
     assert state_technique_refusal("vllm", "prefix-caching", "qwen3_next")
     assert state_technique_refusal("vllm==0.28.0", "prefix-caching", "qwen3_next") is None
     assert state_technique_refusal("vllm==0.28.0", "prefix-caching", "mamba2")
+
+
+def test_a_build_before_a_models_support_refuses_to_profile_it():
+    assert state_model_refusal("llama.cpp==b7000", "qwen3_next")
+    assert state_model_refusal("llama.cpp==b7000", "lfm2_moe") is None
+    assert state_model_refusal("llama.cpp==b6600", "lfm2_moe") and state_model_refusal("llama.cpp", "qwen3_next") is None
+    with pytest.raises(RequestError, match="b7000 does not serve qwen3_next"):
+        profile(ProfileRequest(model="qwen3-next-80b-a3b", hardware="h100-sxm", engine="llama.cpp==b7000"))
+    with pytest.raises(RequestError, match="does not serve nemotron_h"):  # TGI serves no hybrid model
+        profile(ProfileRequest(model="nemotron-h-8b", hardware="h100-sxm", engine="tgi"))
