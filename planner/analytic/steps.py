@@ -469,7 +469,7 @@ def mixed_step(s: Setup, batch: int, context: int, prompt_tokens: float, prompt:
     cost = _cost(s, matmul_flops(s, tokens, decoding + share * prompts), decode_attention + prompt_attention,
                  math.ceil(tokens), decode_kv + prompt_kv, activation_traffic_bytes(s, tokens),
                  tokens, batch + prompts, busiest)
-    return replace(cost, host_floor_s=s.prefill_host_s if tokens > s.prefill_graph_tokens else s.prefill_graph_host_s)
+    return replace(cost, host_floor_s=floor) if (floor := s.prefill_floor_s(tokens)) else cost
 
 
 def kv_passes(s: Setup) -> int:
@@ -495,4 +495,4 @@ def prefill_step(s: Setup, batch: int, prompt: int, cached: int = 0) -> StepCost
     attention = prefill_attention_flops(s, batch, prompt, cached)
     kv_bytes = batch * kv_bytes_per_device(s, prompt)
     cost = _cost(s, matmul, attention, tokens, kv_bytes, activation_traffic_bytes(s, tokens), tokens, batch)
-    return replace(cost, host_floor_s=s.prefill_host_s if tokens > s.prefill_graph_tokens else s.prefill_graph_host_s)
+    return replace(cost, host_floor_s=floor) if (floor := s.prefill_floor_s(tokens)) else cost

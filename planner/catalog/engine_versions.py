@@ -9,6 +9,7 @@ its `kv_memory`); any other value, a list (`device_defaults` too) included, repl
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -44,21 +45,37 @@ def rule_range(rule: dict[str, Any]) -> SpecifierSet:
                          f"{rule.get('range')!r}") from None
 
 
-def pinned_profile(profile: dict[str, Any], release: str) -> dict[str, Any]:
+def pinned_profile(profile: dict[str, Any], release: str) -> Mapping[str, Any]:
     """`profile` as the release runs: each fact from the first of its `versions` rules whose range holds the release
-    and sets it, the profile's own otherwise; `version` becomes the release, `version_rules` the ranges applied."""
+    and sets it, the profile's own otherwise (read through to it, so a change to the profile shows); `version`
+    becomes the release, `version_rules` the ranges applied."""
     version = release_version(release)
-    out = dict(profile, version=release, release=release, version_rules=[])
-    taken: set[str] = set()
+    own: dict[str, Any] = {"version": release, "release": release, "version_rules": []}
     for rule in profile.get("versions") or []:
         if not rule_range(rule).contains(version, prereleases=True):
             continue
-        facts = {k: {**profile[k], **v} if isinstance(v, dict) and isinstance(profile.get(k), dict) else v
-                 for k, v in rule.items() if k not in RULE_KEYS and k not in taken}
-        out.update(facts)
-        taken.update(facts)
-        out["version_rules"].append(rule["range"])
-    return out
+        own.update({k: {**profile[k], **v} if isinstance(v, dict) and isinstance(profile.get(k), dict) else v
+                    for k, v in rule.items() if k not in RULE_KEYS and k not in own})
+        own["version_rules"].append(rule["range"])
+    return PinnedProfile(own, profile)
+
+
+class PinnedProfile(dict):
+    """A release's own facts over its profile's: a fact its rules set, else the profile's, read through (so a change
+    to the profile shows, as a test's monkeypatch of it does). Lists only its own keys."""
+
+    def __init__(self, own: dict[str, Any], profile: Mapping[str, Any]):
+        super().__init__(own)
+        self.profile = profile
+
+    def __missing__(self, key: str) -> Any:
+        return self.profile[key]
+
+    def __contains__(self, key: object) -> bool:
+        return dict.__contains__(self, key) or key in self.profile
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return dict.get(self, key, self.profile.get(key, default))
 
 
 def release_holds(release: str | None, spec: str | None) -> bool:

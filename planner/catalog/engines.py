@@ -9,6 +9,7 @@ source."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -41,7 +42,7 @@ def engine_names() -> list[str]:
 
 
 @lru_cache(maxsize=64)
-def engine_profile(engine: str) -> dict[str, Any]:
+def engine_profile(engine: str) -> Mapping[str, Any]:
     """An engine's profile, or a release's where the engine is pinned to one (`sglang==0.5.6`: its `versions` rules
     applied, `engine_versions.pinned_profile`)."""
     name, release = split_engine(engine)
@@ -93,9 +94,16 @@ def device_fact(engine: str | None, hw: HardwareSpec, key: str, devices: int = 1
     return engine_fact(engine, key)
 
 
+def deployed_engine(engine: str | None, hw: HardwareSpec) -> str | None:
+    """The engine pinned to the release of the image its configs run on `hw`'s backend (its profile's `deployed_release`,
+    the tag in planner/deploy/config.py); as named where it states none (llama.cpp's rolling image) or pins already."""
+    release = (engine_fact(engine, "deployed_release") or {}).get(hw.features.backend)
+    return f"{engine}=={release}" if release and split_engine(engine)[1] is None else engine
+
+
 def engine_release(engine: str | None) -> str | None:
     """The release the engine's facts are taken at: the one it is pinned to (`sglang==0.5.6`), else its profile's
-    `release` (the one its facts as written describe), None for the generic engine or a profile that names none."""
+    `release` (what its facts as written describe); None for the generic engine or a profile without one."""
     return engine_fact(engine, "release")
 
 

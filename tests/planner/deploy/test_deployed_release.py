@@ -1,0 +1,46 @@
+"""A plan is priced at the release of the image its configs run (`deployed_release` in each engine profile, kept
+equal to the image tags of planner/deploy/config.py)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from optiplan.planner.catalog.engines import deployed_engine, engine_fact
+from optiplan.planner.catalog.hardware import resolve_hardware
+from optiplan.planner.deploy.config import IMAGES, ROCM_IMAGES
+from optiplan.planner.plan import search
+from optiplan.planner.plan.advise import advise
+from optiplan.planner.schema import AdviseRequest
+
+
+def tag_release(image: str) -> str | None:
+    """The release an image tag names: `v0.5.4`, `3.3.4-rocm`, AMD's `..._vllm_0.10.1_...`; None for a rolling tag."""
+    match = re.search(r"vllm_(\d+(?:\.\d+)+)", image) or re.search(r":v?(\d+(?:\.\d+)+)", image)
+    return match.group(1) if match else None
+
+
+@pytest.mark.parametrize("backend, images", [("cuda", IMAGES), ("rocm", ROCM_IMAGES)])
+def test_each_profiles_deployed_release_is_its_images_tag(backend, images):
+    for engine, image in images.items():
+        assert (engine_fact(engine, "deployed_release") or {}).get(backend) == tag_release(image), (engine, image)
+
+
+def test_a_plan_is_priced_at_its_images_release(monkeypatch):
+    h100, mi300x = resolve_hardware("h100-sxm"), resolve_hardware("mi300x")
+    assert deployed_engine("sglang", h100) == "sglang==0.5.4"
+    assert deployed_engine("vllm", mi300x) == "vllm==0.10.1"
+    assert deployed_engine("llama.cpp", h100) == "llama.cpp"  # a rolling image: the profile as written
+    assert deployed_engine("sglang==0.5.10", h100) == "sglang==0.5.10"
+
+    # gpt-oss on SGLang 0.5.4 keeps one whole cache pool (`versions` in profiles/engines/sglang.yaml), so the plan's
+    # baseline holds fewer sequences than the split pools of a later release would: a token slot of all 36 layers,
+    # against 18 full layers and 18 windowed ones at 0.8 of the full pool's tokens
+    def baseline_capacity() -> int:
+        request = AdviseRequest(model="gpt-oss-120b", hardware="h100-sxm", num_devices=1, engine="sglang",
+                                workload="chat")
+        return advise(request).baseline.max_concurrency
+
+    deployed = baseline_capacity()
+    monkeypatch.setattr(search, "deployed_engine", lambda engine, hw: "sglang==0.5.9")
+    assert baseline_capacity() / deployed == pytest.approx(36 / (18 + 18 * 0.8), rel=0.03)
