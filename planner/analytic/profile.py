@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from ..catalog.dtypes import QUANTIZED, DtypeError, canonical, compute_dtype
 from ..catalog.engine_refusals import engine_model_refusal
-from ..catalog.engine_versions import split_engine
+from ..catalog.engine_state_models import state_model_refusal
 from ..catalog.engines import (
     GENERIC_SERVING,
     backend_refusal,
@@ -24,7 +24,7 @@ from ..catalog.engines import (
     engine_weight_only,
     fp8_weight_only_engines,
     holds_used_cache,
-    state_model_refusal,
+    release_warning,
 )
 from ..catalog.hardware import default_16bit, resolve_hardware, supports_dtype
 from ..catalog.hybrid_spec import HYBRID_TYPES
@@ -45,6 +45,7 @@ from ..schema import (
     ThroughputPoint,
     ThroughputProfile,
 )
+from ..schema.releases import split_engine
 from .accuracy import accuracy_bands, architecture_kind
 from .efficiency import prefill_chunk_tokens, weight_kernel_refusal
 from .finite_run import run_lengths
@@ -348,7 +349,7 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
     kv_one = attention_kv + state
     # the room a sequence takes in an engine's window pools, where more than it holds (`cache_bytes_per_device`)
     pooled = cache_bytes_per_device(s, context) / max(kv_bytes_per_device(s, context), 1e-9)
-    warnings = list(spec.warnings)
+    warnings = list(spec.warnings) + ([outside] if (outside := release_warning(request.engine)) else [])
     concurrency = request.concurrency or 1
     # an engine whose router refuses requests past its in-flight limit (TGI) takes --max-running as that limit
     in_flight = engine_max_in_flight(request.engine)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 
 from ... import profiles
-from ..catalog import engine_graphs as graphs_of
+from ..catalog import engine_graphs
 from ..catalog.dtypes import WeightFormat, bytes_per_element, canonical, compute_dtype, weight_format
 from ..catalog.engine_memory import engine_kv_memory, engine_sampler_row_bytes
 from ..catalog.engines import (
@@ -140,7 +140,8 @@ class Setup:
 
     def prefill_floor_s(self, tokens: float) -> float:
         """A step of `tokens` prompt tokens' host time: eager, or what its piecewise graphs still launch."""
-        return self.prefill_host_s if tokens > self.prefill_graph_tokens else self.prefill_graph_host_s
+        graphs = self.prefill_graph_tokens and tokens <= self.prefill_graph_tokens
+        return self.prefill_graph_host_s if graphs else self.prefill_host_s
 
     @cached_property
     def shards(self) -> int:
@@ -458,14 +459,14 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
     if prefill_chunk_tokens:
         prefill_chunk_tokens *= groups
     budget = engine_chunk_budget(engine, None, hw, tp * pp, spec) if engine and runtime == "serving" else None
-    graphs = graphs_of.prefill_graph_tokens(engine, spec, hw, prefill_chunk_tokens or budget, pp, attention_dp,
+    graphs = engine_graphs.prefill_graph_tokens(engine, spec, hw, prefill_chunk_tokens or budget, pp, attention_dp,
                                             speculative) if runtime == "serving" else 0
     return Setup(
         spec=spec, counts=param_counts(spec), hw=hw, tp=tp, pp=pp, ep=ep, attention_dp=attention_dp,
         weights=weights, expert_weights=expert_weights, expert_weight_share=expert_share,
         act_bytes=bytes_per_element(act),
         kv_bits=kv_bits(kv_dtype or act), compute_dtype=compute, eff=eff, layout=layout,
-        window_pools=engine_window_pools(engine, spec.model_type) if layout == "serving" else SHARED_POOL,
+        window_pools=engine_window_pools(engine, spec.model_type, hw) if layout == "serving" else SHARED_POOL,
         eager_attention=attention == "eager", prefill_chunk_tokens=prefill_chunk_tokens,
         step_tokens=prefill_chunk_tokens or (budget * groups if budget else None),
         attention_dtype=attend, expert_flop_efficiency=expert_efficiency,
@@ -489,11 +490,11 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         else mixed_prefill,
         schedules_ahead=engine_schedules_ahead(engine, speculative, pp),
         kv_memory=engine_kv_memory(engine, hw, tp * pp, attention_dp, speculative,
-                                   graph_mib=graphs_of.prefill_graph_reserve_mib(engine, spec, graphs)),
+                                   graph_mib=engine_graphs.prefill_graph_reserve_mib(engine, spec, graphs)),
         sampler_row_bytes=engine_sampler_row_bytes(engine, hw, spec.vocab_size),
         sampler_rows=None if running_from_batch else max_running or engine_max_running(engine, hw, tp * pp),
         request_host_s=engine_request_host_s(engine), request_admit_share=engine_request_admit_share(engine),
         first_token_latency_s=engine_first_token_latency_s(engine, tp * pp * attention_dp),
-        prefill_host_s=graphs_of.eager_prefill_host_s(spec, engine) if runtime == "serving" else 0.0,
+        prefill_host_s=engine_graphs.eager_prefill_host_s(spec, engine) if runtime == "serving" else 0.0,
         prefill_graph_tokens=graphs,
-        prefill_graph_host_s=graphs_of.prefill_graph_host_s(spec, engine) if graphs else 0.0)
+        prefill_graph_host_s=engine_graphs.prefill_graph_host_s(spec, engine) if graphs else 0.0)

@@ -7,7 +7,7 @@ profile (profiles/engines/)."""
 from __future__ import annotations
 
 from ..schema import HardwareSpec
-from .engine_versions import split_engine
+from ..schema.releases import split_engine
 from .engines import below_compute_capability, engine_fact, engine_plans, engine_table, planned_engines
 
 

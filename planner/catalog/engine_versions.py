@@ -13,28 +13,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.version import InvalidVersion, Version
 
-PIN = "=="
+from ..schema.releases import release_version
+
 # the keys of a `versions` rule that say which releases it covers and why, not facts it sets
 RULE_KEYS = ("range", "source", "note")
-
-
-def split_engine(engine: str) -> tuple[str, str | None]:
-    """An engine's name and the release it is pinned to (`sglang==0.5.6` -> ('sglang', '0.5.6')), None unpinned."""
-    name, pin, release = engine.partition(PIN)
-    return name.strip(), (release.strip() or None) if pin else None
-
-
-def release_version(release: str) -> Version:
-    """A release as PEP 440 compares it: `v0.11.0` and `0.11.0` alike, a llama.cpp build `b6500` as 6500."""
-    text = release.strip()
-    text = text[1:] if re.fullmatch(r"[vb]\d.*", text) else text
-    try:
-        return Version(text)
-    except InvalidVersion:
-        raise ValueError(f"'{release}' is not a release number (e.g. 0.11.0, v0.5.6, 1.2.0rc1; b6500 for llama.cpp "
-                         "builds)") from None
 
 
 def rule_range(rule: dict[str, Any]) -> SpecifierSet:
@@ -86,16 +69,23 @@ def release_holds(release: str | None, spec: str | None) -> bool:
         return True
     return release is not None and SpecifierSet(spec).contains(release_version(release), prereleases=True)
 
+def profile_range(profile: Mapping[str, Any]) -> str | None:
+    """The releases a profile's `version` names as a specifier set (`>=0.5`; llama.cpp's `>=b6500` as `>=6500`), or
+    None where it names none that parses (`main (2024)`)."""
+    spec = re.sub(r"([<>=!~]=?)\s*[vb](?=\d)", r"\1", str(profile.get("version", "")).split(" (")[0])
+    try:
+        SpecifierSet(spec)
+    except InvalidSpecifier:
+        return None
+    return spec or None
 
-def pinned_engine(engine: str) -> str:
-    """An engine as a request names it, checked: a name, or a name pinned to a release it can read
-    (`sglang==v0.5.6` -> `sglang==0.5.6`); the generic `serving` engine has no releases."""
-    name, release = split_engine(engine)
-    if release is None:
-        if PIN in engine:
-            raise ValueError(f"'{engine}' pins no release: write the engine's name, or name==release (sglang==0.5.6)")
-        return engine
-    if name == "serving":
-        raise ValueError("the generic 'serving' engine has no releases: pin a named engine (vllm==0.11.0)")
-    release_version(release)  # a release it can compare, or ValueError
-    return name + PIN + (release[1:] if re.fullmatch(r"v\d.*", release) else release)
+
+def release_ranges(profile: Mapping[str, Any]) -> list[str]:
+    """Every range of releases a profile's rules name, in order: its `versions` rules', its device rules' and its
+    state-model refusals' `versions` conditions (llama.cpp's written as builds, `<b6709`)."""
+    ranges = [r["range"] for r in profile.get("versions") or []]
+    ranges += [r["when"]["versions"] for r in profile.get("device_defaults") or [] if "versions" in r["when"]]
+    ranges += [r["versions"] for r in (profile.get("state_models") or {}).get("refuses") or [] if "versions" in r]
+    builds = str(profile.get("version", "")).lstrip("<>=!~ ").startswith("b")
+    named = [re.sub(r"([<>=!~]=?)(?=\d)", r"\1b", r) if builds else r for r in ranges]
+    return list(dict.fromkeys(named))

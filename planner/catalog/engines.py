@@ -16,7 +16,8 @@ from typing import Any
 from ... import profiles
 from ..errors import UnknownNameError
 from ..schema import HardwareSpec, ModelSpec
-from .engine_versions import pinned_profile, release_holds, split_engine
+from ..schema.releases import split_engine
+from .engine_versions import pinned_profile, profile_range, release_holds
 from .hardware import default_16bit, supports_dtype
 from .prefill_budget import compute_optimal_tokens
 
@@ -41,14 +42,27 @@ def engine_names() -> list[str]:
     return profiles.engine_names()
 
 
-@lru_cache(maxsize=64)
 def engine_profile(engine: str) -> Mapping[str, Any]:
     """An engine's profile, or a release's where the engine is pinned to one (`sglang==0.5.6`: its `versions` rules
     applied, `engine_versions.pinned_profile`)."""
     name, release = split_engine(engine)
     if name not in engine_table():
         raise UnknownNameError("engine", name, [GENERIC_SERVING, *engine_table()])
-    return engine_table()[name] if release is None else pinned_profile(engine_table()[name], release)
+    return engine_table()[name] if release is None else release_profile(name, release)
+
+
+@lru_cache(maxsize=64)
+def release_profile(name: str, release: str) -> Mapping[str, Any]:
+    return pinned_profile(engine_table()[name], release)
+
+
+def release_warning(engine: str | None) -> str | None:
+    """Why a pinned release's facts may not hold: it lies outside the releases its profile describes (`version`)."""
+    name, release = split_engine(engine or "")
+    if release is None or name == GENERIC_SERVING or release_holds(release, profile_range(engine_table()[name])):
+        return None
+    return (f"{name}'s profile describes {engine_table()[name]['version']}, not {release}: its facts and rules may not "
+            "hold for that release")
 
 
 def engine_plans(engine: str) -> bool:
@@ -76,7 +90,8 @@ def device_fact(engine: str | None, hw: HardwareSpec, key: str, devices: int = 1
     """A default the engine sets by the device: the first of its profile's `device_defaults` rules that `hw` matches
     and that sets `key` (`when`: its kind, at least `min_memory_gib`, a name or id containing one of `named` and none
     of `not_named`, case aside, as vLLM reads the device name: its larger budgets on GPUs of 70 GiB and more that are
-    not A100s; a CUDA compute capability below `below_compute_capability`; the device's `backend`, rocm or cuda; the
+    not A100s; a CUDA compute capability below `below_compute_capability`, or of `min_compute_capability` or more;
+    the device's `backend`, rocm or cuda; the
     releases `versions` names holding the engine's, `engine_release`), times the `devices` of the deployment where the
     rule says `per_device` (vLLM on CPUs), else the profile's value."""
     ident = f"{hw.id} {hw.name}".lower()
@@ -88,7 +103,9 @@ def device_fact(engine: str | None, hw: HardwareSpec, key: str, devices: int = 1
                 and (not when.get("named") or any(n in ident for n in when["named"])) \
                 and not any(n in ident for n in when.get("not_named", [])) \
                 and when.get("backend", hw.features.backend) == hw.features.backend \
-                and below_compute_capability(hw, when.get("below_compute_capability")):
+                and below_compute_capability(hw, when.get("below_compute_capability")) \
+                and ("min_compute_capability" not in when
+                     or not below_compute_capability(hw, when["min_compute_capability"])):
             value = rule[key]  # None: the rule turns the default off (TGI's chunking on ROCm)
             return value * devices if value is not None and rule.get("per_device") else value
     return engine_fact(engine, key)
@@ -426,45 +443,6 @@ def engine_defaults(engine: str) -> dict[str, str]:
     if engine == GENERIC_SERVING:
         return {}
     return {d["technique"]: d["source"] for d in engine_profile(engine).get("defaults") or []}
-
-
-def _state_models(engine: str) -> dict[str, Any] | None:
-    """The engine's facts about state-space, linear-attention and hybrid models, or None (the generic `serving`)."""
-    return engine_fact(engine, "state_models")
-
-
-def state_model_refusal(engine: str, model_type: str) -> str | None:
-    """Why the engine cannot serve a model with state layers of this `model_type`, naming the engines that can;
-    None when it serves it (or for the generic `serving` engine, which has no facts)."""
-    facts = _state_models(engine)
-    if facts is None or model_type in facts["model_types"]:
-        return None
-    others = [name for name in engine_names() if model_type in (_state_models(name) or {}).get("model_types", ())]
-    where = f"engines that serve it: {', '.join(others)}" if others else "no engine optiplan knows serves it"
-    served = ", ".join(facts["model_types"]) or "no state-space or hybrid model"
-    named = f"{split_engine(engine)[0]} {engine_profile(engine)['version']}"
-    return (f"{named} does not serve {model_type} models (it serves {served}; "
-            f"source: {facts['source'].split(' — ')[0]}); {where}")
-
-
-def state_technique_refusal(engine: str, technique: str, model_type: str) -> str | None:
-    """Why the engine does not run `technique` on a model with state layers of this `model_type` (its profile's
-    `state_models.refuses`, with the source), or None."""
-    for rule in (_state_models(engine) or {}).get("refuses") or []:
-        if technique not in rule["techniques"]:
-            continue
-        if "model_types" in rule and model_type not in rule["model_types"] \
-                or not release_holds(engine_release(engine), rule.get("versions")):
-            continue
-        if model_type in (rule.get("except_model_types") or {}).get(technique, ()):
-            continue
-        return f"{rule['reason']} (source: {rule['source'].split(' — ')[0]})"
-    return None
-
-
-def state_model_options(engine: str, model_type: str) -> list[dict[str, Any]]:
-    """Options the engine's config must carry for this state-model type (option, value, why, source)."""
-    return [o for o in (_state_models(engine) or {}).get("options") or [] if model_type in o["model_types"]]
 
 
 def engine_backends(engine: str) -> tuple[str, ...]:

@@ -12,8 +12,9 @@ def launcher_flop_per_token(spec: ModelSpec) -> int:
     """FLOPs per token as TGI's launcher counts them (`Config::flop`): per layer 2 x hidden x head width for the
     query, the keys, the values, the attention and the output (all heads; the keys' and values' at the KV heads),
     and 2 x 3 x hidden x intermediate for the MLP, the intermediate width times the experts a token takes (its
-    config's num_experts_per_tok); the head width is config.json's head_dim, else hidden / heads (latent attention's
-    config states none). No embedding or head."""
+    config's num_experts_per_tok) plus its `num_shared_experts`, a key no catalog model's config has (DeepSeek's is
+    n_shared_experts, which the launcher does not read): 0 here; the head width is config.json's head_dim, else
+    hidden / heads (latent attention's config states none). No embedding or head."""
     head = spec.hidden_size // spec.num_heads if spec.mla is not None else spec.head_dim
     width = spec.intermediate_size * (spec.moe.top_k if spec.moe is not None else 1)
     attention = 2 * head * spec.hidden_size * (3 * spec.num_heads + 2 * spec.num_kv_heads)

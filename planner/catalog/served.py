@@ -5,7 +5,7 @@ file of its own), and how the engine's cache makes room for its attention window
 from __future__ import annotations
 
 from ..schema import HardwareSpec, ModelSpec
-from .engines import engine_fact
+from .engines import device_fact, engine_fact
 from .hardware import device_checkpoint_dtype
 
 # how an engine's cache makes room for a model's attention windows (`engine_window_pools`)
@@ -25,13 +25,14 @@ def served_checkpoint_dtype(spec: ModelSpec, hw: HardwareSpec, engine: str | Non
     return spec.checkpoint_dtype if spec.checkpoint_dtype in formats else None
 
 
-def engine_window_pools(engine: str | None, model_type: str) -> tuple[str, float]:
+def engine_window_pools(engine: str | None, model_type: str, hw: HardwareSpec | None = None) -> tuple[str, float]:
     """How the engine's cache makes room for a model's attention windows (`memory.cache_bytes_per_device`), as its
     profile states (`window_pools`): "shared" (one pool, a windowed layer holding its window: the default), "equal"
     (a pool per window size, the same share of memory each), "ratio" (the windowed layers' pool holds `ratio` times
     the full layers' tokens) or "whole" (a token's slot holds every layer, windowed or not), with that ratio. A rule
-    that names `model_types` applies to those; the others take its `other` split."""
-    rule = engine_fact(engine, "window_pools") or {}
+    that names `model_types` applies to those; the others take its `other` split. On `hw`, a device rule's where one
+    sets it (SGLang 0.5.8-0.5.9 on Blackwell)."""
+    rule = (device_fact(engine, hw, "window_pools") if hw is not None else engine_fact(engine, "window_pools")) or {}
     split = rule.get("split", "shared")
     if "model_types" in rule and model_type not in rule["model_types"]:
         split = rule.get("other", "shared")

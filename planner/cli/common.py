@@ -10,8 +10,8 @@ from pathlib import Path
 
 import click
 
-from ..catalog.engine_versions import pinned_engine, split_engine
 from ..errors import OptiplanError, error_line
+from ..schema.releases import pinned_engine, split_engine
 
 
 def friendly(fn):

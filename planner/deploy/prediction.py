@@ -5,7 +5,7 @@ its README gives the figures of the configuration it renders instead, and says w
 from __future__ import annotations
 
 from ..analytic.profile import profile
-from ..catalog.engines import engine_pages_cache
+from ..catalog.engines import deployed_engine, engine_pages_cache
 from ..catalog.hardware import resolve_hardware
 from ..errors import OptiplanError
 from ..schema import Profile, ProfileRequest
@@ -41,7 +41,9 @@ def configuration_request(advice: Advice, cfg: EngineConfig) -> ProfileRequest |
     on_gpu = cfg.options.get("n-gpu-layers") if cfg.engine == "llama.cpp" and hw.kind == "gpu" and devices == 1 \
         else None
     return ProfileRequest(
-        model=advice.model.name, hardware=hw.id, num_devices=devices, engine=cfg.engine, dtype=dtype,
+        # at the release of the image the configs run, as the plan was priced
+        model=advice.model.name, hardware=hw.id, num_devices=devices, engine=deployed_engine(cfg.engine, hw),
+        dtype=dtype,
         gguf_type=cfg.served.get("gguf_type"),
         kv_dtype=None if any(t.startswith("kv-") for t in missing) or p.kv_dtype in ("", "bf16", "fp16", "fp32")
         else p.kv_dtype,

@@ -17,11 +17,9 @@ import yaml
 
 from ..analytic.profile import model_summary
 from ..catalog.engine_refusals import engine_step_refusal
+from ..catalog.engine_state_models import state_model_options, state_model_refusal, state_technique_refusal
 from ..catalog.engines import (
     engine_backends,
-    state_model_options,
-    state_model_refusal,
-    state_technique_refusal,
 )
 from ..catalog.hardware import resolve_hardware
 from ..catalog.hybrid_spec import HYBRID_TYPES

@@ -53,7 +53,10 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
             else:
                 cfg.applied.append((t_id, f"--num-shard {p.tensor_parallel}"))
         elif t_id == "paged-kv":
-            o["max-batch-prefill-tokens"] = min(w.context_needed, 4096)
+            # the budget the plan priced: its launcher's computed one where it chunks (profiles/engines/tgi.yaml
+            # prefill_chunk_by_compute), else whole prompts up to its 4,096 fallback
+            chunk = steps["chunked-prefill"].params.get("max_num_batched_tokens") if "chunked-prefill" in steps else None
+            o["max-batch-prefill-tokens"] = chunk or min(w.context_needed, 4096)
             cfg.applied.append((t_id, "always on in TGI (paged attention, continuous batching)"))
         elif t_id == "chunked-prefill":
             cfg.applied.append((t_id, "TGI 3 chunks prefills by default (--max-batch-prefill-tokens)"))

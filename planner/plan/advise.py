@@ -10,6 +10,7 @@ from ..analytic.accuracy import accuracy_bands, architecture_kind, training_accu
 from ..analytic.params import param_counts
 from ..analytic.profile import model_summary
 from ..catalog.engine_refusals import engine_planning_refusal
+from ..catalog.engine_state_models import state_model_refusal
 from ..catalog.engines import (
     backend_refusal,
     engine_backends,
@@ -18,7 +19,6 @@ from ..catalog.engines import (
     engine_for_backend,
     engine_runtime,
     planned_engines,
-    state_model_refusal,
 )
 from ..catalog.hardware import catalog_hardware, resolve_hardware
 from ..catalog.models import resolve_model

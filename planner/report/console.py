@@ -273,11 +273,11 @@ def print_techniques(declared: list[dict[str, Any]]) -> None:
 
 def catalog_rows(what: str) -> list[dict[str, Any]]:
     if what == "engines":
+        from ..catalog.engine_versions import release_ranges
         from ..catalog.engines import engine_table
 
-        # the releases its `versions` rules describe apart (`--engine sglang==0.5.6`)
-        return [{"name": e["name"], "version": e["version"] + (f" (releases apart: {', '.join(ranges)})" if (ranges := [
-                    r["range"] for r in e.get("versions") or []]) else ""),
+        # `releases`: the ranges its rules describe apart (`--engine sglang==0.5.6`)
+        return [{"name": e["name"], "version": e["version"], "releases": release_ranges(e),
                  "runtime": e["runtime"], "scheduling": e["scheduling"],
                  "planned": e.get("plans", True), "backends": e["backends"],
                  "defaults": [d["technique"] for d in e.get("defaults") or []],
@@ -335,7 +335,8 @@ def print_catalog(what: str, rows: list[dict[str, Any]]) -> None:
                     "weight kernels / files"):
             table.add_column(col, overflow="fold")
         for r in rows:
-            table.add_row(r["name"], r["version"], r["runtime"], r["scheduling"], "yes" if r["planned"] else "profile only",
+            version = r["version"] + (f" (releases apart: {', '.join(r['releases'])})" if r["releases"] else "")
+            table.add_row(r["name"], version, r["runtime"], r["scheduling"], "yes" if r["planned"] else "profile only",
                           ", ".join(r["backends"]), ", ".join(r["defaults"]) or "-",
                           ", ".join(f"{fmt}: {k}" for fmt, k in r["kernels"].items()) or "-")
     elif what == "hardware":

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from ..catalog.engine_versions import pinned_engine
+from .releases import pinned_engine
 
 SCHEMA_VERSION = "1.0"
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ...catalog.engine_refusals import engine_step_refusal
-from ...catalog.engines import engine_table, state_technique_refusal
+from ...catalog.engine_state_models import state_technique_refusal
+from ...catalog.engines import engine_table
 from ...errors import RequestError
 from ...schema import HardwareSpec, ModelSpec
 from ...schema.workload import Workload

@@ -5,11 +5,13 @@ its source; the planner and the configs follow the data."""
 from __future__ import annotations
 
 import pytest
-from optiplan.planner.catalog.engines import (
-    engine_table,
+from optiplan.planner.catalog.engine_state_models import (
     state_model_options,
     state_model_refusal,
     state_technique_refusal,
+)
+from optiplan.planner.catalog.engines import (
+    engine_table,
 )
 from optiplan.planner.catalog.hybrid_spec import HYBRID_TYPES
 from optiplan.planner.deploy.render import render

@@ -7,25 +7,21 @@ import pytest
 from click.testing import CliRunner
 from optiplan.planner.analytic.profile import profile
 from optiplan.planner.catalog.engine_graphs import prefill_graph_reserve_mib, prefill_graph_tokens
+from optiplan.planner.catalog.engine_state_models import state_model_refusal, state_technique_refusal
 from optiplan.planner.catalog.engine_versions import (
     pinned_profile,
+    profile_range,
     release_holds,
-    release_version,
+    release_ranges,
     rule_range,
-    split_engine,
 )
-from optiplan.planner.catalog.engines import (
-    device_fact,
-    engine_profile,
-    engine_table,
-    state_model_refusal,
-    state_technique_refusal,
-)
+from optiplan.planner.catalog.engines import device_fact, engine_profile, engine_table, release_warning
 from optiplan.planner.catalog.hardware import resolve_hardware
 from optiplan.planner.catalog.models import resolve_model
 from optiplan.planner.cli.main import main
 from optiplan.planner.errors import RequestError, UnknownNameError
 from optiplan.planner.schema import ProfileRequest
+from optiplan.planner.schema.releases import release_version, split_engine
 from packaging.version import Version
 from pydantic import ValidationError
 
@@ -62,6 +58,21 @@ def test_every_versions_rule_has_a_range_a_source_and_known_facts():
             assert rule.get("source"), (name, rule["range"])
             facts = set(rule) - {"range", "source", "note"}
             assert facts and facts <= set(entry), (name, rule["range"], facts - set(entry))
+        conditioned = len(release_ranges(entry)) > len(entry.get("versions") or [])
+        # a device rule or a refusal that names releases is held at the profile's `release` when unpinned, and an
+        # unpinned engine is that release pinned: no `versions` rule may hold there
+        assert entry.get("release") or not conditioned, name
+        if entry.get("release"):
+            assert not any(release_holds(entry["release"], r["range"]) for r in entry.get("versions") or []), name
+            assert release_holds(entry["release"], profile_range(entry)), name
+
+
+def test_a_release_outside_the_profiles_range_is_warned_of():
+    assert release_warning("sglang==0.5.6") is None and release_warning("sglang") is None
+    assert "describes >=0.5, not 0.4.6" in release_warning("sglang==0.4.6")
+    assert "describes >=b6500, not b6000" in release_warning("llama.cpp==b6000")
+    warnings = profile(ProfileRequest(model="llama-3.1-8b", hardware="h100-sxm", engine="vllm==0.9.1")).warnings
+    assert any("vllm's profile describes >=0.10, not 0.9.1" in w for w in warnings)
 
 
 def test_a_pinned_engine_is_checked_where_it_is_named():
@@ -75,15 +86,19 @@ def test_a_pinned_engine_is_checked_where_it_is_named():
     assert out.exit_code == 2 and "not a release number" in out.output
 
 
-def test_sglang_before_0_5_8_keeps_gpt_oss_in_one_pool():
-    def reserved(engine: str) -> int:
-        request = ProfileRequest(model="gpt-oss-120b", hardware="b200", num_devices=8, engine=engine, context=8192)
+def test_sglang_keeps_gpt_oss_in_one_pool_before_0_5_8_and_on_blackwell_before_0_5_10():
+    def reserved(engine: str, hardware: str = "h200-sxm") -> int:
+        request = ProfileRequest(model="gpt-oss-120b", hardware=hardware, num_devices=8, engine=engine, context=8192)
         return profile(request).memory.kv_cache_pool_bytes
 
     split, whole = reserved("sglang"), reserved("sglang==0.5.6")
     # every token slot holds all 36 layers in 0.5.6; later, the 18 windowed layers' pool holds 0.8 of the full's tokens
     assert whole / split == pytest.approx(36 / (18 + 18 * 0.8), rel=0.01)
     assert reserved("sglang==0.5.8") == split
+    # on a B200 0.5.8-0.5.9 run gpt-oss on trtllm_mha, which keeps the cache whole: so does an unpinned sglang (0.5.9)
+    b200_whole = reserved("sglang==0.5.6", "b200")
+    assert reserved("sglang", "b200") == reserved("sglang==0.5.9", "b200") == b200_whole
+    assert reserved("sglang==0.5.10", "b200") / b200_whole == pytest.approx(split / whole, rel=0.01)
     out = CliRunner().invoke(main, ["profile", "gpt-oss-120b", "-H", "b200", "--gpus", "8",
                                     "--engine", "sglang==0.5.6"])
     assert out.exit_code == 0 and "engine sglang==0.5.6" in out.output

@@ -9,6 +9,7 @@ import pytest
 from optiplan.planner.catalog.engines import deployed_engine, engine_fact
 from optiplan.planner.catalog.hardware import resolve_hardware
 from optiplan.planner.deploy.config import IMAGES, ROCM_IMAGES
+from optiplan.planner.deploy.render import render
 from optiplan.planner.plan import search
 from optiplan.planner.plan.advise import advise
 from optiplan.planner.schema import AdviseRequest
@@ -44,3 +45,15 @@ def test_a_plan_is_priced_at_its_images_release(monkeypatch):
     deployed = baseline_capacity()
     monkeypatch.setattr(search, "deployed_engine", lambda engine, hw: "sglang==0.5.9")
     assert baseline_capacity() / deployed == pytest.approx(36 / (18 + 18 * 0.8), rel=0.03)
+
+
+def test_tgis_config_runs_the_prefill_budget_its_plan_priced():
+    """The launcher's computed budget (59,870 tokens for Llama-3.1-8B on an H100 SXM) is what the plan prices and what
+    serve.sh sets; on ROCm, where TGI does not chunk, whole prompts up to its 4,096 fallback."""
+    def serve(hardware: str) -> str:
+        advice = advise(AdviseRequest(model="llama-3.1-8b", hardware=hardware, num_devices=1, engine="tgi",
+                                      workload="chat"))
+        return render(advice, "tgi")["tgi/serve.sh"]
+
+    assert "--max-batch-prefill-tokens 59870" in serve("h100-sxm")
+    assert "--max-batch-prefill-tokens 4096" in serve("mi300x")
