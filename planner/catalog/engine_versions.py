@@ -69,6 +69,7 @@ def release_holds(release: str | None, spec: str | None) -> bool:
         return True
     return release is not None and SpecifierSet(spec).contains(release_version(release), prereleases=True)
 
+
 def profile_range(profile: Mapping[str, Any]) -> str | None:
     """The releases a profile's `version` names as a specifier set (`>=0.5`; llama.cpp's `>=b6500` as `>=6500`), or
     None where it names none that parses (`main (2024)`)."""

@@ -53,6 +53,7 @@ def engine_profile(engine: str) -> Mapping[str, Any]:
 
 @lru_cache(maxsize=64)
 def release_profile(name: str, release: str) -> Mapping[str, Any]:
+    """The profile of engine `name` as `release` runs (built once per release)."""
     return pinned_profile(engine_table()[name], release)
 
 
@@ -91,9 +92,8 @@ def device_fact(engine: str | None, hw: HardwareSpec, key: str, devices: int = 1
     and that sets `key` (`when`: its kind, at least `min_memory_gib`, a name or id containing one of `named` and none
     of `not_named`, case aside, as vLLM reads the device name: its larger budgets on GPUs of 70 GiB and more that are
     not A100s; a CUDA compute capability below `below_compute_capability`, or of `min_compute_capability` or more;
-    the device's `backend`, rocm or cuda; the
-    releases `versions` names holding the engine's, `engine_release`), times the `devices` of the deployment where the
-    rule says `per_device` (vLLM on CPUs), else the profile's value."""
+    the device's `backend`, rocm or cuda; the releases `versions` names holding the engine's, `engine_release`),
+    times the `devices` of the deployment where the rule says `per_device` (vLLM on CPUs), else the profile's value."""
     ident = f"{hw.id} {hw.name}".lower()
     for rule in engine_fact(engine, "device_defaults") or []:
         when = rule["when"]
@@ -112,8 +112,9 @@ def device_fact(engine: str | None, hw: HardwareSpec, key: str, devices: int = 1
 
 
 def deployed_engine(engine: str | None, hw: HardwareSpec) -> str | None:
-    """The engine pinned to the release of the image its configs run on `hw`'s backend (its profile's `deployed_release`,
-    the tag in planner/deploy/config.py); as named where it states none (llama.cpp's rolling image) or pins already."""
+    """The engine pinned to the release of the image its configs run on `hw`'s backend (its profile's
+    `deployed_release`, the tag in planner/deploy/config.py); as named where it states none (llama.cpp's rolling
+    image) or pins already."""
     release = (engine_fact(engine, "deployed_release") or {}).get(hw.features.backend)
     return f"{engine}=={release}" if release and split_engine(engine)[1] is None else engine
 
