@@ -5,7 +5,6 @@ the points every fit holds out, and the errors and table overrides the fits (`pu
 
 from __future__ import annotations
 
-import re
 import sys
 import zlib
 from collections.abc import Callable
@@ -30,6 +29,7 @@ from optiplan.planner.catalog.hardware import resolve_hardware, supports_dtype  
 from optiplan.planner.catalog.models import resolve_model  # noqa: E402
 from optiplan.planner.errors import OptiplanError  # noqa: E402
 from optiplan.planner.schema import ProfileRequest  # noqa: E402
+from optiplan.planner.schema.releases import pinned_engine  # noqa: E402
 
 PUBLISHED = Path(__file__).resolve().parent / "published"
 
@@ -86,9 +86,10 @@ def point_engine(p: dict) -> str:
     the profile's `versions` rules for that release apply; a generic serving engine for the others (MLC, ...)."""
     if p["engine"] not in engine_table():
         return "serving"
-    release = str(p.get("engine_version") or "").split(" ")[0]
-    return f"{p['engine']}=={release}" if re.fullmatch(r"v?\d+(\.\d+)+((a|b|rc|\.post)\d+)?", release) \
-        else p["engine"]
+    try:  # the schema's own check of a pin
+        return pinned_engine(f"{p['engine']}=={str(p.get('engine_version') or '').split(' ')[0]}")
+    except ValueError:  # no release number to pin
+        return p["engine"]
 
 
 def point_gguf_type(p: dict) -> str | None:

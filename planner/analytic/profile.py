@@ -27,7 +27,6 @@ from ..catalog.engines import (
     release_warning,
 )
 from ..catalog.hardware import default_16bit, resolve_hardware, supports_dtype
-from ..catalog.hybrid_spec import HYBRID_TYPES
 from ..catalog.models import resolve_model
 from ..catalog.served import served_checkpoint_dtype
 from ..errors import HardwareError, RequestError
@@ -139,7 +138,7 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
     runtime = engine_runtime(request.engine)
     refusal = (backend_refusal(request.engine, hw, [GENERIC_SERVING, *engine_names()])
                or engine_model_refusal(request.engine, spec.model_type)
-               or (state_model_refusal(request.engine, spec.model_type) if spec.model_type in HYBRID_TYPES else None))
+               or state_model_refusal(request.engine, spec.model_type))
     if refusal:
         raise RequestError(refusal)
     if request.context > spec.max_position_embeddings:

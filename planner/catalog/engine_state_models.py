@@ -1,5 +1,7 @@
 """What an engine does with state-space, linear-attention and hybrid models (its profile's `state_models`): which
-model types it serves, the techniques it refuses on them, and the options its configs must carry for them."""
+model types it serves, the techniques it refuses on them, and the options its configs must carry for them. A model
+of any other type (`hybrid_spec.HYBRID_TYPES` lists the state models' types) is none of its concern here: no
+refusal, no option."""
 
 from __future__ import annotations
 
@@ -8,20 +10,22 @@ from typing import Any
 from ..schema.releases import split_engine
 from .engine_versions import release_holds
 from .engines import engine_fact, engine_names, engine_profile, engine_release
+from .hybrid_spec import HYBRID_TYPES
 
 
-def _state_models(engine: str) -> dict[str, Any] | None:
-    """The engine's facts about state-space, linear-attention and hybrid models, or None (the generic `serving`)."""
-    return engine_fact(engine, "state_models")
+def _state_models(engine: str, model_type: str) -> dict[str, Any] | None:
+    """The engine's facts about state-space, linear-attention and hybrid models where `model_type` is one, or None
+    (another type; the generic `serving` engine, which has no facts)."""
+    return engine_fact(engine, "state_models") if model_type in HYBRID_TYPES else None
 
 
 def state_model_refusal(engine: str, model_type: str) -> str | None:
     """Why the engine cannot serve a model with state layers of this `model_type`, naming the engines that can;
     None when it serves it (or for the generic `serving` engine, which has no facts)."""
-    facts = _state_models(engine)
+    facts = _state_models(engine, model_type)
     if facts is None or model_type in facts["model_types"]:
         return None
-    others = [name for name in engine_names() if model_type in (_state_models(name) or {}).get("model_types", ())]
+    others = [name for name in engine_names() if model_type in (_state_models(name, model_type) or {}).get("model_types", ())]
     where = f"engines that serve it: {', '.join(others)}" if others else "no engine optiplan knows serves it"
     served = ", ".join(facts["model_types"]) or "no state-space or hybrid model"
     named = f"{split_engine(engine)[0]} {engine_profile(engine)['version']}"
@@ -32,7 +36,7 @@ def state_model_refusal(engine: str, model_type: str) -> str | None:
 def state_technique_refusal(engine: str, technique: str, model_type: str) -> str | None:
     """Why the engine does not run `technique` on a model with state layers of this `model_type` (its profile's
     `state_models.refuses`, with the source), or None."""
-    for rule in (_state_models(engine) or {}).get("refuses") or []:
+    for rule in (_state_models(engine, model_type) or {}).get("refuses") or []:
         if technique not in rule["techniques"]:
             continue
         if "model_types" in rule and model_type not in rule["model_types"] \
@@ -46,4 +50,4 @@ def state_technique_refusal(engine: str, technique: str, model_type: str) -> str
 
 def state_model_options(engine: str, model_type: str) -> list[dict[str, Any]]:
     """Options the engine's config must carry for this state-model type (option, value, why, source)."""
-    return [o for o in (_state_models(engine) or {}).get("options") or [] if model_type in o["model_types"]]
+    return [o for o in (_state_models(engine, model_type) or {}).get("options") or [] if model_type in o["model_types"]]

@@ -97,8 +97,8 @@ def device_fact(engine: str | None, hw: HardwareSpec, key: str, devices: int = 1
     ident = f"{hw.id} {hw.name}".lower()
     for rule in engine_fact(engine, "device_defaults") or []:
         when = rule["when"]
-        if key in rule and hw.kind == when.get("kind", hw.kind) and release_holds(engine_release(engine),
-                                                                                  when.get("versions")) \
+        if key in rule and hw.kind == when.get("kind", hw.kind) \
+                and ("versions" not in when or release_holds(engine_release(engine), when["versions"])) \
                 and hw.memory_bytes >= when.get("min_memory_gib", 0) * 2**30 \
                 and (not when.get("named") or any(n in ident for n in when["named"])) \
                 and not any(n in ident for n in when.get("not_named", [])) \

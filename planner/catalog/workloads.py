@@ -22,12 +22,6 @@ def serves_instruct(workload: Workload) -> bool:
     return workload.chat if workload.chat is not None else True
 
 
-def quotes_prompt(workload: Workload) -> bool:
-    """Whether the workload's outputs copy spans of its prompts (its `quotes_prompt` field; no where it does not say:
-    open-ended text rarely does)."""
-    return bool(workload.quotes_prompt)
-
-
 def preset_names() -> list[str]:
     return sorted(p.stem for p in WORKLOADS_DIR.glob("*.yaml"))
 

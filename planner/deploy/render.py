@@ -22,7 +22,6 @@ from ..catalog.engines import (
     engine_backends,
 )
 from ..catalog.hardware import resolve_hardware
-from ..catalog.hybrid_spec import HYBRID_TYPES
 from ..catalog.models import resolve_model
 from ..errors import UnknownNameError
 from ..fsutil import atomic_folder
@@ -57,12 +56,12 @@ def engine_config(advice: Advice, engine: str) -> EngineConfig:
                           f"{', '.join(engine_backends(engine))}")
     advice, distilled = as_distilled(advice)
     model_type = advice.model.model_type
-    if model_type in HYBRID_TYPES and (why := state_model_refusal(engine, model_type)):
+    if why := state_model_refusal(engine, model_type):
         raise DeployError(why)  # a model with state layers this engine does not serve
     # the plan may have been made for another engine or device: the steps this one does not run there are left out
     # (on a model with state layers, on this device's backend, on a model type it has no code of its own for)
     refused = [(s.technique, why) for s in advice.plan.steps
-               if (why := (model_type in HYBRID_TYPES and state_technique_refusal(engine, s.technique, model_type))
+               if (why := state_technique_refusal(engine, s.technique, model_type)
                    or engine_step_refusal(engine, hw, model_type, s.technique))]
     if refused:
         kept = [s for s in advice.plan.steps if s.technique not in dict(refused)]
@@ -89,10 +88,9 @@ def engine_config(advice: Advice, engine: str) -> EngineConfig:
             cfg.applied = [(t_id, f"served from the {which} checkpoint, whose quantization_config the engine reads (it "
                                   "picks the kernel)") if t_id in FORMATS else (t_id, how)
                            for t_id, how in cfg.applied]
-    if advice.model.model_type in HYBRID_TYPES:
-        for o in state_model_options(engine, advice.model.model_type):
-            cfg.options[o["option"]] = o["value"]
-            cfg.notes.append(f"--{o['option']} {o['value']}: {o['why']} (source: {o['source'].split(' — ')[0]})")
+    for o in state_model_options(engine, advice.model.model_type):
+        cfg.options[o["option"]] = o["value"]
+        cfg.notes.append(f"--{o['option']} {o['value']}: {o['why']} (source: {o['source'].split(' — ')[0]})")
     check_options(cfg)
     return cfg
 

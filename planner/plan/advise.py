@@ -99,8 +99,7 @@ def build_context(spec: ModelSpec, hw: HardwareSpec, devices: int, workload: Wor
     # a student of a half to a quarter of the teacher's parameters: the compressions distillation's quality figure
     # comes from (Minitron, 15B into 8B and 4B); a smaller one has no published figure to plan with
     smaller = sorted((c.total, r.name, r) for c, r in relatives if c.total * 4 >= target.total >= c.total * 2)
-    if workload.goal != "training" and spec.state_layers \
-            and (why := state_model_refusal(workload.engine, spec.model_type)):
+    if workload.goal != "training" and (why := state_model_refusal(workload.engine, spec.model_type)):
         raise RequestError(why)
     catalog = profiles.resolve_model_name(spec.name)
     entry = profiles.load_model(catalog) if catalog else {}

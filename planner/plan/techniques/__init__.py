@@ -259,9 +259,7 @@ def static_reason(t: Technique, ctx: Context) -> str | None:
     if t.check is not None and (why := t.check(ctx)):
         return why
     # what the engine does not run on a model with state layers (its profile's data, with the source)
-    if not training and ctx.spec.state_layers:
-        return state_technique_refusal(w.engine, t.id, ctx.spec.model_type)
-    return None
+    return None if training else state_technique_refusal(w.engine, t.id, ctx.spec.model_type)
 
 
 def all_techniques() -> dict[str, Technique]:

@@ -4,7 +4,7 @@ bandwidth-bound and verifying gamma+1 tokens costs about as much as one."""
 
 from __future__ import annotations
 
-from ...catalog.workloads import quotes_prompt, serves_instruct
+from ...catalog.workloads import serves_instruct
 from ..state import PlanState, Speculation
 from . import Applied, Combines, Context, Option, Technique, register
 
@@ -34,7 +34,7 @@ NGRAM_OPEN_REFUSAL = ("its drafts come from the prompt, and the workload does no
 
 def _ngram_check(ctx: Context) -> str | None:
     """Prompt lookup refused where the outputs are open-ended text: it has nothing to copy (`NGRAM_OPEN_REFUSAL`)."""
-    return None if quotes_prompt(ctx.workload) else NGRAM_OPEN_REFUSAL
+    return None if ctx.workload.quotes_prompt else NGRAM_OPEN_REFUSAL
 
 
 # EAGLE-3 (Li et al., arXiv 2503.01840): a one-layer draft head trained on the target's features proposes a chain of
