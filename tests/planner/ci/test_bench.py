@@ -66,8 +66,10 @@ def test_bench_a_model_keeps_every_sample(tmp_path):
         m = r.metrics[name]
         assert len(m.samples) == 6 and m.rounds == list(range(6)) and m.noisy and all(x > 0 for x in m.samples)
         assert m.summary.n == 6 and m.summary.min <= m.summary.median <= m.summary.max
-    tpot, tps = r.metrics["tpot_ms"].summary.median, r.metrics["tokens_per_s"].summary.median
-    assert 1000 / tps > tpot  # a whole generation's time per token includes the prefill
+    # each sample is one generation of 8 tokens: its whole time is the first token's plus 7 decode steps (the
+    # medians need not order so: a 16-token prefill can take no longer than one decode step of this model)
+    ttft, tpot, tps = (r.metrics[k].samples for k in ("ttft_ms", "tpot_ms", "tokens_per_s"))
+    assert [8000 / x for x in tps] == pytest.approx([a + 7 * b for a, b in zip(ttft, tpot)], rel=1e-6)
     assert 1 < r.metrics["perplexity"].samples[0] < 1024  # better than chance over a 1024-token vocabulary
     assert r.metrics["peak_memory_bytes"].samples[0] > 100e6 and not r.metrics["peak_memory_bytes"].noisy
     env = r.environment
