@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from ..errors import OptiplanError, error_line
-from ..schema.releases import pinned_engine, split_engine
+from ..schema.releases import pinned_engine, plan_engine, split_engine
 
 
 def friendly(fn):
@@ -70,3 +70,15 @@ class EngineName(click.ParamType):
             return pinned_engine(value)
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
+
+
+class PlanEngineName(click.Choice):
+    """An engine a plan is made for (`advise --engine`): one of `names`; a pin gets the schema's reason
+    (`schema.releases.plan_engine`), not click's list of names."""
+
+    def convert(self, value, param, ctx):
+        try:
+            plan_engine(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+        return super().convert(value, param, ctx)

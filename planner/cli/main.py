@@ -15,7 +15,7 @@ os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 import click  # noqa: E402
 
 from ... import __version__, profiles  # noqa: E402
-from .common import EngineName, emit, friendly  # noqa: E402
+from .common import EngineName, PlanEngineName, emit, friendly  # noqa: E402
 
 DEFAULT_MODEL = "llama-3.1-8b"
 DEFAULT_HARDWARE = "h100-sxm"
@@ -247,7 +247,8 @@ def calibrate(models: tuple[Path, ...], repeats: int, device: str, effects: bool
               default=None, help="Override the workload's goal.")
 @click.option("--max-quality-loss", "quality", default=None,
               help="Perplexity increase allowed, e.g. 1% or 'lossless' [default: the workload's].")
-@click.option("--engine", type=click.Choice(["vllm", "sglang", "tgi", "trtllm", "transformers", "llama.cpp"]),
+@click.option("--engine",
+              type=PlanEngineName(["vllm", "sglang", "tgi", "trtllm", "transformers", "llama.cpp"]),
               default=None, help="Serving engine the plan must be expressible in [default: the workload's].")
 @click.option("--concurrency", type=int, default=None, help="Override the workload's concurrent sequences.")
 @click.option("--context", "max_context", type=int, default=None, help="Override the longest sequence to serve.")
@@ -320,7 +321,8 @@ def _report(advice, fmt: str, output: Path | None) -> None:
 @click.option("--workload", "-w", default="chat", show_default=True, help="Preset or a YAML/JSON workload file.")
 @click.option("--engine", "-e", "target", default="vllm", show_default=True,
               help="vllm, sglang, tgi, trtllm, llama.cpp, compose, kubernetes, or all.")
-@click.option("--serving-engine", type=click.Choice(["vllm", "sglang", "tgi", "trtllm", "llama.cpp"]), default=None,
+@click.option("--serving-engine", type=PlanEngineName(["vllm", "sglang", "tgi", "trtllm", "llama.cpp"]),
+              default=None,
               help="The engine compose and kubernetes run [default: vllm].")
 @click.option("--max-quality-loss", "quality", default=None, help="Perplexity increase allowed, e.g. 1%.")
 @click.option("--output", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,

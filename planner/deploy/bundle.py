@@ -13,6 +13,7 @@ from ..catalog.engines import engine_backends
 from ..catalog.hardware import resolve_hardware
 from ..errors import ImpossibleError, OptiplanError, UnknownNameError
 from ..schema.advice import Advice
+from ..schema.releases import plan_engine
 from .config import ENGINES, TARGETS
 from .render import render_all
 
@@ -76,6 +77,11 @@ def configs(target: str, serving_engine: str | None, hardware: str, devices: int
     """`optiplan configs --engine TARGET` (and POST /v1/configs): a single engine renders the plan made for it; the
     wrappers (compose, kubernetes) and `all` render the serving engine's (vLLM unless named), and each engine of `all`
     its own on the same device."""
+    for engine in (target, serving_engine):
+        try:
+            plan_engine(engine)
+        except ValueError as exc:
+            raise OptiplanError(str(exc)) from None
     if target not in TARGETS:
         raise UnknownNameError("engine", target, TARGETS)
     advice = advise_for(target if target in ENGINES else (serving_engine or "vllm"), hardware, devices)

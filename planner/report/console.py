@@ -276,8 +276,10 @@ def catalog_rows(what: str) -> list[dict[str, Any]]:
         from ..catalog.engine_versions import release_ranges
         from ..catalog.engines import engine_table
 
-        # `releases`: the ranges its rules describe apart (`--engine sglang==0.5.6`)
+        # `releases`: the ranges its rules describe apart (`--engine sglang==0.5.6`); `deployed`: per backend,
+        # the release its configs' image runs and its plans are priced at
         return [{"name": e["name"], "version": e["version"], "releases": release_ranges(e),
+                 "deployed": e.get("deployed_release") or {},
                  "runtime": e["runtime"], "scheduling": e["scheduling"],
                  "planned": e.get("plans", True), "backends": e["backends"],
                  "defaults": [d["technique"] for d in e.get("defaults") or []],
@@ -336,7 +338,9 @@ def print_catalog(what: str, rows: list[dict[str, Any]]) -> None:
             table.add_column(col, overflow="fold")
         for r in rows:
             version = r["version"] + (f" (releases apart: {', '.join(r['releases'])})" if r["releases"] else "")
-            table.add_row(r["name"], version, r["runtime"], r["scheduling"], "yes" if r["planned"] else "profile only",
+            deployed = ", ".join(f"{release} on {backend}" for backend, release in r["deployed"].items())
+            planned = ("yes" + (f" (at {deployed})" if deployed else "")) if r["planned"] else "profile only"
+            table.add_row(r["name"], version, r["runtime"], r["scheduling"], planned,
                           ", ".join(r["backends"]), ", ".join(r["defaults"]) or "-",
                           ", ".join(f"{fmt}: {k}" for fmt, k in r["kernels"].items()) or "-")
     elif what == "hardware":

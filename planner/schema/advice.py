@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from .core import SCHEMA_VERSION, Frozen
 from .profile import AccuracyBand, ModelSummary
+from .releases import plan_engine
 from .workload import Workload
 
 
@@ -147,3 +148,8 @@ class AdviseRequest(Frozen):
     engine: str | None = None
     concurrency: int | None = None
     max_context: int | None = None
+
+    @field_validator("engine")
+    @classmethod
+    def _name_only(cls, engine: str | None) -> str | None:
+        return plan_engine(engine)

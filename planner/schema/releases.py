@@ -41,3 +41,14 @@ def pinned_engine(engine: str) -> str:
     release_version(release)  # a release it can compare, or ValueError
     return name + PIN + (release[1:] if re.fullmatch(r"v\d.*", release) else release)
 
+
+
+def plan_engine(engine: str | None) -> str | None:
+    """An engine a plan is asked for (`advise`, `configs`): a name only. A plan is priced at the release its
+    deployment configs run (the profile's `deployed_release`, their image's tag), so a pin is refused, saying
+    where a release is predicted."""
+    if engine is None or PIN not in engine:
+        return engine
+    raise ValueError(f"'{engine}': a plan is priced at the release its deployment configs run "
+                     "(`optiplan catalog engines` lists each engine's), so a plan takes an engine's name "
+                     f"only; to predict another release, run `optiplan profile --engine {engine}`")

@@ -130,6 +130,19 @@ def test_catalog_listings():
     assert engines["llama.cpp"]["kernels"]["int4"] == "Q4_K_M" and engines["vllm"]["kernels"]["int4"] == "marlin"
     assert not engines["gpt-fast"]["planned"] and engines["gpt-fast"]["runtime"] == "compiled"
     assert "profile only" in run("catalog", "engines").output
+    # the release each engine's plans are priced at, per backend: its configs' image
+    assert engines["vllm"]["deployed"] == {"cuda": "0.10.2", "rocm": "0.10.1"} and not engines["gpt-fast"]["deployed"]
+
+
+@pytest.mark.parametrize("args", [["advise", "llama-3.1-8b", "-H", "h100-sxm", "--engine", "vllm==0.11.0"],
+                                  ["configs", "llama-3.1-8b", "-H", "h100-sxm", "--engine", "vllm==0.11.0", "-o", "x"],
+                                  ["configs", "llama-3.1-8b", "-H", "h100-sxm", "--engine", "compose",
+                                   "--serving-engine", "sglang==0.5.6", "-o", "x"]])
+def test_a_plan_refuses_a_pinned_engine_and_says_where_releases_are_predicted(args, tmp_path):
+    args = [str(tmp_path / a) if a == "x" else a for a in args]
+    result = run(*args)
+    assert result.exit_code == 2 and "priced at the release its deployment configs run" in result.output
+    assert "optiplan profile --engine " in result.output and not (tmp_path / "x").exists()
 
 
 @pytest.mark.parametrize("args", [["calibrate"], ["apply", "x", "-t", "weight-int8", "-o", "y"], ["bench", "x"],

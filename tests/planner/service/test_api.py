@@ -207,6 +207,8 @@ def test_hardware_and_workload_files_are_refused(client, models_dir):
     ('{"model": "llama-3.1-8b", "hardware": "l4", "surprise": 1}', 422, "surprise: Extra inputs"),
     ('{"model": "llama-3.1-8b", "hardware": "l4", "num_devices": 0}', 400, "device"),
     ('{"model": "llama-3.1-8b", "hardware": "no-such-gpu"}', 400, "the service takes a catalog device"),
+    ('{"model": "llama-3.1-8b", "hardware": "l4", "engine": "vllm==0.11.0"}', 422,
+     "engine: Value error, 'vllm==0.11.0': a plan is priced at the release its deployment configs run"),
 ])
 def test_bad_bodies_get_one_json_error(client, body, status, words):
     response = client.post("/v1/advise", content=body, headers={"Content-Type": "application/json"})
