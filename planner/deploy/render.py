@@ -18,9 +18,7 @@ import yaml
 from ..analytic.profile import model_summary
 from ..catalog.engine_refusals import engine_step_refusal
 from ..catalog.engine_state_models import state_model_options, state_model_refusal, state_technique_refusal
-from ..catalog.engines import (
-    engine_backends,
-)
+from ..catalog.engines import deployed_engine, engine_backends
 from ..catalog.hardware import resolve_hardware
 from ..catalog.models import resolve_model
 from ..errors import UnknownNameError
@@ -56,13 +54,14 @@ def engine_config(advice: Advice, engine: str) -> EngineConfig:
                           f"{', '.join(engine_backends(engine))}")
     advice, distilled = as_distilled(advice)
     model_type = advice.model.model_type
-    if why := state_model_refusal(engine, model_type):
+    release = deployed_engine(engine, hw)  # the release the config's image runs: its facts decide what it refuses
+    if why := state_model_refusal(release, model_type):
         raise DeployError(why)  # a model with state layers this engine does not serve
     # the plan may have been made for another engine or device: the steps this one does not run there are left out
     # (on a model with state layers, on this device's backend, on a model type it has no code of its own for)
     refused = [(s.technique, why) for s in advice.plan.steps
-               if (why := state_technique_refusal(engine, s.technique, model_type)
-                   or engine_step_refusal(engine, hw, model_type, s.technique))]
+               if (why := state_technique_refusal(release, s.technique, model_type)
+                   or engine_step_refusal(release, hw, model_type, s.technique))]
     if refused:
         kept = [s for s in advice.plan.steps if s.technique not in dict(refused)]
         advice = advice.model_copy(update={"plan": advice.plan.model_copy(update={"steps": kept})})

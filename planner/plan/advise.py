@@ -13,6 +13,7 @@ from ..catalog.engine_refusals import engine_planning_refusal
 from ..catalog.engine_state_models import state_model_refusal
 from ..catalog.engines import (
     backend_refusal,
+    deployed_engine,
     engine_backends,
     engine_budget_per_group,
     engine_default_limit,
@@ -99,7 +100,8 @@ def build_context(spec: ModelSpec, hw: HardwareSpec, devices: int, workload: Wor
     # a student of a half to a quarter of the teacher's parameters: the compressions distillation's quality figure
     # comes from (Minitron, 15B into 8B and 4B); a smaller one has no published figure to plan with
     smaller = sorted((c.total, r.name, r) for c, r in relatives if c.total * 4 >= target.total >= c.total * 2)
-    if workload.goal != "training" and (why := state_model_refusal(workload.engine, spec.model_type)):
+    if workload.goal != "training" and (why := state_model_refusal(deployed_engine(workload.engine, hw),
+                                                                     spec.model_type)):
         raise RequestError(why)
     catalog = profiles.resolve_model_name(spec.name)
     entry = profiles.load_model(catalog) if catalog else {}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-from ..catalog.engines import deployed_engine, engine_defaults
+from ..catalog.engines import engine_defaults
 from ..schema.advice import Prediction
 from .effects import predict_steps, within_speed_limits
 from .graph import conflicting, plan_order
@@ -93,8 +93,8 @@ def engine_baseline(ctx: Context, valid: list[Technique]) -> PlanState:
     base = baseline_state(ctx.spec, ctx.hw, ctx.devices, None if training else ctx.workload.engine)
     if training:
         return base
-    base = base.with_(engine=deployed_engine(ctx.workload.engine, ctx.hw))  # priced at the release its configs run
-    defaults = engine_defaults(ctx.workload.engine)
+    base = base.with_(engine=ctx.release_engine)  # priced at the release its configs run
+    defaults = engine_defaults(ctx.release_engine)
     by_id = {t.id: t for t in valid if t.id in defaults}
     for t_id in plan_order(sorted(by_id)):
         base = by_id[t_id].transform(base, ctx)

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from ...catalog.engine_refusals import engine_step_refusal
 from ...catalog.engine_state_models import state_technique_refusal
-from ...catalog.engines import engine_table
+from ...catalog.engines import deployed_engine, engine_profile, engine_table
 from ...errors import RequestError
 from ...schema import HardwareSpec, ModelSpec
 from ...schema.workload import Workload
@@ -36,6 +36,12 @@ class Context:
     mtp_layers: int = 0  # multi-token-prediction heads the checkpoint ships
     eagle_heads: tuple[Mapping[str, Any], ...] = ()  # published EAGLE-3 draft heads of the model (catalog `eagle`)
     effects: Mapping[str, Any] = field(default_factory=dict)  # technique -> effect measured here (`plan.effects`)
+
+    @property
+    def release_engine(self) -> str:
+        """The workload's engine pinned to the release its configs' image runs on this device
+        (`engines.deployed_engine`): the release the plan is priced at, whose facts its refusals read."""
+        return deployed_engine(self.workload.engine, self.hw)
 
 
 # pip distribution -> import name, for the packages a declaration names (the optimizer registry checks them).
@@ -238,11 +244,11 @@ def static_reason(t: Technique, ctx: Context) -> str | None:
         return f"an inference technique; the goal is training: {instead}"
     if not training:
         if w.engine not in t.engines:
-            engine = engine_table()[w.engine]
+            engine = engine_profile(ctx.release_engine)
             why = (engine.get("missing") or {}).get(t.id)
             return f"{w.engine} {engine['version']} has no option for it" + (
                 f": {why['why']} (source: {why['source'].split(' — ')[0]})" if why else "")
-        if why := engine_step_refusal(w.engine, ctx.hw, ctx.spec.model_type, t.id):
+        if why := engine_step_refusal(ctx.release_engine, ctx.hw, ctx.spec.model_type, t.id):
             return why
         runtime = t.combines.get(w.engine)
         if runtime is not None and runtime.batch_one and w.concurrency > 1:
@@ -259,7 +265,7 @@ def static_reason(t: Technique, ctx: Context) -> str | None:
     if t.check is not None and (why := t.check(ctx)):
         return why
     # what the engine does not run on a model with state layers (its profile's data, with the source)
-    return None if training else state_technique_refusal(w.engine, t.id, ctx.spec.model_type)
+    return None if training else state_technique_refusal(ctx.release_engine, t.id, ctx.spec.model_type)
 
 
 def all_techniques() -> dict[str, Technique]:

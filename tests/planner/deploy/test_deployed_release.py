@@ -10,7 +10,7 @@ from optiplan.planner.catalog.engines import deployed_engine, engine_fact
 from optiplan.planner.catalog.hardware import resolve_hardware
 from optiplan.planner.deploy.config import IMAGES, ROCM_IMAGES
 from optiplan.planner.deploy.render import render
-from optiplan.planner.plan import search
+from optiplan.planner.plan import techniques
 from optiplan.planner.plan.advise import advise
 from optiplan.planner.schema import AdviseRequest
 
@@ -43,8 +43,24 @@ def test_a_plan_is_priced_at_its_images_release(monkeypatch):
         return advise(request).baseline.max_concurrency
 
     deployed = baseline_capacity()
-    monkeypatch.setattr(search, "deployed_engine", lambda engine, hw: "sglang==0.5.9")
+    monkeypatch.setattr(techniques, "deployed_engine", lambda engine, hw: "sglang==0.5.9")
     assert baseline_capacity() / deployed == pytest.approx(36 / (18 + 18 * 0.8), rel=0.03)
+
+
+def test_a_plans_refusals_read_the_release_it_is_priced_at(monkeypatch):
+    """The techniques' refusals and a missing option's release are those of the release the plan is priced at: vLLM
+    before 0.28 turns prefix caching off for a hybrid model, 0.28 keeps it on."""
+    def rejected() -> dict[str, str]:
+        advice = advise(AdviseRequest(model="nemotron-h-8b", hardware="h100-sxm", num_devices=1, engine="vllm",
+                                      workload="chat"))
+        return {r.technique: r.reason for r in advice.rejected}
+
+    deployed = rejected()
+    assert "before 0.28 turns prefix caching off" in deployed["prefix-caching"]
+    assert deployed["kv-int8"] == "vllm 0.10.2 has no option for it"
+    monkeypatch.setattr(techniques, "deployed_engine", lambda engine, hw: "vllm==0.28.0")
+    later = rejected()
+    assert "prefix-caching" not in later and later["kv-int8"] == "vllm 0.28.0 has no option for it"
 
 
 def test_tgis_config_runs_the_prefill_budget_its_plan_priced():
