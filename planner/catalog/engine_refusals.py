@@ -11,13 +11,19 @@ from ..schema.releases import split_engine
 from .engines import below_compute_capability, engine_fact, engine_plans, engine_table, planned_engines
 
 
+def _named(engine: str | None) -> str:
+    """An engine as a sentence names it: `tgi 3.3.4` for `tgi==3.3.4`, the name alone unpinned."""
+    name, release = split_engine(engine or "")
+    return f"{name} {release}" if release else name
+
+
 def engine_backend_refusal(engine: str | None, backend: str, technique: str) -> str | None:
     """Why the engine's build for a device `backend` does not run `technique` (`missing_by_backend` in its profile: TGI's
     ROCm image turns prefix caching and prefill chunking off), with the source, or None."""
     why = ((engine_fact(engine, "missing_by_backend") or {}).get(backend) or {}).get(technique)
     if why is None:
         return None
-    return f"{engine} on {backend}: {why['why']} (source: {why['source'].split(' — ')[0]})"
+    return f"{_named(engine)} on {backend}: {why['why']} (source: {why['source'].split(' — ')[0]})"
 
 
 def engine_non_native_refusal(engine: str | None, model_type: str, technique: str) -> str | None:
@@ -27,7 +33,7 @@ def engine_non_native_refusal(engine: str | None, model_type: str, technique: st
     native = engine_fact(engine, "native_model_types")
     if native is None or model_type in native or technique not in (engine_fact(engine, "non_native_refuses") or []):
         return None
-    return (f"{engine} has no modeling code of its own for {model_type} and serves it through transformers' "
+    return (f"{_named(engine)} has no modeling code of its own for {model_type} and serves it through transformers' "
             f"implementation, which takes no weight format (source: "
             f"{engine_fact(engine, 'native_model_types_source').split(' — ')[0]})")
 
@@ -60,11 +66,11 @@ def engine_model_refusal(engine: str | None, model_type: str) -> str | None:
     refused = (engine_fact(engine, "refused_model_types") or {}).get(model_type)
     if refused:
         source = refused["source"].split(" — ")[0]
-        return f"{engine} cannot run {model_type} models: {refused['why']} (source: {source})"
+        return f"{_named(engine)} cannot run {model_type} models: {refused['why']} (source: {source})"
     types = engine_fact(engine, "model_types")
     if types is None or model_type in types:
         return None
-    return (f"{engine} runs {', '.join(types)} models, not {model_type} (source: "
+    return (f"{_named(engine)} runs {', '.join(types)} models, not {model_type} (source: "
             f"{engine_fact(engine, 'model_types_source').split(' — ')[0]})")
 
 
