@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from ...catalog.engine_refusals import engine_step_refusal
 from ...catalog.engine_state_models import state_technique_refusal
-from ...catalog.engines import deployed_engine, engine_profile, engine_table
+from ...catalog.engines import deployed_engine, engine_profile
 from ...errors import RequestError
 from ...schema import HardwareSpec, ModelSpec
 from ...schema.workload import Workload
