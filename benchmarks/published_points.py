@@ -154,10 +154,12 @@ def predict(p: dict, view: str = "requests", tune: Callable[[ProfileRequest], An
     # as its client draws them (`length_spread`)
     burst = p.get("num_requests") if p.get("batch") is None else None
     run = p.get("num_requests") if p.get("batch") else None
-    # a burst whose requests were free to stop early (no --ignore-eos) made fewer tokens than it asked for: its rate
-    # counts the tokens it made (`generated_tokens`) over its length, which the early stops barely shorten
-    counted = p["generated_tokens"] / ((burst or run) * p["output_tokens"]) \
-        if (burst or run) and p.get("generated_tokens") else 1.0
+    # a burst whose requests were free to stop early (no --ignore-eos) made fewer tokens than it asked for
+    # (`generated_tokens`): a request that stopped early left its slot and its cache to the next one, so the run is
+    # predicted with requests of the mean length made, every figure of it alike
+    if (burst or run) and p.get("generated_tokens"):
+        output = max(round(p["generated_tokens"] / (burst or run)), 1)
+        context = p.get("context_tokens") or prompt + output
     offline = p.get("batch") is None and p["metric"] == "output_tokens_per_s"
     # the KV-cache format where the source states one ("fp16 (not stated)" is the engine's default, kept as such);
     # an unstated bit width ("quantized (...)") has no counterpart
@@ -206,7 +208,7 @@ def predict(p: dict, view: str = "requests", tune: Callable[[ProfileRequest], An
         if metric == "request_latency_ms":
             return q.request_latency_ms / SECONDS[unit], ""
         if metric == "output_tokens_per_s":
-            return q.output_tokens_per_s * counted / share, ""
+            return q.output_tokens_per_s / share, ""
         if metric in ("tpot_ms", "decode_tokens_per_s") and (batch > 1 or burst):
             return (q.itl_ms, "") if metric == "tpot_ms" else (1e3 / q.itl_ms, "")
     if metric == "tpot_ms":
@@ -218,7 +220,7 @@ def predict(p: dict, view: str = "requests", tune: Callable[[ProfileRequest], An
     if metric == "request_latency_ms":
         return (r.latency.ttft_ms + output * r.latency.tpot_ms) / SECONDS[unit], ""
     if metric == "output_tokens_per_s":
-        return r.throughput.tokens_per_s * counted / share, ""
+        return r.throughput.tokens_per_s / share, ""
     if metric == "memory_gib":
         held = r.memory.per_device_bytes
         if p.get("memory_scope") == "allocator":
