@@ -380,15 +380,15 @@ def test_mxfp4_experts_shares_are_minima_of_their_points(moe_fits, published):
 
 @pytest.mark.slow
 def test_mxfp4_experts_shares_are_the_fits_where_the_held_out_third_agrees(moe_fits, published):
-    # every rule's documented share is the search's optimum, but the A100's: there the optimum (0.35) fits the
-    # fitted part better and the held-out third worse, so the rule keeps the A100's MoE share for every format
+    # every rule's documented share is the search's optimum, but the A100's: its optimum (0.30) takes both its parts
+    # down, but by trading its 32K bursts (1.04-1.08x -> 1.32-1.36x) for its 2K and 4K ones, which stay at 0.60-0.74x:
+    # not the experts' compute rate (vllm.yaml moe_flop_mxfp4_source), so the rule keeps the A100's MoE share
     with contextlib.redirect_stdout(io.StringIO()):
         report = moe_fits.fit_mxfp4_experts(published.published_points())
     assert len(report) == 4
     for name, r in report.items():
         if "below_compute_capability': 9.0" in name:
             assert r["documented"]["share"] == r["before"]["share"] != r["fitted"]["share"]
-            assert r["fitted"]["held-out"]["median_pct"] > r["documented"]["held-out"]["median_pct"]
         else:
             assert r["fitted"]["share"] == r["documented"]["share"], name
             assert r["fitted"]["held-out"]["median_pct"] <= r["before"]["held-out"]["median_pct"], name
