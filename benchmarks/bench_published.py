@@ -18,6 +18,7 @@ catalog cannot express (a model of an architecture it lacks, a GGUF format) are 
                                          [--fit-first-token [vllm|sglang|trtllm]] [--fit-moe-overheads]
                                          [--fit-backend-layers [rocm]] [--fit-expert-bandwidth]
                                          [--fit-state-layers] [--fit-host-layers] [--fit-eager-prefill]
+                                         [--fit-mxfp4-experts] [--fit-mxfp4-reads]
 
 The fits (benchmarks/published_fits.py, benchmarks/published_moe_fits.py for a MoE or hybrid model's layers) search
 a group of factors on two thirds of the points and report the errors on both parts, a fixed third held out.
@@ -126,6 +127,9 @@ def main() -> None:
     parser.add_argument("--fit-eager-prefill", action="store_true",
                         help="fit SGLang's host time per layer of an eager prefill step (and per latent-attention and "
                              "state layer) with its first-token latency, on two thirds of its points (minutes)")
+    parser.add_argument("--fit-mxfp4-reads", action="store_true",
+                        help="fit the share of the peak bandwidth at which vLLM's MXFP4 MoE kernel on Hopper reads "
+                             "gpt-oss's experts, on two thirds of its gpt-oss points")
     parser.add_argument("--fit-mxfp4-experts", action="store_true",
                         help="fit the share of the compute rate vLLM's and TensorRT-LLM's grouped GEMMs over MXFP4 "
                              "experts reach (gpt-oss), rule by rule, on two thirds of their gpt-oss points")
@@ -170,6 +174,9 @@ def main() -> None:
         return
     if args.fit_mxfp4_experts:
         write_results("published_mxfp4_expert_fit", moe_fits.fit_mxfp4_experts(published_points()))
+        return
+    if args.fit_mxfp4_reads:
+        write_results("published_mxfp4_read_fit", moe_fits.fit_mxfp4_reads(published_points()))
         return
     if args.fit_state_layers:
         write_results("published_state_layer_fit", moe_fits.fit_state_layer_costs(published_points()))

@@ -1,6 +1,6 @@
 """The fits of issue 14's validation set that concern a MoE or hybrid model's own layers (`python
 benchmarks/bench_published.py --fit-moe-overheads | --fit-backend-layers | --fit-expert-bandwidth |
---fit-state-layers`): the serving runtime's fixed kernel time per MoE and latent-attention layer, ROCm's multiple of
+--fit-state-layers | --fit-mxfp4-experts | --fit-mxfp4-reads`): the serving runtime's fixed kernel time per MoE and latent-attention layer, ROCm's multiple of
 it with SGLang's routed experts' compute share there, the share of the weights' bandwidth the routed experts are read
 at, and the fixed kernel time per state layer. Each searches on two thirds of the published points
 and reports the errors on both parts, the fixed third held out (`published_points.held_out`); a fit tries its
@@ -15,8 +15,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from optiplan import profiles  # noqa: E402
+from optiplan.planner.analytic.efficiency import weight_kernel_refusal  # noqa: E402
 from optiplan.planner.catalog.engines import (  # noqa: E402
     engine_flop_share,
+    engine_kernel_efficiency,
     engine_moe_flop_share,
     engine_runtime,
     engine_table,
@@ -262,4 +264,36 @@ def fit_mxfp4_experts(points: list[dict]) -> dict:
             for label, r in report[name].items():
                 print(f"{name} {label:10s} MXFP4 experts at {r['share']:.2f}: " + parts_text(r, ("fitted", "held-out")),
                       flush=True)
+    return report
+
+
+# the share of the peak bandwidth at which an engine's MXFP4 MoE kernel reads gpt-oss's experts: 0.30-0.95 by 0.05
+MXFP4_READ_GRID = tuple(round(0.3 + 0.05 * i, 2) for i in range(14))
+
+
+def fit_mxfp4_reads(points: list[dict], kernel: str = "triton-mxfp4-moe") -> dict:
+    """The share of the peak bandwidth at which `kernel` (profiles/efficiency.yaml weight_kernels) reads MXFP4
+    experts, searched on the gpt-oss points whose engine reads them with it on their device (vLLM's Triton MoE on
+    Hopper), minimising the median, then the p90, error of their fitted two thirds; errors on both parts for the
+    devices' MXFP4 share before the kernel had one of its own (0.42), the documented share and the fitted one."""
+    entry = profiles.efficiency_table()["weight_kernels"][kernel]
+    own = []
+    for p in points:
+        hw = resolve_hardware(p["hardware"])
+        if p.get("dtype") == "mxfp4" and p["category"] != "memory" and weight_kernel_refusal(hw, kernel, "mxfp4") is None \
+                and engine_kernel_efficiency(point_engine(p), "mxfp4", hw.features.backend, hw) == kernel:
+            own.append(p)
+    before = profiles.efficiency_table()["device_kinds"]["gpu"]["bandwidth_efficiency"]["mxfp4"]
+
+    def errors(x, part):
+        with table_overrides(entry, {"bandwidth_efficiency": x}):
+            return part_errors(own, part)
+
+    documented = entry["bandwidth_efficiency"]
+    best = best_fit(list(MXFP4_READ_GRID), errors, lambda x: abs(x - documented))
+    report = {label: {part: rounded_stats(errors(x, part)) for part in ("fitted", "held-out")} | {"share": x}
+              for label, x in (("before", before), ("documented", documented), ("fitted", best))}
+    for label, r in report.items():
+        print(f"{kernel} {label:10s} MXFP4 experts read at {r['share']:.2f}: " + parts_text(r, ("fitted", "held-out")),
+              flush=True)
     return report

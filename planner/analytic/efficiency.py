@@ -61,6 +61,9 @@ def weight_kernel_refusal(hw: HardwareSpec, kernel: str, weight_dtype: str) -> s
     have = hw.features.compute_capability
     if need and (not have or float(have) < need):
         return f"the {kernel} kernel needs compute capability {need:g} or newer; {hw.id} has {have or 'none stated'}"
+    below = entry.get("below_compute_capability")  # a kernel its engine runs on one generation only
+    if below and have and float(have) >= below:
+        return f"the {kernel} kernel runs below compute capability {below:g}; {hw.id} has {have}"
     return None
 
 

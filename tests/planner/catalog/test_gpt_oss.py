@@ -79,6 +79,25 @@ def test_the_experts_share_is_a_factor_shown_and_settable():
     assert profile(dense, p.efficiency).efficiency.expert_bandwidth_efficiency is None
 
 
+def test_vllm_reads_the_experts_with_its_hopper_kernel_only_on_hopper():
+    """vLLM runs gpt-oss's MXFP4 experts through Triton's matmul_ogs on Hopper (triton-mxfp4-moe, its fitted share),
+    Marlin's MXFP4 MoE before it and FlashInfer's on Blackwell, which keep the devices' MXFP4 share."""
+    from optiplan.planner.analytic.efficiency import weight_kernel_refusal
+
+    def source(hardware: str) -> str:
+        return profile(ProfileRequest(model="gpt-oss-120b", hardware=hardware, engine="vllm")).efficiency.source
+
+    assert "vllm's kernel for them, triton-mxfp4-moe" in source("h100-sxm")
+    assert "vllm's kernel for them, triton-mxfp4-moe" in source("h200-sxm")
+    for other in ("a100-80gb-sxm", "b200"):
+        assert "the gpu devices' share for mxfp4" in source(other)
+    assert "runs below compute capability 10" in weight_kernel_refusal(resolve_hardware("b200"), "triton-mxfp4-moe",
+                                                                       "mxfp4")
+    # SGLang names no kernel of its own for them on Hopper: the devices' share
+    assert "the gpu devices' share for mxfp4" in profile(ProfileRequest(model="gpt-oss-120b", hardware="h100-sxm",
+                                                                        engine="sglang")).efficiency.source
+
+
 def test_profile_defaults_to_the_checkpoint_where_the_device_runs_it():
     one_h100 = profile(ProfileRequest(model="gpt-oss-120b", hardware="h100-sxm"))
     assert one_h100.request.dtype == "mxfp4" and one_h100.fits
