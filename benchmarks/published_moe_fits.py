@@ -1,8 +1,9 @@
 """The fits of issue 14's validation set that concern a MoE or hybrid model's own layers (`python
 benchmarks/bench_published.py --fit-moe-overheads | --fit-backend-layers | --fit-expert-bandwidth |
---fit-state-layers | --fit-mxfp4-experts | --fit-mxfp4-reads`): the serving runtime's fixed kernel time per MoE and latent-attention layer, ROCm's multiple of
-it with SGLang's routed experts' compute share there, the share of the weights' bandwidth the routed experts are read
-at, and the fixed kernel time per state layer. Each searches on two thirds of the published points
+--fit-state-layers | --fit-mxfp4-experts | --fit-mxfp4-reads`): the serving runtime's fixed kernel time per MoE and
+latent-attention layer, ROCm's multiple of it with SGLang's routed experts' compute share there, the share of the
+weights' bandwidth the routed experts are read at, the fixed kernel time per state layer, and the compute and
+bandwidth shares of the engines' kernels over MXFP4 experts (gpt-oss). Each searches on two thirds of the published points
 and reports the errors on both parts, the fixed third held out (`published_points.held_out`); a fit tries its
 candidates on the loaded tables in place and leaves them as it found them."""
 
@@ -280,8 +281,9 @@ def fit_mxfp4_reads(points: list[dict], kernel: str = "triton-mxfp4-moe") -> dic
     own = []
     for p in points:
         hw = resolve_hardware(p["hardware"])
-        if p.get("dtype") == "mxfp4" and p["category"] != "memory" and weight_kernel_refusal(hw, kernel, "mxfp4") is None \
-                and engine_kernel_efficiency(point_engine(p), "mxfp4", hw.features.backend, hw) == kernel:
+        runs = engine_kernel_efficiency(point_engine(p), "mxfp4", hw.features.backend, hw)
+        if p.get("dtype") == "mxfp4" and p["category"] != "memory" and runs == kernel \
+                and weight_kernel_refusal(hw, kernel, "mxfp4") is None:
             own.append(p)
     before = profiles.efficiency_table()["device_kinds"]["gpu"]["bandwidth_efficiency"]["mxfp4"]
 
