@@ -3,9 +3,9 @@ step by step, alternatives on the Pareto front and every rejected technique with
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field
 
 from .core import SCHEMA_VERSION, Frozen
 from .profile import AccuracyBand, ModelSummary
@@ -145,11 +145,7 @@ class AdviseRequest(Frozen):
                                                   "training goal, else chat]")
     goal: str | None = None
     max_quality_loss_pct: float | None = None
-    engine: str | None = None
+    # a name, not a pin: a plan is priced at the release its configs' image runs (`schema.releases.plan_engine`)
+    engine: Annotated[str | None, AfterValidator(plan_engine)] = None
     concurrency: int | None = None
     max_context: int | None = None
-
-    @field_validator("engine")
-    @classmethod
-    def _name_only(cls, engine: str | None) -> str | None:
-        return plan_engine(engine)
