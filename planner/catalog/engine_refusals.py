@@ -70,7 +70,9 @@ def engine_model_refusal(engine: str | None, model_type: str) -> str | None:
     types = engine_fact(engine, "model_types")
     if types is None or model_type in types:
         return None
-    return (f"{_named(engine)} runs {', '.join(types)} models, not {model_type} (source: "
+    # the release the profile describes, where the engine's list grew later (LMDeploy's TurboMind of 2023)
+    release = f" (as profiled: {version})" if (version := engine_fact(engine, "version")) else ""
+    return (f"{_named(engine)}{release} runs {', '.join(types)} models, not {model_type} (source: "
             f"{engine_fact(engine, 'model_types_source').split(' — ')[0]})")
 
 
