@@ -18,6 +18,7 @@ from .kvcache import elements_per_token, kv_cache_elements, state_elements
 from .offload import host_layers_s, streamed_weights_s
 from .params import busiest_device_experts, expected_experts_touched
 from .setup import Setup
+from .weight_reads import weight_read_s
 
 # Share of the link bandwidth a ring all-reduce achieves (NCCL "bus bandwidth" on NVLink/PCIe is
 # typically about 80% of the link rate).
@@ -374,28 +375,19 @@ def _cost(s: Setup, matmul: float, attention: float, weight_tokens: int, kv_dev:
     stream = s.eff.activation_bandwidth_efficiency or s.eff.bandwidth_efficiency  # 16-bit activations, any weights
     bandwidth = s.hw.memory_bandwidth_bytes_per_s * stream
     peak_bw = s.hw.memory_bandwidth_bytes_per_s  # measured kernels bring their own shares of it
-    # a dequantizing weight kernel's own time per layer (launches and ramps of its GEMVs) rides on the weights' read;
-    # a kernel that takes only a few rows (llama.cpp's mat-vecs) leaves a larger step to the engine's GEMM
     rows = max(math.ceil(group_rows - 1e-9), 1)  # the busiest group's rows, rounded up
     # weights held in host memory (CPU offload, `analytic.offload`): streamed to the device with the pass's weights,
     # or computed by the host in series with the device's layers
     offload_s, host_s = streamed_weights_s(s), host_layers_s(s, rows, host_kv)
-    own_kernel = s.eff.weight_kernel_max_rows is None or rows <= s.eff.weight_kernel_max_rows
-    kernel_s = s.eff.weight_kernel_layer_s * s.spec.num_layers if own_kernel else 0.0
-    weight_share = ((s.weight_bandwidth_efficiency or s.eff.bandwidth_efficiency) if own_kernel
-                    else s.eff.gemm_bandwidth_efficiency or s.eff.bandwidth_efficiency)
-    # the weights the step's `weight_tokens` read; the routed experts by the engine's grouped GEMM, at its share of
-    # the weights' bandwidth
+    # the weights the step's `weight_tokens` read (the routed experts by the engine's grouped GEMM), by the engine's
+    # weight kernel up to its rows, then by its GEMM (`weight_reads`)
     shared_dev, experts_dev = shared_weight_bytes(s), routed_expert_bytes(s, weight_tokens)
     weights_dev = shared_dev + experts_dev
-    # the experts' own kernel where only they are quantized, up to its rows (then the engine's GEMM, as for the rest)
-    expert_share = (s.expert_weight_share if own_kernel else None) or weight_share
-    weights_s = shared_dev / (peak_bw * weight_share) + \
-        experts_dev / (peak_bw * expert_share * s.eff.expert_bandwidth_ratio)
+    weights_s = weight_read_s(s, rows, shared_dev, experts_dev)
     # the routed experts run the engine's grouped MoE GEMM, at its own share of the peak where the engine states one
     routed = routed_matmul_flops(s, tokens) if s.expert_flop_efficiency else 0.0
     expert_eff = matmul_eff * (s.expert_flop_efficiency or 1.0) / s.eff.flop_efficiency
-    linear = ((matmul - routed) / (peak * matmul_eff) + routed / (peak * expert_eff), weights_s + offload_s + kernel_s)
+    linear = ((matmul - routed) / (peak * matmul_eff) + routed / (peak * expert_eff), weights_s + offload_s)
     kv_share = s.kv_bandwidth_efficiency or s.eff.kv_bandwidth_efficiency or s.eff.bandwidth_efficiency
     attend = (attention / (s.attention_peak_flops * s.shards * attention_eff), kv_dev / (peak_bw * kv_share))
     elementwise = act_dev / bandwidth

@@ -132,6 +132,21 @@ def test_below_marlins_device_vllm_reads_gptq_weights_with_its_exllama_derived_k
     assert at_51 > 3 * at_50
 
 
+def test_a_step_beyond_the_weight_kernels_rows_reads_no_faster_than_the_kernel_did():
+    """llama.cpp sends up to 8 rows to its mat-vec (MMVF for 16-bit weights), whose launches and SM-bound reads cost a
+    1B model on a B200 about 2.5 ms a step; its GEMM takes 9 and more. The engine keeps the mat-vec where the GEMM
+    would be slower, so a GEMM over more rows is no faster: the step does not drop at 9 rows (it had, 2.5x)."""
+    b200 = setup(model="llama-3.2-1b", hardware="b200", dtype="bf16", engine="llama.cpp")
+    assert b200.eff.weight_kernel_max_rows == 8 and b200.eff.weight_kernel_layer_s > 0
+    steps = [decode_step(b200, rows, 1024).time_s for rows in (1, 8, 9, 16, 64)]
+    assert steps == sorted(steps) and steps[2] < 1.05 * steps[1]
+    # a 128-token prompt of llama-bench's pp runs the GEMM: at least the mat-vec's read of the weights
+    assert prefill_step(b200, 1, 128).time_s >= decode_step(b200, 8, 128).time_s * 0.95
+    # where the engine's GEMM reads slower than its kernel (exllama's rebuild above 50 rows), the GEMM's time stands
+    t4 = setup(dtype="int4", hardware="t4", engine="vllm")
+    assert decode_step(t4, 51, 1024).time_s > 3 * decode_step(t4, 50, 1024).time_s
+
+
 def test_a_plan_carries_its_engine_into_the_prediction():
     spec, l4 = resolve_model("llama-3.1-8b"), resolve_hardware("l4")
     state = baseline_state(spec, l4, 1).with_(weight_dtype="int4", paged_kv=True, graphs=True)

@@ -444,14 +444,15 @@ def test_llama_cpps_16_bit_mat_vec_is_bound_by_the_sm_count_on_hbm_gpus(monkeypa
     h100 = catalog_hardware("h100-pcie")
     assert run("h100-pcie").efficiency.bandwidth_efficiency == pytest.approx(weight_kernel_unit_share(h100, "ggml-mmvf"))
     # the kernel takes steps of up to 8 rows (MMVF_MAX_BATCH_SIZE); a larger one runs the GEMMs, at the 16-bit share
-    # with neither the bound nor the time per layer: no slower than at 8 rows, as fast as vLLM's there
+    # with neither the bound nor the time per layer, but no faster than the kernel read the weights at 8 rows (the
+    # engine keeps the kernel where its GEMM would be slower: analytic/weight_reads.py), so not as fast as vLLM's
     def decode(engine, batch):
         return profile(ProfileRequest(model="llama-3.1-8b", hardware="a100-80gb-sxm", engine=engine, dtype="fp16",
                                       batch=batch, context=512, prompt_tokens=1)).latency.tpot_ms
     assert hbm.efficiency.weight_kernel_max_rows == entry["max_rows"] == 8
     assert decode("llama.cpp", 8) > 1.1 * decode("vllm", 8)
-    assert decode("llama.cpp", 9) < decode("llama.cpp", 8)
-    assert decode("llama.cpp", 9) == pytest.approx(decode("vllm", 9), rel=0.02)
+    assert decode("llama.cpp", 8) <= decode("llama.cpp", 9) < 1.02 * decode("llama.cpp", 8)
+    assert decode("llama.cpp", 9) > 1.1 * decode("vllm", 9)
     # a device the catalog gives no unit count, or a kernel without the bound: the share alone
     assert weight_kernel_unit_share(a100.model_copy(update={"compute_units": None}), "ggml-mmvf") is None
     assert weight_kernel_unit_share(a100, "tinygemm") is None
