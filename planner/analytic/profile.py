@@ -363,7 +363,14 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
     fit = fits(s, batch, context, prompt)
     # what the engine may use of a device: all of it, or its share (vLLM runs within 0.9 of it)
     usable = w_dev + act_dev + hw.runtime_overhead_bytes + cache_room(s, w_dev, act_dev + hw.runtime_overhead_bytes)
-    if not fit:
+    if fit and batch > largest_batch and s.prefill_chunk_tokens:
+        # the batch fits beside one prompt's activations, not beside a prefill chunk's, which the engine sizes its
+        # cache around (TGI's warm-up prefill of its token budget, vLLM's profiling run): as the curve counts it
+        fit = False
+        warnings.append(f"does not fit: beside the weights and a {s.prefill_chunk_tokens:,}-token prefill chunk's "
+                        f"activations the engine's cache holds {largest_batch:,} sequences of {context:,} tokens, not "
+                        f"{batch:,}")
+    elif not fit:
         share = "" if s.kv_memory is None else f" ({request.engine}'s default share of {hw.memory_bytes / 1e9:.1f} GB)"
         warnings.append(f"does not fit: {per_device / 1e9:.1f} GB needed per device, {usable / 1e9:.1f} GB "
                         f"available{share}")
