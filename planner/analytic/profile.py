@@ -64,7 +64,7 @@ from .memory import (
 )
 from .offload import gpu_layers_fraction, host_layer_share, host_weight_bytes
 from .params import param_counts
-from .requests import request_profile
+from .requests import lone_prefill_s, request_profile
 from .setup import Setup, build_setup, total_weight_bytes
 from .steps import (
     decode_attention_flops,
@@ -414,7 +414,9 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
             ridge_flops_per_byte=s.ridge, decode_bound=decode.bound, prefill_bound=prefill.bound,
         ),
         latency=LatencyProfile(
-            ttft_ms=(prefill.alone_s + first_step_s) * 1e3, tpot_ms=decode.time_s * 1e3, prefill_tokens=prompt,
+            # one prompt goes in the engine's chunks where it chunks (as the request view's lone request does)
+            ttft_ms=((lone_prefill_s(s, prompt) if batch == 1 else prefill.alone_s) + first_step_s) * 1e3,
+            tpot_ms=decode.time_s * 1e3, prefill_tokens=prompt,
             first_token_step_ms=first_step_s * 1e3,
             allreduce_ms_per_layer=decode.comm_s / spec.num_layers * 1e3 if s.tp > 1 else 0.0,
             communication_share=comm,

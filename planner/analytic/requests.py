@@ -69,6 +69,20 @@ def cached_tokens(tokens: int, prefix_fraction: float) -> int:
     return min(int(tokens * prefix_fraction), tokens - 1)
 
 
+def lone_prefill_s(s: Setup, prompt: int, cached: int = 0) -> float:
+    """A lone prompt's prefill with nothing running before it: one pass, or where the engine chunks prompts at its step
+    budget (`prefill_chunk_tokens`: vLLM's, SGLang's, llama.cpp's batch) one pass per chunk, each attending to the
+    chunks before it and reading the weights again; the first pass's host time comes in series, the later ones' under
+    the pass before. One pass for a 4,000-token prompt of Qwen3-Next on four L40S with llama.cpp (2,048-token batches)
+    had made a lone request slower than two (each then prefilled in two weight-bound passes of 345 ms)."""
+    chunk, start = s.prefill_chunk_tokens, min(cached, prompt - 1)
+    if not chunk or prompt - start <= chunk:
+        return prefill_step(s, 1, prompt, start).alone_s
+    ends = list(range(start + chunk, prompt, chunk)) + [prompt]
+    passes = [prefill_step(s, 1, end, begin) for begin, end in zip([start, *ends[:-1]], ends)]
+    return passes[0].alone_s + sum(p.time_s for p in passes[1:])
+
+
 def held_context(s: Setup, input_tokens: int, output_tokens: int) -> int:
     """The cache a decode step reads, on average over a request's life; a static buffer is read whole every step."""
     return input_tokens + output_tokens if s.layout == "static" else input_tokens + output_tokens // 2
@@ -131,8 +145,8 @@ def request_figures(s: Setup, input_tokens: int, output_tokens: int, concurrency
         queue_s = 0.0 if mixed else min(c * prompt_s ** 2 / (2 * decoding_s) if decoding_s else math.inf,
                                         (c - 1) * prompt_s / 2)
         if c == 1:
-            ttft = prefill_step(s, 1, i, cached_tokens).alone_s  # alone, its own pass(es), nothing before them
-            extra = prefill_step(s, 1, own_i, own_cached).alone_s - ttft if own else 0.0
+            ttft = lone_prefill_s(s, i, cached_tokens)  # alone, its own pass(es), nothing before them
+            extra = lone_prefill_s(s, own_i, own_cached) - ttft if own else 0.0
         else:
             # it joins at a step boundary (half a mean step's wait), and each of its steps carries what a step carries
             # in steady state: with many prompts per cycle, others' prompt tokens beside its own (up to the budget).
@@ -272,7 +286,7 @@ def _run(s: Setup, served_c: dict, steady: dict, input_tokens: int, output_token
 
     @cache
     def prefill_s(tokens: int) -> float:
-        return prefill_step(s, 1, tokens, min(cached, tokens - 1)).alone_s
+        return lone_prefill_s(s, tokens, cached)
 
     orders = ORDERS if spread or prompt_spread else 1
     own = [[0.0 if r < warm else prefill_s(p) - prefill_s(input_tokens) for r, p in enumerate(prompts)]
