@@ -64,7 +64,7 @@ from .memory import (
 )
 from .offload import gpu_layers_fraction, host_layer_share, host_weight_bytes
 from .params import param_counts
-from .requests import lone_prefill_s, request_profile
+from .requests import prompts_prefill_s, request_profile
 from .setup import Setup, build_setup, total_weight_bytes
 from .steps import (
     decode_attention_flops,
@@ -332,6 +332,7 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
     prompt = request.prompt_tokens or context
 
     prefill = prefill_step(s, batch, prompt)
+    prefill_s = prompts_prefill_s(s, batch, prompt)  # in the engine's chunks, one pass each
     decode = decode_step(s, batch, context)
     first_step_s = first_token_step_s(s, batch, prompt)
     w_dev, kv_dev, act_dev = per_device_bytes(s, whole_sequences(s, batch), context, prompt)
@@ -414,15 +415,14 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
             ridge_flops_per_byte=s.ridge, decode_bound=decode.bound, prefill_bound=prefill.bound,
         ),
         latency=LatencyProfile(
-            # one prompt goes in the engine's chunks where it chunks (as the request view's lone request does)
-            ttft_ms=((lone_prefill_s(s, prompt) if batch == 1 else prefill.alone_s) + first_step_s) * 1e3,
-            tpot_ms=decode.time_s * 1e3, prefill_tokens=prompt,
+            # the prompts go in the engine's chunks where it chunks (as the request view's lone request does)
+            ttft_ms=(prefill_s + first_step_s) * 1e3, tpot_ms=decode.time_s * 1e3, prefill_tokens=prompt,
             first_token_step_ms=first_step_s * 1e3,
             allreduce_ms_per_layer=decode.comm_s / spec.num_layers * 1e3 if s.tp > 1 else 0.0,
             communication_share=comm,
         ),
         throughput=ThroughputProfile(
-            tokens_per_s=batch / decode.time_s, prefill_tokens_per_s=batch * prompt / prefill.alone_s, curve=curve,
+            tokens_per_s=batch / decode.time_s, prefill_tokens_per_s=batch * prompt / prefill_s, curve=curve,
             max_batch=largest_batch, max_context=max_context(s, batch),
         ),
         efficiency=s.eff, fits=fit, warnings=warnings,

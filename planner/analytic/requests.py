@@ -69,18 +69,33 @@ def cached_tokens(tokens: int, prefix_fraction: float) -> int:
     return min(int(tokens * prefix_fraction), tokens - 1)
 
 
-def lone_prefill_s(s: Setup, prompt: int, cached: int = 0) -> float:
-    """A lone prompt's prefill with nothing running before it: one pass, or where the engine chunks prompts at its step
-    budget (`prefill_chunk_tokens`: vLLM's, SGLang's, llama.cpp's batch) one pass per chunk, each attending to the
-    chunks before it and reading the weights again; the first pass's host time comes in series, the later ones' under
-    the pass before. One pass for a 4,000-token prompt of Qwen3-Next on four L40S with llama.cpp (2,048-token batches)
-    had made a lone request slower than two (each then prefilled in two weight-bound passes of 345 ms)."""
-    chunk, start = s.prefill_chunk_tokens, min(cached, prompt - 1)
-    if not chunk or prompt - start <= chunk:
-        return prefill_step(s, 1, prompt, start).alone_s
+def prompts_prefill_s(s: Setup, batch: int, prompt: int, cached: int = 0) -> float:
+    """`batch` prompts' prefill with nothing running before it: one pass, or where the engine chunks prompts at its
+    step budget (`group_chunk_tokens`: vLLM's and SGLang's budget, a data-parallel attention group's share of it,
+    llama.cpp's logical batch) one pass per budget's worth: whole prompts side by side where they are shorter, else
+    each prompt's chunks in turn, each chunk attending to the ones before it and reading the weights again. The first
+    pass's host time comes in series, the later ones' under the pass before. One pass for a lone 4,000-token prompt of
+    Qwen3-Next on four L40S with llama.cpp (2,048-token batches) had made one request in flight slower than two, whose
+    prompts the loaded steps take in chunks (llama.cpp's 512-token physical batches, each of which reads the weights
+    too, are not modelled). Several prompts under data-parallel attention spread over the groups: one pass, as before.
+    """
+    chunk, start = int(s.group_chunk_tokens or 0), min(cached, prompt - 1)
+    new = prompt - start
+    if not chunk or batch * new <= chunk or (batch > 1 and s.attention_dp > 1):
+        return prefill_step(s, batch, prompt, start).alone_s
+    if new <= chunk:  # whole prompts, as many as a pass takes
+        per = chunk // new
+        passes = [prefill_step(s, per, prompt, start)] * (batch // per)
+        passes += [prefill_step(s, batch % per, prompt, start)] if batch % per else []
+        return passes[0].alone_s + sum(p.time_s for p in passes[1:])
     ends = list(range(start + chunk, prompt, chunk)) + [prompt]
-    passes = [prefill_step(s, 1, end, begin) for begin, end in zip([start, *ends[:-1]], ends)]
-    return passes[0].alone_s + sum(p.time_s for p in passes[1:])
+    one = [prefill_step(s, 1, end, begin) for begin, end in zip([start, *ends[:-1]], ends)]  # one prompt's chunks
+    return one[0].alone_s + sum(p.time_s for p in one[1:]) + (batch - 1) * sum(p.time_s for p in one)
+
+
+def lone_prefill_s(s: Setup, prompt: int, cached: int = 0) -> float:
+    """A lone prompt's prefill with nothing running before it, in the engine's chunks (`prompts_prefill_s`)."""
+    return prompts_prefill_s(s, 1, prompt, cached)
 
 
 def held_context(s: Setup, input_tokens: int, output_tokens: int) -> int:

@@ -19,16 +19,15 @@ def _read_s(s: Setup, shared_bytes: float, expert_bytes: float, own_kernel: bool
         + kernel_s
 
 
-def weight_read_s(s: Setup, rows: int, shared_bytes: float, expert_bytes: float,
-                  kernel_expert_bytes: float | None = None) -> float:
+def weight_read_s(s: Setup, rows: int, shared_bytes: float, expert_bytes: float, kernel_expert_bytes: float) -> float:
     """Seconds the step's `rows` take to read `shared_bytes` and `expert_bytes` of weights on the device. Above the
     rows the engine's kernel takes (`weight_kernel_max_rows`) its GEMM reads them, in no less time than the kernel
     took at those rows (reading `shared_bytes` and the routed experts those rows touch, `kernel_expert_bytes`): the
-    engine leaves the kernel for its GEMM where the kernel would be the slower, and keeps it up to them where the GEMM
-    would, and a GEMM over more rows is no faster. Without that floor a batch of 16 on llama.cpp decoded 2.5x faster
-    a step than a batch of 8 (Llama-3.2-1B in bf16 on a B200: 0.98 ms against 2.54)."""
+    engine's dispatch keeps the kernel up to those rows, set where its developers found the GEMM slower, and a GEMM
+    over more rows is no faster. Without that floor a batch of 16 on llama.cpp decoded 2.5x faster a step than a
+    batch of 8 (Llama-3.2-1B in bf16 on a B200: 0.98 ms against 2.54). (llama.cpp sends 16-bit weights to its mat-vec
+    at one row on Ampere and later and up to 8 elsewhere; the profile keeps 8 rows: profiles/efficiency.yaml.)"""
     if s.eff.weight_kernel_max_rows is None or rows <= s.eff.weight_kernel_max_rows:
         return _read_s(s, shared_bytes, expert_bytes, own_kernel=True)
-    at_kernel_rows = expert_bytes if kernel_expert_bytes is None else kernel_expert_bytes
     return max(_read_s(s, shared_bytes, expert_bytes, own_kernel=False),
-               _read_s(s, shared_bytes, at_kernel_rows, own_kernel=True))
+               _read_s(s, shared_bytes, kernel_expert_bytes, own_kernel=True))
