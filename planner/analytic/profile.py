@@ -365,8 +365,8 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
     # what the engine may use of a device: all of it, or its share (vLLM runs within 0.9 of it)
     usable = w_dev + act_dev + hw.runtime_overhead_bytes + cache_room(s, w_dev, act_dev + hw.runtime_overhead_bytes)
     if fit and batch > largest_batch and s.prefill_chunk_tokens:
-        # the batch fits beside one prompt's activations, not beside a prefill chunk's, which the engine sizes its
-        # cache around (TGI's warm-up prefill of its token budget, vLLM's profiling run): as the curve counts it
+        # the batch fits beside its own prompts' activations, not beside a whole prefill chunk's, which the engine sizes
+        # its cache around (TGI's warm-up prefill of its token budget, vLLM's profiling run): as the curve counts it
         fit = False
         warnings.append(f"does not fit: beside the weights and a {s.prefill_chunk_tokens:,}-token prefill chunk's "
                         f"activations the engine's cache holds {largest_batch:,} sequences of {context:,} tokens, not "
