@@ -83,11 +83,10 @@ def prompts_prefill_s(s: Setup, batch: int, prompt: int, cached: int = 0) -> flo
     new = prompt - start
     if not chunk or batch * new <= chunk or (batch > 1 and s.attention_dp > 1):
         return prefill_step(s, batch, prompt, start).alone_s
-    if new <= chunk:  # whole prompts, as many as a pass takes
-        per = chunk // new
-        passes = [prefill_step(s, per, prompt, start)] * (batch // per)
-        passes += [prefill_step(s, batch % per, prompt, start)] if batch % per else []
-        return passes[0].alone_s + sum(p.time_s for p in passes[1:])
+    if new <= chunk:  # whole prompts, as many as a pass takes, the rest in a last pass
+        full, rest = divmod(batch, chunk // new)
+        step = prefill_step(s, chunk // new, prompt, start)
+        return step.alone_s + (full - 1) * step.time_s + (prefill_step(s, rest, prompt, start).time_s if rest else 0.0)
     ends = list(range(start + chunk, prompt, chunk)) + [prompt]
     one = [prefill_step(s, 1, end, begin) for begin, end in zip([start, *ends[:-1]], ends)]  # one prompt's chunks
     return one[0].alone_s + sum(p.time_s for p in one[1:]) + (batch - 1) * sum(p.time_s for p in one)

@@ -384,8 +384,8 @@ def _cost(s: Setup, matmul: float, attention: float, weight_tokens: int, kv_dev:
     shared_dev, experts_dev = shared_weight_bytes(s), routed_expert_bytes(s, weight_tokens)
     weights_dev = shared_dev + experts_dev
     kernel_rows = s.eff.weight_kernel_max_rows  # the routed experts its kernel would read at its most rows
-    weights_s = weight_read_s(s, rows, shared_dev, experts_dev,
-                              routed_expert_bytes(s, min(weight_tokens, kernel_rows)) if kernel_rows else experts_dev)
+    weights_s = weight_read_s(s, rows, shared_dev, experts_dev, experts_dev if not kernel_rows
+                              or weight_tokens <= kernel_rows else routed_expert_bytes(s, kernel_rows))
     # the routed experts run the engine's grouped MoE GEMM, at its own share of the peak where the engine states one
     routed = routed_matmul_flops(s, tokens) if s.expert_flop_efficiency else 0.0
     expert_eff = matmul_eff * (s.expert_flop_efficiency or 1.0) / s.eff.flop_efficiency
