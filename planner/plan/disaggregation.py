@@ -16,14 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..analytic.memory import max_batch
-from ..analytic.requests import cached_tokens, queued, request_figures
+from ..analytic.requests import cached_tokens, prompts_prefill_s, queued, request_figures
 from ..analytic.setup import Setup
 from ..analytic.steps import (
     ALLREDUCE_EFFICIENCY,
     decode_step,
     first_token_step_s,
     kv_bytes_per_device,
-    prefill_step,
 )
 from ..schema.workload import Workload
 
@@ -62,8 +61,10 @@ def rates(s: Setup, workload: Workload, prefill_instances: int, decode_instances
     in_flight = max(min(workload.concurrency, decode_instances * room), 1)
     batch = math.ceil(in_flight / decode_instances)  # on the busiest decode instance
     step = decode_step_s(batch) if decode_step_s else decode_step(s, batch, workload.mean_context).time_s
-    mean_step = prefill_step(s, 1, i, cached_tokens(i, prefix_fraction))
-    prefill_mean = mean_step.time_s  # back to back on a prefill instance
+    # a prompt in the engine's chunks (a prefill instance chunks as a colocated one does: SGLang's
+    # `--chunked-prefill-size`, TensorRT-LLM's context chunking), back to back with the one before, or alone
+    prefill_mean = prompts_prefill_s(s, 1, i, cached_tokens(i, prefix_fraction), alone=False)
+    prefill_alone = prompts_prefill_s(s, 1, i, cached_tokens(i, prefix_fraction))
     # over HTTP each request also waits the engine's server latency for its first token, outside the devices
     first_mean = prefill_mean + kv_transfer_s(s, i) + s.first_token_latency_s
 
@@ -77,7 +78,7 @@ def rates(s: Setup, workload: Workload, prefill_instances: int, decode_instances
         and an eager prompt step that finds it idle runs its host time in series with its kernels (`StepCost.alone_s`,
         SGLang's), which back to back the step before hides."""
         busy = min(rate * prefill_mean / prefill_instances, 1.0)
-        alone = (1.0 - busy) * (mean_step.alone_s - prefill_mean)
+        alone = (1.0 - busy) * (prefill_alone - prefill_mean)
         return busy, busy * prefill_mean if s.schedules_ahead else 0.0, alone
 
     rate = rate_of(first_mean)
@@ -89,10 +90,9 @@ def rates(s: Setup, workload: Workload, prefill_instances: int, decode_instances
     wait = max(0.0, in_flight / rate - (o - 1) * step - first_mean)
     # the p95 prompt's prefill: behind the one launched ahead of it, or alone with its host time where the instance is
     # idle more than one time in twenty, whichever is longer
-    p95_step = prefill_step(s, 1, p95, cached_tokens(p95, prefix_fraction))
-    first = p95_step.time_s + ahead
+    first = prompts_prefill_s(s, 1, p95, cached_tokens(p95, prefix_fraction), alone=False) + ahead
     if busy < 0.95:
-        first = max(first, p95_step.alone_s)
+        first = max(first, prompts_prefill_s(s, 1, p95, cached_tokens(p95, prefix_fraction)))
     ttft = first + kv_transfer_s(s, p95) + wait + first_token_step_s(s, batch, p95) + s.first_token_latency_s
     return Rates(ttft_s=ttft, tpot_s=step, requests_per_s=rate, batch=batch)
 
