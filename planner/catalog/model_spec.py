@@ -63,7 +63,13 @@ TYPE_DEFAULTS: dict[str, dict[str, Any]] = {
                     "qk_rope_head_dim": 64, "v_head_dim": 128, "moe_intermediate_size": 2048},
     "gpt_oss": {"tie_word_embeddings": False, "attention_bias": True, "head_dim": 64, "sliding_window": 128,
                 "num_local_experts": 128, "num_experts_per_tok": 4},
+    "llama4_text": {"tie_word_embeddings": False, "attention_bias": False, "num_local_experts": 16,
+                    "num_experts_per_tok": 1, "interleave_moe_layer_step": 1, "intermediate_size": 8192,
+                    "intermediate_size_mlp": 16384, "attention_chunk_size": 8192},
 }
+# Config types read with another type's fields, and the architecture the engines know them by (Llama 4's language
+# model is `llama4_text` inside a `llama4` checkpoint; vLLM, SGLang, TGI and TensorRT-LLM list the latter)
+_ARCHITECTURE_NAMES = {"llama4_text": "llama4"}
 SUPPORTED_TYPES = tuple(TYPE_DEFAULTS) + tuple(HYBRID_DEFAULTS)
 
 # Standard field spellings, first match wins (GPT-2 and Falcon style names included).
@@ -205,6 +211,19 @@ def _moe(f: _Fields, model_type: str, num_layers: int, hidden: int) -> tuple[MoE
                        expert_intermediate_size=f.int("moe_intermediate_size", required=True),
                        shared_intermediate_size=shared or 0, shared_expert_gate=model_type == "qwen2_moe")
         return (spec if any(layers) else None), layers
+    if model_type == "llama4_text":
+        # Llama 4: a MoE block on every `interleave_moe_layer_step`-th layer (Maverick: every other one, Scout: all),
+        # each with one shared expert the size of a routed one beside the routed ones (transformers'
+        # Llama4TextMoe: `shared_expert = Llama4TextMLP(config)`); the other layers are dense, of
+        # `intermediate_size_mlp` (the spec's `intermediate_size`)
+        experts, step = f.int("num_local_experts") or 0, f.int("interleave_moe_layer_step") or 1
+        listed = f.int_list("moe_layers") if f.get("moe_layers") is not None else None
+        chosen = set(listed) if listed is not None else set(range(step - 1, num_layers, step))
+        layers = [experts > 0 and i in chosen for i in range(num_layers)]
+        inter = f.int("intermediate_size", required=True)
+        spec = MoESpec(num_experts=experts, top_k=f.int("num_experts_per_tok", required=experts > 0),
+                       expert_intermediate_size=inter, shared_intermediate_size=inter)
+        return (spec if any(layers) else None), layers
     if model_type in ("deepseek_v2", "deepseek_v3"):
         experts = f.int("n_routed_experts") or 0
         first_dense = f.int("first_k_dense_replace") or 0
@@ -302,6 +321,16 @@ def _spec_from_config(config: dict[str, Any], name: str, source: str) -> ModelSp
         spec.update(lm_head_bias=f.flag("lm_head_bias"))
     elif model_type == "gpt_oss":
         spec.update(attention_sinks=True)
+    elif model_type == "llama4_text":
+        # the dense layers' MLP; the MoE layers' experts are `intermediate_size` (`_moe`). Its QK norm is a plain L2
+        # norm, without weights
+        spec.update(model_type=_ARCHITECTURE_NAMES[model_type],
+                    intermediate_size=f.int("intermediate_size_mlp") or spec["intermediate_size"])
+        chunk = f.int("attention_chunk_size")
+        if chunk:
+            warnings.append(f"chunked attention ({chunk:,}-token chunks on the layers with rotary positions) is "
+                            "priced as full attention: its cache and attention cost are an upper bound past "
+                            f"{chunk:,} tokens")
     elif model_type == "starcoder2":
         bias = f.flag("use_bias")
         spec.update(mlp_gated=False, qkv_bias=bias, o_bias=bias, mlp_bias=bias)

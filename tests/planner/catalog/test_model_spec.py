@@ -107,6 +107,25 @@ def test_multimodal_wrapper_uses_text_config():
     assert s.model_type == "gemma3_text" and s.norms_per_layer == 4
 
 
+def test_llama4_interleaves_moe_layers_with_a_shared_expert_and_dense_layers_of_their_own_width():
+    # Maverick: MoE on every other layer (the odd ones), 128 routed experts and one shared expert of 8,192 there,
+    # dense MLPs of 16,384 (intermediate_size_mlp) between; the architecture is named as the engines list it
+    maverick = resolve_model("llama-4-maverick")
+    assert maverick.model_type == "llama4" and maverick.layer_moe == (False, True) * 24
+    assert maverick.intermediate_size == 16384
+    assert (maverick.moe.num_experts, maverick.moe.top_k, maverick.moe.expert_intermediate_size,
+            maverick.moe.shared_intermediate_size) == (128, 1, 8192, 8192)
+    assert all(resolve_model("llama-4-scout").layer_moe)
+    # the multimodal wrapper is read through its text_config, an explicit moe_layers list wins over the step, and
+    # chunked attention is priced as full attention, with a warning saying so
+    wrapped = model_spec_from_config({"model_type": "llama4", "text_config": {
+        **LLAMA, "model_type": "llama4_text", "num_local_experts": 4, "moe_layers": [0, 3],
+        "interleave_moe_layer_step": 2}}, "t", "test")
+    assert wrapped.model_type == "llama4" and wrapped.layer_moe == (True, False, False, True)
+    assert wrapped.intermediate_size == 16384  # transformers' default intermediate_size_mlp: the dense layers' MLP
+    assert wrapped.layer_windows == (None,) * 4 and any("chunked attention" in w for w in wrapped.warnings)
+
+
 @pytest.mark.parametrize("bad, message", [
     ({"hidden_size": None}, "hidden_size"),
     ({"num_hidden_layers": "32"}, "must be an integer"),
