@@ -60,7 +60,9 @@ ARCHITECTURE = {
     "Qwen/Qwen3-235B-A22B-Instruct-2507-FP8": "qwen3-235b-a22b",
     # the coder release has the 14B base's shapes (its native context aside)
     "Qwen/Qwen2.5-Coder-14B-Instruct": "qwen2.5-14b",
-    "nvidia/Llama-4-Scout-17B-16E-Instruct-FP8": "llama-4-scout", "nvidia/Llama-4-Scout-17B-16E-Instruct-FP4": "llama-4-scout",
+    # NVIDIA's ModelOpt FP8 and NVFP4 releases keep the architecture
+    "nvidia/Llama-4-Scout-17B-16E-Instruct-FP8": "llama-4-scout",
+    "nvidia/Llama-4-Scout-17B-16E-Instruct-FP4": "llama-4-scout",
     "nvidia/Llama-4-Maverick-17B-128E-Instruct-FP8": "llama-4-maverick",
     "nvidia/Llama-4-Maverick-17B-128E-Instruct-FP4": "llama-4-maverick",
 }
