@@ -61,7 +61,7 @@ from .finite_run import ORDERS, finite_run, mean_of_runs, prompt_orders, run_ord
 from .kvcache import cache_tokens_held
 from .memory import max_batch
 from .setup import Setup
-from .steps import decode_step, first_token_step_s, mixed_step, prefill_step
+from .steps import StepCost, decode_step, first_token_step_s, mixed_step, prefill_step
 
 
 def cached_tokens(tokens: int, prefix_fraction: float) -> int:
@@ -69,32 +69,35 @@ def cached_tokens(tokens: int, prefix_fraction: float) -> int:
     return min(int(tokens * prefix_fraction), tokens - 1)
 
 
-def prompts_prefill_s(s: Setup, batch: int, prompt: int, cached: int = 0, alone: bool = True) -> float:
-    """`batch` prompts' prefill with nothing running before it (`alone=False`: right after another pass, which hides
-    the first pass's host time too, as on a disaggregated prefill instance): one pass, or where the engine chunks
-    prompts at its step budget (`group_chunk_tokens`: vLLM's and SGLang's budget, a data-parallel attention group's
-    share of it, llama.cpp's logical batch) one pass per budget's worth: whole prompts side by side where they are
-    shorter, else each prompt's chunks in turn, each chunk attending to the ones before it and reading the weights
-    again. The first pass's host time comes in series, the later ones' under the pass before. One pass for a lone
-    4,000-token prompt of Qwen3-Next on four L40S with llama.cpp (2,048-token batches) had made one request in flight
-    slower than two, whose prompts the loaded steps take in chunks (llama.cpp's 512-token physical batches, each of
-    which reads the weights too, are not modelled). Several prompts under data-parallel attention spread over the
-    groups: one pass, as before.
+def prefill_passes(s: Setup, batch: int, prompt: int, cached: int = 0) -> tuple[StepCost, float]:
+    """`batch` prompts' prefill as passes: the first one, and the time of the others after it. One pass, or where the
+    engine chunks prompts at its step budget (`group_chunk_tokens`: vLLM's and SGLang's budget, a data-parallel
+    attention group's share of it, llama.cpp's logical batch) one pass per budget's worth: whole prompts side by side
+    where they are shorter, else each prompt's chunks in turn, each chunk attending to the ones before it and reading
+    the weights again. The later passes' host time comes under the pass before; the first's comes in series with
+    nothing running before it (`StepCost.alone_s`, `prompts_prefill_s`) and under the pass before where one runs right
+    ahead of it (`StepCost.time_s`: a busy disaggregated prefill instance). One pass for a lone 4,000-token prompt of
+    Qwen3-Next on four L40S with llama.cpp (2,048-token batches) had made one request in flight slower than two, whose
+    prompts the loaded steps take in chunks (llama.cpp's 512-token physical batches, each of which reads the weights
+    too, are not modelled). Several prompts under data-parallel attention spread over the groups: one pass, as before.
     """
     chunk, start = int(s.group_chunk_tokens or 0), min(cached, prompt - 1)
     new = prompt - start
     if not chunk or batch * new <= chunk or (batch > 1 and s.attention_dp > 1):
-        step = prefill_step(s, batch, prompt, start)
-        return step.alone_s if alone else step.time_s
+        return prefill_step(s, batch, prompt, start), 0.0
     if new <= chunk:  # whole prompts, as many as a pass takes, the rest in a last pass
         full, rest = divmod(batch, chunk // new)
         step = prefill_step(s, chunk // new, prompt, start)
-        return (step.alone_s if alone else step.time_s) + (full - 1) * step.time_s + \
-            (prefill_step(s, rest, prompt, start).time_s if rest else 0.0)
+        return step, (full - 1) * step.time_s + (prefill_step(s, rest, prompt, start).time_s if rest else 0.0)
     ends = list(range(start + chunk, prompt, chunk)) + [prompt]
     one = [prefill_step(s, 1, end, begin) for begin, end in zip([start, *ends[:-1]], ends)]  # one prompt's chunks
-    return (one[0].alone_s if alone else one[0].time_s) + sum(p.time_s for p in one[1:]) + \
-        (batch - 1) * sum(p.time_s for p in one)
+    return one[0], sum(p.time_s for p in one[1:]) + (batch - 1) * sum(p.time_s for p in one)
+
+
+def prompts_prefill_s(s: Setup, batch: int, prompt: int, cached: int = 0) -> float:
+    """`batch` prompts' prefill with nothing running before it, in the engine's passes (`prefill_passes`)."""
+    first, rest_s = prefill_passes(s, batch, prompt, cached)
+    return first.alone_s + rest_s
 
 
 def lone_prefill_s(s: Setup, prompt: int, cached: int = 0) -> float:

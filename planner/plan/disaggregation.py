@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..analytic.memory import max_batch
-from ..analytic.requests import cached_tokens, prompts_prefill_s, queued, request_figures
+from ..analytic.requests import cached_tokens, prefill_passes, queued, request_figures
 from ..analytic.setup import Setup
 from ..analytic.steps import (
     ALLREDUCE_EFFICIENCY,
@@ -63,8 +63,8 @@ def rates(s: Setup, workload: Workload, prefill_instances: int, decode_instances
     step = decode_step_s(batch) if decode_step_s else decode_step(s, batch, workload.mean_context).time_s
     # a prompt in the engine's chunks (a prefill instance chunks as a colocated one does: SGLang's
     # `--chunked-prefill-size`, TensorRT-LLM's context chunking), back to back with the one before, or alone
-    prefill_mean = prompts_prefill_s(s, 1, i, cached_tokens(i, prefix_fraction), alone=False)
-    prefill_alone = prompts_prefill_s(s, 1, i, cached_tokens(i, prefix_fraction))
+    first, rest_s = prefill_passes(s, 1, i, cached_tokens(i, prefix_fraction))
+    prefill_mean, prefill_alone = first.time_s + rest_s, first.alone_s + rest_s
     # over HTTP each request also waits the engine's server latency for its first token, outside the devices
     first_mean = prefill_mean + kv_transfer_s(s, i) + s.first_token_latency_s
 
@@ -90,9 +90,10 @@ def rates(s: Setup, workload: Workload, prefill_instances: int, decode_instances
     wait = max(0.0, in_flight / rate - (o - 1) * step - first_mean)
     # the p95 prompt's prefill: behind the one launched ahead of it, or alone with its host time where the instance is
     # idle more than one time in twenty, whichever is longer
-    first = prompts_prefill_s(s, 1, p95, cached_tokens(p95, prefix_fraction), alone=False) + ahead
+    p95_first, p95_rest_s = prefill_passes(s, 1, p95, cached_tokens(p95, prefix_fraction))
+    first = p95_first.time_s + p95_rest_s + ahead
     if busy < 0.95:
-        first = max(first, prompts_prefill_s(s, 1, p95, cached_tokens(p95, prefix_fraction)))
+        first = max(first, p95_first.alone_s + p95_rest_s)
     ttft = first + kv_transfer_s(s, p95) + wait + first_token_step_s(s, batch, p95) + s.first_token_latency_s
     return Rates(ttft_s=ttft, tpot_s=step, requests_per_s=rate, batch=batch)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from optiplan.planner.analytic.requests import prompts_prefill_s
+from optiplan.planner.analytic.requests import prefill_passes
 from optiplan.planner.analytic.steps import decode_step, prefill_step
 from optiplan.planner.catalog.hardware import resolve_hardware
 from optiplan.planner.catalog.models import resolve_model
@@ -65,13 +65,15 @@ def test_decode_instances_run_plain_steps_and_prompts_queue_for_the_prefill_inst
     # a prefill instance takes a prompt in the engine's chunks, each attending to the ones before and reading the
     # weights again: longer than one pass over the whole prompt
     assert s.group_chunk_tokens and w.prompt_tokens_p95 > 4 * s.group_chunk_tokens
-    chunked = prompts_prefill_s(s, 1, w.prompt_tokens_p95, alone=False)
+    first, rest_s = prefill_passes(s, 1, w.prompt_tokens_p95)
+    chunked = first.time_s + rest_s  # back to back with the prompt before it
     assert chunked > prefill_step(s, 1, w.prompt_tokens_p95).time_s
     alone = chunked + kv_transfer_s(s, w.prompt_tokens_p95)
     assert one.ttft_s > alone  # 48k-token prompts from 8 users: one prefill instance is the bottleneck
     # the closed loop: the requests in flight over the rate is one request's whole cycle
     cycle = one.batch / one.requests_per_s
-    assert cycle == pytest.approx(one.ttft_s - alone + prompts_prefill_s(s, 1, w.prompt_tokens_mean, alone=False)
+    first, rest_s = prefill_passes(s, 1, w.prompt_tokens_mean)
+    assert cycle == pytest.approx(one.ttft_s - alone + first.time_s + rest_s
                                   + kv_transfer_s(s, w.prompt_tokens_mean) + (w.output_tokens_mean - 1) * one.tpot_s)
     cached = rates(s, w, 1, 1, 0.5)
     assert cached.requests_per_s > one.requests_per_s  # half of each prompt from the prefix cache
