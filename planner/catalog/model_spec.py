@@ -67,9 +67,6 @@ TYPE_DEFAULTS: dict[str, dict[str, Any]] = {
                     "num_experts_per_tok": 1, "interleave_moe_layer_step": 1, "intermediate_size": 8192,
                     "intermediate_size_mlp": 16384, "attention_chunk_size": 8192},
 }
-# Config types read with another type's fields, and the architecture the engines know them by (Llama 4's language
-# model is `llama4_text` inside a `llama4` checkpoint; vLLM, SGLang, TGI and TensorRT-LLM list the latter)
-_ARCHITECTURE_NAMES = {"llama4_text": "llama4"}
 SUPPORTED_TYPES = tuple(TYPE_DEFAULTS) + tuple(HYBRID_DEFAULTS)
 
 # Standard field spellings, first match wins (GPT-2 and Falcon style names included).
@@ -217,8 +214,8 @@ def _moe(f: _Fields, model_type: str, num_layers: int, hidden: int) -> tuple[MoE
         # Llama4TextMoe: `shared_expert = Llama4TextMLP(config)`); the other layers are dense, of
         # `intermediate_size_mlp` (the spec's `intermediate_size`)
         experts, step = f.int("num_local_experts") or 0, f.int("interleave_moe_layer_step") or 1
-        listed = f.int_list("moe_layers") if f.get("moe_layers") is not None else None
-        chosen = set(listed) if listed is not None else set(range(step - 1, num_layers, step))
+        chosen = set(f.int_list("moe_layers")) if f.get("moe_layers") is not None else \
+            set(range(step - 1, num_layers, step))
         layers = [experts > 0 and i in chosen for i in range(num_layers)]
         inter = f.int("intermediate_size", required=True)
         spec = MoESpec(num_experts=experts, top_k=f.int("num_experts_per_tok", required=experts > 0),
@@ -322,9 +319,10 @@ def _spec_from_config(config: dict[str, Any], name: str, source: str) -> ModelSp
     elif model_type == "gpt_oss":
         spec.update(attention_sinks=True)
     elif model_type == "llama4_text":
-        # the dense layers' MLP; the MoE layers' experts are `intermediate_size` (`_moe`). Its QK norm is a plain L2
-        # norm, without weights
-        spec.update(model_type=_ARCHITECTURE_NAMES[model_type],
+        # named as the engines know the architecture (its language model is `llama4_text` inside a `llama4`
+        # checkpoint; vLLM, SGLang, TGI and TensorRT-LLM list the latter); the dense layers' MLP, the MoE layers'
+        # experts being `intermediate_size` (`_moe`). Its QK norm is a plain L2 norm, without weights
+        spec.update(model_type="llama4",
                     intermediate_size=f.int("intermediate_size_mlp") or spec["intermediate_size"])
         chunk = f.int("attention_chunk_size")
         if chunk:
