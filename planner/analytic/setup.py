@@ -334,8 +334,9 @@ def expert_bandwidth_share(hw: HardwareSpec, engine: str | None, expert_dtype: s
     the format (profiles/efficiency.yaml) and None. A step larger than the kernel's rows reads them at the engine's
     GEMM share (`_cost`)."""
     kernel = engine_kernel_efficiency(engine, expert_dtype, hw.features.backend, hw)
-    if kernel and weight_kernel_refusal(hw, kernel, expert_dtype) is not None:
-        kernel = None
+    if kernel and weight_kernel_refusal(hw, kernel, expert_dtype) is not None:  # its fallback (vLLM's Marlin MoE)
+        kernel = (engine_fallback_kernel(engine, expert_dtype, hw) or {}).get("efficiency")
+        kernel = kernel if kernel and weight_kernel_refusal(hw, kernel, expert_dtype) is None else None
     return default_efficiency(hw, expert_dtype, compute, runtime, weight_kernel=kernel).bandwidth_efficiency, kernel
 
 
@@ -382,14 +383,12 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         else None
     if engine_kernel and weight_kernel_refusal(hw, engine_kernel, weight_dtype) is None:
         weight_kernel = engine_kernel
-    elif engine_kernel and (fallback := engine_fallback_kernel(engine, weight_dtype, hw.features.backend,
-                                                              weight_method)) and \
+    elif engine_kernel and (fallback := engine_fallback_kernel(engine, weight_dtype, hw, weight_method)) and \
             weight_kernel_refusal(hw, fallback["efficiency"], weight_dtype) is None:
         weight_kernel = fallback["efficiency"]  # below the kernel's device, the one the engine runs there (vLLM's GPTQ)
     # else the device's defaults (a kernel the engine cannot run here and none in its stead)
     eff = efficiency or calibrated_efficiency(hw, runtime, weight_dtype, act)
-    # the routed experts' GEMM at the linear layers' share unless the factors (a caller's, or the engine's rule
-    # below) state their own
+    # the routed experts' GEMM at the linear layers' share unless the factors (a caller's, the engine's) state theirs
     expert_efficiency = eff.expert_flop_efficiency if eff is not None and spec.moe is not None else None
     if eff is None:  # the documented defaults, at the share of their compute rate the engine reaches
         eff = default_efficiency(
@@ -407,8 +406,7 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
                 "expert_flop_efficiency": expert_efficiency,
                 "source": f"{eff.source} Routed experts at {moe:g} of the documented rate: {engine}'s grouped MoE "
                           f"GEMM (its profile's {moe_key})."})
-    # a MoE layer's, a latent-attention layer's and a state layer's fixed costs, and the routed experts' share, apply
-    # to the models that have such layers; the JSON of the others does not carry them
+    # MoE, latent-attention and state layers' fixed costs and the experts' share only for models with such layers
     stateful = spec.state is not None and spec.state_layers > 0
     if eff.expert_bandwidth_efficiency and not expert_dtype:  # a caller's, for a checkpoint this one is not
         eff = eff.model_copy(update={"expert_bandwidth_efficiency": None})
@@ -439,8 +437,7 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         weights = replace(weights, file_bits=bits.linear, embedding_bits=bits.embedding, output_bits=bits.output)
     elif weights.quantized:  # the kernel's packed scales and zero points (tinygemm: a bf16 pair per group)
         weights = replace(weights, **weight_kernel_group_format(weight_kernel))
-        # the head in the weights' format too, where the engine's quantizer for them converts it (gpt-fast's int4
-        # and int8); a head tied to the embedding stays the embedding
+        # the head in the weights' format too where the engine's quantizer converts it (gpt-fast); a tied head stays
         if engine_quantizes_head(engine, weight_dtype) and not spec.tie_word_embeddings:
             weights = replace(weights, output_bits=weights.bits_per_weight(spec.hidden_size))
     expert_weights = expert_share = None

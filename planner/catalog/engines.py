@@ -347,14 +347,16 @@ def engine_kernel_efficiency(engine: str | None, weight_dtype: str, backend: str
     return (kernel.get("efficiency_by_backend") or {}).get(backend) or kernel.get("efficiency")
 
 
-def engine_fallback_kernel(engine: str | None, weight_dtype: str, backend: str,
+def engine_fallback_kernel(engine: str | None, weight_dtype: str, hw: HardwareSpec,
                            method: str | None = None) -> dict[str, Any] | None:
-    """The kernel the engine runs for `weight_dtype` weights on a device of `backend` that refuses its own (`fallback`
+    """The kernel the engine runs for `weight_dtype` weights on `hw` where the device refuses its own (`fallback`
     under the format in its profile's kernels: vLLM's GPTQ kernel, adapted from exllamav2, below Marlin's compute
-    capability), for weights made by `method` where the fallback names its methods (None: unknown, taken as the
-    fallback's), or None."""
+    capability; its Marlin MXFP4 MoE before Hopper, below its Triton kernel's), for weights made by `method` where the
+    fallback names its methods (None: unknown, taken as the fallback's), or None: none for the device's backend, or
+    the device at or above the fallback's `below_compute_capability`."""
     fallback = engine_kernel(engine, weight_dtype).get("fallback")
-    if not fallback or backend not in fallback.get("backends", [backend]):
+    if not fallback or hw.features.backend not in fallback.get("backends", [hw.features.backend]) or \
+            not below_compute_capability(hw, fallback.get("below_compute_capability")):
         return None
     return fallback if method is None or method in fallback.get("methods", [method]) else None
 

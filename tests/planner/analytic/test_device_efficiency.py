@@ -165,7 +165,7 @@ def test_a_plan_carries_its_engine_into_the_prediction():
 
 @pytest.mark.parametrize(("kw", "words"), [
     ({"dtype": "int4", "weight_kernel": "nope"}, "unknown weight kernel 'nope'"),
-    ({"dtype": "int8", "weight_kernel": "marlin"}, "reads int4 weights, not int8"),
+    ({"dtype": "int8", "weight_kernel": "marlin"}, "reads int4, mxfp4 weights, not int8"),
     ({"dtype": "int4", "weight_kernel": "marlin", "hardware": "epyc-9004"}, "is a CUDA kernel"),
     ({"dtype": "int4", "weight_kernel": "marlin", "hardware": "mi300x"}, "is a CUDA kernel"),
     ({"dtype": "int4", "weight_kernel": "marlin", "hardware": "t4"}, "compute capability 8 or newer"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from optiplan import profiles
 from optiplan.planner.analytic.params import param_counts
 from optiplan.planner.analytic.profile import profile
 from optiplan.planner.analytic.setup import build_setup, total_weight_bytes
@@ -81,16 +82,20 @@ def test_the_experts_share_is_a_factor_shown_and_settable():
 
 def test_vllm_reads_the_experts_with_its_hopper_kernel_only_on_hopper():
     """vLLM runs gpt-oss's MXFP4 experts through Triton's matmul_ogs on Hopper (triton-mxfp4-moe, its fitted share),
-    Marlin's MXFP4 MoE before it and FlashInfer's on Blackwell, which keep the devices' MXFP4 share."""
+    Marlin's MXFP4 MoE before it (its profile's fallback: the 16-bit GEMM's share) and FlashInfer's on Blackwell,
+    which keeps the devices' MXFP4 share."""
     from optiplan.planner.analytic.efficiency import weight_kernel_refusal
 
-    def source(hardware: str) -> str:
-        return profile(ProfileRequest(model="gpt-oss-120b", hardware=hardware, engine="vllm")).efficiency.source
+    def efficiency(hardware: str):
+        return profile(ProfileRequest(model="gpt-oss-120b", hardware=hardware, engine="vllm")).efficiency
 
-    assert "vllm's kernel for them, triton-mxfp4-moe" in source("h100-sxm")
-    assert "vllm's kernel for them, triton-mxfp4-moe" in source("h200-sxm")
-    for other in ("a100-80gb-sxm", "b200"):
-        assert "the gpu devices' share for mxfp4" in source(other)
+    assert "vllm's kernel for them, triton-mxfp4-moe" in efficiency("h100-sxm").source
+    assert "vllm's kernel for them, triton-mxfp4-moe" in efficiency("h200-sxm").source
+    a100 = efficiency("a100-80gb-sxm")
+    assert "vllm's kernel for them, marlin" in a100.source
+    gpu = profiles.efficiency_table()["device_kinds"]["gpu"]["bandwidth_efficiency"]
+    assert a100.expert_bandwidth_efficiency == gpu["bf16"] > gpu["mxfp4"]
+    assert "the gpu devices' share for mxfp4" in efficiency("b200").source  # Marlin's fallback is for before Hopper
     assert "runs below compute capability 10" in weight_kernel_refusal(resolve_hardware("b200"), "triton-mxfp4-moe",
                                                                        "mxfp4")
     # SGLang names no kernel of its own for them on Hopper: the devices' share
