@@ -333,11 +333,20 @@ def expert_bandwidth_share(hw: HardwareSpec, engine: str | None, expert_dtype: s
     per compute unit where the kernel states one, as `default_efficiency` bounds it), else the device kind's share for
     the format (profiles/efficiency.yaml) and None. A step larger than the kernel's rows reads them at the engine's
     GEMM share (`_cost`)."""
-    kernel = engine_kernel_efficiency(engine, expert_dtype, hw.features.backend, hw)
-    if kernel and weight_kernel_refusal(hw, kernel, expert_dtype) is not None:  # its fallback (vLLM's Marlin MoE)
-        kernel = (engine_fallback_kernel(engine, expert_dtype, hw) or {}).get("efficiency")
-        kernel = kernel if kernel and weight_kernel_refusal(hw, kernel, expert_dtype) is None else None
+    kernel = engine_weight_kernel(engine, expert_dtype, hw)
     return default_efficiency(hw, expert_dtype, compute, runtime, weight_kernel=kernel).bandwidth_efficiency, kernel
+
+
+def engine_weight_kernel(engine: str | None, weight_dtype: str, hw: HardwareSpec,
+                         method: str | None = None) -> str | None:
+    """The weight kernel the engine reads `weight_dtype` weights with on `hw`: its profile's where the device runs it,
+    else its fallback there (vLLM's GPTQ kernel below Marlin's device, its Marlin MXFP4 MoE before Hopper) where the
+    device runs that, else None (the device's defaults)."""
+    kernel = engine_kernel_efficiency(engine, weight_dtype, hw.features.backend, hw)
+    if kernel and weight_kernel_refusal(hw, kernel, weight_dtype) is not None:
+        kernel = (engine_fallback_kernel(engine, weight_dtype, hw, method) or {}).get("efficiency")
+        kernel = kernel if kernel and weight_kernel_refusal(hw, kernel, weight_dtype) is None else None
+    return kernel
 
 
 def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_size: int | None = None,
@@ -379,14 +388,8 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
     compute = compute_dtype(weight_dtype, activations, d16)
     act = "fp32" if compute == "fp32" else d16
     own_kernel = weight_kernel is None  # the engine's own GEMM for the format, not one a plan swaps in (triton)
-    engine_kernel = engine_kernel_efficiency(engine, weight_dtype, hw.features.backend, hw) if weight_kernel is None \
-        else None
-    if engine_kernel and weight_kernel_refusal(hw, engine_kernel, weight_dtype) is None:
-        weight_kernel = engine_kernel
-    elif engine_kernel and (fallback := engine_fallback_kernel(engine, weight_dtype, hw, weight_method)) and \
-            weight_kernel_refusal(hw, fallback["efficiency"], weight_dtype) is None:
-        weight_kernel = fallback["efficiency"]  # below the kernel's device, the one the engine runs there (vLLM's GPTQ)
-    # else the device's defaults (a kernel the engine cannot run here and none in its stead)
+    if own_kernel:
+        weight_kernel = engine_weight_kernel(engine, weight_dtype, hw, weight_method)
     eff = efficiency or calibrated_efficiency(hw, runtime, weight_dtype, act)
     # the routed experts' GEMM at the linear layers' share unless the factors (a caller's, the engine's) state theirs
     expert_efficiency = eff.expert_flop_efficiency if eff is not None and spec.moe is not None else None
