@@ -30,6 +30,7 @@ from optiplan.planner.catalog.models import resolve_model  # noqa: E402
 from optiplan.planner.errors import OptiplanError  # noqa: E402
 from optiplan.planner.schema import ProfileRequest  # noqa: E402
 from optiplan.planner.schema.releases import pinned_engine  # noqa: E402
+from trtllm_bench import trtllm_bench_max_batch  # noqa: E402
 
 PUBLISHED = Path(__file__).resolve().parent / "published"
 
@@ -171,6 +172,10 @@ def predict(p: dict, view: str = "requests", tune: Callable[[ProfileRequest], An
     kv_dtype = DTYPES.get(str(p.get("kv_dtype") or "").split(" ")[0])
     # TensorRT-LLM's `--tp 8` with attention DP runs attention data-parallel: the point's layout says so
     adp = p.get("attention_data_parallel") or 1
+    # trtllm-bench's throughput runs (in-process bursts) take the batch limit the tool sets, not the LLM API's default
+    bench_cap = trtllm_bench_max_batch(
+        model, p["hardware"], dtype, kv_dtype, p.get("tensor_parallel") or p.get("num_devices") or 1, prompt,
+        output) if engine.startswith("trtllm") and p.get("harness") == "in-process" and burst else None
     # a batch-1 decode figure is the step's, whatever the view: no request section to compute for it
     requests = {} if p["metric"] in ("tpot_ms", "decode_tokens_per_s") and batch == 1 and not burst else {
         "input_tokens": prompt, "output_tokens": output, "concurrency": burst or ("max" if offline else batch),
@@ -185,6 +190,7 @@ def predict(p: dict, view: str = "requests", tune: Callable[[ProfileRequest], An
                              context=context, prompt_tokens=prompt, engine=engine,
                              weight_kernel=p.get("weight_kernel"),  # a kernel the point states it ran (exllamav2's)
                              prefill_chunk_tokens=p.get("prefill_chunk_tokens"),  # a run's own step budget
+                             max_running=bench_cap,
                              scheduling=p.get("scheduling") if requests else None,  # request figures only
                              # llama.cpp's --n-gpu-layers, and the host that computes the rest (its memory, its link)
                              gpu_layers=p.get("gpu_layers"), host_memory_gbps=p.get("host_memory_gbps"),
