@@ -73,12 +73,14 @@ def fit_moe_overheads(points: list[dict]) -> dict:
     return report
 
 
-# how many times the CUDA GPUs' fixed kernel time per MoE and per latent-attention layer a backend's kernels take
-BACKEND_LAYER_GRID = tuple(1 + 0.5 * i for i in range(9))
+# how many times the CUDA GPUs' fixed kernel time per MoE layer, and per latent-attention layer, a backend's kernels
+# take: each its own multiple (Llama 4's runs on ROCm have MoE layers without latent attention, DeepSeek's both)
+BACKEND_MOE_LAYER_GRID = tuple(1 + 0.5 * i for i in range(5))
+BACKEND_MLA_LAYER_GRID = tuple(1.5 + 0.5 * i for i in range(8))
 LAYER_COSTS = ("moe_layer_overhead_s", "mla_layer_overhead_s")
 # the share of the device's documented compute rate SGLang's grouped GEMM over the routed experts reaches on a backend
 # (None: the dense layers' share)
-BACKEND_MOE_SHARE_GRID = (None, *(round(0.06 + 0.02 * i, 2) for i in range(13)))
+BACKEND_MOE_SHARE_GRID = (None, *(round(0.04 + 0.02 * i, 2) for i in range(6)))
 BACKEND_MOE_ENGINE = "sglang"  # the engine whose points on the backend the experts' share is fitted on
 
 
@@ -92,40 +94,48 @@ def backend_moe_rule(backend: str) -> dict:
     return rule
 
 
+def backend_layer_costs(table: dict, moe: float, mla: float) -> dict:
+    """The backend's entry of the serving runtime's costs for `moe` and `mla` times the CUDA GPUs' per-layer costs."""
+    gpu = table["gpu"]
+    return {LAYER_COSTS[0]: gpu[LAYER_COSTS[0]] * moe, LAYER_COSTS[1]: gpu[LAYER_COSTS[1]] * mla}
+
+
 def fit_backend_layer_costs(points: list[dict], backend: str = "rocm") -> dict:
-    """On one GPU backend, the serving runtime's fixed kernel time per MoE layer and per latent-attention layer as one
-    multiple of the CUDA GPUs' (every ROCm MoE model in the set is DeepSeek's, with both in every layer: the points do
-    not tell the two apart), searched together with the share of the device's compute rate SGLang's grouped GEMM over
-    the routed experts reaches there (a step's fixed costs set decode at a few sequences, the experts' rate a long
-    prompt's prefill), minimising the median, then the p90, error of the backend's MoE points in the fitted two
-    thirds; errors on both parts, on them and on all the serving points, for the GPUs' costs at the dense layers'
-    share, the documented pair, the documented multiple at the dense layers' share and the fitted pair."""
+    """On one GPU backend, the serving runtime's fixed kernel time per MoE layer and per latent-attention layer, each
+    a multiple of the CUDA GPUs' (the backend's MoE models tell them apart where one has MoE layers without latent
+    attention: Llama 4 beside DeepSeek on ROCm), searched together with the share of the device's compute rate
+    SGLang's grouped GEMM over the routed experts reaches there (a step's fixed costs set decode at a few sequences,
+    the experts' rate a long prompt's prefill), minimising the median, then the p90, error of the backend's MoE points
+    in the fitted two thirds; errors on both parts, on them and on all the serving points, for the GPUs' costs at the
+    dense layers' share, the documented triple, the documented multiples at the dense layers' share and the fitted
+    triple."""
     points = serving_points(points)
     own = [p for p in points if resolve_hardware(p["hardware"]).features.backend == backend and point_kind(p) == "moe"]
     table = profiles.efficiency_table()["runtimes"]["serving"]
     gpu = table["gpu"]
     rule = backend_moe_rule(backend)
-    documented = (round(table.get(backend, {}).get(LAYER_COSTS[0], gpu[LAYER_COSTS[0]]) / gpu[LAYER_COSTS[0]], 2),
-                  rule["moe_flop_share"])
+    kept = table.get(backend, {})
+    documented = tuple(round(kept.get(key, gpu[key]) / gpu[key], 2) for key in LAYER_COSTS) + (rule["moe_flop_share"],)
 
     def errors(x, part, among=own):
-        with table_overrides(table, {backend: {key: gpu[key] * x[0] for key in LAYER_COSTS}}), \
-                table_overrides(rule, {"moe_flop_share": x[1]}):
+        with table_overrides(table, {backend: backend_layer_costs(table, x[0], x[1])}), \
+                table_overrides(rule, {"moe_flop_share": x[2]}):
             return part_errors(among, part)
 
-    print(f"searching {len(BACKEND_LAYER_GRID) * len(BACKEND_MOE_SHARE_GRID)} candidates on {len(own)} points",
-          file=sys.stderr, flush=True)
-    best = best_fit(list(itertools.product(BACKEND_LAYER_GRID, BACKEND_MOE_SHARE_GRID)), errors,
-                    lambda x: (abs(x[0] - documented[0]), abs((x[1] or 1.0) - documented[1])))
+    grid = list(itertools.product(BACKEND_MOE_LAYER_GRID, BACKEND_MLA_LAYER_GRID, BACKEND_MOE_SHARE_GRID))
+    print(f"searching {len(grid)} candidates on {len(own)} points", file=sys.stderr, flush=True)
+    best = best_fit(grid, errors, lambda x: (abs(x[0] - documented[0]) + abs(x[1] - documented[1]),
+                                             abs((x[2] or 1.0) - documented[2])))
     report = {name: {part: rounded_stats(errors(x, part)) for part in ("fitted", "held-out")}
               | {f"all {part}": rounded_stats(errors(x, part, points)) for part in ("fitted", "held-out")}
-              | {"multiple": x[0], "moe_flop_share": x[1]}
-              for name, x in (("gpu", (1.0, None)), ("documented", documented), ("multiple", (documented[0], None)),
-                              ("fitted", best))}
+              | {"moe_multiple": x[0], "mla_multiple": x[1], "moe_flop_share": x[2]}
+              for name, x in (("gpu", (1.0, 1.0, None)), ("documented", documented),
+                              ("multiples", documented[:2] + (None,)), ("fitted", best))}
     for name, r in report.items():
         share = "the dense layers'" if r["moe_flop_share"] is None else f"{r['moe_flop_share']:.2f}"
-        print(f"{name:10s} {backend} MoE and MLA layers x{r['multiple']:g} the GPUs', {BACKEND_MOE_ENGINE}'s experts at "
-              f"{share} share: {backend} MoE " + parts_text(r, ("fitted", "held-out", "all fitted", "all held-out")))
+        print(f"{name:10s} {backend} MoE layers x{r['moe_multiple']:g} and MLA layers x{r['mla_multiple']:g} the GPUs', "
+              f"{BACKEND_MOE_ENGINE}'s experts at {share} share: {backend} MoE "
+              + parts_text(r, ("fitted", "held-out", "all fitted", "all held-out")))
     return report
 
 

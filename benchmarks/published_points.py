@@ -66,6 +66,8 @@ ARCHITECTURE = {
     "nvidia/Llama-4-Scout-17B-16E-Instruct-FP4": "llama-4-scout",
     "nvidia/Llama-4-Maverick-17B-128E-Instruct-FP8": "llama-4-maverick",
     "nvidia/Llama-4-Maverick-17B-128E-Instruct-FP4": "llama-4-maverick",
+    "meta-llama/Llama-4-Scout-17B-16E-Instruct": "llama-4-scout",
+    "meta-llama/Llama-4-Maverick-17B-128E-Instruct": "llama-4-maverick",
 }
 DTYPES = {"bf16": "bf16", "fp16": "fp16", "fp8": "fp8", "int8": "int8", "int4": "int4", "fp4": "fp4", "mxfp4": "mxfp4",
           "fp8 (assumed; DeepSeek native FP8)": "fp8"}
