@@ -1,7 +1,8 @@
 """How far off a prediction may be: the error of the analytic model against published measurements of real engines
 (`benchmarks/published/`, by figure: batch-1 decode, TTFT, request throughput, request latency, memory), stored in
 `profiles/accuracy.yaml` by `python benchmarks/bench_published.py --write-accuracy`. Reports show the median error
-as the band ("TPOT 21 ms (±16%)": half the published points were closer than that) and JSON carries the p90 too.
+as the band and the p90 beside it ("TPOT 21 ms (±8%, p90 ±17%)": half the published points were closer than 8%, nine
+in ten closer than 17%); JSON carries both.
 
 A band is the error of the points most like the prediction that are numerous enough: the engine's points of the
 model's kind (MoE or dense), else the kind's, else the engine's, else every point. The kind comes first because it
@@ -104,6 +105,11 @@ def decode_band(batch: int) -> str:
 
 
 def band_text(bands: dict[str, AccuracyBand], figure: str) -> str:
-    """' (±16%)' for a figure with a band, '' otherwise."""
+    """' (±3%, p90 ±21%)' for a figure with a band (its median error, and the error nine in ten points stayed within
+    where known: a tight median alone would hide how far the worst tenth is off), ' (±16%)' where only the median is
+    known (a local calibration), '' otherwise."""
     band = bands.get(figure)
-    return f" (±{band.median_pct:.0f}%)" if band else ""
+    if not band:
+        return ""
+    tail = f", p90 ±{band.p90_pct:.0f}%" if band.p90_pct is not None else ""
+    return f" (±{band.median_pct:.0f}%{tail})"

@@ -15,7 +15,7 @@ from optiplan.planner.catalog.hardware import local_cpu, resolve_hardware
 from optiplan.planner.catalog.models import resolve_model
 from optiplan.planner.cli.main import main
 from optiplan.planner.plan.advise import advise
-from optiplan.planner.schema import AdviseRequest, ProfileRequest
+from optiplan.planner.schema import AccuracyBand, AdviseRequest, ProfileRequest
 
 
 def test_the_bands_come_from_the_validation_set():
@@ -25,7 +25,16 @@ def test_the_bands_come_from_the_validation_set():
     for figure in ("tpot_ms", "ttft_ms", "throughput_tokens_per_s", "memory_bytes"):
         band = bands[figure]
         assert 0 < band.median_pct <= band.p90_pct and band.points >= 5, figure
-    assert band_text(bands, "tpot_ms") == f" (±{bands['tpot_ms'].median_pct:.0f}%)"
+    b = bands["tpot_ms"]
+    assert band_text(bands, "tpot_ms") == f" (±{b.median_pct:.0f}%, p90 ±{b.p90_pct:.0f}%)"
+
+
+def test_a_band_shows_its_p90_where_known_and_the_median_alone_otherwise():
+    known = AccuracyBand(median_pct=3.2, p90_pct=21.4, points=16, source="published")
+    calibrated = AccuracyBand(median_pct=7.6, p90_pct=None, points=12, source="optiplan calibrate")
+    assert band_text({"ttft_ms": known}, "ttft_ms") == " (±3%, p90 ±21%)"
+    assert band_text({"ttft_ms": calibrated}, "ttft_ms") == " (±8%)"
+    assert band_text({"ttft_ms": known}, "tpot_ms") == ""
 
 
 def test_an_engine_with_enough_points_of_a_figure_has_its_own_band():
