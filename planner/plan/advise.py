@@ -39,7 +39,7 @@ from ..schema.advice import (
 )
 from ..schema.workload import Workload
 from .bottleneck import classify
-from .effects import effect_source, measured_effects, predict_steps
+from .effects import effect_source, engine_default, measured_effects, predict_steps
 from .predict import evaluate, sequences_per_server
 from .search import (
     QUALITY_TIE,
@@ -418,13 +418,12 @@ def _document(spec: ModelSpec, workload: Workload, hw: HardwareSpec, devices: in
     if predictions and engine_budget_per_group(workload.engine):  # vLLM's max_num_seqs holds per data-parallel rank
         per_server = -(-per_server // predictions[-1].attention_data_parallel)
     params_ctx = replace(ctx, workload=workload.model_copy(update={"concurrency": per_server}))
+    engine = workload.engine if workload.goal != "training" else None
     for t, predicted in zip(steps_t, predictions):
         steps.append(PlanStep(technique=t.id, name=t.name, params=t.parameters(params_ctx), why=t.summary,
-                              quality_risk=t.quality_risk, quality_loss_pct=t.loss(ctx),
-                              quality_source=t.source(ctx),
-                              effect_source=effect_source(t, ctx.effects, workload.engine if workload.goal != "training"
-                                                          else None),
-                              predicted=predicted))
+                              quality_risk=t.quality_risk, quality_loss_pct=t.loss(ctx), quality_source=t.source(ctx),
+                              effect_source=effect_source(t, ctx.effects, engine),
+                              engine_default=engine_default(t, engine), predicted=predicted))
     final = steps[-1].predicted if steps else evaluate(result.baseline, workload)
     baseline = evaluate(result.baseline, workload)
     alternatives = [Alternative(techniques=list(c.ids), predicted=_predicted(c, result.baseline, ctx),

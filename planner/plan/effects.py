@@ -146,12 +146,17 @@ def predict_steps(base: PlanState, steps: Sequence, states: Sequence[PlanState],
     return [evaluate(s, workload, full=full, speed=f) for s, f in pairs]
 
 
+def engine_default(technique, engine: str | None) -> bool:
+    """Whether the engine runs `technique` by default (its profile's `defaults`): the baseline includes it."""
+    return bool(engine) and technique.id in engine_defaults(engine)
+
+
 def effect_source(technique, effects: Mapping[str, MeasuredEffect], engine: str | None = None) -> str:
     """Where a step's predicted speed effect comes from: the engine's default (in the baseline, so no gain), measured
     here, or the rule (with its source)."""
-    defaults = engine_defaults(engine) if engine else {}
-    if technique.id in defaults:
-        return f"on by default in {engine}: the baseline includes it, no gain counted ({defaults[technique.id]})"
+    if engine_default(technique, engine):
+        why = engine_defaults(engine)[technique.id]
+        return f"on by default in {engine}: the baseline includes it, no gain counted ({why})"
     effect = effects.get(technique.id)
     return effect.source if effect is not None else f"{RULE}; {technique.effect_source}" \
         if technique.effect_source else RULE

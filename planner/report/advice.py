@@ -33,6 +33,8 @@ def measured_steps(advice: Advice) -> list:
 
 
 MEASURED_HEADING = "Speed effects measured on this machine (`optiplan calibrate`); the other steps follow the analytic rule:"
+# what a plan step the engine runs by default is doing there (`PlanStep.engine_default`)
+DEFAULT_NOTE = "on by default in {engine}: the baseline runs it already; the step sets it in the configs and gains nothing"
 
 
 @lru_cache(maxsize=1)
@@ -51,6 +53,7 @@ def template_env():
     env.globals["alternative_columns"] = alternative_columns
     env.globals["predicted_summary"] = predicted_summary
     env.globals["measured_heading"] = MEASURED_HEADING
+    env.globals["default_note"] = DEFAULT_NOTE
     return env
 
 
@@ -110,8 +113,11 @@ def text_report(advice: Advice, color: bool = True, file=None) -> str:
 
     row(0, "baseline", a.baseline)
     for i, s in enumerate(a.plan.steps, 1):
-        row(i, s.technique, s.predicted, s.quality_risk + (f" {s.quality_loss_pct:g}%" if s.quality_loss_pct else ""))
+        row(i, s.technique + (" (default)" if s.engine_default else ""), s.predicted,
+            s.quality_risk + (f" {s.quality_loss_pct:g}%" if s.quality_loss_pct else ""))
     console.print(table)
+    if any(s.engine_default for s in a.plan.steps):
+        console.print(f"[dim](default): {DEFAULT_NOTE.format(engine=a.workload.engine)}[/]")
     p = a.plan.predicted
     cost = f", ${p.cost_per_million_tokens_usd:,.2f}/M tokens" if p.cost_per_million_tokens_usd else ""
     console.print(f"Predicted: {predicted_summary(a)}{cost}; quality loss {a.plan.quality_loss_pct:g}%")

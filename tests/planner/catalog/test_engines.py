@@ -44,11 +44,31 @@ def test_defaults_are_in_the_baseline_and_gain_nothing(engine):
     assert defaults, engine
     before = advice.baseline
     for step in advice.plan.steps:
+        assert step.engine_default == (step.technique in defaults), step
         if step.technique in defaults:
             assert step.effect_source.startswith(f"on by default in {engine}"), step
             assert step.predicted.tpot_ms == pytest.approx(before.tpot_ms)
             assert step.predicted.throughput_tokens_per_s == pytest.approx(before.throughput_tokens_per_s)
         before = step.predicted
+    assert any(s.engine_default for s in advice.plan.steps), engine
+
+
+def test_reports_mark_the_steps_the_engine_runs_by_default():
+    from optiplan.planner.report.advice import render
+
+    advice = advise(AdviseRequest(model="llama-3.1-70b", hardware="h100-sxm", num_devices=2, workload="chat",
+                                  engine="vllm"))
+    marked = {s.technique for s in advice.plan.steps if s.engine_default}
+    assert "cuda-graphs" in marked and "tensor-parallel" not in marked
+    md = render(advice, "md")
+    rows = {line.split("`")[1]: line for line in md.splitlines() if line.startswith("| ") and "`" in line}
+    for step in advice.plan.steps:
+        assert ("(default)" in rows[step.technique]) == step.engine_default, rows[step.technique]
+    assert "(default): on by default in vllm: the baseline runs it already" in md
+    html = render(advice, "html")
+    assert html.count("<small>(default)</small>") == len(marked) and "on by default in vllm" in html
+    text = render(advice, "text")
+    assert sum("(default)" in line for line in text.splitlines() if line.startswith("│")) == len(marked)
 
 
 def test_gpt_fast_is_a_compiled_decode_engine_that_is_profiled_not_planned():
