@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from ..analytic.accuracy import band_text, decode_band
 from ..analytic.profile import model_summary
 from ..catalog.engine_refusals import engine_step_refusal
 from ..catalog.engine_state_models import state_model_options, state_model_refusal, state_technique_refusal
@@ -142,6 +143,8 @@ def _env():
     env.filters["yaml"] = lambda d: yaml.safe_dump(d, sort_keys=False, width=110).rstrip()
     env.filters["json"] = lambda d: json.dumps(d)
     env.filters["quote"] = shlex.quote
+    env.globals["band"] = band_text  # each predicted figure with its error band, as the reports show it
+    env.globals["decode_band"] = decode_band
     return env
 
 
