@@ -104,6 +104,15 @@ def decode_band(batch: int) -> str:
     return "tpot_ms" if batch <= 1 else "request_latency_ms"
 
 
+def bands_note(bands: dict[str, AccuracyBand]) -> str:
+    """What the ± bands of a report are, once under its figures ('' where it has none): every report and README
+    says it in these words."""
+    if not bands:
+        return ""
+    return (f"± bands: the median error against {next(iter(bands.values())).source}; p90: the error nine in ten "
+            "stayed within")
+
+
 def band_text(bands: dict[str, AccuracyBand], figure: str) -> str:
     """' (±3%, p90 ±21%)' for a figure with a band (its median error, and the error nine in ten points stayed within
     where known: a tight median alone would hide how far the worst tenth is off), ' (±16%)' where only the median is

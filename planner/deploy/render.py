@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from ..analytic.accuracy import band_text, decode_band
+from ..analytic.accuracy import band_text, bands_note, decode_band
 from ..analytic.profile import model_summary
 from ..catalog.engine_refusals import engine_step_refusal
 from ..catalog.engine_state_models import state_model_options, state_model_refusal, state_technique_refusal
@@ -145,6 +145,7 @@ def _env():
     env.filters["quote"] = shlex.quote
     env.globals["band"] = band_text  # each predicted figure with its error band, as the reports show it
     env.globals["decode_band"] = decode_band
+    env.globals["bands_note"] = bands_note
     return env
 
 

@@ -7,7 +7,7 @@ from functools import lru_cache
 from typing import Any
 
 from ... import __version__
-from ..analytic.accuracy import band_text
+from ..analytic.accuracy import band_text, bands_note
 from ..schema.advice import Advice
 from .figures import alternative_columns, predicted_summary, step_columns
 
@@ -50,6 +50,7 @@ def template_env():
     env.filters["plan_diff"] = plan_diff
     env.filters["measured_steps"] = measured_steps
     env.globals["band"] = band_text
+    env.globals["bands_note"] = bands_note
     env.globals["step_columns"] = step_columns
     env.globals["alternative_columns"] = alternative_columns
     env.globals["predicted_summary"] = predicted_summary

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ... import profiles
-from ..analytic.accuracy import band_text, decode_band
+from ..analytic.accuracy import band_text, bands_note, decode_band
 from ..analytic.memory import NO_DEVICE_LIMIT
 from ..schema import Profile
 
@@ -172,8 +172,7 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
         curve.add_row(str(pt.batch), f"{pt.tpot_ms:,.2f}", f"{pt.tokens_per_s:,.0f}", "yes" if pt.fits else "[red]no[/]")
     console.print(curve)
     if p.accuracy:
-        console.print("[dim]± bands: the median error against " + next(iter(p.accuracy.values())).source
-                      + "; p90: the error nine in ten stayed within[/]")
+        console.print(f"[dim]{bands_note(p.accuracy)}[/]")
     console.print(f"[dim]efficiency: {p.efficiency.flop_efficiency:.0%} of peak FLOP/s, "
                   f"{p.efficiency.bandwidth_efficiency:.0%} of peak bandwidth, "
                   f"{p.efficiency.step_overhead_s * 1e3:.2f} ms/step + {p.efficiency.layer_overhead_s * 1e6:.0f} us/layer "

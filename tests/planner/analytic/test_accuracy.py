@@ -8,6 +8,7 @@ from optiplan.planner.analytic.accuracy import (
     accuracy_bands,
     architecture_kind,
     band_text,
+    bands_note,
     published_accuracy,
 )
 from optiplan.planner.analytic.profile import profile
@@ -35,6 +36,9 @@ def test_a_band_shows_its_p90_where_known_and_the_median_alone_otherwise():
     assert band_text({"ttft_ms": known}, "ttft_ms") == " (±3%, p90 ±21%)"
     assert band_text({"ttft_ms": calibrated}, "ttft_ms") == " (±8%)"
     assert band_text({"ttft_ms": known}, "tpot_ms") == ""
+    assert bands_note({}) == ""
+    assert bands_note({"ttft_ms": known}) == "± bands: the median error against published; p90: the error nine in ten " \
+                                            "stayed within"
 
 
 def test_an_engine_with_enough_points_of_a_figure_has_its_own_band():
