@@ -193,6 +193,7 @@ def predict(p: dict, view: str = "requests", tune: Callable[[ProfileRequest], An
                              weight_kernel=p.get("weight_kernel"),  # a kernel the point states it ran (exllamav2's)
                              prefill_chunk_tokens=p.get("prefill_chunk_tokens"),  # a run's own step budget
                              max_running=bench_cap,
+                             graph_padding=p.get("graph_padding"),  # the CUDA-graph sizes the run's options pad to
                              scheduling=p.get("scheduling") if requests else None,  # request figures only
                              # llama.cpp's --n-gpu-layers, and the host that computes the rest (its memory, its link)
                              gpu_layers=p.get("gpu_layers"), host_memory_gbps=p.get("host_memory_gbps"),

@@ -152,6 +152,9 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
     if request.max_running and runtime != "serving":
         raise RequestError(f"--max-running sets a serving engine's running cap; {request.engine} runs the batch it is "
                            "given (--batch)")
+    if request.graph_padding and runtime != "serving":
+        raise RequestError(f"--graph-padding pads a serving engine's CUDA-graph decode steps; {request.engine} runs "
+                           "none")
     if (request.input_tokens is None) != (request.output_tokens is None):
         raise RequestError("request-level figures need both --input-tokens and --output-tokens")
     for option, value in (("--concurrency", request.concurrency), ("--scheduling", request.scheduling),
@@ -271,7 +274,7 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
                     or engine_prefill_chunk(request.engine, prefill_chunk_tokens(runtime), hw, tp * pp, spec),
                     efficiency=efficiency, weight_kernel=request.weight_kernel, engine=request.engine,
                     gguf_type=gguf, max_running=request.max_running)
-    return with_host(s, request)
+    return with_host(replace(s, graph_padding=request.graph_padding or ()), request)
 
 
 def with_host(s: Setup, request: ProfileRequest) -> Setup:

@@ -108,9 +108,9 @@ class Setup:
     first_token_decoded: bool = False  # a decode step after the prefill computes the first token (TurboMind 0.1)
     mixed_prefill: bool = True  # prompt tokens share steps with the decoding (else prefill steps of their own first)
     # the scheduler runs a batch ahead of the device (`engines.engine_schedules_ahead`: SGLang's overlap scheduler,
-    # TensorRT-LLM's PyTorch executor): a request that comes in while a batch runs joins the batch after the one
-    # already launched, a step later
+    # TensorRT-LLM's executor): a request that comes in while a batch runs joins the one after the next, a step later
     schedules_ahead: bool = False
+    graph_padding: tuple[int, ...] = ()  # CUDA-graph batch sizes a decode-only step is padded up to (`steps`)
     # how much of the device the engine gives its KV cache by default (`engines.engine_kv_memory`): vLLM runs within
     # 0.9 of it, TensorRT-LLM gives the cache 0.9 of what is free, SGLang reserves a few GiB beside weights and cache
     kv_memory: tuple[str, float] | None = None

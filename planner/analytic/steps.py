@@ -417,11 +417,19 @@ def _decode_parts(s: Setup, batch: int, context: int, tokens_per_seq: int = 1) -
     return attention, kv_bytes, tokens
 
 
+def graph_rows(s: Setup, batch: int) -> int:
+    """The sequences a decode-only step of `batch` runs: up to the next CUDA-graph size where the engine pads (each
+    data-parallel attention group's `Setup.graph_padding`), else, as above the largest, `batch`."""
+    size = next((size for size in s.graph_padding if size >= math.ceil(batch / s.attention_dp)), None)
+    return max(batch, size * s.attention_dp) if size else batch
+
+
 def decode_step(s: Setup, batch: int, context: int, tokens_per_seq: int = 1) -> StepCost:
-    """One decode step: each of `batch` sequences adds `tokens_per_seq` tokens (1, or a speculative
-    draft's tokens being verified) to a cache of `context` tokens. With pipeline parallelism the
-    token passes every stage in turn, so the step reads all layers."""
+    """One decode step: each of `batch` sequences adds `tokens_per_seq` tokens (1, or a speculative draft's tokens
+    being verified) to a cache of `context` tokens. With pipeline parallelism the token passes every stage in turn, so
+    the step reads all layers. A padded step's dummy sequences (`graph_rows`) run the linear layers, not attention."""
     attention, kv_bytes, tokens = _decode_parts(s, batch, context, tokens_per_seq)
+    tokens = graph_rows(s, batch) * tokens_per_seq
     return _cost(s, matmul_flops(s, tokens, tokens), attention, tokens, kv_bytes,
                  activation_traffic_bytes(s, tokens), tokens, batch,
                  host_kv=batch * kv_bytes_per_device(s, context, host=True))  # the host layers' caches, read there

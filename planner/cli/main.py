@@ -31,6 +31,23 @@ def main(verbose: bool) -> None:
         os.environ["OPTIPLAN_VERBOSE"] = "1"
 
 
+class SizesType(click.ParamType):
+    """Positive batch sizes, comma-separated."""
+
+    name = "N,N,..."
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            sizes = tuple(int(size) for size in value.split(","))
+        except ValueError:
+            self.fail(f"{value!r} is not a comma-separated list of batch sizes", param, ctx)
+        if min(sizes) < 1:
+            self.fail(f"{value!r}: a batch size is at least 1", param, ctx)
+        return sizes
+
+
 class ConcurrencyType(click.ParamType):
     """A positive number of requests, or 'max'."""
 
@@ -99,6 +116,10 @@ class ConcurrencyType(click.ParamType):
               help="The most requests the serving engine runs at once, as the deployment sets it (vLLM "
                    "--max-num-seqs, SGLang --max-running-requests, TensorRT-LLM --max_batch_size; TGI's "
                    "--max-concurrent-requests, past which it refuses) [default: the engine's].")
+@click.option("--graph-padding", type=SizesType(), default=None,
+              help="The CUDA-graph batch sizes the serving engine pads each decode-only step up to, as the deployment "
+                   "sets them (TensorRT-LLM's cuda_graph_config: enable_padding with batch_sizes): the padding's "
+                   "dummy sequences cost linear-layer and expert time [default: no padding].")
 @click.option("--gpu-layers", type=int, default=None,
               help="llama.cpp's --n-gpu-layers on one GPU: the last N of its layers and output head on the device, "
                    "the rest in host memory, computed by the CPU [default: all on the device].")

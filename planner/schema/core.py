@@ -8,6 +8,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from .releases import pinned_engine
 
+# batch sizes, each at least 1, kept sorted and once each
+BatchSizes = Annotated[tuple[Annotated[int, Field(ge=1)], ...], AfterValidator(lambda sizes: tuple(sorted(set(sizes))))]
+
 SCHEMA_VERSION = "1.0"
 
 
@@ -327,6 +330,10 @@ class ProfileRequest(Frozen):
                                     "deployment sets it (vLLM --max-num-seqs, SGLang --max-running-requests, "
                                     "TensorRT-LLM --max_batch_size; per data-parallel group); the others wait, "
                                     "or TGI refuses them (--max-concurrent-requests) [default: the engine's]")
+    graph_padding: BatchSizes | None = Field(
+        None, min_length=1, description="CUDA-graph batch sizes a serving engine pads each decode-only step up to (its "
+        "padding dummy sequences run the linear layers and experts, not attention): TensorRT-LLM's cuda_graph_config "
+        "with enable_padding and batch_sizes; a step above the largest runs as it is [default: no padding]")
     gpu_layers: int | None = Field(None, ge=0, description="llama.cpp's --n-gpu-layers on one GPU: the last this many "
                                    "of its layers and output head on the device, the rest in host memory, computed "
                                    "by the CPU at the host's memory bandwidth [default: all on the device]")
