@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass, replace
 
 from ..schema import ModelSpec
+from .cuda_graphs import graph_rows
 from .kvcache import elements_per_token, kv_cache_elements, state_elements
 from .offload import host_layers_s, streamed_weights_s
 from .params import busiest_device_experts, expected_experts_touched
@@ -415,13 +416,6 @@ def _decode_parts(s: Setup, batch: int, context: int, tokens_per_seq: int = 1) -
     state = state_bytes_per_device(s) * (1.0 - s.host_layer_share)
     kv_bytes = batch * (kv_bytes_per_device(s, context) - state) * kv_passes(s) + batch * 2 * state + new_kv
     return attention, kv_bytes, tokens
-
-
-def graph_rows(s: Setup, batch: int) -> int:
-    """The sequences a decode-only step of `batch` runs: up to the next CUDA-graph size where the engine pads (each
-    data-parallel attention group's `Setup.graph_padding`), else, as above the largest, `batch`."""
-    size = next((size for size in s.graph_padding if size >= math.ceil(batch / s.attention_dp)), None)
-    return max(batch, size * s.attention_dp) if size else batch
 
 
 def decode_step(s: Setup, batch: int, context: int, tokens_per_seq: int = 1) -> StepCost:

@@ -10,7 +10,8 @@ from dataclasses import replace
 import pytest
 from click.testing import CliRunner
 from optiplan.planner.analytic.profile import profile, setup_for_request
-from optiplan.planner.analytic.steps import decode_step, graph_rows, matmul_flops, mixed_step
+from optiplan.planner.analytic.cuda_graphs import graph_rows, graph_sizes
+from optiplan.planner.analytic.steps import decode_step, matmul_flops, mixed_step
 from optiplan.planner.catalog.hardware import resolve_hardware
 from optiplan.planner.catalog.models import resolve_model
 from optiplan.planner.cli.main import main
@@ -79,3 +80,15 @@ def test_the_cli_reads_the_sizes_comma_separated():
     for bad, why in (("4,x", "not a comma-separated list"), ("0,4", "at least 1")):
         result = runner.invoke(main, ["profile", "llama-3.1-8b", "--engine", "trtllm", "--graph-padding", bad])
         assert result.exit_code == 2 and why in result.output
+
+
+def test_sizes_above_the_running_cap_give_way_to_the_cap():
+    # TensorRT-LLM captures no graph above its max_batch_size and, padding on, pads to that batch instead
+    capped = setup(graph_padding=(1, 2, 4, 8, 16, 32, 64), max_running=24)
+    assert graph_sizes(capped) == [1, 2, 4, 8, 16, 24]
+    assert graph_rows(capped, 17) == 24
+    assert graph_sizes(setup(graph_padding=(1, 2, 4, 8), max_running=24)) == [1, 2, 4, 8]  # none above it
+    adp = setup("deepseek-v3", "h200-sxm", num_devices=8, dtype="fp8", attention_data_parallel=8, expert_parallel=8,
+                graph_padding=(1, 2, 4, 8, 16, 32, 64), max_running=24)
+    assert graph_sizes(adp) == [1, 2, 4, 8, 16, 24]  # the cap is each group's
+    assert graph_sizes(setup(graph_padding=(8, 24, 32), max_running=24)) == [8, 24]  # the cap once
