@@ -7,7 +7,8 @@ from typing import Any
 
 from ..analytic.kvcache import kv_groups
 from ..catalog.models import resolve_model
-from ..catalog.served import engine_window_pools
+from ..catalog.engines import below_compute_capability
+from ..catalog.served import engine_window_pools, served_checkpoint_dtype
 from ..schema import HardwareSpec
 from ..schema.advice import Advice
 from .checkpoints import draft_hub_id, eagle_head
@@ -103,4 +104,17 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
         cfg.notes.append(f"TensorRT-LLM gives each of the model's {len(windows)} attention window sizes a pool of the "
                          "same share of its KV cache (TRTLLM_WINDOW_SIZE_SHARES, not set here, would change the "
                          "split): the predicted sequences fit under that default split")
+    # gpt-oss's MXFP4 experts on Hopper: the TRITON MoE backend, whose kernel the prediction prices (its profile's
+    # kernels: mxfp4); the backend splits the experts expert parallel only (examples/models/core/gpt_oss/README.md)
+    hopper = hw.features.backend == "cuda" and below_compute_capability(hw, 10.0) and \
+        not below_compute_capability(hw, 9.0)
+    if hopper and served_checkpoint_dtype(spec, hw, "trtllm") == "mxfp4":
+        if o["tp_size"] == 1 or o.get("ep_size") == o["tp_size"]:
+            extra["moe_config"] = {"backend": "TRITON"}
+            cfg.notes.append("moe_config.backend TRITON: the MXFP4 experts run OpenAI's triton_kernels on Hopper, as "
+                             "predicted (TensorRT-LLM's recommended backend there)")
+        else:
+            cfg.notes.append("TensorRT-LLM's TRITON MoE backend, whose MXFP4 kernel the prediction prices on Hopper, "
+                             "runs the experts expert parallel only: under tensor parallelism they run CUTLASS's "
+                             "kernel, which the prediction does not price")
     return cfg
