@@ -152,9 +152,9 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
     if request.max_running and runtime != "serving":
         raise RequestError(f"--max-running sets a serving engine's running cap; {request.engine} runs the batch it is "
                            "given (--batch)")
-    if request.graph_padding and runtime != "serving":
-        raise RequestError(f"--graph-padding pads a serving engine's CUDA-graph decode steps; {request.engine} runs "
-                           "none")
+    if request.graph_padding and (runtime != "serving" or hw.kind != "gpu"):
+        raise RequestError(f"--graph-padding pads a serving engine's CUDA-graph decode steps on a GPU; "
+                           f"{request.engine} on {hw.id} runs none")
     if (request.input_tokens is None) != (request.output_tokens is None):
         raise RequestError("request-level figures need both --input-tokens and --output-tokens")
     for option, value in (("--concurrency", request.concurrency), ("--scheduling", request.scheduling),

@@ -423,9 +423,10 @@ def decode_step(s: Setup, batch: int, context: int, tokens_per_seq: int = 1) -> 
     being verified) to a cache of `context` tokens. With pipeline parallelism the token passes every stage in turn, so
     the step reads all layers. A padded step's dummy sequences (`graph_rows`) run the linear layers, not attention."""
     attention, kv_bytes, tokens = _decode_parts(s, batch, context, tokens_per_seq)
-    tokens = graph_rows(s, batch) * tokens_per_seq
-    return _cost(s, matmul_flops(s, tokens, tokens), attention, tokens, kv_bytes,
-                 activation_traffic_bytes(s, tokens), tokens, batch,
+    rows = graph_rows(s, batch) * tokens_per_seq  # the padding's one dummy token reaches its own experts only
+    lag = busiest_group_multiple(s, batch)  # every group pads to the same size: the padded rows spread evenly
+    return _cost(s, matmul_flops(s, rows, rows), attention, tokens + (tokens_per_seq if rows > tokens else 0), kv_bytes,
+                 activation_traffic_bytes(s, rows), rows, batch, Busiest(1.0, lag, lag) if rows > tokens else None,
                  host_kv=batch * kv_bytes_per_device(s, context, host=True))  # the host layers' caches, read there
 
 

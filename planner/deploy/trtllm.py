@@ -104,17 +104,18 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
         cfg.notes.append(f"TensorRT-LLM gives each of the model's {len(windows)} attention window sizes a pool of the "
                          "same share of its KV cache (TRTLLM_WINDOW_SIZE_SHARES, not set here, would change the "
                          "split): the predicted sequences fit under that default split")
-    # gpt-oss's MXFP4 experts on Hopper: the TRITON MoE backend, whose kernel the prediction prices (its profile's
-    # kernels: mxfp4); the backend splits the experts expert parallel only (examples/models/core/gpt_oss/README.md)
+    # gpt-oss's MXFP4 experts on Hopper: the prediction prices the TRITON MoE backend's kernel (its profile's kernels:
+    # mxfp4), whose kernels the release these configs pin does not ship, and which runs experts expert parallel only
     hopper = hw.features.backend == "cuda" and below_compute_capability(hw, 10.0) and \
         not below_compute_capability(hw, 9.0)
     if hopper and served_checkpoint_dtype(spec, hw, "trtllm") == "mxfp4":
-        if o["tp_size"] == 1 or o.get("ep_size") == o["tp_size"]:
-            extra["moe_config"] = {"backend": "TRITON"}
-            cfg.notes.append("moe_config.backend TRITON: the MXFP4 experts run OpenAI's triton_kernels on Hopper, as "
-                             "predicted (TensorRT-LLM's recommended backend there)")
-        else:
-            cfg.notes.append("TensorRT-LLM's TRITON MoE backend, whose MXFP4 kernel the prediction prices on Hopper, "
-                             "runs the experts expert parallel only: under tensor parallelism they run CUTLASS's "
-                             "kernel, which the prediction does not price")
+        layout = "" if o["tp_size"] == 1 or o.get("ep_size") == o["tp_size"] else \
+            " Under tensor parallelism, as here, TRITON cannot run the experts (expert parallel only): they run CUTLASS's."
+        cfg.notes.append("The predicted figures price the MXFP4 experts on OpenAI's triton_kernels, TensorRT-LLM's "
+                         "TRITON MoE backend (its gpt_oss README: \"use the TRITON moe_backend on Hopper\"). In this "
+                         "release it needs OpenAI's kernels from a Triton checkout (\"The kernels are not packaged in "
+                         "the wheel, so set the environment variable TRITON_ROOT\"): build Triton at the commit that "
+                         "README names, export TRITON_ROOT and add `moe_config: {backend: TRITON}` to the options file. "
+                         "Without them the experts run the default CUTLASS backend, which the prediction does not "
+                         "price." + layout)
     return cfg

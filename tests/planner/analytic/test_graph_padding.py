@@ -92,3 +92,29 @@ def test_sizes_above_the_running_cap_give_way_to_the_cap():
                 graph_padding=(1, 2, 4, 8, 16, 32, 64), max_running=24)
     assert graph_sizes(adp) == [1, 2, 4, 8, 16, 24]  # the cap is each group's
     assert graph_sizes(setup(graph_padding=(8, 24, 32), max_running=24)) == [8, 24]  # the cap once
+
+
+def weights_read(step):
+    return step.bytes_per_device - step.kv_bytes_per_device - step.activation_bytes_per_device
+
+
+def test_the_padding_repeats_one_dummy_token():
+    # TensorRT-LLM pads with one dummy request repeated: its rows cost GEMM FLOPs, but reach one token's experts
+    plain, padded = setup("gpt-oss-120b"), setup("gpt-oss-120b", graph_padding=SIZES)
+    assert graph_rows(padded, 9) == 16
+    assert weights_read(decode_step(padded, 9, 2048)) == pytest.approx(weights_read(decode_step(plain, 10, 2048)))
+    assert decode_step(padded, 9, 2048).flops > decode_step(plain, 10, 2048).flops
+
+
+def test_attention_groups_pad_alike_so_a_padded_step_is_no_dearer_than_real_sequences():
+    kw = {"num_devices": 8, "dtype": "fp8", "attention_data_parallel": 8, "expert_parallel": 8}
+    plain, padded = setup("deepseek-v3", "h200-sxm", **kw), setup("deepseek-v3", "h200-sxm", graph_padding=SIZES, **kw)
+    assert graph_rows(padded, 3) == 8
+    assert decode_step(plain, 3, 4096).time_s < decode_step(padded, 3, 4096).time_s <= \
+        decode_step(plain, 8, 4096).time_s
+
+
+def test_sizes_need_not_come_sorted_and_a_cpu_pads_nothing():
+    assert graph_sizes(replace(setup(), graph_padding=(8, 1, 4))) == [1, 4, 8]
+    with pytest.raises(RequestError, match="on a GPU"):
+        profile(ProfileRequest(model="qwen2.5-0.5b", hardware="epyc-9654", engine="llama.cpp", graph_padding=(4,)))
