@@ -424,9 +424,10 @@ def decode_step(s: Setup, batch: int, context: int, tokens_per_seq: int = 1) -> 
     the step reads all layers. A padded step's dummy sequences (`graph_rows`) run the linear layers, not attention."""
     attention, kv_bytes, tokens = _decode_parts(s, batch, context, tokens_per_seq)
     rows = graph_rows(s, batch) * tokens_per_seq  # the padding's one dummy token reaches its own experts only
-    lag = busiest_group_multiple(s, batch)  # every group pads to the same size: the padded rows spread evenly
-    return _cost(s, matmul_flops(s, rows, rows), attention, tokens + (tokens_per_seq if rows > tokens else 0), kv_bytes,
-                 activation_traffic_bytes(s, rows), rows, batch, Busiest(1.0, lag, lag) if rows > tokens else None,
+    # every group pads to the same size: the padded rows spread evenly, the caches and attention as the batch does
+    busiest = Busiest(1.0, lag := busiest_group_multiple(s, batch), lag) if rows > tokens else None
+    return _cost(s, matmul_flops(s, rows, rows), attention, tokens + (tokens_per_seq if busiest else 0), kv_bytes,
+                 activation_traffic_bytes(s, rows), rows, batch, busiest,
                  host_kv=batch * kv_bytes_per_device(s, context, host=True))  # the host layers' caches, read there
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..analytic.kvcache import kv_groups
+from ..analytic.setup import engine_weight_kernel
 from ..catalog.models import resolve_model
-from ..catalog.engines import below_compute_capability
 from ..catalog.served import engine_window_pools, served_checkpoint_dtype
 from ..schema import HardwareSpec
 from ..schema.advice import Advice
@@ -104,11 +104,10 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
         cfg.notes.append(f"TensorRT-LLM gives each of the model's {len(windows)} attention window sizes a pool of the "
                          "same share of its KV cache (TRTLLM_WINDOW_SIZE_SHARES, not set here, would change the "
                          "split): the predicted sequences fit under that default split")
-    # gpt-oss's MXFP4 experts on Hopper: the prediction prices the TRITON MoE backend's kernel (its profile's kernels:
-    # mxfp4), whose kernels the release these configs pin does not ship, and which runs experts expert parallel only
-    hopper = hw.features.backend == "cuda" and below_compute_capability(hw, 10.0) and \
-        not below_compute_capability(hw, 9.0)
-    if hopper and served_checkpoint_dtype(spec, hw, "trtllm") == "mxfp4":
+    # gpt-oss's MXFP4 experts where the prediction prices the TRITON MoE backend's kernel (its profile's kernels: mxfp4,
+    # on the devices that kernel runs on: Hopper), which the release these configs pin does not ship, and which runs
+    # experts expert parallel only
+    if served_checkpoint_dtype(spec, hw, "trtllm") == "mxfp4" and engine_weight_kernel("trtllm", "mxfp4", hw):
         layout = "" if o["tp_size"] == 1 or o.get("ep_size") == o["tp_size"] else \
             " Under tensor parallelism, as here, TRITON cannot run the experts (expert parallel only): they run CUTLASS's."
         cfg.notes.append("The predicted figures price the MXFP4 experts on OpenAI's triton_kernels, TensorRT-LLM's "
