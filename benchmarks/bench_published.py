@@ -17,6 +17,7 @@ catalog cannot express (a model of an architecture it lacks, a GGUF format) are 
                                          [--fit-front-end [vllm|sglang]] [--fit-kernel KERNEL]
                                          [--fit-first-token [vllm|sglang|trtllm]] [--fit-moe-overheads]
                                          [--fit-backend-layers [rocm]] [--fit-expert-bandwidth]
+                                         [--fit-routing-skew]
                                          [--fit-state-layers] [--fit-host-layers] [--fit-eager-prefill]
                                          [--fit-mxfp4-experts] [--fit-mxfp4-reads]
 
@@ -124,6 +125,9 @@ def main() -> None:
     parser.add_argument("--fit-expert-bandwidth", action="store_true",
                         help="fit the share of the weights' bandwidth the serving engines' grouped MoE GEMM reads "
                              "the routed experts at, on two thirds of their MoE points")
+    parser.add_argument("--fit-routing-skew", action="store_true",
+                        help="fit the skew of the routed experts' popularity (how many distinct experts a few decode "
+                             "tokens reach) on two thirds of the serving engines' MoE points")
     parser.add_argument("--fit-eager-prefill", action="store_true",
                         help="fit SGLang's host time per layer of an eager prefill step (and per latent-attention and "
                              "state layer) with its first-token latency, on two thirds of its points (minutes)")
@@ -183,6 +187,9 @@ def main() -> None:
         return
     if args.fit_expert_bandwidth:
         write_results("published_expert_bandwidth_fit", moe_fits.fit_expert_bandwidth(published_points()))
+        return
+    if args.fit_routing_skew:
+        write_results("published_routing_skew_fit", moe_fits.fit_routing_skew(published_points()))
         return
     if args.fit_backend_layers:
         write_results(f"published_backend_layer_fit_{args.fit_backend_layers}",

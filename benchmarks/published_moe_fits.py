@@ -176,6 +176,17 @@ def fit_expert_bandwidth(points: list[dict]) -> dict:
                                 lambda x: f"routed experts at {x:.2f} of the weights' share")
 
 
+# the Zipf exponent of the routed experts' popularity under served traffic: 0-1 by 0.05
+ROUTING_SKEW_GRID = tuple(round(0.05 * i, 2) for i in range(21))
+
+
+def fit_routing_skew(points: list[dict]) -> dict:
+    """The skew of the routed experts' popularity (`routing_skew`: how many distinct experts a few decode tokens
+    reach), fitted on the serving engines' MoE points (`fit_serving_gpu_cost`), against a uniform router (0)."""
+    return fit_serving_gpu_cost(points, "moe", "routing_skew", ROUTING_SKEW_GRID, ("uniform", 0.0),
+                                lambda x: f"routing skew {x:.2f}")
+
+
 # the fixed kernel time a state layer adds to a serving step: 0-100 us by 5
 STATE_LAYER_GRID = tuple(round(i * 5e-6, 6) for i in range(21))
 

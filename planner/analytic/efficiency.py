@@ -183,6 +183,7 @@ def default_efficiency(hw: HardwareSpec, weight_dtype: str, compute_dtype: str, 
                              mla_layer_overhead_s=costs.get("mla_layer_overhead_s", 0.0),
                              state_layer_overhead_s=costs.get("state_layer_overhead_s", 0.0),
                              expert_bandwidth_ratio=costs.get("expert_bandwidth_ratio", 1.0),
+                             routing_skew=costs.get("routing_skew", 0.0),
                              weight_kernel_layer_s=weight_kernel_layer_s(weight_kernel),
                              weight_kernel_max_rows=max_rows,
                              gemm_bandwidth_efficiency=(min((gemm or format_bw) * bw_factor, 1.0)

@@ -179,26 +179,46 @@ def _mean(total: int, layers: int) -> float:
     return q if not r else total / layers
 
 
-def expected_experts_touched(num_experts: int, top_k: int, tokens: int) -> float:
-    """Distinct experts a layer reads for `tokens` tokens, each routed to top_k of num_experts
-    uniformly: E * (1 - (1 - k/E)^T). Real routers are skewed, which lowers this a little."""
+@lru_cache(maxsize=256)
+def expert_pick_chances(num_experts: int, top_k: int, skew: float) -> tuple[float, ...]:
+    """The chance that each expert is among one token's top_k, where the experts' popularity falls off as a Zipf law
+    of exponent `skew` (the i-th most popular drawn in proportion to 1/i^skew; 0: all alike, k/E each). A chance is k
+    times the expert's popularity, at most 1 (an expert cannot be picked twice for one token), the excess spread over
+    the others in proportion, so the chances always sum to top_k."""
+    weights = [(i + 1) ** -skew for i in range(num_experts)]
+    total = sum(weights)
+    chances = [top_k * w / total for w in weights]
+    while (excess := sum(c - 1.0 for c in chances if c > 1.0)) > 1e-12:
+        free = sum(c for c in chances if c < 1.0)
+        chances = [1.0 if c >= 1.0 else c * (1.0 + excess / free) for c in chances]
+    return tuple(chances)
+
+
+@lru_cache(maxsize=4096)
+def expected_experts_touched(num_experts: int, top_k: int, tokens: int, skew: float = 0.0) -> float:
+    """Distinct experts a layer reads for `tokens` tokens, each routed to top_k of num_experts: E * (1 - (1 - k/E)^T)
+    with every expert alike (`skew` 0), the sum over the experts of 1 - (1 - chance)^T where their popularity is
+    skewed (`expert_pick_chances`): a few tokens then share more of their experts, and one token still reads k."""
     if num_experts == 0:
         return 0.0
-    return num_experts * (1.0 - (1.0 - top_k / num_experts) ** max(tokens, 0))
+    tokens = max(tokens, 0)
+    if not skew:
+        return num_experts * (1.0 - (1.0 - top_k / num_experts) ** tokens)
+    return sum(1.0 - (1.0 - c) ** tokens for c in expert_pick_chances(num_experts, top_k, skew))
 
 
-def busiest_device_experts(num_experts: int, top_k: int, tokens: int, devices: int) -> float:
+def busiest_device_experts(num_experts: int, top_k: int, tokens: int, devices: int, skew: float = 0.0) -> float:
     """Distinct experts the busiest of `devices` expert-parallel devices reads for `tokens` tokens, each device
-    holding num_experts / devices of them and each token routed to top_k uniformly. A device's count is
-    binomial (its experts, each touched with probability p = 1 - (1 - k/E)^T); the expected largest of `devices`
-    such counts is their mean plus Blom's normal-order-statistic quantile times their spread, at most all its
-    experts. The step waits for the busiest device: DeepSeek-V3 (256 experts, top-8) over 8 devices at one token
-    reads 1 expert per device on average but 2.4 on the busiest; at 64 tokens 1.15x the mean, at 256 tokens all.
-    Real routers are skewed (the reason for DeepSeek's EPLB), so this is the least imbalance to expect."""
+    holding num_experts / devices of them and each token routed to top_k (`expected_experts_touched` at `skew`). A
+    device's count is binomial (its experts, each touched with probability p, the share of all experts touched); the
+    expected largest of `devices` such counts is their mean plus Blom's normal-order-statistic quantile times their
+    spread, at most all its experts. The step waits for the busiest device: DeepSeek-V3 (256 experts, top-8) over 8
+    devices at one token reads 1 expert per device on average but 2.4 on the busiest; at 64 tokens 1.15x the mean,
+    at 256 tokens all. Real routers are skewed (the reason for DeepSeek's EPLB), so this is the least imbalance to
+    expect."""
     if num_experts == 0 or devices <= 1:
-        return expected_experts_touched(num_experts, top_k, tokens)
+        return expected_experts_touched(num_experts, top_k, tokens, skew)
     local = num_experts / devices
-    p = 1.0 - (1.0 - top_k / num_experts) ** max(tokens, 0)
+    p = expected_experts_touched(num_experts, top_k, tokens, skew) / num_experts
     quantile = NormalDist().inv_cdf((devices - 0.375) / (devices + 0.25))  # Blom (1958)
     return min(local * p + quantile * math.sqrt(local * p * (1 - p)), local)
-

@@ -161,8 +161,9 @@ def routed_expert_bytes(s: Setup, tokens: int) -> float:
     c = s.counts
     if not c.num_moe_layers:
         return 0.0
-    touched = busiest_device_experts(c.num_experts, c.top_k, tokens, s.ep) * s.ep if s.ep > 1 else \
-        expected_experts_touched(c.num_experts, c.top_k, tokens)
+    skew = s.eff.routing_skew
+    touched = busiest_device_experts(c.num_experts, c.top_k, tokens, s.ep, skew) * s.ep if s.ep > 1 else \
+        expected_experts_touched(c.num_experts, c.top_k, tokens, skew)
     return c.num_moe_layers * touched * c.layer.expert_linear * s.expert_bits_per_weight / 8 / s.shards
 
 

@@ -252,6 +252,9 @@ class EfficiencyFactors(Frozen):
     expert_bandwidth_ratio: float = Field(1.0, gt=0, le=1, exclude_if=lambda v: v == 1.0, description=(
         "the share of the weights' bandwidth a MoE layer's routed experts are read at (the engine's grouped GEMM "
         "over a few rows per expert; 1: as the dense layers' weights)"))
+    routing_skew: float = Field(0.0, ge=0, exclude_if=lambda v: not v, description=(
+        "the Zipf exponent of the routed experts' popularity under served traffic: a few tokens share more of their "
+        "experts than a uniform router's would (0: every expert alike)"))
     expert_flop_efficiency: float | None = Field(None, gt=0, le=1, exclude_if=lambda v: v is None, description=(
         "the share of the peak the grouped GEMM over a MoE model's routed experts reaches (by default the engine's "
         "profile's moe_flop_share, where it states one; None: flop_efficiency)"))
