@@ -17,7 +17,7 @@ catalog cannot express (a model of an architecture it lacks, a GGUF format) are 
                                          [--fit-front-end [vllm|sglang]] [--fit-kernel KERNEL]
                                          [--fit-first-token [vllm|sglang|trtllm]] [--fit-moe-overheads]
                                          [--fit-backend-layers [rocm]] [--fit-expert-bandwidth]
-                                         [--fit-routing-skew]
+                                         [--fit-routing-skew] [--fit-allreduce-fusion]
                                          [--fit-state-layers] [--fit-host-layers] [--fit-eager-prefill]
                                          [--fit-mxfp4-experts] [--fit-mxfp4-reads]
 
@@ -128,6 +128,9 @@ def main() -> None:
     parser.add_argument("--fit-routing-skew", action="store_true",
                         help="fit the skew of the routed experts' popularity (how many distinct experts a few decode "
                              "tokens reach) on two thirds of the serving engines' MoE points")
+    parser.add_argument("--fit-allreduce-fusion", action="store_true",
+                        help="fit the fixed time an engine's all-reduce fused with the RMSNorm after it saves, on two "
+                             "thirds of the serving points whose deployment fuses them")
     parser.add_argument("--fit-eager-prefill", action="store_true",
                         help="fit SGLang's host time per layer of an eager prefill step (and per latent-attention and "
                              "state layer) with its first-token latency, on two thirds of its points (minutes)")
@@ -190,6 +193,8 @@ def main() -> None:
         return
     if args.fit_routing_skew:
         write_results("published_routing_skew_fit", moe_fits.fit_routing_skew(published_points()))
+    if args.fit_allreduce_fusion:
+        write_results("published_allreduce_fusion_fit", moe_fits.fit_allreduce_fusion(published_points()))
         return
     if args.fit_backend_layers:
         write_results(f"published_backend_layer_fit_{args.fit_backend_layers}",

@@ -1,8 +1,9 @@
 """The fits of issue 14's validation set that concern a MoE or hybrid model's own layers (`python
 benchmarks/bench_published.py --fit-moe-overheads | --fit-backend-layers | --fit-expert-bandwidth |
---fit-state-layers | --fit-mxfp4-experts | --fit-mxfp4-reads`): the serving runtime's fixed kernel time per MoE and
-latent-attention layer, ROCm's multiple of it with SGLang's routed experts' compute share there, the share of the
-weights' bandwidth the routed experts are read at, the fixed kernel time per state layer, and the compute and
+--fit-routing-skew | --fit-allreduce-fusion | --fit-state-layers | --fit-mxfp4-experts | --fit-mxfp4-reads`): the
+serving runtime's fixed kernel time per MoE and latent-attention layer, ROCm's multiple of it with SGLang's routed
+experts' compute share there, the share of the weights' bandwidth the routed experts are read at, their popularity's
+skew, what a fused all-reduce saves, the fixed kernel time per state layer, and the compute and
 bandwidth shares of the engines' kernels over MXFP4 experts (gpt-oss). Each searches on two thirds of the published points
 and reports the errors on both parts, the fixed third held out (`published_points.held_out`); a fit tries its
 candidates on the loaded tables in place and leaves them as it found them."""
@@ -31,6 +32,7 @@ from published_points import (  # noqa: E402
     parts_text,
     point_engine,
     point_kind,
+    predict,
     rounded_stats,
     table_overrides,
 )
@@ -144,14 +146,16 @@ EXPERT_BANDWIDTH_GRID = tuple(round(0.6 + 0.05 * i, 2) for i in range(9))
 
 
 def fit_serving_gpu_cost(points: list[dict], kind: str, key: str, grid: tuple, baseline: tuple[str, float],
-                         label: Callable[[float], str]) -> dict:
+                         label: Callable[[float], str], moved: bool = False) -> dict:
     """One of the serving runtime's GPU costs (`key` in profiles/efficiency.yaml runtimes.serving.gpu), minimising the
-    median, then the p90, error of the serving engines' points of one `kind` of model (moe, hybrid) in the fitted two
-    thirds (the others do not move); errors on both parts, on them and on all the serving points, for the `baseline`
-    (its name and value), the documented value and the fitted one, each printed after `label(value)`."""
+    median, then the p90, error of the serving engines' points of one `kind` of model (moe, hybrid; with `moved`, the
+    points the cost moves between the grid's ends, named `kind`) in the fitted two thirds (the others do not move);
+    errors on both parts, on them and on all the serving points, for the `baseline` (its name and value), the
+    documented value and the fitted one, each printed after `label(value)`."""
     points = serving_points(points)
-    own = [p for p in points if point_kind(p) == kind]
     costs = profiles.efficiency_table()["runtimes"]["serving"]["gpu"]
+    own = moved_points(points, costs, key, (grid[0], grid[-1])) if moved else \
+        [p for p in points if point_kind(p) == kind]
     documented = costs.get(key, baseline[1])
 
     def errors(x, part, among=own):
@@ -166,6 +170,14 @@ def fit_serving_gpu_cost(points: list[dict], kind: str, key: str, grid: tuple, b
     for name, r in report.items():
         print(f"{name:10s} {label(r[key])}: {kind} " + parts_text(r, ("fitted", "held-out", "all fitted", "all held-out")))
     return report
+
+
+def moved_points(points: list[dict], costs: dict, key: str, ends: tuple[float, float]) -> list[dict]:
+    """The points whose prediction differs with `costs[key]` at either end of its grid."""
+    def predicted(x):
+        with table_overrides(costs, {key: x}):
+            return [predict(p)[0] for p in points]
+    return [p for p, a, b in zip(points, *map(predicted, ends), strict=True) if a != b]
 
 
 def fit_expert_bandwidth(points: list[dict]) -> dict:
@@ -185,6 +197,18 @@ def fit_routing_skew(points: list[dict]) -> dict:
     reach), fitted on the serving engines' MoE points (`fit_serving_gpu_cost`), against a uniform router (0)."""
     return fit_serving_gpu_cost(points, "moe", "routing_skew", ROUTING_SKEW_GRID, ("uniform", 0.0),
                                 lambda x: f"routing skew {x:.2f}")
+
+
+# what an all-reduce fused with the residual add and RMSNorm after it saves over the two kernels: 0-20 us by 1
+ALLREDUCE_FUSION_GRID = tuple(round(i * 1e-6, 6) for i in range(21))
+
+
+def fit_allreduce_fusion(points: list[dict]) -> dict:
+    """The fixed time an engine's fused all-reduce saves (`allreduce_fusion_saving_s`), fitted on the serving points
+    whose deployment fuses them (the engine's `allreduce_fusion` rule: SGLang's DeepSeek-R1 and gpt-oss-120b on 8
+    B200; `fit_serving_gpu_cost`), against no saving."""
+    return fit_serving_gpu_cost(points, "fused", "allreduce_fusion_saving_s", ALLREDUCE_FUSION_GRID, ("none", 0.0),
+                                lambda x: f"fused all-reduce saves {x * 1e6:2.0f} us", moved=True)
 
 
 # the fixed kernel time a state layer adds to a serving step: 0-100 us by 5

@@ -190,6 +190,7 @@ def default_efficiency(hw: HardwareSpec, weight_dtype: str, compute_dtype: str, 
                                                         if max_rows else None),
                              host_overlap=costs.get("host_overlap", False),
                              collective_latency_s=costs.get("collective_latency_s", 0.0),
+                             allreduce_fusion_saving_s=costs.get("allreduce_fusion_saving_s", 0.0),
                              matmul_half_tokens=costs.get("matmul_half_tokens", 0.0),
                              source=" ".join(source.split()))
 

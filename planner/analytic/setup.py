@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 
 from ... import profiles
-from ..catalog import engine_graphs
+from ..catalog import engine_fusions, engine_graphs
 from ..catalog.dtypes import WeightFormat, bytes_per_element, canonical, compute_dtype, weight_format
 from ..catalog.engine_memory import engine_kv_memory, engine_sampler_row_bytes
 from ..catalog.engines import (
@@ -90,8 +90,8 @@ class Setup:
     attention_dtype: str | None = None  # the tensor-core rate attention runs at [default: compute_dtype]
     offload_fraction: float = 0.0  # share of the weights kept in host memory (`analytic.offload`: streamed or computed there)
     weight_bandwidth_efficiency: float | None = None  # a measured GEMM kernel's share of HBM [default: eff.'s]
-    # a checkpoint that stores only the routed experts in a low-precision format (gpt-oss's MXFP4): their format and
-    # the share of the peak bandwidth their kernel reads them at; `weights` then holds the other linear layers (16-bit)
+    # a checkpoint that stores only its routed experts in a low-precision format (gpt-oss's MXFP4): theirs and the share
+    # of the peak their kernel reads them at (`weights` then holds the other linear layers: 16-bit)
     expert_weights: WeightFormat | None = None
     expert_weight_share: float | None = None
     kv_bandwidth_efficiency: float | None = None  # a measured decode-attention kernel's share of HBM [default: eff.'s]
@@ -107,8 +107,8 @@ class Setup:
     running_pool: tuple[int, int, int] | None = None  # a request pool sized from the cache (SGLang), `engines`
     first_token_decoded: bool = False  # a decode step after the prefill computes the first token (TurboMind 0.1)
     mixed_prefill: bool = True  # prompt tokens share steps with the decoding (else prefill steps of their own first)
-    # the scheduler runs a batch ahead of the device (`engines.engine_schedules_ahead`: SGLang's overlap scheduler,
-    # TensorRT-LLM's executor): a request that comes in while a batch runs joins the one after the next, a step later
+    # the scheduler runs a batch ahead of the device (`engines.engine_schedules_ahead`: SGLang, TensorRT-LLM): a
+    # request that comes in while a batch runs joins the one after the next, a step later
     schedules_ahead: bool = False
     graph_padding: tuple[int, ...] = ()  # CUDA-graph batch sizes a decode-only step is padded up to (`steps`)
     # how much of the device the engine gives its KV cache by default (`engines.engine_kv_memory`): vLLM runs within
@@ -128,12 +128,12 @@ class Setup:
     # the fixed latency a request served over HTTP adds to its first token beyond the device's work and the front
     # end's pacing (`engines.engine_first_token_latency_s`): what the engine's measured TTFTs leave once both count
     first_token_latency_s: float = 0.0
-    # the host's time launching an eagerly run prefill step's kernels (`engine_graphs.eager_prefill_host_s`: SGLang,
-    # whose CUDA graphs hold decode batches only to 0.5.9): a step carrying more prompt tokens than its piecewise
-    # graphs take (`prefill_graph_tokens`, 0: none, SGLang from 0.5.10 where the deployment allows) takes that long
+    # the host's time launching an eagerly run prefill step's kernels (`engine_graphs.eager_prefill_host_s`: SGLang to
+    # 0.5.9), where a step carries more prompt tokens than its piecewise graphs take (`prefill_graph_tokens`, 0: none)
     prefill_host_s: float = 0.0
     prefill_graph_tokens: int = 0
     prefill_graph_host_s: float = 0.0  # what a step the graphs take still launches (`prefill_graph_host_s`)
+    fused_allreduce_tokens: int = 0  # a step of up to this many fuses its all-reduces with its norms (`engine_fusions`)
     # the weight-only kernel casts each quantized matrix whole to 16 bits in an eager pass (`engines.engine_casts_
     # whole_weight`): the prefill holds the largest one's copy (`cast_weight_bytes`)
     casts_whole_weight: bool = False
@@ -486,8 +486,7 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         # the cast), copies nothing
         casts_whole_weight=compute in ("bf16", "fp16", "fp32") and own_kernel and engine is not None
         and runtime == engine_runtime(engine) and engine_casts_whole_weight(engine, weight_dtype),
-        mixed_prefill=engine_mixes_prefill(engine, attention_dp, speculative) if mixed_prefill is None
-        else mixed_prefill,
+        mixed_prefill=engine_mixes_prefill(engine, attention_dp, speculative) if mixed_prefill is None else mixed_prefill,
         schedules_ahead=engine_schedules_ahead(engine, speculative, pp),
         kv_memory=engine_kv_memory(engine, hw, tp * pp, attention_dp, speculative,
                                    graph_mib=engine_graphs.prefill_graph_reserve_mib(engine, spec, graphs)),
@@ -496,5 +495,6 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         request_host_s=engine_request_host_s(engine), request_admit_share=engine_request_admit_share(engine),
         first_token_latency_s=engine_first_token_latency_s(engine, tp * pp * attention_dp),
         prefill_host_s=engine_graphs.eager_prefill_host_s(spec, engine) if runtime == "serving" else 0.0,
-        prefill_graph_tokens=graphs,
+        prefill_graph_tokens=graphs, fused_allreduce_tokens=engine_fusions.fused_allreduce_tokens(
+            engine, spec, hw, tp, pp, attention_dp) if runtime == "serving" else 0,
         prefill_graph_host_s=engine_graphs.prefill_graph_host_s(spec, engine) if graphs else 0.0)

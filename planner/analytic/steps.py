@@ -317,15 +317,18 @@ def _comm_s(s: Setup, tokens: float, busy: float | None = None) -> float:
     return per_layer * s.spec.num_layers + hops + moe
 
 
-def _overhead_s(s: Setup) -> float:
+def _overhead_s(s: Setup, tokens: float) -> float:
     """A step's fixed costs: per step, per layer, and what a MoE layer's routed experts, a latent-attention layer and
     a state layer add to a layer's kernels (their kernels' fixed times at a small batch: a serving engine's runtime
-    states them)."""
+    states them), less what the engine's fused all-reduces save in a step of up to the tokens it fuses (each layer's
+    two but the last layer's after its MLP: `engine_fusions`)."""
     e = s.eff
     mla_layers = s.spec.num_layers if s.spec.mla is not None else 0
     state_layers = s.spec.state_layers if s.spec.state is not None else 0
-    return (e.step_overhead_s + e.layer_overhead_s * s.spec.num_layers + e.moe_layer_overhead_s * s.counts.num_moe_layers
-            + e.mla_layer_overhead_s * mla_layers + e.state_layer_overhead_s * state_layers)
+    fused = (2 * s.spec.num_layers - 1) * e.allreduce_fusion_saving_s if tokens <= s.fused_allreduce_tokens else 0.0
+    return max(e.step_overhead_s + e.layer_overhead_s * s.spec.num_layers + e.moe_layer_overhead_s
+               * s.counts.num_moe_layers + e.mla_layer_overhead_s * mla_layers + e.state_layer_overhead_s * state_layers
+               - fused, 0.0)
 
 
 def matmul_efficiency(eff, tokens: int) -> float:
@@ -402,7 +405,7 @@ def _cost(s: Setup, matmul: float, attention: float, weight_tokens: int, kv_dev:
         activation_bytes_per_device=act_dev, compute_s=linear[0] + attend[0],
         memory_s=linear[1] + attend[1] + elementwise + host_s,
         roofline_s=max(linear) + max(attend) + elementwise + host_s,
-        comm_s=_comm_s(s, tokens, s.attention_dp / busiest.tokens), overhead_s=_overhead_s(s),
+        comm_s=_comm_s(s, tokens, s.attention_dp / busiest.tokens), overhead_s=_overhead_s(s, tokens),
         host_overlap=s.eff.host_overlap, compute_bound_s=compute_bound,
     )
 

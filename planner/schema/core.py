@@ -45,6 +45,8 @@ class Interconnect(Frozen):
                                                           "one 400 Gb/s InfiniBand NDR or RoCE port per GPU (NVIDIA "
                                                           "DGX H100/H200/B200 reference design, ConnectX-7)")
     scale_out_latency_us: float = Field(10.0, ge=0, description="per hop latency between nodes")
+    devices_per_host: int | None = Field(None, ge=1, description="devices per host where the NVLink domain spans "
+                                                                 "several hosts (None: one host per node)")
 
 
 class HardwareFeatures(Frozen):
@@ -274,6 +276,9 @@ class EfficiencyFactors(Frozen):
         "its kernels, not their sum"))
     collective_latency_s: float = Field(0.0, ge=0, description="fixed cost of each collective (all-reduce, "
                                                                "all-to-all) beyond its link hops: launch and sync")
+    allreduce_fusion_saving_s: float = Field(0.0, ge=0, exclude_if=lambda v: not v, description=(
+        "fixed time a tensor-parallel all-reduce fused with the residual add and RMSNorm after it saves over the two "
+        "kernels, where the engine fuses them (its profile's allreduce_fusion)"))
     matmul_half_tokens: float = Field(0.0, ge=0, description="rows at which a matmul reaches half its flop "
                                                              "efficiency (0: the same at any size)")
     kv_bandwidth_efficiency: float | None = Field(

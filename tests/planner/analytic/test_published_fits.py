@@ -339,15 +339,16 @@ def test_a_state_layers_fixed_cost_is_the_one_the_hybrid_points_favour(moe_fits,
 
 def test_the_routing_skew_is_the_one_the_moe_points_favour(moe_fits, published):
     # the routed experts' popularity (`bench_published.py --fit-routing-skew`): no grid neighbour fits the serving
-    # engines' MoE points' two thirds better, and both parts come closer than with a uniform router
+    # engines' MoE points' two thirds better, and both parts come closer than with a uniform router (the fitted part
+    # by less since SGLang's fused all-reduces took over part of what the skew explained: profiles/efficiency.yaml)
     documented, key_of, points = _serving_cost_errors(moe_fits, published, "moe", "routing_skew")
     assert points >= 300
     grid = moe_fits.ROUTING_SKEW_GRID
     i = grid.index(documented)
     for j in (i - 1, i + 1):
         assert key_of(grid[j], "fitted") >= key_of(documented, "fitted"), grid[j]
-    for part in ("fitted", "held-out"):
-        assert key_of(documented, part)[0] < key_of(0.0, part)[0] - 1
+    assert key_of(documented, "fitted")[0] < key_of(0.0, "fitted")[0] - 0.5
+    assert key_of(documented, "held-out")[0] < key_of(0.0, "held-out")[0] - 2
     assert profiles.efficiency_table()["runtimes"]["serving"]["gpu"]["routing_skew"] == documented  # as it was
 
 
