@@ -239,10 +239,11 @@ def fit_eager_prefill(points: list[dict], engine: str = "sglang") -> dict:
     """The host time an engine that runs its prefill steps eagerly spends per layer (`eager_prefill.layer_s`, with the
     fixed first-token latency beside it), then per latent-attention layer beyond it (`mla_layer_s`) and per state
     layer (`state_layer_s`), one after the other, each minimising the median, then the p90, error of the fitted two
-    thirds of its points; errors on both parts for the documented factors, for the
-    engine without an eager prefill (its fixed first-token latency alone, `first_token_latency_s` as documented before
-    it) and for the fitted ones."""
+    thirds of its points; errors on both parts, on them and on all the serving points, for the documented factors, for
+    the engine without an eager prefill (its fixed first-token latency alone, `first_token_latency_s` as documented
+    before it) and for the fitted ones."""
     own = [p for p in points if p["engine"] == engine and p["category"] != "memory"]
+    serving = serving_points(points)
     entry = engine_table()[engine]
     documented = {"eager_prefill": entry.get("eager_prefill"), "first_token_latency_s": entry.get("first_token_latency_s")}
 
@@ -250,9 +251,9 @@ def fit_eager_prefill(points: list[dict], engine: str = "sglang") -> dict:
         return {"eager_prefill": {"layer_s": layer, "mla_layer_s": mla, "state_layer_s": state},
                 "first_token_latency_s": {"one_device": latency, "several_devices": latency}}
 
-    def errors(f, part):
+    def errors(f, part, among=own):
         with table_overrides(entry, f):
-            return part_errors(own, part)
+            return part_errors(among, part)
 
     def best(grid, candidate):  # the grid's first candidate of the lowest fitted median, then p90 (`best_fit`)
         return best_fit(list(grid), lambda x, part: errors(candidate(x), part), lambda x: 0)
@@ -266,8 +267,10 @@ def fit_eager_prefill(points: list[dict], engine: str = "sglang") -> dict:
     without = {"eager_prefill": None, "first_token_latency_s": {"one_device": 0.01, "several_devices": 0.11}}
     report = {}
     for name, f in (("documented", documented), ("without", without), ("fitted", facts(layer, mla, state, latency))):
-        report[name] = {part: rounded_stats(errors(f, part)) for part in ("fitted", "held-out")} | f
-        print(f"{name:10s} {engine} {f}: " + parts_text(report[name], ("fitted", "held-out")), flush=True)
+        report[name] = {part: rounded_stats(errors(f, part)) for part in ("fitted", "held-out")} | f \
+            | {f"all {part}": rounded_stats(errors(f, part, serving)) for part in ("fitted", "held-out")}
+        print(f"{name:10s} {engine} {f}: " + parts_text(report[name], ("fitted", "held-out", "all fitted",
+                                                                        "all held-out")), flush=True)
     return report
 
 

