@@ -193,6 +193,7 @@ def main() -> None:
         return
     if args.fit_routing_skew:
         write_results("published_routing_skew_fit", moe_fits.fit_routing_skew(published_points()))
+        return
     if args.fit_allreduce_fusion:
         write_results("published_allreduce_fusion_fit", moe_fits.fit_allreduce_fusion(published_points()))
         return
