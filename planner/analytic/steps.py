@@ -325,7 +325,7 @@ def _overhead_s(s: Setup, tokens: float) -> float:
     e = s.eff
     mla_layers = s.spec.num_layers if s.spec.mla is not None else 0
     state_layers = s.spec.state_layers if s.spec.state is not None else 0
-    fused = (2 * s.spec.num_layers - 1) * e.allreduce_fusion_saving_s if tokens <= s.fused_allreduce_tokens else 0.0
+    fused = (2 * s.spec.num_layers - 1) * e.allreduce_fusion_saving_s if 0 < tokens <= s.fused_allreduce_tokens else 0.0
     return max(e.step_overhead_s + e.layer_overhead_s * s.spec.num_layers + e.moe_layer_overhead_s
                * s.counts.num_moe_layers + e.mla_layer_overhead_s * mla_layers + e.state_layer_overhead_s * state_layers
                - fused, 0.0)

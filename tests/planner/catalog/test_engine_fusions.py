@@ -48,6 +48,18 @@ def test_only_tensor_parallel_within_one_host_without_data_parallel_attention():
     assert fused("sglang", "deepseek-v3", None, hw=h20) == 0  # SGLang leaves the H20 out, not the H200
     h200 = h20.model_copy(update={"id": "h200-sxm", "name": "NVIDIA H200 SXM"})
     assert fused("sglang", "deepseek-v3", None, hw=h200) == 2048
+    # pipeline stages count towards the host too
+    assert fused_allreduce_tokens("sglang", resolve_model("deepseek-v3"), resolve_hardware("gb200"), 4, 2, 1) == 0
+
+
+def test_sglang_keys_on_the_architecture_the_model_on_its_type():
+    spec = resolve_model("deepseek-v3")
+    kimi = spec.model_copy(update={"model_type": "kimi_k2"})  # Kimi-K2 (and K2.5's text model): DeepseekV3ForCausalLM
+    qwen35 = resolve_model("qwen3-235b-a22b").model_copy(update={"model_type": "qwen3_5_moe_text"})
+    b200 = resolve_hardware("b200")
+    assert fused_allreduce_tokens("sglang==0.5.6", kimi, b200, 8) == 2048
+    assert fused_allreduce_tokens("sglang==0.5.9", qwen35, b200, 8) == 0  # Qwen3.5 from 0.5.10
+    assert fused_allreduce_tokens("sglang==0.5.10", qwen35, b200, 8) == 2048
 
 
 def setup(engine="sglang==0.5.6", model="deepseek-v3", hardware="b200"):
@@ -67,5 +79,9 @@ def test_a_fused_step_saves_the_runtimes_time_for_each_fused_all_reduce():
             pytest.approx((2 * layers - 1) * saving)
     assert prefill_step(s, 1, 2048).overhead_s < prefill_step(unfused, 1, 2048).overhead_s
     assert prefill_step(s, 1, 4096).overhead_s == prefill_step(unfused, 1, 4096).overhead_s  # too long to fuse
+    # a step without tokens fuses nothing, whether the deployment fuses or not
+    for setup_ in (s, unfused):
+        no_saving = replace(setup_, eff=setup_.eff.model_copy(update={"allreduce_fusion_saving_s": 0.0}))
+        assert decode_step(setup_, 0, 1000).overhead_s == decode_step(no_saving, 0, 1000).overhead_s
     # the 0.5.3 release did not fuse DeepSeek's
     assert setup("sglang==0.5.3").fused_allreduce_tokens == 0
