@@ -321,6 +321,16 @@ def _serving_cost_errors(moe_fits, published, kind, key, grid=None):
     return costs[key], key_of, len(own)
 
 
+def _assert_best_of_neighbours_and_above(key_of, grid, documented, baseline, margins):
+    """No grid neighbour of the documented value fits the two thirds better (median, then p90), and each part's
+    median beats the `baseline` value's by more than its margin (`margins`: part -> points)."""
+    i = grid.index(documented)
+    for j in (i - 1, i + 1):
+        assert key_of(grid[j], "fitted") >= key_of(documented, "fitted"), grid[j]
+    for part, margin in margins.items():
+        assert key_of(documented, part)[0] < key_of(baseline, part)[0] - margin, part
+
+
 def test_a_state_layers_fixed_cost_is_the_one_the_hybrid_points_favour(moe_fits, published):
     # the serving runtime's fixed kernel time per state layer (`bench_published.py --fit-state-layers`): no grid
     # neighbour fits the hybrid points' two thirds much better, one that fits them better does worse held out, and it
@@ -347,10 +357,7 @@ def test_the_fused_all_reduces_saving_is_the_one_their_points_favour(moe_fits, p
     grid = moe_fits.ALLREDUCE_FUSION_GRID
     documented, key_of, points = _serving_cost_errors(moe_fits, published, "fused", "allreduce_fusion_saving_s", grid)
     assert points >= 25
-    for j in (grid.index(documented) - 1, grid.index(documented) + 1):
-        assert key_of(grid[j], "fitted") >= key_of(documented, "fitted"), grid[j]
-    for part, margin in (("fitted", 3), ("held-out", 2)):
-        assert key_of(documented, part)[0] < key_of(0.0, part)[0] - margin, part
+    _assert_best_of_neighbours_and_above(key_of, grid, documented, 0.0, {"fitted": 3, "held-out": 2})
 
 
 def test_the_routing_skew_is_the_one_the_moe_points_favour(moe_fits, published):
@@ -359,12 +366,8 @@ def test_the_routing_skew_is_the_one_the_moe_points_favour(moe_fits, published):
     # by less since SGLang's fused all-reduces took over part of what the skew explained: profiles/efficiency.yaml)
     documented, key_of, points = _serving_cost_errors(moe_fits, published, "moe", "routing_skew")
     assert points >= 300
-    grid = moe_fits.ROUTING_SKEW_GRID
-    i = grid.index(documented)
-    for j in (i - 1, i + 1):
-        assert key_of(grid[j], "fitted") >= key_of(documented, "fitted"), grid[j]
-    assert key_of(documented, "fitted")[0] < key_of(0.0, "fitted")[0] - 0.5
-    assert key_of(documented, "held-out")[0] < key_of(0.0, "held-out")[0] - 2
+    _assert_best_of_neighbours_and_above(key_of, moe_fits.ROUTING_SKEW_GRID, documented, 0.0,
+                                         {"fitted": 0.5, "held-out": 2})
     assert profiles.efficiency_table()["runtimes"]["serving"]["gpu"]["routing_skew"] == documented  # as it was
 
 
