@@ -61,7 +61,8 @@ from .finite_run import ORDERS, finite_run, mean_of_runs, prompt_orders, run_ord
 from .kvcache import cache_tokens_held
 from .memory import max_batch
 from .setup import Setup
-from .steps import StepCost, decode_step, first_token_step_s, mixed_step, prefill_step
+from .step_cost import StepCost
+from .steps import decode_step, first_token_step_s, mixed_step, prefill_step
 
 
 def cached_tokens(tokens: int, prefix_fraction: float) -> int:

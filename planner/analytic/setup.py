@@ -107,8 +107,8 @@ class Setup:
     running_pool: tuple[int, int, int] | None = None  # a request pool sized from the cache (SGLang), `engines`
     first_token_decoded: bool = False  # a decode step after the prefill computes the first token (TurboMind 0.1)
     mixed_prefill: bool = True  # prompt tokens share steps with the decoding (else prefill steps of their own first)
-    # the scheduler runs a batch ahead of the device (`engines.engine_schedules_ahead`: SGLang, TensorRT-LLM): a
-    # request that comes in while a batch runs joins the one after the next, a step later
+    # the scheduler runs a batch ahead of the device (`engines.engine_schedules_ahead`: SGLang, TensorRT-LLM): an
+    # arrival joins the batch after the next, a step later; an eager step's host time overlaps the step before (`steps`)
     schedules_ahead: bool = False
     graph_padding: tuple[int, ...] = ()  # CUDA-graph batch sizes a decode-only step is padded up to (`steps`)
     # how much of the device the engine gives its KV cache by default (`engines.engine_kv_memory`): vLLM runs within
@@ -487,7 +487,7 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         casts_whole_weight=compute in ("bf16", "fp16", "fp32") and own_kernel and engine is not None
         and runtime == engine_runtime(engine) and engine_casts_whole_weight(engine, weight_dtype),
         mixed_prefill=engine_mixes_prefill(engine, attention_dp, speculative) if mixed_prefill is None else mixed_prefill,
-        schedules_ahead=engine_schedules_ahead(engine, speculative, pp),
+        schedules_ahead=engine_schedules_ahead(engine, speculative, pp, spec.model_type),
         kv_memory=engine_kv_memory(engine, hw, tp * pp, attention_dp, speculative,
                                    graph_mib=engine_graphs.prefill_graph_reserve_mib(engine, spec, graphs)),
         sampler_row_bytes=engine_sampler_row_bytes(engine, hw, spec.vocab_size),

@@ -19,66 +19,12 @@ from .kvcache import elements_per_token, kv_cache_elements, state_elements
 from .offload import host_layers_s, streamed_weights_s
 from .params import busiest_device_experts, expected_experts_touched
 from .setup import Setup
+from .step_cost import StepCost
 from .weight_reads import weight_read_s
 
 # Share of the link bandwidth a ring all-reduce achieves (NCCL "bus bandwidth" on NVLink/PCIe is
 # typically about 80% of the link rate).
 ALLREDUCE_EFFICIENCY = 0.8
-
-
-@dataclass(frozen=True)
-class StepCost:
-    flops: float  # all devices together
-    bytes_per_device: float
-    kv_bytes_per_device: float  # the KV-cache share of bytes_per_device (attention's roof)
-    activation_bytes_per_device: float  # the elementwise kernels' share of bytes_per_device
-    compute_s: float  # all kernels' compute time
-    memory_s: float  # all kernels' memory time
-    roofline_s: float  # per kind of kernel the longer of the two, summed
-    comm_s: float
-    overhead_s: float
-    host_overlap: bool = False  # the host's fixed costs overlap the device's work (eager CUDA): the longer counts
-    busiest_flops: float | None = None  # the FLOPs of the device with the most work [default: flops / shards]
-    compute_bound_s: float = 0.0  # the roofline time of the kernels whose compute outlasts their memory traffic
-    host_floor_s: float = 0.0  # an eager step's host time launching its kernels (`Setup.prefill_host_s`): at least
-
-    def intensity(self, shards: int) -> float:
-        """FLOPs per byte moved on the device with the most work (a data-parallel attention group holding a lone
-        prompt does all of its attention and non-routed layers)."""
-        flops = self.busiest_flops if self.busiest_flops is not None else self.flops / shards
-        return flops / self.bytes_per_device
-
-    @property
-    def time_s(self) -> float:
-        return self.time_with(0.0)
-
-    def time_with(self, extra_s: float) -> float:
-        """The step's time were its kernels to take `extra_s` longer (a decode step that also carries prompt tokens):
-        the fixed costs added, or hidden under the device's work where the host runs ahead of it."""
-        if self.host_overlap:
-            return max(self.roofline_s + self.comm_s + extra_s, self.overhead_s, self.host_floor_s)
-        return max(self.roofline_s + self.comm_s + self.overhead_s + extra_s, self.host_floor_s)
-
-    @property
-    def alone_s(self) -> float:
-        """The step's time with nothing running before it: an eager step's host time (`host_floor_s`) then comes in
-        series with its kernels, where under load it overlaps the step before it."""
-        return replace(self, host_floor_s=0.0).time_s + self.host_floor_s if self.host_floor_s else self.time_s
-
-    @property
-    def launch_bound(self) -> bool:
-        """The device waits on the host's launches: the kernels take less time than launching them."""
-        device = self.roofline_s + self.comm_s
-        return (self.host_overlap and self.overhead_s >= device) or self.host_floor_s >= device + self.overhead_s
-
-    @property
-    def bound(self) -> str:
-        """What limits the step: the launches, else whichever kind of kernel takes the larger part of its time (the
-        linear layers at a large batch are compute-bound while its attention reads the caches: the step is as bound
-        as the part that takes longer, not as the sum of its FLOPs over the sum of its bytes)."""
-        if self.launch_bound:
-            return "launch"
-        return "compute" if 2 * self.compute_bound_s >= self.roofline_s else "memory"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -471,7 +417,15 @@ def mixed_step(s: Setup, batch: int, context: int, prompt_tokens: float, prompt:
     cost = _cost(s, matmul_flops(s, tokens, decoding + share * prompts), decode_attention + prompt_attention,
                  math.ceil(tokens), decode_kv + prompt_kv, activation_traffic_bytes(s, tokens),
                  tokens, batch + prompts, busiest)
-    return replace(cost, host_floor_s=floor) if (floor := s.prefill_floor_s(tokens)) else cost
+    return with_host_time(s, cost, tokens)
+
+
+def with_host_time(s: Setup, cost: StepCost, tokens: float) -> StepCost:
+    """The step with an eager prompt's host time launching its kernels (`Setup.prefill_floor_s`): under load it
+    overlaps the step before where the scheduler runs a batch ahead, else it comes in series with the step's kernels,
+    as when the step runs alone (SGLang under speculative decoding or pipeline stages, or serving a hybrid model)."""
+    floor = s.prefill_floor_s(tokens)
+    return replace(cost, host_floor_s=floor, host_in_series=not s.schedules_ahead) if floor else cost
 
 
 def kv_passes(s: Setup) -> int:
@@ -497,4 +451,4 @@ def prefill_step(s: Setup, batch: int, prompt: int, cached: int = 0) -> StepCost
     attention = prefill_attention_flops(s, batch, prompt, cached)
     kv_bytes = batch * kv_bytes_per_device(s, prompt)
     cost = _cost(s, matmul, attention, tokens, kv_bytes, activation_traffic_bytes(s, tokens), tokens, batch)
-    return replace(cost, host_floor_s=floor) if (floor := s.prefill_floor_s(tokens)) else cost
+    return with_host_time(s, cost, tokens)

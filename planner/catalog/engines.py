@@ -378,12 +378,15 @@ def engine_mixes_prefill(engine: str | None, attention_dp: int = 1, speculative:
     return engine_fact(engine, "mixed_prefill") is not False
 
 
-def engine_schedules_ahead(engine: str | None, speculative: str | None = None, pp: int = 1) -> bool:
+def engine_schedules_ahead(engine: str | None, speculative: str | None = None, pp: int = 1,
+                           model_type: str | None = None) -> bool:
     """Whether the engine's scheduler runs one batch ahead of the device (its profile's `overlap_schedule`: SGLang's
     overlap scheduler, TensorRT-LLM's PyTorch executor), so a request that comes in while a batch runs joins the batch
     after the one already launched; not under speculative decoding or pipeline parallelism, where SGLang turns it
-    off (TensorRT-LLM's rule there is not pinned: taken to be the same)."""
-    return bool(engine_fact(engine, "overlap_schedule")) and not speculative and pp == 1
+    off (TensorRT-LLM's rule there is not pinned: taken to be the same), nor for the model types whose prefix cache
+    turns it off (its `overlap_schedule_off`: SGLang's hybrid models with state layers)."""
+    off = (engine_fact(engine, "overlap_schedule_off") or {}).get("model_types", [])
+    return bool(engine_fact(engine, "overlap_schedule")) and not speculative and pp == 1 and model_type not in off
 
 
 def engine_decodes_first_token(engine: str | None) -> bool:

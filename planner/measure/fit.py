@@ -178,6 +178,6 @@ def fit_launch_costs(all_samples: list[dict[str, float]], kernel_s: list[float],
 
 
 def step_seconds(sample: dict[str, float], kernel_s: float, f: dict[str, Any]) -> float:
-    """A step's time under `fit_launch_costs`'s figures (the rule of `analytic.steps.StepCost.time_with`)."""
+    """A step's time under `fit_launch_costs`'s figures (the rule of `analytic.step_cost.StepCost.time_with`)."""
     launches = f["step_overhead_s"] + f["layer_overhead_s"] * sample["layers"]
     return max(kernel_s, launches) if f["host_overlap"] else kernel_s + launches

@@ -43,8 +43,8 @@ def _section(title: str, rows: list[tuple[str, str]]) -> Table:
     return table
 
 
-# What a step's bound means (steps.StepCost.bound): the kind of kernel that takes most of its time, not its FLOPs over
-# all its bytes against the ridge (a batch's GEMMs at the compute roof beside attention reading the caches)
+# What a step's bound means (step_cost.StepCost.bound): the kind of kernel that takes most of its time, not its FLOPs
+# over all its bytes against the ridge (a batch's GEMMs at the compute roof beside attention reading the caches)
 BOUND_WHY = {"compute": "most of its time is in kernels at the compute roof",
              "memory": "most of its time is in kernels at the memory roof",
              "launch": "launching its kernels takes longer than running them"}

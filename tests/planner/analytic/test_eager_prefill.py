@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 from optiplan.planner.analytic.profile import profile, setup_for_request
-from optiplan.planner.analytic.steps import decode_step, prefill_step
+from optiplan.planner.analytic.steps import decode_step, mixed_step, prefill_step
 from optiplan.planner.catalog.engine_graphs import eager_prefill_host_s
 from optiplan.planner.catalog.engines import engine_table
 from optiplan.planner.catalog.hardware import resolve_hardware
@@ -56,3 +56,31 @@ def test_one_request_waits_for_the_launches():
     # plus a queue of lone prefills
     loaded = profile(ProfileRequest(**base, concurrency=64)).requests
     assert loaded.ttft_ms < alone.ttft_ms + 64 * prefill_step(s, 1, 300).alone_s * 1e3 / 2
+
+
+def test_without_the_overlap_scheduler_the_host_time_comes_in_series_under_load_too():
+    # SGLang 0.5.6 turns its overlap scheduler off for Qwen3-Next, whose prefix cache (MambaRadixCache) it does not
+    # run under; 0.5.5 kept it on; from 0.5.7 Nemotron-H too, from 0.5.9 LFM2 (the releases read: the profile)
+    from optiplan.planner.catalog.engines import engine_schedules_ahead
+
+    assert engine_schedules_ahead("sglang==0.5.5", model_type="qwen3_next")
+    assert not engine_schedules_ahead("sglang==0.5.6", model_type="qwen3_next")
+    assert engine_schedules_ahead("sglang==0.5.6", model_type="qwen3")
+    assert engine_schedules_ahead("sglang", model_type="qwen3")
+    assert engine_schedules_ahead("sglang==0.5.6", model_type="nemotron_h")
+    assert not engine_schedules_ahead("sglang==0.5.7", model_type="nemotron_h")
+    assert engine_schedules_ahead("sglang==0.5.8", model_type="lfm2")
+    assert not engine_schedules_ahead("sglang", model_type="lfm2")
+    assert engine_schedules_ahead("trtllm", model_type="qwen3_next")  # another engine's rule is its own
+    kw = {"num_devices": 4, "tensor_parallel": 4}
+    on, off = (setup("qwen3-next-80b-a3b", f"sglang=={v}", **kw) for v in ("0.5.5", "0.5.6"))
+    assert on.schedules_ahead and not off.schedules_ahead and on.prefill_host_s == off.prefill_host_s > 0
+    for step_on, step_off in ((prefill_step(on, 1, 64), prefill_step(off, 1, 64)),
+                              (mixed_step(on, 32, 1024, 256, 256), mixed_step(off, 32, 1024, 256, 256))):
+        assert step_off.host_in_series and not step_on.host_in_series
+        assert step_off.alone_s == pytest.approx(step_on.alone_s)  # alone they are the same step
+        # under load the launches hide under the step before only where the scheduler has run ahead
+        assert step_on.time_s < step_on.alone_s and step_off.time_s == pytest.approx(step_off.alone_s)
+        assert step_off.time_with(1e-3) == pytest.approx(step_on.alone_s + 1e-3)
+    assert prefill_step(off, 1, 64).launch_bound  # a short prompt's launches still outlast its kernels
+    assert decode_step(off, 8, 1024).time_s == pytest.approx(decode_step(on, 8, 1024).time_s)  # graphs: no launches

@@ -218,14 +218,15 @@ def test_a_prefill_instance_that_schedules_ahead_takes_a_prompt_after_the_one_it
 def test_a_prompt_on_an_idle_prefill_instance_pays_the_eager_host_time_in_series():
     # SGLang's prompt steps are eager: launching their kernels takes host time, which the step before hides on a busy
     # instance and which comes in series on an idle one (`StepCost.alone_s`); chat's prompts keep one prefill instance
-    # mostly idle, so its p95 prompt is priced alone, and the mean cycle by how often the instance is idle
+    # mostly idle, so its p95 prompt is priced alone, and the mean cycle by how often the instance is idle (SGLang's
+    # scheduler runs a batch ahead: without it the launches come in series on a busy instance too, `with_host_time`)
     from dataclasses import replace
 
-    s, chat = to_setup(_state()), load_workload("chat")
+    s, chat = replace(to_setup(_state()), schedules_ahead=True), load_workload("chat")
     eager = replace(s, prefill_host_s=0.05)
     p95 = prefill_step(eager, 1, chat.prompt_tokens_p95)
     assert p95.alone_s > p95.time_s
     plain, hosted = rates(s, chat, 1, 1, 0.0), rates(eager, chat, 1, 1, 0.0)
-    assert hosted.ttft_s - plain.ttft_s == pytest.approx(p95.alone_s - prefill_step(s, 1, chat.prompt_tokens_p95).time_s,
-                                                         rel=0.05)
+    # the p95 prompt's launches in series, less the wait behind the prefill launched ahead that they stand in for
+    assert 0 < hosted.ttft_s - plain.ttft_s <= p95.alone_s - prefill_step(s, 1, chat.prompt_tokens_p95).time_s + 1e-9
     assert hosted.requests_per_s < plain.requests_per_s
