@@ -86,7 +86,34 @@ def write_accuracy(rows: list[dict], sources: int) -> None:
     target.write_text(header + yaml.safe_dump(data, sort_keys=False))
     print(f"wrote {target}")
 
-def main() -> None:
+# The fits `main` runs, by the flag's destination: the results file each writes (`{}`: the flag's value, e.g. the
+# runtime or the engine it fits) and its search, given the points and that value.
+FITS = {
+    "fit_host_layers": ("published_host_layers_fit", lambda points, _: fits.fit_host_layers(points)),
+    "fit_front_end": ("published_front_end_fit_{}", fits.fit_front_end),
+    "fit_first_token": ("published_first_token_fit_{}", fits.fit_first_token_latency),
+    "fit_moe_overheads": ("published_moe_overhead_fit", lambda points, _: moe_fits.fit_moe_overheads(points)),
+    "fit_eager_prefill": ("published_eager_prefill_fit", lambda points, _: moe_fits.fit_eager_prefill(points)),
+    "fit_mxfp4_experts": ("published_mxfp4_expert_fit", lambda points, _: moe_fits.fit_mxfp4_experts(points)),
+    "fit_mxfp4_reads": ("published_mxfp4_read_fit", lambda points, _: moe_fits.fit_mxfp4_reads(points)),
+    "fit_state_layers": ("published_state_layer_fit", lambda points, _: moe_fits.fit_state_layer_costs(points)),
+    "fit_expert_bandwidth": ("published_expert_bandwidth_fit",
+                             lambda points, _: moe_fits.fit_expert_bandwidth(points)),
+    "fit_routing_skew": ("published_routing_skew_fit", lambda points, _: moe_fits.fit_routing_skew(points)),
+    "fit_allreduce_fusion": ("published_allreduce_fusion_fit",
+                             lambda points, _: moe_fits.fit_allreduce_fusion(points)),
+    "fit_backend_layers": ("published_backend_layer_fit_{}", moe_fits.fit_backend_layer_costs),
+    "fit_engine_flops": ("published_engine_flop_fit", lambda points, _: fits.fit_engine_flop_share(points)),
+    "fit_engine_flops_before_hopper": ("published_engine_flop_fit_before_hopper",
+                                       lambda points, _: fits.fit_engine_flop_share_before_hopper(points)),
+    "fit_kv": ("published_kv_fit_{}", fits.fit_kv_share),
+    "fit_flops": ("published_flop_fit_{}", fits.fit_flop_efficiency),
+    "fit_overheads": ("published_overhead_fit_{}", fits.fit_overheads),
+}
+
+
+def arguments() -> argparse.ArgumentParser:
+    """The script's command line: the card (default), the points, the bands written, or one fit."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--show-points", action="store_true")
     parser.add_argument("--write-accuracy", action="store_true", help="store the bands in profiles/accuracy.yaml")
@@ -151,6 +178,11 @@ def main() -> None:
     parser.add_argument("--gemm", action="store_true",
                         help="with --fit-kernel: fit instead the share of the GEMM that takes the steps above the "
                              "kernel's rows (rocm-skinny-fp8: vLLM's hipBLASLt above its FP8 GEMV)")
+    return parser
+
+
+def main() -> None:
+    parser = arguments()
     args = parser.parse_args()
     kernels = profiles.efficiency_table()["weight_kernels"]
     if args.fit_kernel:
@@ -162,62 +194,10 @@ def main() -> None:
         fit = fits.fit_kernel_gemm_share if args.gemm else fits.fit_kernel_factors
         write_results(f"published_kernel_fit_{args.fit_kernel}", fit(published_points(), args.fit_kernel))
         return
-    if args.fit_host_layers:
-        write_results("published_host_layers_fit", fits.fit_host_layers(published_points()))
-        return
-    if args.fit_front_end:
-        write_results(f"published_front_end_fit_{args.fit_front_end}",
-                      fits.fit_front_end(published_points(), args.fit_front_end))
-        return
-    if args.fit_first_token:
-        write_results(f"published_first_token_fit_{args.fit_first_token}",
-                      fits.fit_first_token_latency(published_points(), args.fit_first_token))
-        return
-    if args.fit_moe_overheads:
-        write_results("published_moe_overhead_fit", moe_fits.fit_moe_overheads(published_points()))
-        return
-    if args.fit_eager_prefill:
-        write_results("published_eager_prefill_fit", moe_fits.fit_eager_prefill(published_points()))
-        return
-    if args.fit_mxfp4_experts:
-        write_results("published_mxfp4_expert_fit", moe_fits.fit_mxfp4_experts(published_points()))
-        return
-    if args.fit_mxfp4_reads:
-        write_results("published_mxfp4_read_fit", moe_fits.fit_mxfp4_reads(published_points()))
-        return
-    if args.fit_state_layers:
-        write_results("published_state_layer_fit", moe_fits.fit_state_layer_costs(published_points()))
-        return
-    if args.fit_expert_bandwidth:
-        write_results("published_expert_bandwidth_fit", moe_fits.fit_expert_bandwidth(published_points()))
-        return
-    if args.fit_routing_skew:
-        write_results("published_routing_skew_fit", moe_fits.fit_routing_skew(published_points()))
-        return
-    if args.fit_allreduce_fusion:
-        write_results("published_allreduce_fusion_fit", moe_fits.fit_allreduce_fusion(published_points()))
-        return
-    if args.fit_backend_layers:
-        write_results(f"published_backend_layer_fit_{args.fit_backend_layers}",
-                      moe_fits.fit_backend_layer_costs(published_points(), args.fit_backend_layers))
-        return
-    if args.fit_engine_flops:
-        write_results("published_engine_flop_fit", fits.fit_engine_flop_share(published_points()))
-        return
-    if args.fit_engine_flops_before_hopper:
-        write_results("published_engine_flop_fit_before_hopper",
-                      fits.fit_engine_flop_share_before_hopper(published_points()))
-        return
-    if args.fit_kv:
-        write_results(f"published_kv_fit_{args.fit_kv}", fits.fit_kv_share(published_points(), args.fit_kv))
-        return
-    if args.fit_flops:
-        write_results(f"published_flop_fit_{args.fit_flops}", fits.fit_flop_efficiency(published_points(), args.fit_flops))
-        return
-    if args.fit_overheads:
-        write_results(f"published_overhead_fit_{args.fit_overheads}",
-                      fits.fit_overheads(published_points(), args.fit_overheads))
-        return
+    for dest, (name, search) in FITS.items():  # one fit a run: the flag's search, its results file
+        if value := getattr(args, dest):
+            write_results(name.format(value), search(published_points(), value))
+            return
     views: dict[str, list[dict]] = {"step": [], "requests": []}
     skipped = []
     for path in sorted(PUBLISHED.glob("*.yaml")):

@@ -450,3 +450,11 @@ def test_mxfp4_experts_shares_are_the_fits_where_the_held_out_third_agrees(moe_f
         else:
             assert r["fitted"]["share"] == r["documented"]["share"], name
             assert r["fitted"]["held-out"]["median_pct"] <= r["before"]["held-out"]["median_pct"], name
+
+
+def test_every_fit_flag_runs_a_search_of_its_own():
+    # bench_published.py dispatches its fits from one table: a flag without an entry would fall through to the card
+    script = load_script("benchmarks/bench_published.py")
+    flags = {a.dest for a in script.arguments()._actions if a.dest.startswith("fit_")} - {"fit_kernel"}
+    assert flags == set(script.FITS)
+    assert len({name for name, _ in script.FITS.values()}) == len(script.FITS)  # each writes its own results
