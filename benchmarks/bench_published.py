@@ -86,6 +86,7 @@ def write_accuracy(rows: list[dict], sources: int) -> None:
     target.write_text(header + yaml.safe_dump(data, sort_keys=False))
     print(f"wrote {target}")
 
+
 # The fits `main` runs, by the flag's destination: the results file each writes (`{}`: the flag's value, e.g. the
 # runtime or the engine it fits) and its search, given the points and that value.
 FITS = {
