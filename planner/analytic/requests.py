@@ -410,6 +410,9 @@ def request_profile(s: Setup, input_tokens: int, output_tokens: int, concurrency
                        "skipped" + (f" (the run's first {warm_requests:,} found whole)" if warm_requests else ""))
     if steady["ahead_s"] and not burst:  # a burst's prompts come in together: none waits for a batch launched ahead
         scheduling += "; the scheduler runs a batch ahead, so a prompt that comes in under load waits a step more"
+    elif s.prefill_host_s and not s.schedules_ahead and c > 1:  # SGLang without its overlap scheduler
+        scheduling += ("; the scheduler waits for each batch before it forms the next (no overlap scheduler here), so "
+                       "each prompt step's host time launching its kernels comes in series with them")
     if s.first_token_latency_s:
         scheduling += (f"; each first token reaches the client {s.first_token_latency_s * 1e3:g} ms after the device's "
                        "work (the server's way in and out)")

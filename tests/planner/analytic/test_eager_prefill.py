@@ -84,3 +84,13 @@ def test_without_the_overlap_scheduler_the_host_time_comes_in_series_under_load_
         assert step_off.time_with(1e-3) == pytest.approx(step_on.alone_s + 1e-3)
     assert prefill_step(off, 1, 64).launch_bound  # a short prompt's launches still outlast its kernels
     assert decode_step(off, 8, 1024).time_s == pytest.approx(decode_step(on, 8, 1024).time_s)  # graphs: no launches
+
+
+def test_the_report_says_why_the_prompt_steps_launch_in_series():
+    base = {"model": "qwen3-next-80b-a3b", "hardware": "b200", "num_devices": 8, "tensor_parallel": 8,
+            "input_tokens": 300, "output_tokens": 200, "concurrency": 32}
+    off, on = (profile(ProfileRequest(**base, engine=f"sglang=={v}")).requests.scheduling for v in ("0.5.6", "0.5.5"))
+    assert "no overlap scheduler here" in off and "a batch ahead" not in off
+    assert "a batch ahead" in on and "no overlap scheduler" not in on
+    alone = profile(ProfileRequest(**{**base, "concurrency": 1}, engine="sglang==0.5.6")).requests.scheduling
+    assert "overlap scheduler" not in alone  # alone every engine's launches come in series
