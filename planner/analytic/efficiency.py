@@ -4,6 +4,7 @@ format and runtime. A calibration (measured on the machine) replaces them when g
 from __future__ import annotations
 
 from ... import profiles
+from ..catalog.dtypes import canonical
 from ..catalog.hardware import catalog_hardware
 from ..errors import RequestError
 from ..machine.calibration import calibration_path, load_calibration
@@ -183,6 +184,9 @@ def default_efficiency(hw: HardwareSpec, weight_dtype: str, compute_dtype: str, 
                              mla_layer_overhead_s=costs.get("mla_layer_overhead_s", 0.0),
                              state_layer_overhead_s=costs.get("state_layer_overhead_s", 0.0),
                              expert_bandwidth_ratio=costs.get("expert_bandwidth_ratio", 1.0),
+                             attention_flop_efficiency=(min(attention * measured_factors(hw, "bf16")[1], 1.0)
+                                                        if (attention := costs.get("prefill_attention_flop_efficiency"))
+                                                        else None),
                              routing_skew=costs.get("routing_skew", 0.0),
                              weight_kernel_layer_s=weight_kernel_layer_s(weight_kernel),
                              weight_kernel_max_rows=max_rows,
@@ -221,3 +225,34 @@ def calibrated_efficiency(hw: HardwareSpec, runtime: str, weight_dtype: str,
 def prefill_chunk_tokens(runtime: str) -> int | None:
     """The most tokens the runtime prefills in one forward pass (None: all prompts at once)."""
     return profiles.efficiency_table()["runtimes"][runtime].get("prefill_chunk_tokens")
+
+
+def attention_kernel_factor(kernel: str) -> float:
+    """Share of the matmuls' flop efficiency an attention kernel reaches (profiles/efficiency.yaml)."""
+    return profiles.efficiency_table()["attention_kernels"][kernel]
+
+
+def attention_dtype(compute: str, kv_dtype: str, act: str) -> str:
+    """The rate attention's matrix products (QK^T, PV) run at. They multiply activations by the cache, so W8A8 and
+    fp4 linear layers leave attention at the 16-bit rate of the activations; fp8 layers over an fp8 cache run it at
+    the fp8 rate (vllm-project/vllm docs/features/quantization/quantized_kvcache.md @11cdd70b: "When using the Flash
+    Attention 3 backend with FP8 KV cache, attention operations are also performed in the quantized (FP8) domain";
+    TensorRT-LLM's trtllm-bench on an FP8 checkpoint with an FP8 cache: "Set use_fp8_context_fmha to True.",
+    docs/source/performance/perf-benchmarking.md @04276b44). An fp8 model over a 16-bit cache attends at half its
+    linear layers' rate: DeepSeek's MLA decode, whose attention FLOPs rival its matmuls', ran at the fp8 rate before."""
+    if compute in ("fp32", "tf32", "bf16", "fp16"):
+        return compute
+    return "fp8" if compute == "fp8" and canonical(kv_dtype) == "fp8" else act
+
+
+def attention_flop_efficiency(hw: HardwareSpec, eff: EfficiencyFactors, compute: str, attend: str) -> float:
+    """The share of its rate's peak attention reaches: the runtime's fused attention kernels' own share of the
+    16-bit peak where it states one (`EfficiencyFactors.attention_flop_efficiency`: the serving engines' on a GPU,
+    measured), else the linear layers' share; moved to `attend`'s rate by the ratio of the two rates' documented
+    shares where they differ (a 16-bit attention beside fp8 layers reaches the 16-bit share, not fp8's; a calibrated
+    or fitted share moves with it)."""
+    own = eff.attention_flop_efficiency
+    base, rate = (own, "bf16") if own else (eff.flop_efficiency, compute)
+    if attend == rate:
+        return base
+    return min(base * default_flop_efficiency(hw, attend) / default_flop_efficiency(hw, rate), 1.0)

@@ -45,9 +45,11 @@ from ..catalog.served import SHARED_POOL, engine_window_pools
 from ..errors import HardwareError, RequestError
 from ..schema import EfficiencyFactors, HardwareSpec, ModelSpec
 from .efficiency import (
+    attention_dtype,
+    attention_flop_efficiency,
+    attention_kernel_factor,
     calibrated_efficiency,
     default_efficiency,
-    default_flop_efficiency,
     weight_kernel_group_format,
     weight_kernel_refusal,
 )
@@ -280,33 +282,6 @@ def total_weight_bytes(s: Setup) -> float:
     experts = c.num_moe_layers * c.num_experts * c.layer.expert_linear
     return ((c.linear - experts) * s.bits_per_weight / 8 + experts * s.expert_bits_per_weight / 8
             + c.small * s.act_bytes + c.embedding * s.embedding_bytes + c.lm_head * s.output_bytes)
-
-
-def attention_kernel_factor(kernel: str) -> float:
-    """Share of the matmuls' flop efficiency an attention kernel reaches (profiles/efficiency.yaml)."""
-    return profiles.efficiency_table()["attention_kernels"][kernel]
-
-
-def attention_dtype(compute: str, kv_dtype: str, act: str) -> str:
-    """The rate attention's matrix products (QK^T, PV) run at. They multiply activations by the cache, so W8A8 and
-    fp4 linear layers leave attention at the 16-bit rate of the activations; fp8 layers over an fp8 cache run it at
-    the fp8 rate (vllm-project/vllm docs/features/quantization/quantized_kvcache.md @11cdd70b: "When using the Flash
-    Attention 3 backend with FP8 KV cache, attention operations are also performed in the quantized (FP8) domain";
-    TensorRT-LLM's trtllm-bench on an FP8 checkpoint with an FP8 cache: "Set use_fp8_context_fmha to True.",
-    docs/source/performance/perf-benchmarking.md @04276b44). An fp8 model over a 16-bit cache attends at half its
-    linear layers' rate: DeepSeek's MLA decode, whose attention FLOPs rival its matmuls', ran at the fp8 rate before."""
-    if compute in ("fp32", "tf32", "bf16", "fp16"):
-        return compute
-    return "fp8" if compute == "fp8" and canonical(kv_dtype) == "fp8" else act
-
-
-def attention_flop_efficiency(hw: HardwareSpec, eff: EfficiencyFactors, compute: str, attend: str) -> float:
-    """The share of its rate's peak attention reaches: the linear layers' share where both run at one rate, else
-    theirs moved by the ratio of the two rates' documented shares (a 16-bit attention beside fp8 layers reaches the
-    16-bit share, not fp8's; a calibrated or fitted share moves with it)."""
-    if attend == compute:
-        return eff.flop_efficiency
-    return min(eff.flop_efficiency * default_flop_efficiency(hw, attend) / default_flop_efficiency(hw, compute), 1.0)
 
 
 def at_engine_share(eff: EfficiencyFactors, engine: str | None, hw: HardwareSpec) -> EfficiencyFactors:

@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 from optiplan import profiles
-from optiplan.planner.analytic.efficiency import measured_factors
+from optiplan.planner.analytic.efficiency import default_flop_efficiency, measured_factors
 from optiplan.planner.analytic.kvcache import cache_tokens_held
 from optiplan.planner.analytic.memory import cache_room, fits, max_batch, per_device_bytes, sampler_bytes
 from optiplan.planner.analytic.profile import profile, setup_for_request
@@ -339,3 +339,32 @@ def test_a_plan_holds_vllms_sampler_peak_at_the_batch_it_runs():
         engine="vllm", paged_kv=True, chunked_prefill=True))
     assert p.batch > 500 and p.activation_bytes >= sampler_bytes(s, p.batch) > 500 * 39 * s.spec.vocab_size
     assert p.memory_per_device_bytes <= 0.9 * s.hw.memory_bytes * 1.001
+
+
+def test_a_serving_engines_prefill_attention_runs_at_its_kernels_measured_share():
+    # the serving runtime states its fused attention kernels' own share of the 16-bit peak (measured: SDPA at 8K on
+    # an H200, profiles/kernels/h200-sxm.json), scaled by the device's bf16 factor, in place of the engine's GEMM share
+    share = profiles.efficiency_table()["runtimes"]["serving"]["gpu"]["prefill_attention_flop_efficiency"]
+    for hardware in ("h100-sxm", "h200-sxm", "a100-80gb-sxm"):
+        hw = resolve_hardware(hardware)
+        expected = share * measured_factors(hw, "bf16")[1]
+        for engine in ("vllm", "sglang", "trtllm"):
+            s = setup(hardware=hardware, engine=engine, dtype="bf16")
+            assert s.eff.attention_flop_efficiency == pytest.approx(expected), (hardware, engine)
+            assert s.attention_efficiency == pytest.approx(expected), (hardware, engine)
+    h100 = resolve_hardware("h100-sxm")
+    # on Hopper vLLM's GEMMs run at its own share, below what its attention kernels reach
+    vllm = setup(engine="vllm", dtype="bf16")
+    assert vllm.eff.flop_efficiency < 0.6 * vllm.attention_efficiency
+    # fp8 layers over an fp8 cache attend at the fp8 rate, the share moved by the two rates' documented shares
+    fp8 = setup(engine="vllm", dtype="fp8", kv_dtype="fp8")
+    assert fp8.attention_dtype == "fp8"
+    moved = default_flop_efficiency(h100, "fp8") / default_flop_efficiency(h100, "bf16")
+    assert fp8.attention_efficiency == pytest.approx(share * measured_factors(h100, "bf16")[1] * moved)
+    # the eager runtime (transformers) keeps the linear layers' share: calibration measures its whole step
+    eager = setup(engine="transformers", dtype="bf16")
+    assert eager.eff.attention_flop_efficiency is None
+    assert eager.attention_efficiency == pytest.approx(eager.eff.flop_efficiency)
+    # a 32K prompt prefills faster than at the GEMM share
+    slow = dataclasses.replace(vllm, attention_efficiency=vllm.eff.flop_efficiency)
+    assert prefill_step(vllm, 1, 32768).time_s < 0.9 * prefill_step(slow, 1, 32768).time_s

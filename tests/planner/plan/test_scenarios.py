@@ -102,14 +102,15 @@ def test_moe_considers_expert_parallel():
 def test_128k_rag_pages_the_cache_quantizes_it_for_more_users_and_respects_the_budget():
     # the 8 users' 48k-token caches fit in 16 bits (11 would), so an fp8 cache is not there for room: beside fp8
     # weights it runs attention at the fp8 rate (FlashAttention-3's FP8 attention), and the 48k-token prompts'
-    # attention sets the pace of their first tokens and of the steps carrying their chunks
+    # attention sets the pace of their first tokens and of the steps carrying their chunks (by 15%: bf16 attention
+    # already runs at its kernels' measured share, 55% of the peak, fp8 attention at 42% of a peak twice as high)
     a = run(model="llama-3.1-8b", hardware="h100-sxm", workload="rag-long-context")
     assert "paged-kv" in steps(a) and not {"kv-int8", "kv-int4"} & set(steps(a))
     assert a.plan.predicted.max_concurrency >= 8
     by_step = {s.technique: s.predicted for s in a.plan.steps}
     names = steps(a)
     before = by_step[names[names.index("kv-fp8") - 1]]
-    assert by_step["kv-fp8"].ttft_ms < 0.8 * before.ttft_ms and by_step["kv-fp8"].batch == before.batch
+    assert by_step["kv-fp8"].ttft_ms < 0.9 * before.ttft_ms and by_step["kv-fp8"].batch == before.batch
     # 16 users' caches fit only in 8 bits
     crowded = run(model="llama-3.1-8b", hardware="h100-sxm", workload="rag-long-context", concurrency=16)
     assert "kv-fp8" in steps(crowded) and crowded.plan.predicted.max_concurrency >= 16
