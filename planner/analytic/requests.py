@@ -75,9 +75,10 @@ def prefill_passes(s: Setup, batch: int, prompt: int, cached: int = 0) -> tuple[
     engine chunks prompts at its step budget (`group_chunk_tokens`: vLLM's and SGLang's budget, a data-parallel
     attention group's share of it, llama.cpp's logical batch) one pass per budget's worth: whole prompts side by side
     where they are shorter, else each prompt's chunks in turn, each chunk attending to the ones before it and reading
-    the weights again. The later passes' host time comes under the pass before; the first's comes in series with
-    nothing running before it (`StepCost.alone_s`, `prompts_prefill_s`) and under the pass before where one runs right
-    ahead of it (`StepCost.time_s`: a busy disaggregated prefill instance). One pass for a lone 4,000-token prompt of
+    the weights again. The later passes' host time comes under the pass before where the scheduler runs a batch
+    ahead (else in series: `steps.with_host_time`); the first's comes in series with nothing running before it
+    (`StepCost.alone_s`, `prompts_prefill_s`) and under the pass before where one runs right ahead of it
+    (`StepCost.time_s`: a busy disaggregated prefill instance). One pass for a lone 4,000-token prompt of
     Qwen3-Next on four L40S with llama.cpp (2,048-token batches) had made one request in flight slower than two, whose
     prompts the loaded steps take in chunks (llama.cpp's 512-token physical batches, each of which reads the weights
     too, are not modelled). Several prompts under data-parallel attention spread over the groups: one pass, as before.

@@ -7,7 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from functools import cached_property
 
-from ... import profiles
 from ..catalog import engine_fusions, engine_graphs
 from ..catalog.dtypes import WeightFormat, bytes_per_element, canonical, compute_dtype, weight_format
 from ..catalog.engine_memory import engine_kv_memory, engine_sampler_row_bytes

@@ -261,9 +261,9 @@ class EfficiencyFactors(Frozen):
         "the share of the peak the grouped GEMM over a MoE model's routed experts reaches (by default the engine's "
         "profile's moe_flop_share, where it states one; None: flop_efficiency)"))
     attention_flop_efficiency: float | None = Field(None, gt=0, le=1, exclude_if=lambda v: v is None, description=(
-        "the share of the 16-bit peak the runtime's fused prefill-attention kernels reach where the runtime states "
-        "their own (the serving engines' FlashAttention, FlashInfer and FMHA kernels; None: flop_efficiency, the "
-        "linear layers' share)"))
+        "the share of the 16-bit peak the runtime's fused attention kernels reach where the runtime states their own "
+        "(the serving engines' FlashAttention, FlashInfer and FMHA kernels, measured on prefill; a decode step's "
+        "attention is bound by the cache's bytes; None: flop_efficiency, the linear layers' share)"))
     expert_bandwidth_efficiency: float | None = Field(None, gt=0, le=1, exclude_if=lambda v: v is None, description=(
         "the share of the peak bandwidth at which a checkpoint that stores only its routed experts in a low-precision "
         "format (gpt-oss's MXFP4) has them read: that format's MoE kernel (None: no such checkpoint)"))
