@@ -153,6 +153,16 @@ def _pool(s: Setup, raised: bool) -> tuple[str, float] | None:
     return (kind, max(value, RAISED_SHARE)) if raised and kind != "reserve" else (kind, value)
 
 
+def _static_share(s: Setup, reserve: float) -> float:
+    """The bytes SGLang gives weights and cache together where it keeps `reserve` bytes of the device out: its static
+    fraction (1 - reserve / device, as its server_args derives --mem-fraction-static) of the memory still free once
+    the runtime is up, before the weights load (model_runner.profile_max_num_token: "rest_memory =
+    available_gpu_memory - total_gpu_memory * (1 - self.mem_fraction_static)", its total the memory free after
+    init_torch_distributed), so the runtime's own memory comes out of the cache, not the reserve."""
+    memory = s.hw.memory_bytes
+    return (1.0 - reserve / memory) * (memory - s.hw.runtime_overhead_bytes)
+
+
 def cache_room(s: Setup, weights: float, other: float, raised: bool = False) -> float:
     """Bytes of one device the KV cache may take beside `weights` and `other` bytes (the runtime, activations and
     masks): what the engine gives its cache by default (`Setup.kv_memory`: vLLM runs within 0.9 of the device,
@@ -164,7 +174,7 @@ def cache_room(s: Setup, weights: float, other: float, raised: bool = False) -> 
         return free
     kind, value = pool
     if kind == "reserve":
-        return min(free, s.hw.memory_bytes - value - weights)
+        return min(free, _static_share(s, value) - weights)
     if kind == "free":
         return free * value
     return min(free, s.hw.memory_bytes * value - weights - other)
@@ -180,7 +190,7 @@ def weights_room(s: Setup, kv: float, other: float, raised: bool = False) -> flo
         return left
     kind, value = pool
     if kind == "reserve":
-        return min(left, s.hw.memory_bytes - value - kv)
+        return min(left, _static_share(s, value) - kv)
     if kind == "free":
         return s.hw.memory_bytes - other - kv / value
     return min(left, s.hw.memory_bytes * value - other - kv)
