@@ -121,4 +121,6 @@ def band_text(bands: dict[str, AccuracyBand], figure: str) -> str:
     if not band:
         return ""
     tail = f", p90 ±{band.p90_pct:.0f}%" if band.p90_pct is not None else ""
-    return f" (±{band.median_pct:.0f}%{tail})"
+    # below 1% a whole percent would read ±0%: one decimal (the engines' caches at start-up, within 0.5%)
+    median = f"{band.median_pct:.1f}" if band.median_pct < 1 else f"{band.median_pct:.0f}"
+    return f" (±{median}%{tail})"

@@ -239,6 +239,29 @@ def max_batch(s: Setup, context: int, prompt: int) -> int:
     return max(n // s.attention_dp * s.attention_dp, 0)  # whole sequences per attention group (`whole_sequences`)
 
 
+def cache_capacity_tokens(s: Setup, context: int) -> int | None:
+    """Tokens of context the engine's KV cache holds, as it sizes the cache at start-up (vLLM logs it as "GPU KV cache
+    size: N tokens", SGLang as "KV Cache is allocated. #tokens: N"): the room its memory share leaves (`cache_room`)
+    beside the weights, the runtime and the peak of its profiling run (a whole step budget's prefill; vLLM's sampler
+    over its running cap's rows), over a token's cache bytes on one device. The fullest pipeline stage sets it; with
+    data-parallel attention it counts every group's cache. A model with attention windows or a fixed-size state counts
+    tokens of sequences of `context` tokens (what one holds, over that length, as vLLM counts its cache's sequences of
+    max_model_len). None for an engine that sizes no
+    cache at start-up (it allocates per sequence: llama.cpp, gpt-fast, transformers) and off a GPU."""
+    if s.kv_memory is None:
+        return None
+    budget = s.prefill_chunk_tokens or s.step_tokens or 1
+    fixed = s.hw.runtime_overhead_bytes + transient_bytes(s, 1, budget, budget)
+    length = max(context, 1)
+    tokens = []
+    for stage in range(s.pp):
+        per_token = cache_bytes_per_device(s, length, stage) / length
+        if per_token > 0:
+            room = cache_room(s, stage_weight_bytes(s, stage), fixed)
+            tokens.append(max(room, 0.0) / per_token)
+    return int(min(tokens)) if tokens else None
+
+
 def max_context(s: Setup, batch: int) -> int:
     """Longest context (prompt prefilled whole) that fits at `batch`, up to the model's maximum."""
     lo, hi = 0, s.spec.max_position_embeddings

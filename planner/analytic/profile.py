@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..catalog.dtypes import QUANTIZED, DtypeError, canonical, compute_dtype
+from ..catalog.engine_memory import stated_kv_memory
 from ..catalog.engine_refusals import engine_model_refusal
 from ..catalog.engine_state_models import state_model_refusal
 from ..catalog.engines import (
@@ -52,6 +53,7 @@ from .gguf import gguf_file_type
 from .kvcache import elements_per_token, kv_cache_elements, kv_groups, layout_for_runtime, state_elements
 from .memory import (
     cache_bytes_per_device,
+    cache_capacity_tokens,
     cache_room,
     fits,
     longest_cached_context,
@@ -274,6 +276,11 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
                     or engine_prefill_chunk(request.engine, prefill_chunk_tokens(runtime), hw, tp * pp, spec),
                     efficiency=efficiency, weight_kernel=request.weight_kernel, engine=request.engine,
                     gguf_type=gguf, max_running=request.max_running)
+    if request.memory_share is not None:
+        if s.kv_memory is None:
+            raise RequestError(f"--memory-share sets a serving engine's memory option; {request.engine or runtime} "
+                               f"sizes no cache at start-up on {hw.name}")
+        s = replace(s, kv_memory=stated_kv_memory(s.kv_memory, request.memory_share, hw))
     return with_host(replace(s, graph_padding=request.graph_padding or ()), request)
 
 
@@ -406,6 +413,7 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
             runtime_overhead_bytes=hw.runtime_overhead_bytes, host_weights_bytes=int(host_weight_bytes(s)),
             per_device_bytes=int(per_device),
             device_memory_bytes=hw.memory_bytes, headroom_bytes=int(usable - per_device),
+            kv_cache_capacity_tokens=cache_capacity_tokens(s, context),
         ),
         compute=ComputeProfile(
             prefill_matmul_flops_per_token=matmul_flops(s, prompt, 1) / prompt,

@@ -26,6 +26,17 @@ def engine_kv_memory(engine: str | None, hw: HardwareSpec, devices: int = 1, att
     return fact["of"], float(fact["share"])
 
 
+def stated_kv_memory(default: tuple[str, float] | None, share: float, hw: HardwareSpec) -> tuple[str, float] | None:
+    """The engine's cache share (`engine_kv_memory`'s kind and value) where the deployment sets its memory option to
+    `share`: vLLM's --gpu-memory-utilization and TensorRT-LLM's free_gpu_memory_fraction are the share itself;
+    SGLang's --mem-fraction-static leaves the rest of the device as its reserve. None where the engine sets none
+    (it sizes no cache at start-up)."""
+    if default is None:
+        return None
+    kind, _ = default
+    return ("reserve", (1.0 - share) * hw.memory_bytes) if kind == "reserve" else (kind, share)
+
+
 def sglang_reserve_bytes(engine: str | None, fact: dict, hw: HardwareSpec, devices: int, attention_dp: int,
                          speculative: str | None, graph_mib: float = 0.0) -> float:
     """The memory SGLang leaves out of --mem-fraction-static for activations and CUDA graphs (its profile's

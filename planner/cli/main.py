@@ -116,6 +116,10 @@ class ConcurrencyType(click.ParamType):
               help="The most requests the serving engine runs at once, as the deployment sets it (vLLM "
                    "--max-num-seqs, SGLang --max-running-requests, TensorRT-LLM --max_batch_size; TGI's "
                    "--max-concurrent-requests, past which it refuses) [default: the engine's].")
+@click.option("--memory-share", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="The share of each GPU the serving engine's memory option gives, which sizes its KV cache (vLLM "
+                   "--gpu-memory-utilization, SGLang --mem-fraction-static, TensorRT-LLM's "
+                   "free_gpu_memory_fraction) [default: the engine's].")
 @click.option("--graph-padding", type=SizesType(), default=None,
               help="The CUDA-graph batch sizes the serving engine pads each decode-only step up to, as the deployment "
                    "sets them (TensorRT-LLM's cuda_graph_config: enable_padding with batch_sizes): the padding's "

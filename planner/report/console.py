@@ -91,6 +91,11 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
                          if mem.kv_cache_pool_bytes else "")),
         ("activations", f"{fmt_bytes(mem.activation_peak_bytes)} peak (prefill or decode step, {r.attention} "
                         f"attention)"),
+    ] + ([
+        ("cache size", f"{mem.kv_cache_capacity_tokens:,} tokens{band_text(p.accuracy, 'kv_cache_tokens')} in "
+                       f"{r.engine}'s cache as it sizes it at start-up, on all the devices (about "
+                       f"{mem.kv_cache_capacity_tokens // max(r.context, 1):,} sequences of {r.context:,})"),
+    ] if mem.kv_cache_capacity_tokens is not None else []) + [
         ("total", f"{fmt_bytes(mem.per_device_bytes)} of {fmt_bytes(mem.device_memory_bytes)} "
                   f"(runtime {fmt_bytes(mem.runtime_overhead_bytes)}): {fit}, "
                   f"headroom {fmt_bytes(mem.headroom_bytes)}" + _usable_text(mem, r.engine)),

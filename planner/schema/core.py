@@ -342,6 +342,10 @@ class ProfileRequest(Frozen):
                                     "deployment sets it (vLLM --max-num-seqs, SGLang --max-running-requests, "
                                     "TensorRT-LLM --max_batch_size; per data-parallel group); the others wait, "
                                     "or TGI refuses them (--max-concurrent-requests) [default: the engine's]")
+    memory_share: float | None = Field(None, gt=0, le=1, description="the share of each GPU the serving engine's "
+                                       "memory option gives (vLLM --gpu-memory-utilization, SGLang "
+                                       "--mem-fraction-static, TensorRT-LLM's free_gpu_memory_fraction), which sizes "
+                                       "its KV cache [default: the engine's]")
     graph_padding: BatchSizes | None = Field(
         None, min_length=1, description="CUDA-graph batch sizes a serving engine pads each decode-only step up to (its "
         "padding dummy sequences run the linear layers and experts, not attention): TensorRT-LLM's cuda_graph_config "

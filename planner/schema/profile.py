@@ -70,6 +70,10 @@ class MemoryBreakdown(Frozen):
     device_memory_bytes: int
     headroom_bytes: int = Field(description="what the engine may use of a device (its default share where it sets "
                                             "one: vLLM 0.9) less what the profile holds; negative: does not fit")
+    kv_cache_capacity_tokens: int | None = Field(
+        None, exclude_if=lambda v: v is None,
+        description="tokens of context the engine's KV cache holds as it sizes it at start-up (vLLM's 'GPU KV cache "
+                    "size', SGLang's '#tokens'), on all the deployment's devices; engines that size no cache: absent")
 
 
 class ComputeProfile(Frozen):

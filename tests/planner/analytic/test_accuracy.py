@@ -36,6 +36,8 @@ def test_a_band_shows_its_p90_where_known_and_the_median_alone_otherwise():
     assert band_text({"ttft_ms": known}, "ttft_ms") == " (±3%, p90 ±21%)"
     assert band_text({"ttft_ms": calibrated}, "ttft_ms") == " (±8%)"
     assert band_text({"ttft_ms": known}, "tpot_ms") == ""
+    tight = AccuracyBand(median_pct=0.46, p90_pct=5.7, points=34, source="published")
+    assert band_text({"kv_cache_tokens": tight}, "kv_cache_tokens") == " (±0.5%, p90 ±6%)"  # not ±0%
     assert bands_note({}) == ""
     assert bands_note({"ttft_ms": known}) == "± bands: the median error against published; p90: the error nine in ten " \
                                             "stayed within"

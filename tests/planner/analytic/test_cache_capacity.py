@@ -1,0 +1,61 @@
+"""The tokens a serving engine's KV cache holds as it sizes it at start-up (`memory.kv_cache_capacity_tokens`: vLLM's
+"GPU KV cache size", SGLang's "#tokens"), and `profile --memory-share`, the engine's memory option that sizes it."""
+
+from __future__ import annotations
+
+import pytest
+from optiplan.planner.analytic.profile import profile
+from optiplan.planner.errors import RequestError
+from optiplan.planner.schema import ProfileRequest
+
+GIB = 2**30
+
+
+def memory(**kw):
+    args = {"model": "llama-3.1-8b", "hardware": "h100-sxm", "engine": "vllm"} | kw
+    return profile(ProfileRequest(**args)).memory
+
+
+def test_vllm_gives_its_cache_its_share_less_weights_runtime_and_profiling_peak():
+    m = memory()
+    # vLLM runs within 0.9 of the device; its profiling peak there is its sampler's (1,024 rows of logits)
+    room = 0.9 * m.device_memory_bytes - m.weights_bytes - m.runtime_overhead_bytes - m.activation_peak_bytes
+    assert m.kv_cache_capacity_tokens == pytest.approx(room / m.kv_cache_bytes_per_token, rel=1e-5)
+    # llm-d's vLLM logs on one H100 (profiles/engines/vllm.yaml profile_sampler_source): 51.38 GiB of cache
+    assert m.kv_cache_capacity_tokens * m.kv_cache_bytes_per_token / GIB == pytest.approx(51.4, abs=0.5)
+
+
+def test_the_memory_option_moves_the_cache_by_its_share_of_the_device():
+    stock, raised = memory(), memory(memory_share=0.95)
+    grown = (raised.kv_cache_capacity_tokens - stock.kv_cache_capacity_tokens) * stock.kv_cache_bytes_per_token
+    assert grown == pytest.approx(0.05 * stock.device_memory_bytes, rel=1e-3)
+    # the requests that fit at once come from the same cache
+    at_once = {"input_tokens": 8000, "output_tokens": 1000, "concurrency": "max"}
+    assert profile(ProfileRequest(model="llama-3.1-8b", hardware="h100-sxm", engine="vllm", memory_share=0.95,
+                                  **at_once)).requests.running > \
+        profile(ProfileRequest(model="llama-3.1-8b", hardware="h100-sxm", engine="vllm", **at_once)).requests.running
+
+
+def test_tensor_parallel_shards_each_token_so_the_deployment_holds_more():
+    one, two = memory(model="llama-3.1-70b", dtype="fp8", num_devices=1), \
+        memory(model="llama-3.1-70b", dtype="fp8", num_devices=2)
+    assert two.kv_cache_capacity_tokens > 2 * one.kv_cache_capacity_tokens  # half the weights on each, too
+
+
+def test_sglang_takes_it_as_its_static_fraction():
+    stock, set_ = memory(engine="sglang"), memory(engine="sglang", memory_share=0.93)
+    # --mem-fraction-static 0.93: weights and cache within 0.93 of what is free once the runtime is up (SGLang's
+    # profile_max_num_token), so the runtime comes out of the cache
+    room = 0.93 * (set_.device_memory_bytes - set_.runtime_overhead_bytes) - set_.weights_bytes
+    assert set_.kv_cache_capacity_tokens == pytest.approx(room / set_.kv_cache_bytes_per_token, rel=1e-5)
+    assert set_.kv_cache_capacity_tokens != stock.kv_cache_capacity_tokens
+
+
+def test_engines_that_size_no_cache_at_start_up_have_none_and_refuse_the_option():
+    assert memory(engine="llama.cpp").kv_cache_capacity_tokens is None
+    assert memory(engine="transformers").kv_cache_capacity_tokens is None
+    with pytest.raises(RequestError, match="--memory-share"):
+        memory(engine="llama.cpp", memory_share=0.9)
+    with pytest.raises(ValueError):
+        ProfileRequest(model="llama-3.1-8b", memory_share=1.5)
+
