@@ -42,11 +42,11 @@ import published_moe_fits as moe_fits  # noqa: E402
 from _common import write_results  # noqa: E402
 from optiplan import profiles  # noqa: E402
 from optiplan.planner.catalog.engines import engine_table  # noqa: E402
-from published_points import PUBLISHED, point_kind, predict, published_points, summary  # noqa: E402
+from published_points import MEMORY_CATEGORIES, PUBLISHED, point_kind, predict, published_points, summary  # noqa: E402
 
 # validation category -> the predicted figure its error bands
 FIGURE_OF = {"batch1-decode": "tpot_ms", "ttft": "ttft_ms", "request-throughput": "throughput_tokens_per_s",
-             "e2e-latency": "request_latency_ms", "memory": "memory_bytes"}
+             "e2e-latency": "request_latency_ms", "memory": "memory_bytes", "kv-cache": "kv_cache_tokens"}
 
 # a group's own band (an engine's, a kind of model's, an engine's of one kind) for a figure where it has at least this
 # many points of that figure
@@ -224,11 +224,19 @@ def main() -> None:
           f"a causal mask the engine does not build, speculative decoding, FP8 or FP4 weights on a GPU "
           f"without that rate, a run that cannot hold one of its requests as modelled)")
     keys = ("category", "kind", "engine", "dtype", "source")
-    tables = {view: {key: summary(rows, key) for key in keys} | {"kind/category": summary(
+    # a kind of model's, an engine's and a format's figures are their times and rates: the memory a run holds (its
+    # engine's cache at start-up among it) is a category of its own, and its near-exact figures would hide them
+    timed_keys = ("kind", "engine", "dtype")
+
+    def rows_for(key: str, rows: list[dict]) -> list[dict]:
+        return [r for r in rows if r["category"] not in MEMORY_CATEGORIES] if key in timed_keys else rows
+
+    tables = {view: {key: summary(rows_for(key, rows), key) for key in keys} | {"kind/category": summary(
         [r | {"kind/category": f"{r['kind']} {r['category']}"} for r in rows], "kind/category")}
               for view, rows in views.items()}
     for key in (*keys, "kind/category"):
-        print(f"\nabsolute error by {key}: step view (before) -> request view")
+        what = " (times and rates)" if key in timed_keys else ""
+        print(f"\nabsolute error by {key}{what}: step view (before) -> request view")
         width = max(28, *(len(name) for name in tables["requests"][key]))
         for name, after in tables["requests"][key].items():
             before = tables["step"][key].get(name, {"median_pct": float("nan"), "p90_pct": float("nan")})

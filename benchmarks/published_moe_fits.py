@@ -27,6 +27,7 @@ from optiplan.planner.catalog.engines import (  # noqa: E402
 )
 from optiplan.planner.catalog.hardware import resolve_hardware  # noqa: E402
 from published_points import (  # noqa: E402
+    MEMORY_CATEGORIES,
     best_fit,
     part_errors,
     parts_text,
@@ -242,7 +243,7 @@ def fit_eager_prefill(points: list[dict], engine: str = "sglang") -> dict:
     thirds of its points; errors on both parts, on them and on all the serving points, for the documented factors, for
     the engine without an eager prefill (its fixed first-token latency alone, `first_token_latency_s` as documented
     before it) and for the fitted ones."""
-    own = [p for p in points if p["engine"] == engine and p["category"] != "memory"]
+    own = [p for p in points if p["engine"] == engine and p["category"] not in MEMORY_CATEGORIES]
     serving = serving_points(points)
     entry = engine_table()[engine]
     documented = {"eager_prefill": entry.get("eager_prefill"), "first_token_latency_s": entry.get("first_token_latency_s")}
@@ -294,7 +295,7 @@ def fit_mxfp4_experts(points: list[dict]) -> dict:
             documented = rule[MXFP4_KEY]
             with table_overrides(rule, {MXFP4_KEY: -1.0}):  # a mark: the points whose device takes this rule
                 own = [p for p in points if p["engine"] == engine and p.get("dtype") == "mxfp4"
-                       and p["category"] != "memory"
+                       and p["category"] not in MEMORY_CATEGORIES
                        and engine_moe_flop_share(engine, resolve_hardware(p["hardware"]), "mxfp4") == -1.0]
             if not own:
                 continue
@@ -330,7 +331,7 @@ def fit_mxfp4_reads(points: list[dict], kernel: str = "triton-mxfp4-moe") -> dic
     for p in points:
         hw = resolve_hardware(p["hardware"])
         runs = engine_kernel_efficiency(point_engine(p), "mxfp4", hw.features.backend, hw)
-        if p.get("dtype") == "mxfp4" and p["category"] != "memory" and runs == kernel \
+        if p.get("dtype") == "mxfp4" and p["category"] not in MEMORY_CATEGORIES and runs == kernel \
                 and weight_kernel_refusal(hw, kernel, "mxfp4") is None:
             own.append(p)
     before = profiles.efficiency_table()["device_kinds"]["gpu"]["bandwidth_efficiency"]["mxfp4"]

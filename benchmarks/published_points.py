@@ -68,10 +68,22 @@ ARCHITECTURE = {
     "nvidia/Llama-4-Maverick-17B-128E-Instruct-FP4": "llama-4-maverick",
     "meta-llama/Llama-4-Scout-17B-16E-Instruct": "llama-4-scout",
     "meta-llama/Llama-4-Maverick-17B-128E-Instruct": "llama-4-maverick",
+    "Qwen/Qwen2.5-7B-Instruct": "qwen2.5-7b", "Qwen/Qwen2.5-72B-Instruct": "qwen2.5-72b",
+    # Red Hat's re-quantized releases (llm-compressor) keep the architecture
+    "RedHatAI/Llama-3.3-70B-Instruct-fp8-dynamic": "llama-3.1-70b",
+    "RedHatAI/Meta-Llama-3.1-8B-Instruct-quantized.w8a8": "llama-3.1-8b",
+    "RedHatAI/Meta-Llama-3.1-8B-Instruct-quantized.w4a16": "llama-3.1-8b",
+    "RedHatAI/Qwen2.5-7B-Instruct-fp8-dynamic": "qwen2.5-7b",
+    # Qwen2-7B and QwQ-32B have the shapes of the Qwen2.5 models of their size (layers, heads, vocabulary)
+    "Qwen/Qwen2-7B-Instruct": "qwen2.5-7b", "Qwen/QwQ-32B": "qwen2.5-32b",
+    "Qwen/Qwen2.5-0.5B-Instruct": "qwen2.5-0.5b",
+    "Qwen/Qwen3-30B-A3B-Instruct-2507-FP8": "qwen3-30b-a3b", "Qwen/Qwen3-235B-A22B-FP8": "qwen3-235b-a22b",
 }
 DTYPES = {"bf16": "bf16", "fp16": "fp16", "fp8": "fp8", "int8": "int8", "int4": "int4", "fp4": "fp4", "mxfp4": "mxfp4",
           "fp8 (assumed; DeepSeek native FP8)": "fp8"}
 SECONDS = {"s": 1e3, "ms": 1.0}
+# the categories that measure memory, not time: no fit of a time or rate takes them
+MEMORY_CATEGORIES = ("memory", "kv-cache")
 # a point's `memory_setup` values: its server's cache was not what the stated command gives
 MEMORY_SETUPS = ("not-as-stated",)
 
@@ -187,12 +199,14 @@ def predict(p: dict, view: str = "requests", tune: Callable[[ProfileRequest], An
         "cached_tokens": p.get("cached_tokens", 0)}
     request = ProfileRequest(model=model, hardware=p["hardware"], num_devices=p.get("num_devices") or 1,
                              tensor_parallel=None if adp > 1 else p.get("tensor_parallel"),
+                             pipeline_parallel=p.get("pipeline_parallel") or 1,
                              attention_data_parallel=adp, expert_parallel=p.get("expert_parallel") or 1,
                              dtype=dtype, group_size=p.get("group_size"), gguf_type=gguf, kv_dtype=kv_dtype, batch=batch,
                              context=context, prompt_tokens=prompt, engine=engine,
                              weight_kernel=p.get("weight_kernel"),  # a kernel the point states it ran (exllamav2's)
                              prefill_chunk_tokens=p.get("prefill_chunk_tokens"),  # a run's own step budget
-                             max_running=bench_cap,
+                             max_running=bench_cap or p.get("max_running"),  # a run's own running cap
+                             memory_share=p.get("memory_share"),  # a run's own memory option (its KV cache's size)
                              graph_padding=p.get("graph_padding"),  # the CUDA-graph sizes the run's options pad to
                              scheduling=p.get("scheduling") if requests else None,  # request figures only
                              # llama.cpp's --n-gpu-layers, and the host that computes the rest (its memory, its link)
@@ -235,6 +249,10 @@ def predict(p: dict, view: str = "requests", tune: Callable[[ProfileRequest], An
         return (r.latency.ttft_ms + output * r.latency.tpot_ms) / SECONDS[unit], ""
     if metric == "output_tokens_per_s":
         return r.throughput.tokens_per_s / share, ""
+    if metric == "kv_cache_tokens":
+        # the engine's start-up log of its cache: vLLM's "GPU KV cache size: N tokens", SGLang's "#tokens: N"
+        tokens = r.memory.kv_cache_capacity_tokens
+        return (tokens, "") if tokens is not None else (None, f"{engine} sizes no cache at start-up as modelled")
     if metric == "memory_gib":
         held = r.memory.per_device_bytes
         if p.get("memory_scope") == "allocator":
@@ -268,7 +286,7 @@ def part_errors(points: list[dict], part: str, tune: Callable[[ProfileRequest], 
     """Absolute errors (%) of the latency and throughput points of one part ("fitted" or "held-out"), sorted."""
     out = []
     for p in points:
-        if p["category"] == "memory" or held_out(p["id"]) != (part == "held-out"):
+        if p["category"] in MEMORY_CATEGORIES or held_out(p["id"]) != (part == "held-out"):
             continue
         value, _ = predict(p, "requests", tune)
         if value is not None:
