@@ -14,6 +14,11 @@ from .checkpoints import checkpoint_dtype
 from .config import EngineConfig, max_seqs
 
 
+# the options a rendered configuration sets the engine's memory share with, where the engine sizes its cache from it
+# (vLLM, SGLang, TensorRT-LLM: `profile --memory-share`)
+MEMORY_SHARE_OPTIONS = ("gpu-memory-utilization", "mem-fraction-static", "kv_cache_free_gpu_memory_fraction")
+
+
 def configuration_request(advice: Advice, cfg: EngineConfig) -> ProfileRequest | None:
     """The profile request of the configuration `cfg` renders, where it leaves steps of the plan out: the weights as
     the engine serves them (its own file where it names one, else the checkpoint's format where the plan's weight
@@ -51,7 +56,9 @@ def configuration_request(advice: Advice, cfg: EngineConfig) -> ProfileRequest |
         expert_parallel=p.expert_parallel if split else 1, pipeline_parallel=p.pipeline_parallel if split else 1,
         batch=sequences, context=w.context_needed, input_tokens=w.prompt_tokens_mean,
         output_tokens=w.output_tokens_mean, concurrency=sequences,
-        gpu_layers=on_gpu if on_gpu is not None and on_gpu <= advice.model.num_layers else None)
+        gpu_layers=on_gpu if on_gpu is not None and on_gpu <= advice.model.num_layers else None,
+        # the share the configuration sets (raised where the plan needs more than the engine's default)
+        memory_share=next((float(cfg.options[k]) for k in MEMORY_SHARE_OPTIONS if k in cfg.options), None))
 
 
 def configuration_profile(advice: Advice, cfg: EngineConfig) -> tuple[ProfileRequest, Profile | str] | None:
@@ -108,6 +115,8 @@ def profile_command(request: ProfileRequest) -> str:
         parts.append(f"--ep {request.expert_parallel}")
     if request.gpu_layers is not None:
         parts.append(f"--gpu-layers {request.gpu_layers}")
+    if request.memory_share is not None:
+        parts.append(f"--memory-share {request.memory_share:g}")
     parts.append(f"--context {request.context} --input-tokens {request.input_tokens} --output-tokens "
                  f"{request.output_tokens} --concurrency {request.concurrency}")
     return " ".join(parts)

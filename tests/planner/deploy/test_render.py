@@ -3,6 +3,7 @@ quoting survives, Kubernetes manifests validate, bad input writes nothing."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
 import subprocess
@@ -207,15 +208,20 @@ def test_a_configuration_is_predicted_per_server():
     assert "data-parallel" in dict(cfg.not_applied)
     assert request.num_devices == 2 and request.batch == request.concurrency == cfg.options["parallel"]
     assert request.batch < a.plan.predicted.batch  # not the sequences of both replicas
+    assert request.memory_share is None  # llama.cpp sets no memory share
+    # a vLLM configuration that leaves a step out is predicted at the memory share it renders
+    vllm = dataclasses.replace(engine_config(a, "vllm"), not_applied=[("data-parallel", "one server")])
+    assert configuration_request(a, vllm).memory_share == float(vllm.options["gpu-memory-utilization"])
 
 
 def test_the_profile_command_names_every_split_it_predicts():
     request = ProfileRequest(model="deepseek-v3", hardware="h200-sxm", num_devices=8, attention_data_parallel=8,
                              expert_parallel=8, engine="sglang", dtype="fp8", context=4096, input_tokens=1000,
-                             output_tokens=200, concurrency=64, batch=64)
+                             output_tokens=200, concurrency=64, batch=64, memory_share=0.83)
     args = profile_command(request).split()
     options = dict(zip(args[3::2], args[4::2]))  # after `optiplan profile MODEL`
     assert options["--attention-dp"] == "8" and options["--ep"] == "8" and "--tp" not in options
+    assert options["--memory-share"] == "0.83"  # the share the configuration sets its engine's memory option to
     out = CliRunner().invoke(main, args[1:])  # the command runs as printed
     assert out.exit_code == 0, out.output
 
