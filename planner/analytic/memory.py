@@ -153,7 +153,7 @@ def _pool(s: Setup, raised: bool) -> tuple[str, float] | None:
     return (kind, max(value, RAISED_SHARE)) if raised and kind != "reserve" else (kind, value)
 
 
-def _static_share(s: Setup, reserve: float) -> float:
+def _static_bytes(s: Setup, reserve: float) -> float:
     """The bytes SGLang gives weights and cache together where it keeps `reserve` bytes of the device out: its static
     fraction (1 - reserve / device, as its server_args derives --mem-fraction-static) of the memory still free once
     the runtime is up, before the weights load (model_runner.profile_max_num_token: "rest_memory =
@@ -174,7 +174,7 @@ def cache_room(s: Setup, weights: float, other: float, raised: bool = False) -> 
         return free
     kind, value = pool
     if kind == "reserve":
-        return min(free, _static_share(s, value) - weights)
+        return min(free, _static_bytes(s, value) - weights)
     if kind == "free":
         return free * value
     return min(free, s.hw.memory_bytes * value - weights - other)
@@ -190,7 +190,7 @@ def weights_room(s: Setup, kv: float, other: float, raised: bool = False) -> flo
         return left
     kind, value = pool
     if kind == "reserve":
-        return min(left, _static_share(s, value) - kv)
+        return min(left, _static_bytes(s, value) - kv)
     if kind == "free":
         return s.hw.memory_bytes - other - kv / value
     return min(left, s.hw.memory_bytes * value - other - kv)
@@ -244,13 +244,13 @@ def cache_capacity_tokens(s: Setup, context: int) -> int | None:
     size: N tokens", SGLang as "KV Cache is allocated. #tokens: N"): the room its memory share leaves (`cache_room`)
     beside the weights, the runtime and the peak of its profiling run (a whole step budget's prefill; vLLM's sampler
     over its running cap's rows), over a token's cache bytes on one device. The fullest pipeline stage sets it; with
-    data-parallel attention it counts every group's cache. A model with attention windows or a fixed-size state counts
-    tokens of sequences of `context` tokens (what one holds, over that length, as vLLM counts its cache's sequences of
-    max_model_len). None for an engine that sizes no
-    cache at start-up (it allocates per sequence: llama.cpp, gpt-fast, transformers) and off a GPU."""
+    data-parallel attention it counts every group's cache (vLLM logs each rank's own). A model with attention windows
+    or a fixed-size state counts tokens of sequences of `context` tokens (what one holds, over that length, as vLLM
+    counts its cache's sequences of max_model_len). None for an engine that sizes no cache at start-up (it allocates
+    per sequence: llama.cpp, gpt-fast, transformers) and off a GPU."""
     if s.kv_memory is None:
         return None
-    budget = s.prefill_chunk_tokens or s.step_tokens or 1
+    budget = s.step_tokens or 1  # the step budget (the prefill chunk where the engine chunks)
     fixed = s.hw.runtime_overhead_bytes + transient_bytes(s, 1, budget, budget)
     length = max(context, 1)
     tokens = []

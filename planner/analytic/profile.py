@@ -382,7 +382,8 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
                         f"activations the engine's cache holds {largest_batch:,} sequences of {context:,} tokens, not "
                         f"{batch:,}")
     elif not fit:
-        share = "" if s.kv_memory is None else f" ({request.engine}'s default share of {hw.memory_bytes / 1e9:.1f} GB)"
+        which = "the share set" if request.memory_share is not None else "default share"
+        share = "" if s.kv_memory is None else f" ({request.engine}'s {which} of {hw.memory_bytes / 1e9:.1f} GB)"
         warnings.append(f"does not fit: {per_device / 1e9:.1f} GB needed per device, {usable / 1e9:.1f} GB "
                         f"available{share}")
     if s.tp > 1 and engine_splits_layers(request.engine):

@@ -26,13 +26,10 @@ def engine_kv_memory(engine: str | None, hw: HardwareSpec, devices: int = 1, att
     return fact["of"], float(fact["share"])
 
 
-def stated_kv_memory(default: tuple[str, float] | None, share: float, hw: HardwareSpec) -> tuple[str, float] | None:
-    """The engine's cache share (`engine_kv_memory`'s kind and value) where the deployment sets its memory option to
-    `share`: vLLM's --gpu-memory-utilization and TensorRT-LLM's free_gpu_memory_fraction are the share itself;
-    SGLang's --mem-fraction-static leaves the rest of the device as its reserve. None where the engine sets none
-    (it sizes no cache at start-up)."""
-    if default is None:
-        return None
+def stated_kv_memory(default: tuple[str, float], share: float, hw: HardwareSpec) -> tuple[str, float]:
+    """The engine's cache share (`engine_kv_memory`'s kind and value, `default`) where the deployment sets its memory
+    option to `share`: vLLM's --gpu-memory-utilization and TensorRT-LLM's free_gpu_memory_fraction are the share
+    itself; SGLang's --mem-fraction-static leaves the rest of the device as its reserve."""
     kind, _ = default
     return ("reserve", (1.0 - share) * hw.memory_bytes) if kind == "reserve" else (kind, share)
 

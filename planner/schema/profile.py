@@ -68,8 +68,9 @@ class MemoryBreakdown(Frozen):
                                                 "layers past --gpu-layers, computed by the CPU), not in per_device_bytes")
     per_device_bytes: int
     device_memory_bytes: int
-    headroom_bytes: int = Field(description="what the engine may use of a device (its default share where it sets "
-                                            "one: vLLM 0.9) less what the profile holds; negative: does not fit")
+    headroom_bytes: int = Field(description="what the engine may use of a device (its share where it sets one: vLLM "
+                                            "0.9 by default, or --memory-share) less what the profile holds; "
+                                            "negative: does not fit")
     kv_cache_capacity_tokens: int | None = Field(
         None, exclude_if=lambda v: v is None,
         description="tokens of context the engine's KV cache holds as it sizes it at start-up (vLLM's 'GPU KV cache "

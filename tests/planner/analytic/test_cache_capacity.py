@@ -76,7 +76,7 @@ def test_the_published_start_up_logs_are_predicted_as_their_runs_were_set_up():
         assert value is not None, (pid, why)
         ratios[pid] = value / p["value"]
     one_gpu = [r for pid, r in ratios.items() if "vllm019" in pid and points[pid]["num_devices"] == 1]
-    # the dense ones within 0.3%, the MoE ones (their profiling forward pass, not the sampler, can set the peak) 3%
+    # the dense ones within 0.7%, the MoE ones (their profiling forward pass, not the sampler, can set the peak) 3.2%
     assert len(one_gpu) >= 12 and all(abs(r - 1) < 0.04 for r in one_gpu), one_gpu
     assert statistics.median(abs(r - 1) for r in one_gpu) < 0.005
     # the same Qwen3-14B run before and after 0.17's smaller profiling peak: both within 1%, 8% apart
