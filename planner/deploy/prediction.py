@@ -58,7 +58,8 @@ def configuration_request(advice: Advice, cfg: EngineConfig) -> ProfileRequest |
         output_tokens=w.output_tokens_mean, concurrency=sequences,
         gpu_layers=on_gpu if on_gpu is not None and on_gpu <= advice.model.num_layers else None,
         # the share the configuration sets (raised where the plan needs more than the engine's default)
-        memory_share=next((float(cfg.options[k]) for k in MEMORY_SHARE_OPTIONS if k in cfg.options), None))
+        memory_share=next((float(cfg.options[k]) for k in MEMORY_SHARE_OPTIONS if k in cfg.options), None)
+        if hw.kind == "gpu" else None)
 
 
 def configuration_profile(advice: Advice, cfg: EngineConfig) -> tuple[ProfileRequest, Profile | str] | None:
