@@ -38,7 +38,7 @@ class StepCost:
         """The step's time were its kernels to take `extra_s` longer (a decode step that also carries prompt tokens):
         the fixed costs added, or hidden under the device's work where the host runs ahead of it."""
         if self.host_in_series:
-            return replace(self, host_floor_s=0.0, host_in_series=False).time_with(extra_s) + self.host_floor_s
+            return self._host_then_kernels(extra_s)
         if self.host_overlap:
             return max(self.roofline_s + self.comm_s + extra_s, self.overhead_s, self.host_floor_s)
         return max(self.roofline_s + self.comm_s + self.overhead_s + extra_s, self.host_floor_s)
@@ -47,7 +47,11 @@ class StepCost:
     def alone_s(self) -> float:
         """The step's time with nothing running before it: an eager step's host time (`host_floor_s`) then comes in
         series with its kernels, where under load it overlaps the step before it (unless `host_in_series`)."""
-        return replace(self, host_floor_s=0.0, host_in_series=False).time_s + self.host_floor_s
+        return self._host_then_kernels(0.0)
+
+    def _host_then_kernels(self, extra_s: float) -> float:
+        """The host's launches (`host_floor_s`) and then the kernels, in series."""
+        return replace(self, host_floor_s=0.0, host_in_series=False).time_with(extra_s) + self.host_floor_s
 
     @property
     def launch_bound(self) -> bool:
