@@ -136,18 +136,23 @@ def engine_memory_share(advice: Advice, engine: str, hw: HardwareSpec) -> float:
     return round((hw.memory_bytes - value) / hw.memory_bytes, 3) if kind == "reserve" else value
 
 
-def _need(advice: Advice, static: bool) -> float:
-    """The share of each device the plan holds: all of it, or its weights and cache only (`static`: SGLang's
-    --mem-fraction-static counts those)."""
+def _need(advice: Advice, static: HardwareSpec | None) -> float:
+    """The share of each device the plan holds: all of it, or, for SGLang's --mem-fraction-static (`static`: the
+    device), its weights and cache as a share of the memory left once the runtime is up, the memory SGLang takes that
+    fraction of (`analytic.memory.cache_room` sizes the plan's cache so)."""
     p = advice.plan.predicted
-    held = p.weights_per_device_bytes + p.kv_cache_per_device_bytes if static else p.memory_per_device_bytes
-    return held / p.device_memory_bytes if p.device_memory_bytes else 0.0
+    if static is not None:
+        room = static.memory_bytes - static.runtime_overhead_bytes
+        return (p.weights_per_device_bytes + p.kv_cache_per_device_bytes) / room if room > 0 else 1.0
+    return p.memory_per_device_bytes / p.device_memory_bytes if p.device_memory_bytes else 0.0
 
 
-def memory_fraction(advice: Advice, default: float = DEFAULT_MEMORY_FRACTION, static: bool = False) -> float:
+def memory_fraction(advice: Advice, default: float = DEFAULT_MEMORY_FRACTION,
+                    static: HardwareSpec | None = None) -> float:
     """The share of each device the engine may claim: its default, which the plan's cache is sized within for the
     engines that set one (`analytic.memory.cache_room`), or what the plan needs plus 2% where that is more (a plan
-    that needs 95% of the card does not start at 90%); at most 98%."""
+    that needs 95% of the card does not start at 90%); at most 98%. `static`: the device, for a static fraction of
+    its memory after the runtime (SGLang's)."""
     return _fraction(_need(advice, static), default)
 
 
@@ -162,10 +167,11 @@ def free_memory_fraction(advice: Advice, default: float) -> float:
 def _fraction(need: float, default: float) -> float:
     """A memory option's value: the engine's default where the plan needs no more, else the need plus 2%, at most
     98%."""
-    return default if need <= default else round(min(need + 0.02, MAX_MEMORY_FRACTION), 2)
+    # at the rendered precision: a plan sized to the engine's own share needs that share, not a hair more
+    return default if round(need, 3) <= default else round(min(need + 0.02, MAX_MEMORY_FRACTION), 2)
 
 
-def memory_note(advice: Advice, option: str, static: bool = False) -> str | None:
+def memory_note(advice: Advice, option: str, static: HardwareSpec | None = None) -> str | None:
     """A warning when the plan needs more of the device than the engine can be given."""
     need = _need(advice, static)
     if need + 0.02 > MAX_MEMORY_FRACTION:

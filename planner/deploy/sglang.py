@@ -28,8 +28,8 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
     o = cfg.options
     o.update({"model-path": cfg.model, "host": "0.0.0.0", "port": PORT, "served-model-name": advice.model.name,
               "dtype": dtype16(hw), "tensor-parallel-size": p.tensor_parallel, "context-length": w.context_needed,
-              "max-running-requests": max_seqs(advice), "mem-fraction-static": memory_fraction(advice, engine_memory_share(advice, "sglang", hw), static=True)})
-    note = memory_note(advice, "--mem-fraction-static", static=True)
+              "max-running-requests": max_seqs(advice), "mem-fraction-static": memory_fraction(advice, engine_memory_share(advice, "sglang", hw), static=hw)})
+    note = memory_note(advice, "--mem-fraction-static", static=hw)
     if note:
         cfg.notes.append(note)
     if p.pipeline_parallel > 1:
