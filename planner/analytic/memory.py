@@ -135,7 +135,7 @@ def fits(s: Setup, batch: int, context: int, prompt: int, raised: bool = False) 
     """Whether `batch` sequences of `context` tokens fit: their caches in the share of the device the engine gives
     its cache (`cache_room`; `raised` as there) beside the weights, activations and runtime."""
     weights, kv, act = per_device_bytes(s, whole_sequences(s, batch), context, prompt)
-    return kv <= cache_room(s, weights, act + s.hw.runtime_overhead_bytes, raised)
+    return kv <= cache_room(s, weights, act + s.runtime_bytes, raised)
 
 
 # The most of a device a plan asks an engine with a memory share (vLLM, TensorRT-LLM) to give its cache where the
@@ -160,7 +160,7 @@ def _static_bytes(s: Setup, reserve: float) -> float:
     available_gpu_memory - total_gpu_memory * (1 - self.mem_fraction_static)", its total the memory free after
     init_torch_distributed), so the runtime's own memory comes out of the cache, not the reserve."""
     memory = s.hw.memory_bytes
-    return (1.0 - reserve / memory) * (memory - s.hw.runtime_overhead_bytes)
+    return (1.0 - reserve / memory) * (memory - s.runtime_bytes)
 
 
 def cache_room(s: Setup, weights: float, other: float, raised: bool = False) -> float:
@@ -221,11 +221,11 @@ def max_batch(s: Setup, context: int, prompt: int) -> int:
     (`cache_room`). Where the engine copies the cache in every step (gpt-fast), each sequence also brings its share of
     those copies."""
     w, kv, _ = per_device_bytes(s, 1, context, prompt)
-    room = s.hw.memory_bytes - s.hw.runtime_overhead_bytes - w - causal_mask_bytes(s, context)
+    room = s.hw.memory_bytes - s.runtime_bytes - w - causal_mask_bytes(s, context)
     # a chunked prefill holds a whole chunk of prompts' activations at once (as `fits` counts a batch's); otherwise
     # prompts prefill one at a time
     prefilling = -(-s.prefill_chunk_tokens // max(prompt, 1)) if s.prefill_chunk_tokens else 1
-    fixed = s.hw.runtime_overhead_bytes + causal_mask_bytes(s, context)
+    fixed = s.runtime_bytes + causal_mask_bytes(s, context)
     transient = transient_bytes(s, prefilling, context, prompt)
     free = cache_room(s, w, fixed + transient)
     if kv <= 0:
@@ -251,7 +251,7 @@ def cache_capacity_tokens(s: Setup, context: int) -> int | None:
     if s.kv_memory is None:
         return None
     budget = s.step_tokens or 1  # the step budget (the prefill chunk where the engine chunks)
-    fixed = s.hw.runtime_overhead_bytes + transient_bytes(s, 1, budget, budget)
+    fixed = s.runtime_bytes + transient_bytes(s, 1, budget, budget)
     length = max(context, 1)
     tokens = []
     for stage in range(s.pp):

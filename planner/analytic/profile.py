@@ -346,7 +346,7 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
     decode = decode_step(s, batch, context)
     first_step_s = first_token_step_s(s, batch, prompt)
     w_dev, kv_dev, act_dev = per_device_bytes(s, whole_sequences(s, batch), context, prompt)
-    per_device = w_dev + kv_dev + act_dev + hw.runtime_overhead_bytes
+    per_device = w_dev + kv_dev + act_dev + s.runtime_bytes
     largest_batch = max_batch(s, context, prompt)
     curve = []
     for b in _curve_batches(batch, largest_batch):
@@ -373,7 +373,7 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
         concurrency = in_flight
     fit = fits(s, batch, context, prompt)
     # what the engine may use of a device: all of it, or its share (vLLM runs within 0.9 of it)
-    usable = w_dev + act_dev + hw.runtime_overhead_bytes + cache_room(s, w_dev, act_dev + hw.runtime_overhead_bytes)
+    usable = w_dev + act_dev + s.runtime_bytes + cache_room(s, w_dev, act_dev + s.runtime_bytes)
     if fit and batch > largest_batch and s.prefill_chunk_tokens:
         # the batch fits beside its own prompts' activations, not beside a whole prefill chunk's, which the engine sizes
         # its cache around (TGI's warm-up prefill of its token budget, vLLM's profiling run): as the curve counts it
@@ -411,7 +411,7 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
             kv_cache_pool_bytes=int(kv_one * pooled) if pooled > 1 + 1e-9 else None,
             kv_cache_bytes_per_token=elements_per_token(spec, s.layout) * spec.attention_layers * s.kv_bits / 8,
             kv_cache_batch_bytes=int(kv_one * batch), activation_peak_bytes=int(act_dev),
-            runtime_overhead_bytes=hw.runtime_overhead_bytes, host_weights_bytes=int(host_weight_bytes(s)),
+            runtime_overhead_bytes=int(s.runtime_bytes), host_weights_bytes=int(host_weight_bytes(s)),
             per_device_bytes=int(per_device),
             device_memory_bytes=hw.memory_bytes, headroom_bytes=int(usable - per_device),
             kv_cache_capacity_tokens=cache_capacity_tokens(s, context),
@@ -463,7 +463,7 @@ def _startup_refusal(s: Setup, engine: str, context: int, prompt: int) -> list[s
     longest = s.spec.max_position_embeddings
     short = []  # (the context the stage's cache holds, what the whole one needs, what it has) per short stage
     for stage in range(s.pp):
-        pool = cache_room(s, stage_weight_bytes(s, stage), act + s.hw.runtime_overhead_bytes)
+        pool = cache_room(s, stage_weight_bytes(s, stage), act + s.runtime_bytes)
         need = one_sequence_bytes(s, longest, stage)
         if 0 < pool < need:
             short.append((longest_cached_context(s, pool, stage), need, pool))

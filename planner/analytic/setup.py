@@ -9,7 +9,7 @@ from functools import cached_property
 
 from ..catalog import engine_fusions, engine_graphs
 from ..catalog.dtypes import WeightFormat, bytes_per_element, canonical, compute_dtype, weight_format
-from ..catalog.engine_memory import engine_kv_memory, engine_sampler_row_bytes
+from ..catalog.engine_memory import engine_kv_memory, engine_sampler_row_bytes, engine_workspace_bytes
 from ..catalog.engines import (
     engine_activations,
     engine_budget_per_group,
@@ -121,6 +121,9 @@ class Setup:
     # the cap to the sequences a server runs (a plan's configs write --max-num-seqs so): then the batch's own
     sampler_row_bytes: float = 0.0
     sampler_rows: int | None = None
+    # what the engine's tensor-parallel communication holds on each device beside the device's runtime, out of the
+    # cache like it (`engine_memory.engine_workspace_bytes`: vLLM's fused all-reduce workspace from 0.17)
+    workspace_bytes: float = 0.0
     # the host time the engine's front end spends on each request, one after another (`engines.engine_request_host_s`):
     # it bounds the requests a server completes per second, whatever the device does
     request_host_s: float = 0.0
@@ -143,6 +146,12 @@ class Setup:
         """A step of `tokens` prompt tokens' host time: eager, or what its piecewise graphs still launch."""
         graphs = self.prefill_graph_tokens and tokens <= self.prefill_graph_tokens
         return self.prefill_graph_host_s if graphs else self.prefill_host_s
+
+    @property
+    def runtime_bytes(self) -> float:
+        """What one device holds before any weight, out of the cache: the device's runtime (CUDA context and
+        libraries, `runtime_overhead_bytes`) and the engine's communication workspace (`workspace_bytes`)."""
+        return self.hw.runtime_overhead_bytes + self.workspace_bytes
 
     @cached_property
     def shards(self) -> int:
@@ -465,6 +474,7 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         kv_memory=engine_kv_memory(engine, hw, tp * pp, attention_dp, speculative,
                                    graph_mib=engine_graphs.prefill_graph_reserve_mib(engine, spec, graphs)),
         sampler_row_bytes=engine_sampler_row_bytes(engine, hw, spec.vocab_size),
+        workspace_bytes=engine_workspace_bytes(engine, hw, tp, pp, attention_dp),
         sampler_rows=None if running_from_batch else max_running or engine_max_running(engine, hw, tp * pp),
         request_host_s=engine_request_host_s(engine), request_admit_share=engine_request_admit_share(engine),
         first_token_latency_s=engine_first_token_latency_s(engine, tp * pp * attention_dp),

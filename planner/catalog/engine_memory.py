@@ -1,10 +1,11 @@
-"""How an engine sizes its memory on a GPU by default: the share it gives its KV cache (`engine_kv_memory`) and the
-peak of its start-up profiling run (`engine_sampler_row_bytes`), from each profile's facts (profiles/engines/)."""
+"""How an engine sizes its memory on a GPU by default: the share it gives its KV cache (`engine_kv_memory`), the
+peak of its start-up profiling run (`engine_sampler_row_bytes`) and what its tensor-parallel communication holds
+beside the device's runtime (`engine_workspace_bytes`), from each profile's facts (profiles/engines/)."""
 
 from __future__ import annotations
 
 from ..schema import HardwareSpec
-from .engines import device_fact, engine_fact
+from .engines import below_compute_capability, engine_fact, device_fact
 
 MIB = 2**20
 
@@ -66,3 +67,22 @@ def engine_sampler_row_bytes(engine: str | None, hw: HardwareSpec, vocab_size: i
     peak is this times its running cap (`engine_max_running`); 0 where the profile states none or off a GPU."""
     per_logit = engine_fact(engine, "profile_sampler_bytes")
     return float(per_logit) * vocab_size if per_logit and hw.kind == "gpu" else 0.0
+
+
+def engine_workspace_bytes(engine: str | None, hw: HardwareSpec, tp: int, pp: int = 1, attention_dp: int = 1) -> float:
+    """Bytes one GPU holds for the engine's fused tensor-parallel all-reduce beside the device's runtime (its
+    profile's `allreduce_workspace`: vLLM from 0.17, FlashInfer's all-reduce + RMSNorm fusion workspace, allocated
+    while the engine profiles its memory, so taken out of its cache): `mib` where the tensor-parallel size is one the
+    engine fuses at, without pipeline or data parallelism, on a CUDA GPU of the compute capabilities it names whose
+    devices share an NVLink switch (the workspace's multicast allocation fails on PCIe cards: `not_named`); 0
+    otherwise."""
+    fact = engine_fact(engine, "allreduce_workspace")
+    if not fact or hw.kind != "gpu" or hw.features.backend != "cuda" or tp not in fact["tensor_parallel"] \
+            or pp > 1 or attention_dp > 1:
+        return 0.0
+    ident = f"{hw.id} {hw.name}".lower()
+    if below_compute_capability(hw, fact["min_compute_capability"]) \
+            or not below_compute_capability(hw, fact["below_compute_capability"]) \
+            or any(n in ident for n in fact.get("not_named", [])):
+        return 0.0
+    return fact["mib"] * MIB

@@ -28,7 +28,7 @@ def classify(state: PlanState, p: Prediction, workload: Workload) -> Bottleneck:
     s = to_setup(state)
     # what the engine lets weights and activations take of a device (vLLM runs within its share of it): the whole
     # device less the runtime where the engine sets no share
-    usable = weights_room(s, 0.0, hw.runtime_overhead_bytes, raised=True)
+    usable = weights_room(s, 0.0, s.runtime_bytes, raised=True)
     if spec.max_position_embeddings < workload.context_needed:
         found.append(("context-length", "context",
                       f"the workload needs {workload.context_needed:,} tokens, {spec.name} supports "

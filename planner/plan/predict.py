@@ -219,9 +219,9 @@ def evaluate(state: PlanState, workload: Workload, full: bool = True,
         """Sequences the engine's cache holds: in its default share of the device, or with the share raised; beside
         the engine's profiling peak at that many rows where the config caps the server at its sequences (vLLM's
         sampler, `memory.sampler_bytes`)."""
-        free = cache_room(s, weights, hw.runtime_overhead_bytes + act, raised)
+        free = cache_room(s, weights, s.runtime_bytes + act, raised)
         n = int(free // kv_one) if kv_one > 0 and free > 0 and not too_long else 0
-        return beside_sampler_rows(s, n, kv_one, weights, hw.runtime_overhead_bytes, act, raised)
+        return beside_sampler_rows(s, n, kv_one, weights, s.runtime_bytes, act, raised)
     # the engine's default share holds `max_conc`; the workload's own sequences may have it raised (RAISED_SHARE, the
     # configs set it), while the throughput goal fills no more than the default share
     max_conc, room = capacity(False), capacity(True)
@@ -245,7 +245,7 @@ def evaluate(state: PlanState, workload: Workload, full: bool = True,
         throughput *= replicas
     kv_dev = kv_one * batch
     act = max(act, sampler_bytes(s, batch))  # the profiling peak of the rows the config caps the server at
-    memory = weights + kv_dev + act + hw.runtime_overhead_bytes
+    memory = weights + kv_dev + act + s.runtime_bytes
     fit = room >= 1 and fits(s, 1, workload.context_needed, prompt, raised=True)
     prefill = prefill_step(s, 1, prompt, cached)
     decode = decode_step(s, batch, context)

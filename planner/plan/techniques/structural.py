@@ -23,8 +23,8 @@ def _offload(state: PlanState, ctx: Context) -> PlanState:
     # one sequence at its whole length: what the plan's `fits` asks of the device
     weights, kv, act = per_device_bytes(s, 1, max(int(kv_reserved_tokens(state, ctx.workload)),
                                                   ctx.workload.context_needed), ctx.workload.prompt_tokens_p95)
-    spare = min(ctx.hw.memory_bytes * 0.95 - ctx.hw.runtime_overhead_bytes - kv - act,
-                weights_room(s, kv, ctx.hw.runtime_overhead_bytes + act, raised=True))
+    spare = min(ctx.hw.memory_bytes * 0.95 - s.runtime_bytes - kv - act,
+                weights_room(s, kv, s.runtime_bytes + act, raised=True))
     fraction = min(max((weights - spare) / weights, 0.0), 0.9) if weights > 0 else 0.0
     return state.with_(offload_fraction=math.ceil(fraction * 1000) / 1000)  # rounded up: the rest must fit
 

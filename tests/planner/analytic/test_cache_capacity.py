@@ -85,3 +85,39 @@ def test_the_published_start_up_logs_are_predicted_as_their_runs_were_set_up():
     assert abs(before - 1) < 0.01 and abs(after - 1) < 0.01
     assert points["llmd-planner-vllm0170-qwen3-14b-h100-kv-cache"]["value"] > \
         1.08 * points["llmd-planner-vllm0160-qwen3-14b-h100-kv-cache"]["value"]
+
+
+def test_vllm_from_0_17_holds_its_fused_all_reduce_workspace_out_of_the_cache(monkeypatch):
+    """vLLM 0.17+ fuses each tensor-parallel all-reduce with its RMSNorm (FlashInfer) on Hopper and Blackwell behind
+    an NVLink switch, at tensor parallel 2, 4 or 8 without pipeline parallelism: three buffers of the driver's 512 MiB
+    multicast granularity a GPU, allocated inside its profiling run (llm-d's 0.19 logs: non-torch memory 2.07 GiB at
+    tensor parallel 2, 0.25 at 1, 0.07 at pipeline parallel 2)."""
+    def held(**kw):
+        m = memory(model="llama-3.1-8b", **kw)
+        return m.runtime_overhead_bytes, m.kv_cache_capacity_tokens, m.kv_cache_bytes_per_token
+
+    base, _, _ = held(engine="vllm==0.19.0")
+    fused = {devices: held(engine="vllm==0.19.0", num_devices=devices) for devices in (2, 4, 8)}
+    assert {d: held(engine="vllm==0.16.0", num_devices=d)[0] for d in fused} == dict.fromkeys(fused, base)
+    monkeypatch.setattr("optiplan.planner.analytic.setup.engine_workspace_bytes", lambda *a: 0.0)
+    for devices, (runtime, tokens, per_token) in fused.items():
+        assert runtime - base == 1.5 * GIB
+        # each device's cache gives up the workspace: a token's bytes there are its share of the whole
+        unfused = held(engine="vllm==0.19.0", num_devices=devices)[1]
+        assert (unfused - tokens) * per_token / devices == pytest.approx(1.5 * GIB, rel=1e-3)
+    monkeypatch.undo()
+    # none where the engine does not fuse: one device, pipeline parallel, a PCIe card, before Hopper, six devices
+    assert held(engine="vllm==0.19.0", num_devices=1)[0] == base
+    assert held(engine="vllm==0.19.0", num_devices=2, pipeline_parallel=2)[0] == base
+    from optiplan.planner.catalog.engine_memory import engine_workspace_bytes
+    from optiplan.planner.catalog.hardware import resolve_hardware
+    h100 = resolve_hardware("h100-sxm")
+    assert engine_workspace_bytes("vllm==0.19.0", h100, 6) == 0 < engine_workspace_bytes("vllm==0.19.0", h100, 8)
+    assert engine_workspace_bytes("vllm==0.19.0", h100, 2, attention_dp=2) == 0
+    assert engine_workspace_bytes("vllm==0.19.0", resolve_hardware("b200"), 2) == 1.5 * GIB
+    for hw in ("h100-pcie", "a100-80gb-sxm"):
+        one = memory(hardware=hw, engine="vllm==0.19.0").runtime_overhead_bytes
+        assert memory(hardware=hw, engine="vllm==0.19.0", num_devices=2).runtime_overhead_bytes == one
+    # nor in the release vLLM's facts describe (0.11) or SGLang
+    assert held(engine="vllm", num_devices=2)[0] == base
+    assert memory(engine="sglang", num_devices=2).runtime_overhead_bytes == memory(engine="sglang").runtime_overhead_bytes
