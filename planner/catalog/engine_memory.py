@@ -74,12 +74,12 @@ def engine_workspace_bytes(engine: str | None, hw: HardwareSpec, tp: int, pp: in
     profile's `allreduce_workspace`: vLLM from 0.17, FlashInfer's all-reduce + RMSNorm fusion workspace, allocated
     while the engine profiles its memory, so taken out of its cache): `mib` where the tensor-parallel size is one the
     engine fuses at, without pipeline or data parallelism, on a CUDA GPU of the compute capabilities it names whose
-    devices share an NVLink switch (the workspace's multicast allocation fails on PCIe cards: `not_named`); 0
-    otherwise."""
-    fact = engine_fact(engine, "allreduce_workspace")
+    devices share an NVLink switch (the workspace's multicast allocation fails on PCIe cards: `not_named`), within
+    one host; 0 otherwise."""
+    fact, link = engine_fact(engine, "allreduce_workspace"), hw.interconnect
     if not fact or hw.kind != "gpu" or hw.features.backend != "cuda" or tp not in fact["tensor_parallel"] \
-            or pp > 1 or attention_dp > 1:
-        return 0.0
+            or pp > 1 or attention_dp > 1 or link is None or tp > (link.devices_per_host or link.max_devices_per_node):
+        return 0.0  # across hosts (a GB200 tray holds 4 GPUs) the engine takes another backend, not modelled
     ident = f"{hw.id} {hw.name}".lower()
     if below_compute_capability(hw, fact["min_compute_capability"]) \
             or not below_compute_capability(hw, fact["below_compute_capability"]) \
