@@ -340,7 +340,8 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
                 efficiency: EfficiencyFactors | None = None, weight_kernel: str | None = None,
                 engine: str | None = None, speculative: str | None = None, mixed_prefill: bool | None = None,
                 gguf_type: str | None = None, running_from_batch: bool = False,
-                max_running: int | None = None, weight_method: str | None = None) -> Setup:
+                max_running: int | None = None, weight_method: str | None = None, server_data_parallel: int = 1,
+                compiled: bool = True) -> Setup:
     """Resolve one configuration into the analytic model's inputs.
 
     `runtime` picks the fixed costs per step ("serving": an engine with CUDA graphs; "transformers": eager
@@ -358,7 +359,10 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
     `running_from_batch`: the deployment's config sets the engine's running cap to the sequences a server runs (a
     plan's configs write vLLM's --max-num-seqs so), which sizes its sampler's profiling peak; else the default cap.
     `max_running`: the running cap per scheduler the deployment sets (vLLM's --max-num-seqs), in place of the
-    engine's default: the requests it runs at once and the rows its sampler is profiled over."""
+    engine's default: the requests it runs at once and the rows its sampler is profiled over.
+    `server_data_parallel`: the data-parallel ranks one server runs (vLLM's --data-parallel-size, which turns its
+    fused all-reduce off; `attention_dp` where not given); `compiled`: the engine runs its compiled graphs (False: a
+    config's --enforce-eager, no fused all-reduce either)."""
     d16 = default_16bit(hw)
     # a checkpoint that keeps only its routed experts in `weight_dtype` (gpt-oss's MXFP4): the other linear layers are
     # 16-bit, or the format the engine's file keeps them in (llama.cpp's MXFP4_MOE GGUF: Q8_0), and everything below
@@ -474,7 +478,8 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         kv_memory=engine_kv_memory(engine, hw, tp * pp, attention_dp, speculative,
                                    graph_mib=engine_graphs.prefill_graph_reserve_mib(engine, spec, graphs)),
         sampler_row_bytes=engine_sampler_row_bytes(engine, hw, spec.vocab_size),
-        workspace_bytes=engine_workspace_bytes(engine, hw, tp, pp, attention_dp),
+        workspace_bytes=engine_workspace_bytes(engine, hw, tp, pp, max(server_data_parallel, attention_dp))
+        if compiled else 0.0,
         sampler_rows=None if running_from_batch else max_running or engine_max_running(engine, hw, tp * pp),
         request_host_s=engine_request_host_s(engine), request_admit_share=engine_request_admit_share(engine),
         first_token_latency_s=engine_first_token_latency_s(engine, tp * pp * attention_dp),

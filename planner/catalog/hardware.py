@@ -79,6 +79,13 @@ def device_checkpoint_dtype(spec: ModelSpec, hw: HardwareSpec) -> str | None:
     return None
 
 
+def replicas_in_own_nodes(hw: HardwareSpec, devices: int, replicas: int) -> bool:
+    """Whether a deployment's `replicas` each fill nodes of their own (more devices than a node holds, a replica's
+    within one): a plan's configs start one server per replica there, not one server of data-parallel ranks."""
+    per_node = hw.interconnect.max_devices_per_node if hw.interconnect else 1
+    return replicas > 1 and devices > per_node and devices // replicas <= per_node
+
+
 def supports_dtype(hw: HardwareSpec, dtype: str) -> bool:
     """Whether the device has a compute rate for this dtype."""
     d = canonical(dtype)

@@ -20,7 +20,7 @@ from ..analytic.profile import model_summary
 from ..catalog.engine_refusals import engine_step_refusal
 from ..catalog.engine_state_models import state_model_options, state_model_refusal, state_technique_refusal
 from ..catalog.engines import deployed_engine, engine_backends
-from ..catalog.hardware import resolve_hardware
+from ..catalog.hardware import replicas_in_own_nodes, resolve_hardware
 from ..catalog.models import resolve_model
 from ..errors import UnknownNameError
 from ..fsutil import atomic_folder
@@ -192,7 +192,7 @@ def _render(advice: Advice, target: str, serving_engine: str | None = None) -> t
     ctx["cache_gib"] = math.ceil(checkpoint_bytes(advice) * 1.2 / 2**30) + 10
     ctx["cache_format"] = checkpoint_dtype(advice) or "16-bit"
     dp, count = advice.plan.predicted.data_parallel, advice.hardware.count
-    if dp > 1 and count > per_node and count // dp <= per_node:
+    if replicas_in_own_nodes(hw, count, dp):
         # replicas that each fit in one node: one server per replica behind a load balancer, not one cluster
         # vLLM's and SGLang's name, SGLang's alias, and vLLM's server processes for its ranks
         for key in ("data-parallel-size", "dp-size", "api-server-count"):

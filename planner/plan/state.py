@@ -12,7 +12,7 @@ from ..analytic.efficiency import prefill_chunk_tokens
 from ..analytic.kvcache import cache_tokens_held, layout_for_runtime
 from ..analytic.setup import Setup, build_setup
 from ..catalog.engines import engine_chunk_budget, engine_runtime, holds_used_cache
-from ..catalog.hardware import default_16bit
+from ..catalog.hardware import default_16bit, replicas_in_own_nodes
 from ..catalog.served import served_checkpoint_dtype
 from ..schema import HardwareSpec, ModelSpec
 from ..schema.workload import Workload
@@ -97,7 +97,11 @@ def to_setup(state: PlanState) -> Setup:
         speculative=state.speculation.method if state.speculation else None, mixed_prefill=state.mixed_prefill,
         # the configs a plan writes cap each server at the sequences it runs (vLLM's --max-num-seqs), baseline
         # included, which sizes the engine's profiling peak (`memory.sampler_bytes`)
-        running_from_batch=True)
+        running_from_batch=True,
+        # replicas sharing a node run as one server's data-parallel ranks (vLLM's --data-parallel-size); without
+        # CUDA graphs the configs run the engine eagerly (--enforce-eager)
+        server_data_parallel=1 if replicas_in_own_nodes(state.hw, state.devices, state.replicas) else state.replicas,
+        compiled=state.graphs)
 
 
 def kv_reserved_tokens(state: PlanState, workload: Workload) -> float:

@@ -108,7 +108,7 @@ def test_vllm_from_0_17_holds_its_fused_all_reduce_workspace_out_of_the_cache(mo
     monkeypatch.undo()
     # none where the engine does not fuse: one device, pipeline parallel, a PCIe card, before Hopper, six devices
     assert held(engine="vllm==0.19.0", num_devices=1)[0] == base
-    assert held(engine="vllm==0.19.0", num_devices=2, pipeline_parallel=2)[0] == base
+    assert held(engine="vllm==0.19.0", num_devices=4, pipeline_parallel=2)[0] == base  # tensor parallel 2 x 2 stages
     from optiplan.planner.catalog.engine_memory import engine_workspace_bytes
     from optiplan.planner.catalog.hardware import resolve_hardware
     h100 = resolve_hardware("h100-sxm")
@@ -124,3 +124,21 @@ def test_vllm_from_0_17_holds_its_fused_all_reduce_workspace_out_of_the_cache(mo
     # nor in the release vLLM's facts describe (0.11) or SGLang
     assert held(engine="vllm", num_devices=2)[0] == base
     assert memory(engine="sglang", num_devices=2).runtime_overhead_bytes == memory(engine="sglang").runtime_overhead_bytes
+
+
+def test_a_plans_vllm_servers_hold_the_workspace_as_their_configs_run_them():
+    """A plan's replicas that share a node run as one vLLM server's data-parallel ranks (--data-parallel-size: no fused
+    all-reduce); replicas in nodes of their own are one server each (fused); an eager config (--enforce-eager) fuses
+    nothing."""
+    from optiplan.planner.catalog.hardware import resolve_hardware
+    from optiplan.planner.catalog.models import resolve_model
+    from optiplan.planner.plan.state import PlanState, to_setup
+
+    def workspace(devices, tp, replicas, graphs=True):
+        state = PlanState(spec=resolve_model("llama-3.1-8b"), hw=resolve_hardware("h100-sxm"), devices=devices, tp=tp,
+                          pp=1, replicas=replicas, engine="vllm==0.19.0", graphs=graphs)
+        return to_setup(state).workspace_bytes / GIB
+
+    assert workspace(2, 2, 1) == 1.5 and workspace(2, 2, 1, graphs=False) == 0
+    assert workspace(8, 2, 4) == 0  # four replicas on one node: one server, --data-parallel-size 4
+    assert workspace(16, 8, 2) == 1.5  # a node each: two servers at tensor parallel 8
