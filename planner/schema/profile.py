@@ -63,8 +63,11 @@ class MemoryBreakdown(Frozen):
     activation_peak_bytes: int = Field(description="the larger of a prefill's and a decode step's transients (with the "
                                                    "cache copies an engine makes), and the causal mask it keeps")
     runtime_overhead_bytes: int = Field(description="what a device holds before any weight: the device's runtime (CUDA "
-                                                    "context, libraries) and the engine's communication workspace "
-                                                    "(vLLM 0.17+'s fused all-reduce at tensor parallel 2, 4 or 8)")
+                                                    "context, libraries) and the engine's communication workspace")
+    workspace_bytes: int = Field(0, exclude_if=lambda v: v == 0,
+                                 description="of runtime_overhead_bytes, the engine's communication workspace (vLLM "
+                                             "0.17+'s fused all-reduce at tensor parallel 2, 4 or 8), held out of its "
+                                             "cache")
     host_weights_bytes: int = Field(0, exclude_if=lambda v: v == 0,
                                     description="of one device's weights, those kept in host memory (llama.cpp's "
                                                 "layers past --gpu-layers, computed by the CPU), not in per_device_bytes")

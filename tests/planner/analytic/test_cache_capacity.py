@@ -142,3 +142,17 @@ def test_a_plans_vllm_servers_hold_the_workspace_as_their_configs_run_them():
     assert workspace(2, 2, 1) == 1.5 and workspace(2, 2, 1, graphs=False) == 0
     assert workspace(8, 2, 4) == 0  # four replicas on one node: one server, --data-parallel-size 4
     assert workspace(16, 8, 2) == 1.5  # a node each: two servers at tensor parallel 8
+
+
+def test_the_report_shows_the_engines_share_of_the_runtime():
+    from click.testing import CliRunner
+    from optiplan.planner.cli.main import main
+
+    assert memory(engine="vllm==0.19.0", num_devices=2).workspace_bytes == 1.5 * GIB
+    assert memory(engine="vllm==0.19.0").workspace_bytes == 0
+
+    def report(devices):
+        return CliRunner().invoke(main, ["profile", "llama-3.1-8b", "-H", "h100-sxm", "--gpus", str(devices),
+                                         "--engine", "vllm==0.19.0"], terminal_width=200).output
+
+    assert "all-reduce workspace" in report(2) and "all-reduce workspace" not in report(1)
