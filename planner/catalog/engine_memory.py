@@ -5,7 +5,7 @@ beside the device's runtime (`engine_workspace_bytes`), from each profile's fact
 from __future__ import annotations
 
 from ..schema import HardwareSpec
-from .engines import below_compute_capability, engine_fact, device_fact
+from .engines import below_compute_capability, device_fact, engine_fact
 
 MIB = 2**20
 
@@ -69,16 +69,17 @@ def engine_sampler_row_bytes(engine: str | None, hw: HardwareSpec, vocab_size: i
     return float(per_logit) * vocab_size if per_logit and hw.kind == "gpu" else 0.0
 
 
-def engine_workspace_bytes(engine: str | None, hw: HardwareSpec, tp: int, pp: int = 1, attention_dp: int = 1) -> float:
+def engine_workspace_bytes(engine: str | None, hw: HardwareSpec, tp: int, pp: int = 1,
+                           data_parallel: int = 1) -> float:
     """Bytes one GPU holds for the engine's fused tensor-parallel all-reduce beside the device's runtime (its
     profile's `allreduce_workspace`: vLLM from 0.17, FlashInfer's all-reduce + RMSNorm fusion workspace, allocated
     while the engine profiles its memory, so taken out of its cache): `mib` where the tensor-parallel size is one the
-    engine fuses at, without pipeline or data parallelism, on a CUDA GPU of the compute capabilities it names whose
-    devices share an NVLink switch (the workspace's multicast allocation fails on PCIe cards: `not_named`), within
-    one host; 0 otherwise."""
+    engine fuses at, without pipeline parallelism or data-parallel ranks in the server (`data_parallel`, vLLM's
+    --data-parallel-size), on a CUDA GPU of the compute capabilities it names whose devices share an NVLink switch
+    (the workspace's multicast allocation fails on PCIe cards: `not_named`), within one host; 0 otherwise."""
     fact, link = engine_fact(engine, "allreduce_workspace"), hw.interconnect
     if not fact or hw.kind != "gpu" or hw.features.backend != "cuda" or tp not in fact["tensor_parallel"] \
-            or pp > 1 or attention_dp > 1 or link is None or tp > (link.devices_per_host or link.max_devices_per_node):
+            or pp > 1 or data_parallel > 1 or link is None or tp > (link.devices_per_host or link.max_devices_per_node):
         return 0.0  # across hosts (a GB200 tray holds 4 GPUs) the engine takes another backend, not modelled
     ident = f"{hw.id} {hw.name}".lower()
     if below_compute_capability(hw, fact["min_compute_capability"]) \

@@ -113,7 +113,7 @@ def test_vllm_from_0_17_holds_its_fused_all_reduce_workspace_out_of_the_cache(mo
     from optiplan.planner.catalog.hardware import resolve_hardware
     h100 = resolve_hardware("h100-sxm")
     assert engine_workspace_bytes("vllm==0.19.0", h100, 6) == 0 < engine_workspace_bytes("vllm==0.19.0", h100, 8)
-    assert engine_workspace_bytes("vllm==0.19.0", h100, 2, attention_dp=2) == 0
+    assert engine_workspace_bytes("vllm==0.19.0", h100, 2, data_parallel=2) == 0
     assert engine_workspace_bytes("vllm==0.19.0", resolve_hardware("b200"), 2) == 1.5 * GIB
     # a GB200 tray holds four: eight span two hosts, where the engine takes another all-reduce backend
     gb200 = resolve_hardware("gb200")
