@@ -10,6 +10,7 @@ import re
 
 from ..schema import HardwareSpec, ModelSpec
 from .engines import engine_fact
+from .hardware import within_one_host
 
 
 def fused_allreduce_tokens(engine: str | None, spec: ModelSpec, hw: HardwareSpec, tp: int, pp: int = 1,
@@ -18,9 +19,8 @@ def fused_allreduce_tokens(engine: str | None, spec: ModelSpec, hw: HardwareSpec
     `allreduce_fusion` limit where its rule names the model's type and the device's CUDA compute capability (major
     version) for it, the deployment is tensor-parallel within one host without data-parallel attention, and the device
     is not one the rule excludes by name (SGLang: an H20, not an H200)."""
-    facts, link = engine_fact(engine, "allreduce_fusion"), hw.interconnect
-    if not facts or tp <= 1 or attention_dp > 1 or hw.features.backend != "cuda" or link is None \
-            or tp * pp > (link.devices_per_host or link.max_devices_per_node):  # one host (a GB200 tray: 4 GPUs)
+    facts = engine_fact(engine, "allreduce_fusion")
+    if not facts or tp <= 1 or attention_dp > 1 or hw.features.backend != "cuda" or not within_one_host(hw, tp * pp):
         return 0
     try:
         major = int(float(hw.features.compute_capability or ""))

@@ -5,7 +5,8 @@ beside the device's runtime (`engine_workspace_bytes`), from each profile's fact
 from __future__ import annotations
 
 from ..schema import HardwareSpec
-from .engines import below_compute_capability, device_fact, engine_fact
+from .engines import device_fact, engine_fact
+from .hardware import within_one_host
 
 MIB = 2**20
 
@@ -72,18 +73,12 @@ def engine_sampler_row_bytes(engine: str | None, hw: HardwareSpec, vocab_size: i
 def engine_workspace_bytes(engine: str | None, hw: HardwareSpec, tp: int, pp: int = 1,
                            data_parallel: int = 1) -> float:
     """Bytes one GPU holds for the engine's fused tensor-parallel all-reduce beside the device's runtime (its
-    profile's `allreduce_workspace`: vLLM from 0.17, FlashInfer's all-reduce + RMSNorm fusion workspace, allocated
-    while the engine profiles its memory, so taken out of its cache): `mib` where the tensor-parallel size is one the
-    engine fuses at, without pipeline parallelism or data-parallel ranks in the server (`data_parallel`, vLLM's
-    --data-parallel-size), on a CUDA GPU of the compute capabilities it names whose devices share an NVLink switch
-    (the workspace's multicast allocation fails on PCIe cards: `not_named`), within one host; 0 otherwise."""
-    fact, link = engine_fact(engine, "allreduce_workspace"), hw.interconnect
-    if not fact or hw.kind != "gpu" or hw.features.backend != "cuda" or tp not in fact["tensor_parallel"] \
-            or pp > 1 or data_parallel > 1 or link is None or tp > (link.devices_per_host or link.max_devices_per_node):
-        return 0.0  # across hosts (a GB200 tray holds 4 GPUs) the engine takes another backend, not modelled
-    ident = f"{hw.id} {hw.name}".lower()
-    if below_compute_capability(hw, fact["min_compute_capability"]) \
-            or not below_compute_capability(hw, fact["below_compute_capability"]) \
-            or any(n in ident for n in fact.get("not_named", [])):
+    `allreduce_workspace` for the device, `device_fact`: vLLM from 0.17 on Hopper and Blackwell behind an NVLink
+    switch, FlashInfer's all-reduce + RMSNorm fusion workspace, allocated while the engine profiles its memory, so
+    taken out of its cache): `mib` where the tensor-parallel size is one the engine fuses at, within one host (across
+    hosts it takes another backend, not modelled), without pipeline parallelism or data-parallel ranks in the server
+    (`data_parallel`, vLLM's --data-parallel-size); 0 otherwise."""
+    fact = device_fact(engine, hw, "allreduce_workspace")
+    if not fact or tp not in fact["tensor_parallel"] or pp > 1 or data_parallel > 1 or not within_one_host(hw, tp):
         return 0.0
     return fact["mib"] * MIB

@@ -79,6 +79,12 @@ def device_checkpoint_dtype(spec: ModelSpec, hw: HardwareSpec) -> str | None:
     return None
 
 
+def within_one_host(hw: HardwareSpec, devices: int) -> bool:
+    """Whether `devices` of `hw` share one host (a GB200 tray holds 4 of its NVLink domain's 72)."""
+    link = hw.interconnect
+    return link is not None and devices <= (link.devices_per_host or link.max_devices_per_node)
+
+
 def replicas_in_own_nodes(hw: HardwareSpec, devices: int, replicas: int) -> bool:
     """Whether a deployment's `replicas` each fill nodes of their own (more devices than a node holds, a replica's
     within one): a plan's configs start one server per replica there, not one server of data-parallel ranks."""
