@@ -207,6 +207,7 @@ def predict(p: dict, view: str = "requests", tune: Callable[[ProfileRequest], An
                              prefill_chunk_tokens=p.get("prefill_chunk_tokens"),  # a run's own step budget
                              max_running=bench_cap or p.get("max_running"),  # a run's own running cap
                              memory_share=p.get("memory_share"),  # a run's own memory option (its KV cache's size)
+                             sampler=p.get("sampler"),  # the sampler a vLLM run's start-up profiling peaked with
                              graph_padding=p.get("graph_padding"),  # the CUDA-graph sizes the run's options pad to
                              scheduling=p.get("scheduling") if requests else None,  # request figures only
                              # llama.cpp's --n-gpu-layers, and the host that computes the rest (its memory, its link)

@@ -61,12 +61,17 @@ def sglang_reserve_bytes(engine: str | None, fact: dict, hw: HardwareSpec, devic
     return mib * MIB
 
 
-def engine_sampler_row_bytes(engine: str | None, hw: HardwareSpec, vocab_size: int) -> float:
+def engine_sampler_row_bytes(engine: str | None, hw: HardwareSpec, vocab_size: int,
+                             sampler: str | None = None) -> float:
     """Bytes one GPU holds, per running-sequence slot, at the peak of the engine's start-up profiling run where its
-    sampler's logits set that peak (its profile's `profile_sampler_bytes` per logit times the vocabulary): vLLM sizes
-    its cache after a forward pass over its step budget and its sampler over max_num_seqs rows of logits, so the
-    peak is this times its running cap (`engine_max_running`); 0 where the profile states none or off a GPU."""
+    sampler's logits set that peak (per logit times the vocabulary): vLLM sizes its cache after a forward pass over
+    its step budget and its sampler over max_num_seqs rows of logits, so the peak is this times its running cap
+    (`engine_max_running`). `sampler`: "flashinfer" where the deployment samples with FlashInfer's kernels (its
+    profile's `flashinfer_sampler_bytes`), else PyTorch's (`profile_sampler_bytes`, by release). 0 where the profile
+    states none or off a GPU."""
     per_logit = engine_fact(engine, "profile_sampler_bytes")
+    if per_logit and sampler == "flashinfer":
+        per_logit = engine_fact(engine, "flashinfer_sampler_bytes")
     return float(per_logit) * vocab_size if per_logit and hw.kind == "gpu" else 0.0
 
 

@@ -120,6 +120,11 @@ class ConcurrencyType(click.ParamType):
               help="The share of each GPU the serving engine's memory option gives, which sizes its KV cache (vLLM "
                    "--gpu-memory-utilization, SGLang --mem-fraction-static, TensorRT-LLM's "
                    "free_gpu_memory_fraction) [default: the engine's].")
+@click.option("--sampler", type=click.Choice(["flashinfer", "native"]), default=None,
+              help="The sampler vLLM's start-up profiling run peaks with, which sizes its KV cache: flashinfer "
+                   "(FlashInfer's top-k/top-p kernels: the official images before 0.12, or "
+                   "VLLM_USE_FLASHINFER_SAMPLER=1) or native (PyTorch's, which sorts the logits: a pip install "
+                   "before 0.12, and the default from 0.12) [default: native].")
 @click.option("--graph-padding", type=SizesType(), default=None,
               help="The CUDA-graph batch sizes the serving engine pads each decode-only step up to, as the deployment "
                    "sets them (TensorRT-LLM's cuda_graph_config: enable_padding with batch_sizes): the padding's "

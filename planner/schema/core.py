@@ -346,6 +346,11 @@ class ProfileRequest(Frozen):
                                        "memory option gives (vLLM --gpu-memory-utilization, SGLang "
                                        "--mem-fraction-static, TensorRT-LLM's free_gpu_memory_fraction), which sizes "
                                        "its KV cache [default: the engine's]")
+    sampler: Literal["flashinfer", "native"] | None = Field(
+        None, description="the sampler vLLM's start-up profiling run takes its peak with, which sizes its KV cache: "
+        "flashinfer (FlashInfer's top-k/top-p kernels: the official images before 0.12, or "
+        "VLLM_USE_FLASHINFER_SAMPLER=1) or native (PyTorch's, which sorts the logits: a pip install before 0.12, and "
+        "the default from 0.12) [default: native]")
     graph_padding: BatchSizes | None = Field(
         None, min_length=1, description="CUDA-graph batch sizes a serving engine pads each decode-only step up to (its "
         "padding dummy sequences run the linear layers and experts, not attention): TensorRT-LLM's cuda_graph_config "

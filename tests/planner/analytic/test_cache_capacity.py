@@ -156,3 +156,36 @@ def test_the_report_shows_the_engines_share_of_the_runtime():
                                          "--engine", "vllm==0.19.0"], terminal_width=200).output
 
     assert "all-reduce workspace" in report(2) and "all-reduce workspace" not in report(1)
+
+
+def test_flashinfers_sampler_peaks_lower_than_pytorchs_and_leaves_the_cache_the_difference():
+    """vLLM's start-up profiling samples max_num_seqs rows of logits: PyTorch's sampler sorts them (39 bytes a logit
+    before 0.17), FlashInfer's masks and takes a softmax (14: the model-dtype logits, a float32 copy, the masked copy
+    and the probabilities). `--sampler flashinfer` (vLLM's official images before 0.12) gives the cache the rest."""
+    native, flashinfer = memory(), memory(sampler="flashinfer")
+    assert memory(sampler="native").kv_cache_capacity_tokens == native.kv_cache_capacity_tokens  # the default
+    rows, vocab = 1024, 128_256  # max_num_seqs on an H100; Llama 3's vocabulary
+    assert native.activation_peak_bytes - flashinfer.activation_peak_bytes == pytest.approx((39 - 14) * rows * vocab)
+    grown = (flashinfer.kv_cache_capacity_tokens - native.kv_cache_capacity_tokens) * native.kv_cache_bytes_per_token
+    assert grown == pytest.approx((39 - 14) * rows * vocab, rel=1e-3)
+    # from 0.17 PyTorch's sampler peaks at 15.4 bytes a logit: the choice moves the cache by little
+    late = memory(engine="vllm==0.17.0"), memory(engine="vllm==0.17.0", sampler="flashinfer")
+    assert late[0].activation_peak_bytes - late[1].activation_peak_bytes == pytest.approx(1.4 * rows * vocab)
+
+
+def test_the_sampler_is_vllms_option_and_the_logs_say_which_ran():
+    with pytest.raises(RequestError, match="--sampler"):
+        memory(engine="sglang", sampler="flashinfer")
+    with pytest.raises(ValueError):
+        ProfileRequest(model="llama-3.1-8b", sampler="torch")
+    # dennislee22's vLLM 0.10.1.1 logs say "Using FlashInfer for top-p & top-k sampling.": with it their caches
+    # come out within 14% (the 5 GiB pool at a quarter of the device) and 2.5%, where PyTorch's put them 0.68-0.96x
+    from script_loader import load_script
+
+    published = load_script("benchmarks/published_points.py")
+    logs = [p for p in published.published_points() if p["id"].startswith("dennislee22-")]
+    assert len(logs) == 3 and all(p["sampler"] == "flashinfer" for p in logs)
+    ratios = [published.predict(p)[0] / p["value"] for p in logs]
+    assert all(0.85 < r < 1.03 for r in ratios) and sorted(ratios)[1] > 0.975, ratios
+    as_pytorch = [published.predict(p | {"sampler": None})[0] / p["value"] for p in logs]
+    assert all(a < r for a, r in zip(as_pytorch, ratios, strict=True))

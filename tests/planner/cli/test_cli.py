@@ -91,6 +91,7 @@ def test_aliases_and_hub_ids_of_catalog_models_work_offline():
     (["profile", "llama-3.1-8b", "-H", "epyc-9004", "--gpus", "2"], "epyc-9004 has no device interconnect"),
     (["profile", "some-org/some-model"], "cannot fetch 'some-org/some-model' from the Hugging Face hub"),
     (["profile", "./missing/config.json"], "no such file or folder"),
+    (["profile", "llama-3.1-8b", "--engine", "sglang", "--sampler", "flashinfer"], "--sampler picks the sampler vLLM"),
 ])
 def test_bad_input_one_line_and_exit_2(args, message):
     result = CliRunner().invoke(main, args)
