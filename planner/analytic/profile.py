@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..catalog.dtypes import QUANTIZED, DtypeError, canonical, compute_dtype
-from ..catalog.engine_memory import engine_sampler_row_bytes, stated_kv_memory
+from ..catalog.engine_memory import stated_kv_memory
 from ..catalog.engine_refusals import engine_model_refusal
 from ..catalog.engine_state_models import state_model_refusal
 from ..catalog.engines import (
@@ -275,18 +275,15 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
                     prefill_chunk_tokens=request.prefill_chunk_tokens
                     or engine_prefill_chunk(request.engine, prefill_chunk_tokens(runtime), hw, tp * pp, spec),
                     efficiency=efficiency, weight_kernel=request.weight_kernel, engine=request.engine,
-                    gguf_type=gguf, max_running=request.max_running)
+                    gguf_type=gguf, max_running=request.max_running, sampler=request.sampler)
     if request.memory_share is not None:
         if s.kv_memory is None:
             raise RequestError(f"--memory-share sets a serving engine's memory option; {request.engine or runtime} "
                                f"sizes no cache at start-up on {hw.name}")
         s = replace(s, kv_memory=stated_kv_memory(s.kv_memory, request.memory_share, hw))
-    if request.sampler is not None:
-        if not s.sampler_row_bytes:
-            raise RequestError(f"--sampler picks the sampler vLLM profiles its memory with; {request.engine or runtime} "
-                               f"on {hw.name} holds no sampler's peak out of its cache")
-        s = replace(s, sampler_row_bytes=engine_sampler_row_bytes(request.engine, hw, spec.vocab_size,
-                                                                  request.sampler))
+    if request.sampler is not None and not s.sampler_row_bytes:
+        raise RequestError(f"--sampler picks the sampler vLLM profiles its memory with; {request.engine or runtime} "
+                           f"on {hw.name} holds no sampler's peak out of its cache")
     return with_host(replace(s, graph_padding=request.graph_padding or ()), request)
 
 

@@ -341,7 +341,7 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
                 engine: str | None = None, speculative: str | None = None, mixed_prefill: bool | None = None,
                 gguf_type: str | None = None, running_from_batch: bool = False,
                 max_running: int | None = None, weight_method: str | None = None, server_data_parallel: int = 1,
-                compiled: bool = True) -> Setup:
+                compiled: bool = True, sampler: str | None = None) -> Setup:
     """Resolve one configuration into the analytic model's inputs.
 
     `runtime` picks the fixed costs per step ("serving": an engine with CUDA graphs; "transformers": eager
@@ -362,7 +362,8 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
     engine's default: the requests it runs at once and the rows its sampler is profiled over.
     `server_data_parallel`: the data-parallel ranks one server runs (vLLM's --data-parallel-size, which turns its
     fused all-reduce off; `attention_dp` where not given); `compiled`: the engine runs its compiled graphs (False: a
-    config's --enforce-eager, no fused all-reduce either)."""
+    config's --enforce-eager, no fused all-reduce either); `sampler`: the sampler vLLM's start-up profiling peaks with
+    (flashinfer or native: `engine_memory.engine_sampler_row_bytes`)."""
     d16 = default_16bit(hw)
     # a checkpoint that keeps only its routed experts in `weight_dtype` (gpt-oss's MXFP4): the other linear layers are
     # 16-bit, or the format the engine's file keeps them in (llama.cpp's MXFP4_MOE GGUF: Q8_0), and everything below
@@ -477,7 +478,7 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         schedules_ahead=engine_schedules_ahead(engine, speculative, pp, spec.model_type),
         kv_memory=engine_kv_memory(engine, hw, tp * pp, attention_dp, speculative,
                                    graph_mib=engine_graphs.prefill_graph_reserve_mib(engine, spec, graphs)),
-        sampler_row_bytes=engine_sampler_row_bytes(engine, hw, spec.vocab_size),
+        sampler_row_bytes=engine_sampler_row_bytes(engine, hw, spec.vocab_size, sampler),
         workspace_bytes=engine_workspace_bytes(engine, hw, tp, pp, max(server_data_parallel, attention_dp))
         if compiled else 0.0,
         sampler_rows=None if running_from_batch else max_running or engine_max_running(engine, hw, tp * pp),

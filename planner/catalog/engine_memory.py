@@ -75,6 +75,13 @@ def engine_sampler_row_bytes(engine: str | None, hw: HardwareSpec, vocab_size: i
     return float(per_logit) * vocab_size if per_logit and hw.kind == "gpu" else 0.0
 
 
+def engine_image_sampler(engine: str | None, hw: HardwareSpec) -> str | None:
+    """The sampler the engine's official image runs on `hw` where it is not the engine's default (its profile's
+    `image_sampler` for the device: vLLM's images before 0.12 install FlashInfer and sample with it on CUDA), for a
+    plan priced at that image and the configs that run it; None: the default."""
+    return device_fact(engine, hw, "image_sampler")
+
+
 def engine_workspace_bytes(engine: str | None, hw: HardwareSpec, tp: int, pp: int = 1,
                            data_parallel: int = 1) -> float:
     """Bytes one GPU holds for the engine's fused tensor-parallel all-reduce beside the device's runtime (its

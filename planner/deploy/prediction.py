@@ -5,6 +5,7 @@ its README gives the figures of the configuration it renders instead, and says w
 from __future__ import annotations
 
 from ..analytic.profile import profile
+from ..catalog.engine_memory import engine_image_sampler
 from ..catalog.engines import deployed_engine, engine_pages_cache
 from ..catalog.hardware import resolve_hardware
 from ..errors import OptiplanError
@@ -48,6 +49,7 @@ def configuration_request(advice: Advice, cfg: EngineConfig) -> ProfileRequest |
     return ProfileRequest(
         # at the release of the image the configs run, as the plan was priced
         model=advice.model.name, hardware=hw.id, num_devices=devices, engine=deployed_engine(cfg.engine, hw),
+        sampler=engine_image_sampler(deployed_engine(cfg.engine, hw), hw),  # the image's (vLLM's: FlashInfer)
         dtype=dtype,
         gguf_type=cfg.served.get("gguf_type"),
         kv_dtype=None if any(t.startswith("kv-") for t in missing) or p.kv_dtype in ("", "bf16", "fp16", "fp32")
@@ -118,6 +120,8 @@ def profile_command(request: ProfileRequest) -> str:
         parts.append(f"--gpu-layers {request.gpu_layers}")
     if request.memory_share is not None:
         parts.append(f"--memory-share {request.memory_share:g}")
+    if request.sampler is not None:
+        parts.append(f"--sampler {request.sampler}")
     parts.append(f"--context {request.context} --input-tokens {request.input_tokens} --output-tokens "
                  f"{request.output_tokens} --concurrency {request.concurrency}")
     return " ".join(parts)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from ..analytic.efficiency import prefill_chunk_tokens
 from ..analytic.kvcache import cache_tokens_held, layout_for_runtime
 from ..analytic.setup import Setup, build_setup
+from ..catalog.engine_memory import engine_image_sampler
 from ..catalog.engines import engine_chunk_budget, engine_runtime, holds_used_cache
 from ..catalog.hardware import default_16bit, replicas_in_own_nodes
 from ..catalog.served import served_checkpoint_dtype
@@ -101,7 +102,8 @@ def to_setup(state: PlanState) -> Setup:
         # replicas sharing a node run as one server's data-parallel ranks (vLLM's --data-parallel-size); without
         # CUDA graphs the configs run the engine eagerly (--enforce-eager)
         server_data_parallel=1 if replicas_in_own_nodes(state.hw, state.devices, state.replicas) else state.replicas,
-        compiled=state.graphs)
+        # priced at the engine's image the configs run, with its sampler (vLLM's before 0.12: FlashInfer's)
+        compiled=state.graphs, sampler=engine_image_sampler(state.engine, state.hw))
 
 
 def kv_reserved_tokens(state: PlanState, workload: Workload) -> float:

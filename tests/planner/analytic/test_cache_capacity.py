@@ -7,6 +7,7 @@ import statistics
 
 import pytest
 from optiplan.planner.analytic.profile import profile
+from optiplan.planner.catalog.hardware import resolve_hardware
 from optiplan.planner.errors import RequestError
 from optiplan.planner.schema import ProfileRequest
 
@@ -189,3 +190,21 @@ def test_the_sampler_is_vllms_option_and_the_logs_say_which_ran():
     assert all(0.85 < r < 1.03 for r in ratios) and sorted(ratios)[1] > 0.975, ratios
     as_pytorch = [published.predict(p | {"sampler": None})[0] / p["value"] for p in logs]
     assert all(a < r for a, r in zip(as_pytorch, ratios, strict=True))
+
+
+def test_a_plan_is_priced_with_the_sampler_of_the_image_its_configs_run():
+    """vLLM's official images before 0.12 install FlashInfer and sample with it on CUDA; AMD's ROCm image has none,
+    and from 0.12 FlashInfer's sampler is opt-in: a plan priced at the image takes its sampler's peak."""
+    from optiplan.planner.catalog.models import resolve_model
+    from optiplan.planner.plan.state import baseline_state, to_setup
+
+    spec = resolve_model("llama-3.1-8b")
+
+    def priced(hw, engine):
+        return to_setup(baseline_state(spec, resolve_hardware(hw), 1).with_(
+            engine=engine, paged_kv=True, continuous_batching=True, chunked_prefill=True)).sampler_row_bytes
+
+    assert priced("h100-sxm", "vllm==0.10.2") == 14 * spec.vocab_size
+    assert priced("mi300x", "vllm==0.10.1") == 39 * spec.vocab_size
+    assert priced("h100-sxm", "vllm==0.12.0") == 39 * spec.vocab_size
+    assert priced("h100-sxm", "sglang") == 0
