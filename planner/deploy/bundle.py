@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..catalog.engines import engine_backends
+from ..catalog.engine_refusals import engine_model_refusal
+from ..catalog.engines import deployed_engine, engine_backends
 from ..catalog.hardware import resolve_hardware
 from ..errors import ImpossibleError, OptiplanError, UnknownNameError
 from ..schema.advice import Advice
@@ -42,14 +43,16 @@ def targets_of(target: str) -> list[str]:
 def own_plans(advice: Advice, engines: list[str], advise_for: AdviseFor) -> tuple[dict[str, Advice], list[str]]:
     """Each engine's own plan on `advice`'s device and count, as `advise --engine NAME` makes it, and notes for those
     rendered otherwise: an engine whose best plan misses the workload renders that plan; one that cannot plan here
-    renders `advice`'s. An engine that does not run on the device is left out (`render_all` skips it with its reason).
+    renders `advice`'s. An engine that does not run on the device, or cannot run the model, is left out (`render_all`
+    skips it with its reason).
     """
     own_engine = advice.workload.engine
-    backend = resolve_hardware(advice.hardware.id).features.backend
+    hw = resolve_hardware(advice.hardware.id)
     plans: dict[str, Advice] = {}
     notes = []
     for engine in engines:
-        if engine == own_engine or backend not in engine_backends(engine):
+        if engine == own_engine or hw.features.backend not in engine_backends(engine) \
+                or engine_model_refusal(deployed_engine(engine, hw), advice.model.model_type):
             continue
         try:
             plans[engine] = advise_for(engine, advice.hardware.id, advice.hardware.count)

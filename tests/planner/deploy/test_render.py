@@ -236,6 +236,15 @@ def test_configs_all_renders_an_engines_plan_even_where_it_misses_the_workload(t
     assert "skipped trtllm" in out.output and "no plan of trtllm" not in out.output
 
 
+def test_configs_all_writes_no_script_for_an_engine_that_cannot_run_the_model(tmp_path):
+    # gpt-oss on an H100: TGI has no gpt-oss support (its profile's refused_model_types), so `all` skips it with that
+    # reason instead of rendering a text-generation-launcher script for a model it cannot load
+    out = CliRunner().invoke(main, ["configs", "gpt-oss-120b", "-H", "h100-sxm", "-e", "all", "-o", str(tmp_path)])
+    assert out.exit_code == 0, out.output
+    assert "skipped tgi: tgi 3.3.4 cannot run gpt_oss models" in out.output and "no plan of tgi" not in out.output
+    assert not (tmp_path / "tgi").exists() and (tmp_path / "vllm" / "serve.sh").exists()
+
+
 def test_configs_all_renders_each_engine_from_its_own_plan(tmp_path):
     out = CliRunner().invoke(main, ["configs", "llama-3.1-70b", "-H", "h100-sxm", "--gpus", "2", "--workload", "chat",
                                     "-e", "all", "-o", str(tmp_path)])
