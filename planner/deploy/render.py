@@ -38,6 +38,7 @@ from .config import (
     check_options,
     engine_image,
     engine_options,
+    max_seqs,
 )
 from .disaggregated import pd_launch
 from .prediction import configured
@@ -186,6 +187,7 @@ def _render(advice: Advice, target: str, serving_engine: str | None = None) -> t
                gpu_resource=_gpu_resource(hw), devices=advice.hardware.count, per_node=min(per_node, advice.hardware.count),
                nodes=max(1, -(-advice.hardware.count // per_node)), name=_k8s_name(advice.model.name))
     ctx["replicas"] = 1
+    ctx["sequences"] = max_seqs(advice)  # each server's, as its options set them (--max-num-seqs, --max_batch_size)
     # where the engine cannot run every step, what its own configuration is predicted to do
     ctx["configured"] = configured(advice, cfg)
     # the checkpoint served (in its published format: fp8, gpt-oss's MXFP4 experts; else 16 bits), with room to spare
