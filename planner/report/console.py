@@ -165,7 +165,10 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
                                 f"{q.requests_per_s:,.2f} requests/s{band_text(p.accuracy, 'throughput_tokens_per_s')}"),
             ("fits", (f"yes in memory; the engine runs {q.max_concurrency:,} at once and the others wait"
                       if q.fits and q.concurrency > q.max_concurrency else
-                      f"{'yes' if q.fits else '[red]no[/]'}: up to {q.max_concurrency:,} requests at once")
+                      f"yes: up to {q.max_concurrency:,} requests at once" if q.fits else
+                      f"[red]no[/]: not all {q.concurrency:,} caches fit at once; the engine runs up to "
+                      f"{q.max_concurrency:,} and the others wait" if q.max_concurrency >= 1 else
+                      "[red]no[/]: not one request's cache fits")
              + (" (a paged cache grows as a request decodes: each holds its prompt and half its output on average)"
                 if q.max_concurrency > tp.max_batch and r.context == q.input_tokens + q.output_tokens else "")),
             ("goodput", goodput),

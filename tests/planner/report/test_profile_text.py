@@ -52,3 +52,13 @@ def test_tensor_parallel_on_an_engine_that_splits_layers_is_flagged():
     assert "splits a model's layers over its devices by default; --tp 2 predicts" in out
     assert "splits a model's layers" not in run("llama-3.1-70b", "-H", "h100-sxm", "--gpus", "2", "--engine",
                                                 "llama.cpp", "--dtype", "int4")
+
+
+def test_the_requests_fit_line_says_what_waits_and_why():
+    # 512 requests where vLLM's cache holds 348 and --max-running caps it at 64: not all fit, 64 run, the rest wait;
+    # 32 within the cache fit; 70B in bf16 on one L4 holds not one
+    load = ("--engine", "vllm", "--input-tokens", "1000", "--output-tokens", "500")
+    assert "fits no: not all 512 caches fit at once; the engine runs up to 64 and the others wait" in \
+        run("llama-3.1-8b", "-H", "h100-sxm", *load, "--concurrency", "512", "--max-running", "64")
+    assert "fits yes: up to" in run("llama-3.1-8b", "-H", "h100-sxm", *load, "--concurrency", "32")
+    assert "fits no: not one request's cache fits" in run("llama-3.1-70b", "-H", "l4", *load, "--concurrency", "4")
