@@ -370,15 +370,16 @@ def request_profile(s: Setup, input_tokens: int, output_tokens: int, concurrency
     # a queued request's wait is in its TTFT; in a burst each request has its own TTFT and inter-token latency
     # (a run's, in each of the orders of its lengths: the share of them that meet the SLOs)
     met = [meets({"ttft_s": t, "itl_s": i}) for t, i in zip(f["ttfts"], f["itls"])] if "ttfts" in f else [meets(f)]
-    good, ok = count * sum(met) / len(met), all(met)
+    # where not one request's cache fits, the figures are those of c as if they did (`running`): none is served
+    good, ok = (count * sum(met) / len(met), all(met)) if limit >= 1 else (0.0, False)
 
     def served(n: int) -> dict[str, float]:  # n requests always in flight, all running, behind the front end
         steady_n = request_figures(s, input_tokens, output_tokens, n, continuous, cached_tokens)
         return front_end(queued(steady_n, n, n, s.first_token_latency_s), n, s.request_host_s)
 
     slo_c = 0
-    if meets(served(1)):
-        lo, hi = 1, max(limit, 1)  # the figures worsen with concurrency: the largest C that meets the SLOs
+    if limit >= 1 and meets(served(1)):
+        lo, hi = 1, limit  # the figures worsen with concurrency: the largest C that meets the SLOs
         while lo < hi:
             mid = (lo + hi + 1) // 2
             lo, hi = (mid, hi) if meets(served(mid)) else (lo, mid - 1)

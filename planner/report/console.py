@@ -137,10 +137,10 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
             [f"ITL <= {q.itl_slo_ms:,.1f} ms" for _ in [0] if q.itl_slo_ms is not None]
         rate_band = band_text(p.accuracy, "throughput_tokens_per_s")
         steady = " in steady state" if q.at_once or q.num_requests else ""
-        goodput = (f"{q.goodput_requests_per_s:,.2f} requests/s{rate_band} within {' and '.join(slo)}; the SLOs hold "
-                   f"up to {q.slo_concurrency:,} at once{steady} ({q.slo_goodput_requests_per_s:,.2f} requests/s"
-                   f"{rate_band})") if slo else \
-            "no SLOs given (--slo-ttft-ms, --slo-itl-ms)"
+        goodput = "none: not one request's cache fits" if slo and not q.max_concurrency else \
+            (f"{q.goodput_requests_per_s:,.2f} requests/s{rate_band} within {' and '.join(slo)}; the SLOs hold "
+             f"up to {q.slo_concurrency:,} at once{steady} ({q.slo_goodput_requests_per_s:,.2f} requests/s"
+             f"{rate_band})") if slo else "no SLOs given (--slo-ttft-ms, --slo-itl-ms)"
         how = "sent at once, once (the burst's means)" if q.at_once else \
             f"at a time, a run of {q.num_requests:,} (its means)" if q.num_requests else "at a time"
         if not q.max_concurrency:

@@ -62,3 +62,17 @@ def test_the_requests_fit_line_says_what_waits_and_why():
         run("llama-3.1-8b", "-H", "h100-sxm", *load, "--concurrency", "512", "--max-running", "64")
     assert "fits yes: up to" in run("llama-3.1-8b", "-H", "h100-sxm", *load, "--concurrency", "32")
     assert "fits no: not one request's cache fits" in run("llama-3.1-70b", "-H", "l4", *load, "--concurrency", "4")
+
+
+def test_nothing_that_does_not_fit_is_counted_as_goodput():
+    # Jamba-1.5-mini in bf16 (104.6 GB) on one H100: not one request is served, so none meets an SLO
+    from optiplan.planner.analytic.profile import profile
+    from optiplan.planner.schema import ProfileRequest
+
+    load = {"input_tokens": 2000, "output_tokens": 500, "concurrency": 4, "ttft_slo_ms": 1000}
+    q = profile(ProfileRequest(model="jamba-1.5-mini", hardware="h100-sxm", **load)).requests
+    assert not q.fits and not q.meets_slo and q.goodput_requests_per_s == 0 and q.slo_concurrency == 0
+    assert "goodput none: not one request's cache fits" in run("jamba-1.5-mini", "-H", "h100-sxm", "--input-tokens",
+                                                               "2000", "--output-tokens", "500", "--concurrency",
+                                                               "4", "--slo-ttft-ms", "1000")
+    assert profile(ProfileRequest(model="llama-3.1-8b", hardware="h100-sxm", **load)).requests.goodput_requests_per_s > 0
