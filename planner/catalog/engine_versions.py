@@ -81,12 +81,25 @@ def profile_range(profile: Mapping[str, Any]) -> str | None:
     return spec or None
 
 
+def _rule_ranges(profile: Mapping[str, Any]) -> list[str]:
+    ranges = [r["range"] for r in profile.get("versions") or []]
+    ranges += [r["when"]["versions"] for r in profile.get("device_defaults") or [] if "versions" in r["when"]]
+    return ranges + [r["versions"] for r in (profile.get("state_models") or {}).get("refuses") or [] if "versions" in r]
+
+
+def _builds(profile: Mapping[str, Any]) -> bool:
+    return str(profile.get("version", "")).lstrip("<>=!~ ").startswith("b")
+
+
 def release_ranges(profile: Mapping[str, Any]) -> list[str]:
     """Every range of releases a profile's rules name, in order: its `versions` rules', its device rules' and its
     state-model refusals' `versions` conditions (llama.cpp's written as builds, `<b6709`)."""
-    ranges = [r["range"] for r in profile.get("versions") or []]
-    ranges += [r["when"]["versions"] for r in profile.get("device_defaults") or [] if "versions" in r["when"]]
-    ranges += [r["versions"] for r in (profile.get("state_models") or {}).get("refuses") or [] if "versions" in r]
-    builds = str(profile.get("version", "")).lstrip("<>=!~ ").startswith("b")
-    named = [re.sub(r"([<>=!~]=?)(?=\d)", r"\1b", r) if builds else r for r in ranges]
+    named = [re.sub(r"([<>=!~]=?)(?=\d)", r"\1b", r) if _builds(profile) else r for r in _rule_ranges(profile)]
     return list(dict.fromkeys(named))
+
+
+def release_boundaries(profile: Mapping[str, Any]) -> list[str]:
+    """The releases at which a profile's facts change, oldest first: every bound its rules' ranges name, once
+    (sglang's `<0.5.4`, `>=0.5.4,<0.5.7` and `>=0.5.7,<0.5.8`: 0.5.4, 0.5.7, 0.5.8)."""
+    bounds = {spec.version for r in _rule_ranges(profile) for spec in SpecifierSet(r)}
+    return [("b" if _builds(profile) else "") + v for v in sorted(bounds, key=release_version)]

@@ -283,12 +283,13 @@ def print_techniques(declared: list[dict[str, Any]]) -> None:
 
 def catalog_rows(what: str) -> list[dict[str, Any]]:
     if what == "engines":
-        from ..catalog.engine_versions import release_ranges
+        from ..catalog.engine_versions import release_boundaries, release_ranges
         from ..catalog.engines import engine_table
 
         # `releases`: the ranges its rules describe apart (`--engine sglang==0.5.6`); `deployed`: per backend,
         # the release its configs' image runs and its plans are priced at
         return [{"name": e["name"], "version": e["version"], "releases": release_ranges(e),
+                 "boundaries": release_boundaries(e),
                  "deployed": e.get("deployed_release") or {},
                  "runtime": e["runtime"], "scheduling": e["scheduling"],
                  "planned": e.get("plans", True), "backends": e["backends"],
@@ -347,7 +348,7 @@ def print_catalog(what: str, rows: list[dict[str, Any]]) -> None:
                     "weight kernels / files"):
             table.add_column(col, overflow="fold")
         for r in rows:
-            version = r["version"] + (f" (releases apart: {', '.join(r['releases'])})" if r["releases"] else "")
+            version = r["version"] + (f" (facts change at {', '.join(r['boundaries'])})" if r["boundaries"] else "")
             deployed = ", ".join(f"{release} on {backend}" for backend, release in r["deployed"].items())
             planned = ("yes" + (f" (at {deployed})" if deployed else "")) if r["planned"] else "profile only"
             table.add_row(r["name"], version, r["runtime"], r["scheduling"], planned,

@@ -164,3 +164,13 @@ def test_a_build_before_a_models_support_refuses_to_profile_it():
         profile(ProfileRequest(model="qwen3-next-80b-a3b", hardware="h100-sxm", engine="llama.cpp==b7000"))
     with pytest.raises(RequestError, match="does not serve nemotron_h"):  # TGI serves no hybrid model
         profile(ProfileRequest(model="nemotron-h-8b", hardware="h100-sxm", engine="tgi"))
+
+
+def test_the_catalog_lists_the_releases_where_an_engines_facts_change_once_each_in_order():
+    from optiplan.planner.catalog.engine_versions import release_boundaries
+
+    table = engine_table()
+    sglang = release_boundaries(table["sglang"])
+    assert sglang == sorted(set(sglang), key=lambda v: tuple(int(x) for x in v.split("."))) and "0.5.4" in sglang
+    assert release_boundaries(table["vllm"])[:2] == ["0.12", "0.17"]
+    assert all(b.startswith("b") for b in release_boundaries(table["llama.cpp"]))
