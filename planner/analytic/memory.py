@@ -262,14 +262,15 @@ def cache_capacity_tokens(s: Setup, context: int) -> int | None:
     return int(min(tokens)) if tokens else None
 
 
-def max_context(s: Setup, batch: int) -> int:
-    """Longest context (prompt prefilled whole) that fits at `batch`, up to the model's maximum."""
+def max_context(s: Setup, batch: int, raised: bool = False) -> int:
+    """Longest context (prompt prefilled whole) that fits at `batch`, up to the model's maximum (`raised`: with the
+    engine's memory share raised as a plan raises it, `fits`)."""
     lo, hi = 0, s.spec.max_position_embeddings
-    if fits(s, batch, hi, hi):
+    if fits(s, batch, hi, hi, raised):
         return hi
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if fits(s, batch, mid, mid):
+        if fits(s, batch, mid, mid, raised):
             lo = mid
         else:
             hi = mid - 1

@@ -266,7 +266,7 @@ def evaluate(state: PlanState, workload: Workload, full: bool = True,
     return Prediction(
         memory_per_device_bytes=int(memory), weights_per_device_bytes=int(weights),
         kv_cache_per_device_bytes=int(kv_dev), activation_bytes=int(act), device_memory_bytes=hw.memory_bytes,
-        fits=fit, max_concurrency=room * serving, max_context=max_context(s, 1) if full else 0,
+        fits=fit, max_concurrency=room * serving, max_context=max_context(s, 1, raised=True) if full else 0,
         batch=batch * serving,
         ttft_ms=ttft_s * 1e3, tpot_ms=tpot * 1e3, throughput_tokens_per_s=throughput,
         prefill_intensity=prefill.intensity(s.shards), decode_intensity=decode.intensity(s.shards),
