@@ -200,14 +200,19 @@ def checkpoint_dtype(advice: Advice) -> str | None:
     return advice_catalog_entry(advice).get("checkpoint_dtype")
 
 
-def checkpoint_bytes(advice: Advice) -> float:
-    """The bytes of the checkpoint a server downloads: its published format's (fp8: a byte per weight; gpt-oss's MXFP4
+# bytes a weight of a checkpoint's format (its scales, and layers kept in 16 bits, aside: the cache adds room)
+FORMAT_BYTES = {"fp8": 1.0, "w8a8_int8": 1.0, "w8a16_int8": 1.0, "awq": 0.5, "gptq": 0.5, "nvfp4": 0.5}
+
+
+def checkpoint_bytes(advice: Advice, fmt: str | None = None) -> float:
+    """The bytes of the checkpoint a server downloads: in `fmt` where it serves one of its own (a published FP8 or
+    AWQ checkpoint, `FORMAT_BYTES`), else the model's published format's (fp8: a byte per weight; gpt-oss's MXFP4
     experts beside 16-bit layers), else 16 bits a weight."""
-    fmt = checkpoint_dtype(advice)
+    fmt = fmt or checkpoint_dtype(advice)
     if fmt == "mxfp4":
         spec = resolve_model(advice.model.name)
         return total_weight_bytes(build_setup(spec, resolve_hardware(advice.hardware.id), weight_dtype=fmt))
-    return advice.model.params_total * (1 if fmt == "fp8" else 2)
+    return advice.model.params_total * FORMAT_BYTES.get(fmt, 2.0)
 
 
 def draft_hub_id(advice: Advice, draft: str) -> str | None:

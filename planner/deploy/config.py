@@ -61,6 +61,9 @@ class EngineConfig:
     # the weights as the engine serves them where its file is not the plan's format (llama.cpp's GGUF): the
     # profile request's dtype and gguf_type (`prediction.configuration_request`)
     served: dict[str, str] = field(default_factory=dict)
+    # the weight format of the checkpoint the engine loads where it declares one (a published or produced fp8, AWQ,
+    # ... checkpoint: `checkpoints.Served`), which its download holds; None: the model's own
+    checkpoint_format: str | None = None
 
     def argv(self, extra_file: str | None = None) -> list[str]:
         args = list(self.command) + ([self.model] if self.positional_model else [])

@@ -75,6 +75,7 @@ def engine_config(advice: Advice, engine: str) -> EngineConfig:
     if engine != "llama.cpp":  # llama.cpp serves a GGUF file its mapper names
         served = serving_checkpoint(advice, engine, cfg.model, frozenset(t for t, _ in cfg.not_applied))
         _serve_model(cfg, served.model)
+        cfg.checkpoint_format = served.published or served.produced
         cfg.notes.extend(served.notes)
         cfg.options.update(served.options)
         # TGI on ROCm serves an AWQ checkpoint only as --quantize gptq (its AWQ GEMM is CUDA-only: tgi.py)
@@ -191,8 +192,9 @@ def _render(advice: Advice, target: str, serving_engine: str | None = None) -> t
     # where the engine cannot run every step, what its own configuration is predicted to do
     ctx["configured"] = configured(advice, cfg)
     # the checkpoint served (in its published format: fp8, gpt-oss's MXFP4 experts; else 16 bits), with room to spare
-    ctx["cache_gib"] = math.ceil(checkpoint_bytes(advice) * 1.2 / 2**30) + 10
-    ctx["cache_format"] = checkpoint_dtype(advice) or "16-bit"
+    fmt = cfg.checkpoint_format or checkpoint_dtype(advice)
+    ctx["cache_gib"] = math.ceil(checkpoint_bytes(advice, fmt) * 1.2 / 2**30) + 10
+    ctx["cache_format"] = fmt or "16-bit"
     dp, count = advice.plan.predicted.data_parallel, advice.hardware.count
     if replicas_in_own_nodes(hw, count, dp):
         # replicas that each fit in one node: one server per replica behind a load balancer, not one cluster

@@ -258,6 +258,16 @@ def test_an_engines_readme_says_when_its_plan_does_not_hold_the_workload(tmp_pat
     assert "does not hold the workload" not in (tmp_path / "vllm" / "README.md").read_text()
 
 
+def test_the_weights_volume_is_sized_for_the_checkpoint_the_server_downloads(tmp_path):
+    # Llama-3.1-8B's plan on an L4 serves NVIDIA's FP8 checkpoint: its volume holds 8 GB of fp8 weights with room to
+    # spare (1.2x + 10 GiB: 19 GiB), and says so, not the 16-bit checkpoint's 28 GiB
+    out = CliRunner().invoke(main, ["configs", "llama-3.1-8b", "-H", "l4", "-e", "kubernetes", "-o", str(tmp_path)])
+    assert out.exit_code == 0, out.output
+    deployment = (tmp_path / "kubernetes" / "deployment.yaml").read_text()
+    assert "nvidia/Llama-3.1-8B-Instruct-FP8" in deployment
+    assert "(19 GiB: the fp8 checkpoint with room to spare)" in deployment and "storage: 19Gi" in deployment
+
+
 def test_configs_all_renders_each_engine_from_its_own_plan(tmp_path):
     out = CliRunner().invoke(main, ["configs", "llama-3.1-70b", "-H", "h100-sxm", "--gpus", "2", "--workload", "chat",
                                     "-e", "all", "-o", str(tmp_path)])
