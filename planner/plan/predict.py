@@ -260,7 +260,9 @@ def evaluate(state: PlanState, workload: Workload, full: bool = True,
     if slo.min_throughput_tokens_per_s and throughput < slo.min_throughput_tokens_per_s:
         violations.append(f"throughput {throughput:,.0f} tokens/s < {slo.min_throughput_tokens_per_s:,.0f}")
     if workload.concurrency > room * serving and fit:
-        violations.append(f"KV cache holds {room * serving} sequences, workload needs {workload.concurrency}")
+        held = room * serving
+        violations.append(f"KV cache holds {held} sequence{'' if held == 1 else 's'}, workload needs "
+                          f"{workload.concurrency}")
     price = hw.price.usd_per_hour if hw.price else None
     cost = price * state.devices / (throughput * 3600) * 1e6 if price and throughput > 0 else None
     return Prediction(
