@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from ..analytic.params import param_counts
 from ..analytic.setup import build_setup, total_weight_bytes
+from ..catalog.dtypes import bytes_per_element
 from ..catalog.hardware import resolve_hardware
 from ..catalog.models import catalog_entry, resolve_model
 from ..catalog.workloads import serves_instruct
@@ -200,19 +201,19 @@ def checkpoint_dtype(advice: Advice) -> str | None:
     return advice_catalog_entry(advice).get("checkpoint_dtype")
 
 
-# bytes a weight of a checkpoint's format (its scales, and layers kept in 16 bits, aside: the cache adds room)
-FORMAT_BYTES = {"fp8": 1.0, "w8a8_int8": 1.0, "w8a16_int8": 1.0, "awq": 0.5, "gptq": 0.5, "nvfp4": 0.5}
+# the dtype a checkpoint format (`FORMATS`) stores its weights in, where its name is not one (fp8, nvfp4 are)
+FORMAT_DTYPES = {"awq": "int4", "gptq": "int4", "w8a8_int8": "int8", "w8a16_int8": "int8"}
 
 
 def checkpoint_bytes(advice: Advice, fmt: str | None = None) -> float:
     """The bytes of the checkpoint a server downloads: in `fmt` where it serves one of its own (a published FP8 or
-    AWQ checkpoint, `FORMAT_BYTES`), else the model's published format's (fp8: a byte per weight; gpt-oss's MXFP4
-    experts beside 16-bit layers), else 16 bits a weight."""
+    AWQ checkpoint: its dtype's bytes a weight, its scales and any 16-bit layers aside), else the model's published
+    format's (fp8: a byte per weight; gpt-oss's MXFP4 experts beside 16-bit layers), else 16 bits a weight."""
     fmt = fmt or checkpoint_dtype(advice)
     if fmt == "mxfp4":
         spec = resolve_model(advice.model.name)
         return total_weight_bytes(build_setup(spec, resolve_hardware(advice.hardware.id), weight_dtype=fmt))
-    return advice.model.params_total * FORMAT_BYTES.get(fmt, 2.0)
+    return advice.model.params_total * (bytes_per_element(FORMAT_DTYPES.get(fmt, fmt)) if fmt else 2.0)
 
 
 def draft_hub_id(advice: Advice, draft: str) -> str | None:
