@@ -46,10 +46,10 @@ def configuration_request(advice: Advice, cfg: EngineConfig) -> ProfileRequest |
     # llama.cpp's layers left in host memory where the config offloads (--n-gpu-layers below the model's layers)
     on_gpu = cfg.options.get("n-gpu-layers") if cfg.engine == "llama.cpp" and hw.kind == "gpu" and devices == 1 \
         else None
+    release = deployed_engine(cfg.engine, hw)  # the release of the image the configs run, as the plan was priced
     return ProfileRequest(
-        # at the release of the image the configs run, as the plan was priced
-        model=advice.model.name, hardware=hw.id, num_devices=devices, engine=deployed_engine(cfg.engine, hw),
-        sampler=engine_image_sampler(deployed_engine(cfg.engine, hw), hw),  # the image's (vLLM's: FlashInfer)
+        model=advice.model.name, hardware=hw.id, num_devices=devices, engine=release,
+        sampler=engine_image_sampler(release, hw),  # the image's (vLLM's before 0.12: FlashInfer's)
         dtype=dtype,
         gguf_type=cfg.served.get("gguf_type"),
         kv_dtype=None if any(t.startswith("kv-") for t in missing) or p.kv_dtype in ("", "bf16", "fp16", "fp32")
