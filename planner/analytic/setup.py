@@ -122,7 +122,8 @@ class Setup:
     sampler_row_bytes: float = 0.0
     sampler_rows: int | None = None
     # what the engine's tensor-parallel communication holds on each device beside the device's runtime, out of the
-    # cache like it (`engine_memory.engine_workspace_bytes`: vLLM's fused all-reduce workspace from 0.17)
+    # cache like it (`engine_memory.engine_workspace_bytes`: vLLM's fused all-reduce workspace from 0.17, and what its
+    # logs measure the collectives to hold beside it)
     workspace_bytes: float = 0.0
     # the host time the engine's front end spends on each request, one after another (`engines.engine_request_host_s`):
     # it bounds the requests a server completes per second, whatever the device does

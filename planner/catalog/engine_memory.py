@@ -89,8 +89,9 @@ def engine_workspace_bytes(engine: str | None, hw: HardwareSpec, tp: int, pp: in
     switch, FlashInfer's all-reduce + RMSNorm fusion workspace, allocated while the engine profiles its memory, so
     taken out of its cache): `mib` where the tensor-parallel size is one the engine fuses at, within one host (across
     hosts it takes another backend, not modelled), without pipeline parallelism or data-parallel ranks in the server
-    (`data_parallel`, vLLM's --data-parallel-size); 0 otherwise."""
+    (`data_parallel`, vLLM's --data-parallel-size), and `rest_mib`, what the engine's logs measure its collectives to
+    hold beyond it there; 0 otherwise."""
     fact = device_fact(engine, hw, "allreduce_workspace")
     if not fact or tp not in fact["tensor_parallel"] or pp > 1 or data_parallel > 1 or not within_one_host(hw, tp):
         return 0.0
-    return fact["mib"] * MIB
+    return (fact["mib"] + fact.get("rest_mib", 0)) * MIB

@@ -66,8 +66,8 @@ class MemoryBreakdown(Frozen):
                                                     "context, libraries) and the engine's communication workspace")
     workspace_bytes: int = Field(0, exclude_if=lambda v: v == 0,
                                  description="of runtime_overhead_bytes, the engine's communication workspace (vLLM "
-                                             "0.17+'s fused all-reduce at tensor parallel 2, 4 or 8), held out of its "
-                                             "cache")
+                                             "0.17+'s fused all-reduce at tensor parallel 2, 4 or 8, and what its logs "
+                                             "measure the collectives to hold beside it), held out of its cache")
     host_weights_bytes: int = Field(0, exclude_if=lambda v: v == 0,
                                     description="of one device's weights, those kept in host memory (llama.cpp's "
                                                 "layers past --gpu-layers, computed by the CPU), not in per_device_bytes")
