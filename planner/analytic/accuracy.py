@@ -87,6 +87,23 @@ def accuracy_bands(hw: HardwareSpec, runtime: str = "serving", engine: str | Non
     return bands
 
 
+def missing_bands_reason(hw: HardwareSpec, kind: str | None, training: bool = False) -> str:
+    """Why a prediction has no error band, for the reports to say beside figures that carry no ± (`accuracy_bands`
+    and `training_accuracy_bands` return none there)."""
+    if training:
+        return ("no error bands: the training step model was validated on one A100 only (published fine-tuning "
+                "runs); these figures are unvalidated here")
+    if hw.id == "local":
+        return "no error bands: this machine is not calibrated (`optiplan calibrate` measures it and fits its error)"
+    if hw.kind != "gpu":
+        return (f"no error bands: nothing in the validation set ran on a {hw.kind} ({hw.id}); these figures are "
+                f"unvalidated")
+    if kind == "hybrid":
+        return ("no error bands: the validation set has too few published points of hybrid (state-space or linear "
+                "attention) models for one; these figures are unvalidated")
+    return "no error bands: nothing in the validation set covers this prediction"
+
+
 def _band(data: dict, b: dict, what: str) -> AccuracyBand:
     return AccuracyBand(median_pct=b["median_pct"], p90_pct=b["p90_pct"], points=b["points"],
                         source=f"{data['source']} ({what})")
@@ -104,10 +121,12 @@ def training_accuracy_bands(hw: HardwareSpec, devices: int = 1) -> dict[str, Acc
     return _bands(_bands_file(TRAINING_ACCURACY_FILE))
 
 
-def decode_band(batch: int) -> str:
+def decode_band(batch: int, bands: dict[str, AccuracyBand] | None = None) -> str:
     """The figure whose band a time per token at `batch` carries: the batch-1 decode points' alone, the loaded runs'
-    (validated with the request latencies and inter-token latencies under load) above one sequence."""
-    return "tpot_ms" if batch <= 1 else "request_latency_ms"
+    (validated with the request latencies and inter-token latencies under load) above one sequence, where `bands`
+    has them (eager transformers' own runs, at batch 1 and 16, give one band for every time per token)."""
+    loaded = batch > 1 and (bands is None or "request_latency_ms" in bands)
+    return "request_latency_ms" if loaded else "tpot_ms"
 
 
 def bands_note(bands: dict[str, AccuracyBand]) -> str:

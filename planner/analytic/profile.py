@@ -46,7 +46,7 @@ from ..schema import (
     ThroughputProfile,
 )
 from ..schema.releases import split_engine
-from .accuracy import accuracy_bands, architecture_kind
+from .accuracy import accuracy_bands, architecture_kind, missing_bands_reason
 from .efficiency import prefill_chunk_tokens, weight_kernel_refusal
 from .finite_run import run_lengths
 from .gguf import gguf_file_type
@@ -398,6 +398,8 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
         warnings.extend(_startup_refusal(s, request.engine, context, prompt))
     comm = decode.comm_s / decode.time_s if decode.time_s else 0.0
     peak = hw.peak_tflops[s.compute_dtype]
+    kind = architecture_kind(spec)
+    bands = accuracy_bands(hw, engine_runtime(request.engine), split_engine(request.engine)[0], kind)
     return Profile(
         request=request,
         model=model_summary(spec),
@@ -441,7 +443,7 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
             tokens_per_s=batch / decode.time_s, prefill_tokens_per_s=batch * prompt / prefill_s, curve=curve,
             max_batch=largest_batch, max_context=max_context(s, batch),
         ),
-        efficiency=s.eff, fits=fit, warnings=warnings,
+        efficiency=s.eff, fits=fit, warnings=warnings + ([] if bands else [missing_bands_reason(hw, kind)]),
         # in the engine's own process no HTTP server paces the requests or delays their first token
         requests=request_profile(replace(s, request_host_s=0.0, first_token_latency_s=0.0) if request.in_process
                                  else s, request.input_tokens, request.output_tokens, concurrency,
@@ -454,8 +456,7 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
                                  warm_requests=request.warm_requests,
                                  cached_tokens=request.cached_tokens)
         if request.input_tokens else None,
-        accuracy=accuracy_bands(hw, engine_runtime(request.engine), split_engine(request.engine)[0],
-                                architecture_kind(spec)),
+        accuracy=bands,
     )
 
 

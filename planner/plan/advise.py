@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ... import profiles
-from ..analytic.accuracy import accuracy_bands, architecture_kind, training_accuracy_bands
+from ..analytic.accuracy import accuracy_bands, architecture_kind, missing_bands_reason, training_accuracy_bands
 from ..analytic.params import param_counts
 from ..analytic.profile import model_summary
 from ..catalog.engine_refusals import engine_planning_refusal
@@ -259,7 +259,11 @@ def _rejections(best: Candidate, ranked: list[Candidate], result: SearchResult, 
                 reason = clash
             else:
                 with_it = next((c for c in ranked if t_id in c.ids and set(c.ids) - {t_id} <= chosen), None)
-                if with_it is None:
+                needed = next((r for r in t.requires if r not in chosen), None)
+                if with_it is None and needed is not None:
+                    why = result.rejected.get(needed)
+                    reason = f"it needs {needed}" + (f", which is out: {why}" if why else ", which the plan does not use")
+                elif with_it is None:
                     reason = "not valid together with the chosen techniques"
                 else:
                     reason = _worse(with_it, best, ctx.workload.goal)
@@ -435,6 +439,22 @@ def _document(spec: ModelSpec, workload: Workload, hw: HardwareSpec, devices: in
     if used < devices:  # a layer split stops at one layer per device
         warnings.append(f"the plan uses {used} of the {devices} devices: {spec.name} has {spec.num_layers} layers to "
                         f"split and no technique here spreads it further")
+    replicas = best.state.replicas - best.state.prefill_instances
+    if replicas > 1 and workload.goal not in ("throughput", "cost", "training"):
+        per_replica = -(-workload.concurrency // replicas)
+        idle = replicas - -(-workload.concurrency // per_replica)
+        if idle > 0:
+            warnings.append(f"{idle} of the plan's {replicas} replicas stand idle: the workload has "
+                            f"{workload.concurrency} sequence{'' if workload.concurrency == 1 else 's'} at once "
+                            f"(their devices are still in its cost)")
+    if workload.goal == "cost" and not (hw.price and hw.price.usd_per_hour):
+        warnings.append(f"the catalog has no price for {hw.id}: the cost goal ranks the plans by output tokens per "
+                        f"second, the same order on these devices, and shows no cost per token")
+    training = workload.goal == "training"
+    bands = training_accuracy_bands(hw, devices) if training \
+        else accuracy_bands(hw, engine_runtime(workload.engine), workload.engine, architecture_kind(spec))
+    if not bands:
+        warnings.append(missing_bands_reason(hw, architecture_kind(spec), training))
     advice = Advice(
         model=model_summary(spec), workload=workload,
         hardware=HardwareChoice(id=hw.id, name=hw.name, count=devices, tensor_parallel=best.state.tp,
@@ -443,9 +463,7 @@ def _document(spec: ModelSpec, workload: Workload, hw: HardwareSpec, devices: in
         plan=Plan(steps=steps, predicted=final, quality_loss_pct=round(best.predicted.quality_loss_pct, 4),
                   score=best.score),
         alternatives=alternatives, rejected=_rejections(best, ranked, result, ctx),
-        hardware_ranking=ranking, hardware_reason=hardware_reason, warnings=warnings,
-        accuracy=training_accuracy_bands(hw, devices) if workload.goal == "training"
-        else accuracy_bands(hw, engine_runtime(workload.engine), workload.engine, architecture_kind(spec)),
+        hardware_ranking=ranking, hardware_reason=hardware_reason, warnings=warnings, accuracy=bands,
     )
     limit = _engine_limit_warning(advice, hw)
     return advice.model_copy(update={"warnings": [*warnings, limit]}) if limit else advice

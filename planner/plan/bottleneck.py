@@ -54,20 +54,31 @@ def classify(state: PlanState, p: Prediction, workload: Workload) -> Bottleneck:
                       f"{step.overhead_s * 1e3:,.1f} ms, the kernels {(step.roofline_s + step.comm_s) * 1e3:,.1f} ms "
                       f"(TPOT {p.tpot_ms:,.1f} ms): CUDA graphs or torch.compile remove the launches"))
     elif step.bound == "memory":
+        # the intensity is the step's average; each kernel is bound by its own (and its own rates)
         found.append(("memory-bandwidth", "latency",
-                      f"decode arithmetic intensity {p.decode_intensity:,.1f} FLOP/B, ridge "
-                      f"{s.ridge:,.0f}: bandwidth-bound (TPOT {p.tpot_ms:,.1f} ms"
+                      f"{_intensity(p.decode_intensity, s.ridge, p.decode_intensity >= s.ridge)}bandwidth-bound "
+                      f"(TPOT {p.tpot_ms:,.1f} ms"
                       + (f"; its compute-bound kernels take {step.compute_bound_s * 1e3:,.1f} ms of it)"
                          if step.compute_bound_s else ")")))
     else:
         found.append(("compute", "throughput",
-                      f"decode arithmetic intensity {p.decode_intensity:,.0f} FLOP/B, ridge {s.ridge:,.0f}: "
-                      f"compute-bound ({step.compute_bound_s * 1e3:,.1f} ms of the step's "
+                      f"{_intensity(p.decode_intensity, s.ridge, p.decode_intensity < s.ridge)}compute-bound "
+                      f"({step.compute_bound_s * 1e3:,.1f} ms of the step's "
                       f"{step.roofline_s * 1e3:,.1f} ms of kernels run at the compute roof)"))
     if p.prefill_intensity >= s.ridge:
         found.append(("compute", "latency", f"prefill is compute-bound: TTFT {p.ttft_ms:,.0f} ms for a "
                                             f"{workload.prompt_tokens_p95:,}-token prompt"))
     return _pick(found)
+
+
+def _intensity(intensity: float, ridge: float, across: bool) -> str:
+    """The decode step's arithmetic intensity against the ridge at the rates its kernels reach; `across`: the step's
+    bound is the other side's, set by the kernels that take most of it, each by its own intensity."""
+    where = "above" if intensity >= ridge else "below"
+    figure = f"decode arithmetic intensity {intensity:,.1f} FLOP/B"
+    if across:
+        return f"{figure} on average, {where} the ridge ({ridge:,.0f} at the rates reached), yet kernel by kernel "
+    return f"{figure}, ridge {ridge:,.0f} at the rates reached: "
 
 
 def _reserved(state: PlanState, workload: Workload) -> int:

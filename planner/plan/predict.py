@@ -182,8 +182,9 @@ def _tpot_s(state: PlanState, s: Setup, batch: int, context: int) -> float:
 
 
 def throughput_batch(state: PlanState, s: Setup, workload: Workload, low: int, high: int) -> int:
-    """For the throughput goal: the concurrency, from the workload's up to as many as memory holds, that serves the
-    most output tokens per second within the time-per-token SLO (tried at powers of two and at the limit)."""
+    """For the throughput and cost goals: the concurrency, from the workload's up to as many as memory holds, that
+    serves the most output tokens per second within the time-per-token SLO (tried at powers of two and at the limit;
+    on the plan's devices the cheapest token is the one served at the highest rate)."""
     high = min(high, MAX_BATCH * state.attention_dp)  # each data-parallel attention group schedules its own
     tries = sorted({low, high, *(1 << i for i in range(13) if low < (1 << i) < high)})
     slo_s = workload.slo.tpot_p95_ms / 1e3 if workload.slo.tpot_p95_ms else None
@@ -223,7 +224,7 @@ def evaluate(state: PlanState, workload: Workload, full: bool = True,
         n = int(free // kv_one) if kv_one > 0 and free > 0 and not too_long else 0
         return beside_sampler_rows(s, n, kv_one, weights, s.runtime_bytes, act, raised)
     # the engine's default share holds `max_conc`; the workload's own sequences may have it raised (RAISED_SHARE, the
-    # configs set it), while the throughput goal fills no more than the default share
+    # configs set it), while the throughput and cost goals fill no more than the default share
     max_conc, room = capacity(False), capacity(True)
     # each data-parallel replica serves its share of the sequences with its own copy of the model
     replicas = max(state.replicas, 1)
@@ -233,16 +234,22 @@ def evaluate(state: PlanState, workload: Workload, full: bool = True,
     cached = cached_tokens(prompt, share)
     context = workload.mean_context
     serving = replicas  # instances serving sequences (not the prefill instances of a disaggregated plan)
+    sequences = None  # the sequences served at once, where not every serving instance's batch
     if state.prefill_instances:
         serving = replicas - state.prefill_instances
         r = disaggregated_rates(s, workload, state.prefill_instances, serving, share,
                                 lambda b: _tpot_s(state, s, b, context), room=room)
         batch, tpot, ttft_s, throughput = r.batch, r.tpot_s, r.ttft_s, r.requests_per_s * workload.output_tokens_mean
     else:
-        if workload.goal == "throughput" and max_conc > batch:
+        filled = workload.goal in ("throughput", "cost") and max_conc > batch
+        if filled:
             batch = throughput_batch(state, s, workload, batch, max_conc)
         tpot, ttft_s, throughput = serving_figures(state, s, workload, batch)
-        throughput *= replicas
+        # the replicas that have sequences to serve: a goal that fills them fills them all; otherwise the workload's
+        # sequences spread over as many as they take, and the rest stand idle (still paid for)
+        sequences = batch * replicas if filled else min(batch * replicas, workload.concurrency)
+        busy = -(-sequences // batch) if batch else replicas
+        throughput *= busy
     kv_dev = kv_one * batch
     act = max(act, sampler_bytes(s, batch))  # the profiling peak of the rows the config caps the server at
     memory = weights + kv_dev + act + s.runtime_bytes
@@ -269,7 +276,7 @@ def evaluate(state: PlanState, workload: Workload, full: bool = True,
         memory_per_device_bytes=int(memory), weights_per_device_bytes=int(weights),
         kv_cache_per_device_bytes=int(kv_dev), activation_bytes=int(act), device_memory_bytes=hw.memory_bytes,
         fits=fit, max_concurrency=room * serving, max_context=max_context(s, 1, raised=True) if full else 0,
-        batch=batch * serving,
+        batch=sequences or batch * serving,
         ttft_ms=ttft_s * 1e3, tpot_ms=tpot * 1e3, throughput_tokens_per_s=throughput,
         prefill_intensity=prefill.intensity(s.shards), decode_intensity=decode.intensity(s.shards),
         ridge_flops_per_byte=s.ridge, quality_loss_pct=round(state.quality_loss_pct, 4),

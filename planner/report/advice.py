@@ -9,7 +9,7 @@ from typing import Any
 from ... import __version__
 from ..analytic.accuracy import band_text, bands_note
 from ..schema.advice import Advice
-from .figures import alternative_columns, predicted_summary, step_columns
+from .figures import alternative_columns, cost_and_loss, predicted_summary, step_columns
 
 FORMATS = ("text", "md", "html", "json")
 
@@ -54,6 +54,7 @@ def template_env():
     env.globals["step_columns"] = step_columns
     env.globals["alternative_columns"] = alternative_columns
     env.globals["predicted_summary"] = predicted_summary
+    env.globals["cost_and_loss"] = cost_and_loss
     env.globals["measured_heading"] = MEASURED_HEADING
     env.globals["default_note"] = DEFAULT_NOTE
     return env
@@ -120,9 +121,7 @@ def text_report(advice: Advice, color: bool = True, file=None) -> str:
     console.print(table)
     if any(s.engine_default for s in a.plan.steps):
         console.print(f"[dim](default): {DEFAULT_NOTE.format(engine=a.workload.engine)}[/]")
-    p = a.plan.predicted
-    cost = f", ${p.cost_per_million_tokens_usd:,.2f}/M tokens" if p.cost_per_million_tokens_usd else ""
-    console.print(f"Predicted: {predicted_summary(a)}{cost}; quality loss {a.plan.quality_loss_pct:g}%")
+    console.print(f"Predicted: {predicted_summary(a)}{cost_and_loss(a)}")
     for s in a.plan.steps:
         if s.params:
             console.print(f"  {s.technique}: {_params(s.params)}")

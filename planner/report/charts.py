@@ -90,7 +90,12 @@ def roofline_chart(advice: Advice, peak_tflops: float, bandwidth_tbps: float) ->
     points = [f"{px(10 ** (x_lo + i * (x_hi - x_lo) / 60)):.1f},{py(roof(10 ** (x_lo + i * (x_hi - x_lo) / 60))):.1f}"
               for i in range(61)]
     body.append(f'<polyline points="{" ".join(points)}" fill="none" stroke="#000" stroke-width="2"/>')
-    body.append(_text(px(ridge), py(attainable_peak) - 6, f"ridge {ridge:,.0f}", anchor="middle"))
+    body.append(_text(px(ridge), py(attainable_peak) - 6, f"datasheet ridge {ridge:,.0f}", anchor="middle"))
+    reached = advice.baseline.ridge_flops_per_byte  # at the rates the engine's kernels reach: the text's ridge
+    if reached:
+        body.append(f'<line x1="{px(reached):.1f}" y1="{top}" x2="{px(reached):.1f}" y2="{height - bottom}" '
+                    f'stroke="#000" stroke-dasharray="4 3"/>')
+        body.append(_text(px(reached), top + 12, f"ridge {reached:,.0f} at the rates reached", anchor="middle"))
     for label, p, color in (("baseline", advice.baseline, COLORS["before"]), ("plan", advice.plan.predicted, COLORS["after"])):
         for phase, intensity, marker in (("prefill", p.prefill_intensity, "square"), ("decode", p.decode_intensity, "circle")):
             cx, cy = px(intensity), py(roof(intensity))

@@ -123,8 +123,8 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
                  f"{lat.prefill_tokens} tokens" + (f", then the {lat.first_token_step_ms:,.1f} ms"
                                                    f"{band_text(p.accuracy, 'tpot_ms')} decode step that computes "
                                                    "the first token)" if lat.first_token_step_ms else ")")),
-        ("TPOT", f"{lat.tpot_ms:,.2f} ms{band_text(p.accuracy, decode_band(r.batch))} per decode step{comm}"),
-        ("step rates", f"{tp.tokens_per_s:,.0f} tokens/s{band_text(p.accuracy, decode_band(r.batch))} per decode step, "
+        ("TPOT", f"{lat.tpot_ms:,.2f} ms{band_text(p.accuracy, decode_band(r.batch, p.accuracy))} per decode step{comm}"),
+        ("step rates", f"{tp.tokens_per_s:,.0f} tokens/s{band_text(p.accuracy, decode_band(r.batch, p.accuracy))} per decode step, "
                        f"{tp.prefill_tokens_per_s:,.0f} tokens/s{band_text(p.accuracy, 'ttft_ms')} prefill (single "
                        "steps, no scheduling: not a serving throughput)"),
         ("limits", (f"largest batch of {r.context}-token caches: {tp.max_batch}" if tp.max_batch < NO_DEVICE_LIMIT
@@ -153,7 +153,7 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
                         if q.ttft_median_ms and abs(q.ttft_median_ms - q.ttft_ms) > 0.01 * q.ttft_ms else "")),
             # one at a time it is the batch-1 decode step; under load it is validated with the request latencies
             ("inter-token", f"{q.itl_ms:,.2f} ms"
-                            f"{band_text(p.accuracy, decode_band(q.concurrency))} "
+                            f"{band_text(p.accuracy, decode_band(q.concurrency, p.accuracy))} "
                             + ("(prefill chunks that share the steps counted)" if q.scheduling.startswith("continuous")
                                else "(the batch's decode steps; its prefill is in the TTFT)")),
             ("request", f"{q.request_latency_ms / 1e3:,.2f} s{band_text(p.accuracy, 'request_latency_ms')} from "
@@ -173,8 +173,8 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
                 if q.max_concurrency > tp.max_batch and r.context == q.input_tokens + q.output_tokens else "")),
             ("goodput", goodput),
         ]))
-    bands = (f"; TPOT{band_text(p.accuracy, decode_band(1))} at batch 1, {band_text(p.accuracy, decode_band(2)).strip()} "
-             "above") if band_text(p.accuracy, decode_band(1)) else ""
+    bands = (f"; TPOT{band_text(p.accuracy, decode_band(1, p.accuracy))} at batch 1, {band_text(p.accuracy, decode_band(2, p.accuracy)).strip()} "
+             "above") if band_text(p.accuracy, decode_band(1, p.accuracy)) else ""
     curve = Table(title=f"Decode-step rate against batch (no prefill{bands})", title_justify="left")
     for col in ("batch", "TPOT ms", "tokens/s", "fits"):
         curve.add_column(col, justify="right")

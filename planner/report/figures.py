@@ -39,6 +39,14 @@ def alternative_columns(advice: Advice) -> list[Column]:
     return [c for c in step_columns(advice) if c[0] in ("TPOT ms", "step s", "tokens/s")]
 
 
+def cost_and_loss(advice: Advice) -> str:
+    """What follows the predicted figures in every format: the cost per million output tokens where the device has a
+    price, and the plan's quality loss against the workload's budget."""
+    cost = advice.plan.predicted.cost_per_million_tokens_usd
+    return ((f", ${cost:,.2f} per million output tokens" if cost else "")
+            + f"; quality loss {advice.plan.quality_loss_pct:g}% (budget {advice.workload.max_quality_loss_pct:g}%)")
+
+
 def predicted_summary(advice: Advice) -> str:
     """The plan's predicted figures in one line, each with its error band where one is known."""
     p, b = advice.plan.predicted, advice.accuracy
@@ -50,6 +58,6 @@ def predicted_summary(advice: Advice) -> str:
                 f"{band_text(b, 'training_step_s')} ({p.throughput_tokens_per_s:,.0f} tokens/s, MFU "
                 f"{(p.training_mfu or 0):.0%}), {memory}")
     return (f"TTFT {p.ttft_ms:,.1f} ms{band_text(b, 'ttft_ms')}, TPOT {p.tpot_ms:,.2f} ms"
-            f"{band_text(b, decode_band(p.batch))}, "
+            f"{band_text(b, decode_band(p.batch, b))}, "
             f"{rate(p.throughput_tokens_per_s)} tokens/s{band_text(b, 'throughput_tokens_per_s')} at batch {p.batch}, "
             f"{memory}")

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from ...catalog.engine_refusals import engine_step_refusal
 from ...catalog.engine_state_models import state_technique_refusal
-from ...catalog.engines import deployed_engine, engine_profile
+from ...catalog.engines import deployed_engine, engine_defaults, engine_profile
 from ...errors import RequestError
 from ...schema import HardwareSpec, ModelSpec
 from ...schema.workload import Workload
@@ -245,6 +245,8 @@ def static_reason(t: Technique, ctx: Context) -> str | None:
     if not training:
         if w.engine not in t.engines:
             engine = engine_profile(ctx.release_engine)
+            if t.id in engine_defaults(ctx.release_engine):
+                return f"on by default in {w.engine} {engine['version']}, with no option to set: not a step of the plan"
             why = (engine.get("missing") or {}).get(t.id)
             return f"{w.engine} {engine['version']} has no option for it" + (
                 f": {why['why']} (source: {why['source'].split(' — ')[0]})" if why else "")
