@@ -151,3 +151,45 @@ def test_a_simpler_plan_wins_a_near_tie_only_where_its_quality_is_as_good():
     lossy = plan(("weight-int4", "tensor-parallel"), 100.0, 4.8)  # the best score, simpler, 4.8 points lossier
     lossless = plan(("pd-disaggregation",), 103.0, 0.0)
     assert rank((lossy, lossless))[0] is lossless
+
+
+def test_the_cost_goal_searches_the_concurrency_as_throughput_does():
+    """On the plan's devices the cheapest token is the one served at the highest rate: the cost goal fills them as
+    the throughput goal does, where it once stayed at the workload's 32 sequences ($2.80/M against $1.39/M)."""
+    def plan(goal):
+        return advise(AdviseRequest(model="llama-3.1-70b", hardware="h100-sxm", num_devices=4, workload="chat",
+                                    goal=goal)).plan.predicted
+
+    cost, throughput = plan("cost"), plan("throughput")
+    assert cost.batch > 32 and cost.meets_slo
+    assert cost.cost_per_million_tokens_usd <= throughput.cost_per_million_tokens_usd * 1.01
+
+
+def test_idle_replicas_serve_nothing_and_the_advice_says_so():
+    """64 GPUs for a workload of 32 sequences: replicas without a sequence add no throughput, and stay in the cost."""
+    advice = advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", num_devices=64, workload="chat"))
+    p = advice.plan.predicted
+    assert p.batch <= advice.workload.concurrency
+    if p.data_parallel > advice.workload.concurrency:
+        assert any("replicas stand idle" in w for w in advice.warnings)
+    half = advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", num_devices=32, workload="chat")).plan
+    # twice the devices of a plan with a device for each sequence: no more throughput, twice the cost per token
+    assert p.throughput_tokens_per_s <= half.predicted.throughput_tokens_per_s * 1.01
+    assert p.cost_per_million_tokens_usd > 1.9 * half.predicted.cost_per_million_tokens_usd
+
+
+def test_an_engine_default_without_an_option_and_a_missing_requirement_are_named():
+    advice = advise(AdviseRequest(model="llama-3.1-8b", hardware="rtx-4090", num_devices=1, workload="chat",
+                                  engine="llama.cpp"))
+    reasons = {r.technique: r.reason for r in advice.rejected}
+    assert reasons["cuda-graphs"].startswith("on by default in llama.cpp")
+    assert reasons["prefix-caching"].startswith("it needs paged-kv, which is out: llama.cpp")
+
+
+def test_figures_without_an_error_band_say_why():
+    hybrid = advise(AdviseRequest(model="jamba-1.5-mini", hardware="h100-sxm", num_devices=2, workload="chat"))
+    assert not hybrid.accuracy and any("too few published points of hybrid" in w for w in hybrid.warnings)
+    cpu = advise(AdviseRequest(model="qwen2.5-0.5b", hardware="epyc-9004", num_devices=1, workload="chat"))
+    assert not cpu.accuracy and any("nothing in the validation set ran on a cpu" in w for w in cpu.warnings)
+    gpu = advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", num_devices=1, workload="chat"))
+    assert gpu.accuracy and not any("no error bands" in w for w in gpu.warnings)

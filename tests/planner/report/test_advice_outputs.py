@@ -79,6 +79,27 @@ def test_html_report_is_self_contained_with_charts(tmp_path):
     assert not parser.urls and "<script" not in html
     for title in ("memory per device before and after", "roofline", "predictions step by step", "technique graph"):
         assert f'aria-label="{title}"' in html
+    # the roofline names the datasheet's ridge and the one the text compares with
+    assert "datasheet ridge" in html and "at the rates reached" in html
+
+
+def test_every_format_ends_the_prediction_with_its_cost_and_quality_loss():
+    args = ["advise", "llama-3.1-70b", "-H", "h100-sxm", "--gpus", "2"]
+    data = json.loads(run(*args, "--format", "json").output)
+    cost = f"${data['plan']['predicted']['cost_per_million_tokens_usd']:,.2f} per million output tokens"
+    loss = f"quality loss {data['plan']['quality_loss_pct']:g}% (budget 1%)"
+    for fmt in ("text", "md", "html"):
+        text = " ".join(run(*args, "--format", fmt).output.split())
+        assert cost in text and loss in text, fmt
+
+
+def test_the_bound_statement_agrees_with_its_numbers():
+    """llama.cpp-like CPU decode at batch 32: its average intensity is below the ridge, yet its GEMMs, most of the
+    step, are compute-bound: the statement says both, not "25 FLOP/B, ridge 26: compute-bound"."""
+    result = CliRunner().invoke(main, ["advise", "llama-3.1-8b", "-H", "epyc-9004", "--format", "json"])
+    data = json.loads(result.stdout)  # not feasible (exit 3): stderr says what is nearest
+    evidence = data["bottleneck"]["evidence"][0]
+    assert "on average, below the ridge" in evidence and "yet kernel by kernel compute-bound" in evidence
 
 
 @pytest.mark.parametrize("args, code, message", [
