@@ -221,6 +221,12 @@ def _pct(log_ratio: float) -> float:
     return (math.exp(log_ratio) - 1) * 100
 
 
+def signed_pct(value: float, digits: int = 1) -> str:
+    """'+1.2%', '-0.4%', and '+0.0%' for a change that rounds to nothing (never '-0.0%')."""
+    rounded = round(value, digits) or 0.0  # -0.0 is falsy
+    return f"{rounded:+.{digits}f}%"
+
+
 def _more_repeats(n: int, half_width: float, gap: float, per_round: int, fixed: float = 0.0) -> int | None:
     """Rounds to add so the interval (its sampling part narrowing as 1/sqrt(samples), its run-to-run part
     `fixed` not at all) clears the decision boundary."""
@@ -245,9 +251,9 @@ def compare_samples(name: str, a: MetricSamples, b: MetricSamples, budget_pct: f
         change = (med_b / med_a - 1) * 100 if med_a else (0.0 if med_b == med_a else math.inf)
         worse = sign * math.log(med_b / med_a) if med_a > 0 and med_b > 0 else sign * change / 100
         verdict = "regression" if worse > limit else "improvement" if worse < -effect else "pass"
-        reason = {"regression": f"{change:+.2f}% is beyond the {budget_pct:g}% budget",
-                  "improvement": f"{change:+.2f}% better",
-                  "pass": f"{change:+.2f}% is within the {budget_pct:g}% budget"}
+        reason = {"regression": f"{signed_pct(change, 2)} is beyond the {budget_pct:g}% budget",
+                  "improvement": f"{signed_pct(change, 2)} better",
+                  "pass": f"{signed_pct(change, 2)} is within the {budget_pct:g}% budget"}
         return MetricVerdict(**common, verdict=verdict, change_pct=change, ci_low_pct=change, ci_high_pct=change,
                              method="direct comparison (repeatable metric)", reason=reason[verdict])
     n = min(len(a.samples), len(b.samples))
@@ -268,21 +274,22 @@ def compare_samples(name: str, a: MetricSamples, b: MetricSamples, budget_pct: f
         bound = bound + sign * fixed
         method += f", widened by {settings.run_noise_pct:g}% run-to-run drift"
     w, w_lo, w_hi, w_bound = sign * est, min(sign * lo, sign * hi), max(sign * lo, sign * hi), sign * bound
-    ci = f"{settings.confidence:.0%} CI {_pct(lo):+.1f}% .. {_pct(hi):+.1f}%"
+    ci = f"{settings.confidence:.0%} CI {signed_pct(_pct(lo))} .. {signed_pct(_pct(hi))}"
     more = None
     if n < MIN_NOISY_SAMPLES:
         verdict, more = "inconclusive", math.ceil((MIN_NOISY_SAMPLES - n) / per_round)
-        reason = (f"{n} sample(s) per side; a timing metric needs at least {MIN_NOISY_SAMPLES}: about {more} more "
+        reason = (f"{len(a.samples)} baseline and {len(b.samples)} candidate sample(s); a timing metric needs at least "
+                  f"{MIN_NOISY_SAMPLES} on each side: about {more} more "
                   f"repeat{'s' if more > 1 else ''} (bench --repeat) would decide")
     elif w > limit and w_lo > (limit if fixed else effect) and p < alpha:
         # separate runs: the interval, widened by the drift allowance, must clear the budget itself
-        verdict, reason = "regression", (f"{_pct(est):+.1f}% ({ci}, p={p:.2g}) is beyond the {budget_pct:g}% budget"
+        verdict, reason = "regression", (f"{signed_pct(_pct(est))} ({ci}, p={p:.2g}) is beyond the {budget_pct:g}% budget"
                                          + (f" plus {settings.run_noise_pct:g}% drift" if fixed else ""))
     elif w_hi < -effect and p < alpha:
-        verdict, reason = "improvement", f"{_pct(est):+.1f}% ({ci}, p={p:.2g})"
+        verdict, reason = "improvement", f"{signed_pct(_pct(est))} ({ci}, p={p:.2g})"
     elif w_bound <= limit:
-        verdict, reason = "pass", (f"{_pct(est):+.1f}% ({ci}); its one-sided {settings.pass_confidence:.0%} bound "
-                                   f"{_pct(bound):+.1f}% is within the {budget_pct:g}% budget")
+        verdict, reason = "pass", (f"{signed_pct(_pct(est))} ({ci}); its one-sided {settings.pass_confidence:.0%} bound "
+                                   f"{signed_pct(_pct(bound))} is within the {budget_pct:g}% budget")
     else:
         verdict = "inconclusive"
         floor = smallest_p(len(a.samples), paired, len(b.samples),
@@ -291,18 +298,20 @@ def compare_samples(name: str, a: MetricSamples, b: MetricSamples, budget_pct: f
             # the interval clears the budget, but with so few samples no rank test can reach the confidence asked
             need = next(k for k in range(n + 1, 10 * n + 60) if smallest_p(k, paired) < alpha)
             more = math.ceil((need - n) / per_round)
-            reason = (f"{_pct(est):+.1f}% ({ci}) is beyond the {budget_pct:g}% budget, but with {n} samples a side "
+            reason = (f"{signed_pct(_pct(est))} ({ci}) is beyond the {budget_pct:g}% budget, but with {n} samples a side "
                       f"the rank test's smallest p is {floor:.2g}, not below {alpha:.2g}: too few "
                       f"repeats to call it, not too much noise")
         elif w > limit:
             more = _more_repeats(n, w - sampling_lo, w - (limit if fixed else effect), per_round, fixed)
-            reason = (f"{_pct(est):+.1f}% looks beyond the {budget_pct:g}% budget but is "
+            reason = (f"{signed_pct(_pct(est))} looks beyond the {budget_pct:g}% budget but is "
                       + (f"within it plus {settings.run_noise_pct:g}% drift between the runs ({ci})" if fixed else
-                         f"not significant ({ci}, p={p:.2g})"))
+                         f"not significant ({ci}, p={p:.2g})" if p >= alpha else
+                         f"not established: its interval reaches below the {settings.min_effect_pct:g}% that counts "
+                         f"as a change ({ci}, p={p:.2g})"))
         else:
             more = _more_repeats(n, sampling_bound - w, limit - w, per_round, fixed_pass)
-            reason = (f"{_pct(est):+.1f}% ({ci}), but its one-sided {settings.pass_confidence:.0%} bound "
-                      f"{_pct(bound):+.1f}% does not rule out more than the {budget_pct:g}% budget")
+            reason = (f"{signed_pct(_pct(est))} ({ci}), but its one-sided {settings.pass_confidence:.0%} bound "
+                      f"{signed_pct(_pct(bound))} does not rule out more than the {budget_pct:g}% budget")
         reason += (f"; about {more} more repeat{'s' if more > 1 else ''} (bench --repeat) would decide"
                    if more is not None else "; more repeats would hardly decide it")
     return MetricVerdict(**common, verdict=verdict, change_pct=_pct(est), ci_low_pct=_pct(lo), ci_high_pct=_pct(hi),
@@ -378,8 +387,11 @@ def compare(a: BenchResult, b: BenchResult, request: GateRequest, names: tuple[s
     """Compare two loaded results under the request's budgets and settings."""
     wa, wb = a.workload, b.workload
     if (wa.name, wa.prompts_sha256, wa.max_new_tokens) != (wb.name, wb.prompts_sha256, wb.max_new_tokens):
-        raise GateInputError(f"{names[0]} and {names[1]} ran different workloads ({wa.name}, {wa.max_new_tokens} "
-                             f"new tokens vs {wb.name}, {wb.max_new_tokens}); bench both with the same options")
+        differ = [f"{what} {x} vs {y}" for what, x, y in (
+            ("workload", wa.name, wb.name), ("prompt tokens", wa.prompt_tokens, wb.prompt_tokens),
+            ("new tokens", wa.max_new_tokens, wb.max_new_tokens)) if x != y]
+        raise GateInputError(f"{names[0]} and {names[1]} ran different workloads "
+                             f"({', '.join(differ) or 'different prompt texts'}); bench both with the same options")
     diffs = environment_differences(a, b)
     if diffs and not request.allow_different_env:
         raise GateInputError(f"{names[0]} and {names[1]} come from different environments ({'; '.join(diffs)}); "

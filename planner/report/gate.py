@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
+from ..ci.gate import signed_pct
 from ..schema.bench import BenchResult, GateReport, MetricVerdict
 from .console import fmt_bytes
 
@@ -27,12 +28,12 @@ def fmt_value(value: float, unit: str) -> str:
 
 
 def _ci(v: MetricVerdict) -> str:
-    return "" if v.ci_low_pct == v.ci_high_pct else f"{v.ci_low_pct:+.1f}% .. {v.ci_high_pct:+.1f}%"
+    return "" if v.ci_low_pct == v.ci_high_pct else f"{signed_pct(v.ci_low_pct)} .. {signed_pct(v.ci_high_pct)}"
 
 
 def _rows(report: GateReport) -> list[tuple[str, ...]]:
     return [(v.metric, fmt_value(v.baseline_median, v.unit), fmt_value(v.candidate_median, v.unit),
-             f"{v.change_pct:+.2f}%", _ci(v), f"{v.budget_pct:g}%", f"{v.n_baseline}/{v.n_candidate}", v.verdict)
+             signed_pct(v.change_pct, 2), _ci(v), f"{v.budget_pct:g}%", f"{v.n_baseline}/{v.n_candidate}", v.verdict)
             for v in report.metrics]
 
 

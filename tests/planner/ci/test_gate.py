@@ -139,6 +139,7 @@ def test_too_few_samples_never_decide():
     report = compare(*pair(1.5, n=2), REQ)
     assert set(verdicts(report).values()) == {"inconclusive"}
     assert report.metrics[0].more_repeats == 1
+    assert report.metrics[0].reason.startswith("2 baseline and 2 candidate sample(s)")
 
 
 @pytest.mark.parametrize("name, base, head, expected", [
@@ -314,6 +315,9 @@ def corrupt(data: dict, how: str) -> dict:
         data.pop("kind")
     elif how == "workload":
         data["workload"]["max_new_tokens"] = 8
+    elif how == "prompt":  # another prompt length: other prompts, so another digest
+        data["workload"]["prompt_tokens"] *= 4
+        data["workload"]["prompts_sha256"] = "0" * 64
     elif how == "field":
         data["metrics"]["tpot_ms"]["direction"] = "sideways"
     return data
@@ -325,7 +329,8 @@ def corrupt(data: dict, how: str) -> dict:
     ("nan", "metrics.tpot_ms.samples.3: Input should be a finite number"),
     ("missing", "has no metric tokens_per_s"),
     ("kind", "not an optiplan bench result"),
-    ("workload", "different workloads"),
+    ("workload", "different workloads (new tokens"),
+    ("prompt", "different workloads (prompt tokens"),
     ("field", "metrics.tpot_ms.direction"),
 ])
 def test_bad_input_is_one_clear_line_and_exit_2(tmp_path, how, message):
@@ -404,3 +409,10 @@ def test_bench_help_shows_the_schema_default_repeats():
 
     option = next(p for p in bench_cmd.params if p.name == "repeats")
     assert option.show_default == str(DEFAULT_REPEATS) and option.default() == DEFAULT_REPEATS
+
+
+def test_a_change_that_rounds_to_nothing_reads_plus_zero():
+    from optiplan.planner.ci.gate import signed_pct
+
+    assert signed_pct(-0.001, 2) == "+0.00%" and signed_pct(-0.04) == "+0.0%"
+    assert signed_pct(-3.14159, 2) == "-3.14%" and signed_pct(1.26) == "+1.3%"
