@@ -18,6 +18,8 @@ ROOT = Path(__file__).resolve().parent
 HARDWARE_DIR = ROOT / "hardware"
 MODELS_DIR = ROOT / "models"
 EFFICIENCY_FILE = ROOT / "efficiency.yaml"
+# the catalog device a request that names none gets: the CLI's --hardware default and the service's
+DEFAULT_HARDWARE = "h100-sxm"
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 

@@ -18,7 +18,7 @@ from ... import __version__, profiles  # noqa: E402
 from .common import EngineName, PlanEngineName, emit, friendly  # noqa: E402
 
 DEFAULT_MODEL = "llama-3.1-8b"
-DEFAULT_HARDWARE = "h100-sxm"
+DEFAULT_HARDWARE = profiles.DEFAULT_HARDWARE
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})

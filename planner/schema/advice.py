@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field
 
+from ...profiles import DEFAULT_HARDWARE
 from .core import SCHEMA_VERSION, Frozen
 from .profile import AccuracyBand, ModelSummary
 from .releases import plan_engine
@@ -141,7 +142,7 @@ class AdviseRequest(Frozen):
 
     schema_version: str = SCHEMA_VERSION
     model: str
-    hardware: str = "auto"
+    hardware: str = DEFAULT_HARDWARE
     num_devices: int | None = Field(None, description="devices; with --hardware auto, the search picks the count")
     workload: str | None = Field(None, description="preset name or YAML/JSON file [default: fine-tune for the "
                                                   "training goal, else chat]")

@@ -22,7 +22,6 @@ class ConfigsRequest(AdviseRequest):
     """`optiplan configs`: the advise request it plans with, plus the target (an engine, compose, kubernetes or
     all) and the engine that compose and kubernetes run."""
 
-    hardware: str = "h100-sxm"
     workload: str | None = "chat"
     target: str = Field("vllm", description="vllm, sglang, tgi, trtllm, llama.cpp, compose, kubernetes, or all")
     serving_engine: Literal["vllm", "sglang", "tgi", "trtllm", "llama.cpp"] | None = None

@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from ... import __version__
+from ... import __version__, profiles
 from ..errors import ImpossibleError, ServiceRefused
 from ..schema.advice import AdviseRequest
 from . import calls
@@ -67,8 +67,15 @@ def index(request: Request):
 @router.get("/report", response_class=HTMLResponse)
 def report(request: Request):
     """The advice report; with `compare=<device>`, both devices side by side (each its own shareable report)."""
-    query = {k: v for k, v in request.query_params.items() if k in (*FIELDS, "compare")}
+    unknown = sorted(set(request.query_params) - {*FIELDS, "compare"})
+    if unknown:
+        raise ServiceRefused(f"unknown parameter{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}: the report "
+                             f"takes {', '.join((*FIELDS, 'compare'))}", 400)
+    query = dict(request.query_params)
     state = request.app.state
+    if query.get("compare") and profiles.resolve_hardware_id(query["compare"]) is None:
+        raise ServiceRefused(f"compare: unknown device '{query['compare'][:40]}' (a catalog device: "
+                             f"{', '.join(profiles.hardware_ids()[:8])}, ...)", 400)
     if query.get("compare"):
         single = {k: v for k, v in query.items() if k != "compare" and v}
         left = "/report?" + urlencode(single)

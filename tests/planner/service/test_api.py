@@ -36,6 +36,10 @@ def test_advise_and_profile_return_what_the_library_returns_for_the_same_request
     response = client.post("/v1/advise", json=ADVISE)
     assert response.status_code == 200
     assert response.json() == json.loads(advise(AdviseRequest(**ADVISE)).model_dump_json())
+    # a request that names no device gets the CLI's default device, not a hardware search
+    from optiplan.planner.cli.main import DEFAULT_HARDWARE
+
+    assert AdviseRequest(model="llama-3.1-8b").hardware == DEFAULT_HARDWARE == "h100-sxm"
     request = {"model": "llama-3.1-8b", "hardware": "l4", "context": 8192, "batch": 4}
     response = client.post("/v1/profile", json=request)
     assert response.json() == json.loads(profile(ProfileRequest(**request)).model_dump_json())
@@ -308,6 +312,11 @@ def test_the_page_the_report_and_the_configs_zip(client):
     assert "devices 'two'" in one_error(client.get("/report", params={"model": "llama-3.1-8b", "devices": "two"}),
                                         400)
     assert "choose a model" in one_error(client.get("/report"), 400)
+    # a misspelt parameter is refused, not silently dropped (gpus= once rendered one device)
+    assert "unknown parameter gpus" in one_error(client.get("/report", params={"model": "llama-3.1-8b",
+                                                                               "gpus": "2"}), 400)
+    assert "compare: unknown device 'nosuch'" in one_error(
+        client.get("/report", params={"model": "llama-3.1-8b", "compare": "nosuch"}), 400)
     configs = client.get("/configs.zip", params={"model": "llama-3.1-8b", "hardware": "l4", "target": "compose"})
     assert configs.headers["content-type"] == "application/zip"
     assert 'filename="optiplan-compose-configs.zip"' in configs.headers["content-disposition"]
