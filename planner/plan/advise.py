@@ -6,7 +6,12 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ... import profiles
-from ..analytic.accuracy import accuracy_bands, architecture_kind, missing_bands_reason, training_accuracy_bands
+from ..analytic.accuracy import (
+    accuracy_bands,
+    architecture_kind,
+    missing_bands_reason,
+    training_accuracy_bands,
+)
 from ..analytic.params import param_counts
 from ..analytic.profile import model_summary
 from ..catalog.engine_refusals import engine_planning_refusal
@@ -25,6 +30,7 @@ from ..catalog.hardware import catalog_hardware, resolve_hardware
 from ..catalog.models import resolve_model
 from ..catalog.workloads import load_workload, with_overrides
 from ..errors import HardwareError, ImpossibleError, RequestError, UnknownNameError
+from ..numbers import rate
 from ..schema import HardwareSpec, ModelSpec
 from ..schema.advice import (
     Advice,
@@ -35,14 +41,13 @@ from ..schema.advice import (
     Plan,
     PlanStep,
     Prediction,
-    Rejection,
 )
 from ..schema.workload import Workload
 from .bottleneck import classify
 from .effects import effect_source, engine_default, measured_effects, predict_steps
+from .explain import alternative_note, rejections
 from .predict import evaluate, sequences_per_server
 from .search import (
-    QUALITY_TIE,
     Candidate,
     SearchResult,
     apply_steps,
@@ -52,7 +57,7 @@ from .search import (
     search,
 )
 from .state import PlanState
-from .techniques import Context, all_techniques, runtime_conflict, static_reason
+from .techniques import Context, all_techniques, static_reason
 
 GB = 1e9
 AUTO_COUNTS = (1, 2, 4, 8)
@@ -174,7 +179,7 @@ def _explain_winner(ranking: list[HardwareOption]) -> str:
     cost = (f"${win.cost_per_million_tokens_usd:,.2f} per million output tokens" if win.cost_per_million_tokens_usd
             is not None else "no catalog price; ranked by throughput")
     text = (f"{win.count} x {win.id} is the cheapest of {len(ranking)} catalog options that meet the workload "
-            f"({cost}, {win.throughput_tokens_per_s:,.0f} tokens/s with {win.note})")
+            f"({cost}, {rate(win.throughput_tokens_per_s)} tokens/s with {win.note})")
     if len(ranking) > 1:
         nxt = ranking[1]
         nxt_cost = (f"${nxt.cost_per_million_tokens_usd:,.2f}" if nxt.cost_per_million_tokens_usd is not None
@@ -234,71 +239,6 @@ def _hourly(hw: HardwareSpec, count: int) -> float:
     """The catalog's price of `count` devices per hour (infinite where it has none)."""
     price = hw.price.usd_per_hour if hw.price else None
     return price * count if price else float("inf")
-
-
-def _rejections(best: Candidate, ranked: list[Candidate], result: SearchResult, ctx: Context) -> list[Rejection]:
-    techniques = all_techniques()
-    chosen = set(best.ids)
-    out = []
-    for t_id, t in techniques.items():
-        if t_id in chosen:
-            continue
-        reason = result.rejected.get(t_id)
-        if reason is None and t_id in result.no_ops:
-            reason = "changes nothing here: " + (t.unchanged or "the configuration already has what it sets")
-        if reason is None:
-            holder = next((c for c in best.ids if t.group and techniques[c].group == t.group), None)
-            clash = next(filter(None, (runtime_conflict(t, techniques[c], ctx.workload.engine) for c in best.ids)),
-                         None)
-            if holder is not None:
-                swapped = (chosen - {holder}) | {t_id}
-                instead = next((c for c in ranked if set(c.ids) == swapped), None)
-                reason = f"one {t.group} per plan: the plan uses {holder}" + (
-                    f"; with {t_id} instead: " + _trade(instead, best, ctx.workload.goal) if instead is not None else "")
-            elif clash is not None:
-                reason = clash
-            else:
-                with_it = next((c for c in ranked if t_id in c.ids and set(c.ids) - {t_id} <= chosen), None)
-                needed = next((r for r in t.requires if r not in chosen), None)
-                if with_it is None and needed is not None:
-                    why = result.rejected.get(needed)
-                    reason = f"it needs {needed}" + (f", which is out: {why}" if why else ", which the plan does not use")
-                elif with_it is None:
-                    reason = "not valid together with the chosen techniques"
-                else:
-                    reason = _worse(with_it, best, ctx.workload.goal)
-        out.append(Rejection(technique=t_id, reason=reason))
-    return out
-
-
-def _trade(other: Candidate, best: Candidate, goal: str) -> str:
-    """What swapping one technique for another changes, in numbers: the goal's figures and the quality loss."""
-    a, b = other.predicted, best.predicted
-    if not a.meets_slo and b.meets_slo:
-        return "the plan misses the workload (" + ("; ".join(a.slo_violations) or "does not fit") + ")"
-    return (f"{_speed(a, goal)}, {a.memory_per_device_bytes / GB:,.1f} GB per device, quality loss "
-            f"{a.quality_loss_pct:g}% against {_speed(b, goal)}, {b.memory_per_device_bytes / GB:,.1f} GB, "
-            f"{b.quality_loss_pct:g}% for the {goal} goal")
-
-
-def _worse(other: Candidate, best: Candidate, goal: str) -> str:
-    a, b = other.predicted, best.predicted
-    if not a.meets_slo and b.meets_slo:
-        return "with it the plan misses the workload: " + ("; ".join(a.slo_violations) or "does not fit")
-    figures = (f"with it {_speed(a, goal)}, {a.memory_per_device_bytes / GB:,.1f} GB per device, quality loss "
-               f"{a.quality_loss_pct:g}%, against {_speed(b, goal)}, {b.memory_per_device_bytes / GB:,.1f} GB, "
-               f"{b.quality_loss_pct:g}% without")
-    if other.score < best.score and a.quality_loss_pct > b.quality_loss_pct:
-        # better on the goal, but by less than a lossier plan must win by (search.QUALITY_TIE)
-        return (f"gains under {QUALITY_TIE:.0%} on the {goal} goal for more quality loss (a lossier plan must win by "
-                f"more): {figures}")
-    return f"no gain for the {goal} goal: {figures}"
-
-
-def _speed(p: Prediction, goal: str) -> str:
-    if goal == "training":
-        return f"a step of {p.training_step_s or 0:,.1f} s ({p.throughput_tokens_per_s:,.0f} tokens/s)"
-    return f"TPOT {p.tpot_ms:,.1f} ms, {p.throughput_tokens_per_s:,.0f} tokens/s"
 
 
 def resolve_request(request: AdviseRequest) -> tuple[ModelSpec, Workload, list[str]]:
@@ -431,7 +371,7 @@ def _document(spec: ModelSpec, workload: Workload, hw: HardwareSpec, devices: in
     final = steps[-1].predicted if steps else evaluate(result.baseline, workload)
     baseline = evaluate(result.baseline, workload)
     alternatives = [Alternative(techniques=list(c.ids), predicted=_predicted(c, result.baseline, ctx),
-                                note=_alternative_note(c, best)) for c in pareto_alternatives(best, ranked)]
+                                note=alternative_note(c, best)) for c in pareto_alternatives(best, ranked)]
     warnings = [*notes, *spec.warnings]
     if not baseline.fits:
         warnings.append("the baseline does not fit: its latency figures are what it would take if it did")
@@ -462,7 +402,7 @@ def _document(spec: ModelSpec, workload: Workload, hw: HardwareSpec, devices: in
         bottleneck=classify(result.baseline, baseline, workload), baseline=baseline,
         plan=Plan(steps=steps, predicted=final, quality_loss_pct=round(best.predicted.quality_loss_pct, 4),
                   score=best.score),
-        alternatives=alternatives, rejected=_rejections(best, ranked, result, ctx),
+        alternatives=alternatives, rejected=rejections(best, ranked, result, ctx),
         hardware_ranking=ranking, hardware_reason=hardware_reason, warnings=warnings, accuracy=bands,
     )
     limit = _engine_limit_warning(advice, hw)
@@ -492,23 +432,3 @@ def _predicted(c: Candidate, base: PlanState, ctx: Context):
         return evaluate(base, ctx.workload)
     steps = [all_techniques()[i] for i in c.ids]
     return predict_steps(base, steps, apply_steps(base, steps, ctx), ctx.workload, ctx.effects, last_only=True)[0]
-
-
-def _alternative_note(c: Candidate, best: Candidate) -> str:
-    """What an alternative gains over the plan, and what it costs (3% or 0.05 points count)."""
-    a, b = c.predicted, best.predicted
-    gains, costs = [], []
-
-    def compare(label: str, x: float, y: float, fmt: str, lower_is_better: bool = True, abs_tol: float = 0.0):
-        if abs(x - y) <= max(0.03 * max(abs(x), abs(y)), abs_tol):
-            return
-        better = (x < y) == lower_is_better
-        (gains if better else costs).append(f"{label} {fmt.format(x)} vs {fmt.format(y)}")
-
-    compare("quality loss", a.quality_loss_pct, b.quality_loss_pct, "{:g}%", abs_tol=0.049)
-    compare("memory", a.memory_per_device_bytes / GB, b.memory_per_device_bytes / GB, "{:,.1f} GB")
-    compare("TPOT", a.tpot_ms, b.tpot_ms, "{:,.1f} ms")
-    compare("TTFT", a.ttft_ms, b.ttft_ms, "{:,.0f} ms")
-    compare("throughput", a.throughput_tokens_per_s, b.throughput_tokens_per_s, "{:,.0f} tokens/s", False)
-    return "; ".join(filter(None, ["better: " + ", ".join(gains) if gains else "",
-                                   "worse: " + ", ".join(costs) if costs else ""])) or "an equal trade"

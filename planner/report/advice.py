@@ -8,6 +8,7 @@ from typing import Any
 
 from ... import __version__
 from ..analytic.accuracy import band_text, bands_note
+from ..numbers import rate
 from ..schema.advice import Advice
 from .figures import alternative_columns, cost_and_loss, predicted_summary, step_columns
 
@@ -139,7 +140,7 @@ def text_report(advice: Advice, color: bool = True, file=None) -> str:
             console.print(f"  {a.hardware_reason}")
         for h in a.hardware_ranking[:8]:
             cost = f"${h.cost_per_million_tokens_usd:,.2f}/M" if h.cost_per_million_tokens_usd is not None else "no price"
-            console.print(f"  {h.count} x {h.id}: {cost}, {h.throughput_tokens_per_s:,.0f} tokens/s ({h.note})")
+            console.print(f"  {h.count} x {h.id}: {cost}, {rate(h.throughput_tokens_per_s)} tokens/s ({h.note})")
     console.print("\n[bold]Not in the plan[/]")
     for r in a.rejected:
         console.print(f"  - {r.technique}: {r.reason}")

@@ -7,14 +7,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..analytic.accuracy import band_text, decode_band
+from ..numbers import rate
 from ..schema.advice import Advice, Prediction
 
 Column = tuple[str, Callable[[Prediction], str]]
 
 
-def rate(tokens_per_s: float) -> str:
-    """A rate in tokens/s: whole above ten, with a decimal below (an offloaded 70B's 0.5 tokens/s is not 0)."""
-    return f"{tokens_per_s:,.0f}" if tokens_per_s >= 10 else f"{tokens_per_s:.2g}"
 
 SERVING: list[Column] = [
     ("batch", lambda p: f"{p.batch:,}"),  # the sequences each row runs at once: a TPOT moves with them

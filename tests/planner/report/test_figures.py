@@ -23,3 +23,9 @@ def test_a_loaded_time_per_token_carries_the_loaded_runs_band():
     assert a.plan.predicted.batch > 1 and decode_band(a.plan.predicted.batch) == "request_latency_ms"
     loaded, alone = band_text(a.accuracy, "request_latency_ms"), band_text(a.accuracy, "tpot_ms")
     assert loaded != alone and f"TPOT {a.plan.predicted.tpot_ms:,.2f} ms{loaded}," in predicted_summary(a)
+
+
+def test_a_rate_below_ten_keeps_two_significant_digits():
+    from optiplan.planner.numbers import rate
+
+    assert rate(0.72) == "0.72" and rate(1.2) == "1.2" and rate(9.96) == "10" and rate(12_345.6) == "12,346"

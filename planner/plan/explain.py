@@ -1,0 +1,100 @@
+"""Why a technique is not in the plan and what an alternative plan trades, said in the goal's figures: the
+"Not in the plan" and "Alternatives" sections of every report."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..numbers import rate
+from ..schema.advice import Prediction, Rejection
+from .search import QUALITY_TIE, Candidate, SearchResult
+from .techniques import Context, all_techniques, runtime_conflict
+
+GB = 1e9
+
+
+def rejections(best: Candidate, ranked: list[Candidate], result: SearchResult, ctx: Context) -> list[Rejection]:
+    techniques = all_techniques()
+    chosen = set(best.ids)
+    out = []
+    for t_id, t in techniques.items():
+        if t_id in chosen:
+            continue
+        reason = result.rejected.get(t_id)
+        if reason is None and t_id in result.no_ops:
+            reason = "changes nothing here: " + (t.unchanged or "the configuration already has what it sets")
+        if reason is None:
+            holder = next((c for c in best.ids if t.group and techniques[c].group == t.group), None)
+            clash = next(filter(None, (runtime_conflict(t, techniques[c], ctx.workload.engine) for c in best.ids)),
+                         None)
+            if holder is not None:
+                swapped = (chosen - {holder}) | {t_id}
+                instead = next((c for c in ranked if set(c.ids) == swapped), None)
+                reason = f"one {t.group} per plan: the plan uses {holder}" + (
+                    f"; with {t_id} instead: " + trade(instead, best, ctx.workload.goal) if instead is not None else "")
+            elif clash is not None:
+                reason = clash
+            else:
+                with_it = next((c for c in ranked if t_id in c.ids and set(c.ids) - {t_id} <= chosen), None)
+                needed = next((r for r in t.requires if r not in chosen), None)
+                if with_it is None and needed is not None:
+                    why = result.rejected.get(needed)
+                    reason = f"it needs {needed}" + (f", which is out: {why}" if why else ", which the plan does not use")
+                elif with_it is None:
+                    reason = "not valid together with the chosen techniques"
+                else:
+                    reason = worse(with_it, best, ctx.workload.goal)
+        out.append(Rejection(technique=t_id, reason=reason))
+    return out
+
+
+def trade(other: Candidate, best: Candidate, goal: str) -> str:
+    """What swapping one technique for another changes, in numbers: the goal's figures and the quality loss."""
+    a, b = other.predicted, best.predicted
+    if not a.meets_slo and b.meets_slo:
+        return "the plan misses the workload (" + ("; ".join(a.slo_violations) or "does not fit") + ")"
+    return (f"{speed(a, goal)}, {a.memory_per_device_bytes / GB:,.1f} GB per device, quality loss "
+            f"{a.quality_loss_pct:g}% against {speed(b, goal)}, {b.memory_per_device_bytes / GB:,.1f} GB, "
+            f"{b.quality_loss_pct:g}% for the {goal} goal")
+
+
+def worse(other: Candidate, best: Candidate, goal: str) -> str:
+    a, b = other.predicted, best.predicted
+    if not a.meets_slo and b.meets_slo:
+        return "with it the plan misses the workload: " + ("; ".join(a.slo_violations) or "does not fit")
+    figures = (f"with it {speed(a, goal)}, {a.memory_per_device_bytes / GB:,.1f} GB per device, quality loss "
+               f"{a.quality_loss_pct:g}%, against {speed(b, goal)}, {b.memory_per_device_bytes / GB:,.1f} GB, "
+               f"{b.quality_loss_pct:g}% without")
+    if other.score < best.score and a.quality_loss_pct > b.quality_loss_pct:
+        # better on the goal, but by less than a lossier plan must win by (search.QUALITY_TIE)
+        return (f"gains under {QUALITY_TIE:.0%} on the {goal} goal for more quality loss (a lossier plan must win by "
+                f"more): {figures}")
+    return f"no gain for the {goal} goal: {figures}"
+
+
+def speed(p: Prediction, goal: str) -> str:
+    if goal == "training":
+        return f"a step of {p.training_step_s or 0:,.1f} s ({p.throughput_tokens_per_s:,.0f} tokens/s)"
+    return f"TPOT {p.tpot_ms:,.1f} ms, {rate(p.throughput_tokens_per_s)} tokens/s"
+
+
+def alternative_note(c: Candidate, best: Candidate) -> str:
+    """What an alternative gains over the plan, and what it costs (3% or 0.05 points count)."""
+    a, b = c.predicted, best.predicted
+    gains, costs = [], []
+
+    def compare(label: str, x: float, y: float, fmt: str | Callable[[float], str], lower_is_better: bool = True,
+                abs_tol: float = 0.0):
+        if abs(x - y) <= max(0.03 * max(abs(x), abs(y)), abs_tol):
+            return
+        better = (x < y) == lower_is_better
+        text = fmt if callable(fmt) else fmt.format
+        (gains if better else costs).append(f"{label} {text(x)} vs {text(y)}")
+
+    compare("quality loss", a.quality_loss_pct, b.quality_loss_pct, "{:g}%", abs_tol=0.049)
+    compare("memory", a.memory_per_device_bytes / GB, b.memory_per_device_bytes / GB, "{:,.1f} GB")
+    compare("TPOT", a.tpot_ms, b.tpot_ms, "{:,.1f} ms")
+    compare("TTFT", a.ttft_ms, b.ttft_ms, "{:,.0f} ms")
+    compare("throughput", a.throughput_tokens_per_s, b.throughput_tokens_per_s, lambda v: f"{rate(v)} tokens/s", False)
+    return "; ".join(filter(None, ["better: " + ", ".join(gains) if gains else "",
+                                   "worse: " + ", ".join(costs) if costs else ""])) or "an equal trade"
