@@ -14,6 +14,7 @@ from ..analytic.accuracy import (
 )
 from ..analytic.params import param_counts
 from ..analytic.profile import model_summary
+from ..catalog.engine_memory import engine_kv_memory
 from ..catalog.engine_refusals import engine_planning_refusal
 from ..catalog.engine_state_models import state_model_refusal
 from ..catalog.engines import (
@@ -22,6 +23,7 @@ from ..catalog.engines import (
     engine_backends,
     engine_budget_per_group,
     engine_default_limit,
+    engine_fact,
     engine_for_backend,
     engine_runtime,
     planned_engines,
@@ -375,6 +377,9 @@ def _document(spec: ModelSpec, workload: Workload, hw: HardwareSpec, devices: in
     warnings = [*notes, *spec.warnings]
     if not baseline.fits:
         warnings.append("the baseline does not fit: its latency figures are what it would take if it did")
+    if workload.goal != "training":
+        warnings += [w for w in (_above_default_share(baseline, workload.engine, hw, "the baseline"),
+                                 _above_default_share(final, workload.engine, hw, "the plan")) if w]
     used = best.state.tp * best.state.pp * best.state.attention_dp * best.state.replicas
     if used < devices:  # a layer split stops at one layer per device
         warnings.append(f"the plan uses {used} of the {devices} devices: {spec.name} has {spec.num_layers} layers to "
@@ -407,6 +412,22 @@ def _document(spec: ModelSpec, workload: Workload, hw: HardwareSpec, devices: in
     )
     limit = _engine_limit_warning(advice, hw)
     return advice.model_copy(update={"warnings": [*warnings, limit]}) if limit else advice
+
+
+def _above_default_share(p: Prediction, engine: str | None, hw: HardwareSpec, what: str) -> str | None:
+    """Where the baseline or the plan (`what`) holds its sequences only above the engine's default share of each
+    device (vLLM's --gpu-memory-utilization 0.9): that it is priced with the share raised as its configs raise it,
+    and that a server at its defaults holds fewer."""
+    pool = engine_kv_memory(engine, hw) if engine else None
+    if pool is None or pool[0] != "device" or not p.device_memory_bytes:
+        return None
+    need = p.memory_per_device_bytes / p.device_memory_bytes
+    if round(need, 3) <= pool[1]:
+        return None
+    option = engine_fact(engine, "kv_memory").get("option", "its memory share")
+    return (f"{what} holds its {p.batch:,} sequence{'' if p.batch == 1 else 's'} at {need:.0%} of each device, above "
+            f"{engine}'s default {pool[1]:.0%}: it is priced with {option} raised, as the configs raise it; a server "
+            f"started with its defaults holds fewer")
 
 
 def _engine_limit_warning(advice: Advice, hw: HardwareSpec) -> str | None:

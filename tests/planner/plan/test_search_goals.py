@@ -193,3 +193,17 @@ def test_figures_without_an_error_band_say_why():
     assert not cpu.accuracy and any("nothing in the validation set ran on a cpu" in w for w in cpu.warnings)
     gpu = advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", num_devices=1, workload="chat"))
     assert gpu.accuracy and not any("no error bands" in w for w in gpu.warnings)
+
+
+def test_a_baseline_priced_above_the_engines_default_share_says_so():
+    """Llama-3.1-70B in bf16 on two H100s holds the chat workload's 32 sequences only at 92% of each device: vLLM's
+    default share is 90%, so `profile` at vLLM's defaults finds it does not fit, where the advice prices it as its
+    configs would run it (--gpu-memory-utilization raised). The report says which it is."""
+    advice = advise(AdviseRequest(model="llama-3.1-70b", hardware="h100-sxm", num_devices=2, workload="chat"))
+    b = advice.baseline
+    assert b.fits and b.memory_per_device_bytes > 0.9 * b.device_memory_bytes
+    assert any(w.startswith("the baseline holds its 32 sequences at 92% of each device, above vllm's default 90%")
+               for w in advice.warnings), advice.warnings
+    plan = advice.plan.predicted
+    assert plan.memory_per_device_bytes < 0.9 * plan.device_memory_bytes
+    assert not any(w.startswith("the plan holds") for w in advice.warnings)
