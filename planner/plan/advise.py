@@ -180,8 +180,14 @@ def _explain_winner(ranking: list[HardwareOption]) -> str:
     win = ranking[0]
     cost = (f"${win.cost_per_million_tokens_usd:,.2f} per million output tokens" if win.cost_per_million_tokens_usd
             is not None else "no catalog price; ranked by throughput")
-    text = (f"{win.count} x {win.id} is the cheapest of {len(ranking)} catalog options that meet the workload "
-            f"({cost}, {rate(win.throughput_tokens_per_s)} tokens/s with {win.note})")
+    priced = sum(h.cost_per_million_tokens_usd is not None for h in ranking)
+    unpriced = len(ranking) - priced
+    text = (f"{win.count} x {win.id} is the cheapest of {priced} priced catalog options that meet the workload "
+            + (f"({unpriced} more meet it without a catalog price) " if unpriced else "")
+            + f"({cost}, {rate(win.throughput_tokens_per_s)} tokens/s with {win.note})")
+    if not priced:
+        text = (f"{win.count} x {win.id} serves most of the {len(ranking)} catalog options that meet the workload, "
+                f"none of them priced ({rate(win.throughput_tokens_per_s)} tokens/s with {win.note})")
     if len(ranking) > 1:
         nxt = ranking[1]
         nxt_cost = (f"${nxt.cost_per_million_tokens_usd:,.2f}" if nxt.cost_per_million_tokens_usd is not None
@@ -403,7 +409,9 @@ def _document(spec: ModelSpec, workload: Workload, hw: HardwareSpec, devices: in
     advice = Advice(
         model=model_summary(spec), workload=workload,
         hardware=HardwareChoice(id=hw.id, name=hw.name, count=devices, tensor_parallel=best.state.tp,
-                                pipeline_parallel=best.state.pp, usd_per_hour=hw.price.usd_per_hour if hw.price else None),
+                                pipeline_parallel=best.state.pp, data_parallel=best.state.replicas,
+                                attention_data_parallel=best.state.attention_dp,
+                                usd_per_hour=hw.price.usd_per_hour if hw.price else None),
         bottleneck=classify(result.baseline, baseline, workload), baseline=baseline,
         plan=Plan(steps=steps, predicted=final, quality_loss_pct=round(best.predicted.quality_loss_pct, 4),
                   score=best.score),

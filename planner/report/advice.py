@@ -141,6 +141,9 @@ def text_report(advice: Advice, color: bool = True, file=None) -> str:
         for h in a.hardware_ranking[:8]:
             cost = f"${h.cost_per_million_tokens_usd:,.2f}/M" if h.cost_per_million_tokens_usd is not None else "no price"
             console.print(f"  {h.count} x {h.id}: {cost}, {rate(h.throughput_tokens_per_s)} tokens/s ({h.note})")
+        if len(a.hardware_ranking) > 8:
+            console.print(f"  ... and {len(a.hardware_ranking) - 8} more (--format json, md or html lists them all; the "
+                          f"unpriced ones by tokens/s)")
     console.print("\n[bold]Not in the plan[/]")
     for r in a.rejected:
         console.print(f"  - {r.technique}: {r.reason}")

@@ -100,11 +100,15 @@ class Rejection(Frozen):
 
 
 class HardwareChoice(Frozen):
+    """The devices the plan runs on and how it lays the model over them: count = tensor x pipeline x data-parallel
+    replicas (x attention data-parallel groups, whose MoE experts shard over the group's devices)."""
     id: str
     name: str
     count: int
     tensor_parallel: int
     pipeline_parallel: int
+    data_parallel: int = 1
+    attention_data_parallel: int = 1
     usd_per_hour: float | None = None
 
 

@@ -161,3 +161,16 @@ def test_vllm_data_parallel_ranks_each_take_requests_through_their_own_server():
     assert p.throughput_tokens_per_s > 2 * one_server
     options = render(a, "vllm")["vllm/serve.sh"]
     assert "--api-server-count 8" in options and f"--max-num-seqs {-(-p.batch // 8)}" in options
+
+
+def test_the_hardware_block_accounts_for_every_device():
+    """A MoE plan's data-parallel step splits attention into groups (its experts shard over them); the hardware block
+    says so, so that tensor x pipeline x replicas x attention groups is the device count."""
+    from optiplan.planner.plan.advise import advise
+    from optiplan.planner.schema import AdviseRequest
+
+    for model, gpus in (("mixtral-8x7b", 2), ("llama-3.1-70b", 4)):
+        hw = advise(AdviseRequest(model=model, hardware="h100-sxm", num_devices=gpus, workload="chat",
+                                  goal="throughput")).hardware
+        assert hw.tensor_parallel * hw.pipeline_parallel * hw.data_parallel * hw.attention_data_parallel == gpus, hw
+    assert hw.data_parallel == 2 and hw.tensor_parallel == 2  # the dense 70B: two replicas of tensor parallel 2
