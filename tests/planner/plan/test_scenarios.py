@@ -153,7 +153,10 @@ def test_hardware_auto_ranks_by_cost():
     priced = [h.cost_per_million_tokens_usd for h in a.hardware_ranking if h.cost_per_million_tokens_usd is not None]
     assert priced == sorted(priced) and len(a.hardware_ranking) >= 5
     assert (a.hardware.id, a.hardware.count) == (a.hardware_ranking[0].id, a.hardware_ranking[0].count)
-    assert a.hardware_reason.startswith(f"{a.hardware.count} x {a.hardware.id} is the cheapest")
+    assert a.hardware_reason.startswith(f"{a.hardware.count} x {a.hardware.id} is the cheapest of {len(priced)} "
+                                        f"priced catalog options")
+    unpriced = len(a.hardware_ranking) - len(priced)
+    assert unpriced and f"({unpriced} more meet it without a catalog price)" in a.hardware_reason
 
 
 def test_training_memory_model_picks_adapters_when_full_fine_tuning_cannot_fit():
