@@ -67,11 +67,12 @@ def index(request: Request):
 @router.get("/report", response_class=HTMLResponse)
 def report(request: Request):
     """The advice report; with `compare=<device>`, both devices side by side (each its own shareable report)."""
-    unknown = sorted(set(request.query_params) - {*FIELDS, "compare"})
+    # the form's own fields; its configs target rides along (the same form downloads the configs) and is not the report's
+    unknown = sorted(set(request.query_params) - {*FIELDS, "compare", "target"})
     if unknown:
         raise ServiceRefused(f"unknown parameter{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}: the report "
                              f"takes {', '.join((*FIELDS, 'compare'))}", 400)
-    query = dict(request.query_params)
+    query = {k: v for k, v in request.query_params.items() if k in (*FIELDS, "compare")}
     state = request.app.state
     if query.get("compare") and profiles.resolve_hardware_id(query["compare"]) is None:
         raise ServiceRefused(f"compare: unknown device '{query['compare'][:40]}' (a catalog device: "
