@@ -51,6 +51,8 @@ def rejections(best: Candidate, ranked: list[Candidate], result: SearchResult, c
 def trade(other: Candidate, best: Candidate, goal: str) -> str:
     """What swapping one technique for another changes, in numbers: the goal's figures and the quality loss."""
     a, b = other.predicted, best.predicted
+    if not a.fits and b.fits:
+        return f"the plan does not fit ({unfit(a, b)})"
     if not a.meets_slo and b.meets_slo:
         return "the plan misses the workload (" + ("; ".join(a.slo_violations) or "does not fit") + ")"
     return (f"{speed(a, goal)}, {a.memory_per_device_bytes / GB:,.1f} GB per device, quality loss "
@@ -60,6 +62,8 @@ def trade(other: Candidate, best: Candidate, goal: str) -> str:
 
 def worse(other: Candidate, best: Candidate, goal: str) -> str:
     a, b = other.predicted, best.predicted
+    if not a.fits and b.fits:  # whatever it gains on the goal's figures: it cannot run
+        return f"with it the plan does not fit: {unfit(a, b)}"
     if not a.meets_slo and b.meets_slo:
         return "with it the plan misses the workload: " + ("; ".join(a.slo_violations) or "does not fit")
     figures = (f"with it {speed(a, goal)}, {a.memory_per_device_bytes / GB:,.1f} GB per device, quality loss "
@@ -70,6 +74,12 @@ def worse(other: Candidate, best: Candidate, goal: str) -> str:
         return (f"gains under {QUALITY_TIE:.0%} on the {goal} goal for more quality loss (a lossier plan must win by "
                 f"more): {figures}")
     return f"no gain for the {goal} goal: {figures}"
+
+
+def unfit(a: Prediction, b: Prediction) -> str:
+    """The memory of a stack that does not fit against the device and the plan that does."""
+    return (f"{a.memory_per_device_bytes / GB:,.1f} GB per device of {a.device_memory_bytes / GB:,.1f} GB, against "
+            f"{b.memory_per_device_bytes / GB:,.1f} GB without")
 
 
 def speed(p: Prediction, goal: str) -> str:

@@ -207,3 +207,18 @@ def test_a_baseline_priced_above_the_engines_default_share_says_so():
     plan = advice.plan.predicted
     assert plan.memory_per_device_bytes < 0.9 * plan.device_memory_bytes
     assert not any(w.startswith("the plan holds") for w in advice.warnings)
+
+
+def test_a_technique_whose_stack_does_not_fit_says_so_whatever_it_gains():
+    """DeepSeek-V3 on eight H100s once read "spec-mtp: no gain for the latency goal: with it TPOT 46.3 ms ... against
+    TPOT 250.5 ms without": the stack with it needs more memory than the device has."""
+    from optiplan.planner.plan.explain import trade, worse
+    from optiplan.planner.plan.search import Candidate
+
+    advice = advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", num_devices=1, workload="chat"))
+    plan = advice.plan.predicted
+    big = plan.model_copy(update={"fits": False, "memory_per_device_bytes": plan.device_memory_bytes + 2 * 10**9,
+                                  "tpot_ms": plan.tpot_ms / 5})
+    best, other = Candidate((), None, plan, 1.0), Candidate(("x",), None, big, 0.1)
+    assert worse(other, best, "latency").startswith("with it the plan does not fit: ")
+    assert trade(other, best, "latency").startswith("the plan does not fit (")
