@@ -174,6 +174,9 @@ def _kv_fp8_check(ctx: Context) -> str | None:
     if storage and hw.features.backend == "cuda":
         return (f"{ctx.workload.engine} stores an fp8 cache from compute capability {storage['min_compute_capability']}; "
                 f"{hw.id} has {hw.features.compute_capability or '?'}")
+    if hw.features.backend != "cuda":
+        return (f"{hw.id} is a {hw.features.backend} device: an fp8 cache is modelled on CUDA GPUs only (fp8 tensor cores, "
+                f"or an engine that stores it and dequantizes it in its attention kernel)")
     return f"{hw.id} has no fp8 (fp8 tensor cores need compute capability 8.9 or newer)"
 
 
