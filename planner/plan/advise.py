@@ -390,10 +390,10 @@ def _document(spec: ModelSpec, workload: Workload, hw: HardwareSpec, devices: in
     if used < devices:  # a layer split stops at one layer per device
         warnings.append(f"the plan uses {used} of the {devices} devices: {spec.name} has {spec.num_layers} layers to "
                         f"split and no technique here spreads it further")
-    replicas = best.state.replicas - best.state.prefill_instances
+    replicas = final.data_parallel - final.prefill_instances
     if replicas > 1 and workload.goal not in ("throughput", "cost", "training"):
-        per_replica = -(-workload.concurrency // replicas)
-        idle = replicas - -(-workload.concurrency // per_replica)
+        # the replicas the prediction serves its sequences on (`evaluate`), each running a server's share of them
+        idle = replicas - -(-final.batch // sequences_per_server(final, workload.concurrency))
         if idle > 0:
             warnings.append(f"{idle} of the plan's {replicas} replicas stand idle: the workload has "
                             f"{workload.concurrency} sequence{'' if workload.concurrency == 1 else 's'} at once "
