@@ -121,11 +121,11 @@ def training_accuracy_bands(hw: HardwareSpec, devices: int = 1) -> dict[str, Acc
     return _bands(_bands_file(TRAINING_ACCURACY_FILE))
 
 
-def decode_band(batch: int, bands: dict[str, AccuracyBand] | None = None) -> str:
+def decode_band(batch: int, bands: dict[str, AccuracyBand]) -> str:
     """The figure whose band a time per token at `batch` carries: the batch-1 decode points' alone, the loaded runs'
     (validated with the request latencies and inter-token latencies under load) above one sequence, where `bands`
     has them (eager transformers' own runs, at batch 1 and 16, give one band for every time per token)."""
-    loaded = batch > 1 and (bands is None or "request_latency_ms" in bands)
+    loaded = batch > 1 and "request_latency_ms" in bands
     return "request_latency_ms" if loaded else "tpot_ms"
 
 

@@ -20,7 +20,7 @@ def test_a_loaded_time_per_token_carries_the_loaded_runs_band():
     from optiplan.planner.schema import AdviseRequest
 
     a = advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", workload="chat"))
-    assert a.plan.predicted.batch > 1 and decode_band(a.plan.predicted.batch) == "request_latency_ms"
+    assert a.plan.predicted.batch > 1 and decode_band(a.plan.predicted.batch, a.accuracy) == "request_latency_ms"
     loaded, alone = band_text(a.accuracy, "request_latency_ms"), band_text(a.accuracy, "tpot_ms")
     assert loaded != alone and f"TPOT {a.plan.predicted.tpot_ms:,.2f} ms{loaded}," in predicted_summary(a)
 
@@ -29,3 +29,17 @@ def test_a_rate_below_ten_keeps_two_significant_digits():
     from optiplan.planner.numbers import rate
 
     assert rate(0.72) == "0.72" and rate(1.2) == "1.2" and rate(9.96) == "10" and rate(12_345.6) == "12,346"
+
+
+def test_eager_transformers_time_per_token_carries_its_own_band_at_any_batch():
+    """Our H200 runs validate eager transformers' TPOT at batch 1 and 16 in one band: a batch of 32 shows it, where the
+    serving engines' loaded band (request latencies) does not exist for it."""
+    from optiplan.planner.analytic.accuracy import band_text, decode_band
+    from optiplan.planner.plan.advise import advise
+    from optiplan.planner.report.figures import predicted_summary
+    from optiplan.planner.schema import AdviseRequest
+
+    a = advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", workload="chat", engine="transformers"))
+    assert a.plan.predicted.batch > 1 and "request_latency_ms" not in a.accuracy
+    assert decode_band(a.plan.predicted.batch, a.accuracy) == "tpot_ms"
+    assert f"TPOT {a.plan.predicted.tpot_ms:,.2f} ms{band_text(a.accuracy, 'tpot_ms')}," in predicted_summary(a)
