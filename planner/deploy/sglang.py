@@ -77,7 +77,7 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
         elif t_id == "paged-kv":
             cfg.applied.append((t_id, "always on in SGLang (token-level KV pool, continuous batching)"))
         elif t_id == "chunked-prefill":
-            o["chunked-prefill-size"] = step.params.get("max_num_batched_tokens", 2048)
+            o["chunked-prefill-size"] = step.params.get("prefill_chunk_tokens", 2048)
             cfg.applied.append((t_id, "--chunked-prefill-size"))
         elif t_id == "mixed-chunk":
             o["enable-mixed-chunk"] = True

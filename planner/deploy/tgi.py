@@ -55,7 +55,7 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
         elif t_id == "paged-kv":
             # the budget the plan priced: its launcher's computed one where it chunks (profiles/engines/tgi.yaml
             # prefill_chunk_by_compute), else whole prompts up to its 4,096 fallback
-            chunk = (steps["chunked-prefill"].params.get("max_num_batched_tokens")
+            chunk = (steps["chunked-prefill"].params.get("prefill_chunk_tokens")
                      if "chunked-prefill" in steps else None)
             o["max-batch-prefill-tokens"] = chunk or min(w.context_needed, 4096)
             cfg.applied.append((t_id, "always on in TGI (paged attention, continuous batching)"))

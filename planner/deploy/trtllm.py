@@ -65,7 +65,7 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
             cfg.applied.append((t_id, "always on in TensorRT-LLM (paged KV cache, in-flight batching)"))
         elif t_id == "chunked-prefill":
             extra["enable_chunked_prefill"] = True
-            o["max_num_tokens"] = step.params.get("max_num_batched_tokens", 2048)
+            o["max_num_tokens"] = step.params.get("prefill_chunk_tokens", 2048)
             cfg.applied.append((t_id, "enable_chunked_prefill with --max_num_tokens"))
         elif t_id == "prefix-caching":
             kv["enable_block_reuse"] = True

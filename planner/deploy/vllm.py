@@ -86,12 +86,11 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
             o["data-parallel-size"] = p.data_parallel
             cfg.not_applied.append((t_id, no_option("vLLM", t_id) + f"; serves {p.data_parallel} replicas of "
                                           f"{p.tensor_parallel} GPU(s) that prefill and decode (--data-parallel-size)"))
-        elif t_id == "paged-kv":
-            o["block-size"] = step.params.get("block_size", 16)
+        elif t_id == "paged-kv":  # the page size stays vLLM's own: its MLA and hybrid backends pick theirs
             cfg.applied.append((t_id, "always on in vLLM (PagedAttention); --max-num-seqs sized from the KV capacity"))
         elif t_id == "chunked-prefill":
             o["enable-chunked-prefill"] = True
-            o["max-num-batched-tokens"] = step.params.get("max_num_batched_tokens", 2048)
+            o["max-num-batched-tokens"] = step.params.get("prefill_chunk_tokens", 2048)
             cfg.applied.append((t_id, "--enable-chunked-prefill --max-num-batched-tokens"))
         elif t_id == "prefix-caching":
             o["enable-prefix-caching"] = True

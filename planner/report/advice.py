@@ -8,6 +8,7 @@ from typing import Any
 
 from ... import __version__
 from ..analytic.accuracy import band_text, bands_note
+from ..catalog.engines import engine_fact
 from ..numbers import rate
 from ..schema.advice import Advice
 from .figures import alternative_columns, cost_and_loss, predicted_summary, step_columns
@@ -15,8 +16,12 @@ from .figures import alternative_columns, cost_and_loss, predicted_summary, step
 FORMATS = ("text", "md", "html", "json")
 
 
-def _params(params: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in params.items() if v is not None)
+def _params(params: dict[str, Any], engine: str | None = None) -> str:
+    """A step's parameters as the plan names them, each beside the engine's own option for it where its profile names
+    one (`options`): "max_running=32 (--max-running-requests)" for SGLang."""
+    options = engine_fact(engine, "options") or {}
+    return ", ".join(f"{k}={v}" + (f" ({options[k]['option']})" if k in options else "")
+                     for k, v in params.items() if v is not None)
 
 
 def plan_diff(techniques: list[str], advice: Advice) -> str:
@@ -125,7 +130,7 @@ def text_report(advice: Advice, color: bool = True, file=None) -> str:
     console.print(f"Predicted: {predicted_summary(a)}{cost_and_loss(a)}")
     for s in a.plan.steps:
         if s.params:
-            console.print(f"  {s.technique}: {_params(s.params)}")
+            console.print(f"  {s.technique}: {_params(s.params, a.workload.engine)}")
     if measured_steps(a):
         console.print(MEASURED_HEADING.replace("`", ""))
         for s in measured_steps(a):

@@ -102,10 +102,11 @@ register(
                 "sequence per slot), and sequences join and leave the batch at every step.",
         transform=lambda s, c: s.with_(paged_kv=True, continuous_batching=True), always_on=True,
         quality_source="lossless; vLLM (arXiv 2309.06180): earlier systems used 20-38% of KV memory for tokens",
-        params=lambda c: {"block_size": 16, "max_num_seqs": c.workload.concurrency},
+        # the engine's own names for its parameters are in its profile (`options`); the page size stays the engine's
+        params=lambda c: {"max_running": c.workload.concurrency},
         apply=Applied("batching:continuous_batching", aim=("batched_tokens_per_s", "higher"),
                       options=(("concurrency", Option(int, "requests served together", low=1, high=4096)),
-                               ("max_num_seqs", Option(int, "the same, in vLLM's name", low=1, high=4096)),
+                               ("max_running", Option(int, "the same, as the plan names it", low=1, high=4096)),
                                ("max_tokens", Option(int, "prompt + output tokens per request", low=1, high=1 << 20)),
                                ("block_size", Option(int, "tokens per cache block", low=1, high=4096)))),
         combines={"transformers": Combines(cache="paged")}),  # generate_batch's own paged cache
@@ -115,7 +116,7 @@ register(
         summary="Long prompts prefilled in chunks mixed with decode steps: activation memory bounded and decode "
                 "steps not stalled by a long prefill.",
         transform=lambda s, c: s.with_(chunked_prefill=True), always_on=True,
-        params=lambda c: {"max_num_batched_tokens": engine_chunk_budget(
+        params=lambda c: {"prefill_chunk_tokens": engine_chunk_budget(
             c.workload.engine, prefill_chunk_tokens("serving"), c.hw, c.devices, c.spec)}),
     Technique(
         id="mixed-chunk", engines=("sglang",),
@@ -145,8 +146,7 @@ register(
         id="cuda-graphs", engines=("vllm", "sglang", "tgi", "trtllm"),
         name="CUDA graphs", family="compilation", group="compilation",
         summary="Decode steps captured once and replayed: Python and kernel-launch cost per layer removed.",
-        transform=lambda s, c: s.with_(graphs=True), hardware=("cuda-or-rocm",), always_on=True,
-        params=lambda c: {"enforce_eager": False}),
+        transform=lambda s, c: s.with_(graphs=True), hardware=("cuda-or-rocm",), always_on=True),
     Technique(
         id="torch-compile", engines=("transformers",),
         name="torch.compile of the forward pass", family="compilation", group="compilation",

@@ -118,7 +118,7 @@ def test_chunked_prefill_keeps_the_engines_own_step_budget(engine, hardware, bud
     8,192 tokens per step on an H100 is its default, which a plan step set to 2,048 had quietly lowered."""
     a = _advise(model="llama-3.1-8b", hardware=hardware, engine=engine)
     step = next(s for s in a.plan.steps if s.technique == "chunked-prefill")
-    assert step.params == {"max_num_batched_tokens": budget}
+    assert step.params == {"prefill_chunk_tokens": budget}
 
 
 def test_a_prompt_within_the_budget_is_not_slowed_by_chunking_it():

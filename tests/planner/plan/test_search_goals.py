@@ -93,8 +93,8 @@ def test_an_odd_count_of_devices_still_holds_replicas_of_one_device_each():
     assert "whole attention heads" not in rejected.get("data-parallel", "")
 
 
-def test_a_plans_max_num_seqs_is_the_batch_it_serves_per_server():
-    """The throughput goal serves more sequences than the workload names: the paged cache's max_num_seqs says the
+def test_a_plans_max_running_is_the_batch_it_serves_per_server():
+    """The throughput goal serves more sequences than the workload names: the paged cache's max_running says the
     plan's per-server batch, as the rendered config does, not the workload's 128 (vLLM's, per data-parallel rank:
     Mixtral's two ranks share its experts)."""
     from optiplan.planner.deploy.render import engine_config
@@ -103,8 +103,8 @@ def test_a_plans_max_num_seqs_is_the_batch_it_serves_per_server():
                                   goal="throughput", concurrency=128))
     p = advice.plan.predicted
     step = next(s for s in advice.plan.steps if s.technique == "paged-kv")
-    assert p.batch > 128 and step.params["max_num_seqs"] == -(-p.batch // (p.data_parallel * p.attention_data_parallel))
-    assert engine_config(advice, "vllm").options["max-num-seqs"] == step.params["max_num_seqs"]
+    assert p.batch > 128 and step.params["max_running"] == -(-p.batch // (p.data_parallel * p.attention_data_parallel))
+    assert engine_config(advice, "vllm").options["max-num-seqs"] == step.params["max_running"]
 
 
 def test_a_baseline_that_does_not_fit_is_priced_at_the_workloads_batch():

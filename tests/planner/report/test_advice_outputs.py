@@ -93,6 +93,41 @@ def test_every_format_ends_the_prediction_with_its_cost_and_quality_loss():
         assert cost in text and loss in text, fmt
 
 
+@pytest.mark.parametrize("engine, running, chunk", [
+    ("sglang", "--max-running-requests", "--chunked-prefill-size"),
+    ("trtllm", "--max_batch_size", "--max_num_tokens"),
+    ("vllm", "--max-num-seqs", "--max-num-batched-tokens")])
+def test_a_plans_parameters_name_the_engines_own_options(engine, running, chunk):
+    """A plan's steps name their parameters as the plan does, beside the engine's own option for each: an SGLang plan
+    reads --max-running-requests, never vLLM's max_num_seqs, in every format."""
+    args = ["advise", "llama-3.1-8b", "-H", "h100-sxm", "--engine", engine]
+    data = json.loads(run(*args, "--format", "json").output)
+    steps = {s["technique"]: s["params"] for s in data["plan"]["steps"]}
+    running_value, chunk_value = steps["paged-kv"]["max_running"], steps["chunked-prefill"]["prefill_chunk_tokens"]
+    for fmt in ("text", "md", "html"):
+        text = " ".join(run(*args, "--format", fmt).output.split())
+        assert f"max_running={running_value} ({running})" in text, fmt
+        assert f"prefill_chunk_tokens={chunk_value} ({chunk})" in text, fmt
+        assert "max_num_seqs" not in text and "enforce_eager" not in text, fmt
+
+
+def test_every_engine_option_is_a_parameter_some_step_sets():
+    """An engine profile's `options` name the parameters plan steps set, each with its source: a key no technique
+    sets would never be shown."""
+    from optiplan.planner.catalog.engines import engine_fact, engine_names
+
+    set_by_steps = set()
+    for engine in ("vllm", "sglang", "trtllm", "tgi"):
+        advice = json.loads(run("advise", "mixtral-8x7b", "-H", "h100-sxm", "--gpus", "2", "--engine", engine,
+                                "--format", "json").output)
+        set_by_steps |= {k for s in advice["plan"]["steps"] for k in s["params"]}
+    named = {name: engine_fact(name, "options") for name in engine_names() if engine_fact(name, "options")}
+    assert {"vllm", "sglang", "trtllm", "tgi"} <= set(named)
+    for name, options in named.items():
+        for key, entry in options.items():
+            assert key in set_by_steps and entry["option"].startswith("--") and entry["source"], (name, key)
+
+
 def test_the_bound_statement_agrees_with_its_numbers():
     """llama.cpp-like CPU decode at batch 32: its average intensity is below the ridge, yet its GEMMs, most of the
     step, are compute-bound: the statement says both, not "25 FLOP/B, ridge 26: compute-bound"."""
