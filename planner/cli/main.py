@@ -268,7 +268,7 @@ def calibrate(models: tuple[Path, ...], repeats: int, device: str, effects: bool
 @click.argument("model", default=DEFAULT_MODEL)
 @click.option("--hardware", "-H", default=DEFAULT_HARDWARE, show_default=True,
               help="Catalog device id or alias, 'local', or 'auto' to rank catalog devices and counts.")
-@click.option("--gpus", "--devices", "num_devices", type=int, default=None,
+@click.option("--gpus", "--devices", "num_devices", type=click.IntRange(min=1), default=None,
               help="Devices [default: 1; with --hardware auto, the search picks].")
 @click.option("--workload", "-w", default=None,
               help="Preset (chat, code-completion, rag-long-context, batch-offline, agent, fine-tune) or a YAML/JSON "
@@ -280,8 +280,10 @@ def calibrate(models: tuple[Path, ...], repeats: int, device: str, effects: bool
 @click.option("--engine",
               type=PlanEngineName(["vllm", "sglang", "tgi", "trtllm", "transformers", "llama.cpp"]),
               default=None, help="Serving engine the plan must be expressible in [default: the workload's].")
-@click.option("--concurrency", type=int, default=None, help="Override the workload's concurrent sequences.")
-@click.option("--context", "max_context", type=int, default=None, help="Override the longest sequence to serve.")
+@click.option("--concurrency", type=click.IntRange(min=1), default=None,
+              help="Override the workload's concurrent sequences.")
+@click.option("--context", "max_context", type=click.IntRange(min=1), default=None,
+              help="Override the longest sequence to serve.")
 @click.option("--format", "fmt", type=click.Choice(["text", "md", "html", "json"]), default="text", show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the report to this file.")
@@ -347,7 +349,8 @@ def _report(advice, fmt: str, output: Path | None) -> None:
 @click.argument("model", default=DEFAULT_MODEL)
 @click.option("--hardware", "-H", default=DEFAULT_HARDWARE, show_default=True,
               help="Catalog device id or alias, 'local', or 'auto'.")
-@click.option("--gpus", "--devices", "num_devices", type=int, default=None, help="Devices [default: 1].")
+@click.option("--gpus", "--devices", "num_devices", type=click.IntRange(min=1), default=None,
+              help="Devices [default: 1].")
 @click.option("--workload", "-w", default="chat", show_default=True, help="Preset or a YAML/JSON workload file.")
 @click.option("--engine", "-e", "target", default="vllm", show_default=True,
               help="vllm, sglang, tgi, trtllm, llama.cpp, compose, kubernetes, or all.")

@@ -11,7 +11,7 @@ from ...profiles import DEFAULT_HARDWARE
 from .core import SCHEMA_VERSION, Frozen
 from .profile import AccuracyBand, ModelSummary
 from .releases import plan_engine
-from .workload import Workload
+from .workload import Goal, Workload
 
 
 class Prediction(Frozen):
@@ -147,12 +147,12 @@ class AdviseRequest(Frozen):
     schema_version: str = SCHEMA_VERSION
     model: str
     hardware: str = DEFAULT_HARDWARE
-    num_devices: int | None = Field(None, description="devices; with --hardware auto, the search picks the count")
+    num_devices: int | None = Field(None, ge=1, description="devices; with hardware `auto`, the search picks the count")
     workload: str | None = Field(None, description="preset name or YAML/JSON file [default: fine-tune for the "
                                                   "training goal, else chat]")
-    goal: str | None = None
-    max_quality_loss_pct: float | None = None
+    goal: Goal | None = None
+    max_quality_loss_pct: float | None = Field(None, ge=0)
     # a name, not a pin: a plan is priced at the release its configs' image runs (`schema.releases.plan_engine`)
     engine: Annotated[str | None, AfterValidator(plan_engine)] = None
-    concurrency: int | None = None
-    max_context: int | None = None
+    concurrency: int | None = Field(None, ge=1)
+    max_context: int | None = Field(None, ge=1)

@@ -25,6 +25,7 @@ from ..errors import ImpossibleError, OptiplanError, ServiceRefused
 from ..schema.advice import AdviseRequest
 from ..schema.core import ProfileRequest
 from . import calls
+from .fields import in_request_terms
 from .metrics import Metrics
 from .requests import ApplyJob, BenchJob, CalibrateJob, ConfigsRequest, VerifyJob, job_arguments, job_output
 from .security import OPEN_PATHS, BodyLimit, Settings, authorized, cross_site, host_allowed, with_page_headers
@@ -49,6 +50,17 @@ def _validation_message(errors: list[dict]) -> str:
                                                                          "model_type"):
         return "the body must be a JSON object (Content-Type: application/json)"
     return f"{where}: {message}" if where else message
+
+
+# the request model each route takes, whose fields its error messages suggest (`fields.in_request_terms`)
+ROUTE_REQUESTS = {"/v1/advise": "advise", "/v1/profile": "profile", "/v1/configs": "configs", "/report": "advise",
+                  "/configs.zip": "configs"}
+
+
+def _in_request_terms(request: Request, message: str) -> str:
+    """A library message as the route's client reads it: the request fields it suggests, not the CLI's options."""
+    route = ROUTE_REQUESTS.get(request.url.path)
+    return in_request_terms(message, route) if route else message
 
 
 class Guard:
@@ -146,11 +158,11 @@ def create_app(settings: Settings) -> FastAPI:
     @app.exception_handler(ImpossibleError)
     async def impossible(request, exc: ImpossibleError):
         document = json.loads(exc.document.model_dump_json()) if exc.document is not None else None
-        return error(422, roots.redact(str(exc)), document=roots.redact(document))
+        return error(422, roots.redact(_in_request_terms(request, str(exc))), document=roots.redact(document))
 
     @app.exception_handler(OptiplanError)
     async def bad_input(request, exc: OptiplanError):  # library errors name the files they read: labels instead
-        return error(400, roots.redact(str(exc)))
+        return error(400, roots.redact(_in_request_terms(request, str(exc))))
 
     @app.exception_handler(ValidationError)
     async def bad_values(request, exc: ValidationError):

@@ -117,6 +117,8 @@ def test_an_infeasible_workload_is_422_with_the_document(client):
     message = one_error(response, 422)
     assert "fit" in message or "meet" in message
     assert response.json()["document"]["feasible"] is False
+    # its suggestion names the request's fields, not the CLI's options
+    assert '"num_devices": ' in message and "--gpus" not in message and "--hardware" not in message, message
 
 
 def test_configs_as_json_and_as_a_zip(client):
@@ -209,7 +211,10 @@ def test_hardware_and_workload_files_are_refused(client, models_dir):
     ("[1, 2]", 422, "must be a JSON object"),
     ('{"hardware": "l4"}', 422, "model: Field required"),
     ('{"model": "llama-3.1-8b", "hardware": "l4", "surprise": 1}', 422, "surprise: Extra inputs"),
-    ('{"model": "llama-3.1-8b", "hardware": "l4", "num_devices": 0}', 400, "device"),
+    # a number out of range is the request model's to refuse, as every other field it checks: 422
+    ('{"model": "llama-3.1-8b", "hardware": "l4", "num_devices": 0}', 422, "num_devices: Input should be greater"),
+    ('{"model": "llama-3.1-8b", "hardware": "l4", "concurrency": 0}', 422, "concurrency: Input should be greater"),
+    ('{"model": "llama-3.1-8b", "hardware": "l4", "goal": "speed"}', 422, "goal: Input should be 'memory'"),
     ('{"model": "llama-3.1-8b", "hardware": "no-such-gpu"}', 400, "the service takes a catalog device"),
     ('{"model": "llama-3.1-8b", "hardware": "l4", "engine": "vllm==0.11.0"}', 422,
      "engine: Value error, 'vllm==0.11.0': a plan is priced at the release its deployment configs run"),
