@@ -67,3 +67,22 @@ def test_aliases_are_exact_and_unique():
     assert hardware["h100"] == "h100-sxm"
     assert profiles.resolve_model_name("llama-3.1") is None  # no fuzzy matching
     assert profiles.resolve_hardware_id("H100-SXM") == "h100-sxm"  # case does not matter
+
+
+def test_a_pcie_card_is_not_its_nvlink_board():
+    """The A100 40GB PCIe card (and the name nvidia-smi gives it) talks over PCIe: it took the NVLink board's entry,
+    so tensor parallelism over four of them was priced at NVLink's all-reduce."""
+    from optiplan.planner.analytic.profile import profile
+    from optiplan.planner.schema.core import ProfileRequest
+
+    assert profiles.resolve_hardware_id("nvidia a100-pcie-40gb") == "a100-40gb-pcie"
+    assert profiles.resolve_hardware_id("nvidia a100-sxm4-40gb") == "a100-40gb"
+    pcie, sxm = catalog_hardware("a100-40gb-pcie"), catalog_hardware("a100-40gb")
+    assert pcie.peak_tflops == sxm.peak_tflops and pcie.bandwidth_tbps == sxm.bandwidth_tbps
+    assert pcie.interconnect.bandwidth_gbps < sxm.interconnect.bandwidth_gbps / 5
+
+    def tpot(hw):
+        return profile(ProfileRequest(model="llama-3.1-70b", hardware=hw, num_devices=4, dtype="bf16", batch=1,
+                                      context=2048)).latency.tpot_ms
+
+    assert tpot("a100-40gb-pcie") > 1.1 * tpot("a100-40gb")
