@@ -141,7 +141,7 @@ def test_the_bound_statement_agrees_with_its_numbers():
     (["advise", "llama-3.1-405b", "-H", "l4"], 3, "nearest feasible"),
     (["advise", "llama-3.1-8b", "-H", "l4", "--workload", "chatt"], 2, "did you mean: chat"),
     (["advise", "llama-3.1-8b", "-H", "l4", "--max-quality-loss", "lots"], 2, "not a percentage"),
-    (["advise", "llama-3.1-8b", "-H", "l4", "--gpus", "0"], 2, "at least 1"),
+    (["advise", "llama-3.1-8b", "-H", "l4", "--gpus", "0"], 2, "'--gpus' / '--devices': 0 is not in the range x>=1"),
     (["advise", "llama-3.1-8b", "-H", "epyc-9004", "--gpus", "2"], 2, "no device interconnect"),
     (["advise", "nope", "-H", "l4"], 2, "unknown model 'nope'"),
 ])
