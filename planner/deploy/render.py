@@ -249,6 +249,8 @@ def _render(advice: Advice, target: str, serving_engine: str | None = None) -> t
             raise DeployError(f"compose with {engine} needs GPUs; {hw.id} is a {hw.kind}")
         files["compose/docker-compose.yaml"] = env.get_template("docker-compose.yaml.j2").render(
             **ctx, argv=cfg.argv("/config/extra-llm-api-options.yaml" if cfg.extra else None))
+        if cfg.extra:  # the file the service mounts beside docker-compose.yaml (a missing one mounts as a folder)
+            files["compose/extra-llm-api-options.yaml"] = env.get_template("trtllm-extra.yaml.j2").render(**ctx)
     else:
         if cfg.model.startswith("./models/"):  # a folder the user produces: on the weights volume, not in the image
             folder = cfg.model.removeprefix("./models/")

@@ -76,10 +76,11 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
         elif t_id == "flash-attention":
             cfg.applied.append((t_id, "TensorRT-LLM's fused attention kernels are its default"))
         elif t_id == "spec-draft":
-            extra["speculative_config"] = {"decoding_type": "Draft_Target",
+            # the names DecodingBaseConfig.from_dict takes in the 1.0 and 1.1 releases (profiles/engine_options)
+            extra["speculative_config"] = {"decoding_type": "DraftTarget",
                                            "max_draft_len": step.params["num_speculative_tokens"],
                                            "speculative_model_dir": draft_hub_id(advice, step.params["draft_model"])}
-            cfg.applied.append((t_id, "speculative_config Draft_Target"))
+            cfg.applied.append((t_id, "speculative_config DraftTarget"))
         elif t_id == "spec-ngram":
             extra["speculative_config"] = {"decoding_type": "NGram", "max_draft_len": step.params["num_speculative_tokens"],
                                            "max_matching_ngram_size": step.params.get("prompt_lookup_max", 4)}
@@ -87,10 +88,11 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
         elif t_id == "spec-eagle3" and not eagle_head(advice, "trtllm"):
             cfg.not_applied.append((t_id, "no published EAGLE-3 head of this model that TensorRT-LLM loads is known"))
         elif t_id == "spec-eagle3":
-            extra["speculative_config"] = {"decoding_type": "Eagle3",
+            # 1.0 and 1.1 run EAGLE-3 as decoding type Eagle (eagle3_one_model, its default, made explicit)
+            extra["speculative_config"] = {"decoding_type": "Eagle", "eagle3_one_model": True,
                                            "max_draft_len": step.params["num_speculative_tokens"],
                                            "speculative_model_dir": eagle_head(advice, "trtllm")}
-            cfg.applied.append((t_id, f"speculative_config Eagle3 with {eagle_head(advice, 'trtllm')}"))
+            cfg.applied.append((t_id, f"speculative_config Eagle (EAGLE-3) with {eagle_head(advice, 'trtllm')}"))
         elif t_id == "spec-mtp":
             extra["speculative_config"] = {"decoding_type": "MTP", "num_nextn_predict_layers": 1}
             cfg.applied.append((t_id, "speculative_config MTP"))

@@ -124,6 +124,27 @@ def test_compose_reserves_the_gpus(h100_plans):
     assert service["command"][0] == "RedHatAI/Meta-Llama-3.1-70B-Instruct-FP8"
 
 
+def test_compose_writes_the_trtllm_options_file_it_mounts(h100_plans):
+    """docker compose mounts ./extra-llm-api-options.yaml beside its file: a missing source mounts as an empty
+    folder, and trtllm-serve would start without the plan's cache, graph and speculation settings."""
+    files = render(h100_plans["trtllm"], "compose")
+    compose = files["compose/docker-compose.yaml"]
+    assert "./extra-llm-api-options.yaml:/config/extra-llm-api-options.yaml:ro" in compose
+    assert yaml.safe_load(files["compose/extra-llm-api-options.yaml"]) == \
+        yaml.safe_load(render(h100_plans["trtllm"], "trtllm")["trtllm/extra-llm-api-options.yaml"])
+
+
+@pytest.mark.parametrize("model, devices, decoding", [("llama-3.1-8b", 1, "Eagle"), ("llama-3.1-70b", 4, "DraftTarget")])
+def test_trtllm_speculation_uses_the_decoding_types_its_release_parses(model, devices, decoding):
+    """TensorRT-LLM 1.0 and 1.1 (DecodingBaseConfig.from_dict) take DraftTarget and Eagle (EAGLE-3 as
+    eagle3_one_model); Draft_Target and Eagle3 are 1.2's spellings, refused there with "Invalid decoding type"."""
+    a = plan(model=model, devices=devices, engine="trtllm")
+    extra = yaml.safe_load(render(a, "trtllm")["trtllm/extra-llm-api-options.yaml"])
+    assert extra["speculative_config"]["decoding_type"] == decoding
+    choices = engine_options("trtllm")["extra_config"]["speculative_config"]["decoding_type"]["choices"]
+    assert decoding in choices and {"Draft_Target", "Eagle3"}.isdisjoint(choices)
+
+
 @pytest.mark.parametrize("engine", ["vllm", "sglang"])
 def test_rocm_deployments_run_the_engines_amd_build_on_the_driver_devices(engine):
     a = plan(hardware="mi300x", devices=1, engine=engine)
