@@ -450,6 +450,18 @@ def test_tgi_int8_is_eetq_not_bitsandbytes():
     assert cfg.options["quantize"] == "eetq" and "dtype" not in cfg.options
 
 
+def test_tgi_runs_no_eetq_or_nf4_moe_it_would_run_densely():
+    """TGI's MoE layers take fused sparse kernels only from unquantized, FP8 and Marlin weights: with EETQ or nf4 every
+    expert runs on every token, which a plan priced on the routed experts would get several times too fast."""
+    a = advise(AdviseRequest(model="mixtral-8x7b", hardware="a100-80gb-sxm", num_devices=2, workload="chat",
+                             engine="tgi", goal="memory"))
+    assert {"weight-int8", "weight-nf4"}.isdisjoint(s.technique for s in a.plan.steps)
+    reasons = {r.technique: r.reason for r in a.rejected}
+    assert "dense MoE layer, every expert on every token" in reasons["weight-int8"]
+    assert "dense MoE layer" in reasons["weight-nf4"]
+    assert engine_config(a, "tgi").options.get("quantize") not in ("eetq", "bitsandbytes-nf4")
+
+
 def test_vllm_awq_runs_on_marlin_from_ampere_on():
     from optiplan.planner.schema import AdviseRequest
 
