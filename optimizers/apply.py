@@ -22,6 +22,7 @@ from ..planner.measure.runtime import quiet_libraries
 from ..planner.plan.effects import BATCHED_FLOOR, NOISE, TPOT_CEILING
 from ..planner.plan.graph import plan_order
 from ..planner.plan.techniques import all_techniques, runtime_conflict
+from ..planner.report.verify import established_ratios
 from ..planner.schema.optimize import ArtifactManifest, StepRecord
 from .corpus import DEFAULT_PROMPTS
 from .registry import check_supported, registry
@@ -323,7 +324,9 @@ def apply(source: str | Path, out: str | Path, *, goal: str | None = None, plan:
             shutil.rmtree(out, ignore_errors=True)
             raise
         manifest = manifest.model_copy(update={"verify": report})
-        loss = losses(judged_by, report.measured_ratios)  # verify measures no cache bytes: context is not judged
+        # what its interleaved rounds establish, not a median that noise alone can move (verify measures no cache
+        # bytes: context is not judged)
+        loss = losses(judged_by, established_ratios(report))
         if planned and not keep_all and loss and any(r.status == "applied" for r in records):
             # the interleaved measurement outranks the quick one after each step: ship the original instead
             log("verify measured a loss (" + "; ".join(loss) + "): the plan is rolled back, the model written unchanged")

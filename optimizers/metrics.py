@@ -83,14 +83,16 @@ def generation_samples(loaded: LoadedModel, prompts: list[str] | tuple[str, ...]
 
 
 def batched_tokens_per_s(loaded: LoadedModel, prompts: list[str] | tuple[str, ...] = DEFAULT_PROMPTS, *,
-                         max_new_tokens: int = 32, repeats: int = 3) -> list[float]:
+                         max_new_tokens: int = 32, repeats: int = 3, warmup: bool = True) -> list[float]:
     """Output tokens per second when all `prompts` are served together (continuous batching when the model
-    was optimized for it, one padded batch otherwise; one at a time where the runtime serves batch 1 only)."""
+    was optimized for it, one padded batch otherwise; one at a time where the runtime serves batch 1 only).
+    `warmup`: one untimed run first (a caller interleaving single runs of two models warms each up once)."""
     import torch
 
     samples = []
     with torch.no_grad():
-        loaded.generate_many(list(prompts), max_new_tokens=max_new_tokens)  # warm-up
+        if warmup:
+            loaded.generate_many(list(prompts), max_new_tokens=max_new_tokens)
         for _ in range(repeats):
             sync(loaded.device)
             start = time.perf_counter()

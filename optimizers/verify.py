@@ -20,6 +20,7 @@ from . import metrics
 from .corpus import DEFAULT_PROMPTS, read_eval_text
 
 KEYS = ("ttft_ms", "tpot_ms", "tokens_per_s")
+BATCHED = "batched_tokens_per_s"
 
 
 def _measured(samples: dict[str, list[float]], **extra: Any) -> Measured:
@@ -90,9 +91,18 @@ def verify(baseline: str | Path, optimized: str | Path, *, device: str | None = 
                 one = metrics.generation_samples(loaded, prompts, max_new_tokens=max_new_tokens, repeats=1, warmup=0)
                 for k in KEYS:
                     samples[side][k].extend(one[k])
-        progress("batched throughput")
-        batched = {side: statistics.median(metrics.batched_tokens_per_s(m, prompts, max_new_tokens=max_new_tokens))
-                   for side, m in (("before", base), ("after", opt))}
+        # all prompts together, interleaved like the rounds above: its samples are judged by the same paired test
+        progress(f"batched throughput: {repeats} interleaved rounds")
+        sides = (("before", base), ("after", opt))
+        for _, loaded in sides:
+            metrics.batched_tokens_per_s(loaded, prompts, max_new_tokens=max_new_tokens, repeats=0)  # warm-up
+        for side in samples:
+            samples[side][BATCHED] = []
+        for _ in range(repeats):
+            for side, loaded in sides:
+                samples[side][BATCHED] += metrics.batched_tokens_per_s(loaded, prompts, max_new_tokens=max_new_tokens,
+                                                                       repeats=1, warmup=False)
+        batched = {side: statistics.median(samples[side][BATCHED]) for side in samples}
         progress("quality: perplexity, KL divergence, greedy agreement")
         ppl = {"before": metrics.perplexity(base, text), "after": metrics.perplexity(opt, text)}
         dist = metrics.compare_distributions(base, opt, text)

@@ -7,7 +7,7 @@ from html import escape
 from typing import Any
 
 from ... import __version__
-from ..ci.gate import rank_test_p
+from ..ci.gate import rank_test_p, smallest_p
 from ..schema.optimize import VerifyReport
 
 FORMATS = ("text", "md", "html", "json")
@@ -38,6 +38,25 @@ def significant(report: VerifyReport, key: str) -> bool:
     if len(b) != len(a) or len(b) < 2:
         return False
     return rank_test_p(b, a, paired=True) < SIGNIFICANCE
+
+
+def established_ratios(report: VerifyReport) -> dict[str, float]:
+    """verify's measured ratios (after / before) as far as its interleaved rounds establish them: a metric measured
+    once (weights, memory) as measured; a timed one at its median where the paired test finds it beyond chance and
+    at 1 where it does not; where the rounds are too few for the test to decide, at the round nearest no change when
+    every round moved the same way, else at 1 (a loss then counts only as far as every round shows it)."""
+    out = {}
+    for key, ratio in report.measured_ratios.items():
+        b, a = report.measured["before"].samples.get(key), report.measured["after"].samples.get(key)
+        if not b or not a or len(a) != len(b):
+            out[key] = ratio
+        elif smallest_p(len(b), True) < SIGNIFICANCE:
+            out[key] = ratio if significant(report, key) else 1.0
+        else:
+            rounds = [y / x for x, y in zip(b, a) if x]
+            same_way = rounds and (all(r > 1 for r in rounds) or all(r < 1 for r in rounds))
+            out[key] = min(rounds, key=lambda r: abs(r - 1)) if same_way else 1.0
+    return out
 
 
 def rows(report: VerifyReport) -> list[dict[str, Any]]:

@@ -30,3 +30,38 @@ def test_noise_is_not_colored_a_real_change_is():
     md = render(slower, "md")
     assert "(worse)" in md and "(better)" in md and "rank test" in md
     assert verdict(report([10, 10.1], [13, 13.1]), "time per output token") == "same"  # two repeats decide nothing
+
+
+def batched_report(before: list[float], after: list[float]) -> VerifyReport:
+    """A report whose batched throughput was measured in interleaved rounds (as verify now times it)."""
+    def side(batched: list[float], weights: int) -> Measured:
+        return Measured(ttft_ms=10, tpot_ms=10, tokens_per_s=100, weights_bytes=weights, perplexity=5.0,
+                        batched_tokens_per_s=sorted(batched)[len(batched) // 2], samples={"batched_tokens_per_s": batched})
+    b, a = side(before, 1000), side(after, 500)
+    return VerifyReport(baseline="a", optimized="b", device="cpu", workload={"prompts": 2, "max_new_tokens": 8,
+                                                                             "repeats": len(before), "eval_text": "x"},
+                        measured={"before": b, "after": a},
+                        quality=Quality(kl_divergence=0, next_token_agreement=1, generation_agreement=1,
+                                        perplexity_change_pct=0),
+                        measured_ratios={"batched_tokens_per_s": a.batched_tokens_per_s / b.batched_tokens_per_s,
+                                         "weights_bytes": 0.5})
+
+
+def test_a_loss_counts_as_far_as_the_rounds_establish_it():
+    """The same weights timed twice differed by 28% in one batched run each (a review's finding): the apply gate now
+    reads the interleaved rounds. Noise counts as no change, a loss every round shows counts, and a metric measured
+    once (weights) counts as measured."""
+    from optiplan.optimizers.apply import losses
+    from optiplan.planner.report.verify import established_ratios
+
+    noisy = batched_report([400, 520, 380, 500, 450], [390, 510, 400, 300, 505])  # median 0.89x, rounds both ways
+    assert established_ratios(noisy) == {"batched_tokens_per_s": 1.0, "weights_bytes": 0.5}
+    assert losses("memory", established_ratios(noisy)) == []
+    assert losses("memory", noisy.measured_ratios) == []  # 0.89x is above the 0.8x floor either way
+    slower = batched_report([400, 410, 395, 405, 400], [200, 210, 190, 205, 200])  # every round half as fast
+    assert established_ratios(slower)["batched_tokens_per_s"] == 0.5
+    assert losses("memory", established_ratios(slower)) == ["batched tokens/s 0.50x"]
+    # three rounds cannot reach the test's significance: the round nearest no change, where all agree
+    few = batched_report([400, 410, 395], [300, 200, 210])
+    assert established_ratios(few)["batched_tokens_per_s"] == 0.75
+    assert established_ratios(batched_report([400, 410, 395], [200, 500, 210]))["batched_tokens_per_s"] == 1.0
