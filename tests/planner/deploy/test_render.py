@@ -462,6 +462,18 @@ def test_tgi_runs_no_eetq_or_nf4_moe_it_would_run_densely():
     assert engine_config(a, "tgi").options.get("quantize") not in ("eetq", "bitsandbytes-nf4")
 
 
+def test_the_readme_names_the_option_that_caps_the_sequences_or_says_none_does(h100_plans):
+    """TGI's configs set --max-concurrent-requests (its admission limit, waiting requests included) and no cap on the
+    running batch: its README no longer says the options set the plan's sequences."""
+    for engine, option in (("vllm", "--max-num-seqs"), ("sglang", "--max-running-requests"),
+                           ("trtllm", "--max_batch_size")):
+        readme = render(h100_plans[engine], engine)["README.md"]
+        assert f"per server, as {option} sets them" in readme, engine
+    readme = render(h100_plans["tgi"], "tgi")["README.md"]
+    assert "the load the plan is priced at (tgi runs as many as its cache holds: these options cap none)" in readme
+    assert "as the options set them" not in readme
+
+
 def test_vllm_awq_runs_on_marlin_from_ampere_on():
     from optiplan.planner.schema import AdviseRequest
 
