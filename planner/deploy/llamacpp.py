@@ -78,9 +78,8 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
                                       "KV cache (llama.cpp does not page it)"))
         elif t_id == "cuda-graphs":
             cfg.applied.append((t_id, "llama.cpp's CUDA backend captures CUDA graphs by default"))
-        elif t_id == "prefix-caching":
-            o["cache-reuse"] = 256
-            cfg.applied.append((t_id, "--cache-reuse 256 (reuse cached prompt chunks)"))
+        elif t_id == "prefix-caching":  # the per-slot prompt cache the plan prices; --cache-reuse (KV shifting) stays off
+            cfg.applied.append((t_id, "llama-server's per-slot prompt cache, on by default (--cache-prompt)"))
         elif t_id == "spec-draft":
             name = step.params["draft_model"]
             repo = published_gguf(advice, quant, name)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from ..numbers import rate
 from ..schema.advice import Prediction, Rejection
 from .search import QUALITY_TIE, Candidate, SearchResult
-from .techniques import Context, all_techniques, runtime_conflict
+from .techniques import Context, all_techniques, requirements, runtime_conflict
 
 GB = 1e9
 
@@ -36,7 +36,7 @@ def rejections(best: Candidate, ranked: list[Candidate], result: SearchResult, c
                 reason = clash
             else:
                 with_it = next((c for c in ranked if t_id in c.ids and set(c.ids) - {t_id} <= chosen), None)
-                needed = next((r for r in t.requires if r not in chosen), None)
+                needed = next((r for r in requirements(t, ctx.workload.engine) if r not in chosen), None)
                 if with_it is None and needed is not None:
                     why = result.rejected.get(needed)
                     reason = f"it needs {needed}" + (f", which is out: {why}" if why else ", which the plan does not use")

@@ -18,7 +18,7 @@ from .effects import predict_steps, within_speed_limits
 from .graph import conflicting, plan_order
 from .predict import evaluate
 from .state import PlanState, baseline_state
-from .techniques import Context, Technique, all_techniques, runtime_conflict, static_reason
+from .techniques import Context, Technique, all_techniques, requirements, runtime_conflict, static_reason
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ def _clash(a: str, b: str, techniques: dict[str, Technique], engine: str) -> boo
 
 def _consistent(ids: set[str], techniques: dict[str, Technique], engine: str) -> bool:
     for i in ids:
-        if any(dep not in ids for dep in techniques[i].requires):
+        if any(dep not in ids for dep in requirements(techniques[i], engine)):
             return False
     return not any(_clash(a, b, techniques, engine) for a, b in itertools.combinations(sorted(ids), 2))
 
@@ -142,7 +142,7 @@ def search(ctx: Context, only_groups: frozenset[str] | None = None) -> SearchRes
             # the combination's choices win: drop always-on techniques that clash with them, then those whose
             # requirements went with them
             ids = chosen | {a for a in always_ids if not any(_clash(a, c, techniques, engine) for c in chosen)}
-            ids = {i for i in ids if all(d in ids for d in techniques[i].requires)}
+            ids = {i for i in ids if all(d in ids for d in requirements(techniques[i], engine))}
             if not _consistent(ids, techniques, engine):
                 continue
         order = tuple(plan_order(sorted(ids)))

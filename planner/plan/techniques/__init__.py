@@ -112,6 +112,12 @@ class Combines:
         return self.cache or "dynamic"
 
 
+def requirements(t: Technique, engine: str | None) -> tuple[str, ...]:
+    """What `t` needs in the plan beside it: its declared requirements, or none where the engine runs it by default
+    its own way (llama.cpp's per-slot prompt cache needs no paged cache)."""
+    return () if engine is not None and t.id in engine_defaults(engine) else t.requires
+
+
 def runtime_conflict(a: Technique, b: Technique, engine: str) -> str | None:
     """Why `a` and `b` cannot run together in `engine`'s runtime (declared in `combines`), or None."""
     ca, cb = a.combines.get(engine), b.combines.get(engine)

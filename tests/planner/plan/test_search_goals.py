@@ -178,12 +178,21 @@ def test_idle_replicas_serve_nothing_and_the_advice_says_so():
     assert p.cost_per_million_tokens_usd > 1.9 * half.predicted.cost_per_million_tokens_usd
 
 
-def test_an_engine_default_without_an_option_and_a_missing_requirement_are_named():
+def test_an_engine_default_without_an_option_and_a_missing_requirement_are_named(tmp_path):
     advice = advise(AdviseRequest(model="llama-3.1-8b", hardware="rtx-4090", num_devices=1, workload="chat",
                                   engine="llama.cpp"))
     reasons = {r.technique: r.reason for r in advice.rejected}
     assert reasons["cuda-graphs"].startswith("on by default in llama.cpp")
-    assert reasons["prefix-caching"].startswith("it needs paged-kv, which is out: llama.cpp")
+    # llama-server's per-slot prompt cache is its own default: it needs no paged cache (it read "it needs paged-kv")
+    step = next(s for s in advice.plan.steps if s.technique == "prefix-caching")
+    assert step.engine_default and "prefix-caching" not in reasons
+    workload = tmp_path / "chat-unchunked.yaml"
+    workload.write_text("name: chat-unchunked\nprompt_tokens_mean: 1024\noutput_tokens_mean: 320\nconcurrency: 32\n"
+                        "goal: latency\nmax_quality_loss_pct: 1.0\ndenied_techniques: [chunked-prefill]\n")
+    advice = advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", num_devices=1, workload=str(workload),
+                                  engine="sglang"))
+    reasons = {r.technique: r.reason for r in advice.rejected}
+    assert reasons["mixed-chunk"] == "it needs chunked-prefill, which is out: denied by the workload"
 
 
 def test_figures_without_an_error_band_say_why():
