@@ -217,7 +217,12 @@ NO_OPTION = {
 
 
 def no_option(engine: str, t_id: str) -> str:
-    missing = (engine_table().get(engine.lower().replace("tensorrt-llm", "trtllm"), {}).get("missing") or {}).get(t_id)
+    """Why a plan step is not in `engine`'s configuration: the option it lacks, or the one it has that the plans do
+    not use (its profile's `unplanned`)."""
+    profile = engine_table().get(engine.lower().replace("tensorrt-llm", "trtllm"), {})
+    if unplanned := (profile.get("unplanned") or {}).get(t_id):
+        return f"{engine} has {unplanned['option']}, which these configs leave off: {unplanned['why']}"
+    missing = (profile.get("missing") or {}).get(t_id)
     detail = NO_OPTION.get((engine, t_id)) or NO_OPTION.get((None, t_id)) or (missing or {}).get("why")
     return f"{engine} has no option for it" + (f": {detail}" if detail else "")
 

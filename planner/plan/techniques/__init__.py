@@ -253,6 +253,9 @@ def static_reason(t: Technique, ctx: Context) -> str | None:
             engine = engine_profile(ctx.release_engine)
             if t.id in engine_defaults(ctx.release_engine):
                 return f"on by default in {w.engine} {engine['version']}, with no option to set: not a step of the plan"
+            if unplanned := (engine.get("unplanned") or {}).get(t.id):
+                return (f"{w.engine} {engine['version']} has {unplanned['option']}, which plans do not use: "
+                        f"{unplanned['why']}")
             why = (engine.get("missing") or {}).get(t.id)
             return f"{w.engine} {engine['version']} has no option for it" + (
                 f": {why['why']} (source: {why['source'].split(' — ')[0]})" if why else "")

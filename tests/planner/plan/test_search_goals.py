@@ -231,3 +231,18 @@ def test_a_technique_whose_stack_does_not_fit_says_so_whatever_it_gains():
     best, other = Candidate((), None, plan, 1.0), Candidate(("x",), None, big, 0.1)
     assert worse(other, best, "latency").startswith("with it the plan does not fit: ")
     assert trade(other, best, "latency").startswith("the plan does not fit (")
+
+
+def test_an_option_the_plans_leave_off_is_not_called_missing():
+    """SGLang has --enable-torch-compile and TensorRT-LLM torch_compile_config: their plans leave them off for a
+    stated reason, not for 'no option'; the attention step names each engine's own kernel, not FlashAttention's
+    version (TGI runs FlashInfer by default, TensorRT-LLM its own fused attention)."""
+    for engine, option, kernel in (("sglang", "--enable-torch-compile", None),
+                                   ("trtllm", "torch_compile_config", "TrtllmAttention"),
+                                   ("tgi", None, "FlashInfer")):
+        advice = advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", num_devices=1, workload="chat",
+                                      engine=engine))
+        reason = {r.technique: r.reason for r in advice.rejected}["torch-compile"]
+        assert (f"has {option}, which plans do not use" in reason) if option else "has no option" in reason, engine
+        params = next(s.params for s in advice.plan.steps if s.technique == "flash-attention")
+        assert (kernel in params.get("kernel", "")) if kernel else params == {"version": 3}, (engine, params)
