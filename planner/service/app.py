@@ -53,8 +53,8 @@ def _validation_message(errors: list[dict]) -> str:
 
 
 # the request model each route takes, whose fields its error messages suggest (`fields.in_request_terms`)
-ROUTE_REQUESTS = {"/v1/advise": "advise", "/v1/profile": "profile", "/v1/configs": "configs", "/report": "advise",
-                  "/configs.zip": "configs"}
+ROUTE_REQUESTS = {"/v1/advise": "advise", "/v1/profile": "profile", "/v1/configs": "configs", "/report": "web",
+                  "/configs.zip": "web"}
 
 
 def _in_request_terms(request: Request, message: str) -> str:
@@ -142,7 +142,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request, exc: RequestValidationError):
-        return error(422, _validation_message(list(exc.errors())))
+        return error(422, _in_request_terms(request, _validation_message(list(exc.errors()))))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request, exc: StarletteHTTPException):
@@ -166,7 +166,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.exception_handler(ValidationError)
     async def bad_values(request, exc: ValidationError):
-        return error(400, roots.redact(_validation_message(list(exc.errors()))))
+        return error(400, roots.redact(_in_request_terms(request, _validation_message(list(exc.errors())))))
 
     @app.exception_handler(Exception)
     async def internal(request, exc: Exception):
