@@ -40,12 +40,14 @@ def engine_non_native_refusal(engine: str | None, model_type: str, technique: st
 
 def engine_model_technique_refusal(engine: str | None, hw: HardwareSpec, model_type: str, technique: str) -> str | None:
     """Why the engine does not run `technique` on a model of `model_type` on this device (its profile's `model_refuses`
-    rules: techniques, model types, and optionally the CUDA devices below a compute capability: TensorRT-LLM keeps
-    gpt-oss's cache 16-bit on Hopper), with the source, or None."""
+    rules: techniques, model types, and optionally the devices they hold on: the CUDA devices below a compute
+    capability, TensorRT-LLM keeping gpt-oss's cache 16-bit on Hopper, and the `backends` named, TGI's GPTQ MoE
+    kernels being CUDA's; a rule naming neither holds everywhere), with the source, or None."""
     for rule in engine_fact(engine, "model_refuses") or []:
-        if technique in rule["techniques"] and model_type in rule["model_types"] \
-                and (rule.get("below_compute_capability") is None or hw.features.backend == "cuda"
-                     and below_compute_capability(hw, rule["below_compute_capability"])):
+        below, backends = rule.get("below_compute_capability"), rule.get("backends")
+        here = (below is None and backends is None) or hw.features.backend in (backends or ()) or (
+            below is not None and hw.features.backend == "cuda" and below_compute_capability(hw, below))
+        if technique in rule["techniques"] and model_type in rule["model_types"] and here:
             return f"{rule['reason']} (source: {rule['source'].split(' — ')[0]})"
     return None
 

@@ -460,6 +460,14 @@ def test_tgi_runs_no_eetq_or_nf4_moe_it_would_run_densely():
     assert "dense MoE layer, every expert on every token" in reasons["weight-int8"]
     assert "dense MoE layer" in reasons["weight-nf4"]
     assert engine_config(a, "tgi").options.get("quantize") not in ("eetq", "bitsandbytes-nf4")
+    # GPTQ and AWQ experts run on the Marlin MoE kernel on CUDA from Ampere on, densely before it and on ROCm
+    from optiplan.planner.catalog.engine_refusals import engine_model_technique_refusal
+    from optiplan.planner.catalog.hardware import resolve_hardware
+
+    for hw, refused in (("t4", True), ("mi300x", True), ("a100-80gb-sxm", False), ("h100-sxm", False)):
+        why = engine_model_technique_refusal("tgi", resolve_hardware(hw), "mixtral", "weight-int4-gptq")
+        assert bool(why and "dense MoE layer" in why) == refused, hw
+    assert engine_model_technique_refusal("tgi", resolve_hardware("t4"), "llama", "weight-int4-gptq") is None
 
 
 def test_the_readme_names_the_option_that_caps_the_sequences_or_says_none_does(h100_plans):
