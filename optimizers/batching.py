@@ -34,8 +34,10 @@ def sized_config(config, device: str, concurrency: int, max_tokens: int, dtype_b
 
 def continuous_batching(ws: Workspace, params: dict[str, Any]) -> str:
     """Paged KV cache and continuous batching (`generate_batch`), sized for the workload's concurrency."""
-    # the planner's step names the sequences it serves at once (max_running); a user may say concurrency
-    concurrency = int(params.get("concurrency") or params.get("max_running") or DEFAULT_CONCURRENCY)
+    # the planner's step names the sequences it serves at once (max_running; max_num_seqs in plans saved before);
+    # a user may say concurrency
+    concurrency = int(params.get("concurrency") or params.get("max_running") or params.get("max_num_seqs")
+                      or DEFAULT_CONCURRENCY)
     max_tokens = int(params.get("max_tokens", DEFAULT_MAX_TOKENS))
     dtype_bytes = {"fp32": 4}.get(ws.runtime.dtype, 2)
     sized = sized_config(ws.model.config, ws.device, concurrency, max_tokens, dtype_bytes,

@@ -130,6 +130,34 @@ def test_continuous_batching_serves_every_prompt(workspace, tmp_path):
     assert loaded.generate_many(list(DEFAULT_PROMPTS), max_new_tokens=6) == 6 * len(DEFAULT_PROMPTS)
 
 
+def test_a_plans_sequences_size_the_paged_cache_under_either_name():
+    """Plans name the sequences max_running; plans saved before named them max_num_seqs (vLLM's): both size the cache,
+    and neither falls back to the default of 8."""
+    from optiplan.planner.plan.techniques import all_techniques
+
+    options = dict(all_techniques()["paged-kv"].apply.options)
+    assert {"max_running", "max_num_seqs", "concurrency"} <= set(options)
+    from optiplan.optimizers.batching import DEFAULT_CONCURRENCY, continuous_batching
+
+    class Runtime:
+        dtype = "fp32"
+        continuous_batching = None
+
+    class Config:
+        num_key_value_heads, num_attention_heads, hidden_size, num_hidden_layers = 2, 4, 64, 2
+
+    class Model:
+        config = Config()
+
+    class Ws:
+        model, runtime, device = Model(), Runtime(), "cpu"
+
+    for name in ("max_running", "max_num_seqs"):
+        ws = Ws()
+        continuous_batching(ws, {name: 3, "max_tokens": 64})
+        assert ws.runtime.continuous_batching["max_requests_per_batch"] == 3 != DEFAULT_CONCURRENCY, name
+
+
 @pytest.mark.slow
 def test_torch_compile_with_static_cache_keeps_output(workspace, base, tmp_path):
     check_supported("torch-compile", "cpu").apply(workspace, {})

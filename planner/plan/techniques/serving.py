@@ -107,6 +107,8 @@ register(
         apply=Applied("batching:continuous_batching", aim=("batched_tokens_per_s", "higher"),
                       options=(("concurrency", Option(int, "requests served together", low=1, high=4096)),
                                ("max_running", Option(int, "the same, as the plan names it", low=1, high=4096)),
+                               # a plan saved before the neutral names (vLLM's): its sequences still apply
+                               ("max_num_seqs", Option(int, "the same, as older plans name it", low=1, high=4096)),
                                ("max_tokens", Option(int, "prompt + output tokens per request", low=1, high=1 << 20)),
                                ("block_size", Option(int, "tokens per cache block", low=1, high=4096)))),
         combines={"transformers": Combines(cache="paged")}),  # generate_batch's own paged cache
