@@ -27,8 +27,9 @@ def _log(line: str) -> None:
               help="Apply these techniques, e.g. -t weight-w8a8-int8 -t 'sliding-window-sinks:window=256'.")
 @click.option("--hardware", "-H", default="local", show_default=True, help="Hardware the planner plans for.")
 @click.option("--workload", "-w", default=None, help="Workload the planner plans for [default: chat].")
-@click.option("--context", type=int, default=None, help="Override the workload's longest sequence.")
-@click.option("--concurrency", type=int, default=None, help="Override the workload's concurrent sequences.")
+@click.option("--context", type=click.IntRange(min=1), default=None, help="Override the workload's longest sequence.")
+@click.option("--concurrency", type=click.IntRange(min=1), default=None,
+              help="Override the workload's concurrent sequences.")
 @click.option("--max-quality-loss", "quality", default=None, help="Perplexity increase allowed, e.g. 1%.")
 @click.option("--draft", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Draft model folder for speculative decoding (same tokenizer).")

@@ -40,8 +40,8 @@ def measured_steps(advice: Advice) -> list:
 
 MEASURED_HEADING = "Speed effects measured on this machine (`optiplan calibrate`); the other steps follow the analytic rule:"
 # what a plan step the engine runs by default is doing there (`PlanStep.engine_default`)
-DEFAULT_NOTE = ("on by default in {engine}: the baseline runs it already; the step sets it in the configs and gains "
-                "nothing")
+DEFAULT_NOTE = ("on by default in {engine}: the baseline runs it already; the configs keep it as the engine runs it "
+                "and it gains nothing")
 
 
 @lru_cache(maxsize=1)

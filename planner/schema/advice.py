@@ -77,7 +77,7 @@ class PlanStep(Frozen):
     effect_source: str = Field("", description="where the predicted speed effect comes from: measured on this "
                                                "machine by `optiplan calibrate`, or the rule and its source")
     engine_default: bool = Field(False, description="on by default in the plan's engine: the baseline runs it "
-                                                    "already, so the step sets it in the configs and gains nothing")
+                                                    "already, so the configs keep it as the engine runs it and it gains nothing")
     predicted: Prediction = Field(description="after this step and all before it")
 
 
