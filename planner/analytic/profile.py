@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from ..catalog.dtypes import QUANTIZED, DtypeError, canonical, compute_dtype
 from ..catalog.engine_memory import stated_kv_memory
-from ..catalog.engine_refusals import engine_model_refusal
+from ..catalog.engine_refusals import engine_format_refusal, engine_model_refusal
 from ..catalog.engine_state_models import state_model_refusal
 from ..catalog.engines import (
     GENERIC_SERVING,
@@ -140,6 +140,7 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
     runtime = engine_runtime(request.engine)
     refusal = (backend_refusal(request.engine, hw, [GENERIC_SERVING, *engine_names()])
                or engine_model_refusal(request.engine, spec.model_type)
+               or engine_format_refusal(request.engine, hw, spec.model_type, request.dtype, request.kv_dtype)
                or state_model_refusal(request.engine, spec.model_type))
     if refusal:
         raise RequestError(refusal)

@@ -61,6 +61,26 @@ def engine_step_refusal(engine: str | None, hw: HardwareSpec, model_type: str, t
             or engine_model_technique_refusal(engine, hw, model_type, technique))
 
 
+# the plan techniques a profile's weight and cache formats stand for: refused where the engine refuses every one
+FORMAT_TECHNIQUES = {"weights": {"fp8": ("weight-fp8",), "int8": ("weight-int8", "weight-w8a8-int8"),
+                                 "int4": ("weight-int4", "weight-int4-awq", "weight-int4-gptq"), "nf4": ("weight-nf4",),
+                                 "fp4": ("weight-fp4",)},
+                     "cache": {"fp8": ("kv-fp8",), "int8": ("kv-int8",), "int4": ("kv-int4",)}}
+
+
+def engine_format_refusal(engine: str | None, hw: HardwareSpec, model_type: str, weight_dtype: str | None,
+                          kv_dtype: str | None) -> str | None:
+    """Why the engine does not serve this model in these weight and cache formats on this device: the refusals of its
+    profile that a plan step in the format meets (`engine_step_refusal`), where it refuses every technique the format
+    stands for (int4: plain, AWQ and GPTQ), or None. `profile` asks what a plan could not."""
+    for part, dtype in (("weights", weight_dtype), ("cache", kv_dtype)):
+        techniques = FORMAT_TECHNIQUES[part].get(dtype or "", ())
+        reasons = [engine_step_refusal(engine, hw, model_type, t) for t in techniques]
+        if techniques and all(reasons):
+            return reasons[0]
+    return None
+
+
 def engine_model_refusal(engine: str | None, model_type: str) -> str | None:
     """Why the engine cannot run a model of this `model_type` (its profile's `model_types`, where it lists the
     architectures it has code for: gpt-fast; or `refused_model_types`, the ones it cannot load: TGI's gpt-oss), or

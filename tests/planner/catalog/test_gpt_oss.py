@@ -212,3 +212,20 @@ def test_tensorrt_llm_keeps_gpt_oss_cache_16_bit_on_hopper():
                              concurrency=64))
     assert "kv-fp8" not in [s.technique for s in a.plan.steps]
     assert any(r.technique == "kv-fp8" and "Blackwell only" in r.reason for r in a.rejected)
+
+
+def test_a_profile_in_a_format_the_engine_refuses_is_refused_with_the_source():
+    """The README's promise: 'a plan or a profile that asks for one of those is refused with that source'. profile
+    priced TensorRT-LLM's gpt-oss cache in FP8 on Hopper (twice the sequences it holds) and TGI's nf4 Mixtral as a
+    sparse MoE, which TGI runs densely."""
+    from optiplan.planner.errors import RequestError
+
+    with pytest.raises(RequestError, match="Blackwell only .*gpt_oss/README.md"):
+        profile(ProfileRequest(model="gpt-oss-120b", hardware="h100-sxm", engine="trtllm", kv_dtype="fp8"))
+    assert profile(ProfileRequest(model="gpt-oss-120b", hardware="b200", engine="trtllm", kv_dtype="fp8")).fits
+    with pytest.raises(RequestError, match="dense MoE layer"):
+        profile(ProfileRequest(model="mixtral-8x7b", hardware="h100-sxm", num_devices=2, engine="tgi", dtype="nf4"))
+    with pytest.raises(RequestError, match="dense MoE layer"):  # int4: TGI's GPTQ and AWQ MoE kernel needs sm_80
+        profile(ProfileRequest(model="mixtral-8x7b", hardware="t4", num_devices=4, engine="tgi", dtype="int4"))
+    assert profile(ProfileRequest(model="mixtral-8x7b", hardware="h100-sxm", num_devices=2, engine="tgi",
+                                  dtype="int4")).fits
