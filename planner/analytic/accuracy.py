@@ -96,7 +96,8 @@ def missing_bands_reason(hw: HardwareSpec, kind: str | None, training: bool = Fa
     if hw.id == "local":
         return "no error bands: this machine is not calibrated (`optiplan calibrate` measures it and fits its error)"
     if hw.kind != "gpu":
-        return (f"no error bands: nothing in the validation set ran on a {hw.kind} ({hw.id}); these figures are "
+        kind_name = {"apple": "Apple GPU", "cpu": "CPU", "tpu": "TPU"}.get(hw.kind, hw.kind)
+        return (f"no error bands: nothing in the validation set ran on a {kind_name} ({hw.id}); these figures are "
                 f"unvalidated")
     if kind == "hybrid":
         return ("no error bands: the validation set has too few published points of hybrid (state-space or linear "

@@ -175,8 +175,8 @@ def cache_room(s: Setup, weights: float, other: float, raised: bool = False) -> 
     kind, value = pool
     if kind == "reserve":
         return min(free, _static_bytes(s, value) - weights)
-    if kind == "free":
-        return free * value
+    if kind == "free":  # a share of what is free; where nothing is, the deficit as it is (not a share of it)
+        return free * value if free > 0 else free
     return min(free, s.hw.memory_bytes * value - weights - other)
 
 

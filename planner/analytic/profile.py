@@ -297,6 +297,10 @@ def with_host(s: Setup, request: ProfileRequest) -> Setup:
                                f"{s.hw.id} keeps no layers in host memory to compute there")
         if request.num_devices != 1:
             raise RequestError("--gpu-layers splits a model between one GPU and the host: give one device")
+    if (request.host_memory_gbps or request.host_link_gbps) and request.gpu_layers is None and not s.embedding_on_host:
+        raise RequestError(f"--host-memory-gbps and --host-link-gbps describe the host of the layers llama.cpp keeps "
+                           f"there (--gpu-layers) or of its embedding; {request.engine} on {s.hw.id} keeps nothing "
+                           "in host memory")
     host = {"host_memory_bytes_per_s": request.host_memory_gbps * 1e9} if request.host_memory_gbps else {}
     if request.host_link_gbps:
         host["host_link_bytes_per_s"] = request.host_link_gbps * 1e9

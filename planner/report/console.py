@@ -144,7 +144,8 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
         how = "sent at once, once (the burst's means)" if q.at_once else \
             f"at a time, a run of {q.num_requests:,} (its means)" if q.num_requests else "at a time"
         if not q.max_concurrency:
-            how += " [red](not one fits: the figures are one request's as if it did)[/]"
+            how += (f" [red](not one fits: the figures are {q.running:,} running as if they did)[/]" if q.running > 1
+                    else " [red](not one fits: the figures are one request's as if it did)[/]")
         console.print(_section(f"Requests: {q.input_tokens:,} tokens in, {q.output_tokens:,} out, {q.concurrency:,} "
                                + how, [
             ("scheduling", q.scheduling),

@@ -215,3 +215,12 @@ def test_a_plan_is_priced_with_the_sampler_of_the_image_its_configs_run():
     assert priced("mi300x", "vllm==0.10.1") == 39 * spec.vocab_size
     assert priced("h100-sxm", "vllm==0.12.0") == 39 * spec.vocab_size
     assert priced("h100-sxm", "sglang") == 0
+
+
+def test_a_free_memory_share_of_a_deficit_is_the_deficit():
+    """TensorRT-LLM gives its cache 0.9 of what is free: where nothing is free, the headroom is the whole deficit, and
+    what is 'available' no more than the device (it read -108 GB within 36 GB of a 24 GB L4: 0.9 of -120)."""
+    p = profile(ProfileRequest(model="llama-3.1-70b", hardware="l4", engine="trtllm", dtype="bf16"))
+    m = p.memory
+    assert not p.fits and m.headroom_bytes == pytest.approx(m.device_memory_bytes - m.per_device_bytes, rel=1e-6)
+    assert m.per_device_bytes + m.headroom_bytes <= m.device_memory_bytes

@@ -89,6 +89,16 @@ def test_gpu_layers_are_llama_cpps_on_one_gpu():
                                num_devices=2, gpu_layers=20))
 
 
+def test_host_options_are_refused_where_nothing_sits_in_host_memory():
+    """--host-memory-gbps and --host-link-gbps changed nothing for vLLM (or llama.cpp on a CPU) and said nothing."""
+    with pytest.raises(RequestError, match="keeps nothing in host memory"):
+        profile(ProfileRequest(model="llama-3.1-8b", hardware="h100-sxm", engine="vllm", host_memory_gbps=50))
+    with pytest.raises(RequestError, match="keeps nothing in host memory"):
+        profile(ProfileRequest(model="llama-3.1-8b", hardware="epyc-9004", engine="llama.cpp", host_link_gbps=20))
+    slow, fast = (profile(_request(20, host_memory_gbps=g)).latency.tpot_ms for g in (40, 80))
+    assert slow > fast  # the layers the GPU leaves to the host run at its memory's speed
+
+
 def test_the_other_engines_stream_offloaded_weights_over_the_host_link():
     # vLLM's --cpu-offload-gb reads the host's share over the link every pass, whatever the step's size
     s = _setup(ProfileRequest(model="qwen2.5-14b", hardware="rtx-4090", engine="vllm", dtype="bf16"))

@@ -199,7 +199,7 @@ def test_figures_without_an_error_band_say_why():
     hybrid = advise(AdviseRequest(model="jamba-1.5-mini", hardware="h100-sxm", num_devices=2, workload="chat"))
     assert not hybrid.accuracy and any("too few published points of hybrid" in w for w in hybrid.warnings)
     cpu = advise(AdviseRequest(model="qwen2.5-0.5b", hardware="epyc-9004", num_devices=1, workload="chat"))
-    assert not cpu.accuracy and any("nothing in the validation set ran on a cpu" in w for w in cpu.warnings)
+    assert not cpu.accuracy and any("nothing in the validation set ran on a CPU" in w for w in cpu.warnings)
     gpu = advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", num_devices=1, workload="chat"))
     assert gpu.accuracy and not any("no error bands" in w for w in gpu.warnings)
 
