@@ -57,10 +57,10 @@ from .memory import (
     cache_room,
     fits,
     longest_cached_context,
-    max_batch,
     max_context,
     one_sequence_bytes,
     per_device_bytes,
+    pooled_max_batch,
     stage_weight_bytes,
     whole_sequences,
 )
@@ -355,7 +355,7 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
     first_step_s = first_token_step_s(s, batch, prompt)
     w_dev, kv_dev, act_dev = per_device_bytes(s, whole_sequences(s, batch), context, prompt)
     per_device = w_dev + kv_dev + act_dev + s.runtime_bytes
-    largest_batch = max_batch(s, context, prompt)
+    largest_batch = pooled_max_batch(s, context, prompt)
     curve = []
     for b in _curve_batches(batch, largest_batch):
         step = decode if b == batch else decode_step(s, b, context)

@@ -59,7 +59,7 @@ from ..schema import RequestProfile
 from .burst import MOST_REQUESTS, burst_figures
 from .finite_run import ORDERS, finite_run, mean_of_runs, prompt_orders, run_orders
 from .kvcache import cache_tokens_held
-from .memory import max_batch
+from .memory import max_batch, pooled_max_batch
 from .setup import Setup
 from .step_cost import StepCost
 from .steps import decode_step, first_token_step_s, mixed_step, prefill_step
@@ -263,8 +263,9 @@ def front_end(f: dict[str, float], concurrency: int, host_s: float) -> dict[str,
 
 
 def largest_concurrency(s: Setup, input_tokens: int, output_tokens: int, on_demand: bool = False) -> int:
-    """As many requests as fit beside the weights, each holding `cache_tokens_held`."""
-    return max_batch(s, cache_tokens_held(input_tokens, output_tokens, on_demand), input_tokens)
+    """As many requests as fit beside the weights, each holding `cache_tokens_held`, in the cache the engine sizes at
+    start-up where it does (`memory.pooled_max_batch`)."""
+    return pooled_max_batch(s, cache_tokens_held(input_tokens, output_tokens, on_demand), input_tokens)
 
 
 def running_cap(s: Setup) -> int | None:

@@ -9,7 +9,14 @@ import pytest
 from optiplan import profiles
 from optiplan.planner.analytic.efficiency import default_flop_efficiency, measured_factors
 from optiplan.planner.analytic.kvcache import cache_tokens_held
-from optiplan.planner.analytic.memory import cache_room, fits, max_batch, per_device_bytes, sampler_bytes
+from optiplan.planner.analytic.memory import (
+    cache_capacity_tokens,
+    cache_room,
+    fits,
+    max_batch,
+    per_device_bytes,
+    sampler_bytes,
+)
 from optiplan.planner.analytic.profile import profile, setup_for_request
 from optiplan.planner.analytic.setup import build_setup
 from optiplan.planner.analytic.steps import decode_step, kv_bytes_per_device, prefill_step
@@ -61,15 +68,14 @@ def test_an_engine_that_reserves_whole_requests_holds_fewer_than_one_that_grows_
     vllm = profile(ProfileRequest(engine="vllm", **kw)).requests.max_concurrency
     trtllm = profile(ProfileRequest(engine="trtllm", **kw)).requests.max_concurrency
     # a request holds 2,000 of its 3,000 tokens on average, all 3,000 reserved; the pools differ too (vLLM runs within
-    # 0.9 of the device, TensorRT-LLM's cache takes 0.9 of what is free)
-    pools = {}
-    for engine in ("vllm", "trtllm"):
+    # 0.9 of the device, TensorRT-LLM's cache takes 0.9 of what is free), each as the engine sizes it at start-up
+    held = {"vllm": cache_tokens_held(1000, 2000, on_demand=True), "trtllm": 3000}  # 2,000 and partly filled blocks
+    for engine, running in (("vllm", vllm), ("trtllm", trtllm)):
         s = setup_for_request(ProfileRequest(engine=engine, **kw), resolve_model("llama-3.1-70b"),
                               resolve_hardware("h200-sxm"))
-        weights, _, act = per_device_bytes(s, 1, 3000, 1000)
-        pools[engine] = cache_room(s, weights, s.hw.runtime_overhead_bytes + act)
-    held = cache_tokens_held(1000, 2000, on_demand=True)  # 2,000 tokens and the blocks' partly filled share
-    assert vllm / trtllm == pytest.approx(3000 / held * pools["vllm"] / pools["trtllm"], rel=0.01)
+        assert running == cache_capacity_tokens(s, held[engine]) // held[engine], engine
+    # TensorRT-LLM's pool is the larger (620,755 tokens against vLLM's 572,004), yet it holds fewer requests
+    assert trtllm < vllm
     spec, h200 = resolve_model("llama-3.1-70b"), resolve_hardware("h200-sxm")
     work = load_workload("chat")
     state = baseline_state(spec, h200, 1).with_(paged_kv=True)
