@@ -317,6 +317,8 @@ def engine_activations(engine: str, weight_dtype: str, hw: HardwareSpec) -> str 
     if engine_weight_only(engine, weight_dtype, hw):
         return default_16bit(hw)
     act = engine_kernel(engine, weight_dtype).get("activations")
+    if engine == GENERIC_SERVING and weight_dtype == "fp4":
+        act = "fp4"  # NVFP4 as the engines with a profile run it: W4A4 where the device has the rate (Blackwell)
     return act if act and act in hw.peak_tflops else None
 
 

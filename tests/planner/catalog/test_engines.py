@@ -692,3 +692,17 @@ def test_plans_see_vllms_front_end_bound_too():
     assert plan("sglang").throughput_tokens_per_s > 1.2 * out / host
 
 
+
+
+def test_the_generic_engine_runs_nvfp4_as_w4a4_where_the_device_has_the_rate():
+    """The README defines fp4 as NVFP4, W4A4 on Blackwell: `profile --dtype fp4` without an engine ran it weight-only
+    at the 16-bit rate (the same TTFT as bf16), where vLLM and TensorRT-LLM ran it at the fp4 rate."""
+    from optiplan.planner.analytic.profile import profile
+    from optiplan.planner.schema import ProfileRequest
+
+    def ttft(dtype, engine="serving"):
+        return profile(ProfileRequest(model="llama-3.1-8b", hardware="b200", dtype=dtype, engine=engine))
+
+    generic = ttft("fp4")
+    assert generic.hardware.compute_dtype == "fp4" == ttft("fp4", "vllm").hardware.compute_dtype
+    assert generic.latency.ttft_ms < 0.8 * ttft("bf16").latency.ttft_ms
