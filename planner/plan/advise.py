@@ -178,16 +178,17 @@ def rank_hardware(spec: ModelSpec, workload: Workload, engine_asked: bool = Fals
 
 def _explain_winner(ranking: list[HardwareOption]) -> str:
     win = ranking[0]
-    cost = (f"${win.cost_per_million_tokens_usd:,.2f} per million output tokens" if win.cost_per_million_tokens_usd
-            is not None else "no catalog price; ranked by throughput")
     priced = sum(h.cost_per_million_tokens_usd is not None for h in ranking)
     unpriced = len(ranking) - priced
-    text = (f"{win.count} x {win.id} is the cheapest of {priced} priced catalog options that meet the workload "
-            + (f"({unpriced} more meet it without a catalog price) " if unpriced else "")
-            + f"({cost}, {rate(win.throughput_tokens_per_s)} tokens/s with {win.note})")
+    served = f"{rate(win.throughput_tokens_per_s)} tokens/s with {win.note}"
     if not priced:
         text = (f"{win.count} x {win.id} serves most of the {len(ranking)} catalog options that meet the workload, "
-                f"none of them priced ({rate(win.throughput_tokens_per_s)} tokens/s with {win.note})")
+                f"none of them priced ({served})")
+    else:
+        cost = (f"${win.cost_per_million_tokens_usd:,.2f} per million output tokens"
+                if win.cost_per_million_tokens_usd is not None else "no catalog price; ranked by throughput")
+        text = (f"{win.count} x {win.id} is the cheapest of {priced} priced catalog options that meet the workload "
+                + (f"({unpriced} more meet it without a catalog price) " if unpriced else "") + f"({cost}, {served})")
     if len(ranking) > 1:
         nxt = ranking[1]
         nxt_cost = (f"${nxt.cost_per_million_tokens_usd:,.2f}" if nxt.cost_per_million_tokens_usd is not None
