@@ -118,13 +118,14 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
     ]))
     comm = (f", all-reduce {lat.allreduce_ms_per_layer * 1e3:.0f} us/layer "
             f"({lat.communication_share:.0%} of a decode step)") if hw.tensor_parallel > 1 else ""
+    step_band = band_text(p.accuracy, decode_band(r.batch, p.accuracy))  # the decode step's, TPOT and rate alike
     console.print(_section("Latency and throughput", [
         ("TTFT", f"{lat.ttft_ms:,.1f} ms{band_text(p.accuracy, 'ttft_ms')} (prefill of {r.batch} x "
                  f"{lat.prefill_tokens} tokens" + (f", then the {lat.first_token_step_ms:,.1f} ms"
                                                    f"{band_text(p.accuracy, 'tpot_ms')} decode step that computes "
                                                    "the first token)" if lat.first_token_step_ms else ")")),
-        ("TPOT", f"{lat.tpot_ms:,.2f} ms{band_text(p.accuracy, decode_band(r.batch, p.accuracy))} per decode step{comm}"),
-        ("step rates", f"{tp.tokens_per_s:,.0f} tokens/s{band_text(p.accuracy, decode_band(r.batch, p.accuracy))} per decode step, "
+        ("TPOT", f"{lat.tpot_ms:,.2f} ms{step_band} per decode step{comm}"),
+        ("step rates", f"{tp.tokens_per_s:,.0f} tokens/s{step_band} per decode step, "
                        f"{tp.prefill_tokens_per_s:,.0f} tokens/s{band_text(p.accuracy, 'ttft_ms')} prefill (single "
                        "steps, no scheduling: not a serving throughput)"),
         ("limits", (f"largest batch of {r.context}-token caches: {tp.max_batch}" if tp.max_batch < NO_DEVICE_LIMIT
@@ -144,8 +145,8 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
         how = "sent at once, once (the burst's means)" if q.at_once else \
             f"at a time, a run of {q.num_requests:,} (its means)" if q.num_requests else "at a time"
         if not q.max_concurrency:
-            how += (f" [red](not one fits: the figures are {q.running:,} running as if they did)[/]" if q.running > 1
-                    else " [red](not one fits: the figures are one request's as if it did)[/]")
+            whose = f"{q.running:,} running as if they did" if q.running > 1 else "one request's as if it did"
+            how += f" [red](not one fits: the figures are {whose})[/]"
         console.print(_section(f"Requests: {q.input_tokens:,} tokens in, {q.output_tokens:,} out, {q.concurrency:,} "
                                + how, [
             ("scheduling", q.scheduling),
@@ -174,8 +175,8 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
                 if q.max_concurrency > tp.max_batch and r.context == q.input_tokens + q.output_tokens else "")),
             ("goodput", goodput),
         ]))
-    bands = (f"; TPOT{band_text(p.accuracy, decode_band(1, p.accuracy))} at batch 1, {band_text(p.accuracy, decode_band(2, p.accuracy)).strip()} "
-             "above") if band_text(p.accuracy, decode_band(1, p.accuracy)) else ""
+    one, loaded = (band_text(p.accuracy, decode_band(b, p.accuracy)) for b in (1, 2))
+    bands = f"; TPOT{one} at batch 1, {loaded.strip()} above" if one else ""
     curve = Table(title=f"Decode-step rate against batch (no prefill{bands})", title_justify="left")
     for col in ("batch", "TPOT ms", "tokens/s", "fits"):
         curve.add_column(col, justify="right")

@@ -12,8 +12,6 @@ from ..schema.advice import Advice, Prediction
 
 Column = tuple[str, Callable[[Prediction], str]]
 
-
-
 SERVING: list[Column] = [
     ("batch", lambda p: f"{p.batch:,}"),  # the sequences each row runs at once: a TPOT moves with them
     ("TTFT ms", lambda p: f"{p.ttft_ms:,.1f}"),
