@@ -13,12 +13,13 @@ from ... import profiles
 from ..catalog.workloads import preset_names
 from ..schema.advice import AdviseRequest
 from ..schema.core import ProfileRequest
+from .web import QUERY_FIELDS
 
 # the request each kind of route takes: its model (None: the web page's query) and its fields
 MODELS: dict[str, Any] = {"advise": AdviseRequest, "profile": ProfileRequest, "configs": AdviseRequest, "web": None}
 FIELDS = {"advise": set(AdviseRequest.model_fields), "profile": set(ProfileRequest.model_fields),
           "configs": set(AdviseRequest.model_fields) | {"target"},
-          "web": {"model", "hardware", "devices", "workload", "goal", "quality", "engine", "compare", "target"}}
+          "web": set(QUERY_FIELDS)}
 # options whose field is not their own name in snake case (the CLI's `profile`, `advise` and `configs` options;
 # tests/planner/service/test_fields.py walks them)
 RENAMED = {

@@ -23,6 +23,8 @@ GOALS = ("", "memory", "latency", "throughput", "context", "training", "cost")
 ENGINES = ("", "vllm", "sglang", "tgi", "trtllm", "transformers", "llama.cpp")
 TARGETS = ("vllm", "sglang", "tgi", "trtllm", "llama.cpp", "compose", "kubernetes", "all")
 FIELDS = ("model", "hardware", "devices", "workload", "goal", "quality", "engine")
+# what the report's query takes: the form's fields, a device to compare, and the configs target the form carries
+QUERY_FIELDS = frozenset({*FIELDS, "compare", "target"})
 
 
 def page(name: str, **context: Any) -> str:
@@ -68,7 +70,7 @@ def index(request: Request):
 def report(request: Request):
     """The advice report; with `compare=<device>`, both devices side by side (each its own shareable report)."""
     # the form's own fields; its configs target rides along (the same form downloads the configs) and is not the report's
-    unknown = sorted(set(request.query_params) - {*FIELDS, "compare", "target"})
+    unknown = sorted(set(request.query_params) - QUERY_FIELDS)
     if unknown:
         raise ServiceRefused(f"unknown parameter{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}: the report "
                              f"takes {', '.join((*FIELDS, 'compare'))}", 400)
