@@ -81,23 +81,21 @@ def verify(baseline: str | Path, optimized: str | Path, *, device: str | None = 
     opt = load(optimized, device)
     progress(f"baseline in {base.runtime.dtype}, optimized in {opt.runtime.dtype}"
              + dtype_hint(base.runtime.dtype, device))
-    samples = {"before": {k: [] for k in KEYS}, "after": {k: [] for k in KEYS}}
+    sides = (("before", base), ("after", opt))
+    samples = {side: {k: [] for k in (*KEYS, BATCHED)} for side, _ in sides}
     progress(f"timing {repeats} interleaved rounds of {len(prompts)} prompts x {max_new_tokens} tokens")
     with torch.no_grad():
         for loaded in (base, opt):  # warm-up both before any timing
             metrics.generation_samples(loaded, prompts[:1], max_new_tokens=max_new_tokens, repeats=1, warmup=0)
         for _ in range(repeats):
-            for side, loaded in (("before", base), ("after", opt)):
+            for side, loaded in sides:
                 one = metrics.generation_samples(loaded, prompts, max_new_tokens=max_new_tokens, repeats=1, warmup=0)
                 for k in KEYS:
                     samples[side][k].extend(one[k])
         # all prompts together, interleaved like the rounds above: its samples are judged by the same paired test
         progress(f"batched throughput: {repeats} interleaved rounds")
-        sides = (("before", base), ("after", opt))
         for _, loaded in sides:
             metrics.batched_tokens_per_s(loaded, prompts, max_new_tokens=max_new_tokens, repeats=0)  # warm-up
-        for side in samples:
-            samples[side][BATCHED] = []
         for _ in range(repeats):
             for side, loaded in sides:
                 samples[side][BATCHED] += metrics.batched_tokens_per_s(loaded, prompts, max_new_tokens=max_new_tokens,
