@@ -19,9 +19,10 @@ catalog cannot express (a model of an architecture it lacks, a GGUF format) are 
                                          [--fit-backend-layers [rocm]] [--fit-expert-bandwidth]
                                          [--fit-routing-skew] [--fit-allreduce-fusion]
                                          [--fit-state-layers] [--fit-host-layers] [--fit-eager-prefill]
-                                         [--fit-mxfp4-experts] [--fit-mxfp4-reads]
+                                         [--fit-mxfp4-experts] [--fit-mxfp4-reads] [--fit-apple]
 
-The fits (benchmarks/published_fits.py, benchmarks/published_moe_fits.py for a MoE or hybrid model's layers) search
+The fits (benchmarks/published_fits.py, benchmarks/published_moe_fits.py for a MoE or hybrid model's layers,
+benchmarks/published_apple_fits.py for the Apple GPUs) search
 a group of factors on two thirds of the points and report the errors on both parts, a fixed third held out.
 
 `--write-accuracy` stores the request view's errors by figure in profiles/accuracy.yaml: the bands reports show
@@ -37,6 +38,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import published_apple_fits as apple_fits  # noqa: E402
 import published_fits as fits  # noqa: E402
 import published_moe_fits as moe_fits  # noqa: E402
 from _common import write_results  # noqa: E402
@@ -91,6 +93,7 @@ def write_accuracy(rows: list[dict], sources: int) -> None:
 # runtime or the engine it fits) and its search, given the points and that value.
 FITS = {
     "fit_host_layers": ("published_host_layers_fit", lambda points, _: fits.fit_host_layers(points)),
+    "fit_apple": ("published_apple_fit", lambda points, _: apple_fits.fit_apple(points)),
     "fit_front_end": ("published_front_end_fit_{}", fits.fit_front_end),
     "fit_first_token": ("published_first_token_fit_{}", fits.fit_first_token_latency),
     "fit_moe_overheads": ("published_moe_overhead_fit", lambda points, _: moe_fits.fit_moe_overheads(points)),
@@ -171,6 +174,10 @@ def arguments() -> argparse.ArgumentParser:
     parser.add_argument("--fit-host-layers", action="store_true",
                         help="fit the share of the host memory's peak at which llama.cpp reads the layers it keeps "
                              "there (--n-gpu-layers below all) on two thirds of its points with such layers")
+    parser.add_argument("--fit-apple", action="store_true",
+                        help="fit the Apple GPUs' shares of their bandwidth (16-bit and 4-bit weights) and of their "
+                             "compute, and llama.cpp's fixed host time per token and layer on Metal, on two thirds of "
+                             "the points run on Apple Silicon (about a minute)")
     parser.add_argument("--fit-kernel", default=None, metavar="KERNEL",
                         help="fit one weight kernel of profiles/efficiency.yaml (ggml-mmvq, ggml-mmvf: llama.cpp's "
                              "GGUF and 16-bit mat-vecs; torchao-int8, tinygemm: gpt-fast's) on two thirds of the "

@@ -84,6 +84,8 @@ DTYPES = {"bf16": "bf16", "fp16": "fp16", "fp8": "fp8", "int8": "int8", "int4": 
 SECONDS = {"s": 1e3, "ms": 1.0}
 # the categories that measure memory, not time: no fit of a time or rate takes them
 MEMORY_CATEGORIES = ("memory", "kv-cache")
+# the metrics of one sequence's step whatever the view: a batch-1 decode, a prompt's processing (llama-bench's pp)
+STEP_METRICS = ("tpot_ms", "decode_tokens_per_s", "prefill_tokens_per_s")
 # a point's `memory_setup` values: its server's cache was not what the stated command gives
 MEMORY_SETUPS = ("not-as-stated",)
 
@@ -190,8 +192,9 @@ def predict(p: dict, view: str = "requests", tune: Callable[[ProfileRequest], An
     bench_cap = trtllm_bench_max_batch(
         model, p["hardware"], dtype, kv_dtype, p.get("tensor_parallel") or p.get("num_devices") or 1, prompt,
         output) if engine.startswith("trtllm") and p.get("harness") == "in-process" and burst else None
-    # a batch-1 decode figure is the step's, whatever the view: no request section to compute for it
-    requests = {} if p["metric"] in ("tpot_ms", "decode_tokens_per_s") and batch == 1 and not burst else {
+    # a batch-1 decode figure, or a prompt's processing rate at batch 1 (llama-bench's pp), is the step's, whatever
+    # the view: no request section to compute for it
+    requests = {} if p["metric"] in STEP_METRICS and batch == 1 and not burst else {
         "input_tokens": prompt, "output_tokens": output, "concurrency": burst or ("max" if offline else batch),
         "at_once": bool(burst), "in_process": p.get("harness") == "in-process", "num_requests": run,
         "length_spread": p.get("length_spread", 0.0) if run else 0.0,
@@ -244,6 +247,8 @@ def predict(p: dict, view: str = "requests", tune: Callable[[ProfileRequest], An
         return r.latency.tpot_ms, ""
     if metric == "decode_tokens_per_s":
         return 1e3 / r.latency.tpot_ms, ""
+    if metric == "prefill_tokens_per_s":
+        return prompt * 1e3 / r.latency.ttft_ms, ""
     if metric in ("ttft_ms", "ttft_median_ms"):
         return r.latency.ttft_ms / SECONDS[unit], ""
     if metric == "request_latency_ms":

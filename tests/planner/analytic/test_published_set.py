@@ -21,6 +21,7 @@ ENGINES = {"vllm", "sglang", "trtllm", "tgi", "llama.cpp", "transformers", "gpt-
 CATEGORIES = {
     "tpot_ms": {"batch1-decode", "e2e-latency"},
     "decode_tokens_per_s": {"batch1-decode"},
+    "prefill_tokens_per_s": {"ttft"},
     "ttft_ms": {"ttft"},
     "ttft_median_ms": {"ttft"},
     "output_tokens_per_s": {"request-throughput"},
