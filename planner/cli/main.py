@@ -352,17 +352,18 @@ def _report(advice, fmt: str, output: Path | None) -> None:
 @click.option("--gpus", "--devices", "num_devices", type=click.IntRange(min=1), default=None,
               help="Devices [default: 1].")
 @click.option("--workload", "-w", default="chat", show_default=True, help="Preset or a YAML/JSON workload file.")
-@click.option("--engine", "-e", "target", default="vllm", show_default=True,
-              help="vllm, sglang, tgi, trtllm, llama.cpp, compose, kubernetes, or all.")
+@click.option("--engine", "-e", "target", default=None,
+              help="vllm, sglang, tgi, trtllm, llama.cpp, compose, kubernetes, or all [default: the engine advise "
+                   "plans for: vllm, or where it does not run, one that does (llama.cpp on a Mac)].")
 @click.option("--serving-engine", type=PlanEngineName(["vllm", "sglang", "tgi", "trtllm", "llama.cpp"]),
               default=None,
-              help="The engine compose and kubernetes run [default: vllm].")
+              help="The engine compose and kubernetes run [default: as --engine's].")
 @click.option("--max-quality-loss", "quality", default=None, help="Perplexity increase allowed, e.g. 1%.")
 @click.option("--output", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder to write the configs to.")
 @click.option("--force", is_flag=True, help="Replace an existing, non-empty output folder.")
 @friendly
-def configs(model: str, hardware: str, num_devices: int | None, workload: str, target: str,
+def configs(model: str, hardware: str, num_devices: int | None, workload: str, target: str | None,
             serving_engine: str | None, quality: str | None, out_dir: Path, force: bool) -> None:
     """Render deployment configs for MODEL from its plan: engine command lines and config files,
     docker compose, Kubernetes manifests, and a README saying how to start them.
@@ -379,7 +380,7 @@ def configs(model: str, hardware: str, num_devices: int | None, workload: str, t
 
     quality_pct = parse_percent(quality)
 
-    def advise_for(engine: str, device: str, devices: int | None):
+    def advise_for(engine: str | None, device: str, devices: int | None):
         return run_advise(AdviseRequest(model=model, hardware=device, num_devices=devices, workload=workload,
                                         engine=engine, max_quality_loss_pct=quality_pct))
 

@@ -18,8 +18,9 @@ from ..schema.releases import plan_engine
 from .config import ENGINES, TARGETS
 from .render import render_all
 
-# advise for one engine on a given device and count: (engine, hardware id, devices) -> the plan
-AdviseFor = Callable[[str, str, int], Advice]
+# advise for one engine on a given device and count: (engine, hardware id, devices) -> the plan; engine None: the one
+# `advise` picks when none is named (the workload's where it runs on the device, else one that does)
+AdviseFor = Callable[[str | None, str, int | None], Advice]
 
 
 @dataclass
@@ -28,6 +29,7 @@ class Bundle:
     skipped: list[str] = field(default_factory=list)  # "engine: why", an engine that cannot run here
     notes: list[str] = field(default_factory=list)  # an engine rendered from a plan other than its own best
     warnings: list[str] = field(default_factory=list)  # a configuration predicted not to hold the workload
+    target: str = ""  # what was rendered: an engine, compose, kubernetes or all
 
     def messages(self) -> list[str]:
         """The notes, skipped targets and warnings as the CLI prints them, one line each."""
@@ -75,17 +77,25 @@ def bundle(advice: Advice, targets: list[str], advise_for: AdviseFor) -> Bundle:
     return Bundle(files, skipped, notes, warnings)
 
 
-def configs(target: str, serving_engine: str | None, hardware: str, devices: int | None,
+def configs(target: str | None, serving_engine: str | None, hardware: str, devices: int | None,
             advise_for: AdviseFor) -> Bundle:
     """`optiplan configs --engine TARGET` (and POST /v1/configs): a single engine renders the plan made for it; the
-    wrappers (compose, kubernetes) and `all` render the serving engine's (vLLM unless named), and each engine of `all`
-    its own on the same device."""
+    wrappers (compose, kubernetes) and `all` render the serving engine's, and each engine of `all` its own on the same
+    device. Without a target, or a wrapper without a serving engine, the engine is the one `advise` plans for when
+    none is named: the workload's (vLLM) where it runs on the device, else one that does (llama.cpp on a Mac); a
+    workload whose engine has no configs (fine-tune's transformers) is served by vLLM."""
     for engine in (target, serving_engine):
         try:
             plan_engine(engine)
         except ValueError as exc:
             raise OptiplanError(str(exc)) from None
-    if target not in TARGETS:
+    if target is not None and target not in TARGETS:
         raise UnknownNameError("engine", target, TARGETS)
-    advice = advise_for(target if target in ENGINES else (serving_engine or "vllm"), hardware, devices)
-    return bundle(advice, targets_of(target), advise_for)
+    engine = target if target in ENGINES else serving_engine
+    advice = advise_for(engine, hardware, devices)
+    if engine is None and advice.workload.engine not in ENGINES:
+        advice = advise_for("vllm", hardware, devices)
+    target = target or advice.workload.engine
+    result = bundle(advice, targets_of(target), advise_for)
+    result.target = target
+    return result

@@ -36,6 +36,16 @@ IMAGES = {"vllm": "vllm/vllm-openai:v0.10.2", "sglang": "lmsysorg/sglang:v0.5.4"
 ROCM_IMAGES = {"vllm": "rocm/vllm:rocm6.4.1_vllm_0.10.1_20250909", "sglang": "lmsysorg/sglang:v0.5.4-rocm700-mi30x",
                "tgi": "ghcr.io/huggingface/text-generation-inference:3.3.4-rocm",
                "llama.cpp": "ghcr.io/ggml-org/llama.cpp:server-rocm"}
+# On a CPU, llama.cpp's CPU build: ggml-org/llama.cpp docs/docker.md @30255fcb — "`ghcr.io/ggml-org/llama.cpp:server`:
+# This image only includes the `llama-server` executable. (platforms: `linux/amd64`, `linux/arm64`, `linux/s390x`)"
+# (`server-cuda` is the same "compiled with CUDA 12 support"). The other engines' images here are GPU builds.
+CPU_IMAGES = {"llama.cpp": "ghcr.io/ggml-org/llama.cpp:server"}
+# Why a container target is refused on a backend with no image above: every image is a Linux build, and a container on
+# a Mac runs in a Linux VM without the GPU's Metal (llama.cpp discussion #8042, "Containers for Apple Silicon Macs work
+# with GPU-accelerated Vulkan": Podman's krunkit VMs reach the GPU through Vulkan only, "much slower than pure MacOS")
+NO_IMAGE = {"metal": "a container on a Mac runs in a Linux VM without Metal (llama.cpp discussion #8042: only Vulkan "
+                     "through Podman's krunkit reaches the GPU there, much slower than native): run the engine's "
+                     "serve.sh on the Mac itself"}
 HEALTH = {"vllm": "/health", "sglang": "/health", "tgi": "/health", "trtllm": "/health", "llama.cpp": "/health"}
 
 
@@ -252,6 +262,21 @@ def _check_nested(engine: str, values: dict[str, Any], known: dict[str, Any], wh
             raise DeployError(f"{engine}: {name} {value} is not one of {spec['choices']}")
 
 
-def engine_image(engine: str, backend: str | None) -> str:
-    """The container image that runs `engine` on a device of `backend` (its AMD build on ROCm)."""
-    return ROCM_IMAGES[engine] if backend == "rocm" and engine in ROCM_IMAGES else IMAGES[engine]
+def engine_image(engine: str, backend: str | None) -> str | None:
+    """The container image that runs `engine` on a device of `backend` (its AMD build on ROCm, llama.cpp's CPU build on
+    a CPU), or None where none does (`container_refusal` says why)."""
+    if backend == "rocm":
+        return ROCM_IMAGES.get(engine)
+    if backend == "cpu":
+        return CPU_IMAGES.get(engine)
+    return IMAGES[engine] if backend == "cuda" else None
+
+
+def container_refusal(engine: str, hw) -> str | None:
+    """Why no container target (compose, kubernetes) can run `engine` on `hw`, or None where an image does."""
+    backend = hw.features.backend
+    if engine_image(engine, backend) is not None:
+        return None
+    why = NO_IMAGE.get(backend) or (f"the configs know no {engine} image for {backend} devices (its CUDA"
+                                    + (" and ROCm" if engine in ROCM_IMAGES else "") + " images are GPU builds)")
+    return f"no container runs {engine} on {hw.id} ({backend}): {why}"

@@ -36,6 +36,7 @@ from .config import (
     DeployError,
     EngineConfig,
     check_options,
+    container_refusal,
     engine_image,
     engine_options,
     max_seqs,
@@ -246,9 +247,9 @@ def _render(advice: Advice, target: str, serving_engine: str | None = None) -> t
             files[f"{slug}/{extra_file}"] = env.get_template("trtllm-extra.yaml.j2").render(**ctx)
         if cfg.env:
             files[f"{slug}/engine.env"] = "".join(f"{k}={shlex.quote(v)}\n" for k, v in cfg.env.items())
+    elif (refusal := container_refusal(engine, hw)) is not None:  # compose or kubernetes: an image must run it there
+        raise DeployError(refusal)
     elif target == "compose":
-        if hw.kind != "gpu" and engine != "llama.cpp":
-            raise DeployError(f"compose with {engine} needs GPUs; {hw.id} is a {hw.kind}")
         files["compose/docker-compose.yaml"] = env.get_template("docker-compose.yaml.j2").render(
             **ctx, argv=cfg.argv("/config/extra-llm-api-options.yaml" if cfg.extra else None))
         if cfg.extra:  # the file the service mounts beside docker-compose.yaml (a missing one mounts as a folder)

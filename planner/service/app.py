@@ -207,7 +207,8 @@ def create_app(settings: Settings) -> FastAPI:
         if "application/zip" in http.headers.get("accept", ""):
             return Response(calls.zip_files(result.files), media_type="application/zip",
                             headers={"Content-Disposition": 'attachment; filename="optiplan-configs.zip"'})
-        return {"files": result.files, "skipped": result.skipped, "notes": result.notes, "warnings": result.warnings}
+        return {"target": result.target, "files": result.files, "skipped": result.skipped, "notes": result.notes,
+                "warnings": result.warnings}
 
     @app.get("/v1/catalog/{what}", tags=["advice"])
     def catalog(what: Literal["models", "hardware", "workloads", "engines", "techniques"]):

@@ -124,13 +124,13 @@ def run_configs(request: ConfigsRequest, roots: Roots, cache: AdviceCache) -> Bu
 
     fields = request.model_dump(exclude={"target", "serving_engine"})
 
-    def advise_for(engine: str, device: str, devices: int | None):
+    def advise_for(engine: str | None, device: str, devices: int | None):
         return run_advise(AdviseRequest(**fields | {"engine": engine, "hardware": device, "num_devices": devices}),
                           roots, cache)
 
     result = configs(request.target, request.serving_engine, request.hardware, request.num_devices, advise_for)
     return Bundle(roots.redact(result.files), *(roots.redact(lines) for lines in
-                                                (result.skipped, result.notes, result.warnings)))
+                                                (result.skipped, result.notes, result.warnings)), target=result.target)
 
 
 def zip_files(files: dict[str, str]) -> bytes:

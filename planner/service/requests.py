@@ -23,7 +23,9 @@ class ConfigsRequest(AdviseRequest):
     all) and the engine that compose and kubernetes run."""
 
     workload: str | None = "chat"
-    target: str = Field("vllm", description="vllm, sglang, tgi, trtllm, llama.cpp, compose, kubernetes, or all")
+    target: str | None = Field(None, description="vllm, sglang, tgi, trtllm, llama.cpp, compose, kubernetes, or all; "
+                                                 "none: the engine advise plans for (vllm, or where it does not run, "
+                                                 "one that does)")
     serving_engine: Literal["vllm", "sglang", "tgi", "trtllm", "llama.cpp"] | None = None
 
 

@@ -103,16 +103,16 @@ def configs_zip(request: Request):
     query = dict(request.query_params)
     roots, cache = request.app.state.settings.roots, request.app.state.cache
     report = advise_request(query)
-    fields = report | {"target": query.get("target") or "vllm"}
+    fields = report | {"target": query.get("target") or None}
     fields["workload"] = fields["workload"] or "chat"
     if fields["hardware"] == "auto":
         # the configs follow the device the form's report picked (for the form's engine), not a pick of their own for
         # the engine they render: the two can differ (TGI's plan for a Llama-3.1-8B chat is cheapest on an MI300X where
         # the default engine's is on an MI325X)
         fields["hardware"], fields["num_devices"] = _report_device(AdviseRequest(**report), roots, cache)
-    files = calls.run_configs(ConfigsRequest(**fields), roots, cache).files
-    name = f"optiplan-{fields['target']}-configs.zip".replace("/", "-")
-    return Response(calls.zip_files(files), media_type="application/zip",
+    result = calls.run_configs(ConfigsRequest(**fields), roots, cache)
+    name = f"optiplan-{result.target}-configs.zip".replace("/", "-")
+    return Response(calls.zip_files(result.files), media_type="application/zip",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 

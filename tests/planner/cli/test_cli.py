@@ -146,6 +146,13 @@ def test_a_plan_refuses_a_pinned_engine_and_says_where_releases_are_predicted(ar
     assert "optiplan profile --engine " in result.output and not (tmp_path / "x").exists()
 
 
+def test_configs_on_a_mac_render_the_engine_that_runs_there(tmp_path):
+    # no --engine: the one advise plans for there (llama.cpp), not vLLM's refusal
+    result = run("configs", "llama-3.2-3b", "-H", "m3-max", "-o", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / "llamacpp" / "serve.sh").exists() and not (tmp_path / "out" / "vllm").exists()
+
+
 @pytest.mark.parametrize("args", [["calibrate"], ["apply", "x", "-t", "weight-int8", "-o", "y"], ["bench", "x"],
                                   ["verify", "x", "y"]])
 def test_commands_that_run_models_say_how_to_install_torch_on_the_core_install(args):

@@ -134,6 +134,38 @@ def test_configs_as_json_and_as_a_zip(client):
     assert "unknown engine" in one_error(client.post("/v1/configs", json=body | {"target": "nginx"}), 400)
 
 
+def test_configs_without_a_target_render_the_engine_advise_plans_for(client):
+    # vLLM on a GPU; on a Mac, where vLLM does not run, llama.cpp (as `advise` plans there), not a refusal
+    gpu = client.post("/v1/configs", json={"model": "llama-3.2-3b", "hardware": "l4"}).json()
+    assert gpu["target"] == "vllm" and "vllm/serve.sh" in gpu["files"]
+    mac = client.post("/v1/configs", json={"model": "llama-3.2-3b", "hardware": "m3-max"}).json()
+    assert mac["target"] == "llama.cpp" and "llamacpp/serve.sh" in mac["files"]
+    # no container reaches a Mac's GPU: compose is refused there, saying why and what to run instead
+    refused = one_error(client.post("/v1/configs", json={"model": "llama-3.2-3b", "hardware": "m3-max",
+                                                         "target": "compose"}), 400)
+    assert "a container on a Mac runs in a Linux VM without Metal" in refused and "serve.sh" in refused
+    # an engine named that does not run there is still refused, saying which do
+    refused = one_error(client.post("/v1/configs", json={"model": "llama-3.2-3b", "hardware": "m3-max",
+                                                         "target": "vllm"}), 400)
+    assert "vllm does not run on m3-max" in refused and "llama.cpp" in refused
+
+
+def test_containers_run_an_image_built_for_the_device(client):
+    # llama.cpp on a CPU: its CPU build, and a pod that asks for no GPU
+    body = {"model": "llama-3.2-1b", "hardware": "epyc-9004", "serving_engine": "llama.cpp"}
+    k8s = client.post("/v1/configs", json=body | {"target": "kubernetes"}).json()["files"]["kubernetes/deployment.yaml"]
+    assert '"ghcr.io/ggml-org/llama.cpp:server"' in k8s and "nvidia.com/gpu" not in k8s
+    compose = client.post("/v1/configs", json=body | {"target": "compose"}).json()["files"]
+    assert '"ghcr.io/ggml-org/llama.cpp:server"' in compose["compose/docker-compose.yaml"]
+    # vLLM's images are GPU builds: no pod of one on a CPU node
+    refused = one_error(client.post("/v1/configs", json=body | {"target": "kubernetes", "serving_engine": "vllm"}), 400)
+    assert "no container runs vllm on epyc-9004 (cpu)" in refused
+    # on an NVIDIA GPU the CUDA build, with the plan's GPUs requested
+    gpu = client.post("/v1/configs", json={"model": "llama-3.2-1b", "hardware": "l4", "target": "kubernetes",
+                                           "serving_engine": "llama.cpp"}).json()["files"]["kubernetes/deployment.yaml"]
+    assert '"ghcr.io/ggml-org/llama.cpp:server-cuda"' in gpu and '"nvidia.com/gpu": 1' in gpu
+
+
 def test_configs_all_renders_each_engine_from_its_own_plan_as_the_cli_does(client, tmp_path):
     from click.testing import CliRunner
     from optiplan.planner.cli.main import main
