@@ -44,6 +44,7 @@ import published_moe_fits as moe_fits  # noqa: E402
 from _common import write_results  # noqa: E402
 from optiplan import profiles  # noqa: E402
 from optiplan.planner.catalog.engines import engine_table  # noqa: E402
+from optiplan.planner.catalog.hardware import resolve_hardware  # noqa: E402
 from published_points import MEMORY_CATEGORIES, PUBLISHED, point_kind, predict, published_points, summary  # noqa: E402
 
 # validation category -> the predicted figure its error bands
@@ -66,24 +67,31 @@ def write_accuracy(rows: list[dict], sources: int) -> None:
     def own(group: list[dict]) -> dict[str, dict]:
         return {f: b for f, b in bands(group).items() if b["points"] >= ENGINE_BAND_POINTS}
 
+    device_kind = {h: resolve_hardware(h).kind for h in {r["hardware"] for r in rows}}
+    on_gpus = [r for r in rows if device_kind[r["hardware"]] == "gpu"]
+
     def groups(engine: str | None, kind: str | None) -> list[dict]:
-        return [r for r in rows if engine in (None, r["engine"]) and kind in (None, r["kind"])]
+        return [r for r in on_gpus if engine in (None, r["engine"]) and kind in (None, r["kind"])]
 
     def kept(d: dict) -> dict:  # the groups with a band of their own
         return {k: v for k, v in d.items() if v}
 
     engines = sorted({r["engine"] for r in rows} & set(engine_table()))
+    others = sorted(set(device_kind.values()) - {"gpu"})
     data = {"source": f"benchmarks/bench_published.py on {datetime.date.today().isoformat()}: {len(rows)} published "
                       f"points from {sources} sources, request view",
             "figures": bands(rows), "engines": kept({e: own(groups(e, None)) for e in engines}),
             "kinds": kept({k: own(groups(None, k)) for k in KINDS}),
-            "engine_kinds": kept({e: kept({k: own(groups(e, k)) for k in KINDS}) for e in engines})}
+            "engine_kinds": kept({e: kept({k: own(groups(e, k)) for k in KINDS}) for e in engines}),
+            "devices": kept({d: kept({e: own([r for r in rows if device_kind[r["hardware"]] == d and r["engine"] == e])
+                                      for e in engines}) for d in others})}
     header = ("# The analytic model's absolute error against published measurements of real engines, by predicted\n"
               "# figure: reports show the median as the band, that of the points most like the prediction with at\n"
-              f"# least {ENGINE_BAND_POINTS} of the figure: the engine's of the model's kind (`engine_kinds`: dense, "
-              "moe or hybrid),\n# the kind's (`kinds`), the engine's (`engines`), all (`figures`). Written by "
-              "`python benchmarks/bench_published.py\n"
-              "# --write-accuracy`; do not edit by hand.\n")
+              f"# least {ENGINE_BAND_POINTS} of the figure: on a GPU the engine's of the model's kind (`engine_kinds`: "
+              "dense,\n# moe or hybrid), the kind's (`kinds`), the engine's (`engines`), all (`figures`), the first\n"
+              "# three of GPU runs only; on another kind of device (`devices`: Apple GPUs) the engine's runs there,\n"
+              "# and none where it has none. Written by `python benchmarks/bench_published.py --write-accuracy`; do\n"
+              "# not edit by hand.\n")
     target = Path(profiles.ROOT) / "accuracy.yaml"
     target.write_text(header + yaml.safe_dump(data, sort_keys=False))
     print(f"wrote {target}")

@@ -18,7 +18,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from ... import profiles
-from ..machine.calibration import load_calibration
+from ..machine.calibration import calibrated_here, load_calibration
 from ..schema import AccuracyBand, HardwareSpec, ModelSpec
 
 ACCURACY_FILE = profiles.ROOT / "accuracy.yaml"
@@ -54,25 +54,34 @@ def architecture_kind(spec: ModelSpec) -> str:
 ENGINE_ONLY = ("kv_cache_tokens",)
 
 
+# how the reports name a kind of device
+KIND_NAMES = {"apple": "Apple GPU", "cpu": "CPU", "tpu": "TPU"}
+
+
 def accuracy_bands(hw: HardwareSpec, runtime: str = "serving", engine: str | None = None,
-                   kind: str | None = None) -> dict[str, AccuracyBand]:
+                   kind: str | None = None, dtype: str | None = None) -> dict[str, AccuracyBand]:
     """Figure name -> its error band on this hardware (empty where nothing validates it), figure by figure the most
-    specific the validation set has enough points for: the engine's points of the model's `kind`
-    (`architecture_kind`), the kind's, the engine's, every point."""
+    specific the validation set has enough points for: on a GPU the engine's points of the model's `kind`
+    (`architecture_kind`), the kind's, the engine's, every point; on another device the engine's runs on its kind; on
+    this machine (`local`) the calibration's fit of the weights' format (`dtype`) on this device."""
     if hw.id == "local":
-        fitted = ((load_calibration() or {}).get("runtimes", {}).get(runtime) or {})
-        out = {}
-        for dtype, fit in fitted.items():
-            err = fit.get("median_abs_error_pct")
-            if err is not None:
-                source = f"optiplan calibrate on this machine ({runtime}, {dtype}): median error of the fitted steps"
-                for figure in ("tpot_ms", "ttft_ms"):
-                    out[figure] = AccuracyBand(median_pct=round(err, 1), p90_pct=None, points=len(fit.get("points", [])),
-                                               source=source)
-                break
-        return out
+        calibration = load_calibration()
+        if not calibrated_here(calibration, hw):
+            return {}
+        # the fit of the weights' format the prediction reads: another format's steps say nothing of its error
+        fit = ((calibration.get("runtimes") or {}).get(runtime) or {}).get(dtype) if dtype else None
+        err = (fit or {}).get("median_abs_error_pct")
+        if err is None:
+            return {}
+        source = f"optiplan calibrate on this machine ({runtime}, {dtype}): median error of the fitted steps"
+        return {figure: AccuracyBand(median_pct=round(err, 1), p90_pct=None, points=len(fit.get("points", [])),
+                                     source=source) for figure in ("tpot_ms", "ttft_ms")}
     if hw.kind != "gpu":
-        return {}
+        # the engine's published runs on this kind of device (llama.cpp's on Apple GPUs), none where it has none
+        data = _bands_file(ACCURACY_FILE)
+        device = ((data.get("devices") or {}).get(hw.kind) or {}).get(engine) if runtime != "transformers" else None
+        return {figure: _band(data, b, f"{b['category']}, {engine} on {KIND_NAMES.get(hw.kind, hw.kind)}s")
+                for figure, b in (device or {}).items()}
     data = _bands_file(EAGER_GPU_ACCURACY_FILE if runtime == "transformers" else ACCURACY_FILE)
     if kind == "hybrid" and kind not in (data.get("kinds") or {}):
         return {}  # too few hybrid points for a band: nothing validates such a model's figures, and none is shown
@@ -87,16 +96,29 @@ def accuracy_bands(hw: HardwareSpec, runtime: str = "serving", engine: str | Non
     return bands
 
 
-def missing_bands_reason(hw: HardwareSpec, kind: str | None, training: bool = False) -> str:
+def missing_bands_reason(hw: HardwareSpec, kind: str | None, training: bool = False, dtype: str | None = None) -> str:
     """Why a prediction has no error band, for the reports to say beside figures that carry no ± (`accuracy_bands`
     and `training_accuracy_bands` return none there)."""
     if training:
         return ("no error bands: the training step model was validated on one A100 only (published fine-tuning "
                 "runs); these figures are unvalidated here")
     if hw.id == "local":
-        return "no error bands: this machine is not calibrated (`optiplan calibrate` measures it and fits its error)"
+        calibration = load_calibration()
+        if calibration is None:
+            return ("no error bands: this machine is not calibrated (`optiplan calibrate` measures it and fits its "
+                    "error)")
+        if not calibrated_here(calibration, hw):
+            return (f"no error bands: this machine's calibration measured its {calibration['machine']['device']}, not "
+                    f"the {'GPU' if hw.kind == 'gpu' else 'CPU'} these figures are for")
+        fitted = sorted({d for fits in (calibration.get("runtimes") or {}).values() for d in fits})
+        return (f"no error bands: this machine's calibration fitted {', '.join(fitted) or 'no format'}"
+                + (f", not {dtype} weights" if dtype else "") + " (`optiplan calibrate` fits its error)")
     if hw.kind != "gpu":
-        kind_name = {"apple": "Apple GPU", "cpu": "CPU", "tpu": "TPU"}.get(hw.kind, hw.kind)
+        kind_name = KIND_NAMES.get(hw.kind, hw.kind)
+        ran = sorted(((_bands_file(ACCURACY_FILE).get("devices") or {}).get(hw.kind) or {}))
+        if ran:
+            return (f"no error bands: the validation set's runs on an {kind_name} are {' and '.join(ran)}'s; these "
+                    f"figures, another engine's, are unvalidated")
         return (f"no error bands: nothing in the validation set ran on a {kind_name} ({hw.id}); these figures are "
                 f"unvalidated")
     if kind == "hybrid":

@@ -7,7 +7,7 @@ from ... import profiles
 from ..catalog.dtypes import canonical
 from ..catalog.hardware import catalog_hardware
 from ..errors import RequestError
-from ..machine.calibration import calibration_path, load_calibration
+from ..machine.calibration import calibrated_here, calibration_path, load_calibration
 from ..schema import EfficiencyFactors, HardwareSpec
 
 
@@ -206,6 +206,8 @@ def calibrated_efficiency(hw: HardwareSpec, runtime: str, weight_dtype: str,
     if hw.id != "local":
         return None
     calibration = load_calibration()
+    if not calibrated_here(calibration, hw):
+        return None
     fitted_runtime = (calibration or {}).get("runtimes", {}).get(runtime, {})
     fitted = fitted_runtime.get(weight_dtype)
     if not fitted:

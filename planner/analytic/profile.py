@@ -404,7 +404,8 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
     comm = decode.comm_s / decode.time_s if decode.time_s else 0.0
     peak = hw.peak_tflops[s.compute_dtype]
     kind = architecture_kind(spec)
-    bands = accuracy_bands(hw, engine_runtime(request.engine), split_engine(request.engine)[0], kind)
+    weights = canonical(request.dtype) if request.dtype else s.compute_dtype  # the format a calibration fitted
+    bands = accuracy_bands(hw, engine_runtime(request.engine), split_engine(request.engine)[0], kind, weights)
     return Profile(
         request=request,
         model=model_summary(spec),
@@ -448,7 +449,7 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
             tokens_per_s=batch / decode.time_s, prefill_tokens_per_s=batch * prompt / prefill_s, curve=curve,
             max_batch=largest_batch, max_context=max_context(s, batch),
         ),
-        efficiency=s.eff, fits=fit, warnings=warnings + ([] if bands else [missing_bands_reason(hw, kind)]),
+        efficiency=s.eff, fits=fit, warnings=warnings + ([] if bands else [missing_bands_reason(hw, kind, dtype=weights)]),
         # in the engine's own process no HTTP server paces the requests or delays their first token
         requests=request_profile(replace(s, request_host_s=0.0, first_token_latency_s=0.0) if request.in_process
                                  else s, request.input_tokens, request.output_tokens, concurrency,

@@ -119,7 +119,8 @@ def local_cpu() -> HardwareSpec:
     if calibration is None or calibration.get("machine", {}).get("device") != "cpu":
         return spec
     return spec.model_copy(update={
-        "peak_tflops": calibration["peak_tflops"],
+        # the measured rates over the estimated ones: a dtype calibration does not measure (int8) keeps its estimate
+        "peak_tflops": spec.peak_tflops | calibration["peak_tflops"],
         "memory_bandwidth_bytes_per_s": calibration["bandwidth_bytes_per_s"],
         "runtime_overhead_bytes": calibration["runtime_overhead_bytes"],
         "sources": [f"measured by `optiplan calibrate` on {calibration['measured_at']} ({calibration_path()})"],

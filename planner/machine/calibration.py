@@ -48,3 +48,10 @@ def load_calibration() -> dict[str, Any] | None:
 def save_calibration(data: dict[str, Any]) -> Path:
     """Write this machine's calibration (atomically: an interrupted run leaves the previous one)."""
     return write_text_atomic(calibration_path(), json.dumps(data, indent=2))
+
+
+def calibrated_here(calibration: dict[str, Any] | None, hw) -> bool:
+    """Whether `calibration` measured `hw`'s kind of device on this machine: a GPU's (cuda), or the CPU's where the
+    machine's `local` device is its CPU. A CPU calibration on a machine whose `local` is its GPU fits nothing there."""
+    device = ((calibration or {}).get("machine") or {}).get("device")
+    return device == ("cuda" if hw.kind == "gpu" else "cpu")

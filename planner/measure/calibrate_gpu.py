@@ -100,10 +100,13 @@ def fit_launch_cost(all_samples: list[dict], hw, dtype: str) -> dict[str, Any]:
     """The transformers engine's factors on this GPU: the device's default efficiencies, the launch cost per layer
     fitted with the launches overlapping the kernels, and each measured step against the result."""
     from ..analytic.efficiency import default_efficiency
+    from ..analytic.setup import at_engine_share
 
     kernels = kernel_seconds(all_samples, hw, dtype)
     launch = fit_launch_costs(all_samples, kernels, overlap=True)
-    eff = default_efficiency(hw, dtype, dtype, "transformers")
+    # the factors the kernel times were priced at (the engine's share of the compute rate among them): a calibrated
+    # profile reads these as they are, without the share the documented defaults take on, so they carry it
+    eff = at_engine_share(default_efficiency(hw, dtype, dtype, "transformers"), "transformers", hw)
     factors = {"flop_efficiency": eff.flop_efficiency, "bandwidth_efficiency": eff.bandwidth_efficiency,
                "step_overhead_s": launch["step_overhead_s"], "layer_overhead_s": launch["layer_overhead_s"],
                "host_overlap": True, "matmul_half_tokens": eff.matmul_half_tokens}

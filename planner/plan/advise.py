@@ -403,10 +403,11 @@ def _document(spec: ModelSpec, workload: Workload, hw: HardwareSpec, devices: in
         warnings.append(f"the catalog has no price for {hw.id}: the cost goal ranks the plans by output tokens per "
                         f"second, the same order on these devices, and shows no cost per token")
     training = workload.goal == "training"
+    weights = best.state.weight_dtype  # the plan's weights: the format a calibration of this machine must have fitted
     bands = training_accuracy_bands(hw, devices) if training \
-        else accuracy_bands(hw, engine_runtime(workload.engine), workload.engine, architecture_kind(spec))
+        else accuracy_bands(hw, engine_runtime(workload.engine), workload.engine, architecture_kind(spec), weights)
     if not bands:
-        warnings.append(missing_bands_reason(hw, architecture_kind(spec), training))
+        warnings.append(missing_bands_reason(hw, architecture_kind(spec), training, weights))
     advice = Advice(
         model=model_summary(spec), workload=workload,
         hardware=HardwareChoice(id=hw.id, name=hw.name, count=devices, tensor_parallel=best.state.tp,

@@ -118,3 +118,30 @@ def test_the_cache_at_start_up_carries_only_its_own_engines_band():
     # SGLang's two logs and TensorRT-LLM's none: vLLM's 0.5% is no band for them, nor for a generic engine
     for engine in ("sglang", "trtllm", "serving"):
         assert "kv_cache_tokens" not in accuracy_bands(h100, engine=engine, kind="dense"), engine
+
+
+def test_an_apple_gpu_carries_the_band_of_its_engines_runs_there():
+    # llama.cpp's published runs on an M2 Ultra and an M3 Max band its decode there; other engines have none
+    mac = resolve_hardware("m3-max")
+    bands = accuracy_bands(mac, "serving", "llama.cpp", "dense")
+    assert bands["tpot_ms"].points >= 12 and "llama.cpp on Apple GPUs" in bands["tpot_ms"].source
+    assert "ttft_ms" not in bands  # seven prompt points: too few for a band of their own
+    eager = profile(ProfileRequest(model="llama-3.2-1b", hardware="m3-max", engine="transformers"))
+    assert not eager.accuracy and any("runs on an Apple GPU are llama.cpp's" in w for w in eager.warnings)
+
+
+def test_a_calibrated_machine_bands_only_the_device_and_format_it_fitted(monkeypatch):
+    from optiplan.planner.analytic import accuracy
+
+    fit = {"median_abs_error_pct": 3.0, "points": [1, 2, 3]}
+    data = {"machine": {"device": "cpu"}, "runtimes": {"transformers": {"fp32": fit}}}
+    monkeypatch.setattr(accuracy, "load_calibration", lambda: data)
+    cpu = resolve_hardware("epyc-9004").model_copy(update={"id": "local"})
+    assert accuracy.accuracy_bands(cpu, "transformers", "transformers", "dense", "fp32")["tpot_ms"].median_pct == 3.0
+    # bf16 weights were not fitted: no band borrowed from fp32's steps, and the warning says which were
+    assert accuracy.accuracy_bands(cpu, "transformers", "transformers", "dense", "bf16") == {}
+    assert "fitted fp32, not bf16 weights" in accuracy.missing_bands_reason(cpu, "dense", dtype="bf16")
+    # a GPU `local` after a CPU calibration: nothing of it was fitted
+    gpu = resolve_hardware("h200-sxm").model_copy(update={"id": "local"})
+    assert accuracy.accuracy_bands(gpu, "transformers", "transformers", "dense", "fp32") == {}
+    assert "measured its cpu, not the GPU" in accuracy.missing_bands_reason(gpu, "dense", dtype="fp32")

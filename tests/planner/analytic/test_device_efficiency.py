@@ -203,7 +203,8 @@ def test_a_calibrated_machine_reads_its_cache_and_activations_at_its_16_bit_fit(
         return {"factors": {"flop_efficiency": 0.5, "bandwidth_efficiency": bandwidth, "step_overhead_s": 0.001,
                             "layer_overhead_s": 0.0001}, "median_abs_error_pct": 5.0, "points": [1, 2, 3]}
 
-    data = {"measured_at": "2026-11-29", "runtimes": {"transformers": {"bf16": fit(0.6), "int4": fit(0.3)}}}
+    data = {"measured_at": "2026-11-29", "machine": {"device": "cpu"},
+            "runtimes": {"transformers": {"bf16": fit(0.6), "int4": fit(0.3)}}}
     monkeypatch.setattr(efficiency, "load_calibration", lambda: data)
     local = resolve_hardware("epyc-9004").model_copy(update={"id": "local"})
     int4 = efficiency.calibrated_efficiency(local, "transformers", "int4", "bf16")
@@ -211,6 +212,23 @@ def test_a_calibrated_machine_reads_its_cache_and_activations_at_its_16_bit_fit(
     assert int4.kv_bandwidth_efficiency == int4.activation_bandwidth_efficiency == 0.6
     uncalibrated_16bit = efficiency.calibrated_efficiency(local, "transformers", "int4", "fp16")
     assert uncalibrated_16bit.kv_bandwidth_efficiency is None  # no fp16 fit: the weights' share stands in
+    # a machine whose `local` is its GPU: the CPU's fit says nothing of it (calibrate --device cpu on a GPU host)
+    gpu = resolve_hardware("h200-sxm").model_copy(update={"id": "local"})
+    assert efficiency.calibrated_efficiency(gpu, "transformers", "bf16", "bf16") is None
+
+
+def test_a_cpu_calibration_keeps_the_estimated_rates_it_does_not_measure(monkeypatch):
+    # calibrate measures fp32 and bf16 matmuls; the int8 rate the estimate gives stays (W8A8 on `local` still runs)
+    from optiplan.planner.catalog import hardware
+    from optiplan.planner.machine.probe import estimated_cpu
+
+    data = {"measured_at": "2026-11-29", "machine": {"device": "cpu"}, "peak_tflops": {"fp32": 1.5, "bf16": 0.9},
+            "bandwidth_bytes_per_s": 2e10, "runtime_overhead_bytes": 0}
+    monkeypatch.setattr(hardware, "load_calibration", lambda: data)
+    estimated = estimated_cpu()
+    local = hardware.local_cpu()
+    assert local.peak_tflops["fp32"] == 1.5 and local.peak_tflops["bf16"] == 0.9
+    assert "int8" in estimated.peak_tflops and local.peak_tflops["int8"] == estimated.peak_tflops["int8"]
 
 
 def test_vllm_holds_its_cache_in_its_share_of_the_device():

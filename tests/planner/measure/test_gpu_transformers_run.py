@@ -90,3 +90,24 @@ def test_calibrating_a_gpu_that_is_not_there_is_a_clear_usage_error():
 
     result = CliRunner().invoke(main, ["calibrate", "--device", "cuda"])
     assert result.exit_code == 2 and "torch sees no CUDA device" in result.output
+
+
+def test_a_gpu_calibration_saves_the_factors_its_kernel_times_were_priced_at(monkeypatch):
+    # the launch cost is fitted against kernel times at the transformers engine's share of the GPU's compute rate; a
+    # calibrated profile reads the saved factors as they are, so they carry that share (an H200's bf16: 0.84 of it)
+    from optiplan.planner.analytic.efficiency import default_efficiency
+    from optiplan.planner.analytic.setup import at_engine_share
+    from optiplan.planner.catalog.hardware import resolve_hardware
+    from optiplan.planner.measure import calibrate_gpu
+
+    hw = resolve_hardware("h200-sxm")
+    monkeypatch.setattr(calibrate_gpu, "kernel_seconds", lambda samples, hw, dtype: [0.01])
+    monkeypatch.setattr(calibrate_gpu, "fit_launch_costs", lambda samples, kernels, overlap: {
+        "step_overhead_s": 0.0, "layer_overhead_s": 0.0007, "at_grid_edge": False})
+    monkeypatch.setattr(calibrate_gpu, "step_seconds", lambda sample, kernel, launch: 0.02)
+    sample = {"model": "m", "kind": "decode", "batch": 1, "tokens": 128, "seconds": 0.02}
+    fitted = calibrate_gpu.fit_launch_cost([sample], hw, "bf16")
+    documented = default_efficiency(hw, "bf16", "bf16", "transformers").flop_efficiency
+    priced = at_engine_share(default_efficiency(hw, "bf16", "bf16", "transformers"), "transformers", hw)
+    assert fitted["factors"]["flop_efficiency"] == pytest.approx(priced.flop_efficiency)
+    assert fitted["factors"]["flop_efficiency"] < documented  # the share is below 1 on a GPU
