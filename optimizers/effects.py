@@ -233,6 +233,13 @@ def measure_effects(models: list[Path] | None = None, techniques: list[str] | No
     return results
 
 
+# technique effects are measured with the CPU path (fp32 models on the host); a GPU calibration's `--hardware local`
+# is the GPU, which plans with them only where they were measured on it (`plan.effects.measured_effects`)
+EFFECTS_ON_CPU_ONLY = ("technique effects are measured on the CPU only, and this machine's calibration is its GPU's: "
+                       "`--hardware local` plans there with the cited effects (calibrate with --device cpu to "
+                       "measure them for the CPU)")
+
+
 def calibrate_effects(models: list[Path] | None = None, rounds: int = 4, show_progress: bool = True,
                       techniques: list[str] | None = None) -> tuple[dict[str, Any], Path]:
     """Measure technique effects on this machine and store them in its calibration file (made by `calibrate`);
@@ -244,6 +251,8 @@ def calibrate_effects(models: list[Path] | None = None, rounds: int = 4, show_pr
     if data is None:
         raise MeasureError("this machine has no calibration yet: run `optiplan calibrate` (it measures the "
                            "technique effects too)")
+    if (data.get("machine") or {}).get("device", "cpu") != "cpu":
+        raise MeasureError(EFFECTS_ON_CPU_ONLY)
     fresh = measure_effects(models, techniques=techniques, rounds=rounds, show_progress=show_progress)
     earlier = data.get("effects") or {}
     if techniques and earlier.get("models") == fresh["models"] and earlier.get("device") == fresh["device"]:

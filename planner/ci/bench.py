@@ -200,6 +200,10 @@ class EndpointTarget:
                              f"{exc or type(exc).__name__}") from exc
         if first is None:
             raise BenchError(f"endpoint {self.name}: the completion streamed no text")
+        if last == first:  # nothing to time between tokens: a TPOT of 0 the gate would refuse
+            raise BenchError(f"endpoint {self.name}: the completion came in one chunk, so no time per output token "
+                             "can be measured: the server does not stream token by token (or one token was asked "
+                             "for); bench it with a streaming server and more than one new token")
         tokens = usage_tokens or chunks
         return {"ttft_ms": (first - start) * 1e3, "tpot_ms": (last - first) / max(tokens - 1, 1) * 1e3,
                 "tokens_per_s": tokens / (last - start)}

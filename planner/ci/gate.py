@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -248,7 +248,15 @@ def compare_samples(name: str, a: MetricSamples, b: MetricSamples, budget_pct: f
               "candidate_median": med_b, "budget_pct": budget_pct, "n_baseline": len(a.samples),
               "n_candidate": len(b.samples)}
     if not a.noisy:
-        change = (med_b / med_a - 1) * 100 if med_a else (0.0 if med_b == med_a else math.inf)
+        if med_a == 0 and med_b != 0:
+            # no percentage of a zero baseline (a prefix agreement of 0): any move is beyond a budget, in its direction
+            worse_now = sign * med_b > 0
+            verdict = "regression" if worse_now else "improvement"
+            reason = (f"{med_a:g} -> {med_b:g}: a change from a zero baseline, "
+                      + (f"beyond any {budget_pct:g}% budget" if worse_now else "better"))
+            return MetricVerdict(**common, verdict=verdict, change_pct=None, ci_low_pct=None, ci_high_pct=None,
+                                 method="direct comparison (repeatable metric)", reason=reason)
+        change = (med_b / med_a - 1) * 100 if med_a else 0.0
         worse = sign * math.log(med_b / med_a) if med_a > 0 and med_b > 0 else sign * change / 100
         verdict = "regression" if worse > limit else "improvement" if worse < -effect else "pass"
         reason = {"regression": f"{signed_pct(change, 2)} is beyond the {budget_pct:g}% budget",
@@ -303,17 +311,24 @@ def compare_samples(name: str, a: MetricSamples, b: MetricSamples, budget_pct: f
                       f"repeats to call it, not too much noise")
         elif w > limit:
             more = _more_repeats(n, w - sampling_lo, w - (limit if fixed else effect), per_round, fixed)
-            reason = (f"{signed_pct(_pct(est))} looks beyond the {budget_pct:g}% budget but is "
-                      + (f"within it plus {settings.run_noise_pct:g}% drift between the runs ({ci})" if fixed else
-                         f"not significant ({ci}, p={p:.2g})" if p >= alpha else
-                         f"not established: its interval reaches below the {settings.min_effect_pct:g}% that counts "
-                         f"as a change ({ci}, p={p:.2g})"))
+            reason = (f"{signed_pct(_pct(est))} looks beyond the {budget_pct:g}% budget but "
+                      + (f"its interval reaches down into it plus {settings.run_noise_pct:g}% drift between the runs "
+                         f"({ci})" if fixed else
+                         f"is not significant ({ci}, p={p:.2g})" if p >= alpha else
+                         f"is not established: its interval reaches below the {settings.min_effect_pct:g}% that "
+                         f"counts as a change ({ci}, p={p:.2g})"))
+        elif fixed_pass >= limit:
+            # separate runs: the drift allowance alone is past the budget, so no interval of theirs can pass
+            reason = (f"{signed_pct(_pct(est))} ({ci}), but separate runs may drift {settings.run_noise_pct:g}% apart, "
+                      f"more than the {budget_pct:g}% budget: no number of repeats passes it; compare the two "
+                      "interleaved (optiplan bench BASE HEAD), or set --run-noise to this machine's measured drift")
         else:
             more = _more_repeats(n, sampling_bound - w, limit - w, per_round, fixed_pass)
             reason = (f"{signed_pct(_pct(est))} ({ci}), but its one-sided {settings.pass_confidence:.0%} bound "
                       f"{signed_pct(_pct(bound))} does not rule out more than the {budget_pct:g}% budget")
-        reason += (f"; about {more} more repeat{'s' if more > 1 else ''} (bench --repeat) would decide"
-                   if more is not None else "; more repeats would hardly decide it")
+        if not (fixed_pass >= limit and w <= limit):  # that reason already says what would decide it
+            reason += (f"; about {more} more repeat{'s' if more > 1 else ''} (bench --repeat) would decide"
+                       if more is not None else "; more repeats would hardly decide it")
     return MetricVerdict(**common, verdict=verdict, change_pct=_pct(est), ci_low_pct=_pct(lo), ci_high_pct=_pct(hi),
                          p_value=p, method=method, more_repeats=more, reason=reason)
 
@@ -410,7 +425,7 @@ def compare(a: BenchResult, b: BenchResult, request: GateRequest, names: tuple[s
     settings = Settings(request.confidence, request.min_effect_pct, run_noise, request.pass_confidence)
     separate = a.session_id != b.session_id
     same_run = not separate and a.target == b.target  # one file given twice, or two copies of one run
-    verdicts = []
+    verdicts, clamped = [], []
     for name in wanted:
         ma, mb = a.metrics[name], b.metrics[name]
         if (ma.direction, ma.noisy, ma.unit) != (mb.direction, mb.noisy, mb.unit):
@@ -423,13 +438,21 @@ def compare(a: BenchResult, b: BenchResult, request: GateRequest, names: tuple[s
                 verdict="pass", change_pct=0.0, ci_low_pct=0.0, ci_high_pct=0.0, method="the same samples",
                 reason="both files hold the same bench run of the same model: no change"))
             continue
-        verdicts.append(compare_samples(name, ma, mb, _budget(name, ma, request), settings,
-                                        paired=_paired(a, b, ma, mb, request), per_round=a.workload.prompts,
-                                        separate=separate))
+        budget = _budget(name, ma, request)
+        # a change past the budget is a change: the smallest that counts is at most the budget, else a change between
+        # the two would be neither a pass nor a regression
+        own = settings if settings.min_effect_pct <= budget else replace(settings, min_effect_pct=budget)
+        if own is not settings:
+            clamped.append(name)
+        verdicts.append(compare_samples(name, ma, mb, budget, own, paired=_paired(a, b, ma, mb, request),
+                                        per_round=a.workload.prompts, separate=separate))
     kinds = {v.verdict for v in verdicts}
     overall = next(k for k in ("regression", "inconclusive", "improvement", "pass") if k in kinds or k == "pass")
     failed = "regression" in kinds or (request.fail_on_inconclusive and "inconclusive" in kinds)
     notes = [f"environments differ (allowed): {'; '.join(diffs)}"] if diffs else []
+    if clamped:
+        notes.append(f"--min-effect {request.min_effect_pct:g}% is larger than the budget of {', '.join(clamped)}: "
+                     "there the budget is the smallest change that counts")
     if separate and any(a.metrics[name].noisy for name in wanted):
         notes.append("timings from two separate bench runs: their intervals allow for "
                      + (f"{run_noise:g}% drift between runs (--run-noise)" if request.run_noise_pct is not None

@@ -251,7 +251,12 @@ def calibrate(models: tuple[Path, ...], repeats: int, device: str, effects: bool
                                      param_hint="--device")
         data, path = calibrate_machine(list(models) or None, repeats=repeats, device=device,
                                        show_progress=not as_json)
-    if effects or only_effects:
+    if effects and not only_effects and data["machine"]["device"] != "cpu":
+        # a GPU's fit: the effects would be the CPU's, which `--hardware local` (the GPU) never reads
+        from ...optimizers.effects import EFFECTS_ON_CPU_ONLY
+
+        click.echo(f"note: {EFFECTS_ON_CPU_ONLY}", err=True)
+    elif effects or only_effects:
         from ...optimizers.effects import calibrate_effects
 
         data, path = calibrate_effects(list(models) or None, rounds=max(repeats - 1, 1), show_progress=not as_json,

@@ -31,9 +31,17 @@ def _ci(v: MetricVerdict) -> str:
     return "" if v.ci_low_pct == v.ci_high_pct else f"{signed_pct(v.ci_low_pct)} .. {signed_pct(v.ci_high_pct)}"
 
 
+def _change(v: MetricVerdict) -> str:
+    """The change column: n/a from a zero baseline; a paired comparison's median per-round ratio says so (it can
+    differ in sign from the two medians beside it)."""
+    if v.change_pct is None:
+        return "n/a (zero baseline)"
+    return signed_pct(v.change_pct, 2) + (" per round" if v.method.startswith("paired") else "")
+
+
 def _rows(report: GateReport) -> list[tuple[str, ...]]:
     return [(v.metric, fmt_value(v.baseline_median, v.unit), fmt_value(v.candidate_median, v.unit),
-             signed_pct(v.change_pct, 2), _ci(v), f"{v.budget_pct:g}%", f"{v.n_baseline}/{v.n_candidate}", v.verdict)
+             _change(v), _ci(v), f"{v.budget_pct:g}%", f"{v.n_baseline}/{v.n_candidate}", v.verdict)
             for v in report.metrics]
 
 
@@ -51,19 +59,22 @@ def print_gate(report: GateReport, console=None) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from rich.markup import escape
+
     console = console or Console(width=130)
-    table = Table(title=f"{report.baseline} -> {report.candidate} ({report.workload})", title_justify="left")
+    # targets are paths and names the user chose: "ckpt/[v2]" is text, not rich markup
+    table = Table(title=escape(f"{report.baseline} -> {report.candidate} ({report.workload})"), title_justify="left")
     for col in HEADER:
         table.add_column(col, justify="left" if col in ("metric", "verdict") else "right")
     for row, v in zip(_rows(report), report.metrics):
-        table.add_row(*row[:-1], f"[{STYLE[v.verdict]}]{v.verdict}[/]")
+        table.add_row(*map(escape, row[:-1]), f"[{STYLE[v.verdict]}]{v.verdict}[/]")
     console.print(table)
     for v in report.metrics:
         if v.verdict != "pass":
-            console.print(f"[{STYLE[v.verdict]}]{v.metric}[/]: {v.reason}")
+            console.print(f"[{STYLE[v.verdict]}]{escape(v.metric)}[/]: {escape(v.reason)}")
     for note in report.notes:
-        console.print(f"[yellow]note:[/] {note}")
-    console.print(f"[{STYLE[report.verdict]}]{headline(report)}[/]")
+        console.print(f"[yellow]note:[/] {escape(note)}")
+    console.print(f"[{STYLE[report.verdict]}]{escape(headline(report))}[/]")
 
 
 def markdown(report: GateReport) -> str:

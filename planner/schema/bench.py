@@ -129,9 +129,10 @@ class MetricVerdict(Frozen):
     verdict: Verdict
     baseline_median: float
     candidate_median: float
-    change_pct: float = Field(description="candidate against baseline, in the metric's own sense (+ = larger)")
-    ci_low_pct: float
-    ci_high_pct: float
+    change_pct: float | None = Field(description="candidate against baseline, in the metric's own sense (+ = larger); "
+                                                 "None where the baseline is zero and the candidate is not")
+    ci_low_pct: float | None
+    ci_high_pct: float | None
     p_value: float | None = None
     budget_pct: float
     n_baseline: int

@@ -113,6 +113,9 @@ def in_request_terms(message: str, route: str) -> str:
         return message
 
     def command(match: re.Match) -> str:
+        if route == "web" and match.group(1) == "advise":  # the page's own report: its query's fields
+            return (_options(match.group(2), "web") if match.group(2) else None) or match.group(0)
+        # another command (`optiplan profile --engine vllm==0.11.0`) is its API route, with that route's fields
         fields = _options(match.group(2), match.group(1)) if match.group(2) else ""
         if fields is None:
             return match.group(0)
@@ -121,4 +124,4 @@ def in_request_terms(message: str, route: str) -> str:
     def options(match: re.Match) -> str:
         return _options(match.group(0), route) or match.group(0)
 
-    return RUN.sub(options, COMMAND.sub(command, message) if route != "web" else message)
+    return RUN.sub(options, COMMAND.sub(command, message))

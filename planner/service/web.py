@@ -76,9 +76,12 @@ def report(request: Request):
                              f"takes {', '.join((*FIELDS, 'compare'))}", 400)
     query = {k: v for k, v in request.query_params.items() if k in (*FIELDS, "compare")}
     state = request.app.state
-    if query.get("compare") and profiles.resolve_hardware_id(query["compare"]) is None:
-        raise ServiceRefused(f"compare: unknown device '{query['compare'][:40]}' (a catalog device: "
-                             f"{', '.join(profiles.hardware_ids()[:8])}, ...)", 400)
+    # side by side, each side is a report of its own: both devices must be known before either frame loads
+    for field in ("compare", "hardware") if query.get("compare") else ():
+        device = query.get(field)
+        if device and device not in ("auto", "local") and profiles.resolve_hardware_id(device) is None:
+            raise ServiceRefused(f"{field}: unknown device '{device[:40]}' (a catalog device: "
+                                 f"{', '.join(profiles.hardware_ids()[:8])}, ...)", 400)
     if query.get("compare"):
         single = {k: v for k, v in query.items() if k != "compare" and v}
         left = "/report?" + urlencode(single)

@@ -56,3 +56,7 @@ def test_calibrate_stores_effects_beside_the_fit(tmp_path, monkeypatch):
     calibrate_effects(rounds=1, show_progress=False, techniques=["kv-int8"])
     again = load_calibration()["effects"]["techniques"]
     assert set(again) == {"weight-int8", "kv-int8"} and again["kv-int8"]["shapes"][0]["tpot_ms"] == 1.0
+    # a GPU machine's calibration: the CPU's effects would never be read for its `local` GPU, so none is measured
+    save_calibration({"calibration_version": CALIBRATION_VERSION, "machine": {"device": "cuda"}, "runtimes": {}})
+    with pytest.raises(MeasureError, match="measured on the CPU only"):
+        calibrate_effects(rounds=1, show_progress=False)

@@ -137,7 +137,7 @@ class FakeServer(BaseHTTPRequestHandler):
     """/v1/models and streamed /v1/completions: first text after FIRST_S, then one token per STEP_S."""
 
     FIRST_S, STEP_S = 0.02, 0.005
-    mode = "ok"  # ok | strict (rejects vLLM extensions) | slow
+    mode = "ok"  # ok | strict (rejects vLLM extensions) | slow | whole (all the text in one chunk)
     bodies: ClassVar[list[dict]] = []
 
     def log_message(self, *args):
@@ -170,6 +170,11 @@ class FakeServer(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "text/event-stream")
         self.end_headers()
         time.sleep(2.0 if self.mode == "slow" else self.FIRST_S)
+        if self.mode == "whole":
+            text = "".join(f" t{i}" for i in range(body["max_tokens"]))
+            self.wfile.write(f"data: {json.dumps({'choices': [{'index': 0, 'text': text}]})}\n\n".encode())
+            self.wfile.write(b"data: [DONE]\n\n")
+            return
         for i in range(body["max_tokens"]):
             if i:
                 time.sleep(self.STEP_S)
@@ -228,6 +233,13 @@ def test_endpoint_requests_are_bounded_and_errors_are_one_line(server):
     assert res.exit_code == 2 and res.stderr.startswith("error: endpoint") and "Traceback" not in res.output
     refused = run_bench(["--endpoint", "http://127.0.0.1:9", "-w", "smoke", "--timeout", "2"])
     assert refused.exit_code == 2 and "endpoint http://127.0.0.1:9" in refused.stderr
+
+
+def test_an_endpoint_that_does_not_stream_token_by_token_is_refused_not_timed_at_zero(server):
+    # a TPOT of 0 would be written and then refused by the gate ("must be positive"): say so at bench time
+    FakeServer.mode = "whole"
+    res = run_bench(["--endpoint", server, "-w", "smoke", "--repeat", "1"])
+    assert res.exit_code == 2 and "came in one chunk" in res.stderr and "Traceback" not in res.output
 
 
 def test_a_model_folder_without_a_tokenizer_is_one_sentence_or_takes_tokenizer(tmp_path):

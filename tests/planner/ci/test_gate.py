@@ -223,6 +223,49 @@ def test_separate_runs_regress_beyond_budget_plus_the_drift_allowance():
         assert "regression" not in verdicts(compare(*pair(drift, separate=True), REQ)).values()
 
 
+def test_separate_runs_whose_drift_exceeds_the_budget_say_no_repeats_can_pass_them():
+    # the default 10% drift allowance is past the 5% budget: the same model run twice is never a pass, and the reason
+    # says why and what would decide it (an interleaved run, or this machine's own drift)
+    v = compare(*pair(1.0, separate=True), REQ).metrics[0]
+    assert v.verdict == "inconclusive" and "no number of repeats passes it" in v.reason
+    assert "optiplan bench BASE HEAD" in v.reason and "more repeats would hardly" not in v.reason
+    # a slowdown whose estimate is past the budget names the interval reaching into budget plus drift
+    slow = compare(*pair(1.12, separate=True), REQ).metrics[0]
+    assert slow.verdict == "inconclusive" and "its interval reaches down into it plus 10% drift" in slow.reason
+
+
+def test_a_zero_baseline_of_a_repeatable_metric_is_a_verdict_not_a_crash():
+    # a prefix agreement of 0.0 is a legitimate value: from it, any move is beyond a percentage budget
+    up = compare(result("base", {"prefix_agreement": [0.0]}), result("head", {"prefix_agreement": [0.5]}, session="s2"),
+                 REQ).metrics[0]
+    assert up.verdict == "improvement" and up.change_pct is None and "zero baseline" in up.reason
+    down = compare(result("base", {"peak_memory_bytes": [0.0]}),
+                   result("head", {"peak_memory_bytes": [1e6]}, session="s2"), REQ)
+    assert down.metrics[0].verdict == "regression" and down.exit_code == 1
+    from optiplan.planner.report.gate import markdown
+    assert "n/a (zero baseline)" in markdown(down)
+
+
+def test_a_min_effect_above_the_budget_counts_the_budget_as_a_change():
+    # --min-effect 10% with a 5% budget: a clear 7% slowdown is a regression, not "inconclusive", and a note says so
+    base, head = pair(1.07, cv=0.005, n=20)
+    report = compare(base, head, REQ.model_copy(update={"min_effect_pct": 10.0}))
+    assert verdicts(report)["tpot_ms"] == "regression"
+    assert any("--min-effect 10% is larger than the budget of tpot_ms" in n for n in report.notes)
+
+
+def test_a_paired_change_is_labelled_per_round_and_targets_are_text_not_markup(tmp_path):
+    from rich.console import Console
+    from optiplan.planner.report.gate import print_gate
+
+    base, head = pair(1.2)
+    report = compare(base.model_copy(update={"target": "ckpt/[/tmp]"}), head, REQ)
+    console = Console(width=200, record=True)
+    print_gate(report, console)
+    text = console.export_text()
+    assert "ckpt/[/tmp]" in text and "per round" in text
+
+
 def test_same_input_same_verdict():
     base, head = pair(1.06, cv=0.03)
     assert compare(base, head, REQ) == compare(base, head, REQ)

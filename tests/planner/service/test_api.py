@@ -166,6 +166,13 @@ def test_containers_run_an_image_built_for_the_device(client):
     assert '"ghcr.io/ggml-org/llama.cpp:server-cuda"' in gpu and '"nvidia.com/gpu": 1' in gpu
 
 
+def test_a_side_by_side_report_checks_both_devices_before_either_frame_loads(client):
+    for query in ({"model": "llama-3.1-8b", "hardware": "bogus", "compare": "a100-80gb-sxm"},
+                  {"model": "llama-3.1-8b", "hardware": "l4", "compare": "bogus"}):
+        response = client.get("/report", params=query)
+        assert response.status_code == 400 and "unknown device 'bogus'" in response.text, query
+
+
 def test_configs_all_renders_each_engine_from_its_own_plan_as_the_cli_does(client, tmp_path):
     from click.testing import CliRunner
     from optiplan.planner.cli.main import main

@@ -18,6 +18,10 @@ from optiplan.planner.service.fields import in_request_terms
     # the web page's routes take its query's names
     ("nearest feasible: 8 x t4 (--gpus 8)", "web", "nearest feasible: 8 x t4 (devices=8)"),
     ("a looser quality budget (--max-quality-loss 2%)", "web", "a looser quality budget (quality=2%)"),
+    # ... where another command (the page has no profile) is its API route, not a command of query fields
+    ("to predict another release, run `optiplan profile --engine vllm==0.1`", "web",
+     'to predict another release, run POST /v1/profile with "engine": "vllm==0.1"'),
+    ("`optiplan advise --hardware mi325x --gpus 4`", "web", "hardware=mi325x, devices=4"),
     # a word after an option that is no value of its field stays a word
     ("--at-once sends --concurrency requests together", "profile",
      '"at_once": true sends "concurrency" requests together'),
