@@ -15,6 +15,7 @@ otherwise: an uncalibrated CPU was never validated."""
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 from ... import profiles
@@ -152,13 +153,29 @@ def decode_band(batch: int, bands: dict[str, AccuracyBand]) -> str:
     return "request_latency_ms" if loaded else "tpot_ms"
 
 
+# how a band's figure reads in a report's note on its bands
+FIGURE_NAMES = {"tpot_ms": "TPOT at one sequence", "request_latency_ms": "TPOT under load and request latency",
+                "ttft_ms": "TTFT", "throughput_tokens_per_s": "throughput", "memory_bytes": "memory",
+                "kv_cache_tokens": "cache size", "training_step_s": "training step"}
+_GROUP = re.compile(r"^(.*) \(([^()]*)\)$")  # "<the bands file's source> (<the points' group>)"
+
+
 def bands_note(bands: dict[str, AccuracyBand]) -> str:
     """What the ± bands of a report are, once under its figures ('' where it has none): every report and README
-    says it in these words."""
+    says it in these words. Each figure's band is its own group of points (the engine's, the kind of model's): the
+    note names each group where they share one source, else each band's whole source."""
     if not bands:
         return ""
-    return (f"± bands: the median error against {next(iter(bands.values())).source}; p90: the error nine in ten "
-            "stayed within")
+    parts = {figure: _GROUP.match(b.source) for figure, b in bands.items()}
+    sources = {m.group(1) if m else bands[f].source for f, m in parts.items()}
+    if len(sources) == 1 and all(parts.values()) and len({m.group(2) for m in parts.values()}) > 1:
+        groups = "; ".join(f"{FIGURE_NAMES.get(f, f)}: {m.group(2)}" for f, m in parts.items())
+        where = f"{sources.pop()}, each figure against its own points ({groups})"
+    elif len(sources) == 1:
+        where = next(iter(bands.values())).source
+    else:
+        where = "; ".join(f"{FIGURE_NAMES.get(f, f)}: {b.source}" for f, b in bands.items())
+    return f"± bands: the median error against {where}; p90: the error nine in ten stayed within"
 
 
 def band_text(bands: dict[str, AccuracyBand], figure: str) -> str:

@@ -176,6 +176,11 @@ def rank_hardware(spec: ModelSpec, workload: Workload, engine_asked: bool = Fals
 # ---------------------------------------------------------------------------------------------
 
 
+# two devices' costs per token this close are a tie: the throughput they come from is predicted within about 5-10%
+# median (profiles/accuracy.yaml)
+NEAR_TIE = 0.05
+
+
 def _explain_winner(ranking: list[HardwareOption]) -> str:
     win = ranking[0]
     priced = sum(h.cost_per_million_tokens_usd is not None for h in ranking)
@@ -194,6 +199,9 @@ def _explain_winner(ranking: list[HardwareOption]) -> str:
         nxt_cost = (f"${nxt.cost_per_million_tokens_usd:,.2f}" if nxt.cost_per_million_tokens_usd is not None
                     else "unpriced")
         text += f"; next: {nxt.count} x {nxt.id} at {nxt_cost}"
+        a, b = win.cost_per_million_tokens_usd, nxt.cost_per_million_tokens_usd
+        if a and b and b - a <= NEAR_TIE * a:  # closer than the throughput predictions are accurate
+            text += f" ({(b / a - 1):.0%} more: as cheap within the prediction's error)"
     return text
 
 
@@ -380,7 +388,7 @@ def _document(spec: ModelSpec, workload: Workload, hw: HardwareSpec, devices: in
     final = steps[-1].predicted if steps else evaluate(result.baseline, workload)
     baseline = evaluate(result.baseline, workload)
     alternatives = [Alternative(techniques=list(c.ids), predicted=_predicted(c, result.baseline, ctx),
-                                note=alternative_note(c, best)) for c in pareto_alternatives(best, ranked)]
+                                note=alternative_note(c, best, workload.goal)) for c in pareto_alternatives(best, ranked)]
     warnings = [*notes, *spec.warnings]
     if not baseline.fits:
         warnings.append("the baseline does not fit: its latency figures are what it would take if it did")
@@ -410,10 +418,17 @@ def _document(spec: ModelSpec, workload: Workload, hw: HardwareSpec, devices: in
         warnings.append(missing_bands_reason(hw, architecture_kind(spec), training, weights))
     advice = Advice(
         model=model_summary(spec), workload=workload,
-        hardware=HardwareChoice(id=hw.id, name=hw.name, count=devices, tensor_parallel=best.state.tp,
-                                pipeline_parallel=best.state.pp, data_parallel=best.state.replicas,
+        # a training plan runs every device as a data-parallel rank (FSDP shards over them); a serving plan its
+        # state's layout
+        hardware=HardwareChoice(id=hw.id, name=hw.name, count=devices,
+                                tensor_parallel=1 if training else best.state.tp,
+                                pipeline_parallel=1 if training else best.state.pp,
+                                data_parallel=devices if training else best.state.replicas,
                                 attention_data_parallel=best.state.attention_dp,
-                                usd_per_hour=hw.price.usd_per_hour if hw.price else None),
+                                usd_per_hour=hw.price.usd_per_hour if hw.price else None,
+                                usd_per_hour_range=((hw.price.low_usd_per_hour, hw.price.high_usd_per_hour)
+                                                    if hw.price and hw.price.low_usd_per_hour
+                                                    and hw.price.high_usd_per_hour else None)),
         bottleneck=classify(result.baseline, baseline, workload), baseline=baseline,
         plan=Plan(steps=steps, predicted=final, quality_loss_pct=round(best.predicted.quality_loss_pct, 4),
                   score=best.score),
@@ -429,8 +444,8 @@ def _above_default_share(p: Prediction, engine: str | None, hw: HardwareSpec, wh
     device (vLLM's --gpu-memory-utilization 0.9): that it is priced with the share raised as its configs raise it,
     and that a server at its defaults holds fewer."""
     pool = engine_kv_memory(engine, hw) if engine else None
-    if pool is None or pool[0] != "device" or not p.device_memory_bytes:
-        return None
+    if pool is None or pool[0] != "device" or not p.device_memory_bytes or not p.fits:
+        return None  # a configuration that does not fit has its own warning: no share can be raised past the device
     need = p.memory_per_device_bytes / p.device_memory_bytes
     if round(need, 3) <= pool[1]:
         return None

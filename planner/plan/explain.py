@@ -88,8 +88,9 @@ def speed(p: Prediction, goal: str) -> str:
     return f"TPOT {p.tpot_ms:,.1f} ms, {rate(p.throughput_tokens_per_s)} tokens/s"
 
 
-def alternative_note(c: Candidate, best: Candidate) -> str:
-    """What an alternative gains over the plan, and what it costs (3% or 0.05 points count)."""
+def alternative_note(c: Candidate, best: Candidate, goal: str | None = None) -> str:
+    """What an alternative gains over the plan, and what it costs (3% or 0.05 points count); the cost per token
+    under the cost goal (on one device it follows the throughput, which the note already compares)."""
     a, b = c.predicted, best.predicted
     gains, costs = [], []
 
@@ -106,5 +107,12 @@ def alternative_note(c: Candidate, best: Candidate) -> str:
     compare("TPOT", a.tpot_ms, b.tpot_ms, "{:,.1f} ms")
     compare("TTFT", a.ttft_ms, b.ttft_ms, "{:,.0f} ms")
     compare("throughput", a.throughput_tokens_per_s, b.throughput_tokens_per_s, lambda v: f"{rate(v)} tokens/s", False)
-    return "; ".join(filter(None, ["better: " + ", ".join(gains) if gains else "",
+    if goal == "cost" and a.cost_per_million_tokens_usd and b.cost_per_million_tokens_usd:
+        compare("cost per million output tokens", a.cost_per_million_tokens_usd, b.cost_per_million_tokens_usd,
+                lambda v: f"${v:,.2f}")
+    note = "; ".join(filter(None, ["better: " + ", ".join(gains) if gains else "",
                                    "worse: " + ", ".join(costs) if costs else ""])) or "an equal trade"
+    if c.score < best.score and a.quality_loss_pct > b.quality_loss_pct:
+        # ahead on the goal, yet not chosen: within the margin a lossier plan must win by (search.QUALITY_TIE)
+        note += f" (ahead on the goal by under {QUALITY_TIE:.0%}: the plan's lower quality loss wins the tie)"
+    return note

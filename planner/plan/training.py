@@ -100,13 +100,14 @@ def training_prediction(state: PlanState, workload: Workload) -> Prediction:
     micro_fit = max(int((hw.memory_bytes - hw.runtime_overhead_bytes - model_bytes - logits) //
                         max(tokens_micro * per_token_layer * spec.num_layers / job.micro_batch, 1)), 0)
     return Prediction(
-        memory_per_device_bytes=int(memory), weights_per_device_bytes=int(model_bytes), kv_cache_per_device_bytes=0,
+        memory_per_device_bytes=int(memory), weights_per_device_bytes=int(weights / shard),
+        gradient_bytes=int(grads / shard), optimizer_state_bytes=int(states / shard), kv_cache_per_device_bytes=0,
         activation_bytes=int(activations), device_memory_bytes=hw.memory_bytes, fits=fit,
         max_concurrency=micro_fit, max_context=0, batch=job.micro_batch, ttft_ms=0.0, tpot_ms=0.0,
         throughput_tokens_per_s=tokens_step / step_s, prefill_intensity=0.0, decode_intensity=0.0,
         ridge_flops_per_byte=s.ridge, quality_loss_pct=round(state.quality_loss_pct, 4),
         weight_dtype="nf4" if "qlora" in applied else s.compute_dtype, compute_dtype=s.compute_dtype,
-        tensor_parallel=1, pipeline_parallel=1, expert_parallel=1, kv_dtype="-",
+        tensor_parallel=1, pipeline_parallel=1, expert_parallel=1, data_parallel=n, kv_dtype="-",
         slo_violations=[] if fit else ["does not fit in device memory"], training_step_s=step_s,
         training_mfu=round(mfu, 4),
     )

@@ -11,7 +11,7 @@ from ..analytic.accuracy import band_text, bands_note
 from ..catalog.engines import engine_fact
 from ..numbers import rate
 from ..schema.advice import Advice
-from .figures import alternative_columns, cost_and_loss, predicted_summary, step_columns
+from .figures import alternative_columns, baseline_label, cost_and_loss, predicted_summary, step_columns
 
 FORMATS = ("text", "md", "html", "json")
 
@@ -61,6 +61,7 @@ def template_env():
     env.globals["alternative_columns"] = alternative_columns
     env.globals["predicted_summary"] = predicted_summary
     env.globals["cost_and_loss"] = cost_and_loss
+    env.globals["baseline_label"] = baseline_label
     env.globals["measured_heading"] = MEASURED_HEADING
     env.globals["default_note"] = DEFAULT_NOTE
     return env
@@ -120,7 +121,7 @@ def text_report(advice: Advice, color: bool = True, file=None) -> str:
         table.add_row(str(i), name, *(cell(p) for _, cell in columns),
                       f"{p.memory_per_device_bytes / 1e9:,.1f}" + ("" if p.fits else " [red]![/]"), risk)
 
-    row(0, "baseline", a.baseline)
+    row(0, baseline_label(a), a.baseline)
     for i, s in enumerate(a.plan.steps, 1):
         row(i, s.technique + (" (default)" if s.engine_default else ""), s.predicted,
             s.quality_risk + (f" {s.quality_loss_pct:g}%" if s.quality_loss_pct else ""))

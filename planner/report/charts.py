@@ -8,7 +8,8 @@ from html import escape
 from ..plan.graph import FAMILY_ORDER, technique_graph
 from ..schema.advice import Advice, Prediction
 
-COLORS = {"weights": "#4e79a7", "kv": "#f28e2b", "activations": "#59a14f", "overhead": "#bab0ac",
+COLORS = {"weights": "#4e79a7", "gradients": "#76b7b2", "optimizer": "#edc948", "kv": "#f28e2b",
+          "activations": "#59a14f", "overhead": "#bab0ac",
           "before": "#e15759", "after": "#4e79a7", "grid": "#dddddd", "text": "#333333"}
 GB = 1e9
 
@@ -38,10 +39,12 @@ def memory_chart(before: Prediction, after: Prediction) -> str:
     for i, (label, p) in enumerate(rows):
         y = 34 + i * 44
         body.append(_text(left - 8, y + 20, label, anchor="end"))
-        overhead = p.memory_per_device_bytes - p.weights_per_device_bytes - p.kv_cache_per_device_bytes - p.activation_bytes
+        parts = (("weights", p.weights_per_device_bytes), ("gradients", p.gradient_bytes),
+                 ("optimizer", p.optimizer_state_bytes), ("kv", p.kv_cache_per_device_bytes),
+                 ("activations", p.activation_bytes))
+        overhead = p.memory_per_device_bytes - sum(value for _, value in parts)
         start = 0.0
-        for key, value in (("weights", p.weights_per_device_bytes), ("kv", p.kv_cache_per_device_bytes),
-                           ("activations", p.activation_bytes), ("overhead", max(overhead, 0))):
+        for key, value in (*parts, ("overhead", max(overhead, 0))):
             w = x(start + value) - x(start)
             body.append(f'<rect x="{x(start):.1f}" y="{y}" width="{max(w, 0):.1f}" height="28" fill="{COLORS[key]}">'
                         f'<title>{key}: {value / GB:,.2f} GB</title></rect>')
@@ -51,8 +54,10 @@ def memory_chart(before: Prediction, after: Prediction) -> str:
     body.append(f'<line x1="{cap:.1f}" y1="26" x2="{cap:.1f}" y2="128" stroke="#000" stroke-dasharray="4 3"/>')
     body.append(_text(cap, 142, f"device {before.device_memory_bytes / GB:,.0f} GB", anchor="middle"))
     legend_x = left
-    for key, label in (("weights", "weights"), ("kv", "KV cache"), ("activations", "activations"),
-                       ("overhead", "runtime")):
+    training = any(p.gradient_bytes or p.optimizer_state_bytes for _, p in rows)
+    for key, label in (("weights", "weights"), *((("gradients", "gradients"), ("optimizer", "optimizer"))
+                                                 if training else (("kv", "KV cache"),)),
+                       ("activations", "activations"), ("overhead", "runtime")):
         body.append(f'<rect x="{legend_x}" y="152" width="10" height="10" fill="{COLORS[key]}"/>')
         body.append(_text(legend_x + 14, 161, label))
         legend_x += 100

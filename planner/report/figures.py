@@ -35,11 +35,28 @@ def alternative_columns(advice: Advice) -> list[Column]:
     return [c for c in step_columns(advice) if c[0] in ("TPOT ms", "step s", "tokens/s")]
 
 
+def baseline_label(advice: Advice) -> str:
+    """The plan table's first row: the baseline, with its layout where it spreads over several devices (its engine's
+    own: a layer split, pipeline stages, for engines that split layers by default), which its figures are of."""
+    p = advice.baseline
+    layout = [f"{name} {n}" for name, n in (("tp", p.tensor_parallel), ("pp", p.pipeline_parallel),
+                                            ("dp", p.data_parallel)) if n > 1]
+    return "baseline" + (f" ({', '.join(layout)})" if layout and advice.workload.goal != "training" else "")
+
+
 def cost_and_loss(advice: Advice) -> str:
     """What follows the predicted figures in every format: the cost per million output tokens where the device has a
     price, and the plan's quality loss against the workload's budget."""
-    cost = advice.plan.predicted.cost_per_million_tokens_usd
-    return ((f", ${cost:,.2f} per million output tokens" if cost else "")
+    cost, hw = advice.plan.predicted.cost_per_million_tokens_usd, advice.hardware
+    price = ""
+    if cost and hw.usd_per_hour:
+        price = f" (a device at ${hw.usd_per_hour:,.2f}/h"
+        if hw.usd_per_hour_range:  # the catalog's range of prices gives a range of costs
+            low, high = hw.usd_per_hour_range
+            price += (f", the middle of the catalog's ${low:,.2f}-{high:,.2f}: "
+                      f"${cost * low / hw.usd_per_hour:,.2f}-{cost * high / hw.usd_per_hour:,.2f}")
+        price += ")"
+    return ((f", ${cost:,.2f} per million output tokens{price}" if cost else "")
             + f"; quality loss {advice.plan.quality_loss_pct:g}% (budget {advice.workload.max_quality_loss_pct:g}%)")
 
 
@@ -50,9 +67,12 @@ def predicted_summary(advice: Advice) -> str:
     if advice.workload.goal == "training":
         job = advice.workload.training
         step = p.training_step_s or 0.0
+        parts = ", ".join(f"{what} {value / 1e9:,.1f}" for what, value in (
+            ("weights", p.weights_per_device_bytes), ("gradients", p.gradient_bytes),
+            ("optimizer states", p.optimizer_state_bytes), ("activations", p.activation_bytes)))
         return (f"a step of {job.global_batch} x {job.sequence_length} tokens takes {step:,.1f} s"
                 f"{band_text(b, 'training_step_s')} ({p.throughput_tokens_per_s:,.0f} tokens/s, MFU "
-                f"{(p.training_mfu or 0):.0%}), {memory}")
+                f"{(p.training_mfu or 0):.0%}), {memory} ({parts} GB)")
     return (f"TTFT {p.ttft_ms:,.1f} ms{band_text(b, 'ttft_ms')}, TPOT {p.tpot_ms:,.2f} ms"
             f"{band_text(b, decode_band(p.batch, b))}, "
             f"{rate(p.throughput_tokens_per_s)} tokens/s{band_text(b, 'throughput_tokens_per_s')} at batch {p.batch}, "

@@ -50,6 +50,9 @@ class Prediction(Frozen):
                                                "prefill (the others decode)")
     cost_per_million_tokens_usd: float | None = None
     slo_violations: list[str] = []
+    gradient_bytes: int = Field(0, exclude_if=lambda v: v == 0, description="training: the gradients per device")
+    optimizer_state_bytes: int = Field(0, exclude_if=lambda v: v == 0,
+                                       description="training: the optimizer's states per device")
     training_step_s: float | None = None
     training_mfu: float | None = Field(None, exclude_if=lambda v: v is None, description="training: the step's model FLOPs (recomputation excluded) over the devices' dense 16-bit peak")
 
@@ -109,7 +112,10 @@ class HardwareChoice(Frozen):
     pipeline_parallel: int
     data_parallel: int = 1
     attention_data_parallel: int = 1
-    usd_per_hour: float | None = None
+    usd_per_hour: float | None = Field(None, description="a device's hourly price the cost uses: the middle of the "
+                                                          "catalog's range")
+    usd_per_hour_range: tuple[float, float] | None = Field(None, exclude_if=lambda v: v is None,
+                                                           description="the catalog's low and high hourly price")
 
 
 class HardwareOption(Frozen):

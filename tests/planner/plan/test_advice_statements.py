@@ -1,0 +1,80 @@
+"""What an advice report states beside its figures: the layout a training plan runs, the parts of a training step's
+memory, the price a cost comes from, the baseline's layout, why a cheaper alternative lost, near-ties between
+devices, and which points each ± band is the error of."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from optiplan.planner.analytic.accuracy import bands_note
+from optiplan.planner.errors import ImpossibleError
+from optiplan.planner.plan.advise import advise
+from optiplan.planner.report.advice import render
+from optiplan.planner.report.figures import baseline_label, cost_and_loss
+from optiplan.planner.schema import AdviseRequest
+
+
+def _advise(**kw):
+    try:
+        return advise(AdviseRequest(**kw))
+    except ImpossibleError as exc:  # the best plan that fits comes with it
+        assert exc.document is not None
+        return exc.document
+
+
+def test_a_training_plan_runs_every_device_as_a_data_parallel_rank_and_breaks_its_memory_down():
+    a = _advise(model="llama-3.1-70b", hardware="h100-sxm", num_devices=8, workload="fine-tune")
+    assert (a.hardware.tensor_parallel, a.hardware.pipeline_parallel, a.hardware.data_parallel) == (1, 1, 8)
+    p = a.plan.predicted
+    assert p.gradient_bytes > 0 and p.optimizer_state_bytes > 0
+    parts = p.weights_per_device_bytes + p.gradient_bytes + p.optimizer_state_bytes + p.activation_bytes
+    assert parts <= p.memory_per_device_bytes < parts + 4e9  # the rest is the runtime's
+    one = _advise(model="llama-3.2-1b", hardware="l4", workload="fine-tune")
+    base = one.baseline  # full fine-tuning in fp32 with AdamW: 4 bytes of weights and of gradients, 8 of states
+    assert base.optimizer_state_bytes == pytest.approx(2 * base.gradient_bytes, rel=0.01)
+    assert base.weights_per_device_bytes == pytest.approx(base.gradient_bytes, rel=0.01)
+    assert "optimizer states" in render(one, "text") and "gradients" in render(one, "md")
+
+
+def test_no_memory_share_is_offered_past_the_device_for_a_baseline_that_does_not_fit():
+    a = _advise(model="llama-3.1-70b", hardware="h100-sxm", workload="chat", goal="cost")
+    assert not a.baseline.fits
+    assert not any(w.startswith("the baseline holds") for w in a.warnings), a.warnings
+
+
+def test_a_cost_names_its_price_and_the_range_it_spans():
+    a = _advise(model="llama-3.1-8b", hardware="h100-sxm", workload="chat", goal="cost")
+    low, high = a.hardware.usd_per_hour_range
+    assert low < a.hardware.usd_per_hour < high
+    text = cost_and_loss(a)
+    cost = a.plan.predicted.cost_per_million_tokens_usd
+    assert f"a device at ${a.hardware.usd_per_hour:,.2f}/h" in text
+    assert f"${cost * low / a.hardware.usd_per_hour:,.2f}-{cost * high / a.hardware.usd_per_hour:,.2f}" in text
+
+
+def test_the_baseline_row_names_the_layout_its_figures_are_of():
+    a = _advise(model="mixtral-8x7b", hardware="h100-sxm", num_devices=2, workload="chat", goal="throughput")
+    assert a.baseline.pipeline_parallel == 2 and baseline_label(a) == "baseline (pp 2)"
+    assert "baseline (pp 2)" in render(a, "md") and "baseline (pp 2)" in render(a, "html")
+    one = _advise(model="llama-3.1-8b", hardware="l4", workload="chat")
+    assert baseline_label(one) == "baseline"
+
+
+def test_an_alternative_ahead_on_the_goal_says_why_the_plan_won_and_what_it_costs():
+    a = _advise(model="llama-3.1-70b", hardware="auto", workload="chat", goal="cost")
+    tie = [x.note for x in a.alternatives if "wins the tie" in x.note]
+    assert tie and all("cost per million output tokens" in n for n in tie), [x.note for x in a.alternatives]
+    # near-tied devices are said to be as cheap within the prediction's error
+    first, second = a.hardware_ranking[0], a.hardware_ranking[1]
+    near = second.cost_per_million_tokens_usd <= 1.05 * first.cost_per_million_tokens_usd
+    assert ("as cheap within the prediction's error" in a.hardware_reason) == near
+
+
+def test_the_bands_note_names_each_figures_points():
+    a = _advise(model="llama-3.1-8b", hardware="l4", workload="chat")
+    note = bands_note(a.accuracy)
+    assert "each figure against its own points" in note
+    for figure, band in a.accuracy.items():
+        group = re.match(r"^.* \(([^()]*)\)$", band.source).group(1)
+        assert group in note, figure
