@@ -57,9 +57,8 @@ def headline(report: GateReport) -> str:
 def print_gate(report: GateReport, console=None) -> None:
     """The verdict table on the terminal, then one line of reasons per metric that did not simply pass."""
     from rich.console import Console
-    from rich.table import Table
-
     from rich.markup import escape
+    from rich.table import Table
 
     console = console or Console(width=130)
     # targets are paths and names the user chose: "ckpt/[v2]" is text, not rich markup

@@ -255,8 +255,8 @@ def test_a_min_effect_above_the_budget_counts_the_budget_as_a_change():
 
 
 def test_a_paired_change_is_labelled_per_round_and_targets_are_text_not_markup(tmp_path):
-    from rich.console import Console
     from optiplan.planner.report.gate import print_gate
+    from rich.console import Console
 
     base, head = pair(1.2)
     report = compare(base.model_copy(update={"target": "ckpt/[/tmp]"}), head, REQ)
