@@ -382,13 +382,15 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
     fit = fits(s, batch, context, prompt)
     # what the engine may use of a device: all of it, or its share (vLLM runs within 0.9 of it)
     usable = w_dev + act_dev + s.runtime_bytes + cache_room(s, w_dev, act_dev + s.runtime_bytes)
-    if fit and batch > largest_batch and s.prefill_chunk_tokens:
+    if fit and batch > largest_batch and (s.prefill_chunk_tokens or s.kv_memory is not None):
         # the batch fits beside its own prompts' activations, not beside a whole prefill chunk's, which the engine sizes
-        # its cache around (TGI's warm-up prefill of its token budget, vLLM's profiling run): as the curve counts it
+        # its cache around (TGI's warm-up prefill of its token budget, vLLM's profiling run), nor in the cache an engine
+        # sizes at start-up (TensorRT-LLM's, after its profiling run): as the curve counts it
         fit = False
-        warnings.append(f"does not fit: beside the weights and a {s.prefill_chunk_tokens:,}-token prefill chunk's "
-                        f"activations the engine's cache holds {largest_batch:,} sequences of {context:,} tokens, not "
-                        f"{batch:,}")
+        beside = (f"a {s.prefill_chunk_tokens:,}-token prefill chunk's activations" if s.prefill_chunk_tokens
+                  else "its start-up profiling run")
+        warnings.append(f"does not fit: beside the weights and {beside} the engine's cache holds {largest_batch:,} "
+                        f"sequences of {context:,} tokens, not {batch:,}")
     elif not fit:
         which = "the share set" if request.memory_share is not None else "default share"
         share = "" if s.kv_memory is None else f" ({request.engine}'s {which} of {hw.memory_bytes / 1e9:.1f} GB)"

@@ -235,3 +235,14 @@ def test_no_more_requests_run_than_the_start_up_cache_holds():
     held = 300  # TensorRT-LLM reserves the whole length (GUARANTEED_NO_EVICT)
     assert p.requests.max_concurrency <= p.memory.kv_cache_capacity_tokens // held
     assert p.requests.max_concurrency == p.requests.running == p.throughput.max_batch
+
+
+def test_a_batch_beyond_the_cache_an_engine_sizes_at_start_up_does_not_fit():
+    # TensorRT-LLM sizes its cache after its profiling run: Phi-3.5-MoE on one H100 leaves it 2,168 tokens, no whole
+    # 4,096-token sequence, so one sequence does not fit, whatever headroom the raw memory count shows
+    from optiplan.planner.analytic.profile import profile
+    from optiplan.planner.schema import ProfileRequest
+
+    r = profile(ProfileRequest(model="phi-3.5-moe", hardware="h100-sxm", engine="trtllm"))
+    assert r.throughput.max_batch == 0 and not r.fits
+    assert any("its start-up profiling run the engine's cache holds 0 sequences" in w for w in r.warnings)
