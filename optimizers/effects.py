@@ -240,6 +240,11 @@ EFFECTS_ON_CPU_ONLY = ("technique effects are measured on the CPU only, and this
                        "measure them for the CPU)")
 
 
+def effects_measurable(calibration: dict[str, Any]) -> bool:
+    """Whether technique effects measured here would be read: the calibration is the CPU's (`EFFECTS_ON_CPU_ONLY`)."""
+    return (calibration.get("machine") or {}).get("device", "cpu") == "cpu"
+
+
 def calibrate_effects(models: list[Path] | None = None, rounds: int = 4, show_progress: bool = True,
                       techniques: list[str] | None = None) -> tuple[dict[str, Any], Path]:
     """Measure technique effects on this machine and store them in its calibration file (made by `calibrate`);
@@ -251,7 +256,7 @@ def calibrate_effects(models: list[Path] | None = None, rounds: int = 4, show_pr
     if data is None:
         raise MeasureError("this machine has no calibration yet: run `optiplan calibrate` (it measures the "
                            "technique effects too)")
-    if (data.get("machine") or {}).get("device", "cpu") != "cpu":
+    if not effects_measurable(data):
         raise MeasureError(EFFECTS_ON_CPU_ONLY)
     fresh = measure_effects(models, techniques=techniques, rounds=rounds, show_progress=show_progress)
     earlier = data.get("effects") or {}

@@ -251,10 +251,10 @@ def calibrate(models: tuple[Path, ...], repeats: int, device: str, effects: bool
                                      param_hint="--device")
         data, path = calibrate_machine(list(models) or None, repeats=repeats, device=device,
                                        show_progress=not as_json)
-    if effects and not only_effects and data["machine"]["device"] != "cpu":
-        # a GPU's fit: the effects would be the CPU's, which `--hardware local` (the GPU) never reads
-        from ...optimizers.effects import EFFECTS_ON_CPU_ONLY
+    from ...optimizers.effects import EFFECTS_ON_CPU_ONLY, effects_measurable
 
+    if effects and not only_effects and not effects_measurable(data):
+        # a GPU's fit: the effects would be the CPU's, which `--hardware local` (the GPU) never reads
         click.echo(f"note: {EFFECTS_ON_CPU_ONLY}", err=True)
     elif effects or only_effects:
         from ...optimizers.effects import calibrate_effects

@@ -113,9 +113,9 @@ def execute(kind: str, arguments: dict[str, Any]) -> Any:
             _emit("progress", fraction=0.1, step="calibrate: microbenchmarks and the engine's fit")
             data, path = calibrate_machine(models, repeats=repeats, device=arguments.get("device", "auto"),
                                            show_progress=False)
-        if arguments["effects"] and not arguments["only_effects"] and data["machine"]["device"] != "cpu":
-            from ...optimizers.effects import EFFECTS_ON_CPU_ONLY
+        from ...optimizers.effects import EFFECTS_ON_CPU_ONLY, effects_measurable
 
+        if arguments["effects"] and not arguments["only_effects"] and not effects_measurable(data):
             _emit("progress", fraction=0.9, step=f"calibrate: {EFFECTS_ON_CPU_ONLY}")
         elif arguments["effects"] or arguments["only_effects"]:
             from ...optimizers.effects import calibrate_effects
