@@ -21,8 +21,11 @@ def activation_peak_bytes(s: Setup, batch: int, prompt: int) -> float:
     intermediates (gate, up, their product), the last token's logits in fp32, for eager attention the
     materialised score and probability matrices, and where the engine casts each quantized matrix whole to 16 bits
     (torchao's int8 weight-only) the largest one's copy (`Setup.cast_weight_bytes`). A chunked prefill holds one
-    chunk at a time."""
+    chunk at a time; an engine with a step budget but no chunks (TensorRT-LLM's max_num_tokens) as many whole prompts
+    as the budget takes, one at least."""
     prompts = math.ceil(batch / s.attention_dp)  # whole prompts per data-parallel attention group
+    if s.step_tokens and not s.prefill_chunk_tokens:  # whole prompts, as many as one group's share of the budget takes
+        prompts = min(prompts, max(int(s.step_tokens / s.attention_dp) // max(prompt, 1), 1))
     tokens = max(prompts * prompt, 1)
     if s.group_chunk_tokens:  # one group's share of the step's budget
         tokens = min(tokens, s.group_chunk_tokens)
@@ -131,11 +134,19 @@ def whole_sequences(s: Setup, batch: int) -> int:
     return math.ceil(batch / s.attention_dp) * s.attention_dp
 
 
-def fits(s: Setup, batch: int, context: int, prompt: int, raised: bool = False) -> bool:
-    """Whether `batch` sequences of `context` tokens fit: their caches in the share of the device the engine gives
-    its cache (`cache_room`; `raised` as there) beside the weights, activations and runtime."""
-    weights, kv, act = per_device_bytes(s, whole_sequences(s, batch), context, prompt)
-    return kv <= cache_room(s, weights, act + s.runtime_bytes, raised)
+# (weights, cache bytes per sequence) of another model that shares each device with the served one: a speculative
+# draft's (`plan.predict`); none by default
+NO_DRAFT = (0.0, 0.0)
+
+
+def fits(s: Setup, batch: int, context: int, prompt: int, raised: bool = False,
+         draft: tuple[float, float] = NO_DRAFT) -> bool:
+    """Whether `batch` sequences of `context` tokens fit: their caches (and a `draft`'s) in the share of the device the
+    engine gives its cache (`cache_room`; `raised` as there) beside the weights, activations and runtime."""
+    sequences = whole_sequences(s, batch)
+    weights, kv, act = per_device_bytes(s, sequences, context, prompt)
+    kv += sequences / s.attention_dp * draft[1]
+    return kv <= cache_room(s, weights + draft[0], act + s.runtime_bytes, raised)
 
 
 # The most of a device a plan asks an engine with a memory share (vLLM, TensorRT-LLM) to give its cache where the
@@ -215,73 +226,120 @@ def beside_sampler_rows(s: Setup, n: int, per_sequence: float, weights: float, f
 NO_DEVICE_LIMIT = 1 << 20
 
 
-def max_batch(s: Setup, context: int, prompt: int) -> int:
-    """Largest number of sequences whose caches fit beside the weights and the activations of one prefill (a chunk's
-    prompts where the engine chunks, else one prompt), in the share of the device the engine gives its cache
-    (`cache_room`). Where the engine copies the cache in every step (gpt-fast), each sequence also brings its share of
-    those copies."""
-    w, kv, _ = per_device_bytes(s, 1, context, prompt)
-    room = s.hw.memory_bytes - s.runtime_bytes - w - causal_mask_bytes(s, context)
-    # a chunked prefill holds a whole chunk of prompts' activations at once (as `fits` counts a batch's); otherwise
-    # prompts prefill one at a time
+def prefill_room_bytes(s: Setup, context: int, prompt: int) -> float:
+    """The transients an engine leaves room for beside its cache whatever the batch, one device: a whole prefill
+    chunk's prompts where it chunks (it sizes its cache around a full chunk, as `fits` counts a batch's), one prompt's
+    where it does not (the least a batch brings; `max_batch` adds the rest of a batch's own)."""
     prefilling = -(-s.prefill_chunk_tokens // max(prompt, 1)) if s.prefill_chunk_tokens else 1
+    return transient_bytes(s, prefilling, context, prompt)
+
+
+def profiling_run_bytes(s: Setup) -> float:
+    """The peak of the profiling run an engine that sizes its cache at start-up makes before it does, one device: a
+    prefill of its whole step budget (the prefill chunk where it chunks); 0 for an engine that sizes no cache then."""
+    if s.kv_memory is None:
+        return 0.0
+    budget = s.step_tokens or 1
+    return transient_bytes(s, 1, budget, budget)
+
+
+def max_batch(s: Setup, context: int, prompt: int, raised: bool = False, draft: tuple[float, float] = NO_DRAFT) -> int:
+    """Largest number of sequences whose caches fit beside the weights and the activations of one prefill, in the share
+    of the device the engine gives its cache (`cache_room`; `raised` as there). Where the engine chunks its prefill,
+    a whole chunk's prompts (the engine sizes its cache around a full chunk); otherwise the batch's own prompts, which
+    prefill together (up to a step budget's worth), so the largest batch is the largest that `fits`. Where the engine
+    copies the cache in every step (gpt-fast), each sequence also brings its share of those copies; where a `draft`
+    shares the device, its weights and its cache per sequence. The pipeline stage that fills first sets it."""
     fixed = s.runtime_bytes + causal_mask_bytes(s, context)
-    transient = transient_bytes(s, prefilling, context, prompt)
-    free = cache_room(s, w, fixed + transient)
-    if kv <= 0:
-        return 0 if free < 0 else NO_DEVICE_LIMIT
-    n = beside_sampler_rows(s, int(free // kv), kv, w, fixed, transient)
+    transient = prefill_room_bytes(s, context, prompt)
     copies = decode_attention_bytes(s, 1, context)  # one sequence's; a device holds those of its own sequences
-    if copies:
-        n = min(n, int(room // (kv + copies / s.attention_dp)))
-        while n > 0 and kv * n + math.ceil(n / s.attention_dp) * copies > room:  # whole sequences per device
-            n -= 1
-    return max(n // s.attention_dp * s.attention_dp, 0)  # whole sequences per attention group (`whole_sequences`)
+    n = NO_DEVICE_LIMIT
+    for stage in range(s.pp):
+        w = stage_weight_bytes(s, stage) + draft[0]
+        kv = cache_bytes_per_device(s, context, stage) + draft[1] / s.attention_dp
+        free = cache_room(s, w, fixed + transient, raised)
+        if kv <= 0:  # a stage that holds no cache (llama.cpp with its layers on the host) limits nothing, if it fits
+            n = n if free >= 0 else 0
+            continue
+        n = min(n, beside_sampler_rows(s, int(free // kv), kv, w, fixed, transient, raised))
+        if copies:
+            room = s.hw.memory_bytes - fixed - w
+            n = min(n, int(room // (kv + copies / s.attention_dp)))
+            while n > 0 and kv * n + math.ceil(n / s.attention_dp) * copies > room:  # whole sequences per device
+                n -= 1
+    if n >= NO_DEVICE_LIMIT:
+        return NO_DEVICE_LIMIT
+    groups = max(n // s.attention_dp, 0)  # whole sequences per attention group (`whole_sequences`)
+    if not s.prefill_chunk_tokens and groups and not fits(s, groups * s.attention_dp, context, prompt, raised, draft):
+        lo, hi = 0, groups - 1  # the batch's own prefill takes more than one prompt's: the most groups that fit
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if fits(s, mid * s.attention_dp, context, prompt, raised, draft) else (lo, mid - 1)
+        groups = lo
+    return groups * s.attention_dp
 
 
-def cache_capacity_tokens(s: Setup, context: int) -> int | None:
+def cache_capacity_tokens(s: Setup, context: int, raised: bool = False,
+                          draft: tuple[float, float] = NO_DRAFT) -> int | None:
     """Tokens of context the engine's KV cache holds, as it sizes the cache at start-up (vLLM logs it as "GPU KV cache
-    size: N tokens", SGLang as "KV Cache is allocated. #tokens: N"): the room its memory share leaves (`cache_room`)
-    beside the weights, the runtime and the peak of its profiling run (a whole step budget's prefill; vLLM's sampler
-    over its running cap's rows), over a token's cache bytes on one device. The fullest pipeline stage sets it; with
-    data-parallel attention it counts every group's cache (vLLM logs each rank's own). A model with attention windows
-    or a fixed-size state counts tokens of sequences of `context` tokens (what one holds, over that length, as vLLM
-    counts its cache's sequences of max_model_len). None for an engine that sizes no cache at start-up (it allocates
-    per sequence: llama.cpp, gpt-fast, transformers) and off a GPU."""
+    size: N tokens", SGLang as "KV Cache is allocated. #tokens: N"): the room its memory share leaves (`cache_room`;
+    `raised` as there) beside the weights, the runtime and the peak of its profiling run (a whole step budget's
+    prefill; vLLM's sampler over its running cap's rows), over a token's cache bytes on one device. The fullest
+    pipeline stage sets it; with data-parallel attention it counts every group's cache (vLLM logs each rank's own). A
+    model with attention windows or a fixed-size state counts tokens of sequences of `context` tokens (what one holds,
+    over that length, as vLLM counts its cache's sequences of max_model_len). None for an engine that sizes no cache
+    at start-up (it allocates per sequence: llama.cpp, gpt-fast, transformers) and off a GPU. A `draft` sharing the
+    device takes its weights out of the room and its cache per token beside the model's."""
     if s.kv_memory is None:
         return None
-    budget = s.step_tokens or 1  # the step budget (the prefill chunk where the engine chunks)
-    fixed = s.runtime_bytes + transient_bytes(s, 1, budget, budget)
+    fixed = s.runtime_bytes + profiling_run_bytes(s)
     length = max(context, 1)
     tokens = []
     for stage in range(s.pp):
-        per_token = cache_bytes_per_device(s, length, stage) / length
+        per_token = (cache_bytes_per_device(s, length, stage) + draft[1] / s.attention_dp) / length
         if per_token > 0:
-            room = cache_room(s, stage_weight_bytes(s, stage), fixed)
+            room = cache_room(s, stage_weight_bytes(s, stage) + draft[0], fixed, raised)
             tokens.append(max(room, 0.0) / per_token)
     return int(min(tokens)) if tokens else None
 
 
-def pooled_max_batch(s: Setup, context: int, prompt: int) -> int:
+def pooled_max_batch(s: Setup, context: int, prompt: int, raised: bool = False,
+                     draft: tuple[float, float] = NO_DRAFT) -> int:
     """`max_batch`, no more than the engine's cache holds where it sizes one at start-up (`cache_capacity_tokens`,
     after a profiling run of its whole step budget): TensorRT-LLM on an L4 held 146 requests of 300 tokens, not the
     164 one prompt's activations leave room for."""
-    n = max_batch(s, context, prompt)
-    pool = cache_capacity_tokens(s, context)
+    n = max_batch(s, context, prompt, raised, draft)
+    pool = cache_capacity_tokens(s, context, raised, draft)
     if pool is not None and n < NO_DEVICE_LIMIT:
         n = min(n, int(pool // max(context, 1)) // s.attention_dp * s.attention_dp)
     return n
 
 
+def sizes_cache_ahead(s: Setup) -> bool:
+    """Whether the engine sizes its cache before it sees a batch: around a whole prefill chunk's activations (TGI's
+    warm-up prefill of its token budget, vLLM's profiling run) or at start-up (TensorRT-LLM's, after its profiling
+    run), so a batch that fits beside its own prompts may still find no room in it (`serves`)."""
+    return bool(s.prefill_chunk_tokens) or s.kv_memory is not None
+
+
+def serves(s: Setup, batch: int, context: int, prompt: int, raised: bool = False) -> bool:
+    """Whether the engine holds `batch` sequences of `context` tokens: they `fit`, and where it sizes its cache ahead
+    (`sizes_cache_ahead`) they are no more than that cache holds (`pooled_max_batch`): the test `max_context` searches
+    with and a profile's verdict."""
+    if not fits(s, batch, context, prompt, raised):
+        return False
+    return not sizes_cache_ahead(s) or batch <= pooled_max_batch(s, context, prompt, raised)
+
+
 def max_context(s: Setup, batch: int, raised: bool = False) -> int:
-    """Longest context (prompt prefilled whole) that fits at `batch`, up to the model's maximum (`raised`: with the
-    engine's memory share raised as a plan raises it, `fits`)."""
+    """Longest context (prompt prefilled whole) the engine holds at `batch` (`serves`), up to the model's maximum
+    (`raised`: with the engine's memory share raised as a plan raises it)."""
     lo, hi = 0, s.spec.max_position_embeddings
-    if fits(s, batch, hi, hi, raised):
+    if serves(s, batch, hi, hi, raised):
         return hi
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if fits(s, batch, mid, mid, raised):
+        if serves(s, batch, mid, mid, raised):
             lo = mid
         else:
             hi = mid - 1

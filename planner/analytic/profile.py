@@ -61,6 +61,7 @@ from .memory import (
     one_sequence_bytes,
     per_device_bytes,
     pooled_max_batch,
+    sizes_cache_ahead,
     stage_weight_bytes,
     whole_sequences,
 )
@@ -382,7 +383,7 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
     fit = fits(s, batch, context, prompt)
     # what the engine may use of a device: all of it, or its share (vLLM runs within 0.9 of it)
     usable = w_dev + act_dev + s.runtime_bytes + cache_room(s, w_dev, act_dev + s.runtime_bytes)
-    if fit and batch > largest_batch and (s.prefill_chunk_tokens or s.kv_memory is not None):
+    if fit and batch > largest_batch and sizes_cache_ahead(s):
         # the batch fits beside its own prompts' activations, not beside a whole prefill chunk's, which the engine sizes
         # its cache around (TGI's warm-up prefill of its token budget, vLLM's profiling run), nor in the cache an engine
         # sizes at start-up (TensorRT-LLM's, after its profiling run): as the curve counts it

@@ -211,8 +211,11 @@ def _impossible(spec: ModelSpec, hw: HardwareSpec, devices: int, workload: Workl
     if best is None or not best.predicted.fits:
         what = "nothing fits"
         if best is not None:
-            what += (f" (the smallest plan needs {best.predicted.memory_per_device_bytes / GB:,.1f} GB per device, "
-                     f"{hw.memory_bytes / GB:,.1f} GB available)")
+            need = best.predicted.memory_per_device_bytes
+            # under the device's size, it is the engine's share of the device (or its cache's room) that is short
+            short = "" if need > hw.memory_bytes else ", beyond what the engine's memory share leaves its cache"
+            what += (f" (the smallest plan needs {need / GB:,.1f} GB per device of {hw.memory_bytes / GB:,.1f} GB"
+                     f"{short})")
     else:
         what = f"no plan meets the workload ({'; '.join(best.predicted.slo_violations)})"
     return f"{what}: {where} with every allowed technique; nearest feasible: {nearest}"

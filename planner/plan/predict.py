@@ -8,12 +8,13 @@ import math
 
 from ..analytic.kvcache import elements_per_token
 from ..analytic.memory import (
-    beside_sampler_rows,
-    cache_room,
+    NO_DRAFT,
+    causal_mask_bytes,
     fits,
     max_context,
     per_device_bytes,
-    sampler_bytes,
+    pooled_max_batch,
+    transient_bytes,
 )
 from ..analytic.offload import host_weight_bytes
 from ..analytic.requests import cached_tokens, front_end, request_figures
@@ -209,20 +210,19 @@ def evaluate(state: PlanState, workload: Workload, full: bool = True,
     hw = state.hw
     reserved = kv_reserved_tokens(state, workload)
     prompt = workload.prompt_tokens_p95
-    weights, kv_one, act = per_device_bytes(s, 1, int(reserved), prompt)
-    draft_bytes = _draft_bytes(state, reserved)
-    if draft_bytes:  # the draft's weights and, per sequence, its cache share the device
-        weights += draft_bytes[0]
-        kv_one += draft_bytes[1]
+    weights, kv_one, _ = per_device_bytes(s, 1, int(reserved), prompt)
+    # a draft's weights and, per sequence, its cache share the device
+    draft = _draft_bytes(state, reserved) or NO_DRAFT
+    weights += draft[0]
+    kv_one += draft[1] / s.attention_dp
     too_long = state.spec.max_position_embeddings < workload.context_needed
 
     def capacity(raised: bool) -> int:
-        """Sequences the engine's cache holds: in its default share of the device, or with the share raised; beside
-        the engine's profiling peak at that many rows where the config caps the server at its sequences (vLLM's
-        sampler, `memory.sampler_bytes`)."""
-        free = cache_room(s, weights, s.runtime_bytes + act, raised)
-        n = int(free // kv_one) if kv_one > 0 and free > 0 and not too_long else 0
-        return beside_sampler_rows(s, n, kv_one, weights, s.runtime_bytes, act, raised)
+        """Sequences the engine's cache holds, as `profile` counts them (`memory.pooled_max_batch`): in its default
+        share of the device, or with the share raised; beside a whole prefill chunk's activations where it chunks, the
+        batch's own prompts' where it does not (eager `generate` prefills them together), and the engine's profiling
+        peak at that many rows where the config caps the server at its sequences (vLLM's sampler)."""
+        return 0 if too_long else pooled_max_batch(s, int(reserved), prompt, raised, draft)
     # the engine's default share holds `max_conc`; the workload's own sequences may have it raised (RAISED_SHARE, the
     # configs set it), while the throughput and cost goals fill no more than the default share
     max_conc, room = capacity(False), capacity(True)
@@ -251,9 +251,10 @@ def evaluate(state: PlanState, workload: Workload, full: bool = True,
         busy = -(-sequences // batch) if batch else replicas
         throughput *= busy
     kv_dev = kv_one * batch
-    act = max(act, sampler_bytes(s, batch))  # the profiling peak of the rows the config caps the server at
+    # the batch's prefill (in the engine's chunks) or the profiling peak of the rows the config caps the server at
+    act = transient_bytes(s, batch, int(reserved), prompt) + causal_mask_bytes(s, int(reserved))
     memory = weights + kv_dev + act + s.runtime_bytes
-    fit = room >= 1 and fits(s, 1, workload.context_needed, prompt, raised=True)
+    fit = room >= 1 and fits(s, 1, workload.context_needed, prompt, raised=True, draft=draft)
     prefill = prefill_step(s, 1, prompt, cached)
     decode = decode_step(s, batch, context)
     if speed is not None:

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import math
 
-from ...analytic.memory import per_device_bytes, weights_room
+from ...analytic.memory import (
+    causal_mask_bytes,
+    per_device_bytes,
+    prefill_room_bytes,
+    profiling_run_bytes,
+    weights_room,
+)
 from ..state import PlanState, kv_reserved_tokens, to_setup
 from . import Applied, Combines, Context, Option, Technique, register
 
@@ -21,8 +27,11 @@ def _offload(state: PlanState, ctx: Context) -> PlanState:
     the host CPU where the engine runs them there (llama.cpp, `analytic.offload`)."""
     s = to_setup(state.with_(offload_fraction=0.0))
     # one sequence at its whole length: what the plan's `fits` asks of the device
-    weights, kv, act = per_device_bytes(s, 1, max(int(kv_reserved_tokens(state, ctx.workload)),
-                                                  ctx.workload.context_needed), ctx.workload.prompt_tokens_p95)
+    context, prompt = max(int(kv_reserved_tokens(state, ctx.workload)), ctx.workload.context_needed), \
+        ctx.workload.prompt_tokens_p95
+    weights, kv, act = per_device_bytes(s, 1, context, prompt)
+    # beside the transients the engine sizes its cache around: a whole prefill chunk's, its start-up profiling run's
+    act = max(act, prefill_room_bytes(s, context, prompt) + causal_mask_bytes(s, context), profiling_run_bytes(s))
     spare = min(ctx.hw.memory_bytes * 0.95 - s.runtime_bytes - kv - act,
                 weights_room(s, kv, s.runtime_bytes + act, raised=True))
     fraction = min(max((weights - spare) / weights, 0.0), 0.9) if weights > 0 else 0.0

@@ -30,8 +30,9 @@ WEIGHTS_8_BITS_OR_LESS = {"weight-int8", "weight-w8a8-int8", "weight-fp8", "weig
 
 
 def test_70b_on_one_h100_quantizes():
-    # 70.6B parameters x 2 bytes = 141 GB of bf16 weights > 80 GB
-    a = run(model="llama-3.1-70b", hardware="h100-sxm", workload="chat")
+    # 70.6B parameters x 2 bytes = 141 GB of bf16 weights > 80 GB; beside 8-bit weights and vLLM's profiling run of
+    # its 8,192-token step the cache holds 30 chat sequences, not the preset's 32: 16 users
+    a = run(model="llama-3.1-70b", hardware="h100-sxm", workload="chat", concurrency=16)
     assert not a.baseline.fits and a.bottleneck.primary == "weights-memory"
     assert "141.1 GB" in a.bottleneck.evidence[0]
     assert WEIGHTS_8_BITS_OR_LESS & set(steps(a))
@@ -115,11 +116,16 @@ def test_128k_rag_pages_the_cache_quantizes_it_for_more_users_and_respects_the_b
     crowded = run(model="llama-3.1-8b", hardware="h100-sxm", workload="rag-long-context", concurrency=16)
     assert "kv-fp8" in steps(crowded) and crowded.plan.predicted.max_concurrency >= 16
     assert "sliding-window-sinks" not in steps(a) + steps(crowded)
-    strict = run(model="llama-3.1-8b", hardware="h100-sxm", workload="rag-long-context", engine="transformers")
+    # eager `generate` prefills its batch's 120k-token prompts together: 4 users, not 8, leave room for them
+    strict = run(model="llama-3.1-8b", hardware="h100-sxm", workload="rag-long-context", engine="transformers",
+                 concurrency=4)
     assert "exceeds the quality budget" in rejected(strict)["sliding-window-sinks"]
+    assert strict.plan.predicted.max_concurrency >= 4
     loose = run(model="llama-3.1-8b", hardware="h100-sxm", workload="rag-long-context", engine="transformers",
-                max_quality_loss_pct=15)
-    assert "sliding-window-sinks" in steps(loose)
+                concurrency=4, max_quality_loss_pct=15)
+    # within 15% the window is allowed; the prompts' prefill, which a window does not shorten, keeps it out of a plan
+    # that a smaller model and an 8-bit cache make more room in
+    assert "quality budget" not in rejected(loose).get("sliding-window-sinks", "")
     assert loose.plan.predicted.max_concurrency > strict.plan.predicted.max_concurrency
 
 
