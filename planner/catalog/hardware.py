@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from ... import profiles
 from ..errors import HardwareError, UnknownNameError
-from ..machine.calibration import calibration_path, load_calibration
+from ..machine.calibration import calibrated_here, calibration_path, load_calibration
 from ..machine.probe import cuda_devices, estimated_cpu
 from ..schema import HardwareSpec, ModelSpec
 from .dtypes import canonical
@@ -116,7 +116,7 @@ def local_cpu() -> HardwareSpec:
     from /proc/cpuinfo."""
     calibration = load_calibration()
     spec = estimated_cpu()
-    if calibration is None or calibration.get("machine", {}).get("device") != "cpu":
+    if not calibrated_here(calibration, spec):  # none, or a GPU's
         return spec
     return spec.model_copy(update={
         # the measured rates over the estimated ones: a dtype calibration does not measure (int8) keeps its estimate

@@ -66,3 +66,14 @@ def test_no_torch_import_for_profiles():
     code = ("import sys, optiplan; optiplan.profile('llama-3.1-8b'); "
             "from optiplan.planner.cli import main; sys.exit('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+@pytest.mark.parametrize("device, measured", [("cpu", True), ("cuda", False)])
+def test_local_cpu_takes_only_a_calibration_of_this_cpu(monkeypatch, device, measured):
+    """A calibration of the CPU replaces the estimates with what it measured; one of this machine's GPU leaves them."""
+    calibration = {"machine": {"device": device}, "peak_tflops": {"fp32": 1234.0},
+                   "bandwidth_bytes_per_s": 5e12, "runtime_overhead_bytes": 2**20, "measured_at": "2026-12-05"}
+    monkeypatch.setattr(hardware, "load_calibration", lambda: calibration)
+    spec = hardware.local_cpu()
+    assert (spec.peak_tflops["fp32"] == 1234.0) is measured
+    assert (spec.memory_bandwidth_bytes_per_s == 5e12) is measured
