@@ -205,10 +205,10 @@ def test_figures_without_an_error_band_say_why():
 
 
 def test_a_baseline_priced_above_the_engines_default_share_says_so():
-    """Llama-3.1-70B in bf16 on two H100s holds the chat workload's 32 sequences only at 93% of each device (its 32 prompts' prefill in one
-    8,192-token step among them): vLLM's
-    default share is 90%, so `profile` at vLLM's defaults finds it does not fit, where the advice prices it as its
-    configs would run it (--gpu-memory-utilization raised). The report says which it is."""
+    """Llama-3.1-70B in bf16 on two H100s holds the chat workload's 32 sequences only at 93% of each device (its 32
+    prompts' prefill in one 8,192-token step among them): vLLM's default share is 90%, so `profile` at vLLM's defaults
+    finds it does not fit, where the advice prices it as its configs would run it (--gpu-memory-utilization raised).
+    The report says which it is."""
     advice = advise(AdviseRequest(model="llama-3.1-70b", hardware="h100-sxm", num_devices=2, workload="chat"))
     b = advice.baseline
     assert b.fits and b.memory_per_device_bytes > 0.9 * b.device_memory_bytes
