@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..planner.machine.calibration import load_calibration, save_calibration
+from ..planner.machine.calibration import calibrated_device, load_calibration, save_calibration
 from ..planner.measure.runtime import quiet_libraries
 from .registry import check_supported, registry
 from .runtime import LoadedModel, Prompt
@@ -242,7 +242,7 @@ EFFECTS_ON_CPU_ONLY = ("technique effects are measured on the CPU only, and this
 
 def effects_measurable(calibration: dict[str, Any]) -> bool:
     """Whether technique effects measured here would be read: the calibration is the CPU's (`EFFECTS_ON_CPU_ONLY`)."""
-    return (calibration.get("machine") or {}).get("device", "cpu") == "cpu"
+    return calibrated_device(calibration) in ("cpu", None)  # a calibration naming no device is the CPU's
 
 
 def calibrate_effects(models: list[Path] | None = None, rounds: int = 4, show_progress: bool = True,

@@ -19,7 +19,7 @@ import re
 from functools import lru_cache
 
 from ... import profiles
-from ..machine.calibration import calibrated_here, load_calibration
+from ..machine.calibration import calibrated_device, calibrated_here, load_calibration
 from ..schema import AccuracyBand, HardwareSpec, ModelSpec
 
 ACCURACY_FILE = profiles.ROOT / "accuracy.yaml"
@@ -109,8 +109,9 @@ def missing_bands_reason(hw: HardwareSpec, kind: str | None, training: bool = Fa
             return ("no error bands: this machine is not calibrated (`optiplan calibrate` measures it and fits its "
                     "error)")
         if not calibrated_here(calibration, hw):
-            return (f"no error bands: this machine's calibration measured its {calibration['machine']['device']}, not "
-                    f"the {'GPU' if hw.kind == 'gpu' else 'CPU'} these figures are for")
+            measured = calibrated_device(calibration) or "unnamed device"
+            return (f"no error bands: this machine's calibration measured its {measured}, not the "
+                    f"{'GPU' if hw.kind == 'gpu' else 'CPU'} these figures are for")
         fitted = sorted({d for fits in (calibration.get("runtimes") or {}).values() for d in fits})
         return (f"no error bands: this machine's calibration fitted {', '.join(fitted) or 'no format'}"
                 + (f", not {dtype} weights" if dtype else "") + " (`optiplan calibrate` fits its error)")

@@ -50,8 +50,12 @@ def save_calibration(data: dict[str, Any]) -> Path:
     return write_text_atomic(calibration_path(), json.dumps(data, indent=2))
 
 
+def calibrated_device(calibration: dict[str, Any] | None) -> str | None:
+    """The device `calibration` measured ("cpu" or "cuda"), None where there is none or it names none."""
+    return ((calibration or {}).get("machine") or {}).get("device")
+
+
 def calibrated_here(calibration: dict[str, Any] | None, hw) -> bool:
     """Whether `calibration` measured `hw`'s kind of device on this machine: a GPU's (cuda), or the CPU's where the
     machine's `local` device is its CPU. A CPU calibration on a machine whose `local` is its GPU fits nothing there."""
-    device = ((calibration or {}).get("machine") or {}).get("device")
-    return device == ("cuda" if hw.kind == "gpu" else "cpu")
+    return calibrated_device(calibration) == ("cuda" if hw.kind == "gpu" else "cpu")

@@ -145,3 +145,13 @@ def test_a_calibrated_machine_bands_only_the_device_and_format_it_fitted(monkeyp
     gpu = resolve_hardware("h200-sxm").model_copy(update={"id": "local"})
     assert accuracy.accuracy_bands(gpu, "transformers", "transformers", "dense", "fp32") == {}
     assert "measured its cpu, not the GPU" in accuracy.missing_bands_reason(gpu, "dense", dtype="fp32")
+
+
+def test_a_calibration_naming_no_device_is_reported_not_raised(monkeypatch):
+    """A calibration file without the device it measured (hand-edited, or cut short) gives a reason, not a KeyError."""
+    from optiplan.planner.analytic import accuracy
+
+    monkeypatch.setattr(accuracy, "load_calibration", lambda: {"runtimes": {}})
+    hw = local_cpu().model_copy(update={"id": "local"})
+    assert accuracy.accuracy_bands(hw, "transformers", dtype="fp32") == {}
+    assert "measured its unnamed device, not the CPU" in accuracy.missing_bands_reason(hw, "dense", dtype="fp32")
