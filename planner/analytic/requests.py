@@ -218,15 +218,17 @@ def request_figures(s: Setup, input_tokens: int, output_tokens: int, concurrency
             ttft = cycle + first
             cycle = ttft
         ttft, cycle = ttft + late, cycle + late
-        decode_s = decode.time_s  # the plain decode step, without prompt chunks
+        decode_s = decode.time_s  # the plain decode step of `running` sequences, without prompt chunks
     else:
         ttft = prefill_step(s, c, i, cached_tokens).time_s + first_token_step_s(s, c, i)
         # a static batch prefills together, padded to its longest prompt: a longer one of its own (`own`) sets the pass
         extra = prefill_step(s, c, own_i, own_cached).time_s + first_token_step_s(s, c, own_i) - ttft if own else 0.0
         itl = decode_s = decode_step(s, c, held).time_s if o > 1 else 0.0
         cycle = ttft + (o - 1) * itl
-        ahead = 0.0
-    return {"ttft_s": ttft + extra, "itl_s": itl, "cycle_s": cycle, "decode_s": decode_s, "ahead_s": ahead}
+        ahead, running = 0.0, c
+    # `decode_rows`: the sequences a plain decode step advances (`decode_s`'s), fewer than c where the budget binds
+    return {"ttft_s": ttft + extra, "itl_s": itl, "cycle_s": cycle, "decode_s": decode_s, "ahead_s": ahead,
+            "decode_rows": running}
 
 
 def queued(f: dict[str, float], concurrency: int, running: int, latency_s: float = 0.0) -> dict[str, float]:

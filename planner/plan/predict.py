@@ -129,13 +129,14 @@ def serving_figures(state: PlanState, s: Setup, workload: Workload, batch: int) 
     later (`first_token_latency_s`)."""
     i, o, p95 = workload.prompt_tokens_mean, workload.output_tokens_mean, workload.prompt_tokens_p95
     share = workload.shared_prefix_fraction if state.prefix_caching else 0.0
-    tpot = _tpot_s(state, s, batch, workload.mean_context)
     # paged-kv turns continuous batching on where a plan adds it; an engine that has no such step batches as its
     # profile says (llama-server's slots join and leave at every step, --cont-batching on by default)
     own = state.engine is not None and continuous_scheduling(state.engine)
     if state.continuous_batching or own:
         f = request_figures(s, i, o, batch, True, cached_tokens(i, share))
-        itl = tpot + max(0.0, f["itl_s"] - f["decode_s"])  # what the prompts (and a binding step budget) add
+        # the plan's own decode step (speculation included) of the sequences a step advances (fewer than the batch
+        # where the step budget binds), plus what the prompts (and a binding budget) add to a plain one
+        itl = _tpot_s(state, s, f["decode_rows"], workload.mean_context) + max(0.0, f["itl_s"] - f["decode_s"])
         # the p95 prompt's first token under the mean prompts' load
         ttft = request_figures(s, i, o, batch, True, cached_tokens(i, share),
                                own=(p95, cached_tokens(p95, share)))["ttft_s"]
@@ -148,6 +149,7 @@ def serving_figures(state: PlanState, s: Setup, workload: Workload, batch: int) 
         cycle = f["ttft_s"] + (o - 1) * itl + (0.0 if workload.goal == "throughput" else latency)
         g = front_end({"cycle_s": cycle, "ttft_s": cycle, "queue_s": 0.0}, batch, _host_s_per_request(state, s))
         return itl, ttft + latency + g["queue_s"], batch * o / g["cycle_s"]
+    tpot = _tpot_s(state, s, batch, workload.mean_context)
     ttft = prefill_step(s, 1, p95, cached_tokens(p95, share)).time_s + first_token_step_s(s, batch, p95)
     cycle = prefill_step(s, batch, i, cached_tokens(i, share)).time_s + (o - 1) * tpot
     # a static batch ends with its longest output, its other slots idle meanwhile (p95 - mean of the outputs); a batch
