@@ -68,6 +68,7 @@ from .memory import (
 from .offload import gpu_layers_fraction, host_layer_share, host_weight_bytes
 from .params import param_counts
 from .requests import prompts_prefill_s, request_profile
+from .serving_options import serving_option_refusal
 from .setup import Setup, build_setup, total_weight_bytes
 from .steps import (
     decode_attention_flops,
@@ -150,15 +151,8 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
                            f"{spec.max_position_embeddings} tokens (max_position_embeddings)")
     for name in ("input_tokens", "output_tokens", "prefill_chunk_tokens"):
         _positive(name.replace("_", " "), getattr(request, name))
-    if request.prefill_chunk_tokens and runtime != "serving":
-        raise RequestError(f"--prefill-chunk sets a serving engine's step budget; {request.engine} prefills whole "
-                           "prompts")
-    if request.max_running and runtime != "serving":
-        raise RequestError(f"--max-running sets a serving engine's running cap; {request.engine} runs the batch it is "
-                           "given (--batch)")
-    if request.graph_padding and (runtime != "serving" or hw.kind != "gpu"):
-        raise RequestError(f"--graph-padding pads a serving engine's CUDA-graph decode steps on a GPU; "
-                           f"{request.engine} on {hw.id} runs none")
+    if refusal := serving_option_refusal(request, runtime, hw):
+        raise RequestError(refusal)
     if (request.input_tokens is None) != (request.output_tokens is None):
         raise RequestError("request-level figures need both --input-tokens and --output-tokens")
     for option, value in (("--concurrency", request.concurrency), ("--scheduling", request.scheduling),
@@ -277,7 +271,8 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
                     prefill_chunk_tokens=request.prefill_chunk_tokens
                     or engine_prefill_chunk(request.engine, prefill_chunk_tokens(runtime), hw, tp * pp, spec),
                     efficiency=efficiency, weight_kernel=request.weight_kernel, engine=request.engine,
-                    gguf_type=gguf, max_running=request.max_running, sampler=request.sampler)
+                    gguf_type=gguf, max_running=request.max_running, sampler=request.sampler,
+                    api_servers=request.api_servers or 1)
     if request.memory_share is not None:
         if s.kv_memory is None:
             raise RequestError(f"--memory-share sets a serving engine's memory option; {request.engine or runtime} "

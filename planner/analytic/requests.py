@@ -401,7 +401,8 @@ def request_profile(s: Setup, input_tokens: int, output_tokens: int, concurrency
         host = c * s.request_host_s
         if host >= 0.5 * duration:
             scheduling += (f"; the engine's front end spends {host:,.1f} s of its {duration:,.1f} s on the requests "
-                           f"({s.request_host_s * 1e3:g} ms of host time each"
+                           f"({s.request_host_s * s.api_servers * 1e3:g} ms of host time each"
+                           + (f" over {s.api_servers} front-end processes" if s.api_servers > 1 else "")
                            + (f", {s.request_admit_share:.0%} of it taking them in, all before any token goes back)"
                               if s.request_admit_share < 1 else ", one after another)"))
     if num_requests is not None:
@@ -422,8 +423,10 @@ def request_profile(s: Setup, input_tokens: int, output_tokens: int, concurrency
         scheduling += (f"; each first token reaches the client {s.first_token_latency_s * 1e3:g} ms after the device's "
                        "work (the server's way in and out)")
     if paced:
+        over = f" over {s.api_servers} front-end processes" if s.api_servers > 1 else ""
         scheduling += (f"; bound by the engine's front end at {1 / s.request_host_s:,.0f} requests/s "
-                       f"({s.request_host_s * 1e3:g} ms of host time a request), not by the device")
+                       f"({s.request_host_s * s.api_servers * 1e3:g} ms of host time a request{over}), not by the "
+                       "device")
     return RequestProfile(
         input_tokens=input_tokens, output_tokens=output_tokens, concurrency=c, max_concurrency=limit,
         fits=(running if at_once else c) <= room, running=f.get("running", running), queue_wait_ms=f["queue_s"] * 1e3,

@@ -125,9 +125,11 @@ class Setup:
     # cache like it (`engine_memory.engine_workspace_bytes`: vLLM's fused all-reduce workspace from 0.17, and what its
     # logs measure the collectives to hold beside it)
     workspace_bytes: float = 0.0
-    # the host time the engine's front end spends on each request, one after another (`engines.engine_request_host_s`):
-    # it bounds the requests a server completes per second, whatever the device does
+    # the host time the engine's front end spends on each request, one after another (`engines.engine_request_host_s`),
+    # shared by its front-end processes (`api_servers`): it bounds the requests a server completes per second,
+    # whatever the device does
     request_host_s: float = 0.0
+    api_servers: int = 1
     # the share of it spent taking a request in (the rest returns its tokens): a burst's requests all go in first
     request_admit_share: float = 1.0
     # the fixed latency a request served over HTTP adds to its first token beyond the device's work and the front
@@ -342,7 +344,7 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
                 engine: str | None = None, speculative: str | None = None, mixed_prefill: bool | None = None,
                 gguf_type: str | None = None, running_from_batch: bool = False,
                 max_running: int | None = None, weight_method: str | None = None, server_data_parallel: int = 1,
-                compiled: bool = True, sampler: str | None = None) -> Setup:
+                compiled: bool = True, sampler: str | None = None, api_servers: int = 1) -> Setup:
     """Resolve one configuration into the analytic model's inputs.
 
     `runtime` picks the fixed costs per step ("serving": an engine with CUDA graphs; "transformers": eager
@@ -364,7 +366,8 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
     `server_data_parallel`: the data-parallel ranks one server runs (vLLM's --data-parallel-size, which turns its
     fused all-reduce off; `attention_dp` where not given); `compiled`: the engine runs its compiled graphs (False: a
     config's --enforce-eager, no fused all-reduce either); `sampler`: the sampler vLLM's start-up profiling peaks with
-    (flashinfer or native: `engine_memory.engine_sampler_row_bytes`)."""
+    (flashinfer or native: `engine_memory.engine_sampler_row_bytes`); `api_servers`: the front-end processes the
+    server takes its requests through (vLLM's --api-server-count), which share each request's host time."""
     d16 = default_16bit(hw)
     # a checkpoint that keeps only its routed experts in `weight_dtype` (gpt-oss's MXFP4): the other linear layers are
     # 16-bit, or the format the engine's file keeps them in (llama.cpp's MXFP4_MOE GGUF: Q8_0), and everything below
@@ -483,7 +486,8 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         workspace_bytes=engine_workspace_bytes(engine, hw, tp, pp, max(server_data_parallel, attention_dp))
         if compiled else 0.0,
         sampler_rows=None if running_from_batch else max_running or engine_max_running(engine, hw, tp * pp),
-        request_host_s=engine_request_host_s(engine), request_admit_share=engine_request_admit_share(engine),
+        request_host_s=engine_request_host_s(engine) / api_servers, api_servers=api_servers,
+        request_admit_share=engine_request_admit_share(engine),
         first_token_latency_s=engine_first_token_latency_s(engine, tp * pp * attention_dp),
         prefill_host_s=engine_graphs.eager_prefill_host_s(spec, engine) if runtime == "serving" else 0.0,
         prefill_graph_tokens=graphs, fused_allreduce_tokens=engine_fusions.fused_allreduce_tokens(

@@ -116,6 +116,9 @@ class ConcurrencyType(click.ParamType):
               help="The most requests the serving engine runs at once, as the deployment sets it (vLLM "
                    "--max-num-seqs, SGLang --max-running-requests, TensorRT-LLM --max_batch_size; TGI's "
                    "--max-concurrent-requests, past which it refuses) [default: the engine's].")
+@click.option("--api-servers", type=click.IntRange(min=1), default=None,
+              help="The front-end processes the serving engine takes its requests through (vLLM "
+                   "--api-server-count), which share the host time each request takes [default: one].")
 @click.option("--memory-share", type=click.FloatRange(0, 1, min_open=True), default=None,
               help="The share of each GPU the serving engine's memory option gives, which sizes its KV cache (vLLM "
                    "--gpu-memory-utilization, SGLang --mem-fraction-static, TensorRT-LLM's "

@@ -20,7 +20,7 @@ from ..analytic.offload import host_weight_bytes
 from ..analytic.requests import cached_tokens, front_end, request_figures
 from ..analytic.setup import Setup
 from ..analytic.steps import decode_step, first_token_step_s, prefill_step
-from ..catalog.engines import continuous_scheduling, engine_api_servers_option
+from ..catalog.engines import continuous_scheduling
 from ..schema import HardwareSpec, ModelSpec
 from ..schema.advice import Prediction
 from ..schema.workload import Workload
@@ -147,7 +147,7 @@ def serving_figures(state: PlanState, s: Setup, workload: Workload, batch: int) 
         # takes the same latency and wait.
         latency = s.first_token_latency_s
         cycle = f["ttft_s"] + (o - 1) * itl + (0.0 if workload.goal == "throughput" else latency)
-        g = front_end({"cycle_s": cycle, "ttft_s": cycle, "queue_s": 0.0}, batch, _host_s_per_request(state, s))
+        g = front_end({"cycle_s": cycle, "ttft_s": cycle, "queue_s": 0.0}, batch, s.request_host_s)
         return itl, ttft + latency + g["queue_s"], batch * o / g["cycle_s"]
     tpot = _tpot_s(state, s, batch, workload.mean_context)
     ttft = prefill_step(s, 1, p95, cached_tokens(p95, share)).time_s + first_token_step_s(s, batch, p95)
@@ -156,13 +156,6 @@ def serving_figures(state: PlanState, s: Setup, workload: Workload, batch: int) 
     # of one has no other slot
     idle = workload.output_tokens_mean / workload.output_tokens_p95 if batch > 1 else 1.0
     return tpot, ttft, batch * o / cycle * idle
-
-
-def _host_s_per_request(state: PlanState, s: Setup) -> float:
-    """The front end's host time per request of one replica: the engine's, shared by the replica's data-parallel
-    attention ranks where the configs start a server process per rank (vLLM's --api-server-count)."""
-    ranks = state.attention_dp if engine_api_servers_option(state.engine) else 1
-    return s.request_host_s / ranks
 
 
 def sequences_per_server(p: Prediction, concurrency: int) -> int:

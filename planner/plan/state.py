@@ -12,7 +12,7 @@ from ..analytic.efficiency import prefill_chunk_tokens
 from ..analytic.kvcache import cache_tokens_held, layout_for_runtime
 from ..analytic.setup import Setup, build_setup
 from ..catalog.engine_memory import engine_image_sampler
-from ..catalog.engines import engine_chunk_budget, engine_runtime, holds_used_cache
+from ..catalog.engines import engine_api_servers_option, engine_chunk_budget, engine_runtime, holds_used_cache
 from ..catalog.hardware import default_16bit, replicas_in_own_nodes
 from ..catalog.served import served_checkpoint_dtype
 from ..schema import HardwareSpec, ModelSpec
@@ -103,7 +103,10 @@ def to_setup(state: PlanState) -> Setup:
         # CUDA graphs the configs run the engine eagerly (--enforce-eager)
         server_data_parallel=1 if replicas_in_own_nodes(state.hw, state.devices, state.replicas) else state.replicas,
         # priced at the engine's image the configs run, with its sampler (vLLM's before 0.12: FlashInfer's)
-        compiled=state.graphs, sampler=engine_image_sampler(state.engine, state.hw))
+        compiled=state.graphs, sampler=engine_image_sampler(state.engine, state.hw),
+        # a server of data-parallel attention ranks takes its requests through a front-end process per rank where the
+        # engine has the option (the configs' --api-server-count)
+        api_servers=state.attention_dp if engine_api_servers_option(state.engine) else 1)
 
 
 def kv_reserved_tokens(state: PlanState, workload: Workload) -> float:

@@ -342,6 +342,10 @@ class ProfileRequest(Frozen):
                                     "deployment sets it (vLLM --max-num-seqs, SGLang --max-running-requests, "
                                     "TensorRT-LLM --max_batch_size; per data-parallel group); the others wait, "
                                     "or TGI refuses them (--max-concurrent-requests) [default: the engine's]")
+    api_servers: int | None = Field(None, ge=1, description="the front-end processes a serving engine takes its "
+                                    "requests through (vLLM --api-server-count, one per data-parallel rank as the "
+                                    "configs start them), which share the host time each request takes [default: "
+                                    "one]")
     memory_share: float | None = Field(None, gt=0, le=1, description="the share of each GPU the serving engine's "
                                        "memory option gives (vLLM --gpu-memory-utilization, SGLang "
                                        "--mem-fraction-static, TensorRT-LLM's free_gpu_memory_fraction), which sizes "

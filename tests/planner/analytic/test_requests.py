@@ -231,6 +231,23 @@ def test_the_slo_concurrency_is_held_to_the_front_ends_rate():
     assert not requests(concurrency=r.slo_concurrency + 1, **kw).requests.meets_slo
 
 
+def test_api_servers_share_the_front_ends_host_time():
+    """vLLM's --api-server-count: N front-end processes take the requests, so a load its one server bounds (~42
+    requests a second at 24 ms each) completes up to N times as many, until the device bounds it; an engine without
+    the option refuses it."""
+    kw = {"input_tokens": 128, "output_tokens": 4, "concurrency": 1000, "context": None}
+    one = requests(**kw).requests
+    assert "bound by the engine's front end" in one.scheduling
+    assert one.requests_per_s == pytest.approx(1 / 0.024, rel=0.01)
+    two = requests(api_servers=2, **kw).requests
+    assert two.requests_per_s == pytest.approx(2 * one.requests_per_s, rel=0.01)
+    eight = requests(api_servers=8, **kw).requests  # the device's bound comes first
+    assert 2 * one.requests_per_s < eight.requests_per_s < 8 * one.requests_per_s
+    assert "bound by the engine's front end" not in eight.scheduling
+    with pytest.raises(RequestError, match="api-server-count"):
+        requests("sglang", api_servers=2, **kw)
+
+
 @settings(max_examples=25, deadline=None)
 @given(i=st.integers(1, 4000), o=st.integers(1, 2000), c=st.integers(1, 300))
 def test_any_request_shape_gives_finite_positive_figures(i, o, c):

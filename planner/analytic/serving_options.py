@@ -1,0 +1,23 @@
+"""The profile options that set a serving engine's own knobs (its step budget, front-end processes, running cap and
+CUDA-graph padding), and why a request may not give one: the engine it names has no such knob."""
+
+from __future__ import annotations
+
+from ..catalog.engines import engine_api_servers_option
+from ..schema import HardwareSpec, ProfileRequest
+
+
+def serving_option_refusal(request: ProfileRequest, runtime: str, hw: HardwareSpec) -> str | None:
+    """Why `request` sets a knob its engine (running `runtime` on `hw`) does not have, or None."""
+    if request.prefill_chunk_tokens and runtime != "serving":
+        return f"--prefill-chunk sets a serving engine's step budget; {request.engine} prefills whole prompts"
+    if request.api_servers and not engine_api_servers_option(request.engine):
+        return (f"--api-servers sets a serving engine's front-end processes (vLLM --api-server-count); "
+                f"{request.engine or runtime} has no such option")
+    if request.max_running and runtime != "serving":
+        return (f"--max-running sets a serving engine's running cap; {request.engine} runs the batch it is given "
+                "(--batch)")
+    if request.graph_padding and (runtime != "serving" or hw.kind != "gpu"):
+        return (f"--graph-padding pads a serving engine's CUDA-graph decode steps on a GPU; {request.engine} on "
+                f"{hw.id} runs none")
+    return None
