@@ -271,11 +271,12 @@ def largest_concurrency(s: Setup, input_tokens: int, output_tokens: int, on_dema
 
 
 def running_cap(s: Setup) -> int | None:
-    """The most requests the engine runs at once by default, whatever room the cache has (the others wait): vLLM's
-    max_num_seqs per scheduler, TGI's in-flight limit, or SGLang's request pool, which it sizes from the cache tokens
-    one data-parallel worker holds against the model's context length."""
+    """The most requests the engine runs at once, whatever room the cache has (the others wait): vLLM's max_num_seqs
+    per scheduler, TGI's in-flight limit, or, where the deployment sets no cap of its own, SGLang's request pool, which
+    it sizes from the cache tokens one data-parallel worker holds against the model's context length (a
+    --max-running-requests sizes the pool instead)."""
     caps = [s.max_running] if s.max_running else []
-    if s.running_pool:
+    if s.running_pool and not s.max_running_set:
         per_context, least, most = s.running_pool
         # one-token sequences: the cache's tokens, per worker, counted before it splits them among window pools
         tokens = max_batch(replace(s, window_pools=SHARED_POOL), 1, 1) / s.attention_dp

@@ -43,7 +43,8 @@ def sglang_reserve_bytes(engine: str | None, fact: dict, hw: HardwareSpec, devic
     graphs' buffers by their largest batch (`graph_max_bs` by device, [below 4 devices, from 4]), a share per device
     of the group; more per graph batch and attention group under data-parallel attention (again above a large graph);
     the prefill graphs' own (`graph_mib`, from 0.5.10); at least a floor on a large GPU; and a draft's own memory
-    under speculative decoding (none for n-gram lookup)."""
+    under speculative decoding (none for n-gram lookup). SGLang rounds the share it computes from them
+    (`share_decimals`): the reserve is the device less that share of it."""
     small, large = device_fact(engine, hw, "graph_max_bs")
     graph = large if devices >= 4 else small
     chunk = max(device_fact(engine, hw, "prefill_chunk_tokens") or 0, fact["chunk_floor_tokens"])
@@ -58,7 +59,10 @@ def sglang_reserve_bytes(engine: str | None, fact: dict, hw: HardwareSpec, devic
         mib = max(mib, fact["floor_mib"])
     if speculative and speculative != "ngram":
         mib += fact["draft_model_mib" if speculative == "draft" else "speculative_mib"]
-    return mib * MIB
+    if fact.get("share_decimals") is None:
+        return mib * MIB
+    share = round((hw.memory_bytes - mib * MIB) / hw.memory_bytes, fact["share_decimals"])
+    return (1.0 - share) * hw.memory_bytes
 
 
 def engine_sampler_row_bytes(engine: str | None, hw: HardwareSpec, vocab_size: int,

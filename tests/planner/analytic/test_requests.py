@@ -248,6 +248,17 @@ def test_api_servers_share_the_front_ends_host_time():
         requests("sglang", api_servers=2, **kw)
 
 
+def test_sglang_sizes_its_request_pool_from_a_set_running_cap():
+    """SGLang runs at most its request pool (the cache's tokens per context length x 512, 2,048 to 4,096) unless
+    --max-running-requests is set, which sizes the pool itself (model_runner.py: "if max_num_reqs is None")."""
+    kw = {"model": "llama-3.2-1b", "hardware": "h200-sxm", "input_tokens": 128, "output_tokens": 128,
+          "concurrency": 6000, "context": None}
+    pooled = requests("sglang", **kw).requests
+    assert pooled.running == 4096 and "the engine's default" in pooled.scheduling
+    capped = requests("sglang", max_running=6000, **kw).requests
+    assert capped.running == 6000 and "--max-running" in capped.scheduling
+
+
 @settings(max_examples=25, deadline=None)
 @given(i=st.integers(1, 4000), o=st.integers(1, 2000), c=st.integers(1, 300))
 def test_any_request_shape_gives_finite_positive_figures(i, o, c):
