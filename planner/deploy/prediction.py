@@ -4,9 +4,15 @@ its README gives the figures of the configuration it renders instead, and says w
 
 from __future__ import annotations
 
-from ..analytic.profile import profile
+from ..analytic.profile import GEMM_WEIGHTS, profile
 from ..catalog.engine_memory import engine_image_sampler
-from ..catalog.engines import deployed_engine, engine_pages_cache
+from ..catalog.engines import (
+    deployed_engine,
+    engine_api_servers_option,
+    engine_fact,
+    engine_pages_cache,
+    engine_runtime,
+)
 from ..catalog.hardware import resolve_hardware
 from ..errors import OptiplanError
 from ..schema import Profile, ProfileRequest
@@ -21,21 +27,30 @@ MEMORY_SHARE_OPTIONS = ("gpu-memory-utilization", "mem-fraction-static", "kv_cac
 
 
 def configuration_request(advice: Advice, cfg: EngineConfig) -> ProfileRequest | None:
-    """The profile request of the configuration `cfg` renders, where it leaves steps of the plan out: the weights as
-    the engine serves them (its own file where it names one, else the checkpoint's format where the plan's weight
-    step is left out), the cache in its default format where the plan's cache step is, the engine's own way over
-    several devices where tensor parallelism is; each server's sequences, and the workload's lengths. None: every
-    step applies (the plan's figures are the configuration's). Speculative decoding and prefix caching, which a
-    profile does not take, are left out of it as they are of any profile."""
+    """The profile request of the configuration `cfg` renders, where it leaves steps of the plan out
+    (`served_request`); None: every step applies (the plan's figures are the configuration's)."""
     missing = {t for t, _ in cfg.not_applied}
-    if not missing:
-        return None
+    return served_request(advice, cfg, missing) if missing else None
+
+
+def served_request(advice: Advice, cfg: EngineConfig, missing: set[str]) -> ProfileRequest:
+    """The profile request of what the configuration `cfg` serves without the plan's steps `missing`: the weights as
+    the engine serves them (its own file where it names one, else the checkpoint's format where the plan's weight
+    step is left out, with the plan's quantized activations where it is not), the cache in its default format where
+    the plan's cache step is left out, the engine's own way over several devices where tensor parallelism is; each
+    server's sequences under the running cap, step budget, memory share and front-end processes the configuration
+    sets, and the workload's lengths. Speculative decoding, prefix caching and SGLang's mixed chunks, which a profile
+    does not take, are left out of it as they are of any profile."""
     p, w = advice.plan.predicted, advice.workload
     hw = resolve_hardware(advice.hardware.id)
-    dtype = cfg.served.get("dtype")
+    dtype, activations = cfg.served.get("dtype"), None
     if dtype is None:
         native = checkpoint_dtype(advice) or ("bf16" if hw.features.bf16 else "fp16")
         dtype = native if any(t.startswith("weight-") for t in missing) else p.weight_dtype or native
+        # the plan's quantized activations where the engine serves the plan's weights (W8A8: int8 matrix products,
+        # not int8 weights read into 16-bit ones)
+        if dtype == p.weight_dtype and dtype in GEMM_WEIGHTS.get(p.compute_dtype, ()):
+            activations = p.compute_dtype
     # one server: a replica of the plan, or all the devices where the engine runs no replicas
     replicas = 1 if "data-parallel" in missing else max(p.data_parallel, 1)
     devices = max(advice.hardware.count // replicas, 1)
@@ -47,21 +62,44 @@ def configuration_request(advice: Advice, cfg: EngineConfig) -> ProfileRequest |
     on_gpu = cfg.options.get("n-gpu-layers") if cfg.engine == "llama.cpp" and hw.kind == "gpu" and devices == 1 \
         else None
     release = deployed_engine(cfg.engine, hw)  # the release of the image the configs run, as the plan was priced
+    # the step budget the plan chunks prompts at, where the configuration turns chunking on (TensorRT-LLM's
+    # enable_chunked_prefill with max_num_tokens; the others' own budget, which they chunk at by default)
+    chunked = next((s.params.get("prefill_chunk_tokens") for s in advice.plan.steps if s.technique == "chunked-prefill"
+                    and s.technique not in missing), None)
     return ProfileRequest(
         model=advice.model.name, hardware=hw.id, num_devices=devices, engine=release,
         sampler=engine_image_sampler(release, hw),  # the image's (vLLM's before 0.12: FlashInfer's)
-        dtype=dtype,
+        dtype=dtype, activations=activations,
         gguf_type=cfg.served.get("gguf_type"),
         kv_dtype=None if any(t.startswith("kv-") for t in missing) or p.kv_dtype in ("", "bf16", "fp16", "fp32")
         else p.kv_dtype,
         tensor_parallel=p.tensor_parallel if split and adp == 1 else None, attention_data_parallel=adp,
         expert_parallel=p.expert_parallel if split else 1, pipeline_parallel=p.pipeline_parallel if split else 1,
         batch=sequences, context=w.context_needed, input_tokens=w.prompt_tokens_mean,
-        output_tokens=w.output_tokens_mean, concurrency=sequences,
+        output_tokens=w.output_tokens_mean, concurrency=sequences, max_running=running_cap(cfg, sequences, adp),
+        prefill_chunk_tokens=chunked,
+        # a server of data-parallel attention ranks started with a front-end process per rank (--api-server-count)
+        api_servers=adp if adp > 1 and (engine_api_servers_option(cfg.engine) or "").lstrip("-") in cfg.options
+        else None,
         gpu_layers=on_gpu if on_gpu is not None and on_gpu <= advice.model.num_layers else None,
         # the share the configuration sets (raised where the plan needs more than the engine's default)
         memory_share=next((float(cfg.options[k]) for k in MEMORY_SHARE_OPTIONS if k in cfg.options), None)
         if hw.kind == "gpu" else None)
+
+
+def running_cap(cfg: EngineConfig, sequences: int, groups: int) -> int | None:
+    """The running cap the configuration sets, as `profile --max-running` takes it: a serving engine's option for it
+    (vLLM's --max-num-seqs, SGLang's --max-running-requests, TensorRT-LLM's max_batch_size: each server's sequences,
+    per data-parallel attention group), or the in-flight limit of a router that refuses past it (TGI's
+    --max-concurrent-requests, as rendered). None where the configuration sets neither (the engine's default holds)
+    or the engine runs the batch it is given (llama.cpp's slots are the profile's batch)."""
+    if engine_runtime(cfg.engine) != "serving":
+        return None
+    in_flight = (engine_fact(cfg.engine, "max_in_flight_option") or "").lstrip("-")
+    if in_flight in cfg.options:
+        return int(cfg.options[in_flight])
+    option = ((engine_fact(cfg.engine, "options") or {}).get("max_running") or {}).get("option")
+    return -(-sequences // groups) if option and option.lstrip("-") in cfg.options else None
 
 
 def configuration_profile(advice: Advice, cfg: EngineConfig) -> tuple[ProfileRequest, Profile | str] | None:
@@ -104,6 +142,8 @@ def profile_command(request: ProfileRequest) -> str:
     """The `optiplan profile` command that predicts `request`."""
     parts = [f"optiplan profile {request.model} -H {request.hardware} --gpus {request.num_devices}",
              f"--engine {request.engine} --dtype {request.dtype}"]
+    if request.activations:
+        parts.append(f"--activations {request.activations}")
     if request.gguf_type:
         parts.append(f"--gguf-type {request.gguf_type}")
     if request.kv_dtype:
@@ -122,6 +162,12 @@ def profile_command(request: ProfileRequest) -> str:
         parts.append(f"--memory-share {request.memory_share:g}")
     if request.sampler is not None:
         parts.append(f"--sampler {request.sampler}")
+    if request.prefill_chunk_tokens is not None:
+        parts.append(f"--prefill-chunk {request.prefill_chunk_tokens}")
+    if request.max_running is not None:
+        parts.append(f"--max-running {request.max_running}")
+    if request.api_servers is not None:
+        parts.append(f"--api-servers {request.api_servers}")
     parts.append(f"--context {request.context} --input-tokens {request.input_tokens} --output-tokens "
                  f"{request.output_tokens} --concurrency {request.concurrency}")
     return " ".join(parts)
