@@ -272,7 +272,7 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
                     or engine_prefill_chunk(request.engine, prefill_chunk_tokens(runtime), hw, tp * pp, spec),
                     efficiency=efficiency, weight_kernel=request.weight_kernel, engine=request.engine,
                     gguf_type=gguf, max_running=request.max_running, sampler=request.sampler,
-                    api_servers=request.api_servers or 1)
+                    api_servers=request.api_servers or 1, mixed_prefill=True if request.mixed_chunk else None)
     if request.memory_share is not None:
         if s.kv_memory is None:
             raise RequestError(f"--memory-share sets a serving engine's memory option; {request.engine or runtime} "

@@ -1,9 +1,10 @@
-"""The profile options that set a serving engine's own knobs (its step budget, front-end processes, running cap and
-CUDA-graph padding), and why a request may not give one: the engine it names has no such knob."""
+"""The profile options that set a serving engine's own knobs (its step budget, front-end processes, running cap,
+CUDA-graph padding and prompt chunks in the decode steps), and why a request may not give one: the engine it names
+has no such knob."""
 
 from __future__ import annotations
 
-from ..catalog.engines import engine_api_servers_option
+from ..catalog.engines import engine_api_servers_option, engine_fact
 from ..schema import HardwareSpec, ProfileRequest
 
 
@@ -17,6 +18,9 @@ def serving_option_refusal(request: ProfileRequest, runtime: str, hw: HardwareSp
     if request.max_running and runtime != "serving":
         return (f"--max-running sets a serving engine's running cap; {request.engine} runs the batch it is given "
                 "(--batch)")
+    if request.mixed_chunk and engine_fact(request.engine, "mixed_prefill") is not False:
+        return (f"--mixed-chunk puts prompt chunks in the decode steps of an engine that runs prompts in steps of their "
+                f"own (SGLang --enable-mixed-chunk); {request.engine or runtime} mixes them already")
     if request.graph_padding and (runtime != "serving" or hw.kind != "gpu"):
         return (f"--graph-padding pads a serving engine's CUDA-graph decode steps on a GPU; {request.engine} on "
                 f"{hw.id} runs none")

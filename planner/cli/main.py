@@ -116,6 +116,9 @@ class ConcurrencyType(click.ParamType):
               help="The most requests the serving engine runs at once, as the deployment sets it (vLLM "
                    "--max-num-seqs, SGLang --max-running-requests, TensorRT-LLM --max_batch_size; TGI's "
                    "--max-concurrent-requests, past which it refuses) [default: the engine's].")
+@click.option("--mixed-chunk", is_flag=True, default=False,
+              help="Prompt chunks ride in the decode steps of an engine that otherwise runs prompts in steps of "
+                   "their own, the decoding waiting for them (SGLang --enable-mixed-chunk).")
 @click.option("--api-servers", type=click.IntRange(min=1), default=None,
               help="The front-end processes the serving engine takes its requests through (vLLM "
                    "--api-server-count), which share the host time each request takes [default: one].")

@@ -39,8 +39,8 @@ def served_request(advice: Advice, cfg: EngineConfig, missing: set[str]) -> Prof
     step is left out, with the plan's quantized activations where it is not), the cache in its default format where
     the plan's cache step is left out, the engine's own way over several devices where tensor parallelism is; each
     server's sequences under the running cap, step budget, memory share and front-end processes the configuration
-    sets, and the workload's lengths. Speculative decoding, prefix caching and SGLang's mixed chunks, which a profile
-    does not take, are left out of it as they are of any profile."""
+    sets (SGLang's prompt chunks in the decode steps among them), and the workload's lengths. Speculative decoding
+    and prefix caching, which a profile does not take, are left out of it as they are of any profile."""
     p, w = advice.plan.predicted, advice.workload
     hw = resolve_hardware(advice.hardware.id)
     dtype, activations = cfg.served.get("dtype"), None
@@ -78,6 +78,7 @@ def served_request(advice: Advice, cfg: EngineConfig, missing: set[str]) -> Prof
         batch=sequences, context=w.context_needed, input_tokens=w.prompt_tokens_mean,
         output_tokens=w.output_tokens_mean, concurrency=sequences, max_running=running_cap(cfg, sequences, adp),
         prefill_chunk_tokens=chunked,
+        mixed_chunk="mixed-chunk" in {s.technique for s in advice.plan.steps} - missing,  # SGLang's --enable-mixed-chunk
         # a server of data-parallel attention ranks started with a front-end process per rank (--api-server-count)
         api_servers=adp if adp > 1 and (engine_api_servers_option(cfg.engine) or "").lstrip("-") in cfg.options
         else None,
@@ -164,6 +165,8 @@ def profile_command(request: ProfileRequest) -> str:
         parts.append(f"--sampler {request.sampler}")
     if request.prefill_chunk_tokens is not None:
         parts.append(f"--prefill-chunk {request.prefill_chunk_tokens}")
+    if request.mixed_chunk:
+        parts.append("--mixed-chunk")
     if request.max_running is not None:
         parts.append(f"--max-running {request.max_running}")
     if request.api_servers is not None:

@@ -342,6 +342,8 @@ class ProfileRequest(Frozen):
                                     "deployment sets it (vLLM --max-num-seqs, SGLang --max-running-requests, "
                                     "TensorRT-LLM --max_batch_size; per data-parallel group); the others wait, "
                                     "or TGI refuses them (--max-concurrent-requests) [default: the engine's]")
+    mixed_chunk: bool = Field(False, description="prompt chunks ride in the decode steps of an engine that otherwise "
+                              "runs prompts in steps of their own (SGLang --enable-mixed-chunk)")
     api_servers: int | None = Field(None, ge=1, description="the front-end processes a serving engine takes its "
                                     "requests through (vLLM --api-server-count, one per data-parallel rank as the "
                                     "configs start them), which share the host time each request takes [default: "

@@ -435,6 +435,22 @@ def test_prompts_run_first_wait_for_the_prompts_ahead_of_them(monkeypatch):
     assert mixed.ttft_ms > steady.ttft_ms and mixed.itl_ms < steady.itl_ms
 
 
+def test_mixed_chunk_puts_sglangs_prompts_in_the_decode_steps(monkeypatch):
+    """`--mixed-chunk` (SGLang's --enable-mixed-chunk): a prompt-heavy load's prompts ride in the decode steps instead
+    of steps of their own, the decoding no longer waiting for them, as an SGLang that mixed them by default would run
+    them; an engine that mixes them already has nothing to turn on."""
+    from optiplan.planner.catalog.engines import engine_table
+
+    heavy = {"context": 16384, "concurrency": 32, "input_tokens": 8000, "output_tokens": 16}
+    apart, mixed = requests("sglang", **heavy).requests, requests("sglang", mixed_chunk=True, **heavy).requests
+    assert mixed.itl_ms < apart.itl_ms
+    monkeypatch.setitem(engine_table()["sglang"], "mixed_prefill", True)
+    default = requests("sglang", **heavy).requests
+    assert (mixed.ttft_ms, mixed.itl_ms) == pytest.approx((default.ttft_ms, default.itl_ms))
+    with pytest.raises(RequestError, match="mixes them already"):
+        requests("vllm", mixed_chunk=True, concurrency=4)
+
+
 def test_a_scheduler_a_batch_ahead_takes_a_new_prompt_a_step_later(monkeypatch):
     # SGLang's overlap scheduler and TensorRT-LLM's PyTorch executor have launched the next batch before they take in a
     # request that came during a step: the prompt joins the batch after it, one step later; a lone request finds

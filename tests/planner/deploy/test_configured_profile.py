@@ -22,7 +22,7 @@ from optiplan.planner.schema import AdviseRequest
 
 ENGINES = ("vllm", "sglang", "trtllm")
 # steps a profile request has no counterpart of: their figures are the plan's own
-UNPROFILED = {"prefix-caching", "mixed-chunk", "pd-disaggregation"}
+UNPROFILED = {"prefix-caching", "pd-disaggregation"}
 
 CASES = st.fixed_dictionaries({
     "model": st.sampled_from(["llama-3.1-8b", "llama-3.1-70b", "qwen3-8b", "qwen3-32b", "qwen3-30b-a3b",
