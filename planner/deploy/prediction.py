@@ -76,8 +76,8 @@ def served_request(advice: Advice, cfg: EngineConfig, missing: set[str]) -> Prof
         tensor_parallel=p.tensor_parallel if split and adp == 1 else None, attention_data_parallel=adp,
         expert_parallel=p.expert_parallel if split else 1, pipeline_parallel=p.pipeline_parallel if split else 1,
         batch=sequences, context=w.context_needed, input_tokens=w.prompt_tokens_mean,
-        output_tokens=w.output_tokens_mean, concurrency=sequences, max_running=running_cap(cfg, sequences, adp),
-        prefill_chunk_tokens=chunked,
+        output_tokens=w.output_tokens_mean, concurrency=sequences,
+        max_running=configured_running_cap(cfg, sequences, adp), prefill_chunk_tokens=chunked,
         mixed_chunk="mixed-chunk" in {s.technique for s in advice.plan.steps} - missing,  # SGLang's --enable-mixed-chunk
         # a server of data-parallel attention ranks started with a front-end process per rank (--api-server-count)
         api_servers=adp if adp > 1 and (engine_api_servers_option(cfg.engine) or "").lstrip("-") in cfg.options
@@ -88,7 +88,7 @@ def served_request(advice: Advice, cfg: EngineConfig, missing: set[str]) -> Prof
         if hw.kind == "gpu" else None)
 
 
-def running_cap(cfg: EngineConfig, sequences: int, groups: int) -> int | None:
+def configured_running_cap(cfg: EngineConfig, sequences: int, groups: int) -> int | None:
     """The running cap the configuration sets, as `profile --max-running` takes it: a serving engine's option for it
     (vLLM's --max-num-seqs, SGLang's --max-running-requests, TensorRT-LLM's max_batch_size: each server's sequences,
     per data-parallel attention group), or the in-flight limit of a router that refuses past it (TGI's
