@@ -19,8 +19,8 @@ def serving_option_refusal(request: ProfileRequest, runtime: str, hw: HardwareSp
         return (f"--max-running sets a serving engine's running cap; {request.engine} runs the batch it is given "
                 "(--batch)")
     if request.mixed_chunk and engine_fact(request.engine, "mixed_prefill") is not False:
-        return (f"--mixed-chunk puts prompt chunks in the decode steps of an engine that runs prompts in steps of their "
-                f"own (SGLang --enable-mixed-chunk); {request.engine or runtime} mixes them already")
+        return (f"--mixed-chunk puts prompt chunks in the decode steps of an engine that runs prompts in steps of "
+                f"their own (SGLang --enable-mixed-chunk); {request.engine or runtime} mixes them already")
     if request.graph_padding and (runtime != "serving" or hw.kind != "gpu"):
         return (f"--graph-padding pads a serving engine's CUDA-graph decode steps on a GPU; {request.engine} on "
                 f"{hw.id} runs none")

@@ -78,7 +78,8 @@ def served_request(advice: Advice, cfg: EngineConfig, missing: set[str]) -> Prof
         batch=sequences, context=w.context_needed, input_tokens=w.prompt_tokens_mean,
         output_tokens=w.output_tokens_mean, concurrency=sequences,
         max_running=configured_running_cap(cfg, sequences, adp), prefill_chunk_tokens=chunked,
-        mixed_chunk="mixed-chunk" in {s.technique for s in advice.plan.steps} - missing,  # SGLang's --enable-mixed-chunk
+        # SGLang's --enable-mixed-chunk
+        mixed_chunk="mixed-chunk" in {s.technique for s in advice.plan.steps} - missing,
         # a server of data-parallel attention ranks started with a front-end process per rank (--api-server-count)
         api_servers=adp if adp > 1 and (engine_api_servers_option(cfg.engine) or "").lstrip("-") in cfg.options
         else None,
