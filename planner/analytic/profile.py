@@ -14,6 +14,7 @@ from ..catalog.engines import (
     backend_refusal,
     continuous_scheduling,
     engine_activations,
+    engine_default_api_servers,
     engine_defaults,
     engine_max_in_flight,
     engine_names,
@@ -272,7 +273,8 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
                     or engine_prefill_chunk(request.engine, prefill_chunk_tokens(runtime), hw, tp * pp, spec),
                     efficiency=efficiency, weight_kernel=request.weight_kernel, engine=request.engine,
                     gguf_type=gguf, max_running=request.max_running, sampler=request.sampler,
-                    api_servers=request.api_servers or 1, mixed_prefill=True if request.mixed_chunk else None)
+                    api_servers=request.api_servers or engine_default_api_servers(request.engine, adp),
+                    mixed_prefill=True if request.mixed_chunk else None)
     if request.memory_share is not None:
         if s.kv_memory is None:
             raise RequestError(f"--memory-share sets a serving engine's memory option; {request.engine or runtime} "

@@ -181,6 +181,12 @@ def engine_api_servers_option(engine: str | None) -> str | None:
     return engine_fact(engine, "api_servers_option")
 
 
+def engine_default_api_servers(engine: str | None, ranks: int) -> int:
+    """The front-end processes a server of `ranks` data-parallel ranks starts where its deployment does not say: one
+    per rank where the release does so by default (`api_servers_per_rank`: vLLM from 0.15), else one."""
+    return ranks if engine_fact(engine, "api_servers_per_rank") else 1
+
+
 def engine_host_layers(engine: str | None) -> dict | None:
     """How the engine computes the layers it keeps in host memory on the CPU (`host_layers`: its kernels' share of the
     host memory's peak, the step rows from which it runs them on the GPU instead); None: it streams them there."""

@@ -248,6 +248,24 @@ def test_api_servers_share_the_front_ends_host_time():
         requests("sglang", api_servers=2, **kw)
 
 
+def test_vllm_starts_a_front_end_per_data_parallel_rank_from_0_15():
+    """vLLM 0.15 and later start --api-server-count = --data-parallel-size front ends where the deployment sets none
+    (serve.py: "args.api_server_count = args.data_parallel_size"); the releases before start one; a set count wins."""
+    from optiplan.planner.analytic.profile import setup_for_request
+    from optiplan.planner.catalog.hardware import resolve_hardware
+    from optiplan.planner.catalog.models import resolve_model
+
+    def servers(engine, **kw):
+        request = ProfileRequest(model="gpt-oss-120b", hardware="h100-sxm", num_devices=4, attention_data_parallel=4,
+                                 expert_parallel=4, engine=engine, **kw)
+        s = setup_for_request(request, resolve_model("gpt-oss-120b"), resolve_hardware("h100-sxm"))
+        return s.api_servers, s.request_host_s
+
+    (old, old_host), (new, new_host) = servers("vllm==0.11.0"), servers("vllm==0.19.0")
+    assert (old, new) == (1, 4) and new_host == pytest.approx(old_host / 4)
+    assert servers("vllm==0.19.0", api_servers=1) == (1, old_host)
+
+
 def test_sglang_sizes_its_request_pool_from_a_set_running_cap():
     """SGLang runs at most its request pool (the cache's tokens per context length x 512, 2,048 to 4,096) unless
     --max-running-requests is set, which sizes the pool itself (model_runner.py: "if max_num_reqs is None")."""
