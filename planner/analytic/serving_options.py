@@ -4,7 +4,7 @@ has no such knob."""
 
 from __future__ import annotations
 
-from ..catalog.engines import engine_api_servers_option, engine_fact
+from ..catalog.engines import engine_api_servers_option, engine_mixes_prefill
 from ..schema import HardwareSpec, ProfileRequest
 
 
@@ -18,7 +18,7 @@ def serving_option_refusal(request: ProfileRequest, runtime: str, hw: HardwareSp
     if request.max_running and runtime != "serving":
         return (f"--max-running sets a serving engine's running cap; {request.engine} runs the batch it is given "
                 "(--batch)")
-    if request.mixed_chunk and engine_fact(request.engine, "mixed_prefill") is not False:
+    if request.mixed_chunk and engine_mixes_prefill(request.engine):
         return (f"--mixed-chunk puts prompt chunks in the decode steps of an engine that runs prompts in steps of "
                 f"their own (SGLang --enable-mixed-chunk); {request.engine or runtime} mixes them already")
     if request.graph_padding and (runtime != "serving" or hw.kind != "gpu"):

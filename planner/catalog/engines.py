@@ -181,6 +181,12 @@ def engine_api_servers_option(engine: str | None) -> str | None:
     return engine_fact(engine, "api_servers_option")
 
 
+def engine_running_option(engine: str | None) -> str | None:
+    """The server option that caps the sequences the engine runs at once (its profile's `options`: vLLM's
+    --max-num-seqs, SGLang's --max-running-requests, TensorRT-LLM's --max_batch_size), None where it names none."""
+    return ((engine_fact(engine, "options") or {}).get("max_running") or {}).get("option")
+
+
 def engine_default_api_servers(engine: str | None, ranks: int) -> int:
     """The front-end processes a server of `ranks` data-parallel ranks starts where its deployment does not say: one
     per rank where the release does so by default (`api_servers_per_rank`: vLLM from 0.15), else one."""

@@ -75,6 +75,11 @@ class EngineConfig:
     # ... checkpoint: `checkpoints.Served`), which its download holds; None: the model's own
     checkpoint_format: str | None = None
 
+    def sets(self, option: str | None) -> Any:
+        """The value the config gives `option` (as the engine's profile names it, `--max-num-seqs`), None where it
+        gives none."""
+        return self.options.get(option.removeprefix("--")) if option else None
+
     def argv(self, extra_file: str | None = None) -> list[str]:
         args = list(self.command) + ([self.model] if self.positional_model else [])
         for name, value in self.options.items():

@@ -11,6 +11,7 @@ from ..catalog.engines import (
     engine_api_servers_option,
     engine_fact,
     engine_pages_cache,
+    engine_running_option,
     engine_runtime,
 )
 from ..catalog.hardware import resolve_hardware
@@ -81,8 +82,7 @@ def served_request(advice: Advice, cfg: EngineConfig, missing: set[str]) -> Prof
         # SGLang's --enable-mixed-chunk
         mixed_chunk="mixed-chunk" in {s.technique for s in advice.plan.steps} - missing,
         # a server of data-parallel attention ranks started with a front-end process per rank (--api-server-count)
-        api_servers=adp if adp > 1 and (engine_api_servers_option(cfg.engine) or "").lstrip("-") in cfg.options
-        else None,
+        api_servers=adp if adp > 1 and cfg.sets(engine_api_servers_option(cfg.engine)) else None,
         gpu_layers=on_gpu if on_gpu is not None and on_gpu <= advice.model.num_layers else None,
         # the share the configuration sets (raised where the plan needs more than the engine's default)
         memory_share=next((float(cfg.options[k]) for k in MEMORY_SHARE_OPTIONS if k in cfg.options), None)
@@ -97,11 +97,10 @@ def configured_running_cap(cfg: EngineConfig, sequences: int, groups: int) -> in
     or the engine runs the batch it is given (llama.cpp's slots are the profile's batch)."""
     if engine_runtime(cfg.engine) != "serving":
         return None
-    in_flight = (engine_fact(cfg.engine, "max_in_flight_option") or "").lstrip("-")
-    if in_flight in cfg.options:
-        return int(cfg.options[in_flight])
-    option = ((engine_fact(cfg.engine, "options") or {}).get("max_running") or {}).get("option")
-    return -(-sequences // groups) if option and option.lstrip("-") in cfg.options else None
+    in_flight = cfg.sets(engine_fact(cfg.engine, "max_in_flight_option"))
+    if in_flight is not None:
+        return int(in_flight)
+    return -(-sequences // groups) if cfg.sets(engine_running_option(cfg.engine)) is not None else None
 
 
 def configuration_profile(advice: Advice, cfg: EngineConfig) -> tuple[ProfileRequest, Profile | str] | None:

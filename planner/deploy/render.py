@@ -19,7 +19,7 @@ from ..analytic.accuracy import band_text, bands_note, decode_band
 from ..analytic.profile import model_summary
 from ..catalog.engine_refusals import engine_model_refusal, engine_step_refusal
 from ..catalog.engine_state_models import state_model_options, state_model_refusal, state_technique_refusal
-from ..catalog.engines import deployed_engine, engine_backends, engine_fact
+from ..catalog.engines import deployed_engine, engine_backends, engine_running_option
 from ..catalog.hardware import replicas_in_own_nodes, resolve_hardware
 from ..catalog.models import resolve_model
 from ..errors import UnknownNameError
@@ -191,7 +191,7 @@ def _render(advice: Advice, target: str, serving_engine: str | None = None) -> t
     ctx["replicas"] = 1
     ctx["sequences"] = max_seqs(advice)  # each server's, as its options set them (--max-num-seqs, --max_batch_size)
     # the option that caps them (the engine profile's `options`), or None where the engine caps none (TGI)
-    ctx["running_option"] = ((engine_fact(engine, "options") or {}).get("max_running") or {}).get("option")
+    ctx["running_option"] = engine_running_option(engine)
     # where the engine cannot run every step, what its own configuration is predicted to do
     ctx["configured"] = configured(advice, cfg)
     # the checkpoint served (in its published format: fp8, gpt-oss's MXFP4 experts; else 16 bits), with room to spare
