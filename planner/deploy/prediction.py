@@ -5,6 +5,7 @@ its README gives the figures of the configuration it renders instead, and says w
 from __future__ import annotations
 
 from ..analytic.profile import GEMM_WEIGHTS, profile
+from ..analytic.requests import cached_tokens
 from ..catalog.engine_memory import engine_image_sampler
 from ..catalog.engines import (
     deployed_engine,
@@ -40,8 +41,9 @@ def served_request(advice: Advice, cfg: EngineConfig, missing: set[str]) -> Prof
     step is left out, with the plan's quantized activations where it is not), the cache in its default format where
     the plan's cache step is left out, the engine's own way over several devices where tensor parallelism is; each
     server's sequences under the running cap, step budget, memory share and front-end processes the configuration
-    sets (SGLang's prompt chunks in the decode steps among them), and the workload's lengths. Speculative decoding
-    and prefix caching, which a profile does not take, are left out of it as they are of any profile."""
+    sets (SGLang's prompt chunks in the decode steps among them), the workload's lengths, and the share of each
+    prompt the plan's prefix cache finds (every serving engine's default). Speculative decoding, which a profile
+    does not take, is left out of it as it is of any profile."""
     p, w = advice.plan.predicted, advice.workload
     hw = resolve_hardware(advice.hardware.id)
     dtype, activations = cfg.served.get("dtype"), None
@@ -67,6 +69,9 @@ def served_request(advice: Advice, cfg: EngineConfig, missing: set[str]) -> Prof
     # enable_chunked_prefill with max_num_tokens; the others' own budget, which they chunk at by default)
     chunked = next((s.params.get("prefill_chunk_tokens") for s in advice.plan.steps if s.technique == "chunked-prefill"
                     and s.technique not in missing), None)
+    # the workload's shared prefix, found in the cache where the plan keeps one (as the plan prices it)
+    applied = {s.technique for s in advice.plan.steps} - missing
+    cached = cached_tokens(w.prompt_tokens_mean, w.shared_prefix_fraction) if "prefix-caching" in applied else 0
     return ProfileRequest(
         model=advice.model.name, hardware=hw.id, num_devices=devices, engine=release,
         sampler=engine_image_sampler(release, hw),  # the image's (vLLM's before 0.12: FlashInfer's)
@@ -80,7 +85,7 @@ def served_request(advice: Advice, cfg: EngineConfig, missing: set[str]) -> Prof
         output_tokens=w.output_tokens_mean, concurrency=sequences,
         max_running=configured_running_cap(cfg, sequences, adp), prefill_chunk_tokens=chunked,
         # SGLang's --enable-mixed-chunk
-        mixed_chunk="mixed-chunk" in {s.technique for s in advice.plan.steps} - missing,
+        mixed_chunk="mixed-chunk" in applied, cached_tokens=cached,
         # a server of data-parallel attention ranks started with a front-end process per rank (--api-server-count)
         api_servers=adp if adp > 1 and cfg.sets(engine_api_servers_option(cfg.engine)) else None,
         gpu_layers=on_gpu if on_gpu is not None and on_gpu <= advice.model.num_layers else None,
@@ -173,4 +178,6 @@ def profile_command(request: ProfileRequest) -> str:
         parts.append(f"--api-servers {request.api_servers}")
     parts.append(f"--context {request.context} --input-tokens {request.input_tokens} --output-tokens "
                  f"{request.output_tokens} --concurrency {request.concurrency}")
+    if request.cached_tokens:
+        parts.append(f"--cached-tokens {request.cached_tokens}")
     return " ".join(parts)
