@@ -175,13 +175,20 @@ class Technique:
 
 
 REGISTRY: dict[str, Technique] = {}
+# the family modules, in the order the plan search meets their techniques
+FAMILIES = ("parallel", "quantization", "serving", "speculative", "structural", "training")
+_ORIGIN: dict[str, str] = {}  # technique id -> its family module
 
 
-def register(*techniques: Technique) -> None:
+def register(*techniques: Technique, family: str) -> None:
+    """Declare the techniques of the family module `family` (one of FAMILIES)."""
+    if family not in FAMILIES:
+        raise ValueError(f"{family} is not a family module ({', '.join(FAMILIES)})")
     for t in techniques:
         if t.id in REGISTRY:
             raise ValueError(f"technique {t.id} declared twice")
         REGISTRY[t.id] = t
+        _ORIGIN[t.id] = family
 
 
 # Hardware features a technique may need: feature -> (test, reason when missing).
@@ -280,7 +287,13 @@ def static_reason(t: Technique, ctx: Context) -> str | None:
 
 
 def all_techniques() -> dict[str, Technique]:
-    """Every declared technique (importing the family modules registers them)."""
+    """Every declared technique, in the family modules' order (`FAMILIES`: the search meets them in it, whichever of
+    the modules was imported first)."""
     from . import parallel, quantization, serving, speculative, structural, training  # noqa: F401
 
+    if list(REGISTRY) != (ordered := sorted(REGISTRY, key=lambda t: FAMILIES.index(_ORIGIN[t]))):
+        # a family module imported on its own before the others (a script importing its constants) registered first
+        items = {t: REGISTRY[t] for t in ordered}
+        REGISTRY.clear()
+        REGISTRY.update(items)
     return REGISTRY

@@ -200,4 +200,4 @@ register(
                   "criterion: prompts short enough, or SLOs loose enough, that their chunks in the decode steps, or "
                   "their steps between them where the engine runs prompts first, cost less than the devices taken "
                   "from decoding)"),
-)
+    family="parallel")

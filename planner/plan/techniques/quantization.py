@@ -302,4 +302,4 @@ register(
         quality_source="KIVI (arXiv 2402.02750): even 2-bit caches keep near-identical quality; 0.5% budgeted at 4 bits",
         params=lambda ctx: {"dtype": "int4", "group_size": 64},
         apply=_kv_applied("kv_int4"), combines=KV_RUNTIME),
-)
+    family="quantization")

@@ -162,4 +162,4 @@ register(
                       options=(("mode", Option(str, "torch.compile mode", choices=("default", "reduce-overhead", "max-autotune"))),
                                ("cache_implementation", Option(str, "the cache compiled over", choices=("static",))))),
         combines={"transformers": Combines(cache="static")}),
-)
+    family="serving")

@@ -119,4 +119,4 @@ register(
         quality_source=LEVIATHAN, effect_source=MTP_SOURCE,
         params=lambda c: {"method": "mtp", "num_speculative_tokens": MTP_TOKENS,
                           "expected_acceptance": MTP_ACCEPTANCE}),
-)
+    family="speculative")

@@ -112,4 +112,4 @@ register(
                        "(Nemotron-4 15B into 8B and 4B) trail it by several points on MMLU; 10% budgeted, and only "
                        "students within that range are offered",
         params=lambda c: {"student": c.smaller.name if c.smaller else None}),
-)
+    family="structural")

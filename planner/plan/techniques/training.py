@@ -75,4 +75,4 @@ register(
         transform=_add("optimizer-8bit"), hardware=("cuda",), packages=("bitsandbytes",), check=_not_with_8bit_already,
         quality_source="Dettmers et al. (arXiv 2110.02861): 8-bit optimizers match 32-bit Adam",
         params=lambda c: {"optimizer": "adamw-8bit"}),
-)
+    family="training")
