@@ -5,7 +5,7 @@ EAGLE-3 (arXiv 2503.01840, SGLang v0.4.4 on one H100, Llama-3.1-8B-Instruct, MT-
 (`EAGLE3_ACCEPTANCE` in planner/plan/techniques/speculative.py) is solved here from the batch-1 point with the same
 step model the plan search uses (SGLang-like: CUDA graphs, paged KV, flash attention, bf16); the batch-64 point is
 printed beside it: the share of the step model's gain it keeps there is the planner's batch correction
-(`SPECULATIVE_GAIN_KEPT` in planner/plan/predict.py). Two points fix two numbers: nothing here is held out.
+(`SPECULATIVE_GAIN_KEPT` in planner/analytic/speculation.py). Two points fix two numbers: nothing here is held out.
 
     python benchmarks/bench_speculation_published.py
 """

@@ -4,9 +4,6 @@ decoding and a draft model on the device; `evaluate` predicts baseline and plan 
 
 from __future__ import annotations
 
-import math
-
-from ..analytic.kvcache import elements_per_token
 from ..analytic.memory import (
     NO_DRAFT,
     causal_mask_bytes,
@@ -19,6 +16,7 @@ from ..analytic.memory import (
 from ..analytic.offload import host_weight_bytes
 from ..analytic.requests import cached_tokens, front_end, request_figures
 from ..analytic.setup import Setup
+from ..analytic.speculation import Speculating, eagle3_head_bytes, speculative_step_s
 from ..analytic.steps import decode_step, first_token_step_s, prefill_step
 from ..catalog.engines import continuous_scheduling
 from ..schema import HardwareSpec, ModelSpec
@@ -28,45 +26,19 @@ from .disaggregation import rates as disaggregated_rates
 from .state import PlanState, Speculation, kv_reserved_tokens, to_setup
 from .training import training_prediction
 
-# How much of the step model's speculative gain a serving engine keeps as the batch grows, from the one published
-# batch sweep in the validation set: EAGLE-3 on SGLang (arXiv 2503.01840) measured 2.36x at batch 1, which the step
-# model reproduces (the acceptance is solved from it), and 1.38x at batch 64, where the step model predicts 2.27x:
-# it keeps (1.38 - 1) / (2.27 - 1) = 0.30 of the gain. Interpolated in log(batch), held at 0.30 beyond 64
-# (benchmarks/bench_speculation_published.py). Speculation's losses are not scaled.
-SPECULATIVE_GAIN_KEPT = ((1, 1.0), (64, 0.30))
 
-
-def speculative_gain_kept(batch: int) -> float:
-    (b0, k0), (b1, k1) = SPECULATIVE_GAIN_KEPT
-    if batch <= b0:
-        return k0
-    if batch >= b1:
-        return k1
-    return k0 + (k1 - k0) * math.log(batch / b0) / math.log(b1 / b0)
+def _speculating(state: PlanState) -> Speculating:
+    """The state's speculation as the step model takes it: a draft model on the target's devices, in its format."""
+    spec = state.speculation
+    draft = (to_setup(state.with_(spec=spec.draft, speculation=None, ep=1, attention_dp=1))
+             if spec.method == "draft" and spec.draft is not None else None)
+    return Speculating(spec.method, spec.num_tokens, spec.acceptance, draft)
 
 
 def _speculative_step_s(state: PlanState, s: Setup, batch: int, context: int, kept: bool = True) -> tuple[float, float]:
-    """(seconds per step, tokens produced per step per sequence) with speculative decoding:
-    gamma draft steps, one target pass verifying gamma+1 tokens, (1 - a^(g+1)) / (1 - a) tokens
-    accepted on average (Leviathan et al.); at batch > 1 the gain over plain decoding is scaled by what serving
-    engines were measured to keep (`SPECULATIVE_GAIN_KEPT`) unless `kept` is False."""
-    spec = state.speculation
-    g, a = spec.num_tokens, spec.acceptance
-    expected = (1 - a ** (g + 1)) / (1 - a)
-    verify = decode_step(s, batch, context, tokens_per_seq=g + 1).time_s
-    draft = 0.0
-    if spec.method == "draft" and spec.draft is not None:
-        draft_setup = to_setup(state.with_(spec=spec.draft, speculation=None, ep=1, attention_dp=1))
-        draft = g * decode_step(draft_setup, batch, context).time_s
-    elif spec.method in ("mtp", "eagle3"):  # an MTP module or an EAGLE head: about one decoder layer per proposal
-        draft = g * decode_step(s, batch, context).time_s / max(state.spec.num_layers, 1)
-    step = verify + draft
-    if kept and batch > 1:
-        plain = decode_step(s, batch, context).time_s
-        gain = plain * expected / step
-        if gain > 1:
-            step = plain * expected / (1 + (gain - 1) * speculative_gain_kept(batch))
-    return step, expected
+    """(seconds per step, tokens produced per step per sequence) with the state's speculation
+    (`analytic.speculation.speculative_step_s`)."""
+    return speculative_step_s(s, _speculating(state), batch, context, kept)
 
 
 def speculative_speedup(spec: ModelSpec, draft: ModelSpec | None, hw: HardwareSpec, acceptance: float,
@@ -87,26 +59,13 @@ def speculation_speedup(state: PlanState, batch: int, context: int, kept: bool =
     return decode_step(s, batch, context).time_s / (step_s / tokens)
 
 
-# An EAGLE-3 head: one decoder layer of the target's width over its fused hidden states (a 3h -> h projection) and an
-# output head over a reduced draft vocabulary, in 16 bits, sharded with the target (SpecForge's llama3-8B-eagle3.json:
-# "num_hidden_layers": 1, "hidden_size": 4096 (the target's), "draft_vocab_size": 32000; about 811 MB for
-# Llama-3.1-8B, as its trained head weighs)
-EAGLE3_DRAFT_VOCAB = 32000
-
-
 def _draft_bytes(state: PlanState, reserved: float) -> tuple[float, float] | None:
     """(weights, KV per sequence) of a speculative draft on one device: a draft model's, or an EAGLE-3 head's (one
     decoder layer, its fused projection and its draft-vocabulary head, and that layer's cache); None for the others
     (n-gram has no weights; MTP heads ship in the checkpoint the weights already count)."""
     spec = state.speculation
     if spec is not None and spec.method == "eagle3":
-        s = to_setup(state)
-        h = state.spec.hidden_size
-        layer = s.counts.active_linear / state.spec.num_layers  # a dense layer of the target's width
-        head = (layer + 3 * h * h + EAGLE3_DRAFT_VOCAB * h) * s.act_bytes / s.tp
-        # its one full-attention layer's cache (not the mean layer's: a hybrid's Mamba or windowed layers hold less)
-        cache = elements_per_token(state.spec, s.layout) * int(reserved) * s.kv_element_bytes
-        return head, cache
+        return eagle3_head_bytes(to_setup(state), int(reserved))
     if spec is None or spec.method != "draft" or spec.draft is None:
         return None
     d = to_setup(state.with_(spec=spec.draft, speculation=None, ep=1, attention_dp=1, offload_fraction=0.0))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from optiplan.planner.deploy.render import render
 from optiplan.planner.plan.advise import advise
-from optiplan.planner.plan.predict import speculative_gain_kept
+from optiplan.planner.analytic.speculation import speculative_gain_kept
 from optiplan.planner.schema import AdviseRequest
 from script_loader import load_script
 

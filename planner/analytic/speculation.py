@@ -1,0 +1,104 @@
+"""Speculative decoding's step model, shared by the plan search and `optiplan profile --speculative`: a proposer
+guesses `tokens` tokens, the target verifies them and the next in one pass, and (1 - a^(g+1)) / (1 - a) tokens are
+accepted a step on average for acceptance a (Leviathan et al., arXiv 2211.17192). At batch the gain is scaled by what
+serving engines were measured to keep of it (`SPECULATIVE_GAIN_KEPT`, benchmarks/bench_speculation_published.py)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .kvcache import elements_per_token
+from .setup import Setup
+from .steps import decode_step
+
+METHODS = ("draft", "eagle3", "mtp", "ngram")
+# How much of the step model's speculative gain a serving engine keeps as the batch grows, from the one published
+# batch sweep in the validation set: EAGLE-3 on SGLang (arXiv 2503.01840) measured 2.36x at batch 1, which the step
+# model reproduces (the acceptance is solved from it), and 1.38x at batch 64, where the step model predicts 2.27x:
+# it keeps (1.38 - 1) / (2.27 - 1) = 0.30 of the gain. Interpolated in log(batch), held at 0.30 beyond 64
+# (benchmarks/bench_speculation_published.py). Speculation's losses are not scaled.
+SPECULATIVE_GAIN_KEPT = ((1, 1.0), (64, 0.30))
+# An EAGLE-3 head: one decoder layer of the target's width over its fused hidden states (a 3h -> h projection) and an
+# output head over a reduced draft vocabulary, in 16 bits, sharded with the target (SpecForge's llama3-8B-eagle3.json:
+# "num_hidden_layers": 1, "hidden_size": 4096 (the target's), "draft_vocab_size": 32000; about 811 MB for
+# Llama-3.1-8B, as its trained head weighs)
+EAGLE3_DRAFT_VOCAB = 32000
+
+
+@dataclass(frozen=True)
+class Speculating:
+    """Speculative decoding as the step model prices it."""
+
+    method: str  # draft, eagle3, mtp or ngram (METHODS)
+    tokens: int  # tokens proposed a step (gamma)
+    acceptance: float  # the probability each proposed token is accepted (alpha)
+    draft: Setup | None = None  # a draft model's setup on the target's devices (method "draft")
+
+    @property
+    def expected_tokens(self) -> float:
+        """Tokens a step yields on average: (1 - a^(g+1)) / (1 - a), g + 1 in the limit a -> 1."""
+        a = min(max(self.acceptance, 0.0), 0.999)
+        return (1 - a ** (self.tokens + 1)) / (1 - a)
+
+
+def speculative_gain_kept(batch: int) -> float:
+    """The share of the step model's gain serving engines keep at `batch` sequences (`SPECULATIVE_GAIN_KEPT`)."""
+    (b0, k0), (b1, k1) = SPECULATIVE_GAIN_KEPT
+    if batch <= b0:
+        return k0
+    if batch >= b1:
+        return k1
+    return k0 + (k1 - k0) * math.log(batch / b0) / math.log(b1 / b0)
+
+
+def speculative_step_s(s: Setup, sp: Speculating, batch: int, context: int, kept: bool = True) -> tuple[float, float]:
+    """(seconds per step, tokens produced per step per sequence): gamma draft steps (a draft model's, or about one
+    decoder layer of the target per proposal for an MTP module or an EAGLE head; n-gram lookup costs nothing on the
+    device), one target pass verifying gamma + 1 tokens; at batch > 1 the gain over plain decoding is scaled by what
+    serving engines were measured to keep (`speculative_gain_kept`) unless `kept` is False."""
+    g, expected = sp.tokens, sp.expected_tokens
+    verify = decode_step(s, batch, context, tokens_per_seq=g + 1).time_s
+    draft = 0.0
+    if sp.method == "draft" and sp.draft is not None:
+        draft = g * decode_step(sp.draft, batch, context).time_s
+    elif sp.method in ("mtp", "eagle3"):
+        draft = g * decode_step(s, batch, context).time_s / max(s.spec.num_layers, 1)
+    step = verify + draft
+    if kept and batch > 1:
+        plain = decode_step(s, batch, context).time_s
+        gain = plain * expected / step
+        if gain > 1:
+            step = plain * expected / (1 + (gain - 1) * speculative_gain_kept(batch))
+    return step, expected
+
+
+def speculative_tpot_s(s: Setup, sp: Speculating | None, batch: int, context: int) -> float:
+    """Seconds per output token of `batch` sequences decoding together: a speculative step over the tokens it yields,
+    or a plain decode step (`sp` None)."""
+    if sp is None:
+        return decode_step(s, batch, context).time_s
+    step, tokens = speculative_step_s(s, sp, batch, context)
+    return step / tokens
+
+
+def eagle3_head_bytes(s: Setup, reserved: int) -> tuple[float, float]:
+    """(weights, cache bytes per sequence of `reserved` tokens) of an EAGLE-3 head on one device: a dense layer of the
+    target's width, its fused projection and its draft-vocabulary head, and that one full-attention layer's cache (not
+    the mean layer's: a hybrid's state or windowed layers hold less)."""
+    h = s.spec.hidden_size
+    layer = s.counts.active_linear / s.spec.num_layers
+    head = (layer + 3 * h * h + EAGLE3_DRAFT_VOCAB * h) * s.act_bytes / s.tp
+    cache = elements_per_token(s.spec, s.layout) * int(reserved) * s.kv_element_bytes
+    return head, cache
+
+
+def with_speculation(f: dict, s: Setup, sp: Speculating | None, output_tokens: int, context: int) -> dict:
+    """Steady-state request figures (`requests.request_figures`) with the decode steps speculative, as the plan prices
+    them: the speculative time per token of the sequences a step advances, plus what the prompts riding in the steps
+    add to a plain one; the request's cycle its first token and its other tokens at that pace."""
+    if sp is None or output_tokens <= 1:
+        return f
+    itl = speculative_tpot_s(s, sp, f["decode_rows"], context) + max(0.0, f["itl_s"] - f["decode_s"])
+    return f | {"itl_s": itl, "cycle_s": f["ttft_s"] + (output_tokens - 1) * itl}
+
