@@ -66,6 +66,10 @@ def _eagle_check(ctx: Context) -> str | None:
 
 
 def _draft(state: PlanState, ctx: Context) -> PlanState:
+    """The draft proposing; nothing where its attention heads do not split over the plan's tensor-parallel devices
+    (the engines run a draft sharded as the target is, and the step model prices it so)."""
+    if ctx.draft is not None and ctx.draft.num_heads % state.tp:
+        return state
     return state.with_(speculation=Speculation("draft", DRAFT_TOKENS, DRAFT_ACCEPTANCE, ctx.draft))
 
 
@@ -76,8 +80,11 @@ register(
         summary="A much smaller model of the same tokenizer family proposes tokens; the target verifies them.",
         # the draft is chosen against the teacher (a fifth of its active parameters): not against a distilled student
         conflicts=("distillation",),
-        transform=_draft, model=("draft",), after=("weight-int8", "weight-fp8", "weight-int4-awq", "weight-int4-gptq",
-                                                   "weight-int4", "weight-nf4", "tensor-parallel"), quality_source=LEVIATHAN,
+        transform=_draft, model=("draft",),
+        unchanged="the draft model's attention heads do not split over the plan's tensor-parallel devices, which "
+                  "SGLang and TensorRT-LLM run a draft over as they run the target",
+        after=("weight-int8", "weight-fp8", "weight-int4-awq", "weight-int4-gptq", "weight-int4", "weight-nf4",
+               "tensor-parallel"), quality_source=LEVIATHAN,
         effect_source=DRAFT_SOURCE,
         params=lambda c: {"draft_model": c.draft.name if c.draft else None, "num_speculative_tokens": DRAFT_TOKENS,
                           "expected_acceptance": DRAFT_ACCEPTANCE},
