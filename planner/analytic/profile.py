@@ -57,13 +57,10 @@ from .memory import (
     cache_capacity_tokens,
     cache_room,
     fits,
-    longest_cached_context,
     max_context,
-    one_sequence_bytes,
     per_device_bytes,
     pooled_max_batch,
     sizes_cache_ahead,
-    stage_weight_bytes,
     whole_sequences,
 )
 from .offload import gpu_layers_fraction, host_layer_share, host_weight_bytes
@@ -71,6 +68,15 @@ from .params import param_counts
 from .requests import prompts_prefill_s, request_profile
 from .serving_options import serving_option_refusal
 from .setup import Setup, build_setup, total_weight_bytes
+from .speculation import (
+    Speculating,
+    draft_refusal,
+    draft_request,
+    speculation_bytes,
+    speculation_note,
+    speculative_tpot_s,
+)
+from .startup import startup_refusal
 from .steps import (
     decode_attention_flops,
     decode_step,
@@ -274,7 +280,7 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
                     efficiency=efficiency, weight_kernel=request.weight_kernel, engine=request.engine,
                     gguf_type=gguf, max_running=request.max_running, sampler=request.sampler,
                     api_servers=request.api_servers or engine_default_api_servers(request.engine, adp),
-                    mixed_prefill=True if request.mixed_chunk else None)
+                    mixed_prefill=True if request.mixed_chunk else None, speculative=request.speculative)
     if request.memory_share is not None:
         if s.kv_memory is None:
             raise RequestError(f"--memory-share sets a serving engine's memory option; {request.engine or runtime} "
@@ -341,8 +347,8 @@ def _layer_mix(spec: ModelSpec) -> str:
     return ", ".join(f"{n} {name}" for name, n in counts.items())
 
 
-def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
-    """The full analytic profile of a resolved setup."""
+def profile_setup(request: ProfileRequest, s: Setup, sp: Speculating | None = None) -> Profile:
+    """The full analytic profile of a resolved setup, decoding speculatively as `sp` says."""
     spec, counts, hw = s.spec, s.counts, s.hw
     batch, context = request.batch, request.context
     prompt = request.prompt_tokens or context
@@ -350,22 +356,25 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
     prefill = prefill_step(s, batch, prompt)
     prefill_s = prompts_prefill_s(s, batch, prompt)  # in the engine's chunks, one pass each
     decode = decode_step(s, batch, context)
+    tpot_s = speculative_tpot_s(s, sp, batch, context)  # the decode step's, or a speculative step's per token
     first_step_s = first_token_step_s(s, batch, prompt)
+    draft = speculation_bytes(s, sp, context)  # a draft's weights and cache per sequence beside the model's
     w_dev, kv_dev, act_dev = per_device_bytes(s, whole_sequences(s, batch), context, prompt)
+    w_dev, kv_dev = w_dev + draft[0], kv_dev + whole_sequences(s, batch) / s.attention_dp * draft[1]
     per_device = w_dev + kv_dev + act_dev + s.runtime_bytes
-    largest_batch = pooled_max_batch(s, context, prompt)
+    largest_batch = pooled_max_batch(s, context, prompt, draft=draft)
     curve = []
     for b in _curve_batches(batch, largest_batch):
-        step = decode if b == batch else decode_step(s, b, context)
-        curve.append(ThroughputPoint(batch=b, tpot_ms=step.time_s * 1e3, tokens_per_s=b / step.time_s,
-                                     fits=b <= largest_batch))
+        step_s = tpot_s if b == batch else speculative_tpot_s(s, sp, b, context)
+        curve.append(ThroughputPoint(batch=b, tpot_ms=step_s * 1e3, tokens_per_s=b / step_s, fits=b <= largest_batch))
 
     attention_kv = kv_cache_elements(kv_groups(spec, s.layout), context, s.layout) * s.kv_bits / 8
     state = state_elements(spec, s.layout) * s.act_bytes
     kv_one = attention_kv + state
     # the room a sequence takes in an engine's window pools, where more than it holds (`cache_bytes_per_device`)
     pooled = cache_bytes_per_device(s, context) / max(kv_bytes_per_device(s, context), 1e-9)
-    warnings = list(spec.warnings) + ([outside] if (outside := release_warning(request.engine)) else [])
+    warnings = list(spec.warnings) + ([outside] if (outside := release_warning(request.engine)) else []) + (
+        [speculation_note(sp)] if sp else [])
     concurrency = request.concurrency or 1
     # an engine whose router refuses requests past its in-flight limit (TGI) takes --max-running as that limit
     in_flight = engine_max_in_flight(request.engine)
@@ -377,7 +386,7 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
                         f"{int(concurrency) - in_flight} of the {concurrency} are refused; the request figures are "
                         f"those of the {in_flight} it serves")
         concurrency = in_flight
-    fit = fits(s, batch, context, prompt)
+    fit = fits(s, batch, context, prompt, draft=draft)
     # what the engine may use of a device: all of it, or its share (vLLM runs within 0.9 of it)
     usable = w_dev + act_dev + s.runtime_bytes + cache_room(s, w_dev, act_dev + s.runtime_bytes)
     if fit and batch > largest_batch and sizes_cache_ahead(s):
@@ -400,7 +409,7 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
                         "tensor-parallel shards with a serving engine's all-reduce costs, which no published point of "
                         "it checks")
     if engine_starts_with_full_context(request.engine) and s.kv_memory is not None:
-        warnings.extend(_startup_refusal(s, request.engine, context, prompt))
+        warnings.extend(startup_refusal(s, request.engine, context, prompt))
     comm = decode.comm_s / decode.time_s if decode.time_s else 0.0
     peak = hw.peak_tflops[s.compute_dtype]
     kind = architecture_kind(spec)
@@ -423,10 +432,10 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
             kv_cache_bytes_per_token=elements_per_token(spec, s.layout) * spec.attention_layers * s.kv_bits / 8,
             kv_cache_batch_bytes=int(kv_one * batch), activation_peak_bytes=int(act_dev),
             runtime_overhead_bytes=int(s.runtime_bytes), workspace_bytes=int(s.workspace_bytes),
-            host_weights_bytes=int(host_weight_bytes(s)),
+            host_weights_bytes=int(host_weight_bytes(s)), draft_bytes=int(draft[0]),
             per_device_bytes=int(per_device),
             device_memory_bytes=hw.memory_bytes, headroom_bytes=int(usable - per_device),
-            kv_cache_capacity_tokens=cache_capacity_tokens(s, context),
+            kv_cache_capacity_tokens=cache_capacity_tokens(s, context, draft=draft),
         ),
         compute=ComputeProfile(
             prefill_matmul_flops_per_token=matmul_flops(s, prompt, 1) / prompt,
@@ -440,13 +449,13 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
         ),
         latency=LatencyProfile(
             # the prompts go in the engine's chunks where it chunks (as the request view's lone request does)
-            ttft_ms=(prefill_s + first_step_s) * 1e3, tpot_ms=decode.time_s * 1e3, prefill_tokens=prompt,
+            ttft_ms=(prefill_s + first_step_s) * 1e3, tpot_ms=tpot_s * 1e3, prefill_tokens=prompt,
             first_token_step_ms=first_step_s * 1e3,
             allreduce_ms_per_layer=decode.comm_s / spec.num_layers * 1e3 if s.tp > 1 else 0.0,
             communication_share=comm,
         ),
         throughput=ThroughputProfile(
-            tokens_per_s=batch / decode.time_s, prefill_tokens_per_s=batch * prompt / prefill_s, curve=curve,
+            tokens_per_s=batch / tpot_s, prefill_tokens_per_s=batch * prompt / prefill_s, curve=curve,
             max_batch=largest_batch, max_context=max_context(s, batch),
         ),
         efficiency=s.eff, fits=fit, warnings=warnings + ([] if bands else [missing_bands_reason(hw, kind, dtype=weights)]),
@@ -460,30 +469,10 @@ def profile_setup(request: ProfileRequest, s: Setup) -> Profile:
                                  at_once=request.at_once, num_requests=request.num_requests,
                                  length_spread=request.length_spread, prompt_spread=request.prompt_spread,
                                  warm_requests=request.warm_requests,
-                                 cached_tokens=request.cached_tokens)
+                                 cached_tokens=request.cached_tokens, speculation=sp)
         if request.input_tokens else None,
         accuracy=bands,
     )
-
-
-def _startup_refusal(s: Setup, engine: str, context: int, prompt: int) -> list[str]:
-    """Where the engine starts only if its cache holds one sequence of the model's whole context (vLLM, each worker
-    with its own layers' cache), and a device does not: the warning, with the longest --max-model-len that starts;
-    nothing where no cache fits at all (`fits` says so)."""
-    _, _, act = per_device_bytes(s, 1, context, prompt)
-    longest = s.spec.max_position_embeddings
-    short = []  # (the context the stage's cache holds, what the whole one needs, what it has) per short stage
-    for stage in range(s.pp):
-        pool = cache_room(s, stage_weight_bytes(s, stage), act + s.runtime_bytes)
-        need = one_sequence_bytes(s, longest, stage)
-        if 0 < pool < need:
-            short.append((longest_cached_context(s, pool, stage), need, pool))
-    if not short:
-        return []
-    most, need, pool = min(short)
-    return [f"{engine} refuses to start at the model's default --max-model-len: {longest:,} tokens need "
-            f"{need / 2**30:.2f} GiB of cache per device, its share leaves {pool / 2**30:.2f} GiB; pass "
-            f"--max-model-len {most:,} or less (or raise --gpu-memory-utilization)"]
 
 
 def profile(request: ProfileRequest, efficiency: EfficiencyFactors | None = None) -> Profile:
@@ -492,4 +481,13 @@ def profile(request: ProfileRequest, efficiency: EfficiencyFactors | None = None
     spec = resolve_model(request.model)
     hw = resolve_hardware(request.hardware)
     request = with_weights(with_context(request, spec), spec, hw)
-    return profile_setup(request, setup_for_request(request, spec, hw, efficiency))
+    s = setup_for_request(request, spec, hw, efficiency)
+    draft = None
+    if request.speculative == "draft":  # the draft model on the same devices, checked as its own request
+        d = draft_request(request, s)
+        draft = setup_for_request(d, resolve_model(d.model), hw, efficiency)
+        if why := draft_refusal(s, draft):
+            raise RequestError(why)
+    sp = (Speculating(request.speculative, request.spec_tokens, request.acceptance, draft) if request.speculative
+          else None)
+    return profile_setup(request, s, sp)

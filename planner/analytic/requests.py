@@ -59,8 +59,9 @@ from ..schema import RequestProfile
 from .burst import MOST_REQUESTS, burst_figures
 from .finite_run import ORDERS, finite_run, mean_of_runs, prompt_orders, run_orders
 from .kvcache import cache_tokens_held
-from .memory import max_batch, pooled_max_batch
+from .memory import NO_DRAFT, max_batch, pooled_max_batch
 from .setup import Setup
+from .speculation import Speculating, speculation_bytes, with_speculation
 from .step_cost import StepCost
 from .steps import decode_step, first_token_step_s, mixed_step, prefill_step
 
@@ -264,10 +265,13 @@ def front_end(f: dict[str, float], concurrency: int, host_s: float) -> dict[str,
     return f | {"queue_s": f["queue_s"] + wait, "ttft_s": cycle - (f["cycle_s"] - f["ttft_s"]), "cycle_s": cycle}
 
 
-def largest_concurrency(s: Setup, input_tokens: int, output_tokens: int, on_demand: bool = False) -> int:
-    """As many requests as fit beside the weights, each holding `cache_tokens_held`, in the cache the engine sizes at
-    start-up where it does (`memory.pooled_max_batch`)."""
-    return pooled_max_batch(s, cache_tokens_held(input_tokens, output_tokens, on_demand), input_tokens)
+def largest_concurrency(s: Setup, input_tokens: int, output_tokens: int, on_demand: bool = False,
+                        sp: Speculating | None = None) -> int:
+    """As many requests as fit beside the weights (and a speculative draft's, each request's draft cache beside its
+    own), each holding `cache_tokens_held`, in the cache the engine sizes at start-up where it does
+    (`memory.pooled_max_batch`)."""
+    held = cache_tokens_held(input_tokens, output_tokens, on_demand)
+    return pooled_max_batch(s, held, input_tokens, draft=speculation_bytes(s, sp, held) if sp else NO_DRAFT)
 
 
 def running_cap(s: Setup) -> int | None:
@@ -328,13 +332,21 @@ def request_profile(s: Setup, input_tokens: int, output_tokens: int, concurrency
                     ttft_slo_ms: float | None = None, itl_slo_ms: float | None = None,
                     cached_tokens: int = 0, on_demand: bool = False, at_once: bool = False,
                     num_requests: int | None = None, length_spread: float = 0.0,
-                    warm_requests: int = 0, prompt_spread: float = 0.0) -> RequestProfile:
+                    warm_requests: int = 0, prompt_spread: float = 0.0,
+                    speculation: Speculating | None = None) -> RequestProfile:
     """Request-level figures of the setup serving requests of `input_tokens` in and `output_tokens` out,
     `concurrency` at a time (`"max"`: as many as fit; `on_demand`: the engine's caches grow as used), in steady state,
     or (`at_once`) as one burst of `concurrency` requests sent together, its means, or as a run of `num_requests`
     requests, `concurrency` at a time, their output lengths spread by `length_spread`, their prompts' by
-    `prompt_spread`, and the first `warm_requests` prompts in the prefix cache already (`finite_run`), its means."""
-    room = largest_concurrency(s, input_tokens, output_tokens, on_demand and continuous)
+    `prompt_spread`, and the first `warm_requests` prompts in the prefix cache already (`finite_run`), its means;
+    decoding speculatively as `speculation` says (steady state only: `speculation.with_speculation`)."""
+    room = largest_concurrency(s, input_tokens, output_tokens, on_demand and continuous, speculation)
+    context = held_context(s, input_tokens, output_tokens)
+
+    def figures(n: int) -> dict[str, float]:  # n requests served together, in steady state
+        return with_speculation(request_figures(s, input_tokens, output_tokens, n, continuous, cached_tokens), s,
+                                speculation, output_tokens, context)
+
     cap = running_cap(s)
     limit = min(room, cap) if cap and room >= 1 else room  # what runs at once; the others wait for a slot
     c = limit if concurrency == "max" else int(concurrency)
@@ -351,7 +363,7 @@ def request_profile(s: Setup, input_tokens: int, output_tokens: int, concurrency
     if num_requests is not None and num_requests < c:
         raise RequestError(f"a run of {num_requests:,} requests never has {c:,} in flight: give --concurrency at most "
                            "--num-requests (all of them at once is --at-once)")
-    steady = request_figures(s, input_tokens, output_tokens, running, continuous, cached_tokens)
+    steady = figures(running)
     device = queued(steady, c, running, s.first_token_latency_s)
     f = front_end(device, c, s.request_host_s)
     paced = f["cycle_s"] > device["cycle_s"]
@@ -378,8 +390,7 @@ def request_profile(s: Setup, input_tokens: int, output_tokens: int, concurrency
     good, ok = (count * sum(met) / len(met), all(met)) if limit >= 1 else (0.0, False)
 
     def served(n: int) -> dict[str, float]:  # n requests always in flight, all running, behind the front end
-        steady_n = request_figures(s, input_tokens, output_tokens, n, continuous, cached_tokens)
-        return front_end(queued(steady_n, n, n, s.first_token_latency_s), n, s.request_host_s)
+        return front_end(queued(figures(n), n, n, s.first_token_latency_s), n, s.request_host_s)
 
     slo_c = 0
     if limit >= 1 and meets(served(1)):
@@ -412,6 +423,9 @@ def request_profile(s: Setup, input_tokens: int, output_tokens: int, concurrency
                        + (f"+/- {length_spread:.0%}" if length_spread else "each")
                        + (f", prompts {input_tokens:,} +/- {prompt_spread:.0%}" if prompt_spread else "")
                        + "): means over the run")
+    if speculation is not None:
+        scheduling += (f"; speculative decoding ({speculation.method}, {speculation.tokens} proposed a step, each "
+                       f"accepted at {speculation.acceptance:g}: {speculation.expected_tokens:.2f} tokens a step)")
     if cached_tokens:
         scheduling += (f"; each prompt's first {cached_tokens:,} tokens found in the prefix cache, their prefill "
                        "skipped" + (f" (the run's first {warm_requests:,} found whole)" if warm_requests else ""))

@@ -6,10 +6,14 @@ from __future__ import annotations
 
 from ..catalog.engines import engine_api_servers_option, engine_mixes_prefill
 from ..schema import HardwareSpec, ProfileRequest
+from .speculation import speculation_refusal
 
 
 def serving_option_refusal(request: ProfileRequest, runtime: str, hw: HardwareSpec) -> str | None:
-    """Why `request` sets a knob its engine (running `runtime` on `hw`) does not have, or None."""
+    """Why `request` sets a knob its engine (running `runtime` on `hw`) does not have, or its speculative decoding
+    cannot be profiled as given (`speculation_refusal`), or None."""
+    if refusal := speculation_refusal(request):
+        return refusal
     if request.prefill_chunk_tokens and runtime != "serving":
         return f"--prefill-chunk sets a serving engine's step budget; {request.engine} prefills whole prompts"
     if request.api_servers and not engine_api_servers_option(request.engine):

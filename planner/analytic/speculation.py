@@ -8,7 +8,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ..catalog.models import mtp_layers
+from ..schema import ProfileRequest
 from .kvcache import elements_per_token
+from .memory import NO_DRAFT, per_device_bytes
 from .setup import Setup
 from .steps import decode_step
 
@@ -102,3 +105,61 @@ def with_speculation(f: dict, s: Setup, sp: Speculating | None, output_tokens: i
     itl = speculative_tpot_s(s, sp, f["decode_rows"], context) + max(0.0, f["itl_s"] - f["decode_s"])
     return f | {"itl_s": itl, "cycle_s": f["ttft_s"] + (output_tokens - 1) * itl}
 
+
+
+def speculation_refusal(request: ProfileRequest) -> str | None:
+    """Why `request`'s speculative decoding cannot be profiled as given, or None."""
+    if request.speculative is None:
+        given = [o for o, v in (("--draft", request.draft_model), ("--spec-tokens", request.spec_tokens),
+                                ("--acceptance", request.acceptance)) if v is not None]
+        verb = "describes" if len(given) == 1 else "describe"
+        return f"{', '.join(given)} {verb} speculative decoding: give --speculative too" if given else None
+    method = request.speculative
+    if request.spec_tokens is None or request.acceptance is None:
+        return (f"--speculative {method} needs --spec-tokens (the tokens proposed a step) and --acceptance (each one's "
+                "chance to be accepted, which the workload sets: measure it)")
+    if (method == "draft") != (request.draft_model is not None):
+        return ("--speculative draft needs --draft, the draft model" if method == "draft"
+                else f"--draft names a draft model, which --speculative {method} has none of")
+    if method == "mtp" and not mtp_layers(request.model):
+        return f"{request.model} ships no multi-token-prediction module (--speculative mtp)"
+    if request.at_once or request.num_requests is not None:
+        return ("--speculative is priced in steady state: a burst (--at-once) or a run (--num-requests) follows each "
+                "request's decode steps, which speculation's step model does not")
+    return None
+
+
+def draft_request(request: ProfileRequest, s: Setup) -> ProfileRequest:
+    """The profile request of the draft model of `request` on the target's devices: the same format, engine and
+    tensor and pipeline split (its experts, if any, not split apart), one sequence's decode step."""
+    return ProfileRequest(model=request.draft_model, hardware=request.hardware, num_devices=s.tp * s.pp,
+                          tensor_parallel=s.tp, pipeline_parallel=s.pp, dtype=request.dtype, kv_dtype=request.kv_dtype,
+                          activations=request.activations, group_size=request.group_size, context=request.context,
+                          engine=request.engine, attention=request.attention)
+
+
+def draft_refusal(s: Setup, draft: Setup) -> str | None:
+    """Why a draft model cannot propose for the target of `s`: it is not the smaller of the two."""
+    if draft.counts.active >= s.counts.active:
+        return (f"the draft {draft.spec.name} computes {draft.counts.active / 1e9:.2f}B parameters a token, no fewer "
+                f"than {s.spec.name}'s {s.counts.active / 1e9:.2f}B: a draft must be the cheaper model")
+    return None
+
+
+def speculation_bytes(s: Setup, sp: Speculating | None, reserved: int) -> tuple[float, float]:
+    """(weights, cache bytes per sequence of `reserved` tokens) the speculation adds on a device: a draft model's or an
+    EAGLE-3 head's; nothing for MTP (its module is in the checkpoint the weights count) or n-gram lookup."""
+    if sp is not None and sp.method == "eagle3":
+        return eagle3_head_bytes(s, reserved)
+    if sp is not None and sp.draft is not None:
+        weights, kv, _ = per_device_bytes(sp.draft, 1, int(reserved), 1)
+        return weights, kv
+    return NO_DRAFT
+
+
+def speculation_note(sp: Speculating) -> str:
+    """What a profile's speculative figures rest on."""
+    return (f"speculative decoding ({sp.method}) is priced at the acceptance given ({sp.acceptance:g}, "
+            f"{sp.expected_tokens:.2f} tokens a step), which the workload's text sets; the step model is checked "
+            "against one published sweep only (EAGLE-3 on SGLang: benchmarks/bench_speculation_published.py), and the "
+            "± bands are plain decoding's")

@@ -43,6 +43,14 @@ def catalog_entry(name: str) -> dict[str, Any]:
     return profiles.load_model(resolved)
 
 
+def mtp_layers(name: str) -> int:
+    """The multi-token-prediction modules a catalog model's checkpoint ships: its config's count (DeepSeek), else the
+    catalog's (Qwen3-Next's config names none); 0 for a model outside the catalog."""
+    resolved = profiles.resolve_model_name(name)
+    entry = profiles.load_model(resolved) if resolved else {}
+    return (entry.get("config") or {}).get("num_nextn_predict_layers", 0) or (entry.get("mtp") or {}).get("layers", 0)
+
+
 def _unknown(name: str) -> UnknownNameError:
     return UnknownNameError("model", name, profiles.model_names(),
                             "`optiplan catalog models` lists them; a config.json path or a model folder works too")

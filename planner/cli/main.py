@@ -174,6 +174,14 @@ class ConcurrencyType(click.ParamType):
 @click.option("--cached-tokens", type=int, default=0, show_default=True,
               help="Request-level figures: each request's first this many prompt tokens already in the engine's "
                    "prefix cache (a shared system prompt), their prefill skipped.")
+@click.option("--speculative", type=click.Choice(["draft", "eagle3", "mtp", "ngram"]), default=None,
+              help="Speculative decoding: a draft model's proposals (--draft), an EAGLE-3 head's, the checkpoint's MTP "
+                   "module's, or n-gram lookup in the prompt (give --spec-tokens and --acceptance; steady state only).")
+@click.option("--draft", "draft_model", default=None, help="The draft model of --speculative draft (a catalog name), "
+                                                           "on the same devices in the same format.")
+@click.option("--spec-tokens", type=click.IntRange(1), default=None, help="Tokens proposed a speculative step.")
+@click.option("--acceptance", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+              help="The chance each proposed token is accepted (the workload's: measure it).")
 @click.option("--slo-ttft-ms", "ttft_slo_ms", type=float, default=None, help="Goodput: TTFT at most this.")
 @click.option("--slo-itl-ms", "itl_slo_ms", type=float, default=None, help="Goodput: inter-token latency at most this.")
 @click.option("--measure", is_flag=True,
@@ -199,6 +207,8 @@ def profile(model: str, hardware: str, as_json: bool, output: Path | None, measu
           --concurrency 16 --num-requests 80 --length-spread 1 --prompt-spread 1 --cached-tokens 500
       optiplan profile llama-3.1-8b -H h100-sxm --engine vllm --input-tokens 1000 --output-tokens 500 \\
           --concurrency 512 --max-running 64
+      optiplan profile llama-3.1-8b -H h100-sxm --engine sglang --input-tokens 500 --output-tokens 300 \\
+          --concurrency 16 --speculative eagle3 --spec-tokens 3 --acceptance 0.7
       optiplan profile ./config.json --hardware l4 --dtype bf16 --context 2048 --json
       optiplan profile ./local-model-folder --hardware local
     """

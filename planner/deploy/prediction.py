@@ -41,9 +41,9 @@ def served_request(advice: Advice, cfg: EngineConfig, missing: set[str]) -> Prof
     step is left out, with the plan's quantized activations where it is not), the cache in its default format where
     the plan's cache step is left out, the engine's own way over several devices where tensor parallelism is; each
     server's sequences under the running cap, step budget, memory share and front-end processes the configuration
-    sets (SGLang's prompt chunks in the decode steps among them), the workload's lengths, and the share of each
-    prompt the plan's prefix cache finds (every serving engine's default). Speculative decoding, which a profile
-    does not take, is left out of it as it is of any profile."""
+    sets (SGLang's prompt chunks in the decode steps among them), the workload's lengths, the share of each prompt
+    the plan's prefix cache finds (every serving engine's default), and the plan's speculative decoding where the
+    configuration runs it."""
     p, w = advice.plan.predicted, advice.workload
     hw = resolve_hardware(advice.hardware.id)
     dtype, activations = cfg.served.get("dtype"), None
@@ -71,6 +71,12 @@ def served_request(advice: Advice, cfg: EngineConfig, missing: set[str]) -> Prof
                     and s.technique not in missing), None)
     # the workload's shared prefix, found in the cache where the plan keeps one (as the plan prices it)
     applied = {s.technique for s in advice.plan.steps} - missing
+    # the plan's speculation where the configuration runs it, at the plan's acceptance
+    spec = next((s for s in advice.plan.steps if s.technique.startswith("spec-") and s.technique in applied), None)
+    speculation = {} if spec is None else {
+        "speculative": spec.technique.removeprefix("spec-"), "spec_tokens": spec.params["num_speculative_tokens"],
+        "acceptance": spec.params["expected_acceptance"],
+        "draft_model": spec.params.get("draft_model") if spec.technique == "spec-draft" else None}
     cached = cached_tokens(w.prompt_tokens_mean, w.shared_prefix_fraction) if "prefix-caching" in applied else 0
     return ProfileRequest(
         model=advice.model.name, hardware=hw.id, num_devices=devices, engine=release,
@@ -85,7 +91,7 @@ def served_request(advice: Advice, cfg: EngineConfig, missing: set[str]) -> Prof
         output_tokens=w.output_tokens_mean, concurrency=sequences,
         max_running=configured_running_cap(cfg, sequences, adp), prefill_chunk_tokens=chunked,
         # SGLang's --enable-mixed-chunk
-        mixed_chunk="mixed-chunk" in applied, cached_tokens=cached,
+        mixed_chunk="mixed-chunk" in applied, cached_tokens=cached, **speculation,
         # a server of data-parallel attention ranks started with a front-end process per rank (--api-server-count)
         api_servers=adp if adp > 1 and cfg.sets(engine_api_servers_option(cfg.engine)) else None,
         gpu_layers=on_gpu if on_gpu is not None and on_gpu <= advice.model.num_layers else None,
@@ -180,4 +186,8 @@ def profile_command(request: ProfileRequest) -> str:
                  f"{request.output_tokens} --concurrency {request.concurrency}")
     if request.cached_tokens:
         parts.append(f"--cached-tokens {request.cached_tokens}")
+    if request.speculative:
+        parts.append(f"--speculative {request.speculative}" + (f" --draft {request.draft_model}" if request.draft_model
+                                                               else "")
+                     + f" --spec-tokens {request.spec_tokens} --acceptance {request.acceptance:g}")
     return " ".join(parts)

@@ -29,7 +29,7 @@ from ..catalog.engines import (
     planned_engines,
 )
 from ..catalog.hardware import catalog_hardware, resolve_hardware
-from ..catalog.models import resolve_model
+from ..catalog.models import mtp_layers, resolve_model
 from ..catalog.workloads import load_workload, with_overrides
 from ..errors import HardwareError, ImpossibleError, RequestError, UnknownNameError
 from ..numbers import rate
@@ -112,8 +112,7 @@ def build_context(spec: ModelSpec, hw: HardwareSpec, devices: int, workload: Wor
         raise RequestError(why)
     catalog = profiles.resolve_model_name(spec.name)
     entry = profiles.load_model(catalog) if catalog else {}
-    # the checkpoint's MTP modules: its config's count (DeepSeek), else the catalog's (Qwen3-Next's config names none)
-    mtp = (entry.get("config") or {}).get("num_nextn_predict_layers", 0) or (entry.get("mtp") or {}).get("layers", 0)
+    mtp = mtp_layers(spec.name)  # the checkpoint's MTP modules
     return Context(spec=spec, hw=hw, devices=devices, workload=workload,
                    draft=drafts[0][2] if drafts else None, smaller=smaller[-1][2] if smaller else None,
                    mtp_layers=mtp or 0, eagle_heads=tuple(entry.get("eagle") or ()),

@@ -92,6 +92,9 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
         ("activations", f"{fmt_bytes(mem.activation_peak_bytes)} peak (prefill or decode step, {r.attention} "
                         f"attention)"),
     ] + ([
+        ("draft", f"{fmt_bytes(mem.draft_bytes)} of weights per device ({r.draft_model or 'an EAGLE-3 head'}), its "
+                  "cache beside each sequence's, in the total"),
+    ] if mem.draft_bytes else []) + ([
         ("cache size", f"{mem.kv_cache_capacity_tokens:,} tokens{band_text(p.accuracy, 'kv_cache_tokens')} in "
                        f"{r.engine}'s cache as it sizes it at start-up, on all the devices (about "
                        f"{mem.kv_cache_capacity_tokens // max(r.context, 1):,} sequences of {r.context:,})"),
@@ -124,7 +127,9 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
                  f"{lat.prefill_tokens} tokens" + (f", then the {lat.first_token_step_ms:,.1f} ms"
                                                    f"{band_text(p.accuracy, 'tpot_ms')} decode step that computes "
                                                    "the first token)" if lat.first_token_step_ms else ")")),
-        ("TPOT", f"{lat.tpot_ms:,.2f} ms{step_band} per decode step{comm}"),
+        ("TPOT", f"{lat.tpot_ms:,.2f} ms{step_band} " + (
+            f"per token, speculating ({r.speculative}: {r.spec_tokens} proposed a step at acceptance {r.acceptance:g})"
+            if r.speculative else "per decode step") + comm),
         ("step rates", f"{tp.tokens_per_s:,.0f} tokens/s{step_band} per decode step, "
                        f"{tp.prefill_tokens_per_s:,.0f} tokens/s{band_text(p.accuracy, 'ttft_ms')} prefill (single "
                        "steps, no scheduling: not a serving throughput)"),

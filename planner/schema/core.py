@@ -402,5 +402,14 @@ class ProfileRequest(Frozen):
                                                   "request shares, or an earlier request's prompt that this one "
                                                   "begins with), their prefill skipped; a run's warm prompts are "
                                                   "found whole")
+    speculative: Literal["draft", "eagle3", "mtp", "ngram"] | None = Field(
+        None, description="speculative decoding: a draft model's proposals (draft_model), an EAGLE-3 head's, the "
+                          "checkpoint's own MTP module's, or n-gram lookup in the prompt; each step verifies "
+                          "spec_tokens proposals, accepted at `acceptance` each (steady-state request figures only)")
+    draft_model: str | None = Field(None, description="the draft model of speculative 'draft' (a catalog name), on "
+                                                      "the same devices, in the same format")
+    spec_tokens: int | None = Field(None, ge=1, description="tokens proposed a speculative step")
+    acceptance: float | None = Field(None, gt=0.0, lt=1.0, description="the probability each proposed token is "
+                                                                      "accepted (the workload's: measure it)")
     ttft_slo_ms: float | None = Field(None, gt=0, description="goodput counts requests within this time to first token")
     itl_slo_ms: float | None = Field(None, gt=0, description="...and this inter-token latency")

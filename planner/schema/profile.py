@@ -68,6 +68,9 @@ class MemoryBreakdown(Frozen):
                                  description="of runtime_overhead_bytes, the engine's communication workspace (vLLM "
                                              "0.17+'s fused all-reduce at tensor parallel 2, 4 or 8, and what its logs "
                                              "measure the collectives to hold beside it), held out of its cache")
+    draft_bytes: int = Field(0, exclude_if=lambda v: v == 0,
+                             description="of per_device_bytes, a speculative draft's weights on a device (a draft "
+                                         "model's or an EAGLE-3 head's); its cache is in kv_cache_batch_bytes")
     host_weights_bytes: int = Field(0, exclude_if=lambda v: v == 0,
                                     description="of one device's weights, those kept in host memory (llama.cpp's "
                                                 "layers past --gpu-layers, computed by the CPU), not in per_device_bytes")

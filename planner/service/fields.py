@@ -28,7 +28,7 @@ RENAMED = {
     "profile": {"gpus": "num_devices", "devices": "num_devices", "tp": "tensor_parallel", "pp": "pipeline_parallel",
                 "ep": "expert_parallel", "attention-dp": "attention_data_parallel",
                 "prefill-chunk": "prefill_chunk_tokens", "prompt": "prompt_tokens", "slo-ttft-ms": "ttft_slo_ms",
-                "slo-itl-ms": "itl_slo_ms"},
+                "slo-itl-ms": "itl_slo_ms", "draft": "draft_model"},
     "web": {"gpus": "devices", "max-quality-loss": "quality"},
 }
 RENAMED["configs"] = RENAMED["advise"]
