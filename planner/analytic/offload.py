@@ -34,6 +34,13 @@ def host_weight_bytes(s) -> float:
     return max(s.whole_stage_weights) * s.offload_fraction if s.offload_fraction else 0.0
 
 
+def streamed_offload_fraction(s, gib: float) -> float:
+    """The share of a device's weights that `gib` GiB of them in host memory is (vLLM's and SGLang's --cpu-offload-gb,
+    per device), of the fullest pipeline stage's; more than its weights is all of them."""
+    held = max(s.whole_stage_weights)
+    return min(gib * 2**30 / held, 1.0) if held > 0 else 0.0
+
+
 def streamed_weights_s(s) -> float:
     """The time to read the weights in host memory over the host link during a pass, where the engine streams them to
     the device (vLLM's and SGLang's --cpu-offload-gb): part of the pass's weight traffic. 0 where the engine computes

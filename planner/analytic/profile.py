@@ -63,7 +63,7 @@ from .memory import (
     sizes_cache_ahead,
     whole_sequences,
 )
-from .offload import gpu_layers_fraction, host_layer_share, host_weight_bytes
+from .offload import gpu_layers_fraction, host_layer_share, host_weight_bytes, streamed_offload_fraction
 from .params import param_counts
 from .requests import prompts_prefill_s, request_profile
 from .serving_options import serving_option_refusal
@@ -293,21 +293,25 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
 
 
 def with_host(s: Setup, request: ProfileRequest) -> Setup:
-    """The setup with the request's host: its memory and link where given, and the layers llama.cpp keeps there at
-    --gpu-layers (`offload.gpu_layers_fraction`)."""
+    """The setup with the request's host: its memory and link where given, the layers llama.cpp keeps there at
+    --gpu-layers (`offload.gpu_layers_fraction`), and the weights vLLM and SGLang stream from it (--cpu-offload-gb)."""
     if request.gpu_layers is not None:
         if s.host_layers is None:
             raise RequestError(f"--gpu-layers is llama.cpp's --n-gpu-layers on a GPU; {request.engine} on "
                                f"{s.hw.id} keeps no layers in host memory to compute there")
         if request.num_devices != 1:
             raise RequestError("--gpu-layers splits a model between one GPU and the host: give one device")
-    if (request.host_memory_gbps or request.host_link_gbps) and request.gpu_layers is None and not s.embedding_on_host:
+    # the link also carries the weights streamed from host memory (--cpu-offload-gb)
+    link = request.host_link_gbps and not request.cpu_offload_gb
+    if (request.host_memory_gbps or link) and request.gpu_layers is None and not s.embedding_on_host:
         raise RequestError(f"--host-memory-gbps and --host-link-gbps describe the host of the layers llama.cpp keeps "
                            f"there (--gpu-layers) or of its embedding; {request.engine} on {s.hw.id} keeps nothing "
                            "in host memory")
     host = {"host_memory_bytes_per_s": request.host_memory_gbps * 1e9} if request.host_memory_gbps else {}
     if request.host_link_gbps:
         host["host_link_bytes_per_s"] = request.host_link_gbps * 1e9
+    if request.cpu_offload_gb:  # vLLM's and SGLang's weights streamed from host memory
+        host["offload_fraction"] = streamed_offload_fraction(s, request.cpu_offload_gb)
     if request.gpu_layers is not None:
         host["offload_fraction"] = gpu_layers_fraction(s, request.gpu_layers)
         host["host_layer_share"] = host_layer_share(s.spec.num_layers, request.gpu_layers)

@@ -1,10 +1,10 @@
 """The profile options that set a serving engine's own knobs (its step budget, front-end processes, running cap,
-CUDA-graph padding and prompt chunks in the decode steps), and why a request may not give one: the engine it names
-has no such knob."""
+CUDA-graph padding, prompt chunks in the decode steps and weights streamed from host memory), and why a request may
+not give one: the engine it names has no such knob."""
 
 from __future__ import annotations
 
-from ..catalog.engines import engine_api_servers_option, engine_mixes_prefill
+from ..catalog.engines import engine_api_servers_option, engine_fact, engine_mixes_prefill
 from ..schema import HardwareSpec, ProfileRequest
 from .speculation import speculation_refusal
 
@@ -25,6 +25,10 @@ def serving_option_refusal(request: ProfileRequest, runtime: str, hw: HardwareSp
     if request.mixed_chunk and engine_mixes_prefill(request.engine):
         return (f"--mixed-chunk puts prompt chunks in the decode steps of an engine that runs prompts in steps of "
                 f"their own (SGLang --enable-mixed-chunk); {request.engine or runtime} mixes them already")
+    if request.cpu_offload_gb and (not engine_fact(request.engine, "cpu_offload_option") or hw.kind != "gpu"):
+        return (f"--cpu-offload-gb streams weights from host memory to a GPU each pass (vLLM's and SGLang's option); "
+                f"{request.engine or runtime} on {hw.id} has no such option"
+                + (" (llama.cpp keeps layers on the host with --gpu-layers)" if request.engine == "llama.cpp" else ""))
     if request.graph_padding and (runtime != "serving" or hw.kind != "gpu"):
         return (f"--graph-padding pads a serving engine's CUDA-graph decode steps on a GPU; {request.engine} on "
                 f"{hw.id} runs none")

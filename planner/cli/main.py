@@ -138,6 +138,9 @@ class ConcurrencyType(click.ParamType):
 @click.option("--gpu-layers", type=int, default=None,
               help="llama.cpp's --n-gpu-layers on one GPU: the last N of its layers and output head on the device, "
                    "the rest in host memory, computed by the CPU [default: all on the device].")
+@click.option("--cpu-offload-gb", type=click.FloatRange(0, min_open=True), default=None,
+              help="GiB of each device's weights kept in host memory and streamed to it every pass (vLLM's and "
+                   "SGLang's --cpu-offload-gb) [default: none].")
 @click.option("--host-memory-gbps", type=float, default=None,
               help="Peak GB/s of the host's memory, where llama.cpp computes the layers it keeps there [default: "
                    "76.8, two channels of DDR5-4800].")

@@ -41,9 +41,9 @@ def served_request(advice: Advice, cfg: EngineConfig, missing: set[str]) -> Prof
     step is left out, with the plan's quantized activations where it is not), the cache in its default format where
     the plan's cache step is left out, the engine's own way over several devices where tensor parallelism is; each
     server's sequences under the running cap, step budget, memory share and front-end processes the configuration
-    sets (SGLang's prompt chunks in the decode steps among them), the workload's lengths, the share of each prompt
-    the plan's prefix cache finds (every serving engine's default), and the plan's speculative decoding where the
-    configuration runs it."""
+    sets (SGLang's prompt chunks in the decode steps among them), the weights it keeps in host memory, the workload's
+    lengths, the share of each prompt the plan's prefix cache finds (every serving engine's default), and the plan's
+    speculative decoding where the configuration runs it."""
     p, w = advice.plan.predicted, advice.workload
     hw = resolve_hardware(advice.hardware.id)
     dtype, activations = cfg.served.get("dtype"), None
@@ -95,6 +95,8 @@ def served_request(advice: Advice, cfg: EngineConfig, missing: set[str]) -> Prof
         # a server of data-parallel attention ranks started with a front-end process per rank (--api-server-count)
         api_servers=adp if adp > 1 and cfg.sets(engine_api_servers_option(cfg.engine)) else None,
         gpu_layers=on_gpu if on_gpu is not None and on_gpu <= advice.model.num_layers else None,
+        # the weights vLLM and SGLang keep in host memory (--cpu-offload-gb), as the configuration rounds them
+        cpu_offload_gb=float(cfg.options["cpu-offload-gb"]) if "cpu-offload-gb" in cfg.options else None,
         # the share the configuration sets (raised where the plan needs more than the engine's default)
         memory_share=next((float(cfg.options[k]) for k in MEMORY_SHARE_OPTIONS if k in cfg.options), None)
         if hw.kind == "gpu" else None)
@@ -170,6 +172,8 @@ def profile_command(request: ProfileRequest) -> str:
         parts.append(f"--ep {request.expert_parallel}")
     if request.gpu_layers is not None:
         parts.append(f"--gpu-layers {request.gpu_layers}")
+    if request.cpu_offload_gb is not None:
+        parts.append(f"--cpu-offload-gb {request.cpu_offload_gb:g}")
     if request.memory_share is not None:
         parts.append(f"--memory-share {request.memory_share:g}")
     if request.sampler is not None:

@@ -364,6 +364,9 @@ class ProfileRequest(Frozen):
     gpu_layers: int | None = Field(None, ge=0, description="llama.cpp's --n-gpu-layers on one GPU: the last this many "
                                    "of its layers and output head on the device, the rest in host memory, computed "
                                    "by the CPU at the host's memory bandwidth [default: all on the device]")
+    cpu_offload_gb: float | None = Field(None, gt=0, description="GiB of each device's weights kept in host memory "
+                                         "and streamed to it every pass (vLLM's and SGLang's --cpu-offload-gb) "
+                                         "[default: none]")
     host_memory_gbps: float | None = Field(None, gt=0, description="peak GB/s of the host's memory, which computes "
                                            "the layers llama.cpp keeps there [default: 76.8, a desktop's two channels "
                                            "of DDR5-4800]")

@@ -12,6 +12,8 @@ from ...analytic.memory import (
     profiling_run_bytes,
     weights_room,
 )
+from ...analytic.offload import streamed_offload_fraction
+from ...catalog.engines import engine_fact
 from ..state import PlanState, kv_reserved_tokens, to_setup
 from . import Applied, Combines, Context, Option, Technique, register
 
@@ -35,6 +37,9 @@ def _offload(state: PlanState, ctx: Context) -> PlanState:
     spare = min(ctx.hw.memory_bytes * 0.95 - s.runtime_bytes - kv - act,
                 weights_room(s, kv, s.runtime_bytes + act, raised=True))
     fraction = min(max((weights - spare) / weights, 0.0), 0.9) if weights > 0 else 0.0
+    if fraction and engine_fact(state.engine, "cpu_offload_option"):
+        # vLLM and SGLang take whole GiB per device (--cpu-offload-gb): the plan streams what its configs offload
+        return state.with_(offload_fraction=streamed_offload_fraction(s, math.ceil(fraction * weights / 2**30)))
     return state.with_(offload_fraction=math.ceil(fraction * 1000) / 1000)  # rounded up: the rest must fit
 
 
