@@ -236,8 +236,8 @@ def main() -> None:
                   f"{r['predicted']:>10.4g}  ratio {r['ratio']:.2f} (step view {step[r['id']]:.2f})")
     print(f"{len(views['requests'])} points predicted, {len(skipped)} skipped (no catalog architecture, a per-GPU "
           f"throughput without a device count, unstated request lengths, a weight format optiplan does not model, "
-          f"a causal mask the engine does not build, speculative decoding, FP8 or FP4 weights on a GPU "
-          f"without that rate, a run that cannot hold one of its requests as modelled)")
+          f"a causal mask the engine does not build, speculative decoding at an unstated acceptance, FP8 or FP4 "
+          f"weights on a GPU without that rate, a run that cannot hold one of its requests as modelled)")
     keys = ("category", "kind", "engine", "dtype", "source")
     # a kind of model's, an engine's and a format's figures are their times and rates: the memory a run holds (its
     # engine's cache at start-up among it) is a category of its own, and its near-exact figures would hide them

@@ -168,7 +168,8 @@ def predict(p: dict, view: str = "requests", tune: Callable[[ProfileRequest], An
     if dtype in ("fp8", "fp4") and not supports_dtype(hw, dtype) and not engine_weight_only(engine, dtype, hw):
         return None, f"{dtype} weights on a GPU without {dtype} compute, on an engine that does not read them weight-only"
     if p.get("speculative"):
-        return None, f"speculative decoding ({p['speculative']}) on: profile predicts plain decoding"
+        # profile --speculative prices it at a given acceptance, which these sources do not state
+        return None, f"speculative decoding ({p['speculative']}) at an acceptance the source does not state"
     if p.get("causal_mask") == "linear" and engine_square_mask(engine):
         return None, f"a linear causal mask (torchao's --linear_causal_mask) is not {engine}'s square one"
     # an offline load whose prompts were all sent at once (`num_requests` of them) is predicted as that burst; a run of
