@@ -15,7 +15,6 @@ from .memory import NO_DRAFT, per_device_bytes
 from .setup import Setup
 from .steps import decode_step
 
-METHODS = ("draft", "eagle3", "mtp", "ngram")
 # How much of the step model's speculative gain a serving engine keeps as the batch grows, from the one published
 # batch sweep in the validation set: EAGLE-3 on SGLang (arXiv 2503.01840) measured 2.36x at batch 1, which the step
 # model reproduces (the acceptance is solved from it), and 1.38x at batch 64, where the step model predicts 2.27x:
@@ -33,7 +32,7 @@ EAGLE3_DRAFT_VOCAB = 32000
 class Speculating:
     """Speculative decoding as the step model prices it."""
 
-    method: str  # draft, eagle3, mtp or ngram (METHODS)
+    method: str  # draft, eagle3, mtp or ngram (ProfileRequest.speculative)
     tokens: int  # tokens proposed a step (gamma)
     acceptance: float  # the probability each proposed token is accepted (alpha)
     draft: Setup | None = None  # a draft model's setup on the target's devices (method "draft")
@@ -104,7 +103,6 @@ def with_speculation(f: dict, s: Setup, sp: Speculating | None, output_tokens: i
         return f
     itl = speculative_tpot_s(s, sp, f["decode_rows"], context) + max(0.0, f["itl_s"] - f["decode_s"])
     return f | {"itl_s": itl, "cycle_s": f["ttft_s"] + (output_tokens - 1) * itl}
-
 
 
 def speculation_refusal(request: ProfileRequest) -> str | None:
