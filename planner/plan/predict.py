@@ -4,6 +4,7 @@ decoding and a draft model on the device; `evaluate` predicts baseline and plan 
 
 from __future__ import annotations
 
+from ..analytic.disaggregation import rates as disaggregated_rates
 from ..analytic.memory import (
     NO_DRAFT,
     causal_mask_bytes,
@@ -22,7 +23,6 @@ from ..catalog.engines import continuous_scheduling
 from ..schema import HardwareSpec, ModelSpec
 from ..schema.advice import Prediction
 from ..schema.workload import Workload
-from .disaggregation import rates as disaggregated_rates
 from .state import PlanState, Speculation, kv_reserved_tokens, to_setup
 from .training import training_prediction
 

@@ -17,7 +17,7 @@ from optiplan.planner.catalog.models import resolve_model
 from optiplan.planner.catalog.workloads import load_workload
 from optiplan.planner.deploy.render import render, render_all
 from optiplan.planner.plan.advise import advise
-from optiplan.planner.plan.disaggregation import kv_transfer_s, rates
+from optiplan.planner.analytic.disaggregation import kv_transfer_s, rates
 from optiplan.planner.plan.predict import serving_figures
 from optiplan.planner.plan.state import PlanState, to_setup
 from optiplan.planner.schema import AdviseRequest
