@@ -67,8 +67,13 @@ def _eagle_check(ctx: Context) -> str | None:
 
 def _draft(state: PlanState, ctx: Context) -> PlanState:
     """The draft proposing; nothing where its attention heads do not split over the plan's tensor-parallel devices
-    (the engines run a draft sharded as the target is, and the step model prices it so)."""
-    if ctx.draft is not None and ctx.draft.num_heads % state.tp:
+    (the engines run a draft sharded as the target is, and the step model prices it so) or the workload's longest
+    sequence is beyond its positions: SGLang stretches a draft to the target's context length with a warning that it
+    "may lead to incorrect model outputs or CUDA errors" (python/sglang/srt/configs/model_config.py, stored copies),
+    and past its trained positions its proposals are not the acceptance the plan assumes."""
+    draft = ctx.draft
+    if draft is not None and (draft.num_heads % state.tp
+                              or draft.max_position_embeddings < ctx.workload.context_needed):
         return state
     return state.with_(speculation=Speculation("draft", DRAFT_TOKENS, DRAFT_ACCEPTANCE, ctx.draft))
 
@@ -82,7 +87,8 @@ register(
         conflicts=("distillation",),
         transform=_draft, model=("draft",),
         unchanged="the draft model's attention heads do not split over the plan's tensor-parallel devices, which "
-                  "SGLang and TensorRT-LLM run a draft over as they run the target",
+                  "SGLang and TensorRT-LLM run a draft over as they run the target, or the workload's longest "
+                  "sequence is beyond the draft's positions",
         after=("weight-int8", "weight-fp8", "weight-int4-awq", "weight-int4-gptq", "weight-int4", "weight-nf4",
                "tensor-parallel"), quality_source=LEVIATHAN,
         effect_source=DRAFT_SOURCE,
