@@ -11,10 +11,13 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..schema.workload import Workload
+from ..errors import RequestError
+from ..schema import RequestProfile
+from ..schema.workload import SLO, Workload
 from .memory import max_batch
-from .requests import cached_tokens, prefill_passes
+from .requests import cached_tokens, largest_concurrency, prefill_passes, running_cap
 from .setup import Setup
+from .speculation import Speculating, speculative_tpot_s
 from .steps import ALLREDUCE_EFFICIENCY, decode_step, first_token_step_s, kv_bytes_per_device
 
 
@@ -24,6 +27,7 @@ class Rates:
     tpot_s: float  # the plain decode step of a decode instance
     requests_per_s: float  # all instances: the lesser of what the prefill and the decode instances serve
     batch: int  # sequences decoding on each decode instance
+    wait_s: float = 0.0  # what a request waits for a prefill instance, in ttft_s
 
 
 def kv_transfer_s(s: Setup, prompt: int) -> float:
@@ -86,4 +90,60 @@ def rates(s: Setup, workload: Workload, prefill_instances: int, decode_instances
     if busy < 0.95:
         first = max(first, p95_first.alone_s + p95_rest_s)
     ttft = first + kv_transfer_s(s, p95) + wait + first_token_step_s(s, batch, p95) + s.first_token_latency_s
-    return Rates(ttft_s=ttft, tpot_s=step, requests_per_s=rate, batch=batch)
+    return Rates(ttft_s=ttft, tpot_s=step, requests_per_s=rate, batch=batch, wait_s=wait)
+
+
+def disaggregated_profile(s: Setup, input_tokens: int, output_tokens: int, concurrency: int | str, prefill: int,
+                          decode: int, cached: int = 0, speculation: Speculating | None = None,
+                          on_demand: bool = False, ttft_slo_ms: float | None = None,
+                          itl_slo_ms: float | None = None) -> RequestProfile:
+    """Request-level figures of `prefill` + `decode` instances of the setup `s` serving requests of `input_tokens` in
+    and `output_tokens` out, `concurrency` in flight (`"max"`: as many as the decode instances hold), in steady state
+    (`rates`, the plan search's model): each prompt prefilled on a prefill instance, its cache sent to a decode
+    instance, whose steps carry no prompt chunks; `cached` tokens of each prompt found in the prefix cache."""
+    i, o = input_tokens, output_tokens
+    room = largest_concurrency(s, i, o, on_demand, speculation)  # on each decode instance
+    cap = running_cap(s)
+    limit = min(room, cap) if cap and room >= 1 else room
+    if limit < 1:
+        raise RequestError(f"not one request of {i + o:,} tokens fits on a decode instance")
+    c = limit * decode if concurrency == "max" else int(concurrency)
+    share = (cached + 0.5) / i if cached else 0.0  # `cached_tokens` gives back `cached`
+
+    def figures(n: int) -> Rates:
+        wl = Workload(prompt_tokens_mean=i, prompt_tokens_p95=i, output_tokens_mean=o, output_tokens_p95=o,
+                      concurrency=n, slo=SLO(), goal="latency")
+        return rates(s, wl, prefill, decode, share, room=limit,
+                     decode_step_s=lambda b: speculative_tpot_s(s, speculation, b, wl.mean_context))
+
+    def meets(r: Rates) -> bool:
+        return (ttft_slo_ms is None or r.ttft_s * 1e3 <= ttft_slo_ms) and \
+            (itl_slo_ms is None or r.tpot_s * 1e3 <= itl_slo_ms)
+
+    r = figures(c)
+    slo_c = 0
+    if meets(figures(1)):
+        lo, hi = 1, limit * decode  # the figures worsen with concurrency: the largest that meets the SLOs
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if meets(figures(mid)) else (lo, mid - 1)
+        slo_c = lo
+    cycle = c / r.requests_per_s  # Little's law: each request's time in the system
+    scheduling = (f"prefill/decode disaggregated: {prefill} prefill and {decode} decode instance"
+                  f"{'s' if decode > 1 else ''} of {s.tp * s.pp} device{'s' if s.tp * s.pp > 1 else ''} each, each "
+                  f"prompt's cache sent to a decode instance ({kv_transfer_s(s, i) * 1e3:,.2f} ms), whose steps "
+                  "carry no prompt chunks; the memory, latency and throughput above are one instance's")
+    if cached:
+        scheduling += f"; each prompt's first {cached:,} tokens found in the prefix cache"
+    if s.first_token_latency_s:
+        scheduling += (f"; each first token reaches the client {s.first_token_latency_s * 1e3:g} ms after the device's "
+                       "work (the server's way in and out)")
+    ok = meets(r)
+    return RequestProfile(
+        input_tokens=i, output_tokens=o, concurrency=c, max_concurrency=limit * decode, fits=c <= room * decode,
+        running=min(c, r.batch * decode), queue_wait_ms=r.wait_s * 1e3, scheduling=scheduling,
+        ttft_ms=r.ttft_s * 1e3, ttft_median_ms=r.ttft_s * 1e3, itl_ms=r.tpot_s * 1e3, request_latency_ms=cycle * 1e3,
+        output_tokens_per_s=r.requests_per_s * o, requests_per_s=r.requests_per_s, ttft_slo_ms=ttft_slo_ms,
+        itl_slo_ms=itl_slo_ms, meets_slo=ok, goodput_requests_per_s=r.requests_per_s if ok else 0.0,
+        at_once=False, num_requests=None, duration_ms=cycle * 1e3, slo_concurrency=slo_c,
+        slo_goodput_requests_per_s=slo_c and figures(slo_c).requests_per_s)

@@ -12,20 +12,17 @@ from ..catalog.engine_state_models import state_model_refusal
 from ..catalog.engines import (
     GENERIC_SERVING,
     backend_refusal,
-    continuous_scheduling,
     engine_activations,
     engine_default_api_servers,
     engine_defaults,
     engine_max_in_flight,
     engine_names,
-    engine_pages_cache,
     engine_prefill_chunk,
     engine_runtime,
     engine_splits_layers,
     engine_starts_with_full_context,
     engine_weight_only,
     fp8_weight_only_engines,
-    holds_used_cache,
     release_warning,
 )
 from ..catalog.hardware import default_16bit, resolve_hardware, supports_dtype
@@ -65,7 +62,8 @@ from .memory import (
 )
 from .offload import gpu_layers_fraction, host_layer_share, host_weight_bytes, streamed_offload_fraction
 from .params import param_counts
-from .requests import prompts_prefill_s, request_profile
+from .request_section import instance_request, request_section
+from .requests import prompts_prefill_s
 from .serving_options import serving_option_refusal
 from .setup import Setup, build_setup, total_weight_bytes
 from .speculation import (
@@ -463,18 +461,7 @@ def profile_setup(request: ProfileRequest, s: Setup, sp: Speculating | None = No
             max_batch=largest_batch, max_context=max_context(s, batch),
         ),
         efficiency=s.eff, fits=fit, warnings=warnings + ([] if bands else [missing_bands_reason(hw, kind, dtype=weights)]),
-        # in the engine's own process no HTTP server paces the requests or delays their first token
-        requests=request_profile(replace(s, request_host_s=0.0, first_token_latency_s=0.0) if request.in_process
-                                 else s, request.input_tokens, request.output_tokens, concurrency,
-                                 continuous=(request.scheduling == "continuous" if request.scheduling
-                                             else continuous_scheduling(request.engine)),
-                                 on_demand=holds_used_cache(request.engine, engine_pages_cache(request.engine)),
-                                 ttft_slo_ms=request.ttft_slo_ms, itl_slo_ms=request.itl_slo_ms,
-                                 at_once=request.at_once, num_requests=request.num_requests,
-                                 length_spread=request.length_spread, prompt_spread=request.prompt_spread,
-                                 warm_requests=request.warm_requests,
-                                 cached_tokens=request.cached_tokens, speculation=sp)
-        if request.input_tokens else None,
+        requests=request_section(request, s, concurrency, sp),
         accuracy=bands,
     )
 
@@ -485,7 +472,7 @@ def profile(request: ProfileRequest, efficiency: EfficiencyFactors | None = None
     spec = resolve_model(request.model)
     hw = resolve_hardware(request.hardware)
     request = with_weights(with_context(request, spec), spec, hw)
-    s = setup_for_request(request, spec, hw, efficiency)
+    s = setup_for_request(instance_request(request), spec, hw, efficiency)  # one instance's, where disaggregated
     draft = None
     if request.speculative == "draft":  # the draft model on the same devices, checked as its own request
         d = draft_request(request, s)

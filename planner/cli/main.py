@@ -138,6 +138,10 @@ class ConcurrencyType(click.ParamType):
 @click.option("--gpu-layers", type=int, default=None,
               help="llama.cpp's --n-gpu-layers on one GPU: the last N of its layers and output head on the device, "
                    "the rest in host memory, computed by the CPU [default: all on the device].")
+@click.option("--prefill-instances", type=click.IntRange(1), default=None,
+              help="Prefill/decode disaggregated: the devices run as instances of --tp x --pp devices, this many "
+                   "prefilling and the rest decoding (SGLang --disaggregation-mode, TensorRT-LLM disaggregated); "
+                   "request-level figures in steady state.")
 @click.option("--cpu-offload-gb", type=click.FloatRange(0, min_open=True), default=None,
               help="GiB of each device's weights kept in host memory and streamed to it every pass (vLLM's and "
                    "SGLang's --cpu-offload-gb) [default: none].")

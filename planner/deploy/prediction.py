@@ -41,9 +41,9 @@ def served_request(advice: Advice, cfg: EngineConfig, missing: set[str]) -> Prof
     step is left out, with the plan's quantized activations where it is not), the cache in its default format where
     the plan's cache step is left out, the engine's own way over several devices where tensor parallelism is; each
     server's sequences under the running cap, step budget, memory share and front-end processes the configuration
-    sets (SGLang's prompt chunks in the decode steps among them), the weights it keeps in host memory, the workload's
-    lengths, the share of each prompt the plan's prefix cache finds (every serving engine's default), and the plan's
-    speculative decoding where the configuration runs it."""
+    sets (SGLang's prompt chunks in the decode steps among them), the weights it keeps in host memory, its prefill and
+    decode instances where it runs them apart, the workload's lengths, the share of each prompt the plan's prefix cache
+    finds (every serving engine's default), and the plan's speculative decoding where the configuration runs it."""
     p, w = advice.plan.predicted, advice.workload
     hw = resolve_hardware(advice.hardware.id)
     dtype, activations = cfg.served.get("dtype"), None
@@ -61,6 +61,10 @@ def served_request(advice: Advice, cfg: EngineConfig, missing: set[str]) -> Prof
                            "expert-parallel-tp-attention"}
     adp = p.attention_data_parallel if split else 1
     sequences = max_seqs(advice)  # each server's, as its options set them (--max-num-seqs, --parallel)
+    # prefill and decode instances apart (serve.sh's roles): all of them, the workload's requests among them
+    pd = cfg.pd if "pd-disaggregation" not in missing else None
+    if pd:
+        devices = (pd[0] + pd[1]) * pd[2]
     # llama.cpp's layers left in host memory where the config offloads (--n-gpu-layers below the model's layers)
     on_gpu = cfg.options.get("n-gpu-layers") if cfg.engine == "llama.cpp" and hw.kind == "gpu" and devices == 1 \
         else None
@@ -88,7 +92,8 @@ def served_request(advice: Advice, cfg: EngineConfig, missing: set[str]) -> Prof
         tensor_parallel=p.tensor_parallel if split and adp == 1 else None, attention_data_parallel=adp,
         expert_parallel=p.expert_parallel if split else 1, pipeline_parallel=p.pipeline_parallel if split else 1,
         batch=sequences, context=w.context_needed, input_tokens=w.prompt_tokens_mean,
-        output_tokens=w.output_tokens_mean, concurrency=sequences,
+        output_tokens=w.output_tokens_mean, concurrency=w.concurrency if pd else sequences,
+        prefill_instances=pd[0] if pd else None,
         max_running=configured_running_cap(cfg, sequences, adp), prefill_chunk_tokens=chunked,
         # SGLang's --enable-mixed-chunk
         mixed_chunk="mixed-chunk" in applied, cached_tokens=cached, **speculation,
@@ -172,6 +177,8 @@ def profile_command(request: ProfileRequest) -> str:
         parts.append(f"--ep {request.expert_parallel}")
     if request.gpu_layers is not None:
         parts.append(f"--gpu-layers {request.gpu_layers}")
+    if request.prefill_instances is not None:
+        parts.append(f"--prefill-instances {request.prefill_instances}")
     if request.cpu_offload_gb is not None:
         parts.append(f"--cpu-offload-gb {request.cpu_offload_gb:g}")
     if request.memory_share is not None:

@@ -364,6 +364,10 @@ class ProfileRequest(Frozen):
     gpu_layers: int | None = Field(None, ge=0, description="llama.cpp's --n-gpu-layers on one GPU: the last this many "
                                    "of its layers and output head on the device, the rest in host memory, computed "
                                    "by the CPU at the host's memory bandwidth [default: all on the device]")
+    prefill_instances: int | None = Field(None, ge=1, description="prefill/decode disaggregated: the devices run "
+                                          "as instances of tensor_parallel x pipeline_parallel devices, this many "
+                                          "of them prefilling and the rest decoding (SGLang's --disaggregation-mode, "
+                                          "TensorRT-LLM's trtllm-serve disaggregated); steady-state request figures")
     cpu_offload_gb: float | None = Field(None, gt=0, description="GiB of each device's weights kept in host memory "
                                          "and streamed to it every pass (vLLM's and SGLang's --cpu-offload-gb) "
                                          "[default: none]")
