@@ -15,7 +15,7 @@ from ..errors import RequestError
 from ..schema import RequestProfile
 from ..schema.workload import SLO, Workload
 from .memory import max_batch
-from .requests import cached_tokens, largest_concurrency, prefill_passes, running_cap
+from .requests import cached_tokens, largest_concurrency, largest_meeting, prefill_passes, running_limit
 from .setup import Setup
 from .speculation import Speculating, speculative_tpot_s
 from .steps import ALLREDUCE_EFFICIENCY, decode_step, first_token_step_s, kv_bytes_per_device
@@ -103,8 +103,7 @@ def disaggregated_profile(s: Setup, input_tokens: int, output_tokens: int, concu
     instance, whose steps carry no prompt chunks; `cached` tokens of each prompt found in the prefix cache."""
     i, o = input_tokens, output_tokens
     room = largest_concurrency(s, i, o, on_demand, speculation)  # on each decode instance
-    cap = running_cap(s)
-    limit = min(room, cap) if cap and room >= 1 else room
+    limit = running_limit(s, room)
     if limit < 1:
         raise RequestError(f"not one request of {i + o:,} tokens fits on a decode instance")
     c = limit * decode if concurrency == "max" else int(concurrency)
@@ -121,13 +120,7 @@ def disaggregated_profile(s: Setup, input_tokens: int, output_tokens: int, concu
             (itl_slo_ms is None or r.tpot_s * 1e3 <= itl_slo_ms)
 
     r = figures(c)
-    slo_c = 0
-    if meets(figures(1)):
-        lo, hi = 1, limit * decode  # the figures worsen with concurrency: the largest that meets the SLOs
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            lo, hi = (mid, hi) if meets(figures(mid)) else (lo, mid - 1)
-        slo_c = lo
+    slo_c = largest_meeting(limit * decode, lambda n: meets(figures(n)))
     cycle = c / r.requests_per_s  # Little's law: each request's time in the system
     scheduling = (f"prefill/decode disaggregated: {prefill} prefill and {decode} decode instance"
                   f"{'s' if decode > 1 else ''} of {s.tp * s.pp} device{'s' if s.tp * s.pp > 1 else ''} each, each "

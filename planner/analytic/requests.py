@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Callable
 from dataclasses import replace
 from functools import cache
 
@@ -59,7 +60,7 @@ from ..schema import RequestProfile
 from .burst import MOST_REQUESTS, burst_figures
 from .finite_run import ORDERS, finite_run, mean_of_runs, prompt_orders, run_orders
 from .kvcache import cache_tokens_held
-from .memory import NO_DRAFT, max_batch, pooled_max_batch
+from .memory import max_batch, pooled_max_batch
 from .setup import Setup
 from .speculation import Speculating, speculation_bytes, with_speculation
 from .step_cost import StepCost
@@ -271,7 +272,26 @@ def largest_concurrency(s: Setup, input_tokens: int, output_tokens: int, on_dema
     own), each holding `cache_tokens_held`, in the cache the engine sizes at start-up where it does
     (`memory.pooled_max_batch`)."""
     held = cache_tokens_held(input_tokens, output_tokens, on_demand)
-    return pooled_max_batch(s, held, input_tokens, draft=speculation_bytes(s, sp, held) if sp else NO_DRAFT)
+    return pooled_max_batch(s, held, input_tokens, draft=speculation_bytes(s, sp, held))
+
+
+def running_limit(s: Setup, room: int) -> int:
+    """What runs at once of `room` requests the cache holds: no more than the engine's running cap (`running_cap`);
+    the others wait for a slot."""
+    cap = running_cap(s)
+    return min(room, cap) if cap and room >= 1 else room
+
+
+def largest_meeting(limit: int, meets: Callable[[int], bool]) -> int:
+    """The largest concurrency up to `limit` at which `meets` holds, the figures worsening with concurrency; 0 where
+    not even one request meets it."""
+    if limit < 1 or not meets(1):
+        return 0
+    lo, hi = 1, limit
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if meets(mid) else (lo, mid - 1)
+    return lo
 
 
 def running_cap(s: Setup) -> int | None:
@@ -348,7 +368,7 @@ def request_profile(s: Setup, input_tokens: int, output_tokens: int, concurrency
                                 speculation, output_tokens, context)
 
     cap = running_cap(s)
-    limit = min(room, cap) if cap and room >= 1 else room  # what runs at once; the others wait for a slot
+    limit = running_limit(s, room)  # what runs at once; the others wait for a slot
     c = limit if concurrency == "max" else int(concurrency)
     if concurrency == "max" and num_requests is not None:
         c = min(c, num_requests)  # as many as fit, of the run's
@@ -392,13 +412,7 @@ def request_profile(s: Setup, input_tokens: int, output_tokens: int, concurrency
     def served(n: int) -> dict[str, float]:  # n requests always in flight, all running, behind the front end
         return front_end(queued(figures(n), n, n, s.first_token_latency_s), n, s.request_host_s)
 
-    slo_c = 0
-    if limit >= 1 and meets(served(1)):
-        lo, hi = 1, limit  # the figures worsen with concurrency: the largest C that meets the SLOs
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            lo, hi = (mid, hi) if meets(served(mid)) else (lo, mid - 1)
-        slo_c = lo
+    slo_c = largest_meeting(limit, lambda n: meets(served(n)))
     slo_rate = slo_c / served(slo_c)["cycle_s"] if slo_c else 0.0
     per_group = (f" per data-parallel attention group ({s.prefill_chunk_tokens:,} a step)"
                  if s.attention_dp > 1 and s.prefill_chunk_tokens else "")

@@ -101,7 +101,7 @@ def served_request(advice: Advice, cfg: EngineConfig, missing: set[str]) -> Prof
         api_servers=adp if adp > 1 and cfg.sets(engine_api_servers_option(cfg.engine)) else None,
         gpu_layers=on_gpu if on_gpu is not None and on_gpu <= advice.model.num_layers else None,
         # the weights vLLM and SGLang keep in host memory (--cpu-offload-gb), as the configuration rounds them
-        cpu_offload_gb=float(cfg.options["cpu-offload-gb"]) if "cpu-offload-gb" in cfg.options else None,
+        cpu_offload_gb=float(gib) if (gib := cfg.sets(engine_fact(cfg.engine, "cpu_offload_option"))) else None,
         # the share the configuration sets (raised where the plan needs more than the engine's default)
         memory_share=next((float(cfg.options[k]) for k in MEMORY_SHARE_OPTIONS if k in cfg.options), None)
         if hw.kind == "gpu" else None)
