@@ -259,7 +259,8 @@ def static_reason(t: Technique, ctx: Context) -> str | None:
         if w.engine not in t.engines:
             engine = engine_profile(ctx.release_engine)
             if t.id in engine_defaults(ctx.release_engine):
-                return f"on by default in {w.engine} {engine['version']}, with no option to set: not a step of the plan"
+                return (f"on by default in {w.engine} {engine['version']}: the baseline runs it already, so it is not a "
+                        "step of the plan")
             if unplanned := (engine.get("unplanned") or {}).get(t.id):
                 return (f"{w.engine} {engine['version']} has {unplanned['option']}, which plans do not use: "
                         f"{unplanned['why']}")

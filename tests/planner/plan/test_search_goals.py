@@ -183,6 +183,10 @@ def test_an_engine_default_without_an_option_and_a_missing_requirement_are_named
                                   engine="llama.cpp"))
     reasons = {r.technique: r.reason for r in advice.rejected}
     assert reasons["cuda-graphs"].startswith("on by default in llama.cpp")
+    # vLLM's V1 engine compiles the forward pass itself (it read "vllm 0.10.2 has no option for it")
+    vllm = advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", num_devices=1, workload="chat"))
+    assert {r.technique: r.reason for r in vllm.rejected}["torch-compile"].startswith(
+        "on by default in vllm 0.10.2: the baseline runs it already")
     # llama-server's per-slot prompt cache is its own default: it needs no paged cache (it read "it needs paged-kv")
     step = next(s for s in advice.plan.steps if s.technique == "prefix-caching")
     assert step.engine_default and "prefix-caching" not in reasons
