@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from ..catalog.dtypes import QUANTIZED, DtypeError, canonical, compute_dtype
 from ..catalog.engine_memory import stated_kv_memory
-from ..catalog.engine_refusals import engine_format_refusal, engine_model_refusal
+from ..catalog.engine_refusals import engine_format_refusal, engine_model_refusal, engine_step_refusal
 from ..catalog.engine_state_models import state_model_refusal
 from ..catalog.engines import (
     GENERIC_SERVING,
@@ -144,10 +144,12 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
     request = with_weights(with_context(request, spec), spec, hw)
     for name in ("num_devices", "pipeline_parallel", "tensor_parallel", "batch", "context", "prompt_tokens"):
         _positive(name.replace("_", " "), getattr(request, name))
-    runtime = engine_runtime(request.engine)
+    runtime, kind = engine_runtime(request.engine), architecture_kind(spec)
     refusal = (backend_refusal(request.engine, hw, [GENERIC_SERVING, *engine_names()])
                or engine_model_refusal(request.engine, spec.model_type)
-               or engine_format_refusal(request.engine, hw, spec.model_type, request.dtype, request.kv_dtype)
+               or engine_format_refusal(request.engine, hw, spec.model_type, request.dtype, request.kv_dtype, kind)
+               or (request.cpu_offload_gb and engine_step_refusal(request.engine, hw, spec.model_type, "cpu-offload",
+                                                                  kind))
                or state_model_refusal(request.engine, spec.model_type))
     if refusal:
         raise RequestError(refusal)

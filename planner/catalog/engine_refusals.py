@@ -38,27 +38,31 @@ def engine_non_native_refusal(engine: str | None, model_type: str, technique: st
             f"{engine_fact(engine, 'native_model_types_source').split(' — ')[0]})")
 
 
-def engine_model_technique_refusal(engine: str | None, hw: HardwareSpec, model_type: str, technique: str) -> str | None:
+def engine_model_technique_refusal(engine: str | None, hw: HardwareSpec, model_type: str, technique: str,
+                                   kind: str | None = None) -> str | None:
     """Why the engine does not run `technique` on a model of `model_type` on this device (its profile's `model_refuses`
-    rules: techniques, model types, and optionally the devices they hold on: the CUDA devices below a compute
-    capability, TensorRT-LLM keeping gpt-oss's cache 16-bit on Hopper, and the `backends` named, TGI's GPTQ MoE
-    kernels being CUDA's; a rule naming neither holds everywhere), with the source, or None."""
+    rules: techniques, the model types or the `kinds` of model they hold for (dense, moe, hybrid: vLLM's runner
+    choice by kind), and optionally the devices they hold on: the CUDA devices below a compute capability,
+    TensorRT-LLM keeping gpt-oss's cache 16-bit on Hopper, and the `backends` named, TGI's GPTQ MoE kernels being
+    CUDA's; a rule naming neither holds everywhere), with the source, or None."""
     for rule in engine_fact(engine, "model_refuses") or []:
         below, backends = rule.get("below_compute_capability"), rule.get("backends")
         here = (below is None and backends is None) or hw.features.backend in (backends or ()) or (
             below is not None and hw.features.backend == "cuda" and below_compute_capability(hw, below))
-        if technique in rule["techniques"] and model_type in rule["model_types"] and here:
+        model = model_type in rule.get("model_types", ()) or (kind is not None and kind in rule.get("kinds", ()))
+        if technique in rule["techniques"] and model and here:
             return f"{rule['reason']} (source: {rule['source'].split(' — ')[0]})"
     return None
 
 
-def engine_step_refusal(engine: str | None, hw: HardwareSpec, model_type: str, technique: str) -> str | None:
+def engine_step_refusal(engine: str | None, hw: HardwareSpec, model_type: str, technique: str,
+                        kind: str | None = None) -> str | None:
     """Why the engine does not run `technique` for this model on this device, beyond its options: its build for the
     device's backend turns it off, the model type is one it serves through transformers' implementation, or its
-    profile refuses the technique for the model type there; or None."""
+    profile refuses the technique for the model type (or its `kind`: dense, moe, hybrid) there; or None."""
     return (engine_backend_refusal(engine, hw.features.backend, technique)
             or engine_non_native_refusal(engine, model_type, technique)
-            or engine_model_technique_refusal(engine, hw, model_type, technique))
+            or engine_model_technique_refusal(engine, hw, model_type, technique, kind))
 
 
 # the plan techniques a profile's weight and cache formats stand for: refused where the engine refuses every one
@@ -69,13 +73,13 @@ FORMAT_TECHNIQUES = {"weights": {"fp8": ("weight-fp8",), "int8": ("weight-int8",
 
 
 def engine_format_refusal(engine: str | None, hw: HardwareSpec, model_type: str, weight_dtype: str | None,
-                          kv_dtype: str | None) -> str | None:
+                          kv_dtype: str | None, kind: str | None = None) -> str | None:
     """Why the engine does not serve this model in these weight and cache formats on this device: the refusals of its
     profile that a plan step in the format meets (`engine_step_refusal`), where it refuses every technique the format
     stands for (int4: plain, AWQ and GPTQ), or None. `profile` asks what a plan could not."""
     for part, dtype in (("weights", weight_dtype), ("cache", kv_dtype)):
         techniques = FORMAT_TECHNIQUES[part].get(dtype or "", ())
-        reasons = [engine_step_refusal(engine, hw, model_type, t) for t in techniques]
+        reasons = [engine_step_refusal(engine, hw, model_type, t, kind) for t in techniques]
         if techniques and all(reasons):
             return reasons[0]
     return None

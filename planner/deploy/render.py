@@ -64,7 +64,7 @@ def engine_config(advice: Advice, engine: str) -> EngineConfig:
     # (on a model with state layers, on this device's backend, on a model type it has no code of its own for)
     refused = [(s.technique, why) for s in advice.plan.steps
                if (why := state_technique_refusal(release, s.technique, model_type)
-                   or engine_step_refusal(release, hw, model_type, s.technique))]
+                   or engine_step_refusal(release, hw, model_type, s.technique, advice.model.kind))]
     if refused:
         kept = [s for s in advice.plan.steps if s.technique not in dict(refused)]
         advice = advice.model_copy(update={"plan": advice.plan.model_copy(update={"steps": kept})})

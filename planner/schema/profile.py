@@ -30,6 +30,12 @@ class ModelSummary(Frozen):
                                   description="state-space and hybrid models: layers by token mixer, e.g. "
                                               "'4 attention, 28 mamba'")
 
+    @property
+    def kind(self) -> str:
+        """"hybrid" (state-space or linear-attention layers), "moe" (routed experts) or "dense", as
+        `analytic.accuracy.architecture_kind` reads a model's spec."""
+        return "hybrid" if self.layer_mix else "moe" if self.moe else "dense"
+
 
 class HardwareSummary(Frozen):
     id: str

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ...analytic.accuracy import architecture_kind
 from ...catalog.engine_refusals import engine_step_refusal
 from ...catalog.engine_state_models import state_technique_refusal
 from ...catalog.engines import deployed_engine, engine_defaults, engine_profile
@@ -42,6 +43,11 @@ class Context:
         """The workload's engine pinned to the release its configs' image runs on this device
         (`engines.deployed_engine`): the release the plan is priced at, whose facts its refusals read."""
         return deployed_engine(self.workload.engine, self.hw)
+
+    @property
+    def kind(self) -> str:
+        """The model's kind (dense, moe, hybrid), which some engines' refusals go by (vLLM's runner choice)."""
+        return architecture_kind(self.spec)
 
 
 # pip distribution -> import name, for the packages a declaration names (the optimizer registry checks them).
@@ -267,7 +273,7 @@ def static_reason(t: Technique, ctx: Context) -> str | None:
             why = (engine.get("missing") or {}).get(t.id)
             return f"{w.engine} {engine['version']} has no option for it" + (
                 f": {why['why']} (source: {why['source'].split(' — ')[0]})" if why else "")
-        if why := engine_step_refusal(ctx.release_engine, ctx.hw, ctx.spec.model_type, t.id):
+        if why := engine_step_refusal(ctx.release_engine, ctx.hw, ctx.spec.model_type, t.id, ctx.kind):
             return why
         runtime = t.combines.get(w.engine)
         if runtime is not None and runtime.batch_one and w.concurrency > 1:

@@ -194,3 +194,26 @@ def test_a_vllm_or_sglang_plan_offloads_whole_gib_as_its_config_does():
     offloaded = advice.plan.predicted.offload_bytes_per_device
     assert offloaded / 2**30 == pytest.approx(round(offloaded / 2**30), abs=1e-6)
     assert engine_config(advice, "sglang").options["cpu-offload-gb"] == round(offloaded / 2**30)
+
+
+@pytest.mark.parametrize(("model", "engine", "refused"), [
+    ("llama-3.1-8b", "vllm", False),  # 0.10-0.11: the V1 runner offloads
+    ("llama-3.1-8b", "vllm==0.21.0", False),
+    ("qwen3-8b", "vllm==0.22.1", True),  # the V2 runner's first default: Qwen3
+    ("llama-3.1-8b", "vllm==0.22.1", False),
+    ("llama-3.1-8b", "vllm==0.23.0", True),
+    ("qwen2.5-14b", "vllm==0.24.0", False),  # Qwen2 was not on the 0.24 list
+    ("qwen2.5-14b", "vllm==0.25.1", True),  # every dense model from 0.25
+    ("qwen1.5-moe-a2.7b", "vllm==0.25.1", True),  # listed MoE
+    ("qwen3-30b-a3b", "vllm==0.27.1", False),  # other MoE models keep the V1 runner
+    ("qwen2.5-14b", "vllm==0.28.0", False),  # 0.28.0 installs the offloader in the V2 runner
+])
+def test_vllm_releases_whose_v2_runner_ignores_cpu_offload_gb_refuse_it(model, engine, refused):
+    """vLLM 0.22-0.27 accept --cpu-offload-gb and, for the models their V2 model runner serves, load the whole model on
+    the GPU anyway (no offloader installed): a profile of that run would price an offload that never happens."""
+    request = ProfileRequest(model=model, hardware="h100-sxm", engine=engine, context=2048, cpu_offload_gb=2)
+    if refused:
+        with pytest.raises(RequestError, match="V2 model runner, which installs no weight offloader"):
+            profile(request)
+    else:
+        assert profile(request).memory.host_weights_bytes == pytest.approx(2 * 2**30, rel=1e-6)
