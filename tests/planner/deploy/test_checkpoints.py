@@ -190,3 +190,12 @@ def test_int8_weight_only_serves_an_int8_checkpoint_or_quantizes_online_where_th
     assert tgi.model == "meta-llama/Llama-3.1-70B-Instruct" and "quantizes" in tgi.notes[-1]
     assert "--quantize eetq" in render(a, "tgi")["tgi/serve.sh"]
     assert "exec vllm serve ./models/llama-3.1-70b-w8a16_int8" in render(a, "vllm")["vllm/serve.sh"]
+
+
+def test_tensorrt_llm_serves_nvidias_published_fp8_70b():
+    """TensorRT-LLM's README told the user to produce an FP8 Llama-3.1-70B with Model Optimizer, which NVIDIA
+    publishes (nvidia/Llama-3.1-70B-Instruct-FP8); vLLM keeps the checkpoint it served before."""
+    a = _plan("llama-3.1-70b", devices=2)
+    assert "weight-fp8" in [s.technique for s in a.plan.steps]
+    assert serving_checkpoint(a, "trtllm", "meta-llama/Llama-3.1-70B").model == "nvidia/Llama-3.1-70B-Instruct-FP8"
+    assert serving_checkpoint(a, "vllm", "meta-llama/Llama-3.1-70B").model == "RedHatAI/Meta-Llama-3.1-70B-Instruct-FP8"
