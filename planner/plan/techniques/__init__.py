@@ -248,6 +248,16 @@ TRAINING_INSTEAD = {
 }
 
 
+def hardware_reason(t: Technique, ctx: Context) -> str | None:
+    """Why the device (or the device count) cannot run technique `t`, or None."""
+    for feature in t.hardware:
+        test, reason = HARDWARE_CHECKS[feature]
+        if not test(ctx.hw, ctx.devices):
+            return reason.format(hw=ctx.hw.id, backend=ctx.hw.features.backend, n=ctx.devices,
+                                 cc=f"compute capability {ctx.hw.features.compute_capability or '?'}")
+    return None
+
+
 def static_reason(t: Technique, ctx: Context) -> str | None:
     """Why technique `t` cannot apply in this context at all, or None when it can."""
     w = ctx.workload
@@ -265,6 +275,9 @@ def static_reason(t: Technique, ctx: Context) -> str | None:
         if w.engine not in t.engines:
             engine = engine_profile(ctx.release_engine)
             if t.id in engine_defaults(ctx.release_engine):
+                # a default of the engine's build for other devices (llama.cpp's CUDA graphs on a Mac) is no default here
+                if why := hardware_reason(t, ctx):
+                    return why
                 return (f"on by default in {w.engine} {engine['version']}: the baseline runs it already, so it is not a "
                         "step of the plan")
             if unplanned := (engine.get("unplanned") or {}).get(t.id):
@@ -278,11 +291,8 @@ def static_reason(t: Technique, ctx: Context) -> str | None:
         runtime = t.combines.get(w.engine)
         if runtime is not None and runtime.batch_one and w.concurrency > 1:
             return f"{w.engine} serves it one sequence at a time; the workload has {w.concurrency} at once"
-    for feature in t.hardware:
-        test, reason = HARDWARE_CHECKS[feature]
-        if not test(ctx.hw, ctx.devices):
-            return reason.format(hw=ctx.hw.id, backend=ctx.hw.features.backend, n=ctx.devices,
-                                 cc=f"compute capability {ctx.hw.features.compute_capability or '?'}")
+    if why := hardware_reason(t, ctx):
+        return why
     for feature in t.model:
         test, reason = MODEL_CHECKS[feature]
         if not test(ctx):

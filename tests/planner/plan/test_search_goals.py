@@ -183,6 +183,10 @@ def test_an_engine_default_without_an_option_and_a_missing_requirement_are_named
                                   engine="llama.cpp"))
     reasons = {r.technique: r.reason for r in advice.rejected}
     assert reasons["cuda-graphs"].startswith("on by default in llama.cpp")
+    # llama.cpp's CUDA graphs are its CUDA build's: on a Mac the device says why not (it read "on by default")
+    mac = advise(AdviseRequest(model="llama-3.1-8b", hardware="m2-ultra", num_devices=1, workload="chat",
+                               engine="llama.cpp"))
+    assert {r.technique: r.reason for r in mac.rejected}["cuda-graphs"] == "needs a CUDA or ROCm GPU; m2-ultra runs metal"
     # vLLM's V1 engine compiles the forward pass itself (it read "vllm 0.10.2 has no option for it")
     vllm = advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", num_devices=1, workload="chat"))
     assert {r.technique: r.reason for r in vllm.rejected}["torch-compile"].startswith(
