@@ -73,6 +73,10 @@ def _flash_params(ctx: Context) -> dict:
     if sinks and ctx.spec.attention_sinks and ctx.hw.features.backend == "cuda" and \
             below_compute_capability(ctx.hw, sinks["below_compute_capability"]):
         return {"kernel": sinks["kernel"]}
+    # an engine whose default kernel on older CUDA GPUs is not FlashAttention (SGLang's FlashInfer before Hopper)
+    older = engine_fact(ctx.workload.engine, "attention_kernel_below")
+    if older and ctx.hw.features.backend == "cuda" and below_compute_capability(ctx.hw, older["below_compute_capability"]):
+        return {"kernel": older["kernel"]}
     blackwell = ctx.hw.features.backend == "cuda" and not below_compute_capability(ctx.hw, 10.0)
     if ctx.hw.features.flash_attention >= 3 and blackwell:
         # FlashAttention-3 is Hopper's; on Blackwell vLLM puts FlashInfer first (profiles/engines/vllm.yaml) and

@@ -187,6 +187,12 @@ def test_an_engine_default_without_an_option_and_a_missing_requirement_are_named
     mac = advise(AdviseRequest(model="llama-3.1-8b", hardware="m2-ultra", num_devices=1, workload="chat",
                                engine="llama.cpp"))
     assert {r.technique: r.reason for r in mac.rejected}["cuda-graphs"] == "needs a CUDA or ROCm GPU; m2-ultra runs metal"
+    # SGLang runs FlashInfer before Hopper (it read "flash-attention: version=2" on an L4)
+    for hw, want in (("l4", {"kernel": "FlashInfer (SGLang's default attention backend before Hopper)"}),
+                     ("h100-sxm", {"version": 3})):
+        plan = advise(AdviseRequest(model="llama-3.1-8b", hardware=hw, num_devices=1, workload="chat",
+                                    engine="sglang")).plan
+        assert next(s.params for s in plan.steps if s.technique == "flash-attention") == want, hw
     # vLLM's V1 engine compiles the forward pass itself (it read "vllm 0.10.2 has no option for it")
     vllm = advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", num_devices=1, workload="chat"))
     assert {r.technique: r.reason for r in vllm.rejected}["torch-compile"].startswith(
