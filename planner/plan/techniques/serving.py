@@ -6,6 +6,7 @@ from __future__ import annotations
 from ...analytic.efficiency import prefill_chunk_tokens
 from ...catalog.engines import (
     below_compute_capability,
+    device_fact,
     engine_chunk_budget,
     engine_fact,
     engine_mixes_prefill,
@@ -73,10 +74,9 @@ def _flash_params(ctx: Context) -> dict:
     if sinks and ctx.spec.attention_sinks and ctx.hw.features.backend == "cuda" and \
             below_compute_capability(ctx.hw, sinks["below_compute_capability"]):
         return {"kernel": sinks["kernel"]}
-    # an engine whose default kernel on older CUDA GPUs is not FlashAttention (SGLang's FlashInfer before Hopper)
-    older = engine_fact(ctx.workload.engine, "attention_kernel_below")
-    if older and ctx.hw.features.backend == "cuda" and below_compute_capability(ctx.hw, older["below_compute_capability"]):
-        return {"kernel": older["kernel"]}
+    # a device rule's kernel where it is not FlashAttention (SGLang's FlashInfer before Hopper)
+    if kernel := device_fact(ctx.workload.engine, ctx.hw, "attention_kernel"):
+        return {"kernel": kernel}
     blackwell = ctx.hw.features.backend == "cuda" and not below_compute_capability(ctx.hw, 10.0)
     if ctx.hw.features.flash_attention >= 3 and blackwell:
         # FlashAttention-3 is Hopper's; on Blackwell vLLM puts FlashInfer first (profiles/engines/vllm.yaml) and
