@@ -72,7 +72,8 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
             cfg.applied.append((t_id, "kv_cache_config.enable_block_reuse"))
         elif t_id == "cuda-graphs":
             extra["cuda_graph_config"] = {"max_batch_size": max_seqs(advice), "enable_padding": True}
-            cfg.applied.append((t_id, "cuda_graph_config"))
+            cfg.applied.append((t_id, "cuda_graph_config: decode graphs (on by default from 1.0) captured up to the plan's "
+                                      "batch, padded to the nearest captured size"))
         elif t_id == "flash-attention":
             cfg.applied.append((t_id, "TensorRT-LLM's fused attention kernels are its default"))
         elif t_id == "spec-draft":

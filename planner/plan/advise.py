@@ -381,7 +381,8 @@ def _document(spec: ModelSpec, workload: Workload, hw: HardwareSpec, devices: in
     if predictions and engine_budget_per_group(workload.engine):  # vLLM's max_num_seqs holds per data-parallel rank
         per_server = -(-per_server // predictions[-1].attention_data_parallel)
     params_ctx = replace(ctx, workload=workload.model_copy(update={"concurrency": per_server}))
-    engine = workload.engine if workload.goal != "training" else None
+    # the engine at the release the plan is priced at, whose defaults the baseline runs (`search.engine_baseline`)
+    engine = ctx.release_engine if workload.goal != "training" else None
     for t, predicted in zip(steps_t, predictions):
         steps.append(PlanStep(technique=t.id, name=t.name, params=t.parameters(params_ctx), why=t.summary,
                               quality_risk=t.quality_risk, quality_loss_pct=t.loss(ctx), quality_source=t.source(ctx),

@@ -178,6 +178,20 @@ def test_idle_replicas_serve_nothing_and_the_advice_says_so():
     assert p.cost_per_million_tokens_usd > 1.9 * half.predicted.cost_per_million_tokens_usd
 
 
+def test_a_default_is_read_at_the_release_the_plan_is_priced_at():
+    """TensorRT-LLM's decode CUDA graphs are on by default from 1.0 (the release its configs run), not in 0.20: the
+    plan's step is the engine's default there, and says at which release (it read as a step of the plan)."""
+    from optiplan.planner.catalog.engines import engine_defaults
+    assert "cuda-graphs" in engine_defaults("trtllm==1.0.0") and "cuda-graphs" in engine_defaults("trtllm==1.1.0")
+    assert "cuda-graphs" not in engine_defaults("trtllm==0.21.0")
+    assert {"paged-kv", "prefix-caching", "flash-attention"} <= set(engine_defaults("trtllm==0.21.0"))
+    plan = advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", num_devices=1, workload="chat",
+                                engine="trtllm")).plan
+    step = next(s for s in plan.steps if s.technique == "cuda-graphs")
+    assert step.engine_default and step.effect_source.startswith("on by default in trtllm==1.0.0")
+    assert step.predicted.tpot_ms == plan.steps[plan.steps.index(step) - 1].predicted.tpot_ms
+
+
 def test_an_engine_default_without_an_option_and_a_missing_requirement_are_named(tmp_path):
     advice = advise(AdviseRequest(model="llama-3.1-8b", hardware="rtx-4090", num_devices=1, workload="chat",
                                   engine="llama.cpp"))
