@@ -4,6 +4,9 @@ file of its own), and how the engine's cache makes room for its attention window
 
 from __future__ import annotations
 
+from typing import Any
+
+from ... import profiles
 from ..schema import HardwareSpec, ModelSpec
 from .engines import device_fact, engine_fact
 from .hardware import device_checkpoint_dtype
@@ -40,3 +43,13 @@ def engine_window_pools(engine: str | None, model_type: str, hw: HardwareSpec | 
         raise ValueError(f"profiles/engines/{engine}.yaml window_pools: split {split!r} is none of "
                          f"{', '.join(WINDOW_SPLITS)}")
     return split, rule.get("ratio", 1.0)
+
+
+def published_checkpoint(model: str, fmt: str, engine: str | None, instruct: bool) -> dict[str, Any] | None:
+    """The catalog's published checkpoint of `model` in weight format `fmt` that `engine` loads, of the same model the
+    workload serves (the instruct one for a chat workload, else the base one), or None (a model outside the catalog,
+    or none published)."""
+    name = profiles.resolve_model_name(model)
+    checkpoints = profiles.load_model(name).get("checkpoints") or [] if name else []
+    return next((c for c in checkpoints if c["format"] == fmt and engine in c["engines"] and c["instruct"] == instruct),
+                None)

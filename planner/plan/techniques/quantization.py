@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...catalog.engines import engine_storage, kv_fp8_storage
+from ...catalog.engines import device_fact, engine_storage, kv_fp8_storage
 from ...catalog.kernels import triton_gemm
-from ...catalog.served import served_checkpoint_dtype
+from ...catalog.served import published_checkpoint, served_checkpoint_dtype
+from ...catalog.workloads import serves_instruct
 from ..quality import QualityLoss, published_loss
 from ..state import PlanState
 from . import REGISTRY, Applied, Combines, Context, Option, Technique, register, static_reason
@@ -94,6 +95,19 @@ def _gemm_params(dtype: str, base: dict):
 def _weight_only_fp8(ctx: Context) -> bool:
     """transformers applies fp8 weights weight-only (quanto); serving engines run W8A8 fp8."""
     return ctx.workload.engine == "transformers"
+
+
+def _fp8_params(ctx: Context) -> dict:
+    """How the fp8 weights are scaled: the published checkpoint's own scheme where the engine serves one (the catalog's
+    `scales`), else the engine's own fp8 quantization of the 16-bit checkpoint (its profile's `fp8_scales`);
+    transformers quantizes weight-only (quanto qfloat8, a scale per output channel)."""
+    if _weight_only_fp8(ctx):
+        return {"format": "e4m3", "scales": "per-channel weights"}
+    engine = ctx.workload.engine
+    if checkpoint := published_checkpoint(ctx.spec.name, "fp8", engine, serves_instruct(ctx.workload)):
+        return {"format": "e4m3", "scales": checkpoint["scales"], "checkpoint": checkpoint["hub_id"]}
+    return {"format": "e4m3", "scales": device_fact(engine, ctx.hw, "fp8_scales")
+            or "per-channel weights, dynamic per-token activations"}
 
 
 def _fp8_weights(state: PlanState, ctx: Context) -> PlanState:
@@ -211,15 +225,15 @@ register(
         id="weight-fp8", engines=("vllm", "sglang", "tgi", "trtllm", "transformers"),
         name="fp8 weights (W8A8 fp8 in serving engines, weight-only in transformers)", family="weight quantization",
         group=WEIGHTS,
-        summary="e4m3 weights with per-channel scales. Serving engines add dynamic per-token fp8 activations on fp8 "
-                "tensor cores (W8A8); transformers keeps 16-bit activations (optimum-quanto qfloat8 weight-only).",
+        summary="e4m3 weights. Serving engines run fp8 activations too, on fp8 tensor cores (W8A8), scaled as the "
+                "checkpoint they serve is (a published one's own scheme) or as they quantize the 16-bit one; "
+                "transformers keeps 16-bit activations (optimum-quanto qfloat8 weight-only).",
         transform=_fp8_weights, hardware=("fp8",), packages=("optimum-quanto",), quality_risk="low",
         check=_served_in_4bit,
         quality_loss_pct=0.3,
         quality_source="Micikevicius et al., FP8 Formats for Deep Learning (arXiv 2209.05433) and vLLM fp8 docs: "
                        "within 0.3% of 16-bit on Llama-class models",
-        params=lambda ctx: {"format": "e4m3", "scales": "per-channel weights" if _weight_only_fp8(ctx) else
-                            "per-channel weights, dynamic per-token activations"},
+        params=_fp8_params,
         unchanged="the published checkpoint is already fp8 and runs as it is on this device",
         apply=Applied("quantize:fp8_weights", changes_weights=True, aim=("weights_bytes", "lower"))),
     Technique(

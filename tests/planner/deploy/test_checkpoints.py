@@ -199,3 +199,40 @@ def test_tensorrt_llm_serves_nvidias_published_fp8_70b():
     assert "weight-fp8" in [s.technique for s in a.plan.steps]
     assert serving_checkpoint(a, "trtllm", "meta-llama/Llama-3.1-70B").model == "nvidia/Llama-3.1-70B-Instruct-FP8"
     assert serving_checkpoint(a, "vllm", "meta-llama/Llama-3.1-70B").model == "RedHatAI/Meta-Llama-3.1-70B-Instruct-FP8"
+
+
+def test_the_fp8_step_names_the_scales_of_what_the_engine_serves(tmp_path):
+    """The weight-fp8 step said "per-channel weights, dynamic per-token activations" for every engine, while the
+    checkpoints served are per-tensor and static (NVIDIA's Model Optimizer, RedHatAI's FP8), per-channel and dynamic
+    (RedHatAI's FP8-dynamic) or in 128x128 blocks (Qwen's). It names the served checkpoint and its scales now, or the
+    engine's own fp8 quantization where it serves none."""
+    for engine, model, hub in (("vllm", "llama-3.1-70b", "RedHatAI/Meta-Llama-3.1-70B-Instruct-FP8"),
+                               ("trtllm", "llama-3.1-70b", "nvidia/Llama-3.1-70B-Instruct-FP8"),
+                               ("sglang", "qwen3-32b", "Qwen/Qwen3-32B-FP8"),
+                               ("vllm", "qwen2.5-72b", "RedHatAI/Qwen2.5-72B-Instruct-FP8-dynamic")):
+        a = _plan(model, devices=2, engine=engine)
+        step = next(s for s in a.plan.steps if s.technique == "weight-fp8")
+        assert step.params["checkpoint"] == hub, (engine, model)
+        # the config serves the checkpoint the step names
+        assert serving_checkpoint(a, engine, a.model.name).model == hub, (engine, model)
+    scales = {hub: next(c["scales"] for c in profiles.load_model(m)["checkpoints"] if c["hub_id"] == hub)
+              for m, hub in (("llama-3.1-70b", "nvidia/Llama-3.1-70B-Instruct-FP8"),
+                             ("qwen3-32b", "Qwen/Qwen3-32B-FP8"),
+                             ("qwen2.5-72b", "RedHatAI/Qwen2.5-72B-Instruct-FP8-dynamic"))}
+    assert scales["nvidia/Llama-3.1-70B-Instruct-FP8"].startswith("per-tensor weights and activations, both scales static")
+    assert scales["Qwen/Qwen3-32B-FP8"].startswith("128x128-block weights")
+    assert scales["RedHatAI/Qwen2.5-72B-Instruct-FP8-dynamic"].startswith("per-channel weights")
+    # no fp8 checkpoint of Mistral-7B: each engine's own quantization of the 16-bit one, by device where it differs
+    workload = tmp_path / "fp8-only.yaml"
+    workload.write_text("name: fp8-only\nprompt_tokens_mean: 1024\noutput_tokens_mean: 256\nconcurrency: 8\n"
+                        "goal: memory\nmax_quality_loss_pct: 1.0\nallowed_techniques: [weight-fp8]\n")
+    for engine, hw, want in (("vllm", "h100-sxm", "per-tensor weights (quantized as the engine loads them)"),
+                             ("tgi", "h100-sxm", "per-channel weights (quantized as the engine loads them), activations"),
+                             ("tgi", "l40s", "per-channel weights (quantized as the engine loads them), weight-only"),
+                             ("transformers", "h100-sxm", "per-channel weights")):
+        a = _plan("mistral-7b-v0.1", workload=str(workload), hardware=hw, engine=engine)
+        step = next(s for s in a.plan.steps if s.technique == "weight-fp8")
+        assert step.params["scales"].startswith(want) and "checkpoint" not in step.params, (engine, hw)
+    for name in profiles.model_names():
+        for c in profiles.load_model(name).get("checkpoints") or []:
+            assert c["format"] != "fp8" or (c["scales"] and c["scales_source"]), (name, c["hub_id"])
