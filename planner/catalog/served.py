@@ -1,6 +1,8 @@
 """How an engine serves a given model: the weight format of its published checkpoint (its own low-precision format
 where the engine and the device run it as it is, else None: the engine dequantizes it to 16 bits, or converts it to a
-file of its own), and how the engine's cache makes room for its attention windows."""
+file of its own), the published checkpoint it serves in a plan's weight format (`published_checkpoint`, whose
+quantization blocks decide how a MoE's experts can split: `experts_split_whole`), and how the engine's cache makes
+room for its attention windows."""
 
 from __future__ import annotations
 
@@ -53,3 +55,37 @@ def published_checkpoint(model: str, fmt: str, engine: str | None, instruct: boo
     checkpoints = profiles.load_model(name).get("checkpoints") or [] if name else []
     return next((c for c in checkpoints if c["format"] == fmt and engine in c["engines"] and c["instruct"] == instruct),
                 None)
+
+
+def block_split(spec: ModelSpec, block: int, tp: int, experts_whole: bool,
+                expert_tp: int | None = None) -> tuple[list[str], list[str]]:
+    """The MLP widths whose tensor-parallel shard (width / tp) is not whole quantization blocks of `block` columns,
+    which a block-fp8 checkpoint cannot load: (the routed experts' width, which expert parallelism keeps whole, split
+    over `expert_tp` ranks where they are more than the attention's, vLLM's data-parallel ranks; the dense and shared
+    MLPs' widths, which nothing but a smaller tensor parallel fixes)."""
+    widths = [] if spec.moe is not None and all(spec.layer_moe) else [("dense MLP", spec.intermediate_size)]
+    experts = []
+    if spec.moe is not None:
+        if spec.moe.shared_intermediate_size:
+            widths.append(("shared expert", spec.moe.shared_intermediate_size))
+        if not experts_whole:
+            experts.append(("routed expert", spec.moe.expert_intermediate_size))
+
+    def bad(pairs, n):
+        return [f"{name} {w} / {n} = {w // n}" for name, w in pairs if w % n or (w // n) % block]
+    return bad(experts, expert_tp or tp), bad(widths, tp)
+
+
+def experts_split_whole(spec: ModelSpec, engine: str | None, instruct: bool, tp: int, expert_tp: int) -> bool:
+    """Whether a MoE model's routed experts must split whole over their devices (expert parallel) where the engine
+    serves its published block-fp8 checkpoint: their width over the `expert_tp` devices that would slice them is not
+    whole quantization blocks, which the checkpoint cannot load (the configs then turn expert parallelism on:
+    `deploy.checkpoints`)."""
+    if spec.moe is None or expert_tp <= 1:
+        return False
+    checkpoint = published_checkpoint(spec.name, "fp8", engine, instruct) or {}
+    block = checkpoint.get("weight_block_size")
+    if not block:
+        return False
+    experts, rest = block_split(spec, block, tp, False, expert_tp)
+    return bool(experts) and not rest  # where the rest does not split either, the engine serves no such checkpoint

@@ -13,6 +13,7 @@ from ..analytic.setup import build_setup, total_weight_bytes
 from ..catalog.dtypes import bytes_per_element
 from ..catalog.hardware import resolve_hardware
 from ..catalog.models import catalog_entry, resolve_model
+from ..catalog.served import block_split
 from ..catalog.workloads import serves_instruct
 from ..errors import DeployError
 from ..schema import ModelSpec
@@ -72,25 +73,6 @@ class Served:
 EXPERTS_WHOLE = {"vllm": lambda tp: {"enable-expert-parallel": True}, "sglang": lambda tp: {"expert-parallel-size": tp}}
 
 
-def block_split(spec: ModelSpec, block: int, tp: int, experts_whole: bool,
-                expert_tp: int | None = None) -> tuple[list[str], list[str]]:
-    """The MLP widths whose tensor-parallel shard (width / tp) is not whole quantization blocks of `block` columns,
-    which a block-fp8 checkpoint cannot load: (the routed experts' width, which expert parallelism keeps whole, split
-    over `expert_tp` ranks where they are more than the attention's, vLLM's data-parallel ranks; the dense and shared
-    MLPs' widths, which nothing but a smaller tensor parallel fixes)."""
-    widths = [] if spec.moe is not None and all(spec.layer_moe) else [("dense MLP", spec.intermediate_size)]
-    experts = []
-    if spec.moe is not None:
-        if spec.moe.shared_intermediate_size:
-            widths.append(("shared expert", spec.moe.shared_intermediate_size))
-        if not experts_whole:
-            experts.append(("routed expert", spec.moe.expert_intermediate_size))
-
-    def bad(pairs, n):
-        return [f"{name} {w} / {n} = {w // n}" for name, w in pairs if w % n or (w // n) % block]
-    return bad(experts, expert_tp or tp), bad(widths, tp)
-
-
 def wants_instruct(advice: Advice) -> bool:
     return serves_instruct(advice.workload)
 
@@ -127,8 +109,10 @@ def serving_checkpoint(advice: Advice, engine: str, default: str, not_applied: f
     # serves as DP attention, its experts over every device as well
     expert_tp = tp * dp if (engine == "vllm" and dp > 1) or predicted.attention_data_parallel > 1 else tp
     if match is not None and block and expert_tp > 1:
-        experts, rest = block_split(resolve_model(advice.model.source.split(":", 1)[1]), block, tp,
-                                    advice.plan.predicted.expert_parallel > 1, expert_tp)
+        # an expert-parallel step splits the experts whole; a tensor- or data-parallel plan that would slice them into
+        # partial blocks is priced with them whole (`served.experts_split_whole`), and the note says why
+        ep_step = any(s.technique in ("expert-parallel", "expert-parallel-tp-attention") for s in advice.plan.steps)
+        experts, rest = block_split(resolve_model(advice.model.source.split(":", 1)[1]), block, tp, ep_step, expert_tp)
         why = f"{match['hub_id']} is quantized in blocks of {block} columns ({match['block_source']})"
         if rest and engine in ONLINE.get(fmt, ()):
             online = _online_peak(advice, engine, fmt, expert_tp) is None
@@ -146,7 +130,7 @@ def serving_checkpoint(advice: Advice, engine: str, default: str, not_applied: f
                     "data-parallel rank: the expert layers form a (DP x TP) sized tensor parallel group by default)")
             served.notes.append(f"{why}: at {over} its {experts[0]} columns per device are not whole blocks, so the "
                                 f"experts split whole over the {expert_tp} devices (expert parallel; attention keeps "
-                                "its layout)")
+                                "its layout), as the plan prices them")
     if match is not None:
         served.model, served.published = match["hub_id"], fmt
         served.notes.append(f"serves {match['hub_id']}, a published {fmt} checkpoint (source: {match['source']})")

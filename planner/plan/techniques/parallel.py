@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from ...analytic.memory import per_device_bytes
 from ...catalog.engines import engine_dp_shares_experts, engine_splits_layers
+from ...catalog.served import experts_split_whole
+from ...catalog.workloads import serves_instruct
 from ..disaggregation import best_layout
 from ..state import PlanState, to_setup
 from . import Context, Technique, register
@@ -29,9 +31,19 @@ def _tp_check(ctx: Context) -> str | None:
     return None
 
 
+def _experts(state: PlanState, ctx: Context, tp: int, expert_tp: int) -> int:
+    """The expert-parallel size of a layout that slices the routed experts over `expert_tp` devices: 1, or all of
+    them where the published block-fp8 checkpoint the plan serves cannot be sliced so (its experts' columns per device
+    not whole blocks): the engine then runs them whole over those devices, as the configs set it
+    (`served.experts_split_whole`), and the plan is priced so."""
+    whole = state.weight_dtype == "fp8" and experts_split_whole(ctx.spec, ctx.workload.engine,
+                                                               serves_instruct(ctx.workload), tp, expert_tp)
+    return expert_tp if whole else 1
+
+
 def _tp(state: PlanState, ctx: Context) -> PlanState:
     tp = _tp_size(ctx)
-    return state.with_(tp=tp, pp=ctx.devices // tp, ep=1, attention_dp=1)
+    return state.with_(tp=tp, pp=ctx.devices // tp, ep=_experts(state, ctx, tp, tp), attention_dp=1)
 
 
 def _pp_check(ctx: Context) -> str | None:
@@ -68,8 +80,10 @@ def _data_parallel(state: PlanState, ctx: Context, size: int) -> PlanState:
     all the devices of a node, each step's expert layers synchronised over the groups; across nodes, one server per
     replica (the configs start them apart, behind a load balancer), each with its own copy of the experts."""
     if ctx.spec.moe is not None and engine_dp_shares_experts(ctx.workload.engine) and ctx.devices <= _per_node(ctx):
-        return state.with_(tp=size, pp=1, ep=1, attention_dp=ctx.devices // size, replicas=1, offload_fraction=0.0)
-    return state.with_(tp=size, pp=1, ep=1, attention_dp=1, replicas=ctx.devices // size, offload_fraction=0.0)
+        return state.with_(tp=size, pp=1, ep=_experts(state, ctx, size, ctx.devices), attention_dp=ctx.devices // size,
+                           replicas=1, offload_fraction=0.0)
+    return state.with_(tp=size, pp=1, ep=_experts(state, ctx, size, size), attention_dp=1,
+                       replicas=ctx.devices // size, offload_fraction=0.0)
 
 
 # A replica must leave at least a third of each device to its KV cache: replicas that barely hold their weights

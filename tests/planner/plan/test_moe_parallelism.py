@@ -68,44 +68,70 @@ def test_deepseek_on_two_nodes_keeps_attention_tensor_parallel_inside_each_node(
         assert option in sglang
 
 
-def test_a_block_fp8_checkpoint_whose_experts_do_not_split_runs_them_expert_parallel():
-    # Qwen3-30B-A3B-FP8: 128-column blocks, experts 768 wide: 192 per device at TP4, not whole blocks
-    a = advise(AdviseRequest(model="qwen3-30b-a3b", hardware="h100-sxm", num_devices=4, workload="chat"))
-    assert a.plan.predicted.tensor_parallel == 4 and a.plan.predicted.expert_parallel == 1
+def test_a_block_fp8_checkpoint_whose_experts_do_not_split_runs_them_expert_parallel(tmp_path):
+    # Qwen3-30B-A3B-FP8: 128-column blocks, experts 768 wide: 192 per device at TP4, not whole blocks. The plan is
+    # priced as it runs: the experts whole over the four (it was priced with them sliced while its configs split them
+    # whole). So priced, fp8 is within 5% of int8 weight-only for a chat workload, whose lower quality loss wins the
+    # tie: the workload here leaves int8 out.
+    workload = tmp_path / "chat-no-int8.yaml"
+    workload.write_text("name: chat-no-int8\nprompt_tokens_mean: 1024\noutput_tokens_mean: 320\nconcurrency: 32\n"
+                        "goal: latency\nmax_quality_loss_pct: 1.0\ndenied_techniques: [weight-int8]\n")
+    a = advise(AdviseRequest(model="qwen3-30b-a3b", hardware="h100-sxm", num_devices=4, workload=str(workload)))
+    assert a.plan.predicted.tensor_parallel == 4 and a.plan.predicted.expert_parallel == 4
     assert "weight-fp8" in [s.technique for s in a.plan.steps]
     vllm = render(a, "vllm")["vllm/serve.sh"]
     assert "Qwen/Qwen3-30B-A3B-FP8" in vllm and "--enable-expert-parallel" in vllm
     assert "--expert-parallel-size 4" in render(a, "sglang")["sglang/serve.sh"]
 
 
-def test_vllm_slices_a_moes_experts_over_its_data_parallel_ranks_too():
+def test_vllm_slices_a_moes_experts_over_its_data_parallel_ranks_too(tmp_path):
     # vLLM's --data-parallel-size copies only a MoE's attention and dense layers: its MoE layers form one
-    # tensor-parallel group over every rank (docs/serving/data_parallel_deployment.md). Qwen3-235B-A22B-FP8 on eight
-    # H200 at DP8: attention data parallel, each device a copy of the attention and an eighth of the experts, not
-    # eight whole copies (which 235 GB of fp8 weights could not be on 141 GB devices)
-    a = advise(AdviseRequest(model="qwen3-235b-a22b", hardware="h200-sxm", num_devices=8, workload="chat",
-                             goal="throughput"))
+    # tensor-parallel group over every rank (docs/serving/data_parallel_deployment.md). Qwen3-235B-A22B in bf16 on
+    # eight H200 at DP8: attention data parallel, each device a copy of the attention and an eighth of the experts, not
+    # eight whole copies (which 470 GB of bf16 weights could not be on 141 GB devices)
+    bf16 = tmp_path / "throughput-bf16.yaml"
+    bf16.write_text("name: throughput-bf16\nprompt_tokens_mean: 1024\noutput_tokens_mean: 320\nconcurrency: 32\n"
+                    "goal: throughput\nmax_quality_loss_pct: 1.0\ndenied_techniques: [weight-fp8, weight-int8, "
+                    "weight-w8a8-int8, weight-int4-awq, weight-int4-gptq, weight-int4, weight-nf4, weight-fp4]\n")
+    a = advise(AdviseRequest(model="qwen3-235b-a22b", hardware="h200-sxm", num_devices=8, workload=str(bf16)))
     p = a.plan.predicted
     assert "data-parallel" in [s.technique for s in a.plan.steps]
     assert (p.tensor_parallel, p.attention_data_parallel, p.data_parallel, p.expert_parallel) == (1, 8, 1, 1)
-    assert p.weights_per_device_bytes < 0.25 * 235e9
+    assert p.weights_per_device_bytes < 0.2 * 470e9
     files = render(a, "vllm")
     serve = files["vllm/serve.sh"]
     assert "--data-parallel-size 8" in serve and "--api-server-count 8" in serve
-    # its 1,536-wide experts split 192 a device, not whole 128-column blocks, and the checkpoint would not load: the
-    # experts go whole (expert parallel over the eight)
-    assert "Qwen/Qwen3-235B-A22B-FP8" in serve and "--enable-expert-parallel" in serve
-    assert "routed expert 1536 / 8 = 192" in files["README.md"]
-    # SGLang serves the same layout as DP attention (its --tp-size counts every device), the experts whole as well
+    assert "--enable-expert-parallel" not in serve
+    # SGLang serves the same layout as DP attention (its --tp-size counts every device)
     sglang = render(a, "sglang")["sglang/serve.sh"]
-    for option in ("--tensor-parallel-size 8", "--enable-dp-attention", "--data-parallel-size 8",
-                   "--expert-parallel-size 8"):
+    for option in ("--tensor-parallel-size 8", "--enable-dp-attention", "--data-parallel-size 8"):
         assert option in sglang
+    assert "--expert-parallel-size" not in sglang
     # engines without the step spread the model over the same eight devices by plain tensor parallelism
     from optiplan.planner.deploy.render import engine_config
 
     assert engine_config(a, "trtllm").options["tp_size"] == 8
     assert engine_config(a, "tgi").options["num-shard"] == 8
+    # In Qwen's FP8 checkpoint its 1,536-wide experts would split 192 a device, not whole 128-column blocks, and it
+    # would not load: the experts go whole (expert parallel over the eight), and the plan is priced so (it was priced
+    # with them sliced while its configs split them whole)
+    fp8 = tmp_path / "throughput-dp-fp8.yaml"
+    fp8.write_text("name: throughput-dp-fp8\nprompt_tokens_mean: 1024\noutput_tokens_mean: 320\nconcurrency: 32\n"
+                   "goal: throughput\nmax_quality_loss_pct: 1.0\nallowed_techniques: [weight-fp8, data-parallel, "
+                   "paged-kv, chunked-prefill, prefix-caching, cuda-graphs, flash-attention]\n")
+    a = advise(AdviseRequest(model="qwen3-235b-a22b", hardware="h200-sxm", num_devices=8, workload=str(fp8)))
+    p = a.plan.predicted
+    assert "data-parallel" in [s.technique for s in a.plan.steps]
+    assert (p.tensor_parallel, p.attention_data_parallel, p.data_parallel, p.expert_parallel) == (1, 8, 1, 8)
+    files = render(a, "vllm")
+    serve = files["vllm/serve.sh"]
+    assert "Qwen/Qwen3-235B-A22B-FP8" in serve and "--data-parallel-size 8" in serve
+    assert "--enable-expert-parallel" in serve
+    assert "routed expert 1536 / 8 = 192" in files["README.md"]
+    sglang = render(a, "sglang")["sglang/serve.sh"]
+    for option in ("--tensor-parallel-size 8", "--enable-dp-attention", "--data-parallel-size 8",
+                   "--expert-parallel-size 8"):
+        assert option in sglang
 
 
 def test_vllm_data_parallel_of_a_moe_across_nodes_is_one_server_per_copy():
