@@ -178,11 +178,12 @@ def cache_room(s: Setup, weights: float, other: float, raised: bool = False) -> 
     """Bytes of one device the KV cache may take beside `weights` and `other` bytes (the runtime, activations and
     masks): what the engine gives its cache by default (`Setup.kv_memory`: vLLM runs within 0.9 of the device,
     TensorRT-LLM gives the cache 0.9 of what is free, SGLang keeps a reserve beside weights and cache), never more than
-    is left; `raised`: with a share raised to RAISED_SHARE (the engine's option set higher)."""
+    is left; where the engine takes no share, what is left less the margin a plan keeps (`Setup.cache_margin_bytes`:
+    llama.cpp's); `raised`: with a share raised to RAISED_SHARE (the engine's option set higher)."""
     free = s.hw.memory_bytes - weights - other
     pool = _pool(s, raised)
     if pool is None:
-        return free
+        return free - s.cache_margin_bytes
     kind, value = pool
     if kind == "reserve":
         return min(free, _static_bytes(s, value) - weights)
@@ -198,7 +199,7 @@ def weights_room(s: Setup, kv: float, other: float, raised: bool = False) -> flo
     left = s.hw.memory_bytes - other - kv
     pool = _pool(s, raised)
     if pool is None:
-        return left
+        return left - s.cache_margin_bytes
     kind, value = pool
     if kind == "reserve":
         return min(left, _static_bytes(s, value) - kv)

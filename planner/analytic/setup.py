@@ -115,6 +115,9 @@ class Setup:
     # how much of the device the engine gives its KV cache by default (`engines.engine_kv_memory`): vLLM runs within
     # 0.9 of it, TensorRT-LLM gives the cache 0.9 of what is free, SGLang reserves a few GiB beside weights and cache
     kv_memory: tuple[str, float] | None = None
+    # memory a plan leaves free on each device where the engine takes no share of it for its cache (kv_memory None)
+    # and sizes the cache as the config says (llama.cpp's -c): its own fitter's margin (`cache_margin_mib`)
+    cache_margin_bytes: float = 0.0
     # the peak of the engine's start-up profiling run where its sampler sets it, held out of the cache's share like a
     # prefill's activations (vLLM: `engines.engine_sampler_row_bytes`): bytes per running-sequence slot on one device,
     # and the slots it profiles, its running cap per scheduler by default, or None where the deployment's config sets
@@ -480,6 +483,7 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         and runtime == engine_runtime(engine) and engine_casts_whole_weight(engine, weight_dtype),
         mixed_prefill=engine_mixes_prefill(engine, attention_dp, speculative) if mixed_prefill is None else mixed_prefill,
         schedules_ahead=engine_schedules_ahead(engine, speculative, pp, spec.model_type),
+        cache_margin_bytes=(engine_fact(engine, "cache_margin_mib") or 0) * 2**20 if hw.kind == "gpu" else 0.0,
         kv_memory=engine_kv_memory(engine, hw, tp * pp, attention_dp, speculative,
                                    graph_mib=engine_graphs.prefill_graph_reserve_mib(engine, spec, graphs)),
         sampler_row_bytes=engine_sampler_row_bytes(engine, hw, spec.vocab_size, sampler),

@@ -246,3 +246,18 @@ def test_a_batch_beyond_the_cache_an_engine_sizes_at_start_up_does_not_fit():
     r = profile(ProfileRequest(model="phi-3.5-moe", hardware="h100-sxm", engine="trtllm"))
     assert r.throughput.max_batch == 0 and not r.fits
     assert any("its start-up profiling run the engine's cache holds 0 sequences" in w for w in r.warnings)
+
+
+def test_llama_cpp_plans_leave_each_gpu_its_fitters_margin():
+    """llama.cpp allocates the --ctx-size a config sets, whole, and takes no share of the GPU of its own: a plan that
+    sizes it to the most sequences that fit had filled an H100 to within 5 MB. It leaves the 1 GiB a GPU that
+    llama.cpp's own fitter (--fit) keeps free."""
+    from optiplan.planner.plan.advise import advise
+    from optiplan.planner.schema import AdviseRequest
+
+    a = advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", num_devices=1, workload="batch-offline",
+                             engine="llama.cpp"))
+    p = a.plan.predicted
+    left = p.device_memory_bytes - p.memory_per_device_bytes
+    per_sequence = p.kv_cache_per_device_bytes / p.batch
+    assert GIB <= left < GIB + 2 * per_sequence
