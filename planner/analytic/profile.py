@@ -424,7 +424,8 @@ def profile_setup(request: ProfileRequest, s: Setup, sp: Speculating | None = No
         model=model_summary(spec),
         hardware=HardwareSummary(
             id=hw.id, name=hw.name, num_devices=request.num_devices, tensor_parallel=s.tp, pipeline_parallel=s.pp,
-            memory_per_device_bytes=hw.memory_bytes, bandwidth_bytes_per_s=hw.memory_bandwidth_bytes_per_s,
+            memory_per_device_bytes=hw.memory_bytes, unified_memory_bytes=hw.unified_memory_bytes,
+            bandwidth_bytes_per_s=hw.memory_bandwidth_bytes_per_s,
             compute_dtype=s.compute_dtype, peak_tflops=peak, ridge_flops_per_byte=s.ridge,
         ),
         memory=MemoryBreakdown(

@@ -30,6 +30,8 @@ def hardware_from_dict(data: dict, where: str) -> HardwareSpec:
         d["memory_bytes"] = int(float(d.pop("memory_gib")) * GIB)
         d["memory_bandwidth_bytes_per_s"] = float(d.pop("bandwidth_tbps")) * 1e12
         d["runtime_overhead_bytes"] = int(float(d.pop("runtime_overhead_gib", 0)) * GIB)
+        if "unified_memory_gib" in d:
+            d["unified_memory_bytes"] = int(float(d.pop("unified_memory_gib")) * GIB)
         return HardwareSpec(**d)
     except (KeyError, TypeError, ValueError, OverflowError, AttributeError, ValidationError) as exc:
         raise HardwareError(f"{where}: malformed hardware profile: {exc}".splitlines()[0]) from exc

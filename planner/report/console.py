@@ -100,7 +100,9 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
                        f"{mem.kv_cache_capacity_tokens // max(r.context, 1):,} sequences of {r.context:,})"),
     ] if mem.kv_cache_capacity_tokens is not None else []) + [
         ("total", f"{fmt_bytes(mem.per_device_bytes)} of {fmt_bytes(mem.device_memory_bytes)} "
-                  f"(runtime {fmt_bytes(mem.runtime_overhead_bytes)}"
+                  + (f"(the GPU's default share of {fmt_bytes(hw.unified_memory_bytes)} unified memory) "
+                     if hw.unified_memory_bytes else "")
+                  + f"(runtime {fmt_bytes(mem.runtime_overhead_bytes)}"
                   + (f", {fmt_bytes(mem.workspace_bytes)} of it {r.engine}'s all-reduce workspace and buffers"
                      if mem.workspace_bytes else "") + f"): {fit}, "
                   f"headroom {fmt_bytes(mem.headroom_bytes)}" + _usable_text(mem, r.engine)),

@@ -81,7 +81,10 @@ class HardwareSpec(Frozen):
     kind: Literal["gpu", "cpu", "tpu", "apple"]
     vendor: str
     aliases: list[str] = []
-    memory_bytes: int = Field(gt=0, description="memory per device")
+    memory_bytes: int = Field(gt=0, description="memory per device (of unified memory, what the accelerator may use)")
+    unified_memory_bytes: int | None = Field(None, gt=0, exclude_if=lambda v: v is None, description=(
+        "the whole memory a device shares with its host (Apple silicon), of which memory_bytes is what the accelerator "
+        "may use by default; None: memory of its own"))
     memory_bandwidth_bytes_per_s: float = Field(gt=0)
     peak_tflops: dict[str, Annotated[float, Field(gt=0)]] = Field(min_length=1,
                                                                   description="dense peak per compute dtype, no sparsity")

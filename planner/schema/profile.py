@@ -44,6 +44,9 @@ class HardwareSummary(Frozen):
     tensor_parallel: int
     pipeline_parallel: int
     memory_per_device_bytes: int
+    unified_memory_bytes: int | None = Field(None, exclude_if=lambda v: v is None, description=(
+        "the whole unified memory where the device shares it with its host (Apple silicon): memory_per_device_bytes "
+        "is what its GPU may use of it by default"))
     bandwidth_bytes_per_s: float
     compute_dtype: str
     peak_tflops: float

@@ -289,3 +289,16 @@ def test_a_plan_for_llama_cpp_on_a_mac_keeps_gpt_oss_in_mxfp4():
     a = advise(AdviseRequest(model="gpt-oss-20b", hardware="m3-max", engine="llama.cpp", workload="chat", concurrency=1))
     assert a.baseline.weight_dtype == "mxfp4" and a.baseline.weights_per_device_bytes < 14.5e9
     assert any(r.technique == "weight-int8" and "published MXFP4 checkpoint" in r.reason for r in a.rejected)
+
+
+def test_a_macs_device_memory_is_what_its_gpu_may_use_not_a_runtime_of_a_quarter():
+    """macOS lets the GPU use about 75% of unified memory by default. That quarter was booked as the runtime's
+    memory, so a Llama-3.1-8B plan on an M2 Ultra read 85 GB a device; the device's memory is now the GPU's share,
+    beside the whole unified memory, and the runtime is the runtime's."""
+    mac = resolve_hardware("m2-ultra")
+    assert mac.unified_memory_bytes == 192 * 2**30 and mac.memory_bytes == 0.75 * mac.unified_memory_bytes
+    assert mac.runtime_overhead_bytes <= 2**30
+    assert resolve_hardware("h100-sxm").unified_memory_bytes is None
+    a = _advise(model="llama-3.1-8b", hardware="m2-ultra", engine="llama.cpp")
+    p = a.plan.predicted
+    assert p.memory_per_device_bytes < 40e9 and p.device_memory_bytes == mac.memory_bytes
