@@ -65,6 +65,26 @@ def _eagle_check(ctx: Context) -> str | None:
     return None
 
 
+# llama-server gives each slot a draft context of its own and checks each slot's draft with a decode of its own, one
+# slot after another, so drafting undoes the batching of slots; its maintainers keep a server with a draft model to one
+# slot by default for it
+LLAMA_CPP_DRAFT_SLOTS = 1
+LLAMA_CPP_DRAFT_SOURCE = ("ggml-org/llama.cpp#17017 (merged 2025-11-05, \"server : do not default to multiple slots with "
+                          "speculative decoding\") — \"The current implementation of speculative decoding in the "
+                          "`llama-server` requires a separate draft `llama_context` for each slot.\"; tools/server "
+                          "update_slots verifies each slot's draft in a llama_decode of its own")
+
+
+def _draft_check(ctx: Context) -> str | None:
+    """llama.cpp drafts slot by slot (`LLAMA_CPP_DRAFT_SOURCE`): refused where the workload runs more than one."""
+    if ctx.workload.engine == "llama.cpp" and ctx.workload.concurrency > LLAMA_CPP_DRAFT_SLOTS:
+        return (f"llama-server drafts for each slot with a draft context of its own and verifies each slot's draft in "
+                f"a decode of its own, one slot after another: at {ctx.workload.concurrency} sequences at once that "
+                f"undoes the batching of its slots, and its maintainers default a server with a draft model to one "
+                f"slot (source: {LLAMA_CPP_DRAFT_SOURCE.split(' — ')[0]})")
+    return None
+
+
 def _draft(state: PlanState, ctx: Context) -> PlanState:
     """The draft proposing; nothing where its attention heads do not split over the plan's tensor-parallel devices
     (the engines run a draft sharded as the target is, and the step model prices it so) or the workload's longest
@@ -85,7 +105,7 @@ register(
         summary="A much smaller model of the same tokenizer family proposes tokens; the target verifies them.",
         # the draft is chosen against the teacher (a fifth of its active parameters): not against a distilled student
         conflicts=("distillation",),
-        transform=_draft, model=("draft",),
+        transform=_draft, model=("draft",), check=_draft_check,
         unchanged="the draft model's attention heads do not split over the plan's tensor-parallel devices, which "
                   "SGLang and TensorRT-LLM run a draft over as they run the target, or the workload's longest "
                   "sequence is beyond the draft's positions",

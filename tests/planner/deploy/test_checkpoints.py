@@ -124,7 +124,8 @@ def test_llama_cpps_draft_model_is_downloaded_or_made():
     """A llama.cpp plan that speculates with a draft model names a GGUF llama-server can load: a published one it
     downloads (--hf-repo-draft), else a file and the commands that make it from the draft's instruct checkpoint (the
     config had named a file nobody was told how to make)."""
-    a = _plan("llama-3.1-8b", hardware="l4", engine="llama.cpp")
+    # one user: llama-server drafts slot by slot, so a plan drafts only for one sequence at a time
+    a = _plan("llama-3.1-8b", hardware="l4", engine="llama.cpp", concurrency=1)
     step = next(s for s in a.plan.steps if s.technique == "spec-draft")
     files = render(a, "llama.cpp")
     # the catalog knows no GGUF of Llama-3.2-1B: a file, made from its instruct checkpoint

@@ -302,3 +302,16 @@ def test_a_macs_device_memory_is_what_its_gpu_may_use_not_a_runtime_of_a_quarter
     a = _advise(model="llama-3.1-8b", hardware="m2-ultra", engine="llama.cpp")
     p = a.plan.predicted
     assert p.memory_per_device_bytes < 40e9 and p.device_memory_bytes == mac.memory_bytes
+
+
+def test_llama_cpp_drafts_only_for_one_sequence_at_a_time():
+    """llama-server verifies each slot's draft in a decode of its own (ggml-org/llama.cpp#17017 keeps a server with a
+    draft to one slot): a plan for 32 users had drafted with --parallel 32."""
+    many = _advise(model="qwen3-30b-a3b", hardware="rtx-4090", engine="llama.cpp", max_quality_loss_pct=5.0)
+    assert "spec-draft" not in [s.technique for s in many.plan.steps]
+    why = {r.technique: r.reason for r in many.rejected}["spec-draft"]
+    assert why.startswith("llama-server drafts for each slot") and "#17017" in why
+    one = _advise(model="qwen3-30b-a3b", hardware="rtx-4090", engine="llama.cpp", max_quality_loss_pct=5.0,
+                  concurrency=1)
+    assert "spec-draft" not in {r.technique for r in one.rejected} or \
+        not {r.technique: r.reason for r in one.rejected}["spec-draft"].startswith("llama-server drafts")
