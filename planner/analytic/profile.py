@@ -6,12 +6,12 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..catalog.dtypes import QUANTIZED, DtypeError, canonical, compute_dtype
+from ..catalog.engine_devices import backend_refusal
 from ..catalog.engine_memory import stated_kv_memory
 from ..catalog.engine_refusals import engine_format_refusal, engine_model_refusal, engine_step_refusal
 from ..catalog.engine_state_models import state_model_refusal
 from ..catalog.engines import (
     GENERIC_SERVING,
-    backend_refusal,
     engine_activations,
     engine_default_api_servers,
     engine_defaults,

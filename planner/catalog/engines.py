@@ -465,33 +465,6 @@ def engine_defaults(engine: str) -> dict[str, str]:
     return {d["technique"]: d["source"] for d in engine_profile(engine).get("defaults") or []}
 
 
-def engine_backends(engine: str) -> tuple[str, ...]:
-    """The device backends (cuda, rocm, metal, cpu, tpu) the engine runs on; every one for the generic `serving`."""
-    if engine == GENERIC_SERVING:
-        return ("cuda", "rocm", "metal", "cpu", "tpu")
-    return tuple(engine_profile(engine)["backends"])
-
-
-# The engine a preset's serving is planned for when its own does not run on the device, in order of preference
-FALLBACK_ENGINES = ("vllm", "sglang", "llama.cpp", "transformers")
-
-
-def backend_refusal(engine: str, hw: HardwareSpec, candidates: list[str]) -> str | None:
-    """Why `engine` cannot run on `hw`, naming those of `candidates` that can; None where it runs there."""
-    backend = hw.features.backend
-    if backend in engine_backends(engine):
-        return None
-    here = [e for e in candidates if backend in engine_backends(e)]
-    return f"{engine} does not run on {hw.id} ({backend}); engines that do: {', '.join(here)}"
-
-
-def engine_for_backend(preferred: str, backend: str) -> str:
-    """`preferred` where it runs on `backend`, else the first of FALLBACK_ENGINES that does."""
-    if backend in engine_backends(preferred):
-        return preferred
-    return next((e for e in FALLBACK_ENGINES if backend in engine_backends(e)), preferred)
-
-
 def kv_fp8_storage(engine: str) -> dict[str, Any] | None:
     """How the engine stores an fp8 KV cache on GPUs without fp8 tensor cores (its profile's `kv_fp8_storage`: the
     oldest compute capability, environment it needs there, source), or None where it does not."""

@@ -10,7 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..catalog.engine_refusals import engine_model_refusal
-from ..catalog.engines import deployed_engine, engine_backends
+from ..catalog.engine_devices import engine_runs_on
+from ..catalog.engines import deployed_engine
 from ..catalog.hardware import resolve_hardware
 from ..errors import ImpossibleError, OptiplanError, UnknownNameError
 from ..schema.advice import Advice
@@ -42,38 +43,45 @@ def targets_of(target: str) -> list[str]:
     return [t for t in TARGETS if t != "all"] if target == "all" else [target]
 
 
-def own_plans(advice: Advice, engines: list[str], advise_for: AdviseFor) -> tuple[dict[str, Advice], list[str]]:
-    """Each engine's own plan on `advice`'s device and count, as `advise --engine NAME` makes it, and notes for those
-    rendered otherwise: an engine whose best plan misses the workload renders that plan; one that cannot plan here
-    renders `advice`'s. An engine that does not run on the device, or cannot run the model, is left out (`render_all`
-    skips it with its reason).
+def own_plans(advice: Advice, engines: list[str], advise_for: AdviseFor
+              ) -> tuple[dict[str, Advice], list[str], list[str]]:
+    """Each engine's own plan on `advice`'s device and count, as `advise --engine NAME` makes it, notes for those
+    rendered otherwise, and the engines none of whose plans fits in memory ("engine: why"), which get no files: an
+    engine whose best plan misses the workload renders that plan; one that cannot plan here renders `advice`'s. An
+    engine that does not run on the device, or cannot run the model, is left out (`render_all` skips it with its
+    reason).
     """
     own_engine = advice.workload.engine
     hw = resolve_hardware(advice.hardware.id)
     plans: dict[str, Advice] = {}
-    notes = []
+    notes, unfit = [], []
     for engine in engines:
-        if engine == own_engine or hw.features.backend not in engine_backends(engine) \
+        if engine == own_engine or not engine_runs_on(engine, hw) \
                 or engine_model_refusal(deployed_engine(engine, hw), advice.model.model_type):
             continue
         try:
             plans[engine] = advise_for(engine, advice.hardware.id, advice.hardware.count)
         except ImpossibleError as exc:
+            if exc.document is not None and not exc.document.plan.predicted.fits:
+                # its configs would not start: the model and the smallest cache do not fit the devices
+                unfit.append(f"{engine}: {exc}")
+                continue
             if exc.document is not None:
                 plans[engine] = exc.document
             notes.append(f"{engine}'s own plan misses the workload ({exc}); its files render "
                          + ("it" if exc.document is not None else f"the {own_engine} plan"))
         except OptiplanError as exc:
             notes.append(f"no plan of {engine}'s own ({exc}); its files render the {own_engine} plan")
-    return plans, notes
+    return plans, notes, unfit
 
 
 def bundle(advice: Advice, targets: list[str], advise_for: AdviseFor) -> Bundle:
     """The files for `targets` (see `targets_of`): a single target renders `advice`, which must be its own engine's
     plan; several render each engine from its own plan (`own_plans`) and the wrappers and index from `advice`."""
-    plans, notes = own_plans(advice, [t for t in targets if t in ENGINES], advise_for) if len(targets) > 1 \
-        else ({}, [])
-    files, skipped, warnings = render_all(advice, targets, plans, notes)
+    plans, notes, unfit = own_plans(advice, [t for t in targets if t in ENGINES], advise_for) if len(targets) > 1 \
+        else ({}, [], [])
+    left_out = {line.split(":", 1)[0] for line in unfit}
+    files, skipped, warnings = render_all(advice, [t for t in targets if t not in left_out], plans, notes, unfit)
     return Bundle(files, skipped, notes, warnings)
 
 

@@ -19,7 +19,8 @@ from ..analytic.accuracy import band_text, bands_note, decode_band
 from ..analytic.profile import model_summary
 from ..catalog.engine_refusals import engine_model_refusal, engine_step_refusal
 from ..catalog.engine_state_models import state_model_options, state_model_refusal, state_technique_refusal
-from ..catalog.engines import deployed_engine, engine_backends, engine_running_option
+from ..catalog.engine_devices import backend_refusal, engine_runs_on
+from ..catalog.engines import deployed_engine, engine_running_option
 from ..catalog.hardware import replicas_in_own_nodes, resolve_hardware
 from ..catalog.models import resolve_model
 from ..errors import UnknownNameError
@@ -52,9 +53,8 @@ def engine_config(advice: Advice, engine: str) -> EngineConfig:
     if engine not in MAPPERS:
         raise UnknownNameError("engine", engine, TARGETS)
     hw = resolve_hardware(advice.hardware.id)
-    if hw.features.backend not in engine_backends(engine):
-        raise DeployError(f"{engine} does not run on {hw.id} ({hw.features.backend}); it runs on "
-                          f"{', '.join(engine_backends(engine))}")
+    if not engine_runs_on(engine, hw):
+        raise DeployError(backend_refusal(engine, hw, list(MAPPERS)))
     advice, distilled = as_distilled(advice)
     model_type = advice.model.model_type
     release = deployed_engine(engine, hw)  # the release the config's image runs: its facts decide what it refuses
@@ -312,15 +312,17 @@ def write(files: dict[str, str], out_dir: Path, force: bool = False) -> list[Pat
 
 
 def render_all(advice: Advice, targets: list[str], plans: dict[str, Advice] | None = None,
-               notes: list[str] | None = None) -> tuple[dict[str, str], list[str], list[str]]:
+               notes: list[str] | None = None, skipped: list[str] | None = None
+               ) -> tuple[dict[str, str], list[str], list[str]]:
     """Files for several targets, the targets skipped with their reason (e.g. TensorRT-LLM on a CPU), and a warning
     for each engine target whose own configuration, leaving out steps of the plan it cannot run, is predicted not to
     hold the workload (llama.cpp serving a 16-bit GGUF of a plan made in fp8 over tensor shards). `plans` gives an
     engine target its own plan (the one `advise --engine` makes for it) in place of `advice`, the serving engine's,
     which the wrappers (compose, kubernetes) and the index keep; `notes` (an engine rendered from a plan other than its
-    own best) and the warnings go into the index."""
+    own best) and the warnings go into the index; `skipped`, targets left out already with their reason (an engine
+    none of whose plans fits the devices)."""
     files: dict[str, str] = {}
-    skipped, warnings, rendered = [], [], []
+    skipped, warnings, rendered = list(skipped or []), [], []
     for target in targets:
         try:
             written, summary = _render((plans or {}).get(target, advice), target)

@@ -17,14 +17,12 @@ from ..analytic.profile import model_summary
 from ..catalog.engine_memory import engine_kv_memory
 from ..catalog.engine_refusals import engine_planning_refusal
 from ..catalog.engine_state_models import state_model_refusal
+from ..catalog.engine_devices import backend_refusal, engine_for_backend, engine_runs_on
 from ..catalog.engines import (
-    backend_refusal,
     deployed_engine,
-    engine_backends,
     engine_budget_per_group,
     engine_default_limit,
     engine_fact,
-    engine_for_backend,
     engine_runtime,
     planned_engines,
 )
@@ -144,11 +142,10 @@ def rank_hardware(spec: ModelSpec, workload: Workload, engine_asked: bool = Fals
     preset = workload
     for hw_id in profiles.hardware_ids():
         hw = catalog_hardware(hw_id)
-        backend = hw.features.backend
-        if preset.goal != "training" and backend not in engine_backends(preset.engine):
+        if preset.goal != "training" and not engine_runs_on(preset.engine, hw):
             if engine_asked:
                 continue
-            workload = with_overrides(preset, engine=engine_for_backend(preset.engine, backend))
+            workload = with_overrides(preset, engine=engine_for_backend(preset.engine, hw))
         else:
             workload = preset
         for count in _counts(hw):
@@ -295,7 +292,7 @@ def _engine_here(workload: Workload, hw: HardwareSpec, asked: str | None, notes:
         return workload
     if asked is not None:
         raise RequestError(refusal)
-    engine = engine_for_backend(workload.engine, backend)
+    engine = engine_for_backend(workload.engine, hw)
     notes.append(f"the {workload.name} preset's engine {workload.engine} does not run on {hw.id} ({backend}): planned "
                  f"for {engine}")
     return with_overrides(workload, engine=engine)

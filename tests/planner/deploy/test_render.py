@@ -257,6 +257,21 @@ def test_configs_all_renders_an_engines_plan_even_where_it_misses_the_workload(t
     assert "skipped trtllm" in out.output and "no plan of trtllm" not in out.output
 
 
+def test_configs_all_writes_nothing_for_an_engine_none_of_whose_plans_fits(tmp_path):
+    # Phi-4 on one A10G: TensorRT-LLM's smallest plan needs more memory than the GPU has (it has no int8 or int4 recipe
+    # that fits there), so its files would not start; they were written all the same, its README predicting batch 32.
+    # It is skipped with the reason; engines whose plan fits but misses the workload still render it
+    out = CliRunner().invoke(main, ["configs", "phi-4", "-H", "a10g", "--workload", "chat", "-e", "all",
+                                    "-o", str(tmp_path)])
+    assert out.exit_code == 0, out.output
+    assert "skipped trtllm: nothing fits" in out.output.replace("\n", " ")
+    assert not (tmp_path / "trtllm").exists() and (tmp_path / "vllm" / "serve.sh").exists()
+    assert "- trtllm: nothing fits" in (tmp_path / "README.md").read_text()
+    # nor does TensorRT-LLM run on a T4 (Turing): its supported hardware starts at Ampere
+    t4 = CliRunner().invoke(main, ["advise", "mistral-7b-v0.1", "-H", "t4", "--engine", "trtllm"])
+    assert t4.exit_code == 2 and "TensorRT-LLM supports NVIDIA Ampere and newer" in t4.output
+
+
 def test_configs_all_writes_no_script_for_an_engine_that_cannot_run_the_model(tmp_path):
     # gpt-oss on an H100: TGI has no gpt-oss support (its profile's refused_model_types), so `all` skips it with that
     # reason instead of rendering a text-generation-launcher script for a model it cannot load
@@ -266,16 +281,15 @@ def test_configs_all_writes_no_script_for_an_engine_that_cannot_run_the_model(tm
     assert not (tmp_path / "tgi").exists() and (tmp_path / "vllm" / "serve.sh").exists()
 
 
-def test_an_engines_readme_says_when_its_plan_does_not_hold_the_workload(tmp_path):
-    # Qwen2.5-7B on a T4: TensorRT-LLM's best plan needs 25 GB of a 16 GB card (two 3,072-token prompts a step); its README says so before how to
-    # start it, and counts the sequences its options set (1), not the 32 the workload asked
+def test_configs_all_skips_an_engine_that_does_not_run_on_the_gpu(tmp_path):
+    # Qwen2.5-7B on a T4: TensorRT-LLM's files used to be written for a plan that needed 25 GB of the 16 GB card, with
+    # a warning; TensorRT-LLM does not support Turing at all (its supported hardware starts at Ampere), so `all`
+    # skips it with that reason and writes no files for it
     out = CliRunner().invoke(main, ["configs", "qwen2.5-7b", "-H", "t4", "-e", "all", "-o", str(tmp_path)])
     assert out.exit_code == 0, out.output
-    readme = (tmp_path / "trtllm" / "README.md").read_text()
-    assert "**This plan does not hold the workload** on 1 x t4: it needs 24.7 GB per device of 16.1 GB" in readme
-    assert readme.index("does not hold") < readme.index("## Start it")
-    assert "- concurrent sequences: 1 per server" in readme and "--max_batch_size 1" in \
-        (tmp_path / "trtllm" / "serve.sh").read_text()
+    assert not (tmp_path / "trtllm").exists()
+    assert "trtllm: trtllm does not run on t4 (compute capability 7.5: TensorRT-LLM supports NVIDIA Ampere and " \
+           "newer)" in (tmp_path / "README.md").read_text()
     assert "does not hold the workload" not in (tmp_path / "vllm" / "README.md").read_text()
 
 
@@ -553,7 +567,7 @@ def test_a_distilled_plan_serves_its_student_without_the_teachers_draft_head():
     steps = {s.technique: s for s in a.plan.steps}
     assert steps["distillation"].params["student"] == "llama-3.2-3b"
     assert not {"spec-eagle3", "spec-mtp"} & set(steps)
-    for engine in ("vllm", "sglang", "tgi", "trtllm"):
+    for engine in ("vllm", "sglang", "tgi"):  # TensorRT-LLM does not run on a T4 (Turing)
         cfg = engine_config(a, engine)
         assert "3.2-3b" in cfg.model.lower() and "8b" not in cfg.model.lower(), (engine, cfg.model)
         assert ("distillation", "serves llama-3.2-3b, the student the plan's figures are for") in cfg.applied

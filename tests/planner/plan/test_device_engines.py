@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 from optiplan import profiles
-from optiplan.planner.catalog.engines import engine_backends, engine_for_backend, engine_table
+from optiplan.planner.catalog.engine_devices import engine_backends, engine_for_backend
+from optiplan.planner.catalog.engines import engine_table
 from optiplan.planner.catalog.hardware import resolve_hardware
 from optiplan.planner.catalog.models import resolve_model
 from optiplan.planner.catalog.served import served_checkpoint_dtype
@@ -22,7 +23,9 @@ def _advise(**kw):
 def test_every_engine_names_its_backends_with_a_source():
     for name, entry in engine_table().items():
         assert set(entry["backends"]) <= {"cuda", "rocm", "metal", "cpu", "tpu"} and entry["backends_source"], name
-    assert engine_for_backend("vllm", "metal") == "llama.cpp" and engine_for_backend("vllm", "cuda") == "vllm"
+    assert engine_for_backend("vllm", resolve_hardware("m3-max")) == "llama.cpp"
+    assert engine_for_backend("vllm", resolve_hardware("h100-sxm")) == "vllm"
+    assert engine_for_backend("trtllm", resolve_hardware("t4")) == "vllm"  # TensorRT-LLM starts at Ampere
     assert "metal" not in engine_backends("vllm") and "metal" in engine_backends("llama.cpp")
 
 
