@@ -237,3 +237,19 @@ def test_the_fp8_step_names_the_scales_of_what_the_engine_serves(tmp_path):
     for name in profiles.model_names():
         for c in profiles.load_model(name).get("checkpoints") or []:
             assert c["format"] != "fp8" or (c["scales"] and c["scales_source"]), (name, c["hub_id"])
+
+
+def test_tensorrt_llm_serves_the_checkpoints_its_performance_overview_ran():
+    """TensorRT-LLM's configs told the user to quantize Qwen3-235B-A22B with Model Optimizer, while NVIDIA publishes
+    the FP8 checkpoint its performance overview runs (its "FP8 Models" list); the same list's Llama-3.1-405B and
+    Llama-4-Maverick releases, and its "FP4 Models", are in the catalog for TensorRT-LLM too."""
+    a = _plan("qwen3-235b-a22b", devices=8, engine="trtllm")
+    assert "weight-fp8" in [s.technique for s in a.plan.steps]
+    assert serving_checkpoint(a, "trtllm", "Qwen/Qwen3-235B-A22B").model == "nvidia/Qwen3-235B-A22B-FP8"
+    fp4 = {c["hub_id"] for m in ("llama-3.1-405b", "qwen3-235b-a22b", "qwen3-30b-a3b")
+           for c in profiles.load_model(m)["checkpoints"] if c["format"] == "nvfp4"}
+    assert fp4 == {"nvidia/Llama-3.1-405B-Instruct-FP4", "nvidia/Qwen3-235B-A22B-FP4", "nvidia/Qwen3-30B-A3B-FP4"}
+    # a chat workload on Mistral-Small-24B serves its instruct release (it served the base model)
+    chat = _plan("mistral-small-24b", hardware="mi300x", max_quality_loss_pct=0.0)
+    assert serving_checkpoint(chat, "vllm", "mistralai/Mistral-Small-24B-Base-2501").model == \
+        "mistralai/Mistral-Small-24B-Instruct-2501"
