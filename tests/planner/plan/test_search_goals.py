@@ -40,6 +40,25 @@ def test_a_rejected_alternative_format_says_what_it_would_change():
     assert "quality loss" in reasons[other] and "for the latency goal" in reasons[other]
 
 
+def test_a_latency_plan_that_misses_the_workload_counts_the_requests_waiting_for_a_slot():
+    """Granite-3.1-8B for 8 agents on one A10G with TGI: no plan meets the workload. The plan held 3 of the 8 (at a
+    TPOT of 37 ms) and rejected int8 weights and an fp8 cache, which hold all 8 at 57-85 ms a token, as "no gain":
+    the other five requests' wait for a slot was not counted. Now a request's latency is scaled by the turns the
+    workload's sequences take through the plan's slots, and the plan holds them all."""
+    from optiplan.planner.errors import ImpossibleError
+    from optiplan.planner.plan.search import score
+    a = None
+    try:
+        advise(AdviseRequest(model="granite-3.1-8b", hardware="a10g", num_devices=1, workload="agent", engine="tgi"))
+    except ImpossibleError as exc:
+        a = exc.document
+    assert a is not None and a.plan.predicted.batch == 8
+    assert {"weight-int8", "kv-fp8"} <= {s.technique for s in a.plan.steps}
+    p = a.plan.predicted
+    assert score(p, "latency", 100, 8) == score(p, "latency", 100)  # all 8 held: no wait
+    assert score(p.model_copy(update={"batch": 4}), "latency", 100, 8) == 2 * score(p, "latency", 100)
+
+
 def test_a_lossier_plan_must_win_by_more_than_a_few_percent():
     from optiplan.planner.catalog.hardware import resolve_hardware
     from optiplan.planner.catalog.models import resolve_model
