@@ -50,6 +50,12 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
             o.update({"tp_size": p.expert_parallel, "ep_size": p.expert_parallel})
             if p.tensor_parallel == 1:
                 extra["enable_attention_dp"] = True
+                # each rank then schedules its own requests, max_batch_size of them: NVIDIA's DeepSeek-R1 recipes run
+                # concurrency 3072 at max_batch_size 384 on 8 ranks (benchmarks/published/nvidia-trtllm-deepseek-r1-
+                # best-perf.yaml); the plan's sequences are spread over the ranks
+                o["max_batch_size"] = -(-max_seqs(advice) // p.expert_parallel)
+                if "cuda_graph_config" in extra:
+                    extra["cuda_graph_config"]["max_batch_size"] = o["max_batch_size"]
             elif p.attention_data_parallel > 1:
                 raise DeployError(f"TensorRT-LLM runs attention either data parallel over all {p.expert_parallel} "
                                   f"ranks or tensor parallel over all of them, not {p.attention_data_parallel} groups "
@@ -71,7 +77,7 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
             kv["enable_block_reuse"] = True
             cfg.applied.append((t_id, "kv_cache_config.enable_block_reuse"))
         elif t_id == "cuda-graphs":
-            extra["cuda_graph_config"] = {"max_batch_size": max_seqs(advice), "enable_padding": True}
+            extra["cuda_graph_config"] = {"max_batch_size": o["max_batch_size"], "enable_padding": True}
             cfg.applied.append((t_id, "cuda_graph_config: decode graphs (on by default from 1.0) captured up to the plan's "
                                       "batch, padded to the nearest captured size"))
         elif t_id == "flash-attention":

@@ -200,3 +200,19 @@ def test_the_hardware_block_accounts_for_every_device():
                                   goal="throughput")).hardware
         assert hw.tensor_parallel * hw.pipeline_parallel * hw.data_parallel * hw.attention_data_parallel == gpus, hw
     assert hw.data_parallel == 2 and hw.tensor_parallel == 2  # the dense 70B: two replicas of tensor parallel 2
+
+
+def test_tensorrt_llms_batch_under_attention_data_parallelism_is_per_rank():
+    """With enable_attention_dp each TensorRT-LLM rank schedules its own requests, max_batch_size of them (NVIDIA's
+    DeepSeek-R1 recipe: concurrency 3072 at max_batch_size 384 on 8 ranks). The config had written the plan's whole
+    batch as max_batch_size, admitting eight times the sequences the plan was priced at."""
+    from optiplan.planner.deploy.render import engine_config
+
+    a = advise(AdviseRequest(model="qwen3-235b-a22b", hardware="h100-sxm", num_devices=8, workload="chat",
+                             engine="trtllm"))
+    p = a.plan.predicted
+    assert "expert-parallel" in [s.technique for s in a.plan.steps] and p.tensor_parallel == 1
+    cfg = engine_config(a, "trtllm")
+    assert cfg.extra["enable_attention_dp"] is True
+    assert cfg.options["max_batch_size"] * p.expert_parallel >= p.batch > (cfg.options["max_batch_size"] - 1) * 8
+    assert cfg.extra["cuda_graph_config"]["max_batch_size"] == cfg.options["max_batch_size"]
