@@ -246,8 +246,14 @@ def _nearest(spec: ModelSpec, hw: HardwareSpec, devices: int, workload: Workload
         options.sort(key=lambda o: _hourly(o[1], o[2]))
     for option, other, count in options[:1]:
         price = _hourly(other, count)
-        return f"{count} x {other.id} (--hardware {other.id} --gpus {count})" + (
-            f", about ${price:.2f} an hour" if price < float("inf") and hw.kind in ("apple", "cpu") else "")
+        if price < float("inf") and hw.kind in ("apple", "cpu"):
+            why = f", about ${price:.2f} an hour"
+        elif option.cost_per_million_tokens_usd is not None:  # say why another kind of device: it serves cheapest
+            why = (f", the catalog's cheapest per token that meets it (${option.cost_per_million_tokens_usd:,.2f} per "
+                   "million output tokens)")
+        else:
+            why = ""
+        return f"{count} x {other.id} (--hardware {other.id} --gpus {count})" + why
     return "none in the catalog; relax the SLOs or the workload"
 
 
