@@ -16,7 +16,6 @@ from ..catalog.models import catalog_entry, resolve_model
 from ..catalog.served import block_split
 from ..catalog.workloads import serves_instruct
 from ..errors import DeployError
-from ..schema import ModelSpec
 from ..schema.advice import Advice
 from .config import advice_catalog_entry, data_parallel_ranks
 

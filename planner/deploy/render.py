@@ -17,9 +17,9 @@ import yaml
 
 from ..analytic.accuracy import band_text, bands_note, decode_band
 from ..analytic.profile import model_summary
+from ..catalog.engine_devices import backend_refusal, engine_runs_on
 from ..catalog.engine_refusals import engine_model_refusal, engine_step_refusal
 from ..catalog.engine_state_models import state_model_options, state_model_refusal, state_technique_refusal
-from ..catalog.engine_devices import backend_refusal, engine_runs_on
 from ..catalog.engines import deployed_engine, engine_running_option
 from ..catalog.hardware import replicas_in_own_nodes, resolve_hardware
 from ..catalog.models import resolve_model

@@ -14,10 +14,10 @@ from ..analytic.accuracy import (
 )
 from ..analytic.params import param_counts
 from ..analytic.profile import model_summary
+from ..catalog.engine_devices import backend_refusal, engine_for_backend, engine_runs_on
 from ..catalog.engine_memory import engine_kv_memory
 from ..catalog.engine_refusals import engine_planning_refusal
 from ..catalog.engine_state_models import state_model_refusal
-from ..catalog.engine_devices import backend_refusal, engine_for_backend, engine_runs_on
 from ..catalog.engines import (
     deployed_engine,
     engine_budget_per_group,
