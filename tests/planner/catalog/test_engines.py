@@ -642,7 +642,14 @@ def test_vllm_reads_fp8_weights_weight_only_where_the_gpu_has_no_fp8_rate():
     a100, h100 = resolve_hardware("a100-80gb-sxm"), resolve_hardware("h100-sxm")
     assert engine_weight_only("vllm", "fp8", a100)["efficiency"] == "marlin-fp8"
     assert engine_weight_only("vllm", "fp8", h100) is None and engine_weight_only("vllm", "bf16", a100) is None
-    assert fp8_weight_only_engines() == ["vllm"]
+    assert fp8_weight_only_engines() == ["tgi", "vllm"]
+    # TGI reads fp8 weights with FP8-Marlin below Hopper even on Ada, which has the fp8 rate (it finds Marlin faster);
+    # on Hopper its CUTLASS W8A8 GEMM (the profile had priced TGI's fp8 on an L40S as W8A8)
+    l40s = resolve_hardware("l40s")
+    assert engine_weight_only("tgi", "fp8", l40s)["efficiency"] == "marlin-fp8"
+    assert engine_weight_only("vllm", "fp8", l40s) is None and engine_weight_only("tgi", "fp8", h100) is None
+    assert "fp8 weights, bf16 compute" in profile(ProfileRequest(
+        model="llama-3.1-8b", hardware="l40s", dtype="fp8", engine="tgi", batch=1, context=4096)).efficiency.source
 
     def run(dtype, engine="vllm", hardware="a100-80gb-sxm"):
         return profile(ProfileRequest(model="qwen3-32b", hardware=hardware, dtype=dtype, engine=engine, batch=1,
@@ -653,7 +660,7 @@ def test_vllm_reads_fp8_weights_weight_only_where_the_gpu_has_no_fp8_rate():
     assert fp8.memory.weights_bytes < 0.55 * bf16.memory.weights_bytes  # 8-bit weights (and their scales)
     assert fp8.latency.tpot_ms < 0.6 * bf16.latency.tpot_ms  # batch-1 decode reads half the bytes
     assert "marlin-fp8" in fp8.efficiency.source
-    with pytest.raises(HardwareError, match="weight-only: vllm"):
+    with pytest.raises(HardwareError, match="weight-only: tgi, vllm"):
         run("fp8", engine="sglang")
 
 
