@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..catalog.engine_refusals import engine_model_refusal
 from ..catalog.engine_devices import engine_runs_on
+from ..catalog.engine_refusals import engine_model_refusal
 from ..catalog.engines import deployed_engine
 from ..catalog.hardware import resolve_hardware
 from ..errors import ImpossibleError, OptiplanError, UnknownNameError

@@ -13,7 +13,7 @@ from ..analytic.setup import build_setup, total_weight_bytes
 from ..catalog.dtypes import bytes_per_element
 from ..catalog.hardware import resolve_hardware
 from ..catalog.models import catalog_entry, resolve_model
-from ..catalog.served import block_split
+from ..catalog.served import block_split, published_checkpoint
 from ..catalog.workloads import serves_instruct
 from ..errors import DeployError
 from ..schema.advice import Advice
@@ -72,6 +72,19 @@ class Served:
 EXPERTS_WHOLE = {"vllm": lambda tp: {"enable-expert-parallel": True}, "sglang": lambda tp: {"expert-parallel-size": tp}}
 
 
+def experts_whole_option(engine: str, options: dict, predicted) -> str:
+    """Where the plan runs the routed experts whole over their devices inside a tensor- or data-parallel layout (a
+    block-fp8 checkpoint whose experts do not slice into whole blocks there: `served.experts_split_whole`), the
+    engine's option for it (`EXPERTS_WHOLE`) set in `options`, and what it adds to the step's description."""
+    if predicted.expert_parallel <= 1:
+        return ""
+    added = EXPERTS_WHOLE[engine](predicted.expert_parallel)
+    options.update(added)
+    flags = " ".join(f"--{k}" if v is True else f"--{k} {v}" for k, v in added.items())
+    return (f"; {flags}: the routed experts split whole over the {predicted.expert_parallel} GPUs, as the "
+            "checkpoint's quantization blocks need")
+
+
 def wants_instruct(advice: Advice) -> bool:
     return serves_instruct(advice.workload)
 
@@ -98,8 +111,9 @@ def serving_checkpoint(advice: Advice, engine: str, default: str, not_applied: f
     if fmt is None:
         return served
     published = [c for c in entry.get("checkpoints") or [] if c["format"] == fmt and engine in c["engines"]]
-    # the same model only: an instruct checkpoint is another model than the base a completion workload serves
-    match = next((c for c in published if c["instruct"] == chat), None)
+    # the same model only: an instruct checkpoint is another model than the base a completion workload serves (the
+    # one the plan's weight step names: `served.published_checkpoint`)
+    match = published_checkpoint(entry["name"], fmt, engine, chat)
     block = (match or {}).get("weight_block_size")
     predicted = advice.plan.predicted
     tp, dp = predicted.tensor_parallel, data_parallel_ranks(predicted)

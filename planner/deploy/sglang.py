@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ..schema import HardwareSpec
 from ..schema.advice import Advice
-from .checkpoints import draft_hub_id, eagle_head
+from .checkpoints import draft_hub_id, eagle_head, experts_whole_option
 from .config import (
     DISPATCH_NOTE,
     PORT,
@@ -47,7 +47,7 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
         elif t_id in ("tensor-parallel", "pipeline-parallel"):
             cfg.applied.append((t_id, f"--tensor-parallel-size {p.tensor_parallel}" + (
                 f" --pipeline-parallel-size {p.pipeline_parallel}" if p.pipeline_parallel > 1 else "")
-                + _experts_whole(o, p)))
+                + experts_whole_option("sglang", o, p)))
         elif t_id == "data-parallel" and p.attention_data_parallel > 1:
             # a plan made for vLLM's MoE data parallelism (attention data parallel, the experts tensor parallel over
             # every device) is SGLang's DP attention without expert parallelism; its --tp-size counts every device
@@ -57,11 +57,11 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
             cfg.applied.append((t_id, f"--tensor-parallel-size {devices} --enable-dp-attention --data-parallel-size "
                                       f"{p.attention_data_parallel} (attention data parallel, the experts "
                                       + ("split whole" if p.expert_parallel > 1 else "tensor parallel")
-                                      + f" over all {devices} GPUs)" + _experts_whole(o, p)))
+                                      + f" over all {devices} GPUs)" + experts_whole_option("sglang", o, p)))
         elif t_id == "data-parallel":
             o["data-parallel-size"] = p.data_parallel  # --dp-size is its alias
             cfg.applied.append((t_id, f"--data-parallel-size {p.data_parallel} with --tensor-parallel-size "
-                                      f"{p.tensor_parallel}" + _experts_whole(o, p)))
+                                      f"{p.tensor_parallel}" + experts_whole_option("sglang", o, p)))
         elif t_id in ("expert-parallel", "expert-parallel-tp-attention"):
             # SGLang's --tp-size counts every device; with DP attention, attention runs tp / dp wide
             o.update({"tensor-parallel-size": p.expert_parallel, "expert-parallel-size": p.expert_parallel})
@@ -121,14 +121,3 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
     if "cuda-graphs" not in steps:
         o["disable-cuda-graph"] = True
     return cfg
-
-
-def _experts_whole(o: dict, p) -> str:
-    """--expert-parallel-size where the plan runs the routed experts whole over their devices inside a tensor- or
-    data-parallel layout (a block-fp8 checkpoint whose experts do not slice into whole blocks there), and what it
-    adds to the step's description."""
-    if p.expert_parallel <= 1:
-        return ""
-    o["expert-parallel-size"] = p.expert_parallel
-    return (f"; --expert-parallel-size {p.expert_parallel}: the routed experts split whole, as the checkpoint's "
-            "quantization blocks need")

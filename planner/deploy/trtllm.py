@@ -53,7 +53,7 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
                 # each rank then schedules its own requests, max_batch_size of them: NVIDIA's DeepSeek-R1 recipes run
                 # concurrency 3072 at max_batch_size 384 on 8 ranks (benchmarks/published/nvidia-trtllm-deepseek-r1-
                 # best-perf.yaml); the plan's sequences are spread over the ranks
-                o["max_batch_size"] = -(-max_seqs(advice) // p.expert_parallel)
+                o["max_batch_size"] = -(-max_seqs(advice) // p.attention_data_parallel)
                 if "cuda_graph_config" in extra:
                     extra["cuda_graph_config"]["max_batch_size"] = o["max_batch_size"]
             elif p.attention_data_parallel > 1:

@@ -8,7 +8,7 @@ from typing import Any
 from ..catalog.engines import kv_fp8_storage
 from ..schema import HardwareSpec
 from ..schema.advice import Advice
-from .checkpoints import eagle_head
+from .checkpoints import eagle_head, experts_whole_option
 from .config import (
     DISPATCH_NOTE,
     PORT,
@@ -57,8 +57,8 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
                 cfg.notes.append(f"kv-fp8 on {hw.id} (no fp8 tensor cores): VLLM_ATTENTION_BACKEND=FLASHINFER, whose "
                                  "kernel dequantizes an fp8 cache; vLLM's FlashAttention backend refuses it below Hopper")
         elif t_id == "tensor-parallel":
-            cfg.applied.append((t_id, f"--tensor-parallel-size {p.tensor_parallel} "
-                                      f"--pipeline-parallel-size {p.pipeline_parallel}" + _experts_whole(o, p)))
+            cfg.applied.append((t_id, f"--tensor-parallel-size {p.tensor_parallel} --pipeline-parallel-size "
+                                      f"{p.pipeline_parallel}" + experts_whole_option("vllm", o, p)))
         elif t_id == "pipeline-parallel":
             cfg.applied.append((t_id, f"--pipeline-parallel-size {p.pipeline_parallel}"))
         elif t_id == "data-parallel":
@@ -71,7 +71,7 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
                                       "and takes its requests through its own server process" +
                                 ("; the experts one tensor-parallel group over all "
                                  f"{ranks * p.tensor_parallel} GPUs)" if p.attention_data_parallel > 1
-                                 and p.expert_parallel == 1 else ")") + _experts_whole(o, p)))
+                                 and p.expert_parallel == 1 else ")") + experts_whole_option("vllm", o, p)))
         elif t_id in ("expert-parallel", "expert-parallel-tp-attention"):
             # vLLM's expert-parallel group is tensor x data parallel: the experts split over every device
             o.update({"tensor-parallel-size": p.tensor_parallel, "enable-expert-parallel": True})
@@ -132,14 +132,3 @@ def vllm_spec(step, head: str | None = None, model_type: str = "") -> dict[str, 
     # the checkpoint's own MTP module, by model: vLLM's Qwen3-Next recipe names qwen3_next_mtp, DeepSeek's deepseek_mtp
     method = "qwen3_next_mtp" if model_type == "qwen3_next" else "deepseek_mtp"
     return {"method": method, "num_speculative_tokens": params["num_speculative_tokens"]}
-
-
-def _experts_whole(o: dict, p) -> str:
-    """--enable-expert-parallel where the plan runs the routed experts whole over their devices inside a tensor- or
-    data-parallel layout (a block-fp8 checkpoint whose experts do not slice into whole blocks there), and what it
-    adds to the step's description."""
-    if p.expert_parallel <= 1:
-        return ""
-    o["enable-expert-parallel"] = True
-    return (f"; --enable-expert-parallel: the routed experts split whole over the {p.expert_parallel} GPUs, as the "
-            "checkpoint's quantization blocks need")

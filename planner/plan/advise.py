@@ -292,15 +292,14 @@ def resolve_request(request: AdviseRequest) -> tuple[ModelSpec, Workload, list[s
 def _engine_here(workload: Workload, hw: HardwareSpec, asked: str | None, notes: list[str]) -> Workload:
     """The workload served by an engine that runs on the device: the one asked for (an error where it cannot run), or
     the preset's, replaced by the first fallback that runs there (a note says so): a Mac gets llama.cpp, not vLLM."""
-    backend = hw.features.backend
     refusal = backend_refusal(workload.engine, hw, planned_engines())
     if workload.goal == "training" or refusal is None:
         return workload
     if asked is not None:
         raise RequestError(refusal)
     engine = engine_for_backend(workload.engine, hw)
-    notes.append(f"the {workload.name} preset's engine {workload.engine} does not run on {hw.id} ({backend}): planned "
-                 f"for {engine}")
+    # the refusal's own reason (its backend, or its compute capability), without the list of engines that do run
+    notes.append(f"the {workload.name} preset's engine {refusal.split('; engines that do')[0]}: planned for {engine}")
     return with_overrides(workload, engine=engine)
 
 
