@@ -87,6 +87,12 @@ def _family(spec: ModelSpec) -> str | None:
     return None
 
 
+def _generation(spec: ModelSpec) -> str:
+    """A model's generation within its tokenizer family: its architecture, dense and mixture-of-experts alike
+    (qwen3 and qwen3_moe)."""
+    return spec.model_type.removesuffix("_moe")
+
+
 def _relatives(spec: ModelSpec) -> list[ModelSpec]:
     family = _family(spec)
     if family is None:
@@ -97,11 +103,16 @@ def _relatives(spec: ModelSpec) -> list[ModelSpec]:
 
 def build_context(spec: ModelSpec, hw: HardwareSpec, devices: int, workload: Workload) -> Context:
     """The technique context: a draft model (same tokenizer family, at most a fifth of the target's
-    active parameters: the smallest such) and a distillation student (the largest of the family at
-    most half the target's size and at least a quarter of it)."""
+    active parameters: the smallest such of the target's own generation, else of the family) and a
+    distillation student (the largest of the family at most half the target's size and at least a
+    quarter of it)."""
     target = param_counts(spec)
     relatives = [(param_counts(r), r) for r in _relatives(spec)]
-    drafts = sorted((c.active, r.name, r) for c, r in relatives if c.active * 5 <= target.active)
+    # a draft of the target's own generation first (Qwen3-0.6B for a Qwen3 target, dense or mixture of experts, as
+    # vLLM's draft-model docs pair them, over the smaller Qwen2.5-0.5B of the same tokenizer): trained on the same
+    # data, it guesses more of what the target writes
+    drafts = sorted((_generation(r) != _generation(spec), c.active, r.name, r) for c, r in relatives
+                    if c.active * 5 <= target.active)
     # a student of a half to a quarter of the teacher's parameters: the compressions distillation's quality figure
     # comes from (Minitron, 15B into 8B and 4B); a smaller one has no published figure to plan with
     smaller = sorted((c.total, r.name, r) for c, r in relatives if c.total * 4 >= target.total >= c.total * 2)
@@ -112,7 +123,7 @@ def build_context(spec: ModelSpec, hw: HardwareSpec, devices: int, workload: Wor
     entry = profiles.load_model(catalog) if catalog else {}
     mtp = mtp_layers(spec.name)  # the checkpoint's MTP modules
     return Context(spec=spec, hw=hw, devices=devices, workload=workload,
-                   draft=drafts[0][2] if drafts else None, smaller=smaller[-1][2] if smaller else None,
+                   draft=drafts[0][3] if drafts else None, smaller=smaller[-1][2] if smaller else None,
                    mtp_layers=mtp or 0, eagle_heads=tuple(entry.get("eagle") or ()),
                    effects=measured_effects(spec, hw, workload.engine))
 

@@ -22,6 +22,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from optiplan.planner.analytic.profile import profile
+from optiplan.planner.catalog.models import resolve_model
 from optiplan.planner.deploy.prediction import configuration_fits, served_request
 from optiplan.planner.deploy.render import engine_config
 from optiplan.planner.errors import OptiplanError
@@ -117,7 +118,10 @@ def test_the_configuration_a_plan_renders_holds_and_decodes_as_planned(case):
     # a draft of 32,768 positions for sequences of up to 40,960 tokens: the plan drafts with n-grams instead
     {"model": "qwen3-32b", "hardware": "a100-80gb-sxm", "workload": "rag-long-context", "engine": "sglang",
      "concurrency": 1},
-    # the draft's 14 heads do not split over 4 devices: the plan serves two copies over two, each drafting for itself
+    # a draft whose 14 heads do not split over 4 devices (Qwen2.5-0.5B): two copies over two, each drafting for itself
+    {"model": "qwen2.5-32b", "hardware": "l40s", "num_devices": 4, "workload": "chat", "engine": "sglang",
+     "concurrency": 1},
+    # Qwen3's own draft (Qwen3-0.6B: 16 heads) splits over the 4 devices
     {"model": "qwen3-32b", "hardware": "l40s", "num_devices": 4, "workload": "chat", "engine": "sglang",
      "concurrency": 1},
 ])
@@ -125,8 +129,10 @@ def test_the_sweeps_findings_stay_fixed(case):
     assert _checked({"num_devices": 1} | case)
 
 
-def test_a_plans_draft_splits_over_its_tensor_parallel_devices():
-    advice = advise(AdviseRequest(model="qwen3-32b", hardware="l40s", num_devices=4, workload="chat",
+@pytest.mark.parametrize("model, draft", [("qwen2.5-32b", "qwen2.5-0.5b"), ("qwen3-32b", "qwen3-0.6b")])
+def test_a_plans_draft_splits_over_its_tensor_parallel_devices(model, draft):
+    advice = advise(AdviseRequest(model=model, hardware="l40s", num_devices=4, workload="chat",
                                   engine="sglang", concurrency=1))
-    steps = {s.technique for s in advice.plan.steps}
-    assert "spec-draft" in steps and 14 % advice.plan.predicted.tensor_parallel == 0  # Qwen2.5-0.5B's heads
+    step = next(s for s in advice.plan.steps if s.technique == "spec-draft")
+    assert step.params["draft_model"] == draft  # of the target's own generation where the catalog has one
+    assert resolve_model(draft).num_heads % advice.plan.predicted.tensor_parallel == 0

@@ -209,7 +209,7 @@ def test_tensorrt_llms_batch_under_attention_data_parallelism_is_per_rank():
     from optiplan.planner.deploy.render import engine_config
 
     a = advise(AdviseRequest(model="qwen3-235b-a22b", hardware="h100-sxm", num_devices=8, workload="chat",
-                             engine="trtllm"))
+                             goal="throughput", engine="trtllm"))
     p = a.plan.predicted
     assert "expert-parallel" in [s.technique for s in a.plan.steps] and p.tensor_parallel == 1
     cfg = engine_config(a, "trtllm")
