@@ -65,6 +65,7 @@ from .params import param_counts
 from .request_section import instance_request, request_section
 from .requests import prompts_prefill_s
 from .serving_options import serving_option_refusal
+from .chunked_attention import chunk_decode_rereads
 from .setup import Setup, build_setup, total_weight_bytes
 from .speculation import (
     Speculating,
@@ -289,7 +290,8 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
     if request.sampler is not None and not s.sampler_row_bytes:
         raise RequestError(f"--sampler picks the sampler vLLM profiles its memory with; {request.engine or runtime} "
                            f"on {hw.name} holds no sampler's peak out of its cache")
-    return with_host(replace(s, graph_padding=request.graph_padding or ()), request)
+    return with_host(replace(s, graph_padding=request.graph_padding or (),
+                             chunk_rereads=chunk_decode_rereads(request.engine, hw, spec, request.context)), request)
 
 
 def with_host(s: Setup, request: ProfileRequest) -> Setup:

@@ -96,6 +96,7 @@ class Setup:
     expert_weights: WeightFormat | None = None
     expert_weight_share: float | None = None
     kv_bandwidth_efficiency: float | None = None  # a measured decode-attention kernel's share of HBM [default: eff.'s]
+    chunk_rereads: float = 1.0  # times a decode step reads a chunked layer's keys (`analytic.chunked_attention`)
     host_link_bytes_per_s: float = 25e9
     host_memory_bytes_per_s: float = DEFAULT_HOST_MEMORY_GBPS * 1e9  # the host's memory, where it computes offloaded layers
     host_layers: HostLayers | None = None  # how the engine runs the layers it keeps in host memory (`analytic.offload`)

@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass, replace
 
 from ..schema import ModelSpec
+from .chunked_attention import attention_chunks, chunk_keys, chunk_pairs
 from .cuda_graphs import graph_rows
 from .kvcache import elements_per_token, kv_cache_elements, state_elements
 from .offload import host_layers_s, streamed_weights_s
@@ -72,21 +73,49 @@ def state_scan_flops(spec: ModelSpec, tokens: float) -> float:
     return tokens * spec.state_layers * spec.state.scan_flops_per_token if spec.state is not None else 0.0
 
 
+def _layer_pairs(prompt: int, window: int | None, chunk: int | None) -> float:
+    """Causal query-key pairs one layer computes over a prompt: its window's, or its chunks' (the fewer of the two
+    where a layer has both)."""
+    pairs = _causal_pairs(prompt, window)
+    return min(pairs, chunk_pairs(prompt, chunk)) if chunk else pairs
+
+
+def layer_keys(context: int, window: int | None, chunk: int | None) -> int:
+    """Keys one layer's decode attends to for a sequence of `context` tokens: the whole context, its window's or its
+    own chunk's (`analytic.chunked_attention`)."""
+    keys = min(context, window) if window else context
+    return min(keys, chunk_keys(context, chunk)) if chunk else keys
+
+
 def prefill_attention_flops(s: Setup, batch: int, prompt: int, cached: int = 0) -> float:
     """Token-mixing FLOPs of prefilling tokens [cached, prompt) of each prompt: attention (with a cached
-    prefix the new tokens still attend to the whole prefix, windows permitting) and the state layers' scan."""
+    prefix the new tokens still attend to the whole prefix, windows and chunks permitting) and the state layers'
+    scan."""
     dims = 2 * s.spec.num_heads * attention_dims(s.spec, s.layout, decode=False)
     scan = state_scan_flops(s.spec, batch * (prompt - cached))
     windows = attention_windows(s.spec, s.layout)
     if s.eager_attention:  # the full score matrix is computed, then masked
         return batch * dims * len(windows) * (prompt - cached) * prompt + scan
-    return batch * dims * sum(_causal_pairs(prompt, w) - _causal_pairs(cached, w) for w in windows) + scan
+    spans = zip(windows, attention_chunks(s.spec, s.layout))
+    return batch * dims * sum(_layer_pairs(prompt, w, c) - _layer_pairs(cached, w, c) for w, c in spans) + scan
 
 
 def decode_attention_flops(s: Setup, batch: int, context: int) -> float:
     dims = 2 * s.spec.num_heads * attention_dims(s.spec, s.layout, decode=True)
-    keys = sum(min(context, w) if w else context for w in attention_windows(s.spec, s.layout))
+    keys = sum(layer_keys(context, w, c) for w, c in zip(attention_windows(s.spec, s.layout),
+                                                          attention_chunks(s.spec, s.layout)))
     return batch * (dims * keys + mla_expansion_flops(s.spec, s.layout, keys)) + state_scan_flops(s.spec, batch)
+
+
+def chunk_read_bytes(s: Setup, context: int) -> float:
+    """What a decode step's chunked layers read of one sequence's cache on one device beyond what they store (less
+    than nothing past a chunk: they read their own chunk's keys, the cache keeps all of them), each key read
+    `chunk_rereads` times."""
+    layers = [(w, c) for w, c in zip(attention_windows(s.spec, s.layout), attention_chunks(s.spec, s.layout)) if c]
+    if not layers:
+        return 0.0
+    per_key = elements_per_token(s.spec, s.layout) * s.kv_element_bytes * (1.0 - s.host_layer_share)
+    return per_key * sum(layer_keys(context, w, c) * s.chunk_rereads - layer_keys(context, w, None) for w, c in layers)
 
 
 def matmul_flops(s: Setup, tokens: float, logits_tokens: float) -> float:
@@ -364,7 +393,8 @@ def _decode_parts(s: Setup, batch: int, context: int, tokens_per_seq: int = 1) -
     new_kv = tokens * elements_per_token(s.spec, s.layout) * attending * s.kv_share * s.kv_bits / 8
     # read and written in place once per step, whatever the runtime (the device's layers' share of it)
     state = state_bytes_per_device(s) * (1.0 - s.host_layer_share)
-    kv_bytes = batch * (kv_bytes_per_device(s, context) - state) * kv_passes(s) + batch * 2 * state + new_kv
+    kv_bytes = batch * ((kv_bytes_per_device(s, context) - state) * kv_passes(s) + chunk_read_bytes(s, context)) \
+        + batch * 2 * state + new_kv
     return attention, kv_bytes, tokens
 
 

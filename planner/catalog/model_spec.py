@@ -186,6 +186,26 @@ def _windows(f: _Fields, model_type: str, num_layers: int) -> list[int | None]:
     return [window] * num_layers
 
 
+def _chunks(f: _Fields, model_type: str, num_layers: int) -> list[int | None]:
+    """Per-layer chunk of chunked local attention (`attention_chunk_size`): the layers `layer_types` calls
+    chunked_attention, else Llama 4's rotary layers (transformers' Llama4TextConfig: `no_rope_layers` 1 where a layer
+    applies rotary positions, by default every layer but each `no_rope_layer_interval`-th, 4; its NoPE layers attend
+    to the whole context). Empty where the model chunks no layer."""
+    chunk = f.int("attention_chunk_size")
+    if not chunk:
+        return []
+    layer_types = f.get("layer_types")
+    if isinstance(layer_types, list) and len(layer_types) == num_layers:
+        return [chunk if t == "chunked_attention" else None for t in layer_types]
+    if model_type not in ("llama4", "llama4_text"):
+        return []
+    rope = f.int_list("no_rope_layers")
+    if len(rope) != num_layers:
+        interval = f.int("no_rope_layer_interval") or 4
+        rope = [int((i + 1) % interval != 0) for i in range(num_layers)]
+    return [chunk if r else None for r in rope]
+
+
 def _moe(f: _Fields, model_type: str, num_layers: int, hidden: int) -> tuple[MoESpec | None, list[bool]]:
     if model_type in ("mixtral", "phimoe"):
         experts = f.int("num_local_experts")
@@ -326,9 +346,10 @@ def _spec_from_config(config: dict[str, Any], name: str, source: str) -> ModelSp
                     intermediate_size=f.int("intermediate_size_mlp") or spec["intermediate_size"])
         chunk = f.int("attention_chunk_size")
         if chunk:
-            warnings.append(f"chunked attention ({chunk:,}-token chunks on the layers with rotary positions) is "
-                            "priced as full attention: its cache and attention cost are an upper bound past "
-                            f"{chunk:,} tokens")
+            warnings.append(f"chunked attention ({chunk:,}-token chunks on the layers with rotary positions): a "
+                            "serving engine's kernels attend to a token's own chunk, its cache keeps every key (as "
+                            "TensorRT-LLM and vLLM's default keep it; vLLM's hybrid cache manager, where on, frees "
+                            f"the older chunks: less memory than predicted past {chunk:,} tokens)")
     elif model_type == "starcoder2":
         bias = f.flag("use_bias")
         spec.update(mlp_gated=False, qkv_bias=bias, o_bias=bias, mlp_bias=bias)
@@ -381,7 +402,7 @@ def _spec_from_config(config: dict[str, Any], name: str, source: str) -> ModelSp
         # modules_to_not_convert): the other weights stay 16-bit
         spec.update(checkpoint_dtype="mxfp4", checkpoint_modules="experts")
     spec.update(moe=moe, layer_moe=tuple(layer_moe), layer_windows=tuple(_windows(f, model_type, layers)),
-                warnings=tuple(warnings))
+                layer_chunks=tuple(_chunks(f, model_type, layers)), warnings=tuple(warnings))
     if spec["intermediate_size"] <= 0:
         raise ModelConfigError(f"{source}: intermediate_size must be positive")
     if moe is not None and not 1 <= (moe.top_k or 0) <= moe.num_experts:

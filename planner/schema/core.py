@@ -176,6 +176,10 @@ class ModelSpec(Frozen):
     parallel_attention: bool = False
     max_position_embeddings: int
     layer_windows: tuple[int | None, ...] = Field(description="per layer: sliding window, None for full attention")
+    layer_chunks: tuple[int | None, ...] = Field((), exclude_if=lambda v: not v,
+                                                 description="per layer: the chunk of chunked local attention (Llama "
+                                                             "4: a token attends to its own chunk only), None for a "
+                                                             "layer that attends across chunks; empty: no such layer")
     layer_moe: tuple[bool, ...] = Field(description="per layer: MoE MLP (True) or dense MLP (False)")
     moe: MoESpec | None = None
     mla: MLASpec | None = None

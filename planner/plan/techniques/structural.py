@@ -67,6 +67,7 @@ def _prune(state: PlanState, ctx: Context) -> PlanState:
     keep = max(1, round(spec.num_layers * (1 - PRUNE_FRACTION)))
     return state.with_(spec=spec.model_copy(update={
         "num_layers": keep, "layer_windows": spec.layer_windows[:keep], "layer_moe": spec.layer_moe[:keep],
+        "layer_chunks": spec.layer_chunks[:keep],
         "name": f"{spec.name}-pruned{keep}"}))
 
 

@@ -117,13 +117,14 @@ def test_llama4_interleaves_moe_layers_with_a_shared_expert_and_dense_layers_of_
             maverick.moe.shared_intermediate_size) == (128, 1, 8192, 8192)
     assert all(resolve_model("llama-4-scout").layer_moe)
     # the multimodal wrapper is read through its text_config, an explicit moe_layers list wins over the step, and
-    # chunked attention is priced as full attention, with a warning saying so
+    # the chunked layers are the rotary ones (every fourth is NoPE), their cache kept whole, with a warning saying so
     wrapped = model_spec_from_config({"model_type": "llama4", "text_config": {
         **LLAMA, "model_type": "llama4_text", "num_local_experts": 4, "moe_layers": [0, 3],
         "interleave_moe_layer_step": 2}}, "t", "test")
     assert wrapped.model_type == "llama4" and wrapped.layer_moe == (True, False, False, True)
     assert wrapped.intermediate_size == 16384  # transformers' default intermediate_size_mlp: the dense layers' MLP
     assert wrapped.layer_windows == (None,) * 4 and any("chunked attention" in w for w in wrapped.warnings)
+    assert wrapped.layer_chunks == (8192, 8192, 8192, None)
 
 
 @pytest.mark.parametrize("bad, message", [
