@@ -4,9 +4,12 @@ rotary positions attend to the whole context. The serving engines' kernels skip 
 FlashAttention over its "local attention" virtual batches, SGLang's FlashAttention-3 backend, TensorRT-LLM's attention
 op given `attention_chunk_size`), so a long sequence's chunked layers cost a chunk's FLOPs and reads, not the whole
 context's. The cache keeps every key of every layer (`analytic.kvcache`): TensorRT-LLM keeps a chunked layer's whole
-window (its resource manager's `max_attention_window_vec = [max_seq_len]`), and vLLM frees the other chunks only with
-its hybrid cache manager, which releases through 0.11 turned off for chunked attention by default ("There is a latency
-regression when using chunked local attention with the hybrid KV cache manager. Disabling it, by default."). An eager
+window (its resource manager's `max_attention_window_vec = [max_seq_len]`); SGLang splits its cache into a global and a
+local part only where --hybrid-kvcache-ratio is given (server_args: `hybrid_kvcache_ratio: Optional[float] = None`);
+vLLM frees the other chunks only with its hybrid cache manager, which it turns off for chunked attention by default
+from vllm-project/vllm#21761 ("There is a latency regression when using chunked local attention with the hybrid KV
+cache manager. Disabling it, by default.") until a later release's #29627 turned it back on: the releases optiplan
+deploys (0.10.2, 0.11.0) keep the whole cache. An eager
 runtime (transformers' sdpa over a chunked mask) computes every score and masks the rest: its chunks are not honoured
 here.
 

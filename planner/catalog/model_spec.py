@@ -348,8 +348,8 @@ def _spec_from_config(config: dict[str, Any], name: str, source: str) -> ModelSp
         if chunk:
             warnings.append(f"chunked attention ({chunk:,}-token chunks on the layers with rotary positions): a "
                             "serving engine's kernels attend to a token's own chunk, its cache keeps every key (as "
-                            "TensorRT-LLM and vLLM's default keep it; vLLM's hybrid cache manager, where on, frees "
-                            f"the older chunks: less memory than predicted past {chunk:,} tokens)")
+                            "TensorRT-LLM, SGLang and vLLM through 0.11 keep it by default; a hybrid cache, where on, "
+                            f"frees the older chunks: less memory than predicted past {chunk:,} tokens)")
     elif model_type == "starcoder2":
         bias = f.flag("use_bias")
         spec.update(mlp_gated=False, qkv_bias=bias, o_bias=bias, mlp_bias=bias)
