@@ -45,6 +45,7 @@ from ..schema import (
 )
 from ..schema.releases import split_engine
 from .accuracy import accuracy_bands, architecture_kind, missing_bands_reason
+from .chunked_attention import chunk_decode_rereads
 from .efficiency import prefill_chunk_tokens, weight_kernel_refusal
 from .finite_run import run_lengths
 from .gguf import gguf_file_type
@@ -65,7 +66,6 @@ from .params import param_counts
 from .request_section import instance_request, request_section
 from .requests import prompts_prefill_s
 from .serving_options import serving_option_refusal
-from .chunked_attention import chunk_decode_rereads
 from .setup import Setup, build_setup, total_weight_bytes
 from .speculation import (
     Speculating,
