@@ -48,16 +48,18 @@ def streamed_weights_s(s) -> float:
     return host_weight_bytes(s) / s.host_link_bytes_per_s if s.host_layers is None else 0.0
 
 
-def host_layers_s(s, rows: int, cache_bytes: float = 0.0) -> float:
+def host_layers_s(s, rows: int, cache_bytes: float = 0.0, read_share: float = 1.0) -> float:
     """The time a step of `rows` rows spends on the layers the engine keeps in host memory and computes there
-    (llama.cpp), in series with the device's layers: their weights and `cache_bytes` of their caches read by the CPU
-    at the host memory's bandwidth, or, for a step of at least `device_min_rows` rows, the weights sent to the GPU
-    over the host link once per physical batch. 0 for other engines (`streamed_weights_s`)."""
+    (llama.cpp), in series with the device's layers: the `read_share` of their weights the step reads (a mixture of
+    experts' layers: their attention and the experts its tokens are routed to, as on the device) and `cache_bytes`
+    of their caches, read by the CPU at the host memory's bandwidth, or, for a step of at least `device_min_rows`
+    rows, the weights sent to the GPU over the host link once per physical batch, whole tensors. 0 for other engines
+    (`streamed_weights_s`)."""
     layers, host = s.host_layers, host_weight_bytes(s)
     if layers is None or not host:
         return 0.0
     if rows < layers.device_min_rows:
-        return (host + cache_bytes) / (s.host_memory_bytes_per_s * layers.bandwidth_efficiency)
+        return (host * read_share + cache_bytes) / (s.host_memory_bytes_per_s * layers.bandwidth_efficiency)
     return math.ceil(rows / layers.ubatch_rows) * host / s.host_link_bytes_per_s
 
 

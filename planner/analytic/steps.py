@@ -142,6 +142,12 @@ def routed_expert_bytes(s: Setup, tokens: int) -> float:
     return c.num_moe_layers * touched * c.layer.expert_linear * s.expert_bits_per_weight / 8 / s.shards
 
 
+def all_expert_bytes(s: Setup) -> float:
+    """Every routed expert's weight bytes, one device."""
+    c = s.counts
+    return c.num_moe_layers * c.num_experts * c.layer.expert_linear * s.expert_bits_per_weight / 8 / s.shards
+
+
 def shared_weight_bytes(s: Setup) -> float:
     """The weight bytes every forward pass reads, one device, whatever its tokens: all but the routed experts."""
     c, lp = s.counts, s.counts.layer
@@ -358,11 +364,13 @@ def _cost(s: Setup, matmul: float, attention: float, weight_tokens: int, kv_dev:
     rows = max(math.ceil(group_rows - 1e-9), 1)  # the busiest group's rows, rounded up
     # weights held in host memory (CPU offload, `analytic.offload`): streamed to the device with the pass's weights,
     # or computed by the host in series with the device's layers
-    offload_s, host_s = streamed_weights_s(s), host_layers_s(s, rows, host_kv)
     # the weights the step's `weight_tokens` read (the routed experts by the engine's grouped GEMM), by the engine's
     # weight kernel up to its rows, then by its GEMM (`weight_reads`)
     shared_dev, experts_dev = shared_weight_bytes(s), routed_expert_bytes(s, weight_tokens)
     weights_dev = shared_dev + experts_dev
+    # the host's layers read the same share of their weights as the device's (the experts the tokens are routed to)
+    read_share = min(weights_dev / (shared_dev + all_expert_bytes(s)), 1.0)
+    offload_s, host_s = streamed_weights_s(s), host_layers_s(s, rows, host_kv, read_share)
     kernel_rows = s.eff.weight_kernel_max_rows  # the routed experts its kernel would read at its most rows
     weights_s = weight_read_s(s, rows, shared_dev, experts_dev, experts_dev if not kernel_rows
                               or weight_tokens <= kernel_rows else routed_expert_bytes(s, kernel_rows))

@@ -13,6 +13,17 @@ from ..schema import HardwareSpec, ModelSpec
 from .engines import device_fact, engine_fact
 from .hardware import device_checkpoint_dtype
 
+# the checkpoint format a plan's weight step is served from
+CHECKPOINT_FORMATS = {"weight-int4-awq": "awq", "weight-int4-gptq": "gptq", "weight-fp8": "fp8",
+                      "weight-w8a8-int8": "w8a8_int8", "weight-int8": "w8a16_int8", "weight-fp4": "nvfp4"}
+# Engines that quantize a 16-bit checkpoint to the format as it loads (vLLM and SGLang `--quantization fp8`, TGI
+# `--quantize fp8`, and TGI's `--quantize eetq` to int8 weight-only): profiles/engines/*.yaml and the engines'
+# quantization docs
+ONLINE_QUANTIZATION = {"fp8": ("vllm", "sglang", "tgi"), "w8a16_int8": ("tgi",)}
+# the engines a served checkpoint is looked up for (their configs name one); the others read what optiplan apply
+# writes (transformers) or a GGUF file of their own (llama.cpp)
+CHECKPOINT_ENGINES = ("vllm", "sglang", "tgi", "trtllm")
+
 # how an engine's cache makes room for a model's attention windows (`engine_window_pools`)
 WINDOW_SPLITS = ("shared", "equal", "ratio", "whole")
 # one pool for every layer, a windowed layer holding its window (vLLM's, and every cache outside a serving engine)
@@ -89,3 +100,14 @@ def experts_split_whole(spec: ModelSpec, engine: str | None, instruct: bool, tp:
         return False
     experts, rest = block_split(spec, block, tp, False, expert_tp)
     return bool(experts) and not rest  # where the rest does not split either, the engine serves no such checkpoint
+
+
+def produced_formats(techniques: tuple[str, ...] | list[str], model: str, engine: str | None,
+                     instruct: bool) -> list[str]:
+    """The checkpoint formats a plan's weight steps (`techniques`) need the user to produce before `engine` serves
+    them: no published checkpoint of `model` in that format that the engine loads, and no quantizing as it loads."""
+    if engine not in CHECKPOINT_ENGINES or profiles.resolve_model_name(model) is None:
+        return []
+    formats = [CHECKPOINT_FORMATS[t] for t in techniques if t in CHECKPOINT_FORMATS]
+    return [f for f in formats if engine not in ONLINE_QUANTIZATION.get(f, ())
+            and published_checkpoint(model, f, engine, instruct) is None]

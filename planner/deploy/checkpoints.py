@@ -13,19 +13,13 @@ from ..analytic.setup import build_setup, total_weight_bytes
 from ..catalog.dtypes import bytes_per_element
 from ..catalog.hardware import resolve_hardware
 from ..catalog.models import catalog_entry, resolve_model
-from ..catalog.served import block_split, published_checkpoint
+from ..catalog.served import CHECKPOINT_FORMATS, ONLINE_QUANTIZATION, block_split, published_checkpoint
 from ..catalog.workloads import serves_instruct
 from ..errors import DeployError
 from ..schema.advice import Advice
 from .config import advice_catalog_entry, data_parallel_ranks
 
 # The weight formats a plan step asks of the checkpoint
-FORMATS = {"weight-int4-awq": "awq", "weight-int4-gptq": "gptq", "weight-fp8": "fp8", "weight-w8a8-int8": "w8a8_int8",
-           "weight-int8": "w8a16_int8", "weight-fp4": "nvfp4"}
-# Engines that quantize a 16-bit checkpoint to the format as it loads (vLLM and SGLang `--quantization fp8`, TGI
-# `--quantize fp8`, and TGI's `--quantize eetq` to int8 weight-only): profiles/engines/*.yaml and the engines'
-# quantization docs
-ONLINE = {"fp8": ("vllm", "sglang", "tgi"), "w8a16_int8": ("tgi",)}
 # Engines whose online quantization loads the whole 16-bit checkpoint onto the devices before it quantizes: a device
 # must hold its share of the 16-bit weights. vLLM docs/features/quantization/fp8.md — "Currently, we load the model at
 # original precision before quantizing down to 8-bits, so you need enough memory to load the whole model."; SGLang
@@ -39,9 +33,9 @@ PRODUCE = {
     "awq": "AutoAWQ (AutoAWQForCausalLM.from_pretrained(...).quantize(tokenizer, quant_config={{'w_bit': 4, "
            "'q_group_size': 128, 'zero_point': True, 'version': 'GEMM'}}), then save_quantized('{folder}'))",
     "fp8": "TensorRT Model Optimizer (examples/llm_ptq/hf_ptq.py --qformat fp8 --export_path {folder})",
-    "w8a8_int8": "llm-compressor (oneshot with a SmoothQuant + GPTQ W8A8 recipe) into {folder}",
+    "w8a8_int8": "llm-compressor (oneshot with a SmoothQuant + GPTQ W8A8 recipe{ignoring}) into {folder}",
     "w8a16_int8": "llm-compressor (oneshot with QuantizationModifier(targets='Linear', scheme='W8A16', "
-                  "ignore=['lm_head']), no calibration data) into {folder}",
+                  "ignore=[{ignore}]), no calibration data) into {folder}",
     # vLLM's and SGLang's modelopt_fp4 reads a Model Optimizer NVFP4 checkpoint (its hf_quant_config.json); neither
     # quantizes a 16-bit one to NVFP4 as it loads
     "nvfp4": "TensorRT Model Optimizer (examples/llm_ptq/hf_ptq.py --qformat nvfp4 --export_path {folder})",
@@ -51,11 +45,33 @@ PRODUCE = {
 MODELOPT = {"awq": "int4_awq", "fp8": "fp8", "nvfp4": "nvfp4"}
 
 
-def _produce(engine: str, fmt: str, model: str, folder: str) -> str:
+# An llm-compressor recipe keeps a mixture of experts' router (and a shared expert's gate) at 16 bits, as its MoE
+# examples do (vllm-project/llm-compressor examples/quantizing_moe and quantization_w8a8_fp8: Qwen3 MoE "re:.*mlp.gate$",
+# Mixtral "re:.*block_sparse_moe.gate", Qwen3.5 MoE "re:.*shared_expert_gate$"): the engines build the router
+# unquantized (vLLM's Qwen3MoeSparseMoeBlock: its gate a ReplicatedLinear with quant_config=None) and would not load
+# a quantized one. Llama 4 names it feed_forward.router, gpt-oss mlp.router; transformers 5 moved Mixtral's and
+# PhiMoE's from block_sparse_moe.gate to mlp.gate (both kept: the recipe runs on the user's transformers).
+ROUTER_IGNORES = {"qwen2_moe": ("re:.*mlp.gate$", "re:.*shared_expert_gate$"), "qwen3_moe": ("re:.*mlp.gate$",),
+                  "qwen3_next": ("re:.*mlp.gate$", "re:.*shared_expert_gate$"), "deepseek_v2": ("re:.*mlp.gate$",),
+                  "deepseek_v3": ("re:.*mlp.gate$",), "mixtral": ("re:.*block_sparse_moe.gate$", "re:.*mlp.gate$"),
+                  "phimoe": ("re:.*block_sparse_moe.gate$", "re:.*mlp.gate$"), "llama4": ("re:.*feed_forward.router$",),
+                  "gpt_oss": ("re:.*mlp.router$",)}
+
+
+def recipe_ignores(model_type: str) -> tuple[str, ...]:
+    """The modules an llm-compressor recipe leaves at 16 bits: the head, and a mixture of experts' router
+    (`ROUTER_IGNORES`)."""
+    return ("lm_head", *ROUTER_IGNORES.get(model_type, ()))
+
+
+def _produce(engine: str, fmt: str, model: str, folder: str, model_type: str = "") -> str:
     if engine == "trtllm" and fmt in MODELOPT:
         return (f"TensorRT Model Optimizer (examples/llm_ptq/hf_ptq.py --qformat {MODELOPT[fmt]} --export_path "
                 f"{folder})")
-    return PRODUCE[fmt].format(model=model, folder=folder)
+    ignores = recipe_ignores(model_type)
+    routers = ignores[1:]
+    return PRODUCE[fmt].format(model=model, folder=folder, ignore=", ".join(f"'{i}'" for i in ignores),
+                               ignoring=f", ignoring lm_head and {', '.join(routers)}" if routers else "")
 
 
 @dataclass
@@ -106,8 +122,8 @@ def serving_checkpoint(advice: Advice, engine: str, default: str, not_applied: f
     elif chat:
         served.notes.append(f"the catalog knows no instruct checkpoint of {default}: a base model has no chat template "
                             "and answers as a text completer; point the model at your chat-tuned checkpoint")
-    fmt = next((FORMATS[s.technique] for s in advice.plan.steps
-                if s.technique in FORMATS and s.technique not in not_applied), None)
+    fmt = next((CHECKPOINT_FORMATS[s.technique] for s in advice.plan.steps
+                if s.technique in CHECKPOINT_FORMATS and s.technique not in not_applied), None)
     if fmt is None:
         return served
     published = [c for c in entry.get("checkpoints") or [] if c["format"] == fmt and engine in c["engines"]]
@@ -127,7 +143,7 @@ def serving_checkpoint(advice: Advice, engine: str, default: str, not_applied: f
         ep_step = any(s.technique in ("expert-parallel", "expert-parallel-tp-attention") for s in advice.plan.steps)
         experts, rest = block_split(resolve_model(advice.model.source.split(":", 1)[1]), block, tp, ep_step, expert_tp)
         why = f"{match['hub_id']} is quantized in blocks of {block} columns ({match['block_source']})"
-        if rest and engine in ONLINE.get(fmt, ()):
+        if rest and engine in ONLINE_QUANTIZATION.get(fmt, ()):
             online = _online_peak(advice, engine, fmt, expert_tp) is None
             served.notes.append(f"{why}: at tensor parallel {tp} its {', '.join(rest)} columns per device are not "
                                 "whole blocks, so " + (f"{engine} quantizes the 16-bit checkpoint as it loads it "
@@ -147,10 +163,10 @@ def serving_checkpoint(advice: Advice, engine: str, default: str, not_applied: f
     if match is not None:
         served.model, served.published = match["hub_id"], fmt
         served.notes.append(f"serves {match['hub_id']}, a published {fmt} checkpoint (source: {match['source']})")
-    elif engine in ONLINE.get(fmt, ()) and (peak := _online_peak(advice, engine, fmt, expert_tp)) is None:
+    elif engine in ONLINE_QUANTIZATION.get(fmt, ()) and (peak := _online_peak(advice, engine, fmt, expert_tp)) is None:
         served.notes.append(f"{engine} quantizes {served.model} to {fmt} as it loads it (no {fmt} checkpoint needed)")
     else:
-        if engine in ONLINE.get(fmt, ()):
+        if engine in ONLINE_QUANTIZATION.get(fmt, ()):
             served.notes.append(peak)
         folder = f"models/{advice.model.name}-{fmt}"
         source_model = served_hub_id(advice, default)  # the checkpoint served, quantized
@@ -161,7 +177,7 @@ def serving_checkpoint(advice: Advice, engine: str, default: str, not_applied: f
                             + (f" ({other} is the {'instruct' if not chat else 'base'} model, another model than the "
                                f"{'instruct' if chat else 'base'} one this workload serves)" if other else "")
                             + f": produce ./{folder} from {source_model}"
-                            f" with {_produce(engine, fmt, source_model, folder)}")
+                            f" with {_produce(engine, fmt, source_model, folder, advice.model.model_type)}")
     return served
 
 
@@ -198,7 +214,7 @@ def checkpoint_dtype(advice: Advice) -> str | None:
     return advice_catalog_entry(advice).get("checkpoint_dtype")
 
 
-# the dtype a checkpoint format (`FORMATS`) stores its weights in, where its name is not one (fp8, nvfp4 are)
+# the dtype a checkpoint format (`CHECKPOINT_FORMATS`) stores its weights in, where its name is not one (fp8, nvfp4 are)
 FORMAT_DTYPES = {"awq": "int4", "gptq": "int4", "w8a8_int8": "int8", "w8a16_int8": "int8"}
 
 

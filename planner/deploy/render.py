@@ -23,12 +23,13 @@ from ..catalog.engine_state_models import state_model_options, state_model_refus
 from ..catalog.engines import deployed_engine, engine_running_option
 from ..catalog.hardware import replicas_in_own_nodes, resolve_hardware
 from ..catalog.models import resolve_model
+from ..catalog.served import CHECKPOINT_FORMATS
 from ..errors import UnknownNameError
 from ..fsutil import atomic_folder
 from ..schema import HardwareSpec
 from ..schema.advice import Advice
 from . import llamacpp, sglang, tgi, trtllm, vllm
-from .checkpoints import FORMATS, checkpoint_bytes, checkpoint_dtype, serving_checkpoint
+from .checkpoints import checkpoint_bytes, checkpoint_dtype, serving_checkpoint
 from .config import (
     ENGINES,
     HEALTH,
@@ -89,7 +90,7 @@ def engine_config(advice: Advice, engine: str) -> EngineConfig:
                 cfg.options.pop(key, None)
             which = f"published {served.published}" if served.published else f"{served.produced} (produced as below)"
             cfg.applied = [(t_id, f"served from the {which} checkpoint, whose quantization_config the engine reads (it "
-                                  "picks the kernel)") if t_id in FORMATS else (t_id, how)
+                                  "picks the kernel)") if t_id in CHECKPOINT_FORMATS else (t_id, how)
                            for t_id, how in cfg.applied]
     for o in state_model_options(engine, advice.model.model_type):
         cfg.options[o["option"]] = o["value"]

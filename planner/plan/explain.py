@@ -115,4 +115,8 @@ def alternative_note(c: Candidate, best: Candidate, goal: str | None = None) -> 
     if c.score < best.score and a.quality_loss_pct > b.quality_loss_pct:
         # ahead on the goal, yet not chosen: within the margin a lossier plan must win by (search.QUALITY_TIE)
         note += f" (ahead on the goal by under {QUALITY_TIE:.0%}: the plan's lower quality loss wins the tie)"
+    elif len(c.produced) > len(best.produced) and abs(c.score - best.score) <= QUALITY_TIE * abs(best.score):
+        # a checkpoint to produce first counts as a moving part where the two are within the tie (`search.rank`)
+        note += (f" (its {', '.join(c.produced)} checkpoint must be produced first, none being published that the "
+                 f"engine loads: a moving part the plan does without)")
     return note

@@ -13,6 +13,8 @@ import itertools
 from dataclasses import dataclass
 
 from ..catalog.engines import engine_defaults
+from ..catalog.served import produced_formats
+from ..catalog.workloads import serves_instruct
 from ..schema.advice import Prediction
 from .effects import predict_steps, within_speed_limits
 from .graph import conflicting, plan_order
@@ -29,6 +31,8 @@ class Candidate:
     score: float
     speed_ok: bool = True  # within the speed limits where speed is not the goal (`effects.within_speed_limits`)
     objective: tuple[float, float] | None = None  # (a part that must be equal, a figure compared within QUALITY_TIE)
+    # weight formats whose checkpoint the user must produce before the engine serves the plan (`served.produced_formats`)
+    produced: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -173,8 +177,9 @@ def search(ctx: Context, only_groups: frozenset[str] | None = None) -> SearchRes
             objective = (0.0, float(pred.memory_per_device_bytes - ctx.hw.runtime_overhead_bytes))
         else:
             objective = (0.0, goal_score)
+        produced = tuple(produced_formats(order, ctx.spec.name, workload.engine, serves_instruct(workload)))
         candidates.append(Candidate(order, final, pred, goal_score, within_speed_limits(pred, base_pred, workload.goal),
-                                    objective))
+                                    objective, produced))
     return SearchResult(base, base_pred, tuple(candidates), rejected, frozenset(no_ops - used))
 
 
@@ -193,7 +198,8 @@ def rank(candidates: tuple[Candidate, ...]) -> list[Candidate]:
     QUALITY_TIE of the best on the goal's figure (for the context goal: as many sequences, time per token within
     it; for the memory goal: the bytes the plan holds, without the runtime's own), the one with the least quality
     loss goes first; among those within QUALITY_EQUAL of that loss, the one with the fewest moving parts (a router
-    and prefill and decode instances are not worth a few percent)."""
+    and prefill and decode instances are not worth a few percent, nor is a checkpoint the user must produce first,
+    a 235B model quantized with llm-compressor, where a published one or the engine's own quantizing serves)."""
     def tier(c: Candidate):
         return (0 if c.predicted.meets_slo else 1 if c.predicted.fits else 2, not c.speed_ok)
 
@@ -211,7 +217,7 @@ def rank(candidates: tuple[Candidate, ...]) -> list[Candidate]:
     techniques = all_techniques()
 
     def parts(c: Candidate) -> int:
-        return sum(techniques[i].moving_parts for i in c.ids if i in techniques)
+        return sum(techniques[i].moving_parts for i in c.ids if i in techniques) + len(c.produced)
     least = min(round(c.predicted.quality_loss_pct, 4) for c in close)
     as_good = [c for c in close if c.predicted.quality_loss_pct <= least + QUALITY_EQUAL]
     pick = min(as_good, key=lambda c: (parts(c), round(c.predicted.quality_loss_pct, 4), round(c.score, 9),

@@ -63,6 +63,20 @@ def test_llama_cpp_decodes_the_host_layers_on_the_cpu_at_its_memory_bandwidth():
     assert 2.6 < 1e3 / tpot_ms < 3.1 and 1e3 / tpot_ms > 2.5 * 7.88e9 / host
 
 
+def test_a_mixture_of_experts_host_layers_read_the_experts_a_step_is_routed_to():
+    # Qwen3-30B-A3B with every layer on the host: a one-token step reads its attention and 8 of each layer's 128
+    # experts there, not every expert (a reviewer's 4090 plan came out at 186 ms a step for ~50 ms of reads)
+    from optiplan.planner.analytic.steps import decode_step
+
+    fields = {"engine": "llama.cpp", "dtype": "int8", "context": 129, "prompt_tokens": 1} | RIG
+    s = _setup(ProfileRequest(model="qwen3-30b-a3b", hardware="rtx-4090", gpu_layers=0, **fields))
+    whole = host_layers_s(s, 1)  # every host weight
+    step = decode_step(s, 1, 129)
+    assert step.memory_s < 0.2 * whole  # a token reads 8 of 128 experts (the attention and head besides)
+    # a prompt's steps send whole tensors over the link, every expert
+    assert host_layers_s(s, 512) == pytest.approx(host_weight_bytes(s) / 7.88e9)
+
+
 def test_each_layer_moved_to_the_gpu_takes_its_bytes_off_the_host():
     rates = [1e3 / profile(_request(n)).latency.tpot_ms for n in (0, 16, 32, 40, 99)]
     assert rates == sorted(rates)

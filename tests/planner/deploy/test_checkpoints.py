@@ -5,7 +5,8 @@ and the command that produces it."""
 from __future__ import annotations
 
 from optiplan import profiles
-from optiplan.planner.deploy.checkpoints import FORMATS, draft_hub_id, serving_checkpoint
+from optiplan.planner.catalog.served import CHECKPOINT_FORMATS
+from optiplan.planner.deploy.checkpoints import draft_hub_id, serving_checkpoint
 from optiplan.planner.deploy.render import engine_config, render
 from optiplan.planner.plan.advise import advise
 from optiplan.planner.schema import AdviseRequest
@@ -16,7 +17,7 @@ def _plan(model, workload="chat", hardware="h100-sxm", devices=1, **kw):
 
 
 def test_catalog_checkpoints_are_data_with_sources():
-    formats = set(FORMATS.values()) | {"gguf"}
+    formats = set(CHECKPOINT_FORMATS.values()) | {"gguf"}
     for name in profiles.model_names():
         entry = profiles.load_model(name)
         if "instruct" in entry:
@@ -40,7 +41,7 @@ def test_a_quantized_plan_serves_a_published_checkpoint_or_says_how_to_make_one(
     # AWQ costs Llama-2-7B +2.4% perplexity, GPTQ +4.0% (profiles/quality.yaml): a 3% budget takes AWQ for one user
     # (at a few, vLLM's compute-bound prefill favours W8A8's int8 tensor cores)
     a = _plan("llama-2-7b", hardware="a10g", max_quality_loss_pct=3.0, goal="latency", concurrency=1)
-    fmt = next(FORMATS[s.technique] for s in a.plan.steps if s.technique in FORMATS)
+    fmt = next(CHECKPOINT_FORMATS[s.technique] for s in a.plan.steps if s.technique in CHECKPOINT_FORMATS)
     assert fmt == "awq", [s.technique for s in a.plan.steps]
     files = render(a, "vllm")
     assert "exec vllm serve TheBloke/Llama-2-7B-Chat-AWQ" in files["vllm/serve.sh"]
@@ -253,3 +254,34 @@ def test_tensorrt_llm_serves_the_checkpoints_its_performance_overview_ran():
     chat = _plan("mistral-small-24b", hardware="mi300x", max_quality_loss_pct=0.0)
     assert serving_checkpoint(chat, "vllm", "mistralai/Mistral-Small-24B-Base-2501").model == \
         "mistralai/Mistral-Small-24B-Instruct-2501"
+
+
+def test_a_published_checkpoint_wins_a_tie_over_one_the_user_must_produce():
+    # Qwen3-235B-A22B on 8 H100 for chat on vLLM: W8A16 int8 and fp8 come within a percent of each other, int8 at
+    # 0.1% against 0.3%; int8 would send the user to llm-compressor with a 235B model where Qwen publishes an FP8 one
+    from optiplan.planner.catalog.served import produced_formats
+
+    a = _plan("qwen3-235b-a22b", devices=8, engine="vllm")
+    steps = [s.technique for s in a.plan.steps]
+    assert "weight-fp8" in steps and "weight-int8" not in steps, steps
+    assert serving_checkpoint(a, "vllm", "Qwen/Qwen3-235B-A22B").model == "Qwen/Qwen3-235B-A22B-FP8"
+    assert produced_formats(("weight-int8",), "qwen3-235b-a22b", "vllm", True) == ["w8a16_int8"]
+    assert produced_formats(("weight-fp8",), "qwen3-235b-a22b", "vllm", True) == []
+    assert produced_formats(("weight-fp8",), "olmo-2-7b", "trtllm", True) == ["fp8"]  # no online fp8 there
+    assert produced_formats(("weight-fp8",), "olmo-2-7b", "vllm", True) == []  # vLLM quantizes it as it loads
+    assert produced_formats(("weight-int8",), "qwen3-235b-a22b", "llama.cpp", True) == []  # GGUF files, not these
+
+
+def test_an_llm_compressor_recipe_keeps_a_mixture_of_experts_router_at_16_bits():
+    from optiplan.planner.deploy.checkpoints import recipe_ignores
+
+    assert recipe_ignores("llama") == ("lm_head",)
+    assert recipe_ignores("qwen3_moe") == ("lm_head", "re:.*mlp.gate$")
+    assert "re:.*feed_forward.router$" in recipe_ignores("llama4")
+    # Qwen3-30B-A3B on four A10G (W8A16 int8) and an A100 (W8A8 int8) for vLLM: checkpoints made with llm-compressor
+    w8a16 = _plan("qwen3-30b-a3b", hardware="a10g", devices=4, engine="vllm", concurrency=1)
+    notes = " ".join(serving_checkpoint(w8a16, "vllm", "Qwen/Qwen3-30B-A3B").notes)
+    assert "scheme='W8A16', ignore=['lm_head', 're:.*mlp.gate$']" in notes
+    w8a8 = _plan("qwen3-30b-a3b", hardware="a100-40gb", engine="vllm")
+    notes = " ".join(serving_checkpoint(w8a8, "vllm", "Qwen/Qwen3-30B-A3B").notes)
+    assert "W8A8 recipe, ignoring lm_head and re:.*mlp.gate$" in notes
