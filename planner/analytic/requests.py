@@ -365,7 +365,7 @@ def request_profile(s: Setup, input_tokens: int, output_tokens: int, concurrency
 
     def figures(n: int) -> dict[str, float]:  # n requests served together, in steady state
         return with_speculation(request_figures(s, input_tokens, output_tokens, n, continuous, cached_tokens), s,
-                                speculation, output_tokens, context)
+                                speculation, output_tokens, context, input_tokens, cached_tokens)
 
     cap = running_cap(s)
     limit = running_limit(s, room)  # what runs at once; the others wait for a slot

@@ -13,7 +13,7 @@ from ..schema import ProfileRequest
 from .kvcache import elements_per_token
 from .memory import NO_DRAFT, per_device_bytes
 from .setup import Setup
-from .steps import decode_step
+from .steps import decode_step, prefill_step
 
 # How much of the step model's speculative gain a serving engine keeps as the batch grows, from the one published
 # batch sweep in the validation set: EAGLE-3 on SGLang (arXiv 2503.01840) measured 2.36x at batch 1, which the step
@@ -95,14 +95,25 @@ def eagle3_head_bytes(s: Setup, reserved: int) -> tuple[float, float]:
     return head, cache
 
 
-def with_speculation(f: dict, s: Setup, sp: Speculating | None, output_tokens: int, context: int) -> dict:
+def draft_prefill_s(sp: Speculating | None, prompt: int, cached: int = 0) -> float:
+    """The draft model's own prefill of a prompt (its cache must hold the prompt before it proposes), after the
+    target's: a draft model's prefill step; nothing for the other methods, whose heads read the target's states."""
+    if sp is None or sp.method != "draft" or sp.draft is None or prompt <= cached:
+        return 0.0
+    return prefill_step(sp.draft, 1, prompt, cached).time_s
+
+
+def with_speculation(f: dict, s: Setup, sp: Speculating | None, output_tokens: int, context: int,
+                     prompt: int = 0, cached: int = 0) -> dict:
     """Steady-state request figures (`requests.request_figures`) with the decode steps speculative, as the plan prices
     them: the speculative time per token of the sequences a step advances, plus what the prompts riding in the steps
-    add to a plain one; the request's cycle its first token and its other tokens at that pace."""
+    add to a plain one; the first token after the draft model's prefill of the `prompt` too; the request's cycle its
+    first token and its other tokens at that pace."""
     if sp is None or output_tokens <= 1:
         return f
     itl = speculative_tpot_s(s, sp, f["decode_rows"], context) + max(0.0, f["itl_s"] - f["decode_s"])
-    return f | {"itl_s": itl, "cycle_s": f["ttft_s"] + (output_tokens - 1) * itl}
+    ttft = f["ttft_s"] + draft_prefill_s(sp, prompt, cached)
+    return f | {"itl_s": itl, "ttft_s": ttft, "cycle_s": ttft + (output_tokens - 1) * itl}
 
 
 def speculation_refusal(request: ProfileRequest) -> str | None:

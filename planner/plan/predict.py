@@ -17,7 +17,7 @@ from ..analytic.memory import (
 from ..analytic.offload import host_weight_bytes
 from ..analytic.requests import cached_tokens, front_end, request_figures
 from ..analytic.setup import Setup
-from ..analytic.speculation import Speculating, eagle3_head_bytes, speculative_step_s
+from ..analytic.speculation import Speculating, draft_prefill_s, eagle3_head_bytes, speculative_step_s
 from ..analytic.steps import decode_step, first_token_step_s, prefill_step
 from ..catalog.engines import continuous_scheduling
 from ..schema import HardwareSpec, ModelSpec
@@ -59,6 +59,13 @@ def speculation_speedup(state: PlanState, batch: int, context: int, kept: bool =
     return decode_step(s, batch, context).time_s / (step_s / tokens)
 
 
+def _draft_prefill_s(state: PlanState, prompt: int, shared: float) -> float:
+    """A draft model's own prefill of a prompt, before its first proposal (`speculation.draft_prefill_s`)."""
+    if state.speculation is None:
+        return 0.0
+    return draft_prefill_s(_speculating(state), prompt, cached_tokens(prompt, shared))
+
+
 def _draft_bytes(state: PlanState, reserved: float) -> tuple[float, float] | None:
     """(weights, KV per sequence) of a speculative draft on one device: a draft model's, or an EAGLE-3 head's (one
     decoder layer, its fused projection and its draft-vocabulary head, and that layer's cache); None for the others
@@ -98,7 +105,7 @@ def serving_figures(state: PlanState, s: Setup, workload: Workload, batch: int) 
         itl = _tpot_s(state, s, f["decode_rows"], workload.mean_context) + max(0.0, f["itl_s"] - f["decode_s"])
         # the p95 prompt's first token under the mean prompts' load
         ttft = request_figures(s, i, o, batch, True, cached_tokens(i, share),
-                               own=(p95, cached_tokens(p95, share)))["ttft_s"]
+                               own=(p95, cached_tokens(p95, share)))["ttft_s"] + _draft_prefill_s(state, p95, share)
         # over HTTP each request's first token comes the engine's server latency later: a client waits it out of its
         # round trip, while a throughput job's queue keeps the engine's slots busy through it (as profile has a queue
         # absorb it); the engine's front end completes at most 1 / request_host_s requests a second (vLLM's API
@@ -109,7 +116,8 @@ def serving_figures(state: PlanState, s: Setup, workload: Workload, batch: int) 
         g = front_end({"cycle_s": cycle, "ttft_s": cycle, "queue_s": 0.0}, batch, s.request_host_s)
         return itl, ttft + latency + g["queue_s"], batch * o / g["cycle_s"]
     tpot = _tpot_s(state, s, batch, workload.mean_context)
-    ttft = prefill_step(s, 1, p95, cached_tokens(p95, share)).time_s + first_token_step_s(s, batch, p95)
+    ttft = prefill_step(s, 1, p95, cached_tokens(p95, share)).time_s + first_token_step_s(s, batch, p95) \
+        + _draft_prefill_s(state, p95, share)
     cycle = prefill_step(s, batch, i, cached_tokens(i, share)).time_s + (o - 1) * tpot
     # a static batch ends with its longest output, its other slots idle meanwhile (p95 - mean of the outputs); a batch
     # of one has no other slot

@@ -61,6 +61,26 @@ def test_request_figures_decode_speculatively():
     assert "speculative decoding (eagle3" in fast.scheduling
 
 
+def test_a_draft_model_prefills_the_prompt_before_its_first_proposal():
+    # the draft's cache must hold the prompt: its prefill comes after the target's, before the first token; an EAGLE
+    # head reads the target's states and adds none
+    from optiplan.planner.analytic.profile import setup_for_request
+    from optiplan.planner.analytic.speculation import draft_prefill_s
+    from optiplan.planner.analytic.steps import prefill_step
+    from optiplan.planner.catalog.hardware import resolve_hardware
+    from optiplan.planner.catalog.models import resolve_model
+
+    req = {"input_tokens": 2000, "output_tokens": 200, "concurrency": 1}
+    plain, drafted, eagle = (_profile(**req).requests, _profile(**req, **DRAFT).requests,
+                             _profile(**req, **EAGLE).requests)
+    draft = setup_for_request(ProfileRequest(model="llama-3.2-1b", hardware="h100-sxm", engine="sglang"),
+                              resolve_model("llama-3.2-1b"), resolve_hardware("h100-sxm"))
+    own = prefill_step(draft, 1, 2000).time_s * 1e3
+    assert drafted.ttft_ms == pytest.approx(plain.ttft_ms + own, rel=0.02) and own > 1.0
+    assert eagle.ttft_ms == pytest.approx(plain.ttft_ms)
+    assert draft_prefill_s(Speculating("draft", 4, 0.7, draft), 2000, cached=2000) == 0.0  # all of it cached
+
+
 @pytest.mark.parametrize(("kw", "message"), [
     ({"spec_tokens": 3}, "give --speculative too"),
     ({"speculative": "eagle3"}, "needs --spec-tokens"),
