@@ -176,7 +176,8 @@ register(
         # any count of devices splits into replicas of one device each; a larger replica must divide the devices and
         # the attention heads (`_replica_devices`): the sizes are the prediction's data and tensor parallel
         transform=_dp, hardware=("multi-device",),
-        unchanged="only all the devices together hold the model with room for its cache"),
+        unchanged="no smaller group of the devices holds the model in the plan's formats with a third of each device "
+                  "left to its cache: replicas that barely hold their weights would serve few sequences each"),
     Technique(
         id="expert-parallel", engines=("vllm", "sglang", "trtllm"),
         name="Expert parallel", family="parallelism", group=GROUP,
