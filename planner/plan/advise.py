@@ -397,7 +397,7 @@ def _document(spec: ModelSpec, workload: Workload, hw: HardwareSpec, devices: in
     # the engine at the release the plan is priced at, whose defaults the baseline runs (`search.engine_baseline`)
     engine = ctx.release_engine if workload.goal != "training" else None
     for t, predicted in zip(steps_t, predictions):
-        steps.append(PlanStep(technique=t.id, name=t.name, params=t.parameters(params_ctx), why=t.summary,
+        steps.append(PlanStep(technique=t.id, name=t.name, params=t.parameters(params_ctx, predicted), why=t.summary,
                               quality_risk=t.quality_risk, quality_loss_pct=t.loss(ctx), quality_source=t.source(ctx),
                               effect_source=effect_source(t, ctx.effects, engine),
                               engine_default=engine_default(t, engine), predicted=predicted))

@@ -176,6 +176,10 @@ register(
         # any count of devices splits into replicas of one device each; a larger replica must divide the devices and
         # the attention heads (`_replica_devices`): the sizes are the prediction's data and tensor parallel
         transform=_dp, hardware=("multi-device",),
+        # the replicas' size is the search's: a copy's tensor parallel and the copies (vLLM's data-parallel ranks of a
+        # MoE model, their experts one group over all of them, are attention groups)
+        predicted_params=lambda p: {"tensor_parallel_size": p.tensor_parallel,
+                                    "data_parallel_size": max(p.data_parallel, p.attention_data_parallel)},
         unchanged="no smaller group of the devices holds the model in the plan's formats with a third of each device "
                   "left to its cache: replicas that barely hold their weights would serve few sequences each"),
     Technique(
