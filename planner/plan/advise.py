@@ -30,7 +30,6 @@ from ..catalog.hardware import catalog_hardware, resolve_hardware
 from ..catalog.models import mtp_layers, resolve_model
 from ..catalog.workloads import load_workload, with_overrides
 from ..errors import HardwareError, ImpossibleError, RequestError, UnknownNameError
-from ..numbers import rate
 from ..schema import HardwareSpec, ModelSpec
 from ..schema.advice import (
     Advice,
@@ -46,6 +45,7 @@ from ..schema.workload import Workload
 from .bottleneck import classify
 from .effects import effect_source, engine_default, measured_effects, predict_steps
 from .explain import alternative_note, rejections
+from .hardware_ranking import cost_range, explain_ranking
 from .predict import evaluate, sequences_per_server
 from .search import (
     Candidate,
@@ -171,6 +171,7 @@ def rank_hardware(spec: ModelSpec, workload: Workload, engine_asked: bool = Fals
             note = "+".join(i for i in ranked[0].ids if not all_techniques()[i].always_on) or "serving defaults"
             options.append((HardwareOption(id=hw_id, count=count, meets_workload=True,
                                            cost_per_million_tokens_usd=p.cost_per_million_tokens_usd,
+                                           cost_range_usd=cost_range(p.cost_per_million_tokens_usd, hw),
                                            throughput_tokens_per_s=p.throughput_tokens_per_s, note=note), hw, count))
             break  # the fewest devices of this kind that meet the workload
     options.sort(key=lambda o: (o[0].cost_per_million_tokens_usd is None, o[0].cost_per_million_tokens_usd or 0,
@@ -181,35 +182,6 @@ def rank_hardware(spec: ModelSpec, workload: Workload, engine_asked: bool = Fals
 # ---------------------------------------------------------------------------------------------
 # advise
 # ---------------------------------------------------------------------------------------------
-
-
-# two devices' costs per token this close are a tie: the throughput they come from is predicted within about 5-10%
-# median (profiles/accuracy.yaml)
-NEAR_TIE = 0.05
-
-
-def _explain_winner(ranking: list[HardwareOption]) -> str:
-    win = ranking[0]
-    priced = sum(h.cost_per_million_tokens_usd is not None for h in ranking)
-    unpriced = len(ranking) - priced
-    served = f"{rate(win.throughput_tokens_per_s)} tokens/s with {win.note}"
-    if not priced:
-        text = (f"{win.count} x {win.id} serves most of the {len(ranking)} catalog options that meet the workload, "
-                f"none of them priced ({served})")
-    else:
-        cost = (f"${win.cost_per_million_tokens_usd:,.2f} per million output tokens"
-                if win.cost_per_million_tokens_usd is not None else "no catalog price; ranked by throughput")
-        text = (f"{win.count} x {win.id} is the cheapest of {priced} priced catalog options that meet the workload "
-                + (f"({unpriced} more meet it without a catalog price) " if unpriced else "") + f"({cost}, {served})")
-    if len(ranking) > 1:
-        nxt = ranking[1]
-        nxt_cost = (f"${nxt.cost_per_million_tokens_usd:,.2f}" if nxt.cost_per_million_tokens_usd is not None
-                    else "unpriced")
-        text += f"; next: {nxt.count} x {nxt.id} at {nxt_cost}"
-        a, b = win.cost_per_million_tokens_usd, nxt.cost_per_million_tokens_usd
-        if a and b and b - a <= NEAR_TIE * a:  # closer than the throughput predictions are accurate
-            text += f" ({(b / a - 1):.0%} more: as cheap within the prediction's error)"
-    return text
 
 
 def _impossible(spec: ModelSpec, hw: HardwareSpec, devices: int, workload: Workload, best: Candidate | None,
@@ -340,7 +312,7 @@ def advise(request: AdviseRequest) -> Advice:
                                   "64; nearest feasible: relax the SLOs, the concurrency or the quality budget")
         ranking = [o[0] for o in options]
         hw, devices = options[0][1], options[0][2]
-        hardware_reason = _explain_winner(ranking)
+        hardware_reason = explain_ranking(ranking)
         workload = _engine_here(workload, hw, request.engine, notes)
     else:
         hw = resolve_hardware(request.hardware)

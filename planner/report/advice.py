@@ -146,6 +146,8 @@ def text_report(advice: Advice, color: bool = True, file=None) -> str:
             console.print(f"  {a.hardware_reason}")
         for h in a.hardware_ranking[:8]:
             cost = f"${h.cost_per_million_tokens_usd:,.2f}/M" if h.cost_per_million_tokens_usd is not None else "no price"
+            if h.cost_range_usd:  # over the catalog's price range
+                cost += f" (${h.cost_range_usd[0]:,.2f}-{h.cost_range_usd[1]:,.2f})"
             console.print(f"  {h.count} x {h.id}: {cost}, {rate(h.throughput_tokens_per_s)} tokens/s ({h.note})")
         if len(a.hardware_ranking) > 8:
             console.print(f"  ... and {len(a.hardware_ranking) - 8} more (--format json, md or html lists them all; the "

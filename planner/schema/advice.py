@@ -123,6 +123,10 @@ class HardwareOption(Frozen):
     count: int
     meets_workload: bool
     cost_per_million_tokens_usd: float | None
+    cost_range_usd: tuple[float, float] | None = Field(
+        None, exclude_if=lambda v: v is None,
+        description="the cost per million output tokens at the low and the high end of the catalog's price range "
+                    "(the ranking uses the middle)")
     throughput_tokens_per_s: float
     note: str
 

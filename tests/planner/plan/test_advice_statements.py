@@ -69,6 +69,14 @@ def test_an_alternative_ahead_on_the_goal_says_why_the_plan_won_and_what_it_cost
     first, second = a.hardware_ranking[0], a.hardware_ranking[1]
     near = second.cost_per_million_tokens_usd <= 1.05 * first.cost_per_million_tokens_usd
     assert ("as cheap within the prediction's error" in a.hardware_reason) == near
+    # each priced option's cost over its catalog price range, the ranking at its middle; where the two cheapest
+    # ranges overlap (and they are not a near tie), the reason says the provider's rate decides
+    for h in a.hardware_ranking:
+        if h.cost_range_usd:
+            assert h.cost_range_usd[0] <= h.cost_per_million_tokens_usd <= h.cost_range_usd[1]
+    ranges = first.cost_range_usd, second.cost_range_usd
+    overlap = all(ranges) and ranges[1][0] <= ranges[0][1]
+    assert ("depends on the provider's rate" in a.hardware_reason) == (overlap and not near)
 
 
 def test_the_bands_note_names_each_figures_points():
@@ -78,3 +86,17 @@ def test_the_bands_note_names_each_figures_points():
     for figure, band in a.accuracy.items():
         group = re.match(r"^.* \(([^()]*)\)$", band.source).group(1)
         assert group in note, figure
+
+
+def test_overlapping_price_ranges_leave_the_ranking_to_the_providers_rate():
+    from optiplan.planner.plan.hardware_ranking import explain_ranking
+    from optiplan.planner.schema.advice import HardwareOption
+
+    def option(hw, cost, span):
+        return HardwareOption(id=hw, count=1, meets_workload=True, cost_per_million_tokens_usd=cost,
+                              cost_range_usd=span, throughput_tokens_per_s=4000.0, note="weight-fp8")
+    # the reviewer's case: an MI325X at $0.12 ($0.11-0.13) against an H100 at $0.28 whose range starts at $0.11
+    text = explain_ranking([option("mi325x", 0.12, (0.11, 0.13)), option("h100-sxm", 0.28, (0.11, 0.46))])
+    assert "which is cheaper depends on the provider's rate" in text and "$0.11-0.46" in text
+    apart = explain_ranking([option("mi325x", 0.12, (0.11, 0.13)), option("l40s", 0.30, (0.20, 0.40))])
+    assert "provider's rate" not in apart and "within the prediction's error" not in apart

@@ -1,0 +1,55 @@
+"""How `advise --hardware auto` explains its ranking: each option's cost per million output tokens over its device's
+catalog price range, and why the cheapest won (a tie within the predictions' error, or within the price ranges)."""
+
+from __future__ import annotations
+
+from ..numbers import rate
+from ..schema import HardwareSpec
+from ..schema.advice import HardwareOption
+
+
+def cost_range(cost: float | None, hw: HardwareSpec) -> tuple[float, float] | None:
+    """The cost per million tokens at the low and high end of the device's catalog price range (the cost is at its
+    middle), or None where the catalog gives no range."""
+    price = hw.price
+    if not cost or price is None or not (price.low_usd_per_hour and price.high_usd_per_hour) \
+            or price.low_usd_per_hour == price.high_usd_per_hour:
+        return None
+    return (round(cost * price.low_usd_per_hour / price.usd_per_hour, 4),
+            round(cost * price.high_usd_per_hour / price.usd_per_hour, 4))
+
+
+# two devices' costs per token this close are a tie: the throughput they come from is predicted within about 5-10%
+# median (profiles/accuracy.yaml)
+NEAR_TIE = 0.05
+
+
+def explain_ranking(ranking: list[HardwareOption]) -> str:
+    """Why the first of the hardware options won: its cost and throughput, the next one's, and whether the two are
+    a tie within the predictions' error or within the catalog's price ranges."""
+    win = ranking[0]
+    priced = sum(h.cost_per_million_tokens_usd is not None for h in ranking)
+    unpriced = len(ranking) - priced
+    served = f"{rate(win.throughput_tokens_per_s)} tokens/s with {win.note}"
+    if not priced:
+        text = (f"{win.count} x {win.id} serves most of the {len(ranking)} catalog options that meet the workload, "
+                f"none of them priced ({served})")
+    else:
+        cost = (f"${win.cost_per_million_tokens_usd:,.2f} per million output tokens"
+                if win.cost_per_million_tokens_usd is not None else "no catalog price; ranked by throughput")
+        text = (f"{win.count} x {win.id} is the cheapest of {priced} priced catalog options that meet the workload "
+                + (f"({unpriced} more meet it without a catalog price) " if unpriced else "") + f"({cost}, {served})")
+    if len(ranking) > 1:
+        nxt = ranking[1]
+        nxt_cost = (f"${nxt.cost_per_million_tokens_usd:,.2f}" if nxt.cost_per_million_tokens_usd is not None
+                    else "unpriced")
+        text += f"; next: {nxt.count} x {nxt.id} at {nxt_cost}"
+        a, b = win.cost_per_million_tokens_usd, nxt.cost_per_million_tokens_usd
+        if a and b and b - a <= NEAR_TIE * a:  # closer than the throughput predictions are accurate
+            text += f" ({(b / a - 1):.0%} more: as cheap within the prediction's error)"
+        elif win.cost_range_usd and nxt.cost_range_usd and nxt.cost_range_usd[0] <= win.cost_range_usd[1]:
+            # ranked at the middles of the catalog's price ranges, which overlap: the provider's rate decides
+            (lo_a, hi_a), (lo_b, hi_b) = win.cost_range_usd, nxt.cost_range_usd
+            text += (f" (ranked at the middle of each price range; over the ranges ${lo_a:,.2f}-{hi_a:,.2f} against "
+                     f"${lo_b:,.2f}-{hi_b:,.2f} per million, which is cheaper depends on the provider's rate)")
+    return text
