@@ -19,7 +19,6 @@ from ..errors import DeployError
 from ..schema.advice import Advice
 from .config import advice_catalog_entry, data_parallel_ranks
 
-# The weight formats a plan step asks of the checkpoint
 # Engines whose online quantization loads the whole 16-bit checkpoint onto the devices before it quantizes: a device
 # must hold its share of the 16-bit weights. vLLM docs/features/quantization/fp8.md — "Currently, we load the model at
 # original precision before quantizing down to 8-bits, so you need enough memory to load the whole model."; SGLang
