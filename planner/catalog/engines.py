@@ -400,11 +400,13 @@ def engine_schedules_ahead(engine: str | None, speculative: str | None = None, p
                            model_type: str | None = None) -> bool:
     """Whether the engine's scheduler runs one batch ahead of the device (its profile's `overlap_schedule`: SGLang's
     overlap scheduler, TensorRT-LLM's PyTorch executor), so a request that comes in while a batch runs joins the batch
-    after the one already launched; not under speculative decoding or pipeline parallelism, where SGLang turns it
-    off (TensorRT-LLM's rule there is not pinned: taken to be the same), nor for the model types whose prefix cache
-    turns it off (its `overlap_schedule_off`: SGLang's hybrid models with state layers)."""
+    after the one already launched; not under pipeline parallelism, nor under speculative decoding but with the
+    methods its profile keeps it with (`overlap_schedule_speculative`: TensorRT-LLM's MTP and one-model EAGLE-3; SGLang
+    none), nor for the model types whose prefix cache turns it off (its `overlap_schedule_off`: SGLang's hybrid models
+    with state layers)."""
     off = (engine_fact(engine, "overlap_schedule_off") or {}).get("model_types", [])
-    return bool(engine_fact(engine, "overlap_schedule")) and not speculative and pp == 1 and model_type not in off
+    kept = speculative is None or speculative in (engine_fact(engine, "overlap_schedule_speculative") or ())
+    return bool(engine_fact(engine, "overlap_schedule")) and kept and pp == 1 and model_type not in off
 
 
 def engine_decodes_first_token(engine: str | None) -> bool:

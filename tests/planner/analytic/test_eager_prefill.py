@@ -67,6 +67,11 @@ def test_without_the_overlap_scheduler_the_host_time_comes_in_series_under_load_
     assert not engine_schedules_ahead("sglang==0.5.6", model_type="qwen3_next")
     assert engine_schedules_ahead("sglang==0.5.6", model_type="qwen3")
     assert engine_schedules_ahead("sglang", model_type="qwen3")
+    # under speculative decoding: TensorRT-LLM keeps it with MTP and one-model EAGLE-3, not with a draft model or
+    # n-grams; SGLang turns it off under every method
+    assert engine_schedules_ahead("trtllm", "mtp") and engine_schedules_ahead("trtllm", "eagle3")
+    assert not engine_schedules_ahead("trtllm", "draft") and not engine_schedules_ahead("trtllm", "ngram")
+    assert not any(engine_schedules_ahead("sglang", m) for m in ("mtp", "eagle3", "draft", "ngram"))
     assert engine_schedules_ahead("sglang==0.5.6", model_type="nemotron_h")
     assert not engine_schedules_ahead("sglang==0.5.7", model_type="nemotron_h")
     assert engine_schedules_ahead("sglang==0.5.8", model_type="lfm2")

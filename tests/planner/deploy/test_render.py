@@ -143,6 +143,9 @@ def test_trtllm_speculation_uses_the_decoding_types_its_release_parses(model, de
     assert extra["speculative_config"]["decoding_type"] == decoding
     choices = engine_options("trtllm")["extra_config"]["speculative_config"]["decoding_type"]["choices"]
     assert decoding in choices and {"Draft_Target", "Eagle3"}.isdisjoint(choices)
+    # 1.0's executor refuses a draft model beside its overlap scheduler (support_overlap_scheduler: MTP and one-model
+    # EAGLE-3 only): the config turns it off for DraftTarget, and leaves it on for Eagle
+    assert extra.get("disable_overlap_scheduler", False) == (decoding == "DraftTarget")
 
 
 @pytest.mark.parametrize("engine", ["vllm", "sglang"])
