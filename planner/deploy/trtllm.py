@@ -88,14 +88,14 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
                                            "max_draft_len": step.params["num_speculative_tokens"],
                                            "speculative_model_dir": draft_hub_id(advice, step.params["draft_model"])}
             extra["disable_overlap_scheduler"] = True  # 1.0 refuses a draft model beside its overlap scheduler
-            cfg.applied.append((t_id, "speculative_config DraftTarget, the overlap scheduler off (1.0 runs a draft "
-                                      "model without it)"))
+            cfg.applied.append((t_id, ("speculative_config DraftTarget, the overlap scheduler off (1.0 runs a draft "
+                                       "model without it)")))
         elif t_id == "spec-ngram":
             extra["speculative_config"] = {"decoding_type": "NGram", "max_draft_len": step.params["num_speculative_tokens"],
                                            "max_matching_ngram_size": step.params.get("prompt_lookup_max", 4)}
             extra["disable_overlap_scheduler"] = True  # as for a draft model (overlap_schedule_speculative)
-            cfg.applied.append((t_id, "speculative_config NGram, the overlap scheduler off (1.0 runs n-gram lookup "
-                                      "without it)"))
+            cfg.applied.append((t_id, ("speculative_config NGram, the overlap scheduler off (1.0 runs n-gram lookup "
+                                       "without it)")))
         elif t_id == "spec-eagle3" and not eagle_head(advice, "trtllm"):
             cfg.not_applied.append((t_id, "no published EAGLE-3 head of this model that TensorRT-LLM loads is known"))
         elif t_id == "spec-eagle3":
