@@ -22,8 +22,11 @@ attention_chunk_size = None")."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..catalog.engines import device_fact
 from ..schema import HardwareSpec, ModelSpec
+from .setup import Setup
 
 
 def attention_chunks(spec: ModelSpec, layout: str = "serving") -> list[int | None]:
@@ -56,3 +59,9 @@ def chunk_decode_rereads(engine: str | None, hw: HardwareSpec, spec: ModelSpec, 
     if not chunks or longest < min(chunks) or not device_fact(engine, hw, "chunk_decode_per_query_head"):
         return 1.0
     return spec.num_heads / spec.num_kv_heads
+
+
+def with_chunked_decode(s: Setup, engine: str | None, longest: int | None) -> Setup:
+    """The setup with its decode's reads of chunked layers as `engine` makes them for a deployment whose longest
+    sequence is `longest` (`chunk_decode_rereads`; none given: once); `profile` and the plan search alike."""
+    return replace(s, chunk_rereads=chunk_decode_rereads(engine, s.hw, s.spec, longest or 0))

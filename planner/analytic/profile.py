@@ -45,7 +45,7 @@ from ..schema import (
 )
 from ..schema.releases import split_engine
 from .accuracy import accuracy_bands, architecture_kind, missing_bands_reason
-from .chunked_attention import chunk_decode_rereads
+from .chunked_attention import with_chunked_decode
 from .efficiency import prefill_chunk_tokens, weight_kernel_refusal
 from .finite_run import run_lengths
 from .gguf import gguf_file_type
@@ -290,8 +290,8 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
     if request.sampler is not None and not s.sampler_row_bytes:
         raise RequestError(f"--sampler picks the sampler vLLM profiles its memory with; {request.engine or runtime} "
                            f"on {hw.name} holds no sampler's peak out of its cache")
-    return with_host(replace(s, graph_padding=request.graph_padding or (),
-                             chunk_rereads=chunk_decode_rereads(request.engine, hw, spec, request.context)), request)
+    s = with_chunked_decode(s, request.engine, request.context)
+    return with_host(replace(s, graph_padding=request.graph_padding or ()), request)
 
 
 def with_host(s: Setup, request: ProfileRequest) -> Setup:

@@ -100,7 +100,8 @@ def engine_baseline(ctx: Context, valid: list[Technique]) -> PlanState:
     base = baseline_state(ctx.spec, ctx.hw, ctx.devices, None if training else ctx.workload.engine)
     if training:
         return base
-    base = base.with_(engine=ctx.release_engine)  # priced at the release its configs run
+    # priced at the release its configs run, admitting the workload's longest sequence (their max_seq_len)
+    base = base.with_(engine=ctx.release_engine, max_seq_len=ctx.workload.context_needed)
     defaults = engine_defaults(ctx.release_engine)
     by_id = {t.id: t for t in valid if t.id in defaults}
     for t_id in plan_order(sorted(by_id)):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from ..analytic.chunked_attention import with_chunked_decode
 from ..analytic.efficiency import prefill_chunk_tokens
 from ..analytic.kvcache import cache_tokens_held, layout_for_runtime
 from ..analytic.setup import Setup, build_setup
@@ -53,6 +54,7 @@ class PlanState:
     weight_kernel: str | None = None  # "triton": optiplan's weight-only GEMM, where measured on this GPU
     weight_method: str | None = None  # how int4 weights were made (awq, gptq): an engine may run each with its own GEMM
     engine: str | None = None  # the serving engine (its kernels' efficiencies, `profiles/engines/`)
+    max_seq_len: int | None = None  # the longest sequence its configs admit (the workload's), which some kernels key on
     graphs: bool = False  # CUDA graphs / torch.compile: per-step launch overhead removed
     offload_fraction: float = 0.0
     speculation: Speculation | None = None
@@ -85,7 +87,7 @@ def to_setup(state: PlanState) -> Setup:
     `generate` until a plan compiles it or pages its cache."""
     own = state.engine is not None and engine_runtime(state.engine) != "transformers"
     runtime = engine_runtime(state.engine) if own else "serving" if state.graphs else "transformers"
-    return build_setup(
+    return with_chunked_decode(build_setup(
         state.spec, state.hw, weight_dtype=state.weight_dtype, group_size=state.group_size,
         activations=state.activations, kv_dtype=state.kv_dtype, tp=state.tp, pp=state.pp, ep=state.ep,
         attention_dp=state.attention_dp, runtime=runtime,
@@ -106,7 +108,7 @@ def to_setup(state: PlanState) -> Setup:
         compiled=state.graphs, sampler=engine_image_sampler(state.engine, state.hw),
         # a server of data-parallel attention ranks takes its requests through a front-end process per rank where the
         # engine has the option (the configs' --api-server-count)
-        api_servers=state.attention_dp if engine_api_servers_option(state.engine) else 1)
+        api_servers=state.attention_dp if engine_api_servers_option(state.engine) else 1), state.engine, state.max_seq_len)
 
 
 def kv_reserved_tokens(state: PlanState, workload: Workload) -> float:

@@ -91,3 +91,20 @@ def test_tensorrt_llm_before_blackwell_reads_a_chunk_once_per_query_head():
     plain = setup(engine="vllm", context=22000)
     ratio = decode_step(hopper, 8, 21000).kv_bytes_per_device / decode_step(plain, 8, 21000).kv_bytes_per_device
     assert 2.5 < ratio < 2.65  # (36 x 4,616 x 5 + 12 x 21,000) / (36 x 4,616 + 12 x 21,000) = 2.59
+
+
+def test_a_plan_prices_the_reads_its_config_admits_as_profile_does():
+    # the plan's setup takes the engine's chunk reads at the longest sequence its configs admit (TensorRT-LLM's
+    # max_seq_len, the workload's), as `profile` takes them at its context
+    from optiplan.planner.catalog.workloads import load_workload, with_overrides
+    from optiplan.planner.plan.advise import build_context
+    from optiplan.planner.plan.search import search
+    from optiplan.planner.plan.state import baseline_state, to_setup
+
+    spec, hw = resolve_model("llama-4-scout"), resolve_hardware("h100-sxm")
+    state = baseline_state(spec, hw, 4, "trtllm").with_(engine="trtllm", paged_kv=True)
+    assert to_setup(state.with_(max_seq_len=32768)).chunk_rereads == 5
+    assert to_setup(state.with_(max_seq_len=4096)).chunk_rereads == to_setup(state).chunk_rereads == 1
+    workload = with_overrides(load_workload("rag-long-context"), engine="trtllm")
+    base = search(build_context(spec, hw, 4, workload), only_groups=frozenset()).baseline
+    assert base.max_seq_len == workload.context_needed >= CHUNK and to_setup(base).chunk_rereads == 5
