@@ -414,10 +414,7 @@ def _document(spec: ModelSpec, workload: Workload, hw: HardwareSpec, devices: in
                                 data_parallel=devices if training else best.state.replicas,
                                 attention_data_parallel=best.state.attention_dp,
                                 usd_per_hour=hw.price.usd_per_hour if hw.price else None,
-                                usd_per_hour_range=((hw.price.low_usd_per_hour, hw.price.high_usd_per_hour)
-                                                    if hw.price and hw.price.low_usd_per_hour and
-                                                    (hw.price.high_usd_per_hour or 0) > hw.price.low_usd_per_hour
-                                                    else None)),
+                                usd_per_hour_range=hw.price.usd_per_hour_range if hw.price else None),
         bottleneck=classify(result.baseline, baseline, workload), baseline=baseline,
         plan=Plan(steps=steps, predicted=final, quality_loss_pct=round(best.predicted.quality_loss_pct, 4),
                   score=best.score),

@@ -11,12 +11,10 @@ from ..schema.advice import HardwareOption
 def cost_range(cost: float | None, hw: HardwareSpec) -> tuple[float, float] | None:
     """The cost per million tokens at the low and high end of the device's catalog price range (the cost is at its
     middle), or None where the catalog gives no range."""
-    price = hw.price
-    if not cost or price is None or not (price.low_usd_per_hour and price.high_usd_per_hour) \
-            or price.low_usd_per_hour == price.high_usd_per_hour:
+    span = hw.price.usd_per_hour_range if hw.price else None
+    if not cost or span is None:
         return None
-    return (round(cost * price.low_usd_per_hour / price.usd_per_hour, 4),
-            round(cost * price.high_usd_per_hour / price.usd_per_hour, 4))
+    return round(cost * span[0] / hw.price.usd_per_hour, 4), round(cost * span[1] / hw.price.usd_per_hour, 4)
 
 
 # two devices' costs per token this close are a tie: the throughput they come from is predicted within about 5-10%

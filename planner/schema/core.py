@@ -35,6 +35,12 @@ class Price(Frozen):
         bounds = [p for p in (self.low_usd_per_hour, self.high_usd_per_hour) if p]
         return sum(bounds) / len(bounds) if bounds else None
 
+    @property
+    def usd_per_hour_range(self) -> tuple[float, float] | None:
+        """(low, high) where the catalog gives a range, else None (one price, or none)."""
+        low, high = self.low_usd_per_hour, self.high_usd_per_hour
+        return (low, high) if low and high and high > low else None
+
 
 class Interconnect(Frozen):
     name: str
