@@ -9,7 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from ... import profiles
+from ..analytic.params import param_counts
 from ..schema import HardwareSpec, ModelSpec
+from ..schema.advice import Prediction
 from .engines import device_fact, engine_fact
 from .hardware import device_checkpoint_dtype
 
@@ -20,6 +22,13 @@ CHECKPOINT_FORMATS = {"weight-int4-awq": "awq", "weight-int4-gptq": "gptq", "wei
 # `--quantize fp8`, and TGI's `--quantize eetq` to int8 weight-only): profiles/engines/*.yaml and the engines'
 # quantization docs
 ONLINE_QUANTIZATION = {"fp8": ("vllm", "sglang", "tgi"), "w8a16_int8": ("tgi",)}
+# Engines whose online quantization loads the whole 16-bit checkpoint onto the devices before it quantizes: a device
+# must hold its share of the 16-bit weights. vLLM docs/features/quantization/fp8.md — "Currently, we load the model at
+# original precision before quantizing down to 8-bits, so you need enough memory to load the whole model."; SGLang
+# pull request #17945 (open) — "The current implementation of `fp8` online quantization first initializes and loads
+# all weights in bf16, and only after quantizes them in `process_weights_after_loading` ... may lead to OOM during
+# loading"
+LOADS_16BIT_FIRST = {"fp8": ("vllm", "sglang")}
 # the engines a served checkpoint is looked up for (their configs name one); the others read what optiplan apply
 # writes (transformers) or a GGUF file of their own (llama.cpp)
 CHECKPOINT_ENGINES = ("vllm", "sglang", "tgi", "trtllm")
@@ -102,12 +111,44 @@ def experts_split_whole(spec: ModelSpec, engine: str | None, instruct: bool, tp:
     return bool(experts) and not rest  # where the rest does not split either, the engine serves no such checkpoint
 
 
-def produced_formats(techniques: tuple[str, ...] | list[str], model: str, engine: str | None,
-                     instruct: bool) -> list[str]:
+def expert_devices(engine: str | None, p: Prediction) -> int:
+    """The devices a plan's routed experts are sliced over as `engine` serves it: vLLM's MoE layers form one
+    tensor-parallel group over every data-parallel rank (DP x TP) unless the experts split whole
+    (--enable-expert-parallel); a plan holds those ranks as data-parallel attention groups, which SGLang serves as DP
+    attention, its experts over every device as well."""
+    dp = max(p.data_parallel, p.attention_data_parallel)
+    spread = (engine == "vllm" and dp > 1) or p.attention_data_parallel > 1
+    return p.tensor_parallel * dp if spread else p.tensor_parallel
+
+
+def online_peak(spec: ModelSpec, hw: HardwareSpec, engine: str | None, fmt: str, p: Prediction,
+                expert_tp: int | None = None) -> str | None:
+    """Why `engine` cannot quantize the model to `fmt` as it loads it in plan `p`'s layout (its 16-bit share of the
+    weights does not fit a device, where the engine loads them whole first), or None where it can: the routed experts
+    split over `expert_tp` devices (`expert_devices`, or as the configs split them), the rest over the tensor-parallel
+    group, by pipeline stage."""
+    if engine not in LOADS_16BIT_FIRST.get(fmt, ()):
+        return None
+    expert_tp = expert_tp or expert_devices(engine, p)
+    counts = param_counts(spec)
+    experts = counts.num_moe_layers * counts.num_experts * counts.layer.expert_linear
+    shard = ((counts.total - experts) / max(p.tensor_parallel, 1) + experts / max(expert_tp, p.expert_parallel, 1)) \
+        * 2 / max(p.pipeline_parallel, 1)
+    room = hw.memory_bytes - hw.runtime_overhead_bytes
+    if shard <= room:
+        return None
+    return (f"{engine} loads the 16-bit checkpoint whole before it quantizes to {fmt}, and each device would hold "
+            f"{shard / 1e9:.1f} GB of 16-bit weights, more than its {room / 1e9:.1f} GB: online quantization cannot "
+            "load, so the config serves a pre-quantized checkpoint")
+
+
+def produced_formats(techniques: tuple[str, ...] | list[str], spec: ModelSpec, hw: HardwareSpec, engine: str | None,
+                     instruct: bool, p: Prediction) -> list[str]:
     """The checkpoint formats a plan's weight steps (`techniques`) need the user to produce before `engine` serves
-    them: no published checkpoint of `model` in that format that the engine loads, and no quantizing as it loads."""
-    if engine not in CHECKPOINT_ENGINES or profiles.resolve_model_name(model) is None:
+    them in plan `p`'s layout on `hw`: no published checkpoint of the model in that format that the engine loads, and
+    no quantizing as it loads (the engine does not, or its 16-bit share does not fit a device: `online_peak`)."""
+    if engine not in CHECKPOINT_ENGINES or profiles.resolve_model_name(spec.name) is None:
         return []
     formats = [CHECKPOINT_FORMATS[t] for t in techniques if t in CHECKPOINT_FORMATS]
-    return [f for f in formats if engine not in ONLINE_QUANTIZATION.get(f, ())
-            and published_checkpoint(model, f, engine, instruct) is None]
+    return [f for f in formats if published_checkpoint(spec.name, f, engine, instruct) is None
+            and (engine not in ONLINE_QUANTIZATION.get(f, ()) or online_peak(spec, hw, engine, f, p) is not None)]

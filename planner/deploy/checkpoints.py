@@ -8,24 +8,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..analytic.params import param_counts
 from ..analytic.setup import build_setup, total_weight_bytes
 from ..catalog.dtypes import bytes_per_element
 from ..catalog.hardware import resolve_hardware
 from ..catalog.models import catalog_entry, resolve_model
-from ..catalog.served import CHECKPOINT_FORMATS, ONLINE_QUANTIZATION, block_split, published_checkpoint
+from ..catalog.served import (
+    CHECKPOINT_FORMATS,
+    ONLINE_QUANTIZATION,
+    block_split,
+    expert_devices,
+    online_peak,
+    published_checkpoint,
+)
 from ..catalog.workloads import serves_instruct
 from ..errors import DeployError
 from ..schema.advice import Advice
 from .config import advice_catalog_entry, data_parallel_ranks
 
-# Engines whose online quantization loads the whole 16-bit checkpoint onto the devices before it quantizes: a device
-# must hold its share of the 16-bit weights. vLLM docs/features/quantization/fp8.md — "Currently, we load the model at
-# original precision before quantizing down to 8-bits, so you need enough memory to load the whole model."; SGLang
-# pull request #17945 (open) — "The current implementation of `fp8` online quantization first initializes and loads
-# all weights in bf16, and only after quantizes them in `process_weights_after_loading` ... may lead to OOM during
-# loading"
-LOADS_16BIT_FIRST = {"fp8": ("vllm", "sglang")}
 # How to produce a checkpoint of a format that is not published
 PRODUCE = {
     "gptq": "optiplan apply {model} -t weight-int4-gptq -o {folder} (GPTQ through gptqmodel, on a CUDA GPU)",
@@ -132,18 +131,16 @@ def serving_checkpoint(advice: Advice, engine: str, default: str, not_applied: f
     block = (match or {}).get("weight_block_size")
     predicted = advice.plan.predicted
     tp, dp = predicted.tensor_parallel, data_parallel_ranks(predicted)
-    # vLLM's MoE layers form one tensor-parallel group over every data-parallel rank (DP x TP) unless the experts
-    # split whole (--enable-expert-parallel); a plan holds those ranks as data-parallel attention groups, which SGLang
-    # serves as DP attention, its experts over every device as well
-    expert_tp = tp * dp if (engine == "vllm" and dp > 1) or predicted.attention_data_parallel > 1 else tp
+    expert_tp = expert_devices(engine, predicted)
+    spec, hw = resolve_model(advice.model.source.split(":", 1)[1]), resolve_hardware(advice.hardware.id)
     if match is not None and block and expert_tp > 1:
         # an expert-parallel step splits the experts whole; a tensor- or data-parallel plan that would slice them into
         # partial blocks is priced with them whole (`served.experts_split_whole`), and the note says why
         ep_step = any(s.technique in ("expert-parallel", "expert-parallel-tp-attention") for s in advice.plan.steps)
-        experts, rest = block_split(resolve_model(advice.model.source.split(":", 1)[1]), block, tp, ep_step, expert_tp)
+        experts, rest = block_split(spec, block, tp, ep_step, expert_tp)
         why = f"{match['hub_id']} is quantized in blocks of {block} columns ({match['block_source']})"
         if rest and engine in ONLINE_QUANTIZATION.get(fmt, ()):
-            online = _online_peak(advice, engine, fmt, expert_tp) is None
+            online = online_peak(spec, hw, engine, fmt, predicted, expert_tp) is None
             served.notes.append(f"{why}: at tensor parallel {tp} its {', '.join(rest)} columns per device are not "
                                 "whole blocks, so " + (f"{engine} quantizes the 16-bit checkpoint as it loads it "
                                                        "instead" if online else f"{engine} cannot load it"))
@@ -162,7 +159,8 @@ def serving_checkpoint(advice: Advice, engine: str, default: str, not_applied: f
     if match is not None:
         served.model, served.published = match["hub_id"], fmt
         served.notes.append(f"serves {match['hub_id']}, a published {fmt} checkpoint (source: {match['source']})")
-    elif engine in ONLINE_QUANTIZATION.get(fmt, ()) and (peak := _online_peak(advice, engine, fmt, expert_tp)) is None:
+    elif engine in ONLINE_QUANTIZATION.get(fmt, ()) and \
+            (peak := online_peak(spec, hw, engine, fmt, predicted, expert_tp)) is None:
         served.notes.append(f"{engine} quantizes {served.model} to {fmt} as it loads it (no {fmt} checkpoint needed)")
     else:
         if engine in ONLINE_QUANTIZATION.get(fmt, ()):
@@ -178,26 +176,6 @@ def serving_checkpoint(advice: Advice, engine: str, default: str, not_applied: f
                             + f": produce ./{folder} from {source_model}"
                             f" with {_produce(engine, fmt, source_model, folder, advice.model.model_type)}")
     return served
-
-
-def _online_peak(advice: Advice, engine: str, fmt: str, expert_tp: int) -> str | None:
-    """Why `engine` cannot quantize this plan's model to `fmt` as it loads it (its 16-bit share of the weights does not
-    fit a device, where the engine loads them whole first), or None where it can: the routed experts split over
-    `expert_tp` devices (vLLM's data-parallel ranks too), the rest over the tensor-parallel group, by pipeline stage."""
-    if engine not in LOADS_16BIT_FIRST.get(fmt, ()):
-        return None
-    p = advice.plan.predicted
-    hw = resolve_hardware(advice.hardware.id)
-    counts = param_counts(resolve_model(advice.model.source.split(":", 1)[1]))
-    experts = counts.num_moe_layers * counts.num_experts * counts.layer.expert_linear
-    shard = ((counts.total - experts) / max(p.tensor_parallel, 1) + experts / max(expert_tp, p.expert_parallel, 1)) \
-        * 2 / max(p.pipeline_parallel, 1)
-    room = hw.memory_bytes - hw.runtime_overhead_bytes
-    if shard <= room:
-        return None
-    return (f"{engine} loads the 16-bit checkpoint whole before it quantizes to {fmt}, and each device would hold "
-            f"{shard / 1e9:.1f} GB of 16-bit weights, more than its {room / 1e9:.1f} GB: online quantization cannot "
-            "load, so the config serves a pre-quantized checkpoint")
 
 
 def eagle_head(advice: Advice, engine: str) -> str | None:

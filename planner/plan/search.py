@@ -178,7 +178,7 @@ def search(ctx: Context, only_groups: frozenset[str] | None = None) -> SearchRes
             objective = (0.0, float(pred.memory_per_device_bytes - ctx.hw.runtime_overhead_bytes))
         else:
             objective = (0.0, goal_score)
-        produced = tuple(produced_formats(order, ctx.spec.name, workload.engine, serves_instruct(workload)))
+        produced = tuple(produced_formats(order, ctx.spec, ctx.hw, workload.engine, serves_instruct(workload), pred))
         candidates.append(Candidate(order, final, pred, goal_score, within_speed_limits(pred, base_pred, workload.goal),
                                     objective, produced))
     return SearchResult(base, base_pred, tuple(candidates), rejected, frozenset(no_ops - used))

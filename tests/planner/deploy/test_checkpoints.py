@@ -66,21 +66,27 @@ def test_a_produced_folder_is_found_in_containers():
 
 
 def test_online_fp8_needs_the_16_bit_weights_to_fit_while_they_load():
-    """vLLM and SGLang load a 16-bit checkpoint whole before they quantize it to fp8. Mixtral in two replicas on two
-    H100s: SGLang's replicas each hold all 93 GB of 16-bit weights, which do not fit 80 GB, so its config serves a
-    produced fp8 checkpoint (whose config declares it: no flag that could disagree); vLLM slices the experts over both
-    data-parallel ranks (48 GB a device) and quantizes online; TGI quantizes each weight as it loads it."""
-    a = _plan("mixtral-8x7b", devices=2, goal="throughput", engine="sglang")
+    """vLLM and SGLang load a 16-bit checkpoint whole before they quantize it to fp8. Mixtral on one H100: its 93 GB of
+    16-bit weights do not fit 80 GB, so their configs serve a produced fp8 checkpoint (whose config declares it: no
+    flag that could disagree); TGI quantizes each weight as it loads it. On two H100s the plan (SGLang's) splits the
+    experts over both, 47 GB a device, which SGLang quantizes as it loads: in two whole replicas, within a few percent
+    of it, the user would first have to produce the checkpoint (`served.produced_formats` in the search's tie)."""
+    a = _plan("mixtral-8x7b", goal="throughput", engine="sglang")
     p = a.plan.predicted
     assert "weight-fp8" in [s.technique for s in a.plan.steps]
-    assert (p.tensor_parallel, p.data_parallel, p.pipeline_parallel) == (1, 2, 1)
-    sglang = serving_checkpoint(a, "sglang", "mistralai/Mixtral-8x7B-v0.1")
-    assert sglang.model == "./models/mixtral-8x7b-fp8" and sglang.produced == "fp8"
-    assert any("loads the 16-bit checkpoint whole" in n and "93.4 GB" in n for n in sglang.notes)
+    assert (p.tensor_parallel, p.data_parallel, p.pipeline_parallel) == (1, 1, 1)
+    for engine in ("sglang", "vllm"):
+        served = serving_checkpoint(a, engine, "mistralai/Mixtral-8x7B-v0.1")
+        assert served.model == "./models/mixtral-8x7b-fp8" and served.produced == "fp8", engine
+        assert any("loads the 16-bit checkpoint whole" in n and "93.4 GB" in n for n in served.notes), engine
     assert "--quantization" not in render(a, "sglang")["sglang/serve.sh"]
-    vllm = serving_checkpoint(a, "vllm", "mistralai/Mixtral-8x7B-v0.1")
-    assert vllm.produced is None and "quantizes" in vllm.notes[-1]
     assert serving_checkpoint(a, "tgi", "mistralai/Mixtral-8x7B-v0.1").model == "mistralai/Mixtral-8x7B-Instruct-v0.1"
+    two = _plan("mixtral-8x7b", devices=2, goal="throughput", engine="sglang")
+    p = two.plan.predicted
+    assert "weight-fp8" in [s.technique for s in two.plan.steps] and p.data_parallel == 1
+    assert p.attention_data_parallel * p.tensor_parallel == 2
+    sglang = serving_checkpoint(two, "sglang", "mistralai/Mixtral-8x7B-v0.1")
+    assert sglang.produced is None and "quantizes" in sglang.notes[-1]
     # a model whose 16-bit shard fits quantizes online as before
     small = _plan("olmo-2-7b", hardware="l40s", max_quality_loss_pct=1.0)
     assert serving_checkpoint(small, "vllm", "allenai/OLMo-2-1124-7B").produced is None
@@ -259,17 +265,31 @@ def test_tensorrt_llm_serves_the_checkpoints_its_performance_overview_ran():
 def test_a_published_checkpoint_wins_a_tie_over_one_the_user_must_produce():
     # Qwen3-235B-A22B on 8 H100 for chat on vLLM: W8A16 int8 and fp8 come within a percent of each other, int8 at
     # 0.1% against 0.3%; int8 would send the user to llm-compressor with a 235B model where Qwen publishes an FP8 one
-    from optiplan.planner.catalog.served import produced_formats
+    from optiplan.planner.catalog.hardware import resolve_hardware
+    from optiplan.planner.catalog.models import resolve_model
+    from optiplan.planner.catalog.served import online_peak, produced_formats
 
     a = _plan("qwen3-235b-a22b", devices=8, engine="vllm")
     steps = [s.technique for s in a.plan.steps]
     assert "weight-fp8" in steps and "weight-int8" not in steps, steps
     assert serving_checkpoint(a, "vllm", "Qwen/Qwen3-235B-A22B").model == "Qwen/Qwen3-235B-A22B-FP8"
-    assert produced_formats(("weight-int8",), "qwen3-235b-a22b", "vllm", True) == ["w8a16_int8"]
-    assert produced_formats(("weight-fp8",), "qwen3-235b-a22b", "vllm", True) == []
-    assert produced_formats(("weight-fp8",), "olmo-2-7b", "trtllm", True) == ["fp8"]  # no online fp8 there
-    assert produced_formats(("weight-fp8",), "olmo-2-7b", "vllm", True) == []  # vLLM quantizes it as it loads
-    assert produced_formats(("weight-int8",), "qwen3-235b-a22b", "llama.cpp", True) == []  # GGUF files, not these
+    p = a.plan.predicted
+    h100 = resolve_hardware("h100-sxm")
+
+    def produced(techniques, model, engine, **layout):
+        return produced_formats(techniques, resolve_model(model), h100, engine, True, p.model_copy(update=layout))
+    assert produced(("weight-int8",), "qwen3-235b-a22b", "vllm") == ["w8a16_int8"]
+    assert produced(("weight-fp8",), "qwen3-235b-a22b", "vllm") == []
+    one = dict(tensor_parallel=1, pipeline_parallel=1, expert_parallel=1, data_parallel=1, attention_data_parallel=1)
+    assert produced(("weight-fp8",), "olmo-2-7b", "trtllm", **one) == ["fp8"]  # no online fp8 there
+    assert produced(("weight-fp8",), "olmo-2-7b", "vllm", **one) == []  # vLLM quantizes it as it loads
+    assert produced(("weight-int8",), "qwen3-235b-a22b", "llama.cpp") == []  # GGUF files, not these
+    # vLLM loads the 16-bit checkpoint whole before it quantizes: Llama-2-70B's 138 GB do not load on one H100, so
+    # an fp8 plan there needs a checkpoint produced first; over two H100s each holds 69 GB and vLLM quantizes it
+    assert produced(("weight-fp8",), "llama-2-70b", "vllm", **one) == ["fp8"]
+    assert produced(("weight-fp8",), "llama-2-70b", "vllm", **{**one, "tensor_parallel": 2}) == []
+    assert online_peak(resolve_model("llama-2-70b"), h100, "vllm", "fp8", p.model_copy(update=one)).startswith(
+        "vllm loads the 16-bit checkpoint whole")
 
 
 def test_an_llm_compressor_recipe_keeps_a_mixture_of_experts_router_at_16_bits():
