@@ -52,10 +52,12 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
         elif t_id == "kv-fp8":
             o["kv-cache-dtype"] = "fp8"
             cfg.applied.append((t_id, "--kv-cache-dtype fp8"))
-            if not hw.features.fp8:  # stored in fp8, dequantized in FlashInfer's kernel (FlashAttention refuses it)
-                cfg.env.update(kv_fp8_storage("vllm")["env_below_fp8"])
-                cfg.notes.append(f"kv-fp8 on {hw.id} (no fp8 tensor cores): VLLM_ATTENTION_BACKEND=FLASHINFER, whose "
-                                 "kernel dequantizes an fp8 cache; vLLM's FlashAttention backend refuses it below Hopper")
+            if env := _kv_fp8_env(hw):  # FlashInfer's kernel reads it (the default FlashAttention 2 refuses it)
+                cfg.env.update(env)
+                cfg.notes.append(f"kv-fp8 on {hw.id} (compute capability {hw.features.compute_capability}): "
+                                 "VLLM_ATTENTION_BACKEND=FLASHINFER, whose kernel reads an fp8 cache; vLLM's default "
+                                 "FlashAttention backend takes one only on Hopper (FlashAttention 3), and without it "
+                                 "the server falls back to its V0 engine")
         elif t_id == "tensor-parallel":
             cfg.applied.append((t_id, f"--tensor-parallel-size {p.tensor_parallel} --pipeline-parallel-size "
                                       f"{p.pipeline_parallel}" + experts_whole_option("vllm", o, p)))
@@ -99,8 +101,8 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
         elif t_id == "cuda-graphs":
             cfg.applied.append((t_id, "CUDA graphs are vLLM's default (no --enforce-eager)"))
         elif t_id == "flash-attention":
-            # an fp8 cache below Ada pins FlashInfer (kv-fp8 above); else vLLM's own pick by device
-            fp8_cache = "kv-fp8" in plan_steps(advice) and not hw.features.fp8
+            # an fp8 cache off Hopper and SM100 pins FlashInfer (kv-fp8 above); else vLLM's own pick by device
+            fp8_cache = "kv-fp8" in plan_steps(advice) and _kv_fp8_env(hw) is not None
             cfg.applied.append((t_id, "VLLM_ATTENTION_BACKEND=FLASHINFER, set for the fp8 cache (its kernels run the "
                                       "attention)" if fp8_cache else
                                 "vLLM picks its attention backend on this GPU by default (FlashAttention, or "
@@ -132,3 +134,13 @@ def vllm_spec(step, head: str | None = None, model_type: str = "") -> dict[str, 
     # the checkpoint's own MTP module, by model: vLLM's Qwen3-Next recipe names qwen3_next_mtp, DeepSeek's deepseek_mtp
     method = "qwen3_next_mtp" if model_type == "qwen3_next" else "deepseek_mtp"
     return {"method": method, "num_speculative_tokens": params["num_speculative_tokens"]}
+
+
+def _kv_fp8_env(hw: HardwareSpec) -> dict[str, str] | None:
+    """The environment vLLM needs to serve an fp8 KV cache on `hw` in its V1 engine (`kv_fp8_storage`: FlashInfer,
+    where the default backend takes no fp8 cache: Ampere, Ada, SM120), or None (Hopper, SM100, ROCm)."""
+    storage = kv_fp8_storage("vllm") or {}
+    if hw.features.backend != "cuda" or hw.features.compute_capability in storage["default_backend_compute_capabilities"]:
+        return None
+    return storage["env_elsewhere"]
+

@@ -285,6 +285,23 @@ def test_an_fp8_cache_below_ada_names_flashinfer_as_what_runs_the_attention():
     assert "| `flash-attention` | VLLM_ATTENTION_BACKEND=FLASHINFER, set for the fp8 cache" in files["README.md"]
 
 
+def test_an_fp8_cache_off_hopper_and_sm100_pins_flashinfer_on_ada_too():
+    """vLLM 0.10's V1 engine takes an fp8 cache on its default backend only on Hopper (FlashAttention 3) and SM100;
+    Ada has fp8 tensor cores but runs FlashAttention 2, and the server fell back to its V0 engine (where EAGLE-3 does
+    not run): the config pins FlashInfer there, as on an A100, and not on an H100 or a B200."""
+    from optiplan.planner.deploy.render import render
+
+    a = _advise(model="llama-3.1-8b", hardware="l4", workload="chat", engine="vllm")
+    assert "kv-fp8" in [s.technique for s in a.plan.steps]
+    files = render(a, "vllm")
+    assert "export VLLM_ATTENTION_BACKEND=FLASHINFER" in files["vllm/serve.sh"]
+    assert "compute capability 8.9" in files["README.md"] and "V0 engine" in files["README.md"]
+    for hardware in ("h100-sxm", "b200"):
+        a = _advise(model="llama-3.1-8b", hardware=hardware, workload="rag-long-context", engine="vllm")
+        assert "kv-fp8" in [s.technique for s in a.plan.steps], hardware
+        assert "VLLM_ATTENTION_BACKEND" not in render(a, "vllm")["vllm/serve.sh"], hardware
+
+
 def test_a_plan_for_llama_cpp_on_a_mac_keeps_gpt_oss_in_mxfp4():
     from optiplan.planner.plan.advise import advise
     from optiplan.planner.schema import AdviseRequest
