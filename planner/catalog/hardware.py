@@ -94,6 +94,16 @@ def replicas_in_own_nodes(hw: HardwareSpec, devices: int, replicas: int) -> bool
     return replicas > 1 and devices > per_node and devices // replicas <= per_node
 
 
+def server_ranks(hw: HardwareSpec, devices: int, replicas: int) -> int:
+    """The data-parallel ranks (replicas) one server runs: every replica where they share a node or span nodes
+    together; where each fits in a node of its own (`replicas_in_own_nodes`), those one node holds (the most whole
+    replicas a node fits that divide them evenly over the servers), a server per node."""
+    if not replicas_in_own_nodes(hw, devices, replicas):
+        return max(replicas, 1)
+    fit = max(1, hw.interconnect.max_devices_per_node // (devices // replicas))
+    return max(d for d in range(1, fit + 1) if replicas % d == 0)
+
+
 def supports_dtype(hw: HardwareSpec, dtype: str) -> bool:
     """Whether the device has a compute rate for this dtype."""
     d = canonical(dtype)

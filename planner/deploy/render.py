@@ -21,7 +21,7 @@ from ..catalog.engine_devices import backend_refusal, engine_runs_on
 from ..catalog.engine_refusals import engine_model_refusal, engine_step_refusal
 from ..catalog.engine_state_models import state_model_options, state_model_refusal, state_technique_refusal
 from ..catalog.engines import deployed_engine, engine_running_option
-from ..catalog.hardware import replicas_in_own_nodes, resolve_hardware
+from ..catalog.hardware import replicas_in_own_nodes, resolve_hardware, server_ranks
 from ..catalog.models import resolve_model
 from ..catalog.served import CHECKPOINT_FORMATS
 from ..errors import UnknownNameError
@@ -201,14 +201,31 @@ def _render(advice: Advice, target: str, serving_engine: str | None = None) -> t
     ctx["cache_format"] = fmt or "16-bit"
     dp, count = advice.plan.predicted.data_parallel, advice.hardware.count
     if replicas_in_own_nodes(hw, count, dp):
-        # replicas that each fit in one node: one server per replica behind a load balancer, not one cluster
-        # vLLM's and SGLang's name, SGLang's alias, and vLLM's server processes for its ranks
-        for key in ("data-parallel-size", "dp-size", "api-server-count"):
-            cfg.options.pop(key, None)
-        cfg.notes.append(f"{dp} replicas of {count // dp} devices, each inside one node: start one server per "
-                         f"replica (serve.sh on each node, or the Kubernetes Deployment with replicas: {dp}) behind "
-                         "a load balancer")
-        ctx.update(devices=count // dp, per_node=count // dp, nodes=1, replicas=dp)
+        # replicas that each fit in one node: a server per node, running the replicas the node holds as its
+        # data-parallel ranks where the engine has the option (vLLM's and SGLang's --data-parallel-size), behind a load
+        # balancer; not one cluster over the nodes
+        size, ranks = count // dp, server_ranks(hw, count, dp)
+        servers = dp // ranks
+        if ranks > 1 and "data-parallel-size" in cfg.options:
+            cfg.options["data-parallel-size"] = ranks
+            if "api-server-count" in cfg.options:
+                cfg.options["api-server-count"] = ranks
+            how = f"--data-parallel-size {ranks} with --tensor-parallel-size {cfg.options.get('tensor-parallel-size', 1)}" \
+                + (f" --api-server-count {ranks}" if "api-server-count" in cfg.options else "")
+            cfg.applied = [(t, f"{how} in each of {servers} servers, one per node ({dp} replicas of {size} devices in "
+                               "all, behind a load balancer; each rank schedules its own sequences)"
+                            if t == "data-parallel" else text) for t, text in cfg.applied]
+        else:  # vLLM's and SGLang's names, SGLang's alias, and vLLM's server processes for its ranks
+            ranks = 1
+            servers = dp
+            for key in ("data-parallel-size", "dp-size", "api-server-count"):
+                cfg.options.pop(key, None)
+            cfg.applied = [(t, f"{dp} servers of {size} devices behind a load balancer" if t == "data-parallel"
+                            else text) for t, text in cfg.applied]
+        cfg.notes.append(f"{dp} replicas of {size} devices, {ranks} to a server: start {servers} servers, one per node "
+                         f"(serve.sh on each node, or the Kubernetes Deployment with replicas: {servers}), behind a "
+                         "load balancer")
+        ctx.update(devices=size * ranks, per_node=size * ranks, nodes=1, replicas=servers)
     # how a plan that spans nodes is launched (None on one node): vLLM over a Ray cluster, SGLang with one process per
     # node and a rank, TensorRT-LLM with one MPI rank per GPU (trtllm-llmapi-launch under srun)
     ctx["launch"] = MULTINODE_LAUNCH.get(engine) if ctx["nodes"] > 1 else None

@@ -144,3 +144,28 @@ def test_replicas_inside_one_node_each_start_their_own_server():
     serve = render(a, "vllm")["vllm/serve.sh"]
     assert "--tensor-parallel-size 8" in serve
     assert "--data-parallel-size" not in serve and "--api-server-count" not in serve
+
+
+def test_replicas_a_node_holds_several_of_run_as_one_server_per_node():
+    # Llama-3.1-70B for throughput on 16 H100: eight TP2 replicas, four to a node. The configs wrote one TP2 server
+    # without the data-parallel flags its README's table named, and said "serve.sh on each node": two replicas of
+    # eight. Each node's server now runs its four as data-parallel ranks; the Kubernetes Deployment holds two pods
+    # of eight GPUs
+    from optiplan.planner.catalog.hardware import resolve_hardware, server_ranks
+
+    a = advise(AdviseRequest(model="llama-3.1-70b", hardware="h100-sxm", num_devices=16, workload="chat",
+                             goal="throughput", engine="vllm"))
+    assert (a.plan.predicted.tensor_parallel, a.plan.predicted.data_parallel) == (2, 8)
+    files = render(a, "vllm")
+    serve, readme = files["vllm/serve.sh"], files["README.md"]
+    assert "--tensor-parallel-size 2" in serve and "--data-parallel-size 4" in serve and "--api-server-count 4" in serve
+    assert "--data-parallel-size 4 with --tensor-parallel-size 2 --api-server-count 4 in each of 2 servers" in readme
+    assert "start 2 servers, one per node" in readme and "--data-parallel-size 8" not in readme
+    docs = list(yaml.safe_load_all(render(a, "kubernetes")["kubernetes/deployment.yaml"]))
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    limits = deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+    assert limits["nvidia.com/gpu"] == 8
+    h100 = resolve_hardware("h100-sxm")
+    assert server_ranks(h100, 16, 8) == 4 and server_ranks(h100, 16, 2) == 1 and server_ranks(h100, 8, 4) == 4
+    assert server_ranks(h100, 12, 6) == 3  # four fit a node, but six replicas split evenly three to a server
