@@ -386,19 +386,27 @@ def _report(advice, fmt: str, output: Path | None) -> None:
 @click.option("--serving-engine", type=PlanEngineName(["vllm", "sglang", "tgi", "trtllm", "llama.cpp"]),
               default=None,
               help="The engine compose and kubernetes run [default: as --engine's].")
+@click.option("--goal", type=click.Choice(["memory", "latency", "throughput", "context", "cost"]), default=None,
+              help="Override the workload's goal (as advise's --goal).")
 @click.option("--max-quality-loss", "quality", default=None, help="Perplexity increase allowed, e.g. 1%.")
+@click.option("--concurrency", type=click.IntRange(min=1), default=None,
+              help="Override the workload's concurrent sequences.")
+@click.option("--context", "max_context", type=click.IntRange(min=1), default=None,
+              help="Override the longest sequence to serve.")
 @click.option("--output", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder to write the configs to.")
 @click.option("--force", is_flag=True, help="Replace an existing, non-empty output folder.")
 @friendly
 def configs(model: str, hardware: str, num_devices: int | None, workload: str, target: str | None,
-            serving_engine: str | None, quality: str | None, out_dir: Path, force: bool) -> None:
+            serving_engine: str | None, goal: str | None, quality: str | None, concurrency: int | None,
+            max_context: int | None, out_dir: Path, force: bool) -> None:
     """Render deployment configs for MODEL from its plan: engine command lines and config files,
     docker compose, Kubernetes manifests, and a README saying how to start them.
 
     \b
       optiplan configs llama-3.1-70b --hardware h100-sxm --gpus 4 --workload chat --engine vllm -o deploy/
       optiplan configs ./my-model --hardware l4 --engine kubernetes -o k8s/
+      optiplan configs phi-3.5-moe --hardware a100-80gb-sxm --gpus 2 --goal throughput -o deploy/
     """
     from ..catalog.workloads import parse_percent
     from ..deploy.bundle import configs as configs_bundle
@@ -410,7 +418,8 @@ def configs(model: str, hardware: str, num_devices: int | None, workload: str, t
 
     def advise_for(engine: str | None, device: str, devices: int | None):
         return run_advise(AdviseRequest(model=model, hardware=device, num_devices=devices, workload=workload,
-                                        engine=engine, max_quality_loss_pct=quality_pct))
+                                        goal=goal, engine=engine, max_quality_loss_pct=quality_pct,
+                                        concurrency=concurrency, max_context=max_context))
 
     result = configs_bundle(target, serving_engine, hardware, num_devices, advise_for)
     for path in write(result.files, out_dir, force=force):

@@ -13,7 +13,7 @@ from ..catalog.engine_devices import engine_runs_on
 from ..catalog.engine_refusals import engine_model_refusal
 from ..catalog.engines import deployed_engine
 from ..catalog.hardware import resolve_hardware
-from ..errors import ImpossibleError, OptiplanError, UnknownNameError
+from ..errors import DeployError, ImpossibleError, OptiplanError, UnknownNameError
 from ..schema.advice import Advice
 from ..schema.releases import plan_engine
 from .config import ENGINES, TARGETS
@@ -77,7 +77,14 @@ def own_plans(advice: Advice, engines: list[str], advise_for: AdviseFor
 
 def bundle(advice: Advice, targets: list[str], advise_for: AdviseFor) -> Bundle:
     """The files for `targets` (see `targets_of`): a single target renders `advice`, which must be its own engine's
-    plan; several render each engine from its own plan (`own_plans`) and the wrappers and index from `advice`."""
+    plan; several render each engine from its own plan (`own_plans`) and the wrappers and index from `advice`. A
+    training plan has no serving config: it is refused, saying what to do instead."""
+    if advice.workload.goal == "training":
+        steps = ", ".join(s.technique for s in advice.plan.steps) or "no steps"
+        raise DeployError(f"the {advice.workload.name} workload plans a training job ({steps}), and deployment configs "
+                          "render serving engines: `optiplan advise` gives the training plan's steps, memory and step "
+                          "time; to serve the fine-tuned model, render configs for a serving workload (e.g. "
+                          "--workload chat)")
     plans, notes, unfit = own_plans(advice, [t for t in targets if t in ENGINES], advise_for) if len(targets) > 1 \
         else ({}, [], [])
     left_out = {line.split(":", 1)[0] for line in unfit}
@@ -91,7 +98,8 @@ def configs(target: str | None, serving_engine: str | None, hardware: str, devic
     wrappers (compose, kubernetes) and `all` render the serving engine's, and each engine of `all` its own on the same
     device. Without a target, or a wrapper without a serving engine, the engine is the one `advise` plans for when
     none is named: the workload's (vLLM) where it runs on the device, else one that does (llama.cpp on a Mac); a
-    workload whose engine has no configs (fine-tune's transformers) is served by vLLM."""
+    serving workload whose engine has no configs (transformers) is served by vLLM; a training one is refused
+    (`bundle`)."""
     for engine in (target, serving_engine):
         try:
             plan_engine(engine)

@@ -75,5 +75,15 @@ def predicted_summary(advice: Advice) -> str:
                 f"{(p.training_mfu or 0):.0%}), {memory} ({parts} GB)")
     return (f"TTFT {p.ttft_ms:,.1f} ms{band_text(b, 'ttft_ms')}, TPOT {p.tpot_ms:,.2f} ms"
             f"{band_text(b, decode_band(p.batch, b))}, "
-            f"{rate(p.throughput_tokens_per_s)} tokens/s{band_text(b, 'throughput_tokens_per_s')} at batch {p.batch}, "
-            f"{memory}")
+            f"{rate(p.throughput_tokens_per_s)} tokens/s{band_text(b, 'throughput_tokens_per_s')} at batch {p.batch}"
+            f"{_backlog(advice)}, {memory}")
+
+
+def _backlog(advice: Advice) -> str:
+    """Where the plan runs more sequences than the workload has in flight (the throughput goal fills the servers),
+    that its figures need a backlog of requests to keep them full."""
+    p, asked = advice.plan.predicted, advice.workload.concurrency
+    if p.batch <= asked:
+        return ""
+    return (f" (the {advice.workload.goal} goal fills every server: the workload asks for {asked:,} in flight, and "
+            f"these figures need a backlog of requests that keeps {p.batch:,} running)")

@@ -588,3 +588,28 @@ def test_a_distilled_plan_serves_its_student_without_the_teachers_draft_head():
     # a student smaller than a quarter of the teacher is not offered: no published figure covers it
     seventy = plan(hardware="l40s", devices=2, max_quality_loss_pct=15.0)
     assert "distillation" not in {s.technique for s in seventy.plan.steps}
+
+
+def test_configs_refuses_a_training_plan_and_takes_the_goal_as_advise_does(tmp_path):
+    # `configs` for the fine-tune workload rendered a vLLM server with --max-num-seqs 1 for a LoRA plan, its README
+    # predicting a TTFT of 0 ms: a training job has no serving config, and it now says so; --goal is advise's
+    out = CliRunner().invoke(main, ["configs", "llama-3.2-3b", "-H", "a100-80gb-sxm", "--workload", "fine-tune",
+                                    "-o", str(tmp_path / "ft")])
+    assert out.exit_code == 2 and "plans a training job" in out.output and "--workload chat" in out.output
+    assert not (tmp_path / "ft").exists()
+    out = CliRunner().invoke(main, ["configs", "llama-3.1-8b", "-H", "h100-sxm", "--goal", "throughput",
+                                    "--concurrency", "8", "-e", "vllm", "-o", str(tmp_path / "tp")])
+    assert out.exit_code == 0, out.output
+    readme = (tmp_path / "tp" / "README.md").read_text()
+    assert "(goal throughput)" in readme and "(8 asked;" in readme
+
+
+def test_a_plan_that_runs_more_sequences_than_asked_says_its_figures_need_a_backlog():
+    from optiplan.planner.report.figures import predicted_summary
+
+    a = advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", workload="chat", goal="throughput",
+                             concurrency=8))
+    assert a.plan.predicted.batch > 8
+    assert f"need a backlog of requests that keeps {a.plan.predicted.batch:,} running" in predicted_summary(a)
+    chat = advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", workload="chat"))
+    assert "backlog" not in predicted_summary(chat)
