@@ -22,6 +22,12 @@ def serves_instruct(workload: Workload) -> bool:
     return workload.chat if workload.chat is not None else True
 
 
+def priced_tokens(goal: str) -> str:
+    """What a plan's cost per million tokens counts: the tokens a serving plan outputs, or those a training plan
+    trains on."""
+    return "tokens trained" if goal == "training" else "output tokens"
+
+
 def preset_names() -> list[str]:
     return sorted(p.stem for p in WORKLOADS_DIR.glob("*.yaml"))
 

@@ -28,7 +28,7 @@ from ..catalog.engines import (
 )
 from ..catalog.hardware import catalog_hardware, resolve_hardware
 from ..catalog.models import mtp_layers, resolve_model
-from ..catalog.workloads import load_workload, with_overrides
+from ..catalog.workloads import load_workload, priced_tokens, with_overrides
 from ..errors import HardwareError, ImpossibleError, RequestError, UnknownNameError
 from ..schema import HardwareSpec, ModelSpec
 from ..schema.advice import (
@@ -146,7 +146,7 @@ def _counts(hw: HardwareSpec) -> list[int]:
 def rank_hardware(spec: ModelSpec, workload: Workload, engine_asked: bool = False
                   ) -> list[tuple[HardwareOption, HardwareSpec, int]]:
     """Every catalog device at 1-8 per node (and more nodes where needed) that meets the workload,
-    cheapest per million output tokens first. Each is judged by a quick search over weight and KV
+    cheapest per million output tokens (tokens trained) first. Each is judged by a quick search over weight and KV
     formats and parallelism on top of the lossless serving techniques, served by an engine that runs on it: the one
     asked for (devices it does not run on are left out), or the preset's where it runs, else its fallback."""
     options = []
@@ -233,7 +233,7 @@ def _nearest(spec: ModelSpec, hw: HardwareSpec, devices: int, workload: Workload
             why = f", about ${price:.2f} an hour"
         elif option.cost_per_million_tokens_usd is not None:  # say why another kind of device: it serves cheapest
             why = (f", the catalog's cheapest per token that meets it (${option.cost_per_million_tokens_usd:,.2f} per "
-                   "million output tokens)")
+                   f"million {priced_tokens(workload.goal)})")
         else:
             why = ""
         return f"{count} x {other.id} (--hardware {other.id} --gpus {count})" + why
@@ -312,7 +312,7 @@ def advise(request: AdviseRequest) -> Advice:
                                   "64; nearest feasible: relax the SLOs, the concurrency or the quality budget")
         ranking = [o[0] for o in options]
         hw, devices = options[0][1], options[0][2]
-        hardware_reason = explain_ranking(ranking)
+        hardware_reason = explain_ranking(ranking, priced_tokens(workload.goal))
         workload = _engine_here(workload, hw, request.engine, notes)
     else:
         hw = resolve_hardware(request.hardware)

@@ -3,7 +3,7 @@ catalog price range, and why the cheapest won (a tie within the predictions' err
 
 from __future__ import annotations
 
-from ..numbers import rate
+from ..numbers import rate, usd
 from ..schema import HardwareSpec
 from ..schema.advice import HardwareOption
 
@@ -22,9 +22,10 @@ def cost_range(cost: float | None, hw: HardwareSpec) -> tuple[float, float] | No
 NEAR_TIE = 0.05
 
 
-def explain_ranking(ranking: list[HardwareOption]) -> str:
+def explain_ranking(ranking: list[HardwareOption], unit: str = "output tokens") -> str:
     """Why the first of the hardware options won: its cost and throughput, the next one's, and whether the two are
-    a tie within the predictions' error or within the catalog's price ranges."""
+    a tie within the predictions' error or within the catalog's price ranges; `unit`: what the cost counts
+    (`workloads.priced_tokens`)."""
     win = ranking[0]
     priced = sum(h.cost_per_million_tokens_usd is not None for h in ranking)
     unpriced = len(ranking) - priced
@@ -33,13 +34,13 @@ def explain_ranking(ranking: list[HardwareOption]) -> str:
         text = (f"{win.count} x {win.id} serves most of the {len(ranking)} catalog options that meet the workload, "
                 f"none of them priced ({served})")
     else:
-        cost = (f"${win.cost_per_million_tokens_usd:,.2f} per million output tokens"
+        cost = (f"{usd(win.cost_per_million_tokens_usd)} per million {unit}"
                 if win.cost_per_million_tokens_usd is not None else "no catalog price; ranked by throughput")
         text = (f"{win.count} x {win.id} is the cheapest of {priced} priced catalog options that meet the workload "
                 + (f"({unpriced} more meet it without a catalog price) " if unpriced else "") + f"({cost}, {served})")
     if len(ranking) > 1:
         nxt = ranking[1]
-        nxt_cost = (f"${nxt.cost_per_million_tokens_usd:,.2f}" if nxt.cost_per_million_tokens_usd is not None
+        nxt_cost = (usd(nxt.cost_per_million_tokens_usd) if nxt.cost_per_million_tokens_usd is not None
                     else "unpriced")
         text += f"; next: {nxt.count} x {nxt.id} at {nxt_cost}"
         a, b = win.cost_per_million_tokens_usd, nxt.cost_per_million_tokens_usd
@@ -48,6 +49,6 @@ def explain_ranking(ranking: list[HardwareOption]) -> str:
         elif win.cost_range_usd and nxt.cost_range_usd and nxt.cost_range_usd[0] <= win.cost_range_usd[1]:
             # ranked at the middles of the catalog's price ranges, which overlap: the provider's rate decides
             (lo_a, hi_a), (lo_b, hi_b) = win.cost_range_usd, nxt.cost_range_usd
-            text += (f" (ranked at the middle of each price range; over the ranges ${lo_a:,.2f}-{hi_a:,.2f} against "
-                     f"${lo_b:,.2f}-{hi_b:,.2f} per million, which is cheaper depends on the provider's rate)")
+            text += (f" (ranked at the middle of each price range; over the ranges {usd(lo_a)}-{usd(hi_a)} against "
+                     f"{usd(lo_b)}-{usd(hi_b)} per million, which is cheaper depends on the provider's rate)")
     return text

@@ -99,6 +99,9 @@ def training_prediction(state: PlanState, workload: Workload) -> Prediction:
     mfu = tokens_step * model_flops / (step_s * n * peak16)
     micro_fit = max(int((hw.memory_bytes - hw.runtime_overhead_bytes - model_bytes - logits) //
                         max(tokens_micro * per_token_layer * spec.num_layers / job.micro_batch, 1)), 0)
+    # what a million tokens trained cost at the devices' catalog price (the rate a serving plan's cost is at)
+    price = hw.price.usd_per_hour if hw.price else None
+    cost = price * n / (tokens_step / step_s * 3600) * 1e6 if price else None
     return Prediction(
         memory_per_device_bytes=int(memory), weights_per_device_bytes=int(weights / shard),
         gradient_bytes=int(grads / shard), optimizer_state_bytes=int(states / shard), kv_cache_per_device_bytes=0,
@@ -109,5 +112,5 @@ def training_prediction(state: PlanState, workload: Workload) -> Prediction:
         weight_dtype="nf4" if "qlora" in applied else s.compute_dtype, compute_dtype=s.compute_dtype,
         tensor_parallel=1, pipeline_parallel=1, expert_parallel=1, data_parallel=n, kv_dtype="-",
         slo_violations=[] if fit else ["does not fit in device memory"], training_step_s=step_s,
-        training_mfu=round(mfu, 4),
+        training_mfu=round(mfu, 4), cost_per_million_tokens_usd=cost,
     )

@@ -9,7 +9,8 @@ from typing import Any
 from ... import __version__
 from ..analytic.accuracy import band_text, bands_note
 from ..catalog.engines import engine_fact
-from ..numbers import rate
+from ..catalog.workloads import priced_tokens
+from ..numbers import rate, usd
 from ..schema.advice import Advice
 from .figures import alternative_columns, baseline_label, cost_and_loss, predicted_summary, step_columns
 
@@ -56,6 +57,7 @@ def template_env():
     env.filters["plan_diff"] = plan_diff
     env.filters["measured_steps"] = measured_steps
     env.globals["band"] = band_text
+    env.filters["usd"] = usd
     env.globals["bands_note"] = bands_note
     env.globals["step_columns"] = step_columns
     env.globals["alternative_columns"] = alternative_columns
@@ -141,13 +143,13 @@ def text_report(advice: Advice, color: bool = True, file=None) -> str:
         for alt in a.alternatives:
             console.print(f"  - {plan_diff(alt.techniques, a)}: {alt.note}")
     if a.hardware_ranking:
-        console.print("\n[bold]Hardware ranking[/] (cheapest per million output tokens first)")
+        console.print(f"\n[bold]Hardware ranking[/] (cheapest per million {priced_tokens(a.workload.goal)} first)")
         if a.hardware_reason:
             console.print(f"  {a.hardware_reason}")
         for h in a.hardware_ranking[:8]:
-            cost = f"${h.cost_per_million_tokens_usd:,.2f}/M" if h.cost_per_million_tokens_usd is not None else "no price"
+            cost = f"{usd(h.cost_per_million_tokens_usd)}/M" if h.cost_per_million_tokens_usd is not None else "no price"
             if h.cost_range_usd:  # over the catalog's price range
-                cost += f" (${h.cost_range_usd[0]:,.2f}-{h.cost_range_usd[1]:,.2f})"
+                cost += f" ({usd(h.cost_range_usd[0])}-{usd(h.cost_range_usd[1])})"
             console.print(f"  {h.count} x {h.id}: {cost}, {rate(h.throughput_tokens_per_s)} tokens/s ({h.note})")
         if len(a.hardware_ranking) > 8:
             console.print(f"  ... and {len(a.hardware_ranking) - 8} more (--format json, md or html lists them all; the "

@@ -7,7 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..analytic.accuracy import band_text, decode_band
-from ..numbers import rate
+from ..catalog.workloads import priced_tokens
+from ..numbers import rate, usd
 from ..schema.advice import Advice, Prediction
 
 Column = tuple[str, Callable[[Prediction], str]]
@@ -45,7 +46,8 @@ def baseline_label(advice: Advice) -> str:
 
 
 def cost_and_loss(advice: Advice) -> str:
-    """What follows the predicted figures in every format: the cost per million output tokens where the device has a
+    """What follows the predicted figures in every format: the cost per million output tokens (tokens trained, for a
+    training plan) where the device has a
     price, and the plan's quality loss against the workload's budget."""
     cost, hw = advice.plan.predicted.cost_per_million_tokens_usd, advice.hardware
     price = ""
@@ -54,9 +56,9 @@ def cost_and_loss(advice: Advice) -> str:
         if hw.usd_per_hour_range:  # the catalog's range of prices gives a range of costs
             low, high = hw.usd_per_hour_range
             price += (f", the middle of the catalog's ${low:,.2f}-{high:,.2f}: "
-                      f"${cost * low / hw.usd_per_hour:,.2f}-{cost * high / hw.usd_per_hour:,.2f}")
+                      f"{usd(cost * low / hw.usd_per_hour)}-{usd(cost * high / hw.usd_per_hour)}")
         price += ")"
-    return ((f", ${cost:,.2f} per million output tokens{price}" if cost else "")
+    return ((f", {usd(cost)} per million {priced_tokens(advice.workload.goal)}{price}" if cost else "")
             + f"; quality loss {advice.plan.quality_loss_pct:g}% (budget {advice.workload.max_quality_loss_pct:g}%)")
 
 

@@ -280,7 +280,8 @@ def test_a_published_checkpoint_wins_a_tie_over_one_the_user_must_produce():
         return produced_formats(techniques, resolve_model(model), h100, engine, True, p.model_copy(update=layout))
     assert produced(("weight-int8",), "qwen3-235b-a22b", "vllm") == ["w8a16_int8"]
     assert produced(("weight-fp8",), "qwen3-235b-a22b", "vllm") == []
-    one = dict(tensor_parallel=1, pipeline_parallel=1, expert_parallel=1, data_parallel=1, attention_data_parallel=1)
+    one = {"tensor_parallel": 1, "pipeline_parallel": 1, "expert_parallel": 1, "data_parallel": 1,
+           "attention_data_parallel": 1}
     assert produced(("weight-fp8",), "olmo-2-7b", "trtllm", **one) == ["fp8"]  # no online fp8 there
     assert produced(("weight-fp8",), "olmo-2-7b", "vllm", **one) == []  # vLLM quantizes it as it loads
     assert produced(("weight-int8",), "qwen3-235b-a22b", "llama.cpp") == []  # GGUF files, not these

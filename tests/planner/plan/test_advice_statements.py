@@ -44,13 +44,16 @@ def test_no_memory_share_is_offered_past_the_device_for_a_baseline_that_does_not
 
 
 def test_a_cost_names_its_price_and_the_range_it_spans():
+    from optiplan.planner.numbers import usd
+
     a = _advise(model="llama-3.1-8b", hardware="h100-sxm", workload="chat", goal="cost")
     low, high = a.hardware.usd_per_hour_range
     assert low < a.hardware.usd_per_hour < high
     text = cost_and_loss(a)
     cost = a.plan.predicted.cost_per_million_tokens_usd
     assert f"a device at ${a.hardware.usd_per_hour:,.2f}/h" in text
-    assert f"${cost * low / a.hardware.usd_per_hour:,.2f}-{cost * high / a.hardware.usd_per_hour:,.2f}" in text
+    assert f"{usd(cost * low / a.hardware.usd_per_hour)}-{usd(cost * high / a.hardware.usd_per_hour)}" in text
+    assert usd(0.0623) == "$0.062" and usd(0.26) == "$0.26" and usd(1234.5) == "$1,234.50"
 
 
 def test_the_baseline_row_names_the_layout_its_figures_are_of():
@@ -97,6 +100,6 @@ def test_overlapping_price_ranges_leave_the_ranking_to_the_providers_rate():
                               cost_range_usd=span, throughput_tokens_per_s=4000.0, note="weight-fp8")
     # the reviewer's case: an MI325X at $0.12 ($0.11-0.13) against an H100 at $0.28 whose range starts at $0.11
     text = explain_ranking([option("mi325x", 0.12, (0.11, 0.13)), option("h100-sxm", 0.28, (0.11, 0.46))])
-    assert "which is cheaper depends on the provider's rate" in text and "$0.11-0.46" in text
+    assert "which is cheaper depends on the provider's rate" in text and "$0.11-$0.46" in text
     apart = explain_ranking([option("mi325x", 0.12, (0.11, 0.13)), option("l40s", 0.30, (0.20, 0.40))])
     assert "provider's rate" not in apart and "within the prediction's error" not in apart

@@ -76,3 +76,15 @@ def test_published_fine_tuning_runs_within_the_band():
 def test_the_band_is_shown_only_where_the_step_model_was_validated():
     assert "training_step_s" in _advice(hardware="a100-80gb-sxm").accuracy  # one A100, as the published runs
     assert _advice(hardware="h100-sxm").accuracy == {}
+
+
+def test_a_training_plan_is_priced_per_million_tokens_trained():
+    # `--hardware auto` for a fine-tune ranked every device as unpriced ("none of them priced", a GB200 first): a
+    # training prediction carried no cost. It is the devices' catalog price over the tokens trained
+    from optiplan.planner.report.figures import cost_and_loss
+
+    a = advise(AdviseRequest(model="llama-3.2-3b", hardware="a100-80gb-sxm", workload="fine-tune"))
+    p = a.plan.predicted
+    expected = a.hardware.usd_per_hour * a.hardware.count / (p.throughput_tokens_per_s * 3600) * 1e6
+    assert p.cost_per_million_tokens_usd == pytest.approx(expected)
+    assert "per million tokens trained" in cost_and_loss(a)
