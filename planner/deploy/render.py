@@ -46,6 +46,11 @@ from .config import (
 from .disaggregated import pd_launch
 from .prediction import configured
 
+# The Kubernetes startup probe's budget for a first start: the checkpoint downloaded at a conservative rate (a cloud
+# node pulling from the Hugging Face Hub commonly sees 50-500 MB/s), then loaded and its CUDA graphs captured
+STARTUP_DOWNLOAD_MB_S = 50
+STARTUP_LOAD_S = 600
+
 MAPPERS = {"vllm": vllm.engine_config, "sglang": sglang.engine_config, "tgi": tgi.engine_config,
            "trtllm": trtllm.engine_config, "llama.cpp": llamacpp.engine_config}
 
@@ -197,8 +202,12 @@ def _render(advice: Advice, target: str, serving_engine: str | None = None) -> t
     ctx["configured"] = configured(advice, cfg)
     # the checkpoint served (in its published format: fp8, gpt-oss's MXFP4 experts; else 16 bits), with room to spare
     fmt = cfg.checkpoint_format or checkpoint_dtype(advice)
-    ctx["cache_gib"] = math.ceil(checkpoint_bytes(advice, fmt) * 1.2 / 2**30) + 10
+    download = checkpoint_bytes(advice, fmt)
+    ctx["cache_gib"] = math.ceil(download * 1.2 / 2**30) + 10
     ctx["cache_format"] = fmt or "16-bit"
+    # the Kubernetes startup probe's budget: the first start's download of the checkpoint, then loading and capture
+    ctx.update(download_gb=download / 1e9, download_mb_s=STARTUP_DOWNLOAD_MB_S, load_s=STARTUP_LOAD_S,
+               startup_s=math.ceil(download / (STARTUP_DOWNLOAD_MB_S * 1e6)) + STARTUP_LOAD_S)
     dp, count = advice.plan.predicted.data_parallel, advice.hardware.count
     if replicas_in_own_nodes(hw, count, dp):
         # replicas that each fit in one node: a server per node, running the replicas the node holds as its

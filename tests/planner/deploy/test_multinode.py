@@ -169,3 +169,14 @@ def test_replicas_a_node_holds_several_of_run_as_one_server_per_node():
     h100 = resolve_hardware("h100-sxm")
     assert server_ranks(h100, 16, 8) == 4 and server_ranks(h100, 16, 2) == 1 and server_ranks(h100, 8, 4) == 4
     assert server_ranks(h100, 12, 6) == 3  # four fit a node, but six replicas split evenly three to a server
+
+
+def test_a_first_start_that_downloads_the_checkpoint_is_not_killed_by_liveness():
+    # liveness at 600 s + 3 x 30 s restarted a 70B's pod while it downloaded ~71 GB at under 100 MB/s, every time: a
+    # startup probe now holds liveness off for the download at 50 MB/s and ten minutes to load
+    a = advise(AdviseRequest(model="llama-3.1-70b", hardware="h100-sxm", num_devices=2, workload="chat", engine="vllm"))
+    docs = list(yaml.safe_load_all(render(a, "kubernetes")["kubernetes/deployment.yaml"]))
+    container = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    startup = container["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 70e9 / 50e6 + 600
+    assert "initialDelaySeconds" not in container["livenessProbe"]
