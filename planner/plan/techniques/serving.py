@@ -57,12 +57,35 @@ def _ours(ctx: Context):
     return triton_attention(ctx.hw, ctx.workload.engine)
 
 
+def _mla_kernel(ctx: Context) -> str:
+    """The MLA attention kernel the engine runs on this device. vLLM's choice by device (vllm/platforms/cuda.py, the
+    0.10-era stored copy: "if selected_backend == _Backend.CUTLASS_MLA or (cls.is_device_capability(100) ... and
+    block_size == 128)" / "if selected_backend == _Backend.TRITON_MLA or block_size != 64: ... Using Triton MLA
+    backend" / "is_flashmla_supported()", FlashMLA being Hopper's; vllm/platforms/rocm.py: "ROCM_AITER_MLA if
+    rocm_aiter_ops.is_mla_enabled() ... else TRITON_MLA"); SGLang's on Blackwell (python/sglang/srt/server_args.py,
+    stored copies: "self.attention_backend = \"trtllm_mla\"" / "Use trtllm_mla as attention backend on sm100 for
+    DeepseekV3ForCausalLM"), elsewhere among the same families; TensorRT-LLM runs its own."""
+    hw, engine = ctx.hw, ctx.workload.engine
+    if engine == "trtllm":
+        return "TensorRT-LLM's own MLA attention kernels"
+    if hw.features.backend == "rocm":
+        return "the engine's MLA attention on ROCm (AITER MLA, or Triton MLA)"
+    if below_compute_capability(hw, 9.0):
+        return (f"the engine's MLA attention in Triton{' (TRITON_MLA)' if engine == 'vllm' else ' or FlashInfer'}: "
+                f"FlashMLA needs Hopper and {hw.id} has compute capability {hw.features.compute_capability}")
+    if below_compute_capability(hw, 10.0):
+        return "FlashMLA, vLLM's MLA attention on Hopper" if engine == "vllm" else \
+            "the engine's MLA attention on Hopper (FlashAttention-3 or FlashMLA)"
+    return "the engine's MLA attention on Blackwell (CUTLASS MLA or FlashInfer MLA)" if engine != "sglang" else \
+        "trtllm_mla, SGLang's MLA attention on Blackwell (TensorRT-LLM's kernels through FlashInfer)"
+
+
 def _flash_params(ctx: Context) -> dict:
     if ctx.workload.engine == "llama.cpp":
         return {"kernel": f"llama.cpp --flash-attn on {ctx.hw.features.backend}"}
     if ctx.spec.mla is not None and ctx.workload.engine != "transformers":
         # latent attention runs the engines' MLA kernels, not FlashAttention's (profiles/engines/vllm.yaml)
-        return {"kernel": "the engine's MLA attention (FlashMLA, CUTLASS MLA or FlashInfer MLA by device)"}
+        return {"kernel": _mla_kernel(ctx)}
     if shares := _ours(ctx):
         return {"implementation": "triton", "measured": f"{shares.prefill_attention:.0%} of bf16 peak in prefill, "
                                                          f"{shares.decode_attention:.0%} of HBM in decode: {shares.source}"}

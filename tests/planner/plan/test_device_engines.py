@@ -335,3 +335,14 @@ def test_llama_cpp_drafts_only_for_one_sequence_at_a_time():
                   concurrency=1)
     assert "spec-draft" not in {r.technique for r in one.rejected} or \
         not {r.technique: r.reason for r in one.rejected}["spec-draft"].startswith("llama-server drafts")
+
+
+def test_an_mla_plan_names_the_kernel_its_device_runs():
+    # DeepSeek-V2-Lite on an A10G named "FlashMLA, CUTLASS MLA or FlashInfer MLA by device", none of which runs on
+    # SM86: vLLM runs its Triton MLA there
+    def kernel(hardware, engine="vllm"):
+        a = _advise(model="deepseek-v2-lite", hardware=hardware, workload="chat", engine=engine)
+        return next(s.params["kernel"] for s in a.plan.steps if s.technique == "flash-attention")
+    assert "TRITON_MLA" in kernel("a10g") and "compute capability 8.6" in kernel("a10g")
+    assert kernel("h100-sxm").startswith("FlashMLA")
+    assert "trtllm_mla" in kernel("b200", "sglang")
