@@ -94,12 +94,16 @@ def replicas_in_own_nodes(hw: HardwareSpec, devices: int, replicas: int) -> bool
     return replicas > 1 and devices > per_node and devices // replicas <= per_node
 
 
-def server_ranks(hw: HardwareSpec, devices: int, replicas: int) -> int:
+def server_ranks(hw: HardwareSpec, devices: int, replicas: int, independent: bool = True) -> int:
     """The data-parallel ranks (replicas) one server runs: every replica where they share a node or span nodes
     together; where each fits in a node of its own (`replicas_in_own_nodes`), those one node holds (the most whole
-    replicas a node fits that divide them evenly over the servers), a server per node."""
+    replicas a node fits that divide them evenly over the servers), a server per node, where the engine's ranks in a
+    server are `independent` copies (not vLLM's ranks of a MoE model, whose experts form one group over all of them:
+    one server per replica there)."""
     if not replicas_in_own_nodes(hw, devices, replicas):
         return max(replicas, 1)
+    if not independent:
+        return 1
     fit = max(1, hw.interconnect.max_devices_per_node // (devices // replicas))
     return max(d for d in range(1, fit + 1) if replicas % d == 0)
 

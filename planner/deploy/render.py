@@ -23,7 +23,7 @@ from ..catalog.engine_state_models import state_model_options, state_model_refus
 from ..catalog.engines import deployed_engine, engine_running_option
 from ..catalog.hardware import replicas_in_own_nodes, resolve_hardware, server_ranks
 from ..catalog.models import resolve_model
-from ..catalog.served import CHECKPOINT_FORMATS
+from ..catalog.served import CHECKPOINT_FORMATS, independent_ranks
 from ..errors import UnknownNameError
 from ..fsutil import atomic_folder
 from ..schema import HardwareSpec
@@ -211,9 +211,10 @@ def _render(advice: Advice, target: str, serving_engine: str | None = None) -> t
     dp, count = advice.plan.predicted.data_parallel, advice.hardware.count
     if replicas_in_own_nodes(hw, count, dp):
         # replicas that each fit in one node: a server per node, running the replicas the node holds as its
-        # data-parallel ranks where the engine has the option (vLLM's and SGLang's --data-parallel-size), behind a load
-        # balancer; not one cluster over the nodes
-        size, ranks = count // dp, server_ranks(hw, count, dp)
+        # data-parallel ranks where the engine has the option (vLLM's and SGLang's --data-parallel-size) and they stay
+        # independent copies (not vLLM's ranks of a MoE model), behind a load balancer; not one cluster over the nodes
+        independent = independent_ranks(engine, resolve_model(advice.model.source.split(":", 1)[1]))
+        size, ranks = count // dp, server_ranks(hw, count, dp, independent)
         servers = dp // ranks
         if ranks > 1 and "data-parallel-size" in cfg.options:
             cfg.options["data-parallel-size"] = ranks
@@ -231,9 +232,11 @@ def _render(advice: Advice, target: str, serving_engine: str | None = None) -> t
                 cfg.options.pop(key, None)
             cfg.applied = [(t, f"{dp} servers of {size} devices behind a load balancer" if t == "data-parallel"
                             else text) for t, text in cfg.applied]
-        cfg.notes.append(f"{dp} replicas of {size} devices, {ranks} to a server: start {servers} servers, one per node "
-                         f"(serve.sh on each node, or the Kubernetes Deployment with replicas: {servers}), behind a "
-                         "load balancer")
+        per_node = max(1, hw.interconnect.max_devices_per_node // (size * ranks))
+        where = "one per node (serve.sh on each node" if per_node == 1 else (
+            f"{per_node} to a node (serve.sh once per server, each with its own CUDA_VISIBLE_DEVICES and --port")
+        cfg.notes.append(f"{dp} replicas of {size} devices, {ranks} to a server: start {servers} servers, {where}, or "
+                         f"the Kubernetes Deployment with replicas: {servers}), behind a load balancer")
         ctx.update(devices=size * ranks, per_node=size * ranks, nodes=1, replicas=servers)
     # how a plan that spans nodes is launched (None on one node): vLLM over a Ray cluster, SGLang with one process per
     # node and a rank, TensorRT-LLM with one MPI rank per GPU (trtllm-llmapi-launch under srun)
