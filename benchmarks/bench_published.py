@@ -39,6 +39,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import published_apple_fits as apple_fits  # noqa: E402
+import published_gemm_fits as gemm_fits  # noqa: E402
 import published_fits as fits  # noqa: E402
 import published_moe_fits as moe_fits  # noqa: E402
 from _common import write_results  # noqa: E402
@@ -101,6 +102,7 @@ def write_accuracy(rows: list[dict], sources: int) -> None:
 # runtime or the engine it fits) and its search, given the points and that value.
 FITS = {
     "fit_host_layers": ("published_host_layers_fit", lambda points, _: fits.fit_host_layers(points)),
+    "fit_gemm_units": ("published_gemm_units_fit", lambda points, _: gemm_fits.fit_gemm_units(points)),
     "fit_apple": ("published_apple_fit", lambda points, _: apple_fits.fit_apple(points)),
     "fit_front_end": ("published_front_end_fit_{}", fits.fit_front_end),
     "fit_first_token": ("published_first_token_fit_{}", fits.fit_first_token_latency),
@@ -182,6 +184,9 @@ def arguments() -> argparse.ArgumentParser:
     parser.add_argument("--fit-host-layers", action="store_true",
                         help="fit the share of the host memory's peak at which llama.cpp reads the layers it keeps "
                              "there (--n-gpu-layers below all) on two thirds of its points with such layers")
+    parser.add_argument("--fit-gemm-units", action="store_true",
+                        help="fit the TFLOP/s per SM of llama.cpp's quantized GEMMs on CUDA GPUs (gemm_unit_tflops) "
+                             "on two thirds of its quantized prompt-processing points")
     parser.add_argument("--fit-apple", action="store_true",
                         help="fit the Apple GPUs' shares of their bandwidth (16-bit and 4-bit weights) and of their "
                              "compute, and llama.cpp's fixed host time per token and layer on Metal, on two thirds of "

@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from optiplan import profiles  # noqa: E402
-from optiplan.planner.analytic.efficiency import weight_kernel_refusal  # noqa: E402
+from optiplan.planner.analytic.efficiency import weight_kernel_max_rows, weight_kernel_refusal  # noqa: E402
 from optiplan.planner.analytic.offload import host_repeating_layers  # noqa: E402
 from optiplan.planner.analytic.setup import checkpoint_experts_only  # noqa: E402
 from optiplan.planner.catalog.engines import (  # noqa: E402
@@ -156,6 +156,8 @@ def kernel_points(points: list[dict], kernel: str) -> list[dict]:
         model = catalog_model(p["model"])
         if keeps_host_layers(p) or (model and checkpoint_experts_only(resolve_model(model), dtype)):
             continue
+        if p["metric"] == "prefill_tokens_per_s" and weight_kernel_max_rows(kernel):
+            continue  # a prompt's rows go to the engine's GEMM, not to a mat-vec of a few rows (gemm_unit_tflops)
         hw = resolve_hardware(p["hardware"])
         runs = p.get("weight_kernel") or engine_kernel_efficiency(point_engine(p), dtype, hw.features.backend)
         if runs == kernel and weight_kernel_refusal(hw, kernel, dtype) is None:

@@ -20,7 +20,6 @@ from ..catalog.engines import (
     engine_fact,
     engine_fallback_kernel,
     engine_first_token_latency_s,
-    engine_flop_share,
     engine_group_size,
     engine_host_layers,
     engine_kernel_efficiency,
@@ -52,6 +51,7 @@ from .efficiency import (
     weight_kernel_group_format,
     weight_kernel_refusal,
 )
+from .engine_rates import at_engine_share, at_kernel_rate
 from .gguf import gguf_bits
 from .kvcache import KVGroup, kv_bits, kv_groups, tensor_parallel_share
 from .offload import DEFAULT_HOST_MEMORY_GBPS, HostLayers
@@ -299,16 +299,6 @@ def total_weight_bytes(s: Setup) -> float:
             + c.small * s.act_bytes + c.embedding * s.embedding_bytes + c.lm_head * s.output_bytes)
 
 
-def at_engine_share(eff: EfficiencyFactors, engine: str | None, hw: HardwareSpec) -> EfficiencyFactors:
-    """Documented efficiencies at the share of their compute rate the engine's steps reach on the device
-    (`engines.engine_flop_share`; unchanged where it is 1)."""
-    if (share := engine_flop_share(engine, hw)) == 1.0:
-        return eff
-    return eff.model_copy(update={"flop_efficiency": eff.flop_efficiency * share,
-                                  "source": f"{eff.source} Compute at {share:g} of that: {engine}'s profile "
-                                            "(flop_share)."})
-
-
 def checkpoint_experts_only(spec: ModelSpec, weight_dtype: str) -> bool:
     """Whether `weight_dtype` weights are the model's checkpoint that stores only its routed experts in that format
     (gpt-oss's MXFP4: `checkpoint_modules` experts), so the other linear layers stay 16-bit."""
@@ -399,7 +389,7 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
             else "moe_flop_share"
         if moe is not None and spec.moe is not None:
             expert_efficiency = min(eff.flop_efficiency * moe, 1.0)
-        eff = at_engine_share(eff, engine, hw)
+        eff = at_kernel_rate(at_engine_share(eff, engine, hw), engine, weight_dtype, compute, hw)
         if expert_efficiency is not None:
             eff = eff.model_copy(update={
                 "expert_flop_efficiency": expert_efficiency,

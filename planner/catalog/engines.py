@@ -328,7 +328,10 @@ def engine_activations(engine: str, weight_dtype: str, hw: HardwareSpec) -> str 
     dequantize to 16-bit)."""
     if engine_weight_only(engine, weight_dtype, hw):
         return default_16bit(hw)
-    act = engine_kernel(engine, weight_dtype).get("activations")
+    kernel = engine_kernel(engine, weight_dtype)
+    act = kernel.get("activations")
+    if act and "activations_backends" in kernel and hw.features.backend not in kernel["activations_backends"]:
+        act = None  # a GEMM that runs at the 16-bit rate on this backend (llama.cpp's MMQ on CUDA)
     if engine == GENERIC_SERVING and weight_dtype == "fp4":
         act = "fp4"  # NVFP4 as the engines with a profile run it: W4A4 where the device has the rate (Blackwell)
     return act if act and act in hw.peak_tflops else None

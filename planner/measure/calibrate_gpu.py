@@ -38,7 +38,7 @@ def kernel_seconds(all_samples: list[dict], hw, dtype: str) -> list[float]:
     """Each sample's kernel time on `hw`: the roofline at the device's default efficiencies, at the share of their
     compute rate the transformers engine reaches there (as `profile` predicts it), no fixed costs."""
     from ..analytic.efficiency import default_efficiency
-    from ..analytic.setup import at_engine_share
+    from ..analytic.engine_rates import at_engine_share
     from ..analytic.steps import decode_step, prefill_step
 
     eff = at_engine_share(default_efficiency(hw, dtype, dtype, "transformers"), "transformers", hw).model_copy(
@@ -100,7 +100,7 @@ def fit_launch_cost(all_samples: list[dict], hw, dtype: str) -> dict[str, Any]:
     """The transformers engine's factors on this GPU: the device's default efficiencies, the launch cost per layer
     fitted with the launches overlapping the kernels, and each measured step against the result."""
     from ..analytic.efficiency import default_efficiency
-    from ..analytic.setup import at_engine_share
+    from ..analytic.engine_rates import at_engine_share
 
     kernels = kernel_seconds(all_samples, hw, dtype)
     launch = fit_launch_costs(all_samples, kernels, overlap=True)

@@ -311,7 +311,7 @@ def test_configs_all_renders_each_engine_from_its_own_plan(tmp_path):
                                     "-e", "all", "-o", str(tmp_path)])
     assert out.exit_code == 0, out.output
     readme = (tmp_path / "llamacpp" / "README.md").read_text()
-    assert "GGUF Q8_0" in readme and "Not applied" not in readme  # llama.cpp's own plan: no step it cannot run
+    assert "llama-server" in readme and "Not applied" not in readme  # llama.cpp's own plan: no step it cannot run
     assert "warning" not in out.output
 
 

@@ -96,7 +96,7 @@ def test_a_gpu_calibration_saves_the_factors_its_kernel_times_were_priced_at(mon
     # the launch cost is fitted against kernel times at the transformers engine's share of the GPU's compute rate; a
     # calibrated profile reads the saved factors as they are, so they carry that share (an H200's bf16: 0.84 of it)
     from optiplan.planner.analytic.efficiency import default_efficiency
-    from optiplan.planner.analytic.setup import at_engine_share
+    from optiplan.planner.analytic.engine_rates import at_engine_share
     from optiplan.planner.catalog.hardware import resolve_hardware
     from optiplan.planner.measure import calibrate_gpu
 
