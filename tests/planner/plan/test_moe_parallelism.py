@@ -142,8 +142,11 @@ def test_vllm_data_parallel_of_a_moe_across_nodes_is_one_server_per_copy():
     p = a.plan.predicted
     assert "data-parallel" in [s.technique for s in a.plan.steps]
     assert (p.tensor_parallel, p.data_parallel, p.attention_data_parallel) == (1, 16, 1)
-    serve = render(a, "vllm")["vllm/serve.sh"]
+    files = render(a, "vllm")
+    serve = files["vllm/serve.sh"]
     assert "--data-parallel-size" not in serve and "--api-server-count" not in serve
+    # eight to a node: each its own server on its own GPU and port (vLLM's ranks in one server would share experts)
+    assert "start 16 servers, 8 to a node" in files["README.md"] and "CUDA_VISIBLE_DEVICES" in files["README.md"]
 
 
 def test_a_block_fp8_checkpoint_whose_shared_expert_does_not_split_is_quantized_online(tmp_path):
