@@ -98,8 +98,8 @@ def server_ranks(hw: HardwareSpec, devices: int, replicas: int, independent: boo
     """The data-parallel ranks (replicas) one server runs: every replica where they share a node or span nodes
     together; where each fits in a node of its own (`replicas_in_own_nodes`), those one node holds (the most whole
     replicas a node fits that divide them evenly over the servers), a server per node, where the engine's ranks in a
-    server are `independent` copies (not vLLM's ranks of a MoE model, whose experts form one group over all of them:
-    one server per replica there)."""
+    server are `independent` copies (not vLLM's ranks of a MoE model, whose experts form one group over all of them,
+    `engines.engine_dp_shares_experts`: one server per replica there)."""
     if not replicas_in_own_nodes(hw, devices, replicas):
         return max(replicas, 1)
     if not independent:

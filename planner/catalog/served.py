@@ -121,12 +121,6 @@ def expert_devices(engine: str | None, p: Prediction) -> int:
     return p.tensor_parallel * dp if spread else p.tensor_parallel
 
 
-def independent_ranks(engine: str | None, spec: ModelSpec) -> bool:
-    """Whether the engine's data-parallel ranks in one server are independent copies of the model: not vLLM's ranks
-    of a MoE model, whose experts form one tensor-parallel group over all of them (`expert_devices`)."""
-    return not (engine == "vllm" and spec.moe is not None)
-
-
 def online_peak(spec: ModelSpec, hw: HardwareSpec, engine: str | None, fmt: str, p: Prediction,
                 expert_tp: int | None = None) -> str | None:
     """Why `engine` cannot quantize the model to `fmt` as it loads it in plan `p`'s layout (its 16-bit share of the

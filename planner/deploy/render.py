@@ -20,10 +20,10 @@ from ..analytic.profile import model_summary
 from ..catalog.engine_devices import backend_refusal, engine_runs_on
 from ..catalog.engine_refusals import engine_model_refusal, engine_step_refusal
 from ..catalog.engine_state_models import state_model_options, state_model_refusal, state_technique_refusal
-from ..catalog.engines import deployed_engine, engine_running_option
+from ..catalog.engines import deployed_engine, engine_dp_shares_experts, engine_running_option
 from ..catalog.hardware import replicas_in_own_nodes, resolve_hardware, server_ranks
 from ..catalog.models import resolve_model
-from ..catalog.served import CHECKPOINT_FORMATS, independent_ranks
+from ..catalog.served import CHECKPOINT_FORMATS
 from ..errors import UnknownNameError
 from ..fsutil import atomic_folder
 from ..schema import HardwareSpec
@@ -213,7 +213,8 @@ def _render(advice: Advice, target: str, serving_engine: str | None = None) -> t
         # replicas that each fit in one node: a server per node, running the replicas the node holds as its
         # data-parallel ranks where the engine has the option (vLLM's and SGLang's --data-parallel-size) and they stay
         # independent copies (not vLLM's ranks of a MoE model), behind a load balancer; not one cluster over the nodes
-        independent = independent_ranks(engine, resolve_model(advice.model.source.split(":", 1)[1]))
+        independent = resolve_model(advice.model.source.split(":", 1)[1]).moe is None \
+            or not engine_dp_shares_experts(engine)
         size, ranks = count // dp, server_ranks(hw, count, dp, independent)
         servers = dp // ranks
         if ranks > 1 and "data-parallel-size" in cfg.options:
