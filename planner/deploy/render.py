@@ -223,7 +223,7 @@ def _render(advice: Advice, target: str, serving_engine: str | None = None) -> t
                 cfg.options["api-server-count"] = ranks
             how = f"--data-parallel-size {ranks} with --tensor-parallel-size {cfg.options.get('tensor-parallel-size', 1)}" \
                 + (f" --api-server-count {ranks}" if "api-server-count" in cfg.options else "")
-            cfg.applied = [(t, f"{how} in each of {servers} servers, one per node ({dp} replicas of {size} devices in "
+            cfg.applied = [(t, f"{how} in each of {servers} servers, one per node ({dp} replicas of {_devices(size)} in "
                                "all, behind a load balancer; each rank schedules its own sequences)"
                             if t == "data-parallel" else text) for t, text in cfg.applied]
         else:  # vLLM's and SGLang's names, SGLang's alias, and vLLM's server processes for its ranks
@@ -231,14 +231,27 @@ def _render(advice: Advice, target: str, serving_engine: str | None = None) -> t
             servers = dp
             for key in ("data-parallel-size", "dp-size", "api-server-count"):
                 cfg.options.pop(key, None)
-            cfg.applied = [(t, f"{dp} servers of {size} devices behind a load balancer" if t == "data-parallel"
+            cfg.applied = [(t, f"{dp} servers of {_devices(size)} behind a load balancer" if t == "data-parallel"
                             else text) for t, text in cfg.applied]
         per_node = max(1, hw.interconnect.max_devices_per_node // (size * ranks))
         where = "one per node (serve.sh on each node" if per_node == 1 else (
             f"{per_node} to a node (serve.sh once per server, each with its own CUDA_VISIBLE_DEVICES and --port")
-        cfg.notes.append(f"{dp} replicas of {size} devices, {ranks} to a server: start {servers} servers, {where}, or "
-                         f"the Kubernetes Deployment with replicas: {servers}), behind a load balancer")
+        cfg.notes.append(f"{dp} replicas of {_devices(size)}" + (f", {ranks} to a server" if ranks > 1 else "")
+                         + f": start {servers} servers, {where}, or the Kubernetes Deployment with replicas: "
+                         f"{servers}), behind a load balancer")
         ctx.update(devices=size * ranks, per_node=size * ranks, nodes=1, replicas=servers)
+    elif dp > 1 and not cfg.pd and "data-parallel-size" not in cfg.options:
+        # replicas sharing a node on an engine without a data-parallel option (TensorRT-LLM, TGI): a server each
+        size = count // dp
+        cfg.notes.append(f"{dp} replicas of {_devices(size)}: start {dp} servers (serve.sh once per server, each with its "
+                         f"own CUDA_VISIBLE_DEVICES and --port, or the Kubernetes Deployment with replicas: {dp}), "
+                         "behind a load balancer")
+        ctx.update(devices=size, per_node=size, nodes=1, replicas=dp)
+    if target == "compose" and ctx["replicas"] > 1 and ctx["per_node"] < min(count, hw.interconnect.max_devices_per_node
+                                                                              if hw.interconnect else 1):
+        raise DeployError(f"docker compose renders one server and the plan runs {ctx['replicas']} replicas of "
+                          f"{ctx['devices']} devices, several to a host: render the kubernetes target (a Deployment "
+                          "with a replica each) or start serve.sh once per replica")
     # how a plan that spans nodes is launched (None on one node): vLLM over a Ray cluster, SGLang with one process per
     # node and a rank, TensorRT-LLM with one MPI rank per GPU (trtllm-llmapi-launch under srun)
     ctx["launch"] = MULTINODE_LAUNCH.get(engine) if ctx["nodes"] > 1 else None
@@ -302,6 +315,10 @@ def _render(advice: Advice, target: str, serving_engine: str | None = None) -> t
         **ctx, target=target, files=sorted(files))
     validate(files)
     return files, ctx["configured"]
+
+
+def _devices(n: int) -> str:
+    return f"{n} device{'s' if n != 1 else ''}"
 
 
 def _k8s_name(name: str) -> str:

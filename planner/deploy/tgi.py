@@ -52,6 +52,9 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
                                               f"{p.pipeline_parallel} pipeline stages"))
             else:
                 cfg.applied.append((t_id, f"--num-shard {p.tensor_parallel}"))
+        elif t_id == "data-parallel" and p.attention_data_parallel == 1:
+            cfg.applied.append((t_id, (f"{p.data_parallel} servers of --num-shard {p.tensor_parallel} behind a load "
+                                       "balancer (a TGI launcher runs one copy; each replica is a server of its own)")))
         elif t_id == "paged-kv":
             # the budget the plan priced: its launcher's computed one where it chunks (profiles/engines/tgi.yaml
             # prefill_chunk_by_compute), else whole prompts up to its 4,096 fallback

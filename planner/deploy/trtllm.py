@@ -63,6 +63,10 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
                                   "with --engine trtllm")
             cfg.applied.append((t_id, f"--tp_size {p.expert_parallel} --ep_size {p.expert_parallel}"
                                 + (", enable_attention_dp" if p.tensor_parallel == 1 else "")))
+        elif t_id == "data-parallel" and p.attention_data_parallel == 1:
+            # trtllm-serve has no data-parallel option for copies of a model: each replica is a server of its own
+            cfg.applied.append((t_id, (f"{p.data_parallel} servers of --tp_size {p.tensor_parallel} behind a load "
+                                       "balancer (trtllm-serve runs one copy; each replica is a server of its own)")))
         elif t_id == "pd-disaggregation":
             cfg.pd = (p.prefill_instances, p.data_parallel - p.prefill_instances, p.tensor_parallel)
             cfg.applied.append((t_id, f"{cfg.pd[0]} context and {cfg.pd[1]} generation workers with "

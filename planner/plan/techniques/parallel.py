@@ -166,13 +166,14 @@ register(
                                    "stages are what it runs",
         params=lambda c: {"pipeline_parallel_size": c.devices}),
     Technique(
-        id="data-parallel", engines=("vllm", "sglang"),
+        id="data-parallel", engines=("vllm", "sglang", "trtllm", "tgi"),
         name="Data-parallel replicas", family="parallelism", group=GROUP,
         summary="Several copies of the model, each tensor-parallel over the fewest devices that hold it with room "
                 "for its cache, serving their share of the requests: throughput scales with the copies and no "
                 "step crosses a node (405B on 16 H100: two TP8 copies instead of TP8 x PP2). Inside a node vLLM "
                 "copies only a MoE model's attention and dense layers: its experts stay one tensor-parallel group "
-                "over all the node's devices.",
+                "over all the node's devices. TensorRT-LLM and TGI have no data-parallel option for it: each copy is "
+                "a server of its own behind a load balancer.",
         # any count of devices splits into replicas of one device each; a larger replica must divide the devices and
         # the attention heads (`_replica_devices`): the sizes are the prediction's data and tensor parallel
         transform=_dp, hardware=("multi-device",),

@@ -180,3 +180,26 @@ def test_a_first_start_that_downloads_the_checkpoint_is_not_killed_by_liveness()
     startup = container["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 70e9 / 50e6 + 600
     assert "initialDelaySeconds" not in container["livenessProbe"]
+
+
+def test_tensorrt_llm_serves_replicas_as_servers_of_their_own():
+    # Llama-3.1-70B for throughput on 16 H100 with TensorRT-LLM had planned TP8 x PP2 over the two nodes ("data-parallel:
+    # trtllm has no option for it") at 57% of vLLM's throughput; trtllm-serve has no data-parallel option, but copies
+    # of the model are servers of their own behind a load balancer, as for vLLM across nodes
+    a = advise(AdviseRequest(model="llama-3.1-70b", hardware="h100-sxm", num_devices=16, workload="chat",
+                             goal="throughput", engine="trtllm"))
+    p = a.plan.predicted
+    assert "data-parallel" in [s.technique for s in a.plan.steps] and p.pipeline_parallel == 1
+    assert p.data_parallel * p.tensor_parallel == 16 and p.data_parallel > 1
+    files = render(a, "trtllm")
+    assert f"--tp_size {p.tensor_parallel}" in files["trtllm/serve.sh"]
+    assert f"start {p.data_parallel} servers" in files["README.md"] and "CUDA_VISIBLE_DEVICES" in files["README.md"]
+    deployment = next(d for d in yaml.safe_load_all(render(a, "kubernetes", serving_engine="trtllm")
+                                                    ["kubernetes/deployment.yaml"]) if d["kind"] == "Deployment")
+    assert deployment["spec"]["replicas"] == p.data_parallel
+    # on one node several servers share the host: docker compose, one service, says so instead of starting one
+    one = advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", num_devices=8, workload="chat",
+                               goal="throughput", engine="trtllm"))
+    assert one.plan.predicted.data_parallel > 1
+    with pytest.raises(DeployError, match="docker compose renders one server"):
+        render(one, "compose", serving_engine="trtllm")
