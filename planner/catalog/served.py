@@ -12,7 +12,7 @@ from ... import profiles
 from ..analytic.params import param_counts
 from ..schema import HardwareSpec, ModelSpec
 from ..schema.advice import Prediction
-from .engines import device_fact, engine_fact
+from .engines import device_fact, engine_dp_shares_experts, engine_fact
 from .hardware import device_checkpoint_dtype
 
 # the checkpoint format a plan's weight step is served from
@@ -113,11 +113,11 @@ def experts_split_whole(spec: ModelSpec, engine: str | None, instruct: bool, tp:
 
 def expert_devices(engine: str | None, p: Prediction) -> int:
     """The devices a plan's routed experts are sliced over as `engine` serves it: vLLM's MoE layers form one
-    tensor-parallel group over every data-parallel rank (DP x TP) unless the experts split whole
-    (--enable-expert-parallel); a plan holds those ranks as data-parallel attention groups, which SGLang serves as DP
-    attention, its experts over every device as well."""
+    tensor-parallel group over every data-parallel rank (DP x TP, `engines.engine_dp_shares_experts`) unless the
+    experts split whole (--enable-expert-parallel); a plan holds those ranks as data-parallel attention groups, which
+    SGLang serves as DP attention, its experts over every device as well."""
     dp = max(p.data_parallel, p.attention_data_parallel)
-    spread = (engine == "vllm" and dp > 1) or p.attention_data_parallel > 1
+    spread = (engine_dp_shares_experts(engine) and dp > 1) or p.attention_data_parallel > 1
     return p.tensor_parallel * dp if spread else p.tensor_parallel
 
 

@@ -139,8 +139,7 @@ def vllm_spec(step, head: str | None = None, model_type: str = "") -> dict[str, 
 def _kv_fp8_env(hw: HardwareSpec) -> dict[str, str] | None:
     """The environment vLLM needs to serve an fp8 KV cache on `hw` in its V1 engine (`kv_fp8_storage`: FlashInfer,
     where the default backend takes no fp8 cache: Ampere, Ada, SM120), or None (Hopper, SM100, ROCm)."""
-    storage = kv_fp8_storage("vllm") or {}
+    storage = kv_fp8_storage("vllm")
     if hw.features.backend != "cuda" or hw.features.compute_capability in storage["default_backend_compute_capabilities"]:
         return None
     return storage["env_elsewhere"]
-
