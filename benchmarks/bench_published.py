@@ -185,8 +185,8 @@ def arguments() -> argparse.ArgumentParser:
                         help="fit the share of the host memory's peak at which llama.cpp reads the layers it keeps "
                              "there (--n-gpu-layers below all) on two thirds of its points with such layers")
     parser.add_argument("--fit-gemm-units", action="store_true",
-                        help="fit the TFLOP/s per SM of llama.cpp's quantized GEMMs on CUDA GPUs (gemm_unit_tflops) "
-                             "on two thirds of its quantized prompt-processing points")
+                        help="fit the TFLOP/s per SM of llama.cpp's quantized and 16-bit GEMMs on CUDA GPUs "
+                             "(gemm_unit_tflops) on two thirds of its prompt-processing points there")
     parser.add_argument("--fit-apple", action="store_true",
                         help="fit the Apple GPUs' shares of their bandwidth (16-bit and 4-bit weights) and of their "
                              "compute, and llama.cpp's fixed host time per token and layer on Metal, on two thirds of "

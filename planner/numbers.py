@@ -12,4 +12,4 @@ def rate(tokens_per_s: float) -> str:
 def usd(amount: float) -> str:
     """Dollars: in cents from a dime up, with two significant digits below (a 3B model's LoRA costs $0.023 per
     million tokens trained, not $0.02)."""
-    return f"${amount:,.2f}" if amount >= 0.1 else f"${amount:.2g}"
+    return f"${amount:,.2f}" if round(amount, 2) >= 0.1 else f"${amount:.2g}"

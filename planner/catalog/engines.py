@@ -475,6 +475,6 @@ def engine_defaults(engine: str) -> dict[str, str]:
 
 
 def kv_fp8_storage(engine: str) -> dict[str, Any] | None:
-    """How the engine stores an fp8 KV cache on GPUs without fp8 tensor cores (its profile's `kv_fp8_storage`: the
+    """How the engine stores an fp8 KV cache where its default kernels do not (its profile's `kv_fp8_storage`: the
     oldest compute capability, environment it needs there, source), or None where it does not."""
     return engine_fact(engine, "kv_fp8_storage")

@@ -87,10 +87,15 @@ def within_one_host(hw: HardwareSpec, devices: int) -> bool:
     return link is not None and devices <= (link.devices_per_host or link.max_devices_per_node)
 
 
+def devices_per_node(hw: HardwareSpec) -> int:
+    """The devices one node holds (its interconnect's; one where the catalog states none)."""
+    return hw.interconnect.max_devices_per_node if hw.interconnect else 1
+
+
 def replicas_in_own_nodes(hw: HardwareSpec, devices: int, replicas: int) -> bool:
     """Whether a deployment's `replicas` each fill nodes of their own (more devices than a node holds, a replica's
     within one): a plan's configs start one server per replica there, not one server of data-parallel ranks."""
-    per_node = hw.interconnect.max_devices_per_node if hw.interconnect else 1
+    per_node = devices_per_node(hw)
     return replicas > 1 and devices > per_node and devices // replicas <= per_node
 
 
@@ -104,7 +109,7 @@ def server_ranks(hw: HardwareSpec, devices: int, replicas: int, independent: boo
         return max(replicas, 1)
     if not independent:
         return 1
-    fit = max(1, hw.interconnect.max_devices_per_node // (devices // replicas))
+    fit = max(1, devices_per_node(hw) // (devices // replicas))
     return max(d for d in range(1, fit + 1) if replicas % d == 0)
 
 

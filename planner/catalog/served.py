@@ -13,7 +13,7 @@ from ..analytic.params import param_counts
 from ..schema import HardwareSpec, ModelSpec
 from ..schema.advice import Prediction
 from .engines import device_fact, engine_dp_shares_experts, engine_fact
-from .hardware import device_checkpoint_dtype
+from .hardware import device_checkpoint_dtype, server_ranks
 
 # the checkpoint format a plan's weight step is served from
 CHECKPOINT_FORMATS = {"weight-int4-awq": "awq", "weight-int4-gptq": "gptq", "weight-fp8": "fp8",
@@ -111,14 +111,25 @@ def experts_split_whole(spec: ModelSpec, engine: str | None, instruct: bool, tp:
     return bool(experts) and not rest  # where the rest does not split either, the engine serves no such checkpoint
 
 
-def expert_devices(engine: str | None, p: Prediction) -> int:
+def server_dp_ranks(spec: ModelSpec, hw: HardwareSpec, engine: str | None, devices: int, replicas: int) -> int:
+    """The data-parallel ranks one server of `engine` runs for `replicas` copies on `devices` (`server_ranks`): its
+    ranks are independent copies unless they share a MoE model's experts (vLLM, `engines.engine_dp_shares_experts`),
+    where a copy that fills nodes of its own is a server of its own."""
+    return server_ranks(hw, devices, replicas, spec.moe is None or not engine_dp_shares_experts(engine))
+
+
+def expert_devices(engine: str | None, p: Prediction, hw: HardwareSpec) -> int:
     """The devices a plan's routed experts are sliced over as `engine` serves it: vLLM's MoE layers form one
-    tensor-parallel group over every data-parallel rank (DP x TP, `engines.engine_dp_shares_experts`) unless the
-    experts split whole (--enable-expert-parallel); a plan holds those ranks as data-parallel attention groups, which
-    SGLang serves as DP attention, its experts over every device as well."""
-    dp = max(p.data_parallel, p.attention_data_parallel)
-    spread = (engine_dp_shares_experts(engine) and dp > 1) or p.attention_data_parallel > 1
-    return p.tensor_parallel * dp if spread else p.tensor_parallel
+    tensor-parallel group over every data-parallel rank of a server (DP x TP, `engines.engine_dp_shares_experts`)
+    unless the experts split whole (--enable-expert-parallel), a server holding a node's ranks or, across nodes, one
+    copy (`server_ranks`); a plan holds those ranks as data-parallel attention groups, which SGLang serves as DP
+    attention, its experts over every device as well."""
+    if p.attention_data_parallel > 1:
+        return p.tensor_parallel * p.attention_data_parallel
+    if engine_dp_shares_experts(engine) and p.data_parallel > 1:
+        devices = p.tensor_parallel * p.pipeline_parallel * p.data_parallel
+        return p.tensor_parallel * server_ranks(hw, devices, p.data_parallel, independent=False)
+    return p.tensor_parallel
 
 
 def online_peak(spec: ModelSpec, hw: HardwareSpec, engine: str | None, fmt: str, p: Prediction,
@@ -129,7 +140,7 @@ def online_peak(spec: ModelSpec, hw: HardwareSpec, engine: str | None, fmt: str,
     group, by pipeline stage."""
     if engine not in LOADS_16BIT_FIRST.get(fmt, ()):
         return None
-    expert_tp = expert_tp or expert_devices(engine, p)
+    expert_tp = expert_tp or expert_devices(engine, p, hw)
     counts = param_counts(spec)
     experts = counts.num_moe_layers * counts.num_experts * counts.layer.expert_linear
     shard = ((counts.total - experts) / max(p.tensor_parallel, 1) + experts / max(expert_tp, p.expert_parallel, 1)) \

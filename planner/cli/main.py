@@ -346,7 +346,11 @@ def advise(model: str, hardware: str, num_devices: int | None, workload: str | N
             raise
         _report(exc.document, fmt, output)  # the best plan that fits, with every miss in numbers
         raise
-    if emit_configs is not None:
+    from ..deploy.bundle import training_refusal
+
+    if emit_configs is not None and (why := training_refusal(advice)):
+        click.echo(f"warning: no configs written to {emit_configs}: {why}", err=True)
+    elif emit_configs is not None:
         from ..deploy.bundle import bundle, targets_of
         from ..deploy.render import write
 

@@ -75,16 +75,26 @@ def own_plans(advice: Advice, engines: list[str], advise_for: AdviseFor
     return plans, notes, unfit
 
 
+def training_refusal(advice: Advice) -> str | None:
+    """Why a plan has no serving config: its workload is a training job (a training goal, or a `training` section
+    whose goal `--goal` overrode), or None."""
+    w = advice.workload
+    if w.goal != "training" and w.training is None:
+        return None
+    steps = ", ".join(s.technique for s in advice.plan.steps) or "no steps"
+    return (f"the {w.name} workload " + (f"plans a training job ({steps})" if w.goal == "training" else
+                                          f"is a training job (its goal overridden to {w.goal})")
+            + ", and deployment configs render serving engines: `optiplan advise` gives the training plan's steps, "
+              "memory and step time; to serve the fine-tuned model, render configs for a serving workload (e.g. "
+              "--workload chat)")
+
+
 def bundle(advice: Advice, targets: list[str], advise_for: AdviseFor) -> Bundle:
     """The files for `targets` (see `targets_of`): a single target renders `advice`, which must be its own engine's
     plan; several render each engine from its own plan (`own_plans`) and the wrappers and index from `advice`. A
     training plan has no serving config: it is refused, saying what to do instead."""
-    if advice.workload.goal == "training":
-        steps = ", ".join(s.technique for s in advice.plan.steps) or "no steps"
-        raise DeployError(f"the {advice.workload.name} workload plans a training job ({steps}), and deployment configs "
-                          "render serving engines: `optiplan advise` gives the training plan's steps, memory and step "
-                          "time; to serve the fine-tuned model, render configs for a serving workload (e.g. "
-                          "--workload chat)")
+    if why := training_refusal(advice):
+        raise DeployError(why)
     plans, notes, unfit = own_plans(advice, [t for t in targets if t in ENGINES], advise_for) if len(targets) > 1 \
         else ({}, [], [])
     left_out = {line.split(":", 1)[0] for line in unfit}

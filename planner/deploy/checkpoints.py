@@ -131,8 +131,8 @@ def serving_checkpoint(advice: Advice, engine: str, default: str, not_applied: f
     block = (match or {}).get("weight_block_size")
     predicted = advice.plan.predicted
     tp, dp = predicted.tensor_parallel, data_parallel_ranks(predicted)
-    expert_tp = expert_devices(engine, predicted)
     spec, hw = resolve_model(advice.model.source.split(":", 1)[1]), resolve_hardware(advice.hardware.id)
+    expert_tp = expert_devices(engine, predicted, hw)
     if match is not None and block and expert_tp > 1:
         # an expert-parallel step splits the experts whole; a tensor- or data-parallel plan that would slice them into
         # partial blocks is priced with them whole (`served.experts_split_whole`), and the note says why

@@ -20,10 +20,10 @@ from ..analytic.profile import model_summary
 from ..catalog.engine_devices import backend_refusal, engine_runs_on
 from ..catalog.engine_refusals import engine_model_refusal, engine_step_refusal
 from ..catalog.engine_state_models import state_model_options, state_model_refusal, state_technique_refusal
-from ..catalog.engines import deployed_engine, engine_dp_shares_experts, engine_running_option
-from ..catalog.hardware import replicas_in_own_nodes, resolve_hardware, server_ranks
+from ..catalog.engines import deployed_engine, engine_running_option
+from ..catalog.hardware import devices_per_node, replicas_in_own_nodes, resolve_hardware
 from ..catalog.models import resolve_model
-from ..catalog.served import CHECKPOINT_FORMATS
+from ..catalog.served import CHECKPOINT_FORMATS, server_dp_ranks
 from ..errors import UnknownNameError
 from ..fsutil import atomic_folder
 from ..schema import HardwareSpec
@@ -149,6 +149,7 @@ def _env():
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR / "deploy")), autoescape=False,
                              keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
     env.filters["shell"] = shell_command
+    env.filters["without_port"] = _without_port
     env.filters["yaml"] = lambda d: yaml.safe_dump(d, sort_keys=False, width=110).rstrip()
     env.filters["json"] = lambda d: json.dumps(d)
     env.filters["quote"] = shlex.quote
@@ -189,12 +190,13 @@ def _render(advice: Advice, target: str, serving_engine: str | None = None) -> t
     cfg = engine_config(advice, engine)
     advice = as_distilled(advice)[0]  # the model the config serves (a distilled plan's student) names the files
     env = _env()
-    per_node = hw.interconnect.max_devices_per_node if hw.interconnect else 1
+    per_node = devices_per_node(hw)
     ctx = dict(a=advice, cfg=cfg, hw=hw, engine=engine, port=PORT, image=engine_image(engine, hw.features.backend),
                health=HEALTH[engine], version=engine_options(engine)["version"],
                gpu_resource=_gpu_resource(hw), devices=advice.hardware.count, per_node=min(per_node, advice.hardware.count),
                nodes=max(1, -(-advice.hardware.count // per_node)), name=_k8s_name(advice.model.name))
     ctx["replicas"] = 1
+    ctx["port_var"] = False  # several servers on one host: serve.sh takes each one's port from $PORT
     ctx["sequences"] = max_seqs(advice)  # each server's, as its options set them (--max-num-seqs, --max_batch_size)
     # the option that caps them (the engine profile's `options`), or None where the engine caps none (TGI)
     ctx["running_option"] = engine_running_option(engine)
@@ -213,9 +215,8 @@ def _render(advice: Advice, target: str, serving_engine: str | None = None) -> t
         # replicas that each fit in one node: a server per node, running the replicas the node holds as its
         # data-parallel ranks where the engine has the option (vLLM's and SGLang's --data-parallel-size) and they stay
         # independent copies (not vLLM's ranks of a MoE model), behind a load balancer; not one cluster over the nodes
-        independent = resolve_model(advice.model.source.split(":", 1)[1]).moe is None \
-            or not engine_dp_shares_experts(engine)
-        size, ranks = count // dp, server_ranks(hw, count, dp, independent)
+        spec = resolve_model(advice.model.source.split(":", 1)[1])
+        size, ranks = count // dp, server_dp_ranks(spec, hw, engine, count, dp)
         servers = dp // ranks
         if ranks > 1 and "data-parallel-size" in cfg.options:
             cfg.options["data-parallel-size"] = ranks
@@ -233,24 +234,23 @@ def _render(advice: Advice, target: str, serving_engine: str | None = None) -> t
                 cfg.options.pop(key, None)
             cfg.applied = [(t, f"{dp} servers of {_devices(size)} behind a load balancer" if t == "data-parallel"
                             else text) for t, text in cfg.applied]
-        per_node = max(1, hw.interconnect.max_devices_per_node // (size * ranks))
+        per_node = max(1, devices_per_node(hw) // (size * ranks))
         where = "one per node (serve.sh on each node" if per_node == 1 else (
-            f"{per_node} to a node (serve.sh once per server, each with its own CUDA_VISIBLE_DEVICES and --port")
+            f"{per_node} to a node (serve.sh once per server, each with its own CUDA_VISIBLE_DEVICES and PORT")
         cfg.notes.append(f"{dp} replicas of {_devices(size)}" + (f", {ranks} to a server" if ranks > 1 else "")
                          + f": start {servers} servers, {where}, or the Kubernetes Deployment with replicas: "
                          f"{servers}), behind a load balancer")
-        ctx.update(devices=size * ranks, per_node=size * ranks, nodes=1, replicas=servers)
+        ctx.update(devices=size * ranks, per_node=size * ranks, nodes=1, replicas=servers, port_var=per_node > 1)
     elif dp > 1 and not cfg.pd and "data-parallel-size" not in cfg.options:
         # replicas sharing a node on an engine without a data-parallel option (TensorRT-LLM, TGI): a server each
         size = count // dp
         cfg.notes.append(f"{dp} replicas of {_devices(size)}: start {dp} servers (serve.sh once per server, each with its "
-                         f"own CUDA_VISIBLE_DEVICES and --port, or the Kubernetes Deployment with replicas: {dp}), "
+                         f"own CUDA_VISIBLE_DEVICES and PORT, or the Kubernetes Deployment with replicas: {dp}), "
                          "behind a load balancer")
-        ctx.update(devices=size, per_node=size, nodes=1, replicas=dp)
-    if target == "compose" and ctx["replicas"] > 1 and ctx["per_node"] < min(count, hw.interconnect.max_devices_per_node
-                                                                              if hw.interconnect else 1):
+        ctx.update(devices=size, per_node=size, nodes=1, replicas=dp, port_var=True)
+    if target == "compose" and ctx["replicas"] > 1 and ctx["per_node"] < min(count, devices_per_node(hw)):
         raise DeployError(f"docker compose renders one server and the plan runs {ctx['replicas']} replicas of "
-                          f"{ctx['devices']} devices, several to a host: render the kubernetes target (a Deployment "
+                          f"{_devices(ctx['devices'])}, several to a host: render the kubernetes target (a Deployment "
                           "with a replica each) or start serve.sh once per replica")
     # how a plan that spans nodes is launched (None on one node): vLLM over a Ray cluster, SGLang with one process per
     # node and a rank, TensorRT-LLM with one MPI rank per GPU (trtllm-llmapi-launch under srun)
@@ -315,6 +315,19 @@ def _render(advice: Advice, target: str, serving_engine: str | None = None) -> t
         **ctx, target=target, files=sorted(files))
     validate(files)
     return files, ctx["configured"]
+
+
+def _without_port(argv: list[str]) -> list[str]:
+    """A command line without its --port and value (a script that takes each replica's port from $PORT)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--port":
+            skip = True
+        else:
+            out.append(arg)
+    return out
 
 
 def _devices(n: int) -> str:

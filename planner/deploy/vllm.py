@@ -56,7 +56,7 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
                 cfg.env.update(env)
                 cfg.notes.append(f"kv-fp8 on {hw.id} (compute capability {hw.features.compute_capability}): "
                                  "VLLM_ATTENTION_BACKEND=FLASHINFER, whose kernel reads an fp8 cache; vLLM's default "
-                                 "FlashAttention backend takes one only on Hopper (FlashAttention 3), and without it "
+                                 "FlashAttention backend takes one only on Hopper (FlashAttention 3) and SM100, and without it "
                                  "the server falls back to its V0 engine")
         elif t_id == "tensor-parallel":
             cfg.applied.append((t_id, f"--tensor-parallel-size {p.tensor_parallel} --pipeline-parallel-size "

@@ -13,15 +13,9 @@ from ..analytic.efficiency import prefill_chunk_tokens
 from ..analytic.kvcache import cache_tokens_held, layout_for_runtime
 from ..analytic.setup import Setup, build_setup
 from ..catalog.engine_memory import engine_image_sampler
-from ..catalog.engines import (
-    engine_api_servers_option,
-    engine_chunk_budget,
-    engine_dp_shares_experts,
-    engine_runtime,
-    holds_used_cache,
-)
-from ..catalog.hardware import default_16bit, server_ranks
-from ..catalog.served import served_checkpoint_dtype
+from ..catalog.engines import engine_api_servers_option, engine_chunk_budget, engine_runtime, holds_used_cache
+from ..catalog.hardware import default_16bit
+from ..catalog.served import served_checkpoint_dtype, server_dp_ranks
 from ..schema import HardwareSpec, ModelSpec
 from ..schema.workload import Workload
 
@@ -109,8 +103,7 @@ def to_setup(state: PlanState) -> Setup:
         running_from_batch=True,
         # replicas sharing a node run as one server's data-parallel ranks (vLLM's --data-parallel-size), a server per
         # node where they fill several; without CUDA graphs the configs run the engine eagerly (--enforce-eager)
-        server_data_parallel=server_ranks(state.hw, state.devices, state.replicas,
-                                          state.spec.moe is None or not engine_dp_shares_experts(state.engine)),
+        server_data_parallel=server_dp_ranks(state.spec, state.hw, state.engine, state.devices, state.replicas),
         # priced at the engine's image the configs run, with its sampler (vLLM's before 0.12: FlashInfer's)
         compiled=state.graphs, sampler=engine_image_sampler(state.engine, state.hw),
         # a server of data-parallel attention ranks takes its requests through a front-end process per rank where the

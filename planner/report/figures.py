@@ -88,4 +88,4 @@ def _backlog(advice: Advice) -> str:
     if p.batch <= asked:
         return ""
     return (f" (the {advice.workload.goal} goal fills every server: the workload asks for {asked:,} in flight, and "
-            f"these figures need a backlog of requests that keeps {p.batch:,} running)")
+            f"these figures need a backlog of requests that keeps {p.batch} running)")

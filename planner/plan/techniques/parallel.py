@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ...analytic.memory import per_device_bytes
 from ...catalog.engines import engine_dp_shares_experts, engine_splits_layers
+from ...catalog.hardware import devices_per_node
 from ...catalog.served import experts_split_whole
 from ...catalog.workloads import serves_instruct
 from ..disaggregation import best_layout
@@ -15,7 +16,7 @@ GROUP = "parallelism"
 
 
 def _per_node(ctx: Context) -> int:
-    return ctx.hw.interconnect.max_devices_per_node if ctx.hw.interconnect else 1
+    return devices_per_node(ctx.hw)
 
 
 def _tp_size(ctx: Context) -> int:

@@ -76,8 +76,12 @@ def _mla_kernel(ctx: Context) -> str:
     if below_compute_capability(hw, 10.0):
         return "FlashMLA, vLLM's MLA attention on Hopper" if engine == "vllm" else \
             "the engine's MLA attention on Hopper (FlashAttention-3 or FlashMLA)"
-    return "the engine's MLA attention on Blackwell (CUTLASS MLA or FlashInfer MLA)" if engine != "sglang" else \
-        "trtllm_mla, SGLang's MLA attention on Blackwell (TensorRT-LLM's kernels through FlashInfer)"
+    if not below_compute_capability(hw, 11.0):  # SM120 (RTX 50, RTX PRO 6000): neither Hopper's nor SM100's kernels
+        return (f"the engine's MLA attention in Triton or FlashInfer: FlashMLA is Hopper's and CUTLASS MLA SM100's, and "
+                f"{hw.id} has compute capability {hw.features.compute_capability}")
+    if engine == "sglang" and ctx.spec.model_type == "deepseek_v3":
+        return "trtllm_mla, SGLang's MLA attention on Blackwell for DeepSeek-V3/R1 (TensorRT-LLM's kernels through FlashInfer)"
+    return "the engine's MLA attention on Blackwell (CUTLASS MLA or FlashInfer MLA)"
 
 
 def _flash_params(ctx: Context) -> dict:

@@ -39,3 +39,4 @@ def test_its_quantized_gemm_is_bounded_per_sm_where_the_tensor_peak_would_price_
     assert "gemm_unit_tflops" not in _setup("rtx-4090", "bf16").eff.source
     # nor does another engine's kernel take it
     assert "gemm_unit_tflops" not in _setup("a100-80gb-sxm", "int4", "vllm").eff.source
+

@@ -169,6 +169,7 @@ def test_replicas_a_node_holds_several_of_run_as_one_server_per_node():
     h100 = resolve_hardware("h100-sxm")
     assert server_ranks(h100, 16, 8) == 4 and server_ranks(h100, 16, 2) == 1 and server_ranks(h100, 8, 4) == 4
     assert server_ranks(h100, 12, 6) == 3  # four fit a node, but six replicas split evenly three to a server
+    assert server_ranks(h100, 16, 16, independent=False) == 1 and server_ranks(h100, 8, 4, independent=False) == 4
 
 
 def test_a_first_start_that_downloads_the_checkpoint_is_not_killed_by_liveness():
@@ -203,3 +204,32 @@ def test_tensorrt_llm_serves_replicas_as_servers_of_their_own():
     assert one.plan.predicted.data_parallel > 1
     with pytest.raises(DeployError, match="docker compose renders one server"):
         render(one, "compose", serving_engine="trtllm")
+
+
+def test_tgi_replicas_on_one_host_take_their_ports_from_the_environment():
+    # TGI's launcher (clap) refuses a second --port, and launchers on one host share a shard socket and a master port
+    # by default: a replica's serve.sh takes PORT and derives both from it
+    a = advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", num_devices=8, workload="chat",
+                             goal="throughput", engine="tgi"))
+    assert a.plan.predicted.data_parallel > 1
+    files = render(a, "tgi")
+    serve = files["tgi/serve.sh"]
+    assert 'PORT="${PORT:-8000}"' in serve and '--port "$PORT"' in serve and "--port 8000" not in serve
+    assert '--shard-uds-path "/tmp/text-generation-server-$PORT"' in serve
+    assert "servers of --num-shard" in files["README.md"]
+    subprocess.run(["bash", "-n", "-c", serve], check=True)
+
+
+def test_a_moes_vllm_replicas_across_nodes_each_hold_their_own_experts():
+    # Mixtral in sixteen one-GPU vLLM replicas over two nodes: each server holds every expert, so its 93 GB of 16-bit
+    # weights cannot load for online fp8 (the experts had been counted over all sixteen, 47 GB a device at most)
+    from optiplan.planner.catalog.hardware import resolve_hardware
+    from optiplan.planner.catalog.served import expert_devices
+    from optiplan.planner.deploy.checkpoints import serving_checkpoint
+
+    a = advise(AdviseRequest(model="mixtral-8x7b", hardware="h100-sxm", num_devices=16, workload="chat",
+                             goal="throughput", engine="vllm"))
+    p = a.plan.predicted
+    assert (p.tensor_parallel, p.data_parallel, p.attention_data_parallel) == (1, 16, 1)
+    assert expert_devices("vllm", p, resolve_hardware("h100-sxm")) == 1
+    assert serving_checkpoint(a, "vllm", "mistralai/Mixtral-8x7B-v0.1").produced == "fp8"

@@ -610,6 +610,17 @@ def test_a_plan_that_runs_more_sequences_than_asked_says_its_figures_need_a_back
     a = advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", workload="chat", goal="throughput",
                              concurrency=8))
     assert a.plan.predicted.batch > 8
-    assert f"need a backlog of requests that keeps {a.plan.predicted.batch:,} running" in predicted_summary(a)
+    assert f"need a backlog of requests that keeps {a.plan.predicted.batch} running" in predicted_summary(a)
     chat = advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", workload="chat"))
     assert "backlog" not in predicted_summary(chat)
+
+
+def test_advise_prints_a_training_plan_and_writes_no_configs(tmp_path):
+    out = CliRunner().invoke(main, ["advise", "llama-3.2-3b", "-H", "a100-80gb-sxm", "--workload", "fine-tune",
+                                    "--emit-configs", str(tmp_path / "emit")])
+    assert out.exit_code == 0, out.output
+    assert "no configs written" in out.output and "a step of" in out.output and not (tmp_path / "emit").exists()
+    # a fine-tune workload whose goal --goal overrides is still a training job's workload
+    out = CliRunner().invoke(main, ["configs", "llama-3.2-3b", "-H", "a100-80gb-sxm", "--workload", "fine-tune",
+                                    "--goal", "throughput", "-o", str(tmp_path / "ft")])
+    assert out.exit_code == 2 and "is a training job" in out.output

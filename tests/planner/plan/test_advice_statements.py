@@ -54,6 +54,7 @@ def test_a_cost_names_its_price_and_the_range_it_spans():
     assert f"a device at ${a.hardware.usd_per_hour:,.2f}/h" in text
     assert f"{usd(cost * low / a.hardware.usd_per_hour)}-{usd(cost * high / a.hardware.usd_per_hour)}" in text
     assert usd(0.0623) == "$0.062" and usd(0.26) == "$0.26" and usd(1234.5) == "$1,234.50"
+    assert usd(0.0996) == "$0.10" and usd(0.0949) == "$0.095"
 
 
 def test_the_baseline_row_names_the_layout_its_figures_are_of():

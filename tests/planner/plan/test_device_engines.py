@@ -341,8 +341,20 @@ def test_an_mla_plan_names_the_kernel_its_device_runs():
     # DeepSeek-V2-Lite on an A10G named "FlashMLA, CUTLASS MLA or FlashInfer MLA by device", none of which runs on
     # SM86: vLLM runs its Triton MLA there
     def kernel(hardware, engine="vllm"):
-        a = _advise(model="deepseek-v2-lite", hardware=hardware, workload="chat", engine=engine)
+        a = _advise(model="deepseek-v2-lite", hardware=hardware, workload="chat", engine=engine, concurrency=8)
         return next(s.params["kernel"] for s in a.plan.steps if s.technique == "flash-attention")
     assert "TRITON_MLA" in kernel("a10g") and "compute capability 8.6" in kernel("a10g")
     assert kernel("h100-sxm").startswith("FlashMLA")
-    assert "trtllm_mla" in kernel("b200", "sglang")
+    # SGLang's trtllm_mla is its default on SM100 for DeepseekV3ForCausalLM only; SM120 runs neither SM100's kernels
+    assert "trtllm_mla" not in kernel("b200", "sglang") and "CUTLASS MLA" in kernel("b200")
+    assert "compute capability 12.0" in kernel("rtx-5060-ti")
+
+
+def test_vllm_pins_flashinfer_for_an_fp8_cache_by_compute_capability():
+    from optiplan.planner.catalog.engines import kv_fp8_storage
+    from optiplan.planner.catalog.hardware import resolve_hardware
+
+    default = kv_fp8_storage("vllm")["default_backend_compute_capabilities"]
+    runs_it = {h: resolve_hardware(h).features.compute_capability in default
+               for h in ("a100-80gb-sxm", "l4", "h100-sxm", "b200", "rtx-5060-ti")}
+    assert runs_it == {"a100-80gb-sxm": False, "l4": False, "h100-sxm": True, "b200": True, "rtx-5060-ti": False}
