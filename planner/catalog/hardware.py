@@ -87,6 +87,13 @@ def within_one_host(hw: HardwareSpec, devices: int) -> bool:
     return link is not None and devices <= (link.devices_per_host or link.max_devices_per_node)
 
 
+def cost_per_million_tokens(hw: HardwareSpec, devices: int, tokens_per_s: float) -> float | None:
+    """Dollars per million tokens at `tokens_per_s` on `devices` of `hw` at its catalog price (the middle of its
+    range), or None where it has none or nothing runs."""
+    price = hw.price.usd_per_hour if hw.price else None
+    return price * devices / (tokens_per_s * 3600) * 1e6 if price and tokens_per_s > 0 else None
+
+
 def devices_per_node(hw: HardwareSpec) -> int:
     """The devices one node holds (its interconnect's; one where the catalog states none)."""
     return hw.interconnect.max_devices_per_node if hw.interconnect else 1

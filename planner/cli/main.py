@@ -346,24 +346,29 @@ def advise(model: str, hardware: str, num_devices: int | None, workload: str | N
             raise
         _report(exc.document, fmt, output)  # the best plan that fits, with every miss in numbers
         raise
-    from ..deploy.bundle import training_refusal
-
-    if emit_configs is not None and (why := training_refusal(advice)):
-        click.echo(f"warning: no configs written to {emit_configs}: {why}", err=True)
-    elif emit_configs is not None:
-        from ..deploy.bundle import bundle, targets_of
-        from ..deploy.render import write
-
-        def advise_for(engine: str, device: str, devices: int):
-            return run_advise(request.model_copy(update={"engine": engine, "hardware": device,
-                                                          "num_devices": devices}))
-
-        result = bundle(advice, targets_of("all"), advise_for)
-        write(result.files, emit_configs, force=force)
-        click.echo(f"wrote {len(result.files)} deployment files to {emit_configs}", err=True)
-        for line in result.messages():
-            click.echo(line, err=True)
+    if emit_configs is not None:
+        _emit_configs(advice, request, emit_configs, force)
     _report(advice, fmt, output)
+
+
+def _emit_configs(advice, request, out_dir: Path, force: bool) -> None:
+    """`advise --emit-configs`: every engine's files for the advice, or, for a training plan, a warning instead."""
+    from ..deploy.bundle import bundle, targets_of, training_refusal
+    from ..deploy.render import write
+    from ..plan.advise import advise as run_advise
+
+    if why := training_refusal(advice):
+        click.echo(f"warning: no configs written to {out_dir}: {why}", err=True)
+        return
+
+    def advise_for(engine: str, device: str, devices: int):
+        return run_advise(request.model_copy(update={"engine": engine, "hardware": device, "num_devices": devices}))
+
+    result = bundle(advice, targets_of("all"), advise_for)
+    write(result.files, out_dir, force=force)
+    click.echo(f"wrote {len(result.files)} deployment files to {out_dir}", err=True)
+    for line in result.messages():
+        click.echo(line, err=True)
 
 
 def _report(advice, fmt: str, output: Path | None) -> None:

@@ -20,6 +20,7 @@ from ..analytic.setup import Setup
 from ..analytic.speculation import Speculating, draft_prefill_s, eagle3_head_bytes, speculative_step_s
 from ..analytic.steps import decode_step, first_token_step_s, prefill_step
 from ..catalog.engines import continuous_scheduling
+from ..catalog.hardware import cost_per_million_tokens
 from ..schema import HardwareSpec, ModelSpec
 from ..schema.advice import Prediction
 from ..schema.workload import Workload
@@ -233,8 +234,7 @@ def evaluate(state: PlanState, workload: Workload, full: bool = True,
         held = room * serving
         violations.append(f"KV cache holds {held} sequence{'' if held == 1 else 's'}, workload needs "
                           f"{workload.concurrency}")
-    price = hw.price.usd_per_hour if hw.price else None
-    cost = price * state.devices / (throughput * 3600) * 1e6 if price and throughput > 0 else None
+    cost = cost_per_million_tokens(hw, state.devices, throughput)
     return Prediction(
         memory_per_device_bytes=int(memory), weights_per_device_bytes=int(weights),
         kv_cache_per_device_bytes=int(kv_dev), activation_bytes=int(act), device_memory_bytes=hw.memory_bytes,

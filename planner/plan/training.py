@@ -18,6 +18,7 @@ from __future__ import annotations
 from ... import profiles
 from ..analytic.params import param_counts
 from ..analytic.steps import ALLREDUCE_EFFICIENCY, prefill_attention_flops
+from ..catalog.hardware import cost_per_million_tokens
 from ..schema.advice import Prediction
 from ..schema.workload import Workload
 from .state import PlanState, to_setup
@@ -100,8 +101,7 @@ def training_prediction(state: PlanState, workload: Workload) -> Prediction:
     micro_fit = max(int((hw.memory_bytes - hw.runtime_overhead_bytes - model_bytes - logits) //
                         max(tokens_micro * per_token_layer * spec.num_layers / job.micro_batch, 1)), 0)
     # what a million tokens trained cost at the devices' catalog price (the rate a serving plan's cost is at)
-    price = hw.price.usd_per_hour if hw.price else None
-    cost = price * n / (tokens_step / step_s * 3600) * 1e6 if price else None
+    cost = cost_per_million_tokens(hw, n, tokens_step / step_s)
     return Prediction(
         memory_per_device_bytes=int(memory), weights_per_device_bytes=int(weights / shard),
         gradient_bytes=int(grads / shard), optimizer_state_bytes=int(states / shard), kv_cache_per_device_bytes=0,

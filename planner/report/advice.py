@@ -58,6 +58,7 @@ def template_env():
     env.filters["measured_steps"] = measured_steps
     env.globals["band"] = band_text
     env.filters["usd"] = usd
+    env.globals["priced_tokens"] = priced_tokens
     env.globals["bands_note"] = bands_note
     env.globals["step_columns"] = step_columns
     env.globals["alternative_columns"] = alternative_columns
