@@ -15,7 +15,8 @@ catalog cannot express (a model of an architecture it lacks, a GGUF format) are 
                                          [--fit-flops [fp8|fp4|bf16|fp16]] [--fit-kv [serving]]
                                          [--fit-engine-flops] [--fit-engine-flops-before-hopper]
                                          [--fit-front-end [vllm|sglang]] [--fit-kernel KERNEL]
-                                         [--fit-first-token [vllm|sglang|trtllm]] [--fit-moe-overheads]
+                                         [--fit-first-token [vllm|sglang|trtllm|trtllm-cpp]]
+                                         [--fit-moe-overheads]
                                          [--fit-backend-layers [rocm]] [--fit-expert-bandwidth]
                                          [--fit-routing-skew] [--fit-allreduce-fusion]
                                          [--fit-state-layers] [--fit-host-layers] [--fit-eager-prefill]
@@ -105,7 +106,8 @@ FITS = {
     "fit_gemm_units": ("published_gemm_units_fit", lambda points, _: gemm_fits.fit_gemm_units(points)),
     "fit_apple": ("published_apple_fit", lambda points, _: apple_fits.fit_apple(points)),
     "fit_front_end": ("published_front_end_fit_{}", fits.fit_front_end),
-    "fit_first_token": ("published_first_token_fit_{}", fits.fit_first_token_latency),
+    "fit_first_token": ("published_first_token_fit_{}", lambda points, engine: (
+        fits.fit_in_process_first_token(points) if engine == "trtllm-cpp" else fits.fit_first_token_latency(points, engine))),
     "fit_moe_overheads": ("published_moe_overhead_fit", lambda points, _: moe_fits.fit_moe_overheads(points)),
     "fit_eager_prefill": ("published_eager_prefill_fit", lambda points, _: moe_fits.fit_eager_prefill(points)),
     "fit_mxfp4_experts": ("published_mxfp4_expert_fit", lambda points, _: moe_fits.fit_mxfp4_experts(points)),
@@ -147,9 +149,10 @@ def arguments() -> argparse.ArgumentParser:
                         help="fit an engine's front end (host time per request, the share of it taking requests in; "
                              "vllm, the default, or sglang) on two thirds of its bursts")
     parser.add_argument("--fit-first-token", nargs="?", const="vllm", default=None,
-                        choices=("vllm", "sglang", "trtllm"),
+                        choices=("vllm", "sglang", "trtllm", "trtllm-cpp"),
                         help="fit an engine's fixed first-token latency over HTTP (vllm, the default, sglang or "
-                             "trtllm) on two thirds of its points served through its server")
+                             "trtllm) on two thirds of its points served through its server; trtllm-cpp: TensorRT-LLM's "
+                             "v0.5-v0.6 C++ runtime's in its caller's process, on two thirds of its in-process points")
     parser.add_argument("--fit-engine-flops", action="store_true",
                         help="fit the share of the device's compute rate vLLM's and SGLang's steps reach (one for "
                              "both) on two thirds of their points")

@@ -18,10 +18,12 @@ from optiplan.planner.analytic.offload import host_repeating_layers  # noqa: E40
 from optiplan.planner.analytic.setup import checkpoint_experts_only  # noqa: E402
 from optiplan.planner.catalog.engines import (  # noqa: E402
     below_compute_capability,
+    engine_fact,
     engine_kernel_efficiency,
     engine_runtime,
     engine_storage,
     engine_table,
+    release_profile,
 )
 from optiplan.planner.catalog.hardware import resolve_hardware  # noqa: E402
 from optiplan.planner.catalog.models import resolve_model  # noqa: E402
@@ -442,6 +444,37 @@ def fit_first_token_latency(points: list[dict], engine: str = "vllm") -> dict:
             report[f"{name} {key}" if key else name] = r
             print(f"{name:10s} {engine}{' ' + key if key else ''} first token {x * 1e3:.0f} ms later: "
                   + parts_text(r, ("fitted", "held-out", "ttft fitted", "ttft held-out")))
+    return report
+
+
+# TensorRT-LLM's C++ runtime (v0.5-v0.6): its per-call first-token cost in the caller's process, 0-10 ms by 0.5 ms
+CALL_GRID = tuple(round(0.0005 * i, 4) for i in range(21))
+
+
+def fit_in_process_first_token(points: list[dict], engine: str = "trtllm") -> dict:
+    """The fixed first-token cost in the caller's process (`in_process_first_token_latency_s`) of the first of the
+    engine's `versions` rules that sets it, minimising the median, then the p90, error of the engine's in-process
+    points of those releases in the fitted two thirds; errors on both parts without it, documented and fitted."""
+    rule = next(r for r in engine_table()[engine]["versions"] if "in_process_first_token_latency_s" in r)
+    own = [p for p in points if p["engine"] == engine and p.get("harness") == "in-process"
+           and engine_fact(point_engine(p), "in_process_first_token_latency_s") is not None]
+    was = rule["in_process_first_token_latency_s"]
+
+    def errors(x, part, group=own):
+        with table_overrides(rule, {"in_process_first_token_latency_s": x}):
+            release_profile.cache_clear()  # a pinned release copies its rules' facts once
+            try:
+                return part_errors(group, part)
+            finally:
+                release_profile.cache_clear()
+
+    best = best_fit(list(CALL_GRID), errors, lambda x: abs(x - was))
+    report = {}
+    for name, x in (("none", 0.0), ("documented", was), ("fitted", best)):
+        report[name] = {part: rounded_stats(errors(x, part)) for part in ("fitted", "held-out")} \
+            | {"in_process_first_token_latency_s": x}
+        print(f"{name:10s} {engine} {rule['range']} first token {x * 1e3:g} ms later in process: "
+              + parts_text(report[name], ("fitted", "held-out")))
     return report
 
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..catalog.engines import continuous_scheduling, engine_pages_cache, holds_used_cache
+from ..catalog.engines import (
+    continuous_scheduling,
+    engine_first_token_latency_s,
+    engine_pages_cache,
+    holds_used_cache,
+)
 from ..errors import RequestError
 from ..schema import ProfileRequest, RequestProfile
 from .disaggregation import disaggregated_profile
@@ -48,8 +53,11 @@ def request_section(request: ProfileRequest, s: Setup, concurrency: int | str,
         return disaggregated_profile(s, request.input_tokens, request.output_tokens, concurrency,
                                      request.prefill_instances, decode, request.cached_tokens, sp, on_demand,
                                      request.ttft_slo_ms, request.itl_slo_ms)
-    # in the engine's own process no HTTP server paces the requests or delays their first token
-    return request_profile(replace(s, request_host_s=0.0, first_token_latency_s=0.0) if request.in_process else s,
+    # in the engine's own process no HTTP server paces the requests or delays their first token (a runtime may still
+    # spend its own time on each call)
+    in_process = replace(s, request_host_s=0.0, first_token_latency_s=engine_first_token_latency_s(
+        request.engine, s.tp * s.pp * s.attention_dp, in_process=True)) if request.in_process else s
+    return request_profile(in_process,
                            request.input_tokens, request.output_tokens, concurrency,
                            continuous=(request.scheduling == "continuous" if request.scheduling
                                        else continuous_scheduling(request.engine)),

@@ -449,8 +449,8 @@ def request_profile(s: Setup, input_tokens: int, output_tokens: int, concurrency
         scheduling += ("; the scheduler waits for each batch before it forms the next (no overlap scheduler here), so "
                        "each prompt step's host time launching its kernels comes in series with them")
     if s.first_token_latency_s:
-        scheduling += (f"; each first token reaches the client {s.first_token_latency_s * 1e3:g} ms after the device's "
-                       "work (the server's way in and out)")
+        scheduling += (f"; each first token comes {s.first_token_latency_s * 1e3:g} ms after the device's work (what "
+                       "the engine's measured TTFTs leave: over HTTP, the server's way in and out)")
     if paced:
         over = f" over {s.api_servers} front-end processes" if s.api_servers > 1 else ""
         scheduling += (f"; bound by the engine's front end at {1 / s.request_host_s:,.0f} requests/s "

@@ -281,12 +281,14 @@ def engine_request_host_s(engine: str | None) -> float:
     return float(engine_fact(engine, "request_host_s") or 0.0)
 
 
-def engine_first_token_latency_s(engine: str | None, devices: int = 1) -> float:
+def engine_first_token_latency_s(engine: str | None, devices: int = 1, in_process: bool = False) -> float:
     """Seconds a request served through the engine's HTTP server waits for its first token beyond the device's work
     and the front end's pacing (`request_host_s`), once per request at any load (`first_token_latency_s` in its
     profile; 0 where it states none); a profile may state one value for a server on one device and one for a server
-    over several (`one_device`, `several_devices`), which `devices` picks."""
-    value = engine_fact(engine, "first_token_latency_s")
+    over several (`one_device`, `several_devices`), which `devices` picks. `in_process`: handed to the engine in the
+    caller's process, where no server stands between (`in_process_first_token_latency_s`: a runtime's own per-call
+    cost, 0 where it states none)."""
+    value = engine_fact(engine, "in_process_first_token_latency_s" if in_process else "first_token_latency_s")
     if isinstance(value, dict):
         value = value["one_device" if devices <= 1 else "several_devices"]
     return float(value or 0.0)

@@ -47,6 +47,19 @@ def test_alone_a_request_sees_its_prefill_and_the_decode_steps():
     assert t.requests.ttft_ms == pytest.approx(t.latency.ttft_ms)
 
 
+def test_an_old_runtime_spends_its_own_time_on_a_call_in_process():
+    # TensorRT-LLM's v0.5-v0.6 C++ runtime: a batch-1 call's first token comes its fitted per-call cost after the
+    # device's work even in the caller's process; later releases state none, and over HTTP the server's latency counts
+    kw = {"hardware": "h100-sxm", "input_tokens": 128, "output_tokens": 1, "context": None, "concurrency": 1,
+          "in_process": True}
+    old, new = (requests(engine, **kw).requests for engine in ("trtllm==0.5", "trtllm"))
+    call_ms = engine_first_token_latency_s("trtllm==0.5", in_process=True) * 1e3
+    assert call_ms > 0 and engine_first_token_latency_s("trtllm", in_process=True) == 0
+    assert old.ttft_ms == pytest.approx(new.ttft_ms + call_ms)
+    served = requests("trtllm==0.5", **{**kw, "in_process": False}).requests
+    assert served.ttft_ms == pytest.approx(new.ttft_ms + engine_first_token_latency_s("trtllm==0.5") * 1e3)
+
+
 def test_the_server_latency_holds_a_clients_slot_not_the_devices():
     # a client waits the latency on top of its request's cycle; where the device is the bound (more requests than it
     # runs at once), the queue absorbs it and the rate stays the device's
