@@ -44,6 +44,13 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
     o.update({"host": "0.0.0.0", "port": PORT, "ctx-size": w.context_needed * slots,
               "parallel": slots, "n-gpu-layers": 999 if hw.kind == "gpu" or hw.kind == "apple" else 0,
               "cont-batching": True})
+    if w.chat is not False:
+        # chat requests through the model's own (Jinja) chat template, tool calls included: llama-server's default only
+        # from ggml-org/llama.cpp#17524 (2025-11-26, "server: enable jinja by default ... to allow tool calling"),
+        # after the builds the configs name; before it a request with tools fails ("tools param requires --jinja flag")
+        o["jinja"] = True
+        cfg.notes.append("--jinja: chat requests go through the model's own chat template, tool calls included "
+                         "(llama-server's default only since ggml-org/llama.cpp#17524, November 2025)")
     source = f"<a local copy of {served_hub_id(advice, model_reference(advice))}>"
     if published:
         cfg.notes.append(f"llama-server downloads the published {quant} GGUF of {published['hub_id']} itself "

@@ -105,6 +105,8 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
             fp8_cache = "kv-fp8" in plan_steps(advice) and _kv_fp8_env(hw) is not None
             cfg.applied.append((t_id, "VLLM_ATTENTION_BACKEND=FLASHINFER, set for the fp8 cache (its kernels run the "
                                       "attention)" if fp8_cache else
+                                f"vLLM picks its attention backend on this GPU by default: {step.params['kernel']}"
+                                if step.params.get("kernel") else
                                 "vLLM picks its attention backend on this GPU by default (FlashAttention, or "
                                 "FlashInfer first on Blackwell)"))
         elif t_id == "spec-eagle3" and not eagle_head(advice, "vllm"):

@@ -127,6 +127,26 @@ def test_llama_cpp_downloads_a_published_gguf_or_says_how_to_convert():
     assert "convert_hf_to_gguf.py" in readme and "meta-llama/Llama-3.1-8B>" in readme  # no base GGUF published
 
 
+def test_llama_cpp_chats_through_the_models_own_template():
+    # --jinja (tool calls need it) where requests come through a chat template; a base model's raw completions do not
+    chat = _plan("llama-3.1-8b", hardware="rtx-4090", engine="llama.cpp", concurrency=1)
+    assert "\n  --jinja \\\n" in render(chat, "llama.cpp")["llamacpp/serve.sh"]
+    base = _plan("llama-3.1-8b", hardware="rtx-4090", engine="llama.cpp", workload="batch-offline", concurrency=1)
+    assert "--jinja" not in render(base, "llama.cpp")["llamacpp/serve.sh"]
+
+
+def test_sglang_serves_a_published_w8a8_int8_checkpoint():
+    # RedHatAI's compressed-tensors W8A8 checkpoints load in SGLang as in vLLM: nothing to produce
+    a = _plan("llama-3.1-8b", hardware="a100", engine="sglang", goal="latency", concurrency=8)
+    assert any(s.technique == "weight-w8a8-int8" for s in a.plan.steps)
+    assert serving_checkpoint(a, "sglang", "meta-llama/Llama-3.1-8B").model == \
+        "RedHatAI/Meta-Llama-3.1-8B-Instruct-quantized.w8a8"
+    for name in ("llama-3.1-8b", "llama-3.1-70b", "llama-3.2-1b", "llama-3.2-3b"):
+        formats = {c["hub_id"]: c["engines"] for c in profiles.load_model(name)["checkpoints"]
+                   if c["format"] == "w8a8_int8"}
+        assert formats and all("sglang" in engines for engines in formats.values()), name
+
+
 def test_llama_cpps_draft_model_is_downloaded_or_made():
     """A llama.cpp plan that speculates with a draft model names a GGUF llama-server can load: a published one it
     downloads (--hf-repo-draft), else a file and the commands that make it from the draft's instruct checkpoint (the

@@ -161,6 +161,13 @@ def test_rocm_deployments_run_the_engines_amd_build_on_the_driver_devices(engine
     assert container["image"] == service["image"] and "amd.com/gpu" in container["resources"]["limits"]
 
 
+def test_vllms_readme_names_the_attention_it_runs_on_rocm():
+    # on an AMD GPU vLLM V1 runs its Triton attention, not FlashAttention: the README says what the plan says
+    readme = render(plan(hardware="mi300x", devices=1, engine="vllm"), "vllm")["README.md"]
+    row = next(line for line in readme.splitlines() if line.startswith("| `flash-attention`"))
+    assert "Triton" in row and "FlashInfer" not in row
+
+
 def test_tgis_rocm_image_keeps_prefix_caching_and_prefill_chunking_off():
     """TGI's ROCm image runs paged attention with PREFIX_CACHING=0 and PREFILL_CHUNKING=0, and its server raises on
     prefix caching with paged attention: a plan for TGI on an MI300X has neither step (the reason names the image), and
