@@ -12,7 +12,7 @@ from typing import Any
 
 from ... import profiles
 from ..catalog.engine_memory import engine_kv_memory
-from ..catalog.engines import engine_table
+from ..catalog.engines import engine_fact, engine_table
 from ..catalog.hardware import default_16bit
 from ..catalog.models import catalog_entry
 from ..errors import DeployError
@@ -133,6 +133,42 @@ def max_seqs(advice: Advice) -> int:
     """Concurrent sequences per server (per data-parallel replica; per decode instance when disaggregated), as the
     plan runs them (`plan.predict.sequences_per_server`)."""
     return sequences_per_server(advice.plan.predicted, advice.workload.concurrency)
+
+
+# A server's longest sequence stays this far under the longest one the plan's cache holds: vLLM refuses to start
+# where its cache cannot hold one sequence of --max-model-len, and the cache is a prediction (docs/accuracy.md: within
+# 0.2% median, 5.6% p90, of the engines' start-up logs).
+SERVED_CONTEXT_MARGIN = 0.9
+
+
+def served_context(advice: Advice, engine: str) -> int:
+    """The longest sequence (prompt and output) a server of `engine` accepts, as its option sets it (vLLM's
+    --max-model-len, SGLang's --context-length, TGI's --max-total-tokens, TensorRT-LLM's max_seq_len, a llama.cpp
+    slot's share of --ctx-size). The workload's stated `max_context` where it states one. Else, where the engine's
+    cache grows with its sequences and admits a request without room for its whole length (`admission: on-demand`:
+    vLLM, SGLang), the longest one the plan's cache holds (`Prediction.max_context`, the model's maximum at most,
+    `SERVED_CONTEXT_MARGIN` under it, in whole thousands), so that the requests past the workload's p95 are served
+    rather than refused. Else the p95 prompt plus output the plan is sized for: a longer limit would cost memory or
+    sequences there (llama.cpp's slots are reserved whole, TensorRT-LLM admits a request with room for its whole
+    length)."""
+    w = advice.workload
+    if w.max_context or engine_fact(engine, "admission") != "on-demand":
+        return w.context_needed
+    held = int(advice.plan.predicted.max_context * SERVED_CONTEXT_MARGIN) // 1024 * 1024
+    return max(w.context_needed, held)
+
+
+def context_note(advice: Advice, engine: str, option: str) -> str:
+    """What a README says of the server's longest sequence (`served_context`), set by `option`."""
+    w, served = advice.workload, served_context(advice, engine)
+    if w.max_context:
+        return f"{option} {served}: the workload's stated longest sequence (prompt and output)"
+    need = f"the workload's p95 prompt plus output ({w.context_needed:,})"
+    if served > w.context_needed:
+        return (f"{option} {served}: requests of up to {served:,} tokens (prompt and output) are served, the longest "
+                f"the plan's cache holds with a tenth to spare; the plan is sized for {need}")
+    return (f"{option} {served}: {need}; longer requests are refused (--context, or `max_context` in the workload, "
+            "sizes the plan and this limit for them)")
 
 
 DEFAULT_MEMORY_FRACTION = 0.9  # where the engine's profile states no share of its own

@@ -11,7 +11,16 @@ from ..catalog.served import served_checkpoint_dtype
 from ..schema import HardwareSpec, ProfileRequest
 from ..schema.advice import Advice
 from .checkpoints import draft_hub_id, published_gguf, served_hub_id
-from .config import PORT, EngineConfig, max_seqs, model_reference, no_option, plan_steps
+from .config import (
+    PORT,
+    EngineConfig,
+    context_note,
+    max_seqs,
+    model_reference,
+    no_option,
+    plan_steps,
+    served_context,
+)
 
 # the weight-format steps a llama.cpp plan can carry, by the format they store: the GGUF file type is the one the
 # engine's profile stores that format in (the analytic model predicts the same file)
@@ -41,9 +50,10 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
     o = cfg.options
     slots = max_seqs(advice)
     o.update({"hf-repo": cfg.model} if published else {"model": gguf})
-    o.update({"host": "0.0.0.0", "port": PORT, "ctx-size": w.context_needed * slots,
+    o.update({"host": "0.0.0.0", "port": PORT, "ctx-size": served_context(advice, "llama.cpp") * slots,
               "parallel": slots, "n-gpu-layers": 999 if hw.kind == "gpu" or hw.kind == "apple" else 0,
               "cont-batching": True})
+    cfg.notes.append(context_note(advice, "llama.cpp", "each --parallel slot's share of --ctx-size,"))
     if w.chat is not False:
         # chat requests through the model's own (Jinja) chat template, tool calls included: llama-server's default only
         # from ggml-org/llama.cpp#17524 (2025-11-26, "server: enable jinja by default ... to allow tool calling"),

@@ -55,7 +55,7 @@ def test_plan_steps_map_to_vllm_options(h100_plans):
     cfg = engine_config(a, "vllm")
     steps = {s.technique for s in a.plan.steps}
     assert cfg.options["tensor-parallel-size"] == a.plan.predicted.tensor_parallel
-    assert cfg.options["max-model-len"] == a.workload.context_needed
+    assert a.workload.context_needed <= cfg.options["max-model-len"] <= a.plan.predicted.max_context
     assert 1 <= cfg.options["max-num-seqs"] <= a.workload.concurrency
     if "weight-fp8" in steps:  # online fp8, or a published fp8 checkpoint that declares it (then no flag)
         assert cfg.options.get("quantization") == "fp8" or "FP8" in cfg.model
@@ -66,6 +66,25 @@ def test_plan_steps_map_to_vllm_options(h100_plans):
     spec = cfg.options.get("speculative-config")
     if spec:  # the current JSON form, not the removed --speculative-model
         assert "num_speculative_tokens" in spec and "speculative-model" not in cfg.options
+
+
+def test_a_server_serves_requests_past_the_workloads_p95_where_its_cache_allows():
+    # vLLM and SGLang page their caches and admit a request without room for its whole length: their limit is the
+    # longest sequence the plan's cache holds, with a margin (vLLM refuses to start without room for one), the model's
+    # maximum at most; the engines that reserve by length keep the p95 and say longer requests are refused
+    a = plan(devices=2)
+    longest = min(a.plan.predicted.max_context, 131072)
+    for engine, option in (("vllm", "max-model-len"), ("sglang", "context-length")):
+        served = engine_config(plan(devices=2, engine=engine), engine).options[option]
+        assert a.workload.context_needed < served <= 0.9 * longest and served % 1024 == 0
+    assert engine_config(plan(devices=2, engine="trtllm"), "trtllm").options["max_seq_len"] == a.workload.context_needed
+    tgi = engine_config(plan(devices=2, engine="tgi"), "tgi")
+    assert tgi.options["max-total-tokens"] == a.workload.context_needed
+    assert any("longer requests are refused" in note for note in tgi.notes)
+    # a stated longest sequence is served as stated
+    stated = engine_config(plan(devices=2, max_context=8192), "vllm")
+    assert stated.options["max-model-len"] == 8192
+    assert any("the workload's stated longest sequence" in note for note in stated.notes)
 
 
 def test_every_target_renders_parseable_files(tmp_path, h100_plans):
