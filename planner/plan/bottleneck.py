@@ -49,6 +49,15 @@ def classify(state: PlanState, p: Prediction, workload: Workload) -> Bottleneck:
         found.append(("interconnect", "latency", f"all-reduces take {comm_share:.0%} of a decode step on "
                                                  f"{hw.interconnect.name if hw.interconnect else 'no link'}"))
     step = decode_step(s, max(p.batch // max(state.replicas, 1), 1), workload.mean_context)
+    # the prompts' share of the time between output tokens: what the waiting prompts add to the plain decode steps
+    # (chunks riding in them, or prompt steps between them), where it is most of it
+    prompts = 1 - step.time_s * 1e3 / p.tpot_ms if p.tpot_ms else 0.0
+    if prompts >= 0.5:
+        found.append(("prefill-interference", "latency",
+                      f"prompts take {prompts:.0%} of the time between output tokens: TPOT {p.tpot_ms:,.1f} ms where "
+                      f"the batch's decode step takes {step.time_s * 1e3:,.1f} ms (prompts of "
+                      f"{workload.prompt_tokens_mean:,} tokens on average share the steps or run between them): "
+                      "fewer prompt tokens a step, or prompts served apart (disaggregation), shorten it"))
     if step.launch_bound:
         found.append(("host-launch", "latency",
                       f"decode is launch-bound: launching {s.spec.num_layers} layers' kernels takes "
@@ -68,7 +77,7 @@ def classify(state: PlanState, p: Prediction, workload: Workload) -> Bottleneck:
                       f"{step.roofline_s * 1e3:,.1f} ms of kernels run at the compute roof)"))
     if p.prefill_intensity >= s.ridge:
         found.append(("compute", "latency", f"prefill is compute-bound: TTFT {p.ttft_ms:,.0f} ms for a "
-                                            f"{workload.prompt_tokens_p95:,}-token prompt"))
+                                            f"{workload.prompt_tokens_p95:,}-token prompt under the workload's load"))
     return _pick(found)
 
 

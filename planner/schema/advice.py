@@ -63,7 +63,7 @@ class Prediction(Frozen):
 
 class Bottleneck(Frozen):
     primary: str = Field(description="weights-memory, kv-cache-memory, context-length, memory-bandwidth, "
-                                     "host-launch, compute, interconnect, training-memory")
+                                     "prefill-interference, host-launch, compute, interconnect, training-memory")
     category: Literal["memory", "latency", "throughput", "context", "training"]
     secondary: str | None = None
     evidence: list[str]

@@ -312,3 +312,17 @@ def test_prompt_lookup_is_weighed_only_where_the_outputs_quote_the_prompt(tmp_pa
     assert weighed, rejected(a).get("spec-ngram")
     step = next((s for s in a.plan.steps if s.technique == "spec-ngram"), None)
     assert step is None or "vllm-project/vllm#24344" in step.effect_source
+
+
+def test_long_prompts_sharing_the_decode_steps_are_named_as_the_bottleneck(tmp_path):
+    """Prompts of 16K tokens for 300-token answers on an A100: a decode step of the batch is a fraction of the time
+    between output tokens, the prompts' chunks riding in the steps the rest; short prompts at one user leave the
+    decode step bandwidth-bound."""
+    workload = tmp_path / "long-prompts.yaml"
+    workload.write_text("prompt_tokens_mean: 16000\nprompt_tokens_p95: 30000\noutput_tokens_mean: 300\n"
+                        "output_tokens_p95: 600\nconcurrency: 8\ngoal: latency\n")
+    a = run(model="llama-3.1-8b", hardware="a100", workload=str(workload), engine="sglang")
+    assert a.bottleneck.primary == "prefill-interference" and a.bottleneck.category == "latency"
+    assert "of the time between output tokens" in a.bottleneck.evidence[0]
+    short = run(model="llama-3.1-8b", hardware="a100", workload="chat", engine="sglang", concurrency=1)
+    assert short.bottleneck.primary == "memory-bandwidth"
