@@ -80,7 +80,8 @@ class PlanStep(Frozen):
     effect_source: str = Field("", description="where the predicted speed effect comes from: measured on this "
                                                "machine by `optiplan calibrate`, or the rule and its source")
     engine_default: bool = Field(False, description="on by default in the plan's engine: the baseline runs it "
-                                                    "already, so the configs keep it as the engine runs it and it gains nothing")
+                                                    "already and it gains nothing; its params are what the configs "
+                                                    "set for the plan's load")
     predicted: Prediction = Field(description="after this step and all before it")
 
 
