@@ -147,15 +147,20 @@ def served_context(advice: Advice, engine: str) -> int:
     slot's share of --ctx-size). The workload's stated `max_context` where it states one. Else, where the engine's
     cache grows with its sequences and admits a request without room for its whole length (`admission: on-demand`:
     vLLM, SGLang), the longest one the plan's cache holds (`Prediction.max_context`, the model's maximum at most,
-    `SERVED_CONTEXT_MARGIN` under it, in whole thousands), so that the requests past the workload's p95 are served
+    `SERVED_CONTEXT_MARGIN` under it, in whole thousands; the model's whole context where the cache holds a tenth more
+    at the workload's mean context), so that the requests past the workload's p95 are served
     rather than refused. Else the p95 prompt plus output the plan is sized for: a longer limit would cost memory or
     sequences there (llama.cpp's slots are reserved whole, TensorRT-LLM admits a request with room for its whole
     length)."""
-    w = advice.workload
+    w, p, model_max = advice.workload, advice.plan.predicted, advice.model.max_position_embeddings
     if w.max_context or engine_fact(engine, "admission") != "on-demand":
         return w.context_needed
-    held = int(advice.plan.predicted.max_context * SERVED_CONTEXT_MARGIN) // 1024 * 1024
-    return max(w.context_needed, held)
+    # the model's whole context where one server's cache holds a tenth more than it at the mean context
+    servers = max(p.data_parallel - p.prefill_instances, 1)
+    held = p.max_concurrency // servers * w.mean_context
+    if p.max_context >= model_max and held * SERVED_CONTEXT_MARGIN >= model_max:
+        return model_max
+    return max(w.context_needed, int(p.max_context * SERVED_CONTEXT_MARGIN) // 1024 * 1024)
 
 
 def context_note(advice: Advice, engine: str, option: str) -> str:
@@ -165,8 +170,9 @@ def context_note(advice: Advice, engine: str, option: str) -> str:
         return f"{option} {served}: the workload's stated longest sequence (prompt and output)"
     need = f"the workload's p95 prompt plus output ({w.context_needed:,})"
     if served > w.context_needed:
-        return (f"{option} {served}: requests of up to {served:,} tokens (prompt and output) are served, the longest "
-                f"the plan's cache holds with a tenth to spare; the plan is sized for {need}")
+        whole = "the model's whole context, which" if served == advice.model.max_position_embeddings else "the longest"
+        return (f"{option} {served}: requests of up to {served:,} tokens (prompt and output) are served, {whole} the "
+                f"plan's cache holds with a tenth to spare; the plan is sized for {need}")
     return (f"{option} {served}: {need}; longer requests are refused (--context, or `max_context` in the workload, "
             "sizes the plan and this limit for them)")
 
