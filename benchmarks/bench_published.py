@@ -107,7 +107,8 @@ FITS = {
     "fit_apple": ("published_apple_fit", lambda points, _: apple_fits.fit_apple(points)),
     "fit_front_end": ("published_front_end_fit_{}", fits.fit_front_end),
     "fit_first_token": ("published_first_token_fit_{}", lambda points, engine: (
-        fits.fit_in_process_first_token(points) if engine == "trtllm-cpp" else fits.fit_first_token_latency(points, engine))),
+        fits.fit_in_process_first_token(points) if engine == "trtllm-cpp"
+        else fits.fit_first_token_latency(points, engine))),
     "fit_moe_overheads": ("published_moe_overhead_fit", lambda points, _: moe_fits.fit_moe_overheads(points)),
     "fit_eager_prefill": ("published_eager_prefill_fit", lambda points, _: moe_fits.fit_eager_prefill(points)),
     "fit_mxfp4_experts": ("published_mxfp4_expert_fit", lambda points, _: moe_fits.fit_mxfp4_experts(points)),

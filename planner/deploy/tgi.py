@@ -26,7 +26,8 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
     o = cfg.options
     o.update({"model-id": cfg.model, "hostname": "0.0.0.0", "port": PORT, "dtype": dtype16(hw),
               "num-shard": server_tensor_parallel(advice), "max-input-tokens": w.prompt_tokens_p95,
-              "max-total-tokens": served_context(advice, "tgi"), "max-concurrent-requests": max(max_seqs(advice), 1) * 4,
+              "max-total-tokens": served_context(advice, "tgi"),
+              "max-concurrent-requests": max(max_seqs(advice), 1) * 4,
               "cuda-memory-fraction": memory_fraction(advice)})
     cfg.notes.append(context_note(advice, "tgi", "--max-total-tokens"))
     # int8 weight-only is EETQ's W8A16 kernel: TGI's launcher calls it "a drop-in replacement to bitsandbytes with much

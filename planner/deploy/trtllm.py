@@ -33,7 +33,8 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
     cfg = EngineConfig("trtllm", model_reference(advice), ["trtllm-serve"], positional_model=True)
     o, extra = cfg.options, cfg.extra
     o.update({"host": "0.0.0.0", "port": PORT, "backend": "pytorch", "tp_size": server_tensor_parallel(advice),
-              "pp_size": p.pipeline_parallel, "max_batch_size": max_seqs(advice), "max_seq_len": served_context(advice, "trtllm"),
+              "pp_size": p.pipeline_parallel, "max_batch_size": max_seqs(advice),
+              "max_seq_len": served_context(advice, "trtllm"),
               "kv_cache_free_gpu_memory_fraction": free_memory_fraction(
                   advice, engine_memory_share(advice, "trtllm", hw))})
     cfg.notes.append(context_note(advice, "trtllm", "max_seq_len"))

@@ -35,7 +35,8 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
     o.update({"host": "0.0.0.0", "port": PORT, "served-model-name": advice.model.name, "dtype": dtype16(hw),
               "tensor-parallel-size": p.tensor_parallel, "pipeline-parallel-size": p.pipeline_parallel,
               # --max-num-seqs holds per data-parallel rank (docs/serving/data_parallel_deployment.md)
-              "max-model-len": served_context(advice, "vllm"), "max-num-seqs": -(-max_seqs(advice) // p.attention_data_parallel),
+              "max-model-len": served_context(advice, "vllm"),
+              "max-num-seqs": -(-max_seqs(advice) // p.attention_data_parallel),
               "gpu-memory-utilization": memory_fraction(advice, engine_memory_share(advice, "vllm", hw))})
     cfg.notes.append(context_note(advice, "vllm", "--max-model-len"))
     note = memory_note(advice, "--gpu-memory-utilization")

@@ -42,8 +42,8 @@ def measured_steps(advice: Advice) -> list:
 MEASURED_HEADING = "Speed effects measured on this machine (`optiplan calibrate`); the other steps follow the analytic rule:"
 # what a plan step the engine runs by default is doing there (`PlanStep.engine_default`)
 DEFAULT_NOTE = ("on by default in {engine}: the baseline runs it already and it gains nothing; the options its row "
-                "names are the ones the configs set for the plan's load (a running cap, a step budget), not the engine's "
-                "defaults")
+                "names are the ones the configs set for the plan's load (a running cap, a step budget), not the "
+                "engine's defaults")
 
 
 @lru_cache(maxsize=1)

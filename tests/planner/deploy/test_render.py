@@ -82,7 +82,8 @@ def test_a_server_serves_requests_past_the_workloads_p95_where_its_cache_allows(
         served = engine_config(small, engine).options[option]
         assert small.workload.context_needed < served <= 0.9 * small.plan.predicted.max_context < 131072
         assert served % 1024 == 0
-    assert engine_config(plan(devices=2, engine="trtllm"), "trtllm").options["max_seq_len"] == a.workload.context_needed
+    trtllm = engine_config(plan(devices=2, engine="trtllm"), "trtllm")
+    assert trtllm.options["max_seq_len"] == a.workload.context_needed
     tgi = engine_config(plan(devices=2, engine="tgi"), "tgi")
     assert tgi.options["max-total-tokens"] == a.workload.context_needed
     assert any("longer requests are refused" in note for note in tgi.notes)
