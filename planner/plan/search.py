@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-from ..catalog.engines import engine_defaults
+from ..catalog.engines import engine_defaults, engine_splits_layers
 from ..catalog.served import produced_formats
 from ..catalog.workloads import serves_instruct
 from ..schema.advice import Prediction
@@ -102,6 +102,13 @@ def engine_baseline(ctx: Context, valid: list[Technique]) -> PlanState:
         return base
     # priced at the release its configs run, admitting the workload's longest sequence (their max_seq_len)
     base = base.with_(engine=ctx.release_engine, max_seq_len=ctx.workload.context_needed)
+    # over several devices, spread as `profile` spreads the engine: consecutive layers where that is its own default
+    # (llama.cpp, transformers: `device_split: layers`, the baseline state's), else tensor parallel within each node,
+    # the launch the serving engines document for several GPUs (and TGI's own default: it shards over every visible
+    # GPU), so that a plan is not credited with leaving a layer split nobody serves with
+    tensor = next((t for t in valid if t.id == "tensor-parallel"), None)
+    if ctx.devices > 1 and tensor is not None and not engine_splits_layers(ctx.release_engine):
+        base = tensor.transform(base, ctx)
     defaults = engine_defaults(ctx.release_engine)
     by_id = {t.id: t for t in valid if t.id in defaults}
     for t_id in plan_order(sorted(by_id)):

@@ -1,16 +1,16 @@
-"""Spreading a model over several devices. The baseline already splits layers over the devices in
-sequence (`device_map="auto"`); these replace that split with one that also splits the work."""
+"""Spreading a model over several devices. The baseline spreads it as its engine does by default (`profile` the
+same): consecutive layers over the devices for transformers (`device_map="auto"`) and llama.cpp, tensor parallel
+within each node for a serving engine (`search.engine_baseline`); these replace that layout with another."""
 
 from __future__ import annotations
 
 from ...analytic.memory import per_device_bytes
 from ...catalog.engines import engine_dp_shares_experts, engine_splits_layers
 from ...catalog.hardware import devices_per_node
-from ...catalog.served import experts_split_whole
-from ...catalog.workloads import serves_instruct
 from ..disaggregation import best_layout
 from ..state import PlanState, to_setup
 from . import Context, Technique, register
+from .quantization import whole_experts
 
 GROUP = "parallelism"
 
@@ -32,19 +32,9 @@ def _tp_check(ctx: Context) -> str | None:
     return None
 
 
-def _experts(state: PlanState, ctx: Context, tp: int, expert_tp: int) -> int:
-    """The expert-parallel size of a layout that slices the routed experts over `expert_tp` devices: 1, or all of
-    them where the published block-fp8 checkpoint the plan serves cannot be sliced so (its experts' columns per device
-    not whole blocks): the engine then runs them whole over those devices, as the configs set it
-    (`served.experts_split_whole`), and the plan is priced so."""
-    whole = state.weight_dtype == "fp8" and experts_split_whole(ctx.spec, ctx.workload.engine,
-                                                               serves_instruct(ctx.workload), tp, expert_tp)
-    return expert_tp if whole else 1
-
-
 def _tp(state: PlanState, ctx: Context) -> PlanState:
     tp = _tp_size(ctx)
-    return state.with_(tp=tp, pp=ctx.devices // tp, ep=_experts(state, ctx, tp, tp), attention_dp=1)
+    return state.with_(tp=tp, pp=ctx.devices // tp, ep=whole_experts(state, ctx, tp, tp), attention_dp=1)
 
 
 def _pp_check(ctx: Context) -> str | None:
@@ -81,9 +71,9 @@ def _data_parallel(state: PlanState, ctx: Context, size: int) -> PlanState:
     all the devices of a node, each step's expert layers synchronised over the groups; across nodes, one server per
     replica (the configs start them apart, behind a load balancer), each with its own copy of the experts."""
     if ctx.spec.moe is not None and engine_dp_shares_experts(ctx.workload.engine) and ctx.devices <= _per_node(ctx):
-        return state.with_(tp=size, pp=1, ep=_experts(state, ctx, size, ctx.devices), attention_dp=ctx.devices // size,
+        return state.with_(tp=size, pp=1, ep=whole_experts(state, ctx, size, ctx.devices), attention_dp=ctx.devices // size,
                            replicas=1, offload_fraction=0.0)
-    return state.with_(tp=size, pp=1, ep=_experts(state, ctx, size, size), attention_dp=1,
+    return state.with_(tp=size, pp=1, ep=whole_experts(state, ctx, size, size), attention_dp=1,
                        replicas=ctx.devices // size, offload_fraction=0.0)
 
 
@@ -155,6 +145,8 @@ register(
         summary="Each layer's matrices split across the devices of a node (two all-reduces per layer); "
                 "pipeline stages across nodes when there are more devices than one node holds.",
         transform=_tp, hardware=("multi-device", "interconnect"), check=_tp_check,
+        unchanged="a serving engine's baseline over several GPUs runs tensor parallel already (as `profile` spreads "
+                  "it): the layout the other parallelisms are weighed against",
         params=lambda c: {"tensor_parallel_size": _tp_size(c), "pipeline_parallel_size": c.devices // _tp_size(c)}),
     Technique(
         id="pipeline-parallel", engines=("vllm", "sglang", "trtllm", "transformers", "llama.cpp"),

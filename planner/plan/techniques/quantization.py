@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from ...catalog.engines import device_fact, engine_storage, kv_fp8_storage
 from ...catalog.kernels import triton_gemm
-from ...catalog.served import published_checkpoint, served_checkpoint_dtype
+from ...catalog.served import experts_split_whole, published_checkpoint, served_checkpoint_dtype
 from ...catalog.workloads import serves_instruct
 from ..quality import QualityLoss, published_loss
 from ..state import PlanState
@@ -110,10 +110,25 @@ def _fp8_params(ctx: Context) -> dict:
             or "per-channel weights, dynamic per-token activations"}
 
 
+def whole_experts(state: PlanState, ctx: Context, tp: int, expert_tp: int) -> int:
+    """The expert-parallel size of a layout that slices the routed experts over `expert_tp` devices: 1, or all of
+    them where the published block-fp8 checkpoint the plan serves cannot be sliced so (its experts' columns per device
+    not whole blocks): the engine then runs them whole over those devices, as the configs set it
+    (`served.experts_split_whole`), and the plan is priced so."""
+    whole = state.weight_dtype == "fp8" and experts_split_whole(ctx.spec, ctx.workload.engine,
+                                                               serves_instruct(ctx.workload), tp, expert_tp)
+    return expert_tp if whole else 1
+
+
 def _fp8_weights(state: PlanState, ctx: Context) -> PlanState:
     # fp8 weights without activations named compute at the fp8 rate (W8A8): a published fp8 checkpoint's baseline
-    return state.with_(weight_dtype="fp8", group_size=None,
-                       activations=state.default_16bit if _weight_only_fp8(ctx) else None)
+    fp8 = state.with_(weight_dtype="fp8", group_size=None,
+                      activations=state.default_16bit if _weight_only_fp8(ctx) else None)
+    # on a tensor-parallel layout already (a serving engine's baseline over several GPUs), a block-fp8 checkpoint's
+    # experts that do not slice over it run whole, as `parallel`'s layouts set them where they come after
+    if fp8.tp > 1 and fp8.ep == 1 and fp8.attention_dp == 1:
+        fp8 = fp8.with_(ep=whole_experts(fp8, ctx, fp8.tp, fp8.tp))
+    return fp8
 
 
 def _served_in_4bit(ctx: Context) -> str | None:

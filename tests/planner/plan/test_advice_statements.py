@@ -58,9 +58,12 @@ def test_a_cost_names_its_price_and_the_range_it_spans():
 
 
 def test_the_baseline_row_names_the_layout_its_figures_are_of():
+    # a serving engine's baseline over two GPUs is tensor parallel (as `profile` spreads it); llama.cpp splits layers
     a = _advise(model="mixtral-8x7b", hardware="h100-sxm", num_devices=2, workload="chat", goal="throughput")
-    assert a.baseline.pipeline_parallel == 2 and baseline_label(a) == "baseline (pp 2)"
-    assert "baseline (pp 2)" in render(a, "md") and "baseline (pp 2)" in render(a, "html")
+    assert a.baseline.tensor_parallel == 2 and baseline_label(a) == "baseline (tp 2)"
+    assert "baseline (tp 2)" in render(a, "md") and "baseline (tp 2)" in render(a, "html")
+    layers = _advise(model="mixtral-8x7b", hardware="h100-sxm", num_devices=2, workload="chat", engine="llama.cpp")
+    assert layers.baseline.pipeline_parallel == 2 and baseline_label(layers) == "baseline (pp 2)"
     one = _advise(model="llama-3.1-8b", hardware="l4", workload="chat")
     assert baseline_label(one) == "baseline"
 

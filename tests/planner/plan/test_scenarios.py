@@ -40,9 +40,14 @@ def test_70b_on_one_h100_quantizes():
 
 
 def test_70b_on_two_h100_uses_tensor_parallel():
+    # a serving engine spreads over several GPUs tensor parallel from the baseline on (not a gain of the plan's);
+    # transformers' baseline splits the layers, and tensor parallel is a step of its plan
     a = run(model="llama-3.1-70b", hardware="h100-sxm", num_devices=2, workload="chat")
-    assert "tensor-parallel" in steps(a)
+    assert "tensor-parallel" not in steps(a) and a.baseline.tensor_parallel == 2
     assert a.hardware.tensor_parallel == 2 and a.plan.predicted.tensor_parallel == 2
+    eager = run(model="llama-3.1-70b", hardware="h100-sxm", num_devices=2, workload="chat", engine="transformers",
+                max_quality_loss_pct=5.0)
+    assert eager.baseline.pipeline_parallel == 2 and "tensor-parallel" in steps(eager)
 
 
 def test_405b_on_eight_h100_needs_8_bits_or_fewer():
