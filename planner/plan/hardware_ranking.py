@@ -51,4 +51,18 @@ def explain_ranking(ranking: list[HardwareOption], unit: str = "output tokens") 
             (lo_a, hi_a), (lo_b, hi_b) = win.cost_range_usd, nxt.cost_range_usd
             text += (f" (ranked at the middle of each price range; over the ranges {usd(lo_a)}-{usd(hi_a)} against "
                      f"{usd(lo_b)}-{usd(hi_b)} per million, which is cheaper depends on the provider's rate)")
-    return text
+    return text + low_end_note(ranking, unit)
+
+
+def low_end_note(ranking: list[HardwareOption], unit: str) -> str:
+    """Where another option at the low end of its device's price range costs less than the winner at the low end of
+    its own (a wide range ranked at its middle), which one and by how much: the provider's rate decides."""
+    win = ranking[0]
+    if not win.cost_range_usd:
+        return ""
+    lowest = min((h for h in ranking[1:] if h.cost_range_usd), key=lambda h: h.cost_range_usd[0], default=None)
+    if lowest is None or lowest.cost_range_usd[0] >= win.cost_range_usd[0]:
+        return ""
+    return (f"; at the low ends of the catalog's price ranges {lowest.count} x {lowest.id} costs less "
+            f"({usd(lowest.cost_range_usd[0])} against {usd(win.cost_range_usd[0])} per million {unit}): at rates near "
+            "those, the provider's price decides")

@@ -107,3 +107,18 @@ def test_overlapping_price_ranges_leave_the_ranking_to_the_providers_rate():
     assert "which is cheaper depends on the provider's rate" in text and "$0.11-$0.46" in text
     apart = explain_ranking([option("mi325x", 0.12, (0.11, 0.13)), option("l40s", 0.30, (0.20, 0.40))])
     assert "provider's rate" not in apart and "within the prediction's error" not in apart
+
+
+def test_an_option_cheaper_at_the_low_ends_of_the_price_ranges_is_named_wherever_it_ranks():
+    from optiplan.planner.plan.hardware_ranking import explain_ranking
+    from optiplan.planner.schema.advice import HardwareOption
+
+    def option(hw, cost, span):
+        return HardwareOption(id=hw, count=1, meets_workload=True, cost_per_million_tokens_usd=cost,
+                              cost_range_usd=span, throughput_tokens_per_s=4000.0, note="weight-fp8")
+    # a reviewer's case: MI325X $0.67 ($0.63-0.71), MI300X next at $0.68, two H100s third at $1.39 ($0.54-2.24)
+    ranking = [option("mi325x", 0.67, (0.63, 0.71)), option("mi300x", 0.68, (0.65, 0.70)),
+               option("h100-sxm", 1.39, (0.54, 2.24))]
+    text = explain_ranking(ranking)
+    assert "at the low ends of the catalog's price ranges 1 x h100-sxm costs less ($0.54 against $0.63" in text
+    assert "low ends" not in explain_ranking(ranking[:2])
