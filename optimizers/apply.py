@@ -169,16 +169,48 @@ def check_together(steps: list[StepSpec], draft: str | Path | None) -> None:
         raise PlanError("spec-draft needs a draft model: pass --draft PATH (a smaller model with the same tokenizer)")
 
 
+def _quick_prompts(ws: Workspace) -> dict:
+    from .effects import id_prompts
+
+    return {**id_prompts(ws.model.config.vocab_size), "decode": [DEFAULT_PROMPTS[0]], "batch": list(DEFAULT_PROMPTS)}
+
+
 def quick_figures(ws: Workspace) -> dict[str, float]:
     """A short measurement after each step (`effects.figures`: time per token as the median of three, on the built-in
     prompts): seconds on a small model; the full before/after comparison is `verify`'s."""
-    from .effects import figures, id_prompts
+    from .effects import figures
     from .runtime import LoadedModel
 
     loaded = LoadedModel(ws.model, ws.tokenizer, ws.device, ws.runtime, ws.draft)
-    prompts = {**id_prompts(ws.model.config.vocab_size), "decode": [DEFAULT_PROMPTS[0]],
-               "batch": list(DEFAULT_PROMPTS)}
-    return figures(loaded, prompts, decode_tokens=24, decode_samples=3)  # one sample of the rest: a quick look
+    return figures(loaded, _quick_prompts(ws), decode_tokens=24, decode_samples=3)  # one sample of the rest
+
+
+# rounds of a step's interleaved check against the model before it (ABBA: the two orders once each)
+STEP_ROUNDS = 2
+# a model up to this size is copied before a step that changes its weights even where the step is kept whatever it
+# measures (named with --technique), so that the step is timed against it interleaved
+CHECK_COPY_BYTES = 2e9
+
+
+def model_bytes(ws: Workspace) -> int:
+    """Bytes the workspace's model holds as stored (`metrics.weights_bytes`)."""
+    from .metrics import weights_bytes
+    from .runtime import LoadedModel
+
+    return weights_bytes(LoadedModel(ws.model, ws.tokenizer, ws.device, ws.runtime, ws.draft))
+
+
+def interleaved_step_ratios(ws: Workspace, saved: tuple) -> dict[str, float]:
+    """A step's measured ratios (after / before), the model before it (`saved`: its copy, runtime, draft) and after
+    it timed back to back in alternating order (`effects.interleaved_ratios`), so that load or drift on a shared
+    machine lands on both: two measurements apart in time can show a slower step as a faster one."""
+    from .effects import FIGURES, interleaved_ratios
+    from .runtime import LoadedModel
+
+    before = LoadedModel(saved[0], ws.tokenizer, ws.device, saved[1], saved[2])
+    after = LoadedModel(ws.model, ws.tokenizer, ws.device, ws.runtime, ws.draft)
+    out = interleaved_ratios(before, after, _quick_prompts(ws), rounds=STEP_ROUNDS)
+    return {k: v for k, v in out.items() if k in FIGURES}
 
 
 def losses(goal: str | None, ratios: dict[str, float], quick: bool = False) -> list[str]:
@@ -199,9 +231,11 @@ def losses(goal: str | None, ratios: dict[str, float], quick: bool = False) -> l
     return out
 
 
-def gain_shown(step: StepSpec, before: dict[str, float], after: dict[str, float]) -> tuple[bool, dict[str, float]]:
-    """Whether the figure the step's declaration aims at improved beyond noise, and every measured ratio."""
-    ratios = {k: after[k] / before[k] for k in after if before.get(k)}
+def gain_shown(step: StepSpec, before: dict[str, float], after: dict[str, float],
+               ratios: dict[str, float] | None = None) -> tuple[bool, dict[str, float]]:
+    """Whether the figure the step's declaration aims at improved beyond noise, and every measured ratio (`ratios`
+    where they were measured interleaved, else after / before)."""
+    ratios = ratios if ratios is not None else {k: after[k] / before[k] for k in after if before.get(k)}
     metric, direction = registry()[step.technique].aim
     ratio = ratios.get(metric, 1.0)
     return (ratio < 1 - NOISE) if direction == "lower" else (ratio > 1 + NOISE), ratios
@@ -274,13 +308,18 @@ def apply(source: str | Path, out: str | Path, *, goal: str | None = None, plan:
     ws = Workspace(model=base.model, tokenizer=base.tokenizer, device=device, source=source)
     ws.runtime.dtype = base.runtime.dtype
     log(f"working in {ws.runtime.dtype}" + ("" if dtype else " (as stored)") + dtype_hint(ws.runtime.dtype, device))
+    if runnable:
+        quick_figures(ws)  # warm-up: a first run pays one-time costs (allocations, lazy initialisation)
     figures = quick_figures(ws) if runnable else {}
     planned = not techniques
     judged_by = goal or (goal_of_plan if plan is not None else None)
     guard = (planned and not keep_all) or drop_unprofitable
     for step in runnable:
         opt = registry()[step.technique]
-        saved = (copy.deepcopy(ws.model) if guard and opt.changes_weights else None,
+        # a copy of the model before a step that changes its weights: to roll the step back (`guard`), and, where it
+        # is small enough to hold twice, to time the step against it interleaved
+        copied = opt.changes_weights and (guard or model_bytes(ws) <= CHECK_COPY_BYTES)
+        saved = (copy.deepcopy(ws.model) if copied else None,
                  ws.runtime.model_copy(deep=True), ws.draft, ws.quantization_config)
         log(f"applying {step.technique}")
         try:
@@ -292,7 +331,9 @@ def apply(source: str | Path, out: str | Path, *, goal: str | None = None, plan:
         if ws.runtime.compile and not (saved[1].compile or {}):
             quick_figures(ws)  # a compiled step compiles each shape on its first run: time it warm, as verify does
         after = quick_figures(ws)
-        shown, ratios = gain_shown(step, figures, after)
+        # with the model before the step at hand (its copy, kept to roll it back), the two are timed interleaved
+        interleaved = interleaved_step_ratios(ws, saved) if saved[0] is not None else None
+        shown, ratios = gain_shown(step, figures, after, interleaved)
         costs = losses(judged_by, ratios, quick=True)
         status = "applied"
         if (planned and not keep_all and (not shown or costs)) or (drop_unprofitable and not shown):

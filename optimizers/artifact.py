@@ -129,10 +129,12 @@ def load(path: str | Path, device: str | None = None, *, dtype: str | None = Non
 
 
 def library_versions() -> dict[str, str]:
-    """Installed versions of the libraries an artifact or a benchmark result depends on."""
+    """Installed versions of optiplan and of the libraries an artifact or a benchmark result depends on."""
     from importlib.metadata import PackageNotFoundError, version
 
-    out = {}
+    from .. import __version__
+
+    out = {"optiplan": __version__}
     for name in LIBRARIES:
         try:
             out[name] = version(name)

@@ -6,6 +6,7 @@ predicted beside measured per step, and each step whose gain did not show marked
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,8 @@ from .corpus import DEFAULT_PROMPTS, read_eval_text
 
 KEYS = ("ttft_ms", "tpot_ms", "tokens_per_s")
 BATCHED = "batched_tokens_per_s"
+# the figures a step's prediction and verify's table share (`apply.step_ratios`; cache bytes are not in the table)
+PREDICTED_FIGURES = ("tpot_ms", "ttft_ms", "weights_bytes", BATCHED)
 
 
 def _measured(samples: dict[str, list[float]], **extra: Any) -> Measured:
@@ -133,6 +136,12 @@ def verify(baseline: str | Path, optimized: str | Path, *, device: str | None = 
         b = advice.baseline
         predicted_ratios = {"tpot_ms": predicted.tpot_ms / b.tpot_ms, "ttft_ms": predicted.ttft_ms / b.ttft_ms,
                             "weights_bytes": predicted.weights_per_device_bytes / max(b.weights_per_device_bytes, 1)}
+    elif steps and not undone:
+        # applied technique by technique (`apply -t`): each kept step's prediction is after / before it, so they
+        # compose as a product, in the figures both sides have
+        kept = [s.predicted for s in steps if s.status == "applied" and s.predicted]
+        predicted_ratios = {key: math.prod(p[key] for p in kept if key in p) for key in PREDICTED_FIGURES
+                            if any(key in p for p in kept)}
     notes = [f"step {s.technique}: its gain did not show in measurement" for s in steps
              if s.status == "applied" and s.gain_shown is False]
     if (floor := smallest_p(repeats, True)) >= SIGNIFICANCE:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -88,16 +89,22 @@ def apply(model: Path, out: Path, goal, plan, techniques, hardware, workload, co
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @click.option("--allow-pickle", is_flag=True, help="Load pickle (*.bin) baseline weights: only if you trust them.")
+@click.option("--fail-on-worse", is_flag=True,
+              help="Exit 1 where a figure got worse after than before beyond the rounds' noise (a slower or larger "
+                   "optimized model), as a CI step would.")
 @friendly
 def verify(baseline: Path, optimized: Path, eval_text, repeats, max_new_tokens, dtype, device, no_memory, fmt,
-           output, allow_pickle) -> None:
+           output, allow_pickle, fail_on_worse) -> None:
     """Measure a baseline and an optimized model on the same workload, interleaved, and compare quality."""
     from ...optimizers.verify import verify as run
-    from ..report.verify import render, text_report
+    from ..report.verify import render, text_report, worse_line
 
     report = run(baseline, optimized, device=device, dtype=dtype, eval_text=eval_text, repeats=repeats,
                  max_new_tokens=max_new_tokens, memory=not no_memory, allow_pickle=allow_pickle, progress=_log)
     if fmt == "text" and output is None:
         text_report(report, color=True)
-        return
-    emit(render(report, fmt), output)
+    else:
+        emit(render(report, fmt), output)
+    if fail_on_worse and (worse := worse_line(report)):
+        click.echo(f"verify: {worse}", err=True)
+        sys.exit(1)

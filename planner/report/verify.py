@@ -79,6 +79,13 @@ def rows(report: VerifyReport) -> list[dict[str, Any]]:
     return out
 
 
+def worse_line(report: VerifyReport) -> str | None:
+    """What got worse after than before beyond the rounds' noise (a slower or larger model), said in every format;
+    None where nothing did."""
+    worse = [f"{r['metric']} {r['ratio']}" for r in rows(report) if r["verdict"] == "worse"]
+    return "worse after than before: " + ", ".join(worse) if worse else None
+
+
 def step_rows(report: VerifyReport) -> list[dict[str, str]]:
     out = []
     for s in report.steps:
@@ -127,7 +134,7 @@ def render(report: VerifyReport, fmt: str) -> str:
     name = "verify.md.j2" if fmt == "md" else "verify.html.j2"
     chart = ratio_chart(report) if fmt == "html" else ""
     return template_env().get_template(name).render(r=report, rows=rows(report), steps=step_rows(report), chart=chart,
-                                            version=__version__)
+                                                    worse=worse_line(report), version=__version__)
 
 
 def text_report(report: VerifyReport, color: bool = True, file=None) -> str:
@@ -135,15 +142,19 @@ def text_report(report: VerifyReport, color: bool = True, file=None) -> str:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(file=file, width=110, no_color=not color, record=not color, force_terminal=color or None)
+    # colour only where rich finds a terminal (and NO_COLOR unset): a log or a pipe gets plain text
+    console = Console(file=file, width=120, no_color=not color, record=not color)
     table = Table(title=f"verify on {report.device}: {report.baseline} -> {report.optimized}", title_justify="left")
-    for col in ("metric", "before", "after", "spread (before / after)", "after/before", "predicted"):
-        table.add_column(col, justify="left" if col == "metric" else "right")
+    for col in ("metric", "before", "after", "spread (before / after)", "after/before", "verdict", "predicted"):
+        table.add_column(col, justify="left" if col in ("metric", "verdict") else "right")
     for r in rows(report):
         style = {"better": "green", "worse": "red", "same": ""}[r["verdict"]]
         table.add_row(f"{r['metric']} ({r['unit']})" if r["unit"] else r["metric"], r["before"], r["after"],
-                      r["spread"], f"[{style}]{r['ratio']}[/]" if style else r["ratio"], r["predicted"])
+                      r["spread"], f"[{style}]{r['ratio']}[/]" if style else r["ratio"],
+                      r["verdict"] if r["verdict"] != "same" else "", r["predicted"])
     console.print(table)
+    if worse := worse_line(report):
+        console.print(f"[bold red]{worse}[/]")
     q = report.quality
     console.print(f"quality: KL divergence {q.kl_divergence:.5f}, next-token agreement {q.next_token_agreement:.1%}, "
                   f"greedy generation agreement {q.generation_agreement:.1%}, perplexity "

@@ -5,6 +5,7 @@ library function the CLI calls (`job_arguments`), with its names confined to the
 
 from __future__ import annotations
 
+import os
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -14,6 +15,7 @@ from ..schema.advice import AdviseRequest
 from ..schema.bench import BenchRequest
 from ..schema.core import ProfileRequest
 from .paths import Roots
+from .runner import TEST_JOBS_ENV
 
 Name = Field(min_length=1, max_length=300)
 
@@ -118,6 +120,24 @@ def parse_job(body: Any) -> BaseModel:
     return JOB_MODELS[kind].model_validate(body)
 
 
+def _techniques(field: str, names: list[str]) -> list[str] | None:
+    """Technique names as a job gives them (`weight-int8`, `sliding-window-sinks:window=256`), each checked against
+    the catalog at submission: an unknown one is refused at once, not when the job runs."""
+    from ..errors import suggest
+    from ..plan.techniques import all_techniques
+
+    known = all_techniques()
+    scripted = os.environ.get(TEST_JOBS_ENV) == "1"  # the service's own tests script an apply with test-* steps
+    for text in names:
+        name = text.partition(":")[0].strip()
+        if name not in known and not (scripted and name.startswith("test-")):
+            close = suggest(name, known)
+            raise ServiceRefused(f"{field}: unknown technique '{name[:100]}'"
+                                 + (f"; did you mean: {', '.join(close)}?" if close else "")
+                                 + " (GET /v1/catalog/techniques lists them)", 400)
+    return list(names) or None
+
+
 def _preset(workload: str | None) -> str | None:
     if workload is None:
         return None
@@ -178,7 +198,8 @@ def job_arguments(job: BaseModel, roots: Roots, allow_pickle: bool) -> dict[str,
             raise ServiceRefused(f"output '{job.output}' exists in the workdir; pass force: true to replace it", 409)
         return {"source": roots.input_path(job.model), "out": out, "goal": job.goal,
                 "plan": roots.input_path(job.plan, "plan") if job.plan else None,
-                "techniques": list(job.techniques) or None, "hardware": _hardware(job.hardware, ("local",)),
+                "techniques": _techniques("techniques", job.techniques),
+                "hardware": _hardware(job.hardware, ("local",)),
                 "workload": _preset(job.workload), "context": job.context, "concurrency": job.concurrency,
                 "max_quality_loss_pct": job.max_quality_loss_pct,
                 "draft": roots.input_path(job.draft, "draft") if job.draft else None, "device": job.device,
@@ -193,7 +214,7 @@ def job_arguments(job: BaseModel, roots: Roots, allow_pickle: bool) -> dict[str,
     if isinstance(job, CalibrateJob):
         return {"models": [roots.input_path(m) for m in job.models] or None, "repeats": job.repeats,
                 "effects": job.effects, "only_effects": job.only_effects,
-                "techniques": [t[:100] for t in job.techniques] or None}
+                "techniques": _techniques("techniques", job.techniques)}
     if isinstance(job, BenchJob):
         if job.endpoints:
             raise ServiceRefused("bench endpoints: the service does not call other servers; run `optiplan bench "

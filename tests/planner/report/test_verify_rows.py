@@ -70,3 +70,31 @@ def test_a_loss_counts_as_far_as_the_rounds_establish_it():
     few = batched_report([400, 410, 395], [300, 200, 210])
     assert established_ratios(few)["batched_tokens_per_s"] == 0.75
     assert established_ratios(batched_report([400, 410, 395], [200, 500, 210]))["batched_tokens_per_s"] == 1.0
+
+
+def test_a_slower_model_is_said_to_be_worse_in_plain_text_too(capsys):
+    # colour alone is lost in a log: the text names the verdict and says what got worse, in words, without escapes
+    from optiplan.planner.report.verify import text_report, worse_line
+
+    slower = report([10, 10.2, 9.9, 10.1, 10], [13, 13.2, 12.9, 13.1, 13])
+    assert worse_line(slower) == "worse after than before: time per output token 1.300x"
+    text = render(slower, "text")
+    assert "worse after than before: time per output token 1.300x" in text and "\x1b[" not in text
+    assert any(line.split("│")[6].strip() == "worse" for line in text.splitlines() if "time per output" in line)
+    text_report(slower, color=True)  # printed: pytest's capture is no terminal, so no colour codes either
+    assert "\x1b[" not in capsys.readouterr().out
+    assert "worse after than before" in render(slower, "md") and "worse after than before" in render(slower, "html")
+    assert worse_line(report([10, 12, 9, 11, 10], [11, 9, 12, 10, 10.6])) is None
+
+
+def test_verify_fails_on_a_worse_figure_when_asked(monkeypatch, tmp_path):
+    from click.testing import CliRunner
+    from optiplan.optimizers import verify as verify_module
+    from optiplan.planner.cli.main import main
+
+    monkeypatch.setattr(verify_module, "verify", lambda *a, **k: report([10, 10.2, 9.9, 10.1, 10],
+                                                                        [13, 13.2, 12.9, 13.1, 13]))
+    args = ["verify", str(tmp_path / "a"), str(tmp_path / "b"), "--format", "json"]
+    assert CliRunner().invoke(main, args).exit_code == 0  # reported, not judged, unless asked
+    failed = CliRunner().invoke(main, [*args, "--fail-on-worse"])
+    assert failed.exit_code == 1 and "verify: worse after than before: time per output token 1.300x" in failed.output

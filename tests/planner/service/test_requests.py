@@ -36,7 +36,8 @@ def test_apply_and_verify_jobs_become_the_arguments_of_apply_and_verify(roots, m
 
 # the CLI option -> the job field where the names differ; presentation options (format, output file) have none
 RENAMED = {"out": "output", "no_verify": "verify", "quality": "max_quality_loss_pct", "no_memory": "memory"}
-PRESENTATION = {"debug", "fmt", "output", "as_json"}
+# how the CLI shows a result, and its exit status (verify --fail-on-worse): a job's caller reads the result itself
+PRESENTATION = {"debug", "fmt", "output", "as_json", "fail_on_worse"}
 
 
 @pytest.mark.parametrize("command", ["apply", "verify"])
@@ -77,3 +78,18 @@ def test_every_name_in_a_job_is_confined(roots):
     for body, words in cases:
         with pytest.raises(ServiceRefused, match=words):
             job_arguments(parse_job(body), roots, allow_pickle=False)
+
+
+def test_a_job_naming_an_unknown_technique_is_refused_at_submission(roots, models_dir):
+    # not queued to fail when it runs: a 400 that points at the service's own catalog, with a close name
+    from optiplan.planner.service.requests import ApplyJob, CalibrateJob
+
+    for job in (ApplyJob(model="tiny", output="out", techniques=["weight-int9"]),
+                CalibrateJob(techniques=["weight-int9"])):
+        with pytest.raises(ServiceRefused) as err:
+            job_arguments(job, roots, allow_pickle=False)
+        assert err.value.status == 400 and "unknown technique 'weight-int9'" in str(err.value)
+        assert "did you mean: weight-int8" in str(err.value) and "/v1/catalog/techniques" in str(err.value)
+    ok = job_arguments(ApplyJob(model="tiny", output="out", techniques=["sliding-window-sinks:window=256"]), roots,
+                       allow_pickle=False)
+    assert ok["techniques"] == ["sliding-window-sinks:window=256"]
