@@ -142,8 +142,11 @@ def text_report(report: VerifyReport, color: bool = True, file=None) -> str:
     from rich.console import Console
     from rich.table import Table
 
-    # colour only where rich finds a terminal (and NO_COLOR unset): a log or a pipe gets plain text
-    console = Console(file=file, width=120, no_color=not color, record=not color)
+    import io
+
+    # colour only where rich finds a terminal (and NO_COLOR unset): a log or a pipe gets plain text; the plain report
+    # is returned, not printed
+    console = Console(file=file if color else io.StringIO(), width=120, no_color=not color, record=not color)
     table = Table(title=f"verify on {report.device}: {report.baseline} -> {report.optimized}", title_justify="left")
     for col in ("metric", "before", "after", "spread (before / after)", "after/before", "verdict", "predicted"):
         table.add_column(col, justify="left" if col in ("metric", "verdict") else "right")

@@ -80,6 +80,7 @@ def test_a_slower_model_is_said_to_be_worse_in_plain_text_too(capsys):
     assert worse_line(slower) == "worse after than before: time per output token 1.300x"
     text = render(slower, "text")
     assert "worse after than before: time per output token 1.300x" in text and "\x1b[" not in text
+    assert capsys.readouterr().out == ""  # returned (for -o), not printed as well
     assert any(line.split("│")[6].strip() == "worse" for line in text.splitlines() if "time per output" in line)
     text_report(slower, color=True)  # printed: pytest's capture is no terminal, so no colour codes either
     assert "\x1b[" not in capsys.readouterr().out
