@@ -103,18 +103,21 @@ class Roots:
         """What a profile/advise request may name: a catalog model (name, alias or its hub id, answered offline)
         or a model folder / config.json under a models dir. Anything else is refused: no hub fetch, no paths."""
         from ... import profiles
+        from ..errors import suggest
 
         if profiles.resolve_model_name(name) is not None:
             return name
+        close = suggest(name, [*profiles.model_names(), *(self.model_folders() if self.models else [])])
+        hint = f"; did you mean: {', '.join(close)}?" if close else ""  # as the CLI's unknown-name message
         if not self.models:
-            raise ServiceRefused(f"model '{name}' is not in the catalog and this server has no --models-dir; "
-                              "GET /v1/catalog/models lists the catalog", 404)
+            raise ServiceRefused(f"model '{name}' is not in the catalog and this server has no --models-dir{hint} "
+                                 "(GET /v1/catalog/models lists the catalog)", 404)
         rel = check_name(name, "model")
         for root in self.models:
             if (root / rel).exists() or (root / rel).is_symlink():
                 return str(self._under(root, rel, "model", name))
-        raise ServiceRefused(f"model '{name}' is neither a catalog model nor a folder in the models dirs; "
-                          "GET /v1/catalog/models and GET /v1/models list both", 404)
+        raise ServiceRefused(f"model '{name}' is neither a catalog model nor a folder in the models dirs{hint} "
+                             "(GET /v1/catalog/models and GET /v1/models list both)", 404)
 
     def model_folders(self) -> list[str]:
         """The model folders (with a config.json) directly inside each models dir, by name."""

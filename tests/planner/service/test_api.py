@@ -268,6 +268,9 @@ def test_unknown_routes_methods_and_jobs(client):
     assert "not allowed" in one_error(client.put("/v1/advise"), 405)
     assert "no job" in one_error(client.get("/v1/jobs/0123456789abcdef"), 404)
     assert "no job" in one_error(client.delete("/v1/jobs/nope"), 404)
+    # a mistyped model gets the CLI's suggestions too
+    assert "did you mean: llama-3.1-8b" in one_error(client.post("/v1/profile", json={"model": "llama-3.1-8bb",
+                                                                                     "hardware": "l4"}), 404)
 
 
 def test_an_internal_error_is_one_line_with_an_id_and_no_detail(make_client, monkeypatch, caplog, models_dir):
