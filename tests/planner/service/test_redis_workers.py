@@ -30,7 +30,7 @@ def start_worker(url: str, name: str, workdir, models_dir, log_dir, scripted: bo
 
 @pytest.mark.parametrize("ending", ["cancel", pytest.param("complete", marks=pytest.mark.slow)])
 def test_two_workers_share_jobs_and_a_killed_workers_job_is_retried(ending, redis_url, make_client, models_dir,
-                                                                    tmp_path, wait_for, kill_group):
+                                                                    tmp_path, wait_for, kill_group, monkeypatch):
     from optiplan.planner.service.redis_queue import connect
     from rq import Worker
 
@@ -39,6 +39,8 @@ def test_two_workers_share_jobs_and_a_killed_workers_job_is_retried(ending, redi
     # cancel: scripted jobs (tests only) that are mid-write, a real half-written sibling, when the worker dies;
     # complete: the real apply, to its end
     scripted = ending == "cancel"
+    if scripted:  # the server that takes the jobs checks their techniques: test-* are the scripted apply's
+        monkeypatch.setenv("OPTIPLAN_SERVICE_TEST_JOBS", "1")
     workers = {name: start_worker(redis_url, name, workdir, models_dir, tmp_path, scripted) for name in ("A", "B")}
     try:
         conn = connect(redis_url)
