@@ -152,8 +152,9 @@ def arguments() -> argparse.ArgumentParser:
     parser.add_argument("--fit-first-token", nargs="?", const="vllm", default=None,
                         choices=("vllm", "sglang", "trtllm", "trtllm-cpp"),
                         help="fit an engine's fixed first-token latency over HTTP (vllm, the default, sglang or "
-                             "trtllm) on two thirds of its points served through its server; trtllm-cpp: TensorRT-LLM's "
-                             "v0.5-v0.6 C++ runtime's in its caller's process, on two thirds of its in-process points")
+                             "trtllm) on two thirds of its points served through its server; trtllm-cpp: "
+                             "TensorRT-LLM's v0.5-v0.6 C++ runtime's in its caller's process, on two thirds of its "
+                             "in-process points")
     parser.add_argument("--fit-engine-flops", action="store_true",
                         help="fit the share of the device's compute rate vLLM's and SGLang's steps reach (one for "
                              "both) on two thirds of their points")

@@ -71,8 +71,8 @@ def _data_parallel(state: PlanState, ctx: Context, size: int) -> PlanState:
     all the devices of a node, each step's expert layers synchronised over the groups; across nodes, one server per
     replica (the configs start them apart, behind a load balancer), each with its own copy of the experts."""
     if ctx.spec.moe is not None and engine_dp_shares_experts(ctx.workload.engine) and ctx.devices <= _per_node(ctx):
-        return state.with_(tp=size, pp=1, ep=whole_experts(state, ctx, size, ctx.devices), attention_dp=ctx.devices // size,
-                           replicas=1, offload_fraction=0.0)
+        return state.with_(tp=size, pp=1, ep=whole_experts(state, ctx, size, ctx.devices),
+                           attention_dp=ctx.devices // size, replicas=1, offload_fraction=0.0)
     return state.with_(tp=size, pp=1, ep=whole_experts(state, ctx, size, size), attention_dp=1,
                        replicas=ctx.devices // size, offload_fraction=0.0)
 
