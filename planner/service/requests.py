@@ -14,8 +14,8 @@ from ..errors import ServiceRefused
 from ..schema.advice import AdviseRequest
 from ..schema.bench import BenchRequest
 from ..schema.core import ProfileRequest
+from . import TEST_JOBS_ENV
 from .paths import Roots
-from .runner import TEST_JOBS_ENV
 
 Name = Field(min_length=1, max_length=300)
 

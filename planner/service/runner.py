@@ -13,6 +13,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from . import TEST_JOBS_ENV
+
 MARK = "@@optiplan@@ "
 
 # fractions for the progress messages verify reports (optimizers/verify.py), in order
@@ -58,9 +60,6 @@ def verify_progress(line: str) -> None:
     for phase, fraction in VERIFY_PHASES:
         if line.startswith(phase):
             _emit("progress", fraction=fraction, step=line)
-
-
-TEST_JOBS_ENV = "OPTIPLAN_SERVICE_TEST_JOBS"  # "1" in the service's tests only: apply runs `scripted_apply`
 
 
 def scripted_apply(arguments: dict[str, Any]) -> dict[str, Any]:
