@@ -16,7 +16,7 @@ from ..catalog.engines import engine_fact, engine_table
 from ..catalog.hardware import default_16bit
 from ..catalog.models import catalog_entry
 from ..errors import DeployError
-from ..plan.predict import sequences_per_server
+from ..plan.predict import sequences_per_server, serving_instances
 from ..schema import HardwareSpec
 from ..schema.advice import Advice, Prediction
 
@@ -156,8 +156,7 @@ def served_context(advice: Advice, engine: str) -> int:
     if w.max_context or engine_fact(engine, "admission") != "on-demand":
         return w.context_needed
     # the model's whole context where one server's cache holds a tenth more than it at the mean context
-    servers = max(p.data_parallel - p.prefill_instances, 1)
-    held = p.max_concurrency // servers * w.mean_context
+    held = p.max_concurrency // serving_instances(p) * w.mean_context
     if p.max_context >= model_max and held * SERVED_CONTEXT_MARGIN >= model_max:
         return model_max
     return max(w.context_needed, int(p.max_context * SERVED_CONTEXT_MARGIN) // 1024 * 1024)

@@ -26,7 +26,7 @@ from ..catalog.engines import (
     engine_runtime,
     planned_engines,
 )
-from ..catalog.hardware import catalog_hardware, resolve_hardware
+from ..catalog.hardware import catalog_hardware, devices_per_node, resolve_hardware
 from ..catalog.models import mtp_layers, resolve_model
 from ..catalog.workloads import load_workload, priced_tokens, with_overrides
 from ..errors import HardwareError, ImpossibleError, RequestError, UnknownNameError
@@ -134,7 +134,7 @@ def build_context(spec: ModelSpec, hw: HardwareSpec, devices: int, workload: Wor
 
 
 def _counts(hw: HardwareSpec) -> list[int]:
-    per_node = hw.interconnect.max_devices_per_node if hw.interconnect else 1
+    per_node = devices_per_node(hw)
     counts = [n for n in AUTO_COUNTS if n <= per_node]
     nodes = 2
     while per_node > 1 and nodes <= 8:

@@ -131,8 +131,13 @@ def sequences_per_server(p: Prediction, concurrency: int) -> int:
     the plan: what the workload asks, or the batch the plan serves where it chose more (the throughput goal fills the
     engine's share), never above what the cache holds. Its max_num_seqs and the configs' limits both say this."""
     total = max(1, min(max(concurrency, p.batch), p.max_concurrency or 1))
-    servers = max(p.data_parallel - p.prefill_instances, 1)
-    return max(1, -(-total // servers))
+    return max(1, -(-total // serving_instances(p)))
+
+
+def serving_instances(p: Prediction) -> int:
+    """The servers that hold the plan's sequences: its data-parallel replicas, less a disaggregated plan's prefill
+    instances."""
+    return max(p.data_parallel - p.prefill_instances, 1)
 
 
 MAX_BATCH = 4096  # beyond this no engine's default limit on running sequences of one scheduler reaches

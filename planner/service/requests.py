@@ -123,7 +123,7 @@ def parse_job(body: Any) -> BaseModel:
 def _techniques(field: str, names: list[str]) -> list[str] | None:
     """Technique names as a job gives them (`weight-int8`, `sliding-window-sinks:window=256`), each checked against
     the catalog at submission: an unknown one is refused at once, not when the job runs."""
-    from ..errors import suggest
+    from ..errors import UnknownNameError
     from ..plan.techniques import all_techniques
 
     known = all_techniques()
@@ -131,10 +131,8 @@ def _techniques(field: str, names: list[str]) -> list[str] | None:
     for text in names:
         name = text.partition(":")[0].strip()
         if name not in known and not (scripted and name.startswith("test-")):
-            close = suggest(name, known)
-            raise ServiceRefused(f"{field}: unknown technique '{name[:100]}'"
-                                 + (f"; did you mean: {', '.join(close)}?" if close else "")
-                                 + " (GET /v1/catalog/techniques lists them)", 400)
+            unknown = UnknownNameError("technique", name[:100], known, "GET /v1/catalog/techniques lists them")
+            raise ServiceRefused(f"{field}: {unknown}", 400)
     return list(names) or None
 
 
