@@ -1,7 +1,9 @@
-"""A kernel's GEMM rate per streaming multiprocessor (`gemm_unit_tflops` under a weight format in an engine profile's
-kernels) fitted to the engine's published prompt-processing points on CUDA GPUs: two thirds of the points fitted, a
-fixed third held out (`published_points.held_out`). llama.cpp's quantized GEMMs reach much less of a data-centre
-GPU's tensor peak than of a GeForce card's: their rate follows the GPU's SMs, not its peak."""
+"""llama.cpp's prompt GEMMs on CUDA GPUs fitted to its published prompt-processing points, two thirds of the points
+fitted, a fixed third held out (`published_points.held_out`): its cuBLAS GEMMs' share of their peak (`gemm_share`,
+the peak at fp16 accumulation where the kernel accumulates so) and their bound per streaming multiprocessor
+(`gemm_unit_tflops`), which the profile's 16-bit formats state and its quantized ones share (before b3216 their
+prompts ran cuBLAS on weights converted to fp16; MMQ since, priced as it). The fit takes the points that ran cuBLAS;
+those that ran MMQ are reported beside them."""
 
 from __future__ import annotations
 
@@ -11,20 +13,21 @@ from contextlib import ExitStack
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from optiplan.planner.catalog.engines import engine_table  # noqa: E402
+from optiplan.planner.analytic.engine_rates import dequantize_pass  # noqa: E402
+from optiplan.planner.catalog.engines import engine_profile, engine_table  # noqa: E402
 from optiplan.planner.catalog.hardware import resolve_hardware  # noqa: E402
 from published_points import (  # noqa: E402
     best_fit,
     part_errors,
     parts_text,
     point_dtype,
+    point_engine,
     rounded_stats,
     table_overrides,
 )
 
-# TFLOP/s per SM the fit searches: the quantized GEMMs' (MMQ, or dequantization into FP16 cuBLAS) and the 16-bit
-# GEMMs' (cuBLAS)
-UNIT_GRID = tuple(round(0.30 + 0.02 * i, 2) for i in range(66))
+# the cuBLAS GEMMs' share of their peak and TFLOP/s per SM that the fit searches
+SHARE_GRID = tuple(round(0.30 + 0.02 * i, 2) for i in range(26))
 UNIT_GRID_16BIT = tuple(round(0.80 + 0.05 * i, 2) for i in range(25))
 QUANTIZED = ("int4", "int8")
 SIXTEEN_BIT = ("fp16", "bf16")
@@ -39,44 +42,50 @@ def gemm_points(points: list[dict], engine: str) -> list[dict]:
             and point_dtype(p) in QUANTIZED + SIXTEEN_BIT and on_cuda(p)]
 
 
-def unit_rates(engine: str, rates: tuple[float | None, float | None]) -> ExitStack:
-    """The engine's quantized and 16-bit kernels' `gemm_unit_tflops` on CUDA set to `rates` (None: removed) while the
-    returned stack is open."""
-    kernels = engine_table()[engine]["kernels"]
+def runs_cublas(p: dict) -> bool:
+    """Whether the point's prompt ran the cuBLAS GEMM: 16-bit weights, or quantized ones on a build that converted
+    them for it (`gemm_dequantize`), as against MMQ."""
+    dtype = point_dtype(p)
+    return dtype in SIXTEEN_BIT or dequantize_pass(point_engine(p), dtype, resolve_hardware(p["hardware"])) is not None
+
+
+def cublas_rates(engine: str, x: tuple[float, float] | None) -> ExitStack:
+    """The cuBLAS GEMMs' share and bound per SM (`x`; None: neither) while the returned stack is open: set in the
+    profile's fp16 entry's mappings, which its other cuBLAS entries (bf16, the pre-b3216 quantized ones) share."""
+    fp16 = engine_table()[engine]["kernels"]["fp16"]
     stack = ExitStack()
-    for formats, rate in ((QUANTIZED, rates[0]), (SIXTEEN_BIT, rates[1])):
-        for fmt in formats:
-            stack.enter_context(table_overrides(kernels[fmt], {"gemm_unit_tflops": None if rate is None
-                                                               else {"cuda": rate}}))
+    for key, value in zip(("gemm_share", "gemm_unit_tflops"), x or (None, None)):
+        stack.enter_context(table_overrides(fp16[key], {"cuda": value}))
     return stack
 
 
-def documented_rates(engine: str) -> tuple[float | None, float | None]:
-    kernels = engine_table()[engine]["kernels"]
-    return tuple((kernels[formats[0]].get("gemm_unit_tflops") or {}).get("cuda") for formats in (QUANTIZED, SIXTEEN_BIT))
-
-
 def fit_gemm_units(points: list[dict], engine: str = "llama.cpp") -> dict:
-    """The TFLOP/s per SM of `engine`'s quantized and 16-bit GEMMs on CUDA that minimise the median error, then the
-    p90, of its prompt-processing points in the fitted two thirds; errors on both parts with no such bound, with the
-    documented ones and with the fitted ones."""
+    """The cuBLAS GEMMs' share and bound per SM that minimise the median error, then the p90, of the engine's
+    prompt-processing points that ran them, in the fitted two thirds. Errors on both parts (and on the points that ran
+    MMQ) without them, with the documented values and with the fitted ones."""
     own = gemm_points(points, engine)
-    documented = documented_rates(engine)
+    cublas, mmq = [p for p in own if runs_cublas(p)], [p for p in own if not runs_cublas(p)]
+    kernels = engine_profile(engine)["kernels"]
+    documented = (kernels["fp16"]["gemm_share"]["cuda"], kernels["fp16"]["gemm_unit_tflops"]["cuda"])
 
     def errors(x, part):
-        with unit_rates(engine, x):
-            return part_errors(own, part)
+        with cublas_rates(engine, x):
+            return part_errors(cublas, part)
 
-    print(f"searching {len(UNIT_GRID) * len(UNIT_GRID_16BIT)} candidates on {len(own)} points", file=sys.stderr,
-          flush=True)
-    best = best_fit(list(itertools.product(UNIT_GRID, UNIT_GRID_16BIT)), errors,
-                    lambda x: (abs(x[0] - (documented[0] or x[0])), -x[1]))
+    print(f"searching {len(SHARE_GRID) * len(UNIT_GRID_16BIT)} candidates on {len(cublas)} cuBLAS points "
+          f"({len(mmq)} MMQ points beside them)", file=sys.stderr, flush=True)
+    best = best_fit(list(itertools.product(SHARE_GRID, UNIT_GRID_16BIT)), errors,
+                    lambda x: (abs(x[0] - documented[0]), abs(x[1] - documented[1])))
     report = {name: {part: rounded_stats(errors(x, part)) for part in ("fitted", "held-out")}
-              | {"gemm_unit_tflops": x[0], "gemm_unit_tflops_16bit": x[1]}
-              for name, x in (("none", (None, None)), ("documented", documented), ("fitted", best))}
+              | {"gemm_share": x and x[0], "gemm_unit_tflops_16bit": x and x[1]}
+              for name, x in (("none", None), ("documented", documented), ("fitted", best))}
     for name, r in report.items():
-        rates = "none" if r["gemm_unit_tflops"] is None else (
-            f"{r['gemm_unit_tflops']:.2f} (quantized) and {r['gemm_unit_tflops_16bit'] or 0:.2f} (16-bit) TFLOP/s "
-            "per SM")
-        print(f"{name:10s} {engine} GEMMs on CUDA at {rates}: " + parts_text(r, ("fitted", "held-out")))
+        rates = "the documented efficiency, unbounded" if r["gemm_share"] is None else (
+            f"{r['gemm_share']:.2f} of their peak, at most {r['gemm_unit_tflops_16bit']:.2f} TFLOP/s per SM")
+        print(f"{name:10s} {engine}'s cuBLAS GEMMs at {rates}: " + parts_text(r, ("fitted", "held-out")))
+    for name, x in (("documented", documented), ("fitted", best)) if mmq else ():
+        with cublas_rates(engine, x):
+            errs = {part: part_errors(mmq, part) for part in ("fitted", "held-out")}
+        r = report[f"mmq at {name}"] = {part: rounded_stats(e) for part, e in errs.items() if e}
+        print(f"{name:10s} the MMQ points, priced as those GEMMs: " + parts_text(r, tuple(r)))
     return report

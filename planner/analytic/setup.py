@@ -51,7 +51,7 @@ from .efficiency import (
     weight_kernel_group_format,
     weight_kernel_refusal,
 )
-from .engine_rates import at_engine_share, at_kernel_rate
+from .engine_rates import at_engine_share, at_kernel_rate, dequantize_pass, kernel_peak_tflops
 from .gguf import gguf_bits
 from .kvcache import KVGroup, kv_bits, kv_groups, tensor_parallel_share
 from .offload import DEFAULT_HOST_MEMORY_GBPS, HostLayers
@@ -148,6 +148,8 @@ class Setup:
     # the weight-only kernel casts each quantized matrix whole to 16 bits in an eager pass (`engines.engine_casts_
     # whole_weight`): the prefill holds the largest one's copy (`cast_weight_bytes`)
     casts_whole_weight: bool = False
+    gemm_peak_tflops: float | None = None  # the peak its GEMM runs at, where not the documented (`engine_rates`)
+    dequantize_rows: tuple[int, int] | None = None  # (fewest rows, rows a pass) converting weights first (ibid.)
 
     def prefill_floor_s(self, tokens: float) -> float:
         """A step of `tokens` prompt tokens' host time: eager, or what its piecewise graphs still launch."""
@@ -170,7 +172,7 @@ class Setup:
     def peak_flops(self) -> float:
         if self.compute_dtype not in self.hw.peak_tflops:
             raise HardwareError(f"{self.hw.id} has no {self.compute_dtype} rate; it runs {', '.join(self.hw.peak_tflops)}")
-        return self.hw.peak_tflops[self.compute_dtype] * 1e12
+        return (self.gemm_peak_tflops or self.hw.peak_tflops[self.compute_dtype]) * 1e12
 
     @cached_property
     def attention_peak_flops(self) -> float:
@@ -377,6 +379,7 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
     if own_kernel:
         weight_kernel = engine_weight_kernel(engine, weight_dtype, hw, weight_method)
     eff = efficiency or calibrated_efficiency(hw, runtime, weight_dtype, act)
+    gemm_peak = None  # the documented compute peak, unless the engine's own GEMM runs at another (below)
     # the routed experts' GEMM at the linear layers' share unless the factors (a caller's, the engine's) state theirs
     expert_efficiency = eff.expert_flop_efficiency if eff is not None and spec.moe is not None else None
     if eff is None:  # the documented defaults, at the share of their compute rate the engine reaches
@@ -389,7 +392,8 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
             else "moe_flop_share"
         if moe is not None and spec.moe is not None:
             expert_efficiency = min(eff.flop_efficiency * moe, 1.0)
-        eff = at_kernel_rate(at_engine_share(eff, engine, hw), engine, weight_dtype, compute, hw)
+        gemm_peak = kernel_peak_tflops(engine, weight_dtype, compute, hw)  # its GEMM's own peak, share, bound
+        eff = at_kernel_rate(at_engine_share(eff, engine, hw), engine, weight_dtype, compute, hw, gemm_peak)
         if expert_efficiency is not None:
             eff = eff.model_copy(update={
                 "expert_flop_efficiency": expert_efficiency,
@@ -472,6 +476,8 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         # the cast), copies nothing
         casts_whole_weight=compute in ("bf16", "fp16", "fp32") and own_kernel and engine is not None
         and runtime == engine_runtime(engine) and engine_casts_whole_weight(engine, weight_dtype),
+        gemm_peak_tflops=gemm_peak,
+        dequantize_rows=dequantize_pass(engine, weight_dtype, hw) if own_kernel and weights.quantized else None,
         mixed_prefill=engine_mixes_prefill(engine, attention_dp, speculative) if mixed_prefill is None else mixed_prefill,
         schedules_ahead=engine_schedules_ahead(engine, speculative, pp, spec.model_type),
         cache_margin_bytes=(engine_fact(engine, "cache_margin_mib") or 0) * 2**20 if hw.kind == "gpu" else 0.0,

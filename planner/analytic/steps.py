@@ -21,7 +21,7 @@ from .offload import host_layers_s, streamed_weights_s
 from .params import busiest_device_experts, expected_experts_touched
 from .setup import Setup
 from .step_cost import StepCost
-from .weight_reads import weight_read_s
+from .weight_reads import dequantize_s, weight_read_s
 
 # Share of the link bandwidth a ring all-reduce achieves (NCCL "bus bandwidth" on NVLink/PCIe is
 # typically about 80% of the link rate).
@@ -371,6 +371,7 @@ def _cost(s: Setup, matmul: float, attention: float, weight_tokens: int, kv_dev:
     # the host's layers read the same share of their weights as the device's (the experts the tokens are routed to)
     read_share = min(weights_dev / (shared_dev + all_expert_bytes(s)), 1.0)
     offload_s, host_s = streamed_weights_s(s), host_layers_s(s, rows, host_kv, read_share)
+    host_s += dequantize_s(s, rows, weights_dev)  # and, in series too, a 16-bit GEMM's copy of quantized weights
     kernel_rows = s.eff.weight_kernel_max_rows  # the routed experts its kernel would read at its most rows
     weights_s = weight_read_s(s, rows, shared_dev, experts_dev, experts_dev if not kernel_rows
                               or weight_tokens <= kernel_rows else routed_expert_bytes(s, kernel_rows))

@@ -5,6 +5,8 @@ quantized (gpt-oss's MXFP4 experts), through the engine's grouped GEMM beyond it
 
 from __future__ import annotations
 
+import math
+
 from .setup import Setup
 
 
@@ -31,3 +33,17 @@ def weight_read_s(s: Setup, rows: int, shared_bytes: float, expert_bytes: float,
         return _read_s(s, shared_bytes, expert_bytes, own_kernel=True)
     return max(_read_s(s, shared_bytes, expert_bytes, own_kernel=False),
                _read_s(s, shared_bytes, kernel_expert_bytes, own_kernel=True))
+
+
+def dequantize_s(s: Setup, rows: int, quantized_bytes: float) -> float:
+    """Seconds a step of `rows` rows spends converting its `quantized_bytes` of weights to 16 bits before a 16-bit
+    GEMM takes them, where the engine does so (`dequantize_rows`: llama.cpp's prompts before b3216, through FP16
+    cuBLAS, the weights converted matrix by matrix each physical batch): the quantized weights read and their 16-bit
+    copies written at the device's bandwidth, once per pass, in series with the GEMM; 0 for fewer rows (its quantized
+    kernels) and for engines that read the weights as they are."""
+    if s.dequantize_rows is None or rows < s.dequantize_rows[0] or not quantized_bytes:
+        return 0.0
+    written = quantized_bytes * 16 / s.bits_per_weight  # the same weights at two bytes each
+    share = s.eff.activation_bandwidth_efficiency or s.eff.bandwidth_efficiency  # a streaming elementwise kernel
+    passes = math.ceil(rows / s.dequantize_rows[1])
+    return passes * (quantized_bytes + written) / (s.hw.memory_bandwidth_bytes_per_s * share)

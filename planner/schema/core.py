@@ -105,6 +105,11 @@ class HardwareSpec(Frozen):
         "streaming multiprocessors (NVIDIA) or compute units (AMD): a latency-bound kernel's bandwidth grows with "
         "them (profiles/efficiency.yaml weight_kernels' unit_bandwidth_gbps)"))
     compute_units_source: str = Field("", exclude_if=lambda v: not v)
+    fp16_accumulate_tflops: float | None = Field(None, gt=0, exclude_if=lambda v: v is None, description=(
+        "dense fp16 tensor rate with fp16 accumulation where it is above peak_tflops' fp16 (fp32 accumulation): "
+        "GeForce cards run it at twice the rate; a kernel that accumulates in fp16 (llama.cpp's cuBLAS GEMMs) "
+        "runs at it. None: the same as fp16"))
+    fp16_accumulate_source: str = Field("", exclude_if=lambda v: not v)
     sources: list[str] = []
     notes: str | None = None
 

@@ -1,21 +1,27 @@
-"""llama.cpp's quantized GEMMs on a GPU (MMQ, or before b3216 dequantization into FP16 cuBLAS): at the 16-bit rate,
-not the int8 tensor peak, and, with its 16-bit ones, at most a rate per SM fitted to llama-bench's published prompt
-runs (profiles/engines/llama.cpp.yaml `activations_backends`, `gemm_unit_tflops`)."""
+"""llama.cpp's prompt GEMMs on a GPU: cuBLAS accumulating in fp16 (a GeForce card's doubled fp16 rate), at the share
+of that peak and the bound per SM fitted to llama-bench's published prompt runs; its quantized prompts priced as that
+GEMM (MMQ since b3216), before b3216 after a pass converting the weights to fp16 each physical batch
+(profiles/engines/llama.cpp.yaml `gemm_accumulate`, `gemm_share`, `gemm_unit_tflops`, its `versions` rule)."""
 
 from __future__ import annotations
 
 import pytest
-from optiplan.planner.analytic.engine_rates import kernel_unit_tflops
-from optiplan.planner.analytic.profile import setup_for_request
+from optiplan.planner.analytic.engine_rates import dequantize_pass, kernel_peak_tflops, kernel_unit_tflops
+from optiplan.planner.analytic.profile import profile, setup_for_request
+from optiplan.planner.analytic.steps import prefill_step
 from optiplan.planner.catalog.engines import engine_activations
 from optiplan.planner.catalog.hardware import resolve_hardware
 from optiplan.planner.catalog.models import resolve_model
 from optiplan.planner.schema import ProfileRequest
 
 
+def _request(hardware: str, dtype: str, engine: str = "llama.cpp") -> ProfileRequest:
+    return ProfileRequest(model="llama-3.1-8b", hardware=hardware, engine=engine, dtype=dtype, context=1024,
+                          prompt_tokens=512)
+
+
 def _setup(hardware: str, dtype: str, engine: str = "llama.cpp"):
-    request = ProfileRequest(model="llama-3.1-8b", hardware=hardware, engine=engine, dtype=dtype, context=1024)
-    return setup_for_request(request, resolve_model("llama-3.1-8b"), resolve_hardware(hardware))
+    return setup_for_request(_request(hardware, dtype, engine), resolve_model("llama-3.1-8b"), resolve_hardware(hardware))
 
 
 def test_a_gguf_prompt_runs_at_the_16_bit_rate_on_a_gpu_and_int8_on_a_cpu():
@@ -25,18 +31,47 @@ def test_a_gguf_prompt_runs_at_the_16_bit_rate_on_a_gpu_and_int8_on_a_cpu():
     assert engine_activations("llama.cpp", "int4", resolve_hardware("epyc-9004")) == "int8"  # ggml's vec_dot on a CPU
 
 
-def test_its_quantized_gemm_is_bounded_per_sm_where_the_tensor_peak_would_price_it_far_faster():
+def test_its_fp16_gemms_run_a_geforce_cards_fp16_accumulate_peak_and_bf16_the_documented_one():
+    rtx, h100 = resolve_hardware("rtx-4090"), resolve_hardware("h100-pcie")
+    assert rtx.fp16_accumulate_tflops == pytest.approx(2 * rtx.peak_tflops["fp16"], rel=0.01)
+    assert kernel_peak_tflops("llama.cpp", "fp16", "fp16", rtx) == rtx.fp16_accumulate_tflops
+    s = _setup("rtx-4090", "fp16")
+    assert s.peak_flops == pytest.approx(rtx.fp16_accumulate_tflops * 1e12)
+    assert s.eff.flop_efficiency == pytest.approx(0.44) and "gemm_share" in s.eff.source
+    # BF16 accumulates in fp32; a data-centre GPU has no faster fp16-accumulate rate; other engines run their own GEMMs
+    assert kernel_peak_tflops("llama.cpp", "bf16", "bf16", rtx) is None
+    assert kernel_peak_tflops("llama.cpp", "fp16", "fp16", h100) is None
+    assert kernel_peak_tflops("vllm", "fp16", "fp16", rtx) is None
+    assert _setup("rtx-4090", "fp16", "vllm").peak_flops == pytest.approx(rtx.peak_tflops["fp16"] * 1e12)
+
+
+def test_the_bound_per_sm_binds_on_a_data_centre_gpu_and_not_on_a_geforce_card():
     a100, h100 = resolve_hardware("a100-80gb-sxm"), resolve_hardware("h100-pcie")
     rate = kernel_unit_tflops("llama.cpp", "int4", a100)
-    assert rate == pytest.approx(0.72) and kernel_unit_tflops("llama.cpp", "int4", resolve_hardware("m2-ultra")) is None
-    for hw in (a100, h100):
-        s = _setup(hw.id, "int4")
-        assert s.eff.flop_efficiency == pytest.approx(rate * hw.compute_units / hw.peak_tflops[s.compute_dtype])
-        assert "gemm_unit_tflops" in s.eff.source
-    # a 16-bit GGUF runs cuBLAS, bounded higher per SM: it binds on an H100, where a GeForce card's peak binds first
-    sixteen = kernel_unit_tflops("llama.cpp", "bf16", h100)
-    assert sixteen == pytest.approx(1.55) and "gemm_unit_tflops" in _setup("h100-pcie", "bf16").eff.source
-    assert "gemm_unit_tflops" not in _setup("rtx-4090", "bf16").eff.source
-    # nor does another engine's kernel take it
-    assert "gemm_unit_tflops" not in _setup("a100-80gb-sxm", "int4", "vllm").eff.source
+    assert rate == kernel_unit_tflops("llama.cpp", "fp16", a100) == pytest.approx(1.55)
+    assert kernel_unit_tflops("llama.cpp", "int4", resolve_hardware("m2-ultra")) is None
+    s = _setup(h100.id, "int4")
+    assert s.eff.flop_efficiency == pytest.approx(rate * h100.compute_units / h100.peak_tflops[s.compute_dtype])
+    assert "gemm_unit_tflops" in s.eff.source
+    assert "gemm_unit_tflops" not in _setup("rtx-4090", "fp16").eff.source  # 0.44 of 330 is below 1.55 x 128
+    assert "gemm_unit_tflops" not in _setup("a100-80gb-sxm", "int4", "vllm").eff.source  # nor another engine's kernel
 
+
+def test_builds_before_b3216_convert_quantized_weights_to_fp16_each_physical_batch_of_a_prompt():
+    rtx = resolve_hardware("rtx-3090")
+    assert dequantize_pass("llama.cpp==b2824", "int4", rtx) == (33, 512)
+    assert dequantize_pass("llama.cpp", "int4", rtx) is None  # MMQ reads them as they are
+    assert dequantize_pass("llama.cpp==b2824", "fp16", rtx) is None
+    old, new = _setup(rtx.id, "int4", "llama.cpp==b2824"), _setup(rtx.id, "int4")
+    assert old.dequantize_rows == (33, 512) and new.dequantize_rows is None
+    # the pass reads the quantized weights and writes their fp16 copies: a 512-token prompt takes longer...
+    extra = prefill_step(old, 1, 512).roofline_s - prefill_step(new, 1, 512).roofline_s
+    moved = old.counts.linear * (old.bits_per_weight / 8 + 2)  # the linear layers' weights read, their copies written
+    assert moved / rtx.memory_bandwidth_bytes_per_s < extra < 1.2 * moved / (0.6 * rtx.memory_bandwidth_bytes_per_s)
+    # ... twice as long a pass for 513 tokens, and none at 32 rows (MMQ's)
+    assert prefill_step(old, 1, 32).roofline_s == pytest.approx(prefill_step(new, 1, 32).roofline_s)
+    two = prefill_step(old, 1, 513).roofline_s - prefill_step(new, 1, 513).roofline_s
+    assert two == pytest.approx(2 * extra, rel=0.01)
+    # and the request's prompt rate shows it
+    slow = profile(_request(rtx.id, "int4", "llama.cpp==b2824")).latency.ttft_ms
+    assert slow > profile(_request(rtx.id, "int4")).latency.ttft_ms
