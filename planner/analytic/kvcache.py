@@ -96,19 +96,24 @@ def attention_kv_bytes(spec: ModelSpec, context: int, kv_dtype: str = "bf16", la
     return kv_cache_elements(kv_groups(spec, layout), context, layout) * kv_bits(kv_dtype) / 8
 
 
-def state_elements(spec: ModelSpec, layout: str, first_layer: int = 0, last_layer: int | None = None) -> int:
-    """Fixed-size state of one sequence in layers [first_layer, last_layer): each state layer's recurrent state
-    (SSM, linear attention, RG-LRU) and the last inputs of its causal convolution. transformers keeps the
-    kernel's width of inputs; a serving engine (vLLM's mamba cache, mamba_ssm's `conv_state`) keeps one
-    fewer, the newest token arriving with the step."""
+def state_parts(spec: ModelSpec, layout: str, first_layer: int = 0, last_layer: int | None = None) -> tuple[int, int]:
+    """Fixed-size state of one sequence in layers [first_layer, last_layer), in elements: (each state layer's
+    recurrent state: SSM, linear attention, RG-LRU; the last inputs of its causal convolution). transformers keeps
+    the kernel's width of inputs; a serving engine (vLLM's mamba cache, mamba_ssm's `conv_state`) keeps one fewer,
+    the newest token arriving with the step."""
     st = spec.state
     if st is None:
-        return 0
+        return 0, 0
     layers = sum(1 for i in range(spec.num_layers)[first_layer:last_layer] if "state" in spec.mixer(i))
     # RecurrentGemma's own cache keeps width - 1 inputs, as the serving engines do
     full = layout == "transformers" and st.kind != "rglru"
     conv_tokens = st.conv_kernel if full else max(st.conv_kernel - 1, 0)
-    return layers * (st.recurrent_state_elements + st.conv_channels * conv_tokens)
+    return layers * st.recurrent_state_elements, layers * st.conv_channels * conv_tokens
+
+
+def state_elements(spec: ModelSpec, layout: str, first_layer: int = 0, last_layer: int | None = None) -> int:
+    """Fixed-size state of one sequence in layers [first_layer, last_layer), in elements (`state_parts`, summed)."""
+    return sum(state_parts(spec, layout, first_layer, last_layer))
 
 
 def state_dtype(kv_dtype: str) -> str:

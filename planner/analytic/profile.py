@@ -49,7 +49,7 @@ from .chunked_attention import with_chunked_decode
 from .efficiency import prefill_chunk_tokens, weight_kernel_refusal
 from .finite_run import run_lengths
 from .gguf import gguf_file_type
-from .kvcache import elements_per_token, kv_cache_elements, kv_groups, layout_for_runtime, state_elements
+from .kvcache import elements_per_token, kv_cache_elements, kv_groups, layout_for_runtime
 from .memory import (
     cache_bytes_per_device,
     cache_capacity_tokens,
@@ -84,6 +84,7 @@ from .steps import (
     matmul_flops,
     prefill_attention_flops,
     prefill_step,
+    state_bytes,
 )
 
 # The attention kernel a profile request names -> the analytic model's kernel. "memory-efficient" is a fused
@@ -375,7 +376,7 @@ def profile_setup(request: ProfileRequest, s: Setup, sp: Speculating | None = No
         curve.append(ThroughputPoint(batch=b, tpot_ms=step_s * 1e3, tokens_per_s=b / step_s, fits=b <= largest_batch))
 
     attention_kv = kv_cache_elements(kv_groups(spec, s.layout), context, s.layout) * s.kv_bits / 8
-    state = state_elements(spec, s.layout) * s.act_bytes
+    state = state_bytes(s)
     kv_one = attention_kv + state
     # the room a sequence takes in an engine's window pools, where more than it holds (`cache_bytes_per_device`)
     pooled = cache_bytes_per_device(s, context) / max(kv_bytes_per_device(s, context), 1e-9)

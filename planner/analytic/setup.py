@@ -10,6 +10,7 @@ from functools import cached_property
 from ..catalog import engine_fusions, engine_graphs
 from ..catalog.dtypes import WeightFormat, bytes_per_element, canonical, compute_dtype, weight_format
 from ..catalog.engine_memory import engine_kv_memory, engine_sampler_row_bytes, engine_workspace_bytes
+from ..catalog.engine_state_models import recurrent_state_dtype
 from ..catalog.engines import (
     engine_activations,
     engine_budget_per_group,
@@ -150,6 +151,7 @@ class Setup:
     casts_whole_weight: bool = False
     gemm_peak_tflops: float | None = None  # the peak its GEMM runs at, where not the documented (`engine_rates`)
     dequantize_rows: tuple[int, int] | None = None  # (fewest rows, rows a pass) converting weights first (ibid.)
+    recurrent_state_bytes: float | None = None  # per element, where the engine keeps the state in its own format
 
     def prefill_floor_s(self, tokens: float) -> float:
         """A step of `tokens` prompt tokens' host time: eager, or what its piecewise graphs still launch."""
@@ -476,7 +478,8 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         # the cast), copies nothing
         casts_whole_weight=compute in ("bf16", "fp16", "fp32") and own_kernel and engine is not None
         and runtime == engine_runtime(engine) and engine_casts_whole_weight(engine, weight_dtype),
-        gemm_peak_tflops=gemm_peak,
+        gemm_peak_tflops=gemm_peak, recurrent_state_bytes=bytes_per_element(d) if engine and spec.state and (
+            d := recurrent_state_dtype(engine, spec.model_type)) else None,
         dequantize_rows=dequantize_pass(engine, weight_dtype, hw) if own_kernel and weights.quantized else None,
         mixed_prefill=engine_mixes_prefill(engine, attention_dp, speculative) if mixed_prefill is None else mixed_prefill,
         schedules_ahead=engine_schedules_ahead(engine, speculative, pp, spec.model_type),

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from ..schema import ModelSpec
 from .chunked_attention import attention_chunks, chunk_keys, chunk_pairs
 from .cuda_graphs import graph_rows
-from .kvcache import elements_per_token, kv_cache_elements, state_elements
+from .kvcache import elements_per_token, kv_cache_elements, state_parts
 from .offload import host_layers_s, streamed_weights_s
 from .params import busiest_device_experts, expected_experts_touched
 from .setup import Setup
@@ -174,13 +174,19 @@ def kv_bytes_per_device(s: Setup, context: int, stage: int | None = None, host: 
     return whole * (s.host_layer_share if host else 1.0 - s.host_layer_share)
 
 
+def state_bytes(s: Setup, first: int = 0, last: int | None = None) -> float:
+    """Recurrent and convolution state of one sequence in layers [first, last), in the activation format (KV
+    quantization leaves it alone), the recurrent state in the engine's own where set (vLLM's fp32 for Nemotron-H)."""
+    recurrent, conv = state_parts(s.spec, s.layout, first, last)
+    return recurrent * (s.recurrent_state_bytes or s.act_bytes) + conv * s.act_bytes
+
+
 def state_bytes_per_device(s: Setup, stage: int | None = None) -> float:
-    """Recurrent and convolution state of one sequence on one device, in the activation format (KV
-    quantization leaves it alone); tensor parallelism splits it with the mixer's heads and channels."""
+    """`state_bytes` on one device, of a pipeline stage (all when None), split with the mixer's heads by TP."""
     if s.spec.state is None:
         return 0.0
     first, last = (0, None) if stage is None else s.stages[stage]
-    return state_elements(s.spec, s.layout, first, last) * s.act_bytes / s.tp / s.attention_dp
+    return state_bytes(s, first, last) / s.tp / s.attention_dp
 
 
 def active_intermediate(s: Setup) -> int:

@@ -14,6 +14,7 @@ from ... import profiles
 from ..catalog.engine_memory import engine_kv_memory
 from ..catalog.engines import engine_fact, engine_table
 from ..catalog.hardware import default_16bit
+from ..catalog.hybrid_spec import UNBOUNDED_CONTEXT
 from ..catalog.models import catalog_entry
 from ..errors import DeployError
 from ..plan.predict import sequences_per_server, serving_instances
@@ -153,7 +154,7 @@ def served_context(advice: Advice, engine: str) -> int:
     sequences there (llama.cpp's slots are reserved whole, TensorRT-LLM admits a request with room for its whole
     length)."""
     w, p, model_max = advice.workload, advice.plan.predicted, advice.model.max_position_embeddings
-    if w.max_context or engine_fact(engine, "admission") != "on-demand":
+    if w.max_context or engine_fact(engine, "admission") != "on-demand" or unbounded(advice):
         return w.context_needed
     # the model's whole context where one server's cache holds a tenth more than it at the mean context
     held = p.max_concurrency // serving_instances(p) * w.mean_context
@@ -162,12 +163,23 @@ def served_context(advice: Advice, engine: str) -> int:
     return max(w.context_needed, int(p.max_context * SERVED_CONTEXT_MARGIN) // 1024 * 1024)
 
 
+def unbounded(advice: Advice) -> bool:
+    """Whether nothing in the model's config bounds its context (a state-space model without attention layers: no
+    position table, and a state that does not grow with the sequence; `hybrid_spec.UNBOUNDED_CONTEXT`): no cache
+    bounds it either, so a served limit past the workload's would be one the model was never shown to hold."""
+    return advice.model.max_position_embeddings >= UNBOUNDED_CONTEXT
+
+
 def context_note(advice: Advice, engine: str, option: str) -> str:
     """What a README says of the server's longest sequence (`served_context`), set by `option`."""
     w, served = advice.workload, served_context(advice, engine)
     if w.max_context:
         return f"{option} {served}: the workload's stated longest sequence (prompt and output)"
     need = f"the workload's p95 prompt plus output ({w.context_needed:,})"
+    if unbounded(advice):
+        return (f"{option} {served}: {need}; the model states no longest context and its state does not grow with "
+                "the sequence, so nothing bounds it but the lengths it was trained and tested on: set `max_context` "
+                "in the workload (or --context) to serve longer requests")
     if served > w.context_needed:
         whole = "the model's whole context, which" if served == advice.model.max_position_embeddings else "the longest"
         return (f"{option} {served}: requests of up to {served:,} tokens (prompt and output) are served, {whole} the "

@@ -5,7 +5,10 @@ its source; the planner and the configs follow the data."""
 from __future__ import annotations
 
 import pytest
+from optiplan.planner.analytic.kvcache import state_parts
+from optiplan.planner.analytic.profile import profile
 from optiplan.planner.catalog.engine_state_models import (
+    recurrent_state_dtype,
     state_model_options,
     state_model_refusal,
     state_technique_refusal,
@@ -14,11 +17,12 @@ from optiplan.planner.catalog.engines import (
     engine_table,
 )
 from optiplan.planner.catalog.hybrid_spec import HYBRID_TYPES
+from optiplan.planner.catalog.models import resolve_model
 from optiplan.planner.deploy.render import render
 from optiplan.planner.errors import DeployError, RequestError
 from optiplan.planner.plan.advise import advise
 from optiplan.planner.plan.techniques import all_techniques
-from optiplan.planner.schema import AdviseRequest
+from optiplan.planner.schema import AdviseRequest, ProfileRequest
 
 
 def _advice(model, engine, workload="rag-long-context", devices=1, **kw):
@@ -75,6 +79,12 @@ def test_planner_rejects_what_the_engine_does_not_run_on_a_hybrid():
 def test_transformers_refuses_kv_quantization_on_a_hybrid_but_a_pure_ssm_says_it_has_no_attention():
     reasons = {r.technique: r.reason for r in _advice("lfm2-1.2b", "transformers").rejected}
     assert "QuantizedCache" in reasons["kv-int8"] and "QuantizedCache" in reasons["kv-int4"]
+    # its fp8 backend is the same QuantizedCache: Jamba's generate raised it (the review's plan on one H200 had
+    # kv-fp8 as a step, where without it the workload needs two)
+    jamba = advise(AdviseRequest(model="jamba-1.5-mini", hardware="h200-sxm", num_devices=2,
+                                 workload="rag-long-context", engine="transformers"))
+    assert "QuantizedCache" in {r.technique: r.reason for r in jamba.rejected}["kv-fp8"]
+    assert "kv-fp8" not in [s.technique for s in jamba.plan.steps]
     reasons = {r.technique: r.reason for r in _advice("mamba2-2.7b", "transformers").rejected}
     assert "has no attention layer" in reasons["kv-int8"]
 
@@ -114,3 +124,17 @@ def test_qwen3_next_speculates_with_its_own_mtp_module_as_each_engine_names_it()
                                     engine="vllm"))
     assert "spec-mtp" in [s.technique for s in deepseek.plan.steps]
     assert '"method":"deepseek_mtp"' in render(deepseek, "vllm")["vllm/serve.sh"]
+
+
+def test_vllms_fp32_ssm_state_for_nemotron_h_is_priced_as_its_configs_set_it():
+    # the configs write --mamba-ssm-cache-dtype float32 for Nemotron-H: its recurrent state takes 4 bytes an element
+    assert recurrent_state_dtype("vllm", "nemotron_h") == "fp32" and recurrent_state_dtype("sglang", "nemotron_h") is None
+    assert recurrent_state_dtype("vllm", "jamba") is None
+    spec = resolve_model("nemotron-h-8b")
+    recurrent, _ = state_parts(spec, "serving")
+
+    def cached(engine):
+        return profile(ProfileRequest(model="nemotron-h-8b", hardware="l4", engine=engine, context=4096)).memory
+
+    vllm, sglang = cached("vllm"), cached("sglang")
+    assert vllm.kv_cache_bytes - sglang.kv_cache_bytes == pytest.approx(recurrent * 2, rel=1e-6)

@@ -91,6 +91,11 @@ def test_a_server_serves_requests_past_the_workloads_p95_where_its_cache_allows(
     stated = engine_config(plan(devices=2, max_context=8192), "vllm")
     assert stated.options["max-model-len"] == 8192
     assert any("the workload's stated longest sequence" in note for note in stated.notes)
+    # a pure state-space model states no longest context and no cache bounds it: the workload's p95, said so (the
+    # review's Mamba-Codestral config had served 943,104 tokens, a tenth under a placeholder of 2^20)
+    mamba = engine_config(plan(model="mamba-codestral-7b", hardware="l4", devices=1), "vllm")
+    assert mamba.options["max-model-len"] == plan(model="mamba-codestral-7b", hardware="l4", devices=1).workload.context_needed
+    assert any("states no longest context" in note for note in mamba.notes)
 
 
 def test_every_target_renders_parseable_files(tmp_path, h100_plans):
