@@ -3,7 +3,10 @@ device, and the time of one optimizer step.
 
 Activations follow Korthikanti et al. (arXiv 2205.05198): 34 x hidden bytes per token and layer at
 16 bits with a fused attention kernel (no score matrix), 2 x hidden with full activation
-checkpointing (layer inputs only, one layer recomputed at a time). FLOPs are 6 per parameter and
+checkpointing (layer inputs only, one layer recomputed at a time). QLoRA's frozen base holds the blocks' linear
+layers in NF4 and the rest in fp32: huggingface/peft src/peft/utils/other.py, prepare_model_for_kbit_training —
+"# cast all non INT8 parameters to fp32 ... if ((param.dtype == torch.float16) or (param.dtype == torch.bfloat16))
+and param.__class__.__name__ != "Params4bit": param.data = param.data.to(torch.float32)". FLOPs are 6 per parameter and
 token (forward 2, backward 4), 8 with recomputation; a frozen base (LoRA) skips its weight gradients.
 
 The step time is the FLOPs at the training share of the device's FLOP efficiency, a fixed cost per layer and
@@ -52,7 +55,9 @@ def training_prediction(state: PlanState, workload: Workload) -> Prediction:
     total = counts.total
     trainable = lora_params(state, job.lora_rank) if lora else total
     if "qlora" in applied:
-        base = total * NF4_BYTES_PER_PARAM
+        # the blocks' linear layers in NF4; bitsandbytes leaves the embedding, the head and the norms in 16 bits, which
+        # peft's prepare_model_for_kbit_training then casts to fp32 (the module's docstring)
+        base = counts.linear * NF4_BYTES_PER_PARAM + (total - counts.linear) * 4
     elif lora:
         base = total * (2 if mixed else 4)
     else:

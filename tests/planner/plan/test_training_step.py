@@ -5,6 +5,8 @@ figures; the held-out ones stay within the band reports show)."""
 from __future__ import annotations
 
 import pytest
+from optiplan.planner.analytic.params import param_counts
+from optiplan.planner.catalog.models import resolve_model
 from optiplan.planner.plan.advise import advise
 from optiplan.planner.plan.training import COMPILE_SPEEDUP
 from optiplan.planner.report.advice import render
@@ -28,6 +30,13 @@ def test_qlora_is_slower_than_lora_and_smaller():
     qlora = alternatives[0].predicted
     assert qlora.memory_per_device_bytes < a.plan.predicted.memory_per_device_bytes
     assert qlora.training_step_s > a.plan.predicted.training_step_s  # dequantization in every forward and backward
+    # the blocks' linear layers in NF4, the embedding, head and norms cast to fp32 by peft (8B: 6.98B + 1.05B), and
+    # the adapters' fp32 weights: not all 8.03B parameters at 4.5 bits (4.5 GB)
+    counts = param_counts(resolve_model("llama-3.1-8b"))
+    frozen = counts.linear * 4.5 / 8 + (counts.total - counts.linear) * 4
+    assert frozen / 1e9 == pytest.approx(8.1, abs=0.2)
+    assert qlora.weights_per_device_bytes > frozen
+    assert qlora.weights_per_device_bytes < frozen + 0.5e9  # the adapters: tens of millions of parameters
 
 
 def test_step_time_tokens_and_mfu_are_consistent():
