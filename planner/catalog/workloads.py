@@ -62,7 +62,10 @@ def load_workload(name: str) -> Workload:
 
 
 def with_overrides(workload: Workload, **overrides: Any) -> Workload:
-    """The workload with command-line overrides applied (None means: keep the workload's value)."""
+    """The workload with command-line overrides applied (None means: keep the workload's value). A training
+    workload's step takes --context as its sequence length (`training_overrides`)."""
+    if workload.training is not None:
+        overrides = training_overrides(workload, **overrides)
     changes = {k: v for k, v in overrides.items() if v is not None}
     if not changes:
         return workload
@@ -82,3 +85,18 @@ def parse_percent(text: str | float | None) -> float | None:
         return float(t.rstrip("%"))
     except ValueError as exc:
         raise OptiplanError(f"quality budget '{text}' is not a percentage such as 1% or 'lossless'") from exc
+
+
+def training_overrides(workload: Workload, concurrency: int | None = None, max_context: int | None = None,
+                       **overrides: Any) -> dict[str, Any]:
+    """A training workload's command-line overrides as its fields: --context is the sequence length its steps train
+    on (its prompt lengths with it); --concurrency is refused, a training step's sequences being its micro-batch and
+    global batch, which a workload file sets."""
+    if concurrency is not None:
+        raise OptiplanError(f"--concurrency sizes a serving workload's batch; the {workload.name} workload trains, and "
+                            "its step's sequences are `training.micro_batch` (per device and pass) and "
+                            "`training.global_batch` (per optimizer step): set them in a workload file (-w FILE)")
+    if max_context is None:
+        return overrides
+    job = workload.training.model_copy(update={"sequence_length": max_context}).model_dump()
+    return {**overrides, "training": job, "prompt_tokens_mean": max_context, "prompt_tokens_p95": max_context}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from optiplan.planner.analytic.params import param_counts
 from optiplan.planner.catalog.models import resolve_model
+from optiplan.planner.errors import OptiplanError
 from optiplan.planner.plan.advise import advise
 from optiplan.planner.plan.training import COMPILE_SPEEDUP
 from optiplan.planner.report.advice import render
@@ -97,3 +98,14 @@ def test_a_training_plan_is_priced_per_million_tokens_trained():
     expected = a.hardware.usd_per_hour * a.hardware.count / (p.throughput_tokens_per_s * 3600) * 1e6
     assert p.cost_per_million_tokens_usd == pytest.approx(expected)
     assert "per million tokens trained" in cost_and_loss(a)
+
+
+def test_a_training_workload_takes_context_as_its_sequence_length_and_refuses_concurrency():
+    # the review found --context and --concurrency ignored for the fine-tune preset (and --context 1024 refused
+    # against its serving p95): the step trains on the sequence length asked for, and --concurrency says where a
+    # training step's sequences are set
+    short, preset = _advice(max_context=1024), _advice()
+    assert short.workload.training.sequence_length == 1024 and preset.workload.training.sequence_length == 4096
+    assert short.plan.predicted.activation_bytes < preset.plan.predicted.activation_bytes
+    with pytest.raises(OptiplanError, match="training.micro_batch"):
+        _advice(concurrency=8)
