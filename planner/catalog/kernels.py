@@ -4,7 +4,10 @@
 With no measurement of a GPU the planner keeps its documented defaults there and never plans our kernels: their
 effect is measured, not assumed. Each share comes from our kernel's rows of the run (the best share at the longest
 context for decode attention, at the longest sequence for prefill, at M = 1 on the largest weight for the GEMMs),
-and the same run's alternatives (torch SDPA and flash-attn, torchao int4) decide whether ours is the one to plan.
+and the same run's alternatives (torch SDPA and flash-attn, torchao int4) decide whether ours is the one to plan: at
+the median of the shapes both measured (the GEMMs' at M = 1, decode's), not at the one the shares come from (a kernel
+faster at its longest context only is slower where most requests run). The paged decode kernel, which `apply` does
+not swap in, counts for neither.
 """
 
 from __future__ import annotations
@@ -39,22 +42,28 @@ class KernelShares:
     decode_attention: float | None = None  # our split-K flash decoding, share of HBM bandwidth (KV bytes read)
     gemm: dict[str, float] = field(default_factory=dict)  # "int4" / "int8": our weight-only GEMM at M = 1, HBM share
     alternatives: dict[str, float] = field(default_factory=dict)  # the same figures of SDPA/flash-attn, torchao, cuBLAS
+    # ours over the best alternative at each shape both measured, the median of them (`median_ratio`):
+    # "prefill_attention", "decode_attention", "gemm_int4" (against torchao's, at M = 1)
+    ratios: dict[str, float] = field(default_factory=dict)
 
     def attention_wins(self) -> bool:
         """Our attention measured faster than the best alternative in the same run (torch's SDPA, which transformers
-        runs by default, and flash-attn where installed) by `WIN_MARGIN`, at prefill and at decode."""
+        runs by default, and flash-attn where installed) by `WIN_MARGIN`, at prefill and at decode, at the median of
+        the shapes both measured."""
         if self.prefill_attention is None:
             return False
-        return all(ours is None or theirs is None or ours >= theirs * WIN_MARGIN for ours, theirs in (
-            (self.prefill_attention, self.alternatives.get("prefill_attention")),
-            (self.decode_attention, self.alternatives.get("decode_attention"))))
+        return all(self.ratios.get(part, WIN_MARGIN) >= WIN_MARGIN for part in ("prefill_attention", "decode_attention"))
 
     def gemm_share(self, bits: str, default: float) -> float | None:
-        """Our GEMM's HBM share for `bits` weights where it beats the alternative measured in the same run (torchao's
-        int4), or else the documented default of the format, by `WIN_MARGIN`; None where it does not."""
+        """Our GEMM's HBM share for `bits` weights where it beats, by `WIN_MARGIN`, the alternative measured in the same
+        run (torchao's int4) at the median of the shapes both measured, or else the documented default share of the
+        format; None where it does not."""
         ours = self.gemm.get(bits)
-        theirs = self.alternatives.get(f"gemm_{bits}", default)
-        return ours if ours is not None and ours >= theirs * WIN_MARGIN else None
+        if ours is None:
+            return None
+        if (ratio := self.ratios.get(f"gemm_{bits}")) is not None:
+            return ours if ratio >= WIN_MARGIN else None
+        return ours if ours >= default * WIN_MARGIN else None
 
 
 def _best(rows: list[dict], impl: str, section: str, key: str, size_key: str) -> float | None:
@@ -75,6 +84,25 @@ def _gemm_m1(rows: list[dict], impl: str) -> float | None:
     return max(r["gbps"] for r in mine if r["n"] * r["k"] == largest)
 
 
+def median_ratio(rows: list[dict], ours: str, theirs: tuple[str, ...], section: str, key: str,
+                 shape: tuple[str, ...]) -> float | None:
+    """The median over the shapes (`shape`'s keys) at which `ours` and any of `theirs` measured `key` in `section` of
+    ours over the best of theirs there (higher is faster), or None where no shape has both."""
+    def by_shape(impls):
+        out: dict[tuple, float] = {}
+        for r in rows:
+            if r["impl"] in impls and r["section"] == section and r.get(key) is not None:
+                at = tuple(r.get(k) for k in shape)
+                out[at] = max(out.get(at, 0.0), r[key])
+        return out
+    mine, best = by_shape((ours,)), by_shape(theirs)
+    ratios = sorted(mine[at] / best[at] for at in mine.keys() & best.keys() if best[at] > 0)
+    if not ratios:
+        return None
+    half = len(ratios) // 2
+    return ratios[half] if len(ratios) % 2 else (ratios[half - 1] + ratios[half]) / 2
+
+
 def shares_from_result(result: dict[str, Any], hw: HardwareSpec, where: str) -> KernelShares:
     """The shares in one bench_kernels.py result (its `rows`: section, impl, size, ms, GB/s, TFLOP/s) of the catalog
     device's datasheet peaks (the benchmark's own shares are of the H200's, whatever GPU it ran on)."""
@@ -87,7 +115,6 @@ def shares_from_result(result: dict[str, Any], hw: HardwareSpec, where: str) -> 
 
     def compute(x: float | None) -> float | None:
         return None if x is None else x / tflops
-    decode = [x for x in (_best(rows, "optiplan", s, "gbps", "context") for s in ("decode", "paged")) if x is not None]
     their_prefill = [x for x in (_best(rows, impl, "prefill", "tflops", "seq") for impl in ATTENTION_ALTERNATIVES)
                      if x is not None]
     their_decode = [x for x in (_best(rows, impl, "decode", "gbps", "context") for impl in ATTENTION_ALTERNATIVES)
@@ -99,10 +126,19 @@ def shares_from_result(result: dict[str, Any], hw: HardwareSpec, where: str) -> 
     return KernelShares(
         hardware=hw.id, source=f"{where} (benchmarks/gpu/bench_kernels.py on {result.get('device', '?')}; {versions})",
         prefill_attention=compute(_best(rows, "optiplan", "prefill", "tflops", "seq")),
-        decode_attention=bandwidth(max(decode, default=None)),
+        decode_attention=bandwidth(_best(rows, "optiplan", "decode", "gbps", "context")),
         gemm={bits: share for bits in ("int4", "int8")
               if (share := bandwidth(_gemm_m1(rows, f"optiplan-{bits}"))) is not None},
-        alternatives={k: v for k, v in alternatives.items() if v is not None})
+        alternatives={k: v for k, v in alternatives.items() if v is not None},
+        ratios={part: ratio for part, ratio in (
+            ("prefill_attention", median_ratio(rows, "optiplan", ATTENTION_ALTERNATIVES, "prefill", "tflops",
+                                               ("batch", "seq"))),
+            ("decode_attention", median_ratio(rows, "optiplan", ATTENTION_ALTERNATIVES, "decode", "gbps",
+                                              ("batch", "context"))),
+            # weight-only GEMMs run decode: their M = 1 rows, every weight shape
+            ("gemm_int4", median_ratio([r for r in rows if r.get("m") == 1], "optiplan-int4", ("torchao-int4",),
+                                       "gemm", "gbps", ("n", "k"))))
+            if ratio is not None})
 
 
 def plannable_shares(hw: HardwareSpec, engine: str) -> KernelShares | None:

@@ -58,7 +58,7 @@ def measured(tmp_path, monkeypatch):
 def test_shares_are_of_the_catalog_devices_peaks_at_the_largest_sizes(measured):
     measured(int4_gbps=3400.0, ours_prefill_tflops=640.0, flash_prefill_tflops=600.0)
     s = kernels.kernel_shares("h200-sxm")
-    assert s.decode_attention == pytest.approx(3900.0 / 4800.0)  # the longest context, the better of decode and paged
+    assert s.decode_attention == pytest.approx(3900.0 / 4800.0)  # the longest context (the paged kernel apart)
     assert s.prefill_attention == pytest.approx(640.0 / 989.0)  # the longest sequence
     assert s.gemm["int4"] == pytest.approx(3400.0 / 4800.0) and s.gemm["int8"] == pytest.approx(3000.0 / 4800.0)
     assert s.alternatives["gemm_int4"] == pytest.approx(2400.0 / 4800.0)
@@ -123,3 +123,27 @@ def test_a_win_within_the_noise_between_runs_is_a_tie_and_not_planned(measured):
                  "gbps": default * factor * 4800.0}]
         s = kernels.shares_from_result({"device": "NVIDIA H200", "rows": rows}, hw, "test")
         assert (s.gemm_share("int8", default) is not None) is planned
+
+
+def test_attention_faster_at_its_longest_shapes_only_is_not_planned():
+    """The review's case: ours faster than SDPA at the longest prefill and decode rows (where the shares come from)
+    and slower at the rest, where most requests run: the median of the shapes decides, and it loses."""
+    hw = resolve_hardware("h200-sxm")
+
+    def rows(short_ratio: float) -> list[dict]:
+        out = []
+        for context, ratio in ((1024, short_ratio), (4096, short_ratio), (32768, 1.08)):
+            out += [{"section": "decode", "batch": 8, "context": context, "impl": "torch-sdpa", "gbps": 2000.0},
+                    {"section": "decode", "batch": 8, "context": context, "impl": "optiplan", "gbps": 2000.0 * ratio}]
+        for seq, ratio in ((1024, short_ratio), (4096, short_ratio), (16384, 1.8)):
+            out += [{"section": "prefill", "batch": 1, "seq": seq, "impl": "torch-sdpa", "tflops": 300.0},
+                    {"section": "prefill", "batch": 1, "seq": seq, "impl": "optiplan", "tflops": 300.0 * ratio}]
+        # the paged kernel, which apply never swaps in, faster still: it counts for neither decision nor share
+        out.append({"section": "paged", "batch": 8, "context": 32768, "impl": "optiplan", "gbps": 4500.0})
+        return out
+
+    slow = kernels.shares_from_result({"device": "NVIDIA H200", "rows": rows(0.4)}, hw, "test")
+    assert slow.decode_attention == pytest.approx(2160.0 / 4800.0)  # the longest context's, not the paged kernel's
+    assert slow.ratios["prefill_attention"] == pytest.approx(0.4) and not slow.attention_wins()
+    fast = kernels.shares_from_result({"device": "NVIDIA H200", "rows": rows(1.2)}, hw, "test")
+    assert fast.attention_wins()
