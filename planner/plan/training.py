@@ -33,6 +33,14 @@ COMPILE_SPEEDUP = 6667 / 5762
 COMPILE_SOURCE = ("pytorch/torchtitan docs/performance.md, Table 1 (1D parallelism, Llama 3.1 8B, 8 H100): "
                   "\"FSDP | 5,762 | 82.4\" / \"FSDP + torch.compile | 6,667 | 77.0\" (TPS/GPU, memory GiB)")
 OPTIMIZER_BYTES = {"adamw": 8, "adamw-8bit": 2, "sgd": 0}  # per trainable parameter
+# Bytes a logit holds at the loss's peak: the 16-bit logits, the fp32 copy transformers' loss makes
+# (loss_utils.ForCausalLMLoss: "logits = logits.float()"), the log-softmax cross-entropy keeps for its backward and
+# the gradients. Measured (`python benchmarks/bench_loss_memory.py`, 2026-12-06): a one-layer Llama with a 32,000-token
+# vocabulary in bf16, loss and backward through transformers 5.24 on the CPU, peaked at 960 MB of resident memory at
+# 1,024 tokens and 3,750 MB at 8,192 (6,941 MB at 16,384 from 1,358 at 2,048): 12.2 bytes for each further logit.
+# 8 had been counted (fp32 logits and their gradient). An fp32 model's logits need no copy but keep 4-byte gradients:
+# the same 12, counted without a measurement.
+LOGIT_BYTES = 12
 
 
 def lora_params(state: PlanState, rank: int) -> int:
@@ -73,7 +81,7 @@ def training_prediction(state: PlanState, workload: Workload) -> Prediction:
     tokens_micro = job.micro_batch * job.sequence_length
     per_token_layer = (2 if "activation-checkpointing" in applied else 34) * spec.hidden_size * act_bytes / 2
     one_layer = 34 * spec.hidden_size * act_bytes / 2 * tokens_micro if "activation-checkpointing" in applied else 0
-    logits = tokens_micro * spec.vocab_size * 8  # fp32 logits and their gradient
+    logits = tokens_micro * spec.vocab_size * LOGIT_BYTES  # the loss's peak (LOGIT_BYTES)
     activations = tokens_micro * per_token_layer * spec.num_layers + one_layer + logits
     memory = model_bytes + activations + hw.runtime_overhead_bytes
     fit = memory <= hw.memory_bytes
