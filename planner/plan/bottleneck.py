@@ -41,9 +41,19 @@ def classify(state: PlanState, p: Prediction, workload: Workload) -> Bottleneck:
                       + f" > {usable / GB:,.1f} GB usable per device ({state.devices} x {hw.id})"))
     elif p.max_concurrency < workload.concurrency:
         category = "context" if p.max_concurrency == 0 else "memory"
-        found.append(("kv-cache-memory", category,
-                      f"KV cache allows {p.max_concurrency} concurrent sequences, workload needs "
-                      f"{workload.concurrency} (each reserves {_reserved(state, workload):,} tokens)"))
+        if p.activation_bytes > p.kv_cache_per_device_bytes:
+            # the prompts' activations beside the cache take more than the cache itself: shortening the cache (KV
+            # quantization, windows) frees less than prefilling in chunks or fewer prompts at once would
+            found.append(("activation-memory", category,
+                          f"memory beside the weights holds {p.max_concurrency} concurrent sequences, workload needs "
+                          f"{workload.concurrency}: the prefill's activations take {p.activation_bytes / GB:,.1f} GB "
+                          f"at {p.batch} sequence{'' if p.batch == 1 else 's'}, their KV cache "
+                          f"{p.kv_cache_per_device_bytes / GB:,.1f} GB (each reserves "
+                          f"{_reserved(state, workload):,} tokens)"))
+        else:
+            found.append(("kv-cache-memory", category,
+                          f"KV cache allows {p.max_concurrency} concurrent sequences, workload needs "
+                          f"{workload.concurrency} (each reserves {_reserved(state, workload):,} tokens)"))
     comm_share = _comm_share(state, p)
     if comm_share > 0.3:
         found.append(("interconnect", "latency", f"all-reduces take {comm_share:.0%} of a decode step on "

@@ -67,6 +67,15 @@ def test_8b_chat_with_64_users_on_l4_is_kv_bound():
     assert {"paged-kv", "kv-fp8"} & set(steps(a))
 
 
+def test_where_the_prompts_activations_outweigh_the_cache_the_bottleneck_says_so():
+    # eager `generate` prefills a batch's 120k-token prompts together: on one H200 Jamba's prefill activations take
+    # ten times its cache, which the review found called a KV-cache limit
+    with pytest.raises(ImpossibleError) as err:
+        run(model="jamba-1.5-mini", hardware="h200-sxm", workload="rag-long-context", engine="transformers")
+    bottleneck = err.value.document.bottleneck
+    assert bottleneck.primary == "activation-memory" and "activations take" in bottleneck.evidence[0]
+
+
 def test_a100_plan_never_computes_in_fp8():
     """No fp8 weights or matmuls on an A100; an fp8 KV cache is stored there by engines whose attention kernel
     dequantizes it (vLLM on FlashInfer, SGLang, TGI, TensorRT-LLM), so it may be planned."""
