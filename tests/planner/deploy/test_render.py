@@ -319,6 +319,11 @@ def test_configs_all_writes_no_script_for_an_engine_that_cannot_run_the_model(tm
     assert out.exit_code == 0, out.output
     assert "skipped tgi: tgi 3.3.4 cannot run gpt_oss models" in out.output and "no plan of tgi" not in out.output
     assert not (tmp_path / "tgi").exists() and (tmp_path / "vllm" / "serve.sh").exists()
+    # nor an engine that does not serve a state-space model's type: skipped, not also noted as rendering vLLM's plan
+    out = CliRunner().invoke(main, ["configs", "mamba2-2.7b", "-H", "l4", "-e", "all", "-o", str(tmp_path / "ssm")])
+    assert out.exit_code == 0, out.output
+    assert "skipped sglang: sglang 0.5.4 does not serve mamba2 models" in out.output
+    assert "no plan of sglang" not in out.output and not (tmp_path / "ssm" / "sglang").exists()
 
 
 def test_configs_all_skips_an_engine_that_does_not_run_on_the_gpu(tmp_path):
