@@ -107,11 +107,14 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
                      if mem.workspace_bytes else "") + f"): {fit}, "
                   f"headroom {fmt_bytes(mem.headroom_bytes)}" + _usable_text(mem, r.engine)),
     ]))
+    # the token mixers' FLOPs beside the matmuls: a state-space layer's scan counts there with attention's
+    mixing = "attention" if not m.layer_mix else "attention and state scans" if "attention" in m.layer_mix \
+        else "state scans"
     console.print(_section("Compute", [
         ("prefill / token", f"{fmt_flops(c.prefill_matmul_flops_per_token)} matmul + "
-                            f"{fmt_flops(c.prefill_attention_flops_per_token)} attention"),
+                            f"{fmt_flops(c.prefill_attention_flops_per_token)} {mixing}"),
         ("decode / token", f"{fmt_flops(c.decode_matmul_flops_per_token)} matmul + "
-                           f"{fmt_flops(c.decode_attention_flops_per_token)} attention"),
+                           f"{fmt_flops(c.decode_attention_flops_per_token)} {mixing}"),
         ("decode step", f"{fmt_bytes(c.decode_bytes_per_step)} moved " + (
             "per device" if hw.pipeline_parallel == 1 else
             f"through {hw.pipeline_parallel} pipeline stages in turn (about "

@@ -96,6 +96,7 @@ class MemoryBreakdown(Frozen):
 
 class ComputeProfile(Frozen):
     prefill_matmul_flops_per_token: float
+    # the token mixers' FLOPs beside the matmuls: attention's, and a state-space or linear-attention layer's scan
     prefill_attention_flops_per_token: float
     decode_matmul_flops_per_token: float
     decode_attention_flops_per_token: float

@@ -17,16 +17,19 @@ def test_a_pure_ssm_names_its_layers_and_its_state():
     out = text("mamba-codestral-7b")
     assert "64 mamba2" in out and "heads /" not in out
     assert "of it attention 0 B, recurrent and convolution state" in out
+    assert "FLOP state scans" in out and "FLOP attention" not in out  # its mixers' FLOPs are scans, not attention
 
 
 def test_a_hybrid_keeps_its_heads_and_adds_its_layer_mix():
     out = text("jamba-1.5-mini")
     assert "32 heads / 8 KV heads" in out and "layers: 28 mamba, 4 attention" in out
+    assert "FLOP attention and state scans" in out
 
 
 def test_a_transformer_is_unchanged():
     out = text("llama-3.1-8b")
     assert "32 heads / 8 KV heads x 128 (GQA)" in out and "layers:" not in out and "recurrent" not in out
+    assert "FLOP attention" in out and "scans" not in out
 
 
 def run(*args: str) -> str:
