@@ -44,13 +44,18 @@ LOGIT_BYTES = 12
 
 
 def lora_params(state: PlanState, rank: int) -> int:
-    """Adapter parameters for rank-r LoRA on every attention and MLP projection."""
+    """Adapter parameters for rank-r LoRA on every projection a layer has: attention's four where it attends, a
+    state-space or linear-attention mixer's where it has one (its input and output projections: r x (2 x hidden +
+    its matmul weights / hidden), exact for those two), the MLP's where it has one."""
     spec = state.spec
     h, i = spec.hidden_size, spec.intermediate_size
     q, kv = spec.num_heads * spec.head_dim, spec.num_kv_heads * spec.head_dim
     attn = (h + q) + 2 * (h + kv) + (q + h)
     mlp = (3 if spec.mlp_gated else 2) * (h + i)
-    return rank * (attn + mlp) * spec.num_layers
+    mixer = 2 * h + spec.state.linear_params // h if spec.state is not None else 0
+    return rank * sum((attn if "attention" in kind else 0) + (mixer if "state" in kind else 0)
+                      + (mlp if spec.has_mlp(layer) else 0)
+                      for layer, kind in ((n, spec.mixer(n)) for n in range(spec.num_layers)))
 
 
 def training_prediction(state: PlanState, workload: Workload) -> Prediction:
