@@ -8,8 +8,8 @@ from dataclasses import replace
 from ..catalog.dtypes import QUANTIZED, DtypeError, canonical, compute_dtype
 from ..catalog.engine_devices import backend_refusal
 from ..catalog.engine_memory import stated_kv_memory
-from ..catalog.engine_refusals import engine_format_refusal, engine_model_refusal, engine_step_refusal
-from ..catalog.engine_state_models import state_model_refusal
+from ..catalog.engine_refusals import engine_format_refusal, engine_step_refusal
+from ..catalog.engine_state_models import serving_refusal
 from ..catalog.engines import (
     GENERIC_SERVING,
     engine_activations,
@@ -148,11 +148,10 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
         _positive(name.replace("_", " "), getattr(request, name))
     runtime, kind = engine_runtime(request.engine), architecture_kind(spec)
     refusal = (backend_refusal(request.engine, hw, [GENERIC_SERVING, *engine_names()])
-               or engine_model_refusal(request.engine, spec.model_type)
+               or serving_refusal(request.engine, spec.model_type)
                or engine_format_refusal(request.engine, hw, spec.model_type, request.dtype, request.kv_dtype, kind)
                or (request.cpu_offload_gb and engine_step_refusal(request.engine, hw, spec.model_type, "cpu-offload",
-                                                                  kind))
-               or state_model_refusal(request.engine, spec.model_type))
+                                                                  kind)))
     if refusal:
         raise RequestError(refusal)
     if request.context > spec.max_position_embeddings:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..schema.releases import split_engine
+from .engine_refusals import engine_model_refusal
 from .engine_versions import release_holds
 from .engines import engine_fact, engine_names, engine_profile, engine_release
 from .hybrid_spec import HYBRID_TYPES
@@ -61,3 +62,10 @@ def recurrent_state_dtype(engine: str | None, model_type: str) -> str | None:
         return None
     return next((o["recurrent_state_dtype"] for o in state_model_options(engine, model_type)
                  if "recurrent_state_dtype" in o), None)
+
+
+def serving_refusal(engine: str, model_type: str) -> str | None:
+    """Why the engine cannot serve a model of this type at all: a model type it has no code for or cannot load
+    (`engine_refusals.engine_model_refusal`), or state layers it does not serve (`state_model_refusal`); None where
+    it can. The one check `profile`, the configs and `configs --engine all` refuse or skip an engine by."""
+    return engine_model_refusal(engine, model_type) or state_model_refusal(engine, model_type)

@@ -10,8 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..catalog.engine_devices import engine_runs_on
-from ..catalog.engine_refusals import engine_model_refusal
-from ..catalog.engine_state_models import state_model_refusal
+from ..catalog.engine_state_models import serving_refusal
 from ..catalog.engines import deployed_engine
 from ..catalog.hardware import resolve_hardware
 from ..errors import DeployError, ImpossibleError, OptiplanError, UnknownNameError
@@ -57,9 +56,8 @@ def own_plans(advice: Advice, engines: list[str], advise_for: AdviseFor
     plans: dict[str, Advice] = {}
     notes, unfit = [], []
     for engine in engines:
-        deployed, model_type = deployed_engine(engine, hw), advice.model.model_type
-        if engine == own_engine or not engine_runs_on(engine, hw) or engine_model_refusal(deployed, model_type) \
-                or state_model_refusal(deployed, model_type):
+        if engine == own_engine or not engine_runs_on(engine, hw) \
+                or serving_refusal(deployed_engine(engine, hw), advice.model.model_type):
             continue
         try:
             plans[engine] = advise_for(engine, advice.hardware.id, advice.hardware.count)

@@ -18,8 +18,12 @@ import yaml
 from ..analytic.accuracy import band_text, bands_note, decode_band
 from ..analytic.profile import model_summary
 from ..catalog.engine_devices import backend_refusal, engine_runs_on
-from ..catalog.engine_refusals import engine_model_refusal, engine_step_refusal
-from ..catalog.engine_state_models import state_model_options, state_model_refusal, state_technique_refusal
+from ..catalog.engine_refusals import engine_step_refusal
+from ..catalog.engine_state_models import (
+    serving_refusal,
+    state_model_options,
+    state_technique_refusal,
+)
 from ..catalog.engines import deployed_engine, engine_running_option
 from ..catalog.hardware import devices_per_node, replicas_in_own_nodes, resolve_hardware
 from ..catalog.models import resolve_model
@@ -64,7 +68,7 @@ def engine_config(advice: Advice, engine: str) -> EngineConfig:
     advice, distilled = as_distilled(advice)
     model_type = advice.model.model_type
     release = deployed_engine(engine, hw)  # the release the config's image runs: its facts decide what it refuses
-    if why := state_model_refusal(release, model_type) or engine_model_refusal(release, model_type):
+    if why := serving_refusal(release, model_type):
         raise DeployError(why)  # a model (or its state layers) this engine does not serve: no script that would fail
     # the plan may have been made for another engine or device: the steps this one does not run there are left out
     # (on a model with state layers, on this device's backend, on a model type it has no code of its own for)
