@@ -49,6 +49,20 @@ def runs_cublas(p: dict) -> bool:
     return dtype in SIXTEEN_BIT or dequantize_pass(point_engine(p), dtype, resolve_hardware(p["hardware"])) is not None
 
 
+def check_aliases(engine: str) -> None:
+    """Every kernel entry of the profile, and of its `versions` rules, that states the cuBLAS GEMM's share or bound
+    holds the fp16 entry's very mappings (YAML aliases), through which `cublas_rates` varies them all: one that wrote
+    the figures out would silently stay put while the fit moved the rest."""
+    profile = engine_table()[engine]
+    fp16 = profile["kernels"]["fp16"]
+    for entries in (profile["kernels"], *(r["kernels"] for r in profile.get("versions") or () if "kernels" in r)):
+        for fmt, entry in entries.items():
+            for key in ("gemm_share", "gemm_unit_tflops"):
+                if key in entry and entry[key] is not fp16[key]:
+                    raise ValueError(f"{engine}'s {fmt} kernel states its own {key}, not the fp16 entry's alias "
+                                     "(*cublas_share, *cublas_unit): the fit would not vary it")
+
+
 def cublas_rates(engine: str, x: tuple[float, float] | None) -> ExitStack:
     """The cuBLAS GEMMs' share and bound per SM (`x`; None: neither) while the returned stack is open: set in the
     profile's fp16 entry's mappings, which its other cuBLAS entries (bf16, the pre-b3216 quantized ones) share."""
@@ -63,6 +77,7 @@ def fit_gemm_units(points: list[dict], engine: str = "llama.cpp") -> dict:
     """The cuBLAS GEMMs' share and bound per SM that minimise the median error, then the p90, of the engine's
     prompt-processing points that ran them, in the fitted two thirds. Errors on both parts (and on the points that ran
     MMQ) without them, with the documented values and with the fitted ones."""
+    check_aliases(engine)
     own = gemm_points(points, engine)
     cublas, mmq = [p for p in own if runs_cublas(p)], [p for p in own if not runs_cublas(p)]
     kernels = engine_profile(engine)["kernels"]

@@ -80,3 +80,15 @@ def at_kernel_rate(eff: EfficiencyFactors, engine: str | None, weight_dtype: str
         return eff
     return eff.model_copy(update={"flop_efficiency": min(flop, 1.0), "source": (
         f"{eff.source} Linear layers at {flop:.2f} of {top:g} TFLOP/s: " + "; ".join(notes) + ".")})
+
+
+def kernel_rate_caveat(engine: str | None, weight_dtype: str, hw: HardwareSpec) -> str | None:
+    """What a profile on `hw` should say where the engine's GEMM for `weight_dtype` weights is priced at a rate
+    measured on other devices only (`gemm_rate_measured_on`: llama.cpp's MMQ, priced as its cuBLAS GEMM from
+    GeForce runs), or None."""
+    measured = kernel_fact(engine, weight_dtype, hw, "gemm_rate_measured_on")
+    if not measured or hw.id in measured:
+        return None
+    return (f"{engine}'s prompt GEMM for {weight_dtype} weights is priced at a rate measured on "
+            f"{', '.join(measured)} only (its profile's gemm_unit_source); no run on {hw.id} checks it, so the TTFT "
+            "may be off by more than its band")

@@ -47,6 +47,7 @@ from ..schema.releases import split_engine
 from .accuracy import accuracy_bands, architecture_kind, missing_bands_reason
 from .chunked_attention import with_chunked_decode
 from .efficiency import prefill_chunk_tokens, weight_kernel_refusal
+from .engine_rates import kernel_rate_caveat
 from .finite_run import run_lengths
 from .gguf import gguf_file_type
 from .kvcache import elements_per_token, kv_cache_elements, kv_groups, layout_for_runtime
@@ -380,7 +381,8 @@ def profile_setup(request: ProfileRequest, s: Setup, sp: Speculating | None = No
     # the room a sequence takes in an engine's window pools, where more than it holds (`cache_bytes_per_device`)
     pooled = cache_bytes_per_device(s, context) / max(kv_bytes_per_device(s, context), 1e-9)
     warnings = list(spec.warnings) + ([outside] if (outside := release_warning(request.engine)) else []) + (
-        [speculation_note(sp)] if sp else [])
+        [speculation_note(sp)] if sp else []) + (
+        [caveat] if (caveat := kernel_rate_caveat(request.engine, s.weights.dtype, hw)) else [])
     concurrency = request.concurrency or 1
     # an engine whose router refuses requests past its in-flight limit (TGI) takes --max-running as that limit
     in_flight = engine_max_in_flight(request.engine)
@@ -417,7 +419,7 @@ def profile_setup(request: ProfileRequest, s: Setup, sp: Speculating | None = No
     if engine_starts_with_full_context(request.engine) and s.kv_memory is not None:
         warnings.extend(startup_refusal(s, request.engine, context, prompt))
     comm = decode.comm_s / decode.time_s if decode.time_s else 0.0
-    peak = hw.peak_tflops[s.compute_dtype]
+    peak = s.peak_flops / 1e12  # the linear layers' peak (the engine's GEMM's own where it has one)
     kind = architecture_kind(spec)
     weights = canonical(request.dtype) if request.dtype else s.compute_dtype  # the format a calibration fitted
     bands = accuracy_bands(hw, engine_runtime(request.engine), split_engine(request.engine)[0], kind, weights)

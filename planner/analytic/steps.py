@@ -21,7 +21,7 @@ from .offload import host_layers_s, streamed_weights_s
 from .params import busiest_device_experts, expected_experts_touched
 from .setup import Setup
 from .step_cost import StepCost
-from .weight_reads import dequantize_s, weight_read_s
+from .weight_reads import dequantize_s, outside_block_bytes, weight_read_s
 
 # Share of the link bandwidth a ring all-reduce achieves (NCCL "bus bandwidth" on NVLink/PCIe is
 # typically about 80% of the link rate).
@@ -153,8 +153,7 @@ def shared_weight_bytes(s: Setup) -> float:
     c, lp = s.counts, s.counts.layer
     dense = c.num_dense_layers * c.dense_layer_linear + s.spec.extra_linear_reuse  # a shared block read per use
     moe = c.num_moe_layers * (lp.attn_linear + lp.shared_linear)
-    other = c.small * s.act_bytes + c.vocab_hidden * s.output_bytes  # norms, biases, routers, output projection
-    return ((dense + moe) * s.bits_per_weight / 8 + other) / s.tp
+    return (dense + moe) * s.bits_per_weight / 8 / s.tp + outside_block_bytes(s)
 
 
 def weights_read_bytes(s: Setup, tokens: int) -> float:
@@ -377,7 +376,7 @@ def _cost(s: Setup, matmul: float, attention: float, weight_tokens: int, kv_dev:
     # the host's layers read the same share of their weights as the device's (the experts the tokens are routed to)
     read_share = min(weights_dev / (shared_dev + all_expert_bytes(s)), 1.0)
     offload_s, host_s = streamed_weights_s(s), host_layers_s(s, rows, host_kv, read_share)
-    host_s += dequantize_s(s, rows, weights_dev)  # and, in series too, a 16-bit GEMM's copy of quantized weights
+    convert_s = dequantize_s(s, rows, weights_dev - outside_block_bytes(s))  # a 16-bit GEMM's copy, in series too
     kernel_rows = s.eff.weight_kernel_max_rows  # the routed experts its kernel would read at its most rows
     weights_s = weight_read_s(s, rows, shared_dev, experts_dev, experts_dev if not kernel_rows
                               or weight_tokens <= kernel_rows else routed_expert_bytes(s, kernel_rows))
@@ -393,8 +392,8 @@ def _cost(s: Setup, matmul: float, attention: float, weight_tokens: int, kv_dev:
         flops=flops, busiest_flops=(matmul + attention) / s.shards,
         bytes_per_device=weights_dev + kv_dev + act_dev, kv_bytes_per_device=kv_dev,
         activation_bytes_per_device=act_dev, compute_s=linear[0] + attend[0],
-        memory_s=linear[1] + attend[1] + elementwise + host_s,
-        roofline_s=max(linear) + max(attend) + elementwise + host_s,
+        memory_s=linear[1] + attend[1] + elementwise + host_s + convert_s,
+        roofline_s=max(linear) + max(attend) + elementwise + host_s + convert_s,
         comm_s=_comm_s(s, tokens, s.attention_dp / busiest.tokens), overhead_s=_overhead_s(s, tokens),
         host_overlap=s.eff.host_overlap, compute_bound_s=compute_bound,
     )

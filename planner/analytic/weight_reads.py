@@ -35,12 +35,19 @@ def weight_read_s(s: Setup, rows: int, shared_bytes: float, expert_bytes: float,
                _read_s(s, shared_bytes, kernel_expert_bytes, own_kernel=True))
 
 
+def outside_block_bytes(s: Setup) -> float:
+    """The weight bytes outside the blocks' linear layers, one device: norms, biases and routers (16-bit) and the
+    output projection (in its own format)."""
+    return (s.counts.small * s.act_bytes + s.counts.vocab_hidden * s.output_bytes) / s.tp
+
+
 def dequantize_s(s: Setup, rows: int, quantized_bytes: float) -> float:
-    """Seconds a step of `rows` rows spends converting its `quantized_bytes` of weights to 16 bits before a 16-bit
-    GEMM takes them, where the engine does so (`dequantize_rows`: llama.cpp's prompts before b3216, through FP16
-    cuBLAS, the weights converted matrix by matrix each physical batch): the quantized weights read and their 16-bit
-    copies written at the device's bandwidth, once per pass, in series with the GEMM; 0 for fewer rows (its quantized
-    kernels) and for engines that read the weights as they are."""
+    """Seconds a step of `rows` rows spends converting its `quantized_bytes` of weights (the blocks' linear layers: a
+    prompt's output projection takes its last row only) to 16 bits before a 16-bit GEMM takes them, where the engine
+    does so (`dequantize_rows`: llama.cpp's prompts before b3216, through FP16 cuBLAS, the weights converted matrix by
+    matrix each physical batch): the quantized weights read and their 16-bit copies written at the device's
+    bandwidth, once per pass, in series with the GEMM; 0 for fewer rows (its quantized kernels) and for engines that
+    read the weights as they are."""
     if s.dequantize_rows is None or rows < s.dequantize_rows[0] or not quantized_bytes:
         return 0.0
     written = quantized_bytes * 16 / s.bits_per_weight  # the same weights at two bytes each

@@ -58,12 +58,15 @@ def release_profile(name: str, release: str) -> Mapping[str, Any]:
 
 
 def release_warning(engine: str | None) -> str | None:
-    """Why a pinned release's facts may not hold: it lies outside the releases its profile describes (`version`)."""
+    """Why a pinned release's facts may not hold: it lies outside the releases its profile describes (`version`),
+    the `versions` rules applied to it named (what they set holds for it; the rest was stated for later releases)."""
     name, release = split_engine(engine or "")
     if release is None or name == GENERIC_SERVING or release_holds(release, profile_range(engine_table()[name])):
         return None
-    return (f"{name}'s profile describes {engine_table()[name]['version']}, not {release}: its facts and rules may not "
-            "hold for that release")
+    rules = release_profile(name, release).get("version_rules") or []
+    applied = f"; its rules for {', '.join(rules)} are applied, the other facts" if rules else ": its facts and rules"
+    return (f"{name}'s profile describes {engine_table()[name]['version']}, not {release}{applied} may not hold for "
+            "that release")
 
 
 def engine_plans(engine: str) -> bool:

@@ -52,7 +52,8 @@ class KernelShares:
         the shapes both measured."""
         if self.prefill_attention is None:
             return False
-        return all(self.ratios.get(part, WIN_MARGIN) >= WIN_MARGIN for part in ("prefill_attention", "decode_attention"))
+        parts = ("prefill_attention", "decode_attention")
+        return all(self.ratios.get(part, WIN_MARGIN) >= WIN_MARGIN for part in parts)
 
     def gemm_share(self, bits: str, default: float) -> float | None:
         """Our GEMM's HBM share for `bits` weights where it beats, by `WIN_MARGIN`, the alternative measured in the same

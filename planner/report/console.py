@@ -195,7 +195,7 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
     console.print(curve)
     if p.accuracy:
         console.print(f"[dim]{bands_note(p.accuracy)}[/]")
-    console.print(f"[dim]efficiency: {p.efficiency.flop_efficiency:.0%} of peak FLOP/s, "
+    console.print(f"[dim]efficiency: {p.efficiency.flop_efficiency:.0%} of {hw.peak_tflops:,.0f} TFLOP/s peak, "
                   f"{p.efficiency.bandwidth_efficiency:.0%} of peak bandwidth, "
                   f"{p.efficiency.step_overhead_s * 1e3:.2f} ms/step + {p.efficiency.layer_overhead_s * 1e6:.0f} us/layer "
                   f"overhead" + (f", the weight kernel {p.efficiency.weight_kernel_layer_s * 1e6:.0f} us/layer"

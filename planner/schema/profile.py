@@ -49,7 +49,8 @@ class HardwareSummary(Frozen):
         "is what its GPU may use of it by default"))
     bandwidth_bytes_per_s: float
     compute_dtype: str
-    peak_tflops: float
+    peak_tflops: float = Field(description="the dense peak the linear layers run at: the compute dtype's, or the one "
+                                           "the engine's GEMM runs at (fp16 accumulation on a GeForce card)")
     ridge_flops_per_byte: float
 
 

@@ -128,7 +128,8 @@ def test_qwen3_next_speculates_with_its_own_mtp_module_as_each_engine_names_it()
 
 def test_vllms_fp32_ssm_state_for_nemotron_h_is_priced_as_its_configs_set_it():
     # the configs write --mamba-ssm-cache-dtype float32 for Nemotron-H: its recurrent state takes 4 bytes an element
-    assert recurrent_state_dtype("vllm", "nemotron_h") == "fp32" and recurrent_state_dtype("sglang", "nemotron_h") is None
+    assert recurrent_state_dtype("vllm", "nemotron_h") == "fp32"
+    assert recurrent_state_dtype("sglang", "nemotron_h") is None
     assert recurrent_state_dtype("vllm", "jamba") is None
     spec = resolve_model("nemotron-h-8b")
     recurrent, _ = state_parts(spec, "serving")

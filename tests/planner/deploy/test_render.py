@@ -93,8 +93,9 @@ def test_a_server_serves_requests_past_the_workloads_p95_where_its_cache_allows(
     assert any("the workload's stated longest sequence" in note for note in stated.notes)
     # a pure state-space model states no longest context and no cache bounds it: the workload's p95, said so (the
     # review's Mamba-Codestral config had served 943,104 tokens, a tenth under a placeholder of 2^20)
-    mamba = engine_config(plan(model="mamba-codestral-7b", hardware="l4", devices=1), "vllm")
-    assert mamba.options["max-model-len"] == plan(model="mamba-codestral-7b", hardware="l4", devices=1).workload.context_needed
+    ssm = plan(model="mamba-codestral-7b", hardware="l4", devices=1)
+    mamba = engine_config(ssm, "vllm")
+    assert mamba.options["max-model-len"] == ssm.workload.context_needed
     assert any("states no longest context" in note for note in mamba.notes)
 
 
