@@ -63,8 +63,9 @@ def load_workload(name: str) -> Workload:
 
 def with_overrides(workload: Workload, **overrides: Any) -> Workload:
     """The workload with command-line overrides applied (None means: keep the workload's value). A training
-    workload's step takes --context as its sequence length (`training_overrides`)."""
-    if workload.training is not None:
+    workload's step takes --context as its sequence length (`training_overrides`), unless a serving goal overrides
+    its own (then it is served, at the concurrency and context asked for)."""
+    if workload.training is not None and (overrides.get("goal") or workload.goal) == "training":
         overrides = training_overrides(workload, **overrides)
     changes = {k: v for k, v in overrides.items() if v is not None}
     if not changes:

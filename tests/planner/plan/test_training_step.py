@@ -111,6 +111,8 @@ def test_a_training_workload_takes_context_as_its_sequence_length_and_refuses_co
     assert short.plan.predicted.activation_bytes < preset.plan.predicted.activation_bytes
     with pytest.raises(OptiplanError, match="training.micro_batch"):
         _advice(concurrency=8)
+    # a serving goal in its place serves the workload's sequences, at the concurrency asked for
+    assert _advice(goal="latency", concurrency=8).workload.concurrency == 8
 
 
 def test_lora_adapters_are_counted_on_the_projections_each_layer_has():
