@@ -94,7 +94,10 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
             cfg.not_applied.append((t_id, no_option("vLLM", t_id) + f"; serves {p.data_parallel} replicas of "
                                           f"{p.tensor_parallel} GPU(s) that prefill and decode (--data-parallel-size)"))
         elif t_id == "paged-kv":  # the page size stays vLLM's own: its MLA and hybrid backends pick theirs
-            cfg.applied.append((t_id, "always on in vLLM (PagedAttention); --max-num-seqs sized from the KV capacity"))
+            cfg.applied.append((t_id, "always on in vLLM (PagedAttention); --max-num-seqs sized from the KV capacity"
+                                if advice.model.attention != "none" else
+                                "no attention KV to page: vLLM's cache holds each sequence's fixed state; "
+                                "--max-num-seqs sized from the states it holds"))
         elif t_id == "chunked-prefill":
             o["enable-chunked-prefill"] = True
             o["max-num-batched-tokens"] = step.params.get("prefill_chunk_tokens", 2048)

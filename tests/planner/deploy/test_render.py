@@ -97,6 +97,7 @@ def test_a_server_serves_requests_past_the_workloads_p95_where_its_cache_allows(
     mamba = engine_config(ssm, "vllm")
     assert mamba.options["max-model-len"] == ssm.workload.context_needed
     assert any("states no longest context" in note for note in mamba.notes)
+    assert dict(mamba.applied).get("paged-kv", "").startswith("no attention KV to page")  # a fixed state a sequence
 
 
 def test_every_target_renders_parseable_files(tmp_path, h100_plans):
