@@ -193,8 +193,13 @@ def _impossible(spec: ModelSpec, hw: HardwareSpec, devices: int, workload: Workl
             need = best.predicted.memory_per_device_bytes
             # under the device's size, it is the engine's share of the device (or its cache's room) that is short
             short = "" if need > hw.memory_bytes else ", beyond what the engine's memory share leaves its cache"
+            # a full fine-tune as modelled keeps fp32 master weights and gradients: say what it leaves out
+            full = workload.goal == "training" and not {"lora", "qlora"} & set(best.ids)
             what += (f" (the smallest plan needs {need / GB:,.1f} GB per device of {hw.memory_bytes / GB:,.1f} GB"
-                     f"{short})")
+                     f"{short}" + ("; a full fine-tune as modelled keeps fp32 master weights and gradients, and "
+                                   "recipes that keep bf16 weights and step the optimizer in the backward pass "
+                                   "(torchtune's single-device full fine-tunes, about 6 bytes a parameter with an "
+                                   "8-bit optimizer) are not modelled" if full else "") + ")")
     else:
         what = f"no plan meets the workload ({'; '.join(best.predicted.slo_violations)})"
     return f"{what}: {where} with every allowed technique; nearest feasible: {nearest}"

@@ -4,12 +4,15 @@ figures; the held-out ones stay within the band reports show)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from optiplan import profiles
 from optiplan.planner.analytic.params import param_counts
 from optiplan.planner.catalog.hardware import resolve_hardware
 from optiplan.planner.catalog.models import resolve_model
 from optiplan.planner.errors import OptiplanError
-from optiplan.planner.plan.advise import advise
+from optiplan.planner.plan.advise import ImpossibleError, advise
 from optiplan.planner.plan.state import PlanState
 from optiplan.planner.plan.training import COMPILE_SPEEDUP, lora_params
 from optiplan.planner.report.advice import render
@@ -129,3 +132,18 @@ def test_lora_adapters_are_counted_on_the_projections_each_layer_has():
     assert adapters("mamba-codestral-7b") / 1e6 == pytest.approx(35.8, abs=0.1)
     attention, mlp = (4096 + 4096) + 2 * (4096 + 1024) + (4096 + 4096), 3 * (4096 + 14336)
     assert adapters("llama-3.1-8b") == 16 * 32 * (attention + mlp)
+
+
+def test_a_full_fine_tune_that_does_not_fit_says_what_the_model_leaves_out(tmp_path):
+    # mixed precision keeps fp32 master weights and gradients (10 bytes a parameter with an 8-bit optimizer): one H100
+    # does not hold Llama-3.1-8B's; torchtune's single-device recipe (bf16 weights, the optimizer step in the backward)
+    # does, and the message says it is not modelled rather than leaving a second GPU as the only way
+    workload = tmp_path / "full-ft.yaml"
+    preset = (Path(profiles.__file__).parent / "workloads" / "fine-tune.yaml").read_text()
+    workload.write_text(preset.replace("name: fine-tune", "name: full-ft") + "denied_techniques: [lora, qlora]\n")
+    with pytest.raises(ImpossibleError, match="not modelled"):
+        advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", workload=str(workload)))
+    # a plan with adapters that does not fit says nothing of full fine-tunes
+    with pytest.raises(ImpossibleError) as err:
+        advise(AdviseRequest(model="llama-3.1-405b", hardware="l4", workload="fine-tune"))
+    assert "full fine-tune" not in str(err.value)
