@@ -12,6 +12,7 @@ from ..analytic.accuracy import (
     missing_bands_reason,
     training_accuracy_bands,
 )
+from ..analytic.engine_rates import kernel_rate_caveat
 from ..analytic.params import param_counts
 from ..analytic.profile import model_summary
 from ..catalog.engine_devices import backend_refusal, engine_for_backend, engine_runs_on
@@ -409,6 +410,8 @@ def _document(spec: ModelSpec, workload: Workload, hw: HardwareSpec, devices: in
         else accuracy_bands(hw, engine_runtime(workload.engine), workload.engine, architecture_kind(spec), weights)
     if not bands:
         warnings.append(missing_bands_reason(hw, architecture_kind(spec), training, weights))
+    if not training and (caveat := kernel_rate_caveat(workload.engine, weights, hw)):
+        warnings.append(caveat)  # the plan's weights priced by a kernel rate measured on other devices only
     advice = Advice(
         model=model_summary(spec), workload=workload,
         # a training plan runs every device as a data-parallel rank (FSDP shards over them); a serving plan its

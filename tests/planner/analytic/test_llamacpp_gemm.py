@@ -13,7 +13,8 @@ from optiplan.planner.analytic.steps import prefill_step
 from optiplan.planner.catalog.engines import engine_activations, engine_profile
 from optiplan.planner.catalog.hardware import resolve_hardware
 from optiplan.planner.catalog.models import resolve_model
-from optiplan.planner.schema import ProfileRequest
+from optiplan.planner.plan.advise import advise
+from optiplan.planner.schema import AdviseRequest, ProfileRequest
 
 
 def _request(hardware: str, dtype: str, engine: str = "llama.cpp") -> ProfileRequest:
@@ -106,3 +107,8 @@ def test_a_prompt_priced_from_other_gpus_runs_says_so_and_a_pinned_build_names_i
     old = profile(_request("h100-pcie", "int4", "llama.cpp==b2824")).warnings
     assert not any("measured on" in w for w in old)
     assert any("its rules for" in w and "<3216" in w for w in old)
+    # and a plan whose weights that kernel reads says it too
+    plan = advise(AdviseRequest(model="llama-3.1-70b", hardware="h100-sxm", num_devices=2, workload="chat",
+                                engine="llama.cpp"))
+    assert plan.plan.predicted.weight_dtype in ("int8", "int4")
+    assert any("measured on rtx-3090, rtx-4090 only" in w for w in plan.warnings)
