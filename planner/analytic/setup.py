@@ -478,8 +478,8 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         # the cast), copies nothing
         casts_whole_weight=compute in ("bf16", "fp16", "fp32") and own_kernel and engine is not None
         and runtime == engine_runtime(engine) and engine_casts_whole_weight(engine, weight_dtype),
-        gemm_peak_tflops=gemm_peak, recurrent_state_bytes=bytes_per_element(d) if engine and spec.state and (
-            d := recurrent_state_dtype(engine, spec.model_type)) else None,
+        gemm_peak_tflops=gemm_peak,
+        recurrent_state_bytes=bytes_per_element(d) if (d := recurrent_state_dtype(engine, spec.model_type)) else None,
         dequantize_rows=dequantize_pass(engine, weight_dtype, hw) if own_kernel and weights.quantized else None,
         mixed_prefill=engine_mixes_prefill(engine, attention_dp, speculative) if mixed_prefill is None else mixed_prefill,
         schedules_ahead=engine_schedules_ahead(engine, speculative, pp, spec.model_type),

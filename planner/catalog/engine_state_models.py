@@ -58,8 +58,6 @@ def recurrent_state_dtype(engine: str | None, model_type: str) -> str | None:
     """The format the engine keeps this state-model type's recurrent state in where its config's options set one
     (`recurrent_state_dtype` beside the option: vLLM's --mamba-ssm-cache-dtype float32 for Nemotron-H), else None:
     the activations'."""
-    if engine is None:
-        return None
     return next((o["recurrent_state_dtype"] for o in state_model_options(engine, model_type)
                  if "recurrent_state_dtype" in o), None)
 

@@ -13,6 +13,7 @@ not swap in, counts for neither.
 from __future__ import annotations
 
 import json
+import statistics
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -97,11 +98,8 @@ def median_ratio(rows: list[dict], ours: str, theirs: tuple[str, ...], section: 
                 out[at] = max(out.get(at, 0.0), r[key])
         return out
     mine, best = by_shape((ours,)), by_shape(theirs)
-    ratios = sorted(mine[at] / best[at] for at in mine.keys() & best.keys() if best[at] > 0)
-    if not ratios:
-        return None
-    half = len(ratios) // 2
-    return ratios[half] if len(ratios) % 2 else (ratios[half - 1] + ratios[half]) / 2
+    ratios = [mine[at] / best[at] for at in mine.keys() & best.keys() if best[at] > 0]
+    return statistics.median(ratios) if ratios else None
 
 
 def shares_from_result(result: dict[str, Any], hw: HardwareSpec, where: str) -> KernelShares:

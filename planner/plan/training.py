@@ -53,9 +53,12 @@ def lora_params(state: PlanState, rank: int) -> int:
     attn = (h + q) + 2 * (h + kv) + (q + h)
     mlp = (3 if spec.mlp_gated else 2) * (h + i)
     mixer = 2 * h + spec.state.linear_params // h if spec.state is not None else 0
-    return rank * sum((attn if "attention" in kind else 0) + (mixer if "state" in kind else 0)
-                      + (mlp if spec.has_mlp(layer) else 0)
-                      for layer, kind in ((n, spec.mixer(n)) for n in range(spec.num_layers)))
+    total = 0
+    for layer in range(spec.num_layers):
+        kind = spec.mixer(layer)
+        total += (attn if "attention" in kind else 0) + (mixer if "state" in kind else 0) \
+            + (mlp if spec.has_mlp(layer) else 0)
+    return rank * total
 
 
 def training_prediction(state: PlanState, workload: Workload) -> Prediction:
