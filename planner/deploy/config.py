@@ -41,6 +41,11 @@ ROCM_IMAGES = {"vllm": "rocm/vllm:rocm6.4.1_vllm_0.10.1_20250909", "sglang": "lm
 # This image only includes the `llama-server` executable. (platforms: `linux/amd64`, `linux/arm64`, `linux/s390x`)"
 # (`server-cuda` is the same "compiled with CUDA 12 support"). The other engines' images here are GPU builds.
 CPU_IMAGES = {"llama.cpp": "ghcr.io/ggml-org/llama.cpp:server"}
+# Where an image keeps the engine's executable off its PATH, the path a container target starts it by: llama.cpp's
+# server images (CUDA, ROCm and CPU builds alike) copy llama-server into /app, which the CUDA and Ubuntu base images do
+# not put on PATH (ggml-org/llama.cpp .devops/cuda.Dockerfile @00d69466: "COPY --from=build /app/full/llama-server
+# /app", "WORKDIR /app", "ENTRYPOINT [ \"/app/llama-server\" ]").
+CONTAINER_EXECUTABLES = {"llama.cpp": "/app/llama-server"}
 # Why a container target is refused on a backend with no image above: every image is a Linux build, and a container on
 # a Mac runs in a Linux VM without the GPU's Metal (llama.cpp discussion #8042, "Containers for Apple Silicon Macs work
 # with GPU-accelerated Vulkan": Podman's krunkit VMs reach the GPU through Vulkan only, "much slower than pure MacOS")

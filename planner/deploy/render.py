@@ -35,6 +35,7 @@ from ..schema.advice import Advice
 from . import llamacpp, sglang, tgi, trtllm, vllm
 from .checkpoints import checkpoint_bytes, checkpoint_dtype, serving_checkpoint
 from .config import (
+    CONTAINER_EXECUTABLES,
     ENGINES,
     HEALTH,
     PORT,
@@ -299,7 +300,7 @@ def _render(advice: Advice, target: str, serving_engine: str | None = None) -> t
         raise DeployError(refusal)
     elif target == "compose":
         files["compose/docker-compose.yaml"] = env.get_template("docker-compose.yaml.j2").render(
-            **ctx, argv=cfg.argv("/config/extra-llm-api-options.yaml" if cfg.extra else None))
+            **ctx, argv=_container_argv(cfg))
         if cfg.extra:  # the file the service mounts beside docker-compose.yaml (a missing one mounts as a folder)
             files["compose/extra-llm-api-options.yaml"] = env.get_template("trtllm-extra.yaml.j2").render(**ctx)
     else:
@@ -308,17 +309,29 @@ def _render(advice: Advice, target: str, serving_engine: str | None = None) -> t
             cfg.notes.append(f"copy {cfg.model} onto the {ctx['name']}-models volume as local/{folder} "
                              "(kubectl cp into a pod that mounts it at /models)")
             _serve_model(cfg, f"/models/local/{folder}")
+        for key in ("model", "model-draft"):  # llama-server's GGUF files, which the user produces, likewise
+            if str(cfg.options.get(key, "")).startswith("models/"):
+                file = cfg.options[key].removeprefix("models/")
+                cfg.notes.append(f"copy models/{file} onto the {ctx['name']}-models volume as local/{file} "
+                                 "(kubectl cp into a pod that mounts it at /models)")
+                cfg.options[key] = f"/models/local/{file}"
         template = "k8s-leaderworkerset.yaml.j2" if ctx["nodes"] > 1 else "k8s-deployment.yaml.j2"
         if ctx["nodes"] > 1 and engine not in ("vllm", "sglang"):
             raise DeployError(f"a {ctx['nodes']}-node LeaderWorkerSet is rendered for vLLM (a Ray cluster) and SGLang "
                               f"(one rank per pod); {engine} launches across nodes with MPI: use its serve.sh under "
                               "Slurm instead")
-        files["kubernetes/deployment.yaml"] = env.get_template(template).render(
-            **ctx, argv=cfg.argv("/config/extra-llm-api-options.yaml" if cfg.extra else None))
+        files["kubernetes/deployment.yaml"] = env.get_template(template).render(**ctx, argv=_container_argv(cfg))
     files["README.md" if target in ENGINES else f"{target}/README.md"] = env.get_template("README.md.j2").render(
         **ctx, target=target, files=sorted(files))
     validate(files)
     return files, ctx["configured"]
+
+
+def _container_argv(cfg: EngineConfig) -> list[str]:
+    """The command line a container of the engine's image runs: the engine's options file where the image mounts it,
+    the executable by its path in the image where that is off the image's PATH (llama.cpp's /app/llama-server)."""
+    argv = cfg.argv("/config/extra-llm-api-options.yaml" if cfg.extra else None)
+    return [CONTAINER_EXECUTABLES.get(cfg.engine, argv[0]), *argv[1:]]
 
 
 def _without_port(argv: list[str]) -> list[str]:

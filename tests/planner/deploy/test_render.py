@@ -193,6 +193,20 @@ def test_rocm_deployments_run_the_engines_amd_build_on_the_driver_devices(engine
     assert container["image"] == service["image"] and "amd.com/gpu" in container["resources"]["limits"]
 
 
+def test_llama_cpp_containers_start_the_server_where_its_image_keeps_it():
+    """llama.cpp's server images keep llama-server in /app, off the image's PATH (its .devops Dockerfiles), and
+    Kubernetes runs the container in the image's /app: the GGUF the user produces is named on the weights volume."""
+    a = plan(model="gpt-oss-120b", hardware="h100-sxm", devices=1, engine="llama.cpp")  # no published GGUF known
+    service = next(iter(yaml.safe_load(render(a, "compose")["compose/docker-compose.yaml"])["services"].values()))
+    assert service["entrypoint"] == ["/app/llama-server"] and service["working_dir"] == "/"
+    files = render(a, "kubernetes")
+    container = next(yaml.safe_load_all(files["kubernetes/deployment.yaml"]))["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["/app/llama-server"]
+    model = container["args"][container["args"].index("--model") + 1]
+    assert model.startswith("/models/local/") and model.endswith(".gguf")
+    assert f"as local/{model.removeprefix('/models/local/')}" in files["kubernetes/README.md"]
+
+
 def test_vllms_readme_names_the_attention_it_runs_on_rocm():
     # on an AMD GPU vLLM V1 runs its Triton attention, not FlashAttention: the README says what the plan says
     readme = render(plan(hardware="mi300x", devices=1, engine="vllm"), "vllm")["README.md"]
