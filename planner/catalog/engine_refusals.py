@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..schema import HardwareSpec
 from ..schema.releases import split_engine
-from .engines import below_compute_capability, engine_fact, engine_plans, engine_table, planned_engines
+from .engines import below_compute_capability, engine_fact, engine_plans, engine_table, kv_fp8_storage, planned_engines
 
 
 def _named(engine: str | None) -> str:
@@ -109,3 +109,26 @@ def engine_planning_refusal(engine: str | None, model_type: str) -> str | None:
         return (f"{engine} is profiled, not planned for: `optiplan profile --engine {engine}` predicts it; plans are "
                 f"made for {', '.join(planned_engines())}")
     return engine_model_refusal(engine, model_type)
+
+
+def draft_attention_refusal(engine: str | None, hw: HardwareSpec, sinks: bool, fp8_cache: bool) -> str | None:
+    """Why the engine's EAGLE proposer cannot draft a chain of tokens on `hw` (its profile's `draft_attention`: vLLM
+    0.10-0.11 drafts past its first token over FlashAttention's metadata only on CUDA), with the attention backend the
+    server runs instead and the source, or None. `sinks`: the model has attention sinks (gpt-oss); `fp8_cache`: the
+    plan stores the cache in fp8, which the engine serves with FlashInfer where its default backend takes none."""
+    if engine_fact(engine, "draft_attention") is None or hw.features.backend != "cuda":
+        return None
+    storage = kv_fp8_storage(engine) or {}
+    cc = hw.features.compute_capability
+    if below_compute_capability(hw, 8.0):
+        runs = "FlexAttention, its backend before Ampere"
+    elif cc == "10.0":
+        runs = "FlashInfer, its first backend on Blackwell (SM100)"
+    elif sinks and cc != "9.0":
+        runs = "Triton's attention, its backend for attention sinks before Hopper"
+    elif fp8_cache and cc not in storage.get("default_backend_compute_capabilities", ()):
+        runs = "FlashInfer, the backend its configs pin for an fp8 cache here"
+    else:
+        return None
+    return (f"{_named(engine)} drafts more than one token only over FlashAttention's metadata on CUDA, and on "
+            f"{hw.id} it runs {runs} (source: {engine_fact(engine, 'draft_attention_source').split(' — ')[0]})")

@@ -25,7 +25,7 @@ def rejections(best: Candidate, ranked: list[Candidate], result: SearchResult, c
             reason = "changes nothing here: " + (t.unchanged or "the configuration already has what it sets")
         if reason is None:
             holder = next((c for c in best.ids if t.group and techniques[c].group == t.group), None)
-            clash = next(filter(None, (runtime_conflict(t, techniques[c], ctx.workload.engine) for c in best.ids)),
+            clash = next(filter(None, (runtime_conflict(t, techniques[c], ctx.workload.engine, ctx) for c in best.ids)),
                          None)
             if holder is not None:
                 swapped = (chosen - {holder}) | {t_id}

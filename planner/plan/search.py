@@ -81,16 +81,16 @@ def _unchanged(before: PlanState, after: PlanState) -> bool:
         {k: v for k, v in vars(after).items() if k != "quality_loss_pct"}
 
 
-def _clash(a: str, b: str, techniques: dict[str, Technique], engine: str) -> bool:
-    """Declared conflict, or one inside the engine's runtime (two caches in one generation, ...)."""
-    return conflicting(a, b) or runtime_conflict(techniques[a], techniques[b], engine) is not None
+def _clash(a: str, b: str, techniques: dict[str, Technique], ctx: Context) -> bool:
+    """Declared conflict, or one inside the engine's runtime on the device (two caches in one generation, ...)."""
+    return conflicting(a, b) or runtime_conflict(techniques[a], techniques[b], ctx.workload.engine, ctx) is not None
 
 
-def _consistent(ids: set[str], techniques: dict[str, Technique], engine: str) -> bool:
+def _consistent(ids: set[str], techniques: dict[str, Technique], ctx: Context) -> bool:
     for i in ids:
-        if any(dep not in ids for dep in requirements(techniques[i], engine)):
+        if any(dep not in ids for dep in requirements(techniques[i], ctx.workload.engine)):
             return False
-    return not any(_clash(a, b, techniques, engine) for a, b in itertools.combinations(sorted(ids), 2))
+    return not any(_clash(a, b, techniques, ctx) for a, b in itertools.combinations(sorted(ids), 2))
 
 
 def engine_baseline(ctx: Context, valid: list[Technique]) -> PlanState:
@@ -153,12 +153,12 @@ def search(ctx: Context, only_groups: frozenset[str] | None = None) -> SearchRes
     for combo in itertools.product(*groups.values()):
         chosen = {t.id for t in combo if t is not None}
         ids = always_ids | chosen
-        if not _consistent(ids, techniques, engine):
+        if not _consistent(ids, techniques, ctx):
             # the combination's choices win: drop always-on techniques that clash with them, then those whose
             # requirements went with them
-            ids = chosen | {a for a in always_ids if not any(_clash(a, c, techniques, engine) for c in chosen)}
+            ids = chosen | {a for a in always_ids if not any(_clash(a, c, techniques, ctx) for c in chosen)}
             ids = {i for i in ids if all(d in ids for d in requirements(techniques[i], engine))}
-            if not _consistent(ids, techniques, engine):
+            if not _consistent(ids, techniques, ctx):
                 continue
         order = tuple(plan_order(sorted(ids)))
         if order in seen:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ...analytic.accuracy import architecture_kind
-from ...catalog.engine_refusals import engine_step_refusal
+from ...catalog.engine_refusals import draft_attention_refusal, engine_step_refusal
 from ...catalog.engine_state_models import state_technique_refusal
 from ...catalog.engines import deployed_engine, engine_defaults, engine_profile
 from ...errors import RequestError
@@ -124,8 +124,11 @@ def requirements(t: Technique, engine: str | None) -> tuple[str, ...]:
     return () if engine is not None and t.id in engine_defaults(engine) else t.requires
 
 
-def runtime_conflict(a: Technique, b: Technique, engine: str) -> str | None:
-    """Why `a` and `b` cannot run together in `engine`'s runtime (declared in `combines`), or None."""
+def runtime_conflict(a: Technique, b: Technique, engine: str, ctx: Context | None = None) -> str | None:
+    """Why `a` and `b` cannot run together in `engine`'s runtime (declared in `combines`; with `ctx`, on its device:
+    an fp8 cache's attention backend, which vLLM 0.10-0.11 drafts no EAGLE-3 chain over), or None."""
+    if ctx is not None and {a.id, b.id} == {"kv-fp8", "spec-eagle3"}:
+        return draft_attention_refusal(ctx.release_engine, ctx.hw, ctx.spec.attention_sinks, fp8_cache=True)
     ca, cb = a.combines.get(engine), b.combines.get(engine)
     if ca is None or cb is None:
         return None

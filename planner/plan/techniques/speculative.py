@@ -4,6 +4,7 @@ bandwidth-bound and verifying gamma+1 tokens costs about as much as one."""
 
 from __future__ import annotations
 
+from ...catalog.engine_refusals import draft_attention_refusal
 from ...catalog.workloads import serves_instruct
 from ..state import PlanState, Speculation
 from . import Applied, Combines, Context, Option, Technique, register
@@ -62,7 +63,9 @@ def _eagle_check(ctx: Context) -> str | None:
     if not serves_instruct(ctx.workload):
         return (f"EAGLE-3 heads are trained on the instruct model's outputs ({eagle_head(ctx)['target']}); the "
                 f"{ctx.workload.name} workload serves the base model, whose tokens they would rarely guess")
-    return None
+    # a chain of EAGLE3_TOKENS drafts, which vLLM 0.10-0.11 proposes over FlashAttention only (an fp8 cache's backend
+    # is a clash of the two steps: `runtime_conflict`)
+    return draft_attention_refusal(ctx.release_engine, ctx.hw, ctx.spec.attention_sinks, fp8_cache=False)
 
 
 # llama-server gives each slot a draft context of its own and checks each slot's draft with a decode of its own, one

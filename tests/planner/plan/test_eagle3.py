@@ -93,4 +93,26 @@ def test_a_distilled_plan_keeps_no_head_of_the_teacher():
     assert "distillation" in steps and "spec-eagle3" not in steps
     undistilled = advise(AdviseRequest(model="llama-3.1-8b", hardware="t4", workload="chat", engine="vllm",
                                        concurrency=8, max_quality_loss_pct=12.0))
-    assert "spec-eagle3" in [s.technique for s in undistilled.plan.steps]  # the head is the 8B's own there
+    # the head is the 8B's own there, but vLLM 0.10.2 runs FlexAttention before Ampere, over which it drafts no chain
+    assert "spec-eagle3" not in [s.technique for s in undistilled.plan.steps]
+    assert "on t4 it runs FlexAttention" in {r.technique: r.reason for r in undistilled.rejected}["spec-eagle3"]
+    on_an_a10g = advise(AdviseRequest(model="llama-3.1-8b", hardware="a10g", workload="chat", engine="vllm",
+                                      concurrency=8, max_quality_loss_pct=12.0))
+    assert "spec-eagle3" in [s.technique for s in on_an_a10g.plan.steps]
+
+
+def test_vllm_drafts_an_eagle3_chain_only_over_flash_attention():
+    """vLLM 0.10.2's EAGLE proposer asserts FlashAttention's (or the tree backend's) metadata on CUDA once it drafts a
+    second token (profiles/engines/vllm.yaml draft_attention): refused on the backends the server runs instead, and
+    not from the release that lifts it (vllm-project/vllm#25196)."""
+    from optiplan.planner.catalog.engine_refusals import draft_attention_refusal
+    from optiplan.planner.catalog.hardware import resolve_hardware
+
+    def why(hardware, sinks=False, fp8_cache=False, engine="vllm==0.10.2"):
+        return draft_attention_refusal(engine, resolve_hardware(hardware), sinks, fp8_cache)
+
+    assert why("h100-sxm") is None and why("h100-sxm", fp8_cache=True) is None and why("a100-80gb-sxm") is None
+    assert "runs FlashInfer, its first backend on Blackwell" in why("b200")
+    assert "runs Triton's attention" in why("a100-80gb-sxm", sinks=True) and why("h100-sxm", sinks=True) is None
+    assert "pin for an fp8 cache" in why("l4", fp8_cache=True) and why("b200", engine="vllm==0.12.0") is None
+    assert why("mi300x") is None and why("b200", engine="sglang") is None
