@@ -25,7 +25,11 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
     cfg = EngineConfig("tgi", model_reference(advice), ["text-generation-launcher"])
     o = cfg.options
     o.update({"model-id": cfg.model, "hostname": "0.0.0.0", "port": PORT, "dtype": dtype16(hw),
-              "num-shard": server_tensor_parallel(advice), "max-input-tokens": w.prompt_tokens_p95,
+              "num-shard": server_tensor_parallel(advice),
+              # a prompt as long as the served sequence less one token of output, TGI's own default (launcher/src/
+              # main.rs @v3.3.4: "Default to min(max_allocatable, max_position_embeddings) - 1"): the router refuses
+              # longer ones, so a limit at the workload's p95 prompt would refuse the twentieth above it
+              "max-input-tokens": served_context(advice, "tgi") - 1,
               "max-total-tokens": served_context(advice, "tgi"),
               "max-concurrent-requests": max(max_seqs(advice), 1) * 4,
               "cuda-memory-fraction": memory_fraction(advice)})
@@ -64,7 +68,9 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
             # prefill_chunk_by_compute), else whole prompts up to its 4,096 fallback
             chunk = (steps["chunked-prefill"].params.get("prefill_chunk_tokens")
                      if "chunked-prefill" in steps else None)
-            o["max-batch-prefill-tokens"] = chunk or min(w.context_needed, 4096)
+            # without chunks its router refuses to start with a budget under the longest prompt (backends/v3/src/
+            # main.rs @v3.3.4: "`max_batch_prefill_tokens` must be >= `max_input_tokens`" unless support_chunking)
+            o["max-batch-prefill-tokens"] = chunk or max(min(w.context_needed, 4096), o["max-input-tokens"])
             cfg.applied.append((t_id, "always on in TGI (paged attention, continuous batching)"))
         elif t_id == "chunked-prefill":
             cfg.applied.append((t_id, "TGI 3 chunks prefills by default (--max-batch-prefill-tokens)"))

@@ -4,6 +4,7 @@ equal to the image tags of planner/deploy/config.py)."""
 from __future__ import annotations
 
 import re
+import shlex
 
 import pytest
 from optiplan.planner.catalog.engines import deployed_engine, engine_fact
@@ -73,3 +74,19 @@ def test_tgis_config_runs_the_prefill_budget_its_plan_priced():
 
     assert "--max-batch-prefill-tokens 59870" in serve("h100-sxm")
     assert "--max-batch-prefill-tokens 4096" in serve("mi300x")
+
+
+def test_tgi_takes_prompts_as_long_as_the_served_sequence_allows():
+    """TGI's router refuses a prompt over --max-input-tokens: the config lets one take all but a token of the served
+    sequence, as TGI's own default and vLLM's --max-model-len do, and where TGI does not chunk (ROCm) its router
+    refuses to start with a prefill budget under that (backends/v3/src/main.rs @v3.3.4)."""
+    def options(hardware: str) -> dict[str, str]:
+        advice = advise(AdviseRequest(model="llama-3.1-8b", hardware=hardware, num_devices=1, engine="tgi",
+                                      workload="chat", max_context=32768))
+        argv = shlex.split(render(advice, "tgi")["tgi/serve.sh"].split("text-generation-launcher", 1)[1])
+        return {k: v for k, v in zip(argv, argv[1:]) if k.startswith("--")}
+
+    cuda, rocm = options("a100-80gb-sxm"), options("mi300x")
+    assert cuda["--max-input-tokens"] == "32767" and cuda["--max-total-tokens"] == "32768"
+    assert int(cuda["--max-batch-prefill-tokens"]) < 32767  # it chunks: the budget stays the launcher's
+    assert rocm["--max-input-tokens"] == "32767" and int(rocm["--max-batch-prefill-tokens"]) >= 32767
