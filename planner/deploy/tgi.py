@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from ..schema import HardwareSpec
 from ..schema.advice import Advice
+from ..catalog.engines import engine_fact
 from .config import (
     PORT,
+    DeployError,
     EngineConfig,
     context_note,
     dtype16,
@@ -21,11 +23,18 @@ from .config import (
 
 
 def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
-    p, w = advice.plan.predicted, advice.workload
+    p, w, m = advice.plan.predicted, advice.workload, advice.model
+    shards = server_tensor_parallel(advice)
+    if m.model_type not in engine_fact("tgi", "native_model_types") and 1 < m.num_kv_heads < shards:
+        raise DeployError(f"TGI serves {m.model_type} through transformers' implementation, which splits the KV heads "
+                          f"over its shards by integer division: {m.num_kv_heads} KV heads over --num-shard {shards} "
+                          f"leave none, and the server cannot start (source: "
+                          f"{engine_fact('tgi', 'non_native_kv_split_source').split(' — ')[0]}); serve it with "
+                          f"{m.num_kv_heads} shards a replica, or with another engine")
     cfg = EngineConfig("tgi", model_reference(advice), ["text-generation-launcher"])
     o = cfg.options
     o.update({"model-id": cfg.model, "hostname": "0.0.0.0", "port": PORT, "dtype": dtype16(hw),
-              "num-shard": server_tensor_parallel(advice),
+              "num-shard": shards,
               # a prompt as long as the served sequence less one token of output, TGI's own default (launcher/src/
               # main.rs @v3.3.4: "Default to min(max_allocatable, max_position_embeddings) - 1"): the router refuses
               # longer ones, so a limit at the workload's p95 prompt would refuse the twentieth above it

@@ -682,3 +682,12 @@ def test_advise_prints_a_training_plan_and_writes_no_configs(tmp_path):
     out = CliRunner().invoke(main, ["configs", "llama-3.2-3b", "-H", "a100-80gb-sxm", "--workload", "fine-tune",
                                     "--goal", "throughput", "-o", str(tmp_path / "ft")])
     assert out.exit_code == 2 and "is a training job" in out.output
+
+
+def test_tgi_refuses_more_shards_than_kv_heads_for_a_model_it_serves_through_transformers():
+    """TGI has no Qwen3 code of its own and splits the KV heads of the transformers implementation over its shards by
+    integer division: Qwen3-30B-A3B's 4 over 8 shards leave none (a division by zero at start-up)."""
+    a = plan(model="qwen3-30b-a3b", hardware="h200-sxm", devices=8, engine="vllm")
+    files, skipped, _ = render_all(a, ["vllm", "tgi"])
+    assert "vllm/serve.sh" in files and not any(f.startswith("tgi/") for f in files)
+    assert any(s.startswith("tgi: ") and "4 KV heads over --num-shard 8 leave none" in s for s in skipped)
