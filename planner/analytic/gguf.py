@@ -47,7 +47,7 @@ FILE_TYPES = {"Q4_0": FileType("Q4_0", "int4"), "Q4_K_M": FileType("Q4_K", "int4
 # model types whose GGUF conversion keeps separate attn_q/attn_k/attn_v and ffn_gate/up/down tensors (llama.cpp's
 # LLM_ARCH_LLAMA, QWEN2, QWEN2MOE, QWEN3, QWEN3MOE, GEMMA2, GEMMA3, GRANITE tensor lists)
 MODELLED = frozenset({"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma2",
-                      "gemma3_text", "granite"})
+                      "gemma3_text", "gemma3", "granite"})
 
 
 def file_type(name: str) -> FileType:

@@ -145,6 +145,9 @@ def _text_config(cfg: dict[str, Any]) -> dict[str, Any]:
         if isinstance(inner, dict):
             merged = dict(inner)
             merged.setdefault("model_type", f"{cfg.get('model_type') or ''}_text")
+            # the checkpoint's own type, which the engines load it by (`wrapper_model_type`, stored in the catalog's
+            # configs of such checkpoints too)
+            merged.setdefault("wrapper_model_type", cfg.get("model_type"))
             if merged["model_type"] == "gemma3":
                 merged["model_type"] = "gemma3_text"
             return merged
@@ -330,6 +333,11 @@ def _spec_from_config(config: dict[str, Any], name: str, source: str) -> ModelSp
         spec.update(norms_per_layer=4)
     elif model_type == "gemma3_text":
         spec.update(norms_per_layer=4, qk_norm="head")
+        if f.cfg.get("wrapper_model_type") == "gemma3":
+            # named as the engines know the checkpoint: Gemma 3 4B-27B publish the multimodal
+            # Gemma3ForConditionalGeneration (model_type gemma3), which vLLM, SGLang and TGI load as a vision-language
+            # model (TGI without prefix caching or prefill chunks); the 1B is text-only (gemma3_text)
+            spec.update(model_type="gemma3")
     elif model_type == "olmo":
         spec.update(norm="nonparametric")
     elif model_type == "olmo2":

@@ -104,7 +104,8 @@ def test_gpt2_style_field_names():
 def test_multimodal_wrapper_uses_text_config():
     s = model_spec_from_config({"model_type": "gemma3", "text_config": {**LLAMA, "model_type": "gemma3_text"}},
                                "t", "test")
-    assert s.model_type == "gemma3_text" and s.norms_per_layer == 4
+    # named as the engines load the checkpoint: its own type, a vision-language model to them
+    assert s.model_type == "gemma3" and s.norms_per_layer == 4
 
 
 def test_llama4_interleaves_moe_layers_with_a_shared_expert_and_dense_layers_of_their_own_width():

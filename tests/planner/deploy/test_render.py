@@ -691,3 +691,18 @@ def test_tgi_refuses_more_shards_than_kv_heads_for_a_model_it_serves_through_tra
     files, skipped, _ = render_all(a, ["vllm", "tgi"])
     assert "vllm/serve.sh" in files and not any(f.startswith("tgi/") for f in files)
     assert any(s.startswith("tgi: ") and "4 KV heads over --num-shard 8 leave none" in s for s in skipped)
+
+
+def test_tgi_serves_gemma_3_27b_as_the_vision_language_model_its_checkpoint_is():
+    """google/gemma-3-27b-it is the multimodal Gemma3ForConditionalGeneration (model_type gemma3): TGI loads it as a
+    VlmCausalLM, which refuses PREFIX_CACHING=1 and takes whole prompts, so the plan keeps neither default and the
+    config sets no PREFIX_CACHING; Gemma 3 1B is text-only and keeps both."""
+    a = advise(AdviseRequest(model="gemma-3-27b", hardware="l40s", num_devices=1, workload="chat", engine="tgi"))
+    assert a.model.model_type == "gemma3"
+    assert {"prefix-caching", "chunked-prefill"}.isdisjoint(s.technique for s in a.plan.steps)
+    assert "support_chunking=False" in {r.technique: r.reason for r in a.rejected}["chunked-prefill"]
+    files = render(a, "tgi")
+    assert "PREFIX_CACHING" not in files["tgi/serve.sh"] and "chunks prefills" not in files["README.md"]
+    small = advise(AdviseRequest(model="gemma-3-1b", hardware="l4", num_devices=1, workload="chat", engine="tgi"))
+    assert small.model.model_type == "gemma3_text"
+    assert {"prefix-caching", "chunked-prefill"} <= {s.technique for s in small.plan.steps}

@@ -8,6 +8,7 @@ from optiplan.planner.analytic.params import busiest_device_experts, expected_ex
 from optiplan.planner.analytic.steps import all_to_all_s, decode_step, weights_read_bytes
 from optiplan.planner.catalog.hardware import resolve_hardware
 from optiplan.planner.catalog.models import resolve_model
+from optiplan.planner.deploy.config import DeployError
 from optiplan.planner.deploy.render import render
 from optiplan.planner.plan.advise import advise
 from optiplan.planner.plan.state import PlanState, to_setup
@@ -111,7 +112,9 @@ def test_vllm_slices_a_moes_experts_over_its_data_parallel_ranks_too(tmp_path):
     from optiplan.planner.deploy.render import engine_config
 
     assert engine_config(a, "trtllm").options["tp_size"] == 8
-    assert engine_config(a, "tgi").options["num-shard"] == 8
+    # TGI serves Qwen3 MoE through transformers, whose integer split of its 4 KV heads over 8 shards leaves none
+    with pytest.raises(DeployError, match="4 KV heads over --num-shard 8 leave none"):
+        engine_config(a, "tgi")
     # In Qwen's FP8 checkpoint its 1,536-wide experts would split 192 a device, not whole 128-column blocks, and it
     # would not load: the experts go whole (expert parallel over the eight), and the plan is priced so (it was priced
     # with them sliced while its configs split them whole)
