@@ -56,10 +56,10 @@ def test_a_quantized_plan_serves_a_published_checkpoint_or_says_how_to_make_one(
 def test_a_produced_folder_is_found_in_containers():
     import yaml
 
-    a = _plan("olmo-2-7b", hardware="l40s", max_quality_loss_pct=1.0)  # fp8, which TensorRT-LLM does not do online
+    a = _plan("mistral-7b-v0.1", hardware="l40s", max_quality_loss_pct=1.0)  # fp8, which TensorRT-LLM does not do online
     k8s = list(yaml.safe_load_all(render(a, "kubernetes", serving_engine="trtllm")["kubernetes/deployment.yaml"]))
     args = next(d for d in k8s if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert "/models/local/olmo-2-7b-fp8" in args  # on the weights volume, not relative to the image
+    assert "/models/local/mistral-7b-v0.1-fp8" in args  # on the weights volume, not relative to the image
     compose = yaml.safe_load(render(a, "compose", serving_engine="trtllm")["compose/docker-compose.yaml"])
     service = next(iter(compose["services"].values()))
     assert "./models:/models:ro" in service["volumes"] and service["working_dir"] == "/"

@@ -367,3 +367,18 @@ def test_vllm_pins_flashinfer_for_an_fp8_cache_by_compute_capability():
     runs_it = {h: resolve_hardware(h).features.compute_capability in default
                for h in ("a100-80gb-sxm", "l4", "h100-sxm", "b200", "rtx-5060-ti")}
     assert runs_it == {"a100-80gb-sxm": False, "l4": False, "h100-sxm": True, "b200": True, "rtx-5060-ti": False}
+
+
+def test_tensorrt_llm_plans_only_the_architectures_its_pytorch_backend_has_code_for():
+    """The configs run trtllm-serve's PyTorch backend: GPT-J and OLMo 2 have no model code there (the legacy
+    TensorRT-engine flow built GPT-J; AutoDeploy serves OLMo 3), so no plan is made; the 2023 C++ runtime the validation
+    set's GPT-J runs used is still profiled."""
+    from optiplan.planner.analytic.profile import profile
+    from optiplan.planner.schema import ProfileRequest
+
+    for model in ("gpt-j-6b", "olmo-2-7b"):
+        with pytest.raises(RequestError, match=r"trtllm .*runs .*llama.* models, not (gptj|olmo2) \(source: "
+                                               r"NVIDIA/TensorRT-LLM docs/source/models/supported-models.md"):
+            _advise(model=model, hardware="h100-sxm", engine="trtllm")
+    assert _advise(model="llama-3.1-8b", hardware="h100-sxm", engine="trtllm").plan.steps
+    assert profile(ProfileRequest(model="gpt-j-6b", hardware="a100-80gb-sxm", engine="trtllm==0.6.1")).fits
