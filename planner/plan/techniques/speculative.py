@@ -50,6 +50,42 @@ EAGLE3_SOURCE = ("acceptance 0.71 per proposed token, solved from SGLang's measu
                  "extrapolated; benchmarks/bench_speculation_published.py)")
 
 
+# An EAGLE-3 head is trained on short conversations (EAGLE's and SpecForge's scripts train at 2,048 tokens) and guesses
+# worse the longer the context it drafts in: vLLM's speculators measured a full-attention EAGLE-3 head of Qwen3-8B on
+# LongBench v2 prompts cut to each length (3 tokens proposed) at these mean acceptance lengths. A workload's mean
+# context scales the acceptance length of EAGLE3_ACCEPTANCE by the curve's fall from 2,048 tokens (held past 20,480).
+EAGLE3_CONTEXT_ACCEPTANCE = ((2048, 2.295), (4096, 2.040), (6144, 1.863), (8192, 1.687), (10240, 1.400),
+                             (12288, 1.289), (14336, 1.161), (16384, 1.090), (18432, 1.092), (20480, 1.084))
+EAGLE3_CONTEXT_SOURCE = ("vllm-project/speculators#684 (merged), 'Acceptance Length vs Context Length': "
+                         "recursal/longbench-v2 truncated to each length, vLLM, \"| 2k | 2.295 |\" ... \"| 8k | 1.687 |\" "
+                         "... \"| 16k | 1.090 |\" ... \"| 20k | 1.084 |\" (Eagle3, full attention); sgl-project/sglang#6783: "
+                         "a head of max_position_embeddings 2048 slower than no speculation past 2K tokens")
+
+
+def _chain_length(p: float, k: int) -> float:
+    """Tokens a step makes with k proposals each accepted with probability p (the first always)."""
+    return sum(p ** i for i in range(k + 1))
+
+
+def eagle3_acceptance(context: int) -> float:
+    """EAGLE3_ACCEPTANCE at a workload's mean `context`: the per-token acceptance whose chain of EAGLE3_TOKENS is as
+    much shorter than at 2,048 tokens as EAGLE3_CONTEXT_ACCEPTANCE's (bisection on the chain's length)."""
+    (x0, y0), table = EAGLE3_CONTEXT_ACCEPTANCE[0], EAGLE3_CONTEXT_ACCEPTANCE
+    if context <= x0:
+        return EAGLE3_ACCEPTANCE
+    measured = table[-1][1]
+    for (xa, ya), (xb, yb) in zip(table, table[1:]):
+        if context <= xb:
+            measured = ya + (yb - ya) * (context - xa) / (xb - xa)
+            break
+    target = 1 + (_chain_length(EAGLE3_ACCEPTANCE, EAGLE3_TOKENS) - 1) * (measured - 1) / (y0 - 1)
+    low, high = 0.0, EAGLE3_ACCEPTANCE
+    for _ in range(50):
+        mid = (low + high) / 2
+        low, high = (mid, high) if _chain_length(mid, EAGLE3_TOKENS) < target else (low, mid)
+    return round(low, 3)
+
+
 def eagle_head(ctx: Context) -> dict | None:
     """The published EAGLE-3 head the workload's engine loads for this model, or None."""
     return next((h for h in ctx.eagle_heads if ctx.workload.engine in h["engines"]), None)
@@ -138,14 +174,17 @@ register(
         name="EAGLE-3 speculative decoding (a trained draft head)", family="speculative decoding", group=GROUP,
         summary="A one-layer head trained on the target's hidden features proposes a chain of tokens; the target "
                 "verifies them in one pass.",
-        transform=lambda s, c: s.with_(speculation=Speculation("eagle3", EAGLE3_TOKENS, EAGLE3_ACCEPTANCE)),
-        model=("eagle",), check=_eagle_check, quality_source=LEVIATHAN, effect_source=EAGLE3_SOURCE,
+        transform=lambda s, c: s.with_(speculation=Speculation("eagle3", EAGLE3_TOKENS,
+                                                               eagle3_acceptance(c.workload.mean_context))),
+        model=("eagle",), check=_eagle_check, quality_source=LEVIATHAN,
+        effect_source=f"{EAGLE3_SOURCE}; at longer contexts: {EAGLE3_CONTEXT_SOURCE}",
         # a head reads the hidden features of the model it was trained on: a distilled student (another width, other
         # features) serves without it
         conflicts=("distillation",),
         after=("weight-int8", "weight-fp8", "weight-int4-awq", "weight-int4-gptq", "tensor-parallel"),
         params=lambda c: {"method": "eagle3", "draft_model": (eagle_head(c) or {}).get("hub_id"),
-                          "num_speculative_tokens": EAGLE3_TOKENS, "expected_acceptance": EAGLE3_ACCEPTANCE}),
+                          "num_speculative_tokens": EAGLE3_TOKENS,
+                          "expected_acceptance": eagle3_acceptance(c.workload.mean_context)}),
     Technique(
         id="spec-mtp", engines=("vllm", "sglang", "trtllm"),
         name="Speculation with the model's own MTP heads", family="speculative decoding", group=GROUP,

@@ -116,3 +116,23 @@ def test_vllm_drafts_an_eagle3_chain_only_over_flash_attention():
     assert "runs Triton's attention" in why("a100-80gb-sxm", sinks=True) and why("h100-sxm", sinks=True) is None
     assert "pin for an fp8 cache" in why("l4", fp8_cache=True) and why("b200", engine="vllm==0.12.0") is None
     assert why("mi300x") is None and why("b200", engine="sglang") is None
+
+
+def test_an_eagle3_head_guesses_worse_the_longer_the_context():
+    """speculators#684 measured an EAGLE-3 head's acceptance length fall from 2.30 at 2K tokens to 1.08 at 20K: the
+    planned acceptance follows that fall from the workload's mean context, and a long-context RAG load is no longer
+    served with EAGLE-3 (its per-token acceptance under 0.1 past 16K)."""
+    from optiplan.planner.plan.techniques.speculative import (
+        EAGLE3_ACCEPTANCE,
+        EAGLE3_TOKENS,
+        _chain_length,
+        eagle3_acceptance,
+    )
+
+    assert eagle3_acceptance(1024) == eagle3_acceptance(2048) == EAGLE3_ACCEPTANCE
+    at_8k = _chain_length(eagle3_acceptance(8192), EAGLE3_TOKENS)
+    assert at_8k - 1 == pytest.approx((_chain_length(EAGLE3_ACCEPTANCE, EAGLE3_TOKENS) - 1) * 0.687 / 1.295, rel=1e-3)
+    assert eagle3_acceptance(4096) > eagle3_acceptance(8192) > eagle3_acceptance(16384) > 0.09
+    assert eagle3_acceptance(20480) == eagle3_acceptance(48000)  # held past the last measured length
+    a = advise(AdviseRequest(model="llama-3.1-8b", hardware="l40s", workload="rag-long-context", engine="vllm"))
+    assert "spec-eagle3" not in [s.technique for s in a.plan.steps]
