@@ -122,3 +122,6 @@ def test_an_option_cheaper_at_the_low_ends_of_the_price_ranges_is_named_wherever
     text = explain_ranking(ranking)
     assert "at the low ends of the catalog's price ranges 1 x h100-sxm costs less ($0.54 against $0.63" in text
     assert "low ends" not in explain_ranking(ranking[:2])
+    # low ends within the ranking's tie of each other name no cheaper option ("$0.11 against $0.11" had read so)
+    tie = [option("mi325x", 0.12, (0.110, 0.13)), option("h100-sxm", 0.28, (0.106, 0.46))]
+    assert "low ends" not in explain_ranking(tie)
