@@ -1,8 +1,9 @@
 """What an engine does not run, beyond the devices it runs on: a technique its build for a device backend turns off
 (`missing_by_backend`: TGI's ROCm image), a technique it cannot apply to a model type it has no code of its own for
 (`native_model_types`: TGI serves those through transformers' implementation), and model types it has no code for at
-all (`model_types`: gpt-fast; `refused_model_types`: TGI's gpt-oss). Each reason names its source from the engine's
-profile (profiles/engines/)."""
+all (`model_types`: gpt-fast, TensorRT-LLM's PyTorch backend; `refused_model_types`: TGI's gpt-oss), and the attention
+backends an engine drafts an EAGLE-3 chain over (`draft_attention`: vLLM 0.10-0.11). Each reason names its source
+from the engine's profile (profiles/engines/)."""
 
 from __future__ import annotations
 

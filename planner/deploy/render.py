@@ -18,7 +18,7 @@ import yaml
 from ..analytic.accuracy import band_text, bands_note, decode_band
 from ..analytic.profile import model_summary
 from ..catalog.engine_devices import backend_refusal, engine_runs_on
-from ..catalog.engine_refusals import engine_step_refusal
+from ..catalog.engine_refusals import draft_attention_refusal, engine_step_refusal
 from ..catalog.engine_state_models import (
     serving_refusal,
     state_model_options,
@@ -75,7 +75,8 @@ def engine_config(advice: Advice, engine: str) -> EngineConfig:
     # (on a model with state layers, on this device's backend, on a model type it has no code of its own for)
     refused = [(s.technique, why) for s in advice.plan.steps
                if (why := state_technique_refusal(release, s.technique, model_type)
-                   or engine_step_refusal(release, hw, model_type, s.technique, advice.model.kind))]
+                   or engine_step_refusal(release, hw, model_type, s.technique, advice.model.kind)
+                   or _draft_refusal(release, hw, advice, s.technique))]
     if refused:
         kept = [s for s in advice.plan.steps if s.technique not in dict(refused)]
         advice = advice.model_copy(update={"plan": advice.plan.model_copy(update={"steps": kept})})
@@ -124,6 +125,16 @@ def as_distilled(advice: Advice) -> tuple[Advice, str | None]:
             f"first (no engine option does; the plan budgets {step.quality_loss_pct:g}% of quality for it), then serve "
             "that checkpoint in the plan's weight format in its stead")
     return advice.model_copy(update={"model": student, "plan": advice.plan.model_copy(update={"steps": kept})}), note
+
+
+def _draft_refusal(release: str, hw, advice: Advice, technique: str) -> str | None:
+    """Why the engine drafts no EAGLE-3 chain with the attention backend it runs for this plan on `hw` (vLLM 0.10-0.11
+    over FlashAttention only: `draft_attention_refusal`; a plan made for another engine keeps its fp8 cache), or None."""
+    if technique != "spec-eagle3":
+        return None
+    spec = resolve_model(advice.model.source.split(":", 1)[1])
+    return draft_attention_refusal(release, hw, spec.attention_sinks,
+                                   fp8_cache=any(s.technique == "kv-fp8" for s in advice.plan.steps))
 
 
 def _serve_model(cfg: EngineConfig, model: str) -> None:

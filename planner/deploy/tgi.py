@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import math
+
 from ..schema import HardwareSpec
 from ..schema.advice import Advice
-from ..catalog.engines import engine_fact
+from ..catalog.engines import deployed_engine, engine_chunk_budget, engine_fact
+from ..catalog.models import resolve_model
 from .config import (
     PORT,
     DeployError,
@@ -24,13 +27,12 @@ from .config import (
 
 def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
     p, w, m = advice.plan.predicted, advice.workload, advice.model
-    shards = server_tensor_parallel(advice)
-    if m.model_type not in engine_fact("tgi", "native_model_types") and 1 < m.num_kv_heads < shards:
-        raise DeployError(f"TGI serves {m.model_type} through transformers' implementation, which splits the KV heads "
-                          f"over its shards by integer division: {m.num_kv_heads} KV heads over --num-shard {shards} "
-                          f"leave none, and the server cannot start (source: "
-                          f"{engine_fact('tgi', 'non_native_kv_split_source').split(' — ')[0]}); serve it with "
-                          f"{m.num_kv_heads} shards a replica, or with another engine")
+    shards = p.tensor_parallel if p.pipeline_parallel > 1 else server_tensor_parallel(advice)
+    if m.num_kv_heads > 1 and m.num_kv_heads % shards:
+        raise DeployError(f"TGI splits a model's KV heads over its shards without replicating them: {m.num_kv_heads} "
+                          f"KV heads do not divide over --num-shard {shards}, and the server cannot start (source: "
+                          f"{engine_fact('tgi', 'kv_split_source').split(' — ')[0]}); serve it with "
+                          f"{math.gcd(m.num_kv_heads, shards)} shards a replica, or with another engine")
     cfg = EngineConfig("tgi", model_reference(advice), ["text-generation-launcher"])
     o = cfg.options
     o.update({"model-id": cfg.model, "hostname": "0.0.0.0", "port": PORT, "dtype": dtype16(hw),
@@ -77,9 +79,18 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
             # prefill_chunk_by_compute), else whole prompts up to its 4,096 fallback
             chunk = (steps["chunked-prefill"].params.get("prefill_chunk_tokens")
                      if "chunked-prefill" in steps else None)
-            # without chunks its router refuses to start with a budget under the longest prompt (backends/v3/src/
-            # main.rs @v3.3.4: "`max_batch_prefill_tokens` must be >= `max_input_tokens`" unless support_chunking)
-            o["max-batch-prefill-tokens"] = chunk or max(min(w.context_needed, 4096), o["max-input-tokens"])
+            if chunk is None:  # whole prompts, up to the budget the plan priced its prefill batches at
+                spec = resolve_model(advice.model.source.split(":", 1)[1])
+                chunk = engine_chunk_budget(deployed_engine("tgi", hw), None, hw,
+                                            p.tensor_parallel * p.pipeline_parallel, spec)
+                if o["max-input-tokens"] > chunk:
+                    # its router refuses to start with a budget under the longest prompt where it does not chunk
+                    # (backends/v3/src/main.rs @v3.3.4: "`max_batch_prefill_tokens` must be >= `max_input_tokens`")
+                    cfg.notes.append(f"--max-batch-prefill-tokens {o['max-input-tokens']}: TGI takes whole prompts "
+                                     "here, and its router refuses to start with a prefill budget under "
+                                     f"--max-input-tokens; the plan prices prefill batches of up to {chunk:,} tokens")
+                    chunk = o["max-input-tokens"]
+            o["max-batch-prefill-tokens"] = chunk
             cfg.applied.append((t_id, "always on in TGI (paged attention, continuous batching)"))
         elif t_id == "chunked-prefill":
             cfg.applied.append((t_id, "TGI 3 chunks prefills by default (--max-batch-prefill-tokens)"))

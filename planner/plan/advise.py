@@ -82,8 +82,8 @@ def _family(spec: ModelSpec) -> str | None:
         return profiles.load_model(name).get("tokenizer_family")
     for other in profiles.model_names():  # a config file: the catalog family with its vocabulary and type
         entry = profiles.load_model(other)
-        cfg = entry["config"]
-        if cfg.get("vocab_size") == spec.vocab_size and cfg.get("model_type") == spec.model_type:
+        # the type as the catalog model is named (a wrapper's, Gemma 3 27B's gemma3; Llama 4's llama4)
+        if entry["config"].get("vocab_size") == spec.vocab_size and resolve_model(other).model_type == spec.model_type:
             return entry.get("tokenizer_family")
     return None
 

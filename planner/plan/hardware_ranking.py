@@ -62,7 +62,8 @@ def low_end_note(ranking: list[HardwareOption], unit: str) -> str:
         return ""
     lowest = min((h for h in ranking[1:] if h.cost_range_usd), key=lambda h: h.cost_range_usd[0], default=None)
     # a low end within NEAR_TIE of the winner's is a tie, as between the middles (it read "$0.11 against $0.11")
-    if lowest is None or lowest.cost_range_usd[0] >= win.cost_range_usd[0] * (1 - NEAR_TIE):
+    if lowest is None or lowest.cost_range_usd[0] >= win.cost_range_usd[0] * (1 - NEAR_TIE) \
+            or usd(lowest.cost_range_usd[0]) == usd(win.cost_range_usd[0]):
         return ""
     return (f"; at the low ends of the catalog's price ranges {lowest.count} x {lowest.id} costs less "
             f"({usd(lowest.cost_range_usd[0])} against {usd(win.cost_range_usd[0])} per million {unit}): at rates near "

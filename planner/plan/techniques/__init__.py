@@ -127,8 +127,9 @@ def requirements(t: Technique, engine: str | None) -> tuple[str, ...]:
 def runtime_conflict(a: Technique, b: Technique, engine: str, ctx: Context | None = None) -> str | None:
     """Why `a` and `b` cannot run together in `engine`'s runtime (declared in `combines`; with `ctx`, on its device:
     an fp8 cache's attention backend, which vLLM 0.10-0.11 drafts no EAGLE-3 chain over), or None."""
-    if ctx is not None and {a.id, b.id} == {"kv-fp8", "spec-eagle3"}:
-        return draft_attention_refusal(ctx.release_engine, ctx.hw, ctx.spec.attention_sinks, fp8_cache=True)
+    if ctx is not None and {a.id, b.id} == {"kv-fp8", "spec-eagle3"} and (
+            why := draft_attention_refusal(ctx.release_engine, ctx.hw, ctx.spec.attention_sinks, fp8_cache=True)):
+        return why
     ca, cb = a.combines.get(engine), b.combines.get(engine)
     if ca is None or cb is None:
         return None

@@ -68,7 +68,7 @@ def test_the_largest_batch_and_longest_context_fit_when_asked_for(case):
      "context": 512},
     # TensorRT-LLM: a batch's prompts in one step up to max_num_tokens, in a cache sized at start-up
     {"model": "llama-3.1-8b", "hardware": "l4", "engine": "trtllm", "batch": 1, "context": 4096},
-    {"model": "granite-3.1-8b", "hardware": "h200-sxm", "engine": "trtllm", "dtype": "fp8", "batch": 8,
+    {"model": "qwen3-8b", "hardware": "h200-sxm", "engine": "trtllm", "dtype": "fp8", "batch": 8,
      "context": 512},
     # llama.cpp splits Gemma 3's layers over 8 devices: the stage that fills first at 584 is not batch 1's fullest
     {"model": "gemma-3-27b", "hardware": "b200", "num_devices": 8, "engine": "llama.cpp", "dtype": "fp8", "batch": 8,

@@ -146,3 +146,15 @@ def test_malformed_configs_say_what_is_wrong(bad, message):
 def test_config_must_be_an_object():
     with pytest.raises(ModelConfigError, match="JSON object"):
         model_spec_from_config([1, 2], "t", "x.json")
+
+
+def test_a_wrapper_config_finds_its_catalog_family():
+    """A Gemma 3 config file (the multimodal wrapper, named gemma3 as the engines load it) finds the catalog's Gemma 3
+    family, whose smaller models draft for it and are distilled into."""
+    from optiplan.planner.plan.advise import _family
+
+    text = {"model_type": "gemma3_text", "hidden_size": 5376, "intermediate_size": 21504, "num_attention_heads": 32,
+            "num_hidden_layers": 62, "num_key_value_heads": 16, "head_dim": 128, "vocab_size": 262208,
+            "max_position_embeddings": 131072, "sliding_window": 1024}
+    s = model_spec_from_config({"model_type": "gemma3", "text_config": text}, "t", "test")
+    assert s.model_type == "gemma3" and _family(s) == "gemma3"

@@ -685,12 +685,13 @@ def test_advise_prints_a_training_plan_and_writes_no_configs(tmp_path):
 
 
 def test_tgi_refuses_more_shards_than_kv_heads_for_a_model_it_serves_through_transformers():
-    """TGI has no Qwen3 code of its own and splits the KV heads of the transformers implementation over its shards by
-    integer division: Qwen3-30B-A3B's 4 over 8 shards leave none (a division by zero at start-up)."""
+    """TGI splits KV heads over its shards without replicating them: through transformers (Qwen3 MoE, which it has no
+    code of its own for) Qwen3-30B-A3B's 4 over 8 shards leave none (a division by zero at start-up); its own Llama
+    code refuses a count that does not divide."""
     a = plan(model="qwen3-30b-a3b", hardware="h200-sxm", devices=8, engine="vllm")
     files, skipped, _ = render_all(a, ["vllm", "tgi"])
     assert "vllm/serve.sh" in files and not any(f.startswith("tgi/") for f in files)
-    assert any(s.startswith("tgi: ") and "4 KV heads over --num-shard 8 leave none" in s for s in skipped)
+    assert any(s.startswith("tgi: ") and "4 KV heads do not divide over --num-shard 8" in s for s in skipped)
 
 
 def test_tgi_serves_gemma_3_27b_as_the_vision_language_model_its_checkpoint_is():
@@ -706,3 +707,28 @@ def test_tgi_serves_gemma_3_27b_as_the_vision_language_model_its_checkpoint_is()
     small = advise(AdviseRequest(model="gemma-3-1b", hardware="l4", num_devices=1, workload="chat", engine="tgi"))
     assert small.model.model_type == "gemma3_text"
     assert {"prefix-caching", "chunked-prefill"} <= {s.technique for s in small.plan.steps}
+
+
+def test_a_plan_made_for_another_engine_keeps_no_eagle3_chain_vllm_cannot_draft():
+    """SGLang's plan for Llama-3.1-8B on an L4 stores the cache in fp8 and drafts with EAGLE-3; vLLM 0.10.2 serves that
+    cache with FlashInfer, over which it drafts no chain: its config leaves EAGLE-3 out and says why."""
+    a = plan(model="llama-3.1-8b", hardware="l4", devices=1, engine="sglang")
+    assert {"kv-fp8", "spec-eagle3"} <= {s.technique for s in a.plan.steps}
+    cfg = engine_config(a, "vllm")
+    assert "speculative-config" not in cfg.options and cfg.env["VLLM_ATTENTION_BACKEND"] == "FLASHINFER"
+    assert "pin for an fp8 cache" in dict(cfg.not_applied)["spec-eagle3"]
+
+
+def test_tgis_whole_prompt_budget_is_the_priced_one_unless_its_router_needs_more():
+    """Where TGI takes whole prompts (Gemma 3's vision-language model; ROCm) the config sets the launcher's budget the
+    plan priced, raised to --max-input-tokens only where its router would refuse less, and says so."""
+    def rendered(model, hardware, workload):
+        files = render(plan(model=model, hardware=hardware, devices=1, engine="tgi", workload=workload), "tgi")
+        argv = shlex.split(files["tgi/serve.sh"].split("text-generation-launcher", 1)[1])
+        return dict(zip(argv, argv[1:])), files["README.md"]
+
+    options, readme = rendered("gemma-3-27b", "h100-sxm", "chat")
+    assert int(options["--max-batch-prefill-tokens"]) > 4096 and "router refuses" not in readme  # the launcher's own
+    options, readme = rendered("llama-3.1-8b", "mi300x", "code-completion")
+    assert options["--max-batch-prefill-tokens"] == options["--max-input-tokens"]
+    assert "the plan prices prefill batches of up to 4,096 tokens" in readme

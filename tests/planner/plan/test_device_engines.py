@@ -381,4 +381,5 @@ def test_tensorrt_llm_plans_only_the_architectures_its_pytorch_backend_has_code_
                                                r"NVIDIA/TensorRT-LLM docs/source/models/supported-models.md"):
             _advise(model=model, hardware="h100-sxm", engine="trtllm")
     assert _advise(model="llama-3.1-8b", hardware="h100-sxm", engine="trtllm").plan.steps
-    assert profile(ProfileRequest(model="gpt-j-6b", hardware="a100-80gb-sxm", engine="trtllm==0.6.1")).fits
+    for release in ("0.6.1", "0.9.0"):  # before the PyTorch backend (0.20): its TensorRT-engine flow built GPT-J
+        assert profile(ProfileRequest(model="gpt-j-6b", hardware="a100-80gb-sxm", engine=f"trtllm=={release}")).fits
