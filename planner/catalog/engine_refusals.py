@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from ..schema import HardwareSpec
 from ..schema.releases import split_engine
-from .engines import below_compute_capability, engine_fact, engine_plans, engine_table, kv_fp8_storage, planned_engines
+from .engines import (
+    below_compute_capability,
+    engine_fact,
+    engine_plans,
+    engine_table,
+    kv_fp8_storage,
+    planned_engines,
+)
 
 
 def _named(engine: str | None) -> str:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import math
 
-from ..schema import HardwareSpec
-from ..schema.advice import Advice
 from ..catalog.engines import deployed_engine, engine_chunk_budget, engine_fact
 from ..catalog.models import resolve_model
+from ..schema import HardwareSpec
+from ..schema.advice import Advice
 from .config import (
     PORT,
     DeployError,
@@ -26,7 +26,7 @@ from .config import (
 
 
 def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
-    p, w, m = advice.plan.predicted, advice.workload, advice.model
+    p, m = advice.plan.predicted, advice.model
     shards = p.tensor_parallel if p.pipeline_parallel > 1 else server_tensor_parallel(advice)
     if m.num_kv_heads > 1 and m.num_kv_heads % shards:
         raise DeployError(f"TGI splits a model's KV heads over its shards without replicating them: {m.num_kv_heads} "

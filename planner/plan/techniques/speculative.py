@@ -4,6 +4,8 @@ bandwidth-bound and verifying gamma+1 tokens costs about as much as one."""
 
 from __future__ import annotations
 
+import itertools
+
 from ...catalog.engine_refusals import draft_attention_refusal
 from ...catalog.workloads import serves_instruct
 from ..state import PlanState, Speculation
@@ -50,9 +52,10 @@ EAGLE3_SOURCE = ("acceptance 0.71 per proposed token, solved from SGLang's measu
                  "extrapolated; benchmarks/bench_speculation_published.py)")
 
 
-# An EAGLE-3 head is trained on short conversations (EAGLE's and SpecForge's scripts train at 2,048 tokens) and guesses
-# worse the longer the context it drafts in: vLLM's speculators measured a full-attention EAGLE-3 head of Qwen3-8B on
-# LongBench v2 prompts cut to each length (3 tokens proposed) at these mean acceptance lengths. A workload's mean
+# An EAGLE-3 head is trained on short conversations (EAGLE's training script's --max-length, 2,048 in its examples;
+# SpecForge's Llama heads carry max_position_embeddings 2048) and guesses worse the longer the context it drafts in:
+# vLLM's speculators measured a full-attention EAGLE-3 head on LongBench v2 prompts cut to each length (vLLM, greedy,
+# 128 tokens out) at these mean acceptance lengths. A workload's mean
 # context scales the acceptance length of EAGLE3_ACCEPTANCE by the curve's fall from 2,048 tokens (held past 20,480).
 EAGLE3_CONTEXT_ACCEPTANCE = ((2048, 2.295), (4096, 2.040), (6144, 1.863), (8192, 1.687), (10240, 1.400),
                              (12288, 1.289), (14336, 1.161), (16384, 1.090), (18432, 1.092), (20480, 1.084))
@@ -74,7 +77,7 @@ def eagle3_acceptance(context: int) -> float:
     if context <= x0:
         return EAGLE3_ACCEPTANCE
     measured = table[-1][1]
-    for (xa, ya), (xb, yb) in zip(table, table[1:]):
+    for (xa, ya), (xb, yb) in itertools.pairwise(table):
         if context <= xb:
             measured = ya + (yb - ya) * (context - xa) / (xb - xa)
             break

@@ -3,6 +3,7 @@ equal to the image tags of planner/deploy/config.py)."""
 
 from __future__ import annotations
 
+import itertools
 import re
 import shlex
 
@@ -84,7 +85,7 @@ def test_tgi_takes_prompts_as_long_as_the_served_sequence_allows():
         advice = advise(AdviseRequest(model="llama-3.1-8b", hardware=hardware, num_devices=1, engine="tgi",
                                       workload="chat", max_context=32768))
         argv = shlex.split(render(advice, "tgi")["tgi/serve.sh"].split("text-generation-launcher", 1)[1])
-        return {k: v for k, v in zip(argv, argv[1:]) if k.startswith("--")}
+        return {k: v for k, v in itertools.pairwise(argv) if k.startswith("--")}
 
     cuda, rocm = options("a100-80gb-sxm"), options("mi300x")
     assert cuda["--max-input-tokens"] == "32767" and cuda["--max-total-tokens"] == "32768"

@@ -4,6 +4,7 @@ quoting survives, Kubernetes manifests validate, bad input writes nothing."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import shlex
 import subprocess
@@ -725,7 +726,7 @@ def test_tgis_whole_prompt_budget_is_the_priced_one_unless_its_router_needs_more
     def rendered(model, hardware, workload):
         files = render(plan(model=model, hardware=hardware, devices=1, engine="tgi", workload=workload), "tgi")
         argv = shlex.split(files["tgi/serve.sh"].split("text-generation-launcher", 1)[1])
-        return dict(zip(argv, argv[1:])), files["README.md"]
+        return dict(itertools.pairwise(argv)), files["README.md"]
 
     options, readme = rendered("gemma-3-27b", "h100-sxm", "chat")
     assert int(options["--max-batch-prefill-tokens"]) > 4096 and "router refuses" not in readme  # the launcher's own
