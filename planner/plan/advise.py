@@ -25,6 +25,7 @@ from ..catalog.engines import (
     engine_default_limit,
     engine_fact,
     engine_runtime,
+    engine_splits_layers,
     planned_engines,
 )
 from ..catalog.hardware import catalog_hardware, devices_per_node, resolve_hardware
@@ -45,7 +46,7 @@ from ..schema.advice import (
 from ..schema.workload import Workload
 from .bottleneck import classify
 from .effects import effect_source, engine_default, measured_effects, predict_steps
-from .explain import alternative_note, rejections
+from .explain import alternative_note, rejections, speed
 from .hardware_ranking import cost_range, explain_ranking
 from .predict import evaluate, sequences_per_server
 from .search import (
@@ -55,6 +56,7 @@ from .search import (
     engine_baseline,
     pareto_alternatives,
     rank,
+    score,
     search,
 )
 from .state import PlanState
@@ -340,7 +342,28 @@ def advise(request: AdviseRequest) -> Advice:
             update={"feasible": False, "infeasible_reason": message.split("; nearest feasible")[0],
                     "nearest_feasible": nearest})
         raise ImpossibleError(message, document)
+    if note := _fewer_devices(spec, hw, devices, workload, best):
+        notes = [*notes, note]
     return _document(spec, workload, hw, devices, ctx, result, ranked, best, ranking, hardware_reason, notes)
+
+
+def _fewer_devices(spec: ModelSpec, hw: HardwareSpec, devices: int, workload: Workload, best: Candidate) -> str | None:
+    """Where the heads do not split over one node's devices and the plan runs pipeline stages there, the most of them
+    they split over, in tensor parallel, where that plan does better on the goal (70B on 3 x H100: 2 of them)."""
+    if workload.goal == "training" or best.state.pp == 1 or devices > devices_per_node(hw) \
+            or engine_splits_layers(workload.engine) or not spec.num_heads % devices:
+        return None
+    fewer = next((d for d in range(devices - 1, 1, -1) if not spec.num_heads % d), None)
+    ranked = rank(search(build_context(spec, hw, fewer, workload)).candidates) if fewer else []
+    if not ranked or not ranked[0].predicted.meets_slo:
+        return None
+    goal, a, b = workload.goal, ranked[0].predicted, best.predicted
+    if score(a, goal, workload.output_tokens_mean, workload.concurrency) >= \
+            score(b, goal, workload.output_tokens_mean, workload.concurrency):
+        return None
+    return (f"{spec.num_heads} attention heads do not split over {devices} devices, so the plan runs "
+            f"{best.state.pp} pipeline stages; {fewer} of them in tensor parallel do better for the {goal} goal: "
+            f"{speed(a, goal)} against {speed(b, goal)} (`--gpus {fewer}`)")
 
 
 def predict_stack(request: AdviseRequest, ids: list[str]) -> tuple[Prediction, dict[str, Prediction]]:

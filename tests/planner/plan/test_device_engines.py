@@ -383,3 +383,16 @@ def test_tensorrt_llm_plans_only_the_architectures_its_pytorch_backend_has_code_
     assert _advise(model="llama-3.1-8b", hardware="h100-sxm", engine="trtllm").plan.steps
     for release in ("0.6.1", "0.9.0"):  # before the PyTorch backend (0.20): its TensorRT-engine flow built GPT-J
         assert profile(ProfileRequest(model="gpt-j-6b", hardware="a100-80gb-sxm", engine=f"trtllm=={release}")).fits
+
+
+def test_an_awkward_device_count_says_which_fewer_devices_do_better():
+    """Llama-3.1-70B's 64 heads do not split over three H100s, so the plan runs three pipeline stages; two of them in
+    tensor parallel serve the latency goal better, and the report says so (a reviewer's case). Over two devices, and
+    for llama.cpp, which splits layers by default, it says nothing."""
+    a = _advise(model="llama-3.1-70b", hardware="h100-sxm", num_devices=3)
+    note = next(w for w in a.warnings if "do not split over 3 devices" in w)
+    assert "2 of them in tensor parallel do better for the latency goal" in note and "`--gpus 2`" in note
+    assert not any("do not split" in w for w in _advise(model="llama-3.1-70b", hardware="h100-sxm",
+                                                         num_devices=2).warnings)
+    assert not any("do not split" in w for w in _advise(model="llama-3.1-8b", hardware="rtx-4090", num_devices=3,
+                                                         engine="llama.cpp").warnings)
