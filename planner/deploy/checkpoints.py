@@ -23,7 +23,7 @@ from ..catalog.served import (
 from ..catalog.workloads import serves_instruct
 from ..errors import DeployError
 from ..schema.advice import Advice
-from .config import advice_catalog_entry, data_parallel_ranks
+from .config import advice_catalog_entry, advice_spec, data_parallel_ranks
 
 # How to produce a checkpoint of a format that is not published
 PRODUCE = {
@@ -131,7 +131,7 @@ def serving_checkpoint(advice: Advice, engine: str, default: str, not_applied: f
     block = (match or {}).get("weight_block_size")
     predicted = advice.plan.predicted
     tp, dp = predicted.tensor_parallel, data_parallel_ranks(predicted)
-    spec, hw = resolve_model(advice.model.source.split(":", 1)[1]), resolve_hardware(advice.hardware.id)
+    spec, hw = advice_spec(advice), resolve_hardware(advice.hardware.id)
     expert_tp = expert_devices(engine, predicted, hw)
     if match is not None and block and expert_tp > 1:
         # an expert-parallel step splits the experts whole; a tensor- or data-parallel plan that would slice them into

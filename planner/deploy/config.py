@@ -15,10 +15,10 @@ from ..catalog.engine_memory import engine_kv_memory
 from ..catalog.engines import engine_fact, engine_table
 from ..catalog.hardware import default_16bit
 from ..catalog.hybrid_spec import UNBOUNDED_CONTEXT
-from ..catalog.models import catalog_entry
+from ..catalog.models import catalog_entry, resolve_model
 from ..errors import DeployError
 from ..plan.predict import sequences_per_server, serving_instances
-from ..schema import HardwareSpec
+from ..schema import HardwareSpec, ModelSpec
 from ..schema.advice import Advice, Prediction
 
 ENGINES = ("vllm", "sglang", "tgi", "trtllm", "llama.cpp")
@@ -103,6 +103,11 @@ def advice_catalog_entry(advice: Advice) -> dict[str, Any]:
     """The catalog file of the advised model ({} for a model given by path or hub id)."""
     source = advice.model.source
     return catalog_entry(source.split(":", 1)[1]) if source.startswith("catalog:") else {}
+
+
+def advice_spec(advice: Advice) -> ModelSpec:
+    """The model the advice was made for, as the planner read it (a catalog name, a config file or a hub id)."""
+    return resolve_model(advice.model.source.split(":", 1)[1])
 
 
 def model_reference(advice: Advice) -> str:

@@ -42,6 +42,7 @@ from .config import (
     TARGETS,
     DeployError,
     EngineConfig,
+    advice_spec,
     check_options,
     container_refusal,
     engine_image,
@@ -132,7 +133,7 @@ def _draft_refusal(release: str, hw, advice: Advice, technique: str) -> str | No
     over FlashAttention only: `draft_attention_refusal`; a plan made for another engine keeps its fp8 cache), or None."""
     if technique != "spec-eagle3":
         return None
-    spec = resolve_model(advice.model.source.split(":", 1)[1])
+    spec = advice_spec(advice)
     return draft_attention_refusal(release, hw, spec.attention_sinks,
                                    fp8_cache=any(s.technique == "kv-fp8" for s in advice.plan.steps))
 
@@ -231,7 +232,7 @@ def _render(advice: Advice, target: str, serving_engine: str | None = None) -> t
         # replicas that each fit in one node: a server per node, running the replicas the node holds as its
         # data-parallel ranks where the engine has the option (vLLM's and SGLang's --data-parallel-size) and they stay
         # independent copies (not vLLM's ranks of a MoE model), behind a load balancer; not one cluster over the nodes
-        spec = resolve_model(advice.model.source.split(":", 1)[1])
+        spec = advice_spec(advice)
         size, ranks = count // dp, server_dp_ranks(spec, hw, engine, count, dp)
         servers = dp // ranks
         if ranks > 1 and "data-parallel-size" in cfg.options:

@@ -6,13 +6,13 @@ from __future__ import annotations
 import math
 
 from ..catalog.engines import deployed_engine, engine_chunk_budget, engine_fact
-from ..catalog.models import resolve_model
 from ..schema import HardwareSpec
 from ..schema.advice import Advice
 from .config import (
     PORT,
     DeployError,
     EngineConfig,
+    advice_spec,
     context_note,
     dtype16,
     max_seqs,
@@ -80,7 +80,7 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
             chunk = (steps["chunked-prefill"].params.get("prefill_chunk_tokens")
                      if "chunked-prefill" in steps else None)
             if chunk is None:  # whole prompts, up to the budget the plan priced its prefill batches at
-                spec = resolve_model(advice.model.source.split(":", 1)[1])
+                spec = advice_spec(advice)
                 chunk = engine_chunk_budget(deployed_engine("tgi", hw), None, hw,
                                             p.tensor_parallel * p.pipeline_parallel, spec)
                 if o["max-input-tokens"] > chunk:
@@ -104,6 +104,4 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
             cfg.applied.append((t_id, f"--speculate {step.params['num_speculative_tokens']} (n-gram without Medusa heads)"))
         else:
             cfg.not_applied.append((t_id, no_option("TGI", t_id)))
-    if p.pipeline_parallel > 1:
-        o["num-shard"] = p.tensor_parallel
     return cfg
