@@ -8,7 +8,7 @@ from dataclasses import replace
 from ..catalog.dtypes import QUANTIZED, DtypeError, canonical, compute_dtype
 from ..catalog.engine_devices import backend_refusal
 from ..catalog.engine_memory import stated_kv_memory
-from ..catalog.engine_refusals import engine_format_refusal, engine_step_refusal
+from ..catalog.engine_refusals import engine_format_refusal, engine_step_refusal, kv_heads_refusal
 from ..catalog.engine_state_models import serving_refusal
 from ..catalog.engines import (
     GENERIC_SERVING,
@@ -240,6 +240,8 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
         if spec.attention_layers and spec.num_heads % tp:  # a pure state-space model splits its mixer heads
             raise RequestError(f"{spec.name} has {spec.num_heads} attention heads, not divisible by "
                                f"tensor parallel {tp}")
+        if spec.attention_layers and (why := kv_heads_refusal(request.engine, spec.num_kv_heads, tp)):
+            raise RequestError(why)
 
     weight_dtype = _dtype(request.dtype, "--dtype")
     act = (_dtype(request.activations, "--activations") if request.activations

@@ -2,8 +2,9 @@
 (`missing_by_backend`: TGI's ROCm image), a technique it cannot apply to a model type it has no code of its own for
 (`native_model_types`: TGI serves those through transformers' implementation), and model types it has no code for at
 all (`model_types`: gpt-fast, TensorRT-LLM's PyTorch backend; `refused_model_types`: TGI's gpt-oss), and the attention
-backends an engine drafts an EAGLE-3 chain over (`draft_attention`: vLLM 0.10-0.11). Each reason names its source
-from the engine's profile (profiles/engines/)."""
+backends an engine drafts an EAGLE-3 chain over (`draft_attention`: vLLM 0.10-0.11), and the tensor-parallel sizes
+its attention splits a model's KV heads over (`kv_heads_over_shards`). Each reason names its source from the engine's
+profile (profiles/engines/)."""
 
 from __future__ import annotations
 
@@ -117,6 +118,22 @@ def engine_planning_refusal(engine: str | None, model_type: str) -> str | None:
         return (f"{engine} is profiled, not planned for: `optiplan profile --engine {engine}` predicts it; plans are "
                 f"made for {', '.join(planned_engines())}")
     return engine_model_refusal(engine, model_type)
+
+
+def kv_heads_refusal(engine: str | None, num_kv_heads: int, tp: int) -> str | None:
+    """Why the engine cannot split a model's `num_kv_heads` KV heads over `tp` tensor-parallel ranks (its profile's
+    `kv_heads_over_shards`: `split`, TGI's, divides them evenly and replicates only a single head; `split_or_replicate`,
+    vLLM's and SGLang's, divides them evenly or gives each rank one, as many ranks to each head), with the source, or
+    None."""
+    rule = engine_fact(engine, "kv_heads_over_shards")
+    if rule is None or tp <= 1 or num_kv_heads <= 1 or not num_kv_heads % tp:
+        return None
+    if rule == "split_or_replicate" and tp > num_kv_heads and not tp % num_kv_heads:
+        return None
+    each = "do not divide evenly over" if rule == "split" else "neither divide evenly over nor replicate evenly across"
+    return (f"{_named(engine)} splits the KV heads over its tensor-parallel ranks: {num_kv_heads} KV heads {each} "
+            f"{tp} ranks, and the server cannot load the model (source: "
+            f"{engine_fact(engine, 'kv_split_source').split(' — ')[0]})")
 
 
 def draft_attention_refusal(engine: str | None, hw: HardwareSpec, sinks: bool, fp8_cache: bool) -> str | None:

@@ -17,7 +17,7 @@ from ..analytic.params import param_counts
 from ..analytic.profile import model_summary
 from ..catalog.engine_devices import backend_refusal, engine_for_backend, engine_runs_on
 from ..catalog.engine_memory import engine_kv_memory
-from ..catalog.engine_refusals import engine_planning_refusal
+from ..catalog.engine_refusals import engine_planning_refusal, kv_heads_refusal
 from ..catalog.engine_state_models import state_model_refusal
 from ..catalog.engines import (
     deployed_engine,
@@ -350,10 +350,12 @@ def advise(request: AdviseRequest) -> Advice:
 def _fewer_devices(spec: ModelSpec, hw: HardwareSpec, devices: int, workload: Workload, best: Candidate) -> str | None:
     """Where the heads do not split over one node's devices and the plan runs pipeline stages there, the most of them
     they split over, in tensor parallel, where that plan does better on the goal (70B on 3 x H100: 2 of them)."""
+    def splits(d: int) -> bool:  # the heads, and the KV heads as the engine splits them
+        return not spec.num_heads % d and kv_heads_refusal(workload.engine, spec.num_kv_heads, d) is None
     if workload.goal == "training" or best.state.pp == 1 or devices > devices_per_node(hw) \
-            or engine_splits_layers(workload.engine) or not spec.num_heads % devices:
+            or engine_splits_layers(workload.engine) or splits(devices):
         return None
-    fewer = next((d for d in range(devices - 1, 1, -1) if not spec.num_heads % d), None)
+    fewer = next((d for d in range(devices - 1, 1, -1) if splits(d)), None)
     ranked = rank(search(build_context(spec, hw, fewer, workload)).candidates) if fewer else []
     if not ranked or not ranked[0].predicted.meets_slo:
         return None
@@ -361,9 +363,9 @@ def _fewer_devices(spec: ModelSpec, hw: HardwareSpec, devices: int, workload: Wo
     if score(a, goal, workload.output_tokens_mean, workload.concurrency) >= \
             score(b, goal, workload.output_tokens_mean, workload.concurrency):
         return None
-    return (f"{spec.num_heads} attention heads do not split over {devices} devices, so the plan runs "
-            f"{best.state.pp} pipeline stages; {fewer} of them in tensor parallel do better for the {goal} goal: "
-            f"{speed(a, goal)} against {speed(b, goal)} (`--gpus {fewer}`)")
+    return (f"{spec.num_heads} attention heads ({spec.num_kv_heads} KV heads) do not split over {devices} devices, so "
+            f"the plan runs {best.state.pp} pipeline stages; {fewer} of them in tensor parallel do better for the "
+            f"{goal} goal: {speed(a, goal)} against {speed(b, goal)} (`--gpus {fewer}`)")
 
 
 def predict_stack(request: AdviseRequest, ids: list[str]) -> tuple[Prediction, dict[str, Prediction]]:

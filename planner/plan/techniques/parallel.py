@@ -5,6 +5,7 @@ within each node for a serving engine (`search.engine_baseline`); these replace 
 from __future__ import annotations
 
 from ...analytic.memory import per_device_bytes
+from ...catalog.engine_refusals import kv_heads_refusal
 from ...catalog.engines import engine_dp_shares_experts, engine_splits_layers
 from ...catalog.hardware import devices_per_node
 from ..disaggregation import best_layout
@@ -19,28 +20,54 @@ def _per_node(ctx: Context) -> int:
     return devices_per_node(ctx.hw)
 
 
+# The engines that run pipeline stages (the pipeline-parallel technique's); the others (TGI) shard within a server
+PIPELINE_ENGINES = ("vllm", "sglang", "trtllm", "transformers", "llama.cpp")
+
+
+def _stages(ctx: Context) -> bool:
+    return ctx.workload.engine is None or ctx.workload.engine in PIPELINE_ENGINES
+
+
+def _split_refusal(ctx: Context, size: int) -> str | None:
+    """Why the model's attention does not split over `size` tensor-parallel devices: its heads, or its KV heads as the
+    workload's engine splits them (`engine_refusals.kv_heads_refusal`: TGI divides them, vLLM and SGLang divide or
+    replicate them evenly)."""
+    if ctx.spec.num_heads % size:
+        return f"{ctx.spec.num_heads} attention heads do not split over {size} devices"
+    return kv_heads_refusal(ctx.workload.engine, ctx.spec.num_kv_heads, size)
+
+
 def _tp_size(ctx: Context) -> int:
-    return min(ctx.devices, _per_node(ctx))
+    """A node's devices; for an engine without pipeline stages (TGI), the largest group of them the attention splits
+    over, a server each (its launcher shards over every GPU it sees, and cannot start where the KV heads do not
+    divide)."""
+    size = min(ctx.devices, _per_node(ctx))
+    if _stages(ctx):
+        return size
+    return max(n for n in range(1, size + 1) if not ctx.devices % n and (n == 1 or _split_refusal(ctx, n) is None))
 
 
 def _tp_check(ctx: Context) -> str | None:
     tp = _tp_size(ctx)
-    if ctx.spec.num_heads % tp:
-        return f"{ctx.spec.num_heads} attention heads do not split over {tp} devices"
+    if why := _split_refusal(ctx, tp):
+        return why
     if ctx.devices % tp:
         return f"{ctx.devices} devices are not whole nodes of {tp}"
     return None
 
 
 def _tp(state: PlanState, ctx: Context) -> PlanState:
+    """Tensor parallel over the group, pipeline stages over the groups; an engine without stages runs each group as a
+    server of its own (replicas)."""
     tp = _tp_size(ctx)
-    return state.with_(tp=tp, pp=ctx.devices // tp, ep=whole_experts(state, ctx, tp, tp), attention_dp=1)
+    layout = {"pp": ctx.devices // tp} if _stages(ctx) else {"pp": 1, "replicas": ctx.devices // tp}
+    return state.with_(tp=tp, ep=whole_experts(state, ctx, tp, tp), attention_dp=1, **layout)
 
 
 def _pp_check(ctx: Context) -> str | None:
     if engine_splits_layers(ctx.workload.engine):
         return f"{ctx.workload.engine} splits the layers over the devices by default: the baseline runs them so"
-    if ctx.devices <= _per_node(ctx) and not ctx.spec.num_heads % ctx.devices:
+    if ctx.devices <= _per_node(ctx) and _split_refusal(ctx, ctx.devices) is None:
         return "tensor parallel covers one node with less latency; pipeline stages only pay across nodes"
     if ctx.devices > _per_node(ctx):
         return "tensor parallel already adds pipeline stages across nodes (tensor parallel inside each node)"
@@ -54,7 +81,7 @@ def _replica_devices(state: PlanState, ctx: Context) -> int | None:
     replica's share of the experts is its share of the devices."""
     size = 1
     while size < ctx.devices:
-        if size <= _per_node(ctx) and not ctx.devices % size and not ctx.spec.num_heads % size:
+        if size <= _per_node(ctx) and not ctx.devices % size and _split_refusal(ctx, size) is None:
             one = _data_parallel(state, ctx, size)
             weights, _, act = per_device_bytes(to_setup(one), 1, ctx.workload.context_needed,
                                                ctx.workload.prompt_tokens_p95)
@@ -127,7 +154,7 @@ def _pd(state: PlanState, ctx: Context) -> PlanState:
     if smallest is None:
         return state
     sizes = [size for size in (smallest << k for k in range(8)) if size <= ctx.devices // 2
-             and not ctx.devices % size and not ctx.spec.num_heads % size]
+             and not ctx.devices % size and _split_refusal(ctx, size) is None]
     setups = {size: to_setup(state.with_(tp=size, pp=1, ep=1, attention_dp=1, replicas=1, offload_fraction=0.0))
               for size in sizes}
     layout = best_layout(setups, ctx.workload, ctx.devices)
@@ -147,9 +174,10 @@ register(
         transform=_tp, hardware=("multi-device", "interconnect"), check=_tp_check,
         unchanged="a serving engine's baseline over several GPUs runs tensor parallel already (as `profile` spreads "
                   "it): the layout the other parallelisms are weighed against",
-        params=lambda c: {"tensor_parallel_size": _tp_size(c), "pipeline_parallel_size": c.devices // _tp_size(c)}),
+        params=lambda c: {"tensor_parallel_size": _tp_size(c), ("pipeline_parallel_size" if _stages(c) else
+                                                                "data_parallel_size"): c.devices // _tp_size(c)}),
     Technique(
-        id="pipeline-parallel", engines=("vllm", "sglang", "trtllm", "transformers", "llama.cpp"),
+        id="pipeline-parallel", engines=PIPELINE_ENGINES,
         name="Pipeline parallel", family="parallelism", group=GROUP,
         summary="Consecutive layers on consecutive devices, micro-batches flowing through: little communication. "
                 "Bandwidth-bound decode gains no throughput from it (each micro-batch re-reads its stage's "

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import itertools
 
-from ...catalog.engine_refusals import draft_attention_refusal
+from ...catalog.engine_refusals import draft_attention_refusal, kv_heads_refusal
 from ...catalog.workloads import serves_instruct
 from ..state import PlanState, Speculation
 from . import Applied, Combines, Context, Option, Technique, register
@@ -134,7 +134,8 @@ def _draft(state: PlanState, ctx: Context) -> PlanState:
     "may lead to incorrect model outputs or CUDA errors" (python/sglang/srt/configs/model_config.py, stored copies),
     and past its trained positions its proposals are not the acceptance the plan assumes."""
     draft = ctx.draft
-    if draft is not None and (draft.num_heads % state.tp
+    if draft is not None and (draft.num_heads % state.tp or kv_heads_refusal(ctx.workload.engine, draft.num_kv_heads,
+                                                                              state.tp)
                               or draft.max_position_embeddings < ctx.workload.context_needed):
         return state
     return state.with_(speculation=Speculation("draft", DRAFT_TOKENS, DRAFT_ACCEPTANCE, ctx.draft))
@@ -148,8 +149,8 @@ register(
         # the draft is chosen against the teacher (a fifth of its active parameters): not against a distilled student
         conflicts=("distillation",),
         transform=_draft, model=("draft",), check=_draft_check,
-        unchanged="the draft model's attention heads do not split over the plan's tensor-parallel devices, which "
-                  "SGLang and TensorRT-LLM run a draft over as they run the target, or the workload's longest "
+        unchanged="the draft model's attention or KV heads do not split over the plan's tensor-parallel devices, "
+                  "which SGLang and TensorRT-LLM run a draft over as they run the target, or the workload's longest "
                   "sequence is beyond the draft's positions",
         after=("weight-int8", "weight-fp8", "weight-int4-awq", "weight-int4-gptq", "weight-int4", "weight-nf4",
                "tensor-parallel"), quality_source=LEVIATHAN,
