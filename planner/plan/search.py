@@ -105,7 +105,8 @@ def engine_baseline(ctx: Context, valid: list[Technique]) -> PlanState:
     # over several devices, spread as `profile` spreads the engine: consecutive layers where that is its own default
     # (llama.cpp, transformers: `device_split: layers`, the baseline state's), else tensor parallel within each node,
     # the launch the serving engines document for several GPUs (and TGI's own default: it shards over every visible
-    # GPU), so that a plan is not credited with leaving a layer split nobody serves with
+    # GPU; where its KV heads do not divide over them, servers of the largest group they divide, as it has no pipeline
+    # stages), so that a plan is not credited with leaving a layer split nobody serves with
     tensor = next((t for t in valid if t.id == "tensor-parallel"), None)
     if ctx.devices > 1 and tensor is not None and not engine_splits_layers(ctx.release_engine):
         base = tensor.transform(base, ctx)
