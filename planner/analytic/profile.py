@@ -15,6 +15,7 @@ from ..catalog.engines import (
     engine_activations,
     engine_default_api_servers,
     engine_defaults,
+    engine_fact,
     engine_max_in_flight,
     engine_names,
     engine_prefill_chunk,
@@ -243,6 +244,11 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
         if spec.attention_layers and (why := kv_heads_refusal(request.engine, spec.num_kv_heads, tp)):
             raise RequestError(why)
 
+    ceiling = engine_fact(request.engine, "max_running_ceiling")
+    if request.max_running and ceiling and request.max_running > ceiling:
+        raise RequestError(f"{request.engine} runs at most {ceiling} sequences at once, whatever its options: "
+                           f"--max-running {request.max_running} fails at start-up (source: "
+                           f"{engine_fact(request.engine, 'max_running_ceiling_source').split(' — ')[0]})")
     weight_dtype = _dtype(request.dtype, "--dtype")
     act = (_dtype(request.activations, "--activations") if request.activations
            else engine_activations(request.engine, weight_dtype, hw))

@@ -298,8 +298,11 @@ def running_cap(s: Setup) -> int | None:
     """The most requests the engine runs at once, whatever room the cache has (the others wait): vLLM's max_num_seqs
     per scheduler, TGI's in-flight limit, or, where the deployment sets no cap of its own, SGLang's request pool, which
     it sizes from the cache tokens one data-parallel worker holds against the model's context length (a
-    --max-running-requests sizes the pool instead)."""
+    --max-running-requests sizes the pool instead); never more than the engine can run at all (llama.cpp's 256
+    sequences)."""
     caps = [s.max_running] if s.max_running else []
+    if s.running_ceiling:
+        caps.append(s.running_ceiling)
     if s.running_pool and not s.max_running_set:
         per_context, least, most = s.running_pool
         # one-token sequences: the cache's tokens, per worker, counted before it splits them among window pools

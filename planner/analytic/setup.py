@@ -107,6 +107,7 @@ class Setup:
     math_decode_attention: bool = False  # decode runs torch SDPA's math backend over K/V repeated per head (gpt-fast)
     max_running: int | None = None  # the most sequences the engine runs at once by default (vLLM's max_num_seqs)
     max_running_set: bool = False  # that cap is the deployment's own (`profile --max-running`), not the default
+    running_ceiling: int | None = None  # the most sequences the engine can run at all, whatever is set (llama.cpp)
     running_pool: tuple[int, int, int] | None = None  # a request pool sized from the cache (SGLang), `engines`
     first_token_decoded: bool = False  # a decode step after the prefill computes the first token (TurboMind 0.1)
     mixed_prefill: bool = True  # prompt tokens share steps with the decoding (else prefill steps of their own first)
@@ -472,6 +473,7 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         max_running=(max_running * attention_dp if max_running
                      else engine_max_running(engine, hw, tp * pp, attention_dp)),
         max_running_set=max_running is not None, running_pool=engine_running_pool(engine),
+        running_ceiling=engine_fact(engine, "max_running_ceiling"),
         embedding_on_host=hw.kind == "gpu" and engine_embedding_on_host(engine),
         first_token_decoded=engine_decodes_first_token(engine),
         # the engine's own kernel in its own runtime: a plan's Triton GEMM, or compiling transformers (inductor fuses

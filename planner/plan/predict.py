@@ -194,6 +194,10 @@ def evaluate(state: PlanState, workload: Workload, full: bool = True,
     # the engine's default share holds `max_conc`; the workload's own sequences may have it raised (RAISED_SHARE, the
     # configs set it), while the throughput and cost goals fill no more than the default share
     max_conc, room = capacity(False), capacity(True)
+    # and never more than the engine runs at all, whatever its options (llama.cpp's LLAMA_MAX_SEQ)
+    ceiling = s.running_ceiling if s.running_ceiling and room > s.running_ceiling else None
+    if ceiling:
+        max_conc, room = min(max_conc, ceiling), ceiling
     # each data-parallel replica serves its share of the sequences with its own copy of the model
     replicas = max(state.replicas, 1)
     wanted = -(-workload.concurrency // replicas)
@@ -237,8 +241,9 @@ def evaluate(state: PlanState, workload: Workload, full: bool = True,
         violations.append(f"throughput {throughput:,.0f} tokens/s < {slo.min_throughput_tokens_per_s:,.0f}")
     if workload.concurrency > room * serving and fit:
         held = room * serving
-        violations.append(f"KV cache holds {held} sequence{'' if held == 1 else 's'}, workload needs "
-                          f"{workload.concurrency}")
+        violations.append((f"{state.engine} runs at most {held} sequences at once" if ceiling else
+                           f"KV cache holds {held} sequence{'' if held == 1 else 's'}") +
+                          f", workload needs {workload.concurrency}")
     cost = cost_per_million_tokens(hw, state.devices, throughput)
     return Prediction(
         memory_per_device_bytes=int(memory), weights_per_device_bytes=int(weights),
