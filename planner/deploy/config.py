@@ -80,6 +80,9 @@ class EngineConfig:
     # the weight format of the checkpoint the engine loads where it declares one (a published or produced fp8, AWQ,
     # ... checkpoint: `checkpoints.Served`), which its download holds; None: the model's own
     checkpoint_format: str | None = None
+    # the sequences its cache holds at the workload's mean context where the config sizes the cache itself, below what
+    # the plan's memory leaves (vLLM's VLLM_CPU_KVCACHE_SPACE); None: the plan's `max_concurrency`
+    cache_holds: int | None = None
 
     def sets(self, option: str | None) -> Any:
         """The value the config gives `option` (as the engine's profile names it, `--max-num-seqs`), None where it

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from ..catalog.engines import kv_fp8_storage
+from ..analytic.kvcache import kv_cache_bytes
+from ..catalog.engines import engine_fact, kv_fp8_storage
 from ..schema import HardwareSpec
 from ..schema.advice import Advice
 from .checkpoints import eagle_head, experts_whole_option
@@ -13,6 +15,7 @@ from .config import (
     DISPATCH_NOTE,
     PORT,
     EngineConfig,
+    advice_spec,
     context_note,
     data_parallel_ranks,
     dtype16,
@@ -28,6 +31,30 @@ from .config import (
 )
 
 
+# the cache a CPU server is given holds this much more than the plan's sequences need
+CPU_CACHE_SPARE = 1.1
+
+
+def _cpu_cache(cfg: EngineConfig, advice: Advice) -> None:
+    """vLLM's CPU backend reads no --gpu-memory-utilization: its cache is VLLM_CPU_KVCACHE_SPACE GiB
+    (`cpu_cache_space` in its profile). Sized, with a tenth to spare, for the longer of one sequence of
+    --max-model-len (the server refuses to start without room for it) and the plan's sequences at the workload's
+    mean context."""
+    p, w = advice.plan.predicted, advice.workload
+    spec, shards = advice_spec(advice), p.tensor_parallel * p.pipeline_parallel
+    one = kv_cache_bytes(spec, w.mean_context, p.kv_dtype) / shards
+    need = max(kv_cache_bytes(spec, served_context(advice, "vllm"), p.kv_dtype) / shards, max_seqs(advice) * one)
+    gib = max(1, math.ceil(need * CPU_CACHE_SPARE / 2**30))
+    env = engine_fact("vllm", "cpu_cache_space")["env"]
+    cfg.options.pop("gpu-memory-utilization")
+    cfg.env[env] = str(gib)
+    cfg.cache_holds = int(gib * 2**30 // one)
+    cfg.notes.append(f"{env}={gib}: the cache's GiB on a CPU, where vLLM reads no --gpu-memory-utilization (unset, "
+                     f"it takes 4 GiB, or half a NUMA node's RAM in later releases; source: "
+                     f"{engine_fact('vllm', 'cpu_cache_space_source').split(' — ')[0]}): one --max-model-len sequence "
+                     f"or the plan's {max_seqs(advice)} at the mean context, with a tenth to spare")
+
+
 def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
     p, w = advice.plan.predicted, advice.workload
     cfg = EngineConfig("vllm", model_reference(advice), ["vllm", "serve"], positional_model=True)
@@ -39,8 +66,9 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
               "max-num-seqs": -(-max_seqs(advice) // p.attention_data_parallel),
               "gpu-memory-utilization": memory_fraction(advice, engine_memory_share(advice, "vllm", hw))})
     cfg.notes.append(context_note(advice, "vllm", "--max-model-len"))
-    note = memory_note(advice, "--gpu-memory-utilization")
-    if note:
+    if hw.kind == "cpu":
+        _cpu_cache(cfg, advice)
+    elif note := memory_note(advice, "--gpu-memory-utilization"):
         cfg.notes.append(note)
     # AWQ and GPTQ run on the Marlin kernels from Ampere on; naming plain `awq`/`gptq` forces vLLM's slow path
     # ("Use quantization=awq_marlin for faster inference", profiles/engines/vllm.yaml)
