@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from ..catalog.engines import deployed_engine, engine_chunk_budget, engine_fact
+from ..catalog.engines import below_compute_capability, deployed_engine, engine_chunk_budget, engine_fact
 from ..schema import HardwareSpec
 from ..schema.advice import Advice
 from .config import (
@@ -23,6 +23,19 @@ from .config import (
     served_context,
     server_tensor_parallel,
 )
+
+
+def _window_without_kernel(advice: Advice, hw: HardwareSpec) -> int | None:
+    """The model's sliding window where TGI's attention on `hw` computes none (its profile's `windowing_missing`:
+    ROCm, CUDA before Ampere), None elsewhere or for a model without one. A vision-language wrapper (Gemma 3's
+    checkpoint) sets no window in the top-level config TGI reads it from."""
+    rule = engine_fact("tgi", "windowing_missing") or {}
+    backend = hw.features.backend
+    missing = backend in rule.get("backends", ()) or (
+        backend == "cuda" and below_compute_capability(hw, rule.get("below_compute_capability")))
+    spec = advice_spec(advice)
+    windows = [w for w in spec.layer_windows or () if w]
+    return max(windows) if missing and windows and spec.model_type != "gemma3" else None
 
 
 def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
@@ -45,6 +58,17 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
               "max-concurrent-requests": max(max_seqs(advice), 1) * 4,
               "cuda-memory-fraction": memory_fraction(advice)})
     cfg.notes.append(context_note(advice, "tgi", "--max-total-tokens"))
+    if (window := _window_without_kernel(advice, hw)) is not None and o["max-input-tokens"] > window:
+        source = engine_fact("tgi", "windowing_source").split(" — ")[0]
+        if advice.workload.prompt_tokens_p95 > window:
+            raise DeployError(f"TGI's attention on {hw.id} has no sliding window and refuses to load a model with one "
+                              f"(here {window:,} tokens) where --max-input-tokens exceeds it (source: {source}); the "
+                              f"workload's p95 prompt is {advice.workload.prompt_tokens_p95:,} tokens: serve it with "
+                              "another engine")
+        o["max-input-tokens"] = window
+        cfg.notes.append(f"--max-input-tokens {window}: TGI's attention on {hw.id} has no sliding window, and it "
+                         f"refuses to load a model with one where prompts may exceed the window (source: {source}); "
+                         "longer prompts are refused")
     # int8 weight-only is EETQ's W8A16 kernel: TGI's launcher calls it "a drop-in replacement to bitsandbytes with much
     # better performance" and deprecates bitsandbytes int8, which also turns CUDA graphs off (profiles/engines/tgi.yaml)
     quant = {"weight-fp8": "fp8", "weight-int4-awq": "awq", "weight-int4-gptq": "gptq", "weight-nf4": "bitsandbytes-nf4",
