@@ -67,14 +67,16 @@ def engine_window_pools(engine: str | None, model_type: str, hw: HardwareSpec | 
     return split, rule.get("ratio", 1.0)
 
 
-def published_checkpoint(model: str, fmt: str, engine: str | None, instruct: bool) -> dict[str, Any] | None:
+def published_checkpoint(model: str, fmt: str, engine: str | None, instruct: bool,
+                         backend: str | None = None) -> dict[str, Any] | None:
     """The catalog's published checkpoint of `model` in weight format `fmt` that `engine` loads, of the same model the
     workload serves (the instruct one for a chat workload, else the base one), or None (a model outside the catalog,
-    or none published)."""
+    or none published). `backend`: the device's; a checkpoint the engines load on some backends only (its `backends`:
+    a TensorRT Model Optimizer checkpoint, which vLLM's ROCm build does not read) is none elsewhere."""
     name = profiles.resolve_model_name(model)
     checkpoints = profiles.load_model(name).get("checkpoints") or [] if name else []
-    return next((c for c in checkpoints if c["format"] == fmt and engine in c["engines"] and c["instruct"] == instruct),
-                None)
+    return next((c for c in checkpoints if c["format"] == fmt and engine in c["engines"] and c["instruct"] == instruct
+                 and (backend is None or backend in c.get("backends", (backend,)))), None)
 
 
 def block_split(spec: ModelSpec, block: int, tp: int, experts_whole: bool,
@@ -161,5 +163,5 @@ def produced_formats(techniques: tuple[str, ...] | list[str], spec: ModelSpec, h
     if engine not in CHECKPOINT_ENGINES or profiles.resolve_model_name(spec.name) is None:
         return []
     formats = [CHECKPOINT_FORMATS[t] for t in techniques if t in CHECKPOINT_FORMATS]
-    return [f for f in formats if published_checkpoint(spec.name, f, engine, instruct) is None
+    return [f for f in formats if published_checkpoint(spec.name, f, engine, instruct, hw.features.backend) is None
             and (engine not in ONLINE_QUANTIZATION.get(f, ()) or online_peak(spec, hw, engine, f, p) is not None)]

@@ -124,14 +124,15 @@ def serving_checkpoint(advice: Advice, engine: str, default: str, not_applied: f
                 if s.technique in CHECKPOINT_FORMATS and s.technique not in not_applied), None)
     if fmt is None:
         return served
-    published = [c for c in entry.get("checkpoints") or [] if c["format"] == fmt and engine in c["engines"]]
+    spec, hw = advice_spec(advice), resolve_hardware(advice.hardware.id)
+    published = [c for c in entry.get("checkpoints") or [] if c["format"] == fmt and engine in c["engines"]
+                 and hw.features.backend in c.get("backends", (hw.features.backend,))]
     # the same model only: an instruct checkpoint is another model than the base a completion workload serves (the
     # one the plan's weight step names: `served.published_checkpoint`)
-    match = published_checkpoint(entry["name"], fmt, engine, chat)
+    match = published_checkpoint(entry["name"], fmt, engine, chat, hw.features.backend)
     block = (match or {}).get("weight_block_size")
     predicted = advice.plan.predicted
     tp, dp = predicted.tensor_parallel, data_parallel_ranks(predicted)
-    spec, hw = advice_spec(advice), resolve_hardware(advice.hardware.id)
     expert_tp = expert_devices(engine, predicted, hw)
     if match is not None and block and expert_tp > 1:
         # an expert-parallel step splits the experts whole; a tensor- or data-parallel plan that would slice them into

@@ -104,7 +104,8 @@ def _fp8_params(ctx: Context) -> dict:
     if _weight_only_fp8(ctx):
         return {"format": "e4m3", "scales": "per-channel weights"}
     engine = ctx.workload.engine
-    if checkpoint := published_checkpoint(ctx.spec.name, "fp8", engine, serves_instruct(ctx.workload)):
+    if checkpoint := published_checkpoint(ctx.spec.name, "fp8", engine, serves_instruct(ctx.workload),
+                                          ctx.hw.features.backend):
         return {"format": "e4m3", "scales": checkpoint["scales"], "checkpoint": checkpoint["hub_id"]}
     return {"format": "e4m3", "scales": device_fact(engine, ctx.hw, "fp8_scales")
             or "per-channel weights, dynamic per-token activations"}

@@ -326,3 +326,19 @@ def test_an_llm_compressor_recipe_keeps_a_mixture_of_experts_router_at_16_bits()
     w8a8 = _plan("qwen3-30b-a3b", hardware="a100-40gb", engine="vllm")
     notes = " ".join(serving_checkpoint(w8a8, "vllm", "Qwen/Qwen3-30B-A3B").notes)
     assert "W8A8 recipe, ignoring lm_head and re:.*mlp.gate$" in notes
+
+
+def test_rocm_servers_get_no_model_optimizer_checkpoint():
+    """vLLM's ROCm build reads no TensorRT Model Optimizer checkpoint (quant_method modelopt): on an MI300X the fp8
+    plan quantizes the instruct model as it loads it, where an H100 serves NVIDIA's published FP8 checkpoint."""
+    rocm = _plan("llama-3.1-8b", hardware="mi300x", goal="latency", engine="vllm")
+    assert "weight-fp8" in {s.technique for s in rocm.plan.steps}
+    cfg = engine_config(rocm, "vllm")
+    assert cfg.model == "meta-llama/Llama-3.1-8B-Instruct" and cfg.options["quantization"] == "fp8"
+    fp8 = next(s for s in rocm.plan.steps if s.technique == "weight-fp8")
+    assert "checkpoint" not in fp8.params  # priced as the engine's own quantization, not the published scales
+    cuda = _plan("llama-3.1-8b", hardware="h100-sxm", goal="latency", engine="vllm")
+    assert "weight-fp8" in {s.technique for s in cuda.plan.steps}
+    assert engine_config(cuda, "vllm").model == "nvidia/Llama-3.1-8B-Instruct-FP8"
+    assert all(c.get("backends", ["cuda"]) == ["cuda"] for c in profiles.load_model("llama-3.1-8b")["checkpoints"]
+               if c["hub_id"].startswith("nvidia/"))
