@@ -25,22 +25,28 @@ ENGINES = ("vllm", "sglang", "tgi", "trtllm", "llama.cpp")
 TARGETS = (*ENGINES, "compose", "kubernetes", "all")
 PORT = 8000
 
+# llama.cpp's images are tagged by build as well as rolling (`server-cuda-b<N>` beside `server-cuda`): the configs pin
+# one inside the range its profile and options describe (>=b6500; ggml-org/llama.cpp#17300 shows b7079's server with
+# its 4 default slots), since a rolling tag takes option renames with it (ggml-org/llama.cpp#22397, 2026-04-26:
+# "`--draft`, `--draft-n`, `--draft-max` | `--spec-draft-n-max`")
+LLAMA_CPP_BUILD = "b7079"
 # The container image of the stated version (where each engine runs is its profile's `backends`).
 IMAGES = {"vllm": "vllm/vllm-openai:v0.10.2", "sglang": "lmsysorg/sglang:v0.5.4",
           "tgi": "ghcr.io/huggingface/text-generation-inference:3.3.4",
-          "trtllm": "nvcr.io/nvidia/tensorrt-llm/release:1.0.0", "llama.cpp": "ghcr.io/ggml-org/llama.cpp:server-cuda"}
+          "trtllm": "nvcr.io/nvidia/tensorrt-llm/release:1.0.0",
+          "llama.cpp": "ghcr.io/ggml-org/llama.cpp:server-cuda-" + LLAMA_CPP_BUILD}
 # On ROCm devices each engine's AMD build (the CUDA images do not run there): AMD's vLLM 0.10.1 image, the nearest to
 # the 0.10.2 the options are kept for (BentoML's vLLM recipes base AMD deployments on it: "image.base_image =
 # 'rocm/vllm:rocm6.4.1_vllm_0.10.1_20250909'"); SGLang's `-rocm700-mi30x` images for MI300-class GPUs (its docs:
 # "lmsysorg/sglang:v0.5.5.post2-rocm700-mi30x"); TGI's `-rocm` (its quick tour:
-# "ghcr.io/huggingface/text-generation-inference:1.4-rocm"); llama.cpp's `server-rocm`.
+# "ghcr.io/huggingface/text-generation-inference:1.4-rocm"); llama.cpp's `server-rocm` of its pinned build.
 ROCM_IMAGES = {"vllm": "rocm/vllm:rocm6.4.1_vllm_0.10.1_20250909", "sglang": "lmsysorg/sglang:v0.5.4-rocm700-mi30x",
                "tgi": "ghcr.io/huggingface/text-generation-inference:3.3.4-rocm",
-               "llama.cpp": "ghcr.io/ggml-org/llama.cpp:server-rocm"}
+               "llama.cpp": "ghcr.io/ggml-org/llama.cpp:server-rocm-" + LLAMA_CPP_BUILD}
 # On a CPU, llama.cpp's CPU build: ggml-org/llama.cpp docs/docker.md @30255fcb — "`ghcr.io/ggml-org/llama.cpp:server`:
 # This image only includes the `llama-server` executable. (platforms: `linux/amd64`, `linux/arm64`, `linux/s390x`)"
 # (`server-cuda` is the same "compiled with CUDA 12 support"). The other engines' images here are GPU builds.
-CPU_IMAGES = {"llama.cpp": "ghcr.io/ggml-org/llama.cpp:server"}
+CPU_IMAGES = {"llama.cpp": "ghcr.io/ggml-org/llama.cpp:server-" + LLAMA_CPP_BUILD}
 # Where an image keeps the engine's executable off its PATH, the path a container target starts it by: llama.cpp's
 # server images (CUDA, ROCm and CPU builds alike) copy llama-server into /app, which the CUDA and Ubuntu base images do
 # not put on PATH (ggml-org/llama.cpp .devops/cuda.Dockerfile @00d69466: "COPY --from=build /app/full/llama-server

@@ -12,6 +12,7 @@ from ..schema import HardwareSpec, ProfileRequest
 from ..schema.advice import Advice
 from .checkpoints import draft_hub_id, published_gguf, served_hub_id
 from .config import (
+    LLAMA_CPP_BUILD,
     PORT,
     EngineConfig,
     context_note,
@@ -101,6 +102,10 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
             name = step.params["draft_model"]
             repo = published_gguf(advice, quant, name)
             o["draft-max"] = step.params["num_speculative_tokens"]
+            cfg.notes.append(f"--draft-max and the draft options are named as the containers' build runs them "
+                             f"({LLAMA_CPP_BUILD}): builds from ggml-org/llama.cpp#22397 (2026-04-26) name it "
+                             "--spec-draft-n-max, and from #23988 (2026-06-01) a draft model needs --spec-type "
+                             "draft-simple too; rename them for a newer llama-server of your own")
             if repo:  # llama-server downloads it as it does the target (--hf-repo-draft REPO:QUANT)
                 o["hf-repo-draft"] = f"{repo['hub_id']}:{quant}"
                 cfg.applied.append((t_id, f"--hf-repo-draft {o['hf-repo-draft']}"))

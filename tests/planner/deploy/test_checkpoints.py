@@ -160,6 +160,8 @@ def test_llama_cpps_draft_model_is_downloaded_or_made():
     assert "--model-draft models/llama-3.2-1b-" in files["llamacpp/serve.sh"]
     assert "the draft model's GGUF: `python convert_hf_to_gguf.py <a local copy of meta-llama/Llama-3.2-1B-Instruct>" \
         in files["README.md"] and "llama-quantize" in files["README.md"]
+    # named as the pinned build runs them, with what later builds renamed them to
+    assert "--draft-max 4" in files["llamacpp/serve.sh"] and "--spec-draft-n-max" in files["README.md"]
 
 
 def test_a_workload_file_says_whether_it_chats():

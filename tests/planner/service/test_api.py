@@ -8,6 +8,7 @@ import json
 import zipfile
 
 import pytest
+from optiplan.planner.deploy.config import LLAMA_CPP_BUILD
 from optiplan.planner.schema.advice import AdviseRequest
 from optiplan.planner.schema.core import ProfileRequest
 
@@ -154,16 +155,17 @@ def test_containers_run_an_image_built_for_the_device(client):
     # llama.cpp on a CPU: its CPU build, and a pod that asks for no GPU
     body = {"model": "llama-3.2-1b", "hardware": "epyc-9004", "serving_engine": "llama.cpp"}
     k8s = client.post("/v1/configs", json=body | {"target": "kubernetes"}).json()["files"]["kubernetes/deployment.yaml"]
-    assert '"ghcr.io/ggml-org/llama.cpp:server"' in k8s and "nvidia.com/gpu" not in k8s
+    assert f'"ghcr.io/ggml-org/llama.cpp:server-{LLAMA_CPP_BUILD}"' in k8s and "nvidia.com/gpu" not in k8s
     compose = client.post("/v1/configs", json=body | {"target": "compose"}).json()["files"]
-    assert '"ghcr.io/ggml-org/llama.cpp:server"' in compose["compose/docker-compose.yaml"]
+    assert f'"ghcr.io/ggml-org/llama.cpp:server-{LLAMA_CPP_BUILD}"' in compose["compose/docker-compose.yaml"]
     # vLLM's images are GPU builds: no pod of one on a CPU node
     refused = one_error(client.post("/v1/configs", json=body | {"target": "kubernetes", "serving_engine": "vllm"}), 400)
     assert "no container runs vllm on epyc-9004 (cpu)" in refused
     # on an NVIDIA GPU the CUDA build, with the plan's GPUs requested
     gpu = client.post("/v1/configs", json={"model": "llama-3.2-1b", "hardware": "l4", "target": "kubernetes",
                                            "serving_engine": "llama.cpp"}).json()["files"]["kubernetes/deployment.yaml"]
-    assert '"ghcr.io/ggml-org/llama.cpp:server-cuda"' in gpu and '"nvidia.com/gpu": 1' in gpu
+    # a build, not the rolling tag, whose option names move under the configs (--draft-max, ggml-org/llama.cpp#22397)
+    assert f'"ghcr.io/ggml-org/llama.cpp:server-cuda-{LLAMA_CPP_BUILD}"' in gpu and '"nvidia.com/gpu": 1' in gpu
 
 
 def test_a_side_by_side_report_checks_both_devices_before_either_frame_loads(client):
