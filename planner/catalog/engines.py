@@ -178,6 +178,15 @@ def engine_dp_shares_experts(engine: str | None) -> bool:
     return engine_fact(engine, "data_parallel_experts") == "shared"
 
 
+def engine_gathers_experts(engine: str | None, hw: HardwareSpec) -> bool:
+    """Whether the engine dispatches a MoE layer's tokens under data-parallel attention by gathering every token to every
+    device (its default), having no top-k all-to-all kernel on `hw`'s backend in its release (its profile's
+    `moe_all_to_all_backends`: DeepEP and pplx-kernels are CUDA's); False where the profile states none. The step
+    model prices a top-k all-to-all either way (the configs say what the gather costs more)."""
+    backends = engine_fact(engine, "moe_all_to_all_backends")
+    return backends is not None and hw.features.backend not in backends
+
+
 def engine_api_servers_option(engine: str | None) -> str | None:
     """The server option that starts a front-end process per data-parallel rank (vLLM's --api-server-count), which a
     plan's configs set, so each rank's requests cost its own server's host time; None where it has none."""

@@ -7,10 +7,10 @@ from ..schema import HardwareSpec
 from ..schema.advice import Advice
 from .checkpoints import draft_hub_id, eagle_head, experts_whole_option
 from .config import (
-    DISPATCH_NOTE,
     PORT,
     EngineConfig,
     context_note,
+    dispatch_note,
     dtype16,
     engine_memory_share,
     max_seqs,
@@ -72,7 +72,7 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
             how = f"--tensor-parallel-size {p.expert_parallel} --expert-parallel-size {p.expert_parallel}"
             if p.attention_data_parallel > 1:
                 o.update({"enable-dp-attention": True, "data-parallel-size": p.attention_data_parallel})
-                cfg.notes.append(DISPATCH_NOTE.format(how="--moe-a2a-backend deepep, where the image has DeepEP"))
+                cfg.notes.append(dispatch_note("sglang", hw, "--moe-a2a-backend deepep, where the image has DeepEP"))
                 how += f" --enable-dp-attention --data-parallel-size {p.attention_data_parallel}"
             cfg.applied.append((t_id, how))
         elif t_id == "pd-disaggregation":
