@@ -473,14 +473,14 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         max_running=(max_running * attention_dp if max_running
                      else engine_max_running(engine, hw, tp * pp, attention_dp)),
         max_running_set=max_running is not None, running_pool=engine_running_pool(engine),
-        running_ceiling=engine_fact(engine, "max_running_ceiling"),
+        request_admit_share=engine_request_admit_share(engine),
         embedding_on_host=hw.kind == "gpu" and engine_embedding_on_host(engine),
         first_token_decoded=engine_decodes_first_token(engine),
         # the engine's own kernel in its own runtime: a plan's Triton GEMM, or compiling transformers (inductor fuses
         # the cast), copies nothing
         casts_whole_weight=compute in ("bf16", "fp16", "fp32") and own_kernel and engine is not None
         and runtime == engine_runtime(engine) and engine_casts_whole_weight(engine, weight_dtype),
-        gemm_peak_tflops=gemm_peak,
+        gemm_peak_tflops=gemm_peak, running_ceiling=engine_fact(engine, "max_running_ceiling"),
         recurrent_state_bytes=bytes_per_element(d) if (d := recurrent_state_dtype(engine, spec.model_type)) else None,
         dequantize_rows=dequantize_pass(engine, weight_dtype, hw) if own_kernel and weights.quantized else None,
         mixed_prefill=engine_mixes_prefill(engine, attention_dp, speculative) if mixed_prefill is None else mixed_prefill,
@@ -493,7 +493,6 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         if compiled else 0.0,
         sampler_rows=None if running_from_batch else max_running or engine_max_running(engine, hw, tp * pp),
         request_host_s=engine_request_host_s(engine) / api_servers, api_servers=api_servers,
-        request_admit_share=engine_request_admit_share(engine),
         first_token_latency_s=engine_first_token_latency_s(engine, tp * pp * attention_dp),
         prefill_host_s=engine_graphs.eager_prefill_host_s(spec, engine) if runtime == "serving" else 0.0,
         prefill_graph_tokens=graphs, fused_allreduce_tokens=engine_fusions.fused_allreduce_tokens(

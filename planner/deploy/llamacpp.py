@@ -10,6 +10,7 @@ from ..catalog.models import resolve_model
 from ..catalog.served import served_checkpoint_dtype
 from ..schema import HardwareSpec, ProfileRequest
 from ..schema.advice import Advice
+from ..plan.techniques.quantization import LLAMA_CPP_KV
 from .checkpoints import draft_hub_id, published_gguf, served_hub_id
 from .config import (
     LLAMA_CPP_BUILD,
@@ -84,7 +85,7 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
         if t_id in GGUF_TYPES:
             cfg.applied.append((t_id, f"GGUF {quant}" + (f" from {published['hub_id']}" if published else "")))
         elif t_id in ("kv-int8", "kv-int4"):
-            kind = "q8_0" if t_id == "kv-int8" else "q4_0"
+            kind = LLAMA_CPP_KV[t_id.removeprefix("kv-")]
             o.update({"cache-type-k": kind, "cache-type-v": kind, "flash-attn": "on"})
             cfg.applied.append((t_id, f"--cache-type-k {kind} --cache-type-v {kind} --flash-attn on (a quantized V "
                                       "cache needs llama.cpp's flash attention, which also runs on CPU and Metal)"))

@@ -429,6 +429,6 @@ def render_all(advice: Advice, targets: list[str], plans: dict[str, Advice] | No
             files[key] = text
     if len(targets) > 1:
         files["README.md"] = _env().get_template("index.md.j2").render(
-            a=advice, targets=targets, skipped=skipped, files=sorted(files), notes=notes or [],
+            a=advice, targets=targets, rendered=rendered, skipped=skipped, files=sorted(files), notes=notes or [],
             warnings=warnings, own_plans=sorted(t for t in plans or {} if t in rendered))
     return files, skipped, warnings

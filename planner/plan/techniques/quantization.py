@@ -92,6 +92,18 @@ def _gemm_params(dtype: str, base: dict):
     return params
 
 
+# llama.cpp's cache types for an int8 and an int4 cache: ggml's blocks of 32 values with one fp16 scale (QK8_0, QK4_0)
+LLAMA_CPP_KV = {"int8": "q8_0", "int4": "q4_0"}
+
+
+def _kv_int_params(ctx: Context, dtype: str) -> dict:
+    """An integer cache's format as the engine stores it: transformers' groups of 64 with a scale and a zero point,
+    llama.cpp's ggml blocks of 32 with a scale (the same bits a value either way, `analytic.kvcache.kv_bits`)."""
+    if ctx.workload.engine == "llama.cpp":
+        return {"dtype": dtype, "format": LLAMA_CPP_KV[dtype], "group_size": 32}
+    return {"dtype": dtype, "group_size": 64}
+
+
 def _weight_only_fp8(ctx: Context) -> bool:
     """transformers applies fp8 weights weight-only (quanto); serving engines run W8A8 fp8."""
     return ctx.workload.engine == "transformers"
@@ -317,19 +329,21 @@ register(
     Technique(
         id="kv-int8", engines=("transformers", "llama.cpp"),
         name="int8 KV cache", family="kv-cache quantization", group=KV,
-        summary="Keys and values in int8 with a scale and zero point per 64 values (transformers' hqq cache backend).",
+        summary="Keys and values in int8 with a scale and zero point per 64 values (transformers' hqq cache backend; "
+                "llama.cpp's q8_0: one 16-bit scale per 32, the same 8.5 bits).",
         transform=_kv("int8"), after=("sliding-window-sinks",), check=_caches_keys,
         packages=("hqq",), quality_risk="low", quality_loss_pct=0.1,
         quality_source="KIVI (arXiv 2402.02750): 8-bit KV caches are indistinguishable from 16-bit",
-        params=lambda ctx: {"dtype": "int8", "group_size": 64},
+        params=lambda ctx: _kv_int_params(ctx, "int8"),
         apply=_kv_applied("kv_int8"), combines=KV_RUNTIME),
     Technique(
         id="kv-int4", engines=("transformers", "llama.cpp"),
         name="int4 KV cache", family="kv-cache quantization", group=KV,
-        summary="Keys and values in int4 with a scale and zero point per 64 values.",
+        summary="Keys and values in int4 with a scale and zero point per 64 values (llama.cpp's q4_0: one 16-bit "
+                "scale per 32, the same 4.5 bits).",
         transform=_kv("int4"), after=("sliding-window-sinks",), check=_caches_keys,
         packages=("optimum-quanto",), quality_risk="low", quality_loss_pct=0.5,
         quality_source="KIVI (arXiv 2402.02750): even 2-bit caches keep near-identical quality; 0.5% budgeted at 4 bits",
-        params=lambda ctx: {"dtype": "int4", "group_size": 64},
+        params=lambda ctx: _kv_int_params(ctx, "int4"),
         apply=_kv_applied("kv_int4"), combines=KV_RUNTIME),
     family="quantization")

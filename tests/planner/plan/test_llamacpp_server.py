@@ -1,5 +1,6 @@
-"""llama.cpp runs at most LLAMA_MAX_SEQ (256) sequences in a context, whatever --parallel asks: a throughput plan
-fills no more slots than that, its configs set no more, and `profile` refuses a larger --max-running."""
+"""llama-server as it is: at most LLAMA_MAX_SEQ (256) sequences in a context, whatever --parallel asks (a throughput
+plan fills no more slots than that, its configs set no more, and `profile` refuses a larger --max-running), and its
+quantized caches in ggml's blocks of 32."""
 
 from __future__ import annotations
 
@@ -34,3 +35,12 @@ def test_profile_refuses_more_slots_than_llama_cpp_runs():
     ok = profile(ProfileRequest(model="llama-3.2-1b", hardware="h100-sxm", engine="llama.cpp", max_running=256,
                                 input_tokens=128, output_tokens=128, concurrency="max"))
     assert ok.requests.running == 256
+
+
+def test_a_llama_cpp_integer_cache_is_named_in_ggml_blocks():
+    a = advise(AdviseRequest(model="llama-3.2-3b", hardware="m3-max", num_devices=1, engine="llama.cpp",
+                             workload="chat"))
+    step = next(s for s in a.plan.steps if s.technique in ("kv-int8", "kv-int4"))
+    fmt = {"kv-int8": "q8_0", "kv-int4": "q4_0"}[step.technique]
+    assert step.params["format"] == fmt and step.params["group_size"] == 32
+    assert f"--cache-type-k {fmt}" in render(a, "llama.cpp")["llamacpp/serve.sh"]
