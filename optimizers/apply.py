@@ -11,20 +11,22 @@ from __future__ import annotations
 import copy
 import json
 import shutil
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..planner.errors import ImpossibleError, OptiplanError, PlanError
-from ..planner.fsutil import write_text_atomic
+from ..planner.fsutil import temporary_prefix, write_text_atomic
 from ..planner.measure.runtime import quiet_libraries
 from ..planner.plan.effects import BATCHED_FLOOR, NOISE, TPOT_CEILING
 from ..planner.plan.graph import plan_order
 from ..planner.plan.techniques import all_techniques, runtime_conflict
 from ..planner.report.verify import established_ratios
 from ..planner.schema.optimize import ArtifactManifest, StepRecord
-from .corpus import DEFAULT_PROMPTS
+from .corpus import DEFAULT_PROMPTS, read_eval_text
 from .registry import check_supported, registry
 from .workspace import NotSupportedHere, Workspace
 
@@ -282,6 +284,8 @@ def apply(source: str | Path, out: str | Path, *, goal: str | None = None, plan:
         steps, plan_json = steps_from_goal(source, goal, hardware, workload, context, concurrency,
                                            max_quality_loss_pct)
     device = check_device(device or default_device())
+    if verify:  # an unreadable or short evaluation text fails before any step runs, not after them
+        read_eval_text((verify_options or {}).get("eval_text"))
     runnable, records = [], []
     for step in ordered(steps):
         if step.technique == "spec-draft" and draft:
@@ -353,38 +357,59 @@ def apply(source: str | Path, out: str | Path, *, goal: str | None = None, plan:
         log("nothing in the plan helps here: the model is written unchanged, with the measurements in its manifest")
     manifest = ArtifactManifest(source=str(source), created="", device=device, goal=goal, steps=records,
                                 runtime=ws.runtime, libraries={}, sha256={}, plan=plan_json)
-    manifest = write_artifact(ws, out, manifest, force=force)
-    if verify:
-        from .verify import verify as run_verify
+    with previous_kept(out):  # a folder --force replaces stays until the new one is written and verified
+        manifest = write_artifact(ws, out, manifest)
+        if verify:
+            from .verify import verify as run_verify
 
-        del ws, base
-        try:
-            report = run_verify(source, out, device=device, dtype=dtype, allow_pickle=allow_pickle,
-                                **(verify_options or {}))
-        except BaseException:  # all or nothing: no folder whose manifest lacks the verification it was written for
-            shutil.rmtree(out, ignore_errors=True)
-            raise
-        manifest = manifest.model_copy(update={"verify": report})
-        # what its interleaved rounds establish, not a median that noise alone can move (verify measures no cache
-        # bytes: context is not judged)
-        loss = losses(judged_by, established_ratios(report))
-        if planned and not keep_all and loss and any(r.status == "applied" for r in records):
-            # the interleaved measurement outranks the quick one after each step: ship the original instead
-            log("verify measured a loss (" + "; ".join(loss) + "): the plan is rolled back, the model written unchanged")
-            unchanged = load(source, device, dtype=dtype, allow_pickle=allow_pickle)
-            ws = Workspace(model=unchanged.model, tokenizer=unchanged.tokenizer, device=device, source=source)
-            ws.runtime.dtype = unchanged.runtime.dtype
-            rolled = [r.model_copy(update={"status": "rolled-back", "detail": r.detail + "; rolled back with the "
-                                           "whole plan: verify measured " + "; ".join(loss)})
-                      if r.status == "applied" else r for r in records]
-            manifest = write_artifact(ws, out, manifest.model_copy(update={"steps": rolled, "runtime": ws.runtime}),
-                                      force=True).model_copy(update={"verify": report.model_copy(update={
-                                          "steps": rolled, "predicted": None, "predicted_ratios": {},
-                                          "notes": [*report.notes, "the figures above are of the plan, which "
-                                                    "measured as a loss and was rolled back: the folder holds the "
-                                                    "original model"]})})
-        write_text_atomic(out / "optiplan.json", manifest.model_dump_json(indent=2))
+            del ws, base
+            try:
+                report = run_verify(source, out, device=device, dtype=dtype, allow_pickle=allow_pickle,
+                                    **(verify_options or {}))
+            except BaseException:  # all or nothing: no folder whose manifest lacks the verification it was made for
+                shutil.rmtree(out, ignore_errors=True)
+                raise
+            manifest = manifest.model_copy(update={"verify": report})
+            # what its interleaved rounds establish, not a median that noise alone can move (verify measures no cache
+            # bytes: context is not judged)
+            loss = losses(judged_by, established_ratios(report))
+            if planned and not keep_all and loss and any(r.status == "applied" for r in records):
+                # the interleaved measurement outranks the quick one after each step: ship the original instead
+                log("verify measured a loss (" + "; ".join(loss) + "): the plan is rolled back, the model written "
+                    "unchanged")
+                unchanged = load(source, device, dtype=dtype, allow_pickle=allow_pickle)
+                ws = Workspace(model=unchanged.model, tokenizer=unchanged.tokenizer, device=device, source=source)
+                ws.runtime.dtype = unchanged.runtime.dtype
+                rolled = [r.model_copy(update={"status": "rolled-back", "detail": r.detail + "; rolled back with the "
+                                               "whole plan: verify measured " + "; ".join(loss)})
+                          if r.status == "applied" else r for r in records]
+                rolled_back = manifest.model_copy(update={"steps": rolled, "runtime": ws.runtime})
+                manifest = write_artifact(ws, out, rolled_back, force=True).model_copy(update={
+                    "verify": report.model_copy(update={
+                        "steps": rolled, "predicted": None, "predicted_ratios": {},
+                        "notes": [*report.notes, ("the figures above are of the plan, which measured as a loss and "
+                                                  "was rolled back: the folder holds the original model")]})})
+            write_text_atomic(out / "optiplan.json", manifest.model_dump_json(indent=2))
     return manifest
+
+
+@contextmanager
+def previous_kept(out: Path) -> Iterator[None]:
+    """Move a folder at `out` aside while the block writes and verifies its replacement; put it back where the block
+    fails (a verify error, an interrupt), delete it where it does not."""
+    if not out.exists():
+        yield
+        return
+    backup = Path(tempfile.mkdtemp(prefix=temporary_prefix(out.name, "previous"), dir=str(out.parent)))
+    backup.rmdir()
+    out.rename(backup)
+    try:
+        yield
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        backup.rename(out)
+        raise
+    shutil.rmtree(backup, ignore_errors=True)
 
 
 def _plain(params: dict[str, Any]) -> dict[str, Any]:

@@ -66,6 +66,31 @@ def test_an_interrupted_apply_leaves_nothing_behind(target_path, tmp_path, monke
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_forced_replacement_keeps_the_old_folder_until_the_new_one_is_verified(target_path, tmp_path, monkeypatch):
+    """--force replaces a folder only once its successor is written and verified: a short evaluation text is refused
+    before any step runs, and a verify that fails (an error, an interrupt) puts the old folder back."""
+    from optiplan.optimizers import verify as verify_module
+    from optiplan.planner.errors import OptiplanError
+
+    out = tmp_path / "opt"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    short = tmp_path / "short.txt"
+    short.write_text("too few words")
+    with pytest.raises(OptiplanError, match="too short"):
+        apply(target_path, out, techniques=["kv-fp8"], force=True, verify_options={"eval_text": short})
+    assert (out / "keep.txt").read_text() == "mine"
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(verify_module, "verify", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        apply(target_path, out, techniques=["kv-fp8"], force=True)
+    assert (out / "keep.txt").read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["opt",
+                                                                                                        "short.txt"]
+
+
 def test_a_step_without_its_gain_is_rolled_back_on_request(target_path, tmp_path):
     # a window longer than the measured context evicts nothing: no cache saved, so no gain to keep
     manifest = apply(target_path, tmp_path / "opt", techniques=["sliding-window-sinks:window=2048", "weight-int8"],
