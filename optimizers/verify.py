@@ -145,9 +145,9 @@ def verify(baseline: str | Path, optimized: str | Path, *, device: str | None = 
     notes = [f"step {s.technique}: its gain did not show in measurement" for s in steps
              if s.status == "applied" and s.gain_shown is False]
     if (floor := smallest_p(repeats, True)) >= SIGNIFICANCE:
-        notes.append(f"with {repeats} repeats no timing change can be told from noise (the rank test's smallest p is "
-                     f"{floor:.2g}): timings are shown, not called better or worse; --repeats 5 or more decides "
-                     f"large changes")
+        notes.append(f"with {repeats} repeats the rank test cannot tell a timing change from noise (its smallest p "
+                     f"is {floor:.2g}): a timing is called better or worse only where every round moved the same way, "
+                     f"at the round nearest no change; --repeats 5 or more tests the rest")
     notes += [f"step {s.technique} was rolled back: "
               + (s.detail.rsplit("rolled back: ", 1)[1] if "rolled back: " in s.detail else "no measured gain")
               for s in steps if s.status == "rolled-back"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from optiplan.planner.report.verify import render, rows
+from optiplan.planner.report.verify import render, rows, worse_line
 from optiplan.planner.schema.optimize import Measured, Quality, VerifyReport
 
 
@@ -31,6 +31,19 @@ def test_noise_is_not_colored_a_real_change_is():
     md = render(slower, "md")
     assert "(worse)" in md and "(better)" in md and "rank test" in md
     assert verdict(report([10, 10.1], [13, 13.1]), "time per output token") == "same"  # two repeats decide nothing
+
+
+def test_few_rounds_that_all_agree_are_called_so():
+    """Below five repeats the rank test cannot reach 5%: a timing that every round moved the same way is called at
+    the round nearest no change (as the apply gate reads it), so three rounds 2.4x slower are worse, not 'same'."""
+    def timed(before, after):
+        r = report(before, after)
+        return r.model_copy(update={"measured_ratios": {"tpot_ms": r.measured["after"].tpot_ms /
+                                                        r.measured["before"].tpot_ms}})
+    slower = timed([6.0, 6.1, 5.9], [14.5, 14.6, 14.3])
+    assert verdict(slower, "time per output token") == "worse"
+    assert "time per output token" in worse_line(slower)
+    assert verdict(timed([10, 10.1, 9.9], [13, 7, 10.5]), "time per output token") == "same"  # both ways: noise
 
 
 def batched_report(before: list[float], after: list[float]) -> VerifyReport:
