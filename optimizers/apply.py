@@ -328,13 +328,15 @@ def apply(source: str | Path, out: str | Path, *, goal: str | None = None, plan:
         log(f"applying {step.technique}")
         try:
             detail = opt.apply(ws, dict(step.params))
+            # its first run is where a setting the library takes but cannot run fails (a cache group that does not
+            # divide the tensor it packs): the same error as a failed step, not an internal one
+            if ws.runtime.compile and not (saved[1].compile or {}):
+                quick_figures(ws)  # a compiled step compiles each shape on its first run: time it warm, as verify does
+            after = quick_figures(ws)
         except NotSupportedHere:
             raise
         except Exception as exc:
             raise OptiplanError(f"{step.technique} failed on {source}: {str(exc).strip().splitlines()[0]}") from exc
-        if ws.runtime.compile and not (saved[1].compile or {}):
-            quick_figures(ws)  # a compiled step compiles each shape on its first run: time it warm, as verify does
-        after = quick_figures(ws)
         # with the model before the step at hand (its copy, kept to roll it back), the two are timed interleaved
         interleaved = interleaved_step_ratios(ws, saved) if saved[0] is not None else None
         shown, ratios = gain_shown(step, figures, after, interleaved)

@@ -29,6 +29,8 @@ def _kv_quantized(ws: Workspace, technique: str, params: dict[str, Any]) -> str:
     settings = dict(KV_BACKENDS[technique])
     if params.get("backend"):
         settings["backend"] = params["backend"]
+    if why := _backend_refusal(technique, settings["backend"]):
+        raise NotSupportedHere(why)
     package = {"quanto": "optimum.quanto", "hqq": "hqq"}.get(settings["backend"])
     if package:
         import importlib.util
@@ -44,6 +46,23 @@ def _kv_quantized(ws: Workspace, technique: str, params: dict[str, Any]) -> str:
     bits = settings.get("nbits", 8)
     return f"quantized KV cache: {settings['backend']} {bits}-bit" + (
         f", last {settings['residual_length']} tokens kept in full precision" if "residual_length" in settings else "")
+
+
+# what each of transformers' cache backends stores: quanto packs integers of 2 or 4 bits, hqq of 1 to 8, fp8 is e4m3
+# with a scale per tensor (no integer widths)
+BACKEND_FORMATS = {"quanto": ("int4",), "hqq": ("int4", "int8"), "fp8": ("fp8",)}
+
+
+def _backend_refusal(technique: str, backend: str) -> str | None:
+    """Why `backend` cannot store the cache `technique` names (an int8 cache in quanto's 2- and 4-bit packing, an fp8
+    cache in an integer backend), or None."""
+    fmt = technique.removeprefix("kv-")
+    if fmt in BACKEND_FORMATS.get(backend, ()):
+        return None
+    stores = " or ".join(BACKEND_FORMATS.get(backend, ()))
+    fits = [b for b, formats in BACKEND_FORMATS.items() if fmt in formats]
+    return (f"{technique}: transformers' {backend} cache backend stores {stores}, not {fmt}; "
+            f"use backend={' or '.join(fits)}")
 
 
 def kv_int4(ws: Workspace, params: dict[str, Any]) -> str:

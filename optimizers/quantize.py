@@ -18,6 +18,9 @@ from .workspace import NotSupportedHere, Workspace, device_kind
 
 QUANTO_WEIGHTS_FILE = "quanto.safetensors"
 QUANTO_MAP_FILE = "quanto_qmap.json"
+# quanto's int4 group along the input dim (optimum/quanto/nn/qmodule.py: "group_size = 128", lowered by 32 until it
+# divides in_features)
+QUANTO_INT4_GROUP = 128
 
 
 def _reload_with(ws: Workspace, quantization_config, dtype) -> None:
@@ -53,7 +56,7 @@ def int8_weight_only(ws: Workspace, params: dict[str, Any]) -> str:
 
         return quantize_packed(ws, 8, None)
     if params.get("backend") == "quanto":
-        return _quanto(ws, "int8")
+        return _quanto(ws, "int8", params)
     from torchao.quantization import Int8WeightOnlyConfig
 
     return _torchao(ws, Int8WeightOnlyConfig(), "int8 weight-only", params)
@@ -74,32 +77,45 @@ def int4_weight_only(ws: Workspace, params: dict[str, Any]) -> str:
         from .packed_weights import quantize_packed
 
         return quantize_packed(ws, 4, group)
-    if device_kind(ws.device) == "cuda" and params.get("backend") != "quanto":
-        if importlib.util.find_spec("mslk") is None and importlib.util.find_spec("fbgemm_gpu") is None:
-            return _quanto(ws, "int4")
+    # torchao's int4 tensor needs its CUDA kernel library (mslk or fbgemm-gpu); quanto packs int4 on any device
+    kernels = device_kind(ws.device) == "cuda" and (importlib.util.find_spec("mslk") is not None
+                                                     or importlib.util.find_spec("fbgemm_gpu") is not None)
+    if kernels and params.get("backend") != "quanto":
         from torchao.quantization import Int4WeightOnlyConfig
 
         ws.runtime.dtype = "bf16"
         return _torchao(ws, Int4WeightOnlyConfig(group_size=group), f"int4 weight-only (group {group})", params)
-    # torchao's int4 tensor needs its CUDA kernel library (mslk); quanto packs int4 on any device
-    return _quanto(ws, "int4")
+    if params.get("backend") == "torchao":
+        raise NotSupportedHere("torchao's int4 weight-only tensor needs its CUDA kernels (mslk or fbgemm-gpu), "
+                               f"which {ws.device} does not have: use backend=quanto or kernel=triton")
+    if params.get("group_size") not in (None, QUANTO_INT4_GROUP):
+        raise NotSupportedHere(f"optimum-quanto packs int4 in groups of its own choosing ({QUANTO_INT4_GROUP}, or the "
+                               "largest multiple of 32 under it that divides a layer's inputs), with no option for "
+                               "another: group_size applies to torchao's kernel on CUDA or kernel=triton")
+    return _quanto(ws, "int4", params)
 
 
 def fp8_weights(ws: Workspace, params: dict[str, Any]) -> str:
     """fp8 (e4m3) weights: quanto qfloat8 weight-only (activations stay in the compute dtype)."""
-    return _quanto(ws, "fp8")
+    return _quanto(ws, "fp8", params)
 
 
-def _quanto(ws: Workspace, kind: str) -> str:
+def _quanto(ws: Workspace, kind: str, params: dict[str, Any] | None = None) -> str:
+    """quanto weights on every linear layer, lm_head kept unless `keep_lm_head=false` asks for it too (refused where
+    it shares the embedding's weights: the loader re-ties them after requantizing)."""
     if importlib.util.find_spec("optimum.quanto") is None:
         raise NotSupportedHere(f"{kind} weights with quanto need optimum-quanto: pip install 'optiplan[torch]'")
     from optimum.quanto import freeze, qfloat8, qint4, qint8, quantize
 
+    head = (params or {}).get("keep_lm_head") is False
+    if head and getattr(ws.model.config, "tie_word_embeddings", False):
+        raise NotSupportedHere("keep_lm_head=false: this model's lm_head shares the embedding's weights, which "
+                               "quanto would quantize apart from the embedding; keep lm_head")
     weights = {"int8": qint8, "int4": qint4, "fp8": qfloat8}[kind]
-    quantize(ws.model, weights=weights, exclude=["lm_head"])
+    quantize(ws.model, weights=weights, exclude=None if head else ["lm_head"])
     freeze(ws.model)
     ws.runtime.weights = {"library": "quanto", "weights": kind, "file": QUANTO_WEIGHTS_FILE, "map": QUANTO_MAP_FILE}
-    return f"optimum-quanto {kind} weights on every linear layer except lm_head"
+    return f"optimum-quanto {kind} weights on every linear layer" + ("" if head else " except lm_head")
 
 
 def gptq(ws: Workspace, params: dict[str, Any]) -> str:
