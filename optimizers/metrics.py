@@ -183,9 +183,11 @@ def peak_memory_bytes(path: str | Path, prompts: list[str] | tuple[str, ...] = D
 
 
 def weights_bytes(loaded: LoadedModel) -> int:
-    """Bytes the model's parameters and buffers occupy as stored (quantized tensors count their packed data)."""
+    """Bytes the model's parameters and buffers occupy as stored (quantized tensors count their packed data), a draft
+    model's with them: the folder serves both, and both sit in memory."""
     seen, total = set(), 0
-    for t in list(loaded.model.parameters()) + list(loaded.model.buffers()):
+    models = [loaded.model] + ([loaded.draft] if loaded.draft is not None else [])
+    for t in (t for m in models for t in (*m.parameters(), *m.buffers())):
         if id(t) not in seen:
             seen.add(id(t))
             total += tensor_bytes(t)

@@ -97,6 +97,8 @@ def test_speculative_decoding_keeps_greedy_output_and_counts_acceptance(workspac
     assert loaded.draft is not None and loaded.draft.generation_config.num_assistant_tokens == 3
     assert metrics.greedy_tokens(loaded, PROMPT, 24) == metrics.greedy_tokens(base, PROMPT, 24)
     assert 0 < loaded.runtime.speculative["acceptance_rate"] <= 1
+    # the folder serves the draft too: its weights count with the target's
+    assert metrics.weights_bytes(loaded) > metrics.weights_bytes(base)
 
 
 def test_acceptance_from_counts():
