@@ -88,8 +88,11 @@ def verify(baseline: str | Path, optimized: str | Path, *, device: str | None = 
     samples = {side: {k: [] for k in (*KEYS, BATCHED)} for side, _ in sides}
     progress(f"timing {repeats} interleaved rounds of {len(prompts)} prompts x {max_new_tokens} tokens")
     with torch.no_grad():
-        for loaded in (base, opt):  # warm-up both before any timing
-            metrics.generation_samples(loaded, prompts[:1], max_new_tokens=max_new_tokens, repeats=1, warmup=0)
+        # warm-up both before any timing, every prompt (each length is a shape a compiled model compiles), twice
+        # where one side compiles (a later prompt that grows its static cache compiles again)
+        for _ in range(2 if base.runtime.compile or opt.runtime.compile else 1):
+            for loaded in (base, opt):
+                metrics.generation_samples(loaded, prompts, max_new_tokens=max_new_tokens, repeats=1, warmup=0)
         for _ in range(repeats):
             for side, loaded in sides:
                 one = metrics.generation_samples(loaded, prompts, max_new_tokens=max_new_tokens, repeats=1, warmup=0)
@@ -114,8 +117,13 @@ def verify(baseline: str | Path, optimized: str | Path, *, device: str | None = 
         peaks = {"before": metrics.peak_memory_bytes(baseline, prompts, max_new_tokens=max_new_tokens, device=device,
                                                      allow_pickle=allow_pickle, dtype=dtype),
                  "after": metrics.peak_memory_bytes(optimized, prompts, max_new_tokens=max_new_tokens, device=device)}
+    # the cache one sequence holds at a context where a cache technique shows (`effects.CACHE_CONTEXT`)
+    from .effects import id_prompts, sizes
+
+    cache = {side: int(sizes(m, id_prompts(m.model.config.vocab_size))["cache_bytes"]) for side, m in sides}
     measured = {side: _measured(samples[side], batched_tokens_per_s=batched[side], peak_memory_bytes=peaks[side],
-                                weights_bytes=metrics.weights_bytes(m), perplexity=ppl[side])
+                                weights_bytes=metrics.weights_bytes(m), cache_bytes=cache[side] or None,
+                                perplexity=ppl[side])
                 for side, m in (("before", base), ("after", opt))}
     before, after = measured["before"], measured["after"]
     ratios = {"ttft_ms": after.ttft_ms / before.ttft_ms, "tpot_ms": after.tpot_ms / before.tpot_ms,
@@ -124,6 +132,8 @@ def verify(baseline: str | Path, optimized: str | Path, *, device: str | None = 
               "weights_bytes": after.weights_bytes / before.weights_bytes}
     if before.peak_memory_bytes and after.peak_memory_bytes:
         ratios["peak_memory_bytes"] = after.peak_memory_bytes / before.peak_memory_bytes
+    if before.cache_bytes and after.cache_bytes:
+        ratios["cache_bytes"] = after.cache_bytes / before.cache_bytes
     manifest = opt.manifest
     steps = list(manifest.steps) if manifest else []
     predicted = predicted_ratios = None

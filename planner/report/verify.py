@@ -16,6 +16,7 @@ METRICS = (("ttft_ms", "time to first token", "ms", True), ("tpot_ms", "time per
            ("tokens_per_s", "tokens/s, batch 1", "tok/s", False),
            ("batched_tokens_per_s", "tokens/s, all prompts together", "tok/s", False),
            ("peak_memory_bytes", "peak memory", "MB", True), ("weights_bytes", "weights", "MB", True),
+           ("cache_bytes", "KV cache, 384-token context", "MB", True),
            ("perplexity", "perplexity (held-out)", "", True))
 
 

@@ -49,6 +49,7 @@ class Measured(_Model):
     batched_tokens_per_s: float | None = None
     peak_memory_bytes: int | None = None
     weights_bytes: int
+    cache_bytes: int | None = Field(None, description="the KV cache one sequence holds after a prompt of 384 tokens")
     perplexity: float
     samples: dict[str, list[float]] = {}
     spread: dict[str, float] = Field({}, description="max - min of the samples, per metric")

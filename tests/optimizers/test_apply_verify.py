@@ -367,3 +367,17 @@ def test_a_step_is_timed_against_a_copy_of_the_model_before_it_interleaved(targe
     steps = {s.technique: s for s in manifest.steps}
     assert steps["weight-int8"].measured == {"tpot_ms": 1.31, "ttft_ms": 1.22, "weights_bytes": 0.54}
     assert "tpot_ms" in steps["kv-fp8"].measured
+
+
+def test_a_memory_plan_ships_only_what_verify_measures_saved(target_path, tmp_path):
+    """verify measures the cache one sequence holds at a 384-token context, so a cache step's saving is on record; a
+    memory plan that saved nothing verify measures has only its costs left and is not shipped."""
+    from optiplan.optimizers.apply import losses
+    from optiplan.optimizers.verify import verify
+
+    apply(target_path, tmp_path / "kv", techniques=["kv-int4"], verify=False)
+    report = verify(target_path, tmp_path / "kv", repeats=2, memory=False)
+    assert report.measured_ratios["cache_bytes"] < 0.5 and report.measured["after"].cache_bytes
+    assert losses("memory", {"weights_bytes": 1.0, "cache_bytes": 0.28, "tpot_ms": 1.2}) == []
+    assert losses("memory", {"weights_bytes": 1.0, "cache_bytes": 1.0, "tpot_ms": 1.2}) == [
+        "no memory saved in weights, cache or peak memory"]
