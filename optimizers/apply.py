@@ -383,6 +383,11 @@ def apply(source: str | Path, out: str | Path, *, goal: str | None = None, plan:
             manifest = manifest.model_copy(update={"verify": report})
             # what its interleaved rounds establish, not a median that noise alone can move
             loss = losses(judged_by, established_ratios(report))
+            # and the quality the plan was made within: its measured perplexity against the workload's budget
+            budget = ((plan_json or {}).get("workload") or {}).get("max_quality_loss_pct")
+            if budget is not None and report.quality.perplexity_change_pct > budget:
+                loss.append(f"perplexity +{report.quality.perplexity_change_pct:.2f}%, over the plan's "
+                            f"{budget:g}% quality budget")
             if planned and not keep_all and loss and any(r.status == "applied" for r in records):
                 # the interleaved measurement outranks the quick one after each step: ship the original instead
                 log("verify measured a loss (" + "; ".join(loss) + "): the plan is rolled back, the model written "

@@ -122,16 +122,66 @@ def window_tokens(loaded: LoadedModel) -> int:
                    EVAL_WINDOW_TOKENS))
 
 
+def quality_window(*models: LoadedModel) -> int:
+    """One evaluation window for models compared with each other: 128 tokens, more where a runtime's cache changes
+    only what lies past a span of its own (attention sinks' kept tokens, a quantized cache's full-precision recent
+    tokens), so that the window reaches what it changes; no model's context exceeded."""
+    spans = []
+    for m in models:
+        cache = m.runtime.cache or {}
+        spans.append(cache.get("num_sinks", 0) + cache.get("window", 0) if cache.get("kind") == "sinks"
+                     else cache.get("residual_length", 0) if cache.get("kind") == "quantized" else 0)
+    contexts = [getattr(m.model.config, "max_position_embeddings", None) for m in models]
+    return int(min([EVAL_WINDOW_TOKENS + max(spans), *(c for c in contexts if c)]))
+
+
+# where a model reads its text a token at a time through its runtime's cache, the tokens both sides are scored on
+CACHE_EVAL_TOKENS = 1024
+
+
+def quality_tokens(*models: LoadedModel, full: int = 4096) -> int:
+    """Tokens of the evaluation text models compared with each other are scored on: `full`, or CACHE_EVAL_TOKENS
+    where one of them reads it a token at a time through its cache (`runtime_cache`), the same for all."""
+    return min(full, CACHE_EVAL_TOKENS) if any(runtime_cache(m) is not None for m in models) else full
+
+
+def runtime_cache(loaded: LoadedModel):
+    """A fresh cache of the kind the runtime serves with where it changes what attention reads (attention sinks, a
+    quantized cache), else None (a full cache reads what a whole-window pass computes)."""
+    cache = loaded.runtime.cache or {}
+    if cache.get("kind") == "sinks":
+        from .kv_cache import make_sink_cache
+
+        return make_sink_cache(loaded.model, cache["num_sinks"], cache["window"])
+    if cache.get("kind") == "quantized":
+        from transformers.cache_utils import QuantizedCache
+
+        settings = {k: v for k, v in cache.items() if k not in ("kind", "backend")}
+        return QuantizedCache(backend=cache["backend"], config=loaded.model.config, **settings)
+    return None
+
+
 def next_token_logprobs(loaded: LoadedModel, text: str, *, max_tokens: int = 4096, window: int | None = None):
-    """Log-probabilities of every next token over `text`, in non-overlapping windows: (windows, window, vocab)."""
+    """Log-probabilities of every next token over `text`, in non-overlapping windows: (windows, window, vocab). Where
+    the runtime's cache changes what attention reads (`runtime_cache`), each window runs a token at a time through
+    that cache, as generation reads it; else in one pass."""
     import torch
 
     windows = _token_windows(loaded, text, max_tokens, window or window_tokens(loaded)).to(loaded.device)
     out = []
     with torch.no_grad():
         for row in windows:
-            logits = loaded.model(input_ids=row.unsqueeze(0), use_cache=False).logits.float()
-            out.append(torch.log_softmax(logits[0], dim=-1).cpu())
+            cache = runtime_cache(loaded)
+            if cache is None:
+                logits = loaded.model(input_ids=row.unsqueeze(0), use_cache=False).logits.float()[0]
+            else:
+                steps = []
+                for i in range(row.numel()):
+                    step = loaded.model(input_ids=row[i:i + 1].unsqueeze(0), past_key_values=cache, use_cache=True)
+                    cache = step.past_key_values
+                    steps.append(step.logits[0, -1].float())
+                logits = torch.stack(steps)
+            out.append(torch.log_softmax(logits, dim=-1).cpu())
     return windows.cpu(), torch.stack(out)
 
 
@@ -152,7 +202,7 @@ def compare_distributions(base: LoadedModel, other: LoadedModel, text: str | Non
     most likely next token agrees (teacher-forced greedy agreement)."""
 
     text = text or default_eval_text()
-    window = min(window_tokens(base), window_tokens(other))
+    window, max_tokens = quality_window(base, other), quality_tokens(base, other, full=max_tokens)
     _, p = next_token_logprobs(base, text, max_tokens=max_tokens, window=window)
     _, q = next_token_logprobs(other, text, max_tokens=max_tokens, window=window)
     kl = (p.exp() * (p - q)).sum(-1).mean()

@@ -107,8 +107,12 @@ def verify(baseline: str | Path, optimized: str | Path, *, device: str | None = 
                 samples[side][BATCHED] += metrics.batched_tokens_per_s(loaded, prompts, max_new_tokens=max_new_tokens,
                                                                        repeats=1, warmup=False)
         batched = {side: statistics.median(samples[side][BATCHED]) for side in samples}
-        progress("quality: perplexity, KL divergence, greedy agreement")
-        ppl = {"before": metrics.perplexity(base, text), "after": metrics.perplexity(opt, text)}
+        progress("quality: perplexity, KL divergence, greedy agreement"
+                 + (" (a token at a time through the optimized cache)" if metrics.runtime_cache(opt) else ""))
+        # one window and one stretch of text for both, the window long enough to reach what a cache changes
+        window, tokens = metrics.quality_window(base, opt), metrics.quality_tokens(base, opt)
+        ppl = {"before": metrics.perplexity(base, text, window=window, max_tokens=tokens),
+               "after": metrics.perplexity(opt, text, window=window, max_tokens=tokens)}
         dist = metrics.compare_distributions(base, opt, text)
         agreement = _generation_agreement(base, opt, prompts, max_new_tokens)
     peaks = {"before": None, "after": None}
