@@ -286,6 +286,11 @@ def apply(source: str | Path, out: str | Path, *, goal: str | None = None, plan:
     elif plan is not None:
         steps, plan_json = steps_from_plan(Path(plan), source)
         goal_of_plan = plan_json["workload"]["goal"]
+        made = (plan_json["workload"].get("engine"), plan_json["hardware"]["id"])
+        if made != ("transformers", hardware):
+            log(f"the plan was made for {made[0]} on {plan_json['hardware'].get('count', 1)} x {made[1]}: its steps "
+                f"are applied here with transformers on {hardware}, and its predictions are of that deployment, not "
+                "of this machine (`optiplan apply --goal` plans for this one)")
     else:
         steps, plan_json = steps_from_goal(source, goal, hardware, workload, context, concurrency,
                                            max_quality_loss_pct)

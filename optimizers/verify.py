@@ -142,9 +142,9 @@ def verify(baseline: str | Path, optimized: str | Path, *, device: str | None = 
     steps = list(manifest.steps) if manifest else []
     predicted = predicted_ratios = None
     undone = [s.technique for s in steps if s.status in ("rolled-back", "skipped") and s.predicted]
-    if manifest and manifest.plan and not undone:  # the plan's prediction is of all its steps
-        from ..planner.schema import Advice
+    from ..planner.schema import Advice
 
+    if manifest and manifest.plan and not undone:  # the plan's prediction is of all its steps
         advice = Advice.model_validate(manifest.plan)
         predicted = advice.plan.predicted
         b = advice.baseline
@@ -158,6 +158,12 @@ def verify(baseline: str | Path, optimized: str | Path, *, device: str | None = 
                             if any(key in p for p in kept)}
     notes = [f"step {s.technique}: its gain did not show in measurement" for s in steps
              if s.status == "applied" and s.gain_shown is False]
+    if predicted_ratios:
+        made = (f"the plan's workload ({Advice.model_validate(manifest.plan).workload.name}) on its hardware"
+                if manifest and manifest.plan else "the workload preset on this machine")
+        notes.append(f"the predicted column is the planner's for {made}, its prompt and output lengths and its "
+                     f"concurrency, beside {len(prompts)} short prompts of {max_new_tokens} tokens measured here: it "
+                     "says which way and about how far, not the figure this workload measures")
     if (floor := smallest_p(repeats, True)) >= SIGNIFICANCE:
         notes.append(f"with {repeats} repeats the rank test cannot tell a timing change from noise (its smallest p "
                      f"is {floor:.2g}): a timing is called better or worse only where every round moved the same way, "

@@ -114,6 +114,18 @@ def test_technique_options_parse():
         parse_technique("kv-int4:residual")
 
 
+def test_a_plan_for_another_deployment_says_so(target_path, tmp_path):
+    import optiplan
+
+    plan = tmp_path / "plan.json"
+    plan.write_text(optiplan.advise(str(target_path), hardware="h100-sxm", num_devices=1, engine="vllm",
+                                    workload="chat").model_dump_json())
+    lines = []
+    apply(target_path, tmp_path / "opt", plan=plan, verify=False, log=lines.append)
+    assert any("the plan was made for vllm on 1 x h100-sxm" in line and "not of this machine" in line
+               for line in lines)
+
+
 def test_a_plan_made_for_another_model_is_refused(target_path, tmp_path):
     import optiplan
 
@@ -135,7 +147,9 @@ def test_a_plan_for_this_model_applies_what_runs_here(target_path, tmp_path):
     advice = optiplan.advise(str(target_path), hardware="local", num_devices=1, goal="memory", engine="transformers",
                              workload=str(workload))
     plan.write_text(advice.model_dump_json())
-    manifest = apply(target_path, tmp_path / "opt", plan=plan, verify=False)
+    lines = []
+    manifest = apply(target_path, tmp_path / "opt", plan=plan, verify=False, log=lines.append)
+    assert not any("the plan was made for" in line for line in lines)  # made for this machine and engine
     planned = [s.technique for s in advice.plan.steps]
     assert sorted(s.technique for s in manifest.steps) == sorted(planned)
     assert manifest.plan["model"]["num_layers"] == 8
@@ -277,6 +291,7 @@ def test_verify_cli_reports_before_and_after_in_every_format(target_path, tmp_pa
     step = report.steps[0]
     assert report.predicted_ratios["weights_bytes"] == pytest.approx(step.predicted["weights_bytes"])
     assert report.predicted_ratios["tpot_ms"] == pytest.approx(step.predicted["tpot_ms"])
+    assert any(n.startswith("the predicted column is the planner's for the workload preset") for n in report.notes)
     html = render(report, "html")
     assert html.startswith("<!doctype html>") and "<svg" in html
     assert "time per output token" in render(report, "text")
