@@ -28,6 +28,7 @@ from ..planner.report.verify import established_ratios
 from ..planner.schema.optimize import ArtifactManifest, StepRecord
 from .corpus import DEFAULT_PROMPTS, read_eval_text
 from .registry import check_supported, registry
+from .speculative import DRAFT_TOKEN_CHOICES
 from .workspace import NotSupportedHere, Workspace
 
 # The figure each goal is judged by (quick_figures' keys) and which way is better
@@ -189,6 +190,10 @@ def quick_figures(ws: Workspace) -> dict[str, float]:
     return figures(loaded, _quick_prompts(ws), decode_tokens=24, decode_samples=3)  # one sample of the rest
 
 
+# what a step does while it says nothing for a while
+SLOW_STEPS = {"torch-compile": " (compiling each prompt shape twice before timing it: a minute or more on a CPU)",
+              "spec-draft": f" (timing the draft at {', '.join(map(str, DRAFT_TOKEN_CHOICES))} drafted tokens a step)",
+              "weight-int4-gptq": " (calibrating on the held-out corpus, layer by layer)"}
 # rounds of a step's interleaved check against the model before it (ABBA: the two orders once each)
 STEP_ROUNDS = 2
 # a model up to this size is copied before a step that changes its weights even where the step is kept whatever it
@@ -336,7 +341,7 @@ def apply(source: str | Path, out: str | Path, *, goal: str | None = None, plan:
         copied = opt.changes_weights and (guard or model_bytes(ws) <= CHECK_COPY_BYTES)
         saved = (copy.deepcopy(ws.model) if copied else None,
                  ws.runtime.model_copy(deep=True), ws.draft, ws.quantization_config)
-        log(f"applying {step.technique}")
+        log(f"applying {step.technique}" + SLOW_STEPS.get(step.technique, ""))
         try:
             detail = opt.apply(ws, dict(step.params))
             # its first run is where a setting the library takes but cannot run fails (a cache group that does not

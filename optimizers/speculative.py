@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .quantize import QUANTO_WEIGHTS_FILE
 from .workspace import NotSupportedHere, Workspace
 
 DRAFT_TOKEN_CHOICES = (2, 3, 4, 6, 8)  # drafted tokens per step tried when tuning
@@ -79,8 +80,15 @@ def draft_model(ws: Workspace, params: dict[str, Any]) -> str:
     path = Path(path)
     if not (path / "config.json").is_file():
         raise NotSupportedHere(f"draft model {path}: no config.json there")
-    draft = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype(ws.runtime.dtype), trust_remote_code=False,
-                                                 attn_implementation=ws.runtime.attn_implementation or "sdpa")
+    if (path / QUANTO_WEIGHTS_FILE).is_file():
+        raise NotSupportedHere(f"draft model {path} is an optiplan folder of quanto weights, which transformers does "
+                               "not load: give the draft's own checkpoint (a draft is small; its weights stay 16-bit)")
+    try:
+        draft = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype(ws.runtime.dtype),
+                                                     trust_remote_code=False,
+                                                     attn_implementation=ws.runtime.attn_implementation or "sdpa")
+    except (OSError, ValueError) as exc:
+        raise NotSupportedHere(f"draft model {path} does not load: {str(exc).strip().splitlines()[0]}") from exc
     draft = draft.to(ws.device).eval()
     if draft.config.vocab_size != ws.model.config.vocab_size:
         raise NotSupportedHere(f"draft model {path} has vocabulary {draft.config.vocab_size}, the target "

@@ -35,3 +35,9 @@ def test_quanto_quantizes_lm_head_when_asked(target_path, tmp_path):
                      verify=False)
     assert "except lm_head" not in manifest.steps[0].detail
     assert type(load(tmp_path / "opt", "cpu").model.lm_head).__name__ == "QLinear"
+
+
+def test_a_draft_folder_transformers_cannot_load_is_named_as_the_draft(target_path, tmp_path):
+    apply(target_path, tmp_path / "int4", techniques=["weight-int4"], verify=False)
+    with pytest.raises(NotSupportedHere, match="draft model .*int4 is an optiplan folder of quanto weights"):
+        apply(target_path, tmp_path / "opt", techniques=["spec-draft"], draft=tmp_path / "int4", verify=False)
