@@ -391,7 +391,8 @@ def test_a_memory_plan_ships_only_what_verify_measures_saved(target_path, tmp_pa
     from optiplan.optimizers.verify import verify
 
     apply(target_path, tmp_path / "kv", techniques=["kv-int4"], verify=False)
-    report = verify(target_path, tmp_path / "kv", repeats=2, memory=False)
+    report = verify(target_path, tmp_path / "kv", repeats=2, memory=False, max_new_tokens=8,
+                    prompts=["The for statement", "A list comprehension"], eval_text=_short_text(tmp_path, 1200))
     assert report.measured_ratios["cache_bytes"] < 0.5 and report.measured["after"].cache_bytes
     assert losses("memory", {"weights_bytes": 1.0, "cache_bytes": 0.28, "tpot_ms": 1.2}) == []
     assert losses("memory", {"weights_bytes": 1.0, "cache_bytes": 1.0, "tpot_ms": 1.2}) == [
@@ -405,6 +406,17 @@ def test_quality_reads_the_text_through_the_optimized_cache(target_path, tmp_pat
     from optiplan.optimizers.verify import verify
 
     apply(target_path, tmp_path / "sinks", techniques=["sliding-window-sinks:window=8,num_sinks=4"], verify=False)
-    report = verify(target_path, tmp_path / "sinks", repeats=1, memory=False)
+    report = verify(target_path, tmp_path / "sinks", repeats=1, memory=False, max_new_tokens=8,
+                    prompts=["The for statement"], eval_text=_short_text(tmp_path, 1600))
     assert report.quality.perplexity_change_pct > 5 and report.quality.kl_divergence > 0.05
     assert report.quality.next_token_agreement < 0.9
+
+
+def _short_text(folder, chars: int):
+    """The held-out corpus's first `chars` characters as an evaluation file: a few windows, scored a token at a time
+    through a cache in seconds."""
+    from optiplan.optimizers.corpus import default_eval_text
+
+    path = folder / "eval.txt"
+    path.write_text(default_eval_text()[:chars])
+    return path
