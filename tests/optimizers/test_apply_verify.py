@@ -420,3 +420,27 @@ def _short_text(folder, chars: int):
     path = folder / "eval.txt"
     path.write_text(default_eval_text()[:chars])
     return path
+
+
+def test_a_plan_past_its_quality_budget_ships_the_original(target_path, tmp_path, monkeypatch):
+    """A plan is made within its workload's quality budget; where verify measures more perplexity lost than that (a
+    cache technique scored through its cache), the folder holds the original model."""
+    from optiplan.optimizers import apply as apply_module
+    from optiplan.optimizers import verify as verify_module
+    from optiplan.planner.schema.optimize import Measured, Quality, VerifyReport
+
+    def lossy(baseline, optimized, **kwargs):
+        m = Measured(ttft_ms=1, tpot_ms=1, tokens_per_s=1, weights_bytes=1, perplexity=1)
+        return VerifyReport(baseline=str(baseline), optimized=str(optimized), device="cpu", workload={},
+                            measured={"before": m, "after": m},
+                            quality=Quality(kl_divergence=0.3, next_token_agreement=0.6, generation_agreement=0.5,
+                                            perplexity_change_pct=14.0),
+                            measured_ratios={"tpot_ms": 1.0, "batched_tokens_per_s": 1.0, "weights_bytes": 0.5})
+
+    monkeypatch.setattr(verify_module, "verify", lossy)
+    monkeypatch.setattr(apply_module, "QUICK_TPOT_CEILING", float("inf"))
+    monkeypatch.setattr(apply_module, "QUICK_BATCHED_FLOOR", 0.0)
+    monkeypatch.setattr(apply_module, "QUICK_NOISE", float("inf"))
+    manifest = apply(target_path, tmp_path / "opt", goal="memory", concurrency=4, max_quality_loss_pct=1.0)
+    assert manifest.steps and all(s.status in ("rolled-back", "skipped") for s in manifest.steps)
+    assert any("perplexity +14.00%, over the plan's 1% quality budget" in s.detail for s in manifest.steps)
