@@ -306,28 +306,32 @@ def test_apply_cli_refuses_bad_input_with_one_line(target_path, tmp_path):
     assert result.stderr.startswith("error: weight-nf4 needs cuda") and "Traceback" not in result.output
 
 
-def test_a_plan_that_verifies_as_a_loss_ships_the_original(target_path, tmp_path, monkeypatch):
-    """apply --goal never ships a loss: when the interleaved verify finds the goal's figure worse, the folder holds
-    the original model and every step says it was rolled back."""
+def _verify_says(monkeypatch, ratios: dict[str, float], perplexity_change_pct: float = 0.0) -> None:
+    """apply's verify answers with these ratios (speed unchanged) and this perplexity change, and the steps' quick
+    speed checks are left out (timing on a shared machine): the weights and cache gains of a memory plan show
+    deterministically, so its steps are applied, and verify's verdict alone decides what ships."""
+    from optiplan.optimizers import apply as apply_module
     from optiplan.optimizers import verify as verify_module
     from optiplan.planner.schema.optimize import Measured, Quality, VerifyReport
 
-    def slower(baseline, optimized, **kwargs):
+    def answer(baseline, optimized, **kwargs):
         m = Measured(ttft_ms=1, tpot_ms=1, tokens_per_s=1, weights_bytes=1, perplexity=1)
         return VerifyReport(baseline=str(baseline), optimized=str(optimized), device="cpu", workload={},
                             measured={"before": m, "after": m},
                             quality=Quality(kl_divergence=0, next_token_agreement=1, generation_agreement=1,
-                                            perplexity_change_pct=0),
-                            measured_ratios={"tpot_ms": 1.0, "batched_tokens_per_s": 1.0, "weights_bytes": 1.2})
+                                            perplexity_change_pct=perplexity_change_pct),
+                            measured_ratios={"tpot_ms": 1.0, "batched_tokens_per_s": 1.0, **ratios})
 
-    from optiplan.optimizers import apply as apply_module
-
-    monkeypatch.setattr(verify_module, "verify", slower)
-    # the steps' quick speed checks are left out (timing on a shared machine): the weights and cache gains of the
-    # memory plan show deterministically, so its steps are applied, and verify's verdict alone rolls them back
+    monkeypatch.setattr(verify_module, "verify", answer)
     monkeypatch.setattr(apply_module, "QUICK_TPOT_CEILING", float("inf"))
     monkeypatch.setattr(apply_module, "QUICK_BATCHED_FLOOR", 0.0)
     monkeypatch.setattr(apply_module, "QUICK_NOISE", float("inf"))
+
+
+def test_a_plan_that_verifies_as_a_loss_ships_the_original(target_path, tmp_path, monkeypatch):
+    """apply --goal never ships a loss: when the interleaved verify finds the goal's figure worse, the folder holds
+    the original model and every step says it was rolled back."""
+    _verify_says(monkeypatch, {"weights_bytes": 1.2})
     manifest = apply(target_path, tmp_path / "opt", goal="memory", concurrency=4)
     assert manifest.steps and all(s.status in ("rolled-back", "skipped") for s in manifest.steps)
     assert any("rolled back with the whole plan: verify measured weights_bytes 1.20x" in s.detail
@@ -425,22 +429,7 @@ def _short_text(folder, chars: int):
 def test_a_plan_past_its_quality_budget_ships_the_original(target_path, tmp_path, monkeypatch):
     """A plan is made within its workload's quality budget; where verify measures more perplexity lost than that (a
     cache technique scored through its cache), the folder holds the original model."""
-    from optiplan.optimizers import apply as apply_module
-    from optiplan.optimizers import verify as verify_module
-    from optiplan.planner.schema.optimize import Measured, Quality, VerifyReport
-
-    def lossy(baseline, optimized, **kwargs):
-        m = Measured(ttft_ms=1, tpot_ms=1, tokens_per_s=1, weights_bytes=1, perplexity=1)
-        return VerifyReport(baseline=str(baseline), optimized=str(optimized), device="cpu", workload={},
-                            measured={"before": m, "after": m},
-                            quality=Quality(kl_divergence=0.3, next_token_agreement=0.6, generation_agreement=0.5,
-                                            perplexity_change_pct=14.0),
-                            measured_ratios={"tpot_ms": 1.0, "batched_tokens_per_s": 1.0, "weights_bytes": 0.5})
-
-    monkeypatch.setattr(verify_module, "verify", lossy)
-    monkeypatch.setattr(apply_module, "QUICK_TPOT_CEILING", float("inf"))
-    monkeypatch.setattr(apply_module, "QUICK_BATCHED_FLOOR", 0.0)
-    monkeypatch.setattr(apply_module, "QUICK_NOISE", float("inf"))
+    _verify_says(monkeypatch, {"weights_bytes": 0.5}, perplexity_change_pct=14.0)
     manifest = apply(target_path, tmp_path / "opt", goal="memory", concurrency=4, max_quality_loss_pct=1.0)
     assert manifest.steps and all(s.status in ("rolled-back", "skipped") for s in manifest.steps)
     assert any("perplexity +14.00%, over the plan's 1% quality budget" in s.detail for s in manifest.steps)
