@@ -136,6 +136,14 @@ def kv_heads_refusal(engine: str | None, num_kv_heads: int, tp: int) -> str | No
             f"{engine_fact(engine, 'kv_split_source').split(' — ')[0]})")
 
 
+def attention_split_refusal(engine: str | None, num_heads: int, num_kv_heads: int, tp: int) -> str | None:
+    """Why a model's attention does not split over `tp` tensor-parallel devices: its heads, or its KV heads as the
+    engine splits them (`kv_heads_refusal`), or None."""
+    if num_heads % tp:
+        return f"{num_heads} attention heads do not split over {tp} devices"
+    return kv_heads_refusal(engine, num_kv_heads, tp)
+
+
 def draft_attention_refusal(engine: str | None, hw: HardwareSpec, sinks: bool, fp8_cache: bool) -> str | None:
     """Why the engine's EAGLE proposer cannot draft a chain of tokens on `hw` (its profile's `draft_attention`: vLLM
     0.10-0.11 drafts past its first token over FlashAttention's metadata only on CUDA), with the attention backend the

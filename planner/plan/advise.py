@@ -17,7 +17,7 @@ from ..analytic.params import param_counts
 from ..analytic.profile import model_summary
 from ..catalog.engine_devices import backend_refusal, engine_for_backend, engine_runs_on
 from ..catalog.engine_memory import engine_kv_memory
-from ..catalog.engine_refusals import engine_planning_refusal, kv_heads_refusal
+from ..catalog.engine_refusals import attention_split_refusal, engine_planning_refusal
 from ..catalog.engine_state_models import state_model_refusal
 from ..catalog.engines import (
     deployed_engine,
@@ -351,7 +351,7 @@ def _fewer_devices(spec: ModelSpec, hw: HardwareSpec, devices: int, workload: Wo
     """Where the heads do not split over one node's devices and the plan runs pipeline stages there, the most of them
     they split over, in tensor parallel, where that plan does better on the goal (70B on 3 x H100: 2 of them)."""
     def splits(d: int) -> bool:  # the heads, and the KV heads as the engine splits them
-        return not spec.num_heads % d and kv_heads_refusal(workload.engine, spec.num_kv_heads, d) is None
+        return attention_split_refusal(workload.engine, spec.num_heads, spec.num_kv_heads, d) is None
     if workload.goal == "training" or best.state.pp == 1 or devices > devices_per_node(hw) \
             or engine_splits_layers(workload.engine) or splits(devices):
         return None

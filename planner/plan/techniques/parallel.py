@@ -5,7 +5,7 @@ within each node for a serving engine (`search.engine_baseline`); these replace 
 from __future__ import annotations
 
 from ...analytic.memory import per_device_bytes
-from ...catalog.engine_refusals import kv_heads_refusal
+from ...catalog.engine_refusals import attention_split_refusal
 from ...catalog.engines import engine_dp_shares_experts, engine_splits_layers
 from ...catalog.hardware import devices_per_node
 from ..disaggregation import best_layout
@@ -29,12 +29,9 @@ def _stages(ctx: Context) -> bool:
 
 
 def _split_refusal(ctx: Context, size: int) -> str | None:
-    """Why the model's attention does not split over `size` tensor-parallel devices: its heads, or its KV heads as the
-    workload's engine splits them (`engine_refusals.kv_heads_refusal`: TGI divides them, vLLM and SGLang divide or
-    replicate them evenly)."""
-    if ctx.spec.num_heads % size:
-        return f"{ctx.spec.num_heads} attention heads do not split over {size} devices"
-    return kv_heads_refusal(ctx.workload.engine, ctx.spec.num_kv_heads, size)
+    """Why the model's attention does not split over `size` tensor-parallel devices under the workload's engine
+    (`engine_refusals.attention_split_refusal`: TGI divides KV heads, vLLM and SGLang divide or replicate them)."""
+    return attention_split_refusal(ctx.workload.engine, ctx.spec.num_heads, ctx.spec.num_kv_heads, size)
 
 
 def _tp_size(ctx: Context) -> int:
