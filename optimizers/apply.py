@@ -100,9 +100,12 @@ def step_ratios(before, after) -> dict[str, float]:
 
 
 def _with_predictions(advice) -> list[StepSpec]:
+    """The plan's steps with their predicted ratios; a folder in a step's parameters is dropped (advise names a draft
+    by its catalog name, draft_model: the folder is --draft's to give, and a plan file is no licence to read a path)."""
     steps, before = [], advice.baseline
     for step in advice.plan.steps:
-        steps.append(StepSpec(step.technique, dict(step.params), step_ratios(before, step.predicted)))
+        params = {k: v for k, v in step.params.items() if k != "draft"}
+        steps.append(StepSpec(step.technique, params, step_ratios(before, step.predicted)))
         before = step.predicted
     return steps
 

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from ... import __version__
 from ..errors import BenchError, UnknownNameError
+from ..fsutil import write_text_atomic
 from ..schema.bench import BenchRequest, BenchResult, BenchWorkload, Environment, metric_samples
 
 # name -> (prompts, prompt tokens, new tokens): short enough that a 7B model on one GPU runs the default
@@ -287,9 +288,9 @@ def _quality(targets: list[ModelTarget], request: BenchRequest, prompts: list[st
         info["greedy_reference"] = targets[0].name
         if request.save_reference:
             try:
-                Path(request.save_reference).write_text(json.dumps(
+                write_text_atomic(Path(request.save_reference), json.dumps(
                     {"kind": "optiplan-greedy-reference", "model": targets[0].name, "prompts_sha256": digest,
-                     "new_tokens": n, "tokens": reference}) + "\n", encoding="utf-8")
+                     "new_tokens": n, "tokens": reference}) + "\n")
             except OSError as exc:
                 raise BenchError(f"cannot write {request.save_reference}: {exc.strerror or exc}") from exc
     if reference is not None:

@@ -104,6 +104,7 @@ class BenchJob(BenchRequest):
     eval_tokens: int = Field(4096, ge=16, le=1_000_000)
     memory_repeats: int = Field(1, ge=1, le=20)
     max_requests: int = Field(1000, ge=1, le=100_000, description="refuse a run that would send more requests")
+    force: bool = Field(False, description="replace an existing save_reference file")
 
 
 JOB_MODELS: dict[str, type[BaseModel]] = {"apply": ApplyJob, "verify": VerifyJob, "calibrate": CalibrateJob,
@@ -120,6 +121,10 @@ def parse_job(body: Any) -> BaseModel:
     return JOB_MODELS[kind].model_validate(body)
 
 
+# technique options whose value is a path on the server (spec-draft's draft model folder)
+PATH_OPTIONS = ("draft",)
+
+
 def _techniques(field: str, names: list[str]) -> list[str] | None:
     """Technique names as a job gives them (`weight-int8`, `sliding-window-sinks:window=256`), each checked against
     the catalog at submission: an unknown one is refused at once, not when the job runs."""
@@ -129,10 +134,15 @@ def _techniques(field: str, names: list[str]) -> list[str] | None:
     known = all_techniques()
     scripted = os.environ.get(TEST_JOBS_ENV) == "1"  # the service's own tests script an apply with test-* steps
     for text in names:
-        name = text.partition(":")[0].strip()
+        name, _, options = text.partition(":")
+        name = name.strip()
         if name not in known and not (scripted and name.startswith("test-")):
             unknown = UnknownNameError("technique", name[:100], known, "GET /v1/catalog/techniques lists them")
             raise ServiceRefused(f"{field}: {unknown}", 400)
+        # an option that names a folder would be a read of any path: the job's own fields name them, confined
+        if any(item.partition("=")[0].strip() in PATH_OPTIONS for item in options.split(",")):
+            raise ServiceRefused(f"{field}: {name}'s {'/'.join(PATH_OPTIONS)} option names a folder; give it as the "
+                                 "job's 'draft' field, a folder under a models dir", 400)
     return list(names) or None
 
 
@@ -211,7 +221,7 @@ def job_arguments(job: BaseModel, roots: Roots, allow_pickle: bool) -> dict[str,
                 "eval_text": _text(roots, job.eval_text), "allow_pickle": job.allow_pickle}
     if isinstance(job, CalibrateJob):
         return {"models": [roots.input_path(m) for m in job.models] or None, "repeats": job.repeats,
-                "effects": job.effects, "only_effects": job.only_effects,
+                "device": job.device, "effects": job.effects, "only_effects": job.only_effects,
                 "techniques": _techniques("techniques", job.techniques)}
     if isinstance(job, BenchJob):
         if job.endpoints:
@@ -220,8 +230,12 @@ def job_arguments(job: BaseModel, roots: Roots, allow_pickle: bool) -> dict[str,
         files = {k: str(roots.input_path(v, k)) for k in ("prompts_file", "eval_text", "tokenizer", "reference")
                  if (v := getattr(job, k)) is not None}
         if job.save_reference is not None:
-            files["save_reference"] = str(roots.output_path(job.save_reference, "save_reference"))
-        fields = job.model_dump(exclude={"kind"}) | files
+            reference = roots.output_path(job.save_reference, "save_reference")
+            if reference.exists() and not job.force:
+                raise ServiceRefused(f"save_reference '{job.save_reference}' exists in the workdir; pass force: true "
+                                     "to replace it", 409)
+            files["save_reference"] = str(reference)
+        fields = job.model_dump(exclude={"kind", "force"}) | files
         fields["models"] = [str(roots.input_path(m)) for m in job.models]
         return {"request": BenchRequest.model_validate(fields)}
     raise ServiceRefused(f"not a job: {type(job).__name__}", 400)

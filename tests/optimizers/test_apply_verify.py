@@ -126,6 +126,24 @@ def test_a_plan_for_another_deployment_says_so(target_path, tmp_path):
                for line in lines)
 
 
+def test_a_plan_file_names_no_folder_apply_reads(target_path, tmp_path):
+    # a draft's folder is --draft's to give: one written into a plan's step parameters is dropped, not loaded
+    import json
+
+    import optiplan
+    from optiplan.optimizers.apply import steps_from_plan
+
+    advice = json.loads(optiplan.advise(str(target_path), hardware="h100-sxm", engine="vllm",
+                                        workload="chat").model_dump_json())
+    assert advice["plan"]["steps"]
+    advice["plan"]["steps"][0]["params"]["draft"] = "/etc"
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps(advice))
+    steps, _ = steps_from_plan(plan, target_path)
+    assert steps[0].technique == advice["plan"]["steps"][0]["technique"]
+    assert all("draft" not in s.params for s in steps)
+
+
 def test_a_plan_made_for_another_model_is_refused(target_path, tmp_path):
     import optiplan
 

@@ -57,7 +57,10 @@ def test_calibrate_and_bench_jobs_hold_their_commands_options(roots, models_dir)
 
     calibrate = parse_job({"kind": "calibrate", "models": ["tiny"], "repeats": 4, "effects": False})
     assert job_arguments(calibrate, roots, allow_pickle=False) == {
-        "models": [models_dir / "tiny"], "repeats": 4, "effects": False, "only_effects": False, "techniques": None}
+        "models": [models_dir / "tiny"], "repeats": 4, "device": "auto", "effects": False, "only_effects": False,
+        "techniques": None}
+    # the device the job names is the one calibrate fits (a GPU worker asked for the CPU's factors gives those)
+    assert job_arguments(parse_job({"kind": "calibrate", "device": "cpu"}), roots, allow_pickle=False)["device"] == "cpu"
     options = {p.name for p in main.commands["calibrate"].params} - {"as_json", "debug"}
     assert options <= set(type(calibrate).model_fields), "a calibrate option the job cannot take"
     bench = parse_job({"kind": "bench", "models": ["tiny"], "repeats": 2, "quality": False})
@@ -78,6 +81,27 @@ def test_every_name_in_a_job_is_confined(roots):
     for body, words in cases:
         with pytest.raises(ServiceRefused, match=words):
             job_arguments(parse_job(body), roots, allow_pickle=False)
+
+
+def test_a_technique_option_naming_a_folder_is_refused(roots):
+    # spec-draft's draft=PATH would load any folder on the server: the job's confined draft field names it instead
+    body = {"kind": "apply", "model": "tiny", "output": "o", "techniques": ["spec-draft:draft=/abs/elsewhere"]}
+    with pytest.raises(ServiceRefused, match="job's 'draft' field") as err:
+        job_arguments(parse_job(body), roots, allow_pickle=False)
+    assert err.value.status == 400
+    body["techniques"] = ["spec-draft:num_assistant_tokens=4"]
+    assert job_arguments(parse_job(body), roots, allow_pickle=False)["techniques"] == body["techniques"]
+
+
+def test_a_bench_job_replaces_an_existing_reference_only_when_forced(roots):
+    (roots.workdir / "kept").mkdir(parents=True)
+    (roots.workdir / "kept" / "config.json").write_text("{}")
+    body = {"kind": "bench", "models": ["tiny"], "save_reference": "kept/config.json"}
+    with pytest.raises(ServiceRefused, match="exists in the workdir") as err:
+        job_arguments(parse_job(body), roots, allow_pickle=False)
+    assert err.value.status == 409
+    request = job_arguments(parse_job(body | {"force": True}), roots, allow_pickle=False)["request"]
+    assert request.save_reference == str(roots.workdir / "kept" / "config.json")
 
 
 def test_a_job_naming_an_unknown_technique_is_refused_at_submission(roots, models_dir):
