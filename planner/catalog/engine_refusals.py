@@ -165,3 +165,14 @@ def draft_attention_refusal(engine: str | None, hw: HardwareSpec, sinks: bool, f
         return None
     return (f"{_named(engine)} drafts more than one token only over FlashAttention's metadata on CUDA, and on "
             f"{hw.id} it runs {runs} (source: {engine_fact(engine, 'draft_attention_source').split(' — ')[0]})")
+
+
+def pipeline_refusal(engine: str | None, pp: int, feature: str) -> str | None:
+    """Why the engine does not run `feature` (speculative, mixed_chunk, overlap_schedule) with `pp` pipeline stages
+    (`pipeline_excludes` in its profile: SGLang refuses to start with both), or None."""
+    if pp <= 1 or feature not in (engine_fact(engine, "pipeline_excludes") or ()):
+        return None
+    source = str(engine_fact(engine, "pipeline_excludes_source")).split(" (")[0]
+    what = {"speculative": "speculative decoding", "mixed_chunk": "mixed chunks"}.get(feature, feature.replace("_", " "))
+    return (f"{_named(engine)} runs no {what} with pipeline stages ({pp} here): a server given both refuses to start "
+            f"({source}, check_server_args)")

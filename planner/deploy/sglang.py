@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from ..catalog.engine_refusals import pipeline_refusal
 from ..schema import HardwareSpec
 from ..schema.advice import Advice
 from .checkpoints import draft_hub_id, eagle_head, experts_whole_option
@@ -36,13 +37,16 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
     note = memory_note(advice, "--mem-fraction-static", static=hw)
     if note:
         cfg.notes.append(note)
-    if p.pipeline_parallel > 1:
-        o["pipeline-parallel-size"] = p.pipeline_parallel
+    if p.pipeline_parallel > 1:  # SGLang starts pipeline stages only without its overlap scheduler (the 0.5 series)
+        o.update({"pipeline-parallel-size": p.pipeline_parallel, "disable-overlap-schedule": True})
     quant = {"weight-fp8": "fp8", "weight-int4-awq": "awq", "weight-int4-gptq": "gptq", "weight-w8a8-int8": "w8a8_int8",
              "weight-fp4": "modelopt_fp4"}
     steps = plan_steps(advice)
     for t_id, step in steps.items():
-        if t_id in quant:
+        feature = "speculative" if t_id.startswith("spec-") else "mixed_chunk" if t_id == "mixed-chunk" else None
+        if feature and (why := pipeline_refusal("sglang", p.pipeline_parallel, feature)):
+            cfg.not_applied.append((t_id, why))  # a plan loaded by hand: the planner leaves them out of such a layout
+        elif t_id in quant:
             o["quantization"] = quant[t_id]
             cfg.applied.append((t_id, f"--quantization {quant[t_id]}"))
         elif t_id == "kv-fp8":

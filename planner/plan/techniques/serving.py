@@ -11,6 +11,7 @@ from ...catalog.engines import (
     engine_fact,
     engine_mixes_prefill,
 )
+from ...catalog.engine_refusals import pipeline_refusal
 from ...catalog.kernels import triton_attention
 from . import Applied, Combines, Context, Option, Technique, register
 
@@ -163,7 +164,10 @@ register(
         summary="SGLang runs a waiting prompt first, in steps of its own, and every running sequence waits for them; "
                 "with --enable-mixed-chunk the chunks ride in the decode steps instead: one pass reads the weights "
                 "for both, at the cost of the prompt's first token sharing its steps with the decoding.",
-        transform=lambda s, c: s.with_(mixed_prefill=True), check=_prefills_apart,
+        # with pipeline stages SGLang refuses it (pipeline_refusal): the step changes nothing there
+        transform=lambda s, c: s if pipeline_refusal(c.release_engine, s.pp, "mixed_chunk") else s.with_(
+            mixed_prefill=True), check=_prefills_apart,
+        unchanged="the plan runs pipeline stages, with which SGLang starts no mixed chunks",
         effect_source="rule: the analytic model's steps; SGLang's scheduler (python/sglang/srt/managers/scheduler.py, "
                       "get_next_batch_to_run: 'Run prefill first if possible'), its GPUStack bursts' TPOTs "
                       "(profiles/engines/sglang.yaml: mixed_prefill)",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import itertools
 
-from ...catalog.engine_refusals import draft_attention_refusal, kv_heads_refusal
+from ...catalog.engine_refusals import draft_attention_refusal, kv_heads_refusal, pipeline_refusal
 from ...catalog.workloads import serves_instruct
 from ..state import PlanState, Speculation
 from . import Applied, Combines, Context, Option, Technique, register
@@ -33,6 +33,18 @@ NGRAM_SOURCE = ("acceptance 0.6 per proposed token where the outputs quote the p
 NGRAM_OPEN_REFUSAL = ("its drafts come from the prompt, and the workload does not say its outputs quote it "
                       "(quotes_prompt): on ordinary prose n-gram drafts were accepted 11.2% of the time and the speed "
                       "stayed 89.4 against 89.1 tokens/s (kekzl/imp#1460)")
+
+
+# why a speculative step may change nothing: the plan's layout runs pipeline stages, which SGLang speculates under not
+PIPELINE_UNCHANGED = "the plan runs pipeline stages, with which SGLang starts no speculative decoding"
+
+
+def _speculate(state: PlanState, ctx: Context, speculation: Speculation) -> PlanState:
+    """The state speculating so, unless its engine runs no speculation with the state's pipeline stages
+    (`pipeline_refusal`): then unchanged."""
+    if pipeline_refusal(ctx.release_engine, state.pp, "speculative"):
+        return state
+    return state.with_(speculation=speculation)
 
 
 def _ngram_check(ctx: Context) -> str | None:
@@ -138,7 +150,7 @@ def _draft(state: PlanState, ctx: Context) -> PlanState:
                                                                               state.tp)
                               or draft.max_position_embeddings < ctx.workload.context_needed):
         return state
-    return state.with_(speculation=Speculation("draft", DRAFT_TOKENS, DRAFT_ACCEPTANCE, ctx.draft))
+    return _speculate(state, ctx, Speculation("draft", DRAFT_TOKENS, DRAFT_ACCEPTANCE, ctx.draft))
 
 
 register(
@@ -151,7 +163,7 @@ register(
         transform=_draft, model=("draft",), check=_draft_check,
         unchanged="the draft model's attention or KV heads do not split over the plan's tensor-parallel devices, "
                   "which SGLang and TensorRT-LLM run a draft over as they run the target, or the workload's longest "
-                  "sequence is beyond the draft's positions",
+                  f"sequence is beyond the draft's positions, or {PIPELINE_UNCHANGED}",
         after=("weight-int8", "weight-fp8", "weight-int4-awq", "weight-int4-gptq", "weight-int4", "weight-nf4",
                "tensor-parallel"), quality_source=LEVIATHAN,
         effect_source=DRAFT_SOURCE,
@@ -165,7 +177,8 @@ register(
         id="spec-ngram", engines=("vllm", "sglang", "tgi", "trtllm", "transformers"),
         name="Prompt-lookup (n-gram) speculation", family="speculative decoding", group=GROUP,
         summary="Proposals copied from n-grams of the prompt: no draft model, pays when outputs quote inputs.",
-        transform=lambda s, c: s.with_(speculation=Speculation("ngram", NGRAM_TOKENS, NGRAM_ACCEPTANCE)),
+        transform=lambda s, c: _speculate(s, c, Speculation("ngram", NGRAM_TOKENS, NGRAM_ACCEPTANCE)),
+        unchanged=PIPELINE_UNCHANGED,
         check=_ngram_check, quality_source=LEVIATHAN, effect_source=NGRAM_SOURCE,
         params=lambda c: {"method": "ngram", "num_speculative_tokens": NGRAM_TOKENS, "prompt_lookup_max": 4,
                           "expected_acceptance": NGRAM_ACCEPTANCE},
@@ -178,9 +191,9 @@ register(
         name="EAGLE-3 speculative decoding (a trained draft head)", family="speculative decoding", group=GROUP,
         summary="A one-layer head trained on the target's hidden features proposes a chain of tokens; the target "
                 "verifies them in one pass.",
-        transform=lambda s, c: s.with_(speculation=Speculation("eagle3", EAGLE3_TOKENS,
-                                                               eagle3_acceptance(c.workload.mean_context))),
-        model=("eagle",), check=_eagle_check, quality_source=LEVIATHAN,
+        transform=lambda s, c: _speculate(s, c, Speculation("eagle3", EAGLE3_TOKENS,
+                                                            eagle3_acceptance(c.workload.mean_context))),
+        model=("eagle",), check=_eagle_check, quality_source=LEVIATHAN, unchanged=PIPELINE_UNCHANGED,
         effect_source=f"{EAGLE3_SOURCE}; at longer contexts: {EAGLE3_CONTEXT_SOURCE}",
         # a head reads the hidden features of the model it was trained on: a distilled student (another width, other
         # features) serves without it
@@ -193,7 +206,8 @@ register(
         id="spec-mtp", engines=("vllm", "sglang", "trtllm"),
         name="Speculation with the model's own MTP heads", family="speculative decoding", group=GROUP,
         summary="The checkpoint's multi-token-prediction module proposes the next token (DeepSeek-V3 style).",
-        transform=lambda s, c: s.with_(speculation=Speculation("mtp", MTP_TOKENS, MTP_ACCEPTANCE)), model=("mtp",),
+        transform=lambda s, c: _speculate(s, c, Speculation("mtp", MTP_TOKENS, MTP_ACCEPTANCE)), model=("mtp",),
+        unchanged=PIPELINE_UNCHANGED,
         conflicts=("distillation",),  # the MTP module is the checkpoint's own: a distilled student has none
         quality_source=LEVIATHAN, effect_source=MTP_SOURCE,
         params=lambda c: {"method": "mtp", "num_speculative_tokens": MTP_TOKENS,

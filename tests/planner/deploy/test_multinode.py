@@ -233,3 +233,26 @@ def test_a_moes_vllm_replicas_across_nodes_each_hold_their_own_experts():
     assert (p.tensor_parallel, p.data_parallel, p.attention_data_parallel) == (1, 16, 1)
     assert expert_devices("vllm", p, resolve_hardware("h100-sxm")) == 1
     assert serving_checkpoint(a, "vllm", "mistralai/Mixtral-8x7B-v0.1").produced == "fp8"
+
+
+def test_sglang_pipeline_stages_run_without_speculation_or_the_overlap_scheduler(pp_across_nodes):
+    # SGLang refuses to start pipeline stages beside speculative decoding, mixed chunks or its overlap scheduler
+    # (check_server_args): the planner leaves speculation out of such a layout, and its configs turn the overlap off
+    a = advise(AdviseRequest(model="llama-3.1-405b", hardware="h100-sxm", num_devices=16, workload="chat",
+                             engine="sglang", max_quality_loss_pct=0))
+    assert a.plan.predicted.pipeline_parallel == 2
+    assert not [s for s in a.plan.steps if s.technique.startswith("spec-") or s.technique == "mixed-chunk"]
+    script = render(a, "sglang")["sglang/serve.sh"]
+    assert "--pipeline-parallel-size 2" in script and "--disable-overlap-schedule" in script
+    assert "--speculative-algorithm" not in script and "--enable-mixed-chunk" not in script
+    # a plan edited by hand to speculate anyway: the config leaves the step out and says why
+    steps = list(a.plan.steps)
+    draft = next(s for s in steps if s.technique == "paged-kv").model_copy(
+        update={"technique": "spec-ngram", "params": {"num_speculative_tokens": 4}})
+    edited = a.model_copy(update={"plan": a.plan.model_copy(update={"steps": [*steps, draft]})})
+    files = render(edited, "sglang")
+    assert "--speculative-algorithm" not in files["sglang/serve.sh"]
+    assert "runs no speculative decoding with pipeline stages (2 here)" in files["README.md"]
+    from optiplan.planner.catalog.engine_refusals import pipeline_refusal
+
+    assert pipeline_refusal("vllm", 2, "speculative") is None and pipeline_refusal("sglang", 1, "speculative") is None
