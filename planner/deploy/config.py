@@ -185,8 +185,10 @@ def served_context(advice: Advice, engine: str) -> int:
 def unbounded(advice: Advice) -> bool:
     """Whether nothing in the model's config bounds its context (a state-space model without attention layers: no
     position table, and a state that does not grow with the sequence; `hybrid_spec.UNBOUNDED_CONTEXT`): no cache
-    bounds it either, so a served limit past the workload's would be one the model was never shown to hold."""
-    return advice.model.max_position_embeddings >= UNBOUNDED_CONTEXT
+    bounds it either, so a served limit past the workload's would be one the model was never shown to hold. A model
+    with attention layers keeps a cache that grows, whatever its position table states (Llama 4 Maverick's 1,048,576,
+    which is UNBOUNDED_CONTEXT itself): its cache bounds it."""
+    return advice.model.max_position_embeddings >= UNBOUNDED_CONTEXT and advice.model.attention == "none"
 
 
 def context_note(advice: Advice, engine: str, option: str) -> str:

@@ -99,6 +99,14 @@ def test_a_server_serves_requests_past_the_workloads_p95_where_its_cache_allows(
     assert mamba.options["max-model-len"] == ssm.workload.context_needed
     assert any("states no longest context" in note for note in mamba.notes)
     assert dict(mamba.applied).get("paged-kv", "").startswith("no attention KV to page")  # a fixed state a sequence
+    # a model with attention layers whose table states exactly 2^20 positions (Llama 4 Maverick) keeps a growing
+    # cache, which bounds it: on 8 H200 the whole context is served, as vLLM's and SGLang's Llama 4 pages serve it
+    # (it had been taken for a state-space model and served at the workload's 4,096)
+    maverick = plan(model="llama-4-maverick", hardware="h200-sxm", devices=8)
+    assert maverick.model.max_position_embeddings == 1 << 20
+    served = engine_config(maverick, "vllm")
+    assert served.options["max-model-len"] > maverick.workload.context_needed
+    assert not any("states no longest context" in note for note in served.notes)
 
 
 def test_every_target_renders_parseable_files(tmp_path, h100_plans):
