@@ -53,6 +53,21 @@ def test_a_ratio_noise_cannot_tell_from_one_is_no_effect():
     assert read["tpot_ms"] == 1.0 and read["batched_tokens_per_s"] == 0.18
 
 
+@pytest.fixture(autouse=True)
+def fixed_local_cpu(monkeypatch):
+    """`local` as one fixed CPU (two cores with AVX-512's 16 lanes at 2.4 GHz, 16 GB/s), not this host's: a host
+    without AVX-512 halves the estimated peak and puts chat's TTFT past its 500 ms SLO, leaving no plan to test."""
+    from optiplan.planner.catalog import hardware
+    from optiplan.planner.machine.probe import estimated_cpu
+
+    fixed = estimated_cpu().model_copy(update={"peak_tflops": {"fp32": 0.307, "bf16": 0.307, "int8": 0.307},
+                                               "memory_bandwidth_bytes_per_s": 16e9})
+    monkeypatch.setattr(hardware, "estimated_cpu", lambda: fixed)
+    hardware.local_hardware.cache_clear()
+    yield
+    hardware.local_hardware.cache_clear()
+
+
 def plan_for(monkeypatch, goal: str, data: dict | None, workload: str = "chat"):
     monkeypatch.setattr(effects_module, "load_calibration", lambda: data)
     return advise(AdviseRequest(model=str(TARGET), hardware="local", engine="transformers", goal=goal,
