@@ -83,8 +83,15 @@ def device_checkpoint_dtype(spec: ModelSpec, hw: HardwareSpec) -> str | None:
 
 def within_one_host(hw: HardwareSpec, devices: int) -> bool:
     """Whether `devices` of `hw` share one host (a GB200 tray holds 4 of its NVLink domain's 72)."""
+    return hw.interconnect is not None and devices <= devices_per_host(hw)
+
+
+def devices_per_host(hw: HardwareSpec) -> int:
+    """The devices one host holds, the machine a server's processes start on together (a GB200 tray's 4 of its
+    NVLink domain's 72, `devices_per_host`); its node's where the catalog states no host of its own, one where it
+    states no interconnect. What a deployment launches by: a server over more spans hosts, however fast their link."""
     link = hw.interconnect
-    return link is not None and devices <= (link.devices_per_host or link.max_devices_per_node)
+    return (link.devices_per_host or link.max_devices_per_node) if link else 1
 
 
 def cost_per_million_tokens(hw: HardwareSpec, devices: int, tokens_per_s: float) -> float | None:
@@ -100,15 +107,16 @@ def devices_per_node(hw: HardwareSpec) -> int:
 
 
 def replicas_in_own_nodes(hw: HardwareSpec, devices: int, replicas: int) -> bool:
-    """Whether a deployment's `replicas` each fill nodes of their own (more devices than a node holds, a replica's
-    within one): a plan's configs start one server per replica there, not one server of data-parallel ranks."""
-    per_node = devices_per_node(hw)
-    return replicas > 1 and devices > per_node and devices // replicas <= per_node
+    """Whether a deployment's `replicas` each fill hosts of their own (more devices than a host holds, a replica's
+    within one, `devices_per_host`): a plan's configs start one server per replica there, not one server of
+    data-parallel ranks."""
+    per_host = devices_per_host(hw)
+    return replicas > 1 and devices > per_host and devices // replicas <= per_host
 
 
 def server_ranks(hw: HardwareSpec, devices: int, replicas: int, independent: bool = True) -> int:
-    """The data-parallel ranks (replicas) one server runs: every replica where they share a node or span nodes
-    together; where each fits in a node of its own (`replicas_in_own_nodes`), those one node holds (the most whole
+    """The data-parallel ranks (replicas) one server runs: every replica where they share a host or span hosts
+    together; where each fits in a host of its own (`replicas_in_own_nodes`), those one host holds (the most whole
     replicas a node fits that divide them evenly over the servers), a server per node, where the engine's ranks in a
     server are `independent` copies (not vLLM's ranks of a MoE model, whose experts form one group over all of them,
     `engines.engine_dp_shares_experts`: one server per replica there)."""
@@ -116,7 +124,7 @@ def server_ranks(hw: HardwareSpec, devices: int, replicas: int, independent: boo
         return max(replicas, 1)
     if not independent:
         return 1
-    fit = max(1, devices_per_node(hw) // (devices // replicas))
+    fit = max(1, devices_per_host(hw) // (devices // replicas))
     return max(d for d in range(1, fit + 1) if replicas % d == 0)
 
 

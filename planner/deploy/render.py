@@ -25,7 +25,7 @@ from ..catalog.engine_state_models import (
     state_technique_refusal,
 )
 from ..catalog.engines import deployed_engine, engine_running_option
-from ..catalog.hardware import devices_per_node, replicas_in_own_nodes, resolve_hardware
+from ..catalog.hardware import devices_per_host, replicas_in_own_nodes, resolve_hardware
 from ..catalog.models import resolve_model
 from ..catalog.served import CHECKPOINT_FORMATS, server_dp_ranks
 from ..errors import UnknownNameError
@@ -196,6 +196,16 @@ def render(advice: Advice, target: str, serving_engine: str | None = None) -> di
     return _render(advice, target, serving_engine)[0]
 
 
+# hosts that are trays of one NVLink domain (a GB200 NVL72 rack) reach each other's GPUs over NVLink only through
+# IMEX channels, which a multi-host launch must be given
+RACK_NVLINK_NOTE = (
+    "the {nodes} hosts are trays of one {hw} NVLink domain: NCCL reaches the other trays' GPUs over NVLink only through "
+    "IMEX channels (on Kubernetes, a ComputeDomain of NVIDIA's DRA driver claimed by every pod, the pods on trays of one "
+    "NVLink partition, label nvidia.com/gpu.clique; elsewhere the IMEX service on each tray). Without them it falls back "
+    "to the network, and the predictions, which price NVLink between the trays, do not hold "
+    "(https://docs.nvidia.com/datacenter/cloud-native/gpu-operator/latest/dra-cds.html)")
+
+
 def _render(advice: Advice, target: str, serving_engine: str | None = None) -> tuple[dict[str, str], dict | None]:
     """`render`'s files, and what its README says of the configuration where it leaves steps of the plan out
     (`prediction.configured`: its warning where it does not hold the workload), else None."""
@@ -207,7 +217,7 @@ def _render(advice: Advice, target: str, serving_engine: str | None = None) -> t
     cfg = engine_config(advice, engine)
     advice = as_distilled(advice)[0]  # the model the config serves (a distilled plan's student) names the files
     env = _env()
-    per_node = devices_per_node(hw)
+    per_node = devices_per_host(hw)  # a node here is a host: a GB200 tray, not its 72-GPU NVLink domain
     ctx = dict(a=advice, cfg=cfg, hw=hw, engine=engine, port=PORT, image=engine_image(engine, hw.features.backend),
                health=HEALTH[engine], version=engine_options(engine)["version"],
                gpu_resource=_gpu_resource(hw), devices=advice.hardware.count, per_node=min(per_node, advice.hardware.count),
@@ -251,7 +261,7 @@ def _render(advice: Advice, target: str, serving_engine: str | None = None) -> t
                 cfg.options.pop(key, None)
             cfg.applied = [(t, f"{dp} servers of {_devices(size)} behind a load balancer" if t == "data-parallel"
                             else text) for t, text in cfg.applied]
-        per_node = max(1, devices_per_node(hw) // (size * ranks))
+        per_node = max(1, devices_per_host(hw) // (size * ranks))
         where = "one per node (serve.sh on each node" if per_node == 1 else (
             f"{per_node} to a node (serve.sh once per server, each with its own CUDA_VISIBLE_DEVICES and PORT")
         cfg.notes.append(f"{dp} replicas of {_devices(size)}" + (f", {ranks} to a server" if ranks > 1 else "")
@@ -265,13 +275,15 @@ def _render(advice: Advice, target: str, serving_engine: str | None = None) -> t
                          f"own CUDA_VISIBLE_DEVICES and PORT, or the Kubernetes Deployment with replicas: {dp}), "
                          "behind a load balancer")
         ctx.update(devices=size, per_node=size, nodes=1, replicas=dp, port_var=True)
-    if target == "compose" and ctx["replicas"] > 1 and ctx["per_node"] < min(count, devices_per_node(hw)):
+    if target == "compose" and ctx["replicas"] > 1 and ctx["per_node"] < min(count, devices_per_host(hw)):
         raise DeployError(f"docker compose renders one server and the plan runs {ctx['replicas']} replicas of "
                           f"{_devices(ctx['devices'])}, several to a host: render the kubernetes target (a Deployment "
                           "with a replica each) or start serve.sh once per replica")
     # how a plan that spans nodes is launched (None on one node): vLLM over a Ray cluster, SGLang with one process per
     # node and a rank, TensorRT-LLM with one MPI rank per GPU (trtllm-llmapi-launch under srun)
     ctx["launch"] = MULTINODE_LAUNCH.get(engine) if ctx["nodes"] > 1 else None
+    if ctx["nodes"] > 1 and hw.interconnect is not None and hw.interconnect.devices_per_host:
+        cfg.notes.append(RACK_NVLINK_NOTE.format(nodes=ctx["nodes"], hw=hw.id))
     if ctx["launch"] == "ray":
         if (cfg.options.get("data-parallel-size") or 1) > 1:  # data-parallel ranks spread over the Ray cluster's nodes
             cfg.options["data-parallel-backend"] = "ray"

@@ -7,7 +7,7 @@ from __future__ import annotations
 from ...analytic.memory import per_device_bytes
 from ...catalog.engine_refusals import attention_split_refusal
 from ...catalog.engines import engine_dp_shares_experts, engine_splits_layers
-from ...catalog.hardware import devices_per_node
+from ...catalog.hardware import devices_per_host, devices_per_node
 from ..disaggregation import best_layout
 from ..state import PlanState, to_setup
 from . import Context, Technique, register
@@ -135,10 +135,11 @@ def _ep_tp(state: PlanState, ctx: Context) -> PlanState:
 
 
 def _pd_check(ctx: Context) -> str | None:
-    if ctx.devices > _per_node(ctx):
-        return (f"{ctx.devices} devices span nodes: disaggregated instances are planned inside one node, where the "
-                "prompt's cache moves over NVLink; across nodes it moves over RDMA (Mooncake or NIXL on InfiniBand), "
-                "whose setup optiplan does not render")
+    if ctx.devices > devices_per_host(ctx.hw):
+        return (f"{ctx.devices} devices span hosts: disaggregated instances are planned inside one host, whose roles "
+                "serve.sh starts together and where the prompt's cache moves over NVLink; across hosts it moves over "
+                "RDMA (Mooncake or NIXL on InfiniBand) or a GB200 rack's NVLink between trays, launches optiplan does "
+                "not render")
     if ctx.workload.output_tokens_mean <= 1:
         return "the workload decodes no tokens after the first"
     return None

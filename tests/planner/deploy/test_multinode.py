@@ -256,3 +256,23 @@ def test_sglang_pipeline_stages_run_without_speculation_or_the_overlap_scheduler
     from optiplan.planner.catalog.engine_refusals import pipeline_refusal
 
     assert pipeline_refusal("vllm", 2, "speculative") is None and pipeline_refusal("sglang", 1, "speculative") is None
+
+
+def test_a_gb200_rack_is_launched_tray_by_tray():
+    # an NVL72 rack's NVLink domain spans 72 GPUs, but a host (a compute tray) holds 4: 16 GPUs are four hosts, each
+    # started as a node of its own, their pods requesting a tray's GPUs, and told how NVLink reaches across trays
+    # (a plain 16-GPU Deployment and a single-host --tensor-parallel-size 16 could not have been placed)
+    a = advise(AdviseRequest(model="deepseek-v3", hardware="gb200", num_devices=16, workload="chat", engine="sglang"))
+    assert "pd-disaggregation" not in {s.technique for s in a.plan.steps}  # its roles start on one host only
+    assert "span hosts" in next(r.reason for r in a.rejected if r.technique == "pd-disaggregation")
+    script = render(a, "sglang")["sglang/serve.sh"]
+    _syntax_ok(script)
+    assert '--nnodes 4 --node-rank "$rank"' in script
+    manifest = render(a, "kubernetes")
+    deployment = list(yaml.safe_load_all(manifest["kubernetes/deployment.yaml"]))
+    lws = next(d for d in deployment if d and d["kind"] == "LeaderWorkerSet")
+    assert lws["spec"]["leaderWorkerTemplate"]["size"] == 4
+    assert "ComputeDomain" in manifest["kubernetes/README.md"] and "IMEX" in manifest["kubernetes/README.md"]
+    # eight H100s are one host, as before: no IMEX note there
+    assert "IMEX" not in render(advise(AdviseRequest(model="llama-3.1-70b", hardware="h100-sxm", num_devices=8,
+                                                     workload="chat", engine="vllm")), "vllm")["README.md"]
