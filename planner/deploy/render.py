@@ -206,6 +206,15 @@ RACK_NVLINK_NOTE = (
     "(https://docs.nvidia.com/datacenter/cloud-native/gpu-operator/latest/dra-cds.html)")
 
 
+# what a plan over several nodes assumes of the network between them, and how to see that NCCL uses it
+SCALE_OUT_NOTE = (
+    "the {nodes} nodes talk NCCL to each other: the predictions price {gbps:g} GB/s a GPU each way between nodes, one "
+    "InfiniBand NDR (or RoCE) port per GPU. Start every node with the same image and environment and the checkpoint "
+    "on local or shared storage; give the containers the RDMA devices (--privileged or the RDMA device plugin's "
+    "resource, IPC_LOCK) and NCCL_IB_HCA, and check a first start's log with NCCL_DEBUG=INFO: \"NET/IB\" is RDMA, "
+    "\"NET/Socket\" plain TCP, at which the predictions do not hold (vLLM's docs/serving/parallelism_scaling.md)")
+
+
 def _render(advice: Advice, target: str, serving_engine: str | None = None) -> tuple[dict[str, str], dict | None]:
     """`render`'s files, and what its README says of the configuration where it leaves steps of the plan out
     (`prediction.configured`: its warning where it does not hold the workload), else None."""
@@ -284,6 +293,8 @@ def _render(advice: Advice, target: str, serving_engine: str | None = None) -> t
     ctx["launch"] = MULTINODE_LAUNCH.get(engine) if ctx["nodes"] > 1 else None
     if ctx["nodes"] > 1 and hw.interconnect is not None and hw.interconnect.devices_per_host:
         cfg.notes.append(RACK_NVLINK_NOTE.format(nodes=ctx["nodes"], hw=hw.id))
+    elif ctx["nodes"] > 1 and hw.interconnect is not None:
+        cfg.notes.append(SCALE_OUT_NOTE.format(nodes=ctx["nodes"], gbps=hw.interconnect.scale_out_gbps))
     if ctx["launch"] == "ray":
         if (cfg.options.get("data-parallel-size") or 1) > 1:  # data-parallel ranks spread over the Ray cluster's nodes
             cfg.options["data-parallel-backend"] = "ray"

@@ -108,7 +108,9 @@ def test_leaderworkerset_leader_and_workers_agree(ep_across_nodes, engine):
     if engine == "vllm":
         assert leader["args"][0].startswith("ray start --head --port=6379 && until python3")
         assert "&& vllm serve" in leader["args"][0]
-        assert worker["args"][0] == "ray start --address=${LWS_LEADER_ADDRESS}:6379 --block"
+        # a worker up before the leader's head retries, rather than exit and have the group recreated
+        assert worker["args"][0].startswith("until ray start --address=${LWS_LEADER_ADDRESS}:6379 --block; do")
+        _syntax_ok(worker["args"][0])
     else:  # the same launch on every pod, its rank from LeaderWorkerSet
         assert leader["args"] == worker["args"]
         assert "--node-rank ${LWS_WORKER_INDEX} --dist-init-addr ${LWS_LEADER_ADDRESS}:5000" in leader["args"][0]
@@ -116,6 +118,11 @@ def test_leaderworkerset_leader_and_workers_agree(ep_across_nodes, engine):
         env = {e["name"]: e for e in container["env"]}
         assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "hf-token"
         assert {"name": "model-cache", "mountPath": "/models"} in container["volumeMounts"]
+        assert container["securityContext"]["capabilities"]["add"] == ["IPC_LOCK"]  # NCCL pins its RDMA buffers
+    # the first start downloads the checkpoint: a startup budget for it, as the single-node Deployment has
+    assert leader["startupProbe"]["failureThreshold"] * leader["startupProbe"]["periodSeconds"] > 600
+    assert "NET/IB" in files["kubernetes/deployment.yaml"]
+    assert "the predictions price 50 GB/s a GPU each way between nodes" in files["kubernetes/README.md"]
     claim = next(d for d in docs if d["kind"] == "PersistentVolumeClaim")
     assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
 
