@@ -378,7 +378,7 @@ def run_bench(request: BenchRequest, show_progress: bool = True) -> list[BenchRe
     results = []
     for t in targets:
         local = t.kind == "model"
-        env = environment(device if local else "remote", threads if local else None, dtype if local else None,
+        env = environment(device if local else "remote", threads if local else None, t.dtype if local else None,
                           getattr(t, "served_model", None), with_torch=local)
         metrics_out = {k: metric_samples(k, v, list(range(len(v)))) for k, v in samples[t.name].items()}
         metrics_out.update({k: metric_samples(k, [v]) for k, v in quality.get(t.name, {}).items()})

@@ -373,7 +373,7 @@ def environment_differences(a: BenchResult, b: BenchResult) -> list[str]:
     """What differs between the two environments (git commits and endpoint URLs may)."""
     ea, eb = a.environment, b.environment
     diffs = [f"{field}: {getattr(ea, field)} vs {getattr(eb, field)}"
-             for field in ("hardware_fingerprint", "cpu", "cpu_count", "gpus", "device", "dtype", "threads",
+             for field in ("hardware_fingerprint", "cpu", "cpu_count", "gpus", "device", "threads",
                            "python", "os", "server_model")
              if getattr(ea, field) != getattr(eb, field)]
     if a.target_kind != b.target_kind:
@@ -401,7 +401,9 @@ def compare(a: BenchResult, b: BenchResult, request: GateRequest, names: tuple[s
             ) -> GateReport:
     """Compare two loaded results under the request's budgets and settings."""
     wa, wb = a.workload, b.workload
-    if (wa.name, wa.prompts_sha256, wa.max_new_tokens) != (wb.name, wb.prompts_sha256, wb.max_new_tokens):
+    # a prompts file is one workload wherever it was read from (its digest says it is the same text)
+    same_name = wa.name == wb.name or (wa.name.startswith("file:") and wb.name.startswith("file:"))
+    if not same_name or (wa.prompts_sha256, wa.max_new_tokens) != (wb.prompts_sha256, wb.max_new_tokens):
         differ = [f"{what} {x} vs {y}" for what, x, y in (
             ("workload", wa.name, wb.name), ("prompt tokens", wa.prompt_tokens, wb.prompt_tokens),
             ("new tokens", wa.max_new_tokens, wb.max_new_tokens)) if x != y]
@@ -450,6 +452,8 @@ def compare(a: BenchResult, b: BenchResult, request: GateRequest, names: tuple[s
     overall = next(k for k in ("regression", "inconclusive", "improvement", "pass") if k in kinds or k == "pass")
     failed = "regression" in kinds or (request.fail_on_inconclusive and "inconclusive" in kinds)
     notes = [f"environments differ (allowed): {'; '.join(diffs)}"] if diffs else []
+    if a.environment.dtype != b.environment.dtype:  # the models', not the machine's: a change the gate measures
+        notes.append(f"the models ran in {a.environment.dtype} and {b.environment.dtype}")
     if clamped:
         notes.append(f"--min-effect {request.min_effect_pct:g}% is larger than the budget of {', '.join(clamped)}: "
                      "there the budget is the smallest change that counts")
@@ -459,7 +463,8 @@ def compare(a: BenchResult, b: BenchResult, request: GateRequest, names: tuple[s
                         else f"up to {run_noise:g}% drift between runs (the default, measured on the CI machine; "
                              "--run-noise sets yours)")
                      + "; an interleaved run (optiplan bench BASE HEAD) compares prompt by prompt")
-    return GateReport(verdict=overall, exit_code=1 if failed else 0, baseline=a.target, candidate=b.target,
+    return GateReport(verdict=overall, exit_code=1 if failed else 0, fail_on_inconclusive=request.fail_on_inconclusive,
+                      baseline=a.target, candidate=b.target,
                       workload=wa.name, confidence=request.confidence, pass_confidence=request.pass_confidence,
                       min_effect_pct=request.min_effect_pct, environment_differences=diffs, metrics=verdicts,
                       notes=notes)

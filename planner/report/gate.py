@@ -98,17 +98,19 @@ def markdown(report: GateReport) -> str:
 
 
 def junit(report: GateReport) -> str:
-    """JUnit XML: one test case per metric; a regression fails, an inconclusive metric is skipped."""
-    failed = sum(v.verdict == "regression" for v in report.metrics)
-    skipped = sum(v.verdict == "inconclusive" for v in report.metrics)
+    """JUnit XML: one test case per metric; a regression fails, an inconclusive metric is skipped (fails, where the
+    gate was told to fail on it: the exit code and the report then agree)."""
+    fails = ("regression", "inconclusive") if report.fail_on_inconclusive else ("regression",)
+    failed = sum(v.verdict in fails for v in report.metrics)
+    skipped = 0 if report.fail_on_inconclusive else sum(v.verdict == "inconclusive" for v in report.metrics)
     suite = ET.Element("testsuite", name="optiplan gate", tests=str(len(report.metrics)), failures=str(failed),
                        errors="0", skipped=str(skipped))
     for v in report.metrics:
         case = ET.SubElement(suite, "testcase", classname=f"optiplan.gate.{report.workload}", name=v.metric)
         text = (f"{v.metric}: baseline {fmt_value(v.baseline_median, v.unit)}, candidate "
                 f"{fmt_value(v.candidate_median, v.unit)}, {v.verdict}: {v.reason}")
-        if v.verdict == "regression":
-            ET.SubElement(case, "failure", message=v.reason, type="regression").text = text
+        if v.verdict in fails:
+            ET.SubElement(case, "failure", message=v.reason, type=v.verdict).text = text
         elif v.verdict == "inconclusive":
             ET.SubElement(case, "skipped", message=v.reason)
         ET.SubElement(case, "system-out").text = text

@@ -149,6 +149,8 @@ class GateReport(Frozen):
     schema_version: str = BENCH_SCHEMA_VERSION
     verdict: Verdict
     exit_code: int
+    fail_on_inconclusive: bool = Field(False, description="an inconclusive metric fails the gate as a regression "
+                                                          "does (--fail-on-inconclusive)")
     baseline: str
     candidate: str
     workload: str

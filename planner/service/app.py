@@ -63,6 +63,14 @@ def _in_request_terms(request: Request, message: str) -> str:
     return in_request_terms(message, route) if route else message
 
 
+def internal_error(method: str, path: str, exc: Exception):
+    """An unexpected error's answer: the client gets an id to quote, never the exception (it may hold paths, hosts,
+    values); the log has the traceback under that id."""
+    incident = uuid.uuid4().hex[:12]
+    LOG.error("internal error %s on %s %s", incident, method, path, exc_info=exc)
+    return error(500, f"internal error (id {incident}); the server's log has the details under that id", id=incident)
+
+
 class Guard:
     """ASGI middleware: requests addressed to localhost only (without a token), requests that change something
     refused from another site (security.cross_site), the token on every route but /healthz (401 JSON for the API,
@@ -91,7 +99,18 @@ class Guard:
         elif refusal := cross_site(scope["method"], scope["path"], scope.get("scheme", "http"), headers):
             await error(*refusal)(scope, receive, counting_send)
         elif scope["path"] in OPEN_PATHS or authorized(self.settings.token, headers, cookies):
-            await self.app(scope, receive, counting_send)
+            started_response = [False]
+
+            async def tracking_send(message):
+                started_response[0] |= message["type"] == "http.response.start"
+                await counting_send(message)
+
+            try:
+                await self.app(scope, receive, tracking_send)
+            except Exception as exc:  # answered here, so the 500 is counted and carries the page headers too
+                if started_response[0]:
+                    raise
+                await internal_error(scope["method"], scope["path"], exc)(scope, receive, counting_send)
         else:
             wants_page = scope["method"] == "GET" and "text/html" in headers.get("accept", "") \
                 and not scope["path"].startswith("/v1/")
@@ -168,15 +187,6 @@ def create_app(settings: Settings) -> FastAPI:
     async def bad_values(request, exc: ValidationError):
         return error(400, roots.redact(_in_request_terms(request, _validation_message(list(exc.errors())))))
 
-    @app.exception_handler(Exception)
-    async def internal(request, exc: Exception):
-        """The client gets an id to quote, never the exception (it may hold paths, hosts, values); the log has the
-        traceback under that id."""
-        incident = uuid.uuid4().hex[:12]
-        LOG.error("internal error %s on %s %s", incident, request.method, request.url.path, exc_info=exc)
-        return error(500, f"internal error (id {incident}); the server's log has the details under that id",
-                     id=incident)
-
     @app.get("/healthz", tags=["service"])
     def healthz():
         return {"status": "ok", "version": __version__}
@@ -249,9 +259,12 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.delete("/v1/jobs/{job_id}", status_code=202, tags=["jobs"])
     def cancel(job_id: str):
-        """Cancel: a queued job at once, a running one as soon as its runner sees it (its process is killed)."""
-        get_job(job_id)
-        return store.cancel(job_id)
+        """Cancel: a queued job at once, a running one as soon as its runner sees it (its process is killed); a job
+        that has finished is refused (409), as nothing is left to cancel."""
+        job = get_job(job_id)
+        if job.state not in ("queued", "running"):
+            raise ServiceRefused(f"job '{job_id}' has ended ({job.state}): nothing to cancel", 409)
+        return store.cancel(job_id) or get_job(job_id)
 
     @app.get("/v1/jobs/{job_id}/events", tags=["jobs"])
     async def events(job_id: str, request: Request):

@@ -345,6 +345,33 @@ def test_different_environments_need_permission(tmp_path):
     assert allowed.exit_code == 0 and "environments differ" in json.loads(allowed.stdout)["notes"][0]
 
 
+def test_the_models_dtype_is_no_environment_and_a_prompts_file_is_one_workload_wherever_it_was_read(tmp_path):
+    # a PR that changes the model's dtype is benched in two runs: measured (a note says so), not refused as another
+    # machine; and a prompts file given by two paths, with one digest, is one workload
+    base, head = pair(1.0, separate=True)
+    head = head.model_copy(update={"environment": ENV.model_copy(update={"dtype": "bfloat16"})})
+    file_workload = {"name": "file:../base/prompts.txt", "prompt_tokens": 0}
+    base = base.model_copy(update={"workload": WORKLOAD.model_copy(update=file_workload)})
+    head = head.model_copy(update={"workload": WORKLOAD.model_copy(update=file_workload | {"name": "file:prompts.txt"})})
+    report = compare(base, head, REQ)
+    assert report.environment_differences == [] and "the models ran in float32 and bfloat16" in report.notes
+    other = head.model_copy(update={"workload": head.workload.model_copy(update={"prompts_sha256": "bad"})})
+    with pytest.raises(Exception, match="ran different workloads"):
+        compare(base, other, REQ)
+
+
+def test_a_gate_that_fails_on_inconclusive_metrics_says_so_in_its_junit_report(tmp_path):
+    from optiplan.planner.report.gate import junit
+
+    base, head = pair(1.04, cv=0.3, n=6)  # a change near the budget in noise: inconclusive
+    report = compare(base, head, REQ.model_copy(update={"fail_on_inconclusive": True}))
+    assert "inconclusive" in verdicts(report).values() and report.exit_code == 1
+    suite = ET.fromstring(junit(report)).find("testsuite")
+    assert int(suite.get("failures")) >= 1 and suite.get("skipped") == "0"
+    lenient = compare(base, head, REQ)
+    assert lenient.exit_code == 0 and ET.fromstring(junit(lenient)).find("testsuite").get("failures") == "0"
+
+
 def corrupt(data: dict, how: str) -> dict:
     if how == "version":
         data["schema_version"] = "2.0"

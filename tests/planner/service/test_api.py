@@ -290,6 +290,10 @@ def test_an_internal_error_is_one_line_with_an_id_and_no_detail(make_client, mon
     assert error == f"internal error (id {incident}); the server's log has the details under that id"
     logged = [r for r in caplog.records if incident in r.getMessage()]
     assert logged and logged[0].exc_info[0] is ZeroDivisionError  # the traceback, server-side, under the id
+    # answered inside the guard: the page headers as on every answer, and counted in /metrics
+    assert response.headers["x-frame-options"] and response.headers["cache-control"].startswith("private")
+    metrics = client.get("/metrics").text
+    assert 'optiplan_requests_total{method="POST",route="/v1/profile",status="500"} 1' in metrics
 
 
 def test_library_errors_name_the_servers_folders_by_label(client, models_dir):

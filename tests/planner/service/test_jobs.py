@@ -67,6 +67,9 @@ def test_progress_streams_as_events_and_cancel_stops_the_process(client, wait_fo
     assert seen[-1][0] == "cancelled"  # the stream ends with the job
     job = job_state(client, job_id)
     assert job["state"] == "cancelled" and "cancelled: the job's process was stopped" in job["log"]
+    # an ended job has nothing to cancel: said so, not a 202 that changed nothing
+    again = client.delete(f"/v1/jobs/{job_id}")
+    assert again.status_code == 409 and "has ended (cancelled)" in again.text
     wait_for(lambda: not runners_of(os.getpid()), 10, "the runner process to be gone")
     workdir = Path(client.app.state.settings.roots.workdir)
     assert sorted(p.name for p in workdir.iterdir() if not p.name.startswith(("jobs.sqlite", ".jobs.lock"))) == []
