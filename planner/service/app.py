@@ -237,7 +237,12 @@ def create_app(settings: Settings) -> FastAPI:
         record = new_job(job.kind, job.model_dump(mode="json", exclude_defaults=False), job_output(job),
                          max_attempts=settings.max_attempts)
         store.insert_writer(record)  # one writer per output, nested ones included: checked and inserted at once
-        queue.submit(record.id)
+        try:
+            queue.submit(record.id)
+        except Exception:  # noqa: BLE001  stored but not handed over: Redis workers hand it over (requeue_orphans)
+            if settings.queue == "local":
+                raise
+            LOG.warning("job %s stored but not handed to the workers yet; they take it up themselves", record.id)
         return {"id": record.id, "state": record.state, "url": f"/v1/jobs/{record.id}"}
 
     @app.get("/v1/jobs", tags=["jobs"])

@@ -95,10 +95,13 @@ class Executor:
                 if item is None:
                     done = True
                     break
-                event = _event(item)
+                before, event = parse_event(item)
                 if event is None:
                     pending.append(item)
-                elif event["event"] == "log":
+                    continue
+                if before.strip():  # output a library left without its line's end, ahead of the event
+                    pending.append(before)
+                if event["event"] == "log":
                     pending.append(str(event.get("line", "")))
                 elif event["event"] == "progress":
                     progress, step = float(event.get("fraction", 0)), str(event.get("step", ""))
@@ -145,14 +148,17 @@ def _read(stream, lines: queue.Queue) -> None:
     lines.put(None)
 
 
-def _event(line: str) -> dict | None:
-    if not line.startswith(MARK):
-        return None
+def parse_event(line: str) -> tuple[str, dict | None]:
+    """(the line's text before the runner's event, the event or None): the event's mark may follow output a library
+    wrote without ending its line (a progress bar), and is found anywhere in the line."""
+    at = line.find(MARK)
+    if at < 0:
+        return line, None
     try:
-        event = json.loads(line[len(MARK):])
+        event = json.loads(line[at + len(MARK):])
     except json.JSONDecodeError:
-        return None
-    return event if isinstance(event, dict) and "event" in event else None
+        return line, None
+    return (line[:at], event) if isinstance(event, dict) and "event" in event else (line, None)
 
 
 def _kill(proc: subprocess.Popen) -> None:
@@ -177,7 +183,7 @@ def recover(store: Store, roots: Roots, reason: str, older_than_s: float = 0.0, 
     their partial output removed. The embedded queue calls it at start-up (every running job was this server's);
     Redis workers call it periodically for jobs of workers that died. Returns the jobs it changed."""
     found = []
-    cutoff = time.time() - older_than_s
+    cutoff = store.now() - older_than_s
     for job in store.stale(older_than_s):
         if job.id in skip:  # running here: its own monitor reports it (late, on a busy machine), and kills it
             continue

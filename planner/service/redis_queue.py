@@ -100,6 +100,12 @@ class RedisStore(Store):
                 except WatchError:
                     continue
 
+    def now(self) -> float:
+        """Redis's clock (TIME): workers on machines whose clocks disagree stamp and judge heartbeats alike, so a
+        skew past the staleness limit does not have a live job reaped."""
+        seconds, micros = self.conn.time()
+        return seconds + micros / 1e6
+
     def get(self, job_id: str) -> Job | None:
         raw = self.conn.get(self._key(job_id))
         return decode(raw) if raw else None
@@ -153,15 +159,36 @@ class RedisQueue:
         """Nothing to recover here: the API holds no jobs; workers retry those of workers that died."""
 
     def submit(self, job_id: str) -> None:
-        enqueue(self.queue, job_id)
+        enqueue(self.queue, job_id, 0)
 
     def shutdown(self) -> None:
         self.conn.close()
 
 
-def enqueue(queue, job_id: str) -> None:
-    queue.enqueue(RUN, job_id, job_timeout=JOB_TIMEOUT_S, result_ttl=600, failure_ttl=7 * 24 * 3600,
-                  description=f"optiplan job {job_id}")
+def rq_id(job_id: str, attempt: int) -> str:
+    """The RQ job that hands over the attempt after `attempt` of a job: one per attempt, so that whether the hand-over
+    was made can be looked up (`requeue_orphans`)."""
+    return f"optiplan-{job_id}-{attempt}"
+
+
+def enqueue(queue, job_id: str, attempt: int) -> None:
+    queue.enqueue(RUN, job_id, job_id=rq_id(job_id, attempt), job_timeout=JOB_TIMEOUT_S, result_ttl=600,
+                  failure_ttl=7 * 24 * 3600, description=f"optiplan job {job_id}")
+
+
+def requeue_orphans(store: Store, queue, older_than_s: float) -> list[str]:
+    """Hand over again the queued jobs (queued longer than `older_than_s`) whose hand-over was never made: the API
+    stored the job and then failed to reach RQ, or a worker queued a retry and died before handing it over. A job
+    left so would stay queued and hold its output's name for ever; a duplicate hand-over is harmless (one claim
+    wins)."""
+    from rq.job import Job as RQJob
+
+    cutoff = store.now() - older_than_s
+    orphans = [j for j in store.list(limit=100_000) if j.state == "queued" and j.created_at < cutoff
+               and not RQJob.exists(rq_id(j.id, j.attempt), connection=queue.connection)]
+    for job in orphans:
+        enqueue(queue, job.id, job.attempt)
+    return [job.id for job in orphans]
 
 
 EXECUTOR: dict[str, Any] = {}  # set by `work` in the worker process: what `run_queued` runs jobs with
@@ -180,7 +207,8 @@ def reap(store: Store, roots: Roots, queue, stale_after_s: float, running_here: 
                       older_than_s=stale_after_s, retry=True, skip=running_here)
     for job in changed:
         if job.state == "queued":
-            enqueue(queue, job.id)
+            enqueue(queue, job.id, job.attempt)
+    requeue_orphans(store, queue, stale_after_s)
     return changed
 
 

@@ -96,6 +96,11 @@ class Store:
         """Apply `change` (the job -> the fields to set, or None for no change) atomically; the job after it."""
         raise NotImplementedError
 
+    def now(self) -> float:
+        """The clock heartbeats are stamped and judged by: one clock for every process that shares the store (this
+        machine's for SQLite; Redis's own for workers on several machines, whose clocks may disagree)."""
+        return time.time()
+
     def counts(self) -> dict[str, int]:
         found = dict.fromkeys(STATES, 0)
         for job in self.list(limit=100_000):
@@ -105,7 +110,7 @@ class Store:
     # ---- the state machine -------------------------------------------------------------------------------------
     def claim(self, job_id: str, worker: str) -> Job | None:
         """queued -> running for this worker, once: returns None when another worker has it or it is finished."""
-        now = time.time()
+        now = self.now()
         claimed = []
 
         def change(job: Job):
@@ -126,7 +131,7 @@ class Store:
         def change(job: Job):
             if job.state != "running" or job.attempt != attempt:
                 return None
-            fields: dict[str, Any] = {"heartbeat_at": time.time()}
+            fields: dict[str, Any] = {"heartbeat_at": self.now()}
             if lines:
                 fields["log"] = tail(job.log, list(lines))
             if progress is not None:
@@ -185,7 +190,7 @@ class Store:
 
     def stale(self, older_than_s: float) -> list[Job]:
         """Running jobs whose runner has not reported for `older_than_s` seconds."""
-        cutoff = time.time() - older_than_s
+        cutoff = self.now() - older_than_s
         return [j for j in self.list(limit=100_000) if j.state == "running" and (j.heartbeat_at or 0) < cutoff]
 
 

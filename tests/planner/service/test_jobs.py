@@ -142,3 +142,15 @@ def test_an_apply_job_writes_the_optimized_model(client, wait_for):
     assert manifest["steps"] == job["result"]["steps"]
     again = client.post("/v1/jobs", json=APPLY | {"output": "models/tiny-int8"})
     assert again.status_code == 409 and "force: true" in again.json()["error"]
+
+
+def test_an_event_after_output_left_without_its_lines_end_is_still_read():
+    # a progress bar that ends without a newline leaves the runner's next event mid-line: the result is still the
+    # result (a succeeded job had been recorded as failed), and the bar's text is still logged
+    from optiplan.planner.service.jobs import parse_event
+    from optiplan.planner.service.runner import MARK
+
+    before, event = parse_event("  40%|####      | 2/5" + MARK + json.dumps({"event": "result", "value": 1}))
+    assert event == {"event": "result", "value": 1} and before == "  40%|####      | 2/5"
+    assert parse_event("a plain line") == ("a plain line", None)
+    assert parse_event(MARK + "not json") == (MARK + "not json", None)

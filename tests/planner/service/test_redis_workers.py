@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -117,4 +118,31 @@ def test_the_queue_carries_json_not_pickle(redis_url):
     except zlib.error:
         pass
     assert json.loads(data) == [RUN, None, ["0123456789abcdef"], {}]
+    queue.shutdown()
+
+
+def test_heartbeats_keep_redis_time_and_a_job_never_handed_over_is_handed_over(redis_url, monkeypatch, tmp_path):
+    # workers on several machines stamp and judge heartbeats by Redis's clock: one whose own clock runs an hour
+    # ahead does not make a live job look stale to the others
+    from optiplan.planner.service import store as store_module
+    from optiplan.planner.service.redis_queue import QUEUE, RedisQueue, requeue_orphans, rq_id
+    from optiplan.planner.service.store import new_job
+    from redis import Redis
+
+    queue = RedisQueue(redis_url)
+    store = queue.store
+    real = time.time()
+    monkeypatch.setattr(store_module.time, "time", lambda: real + 3600)
+    job = store.insert(new_job("apply", {"kind": "apply", "model": "tiny", "output": "o"}, "o", 1))
+    store.claim(job.id, "w1")
+    beat = store.heartbeat(job.id, 1, ["alive"]).heartbeat_at
+    assert abs(beat - real) < 60 and store.stale(30) == []
+    monkeypatch.undo()
+    # a job the API stored but could not hand to RQ (Redis away for a moment) is handed over once, by the reaper
+    orphan = store.insert(new_job("verify", {"kind": "verify"}, None, 1).model_copy(
+        update={"created_at": time.time() - 120}))
+    conn = Redis.from_url(redis_url)
+    assert requeue_orphans(store, queue.queue, 30) == [orphan.id]
+    assert conn.lrange(f"rq:queue:{QUEUE}", 0, -1) == [rq_id(orphan.id, 0).encode()]
+    assert requeue_orphans(store, queue.queue, 30) == []  # handed over: not again
     queue.shutdown()
