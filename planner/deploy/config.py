@@ -12,7 +12,7 @@ from typing import Any
 
 from ... import profiles
 from ..catalog.engine_memory import engine_kv_memory
-from ..catalog.engines import engine_fact, engine_gathers_experts, engine_table
+from ..catalog.engines import engine_fact, engine_table
 from ..catalog.hardware import default_16bit
 from ..catalog.hybrid_spec import UNBOUNDED_CONTEXT
 from ..catalog.models import catalog_entry, resolve_model
@@ -284,23 +284,6 @@ def dtype16(hw: HardwareSpec) -> str:
 
 # The step model prices expert-parallel dispatch as top-k all-to-all (DeepEP, pplx); the engines' default exchanges
 # more (all-gather of every token), so configs with data-parallel attention say which backend the figures assume
-DISPATCH_NOTE = ("expert dispatch: the prediction assumes a top-k all-to-all kernel ({how}); the engine's default "
-                 "all-gathers every token to every rank, more bytes per step at large expert-parallel sizes")
-GATHER_NOTE = ("expert dispatch: this release has no top-k all-to-all kernel on {backend} (source: {source}), so the "
-               "engine all-gathers every token to every rank; the prediction prices a top-k all-to-all, and on MI300X "
-               "vLLM's all-gather path ran at 1.36x the time per token of an all-to-all kernel (MoRI-EP) at expert "
-               "parallel 8: expect the decode slower than predicted")
-
-
-def dispatch_note(engine: str, hw: HardwareSpec, how: str) -> str:
-    """What a config with expert parallelism under data-parallel attention says of the dispatch the prediction
-    priced: the all-to-all kernel to turn on (`how`), or the all-gather the engine's build for the device runs."""
-    if engine_gathers_experts(engine, hw):
-        return GATHER_NOTE.format(backend=hw.features.backend,
-                                  source=engine_fact(engine, "moe_all_to_all_source").split(" — ")[0])
-    return DISPATCH_NOTE.format(how=how)
-
-
 # Why an engine has no option for a step, where there is more to say than that it has none.
 NO_OPTION = {
     ("vLLM", "spec-draft"): "its default (V1) engine rejects a separate draft model in 0.10; n-gram, EAGLE and MTP work",

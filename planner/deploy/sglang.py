@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from ..catalog.engine_refusals import pipeline_refusal
+from ..catalog.expert_dispatch import dispatch_note
 from ..schema import HardwareSpec
 from ..schema.advice import Advice
 from .checkpoints import draft_hub_id, eagle_head, experts_whole_option
@@ -11,7 +12,6 @@ from .config import (
     PORT,
     EngineConfig,
     context_note,
-    dispatch_note,
     dtype16,
     engine_memory_share,
     max_seqs,
@@ -76,7 +76,7 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
             how = f"--tensor-parallel-size {p.expert_parallel} --expert-parallel-size {p.expert_parallel}"
             if p.attention_data_parallel > 1:
                 o.update({"enable-dp-attention": True, "data-parallel-size": p.attention_data_parallel})
-                cfg.notes.append(dispatch_note("sglang", hw, "--moe-a2a-backend deepep, where the image has DeepEP"))
+                cfg.notes.append(dispatch_note("sglang", hw))
                 how += f" --enable-dp-attention --data-parallel-size {p.attention_data_parallel}"
             cfg.applied.append((t_id, how))
         elif t_id == "pd-disaggregation":

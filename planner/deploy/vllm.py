@@ -8,6 +8,7 @@ from typing import Any
 
 from ..analytic.kvcache import kv_cache_bytes
 from ..catalog.engines import engine_fact, kv_fp8_storage
+from ..catalog.expert_dispatch import dispatch_note
 from ..schema import HardwareSpec
 from ..schema.advice import Advice
 from .checkpoints import eagle_head, experts_whole_option
@@ -17,7 +18,6 @@ from .config import (
     advice_spec,
     context_note,
     data_parallel_ranks,
-    dispatch_note,
     dtype16,
     engine_memory_share,
     max_seqs,
@@ -112,8 +112,7 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
             if p.attention_data_parallel > 1:
                 o.update({"data-parallel-size": p.attention_data_parallel,
                           "api-server-count": p.attention_data_parallel})
-                cfg.notes.append(dispatch_note("vllm", hw, "VLLM_ALL2ALL_BACKEND=deepep_low_latency or pplx, where the "
-                                                           "image has DeepEP or pplx-kernels"))
+                cfg.notes.append(dispatch_note("vllm", hw))
             cfg.applied.append((t_id, f"--enable-expert-parallel with --tensor-parallel-size {p.tensor_parallel}"
                                 + (f" --data-parallel-size {p.attention_data_parallel} --api-server-count "
                                    f"{p.attention_data_parallel}" if p.attention_data_parallel > 1 else "")))

@@ -12,7 +12,6 @@ from ..analytic.accuracy import (
     missing_bands_reason,
     training_accuracy_bands,
 )
-from ..analytic.engine_rates import kernel_rate_caveat
 from ..analytic.params import param_counts
 from ..analytic.profile import model_summary
 from ..catalog.engine_devices import backend_refusal, engine_for_backend, engine_runs_on
@@ -48,7 +47,7 @@ from .bottleneck import classify
 from .effects import effect_source, engine_default, measured_effects, predict_steps
 from .explain import alternative_note, rejections, speed
 from .hardware_ranking import cost_range, explain_ranking
-from .predict import evaluate, sequences_per_server
+from .predict import evaluate, plan_caveats, sequences_per_server
 from .search import (
     Candidate,
     SearchResult,
@@ -435,8 +434,8 @@ def _document(spec: ModelSpec, workload: Workload, hw: HardwareSpec, devices: in
         else accuracy_bands(hw, engine_runtime(workload.engine), workload.engine, architecture_kind(spec), weights)
     if not bands:
         warnings.append(missing_bands_reason(hw, architecture_kind(spec), training, weights))
-    if not training and (caveat := kernel_rate_caveat(workload.engine, weights, hw)):
-        warnings.append(caveat)  # the plan's weights priced by a kernel rate measured on other devices only
+    if not training:  # weights priced by a kernel rate measured elsewhere only; an expert dispatch the image lacks
+        warnings += plan_caveats(workload.engine, weights, hw, final)
     advice = Advice(
         model=model_summary(spec), workload=workload,
         # a training plan runs every device as a data-parallel rank (FSDP shards over them); a serving plan its

@@ -5,6 +5,7 @@ decoding and a draft model on the device; `evaluate` predicts baseline and plan 
 from __future__ import annotations
 
 from ..analytic.disaggregation import rates as disaggregated_rates
+from ..analytic.engine_rates import kernel_rate_caveat
 from ..analytic.memory import (
     NO_DRAFT,
     causal_mask_bytes,
@@ -20,9 +21,11 @@ from ..analytic.setup import Setup
 from ..analytic.speculation import Speculating, draft_prefill_s, eagle3_head_bytes, speculative_step_s
 from ..analytic.steps import decode_step, first_token_step_s, prefill_step
 from ..catalog.engines import continuous_scheduling
+from ..catalog.expert_dispatch import dispatch_note
 from ..catalog.hardware import cost_per_million_tokens
 from ..schema import HardwareSpec, ModelSpec
 from ..schema.advice import Prediction
+from ..schema.releases import split_engine
 from ..schema.workload import Workload
 from .state import PlanState, Speculation, kv_reserved_tokens, to_setup
 from .training import training_prediction
@@ -265,3 +268,13 @@ def dtypes_and_layout(state: PlanState, s: Setup) -> dict:
             "attention_data_parallel": state.attention_dp,
             "data_parallel": state.replicas, "prefill_instances": state.prefill_instances,
             "offload_bytes_per_device": int(offloaded)}
+
+
+def plan_caveats(engine: str | None, weights: str, hw: HardwareSpec, final: Prediction) -> list[str]:
+    """What the plan's prediction assumes that its deployment may not have: its weights' GEMM priced at a rate
+    measured on other devices only (`kernel_rate_caveat`), and experts dispatched by a top-k all-to-all kernel that
+    the engine's stock image lacks or its build for the device has none of (`expert_dispatch.dispatch_note`)."""
+    caveats = [kernel_rate_caveat(engine, weights, hw)]
+    if final.expert_parallel > 1 and final.attention_data_parallel > 1:
+        caveats.append(dispatch_note(split_engine(engine or "")[0], hw))
+    return [c for c in caveats if c]

@@ -283,3 +283,17 @@ def test_a_gb200_rack_is_launched_tray_by_tray():
     # eight H100s are one host, as before: no IMEX note there
     assert "IMEX" not in render(advise(AdviseRequest(model="llama-3.1-70b", hardware="h100-sxm", num_devices=8,
                                                      workload="chat", engine="vllm")), "vllm")["README.md"]
+
+
+def test_an_expert_parallel_plan_says_which_dispatch_it_priced(ep_across_nodes):
+    # the step model prices a top-k all-to-all; vLLM and SGLang run one only with a kernel the stock image lacks and
+    # an option set: the advice says so, not only the config's README, and the ROCm builds' gather is named
+    from optiplan.planner.catalog.expert_dispatch import dispatch_note
+    from optiplan.planner.catalog.hardware import resolve_hardware
+
+    a = advise(AdviseRequest(model="deepseek-v3", hardware="h100-sxm", num_devices=16, workload="chat", engine="vllm"))
+    assert (a.plan.predicted.expert_parallel, a.plan.predicted.attention_data_parallel) == (16, 2)
+    assert any(w.startswith("expert dispatch") and "VLLM_ALL2ALL_BACKEND" in w for w in a.warnings)
+    assert any("--moe-a2a-backend deepep" in w for w in ep_across_nodes.warnings)
+    assert "all-gathers every token" in dispatch_note("vllm", resolve_hardware("mi300x"))
+    assert dispatch_note("trtllm", resolve_hardware("h100-sxm")) is None
