@@ -61,10 +61,18 @@ def _tp(state: PlanState, ctx: Context) -> PlanState:
     return state.with_(tp=tp, ep=whole_experts(state, ctx, tp, tp), attention_dp=1, **layout)
 
 
+def _over_pcie(ctx: Context) -> bool:
+    """Whether the node's devices talk over PCIe, not NVLink or Infinity Fabric: there a tensor-parallel layer's two
+    all-reduces cost enough that pipeline stages compete inside one node (vLLM's docs/serving/parallelism_scaling.md:
+    "if the GPUs on the node do not have NVLINK interconnect (e.g. L40S), leverage pipeline parallelism instead of
+    tensor parallelism for higher throughput and lower communication overhead"); the plan search prices both."""
+    return ctx.hw.interconnect is not None and ctx.hw.interconnect.name.lower().startswith("pcie")
+
+
 def _pp_check(ctx: Context) -> str | None:
     if engine_splits_layers(ctx.workload.engine):
         return f"{ctx.workload.engine} splits the layers over the devices by default: the baseline runs them so"
-    if ctx.devices <= _per_node(ctx) and _split_refusal(ctx, ctx.devices) is None:
+    if ctx.devices <= _per_node(ctx) and _split_refusal(ctx, ctx.devices) is None and not _over_pcie(ctx):
         return "tensor parallel covers one node with less latency; pipeline stages only pay across nodes"
     if ctx.devices > _per_node(ctx):
         return "tensor parallel already adds pipeline stages across nodes (tensor parallel inside each node)"

@@ -295,3 +295,21 @@ def test_an_option_the_plans_leave_off_is_not_called_missing():
         assert (f"has {option}, which plans do not use" in reason) if option else "has no option" in reason, engine
         params = next(s.params for s in advice.plan.steps if s.technique == "flash-attention")
         assert (kernel in params.get("kernel", "")) if kernel else params == {"version": 3}, (engine, params)
+
+
+def test_pipeline_stages_compete_inside_a_node_whose_gpus_talk_over_pcie():
+    # vLLM's parallelism docs advise pipeline stages on GPUs without NVLink (L40S): there the plan prices them against
+    # tensor parallel instead of ruling them out; over NVLink one node stays tensor parallel's
+    from optiplan.planner.plan.advise import advise
+    from optiplan.planner.schema import AdviseRequest
+
+    def reason(hw):
+        a = advise(AdviseRequest(model="llama-3.1-70b", hardware=hw, num_devices=4, workload="batch-offline",
+                                 goal="throughput", engine="vllm"))
+        return next(r.reason for r in a.rejected if r.technique == "pipeline-parallel"), a
+
+    pcie, a = reason("l40s")
+    assert "no gain for the throughput goal: with it" in pcie  # priced: it lost to tensor parallel here, by figures
+    assert "tokens/s" in pcie and a.plan.predicted.pipeline_parallel == 1
+    nvlink, _ = reason("h100-sxm")
+    assert nvlink.startswith("tensor parallel covers one node")
