@@ -62,7 +62,16 @@ def recipe_ignores(model_type: str) -> tuple[str, ...]:
     return ("lm_head", *ROUTER_IGNORES.get(model_type, ()))
 
 
+# DeepSeek V3's NVFP4 checkpoint comes from Model Optimizer's own DeepSeek flow, not hf_ptq.py: its examples/deepseek
+# README — "Due to the model size, currently it requires 8xH200 or 16xH100 to quantize the FP8 model"
+MODELOPT_DEEPSEEK_FP4 = ("TensorRT Model Optimizer's DeepSeek flow (examples/deepseek/README.md: convert the FP8 "
+                         "checkpoint with its inference/convert.py, calibrate with ptq.py under torchrun, then "
+                         "quantize_fp8_to_nvfp4.sh into {folder}; it needs 8 H200 or 16 H100 to run)")
+
+
 def _produce(engine: str, fmt: str, model: str, folder: str, model_type: str = "") -> str:
+    if fmt == "nvfp4" and model_type == "deepseek_v3":
+        return MODELOPT_DEEPSEEK_FP4.format(folder=folder)
     if engine == "trtllm" and fmt in MODELOPT:
         return (f"TensorRT Model Optimizer (examples/llm_ptq/hf_ptq.py --qformat {MODELOPT[fmt]} --export_path "
                 f"{folder})")

@@ -102,6 +102,12 @@ def test_nvfp4_is_served_from_a_model_optimizer_checkpoint():
         served = serving_checkpoint(a, engine, "meta-llama/Llama-3.1-70B")
         assert served.model == "./models/llama-3.1-70b-nvfp4", engine
         assert "--qformat nvfp4" in served.notes[-1] and "from meta-llama/Llama-3.1-70B-Instruct" in served.notes[-1]
+    # DeepSeek V3's comes from Model Optimizer's own DeepSeek flow (hf_ptq.py does not quantize it), on 8 H200 or 16 H100
+    ds = advise(AdviseRequest(model="deepseek-v3", hardware="b200", num_devices=8, workload="chat", engine="vllm",
+                              goal="throughput", max_quality_loss_pct=3.0))
+    assert "weight-fp4" in [s.technique for s in ds.plan.steps]
+    note = serving_checkpoint(ds, "vllm", "deepseek-ai/DeepSeek-V3").notes[-1]
+    assert "examples/deepseek/README.md" in note and "quantize_fp8_to_nvfp4.sh" in note and "hf_ptq" not in note
 
 
 def test_fp8_is_quantized_online_where_the_engine_does_it():
