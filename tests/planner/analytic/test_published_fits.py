@@ -359,6 +359,12 @@ def test_a_state_layers_fixed_cost_is_the_one_the_hybrid_points_favour(moe_fits,
         if key_of(grid[j], "fitted") < key_of(documented, "fitted"):
             assert key_of(grid[j], "held-out") >= key_of(documented, "held-out"), grid[j]
     assert key_of(documented, "held-out")[0] < key_of(0.0, "held-out")[0] - 5
+
+
+@pytest.mark.slow
+def test_a_state_layers_fixed_cost_is_the_searchs_own_optimum(moe_fits, published):
+    # the whole search over the grid (the default suite checks the documented cost against its neighbours above)
+    documented = profiles.efficiency_table()["runtimes"]["serving"]["gpu"]["state_layer_overhead_s"]
     with contextlib.redirect_stdout(io.StringIO()):
         assert moe_fits.fit_state_layer_costs(published.published_points())["fitted"]["state_layer_overhead_s"] == \
             documented  # the search's own optimum
@@ -376,6 +382,7 @@ def test_the_fused_all_reduces_saving_is_the_one_their_points_favour(moe_fits, p
     _assert_best_of_neighbours_and_above(key_of, grid, documented, 0.0, {"fitted": 3, "held-out": 2})
 
 
+@pytest.mark.slow  # some minute on two cores: every MoE point of the serving engines, four times over
 def test_the_routing_skew_is_the_one_the_moe_points_favour(moe_fits, published):
     # the routed experts' popularity (`bench_published.py --fit-routing-skew`): no grid neighbour fits the serving
     # engines' MoE points' two thirds better, and both parts come closer than with a uniform router (the fitted part
