@@ -17,7 +17,7 @@ from typing import Any
 
 from .jobs import Executor, recover
 from .paths import Roots
-from .store import TERMINAL, Job, Store, decode, encode, refuse_writer, writer_conflict
+from .store import STATES, TERMINAL, Job, Store, decode, encode, refuse_writer, writer_conflict
 
 QUEUE = "optiplan"
 RUN = "optiplan.planner.service.redis_queue.run_queued"
@@ -52,22 +52,52 @@ def connect(url: str):
 
 
 class RedisStore(Store):
-    """Each job a JSON string at `optiplan:job:<id>`, listed by a sorted set of creation times; updates are
+    """Each job a JSON string at `optiplan:job:<id>`, listed by a sorted set of creation times and indexed by a set
+    per state (so /metrics and the workers' reaper read counts and the running jobs, not every job); updates are
     optimistic transactions (WATCH/MULTI), retried when another process wrote the job in between."""
 
     def __init__(self, conn, prefix: str = "optiplan"):
         self.conn, self.prefix = conn, prefix
         self.index = f"{prefix}:jobs"
+        self._index_states()
 
     def _key(self, job_id: str) -> str:
         return f"{self.prefix}:job:{job_id}"
+
+    def _state_key(self, state: str) -> str:
+        return f"{self.prefix}:state:{state}"
+
+    def _index_states(self) -> None:
+        """Build the per-state sets once for jobs stored before they existed (a marker says they are built)."""
+        marker = f"{self.prefix}:state-index"
+        if self.conn.exists(marker):
+            return
+        ids = [i.decode() for i in self.conn.zrange(self.index, 0, -1)]
+        with self.conn.pipeline() as pipe:
+            for job_id, raw in zip(ids, self.conn.mget([self._key(i) for i in ids]) if ids else []):
+                if raw:
+                    pipe.sadd(self._state_key(decode(raw).state), job_id)
+            pipe.set(marker, 1)
+            pipe.execute()
 
     def insert(self, job: Job) -> Job:
         with self.conn.pipeline() as pipe:
             pipe.set(self._key(job.id), encode(job))
             pipe.zadd(self.index, {job.id: job.created_at})
+            pipe.sadd(self._state_key(job.state), job.id)
             pipe.execute()
         return job
+
+    def counts(self) -> dict[str, int]:
+        with self.conn.pipeline() as pipe:
+            for state in STATES:
+                pipe.scard(self._state_key(state))
+            return dict(zip(STATES, pipe.execute()))
+
+    def in_state(self, state: str) -> list[Job]:
+        ids = [i.decode() for i in self.conn.smembers(self._state_key(state))]
+        raws = self.conn.mget([self._key(i) for i in ids]) if ids else []
+        return [job for job in (decode(r) for r in raws if r) if job.state == state]
 
     def insert_writer(self, job: Job) -> Job:
         """The outputs being written are a hash (output -> job id) watched across the check and the insert: a
@@ -95,6 +125,7 @@ class RedisStore(Store):
                         pipe.hset(writers, job.output, job.id)
                     pipe.set(self._key(job.id), encode(job))
                     pipe.zadd(self.index, {job.id: job.created_at})
+                    pipe.sadd(self._state_key(job.state), job.id)
                     pipe.execute()
                     return job
                 except WatchError:
@@ -134,9 +165,12 @@ class RedisStore(Store):
                     if not fields:
                         pipe.unwatch()
                         return job
-                    job = job.model_copy(update=fields)
+                    before, job = job.state, job.model_copy(update=fields)
                     pipe.multi()
                     pipe.set(key, encode(job))
+                    if job.state != before:
+                        pipe.srem(self._state_key(before), job.id)
+                        pipe.sadd(self._state_key(job.state), job.id)
                     pipe.execute()
                     return job
                 except WatchError:
@@ -184,7 +218,7 @@ def requeue_orphans(store: Store, queue, older_than_s: float) -> list[str]:
     from rq.job import Job as RQJob
 
     cutoff = store.now() - older_than_s
-    orphans = [j for j in store.list(limit=100_000) if j.state == "queued" and j.created_at < cutoff
+    orphans = [j for j in store.in_state("queued") if j.created_at < cutoff
                and not RQJob.exists(rq_id(j.id, j.attempt), connection=queue.connection)]
     for job in orphans:
         enqueue(queue, job.id, job.attempt)

@@ -188,10 +188,14 @@ class Store:
 
         return self.update(job_id, change)
 
+    def in_state(self, state: str) -> list[Job]:
+        """The jobs in `state` (a backend with an index of them reads only those)."""
+        return [j for j in self.list(limit=100_000) if j.state == state]
+
     def stale(self, older_than_s: float) -> list[Job]:
         """Running jobs whose runner has not reported for `older_than_s` seconds."""
         cutoff = self.now() - older_than_s
-        return [j for j in self.list(limit=100_000) if j.state == "running" and (j.heartbeat_at or 0) < cutoff]
+        return [j for j in self.in_state("running") if (j.heartbeat_at or 0) < cutoff]
 
 
 class SqliteStore(Store):

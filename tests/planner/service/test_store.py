@@ -156,3 +156,21 @@ def test_a_worker_never_reaps_the_job_it_runs_itself(store, tmp_path):
     assert store.get(j.id).state == "running"
     (retried,) = recover(store, roots, "stale", older_than_s=0.01, retry=True)
     assert retried.state == "queued"
+
+
+def test_counts_and_the_running_jobs_follow_every_change_of_state(store):
+    # /metrics and the workers' reaper read the counts and the running jobs (on Redis from a set per state, not by
+    # reading every job there is); a Redis store opened over jobs stored before those sets existed builds them
+    queued, running, done = job(store), job(store), job(store)
+    store.claim(running.id, "w1")
+    store.claim(done.id, "w1")
+    store.finish(done.id, 1, "succeeded")
+    expected = {"queued": 1, "running": 1, "succeeded": 1, "failed": 0, "cancelled": 0}
+    assert store.counts() == expected
+    assert [j.id for j in store.in_state("running")] == [running.id]
+    assert [j.id for j in store.in_state("queued")] == [queued.id]
+    if hasattr(store, "conn"):
+        from optiplan.planner.service.redis_queue import RedisStore
+
+        store.conn.delete(*[k for k in store.conn.keys(f"{store.prefix}:state*")])
+        assert RedisStore(store.conn).counts() == expected
