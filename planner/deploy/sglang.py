@@ -111,7 +111,11 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
                       "speculative-num-draft-tokens": step.params["num_speculative_tokens"] + 1})
             cfg.applied.append((t_id, f"--speculative-algorithm EAGLE3 with {eagle_head(advice, 'sglang')}"))
         elif t_id == "spec-mtp":
-            # DeepSeek's MTP module runs as EAGLE's draft; Qwen3-Next's as NEXTN (SGLang's Qwen3 page)
+            # DeepSeek's MTP module runs as EAGLE's draft; Qwen3-Next's as NEXTN (SGLang's Qwen3 page). One proposed
+            # token, as the plan prices it (its acceptance is the DeepSeek-V3 report's for the module's one token):
+            # SGLang's DeepSeek page — "The minimum configuration is --speculative-num-steps 1
+            # --speculative-eagle-topk 1 --speculative-num-draft-tokens 2, which can achieve speedup for larger batch
+            # sizes"; longer chains re-run the module on its own guesses, at an acceptance no source states
             algorithm = "NEXTN" if advice.model.model_type == "qwen3_next" else "EAGLE"
             o.update({"speculative-algorithm": algorithm, "speculative-num-steps": 1, "speculative-eagle-topk": 1,
                       "speculative-num-draft-tokens": 2})
