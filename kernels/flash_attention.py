@@ -101,7 +101,7 @@ def _flash_fwd(
     start_m = tl.program_id(0)
     off_bh = tl.program_id(1)
     b = off_bh // num_heads
-    h = off_bh % num_heads
+    h = (off_bh % num_heads).to(tl.int64)  # 64-bit offsets: a head's or a mask row's reach past 2^31 elements
     kvh = h // GROUP
     b64 = b.to(tl.int64)
     q_len = tl.load(Q_LENS + b)
@@ -122,7 +122,7 @@ def _flash_fwd(
     pos_m = k_len - q_len + offs_m  # each query's position among the keys (end-aligned)
     K_ROWS = K + b64 * stride_kb + kvh * stride_kh
     V_ROWS = V + b64 * stride_vb + kvh * stride_vh
-    MASK_ROWS = MASK + b64 * stride_mb + h * stride_mh + offs_m[:, None] * stride_mm
+    MASK_ROWS = MASK + b64 * stride_mb + h * stride_mh + offs_m.to(tl.int64)[:, None] * stride_mm
 
     # keys this block of queries can see: [lo, hi) plus the sink blocks before lo
     first_pos = k_len - q_len + start_m * BLOCK_M  # the block's first and last query positions
@@ -254,7 +254,9 @@ def flash_attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_q: int, max_
     import torch
 
     batch = cu_seqlens_q.numel() - 1
-    o = torch.empty_like(q)
+    # the kernel reads a row's head dimension as contiguous, as flash_attention makes it; the output is allocated so
+    q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
+    o = torch.empty(q.shape, dtype=q.dtype, device=q.device)
     cq, ck = cu_seqlens_q.to(torch.int32), cu_seqlens_k.to(torch.int32)
     strides = {"heads": q.shape[1], "kv_heads": k.shape[1], "q": (0, q.stride(1), q.stride(0)),
                "k": (0, k.stride(1), k.stride(0)), "v": (0, v.stride(1), v.stride(0)), "o": (0, o.stride(1), o.stride(0))}

@@ -267,7 +267,9 @@ def pack_int4(weight, group_size: int = 128):
         raise ValueError(f"int4 packing pairs output columns; {n} is odd")
     k_pad = -(-k // group_size) * group_size
     w = torch.nn.functional.pad(weight.float(), (0, k_pad - k)).view(n, k_pad // group_size, group_size)
-    lo, hi = w.amin(-1), w.amax(-1)
+    # the range holds zero (as GPTQ's and AWQ's do): a group of one sign, or a constant one, would otherwise clamp
+    # its zero point to the range's end and saturate its values
+    lo, hi = w.amin(-1).clamp(max=0), w.amax(-1).clamp(min=0)
     scale = ((hi - lo) / 15).clamp(min=1e-8)
     zero = torch.round(-lo / scale).clamp(0, 15)
     q = torch.clamp(torch.round(w / scale[..., None]) + zero[..., None], 0, 15).to(torch.uint8)

@@ -24,12 +24,25 @@ KERNELS = {TRITON_ATTENTION: "Triton kernels optiplan.kernels.flash_attention (p
                              "(split-K decode)"}
 
 
+def _without_unwritten_keys(query, key, value, attention_mask):
+    """Keys and values a maskless call attends over. transformers skips the mask where sdpa's `is_causal` (aligned to
+    the top left) gives the same: one query, as many queries as keys, or a prompt into an empty static cache, whose
+    keys past the prompt's are slots not yet written (masking_utils._ignore_causal_mask_sdpa). The last is the only
+    one with fewer queries than keys: there the prompt attends to its own keys only, causally, not to the empty slots
+    (aligned to the end of the keys, every prompt token had seen the whole prompt)."""
+    q_len, k_len = query.shape[-2], key.shape[-2]
+    if attention_mask is None and 1 < q_len < k_len:
+        return key[:, :, :q_len], value[:, :, :q_len]
+    return key, value
+
+
 def reference_attention(module, query, key, value, attention_mask, dropout: float = 0.0,
                         scaling: float | None = None, **kwargs):
     """Attention in plain PyTorch, softmax in fp32. query (b, h, q, d), key/value (b, kv_h, k, d);
     attention_mask boolean (b, 1, q, k) with True = attend, or None. Returns (b, q, h, d) and no weights."""
     import torch
 
+    key, value = _without_unwritten_keys(query, key, value, attention_mask)
     heads, kv_heads = query.shape[1], key.shape[1]
     if heads != kv_heads:  # grouped-query attention: each key/value head serves heads // kv_heads query heads
         key = key.repeat_interleave(heads // kv_heads, dim=1)
@@ -45,7 +58,9 @@ def reference_attention(module, query, key, value, attention_mask, dropout: floa
         q_len, k_len = query.shape[-2], key.shape[-2]
         causal = torch.ones(q_len, k_len, dtype=torch.bool, device=query.device).tril(k_len - q_len)
         scores = scores.masked_fill(~causal, float("-inf"))
-    probs = torch.softmax(scores, dim=-1).to(value.dtype)
+    # a query row masked whole (a left-padded prompt's padding) attends to nothing: zeros, not softmax's NaN, which
+    # would spread through every later layer
+    probs = torch.softmax(scores, dim=-1).nan_to_num(0.0).to(value.dtype)
     out = torch.matmul(probs, value)  # (b, h, q, d)
     return out.transpose(1, 2).contiguous(), None
 
@@ -61,6 +76,12 @@ def triton_attention(module, query, key, value, attention_mask, dropout: float =
     from ..kernels.flash_attention import flash_attention
     from ..kernels.flash_decoding import flash_decode
 
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (query, key, value)):
+        # the kernels have no backward pass: a training step through them would leave the projections before them
+        # without gradients, silently
+        raise RuntimeError("optiplan's Triton attention kernels are inference-only (no backward pass): train with "
+                           "sdpa, or run the model under torch.no_grad()")
+    key, value = _without_unwritten_keys(query, key, value, attention_mask)
     mask = attention_mask
     if mask is not None:
         mask = mask[..., : key.shape[-2]]

@@ -110,3 +110,32 @@ def test_on_a_gpu_the_compiled_kernels_give_sdpas_greedy_tokens():
     done = subprocess.run([sys.executable, "-c", GPU_CHECK, str(TARGET)], capture_output=True, text=True, env=env,
                           timeout=600)
     assert done.returncode == 0 and "ok" in done.stdout, done.stdout[-2000:] + done.stderr[-3000:]
+
+
+@pytest.mark.parametrize("implementation", ["optiplan", "optiplan_triton"])
+def test_a_static_cache_and_a_padded_batch_give_sdpas_tokens(sdpa, implementation):
+    # a prompt into an empty static cache comes without a mask (transformers leaves sdpa's top-left is_causal to it):
+    # it attends to its own keys, causally, not to the cache's unwritten slots (every prompt token had seen the whole
+    # prompt and the empty slots); and a left-padded batch's padding rows give zeros, not NaN (the plain PyTorch path)
+    from optiplan.optimizers.artifact import load
+    from optiplan.optimizers.attention import set_attention
+
+    loaded = load(TARGET, "cpu", dtype="fp32")
+    set_attention(loaded.model, implementation)
+    ids = sdpa.encode(PROMPTS[:1])
+
+    def static(model):
+        out = model.generate(ids, max_new_tokens=4, min_new_tokens=4, do_sample=False, cache_implementation="static")
+        return out[0, ids.shape[1]:].tolist()
+
+    assert static(loaded.model) == static(sdpa.model)
+    assert _greedy(loaded, PROMPTS, 2) == _greedy(sdpa, PROMPTS, 2)
+
+
+def test_the_triton_kernels_refuse_a_training_step():
+    # they have no backward pass: a step through them would leave the projections before them without gradients
+    from optiplan.optimizers.attention import triton_attention
+
+    q = torch.randn(1, 2, 3, 16, requires_grad=True)
+    with pytest.raises(RuntimeError, match="inference-only"):
+        triton_attention(None, q, q, q, None)

@@ -101,6 +101,11 @@ def test_ragged_lengths_padded_and_packed_agree_with_each_sequence_alone():
     varlen = flash_attention_varlen(packed_q, packed_k, packed_v, cu_q, cu_k, 24, 35, window=12, num_sinks=2)
     expected = torch.cat([out[b, :, :int(q_lens[b])].transpose(0, 1) for b in range(3)])
     assert _err(varlen, expected) < 2e-5
+    # a query whose head dimension is not contiguous (a transposed view) is read as such, not as if it were
+    strided = packed_q.transpose(1, 2).contiguous().transpose(1, 2)
+    assert strided.stride(-1) != 1
+    again = flash_attention_varlen(strided, packed_k, packed_v, cu_q, cu_k, 24, 35, window=12, num_sinks=2)
+    assert _err(again, expected) < 2e-5 and again.is_contiguous()
 
 
 def test_dense_mask_with_holes_and_rows_that_see_nothing():

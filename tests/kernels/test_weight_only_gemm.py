@@ -114,6 +114,18 @@ def test_int4_packing_round_trips_within_half_a_step(group):
     assert ((back - w).abs() <= step / 2 + 1e-6).all()
 
 
+def test_int4_groups_of_one_sign_or_one_value_round_trip_too():
+    # the range holds zero, as GPTQ's and AWQ's do: a group of positive weights (or a constant one) had its zero point
+    # clamped to the end of the range and its values saturated (1.01 off in [1.0, 1.1], a constant 0.5 read as 0)
+    g = torch.Generator().manual_seed(3)
+    w = torch.cat([1.0 + 0.1 * torch.rand(2, 32, generator=g), torch.full((2, 32), 0.5),
+                   -(1.0 + 0.1 * torch.rand(2, 32, generator=g)), torch.randn(2, 32, generator=g) + 3.0])
+    qweight, scales, zeros = pack_int4(w, 32)
+    back = dequantize(qweight, scales, zeros, bits=4, in_features=32, dtype=torch.float32)
+    step = scales.float().t()  # (N, 1): one group per row here
+    assert ((back - w).abs() <= step / 2 + 1e-6).all()
+
+
 def test_int8_packing_round_trips_within_half_a_step():
     w = torch.randn(12, 40, generator=torch.Generator().manual_seed(0))
     qweight, scales = pack_int8(w)
