@@ -280,6 +280,7 @@ def test_an_engines_first_token_latency_is_the_one_its_served_points_favour(benc
     assert entry["first_token_latency_s"] == documented  # the table as it was
 
 
+@pytest.mark.slow  # half a minute on two cores: every ROCm MoE point, six neighbours over
 def test_rocms_layer_costs_and_sglangs_experts_share_there_are_the_triple_its_points_favour(moe_fits, published):
     # the ROCm costs per MoE layer and per latent-attention layer are each a multiple of the GPUs' and SGLang's routed
     # experts there have a share of their own (`bench_published.py --fit-backend-layers rocm`, a joint search on the
@@ -371,6 +372,7 @@ def test_a_state_layers_fixed_cost_is_the_searchs_own_optimum(moe_fits, publishe
     assert profiles.efficiency_table()["runtimes"]["serving"]["gpu"]["state_layer_overhead_s"] == documented
 
 
+@pytest.mark.slow  # some forty seconds on two cores: the fused points at four savings
 def test_the_fused_all_reduces_saving_is_the_one_their_points_favour(moe_fits, published):
     # what SGLang's fused all-reduce saves (`bench_published.py --fit-allreduce-fusion`) on the points it moves
     # (SGLang 0.5.6 on 8 B200: DeepSeek-R1, gpt-oss-120b): taken by the fits' rule (since the engines' prefill
