@@ -330,7 +330,7 @@ def run_bench(request: BenchRequest, show_progress: bool = True) -> list[BenchRe
     needed = len(request.endpoints) * (1 + request.warmup + request.repeats * count)
     if needed > request.max_requests:
         raise BenchError(f"this run would send {needed} requests, more than --max-requests {request.max_requests}")
-    device, dtype, threads, targets = "remote", None, None, []
+    device, threads, targets = "remote", None, []
     if request.models:
         import torch
 
@@ -341,7 +341,6 @@ def run_bench(request: BenchRequest, show_progress: bool = True) -> list[BenchRe
             torch.set_num_threads(request.threads)
         threads = torch.get_num_threads()
         targets = [ModelTarget(path, device, request.tokenizer) for path in request.models]
-        dtype = targets[0].dtype
     targets += [EndpointTarget(url, request.endpoint_model, request.request_timeout_s)
                 for url in request.endpoints]
     models = [t for t in targets if t.kind == "model"]

@@ -211,9 +211,8 @@ class LocalQueue:
 
     def start(self) -> None:
         recover(self.store, self.executor.roots, "the server stopped while this job ran", retry=False)
-        for job in reversed(self.store.list(limit=100_000)):
-            if job.state == "queued":
-                self.submit(job.id)
+        for job in reversed(self.store.in_state("queued")):  # oldest first
+            self.submit(job.id)
 
     def submit(self, job_id: str) -> None:
         self.pool.submit(self._run, job_id)

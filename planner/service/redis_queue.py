@@ -80,11 +80,15 @@ class RedisStore(Store):
             pipe.set(marker, 1)
             pipe.execute()
 
+    def _add(self, pipe, job: Job) -> None:
+        """A new job's document, its place in the list and in its state's set, queued on `pipe`."""
+        pipe.set(self._key(job.id), encode(job))
+        pipe.zadd(self.index, {job.id: job.created_at})
+        pipe.sadd(self._state_key(job.state), job.id)
+
     def insert(self, job: Job) -> Job:
         with self.conn.pipeline() as pipe:
-            pipe.set(self._key(job.id), encode(job))
-            pipe.zadd(self.index, {job.id: job.created_at})
-            pipe.sadd(self._state_key(job.state), job.id)
+            self._add(pipe, job)
             pipe.execute()
         return job
 
@@ -123,9 +127,7 @@ class RedisStore(Store):
                         pipe.hdel(writers, *finished)
                     if job.output:
                         pipe.hset(writers, job.output, job.id)
-                    pipe.set(self._key(job.id), encode(job))
-                    pipe.zadd(self.index, {job.id: job.created_at})
-                    pipe.sadd(self._state_key(job.state), job.id)
+                    self._add(pipe, job)
                     pipe.execute()
                     return job
                 except WatchError:
