@@ -38,13 +38,17 @@ def _need(package: str) -> None:
 @click.option("--max-attempts", type=click.IntRange(1, 10), default=None,
               help="Attempts per job when a worker dies mid-job [default: 1 local (failed), 2 with Redis].")
 @click.option("--allow-pickle", is_flag=True, help="Let jobs load pickle (*.bin) weights when they ask to.")
+@click.option("--keep-jobs-days", type=click.FloatRange(0, 36500), default=30.0, show_default=True,
+              help="Forget ended jobs (their records, logs and results; never their outputs) this many days after "
+              "they ended; 0 keeps them for ever.")
 @click.option("--max-body-bytes", type=click.IntRange(1024, 1 << 30), default=1 << 20, show_default=True,
               help="Largest request body accepted.")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info",
               show_default=True)
 @friendly
 def serve(host: str, port: int, workdir: Path, models_dirs: tuple[Path, ...], token: str | None, queue: str,
-          workers: int, max_attempts: int | None, allow_pickle: bool, max_body_bytes: int, log_level: str) -> None:
+          workers: int, max_attempts: int | None, allow_pickle: bool, keep_jobs_days: float, max_body_bytes: int,
+          log_level: str) -> None:
     """Serve the advisor over HTTP: the CLI's requests and JSON, jobs for apply/verify/calibrate/bench, a web page.
 
     \b
@@ -68,7 +72,7 @@ def serve(host: str, port: int, workdir: Path, models_dirs: tuple[Path, ...], to
     from ..service.app import create_app
 
     settings = Settings(roots=Roots.create(workdir, models_dirs), token=token, queue=queue, workers=workers,
-                        allow_pickle=allow_pickle, max_body_bytes=max_body_bytes,
+                        allow_pickle=allow_pickle, max_body_bytes=max_body_bytes, keep_jobs_days=keep_jobs_days,
                         max_attempts=max_attempts or (1 if queue == "local" else 2))
     app = create_app(settings)  # refuses a workdir another server holds, before anything is printed
     click.echo(f"optiplan serve: http://{host}:{port}/ (workdir {settings.roots.workdir}, queue "
@@ -88,10 +92,13 @@ def serve(host: str, port: int, workdir: Path, models_dirs: tuple[Path, ...], to
 @click.option("--allow-pickle", is_flag=True, help="Let jobs load pickle (*.bin) weights when they ask to.")
 @click.option("--stale-after", "stale_after_s", type=click.FloatRange(1, 3600), default=30.0, show_default=True,
               help="Seconds without a heartbeat after which another worker's job is retried or failed.")
+@click.option("--keep-jobs-days", type=click.FloatRange(0, 36500), default=30.0, show_default=True,
+              help="Forget ended jobs (their records, logs and results; never their outputs) this many days after "
+              "they ended; 0 keeps them for ever.")
 @click.option("--burst", is_flag=True, help="Exit when the queue is empty.")
 @friendly
 def worker(queue: str, workdir: Path, models_dirs: tuple[Path, ...], name: str | None, allow_pickle: bool,
-           stale_after_s: float, burst: bool) -> None:
+           stale_after_s: float, keep_jobs_days: float, burst: bool) -> None:
     """Run jobs from a Redis queue on this machine (one at a time; start several for more).
 
     \b
@@ -102,6 +109,6 @@ def worker(queue: str, workdir: Path, models_dirs: tuple[Path, ...], name: str |
     from ..service.redis_queue import safe_url, work
 
     work(queue, Roots.create(workdir, models_dirs), name=name, allow_pickle=allow_pickle,
-         stale_after_s=stale_after_s, burst=burst,
+         stale_after_s=stale_after_s, burst=burst, keep_jobs_days=keep_jobs_days,
          on_ready=lambda worker_name: click.echo(f"optiplan worker {worker_name}: taking jobs from "
                                                  f"{safe_url(queue)}", err=True))

@@ -27,7 +27,8 @@ from ..schema.core import ProfileRequest
 from . import calls
 from .fields import in_request_terms
 from .metrics import Metrics
-from .requests import ApplyJob, BenchJob, CalibrateJob, ConfigsRequest, VerifyJob, job_arguments, job_output
+from .requests import (ApplyJob, BenchJob, CalibrateJob, ConfigsRequest, VerifyJob, job_arguments, job_output,
+                       job_reads)
 from .security import OPEN_PATHS, BodyLimit, Settings, authorized, cross_site, host_allowed, with_page_headers
 from .store import TERMINAL, SqliteStore, new_job
 
@@ -133,7 +134,7 @@ def make_queue(settings: Settings):
         from .jobs import LocalQueue
 
         store = SqliteStore(settings.roots.workdir / "jobs.sqlite")
-        return LocalQueue(store, settings.roots, settings.workers, settings.allow_pickle)
+        return LocalQueue(store, settings.roots, settings.workers, settings.allow_pickle, settings.keep_jobs_days)
     from .redis_queue import RedisQueue
 
     return RedisQueue(settings.queue)
@@ -235,8 +236,8 @@ def create_app(settings: Settings) -> FastAPI:
         """Start apply, verify, calibrate or bench; names are inside the server's folders. 202 with the id."""
         job_arguments(job, roots, settings.allow_pickle)  # refuse a bad job now, not in the worker
         record = new_job(job.kind, job.model_dump(mode="json", exclude_defaults=False), job_output(job),
-                         max_attempts=settings.max_attempts)
-        store.insert_writer(record)  # one writer per output, nested ones included: checked and inserted at once
+                         max_attempts=settings.max_attempts, reads=job_reads(job, roots))
+        store.insert_writer(record)  # one writer per workdir name, none while it is read: checked and inserted at once
         try:
             queue.submit(record.id)
         except Exception:  # noqa: BLE001  stored but not handed over: Redis workers hand it over (requeue_orphans)

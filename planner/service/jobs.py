@@ -6,6 +6,7 @@ interrupted write left in the workdir is removed."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import queue
 import signal
@@ -18,7 +19,9 @@ from dataclasses import dataclass, field
 
 from .paths import Roots, remove_partial
 from .runner import MARK
-from .store import Job, Store, tail
+from .store import Job, Retention, Store, tail
+
+LOG = logging.getLogger("optiplan.service")
 
 HEARTBEAT_S = 1.0
 
@@ -201,16 +204,19 @@ class LocalQueue:
     watching one runner process). At start-up, jobs left running by a previous server are failed with the reason
     and jobs still queued are taken up again."""
 
-    def __init__(self, store: Store, roots: Roots, workers: int = 1, allow_pickle: bool = False):
+    def __init__(self, store: Store, roots: Roots, workers: int = 1, allow_pickle: bool = False,
+                 keep_jobs_days: float = 30.0):
         from concurrent.futures import ThreadPoolExecutor
 
         self._lock = hold_workdir(roots)  # before anything is recovered: start-up fails every running job
         self.store = store
+        self.retention = Retention(store, keep_jobs_days)
         self.executor = Executor(store, roots, f"local-{os.getpid()}", allow_pickle)
         self.pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="optiplan-job")
 
     def start(self) -> None:
         recover(self.store, self.executor.roots, "the server stopped while this job ran", retry=False)
+        self.retention()
         for job in reversed(self.store.in_state("queued")):  # oldest first
             self.submit(job.id)
 
@@ -226,6 +232,11 @@ class LocalQueue:
             job = self.store.get(job_id)
             if job is not None and job.state == "running":
                 self.store.finish(job_id, job.attempt, "failed", error=self.executor.roots.redact(error_line(exc)[0]))
+        finally:
+            try:
+                self.retention()
+            except Exception:  # noqa: BLE001  the database busy for a moment: a later job forgets them
+                LOG.warning("could not forget old jobs this time", exc_info=True)
 
     def shutdown(self) -> None:
         """Stop without waiting for running jobs (they could take hours): they are failed with the reason, and

@@ -17,7 +17,7 @@ from typing import Any
 
 from .jobs import Executor, recover
 from .paths import Roots
-from .store import STATES, TERMINAL, Job, Store, decode, encode, refuse_writer, writer_conflict
+from .store import STATES, TERMINAL, Job, Retention, Store, decode, encode, refuse_writer, writer_conflict
 
 QUEUE = "optiplan"
 RUN = "optiplan.planner.service.redis_queue.run_queued"
@@ -59,6 +59,7 @@ class RedisStore(Store):
     def __init__(self, conn, prefix: str = "optiplan"):
         self.conn, self.prefix = conn, prefix
         self.index = f"{prefix}:jobs"
+        self.ended = f"{prefix}:ended"  # ended jobs by the time they ended: what Retention forgets
         self._index_states()
 
     def _key(self, job_id: str) -> str:
@@ -68,15 +69,19 @@ class RedisStore(Store):
         return f"{self.prefix}:state:{state}"
 
     def _index_states(self) -> None:
-        """Build the per-state sets once for jobs stored before they existed (a marker says they are built)."""
-        marker = f"{self.prefix}:state-index"
+        """Build the per-state sets and the ended jobs' times once for jobs stored before they existed (a marker
+        says they are built; both are idempotent, so two processes building them at once agree)."""
+        marker = f"{self.prefix}:state-index-2"
         if self.conn.exists(marker):
             return
         ids = [i.decode() for i in self.conn.zrange(self.index, 0, -1)]
         with self.conn.pipeline() as pipe:
             for job_id, raw in zip(ids, self.conn.mget([self._key(i) for i in ids]) if ids else []):
                 if raw:
-                    pipe.sadd(self._state_key(decode(raw).state), job_id)
+                    job = decode(raw)
+                    pipe.sadd(self._state_key(job.state), job_id)
+                    if job.state in TERMINAL:
+                        pipe.zadd(self.ended, {job_id: job.finished_at or job.created_at})
             pipe.set(marker, 1)
             pipe.execute()
 
@@ -104,8 +109,9 @@ class RedisStore(Store):
         return [job for job in (decode(r) for r in raws if r) if job.state == state]
 
     def insert_writer(self, job: Job) -> Job:
-        """The outputs being written are a hash (output -> job id) watched across the check and the insert: a
-        concurrent insert changes it and this transaction is retried, seeing that writer."""
+        """The jobs that write or read workdir names are a hash (a key -> job id; the key is the job's id, or its output
+        in hashes written before readers were held) watched across the check and the insert: a concurrent insert
+        changes it and this transaction is retried, seeing that job."""
         from redis.exceptions import WatchError
 
         writers = f"{self.prefix}:writers"
@@ -125,13 +131,27 @@ class RedisStore(Store):
                     pipe.multi()
                     if finished:
                         pipe.hdel(writers, *finished)
-                    if job.output:
-                        pipe.hset(writers, job.output, job.id)
+                    if job.output or job.reads:
+                        pipe.hset(writers, job.id, job.id)
                     self._add(pipe, job)
                     pipe.execute()
                     return job
                 except WatchError:
                     continue
+
+    def forget(self, ended_before: float, limit: int = 1000) -> int:
+        ids = [i.decode() for i in self.conn.zrangebyscore(self.ended, "-inf", f"({ended_before}", start=0, num=limit)]
+        if not ids:
+            return 0
+        with self.conn.pipeline() as pipe:
+            pipe.delete(*(self._key(i) for i in ids))
+            pipe.zrem(self.index, *ids)
+            pipe.zrem(self.ended, *ids)
+            pipe.hdel(f"{self.prefix}:writers", *ids)
+            for state in TERMINAL:
+                pipe.srem(self._state_key(state), *ids)
+            pipe.execute()
+        return len(ids)
 
     def now(self) -> float:
         """Redis's clock (TIME): workers on machines whose clocks disagree stamp and judge heartbeats alike, so a
@@ -173,6 +193,8 @@ class RedisStore(Store):
                     if job.state != before:
                         pipe.srem(self._state_key(before), job.id)
                         pipe.sadd(self._state_key(job.state), job.id)
+                        if job.state in TERMINAL:
+                            pipe.zadd(self.ended, {job.id: job.finished_at or self.now()})
                     pipe.execute()
                     return job
                 except WatchError:
@@ -249,9 +271,10 @@ def reap(store: Store, roots: Roots, queue, stale_after_s: float, running_here: 
 
 
 def work(url: str, roots: Roots, name: str | None = None, allow_pickle: bool = False,
-         stale_after_s: float = 30.0, burst: bool = False, on_ready=lambda name: None) -> None:
-    """`optiplan worker`: take jobs from the Redis queue one at a time, and every few seconds retry the jobs of
-    workers that died."""
+         stale_after_s: float = 30.0, burst: bool = False, on_ready=lambda name: None,
+         keep_jobs_days: float = 30.0) -> None:
+    """`optiplan worker`: take jobs from the Redis queue one at a time, every few seconds retry the jobs of workers
+    that died, and every ten minutes forget the jobs that ended `keep_jobs_days` ago."""
     from rq import Queue, SimpleWorker
     from rq.serializers import JSONSerializer
 
@@ -262,17 +285,20 @@ def work(url: str, roots: Roots, name: str | None = None, allow_pickle: bool = F
     # SimpleWorker: no fork per job, since each job already runs in its own process (runner.py)
     EXECUTOR["executor"] = executor = Executor(store, roots, name, allow_pickle)
     stop = threading.Event()
+    retention = Retention(store, keep_jobs_days)
 
     def reaper() -> None:
         while not stop.wait(max(0.5, stale_after_s / 3)):
             try:
                 reap(store, roots, queue, stale_after_s, running_here=set(executor.running))
+                retention()
             except Exception:  # noqa: BLE001  Redis away for a moment: the next round tries again
                 time.sleep(1)
 
     threading.Thread(target=reaper, name="optiplan-reaper", daemon=True).start()
     on_ready(name)
     try:
-        SimpleWorker([queue], connection=conn, name=name, serializer=JSONSerializer).work(burst=burst, logging_level="WARNING")
+        SimpleWorker([queue], connection=conn, name=name, serializer=JSONSerializer).work(
+            burst=burst, logging_level="WARNING")
     finally:
         stop.set()

@@ -195,6 +195,26 @@ def job_output(job: BaseModel) -> str | None:
     return None
 
 
+# the fields of each job that name an input (a file or folder it reads)
+INPUT_FIELDS = {"apply": ("model", "plan", "draft", "eval_text"), "verify": ("baseline", "optimized", "eval_text"),
+                "calibrate": ("models",),
+                "bench": ("models", "prompts_file", "tokenizer", "eval_text", "reference")}
+
+
+def job_reads(job: BaseModel, roots: Roots) -> list[str]:
+    """The names under the workdir that a job reads (an earlier job's output, say), normalised as outputs are:
+    what a writer of those names must wait for, and what must not be replaced under it. Inputs in the models dirs
+    are read-only to jobs and not listed."""
+    names = []
+    for field_name in INPUT_FIELDS[job.kind]:
+        value = getattr(job, field_name)
+        for name in ([value] if isinstance(value, str) else value or []):
+            path = roots.input_path(name, field_name)
+            if roots.workdir in path.parents:
+                names.append(path.relative_to(roots.workdir).as_posix())
+    return sorted(set(names))
+
+
 def job_arguments(job: BaseModel, roots: Roots, allow_pickle: bool) -> dict[str, Any]:
     """The keyword arguments of the library function the CLI calls for this job, every name resolved inside the
     server's folders. Run at submission (so a bad job is refused at once) and again where the job runs."""

@@ -24,6 +24,7 @@ class Settings:
     allow_pickle: bool = False
     max_body_bytes: int = 1 << 20
     max_attempts: int = 1  # the embedded queue fails an interrupted job; Redis workers may retry it
+    keep_jobs_days: float = 30.0  # ended jobs' records (not their outputs) are forgotten after this; 0: never
 
 
 def is_loopback(host: str) -> bool:

@@ -34,6 +34,7 @@ class Job(BaseModel):
     result: Any = None
     error: str | None = None
     output: str | None = Field(None, description="the name it writes under the workdir")
+    reads: list[str] = Field([], description="the names under the workdir it reads (another job's outputs)")
     worker: str | None = None
     attempt: int = 0
     max_attempts: int = 1
@@ -44,8 +45,10 @@ class Job(BaseModel):
     heartbeat_at: float | None = None
 
 
-def new_job(kind: str, request: dict[str, Any], output: str | None, max_attempts: int = 1) -> Job:
-    return Job(id=uuid.uuid4().hex[:16], kind=kind, request=request, output=output, max_attempts=max_attempts)
+def new_job(kind: str, request: dict[str, Any], output: str | None, max_attempts: int = 1,
+            reads: list[str] = ()) -> Job:
+    return Job(id=uuid.uuid4().hex[:16], kind=kind, request=request, output=output, max_attempts=max_attempts,
+               reads=list(reads))
 
 
 def tail(log: list[str], lines: list[str]) -> list[str]:
@@ -58,20 +61,30 @@ def outputs_overlap(a: str, b: str) -> bool:
     return pa[: len(pb)] == pb or pb[: len(pa)] == pa
 
 
-def writer_conflict(job: Job, active: list[Job]) -> Job | None:
-    """The unfinished job that writes `job`'s output, or a folder inside it or around it, if any."""
-    if not job.output:
-        return None
-    return next((j for j in active if j.output and j.state not in TERMINAL and j.id != job.id
-                 and outputs_overlap(j.output, job.output)), None)
+def writer_conflict(job: Job, active: list[Job]) -> tuple[Job, str] | None:
+    """The unfinished job that `job` would clash with on the workdir, and on which name: one writing `job`'s output
+    (or a folder inside it or around it), one reading a name that `job` writes (a forced apply replacing the folder a
+    verify is reading), or one writing a name that `job` reads. Readers of one name do not clash."""
+    for other in active:
+        if other.state in TERMINAL or other.id == job.id:
+            continue
+        if job.output and other.output and outputs_overlap(other.output, job.output):
+            return other, f"is writing {'it' if other.output == job.output else repr(other.output)}"
+        if job.output and (name := next((r for r in other.reads if outputs_overlap(r, job.output)), None)):
+            return other, f"is reading {'it' if name == job.output else repr(name)}"
+        if other.output and (name := next((r for r in job.reads if outputs_overlap(r, other.output)), None)):
+            inside = "" if name == other.output else f" ({name!r})"
+            return other, f"is writing {other.output!r}, which this job reads{inside}"
+    return None
 
 
-def refuse_writer(job: Job, other: Job) -> None:
+def refuse_writer(job: Job, conflict: tuple[Job, str]) -> None:
     from ..errors import ServiceRefused
 
-    where = "it" if other.output == job.output else f"'{other.output}'"
-    raise ServiceRefused(f"output '{job.output}': another job ({other.id}) is writing {where}; one writer per "
-                         "output (and none inside another's)", 409)
+    other, what = conflict
+    target = f"output '{job.output}'" if job.output else f"{job.kind} of {', '.join(repr(r) for r in job.reads)}"
+    raise ServiceRefused(f"{target}: another job ({other.id}) {what}; one writer per workdir name (and none inside "
+                         "another's), and no reader of a name being written", 409)
 
 
 class Store:
@@ -81,7 +94,7 @@ class Store:
         raise NotImplementedError
 
     def insert_writer(self, job: Job) -> Job:
-        """Insert `job` unless an unfinished job writes the same output, or one inside or around it (409): the check
+        """Insert `job` unless it clashes with an unfinished job on the workdir (`writer_conflict`: 409): the check
         and the insert are one atomic step, so two requests at once cannot both pass."""
         raise NotImplementedError
 
@@ -100,6 +113,11 @@ class Store:
         """The clock heartbeats are stamped and judged by: one clock for every process that shares the store (this
         machine's for SQLite; Redis's own for workers on several machines, whose clocks may disagree)."""
         return time.time()
+
+    def forget(self, ended_before: float, limit: int = 1000) -> int:
+        """Delete up to `limit` jobs that ended before `ended_before` (their documents, logs and results; never their
+        outputs); the number deleted."""
+        raise NotImplementedError
 
     def counts(self) -> dict[str, int]:
         found = dict.fromkeys(STATES, 0)
@@ -268,9 +286,34 @@ class SqliteStore(Store):
                 raise
         return job
 
+    def forget(self, ended_before: float, limit: int = 1000) -> int:
+        with self._lock:
+            ended = self._db.execute(
+                "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE state IN ('succeeded', 'failed', 'cancelled') "
+                "AND COALESCE(json_extract(doc, '$.finished_at'), created) < ? LIMIT ?)", (ended_before, limit))
+            return ended.rowcount
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+class Retention:
+    """Forgets ended jobs `days` after they ended (0: never), at most once every `every_s` seconds: called by the
+    embedded queue after each job and by Redis workers each reaper round, so the job database stays bounded."""
+
+    def __init__(self, store: Store, days: float, every_s: float = 600.0):
+        self.store, self.days, self.every_s, self.last = store, days, every_s, float("-inf")
+
+    def __call__(self) -> int:
+        now = time.monotonic()
+        if self.days <= 0 or now - self.last < self.every_s:
+            return 0
+        self.last = now
+        cutoff, forgotten = self.store.now() - self.days * 86400, 0
+        while (n := self.store.forget(cutoff)) > 0:
+            forgotten += n
+        return forgotten
 
 
 def encode(job: Job) -> str:

@@ -402,6 +402,33 @@ def test_one_writer_per_output_whatever_the_spelling(client, monkeypatch):
     assert [j["output"] for j in client.get("/v1/jobs").json()] == ["a-b", "a"]
 
 
+def test_no_job_replaces_a_folder_another_job_reads(client, monkeypatch, models_dir, tmp_path):
+    """A verify of a workdir folder and a forced apply that replaces it cannot run at once, in either order."""
+    import shutil
+
+    monkeypatch.setattr(client.app.state.queue, "submit", lambda job_id: None)  # stays queued: active
+    shutil.copytree(models_dir / "tiny", tmp_path / "work" / "done")
+    verify = {"kind": "verify", "baseline": "tiny", "optimized": "done/."}
+    apply = {"kind": "apply", "model": "tiny", "techniques": ["weight-int8"], "verify": False, "force": True}
+    reader = client.post("/v1/jobs", json=verify)
+    assert reader.status_code == 202
+    assert client.get(reader.json()["url"]).json()["reads"] == ["done"]  # the models dir's tiny is not listed
+    error = one_error(client.post("/v1/jobs", json=apply | {"output": "done"}), 409)
+    assert f"another job ({reader.json()['id']}) is reading it" in error
+    assert "is reading 'done'" in one_error(client.post("/v1/jobs", json=apply | {"output": "done/sub"}), 409)
+    assert client.post("/v1/jobs", json=apply | {"output": "other"}).status_code == 202
+    assert client.post("/v1/jobs", json=verify).status_code == 202  # two readers of one folder are fine
+    assert "no such file" in one_error(client.post("/v1/jobs", json=verify | {"optimized": "other"}), 404)
+    client.delete(reader.json()["url"])
+    for job in client.get("/v1/jobs").json():
+        if job["state"] == "queued" and job["kind"] == "verify":
+            client.delete(f"/v1/jobs/{job['id']}")
+    writer = client.post("/v1/jobs", json=apply | {"output": "done"})
+    assert writer.status_code == 202  # no reader left
+    error = one_error(client.post("/v1/jobs", json=verify), 409)
+    assert f"another job ({writer.json()['id']}) is writing 'done', which this job reads" in error
+
+
 def test_configs_for_auto_hardware_follow_the_device_the_report_picked(client):
     from optiplan.planner.plan.advise import advise
 

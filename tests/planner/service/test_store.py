@@ -115,6 +115,22 @@ def test_one_writer_per_output_nested_outputs_included(store):
     assert [j.output for j in store.list()].count("a/sub") == 1
 
 
+def test_readers_and_writers_of_one_name_wait_for_each_other(store):
+    from optiplan.planner.errors import ServiceRefused
+
+    reader = store.insert_writer(new_job("verify", {"kind": "verify"}, None, reads=["a/b"]))
+    for output in ("a", "a/b", "a/b/c"):  # around it, it, inside it
+        with pytest.raises(ServiceRefused, match=f"another job \\({reader.id}\\) is reading") as refused:
+            writer(store, output)
+        assert refused.value.status == 409
+    store.insert_writer(new_job("verify", {"kind": "verify"}, None, reads=["a/b"]))  # readers share
+    out = writer(store, "a/c")  # a sibling of what is read
+    with pytest.raises(ServiceRefused, match="is writing 'a/c', which this job reads"):
+        store.insert_writer(new_job("bench", {"kind": "bench"}, None, reads=["a/c"]))
+    store.cancel(out.id)
+    store.insert_writer(new_job("bench", {"kind": "bench"}, None, reads=["a/c"]))
+
+
 def test_concurrent_writers_of_one_output_insert_one_job(store, tmp_path):
     """Two API processes (two connections) at once: the check and the insert are one step, so one of them wins."""
     import threading
@@ -174,3 +190,26 @@ def test_counts_and_the_running_jobs_follow_every_change_of_state(store):
 
         store.conn.delete(*[k for k in store.conn.keys(f"{store.prefix}:state*")])
         assert RedisStore(store.conn).counts() == expected
+
+
+def test_ended_jobs_are_forgotten_after_the_retention_and_only_they(store):
+    from optiplan.planner.service.store import Retention
+
+    before = time.time() - 1
+    ended = [job(store) for _ in range(3)]
+    for j in ended[:2]:
+        store.finish(j.id, store.claim(j.id, "w1").attempt, "succeeded")
+    store.cancel(ended[2].id)  # cancelled while queued: ended too
+    live = [job(store), store.claim(job(store).id, "w1")]
+    assert store.forget(before) == 0  # none ended that long ago
+    assert store.forget(time.time() + 1, limit=2) == 2 and store.forget(time.time() + 1) == 1
+    assert {j.id for j in store.list()} == {j.id for j in live}
+    assert store.counts() == {"queued": 1, "running": 1, "succeeded": 0, "failed": 0, "cancelled": 0}
+    assert all(store.get(j.id) is None for j in ended)
+    store.finish(live[1].id, 1, "failed")
+    assert Retention(store, days=0)() == 0  # 0 keeps them for ever
+    keep = Retention(store, days=0.05 / 86400, every_s=3600)  # 50 ms
+    time.sleep(0.1)
+    assert keep() == 1 and store.get(live[1].id) is None
+    store.finish(store.claim(live[0].id, "w1").id, 1, "succeeded")
+    assert keep() == 0 and store.get(live[0].id) is not None  # once per every_s
