@@ -81,6 +81,21 @@ def require(device) -> None:
         raise KernelUnavailable(reason)
 
 
+def on_device(*tensors):
+    """The context the kernels launch in: the CUDA device their tensors are on made current (Triton launches on the
+    current device and its stream, so a model on cuda:1 would otherwise run its kernels on cuda:0 with pointers into
+    cuda:1's memory); tensors on two devices are refused in one sentence."""
+    import contextlib
+
+    import torch
+
+    devices = {t.device for t in tensors if t is not None}
+    if len(devices) > 1:
+        raise ValueError(f"the kernel's tensors are on {', '.join(sorted(map(str, devices)))}: move them to one device")
+    device = next(iter(devices), None)
+    return torch.cuda.device(device) if device is not None and device.type == "cuda" else contextlib.nullcontext()
+
+
 def gpu_generation() -> str:
     """'hopper' (sm_90 and newer) or 'ampere' (older): which autotune list a kernel file offers."""
     import torch

@@ -20,6 +20,7 @@ from .common import (
     gpu_generation,
     interpreted,
     next_power_of_2,
+    on_device,
     online_softmax_step,
     require,
     tile_scores,
@@ -211,12 +212,13 @@ def _launch(q, k, v, o, q_start, q_lens, k_start, k_lens, strides, max_q, max_k,
     flags = dict(GROUP=heads // kv_heads, BLOCK_D=block_d, CAUSAL=bool(causal), HAS_WINDOW=bool(window),
                  HAS_MASK=mask is not None, HAS_SINKS=sink_logits is not None, HAS_SOFTCAP=bool(softcap),
                  **dot_flags(q.dtype))
-    if interpreted():
-        tile = INTERPRETER_TILE
-        _flash_fwd[(triton.cdiv(max_q, tile["BLOCK_M"]), batch * heads)](*args, **flags, **tile)
-    else:
-        grid = lambda meta: (triton.cdiv(max_q, meta["BLOCK_M"]), batch * heads)  # noqa: E731
-        _flash_fwd_tuned[grid](*args, **flags)
+    with on_device(q, k, v, o, mask, sink_logits, q_start, q_lens, k_start, k_lens):
+        if interpreted():
+            tile = INTERPRETER_TILE
+            _flash_fwd[(triton.cdiv(max_q, tile["BLOCK_M"]), batch * heads)](*args, **flags, **tile)
+        else:
+            grid = lambda meta: (triton.cdiv(max_q, meta["BLOCK_M"]), batch * heads)  # noqa: E731
+            _flash_fwd_tuned[grid](*args, **flags)
     return o
 
 

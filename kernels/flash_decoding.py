@@ -17,6 +17,7 @@ from .common import (
     gpu_generation,
     interpreted,
     next_power_of_2,
+    on_device,
     online_softmax_step,
     require,
     tile_scores,
@@ -198,18 +199,19 @@ def flash_decode(q, k, v, *, k_lens=None, scale: float | None = None, window: in
             int(window or 0), int(num_sinks or 0), chunk, splits, next_power_of_2(max_k))
     flags = dict(PAGED=paged, GROUP=group, BLOCK_G=max(16, next_power_of_2(group)), BLOCK_D=block_d, HAS_WINDOW=bool(window),
                  HAS_MASK=mask is not None, HAS_SOFTCAP=bool(softcap), **dot_flags(q.dtype))
-    if interpreted():
-        _decode_split[(batch, kv_heads, splits)](*args, **flags, **INTERPRETER_TILE)
-    else:
-        _decode_split_tuned[(batch, kv_heads, splits)](*args, **flags)
     out = torch.empty(batch, 1, heads, head_dim, dtype=q.dtype, device=q.device)[:, 0]  # (b, h, d), bshd storage
-    if splits == 1 and sink_logits is None:  # one chunk is already normalized: nothing to merge
-        out.copy_(part_o[:, :, 0, :head_dim])
-        return out[:, :, None] if squeeze else out
-    _decode_merge[(batch, heads)](part_o, part_lse, sink_logits if sink_logits is not None else q3, out,
-                                  out.stride(0), out.stride(1), heads, head_dim, splits,
-                                  HAS_SINKS=sink_logits is not None, BLOCK_S=max(2, next_power_of_2(splits)),
-                                  BLOCK_D=block_d)
+    with on_device(q3, k, v, mask, sink_logits, block_table, k_lens):
+        if interpreted():
+            _decode_split[(batch, kv_heads, splits)](*args, **flags, **INTERPRETER_TILE)
+        else:
+            _decode_split_tuned[(batch, kv_heads, splits)](*args, **flags)
+        if splits == 1 and sink_logits is None:  # one chunk is already normalized: nothing to merge
+            out.copy_(part_o[:, :, 0, :head_dim])
+            return out[:, :, None] if squeeze else out
+        _decode_merge[(batch, heads)](part_o, part_lse, sink_logits if sink_logits is not None else q3, out,
+                                      out.stride(0), out.stride(1), heads, head_dim, splits,
+                                      HAS_SINKS=sink_logits is not None, BLOCK_S=max(2, next_power_of_2(splits)),
+                                      BLOCK_D=block_d)
     return out[:, :, None] if squeeze else out
 
 

@@ -21,7 +21,7 @@ through shared memory. The autotuner times both kinds on the device and keeps th
 
 from __future__ import annotations
 
-from .common import dot_flags, gpu_generation, interpreted, next_power_of_2, require, tl, triton
+from .common import dot_flags, gpu_generation, interpreted, next_power_of_2, on_device, require, tl, triton
 
 GROUPS = (32, 64, 128)
 SMALL_M = 16
@@ -229,6 +229,14 @@ def weight_only_matmul(x, qweight, scales, zeros=None, bias=None, *, bits: int, 
             m, n, k, x2.stride(0), qweight.stride(0), scales.stride(0) if bits == 4 else 0, y.stride(0),
             group_size or k_rows)
     flags = dict(BITS=bits, HAS_BIAS=bias is not None, SPLIT_NIBBLES=small, **dot_flags(x.dtype))
+    with on_device(x2, qweight, scales, zeros, bias):
+        _launch_gemm(args, flags, m, n, small, group_size)
+    if small:
+        y.copy_(acc)
+    return y.reshape(*lead, n)
+
+
+def _launch_gemm(args, flags, m: int, n: int, small: bool, group_size: int | None) -> None:
     if interpreted():
         # wider K steps where the group allows: the interpreter pays per loop step; a few rows take the
         # matrix-vector tiles, as the autotuner may on a GPU
@@ -243,9 +251,6 @@ def weight_only_matmul(x, qweight, scales, zeros=None, bias=None, *, bits: int, 
         grid = lambda meta: (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]),  # noqa: E731
                              meta["SPLIT_K"])
         (_small_m if small else _large_m)[grid](*args, next_power_of_2(m), **flags)
-    if small:
-        y.copy_(acc)
-    return y.reshape(*lead, n)
 
 
 def tuned_config(m: int) -> str | None:

@@ -137,3 +137,15 @@ def test_int8_packing_round_trips_within_half_a_step():
 def test_unsupported_groups_are_refused():
     with pytest.raises(ValueError, match="group size"):
         pack_int4(torch.randn(4, 64), 256)
+
+
+def test_tensors_on_two_devices_are_refused_in_one_sentence():
+    """The kernels launch on their tensors' device (made current for Triton); two devices are refused, not run on
+    one with pointers into the other's memory."""
+    from optiplan.kernels.common import on_device
+
+    q, s, _, group = _pack(torch.randn(64, 64), 8, None)
+    with pytest.raises(ValueError, match="on cpu, meta: move them to one device"):
+        weight_only_matmul(torch.randn(2, 64), q, s.to("meta"), bits=8, out_features=64)
+    with on_device(torch.randn(2), None):  # CPU (the interpreter): nothing to make current
+        pass
