@@ -25,9 +25,9 @@ import sys
 import time
 from pathlib import Path
 
-# H200 SXM (profiles/hardware, NVIDIA's datasheet): HBM3e 4.8 TB/s, ~989 dense bf16 TFLOP/s
-PEAK_GBPS = 4800.0
-PEAK_BF16_TFLOPS = 989.0
+# the shares' denominators: the catalog's datasheet peaks of the GPU it runs on (`device_peaks`, set by main); an
+# H200 SXM's (HBM3e 4.8 TB/s, ~989 dense bf16 TFLOP/s) until then, and for a GPU the catalog does not know
+PEAKS = {"gbps": 4800.0, "bf16_tflops": 989.0, "hardware": "h200-sxm (assumed)"}
 HEADS, KV_HEADS, HEAD_DIM = 32, 8, 128  # Llama-3-8B/70B-like grouped-query attention
 
 DECODE = [(b, c) for b in (1, 8, 32, 64) for c in (1024, 4096, 16384, 32768)]
@@ -165,10 +165,10 @@ def check(device) -> dict[str, float]:
 
 
 def _bandwidth_row(case, impl, ms, graph_ms, moved) -> dict:
-    row = {**case, "impl": impl, "ms": ms, "gbps": moved / ms / 1e6, "hbm_share": moved / ms / 1e6 / PEAK_GBPS,
+    row = {**case, "impl": impl, "ms": ms, "gbps": moved / ms / 1e6, "hbm_share": moved / ms / 1e6 / PEAKS["gbps"],
            "graph_ms": graph_ms}
     if graph_ms:
-        row.update(graph_gbps=moved / graph_ms / 1e6, graph_hbm_share=moved / graph_ms / 1e6 / PEAK_GBPS)
+        row.update(graph_gbps=moved / graph_ms / 1e6, graph_hbm_share=moved / graph_ms / 1e6 / PEAKS["gbps"])
     return row
 
 
@@ -230,9 +230,9 @@ def run_prefill(case, device, libs) -> list[dict]:
     rows = []
     for impl, (ms, graph) in _timed(fns).items():
         row = {**case, "impl": impl, "ms": ms, "tflops": flops / ms / 1e9, "bf16_peak_share": flops / ms / 1e9
-               / PEAK_BF16_TFLOPS, "graph_ms": graph}
+               / PEAKS["bf16_tflops"], "graph_ms": graph}
         if graph:
-            row.update(graph_tflops=flops / graph / 1e9, graph_bf16_peak_share=flops / graph / 1e9 / PEAK_BF16_TFLOPS)
+            row.update(graph_tflops=flops / graph / 1e9, graph_bf16_peak_share=flops / graph / 1e9 / PEAKS["bf16_tflops"])
         if impl == "optiplan":  # the tile and whether whole tiles skip their masks (WHOLE_TILES), as autotuned
             row["config"] = str(getattr(flash_attention_module._flash_fwd_tuned, "best_config", None))
         rows.append(row)
@@ -298,6 +298,20 @@ def run_gemm(case, device, libs, cache) -> list[dict]:
         if r["graph_ms"] and base["graph_ms"]:
             r["graph_speedup_over_cublas"] = base["graph_ms"] / r["graph_ms"]
     return rows
+
+
+def device_peaks(name: str) -> dict:
+    """HBM GB/s and dense bf16 TFLOP/s of the GPU called `name`, from the hardware catalog (its datasheet figures),
+    with the catalog id they came from; the H200's, marked assumed, for a GPU the catalog does not know."""
+    from optiplan.planner.catalog.hardware import resolve_hardware
+    from optiplan.planner.errors import OptiplanError
+
+    try:
+        hw = resolve_hardware(name.lower())
+    except OptiplanError as exc:
+        print(f"peaks: {exc}; the shares assume an H200's")
+        return dict(PEAKS)
+    return {"gbps": hw.memory_bandwidth_bytes_per_s / 1e9, "bf16_tflops": hw.peak_tflops["bf16"], "hardware": hw.id}
 
 
 def keep_as_profile(result: dict, folder: Path | None = None) -> Path | None:
@@ -383,6 +397,8 @@ def main(argv: list[str] | None = None) -> int:
         print("no CUDA device: nothing to measure (use --dry-run to see the cases)", file=sys.stderr)
         return 2
     device = torch.device("cuda")
+    PEAKS.update(device_peaks(torch.cuda.get_device_name()))
+    print(f"shares of {PEAKS['hardware']}'s peaks: {PEAKS['gbps']:.0f} GB/s, {PEAKS['bf16_tflops']:.0f} bf16 TFLOP/s")
     start = time.perf_counter()
     errors = check(device)
     if args.check:
@@ -401,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.extend(new)
         torch.cuda.empty_cache()
     verdicts = goals(rows)
-    result = {"device": torch.cuda.get_device_name(), "peaks": {"gbps": PEAK_GBPS, "bf16_tflops": PEAK_BF16_TFLOPS},
+    result = {"device": torch.cuda.get_device_name(), "peaks": dict(PEAKS),
               "versions": {"torch": torch.__version__, "triton": __import__("triton").__version__,
                            "flash_attn": getattr(libs["flash_attn"], "__version__", None),
                            "torchao": getattr(libs["torchao"], "__version__", None)},

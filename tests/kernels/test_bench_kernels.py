@@ -57,6 +57,14 @@ def test_a_run_is_kept_where_the_planner_reads_it(tmp_path):
     assert bench.keep_as_profile({"device": "Some Unknown GPU", "rows": rows}, tmp_path) is None
 
 
+def test_shares_are_of_the_peaks_of_the_gpu_it_runs_on():
+    bench = _module()
+    assert bench.device_peaks("NVIDIA H100 80GB HBM3") == {"gbps": 3350.0, "bf16_tflops": 989.0,
+                                                           "hardware": "h100-sxm"}
+    assert bench.device_peaks("NVIDIA A100-SXM4-80GB")["bf16_tflops"] == 312.0
+    assert bench.device_peaks("Some Unknown GPU")["hardware"] == "h200-sxm (assumed)"
+
+
 @pytest.mark.gpu
 def test_kernels_match_their_references_on_the_gpu():
     torch = pytest.importorskip("torch")
