@@ -106,7 +106,7 @@ def devices_per_node(hw: HardwareSpec) -> int:
     return hw.interconnect.max_devices_per_node if hw.interconnect else 1
 
 
-def replicas_in_own_nodes(hw: HardwareSpec, devices: int, replicas: int) -> bool:
+def replicas_in_own_hosts(hw: HardwareSpec, devices: int, replicas: int) -> bool:
     """Whether a deployment's `replicas` each fill hosts of their own (more devices than a host holds, a replica's
     within one, `devices_per_host`): a plan's configs start one server per replica there, not one server of
     data-parallel ranks."""
@@ -116,11 +116,11 @@ def replicas_in_own_nodes(hw: HardwareSpec, devices: int, replicas: int) -> bool
 
 def server_ranks(hw: HardwareSpec, devices: int, replicas: int, independent: bool = True) -> int:
     """The data-parallel ranks (replicas) one server runs: every replica where they share a host or span hosts
-    together; where each fits in a host of its own (`replicas_in_own_nodes`), those one host holds (the most whole
+    together; where each fits in a host of its own (`replicas_in_own_hosts`), those one host holds (the most whole
     replicas a node fits that divide them evenly over the servers), a server per node, where the engine's ranks in a
     server are `independent` copies (not vLLM's ranks of a MoE model, whose experts form one group over all of them,
     `engines.engine_dp_shares_experts`: one server per replica there)."""
-    if not replicas_in_own_nodes(hw, devices, replicas):
+    if not replicas_in_own_hosts(hw, devices, replicas):
         return max(replicas, 1)
     if not independent:
         return 1

@@ -25,7 +25,7 @@ from ..catalog.engine_state_models import (
     state_technique_refusal,
 )
 from ..catalog.engines import deployed_engine, engine_running_option
-from ..catalog.hardware import devices_per_host, replicas_in_own_nodes, resolve_hardware
+from ..catalog.hardware import devices_per_host, replicas_in_own_hosts, resolve_hardware
 from ..catalog.models import resolve_model
 from ..catalog.served import CHECKPOINT_FORMATS, server_dp_ranks
 from ..errors import UnknownNameError
@@ -247,7 +247,7 @@ def _render(advice: Advice, target: str, serving_engine: str | None = None) -> t
     ctx.update(download_gb=download / 1e9, download_mb_s=STARTUP_DOWNLOAD_MB_S, load_s=STARTUP_LOAD_S,
                startup_s=math.ceil(download / (STARTUP_DOWNLOAD_MB_S * 1e6)) + STARTUP_LOAD_S)
     dp, count = advice.plan.predicted.data_parallel, advice.hardware.count
-    if replicas_in_own_nodes(hw, count, dp):
+    if replicas_in_own_hosts(hw, count, dp):
         # replicas that each fit in one node: a server per node, running the replicas the node holds as its
         # data-parallel ranks where the engine has the option (vLLM's and SGLang's --data-parallel-size) and they stay
         # independent copies (not vLLM's ranks of a MoE model), behind a load balancer; not one cluster over the nodes
