@@ -30,6 +30,7 @@ TRAINING_ACCURACY_FILE = profiles.ROOT / "training_accuracy.yaml"
 # band is the error against our own GPU runs (`python benchmarks/gpu/bench_transformers_cuda.py --refit ...
 # --write-accuracy`)
 EAGER_GPU_ACCURACY_FILE = profiles.ROOT / "transformers_gpu_accuracy.yaml"
+BATCH1 = "batch1-decode"  # the category of one sequence's decode runs: no band for a time per token under load
 
 
 @lru_cache(maxsize=None)
@@ -131,7 +132,7 @@ def missing_bands_reason(hw: HardwareSpec, kind: str | None, training: bool = Fa
 
 def _band(data: dict, b: dict, what: str) -> AccuracyBand:
     return AccuracyBand(median_pct=b["median_pct"], p90_pct=b["p90_pct"], points=b["points"],
-                        source=f"{data['source']} ({what})")
+                        source=f"{data['source']} ({what})", category=b.get("category"))
 
 
 def _bands(data: dict) -> dict[str, AccuracyBand]:
@@ -150,8 +151,12 @@ def decode_band(batch: int, bands: dict[str, AccuracyBand]) -> str:
     """The figure whose band a time per token at `batch` carries: the batch-1 decode points' alone, the loaded runs'
     (validated with the request latencies and inter-token latencies under load) above one sequence, where `bands`
     has them (eager transformers' own runs, at batch 1 and 16, give one band for every time per token)."""
-    loaded = batch > 1 and "request_latency_ms" in bands
-    return "request_latency_ms" if loaded else "tpot_ms"
+    if batch <= 1:
+        return "tpot_ms"
+    one = bands.get("tpot_ms")
+    if "request_latency_ms" in bands or (one is not None and one.category == BATCH1):
+        return "request_latency_ms"  # none where only one sequence's runs validate it (llama.cpp on Apple GPUs)
+    return "tpot_ms"
 
 
 # how a band's figure reads in a report's note on its bands

@@ -186,7 +186,7 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
             ("goodput", goodput),
         ]))
     one, loaded = (band_text(p.accuracy, decode_band(b, p.accuracy)) for b in (1, 2))
-    bands = f"; TPOT{one} at batch 1, {loaded.strip()} above" if one else ""
+    bands = f"; TPOT{one} at batch 1, {loaded.strip() or 'unvalidated'} above" if one else ""
     curve = Table(title=f"Decode-step rate against batch (no prefill{bands})", title_justify="left")
     for col in ("batch", "TPOT ms", "tokens/s", "fits"):
         curve.add_column(col, justify="right")

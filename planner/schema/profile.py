@@ -146,6 +146,8 @@ class AccuracyBand(Frozen):
     p90_pct: float | None = Field(None, description="nine in ten were closer than this")
     points: int
     source: str
+    category: str | None = Field(None, description="the validation set's category of its points (batch1-decode: "
+                                                   "one sequence only)")
 
 
 class RequestProfile(Frozen):

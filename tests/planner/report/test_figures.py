@@ -43,3 +43,17 @@ def test_eager_transformers_time_per_token_carries_its_own_band_at_any_batch():
     assert a.plan.predicted.batch > 1 and "request_latency_ms" not in a.accuracy
     assert decode_band(a.plan.predicted.batch, a.accuracy) == "tpot_ms"
     assert f"TPOT {a.plan.predicted.tpot_ms:,.2f} ms{band_text(a.accuracy, 'tpot_ms')}," in predicted_summary(a)
+
+
+def test_a_band_of_one_sequence_runs_is_not_put_on_a_loaded_time_per_token():
+    """llama.cpp on Apple GPUs is validated at batch 1 only: a batch of 32 shows its TPOT without a band."""
+    from optiplan.planner.analytic.accuracy import band_text, decode_band
+    from optiplan.planner.plan.advise import advise
+    from optiplan.planner.report.figures import predicted_summary
+    from optiplan.planner.schema import AdviseRequest
+
+    a = advise(AdviseRequest(model="llama-3.1-8b", hardware="m2-ultra", workload="chat"))
+    assert a.accuracy["tpot_ms"].category == "batch1-decode" and a.plan.predicted.batch > 1
+    assert band_text(a.accuracy, decode_band(a.plan.predicted.batch, a.accuracy)) == ""
+    assert decode_band(1, a.accuracy) == "tpot_ms" and band_text(a.accuracy, "tpot_ms").startswith(" (±")
+    assert f"TPOT {a.plan.predicted.tpot_ms:,.2f} ms," in predicted_summary(a)
