@@ -10,13 +10,14 @@ from pathlib import Path
 
 import click
 
-from ..errors import OptiplanError, error_line
+from ..errors import ImpossibleError, OptiplanError, error_line
 from ..schema.releases import pinned_engine, plan_engine, split_engine
 
 
 def friendly(fn):
     """The CLI's one error boundary: every exception becomes one line on stderr and an exit code
-    (`error_line`); `--debug` shows the traceback instead. Ctrl-C exits 130 without one."""
+    (`error_line`); `--debug` shows the traceback instead, but for an answer that nothing fits or meets the workload
+    (exit 3), which is not a fault. Ctrl-C exits 130 without one."""
 
     @functools.wraps(fn)
     def wrapper(*args, debug: bool = False, **kwargs):
@@ -30,7 +31,7 @@ def friendly(fn):
             click.echo("interrupted", err=True)
             sys.exit(130)
         except Exception as exc:  # noqa: BLE001  the boundary: nothing escapes as a traceback
-            if debug:
+            if debug and not isinstance(exc, ImpossibleError):  # an answer (exit 3, the report shown), not a fault
                 raise
             line, code = error_line(exc)
             click.echo(f"error: {line}", err=True)

@@ -119,6 +119,14 @@ def test_debug_shows_the_traceback():
     assert result.exit_code != 0 and result.exception is not None
 
 
+def test_debug_keeps_an_infeasible_answer_an_answer():
+    """Nothing meeting the workload is exit 3 with the report, --debug or not: not a fault to trace."""
+    args = ["advise", "llama-3.1-8b", "--hardware", "rtx-4090", "--workload", "rag-long-context", "--gpus", "1"]
+    plain, debug = CliRunner().invoke(main, args), CliRunner().invoke(main, [*args, "--debug"])
+    assert plain.exit_code == debug.exit_code == 3, debug.output
+    assert "Traceback" not in debug.output and isinstance(debug.exception, SystemExit)
+
+
 def test_catalog_listings():
     result = run("catalog", "models")
     assert result.exit_code == 0 and "deepseek-v3" in result.output
