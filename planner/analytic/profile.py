@@ -417,8 +417,13 @@ def profile_setup(request: ProfileRequest, s: Setup, sp: Speculating | None = No
     elif not fit:
         which = "the share set" if request.memory_share is not None else "default share"
         share = "" if s.kv_memory is None else f" ({request.engine}'s {which} of {hw.memory_bytes / 1e9:.1f} GB)"
+        room = usable - act_dev - s.runtime_bytes  # for the weights and the caches
+        remedy = (f"the weights alone take {w_dev / 1e9:.1f} GB: more devices (--gpus), fewer bits a weight (--dtype) "
+                  "or `optiplan advise` to plan it" if w_dev > room else
+                  "the caches do not fit beside the weights: a smaller --batch or a shorter --context, or `optiplan "
+                  "advise` to plan it")
         warnings.append(f"does not fit: {per_device / 1e9:.1f} GB needed per device, {usable / 1e9:.1f} GB "
-                        f"available{share}")
+                        f"available{share}; {remedy}")
     if s.tp > 1 and engine_splits_layers(request.engine):
         warnings.append(f"{request.engine} splits a model's layers over its devices by default; --tp {s.tp} predicts "
                         "its tensor-splitting mode (llama.cpp's --split-mode row, transformers' tp_plan) as "

@@ -11,6 +11,7 @@ from rich.table import Table
 from ... import profiles
 from ..analytic.accuracy import band_text, bands_note, decode_band
 from ..analytic.memory import NO_DEVICE_LIMIT
+from ..numbers import rate
 from ..schema import Profile
 
 
@@ -31,7 +32,10 @@ def fmt_count(n: float) -> str:
 
 
 def fmt_flops(n: float) -> str:
-    return fmt_count(n) + "FLOP"
+    for unit, size in (("PFLOP", 1e15), ("TFLOP", 1e12), ("GFLOP", 1e9), ("MFLOP", 1e6), ("KFLOP", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.2f} {unit}"
+    return f"{n:.0f} FLOP"
 
 
 def _section(title: str, rows: list[tuple[str, str]]) -> Table:
@@ -99,7 +103,8 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
                        f"{r.engine}'s cache as it sizes it at start-up, on all the devices (about "
                        f"{mem.kv_cache_capacity_tokens // max(r.context, 1):,} sequences of {r.context:,})"),
     ] if mem.kv_cache_capacity_tokens is not None else []) + [
-        ("total", f"{fmt_bytes(mem.per_device_bytes)} of {fmt_bytes(mem.device_memory_bytes)} "
+        ("total", f"{fmt_bytes(mem.per_device_bytes)}{band_text(p.accuracy, 'memory_bytes')} of "
+                  f"{fmt_bytes(mem.device_memory_bytes)} "
                   + (f"(the GPU's default share of {fmt_bytes(hw.unified_memory_bytes)} unified memory) "
                      if hw.unified_memory_bytes else "")
                   + f"(runtime {fmt_bytes(mem.runtime_overhead_bytes)}"
@@ -126,17 +131,20 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
     ]))
     comm = (f", all-reduce {lat.allreduce_ms_per_layer * 1e3:.0f} us/layer "
             f"({lat.communication_share:.0%} of a decode step)") if hw.tensor_parallel > 1 else ""
-    step_band = band_text(p.accuracy, decode_band(r.batch, p.accuracy))  # the decode step's, TPOT and rate alike
-    console.print(_section("Latency and throughput", [
-        ("TTFT", f"{lat.ttft_ms:,.1f} ms{band_text(p.accuracy, 'ttft_ms')} (prefill of {r.batch} x "
+    # a setup that does not fit is priced as if it did: its speeds are hypothetical, and no validation band covers them
+    speed = p.accuracy if p.fits else {}
+    step_band = band_text(speed, decode_band(r.batch, speed))  # the decode step's, TPOT and rate alike
+    hypothetical = "" if p.fits else " [red](as if it fit: it does not; no ± bands)[/]"
+    console.print(_section("Latency and throughput" + hypothetical, [
+        ("TTFT", f"{lat.ttft_ms:,.1f} ms{band_text(speed, 'ttft_ms')} (prefill of {r.batch} x "
                  f"{lat.prefill_tokens} tokens" + (f", then the {lat.first_token_step_ms:,.1f} ms"
-                                                   f"{band_text(p.accuracy, 'tpot_ms')} decode step that computes "
+                                                   f"{band_text(speed, 'tpot_ms')} decode step that computes "
                                                    "the first token)" if lat.first_token_step_ms else ")")),
         ("TPOT", f"{lat.tpot_ms:,.2f} ms{step_band} " + (
             f"per token, speculating ({r.speculative}: {r.spec_tokens} proposed a step at acceptance {r.acceptance:g})"
             if r.speculative else "per decode step") + comm),
-        ("step rates", f"{tp.tokens_per_s:,.0f} tokens/s{step_band} per decode step, "
-                       f"{tp.prefill_tokens_per_s:,.0f} tokens/s{band_text(p.accuracy, 'ttft_ms')} prefill (single "
+        ("step rates", f"{rate(tp.tokens_per_s)} tokens/s{step_band} per decode step, "
+                       f"{rate(tp.prefill_tokens_per_s)} tokens/s{band_text(speed, 'ttft_ms')} prefill (single "
                        "steps, no scheduling: not a serving throughput)"),
         ("limits", (f"largest batch of {r.context}-token caches: {tp.max_batch}" if tp.max_batch < NO_DEVICE_LIMIT
                     else "no cache on the device (the host's memory, which holds it, is not modelled)")
@@ -144,9 +152,10 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
     ]))
     if p.requests is not None:
         q = p.requests
+        rq = speed if q.max_concurrency else {}  # not one request's cache fits: figures as if one did, no band
         slo = [f"TTFT <= {q.ttft_slo_ms:,.0f} ms" for _ in [0] if q.ttft_slo_ms is not None] + \
             [f"ITL <= {q.itl_slo_ms:,.1f} ms" for _ in [0] if q.itl_slo_ms is not None]
-        rate_band = band_text(p.accuracy, "throughput_tokens_per_s")
+        rate_band = band_text(rq, "throughput_tokens_per_s")
         steady = " in steady state" if q.at_once or q.num_requests else ""
         goodput = "none: not one request's cache fits" if slo and not q.max_concurrency else \
             (f"{q.goodput_requests_per_s:,.2f} requests/s{rate_band} within {' and '.join(slo)}; the SLOs hold "
@@ -160,21 +169,21 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
         console.print(_section(f"Requests: {q.input_tokens:,} tokens in, {q.output_tokens:,} out, {q.concurrency:,} "
                                + how, [
             ("scheduling", q.scheduling),
-            ("TTFT", f"{q.ttft_ms:,.1f} ms{band_text(p.accuracy, 'ttft_ms')}"
+            ("TTFT", f"{q.ttft_ms:,.1f} ms{band_text(rq, 'ttft_ms')}"
                      + (f" (mean; the median request's {q.ttft_median_ms:,.1f} ms)"
                         if q.ttft_median_ms and abs(q.ttft_median_ms - q.ttft_ms) > 0.01 * q.ttft_ms else "")),
             # one at a time it is the batch-1 decode step; under load it is validated with the request latencies
             ("inter-token", f"{q.itl_ms:,.2f} ms"
-                            f"{band_text(p.accuracy, decode_band(q.concurrency, p.accuracy))} "
+                            f"{band_text(rq, decode_band(q.concurrency, rq))} "
                             + ("(prefill chunks that share the steps counted)" if q.scheduling.startswith("continuous")
                                else "(the batch's decode steps; its prefill is in the TTFT)")),
-            ("request", f"{q.request_latency_ms / 1e3:,.2f} s{band_text(p.accuracy, 'request_latency_ms')} from "
+            ("request", f"{q.request_latency_ms / 1e3:,.2f} s{band_text(rq, 'request_latency_ms')} from "
                         "arrival to last token"
                         + (f"; the {'burst' if q.at_once else 'run'} ends after {q.duration_ms / 1e3:,.2f} s"
                            if q.at_once or q.num_requests else "")),
-            ("output tokens/s", f"{q.output_tokens_per_s:,.0f}{band_text(p.accuracy, 'throughput_tokens_per_s')} of "
+            ("output tokens/s", f"{rate(q.output_tokens_per_s)}{band_text(rq, 'throughput_tokens_per_s')} of "
                                 "all requests together, prefill included; "
-                                f"{q.requests_per_s:,.2f} requests/s{band_text(p.accuracy, 'throughput_tokens_per_s')}"),
+                                f"{q.requests_per_s:,.2f} requests/s{band_text(rq, 'throughput_tokens_per_s')}"),
             ("fits", (f"yes in memory; the engine runs {q.max_concurrency:,} at once and the others wait"
                       if q.fits and q.concurrency > q.max_concurrency else
                       f"yes: up to {q.max_concurrency:,} requests at once" if q.fits else
@@ -185,13 +194,13 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
                 if q.max_concurrency > tp.max_batch and r.context == q.input_tokens + q.output_tokens else "")),
             ("goodput", goodput),
         ]))
-    one, loaded = (band_text(p.accuracy, decode_band(b, p.accuracy)) for b in (1, 2))
+    one, loaded = (band_text(speed, decode_band(b, speed)) for b in (1, 2))
     bands = f"; TPOT{one} at batch 1, {loaded.strip() or 'unvalidated'} above" if one else ""
     curve = Table(title=f"Decode-step rate against batch (no prefill{bands})", title_justify="left")
     for col in ("batch", "TPOT ms", "tokens/s", "fits"):
         curve.add_column(col, justify="right")
     for pt in tp.curve:
-        curve.add_row(str(pt.batch), f"{pt.tpot_ms:,.2f}", f"{pt.tokens_per_s:,.0f}", "yes" if pt.fits else "[red]no[/]")
+        curve.add_row(str(pt.batch), f"{pt.tpot_ms:,.2f}", rate(pt.tokens_per_s), "yes" if pt.fits else "[red]no[/]")
     console.print(curve)
     if p.accuracy:
         console.print(f"[dim]{bands_note(p.accuracy)}[/]")
@@ -224,7 +233,7 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
                 table.add_row(pt.kind, str(pt.batch), str(pt.tokens), f"{pt.measured * 1e3:,.2f} ms",
                               f"{pt.spread * 1e3:,.2f} ms", f"{pt.predicted * 1e3:,.2f} ms", f"{pt.error_pct:+.1f}%")
         console.print(table)
-        console.print(f"measured: TTFT {m.ttft_ms:,.1f} ms, TPOT {m.tpot_ms:,.2f} ms, {m.tokens_per_s:,.0f} tokens/s, "
+        console.print(f"measured: TTFT {m.ttft_ms:,.1f} ms, TPOT {m.tpot_ms:,.2f} ms, {rate(m.tokens_per_s)} tokens/s, "
                       f"peak {fmt_bytes(m.peak_memory_bytes)}, loaded in {m.load_s:.2f} s")
     for w in p.warnings:
         console.print(f"[yellow]warning:[/] {w}")

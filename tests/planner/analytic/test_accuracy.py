@@ -111,6 +111,20 @@ def test_profiles_and_reports_show_the_bands():
     assert advice.exit_code == 0 and "(±" in advice.output
 
 
+def test_a_setup_that_does_not_fit_shows_its_speeds_without_bands():
+    """A 405B on one 24 GB card is priced as if it fit: hypothetical figures, which no validation band covers; its
+    memory keeps its band (that figure is what says it does not fit), and the warning says what to change."""
+    out = CliRunner().invoke(main, ["profile", "llama-3.1-405b", "-H", "rtx-4090"], terminal_width=200)
+    text = " ".join(out.output.split())
+    assert out.exit_code == 0 and "as if it fit: it does not; no ± bands" in text
+    latency = text[text.index("Latency and throughput"):text.index("± bands: the median")]
+    assert "(±" not in latency and "0.95 tokens/s per decode step" in latency
+    assert "815.47 GB (±" in text and "803.29 GFLOP matmul" in text
+    assert "the weights alone take 811.7 GB: more devices (--gpus), fewer bits a weight (--dtype)" in text
+    fits = CliRunner().invoke(main, ["profile", "llama-3.1-8b", "-H", "l4", "--context", "2048"])
+    assert "as if it fit" not in fits.output and "TPOT" in fits.output
+
+
 def test_the_cache_at_start_up_carries_only_its_own_engines_band():
     h100 = resolve_hardware("h100-sxm")
     assert "kv_cache_tokens" in accuracy_bands(h100, engine="vllm", kind="dense")
