@@ -12,7 +12,8 @@ from ..catalog.engines import engine_fact
 from ..catalog.workloads import priced_tokens
 from ..numbers import rate, usd
 from ..schema.advice import Advice
-from .figures import alternative_columns, baseline_label, cost_and_loss, predicted_summary, step_columns
+from .figures import (AS_IF_NOTE, alternative_columns, any_as_if, baseline_label, cost_and_loss, plan_below,
+                      predicted_summary, step_columns)
 
 FORMATS = ("text", "md", "html", "json")
 
@@ -64,6 +65,9 @@ def template_env():
     env.globals["step_columns"] = step_columns
     env.globals["alternative_columns"] = alternative_columns
     env.globals["predicted_summary"] = predicted_summary
+    env.globals["plan_below"] = plan_below
+    env.globals["any_as_if"] = any_as_if
+    env.globals["as_if_note"] = AS_IF_NOTE
     env.globals["cost_and_loss"] = cost_and_loss
     env.globals["baseline_label"] = baseline_label
     env.globals["measured_heading"] = MEASURED_HEADING
@@ -108,8 +112,7 @@ def text_report(advice: Advice, color: bool = True, file=None) -> str:
                   f"{'lossless' if w.max_quality_loss_pct == 0 else f'{w.max_quality_loss_pct:g}%'}, engine {w.engine})")
     if not a.feasible:
         console.print(f"\n[bold red]Not feasible:[/] {a.infeasible_reason}.\nNearest feasible: {a.nearest_feasible}. "
-                      "The plan below is the best that fits in memory"
-                      + ("" if a.plan.predicted.fits else " (nothing fits: the smallest plan)") + ".")
+                      f"{plan_below(a)}.")
     console.print(f"\n[bold]Bottleneck:[/] {a.bottleneck.primary} ({a.bottleneck.category})"
                   + (f", then {a.bottleneck.secondary}" if a.bottleneck.secondary else ""))
     for e in a.bottleneck.evidence:
@@ -132,6 +135,8 @@ def text_report(advice: Advice, color: bool = True, file=None) -> str:
     console.print(table)
     if any(s.engine_default for s in a.plan.steps):
         console.print(f"[dim](default): {DEFAULT_NOTE.format(engine=a.workload.engine)}[/]")
+    if any_as_if(a):
+        console.print(f"[dim]{AS_IF_NOTE}[/]")
     console.print(f"Predicted: {predicted_summary(a)}{cost_and_loss(a)}")
     for s in a.plan.steps:
         if s.params:

@@ -13,17 +13,30 @@ from ..schema.advice import Advice, Prediction
 
 Column = tuple[str, Callable[[Prediction], str]]
 
+
+
+def _as_if(cell: Callable[[Prediction], str]) -> Callable[[Prediction], str]:
+    """A speed figure, in parentheses where its row does not fit (priced as if it did: `AS_IF_NOTE`)."""
+    return lambda p: cell(p) if p.fits else f"({cell(p)})"
+
+
+AS_IF_NOTE = "(figures in parentheses): a row that does not fit, priced as if it did"
 SERVING: list[Column] = [
     ("batch", lambda p: f"{p.batch:,}"),  # the sequences each row runs at once: a TPOT moves with them
-    ("TTFT ms", lambda p: f"{p.ttft_ms:,.1f}"),
-    ("TPOT ms", lambda p: f"{p.tpot_ms:,.2f}"),
-    ("tokens/s", lambda p: rate(p.throughput_tokens_per_s)),
+    ("TTFT ms", _as_if(lambda p: f"{p.ttft_ms:,.1f}")),
+    ("TPOT ms", _as_if(lambda p: f"{p.tpot_ms:,.2f}")),
+    ("tokens/s", _as_if(lambda p: rate(p.throughput_tokens_per_s))),
 ]
 TRAINING: list[Column] = [
-    ("step s", lambda p: f"{p.training_step_s:,.1f}" if p.training_step_s is not None else "-"),
-    ("tokens/s", lambda p: f"{p.throughput_tokens_per_s:,.0f}"),
-    ("MFU", lambda p: f"{p.training_mfu:.0%}" if p.training_mfu is not None else "-"),
+    ("step s", _as_if(lambda p: f"{p.training_step_s:,.1f}" if p.training_step_s is not None else "-")),
+    ("tokens/s", _as_if(lambda p: f"{p.throughput_tokens_per_s:,.0f}")),
+    ("MFU", _as_if(lambda p: f"{p.training_mfu:.0%}" if p.training_mfu is not None else "-")),
 ]
+
+
+def any_as_if(advice: Advice) -> bool:
+    """Whether a row of the plan's table does not fit (its figures in parentheses)."""
+    return not advice.baseline.fits or any(not s.predicted.fits for s in advice.plan.steps)
 
 
 def step_columns(advice: Advice) -> list[Column]:
@@ -62,10 +75,21 @@ def cost_and_loss(advice: Advice) -> str:
             + f"; quality loss {advice.plan.quality_loss_pct:g}% (budget {advice.workload.max_quality_loss_pct:g}%)")
 
 
+def plan_below(advice: Advice) -> str:
+    """What the plan shown of an infeasible advice is."""
+    if advice.plan.predicted.fits:
+        return "The plan below is the best that fits in memory"
+    return ("Nothing fits: the plan below is the one that needs the least memory, and its speeds are as if it fit "
+            "(no ± bands)")
+
+
 def predicted_summary(advice: Advice) -> str:
-    """The plan's predicted figures in one line, each with its error band where one is known."""
+    """The plan's predicted figures in one line, each with its error band where one is known: the memory's only where
+    the plan does not fit (its speeds are as if it did, which nothing validates)."""
     p, b = advice.plan.predicted, advice.accuracy
     memory = f"{p.memory_per_device_bytes / 1e9:,.1f} GB per device{band_text(b, 'memory_bytes')}"
+    if not p.fits:
+        b = {}
     if advice.workload.goal == "training":
         job = advice.workload.training
         step = p.training_step_s or 0.0

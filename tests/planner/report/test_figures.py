@@ -57,3 +57,32 @@ def test_a_band_of_one_sequence_runs_is_not_put_on_a_loaded_time_per_token():
     assert band_text(a.accuracy, decode_band(a.plan.predicted.batch, a.accuracy)) == ""
     assert decode_band(1, a.accuracy) == "tpot_ms" and band_text(a.accuracy, "tpot_ms").startswith(" (±")
     assert f"TPOT {a.plan.predicted.tpot_ms:,.2f} ms," in predicted_summary(a)
+
+
+def test_rows_that_do_not_fit_show_their_speeds_as_if_they_did():
+    """70B in bf16 on one H100 does not fit: the baseline's speeds are in parentheses, with the note saying why, in
+    every format; where nothing fits at all the summary drops its speed bands and says what the plan is."""
+    from optiplan.planner.plan.advise import advise
+    from optiplan.planner.report.advice import render
+    from optiplan.planner.report.figures import plan_below, predicted_summary
+    from optiplan.planner.schema import AdviseRequest
+
+    from optiplan.planner.errors import ImpossibleError
+
+    a = none = None
+    try:  # infeasible advice is raised with its document: the report shown
+        advise(AdviseRequest(model="llama-3.1-70b", hardware="h100-sxm", workload="chat"))
+    except ImpossibleError as exc:
+        a = exc.document
+    assert a is not None and not a.baseline.fits and a.plan.predicted.fits
+    for fmt in ("text", "md", "html"):
+        out = render(a, fmt)
+        assert f"({a.baseline.tpot_ms:,.2f})" in out and "a row that does not fit, priced as if it did" in out, fmt
+    assert plan_below(a) == "The plan below is the best that fits in memory"
+    try:
+        advise(AdviseRequest(model="llama-3.1-405b", hardware="rtx-4090", workload="chat"))
+    except ImpossibleError as exc:
+        none = exc.document
+    assert not none.plan.predicted.fits and plan_below(none).startswith("Nothing fits: the plan below")
+    summary = predicted_summary(none)
+    assert summary.count("(±") == 1 and "GB per device (±" in summary  # the memory's band only
