@@ -85,9 +85,9 @@ def render(advice: Advice, fmt: str) -> str:
         from . import charts
 
         hw = resolve_hardware(advice.hardware.id)
-        compute = "bf16" if "bf16" in hw.peak_tflops else next(iter(hw.peak_tflops))
+        training = advice.workload.goal == "training"  # a training step has no prefill or decode to place
         figures = {"memory": charts.memory_chart(advice.baseline, advice.plan.predicted),
-                   "roofline": charts.roofline_chart(advice, hw.peak_tflops[compute], hw.bandwidth_tbps),
+                   "roofline": "" if training else charts.roofline_chart(advice, hw.peak_tflops, hw.bandwidth_tbps),
                    "steps": charts.steps_chart(advice), "graph": charts.graph_chart(advice)}
         return template_env().get_template("advice.html.j2").render(a=advice, charts=figures, version=__version__)
     if fmt == "text":
