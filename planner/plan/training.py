@@ -26,7 +26,10 @@ from ..schema.advice import Prediction
 from ..schema.workload import Workload
 from .state import PlanState, to_setup
 
-NF4_BYTES_PER_PARAM = 4.5 / 8  # 4 bits plus an fp32 absmax per 64 values
+# 4 bits, plus the absmax of each block of 64 quantized to 8 bits with an fp32 constant per 256 of them: QLoRA's double
+# quantization (arXiv 2305.14314: "reduces the memory footprint from 32/64 = 0.5 bits per parameter to
+# 8/64 + 32/(64 * 256) = 0.127 bits"), bnb_4bit_use_double_quant=True as the paper's and peft's QLoRA recipes set it
+NF4_BYTES_PER_PARAM = (4 + 8 / 64 + 32 / (64 * 256)) / 8
 # torch.compile of a training step, measured: Llama 3.1 8B, FSDP on 8 H100, 5,762 -> 6,667 tokens/s per GPU (its
 # memory, 82.4 -> 77.0 GiB, is not counted here)
 COMPILE_SPEEDUP = 6667 / 5762
@@ -44,20 +47,38 @@ LOGIT_BYTES = 12
 
 
 def lora_params(state: PlanState, rank: int) -> int:
-    """Adapter parameters for rank-r LoRA on every projection a layer has: attention's four where it attends, a
-    state-space or linear-attention mixer's where it has one (its input and output projections: r x (2 x hidden +
-    its matmul weights / hidden), exact for those two), the MLP's where it has one."""
+    """Adapter parameters for rank-r LoRA on every linear layer of the blocks (peft's target_modules="all-linear"):
+    attention's projections where it attends (latent attention's five), a state-space or linear-attention mixer's
+    where it has one (its input and output projections: r x (2 x hidden + its matmul weights / hidden), exact for
+    those two), the MLP's where it has one, and in a mixture-of-experts layer every routed expert's projections, the
+    shared experts' and the router's (each expert is an nn.Linear of its own in transformers' Mixtral and Qwen-MoE
+    blocks, which all-linear adapts one by one)."""
     spec = state.spec
     h, i = spec.hidden_size, spec.intermediate_size
-    q, kv = spec.num_heads * spec.head_dim, spec.num_kv_heads * spec.head_dim
-    attn = (h + q) + 2 * (h + kv) + (q + h)
-    mlp = (3 if spec.mlp_gated else 2) * (h + i)
+    if spec.mla is not None:
+        a, heads = spec.mla, spec.num_heads
+        q_out = heads * (a.qk_nope_head_dim + a.qk_rope_head_dim)
+        q = (h + a.q_lora_rank) + (a.q_lora_rank + q_out) if a.q_lora_rank else h + q_out
+        attn = q + (h + a.kv_lora_rank + a.qk_rope_head_dim) \
+            + (a.kv_lora_rank + heads * (a.qk_nope_head_dim + a.v_head_dim)) + (heads * a.v_head_dim + h)
+    else:
+        q, kv = spec.num_heads * spec.head_dim, spec.num_kv_heads * spec.head_dim
+        attn = (h + q) + 2 * (h + kv) + (q + h)
+    projections = 3 if spec.mlp_gated else 2
+    mlp = projections * (h + i)
+    moe = 0
+    if spec.moe is not None:
+        m = spec.moe
+        moe = m.num_experts * projections * (h + m.expert_intermediate_size) + (h + m.num_experts)  # the router
+        if m.shared_intermediate_size:
+            moe += projections * (h + m.shared_intermediate_size)
     mixer = 2 * h + spec.state.linear_params // h if spec.state is not None else 0
     total = 0
     for layer in range(spec.num_layers):
         kind = spec.mixer(layer)
+        routed = spec.moe is not None and spec.layer_moe[layer]
         total += (attn if "attention" in kind else 0) + (mixer if "state" in kind else 0) \
-            + (mlp if spec.has_mlp(layer) else 0)
+            + (moe if routed else mlp if spec.has_mlp(layer) else 0)
     return rank * total
 
 
@@ -86,7 +107,9 @@ def training_prediction(state: PlanState, workload: Workload) -> Prediction:
     model_bytes = (weights + grads + states) / shard
 
     act_bytes = 2 if mixed else 4
-    tokens_micro = job.micro_batch * job.sequence_length
+    # a device holds at most its share of the step's sequences in one pass (a micro-batch the global batch fills)
+    micro = min(job.micro_batch, -(-job.global_batch // n))
+    tokens_micro = micro * job.sequence_length
     per_token_layer = (2 if "activation-checkpointing" in applied else 34) * spec.hidden_size * act_bytes / 2
     one_layer = 34 * spec.hidden_size * act_bytes / 2 * tokens_micro if "activation-checkpointing" in applied else 0
     logits = tokens_micro * spec.vocab_size * LOGIT_BYTES  # the loss's peak (LOGIT_BYTES)
@@ -100,34 +123,44 @@ def training_prediction(state: PlanState, workload: Workload) -> Prediction:
     tokens_step = job.global_batch * job.sequence_length
     model_flops = (4 if lora else 6) * counts.active_linear + 6 * counts.vocab_hidden  # per token
     model_flops += 3 * prefill_attention_flops(s, 1, job.sequence_length) / job.sequence_length
-    recompute = 2 * counts.active_linear if "activation-checkpointing" in applied else 0
+    # full checkpointing reruns each layer's forward in the backward: its linear layers and its attention
+    recompute = 2 * counts.active_linear + prefill_attention_flops(s, 1, job.sequence_length) / job.sequence_length \
+        if "activation-checkpointing" in applied else 0
     compute_s = tokens_step * (model_flops + recompute) / (
         n * s.peak_flops * s.eff.flop_efficiency * fitted["flop_efficiency_share"])
     if "compiled-training" in applied:
         compute_s /= COMPILE_SPEEDUP
-    micro_steps = -(-job.global_batch // (job.micro_batch * n))  # per device, one after the other
+    micro_steps = -(-job.global_batch // (micro * n))  # per device, one after the other
     fixed_s = micro_steps * spec.num_layers * fitted["layer_overhead_s"]
     if "qlora" in applied:  # the frozen 4-bit base dequantized in every forward and backward
         fixed_s += micro_steps * total * fitted["dequant_bytes_per_param"] / (hw.bandwidth_tbps * 1e12)
-    comm_s = 0.0
+    comm_s = gather_s = 0.0
     if n > 1 and hw.interconnect is not None:
         link = hw.interconnect.bandwidth_gbps / 2 * 1e9 * ALLREDUCE_EFFICIENCY
         grad_bytes = trainable * (2 if mixed else 4)
-        # data parallel all-reduces gradients; FSDP adds two all-gathers of the weights
-        volume = 2 * grad_bytes + (2 * total * act_bytes if "fsdp" in applied else 0)
-        comm_s = (n - 1) / n * volume / link
-    step_s = compute_s + fixed_s + comm_s
+        # gradients all-reduced (reduce-scattered under FSDP: half the traffic) once a step: accelerate's gradient
+        # accumulation runs the other micro-steps under no_sync
+        comm_s = (n - 1) / n * (1 if "fsdp" in applied else 2) * grad_bytes / link
+        if "fsdp" in applied:
+            # FSDP gathers the weights as they are stored (a frozen 4-bit base as NF4) before each micro-step's
+            # forward and again before its backward; it prefetches the next layer's while one computes, so the
+            # gathers hide behind the compute as far as it lasts
+            gathered = base + trainable * act_bytes if lora else total * act_bytes
+            gather_s = micro_steps * 2 * (n - 1) / n * gathered / link
+    step_s = max(compute_s, gather_s) + fixed_s + comm_s
     peak16 = hw.peak_tflops.get(state.default_16bit, s.peak_flops / 1e12) * 1e12
     mfu = tokens_step * model_flops / (step_s * n * peak16)
-    micro_fit = max(int((hw.memory_bytes - hw.runtime_overhead_bytes - model_bytes - logits) //
-                        max(tokens_micro * per_token_layer * spec.num_layers / job.micro_batch, 1)), 0)
+    # sequences a micro-batch could hold: each brings its layers' activations, its logits and its share of the
+    # recomputed layer
+    per_sequence = activations / micro
+    micro_fit = max(int((hw.memory_bytes - hw.runtime_overhead_bytes - model_bytes) // max(per_sequence, 1)), 0)
     # what a million tokens trained cost at the devices' catalog price (the rate a serving plan's cost is at)
     cost = cost_per_million_tokens(hw, n, tokens_step / step_s)
     return Prediction(
         memory_per_device_bytes=int(memory), weights_per_device_bytes=int(weights / shard),
         gradient_bytes=int(grads / shard), optimizer_state_bytes=int(states / shard), kv_cache_per_device_bytes=0,
         activation_bytes=int(activations), device_memory_bytes=hw.memory_bytes, fits=fit,
-        max_concurrency=micro_fit, max_context=0, batch=job.micro_batch, ttft_ms=0.0, tpot_ms=0.0,
+        max_concurrency=micro_fit, max_context=0, batch=micro, ttft_ms=0.0, tpot_ms=0.0,
         throughput_tokens_per_s=tokens_step / step_s, prefill_intensity=0.0, decode_intensity=0.0,
         ridge_flops_per_byte=s.ridge, quality_loss_pct=round(state.quality_loss_pct, 4),
         weight_dtype="nf4" if "qlora" in applied else s.compute_dtype, compute_dtype=s.compute_dtype,

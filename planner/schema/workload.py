@@ -28,6 +28,13 @@ class Training(Frozen):
     optimizer: Literal["adamw", "adamw-8bit", "sgd"] = "adamw"
     lora_rank: int = Field(16, ge=1)
 
+    @model_validator(mode="after")
+    def _check(self) -> "Training":
+        if self.micro_batch > self.global_batch:
+            raise ValueError(f"micro_batch {self.micro_batch} is larger than global_batch {self.global_batch}: a "
+                             "device's forward pass holds at most the sequences of one optimizer step")
+        return self
+
 
 class Workload(Frozen):
     schema_version: str = SCHEMA_VERSION
@@ -71,7 +78,9 @@ class Workload(Frozen):
 
     @property
     def context_needed(self) -> int:
-        """The longest sequence the deployment must hold."""
+        """The longest sequence the deployment must hold (a training job's: its sequence length, no output)."""
+        if self.goal == "training" and self.training is not None:
+            return self.training.sequence_length
         return self.max_context or self.prompt_tokens_p95 + self.output_tokens_p95
 
     @property

@@ -42,7 +42,8 @@ register(
         transform=_add("lora"), requires=("mixed-precision",), after=("mixed-precision",), packages=("peft",),
         quality_risk="low", quality_loss_pct=0.5,
         quality_source="LoRA (arXiv 2106.09685) matches full fine-tuning on most tasks; 0.5% budgeted",
-        params=lambda c: {"rank": c.workload.training.lora_rank if c.workload.training else 16}),
+        params=lambda c: {"rank": c.workload.training.lora_rank if c.workload.training else 16,
+                          "target_modules": "all-linear"}),
     Technique(
         id="qlora", engines=("transformers",),
         name="QLoRA (NF4 base, LoRA adapters)", family="training", phase="training", group="adapters",
@@ -53,7 +54,8 @@ register(
                       "profiles/efficiency.yaml, training)",
         packages=("peft", "bitsandbytes"), quality_risk="low", quality_loss_pct=0.7,
         quality_source="QLoRA (arXiv 2305.14314): NF4 + LoRA matches 16-bit full fine-tuning on MMLU; 0.7% budgeted",
-        params=lambda c: {"rank": c.workload.training.lora_rank if c.workload.training else 16, "base": "nf4"}),
+        params=lambda c: {"rank": c.workload.training.lora_rank if c.workload.training else 16, "base": "nf4",
+                          "double_quant": True, "target_modules": "all-linear"}),
     Technique(
         id="fsdp", engines=("transformers",),
         name="FSDP / ZeRO-3 sharding", family="training", phase="training",
