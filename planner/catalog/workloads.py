@@ -44,10 +44,16 @@ def _validate(data: Any, where: str) -> Workload:
         raise OptiplanError(f"{where}: {field + ': ' if field else ''}{message}") from exc
 
 
+def is_workload_file(name: str) -> bool:
+    """Whether `name` names a workload file (the user's own numbers), not a preset."""
+    path = Path(name).expanduser()
+    return path.suffix in (".yaml", ".yml", ".json") or path.is_file()
+
+
 def load_workload(name: str) -> Workload:
     """A preset name (`chat`, `rag-long-context`, ...) or a YAML/JSON file."""
     path = Path(name).expanduser()
-    if path.suffix in (".yaml", ".yml", ".json") or path.is_file():
+    if is_workload_file(name):
         if not path.is_file():
             raise OptiplanError(f"{name}: no such workload file")
         try:

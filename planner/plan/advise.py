@@ -29,7 +29,7 @@ from ..catalog.engines import (
 )
 from ..catalog.hardware import catalog_hardware, devices_per_node, resolve_hardware
 from ..catalog.models import mtp_layers, resolve_model
-from ..catalog.workloads import load_workload, priced_tokens, with_overrides
+from ..catalog.workloads import is_workload_file, load_workload, priced_tokens, with_overrides
 from ..errors import HardwareError, ImpossibleError, RequestError, UnknownNameError
 from ..schema import HardwareSpec, ModelSpec
 from ..schema.advice import (
@@ -271,6 +271,12 @@ def resolve_request(request: AdviseRequest) -> tuple[ModelSpec, Workload, list[s
             raise ImpossibleError(f"the workload needs {workload.context_needed:,} tokens of context and {spec.name} "
                                   f"supports {spec.max_position_embeddings:,}; nearest feasible: a model with a longer "
                                   f"context, or --context {spec.max_position_embeddings}")
+        if is_workload_file(preset):  # the user's own lengths: not cut short behind their back, as a preset is
+            raise ImpossibleError(f"the workload file {preset} needs {workload.context_needed:,} tokens of context "
+                                  f"(prompts p95 {workload.prompt_tokens_p95:,}, outputs p95 "
+                                  f"{workload.output_tokens_p95:,}) and {spec.name} supports "
+                                  f"{spec.max_position_embeddings:,}; nearest feasible: a model with a longer "
+                                  f"context, or lengths within {spec.max_position_embeddings:,} tokens in the file")
         clipped = clip_to_context(workload, spec.max_position_embeddings)
         return spec, clipped, [f"workload {workload.name} clipped to {spec.name}'s {spec.max_position_embeddings:,}-"
                                f"token context: it asked for {workload.context_needed:,} (prompts p95 "

@@ -138,6 +138,8 @@ def text_report(advice: Advice, color: bool = True, file=None) -> str:
     if any_as_if(a):
         console.print(f"[dim]{AS_IF_NOTE}[/]")
     console.print(f"Predicted: {predicted_summary(a)}{cost_and_loss(a)}")
+    if a.accuracy:  # what the ± mean, as the Markdown and HTML reports say under the same line
+        console.print(f"[dim]{bands_note(a.accuracy)}[/]")
     for s in a.plan.steps:
         if s.params:
             console.print(f"  {s.technique}: {_params(s.params, a.workload.engine)}")

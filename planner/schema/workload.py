@@ -67,8 +67,12 @@ class Workload(Frozen):
 
     @model_validator(mode="after")
     def _check(self) -> "Workload":
-        if self.prompt_tokens_p95 < self.prompt_tokens_mean or self.output_tokens_p95 < self.output_tokens_mean:
-            raise ValueError("p95 token lengths must not be below the means")
+        for what in ("prompt", "output"):
+            mean, p95 = getattr(self, f"{what}_tokens_mean"), getattr(self, f"{what}_tokens_p95")
+            if p95 < mean:
+                given = "" if f"{what}_tokens_p95" in self.model_fields_set else ", the default"
+                raise ValueError(f"{what}_tokens_p95 ({p95:,}{given}) is below {what}_tokens_mean ({mean:,}): set "
+                                 f"{what}_tokens_p95 to at least the mean")
         if self.max_context is not None and self.max_context < self.prompt_tokens_p95:
             raise ValueError(f"max_context {self.max_context} is shorter than the p95 prompt "
                              f"({self.prompt_tokens_p95} tokens)")

@@ -160,7 +160,14 @@ def test_workload_file_and_overrides(tmp_path):
     assert data["workload"]["name"] == "mine" and data["workload"]["concurrency"] == 8
     path.write_text("prompt_tokens_mean: 500\nprompt_tokens_p95: 100\n")
     result = run("advise", "qwen2.5-7b", "-H", "l4", "-w", str(path))
-    assert result.exit_code == 2 and "p95 token lengths must not be below the means" in result.output
+    assert result.exit_code == 2 and "prompt_tokens_p95 (100) is below prompt_tokens_mean (500)" in result.output
+    path.write_text("prompt_tokens_mean: 3000\n")  # the p95 left at its default
+    result = run("advise", "qwen2.5-7b", "-H", "l4", "-w", str(path))
+    assert "prompt_tokens_p95 (2,048, the default) is below prompt_tokens_mean (3,000): set" in result.output
+    # the user's own lengths past the model's context are refused, not clipped as a preset's are
+    path.write_text("prompt_tokens_mean: 2000000\nprompt_tokens_p95: 2000000\n")
+    result = run("advise", "qwen2.5-7b", "-H", "l4", "-w", str(path))
+    assert result.exit_code == 3 and f"the workload file {path} needs 2,000,512 tokens of context" in result.output
 
 
 def test_advise_does_not_import_torch():
