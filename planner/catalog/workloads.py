@@ -89,9 +89,12 @@ def parse_percent(text: str | float | None) -> float | None:
     if t in ("lossless", "none", "0"):
         return 0.0
     try:
-        return float(t.rstrip("%"))
+        value = float(t.rstrip("%"))
     except ValueError as exc:
         raise OptiplanError(f"quality budget '{text}' is not a percentage such as 1% or 'lossless'") from exc
+    if not value >= 0:  # NaN too
+        raise OptiplanError(f"quality budget '{text}': a loss allowed is 0% (lossless) or more, such as 1%")
+    return value
 
 
 def training_overrides(workload: Workload, concurrency: int | None = None, max_context: int | None = None,

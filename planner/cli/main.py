@@ -66,7 +66,7 @@ class ConcurrencyType(click.ParamType):
 @click.argument("model", default=DEFAULT_MODEL)
 @click.option("--hardware", "-H", default=DEFAULT_HARDWARE, show_default=True,
               help="Catalog device id or alias, 'local', or a hardware YAML file.")
-@click.option("--gpus", "--devices", "num_devices", type=int, default=1, show_default=True,
+@click.option("--gpus", "--devices", "num_devices", type=click.IntRange(min=1), default=1, show_default=True,
               help="Devices in total (tensor x pipeline parallel).")
 @click.option("--tp", "tensor_parallel", type=int, default=None,
               help="Tensor-parallel size [default: devices / pp; an engine that splits layers over devices "
@@ -90,8 +90,8 @@ class ConcurrencyType(click.ParamType):
 @click.option("--gguf-type", default=None,
               help="The GGUF file llama.cpp reads the weights from: Q4_0 or Q4_K_M for --dtype int4, Q8_0 for int8 "
                    "[default: Q4_K_M, Q8_0].")
-@click.option("--batch", "-b", type=int, default=1, show_default=True, help="Concurrent sequences.")
-@click.option("--context", "-c", type=int, default=None,
+@click.option("--batch", "-b", type=click.IntRange(min=1), default=1, show_default=True, help="Concurrent sequences.")
+@click.option("--context", "-c", type=click.IntRange(min=1), default=None,
               help="Tokens in each sequence's KV cache at the decode step [default: --input-tokens + "
                    "--output-tokens where given, else 4096, or the model's maximum where it is shorter].")
 @click.option("--prompt", "prompt_tokens", type=int, default=None,
@@ -153,10 +153,10 @@ class ConcurrencyType(click.ParamType):
                    "device profile's].")
 @click.option("--scheduling", type=click.Choice(["continuous", "static"]), default=None,
               help="Request-level figures with continuous batching or static batches [default: the engine's].")
-@click.option("--input-tokens", type=int, default=None,
+@click.option("--input-tokens", type=click.IntRange(min=1), default=None,
               help="Request-level figures (TTFT, inter-token latency, output tokens/s with prefill included, "
                    "requests/s, goodput) for requests of this many prompt tokens...")
-@click.option("--output-tokens", type=int, default=None, help="...and this many output tokens...")
+@click.option("--output-tokens", type=click.IntRange(min=1), default=None, help="...and this many output tokens...")
 @click.option("--concurrency", type=ConcurrencyType(), default=None,
               help="...served this many at a time, or 'max' for as many as fit [default: 1].")
 @click.option("--at-once", is_flag=True,
@@ -197,11 +197,13 @@ class ConcurrencyType(click.ParamType):
 @click.option("--repeats", type=int, default=None, help="Interleaved rounds over the measured points (with --measure) "
                                                          "[default: 5].")
 @click.option("--json", "as_json", is_flag=True, help="Print the versioned JSON profile.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default=None,
+              help="text (the tables) or json (as --json), as advise's --format names them [default: text].")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write to this file instead of stdout.")
 @friendly
-def profile(model: str, hardware: str, as_json: bool, output: Path | None, measure: bool, repeats: int,
-            **options) -> None:
+def profile(model: str, hardware: str, as_json: bool, fmt: str | None, output: Path | None, measure: bool,
+            repeats: int, **options) -> None:
     """Predict memory, FLOPs, bytes and roofline latency of MODEL on a device.
 
     MODEL is a catalog name or alias (`optiplan catalog models`), a config.json, a local model
@@ -224,6 +226,9 @@ def profile(model: str, hardware: str, as_json: bool, output: Path | None, measu
 
     if not measure and repeats is not None:
         raise click.BadParameter("sets the measured rounds: give --measure too", param_hint="--repeats")
+    if fmt == "text" and as_json:
+        raise click.BadParameter("--format text and --json ask for two outputs: give one", param_hint="--format")
+    as_json = as_json or fmt == "json"
     request = ProfileRequest(model=model, hardware=hardware, **options)
     result = run_profile(request)  # its request has the context resolved (no longer than the model takes)
     if measure:
@@ -312,7 +317,9 @@ def calibrate(models: tuple[Path, ...], repeats: int, device: str, effects: bool
               help="Override the workload's concurrent sequences.")
 @click.option("--context", "max_context", type=click.IntRange(min=1), default=None,
               help="Override the longest sequence to serve.")
-@click.option("--format", "fmt", type=click.Choice(["text", "md", "html", "json"]), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "md", "markdown", "html", "json"]), default="text",
+              show_default=True, help="text (the terminal's tables), md (markdown: Markdown for a pull request or "
+              "wiki), html (one self-contained page with charts) or json (the versioned document).")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the report to this file.")
 @click.option("--emit-configs", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -336,6 +343,7 @@ def advise(model: str, hardware: str, num_devices: int | None, workload: str | N
     from ..plan.advise import advise as run_advise
     from ..schema.advice import AdviseRequest
 
+    fmt = "md" if fmt == "markdown" else fmt
     request = AdviseRequest(model=model, hardware=hardware, num_devices=num_devices, workload=workload, goal=goal,
                             max_quality_loss_pct=parse_percent(quality), engine=engine, concurrency=concurrency,
                             max_context=max_context)

@@ -77,9 +77,9 @@ def test_aliases_and_hub_ids_of_catalog_models_work_offline():
 @pytest.mark.parametrize("args, message", [
     (["profile", "llama-3.1-8", "--json"], "did you mean: llama-3.1-8b"),
     (["profile", "llama-3.1-8b", "-H", "h100-sx"], "unknown hardware 'h100-sx'; did you mean: h100-sxm"),
-    (["profile", "llama-3.1-8b", "--batch", "0"], "batch must be at least 1, got 0"),
-    (["profile", "llama-3.1-8b", "--context", "-5"], "context must be at least 1"),
-    (["profile", "llama-3.1-8b", "--gpus", "0"], "num devices must be at least 1"),
+    (["profile", "llama-3.1-8b", "--batch", "0"], "'--batch' / '-b': 0 is not in the range x>=1"),
+    (["profile", "llama-3.1-8b", "--context", "-5"], "'--context' / '-c': -5 is not in the range x>=1"),
+    (["profile", "llama-3.1-8b", "--gpus", "0"], "'--gpus' / '--devices': 0 is not in the range x>=1"),
     (["profile", "gpt2", "--context", "4096"], "exceeds gpt2's maximum of 1024 tokens"),
     (["profile", "llama-3.1-8b", "-H", "a100-80gb-sxm", "--dtype", "fp8"], "a100-80gb-sxm has no fp8 support"),
     (["profile", "llama-3.1-8b", "-H", "t4", "--dtype", "bf16"], "t4 has no bf16 support"),
@@ -197,3 +197,15 @@ def test_the_default_context_is_no_longer_than_the_model_takes():
 def test_options_that_would_change_nothing_are_refused(args, message):
     result = run("profile", "llama-3.1-8b", *args)
     assert result.exit_code != 0 and message in result.output
+
+
+def test_formats_and_bounds_are_checked_by_the_options_that_set_them():
+    assert CliRunner().invoke(main, ["advise", "llama-3.1-8b", "--format", "markdown"]).output.startswith(
+        "# optiplan advice")
+    assert json.loads(CliRunner().invoke(main, ["profile", "llama-3.1-8b", "--format", "json"]).output)["model"]
+    both = CliRunner().invoke(main, ["profile", "llama-3.1-8b", "--format", "text", "--json"])
+    assert both.exit_code == 2 and "give one" in both.output
+    gpus = CliRunner().invoke(main, ["profile", "llama-3.1-8b", "--gpus", "0"])
+    assert gpus.exit_code == 2 and "'--gpus'" in gpus.output  # the option's name, not the schema's field
+    loss = CliRunner().invoke(main, ["advise", "llama-3.1-8b", "--max-quality-loss", "-1%"])
+    assert loss.exit_code == 2 and "quality budget '-1%': a loss allowed is 0% (lossless) or more" in loss.output
