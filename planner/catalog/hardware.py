@@ -33,7 +33,9 @@ def hardware_from_dict(data: dict, where: str) -> HardwareSpec:
         if "unified_memory_gib" in d:
             d["unified_memory_bytes"] = int(float(d.pop("unified_memory_gib")) * GIB)
         return HardwareSpec(**d)
-    except (KeyError, TypeError, ValueError, OverflowError, AttributeError, ValidationError) as exc:
+    except KeyError as exc:
+        raise HardwareError(f"{where}: malformed hardware profile: missing field {exc}") from exc
+    except (TypeError, ValueError, OverflowError, AttributeError, ValidationError) as exc:
         raise HardwareError(f"{where}: malformed hardware profile: {exc}".splitlines()[0]) from exc
 
 

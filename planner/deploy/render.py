@@ -191,6 +191,11 @@ SINGLE_NODE = {"tgi": "its --num-shard shards over the GPUs of one machine",
                "llama.cpp": "llama-server splits layers over local devices; its RPC backend is experimental"}
 
 
+def _folder(target: str) -> str:
+    """The folder an engine target's files are written in (llama.cpp's without its dot)."""
+    return target.replace(".", "")
+
+
 def render(advice: Advice, target: str, serving_engine: str | None = None) -> dict[str, str]:
     """Files (relative path -> text) for one target: an engine, compose or kubernetes."""
     return _render(advice, target, serving_engine)[0]
@@ -356,8 +361,10 @@ def _render(advice: Advice, target: str, serving_engine: str | None = None) -> t
                               f"(one rank per pod); {engine} launches across nodes with MPI: use its serve.sh under "
                               "Slurm instead")
         files["kubernetes/deployment.yaml"] = env.get_template(template).render(**ctx, argv=_container_argv(cfg))
-    files["README.md" if target in ENGINES else f"{target}/README.md"] = env.get_template("README.md.j2").render(
-        **ctx, target=target, files=sorted(files))
+    readme = env.get_template("README.md.j2").render(**ctx, target=target, files=sorted(files))
+    if target in ENGINES:  # beside its engine's folder: the launcher is in it (render_all moves it inside)
+        readme = readme.replace("./serve.sh", f"./{_folder(target)}/serve.sh")
+    files["README.md" if target in ENGINES else f"{target}/README.md"] = readme
     validate(files)
     return files, ctx["configured"]
 
@@ -448,7 +455,9 @@ def render_all(advice: Advice, targets: list[str], plans: dict[str, Advice] | No
         if target in ENGINES and summary and summary["warning"]:
             warnings.append(summary["warning"])
         for rel, text in written.items():
-            key = rel if rel != "README.md" or len(targets) == 1 else f"{target.replace('.', '')}/README.md"
+            key = rel
+            if rel == "README.md" and len(targets) > 1:  # into its engine's folder, beside the launcher
+                key, text = f"{_folder(target)}/README.md", text.replace(f"./{_folder(target)}/serve.sh", "./serve.sh")
             files[key] = text
     if len(targets) > 1:
         files["README.md"] = _env().get_template("index.md.j2").render(

@@ -73,7 +73,7 @@ def test_vllm_starts_a_ray_cluster(pp_across_nodes, ep_across_nodes, reasoning):
     assert "--tensor-parallel-size 1" in dp and "--data-parallel-size 16" in dp
     assert "--data-parallel-backend ray" in dp and "--data-parallel-size-local 8" in dp
     readme = render(pp_across_nodes, "vllm")["README.md"]
-    assert "./serve.sh head" in readme and "./serve.sh worker HEAD_ADDRESS" in readme
+    assert "./vllm/serve.sh head" in readme and "./vllm/serve.sh worker HEAD_ADDRESS" in readme  # beside vllm/
 
 
 def test_sglang_ranks_and_trtllm_mpi(ep_across_nodes, reasoning):

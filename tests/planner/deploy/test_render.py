@@ -337,6 +337,20 @@ def test_configs_all_writes_nothing_for_an_engine_none_of_whose_plans_fits(tmp_p
     assert t4.exit_code == 2 and "TensorRT-LLM supports NVIDIA Ampere and newer" in t4.output
 
 
+def test_a_readme_names_its_launcher_where_it_is_written(tmp_path):
+    """One engine: the README sits beside vllm/ and says ./vllm/serve.sh; several: each in its engine's folder, with
+    ./serve.sh (it had said ./serve.sh at the top, where there is none)."""
+    import re
+
+    for target, folder in (("vllm", tmp_path / "one"), ("all", tmp_path / "all")):
+        out = CliRunner().invoke(main, ["configs", "llama-3.1-8b", "-H", "l4", "-e", target, "-o", str(folder)])
+        assert out.exit_code == 0, out.output
+        for readme in folder.rglob("README.md"):
+            for script in re.findall(r"(\./[\w/]*serve\.sh)", readme.read_text()):
+                assert (readme.parent / script).is_file(), (readme, script)
+    assert "./vllm/serve.sh" in (tmp_path / "one" / "README.md").read_text()
+
+
 def test_configs_all_writes_no_script_for_an_engine_that_cannot_run_the_model(tmp_path):
     # gpt-oss on an H100: TGI has no gpt-oss support (its profile's refused_model_types), so `all` skips it with that
     # reason instead of rendering a text-generation-launcher script for a model it cannot load
