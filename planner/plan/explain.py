@@ -73,6 +73,9 @@ def worse(other: Candidate, best: Candidate, goal: str) -> str:
         # better on the goal, but by less than a lossier plan must win by (search.QUALITY_TIE)
         return (f"gains under {QUALITY_TIE:.0%} on the {goal} goal for more quality loss (a lossier plan must win by "
                 f"more): {figures}")
+    if other.score < best.score:  # ahead, within the tie, with more to run (search.rank's moving parts)
+        return (f"gains under {QUALITY_TIE:.0%} on the {goal} goal for more to run and watch (a draft model, a router): "
+                f"{figures}")
     return f"no gain for the {goal} goal: {figures}"
 
 

@@ -164,8 +164,8 @@ class Technique:
     quality_source: str | Callable[[Context], str] = "lossless: the computation is exact"
     effect_source: str = ""  # where its speed rule comes from, beyond the analytic model (e.g. an acceptance rate)
     always_on: bool = False  # lossless and never slower: added whenever it is valid
-    # servers or processes it adds to run and watch beyond one engine (a router, instances of another role): among
-    # plans within QUALITY_TIE of the best, the one with fewer goes first
+    # servers, processes or models it adds to run and watch beyond one engine (a router, instances of another role, a
+    # draft model): among plans within QUALITY_TIE of the best, the one with fewer goes first
     moving_parts: int = 0
     check: Callable[[Context], str | None] | None = None  # a reason it cannot apply here, or None
     unchanged: str | None = None  # why its transform may change nothing (shown when it did), beyond the usual cases

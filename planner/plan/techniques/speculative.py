@@ -157,6 +157,7 @@ register(
     Technique(
         id="spec-draft", engines=("sglang", "trtllm", "transformers", "llama.cpp"),
         name="Speculative decoding with a draft model", family="speculative decoding", group=GROUP,
+        moving_parts=1,  # a second model to fetch, hold beside the target and keep matched to it
         summary="A much smaller model of the same tokenizer family proposes tokens; the target verifies them.",
         # the draft is chosen against the teacher (a fifth of its active parameters): not against a distilled student
         conflicts=("distillation",),
@@ -189,6 +190,7 @@ register(
     Technique(
         id="spec-eagle3", engines=("vllm", "sglang", "trtllm"),
         name="EAGLE-3 speculative decoding (a trained draft head)", family="speculative decoding", group=GROUP,
+        moving_parts=1,  # a trained head to fetch and hold beside the target, matched to its weights
         summary="A one-layer head trained on the target's hidden features proposes a chain of tokens; the target "
                 "verifies them in one pass.",
         transform=lambda s, c: _speculate(s, c, Speculation("eagle3", EAGLE3_TOKENS,

@@ -126,7 +126,7 @@ def test_chat_splits_prefill_and_decode_where_its_decode_steps_wait_for_prompt_s
     assert "pd-disaggregation" not in [s.technique for s in mixed.plan.steps]
     assert mixed.plan.predicted.tensor_parallel == 8
     why = {r.technique: r.reason for r in mixed.rejected}
-    assert "no gain for the latency goal" in why["pd-disaggregation"]  # weighed against the tensor-parallel baseline
+    assert "gains under 5% on the latency goal for more to run" in why["pd-disaggregation"]  # its router and roles
     assert "already puts prompt chunks in its decode steps" in why["mixed-chunk"]
 
 
