@@ -2,7 +2,9 @@
 
 Reads `benchmarks/published/training/*.yaml` (each point: model, method, sequence length, seconds per optimizer
 step, and whether it is fitted or held out), predicts each with `planner/plan/training.py` and prints
-predicted/published per point with the median and p90 error of the fitted and the held-out points.
+predicted/published per point with the median and p90 error of the fitted and the held-out points; and the
+memory each run peaked at against the prediction's memory per device (nothing of it fitted: every memory point is
+held out, and `--write-accuracy` writes its error as the band of a training plan's memory).
 
 `--fit` first solves the three constants of the `training` section of profiles/efficiency.yaml on the fitted points
 only (least squares on relative error: the FLOP-efficiency share and the per-layer cost from the LoRA points, then
@@ -48,6 +50,13 @@ def load_points() -> list[dict]:
 
 def predict(point: dict, table: dict) -> float:
     """Seconds per optimizer step with the given `training` constants."""
+    return prediction(point, table).training_step_s
+
+
+def prediction(point: dict, table: dict | None = None):
+    """The training prediction of a published point (with the given `training` constants, else the profile's)."""
+    table = table if table is not None else {k: v for k, v in profiles.efficiency_table()["training"].items()
+                                             if k != "source"}
     setup = point["setup"]
     spec = model_spec_from_config(point["config"], point["model"], point["source"])
     hw = resolve_hardware(setup["hardware"])
@@ -61,7 +70,7 @@ def predict(point: dict, table: dict) -> float:
     try:
         original_values = dict(original)
         original.update(table)
-        return training_prediction(state, workload).training_step_s
+        return training_prediction(state, workload)
     finally:
         original.clear()
         original.update(original_values)
@@ -137,17 +146,37 @@ def main() -> None:
           + str(all(q["published_s"] > 0 and q["predicted_s"] > next(
               r["predicted_s"] for r in rows if r["method"] == "lora" and r["model"] == q["model"]
               and r["sequence_length"] == q["sequence_length"]) for q in slower)))
-    write_results("training_published", {"constants": table, "points": rows, "summary": summary})
+    memory = []
+    print(f"\n{'model':<10} {'method':<6} {'tokens':>6} {'published GB':>12} {'predicted GB':>12} {'ratio':>6}")
+    for p in (q for q in points if q.get("memory_gb")):
+        gb = prediction(p, table).memory_per_device_bytes / 1e9
+        memory.append({"model": p["model"], "method": p["method"], "sequence_length": p["sequence_length"],
+                       "published_gb": p["memory_gb"], "predicted_gb": round(gb, 2),
+                       "ratio": round(gb / p["memory_gb"], 3)})
+        r = memory[-1]
+        print(f"{r['model']:<10} {r['method']:<6} {r['sequence_length']:>6} {r['published_gb']:>12.1f} "
+              f"{r['predicted_gb']:>12.1f} {r['ratio']:>6.2f}")
+    for method in ("lora", "qlora"):
+        part = [r for r in memory if r["method"] == method]
+        if part:
+            med, p90 = errors(part)
+            summary[f"memory {method}"] = {"points": len(part), "median_error_pct": round(med, 1),
+                                           "p90_error_pct": round(p90, 1)}
+            print(f"  memory {method:<6}: {len(part)} points, median error {med:.1f}%, p90 {p90:.1f}%")
+    write_results("training_published", {"constants": table, "points": rows, "memory": memory, "summary": summary})
     if args.write_accuracy:
         held = [r for r in rows if r["split"] == "held-out"]
         med, p90 = errors(held)
         band = {"category": "training-step", "points": len(held), "median_pct": round(med, 1),
                 "p90_pct": round(p90, 1)}
+        mem_med, mem_p90 = errors(memory)
+        memory_band = {"category": "training-memory", "points": len(memory), "median_pct": round(mem_med, 1),
+                       "p90_pct": round(mem_p90, 1)}
         doc = {"source": f"benchmarks/bench_training_published.py on {date.today()}: {len(held)} held-out published "
-                         "fine-tuning step times (QwenLM/Qwen README, A100)",
-               "figures": {"training_step_s": band, "throughput_tokens_per_s": dict(band)}}
+                         f"fine-tuning step times and {len(memory)} memory peaks (QwenLM/Qwen README, A100)",
+               "figures": {"training_step_s": band, "throughput_tokens_per_s": dict(band), "memory_bytes": memory_band}}
         TRAINING_ACCURACY_FILE.write_text(
-            "# The training step model's error on held-out published fine-tuning step times: reports show the\n"
+            "# The training model's error on held-out published fine-tuning step times and memory: reports show the\n"
             "# median as the band. Written by `python benchmarks/bench_training_published.py --write-accuracy`.\n"
             + yaml.safe_dump(doc, sort_keys=False, width=110))
         print(f"wrote {TRAINING_ACCURACY_FILE}")
