@@ -144,14 +144,18 @@ def _bands(data: dict) -> dict[str, AccuracyBand]:
     return {figure: _band(data, b, b["category"]) for figure, b in (data.get("figures") or {}).items()}
 
 
-def training_accuracy_bands(hw: HardwareSpec, devices: int = 1, kind: str | None = None) -> dict[str, AccuracyBand]:
+def training_accuracy_bands(hw: HardwareSpec, devices: int = 1, kind: str | None = None,
+                            method: str | None = None) -> dict[str, AccuracyBand]:
     """The band of a training step's time and tokens/s where the step model was validated: the held-out error against
     published fine-tuning runs of dense models on one A100 (none elsewhere: nothing validates it there; a
     mixture of experts' step, priced as a dense model of its active parameters, runs its experts one by one in
-    transformers and is slower than that)."""
+    transformers and is slower than that); and of its memory where those runs used the plan's `method` (lora or
+    qlora: a full fine-tune's memory has no published point here)."""
     if not hw.id.startswith("a100") or devices != 1 or kind != "dense":
         return {}
-    return _bands(_bands_file(TRAINING_ACCURACY_FILE))
+    data = _bands_file(TRAINING_ACCURACY_FILE)
+    own = ((data.get("methods") or {}).get(method) or {}) if method else {}
+    return _bands(data) | {figure: _band(data, b, b["category"]) for figure, b in own.items()}
 
 
 def decode_band(batch: int, bands: dict[str, AccuracyBand]) -> str:

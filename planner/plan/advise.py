@@ -436,7 +436,8 @@ def _document(spec: ModelSpec, workload: Workload, hw: HardwareSpec, devices: in
                         f"second, the same order on these devices, and shows no cost per token")
     training = workload.goal == "training"
     weights = best.state.weight_dtype  # the plan's weights: the format a calibration of this machine must have fitted
-    bands = training_accuracy_bands(hw, devices, architecture_kind(spec)) if training \
+    method = next((m for m in ("qlora", "lora") if m in best.state.training), None)
+    bands = training_accuracy_bands(hw, devices, architecture_kind(spec), method) if training \
         else accuracy_bands(hw, engine_runtime(workload.engine), workload.engine, architecture_kind(spec), weights)
     if not bands:
         warnings.append(missing_bands_reason(hw, architecture_kind(spec), training, weights))

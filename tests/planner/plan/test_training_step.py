@@ -205,3 +205,19 @@ def test_micro_batches_are_bounded_by_the_global_batch():
     workload = Workload(goal="training", training=Training(global_batch=64, micro_batch=16))
     p = training_prediction(_state("llama-3.1-8b", devices=8, training=("mixed-precision", "lora", "fsdp")), workload)
     assert p.batch == 8
+
+
+def test_a_training_plans_memory_carries_the_band_of_its_adapters_published_peaks():
+    """The Qwen README's LoRA memory peaks are matched within a few percent, its Q-LoRA ones less well: each plan
+    shows its own method's band, and a full fine-tune's memory (no published point here) none."""
+    from optiplan.planner.analytic.accuracy import training_accuracy_bands
+
+    a100 = resolve_hardware("a100-80gb-sxm")
+    lora, qlora = (training_accuracy_bands(a100, 1, "dense", m)["memory_bytes"] for m in ("lora", "qlora"))
+    assert lora.median_pct < 5 < qlora.median_pct and lora.category == "training-memory-lora"
+    assert "memory_bytes" not in training_accuracy_bands(a100, 1, "dense", None)
+    bench = _bench()
+    for p in (q for q in bench.load_points() if q["method"] == "lora"):
+        ratio = bench.prediction(p).memory_per_device_bytes / 1e9 / p["memory_gb"]
+        assert 0.8 < ratio < 1.1, (p["model"], p["sequence_length"], ratio)
+    assert "memory_bytes" in _advice(hardware="a100-80gb-sxm").accuracy
