@@ -38,7 +38,6 @@ from ..schema import (
     LatencyProfile,
     MemoryBreakdown,
     ModelSpec,
-    ModelSummary,
     Profile,
     ProfileRequest,
     ThroughputPoint,
@@ -63,8 +62,8 @@ from .memory import (
     sizes_cache_ahead,
     whole_sequences,
 )
+from .model_summary import model_summary
 from .offload import gpu_layers_fraction, host_layer_share, host_weight_bytes, streamed_offload_fraction
-from .params import param_counts
 from .request_section import instance_request, request_section
 from .requests import prompts_prefill_s
 from .serving_options import serving_option_refusal
@@ -337,31 +336,6 @@ def _curve_batches(batch: int, limit: int) -> list[int]:
     return sorted(points)
 
 
-def model_summary(spec: ModelSpec) -> ModelSummary:
-    counts = param_counts(spec)
-    moe = None
-    if spec.moe:
-        moe = f"{spec.moe.num_experts} experts, top-{spec.moe.top_k}" + (", shared" if spec.moe.shared_intermediate_size else "")
-    return ModelSummary(
-        name=spec.name, model_type=spec.model_type, source=spec.source, params_total=counts.total,
-        params_active=counts.active, embedding_params=counts.embedding, num_layers=spec.num_layers,
-        hidden_size=spec.hidden_size, attention=spec.attention_kind, num_heads=spec.num_heads,
-        num_kv_heads=spec.num_kv_heads, head_dim=spec.head_dim, moe=moe,
-        sliding_layers=sum(1 for w in spec.layer_windows if w), max_position_embeddings=spec.max_position_embeddings,
-        layer_mix=_layer_mix(spec) if spec.layer_mixers else None,
-    )
-
-
-def _layer_mix(spec: ModelSpec) -> str:
-    """'4 attention, 28 mamba' (Falcon-H1: '32 attention + mamba2'; Nemotron-H counts its MLP-only layers)."""
-    names = {"attention": "attention", "state": spec.state.kind if spec.state else "state",
-             "attention+state": f"attention + {spec.state.kind if spec.state else 'state'}", "none": "MLP only"}
-    counts: dict[str, int] = {}
-    for i in range(spec.num_layers):
-        counts[names[spec.mixer(i)]] = counts.get(names[spec.mixer(i)], 0) + 1
-    return ", ".join(f"{n} {name}" for name, n in counts.items())
-
-
 def profile_setup(request: ProfileRequest, s: Setup, sp: Speculating | None = None) -> Profile:
     """The full analytic profile of a resolved setup, decoding speculatively as `sp` says."""
     spec, counts, hw = s.spec, s.counts, s.hw
@@ -417,13 +391,11 @@ def profile_setup(request: ProfileRequest, s: Setup, sp: Speculating | None = No
     elif not fit:
         which = "the share set" if request.memory_share is not None else "default share"
         share = "" if s.kv_memory is None else f" ({request.engine}'s {which} of {hw.memory_bytes / 1e9:.1f} GB)"
-        room = usable - act_dev - s.runtime_bytes  # for the weights and the caches
-        remedy = (f"the weights alone take {w_dev / 1e9:.1f} GB: more devices (--gpus), fewer bits a weight (--dtype) "
-                  "or `optiplan advise` to plan it" if w_dev > room else
-                  "the caches do not fit beside the weights: a smaller --batch or a shorter --context, or `optiplan "
-                  "advise` to plan it")
-        warnings.append(f"does not fit: {per_device / 1e9:.1f} GB needed per device, {usable / 1e9:.1f} GB "
-                        f"available{share}; {remedy}")
+        warnings.append(f"does not fit: {per_device / 1e9:.1f} GB needed per device, {usable / 1e9:.1f} GB available"
+                        f"{share}; " + (f"the weights alone take {w_dev / 1e9:.1f} GB: more devices (--gpus), fewer "
+                                        "bits a weight (--dtype)" if w_dev > usable - act_dev - s.runtime_bytes else
+                                        "the caches do not fit beside the weights: a smaller --batch or a shorter "
+                                        "--context") + ", or `optiplan advise` to plan it")
     if s.tp > 1 and engine_splits_layers(request.engine):
         warnings.append(f"{request.engine} splits a model's layers over its devices by default; --tp {s.tp} predicts "
                         "its tensor-splitting mode (llama.cpp's --split-mode row, transformers' tp_plan) as "

@@ -10,8 +10,12 @@ from pathlib import Path
 
 import click
 
+from ... import profiles
 from ..errors import ImpossibleError, OptiplanError, error_line
 from ..schema.releases import pinned_engine, plan_engine, split_engine
+
+DEFAULT_MODEL = "llama-3.1-8b"  # the commands' embedded default: a catalog model on the catalog's default device
+DEFAULT_HARDWARE = profiles.DEFAULT_HARDWARE
 
 
 def friendly(fn):

@@ -15,10 +15,7 @@ os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 import click  # noqa: E402
 
 from ... import __version__, profiles  # noqa: E402
-from .common import EngineName, PlanEngineName, emit, friendly  # noqa: E402
-
-DEFAULT_MODEL = "llama-3.1-8b"
-DEFAULT_HARDWARE = profiles.DEFAULT_HARDWARE
+from .common import DEFAULT_HARDWARE, DEFAULT_MODEL, EngineName, PlanEngineName, emit, friendly  # noqa: E402
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -317,6 +314,9 @@ def calibrate(models: tuple[Path, ...], repeats: int, device: str, effects: bool
               help="Override the workload's concurrent sequences.")
 @click.option("--context", "max_context", type=click.IntRange(min=1), default=None,
               help="Override the longest sequence to serve.")
+@click.option("--without", multiple=True, metavar="TECHNIQUE",
+              help="Leave this technique out of the plan (repeatable; `optiplan techniques` lists them), e.g. "
+                   "--without lora --without qlora for a full fine-tune.")
 @click.option("--format", "fmt", type=click.Choice(["text", "md", "markdown", "html", "json"]), default="text",
               show_default=True, help="text (the terminal's tables), md (markdown: Markdown for a pull request or "
               "wiki), html (one self-contained page with charts) or json (the versioned document).")
@@ -327,8 +327,8 @@ def calibrate(models: tuple[Path, ...], repeats: int, device: str, effects: bool
 @click.option("--force", is_flag=True, help="Replace an existing --emit-configs folder.")
 @friendly
 def advise(model: str, hardware: str, num_devices: int | None, workload: str | None, goal: str | None, quality: str | None,
-           engine: str | None, concurrency: int | None, max_context: int | None, fmt: str, output: Path | None,
-           emit_configs: Path | None, force: bool) -> None:
+           engine: str | None, concurrency: int | None, max_context: int | None, without: tuple[str, ...], fmt: str,
+           output: Path | None, emit_configs: Path | None, force: bool) -> None:
     """Name the bottleneck of MODEL on the hardware under a workload, and plan what to do about it.
 
     \b
@@ -346,7 +346,7 @@ def advise(model: str, hardware: str, num_devices: int | None, workload: str | N
     fmt = "md" if fmt == "markdown" else fmt
     request = AdviseRequest(model=model, hardware=hardware, num_devices=num_devices, workload=workload, goal=goal,
                             max_quality_loss_pct=parse_percent(quality), engine=engine, concurrency=concurrency,
-                            max_context=max_context)
+                            max_context=max_context, without=without)
     try:
         advice = run_advise(request)
     except ImpossibleError as exc:
@@ -388,61 +388,6 @@ def _report(advice, fmt: str, output: Path | None) -> None:
     from ..report.advice import render
 
     emit(render(advice, fmt), output)
-
-
-@main.command()
-@click.argument("model", default=DEFAULT_MODEL)
-@click.option("--hardware", "-H", default=DEFAULT_HARDWARE, show_default=True,
-              help="Catalog device id or alias, 'local', or 'auto'.")
-@click.option("--gpus", "--devices", "num_devices", type=click.IntRange(min=1), default=None,
-              help="Devices [default: 1].")
-@click.option("--workload", "-w", default="chat", show_default=True, help="Preset or a YAML/JSON workload file.")
-@click.option("--engine", "-e", "target", default=None,
-              help="vllm, sglang, tgi, trtllm, llama.cpp, compose, kubernetes, or all [default: the engine advise "
-                   "plans for: vllm, or where it does not run, one that does (llama.cpp on a Mac)].")
-@click.option("--serving-engine", type=PlanEngineName(["vllm", "sglang", "tgi", "trtllm", "llama.cpp"]),
-              default=None,
-              help="The engine compose and kubernetes run [default: as --engine's].")
-@click.option("--goal", type=click.Choice(["memory", "latency", "throughput", "context", "cost"]), default=None,
-              help="Override the workload's goal (as advise's --goal).")
-@click.option("--max-quality-loss", "quality", default=None, help="Perplexity increase allowed, e.g. 1%.")
-@click.option("--concurrency", type=click.IntRange(min=1), default=None,
-              help="Override the workload's concurrent sequences.")
-@click.option("--context", "max_context", type=click.IntRange(min=1), default=None,
-              help="Override the longest sequence to serve.")
-@click.option("--output", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Folder to write the configs to.")
-@click.option("--force", is_flag=True, help="Replace an existing, non-empty output folder.")
-@friendly
-def configs(model: str, hardware: str, num_devices: int | None, workload: str, target: str | None,
-            serving_engine: str | None, goal: str | None, quality: str | None, concurrency: int | None,
-            max_context: int | None, out_dir: Path, force: bool) -> None:
-    """Render deployment configs for MODEL from its plan: engine command lines and config files,
-    docker compose, Kubernetes manifests, and a README saying how to start them.
-
-    \b
-      optiplan configs llama-3.1-70b --hardware h100-sxm --gpus 4 --workload chat --engine vllm -o deploy/
-      optiplan configs ./my-model --hardware l4 --engine kubernetes -o k8s/
-      optiplan configs phi-3.5-moe --hardware a100-80gb-sxm --gpus 2 --goal throughput -o deploy/
-    """
-    from ..catalog.workloads import parse_percent
-    from ..deploy.bundle import configs as configs_bundle
-    from ..deploy.render import write
-    from ..plan.advise import advise as run_advise
-    from ..schema.advice import AdviseRequest
-
-    quality_pct = parse_percent(quality)
-
-    def advise_for(engine: str | None, device: str, devices: int | None):
-        return run_advise(AdviseRequest(model=model, hardware=device, num_devices=devices, workload=workload,
-                                        goal=goal, engine=engine, max_quality_loss_pct=quality_pct,
-                                        concurrency=concurrency, max_context=max_context))
-
-    result = configs_bundle(target, serving_engine, hardware, num_devices, advise_for)
-    for path in write(result.files, out_dir, force=force):
-        click.echo(str(path))
-    for line in result.messages():
-        click.echo(line, err=True)
 
 
 @main.command()
@@ -488,11 +433,12 @@ def catalog(what: str, as_json: bool) -> None:
         print_catalog(what, rows)
 
 
+from .configs import configs  # noqa: E402
 from .gate import bench, gate  # noqa: E402
 from .optimize import apply, verify  # noqa: E402  (the commands import torch only when they run)
 from .serve import serve, worker  # noqa: E402  (fastapi, uvicorn and rq are imported only when they run)
 
-for _command in (apply, verify, bench, gate, serve, worker):
+for _command in (configs, apply, verify, bench, gate, serve, worker):
     main.add_command(_command)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from ..analytic.accuracy import band_text, bands_note, decode_band
-from ..analytic.profile import model_summary
+from ..analytic.model_summary import model_summary
 from ..catalog.engine_devices import backend_refusal, engine_runs_on
 from ..catalog.engine_refusals import draft_attention_refusal, engine_step_refusal
 from ..catalog.engine_state_models import (

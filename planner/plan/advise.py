@@ -13,10 +13,10 @@ from ..analytic.accuracy import (
     training_accuracy_bands,
 )
 from ..analytic.params import param_counts
-from ..analytic.profile import model_summary
-from ..catalog.engine_devices import backend_refusal, engine_for_backend, engine_runs_on
+from ..analytic.model_summary import model_summary
+from ..catalog.engine_devices import engine_for_backend, engine_runs_on
 from ..catalog.engine_memory import engine_kv_memory
-from ..catalog.engine_refusals import attention_split_refusal, engine_planning_refusal
+from ..catalog.engine_refusals import attention_split_refusal
 from ..catalog.engine_state_models import state_model_refusal
 from ..catalog.engines import (
     deployed_engine,
@@ -25,12 +25,11 @@ from ..catalog.engines import (
     engine_fact,
     engine_runtime,
     engine_splits_layers,
-    planned_engines,
 )
 from ..catalog.hardware import catalog_hardware, devices_per_node, resolve_hardware
 from ..catalog.models import mtp_layers, resolve_model
-from ..catalog.workloads import is_workload_file, load_workload, priced_tokens, with_overrides
-from ..errors import HardwareError, ImpossibleError, RequestError, UnknownNameError
+from ..catalog.workloads import priced_tokens, with_overrides
+from ..errors import HardwareError, ImpossibleError, RequestError
 from ..schema import HardwareSpec, ModelSpec
 from ..schema.advice import (
     Advice,
@@ -58,6 +57,7 @@ from .search import (
     score,
     search,
 )
+from .request import engine_here, resolve_request
 from .state import PlanState
 from .techniques import Context, all_techniques, static_reason
 
@@ -253,62 +253,6 @@ def _hourly(hw: HardwareSpec, count: int) -> float:
     return price * count if price else float("inf")
 
 
-def resolve_request(request: AdviseRequest) -> tuple[ModelSpec, Workload, list[str]]:
-    """The model and the workload with the request's overrides, and notes for the report (a clipped preset)."""
-    spec = resolve_model(request.model)
-    if why := engine_planning_refusal(request.engine, spec.model_type):
-        raise RequestError(why)
-    preset = request.workload or ("fine-tune" if request.goal == "training" else "chat")
-    workload = with_overrides(load_workload(preset), goal=request.goal,
-                              max_quality_loss_pct=request.max_quality_loss_pct, engine=request.engine,
-                              concurrency=request.concurrency, max_context=request.max_context)
-    known = set(all_techniques())
-    unknown = [t for t in (*(workload.allowed_techniques or ()), *workload.denied_techniques) if t not in known]
-    if unknown:
-        raise UnknownNameError("technique", unknown[0], known, "`optiplan techniques` lists them")
-    if spec.max_position_embeddings < workload.context_needed:
-        if request.max_context is not None:  # the user asked for this context: say it cannot be had
-            raise ImpossibleError(f"the workload needs {workload.context_needed:,} tokens of context and {spec.name} "
-                                  f"supports {spec.max_position_embeddings:,}; nearest feasible: a model with a longer "
-                                  f"context, or --context {spec.max_position_embeddings}")
-        if is_workload_file(preset):  # the user's own lengths: not cut short behind their back, as a preset is
-            raise ImpossibleError(f"the workload file {preset} needs {workload.context_needed:,} tokens of context "
-                                  f"(prompts p95 {workload.prompt_tokens_p95:,}, outputs p95 "
-                                  f"{workload.output_tokens_p95:,}) and {spec.name} supports "
-                                  f"{spec.max_position_embeddings:,}; nearest feasible: a model with a longer "
-                                  f"context, or lengths within {spec.max_position_embeddings:,} tokens in the file")
-        clipped = clip_to_context(workload, spec.max_position_embeddings)
-        return spec, clipped, [f"workload {workload.name} clipped to {spec.name}'s {spec.max_position_embeddings:,}-"
-                               f"token context: it asked for {workload.context_needed:,} (prompts p95 "
-                               f"{workload.prompt_tokens_p95:,}, outputs p95 {workload.output_tokens_p95:,}); now "
-                               f"prompts p95 {clipped.prompt_tokens_p95:,}, outputs p95 {clipped.output_tokens_p95:,}"]
-    return spec, workload, []
-
-
-def _engine_here(workload: Workload, hw: HardwareSpec, asked: str | None, notes: list[str]) -> Workload:
-    """The workload served by an engine that runs on the device: the one asked for (an error where it cannot run), or
-    the preset's, replaced by the first fallback that runs there (a note says so): a Mac gets llama.cpp, not vLLM."""
-    refusal = backend_refusal(workload.engine, hw, planned_engines())
-    if workload.goal == "training" or refusal is None:
-        return workload
-    if asked is not None:
-        raise RequestError(refusal)
-    engine = engine_for_backend(workload.engine, hw)
-    # the refusal's own reason (its backend, or its compute capability), without the list of engines that do run
-    notes.append(f"the {workload.name} preset's engine {refusal.split('; engines that do')[0]}: planned for {engine}")
-    return with_overrides(workload, engine=engine)
-
-
-def clip_to_context(workload: Workload, limit: int) -> Workload:
-    """A preset's sequences cut to the model's context: outputs kept up to half of it, prompts take the rest."""
-    output_p95 = min(workload.output_tokens_p95, limit // 2)
-    prompt_p95 = min(workload.prompt_tokens_p95, limit - output_p95)
-    changes = {"max_context": limit, "prompt_tokens_p95": prompt_p95,
-               "prompt_tokens_mean": min(workload.prompt_tokens_mean, prompt_p95),
-               "output_tokens_p95": output_p95, "output_tokens_mean": min(workload.output_tokens_mean, output_p95)}
-    return with_overrides(workload, **changes)
-
-
 def advise(request: AdviseRequest) -> Advice:
     """The Python API of `optiplan advise`."""
     if request.num_devices is not None and request.num_devices < 1:
@@ -326,13 +270,13 @@ def advise(request: AdviseRequest) -> Advice:
         ranking = [o[0] for o in options]
         hw, devices = options[0][1], options[0][2]
         hardware_reason = explain_ranking(ranking, priced_tokens(workload.goal))
-        workload = _engine_here(workload, hw, request.engine, notes)
+        workload = engine_here(workload, hw, request.engine, notes)
     else:
         hw = resolve_hardware(request.hardware)
         devices = request.num_devices or 1
         if devices > 1 and hw.interconnect is None:
             raise HardwareError(f"{hw.id} has no device interconnect: one model cannot span {devices} of them")
-        workload = _engine_here(workload, hw, request.engine, notes)
+        workload = engine_here(workload, hw, request.engine, notes)
     ctx = build_context(spec, hw, devices, workload)
     result = search(ctx)
     ranked = rank(result.candidates)
@@ -378,7 +322,7 @@ def predict_stack(request: AdviseRequest, ids: list[str]) -> tuple[Prediction, d
     the request's hardware and engine: the baseline's, and each step's that the planner knows and can apply there."""
     spec, workload, notes = resolve_request(request)
     hw = resolve_hardware(request.hardware)
-    workload = _engine_here(workload, hw, request.engine, notes)
+    workload = engine_here(workload, hw, request.engine, notes)
     ctx = build_context(spec, hw, request.num_devices or 1, workload)
     techniques = all_techniques()
     base = engine_baseline(ctx, [t for t in techniques.values() if static_reason(t, ctx) is None])

@@ -236,7 +236,7 @@ def test_vllm_releases_whose_v2_runner_ignores_cpu_offload_gb_refuse_it(model, e
 def test_a_model_summarys_kind_is_its_specs():
     """Configs read the kind off the advice's model summary, plans and profiles off the spec: the same refusal."""
     from optiplan.planner.analytic.accuracy import architecture_kind
-    from optiplan.planner.analytic.profile import model_summary
+    from optiplan.planner.analytic.model_summary import model_summary
 
     for name in ("llama-3.1-8b", "qwen3-30b-a3b", "jamba-1.5-mini", "mamba2-2.7b", "qwen3-next-80b-a3b"):
         spec = resolve_model(name)

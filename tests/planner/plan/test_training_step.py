@@ -221,3 +221,20 @@ def test_a_training_plans_memory_carries_the_band_of_its_adapters_published_peak
         ratio = bench.prediction(p).memory_per_device_bytes / 1e9 / p["memory_gb"]
         assert 0.8 < ratio < 1.1, (p["model"], p["sequence_length"], ratio)
     assert "memory_bytes" in _advice(hardware="a100-80gb-sxm").accuracy
+
+
+def test_without_leaves_techniques_out_a_full_fine_tune_included():
+    """A fine-tune plans adapters by default; --without lora --without qlora asks for a full fine-tune (it had taken a
+    workload file's denied_techniques), which FSDP shards over 8 H100s."""
+    from click.testing import CliRunner
+    from optiplan.planner.cli.main import main
+
+    full = _advice(devices=8, without=("lora", "qlora"))
+    steps = [s.technique for s in full.plan.steps]
+    assert "lora" not in steps and "qlora" not in steps and full.plan.predicted.gradient_bytes > 1e9
+    assert full.workload.denied_techniques[-2:] == ("lora", "qlora")
+    out = CliRunner().invoke(main, ["advise", "llama-3.1-8b", "--gpus", "8", "--workload", "fine-tune", "--without",
+                                    "lora", "--without", "qlora", "--format", "json"])
+    assert out.exit_code == 0 and '"lora"' not in out.output.split('"steps"')[1].split('"rejected"')[0]
+    bad = CliRunner().invoke(main, ["advise", "llama-3.1-8b", "--without", "nope"])
+    assert bad.exit_code == 2 and "unknown technique 'nope'" in bad.output
