@@ -311,7 +311,11 @@ def device_peaks(name: str) -> dict:
     except OptiplanError as exc:
         print(f"peaks: {exc}; the shares assume an H200's")
         return dict(PEAKS)
-    return {"gbps": hw.memory_bandwidth_bytes_per_s / 1e9, "bf16_tflops": hw.peak_tflops["bf16"], "hardware": hw.id}
+    dense = hw.peak_tflops.get("bf16") or hw.peak_tflops.get("fp16")  # a T4 has no bf16: its fp16 rate
+    if dense is None:
+        print(f"peaks: {hw.id} states no 16-bit rate; the shares assume an H200's")
+        return dict(PEAKS)
+    return {"gbps": hw.memory_bandwidth_bytes_per_s / 1e9, "bf16_tflops": dense, "hardware": hw.id}
 
 
 def keep_as_profile(result: dict, folder: Path | None = None) -> Path | None:

@@ -408,6 +408,8 @@ def profile_setup(request: ProfileRequest, s: Setup, sp: Speculating | None = No
     kind = architecture_kind(spec)
     weights = canonical(request.dtype) if request.dtype else s.compute_dtype  # the format a calibration fitted
     bands = accuracy_bands(hw, engine_runtime(request.engine), split_engine(request.engine)[0], kind, weights)
+    if not fit:  # its speeds are priced as if it fit: nothing validates them, only its memory figures keep a band
+        bands = {k: b for k, b in bands.items() if k in ("memory_bytes", "kv_cache_tokens")}
     return Profile(
         request=request,
         model=model_summary(spec),

@@ -221,7 +221,7 @@ def _nearest(spec: ModelSpec, hw: HardwareSpec, devices: int, workload: Workload
         if count > devices and _feasible(spec, hw, count, workload):
             return f"{count} x {hw.id} (--gpus {count})"
     # then on the same devices: fewer sequences at once, a smaller model of the family, before other hardware
-    concurrency = workload.concurrency // 2
+    concurrency = workload.concurrency // 2 if workload.goal != "training" else 0  # a step's batch is its own
     while concurrency >= 1:
         if _feasible(spec, hw, devices, with_overrides(workload, concurrency=concurrency)):
             return f"{concurrency} sequences at once instead of {workload.concurrency} (--concurrency {concurrency})"

@@ -138,9 +138,10 @@ def training_prediction(state: PlanState, workload: Workload) -> Prediction:
     if n > 1 and hw.interconnect is not None:
         link = hw.interconnect.bandwidth_gbps / 2 * 1e9 * ALLREDUCE_EFFICIENCY
         grad_bytes = trainable * (2 if mixed else 4)
-        # gradients all-reduced (reduce-scattered under FSDP: half the traffic) once a step: accelerate's gradient
-        # accumulation runs the other micro-steps under no_sync
-        comm_s = (n - 1) / n * (1 if "fsdp" in applied else 2) * grad_bytes / link
+        # data parallel all-reduces gradients once a step (the other micro-steps under no_sync); FSDP reduce-scatters
+        # them (half the traffic) every micro-step, which keeps them sharded as the memory counts them (no_sync would
+        # hold whole gradients on every device)
+        comm_s = (n - 1) / n * grad_bytes / link * (micro_steps if "fsdp" in applied else 2)
         if "fsdp" in applied:
             # FSDP gathers the weights as they are stored (a frozen 4-bit base as NF4) before each micro-step's
             # forward and again before its backward; it prefetches the next layer's while one computes, so the

@@ -235,7 +235,7 @@ def create_app(settings: Settings) -> FastAPI:
     def submit(job: JobRequest):
         """Start apply, verify, calibrate or bench; names are inside the server's folders. 202 with the id."""
         job_arguments(job, roots, settings.allow_pickle)  # refuse a bad job now, not in the worker
-        record = new_job(job.kind, job.model_dump(mode="json", exclude_defaults=False), job_output(job),
+        record = new_job(job.kind, job.model_dump(mode="json", exclude_defaults=False), job_output(job, roots),
                          max_attempts=settings.max_attempts, reads=job_reads(job, roots))
         store.insert_writer(record)  # one writer per workdir name, none while it is read: checked and inserted at once
         try:

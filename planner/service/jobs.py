@@ -216,7 +216,7 @@ class LocalQueue:
 
     def start(self) -> None:
         recover(self.store, self.executor.roots, "the server stopped while this job ran", retry=False)
-        self.retention()
+        self._forget()
         for job in reversed(self.store.in_state("queued")):  # oldest first
             self.submit(job.id)
 
@@ -233,10 +233,13 @@ class LocalQueue:
             if job is not None and job.state == "running":
                 self.store.finish(job_id, job.attempt, "failed", error=self.executor.roots.redact(error_line(exc)[0]))
         finally:
-            try:
-                self.retention()
-            except Exception:  # noqa: BLE001  the database busy for a moment: a later job forgets them
-                LOG.warning("could not forget old jobs this time", exc_info=True)
+            self._forget()
+
+    def _forget(self) -> None:
+        try:
+            self.retention()
+        except Exception:  # noqa: BLE001  the database busy for a moment: a later call forgets them
+            LOG.warning("could not forget old jobs this time", exc_info=True)
 
     def shutdown(self) -> None:
         """Stop without waiting for running jobs (they could take hours): they are failed with the reason, and

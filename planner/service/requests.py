@@ -183,16 +183,14 @@ def _text(roots: Roots, name: str | None):
     return roots.input_path(name, "eval_text") if name else None
 
 
-def job_output(job: BaseModel) -> str | None:
-    """The output name a job writes under the workdir (what a crash may leave half-written), normalised
-    (`a/./b/` is `a/b`), so that two spellings of one folder are one writer."""
-    from .paths import check_name
-
-    if isinstance(job, ApplyJob):
-        return str(check_name(job.output, "output"))
-    if isinstance(job, BenchJob) and job.save_reference is not None:
-        return str(check_name(job.save_reference, "save_reference"))
-    return None
+def job_output(job: BaseModel, roots: Roots) -> str | None:
+    """The output name a job writes under the workdir (what a crash may leave half-written), normalised as its reads
+    are (`a/./b/` is `a/b`, a symlink the folder it leads to), so that two spellings of one folder are one writer."""
+    field_name = "output" if isinstance(job, ApplyJob) else "save_reference" if isinstance(job, BenchJob) else None
+    name = getattr(job, field_name) if field_name else None
+    if name is None:
+        return None
+    return roots.output_path(name, field_name).relative_to(roots.workdir).as_posix()
 
 
 # the fields of each job that name an input (a file or folder it reads)

@@ -238,3 +238,14 @@ def test_without_leaves_techniques_out_a_full_fine_tune_included():
     assert out.exit_code == 0 and '"lora"' not in out.output.split('"steps"')[1].split('"rejected"')[0]
     bad = CliRunner().invoke(main, ["advise", "llama-3.1-8b", "--without", "nope"])
     assert bad.exit_code == 2 and "unknown technique 'nope'" in bad.output
+
+
+def test_a_training_workload_file_that_nothing_fits_is_an_answer_not_a_concurrency_error(tmp_path):
+    """A training file without `concurrency` (16 by default) had its nearest-feasible search halve the concurrency,
+    which a training workload refuses: exit 2 with a false --concurrency error instead of the infeasible report."""
+    workload = tmp_path / "ft.yaml"
+    workload.write_text("name: ft\ngoal: training\ntraining: {sequence_length: 4096, global_batch: 64}\n"
+                        "denied_techniques: [lora, qlora]\n")
+    with pytest.raises(ImpossibleError) as err:
+        advise(AdviseRequest(model="llama-3.1-70b", hardware="h100-sxm", workload=str(workload)))
+    assert "--concurrency" not in str(err.value)

@@ -423,8 +423,13 @@ def test_no_job_replaces_a_folder_another_job_reads(client, monkeypatch, models_
     for job in client.get("/v1/jobs").json():
         if job["state"] == "queued" and job["kind"] == "verify":
             client.delete(f"/v1/jobs/{job['id']}")
+    (tmp_path / "work" / "latest").symlink_to(tmp_path / "work" / "done")  # one folder by another name
+    reader = client.post("/v1/jobs", json=verify)
+    assert "is reading it" in one_error(client.post("/v1/jobs", json=apply | {"output": "latest"}), 409)
+    client.delete(reader.json()["url"])
     writer = client.post("/v1/jobs", json=apply | {"output": "done"})
     assert writer.status_code == 202  # no reader left
+    assert client.get(writer.json()["url"]).json()["output"] == "done"
     error = one_error(client.post("/v1/jobs", json=verify), 409)
     assert f"another job ({writer.json()['id']}) is writing 'done', which this job reads" in error
 
