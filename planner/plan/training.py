@@ -50,9 +50,10 @@ def lora_params(state: PlanState, rank: int) -> int:
     """Adapter parameters for rank-r LoRA on every linear layer of the blocks (peft's target_modules="all-linear"):
     attention's projections where it attends (latent attention's five), a state-space or linear-attention mixer's
     where it has one (its input and output projections: r x (2 x hidden + its matmul weights / hidden), exact for
-    those two), the MLP's where it has one, and in a mixture-of-experts layer every routed expert's projections, the
-    shared experts' and the router's (each expert is an nn.Linear of its own in transformers' Mixtral and Qwen-MoE
-    blocks, which all-linear adapts one by one)."""
+    those two), the MLP's where it has one, and in a mixture-of-experts layer every routed expert's projections and
+    the shared experts'. transformers 5 holds the routed experts as 3-D parameters (MixtralExperts' gate_up_proj and
+    down_proj), which all-linear skips: the plan names them as peft's target_parameters (one adapter per expert), and
+    the router (a parameter too) gets none."""
     spec = state.spec
     h, i = spec.hidden_size, spec.intermediate_size
     if spec.mla is not None:
@@ -69,7 +70,7 @@ def lora_params(state: PlanState, rank: int) -> int:
     moe = 0
     if spec.moe is not None:
         m = spec.moe
-        moe = m.num_experts * projections * (h + m.expert_intermediate_size) + (h + m.num_experts)  # the router
+        moe = m.num_experts * projections * (h + m.expert_intermediate_size)
         if m.shared_intermediate_size:
             moe += projections * (h + m.shared_intermediate_size)
     mixer = 2 * h + spec.state.linear_params // h if spec.state is not None else 0

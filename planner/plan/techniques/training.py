@@ -15,6 +15,12 @@ def _add(name: str):
     return transform
 
 
+def _expert_targets(ctx: Context) -> dict:
+    """A mixture of experts' routed experts, which transformers 5 holds as 3-D parameters that all-linear skips: named
+    as peft's target_parameters, so they get the adapters the plan counts."""
+    return {"target_parameters": "experts.gate_up_proj, experts.down_proj"} if ctx.spec.moe is not None else {}
+
+
 def _not_with_8bit_already(ctx: Context) -> str | None:
     if ctx.workload.training and ctx.workload.training.optimizer != "adamw":
         return f"the workload's optimizer is already {ctx.workload.training.optimizer}"
@@ -43,7 +49,7 @@ register(
         quality_risk="low", quality_loss_pct=0.5,
         quality_source="LoRA (arXiv 2106.09685) matches full fine-tuning on most tasks; 0.5% budgeted",
         params=lambda c: {"rank": c.workload.training.lora_rank if c.workload.training else 16,
-                          "target_modules": "all-linear"}),
+                          "target_modules": "all-linear", **_expert_targets(c)}),
     Technique(
         id="qlora", engines=("transformers",),
         name="QLoRA (NF4 base, LoRA adapters)", family="training", phase="training", group="adapters",
@@ -55,7 +61,7 @@ register(
         packages=("peft", "bitsandbytes"), quality_risk="low", quality_loss_pct=0.7,
         quality_source="QLoRA (arXiv 2305.14314): NF4 + LoRA matches 16-bit full fine-tuning on MMLU; 0.7% budgeted",
         params=lambda c: {"rank": c.workload.training.lora_rank if c.workload.training else 16, "base": "nf4",
-                          "double_quant": True, "target_modules": "all-linear"}),
+                          "double_quant": True, "target_modules": "all-linear", **_expert_targets(c)}),
     Technique(
         id="fsdp", engines=("transformers",),
         name="FSDP / ZeRO-3 sharding", family="training", phase="training",
