@@ -275,10 +275,11 @@ def test_an_engine_that_leaves_steps_out_is_predicted_as_configured():
     assert "## Predicted for this configuration" in readme
     assert "`optiplan profile llama-3.1-70b -H h100-sxm --gpus 2 --engine llama.cpp --dtype bf16" in readme
     assert "**does not fit**" in readme and "the plan's prediction, which assumes the steps" in readme
-    # each predicted figure, the plan's and the configuration's, with its error band as the reports show it
+    # the plan's figures with their error bands as the reports show them; the configuration's, which does not fit,
+    # priced as if it did and without bands (nothing validates them)
     planned = next(line for line in readme.splitlines() if line.startswith("- the plan's prediction"))
     served = next(line for line in readme.splitlines() if line.startswith("- requests of"))
-    assert planned.count(", p90 ±") == 4 and served.count(", p90 ±") == 3, (planned, served)
+    assert planned.count(", p90 ±") == 4 and served.count(", p90 ±") == 0, (planned, served)
     [line] = render_all(a, ["vllm", "llama.cpp"])[2]  # what `configs` prints as a warning
     assert line.startswith("llama.cpp: its configuration does not fit")
     assert "## Predicted for this configuration" not in render(a, "vllm")["README.md"]  # every step applies
