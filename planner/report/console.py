@@ -131,20 +131,19 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
     ]))
     comm = (f", all-reduce {lat.allreduce_ms_per_layer * 1e3:.0f} us/layer "
             f"({lat.communication_share:.0%} of a decode step)") if hw.tensor_parallel > 1 else ""
-    # a setup that does not fit is priced as if it did: its speeds are hypothetical, and no validation band covers them
-    speed = p.accuracy if p.fits else {}
-    step_band = band_text(speed, decode_band(r.batch, speed))  # the decode step's, TPOT and rate alike
+    # a setup that does not fit is priced as if it did: its profile carries no band for its speeds (profile_setup)
+    step_band = band_text(p.accuracy, decode_band(r.batch, p.accuracy))  # the decode step's, TPOT and rate alike
     hypothetical = "" if p.fits else " [red](as if it fit: it does not; no ± bands)[/]"
     console.print(_section("Latency and throughput" + hypothetical, [
-        ("TTFT", f"{lat.ttft_ms:,.1f} ms{band_text(speed, 'ttft_ms')} (prefill of {r.batch} x "
+        ("TTFT", f"{lat.ttft_ms:,.1f} ms{band_text(p.accuracy, 'ttft_ms')} (prefill of {r.batch} x "
                  f"{lat.prefill_tokens} tokens" + (f", then the {lat.first_token_step_ms:,.1f} ms"
-                                                   f"{band_text(speed, 'tpot_ms')} decode step that computes "
+                                                   f"{band_text(p.accuracy, 'tpot_ms')} decode step that computes "
                                                    "the first token)" if lat.first_token_step_ms else ")")),
         ("TPOT", f"{lat.tpot_ms:,.2f} ms{step_band} " + (
             f"per token, speculating ({r.speculative}: {r.spec_tokens} proposed a step at acceptance {r.acceptance:g})"
             if r.speculative else "per decode step") + comm),
         ("step rates", f"{rate(tp.tokens_per_s)} tokens/s{step_band} per decode step, "
-                       f"{rate(tp.prefill_tokens_per_s)} tokens/s{band_text(speed, 'ttft_ms')} prefill (single "
+                       f"{rate(tp.prefill_tokens_per_s)} tokens/s{band_text(p.accuracy, 'ttft_ms')} prefill (single "
                        "steps, no scheduling: not a serving throughput)"),
         ("limits", (f"largest batch of {r.context}-token caches: {tp.max_batch}" if tp.max_batch < NO_DEVICE_LIMIT
                     else "no cache on the device (the host's memory, which holds it, is not modelled)")
@@ -152,7 +151,7 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
     ]))
     if p.requests is not None:
         q = p.requests
-        rq = speed if q.max_concurrency else {}  # not one request's cache fits: figures as if one did, no band
+        rq = p.accuracy if q.max_concurrency else {}  # not one request's cache fits: figures as if one did, no band
         slo = [f"TTFT <= {q.ttft_slo_ms:,.0f} ms" for _ in [0] if q.ttft_slo_ms is not None] + \
             [f"ITL <= {q.itl_slo_ms:,.1f} ms" for _ in [0] if q.itl_slo_ms is not None]
         rate_band = band_text(rq, "throughput_tokens_per_s")
@@ -194,7 +193,7 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
                 if q.max_concurrency > tp.max_batch and r.context == q.input_tokens + q.output_tokens else "")),
             ("goodput", goodput),
         ]))
-    one, loaded = (band_text(speed, decode_band(b, speed)) for b in (1, 2))
+    one, loaded = (band_text(p.accuracy, decode_band(b, p.accuracy)) for b in (1, 2))
     bands = f"; TPOT{one} at batch 1, {loaded.strip() or 'unvalidated'} above" if one else ""
     curve = Table(title=f"Decode-step rate against batch (no prefill{bands})", title_justify="left")
     for col in ("batch", "TPOT ms", "tokens/s", "fits"):
