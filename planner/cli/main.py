@@ -316,7 +316,8 @@ def calibrate(models: tuple[Path, ...], repeats: int, device: str, effects: bool
               help="Override the longest sequence to serve.")
 @click.option("--without", multiple=True, metavar="TECHNIQUE",
               help="Leave this technique out of the plan (repeatable; `optiplan techniques` lists them), e.g. "
-                   "--without lora --without qlora for a full fine-tune.")
+                   "--without lora --without qlora for a full fine-tune; not one the engine runs by default "
+                   "(vLLM's paged cache), which its baseline and configs keep.")
 @click.option("--format", "fmt", type=click.Choice(["text", "md", "markdown", "html", "json"]), default="text",
               show_default=True, help="text (the terminal's tables), md (markdown: Markdown for a pull request or "
               "wiki), html (one self-contained page with charts) or json (the versioned document).")

@@ -15,12 +15,14 @@ from dataclasses import dataclass
 from ..catalog.engines import engine_defaults, engine_splits_layers
 from ..catalog.served import produced_formats
 from ..catalog.workloads import serves_instruct
+from ..errors import RequestError
 from ..schema.advice import Prediction
 from .effects import predict_steps, within_speed_limits
 from .graph import conflicting, plan_order
 from .predict import evaluate
 from .state import PlanState, baseline_state
-from .techniques import Context, Technique, all_techniques, requirements, runtime_conflict, static_reason
+from .techniques import (Context, Technique, all_techniques, denied_default_refusal, requirements, runtime_conflict,
+                         static_reason)
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,8 @@ def engine_baseline(ctx: Context, valid: list[Technique]) -> PlanState:
 
 def search(ctx: Context, only_groups: frozenset[str] | None = None) -> SearchResult:
     """Evaluate every valid stack; `only_groups` narrows the choices to those groups (a quick search)."""
+    if refusal := denied_default_refusal(ctx):
+        raise RequestError(refusal)
     techniques = all_techniques()
     workload = ctx.workload
     rejected: dict[str, str] = {}

@@ -169,4 +169,5 @@ class AdviseRequest(Frozen):
     concurrency: int | None = Field(None, ge=1)
     max_context: int | None = Field(None, ge=1)
     without: tuple[str, ...] = Field((), max_length=64, description="techniques the plan leaves out, beside the "
-                                     "workload's denied_techniques (lora and qlora: a full fine-tune)")
+                                     "workload's denied_techniques (lora and qlora: a full fine-tune); one the engine runs by "
+                                     "default here is refused")

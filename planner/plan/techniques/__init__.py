@@ -9,7 +9,7 @@ declarations only.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from ...analytic.accuracy import architecture_kind
@@ -266,11 +266,34 @@ def hardware_reason(t: Technique, ctx: Context) -> str | None:
     return None
 
 
+def denied_default_refusal(ctx: Context) -> str | None:
+    """Why the techniques the workload leaves out cannot be planned without: one the engine runs by default here (its
+    baseline's, so leaving it out would price a server its configs do not run), or None."""
+    w = ctx.workload
+    if w.goal == "training":
+        return None
+    techniques = all_techniques()
+    defaults = engine_defaults(ctx.release_engine)
+    for t_id in w.denied_techniques:
+        t = techniques.get(t_id)
+        if t is None or t_id not in defaults:
+            continue
+        asked = tuple(d for d in w.denied_techniques if d != t_id)
+        if static_reason(t, replace(ctx, workload=w.model_copy(update={"denied_techniques": asked}))) is not None:
+            continue  # the baseline would not run it here either (llama.cpp's CUDA graphs on a Mac)
+        version = engine_profile(ctx.release_engine)["version"]
+        return (f"{t_id} is on by default in {w.engine} {version} and is part of the baseline every plan is priced "
+                f"against; optiplan does not plan {w.engine} without it (its configs would still run it): drop "
+                f"`--without {t_id}` (or remove it from the workload's denied_techniques), or pick another engine "
+                "with --engine")
+    return None
+
+
 def static_reason(t: Technique, ctx: Context) -> str | None:
     """Why technique `t` cannot apply in this context at all, or None when it can."""
     w = ctx.workload
     if t.id in w.denied_techniques:
-        return "denied by the workload"
+        return "left out as asked (--without, or the workload's denied_techniques)"
     if w.allowed_techniques is not None and t.id not in w.allowed_techniques:
         return "not in the workload's allowed techniques"
     training = w.goal == "training"

@@ -4,6 +4,9 @@ sequences the workload needs."""
 
 from __future__ import annotations
 
+import pytest
+
+from optiplan.planner.errors import RequestError
 from optiplan.planner.plan.advise import advise
 from optiplan.planner.schema import AdviseRequest
 
@@ -237,10 +240,30 @@ def test_an_engine_default_without_an_option_and_a_missing_requirement_are_named
     workload = tmp_path / "chat-unchunked.yaml"
     workload.write_text("name: chat-unchunked\nprompt_tokens_mean: 1024\noutput_tokens_mean: 320\nconcurrency: 32\n"
                         "goal: latency\nmax_quality_loss_pct: 1.0\ndenied_techniques: [chunked-prefill]\n")
-    advice = advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", num_devices=1, workload=str(workload),
-                                  engine="sglang"))
-    reasons = {r.technique: r.reason for r in advice.rejected}
-    assert reasons["mixed-chunk"] == "it needs chunked-prefill, which is out: denied by the workload"
+    # SGLang chunks prompts by default: a plan without it would be priced on a server its configs do not launch
+    with pytest.raises(RequestError, match=r"chunked-prefill is on by default in sglang 0.5.4 .* \(its configs "
+                                           r"would still run it\)"):
+        advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", num_devices=1, workload=str(workload),
+                             engine="sglang"))
+    # a requirement left out as asked is named as such (a fine-tune's adapters need mixed precision)
+    full = advise(AdviseRequest(model="llama-3.2-1b", hardware="h100-sxm", num_devices=1, workload="fine-tune",
+                                without=("mixed-precision",)))
+    assert {r.technique: r.reason for r in full.rejected}["lora"] == (
+        "it needs mixed-precision, which is out: left out as asked (--without, or the workload's denied_techniques)")
+
+
+def test_leaving_out_an_engine_default_is_refused_where_the_engine_runs_it():
+    """vLLM cannot run without its paged cache and its configs keep CUDA graphs: --without either would price a server
+    nobody launches. A default of the engine's build for other devices (llama.cpp's CUDA graphs on a Mac) and a
+    technique the engine does not run by default are left out as asked."""
+    for tech in ("paged-kv", "cuda-graphs"):
+        with pytest.raises(RequestError, match=f"{tech} is on by default in vllm 0.10.2"):
+            advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", workload="chat", without=(tech,)))
+    mac = advise(AdviseRequest(model="llama-3.2-1b", hardware="m3-max", workload="chat", without=("cuda-graphs",)))
+    assert "cuda-graphs" not in {s.technique for s in mac.plan.steps}
+    fp8 = advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", workload="chat", without=("kv-fp8",)))
+    assert "kv-fp8" not in {s.technique for s in fp8.plan.steps}
+    assert {r.technique: r.reason for r in fp8.rejected}["kv-fp8"].startswith("left out as asked")
 
 
 def test_figures_without_an_error_band_say_why():
@@ -300,9 +323,6 @@ def test_an_option_the_plans_leave_off_is_not_called_missing():
 def test_pipeline_stages_compete_inside_a_node_whose_gpus_talk_over_pcie():
     # vLLM's parallelism docs advise pipeline stages on GPUs without NVLink (L40S): there the plan prices them against
     # tensor parallel instead of ruling them out; over NVLink one node stays tensor parallel's
-    from optiplan.planner.plan.advise import advise
-    from optiplan.planner.schema import AdviseRequest
-
     def reason(hw):
         a = advise(AdviseRequest(model="llama-3.1-70b", hardware=hw, num_devices=4, workload="batch-offline",
                                  goal="throughput", engine="vllm"))
