@@ -56,6 +56,24 @@ def emit(text: str, output: Path | None) -> None:
         click.echo(f"wrote {output}", err=True)
 
 
+def plan_overrides(fn):
+    """The workload overrides `advise` and `configs` both take, declared once: the quality budget, the concurrency,
+    the context and the techniques left out (an AdviseRequest's fields of those names, `quality` as written)."""
+    for option in reversed((
+            click.option("--max-quality-loss", "quality", default=None,
+                         help="Perplexity increase allowed, e.g. 1% or 'lossless' [default: the workload's]."),
+            click.option("--concurrency", type=click.IntRange(min=1), default=None,
+                         help="Override the workload's concurrent sequences."),
+            click.option("--context", "max_context", type=click.IntRange(min=1), default=None,
+                         help="Override the longest sequence to serve."),
+            click.option("--without", multiple=True, metavar="TECHNIQUE",
+                         help="Leave this technique out of the plan (repeatable; `optiplan techniques` lists them), "
+                              "e.g. --without lora --without qlora for a full fine-tune; not one the engine runs by "
+                              "default (vLLM's paged cache), which its baseline and configs keep."))):
+        fn = option(fn)
+    return fn
+
+
 class EngineName(click.ParamType):
     """An engine's name (`names`), or a name pinned to a release as pip writes it (`sglang==0.5.6`)."""
 

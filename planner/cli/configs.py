@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .common import DEFAULT_HARDWARE, DEFAULT_MODEL, PlanEngineName, friendly
+from .common import DEFAULT_HARDWARE, DEFAULT_MODEL, PlanEngineName, friendly, plan_overrides
 
 
 @click.command()
@@ -24,13 +24,7 @@ from .common import DEFAULT_HARDWARE, DEFAULT_MODEL, PlanEngineName, friendly
               help="The engine compose and kubernetes run [default: as --engine's].")
 @click.option("--goal", type=click.Choice(["memory", "latency", "throughput", "context", "cost"]), default=None,
               help="Override the workload's goal (as advise's --goal).")
-@click.option("--max-quality-loss", "quality", default=None, help="Perplexity increase allowed, e.g. 1%.")
-@click.option("--concurrency", type=click.IntRange(min=1), default=None,
-              help="Override the workload's concurrent sequences.")
-@click.option("--context", "max_context", type=click.IntRange(min=1), default=None,
-              help="Override the longest sequence to serve.")
-@click.option("--without", multiple=True, metavar="TECHNIQUE",
-              help="Leave this technique out of the plan (repeatable), as advise's --without.")
+@plan_overrides
 @click.option("--output", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder to write the configs to.")
 @click.option("--force", is_flag=True, help="Replace an existing, non-empty output folder.")

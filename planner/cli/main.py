@@ -15,7 +15,7 @@ os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 import click  # noqa: E402
 
 from ... import __version__, profiles  # noqa: E402
-from .common import DEFAULT_HARDWARE, DEFAULT_MODEL, EngineName, PlanEngineName, emit, friendly  # noqa: E402
+from .common import DEFAULT_HARDWARE, DEFAULT_MODEL, EngineName, PlanEngineName, emit, friendly, plan_overrides  # noqa: E402
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -305,19 +305,10 @@ def calibrate(models: tuple[Path, ...], repeats: int, device: str, effects: bool
                    "file [default: fine-tune with --goal training, else chat].")
 @click.option("--goal", type=click.Choice(["memory", "latency", "throughput", "context", "training", "cost"]),
               default=None, help="Override the workload's goal.")
-@click.option("--max-quality-loss", "quality", default=None,
-              help="Perplexity increase allowed, e.g. 1% or 'lossless' [default: the workload's].")
 @click.option("--engine",
               type=PlanEngineName(["vllm", "sglang", "tgi", "trtllm", "transformers", "llama.cpp"]),
               default=None, help="Serving engine the plan must be expressible in [default: the workload's].")
-@click.option("--concurrency", type=click.IntRange(min=1), default=None,
-              help="Override the workload's concurrent sequences.")
-@click.option("--context", "max_context", type=click.IntRange(min=1), default=None,
-              help="Override the longest sequence to serve.")
-@click.option("--without", multiple=True, metavar="TECHNIQUE",
-              help="Leave this technique out of the plan (repeatable; `optiplan techniques` lists them), e.g. "
-                   "--without lora --without qlora for a full fine-tune; not one the engine runs by default "
-                   "(vLLM's paged cache), which its baseline and configs keep.")
+@plan_overrides
 @click.option("--format", "fmt", type=click.Choice(["text", "md", "markdown", "html", "json"]), default="text",
               show_default=True, help="text (the terminal's tables), md (markdown: Markdown for a pull request or "
               "wiki), html (one self-contained page with charts) or json (the versioned document).")
