@@ -150,7 +150,10 @@ class Advice(Frozen):
                                              "fits in memory (else the smallest), its misses in predicted.slo_violations")
     infeasible_reason: str | None = None
     nearest_feasible: str | None = Field(None, description="the nearest change that makes the workload feasible")
-    accuracy: dict[str, AccuracyBand] = Field({}, description="figure -> its error band (analytic.accuracy)")
+    accuracy: dict[str, AccuracyBand] = Field({}, description=(
+        "figure -> its error band (analytic.accuracy): tpot_ms is one sequence's time per token; a time per token "
+        "above one sequence (the plan's at its batch) carries request_latency_ms's band where there is one, as the "
+        "reports show it (analytic.accuracy.decode_band), and throughput_tokens_per_s the same runs' rates"))
 
 
 class AdviseRequest(Frozen):

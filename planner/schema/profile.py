@@ -230,7 +230,9 @@ class Profile(Frozen):
     fits: bool
     requests: RequestProfile | None = Field(None, description="request-level figures, when the request names "
                                                               "input and output tokens")
-    accuracy: dict[str, AccuracyBand] = Field({}, description="figure -> its error band (tpot_ms, ttft_ms, "
-                                                              "throughput_tokens_per_s, request_latency_ms, memory_bytes)")
+    accuracy: dict[str, AccuracyBand] = Field({}, description=(
+        "figure -> its error band (tpot_ms, ttft_ms, throughput_tokens_per_s, request_latency_ms, memory_bytes, "
+        "kv_cache_tokens): tpot_ms is one sequence's time per token; above one sequence a time per token carries "
+        "request_latency_ms's band where there is one (analytic.accuracy.decode_band)"))
     measured: MeasuredProfile | None = None
     warnings: list[str] = []
