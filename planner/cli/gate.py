@@ -47,26 +47,32 @@ def _budgets(items: tuple[str, ...]) -> dict[str, float]:
               help="Benchmark a running OpenAI-compatible server at this base URL instead (repeatable).")
 @click.option("--workload", "-w", default="chat", show_default=True,
               help="chat, code-completion, rag-long-context or smoke.")
-@click.option("--repeat", "--repeats", "repeats", type=int, default=_default_repeats, show_default="15",
+@click.option("--repeat", "--repeats", "repeats", type=click.IntRange(min=1),
+              default=_default_repeats, show_default="15",
               help="Measured rounds; each target runs the whole workload once per round.")
-@click.option("--warmup", type=int, default=1, show_default=True, help="Unmeasured generations per target first.")
-@click.option("--prompt-tokens", type=int, default=None, help="Override the workload's prompt length.")
-@click.option("--max-new-tokens", type=int, default=None, help="Override the workload's output length.")
+@click.option("--warmup", type=click.IntRange(min=0),
+              default=1, show_default=True, help="Unmeasured generations per target first.")
+@click.option("--prompt-tokens", type=click.IntRange(min=1),
+              default=None, help="Override the workload's prompt length.")
+@click.option("--max-new-tokens", type=click.IntRange(min=2),
+              default=None, help="Override the workload's output length.")
 @click.option("--prompts", "prompts_file", default=None, help="A text file with one prompt per line.")
 @click.option("--tokenizer", default=None, help="Folder of the tokenizer, for model folders that have none.")
 @click.option("--device", default=None, help="cpu or cuda [default: cuda when available].")
-@click.option("--threads", type=int, default=None, help="torch threads (fix it in CI for stable timings).")
+@click.option("--threads", type=click.IntRange(min=1),
+              default=None, help="torch threads (fix it in CI for stable timings).")
 @click.option("--no-quality", is_flag=True, help="Skip perplexity and greedy prefix agreement.")
 @click.option("--eval-text", default=None, help="Perplexity text file [default: built-in held-out English].")
-@click.option("--eval-tokens", type=int, default=4096, show_default=True)
+@click.option("--eval-tokens", type=click.IntRange(min=16), default=4096, show_default=True)
 @click.option("--reference", default=None, help="Greedy-token reference to measure agreement against.")
 @click.option("--save-reference", default=None, help="Write the first model's greedy tokens to this file.")
 @click.option("--no-memory", is_flag=True, help="Skip peak memory (a fresh process per sample).")
-@click.option("--memory-repeats", type=int, default=1, show_default=True)
+@click.option("--memory-repeats", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--endpoint-model", default=None, help="Model name to request [default: the first served].")
-@click.option("--timeout", "request_timeout_s", type=float, default=120.0, show_default=True,
+@click.option("--timeout", "request_timeout_s", type=click.FloatRange(0, min_open=True),
+              default=120.0, show_default=True,
               help="Seconds per endpoint request.")
-@click.option("--max-requests", type=int, default=1000, show_default=True,
+@click.option("--max-requests", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Refuse an endpoint run that would send more requests.")
 @click.option("--output", "-o", "outputs", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Result file, one per target in order [default with one target: stdout].")
@@ -112,9 +118,11 @@ def bench(models: tuple[str, ...], endpoints: tuple[str, ...], outputs: tuple[Pa
               help="Budget for perplexity and greedy prefix agreement.")
 @click.option("--budget", "budgets", multiple=True, help="METRIC=PERCENT for one metric, e.g. ttft_ms=10%.")
 @click.option("--min-effect", default="1%", show_default=True, help="Smaller changes count as no change.")
-@click.option("--confidence", type=float, default=0.99, show_default=True,
+@click.option("--confidence", type=click.FloatRange(0.5, 1, min_open=True, max_open=True),
+              default=0.99, show_default=True,
               help="Two-sided confidence a regression (or improvement) must reach.")
-@click.option("--pass-confidence", type=float, default=0.95, show_default=True,
+@click.option("--pass-confidence", type=click.FloatRange(0.5, 1, min_open=True, max_open=True),
+              default=0.95, show_default=True,
               help="One-sided confidence that a change stays within its budget, for a pass.")
 @click.option("--metric", "metrics", multiple=True, help="Compare only these metrics (repeatable).")
 @click.option("--allow-different-env", is_flag=True, help="Compare results from different machines or libraries.")

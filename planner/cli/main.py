@@ -91,7 +91,7 @@ class ConcurrencyType(click.ParamType):
 @click.option("--context", "-c", type=click.IntRange(min=1), default=None,
               help="Tokens in each sequence's KV cache at the decode step [default: --input-tokens + "
                    "--output-tokens where given, else 4096, or the model's maximum where it is shorter].")
-@click.option("--prompt", "prompt_tokens", type=int, default=None,
+@click.option("--prompt", "prompt_tokens", type=click.IntRange(min=1), default=None,
               help="Prompt tokens for TTFT [default: --input-tokens where given, else the context].")
 @click.option("--engine", type=EngineName(["serving", *profiles.engine_names()]),
               default="serving", show_default=True,
@@ -109,7 +109,7 @@ class ConcurrencyType(click.ParamType):
 @click.option("--prefill-chunk", "prefill_chunk_tokens", type=int, default=None,
               help="The step's token budget with chunked prefill (vLLM --max-num-batched-tokens, SGLang "
                    "--chunked-prefill-size; TensorRT-LLM chunks at it) [default: the engine's].")
-@click.option("--max-running", type=int, default=None,
+@click.option("--max-running", type=click.IntRange(min=1), default=None,
               help="The most requests the serving engine runs at once, as the deployment sets it (vLLM "
                    "--max-num-seqs, SGLang --max-running-requests, TensorRT-LLM --max_batch_size; TGI's "
                    "--max-concurrent-requests, past which it refuses) [default: the engine's].")
@@ -132,7 +132,7 @@ class ConcurrencyType(click.ParamType):
               help="The CUDA-graph batch sizes the serving engine pads each decode-only step up to, as the deployment "
                    "sets them (TensorRT-LLM's cuda_graph_config: enable_padding with batch_sizes): the padding's "
                    "dummy sequences cost linear-layer and expert time [default: no padding].")
-@click.option("--gpu-layers", type=int, default=None,
+@click.option("--gpu-layers", type=click.IntRange(min=0), default=None,
               help="llama.cpp's --n-gpu-layers on one GPU: the last N of its layers and output head on the device, "
                    "the rest in host memory, computed by the CPU [default: all on the device].")
 @click.option("--prefill-instances", type=click.IntRange(1), default=None,
@@ -142,10 +142,10 @@ class ConcurrencyType(click.ParamType):
 @click.option("--cpu-offload-gb", type=click.FloatRange(0, min_open=True), default=None,
               help="GiB of each device's weights kept in host memory and streamed to it every pass (vLLM's and "
                    "SGLang's --cpu-offload-gb) [default: none].")
-@click.option("--host-memory-gbps", type=float, default=None,
+@click.option("--host-memory-gbps", type=click.FloatRange(0, min_open=True), default=None,
               help="Peak GB/s of the host's memory, where llama.cpp computes the layers it keeps there [default: "
                    "76.8, two channels of DDR5-4800].")
-@click.option("--host-link-gbps", type=float, default=None,
+@click.option("--host-link-gbps", type=click.FloatRange(0, min_open=True), default=None,
               help="GB/s one way between host and device as the slot runs it (PCIe 3.0 x8: 7.9) [default: the "
                    "device profile's].")
 @click.option("--scheduling", type=click.Choice(["continuous", "static"]), default=None,
@@ -162,7 +162,7 @@ class ConcurrencyType(click.ParamType):
 @click.option("--in-process", is_flag=True,
               help="...handed to the engine in its own process (vLLM's LLM class, `trtllm-bench`), not through its "
                    "HTTP server: no front-end pacing and no server latency before the first token.")
-@click.option("--num-requests", type=int, default=None,
+@click.option("--num-requests", type=click.IntRange(min=1), default=None,
               help="...as a run of this many requests, --concurrency at a time (a benchmark client's --num-prompts "
                    "with --max-concurrency): the run's means and its median request's TTFT, its first wave sent "
                    "together and its last requests leaving one by one.")
@@ -172,10 +172,10 @@ class ConcurrencyType(click.ParamType):
 @click.option("--prompt-spread", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="...its prompt lengths spread the same way about --input-tokens (a client's random range ratio "
                    "spreads both): each request's first token as much later or sooner as its own prefill.")
-@click.option("--warm-requests", type=int, default=0, show_default=True,
+@click.option("--warm-requests", type=click.IntRange(min=0), default=0, show_default=True,
               help="...its first this many prompts already in the engine's prefix cache (an earlier run with the "
                    "same seed sent them).")
-@click.option("--cached-tokens", type=int, default=0, show_default=True,
+@click.option("--cached-tokens", type=click.IntRange(min=0), default=0, show_default=True,
               help="Request-level figures: each request's first this many prompt tokens already in the engine's "
                    "prefix cache (a shared system prompt), their prefill skipped.")
 @click.option("--speculative", type=click.Choice(["draft", "eagle3", "mtp", "ngram"]), default=None,
@@ -186,13 +186,15 @@ class ConcurrencyType(click.ParamType):
 @click.option("--spec-tokens", type=click.IntRange(1), default=None, help="Tokens proposed a speculative step.")
 @click.option("--acceptance", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
               help="The chance each proposed token is accepted (the workload's: measure it).")
-@click.option("--slo-ttft-ms", "ttft_slo_ms", type=float, default=None, help="Goodput: TTFT at most this.")
-@click.option("--slo-itl-ms", "itl_slo_ms", type=float, default=None, help="Goodput: inter-token latency at most this.")
+@click.option("--slo-ttft-ms", "ttft_slo_ms", type=click.FloatRange(0, min_open=True), default=None,
+              help="Goodput: TTFT at most this.")
+@click.option("--slo-itl-ms", "itl_slo_ms", type=click.FloatRange(0, min_open=True), default=None,
+              help="Goodput: inter-token latency at most this.")
 @click.option("--measure", is_flag=True,
               help="Also run the real model here with transformers (a model folder; a catalog or config model is "
                    "built with random weights at full size when it fits) and report measured beside predicted.")
-@click.option("--repeats", type=int, default=None, help="Interleaved rounds over the measured points (with --measure) "
-                                                         "[default: 5].")
+@click.option("--repeats", type=click.IntRange(min=1), default=None,
+              help="Interleaved rounds over the measured points (with --measure) [default: 5].")
 @click.option("--json", "as_json", is_flag=True, help="Print the versioned JSON profile.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default=None,
               help="text (the tables) or json (as --json), as advise's --format names them [default: text].")
@@ -244,7 +246,8 @@ def profile(model: str, hardware: str, as_json: bool, fmt: str | None, output: P
 @click.option("--model", "models", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Model folders to fit on [default on a CPU: four random-weight Llama models, 128 to 640 wide, 2 "
                    "to 8 layers; on a GPU: Llama-3.2-1B, 3.2-3B and 3.1-8B with random weights].")
-@click.option("--repeats", type=int, default=5, show_default=True, help="Interleaved rounds over the measured steps.")
+@click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Interleaved rounds over the measured steps.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="What to calibrate: the CPU (efficiencies and fixed costs fitted), or the CUDA GPU (the "
                    "transformers engine's launch cost per layer, the host's; the device keeps its catalog "

@@ -209,3 +209,13 @@ def test_formats_and_bounds_are_checked_by_the_options_that_set_them():
     assert gpus.exit_code == 2 and "'--gpus'" in gpus.output  # the option's name, not the schema's field
     loss = CliRunner().invoke(main, ["advise", "llama-3.1-8b", "--max-quality-loss", "-1%"])
     assert loss.exit_code == 2 and "quality budget '-1%': a loss allowed is 0% (lossless) or more" in loss.output
+    # every bounded number is bounded by its option, which names itself (they had answered "max_running: Input
+    # should be greater than or equal to 1", the schema's field)
+    for option, value, command in (("--max-running", "0", ["profile"]), ("--gpu-layers", "-3", ["profile"]),
+                                   ("--cached-tokens", "-1", ["profile"]), ("--host-link-gbps", "0", ["profile"]),
+                                   ("--slo-itl-ms", "0", ["profile"]), ("--num-requests", "0", ["profile"]),
+                                   ("--warmup", "-1", ["bench", "qwen2.5-0.5b", "-o", "x.json"]),
+                                   ("--timeout", "0", ["bench", "qwen2.5-0.5b", "-o", "x.json"]),
+                                   ("--confidence", "0.4", ["gate", "a.json", "b.json"])):
+        bad = CliRunner().invoke(main, [*command, option, value])
+        assert bad.exit_code == 2 and f"Invalid value for '{option}'" in bad.output, (option, bad.output)
