@@ -158,6 +158,13 @@ def training_accuracy_bands(hw: HardwareSpec, devices: int = 1, kind: str | None
     return _bands(data) | {figure: _band(data, b, b["category"]) for figure, b in own.items()}
 
 
+def fitting_bands(bands: dict[str, AccuracyBand], fits: bool) -> dict[str, AccuracyBand]:
+    """The bands of a setup's figures: all where it fits; where it does not, its memory's and cache size's alone (its
+    speeds are priced as if it fit, which nothing validates). `profile` and `advise` keep them so in their
+    documents, which every report reads."""
+    return bands if fits else {k: b for k, b in bands.items() if k in ("memory_bytes", "kv_cache_tokens")}
+
+
 def decode_band(batch: int, bands: dict[str, AccuracyBand]) -> str:
     """The figure whose band a time per token at `batch` carries: the batch-1 decode points' alone, the loaded runs'
     (validated with the request latencies and inter-token latencies under load) above one sequence, where `bands`

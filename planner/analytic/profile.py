@@ -44,7 +44,7 @@ from ..schema import (
     ThroughputProfile,
 )
 from ..schema.releases import split_engine
-from .accuracy import accuracy_bands, architecture_kind, missing_bands_reason
+from .accuracy import accuracy_bands, architecture_kind, fitting_bands, missing_bands_reason
 from .chunked_attention import with_chunked_decode
 from .efficiency import prefill_chunk_tokens, weight_kernel_refusal
 from .engine_rates import kernel_rate_caveat
@@ -407,9 +407,8 @@ def profile_setup(request: ProfileRequest, s: Setup, sp: Speculating | None = No
     peak = s.peak_flops / 1e12  # the linear layers' peak (the engine's GEMM's own where it has one)
     kind = architecture_kind(spec)
     weights = canonical(request.dtype) if request.dtype else s.compute_dtype  # the format a calibration fitted
-    bands = accuracy_bands(hw, engine_runtime(request.engine), split_engine(request.engine)[0], kind, weights)
-    if not fit:  # its speeds are priced as if it fit: nothing validates them, only its memory figures keep a band
-        bands = {k: b for k, b in bands.items() if k in ("memory_bytes", "kv_cache_tokens")}
+    bands = fitting_bands(accuracy_bands(hw, engine_runtime(request.engine), split_engine(request.engine)[0], kind,
+                                         weights), fit)
     return Profile(
         request=request,
         model=model_summary(spec),

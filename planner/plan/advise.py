@@ -9,6 +9,7 @@ from ... import profiles
 from ..analytic.accuracy import (
     accuracy_bands,
     architecture_kind,
+    fitting_bands,
     missing_bands_reason,
     training_accuracy_bands,
 )
@@ -385,6 +386,7 @@ def _document(spec: ModelSpec, workload: Workload, hw: HardwareSpec, devices: in
         else accuracy_bands(hw, engine_runtime(workload.engine), workload.engine, architecture_kind(spec), weights)
     if not bands:
         warnings.append(missing_bands_reason(hw, architecture_kind(spec), training, weights))
+    bands = fitting_bands(bands, final.fits)  # a plan that does not fit: its memory's alone (plan_below says why)
     if not training:  # weights priced by a kernel rate measured elsewhere only; an expert dispatch the image lacks
         warnings += plan_caveats(workload.engine, weights, hw, final)
     advice = Advice(

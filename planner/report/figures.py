@@ -84,12 +84,10 @@ def plan_below(advice: Advice) -> str:
 
 
 def predicted_summary(advice: Advice) -> str:
-    """The plan's predicted figures in one line, each with its error band where one is known: the memory's only where
-    the plan does not fit (its speeds are as if it did, which nothing validates)."""
+    """The plan's predicted figures in one line, each with its error band where the advice has one (only the
+    memory's where the plan does not fit: `analytic.accuracy.fitting_bands`)."""
     p, b = advice.plan.predicted, advice.accuracy
     memory = f"{p.memory_per_device_bytes / 1e9:,.1f} GB per device{band_text(b, 'memory_bytes')}"
-    if not p.fits:
-        b = {}
     if advice.workload.goal == "training":
         job = advice.workload.training
         step = p.training_step_s or 0.0

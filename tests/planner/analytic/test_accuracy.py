@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import pytest
 from click.testing import CliRunner
 from optiplan.planner.analytic.accuracy import (
     accuracy_bands,
@@ -15,7 +16,9 @@ from optiplan.planner.analytic.profile import profile
 from optiplan.planner.catalog.hardware import local_cpu, resolve_hardware
 from optiplan.planner.catalog.models import resolve_model
 from optiplan.planner.cli.main import main
+from optiplan.planner.errors import ImpossibleError
 from optiplan.planner.plan.advise import advise
+from optiplan.planner.report.figures import predicted_summary
 from optiplan.planner.schema import AccuracyBand, AdviseRequest, ProfileRequest
 
 
@@ -123,6 +126,13 @@ def test_a_setup_that_does_not_fit_shows_its_speeds_without_bands():
     assert "the weights alone take 811.7 GB: more devices (--gpus), fewer bits a weight (--dtype)" in text
     fits = CliRunner().invoke(main, ["profile", "llama-3.1-8b", "-H", "l4", "--context", "2048"])
     assert "as if it fit" not in fits.output and "TPOT" in fits.output
+    # the advice document says so too (its JSON had kept the speed bands the reports dropped)
+    with pytest.raises(ImpossibleError) as nothing:
+        advise(AdviseRequest(model="llama-3.1-405b", hardware="rtx-4090", workload="chat"))
+    document = nothing.value.document
+    assert not document.plan.predicted.fits and set(document.accuracy) <= {"memory_bytes", "kv_cache_tokens"}
+    assert "memory_bytes" in document.accuracy and "TPOT" in predicted_summary(document)
+    assert "(±" not in predicted_summary(document).split("GB per device")[0]
 
 
 def test_the_cache_at_start_up_carries_only_its_own_engines_band():
