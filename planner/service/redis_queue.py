@@ -70,20 +70,34 @@ class RedisStore(Store):
 
     def _index_states(self) -> None:
         """Build the per-state sets and the ended jobs' times once for jobs stored before they existed (a marker
-        says they are built; both are idempotent, so two processes building them at once agree)."""
+        says they are built). One optimistic transaction watching the list and every job it reads: a job that changes
+        state, or one inserted, while it reads is written by its own transaction and this one is retried, so no job
+        is indexed under a state it has left; two processes building them at once agree (each write is idempotent)."""
+        from redis.exceptions import WatchError
+
         marker = f"{self.prefix}:state-index-2"
-        if self.conn.exists(marker):
-            return
-        ids = [i.decode() for i in self.conn.zrange(self.index, 0, -1)]
         with self.conn.pipeline() as pipe:
-            for job_id, raw in zip(ids, self.conn.mget([self._key(i) for i in ids]) if ids else []):
-                if raw:
-                    job = decode(raw)
-                    pipe.sadd(self._state_key(job.state), job_id)
-                    if job.state in TERMINAL:
-                        pipe.zadd(self.ended, {job_id: job.finished_at or job.created_at})
-            pipe.set(marker, 1)
-            pipe.execute()
+            while True:
+                try:
+                    pipe.watch(marker, self.index)
+                    if pipe.exists(marker):
+                        pipe.unwatch()
+                        return
+                    ids = [i.decode() for i in pipe.zrange(self.index, 0, -1)]
+                    keys = [self._key(i) for i in ids]
+                    if keys:
+                        pipe.watch(*keys)
+                    jobs = [decode(raw) for raw in (pipe.mget(keys) if keys else []) if raw]
+                    pipe.multi()
+                    for job in jobs:
+                        pipe.sadd(self._state_key(job.state), job.id)
+                        if job.state in TERMINAL:
+                            pipe.zadd(self.ended, {job.id: job.finished_at or job.created_at})
+                    pipe.set(marker, 1)
+                    pipe.execute()
+                    return
+                except WatchError:
+                    continue
 
     def _add(self, pipe, job: Job) -> None:
         """A new job's document, its place in the list and in its state's set, queued on `pipe`."""

@@ -213,3 +213,28 @@ def test_ended_jobs_are_forgotten_after_the_retention_and_only_they(store):
     assert keep() == 1 and store.get(live[1].id) is None
     store.finish(store.claim(live[0].id, "w1").id, 1, "succeeded")
     assert keep() == 0 and store.get(live[0].id) is not None  # once per every_s
+
+
+def test_indexing_the_states_of_stored_jobs_retries_when_one_changes_meanwhile(redis_url, monkeypatch):
+    """A store opened over jobs stored before the state sets existed builds them; a job that changes state while it
+    reads them (a worker finishing it) must not stay indexed under the state it left (the build had read the job,
+    then written its old state after the worker's own move)."""
+    from optiplan.planner.service.redis_queue import RedisStore, connect
+    from redis.client import Pipeline
+
+    store = RedisStore(connect(redis_url))
+    running = job(store)
+    store.claim(running.id, "w1")
+    store.conn.delete(*store.conn.keys(f"{store.prefix}:state*"))
+    mget, moved = Pipeline.mget, []
+
+    def mget_then_finish(pipe, *args, **kwargs):  # the worker's finish lands between the build's read and write
+        docs = mget(pipe, *args, **kwargs)
+        if not moved:
+            moved.append(store.finish(running.id, 1, "succeeded"))
+        return docs
+
+    monkeypatch.setattr(Pipeline, "mget", mget_then_finish)
+    reopened = RedisStore(store.conn)
+    assert moved and reopened.counts() == {"queued": 0, "running": 0, "succeeded": 1, "failed": 0, "cancelled": 0}
+    assert reopened.in_state("running") == [] and store.conn.zscore(store.ended, running.id) is not None
