@@ -27,7 +27,7 @@ from ..catalog.engines import (
     release_warning,
 )
 from ..catalog.hardware import default_16bit, resolve_hardware, supports_dtype
-from ..catalog.models import resolve_model
+from ..catalog.models import context_extension_hint, resolve_model
 from ..catalog.served import served_checkpoint_dtype
 from ..errors import HardwareError, RequestError
 from ..schema import (
@@ -157,7 +157,8 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
         raise RequestError(refusal)
     if request.context > spec.max_position_embeddings:
         raise RequestError(f"context {request.context} exceeds {spec.name}'s maximum of "
-                           f"{spec.max_position_embeddings} tokens (max_position_embeddings)")
+                           f"{spec.max_position_embeddings} tokens (max_position_embeddings)"
+                           + context_extension_hint(spec.name))
     for name in ("input_tokens", "output_tokens", "prefill_chunk_tokens"):
         _positive(name.replace("_", " "), getattr(request, name))
     if refusal := serving_option_refusal(request, runtime, hw):
@@ -193,7 +194,8 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
         raise RequestError(f"--warm-requests {request.warm_requests:,} is more than the run's {request.num_requests:,}")
     if request.input_tokens and request.input_tokens + request.output_tokens > spec.max_position_embeddings:
         raise RequestError(f"requests of {request.input_tokens} + {request.output_tokens} tokens exceed {spec.name}'s "
-                           f"maximum of {spec.max_position_embeddings} tokens (max_position_embeddings)")
+                           f"maximum of {spec.max_position_embeddings} tokens (max_position_embeddings)"
+                           + context_extension_hint(spec.name))
     if request.num_requests and (request.prompt_spread or request.length_spread):
         # a run's spread lengths reach about twice their means: its longest prompt and reply must fit too
         longest = (max(run_lengths(request.num_requests, request.input_tokens, request.prompt_spread))

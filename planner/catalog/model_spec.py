@@ -164,6 +164,21 @@ def _rotary_fraction(f: _Fields, key: str) -> float:
     return value if value is not None else float(f.defaults.get(key, 1.0))
 
 
+def _yarn_context(f: _Fields) -> int:
+    """The context a config's YaRN rotary scaling reaches (its original length times its factor; 0 without one), which
+    the serving engines take as the model's longest sequence where it is beyond max_position_embeddings (vLLM's
+    _get_and_verify_max_len: "if rope_type == \"yarn\": derived_max_model_len = rope_scaling[
+    \"original_max_position_embeddings\"]" then "derived_max_model_len *= scaling_factor"): Qwen3's 40,960 becomes
+    131,072 with the block its docs give, {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings":
+    32768} (QwenLM/Qwen3 docs/source/deployment/vllm.md)."""
+    rope = f.cfg.get("rope_scaling") or f.cfg.get("rope_parameters")
+    if not isinstance(rope, dict) or (rope.get("rope_type") or rope.get("type")) != "yarn":
+        return 0
+    fields = _Fields(rope, {}, f.where)
+    original, factor = fields.int("original_max_position_embeddings"), fields.number("factor", 1.0, 1e4)
+    return int(original * factor) if original and factor else 0
+
+
 def _windows(f: _Fields, model_type: str, num_layers: int) -> list[int | None]:
     """Per-layer sliding window: explicit layer_types first, then each type's own rule."""
     window = f.int("sliding_window")
@@ -309,6 +324,11 @@ def _spec_from_config(config: dict[str, Any], name: str, source: str) -> ModelSp
     if max_pos <= 0:
         max_pos = 2048
         warnings.append("config has no max_position_embeddings; assuming 2048")
+    if (yarn := _yarn_context(f)) > max_pos:
+        warnings.append(f"rope_scaling (YaRN) takes the context from max_position_embeddings {max_pos:,} to "
+                        f"{yarn:,} tokens, as vLLM and SGLang read it; the engines apply it to every sequence, short "
+                        "ones too, which may lower their quality (Qwen3's docs advise it only where contexts are long)")
+        max_pos = yarn
 
     spec: dict[str, Any] = dict(
         name=name, model_type=model_type or "unknown", source=source, vocab_size=vocab, hidden_size=hidden,

@@ -51,6 +51,20 @@ def mtp_layers(name: str) -> int:
     return (entry.get("config") or {}).get("num_nextn_predict_layers", 0) or (entry.get("mtp") or {}).get("layers", 0)
 
 
+def context_extension_hint(name: str) -> str:
+    """Where the catalog records a documented way past a model's context (Qwen3's YaRN: its `context_extension`),
+    what it reaches and how to plan for it, to follow a refusal of a longer sequence; '' for any other model."""
+    resolved = profiles.resolve_model_name(name)
+    extension = (profiles.load_model(resolved) if resolved else {}).get("context_extension")
+    if not extension:
+        return ""
+    rope = extension["rope_scaling"]
+    return (f"; {resolved} reaches {extension['max_tokens']:,} tokens with YaRN (factor {rope['factor']:g} over "
+            f"{rope['original_max_position_embeddings']:,}, as its publisher documents; static, so it may lower "
+            "quality on short prompts): profile or advise a copy of its config.json with \"rope_scaling\": "
+            f"{json.dumps(rope)} to plan at that length")
+
+
 def _unknown(name: str) -> UnknownNameError:
     return UnknownNameError("model", name, profiles.model_names(),
                             "`optiplan catalog models` lists them; a config.json path or a model folder works too")

@@ -7,7 +7,7 @@ from __future__ import annotations
 from ..catalog.engine_devices import backend_refusal, engine_for_backend
 from ..catalog.engine_refusals import engine_planning_refusal
 from ..catalog.engines import planned_engines
-from ..catalog.models import resolve_model
+from ..catalog.models import context_extension_hint, resolve_model
 from ..catalog.workloads import is_workload_file, load_workload, with_overrides
 from ..errors import ImpossibleError, RequestError, UnknownNameError
 from ..schema import HardwareSpec, ModelSpec
@@ -36,18 +36,21 @@ def resolve_request(request: AdviseRequest) -> tuple[ModelSpec, Workload, list[s
         if request.max_context is not None:  # the user asked for this context: say it cannot be had
             raise ImpossibleError(f"the workload needs {workload.context_needed:,} tokens of context and {spec.name} "
                                   f"supports {spec.max_position_embeddings:,}; nearest feasible: a model with a longer "
-                                  f"context, or --context {spec.max_position_embeddings}")
+                                  f"context, or --context {spec.max_position_embeddings}"
+                                  + context_extension_hint(spec.name))
         if is_workload_file(preset):  # the user's own lengths: not cut short behind their back, as a preset is
             raise ImpossibleError(f"the workload file {preset} needs {workload.context_needed:,} tokens of context "
                                   f"(prompts p95 {workload.prompt_tokens_p95:,}, outputs p95 "
                                   f"{workload.output_tokens_p95:,}) and {spec.name} supports "
                                   f"{spec.max_position_embeddings:,}; nearest feasible: a model with a longer "
-                                  f"context, or lengths within {spec.max_position_embeddings:,} tokens in the file")
+                                  f"context, or lengths within {spec.max_position_embeddings:,} tokens in the file"
+                                  + context_extension_hint(spec.name))
         clipped = clip_to_context(workload, spec.max_position_embeddings)
         return spec, clipped, [f"workload {workload.name} clipped to {spec.name}'s {spec.max_position_embeddings:,}-"
                                f"token context: it asked for {workload.context_needed:,} (prompts p95 "
                                f"{workload.prompt_tokens_p95:,}, outputs p95 {workload.output_tokens_p95:,}); now "
-                               f"prompts p95 {clipped.prompt_tokens_p95:,}, outputs p95 {clipped.output_tokens_p95:,}"]
+                               f"prompts p95 {clipped.prompt_tokens_p95:,}, outputs p95 {clipped.output_tokens_p95:,}"
+                               + context_extension_hint(spec.name)]
     return spec, workload, []
 
 

@@ -158,3 +158,27 @@ def test_a_wrapper_config_finds_its_catalog_family():
             "max_position_embeddings": 131072, "sliding_window": 1024}
     s = model_spec_from_config({"model_type": "gemma3", "text_config": text}, "t", "test")
     assert s.model_type == "gemma3" and _family(s) == "gemma3"
+
+
+def test_yarn_rope_scaling_sets_the_context_as_the_engines_read_it(tmp_path):
+    """Qwen3 serves 40,960 tokens as published and 131,072 with the YaRN block its docs give (vLLM derives the longest
+    sequence from it: original length x factor); a config whose YaRN is already its max_position_embeddings
+    (DeepSeek-V3, gpt-oss) is unchanged and unwarned. A refusal of a longer context says how to get there."""
+    from click.testing import CliRunner
+    from optiplan import profiles
+    from optiplan.planner.cli.main import main
+
+    config = dict(profiles.load_model("qwen3-8b")["config"])
+    assert model_spec_from_config(config, "qwen3", "test").max_position_embeddings == 40_960
+    config["rope_scaling"] = {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768}
+    yarn = model_spec_from_config(config, "qwen3-yarn", "test")
+    assert yarn.max_position_embeddings == 131_072
+    assert any("YaRN" in w and "short ones too" in w for w in yarn.warnings)
+    for name, context in (("deepseek-v3", 163_840), ("gpt-oss-20b", 131_072)):
+        published = resolve_model(name)
+        assert published.max_position_embeddings == context and not any("YaRN" in w for w in published.warnings)
+    refused = CliRunner().invoke(main, ["profile", "qwen3-8b", "--context", "131072"])
+    assert refused.exit_code == 2 and "qwen3-8b reaches 131,072 tokens with YaRN" in refused.output
+    assert '"original_max_position_embeddings": 32768' in refused.output
+    other = CliRunner().invoke(main, ["profile", "gpt2", "--context", "4096"])
+    assert other.exit_code == 2 and "YaRN" not in other.output
