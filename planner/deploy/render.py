@@ -330,7 +330,11 @@ def _render(advice: Advice, target: str, serving_engine: str | None = None) -> t
         extra_file = "extra-llm-api-options.yaml" if cfg.extra else None
         files[f"{slug}/serve.sh"] = env.get_template("serve.sh.j2").render(**ctx, argv=cfg.argv(extra_file))
         if engine == "vllm":
-            config = {"model": cfg.model, **{k: v for k, v in cfg.options.items() if v is not False}}
+            # vLLM's config file is read as flat arguments, each value passed through str(): a mapping (its
+            # --speculative-config) must be the JSON string its option parses, not a nested YAML mapping
+            # (vllm/utils FlexibleArgumentParser.load_config_file: "only expecting a flat dictionary of atomic types")
+            config = {"model": cfg.model, **{k: json.dumps(v, separators=(",", ":")) if isinstance(v, dict) else v
+                                              for k, v in cfg.options.items() if v is not False}}
             files[f"{slug}/config.yaml"] = env.get_template("vllm-config.yaml.j2").render(**ctx, config=config)
         if cfg.extra:
             files[f"{slug}/{extra_file}"] = env.get_template("trtllm-extra.yaml.j2").render(**ctx)

@@ -122,6 +122,18 @@ def test_every_target_renders_parseable_files(tmp_path, h100_plans):
     assert "README.md" in files and "vllm/serve.sh" in files and "kubernetes/deployment.yaml" in files
 
 
+def test_vllms_config_file_holds_the_arguments_as_its_parser_reads_them():
+    """`vllm serve --config` turns each value into one argument with str() (FlexibleArgumentParser.load_config_file:
+    "only expecting a flat dictionary of atomic types"), so a mapping must be written as the JSON its option parses
+    (a nested mapping became "{'method': 'eagle3', ...}", which --speculative-config's json.loads refuses)."""
+    a = plan(model="llama-3.1-8b", devices=1)
+    config = yaml.safe_load(render(a, "vllm")["vllm/config.yaml"])
+    assert "speculative-config" in config
+    for key, value in config.items():
+        assert not isinstance(value, (dict, list)), key
+    assert json.loads(str(config["speculative-config"]))["num_speculative_tokens"] >= 1
+
+
 def test_shell_quoting_survives_spaces(tmp_path, catalog_entries):
     folder = tmp_path / "my model folder"
     folder.mkdir()
