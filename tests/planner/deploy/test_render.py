@@ -768,3 +768,23 @@ def test_tgis_whole_prompt_budget_is_the_priced_one_unless_its_router_needs_more
     options, readme = rendered("llama-3.1-8b", "mi300x", "code-completion")
     assert options["--max-batch-prefill-tokens"] == options["--max-input-tokens"]
     assert "the plan prices prefill batches of up to 4,096 tokens" in readme
+
+
+def test_containers_keep_their_downloads_in_the_mounted_cache_and_wait_for_them():
+    """Each engine's downloads land where its container mounts a cache: llama.cpp's -hf files under LLAMA_CACHE (it
+    never reads HF_HOME), the Hub's under HF_HOME (TGI's image sets it to an unmounted /data); compose's health check
+    waits out the first download as Kubernetes' startup probe does (30 minutes had been its whole budget)."""
+    a = plan(model="llama-3.1-8b", devices=1)
+    for engine, cache in (("llama.cpp", "/root/.cache/llama.cpp"), ("tgi", "/root/.cache/huggingface"),
+                          ("vllm", "/root/.cache/huggingface")):
+        compose = render(a, "compose", serving_engine=engine)["compose/docker-compose.yaml"]
+        service = next(iter(yaml.safe_load(compose)["services"].values()))
+        variable = "LLAMA_CACHE" if engine == "llama.cpp" else "HF_HOME"
+        assert service["environment"][variable] == cache, engine
+        assert any(v.endswith(f":{cache}") for v in service["volumes"]), engine
+        startup = int(service["healthcheck"]["start_period"].rstrip("s"))
+        deployment = next(yaml.safe_load_all(render(a, "kubernetes", serving_engine=engine)[
+            "kubernetes/deployment.yaml"]))
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        assert {"name": variable, "value": "/models"} in container["env"], engine
+        assert startup <= container["startupProbe"]["failureThreshold"] * 10 < startup + 10, engine
