@@ -343,8 +343,10 @@ def _render(advice: Advice, target: str, serving_engine: str | None = None) -> t
     elif (refusal := container_refusal(engine, hw)) is not None:  # compose or kubernetes: an image must run it there
         raise DeployError(refusal)
     elif target == "compose":
+        # a folder or file the user produces or downloads (./models/...), read from the working directory /
+        local = engine == "llama.cpp" or cfg.model.startswith("./models/") or _draft_folder(cfg) is not None
         files["compose/docker-compose.yaml"] = env.get_template("docker-compose.yaml.j2").render(
-            **ctx, argv=_container_argv(cfg))
+            **ctx, argv=_container_argv(cfg), local_models=local)
         if cfg.extra:  # the file the service mounts beside docker-compose.yaml (a missing one mounts as a folder)
             files["compose/extra-llm-api-options.yaml"] = env.get_template("trtllm-extra.yaml.j2").render(**ctx)
     else:
@@ -353,6 +355,11 @@ def _render(advice: Advice, target: str, serving_engine: str | None = None) -> t
             cfg.notes.append(f"copy {cfg.model} onto the {ctx['name']}-models volume as local/{folder} "
                              "(kubectl cp into a pod that mounts it at /models)")
             _serve_model(cfg, f"/models/local/{folder}")
+        if (draft := _draft_folder(cfg)) is not None:  # TensorRT-LLM's speculative model, downloaded, likewise
+            name = draft.removeprefix("./models/")
+            cfg.notes.append(f"copy {draft} onto the {ctx['name']}-models volume as local/{name} (kubectl cp into a "
+                             "pod that mounts it at /models)")
+            cfg.extra["speculative_config"]["speculative_model_dir"] = f"/models/local/{name}"
         for key in ("model", "model-draft"):  # llama-server's GGUF files, which the user produces, likewise
             if str(cfg.options.get(key, "")).startswith("models/"):
                 file = cfg.options[key].removeprefix("models/")
@@ -378,6 +385,12 @@ def _container_argv(cfg: EngineConfig) -> list[str]:
     the executable by its path in the image where that is off the image's PATH (llama.cpp's /app/llama-server)."""
     argv = cfg.argv("/config/extra-llm-api-options.yaml" if cfg.extra else None)
     return [CONTAINER_EXECUTABLES.get(cfg.engine, argv[0]), *argv[1:]]
+
+
+def _draft_folder(cfg: EngineConfig) -> str | None:
+    """The local folder TensorRT-LLM reads its speculative model from (./models/...), None where it has none."""
+    folder = (cfg.extra.get("speculative_config") or {}).get("speculative_model_dir")
+    return folder if isinstance(folder, str) and folder.startswith("./models/") else None
 
 
 def _without_port(argv: list[str]) -> list[str]:

@@ -29,7 +29,7 @@ from .config import (
 
 
 def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
-    p, w = advice.plan.predicted, advice.workload
+    p = advice.plan.predicted
     cfg = EngineConfig("trtllm", model_reference(advice), ["trtllm-serve"], positional_model=True)
     o, extra = cfg.options, cfg.extra
     o.update({"host": "0.0.0.0", "port": PORT, "backend": "pytorch", "tp_size": server_tensor_parallel(advice),
@@ -94,7 +94,8 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
             # the names DecodingBaseConfig.from_dict takes in the 1.0 and 1.1 releases (profiles/engine_options)
             extra["speculative_config"] = {"decoding_type": "DraftTarget",
                                            "max_draft_len": step.params["num_speculative_tokens"],
-                                           "speculative_model_dir": draft_hub_id(advice, step.params["draft_model"])}
+                                           "speculative_model_dir": _local_draft(
+                                               cfg, draft_hub_id(advice, step.params["draft_model"]))}
             extra["disable_overlap_scheduler"] = True  # 1.0 refuses a draft model beside its overlap scheduler
             cfg.applied.append((t_id, ("speculative_config DraftTarget, the overlap scheduler off (1.0 runs a draft "
                                        "model without it)")))
@@ -110,7 +111,7 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
             # 1.0 and 1.1 run EAGLE-3 as decoding type Eagle (eagle3_one_model, its default, made explicit)
             extra["speculative_config"] = {"decoding_type": "Eagle", "eagle3_one_model": True,
                                            "max_draft_len": step.params["num_speculative_tokens"],
-                                           "speculative_model_dir": eagle_head(advice, "trtllm")}
+                                           "speculative_model_dir": _local_draft(cfg, eagle_head(advice, "trtllm"))}
             cfg.applied.append((t_id, f"speculative_config Eagle (EAGLE-3) with {eagle_head(advice, 'trtllm')}"))
         elif t_id == "spec-mtp":
             extra["speculative_config"] = {"decoding_type": "MTP", "num_nextn_predict_layers": 1}
@@ -139,3 +140,14 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
                          "Without them the experts run the default CUTLASS backend, which the prediction does not "
                          "price." + layout)
     return cfg
+
+
+def _local_draft(cfg: EngineConfig, repo: str) -> str:
+    """The folder a draft model (or EAGLE head) is read from, with the note that downloads it there: TensorRT-LLM
+    1.0's PyTorch backend loads a speculative model from a local path only (NVIDIA/TensorRT-LLM#10099, merged after
+    it: "Currently, for the PyTorch / AutoDeploy backends, the draft model for speculative decoding needs to be
+    provided as a local path")."""
+    folder = f"./models/{repo.split('/')[-1]}"
+    cfg.notes.append(f"TensorRT-LLM reads its speculative model from a local folder: download it first, "
+                     f"`hf download {repo} --local-dir {folder}`")
+    return folder

@@ -788,3 +788,22 @@ def test_containers_keep_their_downloads_in_the_mounted_cache_and_wait_for_them(
         container = deployment["spec"]["template"]["spec"]["containers"][0]
         assert {"name": variable, "value": "/models"} in container["env"], engine
         assert startup <= container["startupProbe"]["failureThreshold"] * 10 < startup + 10, engine
+
+
+def test_tensorrt_llm_reads_its_speculative_model_from_a_folder_the_readme_downloads():
+    """TensorRT-LLM 1.0's PyTorch backend takes a draft model or EAGLE head from a local path only (a Hub id fails the
+    launch; NVIDIA/TensorRT-LLM#10099 added downloads after it): a folder under ./models, the download in the README,
+    mounted by compose and on the volume in Kubernetes."""
+    a = plan(model="llama-3.1-8b", devices=1, engine="trtllm")
+    assert any(s.technique.startswith("spec-") for s in a.plan.steps)
+    files = render(a, "trtllm")
+    spec = yaml.safe_load(files["trtllm/extra-llm-api-options.yaml"])["speculative_config"]
+    folder = spec["speculative_model_dir"]
+    assert folder.startswith("./models/") and f"--local-dir {folder}`" in files["README.md"]
+    compose = render(a, "compose", serving_engine="trtllm")["compose/docker-compose.yaml"]
+    service = next(iter(yaml.safe_load(compose)["services"].values()))
+    assert "./models:/models:ro" in service["volumes"] and service["working_dir"] == "/"
+    k8s = list(yaml.safe_load_all(render(a, "kubernetes", serving_engine="trtllm")["kubernetes/deployment.yaml"]))
+    config_map = next(d for d in k8s if d["kind"] == "ConfigMap")
+    extra = yaml.safe_load(next(iter(config_map["data"].values())))
+    assert extra["speculative_config"]["speculative_model_dir"] == "/models/local/" + folder.removeprefix("./models/")
