@@ -195,3 +195,13 @@ def test_time_per_token_counts_the_tokens_that_came_after_the_first():
     assert r["tpot_ms"] == pytest.approx(20 / 16, rel=0.3) and r["tokens_per_step"] == 8
     whole = metrics.time_generation(_Delivering([24]), "x", 24)  # everything at once: the whole time per token
     assert whole["tpot_ms"] == pytest.approx(10 / 24, rel=0.5)
+
+
+def test_a_planned_sink_cache_passes_its_parameters_to_the_optimizer():
+    """The plan names the sink cache's parameters as its optimizer declares them (it had said `sink_tokens`, which
+    apply drops as an engine option, so the optimizer's own default stood in for the plan's value)."""
+    from optiplan.planner.plan.techniques import all_techniques
+
+    technique = all_techniques()["sliding-window-sinks"]
+    declared = dict(check_supported("sliding-window-sinks", "cpu").declared.options)
+    assert set(technique.parameters(None, None)) <= set(declared)

@@ -93,7 +93,7 @@ register(
         quality_loss_pct=_window_loss,
         quality_source="StreamingLLM (arXiv 2309.17453): 4 sink tokens keep perplexity (5.40 vs 5.43, Llama-2-13B) "
                        "but do not extend what the model can retrieve; long-context tasks lose the dropped tokens",
-        params=lambda c: {"window": SINK_WINDOW, "sink_tokens": SINK_TOKENS},
+        params=lambda c: {"window": SINK_WINDOW, "num_sinks": SINK_TOKENS},
         apply=Applied("kv_cache:sinks", aim=("cache_bytes", "lower"),
                       options=(("num_sinks", Option(int, "first tokens always kept", low=0, high=1024)),
                                ("window", Option(int, "recent tokens kept", low=1, high=1 << 20)))),
