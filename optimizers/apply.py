@@ -29,7 +29,7 @@ from ..planner.schema.optimize import ArtifactManifest, StepRecord
 from .corpus import DEFAULT_PROMPTS, read_eval_text
 from .registry import check_supported, registry
 from .speculative import DRAFT_TOKEN_CHOICES
-from .workspace import NotSupportedHere, Workspace
+from .workspace import AlreadyInPlace, NotSupportedHere, Workspace
 
 # The figure each goal is judged by (quick_figures' keys) and which way is better
 GOAL_METRIC = {"latency": ("tpot_ms", "lower"), "throughput": ("batched_tokens_per_s", "higher"),
@@ -355,6 +355,12 @@ def apply(source: str | Path, out: str | Path, *, goal: str | None = None, plan:
                 for _ in range(2):
                     quick_figures(ws)
             after = quick_figures(ws)
+        except AlreadyInPlace as exc:
+            ws.runtime = saved[1]
+            records.append(StepRecord(technique=step.technique, status="skipped", detail=str(exc),
+                                      params=_plain(step.params), predicted=step.predicted))
+            log(f"  {exc}")
+            continue
         except NotSupportedHere:
             raise
         except Exception as exc:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib.util
 from typing import Any
 
-from .workspace import NotSupportedHere, Workspace, device_kind
+from .workspace import AlreadyInPlace, NotSupportedHere, Workspace, device_kind
 
 OPTIPLAN_ATTENTION = "optiplan"
 TRITON_ATTENTION = "optiplan_triton"
@@ -155,6 +155,9 @@ def swap_attention(ws: Workspace, params: dict[str, Any]) -> str:
         # window, and the padded batches apply and verify time: "InductorError: CppCompileError")
         raise NotSupportedHere("flex attention's compiled kernel does not build on CPU here (torch inductor's "
                                "CppCompileError for the masked, padded batches generate runs); use sdpa")
+    if implementation == before:
+        raise AlreadyInPlace(f"the model already runs {implementation} attention here (transformers' default on "
+                             f"{device_kind(ws.device)}): nothing to swap")
     set_attention(ws.model, implementation)
     ws.runtime.attn_implementation = implementation
     if ws.draft is not None:

@@ -28,7 +28,7 @@ from ..planner.machine.calibration import calibrated_device, load_calibration, s
 from ..planner.measure.runtime import quiet_libraries
 from .registry import check_supported, registry
 from .runtime import LoadedModel, Prompt
-from .workspace import NotSupportedHere, Workspace
+from .workspace import AlreadyInPlace, NotSupportedHere, Workspace
 
 # (hidden, layers) of the random models effects are measured on: the narrow one times like the small models this
 # CPU can serve (the test models are 192 wide), the wide one like the matrices where int8 kernels may pay
@@ -223,7 +223,7 @@ def measure_effects(models: list[Path] | None = None, techniques: list[str] | No
                 try:
                     measured = measure_technique(base, tid, prompts, rounds, Path(path))
                     results["techniques"][tid]["shapes"].append({**shape, **measured})
-                except NotSupportedHere as exc:
+                except (NotSupportedHere, AlreadyInPlace) as exc:  # (a kernel the model already runs: no effect)
                     results["skipped"][tid] = str(exc)
                 except Exception as exc:  # a technique that fails here is recorded as such, never planned with
                     results["skipped"][tid] = f"failed here: {str(exc).strip().splitlines()[0]}"

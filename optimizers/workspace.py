@@ -1,5 +1,5 @@
 """What every optimizer works on: the model being optimized (a `Workspace`), the error for a technique this
-device cannot run, and the byte count of (possibly quantized) tensors.
+device cannot run (and for one whose effect is already in place), and the byte count of (possibly quantized) tensors.
 
 An optimizer is a plain function `(workspace, params) -> str` (what it did, in one line), named by its technique's
 declaration in `optiplan.planner.plan.techniques` (`apply=Applied("module:function")`). It either changes the model
@@ -34,6 +34,11 @@ class Workspace:
         if self.runtime.cache:
             raise NotSupportedHere(f"{technique} needs its own KV cache, and the plan already uses a "
                                    f"{self.runtime.cache['kind']} cache; apply one cache technique")
+
+
+class AlreadyInPlace(Exception):
+    """A step whose effect the model already has here (the attention kernel it asks for is the one loaded): recorded
+    as skipped with this reason, never as applied, so no measured change is credited to it."""
 
 
 def device_kind(device: str) -> str:

@@ -18,7 +18,7 @@ def _logits(model, ids):
         return model(input_ids=ids).logits
 
 
-@pytest.mark.parametrize("implementation", ["sdpa", "custom", "eager"])
+@pytest.mark.parametrize("implementation", ["custom", "eager"])
 def test_attention_implementations_match_eager_logits(implementation, workspace, base, tmp_path):
     ids = base.encode([PROMPT])
     reference = _logits(base.model, ids)
@@ -28,6 +28,20 @@ def test_attention_implementations_match_eager_logits(implementation, workspace,
     assert loaded.model.config._attn_implementation == expected
     torch.testing.assert_close(_logits(loaded.model, ids), reference, atol=2e-4, rtol=1e-4)
     assert loaded.generate_text(PROMPT, 6) == base.generate_text(PROMPT, 6)
+
+
+def test_an_attention_the_model_already_runs_is_skipped_not_applied(workspace, target_path, tmp_path):
+    """A model loaded with SDPA asked for SDPA (flash-attention's default on CPU) is not changed: the step is recorded
+    as skipped with that reason, and no measured change is credited to it (it had read "attention sdpa -> sdpa",
+    applied, with whatever two separate samples' noise gave)."""
+    from optiplan.optimizers.apply import apply
+    from optiplan.optimizers.workspace import AlreadyInPlace
+
+    with pytest.raises(AlreadyInPlace, match="already runs sdpa attention"):
+        check_supported("flash-attention", "cpu").apply(workspace, {})
+    manifest = apply(target_path, tmp_path / "opt", techniques=["flash-attention"], dtype="fp32", verify=False)
+    step = next(r for r in manifest.steps if r.technique == "flash-attention")
+    assert step.status == "skipped" and "already runs sdpa" in step.detail and not step.measured
 
 
 def test_flash_attention_2_is_refused_on_cpu():
