@@ -15,7 +15,7 @@ from typing import Any
 from ..planner.ci.gate import smallest_p
 from ..planner.errors import RequestError
 from ..planner.measure.runtime import quiet_libraries
-from ..planner.report.verify import SIGNIFICANCE
+from ..planner.report.verify import AGREEING_ROUNDS, SIGNIFICANCE
 from ..planner.schema.optimize import Measured, Quality, VerifyReport
 from . import metrics
 from .corpus import DEFAULT_PROMPTS, read_eval_text
@@ -165,9 +165,10 @@ def verify(baseline: str | Path, optimized: str | Path, *, device: str | None = 
                      f"concurrency, beside {len(prompts)} short prompts of {max_new_tokens} tokens measured here: it "
                      "says which way and about how far, not the figure this workload measures")
     if (floor := smallest_p(repeats, True)) >= SIGNIFICANCE:
-        notes.append(f"with {repeats} repeats the rank test cannot tell a timing change from noise (its smallest p "
-                     f"is {floor:.2g}): a timing is called better or worse only where every round moved the same way, "
-                     f"at the round nearest no change; --repeats 5 or more tests the rest")
+        notes.append(f"with {repeats} repeats no timing change can be told from noise (the rank test's smallest p is "
+                     f"{floor:.2g}, and {repeats} rounds all moving one way happen by chance "
+                     f"{2.0 ** -repeats:.0%} of the time): the timings are shown, none is called better or worse; "
+                     f"--repeats {AGREEING_ROUNDS} or more tests them")
     notes += [f"step {s.technique} was rolled back: "
               + (s.detail.rsplit("rolled back: ", 1)[1] if "rolled back: " in s.detail else "no measured gain")
               for s in steps if s.status == "rolled-back"]

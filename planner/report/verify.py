@@ -28,6 +28,10 @@ def _fmt(value: float | None, unit: str) -> str:
 
 # a timing change is called better or worse only when it is beyond this and its interleaved samples say so
 SIGNIFICANCE = 0.05
+# every round moving one way counts (`established_ratios`) only from this many rounds: by chance alone all n agree in
+# one chosen direction with probability 2^-n, 3.1% at five (within SIGNIFICANCE); at two a model timed against itself
+# agreed half the time (a review's finding: "worse" in 2 of 2 such runs)
+AGREEING_ROUNDS = 5
 
 
 def significant(report: VerifyReport, key: str) -> bool:
@@ -44,9 +48,9 @@ def significant(report: VerifyReport, key: str) -> bool:
 def established_ratios(report: VerifyReport) -> dict[str, float]:
     """verify's measured ratios (after / before) as far as its interleaved rounds establish them: a metric measured
     once (weights, memory) as measured; a timed one at its median where the paired test finds it beyond chance, else,
-    where every round moved the same way (a drift between rounds can hide that from the test: its signed-rank half
-    cannot reach 5% below seven rounds), at the round nearest no change, else at 1. A loss then counts only as far
-    as the rounds show it."""
+    where every one of at least AGREEING_ROUNDS rounds moved the same way (a drift between rounds can hide that from
+    the test: its signed-rank half cannot reach 5% below seven rounds), at the round nearest no change, else at 1. A
+    loss then counts only as far as the rounds show it."""
     out = {}
     for key, ratio in report.measured_ratios.items():
         b, a = report.measured["before"].samples.get(key), report.measured["after"].samples.get(key)
@@ -54,15 +58,15 @@ def established_ratios(report: VerifyReport) -> dict[str, float]:
             out[key] = ratio
             continue
         rounds = [y / x for x, y in zip(b, a) if x]
-        same_way = bool(rounds) and (all(r > 1 for r in rounds) or all(r < 1 for r in rounds))
+        same_way = len(rounds) >= AGREEING_ROUNDS and (all(r > 1 for r in rounds) or all(r < 1 for r in rounds))
         out[key] = ratio if significant(report, key) else min(rounds, key=lambda r: abs(r - 1)) if same_way else 1.0
     return out
 
 
 def rows(report: VerifyReport) -> list[dict[str, Any]]:
     """One row per metric: before, after, ratio, predicted ratio, and whether it got better (beyond 3% and, for a
-    timed metric, as far as its interleaved rounds establish it: `established_ratios`, so that three rounds all 2.4x
-    slower are called worse although the rank test cannot reach 5% with so few)."""
+    timed metric, as far as its interleaved rounds establish it: `established_ratios`, so that five rounds all 1.6x
+    slower, drifting between rounds, are called worse although the rank test does not find it)."""
     before, after = report.measured["before"], report.measured["after"]
     established = established_ratios(report)
     out = []

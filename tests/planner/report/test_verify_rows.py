@@ -33,17 +33,21 @@ def test_noise_is_not_colored_a_real_change_is():
     assert verdict(report([10, 10.1], [13, 13.1]), "time per output token") == "same"  # two repeats decide nothing
 
 
-def test_few_rounds_that_all_agree_are_called_so():
-    """Below five repeats the rank test cannot reach 5%: a timing that every round moved the same way is called at
-    the round nearest no change (as the apply gate reads it), so three rounds 2.4x slower are worse, not 'same'."""
+def test_rounds_that_all_agree_are_called_so_from_five():
+    """A timing that every round moved the same way is called at the round nearest no change (as the apply gate reads
+    it) from five rounds, where chance gives that 3% of the time; below, not at all: two rounds of a model timed
+    against itself had agreed half the time (a review's finding), so three rounds 2.4x slower are 'same', shown, not
+    judged."""
     def timed(before, after):
         r = report(before, after)
         return r.model_copy(update={"measured_ratios": {"tpot_ms": r.measured["after"].tpot_ms /
                                                         r.measured["before"].tpot_ms}})
-    slower = timed([6.0, 6.1, 5.9], [14.5, 14.6, 14.3])
+    assert verdict(timed([6.0, 6.1, 5.9], [14.5, 14.6, 14.3]), "time per output token") == "same"
+    assert worse_line(timed([6.0, 6.1], [6.6, 6.5])) is None
+    slower = timed([6.0, 9.1, 5.9, 8.8, 6.2], [14.5, 14.0, 14.3, 9.0, 14.1])  # drifting: every round slower
     assert verdict(slower, "time per output token") == "worse"
     assert "time per output token" in worse_line(slower)
-    assert verdict(timed([10, 10.1, 9.9], [13, 7, 10.5]), "time per output token") == "same"  # both ways: noise
+    assert verdict(timed([10, 10.1, 9.9, 10, 10.2], [13, 7, 10.5, 12, 11]), "time per output token") == "same"
 
 
 def batched_report(before: list[float], after: list[float]) -> VerifyReport:
@@ -79,9 +83,9 @@ def test_a_loss_counts_as_far_as_the_rounds_establish_it():
     drifting = batched_report([400, 700, 380, 650, 450], [240, 420, 228, 390, 270])
     assert established_ratios(drifting)["batched_tokens_per_s"] == pytest.approx(0.6)
     assert losses("memory", established_ratios(drifting)) == ["batched tokens/s 0.60x"]
-    # three rounds cannot reach the test's significance: the round nearest no change, where all agree
+    # three rounds cannot reach the test's significance, nor does their agreeing establish a loss
     few = batched_report([400, 410, 395], [300, 200, 210])
-    assert established_ratios(few)["batched_tokens_per_s"] == 0.75
+    assert established_ratios(few)["batched_tokens_per_s"] == 1.0
     assert established_ratios(batched_report([400, 410, 395], [200, 500, 210]))["batched_tokens_per_s"] == 1.0
 
 
