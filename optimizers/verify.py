@@ -66,8 +66,9 @@ def verify(baseline: str | Path, optimized: str | Path, *, device: str | None = 
            eval_text: str | Path | None = None, prompts: list[str] | None = None, max_new_tokens: int = 32,
            repeats: int = 5, memory: bool = True, allow_pickle: bool = False,
            progress: Callable[[str], None] = lambda line: None) -> VerifyReport:
-    """Measure `baseline` and `optimized` on the same workload, interleaved, and compare quality. The baseline loads in
-    `dtype` (None: as it is stored), the optimized folder as its manifest says."""
+    """Measure `baseline` and `optimized` on the same workload, interleaved, and compare quality. The optimized folder
+    loads as its manifest says, the baseline in `dtype` (None: the optimized model's working dtype, the one apply
+    measured its steps in, so that a dtype is not credited to the techniques; a note says where they differ)."""
     quiet_libraries()
     import torch
 
@@ -80,8 +81,9 @@ def verify(baseline: str | Path, optimized: str | Path, *, device: str | None = 
     text = read_eval_text(eval_text)  # an unreadable file fails before anything loads
     prompts = list(prompts or DEFAULT_PROMPTS)
     device = device or default_device()
-    base = load(baseline, device, dtype=dtype, allow_pickle=allow_pickle)
     opt = load(optimized, device)
+    dtype = dtype or opt.runtime.dtype
+    base = load(baseline, device, dtype=dtype, allow_pickle=allow_pickle)
     progress(f"baseline in {base.runtime.dtype}, optimized in {opt.runtime.dtype}"
              + dtype_hint(base.runtime.dtype, device))
     sides = (("before", base), ("after", opt))
@@ -158,6 +160,9 @@ def verify(baseline: str | Path, optimized: str | Path, *, device: str | None = 
                             if any(key in p for p in kept)}
     notes = [f"step {s.technique}: its gain did not show in measurement" for s in steps
              if s.status == "applied" and s.gain_shown is False]
+    if base.runtime.dtype != opt.runtime.dtype:
+        notes.append(f"the baseline ran in {base.runtime.dtype} and the optimized model in {opt.runtime.dtype} (as "
+                     "--dtype asked): every difference here includes the dtype's, not the techniques' alone")
     if predicted_ratios:
         made = (f"the plan's workload ({Advice.model_validate(manifest.plan).workload.name}) on its hardware"
                 if manifest and manifest.plan else "the workload preset on this machine")

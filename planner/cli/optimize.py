@@ -83,7 +83,8 @@ def apply(model: Path, out: Path, goal, plan, techniques, hardware, workload, co
               help="Interleaved repeats per model.")
 @click.option("--max-new-tokens", type=click.IntRange(1, 100000), default=32, show_default=True)
 @click.option("--dtype", type=click.Choice(["fp32", "bf16", "fp16"]), default=None,
-              help="Load the baseline in this dtype [default: as stored; an fp32 checkpoint in bf16 on a GPU].")
+              help="Load the baseline in this dtype [default: the optimized model's working dtype, as apply "
+                   "measured it].")
 @click.option("--device", default=None, help="cpu or cuda [default: cuda when present].")
 @click.option("--no-memory", is_flag=True, help="Skip the peak-memory processes.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)

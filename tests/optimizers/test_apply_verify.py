@@ -451,3 +451,21 @@ def test_a_plan_past_its_quality_budget_ships_the_original(target_path, tmp_path
     manifest = apply(target_path, tmp_path / "opt", goal="memory", concurrency=4, max_quality_loss_pct=1.0)
     assert manifest.steps and all(s.status in ("rolled-back", "skipped") for s in manifest.steps)
     assert any("perplexity +14.00%, over the plan's 1% quality budget" in s.detail for s in manifest.steps)
+
+
+def test_verify_runs_the_baseline_in_the_dtype_apply_worked_in(target_path, tmp_path):
+    """The test model is stored in bf16 and applied in fp32: verify had loaded the baseline as stored, so the fp32
+    weights read as 2x larger and its speed as the techniques' (a review's finding). The baseline now takes the
+    optimized model's working dtype; another --dtype is taken as asked, with a note that the dtype is in every
+    difference."""
+    from optiplan.optimizers.verify import verify
+
+    out = tmp_path / "opt"
+    apply(target_path, out, techniques=["kv-fp8"], dtype="fp32", verify=False)
+    same = verify(target_path, out, repeats=1, max_new_tokens=2, memory=False, prompts=["The for statement is"])
+    assert same.measured_ratios["weights_bytes"] == pytest.approx(1.0)
+    assert not any("dtype's" in n for n in same.notes)
+    other = verify(target_path, out, dtype="bf16", repeats=1, max_new_tokens=2, memory=False,
+                   prompts=["The for statement is"])
+    assert other.measured_ratios["weights_bytes"] == pytest.approx(2.0, rel=0.01)
+    assert any("baseline ran in bf16 and the optimized model in fp32" in n for n in other.notes)
