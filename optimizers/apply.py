@@ -213,13 +213,15 @@ def model_bytes(ws: Workspace) -> int:
 
 
 def interleaved_step_ratios(ws: Workspace, saved: tuple) -> dict[str, float]:
-    """A step's measured ratios (after / before), the model before it (`saved`: its copy, runtime, draft) and after
-    it timed back to back in alternating order (`effects.interleaved_ratios`), so that load or drift on a shared
-    machine lands on both: two measurements apart in time can show a slower step as a faster one."""
+    """A step's measured ratios (after / before), the model before it (`saved`: its copy, or None where the step
+    changed only runtime settings and the model is the same; its runtime, draft) and after it timed back to back in
+    alternating order (`effects.interleaved_ratios`), so that load or drift on a shared machine lands on both: two
+    measurements apart in time can show a slower step as a faster one (a cache step had read 25x on a first token)."""
     from .effects import FIGURES, interleaved_ratios
     from .runtime import LoadedModel
 
-    before = LoadedModel(saved[0], ws.tokenizer, ws.device, saved[1], saved[2])
+    model = saved[0] if saved[0] is not None else ws.model
+    before = LoadedModel(model, ws.tokenizer, ws.device, saved[1], saved[2])
     after = LoadedModel(ws.model, ws.tokenizer, ws.device, ws.runtime, ws.draft)
     out = interleaved_ratios(before, after, _quick_prompts(ws), rounds=STEP_ROUNDS)
     return {k: v for k, v in out.items() if k in FIGURES}
@@ -341,7 +343,7 @@ def apply(source: str | Path, out: str | Path, *, goal: str | None = None, plan:
         opt = registry()[step.technique]
         # a copy of the model before a step that changes its weights: to roll the step back (`guard`), and, where it
         # is small enough to hold twice, to time the step against it interleaved
-        copied = opt.changes_weights and (guard or model_bytes(ws) <= CHECK_COPY_BYTES)
+        copied = opt.changes_model and (guard or model_bytes(ws) <= CHECK_COPY_BYTES)
         saved = (copy.deepcopy(ws.model) if copied else None,
                  ws.runtime.model_copy(deep=True), ws.draft, ws.quantization_config)
         log(f"applying {step.technique}" + SLOW_STEPS.get(step.technique, ""))
@@ -365,8 +367,10 @@ def apply(source: str | Path, out: str | Path, *, goal: str | None = None, plan:
             raise
         except Exception as exc:
             raise OptiplanError(f"{step.technique} failed on {source}: {str(exc).strip().splitlines()[0]}") from exc
-        # with the model before the step at hand (its copy, kept to roll it back), the two are timed interleaved
-        interleaved = interleaved_step_ratios(ws, saved) if saved[0] is not None else None
+        # with the model before the step at hand (its copy, kept to roll it back, or the same model under the
+        # runtime settings before the step), the two are timed interleaved; only a step that changes the model too
+        # large to copy is judged by two samples apart in time
+        interleaved = interleaved_step_ratios(ws, saved) if saved[0] is not None or not opt.changes_model else None
         shown, ratios = gain_shown(step, figures, after, interleaved)
         costs = losses(judged_by, ratios, quick=True)
         status = "applied"

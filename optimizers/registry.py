@@ -30,8 +30,8 @@ class Optimizer:
         return getattr(importlib.import_module(f"optiplan.optimizers.{module}"), name)
 
     @property
-    def changes_weights(self) -> bool:
-        return self.declared.changes_weights
+    def changes_model(self) -> bool:
+        return self.declared.changes_model
 
     @property
     def aim(self) -> tuple[str, str]:

@@ -395,12 +395,14 @@ def test_a_step_is_timed_against_a_copy_of_the_model_before_it_interleaved(targe
     calls = []
 
     def interleaved(ws, saved):
-        calls.append(saved[0] is not ws.model)
+        calls.append(saved[0] is not None and saved[0] is not ws.model)
         return {"tpot_ms": 1.31, "ttft_ms": 1.22, "weights_bytes": 0.54}
 
     monkeypatch.setattr(apply_module, "interleaved_step_ratios", interleaved)
     manifest = apply(target_path, tmp_path / "opt", techniques=["weight-int8", "kv-fp8"], verify=False)
-    assert calls == [True]  # the weight step, against its own copy; the cache step changes no weights
+    # the weight step against its own copy; the cache step, which changes no weights, against the same model under
+    # the settings before it (no copy)
+    assert calls == [True, False]
     steps = {s.technique: s for s in manifest.steps}
     assert steps["weight-int8"].measured == {"tpot_ms": 1.31, "ttft_ms": 1.22, "weights_bytes": 0.54}
     assert "tpot_ms" in steps["kv-fp8"].measured
@@ -469,3 +471,22 @@ def test_verify_runs_the_baseline_in_the_dtype_apply_worked_in(target_path, tmp_
                    prompts=["The for statement is"])
     assert other.measured_ratios["weights_bytes"] == pytest.approx(2.0, rel=0.01)
     assert any("baseline ran in bf16 and the optimized model in fp32" in n for n in other.notes)
+
+
+def test_a_runtime_step_is_timed_interleaved_against_the_same_model_before_it(target_path, tmp_path, monkeypatch):
+    """A step that changes only runtime settings (a cache) is timed back to back against the same model under the
+    settings before it: it had been judged by two samples taken apart in time (a first token at 25x, a review's
+    finding), the interleaved check kept for steps that copy the model."""
+    import optiplan.optimizers.apply as apply_module
+
+    calls = []
+    real = apply_module.interleaved_step_ratios
+
+    def recording(ws, saved):
+        calls.append((saved[0] is None, saved[1].cache, ws.runtime.cache))
+        return real(ws, saved)
+
+    monkeypatch.setattr(apply_module, "interleaved_step_ratios", recording)
+    manifest = apply(target_path, tmp_path / "opt", techniques=["kv-fp8"], dtype="fp32", verify=False)
+    assert len(calls) == 1 and calls[0][0] and not calls[0][1] and calls[0][2]["kind"]
+    assert manifest.steps[0].measured  # the interleaved ratios

@@ -90,7 +90,9 @@ class Applied:
 
     optimizer: str  # "module:function" under optiplan.optimizers, resolved only when it runs
     devices: tuple[str, ...] = ("cpu", "cuda")  # where the optimizer runs
-    changes_weights: bool = False  # rolled back by restoring a copy of the model, not only runtime settings
+    # it changes the model object itself (its weights, or the attention kernel set on it), not only runtime settings:
+    # rolled back by restoring a copy of the model, and timed against that copy
+    changes_model: bool = False
     aim: tuple[str, str] = ("tpot_ms", "lower")  # the measured figure the step exists to improve, and which way
     options: tuple[tuple[str, Option], ...] = ()  # the parameters its optimizer reads, checked before it runs
 

@@ -237,7 +237,7 @@ register(
         **_published(None, "int8", 0.1, "LLM.int8() (arXiv 2208.07339) and torchao int8 weight-only: no measurable "
                                         "perplexity change at 7B+; 0.1% budgeted"),
         params=_gemm_params("int8", {"bits": 8, "scheme": "per-channel symmetric", "activations": "16-bit"}),
-        apply=Applied("quantize:int8_weight_only", changes_weights=True, aim=("weights_bytes", "lower"),
+        apply=Applied("quantize:int8_weight_only", changes_model=True, aim=("weights_bytes", "lower"),
                       options=(BACKEND_AO_QUANTO, KEEP_HEAD, TRITON_KERNEL))),
     Technique(
         id="weight-w8a8-int8", engines=("vllm", "sglang", "transformers"),
@@ -247,7 +247,7 @@ register(
         packages=("torchao",), data="calibration", quality_risk="low", quality_loss_pct=0.5,
         quality_source="SmoothQuant (arXiv 2211.10438): W8A8 within 0.5% of fp16 on OPT/BLOOM/Llama",
         params=lambda ctx: {"bits": 8, "activations": "int8 dynamic per token"},
-        apply=Applied("quantize:int8_dynamic", changes_weights=True, aim=("weights_bytes", "lower"),
+        apply=Applied("quantize:int8_dynamic", changes_model=True, aim=("weights_bytes", "lower"),
                       options=(KEEP_HEAD,))),
     Technique(
         id="weight-fp8", engines=("vllm", "sglang", "tgi", "trtllm", "transformers"),
@@ -263,7 +263,7 @@ register(
                        "within 0.3% of 16-bit on Llama-class models",
         params=_fp8_params,
         unchanged="the published checkpoint is already fp8 and runs as it is on this device",
-        apply=Applied("quantize:fp8_weights", changes_weights=True, aim=("weights_bytes", "lower"))),
+        apply=Applied("quantize:fp8_weights", changes_model=True, aim=("weights_bytes", "lower"))),
     Technique(
         id="weight-int4-awq", engines=("vllm", "sglang", "tgi", "trtllm"),
         name="int4 weights, AWQ (group 128)", family="weight quantization", group=WEIGHTS,
@@ -280,7 +280,7 @@ register(
         check=_served_in_4bit,
         quality_risk="medium", **_published("gptq-int4-g128", "int4", 4.0, _GPTQ_SRC),
         params=lambda ctx: {"bits": 4, "group_size": 128, "method": "gptq"},
-        apply=Applied("quantize:gptq", devices=("cuda",), changes_weights=True, aim=("weights_bytes", "lower"),
+        apply=Applied("quantize:gptq", devices=("cuda",), changes_model=True, aim=("weights_bytes", "lower"),
                       options=(("group_size", Option(int, "int4 group", choices=(32, 64, 128))),))),
     Technique(
         id="weight-int4", engines=("transformers", "llama.cpp"),
@@ -291,7 +291,7 @@ register(
         check=_served_in_4bit,
         **_published("rtn-int4-g128", "int4", 4.8, _RTN_SRC),
         params=_gemm_params("int4", {"bits": 4, "group_size": 128, "method": "rtn"}),
-        apply=Applied("quantize:int4_weight_only", changes_weights=True, aim=("weights_bytes", "lower"),
+        apply=Applied("quantize:int4_weight_only", changes_model=True, aim=("weights_bytes", "lower"),
                       options=(("group_size", Option(int, "int4 group along the input dim", choices=(32, 64, 128, 256))),
                                BACKEND_AO_QUANTO, KEEP_HEAD, TRITON_KERNEL))),
     Technique(
@@ -307,7 +307,7 @@ register(
                      budgeted_as="NF4 budgeted as GPTQ int4's published figure for this model (no NF4 perplexity "
                                  "is published here; QLoRA, arXiv 2305.14314: NF4 beats round-to-nearest int4)"),
         params=lambda ctx: {"bits": 4, "group_size": 64, "method": "nf4"},
-        apply=Applied("quantize:nf4", devices=("cuda",), changes_weights=True, aim=("weights_bytes", "lower"))),
+        apply=Applied("quantize:nf4", devices=("cuda",), changes_model=True, aim=("weights_bytes", "lower"))),
     Technique(
         id="weight-fp4", engines=("vllm", "sglang", "trtllm"),
         name="NVFP4 weights and activations", family="weight quantization", group=WEIGHTS,

@@ -123,7 +123,7 @@ register(
         transform=lambda s, c: s.with_(attention="triton" if _ours(c) else "flash"), check=_attends,
         always_on=True,  # serving engines bundle their kernels; transformers needs flash-attn for FlashAttention-2
         params=_flash_params,
-        apply=Applied("attention:swap_attention",
+        apply=Applied("attention:swap_attention", changes_model=True,  # the kernel is set on the model itself
                       options=(("implementation", Option(str, "attention kernel", choices=(
             "auto", "sdpa", "eager", "flex", "flex_attention", "flash", "flash_attention_2", "custom", "optiplan",
             "triton"))),))),  # triton: optiplan's kernels, CUDA (CPU only under TRITON_INTERPRET=1, for tests)
