@@ -391,44 +391,62 @@ def apply(source: str | Path, out: str | Path, *, goal: str | None = None, plan:
         log("nothing in the plan helps here: the model is written unchanged, with the measurements in its manifest")
     manifest = ArtifactManifest(source=str(source), created="", device=device, goal=goal, steps=records,
                                 runtime=ws.runtime, libraries={}, sha256={}, plan=plan_json)
-    with previous_kept(out):  # a folder --force replaces stays until the new one is written and verified
-        manifest = write_artifact(ws, out, manifest)
+    # written, verified (and rolled back where verify says so) in a staging folder beside `out`, renamed into place
+    # only then: an interrupt or a kill at any point leaves no folder at `out` whose manifest lacks its verification
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=temporary_prefix(out.name), dir=str(out.parent)))
+    staging.rmdir()
+    try:
+        manifest = write_artifact(ws, staging, manifest)
         if verify:
-            from .verify import verify as run_verify
-
             del ws, base
-            try:
-                report = run_verify(source, out, device=device, dtype=dtype, allow_pickle=allow_pickle,
-                                    **(verify_options or {}))
-            except BaseException:  # all or nothing: no folder whose manifest lacks the verification it was made for
-                shutil.rmtree(out, ignore_errors=True)
-                raise
-            manifest = manifest.model_copy(update={"verify": report})
-            # what its interleaved rounds establish, not a median that noise alone can move
-            loss = losses(judged_by, established_ratios(report))
-            # and the quality the plan was made within: its measured perplexity against the workload's budget
-            budget = ((plan_json or {}).get("workload") or {}).get("max_quality_loss_pct")
-            if budget is not None and report.quality.perplexity_change_pct > budget:
-                loss.append(f"perplexity +{report.quality.perplexity_change_pct:.2f}%, over the plan's "
-                            f"{budget:g}% quality budget")
-            if planned and not keep_all and loss and any(r.status == "applied" for r in records):
-                # the interleaved measurement outranks the quick one after each step: ship the original instead
-                log("verify measured a loss (" + "; ".join(loss) + "): the plan is rolled back, the model written "
-                    "unchanged")
-                unchanged = load(source, device, dtype=dtype, allow_pickle=allow_pickle)
-                ws = Workspace(model=unchanged.model, tokenizer=unchanged.tokenizer, device=device, source=source)
-                ws.runtime.dtype = unchanged.runtime.dtype
-                rolled = [r.model_copy(update={"status": "rolled-back", "detail": r.detail + "; rolled back with the "
-                                               "whole plan: verify measured " + "; ".join(loss)})
-                          if r.status == "applied" else r for r in records]
-                rolled_back = manifest.model_copy(update={"steps": rolled, "runtime": ws.runtime})
-                manifest = write_artifact(ws, out, rolled_back, force=True).model_copy(update={
-                    "verify": report.model_copy(update={
-                        "steps": rolled, "predicted": None, "predicted_ratios": {},
-                        "notes": [*report.notes, ("the figures above are of the plan, which measured as a loss and "
-                                                  "was rolled back: the folder holds the original model")]})})
-            write_text_atomic(out / "optiplan.json", manifest.model_dump_json(indent=2))
+            manifest = _verified(manifest, source, staging, out, records, plan_json, judged_by, planned and not keep_all,
+                                 device, dtype, allow_pickle, verify_options, log)
+            write_text_atomic(staging / "optiplan.json", manifest.model_dump_json(indent=2))
+        with previous_kept(out):  # a folder --force replaces stays until the new one is in place
+            staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return manifest
+
+
+def _verified(manifest: ArtifactManifest, source: Path, staging: Path, out: Path, records: list[StepRecord],
+              plan_json: dict[str, Any] | None, judged_by: str | None, guarded: bool, device: str, dtype: str | None,
+              allow_pickle: bool, verify_options: dict[str, Any] | None,
+              log: Callable[[str], None]) -> ArtifactManifest:
+    """The staged artifact's manifest with its verification; where verify measured a loss of a guarded plan (the
+    goal's figure, as far as its interleaved rounds establish it, or quality over the plan's budget), the original
+    model written in its place with the figures of the plan kept on record."""
+    from .artifact import load, write_artifact
+    from .verify import verify as run_verify
+
+    report = run_verify(source, staging, device=device, dtype=dtype, allow_pickle=allow_pickle,
+                        **(verify_options or {})).model_copy(update={"optimized": str(out)})
+    manifest = manifest.model_copy(update={"verify": report})
+    # what its interleaved rounds establish, not a median that noise alone can move
+    loss = losses(judged_by, established_ratios(report))
+    # and the quality the plan was made within: its measured perplexity against the workload's budget
+    budget = ((plan_json or {}).get("workload") or {}).get("max_quality_loss_pct")
+    if budget is not None and report.quality.perplexity_change_pct > budget:
+        loss.append(f"perplexity +{report.quality.perplexity_change_pct:.2f}%, over the plan's "
+                    f"{budget:g}% quality budget")
+    if not (guarded and loss and any(r.status == "applied" for r in records)):
+        return manifest
+    # the interleaved measurement outranks the quick one after each step: ship the original instead
+    log("verify measured a loss (" + "; ".join(loss) + "): the plan is rolled back, the model written unchanged")
+    unchanged = load(source, device, dtype=dtype, allow_pickle=allow_pickle)
+    ws = Workspace(model=unchanged.model, tokenizer=unchanged.tokenizer, device=device, source=source)
+    ws.runtime.dtype = unchanged.runtime.dtype
+    rolled = [r.model_copy(update={"status": "rolled-back", "detail": r.detail + "; rolled back with the whole plan: "
+                                   "verify measured " + "; ".join(loss)})
+              if r.status == "applied" else r for r in records]
+    rolled_back = manifest.model_copy(update={"steps": rolled, "runtime": ws.runtime})
+    return write_artifact(ws, staging, rolled_back, force=True).model_copy(update={
+        "verify": report.model_copy(update={
+            "steps": rolled, "predicted": None, "predicted_ratios": {},
+            "notes": [*report.notes, ("the figures above are of the plan, which measured as a loss and was rolled "
+                                      "back: the folder holds the original model")]})})
 
 
 @contextmanager

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from optiplan.optimizers.apply import PlanError, apply, gain_shown, parse_technique
@@ -89,6 +90,27 @@ def test_a_forced_replacement_keeps_the_old_folder_until_the_new_one_is_verified
         apply(target_path, out, techniques=["kv-fp8"], force=True)
     assert (out / "keep.txt").read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["opt",
                                                                                                         "short.txt"]
+
+
+def test_nothing_is_at_the_output_path_until_it_is_verified(target_path, tmp_path, monkeypatch):
+    """verify runs on a staged folder beside the output, renamed into place once verified (and rolled back where
+    verify says so): a kill during verify (which no handler sees) left an unverified folder at the output path, its
+    manifest saying 'applied' (a review's finding)."""
+    from optiplan.optimizers import verify as verify_module
+
+    out, seen = tmp_path / "opt", []
+    real = verify_module.verify
+
+    def watching(baseline, optimized, **kwargs):
+        seen.append((out.exists(), Path(optimized).parent == tmp_path, (Path(optimized) / "optiplan.json").exists()))
+        return real(baseline, optimized, **kwargs)
+
+    monkeypatch.setattr(verify_module, "verify", watching)
+    manifest = apply(target_path, out, techniques=["kv-fp8"], verify_options={
+        "repeats": 1, "max_new_tokens": 2, "memory": False, "prompts": ["The for statement is"]})
+    assert seen == [(False, True, True)]  # verified where it was staged, nothing at the output yet
+    assert manifest.verify.optimized == str(out) and (out / "optiplan.json").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["opt"]
 
 
 def test_a_step_without_its_gain_is_rolled_back_on_request(target_path, tmp_path):
