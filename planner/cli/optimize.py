@@ -48,9 +48,13 @@ def _log(line: str) -> None:
 @click.option("--eval-text", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Held-out text for perplexity [default: built-in corpus].")
 @click.option("--allow-pickle", is_flag=True, help="Load pickle (*.bin) weights: only for a source you trust.")
+@click.option("--fail-on-worse", is_flag=True,
+              help="Exit 1 where verify measured a figure worse after than before beyond the rounds' noise (steps "
+                   "named with -t are kept as asked; the folder is written either way), as a CI step would.")
 @friendly
 def apply(model: Path, out: Path, goal, plan, techniques, hardware, workload, context, concurrency, quality, draft,
-          device, dtype, force, drop_unprofitable, keep_all, no_verify, repeats, eval_text, allow_pickle) -> None:
+          device, dtype, force, drop_unprofitable, keep_all, no_verify, repeats, eval_text, allow_pickle,
+          fail_on_worse) -> None:
     """Apply a plan to a real model and write an optimized model folder (then verify it).
 
     \b
@@ -61,6 +65,8 @@ def apply(model: Path, out: Path, goal, plan, techniques, hardware, workload, co
     from ...optimizers.apply import apply as run
     from ..catalog.workloads import parse_percent
 
+    if fail_on_worse and no_verify:
+        raise click.UsageError("--fail-on-worse reads verify's measurements: drop --no-verify")
     manifest = run(model, out, goal=goal, plan=plan, techniques=list(techniques) or None, hardware=hardware,
                    workload=workload, draft=draft, device=device, dtype=dtype, force=force,
                    drop_unprofitable=drop_unprofitable, keep_all=keep_all, verify=not no_verify,
@@ -69,9 +75,14 @@ def apply(model: Path, out: Path, goal, plan, techniques, hardware, workload, co
                    verify_options={"repeats": repeats, "eval_text": eval_text, "progress": _log}, log=_log)
     _log(f"wrote {out}")
     if manifest.verify is not None:
-        from ..report.verify import text_report
+        from ..report.verify import text_report, worse_line
 
         text_report(manifest.verify, color=True)
+        if worse := worse_line(manifest.verify):  # kept as asked (-t, --keep-all): said in the log, not only in red
+            _log(f"warning: the model written measured {worse.removeprefix('worse after than before: ')} against "
+                 "the original" + ("" if fail_on_worse else "; --fail-on-worse makes that exit 1"))
+            if fail_on_worse:
+                sys.exit(1)
 
 
 @click.command()

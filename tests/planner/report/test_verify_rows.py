@@ -116,3 +116,24 @@ def test_verify_fails_on_a_worse_figure_when_asked(monkeypatch, tmp_path):
     assert CliRunner().invoke(main, args).exit_code == 0  # reported, not judged, unless asked
     failed = CliRunner().invoke(main, [*args, "--fail-on-worse"])
     assert failed.exit_code == 1 and "verify: worse after than before: time per output token 1.300x" in failed.output
+
+
+def test_apply_says_when_the_model_it_wrote_measured_worse_and_can_fail_on_it(monkeypatch, tmp_path):
+    """Steps named with -t are kept as asked even where verify measures them slower: the log says so in words, and
+    --fail-on-worse exits 1 as verify's own flag does (it had been a red table line and exit 0)."""
+    from click.testing import CliRunner
+    from optiplan.optimizers import apply as apply_module
+    from optiplan.planner.cli.main import main
+    from optiplan.planner.schema.optimize import ArtifactManifest, Runtime
+
+    slower = report([10, 10.2, 9.9, 10.1, 10], [13, 13.2, 12.9, 13.1, 13])
+    manifest = ArtifactManifest(source="a", created="", device="cpu", goal=None, steps=[], runtime=Runtime(),
+                                libraries={}, sha256={}, verify=slower)
+    monkeypatch.setattr(apply_module, "apply", lambda *args, **kwargs: manifest)
+    args = ["apply", str(tmp_path), "-o", str(tmp_path / "out"), "-t", "kv-fp8"]
+    kept = CliRunner().invoke(main, args)
+    assert kept.exit_code == 0 and "warning: the model written measured time per output token 1.300x" in kept.output
+    failed = CliRunner().invoke(main, [*args, "--fail-on-worse"])
+    assert failed.exit_code == 1
+    refused = CliRunner().invoke(main, [*args, "--fail-on-worse", "--no-verify"])
+    assert refused.exit_code == 2 and "drop --no-verify" in refused.output
