@@ -241,6 +241,11 @@ def losses(goal: str | None, ratios: dict[str, float], quick: bool = False) -> l
         # a plan for memory that saved none where verify measures it (weights, the cache at a 384-token context, peak)
         # has only its speed costs to show: never shipped for them
         out.append("no memory saved in weights, cache or peak memory")
+    if goal in ("latency", "throughput", "cost") and not quick and ratio is not None and not out and \
+            not (ratio < 1 - NOISE if direction == "lower" else ratio > 1 + NOISE):
+        # likewise a plan for speed whose gain verify's interleaved rounds do not establish: the quick checks after
+        # each step are a few samples; what ships is what verify measured faster (and its quality costs nothing more)
+        out.append(f"no {metric} gain verify could establish for the {goal} goal ({ratio:.2f}x)")
     ceiling, floor = (QUICK_TPOT_CEILING, QUICK_BATCHED_FLOOR) if quick else (TPOT_CEILING, BATCHED_FLOOR)
     if ratios.get("tpot_ms", 1.0) > ceiling and metric != "tpot_ms":
         out.append(f"time per token {ratios['tpot_ms']:.2f}x")
