@@ -122,27 +122,45 @@ def window_tokens(loaded: LoadedModel) -> int:
                    EVAL_WINDOW_TOKENS))
 
 
-def quality_window(*models: LoadedModel) -> int:
-    """One evaluation window for models compared with each other: 128 tokens, more where a runtime's cache changes
-    only what lies past a span of its own (attention sinks' kept tokens, a quantized cache's full-precision recent
-    tokens), so that the window reaches what it changes; no model's context exceeded."""
-    spans = []
+def cache_span(*models: LoadedModel) -> int:
+    """The longest span a runtime's cache keeps as a full cache would (attention sinks' first and last tokens, a
+    quantized cache's full-precision recent tokens): what it changes lies past it; 0 without such a cache."""
+    spans = [0]
     for m in models:
         cache = m.runtime.cache or {}
         spans.append(cache.get("num_sinks", 0) + cache.get("window", 0) if cache.get("kind") == "sinks"
                      else cache.get("residual_length", 0) if cache.get("kind") == "quantized" else 0)
+    return max(spans)
+
+
+def quality_window(*models: LoadedModel) -> int:
+    """One evaluation window for models compared with each other: 128 tokens, more where a runtime's cache changes
+    only what lies past a span of its own (`cache_span`), so that the window reaches what it changes; no model's
+    context exceeded."""
     contexts = [getattr(m.model.config, "max_position_embeddings", None) for m in models]
-    return int(min([EVAL_WINDOW_TOKENS + max(spans), *(c for c in contexts if c)]))
+    return int(min([EVAL_WINDOW_TOKENS + cache_span(*models), *(c for c in contexts if c)]))
 
 
-# where a model reads its text a token at a time through its runtime's cache, the tokens both sides are scored on
-CACHE_EVAL_TOKENS = 1024
+def scored_from(*models: LoadedModel) -> int:
+    """The first position of each window whose next token is scored: past the cache's span where the window holds
+    EVAL_WINDOW_TOKENS beyond it (before it both read the same keys, and scoring those positions diluted a sink
+    cache's change about fivefold, a review's finding), else 0 (a context that ends before the span: nothing is
+    evicted where it is scored, which verify's notes say)."""
+    span = cache_span(*models)
+    return span if span and span + EVAL_WINDOW_TOKENS <= quality_window(*models) else 0
+
+
+# where a model reads its text a token at a time through its runtime's cache, the windows both sides are scored on
+# (each EVAL_WINDOW_TOKENS past the cache's span: 512 positions scored; 1,024 tokens at the smallest window)
+CACHE_EVAL_WINDOWS = 4
 
 
 def quality_tokens(*models: LoadedModel, full: int = 4096) -> int:
-    """Tokens of the evaluation text models compared with each other are scored on: `full`, or CACHE_EVAL_TOKENS
-    where one of them reads it a token at a time through its cache (`runtime_cache`), the same for all."""
-    return min(full, CACHE_EVAL_TOKENS) if any(runtime_cache(m) is not None for m in models) else full
+    """Tokens of the evaluation text models compared with each other are scored on: `full`, or CACHE_EVAL_WINDOWS
+    windows where one of them reads it a token at a time through its cache (`runtime_cache`), the same for all."""
+    if any(runtime_cache(m) is not None for m in models):
+        return CACHE_EVAL_WINDOWS * max(quality_window(*models), 2 * EVAL_WINDOW_TOKENS)
+    return full
 
 
 def runtime_cache(loaded: LoadedModel):
@@ -186,14 +204,22 @@ def next_token_logprobs(loaded: LoadedModel, text: str, *, max_tokens: int = 409
 
 
 def perplexity(loaded: LoadedModel, text: str | None = None, *, max_tokens: int = 4096,
-               window: int | None = None) -> float:
-    """Perplexity of `text` (default: the built-in held-out corpus) in non-overlapping windows."""
+               window: int | None = None, scored_from: int = 0) -> float:
+    """Perplexity of `text` (default: the built-in held-out corpus) in non-overlapping windows, each scored from its
+    position `scored_from` on."""
     import torch
 
     ids, logprobs = next_token_logprobs(loaded, text or default_eval_text(), max_tokens=max_tokens, window=window)
     target = ids[:, 1:]
     nll = -logprobs[:, :-1].gather(-1, target.unsqueeze(-1)).squeeze(-1)
-    return float(torch.exp(nll.mean()))
+    return float(torch.exp(nll[:, scored_from if scored_from < nll.shape[1] else 0:].mean()))
+
+
+def scored_positions(loaded: LoadedModel, text: str, *, max_tokens: int, window: int, start: int) -> int:
+    """The positions `perplexity` scores (each window's from `start` on, every one where the text ends before)."""
+    rows = _token_windows(loaded, text, max_tokens, window)
+    width = rows.shape[1] - 1
+    return rows.shape[0] * (width - start if start < width else width)
 
 
 def compare_distributions(base: LoadedModel, other: LoadedModel, text: str | None = None, *,
@@ -203,8 +229,11 @@ def compare_distributions(base: LoadedModel, other: LoadedModel, text: str | Non
 
     text = text or default_eval_text()
     window, max_tokens = quality_window(base, other), quality_tokens(base, other, full=max_tokens)
+    start = scored_from(base, other)  # past a cache's span, where the two differ
     _, p = next_token_logprobs(base, text, max_tokens=max_tokens, window=window)
     _, q = next_token_logprobs(other, text, max_tokens=max_tokens, window=window)
+    if start < p.shape[1]:
+        p, q = p[:, start:], q[:, start:]
     kl = (p.exp() * (p - q)).sum(-1).mean()
     agree = (p.argmax(-1) == q.argmax(-1)).float().mean()
     return {"kl_divergence": float(kl), "next_token_agreement": float(agree)}

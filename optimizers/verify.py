@@ -18,6 +18,7 @@ from ..planner.measure.runtime import quiet_libraries
 from ..planner.report.verify import AGREEING_ROUNDS, SIGNIFICANCE
 from ..planner.schema.optimize import Measured, Quality, VerifyReport
 from . import metrics
+from .metrics import EVAL_WINDOW_TOKENS
 from .corpus import DEFAULT_PROMPTS, read_eval_text
 
 KEYS = ("ttft_ms", "tpot_ms", "tokens_per_s")
@@ -60,6 +61,11 @@ def _speculative(loaded, baseline_tpot_ms: float, optimized_tpot_ms: float) -> d
     return {"acceptance_rate": counted["acceptance_rate"], "tokens_per_target_pass": counted["tokens_per_target_pass"],
             "drafted_per_pass": float(k), "predicted_speedup": predicted,
             "measured_speedup": baseline_tpot_ms / optimized_tpot_ms if optimized_tpot_ms else 0.0}
+
+
+# quality is called measured on fewer scored positions than this only with a note (a 50-word text had scored ~70)
+SCORED_POSITIONS = 512
+EVAL_BEYOND = EVAL_WINDOW_TOKENS  # the positions past a cache's span each window scores
 
 
 def verify(baseline: str | Path, optimized: str | Path, *, device: str | None = None, dtype: str | None = None,
@@ -113,8 +119,10 @@ def verify(baseline: str | Path, optimized: str | Path, *, device: str | None = 
                  + (" (a token at a time through the optimized cache)" if metrics.runtime_cache(opt) else ""))
         # one window and one stretch of text for both, the window long enough to reach what a cache changes
         window, tokens = metrics.quality_window(base, opt), metrics.quality_tokens(base, opt)
-        ppl = {"before": metrics.perplexity(base, text, window=window, max_tokens=tokens),
-               "after": metrics.perplexity(opt, text, window=window, max_tokens=tokens)}
+        start = metrics.scored_from(base, opt)
+        scored = metrics.scored_positions(base, text, max_tokens=tokens, window=window, start=start)
+        ppl = {"before": metrics.perplexity(base, text, window=window, max_tokens=tokens, scored_from=start),
+               "after": metrics.perplexity(opt, text, window=window, max_tokens=tokens, scored_from=start)}
         dist = metrics.compare_distributions(base, opt, text)
         agreement = _generation_agreement(base, opt, prompts, max_new_tokens)
     peaks = {"before": None, "after": None}
@@ -160,6 +168,14 @@ def verify(baseline: str | Path, optimized: str | Path, *, device: str | None = 
                             if any(key in p for p in kept)}
     notes = [f"step {s.technique}: its gain did not show in measurement" for s in steps
              if s.status == "applied" and s.gain_shown is False]
+    if scored < SCORED_POSITIONS:
+        notes.append(f"perplexity and KL divergence are over {scored:,} scored positions of the evaluation text "
+                     f"(fewer than {SCORED_POSITIONS:,}): a small quality change is within their noise; a longer "
+                     "--eval-text scores more")
+    if (span := metrics.cache_span(base, opt)) and not start:
+        notes.append(f"the optimized cache keeps {span:,} tokens as a full cache would, and quality is scored in "
+                     f"windows of {window:,} tokens (the model's context), which do not reach {EVAL_BEYOND:,} tokens "
+                     "past that span: what the cache changes is not (or barely) measured here")
     if base.runtime.dtype != opt.runtime.dtype:
         notes.append(f"the baseline ran in {base.runtime.dtype} and the optimized model in {opt.runtime.dtype} (as "
                      "--dtype asked): every difference here includes the dtype's, not the techniques' alone")

@@ -219,3 +219,23 @@ def test_a_planned_sink_cache_passes_its_parameters_to_the_optimizer():
     technique = all_techniques()["sliding-window-sinks"]
     declared = dict(check_supported("sliding-window-sinks", "cpu").declared.options)
     assert set(technique.parameters(None, None)) <= set(declared)
+
+
+def test_quality_is_scored_past_what_a_cache_keeps_whole():
+    """A sink cache of 4 + 512 tokens changes nothing before position 516: each window is scored from there on (scoring
+    from 0 had diluted its change about fivefold, a review's finding); a cache whose span the model's context does not
+    reach beyond is scored whole, which verify's notes say."""
+    from types import SimpleNamespace
+
+    from optiplan.optimizers.metrics import EVAL_WINDOW_TOKENS, cache_span, quality_window, scored_from
+    from optiplan.planner.schema.optimize import Runtime
+
+    def model(context, cache=None):
+        return SimpleNamespace(model=SimpleNamespace(config=SimpleNamespace(max_position_embeddings=context)),
+                               runtime=Runtime(cache=cache))
+
+    base, sinks = model(2048), model(2048, {"kind": "sinks", "num_sinks": 4, "window": 512})
+    assert cache_span(base, sinks) == 516 and quality_window(base, sinks) == 516 + EVAL_WINDOW_TOKENS
+    assert scored_from(base, sinks) == 516 and scored_from(base, model(2048)) == 0
+    planned = model(2048, {"kind": "sinks", "num_sinks": 4, "window": 4096})  # the planner's window, past the context
+    assert quality_window(base, planned) == 2048 and scored_from(base, planned) == 0
