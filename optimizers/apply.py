@@ -339,6 +339,7 @@ def apply(source: str | Path, out: str | Path, *, goal: str | None = None, plan:
     ws.runtime.dtype = base.runtime.dtype
     log(f"working in {ws.runtime.dtype}" + ("" if dtype else " (as stored)") + dtype_hint(ws.runtime.dtype, device))
     if runnable:
+        log("timing the model before the plan (a warm-up run, then a measured one)")
         quick_figures(ws)  # warm-up: a first run pays one-time costs (allocations, lazy initialisation)
     figures = quick_figures(ws) if runnable else {}
     planned = not techniques
@@ -375,7 +376,10 @@ def apply(source: str | Path, out: str | Path, *, goal: str | None = None, plan:
         # with the model before the step at hand (its copy, kept to roll it back, or the same model under the
         # runtime settings before the step), the two are timed interleaved; only a step that changes the model too
         # large to copy is judged by two samples apart in time
-        interleaved = interleaved_step_ratios(ws, saved) if saved[0] is not None or not opt.changes_model else None
+        timed = saved[0] is not None or not opt.changes_model
+        if timed:
+            log(f"  timing {step.technique} against the model before it ({STEP_ROUNDS} interleaved rounds)")
+        interleaved = interleaved_step_ratios(ws, saved) if timed else None
         shown, ratios = gain_shown(step, figures, after, interleaved)
         costs = losses(judged_by, ratios, quick=True)
         status = "applied"

@@ -101,7 +101,8 @@ def verify(baseline: str | Path, optimized: str | Path, *, device: str | None = 
         for _ in range(2 if base.runtime.compile or opt.runtime.compile else 1):
             for loaded in (base, opt):
                 metrics.generation_samples(loaded, prompts, max_new_tokens=max_new_tokens, repeats=1, warmup=0)
-        for _ in range(repeats):
+        for i in range(repeats):
+            progress(f"  round {i + 1} of {repeats}")
             for side, loaded in sides:
                 one = metrics.generation_samples(loaded, prompts, max_new_tokens=max_new_tokens, repeats=1, warmup=0)
                 for k in KEYS:
@@ -116,7 +117,8 @@ def verify(baseline: str | Path, optimized: str | Path, *, device: str | None = 
                                                                        repeats=1, warmup=False)
         batched = {side: statistics.median(samples[side][BATCHED]) for side in samples}
         progress("quality: perplexity, KL divergence, greedy agreement"
-                 + (" (a token at a time through the optimized cache)" if metrics.runtime_cache(opt) else ""))
+                 + (f" (the optimized model reads up to {metrics.quality_tokens(base, opt):,} tokens a token at a "
+                    "time through its cache, twice: minutes on a large model)" if metrics.runtime_cache(opt) else ""))
         # one window and one stretch of text for both, the window long enough to reach what a cache changes
         window, tokens = metrics.quality_window(base, opt), metrics.quality_tokens(base, opt)
         start = metrics.scored_from(base, opt)
