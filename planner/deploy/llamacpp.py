@@ -67,9 +67,8 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
     if published:
         cfg.notes.append(f"llama-server downloads the published {quant} GGUF of {published['hub_id']} itself "
                          f"(--hf-repo; source: {published['source']})")
-    elif quant in ("BF16", "F16"):
-        cfg.notes.append(f"convert the checkpoint to GGUF: `python convert_hf_to_gguf.py {source} --outtype "
-                         f"{quant.lower()} --outfile {gguf}`")
+    elif quant in DIRECT_TYPES:
+        cfg.notes.append(f"convert the checkpoint to GGUF: {gguf_commands(source, quant, gguf, advice.model.name)}")
     elif mxfp4:
         outtype = "bf16" if hw.features.bf16 else "f16"
         whole = f"models/{advice.model.name}-{outtype.upper()}.gguf"
@@ -78,9 +77,8 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
                          f"checkpoint stores them), then `llama-quantize {whole} {gguf} MXFP4_MOE` (the other tensors "
                          "to Q8_0, as predicted)")
     else:
-        cfg.notes.append(f"convert the checkpoint to GGUF and quantize it to {quant}: `python convert_hf_to_gguf.py "
-                         f"{source} --outtype f16 --outfile models/{advice.model.name}-F16.gguf`, then "
-                         f"`llama-quantize models/{advice.model.name}-F16.gguf {gguf} {quant}`")
+        cfg.notes.append(f"convert the checkpoint to GGUF and quantize it to {quant}: "
+                         f"{gguf_commands(source, quant, gguf, advice.model.name)}")
     for t_id, step in steps.items():
         if t_id in GGUF_TYPES:
             cfg.applied.append((t_id, f"GGUF {quant}" + (f" from {published['hub_id']}" if published else "")))
@@ -114,11 +112,8 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
                 draft, hub = f"models/{name}-{quant}.gguf", draft_hub_id(advice, name) or name
                 o["model-draft"] = draft
                 cfg.applied.append((t_id, f"--model-draft {draft}"))
-                convert = f"`python convert_hf_to_gguf.py <a local copy of {hub}> --outtype "
-                cfg.notes.append(f"the draft model's GGUF: {convert}{quant.lower()} --outfile {draft}`" if quant in
-                                 ("BF16", "F16") else f"the draft model's GGUF: {convert}f16 --outfile "
-                                 f"models/{name}-F16.gguf`, then `llama-quantize models/{name}-F16.gguf {draft} "
-                                 f"{quant}`")
+                cfg.notes.append(f"the draft model's GGUF: "
+                                 f"{gguf_commands(f'<a local copy of {hub}>', quant, draft, name)}")
         elif t_id == "cpu-offload":
             # the most layer slots whose weights, in the file served, take no more of the server's devices than the
             # plan's (llama.cpp counts --n-gpu-layers over all of them, splitting the layers between them)
@@ -134,3 +129,18 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
         else:
             cfg.not_applied.append((t_id, no_option("llama.cpp", t_id)))
     return cfg
+
+
+# the GGUF types convert_hf_to_gguf.py writes itself ("--outtype", choices "f32", "f16", "bf16", "q8_0", ...): no
+# 16-bit copy on the way (twice a Q8_0 file's size: 1.3 TB for DeepSeek-V3)
+DIRECT_TYPES = ("BF16", "F16", "Q8_0")
+
+
+def gguf_commands(source: str, quant: str, gguf: str, name: str) -> str:
+    """The commands that make the GGUF file `gguf` of type `quant` from the checkpoint `source`: one conversion where
+    the converter writes that type, else a 16-bit file quantized by llama-quantize."""
+    convert = f"`python convert_hf_to_gguf.py {source} --outtype "
+    if quant in DIRECT_TYPES:
+        return f"{convert}{quant.lower()} --outfile {gguf}`"
+    whole = f"models/{name}-F16.gguf"
+    return f"{convert}f16 --outfile {whole}`, then `llama-quantize {whole} {gguf} {quant}`"

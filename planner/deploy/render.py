@@ -372,7 +372,8 @@ def _render(advice: Advice, target: str, serving_engine: str | None = None) -> t
                               f"(one rank per pod); {engine} launches across nodes with MPI: use its serve.sh under "
                               "Slurm instead")
         files["kubernetes/deployment.yaml"] = env.get_template(template).render(**ctx, argv=_container_argv(cfg))
-    readme = env.get_template("README.md.j2").render(**ctx, target=target, files=sorted(files))
+    readme = env.get_template("README.md.j2").render(**ctx, target=target, files=sorted(files),
+                                                     launcher_folder=_folder(target) if target in ENGINES else None)
     if target in ENGINES:  # beside its engine's folder: the launcher is in it (render_all moves it inside)
         readme = readme.replace("./serve.sh", f"./{_folder(target)}/serve.sh")
     files["README.md" if target in ENGINES else f"{target}/README.md"] = readme

@@ -164,8 +164,9 @@ def test_llama_cpps_draft_model_is_downloaded_or_made():
     # the catalog knows no GGUF of Llama-3.2-1B: a file, made from its instruct checkpoint
     assert step.params["draft_model"] == "llama-3.2-1b"
     assert "--model-draft models/llama-3.2-1b-" in files["llamacpp/serve.sh"]
+    # its Q8_0 written by the converter itself (a 16-bit file and llama-quantize only for the types it cannot write)
     assert "the draft model's GGUF: `python convert_hf_to_gguf.py <a local copy of meta-llama/Llama-3.2-1B-Instruct>" \
-        in files["README.md"] and "llama-quantize" in files["README.md"]
+        " --outtype q8_0 --outfile models/llama-3.2-1b-Q8_0.gguf`" in files["README.md"]
     # named as the pinned build runs them, with what later builds renamed them to
     assert "--draft-max 4" in files["llamacpp/serve.sh"] and "--spec-draft-n-max" in files["README.md"]
 
@@ -350,3 +351,16 @@ def test_rocm_servers_get_no_model_optimizer_checkpoint():
     assert engine_config(cuda, "vllm").model == "nvidia/Llama-3.1-8B-Instruct-FP8"
     assert all(c.get("backends", ["cuda"]) == ["cuda"] for c in profiles.load_model("llama-3.1-8b")["checkpoints"]
                if c["hub_id"].startswith("nvidia/"))
+
+
+def test_a_q8_0_gguf_is_converted_directly():
+    from optiplan.planner.deploy.llamacpp import gguf_commands
+
+    """convert_hf_to_gguf.py writes Q8_0 itself (--outtype q8_0): DeepSeek-V3's README had gone through a 16-bit GGUF
+    twice the size on the way (about 1.3 TB) before llama-quantize (a review's finding)."""
+    a = _plan("deepseek-v3", hardware="h200", devices=8, engine="llama.cpp", concurrency=8)
+    readme = render(a, "llama.cpp")["README.md"]
+    assert "--outtype q8_0 --outfile models/deepseek-v3-Q8_0.gguf`" in readme and "-F16.gguf" not in readme
+    assert gguf_commands("m", "Q4_K_M", "models/x-Q4_K_M.gguf", "x") == (
+        "`python convert_hf_to_gguf.py m --outtype f16 --outfile models/x-F16.gguf`, then `llama-quantize "
+        "models/x-F16.gguf models/x-Q4_K_M.gguf Q4_K_M`")
