@@ -197,6 +197,8 @@ def quick_figures(ws: Workspace) -> dict[str, float]:
 SLOW_STEPS = {"torch-compile": " (compiling each prompt shape twice before timing it: a minute or more on a CPU)",
               "spec-draft": f" (timing the draft at {', '.join(map(str, DRAFT_TOKEN_CHOICES))} drafted tokens a step)",
               "weight-int4-gptq": " (calibrating on the held-out corpus, layer by layer)"}
+# what a step applied and kept says once verify measured the whole plan as a loss and the original model shipped
+WHOLE_PLAN_ROLLED_BACK = "rolled back with the whole plan"
 # rounds of a step's interleaved check against the model before it (ABBA: the two orders once each)
 STEP_ROUNDS = 2
 # a model up to this size is copied before a step that changes its weights even where the step is kept whatever it
@@ -447,7 +449,7 @@ def _verified(manifest: ArtifactManifest, source: Path, staging: Path, out: Path
     unchanged = load(source, device, dtype=dtype, allow_pickle=allow_pickle)
     ws = Workspace(model=unchanged.model, tokenizer=unchanged.tokenizer, device=device, source=source)
     ws.runtime.dtype = unchanged.runtime.dtype
-    rolled = [r.model_copy(update={"status": "rolled-back", "detail": r.detail + "; rolled back with the whole plan: "
+    rolled = [r.model_copy(update={"status": "rolled-back", "detail": f"{r.detail}; {WHOLE_PLAN_ROLLED_BACK}: "
                                    "verify measured " + "; ".join(loss)})
               if r.status == "applied" else r for r in records]
     rolled_back = manifest.model_copy(update={"steps": rolled, "runtime": ws.runtime})

@@ -62,6 +62,7 @@ def apply(model: Path, out: Path, goal, plan, techniques, hardware, workload, co
       optiplan apply ./my-model --plan plan.json -o ./out
       optiplan apply ./my-model -t weight-w8a8-int8 -t spec-draft --draft ./small -o ./out
     """
+    from ...optimizers.apply import WHOLE_PLAN_ROLLED_BACK
     from ...optimizers.apply import apply as run
     from ..catalog.workloads import parse_percent
 
@@ -78,7 +79,10 @@ def apply(model: Path, out: Path, goal, plan, techniques, hardware, workload, co
         from ..report.verify import text_report, worse_line
 
         text_report(manifest.verify, color=True)
-        if worse := worse_line(manifest.verify):  # kept as asked (-t, --keep-all): said in the log, not only in red
+        rolled_back = any(WHOLE_PLAN_ROLLED_BACK in s.detail for s in manifest.steps)
+        if rolled_back:  # the report is of the plan verify measured as a loss; the folder holds the original model
+            _log("the folder holds the original model: verify measured the plan as a loss and it was rolled back")
+        elif worse := worse_line(manifest.verify):  # kept as asked (-t, --keep-all): said in the log, not in red only
             _log(f"warning: the model written measured {worse.removeprefix('worse after than before: ')} against "
                  "the original" + ("" if fail_on_worse else "; --fail-on-worse makes that exit 1"))
             if fail_on_worse:

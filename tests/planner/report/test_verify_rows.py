@@ -137,3 +137,12 @@ def test_apply_says_when_the_model_it_wrote_measured_worse_and_can_fail_on_it(mo
     assert failed.exit_code == 1
     refused = CliRunner().invoke(main, [*args, "--fail-on-worse", "--no-verify"])
     assert refused.exit_code == 2 and "drop --no-verify" in refused.output
+    # a plan verify measured as a loss was rolled back: the folder holds the original, which nothing measured worse
+    from optiplan.planner.schema.optimize import StepRecord
+
+    rolled = manifest.model_copy(update={"steps": [StepRecord(
+        technique="weight-int8", status="rolled-back", detail="int8; rolled back with the whole plan: verify measured "
+        "tpot_ms 1.30x", params={})]})
+    monkeypatch.setattr(apply_module, "apply", lambda *args, **kwargs: rolled)
+    shipped = CliRunner().invoke(main, [*args, "--fail-on-worse"])
+    assert shipped.exit_code == 0 and "holds the original model" in shipped.output and "warning" not in shipped.output
