@@ -60,7 +60,7 @@ from .search import (
 )
 from .request import engine_here, resolve_request
 from .state import PlanState
-from .techniques import Context, all_techniques, static_reason
+from .techniques import Context, all_techniques, denied_default_refusal, static_reason
 
 GB = 1e9
 AUTO_COUNTS = (1, 2, 4, 8)
@@ -164,6 +164,8 @@ def rank_hardware(spec: ModelSpec, workload: Workload, engine_asked: bool = Fals
             workload = preset
         for count in _counts(hw):
             ctx = build_context(spec, hw, count, workload)
+            if denied_default_refusal(ctx):  # its engine runs a technique asked left out by default here
+                break
             try:
                 ranked = rank(search(ctx, only_groups=_quick(workload)).candidates)
             except HardwareError:  # e.g. a training step at a rate the device lacks
@@ -267,7 +269,9 @@ def advise(request: AdviseRequest) -> Advice:
             options = [o for o in options if o[2] == request.num_devices] or options
         if not options:
             raise ImpossibleError(f"no catalog device meets the workload for {spec.name} at any count up to "
-                                  "64; nearest feasible: relax the SLOs, the concurrency or the quality budget")
+                                  "64; nearest feasible: relax the SLOs, the concurrency or the quality budget"
+                                  + (" (devices whose engine runs a technique left out by default are not ranked)"
+                                     if workload.denied_techniques else ""))
         ranking = [o[0] for o in options]
         hw, devices = options[0][1], options[0][2]
         hardware_reason = explain_ranking(ranking, priced_tokens(workload.goal))

@@ -296,7 +296,9 @@ def static_reason(t: Technique, ctx: Context) -> str | None:
     w = ctx.workload
     if t.id in w.denied_techniques:
         return "left out as asked (--without, or the workload's denied_techniques)"
-    if w.allowed_techniques is not None and t.id not in w.allowed_techniques:
+    if w.allowed_techniques is not None and t.id not in w.allowed_techniques and \
+            (w.goal == "training" or t.id not in engine_defaults(ctx.release_engine)):
+        # (what the engine runs by default stays: its baseline and configs run it whatever the list names)
         return "not in the workload's allowed techniques"
     training = w.goal == "training"
     if (t.phase == "training") != training:

@@ -252,7 +252,7 @@ def test_an_engine_default_without_an_option_and_a_missing_requirement_are_named
         "it needs mixed-precision, which is out: left out as asked (--without, or the workload's denied_techniques)")
 
 
-def test_leaving_out_an_engine_default_is_refused_where_the_engine_runs_it():
+def test_leaving_out_an_engine_default_is_refused_where_the_engine_runs_it(tmp_path):
     """vLLM cannot run without its paged cache and its configs keep CUDA graphs: --without either would price a server
     nobody launches. A default of the engine's build for other devices (llama.cpp's CUDA graphs on a Mac) and a
     technique the engine does not run by default are left out as asked."""
@@ -261,6 +261,18 @@ def test_leaving_out_an_engine_default_is_refused_where_the_engine_runs_it():
             advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", workload="chat", without=(tech,)))
     mac = advise(AdviseRequest(model="llama-3.2-1b", hardware="m3-max", workload="chat", without=("cuda-graphs",)))
     assert "cuda-graphs" not in {s.technique for s in mac.plan.steps}
+    # ranking devices, those whose engine runs it by default are passed over (the refusal had ended the ranking)
+    auto = advise(AdviseRequest(model="llama-3.1-8b", hardware="auto", workload="chat", engine="tgi",
+                                without=("chunked-prefill",)))
+    assert auto.hardware.id and "chunked-prefill" not in {s.technique for s in auto.plan.steps}
+    # a workload's allowed list narrows what the plan adds, not what the engine runs anyway
+    allowed = tmp_path / "allowed.yaml"
+    allowed.write_text("name: chat-allowed\nprompt_tokens_mean: 1024\noutput_tokens_mean: 320\nconcurrency: 32\n"
+                       "goal: latency\nmax_quality_loss_pct: 1.0\nallowed_techniques: [kv-fp8]\n")
+    narrowed = advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", workload=str(allowed)))
+    steps = {s.technique: s for s in narrowed.plan.steps}
+    assert {"paged-kv", "cuda-graphs", "kv-fp8"} <= set(steps) and steps["paged-kv"].engine_default
+    assert "weight-fp8" not in steps
     fp8 = advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", workload="chat", without=("kv-fp8",)))
     assert "kv-fp8" not in {s.technique for s in fp8.plan.steps}
     assert {r.technique: r.reason for r in fp8.rejected}["kv-fp8"].startswith("left out as asked")
