@@ -408,7 +408,7 @@ def apply(source: str | Path, out: str | Path, *, goal: str | None = None, plan:
     staging = Path(tempfile.mkdtemp(prefix=temporary_prefix(out.name), dir=str(out.parent)))
     staging.rmdir()
     try:
-        manifest = write_artifact(ws, staging, manifest)
+        manifest = write_artifact(ws, staging, manifest, staged=True)
         if verify:
             del ws, base
             manifest = _verified(manifest, source, staging, out, records, plan_json, judged_by, planned and not keep_all,
@@ -453,7 +453,7 @@ def _verified(manifest: ArtifactManifest, source: Path, staging: Path, out: Path
                                    "verify measured " + "; ".join(loss)})
               if r.status == "applied" else r for r in records]
     rolled_back = manifest.model_copy(update={"steps": rolled, "runtime": ws.runtime})
-    return write_artifact(ws, staging, rolled_back, force=True).model_copy(update={
+    return write_artifact(ws, staging, rolled_back, staged=True).model_copy(update={
         "verify": report.model_copy(update={
             "steps": rolled, "predicted": None, "predicted_ratios": {},
             "notes": [*report.notes, ("the figures above are of the plan, which measured as a loss and was rolled "

@@ -10,7 +10,10 @@ and measured figures). Where the format allows, plain `AutoModelForCausalLM.from
 from __future__ import annotations
 
 import hashlib
+import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..planner.errors import ArtifactError, OptiplanError
@@ -164,15 +167,21 @@ def _generation_config(ws: Workspace):
     return config
 
 
-def write_artifact(ws: Workspace, out: Path, manifest: ArtifactManifest, force: bool = False) -> ArtifactManifest:
-    """Write the artifact to a temporary sibling folder, then rename it into place: all or nothing."""
+def write_artifact(ws: Workspace, out: Path, manifest: ArtifactManifest, force: bool = False,
+                   staged: bool = False) -> ArtifactManifest:
+    """Write the artifact to a temporary sibling folder, then rename it into place: all or nothing. `staged`: `out`
+    is itself a temporary folder of the caller's (apply's staging folder, renamed into place once verified), written
+    in place: a sibling of it would be a temporary name nobody removes after a kill."""
     from .packed_weights import PACKED_LIBRARY, save_packed
     from .quantize import save_quanto
 
     out = Path(out)
-    if out.exists() and not force:
+    if out.exists() and not force and not staged:
         raise ArtifactError(f"{out} exists; pass --force to replace it")
-    with atomic_folder(out) as tmp:
+    if staged:
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
+    with (_in_place(out) if staged else atomic_folder(out)) as tmp:
         if (ws.runtime.weights or {}).get("library") == "quanto":
             ws.model.config.save_pretrained(tmp)
             save_quanto(ws.model, tmp)
@@ -191,6 +200,11 @@ def write_artifact(ws: Workspace, out: Path, manifest: ArtifactManifest, force: 
                                             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
         (tmp / MANIFEST).write_text(final.model_dump_json(indent=2))
     return final
+
+
+@contextmanager
+def _in_place(folder: Path) -> Iterator[Path]:
+    yield folder
 
 
 def verify_checksums(path: Path) -> list[str]:

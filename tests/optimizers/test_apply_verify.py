@@ -67,6 +67,29 @@ def test_an_interrupted_apply_leaves_nothing_behind(target_path, tmp_path, monke
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_killed_apply_leaves_only_what_its_job_tag_names(target_path, tmp_path, monkeypatch):
+    """A service job's apply writes every temporary folder under its tag, so that the worker removes what a killed
+    attempt left: the staging folder is written in place (a temporary sibling of it had carried a name the tag's
+    pattern does not match). A kill runs no cleanup: rmtree is made a no-op here to leave what a kill would."""
+    from optiplan.optimizers import apply as apply_module
+    from optiplan.optimizers import artifact
+    from optiplan.planner.fsutil import TAG_ENV
+    from optiplan.planner.service.paths import partial_folders
+
+    monkeypatch.setenv(TAG_ENV, "job1-1")
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(artifact, "sha256_files", killed)  # while the weights are being written
+    monkeypatch.setattr(apply_module.shutil, "rmtree", lambda *args, **kwargs: None)
+    out = tmp_path / "opt"
+    with pytest.raises(KeyboardInterrupt):
+        apply(target_path, out, techniques=["kv-fp8"], verify=False)
+    left = sorted(tmp_path.iterdir())
+    assert left and left == partial_folders(out, "job1-1")
+
+
 def test_a_forced_replacement_keeps_the_old_folder_until_the_new_one_is_verified(target_path, tmp_path, monkeypatch):
     """--force replaces a folder only once its successor is written and verified: a short evaluation text is refused
     before any step runs, and a verify that fails (an error, an interrupt) puts the old folder back."""
