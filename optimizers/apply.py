@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..planner.errors import ImpossibleError, OptiplanError, PlanError
+from ..planner.errors import ImpossibleError, OptiplanError, PlanError, RequestError
 from ..planner.fsutil import temporary_prefix, write_text_atomic
 from ..planner.measure.runtime import quiet_libraries
 from ..planner.plan.effects import BATCHED_FLOOR, NOISE, TPOT_CEILING
 from ..planner.plan.graph import plan_order
 from ..planner.plan.techniques import all_techniques, runtime_conflict
-from ..planner.report.verify import established_ratios
+from ..planner.report.verify import AGREEING_ROUNDS, established_ratios
 from ..planner.schema.optimize import ArtifactManifest, StepRecord
 from .corpus import DEFAULT_PROMPTS, read_eval_text
 from .registry import check_supported, registry
@@ -32,6 +32,7 @@ from .speculative import DRAFT_TOKEN_CHOICES
 from .workspace import AlreadyInPlace, NotSupportedHere, Workspace
 
 # The figure each goal is judged by (quick_figures' keys) and which way is better
+SPEED_GOALS = ("latency", "throughput", "cost")
 GOAL_METRIC = {"latency": ("tpot_ms", "lower"), "throughput": ("batched_tokens_per_s", "higher"),
                "cost": ("batched_tokens_per_s", "higher"), "memory": ("weights_bytes", "lower"),
                "context": ("cache_bytes", "lower")}
@@ -243,11 +244,11 @@ def losses(goal: str | None, ratios: dict[str, float], quick: bool = False) -> l
         # a plan for memory that saved none where verify measures it (weights, the cache at a 384-token context, peak)
         # has only its speed costs to show: never shipped for them
         out.append("no memory saved in weights, cache or peak memory")
-    if goal in ("latency", "throughput", "cost") and not quick and ratio is not None and not out and \
+    if goal in SPEED_GOALS and not quick and ratio is not None and not out and \
             not (ratio < 1 - NOISE if direction == "lower" else ratio > 1 + NOISE):
         # likewise a plan for speed whose gain verify's interleaved rounds do not establish: the quick checks after
         # each step are a few samples; what ships is what verify measured faster (and its quality costs nothing more)
-        out.append(f"no {metric} gain verify could establish for the {goal} goal ({ratio:.2f}x)")
+        out.append(f"no {metric} gain verify could establish for the {goal} goal")
     ceiling, floor = (QUICK_TPOT_CEILING, QUICK_BATCHED_FLOOR) if quick else (TPOT_CEILING, BATCHED_FLOOR)
     if ratios.get("tpot_ms", 1.0) > ceiling and metric != "tpot_ms":
         out.append(f"time per token {ratios['tpot_ms']:.2f}x")
@@ -314,6 +315,13 @@ def apply(source: str | Path, out: str | Path, *, goal: str | None = None, plan:
     device = check_device(device or default_device())
     if verify:  # an unreadable or short evaluation text fails before any step runs, not after them
         read_eval_text((verify_options or {}).get("eval_text"))
+        speed_goal = goal or goal_of_plan
+        repeats = (verify_options or {}).get("repeats", AGREEING_ROUNDS)
+        if not techniques and not keep_all and speed_goal in SPEED_GOALS and repeats < AGREEING_ROUNDS:
+            # it ships only the gain verify establishes, which no timing of fewer rounds does (`losses`)
+            raise RequestError(f"a plan for the {speed_goal} goal ships only a gain verify's interleaved rounds "
+                               f"establish, which needs --repeats {AGREEING_ROUNDS} or more (got {repeats}); "
+                               "--keep-all keeps the plan unjudged")
     runnable, records = [], []
     for step in ordered(steps):
         if step.technique == "spec-draft" and draft:

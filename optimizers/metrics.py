@@ -138,7 +138,8 @@ def quality_window(*models: LoadedModel) -> int:
     only what lies past a span of its own (`cache_span`), so that the window reaches what it changes; no model's
     context exceeded."""
     contexts = [getattr(m.model.config, "max_position_embeddings", None) for m in models]
-    return int(min([EVAL_WINDOW_TOKENS + cache_span(*models), *(c for c in contexts if c)]))
+    span = cache_span(*models)  # (and one more: a window of n tokens scores n - 1 next tokens)
+    return int(min([EVAL_WINDOW_TOKENS + (span + 1 if span else 0), *(c for c in contexts if c)]))
 
 
 def scored_from(*models: LoadedModel) -> int:
@@ -147,7 +148,7 @@ def scored_from(*models: LoadedModel) -> int:
     cache's change about fivefold, a review's finding), else 0 (a context that ends before the span: nothing is
     evicted where it is scored, which verify's notes say)."""
     span = cache_span(*models)
-    return span if span and span + EVAL_WINDOW_TOKENS <= quality_window(*models) else 0
+    return span if span and span + EVAL_WINDOW_TOKENS < quality_window(*models) else 0
 
 
 # where a model reads its text a token at a time through its runtime's cache, the windows both sides are scored on
@@ -215,11 +216,12 @@ def perplexity(loaded: LoadedModel, text: str | None = None, *, max_tokens: int 
     return float(torch.exp(nll[:, scored_from if scored_from < nll.shape[1] else 0:].mean()))
 
 
-def scored_positions(loaded: LoadedModel, text: str, *, max_tokens: int, window: int, start: int) -> int:
-    """The positions `perplexity` scores (each window's from `start` on, every one where the text ends before)."""
+def scored_positions(loaded: LoadedModel, text: str, *, max_tokens: int, window: int, start: int) -> tuple[int, bool]:
+    """The positions `perplexity` scores (each window's from `start` on, every one where the text ends before), and
+    whether they lie past `start` (False where the text is shorter than that)."""
     rows = _token_windows(loaded, text, max_tokens, window)
     width = rows.shape[1] - 1
-    return rows.shape[0] * (width - start if start < width else width)
+    return rows.shape[0] * (width - start if start < width else width), start < width
 
 
 def compare_distributions(base: LoadedModel, other: LoadedModel, text: str | None = None, *,

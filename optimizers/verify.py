@@ -122,7 +122,7 @@ def verify(baseline: str | Path, optimized: str | Path, *, device: str | None = 
         # one window and one stretch of text for both, the window long enough to reach what a cache changes
         window, tokens = metrics.quality_window(base, opt), metrics.quality_tokens(base, opt)
         start = metrics.scored_from(base, opt)
-        scored = metrics.scored_positions(base, text, max_tokens=tokens, window=window, start=start)
+        scored, past_span = metrics.scored_positions(base, text, max_tokens=tokens, window=window, start=start)
         ppl = {"before": metrics.perplexity(base, text, window=window, max_tokens=tokens, scored_from=start),
                "after": metrics.perplexity(opt, text, window=window, max_tokens=tokens, scored_from=start)}
         dist = metrics.compare_distributions(base, opt, text)
@@ -174,6 +174,9 @@ def verify(baseline: str | Path, optimized: str | Path, *, device: str | None = 
         notes.append(f"perplexity and KL divergence are over {scored:,} scored positions of the evaluation text "
                      f"(fewer than {SCORED_POSITIONS:,}): a small quality change is within their noise; a longer "
                      "--eval-text scores more")
+    if start and not past_span:
+        notes.append(f"the evaluation text ends before the optimized cache's span ({start:,} tokens kept as a full "
+                     "cache would): what the cache changes is not measured here; a longer --eval-text reaches it")
     if (span := metrics.cache_span(base, opt)) and not start:
         notes.append(f"the optimized cache keeps {span:,} tokens as a full cache would, and quality is scored in "
                      f"windows of {window:,} tokens (the model's context), which do not reach {EVAL_BEYOND:,} tokens "

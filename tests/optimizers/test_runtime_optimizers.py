@@ -235,7 +235,8 @@ def test_quality_is_scored_past_what_a_cache_keeps_whole():
                                runtime=Runtime(cache=cache))
 
     base, sinks = model(2048), model(2048, {"kind": "sinks", "num_sinks": 4, "window": 512})
-    assert cache_span(base, sinks) == 516 and quality_window(base, sinks) == 516 + EVAL_WINDOW_TOKENS
+    # each window scores EVAL_WINDOW_TOKENS next tokens past the span (a window of n tokens scores n - 1)
+    assert cache_span(base, sinks) == 516 and quality_window(base, sinks) == 516 + EVAL_WINDOW_TOKENS + 1
     assert scored_from(base, sinks) == 516 and scored_from(base, model(2048)) == 0
     planned = model(2048, {"kind": "sinks", "num_sinks": 4, "window": 4096})  # the planner's window, past the context
     assert quality_window(base, planned) == 2048 and scored_from(base, planned) == 0
