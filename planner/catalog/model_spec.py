@@ -174,9 +174,11 @@ def _yarn_context(f: _Fields) -> int:
     rope = f.cfg.get("rope_scaling") or f.cfg.get("rope_parameters")
     if not isinstance(rope, dict) or (rope.get("rope_type") or rope.get("type")) != "yarn":
         return 0
-    fields = _Fields(rope, {}, f.where)
-    original, factor = fields.int("original_max_position_embeddings"), fields.number("factor", 1.0, 1e4)
-    return int(original * factor) if original and factor else 0
+    original, factor = rope.get("original_max_position_embeddings"), rope.get("factor")
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (original,
+                                                                                                       factor))
+    # (a block the engines would not extend the context with, a factor below 1 or missing, extends nothing here)
+    return int(original * factor) if numbers and original > 0 and factor >= 1 else 0
 
 
 def _windows(f: _Fields, model_type: str, num_layers: int) -> list[int | None]:

@@ -174,6 +174,10 @@ def test_yarn_rope_scaling_sets_the_context_as_the_engines_read_it(tmp_path):
     yarn = model_spec_from_config(config, "qwen3-yarn", "test")
     assert yarn.max_position_embeddings == 131_072
     assert any("YaRN" in w and "short ones too" in w for w in yarn.warnings)
+    for odd in ({"rope_type": "yarn", "factor": "4"}, {"rope_type": "yarn", "factor": 0.5,
+                                                       "original_max_position_embeddings": 32768}):
+        config["rope_scaling"] = odd  # a block no engine extends the context with extends nothing, and is no error
+        assert model_spec_from_config(config, "qwen3-odd", "test").max_position_embeddings == 40_960
     for name, context in (("deepseek-v3", 163_840), ("gpt-oss-20b", 131_072)):
         published = resolve_model(name)
         assert published.max_position_embeddings == context and not any("YaRN" in w for w in published.warnings)
