@@ -419,8 +419,9 @@ def apply(source: str | Path, out: str | Path, *, goal: str | None = None, plan:
         manifest = write_artifact(ws, staging, manifest, staged=True)
         if verify:
             del ws, base
-            manifest = _verified(manifest, source, staging, out, records, plan_json, judged_by, planned and not keep_all,
-                                 device, dtype, allow_pickle, verify_options, log)
+            guarded = planned and not keep_all
+            manifest = _verified(manifest, source, staging, out, records, plan_json, judged_by, guarded, device, dtype,
+                                 allow_pickle, verify_options, log)
             write_text_atomic(staging / "optiplan.json", manifest.model_dump_json(indent=2))
         with previous_kept(out):  # a folder --force replaces stays until the new one is in place
             staging.rename(out)
@@ -470,8 +471,8 @@ def _verified(manifest: ArtifactManifest, source: Path, staging: Path, out: Path
 
 @contextmanager
 def previous_kept(out: Path) -> Iterator[None]:
-    """Move a folder at `out` aside while the block writes and verifies its replacement; put it back where the block
-    fails (a verify error, an interrupt), delete it where it does not."""
+    """Move a folder at `out` aside while the block puts its replacement in place (apply's staged, verified folder);
+    put it back where the block fails (an interrupt), delete it where it does not."""
     if not out.exists():
         yield
         return

@@ -15,7 +15,15 @@ os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 import click  # noqa: E402
 
 from ... import __version__, profiles  # noqa: E402
-from .common import DEFAULT_HARDWARE, DEFAULT_MODEL, EngineName, PlanEngineName, emit, friendly, plan_overrides  # noqa: E402
+from .common import (  # noqa: E402
+    DEFAULT_HARDWARE,
+    DEFAULT_MODEL,
+    EngineName,
+    PlanEngineName,
+    emit,
+    friendly,
+    plan_overrides,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})

@@ -236,6 +236,8 @@ def _render(advice: Advice, target: str, serving_engine: str | None = None) -> t
                health=HEALTH[engine], version=engine_options(engine)["version"],
                gpu_resource=_gpu_resource(hw), devices=advice.hardware.count, per_node=min(per_node, advice.hardware.count),
                nodes=max(1, -(-advice.hardware.count // per_node)), name=_k8s_name(advice.model.name))
+    # where the engine's downloads go: llama.cpp's -hf files under LLAMA_CACHE (it never reads HF_HOME), the Hub's
+    ctx["cache_variable"] = "LLAMA_CACHE" if engine == "llama.cpp" else "HF_HOME"
     ctx["replicas"] = 1
     ctx["port_var"] = False  # several servers on one host: serve.sh takes each one's port from $PORT
     ctx["sequences"] = max_seqs(advice)  # each server's, as its options set them (--max-num-seqs, --max_batch_size)

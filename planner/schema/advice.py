@@ -171,6 +171,6 @@ class AdviseRequest(Frozen):
     engine: Annotated[str | None, AfterValidator(plan_engine)] = None
     concurrency: int | None = Field(None, ge=1)
     max_context: int | None = Field(None, ge=1)
-    without: tuple[str, ...] = Field((), max_length=64, description="techniques the plan leaves out, beside the "
-                                     "workload's denied_techniques (lora and qlora: a full fine-tune); one the engine runs by "
-                                     "default here is refused")
+    without: tuple[str, ...] = Field((), max_length=64, description=(
+        "techniques the plan leaves out, beside the workload's denied_techniques (lora and qlora: a full fine-tune); "
+        "one the engine runs by default here is refused"))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 from optiplan.optimizers.apply import PlanError, apply, gain_shown, parse_technique
@@ -67,29 +66,6 @@ def test_an_interrupted_apply_leaves_nothing_behind(target_path, tmp_path, monke
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_killed_apply_leaves_only_what_its_job_tag_names(target_path, tmp_path, monkeypatch):
-    """A service job's apply writes every temporary folder under its tag, so that the worker removes what a killed
-    attempt left: the staging folder is written in place (a temporary sibling of it had carried a name the tag's
-    pattern does not match). A kill runs no cleanup: rmtree is made a no-op here to leave what a kill would."""
-    from optiplan.optimizers import apply as apply_module
-    from optiplan.optimizers import artifact
-    from optiplan.planner.fsutil import TAG_ENV
-    from optiplan.planner.service.paths import partial_folders
-
-    monkeypatch.setenv(TAG_ENV, "job1-1")
-
-    def killed(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(artifact, "sha256_files", killed)  # while the weights are being written
-    monkeypatch.setattr(apply_module.shutil, "rmtree", lambda *args, **kwargs: None)
-    out = tmp_path / "opt"
-    with pytest.raises(KeyboardInterrupt):
-        apply(target_path, out, techniques=["kv-fp8"], verify=False)
-    left = sorted(tmp_path.iterdir())
-    assert left and left == partial_folders(out, "job1-1")
-
-
 def test_a_forced_replacement_keeps_the_old_folder_until_the_new_one_is_verified(target_path, tmp_path, monkeypatch):
     """--force replaces a folder only once its successor is written and verified: a short evaluation text is refused
     before any step runs, and a verify that fails (an error, an interrupt) puts the old folder back."""
@@ -113,27 +89,6 @@ def test_a_forced_replacement_keeps_the_old_folder_until_the_new_one_is_verified
         apply(target_path, out, techniques=["kv-fp8"], force=True)
     assert (out / "keep.txt").read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["opt",
                                                                                                         "short.txt"]
-
-
-def test_nothing_is_at_the_output_path_until_it_is_verified(target_path, tmp_path, monkeypatch):
-    """verify runs on a staged folder beside the output, renamed into place once verified (and rolled back where
-    verify says so): a kill during verify (which no handler sees) left an unverified folder at the output path, its
-    manifest saying 'applied' (a review's finding)."""
-    from optiplan.optimizers import verify as verify_module
-
-    out, seen = tmp_path / "opt", []
-    real = verify_module.verify
-
-    def watching(baseline, optimized, **kwargs):
-        seen.append((out.exists(), Path(optimized).parent == tmp_path, (Path(optimized) / "optiplan.json").exists()))
-        return real(baseline, optimized, **kwargs)
-
-    monkeypatch.setattr(verify_module, "verify", watching)
-    manifest = apply(target_path, out, techniques=["kv-fp8"], verify_options={
-        "repeats": 1, "max_new_tokens": 2, "memory": False, "prompts": ["The for statement is"]})
-    assert seen == [(False, True, True)]  # verified where it was staged, nothing at the output yet
-    assert manifest.verify.optimized == str(out) and (out / "optiplan.json").exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["opt"]
 
 
 def test_a_step_without_its_gain_is_rolled_back_on_request(target_path, tmp_path):
@@ -426,15 +381,6 @@ def test_losses_judge_quick_figures_only_beyond_their_noise():
     assert losses("throughput", {"batched_tokens_per_s": 1.5}) == []
 
 
-def test_a_speed_plan_is_refused_rounds_too_few_to_establish_its_gain(target_path, tmp_path):
-    # below five rounds verify establishes no timing, so a speed plan would always be rolled back: said up front
-    from optiplan.planner.errors import RequestError
-
-    with pytest.raises(RequestError, match="needs --repeats 5 or more \\(got 2\\)"):
-        apply(target_path, tmp_path / "o", goal="latency", verify_options={"repeats": 2})
-    assert not (tmp_path / "o").exists()
-
-
 def test_a_16_bit_model_on_a_cpu_without_bf16_says_fp32_runs_faster(monkeypatch):
     from optiplan.optimizers.runtime import dtype_hint
     from optiplan.planner.machine import probe
@@ -512,40 +458,3 @@ def test_a_plan_past_its_quality_budget_ships_the_original(target_path, tmp_path
     manifest = apply(target_path, tmp_path / "opt", goal="memory", concurrency=4, max_quality_loss_pct=1.0)
     assert manifest.steps and all(s.status in ("rolled-back", "skipped") for s in manifest.steps)
     assert any("perplexity +14.00%, over the plan's 1% quality budget" in s.detail for s in manifest.steps)
-
-
-def test_verify_runs_the_baseline_in_the_dtype_apply_worked_in(target_path, tmp_path):
-    """The test model is stored in bf16 and applied in fp32: verify had loaded the baseline as stored, so the fp32
-    weights read as 2x larger and its speed as the techniques' (a review's finding). The baseline now takes the
-    optimized model's working dtype; another --dtype is taken as asked, with a note that the dtype is in every
-    difference."""
-    from optiplan.optimizers.verify import verify
-
-    out = tmp_path / "opt"
-    apply(target_path, out, techniques=["kv-fp8"], dtype="fp32", verify=False)
-    same = verify(target_path, out, repeats=1, max_new_tokens=2, memory=False, prompts=["The for statement is"])
-    assert same.measured_ratios["weights_bytes"] == pytest.approx(1.0)
-    assert not any("dtype's" in n for n in same.notes)
-    other = verify(target_path, out, dtype="bf16", repeats=1, max_new_tokens=2, memory=False,
-                   prompts=["The for statement is"])
-    assert other.measured_ratios["weights_bytes"] == pytest.approx(2.0, rel=0.01)
-    assert any("baseline ran in bf16 and the optimized model in fp32" in n for n in other.notes)
-
-
-def test_a_runtime_step_is_timed_interleaved_against_the_same_model_before_it(target_path, tmp_path, monkeypatch):
-    """A step that changes only runtime settings (a cache) is timed back to back against the same model under the
-    settings before it: it had been judged by two samples taken apart in time (a first token at 25x, a review's
-    finding), the interleaved check kept for steps that copy the model."""
-    import optiplan.optimizers.apply as apply_module
-
-    calls = []
-    real = apply_module.interleaved_step_ratios
-
-    def recording(ws, saved):
-        calls.append((saved[0] is None, saved[1].cache, ws.runtime.cache))
-        return real(ws, saved)
-
-    monkeypatch.setattr(apply_module, "interleaved_step_ratios", recording)
-    manifest = apply(target_path, tmp_path / "opt", techniques=["kv-fp8"], dtype="fp32", verify=False)
-    assert len(calls) == 1 and calls[0][0] and not calls[0][1] and calls[0][2]["kind"]
-    assert manifest.steps[0].measured  # the interleaved ratios
