@@ -18,7 +18,6 @@ from ..planner.measure.runtime import quiet_libraries
 from ..planner.report.verify import AGREEING_ROUNDS, SIGNIFICANCE
 from ..planner.schema.optimize import Measured, Quality, VerifyReport
 from . import metrics
-from .metrics import EVAL_WINDOW_TOKENS
 from .corpus import DEFAULT_PROMPTS, read_eval_text
 
 KEYS = ("ttft_ms", "tpot_ms", "tokens_per_s")
@@ -65,7 +64,7 @@ def _speculative(loaded, baseline_tpot_ms: float, optimized_tpot_ms: float) -> d
 
 # quality is called measured on fewer scored positions than this only with a note (a 50-word text had scored ~70)
 SCORED_POSITIONS = 512
-EVAL_BEYOND = EVAL_WINDOW_TOKENS  # the positions past a cache's span each window scores
+EVAL_BEYOND = metrics.EVAL_WINDOW_TOKENS  # the positions past a cache's span each window scores
 
 
 def verify(baseline: str | Path, optimized: str | Path, *, device: str | None = None, dtype: str | None = None,
@@ -192,8 +191,8 @@ def verify(baseline: str | Path, optimized: str | Path, *, device: str | None = 
                      "says which way and about how far, not the figure this workload measures")
     if (floor := smallest_p(repeats, True)) >= SIGNIFICANCE:
         notes.append(f"with {repeats} repeats no timing change can be told from noise (the rank test's smallest p is "
-                     f"{floor:.2g}, and {repeats} rounds all moving one way happen by chance "
-                     f"{2.0 ** -repeats:.0%} of the time): the timings are shown, none is called better or worse; "
+                     f"{floor:.2g}, and {repeats} rounds all moving the same way happen by chance "
+                     f"{2.0 ** (1 - repeats):.0%} of the time): the timings are shown, none is called better or worse; "
                      f"--repeats {AGREEING_ROUNDS} or more tests them")
     notes += [f"step {s.technique} was rolled back: "
               + (s.detail.rsplit("rolled back: ", 1)[1] if "rolled back: " in s.detail else "no measured gain")
