@@ -47,10 +47,11 @@ def test_nothing_is_at_the_output_path_until_it_is_verified(target_path, tmp_pat
 
     monkeypatch.setattr(verify_module, "verify", watching)
     manifest = apply(target_path, out, techniques=["kv-fp8"], verify_options={
-        "repeats": 1, "max_new_tokens": 2, "memory": False, "prompts": ["The for statement is"]})
+        "repeats": 1, "max_new_tokens": 2, "memory": False, "prompts": ["The for statement is"],
+        "eval_text": _eval_text(tmp_path)})
     assert seen == [(False, True, True)]  # verified where it was staged, nothing at the output yet
     assert manifest.verify.optimized == str(out) and (out / "optiplan.json").exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["opt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["eval.txt", "opt"]
 
 
 def test_a_speed_plan_is_refused_rounds_too_few_to_establish_its_gain(target_path, tmp_path):
@@ -69,13 +70,14 @@ def test_verify_runs_the_baseline_in_the_dtype_apply_worked_in(target_path, tmp_
     difference."""
     from optiplan.optimizers.verify import verify
 
-    out = tmp_path / "opt"
+    out, text = tmp_path / "opt", _eval_text(tmp_path)
     apply(target_path, out, techniques=["kv-fp8"], dtype="fp32", verify=False)
-    same = verify(target_path, out, repeats=1, max_new_tokens=2, memory=False, prompts=["The for statement is"])
+    same = verify(target_path, out, repeats=1, max_new_tokens=2, memory=False, prompts=["The for statement is"],
+                  eval_text=text)
     assert same.measured_ratios["weights_bytes"] == pytest.approx(1.0)
     assert not any("dtype's" in n for n in same.notes)
     other = verify(target_path, out, dtype="bf16", repeats=1, max_new_tokens=2, memory=False,
-                   prompts=["The for statement is"])
+                   prompts=["The for statement is"], eval_text=text)
     assert other.measured_ratios["weights_bytes"] == pytest.approx(2.0, rel=0.01)
     assert any("baseline ran in bf16 and the optimized model in fp32" in n for n in other.notes)
 
@@ -97,3 +99,13 @@ def test_a_runtime_step_is_timed_interleaved_against_the_same_model_before_it(ta
     manifest = apply(target_path, tmp_path / "opt", techniques=["kv-fp8"], dtype="fp32", verify=False)
     assert len(calls) == 1 and calls[0][0] and not calls[0][1] and calls[0][2]["kind"]
     assert manifest.steps[0].measured  # the interleaved ratios
+
+
+def _eval_text(folder: Path) -> Path:
+    """The held-out corpus's first 1,500 characters as an evaluation file: quality scored in seconds (what these tests
+    check is not the quality figure)."""
+    from optiplan.optimizers.corpus import default_eval_text
+
+    path = folder / "eval.txt"
+    path.write_text(default_eval_text()[:1500])
+    return path
