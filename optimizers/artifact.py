@@ -12,8 +12,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import nullcontext
 from pathlib import Path
 
 from ..planner.errors import ArtifactError, OptiplanError
@@ -181,7 +180,7 @@ def write_artifact(ws: Workspace, out: Path, manifest: ArtifactManifest, force: 
     if staged:
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
-    with (_in_place(out) if staged else atomic_folder(out)) as tmp:
+    with (nullcontext(out) if staged else atomic_folder(out)) as tmp:
         if (ws.runtime.weights or {}).get("library") == "quanto":
             ws.model.config.save_pretrained(tmp)
             save_quanto(ws.model, tmp)
@@ -200,11 +199,6 @@ def write_artifact(ws: Workspace, out: Path, manifest: ArtifactManifest, force: 
                                             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
         (tmp / MANIFEST).write_text(final.model_dump_json(indent=2))
     return final
-
-
-@contextmanager
-def _in_place(folder: Path) -> Iterator[Path]:
-    yield folder
 
 
 def verify_checksums(path: Path) -> list[str]:

@@ -352,22 +352,14 @@ def _render(advice: Advice, target: str, serving_engine: str | None = None) -> t
         if cfg.extra:  # the file the service mounts beside docker-compose.yaml (a missing one mounts as a folder)
             files["compose/extra-llm-api-options.yaml"] = env.get_template("trtllm-extra.yaml.j2").render(**ctx)
     else:
+        volume = f"{ctx['name']}-models"
         if cfg.model.startswith("./models/"):  # a folder the user produces: on the weights volume, not in the image
-            folder = cfg.model.removeprefix("./models/")
-            cfg.notes.append(f"copy {cfg.model} onto the {ctx['name']}-models volume as local/{folder} "
-                             "(kubectl cp into a pod that mounts it at /models)")
-            _serve_model(cfg, f"/models/local/{folder}")
+            _serve_model(cfg, _on_volume(cfg, cfg.model, volume))
         if (draft := _draft_folder(cfg)) is not None:  # TensorRT-LLM's speculative model, downloaded, likewise
-            name = draft.removeprefix("./models/")
-            cfg.notes.append(f"copy {draft} onto the {ctx['name']}-models volume as local/{name} (kubectl cp into a "
-                             "pod that mounts it at /models)")
-            cfg.extra["speculative_config"]["speculative_model_dir"] = f"/models/local/{name}"
+            cfg.extra["speculative_config"]["speculative_model_dir"] = _on_volume(cfg, draft, volume)
         for key in ("model", "model-draft"):  # llama-server's GGUF files, which the user produces, likewise
             if str(cfg.options.get(key, "")).startswith("models/"):
-                file = cfg.options[key].removeprefix("models/")
-                cfg.notes.append(f"copy models/{file} onto the {ctx['name']}-models volume as local/{file} "
-                                 "(kubectl cp into a pod that mounts it at /models)")
-                cfg.options[key] = f"/models/local/{file}"
+                cfg.options[key] = _on_volume(cfg, cfg.options[key], volume)
         template = "k8s-leaderworkerset.yaml.j2" if ctx["nodes"] > 1 else "k8s-deployment.yaml.j2"
         if ctx["nodes"] > 1 and engine not in ("vllm", "sglang"):
             raise DeployError(f"a {ctx['nodes']}-node LeaderWorkerSet is rendered for vLLM (a Ray cluster) and SGLang "
@@ -388,6 +380,15 @@ def _container_argv(cfg: EngineConfig) -> list[str]:
     the executable by its path in the image where that is off the image's PATH (llama.cpp's /app/llama-server)."""
     argv = cfg.argv("/config/extra-llm-api-options.yaml" if cfg.extra else None)
     return [CONTAINER_EXECUTABLES.get(cfg.engine, argv[0]), *argv[1:]]
+
+
+def _on_volume(cfg: EngineConfig, path: str, volume: str) -> str:
+    """Where the pods read a file or folder the user makes or downloads under models/ (`path`, ./models/... or
+    models/...): local/ on the weights volume, mounted at /models; a note says to copy it there."""
+    name = path.removeprefix("./").removeprefix("models/")
+    cfg.notes.append(f"copy {path} onto the {volume} volume as local/{name} (kubectl cp into a pod that mounts it at "
+                     "/models)")
+    return f"/models/local/{name}"
 
 
 def _draft_folder(cfg: EngineConfig) -> str | None:
