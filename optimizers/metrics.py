@@ -213,7 +213,13 @@ def perplexity(loaded: LoadedModel, text: str | None = None, *, max_tokens: int 
     ids, logprobs = next_token_logprobs(loaded, text or default_eval_text(), max_tokens=max_tokens, window=window)
     target = ids[:, 1:]
     nll = -logprobs[:, :-1].gather(-1, target.unsqueeze(-1)).squeeze(-1)
-    return float(torch.exp(nll[:, scored_from if scored_from < nll.shape[1] else 0:].mean()))
+    return float(torch.exp(nll[:, _first_scored(scored_from, nll.shape[1]):].mean()))
+
+
+def _first_scored(start: int, scored: int) -> int:
+    """The first scored position of windows that score `scored` next tokens: `start`, or 0 where the text ends
+    before it (every position then, which verify's notes say)."""
+    return start if start < scored else 0
 
 
 def scored_positions(loaded: LoadedModel, text: str, *, max_tokens: int, window: int, start: int) -> tuple[int, bool]:
@@ -221,7 +227,8 @@ def scored_positions(loaded: LoadedModel, text: str, *, max_tokens: int, window:
     whether they lie past `start` (False where the text is shorter than that)."""
     rows = _token_windows(loaded, text, max_tokens, window)
     width = rows.shape[1] - 1
-    return rows.shape[0] * (width - start if start < width else width), start < width
+    first = _first_scored(start, width)
+    return rows.shape[0] * (width - first), first == start
 
 
 def compare_distributions(base: LoadedModel, other: LoadedModel, text: str | None = None, *,
@@ -234,8 +241,8 @@ def compare_distributions(base: LoadedModel, other: LoadedModel, text: str | Non
     start = scored_from(base, other)  # past a cache's span, where the two differ
     _, p = next_token_logprobs(base, text, max_tokens=max_tokens, window=window)
     _, q = next_token_logprobs(other, text, max_tokens=max_tokens, window=window)
-    if start < p.shape[1]:
-        p, q = p[:, start:], q[:, start:]
+    first = _first_scored(start, p.shape[1])
+    p, q = p[:, first:], q[:, first:]
     kl = (p.exp() * (p - q)).sum(-1).mean()
     agree = (p.argmax(-1) == q.argmax(-1)).float().mean()
     return {"kl_divergence": float(kl), "next_token_agreement": float(agree)}

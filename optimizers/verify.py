@@ -115,11 +115,11 @@ def verify(baseline: str | Path, optimized: str | Path, *, device: str | None = 
                 samples[side][BATCHED] += metrics.batched_tokens_per_s(loaded, prompts, max_new_tokens=max_new_tokens,
                                                                        repeats=1, warmup=False)
         batched = {side: statistics.median(samples[side][BATCHED]) for side in samples}
-        progress("quality: perplexity, KL divergence, greedy agreement"
-                 + (f" (the optimized model reads up to {metrics.quality_tokens(base, opt):,} tokens a token at a "
-                    "time through its cache, twice: minutes on a large model)" if metrics.runtime_cache(opt) else ""))
         # one window and one stretch of text for both, the window long enough to reach what a cache changes
         window, tokens = metrics.quality_window(base, opt), metrics.quality_tokens(base, opt)
+        progress("quality: perplexity, KL divergence, greedy agreement"
+                 + (f" (the optimized model reads up to {tokens:,} tokens a token at a time through its cache, "
+                    "twice: minutes on a large model)" if metrics.runtime_cache(opt) else ""))
         start = metrics.scored_from(base, opt)
         scored, past_span = metrics.scored_positions(base, text, max_tokens=tokens, window=window, start=start)
         ppl = {"before": metrics.perplexity(base, text, window=window, max_tokens=tokens, scored_from=start),
