@@ -44,6 +44,10 @@ class Price(Frozen):
 
 class Interconnect(Frozen):
     name: str
+    kind: Literal["pcie", "nvlink", "infinity-fabric", "ici"] = Field(
+        description="the link between a node's devices: over PCIe a tensor-parallel layer's all-reduces cost enough "
+                    "that pipeline stages compete inside one node; NVLink, Infinity Fabric and TPU ICI connect the "
+                    "devices directly")
     bandwidth_gbps: float = Field(gt=0, description="GB/s per device, bidirectional (vendor convention)")
     max_devices_per_node: int = Field(8, ge=1)
     latency_us: float = Field(5.0, ge=0, description="per hop latency used for collective estimates")
