@@ -181,6 +181,17 @@ def _yarn_context(f: _Fields) -> int:
     return int(original * factor) if numbers and original > 0 and factor >= 1 else 0
 
 
+def _yarn_extended(f: _Fields, max_pos: int, warnings: list[str]) -> int:
+    """The longest sequence the engines serve: max_position_embeddings, or the YaRN context beyond it (said in
+    `warnings`), for attention and hybrid families alike (Qwen3-Next's hybrid config takes the same block)."""
+    if (yarn := _yarn_context(f)) <= max_pos:
+        return max_pos
+    warnings.append(f"rope_scaling (YaRN) takes the context from max_position_embeddings {max_pos:,} to {yarn:,} "
+                    "tokens, as vLLM and SGLang read it; the engines apply it to every sequence, short ones too, which "
+                    "may lower their quality (Qwen3's docs advise it only where contexts are long)")
+    return yarn
+
+
 def _windows(f: _Fields, model_type: str, num_layers: int) -> list[int | None]:
     """Per-layer sliding window: explicit layer_types first, then each type's own rule."""
     window = f.int("sliding_window")
@@ -295,8 +306,12 @@ def _spec_from_config(config: dict[str, Any], name: str, source: str) -> ModelSp
     cfg = _text_config(config)
     model_type = str(cfg.get("model_type") or "")
     if model_type in HYBRID_DEFAULTS:  # state-space and hybrid families (catalog/hybrid_spec.py)
-        return ModelSpec(**hybrid_spec_fields(_Fields(cfg, HYBRID_DEFAULTS[model_type], source), model_type, name,
-                                              source))
+        hybrid = _Fields(cfg, HYBRID_DEFAULTS[model_type], source)
+        fields = hybrid_spec_fields(hybrid, model_type, name, source)
+        notes = list(fields.get("warnings", ()))
+        fields.update(max_position_embeddings=_yarn_extended(hybrid, fields["max_position_embeddings"], notes),
+                      warnings=tuple(notes))
+        return ModelSpec(**fields)
     warnings: list[str] = []
     if model_type not in TYPE_DEFAULTS and non_attention_signs(cfg):
         raise ModelConfigError(f"{source}: model_type '{model_type or '?'}' is not one optiplan knows, and its fields "
@@ -326,11 +341,7 @@ def _spec_from_config(config: dict[str, Any], name: str, source: str) -> ModelSp
     if max_pos <= 0:
         max_pos = 2048
         warnings.append("config has no max_position_embeddings; assuming 2048")
-    if (yarn := _yarn_context(f)) > max_pos:
-        warnings.append(f"rope_scaling (YaRN) takes the context from max_position_embeddings {max_pos:,} to "
-                        f"{yarn:,} tokens, as vLLM and SGLang read it; the engines apply it to every sequence, short "
-                        "ones too, which may lower their quality (Qwen3's docs advise it only where contexts are long)")
-        max_pos = yarn
+    max_pos = _yarn_extended(f, max_pos, warnings)
 
     spec: dict[str, Any] = dict(
         name=name, model_type=model_type or "unknown", source=source, vocab_size=vocab, hidden_size=hidden,

@@ -186,3 +186,16 @@ def test_yarn_rope_scaling_sets_the_context_as_the_engines_read_it(tmp_path):
     assert '"original_max_position_embeddings": 32768' in refused.output
     other = CliRunner().invoke(main, ["profile", "gpt2", "--context", "4096"])
     assert other.exit_code == 2 and "YaRN" not in other.output
+
+
+def test_a_hybrid_config_takes_its_yarn_block_too():
+    """Qwen3-Next (Gated DeltaNet beside attention) reads its context as the attention families do: 262,144 as
+    published, four times that with a YaRN block over it, warned."""
+    from optiplan import profiles
+
+    config = dict(profiles.load_model("qwen3-next-80b-a3b")["config"])
+    assert model_spec_from_config(config, "qwen3-next", "test").max_position_embeddings == 262_144
+    config["rope_scaling"] = {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 262_144}
+    yarn = model_spec_from_config(config, "qwen3-next-yarn", "test")
+    assert yarn.max_position_embeddings == 1_048_576 and yarn.state_layers > 0
+    assert any("YaRN" in w for w in yarn.warnings)
