@@ -96,6 +96,44 @@ def on_device(*tensors):
     return torch.cuda.device(device) if device is not None and device.type == "cuda" else contextlib.nullcontext()
 
 
+def check_qkv(q, k, v, heads: int, kv_heads: int) -> None:
+    """Refuse, in one sentence, attention inputs the kernels would misread: q, k and v of different dtypes, keys and
+    values of different shapes (a value head narrower than the keys', as in MLA, is padded by the caller: see
+    `optiplan.optimizers.attention.triton_attention`), a query head not as wide as a key head, query heads that do not
+    group over the key/value heads, or heads wider than 256."""
+    if not q.dtype == k.dtype == v.dtype:
+        raise ValueError(f"q, k and v must share one dtype, not {q.dtype}, {k.dtype} and {v.dtype}")
+    if k.shape != v.shape:
+        raise ValueError(f"k {tuple(k.shape)} and v {tuple(v.shape)} must have one shape (pad narrower value heads "
+                         "to the key's width and slice the output, as FlashAttention's callers do)")
+    if q.shape[-1] != k.shape[-1]:
+        raise ValueError(f"query heads of {q.shape[-1]} do not match key heads of {k.shape[-1]}")
+    if heads % kv_heads:
+        raise ValueError(f"{heads} query heads do not divide into {kv_heads} key/value heads")
+    if q.shape[-1] > 256:
+        raise ValueError(f"head_dim {q.shape[-1]}: the kernel takes up to 256")
+
+
+def sink_values(sink_logits, heads: int):
+    """Learned sink logits as the kernels read them (one fp32 value per query head, contiguous), or None."""
+    if sink_logits is None:
+        return None
+    if sink_logits.numel() != heads:
+        raise ValueError(f"sink_logits holds {sink_logits.numel()} values: the kernels take one per query head ({heads})")
+    return sink_logits.float().contiguous().view(heads)
+
+
+def boolean_mask(mask, name: str):
+    """A mask the kernels take: boolean, True = attend. An additive float mask (0 where attended) would read as its
+    opposite, so it is refused rather than converted."""
+    import torch
+
+    if mask is not None and mask.dtype != torch.bool:
+        raise ValueError(f"{name} must be boolean (True = attend), not {mask.dtype}: from an additive mask, "
+                         "take mask > torch.finfo(mask.dtype).min / 2")
+    return mask
+
+
 def gpu_generation() -> str:
     """'hopper' (sm_90 and newer) or 'ampere' (older): which autotune list a kernel file offers."""
     import torch

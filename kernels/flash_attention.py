@@ -16,6 +16,8 @@ Decode (one query per sequence) goes to the split-K kernel in `flash_decoding`.
 from __future__ import annotations
 
 from .common import (
+    boolean_mask,
+    check_qkv,
     dot_flags,
     gpu_generation,
     interpreted,
@@ -23,6 +25,7 @@ from .common import (
     on_device,
     online_softmax_step,
     require,
+    sink_values,
     tile_scores,
     tl,
     triton,
@@ -94,6 +97,7 @@ def _flash_fwd(
     stride_qb, stride_qh, stride_qm, stride_kb, stride_kh, stride_kn, stride_vb, stride_vh, stride_vn,
     stride_ob, stride_oh, stride_om, stride_mb, stride_mh, stride_mm, stride_mn,
     num_heads, head_dim, sm_scale, softcap, window, num_sinks,
+    Q_ROWS, K_ROWS_HELD,  # rows Q/O and K/V hold past each sequence's start: a length beyond them is cut to them
     Q_BUCKET, K_BUCKET,  # powers of two of the longest lengths: autotune keys only
     GROUP: tl.constexpr, BLOCK_D: tl.constexpr, CAUSAL: tl.constexpr, HAS_WINDOW: tl.constexpr,
     HAS_MASK: tl.constexpr, HAS_SINKS: tl.constexpr, HAS_SOFTCAP: tl.constexpr, PRECISION: tl.constexpr,
@@ -105,10 +109,11 @@ def _flash_fwd(
     h = (off_bh % num_heads).to(tl.int64)  # 64-bit offsets: a head's or a mask row's reach past 2^31 elements
     kvh = h // GROUP
     b64 = b.to(tl.int64)
-    q_len = tl.load(Q_LENS + b)
-    k_len = tl.load(K_LENS + b)
     q0 = tl.load(Q_START + b)
     k0 = tl.load(K_START + b)
+    # a length past the tensor's rows would read another sequence's keys and write its output rows: cut to the rows
+    q_len = tl.maximum(tl.minimum(tl.load(Q_LENS + b), Q_ROWS - q0), 0)
+    k_len = tl.maximum(tl.minimum(tl.load(K_LENS + b), K_ROWS_HELD - k0), 0)
 
     offs_m = start_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = tl.arange(0, BLOCK_N)
@@ -199,15 +204,13 @@ def _launch(q, k, v, o, q_start, q_lens, k_start, k_lens, strides, max_q, max_k,
             num_sinks, sink_logits, softcap, mask, mask_strides, batch):
     require(q.device)
     heads, kv_heads, head_dim = strides["heads"], strides["kv_heads"], q.shape[-1]
-    if heads % kv_heads:
-        raise ValueError(f"{heads} query heads do not divide into {kv_heads} key/value heads")
-    if head_dim > 256:
-        raise ValueError(f"head_dim {head_dim}: the kernel takes up to 256")
+    check_qkv(q, k, v, heads, kv_heads)
+    sink_logits = sink_values(sink_logits, heads)
     block_d = max(16, next_power_of_2(head_dim))
     args = (q, k, v, o, mask if mask is not None else q, sink_logits if sink_logits is not None else q,
             q_start, q_lens, k_start, k_lens, *strides["q"], *strides["k"], *strides["v"], *strides["o"],
             *(mask_strides or (0, 0, 0, 0)), heads, head_dim, scale if scale is not None else head_dim ** -0.5,
-            float(softcap or 1.0), int(window or 0), int(num_sinks or 0),
+            float(softcap or 1.0), int(window or 0), int(num_sinks or 0), strides["q_rows"], strides["k_rows"],
             next_power_of_2(max_q), next_power_of_2(max_k))
     flags = dict(GROUP=heads // kv_heads, BLOCK_D=block_d, CAUSAL=bool(causal), HAS_WINDOW=bool(window),
                  HAS_MASK=mask is not None, HAS_SINKS=sink_logits is not None, HAS_SOFTCAP=bool(softcap),
@@ -230,12 +233,17 @@ def flash_attention(q, k, v, *, q_lens=None, k_lens=None, causal: bool = True, s
     Returns (b, h, sq, d), a view of a (b, sq, h, d) tensor (transformers' layout); rows past q_lens are zero."""
     import torch
 
+    if q.dim() != 4 or k.dim() != 4 or q.shape[0] != k.shape[0]:
+        raise ValueError(f"q {tuple(q.shape)} and k {tuple(k.shape)}: the padded layout is (batch, heads, rows, "
+                         "head_dim) for both, one batch")
     batch, heads, max_q, _ = q.shape
     kv_heads, max_k = k.shape[1], k.shape[2]
+    mask = boolean_mask(mask, "mask")
     q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
     o = torch.zeros(batch, max_q, heads, q.shape[-1], dtype=q.dtype, device=q.device).transpose(1, 2)
     zeros = torch.zeros(batch, dtype=torch.int32, device=q.device)
-    strides = {"heads": heads, "kv_heads": kv_heads, "q": (q.stride(0), q.stride(1), q.stride(2)),
+    strides = {"heads": heads, "kv_heads": kv_heads, "q_rows": max_q, "k_rows": max_k,
+               "q": (q.stride(0), q.stride(1), q.stride(2)),
                "k": (k.stride(0), k.stride(1), k.stride(2)), "v": (v.stride(0), v.stride(1), v.stride(2)),
                "o": (o.stride(0), o.stride(1), o.stride(2))}
     mask_strides = None
@@ -252,15 +260,28 @@ def flash_attention_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_q: int, max_
                            scale: float | None = None, window: int | None = None, num_sinks: int = 0,
                            sink_logits=None, softcap: float | None = None):
     """Attention over packed sequences (FlashAttention's varlen layout): q (total_q, h, d), k/v (total_k, kv_h, d),
-    cu_seqlens (b + 1,) int32 offsets. Returns (total_q, h, d)."""
+    cu_seqlens (b + 1,) int32 offsets. Returns (total_q, h, d).
+
+    The offsets are checked against the tensors and max_q/max_k (one small copy to the host: the launch grid is
+    sized by max_q, so a longer sequence would leave rows unwritten)."""
     import torch
 
     batch = cu_seqlens_q.numel() - 1
+    if cu_seqlens_k.numel() != batch + 1 or batch < 1:
+        raise ValueError(f"cu_seqlens_q ({cu_seqlens_q.numel()}) and cu_seqlens_k ({cu_seqlens_k.numel()}) must both "
+                         "hold batch + 1 offsets")
+    for name, cu, total, longest in (("q", cu_seqlens_q, q.shape[0], max_q), ("k", cu_seqlens_k, k.shape[0], max_k)):
+        offsets = cu.tolist()
+        lengths = [b - a for a, b in zip(offsets, offsets[1:])]
+        if offsets[0] != 0 or offsets[-1] != total or min(lengths) < 0 or max(lengths) > longest:
+            raise ValueError(f"cu_seqlens_{name} {offsets[:8]}{'...' if len(offsets) > 8 else ''} must rise from 0 to "
+                             f"the {total} rows of {name}, each sequence at most max_{name}={longest}")
     # the kernel reads a row's head dimension as contiguous, as flash_attention makes it; the output is allocated so
     q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
-    o = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    o = torch.zeros(q.shape, dtype=q.dtype, device=q.device)
     cq, ck = cu_seqlens_q.to(torch.int32), cu_seqlens_k.to(torch.int32)
-    strides = {"heads": q.shape[1], "kv_heads": k.shape[1], "q": (0, q.stride(1), q.stride(0)),
+    strides = {"heads": q.shape[1], "kv_heads": k.shape[1], "q_rows": q.shape[0], "k_rows": k.shape[0],
+               "q": (0, q.stride(1), q.stride(0)),
                "k": (0, k.stride(1), k.stride(0)), "v": (0, v.stride(1), v.stride(0)), "o": (0, o.stride(1), o.stride(0))}
     return _launch(q, k, v, o, cq[:-1].contiguous(), (cq[1:] - cq[:-1]).contiguous(), ck[:-1].contiguous(),
                    (ck[1:] - ck[:-1]).contiguous(), strides, max_q, max_k, causal=causal, scale=scale, window=window,

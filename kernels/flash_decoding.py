@@ -13,6 +13,8 @@ logits, soft-capping, a per-key boolean mask (padding), and per-sequence cache l
 from __future__ import annotations
 
 from .common import (
+    boolean_mask,
+    check_qkv,
     dot_flags,
     gpu_generation,
     interpreted,
@@ -20,6 +22,7 @@ from .common import (
     on_device,
     online_softmax_step,
     require,
+    sink_values,
     tile_scores,
     tl,
     triton,
@@ -42,6 +45,7 @@ def _decode_split(
     stride_qb, stride_qh, stride_kb, stride_kh, stride_kn, stride_vb, stride_vh, stride_vn, stride_mb, stride_mn,
     stride_bt, page_size,  # paged: K/V are (pages, page_size, kv_h, d), stride_kb a page's and stride_kn a slot's
     num_heads, head_dim, sm_scale, softcap, window, num_sinks, chunk, num_splits,
+    MAX_K,  # keys the cache holds per sequence (its rows, or its table's pages): a longer k_len is cut to them
     K_BUCKET,  # autotune key only
     PAGED: tl.constexpr, GROUP: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_D: tl.constexpr, HAS_WINDOW: tl.constexpr,
     HAS_MASK: tl.constexpr, HAS_SOFTCAP: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
@@ -61,7 +65,7 @@ def _decode_split(
                 mask=g_ok[:, None] & d_ok[None, :], other=0.0)
     if UPCAST:  # the interpreter's dot mishandles bf16 (numpy has none): multiply the same values in fp32
         q = q.to(tl.float32)
-    k_len = tl.load(K_LENS + b)
+    k_len = tl.maximum(tl.minimum(tl.load(K_LENS + b), MAX_K), 0)
     pos = k_len - 1
     c0 = split * chunk  # chunk is a multiple of BLOCK_N
     c1 = tl.minimum(c0 + chunk, k_len)
@@ -83,6 +87,7 @@ def _decode_split(
         keys = cols.to(tl.int64)
         if PAGED:  # each key's page from the block table, then its slot in the page
             page = tl.load(BLOCK_TABLE + b64 * stride_bt + cols // page_size, mask=n_ok, other=0).to(tl.int64)
+            n_ok = n_ok & (page >= 0)  # an unallocated entry (-1) holds no key
             k_rows = page * stride_kb + (cols % page_size) * stride_kn
             v_rows = page * stride_vb + (cols % page_size) * stride_vn
         else:
@@ -159,18 +164,23 @@ def flash_decode(q, k, v, *, k_lens=None, scale: float | None = None, window: in
     import torch
 
     require(q.device)
+    if q.dim() not in (3, 4) or (q.dim() == 4 and q.shape[2] != 1):
+        raise ValueError(f"q {tuple(q.shape)}: decode takes one query per sequence, (b, h, d) or (b, h, 1, d); "
+                         "more query rows go to flash_attention")
     squeeze = q.dim() == 4
     q3 = q[:, :, 0] if squeeze else q
     batch, heads, head_dim = q3.shape
     paged = block_table is not None
     if paged and k_lens is None:
         raise ValueError("a paged cache needs k_lens, the tokens each sequence holds")
+    if k.dim() != 4 or (block_table.shape[0] if paged else k.shape[0]) != batch:
+        raise ValueError(f"k {tuple(k.shape)} for {batch} sequences: (b, kv_h, sk, d), or pages (num_pages, "
+                         "page_size, kv_h, d) with one block-table row per sequence")
     kv_heads = k.shape[2] if paged else k.shape[1]
     max_k = block_table.shape[1] * k.shape[1] if paged else k.shape[2]
-    if heads % kv_heads:
-        raise ValueError(f"{heads} query heads do not divide into {kv_heads} key/value heads")
-    if head_dim > 256:
-        raise ValueError(f"head_dim {head_dim}: the kernel takes up to 256")
+    check_qkv(q3, k, v, heads, kv_heads)
+    key_mask = boolean_mask(key_mask, "key_mask")
+    sink_logits = sink_values(sink_logits, heads)
     q3, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q3, k, v))
     k_lens = (torch.full((batch,), max_k, dtype=torch.int32, device=q.device) if k_lens is None
               else k_lens.to(device=q.device, dtype=torch.int32).contiguous())
@@ -196,7 +206,7 @@ def flash_decode(q, k, v, *, k_lens=None, scale: float | None = None, window: in
             mask.stride(0) if mask is not None else 0, mask.stride(1) if mask is not None else 0,
             block_table.stride(0) if paged else 0, k.shape[1] if paged else 1,
             heads, head_dim, scale if scale is not None else head_dim ** -0.5, float(softcap or 1.0),
-            int(window or 0), int(num_sinks or 0), chunk, splits, next_power_of_2(max_k))
+            int(window or 0), int(num_sinks or 0), chunk, splits, max_k, next_power_of_2(max_k))
     flags = dict(PAGED=paged, GROUP=group, BLOCK_G=max(16, next_power_of_2(group)), BLOCK_D=block_d, HAS_WINDOW=bool(window),
                  HAS_MASK=mask is not None, HAS_SOFTCAP=bool(softcap), **dot_flags(q.dtype))
     out = torch.empty(batch, 1, heads, head_dim, dtype=q.dtype, device=q.device)[:, 0]  # (b, h, d), bshd storage

@@ -16,13 +16,22 @@ from .flash_decoding import flash_decode, reference_decode
 
 
 def append_kv(k_cache, v_cache, k_new, v_new, block_table, cache_seqlens) -> None:
-    """Write each sequence's new key and value (b, kv_h, d) at position cache_seqlens[b] of its pages."""
+    """Write each sequence's new key and value (b, kv_h, d) at position cache_seqlens[b] of its pages. A position past
+    the sequence's block-table row, or in an unallocated (-1) page, is refused (checked on the host: a negative index
+    would write into the pool's last page)."""
     import torch
 
     pos = cache_seqlens.to(device=k_cache.device, dtype=torch.long)
     page_size = k_cache.shape[1]
+    table = block_table.to(device=k_cache.device, dtype=torch.long)
+    if bool((pos >= table.shape[1] * page_size).any()) or bool((pos < 0).any()):
+        raise ValueError(f"cache_seqlens {pos.tolist()[:8]}: a new token must land inside its block-table row of "
+                         f"{table.shape[1]} pages of {page_size}")
     rows = torch.arange(pos.numel(), device=k_cache.device)
-    pages = block_table.to(device=k_cache.device, dtype=torch.long)[rows, pos // page_size]
+    pages = table[rows, pos // page_size]
+    if bool(((pages < 0) | (pages >= k_cache.shape[0])).any()):
+        raise ValueError(f"the pages the new tokens land in ({pages.tolist()[:8]}) are not all allocated pages of the "
+                         f"{k_cache.shape[0]}-page pool")
     k_cache[pages, pos % page_size] = k_new.to(k_cache.dtype)
     v_cache[pages, pos % page_size] = v_new.to(v_cache.dtype)
 

@@ -218,9 +218,8 @@ def weight_only_matmul(x, qweight, scales, zeros=None, bias=None, *, bits: int, 
     if x2.stride(-1) != 1:
         x2 = x2.contiguous()
     m = x2.shape[0]
+    _check_packed(k, qweight, scales, zeros, bits, group_size, out_features)
     n = out_features or (qweight.shape[1] * 2 if bits == 4 else qweight.shape[1])
-    if bits == 4 and (group_size not in GROUPS or qweight.shape[0] % group_size):
-        raise ValueError(f"int4 groups are {GROUPS} along K (padded), got {group_size}")
     y = torch.empty(m, n, dtype=x.dtype, device=x.device)
     small = m <= SMALL_M
     acc = torch.zeros(m, n, dtype=torch.float32, device=x.device) if small else y
@@ -234,6 +233,31 @@ def weight_only_matmul(x, qweight, scales, zeros=None, bias=None, *, bits: int, 
     if small:
         y.copy_(acc)
     return y.reshape(*lead, n)
+
+
+def _check_packed(k: int, qweight, scales, zeros, bits: int, group_size: int | None, out_features: int | None) -> None:
+    """Refuse, in one sentence, packed tensors that disagree with each other or with x's K: the kernel would read
+    past their ends (what `pack_int4` and `pack_int8` return always agrees)."""
+    if bits not in (4, 8):
+        raise ValueError(f"bits={bits}: the kernel reads int4 or int8 weights")
+    k_rows, columns = qweight.shape[0], qweight.shape[1] * (2 if bits == 4 else 1)
+    if out_features is not None and not 0 < out_features <= columns:
+        raise ValueError(f"out_features={out_features}: the packed weight holds {columns} output columns")
+    if bits == 8:
+        if k != k_rows or tuple(scales.shape) != (qweight.shape[1],):
+            raise ValueError(f"x's K={k}, int8 weight {tuple(qweight.shape)} and scales {tuple(scales.shape)}: "
+                             "pack_int8 gives (K, N) and (N,)")
+        return
+    if group_size not in GROUPS or k_rows % group_size:
+        raise ValueError(f"int4 groups are {GROUPS} along K (padded), got {group_size}")
+    groups = (k_rows // group_size, columns)
+    if not k <= k_rows or tuple(scales.shape) != groups or zeros is None or tuple(zeros.shape) != groups:
+        raise ValueError(f"x's K={k}, int4 weight {tuple(qweight.shape)}, scales "
+                         f"{tuple(scales.shape)} and zeros {None if zeros is None else tuple(zeros.shape)} at group "
+                         f"{group_size}: pack_int4 gives (K_pad, N/2) and two of {groups}")
+    if scales.stride(-1) != 1 or zeros.stride() != scales.stride():
+        raise ValueError("int4 scales and zeros are read with one row stride and contiguous rows: pass them as "
+                         "pack_int4 gives them (or .contiguous())")
 
 
 def _launch_gemm(args, flags, m: int, n: int, small: bool, group_size: int | None) -> None:

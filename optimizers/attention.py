@@ -88,13 +88,20 @@ def triton_attention(module, query, key, value, attention_mask, dropout: float =
         if mask.dtype != torch.bool:  # an additive mask: 0 where attended, a large negative number elsewhere
             mask = mask > torch.finfo(mask.dtype).min / 2
     window = sliding_window if mask is None else None
+    width = value.shape[-1]
+    if width > query.shape[-1]:
+        raise NotSupportedHere(f"value heads of {width} are wider than the query heads of {query.shape[-1]}: "
+                               "optiplan's Triton attention takes them as wide or narrower")
+    if width < query.shape[-1]:  # MLA (DeepSeek-V2/V3): values narrower than queries and keys, padded with zeros as
+        # transformers pads them for FlashAttention-2; the zero columns are sliced off the output
+        value = torch.nn.functional.pad(value, (0, query.shape[-1] - width))
     if query.shape[2] == 1:
         out = flash_decode(query, key, value, scale=scaling, window=window, sink_logits=s_aux, softcap=softcap,
                            key_mask=mask[:, 0, 0, :] if mask is not None else None)
     else:
         out = flash_attention(query, key, value, causal=mask is None and getattr(module, "is_causal", True),
                               scale=scaling, window=window, sink_logits=s_aux, softcap=softcap, mask=mask)
-    return out.transpose(1, 2), None
+    return out[..., :width].transpose(1, 2), None
 
 
 def register_optiplan_attention(name: str = OPTIPLAN_ATTENTION) -> str:

@@ -139,3 +139,19 @@ def test_the_triton_kernels_refuse_a_training_step():
     q = torch.randn(1, 2, 3, 16, requires_grad=True)
     with pytest.raises(RuntimeError, match="inference-only"):
         triton_attention(None, q, q, q, None)
+
+
+@pytest.mark.parametrize("q_len", [1, 5])
+def test_values_narrower_than_the_keys_as_in_mla(q_len):
+    """DeepSeek-V2/V3's attention hands 192-wide queries and keys beside 128-wide values: the values are padded to
+    the query's width and the output sliced back (the kernels take one head width), as the reference computes it."""
+    from optiplan.optimizers.attention import reference_attention, triton_attention
+
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.randn(1, 4, q_len, 24, generator=g), torch.randn(1, 2, 9, 24, generator=g)
+    v = torch.randn(1, 2, 9, 16, generator=g)
+    with torch.no_grad():
+        out, _ = triton_attention(None, q, k, v, None, scaling=0.2)
+        expected, _ = reference_attention(None, q, k, v, None, scaling=0.2)
+    assert out.shape == expected.shape == (1, q_len, 4, 16)
+    assert (out - expected).abs().max() < 2e-5

@@ -136,3 +136,38 @@ def test_kernel_files_import_without_triton():
     assert done.returncode == 0, done.stderr
     assert "pip install 'optiplan[kernels]'" in done.stdout
     assert "torch.Size([1, 2, 3, 16])" in done.stdout and "refused:" in done.stdout
+
+
+def test_lengths_past_the_tensors_rows_stay_inside_their_sequence():
+    """A q_len or k_len longer than the padded rows is cut to them in the kernel (no host sync): the first sequence's
+    extra rows are not written into the second's output, nor its keys read as the first's."""
+    q, k, v = _qkv(batch=2, q_len=8, k_len=12)
+    out = flash_attention(q, k, v, q_lens=torch.tensor([12, 0]), k_lens=torch.tensor([30, 12]))
+    assert out[1].abs().max() == 0  # the second sequence has no query rows
+    assert _err(out[:1], reference_attention(q[:1], k[:1], v[:1])) < 2e-5
+
+
+def test_inputs_the_kernel_would_misread_are_refused_in_one_sentence():
+    q, k, v = _qkv(heads=4, kv_heads=2)
+    for bad, words in ((dict(v=v[:, :1]), "must have one shape"), (dict(q=q[..., :16]), "do not match key heads"),
+                       (dict(k=k.half(), v=v.half()), "share one dtype"),
+                       (dict(mask=torch.zeros(2, 1, q.shape[2], k.shape[2])), "must be boolean"),
+                       (dict(sink_logits=torch.zeros(3)), "one per query head")):
+        args = {"q": q, "k": k, "v": v} | bad
+        with pytest.raises(ValueError, match=words):
+            flash_attention(args.pop("q"), args.pop("k"), args.pop("v"), **args)
+    # a strided sink-logit view is read by value, not as if it were contiguous
+    sinks = torch.randn(8, generator=torch.Generator().manual_seed(2))[::2]
+    assert _err(flash_attention(q, k, v, sink_logits=sinks), reference_attention(q, k, v, sink_logits=sinks)) < 2e-5
+
+
+def test_packed_offsets_that_disagree_with_the_tensors_are_refused():
+    q, k, v = _qkv(batch=1, q_len=70, k_len=70)
+    packed = [t[0].transpose(0, 1).contiguous() for t in (q, k, v)]
+    cu = torch.tensor([0, 70], dtype=torch.int32)
+    with pytest.raises(ValueError, match="each sequence at most max_q=10"):
+        flash_attention_varlen(*packed, cu, cu, 10, 70)  # a grid of 10 rows would leave 60 unwritten
+    with pytest.raises(ValueError, match="must rise from 0 to the 70 rows"):
+        flash_attention_varlen(*packed, torch.tensor([0, 60], dtype=torch.int32), cu, 70, 70)
+    with pytest.raises(ValueError, match="batch \\+ 1 offsets"):
+        flash_attention_varlen(*packed, cu, torch.tensor([0, 35, 70], dtype=torch.int32), 70, 70)

@@ -66,3 +66,12 @@ def test_four_dim_query_and_prefill_kernel_agree():
     q4 = q[:, :, None]  # (b, h, 1, d): transformers' shape at decode
     assert flash_decode(q4, k, v).shape == q4.shape
     assert _err(flash_decode(q4, k, v), flash_attention(q4, k, v)) < 2e-5
+
+
+def test_a_query_of_several_rows_and_cache_lengths_past_the_cache_are_handled():
+    """Decode takes one query row (more go to flash_attention); a k_len past the cache's rows is cut to them."""
+    q, k, v = _qkv(batch=2, heads=4, kv_heads=2, k_len=20)
+    with pytest.raises(ValueError, match="one query per sequence"):
+        flash_decode(q[:, :, None].expand(-1, -1, 3, -1), k, v)
+    out = flash_decode(q, k, v, k_lens=torch.tensor([50, 20]))
+    assert (out.float() - reference_decode(q, k, v).float()).abs().max() < 2e-5

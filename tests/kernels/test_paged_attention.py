@@ -62,3 +62,20 @@ def test_paged_and_contiguous_caches_give_the_same_result():
     q = torch.randn(2, 4, 32, generator=g)
     contiguous = flash_decode(q, gather_pages(k_cache, table, lens), gather_pages(v_cache, table, lens))
     assert (paged_decode(q, k_cache, v_cache, table, lens) - contiguous).abs().max() < 1e-5
+
+
+def test_a_length_past_the_table_or_an_unallocated_page_reads_no_other_sequences_keys():
+    """A cache length longer than its table row stops at the row (it had run into the next row's pages), a -1 entry
+    holds no key (the pool's free pages are NaN: reading one would show), and an append that would land past the row
+    or in a -1 page is refused (a negative index had written into the pool's last page)."""
+    k_cache, v_cache, table, lens, g = _paged(4, [7, 8])
+    q = torch.randn(2, 4, 32, generator=g)
+    whole_row = table.shape[1] * 4
+    too_long = paged_decode(q, k_cache, v_cache, table, torch.tensor([whole_row + 8, 8], dtype=torch.int32))
+    assert not torch.isnan(too_long).any()  # the row's -1 entries past the sequence's pages were not read
+    kept = paged_decode(q, k_cache, v_cache, table, torch.tensor([8, 8], dtype=torch.int32))
+    assert (too_long - kept).abs().max() < 1e-5  # and no key of the second row's pages joined the first
+    new = torch.randn(2, 2, 32, generator=g)
+    for lengths, words in (([whole_row, 0], "inside its block-table row"), ([8, 8], "not all allocated pages")):
+        with pytest.raises(ValueError, match=words):
+            paged_decode(q, k_cache, v_cache, table, torch.tensor(lengths, dtype=torch.int32), k_new=new, v_new=new)

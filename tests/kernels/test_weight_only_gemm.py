@@ -149,3 +149,20 @@ def test_tensors_on_two_devices_are_refused_in_one_sentence():
         weight_only_matmul(torch.randn(2, 64), q, s.to("meta"), bits=8, out_features=64)
     with on_device(torch.randn(2), None):  # CPU (the interpreter): nothing to make current
         pass
+
+
+def test_packed_tensors_that_disagree_are_refused_in_one_sentence():
+    """What pack_int4 and pack_int8 return always agrees; a direct caller's mix-up is refused before the kernel
+    would read past a tensor's end (a group of 64 over weights packed at 128 had given NaN)."""
+    w = torch.randn(16, 256, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(3, 256)
+    qweight, scales, zeros = pack_int4(w, 128)
+    for kwargs, words in ((dict(bits=4, group_size=64), "scales"), (dict(bits=3, group_size=128), "int4 or int8"),
+                          (dict(bits=4, group_size=128, out_features=40), "holds 16 output columns")):
+        with pytest.raises(ValueError, match=words):
+            weight_only_matmul(x, qweight, scales, zeros, **kwargs)
+    with pytest.raises(ValueError, match="x's K=384"):
+        weight_only_matmul(torch.randn(3, 384), qweight, scales, zeros, bits=4, group_size=128)
+    q8, s8 = pack_int8(w)
+    with pytest.raises(ValueError, match="pack_int8 gives"):
+        weight_only_matmul(torch.randn(3, 200), q8, s8, bits=8)
