@@ -58,7 +58,8 @@ def _median_weights(n: int) -> tuple[float, ...]:
     """Probability, over all n**n bootstrap resamples, that the resample's median is the j-th smallest sample.
 
     Exact (Maritz and Jarrett): the median is the k-th order statistic, at most x_(j) exactly when at least
-    k of n draws are, a binomial tail. For an even n, half the weight goes to each middle order statistic."""
+    k of n draws are, a binomial tail. For an even n, half the weight goes to each middle order statistic, where a
+    resample's median is their mean: a wider distribution (intervals 2-10% wider at n = 10-60; docs/gate.md)."""
     ks = sorted({(n + 1) // 2, n // 2 + 1})
     weights = [0.0] * n
     for k in ks:
@@ -423,6 +424,10 @@ def compare(a: BenchResult, b: BenchResult, request: GateRequest, names: tuple[s
             if name not in result.metrics:
                 raise GateInputError(f"{label} has no metric {name} (it has {', '.join(sorted(result.metrics))}); "
                                      "bench both the same way, or choose metrics with --metric")
+    if idle := sorted(set(request.budgets) - set(wanted)):  # a budget that gates nothing must not read as a check
+        why = "not among the --metric chosen" if request.metrics else "not measured in these files"
+        raise GateInputError(f"--budget {', '.join(idle)}: {why} (gated: {', '.join(wanted)}), so it would check "
+                             "nothing; bench with it (no --no-memory / --no-quality), or drop the budget")
     run_noise = DEFAULT_RUN_NOISE_PCT if request.run_noise_pct is None else request.run_noise_pct
     settings = Settings(request.confidence, request.min_effect_pct, run_noise, request.pass_confidence)
     separate = a.session_id != b.session_id

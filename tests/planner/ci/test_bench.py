@@ -95,15 +95,15 @@ def test_interleaved_models_pair_rounds_and_the_gate_sees_worse_quality(tmp_path
     assert rt.metrics["prefix_agreement"].samples == [1.0]
     agreement = rd.metrics["prefix_agreement"].samples[0]
     assert 0 <= agreement <= 1 and rt.quality["greedy_reference"] == TARGET
-    # the one-layer draft is faster and much worse: the gate fails it on quality, and pairs the timings
+    # the one-layer draft is much worse: the gate fails it on quality, and pairs the timings (which way they go is
+    # a timing, never asserted in a test: DESIGN.md)
     assert rd.metrics["perplexity"].samples[0] > 1.05 * rt.metrics["perplexity"].samples[0]
-    assert rd.metrics["tpot_ms"].summary.median < rt.metrics["tpot_ms"].summary.median
     verdict = CliRunner().invoke(gate, [str(t), str(d), "--format", "json"])
     assert verdict.exit_code == 1, verdict.output
     report = json.loads(verdict.stdout)
     by_metric = {v["metric"]: v for v in report["metrics"]}
     assert by_metric["perplexity"]["verdict"] == "regression"
-    assert by_metric["tpot_ms"]["method"].startswith("paired") and by_metric["tpot_ms"]["change_pct"] < 0
+    assert by_metric["tpot_ms"]["method"].startswith("paired")
     # the saved reference gives the same agreement when the draft is benched alone
     again = tmp_path / "again.json"
     res = run_bench([DRAFT, "-w", "smoke", "--repeat", "1", "--no-memory", "--eval-tokens", "64",

@@ -289,6 +289,26 @@ def test_exact_bootstrap_matches_random_resampling(n, paired):
     assert low < est < high
 
 
+@pytest.mark.parametrize("n, paired", [(10, False), (60, True)])
+def test_an_even_count_gives_an_interval_a_little_wider_than_random_resampling(n, paired):
+    """For an even n the exact bootstrap weighs either middle value where a resample's median is their mean
+    (docs/gate.md): its interval holds the random bootstrap's and is at most 12% wider."""
+    rng = random.Random(n)
+    a = [rng.lognormvariate(0, 0.1) for _ in range(n)]
+    b = [rng.lognormvariate(0.05, 0.1) for _ in range(n)]
+    _, low, high = bootstrap_log_ratio(a, b, 0.95, paired)
+    draws = random.Random(0)
+    la, lb = [math.log(x) for x in a], [math.log(y) for y in b]
+    d = [y - x for x, y in zip(la, lb)]
+    if paired:
+        stats = sorted(statistics.median(draws.choices(d, k=n)) for _ in range(20000))
+    else:
+        stats = sorted(statistics.median(draws.choices(lb, k=n)) - statistics.median(draws.choices(la, k=n))
+                       for _ in range(20000))
+    assert low <= stats[500] + 0.002 and high >= stats[19499] - 0.002
+    assert 1.0 <= (high - low) / (stats[19499] - stats[500]) <= 1.12
+
+
 def test_bootstrap_interval_covers_the_truth_usually():
     s = Settings(confidence=0.9)
     covered = 0
@@ -486,3 +506,17 @@ def test_a_change_that_rounds_to_nothing_reads_plus_zero():
 
     assert signed_pct(-0.001, 2) == "+0.00%" and signed_pct(-0.04) == "+0.0%"
     assert signed_pct(-3.14159, 2) == "-3.14%" and signed_pct(1.26) == "+1.3%"
+
+
+def test_a_budget_for_a_metric_that_is_not_gated_is_refused():
+    """A memory or quality budget over files benched without them (--no-memory, --no-quality, an endpoint) would
+    check nothing while reading as a check: it is refused, as an unknown --metric is."""
+    from optiplan.planner.errors import GateInputError
+
+    a, b = pair(1.0)
+    with pytest.raises(GateInputError, match="--budget peak_memory_bytes: not measured in these files"):
+        compare(a, b, REQ.model_copy(update={"budgets": {"peak_memory_bytes": 1.0, "tpot_ms": 5.0}}))
+    two = result("a", {"tpot_ms": noisy(20), "ttft_ms": noisy(20)}), result("b", {"tpot_ms": noisy(20, seed=1),
+                                                                                 "ttft_ms": noisy(20, seed=1)})
+    with pytest.raises(GateInputError, match="--budget ttft_ms: not among the --metric chosen"):
+        compare(*two, REQ.model_copy(update={"budgets": {"ttft_ms": 5.0}, "metrics": ("tpot_ms",)}))
