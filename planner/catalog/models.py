@@ -106,10 +106,23 @@ def fetch_hub_config(repo_id: str) -> dict[str, Any]:
     return data
 
 
-@lru_cache(maxsize=256)
 def resolve_model(name: str) -> ModelSpec:
     """Resolve a model reference to a ModelSpec, in this order: catalog name or alias (hub ids of
-    catalog models included, so they work offline), existing file, existing folder, hub id."""
+    catalog models included, so they work offline), existing file, existing folder, hub id. Answers are cached; a
+    config file's is kept only while the file is unchanged (a long-running server reads an edited one again)."""
+    stamp = None
+    if profiles.resolve_model_name(name) is None:
+        path = Path(name).expanduser()
+        config = path / "config.json" if path.is_dir() else path
+        if config.is_file():
+            status = config.stat()
+            stamp = (str(config.resolve()), status.st_mtime_ns, status.st_size)
+    return _resolve_model(name, stamp)
+
+
+@lru_cache(maxsize=256)
+def _resolve_model(name: str, stamp: tuple | None) -> ModelSpec:
+    """resolve_model's answer for `name`, cached by the config file's path, modification time and size (`stamp`)."""
     resolved = profiles.resolve_model_name(name)
     if resolved is not None:
         entry = profiles.load_model(resolved)

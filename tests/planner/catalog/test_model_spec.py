@@ -199,3 +199,24 @@ def test_a_hybrid_config_takes_its_yarn_block_too():
     yarn = model_spec_from_config(config, "qwen3-next-yarn", "test")
     assert yarn.max_position_embeddings == 1_048_576 and yarn.state_layers > 0
     assert any("YaRN" in w for w in yarn.warnings)
+
+
+def test_an_edited_config_file_is_read_again(tmp_path):
+    """resolve_model caches its answers, a config file's only while the file is unchanged: a long-running server
+    answering for a model folder sees an edit (the layer count, here) without a restart."""
+    import json
+    import os
+
+    from optiplan import profiles
+
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    config = dict(profiles.load_model("qwen3-8b")["config"])
+    (folder / "config.json").write_text(json.dumps(config))
+    assert resolve_model(str(folder)).num_layers == config["num_hidden_layers"]
+    assert resolve_model(str(folder)) is resolve_model(str(folder))  # unchanged: the cached answer
+    (folder / "config.json").write_text(json.dumps(config | {"num_hidden_layers": 4 * config["num_hidden_layers"]}))
+    later = os.stat(folder / "config.json").st_mtime_ns + 10**9  # a later time even where the clock is coarse
+    os.utime(folder / "config.json", ns=(later, later))
+    assert resolve_model(str(folder)).num_layers == 4 * config["num_hidden_layers"]
+    assert resolve_model(str(folder / "config.json")).num_layers == 4 * config["num_hidden_layers"]
