@@ -12,14 +12,13 @@ import copy
 import json
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..planner.errors import ImpossibleError, OptiplanError, PlanError, RequestError
-from ..planner.fsutil import temporary_prefix, write_text_atomic
+from ..planner.fsutil import previous_kept, temporary_prefix, write_text_atomic
 from ..planner.measure.runtime import quiet_libraries
 from ..planner.plan.effects import BATCHED_FLOOR, NOISE, TPOT_CEILING
 from ..planner.plan.graph import plan_order
@@ -467,25 +466,6 @@ def _verified(manifest: ArtifactManifest, source: Path, staging: Path, out: Path
             "steps": rolled, "predicted": None, "predicted_ratios": {},
             "notes": [*report.notes, ("the figures above are of the plan, which measured as a loss and was rolled "
                                       "back: the folder holds the original model")]})})
-
-
-@contextmanager
-def previous_kept(out: Path) -> Iterator[None]:
-    """Move a folder at `out` aside while the block puts its replacement in place (apply's staged, verified folder);
-    put it back where the block fails (an interrupt), delete it where it does not."""
-    if not out.exists():
-        yield
-        return
-    backup = Path(tempfile.mkdtemp(prefix=temporary_prefix(out.name, "previous"), dir=str(out.parent)))
-    backup.rmdir()
-    out.rename(backup)
-    try:
-        yield
-    except BaseException:
-        shutil.rmtree(out, ignore_errors=True)
-        backup.rename(out)
-        raise
-    shutil.rmtree(backup, ignore_errors=True)
 
 
 def _plain(params: dict[str, Any]) -> dict[str, Any]:
