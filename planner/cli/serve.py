@@ -36,7 +36,8 @@ def _need(package: str) -> None:
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Jobs run at once by the local queue.")
 @click.option("--max-attempts", type=click.IntRange(1, 10), default=None,
-              help="Attempts per job when a worker dies mid-job [default: 1 local (failed), 2 with Redis].")
+              help="With --queue redis://: attempts per job when a worker dies mid-job [default: 2]. The local "
+              "queue fails such a job.")
 @click.option("--allow-pickle", is_flag=True, help="Let jobs load pickle (*.bin) weights when they ask to.")
 @click.option("--keep-jobs-days", type=click.FloatRange(0, 36500), default=30.0, show_default=True,
               help="Forget ended jobs (their records, logs and results; never their outputs) this many days after "
@@ -67,6 +68,9 @@ def serve(host: str, port: int, workdir: Path, models_dirs: tuple[Path, ...], to
         raise OptiplanError(f"--queue '{queue}' is neither 'local' nor a redis:// URL")
     if queue != "local":
         _need("rq")
+    elif max_attempts is not None:
+        raise OptiplanError("--max-attempts is for Redis workers (another worker retries a job whose worker died); "
+                            "the local queue fails a job its server was running when it stopped")
     import uvicorn
 
     from ..service.app import create_app

@@ -10,7 +10,6 @@ import time
 import uuid
 import warnings
 from contextlib import asynccontextmanager
-from http.cookies import SimpleCookie
 from typing import Annotated, Literal, Union
 
 from fastapi import Body, FastAPI, Request
@@ -19,6 +18,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse,
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import cookie_parser
 
 from ... import __version__
 from ..errors import ImpossibleError, OptiplanError, ServiceRefused
@@ -92,7 +92,9 @@ class Guard:
             await send(message)
 
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
-        cookies = {k: m.value for k, m in SimpleCookie(headers.get("cookie", "")).items()}
+        # Starlette's parser, as browsers send them: SimpleCookie drops every cookie when one is malformed (another
+        # app's on localhost), and the token's with them
+        cookies = cookie_parser(headers.get("cookie", ""))
         if not host_allowed(self.settings.token, headers.get("host", "")):
             response = error(403, f"this server has no token and answers only requests addressed to localhost, "
                                   f"not to '{headers.get('host', '')[:100]}'")
@@ -157,6 +159,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="optiplan", version=__version__, lifespan=lifespan,
                   description="The optiplan CLI over HTTP: the same request models and the same versioned JSON.")
     app.state.settings, app.state.store, app.state.queue, app.state.cache = settings, store, queue, cache
+    app.state.advice_threads = threads = calls.advice_threads()
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(Guard, settings=settings, metrics=metrics)
 
@@ -189,7 +192,7 @@ def create_app(settings: Settings) -> FastAPI:
         return error(400, roots.redact(_in_request_terms(request, _validation_message(list(exc.errors())))))
 
     @app.get("/healthz", tags=["service"])
-    def healthz():
+    async def healthz():  # on the event loop: a liveness probe never waits for a thread
         return {"status": "ok", "version": __version__}
 
     @app.get("/metrics", tags=["service"], response_class=PlainTextResponse)
@@ -198,9 +201,10 @@ def create_app(settings: Settings) -> FastAPI:
                                  media_type="text/plain; version=0.0.4")
 
     @app.post("/v1/profile", tags=["advice"])
-    def profile(request: ProfileRequest):
+    async def profile(request: ProfileRequest):
         """`optiplan profile --json`."""
-        return Response(roots.redact(calls.run_profile(request, roots).model_dump_json()), media_type=JSON)
+        document = await calls.off_loop(threads, calls.run_profile, request, roots)
+        return Response(roots.redact(document.model_dump_json()), media_type=JSON)
 
     @app.post("/v1/advise", tags=["advice"])
     async def advise(request: AdviseRequest):
@@ -208,13 +212,13 @@ def create_app(settings: Settings) -> FastAPI:
         key = calls.advise_key(request, roots)  # a cached answer is sent from the event loop, without a thread
         body = cache.peek(("body", key)) if key is not None else None
         if body is None:
-            body = await run_in_threadpool(calls.advice_json, request, roots, cache)
+            body = await calls.off_loop(threads, calls.advice_json, request, roots, cache)
         return Response(body, media_type=JSON)
 
     @app.post("/v1/configs", tags=["advice"])
-    def configs(request: ConfigsRequest, http: Request):
+    async def configs(request: ConfigsRequest, http: Request):
         """`optiplan configs`: the files as JSON, or a zip with `Accept: application/zip`."""
-        result = calls.run_configs(request, roots, cache)
+        result = await calls.off_loop(threads, calls.run_configs, request, roots, cache)
         if "application/zip" in http.headers.get("accept", ""):
             return Response(calls.zip_files(result.files), media_type="application/zip",
                             headers={"Content-Disposition": 'attachment; filename="optiplan-configs.zip"'})

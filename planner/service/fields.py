@@ -13,12 +13,13 @@ from ... import profiles
 from ..catalog.workloads import preset_names
 from ..schema.advice import AdviseRequest
 from ..schema.core import ProfileRequest
+from .requests import ConfigsRequest
 from .web import QUERY_FIELDS
 
 # the request each kind of route takes: its model (None: the web page's query) and its fields
-MODELS: dict[str, Any] = {"advise": AdviseRequest, "profile": ProfileRequest, "configs": AdviseRequest, "web": None}
+MODELS: dict[str, Any] = {"advise": AdviseRequest, "profile": ProfileRequest, "configs": ConfigsRequest, "web": None}
 FIELDS = {"advise": set(AdviseRequest.model_fields), "profile": set(ProfileRequest.model_fields),
-          "configs": set(AdviseRequest.model_fields) | {"target"},
+          "configs": set(ConfigsRequest.model_fields) - {"engine"},
           "web": set(QUERY_FIELDS)}
 # options whose field is not their own name in snake case (the CLI's `profile`, `advise` and `configs` options;
 # tests/planner/service/test_fields.py walks them)
@@ -31,7 +32,7 @@ RENAMED = {
                 "slo-itl-ms": "itl_slo_ms", "draft": "draft_model"},
     "web": {"gpus": "devices", "max-quality-loss": "quality"},
 }
-RENAMED["configs"] = RENAMED["advise"]
+RENAMED["configs"] = RENAMED["advise"] | {"engine": "target"}  # the configs command's --engine is what it writes
 COMMAND = re.compile(r"`?optiplan (profile|advise|configs)\b((?: --?[a-z][a-z-]*(?:[ =][^\s`,;)]+)?)*)`?")
 OPTION = re.compile(r"--([a-z][a-z-]*)(?:[ =]([^\s`,;)]+))?")
 RUN = re.compile(r"--[a-z][a-z-]*(?:[ =][^\s`,;)]+)?(?: --[a-z][a-z-]*(?:[ =][^\s`,;)]+)?)*")

@@ -24,6 +24,8 @@ from .store import Job, Retention, Store, tail
 LOG = logging.getLogger("optiplan.service")
 
 HEARTBEAT_S = 1.0
+# heartbeats the monitor waits, after the runner has exited, for its pipe to close before it stops reading
+EXITED_QUIET_BEATS = 3
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ class Executor:
         try:
             proc = subprocess.Popen([sys.executable, "-m", "optiplan.planner.service.runner"],
                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    text=True, bufsize=1, start_new_session=True,
+                                    encoding="utf-8", errors="replace", bufsize=1, start_new_session=True,
                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
             proc.stdin.write(json.dumps(spec))
             proc.stdin.close()
@@ -87,6 +89,7 @@ class Executor:
         reader.start()
         outcome: dict = {}
         cancelled = False
+        idle_since_exit = 0  # heartbeats with no output since the process ended
         while True:
             pending, progress, step, done = [], None, None, False
             deadline = time.monotonic() + HEARTBEAT_S
@@ -114,6 +117,12 @@ class Executor:
                                            self.roots.redact(step))
             if done:
                 break
+            # the process is gone and its pipe quiet, yet the pipe is not closed: a process it started outside its
+            # group holds it open. Waiting for the end of its output would keep the job running for ever
+            heard = pending or progress is not None
+            idle_since_exit = idle_since_exit + 1 if proc.poll() is not None and not heard else 0
+            if idle_since_exit >= EXITED_QUIET_BEATS:
+                break
             mine = current is not None and current.state == "running" and current.attempt == job.attempt
             if not mine or current.cancel_requested:  # cancelled, or taken over after a stale heartbeat
                 cancelled = mine
@@ -126,8 +135,7 @@ class Executor:
         current = self.store.get(job.id)
         still_mine = current is not None and current.attempt == job.attempt
         if code != 0 and job.output and still_mine:  # an interrupted write leaves this attempt's temporary sibling
-            removed = remove_partial(self.roots.workdir / job.output, attempt_tag(job))
-            notes += [f"removed the partial output {name}" for name in removed]
+            notes += remove_partial(self.roots.workdir / job.output, attempt_tag(job))
         if cancelled:
             return self.store.finish(job.id, job.attempt, "cancelled", error="cancelled",
                                      lines=notes + ["cancelled: the job's process was stopped"])
@@ -146,9 +154,13 @@ def attempt_tag(job: Job) -> str:
 
 
 def _read(stream, lines: queue.Queue) -> None:
-    for line in stream:
-        lines.put(line.rstrip("\n"))
-    lines.put(None)
+    """Hand the runner's lines to the monitor, then None: always, even where reading fails, so that the monitor
+    stops waiting for more."""
+    try:
+        for line in stream:
+            lines.put(line.rstrip("\n"))
+    finally:
+        lines.put(None)
 
 
 def parse_event(line: str) -> tuple[str, dict | None]:
@@ -193,9 +205,9 @@ def recover(store: Store, roots: Roots, reason: str, older_than_s: float = 0.0, 
         after = store.interrupted(job.id, f"{reason} (it ran on {job.worker})", retry=retry, stale_before=cutoff)
         if after is None or after.state == "running":
             continue
-        removed = remove_partial(roots.workdir / job.output, attempt_tag(job)) if job.output else []
-        note = (f"removed the partial output {', '.join(removed)}" if removed else "nothing half-written was left")
-        found.append(store.update(job.id, lambda j: {"log": tail(j.log, [note])}))
+        done = remove_partial(roots.workdir / job.output, attempt_tag(job)) if job.output else []
+        notes = done or ["nothing half-written was left"]
+        found.append(store.update(job.id, lambda j: {"log": tail(j.log, notes)}))
     return found
 
 

@@ -6,7 +6,6 @@ that leads out of its root is refused, and so is anything the catalog does not k
 from __future__ import annotations
 
 import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -18,6 +17,12 @@ _PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 RESERVED = ("jobs.sqlite", ".jobs.lock")  # the embedded queue's files in the workdir: never an input or an output
 
 
+# The name a calibrate job holds as its output: it rewrites the calibration file of the machine that runs it (loaded,
+# measured for minutes, written back), so two at once would each keep the other's earlier fit. Not a workdir name:
+# no request name starts with '@'.
+CALIBRATION_WRITER = "@calibration"
+
+
 def check_name(name: str, what: str) -> PurePosixPath:
     """A relative, normalised name of at most 8 parts; refuses absolute paths, `..`, backslashes and odd
     characters with a sentence saying why."""
@@ -26,6 +31,8 @@ def check_name(name: str, what: str) -> PurePosixPath:
     if name.startswith(("/", "~")) or re.match(r"^[A-Za-z]:", name) or "\\" in name:
         raise ServiceRefused(f"{what} '{name}': absolute paths are refused; give a name inside the server's folders")
     parts = PurePosixPath(name).parts
+    if not parts:  # '.', './.': the folder itself, not a name in it
+        raise ServiceRefused(f"{what} '{name}': names the server's folder itself; give a name inside it", 400)
     if ".." in parts:
         raise ServiceRefused(f"{what} '{name}': '..' is refused; give a name inside the server's folders")
     if len(parts) > 8 or not all(_PART.match(p) for p in parts):
@@ -141,24 +148,32 @@ def _rewrite(value: Any, labels: list[tuple[re.Pattern, str]]) -> Any:
     return value
 
 
-def partial_folders(out: Path, tag: str) -> list[Path]:
+def partial_folders(out: Path, tag: str, prefix=None) -> list[Path]:
     """The temporary siblings that the attempt tagged `tag` left for `out` (fsutil.atomic_folder and
-    write_text_atomic with that tag): exactly those names, never another output's or another attempt's."""
+    write_text_atomic with that tag; with `prefix` fsutil.previous_prefix, the copy a replacement moved aside):
+    exactly those names, never another output's or another attempt's."""
     from ..fsutil import temporary_prefix
 
     if not out.parent.is_dir():
         return []
-    pattern = re.compile(re.escape(temporary_prefix(out.name, tag)) + r"[a-z0-9_]{8}")  # tempfile's 8 characters
+    start = (prefix or temporary_prefix)(out.name, tag)
+    pattern = re.compile(re.escape(start) + r"[a-z0-9_]{8}")  # tempfile's 8 characters
     return sorted(p for p in out.parent.iterdir() if pattern.fullmatch(p.name))
 
 
 def remove_partial(out: Path, tag: str) -> list[str]:
-    """Remove what the attempt tagged `tag` left half-written for `out`; returns the names removed (for the log)."""
-    removed = []
+    """Remove what the attempt tagged `tag` left half-written for `out`, and put back what it was replacing where a
+    kill came between moving that aside and renaming its own in; returns what it did, a line each (for the log)."""
+    from ..fsutil import previous_prefix, remove_path
+
+    done = []
     for p in partial_folders(out, tag):
-        if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p, ignore_errors=True)
+        remove_path(p)
+        done.append(f"removed the partial output {p.name}")
+    for p in partial_folders(out, tag, previous_prefix):
+        if out.exists() or out.is_symlink():  # the replacement is in place: the old copy was to be deleted
+            remove_path(p)
         else:
-            p.unlink(missing_ok=True)
-        removed.append(p.name)
-    return removed
+            p.rename(out)
+            done.append(f"put back {out.name}, which the job was replacing")
+    return done

@@ -253,14 +253,27 @@ def requeue_orphans(store: Store, queue, older_than_s: float) -> list[str]:
     stored the job and then failed to reach RQ, or a worker queued a retry and died before handing it over. A job
     left so would stay queued and hold its output's name for ever; a duplicate hand-over is harmless (one claim
     wins)."""
-    from rq.job import Job as RQJob
-
     cutoff = store.now() - older_than_s
     orphans = [j for j in store.in_state("queued") if j.created_at < cutoff
-               and not RQJob.exists(rq_id(j.id, j.attempt), connection=queue.connection)]
+               and not _handed_over(queue, rq_id(j.id, j.attempt))]
     for job in orphans:
         enqueue(queue, job.id, job.attempt)
     return [job.id for job in orphans]
+
+
+def _handed_over(queue, rq_job_id: str) -> bool:
+    """Whether RQ still holds the hand-over to run: waiting, scheduled or running. One that failed before the job was
+    claimed (the store unreachable for a moment), was stopped or cancelled, or ended with ours still queued is kept
+    by RQ for days and must not hold the job queued that long: it is handed over again."""
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job as RQJob
+
+    try:
+        status = RQJob.fetch(rq_job_id, connection=queue.connection).get_status(refresh=False)
+    except NoSuchJobError:
+        return False
+    return status is not None and str(getattr(status, "value", status)) in ("queued", "started", "deferred",
+                                                                             "scheduled")
 
 
 EXECUTOR: dict[str, Any] = {}  # set by `work` in the worker process: what `run_queued` runs jobs with

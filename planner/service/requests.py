@@ -8,14 +8,14 @@ from __future__ import annotations
 import os
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..errors import ServiceRefused
 from ..schema.advice import AdviseRequest
 from ..schema.bench import BenchRequest
 from ..schema.core import ProfileRequest
 from . import TEST_JOBS_ENV
-from .paths import Roots
+from .paths import CALIBRATION_WRITER, Roots
 
 Name = Field(min_length=1, max_length=300)
 
@@ -29,6 +29,15 @@ class ConfigsRequest(AdviseRequest):
                                                  "none: the engine advise plans for (vllm, or where it does not run, "
                                                  "one that does)")
     serving_engine: Literal["vllm", "sglang", "tgi", "trtllm", "llama.cpp"] | None = None
+
+    @field_validator("engine")
+    @classmethod
+    def _target_not_engine(cls, value: str | None) -> str | None:
+        """Each engine's configs are planned for that engine: an `engine` would be ignored, so it is refused."""
+        if value is not None:
+            raise ValueError('configs name the engine they write for as "target" (the CLI\'s configs --engine), '
+                             'and the engine compose and kubernetes run as "serving_engine"')
+        return value
 
 
 class _Job(BaseModel):
@@ -167,9 +176,10 @@ def _hardware(name: str, allowed: tuple[str, ...] = ("local", "auto")) -> str:
 
 
 def confine_profile(request: ProfileRequest, roots: Roots) -> ProfileRequest:
-    """The request with its model resolved inside the server's folders, and hardware from the catalog (a hardware
-    file would be a read of any path)."""
-    return request.model_copy(update={"model": roots.model_ref(request.model),
+    """The request with its model (and a draft model) resolved inside the server's folders, and hardware from the
+    catalog (a hardware file would be a read of any path)."""
+    draft = roots.model_ref(request.draft_model) if request.draft_model is not None else None
+    return request.model_copy(update={"model": roots.model_ref(request.model), "draft_model": draft,
                                       "hardware": _hardware(request.hardware, ("local",))})
 
 
@@ -186,6 +196,8 @@ def _text(roots: Roots, name: str | None):
 def job_output(job: BaseModel, roots: Roots) -> str | None:
     """The output name a job writes under the workdir (what a crash may leave half-written), normalised as its reads
     are (`a/./b/` is `a/b`, a symlink the folder it leads to), so that two spellings of one folder are one writer."""
+    if isinstance(job, CalibrateJob):  # it rewrites the machine's calibration file: one such job at a time
+        return CALIBRATION_WRITER
     field_name = "output" if isinstance(job, ApplyJob) else "save_reference" if isinstance(job, BenchJob) else None
     name = getattr(job, field_name) if field_name else None
     if name is None:
@@ -245,6 +257,8 @@ def job_arguments(job: BaseModel, roots: Roots, allow_pickle: bool) -> dict[str,
         if job.endpoints:
             raise ServiceRefused("bench endpoints: the service does not call other servers; run `optiplan bench "
                               "--endpoint` from a shell instead", 400)
+        if not job.models:
+            raise ServiceRefused("bench: give models, folders in the models dirs or the workdir", 400)
         files = {k: str(roots.input_path(v, k)) for k in ("prompts_file", "eval_text", "tokenizer", "reference")
                  if (v := getattr(job, k)) is not None}
         if job.save_reference is not None:

@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from .paths import CALIBRATION_WRITER
+
 State = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 STATES: tuple[str, ...] = ("queued", "running", "succeeded", "failed", "cancelled")
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -83,6 +85,8 @@ def refuse_writer(job: Job, conflict: tuple[Job, str]) -> None:
 
     other, what = conflict
     target = f"output '{job.output}'" if job.output else f"{job.kind} of {', '.join(repr(r) for r in job.reads)}"
+    if job.output == CALIBRATION_WRITER:
+        target, what = "calibrate", "is calibrating this machine (its one calibration file: one such job at a time)"
     raise ServiceRefused(f"{target}: another job ({other.id}) {what}; one writer per workdir name (and none inside "
                          "another's), and no reader of a name being written", 409)
 

@@ -67,8 +67,12 @@ def index(request: Request):
 
 
 @router.get("/report", response_class=HTMLResponse)
-def report(request: Request):
+async def report(request: Request):
     """The advice report; with `compare=<device>`, both devices side by side (each its own shareable report)."""
+    return await calls.off_loop(request.app.state.advice_threads, _report, request)
+
+
+def _report(request: Request):
     # the form's own fields; its configs target rides along (the same form downloads the configs) and is not the report's
     unknown = sorted(set(request.query_params) - QUERY_FIELDS)
     if unknown:
@@ -101,12 +105,17 @@ def report(request: Request):
 
 
 @router.get("/configs.zip")
-def configs_zip(request: Request):
+async def configs_zip(request: Request):
     """The deployment configs of the form's plan as a zip (POST /v1/configs for JSON)."""
+    return await calls.off_loop(request.app.state.advice_threads, _configs_zip, request)
+
+
+def _configs_zip(request: Request):
     query = dict(request.query_params)
     roots, cache = request.app.state.settings.roots, request.app.state.cache
     report = advise_request(query)
-    fields = report | {"target": query.get("target") or None}
+    # the form's engine is its report's; the configs are each planned for the engine they are written for
+    fields = {k: v for k, v in report.items() if k != "engine"} | {"target": query.get("target") or None}
     fields["workload"] = fields["workload"] or "chat"
     if fields["hardware"] == "auto":
         # the configs follow the device the form's report picked (for the form's engine), not a pick of their own for

@@ -30,6 +30,50 @@ def test_healthz_and_openapi(client):
     assert client.get("/docs").status_code == 200
 
 
+def test_health_metrics_and_jobs_answer_while_many_advice_requests_compute(client, monkeypatch):
+    """Advice computes in a few threads of its own; requests beyond them wait on the event loop, not in the thread
+    pool the other routes run in. 45 distinct advice requests had taken every pool thread (they waited for a
+    computing slot there), and a liveness probe waited behind them."""
+    import threading
+    import time
+
+    from optiplan.planner.service import calls
+
+    release, entered = threading.Event(), []
+
+    def blocked(request, roots, cache):  # an advice computation that takes until the test releases it
+        entered.append(request.model)
+        release.wait(20)
+        return b"{}"
+
+    monkeypatch.setattr(calls, "advice_json", blocked)
+    askers = [threading.Thread(target=client.post, args=("/v1/advise", ), kwargs={"json": ADVISE | {
+        "concurrency": n + 1}}) for n in range(45)]
+    for thread in askers:
+        thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while len(entered) < calls.ADVICE_THREADS and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        assert len(entered) == calls.ADVICE_THREADS  # the others wait, holding no thread
+        answers = {}
+
+        def ask(path):
+            answers[path] = client.get(path).status_code
+
+        probes = [threading.Thread(target=ask, args=(path,)) for path in ("/healthz", "/metrics", "/v1/jobs")]
+        for probe in probes:
+            probe.start()
+        for probe in probes:
+            probe.join(5)
+        assert answers == {"/healthz": 200, "/metrics": 200, "/v1/jobs": 200}
+    finally:
+        release.set()
+        for thread in askers:
+            thread.join(30)
+
+
 def test_advise_and_profile_return_what_the_library_returns_for_the_same_request(client):
     from optiplan.planner.analytic.profile import profile
     from optiplan.planner.plan.advise import advise
@@ -149,6 +193,10 @@ def test_configs_without_a_target_render_the_engine_advise_plans_for(client):
     refused = one_error(client.post("/v1/configs", json={"model": "llama-3.2-3b", "hardware": "m3-max",
                                                          "target": "vllm"}), 400)
     assert "vllm does not run on m3-max" in refused and "llama.cpp" in refused
+    # `engine` (advise's) would be ignored here, each engine's files being planned for it: refused, naming `target`
+    ignored = one_error(client.post("/v1/configs", json={"model": "llama-3.2-3b", "hardware": "l4",
+                                                         "engine": "sglang"}), 422)
+    assert '"target"' in ignored and '"serving_engine"' in ignored
 
 
 def test_containers_run_an_image_built_for_the_device(client):
@@ -228,6 +276,11 @@ def test_catalog_lists(client, what):
 ])
 def test_model_names_stay_inside_the_models_dirs(client, name, status, words):
     assert words in one_error(client.post("/v1/profile", json={"model": name, "hardware": "l4"}), status)
+    # a draft model is a model name too: a path outside had been read (and a hub id fetched) for it
+    draft = {"model": "llama-3.1-8b", "hardware": "h100-sxm", "speculative": "draft", "spec_tokens": 4,
+             "acceptance": 0.7, "input_tokens": 100, "output_tokens": 100, "draft_model": name}
+    assert words in one_error(client.post("/v1/profile", json=draft), status)
+    assert client.post("/v1/profile", json=draft | {"draft_model": "llama-3.2-1b"}).status_code == 200
 
 
 def test_a_symlink_leading_out_of_the_models_dir_is_refused(client, models_dir, tmp_path):
@@ -400,6 +453,10 @@ def test_one_writer_per_output_whatever_the_spelling(client, monkeypatch):
     assert "another job" in one_error(client.post("/v1/jobs", json=bench), 409)
     assert client.post("/v1/jobs", json=apply | {"output": "a-b"}).status_code == 202
     assert [j["output"] for j in client.get("/v1/jobs").json()] == ["a-b", "a"]
+    # calibrate rewrites this machine's one calibration file: a second one waits for the first to end
+    calibrate = {"kind": "calibrate", "models": ["tiny"], "effects": False}
+    assert client.post("/v1/jobs", json=calibrate).status_code == 202
+    assert "is calibrating this machine" in one_error(client.post("/v1/jobs", json=calibrate | {"effects": True}), 409)
 
 
 def test_no_job_replaces_a_folder_another_job_reads(client, monkeypatch, models_dir, tmp_path):
@@ -460,6 +517,16 @@ def test_a_second_server_on_one_workdir_is_refused_in_one_sentence(client, tmp_p
     line = result.stderr.strip()
     assert line.startswith("error: another optiplan serve is already running on the workdir") and "\n" not in line
     assert store.get(running.id).state == "running"  # the first server's job was not failed by the second
+    # a retry count the local queue would not honour is refused, not accepted and ignored
+    retries = CliRunner().invoke(main, ["serve", "--workdir", str(tmp_path / "other"), "--max-attempts", "3"])
+    assert retries.exit_code == 2 and "--max-attempts is for Redis workers" in retries.stderr
+
+
+def test_names_of_the_servers_folders_themselves_and_a_bench_of_nothing_are_refused_at_once(client):
+    for job in ({"kind": "verify", "baseline": "tiny", "optimized": "."},
+                {"kind": "apply", "model": "./.", "techniques": ["weight-int8"], "output": "x"}):
+        assert "names the server's folder itself" in one_error(client.post("/v1/jobs", json=job), 400)
+    assert "give models" in one_error(client.post("/v1/jobs", json={"kind": "bench", "models": []}), 400)
 
 
 def test_answers_about_a_model_folder_name_it_by_label(client, models_dir):

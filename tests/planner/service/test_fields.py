@@ -13,7 +13,7 @@ from optiplan.planner.service.fields import in_request_terms
     ("or --context 131072", "advise", 'or "max_context": 131072'),
     ("or --context 131072", "profile", 'or "context": 131072'),
     ("`optiplan profile --engine sglang` predicts it", "advise", 'POST /v1/profile with "engine": "sglang" predicts it'),
-    ("with --engine trtllm", "configs", 'with "engine": "trtllm"'),
+    ("with --engine trtllm", "configs", 'with "target": "trtllm"'),  # the configs command's --engine
     ("give --tp 2 --pp 4", "profile", 'give "tensor_parallel": 2, "pipeline_parallel": 4'),
     # the web page's routes take its query's names
     ("nearest feasible: 8 x t4 (--gpus 8)", "web", "nearest feasible: 8 x t4 (devices=8)"),

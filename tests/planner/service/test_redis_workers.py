@@ -145,4 +145,12 @@ def test_heartbeats_keep_redis_time_and_a_job_never_handed_over_is_handed_over(r
     assert requeue_orphans(store, queue.queue, 30) == [orphan.id]
     assert conn.lrange(f"rq:queue:{QUEUE}", 0, -1) == [rq_id(orphan.id, 0).encode()]
     assert requeue_orphans(store, queue.queue, 30) == []  # handed over: not again
+    # a hand-over that failed before the job was claimed (RQ keeps it, failed, for a week) is handed over again
+    from rq.job import Job as RQJob
+    from rq.job import JobStatus
+
+    handed = RQJob.fetch(rq_id(orphan.id, 0), connection=conn)
+    handed.set_status(JobStatus.FAILED)
+    assert requeue_orphans(store, queue.queue, 30) == [orphan.id]
+    assert RQJob.fetch(rq_id(orphan.id, 0), connection=conn).get_status() == JobStatus.QUEUED
     queue.shutdown()

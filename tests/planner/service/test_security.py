@@ -84,6 +84,12 @@ def test_a_browser_signs_in_once_and_keeps_a_strict_cookie(make_client, token):
     assert "httponly" in cookie and "samesite=strict" in cookie
     report = client.get(signed.headers["location"])
     assert report.status_code == 200 and "<svg" in report.text
+    # another app's malformed cookie on the same host (cookies are shared across localhost's ports) leaves the token
+    # readable: it had dropped every cookie and sent the browser back to the login page
+    for other in ("name=John Smith", "flag"):
+        header = {"Cookie": f"{other}; optiplan_token={token}"}
+        client.cookies.clear()
+        assert client.get("/v1/jobs", headers=header).status_code == 200, other
 
 
 def test_pickle_weights_only_when_the_server_allows_them(make_client):
