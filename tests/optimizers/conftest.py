@@ -38,3 +38,15 @@ def workspace(target_path):
 
     loaded = load(target_path, "cpu", dtype="fp32")
     return Workspace(model=loaded.model, tokenizer=loaded.tokenizer, device="cpu", source=target_path)
+
+
+@pytest.fixture()
+def untimed_step_checks(monkeypatch):
+    """apply's quick checks after each step answer their timed parts at once, speed unchanged: for tests that judge
+    something else (what verify says, what ships), where those timings were most of their time. The weight and cache
+    sizes, which decide a memory step's gain, are still measured."""
+    from optiplan.optimizers import effects
+
+    timings = {"decode": {"tpot_ms": 1.0, "tokens_per_step": 1.0}, "prefill": {"ttft_ms": 1.0},
+               "batch": {"batched_tokens_per_s": 1.0}}
+    monkeypatch.setattr(effects, "timed", lambda loaded, prompts, part, *args, **kwargs: timings[part])

@@ -63,7 +63,7 @@ def test_a_speed_plan_is_refused_rounds_too_few_to_establish_its_gain(target_pat
     assert not (tmp_path / "o").exists()
 
 
-def test_verify_runs_the_baseline_in_the_dtype_apply_worked_in(target_path, tmp_path):
+def test_verify_runs_the_baseline_in_the_dtype_apply_worked_in(target_path, tmp_path, untimed_step_checks):
     """The test model is stored in bf16 and applied in fp32: verify had loaded the baseline as stored, so the fp32
     weights read as 2x larger and its speed as the techniques' (a review's finding). The baseline now takes the
     optimized model's working dtype; another --dtype is taken as asked, with a note that the dtype is in every

@@ -326,8 +326,9 @@ def test_apply_cli_refuses_bad_input_with_one_line(target_path, tmp_path):
 
 def _verify_says(monkeypatch, ratios: dict[str, float], perplexity_change_pct: float = 0.0) -> None:
     """apply's verify answers with these ratios (speed unchanged) and this perplexity change, and the steps' quick
-    speed checks are left out (timing on a shared machine): the weights and cache gains of a memory plan show
-    deterministically, so its steps are applied, and verify's verdict alone decides what ships."""
+    speed checks are left out (timing on a shared machine; the tests take `untimed_step_checks`): the weights and cache
+    gains of a memory plan show deterministically, so its steps are applied, and verify's verdict alone decides what
+    ships."""
     from optiplan.optimizers import apply as apply_module
     from optiplan.optimizers import verify as verify_module
     from optiplan.planner.schema.optimize import Measured, Quality, VerifyReport
@@ -346,7 +347,7 @@ def _verify_says(monkeypatch, ratios: dict[str, float], perplexity_change_pct: f
     monkeypatch.setattr(apply_module, "QUICK_NOISE", float("inf"))
 
 
-def test_a_plan_that_verifies_as_a_loss_ships_the_original(target_path, tmp_path, monkeypatch):
+def test_a_plan_that_verifies_as_a_loss_ships_the_original(target_path, tmp_path, monkeypatch, untimed_step_checks):
     """apply --goal never ships a loss: when the interleaved verify finds the goal's figure worse, the folder holds
     the original model and every step says it was rolled back."""
     _verify_says(monkeypatch, {"weights_bytes": 1.2})
@@ -451,7 +452,8 @@ def _short_text(folder, chars: int):
     return path
 
 
-def test_a_plan_past_its_quality_budget_ships_the_original(target_path, tmp_path, monkeypatch):
+def test_a_plan_past_its_quality_budget_ships_the_original(target_path, tmp_path, monkeypatch,
+                                                          untimed_step_checks):
     """A plan is made within its workload's quality budget; where verify measures more perplexity lost than that (a
     cache technique scored through its cache), the folder holds the original model."""
     _verify_says(monkeypatch, {"weights_bytes": 0.5}, perplexity_change_pct=14.0)
