@@ -527,6 +527,9 @@ def test_names_of_the_servers_folders_themselves_and_a_bench_of_nothing_are_refu
                 {"kind": "apply", "model": "./.", "techniques": ["weight-int8"], "output": "x"}):
         assert "names the server's folder itself" in one_error(client.post("/v1/jobs", json=job), 400)
     assert "give models" in one_error(client.post("/v1/jobs", json={"kind": "bench", "models": []}), 400)
+    # an output named as a models-dir folder could never be named by a later job (inputs are found there first)
+    shadowed = {"kind": "apply", "model": "tiny", "techniques": ["weight-int8"], "output": "tiny"}
+    assert "choose another name" in one_error(client.post("/v1/jobs", json=shadowed), 409)
 
 
 def test_answers_about_a_model_folder_name_it_by_label(client, models_dir):
