@@ -110,6 +110,14 @@ def _step_functions(model, device: str, prefills, decodes, gen) -> tuple[list[tu
             model(input_ids=step, cache=cache, use_cache=True)
             cache.crop(-1)  # drop the token the step added: the context stays fixed
 
+        try:  # once untimed: a cache that cannot drop a token says so here, not as an internal error
+            one_step()
+        except (RuntimeError, ValueError) as exc:
+            raise MeasureError(f"decode at {context:,} tokens cannot be timed on this model: each timed step drops the "
+                               "token it adds to keep the context fixed, and its cache cannot (a sliding-window "
+                               "layer at its window, or a linear-attention or state-space layer, keeps no history to "
+                               "roll back); measure at a context below its window, or profile without --measure "
+                               f"({str(exc).splitlines()[0][:160]})") from exc
         shapes.append(("decode", batch, context))
         fns.append(one_step)
     return shapes, fns

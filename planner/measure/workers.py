@@ -26,16 +26,43 @@ def baseline_rss() -> int:
     return int(run_worker("optiplan.planner.measure.workers", ["baseline", "{}"])["peak_memory_bytes"])
 
 
-def run_worker(module: str, argv: list[str]) -> dict[str, Any]:
-    """Run `python -m module *argv` in a fresh process and return the JSON its last line prints; a failure raises
-    MeasureError with the worker's last error line."""
+# a worker loads one model and runs a few steps: far longer than this is a wedged driver or a swapping host
+WORKER_TIMEOUT_S = 1800
+
+
+def run_worker(module: str, argv: list[str], timeout_s: float = WORKER_TIMEOUT_S) -> dict[str, Any]:
+    """Run `python -m module *argv` in a fresh process and return the JSON object it prints last (a library may
+    print after it); a failure, a kill (the out-of-memory killer's, most often) or a hang past `timeout_s` raises
+    MeasureError saying which."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.run([sys.executable, "-m", module, *argv], capture_output=True, text=True, env=env,
-                          check=False)
+    try:
+        proc = subprocess.run([sys.executable, "-m", module, *argv], capture_output=True, text=True, env=env,
+                              check=False, timeout=timeout_s)
+    except subprocess.TimeoutExpired as exc:
+        raise MeasureError(f"measurement process gave no answer in {timeout_s:.0f} s and was stopped") from exc
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+    if proc.returncode < 0:
+        raise MeasureError(f"measurement process was killed by signal {-proc.returncode}"
+                           f"{' (out of memory?)' if -proc.returncode == 9 else ''}"
+                           f"{f'; its last line: {lines[-1]}' if lines else ''}")
     if proc.returncode != 0:
-        lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
         raise MeasureError(f"measurement process failed: {lines[-1] if lines else 'no output'}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    for line in reversed(proc.stdout.strip().splitlines()):
+        try:
+            answer = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(answer, dict):
+            return answer
+    raise MeasureError(f"measurement process ended without its answer{f': {lines[-1]}' if lines else ''}")
+
+
+def pad_token(config) -> int:
+    """A padding id for generate: the config's end-of-sequence id (the first of a list, as Llama 3's Instruct configs
+    give several), else 0."""
+    eos = getattr(config, "eos_token_id", None)
+    eos = eos[0] if isinstance(eos, (list, tuple)) and eos else eos
+    return eos if isinstance(eos, int) else 0
 
 
 def print_peak_after(device: str, run) -> None:
@@ -66,7 +93,7 @@ def worker_main(argv: list[str]) -> None:
     def run():
         with torch.inference_mode():
             model.generate(ids, max_new_tokens=args["steps"], min_new_tokens=args["steps"], do_sample=False,
-                           pad_token_id=model.config.eos_token_id or 0)
+                           pad_token_id=pad_token(model.config))
 
     print_peak_after(device, run)
 

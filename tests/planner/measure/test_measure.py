@@ -201,14 +201,31 @@ def test_interrupted_calibration_keeps_the_previous_file(cache, monkeypatch):
 
 
 def test_measure_a_config_with_random_weights(tmp_path):
+    # several end-of-sequence ids, as Llama 3's Instruct configs give: the peak worker had passed the list to generate
     config = {"model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-              "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 256, "max_position_embeddings": 512}
+              "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 256, "max_position_embeddings": 512,
+              "eos_token_id": [1, 2]}
     path = tmp_path / "config.json"
     path.write_text(json.dumps(config))
     result = CliRunner().invoke(main, ["profile", str(path), "-H", "local", "--engine", "transformers", "--dtype",
                                        "fp32", "--context", "32", "--measure", "--repeats", "2", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["measured"]["peak_memory_bytes"] > 0
+
+
+def test_a_decode_the_cache_cannot_roll_back_is_refused_in_one_sentence(tmp_path):
+    """Decode timing drops each step's token to keep the context fixed; a sliding-window layer at its window cannot
+    (nor can linear attention): refused saying what to do, where it had been an internal error."""
+    config = {"model_type": "mistral", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+              "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 256, "max_position_embeddings": 512,
+              "sliding_window": 16}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    result = CliRunner().invoke(main, ["profile", str(path), "-H", "local", "--engine", "transformers", "--dtype",
+                                       "fp32", "--context", "32", "--measure", "--repeats", "1", "--json"])
+    assert result.exit_code == 2, result.output
+    assert "decode at 32 tokens cannot be timed on this model" in result.output
+    assert "internal error" not in result.output
 
 
 @pytest.mark.gpu
