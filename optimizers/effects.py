@@ -236,8 +236,8 @@ def measure_effects(models: list[Path] | None = None, techniques: list[str] | No
 # technique effects are measured with the CPU path (fp32 models on the host); a GPU calibration's `--hardware local`
 # is the GPU, which plans with them only where they were measured on it (`plan.effects.measured_effects`)
 EFFECTS_ON_CPU_ONLY = ("technique effects are measured on the CPU only, and this machine's calibration is its GPU's: "
-                       "`--hardware local` plans there with the cited effects (calibrate with --device cpu to "
-                       "measure them for the CPU)")
+                       "`--hardware local` plans there with the cited effects. A machine keeps one calibration: "
+                       "`calibrate --device cpu` would replace the GPU's, and `local` on this machine is its GPU")
 
 
 def effects_measurable(calibration: dict[str, Any]) -> bool:
@@ -246,10 +246,12 @@ def effects_measurable(calibration: dict[str, Any]) -> bool:
 
 
 def calibrate_effects(models: list[Path] | None = None, rounds: int = 4, show_progress: bool = True,
-                      techniques: list[str] | None = None) -> tuple[dict[str, Any], Path]:
+                      techniques: list[str] | None = None, earlier: dict[str, Any] | None = None
+                      ) -> tuple[dict[str, Any], Path]:
     """Measure technique effects on this machine and store them in its calibration file (made by `calibrate`);
     `techniques`: only those are measured again, the others keep their earlier measurement (on the same kind of
-    models)."""
+    models): the file's, or `earlier` where a new fit has just replaced the file (`calibrate -t` without
+    --only-effects)."""
     from ..planner.errors import MeasureError
 
     data = load_calibration()
@@ -259,7 +261,7 @@ def calibrate_effects(models: list[Path] | None = None, rounds: int = 4, show_pr
     if not effects_measurable(data):
         raise MeasureError(EFFECTS_ON_CPU_ONLY)
     fresh = measure_effects(models, techniques=techniques, rounds=rounds, show_progress=show_progress)
-    earlier = data.get("effects") or {}
+    earlier = data.get("effects") or earlier or {}
     if techniques and earlier.get("models") == fresh["models"] and earlier.get("device") == fresh["device"]:
         kept = {t: v for t, v in earlier.get("techniques", {}).items() if t not in techniques}
         fresh["techniques"] = {**kept, **fresh["techniques"]}

@@ -277,6 +277,9 @@ def calibrate(models: tuple[Path, ...], repeats: int, device: str, effects: bool
     two widths (speculation only on --model folders: its acceptance needs trained weights).
     On a CUDA GPU, the transformers engine's launch cost per layer instead (eager transformers is launch-bound
     there, and the launches are the host's). Later `profile`/`advise` with --hardware local use them and say so."""
+    from ..machine.calibration import load_calibration
+
+    earlier = (load_calibration() or {}).get("effects")  # what -t keeps of the effects once a new fit replaces them
     if not only_effects:
         import torch
 
@@ -296,7 +299,7 @@ def calibrate(models: tuple[Path, ...], repeats: int, device: str, effects: bool
         from ...optimizers.effects import calibrate_effects
 
         data, path = calibrate_effects(list(models) or None, rounds=max(repeats - 1, 1), show_progress=not as_json,
-                                       techniques=list(techniques) or None)
+                                       techniques=list(techniques) or None, earlier=earlier)
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return

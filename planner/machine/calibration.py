@@ -4,10 +4,12 @@ the analytic model reads it through here, so reading never imports the measuring
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import platform
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +37,32 @@ def calibration_path() -> Path:
     return cache_dir() / f"{fingerprint()}.json"
 
 
+# what every reader of a calibration takes from it (`calibrate` and `calibrate_gpu` write all of them)
+REQUIRED = {"machine": dict, "peak_tflops": dict, "bandwidth_bytes_per_s": (int, float),
+            "runtime_overhead_bytes": (int, float), "runtimes": dict, "measured_at": str}
+
+
 def load_calibration() -> dict[str, Any] | None:
-    """This machine's calibration, or None when it was never calibrated (or the file is unreadable)."""
+    """This machine's calibration, or None when it was never calibrated, was written by another version, or cannot be
+    used (unreadable, or without what its readers take: said once on stderr, with how to mend it)."""
     path = calibration_path()
     try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
         return None
-    return data if data.get("calibration_version") == CALIBRATION_VERSION else None
+    except (OSError, ValueError) as exc:  # a JSON or UTF-8 error is a ValueError
+        return _unusable(str(path), f"not readable JSON ({type(exc).__name__})")
+    if not isinstance(data, dict):
+        return _unusable(str(path), "not a JSON object")
+    if data.get("calibration_version") != CALIBRATION_VERSION:
+        return None
+    missing = sorted(k for k, kind in REQUIRED.items() if not isinstance(data.get(k), kind))
+    return _unusable(str(path), f"without {', '.join(missing)}") if missing else data
+
+
+@functools.lru_cache(maxsize=None)
+def _unusable(path: str, why: str) -> None:
+    sys.stderr.write(f"warning: the calibration file {path} is {why}: ignored; `optiplan calibrate` writes it again\n")
 
 
 def save_calibration(data: dict[str, Any]) -> Path:

@@ -30,16 +30,18 @@ def test_effects_are_ratios_against_the_untouched_model():
     assert kv["cache_bytes"] < 0.8 and kv["weights_bytes"] == pytest.approx(1.0)
     ngram = out["techniques"]["spec-ngram"]["shapes"][0]
     assert ngram["tokens_per_step"] >= 1.0 and ngram["tpot_ms"] > 0
-    for figure in ("tpot_ms", "ttft_ms", "batched_tokens_per_s"):
-        low, high = int8["range"][figure]
-        assert low <= int8[figure] <= high
+    # one round: each timed figure's range is that round's ratio, and the round count says it is one
+    assert int8["rounds"] == 1
+    assert all(int8["range"][f] == [int8[f], int8[f]] for f in ("tpot_ms", "ttft_ms", "batched_tokens_per_s"))
 
 
 def test_calibrate_stores_effects_beside_the_fit(tmp_path, monkeypatch):
     monkeypatch.setenv("OPTIPLAN_CACHE", str(tmp_path))
     with pytest.raises(MeasureError, match="run `optiplan calibrate`"):
         calibrate_effects(show_progress=False)
-    save_calibration({"calibration_version": CALIBRATION_VERSION, "runtimes": {"transformers": {}}})
+    whole = {"calibration_version": CALIBRATION_VERSION, "machine": {"device": "cpu"}, "peak_tflops": {"fp32": 1.0},
+             "bandwidth_bytes_per_s": 1e10, "runtime_overhead_bytes": 0, "measured_at": "2026-12-06T00:00:00+00:00"}
+    save_calibration(whole | {"runtimes": {"transformers": {}}})
     import optiplan.optimizers.effects as effects
 
     def fake(models, techniques, rounds, show_progress):  # the measurement itself is tested above
@@ -56,7 +58,12 @@ def test_calibrate_stores_effects_beside_the_fit(tmp_path, monkeypatch):
     calibrate_effects(rounds=1, show_progress=False, techniques=["kv-int8"])
     again = load_calibration()["effects"]["techniques"]
     assert set(again) == {"weight-int8", "kv-int8"} and again["kv-int8"]["shapes"][0]["tpot_ms"] == 1.0
+    # ... and so does a new fit with -t (`calibrate -t kv-int8`): the CLI hands over the effects the fit replaced
+    previous = load_calibration()["effects"]
+    save_calibration(whole | {"runtimes": {"transformers": {}}})
+    calibrate_effects(rounds=1, show_progress=False, techniques=["kv-int8"], earlier=previous)
+    assert set(load_calibration()["effects"]["techniques"]) == {"weight-int8", "kv-int8"}
     # a GPU machine's calibration: the CPU's effects would never be read for its `local` GPU, so none is measured
-    save_calibration({"calibration_version": CALIBRATION_VERSION, "machine": {"device": "cuda"}, "runtimes": {}})
+    save_calibration(whole | {"machine": {"device": "cuda"}, "runtimes": {}})
     with pytest.raises(MeasureError, match="measured on the CPU only"):
         calibrate_effects(rounds=1, show_progress=False)

@@ -25,5 +25,23 @@ def test_the_fingerprint_is_stable_and_the_file_lives_under_the_cache(tmp_path, 
     assert calibration.load_calibration() is None  # never calibrated here
     calibration.save_calibration({"calibration_version": "0"})
     assert calibration.load_calibration() is None  # another version is not used
-    calibration.save_calibration({"calibration_version": calibration.CALIBRATION_VERSION, "x": 1})
-    assert calibration.load_calibration()["x"] == 1
+    whole = {"calibration_version": calibration.CALIBRATION_VERSION, "machine": {"device": "cpu"},
+             "peak_tflops": {"fp32": 1.0}, "bandwidth_bytes_per_s": 1e10, "runtime_overhead_bytes": 0, "runtimes": {},
+             "measured_at": "2026-12-06T00:00:00+00:00"}
+    calibration.save_calibration(whole)
+    assert calibration.load_calibration() == whole
+
+
+def test_a_calibration_file_that_cannot_be_used_is_ignored_with_a_warning(tmp_path, monkeypatch, capsys):
+    """A file edited by hand, cut short or written by hand without what the readers take had given an internal
+    error in every `--hardware local` command (a KeyError, an AttributeError, a UnicodeDecodeError)."""
+    monkeypatch.setenv("OPTIPLAN_CACHE", str(tmp_path))
+    path = calibration.calibration_path()
+    path.parent.mkdir(parents=True)
+    for content, why in ((b"\xff\xfe", "not readable JSON"), (b"[1, 2]", "not a JSON object"),
+                         (('{"calibration_version": "%s", "machine": {}}' % calibration.CALIBRATION_VERSION).encode(),
+                          "without bandwidth_bytes_per_s, measured_at, peak_tflops")):
+        path.write_bytes(content)
+        assert calibration.load_calibration() is None
+        said = capsys.readouterr().err
+        assert why in said and "ignored; `optiplan calibrate` writes it again" in said

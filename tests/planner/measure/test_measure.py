@@ -150,7 +150,8 @@ def calibrate_here(*techniques: str):
     """`optiplan calibrate` on the two test models: the machine's fit, then the named techniques' effects (every one
     that runs here where none is named)."""
     options = [arg for t in techniques for arg in ("-t", t)]
-    result = CliRunner().invoke(main, ["calibrate", "--model", str(TARGET), "--model", str(DRAFT), "--repeats", "2",
+    result = CliRunner().invoke(main, ["calibrate", "--device", "cpu", "--model", str(TARGET), "--model", str(DRAFT),
+                                       "--repeats", "2",
                                        *options])
     assert result.exit_code == 0, result.output
     return result, json.loads(calibration.calibration_path().read_text())

@@ -51,6 +51,11 @@ def test_a_ratio_noise_cannot_tell_from_one_is_no_effect():
              "batched_tokens_per_s": 0.18}
     read = beyond_noise(noisy)
     assert read["tpot_ms"] == 1.0 and read["batched_tokens_per_s"] == 0.18
+    # one round's timings have no spread to judge them by: read as 1, where its sizes stand
+    one = {**noisy, "rounds": 1, "weights_bytes": 0.5,
+           "range": {"batched_tokens_per_s": [0.18, 0.18], "weights_bytes": [0.5, 0.5]}}
+    assert beyond_noise(one)["batched_tokens_per_s"] == 1.0 and beyond_noise(one)["weights_bytes"] == 0.5
+    assert beyond_noise({**one, "rounds": 3})["batched_tokens_per_s"] == 0.18
 
 
 @pytest.fixture(autouse=True)
