@@ -247,7 +247,16 @@ def profile(model: str, hardware: str, as_json: bool, fmt: str | None, output: P
         return
     from ..report.console import print_profile
 
-    print_profile(result, output)
+    if output is None:
+        print_profile(result)
+        return
+    import io
+
+    from rich.console import Console
+
+    text = io.StringIO()  # the report as the terminal shows it, without colour, written as every -o file is
+    print_profile(result, Console(file=text, width=110))
+    emit(text.getvalue().rstrip("\n"), output)
 
 
 @main.command()

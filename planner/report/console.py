@@ -63,13 +63,17 @@ def _usable_text(mem, engine: str) -> str:
     return f" within the {fmt_bytes(usable)} {engine} uses of it ({usable / mem.device_memory_bytes:.0%})"
 
 
-def print_profile(p: Profile, output: Path | None = None) -> None:
-    console = Console(file=open(output, "w", encoding="utf-8") if output else None, width=110)
+def print_profile(p: Profile, console: Console | None = None) -> None:
+    console = console or Console(width=110)
     r, m, hw, mem, c, lat, tp = p.request, p.model, p.hardware, p.memory, p.compute, p.latency, p.throughput
     kind = m.attention + (f", {m.moe}" if m.moe else "") + (f", {m.sliding_layers} sliding-window layers"
                                                             if m.sliding_layers else "")
     console.print(f"[bold]{m.name}[/] on [bold]{hw.num_devices} x {hw.name}[/]  "
-                  f"(tp {hw.tensor_parallel}, pp {hw.pipeline_parallel}, weights {r.dtype}"
+                  f"(tp {hw.tensor_parallel}, pp {hw.pipeline_parallel}"
+                  + "".join(f", {name} {n}" for name, n in (("attention dp", r.attention_data_parallel),
+                                                             ("ep", r.expert_parallel),
+                                                             ("prefill instances", r.prefill_instances)) if (n or 1) > 1)
+                  + f", weights {r.dtype}"
                   f"{f' in GGUF {r.gguf_type}' if r.gguf_type else ''}, compute {hw.compute_dtype}, "
                   f"batch {r.batch}, context {r.context}, engine {r.engine})")
     console.print(_section("Model", [
@@ -203,7 +207,9 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
     console.print(curve)
     if p.accuracy:
         console.print(f"[dim]{bands_note(p.accuracy)}[/]")
-    console.print(f"[dim]efficiency: {p.efficiency.flop_efficiency:.0%} of {hw.peak_tflops:,.0f} TFLOP/s peak, "
+    peak = f"{hw.peak_tflops:,.0f} TFLOP/s" if hw.peak_tflops >= 1 else f"{hw.peak_tflops * 1e3:,.0f} GFLOP/s"
+    origin = ("calibrated on this machine" if p.efficiency.source.startswith("calibrated") else "documented defaults")
+    console.print(f"[dim]efficiency: {p.efficiency.flop_efficiency:.0%} of {peak} peak, "
                   f"{p.efficiency.bandwidth_efficiency:.0%} of peak bandwidth, "
                   f"{p.efficiency.step_overhead_s * 1e3:.2f} ms/step + {p.efficiency.layer_overhead_s * 1e6:.0f} us/layer "
                   f"overhead" + (f", the weight kernel {p.efficiency.weight_kernel_layer_s * 1e6:.0f} us/layer"
@@ -218,7 +224,7 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
                      if p.efficiency.expert_bandwidth_efficiency else "")
                   + (f", {p.efficiency.state_layer_overhead_s * 1e6:.0f} us/state layer"
                      if p.efficiency.state_layer_overhead_s else "")
-                  + " (documented defaults; `--json` gives their sources)[/]")
+                  + f" ({origin}; `--json` gives their sources)[/]")
     if p.measured is not None:
         m = p.measured
         table = Table(title=f"Measured here ({m.engine}, {m.device}, {m.dtype}, median of {m.repeats}) against predicted",
@@ -236,8 +242,6 @@ def print_profile(p: Profile, output: Path | None = None) -> None:
                       f"peak {fmt_bytes(m.peak_memory_bytes)}, loaded in {m.load_s:.2f} s")
     for w in p.warnings:
         console.print(f"[yellow]warning:[/] {w}")
-    if output:
-        console.file.close()
 
 
 def print_calibration(data: dict[str, Any], path) -> None:

@@ -41,9 +41,13 @@ def test_profile_table(tmp_path):
     assert result.exit_code == 0, result.output
     for text in ("Memory per device", "TPOT", "8 experts, top-2", "Decode-step rate against batch"):
         assert text in result.output
-    out = tmp_path / "p.txt"
-    assert run("profile", "gpt2", "-H", "t4", "--dtype", "fp16", "--context", "512", "-o", str(out)).exit_code == 0
+    out = tmp_path / "new" / "p.txt"  # a folder not there yet is made, as every -o does (it had been an internal error)
+    written = run("profile", "gpt2", "-H", "t4", "--dtype", "fp16", "--context", "512", "-o", str(out))
+    assert written.exit_code == 0 and f"wrote {out}" in written.stderr
     assert "gpt2" in out.read_text()
+    # the header names every parallel layout the request sets
+    layout = run("profile", "qwen3-30b-a3b", "--gpus", "4", "--ep", "4", "--attention-dp", "4")
+    assert "attention dp 4, ep 4" in " ".join(layout.output.split())
 
 
 def test_profile_defaults_run_without_arguments():
