@@ -229,6 +229,7 @@ def profile(model: str, hardware: str, as_json: bool, fmt: str | None, output: P
       optiplan profile ./local-model-folder --hardware local
     """
     from ..analytic.profile import profile as run_profile
+    from ..plan.engine_support import with_engine_support
     from ..schema import ProfileRequest
 
     if not measure and repeats is not None:
@@ -237,7 +238,8 @@ def profile(model: str, hardware: str, as_json: bool, fmt: str | None, output: P
         raise click.BadParameter("--format text and --json ask for two outputs: give one", param_hint="--format")
     as_json = as_json or fmt == "json"
     request = ProfileRequest(model=model, hardware=hardware, **options)
-    result = run_profile(request)  # its request has the context resolved (no longer than the model takes)
+    # its request has the context resolved (no longer than the model takes); a setup its engine cannot run, said
+    result = with_engine_support(run_profile(request))
     if measure:
         from ..measure.profile import measure_profile
 

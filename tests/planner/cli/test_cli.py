@@ -223,3 +223,21 @@ def test_formats_and_bounds_are_checked_by_the_options_that_set_them():
                                    ("--confidence", "0.4", ["gate", "a.json", "b.json"])):
         bad = CliRunner().invoke(main, [*command, option, value])
         assert bad.exit_code == 2 and f"Invalid value for '{option}'" in bad.output, (option, bad.output)
+
+
+def test_profile_says_where_its_engine_cannot_run_the_setup_and_drops_the_bands():
+    """profile prices any format on any engine (a what-if); where the engine has no option for it (vLLM's int4 KV
+    cache, SGLang's int8 weight-only, vLLM's draft model), it says so as advise does and shows no accuracy band: the
+    bands were measured on setups the engines run."""
+    base = ["profile", "llama-3.1-8b", "-H", "h100-sxm", "--json"]
+    for extra, technique in ((["--engine", "vllm", "--kv-dtype", "int4"], "kv-int4"),
+                             (["--engine", "sglang", "--dtype", "int8"], "weight-int8"),
+                             (["--engine", "vllm", "--speculative", "draft", "--draft", "llama-3.2-1b", "--spec-tokens",
+                               "4", "--acceptance", "0.7"], "spec-draft")):
+        result = run(*base, *extra)
+        assert result.exit_code == 0, result.output
+        document = json.loads(result.stdout)
+        assert any(f"has no option for {technique}" in w for w in document["warnings"]), technique
+        assert document["accuracy"] == {}
+    runs = json.loads(run(*base, "--engine", "vllm", "--kv-dtype", "fp8").stdout)
+    assert not any("has no option" in w for w in runs["warnings"]) and runs["accuracy"]

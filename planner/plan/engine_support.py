@@ -1,0 +1,47 @@
+"""Whether the engine a profile names runs what its request asks for: `profile` prices any weight format, cache
+format and speculation on any engine (a what-if), while `advise` plans only what the engine has an option for. Where
+the engine has none (vLLM's int4 KV cache, TensorRT-LLM's NF4 weights, SGLang's int8 weight-only), the profile says
+so and carries no accuracy bands: they were measured on setups the engine runs."""
+
+from __future__ import annotations
+
+from ..catalog.engine_refusals import FORMAT_TECHNIQUES
+from ..catalog.engines import engine_defaults, engine_plans, engine_profile, engine_release, split_engine
+from ..schema.profile import Profile
+from .techniques import all_techniques
+
+# the plan technique each speculation of a profile stands for
+SPECULATION_TECHNIQUES = {"draft": ("spec-draft",), "eagle3": ("spec-eagle3",), "mtp": ("spec-mtp",),
+                          "ngram": ("spec-ngram",)}
+
+
+def unsupported(engine: str, asked: tuple[str, ...]) -> str | None:
+    """Why `engine` runs none of the techniques `asked` (the ones a format or speculation stands for; int4 weights
+    are plain, AWQ or GPTQ), or None where it runs one, by an option or by default."""
+    techniques, name = all_techniques(), split_engine(engine)[0]
+    if not asked or any(name in techniques[t].engines or t in engine_defaults(engine) for t in asked if t in techniques):
+        return None
+    profile = engine_profile(engine)
+    why = (profile.get("missing") or {}).get(asked[0])
+    release = split_engine(engine)[1] or engine_release(engine) or profile["version"]
+    return (f"{name} {release} has no option for {asked[0]}"
+            + (f": {why['why']} (source: {why['source'].split(' — ')[0]})" if why else ""))
+
+
+def with_engine_support(result: Profile) -> Profile:
+    """The profile with a warning for each part of its request its engine does not run, and then no accuracy bands;
+    unchanged for the generic serving engine and for engines that are profiled, not planned for (gpt-fast)."""
+    r = result.request
+    if not engine_plans(r.engine) or split_engine(r.engine)[0] == "serving":
+        return result
+    weights = FORMAT_TECHNIQUES["weights"].get(r.dtype or "", ())
+    if r.dtype == "int8":  # weight-only, or W8A8 with int8 activations: two techniques, engines apart
+        weights = ("weight-w8a8-int8",) if r.activations == "int8" else ("weight-int8",)
+    asked = (weights, FORMAT_TECHNIQUES["cache"].get(r.kv_dtype or "", ()),
+             SPECULATION_TECHNIQUES.get(r.speculative or "", ()))
+    reasons = [why for parts in asked if (why := unsupported(r.engine, parts))]
+    if not reasons:
+        return result
+    notes = [f"{why}: these figures price a setup the engine cannot run (`advise` plans only what it runs), so they "
+             "carry no accuracy band" for why in reasons]
+    return result.model_copy(update={"warnings": [*result.warnings, *notes], "accuracy": {}})
