@@ -146,12 +146,13 @@ def _counts(hw: HardwareSpec) -> list[int]:
     return counts
 
 
-def rank_hardware(spec: ModelSpec, workload: Workload, engine_asked: bool = False
+def rank_hardware(spec: ModelSpec, workload: Workload, engine_asked: bool = False, count: int | None = None
                   ) -> list[tuple[HardwareOption, HardwareSpec, int]]:
-    """Every catalog device at 1-8 per node (and more nodes where needed) that meets the workload,
-    cheapest per million output tokens (tokens trained) first. Each is judged by a quick search over weight and KV
-    formats and parallelism on top of the lossless serving techniques, served by an engine that runs on it: the one
-    asked for (devices it does not run on are left out), or the preset's where it runs, else its fallback."""
+    """Every catalog device at 1-8 per node (and more nodes where needed; at `count` devices only where given) that
+    meets the workload, cheapest per million output tokens (tokens trained) first. Each is judged by a quick search
+    over weight and KV formats and parallelism on top of the lossless serving techniques, served by an engine that
+    runs on it: the one asked for (devices it does not run on are left out), or the preset's where it runs, else its
+    fallback."""
     options = []
     preset = workload
     for hw_id in profiles.hardware_ids():
@@ -162,8 +163,10 @@ def rank_hardware(spec: ModelSpec, workload: Workload, engine_asked: bool = Fals
             workload = with_overrides(preset, engine=engine_for_backend(preset.engine, hw))
         else:
             workload = preset
-        for count in _counts(hw):
-            ctx = build_context(spec, hw, count, workload)
+        for n in [count] if count else _counts(hw):
+            if n > 1 and hw.interconnect is None:
+                break
+            ctx = build_context(spec, hw, n, workload)
             if denied_default_refusal(ctx):  # its engine runs a technique asked left out by default here
                 break
             try:
@@ -174,10 +177,10 @@ def rank_hardware(spec: ModelSpec, workload: Workload, engine_asked: bool = Fals
                 continue
             p = ranked[0].predicted
             note = "+".join(i for i in ranked[0].ids if not all_techniques()[i].always_on) or "serving defaults"
-            options.append((HardwareOption(id=hw_id, count=count, meets_workload=True,
+            options.append((HardwareOption(id=hw_id, count=n, meets_workload=True,
                                            cost_per_million_tokens_usd=p.cost_per_million_tokens_usd,
                                            cost_range_usd=cost_range(p.cost_per_million_tokens_usd, hw),
-                                           throughput_tokens_per_s=p.throughput_tokens_per_s, note=note), hw, count))
+                                           throughput_tokens_per_s=p.throughput_tokens_per_s, note=note), hw, n))
             break  # the fewest devices of this kind that meet the workload
     options.sort(key=lambda o: (o[0].cost_per_million_tokens_usd is None, o[0].cost_per_million_tokens_usd or 0,
                                 -o[0].throughput_tokens_per_s, o[0].id))
@@ -264,12 +267,12 @@ def advise(request: AdviseRequest) -> Advice:
     ranking: list[HardwareOption] = []
     hardware_reason = None
     if request.hardware.strip().lower() == "auto":
-        options = rank_hardware(spec, workload, engine_asked=request.engine is not None)
-        if request.num_devices is not None:
-            options = [o for o in options if o[2] == request.num_devices] or options
+        options = rank_hardware(spec, workload, engine_asked=request.engine is not None, count=request.num_devices)
         if not options:
-            raise ImpossibleError(f"no catalog device meets the workload for {spec.name} at any count up to "
-                                  "64; nearest feasible: relax the SLOs, the concurrency or the quality budget"
+            at = (f"at {request.num_devices} devices (--gpus; without it the search picks the count)"
+                  if request.num_devices else "at any count up to 64")
+            raise ImpossibleError(f"no catalog device meets the workload for {spec.name} {at}; nearest feasible: "
+                                  "relax the SLOs, the concurrency or the quality budget"
                                   + (" (devices whose engine runs a technique left out by default are not ranked)"
                                      if workload.denied_techniques else ""))
         ranking = [o[0] for o in options]

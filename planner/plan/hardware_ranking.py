@@ -51,7 +51,12 @@ def explain_ranking(ranking: list[HardwareOption], unit: str = "output tokens") 
             (lo_a, hi_a), (lo_b, hi_b) = win.cost_range_usd, nxt.cost_range_usd
             text += (f" (ranked at the middle of each price range; over the ranges {usd(lo_a)}-{usd(hi_a)} against "
                      f"{usd(lo_b)}-{usd(hi_b)} per million, which is cheaper depends on the provider's rate)")
-    return text + low_end_note(ranking, unit)
+    return text + low_end_note(ranking, unit) + QUICK_SEARCH_NOTE
+
+
+# the ranking's figures are its quick search's; the plan's are the whole search's on the first device
+QUICK_SEARCH_NOTE = (". Each device is ranked by a quick search (weight and KV-cache formats, parallelism, the engine's "
+                     "defaults); the plan below is the whole search on the first, so its figures can be better")
 
 
 def low_end_note(ranking: list[HardwareOption], unit: str) -> str:

@@ -345,3 +345,11 @@ def test_pipeline_stages_compete_inside_a_node_whose_gpus_talk_over_pcie():
     assert "tokens/s" in pcie and a.plan.predicted.pipeline_parallel == 1
     nvlink, _ = reason("h100-sxm")
     assert nvlink.startswith("tensor parallel covers one node")
+
+
+def test_auto_hardware_at_a_given_device_count_ranks_every_device_at_that_count():
+    """`--hardware auto --gpus N` judges each device at N: the count had been dropped where the fewest devices of
+    every kind that meet the workload were not N (8 GPUs asked, one advised)."""
+    eight = advise(AdviseRequest(model="llama-3.1-8b", hardware="auto", num_devices=8, workload="chat"))
+    assert eight.hardware.count == 8 and {o.count for o in eight.hardware_ranking} == {8}
+    assert len(eight.hardware_ranking) > 1
