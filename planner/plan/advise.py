@@ -396,6 +396,13 @@ def _document(spec: ModelSpec, workload: Workload, hw: HardwareSpec, devices: in
     bands = fitting_bands(bands, final.fits)  # a plan that does not fit: its memory's alone (plan_below says why)
     if not training:  # weights priced by a kernel rate measured elsewhere only; an expert dispatch the image lacks
         warnings += plan_caveats(workload.engine, weights, hw, final)
+        unbanded = [what for what, on in (
+            ("speculative decoding (its step model checked against one published sweep: "
+             "benchmarks/bench_speculation_published.py)", best.state.speculation is not None),
+            ("weights offloaded to host memory", best.state.offload_fraction > 0)) if on]
+        if bands and unbanded:  # as profile says of its speculative figures (`speculation.speculation_note`)
+            warnings.append(f"the ± bands are plain decoding's, from published points without the plan's "
+                            f"{' or '.join(unbanded)}")
     advice = Advice(
         model=model_summary(spec), workload=workload,
         # a training plan runs every device as a data-parallel rank (FSDP shards over them); a serving plan its
