@@ -95,6 +95,25 @@ def eagle3_head_bytes(s: Setup, reserved: int) -> tuple[float, float]:
     return head, cache
 
 
+def mtp_module_bytes(s: Setup, reserved: int) -> tuple[float, float]:
+    """(weights, cache bytes per sequence of `reserved` tokens) of the multi-token-prediction modules on one device:
+    the checkpoint ships them beside the layers the model's parameters count (DeepSeek-V3: 14B beside the published
+    671B), and an engine that speculates with them loads them. Each is a decoder layer like the model's (an MoE layer
+    where those are), the projection of a token's embedding and hidden state (2h x h) and three norms, in the weights'
+    format and split as the layers are; the embedding and head are the model's. Its cache: one layer's."""
+    n = mtp_layers(s.spec.name)
+    if not n:
+        return NO_DRAFT
+    c, lp, h = s.counts, s.counts.layer, s.spec.hidden_size
+    moe = s.spec.moe is not None
+    experts = c.num_experts * lp.expert_linear if moe else 0
+    linear = (c.moe_layer_linear if moe else c.dense_layer_linear) - experts + 2 * h * h
+    small = lp.attn_small + lp.norms + 3 * h + ((lp.router + lp.expert_small) if moe else lp.mlp_small)
+    weights = n * ((linear * s.bits_per_weight / 8 + small * s.act_bytes) / s.tp
+                   + experts * s.expert_bits_per_weight / 8 / s.shards)
+    return weights, n * elements_per_token(s.spec, s.layout) * int(reserved) * s.kv_element_bytes
+
+
 def draft_prefill_s(sp: Speculating | None, prompt: int, cached: int = 0) -> float:
     """The draft model's own prefill of a prompt (its cache must hold the prompt before it proposes), after the
     target's: a draft model's prefill step; nothing for the other methods, whose heads read the target's states."""
@@ -156,10 +175,12 @@ def draft_refusal(s: Setup, draft: Setup) -> str | None:
 
 
 def speculation_bytes(s: Setup, sp: Speculating | None, reserved: int) -> tuple[float, float]:
-    """(weights, cache bytes per sequence of `reserved` tokens) the speculation adds on a device: a draft model's or an
-    EAGLE-3 head's; nothing for MTP (its module is in the checkpoint the weights count) or n-gram lookup."""
+    """(weights, cache bytes per sequence of `reserved` tokens) the speculation adds on a device: a draft model's, an
+    EAGLE-3 head's or the MTP modules' (`mtp_module_bytes`); nothing for n-gram lookup."""
     if sp is not None and sp.method == "eagle3":
         return eagle3_head_bytes(s, reserved)
+    if sp is not None and sp.method == "mtp":
+        return mtp_module_bytes(s, reserved)
     if sp is not None and sp.draft is not None:
         weights, kv, _ = per_device_bytes(sp.draft, 1, int(reserved), 1)
         return weights, kv
