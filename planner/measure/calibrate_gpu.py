@@ -22,7 +22,7 @@ from .calibrate import calibration_setup, machine_record
 from .fit import fit_launch_costs, samples, step_seconds
 from .microbench import copy_bandwidth, matmul_tflops
 from .models import catalog_random_model
-from .runtime import MeasureError, load_model
+from .runtime import MeasureError, check_model_folder, load_model
 from .timing import Measurement, time_loaded
 
 # the models and steps fitted on by default: three layer counts (16, 28, 32), launch-bound and kernel-bound steps;
@@ -81,6 +81,7 @@ def build_models(names: list[str], dtype: str, device: str,
         began = time.perf_counter()
         try:
             if Path(name).is_dir():
+                check_model_folder(Path(name))  # safetensors weights only, as the CPU's calibration takes them
                 built[name] = load_model(name, dtype, device)[0]
             else:
                 need = profile(ProfileRequest(model=name, hardware="local", dtype=dtype)).memory.weights_bytes

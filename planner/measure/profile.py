@@ -65,7 +65,7 @@ def measure_profile(request: ProfileRequest, predicted: Profile, repeats: int = 
         MeasuredPoint(kind="decode", batch=batch, tokens=context, measured=decode.median_s, spread=decode.spread_s,
                       predicted=predicted.latency.tpot_ms / 1e3,
                       error_pct=_err(predicted.latency.tpot_ms / 1e3, decode.median_s)),
-        MeasuredPoint(kind="peak", batch=1, tokens=peak.tokens, measured=peak.peak_memory_bytes),
+        MeasuredPoint(kind="peak", batch=peak.batch, tokens=peak.tokens, measured=peak.peak_memory_bytes),
     ]
     measured = MeasuredProfile(engine="transformers", device=m.device, dtype=dtype, ttft_ms=ttft_s * 1e3,
                                tpot_ms=decode.median_s * 1e3, tokens_per_s=batch / decode.median_s,

@@ -19,8 +19,11 @@ def vm_hwm_bytes() -> int:
     if peak:
         return peak
     import resource
+    import sys
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    # ru_maxrss is in kilobytes on Linux and the BSDs, in bytes on macOS
+    scale = 1 if sys.platform == "darwin" else 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
 
 def check_model_folder(path: Path, allow_pickle: bool = False, error: type[OptiplanError] = MeasureError) -> None:

@@ -87,6 +87,7 @@ def test_profile_measure_json_has_measured_beside_predicted():
     assert measured["engine"] == "transformers" and measured["tpot_ms"] > 0
     assert {p["kind"] for p in measured["points"]} == {"prefill", "decode", "peak"}
     assert all(p["error_pct"] is not None for p in measured["points"] if p["kind"] != "peak")
+    assert {p["batch"] for p in measured["points"]} == {2}  # the peak too is measured at the request's batch
 
 
 @pytest.mark.parametrize("args, message", [
