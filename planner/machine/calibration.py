@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..fsutil import write_text_atomic
-from .probe import cpuinfo, cuda_devices, total_memory_bytes
+from .probe import cpuinfo, smi_devices, total_memory_bytes
 
 CALIBRATION_VERSION = "3"  # 2: split rooflines, measured matmul half-size; 3: fits keyed by "runtimes"
 
@@ -29,7 +29,7 @@ def fingerprint() -> str:
     """Identifies this machine's compute: CPU model, core count, memory size and CUDA device, if any."""
     info = cpuinfo()
     parts = [info.get("model name", platform.processor() or platform.machine()), str(os.cpu_count()),
-             str(round(total_memory_bytes() / 2**30)), ";".join(n for n, _ in cuda_devices())]
+             str(round(total_memory_bytes() / 2**30)), ";".join(n for n, _ in smi_devices())]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 

@@ -55,11 +55,27 @@ def total_memory_bytes() -> int:
 
 
 def cuda_devices() -> list[tuple[str, int]]:
-    """(name, memory bytes) of each CUDA device, without importing torch."""
+    """(name, memory bytes) of each CUDA device, without importing torch (torch's view where it is imported)."""
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available():
         return [(torch.cuda.get_device_name(i), torch.cuda.get_device_properties(i).total_memory)
                 for i in range(torch.cuda.device_count())]
+    return smi_devices()
+
+
+def smi_devices() -> list[tuple[str, int]]:
+    """(name, memory bytes) of each CUDA device nvidia-smi lists, those CUDA_VISIBLE_DEVICES names by index where it
+    does (in its order): the same answer whether or not the process imported torch, which the machine's fingerprint
+    needs (`calibrate` imports it, `advise` does not)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    devices = _smi_all()
+    if visible is not None and all(part.strip().isdigit() for part in visible.split(",") if part.strip()):
+        picked = [int(part) for part in visible.split(",") if part.strip()]
+        return [devices[i] for i in picked if i < len(devices)]
+    return devices
+
+
+def _smi_all() -> list[tuple[str, int]]:
     smi = shutil.which("nvidia-smi")
     if not smi:
         return []

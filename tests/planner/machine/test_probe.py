@@ -45,3 +45,22 @@ def test_a_calibration_file_that_cannot_be_used_is_ignored_with_a_warning(tmp_pa
         assert calibration.load_calibration() is None
         said = capsys.readouterr().err
         assert why in said and "ignored; `optiplan calibrate` writes it again" in said
+
+
+def test_the_fingerprint_is_the_same_whether_or_not_torch_is_imported(monkeypatch, tmp_path):
+    """`calibrate` imports torch and `advise` does not: the fingerprint reads nvidia-smi either way (with
+    CUDA_VISIBLE_DEVICES's indices), where torch's view of the devices had given the calibration a name later commands
+    never found."""
+    import sys
+    import types
+
+    monkeypatch.setattr(probe, "_smi_all", lambda: [("NVIDIA H100 80GB HBM3", 80 * 2**30)] * 2)
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    without = calibration.fingerprint()
+    fake = types.SimpleNamespace(cuda=types.SimpleNamespace(
+        is_available=lambda: True, device_count=lambda: 1, get_device_name=lambda i: "H100",
+        get_device_properties=lambda i: types.SimpleNamespace(total_memory=1)))
+    monkeypatch.setitem(sys.modules, "torch", fake)
+    assert calibration.fingerprint() == without
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    assert probe.smi_devices() == [("NVIDIA H100 80GB HBM3", 80 * 2**30)] and calibration.fingerprint() != without
