@@ -43,6 +43,19 @@ def catalog_entry(name: str) -> dict[str, Any]:
     return profiles.load_model(resolved)
 
 
+def instruct_note(name: str, workload_name: str) -> str | None:
+    """Where a chat workload is served by a catalog model's instruct checkpoint rather than the base model its name
+    stands for (a base model has no chat template), which one, to say once beside the plan; else None."""
+    resolved = profiles.resolve_model_name(name)
+    entry = profiles.load_model(resolved) if resolved else {}
+    instruct = (entry.get("instruct") or {}).get("hub_id")
+    if not instruct or instruct == entry.get("hub_id"):
+        return None
+    return (f"the {workload_name} workload talks through a chat template: it is served by {instruct}, the instruct "
+            f"model of {resolved} (whose {entry.get('hub_id')} is the base model); the plan's checkpoints and draft are "
+            "the instruct model's (the same architecture: the figures hold for it)")
+
+
 def mtp_layers(name: str) -> int:
     """The multi-token-prediction modules a catalog model's checkpoint ships: its config's count (DeepSeek), else the
     catalog's (Qwen3-Next's config names none); 0 for a model outside the catalog."""

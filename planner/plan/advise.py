@@ -28,8 +28,8 @@ from ..catalog.engines import (
     engine_splits_layers,
 )
 from ..catalog.hardware import catalog_hardware, devices_per_node, resolve_hardware
-from ..catalog.models import mtp_layers, resolve_model
-from ..catalog.workloads import priced_tokens, with_overrides
+from ..catalog.models import instruct_note, mtp_layers, resolve_model
+from ..catalog.workloads import priced_tokens, serves_instruct, with_overrides
 from ..errors import HardwareError, ImpossibleError, RequestError
 from ..schema import HardwareSpec, ModelSpec
 from ..schema.advice import (
@@ -366,6 +366,8 @@ def _document(spec: ModelSpec, workload: Workload, hw: HardwareSpec, devices: in
     alternatives = [Alternative(techniques=list(c.ids), predicted=_predicted(c, result.baseline, ctx),
                                 note=alternative_note(c, best, workload.goal)) for c in pareto_alternatives(best, ranked)]
     warnings = [*notes, *spec.warnings]
+    if workload.goal != "training" and serves_instruct(workload) and (note := instruct_note(spec.name, workload.name)):
+        warnings.append(note)
     if not baseline.fits:
         warnings.append("the baseline does not fit: its latency figures are what it would take if it did")
     if workload.goal != "training":

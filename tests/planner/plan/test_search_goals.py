@@ -353,3 +353,12 @@ def test_auto_hardware_at_a_given_device_count_ranks_every_device_at_that_count(
     eight = advise(AdviseRequest(model="llama-3.1-8b", hardware="auto", num_devices=8, workload="chat"))
     assert eight.hardware.count == 8 and {o.count for o in eight.hardware_ranking} == {8}
     assert len(eight.hardware_ranking) > 1
+
+
+def test_a_chat_plan_says_it_serves_the_instruct_model():
+    """The catalog's llama-3.1-8b is the base model; a chat workload is served by its instruct checkpoint, which every
+    step's checkpoint and draft follow: the advice says so once, and not for a workload without a chat template."""
+    chat = advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", workload="chat"))
+    assert any("served by meta-llama/Llama-3.1-8B-Instruct" in w for w in chat.warnings)
+    completion = advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", workload="code-completion"))
+    assert not any("instruct model" in w for w in completion.warnings)
