@@ -369,7 +369,8 @@ def _document(spec: ModelSpec, workload: Workload, hw: HardwareSpec, devices: in
     if workload.goal != "training" and serves_instruct(workload) and (note := instruct_note(spec.name, workload.name)):
         warnings.append(note)
     if not baseline.fits:
-        warnings.append("the baseline does not fit: its latency figures are what it would take if it did")
+        figures = "step time is" if workload.goal == "training" else "latency figures are"
+        warnings.append(f"the baseline does not fit: its {figures} what it would take if it did")
     if workload.goal != "training":
         warnings += [w for w in (_above_default_share(baseline, workload.engine, hw, "the baseline"),
                                  _above_default_share(final, workload.engine, hw, "the plan")) if w]

@@ -30,7 +30,7 @@ SERVING: list[Column] = [
 TRAINING: list[Column] = [
     ("step s", _as_if(lambda p: f"{p.training_step_s:,.1f}" if p.training_step_s is not None else "-")),
     ("tokens/s", _as_if(lambda p: f"{p.throughput_tokens_per_s:,.0f}")),
-    ("MFU", _as_if(lambda p: f"{p.training_mfu:.0%}" if p.training_mfu is not None else "-")),
+    ("MFU", _as_if(lambda p: f"{p.training_mfu:.1%}" if p.training_mfu is not None else "-")),
 ]
 
 

@@ -210,3 +210,13 @@ def test_catalog_workloads():
     result = run("catalog", "workloads", "--json")
     names = {w["name"] for w in json.loads(result.output)}
     assert {"chat", "code-completion", "rag-long-context", "batch-offline", "agent"} <= names
+
+
+@pytest.mark.parametrize("fmt", ["md", "html"])
+def test_a_training_report_describes_its_job_not_prompts_and_outputs(fmt):
+    """A fine-tune's workload line names its job (sequences a step, their length, the optimizer): it had read
+    'outputs 1 (p95 1), 1 concurrent sequences'. Budgets print as given (1%, not 1.0%)."""
+    out = CliRunner().invoke(main, ["advise", "llama-3.2-1b", "-H", "h100-sxm", "--workload", "fine-tune", "--format",
+                                    fmt]).stdout
+    assert "64 sequences of 4,096 tokens a step" in out and "adamw" in out
+    assert "concurrent sequences" not in out and "quality budget 1%" in out
