@@ -270,6 +270,12 @@ def print_calibration(data: dict[str, Any], path) -> None:
                               f"{p['measured_s'] * 1e3:,.2f}", f"{p['predicted_s'] * 1e3:,.2f}", f"{p['error_pct']:+.1f}%")
             console.print(table)
             console.print(f"median absolute error {fitted['median_abs_error_pct']:.1f}%")
+            if fitted.get("at_grid_edge"):  # the data want a larger cost than the fit's grid holds
+                console.print("[yellow]warning:[/] the fitted launch cost lies on its grid's far edge (3 ms a layer, "
+                              "20 ms a step): the measured steps are slower than any cost it tried; check the models "
+                              "ran on the GPU and nothing else loaded it, then calibrate again")
+    for skipped in data.get("skipped") or []:
+        console.print(f"[yellow]not fitted on[/] {skipped}")
     print_effects(console, data.get("effects"))
     console.print(f"[dim]written to {path}[/]")
 

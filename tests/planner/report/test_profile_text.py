@@ -79,3 +79,17 @@ def test_nothing_that_does_not_fit_is_counted_as_goodput():
                                                                "2000", "--output-tokens", "500", "--concurrency",
                                                                "4", "--slo-ttft-ms", "1000")
     assert profile(ProfileRequest(model="llama-3.1-8b", hardware="h100-sxm", **load)).requests.goodput_requests_per_s > 0
+
+
+def test_a_calibration_says_where_its_fit_hit_its_grid_and_which_models_it_left_out(capsys):
+    from optiplan.planner.report.console import print_calibration
+
+    fitted = {"factors": {"flop_efficiency": 0.5, "bandwidth_efficiency": 0.6, "step_overhead_s": 0.0,
+                          "layer_overhead_s": 0.003, "host_overlap": True, "matmul_half_tokens": 64},
+              "points": [], "median_abs_error_pct": 31.0, "at_grid_edge": True}
+    data = {"peak_tflops": {"bf16": 900.0}, "machine": {"gpu": "NVIDIA H200", "cpu": "EPYC"},
+            "bandwidth_bytes_per_s": 4e12, "runtime_overhead_bytes": 0, "runtimes": {"transformers": {"bf16": fitted}},
+            "skipped": ["llama-3.1-8b: 16.1 GB of weights, 8.0 GB free"]}
+    print_calibration(data, "/tmp/x.json")
+    out = " ".join(capsys.readouterr().out.split())
+    assert "lies on its grid's far edge" in out and "not fitted on llama-3.1-8b: 16.1 GB of weights" in out
