@@ -314,7 +314,12 @@ def print_techniques(declared: list[dict[str, Any]]) -> None:
 def catalog_rows(what: str) -> list[dict[str, Any]]:
     if what == "engines":
         from ..catalog.engine_versions import release_boundaries, release_ranges
-        from ..catalog.engines import engine_table
+        from ..catalog.engines import engine_defaults, engine_table
+
+        def priced(e) -> str:  # the release plans are priced at (its CUDA image's, else its one backend's)
+            deployed = e.get("deployed_release") or {}
+            release = deployed.get("cuda") or next(iter(deployed.values()), None)
+            return f"{e['name']}=={release}" if release else e["name"]
 
         # `releases`: the ranges its rules describe apart (`--engine sglang==0.5.6`); `deployed`: per backend,
         # the release its configs' image runs and its plans are priced at
@@ -323,7 +328,9 @@ def catalog_rows(what: str) -> list[dict[str, Any]]:
                  "deployed": e.get("deployed_release") or {},
                  "runtime": e["runtime"], "scheduling": e["scheduling"],
                  "planned": e.get("plans", True), "backends": e["backends"],
-                 "defaults": [d["technique"] for d in e.get("defaults") or []],
+                 # what its plans' baseline runs: the defaults of the release they are priced at (TensorRT-LLM 1.0's
+                 # CUDA graphs), as advise marks them
+                 "defaults": list(engine_defaults(priced(e))),
                  # per weight format: the file it is stored in (GGUF), the kernel whose share the model uses, or
                  # the kernel's name
                  "kernels": {fmt: k.get("storage", {}).get("format") or k.get("efficiency")

@@ -145,6 +145,8 @@ def test_catalog_listings():
     assert "profile only" in run("catalog", "engines").output
     # the release each engine's plans are priced at, per backend: its configs' image
     assert engines["vllm"]["deployed"] == {"cuda": "0.10.2", "rocm": "0.10.1"} and not engines["gpt-fast"]["deployed"]
+    # ... and its defaults are that release's, as advise marks them (TensorRT-LLM 1.0 turned CUDA graphs on)
+    assert "cuda-graphs" in engines["trtllm"]["defaults"]
 
 
 @pytest.mark.parametrize("args", [["advise", "llama-3.1-8b", "-H", "h100-sxm", "--engine", "vllm==0.11.0"],
