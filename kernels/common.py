@@ -119,7 +119,8 @@ def sink_values(sink_logits, heads: int):
     if sink_logits is None:
         return None
     if sink_logits.numel() != heads:
-        raise ValueError(f"sink_logits holds {sink_logits.numel()} values: the kernels take one per query head ({heads})")
+        raise ValueError(f"sink_logits holds {sink_logits.numel()} values: the kernels take one per query head "
+                         f"({heads})")
     return sink_logits.float().contiguous().view(heads)
 
 

@@ -52,8 +52,8 @@ def instruct_note(name: str, workload_name: str) -> str | None:
     if not instruct or instruct == entry.get("hub_id"):
         return None
     return (f"the {workload_name} workload talks through a chat template: it is served by {instruct}, the instruct "
-            f"model of {resolved} (whose {entry.get('hub_id')} is the base model); the plan's checkpoints and draft are "
-            "the instruct model's (the same architecture: the figures hold for it)")
+            f"model of {resolved} (whose {entry.get('hub_id')} is the base model); the plan's checkpoints and draft "
+            "are the instruct model's (the same architecture: the figures hold for it)")
 
 
 def mtp_layers(name: str) -> int:

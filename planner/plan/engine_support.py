@@ -19,7 +19,8 @@ def unsupported(engine: str, asked: tuple[str, ...]) -> str | None:
     """Why `engine` runs none of the techniques `asked` (the ones a format or speculation stands for; int4 weights
     are plain, AWQ or GPTQ), or None where it runs one, by an option or by default."""
     techniques, name = all_techniques(), split_engine(engine)[0]
-    if not asked or any(name in techniques[t].engines or t in engine_defaults(engine) for t in asked if t in techniques):
+    runs = (t for t in asked if t in techniques and (name in techniques[t].engines or t in engine_defaults(engine)))
+    if not asked or any(runs):
         return None
     profile = engine_profile(engine)
     why = (profile.get("missing") or {}).get(asked[0])

@@ -70,9 +70,9 @@ def print_profile(p: Profile, console: Console | None = None) -> None:
                                                             if m.sliding_layers else "")
     console.print(f"[bold]{m.name}[/] on [bold]{hw.num_devices} x {hw.name}[/]  "
                   f"(tp {hw.tensor_parallel}, pp {hw.pipeline_parallel}"
-                  + "".join(f", {name} {n}" for name, n in (("attention dp", r.attention_data_parallel),
-                                                             ("ep", r.expert_parallel),
-                                                             ("prefill instances", r.prefill_instances)) if (n or 1) > 1)
+                  + "".join(f", {name} {n}" for name, n in (
+                      ("attention dp", r.attention_data_parallel), ("ep", r.expert_parallel),
+                      ("prefill instances", r.prefill_instances)) if (n or 1) > 1)
                   + f", weights {r.dtype}"
                   f"{f' in GGUF {r.gguf_type}' if r.gguf_type else ''}, compute {hw.compute_dtype}, "
                   f"batch {r.batch}, context {r.context}, engine {r.engine})")
