@@ -26,10 +26,10 @@ def profile(model: str, hardware: str = "h100-sxm", **options: Any):
     """Analytic profile of `model` (catalog name, config.json, folder or hub id) on `hardware`.
     Options are the fields of `optiplan.planner.schema.ProfileRequest` (dtype, batch, context,
     num_devices, pipeline_parallel, kv_dtype, engine, ...). Returns a `Profile`."""
-    from .planner.analytic.profile import profile as _profile
+    from .planner.plan.engine_support import checked_profile
     from .planner.schema import ProfileRequest
 
-    return _profile(ProfileRequest(model=model, hardware=hardware, **options))
+    return checked_profile(ProfileRequest(model=model, hardware=hardware, **options))
 
 
 def advise(model: str, hardware: str = "auto", **options: Any):

@@ -35,7 +35,11 @@ def hardware_from_dict(data: dict, where: str) -> HardwareSpec:
         return HardwareSpec(**d)
     except KeyError as exc:
         raise HardwareError(f"{where}: malformed hardware profile: missing field {exc}") from exc
-    except (TypeError, ValueError, OverflowError, AttributeError, ValidationError) as exc:
+    except ValidationError as exc:  # the field and what is wrong with it, not pydantic's header line
+        first = exc.errors()[0]
+        raise HardwareError(f"{where}: malformed hardware profile: {'.'.join(map(str, first['loc']))}: "
+                            f"{first['msg']}") from exc
+    except (TypeError, ValueError, OverflowError, AttributeError) as exc:
         raise HardwareError(f"{where}: malformed hardware profile: {exc}".splitlines()[0]) from exc
 
 

@@ -228,8 +228,7 @@ def profile(model: str, hardware: str, as_json: bool, fmt: str | None, output: P
       optiplan profile ./config.json --hardware l4 --dtype bf16 --context 2048 --json
       optiplan profile ./local-model-folder --hardware local
     """
-    from ..analytic.profile import profile as run_profile
-    from ..plan.engine_support import with_engine_support
+    from ..plan.engine_support import checked_profile
     from ..schema import ProfileRequest
 
     if not measure and repeats is not None:
@@ -239,7 +238,7 @@ def profile(model: str, hardware: str, as_json: bool, fmt: str | None, output: P
     as_json = as_json or fmt == "json"
     request = ProfileRequest(model=model, hardware=hardware, **options)
     # its request has the context resolved (no longer than the model takes); a setup its engine cannot run, said
-    result = with_engine_support(run_profile(request))
+    result = checked_profile(request)
     if measure:
         from ..measure.profile import measure_profile
 

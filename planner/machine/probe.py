@@ -65,14 +65,20 @@ def cuda_devices() -> list[tuple[str, int]]:
 
 def smi_devices() -> list[tuple[str, int]]:
     """(name, memory bytes) of each CUDA device nvidia-smi lists, those CUDA_VISIBLE_DEVICES names by index where it
-    does (in its order): the same answer whether or not the process imported torch, which the machine's fingerprint
-    needs (`calibrate` imports it, `advise` does not)."""
+    does, as CUDA reads it (in its order, up to its first entry that is no device index: -1 hides the rest): the same
+    answer whether or not the process imported torch, which the machine's fingerprint needs (`calibrate` imports it,
+    `advise` does not). The indices are nvidia-smi's, in PCI bus order: CUDA's too under CUDA_DEVICE_ORDER=PCI_BUS_ID
+    or where the GPUs are alike; a UUID list leaves every device."""
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     devices = _smi_all()
-    if visible is not None and all(part.strip().isdigit() for part in visible.split(",") if part.strip()):
-        picked = [int(part) for part in visible.split(",") if part.strip()]
-        return [devices[i] for i in picked if i < len(devices)]
-    return devices
+    if visible is None or any(part.strip().startswith(("GPU-", "MIG-")) for part in visible.split(",")):
+        return devices
+    picked = []
+    for part in visible.split(","):
+        if not part.strip().isdigit() or int(part) >= len(devices):
+            break
+        picked.append(devices[int(part)])
+    return picked
 
 
 def _smi_all() -> list[tuple[str, int]]:

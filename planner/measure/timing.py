@@ -110,8 +110,9 @@ def _step_functions(model, device: str, prefills, decodes, gen) -> tuple[list[tu
             model(input_ids=step, cache=cache, use_cache=True)
             cache.crop(-1)  # drop the token the step added: the context stays fixed
 
-        try:  # once untimed: a cache that cannot drop a token says so here, not as an internal error
-            one_step()
+        model(input_ids=step, cache=cache, use_cache=True)  # once untimed: a cache that cannot drop the token it
+        try:  # adds says so here, not as an internal error (a failing forward pass is no such cache: it raises as is)
+            cache.crop(-1)
         except (RuntimeError, ValueError) as exc:
             raise MeasureError(f"decode at {context:,} tokens cannot be timed on this model: each timed step drops the "
                                "token it adds to keep the context fixed, and its cache cannot (a sliding-window "

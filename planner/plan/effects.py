@@ -46,13 +46,13 @@ class MeasuredEffect:
 
 
 # the fewest interleaved rounds whose spread tells an effect from noise: one round's range is a point, not a spread
-MIN_ROUNDS = 3
+MIN_ROUNDS = 2
 
 
 def beyond_noise(shape: Mapping) -> dict:
     """A measured shape with each ratio whose rounds straddle 1 (or lie within NOISE of it) read as 1: on a shared
-    machine a technique that changes nothing measures anywhere from 0.8x to 1.3x. Timings of fewer than MIN_ROUNDS
-    rounds read as 1 too (`calibrate --repeats 2` measures one); sizes are exact in one."""
+    machine a technique that changes nothing measures anywhere from 0.8x to 1.3x. Timings of one round read as 1 too
+    (`calibrate --repeats 2` measures one: its range is a point, no spread); sizes are exact in one."""
     out = dict(shape)
     few = shape.get("rounds", MIN_ROUNDS) < MIN_ROUNDS
     for key, (low, high) in (shape.get("range") or {}).items():

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from ..catalog.engine_refusals import FORMAT_TECHNIQUES
 from ..catalog.engines import engine_defaults, engine_plans, engine_profile, engine_release, split_engine
+from ..analytic import profile as analytic
+from ..schema import ProfileRequest
 from ..schema.profile import Profile
-from .techniques import all_techniques
+from .techniques import all_techniques, no_option
 
 # the plan technique each speculation of a profile stands for
 SPECULATION_TECHNIQUES = {"draft": ("spec-draft",), "eagle3": ("spec-eagle3",), "mtp": ("spec-mtp",),
@@ -17,16 +19,22 @@ SPECULATION_TECHNIQUES = {"draft": ("spec-draft",), "eagle3": ("spec-eagle3",), 
 
 def unsupported(engine: str, asked: tuple[str, ...]) -> str | None:
     """Why `engine` runs none of the techniques `asked` (the ones a format or speculation stands for; int4 weights
-    are plain, AWQ or GPTQ), or None where it runs one, by an option or by default."""
-    techniques, name = all_techniques(), split_engine(engine)[0]
-    runs = (t for t in asked if t in techniques and (name in techniques[t].engines or t in engine_defaults(engine)))
+    are plain, AWQ or GPTQ), or None where it runs one: by an option plans use, one they do not (`unplanned`), or by
+    default."""
+    techniques, (name, pinned) = all_techniques(), split_engine(engine)
+    release = engine if pinned or not engine_release(engine) else f"{name}=={engine_release(engine)}"
+    unplanned = engine_profile(release).get("unplanned") or {}
+    runs = (t for t in asked if t in techniques and (name in techniques[t].engines or t in engine_defaults(release)
+                                                     or t in unplanned))
     if not asked or any(runs):
         return None
-    profile = engine_profile(engine)
-    why = (profile.get("missing") or {}).get(asked[0])
-    release = split_engine(engine)[1] or engine_release(engine) or profile["version"]
-    return (f"{name} {release} has no option for {asked[0]}"
-            + (f": {why['why']} (source: {why['source'].split(' — ')[0]})" if why else ""))
+    return no_option(name, release, asked[0], asked[0])
+
+
+def checked_profile(request: ProfileRequest) -> Profile:
+    """`optiplan profile`, for the CLI, the Python API and the service alike: the analytic profile, with what its
+    engine cannot run said (`with_engine_support`)."""
+    return with_engine_support(analytic.profile(request))
 
 
 def with_engine_support(result: Profile) -> Profile:

@@ -56,7 +56,7 @@ def explain_ranking(ranking: list[HardwareOption], unit: str = "output tokens") 
 
 # the ranking's figures are its quick search's; the plan's are the whole search's on the first device
 QUICK_SEARCH_NOTE = (". Each device is ranked by a quick search (weight and KV-cache formats, parallelism, the "
-                     "engine's defaults); the plan below is the whole search on the first, so its figures can be "
+                     "engine's defaults); the plan is the whole search on the first device, so its figures can be "
                      "better")
 
 

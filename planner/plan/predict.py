@@ -18,8 +18,7 @@ from ..analytic.memory import (
 from ..analytic.offload import host_weight_bytes
 from ..analytic.requests import cached_tokens, front_end, request_figures
 from ..analytic.setup import Setup
-from ..analytic.speculation import (Speculating, draft_prefill_s, eagle3_head_bytes, mtp_module_bytes,
-                                    speculative_step_s)
+from ..analytic.speculation import Speculating, draft_prefill_s, speculation_bytes, speculative_step_s
 from ..analytic.steps import decode_step, first_token_step_s, prefill_step
 from ..catalog.engines import continuous_scheduling
 from ..catalog.expert_dispatch import dispatch_note
@@ -76,10 +75,8 @@ def _draft_bytes(state: PlanState, reserved: float) -> tuple[float, float] | Non
     decoder layer, its fused projection and its draft-vocabulary head, and that layer's cache) or the MTP modules'
     the checkpoint ships beside the counted layers (`mtp_module_bytes`); None for n-gram (no weights)."""
     spec = state.speculation
-    if spec is not None and spec.method == "eagle3":
-        return eagle3_head_bytes(to_setup(state), int(reserved))
-    if spec is not None and spec.method == "mtp":
-        return mtp_module_bytes(to_setup(state), int(reserved))
+    if spec is not None and spec.method in ("eagle3", "mtp"):  # heads of the target's: as profile counts them
+        return speculation_bytes(to_setup(state), _speculating(state), int(reserved))
     if spec is None or spec.method != "draft" or spec.draft is None:
         return None
     d = to_setup(state.with_(spec=spec.draft, speculation=None, ep=1, attention_dp=1, offload_fraction=0.0))

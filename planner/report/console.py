@@ -271,9 +271,9 @@ def print_calibration(data: dict[str, Any], path) -> None:
             console.print(table)
             console.print(f"median absolute error {fitted['median_abs_error_pct']:.1f}%")
             if fitted.get("at_grid_edge"):  # the data want a larger cost than the fit's grid holds
-                console.print("[yellow]warning:[/] the fitted launch cost lies on its grid's far edge (3 ms a layer, "
-                              "20 ms a step): the measured steps are slower than any cost it tried; check the models "
-                              "ran on the GPU and nothing else loaded it, then calibrate again")
+                console.print("[yellow]warning:[/] the fitted launch cost lies at the largest its grid holds: the "
+                              "measured steps are slower than any cost it tried; check the models ran on the GPU and "
+                              "nothing else loaded it, then calibrate again")
     for skipped in data.get("skipped") or []:
         console.print(f"[yellow]not fitted on[/] {skipped}")
     print_effects(console, data.get("effects"))
@@ -293,6 +293,12 @@ def print_effects(console: Console, effects: dict[str, Any] | None) -> None:
             table.add_row(tid, str(shape["hidden"]), *(f"{shape[k]:.2f}x" if k in shape else "-" for k in (
                 "tpot_ms", "ttft_ms", "batched_tokens_per_s", "weights_bytes", "cache_bytes")))
     console.print(table)
+    from ..plan.effects import MIN_ROUNDS
+
+    shapes = [shape for entry in effects["techniques"].values() for shape in entry["shapes"]]
+    if any(shape.get("rounds", MIN_ROUNDS) < MIN_ROUNDS for shape in shapes):
+        console.print("[dim]one round each: the planner reads the timings as no effect (no spread to judge them by; "
+                      "calibrate with --repeats 3 or more); the sizes stand[/]")
     for tid, reason in effects.get("skipped", {}).items():
         console.print(f"[dim]{tid}: not measured: {reason}[/]")
 

@@ -96,7 +96,7 @@ def predicted_summary(advice: Advice) -> str:
             ("optimizer states", p.optimizer_state_bytes), ("activations", p.activation_bytes)))
         return (f"a step of {job.global_batch} x {job.sequence_length} tokens takes {step:,.1f} s"
                 f"{band_text(b, 'training_step_s')} ({p.throughput_tokens_per_s:,.0f} tokens/s, MFU "
-                f"{(p.training_mfu or 0):.0%}), {memory} ({parts} GB)")
+                f"{(p.training_mfu or 0):.1%}), {memory} ({parts} GB)")
     return (f"TTFT {p.ttft_ms:,.1f} ms{band_text(b, 'ttft_ms')} (a {advice.workload.prompt_tokens_p95:,}-token p95 "
             f"prompt), TPOT {p.tpot_ms:,.2f} ms{band_text(b, decode_band(p.batch, b))}, "
             f"{rate(p.throughput_tokens_per_s)} output tokens/s{band_text(b, 'throughput_tokens_per_s')} at batch "

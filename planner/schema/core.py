@@ -44,10 +44,15 @@ class Price(Frozen):
 
 class Interconnect(Frozen):
     name: str
-    kind: Literal["pcie", "nvlink", "infinity-fabric", "ici"] = Field(
-        description="the link between a node's devices: over PCIe a tensor-parallel layer's all-reduces cost enough "
-                    "that pipeline stages compete inside one node; NVLink, Infinity Fabric and TPU ICI connect the "
-                    "devices directly")
+    kind: Literal["pcie", "nvlink", "infinity-fabric", "ici"] | None = Field(
+        None, description="the link between a node's devices: over PCIe a tensor-parallel layer's all-reduces cost "
+                          "enough that pipeline stages compete inside one node; NVLink, Infinity Fabric and TPU ICI "
+                          "connect the devices directly [every catalog device states it; a profile of your own without "
+                          "it: PCIe where its name starts so]")
+
+    @property
+    def over_pcie(self) -> bool:
+        return self.kind == "pcie" if self.kind is not None else self.name.lower().startswith("pcie")
     bandwidth_gbps: float = Field(gt=0, description="GB/s per device, bidirectional (vendor convention)")
     max_devices_per_node: int = Field(8, ge=1)
     latency_us: float = Field(5.0, ge=0, description="per hop latency used for collective estimates")

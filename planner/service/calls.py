@@ -95,10 +95,9 @@ class AdviceCache:
 
 
 def run_profile(request: ProfileRequest, roots: Roots):
-    from ..analytic.profile import profile
-    from ..plan.engine_support import with_engine_support
+    from ..plan.engine_support import checked_profile
 
-    return with_engine_support(profile(confine_profile(request, roots)))
+    return checked_profile(confine_profile(request, roots))
 
 
 def advise_key(request: AdviseRequest, roots: Roots) -> str | None:

@@ -84,7 +84,8 @@ class Roots:
             raise ServiceRefused(f"{what} '{name}': name a folder inside the workdir, not the workdir itself", 400)
         if path.name.startswith((".", *RESERVED)) or path.name.endswith((".sqlite", ".sqlite-wal", ".sqlite-shm")):
             raise ServiceRefused(f"{what} '{name}': hidden names and the job database are reserved", 400)
-        if shadow := next((root for root in self.models if (root / rel).exists() or (root / rel).is_symlink()), None):
+        if shadow := next((root for root in self.models if ((root / rel).exists() or (root / rel).is_symlink())
+                           and (root / rel).resolve() != path.resolve()), None):
             # inputs are looked up in the models dirs first: this output could never be named by a later job
             raise ServiceRefused(f"{what} '{name}': the models dir {shadow.name} has a '{rel}' too, which a later job "
                                  "naming it would read instead; choose another name", 409)

@@ -35,7 +35,8 @@ class Job(BaseModel):
     log: list[str] = Field([], description=f"the last {LOG_LINES} lines of the job's log")
     result: Any = None
     error: str | None = None
-    output: str | None = Field(None, description="the name it writes under the workdir")
+    output: str | None = Field(None, description="the name it writes under the workdir; @calibration for a calibrate "
+                                                 "job, which rewrites the machine's calibration file (one at a time)")
     reads: list[str] = Field([], description="the names under the workdir it reads (another job's outputs)")
     worker: str | None = None
     attempt: int = 0
@@ -85,7 +86,7 @@ def refuse_writer(job: Job, conflict: tuple[Job, str]) -> None:
 
     other, what = conflict
     target = f"output '{job.output}'" if job.output else f"{job.kind} of {', '.join(repr(r) for r in job.reads)}"
-    if job.output == CALIBRATION_WRITER:
+    if job.output == other.output == CALIBRATION_WRITER:
         target, what = "calibrate", "is calibrating this machine (its one calibration file: one such job at a time)"
     raise ServiceRefused(f"{target}: another job ({other.id}) {what}; one writer per workdir name (and none inside "
                          "another's), and no reader of a name being written", 409)

@@ -318,9 +318,7 @@ def static_reason(t: Technique, ctx: Context) -> str | None:
             if unplanned := (engine.get("unplanned") or {}).get(t.id):
                 return (f"{w.engine} {engine['version']} has {unplanned['option']}, which plans do not use: "
                         f"{unplanned['why']}")
-            why = (engine.get("missing") or {}).get(t.id)
-            return f"{w.engine} {engine['version']} has no option for it" + (
-                f": {why['why']} (source: {why['source'].split(' — ')[0]})" if why else "")
+            return no_option(w.engine, ctx.release_engine, t.id)
         if why := engine_step_refusal(ctx.release_engine, ctx.hw, ctx.spec.model_type, t.id, ctx.kind):
             return why
         runtime = t.combines.get(w.engine)
@@ -336,6 +334,15 @@ def static_reason(t: Technique, ctx: Context) -> str | None:
         return why
     # what the engine does not run on a model with state layers (its profile's data, with the source)
     return None if training else state_technique_refusal(ctx.release_engine, t.id, ctx.spec.model_type)
+
+
+def no_option(name: str, release: str, technique: str, what: str = "it") -> str:
+    """'NAME VERSION has no option for WHAT', with the reason and source its profile's `missing` gives where it does:
+    the sentence advise rejects a step with, and profile warns of a setup with (`plan.engine_support`)."""
+    engine = engine_profile(release)
+    why = (engine.get("missing") or {}).get(technique)
+    return f"{name} {engine['version']} has no option for {what}" + (
+        f": {why['why']} (source: {why['source'].split(' — ')[0]})" if why else "")
 
 
 def all_techniques() -> dict[str, Technique]:

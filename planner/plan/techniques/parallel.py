@@ -66,7 +66,7 @@ def _over_pcie(ctx: Context) -> bool:
     all-reduces cost enough that pipeline stages compete inside one node (vLLM's docs/serving/parallelism_scaling.md:
     "if the GPUs on the node do not have NVLINK interconnect (e.g. L40S), leverage pipeline parallelism instead of
     tensor parallelism for higher throughput and lower communication overhead"); the plan search prices both."""
-    return ctx.hw.interconnect is not None and ctx.hw.interconnect.kind == "pcie"
+    return ctx.hw.interconnect is not None and ctx.hw.interconnect.over_pcie
 
 
 def _pp_check(ctx: Context) -> str | None:

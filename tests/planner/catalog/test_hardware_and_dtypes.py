@@ -54,8 +54,18 @@ def test_hardware_yaml_file(tmp_path):
                     "peak_tflops: {bf16: 100, fp16: 100}\nfeatures: {backend: cuda, bf16: true}\nsources: [me]\n")
     spec = hardware.resolve_hardware(str(path))
     assert spec.memory_bytes == 32 * 2**30
+    # an interconnect without the `kind` every catalog device states: PCIe where its name says so (a file written
+    # before the field had been refused)
+    two = path.read_text().replace("id: my-gpu", "id: my-pcie-gpu") + \
+        "interconnect: {name: PCIe4 x16, bandwidth_gbps: 64}\n"
+    path.write_text(two)
+    assert hardware.resolve_hardware(str(path)).interconnect.over_pcie
     path.write_text("id: broken\nname: x\n")
     with pytest.raises(HardwareError, match="malformed hardware profile"):
+        hardware.resolve_hardware(str(path))
+    # a field of the wrong kind is named, not pydantic's header line
+    path.write_text(two.replace("bandwidth_gbps: 64", "bandwidth_gbps: fast"))
+    with pytest.raises(HardwareError, match="interconnect.bandwidth_gbps"):
         hardware.resolve_hardware(str(path))
 
 

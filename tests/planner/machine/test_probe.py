@@ -54,7 +54,8 @@ def test_the_fingerprint_is_the_same_whether_or_not_torch_is_imported(monkeypatc
     import sys
     import types
 
-    monkeypatch.setattr(probe, "_smi_all", lambda: [("NVIDIA H100 80GB HBM3", 80 * 2**30)] * 2)
+    monkeypatch.setattr(probe, "_smi_all", lambda: [("NVIDIA H100 80GB HBM3", 80 * 2**30), ("NVIDIA L4", 24 * 2**30)])
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     monkeypatch.delitem(sys.modules, "torch", raising=False)
     without = calibration.fingerprint()
     fake = types.SimpleNamespace(cuda=types.SimpleNamespace(
@@ -63,4 +64,6 @@ def test_the_fingerprint_is_the_same_whether_or_not_torch_is_imported(monkeypatc
     monkeypatch.setitem(sys.modules, "torch", fake)
     assert calibration.fingerprint() == without
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
-    assert probe.smi_devices() == [("NVIDIA H100 80GB HBM3", 80 * 2**30)] and calibration.fingerprint() != without
+    assert probe.smi_devices() == [("NVIDIA L4", 24 * 2**30)] and calibration.fingerprint() != without
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,-1,1")  # CUDA stops at its first entry that is no device
+    assert probe.smi_devices() == [("NVIDIA H100 80GB HBM3", 80 * 2**30)]

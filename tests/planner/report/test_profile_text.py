@@ -92,4 +92,4 @@ def test_a_calibration_says_where_its_fit_hit_its_grid_and_which_models_it_left_
             "skipped": ["llama-3.1-8b: 16.1 GB of weights, 8.0 GB free"]}
     print_calibration(data, "/tmp/x.json")
     out = " ".join(capsys.readouterr().out.split())
-    assert "lies on its grid's far edge" in out and "not fitted on llama-3.1-8b: 16.1 GB of weights" in out
+    assert "lies at the largest its grid holds" in out and "not fitted on llama-3.1-8b: 16.1 GB of weights" in out
