@@ -9,7 +9,7 @@ import pytest
 from optiplan.optimizers.apply import apply
 
 
-def test_a_killed_apply_leaves_only_what_its_job_tag_names(target_path, tmp_path, monkeypatch):
+def test_a_killed_apply_leaves_only_what_its_job_tag_names(target_path, tmp_path, monkeypatch, untimed_step_checks):
     """A service job's apply writes every temporary folder under its tag, so that the worker removes what a killed
     attempt left: the staging folder is written in place (a temporary sibling of it had carried a name the tag's
     pattern does not match). A kill runs no cleanup: rmtree is made a no-op here to leave what a kill would."""
@@ -32,7 +32,7 @@ def test_a_killed_apply_leaves_only_what_its_job_tag_names(target_path, tmp_path
     assert left and left == partial_folders(out, "job1-1")
 
 
-def test_nothing_is_at_the_output_path_until_it_is_verified(target_path, tmp_path, monkeypatch):
+def test_nothing_is_at_the_output_path_until_it_is_verified(target_path, tmp_path, monkeypatch, untimed_step_checks):
     """verify runs on a staged folder beside the output, renamed into place once verified (and rolled back where
     verify says so): a kill during verify (which no handler sees) left an unverified folder at the output path, its
     manifest saying 'applied' (a review's finding)."""

@@ -283,7 +283,7 @@ def test_unreadable_eval_text_fails_before_loading(target_path, tmp_path):
         verify(target_path, target_path, eval_text=tmp_path / "short.txt")
 
 
-def test_verify_cli_reports_before_and_after_in_every_format(target_path, tmp_path):
+def test_verify_cli_reports_before_and_after_in_every_format(target_path, tmp_path, untimed_step_checks):
     from click.testing import CliRunner
     from optiplan.planner.cli.main import main
     from optiplan.planner.report.verify import render
@@ -414,7 +414,7 @@ def test_a_step_is_timed_against_a_copy_of_the_model_before_it_interleaved(targe
     assert "tpot_ms" in steps["kv-fp8"].measured
 
 
-def test_a_memory_plan_ships_only_what_verify_measures_saved(target_path, tmp_path):
+def test_a_memory_plan_ships_only_what_verify_measures_saved(target_path, tmp_path, untimed_step_checks):
     """verify measures the cache one sequence holds at a 384-token context, so a cache step's saving is on record; a
     memory plan that saved nothing verify measures has only its costs left and is not shipped."""
     from optiplan.optimizers.apply import losses
@@ -429,7 +429,7 @@ def test_a_memory_plan_ships_only_what_verify_measures_saved(target_path, tmp_pa
         "no memory saved in weights, cache or peak memory"]
 
 
-def test_quality_reads_the_text_through_the_optimized_cache(target_path, tmp_path):
+def test_quality_reads_the_text_through_the_optimized_cache(target_path, tmp_path, untimed_step_checks):
     """A cache technique changes what attention reads only as the text runs through the cache: verify scores it a
     token at a time through it, over a window that reaches past its kept span (a sink cache of 4 + 8 tokens had read
     +0.00% perplexity and 100% next-token agreement, scored in one pass without it)."""
