@@ -66,6 +66,7 @@ def _checked(case: dict) -> bool:
     return True
 
 
+@pytest.mark.slow  # half a minute on two cores; the cases below, each a configuration this sweep found, stay default
 @SWEEP
 @given(case=CASES)
 def test_the_configuration_a_plan_renders_holds_and_decodes_as_planned(case):
