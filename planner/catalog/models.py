@@ -43,11 +43,16 @@ def catalog_entry(name: str) -> dict[str, Any]:
     return profiles.load_model(resolved)
 
 
+def _known(name: str) -> tuple[str | None, dict[str, Any]]:
+    """(catalog name, catalog file) of a model, or (None, {}) for one outside the catalog."""
+    resolved = profiles.resolve_model_name(name)
+    return resolved, profiles.load_model(resolved) if resolved else {}
+
+
 def instruct_note(name: str, workload_name: str) -> str | None:
     """Where a chat workload is served by a catalog model's instruct checkpoint rather than the base model its name
     stands for (a base model has no chat template), which one, to say once beside the plan; else None."""
-    resolved = profiles.resolve_model_name(name)
-    entry = profiles.load_model(resolved) if resolved else {}
+    resolved, entry = _known(name)
     instruct = (entry.get("instruct") or {}).get("hub_id")
     if not instruct or instruct == entry.get("hub_id"):
         return None
@@ -59,16 +64,15 @@ def instruct_note(name: str, workload_name: str) -> str | None:
 def mtp_layers(name: str) -> int:
     """The multi-token-prediction modules a catalog model's checkpoint ships: its config's count (DeepSeek), else the
     catalog's (Qwen3-Next's config names none); 0 for a model outside the catalog."""
-    resolved = profiles.resolve_model_name(name)
-    entry = profiles.load_model(resolved) if resolved else {}
+    entry = _known(name)[1]
     return (entry.get("config") or {}).get("num_nextn_predict_layers", 0) or (entry.get("mtp") or {}).get("layers", 0)
 
 
 def context_extension_hint(name: str) -> str:
     """Where the catalog records a documented way past a model's context (Qwen3's YaRN: its `context_extension`),
     what it reaches and how to plan for it, to follow a refusal of a longer sequence; '' for any other model."""
-    resolved = profiles.resolve_model_name(name)
-    extension = (profiles.load_model(resolved) if resolved else {}).get("context_extension")
+    resolved, entry = _known(name)
+    extension = entry.get("context_extension")
     if not extension:
         return ""
     rope = extension["rope_scaling"]

@@ -5,9 +5,16 @@ so and carries no accuracy bands: they were measured on setups the engine runs."
 
 from __future__ import annotations
 
-from ..catalog.engine_refusals import FORMAT_TECHNIQUES
-from ..catalog.engines import engine_defaults, engine_plans, engine_profile, engine_release, split_engine
 from ..analytic import profile as analytic
+from ..catalog.engine_refusals import FORMAT_TECHNIQUES
+from ..catalog.engines import (
+    GENERIC_SERVING,
+    engine_defaults,
+    engine_plans,
+    engine_profile,
+    engine_release,
+    split_engine,
+)
 from ..schema import ProfileRequest
 from ..schema.profile import Profile
 from .techniques import all_techniques, no_option
@@ -41,7 +48,7 @@ def with_engine_support(result: Profile) -> Profile:
     """The profile with a warning for each part of its request its engine does not run, and then no accuracy bands;
     unchanged for the generic serving engine and for engines that are profiled, not planned for (gpt-fast)."""
     r = result.request
-    if not engine_plans(r.engine) or split_engine(r.engine)[0] == "serving":
+    if not engine_plans(r.engine) or split_engine(r.engine)[0] == GENERIC_SERVING:
         return result
     weights = FORMAT_TECHNIQUES["weights"].get(r.dtype or "", ())
     if r.dtype == "int8":  # weight-only, or W8A8 with int8 activations: two techniques, engines apart

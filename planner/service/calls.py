@@ -3,7 +3,6 @@ to the server's folders. Advice is cached by its request model (bounded), so rep
 
 from __future__ import annotations
 
-import functools
 import io
 import threading
 import zipfile
@@ -34,7 +33,7 @@ def advice_threads() -> anyio.CapacityLimiter:
 
 async def off_loop(limiter: anyio.CapacityLimiter, fn, *args) -> Any:
     """fn(*args) in one of the advice threads."""
-    return await anyio.to_thread.run_sync(functools.partial(fn, *args), limiter=limiter)
+    return await anyio.to_thread.run_sync(fn, *args, limiter=limiter)
 
 
 class AdviceCache:
