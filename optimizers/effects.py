@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..planner.catalog.hardware import local_cpu, unquantized_dtype
 from ..planner.machine.calibration import calibrated_device, load_calibration, save_calibration
 from ..planner.measure.runtime import quiet_libraries
 from .registry import check_supported, registry
@@ -233,8 +234,9 @@ def measure_effects(models: list[Path] | None = None, techniques: list[str] | No
     return results
 
 
-# technique effects are measured with the CPU path (fp32 models on the host); a GPU calibration's `--hardware local`
-# is the GPU, which plans with them only where they were measured on it (`plan.effects.measured_effects`)
+# technique effects are measured with the CPU path (models on the host, in the format plans for it start from); a
+# GPU calibration's `--hardware local` is the GPU, which plans with them only where they were measured on it
+# (`plan.effects.measured_effects`)
 EFFECTS_ON_CPU_ONLY = ("technique effects are measured on the CPU only, and this machine's calibration is its GPU's: "
                        "`--hardware local` plans there with the cited effects. A machine keeps one calibration: "
                        "`calibrate --device cpu` would replace the GPU's, and `local` on this machine is its GPU")
@@ -260,9 +262,13 @@ def calibrate_effects(models: list[Path] | None = None, rounds: int = 4, show_pr
                            "technique effects too)")
     if not effects_measurable(data):
         raise MeasureError(EFFECTS_ON_CPU_ONLY)
-    fresh = measure_effects(models, techniques=techniques, rounds=rounds, show_progress=show_progress)
+    # measured in the format the plans for this CPU start from (`plan.effects.measured_effects` reads no other): fp32
+    # unless calibration found its 16-bit matmuls faster
+    fresh = measure_effects(models, techniques=techniques, rounds=rounds, show_progress=show_progress,
+                            dtype=unquantized_dtype(local_cpu()))
     earlier = data.get("effects") or earlier or {}
-    if techniques and earlier.get("models") == fresh["models"] and earlier.get("device") == fresh["device"]:
+    if techniques and all(earlier.get(k, "fp32" if k == "dtype" else None) == fresh[k]
+                          for k in ("models", "device", "dtype")):
         kept = {t: v for t, v in earlier.get("techniques", {}).items() if t not in techniques}
         fresh["techniques"] = {**kept, **fresh["techniques"]}
         fresh["skipped"] = {**{t: r for t, r in earlier.get("skipped", {}).items() if t not in techniques},

@@ -74,6 +74,15 @@ def default_16bit(hw: HardwareSpec) -> str:
     return "bf16" if hw.features.bf16 and "bf16" in hw.peak_tflops else "fp16"
 
 
+def unquantized_dtype(hw: HardwareSpec) -> str:
+    """The format unquantized weights run fastest in: the device's 16-bit one, fp32 where it has no 16-bit rate or a
+    slower one (a CPU without 16-bit matmul instructions)."""
+    d16 = default_16bit(hw)
+    if d16 not in hw.peak_tflops or hw.peak_tflops[d16] < hw.peak_tflops.get("fp32", 0.0):
+        return "fp32"
+    return d16
+
+
 def device_checkpoint_dtype(spec: ModelSpec, hw: HardwareSpec) -> str | None:
     """The published checkpoint's own low-precision weight format where the device runs it as it is, else None (the
     weights are dequantized to 16 bits): DeepSeek-V3's fp8 on a GPU with an fp8 rate; gpt-oss's MXFP4 experts on a GPU

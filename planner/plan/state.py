@@ -14,7 +14,7 @@ from ..analytic.kvcache import cache_tokens_held, layout_for_runtime
 from ..analytic.setup import Setup, build_setup
 from ..catalog.engine_memory import engine_image_sampler
 from ..catalog.engines import engine_api_servers_option, engine_chunk_budget, engine_runtime, holds_used_cache
-from ..catalog.hardware import default_16bit
+from ..catalog.hardware import default_16bit, unquantized_dtype
 from ..catalog.served import served_checkpoint_dtype, server_dp_ranks
 from ..schema import HardwareSpec, ModelSpec
 from ..schema.workload import Workload
@@ -75,10 +75,7 @@ def baseline_state(spec: ModelSpec, hw: HardwareSpec, devices: int, engine: str 
     is dequantized), 16-bit otherwise (fp32 where the device has no 16-bit rate or a slower one), SDPA attention, a
     contiguous cache per slot, layers split over the devices in sequence (`device_map="auto"`)."""
     state = PlanState(spec=spec, hw=hw, devices=devices, tp=1, pp=min(devices, spec.num_layers))
-    dtype = state.default_16bit if state.default_16bit in hw.peak_tflops else "fp32"
-    if hw.peak_tflops.get(dtype, 0.0) < hw.peak_tflops.get("fp32", 0.0):
-        dtype = "fp32"  # a CPU without 16-bit instructions runs fp32 faster (`optiplan apply` loads fp32 there)
-    return state.with_(weight_dtype=served_checkpoint_dtype(spec, hw, engine) or dtype)
+    return state.with_(weight_dtype=served_checkpoint_dtype(spec, hw, engine) or unquantized_dtype(hw))
 
 
 def to_setup(state: PlanState) -> Setup:

@@ -284,7 +284,8 @@ def print_effects(console: Console, effects: dict[str, Any] | None) -> None:
     """The technique effects measured here: ratios after / before, per model width."""
     if not effects:
         return
-    table = Table(title=f"Technique effects measured here ({effects['models']}; after / before, median of rounds)",
+    table = Table(title=f"Technique effects measured here ({effects['models']}, {effects.get('dtype', 'fp32')}; "
+                        "after / before, median of rounds)",
                   title_justify="left")
     for col in ("technique", "width", "time/token", "TTFT", "batched tokens/s", "weights", "cache"):
         table.add_column(col, justify="left" if col == "technique" else "right")

@@ -44,10 +44,10 @@ def test_calibrate_stores_effects_beside_the_fit(tmp_path, monkeypatch):
     save_calibration(whole | {"runtimes": {"transformers": {}}})
     import optiplan.optimizers.effects as effects
 
-    def fake(models, techniques, rounds, show_progress):  # the measurement itself is tested above
+    def fake(models, techniques, rounds, show_progress, dtype):  # the measurement itself is tested above
         names = techniques or ["weight-int8", "kv-int8"]
         return {"techniques": {t: {"shapes": [{"hidden": 64, "tpot_ms": 1.0 + i}]} for i, t in enumerate(names)},
-                "skipped": {}, "device": "cpu", "models": "random weights"}
+                "skipped": {}, "device": "cpu", "dtype": dtype, "models": "random weights"}
 
     monkeypatch.setattr(effects, "measure_effects", fake)
     calibrate_effects(rounds=1, show_progress=False)
@@ -63,6 +63,16 @@ def test_calibrate_stores_effects_beside_the_fit(tmp_path, monkeypatch):
     save_calibration(whole | {"runtimes": {"transformers": {}}})
     calibrate_effects(rounds=1, show_progress=False, techniques=["kv-int8"], earlier=previous)
     assert set(load_calibration()["effects"]["techniques"]) == {"weight-int8", "kv-int8"}
+    # measured in the format plans for this CPU start from: fp32 where the fit measured no faster 16-bit rate ...
+    assert load_calibration()["effects"]["dtype"] == "fp32"
+    # ... bf16 where it did; the fp32 measurements are not kept beside the bf16 ones
+    host = effects.local_cpu()
+    fast_bf16 = host.model_copy(update={"peak_tflops": {"fp32": 1.0, "bf16": 2.0},
+                                        "features": host.features.model_copy(update={"bf16": True})})
+    monkeypatch.setattr(effects, "local_cpu", lambda: fast_bf16)
+    calibrate_effects(rounds=1, show_progress=False, techniques=["kv-int8"])
+    assert load_calibration()["effects"]["dtype"] == "bf16"
+    assert set(load_calibration()["effects"]["techniques"]) == {"kv-int8"}
     # a GPU machine's calibration: the CPU's effects would never be read for its `local` GPU, so none is measured
     save_calibration(whole | {"machine": {"device": "cuda"}, "runtimes": {}})
     with pytest.raises(MeasureError, match="measured on the CPU only"):

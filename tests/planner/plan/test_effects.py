@@ -21,7 +21,9 @@ def shape(hidden: int, **ratios: float) -> dict:
 
 
 def calibration(**techniques: list[dict]) -> dict:
-    return {"effects": {"device": "cpu", "models": "random weights", "measured_at": "2026-11-29T00:00:00+00:00",
+    # bf16: the format `fixed_local_cpu`'s plans start from (its 16-bit rate is its fp32 one)
+    return {"effects": {"device": "cpu", "dtype": "bf16", "models": "random weights",
+                        "measured_at": "2026-11-29T00:00:00+00:00",
                         "techniques": {t.replace("_", "-"): {"shapes": s} for t, s in techniques.items()},
                         "skipped": {}}}
 
@@ -44,6 +46,12 @@ def test_ratios_are_read_at_the_model_width():
     assert measured_effects(spec, resolve_hardware("l4"), "transformers", data) == {}  # not this machine
     gpu = {"effects": {**data["effects"], "device": "cuda"}}
     assert measured_effects(spec, hw, "transformers", gpu) == {}  # measured on another device of this machine
+    # measured on fp32 models while the plans start from bf16 ones: an int8 step's ratio against fp32 weights is not
+    # its ratio against bf16 ones (a file from before the format was recorded measured fp32)
+    for fp32 in ({**data["effects"], "dtype": "fp32"}, {k: v for k, v in data["effects"].items() if k != "dtype"}):
+        assert measured_effects(spec, hw, "transformers", {"effects": fp32}) == {}
+    only_fp32 = hw.model_copy(update={"peak_tflops": {**hw.peak_tflops, "bf16": hw.peak_tflops["fp32"] / 4}})
+    assert measured_effects(spec, only_fp32, "transformers", {"effects": fp32})  # where plans start from fp32
 
 
 def test_a_ratio_noise_cannot_tell_from_one_is_no_effect():
@@ -60,13 +68,15 @@ def test_a_ratio_noise_cannot_tell_from_one_is_no_effect():
 
 @pytest.fixture(autouse=True)
 def fixed_local_cpu(monkeypatch):
-    """`local` as one fixed CPU (two cores with AVX-512's 16 lanes at 2.4 GHz, 16 GB/s), not this host's: a host
-    without AVX-512 halves the estimated peak and puts chat's TTFT past its 500 ms SLO, leaving no plan to test."""
+    """`local` as one fixed CPU (two cores with AVX-512's 16 lanes at 2.4 GHz, 16 GB/s, bf16 at its fp32 rate), not
+    this host's: a host without AVX-512 halves the estimated peak and puts chat's TTFT past its 500 ms SLO, leaving no plan to test."""
     from optiplan.planner.catalog import hardware
     from optiplan.planner.machine.probe import estimated_cpu
 
-    fixed = estimated_cpu().model_copy(update={"peak_tflops": {"fp32": 0.307, "bf16": 0.307, "int8": 0.307},
-                                               "memory_bandwidth_bytes_per_s": 16e9})
+    host = estimated_cpu()
+    fixed = host.model_copy(update={"peak_tflops": {"fp32": 0.307, "bf16": 0.307, "int8": 0.307},
+                                    "memory_bandwidth_bytes_per_s": 16e9,
+                                    "features": host.features.model_copy(update={"bf16": True})})
     monkeypatch.setattr(hardware, "estimated_cpu", lambda: fixed)
     hardware.local_hardware.cache_clear()
     yield
