@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from ..numbers import rate
 from ..schema.advice import Prediction, Rejection
-from .search import QUALITY_TIE, Candidate, SearchResult
+from .search import QUALITY_TIE, STEP_GAIN, Candidate, SearchResult
 from .techniques import Context, all_techniques, requirements, runtime_conflict
 
 GB = 1e9
@@ -73,6 +73,9 @@ def worse(other: Candidate, best: Candidate, goal: str) -> str:
         # better on the goal, but by less than a lossier plan must win by (search.QUALITY_TIE)
         return (f"gains under {QUALITY_TIE:.0%} on the {goal} goal for more quality loss (a lossier plan must win by "
                 f"more): {figures}")
+    if other.score < best.score and best.score - other.score <= STEP_GAIN * abs(best.score):
+        return (f"gains under {STEP_GAIN:.0%} on the {goal} goal, less than a step must move it by to be planned "
+                f"(`search.STEP_GAIN`): {figures}")
     if other.score < best.score:  # ahead, within the tie, with more to run (search.rank's moving parts)
         return (f"gains under {QUALITY_TIE:.0%} on the {goal} goal for more to run and watch (a draft model, a router): "
                 f"{figures}")

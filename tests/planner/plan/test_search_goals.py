@@ -362,3 +362,39 @@ def test_a_chat_plan_says_it_serves_the_instruct_model():
     assert any("served by meta-llama/Llama-3.1-8B-Instruct" in w for w in chat.warnings)
     completion = advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", workload="code-completion"))
     assert not any("instruct model" in w for w in completion.warnings)
+
+
+def test_a_step_that_moves_the_goal_by_under_three_percent_is_left_out():
+    """SGLang's mixed chunk lifts an 8B's throughput on one H100 by under 3% (for a longer time to first token): the
+    plan is the stack without it, and the reason says why; for latency, where it gains more, it stays."""
+    from dataclasses import replace
+
+    from optiplan.planner.plan.search import STEP_GAIN, rank
+
+    request = AdviseRequest(model="qwen3-8b", hardware="h100-sxm", engine="sglang", goal="throughput")
+    advice = advise(request)
+    assert "mixed-chunk" not in [s.technique for s in advice.plan.steps]
+    reason = {r.technique: r.reason for r in advice.rejected}["mixed-chunk"]
+    assert reason.startswith(f"gains under {STEP_GAIN:.0%} on the throughput goal"), reason
+    latency = advise(request.model_copy(update={"goal": "latency"}))
+    assert "mixed-chunk" in [s.technique for s in latency.plan.steps]
+
+    from optiplan.planner.catalog.hardware import resolve_hardware
+    from optiplan.planner.plan.advise import build_context, resolve_request
+    from optiplan.planner.plan.search import search
+
+    spec, workload, _ = resolve_request(request)
+    c = search(build_context(spec, resolve_hardware("h100-sxm"), 1, workload)).candidates[0]
+
+    def plan(ids, score, loss=0.0):
+        return replace(c, ids=ids, score=score, objective=None,
+                       predicted=c.predicted.model_copy(update={"quality_loss_pct": loss}))
+    # the sub-stack is picked whatever order the candidates come in; a step gaining more than STEP_GAIN stays
+    small, base = plan(("weight-fp8", "mixed-chunk"), -102.0), plan(("weight-fp8",), -100.0)
+    assert rank((small, base))[0] is base and rank((base, small))[0] is base
+    big = plan(("weight-fp8", "mixed-chunk"), -104.0)
+    assert rank((big, base))[0] is big
+    # a sub-stack that loses more quality is no simpler reading of the stack
+    lossier = plan(("weight-int4",), -100.0, 0.4)
+    fuller = plan(("weight-int4", "kv-fp8"), -101.0, 0.1)
+    assert rank((lossier, fuller))[0] is fuller
