@@ -49,11 +49,16 @@ def _known(name: str) -> tuple[str | None, dict[str, Any]]:
     return resolved, profiles.load_model(resolved) if resolved else {}
 
 
+def instruct_checkpoint(entry: dict[str, Any]) -> str | None:
+    """The hub id of a catalog model's instruct (chat-tuned) checkpoint, None where the catalog names none."""
+    return (entry.get("instruct") or {}).get("hub_id")
+
+
 def instruct_note(name: str, workload_name: str) -> str | None:
     """Where a chat workload is served by a catalog model's instruct checkpoint rather than the base model its name
     stands for (a base model has no chat template), which one, to say once beside the plan; else None."""
     resolved, entry = _known(name)
-    instruct = (entry.get("instruct") or {}).get("hub_id")
+    instruct = instruct_checkpoint(entry)
     if not instruct or instruct == entry.get("hub_id"):
         return None
     return (f"the {workload_name} workload talks through a chat template: it is served by {instruct}, the instruct "

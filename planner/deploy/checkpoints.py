@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from ..analytic.setup import build_setup, total_weight_bytes
 from ..catalog.dtypes import bytes_per_element
 from ..catalog.hardware import resolve_hardware
-from ..catalog.models import catalog_entry, resolve_model
+from ..catalog.models import catalog_entry, instruct_checkpoint, resolve_model
 from ..catalog.served import (
     CHECKPOINT_FORMATS,
     ONLINE_QUANTIZATION,
@@ -120,7 +120,7 @@ def serving_checkpoint(advice: Advice, engine: str, default: str, not_applied: f
         return Served(default)
     chat = wants_instruct(advice)
     served = Served(default)
-    instruct = (entry.get("instruct") or {}).get("hub_id")
+    instruct = instruct_checkpoint(entry)
     if chat and instruct:
         served.model = instruct
         if instruct != default:
@@ -220,7 +220,7 @@ def draft_hub_id(advice: Advice, draft: str) -> str | None:
     """The checkpoint of a speculative draft model (a catalog name): its instruct model where the served model is
     the instruct one, so the draft proposes what a chat-tuned target accepts."""
     entry = catalog_entry(draft)
-    instruct = (entry.get("instruct") or {}).get("hub_id")
+    instruct = instruct_checkpoint(entry)
     return instruct if wants_instruct(advice) and instruct else entry.get("hub_id")
 
 
@@ -228,7 +228,7 @@ def served_hub_id(advice: Advice, default: str) -> str:
     """The 16-bit checkpoint a config serves: the instruct model for a chat workload where the catalog knows it."""
     if not wants_instruct(advice):
         return default
-    return (advice_catalog_entry(advice).get("instruct") or {}).get("hub_id") or default
+    return instruct_checkpoint(advice_catalog_entry(advice)) or default
 
 
 def published_gguf(advice: Advice, quant: str, model: str | None = None) -> dict | None:
