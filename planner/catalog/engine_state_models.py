@@ -26,8 +26,16 @@ def state_model_refusal(engine: str, model_type: str) -> str | None:
     facts = _state_models(engine, model_type)
     if facts is None or model_type in facts["model_types"]:
         return None
-    others = [name for name in engine_names() if model_type in (_state_models(name, model_type) or {}).get("model_types", ())]
-    where = f"engines that serve it: {', '.join(others)}" if others else "no engine optiplan knows serves it"
+    base = split_engine(engine)[0]
+
+    def serves(name: str) -> bool:  # at a release its configs run (any backend's), or as its facts stand where none
+        releases = set((engine_fact(name, "deployed_release") or {}).values())
+        return any(model_type in (_state_models(f"{name}=={r}" if r else name, model_type) or {}).get("model_types", ())
+                   for r in releases or {None})
+    others = [name for name in engine_names() if name != base and serves(name)]
+    where = f"engines that serve it: {', '.join(others)}" if others else "no other engine optiplan knows serves it"
+    if model_type in (_state_models(base, model_type) or {}).get("model_types", ()):
+        where += f"; a later {base} release does (the source says which)"
     served = ", ".join(facts["model_types"]) or "no state-space or hybrid model"
     named = f"{split_engine(engine)[0]} {engine_profile(engine)['version']}"
     return (f"{named} does not serve {model_type} models (it serves {served}; "

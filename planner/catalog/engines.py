@@ -116,8 +116,8 @@ def device_fact(engine: str | None, hw: HardwareSpec, key: str, devices: int = 1
 
 def deployed_engine(engine: str | None, hw: HardwareSpec) -> str | None:
     """The engine pinned to the release of the image its configs run on `hw`'s backend (its profile's
-    `deployed_release`, the tag in planner/deploy/config.py); as named where it states none (llama.cpp's rolling
-    image) or pins already."""
+    `deployed_release`, the tag in planner/deploy/config.py); as named where it states none (llama.cpp on an Apple
+    GPU, which runs no image) or pins already."""
     release = (engine_fact(engine, "deployed_release") or {}).get(hw.features.backend)
     return f"{engine}=={release}" if release and split_engine(engine)[1] is None else engine
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from ..analytic.setup import build_setup, total_weight_bytes
 from ..catalog.dtypes import bytes_per_element
 from ..catalog.hardware import resolve_hardware
-from ..catalog.models import catalog_entry, instruct_checkpoint, resolve_model
+from ..catalog.models import catalog_entry, instruct_checkpoint
 from ..catalog.served import (
     CHECKPOINT_FORMATS,
     ONLINE_QUANTIZATION,
@@ -211,7 +211,7 @@ def checkpoint_bytes(advice: Advice, fmt: str | None = None) -> float:
     format's (fp8: a byte per weight; gpt-oss's MXFP4 experts beside 16-bit layers), else 16 bits a weight."""
     fmt = fmt or checkpoint_dtype(advice)
     if fmt == "mxfp4":
-        spec = resolve_model(advice.model.name)
+        spec = advice_spec(advice)
         return total_weight_bytes(build_setup(spec, resolve_hardware(advice.hardware.id), weight_dtype=fmt))
     return advice.model.params_total * (bytes_per_element(FORMAT_DTYPES.get(fmt, fmt)) if fmt else 2.0)
 

@@ -114,9 +114,17 @@ def advice_catalog_entry(advice: Advice) -> dict[str, Any]:
     return catalog_entry(source.split(":", 1)[1]) if source.startswith("catalog:") else {}
 
 
+def advice_model_ref(advice: Advice) -> str:
+    """The model as `resolve_model` reads it: a catalog name, a hub id, or the folder or config file the user gave
+    (whose source is its path, without a prefix)."""
+    source = advice.model.source or advice.model.name
+    kind, _, rest = source.partition(":")
+    return rest if kind in ("catalog", "hub") else source
+
+
 def advice_spec(advice: Advice) -> ModelSpec:
     """The model the advice was made for, as the planner read it (a catalog name, a config file or a hub id)."""
-    return resolve_model(advice.model.source.split(":", 1)[1])
+    return resolve_model(advice_model_ref(advice))
 
 
 def model_reference(advice: Advice) -> str:

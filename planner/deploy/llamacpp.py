@@ -6,7 +6,6 @@ from __future__ import annotations
 from ..analytic.offload import gpu_layers_within
 from ..analytic.profile import setup_for_request
 from ..catalog.engines import engine_storage
-from ..catalog.models import resolve_model
 from ..catalog.served import served_checkpoint_dtype
 from ..schema import HardwareSpec, ProfileRequest
 from ..schema.advice import Advice
@@ -16,6 +15,8 @@ from .config import (
     LLAMA_CPP_BUILD,
     PORT,
     EngineConfig,
+    advice_model_ref,
+    advice_spec,
     context_note,
     max_seqs,
     model_reference,
@@ -32,8 +33,8 @@ GGUF_TYPES = {t: engine_storage("llama.cpp", fmt)["format"] for t, fmt in WEIGHT
 
 def served_setup(advice: Advice, hw: HardwareSpec, served: dict):
     """The analytic setup of the GGUF file the config serves on one of the devices, whole on the device."""
-    request = ProfileRequest(model=advice.model.name, hardware=hw.id, engine="llama.cpp", **served)
-    return setup_for_request(request, resolve_model(advice.model.name), hw)
+    request = ProfileRequest(model=advice_model_ref(advice), hardware=hw.id, engine="llama.cpp", **served)
+    return setup_for_request(request, advice_spec(advice), hw)
 
 
 def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
@@ -41,7 +42,7 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
     steps = plan_steps(advice)
     weight_step = next((t for t in steps if t in GGUF_TYPES), None)
     # a checkpoint whose routed experts are MXFP4 (gpt-oss) converts to a GGUF that keeps them so, the rest Q8_0
-    mxfp4 = not weight_step and served_checkpoint_dtype(resolve_model(advice.model.name), hw, "llama.cpp") == "mxfp4"
+    mxfp4 = not weight_step and served_checkpoint_dtype(advice_spec(advice), hw, "llama.cpp") == "mxfp4"
     quant = GGUF_TYPES[weight_step] if weight_step else "MXFP4" if mxfp4 else "F16" if not hw.features.bf16 else "BF16"
     gguf = f"models/{advice.model.name}-{quant}.gguf"
     published = published_gguf(advice, quant)

@@ -20,7 +20,7 @@ from ..errors import OptiplanError
 from ..schema import Profile, ProfileRequest
 from ..schema.advice import Advice
 from .checkpoints import checkpoint_dtype
-from .config import EngineConfig, max_seqs
+from .config import EngineConfig, advice_model_ref, max_seqs
 
 
 # the options a rendered configuration sets the engine's memory share with, where the engine sizes its cache from it
@@ -83,7 +83,7 @@ def served_request(advice: Advice, cfg: EngineConfig, missing: set[str]) -> Prof
         "draft_model": spec.params.get("draft_model") if spec.technique == "spec-draft" else None}
     cached = cached_tokens(w.prompt_tokens_mean, w.shared_prefix_fraction) if "prefix-caching" in applied else 0
     return ProfileRequest(
-        model=advice.model.name, hardware=hw.id, num_devices=devices, engine=release,
+        model=advice_model_ref(advice), hardware=hw.id, num_devices=devices, engine=release,
         sampler=engine_image_sampler(release, hw),  # the image's (vLLM's before 0.12: FlashInfer's)
         dtype=dtype, activations=activations,
         gguf_type=cfg.served.get("gguf_type"),

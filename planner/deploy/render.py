@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shlex
 from functools import lru_cache
 from pathlib import Path
@@ -415,8 +416,10 @@ def _devices(n: int) -> str:
 
 
 def _k8s_name(name: str) -> str:
-    out = "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
-    return out[:50] or "model"
+    """A DNS-1035 label (a Service's name): lowercase ASCII letters, digits and '-', a letter first, none last."""
+    out = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "model"
+    out = out if out[0].isalpha() else f"m-{out}"
+    return out[:50].rstrip("-")
 
 
 def validate(files: dict[str, str]) -> None:

@@ -7,7 +7,6 @@ from typing import Any
 
 from ..analytic.kvcache import kv_groups
 from ..analytic.setup import engine_weight_kernel
-from ..catalog.models import resolve_model
 from ..catalog.served import engine_window_pools, served_checkpoint_dtype
 from ..schema import HardwareSpec
 from ..schema.advice import Advice
@@ -16,6 +15,7 @@ from .config import (
     PORT,
     DeployError,
     EngineConfig,
+    advice_spec,
     context_note,
     engine_memory_share,
     free_memory_fraction,
@@ -119,7 +119,13 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
         else:
             cfg.not_applied.append((t_id, no_option("TensorRT-LLM", t_id)))
     extra["kv_cache_config"] = kv
-    spec = resolve_model(advice.model.name)
+    if "max_num_tokens" not in o:
+        # without chunked prefill a request's whole prompt is one step's tokens, and the PyTorch backend refuses a
+        # request longer than max_num_tokens (8192 unset: llm.py _check_arguments "should not exceed max_num_tokens")
+        o["max_num_tokens"] = o["max_seq_len"]
+        cfg.notes.append(f"--max_num_tokens {o['max_seq_len']} (max_seq_len): without chunked prefill each prompt is "
+                         "prefilled in one step, and TensorRT-LLM refuses one longer than max_num_tokens")
+    spec = advice_spec(advice)
     windows = {g.window for g in kv_groups(spec, "serving")}
     # the cache's pools per window size, as its profile states them (profiles/engines/trtllm.yaml window_pools)
     if len(windows) > 1 and engine_window_pools("trtllm", spec.model_type)[0] == "equal":

@@ -18,8 +18,10 @@ from optiplan.planner.schema import AdviseRequest
 
 
 def tag_release(image: str) -> str | None:
-    """The release an image tag names: `v0.5.4`, `3.3.4-rocm`, AMD's `..._vllm_0.10.1_...`; None for a rolling tag."""
-    match = re.search(r"vllm_(\d+(?:\.\d+)+)", image) or re.search(r":v?(\d+(?:\.\d+)+)", image)
+    """The release an image tag names: `v0.5.4`, `3.3.4-rocm`, AMD's `..._vllm_0.10.1_...`, llama.cpp's build
+    (`server-cuda-b7079`); None for a rolling tag."""
+    match = re.search(r"vllm_(\d+(?:\.\d+)+)", image) or re.search(r":v?(\d+(?:\.\d+)+)", image) or \
+        re.search(r"-(b\d+)$", image)
     return match.group(1) if match else None
 
 
@@ -33,7 +35,8 @@ def test_a_plan_is_priced_at_its_images_release(monkeypatch):
     h100, mi300x = resolve_hardware("h100-sxm"), resolve_hardware("mi300x")
     assert deployed_engine("sglang", h100) == "sglang==0.5.4"
     assert deployed_engine("vllm", mi300x) == "vllm==0.10.1"
-    assert deployed_engine("llama.cpp", h100) == "llama.cpp"  # a rolling image: the profile as written
+    assert deployed_engine("llama.cpp", h100) == "llama.cpp==b7079"  # the build its images are tagged with
+    assert deployed_engine("llama.cpp", resolve_hardware("m3-max")) == "llama.cpp"  # no image: the profile as written
     assert deployed_engine("sglang==0.5.10", h100) == "sglang==0.5.10"
 
     # gpt-oss on SGLang 0.5.4 keeps one whole cache pool (`versions` in profiles/engines/sglang.yaml), so the plan's
@@ -91,3 +94,16 @@ def test_tgi_takes_prompts_as_long_as_the_served_sequence_allows():
     assert cuda["--max-input-tokens"] == "32767" and cuda["--max-total-tokens"] == "32768"
     assert int(cuda["--max-batch-prefill-tokens"]) < 32767  # it chunks: the budget stays the launcher's
     assert rocm["--max-input-tokens"] == "32767" and int(rocm["--max-batch-prefill-tokens"]) >= 32767
+
+
+@pytest.mark.parametrize("engine, first", [("llama.cpp", "b7186"), ("trtllm", "1.2.0rc0")])
+def test_a_model_the_deployed_release_predates_is_refused_with_the_release_that_serves_it(engine, first):
+    """Qwen3-Next came to llama.cpp in b7186 and to TensorRT-LLM in 1.2.0rc0; their images (b7079, 1.0.0) cannot load
+    it, so neither a plan nor a config is made for them, and the refusal names the engines whose images serve it."""
+    from optiplan.planner.errors import RequestError
+
+    with pytest.raises(RequestError) as refusal:
+        advise(AdviseRequest(model="qwen3-next-80b-a3b", hardware="h100-sxm", num_devices=4, engine=engine))
+    assert "does not serve qwen3_next" in str(refusal.value) and first in str(refusal.value)
+    where = str(refusal.value).split("engines that serve it: ")[1]
+    assert "vllm" in where and "llama.cpp," not in where and "trtllm," not in where

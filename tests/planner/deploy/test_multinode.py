@@ -297,3 +297,24 @@ def test_an_expert_parallel_plan_says_which_dispatch_it_priced(ep_across_nodes):
     assert any("--moe-a2a-backend deepep" in w for w in ep_across_nodes.warnings)
     assert "all-gathers every token" in dispatch_note("vllm", resolve_hardware("mi300x"))
     assert dispatch_note("trtllm", resolve_hardware("h100-sxm")) is None
+
+
+@pytest.mark.parametrize("engine", ["vllm", "sglang"])
+def test_leaderworkerset_pods_get_the_engines_environment(ep_across_nodes, engine, monkeypatch):
+    """What serve.sh exports (vLLM's FlashInfer backend for an fp8 cache off Hopper, say) reaches the leader and the
+    workers alike, as it reaches the single-node Deployment."""
+    from optiplan.planner.deploy import render as render_module
+
+    built = render_module.engine_config
+
+    def with_env(advice, target):
+        cfg = built(advice, target)
+        cfg.env["VLLM_ATTENTION_BACKEND"] = "FLASHINFER"
+        return cfg
+    monkeypatch.setattr(render_module, "engine_config", with_env)
+    docs = list(yaml.safe_load_all(render(ep_across_nodes, "kubernetes", serving_engine=engine)
+                                   ["kubernetes/deployment.yaml"]))
+    template = next(d for d in docs if d["kind"] == "LeaderWorkerSet")["spec"]["leaderWorkerTemplate"]
+    for role in ("leaderTemplate", "workerTemplate"):
+        env = {e["name"]: e.get("value") for e in template[role]["spec"]["containers"][0]["env"]}
+        assert env["VLLM_ATTENTION_BACKEND"] == "FLASHINFER", role

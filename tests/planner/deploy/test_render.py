@@ -174,7 +174,10 @@ def test_compose_reserves_the_gpus(h100_plans):
     service = next(iter(doc["services"].values()))
     assert service["deploy"]["resources"]["reservations"]["devices"][0]["count"] == 4
     # a chat workload serves the instruct model, here its published fp8 checkpoint (the plan has fp8 weights)
-    assert service["command"][0] == "RedHatAI/Meta-Llama-3.1-70B-Instruct-FP8"
+    assert service["command"][:2] == ["serve", "RedHatAI/Meta-Llama-3.1-70B-Instruct-FP8"]
+    # vllm/vllm-openai's own entrypoint through 0.17 is `python3 -m vllm.entrypoints.openai.api_server`, which takes no
+    # positional model (it would serve its default model): the service names `vllm serve` itself
+    assert service["entrypoint"] == ["vllm"]
 
 
 def test_compose_writes_the_trtllm_options_file_it_mounts(h100_plans):
@@ -285,7 +288,7 @@ def test_an_engine_that_leaves_steps_out_is_predicted_as_configured():
     assert a.plan.predicted.weight_dtype == "fp8" and a.plan.predicted.tensor_parallel == 2
     readme = render(a, "llama.cpp")["README.md"]
     assert "## Predicted for this configuration" in readme
-    assert "`optiplan profile llama-3.1-70b -H h100-sxm --gpus 2 --engine llama.cpp --dtype bf16" in readme
+    assert "`optiplan profile llama-3.1-70b -H h100-sxm --gpus 2 --engine llama.cpp==b7079 --dtype bf16" in readme
     assert "**does not fit**" in readme and "the plan's prediction, which assumes the steps" in readme
     # the plan's figures with their error bands as the reports show them; the configuration's, which does not fit,
     # priced as if it did and without bands (nothing validates them)
@@ -808,3 +811,56 @@ def test_tensorrt_llm_reads_its_speculative_model_from_a_folder_the_readme_downl
     config_map = next(d for d in k8s if d["kind"] == "ConfigMap")
     extra = yaml.safe_load(next(iter(config_map["data"].values())))
     assert extra["speculative_config"]["speculative_model_dir"] == "/models/local/" + folder.removeprefix("./models/")
+
+
+def test_a_model_folder_renders_for_every_engine(tmp_path, catalog_entries):
+    """A model given as a folder (its source its path, no `catalog:` or `hub:`) is read from that path by every
+    engine's renderer: TGI, TensorRT-LLM and llama.cpp had read it by its folder's name, or split its source."""
+    folder = tmp_path / "plainmodel"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(catalog_entries["qwen2.5-7b"]["config"]))
+    for engine in ("tgi", "trtllm", "llama.cpp", "vllm"):
+        a = advise(AdviseRequest(model=str(folder), hardware="l4", workload="chat", engine=engine))
+        files = render(a, engine)
+        assert any(str(folder) in text for text in files.values()), engine
+    files, skipped, _ = render_all(advise(AdviseRequest(model=str(folder), hardware="l4", workload="chat")),
+                                   ["vllm", "tgi", "trtllm", "llama.cpp"])
+    assert not skipped and {"tgi/serve.sh", "trtllm/serve.sh"} <= set(files)
+
+
+def test_trtllm_without_chunked_prefill_admits_a_whole_prompt_in_a_step():
+    """Without chunked prefill a prompt is one step's tokens, and TensorRT-LLM refuses a request longer than
+    max_num_tokens (8192 where unset): the config raises it to max_seq_len."""
+    a = plan(model="llama-3.1-8b", devices=2, engine="trtllm", workload="rag-long-context", without=["chunked-prefill"])
+    cfg = engine_config(a, "trtllm")
+    assert "enable_chunked_prefill" not in cfg.extra
+    assert cfg.options["max_num_tokens"] == cfg.options["max_seq_len"] > 8192
+    chunked = engine_config(plan(model="llama-3.1-8b", devices=2, engine="trtllm", workload="rag-long-context"),
+                            "trtllm")
+    assert chunked.extra["enable_chunked_prefill"] and chunked.options["max_num_tokens"] < chunked.options["max_seq_len"]
+
+
+def test_vllm_config_file_names_the_environment_serve_sh_sets():
+    """vLLM's YAML config cannot set environment variables: where serve.sh exports some (the CPU backend's KV cache
+    space), the file says to export them too."""
+    a = plan(model="llama-3.2-3b", hardware="epyc-9004", devices=1, engine="vllm", concurrency=4)
+    files = render(a, "vllm")
+    cfg = engine_config(a, "vllm")
+    assert cfg.env
+    for key, value in cfg.env.items():
+        assert f"export {key}={shlex.quote(value)}" in files["vllm/config.yaml"]
+        assert key in files["vllm/serve.sh"]
+
+
+def test_kubernetes_names_are_dns_labels(tmp_path, catalog_entries):
+    """A Service's name is a DNS-1035 label: a model folder named `7b-chat` (a digit first) or `Modèle_7B` gets one."""
+    for name in ("7b-chat", "Modèle_7B"):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps(catalog_entries["qwen2.5-7b"]["config"]))
+        a = advise(AdviseRequest(model=str(folder), hardware="l4", workload="chat", engine="vllm"))
+        docs = list(yaml.safe_load_all(render(a, "kubernetes")["kubernetes/deployment.yaml"]))
+        for d in docs:
+            label = d["metadata"]["name"]
+            assert label[0].isalpha() and label[-1].isalnum() and len(label) <= 63, (name, label)
+            assert all(c in "abcdefghijklmnopqrstuvwxyz0123456789-" for c in label), (name, label)

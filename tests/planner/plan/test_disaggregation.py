@@ -126,7 +126,8 @@ def test_chat_splits_prefill_and_decode_where_its_decode_steps_wait_for_prompt_s
     assert "pd-disaggregation" not in [s.technique for s in mixed.plan.steps]
     assert mixed.plan.predicted.tensor_parallel == 8
     why = {r.technique: r.reason for r in mixed.rejected}
-    assert "gains under 5% on the latency goal for more to run" in why["pd-disaggregation"]  # its router and roles
+    # a request's latency within 3% of the plan's without it: less than a step must move it by (its router and roles)
+    assert why["pd-disaggregation"].startswith("gains under 3% on the latency goal")
     assert "already puts prompt chunks in its decode steps" in why["mixed-chunk"]
 
 
