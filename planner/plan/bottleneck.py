@@ -39,6 +39,11 @@ def classify(state: PlanState, p: Prediction, workload: Workload) -> Bottleneck:
                       f"weights {p.weights_per_device_bytes / GB:,.1f} GB"
                       + (f" and activations {p.activation_bytes / GB:,.1f} GB" if p.activation_bytes > 0.05 * usable else "")
                       + f" > {usable / GB:,.1f} GB usable per device ({state.devices} x {hw.id})"))
+    elif 0 < p.max_context < workload.context_needed:
+        # the longest sequence the workload sends does not fit in the cache at all, whatever else runs beside it
+        found.append(("kv-cache-memory", "context",
+                      f"the KV cache holds a sequence of at most {p.max_context:,} tokens, the workload's longest "
+                      f"needs {workload.context_needed:,}"))
     elif p.max_concurrency < workload.concurrency:
         category = "context" if p.max_concurrency == 0 else "memory"
         if p.activation_bytes > p.kv_cache_per_device_bytes:
@@ -54,11 +59,12 @@ def classify(state: PlanState, p: Prediction, workload: Workload) -> Bottleneck:
             found.append(("kv-cache-memory", category,
                           f"KV cache allows {p.max_concurrency} concurrent sequences, workload needs "
                           f"{workload.concurrency} (each reserves {_reserved(state, workload):,} tokens)"))
-    comm_share = _comm_share(state, p)
+    # one replica's decode step at the workload's mean context: its collectives' share, its bound
+    step = decode_step(s, max(p.batch // max(state.replicas, 1), 1), workload.mean_context)
+    comm_share = step.comm_s / step.time_s if step.time_s else 0.0
     if comm_share > 0.3:
         found.append(("interconnect", "latency", f"all-reduces take {comm_share:.0%} of a decode step on "
                                                  f"{hw.interconnect.name if hw.interconnect else 'no link'}"))
-    step = decode_step(s, max(p.batch // max(state.replicas, 1), 1), workload.mean_context)
     # the prompts' share of the time between output tokens: what the waiting prompts add to the plain decode steps
     # (chunks riding in them, or prompt steps between them), where it is most of it
     prompts = 1 - step.time_s * 1e3 / p.tpot_ms if p.tpot_ms else 0.0
@@ -103,11 +109,6 @@ def _intensity(intensity: float, ridge: float, across: bool) -> str:
 
 def _reserved(state: PlanState, workload: Workload) -> int:
     return int(kv_reserved_tokens(state, workload))
-
-
-def _comm_share(state: PlanState, p: Prediction) -> float:
-    step = decode_step(to_setup(state), p.batch, 1)
-    return step.comm_s / step.time_s if step.time_s else 0.0
 
 
 def _pick(found: list[tuple[str, str, str]]) -> Bottleneck:

@@ -244,13 +244,17 @@ def rank(candidates: tuple[Candidate, ...]) -> list[Candidate]:
 
 def earned(c: Candidate, ranked: list[Candidate], tier) -> Candidate:
     """`c` without the steps that do not earn their place: the smallest of its sub-stacks in its tier, no lossier,
-    whose goal figure is within STEP_GAIN of its own (`c` itself where none is)."""
-    (a, x) = c.objective or (0.0, c.score)
-    within = [s for s in ranked if set(s.ids) < set(c.ids) and tier(s) == tier(c)
-              and s.predicted.quality_loss_pct <= c.predicted.quality_loss_pct + 1e-9
-              and (s.objective or (0.0, s.score))[0] == a
-              and abs((s.objective or (0.0, s.score))[1] - x) <= STEP_GAIN * abs(x)]
-    return min(within, key=lambda s: (len(s.ids), round(s.score, 9), s.ids), default=c)
+    whose goal figure is within STEP_GAIN of its own, and so on from that one until every step left moves the figure
+    by more (two steps of 2% each leave neither; `c` itself where none is within)."""
+    while True:
+        (a, x) = c.objective or (0.0, c.score)
+        within = [s for s in ranked if set(s.ids) < set(c.ids) and tier(s) == tier(c)
+                  and s.predicted.quality_loss_pct <= c.predicted.quality_loss_pct + 1e-9
+                  and (s.objective or (0.0, s.score))[0] == a
+                  and abs((s.objective or (0.0, s.score))[1] - x) <= STEP_GAIN * abs(x)]
+        if not within:
+            return c
+        c = min(within, key=lambda s: (len(s.ids), round(s.score, 9), s.ids))
 
 
 def _differs(a: tuple[float, float, float], b: tuple[float, float, float]) -> bool:

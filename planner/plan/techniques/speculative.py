@@ -198,8 +198,8 @@ register(
         model=("eagle",), check=_eagle_check, quality_source=LEVIATHAN, unchanged=PIPELINE_UNCHANGED,
         effect_source=f"{EAGLE3_SOURCE}; at longer contexts: {EAGLE3_CONTEXT_SOURCE}",
         # a head reads the hidden features of the model it was trained on: a distilled student (another width, other
-        # features) serves without it
-        conflicts=("distillation",),
+        # features) serves without it, and so does a pruned model (a quarter of its layers gone, its features others)
+        conflicts=("distillation", "structured-pruning"),
         after=("weight-int8", "weight-fp8", "weight-int4-awq", "weight-int4-gptq", "tensor-parallel"),
         params=lambda c: {"method": "eagle3", "draft_model": (eagle_head(c) or {}).get("hub_id"),
                           "num_speculative_tokens": EAGLE3_TOKENS,
@@ -210,7 +210,9 @@ register(
         summary="The checkpoint's multi-token-prediction module proposes the next token (DeepSeek-V3 style).",
         transform=lambda s, c: _speculate(s, c, Speculation("mtp", MTP_TOKENS, MTP_ACCEPTANCE)), model=("mtp",),
         unchanged=PIPELINE_UNCHANGED,
-        conflicts=("distillation",),  # the MTP module is the checkpoint's own: a distilled student has none
+        # the MTP module is the checkpoint's own: a distilled student has none, and it reads the last hidden state of
+        # the model it was trained beside, which pruning changes
+        conflicts=("distillation", "structured-pruning"),
         quality_source=LEVIATHAN, effect_source=MTP_SOURCE,
         params=lambda c: {"method": "mtp", "num_speculative_tokens": MTP_TOKENS,
                           "expected_acceptance": MTP_ACCEPTANCE}),

@@ -65,10 +65,13 @@ def _window_loss(ctx: Context) -> float:
 def _prune(state: PlanState, ctx: Context) -> PlanState:
     spec = state.spec
     keep = max(1, round(spec.num_layers * (1 - PRUNE_FRACTION)))
-    return state.with_(spec=spec.model_copy(update={
-        "num_layers": keep, "layer_windows": spec.layer_windows[:keep], "layer_moe": spec.layer_moe[:keep],
-        "layer_chunks": spec.layer_chunks[:keep],
-        "name": f"{spec.name}-pruned{keep}"}))
+    # every per-layer table loses the same layers, a hybrid's mixers and MLPs too, or its tables would describe layers
+    # it no longer has (the tables keep their first layers: which deep layers go is the pruning's choice)
+    tables = {name: getattr(spec, name)[:keep] for name in type(spec).model_fields
+              if name.startswith("layer_") and isinstance(getattr(spec, name), tuple)
+              and len(getattr(spec, name)) == spec.num_layers}
+    return state.with_(spec=spec.model_copy(update={"num_layers": keep, **tables,
+                                                    "name": f"{spec.name}-pruned{keep}"}))
 
 
 register(

@@ -101,6 +101,36 @@ def test_a_distilled_plan_keeps_no_head_of_the_teacher():
     assert "spec-eagle3" in [s.technique for s in on_an_a10g.plan.steps]
 
 
+def test_a_pruned_plan_keeps_no_head_of_the_unpruned_model():
+    """Pruning drops a quarter of the layers, whose features the checkpoint's EAGLE-3 head and MTP module read: a
+    plan that prunes Qwen3-8B had speculated with its EAGLE-3 head at the unpruned model's acceptance."""
+    from optiplan.planner.plan.graph import conflicting
+
+    assert conflicting("spec-eagle3", "structured-pruning") and conflicting("spec-mtp", "structured-pruning")
+    a = advise(AdviseRequest(model="qwen3-8b", hardware="h100-sxm", workload="chat", engine="vllm",
+                             max_quality_loss_pct=30.0))
+    steps = [s.technique for s in a.plan.steps]
+    assert not ({"spec-eagle3", "spec-mtp"} & set(steps) and "structured-pruning" in steps), steps
+
+
+def test_pruning_shortens_every_per_layer_table():
+    """A hybrid's mixers and MLPs lose the pruned layers with its windows (Jamba: 32 layers to 24)."""
+    from optiplan.planner.catalog.hardware import resolve_hardware
+    from optiplan.planner.catalog.models import resolve_model
+    from optiplan.planner.plan.advise import build_context, resolve_request
+    from optiplan.planner.plan.state import baseline_state
+    from optiplan.planner.plan.techniques import all_techniques
+
+    for name in ("jamba-1.5-mini", "nemotron-h-8b", "llama-3.1-8b"):
+        spec, workload, _ = resolve_request(AdviseRequest(model=name, hardware="h100-sxm"))
+        hw = resolve_hardware("h100-sxm")
+        ctx = build_context(spec, hw, 1, workload)
+        pruned = all_techniques()["structured-pruning"].transform(baseline_state(spec, hw, 1), ctx).spec
+        assert pruned.num_layers == round(resolve_model(name).num_layers * 0.75)
+        for table in ("layer_windows", "layer_moe", "layer_mixers", "layer_mlps", "layer_chunks"):
+            assert len(getattr(pruned, table)) in (0, pruned.num_layers), (name, table)
+
+
 def test_vllm_drafts_an_eagle3_chain_only_over_flash_attention():
     """vLLM 0.10.2's EAGLE proposer asserts FlashAttention's (or the tree backend's) metadata on CUDA once it drafts a
     second token (profiles/engines/vllm.yaml draft_attention): refused on the backends the server runs instead, and

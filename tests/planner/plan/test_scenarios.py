@@ -67,6 +67,21 @@ def test_8b_chat_with_64_users_on_l4_is_kv_bound():
     assert {"paged-kv", "kv-fp8"} & set(steps(a))
 
 
+def test_a_sequence_longer_than_the_cache_holds_is_the_bottleneck():
+    """One 131k-token sequence of an 8B on an L4: the cache holds 44k tokens of it, which is what binds (it had been
+    named bandwidth, the decode step's bound at a context that does not fit)."""
+    a = run(model="llama-3.1-8b", hardware="l4", goal="context", max_context=131072, concurrency=1)
+    assert a.bottleneck.primary == "kv-cache-memory" and a.bottleneck.category == "context"
+    assert "longest needs 131,072" in a.bottleneck.evidence[0]
+
+
+def test_the_interconnects_share_is_read_at_the_workloads_context_per_replica():
+    """Qwen3-0.6B's long prompts on four L40S: at 40k tokens of context the all-reduces are a small part of a decode
+    step (they had been priced at a context of one token and all replicas' sequences, 41%)."""
+    a = run(model="qwen3-0.6b", hardware="l40s", num_devices=4, workload="rag-long-context")
+    assert "interconnect" not in (a.bottleneck.primary, a.bottleneck.secondary)
+
+
 def test_where_the_prompts_activations_outweigh_the_cache_the_bottleneck_says_so():
     # eager `generate` prefills a batch's 120k-token prompts together: on one H200 Jamba's prefill activations take
     # ten times its cache, which the review found called a KV-cache limit

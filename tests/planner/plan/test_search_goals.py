@@ -394,6 +394,10 @@ def test_a_step_that_moves_the_goal_by_under_three_percent_is_left_out():
     assert rank((small, base))[0] is base and rank((base, small))[0] is base
     big = plan(("weight-fp8", "mixed-chunk"), -104.0)
     assert rank((big, base))[0] is big
+    # two steps of 2% each: neither earns its place, though both together move the figure by 4%
+    one, other = plan(("weight-fp8", "mixed-chunk"), -102.0), plan(("weight-fp8", "spec-ngram"), -102.0)
+    both = plan(("weight-fp8", "mixed-chunk", "spec-ngram"), -104.0)
+    assert rank((both, one, other, base))[0] is base
     # a sub-stack that loses more quality is no simpler reading of the stack
     lossier = plan(("weight-int4",), -100.0, 0.4)
     fuller = plan(("weight-int4", "kv-fp8"), -101.0, 0.1)
