@@ -1,5 +1,5 @@
 """`optiplan verify`: the same workload on the baseline and the optimized model, on the same device, repeated
-and interleaved (before, after, before, after...) so that drift on a noisy machine hits both alike; then
+and interleaved (before, after, after, before, ...) so that drift on a noisy machine hits both alike; then
 quality against the baseline. The answer is a `VerifyReport`: measured before and after, medians and spread,
 predicted beside measured per step, and each step whose gain did not show marked as such.
 """
@@ -102,7 +102,9 @@ def verify(baseline: str | Path, optimized: str | Path, *, device: str | None = 
                 metrics.generation_samples(loaded, prompts, max_new_tokens=max_new_tokens, repeats=1, warmup=0)
         for i in range(repeats):
             progress(f"  round {i + 1} of {repeats}")
-            for side, loaded in sides:
+            # before-after, then after-before (ABBA): a drift within a round, or a second run's advantage, lands on
+            # each side alike rather than on "after" every round, where the paired test would read it as an effect
+            for side, loaded in sides[::(-1) ** i]:
                 one = metrics.generation_samples(loaded, prompts, max_new_tokens=max_new_tokens, repeats=1, warmup=0)
                 for k in KEYS:
                     samples[side][k].extend(one[k])
@@ -110,8 +112,8 @@ def verify(baseline: str | Path, optimized: str | Path, *, device: str | None = 
         progress(f"batched throughput: {repeats} interleaved rounds")
         for _, loaded in sides:
             metrics.batched_tokens_per_s(loaded, prompts, max_new_tokens=max_new_tokens, repeats=0)  # warm-up
-        for _ in range(repeats):
-            for side, loaded in sides:
+        for i in range(repeats):
+            for side, loaded in sides[::(-1) ** i]:  # ABBA, as above
                 samples[side][BATCHED] += metrics.batched_tokens_per_s(loaded, prompts, max_new_tokens=max_new_tokens,
                                                                        repeats=1, warmup=False)
         batched = {side: statistics.median(samples[side][BATCHED]) for side in samples}

@@ -3,13 +3,14 @@ runtime's own resident memory. `run_worker` runs `python -m MODULE ...` and read
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
 import sys
 from typing import Any
 
-from .runtime import MeasureError, load_model, vm_hwm_bytes
+from .runtime import MeasureError, load_model, reset_vm_hwm, vm_hwm_bytes
 
 
 def peak_memory(path: str, dtype: str, device: str, batch: int, prompt: int, decode_steps: int = 4) -> int:
@@ -67,11 +68,15 @@ def pad_token(config) -> int:
 
 def print_peak_after(device: str, run) -> None:
     """The worker side of a peak measurement: reset the device's peak, `run()`, print the peak as the JSON line
-    `run_worker` reads (the CUDA allocator's peak, or this process's high-water mark on a CPU)."""
+    `run_worker` reads (the CUDA allocator's peak, or this process's high-water mark on a CPU, reset to what the
+    loaded model holds before the run where the system allows it: `reset_vm_hwm`)."""
     import torch
 
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
+    else:
+        gc.collect()  # the loading's garbage goes before the mark is reset
+        reset_vm_hwm()
     run()
     peak = torch.cuda.max_memory_allocated() if device.startswith("cuda") else vm_hwm_bytes()
     print(json.dumps({"peak_memory_bytes": peak}))

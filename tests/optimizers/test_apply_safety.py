@@ -109,3 +109,30 @@ def _eval_text(folder: Path) -> Path:
     path = folder / "eval.txt"
     path.write_text(default_eval_text()[:1500])
     return path
+
+
+def test_verify_alternates_which_side_runs_first(target_path, tmp_path, monkeypatch):
+    """A machine on which the second of two runs is always 10% slower: verify had run the baseline first in every
+    round, so the same model against itself came out 10% slower "after", in every round alike (an established loss).
+    Run before-after, then after-before, the drift lands on both sides and nothing is established."""
+    from optiplan.optimizers import metrics
+    from optiplan.optimizers.verify import verify
+    from optiplan.planner.report.verify import established_ratios
+
+    calls = {"n": 0}
+
+    def drifting(loaded, prompts, **kw):
+        calls["n"] += 1
+        slow = 1.1 if calls["n"] % 2 == 0 else 1.0  # the second run of each pair
+        return {"ttft_ms": [10.0 * slow], "tpot_ms": [5.0 * slow], "tokens_per_s": [200.0 / slow]}
+
+    def batched(loaded, prompts, **kw):
+        calls["n"] += 1
+        return [] if kw.get("repeats") == 0 else [100.0 / (1.1 if calls["n"] % 2 == 0 else 1.0)]
+
+    monkeypatch.setattr(metrics, "generation_samples", drifting)
+    monkeypatch.setattr(metrics, "batched_tokens_per_s", batched)
+    report = verify(target_path, target_path, repeats=7, max_new_tokens=2, memory=False,
+                    prompts=["The for statement is"], eval_text=_eval_text(tmp_path))
+    ratios = established_ratios(report)
+    assert all(ratios[k] == 1.0 for k in ("ttft_ms", "tpot_ms", "tokens_per_s", "batched_tokens_per_s")), ratios

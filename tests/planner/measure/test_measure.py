@@ -240,3 +240,22 @@ def test_measure_on_cuda():
                 show_progress=False)
     assert m.device == "cuda" and all(p.median_s > 0 for p in m.points if p.kind != "peak")
     assert m.points[-1].peak_memory_bytes > 0
+
+
+def test_a_cpu_peak_is_the_runs_not_the_loadings(capsys):
+    """On a CPU the peak is the process's high-water mark, reset before the run where Linux allows it: a transient of
+    loading (an fp32 checkpoint converted to bf16) is not charged to the run it measures."""
+    import os
+
+    import numpy as np
+    from optiplan.planner.measure.runtime import vm_hwm_bytes
+    from optiplan.planner.measure.workers import print_peak_after
+
+    if not os.access("/proc/self/clear_refs", os.W_OK):
+        pytest.skip("this system keeps its peak resident memory from the process's start (no /proc/self/clear_refs)")
+    transient = np.ones(64 * 2**20 // 8)  # 64 MiB, touched
+    del transient
+    loading_peak = vm_hwm_bytes()
+    print_peak_after("cpu", lambda: None)
+    peak = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["peak_memory_bytes"]
+    assert peak < loading_peak - 32 * 2**20
