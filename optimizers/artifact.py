@@ -55,7 +55,7 @@ def load(path: str | Path, device: str | None = None, *, dtype: str | None = Non
     """Load a model folder (an optiplan artifact or any Hugging Face causal LM) with its runtime settings;
     `tokenizer` is a folder to take the tokenizer from when the model's folder has none."""
     quiet_libraries()
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
     from .attention import set_attention
     from .packed_weights import PACKED_LIBRARY, PACKED_WEIGHTS_FILE, load_packed
@@ -90,12 +90,11 @@ def load(path: str | Path, device: str | None = None, *, dtype: str | None = Non
                             + ("pass --tokenizer with the folder of the model's tokenizer" if not tokenizer
                                else "--tokenizer must name a folder that holds one"))
     try:
-        if quanto:
+        if quanto or packed:
             config = AutoConfig.from_pretrained(path, trust_remote_code=False)
-            model = load_quanto(path, config, device, torch_dtype(runtime.dtype))
-        elif packed:
-            model = load_packed(path, AutoConfig.from_pretrained(path, trust_remote_code=False), device,
-                                torch_dtype(runtime.dtype))
+            model = (load_quanto if quanto else load_packed)(path, config, device, torch_dtype(runtime.dtype))
+            if (path / "generation_config.json").is_file():  # from_config builds its own from config.json
+                model.generation_config = GenerationConfig.from_pretrained(path)
         else:
             quantized = "quantization_config" in AutoConfig.from_pretrained(path).to_dict()
             model = AutoModelForCausalLM.from_pretrained(

@@ -31,8 +31,12 @@ def test_torchao_int8_is_smaller_keeps_quality_and_reloads_with_plain_transforme
 def test_quanto_weights_round_trip_through_optiplan_load(technique, max_ratio, workspace, base, tmp_path):
     from transformers import AutoModelForCausalLM
 
+    # the checkpoint's decoding rules come back with it (from_config had rebuilt them from config.json: an instruct
+    # model's repetition penalty and extra end-of-turn ids lost, and verify comparing two decoding rules)
+    workspace.model.generation_config.repetition_penalty = 1.3
     check_supported(technique, "cpu").apply(workspace, {})
     loaded = roundtrip(workspace, tmp_path)
+    assert loaded.model.generation_config.repetition_penalty == 1.3
     assert type(loaded.model.model.layers[0].mlp.up_proj).__name__.startswith("Q")
     assert metrics.weights_bytes(loaded) < max_ratio * metrics.weights_bytes(base)
     assert metrics.perplexity(loaded, max_tokens=512) < 1.10 * metrics.perplexity(base, max_tokens=512)
