@@ -378,8 +378,18 @@ def apply(source: str | Path, out: str | Path, *, goal: str | None = None, plan:
                                       params=_plain(step.params), predicted=step.predicted))
             log(f"  {exc}")
             continue
-        except NotSupportedHere:
-            raise
+        except NotSupportedHere as exc:
+            # named by the user or in their plan file: an error, as before any step runs. A step the planner chose
+            # (--goal) that finds it cannot run on this model (a format that cannot reach its fused experts) is
+            # rolled back and skipped with its reason, as the planned steps impossible on the device are
+            if techniques or plan is not None or (opt.changes_model and saved[0] is None):
+                raise
+            model, ws.runtime, ws.draft, ws.quantization_config = saved
+            ws.model = model if model is not None else ws.model
+            records.append(StepRecord(technique=step.technique, status="skipped", detail=str(exc),
+                                      params=_plain(step.params), predicted=step.predicted))
+            log(f"  skipped: {exc}")
+            continue
         except Exception as exc:
             raise OptiplanError(f"{step.technique} failed on {source}: {str(exc).strip().splitlines()[0]}") from exc
         # with the model before the step at hand (its copy, kept to roll it back, or the same model under the

@@ -96,6 +96,7 @@ def quantize_packed(ws: Workspace, bits: int, group_size: int | None) -> str:
     """Replace every linear layer except lm_head with a packed layer running the Triton weight-only GEMM."""
     from ..kernels.common import unavailable_reason
 
+    ws.refuse_fused_experts(f"optiplan's Triton int{bits} kernel")
     reason = unavailable_reason(ws.device)
     if reason:
         raise NotSupportedHere(f"kernel=triton: {reason}")

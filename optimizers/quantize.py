@@ -27,6 +27,8 @@ def _reload_with(ws: Workspace, quantization_config, dtype) -> None:
     """Reload the source weights through transformers with a quantization config (torchao, bitsandbytes, GPTQ)."""
     from transformers import AutoModelForCausalLM
 
+    ws.refuse_fused_experts(type(quantization_config).__name__.removesuffix("Config"))
+
     from ..planner.measure.runtime import torch_dtype
 
     model = AutoModelForCausalLM.from_pretrained(
@@ -111,6 +113,7 @@ def _quanto(ws: Workspace, kind: str, params: dict[str, Any] | None = None) -> s
     if head and getattr(ws.model.config, "tie_word_embeddings", False):
         raise NotSupportedHere("keep_lm_head=false: this model's lm_head shares the embedding's weights, which "
                                "quanto would quantize apart from the embedding; keep lm_head")
+    ws.refuse_fused_experts(f"optimum-quanto {kind}")
     weights = {"int8": qint8, "int4": qint4, "fp8": qfloat8}[kind]
     quantize(ws.model, weights=weights, exclude=None if head else ["lm_head"])
     freeze(ws.model)

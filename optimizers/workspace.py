@@ -29,6 +29,19 @@ class Workspace:
     draft: Any = None  # the draft model when speculative decoding uses one
     quantization_config: Any = None  # the transformers quantization config the weights were loaded with
 
+    def refuse_fused_experts(self, what: str) -> None:
+        """Refuse a weight format that quantizes linear layers on a model whose experts are fused 3-D tensors
+        (transformers 5's mixture-of-experts layout: Mixtral's `experts.gate_up_proj`), which it would leave in full
+        precision while saying it quantized the model: most of a mixture of experts' weights. (A state-space layer's
+        small 3-D convolution is not refused.)"""
+        fused = [(name, p.numel()) for name, p in self.model.named_parameters() if p.dim() == 3]
+        total = sum(p.numel() for p in self.model.parameters())
+        share = sum(n for _, n in fused) / total if total else 0.0
+        if share > 0.1:
+            raise NotSupportedHere(f"{what} quantizes linear layers, and this model keeps its experts as fused 3-D "
+                                   f"tensors ({fused[0][0]} and {len(fused) - 1} more, {share:.0%} of its weights), "
+                                   "which it would leave in full precision")
+
     def claim_cache(self, technique: str) -> None:
         """A generation has one cache: refuse a second cache technique rather than silently replace the first."""
         if self.runtime.cache:

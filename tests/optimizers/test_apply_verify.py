@@ -460,3 +460,23 @@ def test_a_plan_past_its_quality_budget_ships_the_original(target_path, tmp_path
     manifest = apply(target_path, tmp_path / "opt", goal="memory", concurrency=4, max_quality_loss_pct=1.0)
     assert manifest.steps and all(s.status in ("rolled-back", "skipped") for s in manifest.steps)
     assert any("perplexity +14.00%, over the plan's 1% quality budget" in s.detail for s in manifest.steps)
+
+
+def test_a_planned_step_that_cannot_run_on_this_model_is_skipped(target_path, tmp_path, monkeypatch,
+                                                                 untimed_step_checks):
+    """A step the planner chose that finds, once applied, that it cannot run on this model (int8 weights on a model
+    whose experts are fused tensors) is rolled back and skipped with its reason; the rest of the plan goes on. Named
+    with -t, the same refusal is an error."""
+    from optiplan.optimizers import quantize
+    from optiplan.optimizers.workspace import NotSupportedHere
+
+    def refused(ws, params):
+        ws.model.model.layers[0].mlp.up_proj.weight.data.zero_()  # half done when it finds out
+        raise NotSupportedHere("not on this model")
+    monkeypatch.setattr(quantize, "int8_weight_only", refused)
+    manifest = apply(target_path, tmp_path / "opt", goal="memory", concurrency=4, verify=False)
+    step = next(s for s in manifest.steps if s.technique == "weight-int8")
+    assert step.status == "skipped" and step.detail == "not on this model"
+    assert load(tmp_path / "opt", "cpu").model.model.layers[0].mlp.up_proj.weight.abs().sum() > 0  # rolled back
+    with pytest.raises(NotSupportedHere, match="not on this model"):
+        apply(target_path, tmp_path / "named", techniques=["weight-int8"], verify=False)
