@@ -87,6 +87,10 @@ def sinks(ws: Workspace, params: dict[str, Any]) -> str:
     if rotary is None or getattr(ws.model.config, "partial_rotary_factor", 1.0) not in (None, 1.0):
         raise NotSupportedHere(f"attention sinks need full rotary position embeddings to re-rotate kept keys; "
                                f"{type(ws.model).__name__} has none")
+    kinds = set(getattr(ws.model.config, "layer_types", None) or ["full_attention"])
+    if kinds != {"full_attention"}:
+        raise NotSupportedHere(f"attention sinks keep one window for every layer; {type(ws.model).__name__}'s layers "
+                               f"are {', '.join(sorted(kinds))} (a sliding window or state layers of its own)")
     num_sinks = int(params.get("num_sinks", 4))
     default_window = min(getattr(ws.model.config, "max_position_embeddings", 1024) or 1024, 1024) // 2
     window = int(params.get("window", default_window))
@@ -106,11 +110,15 @@ def make_sink_cache(model, num_sinks: int, window: int):
     def rotate(keys: torch.Tensor, delta: int) -> torch.Tensor:
         """Move RoPE'd keys (b, h, n, d) by `delta` positions: rotation composes, so rotate by delta once."""
         pos = torch.tensor([[delta]], device=keys.device)
-        cos, sin = rotary(keys, position_ids=pos)  # (1, 1, d), attention scaling included
-        cos, sin = cos[:, None].to(keys.dtype), sin[:, None].to(keys.dtype)
+        # the rotary module's cos and sin carry its attention scaling (YaRN's, longrope's): a key already carries it,
+        # and a pure rotation keeps its norm, so it is divided out (else a kept key grows by it at every eviction)
+        scaling = float(getattr(rotary, "attention_scaling", 1.0) or 1.0)
+        cos, sin = rotary(keys.float(), position_ids=pos)  # (1, 1, d), in fp32
+        cos, sin = cos[:, None] / scaling, sin[:, None] / scaling
         half = keys.shape[-1] // 2
-        rotated_half = torch.cat((-keys[..., half:], keys[..., :half]), dim=-1)
-        return keys * cos + rotated_half * sin
+        k = keys.float()
+        rotated_half = torch.cat((-k[..., half:], k[..., :half]), dim=-1)
+        return (k * cos + rotated_half * sin).to(keys.dtype)
 
     class SinkLayer(DynamicLayer):
         """Keeps `num_sinks` first and `window` last tokens; returns every token for the current step."""

@@ -85,6 +85,36 @@ def test_a_second_cache_technique_is_refused_not_silently_replacing_the_first(wo
     assert workspace.runtime.cache["kind"] == "sinks"
 
 
+def test_sink_evictions_rotate_kept_keys_without_scaling_them():
+    """Moving a kept key back by the evicted positions is a pure rotation: a YaRN model's rotary module carries an
+    attention scaling (1.14 at factor 4), which had multiplied each kept key once per eviction (the oldest kept key
+    at 2.5x its norm after 40 steps)."""
+    from optiplan.optimizers.kv_cache import make_sink_cache
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=4,
+                         num_key_value_heads=2, vocab_size=128, max_position_embeddings=256,
+                         rope_scaling={"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64})
+    model = LlamaForCausalLM(config)
+    assert model.model.rotary_emb.attention_scaling > 1.1  # the case this guards
+    layer = make_sink_cache(model, num_sinks=2, window=8).layers[0]
+    torch.manual_seed(0)
+    norms = []
+    for _ in range(40):
+        key = torch.randn(1, 2, 1, 16)
+        norms.append(key.norm().item())
+        layer.update(key, torch.randn(1, 2, 1, 16))
+    kept = layer.keys[:, :, 2:]  # the window's 8 keys, the last 8 written
+    per_token = kept.permute(2, 0, 1, 3).reshape(8, -1).norm(dim=1)
+    assert per_token.tolist() == pytest.approx(norms[-8:], rel=1e-4)
+
+
+def test_sinks_refuse_a_model_whose_layers_have_windows_of_their_own(workspace):
+    workspace.model.config.layer_types = ["sliding_attention", "full_attention"]
+    with pytest.raises(NotSupportedHere, match="sliding_attention"):
+        check_supported("sliding-window-sinks", "cpu").apply(workspace, {})
+
+
 def test_sink_positions_stay_inside_the_cache(workspace):
     from optiplan.optimizers.kv_cache import install_position_hook, make_sink_cache
 
