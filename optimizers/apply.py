@@ -330,7 +330,7 @@ def apply(source: str | Path, out: str | Path, *, goal: str | None = None, plan:
             if techniques:  # the user's parameters: an unknown name or a bad value is an error
                 declared.check_options(step.technique, step.params)
             else:  # a plan's parameters also describe engine options; the optimizer takes its own
-                step.params = {k: v for k, v in step.params.items() if k in dict(declared.options)}
+                step.params = declared.from_plan(step.params)
             runnable.append(step)
         except NotSupportedHere as exc:
             # asked for by name, or planned but impossible on this device: an error. A planned technique with no

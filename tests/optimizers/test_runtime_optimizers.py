@@ -251,6 +251,18 @@ def test_a_planned_sink_cache_passes_its_parameters_to_the_optimizer():
     assert set(technique.parameters(None, None)) <= set(declared)
 
 
+def test_a_planned_prompt_lookup_runs_with_the_plans_tokens_and_ngram():
+    """The plan prices n-gram speculation at 4 tokens a step and 4-grams, named as the engines name them
+    (num_speculative_tokens, prompt_lookup_max): apply had dropped both as engine options, and transformers ran its
+    own 10 tokens and 2-grams."""
+    from optiplan.planner.plan.techniques import all_techniques
+
+    plan_params = all_techniques()["spec-ngram"].parameters(None, None)
+    params = check_supported("spec-ngram", "cpu").declared.from_plan(plan_params)
+    assert params == {"prompt_lookup_num_tokens": plan_params["num_speculative_tokens"],
+                      "max_matching_ngram_size": plan_params["prompt_lookup_max"]}
+
+
 def test_quality_is_scored_past_what_a_cache_keeps_whole():
     """A sink cache of 4 + 512 tokens changes nothing before position 516: each window is scored from there on (scoring
     from 0 had diluted its change about fivefold, a review's finding); a cache whose span the model's context does not

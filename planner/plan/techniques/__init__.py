@@ -95,6 +95,14 @@ class Applied:
     changes_model: bool = False
     aim: tuple[str, str] = ("tpot_ms", "lower")  # the measured figure the step exists to improve, and which way
     options: tuple[tuple[str, Option], ...] = ()  # the parameters its optimizer reads, checked before it runs
+    # a plan's parameter (named as the engines name it) that the optimizer reads under its own name: (plan, option)
+    plan_names: tuple[tuple[str, str], ...] = ()
+
+    def from_plan(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The optimizer's parameters of a plan step: its options, by their own names or a plan's (`plan_names`);
+        the parameters that only describe engine options are left out."""
+        names, known = dict(self.plan_names), dict(self.options)
+        return {names.get(k, k): v for k, v in params.items() if names.get(k, k) in known}
 
     def check_options(self, technique: str, params: dict[str, Any]) -> None:
         """Raise RequestError naming the valid parameters when `params` has an unknown name or a bad value."""

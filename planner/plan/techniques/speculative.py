@@ -185,7 +185,10 @@ register(
                           "expected_acceptance": NGRAM_ACCEPTANCE},
         apply=Applied("speculative:prompt_lookup",
                       options=(("prompt_lookup_num_tokens", Option(int, "tokens copied per step", low=1, high=64)),
-                               ("max_matching_ngram_size", Option(int, "longest n-gram matched", low=1, high=16)))),
+                               ("max_matching_ngram_size", Option(int, "longest n-gram matched", low=1, high=16))),
+                      # the plan's tokens and n-gram, as its prediction prices them (the optimizer's defaults: 10, 2)
+                      plan_names=(("num_speculative_tokens", "prompt_lookup_num_tokens"),
+                                  ("prompt_lookup_max", "max_matching_ngram_size"))),
         combines={"transformers": Combines(cache_needs=("dynamic",), batch_one=True)}),
     Technique(
         id="spec-eagle3", engines=("vllm", "sglang", "trtllm"),
