@@ -14,6 +14,7 @@ from ..schema.advice import Advice
 from .checkpoints import eagle_head, experts_whole_option
 from .config import (
     PORT,
+    DeployError,
     EngineConfig,
     advice_spec,
     context_note,
@@ -55,8 +56,17 @@ def _cpu_cache(cfg: EngineConfig, advice: Advice) -> None:
                      f"or the plan's {max_seqs(advice)} at the mean context, with a tenth to spare")
 
 
+# Model types vLLM refuses to run in float16 (vllm/config/model.py _FLOAT16_NOT_SUPPORTED_MODELS: "gemma2",
+# "gemma3", "gemma3_text": "Numerical instability. Please use bfloat16 or float32.")
+FLOAT16_REFUSED = ("gemma2", "gemma3", "gemma3_text")
+
+
 def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
-    p, w = advice.plan.predicted, advice.workload
+    p = advice.plan.predicted
+    if dtype16(hw) == "float16" and advice.model.model_type in FLOAT16_REFUSED:
+        raise DeployError(f"vLLM refuses to run {advice.model.model_type} models in float16 (numerical instability), "
+                          f"and {hw.id} has no bfloat16: float32 would hold twice the weights the plan priced; serve "
+                          "it with another engine, or on a GPU with bfloat16")
     cfg = EngineConfig("vllm", model_reference(advice), ["vllm", "serve"], positional_model=True)
     o = cfg.options
     o.update({"host": "0.0.0.0", "port": PORT, "served-model-name": advice.model.name, "dtype": dtype16(hw),

@@ -155,30 +155,24 @@ def search(ctx: Context, only_groups: frozenset[str] | None = None) -> SearchRes
     used: set[str] = set()
     seen: set[tuple[str, ...]] = set()
     engine = workload.engine
-    for combo in itertools.product(*groups.values()):
-        chosen = {t.id for t in combo if t is not None}
-        ids = always_ids | chosen
-        if not _consistent(ids, techniques, ctx):
-            # the combination's choices win: drop always-on techniques that clash with them, then those whose
-            # requirements went with them
-            ids = chosen | {a for a in always_ids if not any(_clash(a, c, techniques, ctx) for c in chosen)}
-            ids = {i for i in ids if all(d in ids for d in requirements(techniques[i], engine))}
-            if not _consistent(ids, techniques, ctx):
-                continue
+
+    def consider(ids: set[str]) -> None:
+        """Evaluate the stack `ids` (once): a candidate unless it is over the quality budget or a chosen step idles."""
         order = tuple(plan_order(sorted(ids)))
         if order in seen:
-            continue
+            return
         seen.add(order)
         steps = [techniques[i] for i in order]
         loss = sum(t.loss(ctx) for t in steps)
         if loss > workload.max_quality_loss_pct + 1e-9:
-            continue
+            return
         states = apply_steps(base, steps, ctx)
-        idle = {t.id for prev, cur, t in zip([base, *states], states, steps) if not t.always_on and _unchanged(prev, cur)}
+        idle = {t.id for prev, cur, t in zip([base, *states], states, steps)
+                if not t.always_on and _unchanged(prev, cur)}
         if idle:
-            no_ops |= idle
-            continue  # a chosen step that changes nothing here (e.g. CPU offload when the weights fit)
-        used |= set(order)
+            no_ops.update(idle)
+            return  # a chosen step that changes nothing here (e.g. CPU offload when the weights fit)
+        used.update(order)
         final = states[-1] if steps else base
         full = workload.goal == "context"
         pred = predict_steps(base, steps, states, workload, ctx.effects, full=full, last_only=True)[0] if steps \
@@ -193,9 +187,34 @@ def search(ctx: Context, only_groups: frozenset[str] | None = None) -> SearchRes
         produced = tuple(produced_formats(order, ctx.spec, ctx.hw, workload.engine, serves_instruct(workload), pred))
         candidates.append(Candidate(order, final, pred, goal_score, within_speed_limits(pred, base_pred, workload.goal),
                                     objective, produced))
+
+    for combo in itertools.product(*groups.values()):
+        chosen = {t.id for t in combo if t is not None}
+        ids = always_ids | chosen
+        if not _consistent(ids, techniques, ctx):
+            # the combination's choices win: drop always-on techniques that clash with them, then those whose
+            # requirements went with them
+            ids = chosen | {a for a in always_ids if not any(_clash(a, c, techniques, ctx) for c in chosen)}
+            ids = {i for i in ids if all(d in ids for d in requirements(techniques[i], engine))}
+            if not _consistent(ids, techniques, ctx):
+                continue
+        consider(ids)
+    # an always-on technique that is not the engine's default joins every stack, yet may cost the goal here (TensorRT-
+    # LLM's chunked prefill holds memory a memory plan does not want; transformers' paged cache a step's time): the
+    # leading stacks are tried without each such step, and rank weighs them like the others
+    defaults = engine_defaults(ctx.release_engine)
+    for c in rank(tuple(candidates))[:REFINED]:
+        for t_id in c.ids:
+            if techniques[t_id].always_on and t_id not in defaults:
+                ids = set(c.ids) - {t_id}
+                ids = {i for i in ids if all(d in ids for d in requirements(techniques[i], engine))}
+                if _consistent(ids, techniques, ctx):
+                    consider(ids)
     return SearchResult(base, base_pred, tuple(candidates), rejected, frozenset(no_ops - used))
 
 
+# The leading stacks (`rank`) tried again without each always-on step that is not the engine's default
+REFINED = 3
 # A lossier plan must beat a less lossy one by more than this share of the goal's objective to be chosen: 4% lower
 # time per token is not worth 25 times the perplexity increase (issue 15: int4 at 4.9% chosen over int8 at 0.2%)
 QUALITY_TIE = 0.05

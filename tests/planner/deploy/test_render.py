@@ -864,3 +864,15 @@ def test_kubernetes_names_are_dns_labels(tmp_path, catalog_entries):
             label = d["metadata"]["name"]
             assert label[0].isalpha() and label[-1].isalnum() and len(label) <= 63, (name, label)
             assert all(c in "abcdefghijklmnopqrstuvwxyz0123456789-" for c in label), (name, label)
+
+
+def test_vllm_refuses_a_gemma_in_float16():
+    """vLLM refuses Gemma 2 and 3 in float16 (numerical instability): on a GPU without bfloat16 no vLLM config is
+    written for them (it had written --dtype float16, which does not start), and --engine all says why."""
+    a = plan(model="gemma-2-9b", hardware="t4", devices=1, engine="vllm", concurrency=4)
+    with pytest.raises(DeployError, match="float16"):
+        render(a, "vllm")
+    _, skipped, _ = render_all(a, ["vllm"])
+    assert skipped and "vLLM refuses to run gemma2 models in float16" in skipped[0]
+    assert "--dtype bfloat16" in render(plan(model="gemma-2-9b", hardware="l4", devices=1, engine="vllm"),
+                                        "vllm")["vllm/serve.sh"]

@@ -93,14 +93,14 @@ def test_every_format_ends_the_prediction_with_its_cost_and_quality_loss():
         assert cost in text and loss in text, fmt
 
 
-@pytest.mark.parametrize("engine, running, chunk", [
-    ("sglang", "--max-running-requests", "--chunked-prefill-size"),
-    ("trtllm", "--max_batch_size", "--max_num_tokens"),
-    ("vllm", "--max-num-seqs", "--max-num-batched-tokens")])
-def test_a_plans_parameters_name_the_engines_own_options(engine, running, chunk):
+@pytest.mark.parametrize("engine, running, chunk, workload", [
+    ("sglang", "--max-running-requests", "--chunked-prefill-size", "chat"),
+    ("trtllm", "--max_batch_size", "--max_num_tokens", "rag-long-context"),  # (chat's prompts are not chunked there)
+    ("vllm", "--max-num-seqs", "--max-num-batched-tokens", "chat")])
+def test_a_plans_parameters_name_the_engines_own_options(engine, running, chunk, workload):
     """A plan's steps name their parameters as the plan does, beside the engine's own option for each: an SGLang plan
     reads --max-running-requests, never vLLM's max_num_seqs, in every format."""
-    args = ["advise", "llama-3.1-8b", "-H", "h100-sxm", "--engine", engine]
+    args = ["advise", "llama-3.1-8b", "-H", "h100-sxm", "--engine", engine, "-w", workload]
     data = json.loads(run(*args, "--format", "json").output)
     steps = {s["technique"]: s["params"] for s in data["plan"]["steps"]}
     running_value, chunk_value = steps["paged-kv"]["max_running"], steps["chunked-prefill"]["prefill_chunk_tokens"]
