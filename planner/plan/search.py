@@ -222,8 +222,8 @@ QUALITY_TIE = 0.05
 # simpler goes first: an 8-bit cache's 0.1% is not worth a router and two roles of instances, while the smallest
 # 4-bit loss (AWQ's 1.8% on Llama-2-13B) is more than this.
 QUALITY_EQUAL = 0.5
-# A step must move the goal's figure by more than this share to stay in a plan: a stack with it comes within this of
-# the same stack without it is read as that stack (SGLang's mixed chunk had been planned for throughput at +1.7% for
+# A step must move the goal's figure by more than this share to stay in a plan: a stack within this of the same stack
+# without it is read as that stack (SGLang's mixed chunk had been planned for throughput at +1.7% for
 # 60% more time to first token; nothing this close is told apart by the model, nor by a benchmark on a shared host)
 STEP_GAIN = 0.03
 

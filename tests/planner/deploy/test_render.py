@@ -872,7 +872,7 @@ def test_vllm_refuses_a_gemma_in_float16():
     a = plan(model="gemma-2-9b", hardware="t4", devices=1, engine="vllm", concurrency=4)
     with pytest.raises(DeployError, match="float16"):
         render(a, "vllm")
-    _, skipped, _ = render_all(a, ["vllm"])
-    assert skipped and "vLLM refuses to run gemma2 models in float16" in skipped[0]
+    files, skipped, _ = render_all(a, ["vllm", "llama.cpp"])
+    assert "vLLM refuses to run gemma2 models in float16" in skipped[0] and "llamacpp/serve.sh" in files
     assert "--dtype bfloat16" in render(plan(model="gemma-2-9b", hardware="l4", devices=1, engine="vllm"),
                                         "vllm")["vllm/serve.sh"]
