@@ -263,7 +263,7 @@ def calibrate_effects(models: list[Path] | None = None, rounds: int = 4, show_pr
     if not effects_measurable(data):
         raise MeasureError(EFFECTS_ON_CPU_ONLY)
     # measured in the format the plans for this CPU start from (`plan.effects.measured_effects` reads no other): fp32
-    # unless calibration found its 16-bit matmuls faster
+    # unless calibration found its 16-bit matmuls as fast
     fresh = measure_effects(models, techniques=techniques, rounds=rounds, show_progress=show_progress,
                             dtype=unquantized_dtype(local_cpu()))
     earlier = data.get("effects") or earlier or {}

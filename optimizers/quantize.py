@@ -27,9 +27,9 @@ def _reload_with(ws: Workspace, quantization_config, dtype) -> None:
     """Reload the source weights through transformers with a quantization config (torchao, bitsandbytes, GPTQ)."""
     from transformers import AutoModelForCausalLM
 
-    ws.refuse_fused_experts(type(quantization_config).__name__.removesuffix("Config"))
-
     from ..planner.measure.runtime import torch_dtype
+
+    ws.refuse_fused_experts(type(quantization_config).__name__.removesuffix("Config"))
 
     model = AutoModelForCausalLM.from_pretrained(
         ws.source, dtype=torch_dtype(dtype), quantization_config=quantization_config,

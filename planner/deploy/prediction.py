@@ -4,6 +4,8 @@ its README gives the figures of the configuration it renders instead, and says w
 
 from __future__ import annotations
 
+import shlex
+
 from ..analytic.profile import GEMM_WEIGHTS, profile
 from ..analytic.requests import cached_tokens
 from ..catalog.engine_memory import engine_image_sampler
@@ -159,7 +161,7 @@ def configuration_fits(profile_: Profile) -> bool:
 
 def profile_command(request: ProfileRequest) -> str:
     """The `optiplan profile` command that predicts `request`."""
-    parts = [f"optiplan profile {request.model} -H {request.hardware} --gpus {request.num_devices}",
+    parts = [f"optiplan profile {shlex.quote(request.model)} -H {request.hardware} --gpus {request.num_devices}",
              f"--engine {request.engine} --dtype {request.dtype}"]
     if request.activations:
         parts.append(f"--activations {request.activations}")

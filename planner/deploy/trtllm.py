@@ -7,6 +7,7 @@ from typing import Any
 
 from ..analytic.kvcache import kv_groups
 from ..analytic.setup import engine_weight_kernel
+from ..catalog.engines import engine_fact
 from ..catalog.served import engine_window_pools, served_checkpoint_dtype
 from ..schema import HardwareSpec
 from ..schema.advice import Advice
@@ -119,9 +120,10 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
         else:
             cfg.not_applied.append((t_id, no_option("TensorRT-LLM", t_id)))
     extra["kv_cache_config"] = kv
-    if "max_num_tokens" not in o:
+    if "max_num_tokens" not in o and o["max_seq_len"] > (engine_fact("trtllm", "chunked_prefill_tokens") or 8192):
         # without chunked prefill a request's whole prompt is one step's tokens, and the PyTorch backend refuses a
-        # request longer than max_num_tokens (8192 unset: llm.py _check_arguments "should not exceed max_num_tokens")
+        # request longer than max_num_tokens (8192 unset: llm.py _check_arguments "should not exceed max_num_tokens");
+        # below that the default stands, the step budget the plan was priced at
         o["max_num_tokens"] = o["max_seq_len"]
         cfg.notes.append(f"--max_num_tokens {o['max_seq_len']} (max_seq_len): without chunked prefill each prompt is "
                          "prefilled in one step, and TensorRT-LLM refuses one longer than max_num_tokens")

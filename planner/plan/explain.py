@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from ..numbers import rate
 from ..schema.advice import Prediction, Rejection
-from .search import QUALITY_TIE, STEP_GAIN, Candidate, SearchResult
+from .search import QUALITY_TIE, STEP_GAIN, Candidate, SearchResult, within_step_gain
 from .techniques import Context, all_techniques, requirements, runtime_conflict
 
 GB = 1e9
@@ -29,7 +29,11 @@ def rejections(best: Candidate, ranked: list[Candidate], result: SearchResult, c
                          None)
             if holder is not None:
                 swapped = (chosen - {holder}) | {t_id}
-                instead = next((c for c in ranked if set(c.ids) == swapped), None)
+                # the stack with it in place of the holder; where the plan left out an always-on step that one kept (a
+                # step gaining under STEP_GAIN), the nearest stack that differs only in such steps
+                always = {i for i, x in techniques.items() if x.always_on}
+                instead = next((c for c in ranked if set(c.ids) == swapped), None) or next(
+                    (c for c in ranked if set(c.ids) - always == swapped - always), None)
                 reason = f"one {t.group} per plan: the plan uses {holder}" + (
                     f"; with {t_id} instead: " + trade(instead, best, ctx.workload.goal) if instead is not None else "")
             elif clash is not None:
@@ -73,7 +77,7 @@ def worse(other: Candidate, best: Candidate, goal: str) -> str:
         # better on the goal, but by less than a lossier plan must win by (search.QUALITY_TIE)
         return (f"gains under {QUALITY_TIE:.0%} on the {goal} goal for more quality loss (a lossier plan must win by "
                 f"more): {figures}")
-    if other.score < best.score and best.score - other.score <= STEP_GAIN * abs(best.score):
+    if other.score < best.score and within_step_gain(other, best):
         return (f"gains under {STEP_GAIN:.0%} on the {goal} goal, less than a step must move it by to be planned "
                 f"(`search.STEP_GAIN`): {figures}")
     if other.score < best.score:  # ahead, within the tie, with more to run (search.rank's moving parts)

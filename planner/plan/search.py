@@ -2,9 +2,10 @@
 
 Valid means: each technique's requirements hold here (hardware, model, engine, workload), its
 quality loss fits the budget, the techniques it requires are in the stack, and no two conflict.
-Lossless techniques that are never slower (`always_on`) join every stack where they are valid; the
-search enumerates one choice (or none) per remaining group. Deterministic: ties go to the stack
-with less quality loss, then fewer steps, then the ids in order.
+Lossless techniques (`always_on`) join every stack where they are valid, and the leading stacks are evaluated
+again without each one the engine does not run by default; the search enumerates one choice (or none) per
+remaining group. `rank` reads a stack within STEP_GAIN of one of its sub-stacks as that sub-stack. Deterministic:
+ties go to the stack with less quality loss, then fewer steps, then the ids in order.
 """
 
 from __future__ import annotations
@@ -235,7 +236,8 @@ def rank(candidates: tuple[Candidate, ...]) -> list[Candidate]:
     it; for the memory goal: the bytes the plan holds, without the runtime's own), the one with the least quality
     loss goes first; among those within QUALITY_EQUAL of that loss, the one with the fewest moving parts (a router
     and prefill and decode instances are not worth a few percent, nor is a checkpoint the user must produce first,
-    a 235B model quantized with llm-compressor, where a published one or the engine's own quantizing serves)."""
+    a 235B model quantized with llm-compressor, where a published one or the engine's own quantizing serves), each
+    of them first read without the steps that do not earn their place (`earned`)."""
     def tier(c: Candidate):
         return (0 if c.predicted.meets_slo else 1 if c.predicted.fits else 2, not c.speed_ok)
 
@@ -247,7 +249,7 @@ def rank(candidates: tuple[Candidate, ...]) -> list[Candidate]:
     best = ranked[0]
 
     def near(c: Candidate) -> bool:
-        (a, x), (b, y) = c.objective or (0.0, c.score), best.objective or (0.0, best.score)
+        (a, x), (b, y) = goal_figure(c), goal_figure(best)
         return tier(c) == tier(best) and a == b and abs(x - y) <= QUALITY_TIE * abs(y)
     close = [c for c in ranked if near(c)]
     techniques = all_techniques()
@@ -261,16 +263,27 @@ def rank(candidates: tuple[Candidate, ...]) -> list[Candidate]:
     return [pick, *(c for c in ranked if c is not pick)]
 
 
+def goal_figure(c: Candidate) -> tuple[float, float]:
+    """(a part that must be equal, the figure compared by share): the candidate's objective, else (0, its score)."""
+    return c.objective or (0.0, c.score)
+
+
+def within_step_gain(a: Candidate, b: Candidate) -> bool:
+    """Whether `a`'s goal figure is within STEP_GAIN of `b`'s (the part that must be equal, equal)."""
+    (p, x), (q, y) = goal_figure(a), goal_figure(b)
+    return p == q and abs(x - y) <= STEP_GAIN * abs(y)
+
+
 def earned(c: Candidate, ranked: list[Candidate], tier) -> Candidate:
     """`c` without the steps that do not earn their place: the smallest of its sub-stacks in its tier, no lossier,
     whose goal figure is within STEP_GAIN of its own, and so on from that one until every step left moves the figure
-    by more (two steps of 2% each leave neither; `c` itself where none is within)."""
+    by more than STEP_GAIN against the stack without it (two steps of 2% each leave neither, though together they
+    move it by 4%; `c` itself where none is within)."""
+    stacks = [(frozenset(s.ids), s) for s in ranked]
     while True:
-        (a, x) = c.objective or (0.0, c.score)
-        within = [s for s in ranked if set(s.ids) < set(c.ids) and tier(s) == tier(c)
-                  and s.predicted.quality_loss_pct <= c.predicted.quality_loss_pct + 1e-9
-                  and (s.objective or (0.0, s.score))[0] == a
-                  and abs((s.objective or (0.0, s.score))[1] - x) <= STEP_GAIN * abs(x)]
+        ids = frozenset(c.ids)
+        within = [s for held, s in stacks if held < ids and tier(s) == tier(c)
+                  and s.predicted.quality_loss_pct <= c.predicted.quality_loss_pct + 1e-9 and within_step_gain(s, c)]
         if not within:
             return c
         c = min(within, key=lambda s: (len(s.ids), round(s.score, 9), s.ids))

@@ -173,7 +173,8 @@ class Technique:
     quality_loss_pct: float | Callable[[Context], float] = 0.0
     quality_source: str | Callable[[Context], str] = "lossless: the computation is exact"
     effect_source: str = ""  # where its speed rule comes from, beyond the analytic model (e.g. an acceptance rate)
-    always_on: bool = False  # lossless and never slower: added whenever it is valid
+    # lossless: added whenever it is valid (and tried without, where the engine does not run it by default)
+    always_on: bool = False
     # servers, processes or models it adds to run and watch beyond one engine (a router, instances of another role, a
     # draft model): among plans within QUALITY_TIE of the best, the one with fewer goes first
     moving_parts: int = 0

@@ -1,5 +1,6 @@
 """Attention kernels and serving-engine features: lossless, so the search adds them whenever they
-are valid (`always_on`), and the step-by-step prediction still shows what each one gains."""
+are valid (`always_on`; the leading stacks are tried without those the engine does not run by default), and the
+step-by-step prediction still shows what each one gains."""
 
 from __future__ import annotations
 

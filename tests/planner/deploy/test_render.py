@@ -830,14 +830,18 @@ def test_a_model_folder_renders_for_every_engine(tmp_path, catalog_entries):
 
 def test_trtllm_without_chunked_prefill_admits_a_whole_prompt_in_a_step():
     """Without chunked prefill a prompt is one step's tokens, and TensorRT-LLM refuses a request longer than
-    max_num_tokens (8192 where unset): the config raises it to max_seq_len."""
+    max_num_tokens (8192 where unset): the config raises it to max_seq_len, and leaves the default, the budget the
+    plan was priced at, where every sequence fits it (chat: 4,096 tokens)."""
     a = plan(model="llama-3.1-8b", devices=2, engine="trtllm", workload="rag-long-context", without=["chunked-prefill"])
     cfg = engine_config(a, "trtllm")
     assert "enable_chunked_prefill" not in cfg.extra
     assert cfg.options["max_num_tokens"] == cfg.options["max_seq_len"] > 8192
     chunked = engine_config(plan(model="llama-3.1-8b", devices=2, engine="trtllm", workload="rag-long-context"),
                             "trtllm")
-    assert chunked.extra["enable_chunked_prefill"] and chunked.options["max_num_tokens"] < chunked.options["max_seq_len"]
+    assert chunked.extra["enable_chunked_prefill"]
+    assert chunked.options["max_num_tokens"] < chunked.options["max_seq_len"]
+    chat = engine_config(plan(model="llama-3.1-8b", devices=2, engine="trtllm", without=["chunked-prefill"]), "trtllm")
+    assert "max_num_tokens" not in chat.options and chat.options["max_seq_len"] <= 8192
 
 
 def test_vllm_config_file_names_the_environment_serve_sh_sets():

@@ -48,10 +48,10 @@ def test_ratios_are_read_at_the_model_width():
     assert measured_effects(spec, hw, "transformers", gpu) == {}  # measured on another device of this machine
     # measured on fp32 models while the plans start from bf16 ones: an int8 step's ratio against fp32 weights is not
     # its ratio against bf16 ones (a file from before the format was recorded measured fp32)
+    only_fp32 = hw.model_copy(update={"peak_tflops": {**hw.peak_tflops, "bf16": hw.peak_tflops["fp32"] / 4}})
     for fp32 in ({**data["effects"], "dtype": "fp32"}, {k: v for k, v in data["effects"].items() if k != "dtype"}):
         assert measured_effects(spec, hw, "transformers", {"effects": fp32}) == {}
-    only_fp32 = hw.model_copy(update={"peak_tflops": {**hw.peak_tflops, "bf16": hw.peak_tflops["fp32"] / 4}})
-    assert measured_effects(spec, only_fp32, "transformers", {"effects": fp32})  # where plans start from fp32
+        assert measured_effects(spec, only_fp32, "transformers", {"effects": fp32})  # where plans start from fp32
 
 
 def test_a_ratio_noise_cannot_tell_from_one_is_no_effect():
@@ -69,7 +69,8 @@ def test_a_ratio_noise_cannot_tell_from_one_is_no_effect():
 @pytest.fixture(autouse=True)
 def fixed_local_cpu(monkeypatch):
     """`local` as one fixed CPU (two cores with AVX-512's 16 lanes at 2.4 GHz, 16 GB/s, bf16 at its fp32 rate), not
-    this host's: a host without AVX-512 halves the estimated peak and puts chat's TTFT past its 500 ms SLO, leaving no plan to test."""
+    this host's: a host without AVX-512 halves the estimated peak and puts chat's TTFT past its 500 ms SLO, leaving
+    no plan to test."""
     from optiplan.planner.catalog import hardware
     from optiplan.planner.machine.probe import estimated_cpu
 
