@@ -194,6 +194,7 @@ def test_only_the_points_read_by_the_kernel_are_fitted(bench, published):
         assert published.predict(read[0])[0] < 0.9 * own  # tokens/s: a smaller share reads the weights later
 
 
+@pytest.mark.slow  # 19 s on two cores: the default run was near CI's limit; bench_published.py lists what it skips
 def test_profile_refuses_no_published_point(bench, published):
     """Every point the validation set can express is predicted: a refusal is the bench asking what profile cannot
     answer (it once set a batch-1 decode point's scheduling without request lengths, and three LMDeploy points
@@ -250,7 +251,8 @@ def test_a_server_whose_cache_was_not_the_stated_one_is_skipped_whole(published)
         published.predict({**a100, "memory_setup": "not-stated"})
 
 
-@pytest.mark.parametrize("engine, key", [("vllm", None), ("sglang", "one_device"), ("sglang", "several_devices"),
+@pytest.mark.parametrize("engine, key", [("vllm", None), ("sglang", "one_device"),
+                                         pytest.param("sglang", "several_devices", marks=pytest.mark.slow),  # 12 s
                                          ("trtllm", None)])
 def test_an_engines_first_token_latency_is_the_one_its_served_points_favour(bench, published, engine, key):
     # each engine profile's fixed first-token latency over HTTP (`bench_published.py --fit-first-token`; SGLang's per
