@@ -37,7 +37,7 @@ def state_model_refusal(engine: str, model_type: str) -> str | None:
     if model_type in (_state_models(base, model_type) or {}).get("model_types", ()):
         where += f"; a later {base} release does (the source says which)"
     served = ", ".join(facts["model_types"]) or "no state-space or hybrid model"
-    named = f"{split_engine(engine)[0]} {engine_profile(engine)['version']}"
+    named = f"{base} {engine_profile(engine)['version']}"
     return (f"{named} does not serve {model_type} models (it serves {served}; "
             f"source: {facts['source'].split(' — ')[0]}); {where}")
 

@@ -49,10 +49,6 @@ class Interconnect(Frozen):
                           "enough that pipeline stages compete inside one node; NVLink, Infinity Fabric and TPU ICI "
                           "connect the devices directly [every catalog device states it; a profile of your own without "
                           "it: PCIe where its name starts so]")
-
-    @property
-    def over_pcie(self) -> bool:
-        return self.kind == "pcie" if self.kind is not None else self.name.lower().startswith("pcie")
     bandwidth_gbps: float = Field(gt=0, description="GB/s per device, bidirectional (vendor convention)")
     max_devices_per_node: int = Field(8, ge=1)
     latency_us: float = Field(5.0, ge=0, description="per hop latency used for collective estimates")
@@ -62,6 +58,11 @@ class Interconnect(Frozen):
     scale_out_latency_us: float = Field(10.0, ge=0, description="per hop latency between nodes")
     devices_per_host: int | None = Field(None, ge=1, description="devices per host where the NVLink domain spans "
                                                                  "several hosts (None: one host per node)")
+
+    @property
+    def over_pcie(self) -> bool:
+        """Whether the node's devices talk over PCIe: its `kind`, else its name (a profile of your own)."""
+        return self.kind == "pcie" if self.kind is not None else self.name.lower().startswith("pcie")
 
 
 class HardwareFeatures(Frozen):
