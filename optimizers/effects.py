@@ -27,6 +27,7 @@ from typing import Any
 from ..planner.catalog.hardware import local_cpu, unquantized_dtype
 from ..planner.machine.calibration import calibrated_device, load_calibration, save_calibration
 from ..planner.measure.runtime import quiet_libraries
+from ..planner.report.verify import crossover_ratio
 from .registry import check_supported, registry
 from .runtime import LoadedModel, Prompt
 from .workspace import AlreadyInPlace, NotSupportedHere, Workspace
@@ -114,11 +115,11 @@ def figures(loaded: LoadedModel, prompts: dict[str, list[Prompt]], decode_tokens
 
 def interleaved_ratios(before: LoadedModel, after: LoadedModel, prompts: dict[str, list[Prompt]],
                        rounds: int = 4) -> dict[str, Any]:
-    """Median ratios (after / before) of every figure over `rounds` rounds, with the range of the per-round ratios
-    (a range that holds 1 is an effect noise cannot tell from none). Each timed part is measured on the two models
-    back to back, in alternating order (ABBA), so a burst of load on a shared machine lands on one pair and drift
-    cancels; a warm-up round first, two for a compiled model (it compiles each shape there, and again where a later
-    prompt grew its static cache)."""
+    """Ratios (after / before) of every figure over `rounds` rounds, with the range of the per-round ratios (a range
+    that holds 1 is an effect noise cannot tell from none). Each timed part is measured on the two models back to
+    back, in alternating order (ABBA), so a burst of load on a shared machine lands on one pair, and the two orders
+    weigh alike in the ratio (`crossover_ratio`), so drift within a round cancels; a warm-up round first, two for a
+    compiled model (it compiles each shape there, and again where a later prompt grew its static cache)."""
     for _ in range(2 if after.runtime.compile else 1):
         for model in (before, after):
             figures(model, prompts)
@@ -135,7 +136,7 @@ def interleaved_ratios(before: LoadedModel, after: LoadedModel, prompts: dict[st
     for k in sb:
         if sb[k]:
             per_round[k].append(sa[k] / sb[k])
-    out: dict[str, Any] = {k: round(statistics.median(v), 4) for k, v in per_round.items() if v}
+    out: dict[str, Any] = {k: round(crossover_ratio(v), 4) for k, v in per_round.items() if v}
     out["range"] = {k: [round(min(v), 4), round(max(v), 4)] for k, v in per_round.items() if v}
     out["rounds"] = max(rounds, 1)
     return out

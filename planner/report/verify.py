@@ -3,6 +3,8 @@ One list of rows feeds them all, so the formats cannot disagree."""
 
 from __future__ import annotations
 
+import math
+import statistics
 from html import escape
 from typing import Any
 
@@ -32,6 +34,17 @@ SIGNIFICANCE = 0.05
 # one chosen direction with probability 2^-n, 3.1% at five (within SIGNIFICANCE); at two a model timed against itself
 # agreed half the time (a review's finding: "worse" in 2 of 2 such runs)
 AGREEING_ROUNDS = 5
+
+
+def crossover_ratio(per_round: list[float]) -> float:
+    """The after / before ratio of interleaved rounds that alternate which side runs first (ABBA: "after" second in
+    rounds 0, 2, 4, ...): the geometric mean of the two orders' medians, so that an advantage of running second (or a
+    drift within a round) cancels however many rounds there are. A plain median of five rounds sides with the order
+    "after" ran second in three times; with one round it is that round."""
+    if not per_round:
+        raise ValueError("no rounds to take a ratio of")
+    orders = [per_round[0::2], per_round[1::2]]
+    return math.prod(statistics.median(o) for o in orders if o) ** (1 / sum(1 for o in orders if o))
 
 
 def significant(report: VerifyReport, key: str) -> bool:
@@ -72,7 +85,7 @@ def rows(report: VerifyReport) -> list[dict[str, Any]]:
     out = []
     for key, label, unit, lower in METRICS:
         b, a = getattr(before, key), getattr(after, key)
-        ratio = a / b if a is not None and b else None
+        ratio = report.measured_ratios.get(key, a / b if a is not None and b else None)
         judged = established[key] if key in established else ratio if significant(report, key) else None
         better = judged is not None and (judged < 0.97 if lower else judged > 1.03)
         worse = judged is not None and (judged > 1.03 if lower else judged < 0.97)

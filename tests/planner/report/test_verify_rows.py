@@ -146,3 +146,22 @@ def test_apply_says_when_the_model_it_wrote_measured_worse_and_can_fail_on_it(mo
     monkeypatch.setattr(apply_module, "apply", lambda *args, **kwargs: rolled)
     shipped = CliRunner().invoke(main, [*args, "--fail-on-worse"])
     assert shipped.exit_code == 0 and "holds the original model" in shipped.output and "warning" not in shipped.output
+
+
+def test_the_shown_ratio_weighs_the_two_orders_alike():
+    """Five ABBA rounds put "after" second three times: a 10% advantage of running second then tilted the ratio of the
+    two sides' medians (1.10x for no change); the crossover ratio of the rounds reads 1.0, and the row shows it."""
+    from optiplan.planner.report.verify import crossover_ratio
+
+    # no effect; whichever side runs second is 10% slower (rounds 0, 2, 4: after second; 1, 3: before second)
+    before = [10.0, 11.0, 10.0, 11.0, 10.0]
+    after = [11.0, 10.0, 11.0, 10.0, 11.0]
+    assert sorted(after)[2] / sorted(before)[2] == pytest.approx(1.1)
+    assert crossover_ratio([a / b for b, a in zip(before, after)]) == pytest.approx(1.0)
+    # a real 2x slowdown with the same order effect reads 2x; one round is that round
+    assert crossover_ratio([2.2, 1 / 1.1 * 2, 2.2, 2 / 1.1, 2.2]) == pytest.approx(2.0)
+    assert crossover_ratio([1.3]) == 1.3
+    r = report(before, after).model_copy(update={"measured_ratios": {"tpot_ms": 1.0}})
+    assert next(x["ratio"] for x in rows(r) if x["metric"] == "time per output token") == "1.000x"
+    with pytest.raises(ValueError):
+        crossover_ratio([])
