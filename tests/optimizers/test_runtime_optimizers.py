@@ -263,6 +263,18 @@ def test_a_planned_prompt_lookup_runs_with_the_plans_tokens_and_ngram():
                       "max_matching_ngram_size": plan_params["prompt_lookup_max"]}
 
 
+def test_a_planned_draft_step_drafts_the_plans_tokens():
+    """The plan prices a draft model at its num_speculative_tokens a step: apply had dropped it as an engine option and
+    tuned its own number, so verify measured another configuration than the one predicted. -t alone still tunes."""
+    from types import SimpleNamespace
+
+    from optiplan.planner.plan.techniques import all_techniques
+
+    plan_params = all_techniques()["spec-draft"].parameters(SimpleNamespace(draft=None))
+    params = check_supported("spec-draft", "cpu").declared.from_plan(plan_params)
+    assert params == {"num_assistant_tokens": plan_params["num_speculative_tokens"]}
+
+
 def test_quality_is_scored_past_what_a_cache_keeps_whole():
     """A sink cache of 4 + 512 tokens changes nothing before position 516: each window is scored from there on (scoring
     from 0 had diluted its change about fivefold, a review's finding); a cache whose span the model's context does not
