@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..analytic.memory import weights_room
+from ..analytic.setup import Setup
 from ..analytic.steps import decode_step
 from ..schema.advice import Bottleneck, Prediction
 from ..schema.workload import Workload
+from .predict import serving_figures, serving_instances
 from .state import PlanState, kv_reserved_tokens, to_setup
 
 GB = 1e9
+# the front end is named where the device alone would serve more than this much more (a plan step must gain 3% too)
+FRONT_END_MARGIN = 0.03
 
 
 def classify(state: PlanState, p: Prediction, workload: Workload) -> Bottleneck:
@@ -59,6 +65,8 @@ def classify(state: PlanState, p: Prediction, workload: Workload) -> Bottleneck:
             found.append(("kv-cache-memory", category,
                           f"KV cache allows {p.max_concurrency} concurrent sequences, workload needs "
                           f"{workload.concurrency} (each reserves {_reserved(state, workload):,} tokens)"))
+    if (paced := _front_end(state, s, p, workload)) is not None:
+        found.append(paced)
     # one replica's decode step at the workload's mean context: its collectives' share, its bound
     step = decode_step(s, max(p.batch // max(state.replicas, 1), 1), workload.mean_context)
     comm_share = step.comm_s / step.time_s if step.time_s else 0.0
@@ -95,6 +103,32 @@ def classify(state: PlanState, p: Prediction, workload: Workload) -> Bottleneck:
         found.append(("compute", "latency", f"prefill is compute-bound: TTFT {p.ttft_ms:,.0f} ms for a "
                                             f"{workload.prompt_tokens_p95:,}-token prompt under the workload's load"))
     return _pick(found)
+
+
+def _front_end(state: PlanState, s: Setup, p: Prediction, workload: Workload) -> tuple[str, str, str] | None:
+    """The engine's front end where it bounds the requests a server completes (`analytic.requests.front_end`: its host
+    time per request, vLLM's API server) and the device alone would serve more than FRONT_END_MARGIN more at the plan's
+    batch (the throughput and cost goals': all the sequences a server holds, as many give the front end's rate);
+    None where it does not bind (or the plan is disaggregated: its servers' rates are the disaggregation model's)."""
+    if not s.request_host_s or state.prefill_instances:
+        return None
+    per_server = -(-p.batch // serving_instances(p))
+    held = p.max_concurrency // serving_instances(p)
+    filled = workload.goal in ("throughput", "cost") and held > per_server
+    if filled:  # a goal that fills the servers could fill them with all they hold
+        per_server = held
+    paced = serving_figures(state, s, workload, per_server)[2]
+    device = serving_figures(state, replace(s, request_host_s=0.0), workload, per_server)[2]
+    if device <= paced * (1 + FRONT_END_MARGIN):
+        return None
+    over = f" over {s.api_servers} front-end processes" if s.api_servers > 1 else ""
+    return ("front-end", "throughput",
+            f"the engine's front end completes at most {1 / s.request_host_s:,.0f} requests/s a server "
+            f"({s.request_host_s * s.api_servers * 1e3:g} ms of host time a request{over}): "
+            f"{paced:,.0f} output tokens/s a server, where its device alone would serve {device:,.0f} "
+            + (f"with the {per_server:,} sequences its cache holds" if filled else f"at {per_server:,} sequences")
+            + "; more servers (data-parallel replicas, each with its own front end) or a faster host "
+            "raise it, a faster device does not")
 
 
 def _intensity(intensity: float, ridge: float, across: bool) -> str:

@@ -63,8 +63,8 @@ class Prediction(Frozen):
 
 class Bottleneck(Frozen):
     primary: str = Field(description="weights-memory, kv-cache-memory, activation-memory, context-length, "
-                                     "memory-bandwidth, prefill-interference, host-launch, compute, interconnect, "
-                                     "training-memory")
+                                     "memory-bandwidth, prefill-interference, host-launch, front-end, compute, "
+                                     "interconnect, training-memory")
     category: Literal["memory", "latency", "throughput", "context", "training"]
     secondary: str | None = None
     evidence: list[str]

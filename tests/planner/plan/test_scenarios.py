@@ -82,6 +82,22 @@ def test_the_interconnects_share_is_read_at_the_workloads_context_per_replica():
     assert "interconnect" not in (a.bottleneck.primary, a.bottleneck.secondary)
 
 
+def test_a_front_end_that_caps_the_requests_is_named_where_it_binds():
+    """vLLM's API server spends host time on each request: a 1B's throughput stops at its 42 requests a second, where
+    the device alone would serve twice as many (it had been called bandwidth-bound); an 8B on the same H100 is
+    bound by its device, and a single user is not paced at all."""
+    small = run(model="llama-3.2-1b", hardware="h100-sxm", engine="vllm", goal="throughput")
+    assert small.bottleneck.primary == "front-end" and small.bottleneck.category == "throughput"
+    assert "42 requests/s" in small.bottleneck.evidence[0] and "device alone would serve" in small.bottleneck.evidence[0]
+    assert small.baseline.throughput_tokens_per_s == pytest.approx(320 / 0.024, rel=0.01)  # chat's 320 out, 24 ms
+    for request in (dict(model="llama-3.1-8b", goal="throughput"), dict(model="llama-3.2-1b", concurrency=1)):
+        a = run(hardware="h100-sxm", engine="vllm", **request)
+        assert "front-end" not in (a.bottleneck.primary, a.bottleneck.secondary)
+    # SGLang's front end is four times quicker: the 1B's device binds there
+    assert run(model="llama-3.2-1b", hardware="h100-sxm", engine="sglang", goal="throughput").bottleneck.primary \
+        != "front-end"
+
+
 def test_where_the_prompts_activations_outweigh_the_cache_the_bottleneck_says_so():
     # eager `generate` prefills a batch's 120k-token prompts together: on one H200 Jamba's prefill activations take
     # ten times its cache, which the review found called a KV-cache limit
