@@ -69,9 +69,25 @@ def _over_pcie(ctx: Context) -> bool:
     return ctx.hw.interconnect is not None and ctx.hw.interconnect.over_pcie
 
 
+def _without_tp(ctx: Context) -> bool:
+    """Whether tensor parallel is left out (--without tensor-parallel): the baseline then splits the layers over the
+    devices (`search.engine_baseline`), and a layout of groups (replicas, disaggregated instances) splits each group's
+    layers too."""
+    return "tensor-parallel" in ctx.workload.denied_techniques
+
+
+def _group(state: PlanState, ctx: Context, size: int, **layout) -> PlanState:
+    """`state` on groups of `size` devices: tensor parallel over each, or its layers split over them where tensor
+    parallel is left out."""
+    split = {"tp": 1, "pp": size} if _without_tp(ctx) else {"tp": size, "pp": 1}
+    return state.with_(**split, **layout)
+
+
 def _pp_check(ctx: Context) -> str | None:
     if engine_splits_layers(ctx.workload.engine):
         return f"{ctx.workload.engine} splits the layers over the devices by default: the baseline runs them so"
+    if _without_tp(ctx):  # the baseline splits the layers already: the step changes nothing (its `unchanged`)
+        return None
     if ctx.devices <= _per_node(ctx) and _split_refusal(ctx, ctx.devices) is None and not _over_pcie(ctx):
         return "tensor parallel covers one node with less latency; pipeline stages only pay across nodes"
     if ctx.devices > _per_node(ctx):
@@ -86,7 +102,8 @@ def _replica_devices(state: PlanState, ctx: Context) -> int | None:
     replica's share of the experts is its share of the devices."""
     size = 1
     while size < ctx.devices:
-        if size <= _per_node(ctx) and not ctx.devices % size and _split_refusal(ctx, size) is None:
+        splits = _without_tp(ctx) or _split_refusal(ctx, size) is None
+        if size <= _per_node(ctx) and not ctx.devices % size and splits:
             one = _data_parallel(state, ctx, size)
             weights, _, act = per_device_bytes(to_setup(one), 1, ctx.workload.context_needed,
                                                ctx.workload.prompt_tokens_p95)
@@ -102,6 +119,8 @@ def _data_parallel(state: PlanState, ctx: Context, size: int) -> PlanState:
     expert layers one tensor-parallel group over every device), data-parallel attention over experts sliced across
     all the devices of a node, each step's expert layers synchronised over the groups; across nodes, one server per
     replica (the configs start them apart, behind a load balancer), each with its own copy of the experts."""
+    if _without_tp(ctx):  # replicas whose layers split over their devices
+        return _group(state, ctx, size, ep=1, attention_dp=1, replicas=ctx.devices // size, offload_fraction=0.0)
     if ctx.spec.moe is not None and engine_dp_shares_experts(ctx.workload.engine) and ctx.devices <= _per_node(ctx):
         return state.with_(tp=size, pp=1, ep=whole_experts(state, ctx, size, ctx.devices),
                            attention_dp=ctx.devices // size, replicas=1, offload_fraction=0.0)
@@ -129,6 +148,8 @@ def _ep_check(ctx: Context) -> str | None:
 
 
 def _ep_tp_check(ctx: Context) -> str | None:
+    if _without_tp(ctx):
+        return "its attention and dense layers are tensor parallel, which is left out as asked"
     tp = _tp_size(ctx)
     if ctx.workload.engine == "trtllm" and ctx.devices > tp:
         return ("TensorRT-LLM runs attention data parallel over all ranks (enable_attention_dp) or tensor parallel "
@@ -160,15 +181,15 @@ def _pd(state: PlanState, ctx: Context) -> PlanState:
     if smallest is None:
         return state
     sizes = [size for size in (smallest << k for k in range(8)) if size <= ctx.devices // 2
-             and not ctx.devices % size and _split_refusal(ctx, size) is None]
-    setups = {size: to_setup(state.with_(tp=size, pp=1, ep=1, attention_dp=1, replicas=1, offload_fraction=0.0))
+             and not ctx.devices % size and (_without_tp(ctx) or _split_refusal(ctx, size) is None)]
+    setups = {size: to_setup(_group(state, ctx, size, ep=1, attention_dp=1, replicas=1, offload_fraction=0.0))
               for size in sizes}
     layout = best_layout(setups, ctx.workload, ctx.devices)
     if layout is None:
         return state
     size, prefill = layout
-    return state.with_(tp=size, pp=1, ep=1, attention_dp=1, replicas=ctx.devices // size, prefill_instances=prefill,
-                       offload_fraction=0.0)
+    return _group(state, ctx, size, ep=1, attention_dp=1, replicas=ctx.devices // size, prefill_instances=prefill,
+                  offload_fraction=0.0)
 
 
 register(
@@ -207,7 +228,8 @@ register(
         # the replicas' size is the search's: a copy's tensor parallel and the copies (vLLM's data-parallel ranks of a
         # MoE model, their experts one group over all of them, are attention groups)
         predicted_params=lambda p: {"tensor_parallel_size": p.tensor_parallel,
-                                    "data_parallel_size": max(p.data_parallel, p.attention_data_parallel)},
+                                    "data_parallel_size": max(p.data_parallel, p.attention_data_parallel)}
+        | ({"pipeline_parallel_size": p.pipeline_parallel} if p.pipeline_parallel > 1 else {}),
         unchanged="no smaller group of the devices holds the model in the plan's formats with a third of each device "
                   "left to its cache: replicas that barely hold their weights would serve few sequences each"),
     Technique(

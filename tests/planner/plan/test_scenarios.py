@@ -99,6 +99,23 @@ def test_a_front_end_that_caps_the_requests_is_named_where_it_binds():
         != "front-end"
 
 
+def test_without_tensor_parallel_no_step_brings_it_back():
+    """--without tensor-parallel on four H100s: the baseline splits the layers (pp 4); data-parallel replicas had come
+    back as two tensor-parallel pairs, and pipeline parallel was rejected because 'tensor parallel covers one node'.
+    Now each replica splits its layers over its pair, and pipeline parallel changes nothing (the baseline's layout)."""
+    a = run(model="llama-3.1-70b", hardware="h100-sxm", num_devices=4, engine="vllm",
+            without=["tensor-parallel"])
+    assert a.baseline.tensor_parallel == 1 and a.baseline.pipeline_parallel == 4
+    assert a.plan.predicted.tensor_parallel == 1
+    if "data-parallel" in steps(a):
+        dp = next(s for s in a.plan.steps if s.technique == "data-parallel")
+        assert dp.params["tensor_parallel_size"] == 1 and dp.params["pipeline_parallel_size"] > 1
+    assert "tensor parallel covers" not in rejected(a)["pipeline-parallel"]
+    # a MoE model keeps expert parallel (no tensor parallel in it), not its tensor-parallel-attention form
+    moe = run(model="mixtral-8x7b", hardware="h100-sxm", num_devices=4, engine="vllm", without=["tensor-parallel"])
+    assert moe.plan.predicted.tensor_parallel == 1 and "expert-parallel-tp-attention" in rejected(moe)
+
+
 def test_where_the_prompts_activations_outweigh_the_cache_the_bottleneck_says_so():
     # eager `generate` prefills a batch's 120k-token prompts together: on one H200 Jamba's prefill activations take
     # ten times its cache, which the review found called a KV-cache limit
