@@ -356,9 +356,13 @@ def _document(spec: ModelSpec, workload: Workload, hw: HardwareSpec, devices: in
     params_ctx = replace(ctx, workload=workload.model_copy(update={"concurrency": per_server}))
     # the engine at the release the plan is priced at, whose defaults the baseline runs (`search.engine_baseline`)
     engine = ctx.release_engine if workload.goal != "training" else None
-    for t, predicted in zip(steps_t, predictions):
-        steps.append(PlanStep(technique=t.id, name=t.name, params=t.parameters(params_ctx, predicted), why=t.summary,
-                              quality_risk=t.quality_risk, quality_loss_pct=t.loss(ctx), quality_source=t.source(ctx),
+    # each step parametrised and priced for the model it is applied to (after distillation, the student's checkpoint)
+    for t, predicted, before in zip(steps_t, predictions, [result.baseline, *states]):
+        here = ctx.on_model(before.spec)
+        steps.append(PlanStep(technique=t.id, name=t.name, params=t.parameters(params_ctx.on_model(before.spec),
+                                                                                predicted),
+                              why=t.summary, quality_risk=t.quality_risk, quality_loss_pct=t.loss(here),
+                              quality_source=t.source(here),
                               effect_source=effect_source(t, ctx.effects, engine),
                               engine_default=engine_default(t, engine), predicted=predicted))
     final = steps[-1].predicted if steps else evaluate(result.baseline, workload)

@@ -68,11 +68,13 @@ def score(p: Prediction, goal: str, output_tokens: int, needed: int | None = Non
 
 
 def apply_steps(state: PlanState, steps: list[Technique], ctx: Context) -> list[PlanState]:
-    """The state after each step, in order (the composition of the steps' pure transforms)."""
+    """The state after each step, in order (the composition of the steps' pure transforms), each step applied to and
+    priced for the model the plan has reached (`Context.on_model`: after distillation, the student)."""
     states = []
     for t in steps:
-        state = t.transform(state, ctx)
-        loss = t.loss(ctx)
+        here = ctx.on_model(state.spec)
+        state = t.transform(state, here)
+        loss = t.loss(here)
         if loss:
             state = state.with_(quality_loss_pct=state.quality_loss_pct + loss)
         states.append(state)
@@ -164,10 +166,13 @@ def search(ctx: Context, only_groups: frozenset[str] | None = None) -> SearchRes
             return
         seen.add(order)
         steps = [techniques[i] for i in order]
-        loss = sum(t.loss(ctx) for t in steps)
-        if loss > workload.max_quality_loss_pct + 1e-9:
+        # the steps' losses for the model asked about first (cheap); then the stack's own, each step's for the model
+        # it is applied to (a distilled student's 4-bit loss is the student's)
+        if sum(t.loss(ctx) for t in steps) > workload.max_quality_loss_pct + 1e-9:
             return
         states = apply_steps(base, steps, ctx)
+        if states and states[-1].quality_loss_pct - base.quality_loss_pct > workload.max_quality_loss_pct + 1e-9:
+            return
         idle = {t.id for prev, cur, t in zip([base, *states], states, steps)
                 if not t.always_on and _unchanged(prev, cur)}
         if idle:

@@ -49,6 +49,14 @@ class Context:
         """The model's kind (dense, moe, hybrid), which some engines' refusals go by (vLLM's runner choice)."""
         return architecture_kind(self.spec)
 
+    def on_model(self, spec: ModelSpec) -> Context:
+        """The context a step is applied, priced and parametrised in where the plan has replaced the model before it
+        (a distilled plan's student, a pruned model): that model's published figures and checkpoints, not the
+        original's; a new model ships none of the original's heads (MTP, EAGLE-3) nor has a smaller one to distil."""
+        if spec.name == self.spec.name:
+            return self
+        return replace(self, spec=spec, smaller=None, mtp_layers=0, eagle_heads=())
+
 
 # pip distribution -> import name, for the packages a declaration names (the optimizer registry checks them).
 PACKAGE_IMPORTS = {"optimum-quanto": "optimum.quanto", "flash-attn": "flash_attn", "autoawq": "awq",

@@ -116,6 +116,27 @@ def test_without_tensor_parallel_no_step_brings_it_back():
     assert moe.plan.predicted.tensor_parallel == 1 and "expert-parallel-tp-attention" in rejected(moe)
 
 
+def test_steps_after_distillation_or_pruning_are_the_new_models():
+    """A step after distillation is applied to the student: its 4-bit loss is the 3B student's published figure, not
+    the 8B teacher's (6.6%); after pruning, fp8 is the engine's own quantization of the pruned model, not the unpruned
+    model's published FP8 checkpoint, which the configs had been told to serve."""
+    from optiplan.planner.catalog.models import resolve_model
+    from optiplan.planner.plan.quality import published_loss
+
+    a = run(model="llama-3.1-8b", hardware="t4", num_devices=1, concurrency=8, max_quality_loss_pct=25.0)
+    by_id = {s.technique: s for s in a.plan.steps}
+    assert by_id["distillation"].params["student"] == "llama-3.2-3b"
+    four_bit = next(s for s in a.plan.steps if s.technique.startswith("weight-int4"))
+    method = {"weight-int4-gptq": "gptq-int4-g128", "weight-int4-awq": "awq-int4-g128"}[four_bit.technique]
+    assert four_bit.quality_loss_pct == published_loss(method, resolve_model("llama-3.2-3b")).pct
+    assert four_bit.quality_loss_pct != published_loss(method, resolve_model("llama-3.1-8b")).pct
+    assert a.plan.quality_loss_pct == pytest.approx(sum(s.quality_loss_pct for s in a.plan.steps))
+    pruned = run(model="llama-3.1-70b", hardware="h100-sxm", num_devices=1, engine="vllm", max_quality_loss_pct=25.0)
+    names = [s.technique for s in pruned.plan.steps]
+    assert names[:2] == ["structured-pruning", "weight-fp8"], names
+    assert "checkpoint" not in pruned.plan.steps[1].params
+
+
 def test_where_the_prompts_activations_outweigh_the_cache_the_bottleneck_says_so():
     # eager `generate` prefills a batch's 120k-token prompts together: on one H200 Jamba's prefill activations take
     # ten times its cache, which the review found called a KV-cache limit
