@@ -172,13 +172,19 @@ def install_position_hook(model) -> None:
     model._optiplan_sink_hook = True
 
 
+def _held_bytes(value) -> int:
+    """Bytes of the tensors in `value`, through tuples, lists and dicts: a quantized layer keeps its data beside the
+    scales and zero points it dequantizes with (HQQ's (tensor, {"scale", "zero", ...}))."""
+    if hasattr(value, "element_size") and hasattr(value, "numel"):
+        return tensor_bytes(value)
+    if isinstance(value, dict):
+        return sum(_held_bytes(v) for v in value.values())
+    if isinstance(value, (tuple, list)):
+        return sum(_held_bytes(v) for v in value)
+    return 0
+
+
 def cache_bytes(cache) -> int:
-    """Bytes a cache holds right now, whatever its layers store (quantized data included)."""
-    total = 0
-    for layer in getattr(cache, "layers", []):
-        for name, value in vars(layer).items():
-            tensors = value if isinstance(value, (tuple, list)) else [value]
-            for t in tensors:
-                if hasattr(t, "element_size") and hasattr(t, "numel") and name != "_sliding_window_tensor":
-                    total += tensor_bytes(t)
-    return total
+    """Bytes a cache holds right now, whatever its layers store (quantized data with its scales and zero points)."""
+    return sum(_held_bytes(value) for layer in getattr(cache, "layers", [])
+               for name, value in vars(layer).items() if name != "_sliding_window_tensor")

@@ -69,6 +69,26 @@ def test_quantized_kv_cache_holds_under_half_the_bytes_at_long_context(technique
     assert metrics.greedy_tokens(loaded, PROMPT, 4) == metrics.greedy_tokens(base, PROMPT, 4)
 
 
+def test_a_quantized_cache_counts_its_scales_and_zero_points(base):
+    """HQQ keeps each layer's keys as (data, {"scale", "zero", ...}): the scales and zero points had been left out
+    of the cache's bytes, so an 8-bit cache measured as a quarter of an fp32 one when it holds more."""
+    from optiplan.optimizers.kv_cache import cache_bytes
+
+    ids = torch.randint(1, base.model.config.vocab_size, (1, 300), generator=torch.Generator().manual_seed(0))
+    out = base.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=2, min_new_tokens=2,
+                              return_dict_in_generate=True, cache_implementation="quantized",
+                              cache_config={"backend": "hqq", "nbits": 8, "residual_length": 16})
+    cache = out.past_key_values
+    data = meta = 0
+    for layer in cache.layers:
+        for name in ("_quantized_keys", "_quantized_values"):
+            tensor, info = getattr(layer, name)
+            data += tensor.numel() * tensor.element_size()
+            meta += sum(v.numel() * v.element_size() for v in info.values() if isinstance(v, torch.Tensor))
+    assert meta > 0.05 * data  # what was left out
+    assert cache_bytes(cache) >= data + meta
+
+
 def test_sink_cache_stays_flat_and_matches_full_attention_before_eviction(workspace, base, tmp_path):
     check_supported("sliding-window-sinks", "cpu").apply(workspace, {"num_sinks": 4, "window": 60})
     loaded = roundtrip(workspace, tmp_path)
