@@ -118,6 +118,8 @@ def load(path: str | Path, device: str | None = None, *, dtype: str | None = Non
         draft = AutoModelForCausalLM.from_pretrained(draft_path, dtype=torch_dtype(runtime.dtype),
                                                      trust_remote_code=False, attn_implementation="sdpa")
         draft = draft.to(device).eval()
+        if implementation:  # the target's attention, as apply ran the two (`attention.swap_attention` sets both)
+            set_attention(draft, implementation)
         from .speculative import configure_draft
 
         configure_draft(draft, runtime.speculative["num_assistant_tokens"])

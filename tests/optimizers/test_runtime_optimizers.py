@@ -165,6 +165,18 @@ def test_speculative_decoding_keeps_greedy_output_and_counts_acceptance(workspac
     assert metrics.weights_bytes(loaded) > metrics.weights_bytes(base)
 
 
+def test_a_reloaded_draft_runs_the_attention_its_target_runs(workspace, draft_path, tmp_path):
+    """apply runs the draft with the target's attention (an attention step sets both); the folder's draft had come
+    back with sdpa whatever the target ran."""
+    workspace.model.set_attn_implementation("eager")
+    workspace.runtime.attn_implementation = "eager"
+    check_supported("spec-draft", "cpu").apply(workspace, {"draft": str(draft_path), "num_assistant_tokens": 2})
+    assert workspace.draft.config._attn_implementation == "eager"
+    loaded = roundtrip(workspace, tmp_path)
+    assert loaded.model.config._attn_implementation == "eager"
+    assert loaded.draft.config._attn_implementation == "eager"
+
+
 def test_acceptance_from_counts():
     from optiplan.optimizers.speculative import acceptance
 
