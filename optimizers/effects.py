@@ -39,14 +39,27 @@ FIGURES = ("tpot_ms", "ttft_ms", "batched_tokens_per_s", "weights_bytes", "cache
 DECODE_PROMPT, DECODE_TOKENS = 32, 16  # batch-1 decode: a short prompt, then this many tokens
 PREFILL_TOKENS = 256  # time to first token of a longer prompt
 BATCH, BATCH_TOKENS = 4, 16  # the batched figure: this many prompts served together
-CACHE_CONTEXT = 384  # cache bytes are read at this context
+CACHE_CONTEXT = 384  # cache bytes are read this far past what a runtime's cache keeps whole (`cache_tokens`)
 # What a random-weight model cannot show at all
 NEEDS_TRAINED_WEIGHTS = {"spec-draft": "it needs a draft model of the same tokenizer, and acceptance depends on "
                                        "trained weights"}
 
 
-def id_prompts(vocab: int, seed: int = 0) -> dict[str, list[Prompt]]:
-    """Fixed token-id prompts for each figure (random ids: timing does not depend on which tokens they are)."""
+def cache_tokens(config, *models: LoadedModel) -> int:
+    """The context a cache's bytes are read at: CACHE_CONTEXT tokens past the span the models' runtime caches keep as
+    a full cache would (`metrics.cache_span`: attention sinks' first and last tokens, a quantized cache's recent
+    ones), so that what such a cache drops or packs shows (a sinks window of 512 had been read at 384 tokens, where it
+    holds all of them); within the model's positions, the two generated tokens included."""
+    from .metrics import cache_span
+
+    want = CACHE_CONTEXT + cache_span(*models)
+    limit = getattr(config, "max_position_embeddings", None)
+    return max(1, min(want, limit - 2)) if limit else want
+
+
+def id_prompts(vocab: int, seed: int = 0, cache_context: int = CACHE_CONTEXT) -> dict[str, list[Prompt]]:
+    """Fixed token-id prompts for each figure (random ids: timing does not depend on which tokens they are); the
+    cache's of `cache_context` tokens (`cache_tokens`)."""
     import torch
 
     g = torch.Generator().manual_seed(seed)
@@ -55,7 +68,7 @@ def id_prompts(vocab: int, seed: int = 0) -> dict[str, list[Prompt]]:
         return torch.randint(1, vocab, (n,), generator=g).tolist()
 
     return {"decode": [ids(DECODE_PROMPT)], "prefill": [ids(PREFILL_TOKENS)],
-            "batch": [ids(DECODE_PROMPT - 4 * i) for i in range(BATCH)], "cache": [ids(CACHE_CONTEXT)]}
+            "batch": [ids(DECODE_PROMPT - 4 * i) for i in range(BATCH)], "cache": [ids(cache_context)]}
 
 
 def timed(loaded: LoadedModel, prompts: dict[str, list[Prompt]], part: str, decode_tokens: int = DECODE_TOKENS,
@@ -164,7 +177,9 @@ def measure_technique(base: LoadedModel, technique: str, prompts: dict[str, list
     ws.runtime.dtype = base.runtime.dtype
     detail = registry()[technique].apply(ws, {})
     after = LoadedModel(ws.model, ws.tokenizer, ws.device, ws.runtime, ws.draft)
-    return {"detail": detail, **interleaved_ratios(base, after, prompts, rounds)}
+    # the cache read past what a sinks or quantized cache keeps whole, on both sides alike
+    cache = id_prompts(ws.model.config.vocab_size, cache_context=cache_tokens(ws.model.config, after))["cache"]
+    return {"detail": detail, **interleaved_ratios(base, after, {**prompts, "cache": cache}, rounds)}
 
 
 def load_for_effects(path: Path, device: str, dtype: str) -> tuple[LoadedModel, dict[str, list[Prompt]]]:

@@ -134,10 +134,13 @@ def verify(baseline: str | Path, optimized: str | Path, *, device: str | None = 
         peaks = {"before": metrics.peak_memory_bytes(baseline, prompts, max_new_tokens=max_new_tokens, device=device,
                                                      allow_pickle=allow_pickle, dtype=dtype),
                  "after": metrics.peak_memory_bytes(optimized, prompts, max_new_tokens=max_new_tokens, device=device)}
-    # the cache one sequence holds at a context where a cache technique shows (`effects.CACHE_CONTEXT`)
-    from .effects import id_prompts, sizes
+    # the cache one sequence holds at a context where a cache technique shows (`effects.cache_tokens`: past the span
+    # the optimized runtime keeps whole), the same for both
+    from .effects import cache_tokens, id_prompts, sizes
 
-    cache = {side: int(sizes(m, id_prompts(m.model.config.vocab_size))["cache_bytes"]) for side, m in sides}
+    cache_context = cache_tokens(opt.model.config, base, opt)
+    cache_prompts = id_prompts(opt.model.config.vocab_size, cache_context=cache_context)
+    cache = {side: int(sizes(m, cache_prompts)["cache_bytes"]) for side, m in sides}
     measured = {side: _measured(samples[side], batched_tokens_per_s=batched[side], peak_memory_bytes=peaks[side],
                                 weights_bytes=metrics.weights_bytes(m), cache_bytes=cache[side] or None,
                                 perplexity=ppl[side])
@@ -206,6 +209,7 @@ def verify(baseline: str | Path, optimized: str | Path, *, device: str | None = 
     return VerifyReport(
         baseline=str(baseline), optimized=str(optimized), device=device,
         workload={"prompts": len(prompts), "max_new_tokens": max_new_tokens, "repeats": repeats,
+                  "cache_context": cache_context,
                   "eval_text": str(eval_text) if eval_text else "built-in held-out pydoc topics"},
         measured=measured,
         quality=Quality(kl_divergence=dist["kl_divergence"], next_token_agreement=dist["next_token_agreement"],

@@ -84,6 +84,8 @@ def rows(report: VerifyReport) -> list[dict[str, Any]]:
     established = established_ratios(report)
     out = []
     for key, label, unit, lower in METRICS:
+        if key == "cache_bytes" and report.workload.get("cache_context"):  # read past the cache's kept span
+            label = f"KV cache, {report.workload['cache_context']:,}-token context"
         b, a = getattr(before, key), getattr(after, key)
         ratio = report.measured_ratios.get(key, a / b if a is not None and b else None)
         judged = established[key] if key in established else ratio if significant(report, key) else None

@@ -98,6 +98,30 @@ def test_sink_cache_stays_flat_and_matches_full_attention_before_eviction(worksp
     assert metrics.greedy_tokens(loaded, PROMPT, 12) == metrics.greedy_tokens(base, PROMPT, 12)
 
 
+def test_a_sinks_cache_is_read_past_its_window(workspace, base):
+    """A sinks cache of 4 + 512 tokens holds a 384-token context whole: read there (as every cache had been), its step
+    could never show a memory gain. The cache is now read 384 tokens past the span it keeps, on both sides alike."""
+    from optiplan.optimizers.apply import quick_prompts
+    from optiplan.optimizers.effects import CACHE_CONTEXT, cache_tokens, id_prompts, sizes
+    from optiplan.optimizers.runtime import LoadedModel
+
+    check_supported("sliding-window-sinks", "cpu").apply(workspace, {"num_sinks": 4, "window": 512})
+    after = LoadedModel(workspace.model, workspace.tokenizer, "cpu", workspace.runtime)
+    config = workspace.model.config
+    assert cache_tokens(config, base) == CACHE_CONTEXT and cache_tokens(config, base, after) == CACHE_CONTEXT + 516
+    vocab = config.vocab_size
+
+    def ratio(tokens: int) -> float:
+        prompts = id_prompts(vocab, cache_context=tokens)
+        return sizes(after, prompts)["cache_bytes"] / sizes(base, prompts)["cache_bytes"]
+
+    assert ratio(CACHE_CONTEXT) == pytest.approx(1.0)  # where it had been read
+    assert ratio(cache_tokens(config, base, after)) < 0.6
+    assert len(quick_prompts(workspace)["cache"][0]) == CACHE_CONTEXT + 516  # apply's step check reads it there
+    config_limit = type("Config", (), {"max_position_embeddings": 600})()
+    assert cache_tokens(config_limit, base, after) == 598  # never past the model's positions
+
+
 def test_a_second_cache_technique_is_refused_not_silently_replacing_the_first(workspace):
     check_supported("sliding-window-sinks", "cpu").apply(workspace, {"window": 64})
     with pytest.raises(NotSupportedHere, match="already uses a sinks cache"):
