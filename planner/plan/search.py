@@ -166,9 +166,14 @@ def search(ctx: Context, only_groups: frozenset[str] | None = None) -> SearchRes
             return
         seen.add(order)
         steps = [techniques[i] for i in order]
-        # the steps' losses for the model asked about first (cheap); then the stack's own, each step's for the model
-        # it is applied to (a distilled student's 4-bit loss is the student's)
-        if sum(t.loss(ctx) for t in steps) > workload.max_quality_loss_pct + 1e-9:
+        # first (cheap) the losses up to a step that replaces the model, which every stack with them has; then the
+        # stack's own, each step's for the model it is applied to (a distilled student's 4-bit loss is the student's)
+        known = 0.0
+        for t in steps:
+            known += t.loss(ctx)
+            if t.replaces_model:
+                break
+        if known > workload.max_quality_loss_pct + 1e-9:
             return
         states = apply_steps(base, steps, ctx)
         if states and states[-1].quality_loss_pct - base.quality_loss_pct > workload.max_quality_loss_pct + 1e-9:
@@ -190,7 +195,8 @@ def search(ctx: Context, only_groups: frozenset[str] | None = None) -> SearchRes
             objective = (0.0, float(pred.memory_per_device_bytes - ctx.hw.runtime_overhead_bytes))
         else:
             objective = (0.0, goal_score)
-        produced = tuple(produced_formats(order, ctx.spec, ctx.hw, workload.engine, serves_instruct(workload), pred))
+        # of the model the weight steps are applied to (a distilled plan's student)
+        produced = tuple(produced_formats(order, final.spec, ctx.hw, workload.engine, serves_instruct(workload), pred))
         candidates.append(Candidate(order, final, pred, goal_score, within_speed_limits(pred, base_pred, workload.goal),
                                     objective, produced))
 

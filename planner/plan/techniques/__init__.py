@@ -171,6 +171,9 @@ class Technique:
     phase: Literal["inference", "training"] = "inference"
     hardware: tuple[str, ...] = ()  # features: see HARDWARE_CHECKS
     model: tuple[str, ...] = ()  # features: see MODEL_CHECKS
+    # it replaces the model (distillation's student, a pruned model): the steps after it are the new model's
+    # (`Context.on_model`), their quality losses too
+    replaces_model: bool = False
     engines: tuple[str, ...] = ()  # serving engines that run it (profiles/engines.yaml names them)
     packages: tuple[str, ...] = ()  # pip packages that apply it (its optimizer's, where it has one)
     data: str | None = None  # calibration or training data it needs

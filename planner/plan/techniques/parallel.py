@@ -71,16 +71,9 @@ def _over_pcie(ctx: Context) -> bool:
 
 def _without_tp(ctx: Context) -> bool:
     """Whether tensor parallel is left out (--without tensor-parallel): the baseline then splits the layers over the
-    devices (`search.engine_baseline`), and a layout of groups (replicas, disaggregated instances) splits each group's
-    layers too."""
+    devices (`search.engine_baseline`); replicas are then of one device each (replicas whose layers split over
+    several devices, or disaggregated instances of them, are launches no engine profile here confirms)."""
     return "tensor-parallel" in ctx.workload.denied_techniques
-
-
-def _group(state: PlanState, ctx: Context, size: int, **layout) -> PlanState:
-    """`state` on groups of `size` devices: tensor parallel over each, or its layers split over them where tensor
-    parallel is left out."""
-    split = {"tp": 1, "pp": size} if _without_tp(ctx) else {"tp": size, "pp": 1}
-    return state.with_(**split, **layout)
 
 
 def _pp_check(ctx: Context) -> str | None:
@@ -101,9 +94,8 @@ def _replica_devices(state: PlanState, ctx: Context) -> int | None:
     set holds the model. Where the engine keeps a MoE model's experts over every device (`_data_parallel`), a
     replica's share of the experts is its share of the devices."""
     size = 1
-    while size < ctx.devices:
-        splits = _without_tp(ctx) or _split_refusal(ctx, size) is None
-        if size <= _per_node(ctx) and not ctx.devices % size and splits:
+    while size < ctx.devices and (size == 1 or not _without_tp(ctx)):
+        if size <= _per_node(ctx) and not ctx.devices % size and _split_refusal(ctx, size) is None:
             one = _data_parallel(state, ctx, size)
             weights, _, act = per_device_bytes(to_setup(one), 1, ctx.workload.context_needed,
                                                ctx.workload.prompt_tokens_p95)
@@ -119,9 +111,9 @@ def _data_parallel(state: PlanState, ctx: Context, size: int) -> PlanState:
     expert layers one tensor-parallel group over every device), data-parallel attention over experts sliced across
     all the devices of a node, each step's expert layers synchronised over the groups; across nodes, one server per
     replica (the configs start them apart, behind a load balancer), each with its own copy of the experts."""
-    if _without_tp(ctx):  # replicas whose layers split over their devices
-        return _group(state, ctx, size, ep=1, attention_dp=1, replicas=ctx.devices // size, offload_fraction=0.0)
-    if ctx.spec.moe is not None and engine_dp_shares_experts(ctx.workload.engine) and ctx.devices <= _per_node(ctx):
+    # (vLLM's layout slices the experts over every device: tensor parallel, left out where asked)
+    if ctx.spec.moe is not None and engine_dp_shares_experts(ctx.workload.engine) and ctx.devices <= _per_node(ctx) \
+            and not _without_tp(ctx):
         return state.with_(tp=size, pp=1, ep=whole_experts(state, ctx, size, ctx.devices),
                            attention_dp=ctx.devices // size, replicas=1, offload_fraction=0.0)
     return state.with_(tp=size, pp=1, ep=whole_experts(state, ctx, size, size), attention_dp=1,
@@ -164,6 +156,8 @@ def _ep_tp(state: PlanState, ctx: Context) -> PlanState:
 
 
 def _pd_check(ctx: Context) -> str | None:
+    if _without_tp(ctx):
+        return "its instances are tensor parallel over their devices, which is left out as asked"
     if ctx.devices > devices_per_host(ctx.hw):
         return (f"{ctx.devices} devices span hosts: disaggregated instances are planned inside one host, whose roles "
                 "serve.sh starts together and where the prompt's cache moves over NVLink; across hosts it moves over "
@@ -181,15 +175,15 @@ def _pd(state: PlanState, ctx: Context) -> PlanState:
     if smallest is None:
         return state
     sizes = [size for size in (smallest << k for k in range(8)) if size <= ctx.devices // 2
-             and not ctx.devices % size and (_without_tp(ctx) or _split_refusal(ctx, size) is None)]
-    setups = {size: to_setup(_group(state, ctx, size, ep=1, attention_dp=1, replicas=1, offload_fraction=0.0))
+             and not ctx.devices % size and _split_refusal(ctx, size) is None]
+    setups = {size: to_setup(state.with_(tp=size, pp=1, ep=1, attention_dp=1, replicas=1, offload_fraction=0.0))
               for size in sizes}
     layout = best_layout(setups, ctx.workload, ctx.devices)
     if layout is None:
         return state
     size, prefill = layout
-    return _group(state, ctx, size, ep=1, attention_dp=1, replicas=ctx.devices // size, prefill_instances=prefill,
-                  offload_fraction=0.0)
+    return state.with_(tp=size, pp=1, ep=1, attention_dp=1, replicas=ctx.devices // size, prefill_instances=prefill,
+                       offload_fraction=0.0)
 
 
 register(
@@ -230,8 +224,9 @@ register(
         predicted_params=lambda p: {"tensor_parallel_size": p.tensor_parallel,
                                     "data_parallel_size": max(p.data_parallel, p.attention_data_parallel)}
         | ({"pipeline_parallel_size": p.pipeline_parallel} if p.pipeline_parallel > 1 else {}),
-        unchanged="no smaller group of the devices holds the model in the plan's formats with a third of each device "
-                  "left to its cache: replicas that barely hold their weights would serve few sequences each"),
+        unchanged="no smaller group of the devices (one device, where tensor parallel is left out) holds the model in "
+                  "the plan's formats with a third of each device left to its cache: replicas that barely hold their "
+                  "weights would serve few sequences each"),
     Technique(
         id="expert-parallel", engines=("vllm", "sglang", "trtllm"),
         name="Expert parallel", family="parallelism", group=GROUP,

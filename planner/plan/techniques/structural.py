@@ -106,7 +106,7 @@ register(
         name="Structured pruning (drop 25% of layers, then heal)", family="compression",
         group="compression",
         summary="The least important quarter of the layers removed by angular distance, then a short fine-tune.",
-        transform=_prune, data="training", quality_risk="high", quality_loss_pct=15.0,
+        transform=_prune, data="training", quality_risk="high", quality_loss_pct=15.0, replaces_model=True,
         quality_source="Gromov et al. (arXiv 2403.17887) and ShortGPT (arXiv 2403.03853): dropping ~25% of layers "
                        "keeps QA accuracy after healing but raises perplexity by 10-20%",
         params=lambda c: {"drop_fraction": PRUNE_FRACTION}),
@@ -116,6 +116,7 @@ register(
         group="compression",
         summary="A smaller catalog model of the same family trained on the target's outputs, served instead.",
         transform=lambda s, c: s.with_(spec=c.smaller), model=("smaller",), data="training", quality_risk="high",
+        replaces_model=True,
         quality_loss_pct=10.0,
         quality_source="Minitron (arXiv 2407.14679): students distilled to a half and a quarter of the teacher "
                        "(Nemotron-4 15B into 8B and 4B) trail it by several points on MMLU; 10% budgeted, and only "

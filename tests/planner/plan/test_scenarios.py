@@ -102,18 +102,24 @@ def test_a_front_end_that_caps_the_requests_is_named_where_it_binds():
 def test_without_tensor_parallel_no_step_brings_it_back():
     """--without tensor-parallel on four H100s: the baseline splits the layers (pp 4); data-parallel replicas had come
     back as two tensor-parallel pairs, and pipeline parallel was rejected because 'tensor parallel covers one node'.
-    Now each replica splits its layers over its pair, and pipeline parallel changes nothing (the baseline's layout)."""
-    a = run(model="llama-3.1-70b", hardware="h100-sxm", num_devices=4, engine="vllm",
-            without=["tensor-parallel"])
-    assert a.baseline.tensor_parallel == 1 and a.baseline.pipeline_parallel == 4
-    assert a.plan.predicted.tensor_parallel == 1
-    if "data-parallel" in steps(a):
-        dp = next(s for s in a.plan.steps if s.technique == "data-parallel")
-        assert dp.params["tensor_parallel_size"] == 1 and dp.params["pipeline_parallel_size"] > 1
-    assert "tensor parallel covers" not in rejected(a)["pipeline-parallel"]
-    # a MoE model keeps expert parallel (no tensor parallel in it), not its tensor-parallel-attention form
+    Now replicas are of one device each (an 8B's throughput plan: four), pipeline parallel changes nothing (the
+    baseline's layout), and the layouts whose groups are tensor parallel are refused."""
+    seventy = run(model="llama-3.1-70b", hardware="h100-sxm", num_devices=4, engine="vllm",
+                  without=["tensor-parallel"])
+    assert seventy.baseline.tensor_parallel == 1 and seventy.baseline.pipeline_parallel == 4
+    assert seventy.plan.predicted.tensor_parallel == 1  # 70B replicas would need tensor-parallel groups: none
+    assert "tensor parallel covers" not in rejected(seventy)["pipeline-parallel"]
+    eight = run(model="llama-3.1-8b", hardware="h100-sxm", num_devices=4, engine="vllm", goal="throughput",
+                without=["tensor-parallel"])
+    dp = next(s for s in eight.plan.steps if s.technique == "data-parallel")
+    assert dp.params == {"tensor_parallel_size": 1, "data_parallel_size": 4}
+    # a MoE model keeps expert parallel (no tensor parallel in it), not its tensor-parallel-attention form; SGLang's
+    # disaggregated instances are tensor parallel: refused
     moe = run(model="mixtral-8x7b", hardware="h100-sxm", num_devices=4, engine="vllm", without=["tensor-parallel"])
     assert moe.plan.predicted.tensor_parallel == 1 and "expert-parallel-tp-attention" in rejected(moe)
+    sglang = run(model="llama-3.1-8b", hardware="h100-sxm", num_devices=4, engine="sglang",
+                 without=["tensor-parallel"])
+    assert "left out as asked" in rejected(sglang)["pd-disaggregation"]
 
 
 def test_steps_after_distillation_or_pruning_are_the_new_models():
