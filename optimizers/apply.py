@@ -286,8 +286,8 @@ def apply(source: str | Path, out: str | Path, *, goal: str | None = None, plan:
     unless `drop_unprofitable`. If nothing is left, the unchanged model is written with its manifest. `dtype` None
     loads the source as it is stored (an fp32 checkpoint in bf16 on a GPU), and verify compares against the same."""
     quiet_libraries()
-    from .artifact import ArtifactError, check_folder, load, write_artifact
-    from .runtime import check_device, default_device, dtype_hint
+    from .artifact import ArtifactError, check_folder
+    from .runtime import check_device, default_device
 
     source, out = Path(source), Path(out)
     check_folder(source, allow_pickle)
@@ -348,6 +348,39 @@ def apply(source: str | Path, out: str | Path, *, goal: str | None = None, plan:
         log("nothing in the plan can be applied to a transformers model here ("
             + "; ".join(r.detail for r in records) + "): the model is written unchanged, with its manifest")
 
+    planned = not techniques
+    judged_by = goal or (goal_of_plan if plan is not None else None)
+    # written, verified (and rolled back where verify says so) in a staging folder beside `out`, renamed into place
+    # only then: an interrupt or a kill at any point leaves no folder at `out` whose manifest lacks its verification
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=temporary_prefix(out.name), dir=str(out.parent)))
+    staging.rmdir()
+    try:
+        # the models live in `_written`'s frame only: none is held while verify loads its two (`del` had left them)
+        manifest = _written(source, staging, runnable, records, device=device, dtype=dtype, allow_pickle=allow_pickle,
+                            goal=goal, plan_json=plan_json, planned=planned, judged_by=judged_by, keep_all=keep_all,
+                            drop_unprofitable=drop_unprofitable, log=log)
+        if verify:
+            guarded = planned and not keep_all
+            manifest = _verified(manifest, source, staging, out, records, plan_json, judged_by, guarded, device, dtype,
+                                 allow_pickle, verify_options, log)
+            write_text_atomic(staging / "optiplan.json", manifest.model_dump_json(indent=2))
+        with previous_kept(out):  # a folder --force replaces stays until the new one is in place
+            staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _written(source: Path, staging: Path, runnable: list[StepSpec], records: list[StepRecord], *, device: str,
+             dtype: str | None, allow_pickle: bool, goal: str | None, plan_json: dict[str, Any] | None, planned: bool,
+             judged_by: str | None, keep_all: bool, drop_unprofitable: bool,
+             log: Callable[[str], None]) -> ArtifactManifest:
+    """Load the model, apply `runnable` (each step measured, kept or rolled back, in `records`), write it."""
+    from .artifact import load, write_artifact
+    from .runtime import dtype_hint
+
     base = load(source, device, dtype=dtype, allow_pickle=allow_pickle)  # dtype None: as the source stores it
     ws = Workspace(model=base.model, tokenizer=base.tokenizer, device=device, source=source)
     ws.runtime.dtype = base.runtime.dtype
@@ -356,8 +389,6 @@ def apply(source: str | Path, out: str | Path, *, goal: str | None = None, plan:
         log("timing the model before the plan (a warm-up run, then a measured one)")
         quick_figures(ws)  # warm-up: a first run pays one-time costs (allocations, lazy initialisation)
     figures = quick_figures(ws) if runnable else {}
-    planned = not techniques
-    judged_by = goal or (goal_of_plan if plan is not None else None)
     guard = (planned and not keep_all) or drop_unprofitable
     for step in runnable:
         opt = registry()[step.technique]
@@ -387,7 +418,7 @@ def apply(source: str | Path, out: str | Path, *, goal: str | None = None, plan:
             # named by the user or in their plan file: an error, as before any step runs. A step the planner chose
             # (--goal) that finds it cannot run on this model (a format that cannot reach its fused experts) is
             # rolled back and skipped with its reason, as the planned steps impossible on the device are
-            if techniques or plan is not None or (opt.changes_model and saved[0] is None):
+            if not goal or (opt.changes_model and saved[0] is None):
                 raise
             model, ws.runtime, ws.draft, ws.quantization_config = saved
             ws.model = model if model is not None else ws.model
@@ -424,25 +455,7 @@ def apply(source: str | Path, out: str | Path, *, goal: str | None = None, plan:
         log("nothing in the plan helps here: the model is written unchanged, with the measurements in its manifest")
     manifest = ArtifactManifest(source=str(source), created="", device=device, goal=goal, steps=records,
                                 runtime=ws.runtime, libraries={}, sha256={}, plan=plan_json)
-    # written, verified (and rolled back where verify says so) in a staging folder beside `out`, renamed into place
-    # only then: an interrupt or a kill at any point leaves no folder at `out` whose manifest lacks its verification
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=temporary_prefix(out.name), dir=str(out.parent)))
-    staging.rmdir()
-    try:
-        manifest = write_artifact(ws, staging, manifest, staged=True)
-        if verify:
-            del ws, base
-            guarded = planned and not keep_all
-            manifest = _verified(manifest, source, staging, out, records, plan_json, judged_by, guarded, device, dtype,
-                                 allow_pickle, verify_options, log)
-            write_text_atomic(staging / "optiplan.json", manifest.model_dump_json(indent=2))
-        with previous_kept(out):  # a folder --force replaces stays until the new one is in place
-            staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return manifest
+    return write_artifact(ws, staging, manifest, staged=True)
 
 
 def _verified(manifest: ArtifactManifest, source: Path, staging: Path, out: Path, records: list[StepRecord],

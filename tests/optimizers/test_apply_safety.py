@@ -136,3 +136,28 @@ def test_verify_alternates_which_side_runs_first(target_path, tmp_path, monkeypa
                     prompts=["The for statement is"], eval_text=_eval_text(tmp_path))
     ratios = established_ratios(report)
     assert all(ratios[k] == 1.0 for k in ("ttft_ms", "tpot_ms", "tokens_per_s", "batched_tokens_per_s")), ratios
+
+
+def test_no_model_of_apply_stays_alive_while_verify_loads_its_two(target_path, tmp_path, monkeypatch,
+                                                                   untimed_step_checks):
+    """verify loads the baseline and the optimized model: apply's own (the workspace's, and the copy of the model
+    before the last step, kept to roll it back) had stayed alive beside them, three models in memory where two fit."""
+    import gc
+
+    import torch
+    from optiplan.optimizers import verify as verify_module
+
+    def models() -> int:
+        gc.collect()
+        return sum(1 for o in gc.get_objects() if isinstance(o, torch.nn.Module) and hasattr(o, "generate"))
+
+    before, during = models(), []
+
+    def counting(*args, **kwargs):
+        during.append(models())
+        raise KeyboardInterrupt  # what verify would measure does not matter here
+
+    monkeypatch.setattr(verify_module, "verify", counting)
+    with pytest.raises(KeyboardInterrupt):
+        apply(target_path, tmp_path / "opt", techniques=["weight-int8"], verify=True)
+    assert during == [before]
