@@ -9,7 +9,7 @@ from ..analytic.setup import Setup
 from ..analytic.steps import decode_step
 from ..schema.advice import Bottleneck, Prediction
 from ..schema.workload import Workload
-from .predict import serving_figures, serving_instances
+from .predict import serving_figures, serving_instances, throughput_batch
 from .state import PlanState, kv_reserved_tokens, to_setup
 
 GB = 1e9
@@ -108,17 +108,18 @@ def classify(state: PlanState, p: Prediction, workload: Workload) -> Bottleneck:
 def _front_end(state: PlanState, s: Setup, p: Prediction, workload: Workload) -> tuple[str, str, str] | None:
     """The engine's front end where it bounds the requests a server completes (`analytic.requests.front_end`: its host
     time per request, vLLM's API server) and the device alone would serve more than FRONT_END_MARGIN more at the plan's
-    batch (the throughput and cost goals': all the sequences a server holds, as many give the front end's rate);
+    batch (the throughput and cost goals': the batch its device alone serves best, within the TPOT SLO);
     None where it does not bind (or the plan is disaggregated: its servers' rates are the disaggregation model's)."""
     if not s.request_host_s or state.prefill_instances:
         return None
     per_server = -(-p.batch // serving_instances(p))
+    paced = serving_figures(state, s, workload, per_server)[2]
+    alone = replace(s, request_host_s=0.0)
     held = p.max_concurrency // serving_instances(p)
     filled = workload.goal in ("throughput", "cost") and held > per_server
-    if filled:  # a goal that fills the servers could fill them with all they hold
-        per_server = held
-    paced = serving_figures(state, s, workload, per_server)[2]
-    device = serving_figures(state, replace(s, request_host_s=0.0), workload, per_server)[2]
+    if filled:  # a goal that fills the servers: the batch its device alone would serve best, within the TPOT SLO
+        per_server = throughput_batch(state, alone, workload, per_server, held)
+    device = serving_figures(state, alone, workload, per_server)[2]
     if device <= paced * (1 + FRONT_END_MARGIN):
         return None
     over = f" over {s.api_servers} front-end processes" if s.api_servers > 1 else ""
@@ -126,9 +127,8 @@ def _front_end(state: PlanState, s: Setup, p: Prediction, workload: Workload) ->
             f"the engine's front end completes at most {1 / s.request_host_s:,.0f} requests/s a server "
             f"({s.request_host_s * s.api_servers * 1e3:g} ms of host time a request{over}): "
             f"{paced:,.0f} output tokens/s a server, where its device alone would serve {device:,.0f} "
-            + (f"with the {per_server:,} sequences its cache holds" if filled else f"at {per_server:,} sequences")
-            + "; more servers (data-parallel replicas, each with its own front end) or a faster host "
-            "raise it, a faster device does not")
+            + f"at {per_server:,} sequences; more front ends (servers behind a load balancer; vLLM's "
+            "--api-server-count with data parallel) or a faster host raise it, a faster device does not")
 
 
 def _intensity(intensity: float, ridge: float, across: bool) -> str:
