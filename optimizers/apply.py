@@ -190,12 +190,13 @@ def quick_prompts(ws: Workspace) -> dict:
 
 def quick_figures(ws: Workspace) -> dict[str, float]:
     """A short measurement after each step (`effects.figures`: time per token as the median of three, on the built-in
-    prompts): seconds on a small model; the full before/after comparison is `verify`'s."""
+    prompts; one sample of the rest; no cache bytes, read where a cache step is timed interleaved): seconds on a small
+    model; the full before/after comparison is `verify`'s."""
     from .effects import figures
     from .runtime import LoadedModel
 
     loaded = LoadedModel(ws.model, ws.tokenizer, ws.device, ws.runtime, ws.draft)
-    return figures(loaded, quick_prompts(ws), decode_tokens=24, decode_samples=3)  # one sample of the rest
+    return figures(loaded, quick_prompts(ws), decode_tokens=24, decode_samples=3, cache=False)
 
 
 # what a step does while it says nothing for a while
@@ -219,7 +220,7 @@ def model_bytes(ws: Workspace) -> int:
     return weights_bytes(LoadedModel(ws.model, ws.tokenizer, ws.device, ws.runtime, ws.draft))
 
 
-def interleaved_step_ratios(ws: Workspace, saved: tuple) -> dict[str, float]:
+def interleaved_step_ratios(ws: Workspace, saved: tuple, cache: bool) -> dict[str, float]:
     """A step's measured ratios (after / before), the model before it (`saved`: its copy, or None where the step
     changed only runtime settings and the model is the same; its runtime, draft) and after it timed back to back in
     alternating order (`effects.interleaved_ratios`), so that load or drift on a shared machine lands on both: two
@@ -230,7 +231,7 @@ def interleaved_step_ratios(ws: Workspace, saved: tuple) -> dict[str, float]:
     model = saved[0] if saved[0] is not None else ws.model
     before = LoadedModel(model, ws.tokenizer, ws.device, saved[1], saved[2])
     after = LoadedModel(ws.model, ws.tokenizer, ws.device, ws.runtime, ws.draft)
-    out = interleaved_ratios(before, after, quick_prompts(ws), rounds=STEP_ROUNDS)
+    out = interleaved_ratios(before, after, quick_prompts(ws), rounds=STEP_ROUNDS, cache=cache)
     return {k: v for k, v in out.items() if k in FIGURES}
 
 
@@ -347,7 +348,6 @@ def apply(source: str | Path, out: str | Path, *, goal: str | None = None, plan:
     if not runnable:
         log("nothing in the plan can be applied to a transformers model here ("
             + "; ".join(r.detail for r in records) + "): the model is written unchanged, with its manifest")
-
     planned = not techniques
     judged_by = goal or (goal_of_plan if plan is not None else None)
     # written, verified (and rolled back where verify says so) in a staging folder beside `out`, renamed into place
@@ -434,7 +434,7 @@ def _written(source: Path, staging: Path, runnable: list[StepSpec], records: lis
         timed = saved[0] is not None or not opt.changes_model
         if timed:
             log(f"  timing {step.technique} against the model before it ({STEP_ROUNDS} interleaved rounds)")
-        interleaved = interleaved_step_ratios(ws, saved) if timed else None
+        interleaved = interleaved_step_ratios(ws, saved, opt.aim[0] == "cache_bytes") if timed else None
         shown, ratios = gain_shown(step, figures, after, interleaved)
         costs = losses(judged_by, ratios, quick=True)
         status = "applied"

@@ -92,14 +92,17 @@ def timed(loaded: LoadedModel, prompts: dict[str, list[Prompt]], part: str, deco
     return {"batched_tokens_per_s": produced / (time.perf_counter() - start)}
 
 
-def sizes(loaded: LoadedModel, prompts: dict[str, list[Prompt]]) -> dict[str, float]:
-    """Weight bytes, and cache bytes after a prompt of the long context (no speculation or compile: only the
-    cache's size matters, and a static cache is sized up front)."""
+def sizes(loaded: LoadedModel, prompts: dict[str, list[Prompt]], cache: bool = True) -> dict[str, float]:
+    """Weight bytes, and (`cache`) cache bytes after the cache's prompt (no speculation or compile: only the cache's
+    size matters, and a static cache is sized up front): a prefill of its length, thousands of tokens past a long
+    sinks window, which checks of what cannot change the cache leave out."""
     import torch
 
     from . import metrics
     from .kv_cache import cache_bytes
 
+    if not cache:
+        return {"weights_bytes": float(metrics.weights_bytes(loaded))}
     ids = loaded.encode(prompts["cache"])
     kwargs = {k: v for k, v in loaded.generate_kwargs().items()
               if k not in ("assistant_model", "prompt_lookup_num_tokens", "max_matching_ngram_size", "compile_config")}
@@ -117,25 +120,27 @@ PARTS = ("decode", "prefill", "batch")
 
 
 def figures(loaded: LoadedModel, prompts: dict[str, list[Prompt]], decode_tokens: int = DECODE_TOKENS,
-            decode_samples: int = 1) -> dict[str, float]:
+            decode_samples: int = 1, cache: bool = True) -> dict[str, float]:
     """One sample of every figure: time per token, time to first token, batched tokens per second, weight and
-    cache bytes. A fraction of a second on a small model."""
-    out = sizes(loaded, prompts)
+    (`cache`) cache bytes. A fraction of a second on a small model."""
+    out = sizes(loaded, prompts, cache)
     for part in PARTS:
         out.update(timed(loaded, prompts, part, decode_tokens, decode_samples))
     return out
 
 
 def interleaved_ratios(before: LoadedModel, after: LoadedModel, prompts: dict[str, list[Prompt]],
-                       rounds: int = 4) -> dict[str, Any]:
+                       rounds: int = 4, cache: bool = True) -> dict[str, Any]:
     """Ratios (after / before) of every figure over `rounds` rounds, with the range of the per-round ratios (a range
     that holds 1 is an effect noise cannot tell from none). Each timed part is measured on the two models back to
     back, in alternating order (ABBA), so a burst of load on a shared machine lands on one pair, and the two orders
     weigh alike in the ratio (`crossover_ratio`), so drift within a round cancels; a warm-up round first, two for a
-    compiled model (it compiles each shape there, and again where a later prompt grew its static cache)."""
+    compiled model (it compiles each shape there, and again where a later prompt grew its static cache). `cache`:
+    cache bytes too (`sizes`)."""
     for _ in range(2 if after.runtime.compile else 1):
         for model in (before, after):
-            figures(model, prompts)
+            for part in PARTS:
+                timed(model, prompts, part)
     per_round: dict[str, list[float]] = {k: [] for k in FIGURES}
     for r in range(max(rounds, 1)):
         for part in PARTS:
@@ -145,7 +150,7 @@ def interleaved_ratios(before: LoadedModel, after: LoadedModel, prompts: dict[st
             for k in b:
                 if b[k]:
                     per_round[k].append(a[k] / b[k])
-    sb, sa = sizes(before, prompts), sizes(after, prompts)
+    sb, sa = sizes(before, prompts, cache), sizes(after, prompts, cache)
     for k in sb:
         if sb[k]:
             per_round[k].append(sa[k] / sb[k])

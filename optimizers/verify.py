@@ -186,6 +186,9 @@ def verify(baseline: str | Path, optimized: str | Path, *, device: str | None = 
         notes.append(f"the optimized cache keeps {span:,} tokens as a full cache would, and quality is scored in "
                      f"windows of {window:,} tokens (the model's context), which do not reach {EVAL_BEYOND:,} tokens "
                      "past that span: what the cache changes is not (or barely) measured here")
+    if (kept := metrics.cache_span(base, opt)) and cache_context <= kept:
+        notes.append(f"the KV cache is read at {cache_context:,} tokens (the model's positions end there), within the "
+                     f"{kept:,} the optimized cache keeps whole: what it saves does not show in its bytes here")
     if base.runtime.dtype != opt.runtime.dtype:
         notes.append(f"the baseline ran in {base.runtime.dtype} and the optimized model in {opt.runtime.dtype} (as "
                      "--dtype asked): every difference here includes the dtype's, not the techniques' alone")

@@ -91,9 +91,9 @@ def test_a_runtime_step_is_timed_interleaved_against_the_same_model_before_it(ta
     calls = []
     real = apply_module.interleaved_step_ratios
 
-    def recording(ws, saved):
+    def recording(ws, saved, cache):
         calls.append((saved[0] is None, saved[1].cache, ws.runtime.cache))
-        return real(ws, saved)
+        return real(ws, saved, cache)
 
     monkeypatch.setattr(apply_module, "interleaved_step_ratios", recording)
     manifest = apply(target_path, tmp_path / "opt", techniques=["kv-fp8"], dtype="fp32", verify=False)

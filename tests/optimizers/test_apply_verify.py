@@ -400,7 +400,7 @@ def test_a_step_is_timed_against_a_copy_of_the_model_before_it_interleaved(targe
 
     calls = []
 
-    def interleaved(ws, saved):
+    def interleaved(ws, saved, cache):
         calls.append(saved[0] is not None and saved[0] is not ws.model)
         return {"tpot_ms": 1.31, "ttft_ms": 1.22, "weights_bytes": 0.54}
 
