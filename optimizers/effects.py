@@ -147,15 +147,16 @@ def interleaved_ratios(before: LoadedModel, after: LoadedModel, prompts: dict[st
             first, second = (before, after) if r % 2 == 0 else (after, before)
             x, y = timed(first, prompts, part), timed(second, prompts, part)
             b, a = (x, y) if first is before else (y, x)
-            for k in b:
-                if b[k]:
-                    per_round[k].append(a[k] / b[k])
+            for k in b:  # a round without the figure keeps its place, so that the rounds' orders stay paired
+                per_round[k].append(a[k] / b[k] if b[k] else None)
     sb, sa = sizes(before, prompts, cache), sizes(after, prompts, cache)
     for k in sb:
         if sb[k]:
             per_round[k].append(sa[k] / sb[k])
-    out: dict[str, Any] = {k: round(crossover_ratio(v), 4) for k, v in per_round.items() if v}
-    out["range"] = {k: [round(min(v), 4), round(max(v), 4)] for k, v in per_round.items() if v}
+    per_round = {k: v for k, v in per_round.items() if any(x is not None for x in v)}
+    out: dict[str, Any] = {k: round(crossover_ratio(v), 4) for k, v in per_round.items()}
+    out["range"] = {k: [round(min(x for x in v if x is not None), 4), round(max(x for x in v if x is not None), 4)]
+                    for k, v in per_round.items()}
     out["rounds"] = max(rounds, 1)
     return out
 

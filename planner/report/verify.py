@@ -36,14 +36,14 @@ SIGNIFICANCE = 0.05
 AGREEING_ROUNDS = 5
 
 
-def crossover_ratio(per_round: list[float]) -> float:
+def crossover_ratio(per_round: list[float | None]) -> float:
     """The after / before ratio of interleaved rounds that alternate which side runs first (ABBA: "after" second in
     rounds 0, 2, 4, ...): the geometric mean of the two orders' medians, so that an advantage of running second (or a
     drift within a round) cancels however many rounds there are. A plain median of five rounds sides with the order
-    "after" ran second in three times; with one round it is that round."""
-    if not per_round:
+    "after" ran second in three times; with one round it is that round. A round without the figure is None."""
+    orders = [[r for r in per_round[i::2] if r is not None] for i in (0, 1)]
+    if not any(orders):
         raise ValueError("no rounds to take a ratio of")
-    orders = [per_round[0::2], per_round[1::2]]
     return math.prod(statistics.median(o) for o in orders if o) ** (1 / sum(1 for o in orders if o))
 
 

@@ -161,6 +161,7 @@ def test_the_shown_ratio_weighs_the_two_orders_alike():
     # a real 2x slowdown with the same order effect reads 2x; one round is that round
     assert crossover_ratio([2.2, 1 / 1.1 * 2, 2.2, 2 / 1.1, 2.2]) == pytest.approx(2.0)
     assert crossover_ratio([1.3]) == 1.3
+    assert crossover_ratio([None, 1.0, 1.21]) == pytest.approx(1.1)  # a round without the figure keeps its place
     r = report(before, after).model_copy(update={"measured_ratios": {"tpot_ms": 1.0}})
     assert next(x["ratio"] for x in rows(r) if x["metric"] == "time per output token") == "1.000x"
     with pytest.raises(ValueError):
