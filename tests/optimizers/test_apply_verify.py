@@ -480,3 +480,35 @@ def test_a_planned_step_that_cannot_run_on_this_model_is_skipped(target_path, tm
     assert load(tmp_path / "opt", "cpu").model.model.layers[0].mlp.up_proj.weight.abs().sum() > 0  # rolled back
     with pytest.raises(NotSupportedHere, match="not on this model"):
         apply(target_path, tmp_path / "named", techniques=["weight-int8"], verify=False)
+
+
+def test_verify_pairs_its_rounds_so_a_second_runs_penalty_cancels(target_path, tmp_path, monkeypatch):
+    """Whichever model runs second in a round is 10% slower here, the two otherwise alike: five ABBA rounds put "after"
+    second three times, and the ratio of the two sides' medians read 1.10x; verify's ratios are of the rounds' pairs,
+    the two orders weighed alike (`crossover_ratio`), and read 1.00x."""
+    from optiplan.optimizers import metrics
+    from optiplan.optimizers.verify import verify
+
+    apply(target_path, tmp_path / "kv", techniques=["kv-fp8"], verify=False)
+    calls = {"single": 0, "batched": 0}
+
+    def slower_second(kind: str) -> float:
+        n = calls[kind]
+        calls[kind] += 1
+        return 1.1 if n >= 2 and (n - 2) % 2 else 1.0  # after the two warm-ups: the second of each pair
+
+    def generation_samples(loaded, prompts, **kwargs):
+        f = slower_second("single")
+        return {"ttft_ms": [10.0 * f], "tpot_ms": [10.0 * f], "tokens_per_s": [100.0 / f]}
+
+    def batched_tokens_per_s(loaded, prompts, repeats=3, **kwargs):
+        return [200.0 / slower_second("batched")] if repeats else [slower_second("batched")]
+
+    monkeypatch.setattr(metrics, "generation_samples", generation_samples)
+    monkeypatch.setattr(metrics, "batched_tokens_per_s", batched_tokens_per_s)
+    report = verify(target_path, tmp_path / "kv", repeats=5, memory=False, max_new_tokens=4,
+                    prompts=["The for statement"], eval_text=_short_text(tmp_path, 1200))
+    before, after = report.measured["before"], report.measured["after"]
+    assert after.tpot_ms / before.tpot_ms == pytest.approx(1.1)  # the medians lean to the order run more often
+    for key in ("tpot_ms", "ttft_ms", "tokens_per_s", "batched_tokens_per_s"):
+        assert report.measured_ratios[key] == pytest.approx(1.0), key
