@@ -306,6 +306,9 @@ NO_OPTION = {
     ("llama.cpp", "kv-fp8"): "its KV cache types are f16, bf16, q8_0, q4_0 and similar, no fp8",
     (None, "torch-compile"): "a transformers-engine technique; serving engines compile their own graphs",
     (None, "sliding-window-sinks"): "no option to impose a sliding window with sinks on a full-attention model",
+    (None, "structured-pruning"): "pruning makes another model (a quarter of the layers dropped, then healed by a "
+                                  "short fine-tune: a training job optiplan does not run); these files serve the "
+                                  "unpruned one: point them at the pruned checkpoint, quantized as the plan says",
 }
 
 

@@ -660,6 +660,15 @@ def test_sglang_reserves_more_for_speculation():
         assert engine_config(a, "sglang").options["mem-fraction-static"] >= round((memory - 15.125 * 2**30) / memory, 3)
 
 
+def test_a_pruned_plan_says_its_configs_serve_the_unpruned_model():
+    """Pruning makes a model no engine option makes: the configs say they serve the unpruned one and what to point
+    them at (they had said only that the engine has no option for it)."""
+    a = plan(model="llama-3.1-70b", hardware="h100-sxm", devices=1, engine="vllm", max_quality_loss_pct=25.0)
+    assert "structured-pruning" in {s.technique for s in a.plan.steps}
+    why = dict(engine_config(a, "vllm").not_applied)["structured-pruning"]
+    assert "serve the unpruned one" in why and "pruned checkpoint" in why
+
+
 def test_a_distilled_plan_serves_its_student_without_the_teachers_draft_head():
     """A plan that distils the model into a smaller one of its family predicts the student: every engine's config
     serves the student (its instruct checkpoint in the plan's format, under its own name) and says what it cannot do,
