@@ -294,6 +294,9 @@ def _quality(targets: list[ModelTarget], request: BenchRequest, prompts: list[st
             except OSError as exc:
                 raise BenchError(f"cannot write {request.save_reference}: {exc.strerror or exc}") from exc
     if reference is not None:
+        # the tokens agreed with, whether read from a file or generated here: the gate compares agreements only with
+        # the same reference
+        info["greedy_reference_sha256"] = hashlib.sha256(json.dumps(reference).encode()).hexdigest()
         for t in targets:
             values[t.name]["prefix_agreement"] = prefix_agreement(reference, _greedy(t, prompts, n))
     return values, info
@@ -324,6 +327,10 @@ def run_bench(request: BenchRequest, show_progress: bool = True) -> list[BenchRe
     names = [*request.models, *request.endpoints]
     if len(set(names)) != len(names):
         raise BenchError("a target is named twice; to compare a model with itself, copy its folder")
+    if (request.reference or request.save_reference) and not (request.quality and request.models):
+        flag = "--reference" if request.reference else "--save-reference"
+        raise BenchError(f"{flag} is of the greedy prefix agreement, a quality figure of model folders: "
+                         + ("drop --no-quality" if request.models else "endpoints are not scored for quality"))
     count, prompt_tokens, new_tokens = resolve_workload(request)
     file_prompts = read_prompts(request.prompts_file) if request.prompts_file else None
     count = len(file_prompts) if file_prompts else count

@@ -16,18 +16,13 @@ resampling): the same files always give the same verdict, and torch is never imp
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from pathlib import Path
-
-from pydantic import ValidationError
 
 from ..errors import GateInputError, UnknownNameError
 from ..schema.bench import (
-    BENCH_SCHEMA_VERSION,
     KNOWN_METRICS,
     BenchResult,
     GateReport,
@@ -35,6 +30,7 @@ from ..schema.bench import (
     MetricSamples,
     MetricVerdict,
 )
+from .results import environment_differences, load_result, same_quality_measure
 
 MIN_NOISY_SAMPLES = 3
 
@@ -258,7 +254,9 @@ def compare_samples(name: str, a: MetricSamples, b: MetricSamples, budget_pct: f
             return MetricVerdict(**common, verdict=verdict, change_pct=None, ci_low_pct=None, ci_high_pct=None,
                                  method="direct comparison (repeatable metric)", reason=reason)
         change = (med_b / med_a - 1) * 100 if med_a else 0.0
-        worse = sign * math.log(med_b / med_a) if med_a > 0 and med_b > 0 else sign * change / 100
+        # a figure fallen to 0 from a positive one is all of it gone (a prefix agreement of 0): beyond any budget
+        worse = sign * math.log(med_b / med_a) if med_a > 0 and med_b > 0 else \
+            -sign * math.inf if med_a > 0 and med_b == 0 else sign * change / 100
         verdict = "regression" if worse > limit else "improvement" if worse < -effect else "pass"
         reason = {"regression": f"{signed_pct(change, 2)} is beyond the {budget_pct:g}% budget",
                   "improvement": f"{signed_pct(change, 2)} better",
@@ -311,14 +309,17 @@ def compare_samples(name: str, a: MetricSamples, b: MetricSamples, budget_pct: f
                       f"the rank test's smallest p is {floor:.2g}, not below {alpha:.2g}: too few "
                       f"repeats to call it, not too much noise")
         elif w > limit:
-            more = _more_repeats(n, w - sampling_lo, w - (limit if fixed else effect), per_round, fixed)
+            # an interval that clears already leaves only the rank test to decide: its p says no count of repeats
+            cleared = w_lo > (limit if fixed else effect)
+            more = None if cleared else _more_repeats(n, w - sampling_lo, w - (limit if fixed else effect), per_round,
+                                                      fixed)
             reason = (f"{signed_pct(_pct(est))} looks beyond the {budget_pct:g}% budget but "
                       + (f"its interval reaches down into it plus {settings.run_noise_pct:g}% drift between the runs "
                          f"({ci})" if fixed else
                          f"is not significant ({ci}, p={p:.2g})" if p >= alpha else
                          f"is not established: its interval reaches below the {settings.min_effect_pct:g}% that "
                          f"counts as a change ({ci}, p={p:.2g})"))
-        elif fixed_pass >= limit:
+        elif fixed_pass and fixed_pass >= limit:
             # separate runs: the drift allowance alone is past the budget, so no interval of theirs can pass
             reason = (f"{signed_pct(_pct(est))} ({ci}), but separate runs may drift {settings.run_noise_pct:g}% apart, "
                       f"more than the {budget_pct:g}% budget: no number of repeats passes it; compare the two "
@@ -327,63 +328,13 @@ def compare_samples(name: str, a: MetricSamples, b: MetricSamples, budget_pct: f
             more = _more_repeats(n, sampling_bound - w, limit - w, per_round, fixed_pass)
             reason = (f"{signed_pct(_pct(est))} ({ci}), but its one-sided {settings.pass_confidence:.0%} bound "
                       f"{signed_pct(_pct(bound))} does not rule out more than the {budget_pct:g}% budget")
-        if not (fixed_pass >= limit and w <= limit):  # that reason already says what would decide it
+        if not (fixed_pass and fixed_pass >= limit and w <= limit):  # that reason already says what would decide it
             reason += (f"; about {more} more repeat{'s' if more > 1 else ''} (bench --repeat) would decide"
-                       if more is not None else "; more repeats would hardly decide it")
+                       if more is not None else "; more repeats may decide it (how many, the rank test's p does not "
+                       "say)" if w > limit and w_lo > (limit if fixed else effect) else
+                       "; more repeats would hardly decide it")
     return MetricVerdict(**common, verdict=verdict, change_pct=_pct(est), ci_low_pct=_pct(lo), ci_high_pct=_pct(hi),
                          p_value=p, method=method, more_repeats=more, reason=reason)
-
-
-def load_result(path: str | Path) -> BenchResult:
-    """Read and check a bench result: one clear GateInputError for anything the gate cannot use."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise GateInputError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise GateInputError(f"{path} is not JSON: {exc}") from exc
-    if not isinstance(data, dict) or data.get("kind") != "optiplan-bench":
-        raise GateInputError(f"{path} is not an optiplan bench result (write one with `optiplan bench`)")
-    version = data.get("schema_version")
-    if version != BENCH_SCHEMA_VERSION:
-        raise GateInputError(f"{path} has bench schema version {version!r}; this optiplan reads "
-                             f"{BENCH_SCHEMA_VERSION!r}: re-run `optiplan bench` with this version")
-    try:
-        result = BenchResult.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise GateInputError(f"{path}: {where}: {first['msg']}") from exc
-    if not result.metrics:
-        raise GateInputError(f"{path} has no metrics")
-    for name, m in result.metrics.items():
-        if not m.samples:
-            raise GateInputError(f"{path}: metric {name} has no samples")
-        for i, x in enumerate(m.samples):
-            if not math.isfinite(x):
-                raise GateInputError(f"{path}: metric {name} sample {i + 1} is {x} (not a finite number)")
-            if x < 0 or (m.noisy and x == 0):
-                raise GateInputError(f"{path}: metric {name} sample {i + 1} is {x}; it must be positive")
-        if m.rounds and len(m.rounds) != len(m.samples):
-            raise GateInputError(f"{path}: metric {name} has {len(m.samples)} samples but {len(m.rounds)} rounds")
-    return result
-
-
-def environment_differences(a: BenchResult, b: BenchResult) -> list[str]:
-    """What differs between the two environments (git commits and endpoint URLs may)."""
-    ea, eb = a.environment, b.environment
-    diffs = [f"{field}: {getattr(ea, field)} vs {getattr(eb, field)}"
-             for field in ("hardware_fingerprint", "cpu", "cpu_count", "gpus", "device", "threads",
-                           "python", "os", "server_model")
-             if getattr(ea, field) != getattr(eb, field)]
-    if a.target_kind != b.target_kind:
-        diffs.append(f"target kind: {a.target_kind} vs {b.target_kind}")
-    for lib in sorted(set(ea.libraries) | set(eb.libraries)):
-        va, vb = ea.libraries.get(lib, "absent"), eb.libraries.get(lib, "absent")
-        if va != vb:
-            diffs.append(f"{lib}: {va} vs {vb}")
-    return diffs
 
 
 def _budget(name: str, m: MetricSamples, request: GateRequest) -> float:
@@ -411,6 +362,7 @@ def compare(a: BenchResult, b: BenchResult, request: GateRequest, names: tuple[s
         raise GateInputError(f"{names[0]} and {names[1]} ran different workloads "
                              f"({', '.join(differ) or 'different prompt texts'}); bench both with the same options")
     diffs = environment_differences(a, b)
+    served = a.environment.server_model, b.environment.server_model  # what two endpoints serve is what is compared
     if diffs and not request.allow_different_env:
         raise GateInputError(f"{names[0]} and {names[1]} come from different environments ({'; '.join(diffs)}); "
                              "bench both on the same machine, or pass --allow-different-env")
@@ -419,6 +371,7 @@ def compare(a: BenchResult, b: BenchResult, request: GateRequest, names: tuple[s
             raise UnknownNameError("metric", name, set(KNOWN_METRICS) | set(a.metrics), "in --budget")
     order = [*KNOWN_METRICS, *sorted((set(a.metrics) | set(b.metrics)) - set(KNOWN_METRICS))]
     wanted = list(request.metrics) or [m for m in order if m in a.metrics or m in b.metrics]
+    same_quality_measure(a, b, wanted, names)
     for name in wanted:
         for label, result in zip(names, (a, b)):
             if name not in result.metrics:
@@ -457,6 +410,8 @@ def compare(a: BenchResult, b: BenchResult, request: GateRequest, names: tuple[s
     overall = next(k for k in ("regression", "inconclusive", "improvement", "pass") if k in kinds or k == "pass")
     failed = "regression" in kinds or (request.fail_on_inconclusive and "inconclusive" in kinds)
     notes = [f"environments differ (allowed): {'; '.join(diffs)}"] if diffs else []
+    if served[0] != served[1]:
+        notes.append(f"the endpoints serve {served[0]} and {served[1]}")
     if a.environment.dtype != b.environment.dtype:  # the models', not the machine's: a change the gate measures
         notes.append(f"the models ran in {a.environment.dtype} and {b.environment.dtype}")
     if clamped:

@@ -77,12 +77,12 @@ class BenchWorkload(Frozen):
     """The fixed workload: the gate compares only results of the same one."""
 
     name: str
-    prompts: int
+    prompts: int = Field(ge=1)
     prompt_tokens: int = Field(description="target prompt length in tokens")
     max_new_tokens: int
     prompts_sha256: str = Field(description="digest of the prompt texts and lengths")
-    warmup: int
-    repeats: int
+    warmup: int = Field(ge=0)
+    repeats: int = Field(ge=1)
 
 
 class Environment(Frozen):

@@ -75,19 +75,23 @@ REQ = GateRequest(baseline="base.json", candidate="head.json")
 # ------------------------------------------------------------------------------------------- statistics
 
 
+# scipy 1.17.1's p-values of the samples below (stats.mannwhitneyu(b, a, method="exact"), stats.wilcoxon(log(b / a),
+# method="exact"), and mannwhitneyu's asymptotic p of a tied pair), kept here so the test runs without scipy (it is
+# not a test dependency: an importorskip had skipped it on a clean install)
+SCIPY_P = {(3, 4): (0.22857142857142856, 0.25), (7, 7): (0.20862470862470864, 0.375),
+           (10, 13): (0.11506329180309526, 0.130859375)}
+SCIPY_TIED_P = 0.0499729998820132
+
+
 def test_rank_tests_match_scipy():
-    stats = pytest.importorskip("scipy.stats")
     rng = random.Random(7)
     for n_a, n_b in ((3, 4), (7, 7), (10, 13)):
         a = [rng.lognormvariate(0, 0.1) for _ in range(n_a)]
         b = [rng.lognormvariate(0.05, 0.1) for _ in range(n_b)]
-        assert mann_whitney_p(a, b) == pytest.approx(stats.mannwhitneyu(b, a, method="exact").pvalue, rel=1e-9)
-        b = b[:n_a]
-        d = [math.log(y / x) for x, y in zip(a, b)]
-        assert signed_rank_p(a, b) == pytest.approx(stats.wilcoxon(d, method="exact").pvalue, rel=1e-9)
+        assert mann_whitney_p(a, b) == pytest.approx(SCIPY_P[n_a, n_b][0], rel=1e-9)
+        assert signed_rank_p(a, b[:n_a]) == pytest.approx(SCIPY_P[n_a, n_b][1], rel=1e-9)
     tied_a, tied_b = [1, 1, 2, 2, 3, 3, 4], [2, 3, 3, 4, 4, 5, 5]
-    expected = stats.mannwhitneyu(tied_b, tied_a, method="asymptotic").pvalue
-    assert mann_whitney_p(tied_a, tied_b) == pytest.approx(expected, rel=1e-9)
+    assert mann_whitney_p(tied_a, tied_b) == pytest.approx(SCIPY_TIED_P, rel=1e-9)
 
 
 def test_exact_p_values_at_the_extremes():
@@ -517,3 +521,73 @@ def test_a_budget_for_a_metric_that_is_not_gated_is_refused():
                                                                                  "ttft_ms": noisy(20, seed=1)})
     with pytest.raises(GateInputError, match="--budget ttft_ms: not among the --metric chosen"):
         compare(*two, REQ.model_copy(update={"budgets": {"ttft_ms": 5.0}, "metrics": ("tpot_ms",)}))
+
+
+# ------------------------------------------------------------------------------------------- review findings
+
+
+def test_quality_measured_differently_is_refused_and_the_same_is_compared():
+    """Perplexity over another evaluation length, or agreement with another greedy reference, is another measure:
+    the gate had compared them as the models' change."""
+    from optiplan.planner.errors import GateInputError
+
+    def with_quality(target, values, **quality):
+        return result(target, values).model_copy(update={"quality": {"eval_text_sha256": "t", "eval_tokens": "4096",
+                                                                     "greedy_reference_sha256": "r", **quality}})
+    base = with_quality("base", {"perplexity": [5.0], "prefix_agreement": [1.0]})
+    with pytest.raises(GateInputError, match="eval_tokens"):
+        compare(base, with_quality("head", {"perplexity": [5.5], "prefix_agreement": [1.0]}, eval_tokens="256"), REQ)
+    with pytest.raises(GateInputError, match="greedy_reference_sha256"):
+        compare(base, with_quality("head", {"perplexity": [5.0], "prefix_agreement": [0.9]},
+                                   greedy_reference_sha256="other"), REQ)
+    # a reference that differs only matters where agreement is gated
+    only_ppl = GateRequest(baseline="a", candidate="b", metrics=["perplexity"])
+    report = compare(base, with_quality("head", {"perplexity": [5.0], "prefix_agreement": [0.9]},
+                                        greedy_reference_sha256="other"), only_ppl)
+    assert verdicts(report) == {"perplexity": "pass"}
+
+
+def test_two_endpoints_serving_two_models_are_compared_with_a_note():
+    """The model two endpoints serve is what a gate over them compares: it had been refused as an environment
+    difference."""
+    a, b = pair(1.0)
+    a = a.model_copy(update={"environment": ENV.model_copy(update={"server_model": "llama-8b"})})
+    b = b.model_copy(update={"environment": ENV.model_copy(update={"server_model": "llama-8b-awq"})})
+    report = compare(a, b, REQ)
+    assert report.environment_differences == []
+    assert "the endpoints serve llama-8b and llama-8b-awq" in report.notes
+
+
+def test_a_zero_budget_on_an_interleaved_run_is_not_called_a_drift_problem():
+    report = compare(*pair(1.0, cv=0.05, n=6), GateRequest(baseline="a", candidate="b", max_slowdown_pct=0))
+    for v in report.metrics:
+        assert "separate runs may drift" not in v.reason, v.reason
+
+
+def test_a_quality_figure_fallen_to_zero_is_a_regression_whatever_the_budget():
+    """prefix agreement 0.8 -> 0 had read as -100%, within a 70% budget (a linear change against a log limit)."""
+    v = compare_samples("prefix_agreement", metric("prefix_agreement", [0.8]), metric("prefix_agreement", [0.0]),
+                        70.0, Settings())
+    assert v.verdict == "regression"
+
+
+def test_a_workload_of_no_prompts_is_a_clear_refusal(tmp_path):
+    from optiplan.planner.ci.results import load_result
+    from optiplan.planner.errors import GateInputError
+
+    data = json.loads(result("base", {"tpot_ms": [1.0, 1.1, 1.2]}).model_dump_json())
+    data["workload"]["prompts"] = 0
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"kind": "optiplan-bench", **data}))
+    with pytest.raises(GateInputError, match="prompts"):
+        load_result(path)
+
+
+def test_a_greedy_reference_without_quality_is_refused():
+    from optiplan.planner.ci.bench import BenchError, run_bench
+    from optiplan.planner.schema.bench import BenchRequest
+
+    with pytest.raises(BenchError, match="--save-reference"):
+        run_bench(BenchRequest(models=["m"], quality=False, save_reference="ref.json"), show_progress=False)
+    with pytest.raises(BenchError, match="endpoints are not scored"):
+        run_bench(BenchRequest(endpoints=["http://localhost:1"], reference="ref.json"), show_progress=False)
