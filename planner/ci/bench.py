@@ -320,8 +320,8 @@ def _interleave(targets: list, prompts: list[str], new_tokens: int, request: Ben
     return samples
 
 
-def run_bench(request: BenchRequest, show_progress: bool = True) -> list[BenchResult]:
-    """Measure every target of the request in interleaved rounds; one result per target, in order."""
+def run_checks(request: BenchRequest) -> None:
+    """Raise BenchError for a request that cannot run, before anything loads (the service refuses it at once)."""
     if not request.models and not request.endpoints:
         raise BenchError("nothing to benchmark: give a model folder or --endpoint URL")
     names = [*request.models, *request.endpoints]
@@ -331,6 +331,13 @@ def run_bench(request: BenchRequest, show_progress: bool = True) -> list[BenchRe
         flag = "--reference" if request.reference else "--save-reference"
         raise BenchError(f"{flag} is of the greedy prefix agreement, a quality figure of model folders: "
                          + ("drop --no-quality" if request.models else "endpoints are not scored for quality"))
+    if request.device is not None and request.device.split(":")[0] not in ("cpu", "cuda"):
+        raise BenchError(f"--device {request.device}: cpu or cuda (cuda:N for one GPU)")
+
+
+def run_bench(request: BenchRequest, show_progress: bool = True) -> list[BenchResult]:
+    """Measure every target of the request in interleaved rounds; one result per target, in order."""
+    run_checks(request)
     count, prompt_tokens, new_tokens = resolve_workload(request)
     file_prompts = read_prompts(request.prompts_file) if request.prompts_file else None
     count = len(file_prompts) if file_prompts else count

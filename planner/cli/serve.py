@@ -10,6 +10,7 @@ import click
 from .common import friendly
 
 FOLDER = click.Path(file_okay=False, path_type=Path)
+SHUTDOWN_GRACE_S = 5  # what open connections (a job's event stream) get once the server is asked to stop
 
 
 def _need(package: str) -> None:
@@ -81,8 +82,10 @@ def serve(host: str, port: int, workdir: Path, models_dirs: tuple[Path, ...], to
     app = create_app(settings)  # refuses a workdir another server holds, before anything is printed
     click.echo(f"optiplan serve: http://{host}:{port}/ (workdir {settings.roots.workdir}, queue "
                f"{'local' if queue == 'local' else 'redis'}{', token required' if token else ''})", err=True)
+    # an open event stream ends only with its job: without a bound, stopping the server waited for every running job
+    # (its shutdown, which fails them at once, never came); five seconds, then the streams are dropped
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=log_level == "debug",
-                server_header=False)
+                server_header=False, timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
 
 
 @click.command()

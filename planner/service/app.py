@@ -285,6 +285,8 @@ def create_app(settings: Settings) -> FastAPI:
             last, quiet = None, 0.0
             while not await request.is_disconnected():
                 job = await run_in_threadpool(store.get, job_id)
+                if job is None:  # forgotten meanwhile (retention): nothing more will come
+                    return
                 seen = (job.state, job.progress, job.step, len(job.log), job.log[-1:], job.cancel_requested)
                 if seen != last:
                     last, quiet = seen, 0.0

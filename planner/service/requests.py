@@ -269,6 +269,16 @@ def job_arguments(job: BaseModel, roots: Roots, allow_pickle: bool) -> dict[str,
             files["save_reference"] = str(reference)
         fields = job.model_dump(exclude={"kind", "force"}) | files
         fields["models"] = [str(roots.input_path(m)) for m in job.models]
-        return {"request": BenchRequest.model_validate(fields)}
+        request = BenchRequest.model_validate(fields)
+        # what the runner would refuse, refused now (a 400, not a job that fails in the worker)
+        from ..ci.bench import BenchError, resolve_workload, run_checks
+        from ..errors import UnknownNameError
+
+        try:
+            resolve_workload(request)
+            run_checks(request)
+        except (UnknownNameError, BenchError) as exc:
+            raise ServiceRefused(f"bench: {exc}", 400) from exc
+        return {"request": request}
     raise ServiceRefused(f"not a job: {type(job).__name__}", 400)
 

@@ -105,7 +105,11 @@ def execute(kind: str, arguments: dict[str, Any]) -> Any:
         return verify(arguments.pop("baseline"), arguments.pop("optimized"), progress=verify_progress,
                       **arguments).model_dump(mode="json")
     if kind == "calibrate":  # as the command: the machine's fit, then the techniques' measured effects
+        from ..machine.calibration import load_calibration
+
         models, repeats = arguments["models"], arguments["repeats"]
+        # what named techniques keep of the effects once a new fit replaces them (the command's `earlier`)
+        earlier = (load_calibration() or {}).get("effects")
         if not arguments["only_effects"]:
             from ..measure.calibrate_gpu import calibrate_machine
 
@@ -121,7 +125,7 @@ def execute(kind: str, arguments: dict[str, Any]) -> Any:
 
             _emit("progress", fraction=0.5, step="calibrate: each technique's effect here")
             data, path = calibrate_effects(models, rounds=max(repeats - 1, 1), show_progress=False,
-                                           techniques=arguments.get("techniques"))
+                                           techniques=arguments.get("techniques"), earlier=earlier)
         return {"calibration": data, "path": str(path)}
     if kind == "bench":
         from ..ci.bench import run_bench

@@ -100,7 +100,8 @@ def _report(request: Request):
             raise
         from ..report.advice import render
 
-        return HTMLResponse(render(exc.document, "html"), status_code=422)  # the best plan, its misses in numbers
+        # the best plan, its misses in numbers; server paths redacted as in every other answer
+        return HTMLResponse(state.settings.roots.redact(render(exc.document, "html")), status_code=422)
     return HTMLResponse(html)
 
 

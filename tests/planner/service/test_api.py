@@ -541,3 +541,9 @@ def test_answers_about_a_model_folder_name_it_by_label(client, models_dir):
         assert response.status_code == 200, response.text
         assert str(models_dir) not in response.text
     assert "models:tiny" in answers[1].text and "models:tiny" in answers[2].text
+
+
+def test_a_profile_of_no_devices_is_a_body_out_of_range(client):
+    """num_devices 0 had reached the library and come back as 400; a number out of range is 422, as advise's is."""
+    for body in ({"num_devices": 0}, {"batch": 0}, {"context": 0}, {"tensor_parallel": 0}):
+        assert one_error(client.post("/v1/profile", json={"model": "llama-3.1-8b", "hardware": "l4", **body}), 422)

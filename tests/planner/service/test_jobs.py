@@ -117,6 +117,20 @@ def test_stopping_the_server_fails_its_running_job_at_once_instead_of_waiting(se
         wait_for(lambda: job_state(http, job_id)["step"] == "writing (test-hang)", 60, "the job to write")
     assert any(p.name.startswith(f".out.optiplan-tmp-{job_id}-1-") for p in server.workdir.iterdir())
     runners = runners_of(server.proc.pid)
+    # a page watching the job holds its event stream open, which ends only with the job: the stop had waited for it
+    import threading
+
+    opened = threading.Event()
+
+    def watch():
+        with server.http() as http, http.stream("GET", f"/v1/jobs/{job_id}/events", timeout=120) as events:
+            opened.set()
+            for _ in events.iter_lines():
+                pass
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    assert opened.wait(30)
     server.proc.send_signal(signal.SIGTERM)  # a clean stop (systemd, docker stop): not hours of waiting for jobs
     assert server.proc.wait(timeout=30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once it stopped
     assert not any(alive(pid) for pid in runners)

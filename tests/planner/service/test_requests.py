@@ -104,6 +104,15 @@ def test_a_bench_job_replaces_an_existing_reference_only_when_forced(roots):
     assert request.save_reference == str(roots.workdir / "kept" / "config.json")
 
 
+def test_a_bench_job_the_runner_would_refuse_is_refused_at_submission(roots):
+    """An unknown workload or device had been accepted (202) and failed in the worker."""
+    for body, match in (({"workload": "nope"}, "nope"), ({"device": "tpu"}, "cpu or cuda"),
+                        ({"quality": False, "save_reference": "ref.json"}, "--save-reference")):
+        with pytest.raises(ServiceRefused, match=match) as err:
+            job_arguments(parse_job({"kind": "bench", "models": ["tiny"], **body}), roots, allow_pickle=False)
+        assert err.value.status == 400
+
+
 def test_a_job_naming_an_unknown_technique_is_refused_at_submission(roots, models_dir):
     # not queued to fail when it runs: a 400 that points at the service's own catalog, with a close name
     from optiplan.planner.service.requests import ApplyJob, CalibrateJob

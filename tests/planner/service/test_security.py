@@ -181,3 +181,16 @@ def test_a_malformed_content_length_is_a_bad_request(client):
 
     asyncio.run(call())
     assert sent[0]["status"] == 400 and b"Content-Length header is not a number" in sent[1]["body"]
+
+
+def test_a_job_never_writes_into_a_models_dir_inside_the_workdir(tmp_path):
+    """--workdir /data --models-dir /data/models: an output named models/tiny had resolved into the models dir (its
+    shadow check looked for models/models/tiny) and a forced job replaced a served model."""
+    from optiplan.planner.service.paths import Roots, ServiceRefused
+
+    (tmp_path / "models" / "tiny").mkdir(parents=True)
+    roots = Roots.create(tmp_path, [tmp_path / "models"])
+    with pytest.raises(ServiceRefused, match="read-only inputs") as refused:
+        roots.output_path("models/tiny")
+    assert refused.value.status == 403
+    assert roots.output_path("out/tiny") == tmp_path / "out" / "tiny"
