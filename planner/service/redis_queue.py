@@ -36,15 +36,23 @@ def safe_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}@{host}"))
 
 
-def connect(url: str):
-    """A Redis client for `redis://host:port/db`, checked with a ping, or one clear sentence."""
+# a store call that gets no answer this long fails (a half-open connection after a partition): the job's heartbeat
+# then fails and its runner is stopped before another worker's retry writes the same output. RQ's own connection
+# has none: its blocking dequeue waits longer than any such bound
+STORE_TIMEOUT_S = 10
+
+
+def connect(url: str, timeout_s: float | None = None):
+    """A Redis client for `redis://host:port/db`, checked with a ping, or one clear sentence; `timeout_s`: how long a
+    call may wait for its answer (keepalive on too)."""
     from redis import Redis
     from redis.exceptions import RedisError
 
     from ..errors import OptiplanError
 
     try:
-        conn = Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
+        conn = Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30, socket_timeout=timeout_s,
+                              socket_keepalive=timeout_s is not None)
         conn.ping()
     except (RedisError, ValueError) as exc:
         raise OptiplanError(f"cannot reach the job queue at {safe_url(url)}: {exc}") from exc
@@ -223,9 +231,9 @@ class RedisQueue:
         from rq.serializers import JSONSerializer
 
         self.url = url
-        self.conn = connect(url)
+        self.conn = connect(url, STORE_TIMEOUT_S)
         self.store = RedisStore(self.conn)
-        self.queue = Queue(QUEUE, connection=self.conn, serializer=JSONSerializer)
+        self.queue = Queue(QUEUE, connection=self.conn, serializer=JSONSerializer)  # enqueues only: never blocks
 
     def start(self) -> None:
         """Nothing to recover here: the API holds no jobs; workers retry those of workers that died."""
@@ -305,8 +313,8 @@ def work(url: str, roots: Roots, name: str | None = None, allow_pickle: bool = F
     from rq import Queue, SimpleWorker
     from rq.serializers import JSONSerializer
 
-    conn = connect(url)
-    store = RedisStore(conn)
+    conn = connect(url)  # RQ's: its blocking dequeue
+    store = RedisStore(connect(url, STORE_TIMEOUT_S))
     queue = Queue(QUEUE, connection=conn, serializer=JSONSerializer)
     name = name or f"{socket.gethostname()}-{os.getpid()}"
     # SimpleWorker: no fork per job, since each job already runs in its own process (runner.py)

@@ -154,3 +154,26 @@ def test_heartbeats_keep_redis_time_and_a_job_never_handed_over_is_handed_over(r
     assert requeue_orphans(store, queue.queue, 30) == [orphan.id]
     assert RQJob.fetch(rq_id(orphan.id, 0), connection=conn).get_status() == JobStatus.QUEUED
     queue.shutdown()
+
+
+def test_the_stores_connection_gives_up_on_a_silent_redis(monkeypatch):
+    """A half-open connection had left the job's heartbeat waiting forever (no socket timeout), so its runner was never
+    stopped while another worker retried the job; RQ's own connection keeps its blocking dequeue unbounded."""
+    pytest.importorskip("redis")
+    from optiplan.planner.service import redis_queue
+    from redis import Redis
+
+    made = []
+
+    class Connection:
+        def __init__(self, **kwargs):
+            made.append(kwargs)
+
+        def ping(self):
+            return True
+
+    monkeypatch.setattr(Redis, "from_url", staticmethod(lambda url, **kwargs: Connection(**kwargs)))
+    redis_queue.connect("redis://localhost:6379/0", redis_queue.STORE_TIMEOUT_S)
+    redis_queue.connect("redis://localhost:6379/0")
+    assert made[0]["socket_timeout"] == redis_queue.STORE_TIMEOUT_S and made[0]["socket_keepalive"]
+    assert made[1]["socket_timeout"] is None
