@@ -272,9 +272,12 @@ def create_app(settings: Settings) -> FastAPI:
         """Cancel: a queued job at once, a running one as soon as its runner sees it (its process is killed); a job
         that has finished is refused (409), as nothing is left to cancel."""
         job = get_job(job_id)
-        if job.state not in ("queued", "running"):
-            raise ServiceRefused(f"job '{job_id}' has ended ({job.state}): nothing to cancel", 409)
-        return store.cancel(job_id) or get_job(job_id)
+        if job.state in ("queued", "running"):
+            # the store decides in one update: cancelled, asked to stop, or ended in between (refused as ended)
+            job = store.cancel(job_id) or get_job(job_id)
+            if job.state in ("queued", "running", "cancelled"):
+                return job
+        raise ServiceRefused(f"job '{job_id}' has ended ({job.state}): nothing to cancel", 409)
 
     @app.get("/v1/jobs/{job_id}/events", tags=["jobs"])
     async def events(job_id: str, request: Request):

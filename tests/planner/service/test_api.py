@@ -547,3 +547,21 @@ def test_a_profile_of_no_devices_is_a_body_out_of_range(client):
     """num_devices 0 had reached the library and come back as 400; a number out of range is 422, as advise's is."""
     for body in ({"num_devices": 0}, {"batch": 0}, {"context": 0}, {"tensor_parallel": 0}):
         assert one_error(client.post("/v1/profile", json={"model": "llama-3.1-8b", "hardware": "l4", **body}), 422)
+
+
+def test_a_job_that_ends_while_it_is_cancelled_is_refused_as_ended(client, monkeypatch):
+    """The job's state and the store's cancel are read apart: a job that finished in between had come back 202 with a
+    finished state."""
+    from optiplan.planner.service.store import new_job
+
+    store = client.app.state.store
+    job = store.insert(new_job("apply", {"kind": "apply", "model": "tiny", "output": "racy"}, "racy", 1))
+    store.claim(job.id, "w1")
+    real = store.cancel
+
+    def ends_first(job_id):
+        store.finish(job_id, 1, "succeeded", result={})
+        return real(job_id)
+
+    monkeypatch.setattr(store, "cancel", ends_first)
+    assert "has ended (succeeded)" in one_error(client.delete(f"/v1/jobs/{job.id}"), 409)
