@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import threading
 import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .paths import Roots, remove_partial
 from .runner import MARK
@@ -46,14 +48,19 @@ class Executor:
         spec = {"request": job.request, "workdir": str(self.roots.workdir),
                 "models": [str(m) for m in self.roots.models], "allow_pickle": self.allow_pickle,
                 "parent": os.getpid(), "tag": attempt_tag(job)}
+        # the attempt's own temporary folder (TMPDIR), removed when it ends however it ends: a killed runner cleans up
+        # nothing, and calibrate's random-weight models had stayed in /tmp after every cancel
+        scratch = scratch_folder(self.roots, job)
         try:
+            scratch.mkdir(exist_ok=True)
             proc = subprocess.Popen([sys.executable, "-m", "optiplan.planner.service.runner"],
                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                     encoding="utf-8", errors="replace", bufsize=1, start_new_session=True,
-                                    env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                    env={**os.environ, "PYTHONUNBUFFERED": "1", "TMPDIR": str(scratch)})
             proc.stdin.write(json.dumps(spec))
             proc.stdin.close()
         except OSError as exc:
+            shutil.rmtree(scratch, ignore_errors=True)
             return self.store.finish(job_id, job.attempt, "failed", error=f"cannot start the job: {exc}")
         self.running[job_id] = proc
         try:
@@ -64,6 +71,7 @@ class Executor:
             raise
         finally:
             self.running.pop(job_id, None)
+            shutil.rmtree(scratch, ignore_errors=True)
 
     def stop_all(self, reason: str) -> None:
         """Fail the jobs running here with `reason` and kill their processes (the server is stopping); each
@@ -82,6 +90,8 @@ class Executor:
             job = self.store.get(job_id)
             if job is not None and job.output:
                 remove_partial(self.roots.workdir / job.output, attempt_tag(job))
+            if job is not None:
+                shutil.rmtree(scratch_folder(self.roots, job), ignore_errors=True)
 
     def _monitor(self, job: Job, proc: subprocess.Popen) -> Job | None:
         lines: queue.Queue = queue.Queue()
@@ -148,6 +158,11 @@ class Executor:
         return self.store.finish(job.id, job.attempt, "failed", error=error, lines=notes + [f"error: {error}"])
 
 
+def scratch_folder(roots: Roots, job: Job) -> Path:
+    """The attempt's temporary folder (its TMPDIR), a hidden name in the workdir that no output can take."""
+    return roots.workdir / f".tmp-{attempt_tag(job)}"
+
+
 def attempt_tag(job: Job) -> str:
     """What this attempt's temporary files are named by (fsutil's tag): its job id and attempt number."""
     return f"{job.id}-{job.attempt}"
@@ -206,6 +221,7 @@ def recover(store: Store, roots: Roots, reason: str, older_than_s: float = 0.0, 
         if after is None or after.state == "running":
             continue
         done = remove_partial(roots.workdir / job.output, attempt_tag(job)) if job.output else []
+        shutil.rmtree(scratch_folder(roots, job), ignore_errors=True)  # its runner died with its temporary files
         notes = done or ["nothing half-written was left"]
         found.append(store.update(job.id, lambda j: {"log": tail(j.log, notes)}))
     return found

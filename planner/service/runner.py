@@ -67,6 +67,7 @@ def scripted_apply(arguments: dict[str, Any]) -> dict[str, Any]:
     writes its output the way apply does (fsutil.atomic_folder, named by this attempt's tag), in a second, with its
     `techniques` as the script: 'test-write' writes a part, 'test-fail' fails in one line, 'test-hang' writes a part
     and waits to be killed or cancelled mid-write."""
+    import tempfile
     import time
 
     from ..errors import OptiplanError
@@ -78,6 +79,8 @@ def scripted_apply(arguments: dict[str, Any]) -> dict[str, Any]:
             _emit("log", line=f"applying {step}")
             _emit("progress", fraction=0.1 + 0.8 * i / len(script), step=f"applying {step}")
             (tmp / f"part-{i}.bin").write_bytes(bytes(4096))
+            # a library's temporary file (calibrate's random-weight models), which a killed process leaves behind
+            tempfile.NamedTemporaryFile(prefix="scripted-", delete=False).close()
             if step == "test-fail":
                 raise OptiplanError(f"{step}: the scripted step failed after writing part {i}")
             if step == "test-hang":

@@ -116,6 +116,8 @@ def test_stopping_the_server_fails_its_running_job_at_once_instead_of_waiting(se
         job_id = http.post("/v1/jobs", json=SCRIPTED | {"output": "out"}).json()["id"]
         wait_for(lambda: job_state(http, job_id)["step"] == "writing (test-hang)", 60, "the job to write")
     assert any(p.name.startswith(f".out.optiplan-tmp-{job_id}-1-") for p in server.workdir.iterdir())
+    # the runner's temporary files are in the attempt's own folder, which goes with it (not in /tmp, for good)
+    assert list((server.workdir / f".tmp-{job_id}-1").glob("scripted-*"))
     runners = runners_of(server.proc.pid)
     # a page watching the job holds its event stream open, which ends only with the job: the stop had waited for it
     import threading
