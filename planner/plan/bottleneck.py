@@ -127,7 +127,7 @@ def _front_end(state: PlanState, s: Setup, p: Prediction, workload: Workload) ->
             f"the engine's front end completes at most {1 / s.request_host_s:,.0f} requests/s a server "
             f"({s.request_host_s * s.api_servers * 1e3:g} ms of host time a request{over}): "
             f"{paced:,.0f} output tokens/s a server, where its device alone would serve {device:,.0f} "
-            + f"at {per_server:,} sequences; more front ends (servers behind a load balancer; vLLM's "
+            f"at {per_server:,} sequences; more front ends (servers behind a load balancer; vLLM's "
             "--api-server-count with data parallel) or a faster host raise it, a faster device does not")
 
 
