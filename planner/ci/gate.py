@@ -301,7 +301,8 @@ def compare_samples(name: str, a: MetricSamples, b: MetricSamples, budget_pct: f
         verdict = "inconclusive"
         floor = smallest_p(len(a.samples), paired, len(b.samples),
                            sum(x != y for x, y in zip(a.samples, b.samples)) if paired else None)
-        if w > limit and not fixed and w_lo > effect and floor >= alpha:
+        cleared = w_lo > (limit if fixed else effect)  # the interval (with any drift allowance) clears the boundary
+        if w > limit and cleared and floor >= alpha:
             # the interval clears the budget, but with so few samples no rank test can reach the confidence asked
             need = next(k for k in range(n + 1, 10 * n + 60) if smallest_p(k, paired) < alpha)
             more = math.ceil((need - n) / per_round)
@@ -310,11 +311,11 @@ def compare_samples(name: str, a: MetricSamples, b: MetricSamples, budget_pct: f
                       f"repeats to call it, not too much noise")
         elif w > limit:
             # an interval that clears already leaves only the rank test to decide: its p says no count of repeats
-            cleared = w_lo > (limit if fixed else effect)
             more = None if cleared else _more_repeats(n, w - sampling_lo, w - (limit if fixed else effect), per_round,
                                                       fixed)
             reason = (f"{signed_pct(_pct(est))} looks beyond the {budget_pct:g}% budget but "
-                      + (f"its interval reaches down into it plus {settings.run_noise_pct:g}% drift between the runs "
+                      + (f"is not significant ({ci}, p={p:.2g})" if cleared else
+                         f"its interval reaches down into it plus {settings.run_noise_pct:g}% drift between the runs "
                          f"({ci})" if fixed else
                          f"is not significant ({ci}, p={p:.2g})" if p >= alpha else
                          f"is not established: its interval reaches below the {settings.min_effect_pct:g}% that "
@@ -331,7 +332,7 @@ def compare_samples(name: str, a: MetricSamples, b: MetricSamples, budget_pct: f
         if not (fixed_pass and fixed_pass >= limit and w <= limit):  # that reason already says what would decide it
             reason += (f"; about {more} more repeat{'s' if more > 1 else ''} (bench --repeat) would decide"
                        if more is not None else "; more repeats may decide it (how many, the rank test's p does not "
-                       "say)" if w > limit and w_lo > (limit if fixed else effect) else
+                       "say)" if w > limit and cleared else
                        "; more repeats would hardly decide it")
     return MetricVerdict(**common, verdict=verdict, change_pct=_pct(est), ci_low_pct=_pct(lo), ci_high_pct=_pct(hi),
                          p_value=p, method=method, more_repeats=more, reason=reason)

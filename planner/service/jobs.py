@@ -5,14 +5,17 @@ interrupted write left in the workdir is removed."""
 
 from __future__ import annotations
 
+import getpass
 import json
 import logging
 import os
 import queue
+import re
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Collection
@@ -28,6 +31,9 @@ LOG = logging.getLogger("optiplan.service")
 HEARTBEAT_S = 1.0
 # heartbeats the monitor waits, after the runner has exited, for its pipe to close before it stops reading
 EXITED_QUIET_BEATS = 3
+# how long a running job's heartbeats may fail (the store away) before its runner is stopped: half the 30 s after
+# which Redis workers retry a job whose heartbeat stopped (a worker with another --stale-after sets half of it)
+STORE_OUTAGE_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,7 @@ class Executor:
     worker: str
     allow_pickle: bool = False
     running: dict = field(default_factory=dict)  # job id -> its runner process, while it runs here
+    store_outage_s: float = STORE_OUTAGE_S
 
     def run(self, job_id: str) -> Job | None:
         """Run one queued job to its end here; None when another worker has it or it is no longer queued."""
@@ -48,15 +55,18 @@ class Executor:
         spec = {"request": job.request, "workdir": str(self.roots.workdir),
                 "models": [str(m) for m in self.roots.models], "allow_pickle": self.allow_pickle,
                 "parent": os.getpid(), "tag": attempt_tag(job)}
-        # the attempt's own temporary folder (TMPDIR), removed when it ends however it ends: a killed runner cleans up
-        # nothing, and calibrate's random-weight models had stayed in /tmp after every cancel
+        # the attempt's own temporary folder (TMPDIR) in the machine's, removed when it ends however it ends: a killed
+        # runner cleans up nothing, and calibrate's random-weight models had stayed in /tmp after every cancel.
+        # torch's compile cache stays where it was (it is kept between jobs on purpose)
         scratch = scratch_folder(self.roots, job)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "TMPDIR": str(scratch)}
+        env.setdefault("TORCHINDUCTOR_CACHE_DIR", str(inductor_cache()))
         try:
             scratch.mkdir(exist_ok=True)
             proc = subprocess.Popen([sys.executable, "-m", "optiplan.planner.service.runner"],
                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                     encoding="utf-8", errors="replace", bufsize=1, start_new_session=True,
-                                    env={**os.environ, "PYTHONUNBUFFERED": "1", "TMPDIR": str(scratch)})
+                                    env=env)
             proc.stdin.write(json.dumps(spec))
             proc.stdin.close()
         except OSError as exc:
@@ -100,6 +110,8 @@ class Executor:
         outcome: dict = {}
         cancelled = False
         idle_since_exit = 0  # heartbeats with no output since the process ended
+        unsent: list[str] = []  # lines a failed heartbeat could not record
+        beat_at = time.monotonic()
         while True:
             pending, progress, step, done = [], None, None, False
             deadline = time.monotonic() + HEARTBEAT_S
@@ -123,8 +135,16 @@ class Executor:
                     progress, step = float(event.get("fraction", 0)), str(event.get("step", ""))
                 elif event["event"] in ("result", "error"):
                     outcome = event
-            current = self.store.heartbeat(job.id, job.attempt, self.roots.redact(pending), progress,
-                                           self.roots.redact(step))
+            try:
+                current = self.store.heartbeat(job.id, job.attempt, self.roots.redact(unsent + pending), progress,
+                                               self.roots.redact(step))
+                unsent, beat_at = [], time.monotonic()
+            except Exception:  # noqa: BLE001  the store away for a moment (a Redis failover): the lines wait
+                if time.monotonic() - beat_at > self.store_outage_s:
+                    raise  # near the time after which another worker retries the job: this runner must stop first
+                unsent += pending
+                if not done:
+                    continue
             if done:
                 break
             # the process is gone and its pipe quiet, yet the pipe is not closed: a process it started outside its
@@ -138,10 +158,12 @@ class Executor:
                 cancelled = mine
                 _kill(proc)
         code = proc.wait()
-        return self._record(job, code, outcome, cancelled)
+        return self._record(job, code, outcome, cancelled, self.roots.redact(unsent))
 
-    def _record(self, job: Job, code: int, outcome: dict, cancelled: bool) -> Job | None:
-        outcome, notes = self.roots.redact(outcome), []  # what clients see names the server's folders by label
+    def _record(self, job: Job, code: int, outcome: dict, cancelled: bool, unsent: Collection[str] = ()
+                ) -> Job | None:
+        # what clients see names the server's folders by label; the lines no heartbeat recorded come first
+        outcome, notes = self.roots.redact(outcome), list(unsent)
         current = self.store.get(job.id)
         still_mine = current is not None and current.attempt == job.attempt
         if code != 0 and job.output and still_mine:  # an interrupted write leaves this attempt's temporary sibling
@@ -159,8 +181,19 @@ class Executor:
 
 
 def scratch_folder(roots: Roots, job: Job) -> Path:
-    """The attempt's temporary folder (its TMPDIR), a hidden name in the workdir that no output can take."""
-    return roots.workdir / f".tmp-{attempt_tag(job)}"
+    """The attempt's temporary folder (its TMPDIR), in the machine's own (an administrator's TMPDIR, a local disk),
+    named by the attempt: the machine that recovers a job (the embedded queue's) removes what its dead runner left."""
+    return Path(tempfile.gettempdir()) / f"optiplan-job-{attempt_tag(job)}"
+
+
+def inductor_cache() -> Path:
+    """Where torch keeps its compiled kernels by default (`torch._inductor` uses the temporary folder and the user's
+    name), so that a job's own TMPDIR does not hide the cache earlier jobs filled."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container): torch falls back alike
+        user = str(os.getuid())
+    return Path(tempfile.gettempdir()) / f"torchinductor_{re.sub(r'[^A-Za-z0-9_-]', '_', user)}"
 
 
 def attempt_tag(job: Job) -> str:

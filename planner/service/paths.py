@@ -84,7 +84,8 @@ class Roots:
             raise ServiceRefused(f"{what} '{name}': name a folder inside the workdir, not the workdir itself", 400)
         if path.name.startswith((".", *RESERVED)) or path.name.endswith((".sqlite", ".sqlite-wal", ".sqlite-shm")):
             raise ServiceRefused(f"{what} '{name}': hidden names and the job database are reserved", 400)
-        if inside := next((root for root in self.models if _inside(path, root)), None):
+        if inside := next((root for root in self.models if _inside(path, root) and root != self.workdir
+                           and _inside(root, self.workdir)), None):
             # a models dir inside the workdir (--workdir /data --models-dir /data/models): its models are inputs only
             raise ServiceRefused(f"{what} '{name}': it lies in the models dir {inside.name}, whose models are "
                                  "read-only inputs; choose another name", 403)

@@ -15,7 +15,7 @@ import time
 from collections.abc import Collection
 from typing import Any
 
-from .jobs import Executor, recover
+from .jobs import STORE_OUTAGE_S, Executor, recover
 from .paths import Roots
 from .store import STATES, TERMINAL, Job, Retention, Store, decode, encode, refuse_writer, writer_conflict
 
@@ -318,7 +318,9 @@ def work(url: str, roots: Roots, name: str | None = None, allow_pickle: bool = F
     queue = Queue(QUEUE, connection=conn, serializer=JSONSerializer)
     name = name or f"{socket.gethostname()}-{os.getpid()}"
     # SimpleWorker: no fork per job, since each job already runs in its own process (runner.py)
-    EXECUTOR["executor"] = executor = Executor(store, roots, name, allow_pickle)
+    # a runner whose heartbeats fail stops before another worker would retry its job
+    EXECUTOR["executor"] = executor = Executor(store, roots, name, allow_pickle,
+                                               store_outage_s=min(STORE_OUTAGE_S, stale_after_s / 2))
     stop = threading.Event()
     retention = Retention(store, keep_jobs_days)
 

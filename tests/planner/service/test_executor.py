@@ -34,12 +34,37 @@ def test_a_store_failure_mid_job_kills_the_jobs_process(tmp_path, models_dir, mo
     roots = Roots.create(tmp_path / "work", [models_dir])
     store = FailingStore(roots.workdir / "jobs.sqlite")
     job = store.insert(new_job("apply", APPLY | {"output": "out"}, "out"))
-    executor = jobs.Executor(store, roots, "w1")
+    executor = jobs.Executor(store, roots, "w1", store_outage_s=0.0)  # an outage past what a runner waits out
     with pytest.raises(ConnectionError):
         executor.run(job.id)
     assert len(started) == 1
     assert started[0].poll() is not None, "the job's process outlived its failed record"
     assert executor.running == {}
+
+
+class FlakyStore(SqliteStore):
+    """A store whose first heartbeats fail, as during a Redis failover."""
+
+    failures = 1
+
+    def heartbeat(self, *args, **kwargs):
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("the store is unreachable for a moment")
+        return super().heartbeat(*args, **kwargs)
+
+
+def test_a_store_away_for_a_moment_does_not_kill_the_job(tmp_path, models_dir, monkeypatch):
+    """With a socket timeout on the store, a failover's few seconds had failed the heartbeat and killed the job: the
+    runner goes on, its lines kept for the next heartbeat."""
+    monkeypatch.setenv("OPTIPLAN_SERVICE_TEST_JOBS", "1")  # a scripted apply: writes its output in a second
+    roots = Roots.create(tmp_path / "work", [models_dir])
+    store = FlakyStore(roots.workdir / "jobs.sqlite")
+    job = store.insert(new_job("apply", {"kind": "apply", "model": "tiny", "techniques": ["test-write"],
+                                         "output": "out"}, "out"))
+    done = jobs.Executor(store, roots, "w1").run(job.id)
+    assert done.state == "succeeded", done.error
+    assert "applying test-write" in done.log and store.failures == 0
 
 
 def test_cleanup_removes_only_this_attempts_temporary_files(tmp_path):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -73,6 +74,7 @@ def test_progress_streams_as_events_and_cancel_stops_the_process(client, wait_fo
     wait_for(lambda: not runners_of(os.getpid()), 10, "the runner process to be gone")
     workdir = Path(client.app.state.settings.roots.workdir)
     assert sorted(p.name for p in workdir.iterdir() if not p.name.startswith(("jobs.sqlite", ".jobs.lock"))) == []
+    assert not (Path(tempfile.gettempdir()) / f"optiplan-job-{job_id}-1").exists()  # its temporary files too
 
 
 def test_a_job_running_when_the_server_died_fails_with_the_reason_and_queued_ones_resume(server_factory, wait_for,
@@ -107,6 +109,7 @@ def test_a_job_running_when_the_server_died_fails_with_the_reason_and_queued_one
         assert jobs == {first: "failed", second: "cancelled"}
     leftovers = [p.name for p in server.workdir.iterdir() if not p.name.startswith(("jobs.sqlite", ".jobs.lock"))]
     assert leftovers == []  # no output folder and no temporary sibling
+    assert not (Path(tempfile.gettempdir()) / f"optiplan-job-{first}-1").exists()  # nor the dead runner's temp files
 
 
 def test_stopping_the_server_fails_its_running_job_at_once_instead_of_waiting(server_factory, wait_for, monkeypatch):
@@ -116,8 +119,9 @@ def test_stopping_the_server_fails_its_running_job_at_once_instead_of_waiting(se
         job_id = http.post("/v1/jobs", json=SCRIPTED | {"output": "out"}).json()["id"]
         wait_for(lambda: job_state(http, job_id)["step"] == "writing (test-hang)", 60, "the job to write")
     assert any(p.name.startswith(f".out.optiplan-tmp-{job_id}-1-") for p in server.workdir.iterdir())
-    # the runner's temporary files are in the attempt's own folder, which goes with it (not in /tmp, for good)
-    assert list((server.workdir / f".tmp-{job_id}-1").glob("scripted-*"))
+    # the runner's temporary files are in the attempt's own folder, which goes with it (not in /tmp for good)
+    scratch = Path(tempfile.gettempdir()) / f"optiplan-job-{job_id}-1"
+    assert list(scratch.glob("scripted-*"))
     runners = runners_of(server.proc.pid)
     # a page watching the job holds its event stream open, which ends only with the job: the stop had waited for it
     import threading
@@ -141,6 +145,7 @@ def test_stopping_the_server_fails_its_running_job_at_once_instead_of_waiting(se
         job = job_state(http, job_id)
     assert job["state"] == "failed" and job["error"] == "the server was stopped while this job ran"
     assert [p.name for p in server.workdir.iterdir() if not p.name.startswith(("jobs.sqlite", ".jobs.lock"))] == []
+    assert not scratch.exists()
 
 
 @pytest.mark.slow

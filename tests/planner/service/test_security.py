@@ -194,3 +194,6 @@ def test_a_job_never_writes_into_a_models_dir_inside_the_workdir(tmp_path):
         roots.output_path("models/tiny")
     assert refused.value.status == 403
     assert roots.output_path("out/tiny") == tmp_path / "out" / "tiny"
+    # the other way round (a workdir inside a models dir: `optiplan serve --models-dir .`), outputs are the workdir's
+    inner = Roots.create(tmp_path / "models" / "work", [tmp_path / "models"])
+    assert inner.output_path("out") == tmp_path / "models" / "work" / "out"
