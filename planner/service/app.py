@@ -251,10 +251,11 @@ def create_app(settings: Settings) -> FastAPI:
         return {"id": record.id, "state": record.state, "url": f"/v1/jobs/{record.id}"}
 
     @app.get("/v1/jobs", tags=["jobs"])
-    def jobs(limit: int = 50):
-        """The newest jobs first, without their logs and results."""
+    def jobs(limit: int = 50, offset: int = 0):
+        """The newest jobs first, without their logs and results: `limit` of them (at most 500) from the `offset`-th
+        on, so that older ones can be paged through."""
         limit = max(1, min(limit, 500))
-        return [j.model_dump(exclude={"log", "result"}) for j in store.list(limit)]
+        return [j.model_dump(exclude={"log", "result"}) for j in store.list(limit, max(0, offset))]
 
     def get_job(job_id: str):
         job = store.get(job_id) if len(job_id) <= 64 else None

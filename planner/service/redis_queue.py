@@ -185,8 +185,8 @@ class RedisStore(Store):
         raw = self.conn.get(self._key(job_id))
         return decode(raw) if raw else None
 
-    def list(self, limit: int = 100) -> list[Job]:
-        ids = self.conn.zrevrange(self.index, 0, limit - 1)
+    def list(self, limit: int = 100, offset: int = 0) -> list[Job]:
+        ids = self.conn.zrevrange(self.index, offset, offset + limit - 1)
         if not ids:
             return []
         raws = self.conn.mget([self._key(i.decode()) for i in ids])

@@ -106,8 +106,8 @@ class Store:
     def get(self, job_id: str) -> Job | None:
         raise NotImplementedError
 
-    def list(self, limit: int = 100) -> list[Job]:
-        """The newest jobs first."""
+    def list(self, limit: int = 100, offset: int = 0) -> list[Job]:
+        """The newest jobs first, from the `offset`-th on (a page of `limit`)."""
         raise NotImplementedError
 
     def update(self, job_id: str, change: Callable[[Job], dict[str, Any] | None]) -> Job | None:
@@ -261,9 +261,10 @@ class SqliteStore(Store):
             row = self._db.execute("SELECT doc FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return Job.model_validate_json(row[0]) if row else None
 
-    def list(self, limit: int = 100) -> list[Job]:
+    def list(self, limit: int = 100, offset: int = 0) -> list[Job]:
         with self._lock:
-            rows = self._db.execute("SELECT doc FROM jobs ORDER BY created DESC LIMIT ?", (limit,)).fetchall()
+            rows = self._db.execute("SELECT doc FROM jobs ORDER BY created DESC LIMIT ? OFFSET ?",
+                                    (limit, offset)).fetchall()
         return [Job.model_validate_json(r[0]) for r in rows]
 
     def counts(self) -> dict[str, int]:

@@ -565,3 +565,14 @@ def test_a_job_that_ends_while_it_is_cancelled_is_refused_as_ended(client, monke
 
     monkeypatch.setattr(store, "cancel", ends_first)
     assert "has ended (succeeded)" in one_error(client.delete(f"/v1/jobs/{job.id}"), 409)
+
+
+def test_the_job_list_takes_an_offset(client):
+    from optiplan.planner.service.store import new_job
+
+    store = client.app.state.store
+    ids = [store.insert(new_job("apply", {"kind": "apply", "model": "tiny", "output": f"o{i}"}, f"o{i}", 1)).id
+           for i in range(3)]
+    newest_first = [j["id"] for j in client.get("/v1/jobs").json()]
+    assert set(ids) <= set(newest_first)
+    assert [j["id"] for j in client.get("/v1/jobs", params={"limit": 1, "offset": 1}).json()] == newest_first[1:2]

@@ -43,6 +43,17 @@ def test_a_job_is_claimed_once_and_only_its_attempt_reports(store):
     assert store.cancel(j.id).state == "succeeded"  # a finished job stays as it ended
 
 
+def test_the_job_list_pages_through_every_job_newest_first(store):
+    """GET /v1/jobs had stopped at its 500 newest: an offset pages through the rest."""
+    made = []
+    for _ in range(5):
+        made.append(job(store).id)
+        time.sleep(0.002)  # distinct creation times: the order is theirs
+    pages = [store.list(2, offset) for offset in (0, 2, 4)]
+    assert [j.id for page in pages for j in page] == made[::-1] == [j.id for j in store.list(5)]
+    assert store.list(2, 5) == []
+
+
 def test_cancel_stops_a_queued_job_and_asks_a_running_one(store):
     queued, running = job(store), job(store)
     assert store.cancel(queued.id).state == "cancelled"
