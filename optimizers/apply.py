@@ -27,6 +27,7 @@ from ..planner.report.verify import AGREEING_ROUNDS, established_ratios
 from ..planner.schema.optimize import ArtifactManifest, StepRecord
 from .corpus import DEFAULT_PROMPTS, read_eval_text
 from .registry import check_supported, registry
+from .runtime import LoadedModel
 from .speculative import DRAFT_TOKEN_CHOICES
 from .workspace import AlreadyInPlace, NotSupportedHere, Workspace
 
@@ -177,14 +178,14 @@ def check_together(steps: list[StepSpec], draft: str | Path | None) -> None:
         raise PlanError("spec-draft needs a draft model: pass --draft PATH (a smaller model with the same tokenizer)")
 
 
-def quick_prompts(ws: Workspace) -> dict:
-    """The quick figures' prompts; the cache's as long as the workspace's runtime cache needs to show
-    (`effects.cache_tokens`: a step is timed against the model before it on these, both sides alike)."""
+def quick_prompts(loaded: LoadedModel) -> dict:
+    """The quick figures' prompts for the workspace's model as it stands (`loaded`); the cache's as long as its runtime
+    cache needs to show (`effects.cache_tokens`: a step is timed against the model before it on these, both sides
+    alike)."""
     from .effects import cache_tokens, id_prompts
-    from .runtime import LoadedModel
 
-    loaded = LoadedModel(ws.model, ws.tokenizer, ws.device, ws.runtime, ws.draft)
-    return {**id_prompts(ws.model.config.vocab_size, cache_context=cache_tokens(ws.model.config, loaded)),
+    config = loaded.model.config
+    return {**id_prompts(config.vocab_size, cache_context=cache_tokens(config, loaded)),
             "decode": [DEFAULT_PROMPTS[0]], "batch": list(DEFAULT_PROMPTS)}
 
 
@@ -193,10 +194,9 @@ def quick_figures(ws: Workspace) -> dict[str, float]:
     prompts; one sample of the rest; no cache bytes, read where a cache step is timed interleaved): seconds on a small
     model; the full before/after comparison is `verify`'s."""
     from .effects import figures
-    from .runtime import LoadedModel
 
     loaded = LoadedModel(ws.model, ws.tokenizer, ws.device, ws.runtime, ws.draft)
-    return figures(loaded, quick_prompts(ws), decode_tokens=24, decode_samples=3, cache=False)
+    return figures(loaded, quick_prompts(loaded), decode_tokens=24, decode_samples=3, cache=False)
 
 
 # what a step does while it says nothing for a while
@@ -215,7 +215,6 @@ CHECK_COPY_BYTES = 2e9
 def model_bytes(ws: Workspace) -> int:
     """Bytes the workspace's model holds as stored (`metrics.weights_bytes`)."""
     from .metrics import weights_bytes
-    from .runtime import LoadedModel
 
     return weights_bytes(LoadedModel(ws.model, ws.tokenizer, ws.device, ws.runtime, ws.draft))
 
@@ -226,12 +225,11 @@ def interleaved_step_ratios(ws: Workspace, saved: tuple, cache: bool) -> dict[st
     alternating order (`effects.interleaved_ratios`), so that load or drift on a shared machine lands on both: two
     measurements apart in time can show a slower step as a faster one (a cache step had read 25x on a first token)."""
     from .effects import FIGURES, interleaved_ratios
-    from .runtime import LoadedModel
 
     model = saved[0] if saved[0] is not None else ws.model
     before = LoadedModel(model, ws.tokenizer, ws.device, saved[1], saved[2])
     after = LoadedModel(ws.model, ws.tokenizer, ws.device, ws.runtime, ws.draft)
-    out = interleaved_ratios(before, after, quick_prompts(ws), rounds=STEP_ROUNDS, cache=cache)
+    out = interleaved_ratios(before, after, quick_prompts(after), rounds=STEP_ROUNDS, cache=cache)
     return {k: v for k, v in out.items() if k in FIGURES}
 
 

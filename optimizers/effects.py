@@ -153,10 +153,9 @@ def interleaved_ratios(before: LoadedModel, after: LoadedModel, prompts: dict[st
     for k in sb:
         if sb[k]:
             per_round[k].append(sa[k] / sb[k])
-    per_round = {k: v for k, v in per_round.items() if any(x is not None for x in v)}
-    out: dict[str, Any] = {k: round(crossover_ratio(v), 4) for k, v in per_round.items()}
-    out["range"] = {k: [round(min(x for x in v if x is not None), 4), round(max(x for x in v if x is not None), 4)]
-                    for k, v in per_round.items()}
+    measured = {k: [x for x in v if x is not None] for k, v in per_round.items()}
+    out: dict[str, Any] = {k: round(crossover_ratio(v), 4) for k, v in per_round.items() if measured[k]}
+    out["range"] = {k: [round(min(v), 4), round(max(v), 4)] for k, v in measured.items() if v}
     out["rounds"] = max(rounds, 1)
     return out
 

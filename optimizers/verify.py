@@ -182,13 +182,14 @@ def verify(baseline: str | Path, optimized: str | Path, *, device: str | None = 
     if start and not past_span:
         notes.append(f"the evaluation text ends before the optimized cache's span ({start:,} tokens kept as a full "
                      "cache would): what the cache changes is not measured here; a longer --eval-text reaches it")
-    if (span := metrics.cache_span(base, opt)) and not start:
+    span = metrics.cache_span(base, opt)  # what the optimized runtime's cache keeps as a full cache would
+    if span and not start:
         notes.append(f"the optimized cache keeps {span:,} tokens as a full cache would, and quality is scored in "
                      f"windows of {window:,} tokens (the model's context), which do not reach {EVAL_BEYOND:,} tokens "
                      "past that span: what the cache changes is not (or barely) measured here")
-    if (kept := metrics.cache_span(base, opt)) and cache_context <= kept:
+    if span and cache_context <= span:
         notes.append(f"the KV cache is read at {cache_context:,} tokens (the model's positions end there), within the "
-                     f"{kept:,} the optimized cache keeps whole: what it saves does not show in its bytes here")
+                     f"{span:,} the optimized cache keeps whole: what it saves does not show in its bytes here")
     if base.runtime.dtype != opt.runtime.dtype:
         notes.append(f"the baseline ran in {base.runtime.dtype} and the optimized model in {opt.runtime.dtype} (as "
                      "--dtype asked): every difference here includes the dtype's, not the techniques' alone")

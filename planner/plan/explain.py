@@ -16,6 +16,7 @@ GB = 1e9
 def rejections(best: Candidate, ranked: list[Candidate], result: SearchResult, ctx: Context) -> list[Rejection]:
     techniques = all_techniques()
     chosen = set(best.ids)
+    always = {i for i, x in techniques.items() if x.always_on}
     out = []
     for t_id, t in techniques.items():
         if t_id in chosen:
@@ -31,7 +32,6 @@ def rejections(best: Candidate, ranked: list[Candidate], result: SearchResult, c
                 swapped = (chosen - {holder}) | {t_id}
                 # the stack with it in place of the holder; where the plan left out an always-on step that one kept (a
                 # step gaining under STEP_GAIN), the nearest stack that differs only in such steps
-                always = {i for i, x in techniques.items() if x.always_on}
                 instead = next((c for c in ranked if set(c.ids) == swapped), None) or next(
                     (c for c in ranked if set(c.ids) - always == swapped - always), None)
                 reason = f"one {t.group} per plan: the plan uses {holder}" + (

@@ -41,10 +41,10 @@ def crossover_ratio(per_round: list[float | None]) -> float:
     rounds 0, 2, 4, ...): the geometric mean of the two orders' medians, so that an advantage of running second (or a
     drift within a round) cancels however many rounds there are. A plain median of five rounds sides with the order
     "after" ran second in three times; with one round it is that round. A round without the figure is None."""
-    orders = [[r for r in per_round[i::2] if r is not None] for i in (0, 1)]
-    if not any(orders):
+    orders = [kept for i in (0, 1) if (kept := [r for r in per_round[i::2] if r is not None])]
+    if not orders:
         raise ValueError("no rounds to take a ratio of")
-    return math.prod(statistics.median(o) for o in orders if o) ** (1 / sum(1 for o in orders if o))
+    return math.prod(statistics.median(o) for o in orders) ** (1 / len(orders))
 
 
 def significant(report: VerifyReport, key: str) -> bool:

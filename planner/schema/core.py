@@ -328,13 +328,14 @@ class ProfileRequest(Frozen):
     hardware: str
     num_devices: int = Field(1, ge=1, description="devices in total (tensor x pipeline parallel)")
     tensor_parallel: int | None = Field(None, ge=1, description="tensor-parallel size [default: devices / pipeline "
-                                                          "stages; an engine that splits layers over devices "
-                                                          "(llama.cpp, transformers) runs one stage per device]")
+                                                                "stages; an engine that splits layers over devices "
+                                                                "(llama.cpp, transformers) runs one stage per device]")
     pipeline_parallel: int = Field(1, ge=1)
-    attention_data_parallel: int = Field(1, ge=1, description="attention data-parallel groups of tensor_parallel devices, "
-                                                        "sequences spread over them (MoE with expert parallel)")
-    expert_parallel: int = Field(1, ge=1, description="devices a MoE model's experts are split over whole (1, or all "
-                                                "devices of a pipeline stage)")
+    attention_data_parallel: int = Field(1, ge=1, description="attention data-parallel groups of tensor_parallel "
+                                                              "devices, sequences spread over them (MoE with expert "
+                                                              "parallel)")
+    expert_parallel: int = Field(1, ge=1, description="devices a MoE model's experts are split over whole (1, or "
+                                                      "all devices of a pipeline stage)")
     dtype: str | None = Field(None, description="weight format [default: the model's published checkpoint's where the "
                                                 "device runs it as it is (gpt-oss's MXFP4 experts, DeepSeek-V3's "
                                                 "fp8), else the device's 16-bit "
@@ -347,8 +348,9 @@ class ProfileRequest(Frozen):
         None, description="the GGUF file type llama.cpp reads the weights from: Q4_0 or Q4_K_M for int4, Q8_0 for "
                           "int8 [default: the engine's for the format]")
     batch: int = Field(1, ge=1)
-    context: int | None = Field(None, ge=1, description="tokens in each sequence's KV cache at the decode step (TPOT) [default: "
-                                "input + output tokens where given, else 4096 or the model's maximum where shorter]")
+    context: int | None = Field(None, ge=1, description="tokens in each sequence's KV cache at the decode step "
+                                                         "(TPOT) [default: input + output tokens where given, else "
+                                                         "4096 or the model's maximum where shorter]")
     prompt_tokens: int | None = Field(None, description="prompt length for the prefill (TTFT) [default: input tokens "
                                                         "where given, else the context]")
     engine: Annotated[str, AfterValidator(pinned_engine)] = Field(

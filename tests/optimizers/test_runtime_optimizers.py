@@ -117,7 +117,7 @@ def test_a_sinks_cache_is_read_past_its_window(workspace, base):
 
     assert ratio(CACHE_CONTEXT) == pytest.approx(1.0)  # where it had been read
     assert ratio(cache_tokens(config, base, after)) < 0.6
-    assert len(quick_prompts(workspace)["cache"][0]) == CACHE_CONTEXT + 516  # apply's step check reads it there
+    assert len(quick_prompts(after)["cache"][0]) == CACHE_CONTEXT + 516  # apply's step check reads it there
     config_limit = type("Config", (), {"max_position_embeddings": 600})()
     assert cache_tokens(config_limit, base, after) == 598  # never past the model's positions
 

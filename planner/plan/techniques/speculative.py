@@ -172,7 +172,8 @@ register(
                           "expected_acceptance": DRAFT_ACCEPTANCE},
         apply=Applied("speculative:draft_model",
                       options=(("draft", Option(str, "folder of the draft model (or --draft)")),
-                               ("num_assistant_tokens", Option(int, "drafted tokens per step [default: tuned]", low=1, high=64))),
+                               ("num_assistant_tokens", Option(int, "drafted tokens per step [default: tuned]",
+                                                               low=1, high=64))),
                       # a plan's step drafts the tokens its prediction prices (-t alone tunes them here)
                       plan_names=(("num_speculative_tokens", "num_assistant_tokens"),)),
         combines={"transformers": Combines(cache_needs=("dynamic",), batch_one=True)}),
