@@ -84,6 +84,7 @@ def served_request(advice: Advice, cfg: EngineConfig, missing: set[str]) -> Prof
         "acceptance": spec.params["expected_acceptance"],
         "draft_model": spec.params.get("draft_model") if spec.technique == "spec-draft" else None}
     cached = cached_tokens(w.prompt_tokens_mean, w.shared_prefix_fraction) if "prefix-caching" in applied else 0
+    servers = adp * (p.api_servers_per_rank if "api-server-scale-out" in applied else 1)
     return ProfileRequest(
         model=advice_model_ref(advice), hardware=hw.id, num_devices=devices, engine=release,
         sampler=engine_image_sampler(release, hw),  # the image's (vLLM's before 0.12: FlashInfer's)
@@ -99,8 +100,9 @@ def served_request(advice: Advice, cfg: EngineConfig, missing: set[str]) -> Prof
         max_running=configured_running_cap(cfg, sequences, adp), prefill_chunk_tokens=chunked,
         # SGLang's --enable-mixed-chunk
         mixed_chunk="mixed-chunk" in applied, cached_tokens=cached, **speculation,
-        # a server of data-parallel attention ranks started with a front-end process per rank (--api-server-count)
-        api_servers=adp if adp > 1 and cfg.sets(engine_api_servers_option(cfg.engine)) else None,
+        # a server of data-parallel attention ranks started with a front-end process per rank (--api-server-count), or
+        # with the plan's more per rank where the configuration starts them (its api-server-scale-out)
+        api_servers=servers if servers > 1 and cfg.sets(engine_api_servers_option(cfg.engine)) else None,
         gpu_layers=on_gpu if on_gpu is not None and on_gpu <= advice.model.num_layers else None,
         # the weights vLLM and SGLang keep in host memory (--cpu-offload-gb), as the configuration rounds them
         cpu_offload_gb=float(gib) if (gib := cfg.sets(engine_fact(cfg.engine, "cpu_offload_option"))) else None,

@@ -278,6 +278,8 @@ def _render(advice: Advice, target: str, serving_engine: str | None = None) -> t
                 cfg.options.pop(key, None)
             cfg.applied = [(t, f"{dp} servers of {_devices(size)} behind a load balancer" if t == "data-parallel"
                             else text) for t, text in cfg.applied]
+        if any(t == "api-server-scale-out" for t, _ in cfg.applied):  # the plan's API servers for each rank
+            vllm.scale_api_servers(cfg, ranks, advice.plan.predicted.api_servers_per_rank, size)
         per_node = max(1, devices_per_host(hw) // (size * ranks))
         where = "one per node (serve.sh on each node" if per_node == 1 else (
             f"{per_node} to a node (serve.sh once per server, each with its own CUDA_VISIBLE_DEVICES and PORT")

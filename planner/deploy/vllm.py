@@ -158,6 +158,10 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
         elif t_id in ("spec-ngram", "spec-mtp", "spec-eagle3"):
             o["speculative-config"] = vllm_spec(step, eagle_head(advice, "vllm"), advice.model.model_type)
             cfg.applied.append((t_id, "--speculative-config"))
+        elif t_id == "api-server-scale-out":  # last in the plan: the count over the ranks the steps before set
+            cfg.applied.append((t_id, ""))
+            scale_api_servers(cfg, o.get("api-server-count", 1), p.api_servers_per_rank,
+                              p.tensor_parallel * p.pipeline_parallel)
         elif t_id == "cpu-offload":
             gb = offload_gib(p)
             o["cpu-offload-gb"] = gb
@@ -167,6 +171,26 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
     if "cuda-graphs" not in plan_steps(advice):
         o["enforce-eager"] = True
     return cfg
+
+
+API_SERVERS_NOTE = "--api-server-count "
+
+
+def scale_api_servers(cfg: EngineConfig, ranks: int, per_rank: int, gpus_per_rank: int) -> None:
+    """Start `per_rank` API servers for each of the `ranks` engine cores a server runs (the plan's api-server-scale-out,
+    set again where the replicas are laid out over servers), with the host cores they want (vLLM's
+    docs/configuration/optimization.md: "Minimum physical cores = A + DP + N + (1 if DP > 1 else 0)")."""
+    servers, gpus = ranks * per_rank, ranks * gpus_per_rank
+    cores = servers + ranks + gpus + (ranks > 1)
+    cfg.options["api-server-count"] = servers
+    cfg.applied = [(t, f"--api-server-count {servers} ({per_rank} per engine core)" if t == "api-server-scale-out"
+                    else text) for t, text in cfg.applied]
+    cfg.notes = [n for n in cfg.notes if not n.startswith(API_SERVERS_NOTE)] + [
+        f"{API_SERVERS_NOTE}{servers}: {per_rank} API server processes per engine core share the host time each "
+        f"request takes; vLLM wants at least {cores} physical cores for this server ({servers} API servers + {ranks} "
+        f"engine core{'s' if ranks > 1 else ''} + {gpus} GPU worker{'s' if gpus > 1 else ''}"
+        + (" + the data-parallel coordinator" if ranks > 1 else "") + ", docs/configuration/optimization.md), "
+        "twice as many vCPUs with hyperthreading: fewer, and the processes contend and the gain is lost"]
 
 
 def vllm_spec(step, head: str | None = None, model_type: str = "") -> dict[str, Any]:

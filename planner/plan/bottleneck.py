@@ -7,6 +7,7 @@ from dataclasses import replace
 from ..analytic.memory import weights_room
 from ..analytic.setup import Setup
 from ..analytic.steps import decode_step
+from ..catalog.engines import engine_api_servers_option
 from ..schema.advice import Bottleneck, Prediction
 from ..schema.workload import Workload
 from .predict import serving_figures, serving_instances, throughput_batch
@@ -105,30 +106,43 @@ def classify(state: PlanState, p: Prediction, workload: Workload) -> Bottleneck:
     return _pick(found)
 
 
-def _front_end(state: PlanState, s: Setup, p: Prediction, workload: Workload) -> tuple[str, str, str] | None:
-    """The engine's front end where it bounds the requests a server completes (`analytic.requests.front_end`: its host
-    time per request, vLLM's API server) and the device alone would serve more than FRONT_END_MARGIN more at the plan's
-    batch (the throughput and cost goals': the batch its device alone serves best, within the TPOT SLO);
-    None where it does not bind (or the plan is disaggregated: its servers' rates are the disaggregation model's)."""
+def front_end_bind(state: PlanState, s: Setup, p: Prediction, workload: Workload) -> tuple[float, float, int] | None:
+    """(output tokens/s a server completes, those its device alone would serve, at that many sequences) where the
+    engine's front end bounds the requests a server completes (`analytic.requests.front_end`: its host time per
+    request, vLLM's API server) and the device alone would serve more than FRONT_END_MARGIN more at the plan's batch
+    (the throughput and cost goals': the batch its device alone serves best, within the TPOT SLO, from `p`'s batch
+    up: `p` may be predicted at the workload's own concurrency, `evaluate(fill=False)`); None where it does not bind
+    (or the plan is disaggregated: its servers' rates are the disaggregation model's). The front end lets a server
+    complete as much as its device serves up to its cap, so at the batch the device serves best the paced rate is the
+    most the plan's own batch could reach."""
     if not s.request_host_s or state.prefill_instances:
         return None
     per_server = -(-p.batch // serving_instances(p))
-    paced = serving_figures(state, s, workload, per_server)[2]
     alone = replace(s, request_host_s=0.0)
     held = p.max_concurrency // serving_instances(p)
     filled = workload.goal in ("throughput", "cost") and held > per_server
     if filled:  # a goal that fills the servers: the batch its device alone would serve best, within the TPOT SLO
         per_server = throughput_batch(state, alone, workload, per_server, held)
+    paced = serving_figures(state, s, workload, per_server)[2]
     device = serving_figures(state, alone, workload, per_server)[2]
     if device <= paced * (1 + FRONT_END_MARGIN):
         return None
+    return paced, device, per_server
+
+
+def _front_end(state: PlanState, s: Setup, p: Prediction, workload: Workload) -> tuple[str, str, str] | None:
+    """The engine's front end where it bounds the requests a server completes (`front_end_bind`)."""
+    if (bind := front_end_bind(state, s, p, workload)) is None:
+        return None
+    paced, device, per_server = bind
     over = f" over {s.api_servers} front-end processes" if s.api_servers > 1 else ""
+    more = "more front-end processes (vLLM's --api-server-count: the api-server-scale-out step)" \
+        if engine_api_servers_option(state.engine) else "more servers behind a load balancer"
     return ("front-end", "throughput",
             f"the engine's front end completes at most {1 / s.request_host_s:,.0f} requests/s a server "
             f"({s.request_host_s * s.api_servers * 1e3:g} ms of host time a request{over}): "
             f"{paced:,.0f} output tokens/s a server, where its device alone would serve {device:,.0f} "
-            f"at {per_server:,} sequences; more front ends (servers behind a load balancer; vLLM's "
-            "--api-server-count with data parallel) or a faster host raise it, a faster device does not")
+            f"at {per_server:,} sequences; {more} or a faster host raise it, a faster device does not")
 
 
 def _intensity(intensity: float, ridge: float, across: bool) -> str:

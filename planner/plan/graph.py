@@ -13,7 +13,7 @@ from .techniques import Technique, all_techniques
 # Default order of families in a plan, where no declared edge decides: change the model, then its
 # formats, then how it is laid out and served, then speculation on top.
 FAMILY_ORDER = ("compression", "weight quantization", "kv-cache quantization", "attention", "parallelism", "memory",
-                "serving", "compilation", "speculative decoding", "training")
+                "serving", "compilation", "speculative decoding", "front end", "training")
 
 
 @lru_cache(maxsize=1)

@@ -171,10 +171,11 @@ def throughput_batch(state: PlanState, s: Setup, workload: Workload, low: int, h
 
 
 def evaluate(state: PlanState, workload: Workload, full: bool = True,
-             speed: tuple[float, float, float] | None = None) -> Prediction:
+             speed: tuple[float, float, float] | None = None, fill: bool = True) -> Prediction:
     """Predict memory, latency and throughput of `state` serving `workload`. `speed`: factors on the time per
     token, time to first token and throughput (measured technique effects, `plan.effects`), applied before the
-    SLOs are checked."""
+    SLOs are checked; `fill` False: at the workload's own concurrency (as the cache holds it), not the batch the
+    throughput and cost goals search for."""
     if workload.training is not None and workload.goal == "training":
         return training_prediction(state, workload)
     s = to_setup(state)
@@ -216,7 +217,7 @@ def evaluate(state: PlanState, workload: Workload, full: bool = True,
                                 lambda b: _tpot_s(state, s, b, context), room=room)
         batch, tpot, ttft_s, throughput = r.batch, r.tpot_s, r.ttft_s, r.requests_per_s * workload.output_tokens_mean
     else:
-        filled = workload.goal in ("throughput", "cost") and max_conc > batch
+        filled = fill and workload.goal in ("throughput", "cost") and max_conc > batch
         if filled:
             batch = throughput_batch(state, s, workload, batch, max_conc)
         tpot, ttft_s, throughput = serving_figures(state, s, workload, batch)
@@ -267,6 +268,7 @@ def dtypes_and_layout(state: PlanState, s: Setup) -> dict:
             "tensor_parallel": state.tp, "pipeline_parallel": state.pp, "expert_parallel": state.ep,
             "attention_data_parallel": state.attention_dp,
             "data_parallel": state.replicas, "prefill_instances": state.prefill_instances,
+            "api_servers_per_rank": state.api_servers_per_rank,
             "offload_bytes_per_device": int(offloaded)}
 
 

@@ -67,18 +67,26 @@ def score(p: Prediction, goal: str, output_tokens: int, needed: int | None = Non
     return -p.throughput_tokens_per_s
 
 
-def apply_steps(state: PlanState, steps: list[Technique], ctx: Context) -> list[PlanState]:
+def apply_steps(state: PlanState, steps: list[Technique], ctx: Context, until_idle: bool = False) -> list[PlanState]:
     """The state after each step, in order (the composition of the steps' pure transforms), each step applied to and
-    priced for the model the plan has reached (`Context.on_model`: after distillation, the student)."""
+    priced for the model the plan has reached (`Context.on_model`: after distillation, the student); `until_idle`:
+    none after the first chosen step that changes nothing (`idles`), whose stack the search drops."""
     states = []
     for t in steps:
         here = ctx.on_model(state.spec)
-        state = t.transform(state, here)
+        before, state = state, t.transform(state, here)
         loss = t.loss(here)
         if loss:
             state = state.with_(quality_loss_pct=state.quality_loss_pct + loss)
         states.append(state)
+        if until_idle and idles(t, before, state):
+            break
     return states
+
+
+def idles(t: Technique, before: PlanState, after: PlanState) -> bool:
+    """A chosen step (not an always-on one) that changes nothing: CPU offload where the weights fit."""
+    return not t.always_on and _unchanged(before, after)
 
 
 def _unchanged(before: PlanState, after: PlanState) -> bool:
@@ -175,11 +183,13 @@ def search(ctx: Context, only_groups: frozenset[str] | None = None) -> SearchRes
                 break
         if known > workload.max_quality_loss_pct + 1e-9:
             return
-        states = apply_steps(base, steps, ctx)
-        if states and states[-1].quality_loss_pct - base.quality_loss_pct > workload.max_quality_loss_pct + 1e-9:
+        # where the losses are known whole (no step replaces the model), the steps after the first idle one are not
+        # applied: the stack is dropped, and they may cost (the API servers' step prices the state it is given)
+        states = apply_steps(base, steps, ctx, until_idle=not any(t.replaces_model for t in steps))
+        if len(states) == len(steps) and states and \
+                states[-1].quality_loss_pct - base.quality_loss_pct > workload.max_quality_loss_pct + 1e-9:
             return
-        idle = {t.id for prev, cur, t in zip([base, *states], states, steps)
-                if not t.always_on and _unchanged(prev, cur)}
+        idle = {t.id for prev, cur, t in zip([base, *states], states, steps) if idles(t, prev, cur)}
         if idle:
             no_ops.update(idle)
             return  # a chosen step that changes nothing here (e.g. CPU offload when the weights fit)

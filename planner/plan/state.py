@@ -57,6 +57,9 @@ class PlanState:
     max_seq_len: int | None = None  # the longest sequence its configs admit (the workload's), which some kernels key on
     graphs: bool = False  # CUDA graphs / torch.compile: per-step launch overhead removed
     offload_fraction: float = 0.0
+    # the front-end processes the configs start for each data-parallel rank (an engine core: the attention group's or
+    # the replica's): vLLM's --api-server-count over its ranks, one each unless a plan scales them out
+    api_servers_per_rank: int = 1
     speculation: Speculation | None = None
     quality_loss_pct: float = 0.0
     training: frozenset[str] = field(default_factory=frozenset)  # training techniques applied
@@ -104,8 +107,9 @@ def to_setup(state: PlanState) -> Setup:
         # priced at the engine's image the configs run, with its sampler (vLLM's before 0.12: FlashInfer's)
         compiled=state.graphs, sampler=engine_image_sampler(state.engine, state.hw),
         # a server of data-parallel attention ranks takes its requests through a front-end process per rank where the
-        # engine has the option (the configs' --api-server-count)
-        api_servers=state.attention_dp if engine_api_servers_option(state.engine) else 1), state.engine, state.max_seq_len)
+        # engine has the option (the configs' --api-server-count), or as many more as a plan starts for each
+        api_servers=state.attention_dp * state.api_servers_per_rank if engine_api_servers_option(state.engine) else 1),
+        state.engine, state.max_seq_len)
 
 
 def kv_reserved_tokens(state: PlanState, workload: Workload) -> float:

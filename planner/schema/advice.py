@@ -48,6 +48,9 @@ class Prediction(Frozen):
     prefill_instances: int = Field(0, exclude_if=lambda v: v == 0,
                                    description="disaggregated serving: of the data_parallel instances, those that only "
                                                "prefill (the others decode)")
+    api_servers_per_rank: int = Field(1, exclude_if=lambda v: v == 1,
+                                      description="front-end processes the configs start for each data-parallel rank "
+                                                  "(vLLM's --api-server-count over the ranks of a server)")
     cost_per_million_tokens_usd: float | None = None
     slo_violations: list[str] = []
     gradient_bytes: int = Field(0, exclude_if=lambda v: v == 0, description="training: the gradients per device")

@@ -4,16 +4,22 @@ step-by-step prediction still shows what each one gains."""
 
 from __future__ import annotations
 
+import math
+
 from ...analytic.efficiency import prefill_chunk_tokens
 from ...catalog.engines import (
     below_compute_capability,
     device_fact,
+    engine_api_servers_option,
     engine_chunk_budget,
     engine_fact,
     engine_mixes_prefill,
 )
 from ...catalog.engine_refusals import pipeline_refusal
 from ...catalog.kernels import triton_attention
+from ..bottleneck import FRONT_END_MARGIN, front_end_bind
+from ..predict import evaluate
+from ..state import PlanState, to_setup
 from . import Applied, Combines, Context, Option, Technique, register
 
 
@@ -84,6 +90,23 @@ def _mla_kernel(ctx: Context) -> str:
     if engine == "sglang" and ctx.spec.model_type == "deepseek_v3":
         return "trtllm_mla, SGLang's MLA attention on Blackwell for DeepSeek-V3/R1 (TensorRT-LLM's kernels through FlashInfer)"
     return "the engine's MLA attention on Blackwell (CUTLASS MLA or FlashInfer MLA)"
+
+
+def _scale_out(state: PlanState, ctx: Context) -> PlanState:
+    """The fewest front-end processes per data-parallel rank, up to the engine's `api_servers_scale_out_max`, with
+    which its front end no longer bounds the requests a server completes (`bottleneck.front_end_bind`): the cap they
+    put on a server grows with their count, what its device alone serves does not; unchanged where the front end does
+    not bind (the step comes after every step that speeds the device: its family's place in the plan order)."""
+    most = engine_fact(state.engine, "api_servers_scale_out_max") or 1
+    if not engine_api_servers_option(state.engine) or state.api_servers_per_rank >= most:
+        return state
+    # the workload's own batch (`fill=False`): front_end_bind searches the batch the device alone serves best
+    bind = front_end_bind(state, to_setup(state), evaluate(state, ctx.workload, full=False, fill=False), ctx.workload)
+    if bind is None:
+        return state
+    paced, device, _ = bind
+    needed = math.ceil(state.api_servers_per_rank * device / (paced * (1 + FRONT_END_MARGIN)) - 1e-9)
+    return state.with_(api_servers_per_rank=min(max(needed, state.api_servers_per_rank + 1), most))
 
 
 def _flash_params(ctx: Context) -> dict:
@@ -180,6 +203,20 @@ register(
                 "requests: only the new part of a prompt is prefilled.",
         transform=lambda s, c: s.with_(prefix_caching=True), always_on=True, check=_no_shared_prefix,
         params=lambda c: {"expected_hit_rate": c.workload.shared_prefix_fraction}),
+    Technique(
+        id="api-server-scale-out", engines=("vllm",),
+        name="More API server processes", family="front end",
+        summary="Several API server processes take the requests of each engine core (vLLM's --api-server-count, one "
+                "HTTP port still): the tokenising, detokenising and streaming each request costs on the host is "
+                "spread over them, where one process caps the requests a server completes below what its device "
+                "serves. Each process wants a physical core of its own.",
+        transform=_scale_out,
+        unchanged="the engine's front end does not bound the requests a server completes: its device does",
+        effect_source="rule: the analytic model's front end (profiles/engines/vllm.yaml request_host_s, fitted to "
+                      "GPUStack's vLLM bursts) shared over the processes; vLLM's docs/configuration/optimization.md: "
+                      "'You can run input processing in parallel via API server scale-out ... useful when input "
+                      "processing ... becomes a bottleneck compared to model execution'",
+        predicted_params=lambda p: {"api_servers_per_rank": p.api_servers_per_rank}),
     Technique(
         id="cuda-graphs", engines=("vllm", "sglang", "tgi", "trtllm"),
         name="CUDA graphs", family="compilation", group="compilation",

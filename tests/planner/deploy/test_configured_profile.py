@@ -138,3 +138,16 @@ def test_a_plans_draft_splits_over_its_tensor_parallel_devices(model, draft):
     step = next(s for s in advice.plan.steps if s.technique == "spec-draft")
     assert step.params["draft_model"] == draft  # of the target's own generation where the catalog has one
     assert resolve_model(draft).num_heads % advice.plan.predicted.tensor_parallel == 0
+
+
+def test_the_configuration_serves_through_the_api_servers_the_plan_starts():
+    """The 1B for throughput on an H100 runs three API servers for its engine core (the plan's api-server-scale-out):
+    its configuration, profiled, takes its requests through the three (`profile --api-servers 3`) and serves the
+    plan's output rate, not the one server's 13,333 tokens/s."""
+    advice = advise(AdviseRequest(model="llama-3.2-1b", hardware="h100-sxm", workload="chat", goal="throughput",
+                                  engine="vllm"))
+    request = served_request(advice, engine_config(advice, "vllm"), set())
+    assert request.api_servers == 3
+    served = profile(request).requests
+    assert served.output_tokens_per_s == pytest.approx(advice.plan.predicted.throughput_tokens_per_s, rel=0.02)
+    assert served.output_tokens_per_s > 2 * 320 / 0.024

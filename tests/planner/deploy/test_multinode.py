@@ -153,6 +153,27 @@ def test_replicas_inside_one_node_each_start_their_own_server():
     assert "--data-parallel-size" not in serve and "--api-server-count" not in serve
 
 
+@pytest.mark.parametrize("model,devices,count,cores", [
+    # one engine core: 3 API servers + 1 engine core + 1 GPU worker (vLLM's docs/configuration/optimization.md)
+    ("llama-3.2-1b", 1, 3, 5),
+    # two servers of eight data-parallel ranks (16 replicas of one GPU): 3 API servers for each rank, 24 + 8 + 8 + the
+    # coordinator; not 48, the count over every replica, nor the data-parallel step's one per rank
+    ("llama-3.2-1b", 16, 24, 41),
+    # a MoE model's replicas of one GPU each start a server apiece (vLLM's ranks would share their experts): two each
+    ("qwen3-30b-a3b", 16, 2, 4),
+])
+def test_the_plans_api_servers_are_started_for_each_rank_of_a_server(model, devices, count, cores):
+    a = advise(AdviseRequest(model=model, hardware="h100-sxm", num_devices=devices, workload="chat",
+                             goal="throughput", engine="vllm"))
+    assert [s.technique for s in a.plan.steps][-1] == "api-server-scale-out"
+    files = render(a, "vllm")
+    serve, readme = files["vllm/serve.sh"], files["README.md"]
+    assert f"--api-server-count {count} " in serve and serve.count("--api-server-count") == 1
+    assert f"| `api-server-scale-out` | --api-server-count {count} (" in readme
+    notes = [line for line in readme.splitlines() if line.startswith("- --api-server-count")]
+    assert len(notes) == 1 and f"at least {cores} physical cores" in notes[0]
+
+
 def test_replicas_a_node_holds_several_of_run_as_one_server_per_node():
     # Llama-3.1-70B for throughput on 16 H100: eight TP2 replicas, four to a node. The configs wrote one TP2 server
     # without the data-parallel flags its README's table named, and said "serve.sh on each node": two replicas of
