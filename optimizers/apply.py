@@ -195,7 +195,7 @@ def quick_figures(ws: Workspace) -> dict[str, float]:
     model; the full before/after comparison is `verify`'s."""
     from .effects import figures
 
-    loaded = LoadedModel(ws.model, ws.tokenizer, ws.device, ws.runtime, ws.draft)
+    loaded = LoadedModel.of(ws)
     return figures(loaded, quick_prompts(loaded), decode_tokens=24, decode_samples=3, cache=False)
 
 
@@ -216,7 +216,7 @@ def model_bytes(ws: Workspace) -> int:
     """Bytes the workspace's model holds as stored (`metrics.weights_bytes`)."""
     from .metrics import weights_bytes
 
-    return weights_bytes(LoadedModel(ws.model, ws.tokenizer, ws.device, ws.runtime, ws.draft))
+    return weights_bytes(LoadedModel.of(ws))
 
 
 def interleaved_step_ratios(ws: Workspace, saved: tuple, cache: bool) -> dict[str, float]:
@@ -228,7 +228,7 @@ def interleaved_step_ratios(ws: Workspace, saved: tuple, cache: bool) -> dict[st
 
     model = saved[0] if saved[0] is not None else ws.model
     before = LoadedModel(model, ws.tokenizer, ws.device, saved[1], saved[2])
-    after = LoadedModel(ws.model, ws.tokenizer, ws.device, ws.runtime, ws.draft)
+    after = LoadedModel.of(ws)
     out = interleaved_ratios(before, after, quick_prompts(after), rounds=STEP_ROUNDS, cache=cache)
     return {k: v for k, v in out.items() if k in FIGURES}
 

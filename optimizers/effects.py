@@ -181,7 +181,7 @@ def measure_technique(base: LoadedModel, technique: str, prompts: dict[str, list
     ws = Workspace(model=copy.deepcopy(base.model), tokenizer=base.tokenizer, device=base.device, source=source)
     ws.runtime.dtype = base.runtime.dtype
     detail = registry()[technique].apply(ws, {})
-    after = LoadedModel(ws.model, ws.tokenizer, ws.device, ws.runtime, ws.draft)
+    after = LoadedModel.of(ws)
     # the cache read past what a sinks or quantized cache keeps whole, on both sides alike
     cache = id_prompts(ws.model.config.vocab_size, cache_context=cache_tokens(ws.model.config, after))["cache"]
     return {"detail": detail, **interleaved_ratios(base, after, {**prompts, "cache": cache}, rounds)}

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..planner.errors import RequestError
 from ..planner.schema.optimize import ArtifactManifest, Runtime
-from .workspace import device_kind
+from .workspace import Workspace, device_kind
 
 Prompt = str | list[int]  # text, or token ids
 RECOMPILE_LIMIT = 64
@@ -69,6 +69,11 @@ class LoadedModel:
     draft: Any = None
     path: Path | None = None
     manifest: ArtifactManifest | None = None
+
+    @classmethod
+    def of(cls, ws: Workspace) -> LoadedModel:
+        """The model a workspace holds as it stands: its runtime settings and draft so far."""
+        return cls(ws.model, ws.tokenizer, ws.device, ws.runtime, ws.draft)
 
     @property
     def pad_token_id(self) -> int:
