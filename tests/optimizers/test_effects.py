@@ -50,6 +50,12 @@ def test_calibrate_stores_effects_beside_the_fit(tmp_path, monkeypatch):
                 "skipped": {}, "device": "cpu", "dtype": dtype, "models": "random weights"}
 
     monkeypatch.setattr(effects, "measure_effects", fake)
+    # a host whose estimate has no 16-bit rate either (the calibration's measured rates are merged over the estimate
+    # from /proc/cpuinfo: on a CPU with AMX or AVX512-BF16 that estimate alone had made the format bf16)
+    host = effects.local_cpu()
+    no_bf16 = host.model_copy(update={"peak_tflops": {"fp32": 1.0},
+                                      "features": host.features.model_copy(update={"bf16": False})})
+    monkeypatch.setattr(effects, "local_cpu", lambda: no_bf16)
     calibrate_effects(rounds=1, show_progress=False)
     stored = load_calibration()
     assert stored["runtimes"] == {"transformers": {}}  # the fit is kept
@@ -66,7 +72,6 @@ def test_calibrate_stores_effects_beside_the_fit(tmp_path, monkeypatch):
     # measured in the format plans for this CPU start from: fp32 where the fit measured no faster 16-bit rate ...
     assert load_calibration()["effects"]["dtype"] == "fp32"
     # ... bf16 where it did; the fp32 measurements are not kept beside the bf16 ones
-    host = effects.local_cpu()
     fast_bf16 = host.model_copy(update={"peak_tflops": {"fp32": 1.0, "bf16": 2.0},
                                         "features": host.features.model_copy(update={"bf16": True})})
     monkeypatch.setattr(effects, "local_cpu", lambda: fast_bf16)
