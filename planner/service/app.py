@@ -35,6 +35,8 @@ from .store import TERMINAL, SqliteStore, new_job
 JobRequest = Annotated[Union[ApplyJob, VerifyJob, CalibrateJob, BenchJob], Body(discriminator="kind")]
 JSON = "application/json"
 LOG = logging.getLogger("optiplan.service")
+# the most log lines of each job the list of jobs carries (`GET /v1/jobs?log=N`): a job's own page has its tail whole
+LIST_LOG_LINES = 20
 
 
 def error(status: int, message: str, **extra) -> JSONResponse:
@@ -251,11 +253,13 @@ def create_app(settings: Settings) -> FastAPI:
         return {"id": record.id, "state": record.state, "url": f"/v1/jobs/{record.id}"}
 
     @app.get("/v1/jobs", tags=["jobs"])
-    def jobs(limit: int = 50, offset: int = 0):
-        """The newest jobs first, without their logs and results: `limit` of them (at most 500) from the `offset`-th
-        on, so that older ones can be paged through."""
-        limit = max(1, min(limit, 500))
-        return [j.model_dump(exclude={"log", "result"}) for j in store.list(limit, max(0, offset))]
+    def jobs(limit: int = 50, offset: int = 0, log: int = 0):
+        """The newest jobs first, without their results: `limit` of them (at most 500) from the `offset`-th on, so
+        that older ones can be paged through, each with the last `log` lines of its log (at most LIST_LOG_LINES; none
+        by default), so that a page polling the list shows what its jobs last said."""
+        limit, log = max(1, min(limit, 500)), max(0, min(log, LIST_LOG_LINES))
+        return [j.model_dump(exclude={"result"} | ({"log"} if not log else set())) | (
+            {"log": j.log[-log:]} if log else {}) for j in store.list(limit, max(0, offset))]
 
     def get_job(job_id: str):
         job = store.get(job_id) if len(job_id) <= 64 else None

@@ -576,3 +576,24 @@ def test_the_job_list_takes_an_offset(client):
     newest_first = [j["id"] for j in client.get("/v1/jobs").json()]
     assert set(ids) <= set(newest_first)
     assert [j["id"] for j in client.get("/v1/jobs", params={"limit": 1, "offset": 1}).json()] == newest_first[1:2]
+
+
+def test_the_job_list_carries_each_jobs_last_log_lines_when_asked(client):
+    """The page polls the list for the jobs it streams no events of: without their logs it showed their last line as
+    it stood when polling began. `log=N` adds each job's last N lines (at most LIST_LOG_LINES); none by default."""
+    from optiplan.planner.service.app import LIST_LOG_LINES
+    from optiplan.planner.service.store import new_job
+
+    store = client.app.state.store
+    job = store.insert(new_job("apply", {"kind": "apply", "model": "tiny", "output": "logged"}, "logged", 1))
+    store.claim(job.id, "w1")
+    store.update(job.id, lambda j: {"log": j.log + [f"line {i}" for i in range(30)]})
+
+    def listed(**params):
+        return next(j for j in client.get("/v1/jobs", params=params).json() if j["id"] == job.id)
+    assert "log" not in listed() and "result" not in listed(log=1)
+    assert listed(log=1)["log"] == ["line 29"]
+    assert listed(log=500)["log"] == [f"line {i}" for i in range(30 - LIST_LOG_LINES, 30)]
+    assert "log" not in listed(log=-3)
+    page = client.get("/").text
+    assert 'fetch("/v1/jobs?limit=30&log=1")' in page
