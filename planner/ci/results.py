@@ -71,10 +71,19 @@ QUALITY_MEASURE = {"perplexity": ("eval_text_sha256", "eval_tokens"), "prefix_ag
 
 def same_quality_measure(a: BenchResult, b: BenchResult, wanted: list[str], names: tuple[str, str]) -> None:
     """Refuse quality figures measured differently (another evaluation text or length, another greedy reference):
-    their difference is not the models'."""
+    their difference is not the models'. Where one file records what its figure was measured against and the other
+    does not (benched before optiplan recorded it: the greedy reference's digest), the two cannot be told the same:
+    refused too, asking for the older one again; two files that both lack it compare as before."""
     for metric, keys in QUALITY_MEASURE.items():
-        differ = [k for k in keys if metric in wanted and k in a.quality and k in b.quality
-                  and a.quality[k] != b.quality[k]]
+        if metric not in wanted:
+            continue
+        unknown = [k for k in keys if (k in a.quality) != (k in b.quality)]
+        if unknown and metric in a.metrics and metric in b.metrics:
+            older = names[0] if unknown[0] not in a.quality else names[1]
+            raise GateInputError(f"{older} does not record what its {metric} was measured against "
+                                 f"({', '.join(unknown)}: benched by an earlier optiplan), so it cannot be compared "
+                                 f"with the other: bench {older} again")
+        differ = [k for k in keys if k in a.quality and k in b.quality and a.quality[k] != b.quality[k]]
         if differ:
             raise GateInputError(f"{names[0]} and {names[1]} measured {metric} differently ({', '.join(differ)} "
                                  "differ): bench both with the same --eval-text, --eval-tokens and --reference")

@@ -545,6 +545,15 @@ def test_quality_measured_differently_is_refused_and_the_same_is_compared():
     report = compare(base, with_quality("head", {"perplexity": [5.0], "prefix_agreement": [0.9]},
                                         greedy_reference_sha256="other"), only_ppl)
     assert verdicts(report) == {"perplexity": "pass"}
+    # a baseline benched before bench recorded its reference's digest: its agreement is against a reference that
+    # cannot be told the same, so it is benched again; two such files compare as before
+    old = base.model_copy(update={"quality": {"eval_text_sha256": "t", "eval_tokens": "4096"}})
+    head = with_quality("head", {"perplexity": [5.0], "prefix_agreement": [1.0]})
+    with pytest.raises(GateInputError, match="bench baseline again"):
+        compare(old, head, REQ)
+    assert verdicts(compare(old, head, only_ppl)) == {"perplexity": "pass"}
+    old_head = head.model_copy(update={"quality": old.quality})
+    assert verdicts(compare(old, old_head, REQ))["prefix_agreement"] == "pass"
 
 
 def test_two_endpoints_serving_two_models_are_compared_with_a_note():
