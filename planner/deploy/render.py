@@ -262,12 +262,13 @@ def _render(advice: Advice, target: str, serving_engine: str | None = None) -> t
         spec = advice_spec(advice)
         size, ranks = count // dp, server_dp_ranks(spec, hw, engine, count, dp)
         servers = dp // ranks
+        per_rank = advice.plan.predicted.api_servers_per_rank  # the API servers of each rank (its scale-out step's)
         if ranks > 1 and "data-parallel-size" in cfg.options:
             cfg.options["data-parallel-size"] = ranks
             if "api-server-count" in cfg.options:
-                cfg.options["api-server-count"] = ranks
+                cfg.options["api-server-count"] = ranks * per_rank
             how = f"--data-parallel-size {ranks} with --tensor-parallel-size {cfg.options.get('tensor-parallel-size', 1)}" \
-                + (f" --api-server-count {ranks}" if "api-server-count" in cfg.options else "")
+                + (f" --api-server-count {ranks * per_rank}" if "api-server-count" in cfg.options else "")
             cfg.applied = [(t, f"{how} in each of {servers} servers, one per node ({dp} replicas of {_devices(size)} in "
                                "all, behind a load balancer; each rank schedules its own sequences)"
                             if t == "data-parallel" else text) for t, text in cfg.applied]
@@ -279,7 +280,7 @@ def _render(advice: Advice, target: str, serving_engine: str | None = None) -> t
             cfg.applied = [(t, f"{dp} servers of {_devices(size)} behind a load balancer" if t == "data-parallel"
                             else text) for t, text in cfg.applied]
         if any(t == "api-server-scale-out" for t, _ in cfg.applied):  # the plan's API servers for each rank
-            vllm.scale_api_servers(cfg, ranks, advice.plan.predicted.api_servers_per_rank, size)
+            vllm.scale_api_servers(cfg, ranks, per_rank, size)
         per_node = max(1, devices_per_host(hw) // (size * ranks))
         where = "one per node (serve.sh on each node" if per_node == 1 else (
             f"{per_node} to a node (serve.sh once per server, each with its own CUDA_VISIBLE_DEVICES and PORT")

@@ -26,13 +26,14 @@ from .config import (
 
 
 def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
-    p, w = advice.plan.predicted, advice.workload
+    p = advice.plan.predicted
     cfg = EngineConfig("sglang", model_reference(advice), ["python", "-m", "sglang.launch_server"])
     o = cfg.options
     o.update({"model-path": cfg.model, "host": "0.0.0.0", "port": PORT, "served-model-name": advice.model.name,
               "dtype": dtype16(hw), "tensor-parallel-size": p.tensor_parallel,
               "context-length": served_context(advice, "sglang"),
-              "max-running-requests": max_seqs(advice), "mem-fraction-static": memory_fraction(advice, engine_memory_share(advice, "sglang", hw), static=hw)})
+              "max-running-requests": max_seqs(advice),
+              "mem-fraction-static": memory_fraction(advice, engine_memory_share(advice, "sglang", hw), static=hw)})
     cfg.notes.append(context_note(advice, "sglang", "--context-length"))
     note = memory_note(advice, "--mem-fraction-static", static=hw)
     if note:

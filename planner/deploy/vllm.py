@@ -10,7 +10,7 @@ from ..analytic.kvcache import kv_cache_bytes
 from ..catalog.engines import engine_fact, kv_fp8_storage
 from ..catalog.expert_dispatch import dispatch_note
 from ..schema import HardwareSpec
-from ..schema.advice import Advice
+from ..schema.advice import Advice, Prediction
 from .checkpoints import eagle_head, experts_whole_option
 from .config import (
     PORT,
@@ -109,23 +109,23 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
             # a MoE model's data-parallel ranks share its experts (one tensor-parallel group of them over all ranks):
             # the plan holds them as data-parallel attention groups
             ranks = data_parallel_ranks(p)
-            o.update({"data-parallel-size": ranks, "api-server-count": ranks})
+            o.update({"data-parallel-size": ranks, "api-server-count": ranks * p.api_servers_per_rank})
             cfg.applied.append((t_id, f"--data-parallel-size {ranks} with --tensor-parallel-size {p.tensor_parallel} "
-                                      f"--api-server-count {ranks} (each rank schedules its own --max-num-seqs "
-                                      "and takes its requests through its own server process" +
+                                      f"--api-server-count {ranks * p.api_servers_per_rank} (each rank schedules its "
+                                      f"own --max-num-seqs and takes its requests through {own_servers(p)}" +
                                 ("; the experts one tensor-parallel group over all "
                                  f"{ranks * p.tensor_parallel} GPUs)" if p.attention_data_parallel > 1
                                  and p.expert_parallel == 1 else ")") + experts_whole_option("vllm", o, p)))
         elif t_id in ("expert-parallel", "expert-parallel-tp-attention"):
             # vLLM's expert-parallel group is tensor x data parallel: the experts split over every device
             o.update({"tensor-parallel-size": p.tensor_parallel, "enable-expert-parallel": True})
+            servers = p.attention_data_parallel * p.api_servers_per_rank
             if p.attention_data_parallel > 1:
-                o.update({"data-parallel-size": p.attention_data_parallel,
-                          "api-server-count": p.attention_data_parallel})
+                o.update({"data-parallel-size": p.attention_data_parallel, "api-server-count": servers})
                 cfg.notes.append(dispatch_note("vllm", hw))
             cfg.applied.append((t_id, f"--enable-expert-parallel with --tensor-parallel-size {p.tensor_parallel}"
                                 + (f" --data-parallel-size {p.attention_data_parallel} --api-server-count "
-                                   f"{p.attention_data_parallel}" if p.attention_data_parallel > 1 else "")))
+                                   f"{servers}" if p.attention_data_parallel > 1 else "")))
         elif t_id == "pd-disaggregation":  # the plan's instances, each prefilling and decoding its own requests
             o["data-parallel-size"] = p.data_parallel
             cfg.not_applied.append((t_id, no_option("vLLM", t_id) + f"; serves {p.data_parallel} replicas of "
@@ -158,9 +158,9 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
         elif t_id in ("spec-ngram", "spec-mtp", "spec-eagle3"):
             o["speculative-config"] = vllm_spec(step, eagle_head(advice, "vllm"), advice.model.model_type)
             cfg.applied.append((t_id, "--speculative-config"))
-        elif t_id == "api-server-scale-out":  # last in the plan: the count over the ranks the steps before set
+        elif t_id == "api-server-scale-out":  # for each engine core of the server (its data-parallel ranks)
             cfg.applied.append((t_id, ""))
-            scale_api_servers(cfg, o.get("api-server-count", 1), p.api_servers_per_rank,
+            scale_api_servers(cfg, o.get("data-parallel-size", 1), p.api_servers_per_rank,
                               p.tensor_parallel * p.pipeline_parallel)
         elif t_id == "cpu-offload":
             gb = offload_gib(p)
@@ -174,6 +174,12 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
 
 
 API_SERVERS_NOTE = "--api-server-count "
+
+
+def own_servers(p: Prediction) -> str:
+    """The API server processes each data-parallel rank takes its requests through, in words."""
+    n = p.api_servers_per_rank
+    return "its own server process" if n == 1 else f"{n} server processes of its own"
 
 
 def scale_api_servers(cfg: EngineConfig, ranks: int, per_rank: int, gpus_per_rank: int) -> None:

@@ -10,11 +10,12 @@ from ..analytic.steps import decode_step
 from ..catalog.engines import engine_api_servers_option
 from ..schema.advice import Bottleneck, Prediction
 from ..schema.workload import Workload
-from .predict import serving_figures, serving_instances, throughput_batch
+from .predict import capacities, serving_figures, serving_instances, throughput_batch
 from .state import PlanState, kv_reserved_tokens, to_setup
 
 GB = 1e9
-# the front end is named where the device alone would serve more than this much more (a plan step must gain 3% too)
+# the front end is named where it holds a server more than this share below what its device alone would serve: a
+# plan step must move the goal's figure by as much (`search.STEP_GAIN`), of the figure with it
 FRONT_END_MARGIN = 0.03
 
 
@@ -109,23 +110,22 @@ def classify(state: PlanState, p: Prediction, workload: Workload) -> Bottleneck:
 def front_end_bind(state: PlanState, s: Setup, p: Prediction, workload: Workload) -> tuple[float, float, int] | None:
     """(output tokens/s a server completes, those its device alone would serve, at that many sequences) where the
     engine's front end bounds the requests a server completes (`analytic.requests.front_end`: its host time per
-    request, vLLM's API server) and the device alone would serve more than FRONT_END_MARGIN more at the plan's batch
-    (the throughput and cost goals': the batch its device alone serves best, within the TPOT SLO, from `p`'s batch
-    up: `p` may be predicted at the workload's own concurrency, `evaluate(fill=False)`); None where it does not bind
-    (or the plan is disaggregated: its servers' rates are the disaggregation model's). The front end lets a server
-    complete as much as its device serves up to its cap, so at the batch the device serves best the paced rate is the
-    most the plan's own batch could reach."""
+    request, vLLM's API server) by more than FRONT_END_MARGIN of what its device alone would serve, at the plan's batch
+    (the throughput and cost goals': the batch its device alone serves best within the TPOT SLO, searched as `evaluate`
+    searches it, from the workload's batch up to what the engine's default share holds: `p` may be predicted at the
+    workload's own concurrency, `evaluate(fill=False)`); None where it does not bind (or the plan is disaggregated:
+    its servers' rates are the disaggregation model's). The front end lets a server complete what its device serves
+    up to its cap, so at the batch the device serves best the paced rate is the most any batch reaches."""
     if not s.request_host_s or state.prefill_instances:
         return None
     per_server = -(-p.batch // serving_instances(p))
     alone = replace(s, request_host_s=0.0)
-    held = p.max_concurrency // serving_instances(p)
-    filled = workload.goal in ("throughput", "cost") and held > per_server
-    if filled:  # a goal that fills the servers: the batch its device alone would serve best, within the TPOT SLO
+    held = capacities(state, s, workload)[0]
+    if workload.goal in ("throughput", "cost") and held > per_server:  # a goal that fills the servers
         per_server = throughput_batch(state, alone, workload, per_server, held)
     paced = serving_figures(state, s, workload, per_server)[2]
     device = serving_figures(state, alone, workload, per_server)[2]
-    if device <= paced * (1 + FRONT_END_MARGIN):
+    if paced >= device * (1 - FRONT_END_MARGIN):
         return None
     return paced, device, per_server
 

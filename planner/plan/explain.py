@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from ..numbers import rate
 from ..schema.advice import Prediction, Rejection
-from .search import QUALITY_TIE, STEP_GAIN, Candidate, SearchResult, within_step_gain
+from .search import QUALITY_TIE, STEP_GAIN, Candidate, SearchResult, idles, within_step_gain
 from .techniques import Context, all_techniques, requirements, runtime_conflict
 
 GB = 1e9
@@ -46,6 +46,10 @@ def rejections(best: Candidate, ranked: list[Candidate], result: SearchResult, c
                     reason = f"it needs {needed}" + (f", which is out: {why}" if why else ", which the plan does not use")
                 elif with_it is None:
                     reason = "not valid together with the chosen techniques"
+                elif idles(t, best.state, t.transform(best.state, ctx.on_model(best.state.spec))):
+                    # it acted in a stack of other steps, yet on the plan's own it changes nothing: said as such, not
+                    # as that other stack's figures
+                    reason = "changes nothing here: " + (t.unchanged or "the configuration already has what it sets")
                 else:
                     reason = worse(with_it, best, ctx.workload.goal)
         out.append(Rejection(technique=t_id, reason=reason))

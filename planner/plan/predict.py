@@ -170,6 +170,27 @@ def throughput_batch(state: PlanState, s: Setup, workload: Workload, low: int, h
     return best
 
 
+def capacities(state: PlanState, s: Setup, workload: Workload) -> tuple[int, int, int | None]:
+    """(sequences a replica's cache holds in the engine's default share of the device, those it holds with the share
+    raised, the engine's own ceiling where it binds, else None), as `profile` counts them (`memory.pooled_max_batch`):
+    beside a whole prefill chunk's activations where the engine chunks, the batch's own prompts' where it does not
+    (eager `generate` prefills them together), a draft's weights and cache, and the engine's profiling peak at that
+    many rows where the config caps the server at its sequences (vLLM's sampler). The workload's own sequences may
+    have the share raised (RAISED_SHARE: the configs set it), while the throughput and cost goals fill no more than
+    the default share; and never more run than the engine runs at all, whatever its options (llama.cpp's
+    LLAMA_MAX_SEQ)."""
+    if state.spec.max_position_embeddings < workload.context_needed:
+        return 0, 0, None
+    reserved = kv_reserved_tokens(state, workload)
+    draft = _draft_bytes(state, reserved) or NO_DRAFT
+    prompt = workload.prompt_tokens_p95
+    max_conc, room = (pooled_max_batch(s, int(reserved), prompt, raised, draft) for raised in (False, True))
+    ceiling = s.running_ceiling if s.running_ceiling and room > s.running_ceiling else None
+    if ceiling:
+        max_conc, room = min(max_conc, ceiling), ceiling
+    return max_conc, room, ceiling
+
+
 def evaluate(state: PlanState, workload: Workload, full: bool = True,
              speed: tuple[float, float, float] | None = None, fill: bool = True) -> Prediction:
     """Predict memory, latency and throughput of `state` serving `workload`. `speed`: factors on the time per
@@ -187,21 +208,7 @@ def evaluate(state: PlanState, workload: Workload, full: bool = True,
     draft = _draft_bytes(state, reserved) or NO_DRAFT
     weights += draft[0]
     kv_one += draft[1] / s.attention_dp
-    too_long = state.spec.max_position_embeddings < workload.context_needed
-
-    def capacity(raised: bool) -> int:
-        """Sequences the engine's cache holds, as `profile` counts them (`memory.pooled_max_batch`): in its default
-        share of the device, or with the share raised; beside a whole prefill chunk's activations where it chunks, the
-        batch's own prompts' where it does not (eager `generate` prefills them together), and the engine's profiling
-        peak at that many rows where the config caps the server at its sequences (vLLM's sampler)."""
-        return 0 if too_long else pooled_max_batch(s, int(reserved), prompt, raised, draft)
-    # the engine's default share holds `max_conc`; the workload's own sequences may have it raised (RAISED_SHARE, the
-    # configs set it), while the throughput and cost goals fill no more than the default share
-    max_conc, room = capacity(False), capacity(True)
-    # and never more than the engine runs at all, whatever its options (llama.cpp's LLAMA_MAX_SEQ)
-    ceiling = s.running_ceiling if s.running_ceiling and room > s.running_ceiling else None
-    if ceiling:
-        max_conc, room = min(max_conc, ceiling), ceiling
+    max_conc, room, ceiling = capacities(state, s, workload)
     # each data-parallel replica serves its share of the sequences with its own copy of the model
     replicas = max(state.replicas, 1)
     wanted = -(-workload.concurrency // replicas)

@@ -94,9 +94,10 @@ def _mla_kernel(ctx: Context) -> str:
 
 def _scale_out(state: PlanState, ctx: Context) -> PlanState:
     """The fewest front-end processes per data-parallel rank, up to the engine's `api_servers_scale_out_max`, with
-    which its front end no longer bounds the requests a server completes (`bottleneck.front_end_bind`): the cap they
-    put on a server grows with their count, what its device alone serves does not; unchanged where the front end does
-    not bind (the step comes after every step that speeds the device: its family's place in the plan order)."""
+    which its front end no longer bounds the requests a server completes (`bottleneck.front_end_bind`: within
+    FRONT_END_MARGIN of what its device alone serves): the cap they put on a server grows with their count, what its
+    device alone serves does not; unchanged where the front end does not bind (the step comes after every step that
+    speeds the device: its family's place in the plan order)."""
     most = engine_fact(state.engine, "api_servers_scale_out_max") or 1
     if not engine_api_servers_option(state.engine) or state.api_servers_per_rank >= most:
         return state
@@ -105,7 +106,7 @@ def _scale_out(state: PlanState, ctx: Context) -> PlanState:
     if bind is None:
         return state
     paced, device, _ = bind
-    needed = math.ceil(state.api_servers_per_rank * device / (paced * (1 + FRONT_END_MARGIN)) - 1e-9)
+    needed = math.ceil(state.api_servers_per_rank * device * (1 - FRONT_END_MARGIN) / paced - 1e-9)
     return state.with_(api_servers_per_rank=min(max(needed, state.api_servers_per_rank + 1), most))
 
 

@@ -691,16 +691,19 @@ def test_vllms_front_end_bounds_the_requests_it_completes_a_second():
 
 def test_plans_see_vllms_front_end_bound_too():
     """advise prices a plan as profile does: a 1B serving chats on an H100 completes at most 1 / request_host_s
-    requests a second per vLLM server, while SGLang's (a faster front end in its profile) goes past it."""
+    requests a second per vLLM server (unless the plan starts more API servers: api-server-scale-out), while SGLang's
+    (a faster front end in its profile) goes past it."""
     from optiplan.planner.catalog.engines import engine_request_host_s
     from optiplan.planner.catalog.workloads import load_workload
 
     out, host = load_workload("chat").output_tokens_mean, engine_request_host_s("vllm")
 
-    def plan(engine):
+    def plan(engine, without=()):
         return advise(AdviseRequest(model="llama-3.2-1b", hardware="h100-sxm", num_devices=1, workload="chat",
-                                    engine=engine, goal="throughput")).plan.predicted
-    assert plan("vllm").throughput_tokens_per_s == pytest.approx(out / host, rel=0.01)
+                                    engine=engine, goal="throughput", without=without)).plan.predicted
+    assert plan("vllm", ("api-server-scale-out",)).throughput_tokens_per_s == pytest.approx(out / host, rel=0.01)
+    scaled = plan("vllm")
+    assert scaled.api_servers_per_rank == 3 and scaled.throughput_tokens_per_s <= 3 * out / host
     assert plan("sglang").throughput_tokens_per_s > 1.2 * out / host
 
 

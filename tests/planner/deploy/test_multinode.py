@@ -159,6 +159,10 @@ def test_replicas_inside_one_node_each_start_their_own_server():
     # two servers of eight data-parallel ranks (16 replicas of one GPU): 3 API servers for each rank, 24 + 8 + 8 + the
     # coordinator; not 48, the count over every replica, nor the data-parallel step's one per rank
     ("llama-3.2-1b", 16, 24, 41),
+    # eight ranks of one server
+    ("llama-3.2-1b", 8, 24, 41),
+    # a MoE model's data-parallel attention ranks (vLLM's layout: the experts one group over the eight): two each
+    ("deepseek-v2-lite", 8, 16, 33),
     # a MoE model's replicas of one GPU each start a server apiece (vLLM's ranks would share their experts): two each
     ("qwen3-30b-a3b", 16, 2, 4),
 ])
@@ -172,6 +176,9 @@ def test_the_plans_api_servers_are_started_for_each_rank_of_a_server(model, devi
     assert f"| `api-server-scale-out` | --api-server-count {count} (" in readme
     notes = [line for line in readme.splitlines() if line.startswith("- --api-server-count")]
     assert len(notes) == 1 and f"at least {cores} physical cores" in notes[0]
+    # the data-parallel row names the same count (it had said one server process per rank beside the step's three)
+    rows = [line for line in readme.splitlines() if line.startswith("| `data-parallel` |")]
+    assert all(f"--api-server-count {count} " in row for row in rows if "--api-server-count" in row)
 
 
 def test_replicas_a_node_holds_several_of_run_as_one_server_per_node():
