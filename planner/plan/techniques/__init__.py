@@ -192,8 +192,9 @@ class Technique:
     check: Callable[[Context], str | None] | None = None  # a reason it cannot apply here, or None
     unchanged: str | None = None  # why its transform may change nothing (shown when it did), beyond the usual cases
     params: Callable[[Context], dict[str, Any]] | None = None
-    # parameters read from the step's prediction, where the layout it chooses is the search's (data-parallel's sizes)
-    predicted_params: Callable[[Any], dict[str, Any]] | None = None
+    # parameters read from the step's prediction, where the layout it chooses is the search's (data-parallel's sizes,
+    # a server's step budget over the devices it runs on)
+    predicted_params: Callable[[Context, Any], dict[str, Any]] | None = None
     apply: Applied | None = None  # None: a serving engine applies it (`optiplan configs`), not `optiplan apply`
     combines: dict[str, Combines] = field(default_factory=dict)  # engine -> how it shares that engine's runtime
 
@@ -207,7 +208,7 @@ class Technique:
     def parameters(self, ctx: Context, predicted: Any = None) -> dict[str, Any]:
         """Its parameters in the plan: the context's, and those of the step's prediction (`predicted_params`)."""
         own = self.params(ctx) if self.params else {}
-        return own | (self.predicted_params(predicted) if self.predicted_params and predicted is not None else {})
+        return own | (self.predicted_params(ctx, predicted) if self.predicted_params and predicted is not None else {})
 
 
 REGISTRY: dict[str, Technique] = {}

@@ -175,8 +175,10 @@ register(
         summary="Long prompts prefilled in chunks mixed with decode steps: activation memory bounded and decode "
                 "steps not stalled by a long prefill.",
         transform=lambda s, c: s.with_(chunked_prefill=True), always_on=True,
-        params=lambda c: {"prefill_chunk_tokens": engine_chunk_budget(
-            c.workload.engine, prefill_chunk_tokens("serving"), c.hw, c.devices, c.spec)}),
+        # the budget of a server, over the devices it runs on (TGI computes its own from them), as the plan prices it
+        predicted_params=lambda c, p: {"prefill_chunk_tokens": engine_chunk_budget(
+            c.workload.engine, prefill_chunk_tokens("serving"), c.hw, p.tensor_parallel * p.pipeline_parallel,
+            c.spec)}),
     Technique(
         id="mixed-chunk", engines=("sglang",),
         name="Prompt chunks in the decode steps", family="serving", requires=("chunked-prefill",),
@@ -217,7 +219,7 @@ register(
                       "GPUStack's vLLM bursts) shared over the processes; vLLM's docs/configuration/optimization.md: "
                       "'You can run input processing in parallel via API server scale-out ... useful when input "
                       "processing ... becomes a bottleneck compared to model execution'",
-        predicted_params=lambda p: {"api_servers_per_rank": p.api_servers_per_rank}),
+        predicted_params=lambda c, p: {"api_servers_per_rank": p.api_servers_per_rank}),
     Technique(
         id="cuda-graphs", engines=("vllm", "sglang", "tgi", "trtllm"),
         name="CUDA graphs", family="compilation", group="compilation",

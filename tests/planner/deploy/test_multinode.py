@@ -243,14 +243,15 @@ def test_tensorrt_llm_serves_replicas_as_servers_of_their_own():
 
 def test_tgi_replicas_on_one_host_take_their_ports_from_the_environment():
     # TGI's launcher (clap) refuses a second --port, and launchers on one host share a shard socket and a master port
-    # by default: a replica's serve.sh takes PORT and derives both from it
+    # by default: a replica's serve.sh takes SERVE_PORT and derives both from it
     a = advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", num_devices=8, workload="chat",
                              goal="throughput", engine="tgi"))
     assert a.plan.predicted.data_parallel > 1
     files = render(a, "tgi")
     serve = files["tgi/serve.sh"]
-    assert 'PORT="${PORT:-8000}"' in serve and '--port "$PORT"' in serve and "--port 8000" not in serve
-    assert '--shard-uds-path "/tmp/text-generation-server-$PORT"' in serve
+    # not $PORT: TGI's image sets PORT=80 (its Dockerfile), so a replica would have listened there
+    assert 'SERVE_PORT="${SERVE_PORT:-8000}"' in serve and '--port "$SERVE_PORT"' in serve and "--port 8000" not in serve
+    assert '--shard-uds-path "/tmp/text-generation-server-$SERVE_PORT"' in serve and '"$PORT"' not in serve
     assert "servers of --num-shard" in files["README.md"]
     subprocess.run(["bash", "-n", "-c", serve], check=True)
 
@@ -346,3 +347,33 @@ def test_leaderworkerset_pods_get_the_engines_environment(ep_across_nodes, engin
     for role in ("leaderTemplate", "workerTemplate"):
         env = {e["name"]: e.get("value") for e in template[role]["spec"]["containers"][0]["env"]}
         assert env["VLLM_ATTENTION_BACKEND"] == "FLASHINFER", role
+
+
+def test_tgi_replicas_take_the_prefill_budget_of_the_server_they_are():
+    """TGI computes its prefill budget from the devices a launcher shards over: four single-GPU replicas of an 8B on
+    H100s each take the one-GPU budget the plan priced (59,870 tokens), where the configs had written the four GPUs'
+    131,072 (the chunked-prefill step's budget was the deployment's, not a server's)."""
+    def budget(devices):
+        a = advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", num_devices=devices, workload="chat",
+                                 goal="throughput", concurrency=256, engine="tgi"))
+        step = next(s for s in a.plan.steps if s.technique == "chunked-prefill")
+        serve = render(a, "tgi")["tgi/serve.sh"]
+        return a.plan.predicted.data_parallel, step.params["prefill_chunk_tokens"], serve
+    replicas, four, serve = budget(4)
+    assert replicas == 4 and four == budget(1)[1] == 59870
+    assert "--max-batch-prefill-tokens 59870 " in serve
+
+
+def test_kubernetes_probes_wait_five_seconds_and_a_cpu_pod_requests_its_memory():
+    """Kubernetes' default probe timeout is one second, which a loaded server's health check can take longer than
+    (liveness would restart it); a CPU pod without requests was BestEffort: placed anywhere, evicted first."""
+    def container(hardware):
+        a = advise(AdviseRequest(model="llama-3.2-1b", hardware=hardware, engine="llama.cpp", workload="chat"))
+        docs = yaml.safe_load_all(render(a, "kubernetes")["kubernetes/deployment.yaml"])
+        spec = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+        return a.plan.predicted, spec["containers"][0]
+    _, gpu = container("h100-sxm")
+    assert all(gpu[probe]["timeoutSeconds"] == 5 for probe in ("readinessProbe", "startupProbe", "livenessProbe"))
+    p, cpu = container("epyc-9654")
+    requested = int(cpu["resources"]["requests"]["memory"].removesuffix("Gi")) * 2**30
+    assert p.memory_per_device_bytes < requested <= p.memory_per_device_bytes * 1.1 + 2**30
