@@ -25,7 +25,7 @@ from ..catalog.engine_state_models import (
     state_model_options,
     state_technique_refusal,
 )
-from ..catalog.engines import deployed_engine, engine_running_option
+from ..catalog.engines import deployed_engine, engine_release, engine_running_option
 from ..catalog.hardware import devices_per_host, replicas_in_own_hosts, resolve_hardware
 from ..catalog.models import resolve_model
 from ..catalog.served import CHECKPOINT_FORMATS, server_dp_ranks
@@ -234,13 +234,15 @@ def _render(advice: Advice, target: str, serving_engine: str | None = None) -> t
     env = _env()
     per_node = devices_per_host(hw)  # a node here is a host: a GB200 tray, not its 72-GPU NVLink domain
     ctx = dict(a=advice, cfg=cfg, hw=hw, engine=engine, port=PORT, image=engine_image(engine, hw.features.backend),
-               health=HEALTH[engine], version=engine_options(engine)["version"],
+               health=HEALTH[engine],
+               # the release of the image the configs run, whose option names they use (the option data's range else)
+               version=engine_release(deployed_engine(engine, hw)) or engine_options(engine)["version"],
                gpu_resource=_gpu_resource(hw), devices=advice.hardware.count, per_node=min(per_node, advice.hardware.count),
                nodes=max(1, -(-advice.hardware.count // per_node)), name=_k8s_name(advice.model.name))
     # where the engine's downloads go: llama.cpp's -hf files under LLAMA_CACHE (it never reads HF_HOME), the Hub's
     ctx["cache_variable"] = "LLAMA_CACHE" if engine == "llama.cpp" else "HF_HOME"
     ctx["replicas"] = 1
-    ctx["port_var"] = False  # several servers on one host: serve.sh takes each one's port from $PORT
+    ctx["port_var"] = False  # several servers on one host: serve.sh takes each one's port from $SERVE_PORT
     ctx["sequences"] = max_seqs(advice)  # each server's, as its options set them (--max-num-seqs, --max_batch_size)
     # the option that caps them (the engine profile's `options`), or None where the engine caps none (TGI)
     ctx["running_option"] = engine_running_option(engine)
@@ -283,7 +285,7 @@ def _render(advice: Advice, target: str, serving_engine: str | None = None) -> t
             vllm.scale_api_servers(cfg, ranks, per_rank, size)
         per_node = max(1, devices_per_host(hw) // (size * ranks))
         where = "one per node (serve.sh on each node" if per_node == 1 else (
-            f"{per_node} to a node (serve.sh once per server, each with its own CUDA_VISIBLE_DEVICES and PORT")
+            f"{per_node} to a node (serve.sh once per server, each with its own CUDA_VISIBLE_DEVICES and SERVE_PORT")
         cfg.notes.append(f"{dp} replicas of {_devices(size)}" + (f", {ranks} to a server" if ranks > 1 else "")
                          + f": start {servers} servers, {where}, or the Kubernetes Deployment with replicas: "
                          f"{servers}), behind a load balancer")
@@ -292,7 +294,7 @@ def _render(advice: Advice, target: str, serving_engine: str | None = None) -> t
         # replicas sharing a node on an engine without a data-parallel option (TensorRT-LLM, TGI): a server each
         size = count // dp
         cfg.notes.append(f"{dp} replicas of {_devices(size)}: start {dp} servers (serve.sh once per server, each with its "
-                         f"own CUDA_VISIBLE_DEVICES and PORT, or the Kubernetes Deployment with replicas: {dp}), "
+                         f"own CUDA_VISIBLE_DEVICES and SERVE_PORT, or the Kubernetes Deployment with replicas: {dp}), "
                          "behind a load balancer")
         ctx.update(devices=size, per_node=size, nodes=1, replicas=dp, port_var=True)
     if target == "compose" and ctx["replicas"] > 1 and ctx["per_node"] < min(count, devices_per_host(hw)):
@@ -402,7 +404,7 @@ def _draft_folder(cfg: EngineConfig) -> str | None:
 
 
 def _without_port(argv: list[str]) -> list[str]:
-    """A command line without its --port and value (a script that takes each replica's port from $PORT)."""
+    """A command line without its --port and value (a script that takes each replica's port from $SERVE_PORT)."""
     out, skip = [], False
     for arg in argv:
         if skip:
