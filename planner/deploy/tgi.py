@@ -38,6 +38,19 @@ def _window_without_kernel(advice: Advice, hw: HardwareSpec) -> int | None:
     return max(windows) if missing and windows and spec.model_type != "gemma3" else None
 
 
+# The batch sizes TGI's launcher captures CUDA graphs for by default (launcher/src/main.rs @v3.0.0: "let cuda_graphs =
+# vec![1, 2, 4, 8, 16, 32]"; profiles/engines/tgi.yaml)
+TGI_GRAPH_SIZES = (1, 2, 4, 8, 16, 32)
+
+
+def _graph_sizes(sequences: int) -> tuple[int, ...]:
+    """The CUDA-graph batch sizes that cover a server's `sequences` (powers of two up to the first at least as large),
+    or () where TGI's default ones already do."""
+    if sequences <= TGI_GRAPH_SIZES[-1]:
+        return ()
+    return tuple(1 << i for i in range((sequences - 1).bit_length() + 1))
+
+
 def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
     p, m = advice.plan.predicted, advice.model
     shards = p.tensor_parallel if p.pipeline_parallel > 1 else server_tensor_parallel(advice)
@@ -121,6 +134,13 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
         elif t_id == "prefix-caching":
             cfg.env["PREFIX_CACHING"] = "1"
             cfg.applied.append((t_id, "environment PREFIX_CACHING=1 (TGI 3's default on supported backends)"))
+        elif t_id == "cuda-graphs" and (sizes := _graph_sizes(max_seqs(advice))):
+            # its launcher captures batches up to 32 by default and decodes larger ones eagerly; the plan priced every
+            # decode step of its batch as a replayed graph
+            o["cuda-graphs"] = ",".join(map(str, sizes))
+            cfg.applied.append((t_id, f"--cuda-graphs {o['cuda-graphs']}: TGI captures batches up to "
+                                      f"{TGI_GRAPH_SIZES[-1]} by default and runs larger ones eagerly; these cover the "
+                                      f"plan's {max_seqs(advice)} sequences (a batch takes the next size up)"))
         elif t_id in ("cuda-graphs", "flash-attention"):
             cfg.applied.append((t_id, "TGI's default on this GPU"))
         elif t_id == "spec-ngram":

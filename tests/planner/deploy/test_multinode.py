@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 import yaml
-from optiplan.planner.deploy.render import render
+from optiplan.planner.deploy.render import engine_config, render
 from optiplan.planner.errors import DeployError
 from optiplan.planner.plan.advise import advise
 from optiplan.planner.schema import AdviseRequest
@@ -377,3 +377,14 @@ def test_kubernetes_probes_wait_five_seconds_and_a_cpu_pod_requests_its_memory()
     p, cpu = container("epyc-9654")
     requested = int(cpu["resources"]["requests"]["memory"].removesuffix("Gi")) * 2**30
     assert p.memory_per_device_bytes < requested <= p.memory_per_device_bytes * 1.1 + 2**30
+
+
+def test_tgi_captures_cuda_graphs_for_the_batch_the_plan_runs():
+    """TGI's launcher captures decode graphs for batches up to 32 and runs larger ones eagerly, where the plan prices
+    every step as a replayed graph: a server of 256 sequences gets graph sizes up to 256; one of 32 or fewer keeps
+    the default."""
+    big = advise(AdviseRequest(model="llama-3.1-8b", hardware="a100-80gb-sxm", goal="throughput", engine="tgi"))
+    sizes = [int(n) for n in engine_config(big, "tgi").options["cuda-graphs"].split(",")]
+    assert sizes[:6] == [1, 2, 4, 8, 16, 32] and sizes[-2] < big.plan.predicted.batch <= sizes[-1]
+    small = advise(AdviseRequest(model="llama-3.1-8b", hardware="l4", engine="tgi"))
+    assert small.plan.predicted.batch <= 32 and "cuda-graphs" not in engine_config(small, "tgi").options
