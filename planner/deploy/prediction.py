@@ -28,6 +28,8 @@ from .config import EngineConfig, advice_model_ref, max_seqs
 # the options a rendered configuration sets the engine's memory share with, where the engine sizes its cache from it
 # (vLLM, SGLang, TensorRT-LLM: `profile --memory-share`)
 MEMORY_SHARE_OPTIONS = ("gpu-memory-utilization", "mem-fraction-static", "kv_cache_free_gpu_memory_fraction")
+# ... and the environment that sets it where no option does (TGI's share: 1.0 x TGI_WIGGLE_ROOM)
+MEMORY_SHARE_ENV = ("TGI_WIGGLE_ROOM",)
 
 
 def configuration_request(advice: Advice, cfg: EngineConfig) -> ProfileRequest | None:
@@ -107,7 +109,8 @@ def served_request(advice: Advice, cfg: EngineConfig, missing: set[str]) -> Prof
         # the weights vLLM and SGLang keep in host memory (--cpu-offload-gb), as the configuration rounds them
         cpu_offload_gb=float(gib) if (gib := cfg.sets(engine_fact(cfg.engine, "cpu_offload_option"))) else None,
         # the share the configuration sets (raised where the plan needs more than the engine's default)
-        memory_share=next((float(cfg.options[k]) for k in MEMORY_SHARE_OPTIONS if k in cfg.options), None)
+        memory_share=next((float(cfg.options[k]) for k in MEMORY_SHARE_OPTIONS if k in cfg.options),
+                          next((float(cfg.env[k]) for k in MEMORY_SHARE_ENV if k in cfg.env), None))
         if hw.kind == "gpu" else None)
 
 

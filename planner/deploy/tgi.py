@@ -15,8 +15,10 @@ from .config import (
     advice_spec,
     context_note,
     dtype16,
+    engine_memory_share,
     max_seqs,
     memory_fraction,
+    memory_note,
     model_reference,
     no_option,
     plan_steps,
@@ -51,6 +53,21 @@ def _graph_sizes(sequences: int) -> tuple[int, ...]:
     return tuple(1 << i for i in range((sequences - 1).bit_length() + 1))
 
 
+def _memory_share(cfg: EngineConfig, advice: Advice, hw: HardwareSpec) -> None:
+    """TGI runs within CUDA_MEMORY_FRACTION x TGI_WIGGLE_ROOM of a GPU (1.0 x 0.9 by default: profiles/engines/tgi.yaml
+    kv_memory), the plan's cache sized within it; a plan that needs more raises TGI_WIGGLE_ROOM (it must stay below
+    1), --cuda-memory-fraction left at its 1.0 (at 0.9, as the configs had set it, the cache lost a tenth of the
+    device: 0.81 of it)."""
+    default = engine_memory_share(advice, "tgi", hw)
+    share = memory_fraction(advice, default)
+    if share > default:
+        cfg.env["TGI_WIGGLE_ROOM"] = f"{share:g}"
+        cfg.notes.append(f"TGI_WIGGLE_ROOM={share:g}: TGI runs within {default:.0%} of each device by default "
+                         f"(CUDA_MEMORY_FRACTION 1.0 x TGI_WIGGLE_ROOM 0.90), and the plan needs more")
+    if note := memory_note(advice, "TGI_WIGGLE_ROOM"):
+        cfg.notes.append(note)
+
+
 def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
     p, m = advice.plan.predicted, advice.model
     shards = p.tensor_parallel if p.pipeline_parallel > 1 else server_tensor_parallel(advice)
@@ -68,9 +85,10 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
               # longer ones, so a limit at the workload's p95 prompt would refuse the twentieth above it
               "max-input-tokens": served_context(advice, "tgi") - 1,
               "max-total-tokens": served_context(advice, "tgi"),
-              "max-concurrent-requests": max(max_seqs(advice), 1) * 4,
-              "cuda-memory-fraction": memory_fraction(advice)})
+              "max-concurrent-requests": max(max_seqs(advice), 1) * 4})
     cfg.notes.append(context_note(advice, "tgi", "--max-total-tokens"))
+    if hw.kind == "gpu":
+        _memory_share(cfg, advice, hw)
     if (window := _window_without_kernel(advice, hw)) is not None and o["max-input-tokens"] > window:
         source = engine_fact("tgi", "windowing_source").split(" — ")[0]
         if advice.workload.prompt_tokens_p95 > window:

@@ -151,3 +151,23 @@ def test_the_configuration_serves_through_the_api_servers_the_plan_starts():
     served = profile(request).requests
     assert served.output_tokens_per_s == pytest.approx(advice.plan.predicted.throughput_tokens_per_s, rel=0.02)
     assert served.output_tokens_per_s > 2 * 320 / 0.024
+
+
+def test_tgi_runs_within_the_share_of_the_device_the_plan_sized_its_cache_in():
+    """TGI sizes its cache within CUDA_MEMORY_FRACTION x TGI_WIGGLE_ROOM of a GPU (1.0 x 0.9 by default): the plan had
+    given it all the free memory, and its configs set --cuda-memory-fraction 0.9, which left it 0.81 of the device
+    (an 8B on an L4: 108 sequences where the README said 165). The plan now sizes within 0.9, the configs leave the
+    fraction at 1.0, and a plan that needs more raises TGI_WIGGLE_ROOM, which the configured profile reads."""
+    from optiplan.planner.catalog.hardware import resolve_hardware
+    from optiplan.planner.catalog.engine_memory import engine_kv_memory
+
+    assert engine_kv_memory("tgi", resolve_hardware("l4")) == ("device", 0.9)
+    plain = advise(AdviseRequest(model="llama-3.1-8b", hardware="l4", engine="tgi"))
+    cfg = engine_config(plain, "tgi")
+    assert "cuda-memory-fraction" not in cfg.options and "TGI_WIGGLE_ROOM" not in cfg.env
+    raised = advise(AdviseRequest(model="llama-3.1-8b", hardware="a100-80gb-sxm", engine="tgi", concurrency=880,
+                                  workload="batch-offline", goal="latency"))
+    cfg = engine_config(raised, "tgi")
+    assert 0.9 < float(cfg.env["TGI_WIGGLE_ROOM"]) < 1
+    configured = profile(served_request(raised, cfg, set()))
+    assert configuration_fits(configured) and configured.requests.max_concurrency >= 880
