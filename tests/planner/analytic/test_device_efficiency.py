@@ -263,15 +263,17 @@ def test_fits_and_the_largest_batch_agree_in_the_engines_share():
 
 
 def test_a_batch_that_fits_beside_one_prompt_but_not_beside_the_engines_prefill_chunk_does_not_fit():
-    """Phi-3.5-MoE in bf16 fills an 80 GB A100 within a GB: one 1,000-token prompt's activations leave room beside
-    it, but TGI sizes its cache after a warm-up prefill of its whole token budget, which leaves none. The profile said
-    `fits` with no warning while its batch curve and its requests held nothing; it now says why it does not fit."""
-    r = profile(ProfileRequest(model="phi-3.5-moe", hardware="a100-80gb-sxm", engine="tgi", dtype="bf16",
+    """GPT-NeoX-20B in bf16 fills the 0.9 of a 48 GB L40S that TGI runs within (41.1 GB of weights): one 1,000-token
+    prompt's activations leave room beside it, but TGI sizes its cache after a warm-up prefill of its whole token
+    budget, which leaves none. The profile said `fits` with no warning while its batch curve and its requests held
+    nothing; it now says why it does not fit. (First found with Phi-3.5-MoE on an 80 GB A100, when TGI's cache was
+    priced in all of the device; within its 0.9 the weights alone no longer fit there.)"""
+    r = profile(ProfileRequest(model="gpt-neox-20b", hardware="l40s", engine="tgi", dtype="bf16",
                                input_tokens=1000, output_tokens=16, concurrency=8))
     assert r.throughput.max_batch == 0 and r.requests.max_concurrency == 0 and not r.requests.fits
     assert not r.fits and any("prefill chunk's activations" in w for w in r.warnings)
     # the same model on two of them fits, and the curve agrees
-    two = profile(ProfileRequest(model="phi-3.5-moe", hardware="a100-80gb-sxm", num_devices=2, engine="tgi",
+    two = profile(ProfileRequest(model="gpt-neox-20b", hardware="l40s", num_devices=2, engine="tgi",
                                  dtype="bf16", input_tokens=1000, output_tokens=16, concurrency=8))
     assert two.fits and two.throughput.max_batch >= 1 and not any("does not fit" in w for w in two.warnings)
 
