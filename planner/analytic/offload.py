@@ -27,6 +27,7 @@ class HostLayers:
     bandwidth_efficiency: float  # the share of the host memory's peak at which its CPU kernels read the weights
     device_min_rows: int  # steps of at least this many rows run the host's layers on the device instead...
     ubatch_rows: int  # ...their weights sent over the link once per physical batch of this many rows
+    head_first: bool = True  # the output head takes the first of the GPU's layer slots (llama.cpp since PR #18148)
 
 
 def host_weight_bytes(s) -> float:
@@ -63,24 +64,31 @@ def host_layers_s(s, rows: int, cache_bytes: float = 0.0, read_share: float = 1.
     return math.ceil(rows / layers.ubatch_rows) * host / s.host_link_bytes_per_s
 
 
-def host_repeating_layers(num_layers: int, gpu_layers: int) -> tuple[int, bool]:
+def host_repeating_layers(num_layers: int, gpu_layers: int, head_first: bool = True) -> tuple[int, bool]:
     """(repeating layers on the host, whether the output head is too) at llama.cpp's --n-gpu-layers `gpu_layers`: the
     layers and the output head are num_layers + 1 slots, of which the last `gpu_layers` go to the GPU, so the head
-    leaves the host first and layer 0 last."""
+    leaves the host first and layer 0 last (`head_first`, builds since PR #18148); before, the repeating layers took
+    the slots first, from the last one down, and the head only the last slot (more than num_layers)."""
+    if not head_first:
+        return max(num_layers - gpu_layers, 0), gpu_layers <= num_layers
     start = max(num_layers + 1 - gpu_layers, 0)  # the first slot on the GPU
     return min(start, num_layers), start > num_layers
 
 
-def host_layer_share(num_layers: int, gpu_layers: int) -> float:
+def _head_first(s) -> bool:
+    return s.host_layers is None or s.host_layers.head_first
+
+
+def host_layer_share(s, gpu_layers: int) -> float:
     """The share of the repeating layers, and of their caches, llama.cpp keeps on the host at --n-gpu-layers."""
-    return host_repeating_layers(num_layers, gpu_layers)[0] / num_layers
+    return host_repeating_layers(s.spec.num_layers, gpu_layers, _head_first(s))[0] / s.spec.num_layers
 
 
 def gpu_layers_fraction(s, gpu_layers: int) -> float:
     """The share of a single device's weights (`s` without offload) that llama.cpp keeps in host memory at
-    --n-gpu-layers `gpu_layers`: its repeating layers at their mean size, and the output head where no slot is on
-    the GPU (`host_repeating_layers`)."""
-    layers, head_on_host = host_repeating_layers(s.spec.num_layers, gpu_layers)
+    --n-gpu-layers `gpu_layers`: its repeating layers at their mean size, and the output head where it has no slot on
+    the GPU (`host_repeating_layers`, as the engine's build places it)."""
+    layers, head_on_host = host_repeating_layers(s.spec.num_layers, gpu_layers, _head_first(s))
     held = max(s.whole_stage_weights)
     c = s.counts
     head = (c.lm_head or c.vocab_hidden) * s.output_bytes / s.tp
@@ -91,8 +99,8 @@ def gpu_layers_fraction(s, gpu_layers: int) -> float:
 
 def gpu_layers_within(s, device_bytes: float) -> int:
     """The most of llama.cpp's layer slots (--n-gpu-layers) whose weights fit in `device_bytes` of a single device
-    (`s` without offload): the output head goes to the GPU first, so a share of the weights is not that share of the
-    layers."""
+    (`s` without offload), as the engine's build places them (`host_repeating_layers`): a share of the weights is not
+    that share of the layers."""
     held = max(s.whole_stage_weights)
     fits = (n for n in range(s.spec.num_layers + 1, -1, -1)
             if held * (1.0 - gpu_layers_fraction(s, n)) <= device_bytes + 1e-6)

@@ -326,7 +326,7 @@ def with_host(s: Setup, request: ProfileRequest) -> Setup:
         host["offload_fraction"] = streamed_offload_fraction(s, request.cpu_offload_gb)
     if request.gpu_layers is not None:
         host["offload_fraction"] = gpu_layers_fraction(s, request.gpu_layers)
-        host["host_layer_share"] = host_layer_share(s.spec.num_layers, request.gpu_layers)
+        host["host_layer_share"] = host_layer_share(s, request.gpu_layers)
     return replace(s, **host) if host else s
 
 

@@ -209,7 +209,8 @@ def engine_host_layers(engine: str | None) -> dict | None:
     """How the engine computes the layers it keeps in host memory on the CPU (`host_layers`: its kernels' share of the
     host memory's peak, the step rows from which it runs them on the GPU instead); None: it streams them there."""
     fact = engine_fact(engine, "host_layers")
-    return None if fact is None else {k: fact[k] for k in ("bandwidth_efficiency", "device_min_rows", "ubatch_rows")}
+    return None if fact is None else {k: fact[k] for k in ("bandwidth_efficiency", "device_min_rows", "ubatch_rows",
+                                                           "head_first") if k in fact}
 
 
 def engine_max_running(engine: str | None, hw: HardwareSpec, devices: int = 1, schedulers: int = 1) -> int | None:

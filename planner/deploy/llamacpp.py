@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ..analytic.offload import gpu_layers_within
 from ..analytic.profile import setup_for_request
-from ..catalog.engines import engine_storage
+from ..catalog.engines import deployed_engine, engine_host_layers, engine_storage
 from ..catalog.served import served_checkpoint_dtype
 from ..schema import HardwareSpec, ProfileRequest
 from ..schema.advice import Advice
@@ -33,7 +33,9 @@ GGUF_TYPES = {t: engine_storage("llama.cpp", fmt)["format"] for t, fmt in WEIGHT
 
 def served_setup(advice: Advice, hw: HardwareSpec, served: dict):
     """The analytic setup of the GGUF file the config serves on one of the devices, whole on the device."""
-    request = ProfileRequest(model=advice_model_ref(advice), hardware=hw.id, engine="llama.cpp", **served)
+    # the build of the image the config runs (which places the output head as its release does)
+    request = ProfileRequest(model=advice_model_ref(advice), hardware=hw.id, engine=deployed_engine("llama.cpp", hw),
+                             **served)
     return setup_for_request(request, advice_spec(advice), hw)
 
 
@@ -121,8 +123,10 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
             devices = p.tensor_parallel * p.pipeline_parallel
             o["n-gpu-layers"] = gpu_layers_within(served_setup(advice, hw, cfg.served),
                                                   p.weights_per_device_bytes * devices)
+            head = "the head first on the GPU" if engine_host_layers(deployed_engine("llama.cpp", hw)).get(
+                "head_first", True) else "this build puts the last layers on the GPU first, the head only with the last slot"
             cfg.applied.append((t_id, f"--n-gpu-layers {o['n-gpu-layers']} of its {advice.model.num_layers + 1} "
-                                      "slots (its layers and the output head, the head first on the GPU); the "
+                                      f"slots (its layers and the output head: {head}); the "
                                       "rest, and their caches, stay in host memory, where the CPU computes them"))
         elif t_id == "pipeline-parallel":
             o["split-mode"] = "layer"

@@ -39,6 +39,32 @@ def test_the_last_slots_go_to_the_gpu_the_output_head_first():
     assert host_repeating_layers(48, 49) == host_repeating_layers(48, 99) == (0, False)
 
 
+def test_builds_before_pr_18148_fill_the_gpu_from_the_last_layer_and_the_head_last():
+    """The configs' image (b7079) predates llama.cpp PR #18148 ("offload output layer to GPU first", 2025-12-17):
+    its --n-gpu-layers N puts the last N repeating layers on the GPU and the head only at N = n_layer + 1. The configs
+    had set Mixtral's -ngl for head-first placement: 15 layers' slots holding 1.4 GB more than the plan on an RTX 4090
+    (14 layers and the head planned), the head computed on the CPU besides."""
+    from optiplan.planner.catalog.engines import deployed_engine
+    from optiplan.planner.deploy.prediction import configuration_fits, served_request
+    from optiplan.planner.deploy.render import engine_config
+    from optiplan.planner.plan.advise import advise
+    from optiplan.planner.schema import AdviseRequest
+
+    assert host_repeating_layers(48, 1, head_first=False) == (47, True)
+    assert host_repeating_layers(48, 48, head_first=False) == (0, True)
+    assert host_repeating_layers(48, 49, head_first=False) == (0, False)
+    hw = resolve_hardware("rtx-4090")
+    assert engine_host_layers(deployed_engine("llama.cpp", hw))["head_first"] is False
+    assert engine_host_layers("llama.cpp")["head_first"] is True  # the builds since
+    a = advise(AdviseRequest(model="mixtral-8x7b", hardware="rtx-4090", engine="llama.cpp", workload="batch-offline",
+                             concurrency=4))
+    cfg = engine_config(a, "llama.cpp")
+    assert cfg.options["n-gpu-layers"] == 14
+    configured = profile(served_request(a, cfg, set()))
+    assert configuration_fits(configured)
+    assert configured.memory.per_device_bytes <= a.plan.predicted.memory_per_device_bytes * 1.01
+
+
 def test_everything_on_the_host_is_the_whole_share():
     # a fraction of 1 (every weight in host memory) holds nothing on the device and everything on the host
     from dataclasses import replace
