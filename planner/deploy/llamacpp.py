@@ -99,7 +99,8 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
         elif t_id == "cuda-graphs":
             cfg.applied.append((t_id, "llama.cpp's CUDA backend captures CUDA graphs by default"))
         elif t_id == "prefix-caching":  # the per-slot prompt cache the plan prices; --cache-reuse (KV shifting) stays off
-            cfg.applied.append((t_id, "llama-server's per-slot prompt cache, on by default (--cache-prompt)"))
+            cfg.applied.append((t_id, "llama-server's per-slot prompt cache, on by default (each request's "
+                                      "cache_prompt field, true unless a request sets it false; no server option)"))
         elif t_id == "spec-draft":
             name = step.params["draft_model"]
             repo = published_gguf(advice, quant, name)

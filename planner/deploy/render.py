@@ -31,6 +31,7 @@ from ..catalog.models import resolve_model
 from ..catalog.served import CHECKPOINT_FORMATS, server_dp_ranks
 from ..errors import UnknownNameError
 from ..fsutil import atomic_folder
+from ..plan.predict import serving_instances
 from ..schema import HardwareSpec
 from ..schema.advice import Advice
 from . import llamacpp, sglang, tgi, trtllm, vllm
@@ -244,6 +245,12 @@ def _render(advice: Advice, target: str, serving_engine: str | None = None) -> t
     ctx["replicas"] = 1
     ctx["port_var"] = False  # several servers on one host: serve.sh takes each one's port from $SERVE_PORT
     ctx["sequences"] = max_seqs(advice)  # each server's, as its options set them (--max-num-seqs, --max_batch_size)
+    # what one server's cache holds (the plan's figure counts every serving replica's), and the cap each
+    # data-parallel attention rank takes where the engine's option counts per rank (vLLM's, TensorRT-LLM's)
+    p = advice.plan.predicted
+    ctx["server_holds"] = p.max_concurrency // serving_instances(p)
+    running = cfg.sets(engine_running_option(engine))
+    ctx["ranks_cap"] = running if p.attention_data_parallel > 1 and running and running < ctx["sequences"] else None
     # the option that caps them (the engine profile's `options`), or None where the engine caps none (TGI)
     ctx["running_option"] = engine_running_option(engine)
     # where the engine cannot run every step, what its own configuration is predicted to do

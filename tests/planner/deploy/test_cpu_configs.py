@@ -24,7 +24,7 @@ def test_vllm_on_a_cpu_gets_a_cache_that_holds_its_longest_sequence():
     one_longest = kv_cache_bytes(spec, served, a.plan.predicted.kv_dtype)
     # room for one sequence of --max-model-len (vLLM refuses to start without it), and not the host's whole RAM
     assert one_longest <= gib * 2**30 <= 1.1 * one_longest + 2**30
-    holds = int(re.search(r"the KV cache holds (\d+) at the mean context", readme).group(1))
+    holds = int(re.search(r"a server.s KV cache holds (\d+) at the mean context", readme).group(1))
     assert holds == int(gib * 2**30 // kv_cache_bytes(spec, a.workload.mean_context, a.plan.predicted.kv_dtype))
     assert holds < a.plan.predicted.max_concurrency  # what the host's memory would hold, which the server is not given
 

@@ -388,3 +388,19 @@ def test_tgi_captures_cuda_graphs_for_the_batch_the_plan_runs():
     assert sizes[:6] == [1, 2, 4, 8, 16, 32] and sizes[-2] < big.plan.predicted.batch <= sizes[-1]
     small = advise(AdviseRequest(model="llama-3.1-8b", hardware="l4", engine="tgi"))
     assert small.plan.predicted.batch <= 32 and "cuda-graphs" not in engine_config(small, "tgi").options
+
+
+def test_the_readme_counts_one_servers_sequences_and_each_ranks_cap():
+    """The README's sizing line said what a server runs beside what all the replicas' caches hold (4 TGI replicas:
+    '755 per server ... the KV cache holds 3,232'), and a TensorRT-LLM server of eight attention ranks '2808 per
+    server, as --max_batch_size sets them' where that option holds 351 per rank."""
+    tgi = advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", num_devices=4, workload="chat",
+                               goal="throughput", concurrency=256, engine="tgi"))
+    p = tgi.plan.predicted
+    line = next(x for x in render(tgi, "tgi")["README.md"].splitlines() if x.startswith("- concurrent sequences"))
+    assert p.data_parallel == 4 and f"a server's KV cache holds {p.max_concurrency // 4} " in line
+    trt = advise(AdviseRequest(model="qwen3-30b-a3b", hardware="h100-sxm", num_devices=8, workload="chat",
+                               goal="throughput", engine="trtllm"))
+    cap = engine_config(trt, "trtllm").options["max_batch_size"]
+    line = next(x for x in render(trt, "trtllm")["README.md"].splitlines() if x.startswith("- concurrent sequences"))
+    assert trt.plan.predicted.attention_data_parallel == 8 and f"({cap} on each of its 8 ranks)" in line
