@@ -89,6 +89,9 @@ class EngineConfig:
     # the sequences its cache holds at the workload's mean context where the config sizes the cache itself, below what
     # the plan's memory leaves (vLLM's VLLM_CPU_KVCACHE_SPACE); None: the plan's `max_concurrency`
     cache_holds: int | None = None
+    # files and folders on the weights volume that the user copies there (a produced checkpoint, a GGUF file): a
+    # Kubernetes Deployment's pod waits for them in an init container before the server starts
+    local_files: list[str] = field(default_factory=list)
 
     def sets(self, option: str | None) -> Any:
         """The value the config gives `option` (as the engine's profile names it, `--max-num-seqs`), None where it

@@ -365,20 +365,21 @@ def _render(advice: Advice, target: str, serving_engine: str | None = None) -> t
         if cfg.extra:  # the file the service mounts beside docker-compose.yaml (a missing one mounts as a folder)
             files["compose/extra-llm-api-options.yaml"] = env.get_template("trtllm-extra.yaml.j2").render(**ctx)
     else:
-        volume = f"{ctx['name']}-models"
+        volume, waits = f"{ctx['name']}-models", ctx["nodes"] == 1  # a Deployment's pod waits for the files
         if cfg.model.startswith("./models/"):  # a folder the user produces: on the weights volume, not in the image
-            _serve_model(cfg, _on_volume(cfg, cfg.model, volume))
+            _serve_model(cfg, _on_volume(cfg, cfg.model, volume, waits))
         if (draft := _draft_folder(cfg)) is not None:  # TensorRT-LLM's speculative model, downloaded, likewise
-            cfg.extra["speculative_config"]["speculative_model_dir"] = _on_volume(cfg, draft, volume)
+            cfg.extra["speculative_config"]["speculative_model_dir"] = _on_volume(cfg, draft, volume, waits)
         for key in ("model", "model-draft"):  # llama-server's GGUF files, which the user produces, likewise
             if str(cfg.options.get(key, "")).startswith("models/"):
-                cfg.options[key] = _on_volume(cfg, cfg.options[key], volume)
+                cfg.options[key] = _on_volume(cfg, cfg.options[key], volume, waits)
         template = "k8s-leaderworkerset.yaml.j2" if ctx["nodes"] > 1 else "k8s-deployment.yaml.j2"
         if ctx["nodes"] > 1 and engine not in ("vllm", "sglang"):
             raise DeployError(f"a {ctx['nodes']}-node LeaderWorkerSet is rendered for vLLM (a Ray cluster) and SGLang "
                               f"(one rank per pod); {engine} launches across nodes with MPI: use its serve.sh under "
                               "Slurm instead")
-        files["kubernetes/deployment.yaml"] = env.get_template(template).render(**ctx, argv=_container_argv(cfg))
+        files["kubernetes/deployment.yaml"] = env.get_template(template).render(
+            **ctx, argv=_container_argv(cfg), wait_container=WAIT_CONTAINER, wait_command=_wait_command(cfg))
     readme = env.get_template("README.md.j2").render(**ctx, target=target, files=sorted(files),
                                                      launcher_folder=_folder(target) if target in ENGINES else None)
     if target in ENGINES:  # beside its engine's folder: the launcher is in it (render_all moves it inside)
@@ -388,6 +389,14 @@ def _render(advice: Advice, target: str, serving_engine: str | None = None) -> t
     return files, ctx["configured"]
 
 
+def _wait_command(cfg: EngineConfig) -> str:
+    """The init container's shell loop: until every file the user copies onto the volume is there."""
+    present = " && ".join(f"[ -e {shlex.quote(path)} ]" for path in cfg.local_files)
+    folders = " ".join(sorted({shlex.quote(path.rsplit("/", 1)[0]) for path in cfg.local_files}))
+    return (f"mkdir -p {folders}; until {present}; do echo 'waiting for {' '.join(cfg.local_files)} (see the "
+            "README)'; sleep 10; done")
+
+
 def _container_argv(cfg: EngineConfig) -> list[str]:
     """The command line a container of the engine's image runs: the engine's options file where the image mounts it,
     the executable by its path in the image where that is off the image's PATH (llama.cpp's /app/llama-server)."""
@@ -395,13 +404,26 @@ def _container_argv(cfg: EngineConfig) -> list[str]:
     return [CONTAINER_EXECUTABLES.get(cfg.engine, argv[0]), *argv[1:]]
 
 
-def _on_volume(cfg: EngineConfig, path: str, volume: str) -> str:
+# the init container a Deployment's pod waits in until the files the user copies onto its volume are there
+WAIT_CONTAINER = "wait-for-files"
+
+
+def _on_volume(cfg: EngineConfig, path: str, volume: str, waits: bool) -> str:
     """Where the pods read a file or folder the user makes or downloads under models/ (`path`, ./models/... or
-    models/...): local/ on the weights volume, mounted at /models; a note says to copy it there."""
+    models/...): local/ on the weights volume, mounted at /models; a note says to copy it there. `waits`: the pod
+    waits for it in an init container (a Deployment's), into which it is copied; otherwise the server would start
+    without it, fail, and restart until it is there."""
     name = path.removeprefix("./").removeprefix("models/")
-    cfg.notes.append(f"copy {path} onto the {volume} volume as local/{name} (kubectl cp into a pod that mounts it at "
-                     "/models)")
-    return f"/models/local/{name}"
+    where = f"/models/local/{name}"
+    if waits:  # copied under a name of its own, then renamed: the server starts on the whole of it
+        cfg.local_files.append(where)
+        cfg.notes.append(f"copy {path} onto the {volume} volume as local/{name}: the pod waits in its init container "
+                         f"until it is there (kubectl cp {path} <pod>:{where}.partial -c {WAIT_CONTAINER} && kubectl "
+                         f"exec <pod> -c {WAIT_CONTAINER} -- mv {where}.partial {where})")
+    else:
+        cfg.notes.append(f"copy {path} onto the {volume} volume as local/{name} (kubectl cp into a pod that mounts it "
+                         "at /models)")
+    return where
 
 
 def _draft_folder(cfg: EngineConfig) -> str | None:

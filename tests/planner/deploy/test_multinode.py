@@ -404,3 +404,27 @@ def test_the_readme_counts_one_servers_sequences_and_each_ranks_cap():
     cap = engine_config(trt, "trtllm").options["max_batch_size"]
     line = next(x for x in render(trt, "trtllm")["README.md"].splitlines() if x.startswith("- concurrent sequences"))
     assert trt.plan.predicted.attention_data_parallel == 8 and f"({cap} on each of its 8 ranks)" in line
+
+
+def test_a_pod_serving_a_file_the_user_copies_waits_for_it_in_an_init_container():
+    """A llama.cpp Deployment serving a GGUF the user makes had started without it, failed and restarted until the
+    file was copied in, through that crash-looping pod; it now waits in an init container, which the README's copy
+    command names (under a name of its own, then renamed, so the server never starts on half a file)."""
+    a = advise(AdviseRequest(model="mixtral-8x7b", hardware="rtx-4090", engine="llama.cpp", workload="batch-offline",
+                             concurrency=4))
+    files = render(a, "kubernetes")
+    spec = next(d for d in yaml.safe_load_all(files["kubernetes/deployment.yaml"])
+                if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+    (wait,) = spec["initContainers"]
+    served = spec["containers"][0]["args"][spec["containers"][0]["args"].index("--model") + 1]
+    assert served.startswith("/models/local/") and f"[ -e {served} ]" in wait["command"][-1]
+    assert "mkdir -p /models/local" in wait["command"][-1]
+    assert {"name": "model-cache", "mountPath": "/models"} in wait["volumeMounts"]
+    note = next(x for x in files["kubernetes/README.md"].splitlines() if "kubectl cp" in x)
+    assert f"-c {wait['name']}" in note and f"mv {served}.partial {served}" in note
+    subprocess.run(["sh", "-n", "-c", wait["command"][-1]], check=True)
+    # a hub model needs no init container
+    hub = advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", engine="vllm"))
+    spec = next(d for d in yaml.safe_load_all(render(hub, "kubernetes")["kubernetes/deployment.yaml"])
+                if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+    assert "initContainers" not in spec
