@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import shlex
 from functools import lru_cache
 from pathlib import Path
@@ -32,12 +31,10 @@ from ..catalog.served import CHECKPOINT_FORMATS, server_dp_ranks
 from ..errors import UnknownNameError
 from ..fsutil import atomic_folder
 from ..plan.predict import serving_instances
-from ..schema import HardwareSpec
 from ..schema.advice import Advice
 from . import llamacpp, sglang, tgi, trtllm, vllm
 from .checkpoints import checkpoint_bytes, checkpoint_dtype, serving_checkpoint
 from .config import (
-    CONTAINER_EXECUTABLES,
     ENGINES,
     HEALTH,
     PORT,
@@ -52,6 +49,7 @@ from .config import (
     max_seqs,
 )
 from .disaggregated import pd_launch
+from .kubernetes import WAIT_CONTAINER, container_argv, gpu_resource, k8s_name, on_volume, wait_command
 from .prediction import configured
 
 # The Kubernetes startup probe's budget for a first start: the checkpoint downloaded at a conservative rate (a cloud
@@ -178,10 +176,6 @@ def _env():
     return env
 
 
-def _gpu_resource(hw: HardwareSpec) -> str:
-    return "amd.com/gpu" if hw.features.backend == "rocm" else "nvidia.com/gpu"
-
-
 # How each engine launches one model over several nodes (their docs): vLLM "Multi-Node" over a Ray cluster
 # (docs/serving/parallelism_scaling.md: ray start --head / ray start --address=...), SGLang --nnodes / --node-rank /
 # --dist-init-addr on every node, TensorRT-LLM trtllm-llmapi-launch under srun (examples/llm-api/
@@ -238,8 +232,8 @@ def _render(advice: Advice, target: str, serving_engine: str | None = None) -> t
                health=HEALTH[engine],
                # the release of the image the configs run, whose option names they use (the option data's range else)
                version=engine_release(deployed_engine(engine, hw)) or engine_options(engine)["version"],
-               gpu_resource=_gpu_resource(hw), devices=advice.hardware.count, per_node=min(per_node, advice.hardware.count),
-               nodes=max(1, -(-advice.hardware.count // per_node)), name=_k8s_name(advice.model.name))
+               gpu_resource=gpu_resource(hw), devices=advice.hardware.count, per_node=min(per_node, advice.hardware.count),
+               nodes=max(1, -(-advice.hardware.count // per_node)), name=k8s_name(advice.model.name))
     # where the engine's downloads go: llama.cpp's -hf files under LLAMA_CACHE (it never reads HF_HOME), the Hub's
     ctx["cache_variable"] = "LLAMA_CACHE" if engine == "llama.cpp" else "HF_HOME"
     ctx["replicas"] = 1
@@ -361,25 +355,25 @@ def _render(advice: Advice, target: str, serving_engine: str | None = None) -> t
         # a folder or file the user produces or downloads (./models/...), read from the working directory /
         local = engine == "llama.cpp" or cfg.model.startswith("./models/") or _draft_folder(cfg) is not None
         files["compose/docker-compose.yaml"] = env.get_template("docker-compose.yaml.j2").render(
-            **ctx, argv=_container_argv(cfg), local_models=local)
+            **ctx, argv=container_argv(cfg), local_models=local)
         if cfg.extra:  # the file the service mounts beside docker-compose.yaml (a missing one mounts as a folder)
             files["compose/extra-llm-api-options.yaml"] = env.get_template("trtllm-extra.yaml.j2").render(**ctx)
     else:
         volume, waits = f"{ctx['name']}-models", ctx["nodes"] == 1  # a Deployment's pod waits for the files
         if cfg.model.startswith("./models/"):  # a folder the user produces: on the weights volume, not in the image
-            _serve_model(cfg, _on_volume(cfg, cfg.model, volume, waits))
+            _serve_model(cfg, on_volume(cfg, cfg.model, volume, waits))
         if (draft := _draft_folder(cfg)) is not None:  # TensorRT-LLM's speculative model, downloaded, likewise
-            cfg.extra["speculative_config"]["speculative_model_dir"] = _on_volume(cfg, draft, volume, waits)
+            cfg.extra["speculative_config"]["speculative_model_dir"] = on_volume(cfg, draft, volume, waits)
         for key in ("model", "model-draft"):  # llama-server's GGUF files, which the user produces, likewise
             if str(cfg.options.get(key, "")).startswith("models/"):
-                cfg.options[key] = _on_volume(cfg, cfg.options[key], volume, waits)
+                cfg.options[key] = on_volume(cfg, cfg.options[key], volume, waits)
         template = "k8s-leaderworkerset.yaml.j2" if ctx["nodes"] > 1 else "k8s-deployment.yaml.j2"
         if ctx["nodes"] > 1 and engine not in ("vllm", "sglang"):
             raise DeployError(f"a {ctx['nodes']}-node LeaderWorkerSet is rendered for vLLM (a Ray cluster) and SGLang "
                               f"(one rank per pod); {engine} launches across nodes with MPI: use its serve.sh under "
                               "Slurm instead")
         files["kubernetes/deployment.yaml"] = env.get_template(template).render(
-            **ctx, argv=_container_argv(cfg), wait_container=WAIT_CONTAINER, wait_command=_wait_command(cfg))
+            **ctx, argv=container_argv(cfg), wait_container=WAIT_CONTAINER, wait_command=wait_command(cfg))
     readme = env.get_template("README.md.j2").render(**ctx, target=target, files=sorted(files),
                                                      launcher_folder=_folder(target) if target in ENGINES else None)
     if target in ENGINES:  # beside its engine's folder: the launcher is in it (render_all moves it inside)
@@ -387,43 +381,6 @@ def _render(advice: Advice, target: str, serving_engine: str | None = None) -> t
     files["README.md" if target in ENGINES else f"{target}/README.md"] = readme
     validate(files)
     return files, ctx["configured"]
-
-
-def _wait_command(cfg: EngineConfig) -> str:
-    """The init container's shell loop: until every file the user copies onto the volume is there."""
-    present = " && ".join(f"[ -e {shlex.quote(path)} ]" for path in cfg.local_files)
-    folders = " ".join(sorted({shlex.quote(path.rsplit("/", 1)[0]) for path in cfg.local_files}))
-    return (f"mkdir -p {folders}; until {present}; do echo 'waiting for {' '.join(cfg.local_files)} (see the "
-            "README)'; sleep 10; done")
-
-
-def _container_argv(cfg: EngineConfig) -> list[str]:
-    """The command line a container of the engine's image runs: the engine's options file where the image mounts it,
-    the executable by its path in the image where that is off the image's PATH (llama.cpp's /app/llama-server)."""
-    argv = cfg.argv("/config/extra-llm-api-options.yaml" if cfg.extra else None)
-    return [CONTAINER_EXECUTABLES.get(cfg.engine, argv[0]), *argv[1:]]
-
-
-# the init container a Deployment's pod waits in until the files the user copies onto its volume are there
-WAIT_CONTAINER = "wait-for-files"
-
-
-def _on_volume(cfg: EngineConfig, path: str, volume: str, waits: bool) -> str:
-    """Where the pods read a file or folder the user makes or downloads under models/ (`path`, ./models/... or
-    models/...): local/ on the weights volume, mounted at /models; a note says to copy it there. `waits`: the pod
-    waits for it in an init container (a Deployment's), into which it is copied; otherwise the server would start
-    without it, fail, and restart until it is there."""
-    name = path.removeprefix("./").removeprefix("models/")
-    where = f"/models/local/{name}"
-    if waits:  # copied under a name of its own, then renamed: the server starts on the whole of it
-        cfg.local_files.append(where)
-        cfg.notes.append(f"copy {path} onto the {volume} volume as local/{name}: the pod waits in its init container "
-                         f"until it is there (kubectl cp {path} <pod>:{where}.partial -c {WAIT_CONTAINER} && kubectl "
-                         f"exec <pod> -c {WAIT_CONTAINER} -- mv {where}.partial {where})")
-    else:
-        cfg.notes.append(f"copy {path} onto the {volume} volume as local/{name} (kubectl cp into a pod that mounts it "
-                         "at /models)")
-    return where
 
 
 def _draft_folder(cfg: EngineConfig) -> str | None:
@@ -447,13 +404,6 @@ def _without_port(argv: list[str]) -> list[str]:
 
 def _devices(n: int) -> str:
     return f"{n} device{'s' if n != 1 else ''}"
-
-
-def _k8s_name(name: str) -> str:
-    """A DNS-1035 label (a Service's name): lowercase ASCII letters, digits and '-', a letter first, none last."""
-    out = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "model"
-    out = out if out[0].isalpha() else f"m-{out}"
-    return out[:50].rstrip("-")
 
 
 def validate(files: dict[str, str]) -> None:
