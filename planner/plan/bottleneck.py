@@ -46,7 +46,8 @@ def classify(state: PlanState, p: Prediction, workload: Workload) -> Bottleneck:
         found.append(("weights-memory", "memory",
                       f"weights {p.weights_per_device_bytes / GB:,.1f} GB"
                       + (f" and activations {p.activation_bytes / GB:,.1f} GB" if p.activation_bytes > 0.05 * usable else "")
-                      + f" > {usable / GB:,.1f} GB usable per device ({state.devices} x {hw.id})"))
+                      + f" > {usable / GB:,.1f} GB a device leaves them ({state.devices} x {hw.id}, the engine's "
+                        "share less its runtime)"))
     elif 0 < p.max_context < workload.context_needed:
         # the longest sequence the workload sends does not fit in the cache at all, whatever else runs beside it
         found.append(("kv-cache-memory", "context",

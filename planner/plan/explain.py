@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from ..numbers import rate
 from ..schema.advice import Prediction, Rejection
+from .graph import conflicting
 from .search import QUALITY_TIE, STEP_GAIN, Candidate, SearchResult, idles, within_step_gain
 from .techniques import Context, all_techniques, requirements, runtime_conflict
 
@@ -27,19 +28,26 @@ def rejections(best: Candidate, ranked: list[Candidate], result: SearchResult, c
         if reason is None:
             holder = next((c for c in best.ids if t.group and techniques[c].group == t.group), None)
             clash = next(filter(None, (runtime_conflict(t, techniques[c], ctx.workload.engine, ctx) for c in best.ids)),
-                         None)
+                         None) or next((f"it does not run beside {c}, which the plan uses (a declared conflict: "
+                                        "`optiplan techniques --graph`)" for c in best.ids if conflicting(t_id, c)),
+                                       None)
             if holder is not None:
                 swapped = (chosen - {holder}) | {t_id}
                 # the stack with it in place of the holder; where the plan left out an always-on step that one kept (a
                 # step gaining under STEP_GAIN), the nearest stack that differs only in such steps
                 instead = next((c for c in ranked if set(c.ids) == swapped), None) or next(
                     (c for c in ranked if set(c.ids) - always == swapped - always), None)
-                reason = f"one {t.group} per plan: the plan uses {holder}" + (
+                reason = f"one technique of the {t.group} group per plan: the plan uses {holder}" + (
                     f"; with {t_id} instead: " + trade(instead, best, ctx.workload.goal) if instead is not None else "")
             elif clash is not None:
                 reason = clash
             else:
-                with_it = next((c for c in ranked if t_id in c.ids and set(c.ids) - {t_id} <= chosen), None)
+                # the plan with it added, where the search priced that stack (the nearest such, as for a swap);
+                # else the best-ranked stack of the plan's steps with it (a smaller one: said against the plan)
+                added = chosen | {t_id}
+                with_it = next((c for c in ranked if set(c.ids) == added), None) or next(
+                    (c for c in ranked if set(c.ids) - always == added - always), None) or next(
+                    (c for c in ranked if t_id in c.ids and set(c.ids) - {t_id} <= chosen), None)
                 needed = next((r for r in requirements(t, ctx.workload.engine) if r not in chosen), None)
                 if with_it is None and needed is not None:
                     why = result.rejected.get(needed)

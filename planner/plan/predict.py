@@ -132,8 +132,9 @@ def serving_figures(state: PlanState, s: Setup, workload: Workload, batch: int) 
 def sequences_per_server(p: Prediction, concurrency: int) -> int:
     """Concurrent sequences one server (one data-parallel replica; a decode instance of a disaggregated plan) runs in
     the plan: what the workload asks, or the batch the plan serves where it chose more (the throughput goal fills the
-    engine's share), never above what the cache holds. Its max_num_seqs and the configs' limits both say this."""
-    total = max(1, min(max(concurrency, p.batch), p.max_concurrency or 1))
+    engine's share), never above what the cache holds (where it holds none, the batch the plan is priced at as if it
+    fit). Its max_num_seqs and the configs' limits both say this."""
+    total = max(1, min(max(concurrency, p.batch), p.max_concurrency or p.batch))
     return max(1, -(-total // serving_instances(p)))
 
 

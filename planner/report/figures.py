@@ -20,11 +20,16 @@ def _as_if(cell: Callable[[Prediction], str]) -> Callable[[Prediction], str]:
     return lambda p: cell(p) if p.fits else f"({cell(p)})"
 
 
+def _ms(value: float, decimals: int) -> str:
+    """Milliseconds with fewer decimals as they grow (a table cell stays on one line: 28,881 ms, not 28,880.9)."""
+    return f"{value:,.{0 if value >= 1000 else min(decimals, 1) if value >= 100 else decimals}f}"
+
+
 AS_IF_NOTE = "(figures in parentheses): a row that does not fit, priced as if it did"
 SERVING: list[Column] = [
     ("batch", lambda p: f"{p.batch:,}"),  # the sequences each row runs at once: a TPOT moves with them
-    ("TTFT ms", _as_if(lambda p: f"{p.ttft_ms:,.1f}")),
-    ("TPOT ms", _as_if(lambda p: f"{p.tpot_ms:,.2f}")),
+    ("TTFT ms", _as_if(lambda p: _ms(p.ttft_ms, 1))),
+    ("TPOT ms", _as_if(lambda p: _ms(p.tpot_ms, 2))),
     ("tokens/s", _as_if(lambda p: rate(p.throughput_tokens_per_s))),
 ]
 TRAINING: list[Column] = [

@@ -234,7 +234,7 @@ HARDWARE_CHECKS: dict[str, tuple[Callable[[HardwareSpec, int], bool], str]] = {
     "cuda": (lambda hw, n: hw.features.backend == "cuda", "needs CUDA; {hw} runs {backend}"),
     "cuda-or-rocm": (lambda hw, n: hw.features.backend in ("cuda", "rocm"), "needs a CUDA or ROCm GPU; {hw} runs {backend}"),
     "fp8": (lambda hw, n: hw.features.fp8, "{hw} has no fp8 (fp8 tensor cores need compute capability 8.9 or newer)"),
-    "fp4": (lambda hw, n: hw.features.fp4, "{hw} has no fp4 (Blackwell, sm_100, and newer)"),
+    "fp4": (lambda hw, n: hw.features.fp4, "{hw} has no fp4 tensor-core rate (in the catalog: NVIDIA's Blackwell GPUs)"),
     "bf16": (lambda hw, n: hw.features.bf16, "{hw} has no bf16 (needs compute capability 8.0 or newer)"),
     "int8-tensor-cores": (lambda hw, n: hw.features.int8_tensor_cores, "{hw} has no int8 tensor cores"),
     "flash-attention-2": (lambda hw, n: hw.features.flash_attention >= 2,

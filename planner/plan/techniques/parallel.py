@@ -258,6 +258,10 @@ register(
                       "docs/features/disagg_prefill.md: 'Disaggregated prefill DOES NOT improve throughput'",
         transform=_pd, hardware=("multi-device", "interconnect"), check=_pd_check,
         moving_parts=2,  # a router, and instances of two roles to size and restart apart
+        # the instances the search chose: their roles and each one's tensor parallel (the configs start them so)
+        predicted_params=lambda c, p: {"prefill_instances": p.prefill_instances,
+                                       "decode_instances": p.data_parallel - p.prefill_instances,
+                                       "tensor_parallel_size": p.tensor_parallel},
         unchanged="no split of the devices into prefill and decode instances serves more requests per second within "
                   "the workload's SLOs than the same instances prefilling and decoding together (DistServe's "
                   "criterion: prompts short enough, or SLOs loose enough, that their chunks in the decode steps, or "

@@ -428,3 +428,15 @@ def test_a_pod_serving_a_file_the_user_copies_waits_for_it_in_an_init_container(
     spec = next(d for d in yaml.safe_load_all(render(hub, "kubernetes")["kubernetes/deployment.yaml"])
                 if d["kind"] == "Deployment")["spec"]["template"]["spec"]
     assert "initContainers" not in spec
+
+
+def test_the_readme_asks_for_serve_shs_folder_only_where_its_notes_use_relative_paths():
+    """'Run these in the folder of serve.sh ... models/ included' had stood above notes with nothing to run; and the
+    sizing line says the workload's longest sequence is what the cache is sized for, beside a server limit that may be
+    longer (vLLM's --max-model-len 131,072 against 4,096)."""
+    tgi = render(advise(AdviseRequest(model="llama-3.1-8b", hardware="l4", engine="tgi")), "tgi")["README.md"]
+    assert "in the folder of `serve.sh`" not in tgi
+    gguf = render(advise(AdviseRequest(model="mixtral-8x7b", hardware="rtx-4090", engine="llama.cpp",
+                                       workload="batch-offline", concurrency=4)), "llama.cpp")["README.md"]
+    assert "Run the commands below in the folder of `serve.sh`" in gguf
+    assert "- longest sequence the cache is sized for: 3000 tokens, the workload's" in gguf
