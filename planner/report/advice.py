@@ -20,10 +20,17 @@ FORMATS = ("text", "md", "html", "json")
 
 def _params(params: dict[str, Any], engine: str | None = None) -> str:
     """A step's parameters as the plan names them, each beside the engine's own option for it where its profile names
-    one (`options`): "max_running=32 (--max-running-requests)" for SGLang."""
+    one (`options`): "max_running=32 (--max-running-requests)" for SGLang; a running cap the engine has no option for
+    is the load the plan is priced at, and said so (TGI: its configs set none)."""
     options = engine_fact(engine, "options") or {}
-    return ", ".join(f"{k}={v}" + (f" ({options[k]['option']})" if k in options else "")
-                     for k, v in params.items() if v is not None)
+
+    def option(k: str) -> str:
+        if k in options:
+            return f" ({options[k]['option']})"
+        served = engine not in (None, "transformers")  # a serving engine's config, not `optiplan apply`'s batch
+        return f" (the load it is priced at: {engine} has no running cap to set)" if k == "max_running" and served \
+            else ""
+    return ", ".join(f"{k}={v}{option(k)}" for k, v in params.items() if v is not None)
 
 
 def plan_diff(techniques: list[str], advice: Advice) -> str:

@@ -259,3 +259,12 @@ def test_the_html_report_names_the_secondary_bottleneck():
     out = run("advise", "llama-3.2-1b", "-H", "h100-sxm", "--engine", "vllm", "--goal", "throughput",
               "--format", "html")
     assert "Bottleneck: front-end (throughput), then memory-bandwidth" in out.output
+
+
+def test_a_running_cap_the_engine_has_no_option_for_is_said_to_be_the_priced_load():
+    """TGI's paged-kv row said max_running=32 under a footnote saying its row names what the configs set; TGI's
+    configs set no running cap (it has none on CUDA), so the figure is the load the plan is priced at."""
+    tgi = run("advise", "llama-3.1-8b", "-H", "l4", "--engine", "tgi", "--format", "md").output
+    assert "max_running=32 (the load it is priced at: tgi has no running cap to set)" in tgi
+    vllm = run("advise", "llama-3.1-8b", "-H", "l4", "--engine", "vllm", "--format", "md").output
+    assert "max_running=32 (--max-num-seqs)" in vllm
