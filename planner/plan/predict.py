@@ -171,7 +171,8 @@ def throughput_batch(state: PlanState, s: Setup, workload: Workload, low: int, h
     return best
 
 
-def capacities(state: PlanState, s: Setup, workload: Workload) -> tuple[int, int, int | None]:
+def capacities(state: PlanState, s: Setup, workload: Workload, reserved: float | None = None,
+               draft: tuple[float, float] | None = None) -> tuple[int, int, int | None]:
     """(sequences a replica's cache holds in the engine's default share of the device, those it holds with the share
     raised, the engine's own ceiling where it binds, else None), as `profile` counts them (`memory.pooled_max_batch`):
     beside a whole prefill chunk's activations where the engine chunks, the batch's own prompts' where it does not
@@ -179,11 +180,12 @@ def capacities(state: PlanState, s: Setup, workload: Workload) -> tuple[int, int
     many rows where the config caps the server at its sequences (vLLM's sampler). The workload's own sequences may
     have the share raised (RAISED_SHARE: the configs set it), while the throughput and cost goals fill no more than
     the default share; and never more run than the engine runs at all, whatever its options (llama.cpp's
-    LLAMA_MAX_SEQ)."""
+    LLAMA_MAX_SEQ). `reserved`, `draft`: the cache tokens a sequence holds and the draft's bytes, where the caller has
+    them (`evaluate`)."""
     if state.spec.max_position_embeddings < workload.context_needed:
         return 0, 0, None
-    reserved = kv_reserved_tokens(state, workload)
-    draft = _draft_bytes(state, reserved) or NO_DRAFT
+    reserved = kv_reserved_tokens(state, workload) if reserved is None else reserved
+    draft = (_draft_bytes(state, reserved) or NO_DRAFT) if draft is None else draft
     prompt = workload.prompt_tokens_p95
     max_conc, room = (pooled_max_batch(s, int(reserved), prompt, raised, draft) for raised in (False, True))
     ceiling = s.running_ceiling if s.running_ceiling and room > s.running_ceiling else None
@@ -209,7 +211,7 @@ def evaluate(state: PlanState, workload: Workload, full: bool = True,
     draft = _draft_bytes(state, reserved) or NO_DRAFT
     weights += draft[0]
     kv_one += draft[1] / s.attention_dp
-    max_conc, room, ceiling = capacities(state, s, workload)
+    max_conc, room, ceiling = capacities(state, s, workload, reserved, draft)
     # each data-parallel replica serves its share of the sequences with its own copy of the model
     replicas = max(state.replicas, 1)
     wanted = -(-workload.concurrency // replicas)
