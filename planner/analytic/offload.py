@@ -75,20 +75,21 @@ def host_repeating_layers(num_layers: int, gpu_layers: int, head_first: bool = T
     return min(start, num_layers), start > num_layers
 
 
-def _head_first(s) -> bool:
+def places_head_first(s) -> bool:
+    """Whether the engine's build gives the output head the first of the GPU's layer slots (`HostLayers.head_first`)."""
     return s.host_layers is None or s.host_layers.head_first
 
 
 def host_layer_share(s, gpu_layers: int) -> float:
     """The share of the repeating layers, and of their caches, llama.cpp keeps on the host at --n-gpu-layers."""
-    return host_repeating_layers(s.spec.num_layers, gpu_layers, _head_first(s))[0] / s.spec.num_layers
+    return host_repeating_layers(s.spec.num_layers, gpu_layers, places_head_first(s))[0] / s.spec.num_layers
 
 
 def gpu_layers_fraction(s, gpu_layers: int) -> float:
     """The share of a single device's weights (`s` without offload) that llama.cpp keeps in host memory at
     --n-gpu-layers `gpu_layers`: its repeating layers at their mean size, and the output head where it has no slot on
     the GPU (`host_repeating_layers`, as the engine's build places it)."""
-    layers, head_on_host = host_repeating_layers(s.spec.num_layers, gpu_layers, _head_first(s))
+    layers, head_on_host = host_repeating_layers(s.spec.num_layers, gpu_layers, places_head_first(s))
     held = max(s.whole_stage_weights)
     c = s.counts
     head = (c.lm_head or c.vocab_hidden) * s.output_bytes / s.tp

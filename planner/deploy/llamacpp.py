@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from ..analytic.offload import gpu_layers_within
+from ..analytic.offload import gpu_layers_within, places_head_first
 from ..analytic.profile import setup_for_request
-from ..catalog.engines import deployed_engine, engine_host_layers, engine_storage
+from ..catalog.engines import deployed_engine, engine_storage
 from ..catalog.served import served_checkpoint_dtype
 from ..schema import HardwareSpec, ProfileRequest
 from ..schema.advice import Advice
@@ -122,10 +122,10 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
             # the most layer slots whose weights, in the file served, take no more of the server's devices than the
             # plan's (llama.cpp counts --n-gpu-layers over all of them, splitting the layers between them)
             devices = p.tensor_parallel * p.pipeline_parallel
-            o["n-gpu-layers"] = gpu_layers_within(served_setup(advice, hw, cfg.served),
-                                                  p.weights_per_device_bytes * devices)
-            head = "the head first on the GPU" if engine_host_layers(deployed_engine("llama.cpp", hw)).get(
-                "head_first", True) else "this build puts the last layers on the GPU first, the head only with the last slot"
+            served = served_setup(advice, hw, cfg.served)
+            o["n-gpu-layers"] = gpu_layers_within(served, p.weights_per_device_bytes * devices)
+            head = "the head first on the GPU" if places_head_first(served) else \
+                "this build puts the last layers on the GPU first, the head only with the last slot"
             cfg.applied.append((t_id, f"--n-gpu-layers {o['n-gpu-layers']} of its {advice.model.num_layers + 1} "
                                       f"slots (its layers and the output head: {head}); the "
                                       "rest, and their caches, stay in host memory, where the CPU computes them"))
