@@ -98,9 +98,9 @@ class Executor:
             # the monitor threads may not get to their cleanup before the process exits: remove the partial output
             # here (only this attempt's tagged files)
             job = self.store.get(job_id)
-            if job is not None and job.output:
-                remove_partial(self.roots.workdir / job.output, attempt_tag(job))
             if job is not None:
+                if job.output:
+                    remove_partial(self.roots.workdir / job.output, attempt_tag(job))
                 shutil.rmtree(scratch_folder(self.roots, job), ignore_errors=True)
 
     def _monitor(self, job: Job, proc: subprocess.Popen) -> Job | None:

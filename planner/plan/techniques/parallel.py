@@ -222,7 +222,7 @@ register(
         # the replicas' size is the search's: a copy's tensor parallel and the copies (vLLM's data-parallel ranks of a
         # MoE model, their experts one group over all of them, are attention groups)
         predicted_params=lambda c, p: {"tensor_parallel_size": p.tensor_parallel,
-                                    "data_parallel_size": max(p.data_parallel, p.attention_data_parallel)},
+                                       "data_parallel_size": max(p.data_parallel, p.attention_data_parallel)},
         unchanged="no smaller group of the devices (one device, where tensor parallel is left out) holds the model in "
                   "the plan's formats with a third of each device left to its cache: replicas that barely hold their "
                   "weights would serve few sequences each"),
