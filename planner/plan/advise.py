@@ -47,6 +47,7 @@ from .bottleneck import classify
 from .effects import effect_source, engine_default, measured_effects, predict_steps
 from .explain import alternative_note, rejections, speed
 from .hardware_ranking import cost_range, explain_ranking
+from .objective import score
 from .predict import evaluate, plan_caveats, sequences_per_server
 from .search import (
     Candidate,
@@ -55,7 +56,6 @@ from .search import (
     engine_baseline,
     pareto_alternatives,
     rank,
-    score,
     search,
 )
 from .request import engine_here, resolve_request

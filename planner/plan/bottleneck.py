@@ -15,7 +15,7 @@ from .state import PlanState, kv_reserved_tokens, to_setup
 
 GB = 1e9
 # the front end is named where it holds a server more than this share below what its device alone would serve: a
-# plan step must move the goal's figure by as much (`search.STEP_GAIN`), of the figure with it
+# plan step must move the goal's figure by as much (`objective.STEP_GAIN`), of the figure with it
 FRONT_END_MARGIN = 0.03
 
 

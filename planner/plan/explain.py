@@ -8,7 +8,8 @@ from collections.abc import Callable
 from ..numbers import rate
 from ..schema.advice import Prediction, Rejection
 from .graph import conflicting
-from .search import QUALITY_TIE, STEP_GAIN, Candidate, SearchResult, idles, within_step_gain
+from .objective import STEP_GAIN
+from .search import QUALITY_TIE, Candidate, SearchResult, idles, within_step_gain
 from .techniques import Context, all_techniques, requirements, runtime_conflict
 
 GB = 1e9
@@ -91,7 +92,7 @@ def worse(other: Candidate, best: Candidate, goal: str) -> str:
                 f"more): {figures}")
     if other.score < best.score and within_step_gain(other, best):
         return (f"gains under {STEP_GAIN:.0%} on the {goal} goal, less than a step must move it by to be planned "
-                f"(`search.STEP_GAIN`): {figures}")
+                f"(`objective.STEP_GAIN`): {figures}")
     if other.score < best.score:  # ahead, within the tie, with more to run (search.rank's moving parts)
         return (f"gains under {QUALITY_TIE:.0%} on the {goal} goal for more to run and watch (a draft model, a router): "
                 f"{figures}")
@@ -107,7 +108,9 @@ def unfit(a: Prediction, b: Prediction) -> str:
 def speed(p: Prediction, goal: str) -> str:
     if goal == "training":
         return f"a step of {p.training_step_s or 0:,.1f} s ({p.throughput_tokens_per_s:,.0f} tokens/s)"
-    return f"TPOT {p.tpot_ms:,.1f} ms, {rate(p.throughput_tokens_per_s)} tokens/s"
+    # the latency goal's figure is a request's whole time: its first token as well as the rest
+    first = f"TTFT {p.ttft_ms:,.0f} ms, " if goal == "latency" else ""
+    return f"{first}TPOT {p.tpot_ms:,.1f} ms, {rate(p.throughput_tokens_per_s)} tokens/s"
 
 
 def alternative_note(c: Candidate, best: Candidate, goal: str | None = None) -> str:

@@ -20,6 +20,7 @@ from ..errors import RequestError
 from ..schema.advice import Prediction
 from .effects import predict_steps, within_speed_limits
 from .graph import conflicting, plan_order
+from .objective import STEP_GAIN, score, slo_tier
 from .predict import evaluate
 from .state import PlanState, baseline_state
 from .techniques import (Context, Technique, all_techniques, denied_default_refusal, requirements, runtime_conflict,
@@ -47,37 +48,27 @@ class SearchResult:
     no_ops: frozenset[str] = frozenset()  # valid techniques that changed nothing in any stack
 
 
-def score(p: Prediction, goal: str, output_tokens: int, needed: int | None = None) -> float:
-    """The goal's objective, lower is better; `needed`: the sequences the workload serves at once."""
-    if goal == "latency":
-        # a whole request's latency; where the plan holds fewer sequences than the workload runs at once, the others
-        # wait for a slot, the `needed` sharing the `batch` slots in turn (a plan that holds 3 of 8 agents at 37 ms a
-        # token had won over one that holds all 8 at 57 ms)
-        return (p.ttft_ms + p.tpot_ms * output_tokens) * max(1.0, (needed or 1) / max(p.batch, 1))
-    if goal == "memory":
-        return float(p.memory_per_device_bytes)
-    if goal == "context":
-        # the long sequences the workload needs at once, then speed: room beyond the need is no gain (a plan that
-        # offloads weights to hold more sequences than asked for serves them slower)
-        return -min(p.max_concurrency, needed or 1 << 30) * 1e6 + p.tpot_ms
-    if goal == "cost" and p.cost_per_million_tokens_usd is not None:
-        return p.cost_per_million_tokens_usd
-    if goal == "training":
-        return p.training_step_s or 0.0
-    return -p.throughput_tokens_per_s
-
-
-def apply_steps(state: PlanState, steps: list[Technique], ctx: Context, until_idle: bool = False) -> list[PlanState]:
+def apply_steps(state: PlanState, steps: list[Technique], ctx: Context, until_idle: bool = False,
+                memo: dict[tuple[str, ...], PlanState] | None = None) -> list[PlanState]:
     """The state after each step, in order (the composition of the steps' pure transforms), each step applied to and
     priced for the model the plan has reached (`Context.on_model`: after distillation, the student); `until_idle`:
-    none after the first chosen step that changes nothing (`idles`), whose stack the search drops."""
+    none after the first chosen step that changes nothing (`idles`), whose stack the search drops. `memo`: the state
+    after each run of steps from the same `state` (the search's stacks share their first steps in plan order, and a
+    step may price layouts of its own: the data-parallel replicas' size)."""
     states = []
-    for t in steps:
-        here = ctx.on_model(state.spec)
-        before, state = state, t.transform(state, here)
-        loss = t.loss(here)
-        if loss:
-            state = state.with_(quality_loss_pct=state.quality_loss_pct + loss)
+    for i, t in enumerate(steps):
+        before = state
+        key = tuple(step.id for step in steps[:i + 1])
+        if memo is not None and key in memo:
+            state = memo[key]
+        else:
+            here = ctx.on_model(state.spec)
+            state = t.transform(state, here)
+            loss = t.loss(here)
+            if loss:
+                state = state.with_(quality_loss_pct=state.quality_loss_pct + loss)
+            if memo is not None:
+                memo[key] = state
         states.append(state)
         if until_idle and idles(t, before, state):
             break
@@ -165,6 +156,7 @@ def search(ctx: Context, only_groups: frozenset[str] | None = None) -> SearchRes
     no_ops: set[str] = set()
     used: set[str] = set()
     seen: set[tuple[str, ...]] = set()
+    applied: dict[tuple[str, ...], PlanState] = {}  # the state after each run of steps from the baseline
     engine = workload.engine
 
     def consider(ids: set[str]) -> None:
@@ -185,7 +177,7 @@ def search(ctx: Context, only_groups: frozenset[str] | None = None) -> SearchRes
             return
         # where the losses are known whole (no step replaces the model), the steps after the first idle one are not
         # applied: the stack is dropped, and they may cost (the API servers' step prices the state it is given)
-        states = apply_steps(base, steps, ctx, until_idle=not any(t.replaces_model for t in steps))
+        states = apply_steps(base, steps, ctx, until_idle=not any(t.replaces_model for t in steps), memo=applied)
         if len(states) == len(steps) and states and \
                 states[-1].quality_loss_pct - base.quality_loss_pct > workload.max_quality_loss_pct + 1e-9:
             return
@@ -244,10 +236,6 @@ QUALITY_TIE = 0.05
 # simpler goes first: an 8-bit cache's 0.1% is not worth a router and two roles of instances, while the smallest
 # 4-bit loss (AWQ's 1.8% on Llama-2-13B) is more than this.
 QUALITY_EQUAL = 0.5
-# A step must move the goal's figure by more than this share to stay in a plan: a stack within this of the same stack
-# without it is read as that stack (SGLang's mixed chunk had been planned for throughput at +1.7% for
-# 60% more time to first token; nothing this close is told apart by the model, nor by a benchmark on a shared host)
-STEP_GAIN = 0.03
 
 
 def rank(candidates: tuple[Candidate, ...]) -> list[Candidate]:
@@ -260,7 +248,7 @@ def rank(candidates: tuple[Candidate, ...]) -> list[Candidate]:
     a 235B model quantized with llm-compressor, where a published one or the engine's own quantizing serves), each
     of them first read without the steps that do not earn their place (`earned`)."""
     def tier(c: Candidate):
-        return (0 if c.predicted.meets_slo else 1 if c.predicted.fits else 2, not c.speed_ok)
+        return (slo_tier(c.predicted), not c.speed_ok)
 
     def key(c: Candidate):
         return (*tier(c), round(c.score, 9), c.predicted.quality_loss_pct, len(c.ids), c.ids)

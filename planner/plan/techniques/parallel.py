@@ -9,6 +9,8 @@ from ...catalog.engine_refusals import attention_split_refusal
 from ...catalog.engines import engine_dp_shares_experts, engine_splits_layers
 from ...catalog.hardware import devices_per_host, devices_per_node
 from ..disaggregation import best_layout
+from ..objective import STEP_GAIN, score, slo_tier
+from ..predict import evaluate
 from ..state import PlanState, to_setup
 from . import Context, Technique, register
 from .quantization import whole_experts
@@ -125,11 +127,35 @@ def _data_parallel(state: PlanState, ctx: Context, size: int) -> PlanState:
 REPLICA_WEIGHT_SHARE = 2 / 3
 
 
+def _replica_sizes(state: PlanState, ctx: Context) -> list[int]:
+    """The replica sizes to weigh: from the fewest devices that hold the model (`_replica_devices`) up, doubling, to
+    one node, each dividing the devices into two replicas or more and the attention heads; none where only the whole
+    set holds it; one device each without tensor parallel."""
+    smallest = _replica_devices(state, ctx)
+    if smallest is None or _without_tp(ctx):
+        return [] if smallest is None else [smallest]
+    largest = min(_per_node(ctx), ctx.devices // 2)
+    return [size for size in (smallest << k for k in range(8)) if size <= largest and not ctx.devices % size
+            and (size == smallest or _split_refusal(ctx, size) is None)]
+
+
 def _dp(state: PlanState, ctx: Context) -> PlanState:
-    """Replicas where a smaller group holds the model in the plan's formats; otherwise nothing changes (the step is
-    dropped as one that changes nothing here)."""
-    size = _replica_devices(state, ctx)
-    return state if size is None else _data_parallel(state, ctx, size)
+    """Replicas where a smaller group holds the model in the plan's formats, of the size that serves the workload's
+    goal best (the search's objective, `objective.score`): the fewest devices a copy for throughput, where each copy
+    serves more sequences without the all-reduces; larger groups for latency, where each request's prefill and
+    tokens split over more devices (8 copies of an 8B over 8 devices each on 32 H100s had lost to one server of
+    tensor parallel 8 and 4 pipeline stages, for the first token of a copy on one device). Of sizes within
+    STEP_GAIN of the best the smallest, whose copies talk least. Otherwise nothing changes (the step is dropped as
+    one that changes nothing here)."""
+    layouts = [_data_parallel(state, ctx, size) for size in _replica_sizes(state, ctx)]
+    if len(layouts) < 2:
+        return layouts[0] if layouts else state
+    w = ctx.workload
+    ranked = [(slo_tier(p), score(p, w.goal, w.output_tokens_mean, w.concurrency))
+              for p in (evaluate(layout, w, full=False) for layout in layouts)]
+    top = min(ranked)
+    return next(layout for layout, (tier, x) in zip(layouts, ranked)
+                if tier == top[0] and x <= top[1] + STEP_GAIN * abs(top[1]))
 
 
 def _ep_check(ctx: Context) -> str | None:
@@ -211,8 +237,9 @@ register(
         id="data-parallel", engines=("vllm", "sglang", "trtllm", "tgi"),
         name="Data-parallel replicas", family="parallelism", group=GROUP,
         summary="Several copies of the model, each tensor-parallel over the fewest devices that hold it with room "
-                "for its cache, serving their share of the requests: throughput scales with the copies and no "
-                "step crosses a node (405B on 16 H100: two TP8 copies instead of TP8 x PP2). Inside a node vLLM "
+                "for its cache (or over more, up to a node, where the goal gains: a copy's first token and tokens come "
+                "sooner over more devices), serving their share of the requests: throughput scales with the copies "
+                "and no step crosses a node (405B on 16 H100: two TP8 copies instead of TP8 x PP2). Inside a node vLLM "
                 "copies only a MoE model's attention and dense layers: its experts stay one tensor-parallel group "
                 "over all the node's devices. TensorRT-LLM and TGI have no data-parallel option for it: each copy is "
                 "a server of its own behind a load balancer.",

@@ -39,7 +39,7 @@ def test_a_rejected_alternative_format_says_what_it_would_change():
     chosen = next(s.technique for s in advice.plan.steps if s.technique.startswith("weight-"))
     reasons = {r.technique: r.reason for r in advice.rejected}
     other = next(t for t in ("weight-int8", "weight-fp8") if t != chosen)
-    assert f"the plan uses {chosen}; with {other} instead: TPOT" in reasons[other]
+    assert f"the plan uses {chosen}; with {other} instead: TTFT" in reasons[other]
     assert "quality loss" in reasons[other] and "for the latency goal" in reasons[other]
 
 
@@ -49,7 +49,7 @@ def test_a_latency_plan_that_misses_the_workload_counts_the_requests_waiting_for
     the other five requests' wait for a slot was not counted. Now a request's latency is scaled by the turns the
     workload's sequences take through the plan's slots, and the plan holds them all."""
     from optiplan.planner.errors import ImpossibleError
-    from optiplan.planner.plan.search import score
+    from optiplan.planner.plan.objective import score
     a = None
     try:
         advise(AdviseRequest(model="granite-3.1-8b", hardware="a10g", num_devices=1, workload="agent", engine="tgi"))
@@ -114,6 +114,32 @@ def test_an_odd_count_of_devices_still_holds_replicas_of_one_device_each():
     assert p.throughput_tokens_per_s > 2.5 * one.throughput_tokens_per_s
     rejected = {r.technique: r.reason for r in advice.rejected}
     assert "whole attention heads" not in rejected.get("data-parallel", "")
+
+
+def test_the_replicas_size_follows_the_goal():
+    """An 8B on 32 H100s for chat latency had kept the baseline's one server of tensor parallel 8 and 4 pipeline
+    stages, since its only replicas were of one device, whose first token comes later; the step now weighs sizes
+    up to a node by the goal's objective: four copies of eight for latency, and still one device a copy for
+    throughput. The rejection of a slower stack names the first token, part of the latency goal's figure."""
+    from optiplan.planner.plan.objective import score
+
+    def plan(goal, devices=32):
+        return advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", num_devices=devices, workload="chat",
+                                    goal=goal))
+    latency = plan("latency")
+    p = latency.plan.predicted
+    assert "data-parallel" in [s.technique for s in latency.plan.steps]
+    assert (p.data_parallel, p.tensor_parallel, p.pipeline_parallel) == (4, 8, 1)
+    assert latency.plan.steps[[s.technique for s in latency.plan.steps].index("data-parallel")].params == {
+        "tensor_parallel_size": 8, "data_parallel_size": 4}
+    # against the baseline's layout with the same other steps (without data parallel)
+    single = advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", num_devices=32, workload="chat",
+                                  goal="latency", without=("data-parallel",))).plan.predicted
+    w = latency.workload
+    assert score(p, "latency", w.output_tokens_mean, w.concurrency) < \
+        0.97 * score(single, "latency", w.output_tokens_mean, w.concurrency)
+    throughput = plan("throughput", 8).plan.predicted
+    assert (throughput.data_parallel, throughput.tensor_parallel) == (8, 1)
 
 
 def test_a_plans_max_running_is_the_batch_it_serves_per_server():
@@ -189,19 +215,24 @@ def test_the_cost_goal_searches_the_concurrency_as_throughput_does():
 
 
 def test_idle_replicas_serve_nothing_and_the_advice_says_so():
-    """64 GPUs for a workload of 32 sequences: replicas without a sequence add no throughput, and stay in the cost."""
-    advice = advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", num_devices=64, workload="chat"))
+    """64 GPUs for a workload of 32 sequences: replicas without a sequence add no throughput, and stay in the cost.
+    Replicas of one device each (without tensor parallel): with it, the latency goal takes 8 replicas of 8, each
+    serving 4 of the sequences (`parallel._dp` weighs the replicas' size), and none stands idle."""
+    def plan(devices):
+        return advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", num_devices=devices, workload="chat",
+                                    without=("tensor-parallel",)))
+    advice, half = plan(64), plan(32).plan.predicted
     p = advice.plan.predicted
+    assert p.data_parallel == 64 and half.data_parallel == 32
     assert p.batch <= advice.workload.concurrency
-    if p.data_parallel > advice.workload.concurrency:
-        assert any("replicas stand idle" in w for w in advice.warnings)
-    # twice the devices of a plan with a device for each sequence (32 replicas of one: with tensor parallel, a TP8 x
-    # PP4 server with more API servers answers 32 users a little sooner): no more throughput, twice the cost per token
-    half = advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", num_devices=32, workload="chat",
-                                without=("tensor-parallel",))).plan
-    assert half.predicted.data_parallel == 32
-    assert p.throughput_tokens_per_s <= half.predicted.throughput_tokens_per_s * 1.01
-    assert p.cost_per_million_tokens_usd > 1.9 * half.predicted.cost_per_million_tokens_usd
+    assert any("replicas stand idle" in w for w in advice.warnings)
+    # twice the devices of a plan with a device for each sequence: no more throughput, twice the cost per token
+    assert p.throughput_tokens_per_s <= half.throughput_tokens_per_s * 1.01
+    assert p.cost_per_million_tokens_usd > 1.9 * half.cost_per_million_tokens_usd
+    tp = advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", num_devices=64, workload="chat"))
+    assert tp.plan.predicted.data_parallel * tp.plan.predicted.tensor_parallel == 64
+    assert tp.plan.predicted.data_parallel <= tp.workload.concurrency
+    assert not any("replicas stand idle" in w for w in tp.warnings)
 
 
 def test_a_default_is_read_at_the_release_the_plan_is_priced_at():
@@ -372,7 +403,8 @@ def test_a_step_that_moves_the_goal_by_under_three_percent_is_left_out():
     plan is the stack without it, and the reason says why; for latency, where it gains more, it stays."""
     from dataclasses import replace
 
-    from optiplan.planner.plan.search import STEP_GAIN, rank
+    from optiplan.planner.plan.objective import STEP_GAIN
+    from optiplan.planner.plan.search import rank
 
     request = AdviseRequest(model="qwen3-8b", hardware="h100-sxm", engine="sglang", goal="throughput")
     advice = advise(request)
