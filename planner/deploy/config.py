@@ -5,6 +5,7 @@ option exists, and the plan facts each engine mapping reads."""
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -175,16 +176,17 @@ SERVED_CONTEXT_MARGIN = 0.9
 def served_context(advice: Advice, engine: str) -> int:
     """The longest sequence (prompt and output) a server of `engine` accepts, as its option sets it (vLLM's
     --max-model-len, SGLang's --context-length, TGI's --max-total-tokens, TensorRT-LLM's max_seq_len, a llama.cpp
-    slot's share of --ctx-size). The workload's stated `max_context` where it states one. Else, where the engine's
-    cache grows with its sequences and admits a request without room for its whole length (`admission: on-demand`:
-    vLLM, SGLang), the longest one the plan's cache holds (`Prediction.max_context`, the model's maximum at most,
-    `SERVED_CONTEXT_MARGIN` under it, in whole thousands; the model's whole context where the cache holds a tenth more
-    at the workload's mean context), so that the requests past the workload's p95 are served
-    rather than refused. Else the p95 prompt plus output the plan is sized for: a longer limit would cost memory or
+    slot's share of --ctx-size). The workload's stated `max_context` where it states one, and its p95 prompt plus
+    output under the memory goal, whose configs hold the engine to the plan's memory (`holds_to_plan`). Else, where
+    the engine's cache grows with its sequences and admits a request without room for its whole length (`admission:
+    on-demand`: vLLM, SGLang), the longest one the plan's cache holds (`Prediction.max_context`, the model's maximum
+    at most, `SERVED_CONTEXT_MARGIN` under it, in whole thousands; the model's whole context where the cache holds a
+    tenth more at the workload's mean context), so that the requests past the workload's p95 are served rather than
+    refused. Else the p95 prompt plus output the plan is sized for: a longer limit would cost memory or
     sequences there (llama.cpp's slots are reserved whole, TensorRT-LLM admits a request with room for its whole
     length)."""
     w, p, model_max = advice.workload, advice.plan.predicted, advice.model.max_position_embeddings
-    if w.max_context or engine_fact(engine, "admission") != "on-demand" or unbounded(advice):
+    if w.max_context or engine_fact(engine, "admission") != "on-demand" or unbounded(advice) or holds_to_plan(advice):
         return w.context_needed
     # the model's whole context where one server's cache holds a tenth more than it at the mean context
     held = p.max_concurrency // serving_instances(p) * w.mean_context
@@ -239,39 +241,94 @@ def engine_memory_share(advice: Advice, engine: str, hw: HardwareSpec) -> float:
     return round((hw.memory_bytes - value) / hw.memory_bytes, 3) if kind == "reserve" else value
 
 
+def holds_to_plan(advice: Advice) -> bool:
+    """Whether the configs hold the engine to the memory the plan needs rather than the engine's default share: under
+    the memory goal, whose plan is the smallest footprint (an 8B in fp8 at 13.6 GB of an H100, which vLLM's default
+    0.9 would have grown to 72 GB of cache and all)."""
+    return advice.workload.goal == "memory"
+
+
+def cache_need(advice: Advice) -> float:
+    """Cache bytes per device the plan needs: its sequences at the workload's mean context, or, under the memory goal
+    (`holds_to_plan`), one sequence of the longest the server takes where that is more (vLLM refuses to start where
+    its cache cannot hold one sequence of --max-model-len). Per token the plan's cache over its sequences' mean
+    context, which reads a sliding window's or a recurrent state's growth too high, never too low."""
+    p, w = advice.plan.predicted, advice.workload
+    if not holds_to_plan(advice):
+        return p.kv_cache_per_device_bytes
+    # (the memory goal serves the workload's longest sequence: `served_context`)
+    longest = p.kv_cache_per_device_bytes / _device_sequences(advice) * w.context_needed / max(w.mean_context, 1)
+    return max(float(p.kv_cache_per_device_bytes), longest)
+
+
+def _device_sequences(advice: Advice) -> int:
+    """The plan's sequences in one device's cache: a server's, over its data-parallel attention ranks."""
+    p = advice.plan.predicted
+    return max(1, sequences_per_server(p, advice.workload.concurrency) // max(p.attention_data_parallel, 1))
+
+
 def _need(advice: Advice, static: HardwareSpec | None) -> float:
     """The share of each device the plan holds: all of it, or, for SGLang's --mem-fraction-static (`static`: the
     device), its weights and cache as a share of the memory left once the runtime is up, the memory SGLang takes that
-    fraction of (`analytic.memory.cache_room` sizes the plan's cache so)."""
+    fraction of (`analytic.memory.cache_room` sizes the plan's cache so); the cache as `cache_need` counts it."""
     p = advice.plan.predicted
+    kv = cache_need(advice)
     if static is not None:
         room = static.memory_bytes - static.runtime_overhead_bytes
-        return (p.weights_per_device_bytes + p.kv_cache_per_device_bytes) / room if room > 0 else 1.0
-    return p.memory_per_device_bytes / p.device_memory_bytes if p.device_memory_bytes else 0.0
+        return (p.weights_per_device_bytes + kv) / room if room > 0 else 1.0
+    held = p.memory_per_device_bytes - p.kv_cache_per_device_bytes + kv
+    return held / p.device_memory_bytes if p.device_memory_bytes else 0.0
 
 
 def memory_fraction(advice: Advice, default: float = DEFAULT_MEMORY_FRACTION,
                     static: HardwareSpec | None = None) -> float:
     """The share of each device the engine may claim: its default, which the plan's cache is sized within for the
     engines that set one (`analytic.memory.cache_room`), or what the plan needs plus 2% where that is more (a plan
-    that needs 95% of the card does not start at 90%); at most 98%. `static`: the device, for a static fraction of
-    its memory after the runtime (SGLang's)."""
-    return _fraction(_need(advice, static), default)
+    that needs 95% of the card does not start at 90%), or under the memory goal (`holds_to_plan`) whatever it is; at
+    most 98%. `static`: the device, for a static fraction of its memory after the runtime (SGLang's)."""
+    return _fraction(_need(advice, static), default, holds_to_plan(advice))
 
 
 def free_memory_fraction(advice: Advice, default: float) -> float:
     """TensorRT-LLM's free_gpu_memory_fraction: its default, or the share of the memory left after the weights,
-    activations and runtime that the plan's cache takes (plus 2%) where the plan raised it, at most 98%."""
+    activations and runtime that the plan's cache takes (plus 2%) where the plan raised it or the memory goal holds
+    the engine to it, at most 98%."""
     p = advice.plan.predicted
     free = p.device_memory_bytes - (p.memory_per_device_bytes - p.kv_cache_per_device_bytes)
-    return _fraction(p.kv_cache_per_device_bytes / free if free > 0 else 1.0, default)
+    return _fraction(cache_need(advice) / free if free > 0 else 1.0, default, holds_to_plan(advice))
 
 
-def _fraction(need: float, default: float) -> float:
+def _fraction(need: float, default: float, held: bool = False) -> float:
     """A memory option's value: the engine's default where the plan needs no more, else the need plus 2%, at most
-    98%."""
+    98%; `held`: the need plus 2%, rounded up to the hundredth, whatever the default."""
+    if held:
+        return min(math.ceil(round((need + 0.02) * 100, 6)) / 100, MAX_MEMORY_FRACTION)
     # at the rendered precision: a plan sized to the engine's own share needs that share, not a hair more
     return default if round(need, 3) <= default else round(min(need + 0.02, MAX_MEMORY_FRACTION), 2)
+
+
+def held_memory(cfg: EngineConfig, advice: Advice, option: str, of: str, hw: HardwareSpec) -> None:
+    """Under the memory goal (`holds_to_plan`): the sequences one server's cache holds at the value `cfg` sets for the
+    engine's memory `option` (`of`: a share of the "device", of the device after the runtime for the weights and
+    cache, "static" as SGLang's, or of the memory "free" once the weights and activations are in, TensorRT-LLM's),
+    and a note that says why it is that low."""
+    if not holds_to_plan(advice):
+        return
+    p, w = advice.plan.predicted, advice.workload
+    value = float(cfg.options.get(option.lstrip("-"), cfg.env.get(option, 0)))
+    rest = p.memory_per_device_bytes - p.kv_cache_per_device_bytes  # weights, activations, runtime
+    cache = {"device": value * hw.memory_bytes - rest,
+             "static": value * (hw.memory_bytes - hw.runtime_overhead_bytes) - p.weights_per_device_bytes,
+             "free": value * (hw.memory_bytes - rest)}[of]
+    ranks, held = max(p.attention_data_parallel, 1), _device_sequences(advice)
+    if p.kv_cache_per_device_bytes > 0:
+        cfg.cache_holds = int(cache // (p.kv_cache_per_device_bytes / held)) * ranks
+    said = f"{option}={value:g}" if option in cfg.env else f"{option} {value:g}"
+    cfg.notes.append(f"{said}: the memory goal holds the engine to what the plan needs, "
+                     f"{p.memory_per_device_bytes / 1e9:,.1f} GB per device with a cache for {held * ranks} "
+                     f"sequence{'' if held * ranks == 1 else 's'} "
+                     f"at the mean context and one of {w.context_needed:,} tokens, plus 2% to spare; the engine's "
+                     "default share would fill the rest of the device with cache. Raise it to serve more sequences")
 
 
 def memory_note(advice: Advice, option: str, static: HardwareSpec | None = None) -> str | None:

@@ -14,6 +14,7 @@ from .config import (
     context_note,
     dtype16,
     engine_memory_share,
+    held_memory,
     max_seqs,
     memory_fraction,
     memory_note,
@@ -38,6 +39,8 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
     note = memory_note(advice, "--mem-fraction-static", static=hw)
     if note:
         cfg.notes.append(note)
+    else:
+        held_memory(cfg, advice, "--mem-fraction-static", "static", hw)
     if p.pipeline_parallel > 1:  # SGLang starts pipeline stages only without its overlap scheduler (the 0.5 series)
         o.update({"pipeline-parallel-size": p.pipeline_parallel, "disable-overlap-schedule": True})
     quant = {"weight-fp8": "fp8", "weight-int4-awq": "awq", "weight-int4-gptq": "gptq", "weight-w8a8-int8": "w8a8_int8",

@@ -16,6 +16,7 @@ from .config import (
     context_note,
     dtype16,
     engine_memory_share,
+    held_memory,
     max_seqs,
     memory_fraction,
     memory_note,
@@ -64,6 +65,9 @@ def _memory_share(cfg: EngineConfig, advice: Advice, hw: HardwareSpec) -> None:
         cfg.env["TGI_WIGGLE_ROOM"] = f"{share:g}"
         cfg.notes.append(f"TGI_WIGGLE_ROOM={share:g}: TGI runs within {default:.0%} of each device by default "
                          f"(CUDA_MEMORY_FRACTION 1.0 x TGI_WIGGLE_ROOM 0.90), and the plan needs more")
+    elif share < default:  # the memory goal holds it to the plan (`held_memory`)
+        cfg.env["TGI_WIGGLE_ROOM"] = f"{share:g}"
+        held_memory(cfg, advice, "TGI_WIGGLE_ROOM", "device", hw)
     if note := memory_note(advice, "TGI_WIGGLE_ROOM"):
         cfg.notes.append(note)
 

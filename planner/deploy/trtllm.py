@@ -20,6 +20,7 @@ from .config import (
     context_note,
     engine_memory_share,
     free_memory_fraction,
+    held_memory,
     max_seqs,
     model_reference,
     no_option,
@@ -39,6 +40,7 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
               "kv_cache_free_gpu_memory_fraction": free_memory_fraction(
                   advice, engine_memory_share(advice, "trtllm", hw))})
     cfg.notes.append(context_note(advice, "trtllm", "max_seq_len"))
+    held_memory(cfg, advice, "kv_cache_free_gpu_memory_fraction", "free", hw)
     kv: dict[str, Any] = {"free_gpu_memory_fraction": o["kv_cache_free_gpu_memory_fraction"]}
     steps = plan_steps(advice)
     for t_id, step in steps.items():

@@ -21,6 +21,7 @@ from .config import (
     data_parallel_ranks,
     dtype16,
     engine_memory_share,
+    held_memory,
     max_seqs,
     memory_fraction,
     memory_note,
@@ -80,6 +81,8 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
         _cpu_cache(cfg, advice)
     elif note := memory_note(advice, "--gpu-memory-utilization"):
         cfg.notes.append(note)
+    else:
+        held_memory(cfg, advice, "--gpu-memory-utilization", "device", hw)
     # AWQ and GPTQ run on the Marlin kernels from Ampere on; naming plain `awq`/`gptq` forces vLLM's slow path
     # ("Use quantization=awq_marlin for faster inference", profiles/engines/vllm.yaml)
     marlin = hw.features.backend == "cuda" and float(hw.features.compute_capability or 0) >= 8.0
