@@ -86,7 +86,14 @@ def _draft_bytes(state: PlanState, reserved: float) -> tuple[float, float] | Non
 
 def serving_figures(state: PlanState, s: Setup, workload: Workload, batch: int) -> tuple[float, float, float]:
     """(mean inter-token latency, time to first token of a p95 prompt, in seconds; output tokens per second) of `batch`
-    requests of the workload's mean lengths served together by one replica, prefill included.
+    requests of the workload's mean lengths served together by one replica (`serving_waits`)."""
+    return serving_waits(state, s, workload, batch)[:3]
+
+
+def serving_waits(state: PlanState, s: Setup, workload: Workload,
+                  batch: int) -> tuple[float, float, float, float]:
+    """`serving_figures` and, of the time to first token, the seconds a request waits for the engine's front end: of
+    `batch` requests of the workload's mean lengths served together by one replica, prefill included.
 
     Continuous batching is the request model's (`analytic.requests`), as `profile` predicts it: the waiting prompts
     ride in the decode steps, in chunks of the engine's budget with chunked prefill and whole without (in-flight
@@ -118,7 +125,7 @@ def serving_figures(state: PlanState, s: Setup, workload: Workload, batch: int) 
         latency = s.first_token_latency_s
         cycle = f["ttft_s"] + (o - 1) * itl + (0.0 if workload.goal == "throughput" else latency)
         g = front_end({"cycle_s": cycle, "ttft_s": cycle, "queue_s": 0.0}, batch, s.request_host_s)
-        return itl, ttft + latency + g["queue_s"], batch * o / g["cycle_s"]
+        return itl, ttft + latency + g["queue_s"], batch * o / g["cycle_s"], g["queue_s"]
     tpot = _tpot_s(state, s, batch, workload.mean_context)
     ttft = prefill_step(s, 1, p95, cached_tokens(p95, share)).time_s + first_token_step_s(s, batch, p95) \
         + _draft_prefill_s(state, p95, share)
@@ -126,7 +133,7 @@ def serving_figures(state: PlanState, s: Setup, workload: Workload, batch: int) 
     # a static batch ends with its longest output, its other slots idle meanwhile (p95 - mean of the outputs); a batch
     # of one has no other slot
     idle = workload.output_tokens_mean / workload.output_tokens_p95 if batch > 1 else 1.0
-    return tpot, ttft, batch * o / cycle * idle
+    return tpot, ttft, batch * o / cycle * idle, 0.0
 
 
 def sequences_per_server(p: Prediction, concurrency: int) -> int:
@@ -221,6 +228,7 @@ def evaluate(state: PlanState, workload: Workload, full: bool = True,
     context = workload.mean_context
     serving = replicas  # instances serving sequences (not the prefill instances of a disaggregated plan)
     sequences = None  # the sequences served at once, where not every serving instance's batch
+    waits_s = 0.0  # of the time to first token, the wait for the engine's front end
     if state.prefill_instances:
         serving = replicas - state.prefill_instances
         r = disaggregated_rates(s, workload, state.prefill_instances, serving, share,
@@ -230,7 +238,7 @@ def evaluate(state: PlanState, workload: Workload, full: bool = True,
         filled = fill and workload.goal in ("throughput", "cost") and max_conc > batch
         if filled:
             batch = throughput_batch(state, s, workload, batch, max_conc)
-        tpot, ttft_s, throughput = serving_figures(state, s, workload, batch)
+        tpot, ttft_s, throughput, waits_s = serving_waits(state, s, workload, batch)
         # the replicas that have sequences to serve: a goal that fills them fills them all; otherwise the workload's
         # sequences spread over as many as they take, and the rest stand idle (still paid for)
         sequences = batch * replicas if filled else min(batch * replicas, workload.concurrency)
@@ -265,6 +273,7 @@ def evaluate(state: PlanState, workload: Workload, full: bool = True,
         fits=fit, max_concurrency=room * serving, max_context=max_context(s, 1, raised=True) if full else 0,
         batch=sequences or batch * serving,
         ttft_ms=ttft_s * 1e3, tpot_ms=tpot * 1e3, throughput_tokens_per_s=throughput,
+        front_end_wait_ms=min(waits_s, ttft_s) * 1e3,
         prefill_intensity=prefill.intensity(s.shards), decode_intensity=decode.intensity(s.shards),
         ridge_flops_per_byte=s.ridge, quality_loss_pct=round(state.quality_loss_pct, 4),
         **dtypes_and_layout(state, s), cost_per_million_tokens_usd=cost, slo_violations=violations,

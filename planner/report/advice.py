@@ -12,8 +12,8 @@ from ..catalog.engines import engine_fact
 from ..catalog.workloads import priced_tokens
 from ..numbers import rate, usd
 from ..schema.advice import Advice
-from .figures import (AS_IF_NOTE, alternative_columns, any_as_if, baseline_label, cost_and_loss, plan_below,
-                      predicted_summary, step_columns)
+from .figures import (AS_IF_NOTE, WAIT_NOTE, alternative_columns, any_as_if, any_wait, baseline_label, cost_and_loss,
+                      plan_below, predicted_summary, step_columns)
 
 FORMATS = ("text", "md", "html", "json")
 
@@ -75,6 +75,8 @@ def template_env():
     env.globals["plan_below"] = plan_below
     env.globals["any_as_if"] = any_as_if
     env.globals["as_if_note"] = AS_IF_NOTE
+    env.globals["any_wait"] = any_wait
+    env.globals["wait_note"] = WAIT_NOTE
     env.globals["cost_and_loss"] = cost_and_loss
     env.globals["baseline_label"] = baseline_label
     env.globals["measured_heading"] = MEASURED_HEADING
@@ -144,6 +146,8 @@ def text_report(advice: Advice, color: bool = True, file=None) -> str:
         console.print(f"[dim](default): {DEFAULT_NOTE.format(engine=a.workload.engine)}[/]")
     if any_as_if(a):
         console.print(f"[dim]{AS_IF_NOTE}[/]")
+    if any_wait(a):
+        console.print(f"[dim]{WAIT_NOTE}[/]")
     console.print(f"Predicted: {predicted_summary(a)}{cost_and_loss(a)}")
     if a.accuracy:  # what the ± mean, as the Markdown and HTML reports say under the same line
         console.print(f"[dim]{bands_note(a.accuracy)}[/]")

@@ -27,6 +27,10 @@ class Prediction(Frozen):
     max_context: int = Field(description="longest single sequence that fits")
     batch: int = Field(description="sequences decoded together: the workload's concurrency, capped by memory")
     ttft_ms: float = Field(description="prefill of a p95 prompt")
+    front_end_wait_ms: float = Field(0.0, exclude_if=lambda v: v == 0,
+                                     description="of ttft_ms: the time a request waits for the engine's front end (its "
+                                                 "API server) before its prefill, where the front end bounds the "
+                                                 "requests a server completes")
     tpot_ms: float = Field(description="time per output token at the batch and mean context")
     throughput_tokens_per_s: float = Field(description="output tokens per second, all sequences")
     prefill_intensity: float

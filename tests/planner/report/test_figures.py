@@ -86,3 +86,30 @@ def test_rows_that_do_not_fit_show_their_speeds_as_if_they_did():
     assert not none.plan.predicted.fits and plan_below(none).startswith("Nothing fits: the plan below")
     summary = predicted_summary(none)
     assert summary.count("(±") == 1 and "GB per device (±" in summary  # the memory's band only
+
+
+def test_a_first_token_that_waits_for_the_front_end_says_so():
+    """The 1B for throughput on an H100: its fp8 row's first token came at 227 ms where the baseline's had come at 88,
+    at the same 13,333 tokens/s, with nothing to say why: the faster device leaves more requests waiting for vLLM's
+    API server. The rows now mark such a TTFT, a note says what the mark means, and the plan's line says how much of
+    its TTFT is that wait; the plan that scales the API servers out waits for none."""
+    from optiplan.planner.plan.advise import advise
+    from optiplan.planner.report.advice import render
+    from optiplan.planner.report.figures import WAIT_NOTE, predicted_summary
+    from optiplan.planner.schema import AdviseRequest
+
+    a = advise(AdviseRequest(model="llama-3.2-1b", hardware="h100-sxm", workload="chat", goal="throughput",
+                             engine="vllm"))
+    fp8 = next(s.predicted for s in a.plan.steps if s.technique == "weight-fp8")
+    assert 0.5 * fp8.ttft_ms < fp8.front_end_wait_ms < fp8.ttft_ms
+    assert 0 < a.baseline.front_end_wait_ms < fp8.front_end_wait_ms
+    assert a.plan.steps[-1].technique == "api-server-scale-out" and a.plan.predicted.front_end_wait_ms == 0
+    assert "front_end_wait_ms" not in a.plan.predicted.model_dump()  # left out of the JSON where there is none
+    for fmt in ("md", "html", "text"):
+        assert f"{fp8.ttft_ms:,.1f} †" in render(a, fmt), fmt
+    assert WAIT_NOTE in render(a, "md") and WAIT_NOTE.replace("'", "&#39;") in render(a, "html")
+    assert "waiting for the engine's front end" not in predicted_summary(a)
+    one = advise(AdviseRequest(model="llama-3.2-1b", hardware="h100-sxm", workload="chat", goal="throughput",
+                               engine="vllm", without=("api-server-scale-out",)))
+    assert f"{one.plan.predicted.front_end_wait_ms:,.0f} ms of it waiting for the engine's front end" in \
+        predicted_summary(one)
