@@ -7,10 +7,10 @@ from collections.abc import Callable
 
 from ..numbers import rate
 from ..schema.advice import Prediction, Rejection
-from .graph import conflicting
+from .graph import conflicting, plan_order
 from .objective import STEP_GAIN
-from .search import QUALITY_TIE, Candidate, SearchResult, idles, within_step_gain
-from .techniques import Context, all_techniques, requirements, runtime_conflict
+from .search import QUALITY_TIE, Candidate, SearchResult, apply_steps, idles, within_step_gain
+from .techniques import Context, Technique, all_techniques, requirements, runtime_conflict
 
 GB = 1e9
 
@@ -42,13 +42,20 @@ def rejections(best: Candidate, ranked: list[Candidate], result: SearchResult, c
                     f"; with {t_id} instead: " + trade(instead, best, ctx.workload.goal) if instead is not None else "")
             elif clash is not None:
                 reason = clash
+            elif (loss := t.loss(ctx.on_model(best.state.spec))) and \
+                    best.predicted.quality_loss_pct + loss > ctx.workload.max_quality_loss_pct + 1e-9:
+                reason = (f"with it the plan exceeds the quality budget: {best.predicted.quality_loss_pct:g}% + "
+                          f"{loss:g}% > {ctx.workload.max_quality_loss_pct:g}%")
             else:
                 # the plan with it added, where the search priced that stack (the nearest such, as for a swap);
-                # else the best-ranked stack of the plan's steps with it (a smaller one: said against the plan)
+                # else the stack with it of the most of the plan's steps, the best-ranked of those (a smaller one,
+                # said against the plan with the steps it leaves out: the 1B's kv-fp8 had been weighed on the
+                # baseline, "quality loss 0.1% against 0.5% without")
                 added = chosen | {t_id}
+                within = [c for c in ranked if t_id in c.ids and set(c.ids) - {t_id} <= chosen]
                 with_it = next((c for c in ranked if set(c.ids) == added), None) or next(
-                    (c for c in ranked if set(c.ids) - always == added - always), None) or next(
-                    (c for c in ranked if t_id in c.ids and set(c.ids) - {t_id} <= chosen), None)
+                    (c for c in ranked if set(c.ids) - always == added - always), None) or (
+                    min(within, key=lambda c: -len(set(c.ids) & chosen)) if within else None)
                 needed = next((r for r in requirements(t, ctx.workload.engine) if r not in chosen), None)
                 if with_it is None and needed is not None:
                     why = result.rejected.get(needed)
@@ -60,9 +67,27 @@ def rejections(best: Candidate, ranked: list[Candidate], result: SearchResult, c
                     # as that other stack's figures
                     reason = "changes nothing here: " + (t.unchanged or "the configuration already has what it sets")
                 else:
-                    reason = worse(with_it, best, ctx.workload.goal)
+                    reason = worse(with_it, best, ctx.workload.goal) + _left_out(with_it, best, t, result, ctx)
         out.append(Rejection(technique=t_id, reason=reason))
     return out
+
+
+def _left_out(with_it: Candidate, best: Candidate, t: Technique, result: SearchResult, ctx: Context) -> str:
+    """Where the stack a rejected technique is weighed on leaves out some of the plan's steps, which and why: beside
+    it they change nothing (the search drops a stack with an idle step), or the stack with them all is over a limit."""
+    techniques = all_techniques()
+    missing = [i for i in best.ids if i not in with_it.ids and not techniques[i].always_on]
+    if not missing:
+        return ""
+    steps = [techniques[i] for i in plan_order(sorted({*best.ids, t.id}))]
+    states = apply_steps(result.baseline, steps, ctx)
+    idle = {s.id for prev, cur, s in zip([result.baseline, *states], states, steps) if idles(s, prev, cur)}
+    said = ", ".join(missing)
+    if set(missing) <= idle:
+        one = len(missing) == 1
+        return (f" (beside it the plan's {said} change{'s' if one else ''} nothing: priced without "
+                f"{'it' if one else 'them'})")
+    return f" (the plan's stack with it, less {said}: the search kept no stack of them all)"
 
 
 def trade(other: Candidate, best: Candidate, goal: str) -> str:

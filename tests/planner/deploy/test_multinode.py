@@ -154,13 +154,13 @@ def test_replicas_inside_one_node_each_start_their_own_server():
 
 
 @pytest.mark.parametrize("model,devices,count,cores", [
-    # one engine core: 3 API servers + 1 engine core + 1 GPU worker (vLLM's docs/configuration/optimization.md)
-    ("llama-3.2-1b", 1, 3, 5),
-    # two servers of eight data-parallel ranks (16 replicas of one GPU): 3 API servers for each rank, 24 + 8 + 8 + the
-    # coordinator; not 48, the count over every replica, nor the data-parallel step's one per rank
-    ("llama-3.2-1b", 16, 24, 41),
+    # one engine core: 4 API servers + 1 engine core + 1 GPU worker (vLLM's docs/configuration/optimization.md)
+    ("llama-3.2-1b", 1, 4, 6),
+    # two servers of eight data-parallel ranks (16 replicas of one GPU): 4 API servers for each rank, 32 + 8 + 8 + the
+    # coordinator; not 64, the count over every replica, nor the data-parallel step's one per rank
+    ("llama-3.2-1b", 16, 32, 49),
     # eight ranks of one server
-    ("llama-3.2-1b", 8, 24, 41),
+    ("llama-3.2-1b", 8, 32, 49),
     # a MoE model's data-parallel attention ranks (vLLM's layout: the experts one group over the eight): two each
     ("deepseek-v2-lite", 8, 16, 33),
     # a MoE model's replicas of one GPU each start a server apiece (vLLM's ranks would share their experts): two each

@@ -142,6 +142,44 @@ def test_the_replicas_size_follows_the_goal():
     assert (throughput.data_parallel, throughput.tensor_parallel) == (8, 1)
 
 
+def test_the_throughput_batch_meets_both_slos_and_earns_its_size():
+    """The throughput goal's batch: tried at powers of two, it had stopped at one below where an SLO binds (an 8B on an
+    H100 for code completion: 16, where 24 meets its 30 ms per token); it took a larger one for any gain (the
+    8B for chat, 512 -> 737 sequences for 0.4% more tokens/s at 43% more time per token); and it looked at the time
+    per token only, so an fp8 cache's larger batch broke chat's 2 s time to first token (the 1B: TTFT 6,533 ms)."""
+    from optiplan.planner.catalog.hardware import resolve_hardware
+    from optiplan.planner.catalog.models import resolve_model
+    from optiplan.planner.catalog.workloads import load_workload, with_overrides
+    from optiplan.planner.plan.advise import build_context
+    from optiplan.planner.plan.objective import STEP_GAIN
+    from optiplan.planner.plan.predict import serving_figures
+    from optiplan.planner.plan.search import rank, search
+    from optiplan.planner.plan.state import to_setup
+
+    def best(model, workload):
+        w = with_overrides(load_workload(workload), goal="throughput", engine="vllm")
+        c = rank(search(build_context(resolve_model(model), resolve_hardware("h100-sxm"), 1, w)).candidates)[0]
+        return c, w, to_setup(c.state)
+
+    code, w, s = best("llama-3.1-8b", "code-completion")
+    b = code.predicted.batch
+    assert code.predicted.meets_slo and b & (b - 1)  # not a power of two
+    # between it and the next power of two, no batch meets both SLOs and serves STEP_GAIN more
+    rate = serving_figures(code.state, s, w, b)[2]
+    for n in range(b + 1, 1 << b.bit_length()):
+        tpot, ttft, more = serving_figures(code.state, s, w, n)
+        assert tpot * 1e3 > w.slo.tpot_p95_ms or ttft * 1e3 > w.slo.ttft_p95_ms or more < (1 + STEP_GAIN) * rate
+    tpot, ttft, _ = serving_figures(code.state, s, w, 1 << b.bit_length())  # and the power of two misses one
+    assert tpot * 1e3 > w.slo.tpot_p95_ms or ttft * 1e3 > w.slo.ttft_p95_ms
+    chat, w, s = best("llama-3.1-8b", "chat")
+    b, rate = chat.predicted.batch, chat.predicted.throughput_tokens_per_s
+    for n in (2 * b, chat.predicted.max_concurrency):  # a larger batch breaks the SLO or gains under STEP_GAIN
+        tpot, _, more = serving_figures(chat.state, s, w, n)
+        assert tpot * 1e3 > w.slo.tpot_p95_ms or more < (1 + STEP_GAIN) * rate
+    small, _, _ = best("llama-3.2-1b", "chat")
+    assert "kv-fp8" in small.ids and small.predicted.meets_slo
+
+
 def test_a_plans_max_running_is_the_batch_it_serves_per_server():
     """The throughput goal serves more sequences than the workload names: the paged cache's max_running says the
     plan's per-server batch, as the rendered config does, not the workload's 128 (vLLM's, per data-parallel rank:

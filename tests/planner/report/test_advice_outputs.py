@@ -227,15 +227,24 @@ def test_a_training_report_describes_its_job_not_prompts_and_outputs(fmt):
 
 def test_a_technique_left_out_is_weighed_on_the_plan_itself():
     """'Not in the plan' compared a technique on a smaller stack against the whole plan: kv-fp8 for the 1B read 'no
-    gain ... quality loss 0.1% against 0.3% without' (the baseline with it against the fp8 plan). Added to the plan
-    itself it breaks chat's TTFT target, which is now the reason; a declared conflict with a plan step is named as
-    such (SGLang's mixed chunks beside speculative decoding)."""
+    gain ... quality loss 0.1% against 0.3% without' (the baseline with it against the fp8 plan), and on an A100 for
+    code completion 'quality loss 0.1% against 0.5% without', where added to the plan it exceeds the 0.5% budget,
+    which is now the reason. Where a stack with all the plan's steps is not priced because one of them changes
+    nothing beside the technique, the reason says so; a declared conflict with a plan step is named as such
+    (SGLang's mixed chunks beside speculative decoding)."""
     from optiplan.planner.plan.advise import advise
     from optiplan.planner.schema import AdviseRequest
 
-    a = advise(AdviseRequest(model="llama-3.2-1b", hardware="h100-sxm", engine="vllm", goal="throughput"))
+    a = advise(AdviseRequest(model="llama-3.2-1b", hardware="a100-80gb-sxm", engine="vllm", goal="throughput",
+                             workload="code-completion"))
+    assert a.plan.quality_loss_pct == 0.5
     why = {r.technique: r.reason for r in a.rejected}
-    assert why["kv-fp8"].startswith("with it the plan misses the workload: TTFT")
+    assert why["kv-fp8"] == "with it the plan exceeds the quality budget: 0.5% + 0.1% > 0.5%"
+    two = advise(AdviseRequest(model="llama-3.2-1b", hardware="h100-sxm", num_devices=2, engine="vllm",
+                               goal="latency"))
+    assert "api-server-scale-out" in [s.technique for s in two.plan.steps]
+    assert {r.technique: r.reason for r in two.rejected}["data-parallel"].endswith(
+        "(beside it the plan's api-server-scale-out changes nothing: priced without it)")
     b = advise(AdviseRequest(model="qwen3-30b-a3b", hardware="h100-sxm", num_devices=8, engine="sglang"))
     spec = next(s.technique for s in b.plan.steps if s.technique.startswith("spec-"))
     assert {r.technique: r.reason for r in b.rejected}["mixed-chunk"].startswith(f"it does not run beside {spec}")
