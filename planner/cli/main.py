@@ -376,7 +376,7 @@ def advise(model: str, hardware: str, num_devices: int | None, workload: str | N
 
 
 def _emit_configs(advice, request, out_dir: Path, force: bool) -> None:
-    """`advise --emit-configs`: every engine's files for the advice, or, for a training plan, a warning instead."""
+    """`advise --emit-configs`: every engine's files for the advice, or, for a training plan, its training files."""
     from ..deploy.bundle import bundle, targets_of, training_refusal
     from ..deploy.render import write
     from ..plan.advise import advise as run_advise

@@ -18,6 +18,7 @@ from ..schema.advice import Advice
 from ..schema.releases import plan_engine
 from .config import ENGINES, TARGETS
 from .render import render_all
+from .training import training_files
 
 # advise for one engine on a given device and count: (engine, hardware id, devices) -> the plan; engine None: the one
 # `advise` picks when none is named (the workload's where it runs on the device, else one that does)
@@ -76,23 +77,28 @@ def own_plans(advice: Advice, engines: list[str], advise_for: AdviseFor
 
 
 def training_refusal(advice: Advice) -> str | None:
-    """Why a plan has no serving config: its workload is a training job (a training goal, or a `training` section
-    whose goal `--goal` overrode), or None."""
+    """Why a plan has no config: its workload is a training job whose goal `--goal` overrode to a serving one (a
+    serving plan of a job that serves nothing), or None. A training plan renders its training files
+    (`deploy.training`)."""
     w = advice.workload
-    if w.goal != "training" and w.training is None:
+    if w.training is None or w.goal == "training":
         return None
-    steps = ", ".join(s.technique for s in advice.plan.steps) or "no steps"
-    return (f"the {w.name} workload " + (f"plans a training job ({steps})" if w.goal == "training" else
-                                          f"is a training job (its goal overridden to {w.goal})")
-            + ", and deployment configs render serving engines: `optiplan advise` gives the training plan's steps, "
-              "memory and step time; to serve the fine-tuned model, render configs for a serving workload (e.g. "
-              "--workload chat)")
+    return (f"the {w.name} workload is a training job (its goal overridden to {w.goal}), and deployment configs "
+            "render serving engines for a serving workload (e.g. --workload chat) and training files for a training "
+            "goal")
+
+
+def is_training(advice: Advice) -> bool:
+    """Whether the plan is a training job's, whose files are a training script and its launch config."""
+    return advice.workload.goal == "training" and advice.workload.training is not None
 
 
 def bundle(advice: Advice, targets: list[str], advise_for: AdviseFor) -> Bundle:
     """The files for `targets` (see `targets_of`): a single target renders `advice`, which must be its own engine's
     plan; several render each engine from its own plan (`own_plans`) and the wrappers and index from `advice`. A
-    training plan has no serving config: it is refused, saying what to do instead."""
+    training plan renders its training files instead (`deploy.training`)."""
+    if is_training(advice):
+        return Bundle(training_files(advice), target="train")
     if why := training_refusal(advice):
         raise DeployError(why)
     plans, notes, unfit = own_plans(advice, [t for t in targets if t in ENGINES], advise_for) if len(targets) > 1 \
@@ -108,8 +114,8 @@ def configs(target: str | None, serving_engine: str | None, hardware: str, devic
     wrappers (compose, kubernetes) and `all` render the serving engine's, and each engine of `all` its own on the same
     device. Without a target, or a wrapper without a serving engine, the engine is the one `advise` plans for when
     none is named: the workload's (vLLM) where it runs on the device, else one that does (llama.cpp on a Mac); a
-    serving workload whose engine has no configs (transformers) is served by vLLM; a training one is refused
-    (`bundle`)."""
+    serving workload whose engine has no configs (transformers) is served by vLLM; a training one renders its
+    training files (`bundle`)."""
     for engine in (target, serving_engine):
         try:
             plan_engine(engine)
@@ -119,6 +125,8 @@ def configs(target: str | None, serving_engine: str | None, hardware: str, devic
         raise UnknownNameError("engine", target, TARGETS)
     engine = target if target in ENGINES else serving_engine
     advice = advise_for(engine, hardware, devices)
+    if is_training(advice):  # a training job's files, planned for the engine that trains (transformers)
+        return bundle(advise_for(None, hardware, devices) if engine else advice, [], advise_for)
     if engine is None and advice.workload.engine not in ENGINES:
         advice = advise_for("vllm", hardware, devices)
     target = target or advice.workload.engine

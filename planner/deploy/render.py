@@ -158,7 +158,8 @@ def shell_command(argv: list[str]) -> str:
 
 
 @lru_cache(maxsize=1)
-def _env():
+def template_env():
+    """The deployment templates' environment, with the filters and globals they use."""
     import jinja2
 
     from ...templates import TEMPLATES_DIR
@@ -226,7 +227,7 @@ def _render(advice: Advice, target: str, serving_engine: str | None = None) -> t
     engine = target if target in ENGINES else engine
     cfg = engine_config(advice, engine)
     advice = as_distilled(advice)[0]  # the model the config serves (a distilled plan's student) names the files
-    env = _env()
+    env = template_env()
     per_node = devices_per_host(hw)  # a node here is a host: a GB200 tray, not its 72-GPU NVLink domain
     ctx = dict(a=advice, cfg=cfg, hw=hw, engine=engine, port=PORT, image=engine_image(engine, hw.features.backend),
                health=HEALTH[engine],
@@ -468,7 +469,7 @@ def render_all(advice: Advice, targets: list[str], plans: dict[str, Advice] | No
                 key, text = f"{_folder(target)}/README.md", text.replace(f"./{_folder(target)}/serve.sh", "./serve.sh")
             files[key] = text
     if len(targets) > 1:
-        files["README.md"] = _env().get_template("index.md.j2").render(
+        files["README.md"] = template_env().get_template("index.md.j2").render(
             a=advice, targets=targets, rendered=rendered, skipped=skipped, files=sorted(files), notes=notes or [],
             warnings=warnings, own_plans=sorted(t for t in plans or {} if t in rendered))
     return files, skipped, warnings

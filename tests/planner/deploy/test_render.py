@@ -697,13 +697,18 @@ def test_a_distilled_plan_serves_its_student_without_the_teachers_draft_head():
     assert "distillation" not in {s.technique for s in seventy.plan.steps}
 
 
-def test_configs_refuses_a_training_plan_and_takes_the_goal_as_advise_does(tmp_path):
+def test_configs_renders_a_training_plans_files_and_takes_the_goal_as_advise_does(tmp_path):
     # `configs` for the fine-tune workload rendered a vLLM server with --max-num-seqs 1 for a LoRA plan, its README
-    # predicting a TTFT of 0 ms: a training job has no serving config, and it now says so; --goal is advise's
-    out = CliRunner().invoke(main, ["configs", "llama-3.2-3b", "-H", "a100-80gb-sxm", "--workload", "fine-tune",
-                                    "-o", str(tmp_path / "ft")])
-    assert out.exit_code == 2 and "plans a training job" in out.output and "--workload chat" in out.output
-    assert not (tmp_path / "ft").exists()
+    # predicting a TTFT of 0 ms; then it refused; a training job's files are its training script and launch config
+    # (`deploy.training`), whatever serving engine is named; --goal is advise's
+    for engine in ([], ["-e", "vllm"]):
+        folder = tmp_path / f"ft{len(engine)}"
+        out = CliRunner().invoke(main, ["configs", "llama-3.2-3b", "-H", "a100-80gb-sxm", "--workload", "fine-tune",
+                                        *engine, "-o", str(folder)])
+        assert out.exit_code == 0, out.output
+        assert sorted(p.name for p in (folder / "train").iterdir()) == ["README.md", "accelerate.yaml", "train.py",
+                                                                        "train.yaml"]
+        assert not (folder / "vllm").exists() and not (folder / "serve.sh").exists()
     out = CliRunner().invoke(main, ["configs", "llama-3.1-8b", "-H", "h100-sxm", "--goal", "throughput",
                                     "--concurrency", "8", "-e", "vllm", "-o", str(tmp_path / "tp")])
     assert out.exit_code == 0, out.output
@@ -722,11 +727,12 @@ def test_a_plan_that_runs_more_sequences_than_asked_says_its_figures_need_a_back
     assert "backlog" not in predicted_summary(chat)
 
 
-def test_advise_prints_a_training_plan_and_writes_no_configs(tmp_path):
+def test_advise_prints_a_training_plan_and_writes_its_training_files(tmp_path):
     out = CliRunner().invoke(main, ["advise", "llama-3.2-3b", "-H", "a100-80gb-sxm", "--workload", "fine-tune",
                                     "--emit-configs", str(tmp_path / "emit")])
     assert out.exit_code == 0, out.output
-    assert "no configs written" in out.output and "a step of" in out.output and not (tmp_path / "emit").exists()
+    assert "wrote 4 deployment files" in out.output and "a step of" in out.output
+    assert (tmp_path / "emit" / "train" / "accelerate.yaml").exists()
     # a fine-tune workload whose goal --goal overrides is still a training job's workload
     out = CliRunner().invoke(main, ["configs", "llama-3.2-3b", "-H", "a100-80gb-sxm", "--workload", "fine-tune",
                                     "--goal", "throughput", "-o", str(tmp_path / "ft")])

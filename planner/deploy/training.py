@@ -1,0 +1,121 @@
+"""The files of a training plan (`advise --emit-configs` on a fine-tune workload): a Trainer script, the plan's
+settings for it, accelerate's launch config and a README. The plan's steps map onto the libraries that run them:
+mixed precision and torch.compile onto transformers' TrainingArguments (bf16/fp16, torch_compile), activation
+checkpointing onto gradient_checkpointing (or, under FSDP, accelerate's fsdp_activation_checkpointing, as
+transformers asks), LoRA and QLoRA onto peft's LoraConfig (QLoRA's NF4 base onto bitsandbytes through
+BitsAndBytesConfig), FSDP onto accelerate's FSDP2 plugin and 8-bit Adam onto bitsandbytes' optimizer
+(optim="adamw_bnb_8bit"). The script itself is the same for every plan (templates/deploy/train.py.j2); what a plan
+sets is in train.yaml."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import yaml
+
+from ..catalog.hardware import devices_per_host, resolve_hardware
+from ..catalog.models import instruct_checkpoint
+from ..errors import DeployError
+from ..schema.advice import Advice
+from .config import advice_catalog_entry, model_reference, plan_steps
+from .render import template_env
+
+# peft's LoRA scaling is alpha / r: alpha at twice the rank (peft's and transformers' examples, r=16 with alpha=32)
+LORA_ALPHA_PER_RANK = 2
+LORA_DROPOUT = 0.05
+# learning rates the README states as starting points, not part of the plan: LoRA's adapters train at a higher rate
+# than a full fine-tune's weights (peft's examples: 2e-4; transformers' run_clm full fine-tunes: 2e-5 to 5e-5)
+LEARNING_RATE = {"adapters": 2e-4, "full": 2e-5}
+OPTIMIZERS = {"adamw": "adamw_torch_fused", "adamw-8bit": "adamw_bnb_8bit", "sgd": "sgd"}
+# the libraries the script imports, at the releases optiplan's own tests run it with
+PACKAGES = ("transformers==5.24.0", "peft>=0.17", "accelerate>=1.10")
+
+
+def training_settings(advice: Advice) -> dict[str, Any]:
+    """train.yaml: the plan's settings as the script reads them."""
+    job, steps, p = advice.workload.training, plan_steps(advice), advice.plan.predicted
+    if job is None:
+        raise DeployError("the plan has no training job to render")
+    devices = advice.hardware.count
+    mixed = steps["mixed-precision"].params.get("dtype") if "mixed-precision" in steps else None
+    fsdp = "fsdp" in steps
+    adapters = next((steps[t] for t in ("qlora", "lora") if t in steps), None)
+    micro = p.batch  # the plan's sequences a device a pass (training_prediction's micro-batch)
+    settings: dict[str, Any] = {
+        "model": model_reference(advice),
+        "sequence_length": job.sequence_length,
+        "per_device_batch": micro,
+        # the global batch over the devices' micro-batches: the step the plan's time is of
+        "gradient_accumulation_steps": max(1, math.ceil(job.global_batch / (micro * devices))),
+        "mixed_precision": mixed,
+        # under FSDP accelerate checkpoints the layers (fsdp_activation_checkpointing in accelerate.yaml)
+        "gradient_checkpointing": "activation-checkpointing" in steps and not fsdp,
+        "optimizer": OPTIMIZERS["adamw-8bit" if "optimizer-8bit" in steps else job.optimizer],
+        "compile": "compiled-training" in steps,
+        "fsdp": fsdp,
+        "learning_rate": LEARNING_RATE["adapters" if adapters else "full"],
+        "adapters": None,
+    }
+    if adapters is not None:
+        rank = int(adapters.params.get("rank", job.lora_rank))
+        targets = adapters.params.get("target_parameters")
+        settings["adapters"] = {
+            "rank": rank, "alpha": LORA_ALPHA_PER_RANK * rank, "dropout": LORA_DROPOUT,
+            "target_modules": adapters.params.get("target_modules", "all-linear"),
+            # a mixture of experts' routed experts, 3-D parameters that all-linear skips (`lora_params`)
+            "target_parameters": [t.strip() for t in targets.split(",")] if targets else None,
+            "base": "nf4" if adapters.technique == "qlora" else None,
+        }
+    return settings
+
+
+def uses_bitsandbytes(settings: dict[str, Any]) -> bool:
+    """Whether the run needs bitsandbytes: QLoRA's NF4 base or 8-bit Adam."""
+    return bool(settings["adapters"] and settings["adapters"]["base"] == "nf4") or settings["optimizer"] == \
+        OPTIMIZERS["adamw-8bit"]
+
+
+def accelerate_config(advice: Advice) -> dict[str, Any]:
+    """accelerate.yaml: the processes over the plan's devices (one per GPU; a machine per host), the mixed precision
+    and, where the plan shards, FSDP2 wrapping each decoder layer (the model's `_no_split_modules`)."""
+    settings, steps = training_settings(advice), plan_steps(advice)
+    devices = advice.hardware.count
+    hosts = max(1, math.ceil(devices / devices_per_host(resolve_hardware(advice.hardware.id))))
+    config: dict[str, Any] = {
+        "compute_environment": "LOCAL_MACHINE",
+        "distributed_type": "FSDP" if settings["fsdp"] else "MULTI_GPU" if devices > 1 else "NO",
+        "num_machines": hosts, "num_processes": devices, "machine_rank": 0,
+        "mixed_precision": settings["mixed_precision"] or "no",
+        "main_training_function": "main", "rdzv_backend": "static", "same_network": True, "use_cpu": False,
+    }
+    if settings["fsdp"]:
+        config["fsdp_config"] = {
+            "fsdp_version": 2, "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP", "fsdp_reshard_after_forward": True,
+            "fsdp_offload_params": False, "fsdp_state_dict_type": "SHARDED_STATE_DICT",
+            "fsdp_cpu_ram_efficient_loading": True,
+            "fsdp_activation_checkpointing": "activation-checkpointing" in steps,
+        }
+    if hosts > 1:
+        config.update({"main_process_ip": "MAIN_NODE_IP", "main_process_port": 29500})
+    return config
+
+
+def training_files(advice: Advice) -> dict[str, str]:
+    """The training plan's files, under train/."""
+    env = template_env()
+    settings, launch = training_settings(advice), accelerate_config(advice)
+    header = (f"# {advice.model.name} on {advice.hardware.count} x {advice.hardware.id}, rendered by optiplan from its "
+              f"training plan ({', '.join(s.technique for s in advice.plan.steps) or 'no steps'}).\n")
+    # a catalog model's instruct release, which the README offers beside the base checkpoint train.yaml names
+    instruct = instruct_checkpoint(advice_catalog_entry(advice)) if advice.model.source.startswith("catalog:") \
+        else None
+    packages = [*PACKAGES, *(["bitsandbytes"] if uses_bitsandbytes(settings) else [])]
+    return {
+        "train/train.py": env.get_template("train.py.j2").render(a=advice),
+        "train/train.yaml": header + yaml.safe_dump(settings, sort_keys=False),
+        "train/accelerate.yaml": header + yaml.safe_dump(launch, sort_keys=False),
+        "train/README.md": env.get_template("train-README.md.j2").render(
+            a=advice, s=settings, launch=launch, packages=packages,
+            instruct=instruct if instruct != settings["model"] else None),
+    }

@@ -1,0 +1,112 @@
+"""A training plan's files (`advise --emit-configs` on a fine-tune workload): the Trainer script, the plan's settings
+for it and accelerate's launch config, each step of the plan mapped onto the library that runs it; the script run for
+two steps on the committed tiny model, on this CPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from optiplan.planner.deploy.bundle import bundle
+from optiplan.planner.deploy.render import validate, write
+from optiplan.planner.deploy.training import training_files
+from optiplan.planner.plan.advise import advise
+from optiplan.planner.schema import AdviseRequest
+
+MODELS = Path(__file__).resolve().parents[2] / "assets" / "models"
+
+
+def _files(**request) -> tuple[dict, dict, dict, object]:
+    a = advise(AdviseRequest(workload="fine-tune", **{"hardware": "h100-sxm", **request}))
+    files = training_files(a)
+    validate(files)
+    return files, yaml.safe_load(files["train/train.yaml"]), yaml.safe_load(files["train/accelerate.yaml"]), a
+
+
+@pytest.mark.parametrize("request_,steps", [
+    # QLoRA on one H100: the NF4 base and checkpointing through the Trainer, no distributed launch
+    (dict(model="llama-3.1-70b"), {"qlora", "activation-checkpointing"}),
+    # a full fine-tune over two hosts of eight: FSDP2, its own activation checkpointing, two machines
+    (dict(model="llama-3.1-70b", num_devices=16, without=("lora", "qlora")), {"fsdp", "activation-checkpointing"}),
+    # Mixtral's routed experts as peft's target_parameters, FSDP over two devices
+    (dict(model="mixtral-8x7b", num_devices=2), {"lora", "fsdp"}),
+])
+def test_the_plans_steps_become_the_trainers_and_accelerates_settings(request_, steps, tmp_path):
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    files, train, launch, a = _files(**request_)
+    planned = {s.technique for s in a.plan.steps}
+    assert steps <= planned
+    job, n = a.workload.training, a.hardware.count
+    # the plan's step: its global batch over the devices' micro-batches
+    assert train["per_device_batch"] * train["gradient_accumulation_steps"] * n == job.global_batch
+    assert train["sequence_length"] == job.sequence_length and train["mixed_precision"] == "bf16"
+    assert train["compile"] == ("compiled-training" in planned)
+    assert launch["num_processes"] == n and launch["num_machines"] == -(-n // 8)
+    assert launch["distributed_type"] == ("FSDP" if "fsdp" in planned else "MULTI_GPU" if n > 1 else "NO")
+    if "fsdp" in planned:
+        fsdp = launch["fsdp_config"]
+        assert fsdp["fsdp_version"] == 2
+        # under FSDP the layers are checkpointed by accelerate, not by the Trainer (transformers asks for that)
+        assert fsdp["fsdp_activation_checkpointing"] == ("activation-checkpointing" in planned)
+        assert train["gradient_checkpointing"] is False
+        assert "accelerate merge-weights" in files["train/README.md"]
+    else:
+        assert train["gradient_checkpointing"] == ("activation-checkpointing" in planned)
+    adapters = train["adapters"]
+    if planned & {"lora", "qlora"}:
+        assert adapters["base"] == ("nf4" if "qlora" in planned else None)
+        assert adapters["rank"] == job.lora_rank and adapters["target_modules"] == "all-linear"
+        assert (adapters["target_parameters"] is not None) == (a.model.moe is not None)
+    else:
+        assert adapters is None
+    readme = files["train/README.md"]
+    for technique in planned:
+        row = next(line for line in readme.splitlines() if line.startswith(f"| `{technique}` |"))
+        assert "not set by these files" not in row, row
+    if n > 8:
+        assert "--machine_rank MACHINE_RANK" in readme and launch["main_process_ip"] == "MAIN_NODE_IP"
+    path = tmp_path / "accelerate.yaml"
+    path.write_text(files["train/accelerate.yaml"])
+    ClusterConfig.from_yaml_file(str(path))  # accelerate reads it: no key it does not know
+
+
+def test_emit_configs_writes_the_training_files_not_a_refusal(tmp_path):
+    """`advise --emit-configs` on a fine-tune plan had written nothing ('deployment configs render serving
+    engines'); it now writes the training files."""
+    a = advise(AdviseRequest(model="llama-3.2-1b", hardware="l4", workload="fine-tune"))
+    result = bundle(a, ["vllm"], lambda *_: a)
+    assert sorted(result.files) == ["train/README.md", "train/accelerate.yaml", "train/train.py", "train/train.yaml"]
+    write(result.files, tmp_path / "out")
+    assert (tmp_path / "out" / "train" / "train.py").read_text().startswith("#!/usr/bin/env python")
+
+
+def test_the_script_trains_the_plans_adapters_on_this_cpu(tmp_path):
+    """train.py as rendered for a LoRA plan, run for two optimizer steps on the committed tiny Llama (its settings cut
+    to this CPU: short sequences, no compile): peft's adapters of the plan's rank are saved."""
+    pytest.importorskip("peft")
+    pytest.importorskip("torch")
+    files, train, _, _ = _files(model="llama-3.2-1b", hardware="l4")
+    assert train["adapters"] and train["adapters"]["base"] is None
+    write(files, tmp_path / "cfg")
+    folder = tmp_path / "cfg" / "train"
+    train.update(sequence_length=32, gradient_accumulation_steps=1, per_device_batch=2, compile=False,
+                 optimizer="adamw_torch")
+    (folder / "train.yaml").write_text(yaml.safe_dump(train))
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps({"text": f"line {i}: the quick brown fox jumps over the lazy dog " * 3}) + "\n"
+                            for i in range(16)))
+    out = tmp_path / "out"
+    run = subprocess.run([sys.executable, str(folder / "train.py"), "--data", str(data), "--model",
+                          str(MODELS / "target"), "--max-steps", "2", "--output", str(out)],
+                         capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"})
+    assert run.returncode == 0, run.stderr[-3000:]
+    config = json.loads((out / "adapter_config.json").read_text())
+    assert config["r"] == train["adapters"]["rank"] and config["lora_alpha"] == train["adapters"]["alpha"]
+    assert (out / "adapter_model.safetensors").stat().st_size > 0
