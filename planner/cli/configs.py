@@ -33,12 +33,14 @@ def configs(model: str, hardware: str, num_devices: int | None, workload: str, t
             serving_engine: str | None, goal: str | None, quality: str | None, concurrency: int | None,
             max_context: int | None, without: tuple[str, ...], out_dir: Path, force: bool) -> None:
     """Render deployment configs for MODEL from its plan: engine command lines and config files,
-    docker compose, Kubernetes manifests, and a README saying how to start them.
+    docker compose, Kubernetes manifests, and a README saying how to start them; for a training
+    workload (fine-tune), its training script, settings and accelerate launch config.
 
     \b
       optiplan configs llama-3.1-70b --hardware h100-sxm --gpus 4 --workload chat --engine vllm -o deploy/
       optiplan configs ./my-model --hardware l4 --engine kubernetes -o k8s/
       optiplan configs phi-3.5-moe --hardware a100-80gb-sxm --gpus 2 --goal throughput -o deploy/
+      optiplan configs llama-3.1-8b --hardware h100-sxm --gpus 8 --workload fine-tune -o finetune/
     """
     from ..catalog.workloads import parse_percent
     from ..deploy.bundle import configs as configs_bundle

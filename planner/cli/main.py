@@ -339,7 +339,8 @@ def calibrate(models: tuple[Path, ...], repeats: int, device: str, effects: bool
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the report to this file.")
 @click.option("--emit-configs", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Also write deployment configs for every engine that runs on the hardware to this folder.")
+              help="Also write deployment configs for every engine that runs on the hardware to this folder (for "
+                   "a training plan: its training script and launch config).")
 @click.option("--force", is_flag=True, help="Replace an existing --emit-configs folder.")
 @friendly
 def advise(model: str, hardware: str, num_devices: int | None, workload: str | None, goal: str | None, quality: str | None,
