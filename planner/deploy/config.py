@@ -13,7 +13,7 @@ from typing import Any
 
 from ... import profiles
 from ..catalog.engine_memory import engine_kv_memory
-from ..catalog.engines import engine_fact, engine_table
+from ..catalog.engines import engine_fact, engine_table, reserves_whole_length
 from ..catalog.hardware import default_16bit
 from ..catalog.hybrid_spec import UNBOUNDED_CONTEXT
 from ..catalog.models import catalog_entry, resolve_model
@@ -186,7 +186,8 @@ def served_context(advice: Advice, engine: str) -> int:
     sequences there (llama.cpp's slots are reserved whole, TensorRT-LLM admits a request with room for its whole
     length)."""
     w, p, model_max = advice.workload, advice.plan.predicted, advice.model.max_position_embeddings
-    if w.max_context or engine_fact(engine, "admission") != "on-demand" or unbounded(advice) or holds_to_plan(advice):
+    if w.max_context or engine_fact(engine, "admission") != "on-demand" or unbounded(advice) \
+            or holds_to_plan(advice, engine):
         return w.context_needed
     # the model's whole context where one server's cache holds a tenth more than it at the mean context
     held = p.max_concurrency // serving_instances(p) * w.mean_context
@@ -241,20 +242,23 @@ def engine_memory_share(advice: Advice, engine: str, hw: HardwareSpec) -> float:
     return round((hw.memory_bytes - value) / hw.memory_bytes, 3) if kind == "reserve" else value
 
 
-def holds_to_plan(advice: Advice) -> bool:
-    """Whether the configs hold the engine to the memory the plan needs rather than the engine's default share: under
-    the memory goal, whose plan is the smallest footprint (an 8B in fp8 at 13.6 GB of an H100, which vLLM's default
-    0.9 would have grown to 72 GB of cache and all)."""
-    return advice.workload.goal == "memory"
+def holds_to_plan(advice: Advice, engine: str) -> bool:
+    """Whether `engine`'s config holds it to the memory the plan needs rather than its default share: under the memory
+    goal, whose plan is the smallest footprint (an 8B in fp8 at 13.6 GB of an H100, which vLLM's default 0.9 would
+    have grown to 72 GB of cache and all), where the plan is the engine's own. Another engine's plan rendered for it
+    may leave out a step that its footprint counts on (TGI serving Qwen3-30B-A3B without the plan's fp8 weights:
+    69 GB, held to 35): it keeps its default."""
+    return advice.workload.goal == "memory" and advice.workload.engine == engine
 
 
-def cache_need(advice: Advice) -> float:
+def cache_need(advice: Advice, engine: str) -> float:
     """Cache bytes per device the plan needs: its sequences at the workload's mean context, or, under the memory goal
     (`holds_to_plan`), one sequence of the longest the server takes where that is more (vLLM refuses to start where
     its cache cannot hold one sequence of --max-model-len). Per token the plan's cache over its sequences' mean
     context, which reads a sliding window's or a recurrent state's growth too high, never too low."""
     p, w = advice.plan.predicted, advice.workload
-    if not holds_to_plan(advice):
+    if not holds_to_plan(advice, engine) or reserves_whole_length(engine):
+        # (an engine that admits a request only with room for its whole length sized the plan's cache so already)
         return p.kv_cache_per_device_bytes
     # (the memory goal serves the workload's longest sequence: `served_context`)
     longest = p.kv_cache_per_device_bytes / _device_sequences(advice) * w.context_needed / max(w.mean_context, 1)
@@ -267,12 +271,12 @@ def _device_sequences(advice: Advice) -> int:
     return max(1, sequences_per_server(p, advice.workload.concurrency) // max(p.attention_data_parallel, 1))
 
 
-def _need(advice: Advice, static: HardwareSpec | None) -> float:
+def _need(advice: Advice, static: HardwareSpec | None, engine: str) -> float:
     """The share of each device the plan holds: all of it, or, for SGLang's --mem-fraction-static (`static`: the
     device), its weights and cache as a share of the memory left once the runtime is up, the memory SGLang takes that
     fraction of (`analytic.memory.cache_room` sizes the plan's cache so); the cache as `cache_need` counts it."""
     p = advice.plan.predicted
-    kv = cache_need(advice)
+    kv = cache_need(advice, engine)
     if static is not None:
         room = static.memory_bytes - static.runtime_overhead_bytes
         return (p.weights_per_device_bytes + kv) / room if room > 0 else 1.0
@@ -280,22 +284,23 @@ def _need(advice: Advice, static: HardwareSpec | None) -> float:
     return held / p.device_memory_bytes if p.device_memory_bytes else 0.0
 
 
-def memory_fraction(advice: Advice, default: float = DEFAULT_MEMORY_FRACTION,
+def memory_fraction(advice: Advice, engine: str, default: float = DEFAULT_MEMORY_FRACTION,
                     static: HardwareSpec | None = None) -> float:
     """The share of each device the engine may claim: its default, which the plan's cache is sized within for the
     engines that set one (`analytic.memory.cache_room`), or what the plan needs plus 2% where that is more (a plan
     that needs 95% of the card does not start at 90%), or under the memory goal (`holds_to_plan`) whatever it is; at
     most 98%. `static`: the device, for a static fraction of its memory after the runtime (SGLang's)."""
-    return _fraction(_need(advice, static), default, holds_to_plan(advice))
+    return _fraction(_need(advice, static, engine), default, holds_to_plan(advice, engine))
 
 
-def free_memory_fraction(advice: Advice, default: float) -> float:
+def free_memory_fraction(advice: Advice, engine: str, default: float) -> float:
     """TensorRT-LLM's free_gpu_memory_fraction: its default, or the share of the memory left after the weights,
     activations and runtime that the plan's cache takes (plus 2%) where the plan raised it or the memory goal holds
     the engine to it, at most 98%."""
     p = advice.plan.predicted
     free = p.device_memory_bytes - (p.memory_per_device_bytes - p.kv_cache_per_device_bytes)
-    return _fraction(cache_need(advice) / free if free > 0 else 1.0, default, holds_to_plan(advice))
+    held = holds_to_plan(advice, engine)
+    return _fraction(cache_need(advice, engine) / free if free > 0 else 1.0, default, held)
 
 
 def _fraction(need: float, default: float, held: bool = False) -> float:
@@ -312,7 +317,7 @@ def held_memory(cfg: EngineConfig, advice: Advice, option: str, of: str, hw: Har
     engine's memory `option` (`of`: a share of the "device", of the device after the runtime for the weights and
     cache, "static" as SGLang's, or of the memory "free" once the weights and activations are in, TensorRT-LLM's),
     and a note that says why it is that low."""
-    if not holds_to_plan(advice):
+    if not holds_to_plan(advice, cfg.engine):
         return
     p, w = advice.plan.predicted, advice.workload
     value = float(cfg.options.get(option.lstrip("-"), cfg.env.get(option, 0)))
@@ -324,16 +329,17 @@ def held_memory(cfg: EngineConfig, advice: Advice, option: str, of: str, hw: Har
     if p.kv_cache_per_device_bytes > 0:
         cfg.cache_holds = int(cache // (p.kv_cache_per_device_bytes / held)) * ranks
     said = f"{option}={value:g}" if option in cfg.env else f"{option} {value:g}"
+    sequences = f"{held * ranks} sequence{'' if held * ranks == 1 else 's'}"
     cfg.notes.append(f"{said}: the memory goal holds the engine to what the plan needs, "
-                     f"{p.memory_per_device_bytes / 1e9:,.1f} GB per device with a cache for {held * ranks} "
-                     f"sequence{'' if held * ranks == 1 else 's'} "
-                     f"at the mean context and one of {w.context_needed:,} tokens, plus 2% to spare; the engine's "
-                     "default share would fill the rest of the device with cache. Raise it to serve more sequences")
+                     f"{(rest + cache_need(advice, cfg.engine)) / 1e9:,.1f} GB per device: its weights and runtime and "
+                     f"a cache for {sequences} at the mean context or one of {w.context_needed:,} tokens, whichever "
+                     "needs more, plus 2% to spare; the engine's default share would fill the rest of the device with "
+                     "cache. Raise it to serve more sequences")
 
 
-def memory_note(advice: Advice, option: str, static: HardwareSpec | None = None) -> str | None:
+def memory_note(advice: Advice, engine: str, option: str, static: HardwareSpec | None = None) -> str | None:
     """A warning when the plan needs more of the device than the engine can be given."""
-    need = _need(advice, static)
+    need = _need(advice, static, engine)
     if need + 0.02 > MAX_MEMORY_FRACTION:
         return (f"the plan needs {need:.1%} of each device's memory: {option} is set to {MAX_MEMORY_FRACTION:.0%}, so "
                 "the engine may hold fewer sequences than planned; lower the concurrency or add a device")

@@ -34,9 +34,10 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
               "dtype": dtype16(hw), "tensor-parallel-size": p.tensor_parallel,
               "context-length": served_context(advice, "sglang"),
               "max-running-requests": max_seqs(advice),
-              "mem-fraction-static": memory_fraction(advice, engine_memory_share(advice, "sglang", hw), static=hw)})
+              "mem-fraction-static": memory_fraction(advice, "sglang", engine_memory_share(advice, "sglang", hw),
+                                                     static=hw)})
     cfg.notes.append(context_note(advice, "sglang", "--context-length"))
-    note = memory_note(advice, "--mem-fraction-static", static=hw)
+    note = memory_note(advice, "sglang", "--mem-fraction-static", static=hw)
     if note:
         cfg.notes.append(note)
     else:

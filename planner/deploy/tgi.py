@@ -60,7 +60,7 @@ def _memory_share(cfg: EngineConfig, advice: Advice, hw: HardwareSpec) -> None:
     1), --cuda-memory-fraction left at its 1.0 (at 0.9, as the configs had set it, the cache lost a tenth of the
     device: 0.81 of it)."""
     default = engine_memory_share(advice, "tgi", hw)
-    share = memory_fraction(advice, default)
+    share = memory_fraction(advice, "tgi", default)
     if share > default:
         cfg.env["TGI_WIGGLE_ROOM"] = f"{share:g}"
         cfg.notes.append(f"TGI_WIGGLE_ROOM={share:g}: TGI runs within {default:.0%} of each device by default "
@@ -68,7 +68,7 @@ def _memory_share(cfg: EngineConfig, advice: Advice, hw: HardwareSpec) -> None:
     elif share < default:  # the memory goal holds it to the plan (`held_memory`)
         cfg.env["TGI_WIGGLE_ROOM"] = f"{share:g}"
         held_memory(cfg, advice, "TGI_WIGGLE_ROOM", "device", hw)
-    if note := memory_note(advice, "TGI_WIGGLE_ROOM"):
+    if note := memory_note(advice, "tgi", "TGI_WIGGLE_ROOM"):
         cfg.notes.append(note)
 
 

@@ -38,7 +38,7 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
               "pp_size": p.pipeline_parallel, "max_batch_size": max_seqs(advice),
               "max_seq_len": served_context(advice, "trtllm"),
               "kv_cache_free_gpu_memory_fraction": free_memory_fraction(
-                  advice, engine_memory_share(advice, "trtllm", hw))})
+                  advice, "trtllm", engine_memory_share(advice, "trtllm", hw))})
     cfg.notes.append(context_note(advice, "trtllm", "max_seq_len"))
     held_memory(cfg, advice, "kv_cache_free_gpu_memory_fraction", "free", hw)
     kv: dict[str, Any] = {"free_gpu_memory_fraction": o["kv_cache_free_gpu_memory_fraction"]}

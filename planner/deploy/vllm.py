@@ -75,11 +75,11 @@ def engine_config(advice: Advice, hw: HardwareSpec) -> EngineConfig:
               # --max-num-seqs holds per data-parallel rank (docs/serving/data_parallel_deployment.md)
               "max-model-len": served_context(advice, "vllm"),
               "max-num-seqs": -(-max_seqs(advice) // p.attention_data_parallel),
-              "gpu-memory-utilization": memory_fraction(advice, engine_memory_share(advice, "vllm", hw))})
+              "gpu-memory-utilization": memory_fraction(advice, "vllm", engine_memory_share(advice, "vllm", hw))})
     cfg.notes.append(context_note(advice, "vllm", "--max-model-len"))
     if hw.kind == "cpu":
         _cpu_cache(cfg, advice)
-    elif note := memory_note(advice, "--gpu-memory-utilization"):
+    elif note := memory_note(advice, "vllm", "--gpu-memory-utilization"):
         cfg.notes.append(note)
     else:
         held_memory(cfg, advice, "--gpu-memory-utilization", "device", hw)

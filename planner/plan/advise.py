@@ -343,6 +343,7 @@ def _document(spec: ModelSpec, workload: Workload, hw: HardwareSpec, devices: in
               result: SearchResult, ranked: list[Candidate], best: Candidate, ranking: list[HardwareOption],
               hardware_reason: str | None, notes: list[str]) -> Advice:
     """The advice document for the plan `best`: its steps predicted one by one, alternatives, rejections."""
+    ctx = ctx.sized(best.replica_size)  # its data-parallel replicas at the size it was priced at
     techniques = all_techniques()
     steps_t = [techniques[i] for i in best.ids]
     states = apply_steps(result.baseline, steps_t, ctx)
@@ -468,5 +469,6 @@ def _predicted(c: Candidate, base: PlanState, ctx: Context):
     """A stack's full prediction (the search's skips the longest-context figure), measured effects composed in."""
     if not c.ids:
         return evaluate(base, ctx.workload)
+    ctx = ctx.sized(c.replica_size)
     steps = [all_techniques()[i] for i in c.ids]
     return predict_steps(base, steps, apply_steps(base, steps, ctx), ctx.workload, ctx.effects, last_only=True)[0]

@@ -16,6 +16,7 @@ GB = 1e9
 
 
 def rejections(best: Candidate, ranked: list[Candidate], result: SearchResult, ctx: Context) -> list[Rejection]:
+    ctx = ctx.sized(best.replica_size)  # the plan's data-parallel replicas at the size it was priced at
     techniques = all_techniques()
     chosen = set(best.ids)
     always = {i for i, x in techniques.items() if x.always_on}
@@ -87,7 +88,8 @@ def _left_out(with_it: Candidate, best: Candidate, t: Technique, result: SearchR
         one = len(missing) == 1
         return (f" (beside it the plan's {said} change{'s' if one else ''} nothing: priced without "
                 f"{'it' if one else 'them'})")
-    return f" (the plan's stack with it, less {said}: the search kept no stack of them all)"
+    return (f" (the plan's stack with it, less {said}: the search priced no stack of them all, which a requirement "
+            "or a conflict between them rules out)")
 
 
 def trade(other: Candidate, best: Candidate, goal: str) -> str:
@@ -163,8 +165,15 @@ def alternative_note(c: Candidate, best: Candidate, goal: str | None = None) -> 
     note = "; ".join(filter(None, ["better: " + ", ".join(gains) if gains else "",
                                    "worse: " + ", ".join(costs) if costs else ""])) or "an equal trade"
     if c.score < best.score and a.quality_loss_pct > b.quality_loss_pct:
-        # ahead on the goal, yet not chosen: within the margin a lossier plan must win by (search.QUALITY_TIE)
-        note += f" (ahead on the goal by under {QUALITY_TIE:.0%}: the plan's lower quality loss wins the tie)"
+        # ahead on the goal, yet not chosen: within the margin a lossier plan must win by (search.QUALITY_TIE) of the
+        # best stack, whose steps that gain under STEP_GAIN the plan then leaves out (`search.earned`): the gap to
+        # the plan itself may be wider than QUALITY_TIE, and is said as it is
+        gap = (best.score - c.score) / abs(best.score) if best.score else 0.0
+        if gap <= QUALITY_TIE:
+            note += f" (ahead on the goal by under {QUALITY_TIE:.0%}: the plan's lower quality loss wins the tie)"
+        else:
+            note += (f" (ahead on the goal by {gap:.1%}: the plan is the less lossy of the stacks within "
+                     f"{QUALITY_TIE:.0%} of the best, without its steps that gain under {STEP_GAIN:.0%})")
     elif len(c.produced) > len(best.produced) and abs(c.score - best.score) <= QUALITY_TIE * abs(best.score):
         # a checkpoint to produce first counts as a moving part where the two are within the tie (`search.rank`)
         note += (f" (its {', '.join(c.produced)} checkpoint must be produced first, none being published that the "

@@ -198,7 +198,7 @@ def throughput_batch(state: PlanState, s: Setup, workload: Workload, low: int, h
 
 
 # where an SLO binds between two powers of two, the batch is found to within this share of itself
-BATCH_RESOLUTION = 1 / 32
+BATCH_RESOLUTION = 1 / 8
 # a larger batch must serve this much more than the best smaller one to be taken, as a plan step must (an 8B on an
 # H100 for chat had gone from 512 to 737 sequences for 0.4% more tokens/s at 43% more time per token, a 70B on 8
 # H100s from 128 to 192 for 1.8% at 47% more)
@@ -278,8 +278,9 @@ def evaluate(state: PlanState, workload: Workload, full: bool = True,
     fit = room >= 1 and fits(s, 1, workload.context_needed, prompt, raised=True, draft=draft)
     prefill = prefill_step(s, 1, prompt, cached)
     decode = decode_step(s, batch, context)
-    if speed is not None:
+    if speed is not None:  # (the front end's wait scaled with the rest of the first token's time)
         tpot, ttft_s, throughput = tpot * speed[0], ttft_s * speed[1], throughput * speed[2]
+        waits_s *= speed[1]
     violations = []
     slo = workload.slo
     if slo.ttft_p95_ms and ttft_s * 1e3 > slo.ttft_p95_ms:

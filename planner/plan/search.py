@@ -25,6 +25,7 @@ from .predict import evaluate
 from .state import PlanState, baseline_state
 from .techniques import (Context, Technique, all_techniques, denied_default_refusal, requirements, runtime_conflict,
                          static_reason)
+from .techniques.parallel import replica_size_choices
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class Candidate:
     objective: tuple[float, float] | None = None  # (a part that must be equal, a figure compared within QUALITY_TIE)
     # weight formats whose checkpoint the user must produce before the engine serves the plan (`served.produced_formats`)
     produced: tuple[str, ...] = ()
+    replica_size: int | None = None  # the data-parallel replicas' size it was priced at (`Context.replica_size`)
 
 
 @dataclass(frozen=True)
@@ -156,11 +158,15 @@ def search(ctx: Context, only_groups: frozenset[str] | None = None) -> SearchRes
     no_ops: set[str] = set()
     used: set[str] = set()
     seen: set[tuple[str, ...]] = set()
-    applied: dict[tuple[str, ...], PlanState] = {}  # the state after each run of steps from the baseline
+    # the state after each run of steps from the baseline, by the replicas' size it was priced at
+    applied: dict[int | None, dict[tuple[str, ...], PlanState]] = {}
+    # the data-parallel replicas' sizes a stack with them is priced at (a quick search: the fewest devices only)
+    sizes = replica_size_choices(ctx) if only_groups is None else [None]
     engine = workload.engine
 
     def consider(ids: set[str]) -> None:
-        """Evaluate the stack `ids` (once): a candidate unless it is over the quality budget or a chosen step idles."""
+        """Evaluate the stack `ids` (once): a candidate unless it is over the quality budget or a chosen step idles;
+        with data-parallel replicas, at each of their sizes, the stack's other steps applied to each (`price`)."""
         order = tuple(plan_order(sorted(ids)))
         if order in seen:
             return
@@ -175,16 +181,27 @@ def search(ctx: Context, only_groups: frozenset[str] | None = None) -> SearchRes
                 break
         if known > workload.max_quality_loss_pct + 1e-9:
             return
+        priced = [c for c in (price(order, steps, size) for size in (sizes if "data-parallel" in ids else [None]))
+                  if c is not None]
+        layouts: dict[tuple[int, int], Candidate] = {}  # a size the weights do not allow repeats the fewest's
+        for c in priced:
+            layouts.setdefault((c.state.tp, c.state.replicas, c.state.attention_dp), c)
+        if layouts:
+            candidates.append(pick_size(list(layouts.values())))
+
+    def price(order: tuple[str, ...], steps: list[Technique], size: int | None) -> Candidate | None:
+        here = ctx.sized(size)
         # where the losses are known whole (no step replaces the model), the steps after the first idle one are not
         # applied: the stack is dropped, and they may cost (the API servers' step prices the state it is given)
-        states = apply_steps(base, steps, ctx, until_idle=not any(t.replaces_model for t in steps), memo=applied)
+        states = apply_steps(base, steps, here, until_idle=not any(t.replaces_model for t in steps),
+                             memo=applied.setdefault(size, {}))
         if len(states) == len(steps) and states and \
                 states[-1].quality_loss_pct - base.quality_loss_pct > workload.max_quality_loss_pct + 1e-9:
-            return
+            return None
         idle = {t.id for prev, cur, t in zip([base, *states], states, steps) if idles(t, prev, cur)}
         if idle:
             no_ops.update(idle)
-            return  # a chosen step that changes nothing here (e.g. CPU offload when the weights fit)
+            return None  # a chosen step that changes nothing here (e.g. CPU offload when the weights fit)
         used.update(order)
         final = states[-1] if steps else base
         full = workload.goal == "context"
@@ -199,8 +216,8 @@ def search(ctx: Context, only_groups: frozenset[str] | None = None) -> SearchRes
             objective = (0.0, goal_score)
         # of the model the weight steps are applied to (a distilled plan's student)
         produced = tuple(produced_formats(order, final.spec, ctx.hw, workload.engine, serves_instruct(workload), pred))
-        candidates.append(Candidate(order, final, pred, goal_score, within_speed_limits(pred, base_pred, workload.goal),
-                                    objective, produced))
+        return Candidate(order, final, pred, goal_score, within_speed_limits(pred, base_pred, workload.goal),
+                         objective, produced, size)
 
     for combo in itertools.product(*groups.values()):
         chosen = {t.id for t in combo if t is not None}
@@ -236,6 +253,18 @@ QUALITY_TIE = 0.05
 # simpler goes first: an 8-bit cache's 0.1% is not worth a router and two roles of instances, while the smallest
 # 4-bit loss (AWQ's 1.8% on Llama-2-13B) is more than this.
 QUALITY_EQUAL = 0.5
+
+
+def pick_size(priced: list[Candidate]) -> Candidate:
+    """Of one stack priced at several replica sizes, the best in the best tier (fits and meets the SLOs, within the
+    speed limits), the fewest devices a replica among those within STEP_GAIN of it: copies that talk less, where the
+    model cannot tell the layouts apart."""
+    def tier(c: Candidate):
+        return slo_tier(c.predicted), not c.speed_ok
+    top = min(tier(c) for c in priced)
+    best = min((c for c in priced if tier(c) == top), key=lambda c: c.score)
+    return min((c for c in priced if tier(c) == top and within_step_gain(c, best) or c is best),
+               key=lambda c: (c.state.tp * c.state.attention_dp, c.score))
 
 
 def rank(candidates: tuple[Candidate, ...]) -> list[Candidate]:

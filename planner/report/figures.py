@@ -33,8 +33,8 @@ def waits(p: Prediction) -> bool:
 AS_IF_NOTE = "(figures in parentheses): a row that does not fit, priced as if it did"
 # a row's first token can come later only because its requests wait to be taken in (the 1B's fp8 row: 88 -> 227 ms
 # at the same tokens/s, the device faster and the front end not)
-WAIT_NOTE = ("TTFT †: of it, the time a request waits for the engine's front end (its API server) before its prefill; "
-             "the front end, not the device, bounds that row's requests")
+WAIT_NOTE = ("TTFT †: includes time a request waits for the engine's front end (its API server) before its "
+             "prefill; the front end, not the device, bounds that row's requests")
 SERVING: list[Column] = [
     ("batch", lambda p: f"{p.batch:,}"),  # the sequences each row runs at once: a TPOT moves with them
     ("TTFT ms", _as_if(lambda p: _ms(p.ttft_ms, 1) + (" †" if waits(p) else ""))),
@@ -117,9 +117,9 @@ def predicted_summary(advice: Advice) -> str:
         return (f"a step of {job.global_batch} x {job.sequence_length} tokens takes {step:,.1f} s"
                 f"{band_text(b, 'training_step_s')} ({p.throughput_tokens_per_s:,.0f} tokens/s, MFU "
                 f"{(p.training_mfu or 0):.1%}), {memory} ({parts} GB)")
-    wait = f", {p.front_end_wait_ms:,.0f} ms of it waiting for the engine's front end" if waits(p) else ""
-    return (f"TTFT {p.ttft_ms:,.1f} ms{band_text(b, 'ttft_ms')} (a {advice.workload.prompt_tokens_p95:,}-token p95 "
-            f"prompt{wait}), TPOT {p.tpot_ms:,.2f} ms{band_text(b, decode_band(p.batch, b))}, "
+    wait = f", of which {p.front_end_wait_ms:,.0f} ms waiting for the engine's front end" if waits(p) else ""
+    return (f"TTFT {p.ttft_ms:,.1f} ms{band_text(b, 'ttft_ms')}{wait} (a {advice.workload.prompt_tokens_p95:,}-token "
+            f"p95 prompt), TPOT {p.tpot_ms:,.2f} ms{band_text(b, decode_band(p.batch, b))}, "
             f"{rate(p.throughput_tokens_per_s)} output tokens/s{band_text(b, 'throughput_tokens_per_s')} at batch "
             f"{p.batch}{_backlog(advice)}, {memory}")
 

@@ -37,6 +37,9 @@ class Context:
     mtp_layers: int = 0  # multi-token-prediction heads the checkpoint ships
     eagle_heads: tuple[Mapping[str, Any], ...] = ()  # published EAGLE-3 draft heads of the model (catalog `eagle`)
     effects: Mapping[str, Any] = field(default_factory=dict)  # technique -> effect measured here (`plan.effects`)
+    # the data-parallel step's devices per replica where the search weighs a size (None: the fewest that hold the
+    # model; `parallel.replica_size_choices`)
+    replica_size: int | None = None
 
     @property
     def release_engine(self) -> str:
@@ -48,6 +51,10 @@ class Context:
     def kind(self) -> str:
         """The model's kind (dense, moe, hybrid), which some engines' refusals go by (vLLM's runner choice)."""
         return architecture_kind(self.spec)
+
+    def sized(self, replica_size: int | None) -> Context:
+        """The context whose data-parallel step makes replicas of `replica_size` devices (a candidate's)."""
+        return self if replica_size == self.replica_size else replace(self, replica_size=replica_size)
 
     def on_model(self, spec: ModelSpec) -> Context:
         """The context a step is applied, priced and parametrised in where the plan has replaced the model before it

@@ -9,8 +9,6 @@ from ...catalog.engine_refusals import attention_split_refusal
 from ...catalog.engines import engine_dp_shares_experts, engine_splits_layers
 from ...catalog.hardware import devices_per_host, devices_per_node
 from ..disaggregation import best_layout
-from ..objective import STEP_GAIN, score, slo_tier
-from ..predict import evaluate
 from ..state import PlanState, to_setup
 from . import Context, Technique, register
 from .quantization import whole_experts
@@ -128,9 +126,9 @@ REPLICA_WEIGHT_SHARE = 2 / 3
 
 
 def _replica_sizes(state: PlanState, ctx: Context) -> list[int]:
-    """The replica sizes to weigh: from the fewest devices that hold the model (`_replica_devices`) up, doubling, to
-    one node, each dividing the devices into two replicas or more and the attention heads; none where only the whole
-    set holds it; one device each without tensor parallel."""
+    """The replica sizes a stack may take: from the fewest devices that hold the model (`_replica_devices`) up,
+    doubling, to one node, each dividing the devices into two replicas or more and the attention heads; none where
+    only the whole set holds it; one device each without tensor parallel."""
     smallest = _replica_devices(state, ctx)
     if smallest is None or _without_tp(ctx):
         return [] if smallest is None else [smallest]
@@ -139,23 +137,26 @@ def _replica_sizes(state: PlanState, ctx: Context) -> list[int]:
             and (size == smallest or _split_refusal(ctx, size) is None)]
 
 
+def replica_size_choices(ctx: Context) -> list[int | None]:
+    """The sizes the search prices a stack with data-parallel replicas at (`Context.replica_size`): the fewest devices
+    that hold the model (None), and each larger power of two up to a node; a size a stack's weights do not allow
+    falls back to the fewest (the search drops the repeat). The goal decides, with the stack's later steps applied: an
+    8B on 32 H100s for chat latency takes four copies of eight, each request's prefill and tokens split over more
+    devices, and one device a copy for throughput; SGLang's mixed chunks had reversed a choice made before them."""
+    if _without_tp(ctx) or ctx.devices < 2:
+        return [None]
+    largest = min(_per_node(ctx), ctx.devices // 2)
+    return [None, *(1 << k for k in range(1, 8) if (1 << k) <= largest)]
+
+
 def _dp(state: PlanState, ctx: Context) -> PlanState:
-    """Replicas where a smaller group holds the model in the plan's formats, of the size that serves the workload's
-    goal best (the search's objective, `objective.score`): the fewest devices a copy for throughput, where each copy
-    serves more sequences without the all-reduces; larger groups for latency, where each request's prefill and
-    tokens split over more devices (8 copies of an 8B over 8 devices each on 32 H100s had lost to one server of
-    tensor parallel 8 and 4 pipeline stages, for the first token of a copy on one device). Of sizes within
-    STEP_GAIN of the best the smallest, whose copies talk least. Otherwise nothing changes (the step is dropped as
-    one that changes nothing here)."""
-    layouts = [_data_parallel(state, ctx, size) for size in _replica_sizes(state, ctx)]
-    if len(layouts) < 2:
-        return layouts[0] if layouts else state
-    w = ctx.workload
-    ranked = [(slo_tier(p), score(p, w.goal, w.output_tokens_mean, w.concurrency))
-              for p in (evaluate(layout, w, full=False) for layout in layouts)]
-    top = min(ranked)
-    return next(layout for layout, (tier, x) in zip(layouts, ranked)
-                if tier == top[0] and x <= top[1] + STEP_GAIN * abs(top[1]))
+    """Replicas where a smaller group holds the model in the plan's formats, of the size the search weighs
+    (`Context.replica_size`, where the stack's weights allow it; else the fewest devices that hold it); otherwise
+    nothing changes (the step is dropped as one that changes nothing here)."""
+    sizes = _replica_sizes(state, ctx)
+    if not sizes:
+        return state
+    return _data_parallel(state, ctx, ctx.replica_size if ctx.replica_size in sizes else sizes[0])
 
 
 def _ep_check(ctx: Context) -> str | None:

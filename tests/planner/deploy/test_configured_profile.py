@@ -202,9 +202,26 @@ def test_the_memory_goal_holds_the_engine_to_the_plans_memory(engine, option, wo
             p.kv_cache_per_device_bytes, kv_token * w.context_needed)
         spare = 0.03 * hw.memory_bytes  # 2%, rounded up to the hundredth
         assert share * hw.memory_bytes < p.memory_per_device_bytes + kv_token * w.context_needed + spare
+    if engine == "trtllm":  # its cache reserves each sequence's whole length already: not scaled to it again
+        free = hw.memory_bytes - (p.memory_per_device_bytes - p.kv_cache_per_device_bytes)
+        assert share * free < p.kv_cache_per_device_bytes + 0.03 * free
     configured = profile(served_request(advice, cfg, set()))
     assert configuration_fits(configured)
     throughput = advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", workload=workload, engine=engine,
                                       goal="throughput", concurrency=concurrency))
     cfg = engine_config(throughput, engine)
     assert float(cfg.options.get(option, cfg.env.get(option, 1))) >= engine_memory_share(throughput, engine, hw)
+
+
+def test_a_plan_rendered_for_another_engine_keeps_that_engines_memory_share():
+    """The memory goal holds an engine to its own plan's footprint only: vLLM's plan for Qwen3-30B-A3B serves fp8
+    weights, which TGI cannot load, and its config held TGI to the plan's 35 GB, where TGI's 16-bit weights take 69
+    (its configured profile did not fit); it keeps TGI's default share."""
+    from optiplan.planner.deploy.prediction import configured
+
+    a = advise(AdviseRequest(model="qwen3-30b-a3b", hardware="h100-sxm", goal="memory", engine="vllm"))
+    assert "weight-fp8" in [s.technique for s in a.plan.steps]
+    assert float(engine_config(a, "vllm").options["gpu-memory-utilization"]) < 0.6
+    cfg = engine_config(a, "tgi")
+    assert "TGI_WIGGLE_ROOM" not in cfg.env and not any("memory goal holds" in n for n in cfg.notes)
+    assert configured(a, cfg)["fits"]

@@ -118,28 +118,64 @@ def test_an_odd_count_of_devices_still_holds_replicas_of_one_device_each():
 
 def test_the_replicas_size_follows_the_goal():
     """An 8B on 32 H100s for chat latency had kept the baseline's one server of tensor parallel 8 and 4 pipeline
-    stages, since its only replicas were of one device, whose first token comes later; the step now weighs sizes
-    up to a node by the goal's objective: four copies of eight for latency, and still one device a copy for
+    stages, since its only replicas were of one device, whose first token comes later; the search now prices each
+    size up to a node (`Context.replica_size`): copies over several devices for latency, one device a copy for
     throughput. The rejection of a slower stack names the first token, part of the latency goal's figure."""
     from optiplan.planner.plan.objective import score
 
-    def plan(goal, devices=32):
+    def plan(goal, devices=32, **request):
         return advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", num_devices=devices, workload="chat",
-                                    goal=goal))
+                                    goal=goal, **request))
     latency = plan("latency")
     p = latency.plan.predicted
     assert "data-parallel" in [s.technique for s in latency.plan.steps]
-    assert (p.data_parallel, p.tensor_parallel, p.pipeline_parallel) == (4, 8, 1)
+    assert p.tensor_parallel > 1 and p.data_parallel * p.tensor_parallel == 32 and p.pipeline_parallel == 1
     assert latency.plan.steps[[s.technique for s in latency.plan.steps].index("data-parallel")].params == {
-        "tensor_parallel_size": 8, "data_parallel_size": 4}
+        "tensor_parallel_size": p.tensor_parallel, "data_parallel_size": p.data_parallel}
     # against the baseline's layout with the same other steps (without data parallel)
-    single = advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", num_devices=32, workload="chat",
-                                  goal="latency", without=("data-parallel",))).plan.predicted
+    single = plan("latency", without=("data-parallel",)).plan.predicted
     w = latency.workload
     assert score(p, "latency", w.output_tokens_mean, w.concurrency) < \
         0.97 * score(single, "latency", w.output_tokens_mean, w.concurrency)
     throughput = plan("throughput", 8).plan.predicted
     assert (throughput.data_parallel, throughput.tensor_parallel) == (8, 1)
+
+
+@pytest.mark.parametrize("request_", [
+    # SGLang's mixed chunks, a step after the replicas, gain 37% at one device a copy and 7% at two: a size chosen
+    # before them had taken two (105,464 against 114,649 output tokens/s)
+    dict(model="qwen3-30b-a3b", num_devices=8, goal="throughput", engine="sglang"),
+    dict(model="llama-3.1-8b", num_devices=16, goal="latency", engine="vllm"),
+])
+def test_the_replicas_size_is_priced_with_the_stacks_later_steps(request_):
+    """The plan's replicas are of the size whose whole stack scores best (the fewest devices within STEP_GAIN)."""
+    from optiplan.planner.catalog.hardware import resolve_hardware
+    from optiplan.planner.catalog.models import resolve_model
+    from optiplan.planner.catalog.workloads import load_workload, with_overrides
+    from optiplan.planner.plan.advise import build_context
+    from optiplan.planner.plan.effects import predict_steps
+    from optiplan.planner.plan.objective import STEP_GAIN, score
+    from optiplan.planner.plan.search import apply_steps, rank, search
+    from optiplan.planner.plan.techniques import all_techniques
+    from optiplan.planner.plan.techniques.parallel import replica_size_choices
+
+    w = with_overrides(load_workload("chat"), goal=request_["goal"], engine=request_["engine"])
+    ctx = build_context(resolve_model(request_["model"]), resolve_hardware("h100-sxm"), request_["num_devices"], w)
+    result = search(ctx)
+    best = rank(result.candidates)[0]
+    assert "data-parallel" in best.ids
+    steps = [all_techniques()[i] for i in best.ids]
+    scores = {}
+    for size in replica_size_choices(ctx):
+        states = apply_steps(result.baseline, steps, ctx.sized(size))
+        p = predict_steps(result.baseline, steps, states, w, ctx.effects, last_only=True)[0]
+        if p.meets_slo:
+            scores[states[-1].tp * states[-1].attention_dp] = score(p, w.goal, w.output_tokens_mean, w.concurrency)
+    assert len(scores) > 1
+    lowest = min(scores.values())
+    assert best.score <= lowest + STEP_GAIN * abs(lowest) + 1e-9
+    size = best.state.tp * best.state.attention_dp
+    assert all(scores[smaller] > lowest + STEP_GAIN * abs(lowest) for smaller in scores if smaller < size)
 
 
 def test_the_throughput_batch_meets_both_slos_and_earns_its_size():

@@ -111,5 +111,5 @@ def test_a_first_token_that_waits_for_the_front_end_says_so():
     assert "waiting for the engine's front end" not in predicted_summary(a)
     one = advise(AdviseRequest(model="llama-3.2-1b", hardware="h100-sxm", workload="chat", goal="throughput",
                                engine="vllm", without=("api-server-scale-out",)))
-    assert f"{one.plan.predicted.front_end_wait_ms:,.0f} ms of it waiting for the engine's front end" in \
+    assert f", of which {one.plan.predicted.front_end_wait_ms:,.0f} ms waiting for the engine's front end (a " in \
         predicted_summary(one)
