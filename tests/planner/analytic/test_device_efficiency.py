@@ -355,9 +355,9 @@ def test_the_startup_check_counts_one_sequence_on_its_own_devices():
 
 def test_a_plan_holds_vllms_sampler_peak_at_the_batch_it_runs():
     """advise's plans count vLLM's profiling peak at the rows its config caps the server at (--max-num-seqs at the
-    plan's sequences): an offline 8B plan on an H100 runs about 900 sequences, and their sampler rows (1.8 MB each
-    with the image's FlashInfer sampler) sit beside their caches within vLLM's 0.9 share, not the single row a batch-1
-    peak would give."""
+    plan's sequences): an offline 8B plan on an H100 runs 256 sequences (more gain under 3%), and their sampler rows
+    (1.8 MB each with the image's FlashInfer sampler) sit beside their caches within vLLM's 0.9 share, not the single
+    row a batch-1 peak would give."""
     from optiplan.planner.plan.advise import advise
     from optiplan.planner.schema import AdviseRequest
 
@@ -366,7 +366,7 @@ def test_a_plan_holds_vllms_sampler_peak_at_the_batch_it_runs():
     p = advice.plan.predicted
     s = to_setup(baseline_state(resolve_model("llama-3.1-8b"), resolve_hardware("h100-sxm"), 1).with_(
         engine="vllm", paged_kv=True, chunked_prefill=True))
-    assert p.batch > 500 and p.activation_bytes >= sampler_bytes(s, p.batch) > 500 * 14 * s.spec.vocab_size
+    assert p.batch >= 256 and p.activation_bytes >= sampler_bytes(s, p.batch) >= p.batch * 14 * s.spec.vocab_size
     assert p.memory_per_device_bytes <= 0.9 * s.hw.memory_bytes * 1.001
 
 

@@ -703,7 +703,7 @@ def test_plans_see_vllms_front_end_bound_too():
                                     engine=engine, goal="throughput", without=without)).plan.predicted
     assert plan("vllm", ("api-server-scale-out",)).throughput_tokens_per_s == pytest.approx(out / host, rel=0.01)
     scaled = plan("vllm")
-    assert scaled.api_servers_per_rank == 3 and scaled.throughput_tokens_per_s <= 3 * out / host
+    assert scaled.api_servers_per_rank == 4 and scaled.throughput_tokens_per_s <= 4 * out / host
     assert plan("sglang").throughput_tokens_per_s > 1.2 * out / host
 
 
