@@ -29,7 +29,7 @@ LORA_DROPOUT = 0.05
 LEARNING_RATE = {"adapters": 2e-4, "full": 2e-5}
 OPTIMIZERS = {"adamw": "adamw_torch_fused", "adamw-8bit": "adamw_bnb_8bit", "sgd": "sgd"}
 # the libraries the script imports, at the releases optiplan's own tests run it with
-PACKAGES = ("transformers==5.24.0", "peft>=0.17", "accelerate>=1.10")
+PACKAGES = ("transformers==5.24.0", "peft==0.21.2", "accelerate==1.16.0")
 
 
 def training_settings(advice: Advice) -> dict[str, Any]:
@@ -37,6 +37,10 @@ def training_settings(advice: Advice) -> dict[str, Any]:
     job, steps, p = advice.workload.training, plan_steps(advice), advice.plan.predicted
     if job is None:
         raise DeployError("the plan has no training job to render")
+    backend = resolve_hardware(advice.hardware.id).features.backend
+    if backend == "tpu":
+        raise DeployError(f"{advice.hardware.id} trains through XLA (torch_xla), which the rendered Trainer script and "
+                          "accelerate config do not set up: no training files for a TPU")
     devices = advice.hardware.count
     mixed = steps["mixed-precision"].params.get("dtype") if "mixed-precision" in steps else None
     fsdp = "fsdp" in steps
@@ -60,8 +64,12 @@ def training_settings(advice: Advice) -> dict[str, Any]:
     if adapters is not None:
         rank = int(adapters.params.get("rank", job.lora_rank))
         targets = adapters.params.get("target_parameters")
+        if targets:
+            # peft's adapters on 3-D expert parameters run without dropout (lora.ParamWrapper refuses any) and not
+            # under torch.compile (peft's LoraConfig.target_parameters docs)
+            settings["compile"] = False
         settings["adapters"] = {
-            "rank": rank, "alpha": LORA_ALPHA_PER_RANK * rank, "dropout": LORA_DROPOUT,
+            "rank": rank, "alpha": LORA_ALPHA_PER_RANK * rank, "dropout": 0.0 if targets else LORA_DROPOUT,
             "target_modules": adapters.params.get("target_modules", "all-linear"),
             # a mixture of experts' routed experts, 3-D parameters that all-linear skips (`lora_params`)
             "target_parameters": [t.strip() for t in targets.split(",")] if targets else None,

@@ -21,6 +21,17 @@ def _expert_targets(ctx: Context) -> dict:
     return {"target_parameters": "experts.gate_up_proj, experts.down_proj"} if ctx.spec.moe is not None else {}
 
 
+def _qlora_check(ctx: Context) -> str | None:
+    """bitsandbytes quantizes a model's nn.Linear layers only (transformers' integrations/bitsandbytes.py), and
+    transformers 5 holds a mixture of experts' routed experts as 3-D parameters (MixtralExperts' gate_up_proj and
+    down_proj): they would stay 16-bit, then fp32 once peft's prepare_model_for_kbit_training casts every 16-bit
+    parameter, where QLoRA's memory counts them in NF4 (Mixtral-8x7B on one H100: priced at 50 GB)."""
+    if ctx.spec.moe is not None:
+        return ("bitsandbytes quantizes nn.Linear layers only, and transformers 5 holds the routed experts as 3-D "
+                "parameters: they would stay 16-bit (fp32 after prepare_model_for_kbit_training), not NF4")
+    return None
+
+
 def _not_with_8bit_already(ctx: Context) -> str | None:
     if ctx.workload.training and ctx.workload.training.optimizer != "adamw":
         return f"the workload's optimizer is already {ctx.workload.training.optimizer}"
@@ -55,6 +66,7 @@ register(
         name="QLoRA (NF4 base, LoRA adapters)", family="training", phase="training", group="adapters",
         summary="The frozen base stored in 4-bit NF4, adapters trained in 16 bits.",
         transform=_add("qlora"), requires=("mixed-precision",), after=("mixed-precision",), hardware=("cuda",),
+        check=_qlora_check,
         effect_source="slower than LoRA: the 4-bit base is dequantized in every forward and backward, a cost per "
                       "parameter fitted to QwenLM/Qwen README's Q-LoRA step times (GPTQ int4 bases on one A100; "
                       "profiles/efficiency.yaml, training)",
