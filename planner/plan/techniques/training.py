@@ -93,6 +93,9 @@ register(
         name="8-bit Adam", family="training", phase="training",
         summary="Adam's two moments in 8 bits with block-wise scales: 2 bytes per parameter instead of 8.",
         transform=_add("optimizer-8bit"), hardware=("cuda",), packages=("bitsandbytes",), check=_not_with_8bit_already,
+        # its 8-bit states are not DTensor-aware: "illegal memory access with FSDP2" (bitsandbytes-foundation/
+        # bitsandbytes#1633, open; #89 "8-bit optimizers dont work with FSDP"), the FSDP accelerate's config runs
+        conflicts=("fsdp",),
         quality_source="Dettmers et al. (arXiv 2110.02861): 8-bit optimizers match 32-bit Adam",
         params=lambda c: {"optimizer": "adamw-8bit"}),
     family="training")

@@ -139,3 +139,13 @@ def test_the_script_puts_adapters_on_a_mixture_of_experts_routed_experts(tmp_pat
     model = script.load_model(train, str(tiny))
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     assert any("experts" in n for n in names) and all("lora" in n for n in names)
+
+
+def test_eight_bit_adam_is_not_planned_beside_fsdp():
+    """bitsandbytes' 8-bit optimizer states are not DTensor-aware ("illegal memory access with FSDP2",
+    bitsandbytes#1633, open): an 8B full fine-tune on two H100s shards with FSDP and says why 8-bit Adam is out."""
+    a = advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", num_devices=2, workload="fine-tune",
+                             without=("lora", "qlora")))
+    steps = {s.technique for s in a.plan.steps}
+    assert "fsdp" in steps and "optimizer-8bit" not in steps
+    assert {r.technique: r.reason for r in a.rejected}["optimizer-8bit"].startswith("it does not run beside fsdp")
