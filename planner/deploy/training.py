@@ -1,7 +1,7 @@
 """The files of a training plan (`advise --emit-configs` on a fine-tune workload): a Trainer script, the plan's
 settings for it, accelerate's launch config and a README. The plan's steps map onto the libraries that run them:
 mixed precision and torch.compile onto transformers' TrainingArguments (bf16/fp16, torch_compile), activation
-checkpointing onto gradient_checkpointing (or, under FSDP, accelerate's fsdp_activation_checkpointing, as
+checkpointing onto its activation_checkpointing (or, under FSDP, accelerate's fsdp_activation_checkpointing, as
 transformers asks), LoRA and QLoRA onto peft's LoraConfig (QLoRA's NF4 base onto bitsandbytes through
 BitsAndBytesConfig), FSDP onto accelerate's FSDP2 plugin and 8-bit Adam onto bitsandbytes' optimizer
 (optim="adamw_bnb_8bit"). The script itself is the same for every plan (templates/deploy/train.py.j2); what a plan

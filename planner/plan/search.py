@@ -55,8 +55,8 @@ def apply_steps(state: PlanState, steps: list[Technique], ctx: Context, until_id
     """The state after each step, in order (the composition of the steps' pure transforms), each step applied to and
     priced for the model the plan has reached (`Context.on_model`: after distillation, the student); `until_idle`:
     none after the first chosen step that changes nothing (`idles`), whose stack the search drops. `memo`: the state
-    after each run of steps from the same `state` (the search's stacks share their first steps in plan order, and a
-    step may price layouts of its own: the data-parallel replicas' size)."""
+    after each run of steps from the same `state` in the same `ctx` (the search's stacks share their first steps in
+    plan order)."""
     states = []
     for i, t in enumerate(steps):
         before = state
@@ -183,7 +183,7 @@ def search(ctx: Context, only_groups: frozenset[str] | None = None) -> SearchRes
             return
         priced = [c for c in (price(order, steps, size) for size in (sizes if "data-parallel" in ids else [None]))
                   if c is not None]
-        layouts: dict[tuple[int, int], Candidate] = {}  # a size the weights do not allow repeats the fewest's
+        layouts: dict[tuple[int, int, int], Candidate] = {}  # a size the weights do not allow repeats the fewest's
         for c in priced:
             layouts.setdefault((c.state.tp, c.state.replicas, c.state.attention_dp), c)
         if layouts:

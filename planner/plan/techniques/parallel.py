@@ -141,7 +141,7 @@ def replica_size_choices(ctx: Context) -> list[int | None]:
     """The sizes the search prices a stack with data-parallel replicas at (`Context.replica_size`): the fewest devices
     that hold the model (None), and each larger power of two up to a node; a size a stack's weights do not allow
     falls back to the fewest (the search drops the repeat). The goal decides, with the stack's later steps applied: an
-    8B on 32 H100s for chat latency takes four copies of eight, each request's prefill and tokens split over more
+    8B on 32 H100s for chat latency takes eight copies of four, each request's prefill and tokens split over more
     devices, and one device a copy for throughput; SGLang's mixed chunks had reversed a choice made before them."""
     if _without_tp(ctx) or ctx.devices < 2:
         return [None]
