@@ -126,7 +126,11 @@ def configs(target: str | None, serving_engine: str | None, hardware: str, devic
     engine = target if target in ENGINES else serving_engine
     advice = advise_for(engine, hardware, devices)
     if is_training(advice):  # a training job's files, planned for the engine that trains (transformers)
-        return bundle(advise_for(None, hardware, devices) if engine else advice, [], advise_for)
+        result = bundle(advise_for(None, hardware, devices) if engine else advice, [], advise_for)
+        if target or serving_engine:
+            result.notes.append(f"{target or serving_engine} is a serving target: a training workload renders its "
+                                "training files (train/), whatever the engine named")
+        return result
     if engine is None and advice.workload.engine not in ENGINES:
         advice = advise_for("vllm", hardware, devices)
     target = target or advice.workload.engine

@@ -95,7 +95,7 @@ def accelerate_config(advice: Advice) -> dict[str, Any]:
         "distributed_type": "FSDP" if settings["fsdp"] else "MULTI_GPU" if devices > 1 else "NO",
         "num_machines": hosts, "num_processes": devices, "machine_rank": 0,
         "mixed_precision": settings["mixed_precision"] or "no",
-        "main_training_function": "main", "rdzv_backend": "static", "same_network": True, "use_cpu": False,
+        "main_training_function": "main", "rdzv_backend": "static", "use_cpu": False,
     }
     if settings["fsdp"]:
         config["fsdp_config"] = {
@@ -104,8 +104,8 @@ def accelerate_config(advice: Advice) -> dict[str, Any]:
             "fsdp_cpu_ram_efficient_loading": True,
             "fsdp_activation_checkpointing": "activation-checkpointing" in steps,
         }
-    if hosts > 1:
-        config.update({"main_process_ip": "MAIN_NODE_IP", "main_process_port": 29500})
+    if hosts > 1:  # the first machine's address is given on each machine's command line (--main_process_ip)
+        config["main_process_port"] = 29500
     return config
 
 

@@ -709,6 +709,7 @@ def test_configs_renders_a_training_plans_files_and_takes_the_goal_as_advise_doe
         assert sorted(p.name for p in (folder / "train").iterdir()) == ["README.md", "accelerate.yaml", "train.py",
                                                                         "train.yaml"]
         assert not (folder / "vllm").exists() and not (folder / "serve.sh").exists()
+        assert ("vllm is a serving target" in out.output) == bool(engine)
     out = CliRunner().invoke(main, ["configs", "llama-3.1-8b", "-H", "h100-sxm", "--goal", "throughput",
                                     "--concurrency", "8", "-e", "vllm", "-o", str(tmp_path / "tp")])
     assert out.exit_code == 0, out.output

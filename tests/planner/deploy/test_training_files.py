@@ -72,7 +72,7 @@ def test_the_plans_steps_become_the_trainers_and_accelerates_settings(request_, 
         row = next(line for line in readme.splitlines() if line.startswith(f"| `{technique}` |"))
         assert ("not set by these files" in row) == (technique == "compiled-training" and experts), row
     if n > 8:
-        assert "--machine_rank MACHINE_RANK" in readme and launch["main_process_ip"] == "MAIN_NODE_IP"
+        assert "--machine_rank MACHINE_RANK --main_process_ip MAIN_IP" in readme and launch["main_process_port"]
     path = tmp_path / "accelerate.yaml"
     path.write_text(files["train/accelerate.yaml"])
     ClusterConfig.from_yaml_file(str(path))  # accelerate reads it: no key it does not know
