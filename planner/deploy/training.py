@@ -17,6 +17,7 @@ import yaml
 from ..catalog.hardware import devices_per_host, resolve_hardware
 from ..catalog.models import instruct_checkpoint
 from ..errors import DeployError
+from ..schema import HardwareSpec
 from ..schema.advice import Advice
 from .config import advice_catalog_entry, model_reference, plan_steps
 from .render import template_env
@@ -32,13 +33,12 @@ OPTIMIZERS = {"adamw": "adamw_torch_fused", "adamw-8bit": "adamw_bnb_8bit", "sgd
 PACKAGES = ("transformers==5.24.0", "peft==0.21.2", "accelerate==1.16.0")
 
 
-def training_settings(advice: Advice) -> dict[str, Any]:
-    """train.yaml: the plan's settings as the script reads them."""
+def training_settings(advice: Advice, hw: HardwareSpec) -> dict[str, Any]:
+    """train.yaml: the plan's settings as the script reads them, on the plan's device `hw`."""
     job, steps, p = advice.workload.training, plan_steps(advice), advice.plan.predicted
     if job is None:
         raise DeployError("the plan has no training job to render")
-    backend = resolve_hardware(advice.hardware.id).features.backend
-    if backend == "tpu":
+    if hw.features.backend == "tpu":
         raise DeployError(f"{advice.hardware.id} trains through XLA (torch_xla), which the rendered Trainer script and "
                           "accelerate config do not set up: no training files for a TPU")
     devices = advice.hardware.count
@@ -84,12 +84,11 @@ def uses_bitsandbytes(settings: dict[str, Any]) -> bool:
         OPTIMIZERS["adamw-8bit"]
 
 
-def accelerate_config(advice: Advice) -> dict[str, Any]:
+def accelerate_config(advice: Advice, settings: dict[str, Any], hw: HardwareSpec) -> dict[str, Any]:
     """accelerate.yaml: the processes over the plan's devices (one per GPU; a machine per host), the mixed precision
     and, where the plan shards, FSDP2 wrapping each decoder layer (the model's `_no_split_modules`)."""
-    settings, steps = training_settings(advice), plan_steps(advice)
     devices = advice.hardware.count
-    hosts = max(1, math.ceil(devices / devices_per_host(resolve_hardware(advice.hardware.id))))
+    hosts = max(1, math.ceil(devices / devices_per_host(hw)))
     config: dict[str, Any] = {
         "compute_environment": "LOCAL_MACHINE",
         "distributed_type": "FSDP" if settings["fsdp"] else "MULTI_GPU" if devices > 1 else "NO",
@@ -102,7 +101,7 @@ def accelerate_config(advice: Advice) -> dict[str, Any]:
             "fsdp_version": 2, "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP", "fsdp_reshard_after_forward": True,
             "fsdp_offload_params": False, "fsdp_state_dict_type": "SHARDED_STATE_DICT",
             "fsdp_cpu_ram_efficient_loading": True,
-            "fsdp_activation_checkpointing": "activation-checkpointing" in steps,
+            "fsdp_activation_checkpointing": "activation-checkpointing" in plan_steps(advice),
         }
     if hosts > 1:  # the first machine's address is given on each machine's command line (--main_process_ip)
         config["main_process_port"] = 29500
@@ -112,7 +111,9 @@ def accelerate_config(advice: Advice) -> dict[str, Any]:
 def training_files(advice: Advice) -> dict[str, str]:
     """The training plan's files, under train/."""
     env = template_env()
-    settings, launch = training_settings(advice), accelerate_config(advice)
+    hw = resolve_hardware(advice.hardware.id)
+    settings = training_settings(advice, hw)
+    launch = accelerate_config(advice, settings, hw)
     header = (f"# {advice.model.name} on {advice.hardware.count} x {advice.hardware.id}, rendered by optiplan from its "
               f"training plan ({', '.join(s.technique for s in advice.plan.steps) or 'no steps'}).\n")
     # a catalog model's instruct release, which the README offers beside the base checkpoint train.yaml names

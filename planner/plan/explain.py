@@ -75,7 +75,8 @@ def rejections(best: Candidate, ranked: list[Candidate], result: SearchResult, c
 
 def _left_out(with_it: Candidate, best: Candidate, t: Technique, result: SearchResult, ctx: Context) -> str:
     """Where the stack a rejected technique is weighed on leaves out some of the plan's steps, which and why: beside
-    it they change nothing (the search drops a stack with an idle step), or the stack with them all is over a limit."""
+    it they change nothing (the search drops a stack with an idle step), or a requirement or conflict rules out the
+    stack of them all (one over the quality budget is said before this: `rejections`)."""
     techniques = all_techniques()
     missing = [i for i in best.ids if i not in with_it.ids and not techniques[i].always_on]
     if not missing:

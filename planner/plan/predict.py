@@ -177,23 +177,27 @@ def throughput_batch(state: PlanState, s: Setup, workload: Workload, low: int, h
     limits = (slo.tpot_p95_ms / 1e3 if slo.tpot_p95_ms else math.inf, slo.ttft_p95_ms / 1e3 if slo.ttft_p95_ms
               else math.inf)
     best, best_rate, met, missed = low, 0.0, low, None
-    for b in tries:
+
+    def meets(b: int) -> bool:
+        """Whether `b` meets the SLOs (the workload's own batch always counts), taken as the best where it gains."""
+        nonlocal best, best_rate
         tpot, ttft, rate = serving_figures(state, s, workload, b)
         if (tpot > limits[0] or ttft > limits[1]) and b > low:
+            return False
+        if rate > best_rate * (1 + BATCH_GAIN):
+            best, best_rate = b, rate
+        return True
+    for b in tries:
+        if not meets(b):
             missed = b
             break
         met = b
-        if rate > best_rate * (1 + BATCH_GAIN):
-            best, best_rate = b, rate
     while missed is not None and missed - met > max(1, met * BATCH_RESOLUTION):
         b = (met + missed) // 2
-        tpot, ttft, rate = serving_figures(state, s, workload, b)
-        if tpot > limits[0] or ttft > limits[1]:
+        if meets(b):
+            met = b
+        else:
             missed = b
-            continue
-        met = b
-        if rate > best_rate * (1 + BATCH_GAIN):
-            best, best_rate = b, rate
     return best
 
 

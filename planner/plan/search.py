@@ -255,12 +255,16 @@ QUALITY_TIE = 0.05
 QUALITY_EQUAL = 0.5
 
 
+def tier(c: Candidate) -> tuple[int, bool]:
+    """A stack's standing before its score: it fits and meets the SLOs, fits, or neither (`objective.slo_tier`), then
+    whether it keeps within the speed limits where speed is not the goal."""
+    return slo_tier(c.predicted), not c.speed_ok
+
+
 def pick_size(priced: list[Candidate]) -> Candidate:
     """Of one stack priced at several replica sizes, the best in the best tier (fits and meets the SLOs, within the
     speed limits), the fewest devices a replica among those within STEP_GAIN of it: copies that talk less, where the
     model cannot tell the layouts apart."""
-    def tier(c: Candidate):
-        return slo_tier(c.predicted), not c.speed_ok
     top = min(tier(c) for c in priced)
     best = min((c for c in priced if tier(c) == top), key=lambda c: c.score)
     return min((c for c in priced if tier(c) == top and within_step_gain(c, best) or c is best),
@@ -276,9 +280,6 @@ def rank(candidates: tuple[Candidate, ...]) -> list[Candidate]:
     and prefill and decode instances are not worth a few percent, nor is a checkpoint the user must produce first,
     a 235B model quantized with llm-compressor, where a published one or the engine's own quantizing serves), each
     of them first read without the steps that do not earn their place (`earned`)."""
-    def tier(c: Candidate):
-        return (slo_tier(c.predicted), not c.speed_ok)
-
     def key(c: Candidate):
         return (*tier(c), round(c.score, 9), c.predicted.quality_loss_pct, len(c.ids), c.ids)
     ranked = sorted(candidates, key=key)
@@ -295,7 +296,7 @@ def rank(candidates: tuple[Candidate, ...]) -> list[Candidate]:
     def parts(c: Candidate) -> int:
         return sum(techniques[i].moving_parts for i in c.ids if i in techniques) + len(c.produced)
     least = min(round(c.predicted.quality_loss_pct, 4) for c in close)
-    as_good = [earned(c, ranked, tier) for c in close if c.predicted.quality_loss_pct <= least + QUALITY_EQUAL]
+    as_good = [earned(c, ranked) for c in close if c.predicted.quality_loss_pct <= least + QUALITY_EQUAL]
     pick = min(as_good, key=lambda c: (parts(c), round(c.predicted.quality_loss_pct, 4), round(c.score, 9),
                                        len(c.ids), c.ids))
     return [pick, *(c for c in ranked if c is not pick)]
@@ -312,7 +313,7 @@ def within_step_gain(a: Candidate, b: Candidate) -> bool:
     return p == q and abs(x - y) <= STEP_GAIN * abs(y)
 
 
-def earned(c: Candidate, ranked: list[Candidate], tier) -> Candidate:
+def earned(c: Candidate, ranked: list[Candidate]) -> Candidate:
     """`c` without the steps that do not earn their place: the smallest of its sub-stacks in its tier, no lossier,
     whose goal figure is within STEP_GAIN of its own, and so on from that one until every step left moves the figure
     by more than STEP_GAIN against the stack without it (two steps of 2% each leave neither, though together they
