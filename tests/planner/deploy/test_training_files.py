@@ -149,3 +149,37 @@ def test_eight_bit_adam_is_not_planned_beside_fsdp():
     steps = {s.technique for s in a.plan.steps}
     assert "fsdp" in steps and "optimizer-8bit" not in steps
     assert {r.technique: r.reason for r in a.rejected}["optimizer-8bit"].startswith("it does not run beside fsdp")
+
+
+def test_packed_documents_attend_only_to_themselves(tmp_path):
+    """The script packs documents into sequences of the plan's length. Each document must see only itself: the logits
+    of a document packed after another equal its logits alone, and its first token is not a label of the previous
+    document's last. The script had packed with an all-ones attention mask, so the second document attended to the
+    first."""
+    torch = pytest.importorskip("torch")
+    import importlib.util
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    files, _, _, _ = _files(model="llama-3.2-1b", hardware="l4")
+    write(files, tmp_path / "cfg")
+    spec = importlib.util.spec_from_file_location("rendered_train", tmp_path / "cfg" / "train" / "train.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    tokenizer = AutoTokenizer.from_pretrained(MODELS / "target")
+    texts = ["the quick brown fox jumps over the lazy dog", "a second document about something else entirely"]
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    first = len(tokenizer(texts[0])["input_ids"]) + 1  # its tokens and the end-of-sequence token
+    second = len(tokenizer(texts[1])["input_ids"]) + 1
+    (sequence,) = script.packed(data, tokenizer, first + second)
+    assert sequence["position_ids"] == [*range(first), *range(second)] and "attention_mask" not in sequence
+    assert sequence["labels"][first] == -100 and sequence["labels"][first + 1:] == sequence["input_ids"][first + 1:]
+    model = AutoModelForCausalLM.from_pretrained(MODELS / "target", dtype=torch.float32).eval()
+    batch = {k: torch.tensor([v]) for k, v in sequence.items() if k != "labels"}
+    with torch.no_grad():
+        # use_cache=False as the Trainer sets it (TrainingArguments.use_cache): with a cache transformers does not
+        # read packed position ids
+        together = model(**batch, use_cache=False).logits[0, first:]
+        alone = model(input_ids=batch["input_ids"][:, first:]).logits[0]
+    torch.testing.assert_close(together, alone, atol=1e-4, rtol=1e-4)
