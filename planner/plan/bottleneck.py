@@ -27,10 +27,11 @@ def classify(state: PlanState, p: Prediction, workload: Workload) -> Bottleneck:
     if workload.goal == "training":
         if not p.fits:
             found.append(("training-memory", "training",
-                          f"a training step needs {p.memory_per_device_bytes / GB:,.1f} GB per device "
-                          f"(weights {p.weights_per_device_bytes / GB:,.1f} GB, gradients "
-                          f"{p.gradient_bytes / GB:,.1f} GB, optimizer states {p.optimizer_state_bytes / GB:,.1f} GB, "
-                          f"activations {p.activation_bytes / GB:,.1f} GB) > {hw.memory_bytes / GB:,.1f} GB"))
+                          (f"loading the model needs {p.load_peak_bytes / GB:,.1f} GB per device (the whole 4-bit "
+                           f"model on each GPU before FSDP shards it)" if p.load_peak_bytes else
+                           f"a training step needs {p.memory_per_device_bytes / GB:,.1f} GB per device ("
+                           + ", ".join(f"{what} {value / GB:,.1f} GB" for what, value in p.training_memory_parts)
+                           + ")") + f" > {hw.memory_bytes / GB:,.1f} GB"))
         found.append(("compute", "training", f"a step takes {p.training_step_s:,.1f} s at "
                                              f"{p.throughput_tokens_per_s:,.0f} tokens/s"))
         return _pick(found)

@@ -14,12 +14,16 @@ micro-batch (the eager forward and backward of a Trainer step), and for QLoRA th
 base in every forward and backward, charged as bytes of memory traffic per parameter. The three are fitted to
 published fine-tuning step times (`training` in profiles/efficiency.yaml, benchmarks/bench_training_published.py).
 MFU is the step's model FLOPs (recomputation excluded) over the devices' dense 16-bit peak.
+
+Under FSDP (accelerate's FSDP2: each decoder layer a unit, the root module holding the embedding, the final norm and
+the head) a device holds more than its shards at the step's peak, the start of the backward (`fsdp_unsharded_bytes`),
+and QLoRA's 4-bit model is loaded whole onto every GPU before FSDP shards it (`load_peak_bytes`).
 """
 
 from __future__ import annotations
 
 from ... import profiles
-from ..analytic.params import param_counts
+from ..analytic.params import ParamCounts, param_counts
 from ..analytic.steps import ALLREDUCE_EFFICIENCY, prefill_attention_flops
 from ..catalog.hardware import cost_per_million_tokens
 from ..schema.advice import Prediction
@@ -83,6 +87,27 @@ def lora_params(state: PlanState, rank: int) -> int:
     return rank * total
 
 
+def fsdp_unsharded_bytes(counts: ParamCounts, num_layers: int, qlora: bool, trainable: int, full: bool,
+                         act_bytes: int) -> float:
+    """What FSDP2 holds unsharded on each device at the start of the backward, beyond its shards. The root module's
+    parameters (the embedding, the final norm and the head), all-gathered when the forward starts and resharded only
+    when it ends, and again through the backward, where the head's gradient is computed first. Two layers'
+    all-gathered parameters: FSDP2 "allows two all-gather output tensors to be alive at once" in forward and
+    prefetches the next layer in backward (pytorch/pytorch#128884). One layer's unsharded gradients before their
+    reduce-scatter, and the head's, which the root reduces when the backward ends. Parameters are gathered in the
+    mixed-precision policy's param_dtype (accelerate sets it to the mixed precision; fp32 without), a 4-bit base's
+    linear layers as the packed NF4 they are stored as; gradients are reduced in the same type."""
+    root = counts.embedding + counts.lm_head + counts.final_norm
+    layer_linear = counts.moe_layer_linear if counts.num_moe_layers else counts.dense_layer_linear
+    layer_small = (counts.small - counts.final_norm) / num_layers
+    layer_adapters = 0 if full else trainable / num_layers
+    layer_bytes = (layer_linear * (NF4_BYTES_PER_PARAM if qlora else act_bytes)
+                   + (layer_small + layer_adapters) * act_bytes)
+    layer_grads = layer_linear + layer_small if full else layer_adapters
+    root_grads = counts.vocab_hidden if full else 0
+    return root * act_bytes + 2 * layer_bytes + (layer_grads + root_grads) * act_bytes
+
+
 def training_prediction(state: PlanState, workload: Workload) -> Prediction:
     job = workload.training
     spec, hw, n = state.spec, state.hw, state.devices
@@ -115,7 +140,17 @@ def training_prediction(state: PlanState, workload: Workload) -> Prediction:
     one_layer = 34 * spec.hidden_size * act_bytes / 2 * tokens_micro if "activation-checkpointing" in applied else 0
     logits = tokens_micro * spec.vocab_size * LOGIT_BYTES  # the loss's peak (LOGIT_BYTES)
     activations = tokens_micro * per_token_layer * spec.num_layers + one_layer + logits
-    memory = model_bytes + activations + hw.runtime_overhead_bytes
+    sharded = "fsdp" in applied and n > 1
+    unsharded = fsdp_unsharded_bytes(counts, spec.num_layers, "qlora" in applied, trainable, not lora, act_bytes) \
+        if sharded else 0.0
+    step_memory = model_bytes + unsharded + activations + hw.runtime_overhead_bytes
+    # transformers loads a quantized model whole in every process under FSDP (modeling_utils: only an unquantized
+    # one is left on the meta device off the first rank), onto the process's GPU (bitsandbytes' device map), and
+    # peft's prepare_model_for_kbit_training casts its 16-bit parameters to fp32 there; accelerate's FSDP2 keeps the
+    # 4-bit parameters off the meta device ("bypassing the move to meta will still cause the VRAM spike",
+    # utils/fsdp_utils.py, fsdp2_prepare_model), so each GPU holds the whole base and adapters before sharding
+    load_peak = weights + hw.runtime_overhead_bytes if sharded and "qlora" in applied else 0.0
+    memory = max(step_memory, load_peak)
     fit = memory <= hw.memory_bytes
 
     full_precision = "fp32" if "fp32" in hw.peak_tflops else state.default_16bit  # a TPU has no fp32 rate
@@ -155,18 +190,23 @@ def training_prediction(state: PlanState, workload: Workload) -> Prediction:
     # sequences a micro-batch could hold: each brings its layers' activations, its logits and its share of the
     # recomputed layer
     per_sequence = activations / micro
-    micro_fit = max(int((hw.memory_bytes - hw.runtime_overhead_bytes - model_bytes) // max(per_sequence, 1)), 0)
+    micro_fit = max(int((hw.memory_bytes - hw.runtime_overhead_bytes - model_bytes - unsharded)
+                        // max(per_sequence, 1)), 0) if load_peak <= hw.memory_bytes else 0
     # what a million tokens trained cost at the devices' catalog price (the rate a serving plan's cost is at)
     cost = cost_per_million_tokens(hw, n, tokens_step / step_s)
     return Prediction(
         memory_per_device_bytes=int(memory), weights_per_device_bytes=int(weights / shard),
         gradient_bytes=int(grads / shard), optimizer_state_bytes=int(states / shard), kv_cache_per_device_bytes=0,
-        activation_bytes=int(activations), device_memory_bytes=hw.memory_bytes, fits=fit,
+        activation_bytes=int(activations), gathered_bytes=int(unsharded),
+        load_peak_bytes=int(load_peak) if load_peak > step_memory else 0, device_memory_bytes=hw.memory_bytes, fits=fit,
         max_concurrency=micro_fit, max_context=0, batch=micro, ttft_ms=0.0, tpot_ms=0.0,
         throughput_tokens_per_s=tokens_step / step_s, prefill_intensity=0.0, decode_intensity=0.0,
         ridge_flops_per_byte=s.ridge, quality_loss_pct=round(state.quality_loss_pct, 4),
         weight_dtype="nf4" if "qlora" in applied else s.compute_dtype, compute_dtype=s.compute_dtype,
         tensor_parallel=1, pipeline_parallel=1, expert_parallel=1, data_parallel=n, kv_dtype="-",
-        slo_violations=[] if fit else ["does not fit in device memory"], training_step_s=step_s,
+        slo_violations=[] if fit else [
+            f"loading does not fit in device memory: the whole 4-bit model on each GPU before FSDP shards it "
+            f"({load_peak / 1e9:,.1f} GB)" if load_peak > max(step_memory, hw.memory_bytes)
+            else "does not fit in device memory"], training_step_s=step_s,
         training_mfu=round(mfu, 4), cost_per_million_tokens_usd=cost,
     )

@@ -9,7 +9,7 @@ from ..plan.graph import FAMILY_ORDER, technique_graph
 from ..schema.advice import Advice, Prediction
 
 COLORS = {"weights": "#4e79a7", "gradients": "#76b7b2", "optimizer": "#edc948", "kv": "#f28e2b",
-          "activations": "#59a14f", "overhead": "#bab0ac",
+          "activations": "#59a14f", "gathered": "#b07aa1", "overhead": "#bab0ac",
           "before": "#e15759", "after": "#4e79a7", "grid": "#dddddd", "text": "#333333"}
 GB = 1e9
 
@@ -41,7 +41,7 @@ def memory_chart(before: Prediction, after: Prediction) -> str:
         body.append(_text(left - 8, y + 20, label, anchor="end"))
         parts = (("weights", p.weights_per_device_bytes), ("gradients", p.gradient_bytes),
                  ("optimizer", p.optimizer_state_bytes), ("kv", p.kv_cache_per_device_bytes),
-                 ("activations", p.activation_bytes))
+                 ("activations", p.activation_bytes), ("gathered", p.gathered_bytes))
         overhead = p.memory_per_device_bytes - sum(value for _, value in parts)
         start = 0.0
         for key, value in (*parts, ("overhead", max(overhead, 0))):
@@ -49,7 +49,8 @@ def memory_chart(before: Prediction, after: Prediction) -> str:
             body.append(f'<rect x="{x(start):.1f}" y="{y}" width="{max(w, 0):.1f}" height="28" fill="{COLORS[key]}">'
                         f'<title>{key}: {value / GB:,.2f} GB</title></rect>')
             start += value
-        body.append(_text(x(start) + 4, y + 19, f"{p.memory_per_device_bytes / GB:,.1f} GB"))
+        loading = " while it loads" if p.load_peak_bytes else ""  # the bar's runtime share then holds the load's rest
+        body.append(_text(x(start) + 4, y + 19, f"{p.memory_per_device_bytes / GB:,.1f} GB{loading}"))
     cap = x(before.device_memory_bytes)
     body.append(f'<line x1="{cap:.1f}" y1="26" x2="{cap:.1f}" y2="128" stroke="#000" stroke-dasharray="4 3"/>')
     body.append(_text(cap, 142, f"device {before.device_memory_bytes / GB:,.0f} GB", anchor="middle"))
@@ -57,7 +58,9 @@ def memory_chart(before: Prediction, after: Prediction) -> str:
     training = any(p.gradient_bytes or p.optimizer_state_bytes for _, p in rows)
     for key, label in (("weights", "weights"), *((("gradients", "gradients"), ("optimizer", "optimizer"))
                                                  if training else (("kv", "KV cache"),)),
-                       ("activations", "activations"), ("overhead", "runtime")):
+                       ("activations", "activations"),
+                       *((("gathered", "FSDP gathered"),) if any(p.gathered_bytes for _, p in rows) else ()),
+                       ("overhead", "runtime")):
         body.append(f'<rect x="{legend_x}" y="152" width="10" height="10" fill="{COLORS[key]}"/>')
         body.append(_text(legend_x + 14, 161, label))
         legend_x += 100

@@ -60,8 +60,23 @@ class Prediction(Frozen):
     gradient_bytes: int = Field(0, exclude_if=lambda v: v == 0, description="training: the gradients per device")
     optimizer_state_bytes: int = Field(0, exclude_if=lambda v: v == 0,
                                        description="training: the optimizer's states per device")
+    gathered_bytes: int = Field(0, exclude_if=lambda v: v == 0,
+                                description="training under FSDP: the unsharded parameters and gradients a device "
+                                            "holds at the step's peak (the root module's, two layers' all-gathered "
+                                            "parameters, one layer's gradients before their reduce-scatter)")
+    load_peak_bytes: int = Field(0, exclude_if=lambda v: v == 0,
+                                 description="training: a device's memory while the model loads, where it exceeds "
+                                             "the step's (QLoRA under FSDP: the whole 4-bit model on every GPU before "
+                                             "FSDP shards it)")
     training_step_s: float | None = None
     training_mfu: float | None = Field(None, exclude_if=lambda v: v is None, description="training: the step's model FLOPs (recomputation excluded) over the devices' dense 16-bit peak")
+
+    @property
+    def training_memory_parts(self) -> tuple[tuple[str, int], ...]:
+        """A training step's memory per device by what holds it, FSDP's unsharded copies where it shards."""
+        return (("weights", self.weights_per_device_bytes), ("gradients", self.gradient_bytes),
+                ("optimizer states", self.optimizer_state_bytes), ("activations", self.activation_bytes),
+                *((("FSDP's unsharded copies", self.gathered_bytes),) if self.gathered_bytes else ()))
 
     @property
     def meets_slo(self) -> bool:

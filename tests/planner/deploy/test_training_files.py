@@ -32,7 +32,7 @@ def _files(**request) -> tuple[dict, dict, dict, object]:
     # QLoRA on one H100: the NF4 base and checkpointing through the Trainer, no distributed launch
     (dict(model="llama-3.1-70b"), {"qlora", "activation-checkpointing"}),
     # a full fine-tune over two hosts of eight: FSDP2, its own activation checkpointing, two machines
-    (dict(model="llama-3.1-70b", num_devices=16, without=("lora", "qlora")), {"fsdp", "activation-checkpointing"}),
+    (dict(model="llama-2-70b", num_devices=16, without=("lora", "qlora")), {"fsdp", "activation-checkpointing"}),
     # Mixtral's routed experts as peft's target_parameters, FSDP over two devices
     (dict(model="mixtral-8x7b", num_devices=2), {"lora", "fsdp"}),
 ])
@@ -183,3 +183,55 @@ def test_packed_documents_attend_only_to_themselves(tmp_path):
         together = model(**batch, use_cache=False).logits[0, first:]
         alone = model(input_ids=batch["input_ids"][:, first:]).logits[0]
     torch.testing.assert_close(together, alone, atol=1e-4, rtol=1e-4)
+
+
+def test_fsdp_counts_what_it_holds_unsharded():
+    """FSDP2 holds more than its shards at the start of the backward: the root module's embedding and head, two
+    layers' gathered parameters and the gradients before their reduce-scatter. Llama 3.1 70B's full fine-tune on 16
+    H100s had been planned at 84.4 of 85.9 GB without them; with them (its 128K-token vocabulary makes the root 2.1B
+    parameters) it needs 32, while Llama 2 70B (a 32K vocabulary) fits on 16 A100s, as Hugging Face's FSDP blog ran
+    it (2 nodes of 8 A100 80GB)."""
+    from optiplan.planner.errors import ImpossibleError
+
+    with pytest.raises(ImpossibleError, match="nearest feasible: 32 x h100-sxm"):
+        advise(AdviseRequest(model="llama-3.1-70b", hardware="h100-sxm", num_devices=16, workload="fine-tune",
+                             without=("lora", "qlora")))
+    a = advise(AdviseRequest(model="llama-2-70b", hardware="a100-80gb-sxm", num_devices=16, workload="fine-tune",
+                             without=("lora", "qlora")))
+    p = a.plan.predicted
+    assert "fsdp" in {s.technique for s in a.plan.steps} and p.fits
+    # the root (embedding and head, 1.05B parameters), two 856M-parameter layers in bf16 and the gradients of the head
+    # and one layer: 6.7 GB
+    assert 6.0e9 < p.gathered_bytes < 7.5e9
+    parts = sum(value for _, value in p.training_memory_parts)
+    assert parts < p.memory_per_device_bytes < parts + 2e9  # and the runtime
+    assert "FSDP's unsharded copies" in training_files(a)["train/README.md"]
+
+
+def test_qlora_under_fsdp_is_priced_at_its_load():
+    """transformers loads a 4-bit model whole onto every GPU under FSDP, which shards it only after: Llama 3.1 405B's
+    NF4 base does not load on an H100, so its adapters train over a 16-bit base on 32 H100s and QLoRA is rejected with
+    the load as the reason."""
+    a = advise(AdviseRequest(model="llama-3.1-405b", hardware="h100-sxm", num_devices=32, workload="fine-tune"))
+    assert "lora" in {s.technique for s in a.plan.steps}
+    reason = {r.technique: r.reason for r in a.rejected}["qlora"]
+    assert "while the model loads" in reason, reason
+
+
+def test_a_full_fine_tune_under_fsdp_loads_its_checkpoint_in_16_bits(tmp_path):
+    """Every process loads the whole checkpoint under FSDP. In fp32 each had made its own copy in host memory (2.2 TB
+    on a machine of eight for a 70B); in the checkpoint's 16 bits transformers maps the file, which the processes
+    share, and accelerate upcasts the first process's copy. Without FSDP the fp32 master weights are loaded as before."""
+    torch = pytest.importorskip("torch")
+    import importlib.util
+
+    files, train, _, a = _files(model="llama-2-70b", hardware="a100-80gb-sxm", num_devices=16, without=("lora", "qlora"))
+    assert train["fsdp"] and train["adapters"] is None
+    assert "map the whole 138 GB checkpoint" in files["train/README.md"] and "276 GB of fp32" in files["train/README.md"]
+    write(files, tmp_path / "cfg")
+    spec = importlib.util.spec_from_file_location("rendered_train", tmp_path / "cfg" / "train" / "train.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    dtypes = {fsdp: {p.dtype for p in script.load_model({**train, "fsdp": fsdp}, str(MODELS / "target")).parameters()}
+              for fsdp in (True, False)}
+    assert dtypes == {True: {torch.bfloat16}, False: {torch.float32}}
