@@ -3,7 +3,10 @@ device, and the time of one optimizer step.
 
 Activations follow Korthikanti et al. (arXiv 2205.05198): 34 x hidden bytes per token and layer at
 16 bits with a fused attention kernel (no score matrix), 2 x hidden with full activation
-checkpointing (layer inputs only, one layer recomputed at a time). QLoRA's frozen base holds the blocks' linear
+checkpointing (layer inputs only, one layer recomputed at a time). Of the 34, 19 are the MLP's (its input, 2 x hidden;
+the 4 x hidden intermediate at the activation's and the second linear's inputs, 16; a dropout mask, 1); a
+mixture-of-experts layer keeps them for each of a token's top-k experts at the expert's width, and for its shared
+experts (`mlp_activation_units`), where they had been priced as a dense layer's. QLoRA's frozen base holds the blocks' linear
 layers in NF4 and the rest in fp32: huggingface/peft src/peft/utils/other.py, prepare_model_for_kbit_training —
 "# cast all non INT8 parameters to fp32 ... if ((param.dtype == torch.float16) or (param.dtype == torch.bfloat16))
 and param.__class__.__name__ != "Params4bit": param.data = param.data.to(torch.float32)". FLOPs are 6 per parameter and
@@ -26,6 +29,7 @@ from ... import profiles
 from ..analytic.params import ParamCounts, param_counts
 from ..analytic.steps import ALLREDUCE_EFFICIENCY, prefill_attention_flops
 from ..catalog.hardware import cost_per_million_tokens
+from ..schema import ModelSpec
 from ..schema.advice import Prediction
 from ..schema.workload import Workload
 from .state import PlanState, to_setup
@@ -87,6 +91,29 @@ def lora_params(state: PlanState, rank: int) -> int:
     return rank * total
 
 
+# Korthikanti et al.'s bytes per token and hidden unit of one layer at 16 bits, fused attention: 11 for attention, 4 for
+# its two layer norms, 19 for the 4 x hidden MLP
+ATTENTION_NORM_UNITS = 15
+MLP_UNITS = 19
+
+
+def mlp_activation_units(spec: ModelSpec) -> list[float]:
+    """Each layer's MLP activations in bytes per token and hidden unit at 16 bits: Korthikanti et al.'s 19 for a dense
+    MLP; for a mixture of experts the input and the two intermediates (2 x hidden + 4 x the width) for each of the
+    top-k experts a token is routed to and for the shared experts, and the 1 of the mask. A layer without an MLP (a
+    hybrid's state-space mixer) keeps the dense count: its mixer's activations are not modelled apart."""
+    h, m = spec.hidden_size, spec.moe
+    units = []
+    for layer in range(spec.num_layers):
+        if m is not None and spec.layer_moe[layer]:
+            routed = m.top_k * (2 * h + 4 * m.expert_intermediate_size)
+            shared = 2 * h + 4 * m.shared_intermediate_size if m.shared_intermediate_size else 0
+            units.append((routed + shared + h) / h)
+        else:
+            units.append(MLP_UNITS if spec.has_mlp(layer) else 0)
+    return units
+
+
 def fsdp_unsharded_bytes(counts: ParamCounts, num_layers: int, qlora: bool, trainable: int, full: bool,
                          act_bytes: int) -> float:
     """What FSDP2 holds unsharded on each device at the start of the backward, beyond its shards. The root module's
@@ -136,10 +163,17 @@ def training_prediction(state: PlanState, workload: Workload) -> Prediction:
     # a device holds at most its share of the step's sequences in one pass (a micro-batch the global batch fills)
     micro = min(job.micro_batch, -(-job.global_batch // n))
     tokens_micro = micro * job.sequence_length
-    per_token_layer = (2 if "activation-checkpointing" in applied else 34) * spec.hidden_size * act_bytes / 2
-    one_layer = 34 * spec.hidden_size * act_bytes / 2 * tokens_micro if "activation-checkpointing" in applied else 0
+    mlp = mlp_activation_units(spec)
+    unit_bytes = spec.hidden_size * act_bytes / 2  # a unit is a byte per hidden unit at 16 bits
+    if "activation-checkpointing" in applied:
+        # each layer's input kept, and the largest layer's activations while it is recomputed
+        layers = 2 * spec.num_layers * unit_bytes
+        one_layer = (ATTENTION_NORM_UNITS + max(mlp)) * unit_bytes * tokens_micro
+    else:
+        layers = (ATTENTION_NORM_UNITS * spec.num_layers + sum(mlp)) * unit_bytes
+        one_layer = 0
     logits = tokens_micro * spec.vocab_size * LOGIT_BYTES  # the loss's peak (LOGIT_BYTES)
-    activations = tokens_micro * per_token_layer * spec.num_layers + one_layer + logits
+    activations = tokens_micro * layers + one_layer + logits
     sharded = "fsdp" in applied and n > 1
     unsharded = fsdp_unsharded_bytes(counts, spec.num_layers, "qlora" in applied, trainable, not lora, act_bytes) \
         if sharded else 0.0

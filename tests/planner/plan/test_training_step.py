@@ -253,3 +253,20 @@ def test_a_training_workload_file_that_nothing_fits_is_an_answer_not_a_concurren
     with pytest.raises(ImpossibleError) as err:
         advise(AdviseRequest(model="llama-3.1-70b", hardware="h100-sxm", workload=str(workload)))
     assert "--concurrency" not in str(err.value)
+
+
+def test_a_mixture_of_experts_keeps_activations_for_each_routed_expert():
+    """Korthikanti et al.'s 19 bytes per token and hidden unit of a dense MLP are kept, in a mixture-of-experts layer,
+    for each of a token's top-k experts at the expert's width and for the shared experts: Mixtral's two experts of
+    3.5 x hidden make 33, Qwen3-30B-A3B's eight of 0.375 x hidden 29. Both had been priced at the dense 19."""
+    from optiplan.planner.plan.training import mlp_activation_units
+    from optiplan.planner.schema.workload import Training, Workload
+
+    assert set(mlp_activation_units(resolve_model("mixtral-8x7b"))) == {2 * (2 + 4 * 3.5) + 1}
+    assert set(mlp_activation_units(resolve_model("qwen3-30b-a3b"))) == {8 * (2 + 4 * 0.375) + 1}
+    assert set(mlp_activation_units(resolve_model("llama-3.1-8b"))) == {19}
+    workload = Workload(goal="training", training=Training(sequence_length=4096, global_batch=8))
+    spec = resolve_model("mixtral-8x7b")
+    p = training_prediction(_state("mixtral-8x7b", "h100-sxm", 8, ("mixed-precision", "fsdp", "lora")), workload)
+    logits = 4096 * spec.vocab_size * 12
+    assert p.activation_bytes - logits == pytest.approx(4096 * spec.num_layers * spec.hidden_size * (15 + 33), rel=1e-6)
