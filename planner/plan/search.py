@@ -160,8 +160,8 @@ def search(ctx: Context, only_groups: frozenset[str] | None = None) -> SearchRes
     seen: set[tuple[str, ...]] = set()
     # the state after each run of steps from the baseline, by the replicas' size it was priced at
     applied: dict[int | None, dict[tuple[str, ...], PlanState]] = {}
-    # the data-parallel replicas' sizes a stack with them is priced at (a quick search: the fewest devices only)
-    sizes = replica_size_choices(ctx) if only_groups is None else [None]
+    # the data-parallel replicas' sizes a stack with them is priced at (a quick search too: its ranking is the plan's)
+    sizes = replica_size_choices(ctx)
     engine = workload.engine
 
     def consider(ids: set[str]) -> None:

@@ -141,6 +141,18 @@ def test_the_replicas_size_follows_the_goal():
     assert (throughput.data_parallel, throughput.tensor_parallel) == (8, 1)
 
 
+def test_hardware_auto_ranks_each_device_with_replicas_of_the_size_the_goal_wants():
+    """`--hardware auto`'s quick search had priced replicas at the fewest devices that hold the model only. A 70B for
+    code completion at low latency meets the SLO on 8 MI325X or 8 H200 only as copies over several devices each: they
+    were left out, and 16 H100s were advised at $39.94 per million output tokens. Priced at each size, 8 MI325X come
+    first at about a quarter of that."""
+    a = advise(AdviseRequest(model="llama-3.1-70b", hardware="auto", workload="code-completion", goal="latency"))
+    ranking = {(o.id, o.count): o for o in a.hardware_ranking}
+    assert ("mi325x", 8) in ranking and ("h200-sxm", 8) in ranking
+    assert (a.hardware.id, a.hardware.count) == ("mi325x", 8) and a.hardware.tensor_parallel < 8
+    assert a.hardware_ranking[0].cost_per_million_tokens_usd < 39.94 / 3
+
+
 @pytest.mark.parametrize("request_", [
     # SGLang's mixed chunks, a step after the replicas, gain 37% at one device a copy and 7% at two: a size chosen
     # before them had taken two (105,464 against 114,649 output tokens/s)
