@@ -18,9 +18,9 @@ base in every forward and backward, charged as bytes of memory traffic per param
 published fine-tuning step times (`training` in profiles/efficiency.yaml, benchmarks/bench_training_published.py).
 MFU is the step's model FLOPs (recomputation excluded) over the devices' dense 16-bit peak.
 
-Under FSDP (accelerate's FSDP2: each decoder layer a unit, the root module holding the embedding, the final norm and
-the head) a device holds more than its shards at the step's peak, the start of the backward (`fsdp_unsharded_bytes`),
-and QLoRA's 4-bit model is loaded whole onto every GPU before FSDP shards it (`load_peak_bytes`).
+Under FSDP (accelerate's FSDP2) a device holds more than its shards at the step's peak, the start of the backward
+(`fsdp_unsharded_bytes`), and QLoRA's 4-bit model is loaded whole onto every GPU before FSDP shards it
+(`load_peak_bytes`).
 """
 
 from __future__ import annotations
@@ -110,29 +110,30 @@ def mlp_activation_units(spec: ModelSpec) -> list[float]:
             shared = 2 * h + 4 * m.shared_intermediate_size if m.shared_intermediate_size else 0
             units.append((routed + shared + h) / h)
         else:
-            units.append(MLP_UNITS if spec.has_mlp(layer) else 0)
+            units.append(MLP_UNITS)
     return units
 
 
 def fsdp_unsharded_bytes(counts: ParamCounts, num_layers: int, qlora: bool, trainable: int, full: bool,
                          act_bytes: int) -> float:
-    """What FSDP2 holds unsharded on each device at the start of the backward, beyond its shards. The root module's
-    parameters (the embedding, the final norm and the head), all-gathered when the forward starts and resharded only
-    when it ends, and again through the backward, where the head's gradient is computed first. Two layers'
-    all-gathered parameters: FSDP2 "allows two all-gather output tensors to be alive at once" in forward and
-    prefetches the next layer in backward (pytorch/pytorch#128884). One layer's unsharded gradients before their
-    reduce-scatter, and the head's, which the root reduces when the backward ends. Parameters are gathered in the
-    mixed-precision policy's param_dtype (accelerate sets it to the mixed precision; fp32 without), a 4-bit base's
-    linear layers as the packed NF4 they are stored as; gradients are reduced in the same type."""
-    root = counts.embedding + counts.lm_head + counts.final_norm
+    """What FSDP2 holds unsharded on each device at the start of the backward, beyond its shards, in accelerate's
+    layout (utils/fsdp_utils.py, fsdp2_prepare_model): each decoder layer a group; an untied input embedding a group
+    of its own, resharded after the forward; the final norm and the head (with a tied embedding) a tail group kept
+    gathered from the end of the forward through the head's backward ("reshard_after_forward": False). So: the tail
+    group's parameters and the head's gradient before its reduce-scatter, two layers' all-gathered parameters (FSDP2
+    "allows two all-gather output tensors to be alive at once" in forward and prefetches the next layer in backward:
+    pytorch/pytorch#128884) and one layer's unsharded gradients. Parameters are gathered in the mixed-precision
+    policy's param_dtype (accelerate sets it to the mixed precision; fp32 without), a 4-bit base's linear layers as the
+    packed NF4 they are stored as; gradients are reduced in the same type."""
+    tail = counts.vocab_hidden + counts.final_norm  # the head (or the tied embedding) and the final norm
     layer_linear = counts.moe_layer_linear if counts.num_moe_layers else counts.dense_layer_linear
     layer_small = (counts.small - counts.final_norm) / num_layers
     layer_adapters = 0 if full else trainable / num_layers
     layer_bytes = (layer_linear * (NF4_BYTES_PER_PARAM if qlora else act_bytes)
                    + (layer_small + layer_adapters) * act_bytes)
     layer_grads = layer_linear + layer_small if full else layer_adapters
-    root_grads = counts.vocab_hidden if full else 0
-    return root * act_bytes + 2 * layer_bytes + (layer_grads + root_grads) * act_bytes
+    head_grads = counts.vocab_hidden if full else 0
+    return tail * act_bytes + 2 * layer_bytes + (layer_grads + head_grads) * act_bytes
 
 
 def training_prediction(state: PlanState, workload: Workload) -> Prediction:
@@ -178,11 +179,11 @@ def training_prediction(state: PlanState, workload: Workload) -> Prediction:
     unsharded = fsdp_unsharded_bytes(counts, spec.num_layers, "qlora" in applied, trainable, not lora, act_bytes) \
         if sharded else 0.0
     step_memory = model_bytes + unsharded + activations + hw.runtime_overhead_bytes
-    # transformers loads a quantized model whole in every process under FSDP (modeling_utils: only an unquantized
-    # one is left on the meta device off the first rank), onto the process's GPU (bitsandbytes' device map), and
-    # peft's prepare_model_for_kbit_training casts its 16-bit parameters to fp32 there; accelerate's FSDP2 keeps the
-    # 4-bit parameters off the meta device ("bypassing the move to meta will still cause the VRAM spike",
-    # utils/fsdp_utils.py, fsdp2_prepare_model), so each GPU holds the whole base and adapters before sharding
+    # every process loads the whole model; a 4-bit one onto its GPU (bitsandbytes' device map, transformers'
+    # quantizer_bnb_4bit), where peft's prepare_model_for_kbit_training casts its 16-bit parameters to fp32; and
+    # accelerate's FSDP2 moves the other ranks' copies to the meta device only for unquantized models ("bypassing the
+    # move to meta will still cause the VRAM spike", utils/fsdp_utils.py, fsdp2_prepare_model), so each GPU holds the
+    # whole base and adapters before sharding
     load_peak = weights + hw.runtime_overhead_bytes if sharded and "qlora" in applied else 0.0
     memory = max(step_memory, load_peak)
     fit = memory <= hw.memory_bytes
