@@ -1,12 +1,10 @@
 """The training memory and time model: weights, gradients, optimizer states and activations per
 device, and the time of one optimizer step.
 
-Activations follow Korthikanti et al. (arXiv 2205.05198): 34 x hidden bytes per token and layer at
-16 bits with a fused attention kernel (no score matrix), 2 x hidden with full activation
-checkpointing (layer inputs only, one layer recomputed at a time). Of the 34, 19 are the MLP's (its input, 2 x hidden;
-the 4 x hidden intermediate at the activation's and the second linear's inputs, 16; a dropout mask, 1); a
-mixture-of-experts layer keeps them for each of a token's top-k experts at the expert's width, and for its shared
-experts (`mlp_activation_units`), where they had been priced as a dense layer's. QLoRA's frozen base holds the blocks' linear
+Activations are what each decoder layer keeps for its backward, in bytes per token and hidden unit at 16 bits,
+measured on transformers' eager layers (`layer_activation_units`, benchmarks/bench_activation_memory.py; Korthikanti
+et al.'s 34, arXiv 2205.05198, is a GPT layer's: a gated MLP and an fp32 RMSNorm keep more); with full activation
+checkpointing, each layer's input (2) and the largest layer's activations while it is recomputed. QLoRA's frozen base holds the blocks' linear
 layers in NF4 and the rest in fp32: huggingface/peft src/peft/utils/other.py, prepare_model_for_kbit_training —
 "# cast all non INT8 parameters to fp32 ... if ((param.dtype == torch.float16) or (param.dtype == torch.bfloat16))
 and param.__class__.__name__ != "Params4bit": param.data = param.data.to(torch.float32)". FLOPs are 6 per parameter and
@@ -91,27 +89,46 @@ def lora_params(state: PlanState, rank: int) -> int:
     return rank * total
 
 
-# Korthikanti et al.'s bytes per token and hidden unit of one layer at 16 bits, fused attention: 11 for attention, 4 for
-# its two layer norms, 19 for the 4 x hidden MLP
-ATTENTION_NORM_UNITS = 15
-MLP_UNITS = 19
+# Bytes per token and hidden unit a decoder layer keeps for its backward at 16 bits, measured on transformers 5.24's
+# eager layers in bf16 under autograd's saved-tensor hooks (benchmarks/bench_activation_memory.py, 2026-12-07, this
+# machine's CPU; attention through SDPA's fused kernel, no dropout), each term fitted to the layers it varies over:
+# per norm: an RMSNorm upcasts its input to fp32 in eager transformers; a LayerNorm keeps its 16-bit input
+NORM_UNITS = {"rmsnorm": 6.0, "layernorm": 2.0}
+ATTENTION_BASE_UNITS = 2.14  # the block's input and its output projection's, rotary, the kernel's statistics
+QUERY_UNITS = 4.5  # per query width over hidden: the queries and the attention's output
+KV_UNITS = 4.0  # per key-value width over hidden: the keys and values, 2 bytes each
+MLP_BASE_UNITS = 2.0  # the MLP's input
+MLP_WIDTH_UNITS = {True: 8.0, False: 4.0}  # per intermediate width over hidden: gate, up, activation, product (gated)
+EXPERT_COPY_UNITS = 4.15  # per routed expert a token goes to: its gathered input and its output before the weighting
+ROUTER_UNITS = 0.2  # the router's logits and weights
 
 
-def mlp_activation_units(spec: ModelSpec) -> list[float]:
-    """Each layer's MLP activations in bytes per token and hidden unit at 16 bits: Korthikanti et al.'s 19 for a dense
-    MLP; for a mixture of experts the input and the two intermediates (2 x hidden + 4 x the width) for each of the
-    top-k experts a token is routed to and for the shared experts, and the 1 of the mask. A layer without an MLP (a
-    hybrid's state-space mixer) keeps the dense count: its mixer's activations are not modelled apart."""
-    h, m = spec.hidden_size, spec.moe
-    units = []
-    for layer in range(spec.num_layers):
-        if m is not None and spec.layer_moe[layer]:
-            routed = m.top_k * (2 * h + 4 * m.expert_intermediate_size)
-            shared = 2 * h + 4 * m.shared_intermediate_size if m.shared_intermediate_size else 0
-            units.append((routed + shared + h) / h)
-        else:
-            units.append(MLP_UNITS)
-    return units
+def layer_activation_units(spec: ModelSpec, layer: int) -> float:
+    """The bytes per token and hidden unit `layer` keeps for its backward at 16 bits: its attention block (norm,
+    projections, fused attention) and its MLP block (norm, and a dense MLP, or the routed experts a token goes to and
+    the shared ones). A state-space or linear-attention mixer is priced as attention of the model's widths: its own
+    activations are not modelled apart. Latent attention is priced at the widths of the keys and values it expands."""
+    h = spec.hidden_size
+    norm = NORM_UNITS.get(spec.norm, 0.0)
+    extra_norms = norm * (spec.norms_per_layer - 2)  # Gemma's norms after the attention and the MLP as well
+    if spec.mla is not None:
+        a = spec.mla
+        q = spec.num_heads * (a.qk_nope_head_dim + a.qk_rope_head_dim)
+        kv = spec.num_heads * (a.qk_nope_head_dim + a.qk_rope_head_dim + a.v_head_dim) / 2
+    else:
+        q, kv = spec.num_heads * spec.head_dim, spec.num_kv_heads * spec.head_dim
+    attention = norm + extra_norms + ATTENTION_BASE_UNITS + QUERY_UNITS * q / h + KV_UNITS * kv / h
+    if spec.qk_norm != "none":  # a norm over the queries and the keys (per head or whole), each kept as a norm keeps
+        attention += norm * (q + kv) / h
+    width = MLP_WIDTH_UNITS[spec.mlp_gated]
+    m = spec.moe
+    if m is not None and spec.layer_moe[layer]:
+        mlp = norm + MLP_BASE_UNITS + ROUTER_UNITS + m.top_k * (EXPERT_COPY_UNITS + width * m.expert_intermediate_size / h)
+        if m.shared_intermediate_size:
+            mlp += MLP_BASE_UNITS + width * m.shared_intermediate_size / h
+    else:
+        mlp = norm + MLP_BASE_UNITS + width * spec.intermediate_size / h
+    return attention + mlp
 
 
 def fsdp_unsharded_bytes(counts: ParamCounts, num_layers: int, qlora: bool, trainable: int, full: bool,
@@ -164,14 +181,14 @@ def training_prediction(state: PlanState, workload: Workload) -> Prediction:
     # a device holds at most its share of the step's sequences in one pass (a micro-batch the global batch fills)
     micro = min(job.micro_batch, -(-job.global_batch // n))
     tokens_micro = micro * job.sequence_length
-    mlp = mlp_activation_units(spec)
+    units = [layer_activation_units(spec, layer) for layer in range(spec.num_layers)]
     unit_bytes = spec.hidden_size * act_bytes / 2  # a unit is a byte per hidden unit at 16 bits
     if "activation-checkpointing" in applied:
         # each layer's input kept, and the largest layer's activations while it is recomputed
         layers = 2 * spec.num_layers * unit_bytes
-        one_layer = (ATTENTION_NORM_UNITS + max(mlp)) * unit_bytes * tokens_micro
+        one_layer = max(units) * unit_bytes * tokens_micro
     else:
-        layers = (ATTENTION_NORM_UNITS * spec.num_layers + sum(mlp)) * unit_bytes
+        layers = sum(units) * unit_bytes
         one_layer = 0
     logits = tokens_micro * spec.vocab_size * LOGIT_BYTES  # the loss's peak (LOGIT_BYTES)
     activations = tokens_micro * layers + one_layer + logits
