@@ -75,6 +75,8 @@ _ALIASES = {
     "num_hidden_layers": ("num_hidden_layers", "n_layer", "num_layers"),
     "num_attention_heads": ("num_attention_heads", "n_head", "num_heads"),
     "max_position_embeddings": ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"),
+    # transformers 5 saves Qwen3-MoE's expert count as num_local_experts (Qwen3MoeConfig.to_dict)
+    "num_experts": ("num_experts", "num_local_experts"),
 }
 
 # No real model has a dimension, layer count, vocabulary or context anywhere near this: a larger value is a typo or

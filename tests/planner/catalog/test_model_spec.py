@@ -62,6 +62,14 @@ def test_moe_layer_frequency_and_mlp_only_layers():
     assert s.layer_moe == (False, True, True, True)
 
 
+def test_a_transformers_5_qwen3_moe_config_names_its_experts_num_local_experts():
+    """transformers 5 saves Qwen3-MoE's expert count as num_local_experts: it had been read as the type's default of
+    128 experts (a 4-expert model priced at 32 times its experts)."""
+    config = {**LLAMA, "model_type": "qwen3_moe", "num_local_experts": 4, "num_experts_per_tok": 2,
+              "moe_intermediate_size": 64}
+    assert model_spec_from_config(config, "t", "test").moe.num_experts == 4
+
+
 def test_mla_with_and_without_q_lora():
     assert resolve_model("deepseek-v3").mla.q_lora_rank == 1536
     lite = resolve_model("deepseek-v2-lite")
