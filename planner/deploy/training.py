@@ -71,7 +71,8 @@ def training_settings(advice: Advice, hw: HardwareSpec) -> dict[str, Any]:
             settings["compile"] = False
         settings["adapters"] = {
             "rank": rank, "alpha": LORA_ALPHA_PER_RANK * rank, "dropout": 0.0 if targets else LORA_DROPOUT,
-            "target_modules": adapters.params.get("target_modules", "all-linear"),
+            # a mixture of experts': spelled out by the script from the model (`techniques.training._targets`)
+            "target_modules": None if targets else "all-linear",
             # a mixture of experts' routed experts, 3-D parameters that all-linear skips (`lora_params`)
             "target_parameters": [t.strip() for t in targets.split(",")] if targets else None,
             "base": "nf4" if adapters.technique == "qlora" else None,

@@ -53,13 +53,13 @@ LOGIT_BYTES = 12
 
 
 def lora_params(state: PlanState, rank: int) -> int:
-    """Adapter parameters for rank-r LoRA on every linear layer of the blocks (peft's target_modules="all-linear"):
-    attention's projections where it attends (latent attention's five), a state-space or linear-attention mixer's
-    where it has one (its input and output projections: r x (2 x hidden + its matmul weights / hidden), exact for
-    those two), the MLP's where it has one, and in a mixture-of-experts layer every routed expert's projections and
-    the shared experts'. transformers 5 holds the routed experts as 3-D parameters (MixtralExperts' gate_up_proj and
-    down_proj), which all-linear skips: the plan names them as peft's target_parameters (one adapter per expert), and
-    the router (a parameter too) gets none."""
+    """Adapter parameters for rank-r LoRA where the plan puts them (`techniques.training._targets`). A dense model's
+    every linear layer of the blocks (peft's target_modules="all-linear"): attention's projections where it attends
+    (latent attention's five), a state-space or linear-attention mixer's where it has one (its input and output
+    projections: r x (2 x hidden + its matmul weights / hidden), exact for those two) and the MLP's. A mixture of
+    experts': the same mixers' and every routed expert's projections (peft's target_parameters, one adapter per
+    expert and parameter, a gated expert's gate and up projections being one); its dense layers' MLPs, its shared
+    experts and its routers get none."""
     spec = state.spec
     h, i = spec.hidden_size, spec.intermediate_size
     if spec.mla is not None:
@@ -76,9 +76,11 @@ def lora_params(state: PlanState, rank: int) -> int:
     moe = 0
     if spec.moe is not None:
         m = spec.moe
-        moe = m.num_experts * projections * (h + m.expert_intermediate_size)
-        if m.shared_intermediate_size:
-            moe += projections * (h + m.shared_intermediate_size)
+        # transformers 5 fuses a gated expert's gate and up projections into one parameter (gate_up_proj): one
+        # adapter of r x (hidden + 2 x width) on it, one of r x (width + hidden) on down_proj
+        e = m.expert_intermediate_size
+        moe = m.num_experts * ((h + 2 * e) + (e + h) if spec.mlp_gated else 2 * (h + e))
+        mlp = 0  # a mixture of experts' dense-layer MLPs and shared experts stay frozen (`_targets`)
     mixer = 2 * h + spec.state.linear_params // h if spec.state is not None else 0
     total = 0
     for layer in range(spec.num_layers):

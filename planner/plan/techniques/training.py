@@ -15,10 +15,18 @@ def _add(name: str):
     return transform
 
 
-def _expert_targets(ctx: Context) -> dict:
-    """A mixture of experts' routed experts, which transformers 5 holds as 3-D parameters that all-linear skips: named
-    as peft's target_parameters, so they get the adapters the plan counts."""
-    return {"target_parameters": "experts.gate_up_proj, experts.down_proj"} if ctx.spec.moe is not None else {}
+def _targets(ctx: Context) -> dict:
+    """Where the adapters go (`lora_params` counts them): every linear layer of a dense model (peft's all-linear);
+    in a mixture of experts the mixers' linear layers and the routed experts, which transformers 5 holds as 3-D
+    parameters that all-linear skips (named as peft's target_parameters), and not the dense layers' MLPs, the shared
+    experts or the routers. peft 0.21 rewrites a target named gate_proj, up_proj or down_proj on the MoE types whose
+    layout transformers 5 changed (DeepSeek, Qwen3-MoE and -Next, Mixtral, ...) into the experts' fused parameters at
+    twice the rank, and all-linear on them adapts the router, as transformers 4's layout had them
+    (peft/utils/transformers_weight_conversion.py): those MLPs cannot be adapted by name there, at training or when the
+    adapters are loaded again."""
+    if ctx.spec.moe is None:
+        return {"target_modules": "all-linear"}
+    return {"target_modules": "the mixers' linear layers", "target_parameters": "experts.gate_up_proj, experts.down_proj"}
 
 
 def _qlora_check(ctx: Context) -> str | None:
@@ -60,7 +68,7 @@ register(
         quality_risk="low", quality_loss_pct=0.5,
         quality_source="LoRA (arXiv 2106.09685) matches full fine-tuning on most tasks; 0.5% budgeted",
         params=lambda c: {"rank": c.workload.training.lora_rank if c.workload.training else 16,
-                          "target_modules": "all-linear", **_expert_targets(c)}),
+                          **_targets(c)}),
     Technique(
         id="qlora", engines=("transformers",),
         name="QLoRA (NF4 base, LoRA adapters)", family="training", phase="training", group="adapters",
@@ -73,7 +81,7 @@ register(
         packages=("peft", "bitsandbytes"), quality_risk="low", quality_loss_pct=0.7,
         quality_source="QLoRA (arXiv 2305.14314): NF4 + LoRA matches 16-bit full fine-tuning on MMLU; 0.7% budgeted",
         params=lambda c: {"rank": c.workload.training.lora_rank if c.workload.training else 16, "base": "nf4",
-                          "double_quant": True, "target_modules": "all-linear", **_expert_targets(c)}),
+                          "double_quant": True, **_targets(c)}),
     Technique(
         id="fsdp", engines=("transformers",),
         name="FSDP / ZeRO-3 sharding", family="training", phase="training",

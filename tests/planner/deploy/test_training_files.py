@@ -63,7 +63,9 @@ def test_the_plans_steps_become_the_trainers_and_accelerates_settings(request_, 
     adapters = train["adapters"]
     if planned & {"lora", "qlora"}:
         assert adapters["base"] == ("nf4" if "qlora" in planned else None)
-        assert adapters["rank"] == job.lora_rank and adapters["target_modules"] == "all-linear"
+        assert adapters["rank"] == job.lora_rank
+        # a mixture of experts' targets are spelled out by the script from the model
+        assert adapters["target_modules"] == (None if a.model.moe else "all-linear")
         assert (adapters["target_parameters"] is not None) == (a.model.moe is not None)
     else:
         assert adapters is None
@@ -142,7 +144,7 @@ def test_the_script_puts_adapters_on_a_mixture_of_experts_routed_experts(tmp_pat
     # the attention projections get theirs and the router none: peft resolves "all-linear" on a transformers-5 Mixtral
     # as transformers 4 did, the router included, which the plan does not count
     assert any("q_proj" in n for n in names) and not any(".mlp.gate." in n for n in names), names
-    assert "so that peft leaves the router frozen" in files["train/README.md"]
+    assert "but its MLPs' and routers'" in files["train/README.md"]
 
 
 def test_eight_bit_adam_is_not_planned_beside_fsdp():
@@ -238,3 +240,66 @@ def test_a_full_fine_tune_under_fsdp_loads_its_checkpoint_in_16_bits(tmp_path):
     dtypes = {fsdp: {p.dtype for p in script.load_model({**train, "fsdp": fsdp}, str(MODELS / "target")).parameters()}
               for fsdp in (True, False)}
     assert dtypes == {True: {torch.bfloat16}, False: {torch.float32}}
+
+
+def _tiny_moe(kind: str):
+    """One-or-two-layer random configs of the mixture-of-experts layouts transformers 5 holds differently."""
+    import transformers
+
+    common = dict(vocab_size=128, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
+    return {
+        # a dense first layer and a shared expert beside the routed ones; latent attention
+        "deepseek_v3": lambda: transformers.DeepseekV3Config(
+            **{**common, "num_key_value_heads": 4}, intermediate_size=128, moe_intermediate_size=32,
+            first_k_dense_replace=1, n_routed_experts=4, num_experts_per_tok=2, n_shared_experts=1, q_lora_rank=16,
+            kv_lora_rank=16, qk_nope_head_dim=8, qk_rope_head_dim=8, v_head_dim=8, n_group=1, topk_group=1),
+        # a router that is an nn.Linear (PhimoeTopKRouter)
+        "phimoe": lambda: transformers.PhimoeConfig(**common, intermediate_size=96, num_local_experts=4,
+                                                    num_experts_per_tok=2),
+        # a shared expert and its gate, an nn.Linear(hidden, 1)
+        "qwen2_moe": lambda: transformers.Qwen2MoeConfig(**common, intermediate_size=128, moe_intermediate_size=32,
+                                                         shared_expert_intermediate_size=64, num_experts=4,
+                                                         num_experts_per_tok=2),
+        "qwen3_moe": lambda: transformers.Qwen3MoeConfig(**common, intermediate_size=128, moe_intermediate_size=32,
+                                                         num_experts=4, num_experts_per_tok=2, head_dim=16),
+        "mixtral": lambda: transformers.MixtralConfig(**common, intermediate_size=96, num_local_experts=4,
+                                                      num_experts_per_tok=2),
+        # a router that is an nn.Linear, a shared expert and a dense layer between the MoE ones
+        "llama4_text": lambda: transformers.Llama4TextConfig(
+            **common, head_dim=16, intermediate_size=96, intermediate_size_mlp=128, num_local_experts=4,
+            num_experts_per_tok=1, interleave_moe_layer_step=2, pad_token_id=0, bos_token_id=0, eos_token_id=0),
+    }[kind]()
+
+
+@pytest.mark.parametrize("kind", ["deepseek_v3", "phimoe", "qwen2_moe", "qwen3_moe", "mixtral", "llama4_text"])
+def test_the_script_adapts_a_mixture_of_experts_as_the_plan_counts(kind, tmp_path):
+    """The script's adapters on a tiny random model of each layout are the plan's (`lora_params`), parameter for
+    parameter, and train. peft 0.21 had adapted the routers under all-linear (Mixtral's, Qwen3-MoE's; Phi-3.5-MoE's and
+    Llama 4's, nn.Linear routers returning tuples, crashed the forward), folded DeepSeek's dense and shared MLPs into
+    its experts at twice the rank, and the plan had counted a gated expert's gate and up projections as two adapters
+    where transformers 5 fuses them into one parameter."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("peft")
+    import importlib.util
+
+    from optiplan.planner.catalog.hardware import resolve_hardware
+    from optiplan.planner.catalog.model_spec import model_spec_from_config
+    from optiplan.planner.plan.state import PlanState
+    from optiplan.planner.plan.training import lora_params
+    from transformers import AutoModelForCausalLM
+
+    files, train, _, _ = _files(model="mixtral-8x7b", num_devices=2)
+    write(files, tmp_path / "cfg")
+    spec = importlib.util.spec_from_file_location("rendered_train", tmp_path / "cfg" / "train" / "train.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    config = _tiny_moe(kind)
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path / kind)
+    model = script.load_model({**train, "mixed_precision": None}, str(tmp_path / kind))
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    state = PlanState(spec=model_spec_from_config(config.to_dict(), kind, "test"), hw=resolve_hardware("h100-sxm"),
+                      devices=1, weight_dtype="bf16", training=frozenset({"mixed-precision", "lora"}))
+    assert trainable == lora_params(state, train["adapters"]["rank"])
+    ids = torch.randint(0, config.vocab_size, (1, 8))
+    model(input_ids=ids, labels=ids).loss.backward()
