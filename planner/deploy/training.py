@@ -80,14 +80,21 @@ def training_settings(advice: Advice, hw: HardwareSpec) -> dict[str, Any]:
     return settings
 
 
-def host_memory_at_load(advice: Advice, settings: dict[str, Any]) -> dict[str, int]:
+def host_memory_at_load(advice: Advice, settings: dict[str, Any], hw: HardwareSpec) -> dict[str, Any]:
     """Host memory on each machine while an FSDP run loads, in GB. Every process loads the whole checkpoint, in the
     16-bit type it is stored in (the script's load_model): transformers maps the safetensors files, so the processes
     share one copy in the page cache (measured on this machine: a 357 MiB bf16 Llama loaded in bf16 added no
-    anonymous memory, in fp32 714 MiB a process). Under a full fine-tune the first process upcasts its copy to fp32
+    anonymous memory, in fp32 714 MiB a process). A mixture of experts' checkpoint holds each expert apart, which
+    transformers 5 merges into new tensors as it loads (conversion_mapping's MergeModulelist), and fp16 compute
+    converts a bf16 checkpoint: then each process holds its own copy (a tiny bf16 Mixtral of 202 MiB added 279 MiB a
+    process, against 39 MiB for a Llama of its size). Under a full fine-tune the first process upcasts its copy to fp32
     master weights (accelerate's fsdp2_prepare_model) before FSDP shards them."""
     params = advice.model.params_total
-    return {"checkpoint": round(params * 2 / 1e9), "upcast": 0 if settings["adapters"] else round(params * 4 / 1e9)}
+    copies = advice.model.moe is not None or settings["mixed_precision"] == "fp16"
+    per_host = min(advice.hardware.count, devices_per_host(hw))
+    return {"checkpoint": round(params * 2 / 1e9), "copies": per_host if copies else 0,
+            "why": "merges the experts' weights" if advice.model.moe is not None else "converts bf16 to fp16",
+            "upcast": 0 if settings["adapters"] else round(params * 4 / 1e9)}
 
 
 def uses_bitsandbytes(settings: dict[str, Any]) -> bool:
@@ -137,6 +144,6 @@ def training_files(advice: Advice) -> dict[str, str]:
         "train/train.yaml": header + yaml.safe_dump(settings, sort_keys=False),
         "train/accelerate.yaml": header + yaml.safe_dump(launch, sort_keys=False),
         "train/README.md": env.get_template("train-README.md.j2").render(
-            a=advice, s=settings, launch=launch, packages=packages, host=host_memory_at_load(advice, settings),
+            a=advice, s=settings, launch=launch, packages=packages, host=host_memory_at_load(advice, settings, hw),
             instruct=instruct if instruct != settings["model"] else None),
     }

@@ -301,5 +301,7 @@ def test_the_script_adapts_a_mixture_of_experts_as_the_plan_counts(kind, tmp_pat
     state = PlanState(spec=model_spec_from_config(config.to_dict(), kind, "test"), hw=resolve_hardware("h100-sxm"),
                       devices=1, weight_dtype="bf16", training=frozenset({"mixed-precision", "lora"}))
     assert trainable == lora_params(state, train["adapters"]["rank"])
+    # transformers merges the experts' weights as it loads: each process holds its own copy, which the README says
+    assert "each of a machine's 2 processes holds its own copy" in files["train/README.md"]
     ids = torch.randint(0, config.vocab_size, (1, 8))
     model(input_ids=ids, labels=ids).loss.backward()
