@@ -4,7 +4,8 @@ device, and the time of one optimizer step.
 Activations are what each decoder layer keeps for its backward, in bytes per token and hidden unit at 16 bits,
 measured on transformers' eager layers (`layer_activation_units`, benchmarks/bench_activation_memory.py; Korthikanti
 et al.'s 34, arXiv 2205.05198, is a GPT layer's: a gated MLP and an fp32 RMSNorm keep more); with full activation
-checkpointing, each layer's input (2) and the largest layer's activations while it is recomputed. QLoRA's frozen base holds the blocks' linear
+checkpointing, each layer's input (2) and the largest layer's activations while it is recomputed. Attention over
+packed documents masked apart keeps more (`packed_attention_units`). QLoRA's frozen base holds the blocks' linear
 layers in NF4 and the rest in fp32: huggingface/peft src/peft/utils/other.py, prepare_model_for_kbit_training —
 "# cast all non INT8 parameters to fp32 ... if ((param.dtype == torch.float16) or (param.dtype == torch.bfloat16))
 and param.__class__.__name__ != "Params4bit": param.data = param.data.to(torch.float32)". FLOPs are 6 per parameter and
@@ -133,6 +134,20 @@ def layer_activation_units(spec: ModelSpec, layer: int) -> float:
     return attention + mlp
 
 
+def packed_attention_units(spec: ModelSpec, layer: int, sequence_length: int) -> float:
+    """What attention keeps beyond `layer_activation_units` when the rendered script's packed documents are masked
+    apart (templates/deploy/train.py.j2, `packed`): transformers builds a block-diagonal mask from the position ids,
+    and with a mask on CUDA its SDPA path repeats grouped keys and values to every query head (sdpa_attention's
+    use_gqa_in_sdpa: "CUDA ... require no mask"), which the kernel then keeps; and a masked kernel (memory-efficient
+    attention, whose backward takes the bias) keeps a 16-bit bias of a row of the sequence per token. None for a layer
+    without attention (a state-space mixer takes no mask)."""
+    if "attention" not in spec.mixer(layer):
+        return 0.0
+    h = spec.hidden_size
+    expanded = 0.0 if spec.mla is not None else KV_UNITS * (spec.num_heads - spec.num_kv_heads) * spec.head_dim / h
+    return expanded + 2 * sequence_length / h
+
+
 def fsdp_unsharded_bytes(counts: ParamCounts, num_layers: int, qlora: bool, trainable: int, full: bool,
                          act_bytes: int) -> float:
     """What FSDP2 holds unsharded on each device at the start of the backward, beyond its shards, in accelerate's
@@ -183,7 +198,8 @@ def training_prediction(state: PlanState, workload: Workload) -> Prediction:
     # a device holds at most its share of the step's sequences in one pass (a micro-batch the global batch fills)
     micro = min(job.micro_batch, -(-job.global_batch // n))
     tokens_micro = micro * job.sequence_length
-    units = [layer_activation_units(spec, layer) for layer in range(spec.num_layers)]
+    units = [layer_activation_units(spec, layer) + packed_attention_units(spec, layer, job.sequence_length)
+             for layer in range(spec.num_layers)]
     unit_bytes = spec.hidden_size * act_bytes / 2  # a unit is a byte per hidden unit at 16 bits
     if "activation-checkpointing" in applied:
         # each layer's input kept, and the largest layer's activations while it is recomputed

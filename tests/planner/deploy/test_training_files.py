@@ -305,3 +305,13 @@ def test_the_script_adapts_a_mixture_of_experts_as_the_plan_counts(kind, tmp_pat
     assert "each of a machine's 2 processes holds its own copy" in files["train/README.md"]
     ids = torch.randint(0, config.vocab_size, (1, 8))
     model(input_ids=ids, labels=ids).loss.backward()
+
+
+def test_a_hybrid_models_readme_says_its_state_layers_see_across_documents():
+    """Packed documents are masked apart for attention only: a state-space layer takes no mask, and the README of a
+    hybrid model says so rather than that each document attends only to itself."""
+    files, _, _, a = _files(model="nemotron-h-8b")
+    assert a.model.layer_mix
+    assert "state-space layers take no mask" in files["train/README.md"]
+    dense, _, _, _ = _files(model="llama-3.1-8b")
+    assert "take no mask" not in dense["train/README.md"]

@@ -275,8 +275,9 @@ def test_a_layers_activations_are_what_transformers_keeps_for_its_backward(label
 
 def test_a_mixture_of_experts_step_counts_its_layers_activations():
     """Mixtral's LoRA step without checkpointing keeps each layer's 86.1 bytes per token and hidden unit (a dense
-    layer of its widths would keep 49.6), beside the loss's logits."""
-    from optiplan.planner.plan.training import layer_activation_units
+    layer of its widths would keep 49.6), and for the packed documents' mask its keys and values repeated to its 32
+    query heads (3 more) and a 4,096-position bias row (2 more), beside the loss's logits."""
+    from optiplan.planner.plan.training import layer_activation_units, packed_attention_units
     from optiplan.planner.schema.workload import Training, Workload
 
     spec = resolve_model("mixtral-8x7b")
@@ -285,4 +286,6 @@ def test_a_mixture_of_experts_step_counts_its_layers_activations():
     workload = Workload(goal="training", training=Training(sequence_length=4096, global_batch=8))
     p = training_prediction(_state("mixtral-8x7b", "h100-sxm", 8, ("mixed-precision", "fsdp", "lora")), workload)
     logits = 4096 * spec.vocab_size * 12
-    assert p.activation_bytes - logits == pytest.approx(4096 * spec.num_layers * spec.hidden_size * 86.14, rel=1e-4)
+    assert packed_attention_units(spec, 0, 4096) == pytest.approx(4 * 24 * 128 / 4096 + 2)
+    assert p.activation_bytes - logits == pytest.approx(4096 * spec.num_layers * spec.hidden_size * (86.14 + 5),
+                                                        rel=1e-4)
