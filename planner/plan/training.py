@@ -192,7 +192,11 @@ def training_prediction(state: PlanState, workload: Workload) -> Prediction:
     optimizer = "adamw-8bit" if "optimizer-8bit" in applied else job.optimizer
     states = trainable * OPTIMIZER_BYTES[optimizer]
     shard = n if "fsdp" in applied else 1
-    model_bytes = (weights + grads + states) / shard
+    # bitsandbytes keeps each 4-bit weight's quantization constants (the double-quantized absmax) as its own state,
+    # not a parameter: FSDP leaves them whole on every device
+    unsharded_constants = counts.linear * (NF4_BYTES_PER_PARAM - 0.5) * (1 - 1 / shard) if "qlora" in applied else 0.0
+    weights_per_device = weights / shard + unsharded_constants
+    model_bytes = weights_per_device + (grads + states) / shard
 
     act_bytes = 2 if mixed else 4
     # a device holds at most its share of the step's sequences in one pass (a micro-batch the global batch fills)
@@ -265,7 +269,7 @@ def training_prediction(state: PlanState, workload: Workload) -> Prediction:
     # what a million tokens trained cost at the devices' catalog price (the rate a serving plan's cost is at)
     cost = cost_per_million_tokens(hw, n, tokens_step / step_s)
     return Prediction(
-        memory_per_device_bytes=int(memory), weights_per_device_bytes=int(weights / shard),
+        memory_per_device_bytes=int(memory), weights_per_device_bytes=int(weights_per_device),
         gradient_bytes=int(grads / shard), optimizer_state_bytes=int(states / shard), kv_cache_per_device_bytes=0,
         activation_bytes=int(activations), gathered_bytes=int(unsharded),
         load_peak_bytes=int(load_peak) if load_peak > step_memory else 0, device_memory_bytes=hw.memory_bytes, fits=fit,

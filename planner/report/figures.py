@@ -112,10 +112,11 @@ def predicted_summary(advice: Advice) -> str:
         job = advice.workload.training
         step = p.training_step_s or 0.0
         parts = ", ".join(f"{what} {value / 1e9:,.1f}" for what, value in p.training_memory_parts)
-        load = f"; {p.load_peak_bytes / 1e9:,.1f} GB while it loads" if p.load_peak_bytes else ""
+        # where loading takes more than a step (QLoRA under FSDP), the figure is the load's and the parts the step's
+        parts = f"while the model loads; a step: {parts}" if p.load_peak_bytes else parts
         return (f"a step of {job.global_batch} x {job.sequence_length} tokens takes {step:,.1f} s"
                 f"{band_text(b, 'training_step_s')} ({p.throughput_tokens_per_s:,.0f} tokens/s, MFU "
-                f"{(p.training_mfu or 0):.1%}), {memory} ({parts} GB{load})")
+                f"{(p.training_mfu or 0):.1%}), {memory} ({parts} GB)")
     wait = f", of which {p.front_end_wait_ms:,.0f} ms waiting for the engine's front end" if waits(p) else ""
     return (f"TTFT {p.ttft_ms:,.1f} ms{band_text(b, 'ttft_ms')}{wait} (a {advice.workload.prompt_tokens_p95:,}-token "
             f"p95 prompt), TPOT {p.tpot_ms:,.2f} ms{band_text(b, decode_band(p.batch, b))}, "

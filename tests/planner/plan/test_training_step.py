@@ -289,3 +289,17 @@ def test_a_mixture_of_experts_step_counts_its_layers_activations():
     assert packed_attention_units(spec, 0, 4096) == pytest.approx(4 * 24 * 128 / 4096 + 2)
     assert p.activation_bytes - logits == pytest.approx(4096 * spec.num_layers * spec.hidden_size * (86.14 + 5),
                                                         rel=1e-4)
+
+
+def test_qloras_quantization_constants_stay_whole_under_fsdp():
+    """bitsandbytes keeps a 4-bit weight's quantization constants as module state, which FSDP does not shard: over 8
+    devices each holds all of them (0.127 bits a linear-layer parameter) beside its eighth of the 4-bit weights."""
+    from optiplan.planner.plan.training import NF4_BYTES_PER_PARAM
+    from optiplan.planner.schema.workload import Training, Workload
+
+    workload = Workload(goal="training", training=Training(sequence_length=4096, global_batch=8))
+    linear = param_counts(resolve_model("llama-3.1-70b")).linear
+    weights = {n: training_prediction(_state("llama-3.1-70b", "h100-sxm", n, ("mixed-precision", "qlora", "fsdp")),
+                                      workload).weights_per_device_bytes for n in (1, 8)}
+    constants = linear * (NF4_BYTES_PER_PARAM - 0.5)
+    assert weights[8] == pytest.approx(weights[1] / 8 + constants * 7 / 8, rel=1e-6)
