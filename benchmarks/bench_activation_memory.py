@@ -68,16 +68,27 @@ def layer_config(cls_name: str, **overrides):
     return getattr(transformers, cls_name)(**{**base, **overrides})
 
 
-def measured_units(config, tokens: int) -> float:
-    """Bytes per token and hidden unit the config's first decoder layer saves for its backward in bf16: the whole
-    model runs (each architecture builds its layers' arguments itself), and only what is saved while that layer runs
-    is counted."""
+def measured_units(config, tokens: int, recipe: str | None = None) -> float:
+    """Bytes per token and hidden unit the config's first decoder layer saves for its backward: the whole model runs
+    (each architecture builds its layers' arguments itself), and only what is saved while that layer runs is counted.
+    `recipe`: None, a bf16 model; "lora" or "lora-dropout", peft's LoRA on every linear layer (and a mixture of
+    experts' expert parameters) of a bf16 model under bf16 autocast, the rendered script's (dropout 0, or 0.05);
+    "autocast", fp32 weights under bf16 autocast (a full fine-tune without FSDP)."""
     import torch
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16, attn_implementation="sdpa").train()
-    layer = model.model.layers[0]
+    autocast = recipe is not None
+    dtype = torch.float32 if recipe == "autocast" else torch.bfloat16
+    model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation="sdpa").train()
+    if recipe in ("lora", "lora-dropout"):
+        from peft import LoraConfig, get_peft_model
+
+        experts = ["experts.gate_up_proj", "experts.down_proj"] if "Mixtral" in type(config).__name__ else None
+        model = get_peft_model(model, LoraConfig(
+            r=8, lora_dropout=0.05 if recipe == "lora-dropout" else 0.0, target_parameters=experts,
+            target_modules=["q_proj", "k_proj", "v_proj", "o_proj"] if experts else "all-linear"))
+    layer = next(m for name, m in model.named_modules() if name.endswith("layers.0"))
     # the layer's input counts where the layer keeps it (a LayerNorm does; an eager RMSNorm keeps an fp32 copy)
     skip = {p.untyped_storage().data_ptr() for p in model.parameters()}
     saved: dict[int, int] = {}
@@ -91,9 +102,29 @@ def measured_units(config, tokens: int) -> float:
             saved[storage.data_ptr()] = storage.nbytes()
         return t
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), \
+            torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
         model(input_ids=torch.randint(0, config.vocab_size, (1, tokens)), use_cache=False)
     return sum(saved.values()) / (tokens * config.hidden_size)
+
+
+def recipe_rows(tokens: int) -> list[dict]:
+    """What each recipe adds to a layer: measured at two token counts, the growth is per token (units) and the rest
+    is held whatever the tokens (bytes a layer: autocast's weight casts, peft's merged experts)."""
+    rows = []
+    for label, cls_name, overrides in (FITTED[0], FITTED[1], FITTED[7]):
+        config = layer_config(cls_name, **overrides)
+        base = measured_units(config, tokens)
+        for recipe in ("lora", "lora-dropout", "autocast"):
+            if recipe == "lora-dropout" and "mixtral" in label:
+                continue  # peft refuses dropout on expert parameters
+            short, long = (measured_units(config, t, recipe) for t in (tokens // 2, tokens))
+            per_token = (long * tokens - short * tokens / 2) / (tokens / 2)
+            held = (short - per_token) * tokens / 2 * config.hidden_size
+            rows.append({"layer": label, "recipe": recipe, "units_added": round(per_token - base, 2),
+                         "bytes_held_per_layer": round(held)})
+            print(f"  {label:<52} {recipe:<13} +{per_token - base:5.2f} units a token, {held / 1e6:6.2f} MB held")
+    return rows
 
 
 def predicted_units(config) -> float:
@@ -121,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{predicted / measured:.3f}")
         worst = max(abs(r["ratio"] - 1) for r in rows)
         print(f"  largest error {worst:.1%} over {len(rows)} layers (bytes per token and hidden unit at 16 bits)")
+    print("recipes (training.py: LORA_UNITS, AUTOCAST_UNITS, recipe_memory):")
+    results["recipes"] = recipe_rows(args.tokens)
     write_results("activation_memory", {"tokens": args.tokens, "hidden": HIDDEN, **results})
     return 0
 

@@ -24,7 +24,10 @@ from .render import template_env
 
 # peft's LoRA scaling is alpha / r: alpha at twice the rank (peft's and transformers' examples, r=16 with alpha=32)
 LORA_ALPHA_PER_RANK = 2
-LORA_DROPOUT = 0.05
+# no dropout on the adapters' inputs (peft's default): a dropout keeps a masked copy of every adapted layer's input for
+# the backward, measured at 21 to 28 more bytes per token and hidden unit a Llama layer (of 38 to 50;
+# benchmarks/bench_activation_memory.py), which the plan's memory does not count
+LORA_DROPOUT = 0.0
 # learning rates the README states as starting points, not part of the plan: LoRA's adapters train at a higher rate
 # than a full fine-tune's weights (peft's examples: 2e-4; transformers' run_clm full fine-tunes: 2e-5 to 5e-5)
 LEARNING_RATE = {"adapters": 2e-4, "full": 2e-5}
@@ -66,11 +69,11 @@ def training_settings(advice: Advice, hw: HardwareSpec) -> dict[str, Any]:
         rank = int(adapters.params.get("rank", job.lora_rank))
         targets = adapters.params.get("target_parameters")
         if targets:
-            # peft's adapters on 3-D expert parameters run without dropout (lora.ParamWrapper refuses any) and not
-            # under torch.compile (peft's LoraConfig.target_parameters docs)
+            # peft's adapters on 3-D expert parameters do not run under torch.compile (peft's
+            # LoraConfig.target_parameters docs; nor with dropout: lora.ParamWrapper refuses any)
             settings["compile"] = False
         settings["adapters"] = {
-            "rank": rank, "alpha": LORA_ALPHA_PER_RANK * rank, "dropout": 0.0 if targets else LORA_DROPOUT,
+            "rank": rank, "alpha": LORA_ALPHA_PER_RANK * rank, "dropout": LORA_DROPOUT,
             # a mixture of experts': spelled out by the script from the model (`techniques.training._targets`)
             "target_modules": None if targets else "all-linear",
             # a mixture of experts' routed experts, 3-D parameters that all-linear skips (`lora_params`)

@@ -134,6 +134,32 @@ def layer_activation_units(spec: ModelSpec, layer: int) -> float:
     return attention + mlp
 
 
+# What a recipe adds to a layer's activations, measured as `layer_activation_units` was (bytes per token and hidden
+# unit at 16 bits; benchmarks/bench_activation_memory.py, recipes, at two token counts): peft's LoRA on every linear
+# layer (dropout 0, fp32 adapters over a bf16 base under autocast: 0.42), and fp32 weights under bf16 autocast (a full
+# fine-tune without FSDP: 10.5, and a bf16 cast of the layer's weights held, 2 bytes a parameter, as measured). A
+# mixture of experts' experts run in fp32 under autocast (72.5 more on a Mixtral layer): not counted, since such a
+# full fine-tune without FSDP fits no device
+LORA_UNITS = 0.42
+AUTOCAST_UNITS = 10.5
+
+
+def recipe_memory(counts: ParamCounts, applied: frozenset[str], lora: bool, sharded: bool, act_bytes: int
+                  ) -> tuple[float, float, float]:
+    """What the script's recipe holds beyond the layers' own activations: (units a layer, bytes held from the forward
+    to the backward, bytes of one layer's backward). peft's LoRA on a mixture of experts' 3-D parameters merges each
+    layer's experts with their adapters into a new tensor in every forward (lora.ParamWrapper: W + B A), which the
+    experts' matmul keeps for its backward (measured: a tiny Mixtral layer's 11.0 MB of bf16 experts, 11.4 MB held)
+    and whose full-size gradient the backward computes. Under bf16 autocast fp32 weights are cast for each matmul, and
+    the casts are kept until the backward (2 bytes a parameter)."""
+    autocast = "mixed-precision" in applied and not lora and not sharded
+    units = (LORA_UNITS if lora else 0.0) + (AUTOCAST_UNITS if autocast else 0.0)
+    merged = act_bytes * counts.num_experts * counts.layer.expert_linear if lora and counts.num_moe_layers else 0.0
+    checkpointed = "activation-checkpointing" in applied
+    held = (2 * counts.total if autocast else 0.0) + (0.0 if checkpointed else merged * counts.num_moe_layers)
+    return units, held, merged * (2 if checkpointed else 1)
+
+
 def packed_attention_units(spec: ModelSpec, layer: int, sequence_length: int) -> float:
     """What attention keeps beyond `layer_activation_units` when the rendered script's packed documents are masked
     apart (templates/deploy/train.py.j2, `packed`): transformers builds a block-diagonal mask from the position ids,
@@ -202,19 +228,19 @@ def training_prediction(state: PlanState, workload: Workload) -> Prediction:
     # a device holds at most its share of the step's sequences in one pass (a micro-batch the global batch fills)
     micro = min(job.micro_batch, -(-job.global_batch // n))
     tokens_micro = micro * job.sequence_length
-    units = [layer_activation_units(spec, layer) + packed_attention_units(spec, layer, job.sequence_length)
-             for layer in range(spec.num_layers)]
-    unit_bytes = spec.hidden_size * act_bytes / 2  # a unit is a byte per hidden unit at 16 bits
-    if "activation-checkpointing" in applied:
-        # each layer's input kept, and the largest layer's activations while it is recomputed
-        layers = 2 * spec.num_layers * unit_bytes
-        one_layer = max(units) * unit_bytes * tokens_micro
-    else:
-        layers = sum(units) * unit_bytes
-        one_layer = 0
-    logits = tokens_micro * spec.vocab_size * LOGIT_BYTES  # the loss's peak (LOGIT_BYTES)
-    activations = tokens_micro * layers + one_layer + logits
     sharded = "fsdp" in applied and n > 1
+    recipe_units, held, backward = recipe_memory(counts, applied, lora, sharded, act_bytes)
+    units = [layer_activation_units(spec, layer) + packed_attention_units(spec, layer, job.sequence_length)
+             + recipe_units for layer in range(spec.num_layers)]
+    unit_bytes = spec.hidden_size * act_bytes / 2  # a unit is a byte per hidden unit at 16 bits
+    logits = tokens_micro * spec.vocab_size * LOGIT_BYTES  # the loss's peak (LOGIT_BYTES)
+    if "activation-checkpointing" in applied:
+        # each layer's input kept; then the loss's peak, or later the largest layer's activations while it is
+        # recomputed and its backward's (the logits are freed by then)
+        activations = tokens_micro * 2 * spec.num_layers * unit_bytes + held + max(
+            logits, max(units) * unit_bytes * tokens_micro + backward)
+    else:
+        activations = tokens_micro * sum(units) * unit_bytes + held + logits + backward
     unsharded = fsdp_unsharded_bytes(counts, spec.num_layers, "qlora" in applied, trainable, not lora, act_bytes) \
         if sharded else 0.0
     step_memory = model_bytes + unsharded + activations + hw.runtime_overhead_bytes
@@ -232,6 +258,8 @@ def training_prediction(state: PlanState, workload: Workload) -> Prediction:
     fitted = profiles.efficiency_table()["training"]
     tokens_step = job.global_batch * job.sequence_length
     model_flops = (4 if lora else 6) * counts.active_linear + 6 * counts.vocab_hidden  # per token
+    if lora and counts.num_moe_layers:  # the merged experts' weight gradient (`recipe_memory`), for each routed token
+        model_flops += 2 * counts.num_moe_layers * counts.top_k * counts.layer.expert_linear
     model_flops += 3 * prefill_attention_flops(s, 1, job.sequence_length) / job.sequence_length
     # full checkpointing reruns each layer's forward in the backward: its linear layers and its attention
     recompute = 2 * counts.active_linear + prefill_attention_flops(s, 1, job.sequence_length) / job.sequence_length \
@@ -262,9 +290,9 @@ def training_prediction(state: PlanState, workload: Workload) -> Prediction:
     peak16 = hw.peak_tflops.get(state.default_16bit, s.peak_flops / 1e12) * 1e12
     mfu = tokens_step * model_flops / (step_s * n * peak16)
     # sequences a micro-batch could hold: each brings its layers' activations, its logits and its share of the
-    # recomputed layer
-    per_sequence = activations / micro
-    micro_fit = max(int((hw.memory_bytes - hw.runtime_overhead_bytes - model_bytes - unsharded)
+    # recomputed layer; what the recipe holds whatever the tokens (`recipe_memory`) is there once
+    per_sequence = (activations - held - backward) / micro
+    micro_fit = max(int((hw.memory_bytes - hw.runtime_overhead_bytes - model_bytes - unsharded - held - backward)
                         // max(per_sequence, 1)), 0) if load_peak <= hw.memory_bytes else 0
     # what a million tokens trained cost at the devices' catalog price (the rate a serving plan's cost is at)
     cost = cost_per_million_tokens(hw, n, tokens_step / step_s)

@@ -275,20 +275,26 @@ def test_a_layers_activations_are_what_transformers_keeps_for_its_backward(label
 
 def test_a_mixture_of_experts_step_counts_its_layers_activations():
     """Mixtral's LoRA step without checkpointing keeps each layer's 86.1 bytes per token and hidden unit (a dense
-    layer of its widths would keep 49.6), and for the packed documents' mask its keys and values repeated to its 32
-    query heads (3 more) and a 4,096-position bias row (2 more), beside the loss's logits."""
+    layer of its widths would keep 49.6), 5 more for the packed documents' mask (its keys and values repeated to its
+    32 query heads, a 4,096-position bias row) and 0.42 for the adapters; and, since peft merges each layer's
+    experts with their adapters into a new tensor in every forward, which the matmul keeps, every layer's expert
+    weights once more (90 GB in bf16), and one layer's merged gradient in the backward. It had been priced at 27 GB:
+    the plan now checkpoints."""
     from optiplan.planner.plan.training import layer_activation_units, packed_attention_units
     from optiplan.planner.schema.workload import Training, Workload
 
     spec = resolve_model("mixtral-8x7b")
     assert layer_activation_units(spec, 0) == pytest.approx(86.14, abs=0.01)
     assert layer_activation_units(resolve_model("llama-3.1-8b"), 0) == pytest.approx(49.64, abs=0.01)
+    assert packed_attention_units(spec, 0, 4096) == pytest.approx(4 * 24 * 128 / 4096 + 2)
     workload = Workload(goal="training", training=Training(sequence_length=4096, global_batch=8))
     p = training_prediction(_state("mixtral-8x7b", "h100-sxm", 8, ("mixed-precision", "fsdp", "lora")), workload)
     logits = 4096 * spec.vocab_size * 12
-    assert packed_attention_units(spec, 0, 4096) == pytest.approx(4 * 24 * 128 / 4096 + 2)
-    assert p.activation_bytes - logits == pytest.approx(4096 * spec.num_layers * spec.hidden_size * (86.14 + 5),
-                                                        rel=1e-4)
+    stack = 2 * 8 * 3 * 4096 * 14336  # a layer's experts in bf16
+    assert p.activation_bytes - logits - 33 * stack == pytest.approx(
+        4096 * spec.num_layers * spec.hidden_size * (86.14 + 5 + 0.42), rel=1e-4)
+    assert 32 * stack > 90e9
+    assert "activation-checkpointing" in {s.technique for s in _advice(model="mixtral-8x7b", devices=2).plan.steps}
 
 
 def test_qloras_quantization_constants_stay_whole_under_fsdp():
@@ -303,3 +309,20 @@ def test_qloras_quantization_constants_stay_whole_under_fsdp():
                                       workload).weights_per_device_bytes for n in (1, 8)}
     constants = linear * (NF4_BYTES_PER_PARAM - 0.5)
     assert weights[8] == pytest.approx(weights[1] / 8 + constants * 7 / 8, rel=1e-6)
+
+
+def test_the_recipes_additions_are_what_transformers_keeps():
+    """The rendered script's recipes, measured on a tiny Llama layer as the plan's constants were: peft's LoRA
+    (dropout 0) adds 0.42 bytes per token and hidden unit; fp32 weights under bf16 autocast (a full fine-tune without
+    FSDP) add 10.5 and hold a bf16 cast of the layer's weights; a dropout of 0.05 on the adapters' inputs would add
+    about 26, which is why the script sets none."""
+    pytest.importorskip("peft")
+    from optiplan.planner.plan.training import AUTOCAST_UNITS, LORA_UNITS
+
+    bench = load_script("benchmarks/bench_activation_memory.py")
+    rows = {(r["recipe"]): r for r in bench.recipe_rows(256) if r["layer"].startswith("llama, gated MLP at 3.5")}
+    assert rows["lora"]["units_added"] == pytest.approx(LORA_UNITS, abs=0.1)
+    assert rows["autocast"]["units_added"] == pytest.approx(AUTOCAST_UNITS, abs=0.1)
+    layer_params = 256 * 256 * 2 + 2 * 256 * 64 + 3 * 256 * 896
+    assert rows["autocast"]["bytes_held_per_layer"] == pytest.approx(2 * layer_params, rel=0.02)
+    assert rows["lora-dropout"]["units_added"] > 20
