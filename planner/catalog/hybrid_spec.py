@@ -105,7 +105,7 @@ def _mamba(h: int, d: int, n: int, k: int, rank: int, proj_bias: bool, conv_bias
     linear = h * 2 * d + d * (rank + 2 * n) + rank * d + d * h
     small = d * n + d + d * k + (d if conv_bias else 0) + d + (2 * d + h if proj_bias else 0) + extra_norms
     return StateSpec(kind="mamba", linear_params=linear, small_params=small, conv_channels=d, conv_kernel=k,
-                     recurrent_state_elements=d * n, scan_flops_per_token=_scan_flops(d, n, d, k))
+                     recurrent_state_elements=d * n, scan_flops_per_token=_scan_flops(d, n, d, k), out_proj_inputs=d)
 
 
 def _mamba2(h: int, d: int, heads: int, head_dim: int, groups: int, n: int, k: int, proj_bias: bool,
@@ -118,7 +118,7 @@ def _mamba2(h: int, d: int, heads: int, head_dim: int, groups: int, n: int, k: i
     small += d if gated_norm else 0
     return StateSpec(kind="mamba2", linear_params=linear, small_params=small, conv_channels=conv, conv_kernel=k,
                      recurrent_state_elements=heads * head_dim * n,
-                     scan_flops_per_token=_scan_flops(heads * head_dim, n, conv, k))
+                     scan_flops_per_token=_scan_flops(heads * head_dim, n, conv, k), out_proj_inputs=d)
 
 
 def _attention_pattern(types: list[str], where: str) -> list[str]:

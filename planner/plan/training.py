@@ -53,6 +53,12 @@ OPTIMIZER_BYTES = {"adamw": 8, "adamw-8bit": 2, "sgd": 0}  # per trainable param
 LOGIT_BYTES = 12
 
 
+# Model types whose Mamba mixers peft refuses LoRA on the output projection (and the convolution) of:
+# peft/tuners/tuners_utils.py, _check_lora_target_modules_mamba ("Module 'out_proj' is incompatible with Mamba-based
+# models"); the rendered script leaves them out (templates/deploy/train.py.j2, PEFT_MAMBA_TYPES)
+PEFT_MAMBA_TYPES = frozenset({"falcon_h1", "mamba", "mamba2", "falcon_mamba", "nemotron_h"})
+
+
 def lora_params(state: PlanState, rank: int) -> int:
     """Adapter parameters for rank-r LoRA where the plan puts them (`techniques.training._targets`). A dense model's
     every linear layer of the blocks (peft's target_modules="all-linear"): attention's projections where it attends
@@ -60,7 +66,8 @@ def lora_params(state: PlanState, rank: int) -> int:
     projections: r x (2 x hidden + its matmul weights / hidden), exact for those two) and the MLP's. A mixture of
     experts': the same mixers' and every routed expert's projections (peft's target_parameters, one adapter per
     expert and parameter, a gated expert's gate and up projections being one); its dense layers' MLPs, its shared
-    experts and its routers get none."""
+    experts and its routers get none. A Mamba mixer's output projection gets none where peft refuses it
+    (PEFT_MAMBA_TYPES)."""
     spec = state.spec
     h, i = spec.hidden_size, spec.intermediate_size
     if spec.mla is not None:
@@ -83,6 +90,8 @@ def lora_params(state: PlanState, rank: int) -> int:
         moe = m.num_experts * ((h + 2 * e) + (e + h) if spec.mlp_gated else 2 * (h + e))
         mlp = 0  # a mixture of experts' dense-layer MLPs and shared experts stay frozen (`_targets`)
     mixer = 2 * h + spec.state.linear_params // h if spec.state is not None else 0
+    if spec.model_type in PEFT_MAMBA_TYPES and spec.state is not None:
+        mixer -= spec.state.out_proj_inputs + h  # peft refuses LoRA on their output projection
     total = 0
     for layer in range(spec.num_layers):
         kind = spec.mixer(layer)

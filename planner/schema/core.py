@@ -165,6 +165,8 @@ class StateSpec(Frozen):
     conv_kernel: int = Field(description="its width in tokens")
     recurrent_state_elements: int = Field(description="per sequence and layer: the SSM / linear-attention / LRU state")
     scan_flops_per_token: int = Field(description="per layer and token: convolution, state update and readout")
+    out_proj_inputs: int = Field(0, exclude_if=lambda v: v == 0,
+                                 description="Mamba and Mamba-2: the inner width the output projection reads")
 
 
 class ModelSpec(Frozen):

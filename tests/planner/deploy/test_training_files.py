@@ -242,8 +242,9 @@ def test_a_full_fine_tune_under_fsdp_loads_its_checkpoint_in_16_bits(tmp_path):
     assert dtypes == {True: {torch.bfloat16}, False: {torch.float32}}
 
 
-def _tiny_moe(kind: str):
-    """One-or-two-layer random configs of the mixture-of-experts layouts transformers 5 holds differently."""
+def _tiny_layout(kind: str):
+    """Two- or three-layer random configs of the layouts peft adapts differently: transformers 5's mixtures of experts
+    and Mamba mixers."""
     import transformers
 
     common = dict(vocab_size=128, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
@@ -264,6 +265,13 @@ def _tiny_moe(kind: str):
                                                          num_experts=4, num_experts_per_tok=2, head_dim=16),
         "mixtral": lambda: transformers.MixtralConfig(**common, intermediate_size=96, num_local_experts=4,
                                                       num_experts_per_tok=2),
+        # Mamba-2 mixers, whose output projection peft refuses LoRA on
+        "mamba2": lambda: transformers.Mamba2Config(vocab_size=128, hidden_size=64, num_hidden_layers=2, num_heads=8,
+                                                    head_dim=16, state_size=16, n_groups=1, expand=2),
+        "nemotron_h": lambda: transformers.NemotronHConfig(
+            vocab_size=128, hidden_size=64, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+            intermediate_size=128, mamba_num_heads=8, mamba_head_dim=16, ssm_state_size=16, n_groups=1,
+            layers_block_type=["mamba", "attention", "mlp"]),
         # a router that is an nn.Linear, a shared expert and a dense layer between the MoE ones
         "llama4_text": lambda: transformers.Llama4TextConfig(
             **common, head_dim=16, intermediate_size=96, intermediate_size_mlp=128, num_local_experts=4,
@@ -271,10 +279,12 @@ def _tiny_moe(kind: str):
     }[kind]()
 
 
-@pytest.mark.parametrize("kind", ["deepseek_v3", "phimoe", "qwen2_moe", "qwen3_moe", "mixtral", "llama4_text"])
-def test_the_script_adapts_a_mixture_of_experts_as_the_plan_counts(kind, tmp_path):
+@pytest.mark.parametrize("kind", ["deepseek_v3", "phimoe", "qwen2_moe", "qwen3_moe", "mixtral", "llama4_text",
+                                  "mamba2", "nemotron_h"])
+def test_the_script_adapts_each_layout_as_the_plan_counts(kind, tmp_path):
     """The script's adapters on a tiny random model of each layout are the plan's (`lora_params`), parameter for
-    parameter, and train. peft 0.21 had adapted the routers under all-linear (Mixtral's, Qwen3-MoE's; Phi-3.5-MoE's and
+    parameter, and train. peft refuses LoRA on a Mamba mixer's output projection, which all-linear picks: the script
+    for Mamba-2 and Nemotron-H had crashed. peft 0.21 had adapted the routers under all-linear (Mixtral's, Qwen3-MoE's; Phi-3.5-MoE's and
     Llama 4's, nn.Linear routers returning tuples, crashed the forward), folded DeepSeek's dense and shared MLPs into
     its experts at twice the rank, and the plan had counted a gated expert's gate and up projections as two adapters
     where transformers 5 fuses them into one parameter."""
@@ -288,12 +298,14 @@ def test_the_script_adapts_a_mixture_of_experts_as_the_plan_counts(kind, tmp_pat
     from optiplan.planner.plan.training import lora_params
     from transformers import AutoModelForCausalLM
 
-    files, train, _, _ = _files(model="mixtral-8x7b", num_devices=2)
+    # a MoE plan's settings for the MoE layouts, a dense one's for the Mamba ones
+    moe = kind not in ("mamba2", "nemotron_h")
+    files, train, _, _ = _files(model="mixtral-8x7b", num_devices=2) if moe else _files(model="mamba2-2.7b")
     write(files, tmp_path / "cfg")
     spec = importlib.util.spec_from_file_location("rendered_train", tmp_path / "cfg" / "train" / "train.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    config = _tiny_moe(kind)
+    config = _tiny_layout(kind)
     torch.manual_seed(0)
     AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path / kind)
     model = script.load_model({**train, "mixed_precision": None}, str(tmp_path / kind))
@@ -301,8 +313,9 @@ def test_the_script_adapts_a_mixture_of_experts_as_the_plan_counts(kind, tmp_pat
     state = PlanState(spec=model_spec_from_config(config.to_dict(), kind, "test"), hw=resolve_hardware("h100-sxm"),
                       devices=1, weight_dtype="bf16", training=frozenset({"mixed-precision", "lora"}))
     assert trainable == lora_params(state, train["adapters"]["rank"])
-    # transformers merges the experts' weights as it loads: each process holds its own copy, which the README says
-    assert "each of a machine's 2 processes holds its own copy" in files["train/README.md"]
+    if train["adapters"]["target_parameters"]:
+        # transformers merges the experts' weights as it loads: each process holds its own copy, as the README says
+        assert "each of a machine's 2 processes holds its own copy" in files["train/README.md"]
     ids = torch.randint(0, config.vocab_size, (1, 8))
     model(input_ids=ids, labels=ids).loss.backward()
 
