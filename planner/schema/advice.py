@@ -62,8 +62,8 @@ class Prediction(Frozen):
                                        description="training: the optimizer's states per device")
     gathered_bytes: int = Field(0, exclude_if=lambda v: v == 0,
                                 description="training under FSDP: the unsharded parameters and gradients a device "
-                                            "holds at the step's peak (the root module's, two layers' all-gathered "
-                                            "parameters, one layer's gradients before their reduce-scatter)")
+                                            "holds at the step's peak (the final norm and head, two layers' "
+                                            "all-gathered parameters, gradients before their reduce-scatter)")
     load_peak_bytes: int = Field(0, exclude_if=lambda v: v == 0,
                                  description="training: a device's memory while the model loads, where it exceeds "
                                              "the step's (QLoRA under FSDP: the whole 4-bit model on every GPU before "
