@@ -78,7 +78,8 @@ def lora_params(state: PlanState, rank: int) -> int:
             + (a.kv_lora_rank + heads * (a.qk_nope_head_dim + a.v_head_dim)) + (heads * a.v_head_dim + h)
     else:
         q, kv = spec.num_heads * spec.head_dim, spec.num_kv_heads * spec.head_dim
-        attn = (h + q) + 2 * (h + kv) + (q + h)
+        # a gated attention's query projection also writes the gate (Qwen3-Next: twice the query width)
+        attn = (h + q * (2 if spec.attn_output_gate else 1)) + 2 * (h + kv) + (q + h)
     projections = 3 if spec.mlp_gated else 2
     mlp = projections * (h + i)
     moe = 0
@@ -89,7 +90,17 @@ def lora_params(state: PlanState, rank: int) -> int:
         e = m.expert_intermediate_size
         moe = m.num_experts * ((h + 2 * e) + (e + h) if spec.mlp_gated else 2 * (h + e))
         mlp = 0  # a mixture of experts' dense-layer MLPs and shared experts stay frozen (`_targets`)
-    mixer = 2 * h + spec.state.linear_params // h if spec.state is not None else 0
+    mixer = 0
+    if spec.state is not None:
+        st = spec.state
+        mixer = 2 * h + st.linear_params // h  # its input and output projections (exact for those two)
+        if st.kind == "mamba":  # Mamba's four: in (to 2d), x (to dt rank + B + C), dt (back to d) and out
+            d = st.out_proj_inputs
+            n = st.recurrent_state_elements // d
+            dt_rank = (st.linear_params - 3 * h * d - 2 * d * n) // (2 * d)
+            mixer = (h + 2 * d) + (d + dt_rank + 2 * n) + (dt_rank + d) + (d + h)
+        elif st.kind == "gated_deltanet":  # a third input projection (in_proj_ba, to beta and dt)
+            mixer += h
     if spec.model_type in PEFT_MAMBA_TYPES and spec.state is not None:
         mixer -= spec.state.out_proj_inputs + h  # peft refuses LoRA on their output projection
     total = 0

@@ -265,6 +265,16 @@ def _tiny_layout(kind: str):
                                                          num_experts=4, num_experts_per_tok=2, head_dim=16),
         "mixtral": lambda: transformers.MixtralConfig(**common, intermediate_size=96, num_local_experts=4,
                                                       num_experts_per_tok=2),
+        # Mamba mixers (four projections) beside attention and experts
+        "jamba": lambda: transformers.JambaConfig(**common, intermediate_size=96, num_experts=4, num_experts_per_tok=2,
+                                                  expert_layer_period=2, expert_layer_offset=1, attn_layer_period=2,
+                                                  attn_layer_offset=1, mamba_d_state=8, mamba_expand=2,
+                                                  use_mamba_kernels=False),
+        # gated linear attention (three projections), a gated attention and a shared expert
+        "qwen3_next": lambda: transformers.Qwen3NextConfig(
+            **common, head_dim=16, intermediate_size=128, moe_intermediate_size=32, shared_expert_intermediate_size=32,
+            num_experts=4, num_experts_per_tok=2, linear_num_value_heads=4, linear_num_key_heads=2,
+            linear_key_head_dim=16, linear_value_head_dim=16, layer_types=["linear_attention", "full_attention"]),
         # Mamba-2 mixers, whose output projection peft refuses LoRA on
         "mamba2": lambda: transformers.Mamba2Config(vocab_size=128, hidden_size=64, num_hidden_layers=2, num_heads=8,
                                                     head_dim=16, state_size=16, n_groups=1, expand=2),
@@ -280,7 +290,7 @@ def _tiny_layout(kind: str):
 
 
 @pytest.mark.parametrize("kind", ["deepseek_v3", "phimoe", "qwen2_moe", "qwen3_moe", "mixtral", "llama4_text",
-                                  "mamba2", "nemotron_h"])
+                                  "jamba", "qwen3_next", "mamba2", "nemotron_h"])
 def test_the_script_adapts_each_layout_as_the_plan_counts(kind, tmp_path):
     """The script's adapters on a tiny random model of each layout are the plan's (`lora_params`), parameter for
     parameter, and train. peft refuses LoRA on a Mamba mixer's output projection, which all-linear picks: the script
