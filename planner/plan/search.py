@@ -77,6 +77,27 @@ def apply_steps(state: PlanState, steps: list[Technique], ctx: Context, until_id
     return states
 
 
+class SizedMemo(dict):
+    """apply_steps' memo for one replica size: a run of steps before the data-parallel step (the only one that reads
+    `Context.replica_size`) is the same at every size, and is kept in the memo they share."""
+
+    def __init__(self, shared: dict[tuple[str, ...], PlanState]):
+        super().__init__()
+        self.shared = shared
+
+    def __contains__(self, key: object) -> bool:
+        return dict.__contains__(self, key) if "data-parallel" in key else key in self.shared
+
+    def __getitem__(self, key: tuple[str, ...]) -> PlanState:
+        return dict.__getitem__(self, key) if "data-parallel" in key else self.shared[key]
+
+    def __setitem__(self, key: tuple[str, ...], state: PlanState) -> None:
+        if "data-parallel" in key:
+            dict.__setitem__(self, key, state)
+        else:
+            self.shared[key] = state
+
+
 def idles(t: Technique, before: PlanState, after: PlanState) -> bool:
     """A chosen step (not an always-on one) that changes nothing: CPU offload where the weights fit."""
     return not t.always_on and _unchanged(before, after)
@@ -158,8 +179,10 @@ def search(ctx: Context, only_groups: frozenset[str] | None = None) -> SearchRes
     no_ops: set[str] = set()
     used: set[str] = set()
     seen: set[tuple[str, ...]] = set()
-    # the state after each run of steps from the baseline, by the replicas' size it was priced at
-    applied: dict[int | None, dict[tuple[str, ...], PlanState]] = {}
+    # the state after each run of steps from the baseline: shared by every replica size up to the data-parallel step,
+    # by the size it was priced at from there
+    shared: dict[tuple[str, ...], PlanState] = {}
+    applied: dict[int | None, SizedMemo] = {}
     # the data-parallel replicas' sizes a stack with them is priced at (a quick search too: its ranking is the plan's)
     sizes = replica_size_choices(ctx)
     engine = workload.engine
@@ -194,7 +217,7 @@ def search(ctx: Context, only_groups: frozenset[str] | None = None) -> SearchRes
         # where the losses are known whole (no step replaces the model), the steps after the first idle one are not
         # applied: the stack is dropped, and they may cost (the API servers' step prices the state it is given)
         states = apply_steps(base, steps, here, until_idle=not any(t.replaces_model for t in steps),
-                             memo=applied.setdefault(size, {}))
+                             memo=applied.setdefault(size, SizedMemo(shared)))
         if len(states) == len(steps) and states and \
                 states[-1].quality_loss_pct - base.quality_loss_pct > workload.max_quality_loss_pct + 1e-9:
             return None

@@ -4,6 +4,8 @@ within each node for a serving engine (`search.engine_baseline`); these replace 
 
 from __future__ import annotations
 
+import weakref
+
 from ...analytic.memory import per_device_bytes
 from ...catalog.engine_refusals import attention_split_refusal
 from ...catalog.engines import engine_dp_shares_experts, engine_splits_layers
@@ -88,11 +90,24 @@ def _pp_check(ctx: Context) -> str | None:
     return None
 
 
+# `_replica_devices`'s answer for a state: a search prices its stacks' data-parallel step at several replica sizes on
+# the state the steps before it reached (one object, `search.SizedMemo`), in one context but for its replica size,
+# which the answer does not read
+_SMALLEST: weakref.WeakKeyDictionary[PlanState, int | None] = weakref.WeakKeyDictionary()
+
+
 def _replica_devices(state: PlanState, ctx: Context) -> int | None:
     """Devices per replica: the fewest (a power of two within one node, dividing the devices and the attention
     heads) on which the weights, in the plan's formats so far, leave room for the cache; None when only the whole
     set holds the model. Where the engine keeps a MoE model's experts over every device (`_data_parallel`), a
     replica's share of the experts is its share of the devices."""
+    if state in _SMALLEST:
+        return _SMALLEST[state]
+    _SMALLEST[state] = answer = _fewest_replica_devices(state, ctx)
+    return answer
+
+
+def _fewest_replica_devices(state: PlanState, ctx: Context) -> int | None:
     size = 1
     while size < ctx.devices and (size == 1 or not _without_tp(ctx)):
         if size <= _per_node(ctx) and not ctx.devices % size and _split_refusal(ctx, size) is None:
