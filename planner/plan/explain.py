@@ -129,8 +129,8 @@ def worse(other: Candidate, best: Candidate, goal: str) -> str:
 
 def unfit(a: Prediction, b: Prediction) -> str:
     """The memory of a stack that does not fit against the device and the plan that does."""
-    loading = " while the model loads: transformers loads a 4-bit model whole onto every GPU, and FSDP shards it only " \
-        "after" if a.load_peak_bytes else ""
+    loading = (" while the model loads: transformers loads a 4-bit model whole onto every GPU, and FSDP shards it "
+               "only after") if a.load_peak_bytes else ""
     return (f"{a.memory_per_device_bytes / GB:,.1f} GB per device of {a.device_memory_bytes / GB:,.1f} GB{loading}, "
             f"against {b.memory_per_device_bytes / GB:,.1f} GB without")
 

@@ -146,7 +146,8 @@ def layer_activation_units(spec: ModelSpec, layer: int) -> float:
     width = MLP_WIDTH_UNITS[spec.mlp_gated]
     m = spec.moe
     if m is not None and spec.layer_moe[layer]:
-        mlp = norm + MLP_BASE_UNITS + ROUTER_UNITS + m.top_k * (EXPERT_COPY_UNITS + width * m.expert_intermediate_size / h)
+        routed = m.top_k * (EXPERT_COPY_UNITS + width * m.expert_intermediate_size / h)
+        mlp = norm + MLP_BASE_UNITS + ROUTER_UNITS + routed
         if m.shared_intermediate_size:
             mlp += MLP_BASE_UNITS + width * m.shared_intermediate_size / h
     else:

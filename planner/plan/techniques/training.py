@@ -26,7 +26,8 @@ def _targets(ctx: Context) -> dict:
     adapters are loaded again."""
     if ctx.spec.moe is None:
         return {"target_modules": "all-linear"}
-    return {"target_modules": "the mixers' linear layers", "target_parameters": "experts.gate_up_proj, experts.down_proj"}
+    return {"target_modules": "the mixers' linear layers",
+            "target_parameters": "experts.gate_up_proj, experts.down_proj"}
 
 
 def _qlora_check(ctx: Context) -> str | None:

@@ -226,13 +226,16 @@ def test_qlora_under_fsdp_is_priced_at_its_load():
 def test_a_full_fine_tune_under_fsdp_loads_its_checkpoint_in_16_bits(tmp_path):
     """Every process loads the whole checkpoint under FSDP. In fp32 each had made its own copy in host memory (2.2 TB
     on a machine of eight for a 70B); in the checkpoint's 16 bits transformers maps the file, which the processes
-    share, and accelerate upcasts the first process's copy. Without FSDP the fp32 master weights are loaded as before."""
+    share, and accelerate upcasts the first process's copy. Without FSDP the fp32 master weights are loaded as
+    before."""
     torch = pytest.importorskip("torch")
     import importlib.util
 
-    files, train, _, a = _files(model="llama-2-70b", hardware="a100-80gb-sxm", num_devices=16, without=("lora", "qlora"))
+    files, train, _, a = _files(model="llama-2-70b", hardware="a100-80gb-sxm", num_devices=16,
+                                without=("lora", "qlora"))
     assert train["fsdp"] and train["adapters"] is None
-    assert "map the whole 138 GB checkpoint" in files["train/README.md"] and "276 GB of fp32" in files["train/README.md"]
+    readme = files["train/README.md"]
+    assert "map the whole 138 GB checkpoint" in readme and "276 GB of fp32" in readme
     write(files, tmp_path / "cfg")
     spec = importlib.util.spec_from_file_location("rendered_train", tmp_path / "cfg" / "train" / "train.py")
     script = importlib.util.module_from_spec(spec)
@@ -294,10 +297,10 @@ def _tiny_layout(kind: str):
 def test_the_script_adapts_each_layout_as_the_plan_counts(kind, tmp_path):
     """The script's adapters on a tiny random model of each layout are the plan's (`lora_params`), parameter for
     parameter, and train. peft refuses LoRA on a Mamba mixer's output projection, which all-linear picks: the script
-    for Mamba-2 and Nemotron-H had crashed. peft 0.21 had adapted the routers under all-linear (Mixtral's, Qwen3-MoE's; Phi-3.5-MoE's and
-    Llama 4's, nn.Linear routers returning tuples, crashed the forward), folded DeepSeek's dense and shared MLPs into
-    its experts at twice the rank, and the plan had counted a gated expert's gate and up projections as two adapters
-    where transformers 5 fuses them into one parameter."""
+    for Mamba-2 and Nemotron-H had crashed. peft 0.21 had adapted the routers under all-linear (Mixtral's and
+    Qwen3-MoE's; Phi-3.5-MoE's and Llama 4's, nn.Linear routers returning tuples, crashed the forward), folded
+    DeepSeek's dense and shared MLPs into its experts at twice the rank, and the plan had counted a gated expert's gate
+    and up projections as two adapters where transformers 5 fuses them into one parameter."""
     torch = pytest.importorskip("torch")
     pytest.importorskip("peft")
     import importlib.util
