@@ -183,7 +183,8 @@ def search(ctx: Context, only_groups: frozenset[str] | None = None) -> SearchRes
     # by the size it was priced at from there
     shared: dict[tuple[str, ...], PlanState] = {}
     applied: dict[int | None, SizedMemo] = {}
-    # the data-parallel replicas' sizes a stack with them is priced at (a quick search too: its ranking is the plan's)
+    # the data-parallel replicas' sizes a stack with them is priced at (in a quick search too: a device that meets the
+    # workload only with replicas of more devices is ranked)
     sizes = replica_size_choices(ctx)
     engine = workload.engine
 
