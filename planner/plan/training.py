@@ -53,10 +53,11 @@ OPTIMIZER_BYTES = {"adamw": 8, "adamw-8bit": 2, "sgd": 0}  # per trainable param
 LOGIT_BYTES = 12
 
 
-# Model types whose Mamba mixers peft refuses LoRA on the output projection (and the convolution) of:
-# peft/tuners/tuners_utils.py, _check_lora_target_modules_mamba ("Module 'out_proj' is incompatible with Mamba-based
-# models"); the rendered script leaves them out (templates/deploy/train.py.j2, PEFT_MAMBA_TYPES)
-PEFT_MAMBA_TYPES = frozenset({"falcon_h1", "mamba", "mamba2", "falcon_mamba", "nemotron_h"})
+# Model types whose attention projections (query, key and value) or gated MLP projections (gate and up) are one
+# fused linear layer, which takes one adapter (transformers' modeling files: Phi-3's qkv_proj and gate_up_proj,
+# GPT-NeoX's and Falcon's query_key_value, GPT-2's c_attn)
+FUSED_QKV_TYPES = frozenset({"phi3", "gpt_neox", "falcon", "gpt2"})
+FUSED_GATE_UP_TYPES = frozenset({"phi3"})
 
 
 def lora_params(state: PlanState, rank: int) -> int:
@@ -66,8 +67,10 @@ def lora_params(state: PlanState, rank: int) -> int:
     projections: r x (2 x hidden + its matmul weights / hidden), exact for those two) and the MLP's. A mixture of
     experts': the same mixers' and every routed expert's projections (peft's target_parameters, one adapter per
     expert and parameter, a gated expert's gate and up projections being one); its dense layers' MLPs, its shared
-    experts and its routers get none. A Mamba mixer's output projection gets none where peft refuses it
-    (PEFT_MAMBA_TYPES)."""
+    experts and its routers get none. A Mamba mixer's input projection alone: peft refuses the output projection on
+    some types (tuners_utils' _check_lora_target_modules_mamba), and the kernels and transformers' own code read the
+    others' weights without calling them (Mamba-1's dt_proj in every path), so adapters there would never train. A
+    fused projection (FUSED_QKV_TYPES, FUSED_GATE_UP_TYPES) takes one adapter."""
     spec = state.spec
     h, i = spec.hidden_size, spec.intermediate_size
     if spec.mla is not None:
@@ -79,9 +82,10 @@ def lora_params(state: PlanState, rank: int) -> int:
     else:
         q, kv = spec.num_heads * spec.head_dim, spec.num_kv_heads * spec.head_dim
         # a gated attention's query projection also writes the gate (Qwen3-Next: twice the query width)
-        attn = (h + q * (2 if spec.attn_output_gate else 1)) + 2 * (h + kv) + (q + h)
+        q_out = q * (2 if spec.attn_output_gate else 1)
+        attn = ((h + q_out + 2 * kv) if spec.model_type in FUSED_QKV_TYPES else (h + q_out) + 2 * (h + kv)) + (q + h)
     projections = 3 if spec.mlp_gated else 2
-    mlp = projections * (h + i)
+    mlp = (h + 2 * i) + (i + h) if spec.model_type in FUSED_GATE_UP_TYPES else projections * (h + i)
     moe = 0
     if spec.moe is not None:
         m = spec.moe
@@ -94,15 +98,13 @@ def lora_params(state: PlanState, rank: int) -> int:
     if spec.state is not None:
         st = spec.state
         mixer = 2 * h + st.linear_params // h  # its input and output projections (exact for those two)
-        if st.kind == "mamba":  # Mamba's four: in (to 2d), x (to dt rank + B + C), dt (back to d) and out
+        if st.kind in ("mamba", "mamba2"):  # the input projection alone: to 2d (Mamba), to (linear - d h) / h
             d = st.out_proj_inputs
-            n = st.recurrent_state_elements // d
-            dt_rank = (st.linear_params - 3 * h * d - 2 * d * n) // (2 * d)
-            mixer = (h + 2 * d) + (d + dt_rank + 2 * n) + (dt_rank + d) + (d + h)
+            mixer = h + (2 * d if st.kind == "mamba" else (st.linear_params - d * h) // h)
         elif st.kind == "gated_deltanet":  # a third input projection (in_proj_ba, to beta and dt)
             mixer += h
-    if spec.model_type in PEFT_MAMBA_TYPES and spec.state is not None:
-        mixer -= spec.state.out_proj_inputs + h  # peft refuses LoRA on their output projection
+        elif st.kind == "rglru":  # three linear layers (x, y, out) of the recurrence's width; its gates are 3-D
+            mixer = 3 * (h + st.conv_channels)
     total = 0
     for layer in range(spec.num_layers):
         kind = spec.mixer(layer)

@@ -278,6 +278,18 @@ def _tiny_layout(kind: str):
             **common, head_dim=16, intermediate_size=128, moe_intermediate_size=32, shared_expert_intermediate_size=32,
             num_experts=4, num_experts_per_tok=2, linear_num_value_heads=4, linear_num_key_heads=2,
             linear_key_head_dim=16, linear_value_head_dim=16, layer_types=["linear_attention", "full_attention"]),
+        # RG-LRU recurrences (three linear layers and 3-D gates) beside local attention
+        "recurrent_gemma": lambda: transformers.RecurrentGemmaConfig(
+            vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
+            num_key_value_heads=1, lru_width=64, attention_window_size=16, pad_token_id=0, bos_token_id=0,
+            eos_token_id=0),
+        # short convolutions (in and out projections) beside attention
+        "lfm2": lambda: transformers.Lfm2Config(vocab_size=128, hidden_size=64, intermediate_size=96,
+                                                num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                                layer_types=["conv", "full_attention"], block_auto_adjust_ff_dim=False),
+        # fused query-key-value and gate-up projections
+        "phi3": lambda: transformers.Phi3Config(**common, intermediate_size=96, pad_token_id=0, bos_token_id=0,
+                                                eos_token_id=0),
         # Mamba-2 mixers, whose output projection peft refuses LoRA on
         "mamba2": lambda: transformers.Mamba2Config(vocab_size=128, hidden_size=64, num_hidden_layers=2, num_heads=8,
                                                     head_dim=16, state_size=16, n_groups=1, expand=2),
@@ -293,11 +305,11 @@ def _tiny_layout(kind: str):
 
 
 @pytest.mark.parametrize("kind", ["deepseek_v3", "phimoe", "qwen2_moe", "qwen3_moe", "mixtral", "llama4_text",
-                                  "jamba", "qwen3_next", "mamba2", "nemotron_h"])
+                                  "jamba", "qwen3_next", "mamba2", "nemotron_h", "recurrent_gemma", "lfm2", "phi3"])
 def test_the_script_adapts_each_layout_as_the_plan_counts(kind, tmp_path):
     """The script's adapters on a tiny random model of each layout are the plan's (`lora_params`), parameter for
-    parameter, and train. peft refuses LoRA on a Mamba mixer's output projection, which all-linear picks: the script
-    for Mamba-2 and Nemotron-H had crashed. peft 0.21 had adapted the routers under all-linear (Mixtral's and
+    parameter, and every one gets a gradient. peft refuses LoRA on a Mamba mixer's output projection, which all-linear
+    picks: the script for Mamba-2 and Nemotron-H had crashed; Jamba's dt_proj adapters got no gradient. peft 0.21 had adapted the routers under all-linear (Mixtral's and
     Qwen3-MoE's; Phi-3.5-MoE's and Llama 4's, nn.Linear routers returning tuples, crashed the forward), folded
     DeepSeek's dense and shared MLPs into its experts at twice the rank, and the plan had counted a gated expert's gate
     and up projections as two adapters where transformers 5 fuses them into one parameter."""
@@ -312,7 +324,7 @@ def test_the_script_adapts_each_layout_as_the_plan_counts(kind, tmp_path):
     from transformers import AutoModelForCausalLM
 
     # a MoE plan's settings for the MoE layouts, a dense one's for the Mamba ones
-    moe = kind not in ("mamba2", "nemotron_h")
+    moe = kind not in ("mamba2", "nemotron_h", "recurrent_gemma", "lfm2", "phi3")
     files, train, _, _ = _files(model="mixtral-8x7b", num_devices=2) if moe else _files(model="mamba2-2.7b")
     write(files, tmp_path / "cfg")
     spec = importlib.util.spec_from_file_location("rendered_train", tmp_path / "cfg" / "train" / "train.py")
@@ -331,6 +343,9 @@ def test_the_script_adapts_each_layout_as_the_plan_counts(kind, tmp_path):
         assert "each of a machine's 2 processes holds its own copy" in files["train/README.md"]
     ids = torch.randint(0, config.vocab_size, (1, 8))
     model(input_ids=ids, labels=ids).loss.backward()
+    # every adapter trains: one the model reads by its weight alone (Mamba-1's dt_proj) gets no gradient, and a
+    # data-parallel run (ddp_find_unused_parameters=False) stops at its second step
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
 
 
 def test_a_hybrid_models_readme_says_its_state_layers_see_across_documents():
