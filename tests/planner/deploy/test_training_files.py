@@ -309,10 +309,11 @@ def _tiny_layout(kind: str):
 def test_the_script_adapts_each_layout_as_the_plan_counts(kind, tmp_path):
     """The script's adapters on a tiny random model of each layout are the plan's (`lora_params`), parameter for
     parameter, and every one gets a gradient. peft refuses LoRA on a Mamba mixer's output projection, which all-linear
-    picks: the script for Mamba-2 and Nemotron-H had crashed; Jamba's dt_proj adapters got no gradient. peft 0.21 had adapted the routers under all-linear (Mixtral's and
-    Qwen3-MoE's; Phi-3.5-MoE's and Llama 4's, nn.Linear routers returning tuples, crashed the forward), folded
-    DeepSeek's dense and shared MLPs into its experts at twice the rank, and the plan had counted a gated expert's gate
-    and up projections as two adapters where transformers 5 fuses them into one parameter."""
+    picks: the script for Mamba-2 and Nemotron-H had crashed; Jamba's dt_proj adapters got no gradient. peft 0.21 had
+    adapted the routers under all-linear (Mixtral's and Qwen3-MoE's; Phi-3.5-MoE's and Llama 4's, nn.Linear routers
+    returning tuples, crashed the forward), folded DeepSeek's dense and shared MLPs into its experts at twice the rank,
+    and the plan had counted a gated expert's gate and up projections as two adapters where transformers 5 fuses them
+    into one parameter."""
     torch = pytest.importorskip("torch")
     pytest.importorskip("peft")
     import importlib.util
