@@ -92,8 +92,9 @@ def _pp_check(ctx: Context) -> str | None:
 
 # `_replica_devices`'s answer for a state: a search prices its stacks' data-parallel step at several replica sizes on
 # the state the steps before it reached (one object, `search.SizedMemo`), in one context but for its replica size,
-# which the answer does not read
-_SMALLEST: weakref.WeakKeyDictionary[PlanState, int | None] = weakref.WeakKeyDictionary()
+# which the answer does not read. The answer is kept with what it read of the context (the device count, the device
+# and the workload, the same objects), and is used only where those are (PlanState compares by identity: eq=False)
+_SMALLEST: weakref.WeakKeyDictionary[PlanState, tuple[tuple, int | None]] = weakref.WeakKeyDictionary()
 
 
 def _replica_devices(state: PlanState, ctx: Context) -> int | None:
@@ -101,9 +102,12 @@ def _replica_devices(state: PlanState, ctx: Context) -> int | None:
     heads) on which the weights, in the plan's formats so far, leave room for the cache; None when only the whole
     set holds the model. Where the engine keeps a MoE model's experts over every device (`_data_parallel`), a
     replica's share of the experts is its share of the devices."""
-    if state in _SMALLEST:
-        return _SMALLEST[state]
-    _SMALLEST[state] = answer = _fewest_replica_devices(state, ctx)
+    read = (ctx.devices, id(ctx.hw), id(ctx.workload))
+    kept = _SMALLEST.get(state)
+    if kept is not None and kept[0] == read:
+        return kept[1]
+    answer = _fewest_replica_devices(state, ctx)
+    _SMALLEST[state] = (read, answer)
     return answer
 
 

@@ -523,3 +523,21 @@ def test_a_step_that_moves_the_goal_by_under_three_percent_is_left_out():
     lossier = plan(("weight-int4",), -100.0, 0.4)
     fuller = plan(("weight-int4", "kv-fp8"), -101.0, 0.1)
     assert rank((lossier, fuller))[0] is fuller
+
+
+def test_the_fewest_devices_a_replica_needs_is_not_reused_under_another_context():
+    """The search keeps the fewest devices a replica needs for each state it prices replicas on; a state reused under
+    another device count or workload is answered afresh, not from what was kept."""
+    from optiplan.planner.catalog.hardware import resolve_hardware
+    from optiplan.planner.plan.advise import build_context
+    from optiplan.planner.plan.request import resolve_request
+    from optiplan.planner.plan.search import engine_baseline
+    from optiplan.planner.plan.techniques import all_techniques
+    from optiplan.planner.plan.techniques.parallel import _replica_devices
+
+    spec, workload, _ = resolve_request(AdviseRequest(model="llama-3.1-70b", hardware="h100-sxm", workload="chat"))
+    hw = resolve_hardware("h100-sxm")
+    eight = build_context(spec, hw, 8, workload)
+    state = engine_baseline(eight, list(all_techniques().values()))
+    assert _replica_devices(state, eight) == 4  # the 70B in bf16 leaves a third of each device to its cache on four
+    assert _replica_devices(state, build_context(spec, hw, 1, workload)) is None  # one device: no replicas
