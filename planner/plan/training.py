@@ -55,9 +55,9 @@ LOGIT_BYTES = 12
 
 # Model types whose attention projections (query, key and value) or gated MLP projections (gate and up) are one
 # fused linear layer, which takes one adapter (transformers' modeling files: Phi-3's qkv_proj and gate_up_proj,
-# GPT-NeoX's and Falcon's query_key_value, GPT-2's c_attn)
+# GPT-NeoX's and Falcon's query_key_value, GPT-2's c_attn, Granite 4's shared_mlp.input_linear)
 FUSED_QKV_TYPES = frozenset({"phi3", "gpt_neox", "falcon", "gpt2"})
-FUSED_GATE_UP_TYPES = frozenset({"phi3"})
+FUSED_GATE_UP_TYPES = frozenset({"phi3", "granitemoehybrid"})
 
 
 def lora_params(state: PlanState, rank: int) -> int:

@@ -287,6 +287,11 @@ def _tiny_layout(kind: str):
         "lfm2": lambda: transformers.Lfm2Config(vocab_size=128, hidden_size=64, intermediate_size=96,
                                                 num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                                                 layer_types=["conv", "full_attention"], block_auto_adjust_ff_dim=False),
+        # Granite 4's dense hybrid: Mamba-2 mixers, attention, a fused gate-up shared MLP in every layer
+        "granitemoehybrid": lambda: transformers.GraniteMoeHybridConfig(
+            **common, intermediate_size=96, shared_intermediate_size=96, num_local_experts=0,
+            layer_types=["mamba", "attention"], mamba_n_heads=8, mamba_d_head=16, mamba_d_state=16, mamba_n_groups=1,
+            mamba_expand=2),
         # fused query-key-value and gate-up projections
         "phi3": lambda: transformers.Phi3Config(**common, intermediate_size=96, pad_token_id=0, bos_token_id=0,
                                                 eos_token_id=0),
@@ -305,7 +310,8 @@ def _tiny_layout(kind: str):
 
 
 @pytest.mark.parametrize("kind", ["deepseek_v3", "phimoe", "qwen2_moe", "qwen3_moe", "mixtral", "llama4_text",
-                                  "jamba", "qwen3_next", "mamba2", "nemotron_h", "recurrent_gemma", "lfm2", "phi3"])
+                                  "jamba", "qwen3_next", "mamba2", "nemotron_h", "recurrent_gemma", "lfm2", "phi3",
+                                  "granitemoehybrid"])
 def test_the_script_adapts_each_layout_as_the_plan_counts(kind, tmp_path):
     """The script's adapters on a tiny random model of each layout are the plan's (`lora_params`), parameter for
     parameter, and every one gets a gradient. peft refuses LoRA on a Mamba mixer's output projection, which all-linear
@@ -325,7 +331,7 @@ def test_the_script_adapts_each_layout_as_the_plan_counts(kind, tmp_path):
     from transformers import AutoModelForCausalLM
 
     # a MoE plan's settings for the MoE layouts, a dense one's for the Mamba ones
-    moe = kind not in ("mamba2", "nemotron_h", "recurrent_gemma", "lfm2", "phi3")
+    moe = kind not in ("mamba2", "nemotron_h", "recurrent_gemma", "lfm2", "phi3", "granitemoehybrid")
     files, train, _, _ = _files(model="mixtral-8x7b", num_devices=2) if moe else _files(model="mamba2-2.7b")
     write(files, tmp_path / "cfg")
     spec = importlib.util.spec_from_file_location("rendered_train", tmp_path / "cfg" / "train" / "train.py")
