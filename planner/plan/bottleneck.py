@@ -12,6 +12,7 @@ from ..schema.advice import Bottleneck, Prediction
 from ..schema.workload import Workload
 from .predict import capacities, serving_figures, serving_instances, throughput_batch
 from .state import PlanState, kv_reserved_tokens, to_setup
+from .training import LOAD_PEAK_WHY
 
 GB = 1e9
 # the front end is named where it holds a server more than this share below what its device alone would serve: a
@@ -27,8 +28,8 @@ def classify(state: PlanState, p: Prediction, workload: Workload) -> Bottleneck:
     if workload.goal == "training":
         if not p.fits:
             found.append(("training-memory", "training",
-                          (f"loading the model needs {p.load_peak_bytes / GB:,.1f} GB per device (the whole 4-bit "
-                           f"model on each GPU before FSDP shards it)" if p.load_peak_bytes else
+                          (f"loading the model needs {p.load_peak_bytes / GB:,.1f} GB per device ({LOAD_PEAK_WHY})"
+                           if p.load_peak_bytes else
                            f"a training step needs {p.memory_per_device_bytes / GB:,.1f} GB per device ("
                            + ", ".join(f"{what} {value / GB:,.1f} GB" for what, value in p.training_memory_parts)
                            + ")") + f" > {hw.memory_bytes / GB:,.1f} GB"))

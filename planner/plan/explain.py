@@ -11,6 +11,7 @@ from .graph import conflicting, plan_order
 from .objective import STEP_GAIN
 from .search import QUALITY_TIE, Candidate, SearchResult, apply_steps, idles, within_step_gain
 from .techniques import Context, Technique, all_techniques, requirements, runtime_conflict
+from .training import LOAD_PEAK_WHY
 
 GB = 1e9
 
@@ -129,8 +130,7 @@ def worse(other: Candidate, best: Candidate, goal: str) -> str:
 
 def unfit(a: Prediction, b: Prediction) -> str:
     """The memory of a stack that does not fit against the device and the plan that does."""
-    loading = (" while the model loads: transformers loads a 4-bit model whole onto every GPU, and FSDP shards it "
-               "only after") if a.load_peak_bytes else ""
+    loading = f" while the model loads ({LOAD_PEAK_WHY})" if a.load_peak_bytes else ""
     return (f"{a.memory_per_device_bytes / GB:,.1f} GB per device of {a.device_memory_bytes / GB:,.1f} GB{loading}, "
             f"against {b.memory_per_device_bytes / GB:,.1f} GB without")
 

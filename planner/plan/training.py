@@ -51,6 +51,8 @@ OPTIMIZER_BYTES = {"adamw": 8, "adamw-8bit": 2, "sgd": 0}  # per trainable param
 # 8 had been counted (fp32 logits and their gradient). An fp32 model's logits need no copy but keep 4-byte gradients:
 # the same 12, counted without a measurement.
 LOGIT_BYTES = 12
+# why a QLoRA plan under FSDP needs more memory while it loads than a step (`load_peak_bytes`), as reports say it
+LOAD_PEAK_WHY = "the whole 4-bit model on each GPU before FSDP shards it"
 
 
 # Model types whose attention projections (query, key and value) or gated MLP projections (gate and up) are one
@@ -251,7 +253,7 @@ def training_prediction(state: PlanState, workload: Workload) -> Prediction:
     # a device holds at most its share of the step's sequences in one pass (a micro-batch the global batch fills)
     micro = min(job.micro_batch, -(-job.global_batch // n))
     tokens_micro = micro * job.sequence_length
-    sharded = "fsdp" in applied and n > 1
+    sharded = shard > 1
     recipe_units, held, backward = recipe_memory(counts, applied, lora, sharded, act_bytes)
     units = [layer_activation_units(spec, layer) + packed_attention_units(spec, layer, job.sequence_length)
              + recipe_units for layer in range(spec.num_layers)]
@@ -330,8 +332,8 @@ def training_prediction(state: PlanState, workload: Workload) -> Prediction:
         weight_dtype="nf4" if "qlora" in applied else s.compute_dtype, compute_dtype=s.compute_dtype,
         tensor_parallel=1, pipeline_parallel=1, expert_parallel=1, data_parallel=n, kv_dtype="-",
         slo_violations=[] if fit else [
-            f"loading does not fit in device memory: the whole 4-bit model on each GPU before FSDP shards it "
-            f"({load_peak / 1e9:,.1f} GB)" if load_peak > max(step_memory, hw.memory_bytes)
+            f"loading does not fit in device memory: {LOAD_PEAK_WHY} ({load_peak / 1e9:,.1f} GB)"
+            if load_peak > max(step_memory, hw.memory_bytes)
             else "does not fit in device memory"], training_step_s=step_s,
         training_mfu=round(mfu, 4), cost_per_million_tokens_usd=cost,
     )
