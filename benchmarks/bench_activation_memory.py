@@ -12,6 +12,7 @@ and its errors are reported apart. Each line prints both and their ratio.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
@@ -68,19 +69,47 @@ def layer_config(cls_name: str, **overrides):
     return getattr(transformers, cls_name)(**{**base, **overrides})
 
 
+@functools.cache
+def autocast_experts() -> str:
+    """The experts implementation the rendered training script registers and loads a mixture of experts with for a
+    full fine-tune without FSDP (Qwen1.5-MoE's plan on one MI325X), registered here by that script's own function."""
+    import importlib.util
+    import tempfile
+
+    import yaml
+    from optiplan.planner.deploy.render import write
+    from optiplan.planner.deploy.training import training_files
+    from optiplan.planner.plan.advise import advise
+    from optiplan.planner.schema import AdviseRequest
+
+    plan = advise(AdviseRequest(model="qwen1.5-moe-a2.7b", hardware="mi325x", workload="fine-tune",
+                                without=("lora", "qlora")))
+    files = training_files(plan)
+    settings = yaml.safe_load(files["train/train.yaml"])
+    with tempfile.TemporaryDirectory() as folder:
+        write(files, Path(folder))
+        spec = importlib.util.spec_from_file_location("rendered_train", Path(folder) / "train" / "train.py")
+        script = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(script)
+    return script.register_autocast_experts(settings["experts_implementation"])
+
+
 def measured_units(config, tokens: int, recipe: str | None = None) -> float:
     """Bytes per token and hidden unit the config's first decoder layer saves for its backward: the whole model runs
     (each architecture builds its layers' arguments itself), and only what is saved while that layer runs is counted.
     `recipe`: None, a bf16 model; "lora" or "lora-dropout", peft's LoRA on every linear layer (and a mixture of
     experts' expert parameters) of a bf16 model under bf16 autocast, the rendered script's (dropout 0, or 0.05);
-    "autocast", fp32 weights under bf16 autocast (a full fine-tune without FSDP)."""
+    "autocast", fp32 weights under bf16 autocast (a full fine-tune without FSDP; a mixture of experts' experts as
+    the rendered script runs them there, cast to bf16 for transformers' grouped_mm: `training.autocast_experts`)."""
     import torch
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(0)
     autocast = recipe is not None
     dtype = torch.float32 if recipe == "autocast" else torch.bfloat16
-    model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation="sdpa").train()
+    moe = hasattr(config, "num_experts_per_tok")
+    experts = {"experts_implementation": autocast_experts()} if recipe == "autocast" and moe else {}
+    model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation="sdpa", **experts).train()
     if recipe in ("lora", "lora-dropout"):
         from peft import LoraConfig, get_peft_model
 
@@ -127,6 +156,26 @@ def recipe_rows(tokens: int) -> list[dict]:
     return rows
 
 
+def autocast_expert_rows(tokens: int) -> list[dict]:
+    """A mixture of experts' layers under autocast over fp32 weights, their experts as the script runs them there
+    (a full fine-tune without FSDP): measured per token (two token counts) against the count with the recipe's
+    units."""
+    from optiplan.planner.plan.training import AUTOCAST_UNITS
+
+    rows = []
+    for label, cls_name, overrides in FITTED:
+        config = layer_config(cls_name, **overrides)
+        if not hasattr(config, "num_experts_per_tok"):
+            continue
+        short, long = (measured_units(config, t, "autocast") for t in (tokens // 2, tokens))
+        per_token = (long * tokens - short * tokens / 2) / (tokens / 2)
+        predicted = predicted_units(config) + AUTOCAST_UNITS
+        rows.append({"layer": label, "measured_units": round(per_token, 3), "predicted_units": round(predicted, 3),
+                     "ratio": round(predicted / per_token, 4)})
+        print(f"  {label:<84} measured {per_token:6.2f}  predicted {predicted:6.2f}  ratio {predicted / per_token:.3f}")
+    return rows
+
+
 def predicted_units(config) -> float:
     """The training model's count for the config's first layer."""
     from optiplan.planner.catalog.model_spec import model_spec_from_config
@@ -154,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  largest error {worst:.1%} over {len(rows)} layers (bytes per token and hidden unit at 16 bits)")
     print("recipes (training.py: LORA_UNITS, AUTOCAST_UNITS, recipe_memory):")
     results["recipes"] = recipe_rows(args.tokens)
+    print("a mixture of experts' experts under autocast, cast to bf16 (training.py: autocast_experts):")
+    results["autocast_experts"] = autocast_expert_rows(args.tokens)
     write_results("activation_memory", {"tokens": args.tokens, "hidden": HIDDEN, **results})
     return 0
 

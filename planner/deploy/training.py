@@ -17,6 +17,7 @@ import yaml
 from ..catalog.hardware import devices_per_host, resolve_hardware
 from ..catalog.models import instruct_checkpoint
 from ..errors import DeployError
+from ..plan.training import EXPERTS_IMPLEMENTATION, autocast_experts
 from ..schema import HardwareSpec
 from ..schema.advice import Advice
 from .config import advice_catalog_entry, model_reference, plan_steps
@@ -61,17 +62,18 @@ def training_settings(advice: Advice, hw: HardwareSpec) -> dict[str, Any]:
         "optimizer": OPTIMIZERS["adamw-8bit" if "optimizer-8bit" in steps else job.optimizer],
         "compile": "compiled-training" in steps,
         "fsdp": fsdp,
+        # fp32 weights under autocast: the experts cast to the autocast format for grouped_mm (`autocast_experts`)
+        "experts_implementation": EXPERTS_IMPLEMENTATION if autocast_experts(advice.model.moe is not None, steps)
+        else None,
         "learning_rate": LEARNING_RATE["adapters" if adapters else "full"],
         "adapters": None,
     }
 
     if adapters is not None:
         rank = int(adapters.params.get("rank", job.lora_rank))
+        # a mixture of experts' expert parameters (peft's lora.ParamWrapper refuses dropout on them; nor do they run
+        # under torch.compile, which plans leave out for a mixture of experts)
         targets = adapters.params.get("target_parameters")
-        if targets:
-            # peft's adapters on 3-D expert parameters do not run under torch.compile (peft's
-            # LoraConfig.target_parameters docs; nor with dropout: lora.ParamWrapper refuses any)
-            settings["compile"] = False
         settings["adapters"] = {
             "rank": rank, "alpha": LORA_ALPHA_PER_RANK * rank, "dropout": LORA_DROPOUT,
             # a mixture of experts': spelled out by the script from the model (`techniques.training._targets`)

@@ -162,11 +162,26 @@ def layer_activation_units(spec: ModelSpec, layer: int) -> float:
 # What a recipe adds to a layer's activations, measured as `layer_activation_units` was (bytes per token and hidden
 # unit at 16 bits; benchmarks/bench_activation_memory.py, recipes, at two token counts): peft's LoRA on every linear
 # layer (dropout 0, fp32 adapters over a bf16 base under autocast: 0.42), and fp32 weights under bf16 autocast (a full
-# fine-tune without FSDP: 10.5, and a bf16 cast of the layer's weights held, 2 bytes a parameter, as measured). A
-# mixture of experts' experts run in fp32 under autocast (72.5 more on a Mixtral layer): not counted, since such a
-# full fine-tune without FSDP fits no device
+# fine-tune without FSDP: 10.5, and a bf16 cast of the layer's weights held, 2 bytes a parameter, as measured)
 LORA_UNITS = 0.42
 AUTOCAST_UNITS = 10.5
+# A mixture of experts under autocast over fp32 weights (`autocast_experts`): transformers' grouped_mm experts are not
+# autocast-enabled (integrations/moe.py: "torch.nn.functional.grouped_mm and torch._grouped_mm are not
+# autocast-enabled"), so they cast their input to the fp32 weights and run in fp32 (measured: 72.5 more units on a
+# Mixtral layer, 64.5 on a Qwen3-MoE layer, and the experts at the fp32 rate); its eager experts do autocast but launch
+# each expert's kernels from Python with host syncs. The script registers grouped_mm over the experts' weights cast to
+# the autocast format (templates/deploy/train.py.j2, register_autocast_experts): measured within 4% of the grouped
+# layer's count with the recipe's units (8.5 more than the bf16 layer's at any top-k, against the 10.5 counted;
+# Qwen2-MoE's shared expert 14.5) and a bf16 cast of the experts held, as the other weights' are
+# (benchmarks/bench_activation_memory.py)
+EXPERTS_IMPLEMENTATION = "grouped_mm_autocast"
+
+
+def autocast_experts(moe: bool, applied) -> bool:
+    """Whether the rendered script registers and loads its experts cast to the autocast format
+    (EXPERTS_IMPLEMENTATION): a mixture of experts' full fine-tune under mixed precision without FSDP, the one recipe
+    with fp32 weights under autocast (under LoRA and FSDP the experts' weights are 16-bit when they compute)."""
+    return moe and "mixed-precision" in applied and not {"lora", "qlora", "fsdp"} & set(applied)
 
 
 def recipe_memory(counts: ParamCounts, applied: frozenset[str], lora: bool, sharded: bool, act_bytes: int

@@ -46,9 +46,10 @@ def test_the_plans_steps_become_the_trainers_and_accelerates_settings(request_, 
     # the plan's step: its global batch over the devices' micro-batches
     assert train["per_device_batch"] * train["gradient_accumulation_steps"] * n == job.global_batch
     assert train["sequence_length"] == job.sequence_length and train["mixed_precision"] == "bf16"
-    # (peft's adapters on 3-D expert parameters do not run under torch.compile)
-    experts = a.model.moe is not None
-    assert train["compile"] == ("compiled-training" in planned and not experts)
+    # (plans leave compile out for a mixture of experts: peft's adapters on 3-D expert parameters do not run under it)
+    assert train["compile"] == ("compiled-training" in planned)
+    assert not ("compiled-training" in planned and a.model.moe)
+    assert train["experts_implementation"] is None
     assert launch["num_processes"] == n and launch["num_machines"] == -(-n // 8)
     assert launch["distributed_type"] == ("FSDP" if "fsdp" in planned else "MULTI_GPU" if n > 1 else "NO")
     if "fsdp" in planned:
@@ -72,7 +73,7 @@ def test_the_plans_steps_become_the_trainers_and_accelerates_settings(request_, 
     readme = files["train/README.md"]
     for technique in planned:
         row = next(line for line in readme.splitlines() if line.startswith(f"| `{technique}` |"))
-        assert ("not set by these files" in row) == (technique == "compiled-training" and experts), row
+        assert "not set by these files" not in row, row
     if n > 8:
         assert "--machine_rank MACHINE_RANK --main_process_ip MAIN_IP" in readme and launch["main_process_port"]
     path = tmp_path / "accelerate.yaml"
@@ -145,6 +146,48 @@ def test_the_script_puts_adapters_on_a_mixture_of_experts_routed_experts(tmp_pat
     # as transformers 4 did, the router included, which the plan does not count
     assert any("q_proj" in n for n in names) and not any(".mlp.gate." in n for n in names), names
     assert "but its MLPs' and routers'" in files["train/README.md"]
+
+
+def test_a_mixture_of_experts_full_fine_tune_runs_its_experts_in_16_bits(tmp_path):
+    """fp32 weights under autocast (a full fine-tune without FSDP): transformers' default grouped_mm experts are not
+    autocast-enabled and would run in fp32, so the script registers grouped_mm over the experts' weights cast to bf16
+    and loads the model with it; the gradients reach the fp32 experts."""
+    torch = pytest.importorskip("torch")
+    import importlib.util
+
+    from transformers import MixtralConfig, MixtralForCausalLM
+
+    files, train, _, _ = _files(model="qwen1.5-moe-a2.7b", hardware="mi325x", without=("lora", "qlora"))
+    assert train["experts_implementation"] == "grouped_mm_autocast" and not train["fsdp"] and not train["adapters"]
+    assert 'experts_implementation="grouped_mm_autocast"' in files["train/README.md"]
+    write(files, tmp_path / "cfg")
+    tiny = tmp_path / "tiny-mixtral"
+    config = MixtralConfig(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                           num_attention_heads=4, num_key_value_heads=2, num_local_experts=4, num_experts_per_tok=2)
+    torch.manual_seed(0)
+    MixtralForCausalLM(config).save_pretrained(tiny)
+    spec = importlib.util.spec_from_file_location("rendered_train", tmp_path / "cfg" / "train" / "train.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    model = script.load_model(train, str(tiny))
+    assert model.config._experts_implementation == "grouped_mm_autocast" and model.dtype == torch.float32
+    # what the experts keep at their intermediate width for the backward: bf16 (the grouped experts keep fp32)
+    experts = next(m for n, m in model.named_modules() if n.endswith("experts"))
+    inside, kept = [False], []
+    experts.register_forward_pre_hook(lambda *_: inside.__setitem__(0, True))
+    experts.register_forward_hook(lambda *_: inside.__setitem__(0, False))
+
+    def pack(t):
+        if inside[0] and t.shape[-1] == config.intermediate_size:
+            kept.append(t.dtype)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), torch.autocast("cpu", dtype=torch.bfloat16):
+        model(input_ids=torch.randint(0, 128, (1, 16))).logits.float().sum().backward()
+    assert kept and set(kept) == {torch.bfloat16}
+    assert experts.gate_up_proj.grad is not None and experts.gate_up_proj.grad.dtype == torch.float32
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=False):  # no autocast: the experts as they are
+        assert model(input_ids=torch.randint(0, 128, (1, 16))).logits.dtype == torch.float32
 
 
 def test_eight_bit_adam_is_not_planned_beside_fsdp():

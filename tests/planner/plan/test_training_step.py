@@ -328,3 +328,25 @@ def test_the_recipes_additions_are_what_transformers_keeps():
     layer_params = 256 * 256 * 2 + 2 * 256 * 64 + 3 * 256 * 896
     assert rows["autocast"]["bytes_held_per_layer"] == pytest.approx(2 * layer_params, rel=0.02)
     assert rows["lora-dropout"]["units_added"] > 20
+
+
+def test_a_mixture_of_experts_full_fine_tune_keeps_what_the_plan_counts():
+    """A full fine-tune without FSDP keeps fp32 weights under bf16 autocast, where transformers' default grouped_mm
+    experts are not autocast-enabled and run in fp32: 72.5 more bytes per token and hidden unit on a Mixtral layer (at
+    the fp32 rate). The script runs them cast to bf16, whose layer keeps what the plan counts (measured here through
+    the rendered script's own function), and the plan prices no torch.compile on a mixture of experts, whose gain is
+    a dense model's. Qwen1.5-MoE on one MI325X is such a plan."""
+    pytest.importorskip("torch")
+    from optiplan.planner.plan import training
+
+    bench = load_script("benchmarks/bench_activation_memory.py")
+    _, cls_name, overrides = next(row for row in bench.FITTED if row[0].startswith("mixtral, top-2 of 8 experts at 3.5"))
+    config = bench.layer_config(cls_name, **overrides)
+    short, long = (bench.measured_units(config, t, "autocast") for t in (128, 256))
+    assert bench.predicted_units(config) + training.AUTOCAST_UNITS == pytest.approx(2 * long - short, rel=0.04)
+
+    a = _advice(model="qwen1.5-moe-a2.7b", hardware="mi325x", without=("lora", "qlora"))
+    steps = {s.technique for s in a.plan.steps}
+    assert "mixed-precision" in steps and "fsdp" not in steps and "compiled-training" not in steps
+    assert "dense model" in next(r.reason for r in a.rejected if r.technique == "compiled-training")
+    assert "compiled-training" not in {s.technique for s in _advice(model="mixtral-8x7b", devices=2).plan.steps}
