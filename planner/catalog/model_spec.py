@@ -375,7 +375,7 @@ def _spec_from_config(config: dict[str, Any], name: str, source: str) -> ModelSp
             spec.update(model_type="gemma3")
     elif model_type == "olmo":
         spec.update(norm="nonparametric")
-    elif model_type == "olmo2":
+    elif model_type in ("olmo2", "olmo3"):
         spec.update(qk_norm="full")
     elif model_type == "phimoe":
         spec.update(lm_head_bias=f.flag("lm_head_bias"))

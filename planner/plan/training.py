@@ -121,6 +121,14 @@ def lora_params(state: PlanState, rank: int) -> int:
 # machine's CPU; attention through SDPA's fused kernel, no dropout), each term fitted to the layers it varies over:
 # per norm: an RMSNorm upcasts its input to fp32 in eager transformers; a LayerNorm keeps its 16-bit input
 NORM_UNITS = {"rmsnorm": 6.0, "layernorm": 2.0}
+# An RMSNorm that multiplies its weight in fp32 keeps its fp32 normalized input for the weight's gradient, not a 16-bit
+# one (8 units: measured on OLMo-2's and Gemma 3's layers, each norm 4 + 4): Gemma's "output = output * (1.0 +
+# self.weight.float())" (Gemma 1-3, RecurrentGemma, Qwen3-Next), "(self.weight * hidden_states).to(input_dtype)"
+# (OLMo-2 and -3, gpt-oss), "(self.weight.to(torch.float32) * hidden_states)" (Nemotron-H), where Llama's is
+# "self.weight * hidden_states.to(input_dtype)" (transformers 5.24's modeling files)
+FP32_WEIGHT_NORM_UNITS = 8.0
+FP32_WEIGHT_NORM_TYPES = frozenset({"gemma", "gemma2", "gemma3", "gemma3_text", "recurrent_gemma", "qwen3_next",
+                                    "olmo2", "olmo3", "gpt_oss", "nemotron_h"})
 ATTENTION_BASE_UNITS = 2.14  # the block's input and its output projection's, rotary, the kernel's statistics
 QUERY_UNITS = 4.5  # per query width over hidden: the queries and the attention's output
 KV_UNITS = 4.0  # per key-value width over hidden: the keys and values, 2 bytes each
@@ -136,7 +144,8 @@ def layer_activation_units(spec: ModelSpec, layer: int) -> float:
     the shared ones). A state-space or linear-attention mixer is priced as attention of the model's widths: its own
     activations are not modelled apart. Latent attention is priced at the widths of the keys and values it expands."""
     h = spec.hidden_size
-    norm = NORM_UNITS.get(spec.norm, 0.0)
+    norm = FP32_WEIGHT_NORM_UNITS if spec.norm == "rmsnorm" and spec.model_type in FP32_WEIGHT_NORM_TYPES \
+        else NORM_UNITS.get(spec.norm, 0.0)
     extra_norms = norm * (spec.norms_per_layer - 2)  # Gemma's norms after the attention and the MLP as well
     if spec.mla is not None:
         a = spec.mla
@@ -145,6 +154,10 @@ def layer_activation_units(spec: ModelSpec, layer: int) -> float:
     else:
         q, kv = spec.num_heads * spec.head_dim, spec.num_kv_heads * spec.head_dim
     attention = norm + extra_norms + ATTENTION_BASE_UNITS + QUERY_UNITS * q / h + KV_UNITS * kv / h
+    if spec.model_type in FUSED_QKV_TYPES:
+        # the values the kernel keeps are a view of the fused projection's output, which keeps the queries' and keys'
+        # part of it alive with them (measured on Phi-3's layer: 4 units where separate values keep 1)
+        attention += 2 * (q + kv) / h
     if spec.qk_norm != "none":  # a norm over the queries and the keys (per head or whole), each kept as a norm keeps
         attention += norm * (q + kv) / h
     width = MLP_WIDTH_UNITS[spec.mlp_gated]
@@ -200,17 +213,28 @@ def recipe_memory(counts: ParamCounts, applied: frozenset[str], lora: bool, shar
     return units, held, merged * (2 if checkpointed else 1)
 
 
+# Model types transformers 5.24 has no SDPA attention for (Gemma2ForCausalLM and GptOssForCausalLM: _supports_sdpa
+# False), which the script's default attention therefore runs eagerly: the score matrix is kept for the backward, in
+# bytes per score (measured on their layers at two sequence lengths, as layer_activation_units): Gemma 2's softcapping
+# tanh's 16-bit output, its fp32 softmax and that softmax's 16-bit cast (8); gpt-oss's 16-bit softmax over the scores
+# and its sinks' column (2). A Llama layer run eagerly keeps 6.
+EAGER_SCORE_BYTES = {"gemma2": 8.0, "gpt_oss": 2.0}
+
+
 def packed_attention_units(spec: ModelSpec, layer: int, sequence_length: int) -> float:
     """What attention keeps beyond `layer_activation_units` when the rendered script's packed documents are masked
     apart (templates/deploy/train.py.j2, `packed`): transformers builds a block-diagonal mask from the position ids,
     and with a mask on CUDA its SDPA path repeats grouped keys and values to every query head (sdpa_attention's
     use_gqa_in_sdpa: "CUDA ... require no mask"), which the kernel then keeps; and a masked kernel (memory-efficient
-    attention, whose backward takes the bias) keeps a 16-bit bias of a row of the sequence per token. None for a layer
-    without attention (a state-space mixer takes no mask)."""
+    attention, whose backward takes the bias) keeps a 16-bit bias of a row of the sequence per token. Where the model
+    has no SDPA attention, eager attention repeats the keys and values too, and keeps its scores (EAGER_SCORE_BYTES) in
+    place of the bias. None for a layer without attention (a state-space mixer takes no mask)."""
     if "attention" not in spec.mixer(layer):
         return 0.0
     h = spec.hidden_size
     expanded = 0.0 if spec.mla is not None else KV_UNITS * (spec.num_heads - spec.num_kv_heads) * spec.head_dim / h
+    if (score_bytes := EAGER_SCORE_BYTES.get(spec.model_type)) is not None:
+        return expanded + spec.num_heads * sequence_length * score_bytes / h
     return expanded + 2 * sequence_length / h
 
 
@@ -294,7 +318,9 @@ def training_prediction(state: PlanState, workload: Workload) -> Prediction:
     fit = memory <= hw.memory_bytes
 
     full_precision = "fp32" if "fp32" in hw.peak_tflops else state.default_16bit  # a TPU has no fp32 rate
-    s = to_setup(state.with_(weight_dtype=state.default_16bit if mixed else full_precision, tp=1, pp=1, ep=1, attention_dp=1))
+    # (the scores' FLOPs in full, at eager attention's share, where the model has no SDPA attention)
+    s = to_setup(state.with_(weight_dtype=state.default_16bit if mixed else full_precision, tp=1, pp=1, ep=1,
+                             attention_dp=1, **({"attention": "eager"} if spec.model_type in EAGER_SCORE_BYTES else {})))
     fitted = profiles.efficiency_table()["training"]
     tokens_step = job.global_batch * job.sequence_length
     model_flops = (4 if lora else 6) * counts.active_linear + 6 * counts.vocab_hidden  # per token
