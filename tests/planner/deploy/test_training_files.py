@@ -221,9 +221,12 @@ def test_packed_documents_attend_only_to_themselves(tmp_path):
     data.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
     first = len(tokenizer(texts[0])["input_ids"]) + 1  # its tokens and the end-of-sequence token
     second = len(tokenizer(texts[1])["input_ids"]) + 1
-    (sequence,) = script.packed(data, tokenizer, first + second)
+    (sequence,) = script.Packed(script.packed(data, tokenizer, first + second))
+    sequence = {k: v.tolist() for k, v in sequence.items()}
     assert sequence["position_ids"] == [*range(first), *range(second)] and "attention_mask" not in sequence
     assert sequence["labels"][first] == -100 and sequence["labels"][first + 1:] == sequence["input_ids"][first + 1:]
+    assert sequence["input_ids"] == tokenizer(texts[0])["input_ids"] + [tokenizer.eos_token_id] + \
+        tokenizer(texts[1])["input_ids"] + [tokenizer.eos_token_id]
     model = AutoModelForCausalLM.from_pretrained(MODELS / "target", dtype=torch.float32).eval()
     batch = {k: torch.tensor([v]) for k, v in sequence.items() if k != "labels"}
     with torch.no_grad():
@@ -232,6 +235,35 @@ def test_packed_documents_attend_only_to_themselves(tmp_path):
         together = model(**batch, use_cache=False).logits[0, first:]
         alone = model(input_ids=batch["input_ids"][:, first:]).logits[0]
     torch.testing.assert_close(together, alone, atol=1e-4, rtol=1e-4)
+
+
+def test_the_data_is_packed_once_on_each_machine(tmp_path, monkeypatch):
+    """Each process had tokenized and packed the whole data file into lists of its own (about 36 bytes a token in
+    every process): the first process on a machine now packs it into an int32 file the others map, and a later run
+    on the same data, tokenizer and length reuses it."""
+    np = pytest.importorskip("numpy")
+    pytest.importorskip("torch")
+    import importlib.util
+
+    from transformers import AutoTokenizer, TrainingArguments
+
+    files, _, _, _ = _files(model="llama-3.2-1b", hardware="l4")
+    write(files, tmp_path / "cfg")
+    spec = importlib.util.spec_from_file_location("rendered_train", tmp_path / "cfg" / "train" / "train.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    tokenizer = AutoTokenizer.from_pretrained(MODELS / "target")
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps({"text": f"document {i} " * 20}) + "\n" for i in range(12)))
+    training = TrainingArguments(output_dir=str(tmp_path / "out"), use_cpu=True, report_to="none")
+    dataset = script.packed_dataset(data, tokenizer, 32, training, tmp_path / "out" / "data")
+    (cache,) = (tmp_path / "out" / "data").glob("packed-*.npy")
+    assert isinstance(dataset.sequences, np.memmap) and dataset.sequences.dtype == np.int32
+    assert len(dataset) == len(np.load(cache)) > 1 and set(dataset[0]) == {"input_ids", "position_ids", "labels"}
+    monkeypatch.setattr(script, "packed", lambda *_: pytest.fail("packed again"))
+    assert len(script.packed_dataset(data, tokenizer, 32, training, tmp_path / "out" / "data")) == len(dataset)
+    with pytest.raises(BaseException, match="packed again"):  # another length is another packing
+        script.packed_dataset(data, tokenizer, 16, training, tmp_path / "out" / "data")
 
 
 def test_fsdp_counts_what_it_holds_unsharded():
