@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_results  # noqa: E402
-from optiplan.planner.plan.training import EAGER_SCORE_BYTES  # noqa: E402
+from optiplan.planner.catalog.engine_refusals import sdpa_refused  # noqa: E402
 
 HIDDEN = 256
 NO_SPECIAL_TOKENS = dict(pad_token_id=0, bos_token_id=0, eos_token_id=0)
@@ -126,7 +126,7 @@ def measured_units(config, tokens: int, recipe: str | None = None) -> float:
     moe = hasattr(config, "num_experts_per_tok")
     experts = {"experts_implementation": autocast_experts()} if recipe == "autocast" and moe else {}
     # SDPA where transformers has it for the model, else eager attention, as the script's default would run
-    attention = "eager" if predicted_spec(config).model_type in EAGER_SCORE_BYTES else "sdpa"
+    attention = "eager" if sdpa_refused(predicted_spec(config).model_type) else "sdpa"
     model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=attention, **experts).train()
     if recipe in ("lora", "lora-dropout"):
         from peft import LoraConfig, get_peft_model
@@ -206,7 +206,7 @@ def predicted_units(config, tokens: int | None = None) -> float:
     from optiplan.planner.plan.training import layer_activation_units, packed_attention_units
 
     spec = predicted_spec(config)
-    eager = packed_attention_units(spec, 0, tokens) if spec.model_type in EAGER_SCORE_BYTES and tokens else 0.0
+    eager = packed_attention_units(spec, 0, tokens) if sdpa_refused(spec.model_type) and tokens else 0.0
     return layer_activation_units(spec, 0) + eager
 
 

@@ -121,12 +121,24 @@ def triton_unavailable(device: str) -> str | None:
     return unavailable_reason(device)
 
 
-def resolve(implementation: str | None, device: str) -> str:
-    """The attention implementation to use: the one asked for, else the fastest this device has."""
+def resolve(implementation: str | None, device: str, model=None) -> str:
+    """The attention implementation to use: the one asked for, else the fastest this device has for `model`. A model
+    transformers has no SDPA attention for (Gemma 2, gpt-oss: `_supports_sdpa` False, which transformers then runs
+    eagerly) takes FlashAttention-2 or flex attention on CUDA, and nothing fused on CPU."""
+    sdpa = model is None or getattr(model, "_supports_sdpa", True)
+    name = type(model).__name__ if model is not None else "the model"
     if implementation in (None, "", "auto"):
         if device_kind(device) == "cuda" and importlib.util.find_spec("flash_attn") is not None:
             return "flash_attention_2"
-        return "sdpa"
+        if sdpa:
+            return "sdpa"
+        if device_kind(device) == "cuda":
+            return "flex_attention"
+        raise NotSupportedHere(f"transformers has no SDPA attention for {name}, FlashAttention-2 needs a CUDA GPU and "
+                               "flex attention's kernel does not build on CPU here: the model keeps eager attention")
+    if implementation == "sdpa" and not sdpa:
+        raise NotSupportedHere(f"transformers has no SDPA attention for {name}; on CUDA use flash_attention_2 "
+                               "or flex_attention")
     aliases = {"flex": "flex_attention", "flash": "flash_attention_2", "custom": OPTIPLAN_ATTENTION,
                "triton": TRITON_ATTENTION}
     implementation = aliases.get(implementation, implementation)
@@ -156,7 +168,7 @@ def set_attention(model, implementation: str) -> None:
 def swap_attention(ws: Workspace, params: dict[str, Any]) -> str:
     """Swap eager attention for a fused kernel: SDPA (flash on CPU), FlashAttention 2, flex, or optiplan's own."""
     before = getattr(ws.model.config, "_attn_implementation", None) or "eager"
-    implementation = resolve(params.get("implementation"), ws.device)
+    implementation = resolve(params.get("implementation"), ws.device, ws.model)
     if implementation == "flex_attention" and device_kind(ws.device) == "cpu":
         # torch 2.13's inductor fails to build flex attention's C++ kernel for the models' masks here (a sliding
         # window, and the padded batches apply and verify time: "InductorError: CppCompileError")

@@ -3,7 +3,8 @@
 (`native_model_types`: TGI serves those through transformers' implementation), and model types it has no code for at
 all (`model_types`: gpt-fast, TensorRT-LLM's PyTorch backend; `refused_model_types`: TGI's gpt-oss), and the attention
 backends an engine drafts an EAGLE-3 chain over (`draft_attention`: vLLM 0.10-0.11), and the tensor-parallel sizes
-its attention splits a model's KV heads over (`kv_heads_over_shards`). Each reason names its source from the engine's
+its attention splits a model's KV heads over (`kv_heads_over_shards`), and the model types transformers has no SDPA
+attention for (`sdpa_refused`). Each reason names its source from the engine's
 profile (profiles/engines/)."""
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from .engines import (
     below_compute_capability,
     engine_fact,
     engine_plans,
+    engine_profile,
     engine_table,
     kv_fp8_storage,
     planned_engines,
@@ -176,3 +178,9 @@ def pipeline_refusal(engine: str | None, pp: int, feature: str) -> str | None:
     what = {"speculative": "speculative decoding", "mixed_chunk": "mixed chunks"}.get(feature, feature.replace("_", " "))
     return (f"{_named(engine)} runs no {what} with pipeline stages ({pp} here): a server given both refuses to start "
             f"({source}, check_server_args)")
+
+
+def sdpa_refused(model_type: str) -> bool:
+    """Whether transformers has no SDPA attention for the model type, which it then runs eagerly, its score matrix
+    materialised (the transformers profile's sdpa_refused_models)."""
+    return model_type in (engine_profile("transformers").get("sdpa_refused_models") or ())

@@ -27,6 +27,7 @@ from __future__ import annotations
 from ... import profiles
 from ..analytic.params import ParamCounts, param_counts
 from ..analytic.steps import ALLREDUCE_EFFICIENCY, prefill_attention_flops
+from ..catalog.engine_refusals import sdpa_refused
 from ..catalog.hardware import cost_per_million_tokens
 from ..schema import ModelSpec
 from ..schema.advice import Prediction
@@ -213,12 +214,13 @@ def recipe_memory(counts: ParamCounts, applied: frozenset[str], lora: bool, shar
     return units, held, merged * (2 if checkpointed else 1)
 
 
-# Model types transformers 5.24 has no SDPA attention for (Gemma2ForCausalLM and GptOssForCausalLM: _supports_sdpa
-# False), which the script's default attention therefore runs eagerly: the score matrix is kept for the backward, in
-# bytes per score (measured on their layers at two sequence lengths, as layer_activation_units): Gemma 2's softcapping
-# tanh's 16-bit output, its fp32 softmax and that softmax's 16-bit cast (8); gpt-oss's 16-bit softmax over the scores
-# and its sinks' column (2). A Llama layer run eagerly keeps 6.
+# Model types transformers has no SDPA attention for (`sdpa_refused`), which the script's default attention therefore
+# runs eagerly: the score matrix is kept for the backward, in bytes per score (measured on their layers at two
+# sequence lengths, as layer_activation_units): Gemma 2's softcapping tanh's 16-bit output, its fp32 softmax and that
+# softmax's 16-bit cast (8); gpt-oss's 16-bit softmax over the scores and its sinks' column (2); a Llama layer run
+# eagerly keeps 6 (its fp32 softmax and the 16-bit cast), taken for another such model
 EAGER_SCORE_BYTES = {"gemma2": 8.0, "gpt_oss": 2.0}
+EAGER_SCORE_BYTES_DEFAULT = 6.0
 
 
 def packed_attention_units(spec: ModelSpec, layer: int, sequence_length: int) -> float:
@@ -233,7 +235,8 @@ def packed_attention_units(spec: ModelSpec, layer: int, sequence_length: int) ->
         return 0.0
     h = spec.hidden_size
     expanded = 0.0 if spec.mla is not None else KV_UNITS * (spec.num_heads - spec.num_kv_heads) * spec.head_dim / h
-    if (score_bytes := EAGER_SCORE_BYTES.get(spec.model_type)) is not None:
+    if sdpa_refused(spec.model_type):
+        score_bytes = EAGER_SCORE_BYTES.get(spec.model_type, EAGER_SCORE_BYTES_DEFAULT)
         return expanded + spec.num_heads * sequence_length * score_bytes / h
     return expanded + 2 * sequence_length / h
 
@@ -320,7 +323,7 @@ def training_prediction(state: PlanState, workload: Workload) -> Prediction:
     full_precision = "fp32" if "fp32" in hw.peak_tflops else state.default_16bit  # a TPU has no fp32 rate
     # (the scores' FLOPs in full, at eager attention's share, where the model has no SDPA attention)
     s = to_setup(state.with_(weight_dtype=state.default_16bit if mixed else full_precision, tp=1, pp=1, ep=1,
-                             attention_dp=1, **({"attention": "eager"} if spec.model_type in EAGER_SCORE_BYTES else {})))
+                             attention_dp=1, **({"attention": "eager"} if sdpa_refused(spec.model_type) else {})))
     fitted = profiles.efficiency_table()["training"]
     tokens_step = job.global_batch * job.sequence_length
     model_flops = (4 if lora else 6) * counts.active_linear + 6 * counts.vocab_hidden  # per token

@@ -350,3 +350,25 @@ def test_quality_is_scored_past_what_a_cache_keeps_whole():
     assert scored_from(base, sinks) == 516 and scored_from(base, model(2048)) == 0
     planned = model(2048, {"kind": "sinks", "num_sinks": 4, "window": 4096})  # the planner's window, past the context
     assert quality_window(base, planned) == 2048 and scored_from(base, planned) == 0
+
+
+def test_a_model_without_sdpa_is_not_swapped_to_it():
+    """transformers has no SDPA attention for Gemma 2 (nor gpt-oss) and runs it eagerly: flash-attention's default on
+    CPU, SDPA, had crashed apply with transformers' ValueError. It is refused with the reason, and asked for
+    explicitly too; on CUDA the default is FlashAttention-2 or flex attention."""
+    from optiplan.optimizers.attention import resolve
+    from optiplan.optimizers.workspace import Workspace
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    config = Gemma2Config(vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+                          num_attention_heads=4, num_key_value_heads=2, head_dim=16, pad_token_id=0, bos_token_id=0,
+                          eos_token_id=0)
+    model = Gemma2ForCausalLM(config)
+    assert model.config._attn_implementation == "eager"
+    ws = Workspace(model=model, tokenizer=None, device="cpu", source=None)
+    with pytest.raises(NotSupportedHere, match="no SDPA attention for Gemma2ForCausalLM"):
+        check_supported("flash-attention", "cpu").apply(ws, {})
+    with pytest.raises(NotSupportedHere, match="no SDPA attention"):
+        resolve("sdpa", "cpu", model)
+    assert model.config._attn_implementation == "eager"
+    assert resolve(None, "cuda", model) in ("flash_attention_2", "flex_attention")

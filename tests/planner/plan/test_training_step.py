@@ -354,3 +354,22 @@ def test_a_mixture_of_experts_full_fine_tune_keeps_what_the_plan_counts():
     assert "mixed-precision" in steps and "fsdp" not in steps and "compiled-training" not in steps
     assert "dense model" in next(r.reason for r in a.rejected if r.technique == "compiled-training")
     assert "compiled-training" not in {s.technique for s in _advice(model="mixtral-8x7b", devices=2).plan.steps}
+
+
+def test_a_model_transformers_runs_without_sdpa_is_priced_with_eager_attention():
+    """Gemma 2 and gpt-oss have no SDPA attention in transformers (the transformers profile's sdpa_refused_models), so
+    transformers runs them eagerly: their baseline under the transformers engine materialises the scores (a serving
+    engine's does not), and a training step keeps them (Gemma-2-9B's LoRA plan on one H100 had planned 77.7 GB without
+    checkpointing; it checkpoints now)."""
+    from optiplan.planner.catalog.engine_refusals import sdpa_refused
+    from optiplan.planner.plan.state import baseline_state, to_setup
+    from optiplan.planner.plan.training import packed_attention_units
+
+    spec, hw = resolve_model("gemma-2-9b"), resolve_hardware("h100-sxm")
+    assert sdpa_refused("gemma2") and sdpa_refused("gpt_oss") and not sdpa_refused("llama")
+    assert to_setup(baseline_state(spec, hw, 1, "transformers")).eager_attention
+    assert not to_setup(baseline_state(spec, hw, 1, "vllm")).eager_attention
+    assert not to_setup(baseline_state(resolve_model("llama-3.1-8b"), hw, 1, "transformers")).eager_attention
+    assert packed_attention_units(spec, 0, 4096) > 100  # the scores: 16 heads x 4,096 x 8 bytes over 3,584
+    steps = {s.technique for s in _advice(model="gemma-2-9b").plan.steps}
+    assert "activation-checkpointing" in steps
