@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from ... import profiles
 from ..analytic.params import ParamCounts, param_counts
+from ..analytic.efficiency import attention_kernel_factor
 from ..analytic.steps import ALLREDUCE_EFFICIENCY, prefill_attention_flops
 from ..catalog.engine_refusals import sdpa_refused
 from ..catalog.hardware import cost_per_million_tokens
@@ -184,10 +185,11 @@ AUTOCAST_UNITS = 10.5
 # autocast-enabled"), so they cast their input to the fp32 weights and run in fp32 (measured: 72.5 more units on a
 # Mixtral layer, 64.5 on a Qwen3-MoE layer, and the experts at the fp32 rate); its eager experts do autocast but launch
 # each expert's kernels from Python with host syncs. The script registers grouped_mm over the experts' weights cast to
-# the autocast format (templates/deploy/train.py.j2, register_autocast_experts): measured within 4% of the grouped
+# the autocast format (templates/deploy/train.py.j2, register_autocast_experts): measured within 4.5% of the grouped
 # layer's count with the recipe's units (8.5 more than the bf16 layer's at any top-k, against the 10.5 counted;
-# Qwen2-MoE's shared expert 14.5) and a bf16 cast of the experts held, as the other weights' are
-# (benchmarks/bench_activation_memory.py)
+# Qwen2-MoE's shared expert 14.5, 4.5% under) and a bf16 cast of the experts held, as the other weights' are
+# (benchmarks/bench_activation_memory.py; the cast is not cached as autocast's are, so a checkpointed step frees it
+# layer by layer, where the plan holds it for the step: high there)
 EXPERTS_IMPLEMENTATION = "grouped_mm_autocast"
 
 
@@ -321,20 +323,25 @@ def training_prediction(state: PlanState, workload: Workload) -> Prediction:
     fit = memory <= hw.memory_bytes
 
     full_precision = "fp32" if "fp32" in hw.peak_tflops else state.default_16bit  # a TPU has no fp32 rate
-    # (the scores' FLOPs in full, at eager attention's share, where the model has no SDPA attention)
-    s = to_setup(state.with_(weight_dtype=state.default_16bit if mixed else full_precision, tp=1, pp=1, ep=1,
-                             attention_dp=1, **({"attention": "eager"} if sdpa_refused(spec.model_type) else {})))
+    one = state.with_(weight_dtype=state.default_16bit if mixed else full_precision, tp=1, pp=1, ep=1, attention_dp=1)
+    s = to_setup(one)
     fitted = profiles.efficiency_table()["training"]
     tokens_step = job.global_batch * job.sequence_length
     model_flops = (4 if lora else 6) * counts.active_linear + 6 * counts.vocab_hidden  # per token
     if lora and counts.num_moe_layers:  # the merged experts' weight gradient (`recipe_memory`), for each routed token
         model_flops += 2 * counts.num_moe_layers * counts.top_k * counts.layer.expert_linear
-    model_flops += 3 * prefill_attention_flops(s, 1, job.sequence_length) / job.sequence_length
+    attention = prefill_attention_flops(s, 1, job.sequence_length) / job.sequence_length  # a token's, forward
+    model_flops += 3 * attention
+    checkpointed = "activation-checkpointing" in applied
     # full checkpointing reruns each layer's forward in the backward: its linear layers and its attention
-    recompute = 2 * counts.active_linear + prefill_attention_flops(s, 1, job.sequence_length) / job.sequence_length \
-        if "activation-checkpointing" in applied else 0
-    compute_s = tokens_step * (model_flops + recompute) / (
-        n * s.peak_flops * s.eff.flop_efficiency * fitted["flop_efficiency_share"])
+    work = model_flops + (2 * counts.active_linear + attention if checkpointed else 0)
+    if sdpa_refused(spec.model_type):
+        # eager attention (no SDPA for the model) computes the whole score matrix before masking it, at eager's share
+        # of the matmuls' rate, in the forward, the backward's two products and a recomputed forward
+        eager = prefill_attention_flops(to_setup(one.with_(attention="eager")), 1, job.sequence_length) \
+            / job.sequence_length
+        work += (4 if checkpointed else 3) * (eager / attention_kernel_factor("eager") - attention)
+    compute_s = tokens_step * work / (n * s.peak_flops * s.eff.flop_efficiency * fitted["flop_efficiency_share"])
     if "compiled-training" in applied:
         compute_s /= COMPILE_SPEEDUP
     micro_steps = -(-job.global_batch // (micro * n))  # per device, one after the other

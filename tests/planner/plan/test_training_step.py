@@ -356,7 +356,7 @@ def test_a_mixture_of_experts_full_fine_tune_keeps_what_the_plan_counts():
     assert "compiled-training" not in {s.technique for s in _advice(model="mixtral-8x7b", devices=2).plan.steps}
 
 
-def test_a_model_transformers_runs_without_sdpa_is_priced_with_eager_attention():
+def test_a_model_transformers_runs_without_sdpa_is_priced_with_eager_attention(monkeypatch):
     """Gemma 2 and gpt-oss have no SDPA attention in transformers (the transformers profile's sdpa_refused_models), so
     transformers runs them eagerly: their baseline under the transformers engine materialises the scores (a serving
     engine's does not), and a training step keeps them (Gemma-2-9B's LoRA plan on one H100 had planned 77.7 GB without
@@ -373,3 +373,15 @@ def test_a_model_transformers_runs_without_sdpa_is_priced_with_eager_attention()
     assert packed_attention_units(spec, 0, 4096) > 100  # the scores: 16 heads x 4,096 x 8 bytes over 3,584
     steps = {s.technique for s in _advice(model="gemma-2-9b").plan.steps}
     assert "activation-checkpointing" in steps
+    # its step computes the whole score matrix at eager's share of the rate; MFU counts the causal half alone
+    from optiplan.planner.plan import training
+    from optiplan.planner.schema.workload import Training, Workload
+
+    workload = Workload(goal="training", training=Training(sequence_length=4096, global_batch=8))
+    state = _state("gemma-2-9b", training=("mixed-precision", "lora", "activation-checkpointing"))
+    eager = training_prediction(state, workload)
+    monkeypatch.setattr(training, "sdpa_refused", lambda _: False)
+    fused = training_prediction(state, workload)
+    assert eager.training_step_s > 1.1 * fused.training_step_s
+    assert eager.training_mfu * eager.training_step_s == pytest.approx(fused.training_mfu * fused.training_step_s,
+                                                                        rel=1e-3)
