@@ -8,7 +8,7 @@ from dataclasses import replace
 from ..catalog.dtypes import QUANTIZED, DtypeError, canonical, compute_dtype
 from ..catalog.engine_devices import backend_refusal
 from ..catalog.engine_memory import stated_kv_memory
-from ..catalog.engine_refusals import engine_format_refusal, engine_step_refusal, kv_heads_refusal
+from ..catalog.engine_refusals import engine_format_refusal, engine_step_refusal, kv_heads_refusal, sdpa_refused
 from ..catalog.engine_state_models import serving_refusal
 from ..catalog.engines import (
     GENERIC_SERVING,
@@ -95,6 +95,8 @@ ATTENTION_KERNELS = {"memory-efficient": "flash", "flash": "flash", "sdpa": "sdp
 CURVE_MAX_BATCH = 1024
 
 
+
+
 def _positive(name: str, value: int | None) -> None:
     if value is not None and value < 1:
         raise RequestError(f"{name} must be at least 1, got {value}")
@@ -135,7 +137,11 @@ def with_context(request: ProfileRequest, spec: ModelSpec) -> ProfileRequest:
 def with_weights(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec) -> ProfileRequest:
     """The request with its weight format resolved: as given; else the model's published checkpoint's where the device
     and the engine run it as it is (`served_checkpoint_dtype`: gpt-oss's MXFP4 experts, DeepSeek-V3's fp8), else the
-    device's 16-bit format (bf16; fp16 where it has no bf16 rate, a T4)."""
+    device's 16-bit format (bf16; fp16 where it has no bf16 rate, a T4). Its attention kernel too, where it names
+    none: eager under transformers for a model it has no SDPA attention for (`sdpa_refused`), as transformers runs it."""
+    if "attention" not in request.model_fields_set and engine_runtime(request.engine) == "transformers" \
+            and sdpa_refused(spec.model_type):
+        request = request.model_copy(update={"attention": "eager"})
     if request.dtype is not None:
         return request
     return request.model_copy(update={"dtype": served_checkpoint_dtype(spec, hw, request.engine) or default_16bit(hw)})

@@ -106,9 +106,10 @@ class ConcurrencyType(click.ParamType):
               help="serving (or an engine's name, profiles/engines/): an optimized engine with CUDA graphs and chunked "
                    "prefill; transformers: eager generate; gpt-fast: a compiled decode step, one sequence. Pin a "
                    "release where its facts differ by release: sglang==0.5.6 (`optiplan catalog engines`).")
-@click.option("--attention", type=click.Choice(["memory-efficient", "flash", "sdpa", "eager"]), default="memory-efficient",
-              show_default=True, help="Attention kernel: memory-efficient (= flash), sdpa (as transformers runs it), "
-                                      "or eager (materialises the score matrix).")
+@click.option("--attention", type=click.Choice(["memory-efficient", "flash", "sdpa", "eager"]), default=None,
+              help="Attention kernel: memory-efficient (= flash), sdpa (as transformers runs it), or eager "
+                   "(materialises the score matrix) [default: memory-efficient; under --engine transformers, eager for "
+                   "a model transformers has no SDPA attention for (Gemma 2, gpt-oss)].")
 @click.option("--weight-kernel", default=None,
               help="The GEMM reading the weights: a kernel of profiles/efficiency.yaml (marlin, tinygemm, "
                    "torchao-int8, ggml-mmvq, ggml-mmvf, rocm-skinny-fp8, exllama) [default: the engine's kernel for "
@@ -236,6 +237,8 @@ def profile(model: str, hardware: str, as_json: bool, fmt: str | None, output: P
     if fmt == "text" and as_json:
         raise click.BadParameter("--format text and --json ask for two outputs: give one", param_hint="--format")
     as_json = as_json or fmt == "json"
+    if options.get("attention") is None:
+        options.pop("attention", None)  # the request's own default (`profile.default_attention`)
     request = ProfileRequest(model=model, hardware=hardware, **options)
     # its request has the context resolved (no longer than the model takes); a setup its engine cannot run, said
     result = checked_profile(request)

@@ -210,6 +210,20 @@ def test_eager_attention_materialises_scores():
     assert eager.memory.activation_peak_bytes - me.memory.activation_peak_bytes == scores
 
 
+def test_transformers_runs_a_model_it_has_no_sdpa_for_eagerly():
+    """transformers has no SDPA attention for Gemma 2 and falls back to eager attention: under its engine, a profile
+    that names no kernel is of eager attention (the score matrix in its activations), as its report says; one that
+    names a kernel (a model loaded with attn_implementation) is of that kernel, and a serving engine is not
+    affected."""
+    default = optiplan.profile("gemma-2-9b", context=8192, engine="transformers")
+    named = optiplan.profile("gemma-2-9b", context=8192, engine="transformers", attention="memory-efficient")
+    assert default.request.attention == "eager" and named.request.attention == "memory-efficient"
+    assert default.memory.activation_peak_bytes > 5 * named.memory.activation_peak_bytes
+    assert optiplan.profile("gemma-2-9b", context=8192, engine="vllm").request.attention == "memory-efficient"
+    assert optiplan.profile("llama-3.1-8b", context=8192, engine="transformers").request.attention == \
+        "memory-efficient"
+
+
 def test_chunked_prefill_bounds_activations():
     serving = optiplan.profile("llama-3.1-8b", context=32768, batch=4)
     eager_generate = optiplan.profile("llama-3.1-8b", context=32768, batch=4, engine="transformers")
