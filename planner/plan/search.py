@@ -11,6 +11,7 @@ ties go to the stack with less quality loss, then fewer steps, then the ids in o
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 
 from ..catalog.engines import engine_defaults, engine_splits_layers
@@ -51,7 +52,7 @@ class SearchResult:
 
 
 def apply_steps(state: PlanState, steps: list[Technique], ctx: Context, until_idle: bool = False,
-                memo: dict[tuple[str, ...], PlanState] | None = None) -> list[PlanState]:
+                memo: MutableMapping[tuple[str, ...], PlanState] | None = None) -> list[PlanState]:
     """The state after each step, in order (the composition of the steps' pure transforms), each step applied to and
     priced for the model the plan has reached (`Context.on_model`: after distillation, the student); `until_idle`:
     none after the first chosen step that changes nothing (`idles`), whose stack the search drops. `memo`: the state
@@ -77,25 +78,36 @@ def apply_steps(state: PlanState, steps: list[Technique], ctx: Context, until_id
     return states
 
 
-class SizedMemo(dict):
+class SizedMemo(MutableMapping):
     """apply_steps' memo for one replica size: a run of steps before the data-parallel step (the only one that reads
-    `Context.replica_size`) is the same at every size, and is kept in the memo they share."""
+    `Context.replica_size`) is the same at every size, and is kept in the memo they share; a run through it is this
+    size's own."""
 
     def __init__(self, shared: dict[tuple[str, ...], PlanState]):
-        super().__init__()
         self.shared = shared
+        self.own: dict[tuple[str, ...], PlanState] = {}
 
-    def __contains__(self, key: object) -> bool:
-        return dict.__contains__(self, key) if "data-parallel" in key else key in self.shared
+    def _home(self, key: tuple[str, ...]) -> dict[tuple[str, ...], PlanState]:
+        return self.own if "data-parallel" in key else self.shared
+
+    def __contains__(self, key: object) -> bool:  # (MutableMapping's goes through a KeyError; the search asks often)
+        return key in self._home(key)
 
     def __getitem__(self, key: tuple[str, ...]) -> PlanState:
-        return dict.__getitem__(self, key) if "data-parallel" in key else self.shared[key]
+        return self._home(key)[key]
 
     def __setitem__(self, key: tuple[str, ...], state: PlanState) -> None:
-        if "data-parallel" in key:
-            dict.__setitem__(self, key, state)
-        else:
-            self.shared[key] = state
+        self._home(key)[key] = state
+
+    def __delitem__(self, key: tuple[str, ...]) -> None:
+        del self._home(key)[key]
+
+    def __iter__(self) -> Iterator[tuple[str, ...]]:
+        yield from self.shared
+        yield from self.own
+
+    def __len__(self) -> int:
+        return len(self.shared) + len(self.own)
 
 
 def idles(t: Technique, before: PlanState, after: PlanState) -> bool:
