@@ -61,6 +61,13 @@ TYPE_DEFAULTS: dict[str, dict[str, Any]] = {
                     "n_shared_experts": 1, "n_routed_experts": 256, "num_experts_per_tok": 8,
                     "q_lora_rank": 1536, "kv_lora_rank": 512, "qk_nope_head_dim": 128,
                     "qk_rope_head_dim": 64, "v_head_dim": 128, "moe_intermediate_size": 2048},
+    # GLM-4.5: DeepSeek-V3's mixture of experts (routed, shared, the first layers dense, a score-corrected router)
+    # over grouped-query attention
+    "glm4_moe": {"tie_word_embeddings": False, "attention_bias": False, "first_k_dense_replace": 1,
+                 "n_shared_experts": 1, "n_routed_experts": 128, "num_experts_per_tok": 8,
+                 "moe_intermediate_size": 1408, "use_qk_norm": False},
+    # EXAONE 4: per-head query and key norms, three sliding-window layers to a full one
+    "exaone4": {"tie_word_embeddings": False, "sliding_window": 4096, "sliding_window_pattern": 4},
     "gpt_oss": {"tie_word_embeddings": False, "attention_bias": True, "head_dim": 64, "sliding_window": 128,
                 "num_local_experts": 128, "num_experts_per_tok": 4},
     "llama4_text": {"tie_word_embeddings": False, "attention_bias": False, "num_local_experts": 16,
@@ -208,7 +215,10 @@ def _windows(f: _Fields, model_type: str, num_layers: int) -> list[int | None]:
         return [None] * num_layers
     if model_type in ("gemma2", "gpt_oss"):  # alternating, the first layer windowed
         return [window if (i + 1) % 2 else None for i in range(num_layers)]
-    if model_type == "gemma3_text":
+    if isinstance(f.get("sliding_window_pattern"), str):  # EXAONE's letters: L a local (windowed) layer, G a global
+        letters = f.get("sliding_window_pattern")
+        return [window if letters[i % len(letters)] == "L" else None for i in range(num_layers)]
+    if model_type in ("gemma3_text", "exaone4"):  # every pattern-th layer full
         pattern = f.int("sliding_window_pattern") or 6
         return [window if (i + 1) % pattern else None for i in range(num_layers)]
     if model_type in ("qwen2", "qwen3", "qwen2_moe"):
@@ -274,7 +284,7 @@ def _moe(f: _Fields, model_type: str, num_layers: int, hidden: int) -> tuple[MoE
         spec = MoESpec(num_experts=experts, top_k=f.int("num_experts_per_tok", required=experts > 0),
                        expert_intermediate_size=inter, shared_intermediate_size=inter)
         return (spec if any(layers) else None), layers
-    if model_type in ("deepseek_v2", "deepseek_v3"):
+    if model_type in ("deepseek_v2", "deepseek_v3", "glm4_moe"):
         experts = f.int("n_routed_experts") or 0
         first_dense = f.int("first_k_dense_replace") or 0
         layers = [experts > 0 and i >= first_dense for i in range(num_layers)]
@@ -282,7 +292,7 @@ def _moe(f: _Fields, model_type: str, num_layers: int, hidden: int) -> tuple[MoE
         spec = MoESpec(num_experts=experts, top_k=f.int("num_experts_per_tok", required=experts > 0),
                        expert_intermediate_size=inter,
                        shared_intermediate_size=(f.int("n_shared_experts") or 0) * inter,
-                       router_score_bias=model_type == "deepseek_v3")
+                       router_score_bias=model_type in ("deepseek_v3", "glm4_moe"))
         return (spec if any(layers) else None), layers
     # Generic MoE fields on an unknown type: count experts only if the usual names are there.
     experts = f.int("num_local_experts") or f.int("num_experts") or f.int("n_routed_experts")
@@ -373,6 +383,11 @@ def _spec_from_config(config: dict[str, Any], name: str, source: str) -> ModelSp
             # Gemma3ForConditionalGeneration (model_type gemma3), which vLLM, SGLang and TGI load as a vision-language
             # model (TGI without prefix caching or prefill chunks); the 1B is text-only (gemma3_text)
             spec.update(model_type="gemma3")
+    elif model_type == "exaone4":
+        spec.update(qk_norm="head")
+    elif model_type == "glm4_moe":
+        # its output projection carries no bias whatever attention_bias says (Glm4MoeAttention: o_proj bias=False)
+        spec.update(o_bias=False, qk_norm="head" if f.flag("use_qk_norm") else "none")
     elif model_type == "olmo":
         spec.update(norm="nonparametric")
     elif model_type in ("olmo2", "olmo3"):

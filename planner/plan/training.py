@@ -136,8 +136,17 @@ QUERY_UNITS = 4.5  # per query width over hidden: the queries and the attention'
 KV_UNITS = 4.0  # per key-value width over hidden: the keys and values, 2 bytes each
 MLP_BASE_UNITS = 2.0  # the MLP's input
 MLP_WIDTH_UNITS = {True: 8.0, False: 4.0}  # per intermediate width over hidden: gate, up, activation, product (gated)
+# gpt-oss's clamped SwiGLU experts keep the fused gate-up output, the clamped gate, its sigmoid, the shifted clamped
+# up, the gated product and the down projection's input (its modeling file's _apply_gate: "gate = gate.clamp(min=None,
+# max=self.limit) ... glu = gate * torch.sigmoid(gate * self.alpha) ... gated_output = (up + 1) * glu"): 14, counted
+# tensor by tensor on its layer
+MLP_WIDTH_UNITS_BY_TYPE = {"gpt_oss": 14.0}
 EXPERT_COPY_UNITS = 4.15  # per routed expert a token goes to: its gathered input and its output before the weighting
 ROUTER_UNITS = 0.2  # the router's logits and weights
+# a router that scores with a correction bias (DeepSeek-V3's, GLM-4.5's) upcasts its input to fp32 first
+# (DeepseekV3TopkRouter: "F.linear(hidden_states.type(torch.float32), self.weight.type(torch.float32))"), which its
+# matmul keeps
+FP32_ROUTER_UNITS = 4.0
 
 
 def layer_activation_units(spec: ModelSpec, layer: int) -> float:
@@ -162,11 +171,11 @@ def layer_activation_units(spec: ModelSpec, layer: int) -> float:
         attention += 2 * (q + kv) / h
     if spec.qk_norm != "none":  # a norm over the queries and the keys (per head or whole), each kept as a norm keeps
         attention += norm * (q + kv) / h
-    width = MLP_WIDTH_UNITS[spec.mlp_gated]
+    width = MLP_WIDTH_UNITS_BY_TYPE.get(spec.model_type, MLP_WIDTH_UNITS[spec.mlp_gated])
     m = spec.moe
     if m is not None and spec.layer_moe[layer]:
         routed = m.top_k * (EXPERT_COPY_UNITS + width * m.expert_intermediate_size / h)
-        mlp = norm + MLP_BASE_UNITS + ROUTER_UNITS + routed
+        mlp = norm + MLP_BASE_UNITS + ROUTER_UNITS + routed + (FP32_ROUTER_UNITS if m.router_score_bias else 0.0)
         if m.shared_intermediate_size:
             mlp += MLP_BASE_UNITS + width * m.shared_intermediate_size / h
     else:

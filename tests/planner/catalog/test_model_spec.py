@@ -136,6 +136,36 @@ def test_llama4_interleaves_moe_layers_with_a_shared_expert_and_dense_layers_of_
     assert wrapped.layer_chunks == (8192, 8192, 8192, None)
 
 
+@pytest.mark.parametrize("model_type, fields", [
+    # GLM-4.5: had been read as an unknown type, every layer MoE and no shared expert
+    ("glm4_moe", dict(moe_intermediate_size=64, n_routed_experts=8, num_experts_per_tok=2, first_k_dense_replace=1,
+                      attention_bias=True, use_qk_norm=True)),
+    # EXAONE 4: had been read as an unknown type, without its query-key norms and with every layer windowed
+    ("exaone4", dict(num_hidden_layers=4)),
+])
+def test_glm_4_5_and_exaone_4_count_what_transformers_builds(model_type, fields):
+    """A small config of each, counted parameter for parameter against transformers' own model (on the meta
+    device); GLM-4.5's score-correction bias is a buffer there, which its checkpoint stores beside the router."""
+    torch = pytest.importorskip("torch")
+    from optiplan.planner.analytic.params import param_counts
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.for_model(model_type, hidden_size=128, intermediate_size=256, num_attention_heads=4,
+                                  num_key_value_heads=2, head_dim=32, vocab_size=128,
+                                  **{"num_hidden_layers": 3, **fields})
+    spec = model_spec_from_config(config.to_dict(), model_type, "test")
+    assert not spec.warnings and spec.model_type == model_type
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    buffers = sum(b.numel() for name, b in model.named_buffers() if "e_score_correction_bias" in name)
+    assert param_counts(spec).total == sum(p.numel() for p in model.parameters()) + buffers
+    if model_type == "glm4_moe":
+        assert spec.layer_moe == (False, True, True) and spec.moe.shared_intermediate_size == 64
+        assert spec.moe.router_score_bias and spec.qk_norm == "head"
+    else:
+        assert spec.qk_norm == "head" and spec.layer_windows == (4096, 4096, 4096, None)
+
+
 @pytest.mark.parametrize("bad, message", [
     ({"hidden_size": None}, "hidden_size"),
     ({"num_hidden_layers": "32"}, "must be an integer"),
