@@ -65,6 +65,12 @@ FITTED = (
           n_shared_experts=1, first_k_dense_replace=0, n_group=1, topk_group=1, **NO_SPECIAL_TOKENS)),
     ("exaone4, post-norms and per-head query and key norms, gated MLP at 2 x hidden", "Exaone4Config",
      dict(intermediate_size=2 * HIDDEN, layer_types=["full_attention"], **NO_SPECIAL_TOKENS)),
+    # the latent attention's norms and its values' view of kv_b_proj read from this one after it had been measured
+    # as a held-out layer (0.931)
+    ("deepseek-v3, latent attention, top-2 of 8 experts at 0.5 x hidden and a shared expert", "DeepseekV3Config",
+     dict(intermediate_size=2 * HIDDEN, moe_intermediate_size=HIDDEN // 2, n_routed_experts=8, num_experts_per_tok=2,
+          n_shared_experts=1, first_k_dense_replace=0, q_lora_rank=64, kv_lora_rank=32, qk_rope_head_dim=16,
+          qk_nope_head_dim=16, v_head_dim=32, head_dim=16, n_group=1, topk_group=1, **NO_SPECIAL_TOKENS)),
 )
 # measured after the terms above were set (2026-12-07); gemma2 and gpt-oss without SDPA, eagerly (their scores)
 HELD_OUT = (
@@ -78,10 +84,12 @@ HELD_OUT = (
      dict(intermediate_size=3 * HIDDEN, layer_types=["full_attention"], **NO_SPECIAL_TOKENS)),
     ("gemma2, four norms a layer, softcapped eager attention, GeGLU at 3 x hidden", "Gemma2Config",
      dict(intermediate_size=3 * HIDDEN, **NO_SPECIAL_TOKENS)),
-    # measured after the gpt-oss, GLM-4.5 and EXAONE 4 terms were set
-    ("deepseek-v3, latent attention, top-2 of 8 experts at 0.5 x hidden and a shared expert", "DeepseekV3Config",
+    # measured after the gpt-oss, GLM-4.5 and EXAONE 4 terms were set (DeepSeek-V2's after DeepSeek-V3's: first
+    # 0.931, its router upcasting to fp32 as V3's does, a rule then keyed to V3's score bias and now to the types)
+    ("deepseek-v2, latent attention without query compression, top-2 of 8 experts and two shared experts",
+     "DeepseekV2Config",
      dict(intermediate_size=2 * HIDDEN, moe_intermediate_size=HIDDEN // 2, n_routed_experts=8, num_experts_per_tok=2,
-          n_shared_experts=1, first_k_dense_replace=0, q_lora_rank=64, kv_lora_rank=32, qk_rope_head_dim=16,
+          n_shared_experts=2, first_k_dense_replace=0, q_lora_rank=None, kv_lora_rank=32, qk_rope_head_dim=16,
           qk_nope_head_dim=16, v_head_dim=32, head_dim=16, n_group=1, topk_group=1, **NO_SPECIAL_TOKENS)),
     ("phimoe, LayerNorm, top-2 of 8 experts at 1 x hidden", "PhimoeConfig",
      dict(intermediate_size=HIDDEN, num_local_experts=8, num_experts_per_tok=2, **NO_SPECIAL_TOKENS)),

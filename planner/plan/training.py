@@ -143,10 +143,11 @@ MLP_WIDTH_UNITS = {True: 8.0, False: 4.0}  # per intermediate width over hidden:
 MLP_WIDTH_UNITS_BY_TYPE = {"gpt_oss": 14.0}
 EXPERT_COPY_UNITS = 4.15  # per routed expert a token goes to: its gathered input and its output before the weighting
 ROUTER_UNITS = 0.2  # the router's logits and weights
-# a router that scores with a correction bias (DeepSeek-V3's, GLM-4.5's) upcasts its input to fp32 first
-# (DeepseekV3TopkRouter: "F.linear(hidden_states.type(torch.float32), self.weight.type(torch.float32))"), which its
-# matmul keeps
+# DeepSeek's and GLM-4.5's routers upcast their input to fp32 first (DeepseekV2TopkRouter, DeepseekV3TopkRouter,
+# Glm4MoeTopkRouter: "F.linear(hidden_states.type(torch.float32), self.weight.type(torch.float32))"), which the matmul
+# keeps; the other catalog families' routers take the 16-bit input (transformers 5.24's modeling files)
 FP32_ROUTER_UNITS = 4.0
+FP32_ROUTER_TYPES = frozenset({"deepseek_v2", "deepseek_v3", "glm4_moe"})
 
 
 def layer_activation_units(spec: ModelSpec, layer: int) -> float:
@@ -158,13 +159,17 @@ def layer_activation_units(spec: ModelSpec, layer: int) -> float:
     norm = FP32_WEIGHT_NORM_UNITS if spec.norm == "rmsnorm" and spec.model_type in FP32_WEIGHT_NORM_TYPES \
         else NORM_UNITS.get(spec.norm, 0.0)
     extra_norms = norm * (spec.norms_per_layer - 2)  # Gemma's norms after the attention and the MLP as well
+    latent = 0.0
     if spec.mla is not None:
         a = spec.mla
         q = spec.num_heads * (a.qk_nope_head_dim + a.qk_rope_head_dim)
         kv = spec.num_heads * (a.qk_nope_head_dim + a.qk_rope_head_dim + a.v_head_dim) / 2
+        # the norms of the compressed query and key-value (q_a_layernorm, kv_a_layernorm), each kept as a layer's
+        # norm is; and the values the kernel keeps are a view of kv_b_proj's output, which keeps the keys' part of it
+        latent = norm * ((a.q_lora_rank or 0) + a.kv_lora_rank) / h + 2 * spec.num_heads * a.qk_nope_head_dim / h
     else:
         q, kv = spec.num_heads * spec.head_dim, spec.num_kv_heads * spec.head_dim
-    attention = norm + extra_norms + ATTENTION_BASE_UNITS + QUERY_UNITS * q / h + KV_UNITS * kv / h
+    attention = norm + extra_norms + latent + ATTENTION_BASE_UNITS + QUERY_UNITS * q / h + KV_UNITS * kv / h
     if spec.model_type in FUSED_QKV_TYPES:
         # the values the kernel keeps are a view of the fused projection's output, which keeps the queries' and keys'
         # part of it alive with them (measured on Phi-3's layer: 4 units where separate values keep 1)
@@ -175,7 +180,8 @@ def layer_activation_units(spec: ModelSpec, layer: int) -> float:
     m = spec.moe
     if m is not None and spec.layer_moe[layer]:
         routed = m.top_k * (EXPERT_COPY_UNITS + width * m.expert_intermediate_size / h)
-        mlp = norm + MLP_BASE_UNITS + ROUTER_UNITS + routed + (FP32_ROUTER_UNITS if m.router_score_bias else 0.0)
+        router = ROUTER_UNITS + (FP32_ROUTER_UNITS if spec.model_type in FP32_ROUTER_TYPES else 0.0)
+        mlp = norm + MLP_BASE_UNITS + router + routed
         if m.shared_intermediate_size:
             mlp += MLP_BASE_UNITS + width * m.shared_intermediate_size / h
     else:
