@@ -97,9 +97,11 @@ def load(path: str | Path, device: str | None = None, *, dtype: str | None = Non
                 model.generation_config = GenerationConfig.from_pretrained(path)
         else:
             quantized = "quantization_config" in AutoConfig.from_pretrained(path).to_dict()
+            # transformers' default attention: SDPA where it has it for the model, else eager (Gemma 2, gpt-oss),
+            # where asking for SDPA by name would refuse the model
             model = AutoModelForCausalLM.from_pretrained(
                 path, dtype=torch_dtype(runtime.dtype), trust_remote_code=False, use_safetensors=not allow_pickle,
-                attn_implementation="sdpa", device_map=device if quantized and device_kind(device) == "cuda" else None)
+                device_map=device if quantized and device_kind(device) == "cuda" else None)
             model = model.to(device) if not (quantized and device_kind(device) == "cuda") else model
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder, trust_remote_code=False)
     except OptiplanError:
@@ -116,7 +118,7 @@ def load(path: str | Path, device: str | None = None, *, dtype: str | None = Non
         if not (draft_path / "config.json").is_file():
             raise ArtifactError(f"{path}: the plan uses a draft model but {draft_path} is missing")
         draft = AutoModelForCausalLM.from_pretrained(draft_path, dtype=torch_dtype(runtime.dtype),
-                                                     trust_remote_code=False, attn_implementation="sdpa")
+                                                     trust_remote_code=False)
         draft = draft.to(device).eval()
         if implementation:  # the target's attention, as apply ran the two (`attention.swap_attention` sets both)
             set_attention(draft, implementation)

@@ -124,21 +124,22 @@ def triton_unavailable(device: str) -> str | None:
 def resolve(implementation: str | None, device: str, model=None) -> str:
     """The attention implementation to use: the one asked for, else the fastest this device has for `model`. A model
     transformers has no SDPA attention for (Gemma 2, gpt-oss: `_supports_sdpa` False, which transformers then runs
-    eagerly) takes FlashAttention-2 or flex attention on CUDA, and nothing fused on CPU."""
+    eagerly) takes flex attention on CUDA, and nothing fused on CPU."""
     sdpa = model is None or getattr(model, "_supports_sdpa", True)
     name = type(model).__name__ if model is not None else "the model"
     if implementation in (None, "", "auto"):
+        if not sdpa:
+            # flex attention takes Gemma 2's softcapping and gpt-oss's sinks (transformers' flex_attention_forward);
+            # FlashAttention-2 would drop the sinks, and transformers swaps gpt-oss's for a hub kernel
+            if device_kind(device) == "cuda":
+                return "flex_attention"
+            raise NotSupportedHere(f"transformers has no SDPA attention for {name}, and flex attention's kernel does "
+                                   "not build on CPU here: the model keeps eager attention")
         if device_kind(device) == "cuda" and importlib.util.find_spec("flash_attn") is not None:
             return "flash_attention_2"
-        if sdpa:
-            return "sdpa"
-        if device_kind(device) == "cuda":
-            return "flex_attention"
-        raise NotSupportedHere(f"transformers has no SDPA attention for {name}, FlashAttention-2 needs a CUDA GPU and "
-                               "flex attention's kernel does not build on CPU here: the model keeps eager attention")
+        return "sdpa"
     if implementation == "sdpa" and not sdpa:
-        raise NotSupportedHere(f"transformers has no SDPA attention for {name}; on CUDA use flash_attention_2 "
-                               "or flex_attention")
+        raise NotSupportedHere(f"transformers has no SDPA attention for {name}; on CUDA use flex_attention")
     aliases = {"flex": "flex_attention", "flash": "flash_attention_2", "custom": OPTIPLAN_ATTENTION,
                "triton": TRITON_ATTENTION}
     implementation = aliases.get(implementation, implementation)

@@ -33,7 +33,7 @@ def _reload_with(ws: Workspace, quantization_config, dtype) -> None:
 
     model = AutoModelForCausalLM.from_pretrained(
         ws.source, dtype=torch_dtype(dtype), quantization_config=quantization_config,
-        attn_implementation=ws.runtime.attn_implementation or "sdpa", trust_remote_code=False,
+        attn_implementation=ws.runtime.attn_implementation, trust_remote_code=False,
         device_map=ws.device if device_kind(ws.device) == "cuda" else None)
     ws.model = model.to(ws.device).eval() if device_kind(ws.device) == "cpu" else model.eval()
     ws.quantization_config = quantization_config

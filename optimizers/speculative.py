@@ -86,7 +86,7 @@ def draft_model(ws: Workspace, params: dict[str, Any]) -> str:
     try:
         draft = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype(ws.runtime.dtype),
                                                      trust_remote_code=False,
-                                                     attn_implementation=ws.runtime.attn_implementation or "sdpa")
+                                                     attn_implementation=ws.runtime.attn_implementation)
     except (OSError, ValueError) as exc:
         raise NotSupportedHere(f"draft model {path} does not load: {str(exc).strip().splitlines()[0]}") from exc
     draft = draft.to(ws.device).eval()

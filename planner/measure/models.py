@@ -41,5 +41,5 @@ def catalog_random_model(name: str, dtype: str, device: str = "cpu"):
     config = AutoConfig.for_model(fields.pop("model_type"), **fields)
     torch.manual_seed(0)
     with torch.device(device):
-        model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype(dtype), attn_implementation="sdpa")
+        model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype(dtype))
     return model.eval()

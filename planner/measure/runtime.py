@@ -100,7 +100,7 @@ def load_model(path: str, dtype: str, device: str):
     quiet_libraries()
     start = time.perf_counter()
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype(dtype), attn_implementation="sdpa")
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype(dtype))
     except Exception as exc:  # noqa: BLE001  mismatched shapes, invalid config, unreadable weights: one line
         raise MeasureError(f"{path}: transformers cannot load it: {str(exc).splitlines()[0]}") from exc
     model = model.to(device).eval()

@@ -352,10 +352,11 @@ def test_quality_is_scored_past_what_a_cache_keeps_whole():
     assert quality_window(base, planned) == 2048 and scored_from(base, planned) == 0
 
 
-def test_a_model_without_sdpa_is_not_swapped_to_it():
+def test_a_model_without_sdpa_is_not_swapped_to_it(target_path, tmp_path):
     """transformers has no SDPA attention for Gemma 2 (nor gpt-oss) and runs it eagerly: flash-attention's default on
     CPU, SDPA, had crashed apply with transformers' ValueError. It is refused with the reason, and asked for
-    explicitly too; on CUDA the default is FlashAttention-2 or flex attention."""
+    explicitly too; on CUDA the default is flex attention (which takes Gemma 2's softcapping and gpt-oss's sinks).
+    Saved and loaded again, the model loads with transformers' own default (it had been asked for SDPA by name)."""
     from optiplan.optimizers.attention import resolve
     from optiplan.optimizers.workspace import Workspace
     from transformers import Gemma2Config, Gemma2ForCausalLM
@@ -371,4 +372,12 @@ def test_a_model_without_sdpa_is_not_swapped_to_it():
     with pytest.raises(NotSupportedHere, match="no SDPA attention"):
         resolve("sdpa", "cpu", model)
     assert model.config._attn_implementation == "eager"
-    assert resolve(None, "cuda", model) in ("flash_attention_2", "flex_attention")
+    assert resolve(None, "cuda", model) == "flex_attention"
+    from optiplan.optimizers.artifact import load
+    from optiplan.planner.measure.runtime import load_model
+    from transformers import AutoTokenizer
+
+    model.save_pretrained(tmp_path / "gemma2")
+    AutoTokenizer.from_pretrained(target_path).save_pretrained(tmp_path / "gemma2")
+    assert load(tmp_path / "gemma2", "cpu", dtype="fp32").model.config._attn_implementation == "eager"
+    assert load_model(str(tmp_path / "gemma2"), "fp32", "cpu")[0].config._attn_implementation == "eager"
