@@ -95,8 +95,6 @@ ATTENTION_KERNELS = {"memory-efficient": "flash", "flash": "flash", "sdpa": "sdp
 CURVE_MAX_BATCH = 1024
 
 
-
-
 def _positive(name: str, value: int | None) -> None:
     if value is not None and value < 1:
         raise RequestError(f"{name} must be at least 1, got {value}")
@@ -139,9 +137,9 @@ def with_weights(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec) -> 
     and the engine run it as it is (`served_checkpoint_dtype`: gpt-oss's MXFP4 experts, DeepSeek-V3's fp8), else the
     device's 16-bit format (bf16; fp16 where it has no bf16 rate, a T4). Its attention kernel too, where it names
     none: eager under transformers for a model it has no SDPA attention for (`sdpa_refused`), as transformers runs it."""
-    if "attention" not in request.model_fields_set and engine_runtime(request.engine) == "transformers" \
-            and sdpa_refused(spec.model_type):
-        request = request.model_copy(update={"attention": "eager"})
+    if request.attention is None:
+        eager = engine_runtime(request.engine) == "transformers" and sdpa_refused(spec.model_type)
+        request = request.model_copy(update={"attention": "eager" if eager else "memory-efficient"})
     if request.dtype is not None:
         return request
     return request.model_copy(update={"dtype": served_checkpoint_dtype(spec, hw, request.engine) or default_16bit(hw)})
@@ -169,6 +167,9 @@ def setup_for_request(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec
         _positive(name.replace("_", " "), getattr(request, name))
     if refusal := serving_option_refusal(request, runtime, hw):
         raise RequestError(refusal)
+    if runtime == "transformers" and request.attention == "sdpa" and sdpa_refused(spec.model_type):
+        raise RequestError(f"transformers has no SDPA attention for {spec.model_type}: it runs it eagerly (the "
+                           "default), or with flash attention where the model is loaded with it (--attention flash)")
     if (request.input_tokens is None) != (request.output_tokens is None):
         raise RequestError("request-level figures need both --input-tokens and --output-tokens")
     for option, value in (("--concurrency", request.concurrency), ("--scheduling", request.scheduling),

@@ -215,12 +215,9 @@ def _windows(f: _Fields, model_type: str, num_layers: int) -> list[int | None]:
         return [None] * num_layers
     if model_type in ("gemma2", "gpt_oss"):  # alternating, the first layer windowed
         return [window if (i + 1) % 2 else None for i in range(num_layers)]
-    if isinstance(f.get("sliding_window_pattern"), str):  # EXAONE's letters: L a local (windowed) layer, G a global
-        letters = f.get("sliding_window_pattern")
-        return [window if letters[i % len(letters)] == "L" else None for i in range(num_layers)]
-    if model_type in ("gemma3_text", "exaone4"):  # every pattern-th layer full
-        pattern = f.int("sliding_window_pattern") or 6
-        return [window if (i + 1) % pattern else None for i in range(num_layers)]
+    if model_type in ("gemma3_text", "exaone4"):  # every pattern-th layer full (transformers' layer_types)
+        pattern = f.int("sliding_window_pattern")
+        return [window if pattern and (i + 1) % pattern else None for i in range(num_layers)]
     if model_type in ("qwen2", "qwen3", "qwen2_moe"):
         first = f.int("max_window_layers") or 0
         return [window if i >= first else None for i in range(num_layers)]

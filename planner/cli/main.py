@@ -237,8 +237,6 @@ def profile(model: str, hardware: str, as_json: bool, fmt: str | None, output: P
     if fmt == "text" and as_json:
         raise click.BadParameter("--format text and --json ask for two outputs: give one", param_hint="--format")
     as_json = as_json or fmt == "json"
-    if options.get("attention") is None:
-        options.pop("attention", None)  # the request's own default (`profile.default_attention`)
     request = ProfileRequest(model=model, hardware=hardware, **options)
     # its request has the context resolved (no longer than the model takes); a setup its engine cannot run, said
     result = checked_profile(request)

@@ -200,9 +200,10 @@ AUTOCAST_UNITS = 10.5
 # autocast-enabled"), so they cast their input to the fp32 weights and run in fp32 (measured: 72.5 more units on a
 # Mixtral layer, 64.5 on a Qwen3-MoE layer, and the experts at the fp32 rate); its eager experts do autocast but launch
 # each expert's kernels from Python with host syncs. The script registers grouped_mm over the experts' weights cast to
-# the autocast format (templates/deploy/train.py.j2, register_autocast_experts): measured within 4.5% of the grouped
+# the autocast format (templates/deploy/train.py.j2, register_autocast_experts): measured within 6.3% of the grouped
 # layer's count with the recipe's units (8.5 more than the bf16 layer's at any top-k, against the 10.5 counted;
-# Qwen2-MoE's shared expert 14.5, 4.5% under) and a bf16 cast of the experts held, as the other weights' are
+# Qwen2-MoE's shared expert 14.5, 4.5% under; DeepSeek-V3's and GLM-4.5's layers 6.3% and 4.5% over, their routers'
+# fp32 input being the fp32 residual itself there) and a bf16 cast of the experts held, as the other weights' are
 # (benchmarks/bench_activation_memory.py; the cast is not cached as autocast's are, so a checkpointed step frees it
 # layer by layer, where the plan holds it for the step: high there)
 EXPERTS_IMPLEMENTATION = "grouped_mm_autocast"
@@ -352,7 +353,7 @@ def training_prediction(state: PlanState, workload: Workload) -> Prediction:
     work = model_flops + (2 * counts.active_linear + attention if checkpointed else 0)
     if sdpa_refused(spec.model_type):
         # eager attention (no SDPA for the model) computes the whole score matrix before masking it, at eager's share
-        # of the matmuls' rate, in the forward, the backward's two products and a recomputed forward
+        # of the matmuls' rate, in the forward, the backward (two forwards' worth) and a recomputed forward
         eager = prefill_attention_flops(to_setup(one.with_(attention="eager")), 1, job.sequence_length) \
             / job.sequence_length
         work += (4 if checkpointed else 3) * (eager / attention_kernel_factor("eager") - attention)

@@ -359,9 +359,11 @@ class ProfileRequest(Frozen):
         "serving", description="engine with a profile in profiles/engines/ (vllm, sglang, tgi, trtllm, llama.cpp, "
                                "transformers, gpt-fast), pinned to a release as pip writes it where its facts differ "
                                "by release (sglang==0.5.6), or 'serving' for any optimized engine")
-    attention: Literal["memory-efficient", "flash", "sdpa", "eager"] = Field(
-        "memory-efficient", description="attention kernel: memory-efficient (= flash: fused, no score matrix), sdpa "
-                                        "(torch SDPA as transformers runs it), eager (materialised scores)")
+    attention: Literal["memory-efficient", "flash", "sdpa", "eager"] | None = Field(
+        None, description="attention kernel: memory-efficient (= flash: fused, no score matrix), sdpa (torch SDPA as "
+                          "transformers runs it), eager (materialised scores) [default: memory-efficient; under the "
+                          "transformers engine, eager for a model transformers has no SDPA attention for (Gemma 2, "
+                          "gpt-oss)]")
     weight_kernel: str | None = Field(None, description="the GEMM reading the weights, a kernel of "
                                                         "profiles/efficiency.yaml (marlin, tinygemm, torchao-int8, "
                                                         "ggml-mmvq, ggml-mmvf, rocm-skinny-fp8, exllama) "

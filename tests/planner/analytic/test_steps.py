@@ -222,6 +222,14 @@ def test_transformers_runs_a_model_it_has_no_sdpa_for_eagerly():
     assert optiplan.profile("gemma-2-9b", context=8192, engine="vllm").request.attention == "memory-efficient"
     assert optiplan.profile("llama-3.1-8b", context=8192, engine="transformers").request.attention == \
         "memory-efficient"
+    # a request that went through JSON, its default written out, is the same request (the service's round trip)
+    from optiplan.planner.analytic.profile import profile
+
+    request = ProfileRequest(model="gemma-2-9b", hardware="h100-sxm", engine="transformers", context=8192)
+    again = ProfileRequest.model_validate_json(request.model_dump_json())
+    assert profile(again).request.attention == profile(request).request.attention == "eager"
+    with pytest.raises(RequestError, match="no SDPA attention for gemma2"):
+        optiplan.profile("gemma-2-9b", context=8192, engine="transformers", attention="sdpa")
 
 
 def test_chunked_prefill_bounds_activations():
