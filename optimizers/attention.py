@@ -180,7 +180,7 @@ def swap_attention(ws: Workspace, params: dict[str, Any]) -> str:
                              f"{device_kind(ws.device)}): nothing to swap")
     set_attention(ws.model, implementation)
     ws.runtime.attn_implementation = implementation
-    if ws.draft is not None:
-        set_attention(ws.draft, implementation)
+    if ws.draft is not None and (implementation != "sdpa" or getattr(ws.draft, "_supports_sdpa", True)):
+        set_attention(ws.draft, implementation)  # (a draft transformers has no SDPA for keeps its eager attention)
     kernel = f" ({KERNELS[implementation]})" if implementation in KERNELS else ""
     return f"attention {before} -> {implementation}{kernel}"

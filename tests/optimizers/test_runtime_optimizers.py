@@ -361,7 +361,10 @@ def test_a_model_without_sdpa_is_not_swapped_to_it(target_path, tmp_path):
     from optiplan.optimizers.workspace import Workspace
     from transformers import Gemma2Config, Gemma2ForCausalLM
 
-    config = Gemma2Config(vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(target_path)
+    config = Gemma2Config(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=1,
                           num_attention_heads=4, num_key_value_heads=2, head_dim=16, pad_token_id=0, bos_token_id=0,
                           eos_token_id=0)
     model = Gemma2ForCausalLM(config)
@@ -375,9 +378,13 @@ def test_a_model_without_sdpa_is_not_swapped_to_it(target_path, tmp_path):
     assert resolve(None, "cuda", model) == "flex_attention"
     from optiplan.optimizers.artifact import load
     from optiplan.planner.measure.runtime import load_model
-    from transformers import AutoTokenizer
 
     model.save_pretrained(tmp_path / "gemma2")
-    AutoTokenizer.from_pretrained(target_path).save_pretrained(tmp_path / "gemma2")
+    tokenizer.save_pretrained(tmp_path / "gemma2")
     assert load(tmp_path / "gemma2", "cpu", dtype="fp32").model.config._attn_implementation == "eager"
     assert load_model(str(tmp_path / "gemma2"), "fp32", "cpu")[0].config._attn_implementation == "eager"
+    # apply asked for the step by name refuses it with the reason (it had failed on loading the model)
+    from optiplan.optimizers.apply import apply
+
+    with pytest.raises(NotSupportedHere, match="no SDPA attention for Gemma2ForCausalLM"):
+        apply(tmp_path / "gemma2", tmp_path / "opt", techniques=["flash-attention"], dtype="fp32", verify=False)
