@@ -194,10 +194,15 @@ def _kv_applied(function: str) -> Applied:
 
 
 def _caches_keys(ctx: Context) -> str | None:
-    """Refused for a pure state-space model (Mamba, RWKV): it has no attention layer."""
+    """Refused for a pure state-space model (Mamba, RWKV): it has no attention layer; and under transformers for a
+    model with sliding-window or chunked layers, whose QuantizedCache takes full-attention layers only."""
     if ctx.spec.layer_mixers and not ctx.spec.attention_layers:
         return (f"{ctx.spec.name} has no attention layer: "
                 "its cache is recurrent state, not keys and values, and KV quantization leaves the state at 16 bits")
+    if ctx.workload.engine == "transformers" and (any(ctx.spec.layer_windows) or any(ctx.spec.layer_chunks)):
+        return (f"transformers' QuantizedCache takes full-attention layers only (cache_utils: \"`QuantizedCache` is "
+                f"only supported for models with only full attention layers\"), and {ctx.spec.name} has "
+                + ("chunked-attention" if any(ctx.spec.layer_chunks) else "sliding-window") + " layers")
     return None
 
 
