@@ -13,7 +13,6 @@ import json
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from .corpus import DEFAULT_PROMPTS, read_eval_text
 from .registry import check_supported, registry
 from .runtime import LoadedModel
 from .speculative import DRAFT_TOKEN_CHOICES
+from .step_spec import StepSpec, parse_technique
 from .workspace import AlreadyInPlace, NotSupportedHere, Workspace
 
 # The figure each goal is judged by (quick_figures' keys) and which way is better
@@ -42,32 +42,6 @@ GOAL_METRIC = {"latency": ("tpot_ms", "lower"), "throughput": ("batched_tokens_p
 QUICK_NOISE, QUICK_BATCHED_FLOOR, QUICK_TPOT_CEILING = 0.10, 0.5, 2.0
 # what verify measures of memory: a memory plan ships only where one of them fell beyond noise
 MEMORY_FIGURES = ("weights_bytes", "cache_bytes", "peak_memory_bytes")
-
-
-@dataclass
-class StepSpec:
-    technique: str
-    params: dict[str, Any] = field(default_factory=dict)
-    predicted: dict[str, float] = field(default_factory=dict)
-
-
-def parse_technique(text: str) -> StepSpec:
-    """`weight-int8` or `sliding-window-sinks:window=256,num_sinks=4`."""
-    name, _, rest = text.partition(":")
-    params: dict[str, Any] = {}
-    for item in filter(None, rest.split(",")):
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise PlanError(f"technique option {item!r} in {text!r}: expected key=value")
-        params[key.strip()] = _value(value.strip())
-    return StepSpec(name.strip(), params)
-
-
-def _value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
 
 
 def steps_from_plan(plan_file: Path, source: Path) -> tuple[list[StepSpec], dict[str, Any]]:
@@ -371,6 +345,13 @@ def apply(source: str | Path, out: str | Path, *, goal: str | None = None, plan:
     return manifest
 
 
+def _skipped(records: list[StepRecord], step, detail: str, log: Callable[[str], None], said: str = "skipped: ") -> None:
+    """A step left out of the model, with its reason, in the manifest and the log."""
+    records.append(StepRecord(technique=step.technique, status="skipped", detail=detail, params=_plain(step.params),
+                              predicted=step.predicted))
+    log(f"  {said}{detail}")
+
+
 def _written(source: Path, staging: Path, runnable: list[StepSpec], records: list[StepRecord], *, device: str,
              dtype: str | None, allow_pickle: bool, goal: str | None, plan_json: dict[str, Any] | None, planned: bool,
              judged_by: str | None, keep_all: bool, drop_unprofitable: bool,
@@ -408,9 +389,7 @@ def _written(source: Path, staging: Path, runnable: list[StepSpec], records: lis
             after = quick_figures(ws)
         except AlreadyInPlace as exc:
             ws.runtime = saved[1]
-            records.append(StepRecord(technique=step.technique, status="skipped", detail=str(exc),
-                                      params=_plain(step.params), predicted=step.predicted))
-            log(f"  {exc}")
+            _skipped(records, step, str(exc), log, "")
             continue
         except NotSupportedHere as exc:
             # named by the user or in their plan file: an error, as before any step runs. A step the planner chose
@@ -420,12 +399,18 @@ def _written(source: Path, staging: Path, runnable: list[StepSpec], records: lis
                 raise
             model, ws.runtime, ws.draft, ws.quantization_config = saved
             ws.model = model if model is not None else ws.model
-            records.append(StepRecord(technique=step.technique, status="skipped", detail=str(exc),
-                                      params=_plain(step.params), predicted=step.predicted))
-            log(f"  skipped: {exc}")
+            _skipped(records, step, str(exc), log)
             continue
         except Exception as exc:
-            raise OptiplanError(f"{step.technique} failed on {source}: {str(exc).strip().splitlines()[0]}") from exc
+            first = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+            if not goal or opt.changes_model:
+                raise OptiplanError(f"{step.technique} failed on {source}: {first}") from exc
+            # a runtime setting the planner chose (--goal) that the library cannot run on this model, as its first
+            # run shows (torch.compile's whole-graph capture of a model whose decode step breaks the graph): rolled
+            # back and skipped with the library's reason, as a step found impossible before it runs is
+            ws.runtime, ws.draft, ws.quantization_config = saved[1], saved[2], saved[3]
+            _skipped(records, step, f"failed on its first run here: {first}", log)
+            continue
         # with the model before the step at hand (its copy, kept to roll it back, or the same model under the
         # runtime settings before the step), the two are timed interleaved; only a step that changes the model too
         # large to copy is judged by two samples apart in time

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .workspace import Workspace, device_kind
+from .workspace import NotSupportedHere, Workspace, device_kind
 
 DEFAULT_CONCURRENCY = 8
 DEFAULT_MAX_TOKENS = 512  # prompt + output per request
@@ -36,6 +36,13 @@ def continuous_batching(ws: Workspace, params: dict[str, Any]) -> str:
     """Paged KV cache and continuous batching (`generate_batch`), sized for the workload's concurrency."""
     # the planner's step names the sequences it serves at once (max_running; max_num_seqs in plans saved before);
     # a user may say concurrency
+    from transformers.generation.continuous_batching.cache import group_layers_by_attn_type
+
+    try:  # its paged cache allocates full- and sliding-attention layers only
+        group_layers_by_attn_type(ws.model.config)
+    except ValueError as exc:
+        raise NotSupportedHere(f"transformers' continuous batching has no paged cache for {type(ws.model).__name__}'s "
+                               f"layers ({exc})") from exc
     concurrency = int(params.get("concurrency") or params.get("max_running") or params.get("max_num_seqs")
                       or DEFAULT_CONCURRENCY)
     max_tokens = int(params.get("max_tokens", DEFAULT_MAX_TOKENS))

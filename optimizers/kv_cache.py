@@ -24,6 +24,14 @@ KV_BACKENDS = {
 RESIDUAL_TOKENS = 64  # recent tokens kept unquantized before they are packed (transformers' residual_length)
 
 
+def layer_types(config) -> list[str]:
+    """Each layer's cache type as transformers' caches read it (from `layer_types`, else from the sliding-window and
+    chunk fields: cache_utils.get_layer_types_and_kwargs)."""
+    from transformers.cache_utils import get_layer_types_and_kwargs
+
+    return get_layer_types_and_kwargs(config.get_text_config(decoder=True))[0]
+
+
 def _kv_quantized(ws: Workspace, technique: str, params: dict[str, Any]) -> str:
     ws.claim_cache(technique)
     settings = dict(KV_BACKENDS[technique])
@@ -31,6 +39,10 @@ def _kv_quantized(ws: Workspace, technique: str, params: dict[str, Any]) -> str:
         settings["backend"] = params["backend"]
     if why := _backend_refusal(technique, settings["backend"]):
         raise NotSupportedHere(why)
+    if others := set(layer_types(ws.model.config)) - {"full_attention", "dummy"}:
+        raise NotSupportedHere(f"transformers' QuantizedCache takes full-attention layers only (\"`QuantizedCache` is "
+                               f"only supported for models with only full attention layers\"); "
+                               f"{type(ws.model).__name__} has {', '.join(sorted(others))} layers")
     package = {"quanto": "optimum.quanto", "hqq": "hqq"}.get(settings["backend"])
     if package:
         import importlib.util
@@ -87,6 +99,9 @@ def sinks(ws: Workspace, params: dict[str, Any]) -> str:
     if rotary is None or getattr(ws.model.config, "partial_rotary_factor", 1.0) not in (None, 1.0):
         raise NotSupportedHere(f"attention sinks need full rotary position embeddings to re-rotate kept keys; "
                                f"{type(ws.model).__name__} has none")
+    if getattr(ws.model.config, "kv_lora_rank", None):
+        raise NotSupportedHere(f"attention sinks re-rotate whole kept keys; {type(ws.model).__name__}'s latent "
+                               "attention rotates only a part of each (qk_rope_head_dim)")
     kinds = set(getattr(ws.model.config, "layer_types", None) or ["full_attention"])
     if kinds != {"full_attention"}:
         raise NotSupportedHere(f"attention sinks keep one window for every layer; {type(ws.model).__name__}'s layers "

@@ -67,9 +67,20 @@ def measure_acceptance(ws_model, tokenizer, generate_kwargs: dict[str, Any], dev
     return {**acceptance(new_tokens, passes[0], drafted), "seconds": seconds}
 
 
+def refuse_stateful(ws: Workspace) -> None:
+    """transformers' assisted generation cannot roll a recurrent state back to the accepted tokens, and refuses a
+    stateful model (Jamba's, Qwen3-Next's: generation/utils.py, "assisted generation is not supported with stateful
+    models")."""
+    if getattr(ws.model, "_is_stateful", False):
+        raise NotSupportedHere(f"assisted generation is not supported with stateful models: transformers cannot roll "
+                               f"{type(ws.model).__name__}'s recurrent state back to the accepted tokens")
+
+
 def draft_model(ws: Workspace, params: dict[str, Any]) -> str:
     """Speculative decoding with a smaller draft model of the same tokenizer; drafted tokens per step tuned here."""
     from transformers import AutoModelForCausalLM
+
+    refuse_stateful(ws)
 
     from ..planner.measure.runtime import torch_dtype
 
@@ -112,6 +123,7 @@ def draft_model(ws: Workspace, params: dict[str, Any]) -> str:
 
 def prompt_lookup(ws: Workspace, params: dict[str, Any]) -> str:
     """Prompt-lookup speculation: draft tokens copied from earlier n-grams of the context, no draft model."""
+    refuse_stateful(ws)
     tokens = int(params.get("prompt_lookup_num_tokens", 10))
     ws.runtime.speculative = {"kind": "ngram", "prompt_lookup_num_tokens": tokens,
                               "max_matching_ngram_size": int(params.get("max_matching_ngram_size", 2))}

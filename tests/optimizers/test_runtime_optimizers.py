@@ -388,3 +388,60 @@ def test_a_model_without_sdpa_is_not_swapped_to_it(target_path, tmp_path):
 
     with pytest.raises(NotSupportedHere, match="no SDPA attention for Gemma2ForCausalLM"):
         apply(tmp_path / "gemma2", tmp_path / "opt", techniques=["flash-attention"], dtype="fp32", verify=False)
+
+
+def _tiny(kind: str):
+    import transformers
+
+    common = dict(vocab_size=128, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
+    return transformers.AutoModelForCausalLM.from_config({
+        "jamba": lambda: transformers.JambaConfig(**common, intermediate_size=96, num_experts=4, num_experts_per_tok=2,
+                                                  expert_layer_period=2, expert_layer_offset=1, attn_layer_period=2,
+                                                  attn_layer_offset=1, mamba_d_state=8, use_mamba_kernels=False),
+        "llama4": lambda: transformers.Llama4TextConfig(**common, head_dim=16, intermediate_size=64,
+                                                        intermediate_size_mlp=128, num_local_experts=4,
+                                                        num_experts_per_tok=1, interleave_moe_layer_step=2),
+        "deepseek_v3": lambda: transformers.DeepseekV3Config(
+            **{**common, "num_key_value_heads": 4}, intermediate_size=128, moe_intermediate_size=32,
+            n_routed_experts=4, num_experts_per_tok=2, q_lora_rank=16, kv_lora_rank=16, qk_nope_head_dim=8,
+            qk_rope_head_dim=8, v_head_dim=8, n_group=1, topk_group=1),
+    }[kind]())
+
+
+@pytest.mark.parametrize("kind, technique, params, reason", [
+    # found by applying each technique to tiny models of each architecture, where they had failed inside the library
+    ("jamba", "paged-kv", {}, "no paged cache for JambaForCausalLM's layers"),
+    ("llama4", "paged-kv", {}, "Invalid layer type: chunked_attention"),
+    ("jamba", "kv-int8", {}, "full-attention layers only"),
+    ("llama4", "kv-int4", {}, "full-attention layers only"),
+    ("jamba", "spec-ngram", {}, "not supported with stateful models"),
+    ("deepseek_v3", "sliding-window-sinks", {}, "latent attention rotates only a part"),
+])
+def test_what_transformers_cannot_run_on_a_model_is_refused_before_it_runs(kind, technique, params, reason):
+    from optiplan.optimizers.workspace import Workspace
+
+    ws = Workspace(model=_tiny(kind).eval(), tokenizer=None, device="cpu", source=None)
+    with pytest.raises(NotSupportedHere, match=reason):
+        check_supported(technique, "cpu").apply(ws, params)
+
+
+def test_a_planned_runtime_step_that_fails_on_its_first_run_is_skipped_not_fatal(target_path, tmp_path,
+                                                                                  monkeypatch):
+    """A runtime setting the planner chose that the library cannot run on the model (torch.compile's whole-graph
+    capture of Jamba's, Qwen3-Next's, DeepSeek-V3's or EXAONE 4's decode step, measured on tiny random models) had
+    stopped apply; it is rolled back and skipped with the library's reason, and the model is written."""
+    from optiplan.optimizers import apply as apply_module
+    from optiplan.optimizers.step_spec import StepSpec
+
+    monkeypatch.setattr(apply_module, "steps_from_goal",
+                        lambda *a, **k: ([StepSpec("torch-compile", {"mode": "no-such-mode"})], None))
+    manifest = apply_module.apply(target_path, tmp_path / "opt", goal="latency", dtype="fp32", verify=False)
+    (step,) = manifest.steps
+    assert step.technique == "torch-compile" and step.status == "skipped", step
+    # (where the machine has no C compiler, inductor's refusal comes first)
+    assert "Unrecognized mode=no-such-mode" in step.detail or "C compiler" in step.detail, step.detail
+    assert (tmp_path / "opt" / "config.json").is_file()
+    # named by the user, the same failure is an error
+    with pytest.raises(Exception, match="torch-compile|C compiler"):
+        apply_module.apply(target_path, tmp_path / "opt2", techniques=["torch-compile:mode=no-such-mode"],
+                           dtype="fp32", verify=False)
