@@ -32,6 +32,14 @@ def layer_types(config) -> list[str]:
     return get_layer_types_and_kwargs(config.get_text_config(decoder=True))[0]
 
 
+def _token_width(config) -> int:
+    """Values a layer caches of one token's keys: KV heads x head dim (one latent of keys' rotary part for MLA)."""
+    config = config.get_text_config(decoder=True)
+    heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    return heads * head_dim
+
+
 def _kv_quantized(ws: Workspace, technique: str, params: dict[str, Any]) -> str:
     ws.claim_cache(technique)
     settings = dict(KV_BACKENDS[technique])
@@ -54,6 +62,11 @@ def _kv_quantized(ws: Workspace, technique: str, params: dict[str, Any]) -> str:
         settings["residual_length"] = int(params.get("residual_length", RESIDUAL_TOKENS))
         if params.get("group_size"):  # the planner's step gives the quantization group along the head dim
             settings["q_group_size"] = int(params["group_size"])
+        # the backends quantize a layer's keys of each new token together, in groups that must divide them
+        group, width = settings.get("q_group_size", 64), _token_width(ws.model.config)
+        if width % group:
+            raise NotSupportedHere(f"{technique}: a token's keys in a layer ({width} values) do not divide into groups "
+                                   f"of {group}, as transformers' {settings['backend']} cache packs them")
     ws.runtime.cache = {"kind": "quantized", **settings}
     bits = settings.get("nbits", 8)
     return f"quantized KV cache: {settings['backend']} {bits}-bit" + (
