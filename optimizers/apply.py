@@ -377,8 +377,10 @@ def _written(source: Path, staging: Path, runnable: list[StepSpec], records: lis
         saved = (copy.deepcopy(ws.model) if copied else None,
                  ws.runtime.model_copy(deep=True), ws.draft, ws.quantization_config)
         log(f"applying {step.technique}" + SLOW_STEPS.get(step.technique, ""))
+        applied = False  # (a failure of the step itself, before its first run, is never skipped as one of it)
         try:
             detail = opt.apply(ws, dict(step.params))
+            applied = True
             # its first run is where a setting the library takes but cannot run fails (a cache group that does not
             # divide the tensor it packs): the same error as a failed step, not an internal one
             if ws.runtime.compile and not (saved[1].compile or {}):
@@ -403,7 +405,7 @@ def _written(source: Path, staging: Path, runnable: list[StepSpec], records: lis
             continue
         except Exception as exc:
             first = (str(exc).strip() or type(exc).__name__).splitlines()[0]
-            if not goal or opt.changes_model:
+            if not goal or opt.changes_model or not applied:
                 raise OptiplanError(f"{step.technique} failed on {source}: {first}") from exc
             # a runtime setting the planner chose (--goal) that the library cannot run on this model, as its first
             # run shows (torch.compile's whole-graph capture of a model whose decode step breaks the graph): rolled

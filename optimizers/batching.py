@@ -39,7 +39,7 @@ def continuous_batching(ws: Workspace, params: dict[str, Any]) -> str:
     from transformers.generation.continuous_batching.cache import group_layers_by_attn_type
 
     try:  # its paged cache allocates full- and sliding-attention layers only
-        group_layers_by_attn_type(ws.model.config)
+        group_layers_by_attn_type(ws.model.config.get_text_config(decoder=True))
     except ValueError as exc:
         raise NotSupportedHere(f"transformers' continuous batching has no paged cache for {type(ws.model).__name__}'s "
                                f"layers ({exc})") from exc

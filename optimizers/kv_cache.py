@@ -32,12 +32,15 @@ def layer_types(config) -> list[str]:
     return get_layer_types_and_kwargs(config.get_text_config(decoder=True))[0]
 
 
-def _token_width(config) -> int:
-    """Values a layer caches of one token's keys: KV heads x head dim (one latent of keys' rotary part for MLA)."""
+def _token_widths(config) -> list[int]:
+    """Values a layer caches of one token, tensor by tensor: its keys and values, KV heads x head dim; latent
+    attention caches its compressed latent and the keys' rotary part (DeepSeek's cache.update(kv_nope, k_rot))."""
     config = config.get_text_config(decoder=True)
+    if getattr(config, "kv_lora_rank", None):
+        return [config.kv_lora_rank, config.qk_rope_head_dim]
     heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    return heads * head_dim
+    return [heads * head_dim]
 
 
 def _kv_quantized(ws: Workspace, technique: str, params: dict[str, Any]) -> str:
@@ -47,7 +50,7 @@ def _kv_quantized(ws: Workspace, technique: str, params: dict[str, Any]) -> str:
         settings["backend"] = params["backend"]
     if why := _backend_refusal(technique, settings["backend"]):
         raise NotSupportedHere(why)
-    if others := set(layer_types(ws.model.config)) - {"full_attention", "dummy"}:
+    if others := set(layer_types(ws.model.config)) - {"full_attention"}:
         raise NotSupportedHere(f"transformers' QuantizedCache takes full-attention layers only (\"`QuantizedCache` is "
                                f"only supported for models with only full attention layers\"); "
                                f"{type(ws.model).__name__} has {', '.join(sorted(others))} layers")
@@ -63,10 +66,10 @@ def _kv_quantized(ws: Workspace, technique: str, params: dict[str, Any]) -> str:
         if params.get("group_size"):  # the planner's step gives the quantization group along the head dim
             settings["q_group_size"] = int(params["group_size"])
         # the backends quantize a layer's keys of each new token together, in groups that must divide them
-        group, width = settings.get("q_group_size", 64), _token_width(ws.model.config)
-        if width % group:
-            raise NotSupportedHere(f"{technique}: a token's keys in a layer ({width} values) do not divide into groups "
-                                   f"of {group}, as transformers' {settings['backend']} cache packs them")
+        group = settings.get("q_group_size", 64)
+        if widths := [w for w in _token_widths(ws.model.config) if w % group]:
+            raise NotSupportedHere(f"{technique}: a token's cached values in a layer ({widths[0]}) do not divide into "
+                                   f"groups of {group}, as transformers' {settings['backend']} cache packs them")
     ws.runtime.cache = {"kind": "quantized", **settings}
     bits = settings.get("nbits", 8)
     return f"quantized KV cache: {settings['backend']} {bits}-bit" + (

@@ -71,7 +71,12 @@ def refuse_stateful(ws: Workspace) -> None:
     """transformers' assisted generation cannot roll a recurrent state back to the accepted tokens, and refuses a
     stateful model (Jamba's, Qwen3-Next's: generation/utils.py, "assisted generation is not supported with stateful
     models")."""
-    if getattr(ws.model, "_is_stateful", False):
+    from .kv_cache import layer_types
+
+    # (LFM2's short convolutions keep state too, which transformers does not mark: its assisted generation diverged
+    # silently, transformers PR #46937)
+    state = set(layer_types(ws.model.config)) - {"full_attention", "sliding_attention", "chunked_attention"}
+    if getattr(ws.model, "_is_stateful", False) or state:
         raise NotSupportedHere(f"assisted generation is not supported with stateful models: transformers cannot roll "
                                f"{type(ws.model).__name__}'s recurrent state back to the accepted tokens")
 

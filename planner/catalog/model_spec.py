@@ -456,6 +456,8 @@ def _spec_from_config(config: dict[str, Any], name: str, source: str) -> ModelSp
         # experts' modules; gpt-oss's config lists self_attn, the router, embedding and head in
         # modules_to_not_convert): the other weights stay 16-bit
         spec.update(checkpoint_dtype="mxfp4", checkpoint_modules="experts")
+    spec.update(config_window=bool(f.int("sliding_window")) and not (
+        model_type in ("qwen2", "qwen3", "qwen2_moe") and not f.flag("use_sliding_window")))
     spec.update(moe=moe, layer_moe=tuple(layer_moe), layer_windows=tuple(_windows(f, model_type, layers)),
                 layer_chunks=tuple(_chunks(f, model_type, layers)), warnings=tuple(warnings))
     if spec["intermediate_size"] <= 0:

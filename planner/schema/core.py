@@ -199,6 +199,11 @@ class ModelSpec(Frozen):
     parallel_attention: bool = False
     max_position_embeddings: int
     layer_windows: tuple[int | None, ...] = Field(description="per layer: sliding window, None for full attention")
+    # transformers types every layer of a config with a sliding_window as sliding for its caches, even a window as
+    # long as the context, which the engines (and layer_windows) read as full attention
+    config_window: bool = Field(False, exclude_if=lambda v: not v,
+                                description="the config sets a sliding window (transformers' caches type its layers "
+                                            "as sliding)")
     layer_chunks: tuple[int | None, ...] = Field((), exclude_if=lambda v: not v,
                                                  description="per layer: the chunk of chunked local attention (Llama "
                                                              "4: a token attends to its own chunk only), None for a "

@@ -245,11 +245,10 @@ def test_a_plans_sequences_size_the_paged_cache_under_either_name():
         dtype = "fp32"
         continuous_batching = None
 
-    class Config:
-        num_key_value_heads, num_attention_heads, hidden_size, num_hidden_layers = 2, 4, 64, 2
+    from transformers import LlamaConfig
 
     class Model:
-        config = Config()
+        config = LlamaConfig(num_key_value_heads=2, num_attention_heads=4, hidden_size=64, num_hidden_layers=2)
 
     class Ws:
         model, runtime, device = Model(), Runtime(), "cpu"
@@ -401,6 +400,9 @@ def _tiny(kind: str):
         "llama4": lambda: transformers.Llama4TextConfig(**common, head_dim=16, intermediate_size=64,
                                                         intermediate_size_mlp=128, num_local_experts=4,
                                                         num_experts_per_tok=1, interleave_moe_layer_step=2),
+        "lfm2": lambda: transformers.Lfm2Config(vocab_size=128, hidden_size=64, intermediate_size=96,
+                                                num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                                layer_types=["conv", "full_attention"], block_auto_adjust_ff_dim=False),
         "deepseek_v3": lambda: transformers.DeepseekV3Config(
             **{**common, "num_key_value_heads": 4}, intermediate_size=128, moe_intermediate_size=32,
             n_routed_experts=4, num_experts_per_tok=2, q_lora_rank=16, kv_lora_rank=16, qk_nope_head_dim=8,
@@ -416,8 +418,10 @@ def _tiny(kind: str):
     ("llama4", "kv-int4", {}, "full-attention layers only"),
     ("jamba", "spec-ngram", {}, "not supported with stateful models"),
     ("deepseek_v3", "sliding-window-sinks", {}, "latent attention rotates only a part"),
-    # (a layer's keys of a token, 4 heads of 8, in the backends' groups of 64: "group_size should be divisble")
+    # (latent attention caches its compressed latent, 16 values a token here, and the keys' rotary part, 8, which the
+    # backends pack in groups of 64: "group_size should be divisble")
     ("deepseek_v3", "kv-int8", {}, "do not divide into groups of 64"),
+    ("lfm2", "spec-ngram", {}, "not supported with stateful models"),
 ])
 def test_what_transformers_cannot_run_on_a_model_is_refused_before_it_runs(kind, technique, params, reason):
     from optiplan.optimizers.workspace import Workspace

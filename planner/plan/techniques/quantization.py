@@ -146,7 +146,13 @@ def _fp8_weights(state: PlanState, ctx: Context) -> PlanState:
 
 def _served_in_4bit(ctx: Context) -> str | None:
     """Every other weight format refused for a model served in its published MXFP4 checkpoint (gpt-oss on a GPU): its
-    routed experts, nearly all of its weights, are 4-bit already, and another format would re-quantize them."""
+    routed experts, nearly all of its weights, are 4-bit already, and another format would re-quantize them. Under
+    transformers every weight format refused for a mixture of experts: transformers 5 holds its experts as fused 3-D
+    tensors, which the libraries optiplan apply quantizes with (torchao, optimum-quanto, gptqmodel, bitsandbytes) leave
+    in full precision, quantizing linear layers (`Workspace.refuse_fused_experts`, which apply's optimizers run)."""
+    if ctx.workload.engine == "transformers" and ctx.spec.moe is not None:
+        return (f"transformers holds {ctx.spec.name}'s experts as fused 3-D tensors, which the weight-quantization "
+                "libraries it runs leave in full precision (they quantize linear layers): most of its weights")
     if served_checkpoint_dtype(ctx.spec, ctx.hw, ctx.workload.engine) == "mxfp4":
         return (f"{ctx.spec.name} is served in its published MXFP4 checkpoint on {ctx.hw.id}: its routed experts, "
                 "nearly all of its weights, are 4-bit already, and another weight format would re-quantize them")
@@ -199,10 +205,14 @@ def _caches_keys(ctx: Context) -> str | None:
     if ctx.spec.layer_mixers and not ctx.spec.attention_layers:
         return (f"{ctx.spec.name} has no attention layer: "
                 "its cache is recurrent state, not keys and values, and KV quantization leaves the state at 16 bits")
-    if ctx.workload.engine == "transformers" and (any(ctx.spec.layer_windows) or any(ctx.spec.layer_chunks)):
+    spec = ctx.spec
+    if ctx.workload.engine == "transformers" and (any(spec.layer_windows) or any(spec.layer_chunks)
+                                                  or spec.config_window):
         return (f"transformers' QuantizedCache takes full-attention layers only (cache_utils: \"`QuantizedCache` is "
-                f"only supported for models with only full attention layers\"), and {ctx.spec.name} has "
-                + ("chunked-attention" if any(ctx.spec.layer_chunks) else "sliding-window") + " layers")
+                f"only supported for models with only full attention layers\"), and {spec.name} has "
+                + ("chunked-attention" if any(spec.layer_chunks) else "sliding-window") + " layers"
+                + ("" if any(spec.layer_windows) or any(spec.layer_chunks) else
+                   " as transformers reads its config (a window as long as its context)"))
     return None
 
 

@@ -10,7 +10,8 @@ from optiplan.planner.schema import AdviseRequest
 
 
 # devices that hold each model in 16 bits, as transformers' device_map splits it
-DEVICES = {"llama-4-scout": 4, "jamba-1.5-mini": 2, "qwen3-next-80b-a3b": 4}
+DEVICES = {"llama-4-scout": 4, "jamba-1.5-mini": 2, "qwen3-next-80b-a3b": 4, "phi-3.5-moe": 2,
+           "mixtral-8x7b": 2}
 
 
 def _rejected(model: str) -> dict[str, str]:
@@ -31,6 +32,11 @@ def _rejected(model: str) -> dict[str, str]:
     ("gemma-2-9b", "kv-fp8", "sliding-window layers"),
     # the compiled decode step recompiles past torch's limit in the batched runs verify makes
     ("recurrentgemma-2b", "torch-compile", "recompiles past torch's limit"),
+    # a window as long as its context: full attention to the engines, sliding layers to transformers' caches
+    ("phi-3.5-moe", "kv-fp8", "as transformers reads its config"),
+    # transformers 5's fused 3-D experts, which torchao and quanto leave in full precision
+    ("phi-3.5-moe", "weight-int8", "fused 3-D tensors"),
+    ("mixtral-8x7b", "weight-int4", "fused 3-D tensors"),
 ])
 def test_transformers_refuses_what_it_cannot_run(model, technique, reason):
     rejected = _rejected(model)
