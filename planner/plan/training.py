@@ -25,8 +25,8 @@ Under FSDP (accelerate's FSDP2) a device holds more than its shards at the step'
 from __future__ import annotations
 
 from ... import profiles
-from ..analytic.params import ParamCounts, param_counts
 from ..analytic.efficiency import attention_kernel_factor
+from ..analytic.params import ParamCounts, param_counts
 from ..analytic.steps import ALLREDUCE_EFFICIENCY, prefill_attention_flops
 from ..catalog.engine_refusals import sdpa_refused
 from ..catalog.hardware import cost_per_million_tokens
