@@ -21,6 +21,29 @@ from optiplan.planner.schema import AdviseRequest
 MODELS = Path(__file__).resolve().parents[2] / "assets" / "models"
 
 
+def _script(files: dict, folder: Path):
+    """The rendered train.py, written under `folder` and imported."""
+    import importlib.util
+
+    write(files, folder)
+    spec = importlib.util.spec_from_file_location("rendered_train", folder / "train" / "train.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
+def _tiny_mixtral(folder: Path):
+    """A one-layer random Mixtral of four experts saved to `folder`, and its config."""
+    import torch
+    from transformers import MixtralConfig, MixtralForCausalLM
+
+    config = MixtralConfig(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                           num_attention_heads=4, num_key_value_heads=2, num_local_experts=4, num_experts_per_tok=2)
+    torch.manual_seed(0)
+    MixtralForCausalLM(config).save_pretrained(folder)
+    return folder, config
+
+
 def _files(**request) -> tuple[dict, dict, dict, object]:
     a = advise(AdviseRequest(workload="fine-tune", **{"hardware": "h100-sxm", **request}))
     files = training_files(a)
@@ -122,22 +145,11 @@ def test_the_script_puts_adapters_on_a_mixture_of_experts_routed_experts(tmp_pat
     dropout with them, which peft refuses ("lora.ParamWrapper does not work with lora_dropout != 0"). Its load_model
     runs on a tiny random Mixtral here, and the experts get adapters."""
     pytest.importorskip("peft")
-    torch = pytest.importorskip("torch")
-    import importlib.util
-
-    from transformers import MixtralConfig, MixtralForCausalLM
-
+    pytest.importorskip("torch")
     files, train, _, _ = _files(model="mixtral-8x7b", num_devices=2)
     assert train["adapters"]["target_parameters"] and train["adapters"]["dropout"] == 0.0
-    write(files, tmp_path / "cfg")
-    tiny = tmp_path / "tiny-mixtral"
-    config = MixtralConfig(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                           num_attention_heads=4, num_key_value_heads=2, num_local_experts=4, num_experts_per_tok=2)
-    torch.manual_seed(0)
-    MixtralForCausalLM(config).save_pretrained(tiny)
-    spec = importlib.util.spec_from_file_location("rendered_train", tmp_path / "cfg" / "train" / "train.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    tiny, config = _tiny_mixtral(tmp_path / "tiny-mixtral")
+    script = _script(files, tmp_path / "cfg")
     train["mixed_precision"] = None  # this CPU's fp32
     model = script.load_model(train, str(tiny))
     names = [n for n, p in model.named_parameters() if p.requires_grad]
@@ -153,22 +165,11 @@ def test_a_mixture_of_experts_full_fine_tune_runs_its_experts_in_16_bits(tmp_pat
     autocast-enabled and would run in fp32, so the script registers grouped_mm over the experts' weights cast to bf16
     and loads the model with it; the gradients reach the fp32 experts."""
     torch = pytest.importorskip("torch")
-    import importlib.util
-
-    from transformers import MixtralConfig, MixtralForCausalLM
-
     files, train, _, _ = _files(model="qwen1.5-moe-a2.7b", hardware="mi325x", without=("lora", "qlora"))
     assert train["experts_implementation"] == "grouped_mm_autocast" and not train["fsdp"] and not train["adapters"]
     assert 'experts_implementation="grouped_mm_autocast"' in files["train/README.md"]
-    write(files, tmp_path / "cfg")
-    tiny = tmp_path / "tiny-mixtral"
-    config = MixtralConfig(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                           num_attention_heads=4, num_key_value_heads=2, num_local_experts=4, num_experts_per_tok=2)
-    torch.manual_seed(0)
-    MixtralForCausalLM(config).save_pretrained(tiny)
-    spec = importlib.util.spec_from_file_location("rendered_train", tmp_path / "cfg" / "train" / "train.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    tiny, config = _tiny_mixtral(tmp_path / "tiny-mixtral")
+    script = _script(files, tmp_path / "cfg")
     model = script.load_model(train, str(tiny))
     assert model.config._experts_implementation == "grouped_mm_autocast" and model.dtype == torch.float32
     # what the experts keep at their intermediate width for the backward: bf16 (the grouped experts keep fp32)
@@ -206,15 +207,10 @@ def test_packed_documents_attend_only_to_themselves(tmp_path):
     document's last. The script had packed with an all-ones attention mask, so the second document attended to the
     first."""
     torch = pytest.importorskip("torch")
-    import importlib.util
-
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     files, _, _, _ = _files(model="llama-3.2-1b", hardware="l4")
-    write(files, tmp_path / "cfg")
-    spec = importlib.util.spec_from_file_location("rendered_train", tmp_path / "cfg" / "train" / "train.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = _script(files, tmp_path / "cfg")
     tokenizer = AutoTokenizer.from_pretrained(MODELS / "target")
     texts = ["the quick brown fox jumps over the lazy dog", "a second document about something else entirely"]
     data = tmp_path / "data.jsonl"
@@ -243,15 +239,10 @@ def test_the_data_is_packed_once_on_each_machine(tmp_path, monkeypatch):
     on the same data, tokenizer and length reuses it."""
     np = pytest.importorskip("numpy")
     pytest.importorskip("torch")
-    import importlib.util
-
     from transformers import AutoTokenizer, TrainingArguments
 
     files, _, _, _ = _files(model="llama-3.2-1b", hardware="l4")
-    write(files, tmp_path / "cfg")
-    spec = importlib.util.spec_from_file_location("rendered_train", tmp_path / "cfg" / "train" / "train.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = _script(files, tmp_path / "cfg")
     tokenizer = AutoTokenizer.from_pretrained(MODELS / "target")
     data = tmp_path / "data.jsonl"
     data.write_text("".join(json.dumps({"text": f"document {i} " * 20}) + "\n" for i in range(12)))
@@ -304,17 +295,12 @@ def test_a_full_fine_tune_under_fsdp_loads_its_checkpoint_in_16_bits(tmp_path):
     share, and accelerate upcasts the first process's copy. Without FSDP the fp32 master weights are loaded as
     before."""
     torch = pytest.importorskip("torch")
-    import importlib.util
-
     files, train, _, a = _files(model="llama-2-70b", hardware="a100-80gb-sxm", num_devices=16,
                                 without=("lora", "qlora"))
     assert train["fsdp"] and train["adapters"] is None
     readme = files["train/README.md"]
     assert "map the whole 138 GB checkpoint" in readme and "276 GB of fp32" in readme
-    write(files, tmp_path / "cfg")
-    spec = importlib.util.spec_from_file_location("rendered_train", tmp_path / "cfg" / "train" / "train.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = _script(files, tmp_path / "cfg")
     dtypes = {fsdp: {p.dtype for p in script.load_model({**train, "fsdp": fsdp}, str(MODELS / "target")).parameters()}
               for fsdp in (True, False)}
     assert dtypes == {True: {torch.bfloat16}, False: {torch.float32}}
@@ -397,8 +383,6 @@ def test_the_script_adapts_each_layout_as_the_plan_counts(kind, tmp_path):
     into one parameter."""
     torch = pytest.importorskip("torch")
     pytest.importorskip("peft")
-    import importlib.util
-
     from optiplan.planner.catalog.hardware import resolve_hardware
     from optiplan.planner.catalog.model_spec import model_spec_from_config
     from optiplan.planner.plan.state import PlanState
@@ -408,10 +392,7 @@ def test_the_script_adapts_each_layout_as_the_plan_counts(kind, tmp_path):
     # a MoE plan's settings for the MoE layouts, a dense one's for the Mamba ones
     moe = kind not in ("mamba2", "nemotron_h", "recurrent_gemma", "lfm2", "phi3", "granitemoehybrid")
     files, train, _, _ = _files(model="mixtral-8x7b", num_devices=2) if moe else _files(model="mamba2-2.7b")
-    write(files, tmp_path / "cfg")
-    spec = importlib.util.spec_from_file_location("rendered_train", tmp_path / "cfg" / "train" / "train.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = _script(files, tmp_path / "cfg")
     config = _tiny_layout(kind)
     torch.manual_seed(0)
     AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path / kind)
