@@ -14,11 +14,16 @@ DEFAULT_CONCURRENCY = 8
 DEFAULT_MAX_TOKENS = 512  # prompt + output per request
 
 
-def kv_bytes_per_token(config, dtype_bytes: int) -> int:
-    """Key and value bytes one token occupies in every layer."""
+def kv_width(config) -> int:
+    """Values one token's keys (or values) take in a layer: KV heads x head dim."""
     heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    return 2 * config.num_hidden_layers * heads * head_dim * dtype_bytes
+    return heads * head_dim
+
+
+def kv_bytes_per_token(config, dtype_bytes: int) -> int:
+    """Key and value bytes one token occupies in every layer."""
+    return 2 * config.num_hidden_layers * kv_width(config) * dtype_bytes
 
 
 def sized_config(config, device: str, concurrency: int, max_tokens: int, dtype_bytes: int,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .batching import kv_width
 from .workspace import NotSupportedHere, Workspace, tensor_bytes
 
 # kv technique id -> transformers QuantizedCache settings. quanto packs 2 or 4 bits, hqq 1-8, fp8 is per-tensor.
@@ -38,9 +39,7 @@ def _token_widths(config) -> list[int]:
     config = config.get_text_config(decoder=True)
     if getattr(config, "kv_lora_rank", None):
         return [config.kv_lora_rank, config.qk_rope_head_dim]
-    heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    return [heads * head_dim]
+    return [kv_width(config)]
 
 
 def _kv_quantized(ws: Workspace, technique: str, params: dict[str, Any]) -> str:

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .kv_cache import layer_types
 from .quantize import QUANTO_WEIGHTS_FILE
 from .workspace import NotSupportedHere, Workspace
 
@@ -71,8 +72,6 @@ def refuse_stateful(ws: Workspace) -> None:
     """transformers' assisted generation cannot roll a recurrent state back to the accepted tokens, and refuses a
     stateful model (Jamba's, Qwen3-Next's: generation/utils.py, "assisted generation is not supported with stateful
     models")."""
-    from .kv_cache import layer_types
-
     # (LFM2's short convolutions keep state too, which transformers does not mark: its assisted generation diverged
     # silently, transformers PR #46937)
     state = set(layer_types(ws.model.config)) - {"full_attention", "sliding_attention", "chunked_attention"}
@@ -85,9 +84,9 @@ def draft_model(ws: Workspace, params: dict[str, Any]) -> str:
     """Speculative decoding with a smaller draft model of the same tokenizer; drafted tokens per step tuned here."""
     from transformers import AutoModelForCausalLM
 
-    refuse_stateful(ws)
-
     from ..planner.measure.runtime import torch_dtype
+
+    refuse_stateful(ws)
 
     path = params.get("draft")
     if not path:

@@ -8,7 +8,8 @@ from dataclasses import replace
 from ..catalog.dtypes import QUANTIZED, DtypeError, canonical, compute_dtype
 from ..catalog.engine_devices import backend_refusal
 from ..catalog.engine_memory import stated_kv_memory
-from ..catalog.engine_refusals import engine_format_refusal, engine_step_refusal, kv_heads_refusal, sdpa_refused
+from ..catalog.engine_refusals import (engine_format_refusal, engine_step_refusal, kv_heads_refusal,
+                                       runs_eager_attention, sdpa_refused)
 from ..catalog.engine_state_models import serving_refusal
 from ..catalog.engines import (
     GENERIC_SERVING,
@@ -136,9 +137,9 @@ def with_weights(request: ProfileRequest, spec: ModelSpec, hw: HardwareSpec) -> 
     """The request with its weight format resolved: as given; else the model's published checkpoint's where the device
     and the engine run it as it is (`served_checkpoint_dtype`: gpt-oss's MXFP4 experts, DeepSeek-V3's fp8), else the
     device's 16-bit format (bf16; fp16 where it has no bf16 rate, a T4). Its attention kernel too, where it names
-    none: eager under transformers for a model it has no SDPA attention for (`sdpa_refused`), as transformers runs it."""
+    none: eager under transformers for a model it has no SDPA attention for (`runs_eager_attention`), as it runs it."""
     if request.attention is None:
-        eager = engine_runtime(request.engine) == "transformers" and sdpa_refused(spec.model_type)
+        eager = runs_eager_attention(request.engine, spec.model_type)
         request = request.model_copy(update={"attention": "eager" if eager else "memory-efficient"})
     if request.dtype is not None:
         return request

@@ -16,6 +16,7 @@ from .engines import (
     engine_fact,
     engine_plans,
     engine_profile,
+    engine_runtime,
     engine_table,
     kv_fp8_storage,
     planned_engines,
@@ -184,3 +185,9 @@ def sdpa_refused(model_type: str) -> bool:
     """Whether transformers has no SDPA attention for the model type, which it then runs eagerly, its score matrix
     materialised (the transformers profile's sdpa_refused_models)."""
     return model_type in (engine_profile("transformers").get("sdpa_refused_models") or ())
+
+
+def runs_eager_attention(engine: str | None, model_type: str) -> bool:
+    """Whether `engine` runs the model's attention eagerly by default: transformers (its runtime) on a model it has no
+    SDPA attention for (`sdpa_refused`)."""
+    return engine is not None and engine_runtime(engine) == "transformers" and sdpa_refused(model_type)

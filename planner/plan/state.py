@@ -13,7 +13,7 @@ from ..analytic.efficiency import prefill_chunk_tokens
 from ..analytic.kvcache import cache_tokens_held, layout_for_runtime
 from ..analytic.setup import Setup, build_setup
 from ..catalog.engine_memory import engine_image_sampler
-from ..catalog.engine_refusals import sdpa_refused
+from ..catalog.engine_refusals import runs_eager_attention
 from ..catalog.engines import engine_api_servers_option, engine_chunk_budget, engine_runtime, holds_used_cache
 from ..catalog.hardware import default_16bit, unquantized_dtype
 from ..catalog.served import served_checkpoint_dtype, server_dp_ranks
@@ -78,10 +78,9 @@ def baseline_state(spec: ModelSpec, hw: HardwareSpec, devices: int, engine: str 
     checkpoint's weights (a published fp8 checkpoint stays fp8 where the device has fp8 and `engine` runs it, else it
     is dequantized), 16-bit otherwise (fp32 where the device has no 16-bit rate or a slower one), SDPA attention, a
     contiguous cache per slot, layers split over the devices in sequence (`device_map="auto"`); eager attention where
-    transformers has no SDPA for the model and runs it (`sdpa_refused`)."""
-    eager = engine is not None and engine_runtime(engine) == "transformers" and sdpa_refused(spec.model_type)
+    transformers has no SDPA for the model and runs it (`runs_eager_attention`)."""
     state = PlanState(spec=spec, hw=hw, devices=devices, tp=1, pp=min(devices, spec.num_layers),
-                      attention="eager" if eager else "sdpa")
+                      attention="eager" if runs_eager_attention(engine, spec.model_type) else "sdpa")
     return state.with_(weight_dtype=served_checkpoint_dtype(spec, hw, engine) or unquantized_dtype(hw))
 
 
