@@ -382,7 +382,8 @@ def _written(source: Path, staging: Path, runnable: list[StepSpec], records: lis
             detail = opt.apply(ws, dict(step.params))
             applied = True
             # its first run is where a setting the library takes but cannot run fails (torch.compile's whole-graph
-            # capture of a decode step that breaks the graph): a failed step, not an internal error
+            # capture of a decode step that breaks the graph, or that meets torch's recompile limit): a failed step,
+            # not an internal error
             if ws.runtime.compile and not (saved[1].compile or {}):
                 # a compiled step compiles each shape on its first run, and again where a later prompt grew its
                 # static cache: time it warm after two runs, as `effects.interleaved_ratios` and verify do

@@ -7,11 +7,28 @@ from __future__ import annotations
 import shutil
 from typing import Any
 
+from .kv_cache import layer_types
 from .workspace import NotSupportedHere, Workspace, device_kind
+
+# The cache layers transformers' StaticCache holds in a StaticSlidingWindowLayer (cache_utils.STATIC_LAYER_TYPE_MAPPING)
+WINDOW_LAYER_TYPES = frozenset({"sliding_attention", "chunked_attention", "hybrid_sliding"})
+# transformers 5.24 cache_utils.StaticSlidingWindowLayer — "we also need to use a python int to keep track of the
+# cumulative length: self.cumulative_length_int = 0", read in update ("is_full = current_length >=
+# self.max_cache_len") and get_mask_sizes; dynamo guards on the int's value, so the decode step recompiles at every
+# token (TORCH_LOGS=recompiles: "kwargs['cache'].layers[0].cumulative_length_int == 9", == 10, ...). Measured here
+# (torch 2.13, CPU): one `optiplan apply -t torch-compile` compiled 61 graphs for a tiny Gemma 2 and EXAONE 4 and 3
+# for a tiny OLMo 2 or Jamba; fullgraph stops at the recompile limit. Also reported against transformers by
+# tenstorrent/tt-xla#3688 (huggingface/transformers#44609).
+WINDOW_RECOMPILES = ("transformers' static cache keeps a window layer's length as a Python int "
+                     "(StaticSlidingWindowLayer.cumulative_length_int), which torch.compile specialises on: the "
+                     "compiled decode step would recompile at every token")
 
 
 def compile_forward(ws: Workspace, params: dict[str, Any]) -> str:
     """Compile the decode forward pass (inductor) over a static cache; CUDA graphs on a GPU."""
+    if windows := WINDOW_LAYER_TYPES.intersection(layer_types(ws.model.config)):
+        raise NotSupportedHere(f"{WINDOW_RECOMPILES}; {type(ws.model).__name__} has {', '.join(sorted(windows))} "
+                               f"layers")
     if device_kind(ws.device) == "cpu" and not (shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")):
         raise NotSupportedHere("torch.compile on CPU needs a C compiler (inductor generates C++): install gcc")
     ws.claim_cache("torch-compile")  # it needs the static cache

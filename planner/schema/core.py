@@ -253,6 +253,18 @@ class ModelSpec(Frozen):
         return sum(1 for i in range(self.num_layers) if "attention" in self.mixer(i))
 
     @property
+    def windowed_cache_layers(self) -> str | None:
+        """The layers transformers' caches hold as a window (its StaticSlidingWindowLayer, the sliding layers of its
+        other caches), in words: chunked-attention or sliding-window layers, or every layer where the config sets a
+        window as long as the context (which the engines read as full attention); None where there are none."""
+        if any(self.layer_chunks):
+            return "chunked-attention layers"
+        if any(self.layer_windows):
+            return "sliding-window layers"
+        return ("sliding-window layers as transformers reads its config (a window as long as its context)"
+                if self.config_window else None)
+
+    @property
     def state_layers(self) -> int:
         return sum(1 for i in range(self.num_layers) if "state" in self.mixer(i))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 from artifact_helpers import roundtrip
@@ -403,6 +405,8 @@ def _tiny(kind: str):
         "lfm2": lambda: transformers.Lfm2Config(vocab_size=128, hidden_size=64, intermediate_size=96,
                                                 num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                                                 layer_types=["conv", "full_attention"], block_auto_adjust_ff_dim=False),
+        "mistral_window": lambda: transformers.MistralConfig(**common, intermediate_size=128, sliding_window=16),
+        "mistral": lambda: transformers.MistralConfig(**common, intermediate_size=128, sliding_window=None),
         "deepseek_v3": lambda: transformers.DeepseekV3Config(
             **{**common, "num_key_value_heads": 4}, intermediate_size=128, moe_intermediate_size=32,
             n_routed_experts=4, num_experts_per_tok=2, q_lora_rank=16, kv_lora_rank=16, qk_nope_head_dim=8,
@@ -422,6 +426,9 @@ def _tiny(kind: str):
     # backends pack in groups of 64: "group_size should be divisble")
     ("deepseek_v3", "kv-int8", {}, "do not divide into groups of 64"),
     ("lfm2", "spec-ngram", {}, "not supported with stateful models"),
+    # a window layer of the static cache: its compiled decode step would recompile at every token (below)
+    ("mistral_window", "torch-compile", {}, "recompile at every token; MistralForCausalLM has sliding_attention"),
+    ("llama4", "torch-compile", {}, "Llama4ForCausalLM has chunked_attention layers"),
 ])
 def test_what_transformers_cannot_run_on_a_model_is_refused_before_it_runs(kind, technique, params, reason):
     from optiplan.optimizers.workspace import Workspace
@@ -431,11 +438,34 @@ def test_what_transformers_cannot_run_on_a_model_is_refused_before_it_runs(kind,
         check_supported(technique, "cpu").apply(ws, params)
 
 
+@pytest.mark.skipif(not (shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")),
+                    reason="inductor needs a C compiler on CPU")
+def test_a_window_layer_of_the_static_cache_recompiles_the_decode_step_at_every_token():
+    """Why torch-compile is refused for models with window layers (optimizers.compile.WINDOW_RECOMPILES): in the
+    installed transformers a sliding-window model's compiled decode step compiles a graph per token, a full-attention
+    model's once. If this fails, transformers has fixed it, and the refusal can go."""
+    import torch._dynamo
+    from optiplan.optimizers.runtime import LoadedModel
+    from optiplan.planner.schema.optimize import Runtime
+
+    def graphs(kind: str) -> int:
+        torch._dynamo.reset()
+        torch.manual_seed(0)
+        compiled = Runtime(compile={"mode": "default", "fullgraph": False, "dynamic": False}, cache={"kind": "static"})
+        loaded = LoadedModel(_tiny(kind).eval(), None, "cpu", compiled)
+        loaded.generate(torch.tensor([[1, 2, 3, 4, 5]]), max_new_tokens=5, pad_token_id=0)
+        return torch._dynamo.utils.counters["stats"]["unique_graphs"]
+
+    assert graphs("mistral") <= 2 and graphs("mistral_window") >= 4
+    torch._dynamo.reset()
+
+
 def test_a_planned_runtime_step_that_fails_on_its_first_run_is_skipped_not_fatal(target_path, tmp_path,
                                                                                   monkeypatch):
-    """A runtime setting the planner chose that the library cannot run on the model (torch.compile's whole-graph
-    capture of Jamba's, Qwen3-Next's, DeepSeek-V3's or EXAONE 4's decode step, measured on tiny random models) had
-    stopped apply; it is rolled back and skipped with the library's reason, and the model is written."""
+    """A runtime setting the planner chose that the library cannot run on the model (torch.compile past torch's
+    recompile limit: a process that had compiled other models' decode steps, a shared code object, stopped there on
+    a tiny random EXAONE 4) had stopped apply; it is rolled back and skipped with the library's reason, and the model
+    is written."""
     from optiplan.optimizers import apply as apply_module
     from optiplan.optimizers.step_spec import StepSpec
 

@@ -206,13 +206,9 @@ def _caches_keys(ctx: Context) -> str | None:
         return (f"{ctx.spec.name} has no attention layer: "
                 "its cache is recurrent state, not keys and values, and KV quantization leaves the state at 16 bits")
     spec = ctx.spec
-    chunked, windowed = any(spec.layer_chunks), any(spec.layer_windows)
-    if ctx.workload.engine == "transformers" and (chunked or windowed or spec.config_window):
+    if ctx.workload.engine == "transformers" and (kind := spec.windowed_cache_layers):
         return (f"transformers' QuantizedCache takes full-attention layers only (cache_utils: \"`QuantizedCache` is "
-                f"only supported for models with only full attention layers\"), and {spec.name} has "
-                + ("chunked-attention" if chunked else "sliding-window") + " layers"
-                + ("" if chunked or windowed else
-                   " as transformers reads its config (a window as long as its context)"))
+                f"only supported for models with only full attention layers\"), and {spec.name} has {kind}")
     return None
 
 

@@ -36,6 +36,15 @@ def _no_shared_prefix(ctx: Context) -> str | None:
     return None
 
 
+def _compiles_once(ctx: Context) -> str | None:
+    """Refused where transformers' static cache holds some layers as windows: the decode step it compiles would
+    recompile at every token (`optimizers.compile.WINDOW_RECOMPILES`)."""
+    if kind := ctx.spec.windowed_cache_layers:
+        return (f"transformers' static cache keeps a window layer's length as a Python int, which torch.compile "
+                f"specialises on, so the compiled decode step recompiles at every token; {ctx.spec.name} has {kind}")
+    return None
+
+
 # llama.cpp's flash attention (`--flash-attn`) has kernels for each of its backends, Metal and CPU included
 # (ggml's FLASH_ATTN_EXT op: ggml-org/llama.cpp PR #5021 and the Metal, CUDA and CPU kernels that followed)
 LLAMA_CPP_FA_BACKENDS = ("cuda", "rocm", "metal", "cpu")
@@ -230,7 +239,7 @@ register(
         name="torch.compile of the forward pass", family="compilation", group="compilation",
         summary="The forward pass compiled with a static cache: fused kernels, no per-layer Python overhead.",
         transform=lambda s, c: s.with_(graphs=True), after=("spec-draft", "spec-ngram"),
-        packages=("torch",),
+        packages=("torch",), check=_compiles_once,
         quality_source="lossless up to floating-point reassociation",
         params=lambda c: {"mode": "reduce-overhead" if c.hw.kind == "gpu" else "default",
                           "cache_implementation": "static"},
