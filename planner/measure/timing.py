@@ -65,8 +65,11 @@ MIN_BURST_S = 0.03
 def timed_rounds(fns, rounds: int, device: str, min_time_s: float = MIN_POINT_TIME_S,
                   progress=None) -> list[tuple[float, float, int, float]]:
     """Median, spread (max - min of the rounds' medians), sample count and fastest sample of each of `fns`' wall
-    time, timed in `rounds` interleaved rounds."""
+    time, timed in `rounds` interleaved rounds. A function with a `reset` attribute has it called, untimed, before
+    each of its samples (a decode step whose cache is put back to its context)."""
     for fn in fns:  # warm-up
+        if reset := getattr(fn, "reset", None):
+            reset()
         fn()
     sync(device)
     burst = max(MIN_BURST_S, min_time_s / rounds)
@@ -74,8 +77,11 @@ def timed_rounds(fns, rounds: int, device: str, min_time_s: float = MIN_POINT_TI
     round_medians: list[list[float]] = [[] for _ in fns]
     for _ in range(rounds):
         for i, fn in enumerate(fns):
-            spent, burst_samples = 0.0, []
+            spent, burst_samples, reset = 0.0, [], getattr(fn, "reset", None)
             while not burst_samples or spent < burst:
+                if reset:
+                    reset()
+                    sync(device)
                 start = time.perf_counter()
                 fn()
                 sync(device)
@@ -88,11 +94,32 @@ def timed_rounds(fns, rounds: int, device: str, min_time_s: float = MIN_POINT_TI
     return [(statistics.median(s), max(r) - min(r), len(s), min(s)) for s, r in zip(samples, round_medians)]
 
 
+class _RestoredStep:
+    """A decode step on a copy of a cache at its context, the copy made afresh before each timed step (`reset`): for
+    a cache that cannot drop the token a step adds (a sliding-window layer at its window, a linear-attention or
+    state-space layer's recurrent state)."""
+
+    def __init__(self, model, step, cache):
+        self.model, self.step, self.saved, self.cache = model, step, cache, None
+
+    def reset(self) -> None:
+        import copy
+
+        self.cache = copy.deepcopy(self.saved)
+
+    def __call__(self) -> None:
+        self.model(input_ids=self.step, cache=self.cache, use_cache=True)
+
+
 def _step_functions(model, device: str, prefills, decodes, gen) -> tuple[list[tuple[str, int, int]], list]:
     """One function per shape: a prefill of (batch, prompt) tokens, or a decode step of `batch` sequences at a fixed
-    context (each decode shape keeps its own cache and crops the token it adds)."""
+    context (each decode shape keeps its own cache and crops the token it adds, or, where its cache cannot, steps on
+    a fresh copy of it each time: `_RestoredStep`)."""
+    import copy
+
     import torch
     from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
 
     vocab = model.config.vocab_size
     shapes, fns = [], []
@@ -110,17 +137,20 @@ def _step_functions(model, device: str, prefills, decodes, gen) -> tuple[list[tu
             model(input_ids=step, cache=cache, use_cache=True)
             cache.crop(-1)  # drop the token the step added: the context stays fixed
 
-        model(input_ids=step, cache=cache, use_cache=True)  # once untimed: a cache that cannot drop the token it
-        try:  # adds says so here, not as an internal error (a failing forward pass is no such cache: it raises as is)
+        # a copy at the context where the cache may not drop the token a step adds: any layer but a full-attention one
+        # (a window layer past its window, a state layer: transformers' own `is_croppable` passes LFM2's convolutions)
+        saved = copy.deepcopy(cache) if any(type(layer) is not DynamicLayer for layer in cache.layers) else None
+        model(input_ids=step, cache=cache, use_cache=True)  # once untimed: whether the cache can drop the token it
+        try:  # adds (a failing forward pass is no such cache: it raises as is)
             cache.crop(-1)
+            timed = one_step
         except (RuntimeError, ValueError) as exc:
-            raise MeasureError(f"decode at {context:,} tokens cannot be timed on this model: each timed step drops the "
-                               "token it adds to keep the context fixed, and its cache cannot (a sliding-window "
-                               "layer at its window, or a linear-attention or state-space layer, keeps no history to "
-                               "roll back); measure at a context below its window, or profile without --measure "
-                               f"({str(exc).splitlines()[0][:160]})") from exc
+            if saved is None:
+                raise MeasureError(f"decode at {context:,} tokens cannot be timed on this model: its cache cannot "
+                                   f"drop the token a step adds ({str(exc).splitlines()[0][:160]})") from exc
+            timed = _RestoredStep(model, step, saved)
         shapes.append(("decode", batch, context))
-        fns.append(one_step)
+        fns.append(timed)
     return shapes, fns
 
 
