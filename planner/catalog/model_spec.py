@@ -201,14 +201,22 @@ def _yarn_extended(f: _Fields, max_pos: int, warnings: list[str]) -> int:
     return yarn
 
 
+# Qwen's configs set a window that applies only with use_sliding_window (transformers' configs drop it otherwise);
+# the first three derive their layer_types from it and max_window_layers
+QWEN_WINDOW_FLAG = ("qwen2", "qwen3", "qwen2_moe", "qwen3_moe")
+QWEN_DERIVED_LAYER_TYPES = ("qwen2", "qwen3", "qwen2_moe")
+
+
+def _config_window(f: _Fields, model_type: str) -> int | None:
+    """The sliding window the config sets, where transformers keeps it (Qwen's only with use_sliding_window)."""
+    window = f.int("sliding_window")
+    return None if not window or (model_type in QWEN_WINDOW_FLAG and not f.flag("use_sliding_window")) else window
+
+
 def _windows(f: _Fields, model_type: str, num_layers: int) -> list[int | None]:
     """Per-layer sliding window: explicit layer_types first, then each type's own rule."""
-    window = f.int("sliding_window")
+    window = _config_window(f, model_type)
     layer_types = f.get("layer_types")
-    if model_type in ("qwen2", "qwen3", "qwen2_moe") and not f.flag("use_sliding_window"):
-        window = None
-    if window == 0:
-        window = None
     if isinstance(layer_types, list) and len(layer_types) == num_layers:
         return [window if t in ("sliding_attention", "chunked_attention") and window else None for t in layer_types]
     if window is None:
@@ -218,7 +226,7 @@ def _windows(f: _Fields, model_type: str, num_layers: int) -> list[int | None]:
     if model_type in ("gemma3_text", "exaone4"):  # every pattern-th layer full (transformers' layer_types)
         pattern = f.int("sliding_window_pattern")
         return [window if pattern and (i + 1) % pattern else None for i in range(num_layers)]
-    if model_type in ("qwen2", "qwen3", "qwen2_moe"):
+    if model_type in QWEN_DERIVED_LAYER_TYPES:
         first = f.int("max_window_layers") or 0
         return [window if i >= first else None for i in range(num_layers)]
     if window >= (f.int("max_position_embeddings") or 0) > 0:
@@ -456,8 +464,10 @@ def _spec_from_config(config: dict[str, Any], name: str, source: str) -> ModelSp
         # experts' modules; gpt-oss's config lists self_attn, the router, embedding and head in
         # modules_to_not_convert): the other weights stay 16-bit
         spec.update(checkpoint_dtype="mxfp4", checkpoint_modules="experts")
-    spec.update(config_window=bool(f.int("sliding_window")) and not (
-        model_type in ("qwen2", "qwen3", "qwen2_moe") and not f.flag("use_sliding_window")))
+    # transformers' caches read a window the config sets as every layer's, unless the config types its layers (in
+    # its file, or derived by Qwen's configs: layer_windows holds those)
+    spec.update(config_window=bool(_config_window(f, model_type)) and not isinstance(f.get("layer_types"), list)
+                and model_type not in QWEN_DERIVED_LAYER_TYPES)
     spec.update(moe=moe, layer_moe=tuple(layer_moe), layer_windows=tuple(_windows(f, model_type, layers)),
                 layer_chunks=tuple(_chunks(f, model_type, layers)), warnings=tuple(warnings))
     if spec["intermediate_size"] <= 0:

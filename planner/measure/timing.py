@@ -94,10 +94,31 @@ def timed_rounds(fns, rounds: int, device: str, min_time_s: float = MIN_POINT_TI
     return [(statistics.median(s), max(r) - min(r), len(s), min(s)) for s, r in zip(samples, round_medians)]
 
 
+def _compacted(cache):
+    """`cache`, every tensor its layers hold replaced by a clone of it (the same values): a sliding layer's keys after a
+    prefill are a view of the whole prompt's, which a copy would copy entire."""
+    import torch
+
+    def whole(value):
+        if isinstance(value, torch.Tensor):
+            return value.clone()
+        if isinstance(value, (list, tuple)):
+            return type(value)(whole(v) for v in value)
+        if isinstance(value, dict):
+            return {k: whole(v) for k, v in value.items()}
+        return value
+
+    for layer in cache.layers:
+        for name, value in vars(layer).items():
+            setattr(layer, name, whole(value))
+    return cache
+
+
 class _RestoredStep:
     """A decode step on a copy of a cache at its context, the copy made afresh before each timed step (`reset`): for
     a cache that cannot drop the token a step adds (a sliding-window layer at its window, a linear-attention or
-    state-space layer's recurrent state)."""
+    state-space layer's recurrent state). A state a model keeps on its own modules, not in the cache (RecurrentGemma's
+    recurrent blocks), runs on: its step costs the same at any context."""
 
     def __init__(self, model, step, cache):
         self.model, self.step, self.saved, self.cache = model, step, cache, None
@@ -105,6 +126,7 @@ class _RestoredStep:
     def reset(self) -> None:
         import copy
 
+        self.cache = None  # the last copy goes before the next is made
         self.cache = copy.deepcopy(self.saved)
 
     def __call__(self) -> None:
@@ -139,7 +161,8 @@ def _step_functions(model, device: str, prefills, decodes, gen) -> tuple[list[tu
 
         # a copy at the context where the cache may not drop the token a step adds: any layer but a full-attention one
         # (a window layer past its window, a state layer: transformers' own `is_croppable` passes LFM2's convolutions)
-        saved = copy.deepcopy(cache) if any(type(layer) is not DynamicLayer for layer in cache.layers) else None
+        saved = copy.deepcopy(_compacted(cache)) if any(type(layer) is not DynamicLayer for layer in cache.layers) \
+            else None
         model(input_ids=step, cache=cache, use_cache=True)  # once untimed: whether the cache can drop the token it
         try:  # adds (a failing forward pass is no such cache: it raises as is)
             cache.crop(-1)

@@ -166,6 +166,36 @@ def test_glm_4_5_and_exaone_4_count_what_transformers_builds(model_type, fields)
         assert spec.qk_norm == "head" and spec.layer_windows == (4096, 4096, 4096, None)
 
 
+@pytest.mark.parametrize("model, fields", [
+    ("qwen2.5-7b", {"use_sliding_window": True, "max_window_layers": 4}),  # the layers past the fourth windowed
+    ("qwen2.5-7b", {"use_sliding_window": True}),  # max_window_layers covers every layer: none windowed
+    ("qwen3-30b-a3b", {"use_sliding_window": False, "sliding_window": 4096}),  # the window dropped without the flag
+    ("qwen3-30b-a3b", {"use_sliding_window": True, "sliding_window": 4096}),
+    ("gemma-2-9b", {}),
+    ("gemma-2-9b", {"layer_types": ["full_attention"] * 42}),  # typed layers win over the window
+    ("phi-3.5-moe", {}),  # a window as long as its context: every layer sliding to transformers' caches
+    ("mistral-small-24b", {}),
+    ("mixtral-8x7b", {"sliding_window": 4096}),
+    ("llama-4-scout", {}),
+    ("jamba-1.5-mini", {}),
+])
+def test_the_layers_transformers_caches_as_windows_are_the_specs(model, fields):
+    """`windowed_cache_layers`, which refuses transformers' quantized caches and compiled decode, names window layers
+    exactly where transformers' own caches make them (cache_utils.get_layer_types_and_kwargs)."""
+    pytest.importorskip("torch")
+    from optiplan import profiles
+    from optiplan.optimizers.compile import WINDOW_LAYER_TYPES
+    from optiplan.optimizers.kv_cache import layer_types
+    from transformers import AutoConfig
+
+    config = {**profiles.load_model(model)["config"], **fields}
+    spec = model_spec_from_config(dict(config), model, "test")
+    model_type = config.pop("model_type")
+    transformers_windows = WINDOW_LAYER_TYPES.intersection(layer_types(AutoConfig.for_model(model_type, **config)))
+    assert bool(spec.windowed_cache_layers) == bool(transformers_windows), (spec.windowed_cache_layers,
+                                                                            transformers_windows)
+
+
 @pytest.mark.parametrize("bad, message", [
     ({"hidden_size": None}, "hidden_size"),
     ({"num_hidden_layers": "32"}, "must be an integer"),
