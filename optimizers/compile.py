@@ -10,8 +10,6 @@ from typing import Any
 from .kv_cache import layer_types
 from .workspace import NotSupportedHere, Workspace, device_kind
 
-# The cache layers transformers' StaticCache holds in a StaticSlidingWindowLayer (cache_utils.STATIC_LAYER_TYPE_MAPPING)
-WINDOW_LAYER_TYPES = frozenset({"sliding_attention", "chunked_attention", "hybrid_sliding"})
 # transformers 5.24 cache_utils.StaticSlidingWindowLayer — "we also need to use a python int to keep track of the
 # cumulative length: self.cumulative_length_int = 0", read in update ("is_full = current_length >=
 # self.max_cache_len") and get_mask_sizes; dynamo guards on the int's value, so the decode step recompiles at every
@@ -24,9 +22,18 @@ WINDOW_RECOMPILES = ("transformers' static cache keeps a window layer's length a
                      "compiled decode step would recompile at every token")
 
 
+def window_layer_types() -> frozenset[str]:
+    """The layer types transformers' StaticCache holds in a StaticSlidingWindowLayer: sliding_attention,
+    chunked_attention and hybrid_sliding in 5.24, and any a modeling file registers (STATIC_LAYER_TYPE_MAPPING)."""
+    from transformers.cache_utils import STATIC_LAYER_TYPE_MAPPING, StaticSlidingWindowLayer
+
+    return frozenset(kind for kind, layer in STATIC_LAYER_TYPE_MAPPING.items()
+                     if issubclass(layer, StaticSlidingWindowLayer))
+
+
 def compile_forward(ws: Workspace, params: dict[str, Any]) -> str:
     """Compile the decode forward pass (inductor) over a static cache; CUDA graphs on a GPU."""
-    if windows := WINDOW_LAYER_TYPES.intersection(layer_types(ws.model.config)):
+    if windows := window_layer_types().intersection(layer_types(ws.model.config)):
         raise NotSupportedHere(f"{WINDOW_RECOMPILES}; {type(ws.model).__name__} has {', '.join(sorted(windows))} "
                                f"layers")
     if device_kind(ws.device) == "cpu" and not (shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")):

@@ -184,14 +184,14 @@ def test_the_layers_transformers_caches_as_windows_are_the_specs(model, fields):
     exactly where transformers' own caches make them (cache_utils.get_layer_types_and_kwargs)."""
     pytest.importorskip("torch")
     from optiplan import profiles
-    from optiplan.optimizers.compile import WINDOW_LAYER_TYPES
+    from optiplan.optimizers.compile import window_layer_types
     from optiplan.optimizers.kv_cache import layer_types
     from transformers import AutoConfig
 
     config = {**profiles.load_model(model)["config"], **fields}
     spec = model_spec_from_config(dict(config), model, "test")
     model_type = config.pop("model_type")
-    transformers_windows = WINDOW_LAYER_TYPES.intersection(layer_types(AutoConfig.for_model(model_type, **config)))
+    transformers_windows = window_layer_types().intersection(layer_types(AutoConfig.for_model(model_type, **config)))
     assert bool(spec.windowed_cache_layers) == bool(transformers_windows), (spec.windowed_cache_layers,
                                                                             transformers_windows)
 
