@@ -102,11 +102,11 @@ def _compacted(cache):
     def whole(value):
         if isinstance(value, torch.Tensor):
             return value.clone()
-        if isinstance(value, (list, tuple)):
+        if type(value) in (list, tuple):  # plain containers only (a state layer's dicts of tensors by index)
             return type(value)(whole(v) for v in value)
-        if isinstance(value, dict):
+        if type(value) is dict:
             return {k: whole(v) for k, v in value.items()}
-        return value
+        return value  # anything else is copied as it is
 
     for layer in cache.layers:
         for name, value in vars(layer).items():
