@@ -71,6 +71,16 @@ FITTED = (
      dict(intermediate_size=2 * HIDDEN, moe_intermediate_size=HIDDEN // 2, n_routed_experts=8, num_experts_per_tok=2,
           n_shared_experts=1, first_k_dense_replace=0, q_lora_rank=64, kv_lora_rank=32, qk_rope_head_dim=16,
           qk_nope_head_dim=16, v_head_dim=32, head_dim=16, n_group=1, topk_group=1, **NO_SPECIAL_TOKENS)),
+    # read from these four after they had been measured (2026-12-07: 0.78, 0.59, 0.75, 0.58): Cohere's fp32
+    # LayerNorm and its one norm feeding both blocks, OLMo's weightless fp32 LayerNorm, GPT-J's written-out GELU
+    ("cohere, one fp32 LayerNorm feeding attention and MLP side by side, gated MLP at 2 x hidden", "CohereConfig",
+     dict(intermediate_size=2 * HIDDEN, **NO_SPECIAL_TOKENS)),
+    ("cohere, per-head query and key LayerNorms", "CohereConfig",
+     dict(intermediate_size=2 * HIDDEN, use_qk_norm=True, **NO_SPECIAL_TOKENS)),
+    ("olmo, weightless LayerNorm, gated MLP at 2 x hidden", "OlmoConfig",
+     dict(intermediate_size=2 * HIDDEN, **NO_SPECIAL_TOKENS)),
+    ("gpt-j, one LayerNorm feeding attention and MLP side by side, gelu_new MLP at 4 x hidden", "GPTJConfig",
+     dict(n_embd=HIDDEN, n_layer=1, n_head=8, rotary_dim=16, n_positions=1024, **NO_SPECIAL_TOKENS)),
 )
 # measured after the terms above were set (2026-12-07); gemma2 and gpt-oss without SDPA, eagerly (their scores)
 HELD_OUT = (
@@ -96,6 +106,27 @@ HELD_OUT = (
     ("granite, gated MLP at 2 x hidden, residual and logit multipliers", "GraniteConfig",
      dict(intermediate_size=2 * HIDDEN, **NO_SPECIAL_TOKENS)),
 )
+# Layers whose bf16 count is not modelled apart (a state mixer's own activations are priced as attention's:
+# training.py, layer_activation_units), measured for what autocast adds to them only (`autocast_rows`). Their
+# autocast terms were checked on them after the 22 layers above had set them: Qwen2's, LFM2's two and Qwen3-Next's
+# full-attention layer matched as they were; the rotary tables of Jamba (none), Granite 4 (none by default) and
+# Llama 4 (a complex rotation in fp32) were then read from their modeling files
+AUTOCAST_ONLY = (
+    ("qwen2, biases on the query, key and value", "Qwen2Config", dict(intermediate_size=2 * HIDDEN)),
+    ("jamba, attention and top-2 of 4 experts", "JambaConfig",
+     dict(intermediate_size=2 * HIDDEN, num_experts=4, num_experts_per_tok=2, attn_layer_period=1, attn_layer_offset=0,
+          expert_layer_period=1, expert_layer_offset=0, **NO_SPECIAL_TOKENS)),
+    ("lfm2, short convolution, gated MLP at 2 x hidden", "Lfm2Config",
+     dict(intermediate_size=2 * HIDDEN, layer_types=["conv"], **NO_SPECIAL_TOKENS)),
+    ("lfm2, attention, gated MLP at 2 x hidden", "Lfm2Config",
+     dict(intermediate_size=2 * HIDDEN, layer_types=["full_attention"], **NO_SPECIAL_TOKENS)),
+    ("qwen3-next, full attention, top-2 of 8 experts and a gated shared expert", "Qwen3NextConfig",
+     dict(intermediate_size=2 * HIDDEN, moe_intermediate_size=HIDDEN // 2, shared_expert_intermediate_size=HIDDEN,
+          num_experts=8, num_experts_per_tok=2, layer_types=["full_attention"], **NO_SPECIAL_TOKENS)),
+    ("granite-4, attention, top-2 of 4 experts and a shared MLP", "GraniteMoeHybridConfig",
+     dict(intermediate_size=2 * HIDDEN, shared_intermediate_size=2 * HIDDEN, num_local_experts=4, num_experts_per_tok=2,
+          layer_types=["attention"], **NO_SPECIAL_TOKENS)),
+)
 
 
 def layer_config(cls_name: str, **overrides):
@@ -104,6 +135,8 @@ def layer_config(cls_name: str, **overrides):
 
     base = dict(vocab_size=128, hidden_size=HIDDEN, num_hidden_layers=1, num_attention_heads=8, num_key_value_heads=2,
                 head_dim=32)
+    if cls_name == "GPTJConfig":  # its own names for the widths (n_embd, n_head), set by the caller
+        base = dict(vocab_size=128)
     if cls_name == "Starcoder2Config":
         base.update(residual_dropout=0.0, embedding_dropout=0.0, attention_dropout=0.0, eos_token_id=0,
                     bos_token_id=0)
@@ -135,9 +168,11 @@ def autocast_experts() -> str:
     return script.register_autocast_experts(settings["experts_implementation"])
 
 
-def measured_units(config, tokens: int, recipe: str | None = None) -> float:
+def measured_units(config, tokens: int, recipe: str | None = None, blocks: dict[str, float] | None = None) -> float:
     """Bytes per token and hidden unit the config's first decoder layer saves for its backward: the whole model runs
     (each architecture builds its layers' arguments itself), and only what is saved while that layer runs is counted.
+    `blocks`, where given, receives the same units by the layer's submodule (two levels deep) that saved each tensor
+    first.
     `recipe`: None, a bf16 model; "lora" or "lora-dropout", peft's LoRA on every linear layer (and a mixture of
     experts' expert parameters) of a bf16 model under bf16 autocast, the rendered script's (dropout 0, or 0.05);
     "autocast", fp32 weights under bf16 autocast (a full fine-tune without FSDP; a mixture of experts' experts as
@@ -152,6 +187,8 @@ def measured_units(config, tokens: int, recipe: str | None = None) -> float:
     experts = {"experts_implementation": autocast_experts()} if recipe == "autocast" and moe else {}
     # SDPA where transformers has it for the model, else eager attention, as the script's default would run
     attention = "eager" if sdpa_refused(predicted_spec(config).model_type) else "sdpa"
+    if "Mamba" in type(config).__name__:
+        attention = None  # no attention to implement
     model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=attention, **experts).train()
     if recipe in ("lora", "lora-dropout"):
         from peft import LoraConfig, get_peft_model
@@ -160,24 +197,33 @@ def measured_units(config, tokens: int, recipe: str | None = None) -> float:
         model = get_peft_model(model, LoraConfig(
             r=8, lora_dropout=0.05 if recipe == "lora-dropout" else 0.0, target_parameters=experts,
             target_modules=["q_proj", "k_proj", "v_proj", "o_proj"] if experts else "all-linear"))
-    layer = next(m for name, m in model.named_modules() if name.endswith("layers.0"))
+    layer = next(m for name, m in model.named_modules() if name.endswith(("layers.0", "h.0")))
     # the layer's input counts where the layer keeps it (a LayerNorm does; an eager RMSNorm keeps an fp32 copy)
     skip = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    saved: dict[int, int] = {}
+    saved: dict[int, tuple[str, int]] = {}
     inside = [False]
+    running = ["(the layer)"]  # the submodules running now, innermost last
     layer.register_forward_pre_hook(lambda *_: inside.__setitem__(0, True))
     layer.register_forward_hook(lambda *_: inside.__setitem__(0, False))
+    for name, module in layer.named_modules():
+        if name and name.count(".") <= 1:
+            module.register_forward_pre_hook(lambda _m, _a, name=name: running.append(name) and None)
+            module.register_forward_hook(lambda *_: running.pop() and None)
 
     def pack(t):
         storage = t.untyped_storage()
         if inside[0] and storage.data_ptr() not in skip:
-            saved[storage.data_ptr()] = storage.nbytes()
+            saved.setdefault(storage.data_ptr(), (running[-1], storage.nbytes()))
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), \
             torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
         model(input_ids=torch.randint(0, config.vocab_size, (1, tokens)), use_cache=False)
-    return sum(saved.values()) / (tokens * config.hidden_size)
+    unit = tokens * config.hidden_size
+    if blocks is not None:
+        for block, nbytes in saved.values():
+            blocks[block] = blocks.get(block, 0.0) + nbytes / unit
+    return sum(nbytes for _, nbytes in saved.values()) / unit
 
 
 def recipe_rows(tokens: int) -> list[dict]:
@@ -199,25 +245,40 @@ def recipe_rows(tokens: int) -> list[dict]:
     return rows
 
 
-def autocast_expert_rows(tokens: int) -> list[dict]:
-    """A mixture of experts' layers under autocast over fp32 weights, their experts as the script runs them there
-    (a full fine-tune without FSDP): measured per token (two token counts) against the count with the recipe's
-    units."""
-    from optiplan.planner.plan.training import AUTOCAST_UNITS
+def per_token_units(config, tokens: int, recipe: str | None) -> tuple[float, dict[str, float]]:
+    """What the layer keeps per token (measured at tokens / 2 and tokens: what it holds whatever the tokens, the
+    weights' casts, drops out), whole and by submodule."""
+    short_blocks: dict[str, float] = {}
+    long_blocks: dict[str, float] = {}
+    short = measured_units(config, tokens // 2, recipe, short_blocks)
+    long = measured_units(config, tokens, recipe, long_blocks)
+    by_block = {b: 2 * long_blocks.get(b, 0.0) - short_blocks.get(b, 0.0) for b in {*short_blocks, *long_blocks}}
+    return 2 * long - short, by_block
+
+
+def autocast_rows(tokens: int, show_blocks: bool = False) -> list[dict]:
+    """What fp32 weights under bf16 autocast add to each layer (a full fine-tune without FSDP; a mixture of experts'
+    experts as the rendered script runs them there, cast to bf16: `training.autocast_experts`), measured per token
+    against a bf16 layer's, and the plan's `autocast_units`; with `show_blocks`, the difference by submodule, which is
+    what the plan's terms were read from. A layer run eagerly is left out: its scores grow with the tokens squared."""
+    from optiplan.planner.plan.training import autocast_units
 
     rows = []
-    for label, cls_name, overrides in FITTED:
+    for label, cls_name, overrides in (*FITTED, *HELD_OUT, *AUTOCAST_ONLY):
         config = layer_config(cls_name, **overrides)
-        # (a layer run eagerly keeps scores that grow with the tokens, which the two token counts cannot part from
-        # what the recipe holds: gpt-oss's)
-        if not hasattr(config, "num_experts_per_tok") or sdpa_refused(predicted_spec(config).model_type):
+        if sdpa_refused(predicted_spec(config).model_type):
             continue
-        short, long = (measured_units(config, t, "autocast") for t in (tokens // 2, tokens))
-        per_token = (long * tokens - short * tokens / 2) / (tokens / 2)
-        predicted = predicted_units(config) + AUTOCAST_UNITS
-        rows.append({"layer": label, "measured_units": round(per_token, 3), "predicted_units": round(predicted, 3),
-                     "ratio": round(predicted / per_token, 4)})
-        print(f"  {label:<84} measured {per_token:6.2f}  predicted {predicted:6.2f}  ratio {predicted / per_token:.3f}")
+        (bf16, bf16_blocks), (mixed, mixed_blocks) = (per_token_units(config, tokens, r) for r in (None, "autocast"))
+        measured, predicted = mixed - bf16, autocast_units(predicted_spec(config), 0)
+        rows.append({"layer": label, "measured_units": round(measured, 3), "predicted_units": round(predicted, 3),
+                     "error_of_layer": round((predicted - measured) / mixed, 4)})
+        print(f"  {label:<84} measured +{measured:5.2f}  predicted +{predicted:5.2f}  "
+              f"({(predicted - measured) / mixed:+.1%} of the layer's {mixed:.1f})")
+        if show_blocks:
+            for block in sorted({*bf16_blocks, *mixed_blocks}):
+                added = mixed_blocks.get(block, 0.0) - bf16_blocks.get(block, 0.0)
+                if abs(added) > 0.01:
+                    print(f"      {block:<40} {added:+6.2f}")
     return rows
 
 
@@ -240,6 +301,7 @@ def predicted_units(config, tokens: int | None = None) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tokens", type=int, default=512)
+    parser.add_argument("--blocks", action="store_true", help="print autocast's additions by submodule")
     args = parser.parse_args(argv)
     results: dict[str, list[dict]] = {}
     for group, layers in (("fitted", FITTED), ("held_out", HELD_OUT)):
@@ -254,10 +316,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"{predicted / measured:.3f}")
         worst = max(abs(r["ratio"] - 1) for r in rows)
         print(f"  largest error {worst:.1%} over {len(rows)} layers (bytes per token and hidden unit at 16 bits)")
-    print("recipes (training.py: LORA_UNITS, AUTOCAST_UNITS, recipe_memory):")
+    print("recipes (training.py: LORA_UNITS, autocast_units, recipe_memory):")
     results["recipes"] = recipe_rows(args.tokens)
-    print("a mixture of experts' experts under autocast, cast to bf16 (training.py: autocast_experts):")
-    results["autocast_experts"] = autocast_expert_rows(args.tokens)
+    print("fp32 weights under bf16 autocast, what each layer adds per token (training.py: autocast_units):")
+    results["autocast"] = autocast_rows(args.tokens, args.blocks)
     write_results("activation_memory", {"tokens": args.tokens, "hidden": HIDDEN, **results})
     return 0
 

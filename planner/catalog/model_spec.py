@@ -68,6 +68,11 @@ TYPE_DEFAULTS: dict[str, dict[str, Any]] = {
                  "moe_intermediate_size": 1408, "use_qk_norm": False},
     # EXAONE 4: per-head query and key norms, three sliding-window layers to a full one
     "exaone4": {"tie_word_embeddings": False, "sliding_window": 4096, "sliding_window_pattern": 4},
+    # Command R and Command A: attention and the MLP side by side off one LayerNorm, tied embeddings; Command A and
+    # R7B (cohere2) with three sliding-window layers to a full one
+    "cohere": {"tie_word_embeddings": True, "attention_bias": False, "use_qk_norm": False},
+    "cohere2": {"tie_word_embeddings": True, "attention_bias": False, "sliding_window": 4096,
+                "sliding_window_pattern": 4},
     "gpt_oss": {"tie_word_embeddings": False, "attention_bias": True, "head_dim": 64, "sliding_window": 128,
                 "num_local_experts": 128, "num_experts_per_tok": 4},
     "llama4_text": {"tie_word_embeddings": False, "attention_bias": False, "num_local_experts": 16,
@@ -223,7 +228,7 @@ def _windows(f: _Fields, model_type: str, num_layers: int) -> list[int | None]:
         return [None] * num_layers
     if model_type in ("gemma2", "gpt_oss"):  # alternating, the first layer windowed
         return [window if (i + 1) % 2 else None for i in range(num_layers)]
-    if model_type in ("gemma3_text", "exaone4"):  # every pattern-th layer full (transformers' layer_types)
+    if model_type in ("gemma3_text", "exaone4", "cohere2"):  # every pattern-th layer full (transformers' layer_types)
         pattern = f.int("sliding_window_pattern")
         return [window if pattern and (i + 1) % pattern else None for i in range(num_layers)]
     if model_type in QWEN_DERIVED_LAYER_TYPES:
@@ -413,6 +418,13 @@ def _spec_from_config(config: dict[str, Any], name: str, source: str) -> ModelSp
                             "serving engine's kernels attend to a token's own chunk, its cache keeps every key (as "
                             "TensorRT-LLM, SGLang and vLLM through 0.11 keep it by default; a hybrid cache, where on, "
                             f"frees the older chunks: less memory than predicted past {chunk:,} tokens)")
+    elif model_type in ("cohere", "cohere2"):
+        # attention and MLP side by side off one weight-only LayerNorm (CohereDecoderLayer: "hidden_states =
+        # self.input_layernorm(hidden_states)" feeds self_attn and mlp; CohereLayerNorm has no bias). Its query and
+        # key norms are per head with a weight for each head ("CohereLayerNorm(hidden_size=(self.num_heads,
+        # self.head_dim))"): as many weights as a norm over the whole width, which is how they are counted
+        spec.update(norm="layernorm", parallel_attention=True, norms_per_layer=1,
+                    qk_norm="full" if f.flag("use_qk_norm") else "none")
     elif model_type == "starcoder2":
         bias = f.flag("use_bias")
         spec.update(mlp_gated=False, qkv_bias=bias, o_bias=bias, mlp_bias=bias)

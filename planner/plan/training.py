@@ -121,8 +121,10 @@ def lora_params(state: PlanState, rank: int) -> int:
 # Bytes per token and hidden unit a decoder layer keeps for its backward at 16 bits, measured on transformers 5.24's
 # eager layers in bf16 under autograd's saved-tensor hooks (benchmarks/bench_activation_memory.py, 2026-12-07, this
 # machine's CPU; attention through SDPA's fused kernel, no dropout), each term fitted to the layers it varies over:
-# per norm: an RMSNorm upcasts its input to fp32 in eager transformers; a LayerNorm keeps its 16-bit input
-NORM_UNITS = {"rmsnorm": 6.0, "layernorm": 2.0}
+# per norm: an RMSNorm upcasts its input to fp32 in eager transformers; a LayerNorm keeps its 16-bit input; OLMo's
+# weightless one its fp32 copy ("F.layer_norm(hidden_states.to(torch.float32)": 4.03, measured on its layer, where none
+# had been counted: 0.75 of the layer)
+NORM_UNITS = {"rmsnorm": 6.0, "layernorm": 2.0, "nonparametric": 4.0}
 # An RMSNorm that multiplies its weight in fp32 keeps its fp32 normalized input for the weight's gradient, not a 16-bit
 # one (8 units: measured on OLMo-2's and Gemma 3's layers, each norm 4 + 4): Gemma's "output = output * (1.0 +
 # self.weight.float())" (Gemma 1-3, RecurrentGemma, Qwen3-Next), "(self.weight * hidden_states).to(input_dtype)"
@@ -131,6 +133,12 @@ NORM_UNITS = {"rmsnorm": 6.0, "layernorm": 2.0}
 FP32_WEIGHT_NORM_UNITS = 8.0
 FP32_WEIGHT_NORM_TYPES = frozenset({"gemma", "gemma2", "gemma3", "gemma3_text", "recurrent_gemma", "qwen3_next",
                                     "olmo2", "olmo3", "gpt_oss", "nemotron_h"})
+# Cohere's LayerNorm computes in fp32 and keeps three fp32 tensors of the layer's width (CohereLayerNorm:
+# "hidden_states = hidden_states.to(torch.float32) ... hidden_states = (hidden_states - mean) * torch.rsqrt(variance +
+# self.variance_epsilon)"), its per-head query and key norms too: 12 units, measured on its layer (where the LayerNorm's
+# 2 had been counted: 0.78 of the layer, 0.59 with its query and key norms)
+UPCAST_LAYERNORM_UNITS = 12.0
+UPCAST_LAYERNORM_TYPES = frozenset({"cohere", "cohere2"})
 ATTENTION_BASE_UNITS = 2.14  # the block's input and its output projection's, rotary, the kernel's statistics
 QUERY_UNITS = 4.5  # per query width over hidden: the queries and the attention's output
 KV_UNITS = 4.0  # per key-value width over hidden: the keys and values, 2 bytes each
@@ -140,7 +148,10 @@ MLP_WIDTH_UNITS = {True: 8.0, False: 4.0}  # per intermediate width over hidden:
 # up, the gated product and the down projection's input (its modeling file's _apply_gate: "gate = gate.clamp(min=None,
 # max=self.limit) ... glu = gate * torch.sigmoid(gate * self.alpha) ... gated_output = (up + 1) * glu"): 14, counted
 # tensor by tensor on its layer
-MLP_WIDTH_UNITS_BY_TYPE = {"gpt_oss": 14.0}
+# GPT-2's and GPT-J's "gelu_new" is tanh's approximation written out in Python ("0.5 * input * (1.0 +
+# torch.tanh(math.sqrt(2.0 / math.pi) * (input + 0.044715 * torch.pow(input, 3.0))))"), whose steps keep 8 and the
+# output projection's input 2: 10, measured on GPT-J's layer (where a plain MLP's 4 had been counted: 0.58 of it)
+MLP_WIDTH_UNITS_BY_TYPE = {"gpt_oss": 14.0, "gptj": 10.0, "gpt2": 10.0}
 EXPERT_COPY_UNITS = 4.15  # per routed expert a token goes to: its gathered input and its output before the weighting
 ROUTER_UNITS = 0.2  # the router's logits and weights
 # DeepSeek's and GLM-4.5's routers upcast their input to fp32 first (DeepseekV2TopkRouter, DeepseekV3TopkRouter,
@@ -157,7 +168,7 @@ def layer_activation_units(spec: ModelSpec, layer: int) -> float:
     activations are not modelled apart. Latent attention is priced at the widths of the keys and values it expands."""
     h = spec.hidden_size
     norm = FP32_WEIGHT_NORM_UNITS if spec.norm == "rmsnorm" and spec.model_type in FP32_WEIGHT_NORM_TYPES \
-        else NORM_UNITS.get(spec.norm, 0.0)
+        else UPCAST_LAYERNORM_UNITS if spec.model_type in UPCAST_LAYERNORM_TYPES else NORM_UNITS.get(spec.norm, 0.0)
     extra_norms = norm * (spec.norms_per_layer - 2)  # Gemma's norms after the attention and the MLP as well
     latent = 0.0
     if spec.mla is not None:
@@ -186,27 +197,95 @@ def layer_activation_units(spec: ModelSpec, layer: int) -> float:
             mlp += MLP_BASE_UNITS + width * m.shared_intermediate_size / h
     else:
         mlp = norm + MLP_BASE_UNITS + width * spec.intermediate_size / h
+    if spec.parallel_attention and spec.norms_per_layer == 1:
+        mlp -= MLP_BASE_UNITS  # one norm feeds both blocks (GPT-J, Cohere): the MLP's input is attention's, kept once
     return attention + mlp
 
 
 # What a recipe adds to a layer's activations, measured as `layer_activation_units` was (bytes per token and hidden
 # unit at 16 bits; benchmarks/bench_activation_memory.py, recipes, at two token counts): peft's LoRA on every linear
-# layer (dropout 0, fp32 adapters over a bf16 base under autocast: 0.42), and fp32 weights under bf16 autocast (a full
-# fine-tune without FSDP: 10.5, and a bf16 cast of the layer's weights held, 2 bytes a parameter, as measured)
+# layer (dropout 0, fp32 adapters over a bf16 base under autocast: 0.42). fp32 weights under bf16 autocast (a full
+# fine-tune without FSDP) are `autocast_units`, and a bf16 cast of the layer's weights held, 2 bytes a parameter.
 LORA_UNITS = 0.42
-AUTOCAST_UNITS = 10.5
+# Under bf16 autocast over fp32 weights the residual stream is fp32, and what a block keeps differs from a bf16 model's
+# by three things, measured block by block (benchmarks/bench_activation_memory.py, autocast blocks: the tensors each
+# submodule saves, on 22 layers of 16 families, 2026-12-07):
+# - a norm that reads the residual keeps it (LayerNorm) or its normalized copy (Llama's RMSNorm) at 4 bytes, not 2:
+#   2 units a norm; none where the norm keeps fp32 in a 16-bit model as well (FP32_WEIGHT_NORM_TYPES, Cohere's
+#   UPCAST_LAYERNORM_TYPES, OLMo's weightless "F.layer_norm(hidden_states.to(torch.float32)") or reads the blocks'
+#   16-bit outputs only (POST_NORM_TYPES); a parallel block's two norms of one input keep it once (GPT-NeoX: 2.02 + 0.02);
+AUTOCAST_NORM_UNITS = 2.0
+POST_NORM_TYPES = frozenset({"olmo2", "olmo3", "exaone4"})  # "hidden_states = self.post_attention_layernorm(...)"
+# - autocast casts a linear layer's fp32 input to bf16 for each layer anew (it caches the weights' casts only), so
+#   where a bf16 model's projections share the norm's output, each keeps its own cast: 2 units for each linear layer
+#   beyond the first that reads one input (`_readers`: a Llama layer's key and value, up projections, 6 units; a fused
+#   projection's none; Qwen2-MoE's router, shared expert and its gate, 6 more); a router that upcasts its input to fp32
+#   (FP32_ROUTER_TYPES) runs its matmul in bf16 under autocast and keeps a cast, not the fp32 copy (-4 units);
+AUTOCAST_CAST_UNITS = 2.0
+# - the rotary tables are fp32 (the model's dtype; "cos.to(dtype=x.dtype)") and the query's rotation keeps them:
+#   2 more bytes per rotary dimension for cos and sin each; none where they are fp32 in a 16-bit model as well (OLMo's
+#   tables, DeepSeek-V2's and Llama 4's complex rotation of "xq.float()") or where there are none (Jamba, and Granite
+#   4's default "position_embedding_type": None). A state mixer's own activations are not modelled (as in
+#   `layer_activation_units`): only its input projections' casts are counted.
+FP32_ROTARY_TYPES = frozenset({"olmo", "olmo2", "olmo3", "deepseek_v2", "llama4", "llama4_text", "jamba",
+                               "granitemoehybrid"})
+# A Llama layer: 4 + 6 + 4 x 128 / 4096 = 10.1 (10.5 at the measured layer's 32 / 256); a Mixtral layer 8.5, Phi-3's
+# 4.5, OLMo 2's 6.0, DeepSeek-V3's 6.2, Qwen2-MoE's 14.5 (a flat 10.5, the Llama layer's, had been counted for all).
 # A mixture of experts under autocast over fp32 weights (`autocast_experts`): transformers' grouped_mm experts are not
 # autocast-enabled (integrations/moe.py: "torch.nn.functional.grouped_mm and torch._grouped_mm are not
 # autocast-enabled"), so they cast their input to the fp32 weights and run in fp32 (measured: 72.5 more units on a
 # Mixtral layer, 64.5 on a Qwen3-MoE layer, and the experts at the fp32 rate); its eager experts do autocast but launch
 # each expert's kernels from Python with host syncs. The script registers grouped_mm over the experts' weights cast to
-# the autocast format (templates/deploy/train.py.j2, register_autocast_experts): measured within 6.3% of the grouped
-# layer's count with the recipe's units (8.5 more than the bf16 layer's at any top-k, against the 10.5 counted;
-# Qwen2-MoE's shared expert 14.5, 4.5% under; DeepSeek-V3's and GLM-4.5's layers 6.3% and 4.5% over, their routers'
-# fp32 input being the fp32 residual itself there) and a bf16 cast of the experts held, as the other weights' are
-# (benchmarks/bench_activation_memory.py; the cast is not cached as autocast's are, so a checkpointed step frees it
-# layer by layer, where the plan holds it for the step: high there)
+# the autocast format (templates/deploy/train.py.j2, register_autocast_experts), whose experts keep what a bf16 model's
+# do (measured: the routed experts add nothing under the recipe), and a bf16 cast of the experts held, as the other
+# weights' are (the cast is not cached as autocast's are, so a checkpointed step frees it layer by layer, where the
+# plan holds it for the step: high there)
 EXPERTS_IMPLEMENTATION = "grouped_mm_autocast"
+
+
+def _readers(spec: ModelSpec, layer: int) -> tuple[int, int]:
+    """The linear layers that read the attention block's normalized input and the MLP block's, each (transformers'
+    modeling files): separate query, key and value projections, a fused one, or latent attention's query and
+    compressed key-value projections; a state mixer's input projections; a gated MLP's gate and up projections unless
+    fused; a mixture of experts' router, its shared expert's projections and the shared expert's gate (the routed
+    experts read a gathered copy)."""
+    kind = spec.mixer(layer)
+    mixer = 0
+    if "attention" in kind:
+        mixer += 1 if spec.model_type in FUSED_QKV_TYPES else 2 if spec.mla is not None else 3
+    if "state" in kind and spec.state is not None:
+        mixer += 2 if spec.state.kind in ("gated_deltanet", "rglru") else 1
+    gated = 2 if spec.mlp_gated and spec.model_type not in FUSED_GATE_UP_TYPES else 1
+    m = spec.moe
+    if not spec.has_mlp(layer):
+        mlp = 0
+    elif m is not None and spec.layer_moe[layer]:
+        mlp = 1 + (gated if m.shared_intermediate_size else 0) + (1 if m.shared_expert_gate else 0)
+    else:
+        mlp = gated
+    return mixer, mlp
+
+
+def autocast_units(spec: ModelSpec, layer: int) -> float:
+    """What fp32 weights under bf16 autocast add to `layer_activation_units` (AUTOCAST_NORM_UNITS, AUTOCAST_CAST_UNITS,
+    FP32_ROTARY_TYPES): the norms that read the fp32 residual, the casts of a shared input, the fp32 rotary tables."""
+    h = spec.hidden_size
+    mixer, mlp = _readers(spec, layer)
+    fp32_norms = spec.model_type in FP32_WEIGHT_NORM_TYPES | UPCAST_LAYERNORM_TYPES | POST_NORM_TYPES \
+        or spec.norm == "nonparametric"
+    norms = 0 if fp32_norms else 1 if spec.parallel_attention or not mlp else 2
+    if spec.parallel_attention and spec.norms_per_layer == 1:  # one norm feeds both blocks (GPT-J): one input
+        casts = max(mixer + mlp - 1, 0)
+    else:
+        casts = max(mixer - 1, 0) + max(mlp - 1, 0)
+    units = AUTOCAST_NORM_UNITS * norms + AUTOCAST_CAST_UNITS * casts
+    routed = spec.moe is not None and spec.layer_moe[layer] and spec.has_mlp(layer)
+    if routed and spec.model_type in FP32_ROUTER_TYPES:
+        units -= FP32_ROUTER_UNITS
+    if "attention" in spec.mixer(layer) and spec.model_type not in FP32_ROTARY_TYPES and not spec.learned_positions:
+        rotary = spec.mla.qk_rope_head_dim if spec.mla is not None else spec.head_dim * spec.rotary_fraction
+        units += 2 * 2 * rotary / h
+    return units
 
 
 def autocast_experts(moe: bool, applied) -> bool:
@@ -216,16 +295,17 @@ def autocast_experts(moe: bool, applied) -> bool:
     return moe and "mixed-precision" in applied and not {"lora", "qlora", "fsdp"} & set(applied)
 
 
-def recipe_memory(counts: ParamCounts, applied: frozenset[str], lora: bool, sharded: bool, act_bytes: int
-                  ) -> tuple[float, float, float]:
-    """What the script's recipe holds beyond the layers' own activations: (units a layer, bytes held from the forward
-    to the backward, bytes of one layer's backward). peft's LoRA on a mixture of experts' 3-D parameters merges each
+def recipe_memory(spec: ModelSpec, counts: ParamCounts, applied: frozenset[str], lora: bool, sharded: bool,
+                  act_bytes: int) -> tuple[list[float], float, float]:
+    """What the script's recipe holds beyond the layers' own activations: (units each layer, bytes held from the
+    forward to the backward, bytes of one layer's backward). peft's LoRA on a mixture of experts' 3-D parameters merges each
     layer's experts with their adapters into a new tensor in every forward (lora.ParamWrapper: W + B A), which the
     experts' matmul keeps for its backward (measured: a tiny Mixtral layer's 11.0 MB of bf16 experts, 11.4 MB held)
     and whose full-size gradient the backward computes. Under bf16 autocast fp32 weights are cast for each matmul, and
     the casts are kept until the backward (2 bytes a parameter)."""
     autocast = "mixed-precision" in applied and not lora and not sharded
-    units = (LORA_UNITS if lora else 0.0) + (AUTOCAST_UNITS if autocast else 0.0)
+    units = [(LORA_UNITS if lora else 0.0) + (autocast_units(spec, layer) if autocast else 0.0)
+             for layer in range(spec.num_layers)]
     merged = act_bytes * counts.num_experts * counts.layer.expert_linear if lora and counts.num_moe_layers else 0.0
     checkpointed = "activation-checkpointing" in applied
     held = (2 * counts.total if autocast else 0.0) + (0.0 if checkpointed else merged * counts.num_moe_layers)
@@ -314,9 +394,9 @@ def training_prediction(state: PlanState, workload: Workload) -> Prediction:
     micro = min(job.micro_batch, -(-job.global_batch // n))
     tokens_micro = micro * job.sequence_length
     sharded = shard > 1
-    recipe_units, held, backward = recipe_memory(counts, applied, lora, sharded, act_bytes)
+    recipe_units, held, backward = recipe_memory(spec, counts, applied, lora, sharded, act_bytes)
     units = [layer_activation_units(spec, layer) + packed_attention_units(spec, layer, job.sequence_length)
-             + recipe_units for layer in range(spec.num_layers)]
+             + recipe_units[layer] for layer in range(spec.num_layers)]
     unit_bytes = spec.hidden_size * act_bytes / 2  # a unit is a byte per hidden unit at 16 bits
     logits = tokens_micro * spec.vocab_size * LOGIT_BYTES  # the loss's peak (LOGIT_BYTES)
     if "activation-checkpointing" in applied:

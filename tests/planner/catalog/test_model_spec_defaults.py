@@ -17,6 +17,8 @@ def _rope(config):
 
 _ELSEWHERE = {
     ("gemma3_text", "sliding_window_pattern"): lambda c: (True, c._sliding_window_pattern),
+    # Cohere 2 reads the Hub's "sliding_window_pattern" into its layer types ("sliding_window_pattern", 4)
+    ("cohere2", "sliding_window_pattern"): lambda c: (True, c.layer_types.index("full_attention") + 1),
     ("gpt_neox", "rotary_pct"): _rope,
     ("phi3", "partial_rotary_factor"): _rope,
     ("stablelm", "partial_rotary_factor"): _rope,
