@@ -81,6 +81,11 @@ FITTED = (
      dict(intermediate_size=2 * HIDDEN, **NO_SPECIAL_TOKENS)),
     ("gpt-j, one LayerNorm feeding attention and MLP side by side, gelu_new MLP at 4 x hidden", "GPTJConfig",
      dict(n_embd=HIDDEN, n_layer=1, n_head=8, rotary_dim=16, n_positions=1024, **NO_SPECIAL_TOKENS)),
+    # transformers runs Llama 4's experts densely, every token through each (its profile's dense_experts_model_types):
+    # read from this layer and an 8-expert one, where a token's top-1 had been counted (0.53 of this one)
+    ("llama4, top-1 of 4 experts run densely at 1 x hidden, a shared expert, L2 query-key norms", "Llama4TextConfig",
+     dict(intermediate_size=HIDDEN, intermediate_size_mlp=2 * HIDDEN, num_local_experts=4, num_experts_per_tok=1,
+          interleave_moe_layer_step=1, no_rope_layers=[1], use_qk_norm=True, **NO_SPECIAL_TOKENS)),
 )
 # measured after the terms above were set (2026-12-07); gemma2 and gpt-oss without SDPA, eagerly (their scores)
 HELD_OUT = (
@@ -105,6 +110,10 @@ HELD_OUT = (
      dict(intermediate_size=HIDDEN, num_local_experts=8, num_experts_per_tok=2, **NO_SPECIAL_TOKENS)),
     ("granite, gated MLP at 2 x hidden, residual and logit multipliers", "GraniteConfig",
      dict(intermediate_size=2 * HIDDEN, **NO_SPECIAL_TOKENS)),
+    # measured after the dense-experts count was set on the layer above
+    ("llama4, top-1 of 16 experts run densely at 1 x hidden, a shared expert", "Llama4TextConfig",
+     dict(intermediate_size=HIDDEN, intermediate_size_mlp=2 * HIDDEN, num_local_experts=16, num_experts_per_tok=1,
+          interleave_moe_layer_step=1, no_rope_layers=[1], use_qk_norm=False, **NO_SPECIAL_TOKENS)),
 )
 # Layers whose bf16 count is not modelled apart (a state mixer's own activations are priced as attention's:
 # training.py, layer_activation_units), measured for what autocast adds to them only (`autocast_rows`). Their

@@ -9,6 +9,7 @@ from functools import cached_property
 
 from ..catalog import engine_fusions, engine_graphs
 from ..catalog.dtypes import WeightFormat, bytes_per_element, canonical, compute_dtype, weight_format
+from ..catalog.engine_refusals import dense_experts
 from ..catalog.engine_memory import engine_kv_memory, engine_sampler_row_bytes, engine_workspace_bytes
 from ..catalog.engine_state_models import recurrent_state_dtype
 from ..catalog.engines import (
@@ -153,6 +154,9 @@ class Setup:
     gemm_peak_tflops: float | None = None  # the peak its GEMM runs at, where not the documented (`engine_rates`)
     dequantize_rows: tuple[int, int] | None = None  # (fewest rows, rows a pass) converting weights first (ibid.)
     recurrent_state_bytes: float | None = None  # per element, where the engine keeps the state in its own format
+    # the model's code runs every token through every routed expert (transformers' Llama 4: `dense_experts`): a
+    # forward reads and computes all of them
+    dense_experts: bool = False
 
     def prefill_floor_s(self, tokens: float) -> float:
         """A step of `tokens` prompt tokens' host time: eager, or what its piecewise graphs still launch."""
@@ -497,4 +501,7 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
         prefill_host_s=engine_graphs.eager_prefill_host_s(spec, engine) if runtime == "serving" else 0.0,
         prefill_graph_tokens=graphs, fused_allreduce_tokens=engine_fusions.fused_allreduce_tokens(
             engine, spec, hw, tp, pp, attention_dp) if runtime == "serving" else 0,
-        prefill_graph_host_s=engine_graphs.prefill_graph_host_s(spec, engine) if graphs else 0.0)
+        prefill_graph_host_s=engine_graphs.prefill_graph_host_s(spec, engine) if graphs else 0.0,
+        # transformers' own modeling code runs the model: its engine, or a plan's (no engine: eager `generate`, or
+        # compiled, or its continuous batching)
+        dense_experts=(engine is None or engine_runtime(engine) == "transformers") and dense_experts(spec.model_type))

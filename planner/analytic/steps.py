@@ -119,9 +119,16 @@ def chunk_read_bytes(s: Setup, context: int) -> float:
 
 
 def matmul_flops(s: Setup, tokens: float, logits_tokens: float) -> float:
-    """Every matmul weight a token passes through, a shared block at each of its uses."""
-    linear = s.counts.active_linear + s.spec.extra_linear_reuse
-    return 2 * tokens * linear + 2 * logits_tokens * s.counts.vocab_hidden
+    """Every matmul weight a token passes through, a shared block at each of its uses; where the model's code runs
+    every token through every routed expert (`Setup.dense_experts`), all of them."""
+    c = s.counts
+    unrouted = (experts_per_token(s) - c.top_k) * c.num_moe_layers * c.layer.expert_linear
+    return 2 * tokens * (c.active_linear + s.spec.extra_linear_reuse + unrouted) + 2 * logits_tokens * c.vocab_hidden
+
+
+def experts_per_token(s: Setup) -> int:
+    """The routed experts a token goes through: its top-k, or every one where the model's code runs them densely."""
+    return s.counts.num_experts if s.dense_experts else s.counts.top_k
 
 
 # ---------------------------------------------------------------------------------------------
@@ -131,13 +138,15 @@ def matmul_flops(s: Setup, tokens: float, logits_tokens: float) -> float:
 
 def routed_expert_bytes(s: Setup, tokens: int) -> float:
     """The routed experts' weight bytes one forward pass over `tokens` tokens reads, one device: only the experts the
-    tokens are routed to. Expert parallel: each device holds E/ep whole experts and waits for the busiest; otherwise
+    tokens are routed to (all of them where the model's code runs every token through every one: `dense_experts`).
+    Expert parallel: each device holds E/ep whole experts and waits for the busiest; otherwise
     every device holds a slice of every expert, and all read the same share."""
     c = s.counts
     if not c.num_moe_layers:
         return 0.0
     skew = s.eff.routing_skew
-    touched = busiest_device_experts(c.num_experts, c.top_k, tokens, s.ep, skew) * s.ep if s.ep > 1 else \
+    touched = c.num_experts if s.dense_experts else \
+        busiest_device_experts(c.num_experts, c.top_k, tokens, s.ep, skew) * s.ep if s.ep > 1 else \
         expected_experts_touched(c.num_experts, c.top_k, tokens, skew)
     return c.num_moe_layers * touched * c.layer.expert_linear * s.expert_bits_per_weight / 8 / s.shards
 
@@ -193,7 +202,7 @@ def active_intermediate(s: Setup) -> int:
         return s.spec.intermediate_size
     m = s.spec.moe
     return max(s.spec.intermediate_size if not all(s.spec.layer_moe) else 0,
-               m.top_k * m.expert_intermediate_size + m.shared_intermediate_size)
+               experts_per_token(s) * m.expert_intermediate_size + m.shared_intermediate_size)
 
 
 def activation_traffic_bytes(s: Setup, tokens: float) -> float:
@@ -210,7 +219,7 @@ def routed_activation_bytes(s: Setup, tokens: float) -> float:
     m = s.spec.moe
     if m is None:
         return 0.0
-    per_layer = tokens / s.attention_dp * s.act_bytes * 3 * m.top_k * m.expert_intermediate_size / s.tp
+    per_layer = tokens / s.attention_dp * s.act_bytes * 3 * experts_per_token(s) * m.expert_intermediate_size / s.tp
     return per_layer * s.counts.num_moe_layers
 
 
@@ -218,7 +227,7 @@ def routed_matmul_flops(s: Setup, tokens: float) -> float:
     """The routed experts' share of `matmul_flops`: spread over every expert-parallel device whichever attention
     group the tokens come from."""
     c = s.counts
-    return 2 * tokens * c.num_moe_layers * c.top_k * c.layer.expert_linear
+    return 2 * tokens * c.num_moe_layers * experts_per_token(s) * c.layer.expert_linear
 
 
 def busiest_group_multiple(s: Setup, sequences: float) -> float:

@@ -187,6 +187,12 @@ def sdpa_refused(model_type: str) -> bool:
     return model_type in (engine_profile("transformers").get("sdpa_refused_models") or ())
 
 
+def dense_experts(model_type: str) -> bool:
+    """Whether transformers runs the model's routed experts densely, every token through every expert (the
+    transformers profile's dense_experts_model_types: Llama 4's)."""
+    return model_type in (engine_profile("transformers").get("dense_experts_model_types") or ())
+
+
 def runs_eager_attention(engine: str | None, model_type: str) -> bool:
     """Whether `engine` runs the model's attention eagerly by default: transformers (its runtime) on a model it has no
     SDPA attention for (`sdpa_refused`)."""

@@ -28,7 +28,7 @@ from ... import profiles
 from ..analytic.efficiency import attention_kernel_factor
 from ..analytic.params import ParamCounts, param_counts
 from ..analytic.steps import ALLREDUCE_EFFICIENCY, prefill_attention_flops
-from ..catalog.engine_refusals import sdpa_refused
+from ..catalog.engine_refusals import dense_experts, sdpa_refused
 from ..catalog.hardware import cost_per_million_tokens
 from ..schema import ModelSpec
 from ..schema.advice import Prediction
@@ -190,7 +190,10 @@ def layer_activation_units(spec: ModelSpec, layer: int) -> float:
     width = MLP_WIDTH_UNITS_BY_TYPE.get(spec.model_type, MLP_WIDTH_UNITS[spec.mlp_gated])
     m = spec.moe
     if m is not None and spec.layer_moe[layer]:
-        routed = m.top_k * (EXPERT_COPY_UNITS + width * m.expert_intermediate_size / h)
+        # every expert a token goes through: its top-k, or all where transformers runs them densely (Llama 4's, each
+        # keeping its weighted copy of the input, measured: 4 experts 40 units, 8 experts 80)
+        routed = (m.num_experts if dense_experts(spec.model_type) else m.top_k) \
+            * (EXPERT_COPY_UNITS + width * m.expert_intermediate_size / h)
         router = ROUTER_UNITS + (FP32_ROUTER_UNITS if spec.model_type in FP32_ROUTER_TYPES else 0.0)
         mlp = norm + MLP_BASE_UNITS + router + routed
         if m.shared_intermediate_size:
@@ -282,6 +285,8 @@ def autocast_units(spec: ModelSpec, layer: int) -> float:
     routed = spec.moe is not None and spec.layer_moe[layer] and spec.has_mlp(layer)
     if routed and spec.model_type in FP32_ROUTER_TYPES:
         units -= FP32_ROUTER_UNITS
+    if routed and dense_experts(spec.model_type):  # each expert's copy of the fp32 input, weighted by its score
+        units += AUTOCAST_NORM_UNITS * spec.moe.num_experts
     if "attention" in spec.mixer(layer) and spec.model_type not in FP32_ROTARY_TYPES and not spec.learned_positions:
         rotary = spec.mla.qk_rope_head_dim if spec.mla is not None else spec.head_dim * spec.rotary_fraction
         units += 2 * 2 * rotary / h
@@ -428,9 +433,14 @@ def training_prediction(state: PlanState, workload: Workload) -> Prediction:
         model_flops += 2 * counts.num_moe_layers * counts.top_k * counts.layer.expert_linear
     attention = prefill_attention_flops(s, 1, job.sequence_length) / job.sequence_length  # a token's, forward
     model_flops += 3 * attention
+    # the experts a token is not routed to, which transformers computes anyway where it runs them densely (Llama 4's:
+    # `dense_experts`), forward and backward (and each one's merged gradient under LoRA); not the model's FLOPs
+    unrouted = (counts.num_experts - counts.top_k) * counts.num_moe_layers * counts.layer.expert_linear \
+        if dense_experts(spec.model_type) else 0
     checkpointed = "activation-checkpointing" in applied
     # full checkpointing reruns each layer's forward in the backward: its linear layers and its attention
-    work = model_flops + (2 * counts.active_linear + attention if checkpointed else 0)
+    work = model_flops + (4 if lora else 6) * unrouted + (2 * unrouted if lora else 0) \
+        + (2 * (counts.active_linear + unrouted) + attention if checkpointed else 0)
     if sdpa_refused(spec.model_type):
         # eager attention (no SDPA for the model) computes the whole score matrix before masking it, at eager's share
         # of the matmuls' rate, in the forward, the backward (two forwards' worth) and a recomputed forward

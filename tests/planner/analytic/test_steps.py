@@ -173,6 +173,21 @@ def test_moe_decode_reads_only_routed_experts():
     assert expected_experts_touched(256, 8, 10_000) == pytest.approx(256)
 
 
+def test_transformers_runs_llama_4s_experts_densely_and_the_serving_engines_do_not():
+    """transformers' Llama 4 takes no experts implementation: every token goes through all of a layer's experts, each
+    weighted by its router score (Llama4TextMoe repeats the input per expert; Llama4TextExperts is one bmm over all of
+    them). Under its engine (or a plan without one) a step reads and computes every expert; vLLM's reads and computes
+    a token's top-1 of 16. Mixtral, whose experts transformers runs through grouped_mm, reads its top-2 either way."""
+    dense, routed = (setup("llama-4-scout", engine=e) for e in ("transformers", "vllm"))
+    counts = dense.counts
+    assert dense.dense_experts and not routed.dense_experts
+    unrouted = (counts.num_experts - counts.top_k) * counts.num_moe_layers * counts.layer.expert_linear
+    assert weights_read_bytes(dense, 1) == pytest.approx(counts.total * 2, rel=0.01)
+    assert weights_read_bytes(dense, 1) - weights_read_bytes(routed, 1) == pytest.approx(2 * unrouted)
+    assert matmul_flops(dense, 1, 0) - matmul_flops(routed, 1, 0) == pytest.approx(2 * unrouted)
+    assert not setup("mixtral-8x7b", engine="transformers").dense_experts
+
+
 @pytest.mark.parametrize("dtype, measured_tok_s", [("bf16", 104.9), ("int8", 155.6), ("int4", 196.8)])
 def test_gpt_fast_anchors(dtype, measured_tok_s):
     """gpt-fast, Llama-2-7B on an A100-80GB at batch 1 (profiles/efficiency.yaml): the composed model (bytes per

@@ -268,7 +268,8 @@ def test_a_training_workload_file_that_nothing_fits_is_an_answer_not_a_concurren
                                    "cohere, per-head query and key LayerNorms",
                                    "olmo, weightless LayerNorm, gated MLP at 2 x hidden",
                                    "gpt-j, one LayerNorm feeding attention and MLP side by side, gelu_new MLP at 4 x "
-                                   "hidden"])
+                                   "hidden",
+                                   "llama4, top-1 of 16 experts run densely at 1 x hidden, a shared expert"])
 def test_a_layers_activations_are_what_transformers_keeps_for_its_backward(label):
     """The training model's activations per layer against what transformers' eager layer saves for its backward
     (autograd's saved-tensor hooks, bf16, this CPU): a gated MLP keeps four intermediates, an eager RMSNorm an fp32
@@ -276,7 +277,8 @@ def test_a_layers_activations_are_what_transformers_keeps_for_its_backward(label
     top-k experts, and Gemma 2, which transformers runs without SDPA, its eager attention's scores. Korthikanti et
     al.'s flat 34 (a GPT layer's) had been counted for every layer: 0.68 of a Llama layer's 49.7, 0.39 of a Mixtral
     layer's 86.1; OLMo-2's layer had been counted 0.865 of what it keeps, Gemma 2's 0.43 at 256 tokens; Cohere's
-    (fp32 LayerNorms) 0.59, OLMo's (a weightless fp32 LayerNorm) 0.75, GPT-J's (a GELU written out) 0.58."""
+    (fp32 LayerNorms) 0.59, OLMo's (a weightless fp32 LayerNorm) 0.75, GPT-J's (a GELU written out) 0.58; Llama 4's,
+    whose experts transformers runs densely (every token through all 16), had been counted with its top-1: 0.20."""
     pytest.importorskip("torch")
     bench = load_script("benchmarks/bench_activation_memory.py")
     _, cls_name, overrides = next(row for row in (*bench.FITTED, *bench.HELD_OUT) if row[0] == label)
