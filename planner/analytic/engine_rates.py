@@ -3,14 +3,21 @@
 (llama.cpp's on a GPU), the peak it runs at (`gemm_accumulate`: fp16 accumulation, twice the documented rate on a
 GeForce card), the share of that peak it reaches (`gemm_share`), a bound per streaming multiprocessor where that,
 not the tensor cores' peak, sets its throughput (`gemm_unit_tflops`), and a conversion of the weights to 16 bits
-before it (`gemm_dequantize`)."""
+before it (`gemm_dequantize`); and which weight kernel an engine reads a format with on a device, at what share of
+its bandwidth (`engine_weight_kernel`, `expert_bandwidth_share`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..catalog.engines import engine_flop_share, engine_kernel
+from ..catalog.engines import (
+    engine_fallback_kernel,
+    engine_flop_share,
+    engine_kernel,
+    engine_kernel_efficiency,
+)
 from ..schema import EfficiencyFactors, HardwareSpec
+from .efficiency import default_efficiency, weight_kernel_refusal
 
 
 def at_engine_share(eff: EfficiencyFactors, engine: str | None, hw: HardwareSpec) -> EfficiencyFactors:
@@ -92,3 +99,26 @@ def kernel_rate_caveat(engine: str | None, weight_dtype: str, hw: HardwareSpec) 
     return (f"{engine}'s prompt GEMM for {weight_dtype} weights is priced at a rate measured on "
             f"{', '.join(measured)} only (its profile's gemm_unit_source); no run on {hw.id} checks it, so the TTFT "
             "may be off by more than its band")
+
+
+def expert_bandwidth_share(hw: HardwareSpec, engine: str | None, expert_dtype: str, compute: str,
+                           runtime: str) -> tuple[float, str | None]:
+    """The share of the peak bandwidth at which the engine's MoE kernel reads experts stored in `expert_dtype` beside
+    16-bit layers, and that kernel: its profile's kernel for the format where it names one the device runs (bounded
+    per compute unit where the kernel states one, as `default_efficiency` bounds it), else the device kind's share for
+    the format (profiles/efficiency.yaml) and None. A step larger than the kernel's rows reads them at the engine's
+    GEMM share (`_cost`)."""
+    kernel = engine_weight_kernel(engine, expert_dtype, hw)
+    return default_efficiency(hw, expert_dtype, compute, runtime, weight_kernel=kernel).bandwidth_efficiency, kernel
+
+
+def engine_weight_kernel(engine: str | None, weight_dtype: str, hw: HardwareSpec,
+                         method: str | None = None) -> str | None:
+    """The weight kernel the engine reads `weight_dtype` weights with on `hw`: its profile's where the device runs it,
+    else its fallback there (vLLM's GPTQ kernel below Marlin's device, its Marlin MXFP4 MoE before Hopper) where the
+    device runs that, else None (the device's defaults)."""
+    kernel = engine_kernel_efficiency(engine, weight_dtype, hw.features.backend, hw)
+    if kernel and weight_kernel_refusal(hw, kernel, weight_dtype) is not None:
+        kernel = (engine_fallback_kernel(engine, weight_dtype, hw, method) or {}).get("efficiency")
+        kernel = kernel if kernel and weight_kernel_refusal(hw, kernel, weight_dtype) is None else None
+    return kernel

@@ -20,11 +20,9 @@ from ..catalog.engines import (
     engine_decodes_first_token,
     engine_embedding_on_host,
     engine_fact,
-    engine_fallback_kernel,
     engine_first_token_latency_s,
     engine_group_size,
     engine_host_layers,
-    engine_kernel_efficiency,
     engine_math_decode_attention,
     engine_max_running,
     engine_mixes_prefill,
@@ -51,9 +49,15 @@ from .efficiency import (
     calibrated_efficiency,
     default_efficiency,
     weight_kernel_group_format,
-    weight_kernel_refusal,
 )
-from .engine_rates import at_engine_share, at_kernel_rate, dequantize_pass, kernel_peak_tflops
+from .engine_rates import (
+    at_engine_share,
+    at_kernel_rate,
+    dequantize_pass,
+    engine_weight_kernel,
+    expert_bandwidth_share,
+    kernel_peak_tflops,
+)
 from .gguf import gguf_bits
 from .kvcache import KVGroup, kv_bits, kv_groups, tensor_parallel_share
 from .offload import DEFAULT_HOST_MEMORY_GBPS, HostLayers
@@ -313,29 +317,6 @@ def checkpoint_experts_only(spec: ModelSpec, weight_dtype: str) -> bool:
     (gpt-oss's MXFP4: `checkpoint_modules` experts), so the other linear layers stay 16-bit."""
     return (spec.moe is not None and spec.checkpoint_modules == "experts"
             and spec.checkpoint_dtype == canonical(weight_dtype))
-
-
-def expert_bandwidth_share(hw: HardwareSpec, engine: str | None, expert_dtype: str, compute: str,
-                           runtime: str) -> tuple[float, str | None]:
-    """The share of the peak bandwidth at which the engine's MoE kernel reads experts stored in `expert_dtype` beside
-    16-bit layers, and that kernel: its profile's kernel for the format where it names one the device runs (bounded
-    per compute unit where the kernel states one, as `default_efficiency` bounds it), else the device kind's share for
-    the format (profiles/efficiency.yaml) and None. A step larger than the kernel's rows reads them at the engine's
-    GEMM share (`_cost`)."""
-    kernel = engine_weight_kernel(engine, expert_dtype, hw)
-    return default_efficiency(hw, expert_dtype, compute, runtime, weight_kernel=kernel).bandwidth_efficiency, kernel
-
-
-def engine_weight_kernel(engine: str | None, weight_dtype: str, hw: HardwareSpec,
-                         method: str | None = None) -> str | None:
-    """The weight kernel the engine reads `weight_dtype` weights with on `hw`: its profile's where the device runs it,
-    else its fallback there (vLLM's GPTQ kernel below Marlin's device, its Marlin MXFP4 MoE before Hopper) where the
-    device runs that, else None (the device's defaults)."""
-    kernel = engine_kernel_efficiency(engine, weight_dtype, hw.features.backend, hw)
-    if kernel and weight_kernel_refusal(hw, kernel, weight_dtype) is not None:
-        kernel = (engine_fallback_kernel(engine, weight_dtype, hw, method) or {}).get("efficiency")
-        kernel = kernel if kernel and weight_kernel_refusal(hw, kernel, weight_dtype) is None else None
-    return kernel
 
 
 def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_size: int | None = None,

@@ -18,10 +18,16 @@ from .chunked_attention import attention_chunks, chunk_keys, chunk_pairs
 from .cuda_graphs import graph_rows
 from .kvcache import elements_per_token, kv_cache_elements, state_parts
 from .offload import host_layers_s, streamed_weights_s
-from .params import busiest_device_experts, expected_experts_touched
 from .setup import Setup
 from .step_cost import StepCost
-from .weight_reads import dequantize_s, outside_block_bytes, weight_read_s
+from .weight_reads import (
+    all_expert_bytes,
+    dequantize_s,
+    outside_block_bytes,
+    routed_expert_bytes,
+    shared_weight_bytes,
+    weight_read_s,
+)
 
 # Share of the link bandwidth a ring all-reduce achieves (NCCL "bus bandwidth" on NVLink/PCIe is
 # typically about 80% of the link rate).
@@ -134,41 +140,6 @@ def experts_per_token(s: Setup) -> int:
 # ---------------------------------------------------------------------------------------------
 # Bytes
 # ---------------------------------------------------------------------------------------------
-
-
-def routed_expert_bytes(s: Setup, tokens: int) -> float:
-    """The routed experts' weight bytes one forward pass over `tokens` tokens reads, one device: only the experts the
-    tokens are routed to (all of them where the model's code runs every token through every one: `dense_experts`).
-    Expert parallel: each device holds E/ep whole experts and waits for the busiest; otherwise
-    every device holds a slice of every expert, and all read the same share."""
-    c = s.counts
-    if not c.num_moe_layers:
-        return 0.0
-    skew = s.eff.routing_skew
-    touched = c.num_experts if s.dense_experts else \
-        busiest_device_experts(c.num_experts, c.top_k, tokens, s.ep, skew) * s.ep if s.ep > 1 else \
-        expected_experts_touched(c.num_experts, c.top_k, tokens, skew)
-    return c.num_moe_layers * touched * c.layer.expert_linear * s.expert_bits_per_weight / 8 / s.shards
-
-
-def all_expert_bytes(s: Setup) -> float:
-    """Every routed expert's weight bytes, one device."""
-    c = s.counts
-    return c.num_moe_layers * c.num_experts * c.layer.expert_linear * s.expert_bits_per_weight / 8 / s.shards
-
-
-def shared_weight_bytes(s: Setup) -> float:
-    """The weight bytes every forward pass reads, one device, whatever its tokens: all but the routed experts."""
-    c, lp = s.counts, s.counts.layer
-    dense = c.num_dense_layers * c.dense_layer_linear + s.spec.extra_linear_reuse  # a shared block read per use
-    moe = c.num_moe_layers * (lp.attn_linear + lp.shared_linear)
-    return (dense + moe) * s.bits_per_weight / 8 / s.tp + outside_block_bytes(s)
-
-
-def weights_read_bytes(s: Setup, tokens: int) -> float:
-    """Weight bytes one forward pass over `tokens` tokens reads, one device (MoE layers read only
-    the experts the tokens are routed to: `routed_expert_bytes`)."""
-    return shared_weight_bytes(s) + routed_expert_bytes(s, tokens)
 
 
 def kv_bytes_per_device(s: Setup, context: int, stage: int | None = None, host: bool = False) -> float:

@@ -1,12 +1,14 @@
-"""The time a step's linear layers take to read their weights on the device: the engine's own weight kernel up to the
-rows it gives it (its share of the peak bandwidth and its time per layer: launches and ramps of its GEMVs, llama.cpp's
-mat-vecs), the engine's GEMM above them; the routed experts at the share of their own kernel where only they are
-quantized (gpt-oss's MXFP4 experts), through the engine's grouped GEMM beyond its rows."""
+"""The weights a step reads on a device (all but the routed experts, and the experts its tokens are routed to), and the
+time its linear layers take to read them: the engine's own weight kernel up to the rows it gives it (its share of the
+peak bandwidth and its time per layer: launches and ramps of its GEMVs, llama.cpp's mat-vecs), the engine's GEMM
+above them; the routed experts at the share of their own kernel where only they are quantized (gpt-oss's MXFP4
+experts), through the engine's grouped GEMM beyond its rows."""
 
 from __future__ import annotations
 
 import math
 
+from .params import busiest_device_experts, expected_experts_touched
 from .setup import Setup
 
 
@@ -54,3 +56,38 @@ def dequantize_s(s: Setup, rows: int, quantized_bytes: float) -> float:
     share = s.eff.activation_bandwidth_efficiency or s.eff.bandwidth_efficiency  # a streaming elementwise kernel
     passes = math.ceil(rows / s.dequantize_rows[1])
     return passes * (quantized_bytes + written) / (s.hw.memory_bandwidth_bytes_per_s * share)
+
+
+def routed_expert_bytes(s: Setup, tokens: int) -> float:
+    """The routed experts' weight bytes one forward pass over `tokens` tokens reads, one device: only the experts the
+    tokens are routed to (all of them where the model's code runs every token through every one: `dense_experts`).
+    Expert parallel: each device holds E/ep whole experts and waits for the busiest; otherwise
+    every device holds a slice of every expert, and all read the same share."""
+    c = s.counts
+    if not c.num_moe_layers:
+        return 0.0
+    skew = s.eff.routing_skew
+    touched = c.num_experts if s.dense_experts else \
+        busiest_device_experts(c.num_experts, c.top_k, tokens, s.ep, skew) * s.ep if s.ep > 1 else \
+        expected_experts_touched(c.num_experts, c.top_k, tokens, skew)
+    return c.num_moe_layers * touched * c.layer.expert_linear * s.expert_bits_per_weight / 8 / s.shards
+
+
+def all_expert_bytes(s: Setup) -> float:
+    """Every routed expert's weight bytes, one device."""
+    c = s.counts
+    return c.num_moe_layers * c.num_experts * c.layer.expert_linear * s.expert_bits_per_weight / 8 / s.shards
+
+
+def shared_weight_bytes(s: Setup) -> float:
+    """The weight bytes every forward pass reads, one device, whatever its tokens: all but the routed experts."""
+    c, lp = s.counts, s.counts.layer
+    dense = c.num_dense_layers * c.dense_layer_linear + s.spec.extra_linear_reuse  # a shared block read per use
+    moe = c.num_moe_layers * (lp.attn_linear + lp.shared_linear)
+    return (dense + moe) * s.bits_per_weight / 8 / s.tp + outside_block_bytes(s)
+
+
+def weights_read_bytes(s: Setup, tokens: int) -> float:
+    """Weight bytes one forward pass over `tokens` tokens reads, one device (MoE layers read only
+    the experts the tokens are routed to: `routed_expert_bytes`)."""
+    return shared_weight_bytes(s) + routed_expert_bytes(s, tokens)

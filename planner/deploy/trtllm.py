@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..analytic.engine_rates import engine_weight_kernel
 from ..analytic.kvcache import kv_groups
-from ..analytic.setup import engine_weight_kernel
 from ..catalog.engines import engine_fact
 from ..catalog.served import engine_window_pools, served_checkpoint_dtype
 from ..schema import HardwareSpec

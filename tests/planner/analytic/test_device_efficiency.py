@@ -150,8 +150,7 @@ def test_a_step_beyond_the_weight_kernels_rows_reads_no_faster_than_the_kernel_d
     # a 128-token prompt of llama-bench's pp runs the GEMM: at least the mat-vec's read of the weights
     assert prefill_step(b200, 1, 128).time_s >= decode_step(b200, 8, 128).time_s * 0.95
     # a MoE's floor is the kernel's read of what its most rows touch: the routed experts 8 rows route to, not 9's
-    from optiplan.planner.analytic.steps import routed_expert_bytes, shared_weight_bytes
-    from optiplan.planner.analytic.weight_reads import weight_read_s
+    from optiplan.planner.analytic.weight_reads import routed_expert_bytes, shared_weight_bytes, weight_read_s
     moe = setup(model="qwen3-30b-a3b", hardware="a100-80gb-sxm", dtype="int4", engine="llama.cpp")
     shared, at_9, at_8 = shared_weight_bytes(moe), routed_expert_bytes(moe, 9), routed_expert_bytes(moe, 8)
     assert at_8 < at_9 and weight_read_s(moe, 9, shared, at_9, at_8) < weight_read_s(moe, 9, shared, at_9, at_9)

@@ -9,7 +9,8 @@ from dataclasses import replace
 import pytest
 from optiplan.planner.analytic.params import busiest_device_experts, expected_experts_touched, expert_pick_chances
 from optiplan.planner.analytic.profile import setup_for_request
-from optiplan.planner.analytic.steps import decode_step, routed_expert_bytes
+from optiplan.planner.analytic.steps import decode_step
+from optiplan.planner.analytic.weight_reads import routed_expert_bytes
 from optiplan.planner.catalog.hardware import resolve_hardware
 from optiplan.planner.catalog.models import resolve_model
 from optiplan.planner.schema import ProfileRequest

@@ -19,8 +19,8 @@ from optiplan.planner.analytic.steps import (
     matmul_efficiency,
     matmul_flops,
     prefill_step,
-    weights_read_bytes,
 )
+from optiplan.planner.analytic.weight_reads import weights_read_bytes
 from optiplan.planner.catalog.engines import engine_profile, engine_table
 from optiplan.planner.catalog.hardware import resolve_hardware
 from optiplan.planner.catalog.models import resolve_model

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 from optiplan.planner.analytic.params import busiest_device_experts, expected_experts_touched
-from optiplan.planner.analytic.steps import all_to_all_s, decode_step, weights_read_bytes
+from optiplan.planner.analytic.steps import all_to_all_s, decode_step
+from optiplan.planner.analytic.weight_reads import weights_read_bytes
 from optiplan.planner.catalog.hardware import resolve_hardware
 from optiplan.planner.catalog.models import resolve_model
 from optiplan.planner.deploy.config import DeployError
