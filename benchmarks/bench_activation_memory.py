@@ -1,10 +1,10 @@
-"""What a decoder layer keeps for its backward, measured against the training model's count: transformers' eager
-layers of several architectures (an RMSNorm and a LayerNorm model, gated and plain MLPs, grouped and full key-value
-heads, routed experts at several widths and top-k, a shared expert), each a one-layer model in bf16 with SDPA's fused
+"""What a decoder layer keeps for its backward, measured against the training model's count: transformers' eager layers
+of several architectures (an RMSNorm and a LayerNorm model, gated and plain MLPs, grouped and full key-value heads,
+routed experts at several widths and top-k, a shared expert), each a one-layer model in bf16 with SDPA's fused
 attention, run forward under autograd's saved-tensor hooks. The tensors it saves, less the parameters, by storage,
-over tokens x hidden, are the measured units; `planner/plan/training.py` (layer_activation_units) is the predicted
-count, whose constants were fitted to the first group of layers (FITTED); the second (HELD_OUT) was measured after,
-and its errors are reported apart. Each line prints both and their ratio.
+over tokens x hidden, are the measured units; `planner/plan/training_activations.py` (layer_activation_units) is the
+predicted count, whose constants were fitted to the first group of layers (FITTED); the second (HELD_OUT) was
+measured after, and its errors are reported apart. Each line prints both and their ratio.
 
     python benchmarks/bench_activation_memory.py [--tokens 512]
 """
@@ -47,7 +47,7 @@ FITTED = (
     ("qwen3-moe, top-8 of 32 experts at 0.375 x hidden", "Qwen3MoeConfig",
      dict(moe_intermediate_size=96, num_experts=32, num_experts_per_tok=8, intermediate_size=768)),
     # the fp32-weight norms and the fused projection's values read from these three after they had been measured as
-    # held-out layers (0.895, 0.865 and 0.872): what each keeps, tensor by tensor (training.py)
+    # held-out layers (0.895, 0.865 and 0.872): what each keeps, tensor by tensor (training_activations.py)
     ("phi3, fused query-key-value and gate-up projections at 2.5 x hidden, 4 KV heads", "Phi3Config",
      dict(intermediate_size=640, num_key_value_heads=4, **NO_SPECIAL_TOKENS)),
     ("olmo2, whole query and key norms, gated MLP at 2 x hidden", "Olmo2Config",
@@ -116,7 +116,7 @@ HELD_OUT = (
           interleave_moe_layer_step=1, no_rope_layers=[1], use_qk_norm=False, **NO_SPECIAL_TOKENS)),
 )
 # Layers whose bf16 count is not modelled apart (a state mixer's own activations are priced as attention's:
-# training.py, layer_activation_units), measured for what autocast adds to them only (`autocast_rows`). Their
+# training_activations.py), measured for what autocast adds to them only (`autocast_rows`). Their
 # autocast terms were checked on them after the 22 layers above had set them: Qwen2's, LFM2's two and Qwen3-Next's
 # full-attention layer matched as they were; the rotary tables of Jamba (none), Granite 4 (none by default) and
 # Llama 4 (a complex rotation in fp32) were then read from their modeling files
@@ -270,7 +270,7 @@ def autocast_rows(tokens: int, show_blocks: bool = False) -> list[dict]:
     experts as the rendered script runs them there, cast to bf16: `training.autocast_experts`), measured per token
     against a bf16 layer's, and the plan's `autocast_units`; with `show_blocks`, the difference by submodule, which is
     what the plan's terms were read from. A layer run eagerly is left out: its scores grow with the tokens squared."""
-    from optiplan.planner.plan.training import autocast_units
+    from optiplan.planner.plan.training_activations import autocast_units
 
     rows = []
     for label, cls_name, overrides in (*FITTED, *HELD_OUT, *AUTOCAST_ONLY):
@@ -300,7 +300,7 @@ def predicted_spec(config):
 def predicted_units(config, tokens: int | None = None) -> float:
     """The training model's count for the config's first layer; where the model runs eager attention, with its
     scores over `tokens` (and its keys and values repeated to every head: `packed_attention_units`)."""
-    from optiplan.planner.plan.training import layer_activation_units, packed_attention_units
+    from optiplan.planner.plan.training_activations import layer_activation_units, packed_attention_units
 
     spec = predicted_spec(config)
     eager = packed_attention_units(spec, 0, tokens) if sdpa_refused(spec.model_type) and tokens else 0.0
@@ -325,9 +325,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"{predicted / measured:.3f}")
         worst = max(abs(r["ratio"] - 1) for r in rows)
         print(f"  largest error {worst:.1%} over {len(rows)} layers (bytes per token and hidden unit at 16 bits)")
-    print("recipes (training.py: LORA_UNITS, autocast_units, recipe_memory):")
+    print("recipes (training_activations.py: LORA_UNITS, autocast_units; training.py: recipe_memory):")
     results["recipes"] = recipe_rows(args.tokens)
-    print("fp32 weights under bf16 autocast, what each layer adds per token (training.py: autocast_units):")
+    print("fp32 weights under bf16 autocast, what each layer adds per token (training_activations.py: autocast_units):")
     results["autocast"] = autocast_rows(args.tokens, args.blocks)
     write_results("activation_memory", {"tokens": args.tokens, "hidden": HIDDEN, **results})
     return 0

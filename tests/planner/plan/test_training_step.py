@@ -293,7 +293,7 @@ def test_a_mixture_of_experts_step_counts_its_layers_activations():
     experts with their adapters into a new tensor in every forward, which the matmul keeps, every layer's expert
     weights once more (90 GB in bf16), and one layer's merged gradient in the backward. It had been priced at 27 GB:
     the plan now checkpoints."""
-    from optiplan.planner.plan.training import layer_activation_units, packed_attention_units
+    from optiplan.planner.plan.training_activations import layer_activation_units, packed_attention_units
     from optiplan.planner.schema.workload import Training, Workload
 
     spec = resolve_model("mixtral-8x7b")
@@ -330,7 +330,7 @@ def test_the_recipes_additions_are_what_transformers_keeps():
     FSDP) add 10.5 on this layer (`autocast_units`) and hold a bf16 cast of the layer's weights; a dropout of 0.05 on
     the adapters' inputs would add about 26, which is why the script sets none."""
     pytest.importorskip("peft")
-    from optiplan.planner.plan.training import LORA_UNITS, autocast_units
+    from optiplan.planner.plan.training_activations import LORA_UNITS, autocast_units
 
     bench = load_script("benchmarks/bench_activation_memory.py")
     rows = {(r["recipe"]): r for r in bench.recipe_rows(256) if r["layer"].startswith("llama, gated MLP at 3.5")}
@@ -357,7 +357,7 @@ def test_what_autocast_adds_to_a_layer_is_counted_block_by_block(label):
     layer: Phi-3's fused projections add 4.5, OLMo-2's post-norms 6.0, Qwen2-MoE's shared expert and its gate 14.5,
     GPT-NeoX's 2.2."""
     pytest.importorskip("torch")
-    from optiplan.planner.plan.training import autocast_units
+    from optiplan.planner.plan.training_activations import autocast_units
 
     bench = load_script("benchmarks/bench_activation_memory.py")
     _, cls_name, overrides = next(row for row in (*bench.FITTED, *bench.HELD_OUT, *bench.AUTOCAST_ONLY)
@@ -374,13 +374,13 @@ def test_a_mixture_of_experts_full_fine_tune_keeps_what_the_plan_counts():
     the rendered script's own function), and the plan prices no torch.compile on a mixture of experts, whose gain is
     a dense model's. Qwen1.5-MoE on one MI325X is such a plan."""
     pytest.importorskip("torch")
-    from optiplan.planner.plan import training
+    from optiplan.planner.plan.training_activations import autocast_units
 
     bench = load_script("benchmarks/bench_activation_memory.py")
     _, cls_name, overrides = next(row for row in bench.FITTED if row[0].startswith("mixtral, top-2 of 8 experts at 3.5"))
     config = bench.layer_config(cls_name, **overrides)
     short, long = (bench.measured_units(config, t, "autocast") for t in (128, 256))
-    predicted = bench.predicted_units(config) + training.autocast_units(bench.predicted_spec(config), 0)
+    predicted = bench.predicted_units(config) + autocast_units(bench.predicted_spec(config), 0)
     assert predicted == pytest.approx(2 * long - short, rel=0.01)
 
     a = _advice(model="qwen1.5-moe-a2.7b", hardware="mi325x", without=("lora", "qlora"))
@@ -397,7 +397,7 @@ def test_a_model_transformers_runs_without_sdpa_is_priced_with_eager_attention(m
     checkpointing; it checkpoints now)."""
     from optiplan.planner.catalog.engine_refusals import sdpa_refused
     from optiplan.planner.plan.state import baseline_state, to_setup
-    from optiplan.planner.plan.training import packed_attention_units
+    from optiplan.planner.plan.training_activations import packed_attention_units
 
     spec, hw = resolve_model("gemma-2-9b"), resolve_hardware("h100-sxm")
     assert sdpa_refused("gemma2") and sdpa_refused("gpt_oss") and not sdpa_refused("llama")

@@ -1,0 +1,209 @@
+"""What a training step's decoder layers keep for their backward, in bytes per token and hidden unit at 16 bits (a
+"unit"): a bf16 layer's own activations by architecture (`layer_activation_units`), what the rendered script's
+recipes change in them (fp32 weights under bf16 autocast: `autocast_units`), and what attention over packed documents
+keeps beyond them (`packed_attention_units`). Each term is measured on transformers' eager layers under autograd's
+saved-tensor hooks (benchmarks/bench_activation_memory.py); `training` turns them into bytes."""
+
+from __future__ import annotations
+
+from ..catalog.engine_refusals import dense_experts, sdpa_refused
+from ..schema import ModelSpec
+
+# Model types whose attention projections (query, key and value) or gated MLP projections (gate and up) are one
+# fused linear layer, which takes one adapter (transformers' modeling files: Phi-3's qkv_proj and gate_up_proj,
+# GPT-NeoX's and Falcon's query_key_value, GPT-2's c_attn, Granite 4's shared_mlp.input_linear)
+FUSED_QKV_TYPES = frozenset({"phi3", "gpt_neox", "falcon", "gpt2"})
+FUSED_GATE_UP_TYPES = frozenset({"phi3", "granitemoehybrid"})
+
+
+# Bytes per token and hidden unit a decoder layer keeps for its backward at 16 bits, measured on transformers 5.24's
+# eager layers in bf16 under autograd's saved-tensor hooks (benchmarks/bench_activation_memory.py, 2026-12-07, this
+# machine's CPU; attention through SDPA's fused kernel, no dropout), each term fitted to the layers it varies over:
+# per norm: an RMSNorm upcasts its input to fp32 in eager transformers; a LayerNorm keeps its 16-bit input; OLMo's
+# weightless one its fp32 copy ("F.layer_norm(hidden_states.to(torch.float32)": 4.03, measured on its layer, where none
+# had been counted: 0.75 of the layer)
+NORM_UNITS = {"rmsnorm": 6.0, "layernorm": 2.0, "nonparametric": 4.0}
+# An RMSNorm that multiplies its weight in fp32 keeps its fp32 normalized input for the weight's gradient, not a 16-bit
+# one (8 units: measured on OLMo-2's and Gemma 3's layers, each norm 4 + 4): Gemma's "output = output * (1.0 +
+# self.weight.float())" (Gemma 1-3, RecurrentGemma, Qwen3-Next), "(self.weight * hidden_states).to(input_dtype)"
+# (OLMo-2 and -3, gpt-oss), "(self.weight.to(torch.float32) * hidden_states)" (Nemotron-H), where Llama's is
+# "self.weight * hidden_states.to(input_dtype)" (transformers 5.24's modeling files)
+FP32_WEIGHT_NORM_UNITS = 8.0
+FP32_WEIGHT_NORM_TYPES = frozenset({"gemma", "gemma2", "gemma3", "gemma3_text", "recurrent_gemma", "qwen3_next",
+                                    "olmo2", "olmo3", "gpt_oss", "nemotron_h"})
+# Cohere's LayerNorm computes in fp32 and keeps three fp32 tensors of the layer's width (CohereLayerNorm:
+# "hidden_states = hidden_states.to(torch.float32) ... hidden_states = (hidden_states - mean) * torch.rsqrt(variance +
+# self.variance_epsilon)"), its per-head query and key norms too: 12 units, measured on its layer (where the LayerNorm's
+# 2 had been counted: 0.78 of the layer, 0.59 with its query and key norms)
+UPCAST_LAYERNORM_UNITS = 12.0
+UPCAST_LAYERNORM_TYPES = frozenset({"cohere", "cohere2"})
+ATTENTION_BASE_UNITS = 2.14  # the block's input and its output projection's, rotary, the kernel's statistics
+QUERY_UNITS = 4.5  # per query width over hidden: the queries and the attention's output
+KV_UNITS = 4.0  # per key-value width over hidden: the keys and values, 2 bytes each
+MLP_BASE_UNITS = 2.0  # the MLP's input
+MLP_WIDTH_UNITS = {True: 8.0, False: 4.0}  # per intermediate width over hidden: gate, up, activation, product (gated)
+# gpt-oss's clamped SwiGLU experts keep the fused gate-up output, the clamped gate, its sigmoid, the shifted clamped
+# up, the gated product and the down projection's input (its modeling file's _apply_gate: "gate = gate.clamp(min=None,
+# max=self.limit) ... glu = gate * torch.sigmoid(gate * self.alpha) ... gated_output = (up + 1) * glu"): 14, counted
+# tensor by tensor on its layer
+# GPT-2's and GPT-J's "gelu_new" is tanh's approximation written out in Python ("0.5 * input * (1.0 +
+# torch.tanh(math.sqrt(2.0 / math.pi) * (input + 0.044715 * torch.pow(input, 3.0))))"), whose steps keep 8 and the
+# output projection's input 2: 10, measured on GPT-J's layer (where a plain MLP's 4 had been counted: 0.58 of it)
+MLP_WIDTH_UNITS_BY_TYPE = {"gpt_oss": 14.0, "gptj": 10.0, "gpt2": 10.0}
+EXPERT_COPY_UNITS = 4.15  # per routed expert a token goes to: its gathered input and its output before the weighting
+ROUTER_UNITS = 0.2  # the router's logits and weights
+# DeepSeek's and GLM-4.5's routers upcast their input to fp32 first (DeepseekV2TopkRouter, DeepseekV3TopkRouter,
+# Glm4MoeTopkRouter: "F.linear(hidden_states.type(torch.float32), self.weight.type(torch.float32))"), which the matmul
+# keeps; the other catalog families' routers take the 16-bit input (transformers 5.24's modeling files)
+FP32_ROUTER_UNITS = 4.0
+FP32_ROUTER_TYPES = frozenset({"deepseek_v2", "deepseek_v3", "glm4_moe"})
+
+
+def layer_activation_units(spec: ModelSpec, layer: int) -> float:
+    """The bytes per token and hidden unit `layer` keeps for its backward at 16 bits: its attention block (norm,
+    projections, fused attention) and its MLP block (norm, and a dense MLP, or the routed experts a token goes to and
+    the shared ones). A state-space or linear-attention mixer is priced as attention of the model's widths: its own
+    activations are not modelled apart. Latent attention is priced at the widths of the keys and values it expands."""
+    h = spec.hidden_size
+    norm = FP32_WEIGHT_NORM_UNITS if spec.norm == "rmsnorm" and spec.model_type in FP32_WEIGHT_NORM_TYPES \
+        else UPCAST_LAYERNORM_UNITS if spec.model_type in UPCAST_LAYERNORM_TYPES else NORM_UNITS.get(spec.norm, 0.0)
+    extra_norms = norm * (spec.norms_per_layer - 2)  # Gemma's norms after the attention and the MLP as well
+    latent = 0.0
+    if spec.mla is not None:
+        a = spec.mla
+        q = spec.num_heads * (a.qk_nope_head_dim + a.qk_rope_head_dim)
+        kv = spec.num_heads * (a.qk_nope_head_dim + a.qk_rope_head_dim + a.v_head_dim) / 2
+        # the norms of the compressed query and key-value (q_a_layernorm, kv_a_layernorm), each kept as a layer's
+        # norm is; and the values the kernel keeps are a view of kv_b_proj's output, which keeps the keys' part of it
+        latent = norm * ((a.q_lora_rank or 0) + a.kv_lora_rank) / h + 2 * spec.num_heads * a.qk_nope_head_dim / h
+    else:
+        q, kv = spec.num_heads * spec.head_dim, spec.num_kv_heads * spec.head_dim
+    attention = norm + extra_norms + latent + ATTENTION_BASE_UNITS + QUERY_UNITS * q / h + KV_UNITS * kv / h
+    if spec.model_type in FUSED_QKV_TYPES:
+        # the values the kernel keeps are a view of the fused projection's output, which keeps the queries' and keys'
+        # part of it alive with them (measured on Phi-3's layer: 4 units where separate values keep 1)
+        attention += 2 * (q + kv) / h
+    if spec.qk_norm != "none":  # a norm over the queries and the keys (per head or whole), each kept as a norm keeps
+        attention += norm * (q + kv) / h
+    width = MLP_WIDTH_UNITS_BY_TYPE.get(spec.model_type, MLP_WIDTH_UNITS[spec.mlp_gated])
+    m = spec.moe
+    if m is not None and spec.layer_moe[layer]:
+        # every expert a token goes through: its top-k, or all where transformers runs them densely (Llama 4's, each
+        # keeping its weighted copy of the input, measured: 4 experts 40 units, 8 experts 80)
+        routed = (m.num_experts if dense_experts(spec.model_type) else m.top_k) \
+            * (EXPERT_COPY_UNITS + width * m.expert_intermediate_size / h)
+        router = ROUTER_UNITS + (FP32_ROUTER_UNITS if spec.model_type in FP32_ROUTER_TYPES else 0.0)
+        mlp = norm + MLP_BASE_UNITS + router + routed
+        if m.shared_intermediate_size:
+            mlp += MLP_BASE_UNITS + width * m.shared_intermediate_size / h
+    else:
+        mlp = norm + MLP_BASE_UNITS + width * spec.intermediate_size / h
+    if spec.parallel_attention and spec.norms_per_layer == 1:
+        mlp -= MLP_BASE_UNITS  # one norm feeds both blocks (GPT-J, Cohere): the MLP's input is attention's, kept once
+    return attention + mlp
+
+
+# What a recipe adds to a layer's activations, measured as `layer_activation_units` was (bytes per token and hidden
+# unit at 16 bits; benchmarks/bench_activation_memory.py, recipes, at two token counts): peft's LoRA on every linear
+# layer (dropout 0, fp32 adapters over a bf16 base under autocast: 0.42). fp32 weights under bf16 autocast (a full
+# fine-tune without FSDP) are `autocast_units`, and a bf16 cast of the layer's weights held, 2 bytes a parameter.
+LORA_UNITS = 0.42
+# Under bf16 autocast over fp32 weights the residual stream is fp32, and what a block keeps differs from a bf16 model's
+# by three things, measured block by block (benchmarks/bench_activation_memory.py, autocast blocks: the tensors each
+# submodule saves, on 22 layers of 16 families, 2026-12-07):
+# - a norm that reads the residual keeps it (LayerNorm) or its normalized copy (Llama's RMSNorm) at 4 bytes, not 2:
+#   2 units a norm; none where the norm keeps fp32 in a 16-bit model as well (FP32_WEIGHT_NORM_TYPES, Cohere's
+#   UPCAST_LAYERNORM_TYPES, OLMo's weightless "F.layer_norm(hidden_states.to(torch.float32)") or reads the blocks'
+#   16-bit outputs only (POST_NORM_TYPES); a parallel block's two norms of one input keep it once (GPT-NeoX: 2.02 and
+#   0.02);
+AUTOCAST_NORM_UNITS = 2.0
+POST_NORM_TYPES = frozenset({"olmo2", "olmo3", "exaone4"})  # "hidden_states = self.post_attention_layernorm(...)"
+# - autocast casts a linear layer's fp32 input to bf16 for each layer anew (it caches the weights' casts only), so
+#   where a bf16 model's projections share the norm's output, each keeps its own cast: 2 units for each linear layer
+#   beyond the first that reads one input (`_readers`: a Llama layer's key and value, up projections, 6 units; a fused
+#   projection's none; Qwen2-MoE's router, shared expert and its gate, 6 more); a router that upcasts its input to fp32
+#   (FP32_ROUTER_TYPES) runs its matmul in bf16 under autocast and keeps a cast, not the fp32 copy (-4 units);
+AUTOCAST_CAST_UNITS = 2.0
+# - the rotary tables are fp32 (the model's dtype; "cos.to(dtype=x.dtype)") and the query's rotation keeps them:
+#   2 more bytes per rotary dimension for cos and sin each; none where they are fp32 in a 16-bit model as well (OLMo's
+#   tables, DeepSeek-V2's and Llama 4's complex rotation of "xq.float()") or where there are none (Jamba, and Granite
+#   4's default "position_embedding_type": None). A state mixer's own activations are not modelled (as in
+#   `layer_activation_units`): only its input projections' casts are counted.
+FP32_ROTARY_TYPES = frozenset({"olmo", "olmo2", "olmo3", "deepseek_v2", "llama4", "llama4_text", "jamba",
+                               "granitemoehybrid"})
+# A Llama layer: 4 + 6 + 4 x 128 / 4096 = 10.1 (10.5 at the measured layer's 32 / 256); a Mixtral layer 8.5, Phi-3's
+# 4.5, OLMo 2's 6.0, DeepSeek-V3's 6.2, Qwen2-MoE's 14.5 (a flat 10.5, the Llama layer's, had been counted for all).
+
+
+def _readers(spec: ModelSpec, layer: int) -> tuple[int, int]:
+    """The linear layers that read the attention block's normalized input and the MLP block's, each (transformers'
+    modeling files): separate query, key and value projections, a fused one, or latent attention's query and
+    compressed key-value projections; a state mixer's input projections; a gated MLP's gate and up projections unless
+    fused; a mixture of experts' router, its shared expert's projections and the shared expert's gate (the routed
+    experts read a gathered copy)."""
+    kind = spec.mixer(layer)
+    mixer = 0
+    if "attention" in kind:
+        mixer += 1 if spec.model_type in FUSED_QKV_TYPES else 2 if spec.mla is not None else 3
+    if "state" in kind and spec.state is not None:
+        mixer += 2 if spec.state.kind in ("gated_deltanet", "rglru") else 1
+    gated = 2 if spec.mlp_gated and spec.model_type not in FUSED_GATE_UP_TYPES else 1
+    m = spec.moe
+    if not spec.has_mlp(layer):
+        mlp = 0
+    elif m is not None and spec.layer_moe[layer]:
+        mlp = 1 + (gated if m.shared_intermediate_size else 0) + (1 if m.shared_expert_gate else 0)
+    else:
+        mlp = gated
+    return mixer, mlp
+
+
+def autocast_units(spec: ModelSpec, layer: int) -> float:
+    """What fp32 weights under bf16 autocast add to `layer_activation_units` (AUTOCAST_NORM_UNITS, AUTOCAST_CAST_UNITS,
+    FP32_ROTARY_TYPES): the norms that read the fp32 residual, the casts of a shared input, the fp32 rotary tables."""
+    h = spec.hidden_size
+    mixer, mlp = _readers(spec, layer)
+    fp32_norms = spec.model_type in FP32_WEIGHT_NORM_TYPES | UPCAST_LAYERNORM_TYPES | POST_NORM_TYPES \
+        or spec.norm == "nonparametric"
+    norms = 0 if fp32_norms else 1 if spec.parallel_attention or not mlp else 2
+    if spec.parallel_attention and spec.norms_per_layer == 1:  # one norm feeds both blocks (GPT-J): one input
+        casts = max(mixer + mlp - 1, 0)
+    else:
+        casts = max(mixer - 1, 0) + max(mlp - 1, 0)
+    units = AUTOCAST_NORM_UNITS * norms + AUTOCAST_CAST_UNITS * casts
+    routed = spec.moe is not None and spec.layer_moe[layer] and spec.has_mlp(layer)
+    if routed and spec.model_type in FP32_ROUTER_TYPES:
+        units -= FP32_ROUTER_UNITS
+    if routed and dense_experts(spec.model_type):  # each expert's copy of the fp32 input, weighted by its score
+        units += AUTOCAST_NORM_UNITS * spec.moe.num_experts
+    if "attention" in spec.mixer(layer) and spec.model_type not in FP32_ROTARY_TYPES and not spec.learned_positions:
+        rotary = spec.mla.qk_rope_head_dim if spec.mla is not None else spec.head_dim * spec.rotary_fraction
+        units += 2 * 2 * rotary / h
+    return units
+
+
+# Model types transformers has no SDPA attention for (`sdpa_refused`), which the script's default attention therefore
+# runs eagerly: the score matrix is kept for the backward, in bytes per score (measured on their layers at two
+# sequence lengths, as layer_activation_units): Gemma 2's softcapping tanh's 16-bit output, its fp32 softmax and that
+# softmax's 16-bit cast (8); gpt-oss's 16-bit softmax over the scores and its sinks' column (2); a Llama layer run
+# eagerly keeps 6 (its fp32 softmax and the 16-bit cast), taken for another such model
+EAGER_SCORE_BYTES = {"gemma2": 8.0, "gpt_oss": 2.0}
+EAGER_SCORE_BYTES_DEFAULT = 6.0
+
+
+def packed_attention_units(spec: ModelSpec, layer: int, sequence_length: int) -> float:
+    """What attention keeps beyond `layer_activation_units` when the rendered script's packed documents are masked
+    apart (templates/deploy/train.py.j2, `packed`): transformers builds a block-diagonal mask from the position ids,
+    and with a mask on CUDA its SDPA path repeats grouped keys and values to every query head (sdpa_attention's
+    use_gqa_in_sdpa: "CUDA ... require no mask"), which the kernel then keeps; and a masked kernel (memory-efficient
+    attention, whose backward takes the bias) keeps a 16-bit bias of a row of the sequence per token. Where the model
+    has no SDPA attention, eager attention repeats the keys and values too, and keeps its scores (EAGER_SCORE_BYTES) in
+    place of the bias. None for a layer without attention (a state-space mixer takes no mask)."""
+    if "attention" not in spec.mixer(layer):
+        return 0.0
+    h = spec.hidden_size
+    expanded = 0.0 if spec.mla is not None else KV_UNITS * (spec.num_heads - spec.num_kv_heads) * spec.head_dim / h
+    if sdpa_refused(spec.model_type):
+        score_bytes = EAGER_SCORE_BYTES.get(spec.model_type, EAGER_SCORE_BYTES_DEFAULT)
+        return expanded + spec.num_heads * sequence_length * score_bytes / h
+    return expanded + 2 * sequence_length / h
