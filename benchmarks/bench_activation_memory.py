@@ -22,6 +22,7 @@ from optiplan.planner.catalog.engine_refusals import sdpa_refused  # noqa: E402
 
 HIDDEN = 256
 NO_SPECIAL_TOKENS = dict(pad_token_id=0, bos_token_id=0, eos_token_id=0)
+LORA_RANK = 8
 # (label, transformers config class, its keyword arguments)
 FITTED = (
     ("llama, gated MLP at 2 x hidden, 2 KV heads", "LlamaConfig", dict(intermediate_size=2 * HIDDEN)),
@@ -153,9 +154,9 @@ def layer_config(cls_name: str, **overrides):
 
 
 @functools.cache
-def autocast_experts() -> str:
-    """The experts implementation the rendered training script registers and loads a mixture of experts with for a
-    full fine-tune without FSDP (Qwen1.5-MoE's plan on one MI325X), registered here by that script's own function."""
+def rendered_script():
+    """The rendered training script (Qwen1.5-MoE's full fine-tune on one MI325X, whose plan has the script register
+    its autocast experts) as a module, and its settings: the bench runs the script's own functions."""
     import importlib.util
     import tempfile
 
@@ -168,22 +169,44 @@ def autocast_experts() -> str:
     plan = advise(AdviseRequest(model="qwen1.5-moe-a2.7b", hardware="mi325x", workload="fine-tune",
                                 without=("lora", "qlora")))
     files = training_files(plan)
-    settings = yaml.safe_load(files["train/train.yaml"])
     with tempfile.TemporaryDirectory() as folder:
         write(files, Path(folder))
         spec = importlib.util.spec_from_file_location("rendered_train", Path(folder) / "train" / "train.py")
         script = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(script)
+    return script, yaml.safe_load(files["train/train.yaml"])
+
+
+@functools.cache
+def autocast_experts() -> str:
+    """The experts implementation the rendered training script registers and loads a mixture of experts with for a
+    full fine-tune without FSDP, registered here by that script's own function."""
+    script, settings = rendered_script()
     return script.register_autocast_experts(settings["experts_implementation"])
 
 
-def measured_units(config, tokens: int, recipe: str | None = None, blocks: dict[str, float] | None = None) -> float:
-    """Bytes per token and hidden unit the config's first decoder layer saves for its backward: the whole model runs
-    (each architecture builds its layers' arguments itself), and only what is saved while that layer runs is counted.
-    `blocks`, where given, receives the same units by the layer's submodule (two levels deep) that saved each tensor
-    first.
-    `recipe`: None, a bf16 model; "lora" or "lora-dropout", peft's LoRA on every linear layer (and a mixture of
-    experts' expert parameters) of a bf16 model under bf16 autocast, the rendered script's (dropout 0, or 0.05);
+def two_layers(cls_name: str, **overrides):
+    """The config of `layer_config` with two layers, alike: a layer's LoRA count is read on the second, whose input
+    needs a gradient (the first's does not: the embedding is frozen)."""
+    config = layer_config(cls_name, **overrides)
+    for key in ("num_hidden_layers", "n_layer"):
+        if hasattr(config, key) and getattr(config, key) == 1:
+            setattr(config, key, 2)
+    for key in ("layer_types", "no_rope_layers"):
+        if isinstance(getattr(config, key, None), list) and len(getattr(config, key)) == 1:
+            setattr(config, key, getattr(config, key) * 2)
+    return config
+
+
+def measured_units(config, tokens: int, recipe: str | None = None, blocks: dict[str, float] | None = None,
+                   layer_index: int = 0) -> float:
+    """Bytes per token and hidden unit the config's decoder layer `layer_index` saves for its backward: the whole
+    model runs (each architecture builds its layers' arguments itself), and only what is saved while that layer runs
+    is counted. `blocks`, where given, receives the same units by the layer's submodule (two levels deep) that saved
+    each tensor first.
+    `recipe`: None, a bf16 model; "lora" or "lora-dropout", peft's LoRA where the rendered script puts it (its
+    `adapter_targets`: every linear layer of a dense model; a mixture of experts' mixers and routed experts) on a
+    bf16 model under bf16 autocast, as the script runs it (dropout 0, or 0.05);
     "autocast", fp32 weights under bf16 autocast (a full fine-tune without FSDP; a mixture of experts' experts as
     the rendered script runs them there, cast to bf16 for transformers' grouped_mm: `training.autocast_experts`)."""
     import torch
@@ -202,11 +225,13 @@ def measured_units(config, tokens: int, recipe: str | None = None, blocks: dict[
     if recipe in ("lora", "lora-dropout"):
         from peft import LoraConfig, get_peft_model
 
-        experts = ["experts.gate_up_proj", "experts.down_proj"] if "Mixtral" in type(config).__name__ else None
+        targets, parameters = rendered_script()[0].adapter_targets(
+            model, {"target_modules": "all-linear", "target_parameters": moe})
         model = get_peft_model(model, LoraConfig(
-            r=8, lora_dropout=0.05 if recipe == "lora-dropout" else 0.0, target_parameters=experts,
-            target_modules=["q_proj", "k_proj", "v_proj", "o_proj"] if experts else "all-linear"))
-    layer = next(m for name, m in model.named_modules() if name.endswith(("layers.0", "h.0")))
+            r=LORA_RANK, lora_dropout=0.05 if recipe == "lora-dropout" else 0.0, target_modules=targets,
+            target_parameters=parameters))
+    layer = next(m for name, m in model.named_modules()
+                 if name.endswith((f"layers.{layer_index}", f"h.{layer_index}")))
     # the layer's input counts where the layer keeps it (a LayerNorm does; an eager RMSNorm keeps an fp32 copy)
     skip = {p.untyped_storage().data_ptr() for p in model.parameters()}
     saved: dict[int, tuple[str, int]] = {}
@@ -254,13 +279,13 @@ def recipe_rows(tokens: int) -> list[dict]:
     return rows
 
 
-def per_token_units(config, tokens: int, recipe: str | None) -> tuple[float, dict[str, float]]:
+def per_token_units(config, tokens: int, recipe: str | None, layer_index: int = 0) -> tuple[float, dict[str, float]]:
     """What the layer keeps per token (measured at tokens / 2 and tokens: what it holds whatever the tokens, the
     weights' casts, drops out), whole and by submodule."""
     short_blocks: dict[str, float] = {}
     long_blocks: dict[str, float] = {}
-    short = measured_units(config, tokens // 2, recipe, short_blocks)
-    long = measured_units(config, tokens, recipe, long_blocks)
+    short = measured_units(config, tokens // 2, recipe, short_blocks, layer_index)
+    long = measured_units(config, tokens, recipe, long_blocks, layer_index)
     by_block = {b: 2 * long_blocks.get(b, 0.0) - short_blocks.get(b, 0.0) for b in {*short_blocks, *long_blocks}}
     return 2 * long - short, by_block
 
@@ -291,6 +316,31 @@ def autocast_rows(tokens: int, show_blocks: bool = False) -> list[dict]:
     return rows
 
 
+def lora_rows(tokens: int, show_blocks: bool = False) -> list[dict]:
+    """What the rendered script's LoRA (a frozen bf16 base, fp32 adapters under bf16 autocast, dropout 0) changes in
+    each layer, measured per token on the second layer of a two-layer model against a bf16 layer's, and the plan's
+    `lora_units`; with `show_blocks`, the difference by submodule, which the plan's terms were read from."""
+    from optiplan.planner.plan.training_activations import lora_units
+
+    rows = []
+    for label, cls_name, overrides in (*FITTED, *HELD_OUT):
+        config = two_layers(cls_name, **overrides)
+        if sdpa_refused(predicted_spec(config).model_type):
+            continue
+        (bf16, bf16_blocks), (lora, lora_blocks) = (per_token_units(config, tokens, r, 1) for r in (None, "lora"))
+        measured, predicted = lora - bf16, lora_units(predicted_spec(config), 1, LORA_RANK, autocast=True)
+        rows.append({"layer": label, "measured_units": round(measured, 3), "predicted_units": round(predicted, 3),
+                     "error_of_layer": round((predicted - measured) / lora, 4)})
+        print(f"  {label:<84} measured {measured:+6.2f}  predicted {predicted:+6.2f}  "
+              f"({(predicted - measured) / lora:+.1%} of the layer's {lora:.1f})")
+        if show_blocks:
+            for block in sorted({*bf16_blocks, *lora_blocks}):
+                added = lora_blocks.get(block, 0.0) - bf16_blocks.get(block, 0.0)
+                if abs(added) > 0.01:
+                    print(f"      {block:<40} {added:+6.2f}")
+    return rows
+
+
 def predicted_spec(config):
     from optiplan.planner.catalog.model_spec import model_spec_from_config
 
@@ -310,7 +360,7 @@ def predicted_units(config, tokens: int | None = None) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tokens", type=int, default=512)
-    parser.add_argument("--blocks", action="store_true", help="print autocast's additions by submodule")
+    parser.add_argument("--blocks", action="store_true", help="print autocast's and LoRA's changes by submodule")
     args = parser.parse_args(argv)
     results: dict[str, list[dict]] = {}
     for group, layers in (("fitted", FITTED), ("held_out", HELD_OUT)):
@@ -329,6 +379,9 @@ def main(argv: list[str] | None = None) -> int:
     results["recipes"] = recipe_rows(args.tokens)
     print("fp32 weights under bf16 autocast, what each layer adds per token (training_activations.py: autocast_units):")
     results["autocast"] = autocast_rows(args.tokens, args.blocks)
+    print(f"peft's LoRA (rank {LORA_RANK}) as the script runs it, what each layer's second layer changes per token "
+          "(training_activations.py: lora_units):")
+    results["lora"] = lora_rows(args.tokens, args.blocks)
     write_results("activation_memory", {"tokens": args.tokens, "hidden": HIDDEN, **results})
     return 0
 

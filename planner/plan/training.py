@@ -37,9 +37,9 @@ from .state import PlanState, to_setup
 from .training_activations import (
     FUSED_GATE_UP_TYPES,
     FUSED_QKV_TYPES,
-    LORA_UNITS,
     autocast_units,
     layer_activation_units,
+    lora_units,
     packed_attention_units,
 )
 
@@ -138,17 +138,18 @@ def autocast_experts(moe: bool, applied) -> bool:
     return moe and "mixed-precision" in applied and not {"lora", "qlora", "fsdp"} & set(applied)
 
 
-def recipe_memory(spec: ModelSpec, counts: ParamCounts, applied: frozenset[str], lora: bool, sharded: bool,
+def recipe_memory(spec: ModelSpec, counts: ParamCounts, applied: frozenset[str], lora_rank: int | None, sharded: bool,
                   act_bytes: int) -> tuple[list[float], float, float]:
     """What the script's recipe holds beyond the layers' own activations: (units each layer, bytes held from the forward
-    to the backward, bytes of one layer's backward). peft's LoRA on a mixture of experts' 3-D parameters merges each
+    to the backward, bytes of one layer's backward); `lora_rank` None without LoRA. peft's LoRA on a mixture of experts' 3-D parameters merges each
     layer's experts with their adapters into a new tensor in every forward (lora.ParamWrapper: W + B A), which the
     experts' matmul keeps for its backward (measured: a tiny Mixtral layer's 11.0 MB of bf16 experts, 11.4 MB held)
     and whose full-size gradient the backward computes. Under bf16 autocast fp32 weights are cast for each matmul,
     and the casts are kept until the backward (2 bytes a parameter)."""
-    autocast = "mixed-precision" in applied and not lora and not sharded
-    units = [(LORA_UNITS if lora else 0.0) + (autocast_units(spec, layer) if autocast else 0.0)
-             for layer in range(spec.num_layers)]
+    lora, mixed = lora_rank is not None, "mixed-precision" in applied
+    autocast = mixed and not lora and not sharded
+    units = [(lora_units(spec, layer, lora_rank, mixed) if lora else 0.0)
+             + (autocast_units(spec, layer) if autocast else 0.0) for layer in range(spec.num_layers)]
     merged = act_bytes * counts.num_experts * counts.layer.expert_linear if lora and counts.num_moe_layers else 0.0
     checkpointed = "activation-checkpointing" in applied
     held = (2 * counts.total if autocast else 0.0) + (0.0 if checkpointed else merged * counts.num_moe_layers)
@@ -210,7 +211,8 @@ def training_prediction(state: PlanState, workload: Workload) -> Prediction:
     micro = min(job.micro_batch, -(-job.global_batch // n))
     tokens_micro = micro * job.sequence_length
     sharded = shard > 1
-    recipe_units, held, backward = recipe_memory(spec, counts, applied, lora, sharded, act_bytes)
+    recipe_units, held, backward = recipe_memory(spec, counts, applied, job.lora_rank if lora else None, sharded,
+                                                 act_bytes)
     units = [layer_activation_units(spec, layer) + packed_attention_units(spec, layer, job.sequence_length)
              + recipe_units[layer] for layer in range(spec.num_layers)]
     unit_bytes = spec.hidden_size * act_bytes / 2  # a unit is a byte per hidden unit at 16 bits

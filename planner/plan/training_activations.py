@@ -103,11 +103,10 @@ def layer_activation_units(spec: ModelSpec, layer: int) -> float:
     return attention + mlp
 
 
-# What a recipe adds to a layer's activations, measured as `layer_activation_units` was (bytes per token and hidden
-# unit at 16 bits; benchmarks/bench_activation_memory.py, recipes, at two token counts): peft's LoRA on every linear
-# layer (dropout 0, fp32 adapters over a bf16 base under autocast: 0.42). fp32 weights under bf16 autocast (a full
-# fine-tune without FSDP) are `autocast_units`, and a bf16 cast of the layer's weights held, 2 bytes a parameter.
-LORA_UNITS = 0.42
+# What a recipe changes in a layer's activations, measured as `layer_activation_units` was (units; at two token
+# counts, benchmarks/bench_activation_memory.py): peft's LoRA as the script runs it is `lora_units`; fp32 weights
+# under bf16 autocast (a full fine-tune without FSDP) are `autocast_units`, and a bf16 cast of the layer's weights
+# held, 2 bytes a parameter.
 # Under bf16 autocast over fp32 weights the residual stream is fp32, and what a block keeps differs from a bf16 model's
 # by three things, measured block by block (benchmarks/bench_activation_memory.py, autocast blocks: the tensors each
 # submodule saves, on 22 layers of 16 families, 2026-12-07):
@@ -179,6 +178,68 @@ def autocast_units(spec: ModelSpec, layer: int) -> float:
     if "attention" in spec.mixer(layer) and spec.model_type not in FP32_ROTARY_TYPES and not spec.learned_positions:
         rotary = spec.mla.qk_rope_head_dim if spec.mla is not None else spec.head_dim * spec.rotary_fraction
         units += 2 * 2 * rotary / h
+    return units
+
+
+# peft's LoRA as the rendered script runs it (a frozen 16-bit base, fp32 adapters under bf16 autocast, dropout 0)
+# changes a layer's count by what its frozen weights no longer need and what its adapters keep, measured block by
+# block on the second layer of two-layer models (the first layer's input needs no gradient, the embedding being
+# frozen: it keeps less, and is counted as the others) (benchmarks/bench_activation_memory.py, LoRA rows, 2026-12-07):
+# the terms read from 29 layers of 19 families; EXAONE 4's, OLMo 3's and two Llama 4 layers, measured after, come out
+# exact. A flat 0.42, a first Llama layer's, had been counted: 4.4 on a Llama layer, -12.6 on Gemma 3's, -9.6 on
+# DeepSeek-V3's, +8.4 on OLMo's.
+# - A frozen linear layer keeps nothing for its weight, and an adapter keeps its own bf16 cast of its input (peft casts
+#   it to the adapter's fp32, autocast back for the matmul): 2 units (AUTOCAST_CAST_UNITS) for each adapted layer
+#   beyond the first that reads one input (a Llama layer's key, value and up projections; none for a fused one), and
+#   the output projection's cast where attention's kernel keeps its output in the storage the projection reads (as
+#   flash kernels do); none on the families where this CPU's SDPA left the projection a copy only it kept
+#   (LORA_OUTPUT_COPY_TYPES: fused projections, StableLM's and GLM-4.5's partial rotary, latent attention). Each
+#   adapter also keeps its rank's output.
+# - A frozen norm keeps nothing for its weight: a Llama RMSNorm its 16-bit normalized copy (2 units), one that
+#   multiplies its weight in fp32 its fp32 copy (4: FP32_WEIGHT_NORM_TYPES, Cohere's), a LayerNorm nothing it drops
+#   (its input serves the input's gradient too).
+# - A mixture of experts' router and shared experts stay frozen (the script's MOE_FROZEN): the input only they kept
+#   goes (MLP_BASE_UNITS), the shared experts' down projections' inputs, and an fp32 router's copy (FP32_ROUTER_UNITS);
+#   the routed experts, merged with their adapters, keep what they kept.
+LORA_NORM_UNITS = {"rmsnorm": 2.0, "layernorm": 0.0, "nonparametric": 0.0}
+LORA_OUTPUT_COPY_TYPES = frozenset({"phi3", "gpt_neox", "falcon", "gpt2", "stablelm", "glm4_moe", "deepseek_v2",
+                                    "deepseek_v3"})
+LORA_FP32_NORM_UNITS = 4.0
+
+
+def lora_units(spec: ModelSpec, layer: int, rank: int, autocast: bool) -> float:
+    """What peft's LoRA of `rank` (LORA_NORM_UNITS, and above) changes in `layer`'s count: the adapters' casts of their
+    inputs under autocast (an fp32 model's adapters read its fp32 inputs as they are), the frozen norms' and frozen
+    layers' tensors gone."""
+    h, m = spec.hidden_size, spec.moe
+    mixer, mlp = _readers(spec, layer)
+    routed = m is not None and spec.layer_moe[layer] and spec.has_mlp(layer)
+    frozen_mlp = m is not None  # a mixture of experts' dense MLPs and shared experts take no adapters
+    casts = max(mixer - 1, 0) + (0 if frozen_mlp else max(mlp - 1, 0))
+    if spec.parallel_attention and spec.norms_per_layer == 1 and not frozen_mlp:  # one input for both blocks
+        casts = max(mixer + mlp - 1, 0)
+    attention = "attention" in spec.mixer(layer)
+    shared_output = attention and spec.mla is None and spec.model_type not in LORA_OUTPUT_COPY_TYPES
+    units = AUTOCAST_CAST_UNITS * (casts + (spec.num_heads * spec.v_head_dim / h if shared_output else 0.0)) \
+        if autocast else 0.0
+    adapters = (5 if spec.mla is not None and spec.mla.q_lora_rank else 4 if spec.mla is not None
+                else 2 if spec.model_type in FUSED_QKV_TYPES else 4) if attention else 0
+    if not frozen_mlp and spec.has_mlp(layer):
+        adapters += 2 if spec.model_type in FUSED_GATE_UP_TYPES or not spec.mlp_gated else 3
+    units += adapters * 2 * rank / h
+    fp32_norm = spec.model_type in FP32_WEIGHT_NORM_TYPES | UPCAST_LAYERNORM_TYPES
+    norm = LORA_FP32_NORM_UNITS if fp32_norm else LORA_NORM_UNITS.get(spec.norm, 0.0)
+    widths = spec.norms_per_layer if spec.has_mlp(layer) else 1
+    if attention and spec.qk_norm != "none":
+        widths += (spec.num_heads + spec.num_kv_heads) * spec.head_dim / h
+    if attention and spec.mla is not None:
+        widths += ((spec.mla.q_lora_rank or 0) + spec.mla.kv_lora_rank) / h
+    units -= norm * widths
+    if routed:
+        units -= MLP_BASE_UNITS + AUTOCAST_CAST_UNITS * m.shared_intermediate_size / h \
+            + (FP32_ROUTER_UNITS if spec.model_type in FP32_ROUTER_TYPES else 0.0)
+    elif frozen_mlp and spec.has_mlp(layer):  # a dense layer's frozen MLP: its input, its down projection's
+        units -= MLP_BASE_UNITS + AUTOCAST_CAST_UNITS * spec.intermediate_size / h
     return units
 
 
