@@ -87,6 +87,13 @@ FITTED = (
     ("llama4, top-1 of 4 experts run densely at 1 x hidden, a shared expert, L2 query-key norms", "Llama4TextConfig",
      dict(intermediate_size=HIDDEN, intermediate_size_mlp=2 * HIDDEN, num_local_experts=4, num_experts_per_tok=1,
           interleave_moe_layer_step=1, no_rope_layers=[1], use_qk_norm=True, **NO_SPECIAL_TOKENS)),
+    # transformers' Mamba mixer on its PyTorch path (no mamba-ssm kernels), read from these two and from Mamba's at
+    # 4 x hidden and at 8 states, where attention's count had been taken (0.05 of a Mamba layer)
+    ("mamba, inner width 2 x hidden, 16 states, PyTorch path", "MambaConfig",
+     dict(state_size=16, expand=2, **NO_SPECIAL_TOKENS)),
+    ("jamba, a Mamba layer at 2 x hidden and a gated MLP, then attention and top-2 of 4 experts", "JambaConfig",
+     dict(intermediate_size=2 * HIDDEN, num_experts=4, num_experts_per_tok=2, attn_layer_period=2, attn_layer_offset=1,
+          expert_layer_period=2, expert_layer_offset=1, **NO_SPECIAL_TOKENS)),
 )
 # measured after the terms above were set (2026-12-07); gemma2 and gpt-oss without SDPA, eagerly (their scores)
 HELD_OUT = (
@@ -111,6 +118,9 @@ HELD_OUT = (
      dict(intermediate_size=HIDDEN, num_local_experts=8, num_experts_per_tok=2, **NO_SPECIAL_TOKENS)),
     ("granite, gated MLP at 2 x hidden, residual and logit multipliers", "GraniteConfig",
      dict(intermediate_size=2 * HIDDEN, **NO_SPECIAL_TOKENS)),
+    # measured after the Mamba terms were set
+    ("mamba, inner width 4 x hidden, 8 states, PyTorch path", "MambaConfig",
+     dict(state_size=8, expand=4, **NO_SPECIAL_TOKENS)),
     # measured after the dense-experts count was set on the layer above
     ("llama4, top-1 of 16 experts run densely at 1 x hidden, a shared expert", "Llama4TextConfig",
      dict(intermediate_size=HIDDEN, intermediate_size_mlp=2 * HIDDEN, num_local_experts=16, num_experts_per_tok=1,

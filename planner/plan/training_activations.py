@@ -62,8 +62,9 @@ FP32_ROUTER_TYPES = frozenset({"deepseek_v2", "deepseek_v3", "glm4_moe"})
 def layer_activation_units(spec: ModelSpec, layer: int) -> float:
     """The bytes per token and hidden unit `layer` keeps for its backward at 16 bits: its attention block (norm,
     projections, fused attention) and its MLP block (norm, and a dense MLP, or the routed experts a token goes to and
-    the shared ones). A state-space or linear-attention mixer is priced as attention of the model's widths: its own
-    activations are not modelled apart. Latent attention is priced at the widths of the keys and values it expands."""
+    the shared ones). A Mamba mixer is priced as transformers' PyTorch path runs it (`mamba_mixer_units`); another
+    state-space or linear-attention mixer as attention of the model's widths, its own activations not modelled apart.
+    Latent attention is priced at the widths of the keys and values it expands. A layer without an MLP has none."""
     h = spec.hidden_size
     norm = FP32_WEIGHT_NORM_UNITS if spec.norm == "rmsnorm" and spec.model_type in FP32_WEIGHT_NORM_TYPES \
         else UPCAST_LAYERNORM_UNITS if spec.model_type in UPCAST_LAYERNORM_TYPES else NORM_UNITS.get(spec.norm, 0.0)
@@ -100,7 +101,35 @@ def layer_activation_units(spec: ModelSpec, layer: int) -> float:
         mlp = norm + MLP_BASE_UNITS + width * spec.intermediate_size / h
     if spec.parallel_attention and spec.norms_per_layer == 1:
         mlp -= MLP_BASE_UNITS  # one norm feeds both blocks (GPT-J, Cohere): the MLP's input is attention's, kept once
+    if not spec.has_mlp(layer):  # a Mamba model's layers: the mixer alone
+        mlp = 0.0
+    if _mamba(spec, layer):
+        attention = norm + mamba_mixer_units(spec)
     return attention + mlp
+
+
+# transformers' Mamba mixer without the mamba-ssm kernels (its PyTorch path, slow_forward: what the rendered script
+# runs, whose packages do not include them; transformers warns "falling back to its reference PyTorch
+# implementation") discretizes the whole sequence in fp32 and scans it token by token, keeping for each token and
+# inner channel its decay, its input term and its state for every state dimension: 14.0 bytes per channel and state
+# dimension, and 20.1 per channel beside (measured on Mamba's and Jamba's mixers at inner widths of 2 and 4 x hidden
+# and state sizes of 8 and 16, within 0.1%; benchmarks/bench_activation_memory.py). The fused kernels keep far less
+# (not counted: the script does not install them).
+MAMBA_CHANNEL_UNITS = 20.1
+MAMBA_STATE_UNITS = 14.0
+
+
+def _mamba(spec: ModelSpec, layer: int) -> bool:
+    """Whether `layer`'s mixer is a Mamba (Mamba-1) mixer alone."""
+    return spec.mixer(layer) == "state" and spec.state is not None and spec.state.kind == "mamba"
+
+
+def mamba_mixer_units(spec: ModelSpec) -> float:
+    """A Mamba mixer's units beside its norm: its input (the input projection's), its inner width's input to the x
+    and output projections, and the PyTorch path's scan (MAMBA_CHANNEL_UNITS, MAMBA_STATE_UNITS)."""
+    h, inner = spec.hidden_size, spec.state.out_proj_inputs
+    state = spec.state.recurrent_state_elements / inner
+    return MLP_BASE_UNITS + 4 * inner / h + inner / h * (MAMBA_CHANNEL_UNITS + MAMBA_STATE_UNITS * state)
 
 
 # What a recipe changes in a layer's activations, measured as `layer_activation_units` was (units; at two token
@@ -170,6 +199,8 @@ def autocast_units(spec: ModelSpec, layer: int) -> float:
     else:
         casts = max(mixer - 1, 0) + max(mlp - 1, 0)
     units = AUTOCAST_NORM_UNITS * norms + AUTOCAST_CAST_UNITS * casts
+    if _mamba(spec, layer):  # its PyTorch path keeps a 16-bit copy of its inner width more (measured on Mamba, Jamba)
+        units += AUTOCAST_CAST_UNITS * spec.state.out_proj_inputs / h
     routed = spec.moe is not None and spec.layer_moe[layer] and spec.has_mlp(layer)
     if routed and spec.model_type in FP32_ROUTER_TYPES:
         units -= FP32_ROUTER_UNITS
@@ -226,6 +257,9 @@ def lora_units(spec: ModelSpec, layer: int, rank: int, autocast: bool) -> float:
                 else 2 if spec.model_type in FUSED_QKV_TYPES else 4) if attention else 0
     if not frozen_mlp and spec.has_mlp(layer):
         adapters += 2 if spec.model_type in FUSED_GATE_UP_TYPES or not spec.mlp_gated else 3
+    if _mamba(spec, layer):  # the input projection adapted; the x and output projections frozen: their inputs go
+        adapters += 1
+        units -= 2 * AUTOCAST_CAST_UNITS * spec.state.out_proj_inputs / h
     units += adapters * 2 * rank / h
     fp32_norm = spec.model_type in FP32_WEIGHT_NORM_TYPES | UPCAST_LAYERNORM_TYPES
     norm = LORA_FP32_NORM_UNITS if fp32_norm else LORA_NORM_UNITS.get(spec.norm, 0.0)
