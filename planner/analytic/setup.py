@@ -9,8 +9,8 @@ from functools import cached_property
 
 from ..catalog import engine_fusions, engine_graphs
 from ..catalog.dtypes import WeightFormat, bytes_per_element, canonical, compute_dtype, weight_format
-from ..catalog.engine_refusals import dense_experts
 from ..catalog.engine_memory import engine_kv_memory, engine_sampler_row_bytes, engine_workspace_bytes
+from ..catalog.engine_refusals import dense_experts
 from ..catalog.engine_state_models import recurrent_state_dtype
 from ..catalog.engines import (
     engine_activations,

@@ -88,6 +88,6 @@ def shared_weight_bytes(s: Setup) -> float:
 
 
 def weights_read_bytes(s: Setup, tokens: int) -> float:
-    """Weight bytes one forward pass over `tokens` tokens reads, one device (MoE layers read only
-    the experts the tokens are routed to: `routed_expert_bytes`)."""
+    """Weight bytes one forward pass over `tokens` tokens reads, one device (MoE layers read only the experts the
+    tokens are routed to, or all where the model's code runs them densely: `routed_expert_bytes`)."""
     return shared_weight_bytes(s) + routed_expert_bytes(s, tokens)

@@ -75,7 +75,7 @@ TYPE_DEFAULTS: dict[str, dict[str, Any]] = {
                 "sliding_window_pattern": 4},
     "gpt_oss": {"tie_word_embeddings": False, "attention_bias": True, "head_dim": 64, "sliding_window": 128,
                 "num_local_experts": 128, "num_experts_per_tok": 4},
-    "llama4_text": {"tie_word_embeddings": False, "attention_bias": False, "num_local_experts": 16,
+    "llama4_text": {"tie_word_embeddings": False, "attention_bias": False, "use_qk_norm": True, "num_local_experts": 16,
                     "num_experts_per_tok": 1, "interleave_moe_layer_step": 1, "intermediate_size": 8192,
                     "intermediate_size_mlp": 16384, "attention_chunk_size": 8192},
 }
@@ -410,7 +410,7 @@ def _spec_from_config(config: dict[str, Any], name: str, source: str) -> ModelSp
         # named as the engines know the architecture (its language model is `llama4_text` inside a `llama4`
         # checkpoint; vLLM, SGLang, TGI and TensorRT-LLM list the latter); the dense layers' MLP, the MoE layers'
         # experts being `intermediate_size` (`_moe`). Its QK norm is a plain L2 norm, without weights
-        spec.update(model_type="llama4",
+        spec.update(model_type="llama4", qk_norm="l2" if f.flag("use_qk_norm") else "none",
                     intermediate_size=f.int("intermediate_size_mlp") or spec["intermediate_size"])
         chunk = f.int("attention_chunk_size")
         if chunk:

@@ -141,11 +141,11 @@ def autocast_experts(moe: bool, applied) -> bool:
 def recipe_memory(spec: ModelSpec, counts: ParamCounts, applied: frozenset[str], lora_rank: int | None, sharded: bool,
                   act_bytes: int) -> tuple[list[float], float, float]:
     """What the script's recipe holds beyond the layers' own activations: (units each layer, bytes held from the forward
-    to the backward, bytes of one layer's backward); `lora_rank` None without LoRA. peft's LoRA on a mixture of experts' 3-D parameters merges each
-    layer's experts with their adapters into a new tensor in every forward (lora.ParamWrapper: W + B A), which the
-    experts' matmul keeps for its backward (measured: a tiny Mixtral layer's 11.0 MB of bf16 experts, 11.4 MB held)
-    and whose full-size gradient the backward computes. Under bf16 autocast fp32 weights are cast for each matmul,
-    and the casts are kept until the backward (2 bytes a parameter)."""
+    to the backward, bytes of one layer's backward); `lora_rank` None without LoRA. peft's LoRA on a mixture of
+    experts' 3-D parameters merges each layer's experts with their adapters into a new tensor in every forward
+    (lora.ParamWrapper: W + B A), which the experts' matmul keeps for its backward (measured: a tiny Mixtral layer's
+    11.0 MB of bf16 experts, 11.4 MB held) and whose full-size gradient the backward computes. Under bf16 autocast
+    fp32 weights are cast for each matmul, and the casts are kept until the backward (2 bytes a parameter)."""
     lora, mixed = lora_rank is not None, "mixed-precision" in applied
     autocast = mixed and not lora and not sharded
     units = [(lora_units(spec, layer, lora_rank, mixed) if lora else 0.0)
@@ -247,13 +247,13 @@ def training_prediction(state: PlanState, workload: Workload) -> Prediction:
     attention = prefill_attention_flops(s, 1, job.sequence_length) / job.sequence_length  # a token's, forward
     model_flops += 3 * attention
     # the experts a token is not routed to, which transformers computes anyway where it runs them densely (Llama 4's:
-    # `dense_experts`), forward and backward (and each one's merged gradient under LoRA); not the model's FLOPs
+    # `dense_experts`), not the model's FLOPs: 6 a parameter, forward and backward (under LoRA the weight gradient is
+    # each expert's merged one, 2, where a frozen base's would be none: 4 + 2)
     unrouted = (counts.num_experts - counts.top_k) * counts.num_moe_layers * counts.layer.expert_linear \
         if dense_experts(spec.model_type) else 0
     checkpointed = "activation-checkpointing" in applied
     # full checkpointing reruns each layer's forward in the backward: its linear layers and its attention
-    work = model_flops + (4 if lora else 6) * unrouted + (2 * unrouted if lora else 0) \
-        + (2 * (counts.active_linear + unrouted) + attention if checkpointed else 0)
+    work = model_flops + 6 * unrouted + (2 * (counts.active_linear + unrouted) + attention if checkpointed else 0)
     if sdpa_refused(spec.model_type):
         # eager attention (no SDPA for the model) computes the whole score matrix before masking it, at eager's share
         # of the matmuls' rate, in the forward, the backward (two forwards' worth) and a recomputed forward

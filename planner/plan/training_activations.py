@@ -1,8 +1,9 @@
 """What a training step's decoder layers keep for their backward, in bytes per token and hidden unit at 16 bits (a
 "unit"): a bf16 layer's own activations by architecture (`layer_activation_units`), what the rendered script's
-recipes change in them (fp32 weights under bf16 autocast: `autocast_units`), and what attention over packed documents
-keeps beyond them (`packed_attention_units`). Each term is measured on transformers' eager layers under autograd's
-saved-tensor hooks (benchmarks/bench_activation_memory.py); `training` turns them into bytes."""
+recipes change in them (fp32 weights under bf16 autocast: `autocast_units`; peft's LoRA: `lora_units`), and what
+attention over packed documents keeps beyond them (`packed_attention_units`). Each term is measured on transformers'
+eager layers under autograd's saved-tensor hooks (benchmarks/bench_activation_memory.py); `training` turns them into
+bytes."""
 
 from __future__ import annotations
 
@@ -37,6 +38,9 @@ FP32_WEIGHT_NORM_TYPES = frozenset({"gemma", "gemma2", "gemma3", "gemma3_text", 
 # 2 had been counted: 0.78 of the layer, 0.59 with its query and key norms)
 UPCAST_LAYERNORM_UNITS = 12.0
 UPCAST_LAYERNORM_TYPES = frozenset({"cohere", "cohere2"})
+# Llama 4's L2 query-key norm (Llama4TextL2Norm: "self._norm(x.float()).type_as(x)"): 4.1 units per unit of query and
+# key width, measured on its layer (5.2 with it, where none had been counted)
+L2_QK_NORM_UNITS = 4.0
 ATTENTION_BASE_UNITS = 2.14  # the block's input and its output projection's, rotary, the kernel's statistics
 QUERY_UNITS = 4.5  # per query width over hidden: the queries and the attention's output
 KV_UNITS = 4.0  # per key-value width over hidden: the keys and values, 2 bytes each
@@ -64,11 +68,14 @@ def layer_activation_units(spec: ModelSpec, layer: int) -> float:
     projections, fused attention) and its MLP block (norm, and a dense MLP, or the routed experts a token goes to and
     the shared ones). A Mamba mixer is priced as transformers' PyTorch path runs it (`mamba_mixer_units`); another
     state-space or linear-attention mixer as attention of the model's widths, its own activations not modelled apart.
-    Latent attention is priced at the widths of the keys and values it expands. A layer without an MLP has none."""
+    Latent attention is priced at the widths of the keys and values it expands. A layer without a mixer (Nemotron-H's
+    MLP layers) or without an MLP (Mamba's, Nemotron-H's mixer layers) has no such block, nor its norms."""
     h = spec.hidden_size
     norm = FP32_WEIGHT_NORM_UNITS if spec.norm == "rmsnorm" and spec.model_type in FP32_WEIGHT_NORM_TYPES \
         else UPCAST_LAYERNORM_UNITS if spec.model_type in UPCAST_LAYERNORM_TYPES else NORM_UNITS.get(spec.norm, 0.0)
-    extra_norms = norm * (spec.norms_per_layer - 2)  # Gemma's norms after the attention and the MLP as well
+    # a block's norms (Gemma's after the attention and the MLP as well); one norm feeding both blocks is attention's
+    block_norms = norm * _block_norms(spec)
+    mlp_norms = 0.0 if spec.parallel_attention and spec.norms_per_layer == 1 else block_norms
     latent = 0.0
     if spec.mla is not None:
         a = spec.mla
@@ -79,12 +86,16 @@ def layer_activation_units(spec: ModelSpec, layer: int) -> float:
         latent = norm * ((a.q_lora_rank or 0) + a.kv_lora_rank) / h + 2 * spec.num_heads * a.qk_nope_head_dim / h
     else:
         q, kv = spec.num_heads * spec.head_dim, spec.num_kv_heads * spec.head_dim
-    attention = norm + extra_norms + latent + ATTENTION_BASE_UNITS + QUERY_UNITS * q / h + KV_UNITS * kv / h
-    if spec.model_type in FUSED_QKV_TYPES:
+    attention = block_norms + latent + ATTENTION_BASE_UNITS + QUERY_UNITS * q / h + KV_UNITS * kv / h
+    if spec.model_type in FUSED_QKV_TYPES and spec.rotary_fraction > 0 and not spec.learned_positions:
         # the values the kernel keeps are a view of the fused projection's output, which keeps the queries' and keys'
-        # part of it alive with them (measured on Phi-3's layer: 4 units where separate values keep 1)
+        # part of it alive beside their rotated copies (measured on Phi-3's layer: 4 units where separate values keep
+        # 1); without rotary positions the kernel keeps the queries and keys as views of it too (GPT-2's, measured)
         attention += 2 * (q + kv) / h
-    if spec.qk_norm != "none":  # a norm over the queries and the keys (per head or whole), each kept as a norm keeps
+    if spec.qk_norm == "l2":  # Llama 4's weightless norm on its rotary layers (its chunked ones) keeps an fp32 copy
+        rotary = not spec.layer_chunks or spec.layer_chunks[layer] is not None
+        attention += L2_QK_NORM_UNITS * (q + kv) / h if rotary else 0.0
+    elif spec.qk_norm != "none":  # a norm over the queries and the keys (per head or whole), kept as a norm keeps
         attention += norm * (q + kv) / h
     width = MLP_WIDTH_UNITS_BY_TYPE.get(spec.model_type, MLP_WIDTH_UNITS[spec.mlp_gated])
     m = spec.moe
@@ -94,18 +105,31 @@ def layer_activation_units(spec: ModelSpec, layer: int) -> float:
         routed = (m.num_experts if dense_experts(spec.model_type) else m.top_k) \
             * (EXPERT_COPY_UNITS + width * m.expert_intermediate_size / h)
         router = ROUTER_UNITS + (FP32_ROUTER_UNITS if spec.model_type in FP32_ROUTER_TYPES else 0.0)
-        mlp = norm + MLP_BASE_UNITS + router + routed
+        mlp = mlp_norms + MLP_BASE_UNITS + router + routed
         if m.shared_intermediate_size:
             mlp += MLP_BASE_UNITS + width * m.shared_intermediate_size / h
     else:
-        mlp = norm + MLP_BASE_UNITS + width * spec.intermediate_size / h
+        mlp = mlp_norms + MLP_BASE_UNITS + width * spec.intermediate_size / h
     if spec.parallel_attention and spec.norms_per_layer == 1:
         mlp -= MLP_BASE_UNITS  # one norm feeds both blocks (GPT-J, Cohere): the MLP's input is attention's, kept once
-    if not spec.has_mlp(layer):  # a Mamba model's layers: the mixer alone
-        mlp = 0.0
     if _mamba(spec, layer):
-        attention = norm + mamba_mixer_units(spec)
-    return attention + mlp
+        attention = block_norms + mamba_mixer_units(spec)
+    return (attention if spec.mixer(layer) != "none" else 0.0) + (mlp if spec.has_mlp(layer) else 0.0)
+
+
+def _block_norms(spec: ModelSpec) -> int:
+    """The norms of one block (a mixer or an MLP): two where the model also norms each block's output (Gemma's four a
+    layer), one elsewhere (where a layer has one block, as Mamba's and Nemotron-H's, its one norm; where attention
+    and the MLP run side by side off one norm, that one: GPT-J's, Cohere's)."""
+    return max(spec.norms_per_layer // 2, 1)
+
+
+def _norms(spec: ModelSpec, layer: int) -> int:
+    """The norms `layer` runs: its blocks' (`_block_norms`), or the one both side-by-side blocks read."""
+    if spec.parallel_attention and spec.norms_per_layer == 1:
+        return 1
+    blocks = (spec.mixer(layer) != "none") + spec.has_mlp(layer)
+    return _block_norms(spec) * blocks
 
 
 # transformers' Mamba mixer without the mamba-ssm kernels (its PyTorch path, slow_forward: what the rendered script
@@ -155,8 +179,11 @@ AUTOCAST_CAST_UNITS = 2.0
 # - the rotary tables are fp32 (the model's dtype; "cos.to(dtype=x.dtype)") and the query's rotation keeps them:
 #   2 more bytes per rotary dimension for cos and sin each; none where they are fp32 in a 16-bit model as well (OLMo's
 #   tables, DeepSeek-V2's and Llama 4's complex rotation of "xq.float()") or where there are none (Jamba, and Granite
-#   4's default "position_embedding_type": None). A state mixer's own activations are not modelled (as in
-#   `layer_activation_units`): only its input projections' casts are counted.
+#   4's default "position_embedding_type": None), nor on the full-attention layers of a windowed EXAONE 4 or
+#   Cohere 2, which rotate their window layers only (NOPE_FULL_LAYER_TYPES: "if self.sliding_window is not None:
+#   query_states, key_states = apply_rotary_pos_emb(...)"). A state mixer's own activations are priced as
+#   `layer_activation_units` prices them: its casts beside are its input projections' (and a Mamba mixer's inner copy).
+NOPE_FULL_LAYER_TYPES = frozenset({"exaone4", "cohere2"})
 FP32_ROTARY_TYPES = frozenset({"olmo", "olmo2", "olmo3", "deepseek_v2", "llama4", "llama4_text", "jamba",
                                "granitemoehybrid"})
 # A Llama layer: 4 + 6 + 4 x 128 / 4096 = 10.1 (10.5 at the measured layer's 32 / 256); a Mixtral layer 8.5, Phi-3's
@@ -193,7 +220,8 @@ def autocast_units(spec: ModelSpec, layer: int) -> float:
     mixer, mlp = _readers(spec, layer)
     fp32_norms = spec.model_type in FP32_WEIGHT_NORM_TYPES | UPCAST_LAYERNORM_TYPES | POST_NORM_TYPES \
         or spec.norm == "nonparametric"
-    norms = 0 if fp32_norms else 1 if spec.parallel_attention or not mlp else 2
+    # one norm a block reads the residual (a parallel block's norms read one input, kept once)
+    norms = 0 if fp32_norms else 1 if spec.parallel_attention else (spec.mixer(layer) != "none") + spec.has_mlp(layer)
     if spec.parallel_attention and spec.norms_per_layer == 1:  # one norm feeds both blocks (GPT-J): one input
         casts = max(mixer + mlp - 1, 0)
     else:
@@ -206,13 +234,19 @@ def autocast_units(spec: ModelSpec, layer: int) -> float:
         units -= FP32_ROUTER_UNITS
     if routed and dense_experts(spec.model_type):  # each expert's copy of the fp32 input, weighted by its score
         units += AUTOCAST_NORM_UNITS * spec.moe.num_experts
-    if "attention" in spec.mixer(layer) and spec.model_type not in FP32_ROTARY_TYPES and not spec.learned_positions:
+    nope = spec.model_type in NOPE_FULL_LAYER_TYPES and spec.layer_windows[layer] is None \
+        and any(w is not None for w in spec.layer_windows)
+    if "attention" in spec.mixer(layer) and spec.model_type not in FP32_ROTARY_TYPES and not spec.learned_positions \
+            and not nope:
         rotary = spec.mla.qk_rope_head_dim if spec.mla is not None else spec.head_dim * spec.rotary_fraction
         units += 2 * 2 * rotary / h
     return units
 
 
-# peft's LoRA as the rendered script runs it (a frozen 16-bit base, fp32 adapters under bf16 autocast, dropout 0)
+# peft's LoRA as the rendered script runs it (a frozen 16-bit base, fp32 adapters under bf16 autocast, dropout 0;
+# QLoRA's NF4 base is counted alike, unmeasured: bitsandbytes' CPU path computes in fp32, and on CUDA its 4-bit matmul
+# keeps its input in ctx.tensors and prepare_model_for_kbit_training leaves the norms and embedding in fp32; LoRA over
+# fp32 weights without autocast is counted without the casts, unmeasured too)
 # changes a layer's count by what its frozen weights no longer need and what its adapters keep, measured block by
 # block on the second layer of two-layer models (the first layer's input needs no gradient, the embedding being
 # frozen: it keeps less, and is counted as the others) (benchmarks/bench_activation_memory.py, LoRA rows, 2026-12-07):
@@ -224,8 +258,8 @@ def autocast_units(spec: ModelSpec, layer: int) -> float:
 #   beyond the first that reads one input (a Llama layer's key, value and up projections; none for a fused one), and
 #   the output projection's cast where attention's kernel keeps its output in the storage the projection reads (as
 #   flash kernels do); none on the families where this CPU's SDPA left the projection a copy only it kept
-#   (LORA_OUTPUT_COPY_TYPES: fused projections, StableLM's and GLM-4.5's partial rotary, latent attention). Each
-#   adapter also keeps its rank's output.
+#   (LORA_OUTPUT_COPY_TYPES, measured: Phi-3's and GPT-NeoX's fused projections, StableLM's and GLM-4.5's partial
+#   rotary, latent attention; GPT-2's and GPT-J's keep the cast). Each adapter also keeps its rank's output.
 # - A frozen norm keeps nothing for its weight: a Llama RMSNorm its 16-bit normalized copy (2 units), one that
 #   multiplies its weight in fp32 its fp32 copy (4: FP32_WEIGHT_NORM_TYPES, Cohere's), a LayerNorm nothing it drops
 #   (its input serves the input's gradient too).
@@ -233,8 +267,7 @@ def autocast_units(spec: ModelSpec, layer: int) -> float:
 #   goes (MLP_BASE_UNITS), the shared experts' down projections' inputs, and an fp32 router's copy (FP32_ROUTER_UNITS);
 #   the routed experts, merged with their adapters, keep what they kept.
 LORA_NORM_UNITS = {"rmsnorm": 2.0, "layernorm": 0.0, "nonparametric": 0.0}
-LORA_OUTPUT_COPY_TYPES = frozenset({"phi3", "gpt_neox", "falcon", "gpt2", "stablelm", "glm4_moe", "deepseek_v2",
-                                    "deepseek_v3"})
+LORA_OUTPUT_COPY_TYPES = frozenset({"phi3", "gpt_neox", "stablelm", "glm4_moe", "deepseek_v2", "deepseek_v3"})
 LORA_FP32_NORM_UNITS = 4.0
 
 
@@ -263,8 +296,8 @@ def lora_units(spec: ModelSpec, layer: int, rank: int, autocast: bool) -> float:
     units += adapters * 2 * rank / h
     fp32_norm = spec.model_type in FP32_WEIGHT_NORM_TYPES | UPCAST_LAYERNORM_TYPES
     norm = LORA_FP32_NORM_UNITS if fp32_norm else LORA_NORM_UNITS.get(spec.norm, 0.0)
-    widths = spec.norms_per_layer if spec.has_mlp(layer) else 1
-    if attention and spec.qk_norm != "none":
+    widths: float = _norms(spec, layer)
+    if attention and spec.qk_norm in ("head", "full"):  # an L2 norm has no weight to free
         widths += (spec.num_heads + spec.num_kv_heads) * spec.head_dim / h
     if attention and spec.mla is not None:
         widths += ((spec.mla.q_lora_rank or 0) + spec.mla.kv_lora_rank) / h

@@ -191,7 +191,9 @@ class ModelSpec(Frozen):
     norm: Literal["rmsnorm", "layernorm", "nonparametric"] = "rmsnorm"
     norm_bias: bool = False
     norms_per_layer: int = 2
-    qk_norm: Literal["none", "head", "full"] = "none"
+    qk_norm: Literal["none", "head", "full", "l2"] = Field(
+        "none", description="a norm over the queries and keys: per head, over the whole width (each with its weights) "
+                            "or a weightless L2 norm on the layers with rotary positions (Llama 4)")
     tie_word_embeddings: bool = False
     lm_head_bias: bool = False
     learned_positions: int = Field(0, description="rows of a learned absolute position table")

@@ -399,6 +399,46 @@ def test_what_lora_changes_in_a_layer_is_counted_block_by_block(label):
     assert predicted == pytest.approx(lora - bf16, abs=0.2)
 
 
+def test_each_block_of_a_layer_brings_its_own_norm():
+    """A layer counts the norms of the blocks it has: Nemotron-H's MLP-only layers their MLP's (no attention block),
+    Mamba-2's and Nemotron-H's mixer layers their mixer's (no MLP block). The count had subtracted one norm for such
+    models and charged every layer an attention block and an MLP block: an MLP-only layer 38.6 where it keeps 31, a
+    Mamba-2 layer a phantom MLP. Under autocast only the norms that read the residual change, one a block."""
+    from optiplan.planner.plan.training_activations import (
+        ATTENTION_BASE_UNITS,
+        AUTOCAST_NORM_UNITS,
+        FP32_WEIGHT_NORM_UNITS,
+        MLP_BASE_UNITS,
+        NORM_UNITS,
+        autocast_units,
+        layer_activation_units,
+    )
+
+    nemotron = resolve_model("nemotron-h-8b")
+    mlp_only = next(i for i in range(nemotron.num_layers) if nemotron.mixer(i) == "none")
+    width = 4 * nemotron.intermediate_size / nemotron.hidden_size  # a plain (squared ReLU) MLP
+    assert layer_activation_units(nemotron, mlp_only) == pytest.approx(FP32_WEIGHT_NORM_UNITS + MLP_BASE_UNITS + width)
+    mamba2 = resolve_model("mamba2-2.7b")
+    assert not mamba2.has_mlp(0) and layer_activation_units(mamba2, 0) == pytest.approx(
+        NORM_UNITS["rmsnorm"] + ATTENTION_BASE_UNITS)  # its mixer priced as attention of its (no) heads
+    assert autocast_units(mamba2, 0) == AUTOCAST_NORM_UNITS
+
+
+def test_llama_4s_l2_query_key_norm_is_counted_on_its_rotary_layers():
+    """Scout normalises its queries and keys with a weightless L2 norm (use_qk_norm) on its rotary layers, which keeps
+    an fp32 copy (5.2 units measured on a tiny layer, where none had been counted); Maverick sets no such norm. It
+    has no weights: the parameter counts stay transformers'."""
+    from optiplan.planner.plan.training_activations import L2_QK_NORM_UNITS, layer_activation_units
+
+    scout, maverick = resolve_model("llama-4-scout"), resolve_model("llama-4-maverick")
+    assert (scout.qk_norm, maverick.qk_norm) == ("l2", "none")
+    rotary = next(i for i, c in enumerate(scout.layer_chunks) if c is not None)
+    nope = next(i for i, c in enumerate(scout.layer_chunks) if c is None)
+    widths = (scout.num_heads + scout.num_kv_heads) * scout.head_dim / scout.hidden_size
+    assert layer_activation_units(scout, rotary) - layer_activation_units(scout, nope) == pytest.approx(
+        L2_QK_NORM_UNITS * widths)
+
+
 def test_a_mixture_of_experts_full_fine_tune_keeps_what_the_plan_counts():
     """A full fine-tune without FSDP keeps fp32 weights under bf16 autocast, where transformers' default grouped_mm
     experts are not autocast-enabled and run in fp32: 72.5 more bytes per token and hidden unit on a Mixtral layer (at
