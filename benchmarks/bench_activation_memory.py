@@ -310,55 +310,48 @@ def per_token_units(config, tokens: int, recipe: str | None, layer_index: int = 
     return 2 * long - short, by_block
 
 
-def autocast_rows(tokens: int, show_blocks: bool = False) -> list[dict]:
-    """What fp32 weights under bf16 autocast add to each layer (a full fine-tune without FSDP; a mixture of experts'
-    experts as the rendered script runs them there, cast to bf16: `training.autocast_experts`), measured per token
-    against a bf16 layer's, and the plan's `autocast_units`; with `show_blocks`, the difference by submodule, which is
-    what the plan's terms were read from. A layer run eagerly is left out: its scores grow with the tokens squared."""
-    from optiplan.planner.plan.training_activations import autocast_units
-
+def change_rows(recipe: str, layers, tokens: int, show_blocks: bool, configure, layer_index: int,
+                predict) -> list[dict]:
+    """What `recipe` changes in each of `layers` (built by `configure`), measured per token on layer `layer_index`
+    against a bf16 layer's, and the plan's count (`predict`, of the layer's spec); with `show_blocks`, the difference
+    by submodule, which is what the plan's terms were read from. A layer run eagerly is left out: its scores grow with
+    the tokens squared."""
     rows = []
-    for label, cls_name, overrides in (*FITTED, *HELD_OUT, *AUTOCAST_ONLY):
-        config = layer_config(cls_name, **overrides)
+    for label, cls_name, overrides in layers:
+        config = configure(cls_name, **overrides)
         if sdpa_refused(predicted_spec(config).model_type):
             continue
-        (bf16, bf16_blocks), (mixed, mixed_blocks) = (per_token_units(config, tokens, r) for r in (None, "autocast"))
-        measured, predicted = mixed - bf16, autocast_units(predicted_spec(config), 0)
+        (bf16, bf16_blocks), (changed, changed_blocks) = (per_token_units(config, tokens, r, layer_index)
+                                                          for r in (None, recipe))
+        measured, predicted = changed - bf16, predict(predicted_spec(config))
         rows.append({"layer": label, "measured_units": round(measured, 3), "predicted_units": round(predicted, 3),
-                     "error_of_layer": round((predicted - measured) / mixed, 4)})
-        print(f"  {label:<84} measured +{measured:5.2f}  predicted +{predicted:5.2f}  "
-              f"({(predicted - measured) / mixed:+.1%} of the layer's {mixed:.1f})")
+                     "error_of_layer": round((predicted - measured) / changed, 4)})
+        print(f"  {label:<84} measured {measured:+6.2f}  predicted {predicted:+6.2f}  "
+              f"({(predicted - measured) / changed:+.1%} of the layer's {changed:.1f})")
         if show_blocks:
-            for block in sorted({*bf16_blocks, *mixed_blocks}):
-                added = mixed_blocks.get(block, 0.0) - bf16_blocks.get(block, 0.0)
+            for block in sorted({*bf16_blocks, *changed_blocks}):
+                added = changed_blocks.get(block, 0.0) - bf16_blocks.get(block, 0.0)
                 if abs(added) > 0.01:
                     print(f"      {block:<40} {added:+6.2f}")
     return rows
+
+
+def autocast_rows(tokens: int, show_blocks: bool = False) -> list[dict]:
+    """fp32 weights under bf16 autocast (a full fine-tune without FSDP; a mixture of experts' experts as the rendered
+    script runs them there, cast to bf16: `training.autocast_experts`) on each layer, against `autocast_units`."""
+    from optiplan.planner.plan.training_activations import autocast_units
+
+    return change_rows("autocast", (*FITTED, *HELD_OUT, *AUTOCAST_ONLY), tokens, show_blocks, layer_config, 0,
+                       lambda spec: autocast_units(spec, 0))
 
 
 def lora_rows(tokens: int, show_blocks: bool = False) -> list[dict]:
-    """What the rendered script's LoRA (a frozen bf16 base, fp32 adapters under bf16 autocast, dropout 0) changes in
-    each layer, measured per token on the second layer of a two-layer model against a bf16 layer's, and the plan's
-    `lora_units`; with `show_blocks`, the difference by submodule, which the plan's terms were read from."""
+    """The rendered script's LoRA (a frozen bf16 base, fp32 adapters under bf16 autocast, dropout 0) on the second
+    layer of a two-layer model of each layer, against `lora_units`."""
     from optiplan.planner.plan.training_activations import lora_units
 
-    rows = []
-    for label, cls_name, overrides in (*FITTED, *HELD_OUT):
-        config = two_layers(cls_name, **overrides)
-        if sdpa_refused(predicted_spec(config).model_type):
-            continue
-        (bf16, bf16_blocks), (lora, lora_blocks) = (per_token_units(config, tokens, r, 1) for r in (None, "lora"))
-        measured, predicted = lora - bf16, lora_units(predicted_spec(config), 1, LORA_RANK, autocast=True)
-        rows.append({"layer": label, "measured_units": round(measured, 3), "predicted_units": round(predicted, 3),
-                     "error_of_layer": round((predicted - measured) / lora, 4)})
-        print(f"  {label:<84} measured {measured:+6.2f}  predicted {predicted:+6.2f}  "
-              f"({(predicted - measured) / lora:+.1%} of the layer's {lora:.1f})")
-        if show_blocks:
-            for block in sorted({*bf16_blocks, *lora_blocks}):
-                added = lora_blocks.get(block, 0.0) - bf16_blocks.get(block, 0.0)
-                if abs(added) > 0.01:
-                    print(f"      {block:<40} {added:+6.2f}")
-    return rows
+    return change_rows("lora", (*FITTED, *HELD_OUT), tokens, show_blocks, two_layers, 1,
+                       lambda spec: lora_units(spec, 1, LORA_RANK, autocast=True))
 
 
 def predicted_spec(config):
