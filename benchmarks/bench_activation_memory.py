@@ -94,6 +94,10 @@ FITTED = (
     ("jamba, a Mamba layer at 2 x hidden and a gated MLP, then attention and top-2 of 4 experts", "JambaConfig",
      dict(intermediate_size=2 * HIDDEN, num_experts=4, num_experts_per_tok=2, attn_layer_period=2, attn_layer_offset=1,
           expert_layer_period=2, expert_layer_offset=1, **NO_SPECIAL_TOKENS)),
+    # Mamba-2's PyTorch path, its terms read tensor by tensor off this layer's saved tensors (a chunked scan: its
+    # per-token figure here carries one chunk's states more than a long sequence's, 0.75 units)
+    ("mamba-2, 8 heads of 64, 16 states, chunks of 128, PyTorch path", "Mamba2Config",
+     dict(num_heads=8, head_dim=64, expand=2, n_groups=1, state_size=16, chunk_size=128, **NO_SPECIAL_TOKENS)),
 )
 # measured after the terms above were set (2026-12-07); gemma2 and gpt-oss without SDPA, eagerly (their scores)
 HELD_OUT = (
@@ -131,6 +135,8 @@ HELD_OUT = (
     # measured after the Mamba terms were set
     ("mamba, inner width 4 x hidden, 8 states, PyTorch path", "MambaConfig",
      dict(state_size=8, expand=4, **NO_SPECIAL_TOKENS)),
+    ("mamba-2, 16 heads of 32, 32 states in 2 groups, chunks of 64, PyTorch path", "Mamba2Config",
+     dict(num_heads=16, head_dim=32, expand=2, n_groups=2, state_size=32, chunk_size=64, **NO_SPECIAL_TOKENS)),
     # measured after the dense-experts count was set on the layer above
     ("llama4, top-1 of 16 experts run densely at 1 x hidden, a shared expert", "Llama4TextConfig",
      dict(intermediate_size=HIDDEN, intermediate_size_mlp=2 * HIDDEN, num_local_experts=16, num_experts_per_tok=1,

@@ -394,6 +394,9 @@ def hybrid_spec_fields(f: Any, model_type: str, name: str, source: str) -> dict[
     if "attention" not in "".join(mixers):
         spec.update(num_heads=1, num_kv_heads=1, head_dim=0, v_head_dim=0)
     spec.setdefault("layer_windows", (None,) * n_layers)
+    if state.kind == "mamba2":  # the chunk its scan runs over (transformers' defaults: 256, Nemotron-H's 128)
+        chunk = f.int("chunk_size") or f.int("mamba_chunk_size") or (128 if model_type == "nemotron_h" else 256)
+        state = state.model_copy(update={"scan_chunk": chunk})
     spec.update(state=state, layer_mixers=tuple(mixers), layer_mlps=tuple(mlps), layer_moe=tuple(moe_layers),
                 moe=moe, rotary_fraction=_rope_fraction(f))
     return spec

@@ -66,8 +66,9 @@ FP32_ROUTER_TYPES = frozenset({"deepseek_v2", "deepseek_v3", "glm4_moe"})
 def layer_activation_units(spec: ModelSpec, layer: int) -> float:
     """The bytes per token and hidden unit `layer` keeps for its backward at 16 bits: its attention block (norm,
     projections, fused attention) and its MLP block (norm, and a dense MLP, or the routed experts a token goes to and
-    the shared ones). A Mamba mixer is priced as transformers' PyTorch path runs it (`mamba_mixer_units`); another
-    state-space or linear-attention mixer as attention of the model's widths, its own activations not modelled apart.
+    the shared ones). A Mamba or Mamba-2 mixer is priced as transformers' PyTorch path runs it (`mamba_mixer_units`,
+    `mamba2_mixer_units`); another state-space or linear-attention mixer as attention of the model's widths, its own
+    activations not modelled apart.
     Latent attention is priced at the widths of the keys and values it expands. A layer without a mixer (Nemotron-H's
     MLP layers) or without an MLP (Mamba's, Nemotron-H's mixer layers) has no such block, nor its norms."""
     h = spec.hidden_size
@@ -114,6 +115,8 @@ def layer_activation_units(spec: ModelSpec, layer: int) -> float:
         mlp -= MLP_BASE_UNITS  # one norm feeds both blocks (GPT-J, Cohere): the MLP's input is attention's, kept once
     if _mamba(spec, layer):
         attention = block_norms + mamba_mixer_units(spec)
+    elif _mamba2(spec, layer):
+        attention = block_norms + mamba2_mixer_units(spec)
     return (attention if spec.mixer(layer) != "none" else 0.0) + (mlp if spec.has_mlp(layer) else 0.0)
 
 
@@ -143,9 +146,63 @@ MAMBA_CHANNEL_UNITS = 20.1
 MAMBA_STATE_UNITS = 14.0
 
 
+# transformers' Mamba-2 mixer without the kernels (torch_forward and mamba2_chunk_scan: what the script runs) keeps, per
+# token, tensor by tensor as its forward saves them (read off a tiny layer's saved tensors, 2026-12-07): its input (2
+# bytes a hidden unit), the whole input projection and the convolution's output (2 bytes a channel), 42 bytes per
+# inner channel (the fp32 input, its dt-scaled copy and the copies the einsums make of them, the inter-chunk output,
+# the gated norm's five fp32 tensors, the output projection's input), 12 per head and chunk position (the decay
+# matrix, the scores, their masked product and its copy), 20 per head and state (B and C in fp32 and their copies),
+# 8 per inner channel and state a chunk (the chunk states' copies) and 20 per head. Measured on whole layers at the
+# catalog's widths, 1,024 tokens: mamba2-2.7b 290.2 units (counted 289.1), Mamba-Codestral 291.7 (290.7), Nemotron-H
+# 8B's Mamba layer 253.7 (252.7); a Mamba-2 layer had been priced as attention of no heads: 8.1.
+MAMBA2_CHANNEL_BYTES = 42.0
+MAMBA2_HEAD_CHUNK_BYTES = 12.0
+MAMBA2_HEAD_STATE_BYTES = 20.0
+MAMBA2_CHUNK_STATE_BYTES = 8.0
+MAMBA2_HEAD_BYTES = 20.0
+
+
+def _mamba2_widths(spec: ModelSpec) -> tuple[int, int, int, int, float, int]:
+    """A Mamba-2 mixer's (inner width, convolved channels, input projection's width, heads, states, chunk)."""
+    h, st = spec.hidden_size, spec.state
+    inner, conv = st.out_proj_inputs, st.conv_channels
+    projected = (st.linear_params - inner * h) // h  # z, x, B, C and dt
+    return inner, conv, projected, projected - inner - conv, st.recurrent_state_elements / inner, st.scan_chunk or 256
+
+
+def mamba2_mixer_units(spec: ModelSpec) -> float:
+    """A Mamba-2 mixer's units beside its norm, as its PyTorch path keeps them (MAMBA2_*)."""
+    h = spec.hidden_size
+    inner, conv, projected, heads, states, chunk = _mamba2_widths(spec)
+    kept = 2 * h + 2 * projected + 2 * conv + MAMBA2_CHANNEL_BYTES * inner + MAMBA2_HEAD_BYTES * heads \
+        + MAMBA2_HEAD_CHUNK_BYTES * heads * chunk + MAMBA2_HEAD_STATE_BYTES * heads * states \
+        + MAMBA2_CHUNK_STATE_BYTES * inner * states / chunk
+    return kept / h
+
+
+# Under bf16 autocast the scan's einsums run in bf16, so the copies they keep of their fp32 inputs (6 bytes an inner
+# channel, 8 a head and state, 4 a head and chunk position, 4 an inner channel and state a chunk) are kept at half;
+# over fp32 weights the convolution also keeps its own cast of x, B and C, not the whole projection (2 bytes an inner
+# channel and a head fewer). Under LoRA its frozen D, A, gated norm and output projection keep nothing for their
+# gradients (the fp32 input D scales, dt where A scales it, the gated norm's fp32 output, the projection's input: 10
+# bytes an inner channel, 4 a head). Read off the same layer's saved tensors under each recipe (2026-12-07): -37.06 and
+# -55.06 units measured, counted alike.
+def mamba2_recipe_units(spec: ModelSpec, lora: bool, autocast: bool) -> float:
+    """What autocast (over fp32 weights, or under LoRA) and LoRA's frozen weights change in a Mamba-2 mixer."""
+    inner, conv, projected, heads, states, chunk = _mamba2_widths(spec)
+    halved = 6 * inner + 8 * heads * states + 4 * heads * chunk + 4 * inner * states / chunk if autocast else 0.0
+    changed = -halved - (10 * inner + 4 * heads if lora else 2 * inner + 2 * heads if autocast else 0.0)
+    return changed / spec.hidden_size
+
+
 def _mamba(spec: ModelSpec, layer: int) -> bool:
     """Whether `layer`'s mixer is a Mamba (Mamba-1) mixer alone."""
     return spec.mixer(layer) == "state" and spec.state is not None and spec.state.kind == "mamba"
+
+
+def _mamba2(spec: ModelSpec, layer: int) -> bool:
+    """Whether `layer`'s mixer is a Mamba-2 mixer alone."""
+    return spec.mixer(layer) == "state" and spec.state is not None and spec.state.kind == "mamba2"
 
 
 def mamba_mixer_units(spec: ModelSpec) -> float:
@@ -229,6 +286,8 @@ def autocast_units(spec: ModelSpec, layer: int) -> float:
     units = AUTOCAST_NORM_UNITS * norms + AUTOCAST_CAST_UNITS * casts
     if _mamba(spec, layer):  # its PyTorch path keeps a 16-bit copy of its inner width more (measured on Mamba, Jamba)
         units += AUTOCAST_CAST_UNITS * spec.state.out_proj_inputs / h
+    elif _mamba2(spec, layer):
+        units += mamba2_recipe_units(spec, lora=False, autocast=True)
     routed = spec.moe is not None and spec.layer_moe[layer] and spec.has_mlp(layer)
     if routed and spec.model_type in FP32_ROUTER_TYPES:
         units -= FP32_ROUTER_UNITS
@@ -293,6 +352,9 @@ def lora_units(spec: ModelSpec, layer: int, rank: int, autocast: bool) -> float:
     if _mamba(spec, layer):  # the input projection adapted; the x and output projections frozen: their inputs go
         adapters += 1
         units -= 2 * AUTOCAST_CAST_UNITS * spec.state.out_proj_inputs / h
+    elif _mamba2(spec, layer):  # the input projection adapted, the rest frozen
+        adapters += 1
+        units += mamba2_recipe_units(spec, lora=True, autocast=autocast)
     units += adapters * 2 * rank / h
     fp32_norm = spec.model_type in FP32_WEIGHT_NORM_TYPES | UPCAST_LAYERNORM_TYPES
     norm = LORA_FP32_NORM_UNITS if fp32_norm else LORA_NORM_UNITS.get(spec.norm, 0.0)

@@ -167,6 +167,8 @@ class StateSpec(Frozen):
     scan_flops_per_token: int = Field(description="per layer and token: convolution, state update and readout")
     out_proj_inputs: int = Field(0, exclude_if=lambda v: v == 0,
                                  description="Mamba and Mamba-2: the inner width the output projection reads")
+    scan_chunk: int = Field(0, exclude_if=lambda v: v == 0,
+                            description="Mamba-2: the tokens a chunk of its scan spans (chunk_size)")
 
 
 class ModelSpec(Frozen):

@@ -270,7 +270,8 @@ def test_a_training_workload_file_that_nothing_fits_is_an_answer_not_a_concurren
                                    "gpt-j, one LayerNorm feeding attention and MLP side by side, gelu_new MLP at 4 x "
                                    "hidden",
                                    "llama4, top-1 of 16 experts run densely at 1 x hidden, a shared expert",
-                                   "mamba, inner width 4 x hidden, 8 states, PyTorch path"])
+                                   "mamba, inner width 4 x hidden, 8 states, PyTorch path",
+                                   "mamba-2, 16 heads of 32, 32 states in 2 groups, chunks of 64, PyTorch path"])
 def test_a_layers_activations_are_what_transformers_keeps_for_its_backward(label):
     """The training model's activations per layer against what transformers' eager layer saves for its backward
     (autograd's saved-tensor hooks, bf16, this CPU): a gated MLP keeps four intermediates, an eager RMSNorm an fp32
@@ -281,12 +282,12 @@ def test_a_layers_activations_are_what_transformers_keeps_for_its_backward(label
     (fp32 LayerNorms) 0.59, OLMo's (a weightless fp32 LayerNorm) 0.75, GPT-J's (a GELU written out) 0.58; Llama 4's,
     whose experts transformers runs densely (every token through all 16), had been counted with its top-1: 0.20; a
     Mamba layer, whose PyTorch path keeps its scan's fp32 decays and states per token, had been priced as attention:
-    0.05."""
+    0.05; a Mamba-2 layer, whose chunked scan keeps fp32 score matrices per chunk, 0.04."""
     pytest.importorskip("torch")
     bench = load_script("benchmarks/bench_activation_memory.py")
     _, cls_name, overrides = next(row for row in (*bench.FITTED, *bench.HELD_OUT) if row[0] == label)
     config = bench.layer_config(cls_name, **overrides)
-    tokens = 64 if label.startswith("mamba") else 256  # its PyTorch path scans token by token
+    tokens = 64 if label.startswith("mamba,") else 256  # Mamba's PyTorch path scans token by token
     assert bench.predicted_units(config, tokens) == pytest.approx(bench.measured_units(config, tokens), rel=0.02)
 
 
@@ -355,7 +356,8 @@ def test_the_recipes_additions_are_what_transformers_keeps():
     "qwen2-moe, top-4 of 8 experts at 0.5 x hidden and a shared expert at 2 x hidden",
     "deepseek-v3, latent attention, top-2 of 8 experts at 0.5 x hidden and a shared expert",
     "gpt-neox, fused query-key-value, LayerNorm, parallel residual, plain MLP at 4 x hidden",
-    "lfm2, short convolution, gated MLP at 2 x hidden"])
+    "lfm2, short convolution, gated MLP at 2 x hidden",
+    "mamba-2, 16 heads of 32, 32 states in 2 groups, chunks of 64, PyTorch path"])
 def test_what_autocast_adds_to_a_layer_is_counted_block_by_block(label):
     """fp32 weights under bf16 autocast (a full fine-tune without FSDP) add to a layer what its blocks make of it: the
     norms that read the fp32 residual keep it at 4 bytes, every linear layer beyond the first that reads one input
@@ -380,7 +382,8 @@ def test_what_autocast_adds_to_a_layer_is_counted_block_by_block(label):
     "deepseek-v3, latent attention, top-2 of 8 experts at 0.5 x hidden and a shared expert",
     "olmo, weightless LayerNorm, gated MLP at 2 x hidden",
     "exaone4, post-norms and per-head query and key norms, gated MLP at 2 x hidden",
-    "mamba, inner width 2 x hidden, 16 states, PyTorch path"])
+    "mamba, inner width 2 x hidden, 16 states, PyTorch path",
+    "mamba-2, 16 heads of 32, 32 states in 2 groups, chunks of 64, PyTorch path"])
 def test_what_lora_changes_in_a_layer_is_counted_block_by_block(label):
     """peft's LoRA as the rendered script runs it (its own adapter targets; fp32 adapters under bf16 autocast) frees
     what the frozen weights needed for their gradients (the norms' normalized copies, the inputs only frozen linear
@@ -393,7 +396,7 @@ def test_what_lora_changes_in_a_layer_is_counted_block_by_block(label):
     bench = load_script("benchmarks/bench_activation_memory.py")
     _, cls_name, overrides = next(row for row in (*bench.FITTED, *bench.HELD_OUT) if row[0] == label)
     config = bench.two_layers(cls_name, **overrides)
-    tokens = 64 if label.startswith("mamba") else 256  # its PyTorch path scans token by token
+    tokens = 64 if label.startswith("mamba,") else 256  # Mamba's PyTorch path scans token by token
     (bf16, _), (lora, _) = (bench.per_token_units(config, tokens, recipe, 1) for recipe in (None, "lora"))
     predicted = lora_units(bench.predicted_spec(config), 1, bench.LORA_RANK, autocast=True)
     assert predicted == pytest.approx(lora - bf16, abs=0.2)
@@ -405,13 +408,14 @@ def test_each_block_of_a_layer_brings_its_own_norm():
     models and charged every layer an attention block and an MLP block: an MLP-only layer 38.6 where it keeps 31, a
     Mamba-2 layer a phantom MLP. Under autocast only the norms that read the residual change, one a block."""
     from optiplan.planner.plan.training_activations import (
-        ATTENTION_BASE_UNITS,
         AUTOCAST_NORM_UNITS,
         FP32_WEIGHT_NORM_UNITS,
         MLP_BASE_UNITS,
         NORM_UNITS,
         autocast_units,
         layer_activation_units,
+        mamba2_mixer_units,
+        mamba2_recipe_units,
     )
 
     nemotron = resolve_model("nemotron-h-8b")
@@ -420,8 +424,9 @@ def test_each_block_of_a_layer_brings_its_own_norm():
     assert layer_activation_units(nemotron, mlp_only) == pytest.approx(FP32_WEIGHT_NORM_UNITS + MLP_BASE_UNITS + width)
     mamba2 = resolve_model("mamba2-2.7b")
     assert not mamba2.has_mlp(0) and layer_activation_units(mamba2, 0) == pytest.approx(
-        NORM_UNITS["rmsnorm"] + ATTENTION_BASE_UNITS)  # its mixer priced as attention of its (no) heads
-    assert autocast_units(mamba2, 0) == AUTOCAST_NORM_UNITS
+        NORM_UNITS["rmsnorm"] + mamba2_mixer_units(mamba2))  # 289.1: 290.2 measured on a whole layer of its widths
+    assert autocast_units(mamba2, 0) == pytest.approx(
+        AUTOCAST_NORM_UNITS + mamba2_recipe_units(mamba2, lora=False, autocast=True))
 
 
 def test_llama_4s_l2_query_key_norm_is_counted_on_its_rotary_layers():
