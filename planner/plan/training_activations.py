@@ -185,8 +185,8 @@ def mamba2_mixer_units(spec: ModelSpec) -> float:
 # over fp32 weights the convolution also keeps its own cast of x, B and C, not the whole projection (2 bytes an inner
 # channel and a head fewer). Under LoRA its frozen D, A, gated norm and output projection keep nothing for their
 # gradients (the fp32 input D scales, dt where A scales it, the gated norm's fp32 output, the projection's input: 10
-# bytes an inner channel, 4 a head). Read off the same layer's saved tensors under each recipe (2026-12-07): -37.06 and
-# -55.06 units measured, counted alike.
+# bytes an inner channel, 4 a head). Read off the same layer's saved tensors under each recipe (2026-12-07): its mixer
+# -37.06 units under autocast over fp32 weights, the layer -55.06 under LoRA, counted alike.
 def mamba2_recipe_units(spec: ModelSpec, lora: bool, autocast: bool) -> float:
     """What autocast (over fp32 weights, or under LoRA) and LoRA's frozen weights change in a Mamba-2 mixer."""
     inner, conv, projected, heads, states, chunk = _mamba2_widths(spec)
