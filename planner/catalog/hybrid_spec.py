@@ -23,14 +23,14 @@ UNBOUNDED_CONTEXT = 1 << 20
 
 # Defaults of each transformers config class for the fields read below.
 _MAMBA2 = {"mamba_d_conv": 4, "mamba_expand": 2, "mamba_n_groups": 1, "mamba_conv_bias": True,
-           "mamba_proj_bias": False}
+           "mamba_proj_bias": False, "mamba_chunk_size": 256}
 HYBRID_DEFAULTS: dict[str, dict[str, Any]] = {
     "mamba": {"tie_word_embeddings": True, "state_size": 16, "conv_kernel": 4, "expand": 2, "use_bias": False,
               "use_conv_bias": True, "time_step_rank": "auto"},
     "falcon_mamba": {"tie_word_embeddings": True, "state_size": 16, "conv_kernel": 4, "expand": 2,
                      "use_bias": False, "use_conv_bias": True, "time_step_rank": "auto"},
     "mamba2": {"tie_word_embeddings": False, "state_size": 128, "conv_kernel": 4, "expand": 2, "n_groups": 8,
-               "head_dim": 64, "num_heads": 128, "use_bias": False, "use_conv_bias": True},
+               "head_dim": 64, "num_heads": 128, "use_bias": False, "use_conv_bias": True, "chunk_size": 256},
     "jamba": {"tie_word_embeddings": False, "mamba_d_state": 16, "mamba_d_conv": 4, "mamba_expand": 2,
               "mamba_dt_rank": "auto", "mamba_conv_bias": True, "mamba_proj_bias": False, "attn_layer_period": 8,
               "attn_layer_offset": 4, "expert_layer_period": 2, "expert_layer_offset": 1, "num_experts": 16,
@@ -47,7 +47,7 @@ HYBRID_DEFAULTS: dict[str, dict[str, Any]] = {
                    "mamba_num_heads": 128, "mamba_head_dim": 64, "use_bias": False, "use_conv_bias": True,
                    "attention_bias": False, "mlp_bias": False, "n_routed_experts": 8, "num_experts_per_tok": 2,
                    "n_shared_experts": 1, "moe_intermediate_size": 7688,
-                   "moe_shared_expert_intermediate_size": 7688},
+                   "moe_shared_expert_intermediate_size": 7688, "chunk_size": 128},
     "qwen3_next": {"tie_word_embeddings": False, "attention_bias": False, "head_dim": 256,
                    "linear_conv_kernel_dim": 4, "linear_key_head_dim": 128, "linear_value_head_dim": 128,
                    "linear_num_key_heads": 16, "linear_num_value_heads": 32, "full_attention_interval": 4,
@@ -61,7 +61,7 @@ HYBRID_DEFAULTS: dict[str, dict[str, Any]] = {
     "zamba2": {"tie_word_embeddings": True, "mamba_d_state": 64, "mamba_d_conv": 4, "mamba_expand": 2,
                "mamba_ngroups": 1, "n_mamba_heads": 8, "use_conv_bias": True, "add_bias_linear": False,
                "intermediate_size": None, "num_key_value_heads": None, "num_mem_blocks": 1,
-               "use_shared_attention_adapter": False, "adapter_rank": 128},
+               "use_shared_attention_adapter": False, "adapter_rank": 128, "chunk_size": 256},
     "rwkv": {"tie_word_embeddings": False, "attention_hidden_size": None, "intermediate_size": None},
     "lfm2": {"tie_word_embeddings": True, "conv_L_cache": 3, "conv_bias": False, "block_auto_adjust_ff_dim": True,
              "block_ffn_dim_multiplier": 1.0, "block_multiple_of": 256},
@@ -394,8 +394,8 @@ def hybrid_spec_fields(f: Any, model_type: str, name: str, source: str) -> dict[
     if "attention" not in "".join(mixers):
         spec.update(num_heads=1, num_kv_heads=1, head_dim=0, v_head_dim=0)
     spec.setdefault("layer_windows", (None,) * n_layers)
-    if state.kind == "mamba2":  # the chunk its scan runs over (transformers' defaults: 256, Nemotron-H's 128)
-        chunk = f.int("chunk_size") or f.int("mamba_chunk_size") or (128 if model_type == "nemotron_h" else 256)
+    if state.kind == "mamba2":  # the chunk its scan runs over (Mamba-2's, Nemotron-H's, Zamba2's or the mamba_ one)
+        chunk = f.int("chunk_size") or f.int("mamba_chunk_size", required=True)
         state = state.model_copy(update={"scan_chunk": chunk})
     spec.update(state=state, layer_mixers=tuple(mixers), layer_mlps=tuple(mlps), layer_moe=tuple(moe_layers),
                 moe=moe, rotary_fraction=_rope_fraction(f))
