@@ -113,10 +113,9 @@ def layer_activation_units(spec: ModelSpec, layer: int) -> float:
         mlp = mlp_norms + MLP_BASE_UNITS + width * spec.intermediate_size / h
     if spec.parallel_attention and spec.norms_per_layer == 1:
         mlp -= MLP_BASE_UNITS  # one norm feeds both blocks (GPT-J, Cohere): the MLP's input is attention's, kept once
-    if _mamba(spec, layer):
-        attention = block_norms + mamba_mixer_units(spec)
-    elif _mamba2(spec, layer):
-        attention = block_norms + mamba2_mixer_units(spec)
+    state = _state_mixer(spec, layer)
+    if state in ("mamba", "mamba2"):
+        attention = block_norms + (mamba_mixer_units(spec) if state == "mamba" else mamba2_mixer_units(spec))
     return (attention if spec.mixer(layer) != "none" else 0.0) + (mlp if spec.has_mlp(layer) else 0.0)
 
 
@@ -195,14 +194,9 @@ def mamba2_recipe_units(spec: ModelSpec, lora: bool, autocast: bool) -> float:
     return changed / spec.hidden_size
 
 
-def _mamba(spec: ModelSpec, layer: int) -> bool:
-    """Whether `layer`'s mixer is a Mamba (Mamba-1) mixer alone."""
-    return spec.mixer(layer) == "state" and spec.state is not None and spec.state.kind == "mamba"
-
-
-def _mamba2(spec: ModelSpec, layer: int) -> bool:
-    """Whether `layer`'s mixer is a Mamba-2 mixer alone."""
-    return spec.mixer(layer) == "state" and spec.state is not None and spec.state.kind == "mamba2"
+def _state_mixer(spec: ModelSpec, layer: int) -> str | None:
+    """The kind of `layer`'s state mixer where it is the layer's only mixer (mamba, mamba2, ...), else None."""
+    return spec.state.kind if spec.mixer(layer) == "state" and spec.state is not None else None
 
 
 def mamba_mixer_units(spec: ModelSpec) -> float:
@@ -284,9 +278,10 @@ def autocast_units(spec: ModelSpec, layer: int) -> float:
     else:
         casts = max(mixer - 1, 0) + max(mlp - 1, 0)
     units = AUTOCAST_NORM_UNITS * norms + AUTOCAST_CAST_UNITS * casts
-    if _mamba(spec, layer):  # its PyTorch path keeps a 16-bit copy of its inner width more (measured on Mamba, Jamba)
+    state = _state_mixer(spec, layer)
+    if state == "mamba":  # its PyTorch path keeps a 16-bit copy of its inner width more (measured on Mamba, Jamba)
         units += AUTOCAST_CAST_UNITS * spec.state.out_proj_inputs / h
-    elif _mamba2(spec, layer):
+    elif state == "mamba2":
         units += mamba2_recipe_units(spec, lora=False, autocast=True)
     routed = spec.moe is not None and spec.layer_moe[layer] and spec.has_mlp(layer)
     if routed and spec.model_type in FP32_ROUTER_TYPES:
@@ -349,11 +344,12 @@ def lora_units(spec: ModelSpec, layer: int, rank: int, autocast: bool) -> float:
                 else 2 if spec.model_type in FUSED_QKV_TYPES else 4) if attention else 0
     if not frozen_mlp and spec.has_mlp(layer):
         adapters += 2 if spec.model_type in FUSED_GATE_UP_TYPES or not spec.mlp_gated else 3
-    if _mamba(spec, layer):  # the input projection adapted; the x and output projections frozen: their inputs go
+    state = _state_mixer(spec, layer)
+    if state in ("mamba", "mamba2"):  # the input projection adapted, the rest of the mixer frozen
         adapters += 1
+    if state == "mamba":  # the frozen x and output projections' inputs go
         units -= 2 * AUTOCAST_CAST_UNITS * spec.state.out_proj_inputs / h
-    elif _mamba2(spec, layer):  # the input projection adapted, the rest frozen
-        adapters += 1
+    elif state == "mamba2":
         units += mamba2_recipe_units(spec, lora=True, autocast=autocast)
     units += adapters * 2 * rank / h
     fp32_norm = spec.model_type in FP32_WEIGHT_NORM_TYPES | UPCAST_LAYERNORM_TYPES
