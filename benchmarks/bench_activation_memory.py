@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import functools
 import sys
+import weakref
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -260,7 +261,10 @@ def measured_units(config, tokens: int, recipe: str | None = None, blocks: dict[
                  if name.endswith((f"layers.{layer_index}", f"h.{layer_index}")))
     # the layer's input counts where the layer keeps it (a LayerNorm does; an eager RMSNorm keeps an fp32 copy)
     skip = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    saved: dict[int, tuple[str, int]] = {}
+    # every tensor saved while the layer runs, by weak reference: what a branch the forward drops (a scan's final
+    # state nobody reads) saved is freed with that branch, and its address may be reused by a later tensor, so only
+    # what is still alive once the forward returns is counted, each storage once
+    saved: list[tuple[weakref.ref, str]] = []
     inside = [False]
     running = ["(the layer)"]  # the submodules running now, innermost last
     layer.register_forward_pre_hook(lambda *_: inside.__setitem__(0, True))
@@ -273,17 +277,22 @@ def measured_units(config, tokens: int, recipe: str | None = None, blocks: dict[
     def pack(t):
         storage = t.untyped_storage()
         if inside[0] and storage.data_ptr() not in skip:
-            saved.setdefault(storage.data_ptr(), (running[-1], storage.nbytes()))
+            saved.append((weakref.ref(t), running[-1]))
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), \
             torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-        model(input_ids=torch.randint(0, config.vocab_size, (1, tokens)), use_cache=False)
+        output = model(input_ids=torch.randint(0, config.vocab_size, (1, tokens)), use_cache=False)
+    kept: dict[int, tuple[str, int]] = {}
+    for ref, block in saved:
+        if (t := ref()) is not None:
+            kept.setdefault(t.untyped_storage().data_ptr(), (block, t.untyped_storage().nbytes()))
+    del output
     unit = tokens * config.hidden_size
     if blocks is not None:
-        for block, nbytes in saved.values():
+        for block, nbytes in kept.values():
             blocks[block] = blocks.get(block, 0.0) + nbytes / unit
-    return sum(nbytes for _, nbytes in saved.values()) / unit
+    return sum(nbytes for _, nbytes in kept.values()) / unit
 
 
 def recipe_rows(tokens: int) -> list[dict]:
