@@ -289,6 +289,7 @@ def hybrid_spec_fields(f: Any, model_type: str, name: str, source: str) -> dict[
         linear = h * (conv + v_heads * dv) + h * 2 * v_heads + v_heads * dv * h  # qkvz, ba (beta, dt), out
         state = StateSpec(kind="gated_deltanet", linear_params=linear, small_params=2 * v_heads + conv * kernel + dv,
                           conv_channels=conv, conv_kernel=kernel, recurrent_state_elements=v_heads * dk * dv,
+                          out_proj_inputs=v_heads * dv, heads=v_heads,
                           # delta rule per value head: k.S, the rank-1 update and q.S, each dk x dv multiply-adds
                           scan_flops_per_token=2 * conv * kernel + 6 * v_heads * dk * dv)
         types = _layer_types(f, n_layers)

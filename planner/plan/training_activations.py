@@ -42,6 +42,11 @@ UPCAST_LAYERNORM_TYPES = frozenset({"cohere", "cohere2"})
 # key width, measured on its layer (5.2 with it, where none had been counted)
 L2_QK_NORM_UNITS = 4.0
 ATTENTION_BASE_UNITS = 2.14  # the block's input and its output projection's, rotary, the kernel's statistics
+# Qwen3-Next's gated attention (its query projection also yields a gate: "attn_output = attn_output *
+# torch.sigmoid(gate)") keeps, per query width, the gate's half of the projection, its sigmoid and the gated product
+# beside the attention's output: 5.75 units, measured on its layer at four widths (5.70-5.75 per query width over
+# hidden, where none had been counted: 0.92 of the layer)
+OUTPUT_GATE_UNITS = 5.75
 QUERY_UNITS = 4.5  # per query width over hidden: the queries and the attention's output
 KV_UNITS = 4.0  # per key-value width over hidden: the keys and values, 2 bytes each
 MLP_BASE_UNITS = 2.0  # the MLP's input
@@ -87,7 +92,8 @@ def layer_activation_units(spec: ModelSpec, layer: int) -> float:
         latent = norm * ((a.q_lora_rank or 0) + a.kv_lora_rank) / h + 2 * spec.num_heads * a.qk_nope_head_dim / h
     else:
         q, kv = spec.num_heads * spec.head_dim, spec.num_kv_heads * spec.head_dim
-    attention = block_norms + latent + ATTENTION_BASE_UNITS + QUERY_UNITS * q / h + KV_UNITS * kv / h
+    attention = block_norms + latent + ATTENTION_BASE_UNITS + QUERY_UNITS * q / h + KV_UNITS * kv / h \
+        + (OUTPUT_GATE_UNITS * q / h if spec.attn_output_gate else 0.0)
     if spec.model_type in FUSED_QKV_TYPES and spec.rotary_fraction > 0 and not spec.learned_positions:
         # the values the kernel keeps are a view of the fused projection's output, which keeps the queries' and keys'
         # part of it alive beside their rotated copies (measured on Phi-3's layer: 4 units where separate values keep
@@ -114,8 +120,8 @@ def layer_activation_units(spec: ModelSpec, layer: int) -> float:
     if spec.parallel_attention and spec.norms_per_layer == 1:
         mlp -= MLP_BASE_UNITS  # one norm feeds both blocks (GPT-J, Cohere): the MLP's input is attention's, kept once
     state = _state_mixer(spec, layer)
-    if state in ("mamba", "mamba2"):
-        attention = block_norms + (mamba_mixer_units(spec) if state == "mamba" else mamba2_mixer_units(spec))
+    if state in STATE_MIXER_UNITS:
+        attention = block_norms + STATE_MIXER_UNITS[state](spec)
     return (attention if spec.mixer(layer) != "none" else 0.0) + (mlp if spec.has_mlp(layer) else 0.0)
 
 
@@ -194,6 +200,67 @@ def mamba2_recipe_units(spec: ModelSpec, lora: bool, autocast: bool) -> float:
     return changed / spec.hidden_size
 
 
+# LFM2's short convolution without the causal-conv1d kernels (its torch fallback, causal_conv1d_fn: what the script
+# runs) keeps its input, and per convolved channel its input projection's B, C and x (6 bytes), their product B·x the
+# convolution reads (2), the convolution's output C multiplies (2) and the output projection's input (2): 12, read off
+# its layer's saved tensors (2026-12-07, within 0.01 units of the measured mixer)
+SHORT_CONV_CHANNEL_BYTES = 12.0
+
+
+def short_conv_mixer_units(spec: ModelSpec) -> float:
+    """A short-convolution mixer's units beside its norm (SHORT_CONV_CHANNEL_BYTES)."""
+    return MLP_BASE_UNITS + SHORT_CONV_CHANNEL_BYTES * spec.state.conv_channels / spec.hidden_size
+
+
+# Qwen3-Next's gated DeltaNet without the flash-linear-attention kernels (torch_chunk_gated_delta_rule, its chunk of 64
+# tokens: what the script runs) keeps, per token, read off its layer's saved tensors (2026-12-07): its input (2 bytes
+# a hidden unit), the convolution's input and output (4 a convolved channel); per key channel repeated to every value
+# head 32 (the fp32 queries and keys and their L2 norms' inputs, the keys scaled by beta, the chunks' copies for
+# their matmuls, the cumulative-decay keys, the decayed queries and keys); per value channel 30 (the fp32 values
+# scaled by beta, the triangular solve's input, each chunk's new values, the gated norm's fp32 input, gate and
+# product and its 16-bit output, the output projection's input); per value head and chunk position 20 (the decay
+# matrix, the two intra-chunk score matrices, the solved system, the masked scores); per value head 38 (beta, the
+# decays, the norms' statistics); and per state element 4 a chunk (each chunk's fp32 state, which the next reads).
+DELTANET_CHUNK = 64  # transformers' torch_chunk_gated_delta_rule: "chunk_size: int = 64", as its caller leaves it
+DELTANET_CONV_BYTES = 4.0
+DELTANET_KEY_BYTES = 32.0
+DELTANET_VALUE_BYTES = 30.0
+DELTANET_HEAD_CHUNK_BYTES = 20.0
+DELTANET_HEAD_BYTES = 38.0
+DELTANET_STATE_BYTES = 4.0
+
+
+def _deltanet_widths(spec: ModelSpec) -> tuple[int, int, float, float]:
+    """A gated DeltaNet's (value heads, value width, keys repeated to every value head, state elements a chunk)."""
+    st = spec.state
+    heads, values = st.heads, st.out_proj_inputs
+    return heads, values, st.recurrent_state_elements * heads / values, st.recurrent_state_elements / DELTANET_CHUNK
+
+
+def gated_deltanet_mixer_units(spec: ModelSpec) -> float:
+    """A gated DeltaNet mixer's units beside its norm, as its PyTorch path keeps them (DELTANET_*)."""
+    h = spec.hidden_size
+    heads, values, keys, states = _deltanet_widths(spec)
+    kept = 2 * h + DELTANET_CONV_BYTES * spec.state.conv_channels + DELTANET_KEY_BYTES * keys \
+        + DELTANET_VALUE_BYTES * values + DELTANET_HEAD_CHUNK_BYTES * heads * DELTANET_CHUNK \
+        + DELTANET_HEAD_BYTES * heads + DELTANET_STATE_BYTES * states
+    return kept / h
+
+
+# Under bf16 autocast the delta rule's matmuls run in bf16: each keeps bf16 casts of its fp32 operands where it kept
+# the fp32 tensors (6 bytes more per repeated key channel, 6 fewer per head and chunk position, 4 more per state
+# element a chunk: the state is cast once for each of the two matmuls that read it). Over fp32 weights the gated
+# norm keeps 2 bytes a value channel more; under LoRA its frozen weight frees 2, and the frozen decay (A_log) its
+# softplus (4 a head). Fitted to the mixer's change on ten layers of 2-8 value heads, key and value widths of 16-64
+# and two hidden sizes (2026-12-07): autocast exact, LoRA within 0.03 units.
+def gated_deltanet_recipe_units(spec: ModelSpec, lora: bool, autocast: bool) -> float:
+    """What autocast (over fp32 weights, or under LoRA) and LoRA's frozen weights change in a gated DeltaNet mixer."""
+    heads, values, keys, states = _deltanet_widths(spec)
+    cast = 6 * keys - 6 * heads * DELTANET_CHUNK + 4 * states if autocast else 0.0
+    changed = cast - (2 * values + 4 * heads if lora else -2 * values if autocast else 0.0)
+    return changed / spec.hidden_size
+
+
 def _state_mixer(spec: ModelSpec, layer: int) -> str | None:
     """The kind of `layer`'s state mixer where it is the layer's only mixer (mamba, mamba2, ...), else None."""
     return spec.state.kind if spec.mixer(layer) == "state" and spec.state is not None else None
@@ -205,6 +272,11 @@ def mamba_mixer_units(spec: ModelSpec) -> float:
     h, inner = spec.hidden_size, spec.state.out_proj_inputs
     state = spec.state.recurrent_state_elements / inner
     return MLP_BASE_UNITS + 4 * inner / h + inner / h * (MAMBA_CHANNEL_UNITS + MAMBA_STATE_UNITS * state)
+
+
+# the state mixers whose own activations are counted (`layer_activation_units`); RG-LRU's and RWKV's are not
+STATE_MIXER_UNITS = {"mamba": mamba_mixer_units, "mamba2": mamba2_mixer_units, "short_conv": short_conv_mixer_units,
+                     "gated_deltanet": gated_deltanet_mixer_units}
 
 
 # What a recipe changes in a layer's activations, measured as `layer_activation_units` was (units; at two token
@@ -283,6 +355,8 @@ def autocast_units(spec: ModelSpec, layer: int) -> float:
         units += AUTOCAST_CAST_UNITS * spec.state.out_proj_inputs / h
     elif state == "mamba2":
         units += mamba2_recipe_units(spec, lora=False, autocast=True)
+    elif state == "gated_deltanet":
+        units += gated_deltanet_recipe_units(spec, lora=False, autocast=True)
     routed = spec.moe is not None and spec.layer_moe[layer] and spec.has_mlp(layer)
     if routed and spec.model_type in FP32_ROUTER_TYPES:
         units -= FP32_ROUTER_UNITS
@@ -337,7 +411,9 @@ def lora_units(spec: ModelSpec, layer: int, rank: int, autocast: bool) -> float:
     if spec.parallel_attention and spec.norms_per_layer == 1 and not frozen_mlp:  # one input for both blocks
         casts = max(mixer + mlp - 1, 0)
     attention = "attention" in spec.mixer(layer)
-    shared_output = attention and spec.mla is None and spec.model_type not in LORA_OUTPUT_COPY_TYPES
+    # (a gated attention's output projection reads the gated product, which only it keeps: no cast beside it)
+    shared_output = attention and spec.mla is None and spec.model_type not in LORA_OUTPUT_COPY_TYPES \
+        and not spec.attn_output_gate
     units = AUTOCAST_CAST_UNITS * (casts + (spec.num_heads * spec.v_head_dim / h if shared_output else 0.0)) \
         if autocast else 0.0
     adapters = (5 if spec.mla is not None and spec.mla.q_lora_rank else 4 if spec.mla is not None
@@ -345,12 +421,15 @@ def lora_units(spec: ModelSpec, layer: int, rank: int, autocast: bool) -> float:
     if not frozen_mlp and spec.has_mlp(layer):
         adapters += 2 if spec.model_type in FUSED_GATE_UP_TYPES or not spec.mlp_gated else 3
     state = _state_mixer(spec, layer)
-    if state in ("mamba", "mamba2"):  # the input projection adapted, the rest of the mixer frozen
-        adapters += 1
+    # the projections adapted, the rest of the mixer frozen: Mamba's input projection; the short convolution's input
+    # and output ones; gated DeltaNet's two input projections and its output one
+    adapters += {"mamba": 1, "mamba2": 1, "short_conv": 2, "gated_deltanet": 3}.get(state, 0)
     if state == "mamba":  # the frozen x and output projections' inputs go
         units -= 2 * AUTOCAST_CAST_UNITS * spec.state.out_proj_inputs / h
     elif state == "mamba2":
         units += mamba2_recipe_units(spec, lora=True, autocast=autocast)
+    elif state == "gated_deltanet":
+        units += gated_deltanet_recipe_units(spec, lora=True, autocast=autocast)
     units += adapters * 2 * rank / h
     fp32_norm = spec.model_type in FP32_WEIGHT_NORM_TYPES | UPCAST_LAYERNORM_TYPES
     norm = LORA_FP32_NORM_UNITS if fp32_norm else LORA_NORM_UNITS.get(spec.norm, 0.0)

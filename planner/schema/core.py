@@ -166,9 +166,12 @@ class StateSpec(Frozen):
     recurrent_state_elements: int = Field(description="per sequence and layer: the SSM / linear-attention / LRU state")
     scan_flops_per_token: int = Field(description="per layer and token: convolution, state update and readout")
     out_proj_inputs: int = Field(0, exclude_if=lambda v: v == 0,
-                                 description="Mamba and Mamba-2: the inner width the output projection reads")
+                                 description="Mamba, Mamba-2 and gated DeltaNet: the inner width the output projection "
+                                             "reads (a DeltaNet's value heads times their width)")
     scan_chunk: int = Field(0, exclude_if=lambda v: v == 0,
                             description="Mamba-2: the tokens a chunk of its scan spans (chunk_size)")
+    heads: int = Field(0, exclude_if=lambda v: v == 0,
+                       description="gated DeltaNet: its value heads, each with a state of key by value width")
 
 
 class ModelSpec(Frozen):

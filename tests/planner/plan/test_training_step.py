@@ -271,7 +271,11 @@ def test_a_training_workload_file_that_nothing_fits_is_an_answer_not_a_concurren
                                    "hidden",
                                    "llama4, top-1 of 16 experts run densely at 1 x hidden, a shared expert",
                                    "mamba, inner width 4 x hidden, 8 states, PyTorch path",
-                                   "mamba-2, 16 heads of 32, 32 states in 2 groups, chunks of 64, PyTorch path"])
+                                   "mamba-2, 16 heads of 32, 32 states in 2 groups, chunks of 64, PyTorch path",
+                                   "lfm2, short convolution of 4 tokens, gated MLP at 2.5 x hidden",
+                                   "qwen3-next, gated DeltaNet of 6 value heads of 40 on 3 key heads of 32, "
+                                   "top-1 of 4 experts at 1 x hidden",
+                                   "qwen3-next, full attention, top-2 of 8 experts and a gated shared expert"])
 def test_a_layers_activations_are_what_transformers_keeps_for_its_backward(label):
     """The training model's activations per layer against what transformers' eager layer saves for its backward
     (autograd's saved-tensor hooks, bf16, this CPU): a gated MLP keeps four intermediates, an eager RMSNorm an fp32
@@ -282,7 +286,9 @@ def test_a_layers_activations_are_what_transformers_keeps_for_its_backward(label
     (fp32 LayerNorms) 0.59, OLMo's (a weightless fp32 LayerNorm) 0.75, GPT-J's (a GELU written out) 0.58; Llama 4's,
     whose experts transformers runs densely (every token through all 16), had been counted with its top-1: 0.20; a
     Mamba layer, whose PyTorch path keeps its scan's fp32 decays and states per token, had been priced as attention:
-    0.05; a Mamba-2 layer, whose chunked scan keeps fp32 score matrices per chunk, 0.04."""
+    0.05; a Mamba-2 layer, whose chunked scan keeps fp32 score matrices per chunk, 0.04; LFM2's short convolution
+    0.73 and Qwen3-Next's gated DeltaNet, whose chunked delta rule keeps fp32 queries, keys, decays and states, 0.64;
+    Qwen3-Next's gated attention (its output gate uncounted) 0.92."""
     pytest.importorskip("torch")
     bench = load_script("benchmarks/bench_activation_memory.py")
     _, cls_name, overrides = next(row for row in (*bench.FITTED, *bench.HELD_OUT) if row[0] == label)
@@ -357,13 +363,15 @@ def test_the_recipes_additions_are_what_transformers_keeps():
     "deepseek-v3, latent attention, top-2 of 8 experts at 0.5 x hidden and a shared expert",
     "gpt-neox, fused query-key-value, LayerNorm, parallel residual, plain MLP at 4 x hidden",
     "lfm2, short convolution, gated MLP at 2 x hidden",
-    "mamba-2, 16 heads of 32, 32 states in 2 groups, chunks of 64, PyTorch path"])
+    "mamba-2, 16 heads of 32, 32 states in 2 groups, chunks of 64, PyTorch path",
+    "qwen3-next, gated DeltaNet of 6 value heads of 40 on 3 key heads of 32, top-1 of 4 experts at 1 x hidden"])
 def test_what_autocast_adds_to_a_layer_is_counted_block_by_block(label):
     """fp32 weights under bf16 autocast (a full fine-tune without FSDP) add to a layer what its blocks make of it: the
     norms that read the fp32 residual keep it at 4 bytes, every linear layer beyond the first that reads one input
     keeps its own bf16 cast, and the rotary tables are fp32. A flat 10.5 (a Llama layer's) had been counted for every
     layer: Phi-3's fused projections add 4.5, OLMo-2's post-norms 6.0, Qwen2-MoE's shared expert and its gate 14.5,
-    GPT-NeoX's 2.2."""
+    GPT-NeoX's 2.2; Qwen3-Next's gated DeltaNet keeps bf16 casts where its delta rule's matmuls kept fp32 tensors
+    (7.25 on this layer, where the generic terms' 4.0 left its mixer's change out)."""
     pytest.importorskip("torch")
     from optiplan.planner.plan.training_activations import autocast_units
 
@@ -383,13 +391,18 @@ def test_what_autocast_adds_to_a_layer_is_counted_block_by_block(label):
     "olmo, weightless LayerNorm, gated MLP at 2 x hidden",
     "exaone4, post-norms and per-head query and key norms, gated MLP at 2 x hidden",
     "mamba, inner width 2 x hidden, 16 states, PyTorch path",
-    "mamba-2, 16 heads of 32, 32 states in 2 groups, chunks of 64, PyTorch path"])
+    "mamba-2, 16 heads of 32, 32 states in 2 groups, chunks of 64, PyTorch path",
+    "lfm2, short convolution, gated MLP at 2 x hidden",
+    "qwen3-next, gated DeltaNet of 6 value heads of 40 on 3 key heads of 32, top-1 of 4 experts at 1 x hidden",
+    "qwen3-next, full attention, top-2 of 8 experts and a gated shared expert"])
 def test_what_lora_changes_in_a_layer_is_counted_block_by_block(label):
     """peft's LoRA as the rendered script runs it (its own adapter targets; fp32 adapters under bf16 autocast) frees
     what the frozen weights needed for their gradients (the norms' normalized copies, the inputs only frozen linear
     layers kept, a mixture of experts' router and shared experts') and keeps each adapter's bf16 cast of its input.
     A flat 0.42 had been counted for every layer: a Llama layer keeps 4.4 more, Gemma 3's 12.6 less, DeepSeek-V3's
-    9.6 less, OLMo's 8.4 more (the second layer of two: the first's input needs no gradient)."""
+    9.6 less, OLMo's 8.4 more (the second layer of two: the first's input needs no gradient); Qwen3-Next's gated
+    DeltaNet 15.4 less (its frozen decay and gated norm, its delta rule's bf16 casts), its gated attention no cast
+    beside its output projection, which reads the gated product only it keeps."""
     pytest.importorskip("peft")
     from optiplan.planner.plan.training_activations import lora_units
 
@@ -427,6 +440,27 @@ def test_each_block_of_a_layer_brings_its_own_norm():
         NORM_UNITS["rmsnorm"] + mamba2_mixer_units(mamba2))  # 289.1: 290.2 measured on a whole layer of its widths
     assert autocast_units(mamba2, 0) == pytest.approx(
         AUTOCAST_NORM_UNITS + mamba2_recipe_units(mamba2, lora=False, autocast=True))
+
+
+def test_state_mixers_are_counted_at_the_catalog_models_widths():
+    """LFM2's short convolution and Qwen3-Next's gated DeltaNet are counted as their PyTorch paths keep them, where
+    attention of the models' widths had been counted. Whole layers at the catalog's widths, measured
+    (bench_activation_memory.py's per-token count, 2026-12-07): LFM2-1.2B's convolution layer 60.0 units, where 61.1
+    had been counted (close at these widths by chance: 0.73 of a tiny layer); Qwen3-Next-80B's DeltaNet layer with
+    its 512 experts (top 10) 261.8 at 256 tokens, where 113.8 had been counted."""
+    from optiplan.planner.plan.training_activations import (
+        gated_deltanet_mixer_units,
+        layer_activation_units,
+        short_conv_mixer_units,
+    )
+
+    lfm2, qwen = resolve_model("lfm2-1.2b"), resolve_model("qwen3-next-80b-a3b")
+    conv = next(i for i in range(lfm2.num_layers) if lfm2.mixer(i) == "state")
+    linear = next(i for i in range(qwen.num_layers) if qwen.mixer(i) == "state")
+    assert short_conv_mixer_units(lfm2) == pytest.approx(14.0)  # its input, then 12 bytes a convolved channel
+    assert layer_activation_units(lfm2, conv) == pytest.approx(60.0, abs=0.05)
+    assert gated_deltanet_mixer_units(qwen) == pytest.approx(178.6, abs=0.05)
+    assert layer_activation_units(qwen, linear) == pytest.approx(261.8, rel=0.005)
 
 
 def test_llama_4s_l2_query_key_norm_is_counted_on_its_rotary_layers():
