@@ -113,6 +113,11 @@ FITTED = (
     ("qwen3-next, full attention, top-2 of 8 experts and a gated shared expert", "Qwen3NextConfig",
      dict(intermediate_size=2 * HIDDEN, moe_intermediate_size=HIDDEN // 2, shared_expert_intermediate_size=HIDDEN,
           num_experts=8, num_experts_per_tok=2, layer_types=["full_attention"], **NO_SPECIAL_TOKENS)),
+    # RecurrentGemma's recurrent block on its token-by-token PyTorch scan, read block by block off this layer and one
+    # of 384 channels in 4 heads (where attention of its widths had been counted: 0.47 of this layer)
+    ("recurrentgemma, RG-LRU of 256 channels in 8 heads, GeGLU at 1.5 x hidden", "RecurrentGemmaConfig",
+     dict(lru_width=HIDDEN, num_key_value_heads=1, intermediate_size=3 * HIDDEN, block_types=["recurrent"],
+          **NO_SPECIAL_TOKENS)),
 )
 # measured after the terms above were set (2026-12-07); gemma2 and gpt-oss without SDPA, eagerly (their scores)
 HELD_OUT = (
@@ -168,6 +173,10 @@ HELD_OUT = (
      dict(intermediate_size=2 * HIDDEN, moe_intermediate_size=HIDDEN, shared_expert_intermediate_size=384,
           num_experts=4, num_experts_per_tok=1, layer_types=["linear_attention"], linear_num_key_heads=3,
           linear_num_value_heads=6, linear_key_head_dim=32, linear_value_head_dim=40, **NO_SPECIAL_TOKENS)),
+    # measured after the RG-LRU term was set
+    ("recurrentgemma, RG-LRU of 320 channels in 5 heads, GeGLU at 2 x hidden", "RecurrentGemmaConfig",
+     dict(lru_width=320, num_attention_heads=5, num_key_value_heads=1, head_dim=64, intermediate_size=4 * HIDDEN,
+          block_types=["recurrent"], **NO_SPECIAL_TOKENS)),
 )
 # Layers measured for what autocast adds to them only (`autocast_rows`), their bf16 counts not among the ones above
 # (Jamba's attention layer with experts comes out 1% high, Granite 4's 3.5%). Their autocast terms were checked on

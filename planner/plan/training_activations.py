@@ -274,9 +274,26 @@ def mamba_mixer_units(spec: ModelSpec) -> float:
     return MLP_BASE_UNITS + 4 * inner / h + inner / h * (MAMBA_CHANNEL_UNITS + MAMBA_STATE_UNITS * state)
 
 
-# the state mixers whose own activations are counted (`layer_activation_units`); RG-LRU's and RWKV's are not
+# RecurrentGemma's recurrent block (its PyTorch scan, token by token) keeps its input, and per recurrence channel 36
+# bytes: the GELU branch's input, the convolution's input, the RG-LRU's 26 (its block-diagonal gates' input, their
+# sigmoids, the decays and normalizers, the fp32 scan's per-token gate and state), the gated product's two factors and
+# the output projection's input; the heads of its gates do not change it (measured on layers of 256 and 384 channels
+# in 4 and 8 heads, 2026-12-07: exact)
+RGLRU_CHANNEL_BYTES = 36.0
+# Under autocast over fp32 weights its two block-diagonal gates (baddbmm) keep bf16 casts of their input and weights:
+# 6 bytes a channel more; under LoRA, frozen, they keep no copy of their input: 2 fewer (measured alike, exact)
+RGLRU_AUTOCAST_BYTES = 6.0
+RGLRU_FROZEN_GATE_BYTES = 2.0
+
+
+def rglru_mixer_units(spec: ModelSpec) -> float:
+    """An RG-LRU recurrent block's units beside its norm (RGLRU_CHANNEL_BYTES)."""
+    return MLP_BASE_UNITS + RGLRU_CHANNEL_BYTES * spec.state.conv_channels / spec.hidden_size
+
+
+# the state mixers whose own activations are counted (`layer_activation_units`); RWKV's are not
 STATE_MIXER_UNITS = {"mamba": mamba_mixer_units, "mamba2": mamba2_mixer_units, "short_conv": short_conv_mixer_units,
-                     "gated_deltanet": gated_deltanet_mixer_units}
+                     "gated_deltanet": gated_deltanet_mixer_units, "rglru": rglru_mixer_units}
 
 
 # What a recipe changes in a layer's activations, measured as `layer_activation_units` was (units; at two token
@@ -357,6 +374,8 @@ def autocast_units(spec: ModelSpec, layer: int) -> float:
         units += mamba2_recipe_units(spec, lora=False, autocast=True)
     elif state == "gated_deltanet":
         units += gated_deltanet_recipe_units(spec, lora=False, autocast=True)
+    elif state == "rglru":
+        units += RGLRU_AUTOCAST_BYTES * spec.state.conv_channels / h
     routed = spec.moe is not None and spec.layer_moe[layer] and spec.has_mlp(layer)
     if routed and spec.model_type in FP32_ROUTER_TYPES:
         units -= FP32_ROUTER_UNITS
@@ -422,14 +441,16 @@ def lora_units(spec: ModelSpec, layer: int, rank: int, autocast: bool) -> float:
         adapters += 2 if spec.model_type in FUSED_GATE_UP_TYPES or not spec.mlp_gated else 3
     state = _state_mixer(spec, layer)
     # the projections adapted, the rest of the mixer frozen: Mamba's input projection; the short convolution's input
-    # and output ones; gated DeltaNet's two input projections and its output one
-    adapters += {"mamba": 1, "mamba2": 1, "short_conv": 2, "gated_deltanet": 3}.get(state, 0)
+    # and output ones; gated DeltaNet's two input projections and its output one; RG-LRU's x, y and output ones
+    adapters += {"mamba": 1, "mamba2": 1, "short_conv": 2, "gated_deltanet": 3, "rglru": 3}.get(state, 0)
     if state == "mamba":  # the frozen x and output projections' inputs go
         units -= 2 * AUTOCAST_CAST_UNITS * spec.state.out_proj_inputs / h
     elif state == "mamba2":
         units += mamba2_recipe_units(spec, lora=True, autocast=autocast)
     elif state == "gated_deltanet":
         units += gated_deltanet_recipe_units(spec, lora=True, autocast=autocast)
+    elif state == "rglru":
+        units -= RGLRU_FROZEN_GATE_BYTES * spec.state.conv_channels / h
     units += adapters * 2 * rank / h
     fp32_norm = spec.model_type in FP32_WEIGHT_NORM_TYPES | UPCAST_LAYERNORM_TYPES
     norm = LORA_FP32_NORM_UNITS if fp32_norm else LORA_NORM_UNITS.get(spec.norm, 0.0)

@@ -275,7 +275,8 @@ def test_a_training_workload_file_that_nothing_fits_is_an_answer_not_a_concurren
                                    "lfm2, short convolution of 4 tokens, gated MLP at 2.5 x hidden",
                                    "qwen3-next, gated DeltaNet of 6 value heads of 40 on 3 key heads of 32, "
                                    "top-1 of 4 experts at 1 x hidden",
-                                   "qwen3-next, full attention, top-2 of 8 experts and a gated shared expert"])
+                                   "qwen3-next, full attention, top-2 of 8 experts and a gated shared expert",
+                                   "recurrentgemma, RG-LRU of 320 channels in 5 heads, GeGLU at 2 x hidden"])
 def test_a_layers_activations_are_what_transformers_keeps_for_its_backward(label):
     """The training model's activations per layer against what transformers' eager layer saves for its backward
     (autograd's saved-tensor hooks, bf16, this CPU): a gated MLP keeps four intermediates, an eager RMSNorm an fp32
@@ -288,12 +289,13 @@ def test_a_layers_activations_are_what_transformers_keeps_for_its_backward(label
     Mamba layer, whose PyTorch path keeps its scan's fp32 decays and states per token, had been priced as attention:
     0.05; a Mamba-2 layer, whose chunked scan keeps fp32 score matrices per chunk, 0.04; LFM2's short convolution
     0.73 and Qwen3-Next's gated DeltaNet, whose chunked delta rule keeps fp32 queries, keys, decays and states, 0.64;
-    Qwen3-Next's gated attention (its output gate uncounted) 0.92."""
+    Qwen3-Next's gated attention (its output gate uncounted) 0.92; RecurrentGemma's RG-LRU block 0.47."""
     pytest.importorskip("torch")
     bench = load_script("benchmarks/bench_activation_memory.py")
     _, cls_name, overrides = next(row for row in (*bench.FITTED, *bench.HELD_OUT) if row[0] == label)
     config = bench.layer_config(cls_name, **overrides)
-    tokens = 64 if label.startswith("mamba,") else 256  # Mamba's PyTorch path scans token by token
+    # Mamba's and RG-LRU's PyTorch paths scan token by token
+    tokens = 64 if label.startswith(("mamba,", "recurrentgemma")) else 256
     assert bench.predicted_units(config, tokens) == pytest.approx(bench.measured_units(config, tokens), rel=0.02)
 
 
@@ -364,7 +366,8 @@ def test_the_recipes_additions_are_what_transformers_keeps():
     "gpt-neox, fused query-key-value, LayerNorm, parallel residual, plain MLP at 4 x hidden",
     "lfm2, short convolution, gated MLP at 2 x hidden",
     "mamba-2, 16 heads of 32, 32 states in 2 groups, chunks of 64, PyTorch path",
-    "qwen3-next, gated DeltaNet of 6 value heads of 40 on 3 key heads of 32, top-1 of 4 experts at 1 x hidden"])
+    "qwen3-next, gated DeltaNet of 6 value heads of 40 on 3 key heads of 32, top-1 of 4 experts at 1 x hidden",
+    "recurrentgemma, RG-LRU of 320 channels in 5 heads, GeGLU at 2 x hidden"])
 def test_what_autocast_adds_to_a_layer_is_counted_block_by_block(label):
     """fp32 weights under bf16 autocast (a full fine-tune without FSDP) add to a layer what its blocks make of it: the
     norms that read the fp32 residual keep it at 4 bytes, every linear layer beyond the first that reads one input
@@ -379,7 +382,8 @@ def test_what_autocast_adds_to_a_layer_is_counted_block_by_block(label):
     _, cls_name, overrides = next(row for row in (*bench.FITTED, *bench.HELD_OUT, *bench.AUTOCAST_ONLY)
                                   if row[0] == label)
     config = bench.layer_config(cls_name, **overrides)
-    (bf16, _), (mixed, _) = (bench.per_token_units(config, 256, recipe) for recipe in (None, "autocast"))
+    tokens = 128 if label.startswith("recurrentgemma") else 256  # its scan runs token by token
+    (bf16, _), (mixed, _) = (bench.per_token_units(config, tokens, recipe) for recipe in (None, "autocast"))
     assert autocast_units(bench.predicted_spec(config), 0) == pytest.approx(mixed - bf16, abs=0.15)
 
 
@@ -394,7 +398,8 @@ def test_what_autocast_adds_to_a_layer_is_counted_block_by_block(label):
     "mamba-2, 16 heads of 32, 32 states in 2 groups, chunks of 64, PyTorch path",
     "lfm2, short convolution, gated MLP at 2 x hidden",
     "qwen3-next, gated DeltaNet of 6 value heads of 40 on 3 key heads of 32, top-1 of 4 experts at 1 x hidden",
-    "qwen3-next, full attention, top-2 of 8 experts and a gated shared expert"])
+    "qwen3-next, full attention, top-2 of 8 experts and a gated shared expert",
+    "recurrentgemma, RG-LRU of 320 channels in 5 heads, GeGLU at 2 x hidden"])
 def test_what_lora_changes_in_a_layer_is_counted_block_by_block(label):
     """peft's LoRA as the rendered script runs it (its own adapter targets; fp32 adapters under bf16 autocast) frees
     what the frozen weights needed for their gradients (the norms' normalized copies, the inputs only frozen linear
@@ -409,7 +414,8 @@ def test_what_lora_changes_in_a_layer_is_counted_block_by_block(label):
     bench = load_script("benchmarks/bench_activation_memory.py")
     _, cls_name, overrides = next(row for row in (*bench.FITTED, *bench.HELD_OUT) if row[0] == label)
     config = bench.two_layers(cls_name, **overrides)
-    tokens = 64 if label.startswith("mamba,") else 256  # Mamba's PyTorch path scans token by token
+    # Mamba's and RG-LRU's PyTorch paths scan token by token
+    tokens = 64 if label.startswith(("mamba,", "recurrentgemma")) else 256
     (bf16, _), (lora, _) = (bench.per_token_units(config, tokens, recipe, 1) for recipe in (None, "lora"))
     predicted = lora_units(bench.predicted_spec(config), 1, bench.LORA_RANK, autocast=True)
     assert predicted == pytest.approx(lora - bf16, abs=0.2)
@@ -443,11 +449,12 @@ def test_each_block_of_a_layer_brings_its_own_norm():
 
 
 def test_state_mixers_are_counted_at_the_catalog_models_widths():
-    """LFM2's short convolution and Qwen3-Next's gated DeltaNet are counted as their PyTorch paths keep them, where
-    attention of the models' widths had been counted. Whole layers at the catalog's widths, measured
+    """LFM2's short convolution, Qwen3-Next's gated DeltaNet and RecurrentGemma's RG-LRU are counted as their PyTorch
+    paths keep them, where attention of the models' widths had been counted. Whole layers at the catalog's widths, measured
     (bench_activation_memory.py's per-token count, 2026-12-07): LFM2-1.2B's convolution layer 60.0 units, where 61.1
     had been counted (close at these widths by chance: 0.73 of a tiny layer); Qwen3-Next-80B's DeltaNet layer with
-    its 512 experts (top 10) 261.8 at 256 tokens, where 113.8 had been counted."""
+    its 512 experts (top 10) 261.8 at 256 tokens, where 113.8 had been counted; RecurrentGemma-2B's recurrent layer
+    80.0 at 128 tokens, where 49.0 had been counted."""
     from optiplan.planner.plan.training_activations import (
         gated_deltanet_mixer_units,
         layer_activation_units,
@@ -461,6 +468,9 @@ def test_state_mixers_are_counted_at_the_catalog_models_widths():
     assert layer_activation_units(lfm2, conv) == pytest.approx(60.0, abs=0.05)
     assert gated_deltanet_mixer_units(qwen) == pytest.approx(178.6, abs=0.05)
     assert layer_activation_units(qwen, linear) == pytest.approx(261.8, rel=0.005)
+    griffin = resolve_model("recurrentgemma-2b")
+    recurrent = next(i for i in range(griffin.num_layers) if griffin.mixer(i) == "state")
+    assert layer_activation_units(griffin, recurrent) == pytest.approx(80.0, abs=0.05)
 
 
 def test_llama_4s_l2_query_key_norm_is_counted_on_its_rotary_layers():
