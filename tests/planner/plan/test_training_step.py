@@ -426,6 +426,7 @@ def test_each_block_of_a_layer_brings_its_own_norm():
     Mamba-2's and Nemotron-H's mixer layers their mixer's (no MLP block). The count had subtracted one norm for such
     models and charged every layer an attention block and an MLP block: an MLP-only layer 38.6 where it keeps 31, a
     Mamba-2 layer a phantom MLP. Under autocast only the norms that read the residual change, one a block."""
+    from optiplan.planner.plan.state_mixer_activations import mamba2_mixer_units, mamba2_recipe_units
     from optiplan.planner.plan.training_activations import (
         AUTOCAST_NORM_UNITS,
         FP32_WEIGHT_NORM_UNITS,
@@ -433,8 +434,6 @@ def test_each_block_of_a_layer_brings_its_own_norm():
         NORM_UNITS,
         autocast_units,
         layer_activation_units,
-        mamba2_mixer_units,
-        mamba2_recipe_units,
     )
 
     nemotron = resolve_model("nemotron-h-8b")
@@ -455,11 +454,11 @@ def test_state_mixers_are_counted_at_the_catalog_models_widths():
     had been counted (close at these widths by chance: 0.73 of a tiny layer); Qwen3-Next-80B's DeltaNet layer with
     its 512 experts (top 10) 261.8 at 256 tokens, where 113.8 had been counted; RecurrentGemma-2B's recurrent layer
     80.0 at 128 tokens, where 49.0 had been counted."""
-    from optiplan.planner.plan.training_activations import (
+    from optiplan.planner.plan.state_mixer_activations import (
         gated_deltanet_mixer_units,
-        layer_activation_units,
         short_conv_mixer_units,
     )
+    from optiplan.planner.plan.training_activations import layer_activation_units
 
     lfm2, qwen = resolve_model("lfm2-1.2b"), resolve_model("qwen3-next-80b-a3b")
     conv = next(i for i in range(lfm2.num_layers) if lfm2.mixer(i) == "state")
