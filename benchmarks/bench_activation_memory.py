@@ -113,6 +113,11 @@ FITTED = (
     ("qwen3-next, full attention, top-2 of 8 experts and a gated shared expert", "Qwen3NextConfig",
      dict(intermediate_size=2 * HIDDEN, moe_intermediate_size=HIDDEN // 2, shared_expert_intermediate_size=HIDDEN,
           num_experts=8, num_experts_per_tok=2, layer_types=["full_attention"], **NO_SPECIAL_TOKENS)),
+    # GPT-2's residual dropouts (its config's 0.1; attention's own left off: on a CPU it keeps the scores, on CUDA
+    # nothing), whose masks had not been counted (0.93 of this layer)
+    ("gpt-2, residual dropout 0.1 after attention and the MLP", "GPT2Config",
+     dict(n_embd=HIDDEN, n_layer=1, n_head=8, n_positions=1024, attn_pdrop=0.0, resid_pdrop=0.1, embd_pdrop=0.0,
+          **NO_SPECIAL_TOKENS)),
     # RecurrentGemma's recurrent block on its token-by-token PyTorch scan, read block by block off this layer and one
     # of 384 channels in 4 heads (where attention of its widths had been counted: 0.47 of this layer)
     ("recurrentgemma, RG-LRU of 256 channels in 8 heads, GeGLU at 1.5 x hidden", "RecurrentGemmaConfig",
@@ -173,6 +178,9 @@ HELD_OUT = (
      dict(intermediate_size=2 * HIDDEN, moe_intermediate_size=HIDDEN, shared_expert_intermediate_size=384,
           num_experts=4, num_experts_per_tok=1, layer_types=["linear_attention"], linear_num_key_heads=3,
           linear_num_value_heads=6, linear_key_head_dim=32, linear_value_head_dim=40, **NO_SPECIAL_TOKENS)),
+    # measured after the dropout term was set
+    ("starcoder2, residual dropout 0.1, LayerNorm, plain MLP at 4 x hidden", "Starcoder2Config",
+     dict(intermediate_size=4 * HIDDEN, residual_dropout=0.1, **NO_SPECIAL_TOKENS)),
     # measured after the RG-LRU term was set
     ("recurrentgemma, RG-LRU of 320 channels in 5 heads, GeGLU at 2 x hidden", "RecurrentGemmaConfig",
      dict(lru_width=320, num_attention_heads=5, num_key_value_heads=1, head_dim=64, intermediate_size=4 * HIDDEN,
@@ -406,11 +414,15 @@ def predicted_spec(config):
 def predicted_units(config, tokens: int | None = None) -> float:
     """The training model's count for the config's first layer; where the model runs eager attention, with its
     scores over `tokens` (and its keys and values repeated to every head: `packed_attention_units`)."""
-    from optiplan.planner.plan.training_activations import layer_activation_units, packed_attention_units
+    from optiplan.planner.plan.training_activations import (
+        dropout_units,
+        layer_activation_units,
+        packed_attention_units,
+    )
 
     spec = predicted_spec(config)
     eager = packed_attention_units(spec, 0, tokens) if sdpa_refused(spec.model_type) and tokens else 0.0
-    return layer_activation_units(spec, 0) + eager
+    return layer_activation_units(spec, 0) + eager + dropout_units(spec, 0, fused_dropout=False)  # this CPU's masks
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,15 +41,16 @@ TYPE_DEFAULTS: dict[str, dict[str, Any]] = {
     "phi3": {"tie_word_embeddings": False, "sliding_window": None, "partial_rotary_factor": 1.0},
     "phimoe": {"tie_word_embeddings": False, "attention_bias": False, "lm_head_bias": False,
                "sliding_window": None, "num_local_experts": 16, "num_experts_per_tok": 2},
-    "gpt2": {"tie_word_embeddings": True, "n_inner": None},
-    "gptj": {"tie_word_embeddings": False, "n_inner": None, "rotary_dim": 64},
+    "gpt2": {"tie_word_embeddings": True, "n_inner": None, "resid_pdrop": 0.1},
+    "gptj": {"tie_word_embeddings": False, "n_inner": None, "rotary_dim": 64, "resid_pdrop": 0.0},
     "gpt_neox": {"tie_word_embeddings": False, "attention_bias": True, "use_parallel_residual": True,
-                 "rotary_pct": 0.25},
+                 "rotary_pct": 0.25, "hidden_dropout": 0.0},
     "falcon": {"tie_word_embeddings": True, "parallel_attn": True, "bias": False, "multi_query": True,
-               "new_decoder_architecture": False, "alibi": False, "num_ln_in_parallel_attn": None},
+               "new_decoder_architecture": False, "alibi": False, "num_ln_in_parallel_attn": None,
+               "hidden_dropout": 0.0},
     "olmo": {"tie_word_embeddings": False, "attention_bias": False},
     "olmo2": {"tie_word_embeddings": False, "attention_bias": False},
-    "starcoder2": {"tie_word_embeddings": True, "use_bias": True, "sliding_window": None},
+    "starcoder2": {"tie_word_embeddings": True, "use_bias": True, "sliding_window": None, "residual_dropout": 0.0},
     "stablelm": {"tie_word_embeddings": False, "use_qkv_bias": False, "qk_layernorm": False,
                  "use_parallel_residual": False, "partial_rotary_factor": 0.25},
     "granite": {"tie_word_embeddings": False, "attention_bias": False, "mlp_bias": False},
@@ -80,6 +81,9 @@ TYPE_DEFAULTS: dict[str, dict[str, Any]] = {
                     "intermediate_size_mlp": 16384, "attention_chunk_size": 8192},
 }
 SUPPORTED_TYPES = tuple(TYPE_DEFAULTS) + tuple(HYBRID_DEFAULTS)
+# the config key of the dropout transformers applies to each block's output before the residual add, by model type
+RESIDUAL_DROPOUT_KEYS = {"gpt2": "resid_pdrop", "gptj": "resid_pdrop", "starcoder2": "residual_dropout",
+                         "gpt_neox": "hidden_dropout", "falcon": "hidden_dropout"}
 
 # Standard field spellings, first match wins (GPT-2 and Falcon style names included).
 _ALIASES = {
@@ -466,6 +470,8 @@ def _spec_from_config(config: dict[str, Any], name: str, source: str) -> ModelSp
         spec.update(mla=mla, num_kv_heads=heads, head_dim=mla.qk_nope_head_dim + mla.qk_rope_head_dim,
                     v_head_dim=mla.v_head_dim, mlp_bias=False)
 
+    if model_type in RESIDUAL_DROPOUT_KEYS:
+        spec["residual_dropout"] = f.number(RESIDUAL_DROPOUT_KEYS[model_type], 0.0, 0.999) or 0.0
     moe, layer_moe = _moe(f, model_type, layers, hidden)
     quant = config.get("quantization_config") or cfg.get("quantization_config")
     method = str(quant.get("quant_method", "")).lower() if isinstance(quant, dict) else ""

@@ -38,6 +38,7 @@ from .training_activations import (
     FUSED_GATE_UP_TYPES,
     FUSED_QKV_TYPES,
     autocast_units,
+    dropout_units,
     layer_activation_units,
     lora_units,
     packed_attention_units,
@@ -213,8 +214,9 @@ def training_prediction(state: PlanState, workload: Workload) -> Prediction:
     sharded = shard > 1
     recipe_units, held, backward = recipe_memory(spec, counts, applied, job.lora_rank if lora else None, sharded,
                                                  act_bytes)
+    fused_dropout = hw.kind in ("gpu", "tpu")  # torch.native_dropout's bool mask (`dropout_units`)
     units = [layer_activation_units(spec, layer) + packed_attention_units(spec, layer, job.sequence_length)
-             + recipe_units[layer] for layer in range(spec.num_layers)]
+             + dropout_units(spec, layer, fused_dropout) + recipe_units[layer] for layer in range(spec.num_layers)]
     unit_bytes = spec.hidden_size * act_bytes / 2  # a unit is a byte per hidden unit at 16 bits
     logits = tokens_micro * spec.vocab_size * LOGIT_BYTES  # the loss's peak (LOGIT_BYTES)
     if "activation-checkpointing" in applied:

@@ -323,6 +323,26 @@ def lora_units(spec: ModelSpec, layer: int, rank: int, autocast: bool) -> float:
     return units
 
 
+# A dropout on each block's output before the residual add (`ModelSpec.residual_dropout`: GPT-2's and StarCoder 2's
+# configs set 0.1, and the script leaves the model's dropout as it is) keeps its mask for the backward: on CUDA (and
+# XLA) F.dropout runs torch.native_dropout, whose mask is a bool, 1 byte an element; elsewhere (this CPU, MPS) it
+# multiplies by a mask of the input's dtype, 2 bytes at 16 bits (measured on GPT-2's layer: 2.0 units a dropout, two
+# a layer). One dropout a block, one a layer where attention and the MLP run side by side off one norm into one
+# dropout (Falcon's parallel layers: "output = dropout_add(mlp_output, residual, ...)" after adding attention's).
+# Attention's own dropout keeps nothing on CUDA (FlashAttention regenerates its mask from the RNG state) and is not
+# counted; on a CPU it sends SDPA to its math path, which keeps the scores.
+DROPOUT_MASK_UNITS = {True: 1.0, False: 2.0}  # by whether the device runs the fused dropout kernel
+
+
+def dropout_units(spec: ModelSpec, layer: int, fused_dropout: bool) -> float:
+    """The residual dropouts' masks `layer` keeps (DROPOUT_MASK_UNITS); none where the model sets no dropout."""
+    if not spec.residual_dropout:
+        return 0.0
+    sites = 1 if spec.model_type == "falcon" and spec.parallel_attention \
+        else (spec.mixer(layer) != "none") + spec.has_mlp(layer)
+    return DROPOUT_MASK_UNITS[fused_dropout] * sites
+
+
 # Model types transformers has no SDPA attention for (`sdpa_refused`), which the script's default attention therefore
 # runs eagerly: the score matrix is kept for the backward, in bytes per score (measured on their layers at two
 # sequence lengths, as layer_activation_units): Gemma 2's softcapping tanh's 16-bit output, its fp32 softmax and that

@@ -201,6 +201,9 @@ class ModelSpec(Frozen):
                             "or a weightless L2 norm on the layers with rotary positions (Llama 4)")
     tie_word_embeddings: bool = False
     lm_head_bias: bool = False
+    residual_dropout: float = Field(0.0, ge=0, lt=1, exclude_if=lambda v: not v, description=(
+        "dropout on each block's output before the residual add (transformers' resid_pdrop, residual_dropout, "
+        "hidden_dropout), whose masks a training step keeps"))
     learned_positions: int = Field(0, description="rows of a learned absolute position table")
     rotary_fraction: float = 1.0
     parallel_attention: bool = False

@@ -4,6 +4,7 @@ figures; the held-out ones stay within the band reports show)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -276,7 +277,8 @@ def test_a_training_workload_file_that_nothing_fits_is_an_answer_not_a_concurren
                                    "qwen3-next, gated DeltaNet of 6 value heads of 40 on 3 key heads of 32, "
                                    "top-1 of 4 experts at 1 x hidden",
                                    "qwen3-next, full attention, top-2 of 8 experts and a gated shared expert",
-                                   "recurrentgemma, RG-LRU of 320 channels in 5 heads, GeGLU at 2 x hidden"])
+                                   "recurrentgemma, RG-LRU of 320 channels in 5 heads, GeGLU at 2 x hidden",
+                                   "starcoder2, residual dropout 0.1, LayerNorm, plain MLP at 4 x hidden"])
 def test_a_layers_activations_are_what_transformers_keeps_for_its_backward(label):
     """The training model's activations per layer against what transformers' eager layer saves for its backward
     (autograd's saved-tensor hooks, bf16, this CPU): a gated MLP keeps four intermediates, an eager RMSNorm an fp32
@@ -289,7 +291,8 @@ def test_a_layers_activations_are_what_transformers_keeps_for_its_backward(label
     Mamba layer, whose PyTorch path keeps its scan's fp32 decays and states per token, had been priced as attention:
     0.05; a Mamba-2 layer, whose chunked scan keeps fp32 score matrices per chunk, 0.04; LFM2's short convolution
     0.73 and Qwen3-Next's gated DeltaNet, whose chunked delta rule keeps fp32 queries, keys, decays and states, 0.64;
-    Qwen3-Next's gated attention (its output gate uncounted) 0.92; RecurrentGemma's RG-LRU block 0.47."""
+    Qwen3-Next's gated attention (its output gate uncounted) 0.92; RecurrentGemma's RG-LRU block 0.47; a StarCoder 2
+    layer with its config's residual dropout (masks uncounted) 0.88."""
     pytest.importorskip("torch")
     bench = load_script("benchmarks/bench_activation_memory.py")
     _, cls_name, overrides = next(row for row in (*bench.FITTED, *bench.HELD_OUT) if row[0] == label)
@@ -470,6 +473,32 @@ def test_state_mixers_are_counted_at_the_catalog_models_widths():
     griffin = resolve_model("recurrentgemma-2b")
     recurrent = next(i for i in range(griffin.num_layers) if griffin.mixer(i) == "state")
     assert layer_activation_units(griffin, recurrent) == pytest.approx(80.0, abs=0.05)
+
+
+def test_residual_dropout_masks_are_counted_as_the_device_keeps_them():
+    """GPT-2's and StarCoder 2's configs set a residual dropout of 0.1, which the script leaves on: each block's
+    dropout keeps its mask, a bool on CUDA (torch.native_dropout: 1 byte an element), the input's dtype on a CPU (2
+    at 16 bits, as measured); a model without dropout keeps none, and Falcon's parallel layers one."""
+    from optiplan.planner.catalog.model_spec import model_spec_from_config
+    from optiplan.planner.plan.training_activations import dropout_units
+
+    gpt2, starcoder, llama = (resolve_model(m) for m in ("gpt2", "starcoder2-7b", "llama-3.1-8b"))
+    assert gpt2.residual_dropout == starcoder.residual_dropout == 0.1 and llama.residual_dropout == 0
+    assert dropout_units(gpt2, 0, fused_dropout=True) == 2.0 and dropout_units(starcoder, 0, False) == 4.0
+    assert dropout_units(llama, 0, True) == 0.0
+    config = json.loads((Path(profiles.__file__).parent / "models" / "falcon-7b.json").read_text())["config"]
+    falcon = model_spec_from_config({**config, "hidden_dropout": 0.1}, "falcon-7b", "test")
+    assert falcon.parallel_attention and dropout_units(falcon, 0, True) == 1.0
+    # the plan counts them: GPT-2's LoRA step on an H100 keeps 2 units a layer more than the same model without
+    from optiplan.planner.schema.workload import Training, Workload
+
+    workload = Workload(goal="training", training=Training(sequence_length=1024, global_batch=8, micro_batch=8))
+    job = workload.training
+    state = _state("gpt2")
+    kept = training_prediction(state, workload).activation_bytes
+    without = training_prediction(state.with_(spec=gpt2.model_copy(update={"residual_dropout": 0.0})), workload)
+    tokens = min(job.micro_batch, job.global_batch) * job.sequence_length
+    assert kept - without.activation_bytes == pytest.approx(2 * gpt2.num_layers * tokens * gpt2.hidden_size, rel=1e-6)
 
 
 def test_llama_4s_l2_query_key_norm_is_counted_on_its_rotary_layers():
