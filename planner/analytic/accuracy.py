@@ -106,6 +106,12 @@ def missing_bands_reason(hw: HardwareSpec, kind: str | None, training: bool = Fa
                 "step is priced as a dense model of its active parameters, and transformers runs the experts one by "
                 "one, slower than that (LLaMA-Factory#7921: Qwen3-30B-A3B's LoRA took 1.6x QwQ-32B's time), so "
                 "these figures are optimistic and unvalidated")
+    if training and kind == "hybrid":
+        return ("no error bands: the training step model was validated on dense models only; the rendered script runs "
+                "transformers' PyTorch paths for the state-space and linear-attention mixers (it installs no "
+                "mamba-ssm, causal-conv1d or flash-linear-attention kernels), whose activations are counted as those "
+                "paths keep them, but the step time is priced as fused kernels would run, where those paths scan in "
+                "Python (Mamba's and RG-LRU's token by token): the step time is optimistic and unvalidated")
     if training:
         return ("no error bands: the training step model was validated on dense models on one A100 only (published "
                 "fine-tuning runs); these figures are unvalidated here")

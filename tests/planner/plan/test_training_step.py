@@ -180,6 +180,13 @@ def test_a_mixture_of_experts_step_carries_no_band_and_says_why():
     assert a.accuracy == {} and any("validated on dense models only" in w for w in a.warnings)
 
 
+def test_a_state_space_step_says_its_time_is_priced_as_fused_kernels_would_run():
+    """The script runs transformers' PyTorch paths for Mamba-2's mixer (no mamba-ssm): its activations are counted as
+    that path keeps them, its step time is not (a Python scan), and the advice says so rather than show a band."""
+    a = _advice(model="mamba2-2.7b", hardware="a100-80gb-sxm")
+    assert a.accuracy == {} and any("step time is optimistic" in w for w in a.warnings)
+
+
 def test_a_job_at_the_models_whole_context_is_not_refused():
     """A fine-tune's context is its sequence length: the preset's one output token is no part of it (4,096 tokens on
     a 4K model had been refused as 4,097)."""
