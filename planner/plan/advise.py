@@ -61,6 +61,7 @@ from .search import (
 from .request import engine_here, resolve_request
 from .state import PlanState
 from .techniques import Context, all_techniques, denied_default_refusal, static_reason
+from .training import token_scan_caveat
 
 GB = 1e9
 AUTO_COUNTS = (1, 2, 4, 8)
@@ -401,6 +402,8 @@ def _document(spec: ModelSpec, workload: Workload, hw: HardwareSpec, devices: in
         else accuracy_bands(hw, engine_runtime(workload.engine), workload.engine, architecture_kind(spec), weights)
     if not bands:
         warnings.append(missing_bands_reason(hw, architecture_kind(spec), training, weights))
+    if training and (scan := token_scan_caveat(spec)):
+        warnings.append(scan)
     bands = fitting_bands(bands, final.fits)  # a plan that does not fit: its memory's alone (plan_below says why)
     if not training:  # weights priced by a kernel rate measured elsewhere only; an expert dispatch the image lacks
         warnings += plan_caveats(workload.engine, weights, hw, final)

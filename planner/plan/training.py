@@ -179,6 +179,24 @@ def fsdp_unsharded_bytes(counts: ParamCounts, num_layers: int, qlora: bool, trai
     return tail * act_bytes + 2 * layer_bytes + (layer_grads + head_grads) * act_bytes
 
 
+def token_scan_caveat(spec: ModelSpec) -> str | None:
+    """What the step time leaves out for a model whose state mixers transformers runs as a Python loop over the tokens
+    (Mamba's slow_forward, RG-LRU's scan) where the rendered script installs no fused kernels, or None: their backward
+    materialises each token's slice gradient at the whole sequence's size (benchmarks/bench_scan_backward.py: one
+    tiny Mamba layer's backward 27, 82, 294 and 1,306 ms at 64 to 512 tokens on this CPU, 4.4x at the last doubling,
+    where its forward doubles; RG-LRU's 2.4x there)."""
+    kinds = {spec.state.kind} if spec.state is not None and spec.state_layers else set()
+    if not kinds & {"mamba", "rglru"}:
+        return None
+    fix = " (with mamba-ssm and causal-conv1d installed transformers runs their fused kernels instead, which the " \
+          "step time is priced as and which keep less than the activations counted; neither measured here)" \
+        if "mamba" in kinds else ""
+    return ("the step time is priced as fused kernels would run, but the rendered script runs transformers' PyTorch "
+            "scan for the model's recurrent layers, a Python loop over the tokens whose backward grows with the square "
+            f"of the sequence length (benchmarks/bench_scan_backward.py): expect far longer steps at long sequences"
+            f"{fix}")
+
+
 def training_prediction(state: PlanState, workload: Workload) -> Prediction:
     job = workload.training
     spec, hw, n = state.spec, state.hw, state.devices

@@ -187,6 +187,21 @@ def test_a_state_space_step_says_its_time_is_priced_as_fused_kernels_would_run()
     assert a.accuracy == {} and any("step time is optimistic" in w for w in a.warnings)
 
 
+def test_a_token_by_token_scan_says_its_backward_grows_with_the_square_of_the_sequence():
+    """Mamba's and RG-LRU's PyTorch scans loop over the tokens, and their backward materialises each token's slice
+    gradient at the whole sequence's size (benchmarks/bench_scan_backward.py): the advice says the step time leaves
+    that out, and for Mamba's layers which kernels would avoid it; Mamba-2's chunked scan and a Transformer say
+    nothing of it."""
+    from optiplan.planner.plan.training import token_scan_caveat
+
+    a = _advice(model="recurrentgemma-2b", hardware="h100-sxm")
+    assert any("square of the sequence length" in w for w in a.warnings)
+    assert "mamba-ssm" in token_scan_caveat(resolve_model("jamba-1.5-mini"))
+    assert "mamba-ssm" not in token_scan_caveat(resolve_model("recurrentgemma-2b"))
+    assert token_scan_caveat(resolve_model("mamba2-2.7b")) is None
+    assert token_scan_caveat(resolve_model("llama-3.1-8b")) is None
+
+
 def test_a_job_at_the_models_whole_context_is_not_refused():
     """A fine-tune's context is its sequence length: the preset's one output token is no part of it (4,096 tokens on
     a 4K model had been refused as 4,097)."""
