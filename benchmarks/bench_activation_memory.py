@@ -313,6 +313,9 @@ def measured_units(config, tokens: int, recipe: str | None = None, blocks: dict[
     def pack(t):
         storage = t.untyped_storage()
         if inside[0] and storage.data_ptr() not in skip:
+            # a detached alias: an op's saved output handed back as itself would hold its own grad_fn alive through
+            # the graph (a cycle the collector cannot see), and a dropped branch's outputs would never die
+            t = t.detach()
             saved.append((weakref.ref(t), running[-1]))
         return t
 

@@ -108,10 +108,11 @@ def missing_bands_reason(hw: HardwareSpec, kind: str | None, training: bool = Fa
                 "these figures are optimistic and unvalidated")
     if training and kind == "hybrid":
         return ("no error bands: the training step model was validated on dense models only; the rendered script runs "
-                "transformers' PyTorch paths for the state-space and linear-attention mixers (it installs no "
+                "transformers' unfused PyTorch paths for the state-space and linear-attention mixers (it installs no "
                 "mamba-ssm, causal-conv1d or flash-linear-attention kernels), whose activations are counted as those "
-                "paths keep them, but the step time is priced as fused kernels would run, where those paths scan in "
-                "Python (Mamba's and RG-LRU's token by token): the step time is optimistic and unvalidated")
+                "paths keep them (RWKV's, and a layer's state mixer beside its attention, as attention of the "
+                "model's widths), but whose step time is priced as fused kernels would run: optimistic and "
+                "unvalidated")
     if training:
         return ("no error bands: the training step model was validated on dense models on one A100 only (published "
                 "fine-tuning runs); these figures are unvalidated here")

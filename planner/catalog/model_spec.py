@@ -38,7 +38,7 @@ TYPE_DEFAULTS: dict[str, dict[str, Any]] = {
     "gemma2": {"tie_word_embeddings": True, "attention_bias": False, "head_dim": 256, "sliding_window": 4096},
     "gemma3_text": {"tie_word_embeddings": True, "attention_bias": False, "head_dim": 256,
                     "sliding_window": 4096, "sliding_window_pattern": 6},
-    "phi3": {"tie_word_embeddings": False, "sliding_window": None, "partial_rotary_factor": 1.0},
+    "phi3": {"tie_word_embeddings": False, "sliding_window": None, "partial_rotary_factor": 1.0, "resid_pdrop": 0.0},
     "phimoe": {"tie_word_embeddings": False, "attention_bias": False, "lm_head_bias": False,
                "sliding_window": None, "num_local_experts": 16, "num_experts_per_tok": 2},
     "gpt2": {"tie_word_embeddings": True, "n_inner": None, "resid_pdrop": 0.1},
@@ -52,7 +52,7 @@ TYPE_DEFAULTS: dict[str, dict[str, Any]] = {
     "olmo2": {"tie_word_embeddings": False, "attention_bias": False},
     "starcoder2": {"tie_word_embeddings": True, "use_bias": True, "sliding_window": None, "residual_dropout": 0.0},
     "stablelm": {"tie_word_embeddings": False, "use_qkv_bias": False, "qk_layernorm": False,
-                 "use_parallel_residual": False, "partial_rotary_factor": 0.25},
+                 "use_parallel_residual": False, "partial_rotary_factor": 0.25, "hidden_dropout": 0.0},
     "granite": {"tie_word_embeddings": False, "attention_bias": False, "mlp_bias": False},
     "deepseek_v2": {"tie_word_embeddings": False, "attention_bias": False, "first_k_dense_replace": 0,
                     "n_shared_experts": 2, "n_routed_experts": 64, "num_experts_per_tok": None,
@@ -82,8 +82,9 @@ TYPE_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 SUPPORTED_TYPES = tuple(TYPE_DEFAULTS) + tuple(HYBRID_DEFAULTS)
 # the config key of the dropout transformers applies to each block's output before the residual add, by model type
-RESIDUAL_DROPOUT_KEYS = {"gpt2": "resid_pdrop", "gptj": "resid_pdrop", "starcoder2": "residual_dropout",
-                         "gpt_neox": "hidden_dropout", "falcon": "hidden_dropout"}
+RESIDUAL_DROPOUT_KEYS = {"gpt2": "resid_pdrop", "gptj": "resid_pdrop", "phi3": "resid_pdrop",
+                         "starcoder2": "residual_dropout", "gpt_neox": "hidden_dropout", "falcon": "hidden_dropout",
+                         "stablelm": "hidden_dropout"}
 
 # Standard field spellings, first match wins (GPT-2 and Falcon style names included).
 _ALIASES = {

@@ -11,7 +11,7 @@ from ..schema import ModelSpec
 INPUT_UNITS = 2.0  # the mixer's 16-bit input, which its input projection keeps
 
 
-# transformers' Mamba mixer without the mamba-ssm kernels (its PyTorch path, slow_forward: what the rendered script
+# transformers' Mamba mixer without the mamba-ssm kernels (its PyTorch path, mamba_selective_scan: what the script
 # runs, whose packages do not include them; transformers warns "falling back to its reference PyTorch
 # implementation") discretizes the whole sequence in fp32 and scans it token by token, keeping for each token and
 # inner channel its decay, its input term and its state for every state dimension: 14.0 bytes per channel and state
@@ -127,8 +127,11 @@ def gated_deltanet_mixer_units(spec: ModelSpec) -> float:
 def gated_deltanet_recipe_units(spec: ModelSpec, lora: bool, autocast: bool) -> float:
     """What autocast (over fp32 weights, or under LoRA) and LoRA's frozen weights change in a gated DeltaNet mixer."""
     heads, values, keys, states = _deltanet_widths(spec)
-    cast = 6 * keys - 6 * heads * DELTANET_CHUNK + 4 * states if autocast else 0.0
-    changed = cast - (2 * values + 4 * heads if lora else -2 * values if autocast else 0.0)
+    changed = 6 * keys - 6 * heads * DELTANET_CHUNK + 4 * states if autocast else 0.0
+    if lora:  # the frozen gated norm's and decay's tensors go
+        changed -= 2 * values + 4 * heads
+    elif autocast:  # the gated norm over its fp32 weight keeps more
+        changed += 2 * values
     return changed / spec.hidden_size
 
 
@@ -160,3 +163,29 @@ def rglru_mixer_units(spec: ModelSpec) -> float:
 # the state mixers whose own activations are counted (`layer_activation_units`); RWKV's are not
 STATE_MIXER_UNITS = {"mamba": mamba_mixer_units, "mamba2": mamba2_mixer_units, "short_conv": short_conv_mixer_units,
                      "gated_deltanet": gated_deltanet_mixer_units, "rglru": rglru_mixer_units}
+# The linear layers that read a state mixer's normalized input (each keeps its own cast of it under autocast): one
+# input projection, or gated DeltaNet's two (qkvz, ba) and RG-LRU's two (x, y)
+STATE_MIXER_READERS = {"gated_deltanet": 2, "rglru": 2}
+# The projections the script's LoRA adapts in a state mixer (`training.lora_params`), the rest frozen: Mamba's and
+# Mamba-2's input projection alone, the short convolution's input and output ones, gated DeltaNet's two input
+# projections and its output one, RG-LRU's x, y and output ones
+STATE_MIXER_ADAPTERS = {"mamba": 1, "mamba2": 1, "short_conv": 2, "gated_deltanet": 3, "rglru": 3}
+# Mamba's PyTorch path under autocast over fp32 weights keeps a 16-bit copy of its inner width more (measured on
+# Mamba's and Jamba's mixers); under LoRA its frozen x and output projections' inputs go (4 bytes an inner channel)
+MAMBA_AUTOCAST_BYTES = 2.0
+MAMBA_FROZEN_BYTES = 4.0
+
+
+def state_mixer_recipe_units(spec: ModelSpec, lora: bool, autocast: bool) -> float:
+    """What autocast over fp32 weights (`lora` False) or peft's LoRA (under autocast or not) changes in a layer's state
+    mixer beside its casts and adapters, by its kind; none for a short convolution (its change is its adapters')."""
+    kind, h = spec.state.kind, spec.hidden_size
+    if kind == "mamba":
+        return (-MAMBA_FROZEN_BYTES if lora else MAMBA_AUTOCAST_BYTES) * spec.state.out_proj_inputs / h
+    if kind == "mamba2":
+        return mamba2_recipe_units(spec, lora, autocast)
+    if kind == "gated_deltanet":
+        return gated_deltanet_recipe_units(spec, lora, autocast)
+    if kind == "rglru":
+        return (-RGLRU_FROZEN_GATE_BYTES if lora else RGLRU_AUTOCAST_BYTES) * spec.state.conv_channels / h
+    return 0.0

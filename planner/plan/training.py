@@ -181,20 +181,20 @@ def fsdp_unsharded_bytes(counts: ParamCounts, num_layers: int, qlora: bool, trai
 
 def token_scan_caveat(spec: ModelSpec) -> str | None:
     """What the step time leaves out for a model whose state mixers transformers runs as a Python loop over the tokens
-    (Mamba's slow_forward, RG-LRU's scan) where the rendered script installs no fused kernels, or None: their backward
-    materialises each token's slice gradient at the whole sequence's size (benchmarks/bench_scan_backward.py: one
-    tiny Mamba layer's backward 27, 82, 294 and 1,306 ms at 64 to 512 tokens on this CPU, 4.4x at the last doubling,
-    where its forward doubles; RG-LRU's 2.4x there)."""
+    (Mamba's mamba_selective_scan, RG-LRU's scan) where the rendered script installs no fused kernels, or None: their
+    backward materialises each token's slice gradient at the whole sequence's size (benchmarks/bench_scan_backward.py:
+    one tiny Mamba layer's backward 27, 82, 294 and 1,306 ms at 64 to 512 tokens on this CPU, 4.4x at the last
+    doubling, where its forward doubles; RG-LRU's 2.4x there)."""
     kinds = {spec.state.kind} if spec.state is not None and spec.state_layers else set()
     if not kinds & {"mamba", "rglru"}:
         return None
     fix = " (with mamba-ssm and causal-conv1d installed transformers runs their fused kernels instead, which the " \
           "step time is priced as and which keep less than the activations counted; neither measured here)" \
         if "mamba" in kinds else ""
-    return ("the step time is priced as fused kernels would run, but the rendered script runs transformers' PyTorch "
-            "scan for the model's recurrent layers, a Python loop over the tokens whose backward grows with the square "
-            f"of the sequence length (benchmarks/bench_scan_backward.py): expect far longer steps at long sequences"
-            f"{fix}")
+    return ("the rendered script runs transformers' PyTorch scan for the model's recurrent layers, a Python loop over "
+            "the tokens whose backward grows with the square of the sequence length "
+            "(benchmarks/bench_scan_backward.py: a Mamba layer's 4.4x, an RG-LRU block's 2.4x from 256 to 512 tokens, "
+            f"its forward 2x): expect steps far longer than predicted at long sequences{fix}")
 
 
 def training_prediction(state: PlanState, workload: Workload) -> Prediction:
@@ -232,9 +232,10 @@ def training_prediction(state: PlanState, workload: Workload) -> Prediction:
     sharded = shard > 1
     recipe_units, held, backward = recipe_memory(spec, counts, applied, job.lora_rank if lora else None, sharded,
                                                  act_bytes)
-    fused_dropout = hw.kind in ("gpu", "tpu")  # torch.native_dropout's bool mask (`dropout_units`)
+    fused_dropout = hw.kind == "gpu"  # torch.native_dropout's bool mask on CUDA and ROCm (`dropout_units`)
     units = [layer_activation_units(spec, layer) + packed_attention_units(spec, layer, job.sequence_length)
-             + dropout_units(spec, layer, fused_dropout) + recipe_units[layer] for layer in range(spec.num_layers)]
+             + dropout_units(spec, layer, fused_dropout, act_bytes) + recipe_units[layer]
+             for layer in range(spec.num_layers)]
     unit_bytes = spec.hidden_size * act_bytes / 2  # a unit is a byte per hidden unit at 16 bits
     logits = tokens_micro * spec.vocab_size * LOGIT_BYTES  # the loss's peak (LOGIT_BYTES)
     if "activation-checkpointing" in applied:

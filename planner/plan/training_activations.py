@@ -10,11 +10,10 @@ from __future__ import annotations
 from ..catalog.engine_refusals import dense_experts, sdpa_refused
 from ..schema import ModelSpec
 from .state_mixer_activations import (
-    RGLRU_AUTOCAST_BYTES,
-    RGLRU_FROZEN_GATE_BYTES,
+    STATE_MIXER_ADAPTERS,
+    STATE_MIXER_READERS,
     STATE_MIXER_UNITS,
-    gated_deltanet_recipe_units,
-    mamba2_recipe_units,
+    state_mixer_recipe_units,
 )
 
 # Model types whose attention projections (query, key and value) or gated MLP projections (gate and up) are one
@@ -196,7 +195,7 @@ def _readers(spec: ModelSpec, layer: int) -> tuple[int, int]:
     if "attention" in kind:
         mixer += 1 if spec.model_type in FUSED_QKV_TYPES else 2 if spec.mla is not None else 3
     if "state" in kind and spec.state is not None:
-        mixer += 2 if spec.state.kind in ("gated_deltanet", "rglru") else 1
+        mixer += STATE_MIXER_READERS.get(spec.state.kind, 1)
     gated = 2 if spec.mlp_gated and spec.model_type not in FUSED_GATE_UP_TYPES else 1
     m = spec.moe
     if not spec.has_mlp(layer):
@@ -223,14 +222,8 @@ def autocast_units(spec: ModelSpec, layer: int) -> float:
         casts = max(mixer - 1, 0) + max(mlp - 1, 0)
     units = AUTOCAST_NORM_UNITS * norms + AUTOCAST_CAST_UNITS * casts
     state = _state_mixer(spec, layer)
-    if state == "mamba":  # its PyTorch path keeps a 16-bit copy of its inner width more (measured on Mamba, Jamba)
-        units += AUTOCAST_CAST_UNITS * spec.state.out_proj_inputs / h
-    elif state == "mamba2":
-        units += mamba2_recipe_units(spec, lora=False, autocast=True)
-    elif state == "gated_deltanet":
-        units += gated_deltanet_recipe_units(spec, lora=False, autocast=True)
-    elif state == "rglru":
-        units += RGLRU_AUTOCAST_BYTES * spec.state.conv_channels / h
+    if state:  # what the mixer's own path keeps differently (`state_mixer_activations`)
+        units += state_mixer_recipe_units(spec, lora=False, autocast=True)
     routed = spec.moe is not None and spec.layer_moe[layer] and spec.has_mlp(layer)
     if routed and spec.model_type in FP32_ROUTER_TYPES:
         units -= FP32_ROUTER_UNITS
@@ -295,17 +288,9 @@ def lora_units(spec: ModelSpec, layer: int, rank: int, autocast: bool) -> float:
     if not frozen_mlp and spec.has_mlp(layer):
         adapters += 2 if spec.model_type in FUSED_GATE_UP_TYPES or not spec.mlp_gated else 3
     state = _state_mixer(spec, layer)
-    # the projections adapted, the rest of the mixer frozen: Mamba's input projection; the short convolution's input
-    # and output ones; gated DeltaNet's two input projections and its output one; RG-LRU's x, y and output ones
-    adapters += {"mamba": 1, "mamba2": 1, "short_conv": 2, "gated_deltanet": 3, "rglru": 3}.get(state, 0)
-    if state == "mamba":  # the frozen x and output projections' inputs go
-        units -= 2 * AUTOCAST_CAST_UNITS * spec.state.out_proj_inputs / h
-    elif state == "mamba2":
-        units += mamba2_recipe_units(spec, lora=True, autocast=autocast)
-    elif state == "gated_deltanet":
-        units += gated_deltanet_recipe_units(spec, lora=True, autocast=autocast)
-    elif state == "rglru":
-        units -= RGLRU_FROZEN_GATE_BYTES * spec.state.conv_channels / h
+    adapters += STATE_MIXER_ADAPTERS.get(state, 0)  # the mixer's projections adapted, the rest frozen
+    if state:  # the mixer's frozen parts and its path's casts (`state_mixer_activations`)
+        units += state_mixer_recipe_units(spec, lora=True, autocast=autocast)
     units += adapters * 2 * rank / h
     fp32_norm = spec.model_type in FP32_WEIGHT_NORM_TYPES | UPCAST_LAYERNORM_TYPES
     norm = LORA_FP32_NORM_UNITS if fp32_norm else LORA_NORM_UNITS.get(spec.norm, 0.0)
@@ -324,23 +309,25 @@ def lora_units(spec: ModelSpec, layer: int, rank: int, autocast: bool) -> float:
 
 
 # A dropout on each block's output before the residual add (`ModelSpec.residual_dropout`: GPT-2's and StarCoder 2's
-# configs set 0.1, and the script leaves the model's dropout as it is) keeps its mask for the backward: on CUDA (and
-# XLA) F.dropout runs torch.native_dropout, whose mask is a bool, 1 byte an element; elsewhere (this CPU, MPS) it
-# multiplies by a mask of the input's dtype, 2 bytes at 16 bits (measured on GPT-2's layer: 2.0 units a dropout, two
-# a layer). One dropout a block, one a layer where attention and the MLP run side by side off one norm into one
-# dropout (Falcon's parallel layers: "output = dropout_add(mlp_output, residual, ...)" after adding attention's).
-# Attention's own dropout keeps nothing on CUDA (FlashAttention regenerates its mask from the RNG state) and is not
-# counted; on a CPU it sends SDPA to its math path, which keeps the scores.
-DROPOUT_MASK_UNITS = {True: 1.0, False: 2.0}  # by whether the device runs the fused dropout kernel
+# configs set 0.1, and the script leaves the model's dropout as it is) keeps its mask for the backward: on CUDA and
+# ROCm F.dropout runs torch.native_dropout, whose mask is a bool, a byte an element whatever the activations' dtype;
+# elsewhere (this CPU, MPS) it multiplies by a mask of the input's dtype, 2 bytes at 16 bits (measured on GPT-2's
+# layer: 2.0 units a dropout, two a layer). One dropout a block, but Falcon's one (its MLP's, or its parallel
+# layer's: "output = dropout_add(mlp_output, residual, ...)"; a sequential layer's attention output takes
+# attention_dropout) and StableLM's one (its MLP's). Attention's own dropout keeps nothing on CUDA (FlashAttention
+# regenerates its mask from the RNG state) and is not counted; on a CPU it sends SDPA to its math path, which keeps
+# the scores.
+DROPOUT_MASK_BYTES = {True: 1.0, False: 2.0}  # by whether the device runs the fused dropout kernel; at 16 bits
+RESIDUAL_DROPOUT_SITES = {"falcon": 1, "stablelm": 1}
 
 
-def dropout_units(spec: ModelSpec, layer: int, fused_dropout: bool) -> float:
-    """The residual dropouts' masks `layer` keeps (DROPOUT_MASK_UNITS); none where the model sets no dropout."""
+def dropout_units(spec: ModelSpec, layer: int, fused_dropout: bool, act_bytes: int = 2) -> float:
+    """The residual dropouts' masks `layer` keeps, in units at `act_bytes` a value (DROPOUT_MASK_BYTES: the fused
+    kernel's bool mask is a byte whatever they are); none where the model sets no dropout."""
     if not spec.residual_dropout:
         return 0.0
-    sites = 1 if spec.model_type == "falcon" and spec.parallel_attention \
-        else (spec.mixer(layer) != "none") + spec.has_mlp(layer)
-    return DROPOUT_MASK_UNITS[fused_dropout] * sites
+    sites = RESIDUAL_DROPOUT_SITES.get(spec.model_type, (spec.mixer(layer) != "none") + spec.has_mlp(layer))
+    return DROPOUT_MASK_BYTES[fused_dropout] * sites * (2 / act_bytes if fused_dropout else 1.0)
 
 
 # Model types transformers has no SDPA attention for (`sdpa_refused`), which the script's default attention therefore

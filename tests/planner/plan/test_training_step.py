@@ -181,10 +181,11 @@ def test_a_mixture_of_experts_step_carries_no_band_and_says_why():
 
 
 def test_a_state_space_step_says_its_time_is_priced_as_fused_kernels_would_run():
-    """The script runs transformers' PyTorch paths for Mamba-2's mixer (no mamba-ssm): its activations are counted as
-    that path keeps them, its step time is not (a Python scan), and the advice says so rather than show a band."""
+    """The script runs transformers' unfused PyTorch path for Mamba-2's mixer (no mamba-ssm): its activations are
+    counted as that path keeps them, its step time as fused kernels would run, and the advice says so rather than
+    show a band."""
     a = _advice(model="mamba2-2.7b", hardware="a100-80gb-sxm")
-    assert a.accuracy == {} and any("step time is optimistic" in w for w in a.warnings)
+    assert a.accuracy == {} and any("priced as fused kernels would run: optimistic" in w for w in a.warnings)
 
 
 def test_a_token_by_token_scan_says_its_backward_grows_with_the_square_of_the_sequence():
@@ -474,11 +475,11 @@ def test_each_block_of_a_layer_brings_its_own_norm():
 
 def test_state_mixers_are_counted_at_the_catalog_models_widths():
     """LFM2's short convolution, Qwen3-Next's gated DeltaNet and RecurrentGemma's RG-LRU are counted as their PyTorch
-    paths keep them, where attention of the models' widths had been counted. Whole layers at the catalog's widths, measured
-    (bench_activation_memory.py's per-token count, 2026-12-07): LFM2-1.2B's convolution layer 60.0 units, where 61.1
-    had been counted (close at these widths by chance: 0.73 of a tiny layer); Qwen3-Next-80B's DeltaNet layer with
-    its 512 experts (top 10) 261.8 at 256 tokens, where 113.8 had been counted; RecurrentGemma-2B's recurrent layer
-    80.0 at 128 tokens, where 49.0 had been counted."""
+    paths keep them, where attention of the models' widths had been counted. Whole layers at the catalog's widths,
+    measured (bench_activation_memory.py's per-token count, 2026-12-07): LFM2-1.2B's convolution layer 60.0 units,
+    where 61.1 had been counted (close at these widths by chance: 0.73 of a tiny layer); Qwen3-Next-80B's DeltaNet
+    layer with its 512 experts (top 10) 261.8 at 256 tokens, where 113.8 had been counted; RecurrentGemma-2B's
+    recurrent layer 80.0 at 128 tokens, where 49.0 had been counted."""
     from optiplan.planner.plan.state_mixer_activations import (
         gated_deltanet_mixer_units,
         short_conv_mixer_units,
@@ -500,7 +501,7 @@ def test_state_mixers_are_counted_at_the_catalog_models_widths():
 def test_residual_dropout_masks_are_counted_as_the_device_keeps_them():
     """GPT-2's and StarCoder 2's configs set a residual dropout of 0.1, which the script leaves on: each block's
     dropout keeps its mask, a bool on CUDA (torch.native_dropout: 1 byte an element), the input's dtype on a CPU (2
-    at 16 bits, as measured); a model without dropout keeps none, and Falcon's parallel layers one."""
+    at 16 bits, as measured); a model without dropout keeps none, Falcon's and StableLM's layers one."""
     from optiplan.planner.catalog.model_spec import model_spec_from_config
     from optiplan.planner.plan.training_activations import dropout_units
 
@@ -508,6 +509,10 @@ def test_residual_dropout_masks_are_counted_as_the_device_keeps_them():
     assert gpt2.residual_dropout == starcoder.residual_dropout == 0.1 and llama.residual_dropout == 0
     assert dropout_units(gpt2, 0, fused_dropout=True) == 2.0 and dropout_units(starcoder, 0, False) == 4.0
     assert dropout_units(llama, 0, True) == 0.0
+    # a bool mask is a byte whatever the activations: in units of fp32 values, half as many
+    assert dropout_units(gpt2, 0, True, act_bytes=4) == 1.0 and dropout_units(gpt2, 0, False, act_bytes=4) == 4.0
+    stablelm = resolve_model("stablelm-2-1.6b").model_copy(update={"residual_dropout": 0.1})
+    assert dropout_units(stablelm, 0, True) == 1.0  # its MLP's dropout alone
     config = json.loads((Path(profiles.__file__).parent / "models" / "falcon-7b.json").read_text())["config"]
     falcon = model_spec_from_config({**config, "hidden_dropout": 0.1}, "falcon-7b", "test")
     assert falcon.parallel_attention and dropout_units(falcon, 0, True) == 1.0
