@@ -44,10 +44,15 @@ def _qlora_check(ctx: Context) -> str | None:
 def _compile_check(ctx: Context) -> str | None:
     """torch.compile's gain is measured on a dense model (COMPILE_SOURCE), and peft's adapters on a mixture of experts'
     3-D expert parameters do not run under torch.compile (peft's LoraConfig.target_parameters docs): the plan would
-    price a gain its script could not take (it had, for Mixtral's LoRA, 1.13x, the script not compiling)."""
+    price a gain its script could not take (it had, for Mixtral's LoRA, 1.13x, the script not compiling). Nor is it
+    measured on a state-space or hybrid model, whose mixers' PyTorch paths loop in Python."""
     if ctx.spec.moe is not None:
         return ("its 1.16x is measured on a dense model, and peft's adapters on a mixture of experts' expert "
                 "parameters do not run under torch.compile")
+    if ctx.spec.state is not None and ctx.spec.state_layers:
+        return ("its 1.16x is measured on a dense Transformer; the script runs transformers' unfused PyTorch paths "
+                "for this model's state-space or linear-attention layers (most of them Python loops over the tokens "
+                "or the chunks, which TorchDynamo would unroll), which no measurement here covers")
     return None
 
 

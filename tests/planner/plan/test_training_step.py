@@ -186,6 +186,9 @@ def test_a_state_space_step_says_its_time_is_priced_as_fused_kernels_would_run()
     show a band."""
     a = _advice(model="mamba2-2.7b", hardware="a100-80gb-sxm")
     assert a.accuracy == {} and any("priced as fused kernels would run: optimistic" in w for w in a.warnings)
+    # nor does it compile the step: torch.compile's gain is measured on a dense Transformer only
+    assert "compiled-training" not in [s.technique for s in a.plan.steps]
+    assert "dense Transformer" in {r.technique: r.reason for r in a.rejected}["compiled-training"]
 
 
 def test_a_token_by_token_scan_says_its_backward_grows_with_the_square_of_the_sequence():
