@@ -22,6 +22,14 @@ MAMBA_CHANNEL_UNITS = 20.1
 MAMBA_STATE_UNITS = 14.0
 
 
+def mamba_mixer_units(spec: ModelSpec) -> float:
+    """A Mamba mixer's units beside its norm: its input (the input projection's), its inner width's input to the x
+    and output projections, and the PyTorch path's scan (MAMBA_CHANNEL_UNITS, MAMBA_STATE_UNITS)."""
+    h, inner = spec.hidden_size, spec.state.out_proj_inputs
+    state = spec.state.recurrent_state_elements / inner
+    return INPUT_UNITS + 4 * inner / h + inner / h * (MAMBA_CHANNEL_UNITS + MAMBA_STATE_UNITS * state)
+
+
 # transformers' Mamba-2 mixer without the kernels (torch_forward and mamba2_chunk_scan: what the script runs) keeps, per
 # token, tensor by tensor as its forward saves them (read off a tiny layer's saved tensors, 2026-12-07): its input (2
 # bytes a hidden unit), the whole input projection and the convolution's output (2 bytes a channel), 42 bytes per
@@ -133,14 +141,6 @@ def gated_deltanet_recipe_units(spec: ModelSpec, lora: bool, autocast: bool) -> 
     elif autocast:  # the gated norm over its fp32 weight keeps more
         changed += 2 * values
     return changed / spec.hidden_size
-
-
-def mamba_mixer_units(spec: ModelSpec) -> float:
-    """A Mamba mixer's units beside its norm: its input (the input projection's), its inner width's input to the x
-    and output projections, and the PyTorch path's scan (MAMBA_CHANNEL_UNITS, MAMBA_STATE_UNITS)."""
-    h, inner = spec.hidden_size, spec.state.out_proj_inputs
-    state = spec.state.recurrent_state_elements / inner
-    return INPUT_UNITS + 4 * inner / h + inner / h * (MAMBA_CHANNEL_UNITS + MAMBA_STATE_UNITS * state)
 
 
 # RecurrentGemma's recurrent block (its PyTorch scan, token by token) keeps its input, and per recurrence channel 36

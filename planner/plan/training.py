@@ -194,7 +194,7 @@ def token_scan_caveat(spec: ModelSpec) -> str | None:
     return ("the rendered script runs transformers' PyTorch scan for the model's recurrent layers, a Python loop over "
             "the tokens whose backward grows with the square of the sequence length "
             "(benchmarks/bench_scan_backward.py: a Mamba layer's 4.4x, an RG-LRU block's 2.4x from 256 to 512 tokens, "
-            f"its forward 2x): expect steps far longer than predicted at long sequences{fix}")
+            f"their forwards about 2x): expect steps far longer than predicted at long sequences{fix}")
 
 
 def training_prediction(state: PlanState, workload: Workload) -> Prediction:
