@@ -81,12 +81,23 @@ def layer_activation_units(spec: ModelSpec, layer: int) -> float:
     as attention of the model's widths, its own activations not modelled apart.
     Latent attention is priced at the widths of the keys and values it expands. A layer without a mixer (Nemotron-H's
     MLP layers) or without an MLP (Mamba's, Nemotron-H's mixer layers) has no such block, nor its norms."""
-    h = spec.hidden_size
     norm = FP32_WEIGHT_NORM_UNITS if spec.norm == "rmsnorm" and spec.model_type in FP32_WEIGHT_NORM_TYPES \
         else UPCAST_LAYERNORM_UNITS if spec.model_type in UPCAST_LAYERNORM_TYPES else NORM_UNITS.get(spec.norm, 0.0)
     # a block's norms (Gemma's after the attention and the MLP as well); one norm feeding both blocks is attention's
     block_norms = norm * _block_norms(spec)
-    mlp_norms = 0.0 if spec.parallel_attention and spec.norms_per_layer == 1 else block_norms
+    state = _state_mixer(spec, layer)
+    if spec.mixer(layer) == "none":
+        mixer = 0.0
+    elif state in STATE_MIXER_UNITS:
+        mixer = block_norms + STATE_MIXER_UNITS[state](spec)
+    else:
+        mixer = _attention_block_units(spec, layer, norm, block_norms)
+    return mixer + (_mlp_block_units(spec, layer, block_norms) if spec.has_mlp(layer) else 0.0)
+
+
+def _attention_block_units(spec: ModelSpec, layer: int, norm: float, block_norms: float) -> float:
+    """`layer_activation_units`' attention block: its norms, projections and fused attention."""
+    h = spec.hidden_size
     latent = 0.0
     if spec.mla is not None:
         a = spec.mla
@@ -109,6 +120,13 @@ def layer_activation_units(spec: ModelSpec, layer: int) -> float:
         attention += L2_QK_NORM_UNITS * (q + kv) / h if rotary else 0.0
     elif spec.qk_norm != "none":  # a norm over the queries and the keys (per head or whole), kept as a norm keeps
         attention += norm * (q + kv) / h
+    return attention
+
+
+def _mlp_block_units(spec: ModelSpec, layer: int, block_norms: float) -> float:
+    """`layer_activation_units`' MLP block: its norms, and a dense MLP or the routed and shared experts."""
+    h = spec.hidden_size
+    mlp_norms = 0.0 if spec.parallel_attention and spec.norms_per_layer == 1 else block_norms
     width = MLP_WIDTH_UNITS_BY_TYPE.get(spec.model_type, MLP_WIDTH_UNITS[spec.mlp_gated])
     m = spec.moe
     if m is not None and spec.layer_moe[layer]:
@@ -124,10 +142,7 @@ def layer_activation_units(spec: ModelSpec, layer: int) -> float:
         mlp = mlp_norms + MLP_BASE_UNITS + width * spec.intermediate_size / h
     if spec.parallel_attention and spec.norms_per_layer == 1:
         mlp -= MLP_BASE_UNITS  # one norm feeds both blocks (GPT-J, Cohere): the MLP's input is attention's, kept once
-    state = _state_mixer(spec, layer)
-    if state in STATE_MIXER_UNITS:
-        attention = block_norms + STATE_MIXER_UNITS[state](spec)
-    return (attention if spec.mixer(layer) != "none" else 0.0) + (mlp if spec.has_mlp(layer) else 0.0)
+    return mlp
 
 
 def _block_norms(spec: ModelSpec) -> int:
@@ -207,6 +222,14 @@ def _readers(spec: ModelSpec, layer: int) -> tuple[int, int]:
     return mixer, mlp
 
 
+def _shared_input_casts(spec: ModelSpec, mixer: int, mlp: int) -> int:
+    """The casts of one input beyond the first that `mixer` and `mlp` linear layers reading their blocks' inputs keep
+    (`_readers`): a block's readers share one input, or both blocks' where one norm feeds them side by side (GPT-J)."""
+    if spec.parallel_attention and spec.norms_per_layer == 1:
+        return max(mixer + mlp - 1, 0)
+    return max(mixer - 1, 0) + max(mlp - 1, 0)
+
+
 def autocast_units(spec: ModelSpec, layer: int) -> float:
     """What fp32 weights under bf16 autocast add to `layer_activation_units` (AUTOCAST_NORM_UNITS, AUTOCAST_CAST_UNITS,
     FP32_ROTARY_TYPES): the norms that read the fp32 residual, the casts of a shared input, the fp32 rotary tables."""
@@ -216,11 +239,7 @@ def autocast_units(spec: ModelSpec, layer: int) -> float:
         or spec.norm == "nonparametric"
     # one norm a block reads the residual (a parallel block's norms read one input, kept once)
     norms = 0 if fp32_norms else 1 if spec.parallel_attention else (spec.mixer(layer) != "none") + spec.has_mlp(layer)
-    if spec.parallel_attention and spec.norms_per_layer == 1:  # one norm feeds both blocks (GPT-J): one input
-        casts = max(mixer + mlp - 1, 0)
-    else:
-        casts = max(mixer - 1, 0) + max(mlp - 1, 0)
-    units = AUTOCAST_NORM_UNITS * norms + AUTOCAST_CAST_UNITS * casts
+    units = AUTOCAST_NORM_UNITS * norms + AUTOCAST_CAST_UNITS * _shared_input_casts(spec, mixer, mlp)
     state = _state_mixer(spec, layer)
     if state:  # what the mixer's own path keeps differently (`state_mixer_activations`)
         units += state_mixer_recipe_units(spec, lora=False, autocast=True)
@@ -274,9 +293,7 @@ def lora_units(spec: ModelSpec, layer: int, rank: int, autocast: bool) -> float:
     mixer, mlp = _readers(spec, layer)
     routed = m is not None and spec.layer_moe[layer] and spec.has_mlp(layer)
     frozen_mlp = m is not None  # a mixture of experts' dense MLPs and shared experts take no adapters
-    casts = max(mixer - 1, 0) + (0 if frozen_mlp else max(mlp - 1, 0))
-    if spec.parallel_attention and spec.norms_per_layer == 1 and not frozen_mlp:  # one input for both blocks
-        casts = max(mixer + mlp - 1, 0)
+    casts = _shared_input_casts(spec, mixer, 0 if frozen_mlp else mlp)  # a frozen MLP's layers take no cast
     attention = "attention" in spec.mixer(layer)
     # (a gated attention's output projection reads the gated product, which only it keeps: no cast beside it)
     shared_output = attention and spec.mla is None and spec.model_type not in LORA_OUTPUT_COPY_TYPES \

@@ -25,6 +25,11 @@ def _advice(model="llama-3.1-8b", hardware="h100-sxm", devices=1, **kw):
     return advise(AdviseRequest(model=model, hardware=hardware, num_devices=devices, workload="fine-tune", **kw))
 
 
+def _measured_tokens(label: str) -> int:
+    """The tokens a bench layer is measured at: fewer where its PyTorch path scans token by token (Mamba, RG-LRU)."""
+    return 64 if label.startswith(("mamba,", "recurrentgemma")) else 256
+
+
 def _bench():
     return load_script("benchmarks/bench_training_published.py")
 
@@ -323,8 +328,7 @@ def test_a_layers_activations_are_what_transformers_keeps_for_its_backward(label
     bench = load_script("benchmarks/bench_activation_memory.py")
     _, cls_name, overrides = next(row for row in (*bench.FITTED, *bench.HELD_OUT) if row[0] == label)
     config = bench.layer_config(cls_name, **overrides)
-    # Mamba's and RG-LRU's PyTorch paths scan token by token
-    tokens = 64 if label.startswith(("mamba,", "recurrentgemma")) else 256
+    tokens = _measured_tokens(label)
     assert bench.predicted_units(config, tokens) == pytest.approx(bench.measured_units(config, tokens), rel=0.02)
 
 
@@ -411,7 +415,7 @@ def test_what_autocast_adds_to_a_layer_is_counted_block_by_block(label):
     _, cls_name, overrides = next(row for row in (*bench.FITTED, *bench.HELD_OUT, *bench.AUTOCAST_ONLY)
                                   if row[0] == label)
     config = bench.layer_config(cls_name, **overrides)
-    tokens = 128 if label.startswith("recurrentgemma") else 256  # its scan runs token by token
+    tokens = _measured_tokens(label)
     (bf16, _), (mixed, _) = (bench.per_token_units(config, tokens, recipe) for recipe in (None, "autocast"))
     assert autocast_units(bench.predicted_spec(config), 0) == pytest.approx(mixed - bf16, abs=0.15)
 
@@ -443,8 +447,7 @@ def test_what_lora_changes_in_a_layer_is_counted_block_by_block(label):
     bench = load_script("benchmarks/bench_activation_memory.py")
     _, cls_name, overrides = next(row for row in (*bench.FITTED, *bench.HELD_OUT) if row[0] == label)
     config = bench.two_layers(cls_name, **overrides)
-    # Mamba's and RG-LRU's PyTorch paths scan token by token
-    tokens = 64 if label.startswith(("mamba,", "recurrentgemma")) else 256
+    tokens = _measured_tokens(label)
     (bf16, _), (lora, _) = (bench.per_token_units(config, tokens, recipe, 1) for recipe in (None, "lora"))
     predicted = lora_units(bench.predicted_spec(config), 1, bench.LORA_RANK, autocast=True)
     assert predicted == pytest.approx(lora - bf16, abs=0.2)
