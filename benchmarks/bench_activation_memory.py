@@ -393,10 +393,17 @@ def change_rows(recipe: str, layers, tokens: int, show_blocks: bool, configure, 
 def autocast_rows(tokens: int, show_blocks: bool = False) -> list[dict]:
     """fp32 weights under bf16 autocast (a full fine-tune without FSDP; a mixture of experts' experts as the rendered
     script runs them there, cast to bf16: `training.autocast_experts`) on each layer, against `autocast_units`."""
-    from optiplan.planner.plan.training_activations import autocast_units
-
     return change_rows("autocast", (*FITTED, *HELD_OUT, *AUTOCAST_ONLY), tokens, show_blocks, layer_config, 0,
-                       lambda spec: autocast_units(spec, 0))
+                       predicted_autocast_units)
+
+
+def predicted_autocast_units(spec) -> float:
+    """What the training model counts autocast over fp32 weights adding to a one-layer model's layer: the layer's
+    terms (`autocast_units`) and its model's rotary tables at fp32 (a one-layer model's are its layer's)."""
+    from optiplan.planner.plan.training_activations import autocast_units, rotary_table_units
+
+    return autocast_units(spec, 0) + rotary_table_units(spec, fp32_weights=True) \
+        - rotary_table_units(spec, fp32_weights=False)
 
 
 def lora_rows(tokens: int, show_blocks: bool = False) -> list[dict]:
@@ -415,17 +422,20 @@ def predicted_spec(config):
 
 
 def predicted_units(config, tokens: int | None = None) -> float:
-    """The training model's count for the config's first layer; where the model runs eager attention, with its
-    scores over `tokens` (and its keys and values repeated to every head: `packed_attention_units`)."""
+    """The training model's count for the config's first layer, with the model's rotary tables (a one-layer model's
+    are its layer's); where the model runs eager attention, with its scores over `tokens` (and its keys and values
+    repeated to every head: `packed_attention_units`)."""
     from optiplan.planner.plan.training_activations import (
         dropout_units,
         layer_activation_units,
         packed_attention_units,
+        rotary_table_units,
     )
 
     spec = predicted_spec(config)
     eager = packed_attention_units(spec, 0, tokens) if sdpa_refused(spec.model_type) and tokens else 0.0
-    return layer_activation_units(spec, 0) + eager + dropout_units(spec, 0, fused_dropout=False)  # this CPU's masks
+    return layer_activation_units(spec, 0) + eager + dropout_units(spec, 0, fused_dropout=False) \
+        + rotary_table_units(spec, fp32_weights=False)  # this CPU's dropout masks
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -42,6 +42,7 @@ from .training_activations import (
     layer_activation_units,
     lora_units,
     packed_attention_units,
+    rotary_table_units,
 )
 
 # 4 bits, plus the absmax of each block of 64 quantized to 8 bits with an fp32 constant per 256 of them: QLoRA's double
@@ -139,6 +140,12 @@ def autocast_experts(moe: bool, applied) -> bool:
     return moe and "mixed-precision" in applied and not {"lora", "qlora", "fsdp"} & set(applied)
 
 
+def fp32_weights_under_autocast(applied: frozenset[str], lora: bool, sharded: bool) -> bool:
+    """Whether the script keeps fp32 weights and computes under bf16 autocast: mixed precision without LoRA (whose
+    frozen base is 16-bit) or FSDP (whose mixed-precision policy gathers 16-bit parameters)."""
+    return "mixed-precision" in applied and not lora and not sharded
+
+
 def recipe_memory(spec: ModelSpec, counts: ParamCounts, applied: frozenset[str], lora_rank: int | None, sharded: bool,
                   act_bytes: int) -> tuple[list[float], float, float]:
     """What the script's recipe holds beyond the layers' own activations: (units each layer, bytes held from the forward
@@ -148,7 +155,7 @@ def recipe_memory(spec: ModelSpec, counts: ParamCounts, applied: frozenset[str],
     11.0 MB of bf16 experts, 11.4 MB held) and whose full-size gradient the backward computes. Under bf16 autocast
     fp32 weights are cast for each matmul, and the casts are kept until the backward (2 bytes a parameter)."""
     lora, mixed = lora_rank is not None, "mixed-precision" in applied
-    autocast = mixed and not lora and not sharded
+    autocast = fp32_weights_under_autocast(applied, lora, sharded)
     units = [(lora_units(spec, layer, lora_rank, mixed) if lora else 0.0)
              + (autocast_units(spec, layer) if autocast else 0.0) for layer in range(spec.num_layers)]
     merged = act_bytes * counts.num_experts * counts.layer.expert_linear if lora and counts.num_moe_layers else 0.0
@@ -236,15 +243,16 @@ def training_prediction(state: PlanState, workload: Workload) -> Prediction:
     units = [layer_activation_units(spec, layer) + packed_attention_units(spec, layer, job.sequence_length)
              + dropout_units(spec, layer, fused_dropout, act_bytes) + recipe_units[layer]
              for layer in range(spec.num_layers)]
+    tables = rotary_table_units(spec, fp32_weights_under_autocast(applied, lora, sharded))  # once, for every layer
     unit_bytes = spec.hidden_size * act_bytes / 2  # a unit is a byte per hidden unit at 16 bits
     logits = tokens_micro * spec.vocab_size * LOGIT_BYTES  # the loss's peak (LOGIT_BYTES)
     if "activation-checkpointing" in applied:
         # each layer's input kept; then the loss's peak, or later the largest layer's activations while it is
         # recomputed and its backward's (the logits are freed by then)
-        activations = tokens_micro * 2 * spec.num_layers * unit_bytes + held + max(
+        activations = tokens_micro * (2 * spec.num_layers + tables) * unit_bytes + held + max(
             logits, max(units) * unit_bytes * tokens_micro + backward)
     else:
-        activations = tokens_micro * sum(units) * unit_bytes + held + logits + backward
+        activations = tokens_micro * (sum(units) + tables) * unit_bytes + held + logits + backward
     unsharded = fsdp_unsharded_bytes(counts, spec.num_layers, "qlora" in applied, trainable, not lora, act_bytes) \
         if sharded else 0.0
     step_memory = model_bytes + unsharded + activations + hw.runtime_overhead_bytes

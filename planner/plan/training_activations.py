@@ -47,14 +47,21 @@ UPCAST_LAYERNORM_TYPES = frozenset({"cohere", "cohere2"})
 # Llama 4's L2 query-key norm (Llama4TextL2Norm: "self._norm(x.float()).type_as(x)"): 4.1 units per unit of query and
 # key width, measured on its layer (5.2 with it, where none had been counted)
 L2_QK_NORM_UNITS = 4.0
-ATTENTION_BASE_UNITS = 2.14  # the block's input and its output projection's, rotary, the kernel's statistics
+# Attention through SDPA's fused kernel keeps the projections' shared input (2 units), the rotated queries and its
+# output (the output projection's input is a view of it: 4 units a query width over hidden), the rotated keys and the
+# values (4 a key-value width), and its fp32 log-sum-exp (4 bytes a query head and token). Exact on Llama layers at
+# hidden sizes 256, 1,024 and 4,096 (5.625, 5.531 and 5.156 units in the attention module; where 2.14 + 4.5 a query
+# width, fitted at heads of 32 with the rotary tables inside, had counted a Llama-3.1-8B layer 1% high: 49.64 against
+# 49.16). The rotary tables are the model's, not a layer's (`rotary_table_units`).
+ATTENTION_INPUT_UNITS = 2.0
+HEAD_STAT_BYTES = 4.0
 # Qwen3-Next's gated attention (its query projection also yields a gate: "attn_output = attn_output *
-# torch.sigmoid(gate)") keeps, per query width, the gate's half of the projection, its sigmoid and the gated product
-# beside the attention's output: 5.75 units, measured on its layer at four widths (5.70-5.75 per query width over
-# hidden, where none had been counted: 0.92 of the layer)
-OUTPUT_GATE_UNITS = 5.75
-QUERY_UNITS = 4.5  # per query width over hidden: the queries and the attention's output
-KV_UNITS = 4.0  # per key-value width over hidden: the keys and values, 2 bytes each
+# torch.sigmoid(gate)") keeps, per query width, the gate, its sigmoid and the gated product (the output projection's
+# input) beside the attention's output: 6 units, read tensor by tensor at hidden sizes 256 and 2,048 (where none had
+# been counted: 0.92 of the layer; 5.75, fitted beside the rotary tables' share of 2.14, until those were the model's)
+OUTPUT_GATE_UNITS = 6.0
+QUERY_UNITS = 4.0  # per query width over hidden: the rotated queries and the attention's output
+KV_UNITS = 4.0  # per key-value width over hidden: the rotated keys and the values, 2 bytes each
 MLP_BASE_UNITS = 2.0  # the MLP's input
 MLP_WIDTH_UNITS = {True: 8.0, False: 4.0}  # per intermediate width over hidden: gate, up, activation, product (gated)
 # gpt-oss's clamped SwiGLU experts keep the fused gate-up output, the clamped gate, its sigmoid, the shifted clamped
@@ -104,12 +111,18 @@ def _attention_block_units(spec: ModelSpec, layer: int, norm: float, block_norms
         q = spec.num_heads * (a.qk_nope_head_dim + a.qk_rope_head_dim)
         kv = spec.num_heads * (a.qk_nope_head_dim + a.qk_rope_head_dim + a.v_head_dim) / 2
         # the norms of the compressed query and key-value (q_a_layernorm, kv_a_layernorm), each kept as a layer's
-        # norm is; and the values the kernel keeps are a view of kv_b_proj's output, which keeps the keys' part of it
-        latent = norm * ((a.q_lora_rank or 0) + a.kv_lora_rank) / h + 2 * spec.num_heads * a.qk_nope_head_dim / h
+        # norm is, and their outputs, the up-projections' inputs (2 a width); and the values the kernel keeps are a
+        # view of kv_b_proj's output, which keeps the keys' part of it
+        latent = (norm + ATTENTION_INPUT_UNITS) * ((a.q_lora_rank or 0) + a.kv_lora_rank) / h \
+            + 2 * spec.num_heads * a.qk_nope_head_dim / h
     else:
         q, kv = spec.num_heads * spec.head_dim, spec.num_kv_heads * spec.head_dim
-    attention = block_norms + latent + ATTENTION_BASE_UNITS + QUERY_UNITS * q / h + KV_UNITS * kv / h \
+    # eager attention (no SDPA for the model) keeps its probabilities instead of the statistics (packed_attention_units)
+    stats = 0.0 if sdpa_refused(spec.model_type) else HEAD_STAT_BYTES * spec.num_heads / h
+    attention = block_norms + latent + ATTENTION_INPUT_UNITS + QUERY_UNITS * q / h + KV_UNITS * kv / h + stats \
         + (OUTPUT_GATE_UNITS * q / h if spec.attn_output_gate else 0.0)
+    if spec.model_type in LAYER_ROTARY_TYPES:
+        attention += _rotary_bytes(spec, fp32_weights=False) * _rotary_width(spec) / h
     if spec.model_type in FUSED_QKV_TYPES and spec.rotary_fraction > 0 and not spec.learned_positions:
         # the values the kernel keeps are a view of the fused projection's output, which keeps the queries' and keys'
         # part of it alive beside their rotated copies (measured on Phi-3's layer: 4 units where separate values keep
@@ -121,6 +134,56 @@ def _attention_block_units(spec: ModelSpec, layer: int, norm: float, block_norms
     elif spec.qk_norm != "none":  # a norm over the queries and the keys (per head or whole), kept as a norm keeps
         attention += norm * (q + kv) / h
     return attention
+
+
+# The rotary tables (a cosine and a sine a rotary dimension and token) are built once by the model and handed to every
+# layer, whose rotation keeps them for its backward: one set a model (`rotary_table_units`), measured at 4 units a
+# rotary dimension over hidden in a one-layer model. Gemma 3 builds a set for each layer type (its rotary_emb "by
+# layer_type": the window layers' and the global ones'); RecurrentGemma's attention builds its own in each layer
+# ("self.rotary_emb = RecurrentGemmaRotaryEmbedding" in RecurrentGemmaAttention), and GPT-J's rotation repeats the
+# model's tables into a new pair for the queries and another for the keys ("sin = torch.repeat_interleave(sin[:, :,
+# None, :], 2, 3)"), which it keeps: two sets a layer (measured). They are 16-bit in a 16-bit model
+# ("cos.to(dtype=x.dtype)"), fp32 over fp32 weights and in OLMo's ("return cos, sin" without the cast); DeepSeek-V2's
+# and Llama 4's complex rotation keeps complex64 frequencies, 8 bytes a pair of dimensions. Jamba and Nemotron-H
+# rotate nothing (their modeling files never call their apply_rotary_pos_emb), nor Granite 4's hybrids (its configs'
+# "position_embedding_type": "nope"; the config class's default None builds no rotary_emb); a windowed EXAONE 4's or
+# Cohere 2's full layers rotate nothing either (NOPE_FULL_LAYER_TYPES).
+LAYER_ROTARY_TYPES = {"recurrent_gemma": 1, "gptj": 2}  # the sets each attention layer builds and keeps
+# "if self.sliding_window is not None: query_states, key_states = apply_rotary_pos_emb(...)"
+NOPE_FULL_LAYER_TYPES = frozenset({"exaone4", "cohere2"})
+LAYER_TYPE_ROTARY_TYPES = frozenset({"gemma3", "gemma3_text"})
+FP32_TABLE_TYPES = frozenset({"olmo", "olmo2", "olmo3"})
+COMPLEX_ROTARY_TYPES = frozenset({"deepseek_v2", "llama4", "llama4_text"})
+NO_ROTARY_TYPES = frozenset({"jamba", "nemotron_h", "granitemoehybrid"})
+
+
+def _rotary_width(spec: ModelSpec) -> float:
+    """The dimensions of a head that rotary positions rotate (latent attention's rope part), 0 without them."""
+    if spec.learned_positions or spec.model_type in NO_ROTARY_TYPES:
+        return 0.0
+    return spec.mla.qk_rope_head_dim if spec.mla is not None else spec.head_dim * spec.rotary_fraction
+
+
+def _rotary_bytes(spec: ModelSpec, fp32_weights: bool) -> float:
+    """Bytes a rotary dimension and token a set of its tables takes: cos and sin in the model's dtype (fp32 in OLMo's),
+    or complex64 frequencies; times the sets a layer keeps where it builds its own (LAYER_ROTARY_TYPES)."""
+    if spec.model_type in COMPLEX_ROTARY_TYPES:
+        return 4.0
+    return (8.0 if fp32_weights or spec.model_type in FP32_TABLE_TYPES else 4.0) \
+        * LAYER_ROTARY_TYPES.get(spec.model_type, 1)
+
+
+def rotary_table_units(spec: ModelSpec, fp32_weights: bool) -> float:
+    """The units a token's rotary tables take, once a model (a set for each layer type that rotates in Gemma 3's;
+    RecurrentGemma's and GPT-J's, built in each attention layer, are that layer's); `fp32_weights`: fp32 weights
+    under bf16 autocast, whose tables are fp32."""
+    if spec.model_type in LAYER_ROTARY_TYPES:
+        return 0.0
+    nope = spec.model_type in NOPE_FULL_LAYER_TYPES and any(w is not None for w in spec.layer_windows)
+    rotating = {spec.layer_windows[layer] is None for layer in range(spec.num_layers)
+                if "attention" in spec.mixer(layer) and not (nope and spec.layer_windows[layer] is None)}
+    sets = len(rotating) if spec.model_type in LAYER_TYPE_ROTARY_TYPES else min(len(rotating), 1)
+    return sets * _rotary_bytes(spec, fp32_weights) * _rotary_width(spec) / spec.hidden_size
 
 
 def _mlp_block_units(spec: ModelSpec, layer: int, block_norms: float) -> float:
@@ -185,18 +248,12 @@ POST_NORM_TYPES = frozenset({"olmo2", "olmo3", "exaone4"})  # "hidden_states = s
 #   projection's none; Qwen2-MoE's router, shared expert and its gate, 6 more); a router that upcasts its input to fp32
 #   (FP32_ROUTER_TYPES) runs its matmul in bf16 under autocast and keeps a cast, not the fp32 copy (-4 units);
 AUTOCAST_CAST_UNITS = 2.0
-# - the rotary tables are fp32 (the model's dtype; "cos.to(dtype=x.dtype)") and the query's rotation keeps them:
-#   2 more bytes per rotary dimension for cos and sin each; none where they are fp32 in a 16-bit model as well (OLMo's
-#   tables, DeepSeek-V2's and Llama 4's complex rotation of "xq.float()") or where there are none (Jamba, and Granite
-#   4's default "position_embedding_type": None), nor on the full-attention layers of a windowed EXAONE 4 or
-#   Cohere 2, which rotate their window layers only (NOPE_FULL_LAYER_TYPES: "if self.sliding_window is not None:
-#   query_states, key_states = apply_rotary_pos_emb(...)"). A state mixer's own activations are priced as
-#   `layer_activation_units` prices them: its casts beside are its input projections' (and a Mamba mixer's inner copy).
-NOPE_FULL_LAYER_TYPES = frozenset({"exaone4", "cohere2"})
-FP32_ROTARY_TYPES = frozenset({"olmo", "olmo2", "olmo3", "deepseek_v2", "llama4", "llama4_text", "jamba",
-                               "granitemoehybrid"})
-# A Llama layer: 4 + 6 + 4 x 128 / 4096 = 10.1 (10.5 at the measured layer's 32 / 256); a Mixtral layer 8.5, Phi-3's
-# 4.5, OLMo 2's 6.0, DeepSeek-V3's 6.2, Qwen2-MoE's 14.5 (a flat 10.5, the Llama layer's, had been counted for all).
+# - the rotary tables are fp32 (the model's dtype), 2 more bytes a rotary dimension for cos and sin each, once a model
+#   (`rotary_table_units` with fp32 weights). A state mixer's own activations are priced as `layer_activation_units`
+#   prices them: its casts beside are its input projections' (and a Mamba mixer's inner copy).
+# A Llama layer: 4 + 6 = 10, and its model's tables 4 x 128 / 4096 = 0.125 once (0.5 at the measured one-layer
+# model's 32 / 256: 10.5 there); Mixtral's, Phi-3's, OLMo 2's, DeepSeek-V3's and Qwen2-MoE's one-layer models 8.5, 4.5,
+# 6.0, 6.2 and 14.5 (a flat 10.5, the Llama layer's, had been counted for all).
 
 
 def _readers(spec: ModelSpec, layer: int) -> tuple[int, int]:
@@ -231,8 +288,9 @@ def _shared_input_casts(spec: ModelSpec, mixer: int, mlp: int) -> int:
 
 
 def autocast_units(spec: ModelSpec, layer: int) -> float:
-    """What fp32 weights under bf16 autocast add to `layer_activation_units` (AUTOCAST_NORM_UNITS, AUTOCAST_CAST_UNITS,
-    FP32_ROTARY_TYPES): the norms that read the fp32 residual, the casts of a shared input, the fp32 rotary tables."""
+    """What fp32 weights under bf16 autocast add to `layer_activation_units` (AUTOCAST_NORM_UNITS, AUTOCAST_CAST_UNITS):
+    the norms that read the fp32 residual, the casts of a shared input (the model's fp32 rotary tables are
+    `rotary_table_units`'; a layer's own, RecurrentGemma's and GPT-J's, are the layer's)."""
     h = spec.hidden_size
     mixer, mlp = _readers(spec, layer)
     fp32_norms = spec.model_type in FP32_WEIGHT_NORM_TYPES | UPCAST_LAYERNORM_TYPES | POST_NORM_TYPES \
@@ -248,12 +306,9 @@ def autocast_units(spec: ModelSpec, layer: int) -> float:
         units -= FP32_ROUTER_UNITS
     if routed and dense_experts(spec.model_type):  # each expert's copy of the fp32 input, weighted by its score
         units += AUTOCAST_NORM_UNITS * spec.moe.num_experts
-    nope = spec.model_type in NOPE_FULL_LAYER_TYPES and spec.layer_windows[layer] is None \
-        and any(w is not None for w in spec.layer_windows)
-    if "attention" in spec.mixer(layer) and spec.model_type not in FP32_ROTARY_TYPES and not spec.learned_positions \
-            and not nope:
-        rotary = spec.mla.qk_rope_head_dim if spec.mla is not None else spec.head_dim * spec.rotary_fraction
-        units += 2 * 2 * rotary / h
+    if "attention" in spec.mixer(layer) and spec.model_type in LAYER_ROTARY_TYPES:
+        units += (_rotary_bytes(spec, fp32_weights=True) - _rotary_bytes(spec, fp32_weights=False)) \
+            * _rotary_width(spec) / h
     return units
 
 

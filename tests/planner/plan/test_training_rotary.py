@@ -1,0 +1,79 @@
+"""The training model's attention terms at real widths and its rotary tables once a model, against what transformers'
+eager layers keep for their backward (benchmarks/bench_activation_memory.py's harness, this CPU)."""
+
+from __future__ import annotations
+
+import pytest
+from script_loader import load_script
+
+
+def _whole_model_units(config, tokens: int) -> float:
+    """What all of the config's decoder layers keep for their backward together, each storage once, over tokens x
+    hidden: tensors several layers share (the rotary tables) count once."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16, attn_implementation="sdpa").train()
+    layers = [m for name, m in model.named_modules()
+              if name.rpartition(".")[2].isdigit() and name.rpartition(".")[0].endswith(("layers", ".h"))]
+    skip = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    inside, kept = [False], {}
+    for layer in layers:
+        layer.register_forward_pre_hook(lambda *_: inside.__setitem__(0, True))
+        layer.register_forward_hook(lambda *_: inside.__setitem__(0, False))
+
+    def pack(t):
+        if inside[0] and t.untyped_storage().data_ptr() not in skip:
+            kept.setdefault(t.untyped_storage().data_ptr(), t.untyped_storage().nbytes())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(input_ids=torch.randint(0, config.vocab_size, (1, tokens)), use_cache=False)
+    return sum(kept.values()) / (tokens * config.hidden_size)
+
+
+def test_a_llama_layer_at_its_catalog_widths_is_counted_as_it_measures():
+    """Llama-3.1-8B's layer at its own widths keeps 49.16 bytes per token and hidden unit. The attention constants had
+    been fitted at heads of 32 on a hidden size of 256 (2.14, and 4.5 a query width), where the kernel's per-head
+    statistics and the rotary tables weigh 0.6; at heads of 128 on 4,096 they weigh 0.16, and the layer had been
+    counted at 49.64."""
+    pytest.importorskip("torch")
+    bench = load_script("benchmarks/bench_activation_memory.py")
+    catalog = load_script("benchmarks/bench_activation_catalog.py")
+    config = catalog.catalog_layer_config("llama-3.1-8b")
+    measured = bench.measured_units(config, 128)
+    assert measured == pytest.approx(49.16, abs=0.01)
+    assert bench.predicted_units(config, 128) == pytest.approx(measured, abs=0.01)
+
+
+@pytest.mark.parametrize(("cls_name", "overrides", "layers"), [
+    ("LlamaConfig", dict(intermediate_size=512, num_hidden_layers=2), 2),
+    # a set of tables for its window layers and one for its global layers
+    ("Gemma3TextConfig", dict(intermediate_size=1024, num_hidden_layers=3, pad_token_id=0, bos_token_id=0,
+                              eos_token_id=0,
+                              layer_types=["sliding_attention", "full_attention", "sliding_attention"]), 3),
+    # two sets in every layer: its rotation repeats the model's tables for the queries and again for the keys
+    ("GPTJConfig", dict(n_embd=256, n_layer=2, n_head=8, rotary_dim=16, n_positions=1024, pad_token_id=0,
+                        bos_token_id=0, eos_token_id=0), 2),
+])
+def test_the_rotary_tables_are_kept_once_a_model(cls_name, overrides, layers):
+    """The model builds its rotary tables once and hands them to every layer, so its layers keep them once together:
+    what each layer keeps, less what the whole model keeps, is the tables each layer shares with another, the model's
+    tables (`rotary_table_units`) counted once where each layer's count had held them. Gemma 3 keeps a set for each
+    layer type; GPT-J's layers make their own (counted in `layer_activation_units`)."""
+    pytest.importorskip("torch")
+    from optiplan.planner.plan.training_activations import layer_activation_units, rotary_table_units
+
+    bench = load_script("benchmarks/bench_activation_memory.py")
+    config = bench.layer_config(cls_name, **overrides)
+    spec = bench.predicted_spec(config)
+    tables = rotary_table_units(spec, fp32_weights=False)
+    a_set = 4 * 32 / 256 if cls_name != "GPTJConfig" else 0.0  # cos and sin, 2 bytes a head dimension each
+    assert tables == {"LlamaConfig": a_set, "Gemma3TextConfig": 2 * a_set, "GPTJConfig": 0.0}[cls_name]
+    whole = _whole_model_units(config, 256)
+    each = sum(bench.measured_units(config, 256, layer_index=layer) for layer in range(layers))
+    assert each - whole == pytest.approx(layers * a_set - tables, abs=0.01)
+    if cls_name == "LlamaConfig":  # the rest of the count exact too (but for the norms' fp32 statistics, 4 bytes a token)
+        counted = sum(layer_activation_units(spec, layer) for layer in range(layers)) + tables
+        assert counted == pytest.approx(whole, abs=0.1)
