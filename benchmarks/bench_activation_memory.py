@@ -187,7 +187,8 @@ HELD_OUT = (
           block_types=["recurrent"], **NO_SPECIAL_TOKENS)),
 )
 # Layers measured for what autocast adds to them only (`autocast_rows`), their bf16 counts not among the ones above
-# (Jamba's attention layer with experts comes out 1% high, Granite 4's 3.5%). Their autocast terms were checked on
+# (Jamba's attention layer with experts and Granite 4's come out 0.2% high: they had been 1% and 3.5% before the
+# attention terms were read at real widths and a shared expert's input was found to be the router's, 2026-12-07). Their autocast terms were checked on
 # them after the 22 layers above had set them: Qwen2's, LFM2's two and Qwen3-Next's full-attention layer (since
 # moved above) matched as they were; the rotary tables of Jamba (none), Granite 4 (none by default) and Llama 4 (a
 # complex rotation in fp32) were then read from their modeling files

@@ -55,6 +55,13 @@ L2_QK_NORM_UNITS = 4.0
 # 49.16). The rotary tables are the model's, not a layer's (`rotary_table_units`).
 ATTENTION_INPUT_UNITS = 2.0
 HEAD_STAT_BYTES = 4.0
+# Where a model concatenates its rotated and unrotated query parts (partial rotary: Phi-3's and StableLM's "torch.cat(
+# (q_rot, q_pass), dim=-1)"; GLM-4.5's; latent attention's "torch.cat((q_pass, q_rot), dim=-1)"), its queries are
+# laid out head by head, and a flash kernel allocates its output as its query (CPU's; CUDA's "out =
+# at::empty_like(q_padded)", flash_api.cpp), so the output projection's input is a copy, not a view: 2 units an
+# output width more (measured on all five: 2.0 at their widths). CUDA's memory-efficient kernel, which SDPA takes where
+# the values' heads are narrower than the queries' (DeepSeek's 128 against 192), writes its output token-major: none
+CONCAT_QUERY_TYPES = frozenset({"phi3", "stablelm", "glm4_moe", "deepseek_v2", "deepseek_v3"})
 # Qwen3-Next's gated attention (its query projection also yields a gate: "attn_output = attn_output *
 # torch.sigmoid(gate)") keeps, per query width, the gate, its sigmoid and the gated product (the output projection's
 # input) beside the attention's output: 6 units, read tensor by tensor at hidden sizes 256 and 2,048 (where none had
@@ -73,6 +80,14 @@ MLP_WIDTH_UNITS = {True: 8.0, False: 4.0}  # per intermediate width over hidden:
 # output projection's input 2: 10, measured on GPT-J's layer (where a plain MLP's 4 had been counted: 0.58 of it)
 MLP_WIDTH_UNITS_BY_TYPE = {"gpt_oss": 14.0, "gptj": 10.0, "gpt2": 10.0}
 EXPERT_COPY_UNITS = 4.15  # per routed expert a token goes to: its gathered input and its output before the weighting
+# per expert where transformers runs them densely (Llama 4's): its weighted copy of the input and its output, no
+# gathered indices (measured: 4 experts 48.0 units with their MLPs, 16 experts 192.1)
+DENSE_EXPERT_COPY_UNITS = 4.0
+# A shared expert reads the block's input, which the router or the routed experts keep already: it adds its MLP's
+# width alone (measured on Granite 4's, Llama 4's, DeepSeek-V3's and GLM-4.5's layers, each 2 units below a count with
+# an input of its own); a gated one (Qwen2-MoE's and Qwen3-Next's "F.sigmoid(self.shared_expert_gate(hidden_states)) *
+# shared_expert_output") keeps its output for the gate's gradient, 2 units
+SHARED_GATE_UNITS = 2.0
 ROUTER_UNITS = 0.2  # the router's logits and weights
 # DeepSeek's and GLM-4.5's routers upcast their input to fp32 first (DeepseekV2TopkRouter, DeepseekV3TopkRouter,
 # Glm4MoeTopkRouter: "F.linear(hidden_states.type(torch.float32), self.weight.type(torch.float32))"), which the matmul
@@ -123,6 +138,10 @@ def _attention_block_units(spec: ModelSpec, layer: int, norm: float, block_norms
         + (OUTPUT_GATE_UNITS * q / h if spec.attn_output_gate else 0.0)
     if spec.model_type in LAYER_ROTARY_TYPES:
         attention += _rotary_bytes(spec, fp32_weights=False) * _rotary_width(spec) / h
+    if spec.model_type in CONCAT_QUERY_TYPES:
+        a = spec.mla
+        if a is None or a.qk_nope_head_dim + a.qk_rope_head_dim == a.v_head_dim:  # a flash kernel runs it
+            attention += ATTENTION_INPUT_UNITS * (spec.num_heads * a.v_head_dim if a is not None else q) / h
     if spec.model_type in FUSED_QKV_TYPES and spec.rotary_fraction > 0 and not spec.learned_positions:
         # the values the kernel keeps are a view of the fused projection's output, which keeps the queries' and keys'
         # part of it alive beside their rotated copies (measured on Phi-3's layer: 4 units where separate values keep
@@ -193,14 +212,14 @@ def _mlp_block_units(spec: ModelSpec, layer: int, block_norms: float) -> float:
     width = MLP_WIDTH_UNITS_BY_TYPE.get(spec.model_type, MLP_WIDTH_UNITS[spec.mlp_gated])
     m = spec.moe
     if m is not None and spec.layer_moe[layer]:
-        # every expert a token goes through: its top-k, or all where transformers runs them densely (Llama 4's, each
-        # keeping its weighted copy of the input, measured: 4 experts 40 units, 8 experts 80)
-        routed = (m.num_experts if dense_experts(spec.model_type) else m.top_k) \
-            * (EXPERT_COPY_UNITS + width * m.expert_intermediate_size / h)
+        # every expert a token goes through: its top-k, or all where transformers runs them densely (Llama 4's)
+        dense = dense_experts(spec.model_type)
+        routed = (m.num_experts if dense else m.top_k) \
+            * ((DENSE_EXPERT_COPY_UNITS if dense else EXPERT_COPY_UNITS) + width * m.expert_intermediate_size / h)
         router = ROUTER_UNITS + (FP32_ROUTER_UNITS if spec.model_type in FP32_ROUTER_TYPES else 0.0)
         mlp = mlp_norms + MLP_BASE_UNITS + router + routed
         if m.shared_intermediate_size:
-            mlp += MLP_BASE_UNITS + width * m.shared_intermediate_size / h
+            mlp += width * m.shared_intermediate_size / h + (SHARED_GATE_UNITS if m.shared_expert_gate else 0.0)
     else:
         mlp = mlp_norms + MLP_BASE_UNITS + width * spec.intermediate_size / h
     if spec.parallel_attention and spec.norms_per_layer == 1:

@@ -309,7 +309,12 @@ def test_a_training_workload_file_that_nothing_fits_is_an_answer_not_a_concurren
                                    "top-1 of 4 experts at 1 x hidden",
                                    "qwen3-next, full attention, top-2 of 8 experts and a gated shared expert",
                                    "recurrentgemma, RG-LRU of 320 channels in 5 heads, GeGLU at 2 x hidden",
-                                   "starcoder2, residual dropout 0.1, LayerNorm, plain MLP at 4 x hidden"])
+                                   "starcoder2, residual dropout 0.1, LayerNorm, plain MLP at 4 x hidden",
+                                   "phi3, fused query-key-value and gate-up projections at 2.5 x hidden, 4 KV heads",
+                                   "stablelm, LayerNorm, partial rotary, gated MLP at 2.5 x hidden",
+                                   "deepseek-v2, latent attention without query compression, top-2 of 8 experts and "
+                                   "two shared experts",
+                                   "granite-4, attention, top-2 of 4 experts and a shared MLP"])
 def test_a_layers_activations_are_what_transformers_keeps_for_its_backward(label):
     """The training model's activations per layer against what transformers' eager layer saves for its backward
     (autograd's saved-tensor hooks, bf16, this CPU): a gated MLP keeps four intermediates, an eager RMSNorm an fp32
@@ -323,13 +328,16 @@ def test_a_layers_activations_are_what_transformers_keeps_for_its_backward(label
     0.05; a Mamba-2 layer, whose chunked scan keeps fp32 score matrices per chunk, 0.04; LFM2's short convolution
     0.73 and Qwen3-Next's gated DeltaNet, whose chunked delta rule keeps fp32 queries, keys, decays and states, 0.64;
     Qwen3-Next's gated attention (its output gate uncounted) 0.92; RecurrentGemma's RG-LRU block 0.47; a StarCoder 2
-    layer with its config's residual dropout (masks uncounted) 0.88."""
+    layer with its config's residual dropout (masks uncounted) 0.88; Phi-3's and StableLM's, whose concatenated
+    queries make the output projection copy the attention's output, 0.96 and 0.94; Granite 4's, its shared MLP
+    counted with an input of its own, 1.028."""
     pytest.importorskip("torch")
     bench = load_script("benchmarks/bench_activation_memory.py")
-    _, cls_name, overrides = next(row for row in (*bench.FITTED, *bench.HELD_OUT) if row[0] == label)
+    _, cls_name, overrides = next(row for row in (*bench.FITTED, *bench.HELD_OUT, *bench.AUTOCAST_ONLY)
+                                  if row[0] == label)
     config = bench.layer_config(cls_name, **overrides)
     tokens = _measured_tokens(label)
-    assert bench.predicted_units(config, tokens) == pytest.approx(bench.measured_units(config, tokens), rel=0.02)
+    assert bench.predicted_units(config, tokens) == pytest.approx(bench.measured_units(config, tokens), rel=0.01)
 
 
 def test_a_mixture_of_experts_step_counts_its_layers_activations():
