@@ -1,6 +1,6 @@
 """Whole decoder layers at catalog models' own widths, measured against the training model's count as
 bench_activation_memory.py measures its small layers (transformers' eager layers in bf16, SDPA, autograd's saved-tensor
-hooks, this CPU), at 128 tokens: about two minutes.
+hooks, this CPU), at 128 tokens: about three minutes.
 
     python benchmarks/bench_activation_catalog.py
 """
@@ -16,10 +16,11 @@ from bench_activation_memory import measured_units, predicted_units  # noqa: E40
 
 TOKENS = 128
 # The constants were read at a head width of 32 and a hidden size of 256 (bench_activation_memory.py's layers); these
-# layers check them where the heads, the rotary tables and the kernel's statistics weigh what they do in the models
-# planned for. Qwen3-Next's attention layer takes 8 experts, not 512, to fit this machine's time. Latent attention is
-# left out: DeepSeek's query and key heads (192 wide) differ from its values' (128), and this CPU's SDPA then runs its
-# math path, keeping fp32 scores, where CUDA's memory-efficient kernel keeps none.
+# layers check them where the heads, the rotary tables, the kernel's statistics and the router's and the dispatch's
+# per-token bytes weigh what they do in the models planned for. Qwen3-Next's attention layer takes 8 experts, not 512,
+# to fit this machine's time. Latent attention is left out: DeepSeek's query and key heads (192 wide) differ from its
+# values' (128), and this CPU's SDPA then runs its math path, keeping fp32 scores, where CUDA's memory-efficient
+# kernel keeps none.
 CATALOG = (
     ("llama-3.1-8b", {}),
     ("qwen2.5-7b", {}),
@@ -30,6 +31,10 @@ CATALOG = (
     ("phi-3-mini-4k", {}),
     ("stablelm-2-1.6b", {}),
     ("qwen3-next-80b-a3b", dict(layer_types=["full_attention"], num_experts=8, num_experts_per_tok=2)),
+    ("mixtral-8x7b", {}),
+    ("qwen3-30b-a3b", {}),
+    ("qwen1.5-moe-a2.7b", {}),
+    ("gpt-oss-20b", dict(layer_types=["full_attention"])),  # eager attention, its whole score matrix
 )
 
 

@@ -79,7 +79,11 @@ MLP_WIDTH_UNITS = {True: 8.0, False: 4.0}  # per intermediate width over hidden:
 # torch.tanh(math.sqrt(2.0 / math.pi) * (input + 0.044715 * torch.pow(input, 3.0))))"), whose steps keep 8 and the
 # output projection's input 2: 10, measured on GPT-J's layer (where a plain MLP's 4 had been counted: 0.58 of it)
 MLP_WIDTH_UNITS_BY_TYPE = {"gpt_oss": 14.0, "gptj": 10.0, "gpt2": 10.0}
-EXPERT_COPY_UNITS = 4.15  # per routed expert a token goes to: its gathered input and its output before the weighting
+# per routed expert a token goes to: its gathered input and its output before the weighting (4 units), and the
+# dispatch's int64 indices (three) and fp32 weight, 28 bytes a token whatever the width (read tensor by tensor on
+# Mixtral's layer, where a flat 4.15 units had been fitted at a hidden size of 256)
+EXPERT_COPY_UNITS = 4.0
+EXPERT_INDEX_BYTES = 28.0
 # per expert where transformers runs them densely (Llama 4's): its weighted copy of the input and its output, no
 # gathered indices (measured: 4 experts 48.0 units with their MLPs, 16 experts 192.1)
 DENSE_EXPERT_COPY_UNITS = 4.0
@@ -88,7 +92,12 @@ DENSE_EXPERT_COPY_UNITS = 4.0
 # an input of its own); a gated one (Qwen2-MoE's and Qwen3-Next's "F.sigmoid(self.shared_expert_gate(hidden_states)) *
 # shared_expert_output") keeps its output for the gate's gradient, 2 units
 SHARED_GATE_UNITS = 2.0
-ROUTER_UNITS = 0.2  # the router's logits and weights
+# the router's fp32 probabilities over every expert (4 bytes each), its top-k's int64 indices and fp32 weights (12
+# bytes each) and their sum (4), a token: Mixtral's 60 bytes, Qwen3-30B-A3B's 612 (a flat 0.2 units, fitted at 256,
+# had been counted: 51 bytes there, 819 at Mixtral's width)
+ROUTER_EXPERT_BYTES = 4.0
+ROUTER_TOP_K_BYTES = 12.0
+ROUTER_BYTES = 4.0
 # DeepSeek's and GLM-4.5's routers upcast their input to fp32 first (DeepseekV2TopkRouter, DeepseekV3TopkRouter,
 # Glm4MoeTopkRouter: "F.linear(hidden_states.type(torch.float32), self.weight.type(torch.float32))"), which the matmul
 # keeps; the other catalog families' routers take the 16-bit input (transformers 5.24's modeling files)
@@ -214,9 +223,11 @@ def _mlp_block_units(spec: ModelSpec, layer: int, block_norms: float) -> float:
     if m is not None and spec.layer_moe[layer]:
         # every expert a token goes through: its top-k, or all where transformers runs them densely (Llama 4's)
         dense = dense_experts(spec.model_type)
-        routed = (m.num_experts if dense else m.top_k) \
-            * ((DENSE_EXPERT_COPY_UNITS if dense else EXPERT_COPY_UNITS) + width * m.expert_intermediate_size / h)
-        router = ROUTER_UNITS + (FP32_ROUTER_UNITS if spec.model_type in FP32_ROUTER_TYPES else 0.0)
+        routed = (m.num_experts if dense else m.top_k) * (width * m.expert_intermediate_size / h
+                                                          + (DENSE_EXPERT_COPY_UNITS if dense
+                                                             else EXPERT_COPY_UNITS + EXPERT_INDEX_BYTES / h))
+        router = (ROUTER_EXPERT_BYTES * m.num_experts + ROUTER_TOP_K_BYTES * m.top_k + ROUTER_BYTES) / h \
+            + (FP32_ROUTER_UNITS if spec.model_type in FP32_ROUTER_TYPES else 0.0)
         mlp = mlp_norms + MLP_BASE_UNITS + router + routed
         if m.shared_intermediate_size:
             mlp += width * m.shared_intermediate_size / h + (SHARED_GATE_UNITS if m.shared_expert_gate else 0.0)
