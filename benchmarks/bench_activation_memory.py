@@ -185,12 +185,19 @@ HELD_OUT = (
     ("recurrentgemma, RG-LRU of 320 channels in 5 heads, GeGLU at 2 x hidden", "RecurrentGemmaConfig",
      dict(lru_width=320, num_attention_heads=5, num_key_value_heads=1, head_dim=64, intermediate_size=4 * HIDDEN,
           block_types=["recurrent"], **NO_SPECIAL_TOKENS)),
+    # measured after SDPA's math path under attention dropout was read off GPT-2's and StarCoder 2's layers at their
+    # catalog widths (where the fused kernel's count had been taken: 0.60-0.67 of those layers at 128 tokens)
+    ("gpt-2, attention dropout 0.1 (SDPA's math path on this CPU)", "GPT2Config",
+     dict(n_embd=HIDDEN, n_layer=1, n_head=8, n_positions=1024, attn_pdrop=0.1, resid_pdrop=0.0, embd_pdrop=0.0,
+          **NO_SPECIAL_TOKENS)),
+    ("granite, attention dropout 0.1, 2 KV heads (SDPA's math path on this CPU)", "GraniteConfig",
+     dict(intermediate_size=2 * HIDDEN, attention_dropout=0.1, **NO_SPECIAL_TOKENS)),
 )
 # Layers measured for what autocast adds to them only (`autocast_rows`), their bf16 counts not among the ones above
-# (Jamba's attention layer with experts and Granite 4's come out 0.2% high: they had been 1% and 3.5% before the
-# attention terms were read at real widths and a shared expert's input was found to be the router's, 2026-12-07). Their autocast terms were checked on
-# them after the 22 layers above had set them: Qwen2's, LFM2's two and Qwen3-Next's full-attention layer (since
-# moved above) matched as they were; the rotary tables of Jamba (none), Granite 4 (none by default) and Llama 4 (a
+# (Jamba's attention layer with experts and Granite 4's come out within 0.1%: they had been 1% and 3.5% high before
+# the attention terms were read at real widths and a shared expert's input was found to be the router's,
+# 2026-12-07). Their autocast terms were checked on them after the 22 layers above had set them: Qwen2's, LFM2's two
+# and Qwen3-Next's full-attention layer (since moved above) matched as they were; the rotary tables of Jamba (none), Granite 4 (none by default) and Llama 4 (a
 # complex rotation in fp32) were then read from their modeling files
 AUTOCAST_ONLY = (
     ("qwen2, biases on the query, key and value", "Qwen2Config", dict(intermediate_size=2 * HIDDEN)),
@@ -410,10 +417,13 @@ def predicted_autocast_units(spec) -> float:
 def lora_rows(tokens: int, show_blocks: bool = False) -> list[dict]:
     """The rendered script's LoRA (a frozen bf16 base, fp32 adapters under bf16 autocast, dropout 0) on the second
     layer of a two-layer model of each layer, against `lora_units`."""
-    from optiplan.planner.plan.training_activations import lora_units
+    from optiplan.planner.plan.training_activations import lora_units, math_attention_units
 
+    # under attention dropout this CPU's math path keeps the output projection's input as the adapter's cast
     return change_rows("lora", (*FITTED, *HELD_OUT), tokens, show_blocks, two_layers, 1,
-                       lambda spec: lora_units(spec, 1, LORA_RANK, autocast=True))
+                       lambda spec: lora_units(spec, 1, LORA_RANK, autocast=True)
+                       + (math_attention_units(spec, 1, 0, 2, lora_autocast=True) - math_attention_units(spec, 1, 0, 2)
+                          if spec.attention_dropout else 0.0))
 
 
 def predicted_spec(config):
@@ -429,14 +439,17 @@ def predicted_units(config, tokens: int | None = None) -> float:
     from optiplan.planner.plan.training_activations import (
         dropout_units,
         layer_activation_units,
+        math_attention_units,
         packed_attention_units,
         rotary_table_units,
     )
 
     spec = predicted_spec(config)
     eager = packed_attention_units(spec, 0, tokens) if sdpa_refused(spec.model_type) and tokens else 0.0
-    return layer_activation_units(spec, 0) + eager + dropout_units(spec, 0, fused_dropout=False) \
-        + rotary_table_units(spec, fp32_weights=False)  # this CPU's dropout masks
+    # this CPU's: SDPA's math path under attention dropout, and the dropout masks
+    math = math_attention_units(spec, 0, tokens, act_bytes=2) if spec.attention_dropout and tokens else 0.0
+    return layer_activation_units(spec, 0) + eager + math + dropout_units(spec, 0, fused_dropout=False) \
+        + rotary_table_units(spec, fp32_weights=False)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,7 +41,7 @@ TYPE_DEFAULTS: dict[str, dict[str, Any]] = {
     "phi3": {"tie_word_embeddings": False, "sliding_window": None, "partial_rotary_factor": 1.0, "resid_pdrop": 0.0},
     "phimoe": {"tie_word_embeddings": False, "attention_bias": False, "lm_head_bias": False,
                "sliding_window": None, "num_local_experts": 16, "num_experts_per_tok": 2},
-    "gpt2": {"tie_word_embeddings": True, "n_inner": None, "resid_pdrop": 0.1},
+    "gpt2": {"tie_word_embeddings": True, "n_inner": None, "resid_pdrop": 0.1, "attn_pdrop": 0.1},
     "gptj": {"tie_word_embeddings": False, "n_inner": None, "rotary_dim": 64, "resid_pdrop": 0.0},
     "gpt_neox": {"tie_word_embeddings": False, "attention_bias": True, "use_parallel_residual": True,
                  "rotary_pct": 0.25, "hidden_dropout": 0.0},
@@ -473,6 +473,9 @@ def _spec_from_config(config: dict[str, Any], name: str, source: str) -> ModelSp
 
     if model_type in RESIDUAL_DROPOUT_KEYS:
         spec["residual_dropout"] = f.number(RESIDUAL_DROPOUT_KEYS[model_type], 0.0, 0.999) or 0.0
+    # the attention probabilities' dropout ("dropout=0.0 if not self.training else self.attention_dropout")
+    spec["attention_dropout"] = f.number("attn_pdrop" if model_type in ("gpt2", "gptj") else "attention_dropout",
+                                         0.0, 0.999) or 0.0
     moe, layer_moe = _moe(f, model_type, layers, hidden)
     quant = config.get("quantization_config") or cfg.get("quantization_config")
     method = str(quant.get("quant_method", "")).lower() if isinstance(quant, dict) else ""

@@ -41,6 +41,7 @@ from .training_activations import (
     dropout_units,
     layer_activation_units,
     lora_units,
+    math_attention_units,
     packed_attention_units,
     rotary_table_units,
 )
@@ -240,7 +241,10 @@ def training_prediction(state: PlanState, workload: Workload) -> Prediction:
     recipe_units, held, backward = recipe_memory(spec, counts, applied, job.lora_rank if lora else None, sharded,
                                                  act_bytes)
     fused_dropout = hw.kind == "gpu"  # torch.native_dropout's bool mask on CUDA and ROCm (`dropout_units`)
-    units = [layer_activation_units(spec, layer) + packed_attention_units(spec, layer, job.sequence_length)
+    math = hw.kind == "cpu" and spec.attention_dropout > 0  # SDPA's math path (`math_attention_units`)
+    units = [layer_activation_units(spec, layer)
+             + (math_attention_units(spec, layer, job.sequence_length, act_bytes, lora and mixed) if math
+                else packed_attention_units(spec, layer, job.sequence_length))
              + dropout_units(spec, layer, fused_dropout, act_bytes) + recipe_units[layer]
              for layer in range(spec.num_layers)]
     tables = rotary_table_units(spec, fp32_weights_under_autocast(applied, lora, sharded))  # once, for every layer

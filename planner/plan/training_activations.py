@@ -457,3 +457,33 @@ def packed_attention_units(spec: ModelSpec, layer: int, sequence_length: int) ->
         score_bytes = EAGER_SCORE_BYTES.get(spec.model_type, EAGER_SCORE_BYTES_DEFAULT)
         return expanded + spec.num_heads * sequence_length * score_bytes / h
     return expanded + 2 * sequence_length / h
+
+
+# SDPA with dropout on a CPU runs its math path (no fused CPU kernel takes dropout), measured on GPT-2's and StarCoder
+# 2's layers (their configs' attention dropout, 0.1): it keeps fp32 copies of the queries and of the keys and values
+# repeated to every query head (4 bytes each a query width), the fp32 softmax, its dropout mask and the dropped
+# probabilities over every key of the sequence (12 bytes a score, the causal half included), no statistics, and an
+# output laid out head by head, which the output projection copies (2 a query width). CUDA's flash and
+# memory-efficient kernels take dropout in the kernel and keep their random state only.
+MATH_QKV_BYTES = 4.0
+MATH_SCORE_BYTES = 12.0
+
+
+def math_attention_units(spec: ModelSpec, layer: int, sequence_length: int, act_bytes: int,
+                         lora_autocast: bool = False) -> float:
+    """What SDPA's math path keeps beyond `layer_activation_units`' fused kernel where a model with attention dropout
+    trains on a CPU (MATH_SCORE_BYTES), in units at 16 bits (its fp32 tensors are fp32 whatever `act_bytes`). It
+    takes the place of `packed_attention_units` there: the math path repeats the keys and values itself and keeps no
+    bias. Under LoRA with autocast (`lora_autocast`) the output projection's adapter casts that copy and keeps it,
+    which `lora_units` counts beside a flash kernel's output. None for a layer without attention, for latent
+    attention (not measured) and for eager attention, which keeps its own scores."""
+    if "attention" not in spec.mixer(layer) or spec.mla is not None or sdpa_refused(spec.model_type):
+        return 0.0
+    h, q, kv = spec.hidden_size, spec.num_heads * spec.head_dim, spec.num_kv_heads * spec.head_dim
+    fp32 = 3 * MATH_QKV_BYTES * q + MATH_SCORE_BYTES * spec.num_heads * sequence_length
+    # the copy, counted already for concatenated queries, and as the adapter's cast under LoRA
+    counted = spec.model_type in CONCAT_QUERY_TYPES or (
+        lora_autocast and spec.model_type not in LORA_OUTPUT_COPY_TYPES and not spec.attn_output_gate)
+    copy = 0.0 if counted else ATTENTION_INPUT_UNITS * q
+    fused = QUERY_UNITS * q + KV_UNITS * kv + HEAD_STAT_BYTES * spec.num_heads  # the kernel's, in the layer's count
+    return (fp32 * 2 / act_bytes + copy - fused) / h

@@ -204,6 +204,8 @@ class ModelSpec(Frozen):
     residual_dropout: float = Field(0.0, ge=0, lt=1, exclude_if=lambda v: not v, description=(
         "dropout on each block's output before the residual add (transformers' resid_pdrop, residual_dropout, "
         "hidden_dropout), whose masks a training step keeps"))
+    attention_dropout: float = Field(0.0, ge=0, lt=1, exclude_if=lambda v: not v, description=(
+        "dropout on the attention probabilities in training (attention_dropout, attn_pdrop)"))
     learned_positions: int = Field(0, description="rows of a learned absolute position table")
     rotary_fraction: float = 1.0
     parallel_attention: bool = False

@@ -79,6 +79,39 @@ def test_the_rotary_tables_are_kept_once_a_model(cls_name, overrides, layers):
     whole = _whole_model_units(config, 256)
     each = sum(bench.measured_units(config, 256, layer_index=layer) for layer in range(layers))
     assert each - whole == pytest.approx(layers * a_set - tables, abs=0.01)
-    if cls_name == "LlamaConfig":  # the rest of the count exact too (but for the norms' fp32 statistics, 4 bytes a token)
+    if cls_name == "LlamaConfig":  # the rest of the count exact too, but for the norms' fp32 statistic a token
         counted = sum(layer_activation_units(spec, layer) for layer in range(layers)) + tables
         assert counted == pytest.approx(whole, abs=0.1)
+
+
+def test_attention_dropout_on_a_cpu_is_counted_as_sdpas_math_path():
+    """GPT-2's config sets attention dropout (0.1), which no fused CPU kernel takes: SDPA runs its math path and keeps
+    fp32 queries, keys and values repeated to every head, and three fp32 tensors a score (its softmax, the dropout mask
+    and the dropped probabilities) over every key of the sequence. At 1,024 tokens that is 12 heads x 1,024 keys x 12
+    bytes a token on each layer, 192 units over GPT-2's 768, where the fused kernel's count had been taken for a CPU
+    as for a GPU; on a GPU the flash and memory-efficient kernels take the dropout, and nothing changes."""
+    from optiplan.planner.catalog.hardware import resolve_hardware
+    from optiplan.planner.catalog.models import resolve_model
+    from optiplan.planner.plan.state import PlanState
+    from optiplan.planner.plan.training import training_prediction
+    from optiplan.planner.plan.training_activations import math_attention_units, packed_attention_units
+    from optiplan.planner.schema.workload import Training, Workload
+
+    gpt2 = resolve_model("gpt2")
+    assert gpt2.attention_dropout == 0.1
+    q = 768
+    assert math_attention_units(gpt2, 0, 1024, 2) == pytest.approx(
+        (12 * q + 12 * 12 * 1024 + 2 * q - 4 * q - 4 * q - 4 * 12) / 768)
+    workload = Workload(goal="training", training=Training(sequence_length=1024, global_batch=1))
+    training = frozenset({"mixed-precision"})
+
+    def activations(hardware, spec):
+        return training_prediction(PlanState(spec=spec, hw=resolve_hardware(hardware), devices=1,
+                                             weight_dtype="bf16", training=training), workload).activation_bytes
+
+    no_dropout = gpt2.model_copy(update={"attention_dropout": 0.0})
+    added = activations("epyc-9004", gpt2) - activations("epyc-9004", no_dropout)
+    # in place of the packed documents' mask's units, which the math path keeps no bias for
+    per_layer = math_attention_units(gpt2, 0, 1024, 2) - packed_attention_units(gpt2, 0, 1024)
+    assert added == pytest.approx(1024 * 768 * gpt2.num_layers * per_layer, rel=1e-6)
+    assert activations("h100-sxm", gpt2) == activations("h100-sxm", no_dropout)

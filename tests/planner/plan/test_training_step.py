@@ -314,7 +314,8 @@ def test_a_training_workload_file_that_nothing_fits_is_an_answer_not_a_concurren
                                    "stablelm, LayerNorm, partial rotary, gated MLP at 2.5 x hidden",
                                    "deepseek-v2, latent attention without query compression, top-2 of 8 experts and "
                                    "two shared experts",
-                                   "granite-4, attention, top-2 of 4 experts and a shared MLP"])
+                                   "granite-4, attention, top-2 of 4 experts and a shared MLP",
+                                   "gpt-2, attention dropout 0.1 (SDPA's math path on this CPU)"])
 def test_a_layers_activations_are_what_transformers_keeps_for_its_backward(label):
     """The training model's activations per layer against what transformers' eager layer saves for its backward
     (autograd's saved-tensor hooks, bf16, this CPU): a gated MLP keeps four intermediates, an eager RMSNorm an fp32
@@ -341,14 +342,14 @@ def test_a_layers_activations_are_what_transformers_keeps_for_its_backward(label
 
 
 def test_a_mixture_of_experts_step_counts_its_layers_activations():
-    """Mixtral's LoRA step without checkpointing keeps each layer's 85.1 bytes per token and hidden unit (85.19 measured
-    on one layer of its widths with the tables; a dense layer of its widths 49.2, as a Llama-3.1-8B layer measures),
-    the model's rotary tables once (4 bytes a head dimension), 5 more for the packed documents' mask (its keys and values repeated to its
-    32 query heads, a 4,096-position bias row) and what LoRA changes (`lora_units`: 0.03 on its layers, the frozen
-    norms' and router's tensors gone, the adapters' casts kept); and, since peft merges each layer's
-    experts with their adapters into a new tensor in every forward, which the matmul keeps, every layer's expert
-    weights once more (90 GB in bf16), and one layer's merged gradient in the backward. It had been priced at 27 GB:
-    the plan now checkpoints."""
+    """Mixtral's LoRA step without checkpointing keeps each layer's 85.1 bytes per token and hidden unit (85.19
+    measured on one layer of its widths with the tables; a dense layer of its widths 49.2, as a Llama-3.1-8B layer
+    measures), the model's rotary tables once (4 bytes a head dimension), 5 more for the packed documents' mask (its
+    keys and values repeated to its 32 query heads, a 4,096-position bias row) and what LoRA changes (`lora_units`:
+    0.03 on its layers, the frozen norms' and router's tensors gone, the adapters' casts kept); and, since peft merges
+    each layer's experts with their adapters into a new tensor in every forward, which the matmul keeps, every layer's
+    expert weights once more (90 GB in bf16), and one layer's merged gradient in the backward. It had been priced at
+    27 GB: the plan now checkpoints."""
     from optiplan.planner.plan.training_activations import (
         layer_activation_units,
         lora_units,
