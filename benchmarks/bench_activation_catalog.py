@@ -1,6 +1,6 @@
 """Whole decoder layers at catalog models' own widths, measured against the training model's count as
 bench_activation_memory.py measures its small layers (transformers' eager layers in bf16, SDPA, autograd's saved-tensor
-hooks, this CPU), at 128 tokens: about three minutes.
+hooks, this CPU), at 128 tokens: about a minute.
 
     python benchmarks/bench_activation_catalog.py
 """
@@ -45,14 +45,16 @@ CATALOG = (
 
 
 def catalog_layer_config(name: str, **overrides):
-    """A one-layer config of the catalog model's own widths (its stored config), with `overrides`."""
+    """A one-layer config of the catalog model's own widths (its stored config), with `overrides`; its vocabulary cut
+    to 128 tokens (a layer's units leave the embedding and the head out), so that it builds in seconds."""
     import transformers
     from optiplan.planner.catalog.models import catalog_entry
 
     fields = {k: v for k, v in catalog_entry(name)["config"].items() if k not in ("architectures", "auto_map")}
     cls = transformers.CONFIG_MAPPING[fields.pop("model_type")]
     layers = "n_layer" if "n_layer" in fields else "num_hidden_layers"
-    return cls(**{**fields, layers: 1, **overrides})
+    small = dict(vocab_size=128, pad_token_id=0, bos_token_id=0, eos_token_id=0)
+    return cls(**{**fields, layers: 1, **small, **overrides})
 
 
 def catalog_rows(tokens: int) -> list[dict]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import re
 import sys
 import weakref
 from pathlib import Path
@@ -192,6 +193,12 @@ HELD_OUT = (
           **NO_SPECIAL_TOKENS)),
     ("granite, attention dropout 0.1, 2 KV heads (SDPA's math path on this CPU)", "GraniteConfig",
      dict(intermediate_size=2 * HIDDEN, attention_dropout=0.1, **NO_SPECIAL_TOKENS)),
+    # measured after the concatenated queries' copy was read off Phi-3's, StableLM's, GLM-4.5's and DeepSeek's layers
+    # (a review's measurement of it, 2026-12-07: 0.95 of the layer before)
+    ("recurrentgemma, attention of 8 heads of 32 on 1 KV head, half rotary, GeGLU at 2 x hidden",
+     "RecurrentGemmaConfig",
+     dict(num_attention_heads=8, num_key_value_heads=1, head_dim=32, intermediate_size=4 * HIDDEN,
+          block_types=["attention"], **NO_SPECIAL_TOKENS)),
 )
 # Layers measured for what autocast adds to them only (`autocast_rows`), their bf16 counts not among the ones above
 # (Jamba's attention layer with experts and Granite 4's come out within 0.1%: they had been 1% and 3.5% high before
@@ -270,10 +277,10 @@ def two_layers(cls_name: str, **overrides):
 
 
 def measured_units(config, tokens: int, recipe: str | None = None, blocks: dict[str, float] | None = None,
-                   layer_index: int = 0) -> float:
-    """Bytes per token and hidden unit the config's decoder layer `layer_index` saves for its backward: the whole
-    model runs (each architecture builds its layers' arguments itself), and only what is saved while that layer runs
-    is counted. `blocks`, where given, receives the same units by the layer's submodule (two levels deep) that saved
+                   layer_index: int | None = 0) -> float:
+    """Bytes per token and hidden unit the config's decoder layer `layer_index` (None: all its decoder layers
+    together, a tensor they share once) saves for its backward: the whole model runs (each architecture builds its
+    layers' arguments itself), and only what is saved while that layer runs is counted. `blocks`, where given, receives the same units by the layer's submodule (two levels deep) that saved
     each tensor first.
     `recipe`: None, a bf16 model; "lora" or "lora-dropout", peft's LoRA where the rendered script puts it (its
     `adapter_targets`: every linear layer of a dense model; a mixture of experts' mixers and routed experts) on a
@@ -301,8 +308,8 @@ def measured_units(config, tokens: int, recipe: str | None = None, blocks: dict[
         model = get_peft_model(model, LoraConfig(
             r=LORA_RANK, lora_dropout=0.05 if recipe == "lora-dropout" else 0.0, target_modules=targets,
             target_parameters=parameters))
-    layer = next(m for name, m in model.named_modules()
-                 if name.endswith((f"layers.{layer_index}", f"h.{layer_index}")))
+    index = r"\d+" if layer_index is None else str(layer_index)
+    layers = [m for name, m in model.named_modules() if re.search(rf"(layers|\bh)\.{index}$", name)]
     # the layer's input counts where the layer keeps it (a LayerNorm does; an eager RMSNorm keeps an fp32 copy)
     skip = {p.untyped_storage().data_ptr() for p in model.parameters()}
     # every tensor saved while the layer runs, by weak reference: what a branch the forward drops (a scan's final
@@ -311,12 +318,13 @@ def measured_units(config, tokens: int, recipe: str | None = None, blocks: dict[
     saved: list[tuple[weakref.ref, str]] = []
     inside = [False]
     running = ["(the layer)"]  # the submodules running now, innermost last
-    layer.register_forward_pre_hook(lambda *_: inside.__setitem__(0, True))
-    layer.register_forward_hook(lambda *_: inside.__setitem__(0, False))
-    for name, module in layer.named_modules():
-        if name and name.count(".") <= 1:
-            module.register_forward_pre_hook(lambda _m, _a, name=name: running.append(name) and None)
-            module.register_forward_hook(lambda *_: running.pop() and None)
+    for layer in layers:
+        layer.register_forward_pre_hook(lambda *_: inside.__setitem__(0, True))
+        layer.register_forward_hook(lambda *_: inside.__setitem__(0, False))
+        for name, module in layer.named_modules():
+            if name and name.count(".") <= 1:
+                module.register_forward_pre_hook(lambda _m, _a, name=name: running.append(name) and None)
+                module.register_forward_hook(lambda *_: running.pop() and None)
 
     def pack(t):
         storage = t.untyped_storage()
@@ -440,14 +448,16 @@ def predicted_units(config, tokens: int | None = None) -> float:
         dropout_units,
         layer_activation_units,
         math_attention_units,
+        output_copy_units,
         packed_attention_units,
         rotary_table_units,
     )
 
     spec = predicted_spec(config)
     eager = packed_attention_units(spec, 0, tokens) if sdpa_refused(spec.model_type) and tokens else 0.0
-    # this CPU's: SDPA's math path under attention dropout, and the dropout masks
-    math = math_attention_units(spec, 0, tokens, act_bytes=2) if spec.attention_dropout and tokens else 0.0
+    # this CPU's: SDPA's math path under attention dropout, or its flash kernel; and the dropout masks
+    math = math_attention_units(spec, 0, tokens, act_bytes=2) if spec.attention_dropout and tokens \
+        else output_copy_units(spec, 0, flash_kernel=True)
     return layer_activation_units(spec, 0) + eager + math + dropout_units(spec, 0, fused_dropout=False) \
         + rotary_table_units(spec, fp32_weights=False)
 

@@ -42,6 +42,7 @@ from .training_activations import (
     layer_activation_units,
     lora_units,
     math_attention_units,
+    output_copy_units,
     packed_attention_units,
     rotary_table_units,
 )
@@ -134,21 +135,21 @@ def lora_params(state: PlanState, rank: int) -> int:
 EXPERTS_IMPLEMENTATION = "grouped_mm_autocast"
 
 
+def fp32_weights_under_autocast(applied) -> bool:
+    """Whether the script keeps fp32 weights and computes under bf16 autocast: mixed precision without LoRA or QLoRA
+    (whose frozen base is 16-bit) or FSDP (whose mixed-precision policy gathers 16-bit parameters)."""
+    return "mixed-precision" in applied and not {"lora", "qlora", "fsdp"} & set(applied)
+
+
 def autocast_experts(moe: bool, applied) -> bool:
     """Whether the rendered script registers and loads its experts cast to the autocast format
-    (EXPERTS_IMPLEMENTATION): a mixture of experts' full fine-tune under mixed precision without FSDP, the one recipe
-    with fp32 weights under autocast (under LoRA and FSDP the experts' weights are 16-bit when they compute)."""
-    return moe and "mixed-precision" in applied and not {"lora", "qlora", "fsdp"} & set(applied)
+    (EXPERTS_IMPLEMENTATION): a mixture of experts' full fine-tune with fp32 weights under autocast
+    (`fp32_weights_under_autocast`; under LoRA and FSDP the experts' weights are 16-bit when they compute)."""
+    return moe and fp32_weights_under_autocast(applied)
 
 
-def fp32_weights_under_autocast(applied: frozenset[str], lora: bool, sharded: bool) -> bool:
-    """Whether the script keeps fp32 weights and computes under bf16 autocast: mixed precision without LoRA (whose
-    frozen base is 16-bit) or FSDP (whose mixed-precision policy gathers 16-bit parameters)."""
-    return "mixed-precision" in applied and not lora and not sharded
-
-
-def recipe_memory(spec: ModelSpec, counts: ParamCounts, applied: frozenset[str], lora_rank: int | None, sharded: bool,
-                  act_bytes: int) -> tuple[list[float], float, float]:
+def recipe_memory(spec: ModelSpec, counts: ParamCounts, applied: frozenset[str], lora_rank: int | None,
+                  act_bytes: int, flash_kernel: bool = False) -> tuple[list[float], float, float]:
     """What the script's recipe holds beyond the layers' own activations: (units each layer, bytes held from the forward
     to the backward, bytes of one layer's backward); `lora_rank` None without LoRA. peft's LoRA on a mixture of
     experts' 3-D parameters merges each layer's experts with their adapters into a new tensor in every forward
@@ -156,8 +157,8 @@ def recipe_memory(spec: ModelSpec, counts: ParamCounts, applied: frozenset[str],
     11.0 MB of bf16 experts, 11.4 MB held) and whose full-size gradient the backward computes. Under bf16 autocast
     fp32 weights are cast for each matmul, and the casts are kept until the backward (2 bytes a parameter)."""
     lora, mixed = lora_rank is not None, "mixed-precision" in applied
-    autocast = fp32_weights_under_autocast(applied, lora, sharded)
-    units = [(lora_units(spec, layer, lora_rank, mixed) if lora else 0.0)
+    autocast = fp32_weights_under_autocast(applied)
+    units = [(lora_units(spec, layer, lora_rank, mixed, flash_kernel) if lora else 0.0)
              + (autocast_units(spec, layer) if autocast else 0.0) for layer in range(spec.num_layers)]
     merged = act_bytes * counts.num_experts * counts.layer.expert_linear if lora and counts.num_moe_layers else 0.0
     checkpointed = "activation-checkpointing" in applied
@@ -238,16 +239,20 @@ def training_prediction(state: PlanState, workload: Workload) -> Prediction:
     micro = min(job.micro_batch, -(-job.global_batch // n))
     tokens_micro = micro * job.sequence_length
     sharded = shard > 1
-    recipe_units, held, backward = recipe_memory(spec, counts, applied, job.lora_rank if lora else None, sharded,
-                                                 act_bytes)
+    # SDPA on a CPU runs a flash kernel (`output_copy_units`), or its math path under attention dropout
+    # (`math_attention_units`); on CUDA the packed documents' mask takes it to the memory-efficient kernel
+    cpu = hw.kind == "cpu"
+    math = cpu and spec.attention_dropout > 0
+    recipe_units, held, backward = recipe_memory(spec, counts, applied, job.lora_rank if lora else None, act_bytes,
+                                                 flash_kernel=cpu)
     fused_dropout = hw.kind == "gpu"  # torch.native_dropout's bool mask on CUDA and ROCm (`dropout_units`)
-    math = hw.kind == "cpu" and spec.attention_dropout > 0  # SDPA's math path (`math_attention_units`)
     units = [layer_activation_units(spec, layer)
              + (math_attention_units(spec, layer, job.sequence_length, act_bytes, lora and mixed) if math
-                else packed_attention_units(spec, layer, job.sequence_length))
+                else packed_attention_units(spec, layer, job.sequence_length)
+                + output_copy_units(spec, layer, flash_kernel=cpu))
              + dropout_units(spec, layer, fused_dropout, act_bytes) + recipe_units[layer]
              for layer in range(spec.num_layers)]
-    tables = rotary_table_units(spec, fp32_weights_under_autocast(applied, lora, sharded))  # once, for every layer
+    tables = rotary_table_units(spec, fp32_weights_under_autocast(applied))  # once, for every layer
     unit_bytes = spec.hidden_size * act_bytes / 2  # a unit is a byte per hidden unit at 16 bits
     logits = tokens_micro * spec.vocab_size * LOGIT_BYTES  # the loss's peak (LOGIT_BYTES)
     if "activation-checkpointing" in applied:

@@ -55,13 +55,16 @@ L2_QK_NORM_UNITS = 4.0
 # 49.16). The rotary tables are the model's, not a layer's (`rotary_table_units`).
 ATTENTION_INPUT_UNITS = 2.0
 HEAD_STAT_BYTES = 4.0
-# Where a model concatenates its rotated and unrotated query parts (partial rotary: Phi-3's and StableLM's "torch.cat(
-# (q_rot, q_pass), dim=-1)"; GLM-4.5's; latent attention's "torch.cat((q_pass, q_rot), dim=-1)"), its queries are
-# laid out head by head, and a flash kernel allocates its output as its query (CPU's; CUDA's "out =
-# at::empty_like(q_padded)", flash_api.cpp), so the output projection's input is a copy, not a view: 2 units an
-# output width more (measured on all five: 2.0 at their widths). CUDA's memory-efficient kernel, which SDPA takes where
-# the values' heads are narrower than the queries' (DeepSeek's 128 against 192), writes its output token-major: none
-CONCAT_QUERY_TYPES = frozenset({"phi3", "stablelm", "glm4_moe", "deepseek_v2", "deepseek_v3"})
+# Where a model concatenates its rotated and unrotated query parts (partial rotary: Phi-3's, StableLM's, GPT-NeoX's,
+# RecurrentGemma's and Bamba's "torch.cat((q_rot, q_pass), dim=-1)"; GLM-4.5's; latent attention's "torch.cat((q_pass,
+# q_rot), dim=-1)"), its queries are laid out head by head, and a flash kernel allocates its output as its query
+# (CPU's; CUDA's "out = at::empty_like(q_padded)", flash_api.cpp), so the output projection's input is a copy, not a
+# view: 2 units an output width more (`output_copy_units`; measured on all eight, 2.0 at their widths). SDPA runs a
+# flash kernel on a CPU, masked or not; on CUDA the rendered script's packed-document mask sends it to the
+# memory-efficient kernel, which writes its output token-major (as it does for latent attention whose values' heads
+# are narrower than its queries', DeepSeek's 128 against 192): no copy there.
+CONCAT_QUERY_TYPES = frozenset({"phi3", "stablelm", "gpt_neox", "recurrent_gemma", "bamba", "glm4_moe", "deepseek_v2",
+                                "deepseek_v3"})
 # Qwen3-Next's gated attention (its query projection also yields a gate: "attn_output = attn_output *
 # torch.sigmoid(gate)") keeps, per query width, the gate, its sigmoid and the gated product (the output projection's
 # input) beside the attention's output: 6 units, read tensor by tensor at hidden sizes 256 and 2,048 (where none had
@@ -109,7 +112,7 @@ def layer_activation_units(spec: ModelSpec, layer: int) -> float:
     """The bytes per token and hidden unit `layer` keeps for its backward at 16 bits: its attention block (norm,
     projections, fused attention) and its MLP block (norm, and a dense MLP, or the routed experts a token goes to and
     the shared ones). A state mixer is priced as transformers' PyTorch path runs it (`state_mixer_activations`); RWKV's
-    as attention of the model's widths, its own activations not modelled apart.
+    is not (its spec has no attention widths: its norm and its input alone are counted).
     Latent attention is priced at the widths of the keys and values it expands. A layer without a mixer (Nemotron-H's
     MLP layers) or without an MLP (Mamba's, Nemotron-H's mixer layers) has no such block, nor its norms."""
     norm = FP32_WEIGHT_NORM_UNITS if spec.norm == "rmsnorm" and spec.model_type in FP32_WEIGHT_NORM_TYPES \
@@ -147,10 +150,6 @@ def _attention_block_units(spec: ModelSpec, layer: int, norm: float, block_norms
         + (OUTPUT_GATE_UNITS * q / h if spec.attn_output_gate else 0.0)
     if spec.model_type in LAYER_ROTARY_TYPES:
         attention += _rotary_bytes(spec, fp32_weights=False) * _rotary_width(spec) / h
-    if spec.model_type in CONCAT_QUERY_TYPES:
-        a = spec.mla
-        if a is None or a.qk_nope_head_dim + a.qk_rope_head_dim == a.v_head_dim:  # a flash kernel runs it
-            attention += ATTENTION_INPUT_UNITS * (spec.num_heads * a.v_head_dim if a is not None else q) / h
     if spec.model_type in FUSED_QKV_TYPES and spec.rotary_fraction > 0 and not spec.learned_positions:
         # the values the kernel keeps are a view of the fused projection's output, which keeps the queries' and keys'
         # part of it alive beside their rotated copies (measured on Phi-3's layer: 4 units where separate values keep
@@ -174,10 +173,14 @@ def _attention_block_units(spec: ModelSpec, layer: int, norm: float, block_norms
 # ("cos.to(dtype=x.dtype)"), fp32 over fp32 weights and in OLMo's ("return cos, sin" without the cast); DeepSeek-V2's
 # and Llama 4's complex rotation keeps complex64 frequencies, 8 bytes a pair of dimensions. Jamba and Nemotron-H
 # rotate nothing (their modeling files never call their apply_rotary_pos_emb), nor Granite 4's hybrids (its configs'
-# "position_embedding_type": "nope"; the config class's default None builds no rotary_emb); a windowed EXAONE 4's or
-# Cohere 2's full layers rotate nothing either (NOPE_FULL_LAYER_TYPES).
+# "position_embedding_type": "nope"; the config class's default None builds no rotary_emb). Cohere 2 rotates its
+# window layers only ("if self.sliding_window is not None", set on window layers), EXAONE 4 its window layers where
+# its config sets a window and every layer where it sets none ("if self.sliding_window is None or self.is_sliding":
+# a model without window layers is taken to set none) (NOPE_FULL_LAYER_TYPES).
 LAYER_ROTARY_TYPES = {"recurrent_gemma": 1, "gptj": 2}  # the sets each attention layer builds and keeps
-# "if self.sliding_window is not None: query_states, key_states = apply_rotary_pos_emb(...)"
+# RecurrentGemma's are built in the values' dtype ("self.rotary_emb(value_states, position_ids)"): 16-bit under
+# autocast whatever the weights (measured)
+VALUE_DTYPE_TABLE_TYPES = frozenset({"recurrent_gemma"})
 NOPE_FULL_LAYER_TYPES = frozenset({"exaone4", "cohere2"})
 LAYER_TYPE_ROTARY_TYPES = frozenset({"gemma3", "gemma3_text"})
 FP32_TABLE_TYPES = frozenset({"olmo", "olmo2", "olmo3"})
@@ -197,8 +200,8 @@ def _rotary_bytes(spec: ModelSpec, fp32_weights: bool) -> float:
     or complex64 frequencies; times the sets a layer keeps where it builds its own (LAYER_ROTARY_TYPES)."""
     if spec.model_type in COMPLEX_ROTARY_TYPES:
         return 4.0
-    return (8.0 if fp32_weights or spec.model_type in FP32_TABLE_TYPES else 4.0) \
-        * LAYER_ROTARY_TYPES.get(spec.model_type, 1)
+    fp32 = (fp32_weights and spec.model_type not in VALUE_DTYPE_TABLE_TYPES) or spec.model_type in FP32_TABLE_TYPES
+    return (8.0 if fp32 else 4.0) * LAYER_ROTARY_TYPES.get(spec.model_type, 1)
 
 
 def rotary_table_units(spec: ModelSpec, fp32_weights: bool) -> float:
@@ -207,17 +210,37 @@ def rotary_table_units(spec: ModelSpec, fp32_weights: bool) -> float:
     under bf16 autocast, whose tables are fp32."""
     if spec.model_type in LAYER_ROTARY_TYPES:
         return 0.0
-    nope = spec.model_type in NOPE_FULL_LAYER_TYPES and any(w is not None for w in spec.layer_windows)
+    nope = spec.model_type == "cohere2" or (spec.model_type in NOPE_FULL_LAYER_TYPES
+                                            and any(w is not None for w in spec.layer_windows))
     rotating = {spec.layer_windows[layer] is None for layer in range(spec.num_layers)
                 if "attention" in spec.mixer(layer) and not (nope and spec.layer_windows[layer] is None)}
     sets = len(rotating) if spec.model_type in LAYER_TYPE_ROTARY_TYPES else min(len(rotating), 1)
     return sets * _rotary_bytes(spec, fp32_weights) * _rotary_width(spec) / spec.hidden_size
 
 
+def output_copied(spec: ModelSpec, flash_kernel: bool) -> bool:
+    """Whether the output projection reads a copy of attention's output (CONCAT_QUERY_TYPES) where a flash kernel
+    runs the attention (`flash_kernel`: on a CPU); latent attention with queries wider than its values runs none."""
+    a = spec.mla
+    return flash_kernel and spec.model_type in CONCAT_QUERY_TYPES and not sdpa_refused(spec.model_type) \
+        and (a is None or a.qk_nope_head_dim + a.qk_rope_head_dim == a.v_head_dim)
+
+
+def output_copy_units(spec: ModelSpec, layer: int, flash_kernel: bool) -> float:
+    """What `layer` keeps beyond `layer_activation_units` where its output projection reads a copy of attention's
+    output (`output_copied`)."""
+    if "attention" not in spec.mixer(layer) or not output_copied(spec, flash_kernel):
+        return 0.0
+    return ATTENTION_INPUT_UNITS * spec.num_heads * spec.v_head_dim / spec.hidden_size
+
+
 def _mlp_block_units(spec: ModelSpec, layer: int, block_norms: float) -> float:
     """`layer_activation_units`' MLP block: its norms, and a dense MLP or the routed and shared experts."""
     h = spec.hidden_size
-    mlp_norms = 0.0 if spec.parallel_attention and spec.norms_per_layer == 1 else block_norms
+    # one norm feeding both side-by-side blocks (GPT-J, Cohere) is attention's; so is a second LayerNorm of the same
+    # input, which keeps that input once (GPT-NeoX's: 0.02 units measured, its statistics)
+    shared = spec.parallel_attention and (spec.norms_per_layer == 1 or spec.norm == "layernorm")
+    mlp_norms = 0.0 if shared else block_norms
     width = MLP_WIDTH_UNITS_BY_TYPE.get(spec.model_type, MLP_WIDTH_UNITS[spec.mlp_gated])
     m = spec.moe
     if m is not None and spec.layer_moe[layer]:
@@ -356,9 +379,9 @@ def autocast_units(spec: ModelSpec, layer: int) -> float:
 #   it to the adapter's fp32, autocast back for the matmul): 2 units (AUTOCAST_CAST_UNITS) for each adapted layer
 #   beyond the first that reads one input (a Llama layer's key, value and up projections; none for a fused one), and
 #   the output projection's cast where attention's kernel keeps its output in the storage the projection reads (as
-#   flash kernels do); none on the families where this CPU's SDPA left the projection a copy only it kept
-#   (LORA_OUTPUT_COPY_TYPES, measured: Phi-3's and GPT-NeoX's fused projections, StableLM's and GLM-4.5's partial
-#   rotary, latent attention; GPT-2's and GPT-J's keep the cast). Each adapter also keeps its rank's output.
+#   flash kernels do); none where the projection reads a copy only it keeps (`output_copied`: measured on Phi-3's,
+#   GPT-NeoX's, StableLM's, GLM-4.5's and latent attention's layers on this CPU; GPT-2's and GPT-J's keep the cast).
+#   Each adapter also keeps its rank's output.
 # - A frozen norm keeps nothing for its weight: a Llama RMSNorm its 16-bit normalized copy (2 units), one that
 #   multiplies its weight in fp32 its fp32 copy (4: FP32_WEIGHT_NORM_TYPES, Cohere's), a LayerNorm nothing it drops
 #   (its input serves the input's gradient too).
@@ -366,14 +389,13 @@ def autocast_units(spec: ModelSpec, layer: int) -> float:
 #   goes (MLP_BASE_UNITS), the shared experts' down projections' inputs, and an fp32 router's copy (FP32_ROUTER_UNITS);
 #   the routed experts, merged with their adapters, keep what they kept.
 LORA_NORM_UNITS = {"rmsnorm": 2.0, "layernorm": 0.0, "nonparametric": 0.0}
-LORA_OUTPUT_COPY_TYPES = frozenset({"phi3", "gpt_neox", "stablelm", "glm4_moe", "deepseek_v2", "deepseek_v3"})
 LORA_FP32_NORM_UNITS = 4.0
 
 
-def lora_units(spec: ModelSpec, layer: int, rank: int, autocast: bool) -> float:
+def lora_units(spec: ModelSpec, layer: int, rank: int, autocast: bool, flash_kernel: bool = True) -> float:
     """What peft's LoRA of `rank` (LORA_NORM_UNITS, and above) changes in `layer`'s count: the adapters' casts of their
     inputs under autocast (an fp32 model's adapters read its fp32 inputs as they are), the frozen norms' and frozen
-    layers' tensors gone."""
+    layers' tensors gone. `flash_kernel`: attention runs a flash kernel (on a CPU; `output_copied`)."""
     h, m = spec.hidden_size, spec.moe
     mixer, mlp = _readers(spec, layer)
     routed = m is not None and spec.layer_moe[layer] and spec.has_mlp(layer)
@@ -381,8 +403,7 @@ def lora_units(spec: ModelSpec, layer: int, rank: int, autocast: bool) -> float:
     casts = _shared_input_casts(spec, mixer, 0 if frozen_mlp else mlp)  # a frozen MLP's layers take no cast
     attention = "attention" in spec.mixer(layer)
     # (a gated attention's output projection reads the gated product, which only it keeps: no cast beside it)
-    shared_output = attention and spec.mla is None and spec.model_type not in LORA_OUTPUT_COPY_TYPES \
-        and not spec.attn_output_gate
+    shared_output = attention and not output_copied(spec, flash_kernel) and not spec.attn_output_gate
     units = AUTOCAST_CAST_UNITS * (casts + (spec.num_heads * spec.v_head_dim / h if shared_output else 0.0)) \
         if autocast else 0.0
     adapters = (5 if spec.mla is not None and spec.mla.q_lora_rank else 4 if spec.mla is not None
@@ -481,9 +502,8 @@ def math_attention_units(spec: ModelSpec, layer: int, sequence_length: int, act_
         return 0.0
     h, q, kv = spec.hidden_size, spec.num_heads * spec.head_dim, spec.num_kv_heads * spec.head_dim
     fp32 = 3 * MATH_QKV_BYTES * q + MATH_SCORE_BYTES * spec.num_heads * sequence_length
-    # the copy, counted already for concatenated queries, and as the adapter's cast under LoRA
-    counted = spec.model_type in CONCAT_QUERY_TYPES or (
-        lora_autocast and spec.model_type not in LORA_OUTPUT_COPY_TYPES and not spec.attn_output_gate)
+    # the copy, counted as the adapter's cast under LoRA where `lora_units` counts one
+    counted = lora_autocast and not output_copied(spec, flash_kernel=True) and not spec.attn_output_gate
     copy = 0.0 if counted else ATTENTION_INPUT_UNITS * q
     fused = QUERY_UNITS * q + KV_UNITS * kv + HEAD_STAT_BYTES * spec.num_heads  # the kernel's, in the layer's count
     return (fp32 * 2 / act_bytes + copy - fused) / h

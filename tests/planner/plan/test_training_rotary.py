@@ -7,32 +7,6 @@ import pytest
 from script_loader import load_script
 
 
-def _whole_model_units(config, tokens: int) -> float:
-    """What all of the config's decoder layers keep for their backward together, each storage once, over tokens x
-    hidden: tensors several layers share (the rotary tables) count once."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16, attn_implementation="sdpa").train()
-    layers = [m for name, m in model.named_modules()
-              if name.rpartition(".")[2].isdigit() and name.rpartition(".")[0].endswith(("layers", ".h"))]
-    skip = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    inside, kept = [False], {}
-    for layer in layers:
-        layer.register_forward_pre_hook(lambda *_: inside.__setitem__(0, True))
-        layer.register_forward_hook(lambda *_: inside.__setitem__(0, False))
-
-    def pack(t):
-        if inside[0] and t.untyped_storage().data_ptr() not in skip:
-            kept.setdefault(t.untyped_storage().data_ptr(), t.untyped_storage().nbytes())
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        model(input_ids=torch.randint(0, config.vocab_size, (1, tokens)), use_cache=False)
-    return sum(kept.values()) / (tokens * config.hidden_size)
-
-
 @pytest.mark.parametrize(("model", "units"), [("llama-3.1-8b", 49.16), ("phi-3-mini-4k", 51.50),
                                              ("mixtral-8x7b", 85.19)])
 def test_a_layer_at_its_catalog_widths_is_counted_as_it_measures(model, units):
@@ -76,7 +50,7 @@ def test_the_rotary_tables_are_kept_once_a_model(cls_name, overrides, layers):
     tables = rotary_table_units(spec, fp32_weights=False)
     a_set = 4 * 32 / 256 if cls_name != "GPTJConfig" else 0.0  # cos and sin, 2 bytes a head dimension each
     assert tables == {"LlamaConfig": a_set, "Gemma3TextConfig": 2 * a_set, "GPTJConfig": 0.0}[cls_name]
-    whole = _whole_model_units(config, 256)
+    whole = bench.measured_units(config, 256, layer_index=None)
     each = sum(bench.measured_units(config, 256, layer_index=layer) for layer in range(layers))
     assert each - whole == pytest.approx(layers * a_set - tables, abs=0.01)
     if cls_name == "LlamaConfig":  # the rest of the count exact too, but for the norms' fp32 statistic a token
@@ -115,3 +89,20 @@ def test_attention_dropout_on_a_cpu_is_counted_as_sdpas_math_path():
     per_layer = math_attention_units(gpt2, 0, 1024, 2) - packed_attention_units(gpt2, 0, 1024)
     assert added == pytest.approx(1024 * 768 * gpt2.num_layers * per_layer, rel=1e-6)
     assert activations("h100-sxm", gpt2) == activations("h100-sxm", no_dropout)
+
+
+def test_concatenated_queries_cost_a_copy_only_where_a_flash_kernel_runs():
+    """Phi-3 concatenates its rotated and unrotated query parts, so a flash kernel, which lays its output out as its
+    queries, leaves the output projection a copy to keep (2 units a query width: measured on this CPU, where SDPA
+    runs a flash kernel masked or not). On CUDA the rendered script's packed-document mask takes SDPA to the
+    memory-efficient kernel, whose output is token-major: no copy, and LoRA's adapter on the output projection keeps a
+    cast of its own instead. Llama's queries are rotated in place: no copy either way."""
+    from optiplan.planner.catalog.models import resolve_model
+    from optiplan.planner.plan.training_activations import lora_units, output_copy_units
+
+    phi3, llama = resolve_model("phi-3-mini-4k"), resolve_model("llama-3.1-8b")
+    assert output_copy_units(phi3, 0, flash_kernel=True) == pytest.approx(2.0)
+    assert output_copy_units(phi3, 0, flash_kernel=False) == 0.0
+    assert output_copy_units(llama, 0, flash_kernel=True) == 0.0
+    gpu, cpu = (lora_units(phi3, 1, 8, autocast=True, flash_kernel=flash) for flash in (False, True))
+    assert gpu - cpu == pytest.approx(2.0)
