@@ -204,8 +204,8 @@ HELD_OUT = (
 # (Jamba's attention layer with experts and Granite 4's come out within 0.1%: they had been 1% and 3.5% high before
 # the attention terms were read at real widths and a shared expert's input was found to be the router's,
 # 2026-12-07). Their autocast terms were checked on them after the 22 layers above had set them: Qwen2's, LFM2's two
-# and Qwen3-Next's full-attention layer (since moved above) matched as they were; the rotary tables of Jamba (none), Granite 4 (none by default) and Llama 4 (a
-# complex rotation in fp32) were then read from their modeling files
+# and Qwen3-Next's full-attention layer (since moved above) matched as they were; the rotary tables of Jamba (none),
+# Granite 4 (none by default) and Llama 4 (a complex rotation in fp32) were then read from their modeling files
 AUTOCAST_ONLY = (
     ("qwen2, biases on the query, key and value", "Qwen2Config", dict(intermediate_size=2 * HIDDEN)),
     ("jamba, attention and top-2 of 4 experts", "JambaConfig",
@@ -280,8 +280,8 @@ def measured_units(config, tokens: int, recipe: str | None = None, blocks: dict[
                    layer_index: int | None = 0) -> float:
     """Bytes per token and hidden unit the config's decoder layer `layer_index` (None: all its decoder layers
     together, a tensor they share once) saves for its backward: the whole model runs (each architecture builds its
-    layers' arguments itself), and only what is saved while that layer runs is counted. `blocks`, where given, receives the same units by the layer's submodule (two levels deep) that saved
-    each tensor first.
+    layers' arguments itself), and only what is saved while that layer runs is counted. `blocks`, where given,
+    receives the same units by the layer's submodule (two levels deep) that saved each tensor first.
     `recipe`: None, a bf16 model; "lora" or "lora-dropout", peft's LoRA where the rendered script puts it (its
     `adapter_targets`: every linear layer of a dense model; a mixture of experts' mixers and routed experts) on a
     bf16 model under bf16 autocast, as the script runs it (dropout 0, or 0.05);
@@ -425,7 +425,8 @@ def predicted_autocast_units(spec) -> float:
 def lora_rows(tokens: int, show_blocks: bool = False) -> list[dict]:
     """The rendered script's LoRA (a frozen bf16 base, fp32 adapters under bf16 autocast, dropout 0) on the second
     layer of a two-layer model of each layer, against `lora_units`."""
-    from optiplan.planner.plan.training_activations import lora_units, math_attention_units
+    from optiplan.planner.plan.attention_activations import math_attention_units
+    from optiplan.planner.plan.training_activations import lora_units
 
     # under attention dropout this CPU's math path keeps the output projection's input as the adapter's cast
     return change_rows("lora", (*FITTED, *HELD_OUT), tokens, show_blocks, two_layers, 1,
@@ -444,12 +445,11 @@ def predicted_units(config, tokens: int | None = None) -> float:
     """The training model's count for the config's first layer, with the model's rotary tables (a one-layer model's
     are its layer's); where the model runs eager attention, with its scores over `tokens` (and its keys and values
     repeated to every head: `packed_attention_units`)."""
+    from optiplan.planner.plan.attention_activations import math_attention_units, packed_attention_units
     from optiplan.planner.plan.training_activations import (
         dropout_units,
         layer_activation_units,
-        math_attention_units,
         output_copy_units,
-        packed_attention_units,
         rotary_table_units,
     )
 

@@ -33,6 +33,7 @@ from ..catalog.hardware import cost_per_million_tokens
 from ..schema import ModelSpec
 from ..schema.advice import Prediction
 from ..schema.workload import Workload
+from .attention_activations import math_attention_units, packed_attention_units
 from .state import PlanState, to_setup
 from .training_activations import (
     FUSED_GATE_UP_TYPES,
@@ -41,9 +42,7 @@ from .training_activations import (
     dropout_units,
     layer_activation_units,
     lora_units,
-    math_attention_units,
     output_copy_units,
-    packed_attention_units,
     rotary_table_units,
 )
 

@@ -66,9 +66,9 @@ def test_attention_dropout_on_a_cpu_is_counted_as_sdpas_math_path():
     as for a GPU; on a GPU the flash and memory-efficient kernels take the dropout, and nothing changes."""
     from optiplan.planner.catalog.hardware import resolve_hardware
     from optiplan.planner.catalog.models import resolve_model
+    from optiplan.planner.plan.attention_activations import math_attention_units, packed_attention_units
     from optiplan.planner.plan.state import PlanState
     from optiplan.planner.plan.training import training_prediction
-    from optiplan.planner.plan.training_activations import math_attention_units, packed_attention_units
     from optiplan.planner.schema.workload import Training, Workload
 
     gpt2 = resolve_model("gpt2")

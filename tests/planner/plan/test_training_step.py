@@ -352,10 +352,10 @@ def test_a_mixture_of_experts_step_counts_its_layers_activations():
     each layer's experts with their adapters into a new tensor in every forward, which the matmul keeps, every layer's
     expert weights once more (90 GB in bf16), and one layer's merged gradient in the backward. It had been priced at
     27 GB: the plan now checkpoints."""
+    from optiplan.planner.plan.attention_activations import packed_attention_units
     from optiplan.planner.plan.training_activations import (
         layer_activation_units,
         lora_units,
-        packed_attention_units,
         rotary_table_units,
     )
     from optiplan.planner.schema.workload import Training, Workload
@@ -597,8 +597,8 @@ def test_a_model_transformers_runs_without_sdpa_is_priced_with_eager_attention(m
     engine's does not), and a training step keeps them (Gemma-2-9B's LoRA plan on one H100 had planned 77.7 GB without
     checkpointing; it checkpoints now)."""
     from optiplan.planner.catalog.engine_refusals import sdpa_refused
+    from optiplan.planner.plan.attention_activations import packed_attention_units
     from optiplan.planner.plan.state import baseline_state, to_setup
-    from optiplan.planner.plan.training_activations import packed_attention_units
 
     spec, hw = resolve_model("gemma-2-9b"), resolve_hardware("h100-sxm")
     assert sdpa_refused("gemma2") and sdpa_refused("gpt_oss") and not sdpa_refused("llama")
