@@ -431,8 +431,7 @@ def lora_rows(tokens: int, show_blocks: bool = False) -> list[dict]:
     # under attention dropout this CPU's math path keeps the output projection's input as the adapter's cast
     return change_rows("lora", (*FITTED, *HELD_OUT), tokens, show_blocks, two_layers, 1,
                        lambda spec: lora_units(spec, 1, LORA_RANK, autocast=True)
-                       + (math_attention_units(spec, 1, 0, 2, lora_autocast=True) - math_attention_units(spec, 1, 0, 2)
-                          if spec.attention_dropout else 0.0))
+                       + math_attention_units(spec, 1, 0, 2, lora_autocast=True) - math_attention_units(spec, 1, 0, 2))
 
 
 def predicted_spec(config):
@@ -445,7 +444,11 @@ def predicted_units(config, tokens: int | None = None) -> float:
     """The training model's count for the config's first layer, with the model's rotary tables (a one-layer model's
     are its layer's); where the model runs eager attention, with its scores over `tokens` (and its keys and values
     repeated to every head: `packed_attention_units`)."""
-    from optiplan.planner.plan.attention_activations import math_attention_units, packed_attention_units
+    from optiplan.planner.plan.attention_activations import (
+        math_attention_units,
+        packed_attention_units,
+        runs_math_path,
+    )
     from optiplan.planner.plan.training_activations import (
         dropout_units,
         layer_activation_units,
@@ -456,7 +459,7 @@ def predicted_units(config, tokens: int | None = None) -> float:
     spec = predicted_spec(config)
     eager = packed_attention_units(spec, 0, tokens) if sdpa_refused(spec.model_type) and tokens else 0.0
     # this CPU's: SDPA's math path under attention dropout, or its flash kernel; and the dropout masks
-    math = math_attention_units(spec, 0, tokens, act_bytes=2) if spec.attention_dropout and tokens \
+    math = math_attention_units(spec, 0, tokens, act_bytes=2) if runs_math_path(spec, cpu=True) and tokens \
         else output_copy_units(spec, 0, flash_kernel=True)
     return layer_activation_units(spec, 0) + eager + math + dropout_units(spec, 0, fused_dropout=False) \
         + rotary_table_units(spec, fp32_weights=False)

@@ -53,15 +53,21 @@ MATH_QKV_BYTES = 4.0
 MATH_SCORE_BYTES = 12.0
 
 
+def runs_math_path(spec: ModelSpec, cpu: bool) -> bool:
+    """Whether a step runs SDPA's math path for the model's attention (`math_attention_units`): attention dropout on a
+    CPU, for SDPA attention without latent attention (eager attention keeps its own scores; latent not measured)."""
+    return cpu and spec.attention_dropout > 0 and spec.mla is None and not sdpa_refused(spec.model_type)
+
+
 def math_attention_units(spec: ModelSpec, layer: int, sequence_length: int, act_bytes: int,
                          lora_autocast: bool = False) -> float:
     """What SDPA's math path keeps beyond `layer_activation_units`' fused kernel where a model with attention dropout
     trains on a CPU (MATH_SCORE_BYTES), in units at 16 bits (its fp32 tensors are fp32 whatever `act_bytes`). It
     takes the place of `packed_attention_units` there: the math path repeats the keys and values itself and keeps no
     bias. Under LoRA with autocast (`lora_autocast`) the output projection's adapter casts that copy and keeps it,
-    which `lora_units` counts beside a flash kernel's output. None for a layer without attention, for latent
-    attention (not measured) and for eager attention, which keeps its own scores."""
-    if "attention" not in spec.mixer(layer) or spec.mla is not None or sdpa_refused(spec.model_type):
+    which `lora_units` counts beside a flash kernel's output. None for a layer without attention, or where the path
+    does not run (`runs_math_path`)."""
+    if "attention" not in spec.mixer(layer) or not runs_math_path(spec, cpu=True):
         return 0.0
     h, q, kv = spec.hidden_size, spec.num_heads * spec.head_dim, spec.num_kv_heads * spec.head_dim
     fp32 = 3 * MATH_QKV_BYTES * q + MATH_SCORE_BYTES * spec.num_heads * sequence_length

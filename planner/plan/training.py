@@ -33,7 +33,7 @@ from ..catalog.hardware import cost_per_million_tokens
 from ..schema import ModelSpec
 from ..schema.advice import Prediction
 from ..schema.workload import Workload
-from .attention_activations import math_attention_units, packed_attention_units
+from .attention_activations import math_attention_units, packed_attention_units, runs_math_path
 from .state import PlanState, to_setup
 from .training_activations import (
     FUSED_GATE_UP_TYPES,
@@ -241,7 +241,7 @@ def training_prediction(state: PlanState, workload: Workload) -> Prediction:
     # SDPA on a CPU runs a flash kernel (`output_copy_units`), or its math path under attention dropout
     # (`math_attention_units`); on CUDA the packed documents' mask takes it to the memory-efficient kernel
     cpu = hw.kind == "cpu"
-    math = cpu and spec.attention_dropout > 0
+    math = runs_math_path(spec, cpu)
     recipe_units, held, backward = recipe_memory(spec, counts, applied, job.lora_rank if lora else None, act_bytes,
                                                  flash_kernel=cpu)
     fused_dropout = hw.kind == "gpu"  # torch.native_dropout's bool mask on CUDA and ROCm (`dropout_units`)

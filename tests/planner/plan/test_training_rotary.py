@@ -66,7 +66,11 @@ def test_attention_dropout_on_a_cpu_is_counted_as_sdpas_math_path():
     as for a GPU; on a GPU the flash and memory-efficient kernels take the dropout, and nothing changes."""
     from optiplan.planner.catalog.hardware import resolve_hardware
     from optiplan.planner.catalog.models import resolve_model
-    from optiplan.planner.plan.attention_activations import math_attention_units, packed_attention_units
+    from optiplan.planner.plan.attention_activations import (
+        math_attention_units,
+        packed_attention_units,
+        runs_math_path,
+    )
     from optiplan.planner.plan.state import PlanState
     from optiplan.planner.plan.training import training_prediction
     from optiplan.planner.schema.workload import Training, Workload
@@ -89,6 +93,10 @@ def test_attention_dropout_on_a_cpu_is_counted_as_sdpas_math_path():
     per_layer = math_attention_units(gpt2, 0, 1024, 2) - packed_attention_units(gpt2, 0, 1024)
     assert added == pytest.approx(1024 * 768 * gpt2.num_layers * per_layer, rel=1e-6)
     assert activations("h100-sxm", gpt2) == activations("h100-sxm", no_dropout)
+    # eager attention (no SDPA for Gemma 2) keeps its own scores, dropout or not: no math path to count
+    gemma2 = resolve_model("gemma-2-9b").model_copy(update={"attention_dropout": 0.1})
+    assert not runs_math_path(gemma2, cpu=True) and runs_math_path(gpt2, cpu=True)
+    assert not runs_math_path(gpt2, cpu=False)
 
 
 def test_concatenated_queries_cost_a_copy_only_where_a_flash_kernel_runs():
