@@ -177,12 +177,13 @@ def _attention_block_units(spec: ModelSpec, layer: int, norm: float, block_norms
 # "position_embedding_type": "nope"; the config class's default None builds no rotary_emb). Cohere 2 rotates its
 # window layers only ("if self.sliding_window is not None", set on window layers), EXAONE 4 its window layers where
 # its config sets a window and every layer where it sets none ("if self.sliding_window is None or self.is_sliding":
-# a model without window layers is taken to set none) (NOPE_FULL_LAYER_TYPES).
+# a model without window layers is taken to set none) (NOPE_FULL_LAYER_TYPES, NOPE_FULL_IF_WINDOWED_TYPES).
 LAYER_ROTARY_TYPES = {"recurrent_gemma": 1, "gptj": 2}  # the sets each attention layer builds and keeps
 # RecurrentGemma's are built in the values' dtype ("self.rotary_emb(value_states, position_ids)"): 16-bit under
 # autocast whatever the weights (measured)
 VALUE_DTYPE_TABLE_TYPES = frozenset({"recurrent_gemma"})
-NOPE_FULL_LAYER_TYPES = frozenset({"exaone4", "cohere2"})
+NOPE_FULL_LAYER_TYPES = frozenset({"cohere2"})
+NOPE_FULL_IF_WINDOWED_TYPES = frozenset({"exaone4"})
 LAYER_TYPE_ROTARY_TYPES = frozenset({"gemma3", "gemma3_text"})
 FP32_TABLE_TYPES = frozenset({"olmo", "olmo2", "olmo3"})
 COMPLEX_ROTARY_TYPES = frozenset({"deepseek_v2", "llama4", "llama4_text"})
@@ -211,8 +212,8 @@ def rotary_table_units(spec: ModelSpec, fp32_weights: bool) -> float:
     under bf16 autocast, whose tables are fp32."""
     if spec.model_type in LAYER_ROTARY_TYPES:
         return 0.0
-    nope = spec.model_type == "cohere2" or (spec.model_type in NOPE_FULL_LAYER_TYPES
-                                            and any(w is not None for w in spec.layer_windows))
+    nope = spec.model_type in NOPE_FULL_LAYER_TYPES or (spec.model_type in NOPE_FULL_IF_WINDOWED_TYPES
+                                                         and any(w is not None for w in spec.layer_windows))
     rotating = {spec.layer_windows[layer] is None for layer in range(spec.num_layers)
                 if "attention" in spec.mixer(layer) and not (nope and spec.layer_windows[layer] is None)}
     sets = len(rotating) if spec.model_type in LAYER_TYPE_ROTARY_TYPES else min(len(rotating), 1)
