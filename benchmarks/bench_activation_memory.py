@@ -199,6 +199,10 @@ HELD_OUT = (
      "RecurrentGemmaConfig",
      dict(num_attention_heads=8, num_key_value_heads=1, head_dim=32, intermediate_size=4 * HIDDEN,
           block_types=["attention"], **NO_SPECIAL_TOKENS)),
+    # measured after Granite 4's "position_embedding_type" was read (its rotary tables counted only under "rope")
+    ("granite-4, rotary attention, top-2 of 4 experts and a shared MLP", "GraniteMoeHybridConfig",
+     dict(intermediate_size=2 * HIDDEN, shared_intermediate_size=2 * HIDDEN, num_local_experts=4, num_experts_per_tok=2,
+          layer_types=["attention"], position_embedding_type="rope", **NO_SPECIAL_TOKENS)),
 )
 # Layers measured for what autocast adds to them only (`autocast_rows`), their bf16 counts not among the ones above
 # (Jamba's attention layer with experts and Granite 4's come out within 0.1%: they had been 1% and 3.5% high before

@@ -67,6 +67,7 @@ HYBRID_DEFAULTS: dict[str, dict[str, Any]] = {
              "block_ffn_dim_multiplier": 1.0, "block_multiple_of": 256},
 }
 HYBRID_TYPES = tuple(HYBRID_DEFAULTS)
+NO_ROTARY_TYPES = frozenset({"jamba", "nemotron_h"})  # `_rope_fraction`
 
 # Layer type names in transformers 5 configs and the older spellings published configs still use.
 _ATTENTION = {"full_attention", "attention", "*"}
@@ -399,12 +400,21 @@ def hybrid_spec_fields(f: Any, model_type: str, name: str, source: str) -> dict[
         chunk = f.int("chunk_size") or f.int("mamba_chunk_size", required=True)
         state = state.model_copy(update={"scan_chunk": chunk})
     spec.update(state=state, layer_mixers=tuple(mixers), layer_mlps=tuple(mlps), layer_moe=tuple(moe_layers),
-                moe=moe, rotary_fraction=_rope_fraction(f))
+                moe=moe, rotary_fraction=_rope_fraction(f, model_type))
     return spec
 
 
-def _rope_fraction(f: Any) -> float:
-    """partial_rotary_factor: top level in older configs, in rope_parameters in transformers 5."""
+def _rope_fraction(f: Any, model_type: str) -> float:
+    """The share of a head that rotary positions rotate: partial_rotary_factor (top level in older configs, in
+    rope_parameters in transformers 5), or none where the model builds no rotary embedding. Jamba's and Nemotron-H's
+    modeling files never rotate; Granite 4's builds one only where "position_embedding_type" is "rope" ("self.rotary_emb
+    = GraniteMoeHybridRotaryEmbedding(config) if config.position_embedding_type == \"rope\" else None"; its hybrid
+    configs say "nope"), Zamba2's only under use_mem_rope ("if config.use_mem_rope: ... self.rotary_emb"; False by
+    default)."""
+    if model_type in NO_ROTARY_TYPES \
+            or (model_type == "granitemoehybrid" and f.get("position_embedding_type") != "rope") \
+            or (model_type == "zamba2" and not f.get("use_mem_rope")):
+        return 0.0
     rope = f.get("rope_parameters") or {}
     value = f.get("partial_rotary_factor")
     if value is None and isinstance(rope, dict):

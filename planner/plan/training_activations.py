@@ -172,12 +172,12 @@ def _attention_block_units(spec: ModelSpec, layer: int, norm: float, block_norms
 # model's tables into a new pair for the queries and another for the keys ("sin = torch.repeat_interleave(sin[:, :,
 # None, :], 2, 3)"), which it keeps: two sets a layer (measured). They are 16-bit in a 16-bit model
 # ("cos.to(dtype=x.dtype)"), fp32 over fp32 weights and in OLMo's ("return cos, sin" without the cast); DeepSeek-V2's
-# and Llama 4's complex rotation keeps complex64 frequencies, 8 bytes a pair of dimensions. Jamba and Nemotron-H
-# rotate nothing (their modeling files never call their apply_rotary_pos_emb), nor Granite 4's hybrids (its configs'
-# "position_embedding_type": "nope"; the config class's default None builds no rotary_emb). Cohere 2 rotates its
-# window layers only ("if self.sliding_window is not None", set on window layers), EXAONE 4 its window layers where
-# its config sets a window and every layer where it sets none ("if self.sliding_window is None or self.is_sliding":
-# a model without window layers is taken to set none) (NOPE_FULL_LAYER_TYPES, NOPE_FULL_IF_WINDOWED_TYPES).
+# and Llama 4's complex rotation keeps complex64 frequencies, 8 bytes a pair of dimensions. The hybrids that rotate
+# nothing (Jamba, Nemotron-H, Granite 4 without "rope", Zamba2 without use_mem_rope) have a rotary_fraction of 0
+# (catalog/hybrid_spec.py). Cohere 2 rotates its window layers only ("if self.sliding_window is not None", set on
+# window layers), EXAONE 4 its window layers where its config sets a window and every layer where it sets none ("if
+# self.sliding_window is None or self.is_sliding": a model without window layers is taken to set none)
+# (NOPE_FULL_LAYER_TYPES, NOPE_FULL_IF_WINDOWED_TYPES).
 LAYER_ROTARY_TYPES = {"recurrent_gemma": 1, "gptj": 2}  # the sets each attention layer builds and keeps
 # RecurrentGemma's are built in the values' dtype ("self.rotary_emb(value_states, position_ids)"): 16-bit under
 # autocast whatever the weights (measured)
@@ -187,12 +187,11 @@ NOPE_FULL_IF_WINDOWED_TYPES = frozenset({"exaone4"})
 LAYER_TYPE_ROTARY_TYPES = frozenset({"gemma3", "gemma3_text"})
 FP32_TABLE_TYPES = frozenset({"olmo", "olmo2", "olmo3"})
 COMPLEX_ROTARY_TYPES = frozenset({"deepseek_v2", "llama4", "llama4_text"})
-NO_ROTARY_TYPES = frozenset({"jamba", "nemotron_h", "granitemoehybrid"})
 
 
 def _rotary_width(spec: ModelSpec) -> float:
     """The dimensions of a head that rotary positions rotate (latent attention's rope part), 0 without them."""
-    if spec.learned_positions or spec.model_type in NO_ROTARY_TYPES:
+    if spec.learned_positions:
         return 0.0
     return spec.mla.qk_rope_head_dim if spec.mla is not None else spec.head_dim * spec.rotary_fraction
 

@@ -112,3 +112,31 @@ def test_unknown_type_with_state_fields_is_refused_not_misread():
                                     "layer_types": ["full_attention", "sliding_attention"], "sliding_window": 64},
                                    "p", "test")
     assert plain.layer_windows == (None, 64) and "is not one optiplan knows" in plain.warnings[0]
+
+
+@pytest.mark.parametrize("fields", [
+    {"model_type": "granitemoehybrid", "layer_types": ["mamba", "attention"]},
+    {"model_type": "granitemoehybrid", "layer_types": ["mamba", "attention"], "position_embedding_type": "nope"},
+    {"model_type": "granitemoehybrid", "layer_types": ["mamba", "attention"], "position_embedding_type": "rope"},
+    {"model_type": "zamba2", "layers_block_type": ["mamba", "hybrid"]},
+    {"model_type": "zamba2", "layers_block_type": ["mamba", "hybrid"], "use_mem_rope": True},
+    {"model_type": "jamba", "attn_layer_period": 2, "attn_layer_offset": 1},
+    {"model_type": "bamba", "attn_layer_indices": [1]},
+])
+def test_rotary_only_where_transformers_builds_it(fields):
+    """A hybrid rotates where its modeling file builds a rotary embedding (Granite 4 under "rope", Zamba2 under
+    use_mem_rope, never Jamba), which the training count's rotary tables follow."""
+    pytest.importorskip("transformers")
+    import torch
+    from transformers import AutoModelForCausalLM, CONFIG_MAPPING
+
+    small = {"hidden_size": 64, "vocab_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+             "num_key_value_heads": 2, "intermediate_size": 128, "mamba_n_heads": 4, "mamba_d_head": 32,
+             "mamba_d_state": 16, "mamba_headdim": 32, "n_mamba_heads": 4, "pad_token_id": 0, "bos_token_id": 1,
+             "eos_token_id": 2}
+    cfg = CONFIG_MAPPING[fields["model_type"]](**{**small, **fields})
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(cfg)
+    built = any(type(m).__name__.endswith("RotaryEmbedding") for m in model.modules())
+    spec = model_spec_from_config({**small, **fields}, "h", "test")
+    assert (spec.rotary_fraction > 0) == built
