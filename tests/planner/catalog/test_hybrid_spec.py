@@ -128,7 +128,7 @@ def test_rotary_only_where_transformers_builds_it(fields):
     use_mem_rope, never Jamba), which the training count's rotary tables follow."""
     pytest.importorskip("transformers")
     import torch
-    from transformers import AutoModelForCausalLM, CONFIG_MAPPING
+    from transformers import CONFIG_MAPPING, AutoModelForCausalLM
 
     small = {"hidden_size": 64, "vocab_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
              "num_key_value_heads": 2, "intermediate_size": 128, "mamba_n_heads": 4, "mamba_d_head": 32,
