@@ -2,7 +2,9 @@
 transformers' causal-LM loss and its backward at two sequence lengths, each in a fresh process, on the CPU; the
 growth of the peak resident memory over the growth in logits is the bytes each logit holds at the loss's peak (the
 model's other activations, at hidden size 64, are a rounding error beside them). `planner/plan/training.py`
-(LOGIT_BYTES) counts it.
+(LOGIT_BYTES) counts it. The same is measured for a model whose own loss does not upcast its 16-bit logits (Qwen's
+modeling file: "shift_logits = lm_logits[..., :-1, :].contiguous()" into CrossEntropyLoss), run without autocast as
+DeepSpeed's fp16 runs it: the `logit_bytes` of a published run's `training.Recipe`.
 
     python benchmarks/bench_loss_memory.py [--short 1024] [--long 8192]
 """
@@ -28,15 +30,18 @@ config = LlamaConfig(vocab_size={vocab}, hidden_size=64, intermediate_size=128, 
                      tie_word_embeddings=False)
 model = LlamaForCausalLM(config).to(torch.bfloat16)
 ids = torch.randint(0, {vocab}, (1, {tokens}))
-model(input_ids=ids, labels=ids).loss.backward()
+def own_loss(ids):  # the shifted copy is the forward's local, freed before the backward, as in Qwen's model
+    shift = model(input_ids=ids).logits[..., :-1, :].contiguous()
+    return torch.nn.functional.cross_entropy(shift.view(-1, {vocab}), ids[..., 1:].reshape(-1))
+(model(input_ids=ids, labels=ids).loss if {upcast} else own_loss(ids)).backward()
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
 """
 
 
-def peak_bytes(tokens: int) -> int:
+def peak_bytes(tokens: int, upcast: bool = True) -> int:
     """Peak resident bytes of a fresh process running the loss and its backward over `tokens` tokens (Linux reports
-    ru_maxrss in KiB)."""
-    out = subprocess.run([sys.executable, "-c", CHILD.format(vocab=VOCAB, tokens=tokens)], check=True,
+    ru_maxrss in KiB): transformers' loss (`upcast`), or a 16-bit cross-entropy of the shifted logits."""
+    out = subprocess.run([sys.executable, "-c", CHILD.format(vocab=VOCAB, tokens=tokens, upcast=upcast)], check=True,
                          capture_output=True, text=True).stdout
     return int(out.strip().splitlines()[-1])
 
@@ -49,14 +54,16 @@ def main() -> None:
     import torch
     import transformers
 
-    short, long = peak_bytes(args.short), peak_bytes(args.long)
-    per_logit = (long - short) / ((args.long - args.short) * VOCAB)
-    print(f"peak resident memory: {short / 1e6:,.0f} MB at {args.short:,} tokens, {long / 1e6:,.0f} MB at "
-          f"{args.long:,}: {per_logit:.1f} bytes per logit (transformers {transformers.__version__}, torch "
-          f"{torch.__version__})")
-    write_results("loss_memory", {"vocab": VOCAB, "tokens": [args.short, args.long], "peak_bytes": [short, long],
-                                  "bytes_per_logit": round(per_logit, 2), "transformers": transformers.__version__,
-                                  "torch": torch.__version__})
+    results = {"vocab": VOCAB, "tokens": [args.short, args.long], "transformers": transformers.__version__,
+               "torch": torch.__version__}
+    for name, upcast in (("transformers_loss", True), ("16bit_loss", False)):
+        short, long = peak_bytes(args.short, upcast), peak_bytes(args.long, upcast)
+        per_logit = (long - short) / ((args.long - args.short) * VOCAB)
+        print(f"{name}: peak resident memory {short / 1e6:,.0f} MB at {args.short:,} tokens, {long / 1e6:,.0f} MB "
+              f"at {args.long:,}: {per_logit:.1f} bytes per logit (transformers {transformers.__version__}, torch "
+              f"{torch.__version__})")
+        results[name] = {"peak_bytes": [short, long], "bytes_per_logit": round(per_logit, 2)}
+    write_results("loss_memory", results)
 
 
 if __name__ == "__main__":

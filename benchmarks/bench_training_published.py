@@ -4,7 +4,8 @@ Reads `benchmarks/published/training/*.yaml` (each point: model, method, sequenc
 step, and whether it is fitted or held out), predicts each with `planner/plan/training.py` and prints
 predicted/published per point with the median and p90 error of the fitted and the held-out points; and the
 memory each run peaked at against the prediction's memory per device (nothing of it fitted: every memory point is
-held out, and `--write-accuracy` writes its error as the band of a training plan's memory).
+held out, and `--write-accuracy` writes its error as the band of a training plan's memory). A source's `recipes`
+say where its runs differ from the rendered script's (`training.Recipe`): each point is priced as it ran.
 
 `--fit` first solves the three constants of the `training` section of profiles/efficiency.yaml on the fitted points
 only (least squares on relative error: the FLOP-efficiency share and the per-layer cost from the LoRA points, then
@@ -30,7 +31,7 @@ from optiplan.planner.analytic.accuracy import TRAINING_ACCURACY_FILE  # noqa: E
 from optiplan.planner.catalog.hardware import resolve_hardware  # noqa: E402
 from optiplan.planner.catalog.model_spec import model_spec_from_config  # noqa: E402
 from optiplan.planner.plan.state import baseline_state  # noqa: E402
-from optiplan.planner.plan.training import training_prediction  # noqa: E402
+from optiplan.planner.plan.training import Recipe, training_prediction  # noqa: E402
 from optiplan.planner.schema.workload import Training, Workload  # noqa: E402
 
 FOLDER = Path(__file__).resolve().parent / "published" / "training"
@@ -44,7 +45,8 @@ def load_points() -> list[dict]:
         setup = doc["setup"]
         for p in doc["points"]:
             model = doc["models"][p["model"]]
-            points.append({**p, "setup": setup, "config": model["config"], "source": path.name})
+            recipe = doc.get("recipes", {}).get(p["method"], {})  # where the runs differ from the script's
+            points.append({**p, "setup": setup, "config": model["config"], "source": path.name, "recipe": recipe})
     return points
 
 
@@ -70,7 +72,7 @@ def prediction(point: dict, table: dict | None = None):
     try:
         original_values = dict(original)
         original.update(table)
-        return training_prediction(state, workload)
+        return training_prediction(state, workload, Recipe(**point.get("recipe", {})))
     finally:
         original.clear()
         original.update(original_values)

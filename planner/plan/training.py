@@ -24,6 +24,8 @@ Under FSDP (accelerate's FSDP2) a device holds more than its shards at the step'
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ... import profiles
 from ..analytic.efficiency import attention_kernel_factor
 from ..analytic.params import ParamCounts, param_counts
@@ -64,6 +66,24 @@ OPTIMIZER_BYTES = {"adamw": 8, "adamw-8bit": 2, "sgd": 0}  # per trainable param
 # 8 had been counted (fp32 logits and their gradient). An fp32 model's logits need no copy but keep 4-byte gradients:
 # the same 12, counted without a measurement.
 LOGIT_BYTES = 12
+# peft's prepare_model_for_kbit_training casts a k-bit model's other parameters (embedding, head, norms) to fp32
+KBIT_REST_BYTES = 4
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Where a run's recipe differs from the rendered script's: a published run priced as it ran
+    (benchmarks/published/training). `logit_bytes`: the loss's bytes a logit (LOGIT_BYTES; a model whose own loss
+    does not upcast, run in 16 bits without autocast, keeps 6: its logits, their shifted copy and the log-softmax, or
+    their gradients); `kbit_rest_bytes`: a k-bit base's other parameters (peft leaves a GPTQ model's in 16 bits);
+    `framework_bytes`: what the training framework holds in the backward beyond the count (DeepSpeed ZeRO's reduce
+    buckets)."""
+
+    logit_bytes: float = LOGIT_BYTES
+    kbit_rest_bytes: float = KBIT_REST_BYTES
+    framework_bytes: float = 0.0
+
+
 # why a QLoRA plan under FSDP needs more memory while it loads than a step (`load_peak_bytes`), as reports say it
 LOAD_PEAK_WHY = "the whole 4-bit model on each GPU before FSDP shards it"
 
@@ -205,7 +225,9 @@ def token_scan_caveat(spec: ModelSpec) -> str | None:
             f"their forwards about 2x): expect steps far longer than predicted at long sequences{fix}")
 
 
-def training_prediction(state: PlanState, workload: Workload) -> Prediction:
+def training_prediction(state: PlanState, workload: Workload, recipe: Recipe = Recipe()) -> Prediction:
+    """The plan's training step: memory per device and step time. `recipe`: a run's own recipe where it differs from
+    the rendered script's (`Recipe`)."""
     job = workload.training
     spec, hw, n = state.spec, state.hw, state.devices
     counts = param_counts(spec)
@@ -217,7 +239,7 @@ def training_prediction(state: PlanState, workload: Workload) -> Prediction:
     if "qlora" in applied:
         # the blocks' linear layers in NF4; bitsandbytes leaves the embedding, the head and the norms in 16 bits, which
         # peft's prepare_model_for_kbit_training then casts to fp32 (the module's docstring)
-        base = counts.linear * NF4_BYTES_PER_PARAM + (total - counts.linear) * 4
+        base = counts.linear * NF4_BYTES_PER_PARAM + (total - counts.linear) * recipe.kbit_rest_bytes
     elif lora:
         base = total * (2 if mixed else 4)
     else:
@@ -253,7 +275,7 @@ def training_prediction(state: PlanState, workload: Workload) -> Prediction:
              for layer in range(spec.num_layers)]
     tables = rotary_table_units(spec, fp32_weights_under_autocast(applied))  # once, for every layer
     unit_bytes = spec.hidden_size * act_bytes / 2  # a unit is a byte per hidden unit at 16 bits
-    logits = tokens_micro * spec.vocab_size * LOGIT_BYTES  # the loss's peak (LOGIT_BYTES)
+    logits = tokens_micro * spec.vocab_size * recipe.logit_bytes  # the loss's peak (LOGIT_BYTES)
     if "activation-checkpointing" in applied:
         # each layer's input kept; then the loss's peak, or later the largest layer's activations while it is
         # recomputed and its backward's (the logits are freed by then)
@@ -263,7 +285,7 @@ def training_prediction(state: PlanState, workload: Workload) -> Prediction:
         activations = tokens_micro * (sum(units) + tables) * unit_bytes + held + logits + backward
     unsharded = fsdp_unsharded_bytes(counts, spec.num_layers, "qlora" in applied, trainable, not lora, act_bytes) \
         if sharded else 0.0
-    step_memory = model_bytes + unsharded + activations + hw.runtime_overhead_bytes
+    step_memory = model_bytes + unsharded + activations + recipe.framework_bytes + hw.runtime_overhead_bytes
     # every process loads the whole model; a 4-bit one onto its GPU (bitsandbytes' device map, transformers'
     # quantizer_bnb_4bit), where peft's prepare_model_for_kbit_training casts its 16-bit parameters to fp32; and
     # accelerate's FSDP2 moves the other ranks' copies to the meta device only for unquantized models ("bypassing the
@@ -324,8 +346,8 @@ def training_prediction(state: PlanState, workload: Workload) -> Prediction:
     # sequences a micro-batch could hold: each brings its layers' activations, its logits and its share of the
     # recomputed layer; what the recipe holds whatever the tokens (`recipe_memory`) is there once
     per_sequence = (activations - held - backward) / micro
-    micro_fit = max(int((hw.memory_bytes - hw.runtime_overhead_bytes - model_bytes - unsharded - held - backward)
-                        // max(per_sequence, 1)), 0) if load_peak <= hw.memory_bytes else 0
+    micro_fit = max(int((hw.memory_bytes - hw.runtime_overhead_bytes - model_bytes - unsharded - held - backward
+                         - recipe.framework_bytes) // max(per_sequence, 1)), 0) if load_peak <= hw.memory_bytes else 0
     # what a million tokens trained cost at the devices' catalog price (the rate a serving plan's cost is at)
     cost = cost_per_million_tokens(hw, n, tokens_step / step_s)
     return Prediction(
