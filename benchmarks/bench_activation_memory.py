@@ -290,13 +290,14 @@ def measured_units(config, tokens: int, recipe: str | None = None, blocks: dict[
     `adapter_targets`: every linear layer of a dense model; a mixture of experts' mixers and routed experts) on a
     bf16 model under bf16 autocast, as the script runs it (dropout 0, or 0.05);
     "autocast", fp32 weights under bf16 autocast (a full fine-tune without FSDP; a mixture of experts' experts as
-    the rendered script runs them there, cast to bf16 for transformers' grouped_mm: `training.autocast_experts`)."""
+    the rendered script runs them there, cast to bf16 for transformers' grouped_mm: `training.autocast_experts`);
+    "fp32", an fp32 model without autocast (a full fine-tune without mixed precision)."""
     import torch
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(0)
-    autocast = recipe is not None
-    dtype = torch.float32 if recipe == "autocast" else torch.bfloat16
+    autocast = recipe is not None and recipe != "fp32"
+    dtype = torch.float32 if recipe in ("autocast", "fp32") else torch.bfloat16
     moe = hasattr(config, "num_experts_per_tok")
     experts = {"experts_implementation": autocast_experts()} if recipe == "autocast" and moe else {}
     # SDPA where transformers has it for the model, else eager attention, as the script's default would run
@@ -426,6 +427,55 @@ def predicted_autocast_units(spec) -> float:
         - rotary_table_units(spec, fp32_weights=False)
 
 
+def fp32_rows(tokens: int, show_blocks: bool = False) -> list[dict]:
+    """Each layer in an fp32 model without autocast (a full fine-tune without mixed precision), measured per token in
+    bytes a hidden unit, against the training model's count: twice the bf16 count less what a bf16 layer keeps in fp32
+    already (`fp32_activations.fixed_units`), the model's rotary tables at fp32."""
+    rows = []
+    for label, cls_name, overrides in (*FITTED, *HELD_OUT):
+        config = layer_config(cls_name, **overrides)
+        by_block: dict[str, float] = {}
+        measured = measured_units(config, tokens, "fp32", by_block)  # nothing held whatever the tokens: no casts
+        predicted = predicted_fp32_bytes(config, tokens)
+        rows.append({"layer": label, "measured_bytes": round(measured, 3), "predicted_bytes": round(predicted, 3),
+                     "ratio": round(predicted / measured, 4)})
+        print(f"  {label:<84} measured {measured:7.2f}  predicted {predicted:7.2f}  ratio {predicted / measured:.3f}")
+        if show_blocks:
+            for block in sorted(by_block):
+                print(f"      {block:<40} {by_block[block]:7.2f}")
+    worst = max(rows, key=lambda r: abs(r["ratio"] - 1))
+    print(f"  largest error {abs(worst['ratio'] - 1):.1%} over {len(rows)} layers ({worst['layer']})")
+    return rows
+
+
+def predicted_fp32_bytes(config, tokens: int) -> float:
+    """The training model's bytes a token and hidden unit for the config's first layer in an fp32 model: twice its
+    16-bit units with the dropout masks and the math path at 4 bytes, less `fixed_units`, and its model's rotary tables
+    in fp32 (a one-layer model's are its layer's)."""
+    from optiplan.planner.plan.attention_activations import math_attention_units, runs_math_path
+    from optiplan.planner.plan.fp32_activations import fixed_units
+    from optiplan.planner.plan.training_activations import (
+        dropout_units,
+        layer_activation_units,
+        output_copy_units,
+        rotary_table_units,
+    )
+
+    spec = predicted_spec(config)
+    eager = packed_eager_units(spec, tokens)
+    math = math_attention_units(spec, 0, tokens, act_bytes=4) if runs_math_path(spec, cpu=True) \
+        else output_copy_units(spec, 0, flash_kernel=True)
+    units = layer_activation_units(spec, 0) + eager + math + dropout_units(spec, 0, fused_dropout=False, act_bytes=4)
+    return 2 * units - fixed_units(spec, 0, tokens) + rotary_table_units(spec, fp32_weights=True)
+
+
+def packed_eager_units(spec, tokens: int) -> float:
+    """Eager attention's scores over `tokens` where the model runs it (`packed_attention_units`), else none."""
+    from optiplan.planner.plan.attention_activations import packed_attention_units
+
+    return packed_attention_units(spec, 0, tokens) if sdpa_refused(spec.model_type) and tokens else 0.0
+
+
 def lora_rows(tokens: int, show_blocks: bool = False) -> list[dict]:
     """The rendered script's LoRA (a frozen bf16 base, fp32 adapters under bf16 autocast, dropout 0) on the second
     layer of a two-layer model of each layer, against `lora_units`."""
@@ -492,6 +542,9 @@ def main(argv: list[str] | None = None) -> int:
     results["recipes"] = recipe_rows(args.tokens)
     print("fp32 weights under bf16 autocast, what each layer adds per token (training_activations.py: autocast_units):")
     results["autocast"] = autocast_rows(args.tokens, args.blocks)
+    print("an fp32 model without autocast (a full fine-tune without mixed precision), bytes a token and hidden unit "
+          "(fp32_activations.py: fixed_units):")
+    results["fp32"] = fp32_rows(args.tokens, args.blocks)
     print(f"peft's LoRA (rank {LORA_RANK}) as the script runs it, what each layer's second layer changes per token "
           "(training_activations.py: lora_units):")
     results["lora"] = lora_rows(args.tokens, args.blocks)

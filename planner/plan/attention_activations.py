@@ -10,6 +10,7 @@ from ..catalog.engine_refusals import sdpa_refused
 from ..schema import ModelSpec
 from .training_activations import (
     ATTENTION_INPUT_UNITS,
+    FUSED_QKV_TYPES,
     HEAD_STAT_BYTES,
     KV_UNITS,
     QUERY_UNITS,
@@ -51,6 +52,7 @@ def packed_attention_units(spec: ModelSpec, layer: int, sequence_length: int) ->
 # memory-efficient kernels take dropout in the kernel and keep their random state only.
 MATH_QKV_BYTES = 4.0
 MATH_SCORE_BYTES = 12.0
+FUSED_VIEW_COPY_BYTES = 8.0
 
 
 def runs_math_path(spec: ModelSpec, cpu: bool) -> bool:
@@ -74,5 +76,10 @@ def math_attention_units(spec: ModelSpec, layer: int, sequence_length: int, act_
     # the copy, counted as the adapter's cast under LoRA where `lora_units` counts one
     counted = lora_autocast and not output_copied(spec, flash_kernel=True) and not spec.attn_output_gate
     copy = 0.0 if counted else ATTENTION_INPUT_UNITS * q
-    fused = QUERY_UNITS * q + KV_UNITS * kv + HEAD_STAT_BYTES * spec.num_heads  # the kernel's, in the layer's count
-    return (fp32 * 2 / act_bytes + copy - fused) / h
+    # the kernel's, in the layer's count (its fp32 statistics fixed: `fp32_activations.fixed_units`)
+    fused = QUERY_UNITS * q + KV_UNITS * kv + HEAD_STAT_BYTES * spec.num_heads * 2 / act_bytes
+    # in an fp32 model the queries and keys a fused projection yields without rotary positions stay views of it (no
+    # fp32 copy is made), which the path's matmuls copy: 8 bytes a query width (GPT-2's, measured at 4 and 8 heads)
+    views = FUSED_VIEW_COPY_BYTES * q if act_bytes == 4 and spec.model_type in FUSED_QKV_TYPES \
+        and (spec.rotary_fraction == 0 or spec.learned_positions) else 0.0
+    return ((fp32 + views) * 2 / act_bytes + copy - fused) / h

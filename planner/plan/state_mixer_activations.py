@@ -160,6 +160,49 @@ def rglru_mixer_units(spec: ModelSpec) -> float:
     return INPUT_UNITS + RGLRU_CHANNEL_BYTES * spec.state.conv_channels / spec.hidden_size
 
 
+# An fp32 model's mixers (a full fine-tune without mixed precision: `fp32_activations`) keep their 16-bit tensors at 4
+# bytes, their fp32 ones as they were, less the fp32 copies of tensors that are fp32 already, plus views where a bf16
+# mixer kept copies. Read tensor by tensor and fitted on tiny layers in fp32 (benchmarks/bench_activation_memory.py,
+# 2026-12-08): Mamba's scan 36 bytes a channel and 12 a channel and state (5 layers, within 0.05 units); RG-LRU's 64
+# a channel (4 layers, exact); Mamba-2's 40 an inner channel (its gated norm's input copy gone), 20 a head, 12 a head
+# and chunk position, 20 a head and state, 8 a channel and state a chunk, and 8 a group and state (its x is a view of
+# the convolution's output, which keeps B and C alive) (12 layers, within 1.3 units, the bf16 count's residual); gated
+# DeltaNet's keys 48 bytes a repeated key channel, 64 where no value head shares a key head (its queries and keys stay
+# views, and its matmuls copy them), its values 36 (12 layers, within 0.2 units). A short convolution's tensors are all
+# 16-bit: twice its units.
+MAMBA_FP32_CHANNEL_BYTES = 36.0
+MAMBA_FP32_STATE_BYTES = 12.0
+RGLRU_FP32_CHANNEL_BYTES = 64.0
+MAMBA2_FP32 = {"channel": 40.0, "head": 20.0, "head_chunk": 12.0, "head_state": 20.0, "chunk_state": 8.0,
+               "group_state": 8.0}
+DELTANET_FP32 = {"repeated_key": 48.0, "key": 64.0, "value": 36.0, "head": 40.0}
+
+
+def fp32_mixer_units(spec: ModelSpec) -> float:
+    """What an fp32 model's state mixer keeps, in bytes per token and hidden unit (MAMBA_FP32_*, MAMBA2_FP32,
+    DELTANET_FP32, RGLRU_FP32_CHANNEL_BYTES); twice the 16-bit units for a short convolution."""
+    kind, h, st = spec.state.kind, spec.hidden_size, spec.state
+    if kind == "mamba":
+        inner = st.out_proj_inputs
+        return 4 + (MAMBA_FP32_CHANNEL_BYTES * inner + MAMBA_FP32_STATE_BYTES * st.recurrent_state_elements) / h
+    if kind == "rglru":
+        return 4 + RGLRU_FP32_CHANNEL_BYTES * st.conv_channels / h
+    if kind == "mamba2":
+        inner, conv, projected, heads, states, chunk = _mamba2_widths(spec)
+        f = MAMBA2_FP32
+        return (4 * h + 4 * projected + 4 * conv + f["channel"] * inner + f["head"] * heads
+                + f["head_chunk"] * heads * chunk + f["head_state"] * heads * states
+                + f["chunk_state"] * inner * states / chunk + f["group_state"] * (conv - inner) / 2) / h
+    if kind == "gated_deltanet":
+        heads, values, keys, states = _deltanet_widths(spec)
+        f = DELTANET_FP32
+        repeated = keys > (st.conv_channels - values) / 2  # value heads share a key head: its keys repeated
+        return (4 * h + 2 * DELTANET_CONV_BYTES * st.conv_channels + f["repeated_key" if repeated else "key"] * keys
+                + f["value"] * values + DELTANET_HEAD_CHUNK_BYTES * heads * DELTANET_CHUNK + f["head"] * heads
+                + DELTANET_STATE_BYTES * states) / h
+    return 2 * STATE_MIXER_UNITS[kind](spec)
+
+
 # the state mixers whose own activations are counted (`layer_activation_units`); RWKV's are not
 STATE_MIXER_UNITS = {"mamba": mamba_mixer_units, "mamba2": mamba2_mixer_units, "short_conv": short_conv_mixer_units,
                      "gated_deltanet": gated_deltanet_mixer_units, "rglru": rglru_mixer_units}

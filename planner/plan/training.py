@@ -36,6 +36,7 @@ from ..schema import ModelSpec
 from ..schema.advice import Prediction
 from ..schema.workload import Workload
 from .attention_activations import math_attention_units, packed_attention_units, runs_math_path
+from .fp32_activations import fixed_units
 from .state import PlanState, to_setup
 from .training_activations import (
     FUSED_GATE_UP_TYPES,
@@ -274,6 +275,11 @@ def training_prediction(state: PlanState, workload: Workload, recipe: Recipe = R
              + dropout_units(spec, layer, fused_dropout, act_bytes) + recipe_units[layer]
              for layer in range(spec.num_layers)]
     tables = rotary_table_units(spec, fp32_weights_under_autocast(applied))  # once, for every layer
+    if not mixed:
+        # an fp32 model keeps its 16-bit tensors at 4 bytes, but not what a bf16 layer keeps in fp32 already
+        # (`fp32_activations.fixed_units`, bytes a hidden unit: half as many units at 4 bytes); its tables are fp32
+        units = [u - fixed_units(spec, layer, job.sequence_length) / 2 for layer, u in enumerate(units)]
+        tables = rotary_table_units(spec, fp32_weights=True) / 2
     unit_bytes = spec.hidden_size * act_bytes / 2  # a unit is a byte per hidden unit at 16 bits
     logits = tokens_micro * spec.vocab_size * recipe.logit_bytes  # the loss's peak (LOGIT_BYTES)
     if "activation-checkpointing" in applied:

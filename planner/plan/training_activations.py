@@ -269,7 +269,7 @@ def _block_norms(spec: ModelSpec) -> int:
     return max(spec.norms_per_layer // 2, 1)
 
 
-def _norms(spec: ModelSpec, layer: int) -> int:
+def norms_run(spec: ModelSpec, layer: int) -> int:
     """The norms `layer` runs: its blocks' (`_block_norms`), or the one both side-by-side blocks read."""
     if spec.parallel_attention and spec.norms_per_layer == 1:
         return 1
@@ -418,7 +418,7 @@ def lora_units(spec: ModelSpec, layer: int, rank: int, autocast: bool, flash_ker
     units += adapters * 2 * rank / h
     fp32_norm = spec.model_type in FP32_WEIGHT_NORM_TYPES | UPCAST_LAYERNORM_TYPES
     norm = LORA_FP32_NORM_UNITS if fp32_norm else LORA_NORM_UNITS.get(spec.norm, 0.0)
-    widths: float = _norms(spec, layer)
+    widths: float = norms_run(spec, layer)
     if attention and spec.qk_norm in ("head", "full"):  # an L2 norm has no weight to free
         widths += (spec.num_heads + spec.num_kv_heads) * spec.head_dim / h
     if attention and spec.mla is not None:
