@@ -65,7 +65,7 @@ OPTIMIZER_BYTES = {"adamw": 8, "adamw-8bit": 2, "sgd": 0}  # per trainable param
 # vocabulary in bf16, loss and backward through transformers 5.24 on the CPU, peaked at 960 MB of resident memory at
 # 1,024 tokens and 3,750 MB at 8,192 (6,941 MB at 16,384 from 1,358 at 2,048): 12.2 bytes for each further logit.
 # 8 had been counted (fp32 logits and their gradient). An fp32 model's logits need no copy but keep 4-byte gradients:
-# the same 12, counted without a measurement.
+# the same, 12.3 measured (an fp32 model, the same bench).
 LOGIT_BYTES = 12
 # peft's prepare_model_for_kbit_training casts a k-bit model's other parameters (embedding, head, norms) to fp32
 KBIT_REST_BYTES = 4
