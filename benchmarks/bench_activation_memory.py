@@ -124,6 +124,15 @@ FITTED = (
     ("recurrentgemma, RG-LRU of 256 channels in 8 heads, GeGLU at 1.5 x hidden", "RecurrentGemmaConfig",
      dict(lru_width=HIDDEN, num_key_value_heads=1, intermediate_size=3 * HIDDEN, block_types=["recurrent"],
           **NO_SPECIAL_TOKENS)),
+    # Falcon-H1's layer: attention and Mamba-2 side by side off one norm (it had been counted as its attention alone:
+    # 0.22 of it), its Mamba-2 without the gated norm by default (mamba_rms_norm: false), whose fp32 µP vector makes
+    # its projection fp32 under autocast over fp32 weights; its terms read off these two layers (2026-12-08)
+    ("falcon-h1, attention beside Mamba-2 of 8 heads of 64 without the gated norm, 16 states", "FalconH1Config",
+     dict(intermediate_size=2 * HIDDEN, mamba_d_ssm=512, mamba_n_heads=8, mamba_d_head=64, mamba_d_state=16,
+          mamba_chunk_size=128, mamba_expand=2, head_dim=32, **NO_SPECIAL_TOKENS)),
+    ("falcon-h1, attention beside Mamba-2 of 16 heads of 32 with the gated norm, 32 states", "FalconH1Config",
+     dict(intermediate_size=2 * HIDDEN, mamba_d_ssm=512, mamba_n_heads=16, mamba_d_head=32, mamba_d_state=32,
+          mamba_chunk_size=128, mamba_expand=2, head_dim=32, mamba_rms_norm=True, **NO_SPECIAL_TOKENS)),
 )
 # measured after the terms above were set (2026-12-07); gemma2 and gpt-oss without SDPA, eagerly (their scores)
 HELD_OUT = (
@@ -199,6 +208,11 @@ HELD_OUT = (
      "RecurrentGemmaConfig",
      dict(num_attention_heads=8, num_key_value_heads=1, head_dim=32, intermediate_size=4 * HIDDEN,
           block_types=["attention"], **NO_SPECIAL_TOKENS)),
+    # measured after Falcon-H1's terms were read off the two layers above
+    ("falcon-h1, attention beside Mamba-2 of 4 heads of 128 in 2 groups without the gated norm, 8 states",
+     "FalconH1Config",
+     dict(intermediate_size=3 * HIDDEN, mamba_d_ssm=512, mamba_n_heads=4, mamba_d_head=128, mamba_d_state=8,
+          mamba_n_groups=2, mamba_chunk_size=64, mamba_expand=2, head_dim=32, **NO_SPECIAL_TOKENS)),
     # measured after Granite 4's "position_embedding_type" was read (its rotary tables counted only under "rope")
     ("granite-4, rotary attention, top-2 of 4 experts and a shared MLP", "GraniteMoeHybridConfig",
      dict(intermediate_size=2 * HIDDEN, shared_intermediate_size=2 * HIDDEN, num_local_experts=4, num_experts_per_tok=2,

@@ -119,7 +119,8 @@ def _mamba2(h: int, d: int, heads: int, head_dim: int, groups: int, n: int, k: i
     small += d if gated_norm else 0
     return StateSpec(kind="mamba2", linear_params=linear, small_params=small, conv_channels=conv, conv_kernel=k,
                      recurrent_state_elements=heads * head_dim * n,
-                     scan_flops_per_token=_scan_flops(heads * head_dim, n, conv, k), out_proj_inputs=d)
+                     scan_flops_per_token=_scan_flops(heads * head_dim, n, conv, k), out_proj_inputs=d,
+                     gated_norm=gated_norm)
 
 
 def _attention_pattern(types: list[str], where: str) -> list[str]:

@@ -24,6 +24,7 @@ from .training_activations import (
     UPCAST_LAYERNORM_TYPES,
     UPCAST_LAYERNORM_UNITS,
     norms_run,
+    state_mixer_kind,
 )
 
 # A norm's fp32 tensors, per unit of the width it normalizes: an RMSNorm's fp32 copy of its input (in an fp32 model,
@@ -57,7 +58,7 @@ def fixed_units(spec: ModelSpec, layer: int, sequence_length: int = 0) -> float:
     h = spec.hidden_size
     norm = norm_fixed_bytes(spec)
     fixed = norms_run(spec, layer) * (norm + NORM_STAT_BYTES / h)
-    kind = spec.state.kind if spec.mixer(layer) == "state" and spec.state is not None else None
+    kind = state_mixer_kind(spec, layer)
     if kind in STATE_MIXER_UNITS:  # a state mixer's own (`state_mixer_activations.fp32_mixer_units`)
         fixed += 2 * STATE_MIXER_UNITS[kind](spec) - fp32_mixer_units(spec)
     if "attention" in spec.mixer(layer):

@@ -40,6 +40,14 @@ def mamba_mixer_units(spec: ModelSpec) -> float:
 # catalog's widths, 1,024 tokens: mamba2-2.7b 290.2 units (counted 289.1), Mamba-Codestral 291.7 (290.7), Nemotron-H
 # 8B's Mamba layer 253.7 (252.7); a Mamba-2 layer had been priced as attention of no heads: 8.1.
 MAMBA2_CHANNEL_BYTES = 42.0
+# Without the gated norm (Falcon-H1's mamba_rms_norm: false, "scan_output * self.act(gate)") its five fp32 tensors
+# (20 bytes an inner channel) give way to the gate's SiLU (2) and the fp32 product (4): 28 (read off Falcon-H1's mixer,
+# 2026-12-08)
+MAMBA2_UNGATED_CHANNEL_BYTES = 28.0
+# Falcon-H1 multiplies its input projection by a µP vector kept as a buffer in the weights' dtype ("zxbcdt =
+# self.in_proj(input_states) * self.mup_vector"): over fp32 weights under autocast that product is fp32
+# (`mamba2_recipe_units`)
+MUP_PROJECTION_TYPES = frozenset({"falcon_h1"})
 MAMBA2_HEAD_CHUNK_BYTES = 12.0
 MAMBA2_HEAD_STATE_BYTES = 20.0
 MAMBA2_CHUNK_STATE_BYTES = 8.0
@@ -58,7 +66,8 @@ def mamba2_mixer_units(spec: ModelSpec) -> float:
     """A Mamba-2 mixer's units beside its norm, as its PyTorch path keeps them (MAMBA2_*)."""
     h = spec.hidden_size
     inner, conv, projected, heads, states, chunk = _mamba2_widths(spec)
-    kept = 2 * h + 2 * projected + 2 * conv + MAMBA2_CHANNEL_BYTES * inner + MAMBA2_HEAD_BYTES * heads \
+    channel = MAMBA2_CHANNEL_BYTES if spec.state.gated_norm else MAMBA2_UNGATED_CHANNEL_BYTES
+    kept = 2 * h + 2 * projected + 2 * conv + channel * inner + MAMBA2_HEAD_BYTES * heads \
         + MAMBA2_HEAD_CHUNK_BYTES * heads * chunk + MAMBA2_HEAD_STATE_BYTES * heads * states \
         + MAMBA2_CHUNK_STATE_BYTES * inner * states / chunk
     return kept / h
@@ -75,7 +84,14 @@ def mamba2_recipe_units(spec: ModelSpec, lora: bool, autocast: bool) -> float:
     """What autocast (over fp32 weights, or under LoRA) and LoRA's frozen weights change in a Mamba-2 mixer."""
     inner, conv, projected, heads, states, chunk = _mamba2_widths(spec)
     halved = 6 * inner + 8 * heads * states + 4 * heads * chunk + 4 * inner * states / chunk if autocast else 0.0
-    changed = -halved - (10 * inner + 4 * heads if lora else 2 * inner + 2 * heads if autocast else 0.0)
+    # without a gated norm (Falcon-H1's) there is no frozen norm's fp32 output to free: 6 bytes an inner channel
+    frozen = 10 if spec.state.gated_norm else 6
+    changed = -halved - (frozen * inner + 4 * heads if lora else 2 * inner + 2 * heads if autocast else 0.0)
+    if autocast and not lora and spec.model_type in MUP_PROJECTION_TYPES:
+        # its fp32 µP vector promotes the projection to fp32, which the gate's view keeps whole (4 bytes a projected
+        # channel), its dt and its x beside B and C in fp32; the gate's SiLU in fp32, or, into a gated norm, no fp32
+        # copy of the gate (Falcon-H1's layers: +21.1 and +10.3 units measured, counted +21.2 and +10.4)
+        changed += 4 * projected + 2 * heads + 4 * (conv - inner) + (-4 if spec.state.gated_norm else 2) * inner
     return changed / spec.hidden_size
 
 
@@ -174,7 +190,7 @@ MAMBA_FP32_CHANNEL_BYTES = 36.0
 MAMBA_FP32_STATE_BYTES = 12.0
 RGLRU_FP32_CHANNEL_BYTES = 64.0
 MAMBA2_FP32 = {"channel": 40.0, "head": 20.0, "head_chunk": 12.0, "head_state": 20.0, "chunk_state": 8.0,
-               "group_state": 8.0}
+               "group_state": 8.0, "ungated_channel": 32.0}  # without the gated norm (Falcon-H1's): 32 a channel
 DELTANET_FP32 = {"repeated_key": 48.0, "key": 64.0, "value": 36.0, "head": 40.0}
 
 
@@ -190,7 +206,8 @@ def fp32_mixer_units(spec: ModelSpec) -> float:
     if kind == "mamba2":
         inner, conv, projected, heads, states, chunk = _mamba2_widths(spec)
         f = MAMBA2_FP32
-        return (4 * h + 4 * projected + 4 * conv + f["channel"] * inner + f["head"] * heads
+        channel = f["channel"] if st.gated_norm else f["ungated_channel"]
+        return (4 * h + 4 * projected + 4 * conv + channel * inner + f["head"] * heads
                 + f["head_chunk"] * heads * chunk + f["head_state"] * heads * states
                 + f["chunk_state"] * inner * states / chunk + f["group_state"] * (conv - inner) / 2) / h
     if kind == "gated_deltanet":

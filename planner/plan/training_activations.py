@@ -120,11 +120,15 @@ def layer_activation_units(spec: ModelSpec, layer: int) -> float:
         else UPCAST_LAYERNORM_UNITS if spec.model_type in UPCAST_LAYERNORM_TYPES else NORM_UNITS.get(spec.norm, 0.0)
     # a block's norms (Gemma's after the attention and the MLP as well); one norm feeding both blocks is attention's
     block_norms = norm * _block_norms(spec)
-    state = _state_mixer(spec, layer)
+    state = state_mixer_kind(spec, layer)
     if spec.mixer(layer) == "none":
         mixer = 0.0
     elif state in STATE_MIXER_UNITS:
-        mixer = block_norms + STATE_MIXER_UNITS[state](spec)
+        # a state mixer, alone after its norms or beside attention off the same norm (Falcon-H1's, each reading its
+        # own copy of the normalized input: attention's scaled by attention_in_multiplier; Zamba2's hybrid layers)
+        attention = _attention_block_units(spec, layer, norm, block_norms) if "attention" in spec.mixer(layer) \
+            else block_norms
+        mixer = attention + STATE_MIXER_UNITS[state](spec)
     else:
         mixer = _attention_block_units(spec, layer, norm, block_norms)
     return mixer + (_mlp_block_units(spec, layer, block_norms) if spec.has_mlp(layer) else 0.0)
@@ -277,9 +281,9 @@ def norms_run(spec: ModelSpec, layer: int) -> int:
     return _block_norms(spec) * blocks
 
 
-def _state_mixer(spec: ModelSpec, layer: int) -> str | None:
-    """The kind of `layer`'s state mixer where it is the layer's only mixer (mamba, mamba2, ...), else None."""
-    return spec.state.kind if spec.mixer(layer) == "state" and spec.state is not None else None
+def state_mixer_kind(spec: ModelSpec, layer: int) -> str | None:
+    """The kind of `layer`'s state mixer (mamba, mamba2, ...), alone or beside attention, else None."""
+    return spec.state.kind if "state" in spec.mixer(layer) and spec.state is not None else None
 
 
 # What a recipe changes in a layer's activations, measured as `layer_activation_units` was (units; at two token
@@ -321,7 +325,9 @@ def _readers(spec: ModelSpec, layer: int) -> tuple[int, int]:
     if "attention" in kind:
         mixer += 1 if spec.model_type in FUSED_QKV_TYPES else 2 if spec.mla is not None else 3
     if "state" in kind and spec.state is not None:
-        mixer += STATE_MIXER_READERS.get(spec.state.kind, 1)
+        # beside attention a state mixer reads its own copy of the input (Falcon-H1's attention a scaled one): its
+        # first reader takes the cast attention's first does not share
+        mixer += STATE_MIXER_READERS.get(spec.state.kind, 1) - ("attention" in kind)
     gated = 2 if spec.mlp_gated and spec.model_type not in FUSED_GATE_UP_TYPES else 1
     m = spec.moe
     if not spec.has_mlp(layer):
@@ -352,7 +358,7 @@ def autocast_units(spec: ModelSpec, layer: int) -> float:
     # one norm a block reads the residual (a parallel block's norms read one input, kept once)
     norms = 0 if fp32_norms else 1 if spec.parallel_attention else (spec.mixer(layer) != "none") + spec.has_mlp(layer)
     units = AUTOCAST_NORM_UNITS * norms + AUTOCAST_CAST_UNITS * _shared_input_casts(spec, mixer, mlp)
-    state = _state_mixer(spec, layer)
+    state = state_mixer_kind(spec, layer)
     if state:  # what the mixer's own path keeps differently (`state_mixer_activations`)
         units += state_mixer_recipe_units(spec, lora=False, autocast=True)
     routed = spec.moe is not None and spec.layer_moe[layer] and spec.has_mlp(layer)
@@ -411,7 +417,7 @@ def lora_units(spec: ModelSpec, layer: int, rank: int, autocast: bool, flash_ker
                 else 2 if spec.model_type in FUSED_QKV_TYPES else 4) if attention else 0
     if not frozen_mlp and spec.has_mlp(layer):
         adapters += 2 if spec.model_type in FUSED_GATE_UP_TYPES or not spec.mlp_gated else 3
-    state = _state_mixer(spec, layer)
+    state = state_mixer_kind(spec, layer)
     adapters += STATE_MIXER_ADAPTERS.get(state, 0)  # the mixer's projections adapted, the rest frozen
     if state:  # the mixer's frozen parts and its path's casts (`state_mixer_activations`)
         units += state_mixer_recipe_units(spec, lora=True, autocast=autocast)

@@ -172,6 +172,9 @@ class StateSpec(Frozen):
                             description="Mamba-2: the tokens a chunk of its scan spans (chunk_size)")
     heads: int = Field(0, exclude_if=lambda v: v == 0,
                        description="gated DeltaNet: its value heads, each with a state of key by value width")
+    gated_norm: bool = Field(True, exclude_if=lambda v: v,
+                             description="Mamba-2: a gated RMSNorm before the output projection (Falcon-H1's "
+                                         "mamba_rms_norm: false gates by the SiLU alone)")
 
 
 class ModelSpec(Frozen):
