@@ -133,6 +133,11 @@ FITTED = (
     ("falcon-h1, attention beside Mamba-2 of 16 heads of 32 with the gated norm, 32 states", "FalconH1Config",
      dict(intermediate_size=2 * HIDDEN, mamba_d_ssm=512, mamba_n_heads=16, mamba_d_head=32, mamba_d_state=32,
           mamba_chunk_size=128, mamba_expand=2, head_dim=32, mamba_rms_norm=True, **NO_SPECIAL_TOKENS)),
+    # Zamba2's hybrid layer: its shared transformer block (attention over 2 x hidden) before its Mamba-2 mixer, whose
+    # count had left the block's MLP, its wide norm and input, its linear layer and the mixer's norm out (0.81 of it)
+    ("zamba2, a shared attention and MLP block before Mamba-2 of 8 heads of 64, 16 states", "Zamba2Config",
+     dict(layers_block_type=["hybrid"], mamba_d_state=16, n_mamba_heads=8, chunk_size=128, intermediate_size=2 * HIDDEN,
+          num_attention_heads=8, num_key_value_heads=8, **NO_SPECIAL_TOKENS)),
 )
 # measured after the terms above were set (2026-12-07); gemma2 and gpt-oss without SDPA, eagerly (their scores)
 HELD_OUT = (
@@ -213,6 +218,11 @@ HELD_OUT = (
      "FalconH1Config",
      dict(intermediate_size=3 * HIDDEN, mamba_d_ssm=512, mamba_n_heads=4, mamba_d_head=128, mamba_d_state=8,
           mamba_n_groups=2, mamba_chunk_size=64, mamba_expand=2, head_dim=32, **NO_SPECIAL_TOKENS)),
+    # measured after Zamba2's shared block was read off the layer above
+    ("zamba2, a shared block of 4 heads of 128 and an MLP at 3 x hidden before Mamba-2 of 16 heads of 32, 32 states",
+     "Zamba2Config",
+     dict(layers_block_type=["hybrid"], mamba_d_state=32, n_mamba_heads=16, chunk_size=64, intermediate_size=3 * HIDDEN,
+          num_attention_heads=4, num_key_value_heads=4, head_dim=128, **NO_SPECIAL_TOKENS)),
     # measured after Granite 4's "position_embedding_type" was read (its rotary tables counted only under "rope")
     ("granite-4, rotary attention, top-2 of 4 experts and a shared MLP", "GraniteMoeHybridConfig",
      dict(intermediate_size=2 * HIDDEN, shared_intermediate_size=2 * HIDDEN, num_local_experts=4, num_experts_per_tok=2,
@@ -284,6 +294,9 @@ def autocast_experts() -> str:
 def two_layers(cls_name: str, **overrides):
     """The config of `layer_config` with two layers, alike: a layer's LoRA count is read on the second, whose input
     needs a gradient (the first's does not: the embedding is frozen)."""
+    if isinstance(overrides.get("layers_block_type"), list):  # Zamba2 derives its hybrid layers' ids from it
+        return layer_config(cls_name, **{**overrides, "layers_block_type": overrides["layers_block_type"] * 2,
+                                         "num_hidden_layers": 2})
     config = layer_config(cls_name, **overrides)
     for key in ("num_hidden_layers", "n_layer"):
         if hasattr(config, key) and getattr(config, key) == 1:
@@ -467,9 +480,9 @@ def predicted_fp32_bytes(config, tokens: int) -> float:
     16-bit units with the dropout masks and the math path at 4 bytes, less `fixed_units`, and its model's rotary tables
     in fp32 (a one-layer model's are its layer's)."""
     from optiplan.planner.plan.attention_activations import math_attention_units, runs_math_path
+    from optiplan.planner.plan.dropout_activations import dropout_units
     from optiplan.planner.plan.fp32_activations import fixed_units
     from optiplan.planner.plan.training_activations import (
-        dropout_units,
         layer_activation_units,
         output_copy_units,
         rotary_table_units,
@@ -517,8 +530,8 @@ def predicted_units(config, tokens: int | None = None) -> float:
         packed_attention_units,
         runs_math_path,
     )
+    from optiplan.planner.plan.dropout_activations import dropout_units
     from optiplan.planner.plan.training_activations import (
-        dropout_units,
         layer_activation_units,
         output_copy_units,
         rotary_table_units,

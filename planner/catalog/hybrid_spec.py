@@ -365,13 +365,18 @@ def hybrid_spec_fields(f: Any, model_type: str, name: str, source: str) -> dict[
         # wide): attention with heads of 2 x hidden / heads, then a gated MLP; each use adds its own LoRA-style
         # adapters (on the MLP's gate_up, and on q, k, v when use_shared_attention_adapter) and a linear layer.
         wide, inter = 2 * h, spec["intermediate_size"]
-        head_dim = wide // heads
+        head_dim = f.int("attention_head_dim") or wide // heads  # its config's default, 2 x hidden / heads
         attention = wide * (heads + 2 * kv_heads) * head_dim + heads * head_dim * h
         mlp = h * 2 * inter + inter * h
         adapters = h * rank + rank * 2 * inter
         if f.flag("use_shared_attention_adapter"):
             adapters += 3 * (wide * rank + rank * wide)
-        spec.update(head_dim=head_dim, v_head_dim=head_dim, attention_shared=True,
+        # LoRA's widths over those layers. transformers builds a block for every hybrid layer and ties their weights,
+        # so peft adapts each layer's copy: its attention, MLP and linear layer (its adapter lists stay frozen: the
+        # script's adapter_targets)
+        widths = uses * (3 * wide + (heads + 2 * kv_heads) * head_dim + heads * head_dim + 3 * h + 3 * inter + 2 * h)
+        spec.update(head_dim=head_dim, v_head_dim=head_dim, attention_shared=True, extra_adapter_widths=widths,
+                    adapter_rank=rank,
                     extra_linear_params=blocks * (attention + mlp) + uses * (adapters + h * h),
                     extra_small_params=blocks * (wide + h + (2 * inter + h if bias else 0)),
                     extra_linear_reuse=max(uses - blocks, 0) * (attention + mlp), norms_per_layer=1)

@@ -36,13 +36,13 @@ from ..schema import ModelSpec
 from ..schema.advice import Prediction
 from ..schema.workload import Workload
 from .attention_activations import math_attention_units, packed_attention_units, runs_math_path
+from .dropout_activations import dropout_units
 from .fp32_activations import fixed_units
 from .state import PlanState, to_setup
 from .training_activations import (
     FUSED_GATE_UP_TYPES,
     FUSED_QKV_TYPES,
     autocast_units,
-    dropout_units,
     layer_activation_units,
     lora_units,
     output_copy_units,
@@ -138,9 +138,10 @@ def lora_params(state: PlanState, rank: int) -> int:
     for layer in range(spec.num_layers):
         kind = spec.mixer(layer)
         routed = spec.moe is not None and spec.layer_moe[layer]
-        total += (attn if "attention" in kind else 0) + (mixer if "state" in kind else 0) \
-            + (moe if routed else mlp if spec.has_mlp(layer) else 0)
-    return rank * total
+        total += (attn if "attention" in kind and not spec.attention_shared else 0) \
+            + (mixer if "state" in kind else 0) + (moe if routed else mlp if spec.has_mlp(layer) else 0)
+    # the shared blocks' layers, adapted once each however many layers use them (Zamba2's)
+    return rank * (total + spec.extra_adapter_widths)
 
 
 # A mixture of experts under autocast over fp32 weights (`autocast_experts`): transformers' grouped_mm experts are not

@@ -126,8 +126,12 @@ def layer_activation_units(spec: ModelSpec, layer: int) -> float:
     elif state in STATE_MIXER_UNITS:
         # a state mixer, alone after its norms or beside attention off the same norm (Falcon-H1's, each reading its
         # own copy of the normalized input: attention's scaled by attention_in_multiplier; Zamba2's hybrid layers)
-        attention = _attention_block_units(spec, layer, norm, block_norms) if "attention" in spec.mixer(layer) \
-            else block_norms
+        if _shared_block(spec, layer):
+            attention = _shared_block_units(spec, norm)
+        elif "attention" in spec.mixer(layer):
+            attention = _attention_block_units(spec, layer, norm, block_norms)
+        else:
+            attention = block_norms
         mixer = attention + STATE_MIXER_UNITS[state](spec)
     else:
         mixer = _attention_block_units(spec, layer, norm, block_norms)
@@ -266,6 +270,39 @@ def _mlp_block_units(spec: ModelSpec, layer: int, block_norms: float) -> float:
     return mlp
 
 
+# Zamba2's hybrid layers run a shared transformer block before their Mamba-2 mixer: a norm and attention over the
+# hidden state beside the original embeddings (2 x hidden wide), a norm and a gated MLP, a linear layer back into the
+# stream, then the mixer's own norm (measured on its layer: 225.4 units, 224.3 counted with its adapter's rank; 183.3
+# had been counted, its attention block and mixer alone). Its LoRA-style adapters' outputs (2 bytes a rank, 0.1 units
+# at Zamba2-2.7B's widths) are not counted.
+# Under the script's recipes (measured on its layer alike, 2026-12-08): over fp32 weights under autocast its wide norm
+# and the mixer's read the fp32 residual (3 widths; its MLP's norm reads attention's 16-bit output), and its key and
+# value projections keep their own casts of the wide input (4 widths) as its MLP's adapter does of the MLP's (1);
+# under LoRA the key and value adapters' casts, adapters on its MLP's gate-up and down projections and its linear
+# layer beside attention's and the mixer's, and its frozen adapter's rank output gone (the script leaves the adapter
+# lists frozen). The adapters use_shared_attention_adapter puts on its query, key and value are not counted.
+SHARED_BLOCK_TYPES = frozenset({"zamba2"})
+SHARED_BLOCK_NORM_WIDTHS = 4  # the block's two-wide norm, its MLP's and the mixer's
+SHARED_BLOCK_RESIDUAL_NORM_WIDTHS = 3
+SHARED_BLOCK_CASTS = {"autocast": 5, "lora": 4}
+SHARED_BLOCK_ADAPTERS = 3
+
+
+def _shared_block(spec: ModelSpec, layer: int) -> bool:
+    """Whether `layer` runs a shared transformer block before its state mixer (SHARED_BLOCK_TYPES' hybrid layers)."""
+    return spec.model_type in SHARED_BLOCK_TYPES and spec.mixer(layer) == "attention+state"
+
+
+def _shared_block_units(spec: ModelSpec, norm: float) -> float:
+    """A Zamba2 hybrid layer's shared transformer block and the mixer's norm (SHARED_BLOCK_TYPES)."""
+    h = spec.hidden_size
+    q, kv = spec.num_heads * spec.head_dim, spec.num_kv_heads * spec.head_dim
+    attention = 2 * ATTENTION_INPUT_UNITS + QUERY_UNITS * q / h + KV_UNITS * kv / h + HEAD_STAT_BYTES * spec.num_heads / h
+    # the MLP beside its adapter's rank output (the adapter's second layer's input)
+    mlp = MLP_BASE_UNITS + MLP_WIDTH_UNITS[spec.mlp_gated] * spec.intermediate_size / h + 2 * spec.adapter_rank / h
+    return norm * SHARED_BLOCK_NORM_WIDTHS + attention + mlp + ATTENTION_INPUT_UNITS  # the linear layer's input
+
+
 def _block_norms(spec: ModelSpec) -> int:
     """The norms of one block (a mixer or an MLP): two where the model also norms each block's output (Gemma's four a
     layer), one elsewhere (where a layer has one block, as Mamba's and Nemotron-H's, its one norm; where attention
@@ -277,6 +314,8 @@ def norms_run(spec: ModelSpec, layer: int) -> int:
     """The norms `layer` runs: its blocks' (`_block_norms`), or the one both side-by-side blocks read."""
     if spec.parallel_attention and spec.norms_per_layer == 1:
         return 1
+    if _shared_block(spec, layer):
+        return SHARED_BLOCK_NORM_WIDTHS  # in widths of the hidden state (`_shared_block_units`)
     blocks = (spec.mixer(layer) != "none") + spec.has_mlp(layer)
     return _block_norms(spec) * blocks
 
@@ -357,7 +396,10 @@ def autocast_units(spec: ModelSpec, layer: int) -> float:
         or spec.norm == "nonparametric"
     # one norm a block reads the residual (a parallel block's norms read one input, kept once)
     norms = 0 if fp32_norms else 1 if spec.parallel_attention else (spec.mixer(layer) != "none") + spec.has_mlp(layer)
-    units = AUTOCAST_NORM_UNITS * norms + AUTOCAST_CAST_UNITS * _shared_input_casts(spec, mixer, mlp)
+    casts = _shared_input_casts(spec, mixer, mlp)
+    if _shared_block(spec, layer):  # its wide norm and the mixer's read the residual; its MLP's norm attention's output
+        norms, casts = SHARED_BLOCK_RESIDUAL_NORM_WIDTHS, SHARED_BLOCK_CASTS["autocast"]
+    units = AUTOCAST_NORM_UNITS * norms + AUTOCAST_CAST_UNITS * casts
     state = state_mixer_kind(spec, layer)
     if state:  # what the mixer's own path keeps differently (`state_mixer_activations`)
         units += state_mixer_recipe_units(spec, lora=False, autocast=True)
@@ -408,6 +450,9 @@ def lora_units(spec: ModelSpec, layer: int, rank: int, autocast: bool, flash_ker
     routed = m is not None and spec.layer_moe[layer] and spec.has_mlp(layer)
     frozen_mlp = m is not None  # a mixture of experts' dense MLPs and shared experts take no adapters
     casts = _shared_input_casts(spec, mixer, 0 if frozen_mlp else mlp)  # a frozen MLP's layers take no cast
+    shared_block = _shared_block(spec, layer)
+    if shared_block:
+        casts = SHARED_BLOCK_CASTS["lora"]
     attention = "attention" in spec.mixer(layer)
     # (a gated attention's output projection reads the gated product, which only it keeps: no cast beside it)
     shared_output = attention and not output_copied(spec, flash_kernel) and not spec.attn_output_gate
@@ -419,6 +464,9 @@ def lora_units(spec: ModelSpec, layer: int, rank: int, autocast: bool, flash_ker
         adapters += 2 if spec.model_type in FUSED_GATE_UP_TYPES or not spec.mlp_gated else 3
     state = state_mixer_kind(spec, layer)
     adapters += STATE_MIXER_ADAPTERS.get(state, 0)  # the mixer's projections adapted, the rest frozen
+    if shared_block:  # its MLP's and linear layer's adapters; its frozen adapter's rank output goes
+        adapters += SHARED_BLOCK_ADAPTERS
+        units -= 2 * spec.adapter_rank / h
     if state:  # the mixer's frozen parts and its path's casts (`state_mixer_activations`)
         units += state_mixer_recipe_units(spec, lora=True, autocast=autocast)
     units += adapters * 2 * rank / h
@@ -436,25 +484,3 @@ def lora_units(spec: ModelSpec, layer: int, rank: int, autocast: bool, flash_ker
     elif frozen_mlp and spec.has_mlp(layer):  # a dense layer's frozen MLP: its input, its down projection's
         units -= MLP_BASE_UNITS + AUTOCAST_CAST_UNITS * spec.intermediate_size / h
     return units
-
-
-# A dropout on each block's output before the residual add (`ModelSpec.residual_dropout`: GPT-2's and StarCoder 2's
-# configs set 0.1, and the script leaves the model's dropout as it is) keeps its mask for the backward: on CUDA and
-# ROCm F.dropout runs torch.native_dropout, whose mask is a bool, a byte an element whatever the activations' dtype;
-# elsewhere (this CPU, MPS) it multiplies by a mask of the input's dtype, 2 bytes at 16 bits (measured on GPT-2's
-# layer: 2.0 units a dropout, two a layer). One dropout a block, but Falcon's one (its MLP's, or its parallel
-# layer's: "output = dropout_add(mlp_output, residual, ...)"; a sequential layer's attention output takes
-# attention_dropout) and StableLM's one (its MLP's). Attention's own dropout keeps nothing on CUDA (FlashAttention
-# regenerates its mask from the RNG state) and is not counted; on a CPU it sends SDPA to its math path, which keeps
-# the scores.
-DROPOUT_MASK_BYTES = {True: 1.0, False: 2.0}  # by whether the device runs the fused dropout kernel; at 16 bits
-RESIDUAL_DROPOUT_SITES = {"falcon": 1, "stablelm": 1}
-
-
-def dropout_units(spec: ModelSpec, layer: int, fused_dropout: bool, act_bytes: int = 2) -> float:
-    """The residual dropouts' masks `layer` keeps, in units at `act_bytes` a value (DROPOUT_MASK_BYTES: the fused
-    kernel's bool mask is a byte whatever they are); none where the model sets no dropout."""
-    if not spec.residual_dropout:
-        return 0.0
-    sites = RESIDUAL_DROPOUT_SITES.get(spec.model_type, (spec.mixer(layer) != "none") + spec.has_mlp(layer))
-    return DROPOUT_MASK_BYTES[fused_dropout] * sites * (2 / act_bytes if fused_dropout else 1.0)

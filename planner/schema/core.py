@@ -256,6 +256,10 @@ class ModelSpec(Frozen):
     attention_shared: bool = Field(False, exclude_if=lambda v: not v,
                                    description="the attention layers' weights are shared blocks, in "
                                                "extra_linear_params, not one set per layer (Zamba2)")
+    adapter_rank: int = Field(0, exclude_if=lambda v: not v, description="Zamba2: its shared blocks' adapters' rank")
+    extra_adapter_widths: int = Field(0, exclude_if=lambda v: not v,
+                                      description="inputs plus outputs of the linear layers in extra_linear_params, "
+                                                  "each of which LoRA adapts once (r x this many parameters)")
 
     def mixer(self, layer: int) -> str:
         return self.layer_mixers[layer] if self.layer_mixers else "attention"

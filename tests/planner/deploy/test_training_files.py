@@ -363,6 +363,17 @@ def _tiny_layout(kind: str):
             vocab_size=128, hidden_size=64, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
             intermediate_size=128, mamba_num_heads=8, mamba_head_dim=16, ssm_state_size=16, n_groups=1,
             layers_block_type=["mamba", "attention", "mlp"]),
+        # a shared transformer block with its adapter lists (nn.Sequential: peft had matched their indices against
+        # every module of that index, the decoder layers among them, and refused them) before a Mamba-2 mixer
+        "zamba2": lambda: transformers.Zamba2Config(
+            vocab_size=128, hidden_size=64, num_hidden_layers=2, layers_block_type=["mamba", "hybrid"],
+            num_attention_heads=4, num_key_value_heads=4, n_mamba_heads=4, mamba_d_state=16, intermediate_size=128,
+            adapter_rank=8, chunk_size=16, pad_token_id=0, bos_token_id=0, eos_token_id=0),
+        "zamba2_attention_adapters": lambda: transformers.Zamba2Config(
+            vocab_size=128, hidden_size=64, num_hidden_layers=3, layers_block_type=["hybrid", "mamba", "hybrid"],
+            num_attention_heads=4, num_key_value_heads=4, n_mamba_heads=4, mamba_d_state=16, intermediate_size=128,
+            adapter_rank=8, chunk_size=16, use_shared_attention_adapter=True, num_mem_blocks=1, pad_token_id=0,
+            bos_token_id=0, eos_token_id=0),
         # a router that is an nn.Linear, a shared expert and a dense layer between the MoE ones
         "llama4_text": lambda: transformers.Llama4TextConfig(
             **common, head_dim=16, intermediate_size=96, intermediate_size_mlp=128, num_local_experts=4,
@@ -372,7 +383,7 @@ def _tiny_layout(kind: str):
 
 @pytest.mark.parametrize("kind", ["deepseek_v3", "phimoe", "qwen2_moe", "qwen3_moe", "mixtral", "llama4_text",
                                   "jamba", "qwen3_next", "mamba2", "nemotron_h", "recurrent_gemma", "lfm2", "phi3",
-                                  "granitemoehybrid"])
+                                  "granitemoehybrid", "zamba2", "zamba2_attention_adapters"])
 def test_the_script_adapts_each_layout_as_the_plan_counts(kind, tmp_path):
     """The script's adapters on a tiny random model of each layout are the plan's (`lora_params`), parameter for
     parameter, and every one gets a gradient. peft refuses LoRA on a Mamba mixer's output projection, which all-linear
@@ -390,7 +401,7 @@ def test_the_script_adapts_each_layout_as_the_plan_counts(kind, tmp_path):
     from transformers import AutoModelForCausalLM
 
     # a MoE plan's settings for the MoE layouts, a dense one's for the Mamba ones
-    moe = kind not in ("mamba2", "nemotron_h", "recurrent_gemma", "lfm2", "phi3", "granitemoehybrid")
+    moe = not kind.startswith(("mamba2", "nemotron_h", "recurrent_gemma", "lfm2", "phi3", "granitemoehybrid", "zamba2"))
     files, train, _, _ = _files(model="mixtral-8x7b", num_devices=2) if moe else _files(model="mamba2-2.7b")
     script = _script(files, tmp_path / "cfg")
     config = _tiny_layout(kind)

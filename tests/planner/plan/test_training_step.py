@@ -528,7 +528,7 @@ def test_residual_dropout_masks_are_counted_as_the_device_keeps_them():
     dropout keeps its mask, a bool on CUDA (torch.native_dropout: 1 byte an element), the input's dtype on a CPU (2
     at 16 bits, as measured); a model without dropout keeps none, Falcon's and StableLM's layers one."""
     from optiplan.planner.catalog.model_spec import model_spec_from_config
-    from optiplan.planner.plan.training_activations import dropout_units
+    from optiplan.planner.plan.dropout_activations import dropout_units
 
     gpt2, starcoder, llama = (resolve_model(m) for m in ("gpt2", "starcoder2-7b", "llama-3.1-8b"))
     assert gpt2.residual_dropout == starcoder.residual_dropout == 0.1 and llama.residual_dropout == 0
