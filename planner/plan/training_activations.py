@@ -297,7 +297,7 @@ def _shared_block_units(spec: ModelSpec, norm: float) -> float:
     """A Zamba2 hybrid layer's shared transformer block and the mixer's norm (SHARED_BLOCK_TYPES)."""
     h = spec.hidden_size
     q, kv = spec.num_heads * spec.head_dim, spec.num_kv_heads * spec.head_dim
-    attention = 2 * ATTENTION_INPUT_UNITS + QUERY_UNITS * q / h + KV_UNITS * kv / h + HEAD_STAT_BYTES * spec.num_heads / h
+    attention = 2 * ATTENTION_INPUT_UNITS + (QUERY_UNITS * q + KV_UNITS * kv + HEAD_STAT_BYTES * spec.num_heads) / h
     # the MLP beside its adapter's rank output (the adapter's second layer's input)
     mlp = MLP_BASE_UNITS + MLP_WIDTH_UNITS[spec.mlp_gated] * spec.intermediate_size / h + 2 * spec.adapter_rank / h
     return norm * SHARED_BLOCK_NORM_WIDTHS + attention + mlp + ATTENTION_INPUT_UNITS  # the linear layer's input

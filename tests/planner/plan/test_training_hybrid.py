@@ -20,7 +20,8 @@ def _bench_row(label):
 @pytest.mark.parametrize("label", LABELS)
 def test_both_mixers_of_a_hybrid_layer_are_counted(label):
     """Falcon-H1's layer had been counted as its attention alone (37.6 units of the 169.4 an earlier one keeps);
-    Zamba2's as its attention and mixer, its shared block's wide norm and input, MLP and linear layer left out (0.81)."""
+    Zamba2's as its attention and mixer, its shared block's wide norm and input, MLP and linear layer left out
+    (0.81)."""
     pytest.importorskip("torch")
     bench, rows = _bench_row(label)
     config = bench.layer_config(rows[0][1], **rows[0][2])
