@@ -365,7 +365,8 @@ def hybrid_spec_fields(f: Any, model_type: str, name: str, source: str) -> dict[
         # wide): attention with heads of 2 x hidden / heads, then a gated MLP; each use adds its own LoRA-style
         # adapters (on the MLP's gate_up, and on q, k, v when use_shared_attention_adapter) and a linear layer.
         wide, inter = 2 * h, spec["intermediate_size"]
-        head_dim = f.int("attention_head_dim") or wide // heads  # its config's default, 2 x hidden / heads
+        # transformers' config derives it as 2 x hidden / heads (Zamba2Config.__post_init__), which a stored one repeats
+        head_dim = f.int("attention_head_dim") or wide // heads
         attention = wide * (heads + 2 * kv_heads) * head_dim + heads * head_dim * h
         mlp = h * 2 * inter + inter * h
         adapters = h * rank + rank * 2 * inter

@@ -65,8 +65,7 @@ def fixed_units(spec: ModelSpec, layer: int, sequence_length: int = 0) -> float:
         if spec.mla is not None:
             a = spec.mla
             latent = [w for w in (a.q_lora_rank, a.kv_lora_rank) if w]
-            q = spec.num_heads * (a.qk_nope_head_dim + a.qk_rope_head_dim)
-            kv = spec.num_heads * (a.qk_nope_head_dim + a.qk_rope_head_dim + a.v_head_dim) / 2
+            q = kv = 0  # no query-key norms on latent attention
             fixed += sum(norm * w + NORM_STAT_BYTES for w in latent) / h
         else:
             q, kv = spec.num_heads * spec.head_dim, spec.num_kv_heads * spec.head_dim

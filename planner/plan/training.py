@@ -17,6 +17,9 @@ base in every forward and backward, charged as bytes of memory traffic per param
 published fine-tuning step times (`training` in profiles/efficiency.yaml, benchmarks/bench_training_published.py).
 MFU is the step's model FLOPs (recomputation excluded) over the devices' dense 16-bit peak.
 
+Without mixed precision the model is fp32: its layers keep their 16-bit tensors at 4 bytes and what a bf16 layer keeps
+in fp32 already as it was (`fp32_activations.fixed_units`).
+
 Under FSDP (accelerate's FSDP2) a device holds more than its shards at the step's peak, the start of the backward
 (`fsdp_unsharded_bytes`), and QLoRA's 4-bit model is loaded whole onto every GPU before FSDP shards it
 (`load_peak_bytes`).
@@ -140,7 +143,8 @@ def lora_params(state: PlanState, rank: int) -> int:
         routed = spec.moe is not None and spec.layer_moe[layer]
         total += (attn if "attention" in kind and not spec.attention_shared else 0) \
             + (mixer if "state" in kind else 0) + (moe if routed else mlp if spec.has_mlp(layer) else 0)
-    # the shared blocks' layers, adapted once each however many layers use them (Zamba2's)
+    # a shared block's layers, adapted once for every hybrid layer that runs the block (Zamba2's: transformers builds a
+    # copy for each and ties their weights; peft adapts each copy)
     return rank * (total + spec.extra_adapter_widths)
 
 

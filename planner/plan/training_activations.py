@@ -113,7 +113,8 @@ def layer_activation_units(spec: ModelSpec, layer: int) -> float:
     """The bytes per token and hidden unit `layer` keeps for its backward at 16 bits: its attention block (norm,
     projections, fused attention) and its MLP block (norm, and a dense MLP, or the routed experts a token goes to and
     the shared ones). A state mixer is priced as transformers' PyTorch path runs it (`state_mixer_activations`); RWKV's
-    is not (its spec has no attention widths: its norm and its input alone are counted).
+    is not (its spec has no attention widths: its norm and its input alone are counted). A layer running attention
+    beside a state mixer counts both (Falcon-H1's), or its shared transformer block before the mixer (Zamba2's).
     Latent attention is priced at the widths of the keys and values it expands. A layer without a mixer (Nemotron-H's
     MLP layers) or without an MLP (Mamba's, Nemotron-H's mixer layers) has no such block, nor its norms."""
     norm = FP32_WEIGHT_NORM_UNITS if spec.norm == "rmsnorm" and spec.model_type in FP32_WEIGHT_NORM_TYPES \

@@ -258,8 +258,8 @@ class ModelSpec(Frozen):
                                                "extra_linear_params, not one set per layer (Zamba2)")
     adapter_rank: int = Field(0, exclude_if=lambda v: not v, description="Zamba2: its shared blocks' adapters' rank")
     extra_adapter_widths: int = Field(0, exclude_if=lambda v: not v,
-                                      description="inputs plus outputs of the linear layers in extra_linear_params, "
-                                                  "each of which LoRA adapts once (r x this many parameters)")
+                                      description="inputs plus outputs of the linear layers LoRA adapts beyond the "
+                                                  "per-layer pattern: a shared block's, once per layer running it")
 
     def mixer(self, layer: int) -> str:
         return self.layer_mixers[layer] if self.layer_mixers else "attention"
