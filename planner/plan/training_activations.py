@@ -273,9 +273,8 @@ def _mlp_block_units(spec: ModelSpec, layer: int, block_norms: float) -> float:
 
 # Zamba2's hybrid layers run a shared transformer block before their Mamba-2 mixer: a norm and attention over the
 # hidden state beside the original embeddings (2 x hidden wide), a norm and a gated MLP, a linear layer back into the
-# stream, then the mixer's own norm (measured on its layer: 225.4 units, 224.3 counted with its adapter's rank; 183.3
-# had been counted, its attention block and mixer alone). Its LoRA-style adapters' outputs (2 bytes a rank, 0.1 units
-# at Zamba2-2.7B's widths) are not counted.
+# stream, then the mixer's own norm, and its MLP's adapter's rank output (ModelSpec.adapter_rank; measured on its
+# layer at 512 tokens: 216.9 units, 216.3 counted, where its attention block and mixer alone had been: 0.81 of it).
 # Under the script's recipes (measured on its layer alike, 2026-12-08): over fp32 weights under autocast its wide norm
 # and the mixer's read the fp32 residual (3 widths; its MLP's norm reads attention's 16-bit output), and its key and
 # value projections keep their own casts of the wide input (4 widths) as its MLP's adapter does of the MLP's (1);
