@@ -479,28 +479,12 @@ def predicted_fp32_bytes(config, tokens: int) -> float:
     """The training model's bytes a token and hidden unit for the config's first layer in an fp32 model: twice its
     16-bit units with the dropout masks and the math path at 4 bytes, less `fixed_units`, and its model's rotary tables
     in fp32 (a one-layer model's are its layer's)."""
-    from optiplan.planner.plan.attention_activations import math_attention_units, runs_math_path
-    from optiplan.planner.plan.dropout_activations import dropout_units
     from optiplan.planner.plan.fp32_activations import fixed_units
-    from optiplan.planner.plan.training_activations import (
-        layer_activation_units,
-        output_copy_units,
-        rotary_table_units,
-    )
+    from optiplan.planner.plan.training_activations import rotary_table_units
 
     spec = predicted_spec(config)
-    eager = packed_eager_units(spec, tokens)
-    math = math_attention_units(spec, 0, tokens, act_bytes=4) if runs_math_path(spec, cpu=True) \
-        else output_copy_units(spec, 0, flash_kernel=True)
-    units = layer_activation_units(spec, 0) + eager + math + dropout_units(spec, 0, fused_dropout=False, act_bytes=4)
-    return 2 * units - fixed_units(spec, 0, tokens) + rotary_table_units(spec, fp32_weights=True)
-
-
-def packed_eager_units(spec, tokens: int) -> float:
-    """Eager attention's scores over `tokens` where the model runs it (`packed_attention_units`), else none."""
-    from optiplan.planner.plan.attention_activations import packed_attention_units
-
-    return packed_attention_units(spec, 0, tokens) if sdpa_refused(spec.model_type) and tokens else 0.0
+    return 2 * cpu_layer_units(spec, tokens, act_bytes=4) - fixed_units(spec, 0, tokens) \
+        + rotary_table_units(spec, fp32_weights=True)
 
 
 def lora_rows(tokens: int, show_blocks: bool = False) -> list[dict]:
@@ -523,27 +507,30 @@ def predicted_spec(config):
 
 def predicted_units(config, tokens: int | None = None) -> float:
     """The training model's count for the config's first layer, with the model's rotary tables (a one-layer model's
-    are its layer's); where the model runs eager attention, with its scores over `tokens` (and its keys and values
-    repeated to every head: `packed_attention_units`)."""
+    are its layer's)."""
+    from optiplan.planner.plan.training_activations import rotary_table_units
+
+    spec = predicted_spec(config)
+    return cpu_layer_units(spec, tokens) + rotary_table_units(spec, fp32_weights=False)
+
+
+def cpu_layer_units(spec, tokens: int | None, act_bytes: int = 2) -> float:
+    """The training model's units for the spec's first layer as this CPU runs it, its values at `act_bytes`: where the
+    model runs eager attention, its scores over `tokens` (and its keys and values repeated to every head:
+    `packed_attention_units`); SDPA's math path under attention dropout, or its flash kernel's output copy; and the
+    dropout masks."""
     from optiplan.planner.plan.attention_activations import (
         math_attention_units,
         packed_attention_units,
         runs_math_path,
     )
     from optiplan.planner.plan.dropout_activations import dropout_units
-    from optiplan.planner.plan.training_activations import (
-        layer_activation_units,
-        output_copy_units,
-        rotary_table_units,
-    )
+    from optiplan.planner.plan.training_activations import layer_activation_units, output_copy_units
 
-    spec = predicted_spec(config)
     eager = packed_attention_units(spec, 0, tokens) if sdpa_refused(spec.model_type) and tokens else 0.0
-    # this CPU's: SDPA's math path under attention dropout, or its flash kernel; and the dropout masks
-    math = math_attention_units(spec, 0, tokens, act_bytes=2) if runs_math_path(spec, cpu=True) and tokens \
+    math = math_attention_units(spec, 0, tokens, act_bytes) if runs_math_path(spec, cpu=True) and tokens \
         else output_copy_units(spec, 0, flash_kernel=True)
-    return layer_activation_units(spec, 0) + eager + math + dropout_units(spec, 0, fused_dropout=False) \
-        + rotary_table_units(spec, fp32_weights=False)
+    return layer_activation_units(spec, 0) + eager + math + dropout_units(spec, 0, False, act_bytes)
 
 
 def main(argv: list[str] | None = None) -> int:

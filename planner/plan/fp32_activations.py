@@ -23,6 +23,7 @@ from .training_activations import (
     ROUTER_TOP_K_BYTES,
     UPCAST_LAYERNORM_TYPES,
     UPCAST_LAYERNORM_UNITS,
+    l2_norm_runs,
     norms_run,
     state_mixer_kind,
 )
@@ -75,8 +76,7 @@ def fixed_units(spec: ModelSpec, layer: int, sequence_length: int = 0) -> float:
         else:
             fixed += HEAD_STAT_BYTES * spec.num_heads / h
         if spec.qk_norm == "l2":
-            rotary = not spec.layer_chunks or spec.layer_chunks[layer] is not None
-            fixed += L2_QK_NORM_UNITS * (q + kv) / h if rotary else 0.0
+            fixed += L2_QK_NORM_UNITS * (q + kv) / h if l2_norm_runs(spec, layer) else 0.0
         elif spec.qk_norm in ("head", "full"):
             stats = spec.num_heads + spec.num_kv_heads if spec.qk_norm == "head" else 2
             fixed += (norm * (q + kv) + NORM_STAT_BYTES * stats) / h

@@ -128,7 +128,7 @@ def layer_activation_units(spec: ModelSpec, layer: int) -> float:
         # a state mixer, alone after its norms or beside attention off the same norm (Falcon-H1's, each reading its
         # own copy of the normalized input: attention's scaled by attention_in_multiplier; Zamba2's hybrid layers)
         if _shared_block(spec, layer):
-            attention = _shared_block_units(spec, norm)
+            attention = _shared_block_units(spec, layer, norm)
         elif "attention" in spec.mixer(layer):
             attention = _attention_block_units(spec, layer, norm, block_norms)
         else:
@@ -166,11 +166,15 @@ def _attention_block_units(spec: ModelSpec, layer: int, norm: float, block_norms
         # 1); without rotary positions the kernel keeps the queries and keys as views of it too (GPT-2's, measured)
         attention += 2 * (q + kv) / h
     if spec.qk_norm == "l2":  # Llama 4's weightless norm on its rotary layers (its chunked ones) keeps an fp32 copy
-        rotary = not spec.layer_chunks or spec.layer_chunks[layer] is not None
-        attention += L2_QK_NORM_UNITS * (q + kv) / h if rotary else 0.0
+        attention += L2_QK_NORM_UNITS * (q + kv) / h if l2_norm_runs(spec, layer) else 0.0
     elif spec.qk_norm != "none":  # a norm over the queries and the keys (per head or whole), kept as a norm keeps
         attention += norm * (q + kv) / h
     return attention
+
+
+def l2_norm_runs(spec: ModelSpec, layer: int) -> bool:
+    """Whether Llama 4's L2 query-key norm runs in `layer`: on its rotary layers, the chunked ones."""
+    return not spec.layer_chunks or spec.layer_chunks[layer] is not None
 
 
 # The rotary tables (a cosine and a sine a rotary dimension and token) are built once by the model and handed to every
@@ -293,11 +297,11 @@ def _shared_block(spec: ModelSpec, layer: int) -> bool:
     return spec.model_type in SHARED_BLOCK_TYPES and spec.mixer(layer) == "attention+state"
 
 
-def _shared_block_units(spec: ModelSpec, norm: float) -> float:
+def _shared_block_units(spec: ModelSpec, layer: int, norm: float) -> float:
     """A Zamba2 hybrid layer's shared transformer block and the mixer's norm (SHARED_BLOCK_TYPES)."""
     h = spec.hidden_size
-    q, kv = spec.num_heads * spec.head_dim, spec.num_kv_heads * spec.head_dim
-    attention = 2 * ATTENTION_INPUT_UNITS + (QUERY_UNITS * q + KV_UNITS * kv + HEAD_STAT_BYTES * spec.num_heads) / h
+    # attention as a layer's (its norms apart), over an input twice the hidden state's width
+    attention = _attention_block_units(spec, layer, norm, block_norms=0.0) + ATTENTION_INPUT_UNITS
     # the MLP beside its adapter's rank output (the adapter's second layer's input)
     mlp = MLP_BASE_UNITS + MLP_WIDTH_UNITS[spec.mlp_gated] * spec.intermediate_size / h + 2 * spec.adapter_rank / h
     return norm * SHARED_BLOCK_NORM_WIDTHS + attention + mlp + ATTENTION_INPUT_UNITS  # the linear layer's input
