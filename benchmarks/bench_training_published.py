@@ -9,7 +9,8 @@ say where its runs differ from the rendered script's (`training.Recipe`): each p
 
 `--fit` first solves the three constants of the `training` section of profiles/efficiency.yaml on the fitted points
 only (least squares on relative error: the FLOP-efficiency share and the per-layer cost from the LoRA points, then
-the dequantization bytes from the Q-LoRA points) and prints them; paste them there, then run again without it.
+the dequantization bytes from the Q-LoRA points; the bandwidth-bound kernels' time is measured, not fitted:
+`training_traffic`) and prints them; paste them there, then run again without it.
 
     python benchmarks/bench_training_published.py [--fit]
 """
@@ -79,22 +80,25 @@ def prediction(point: dict, table: dict | None = None):
 
 
 def fit(points: list[dict]) -> dict:
-    """Least squares on relative error over the fitted points: t = C / share + F * layer_cost (+ D * bytes)."""
+    """Least squares on relative error over the fitted points: t = B + C / share + F * layer_cost (+ D * bytes), B
+    the bandwidth-bound kernels' time (`training_traffic`, measured, not fitted)."""
     unit = {"flop_efficiency_share": 1.0, "layer_overhead_s": 0.0, "dequant_bytes_per_param": 0.0}
     only_layer = {"flop_efficiency_share": 1e12, "layer_overhead_s": 1.0, "dequant_bytes_per_param": 0.0}
+    neither = {"flop_efficiency_share": 1e12, "layer_overhead_s": 0.0, "dequant_bytes_per_param": 0.0}
     rows = []
     for p in (q for q in points if q["split"] == "fit" and q["method"] == "lora"):
-        c, f = predict(p, unit), predict(p, only_layer)
+        b = predict(p, neither)
+        c, f = predict(p, unit) - b, predict(p, only_layer) - b
         t = p["seconds_per_iteration"]
-        rows.append((c / t, f / t))  # t/t = 1 = (c/t) * x + (f/t) * y, x = 1/share, y = layer cost
-    sxx = sum(a * a for a, _ in rows)
-    sxy = sum(a * b for a, b in rows)
-    syy = sum(b * b for _, b in rows)
-    sx1 = sum(a for a, _ in rows)
-    sy1 = sum(b for _, b in rows)
+        rows.append((c / t, f / t, 1 - b / t))  # (t - b) / t = (c/t) * x + (f/t) * y, x = 1/share, y = layer cost
+    sxx = sum(a * a for a, _, _ in rows)
+    sxy = sum(a * b for a, b, _ in rows)
+    syy = sum(b * b for _, b, _ in rows)
+    sxg = sum(a * g for a, _, g in rows)
+    syg = sum(b * g for _, b, g in rows)
     det = sxx * syy - sxy * sxy
-    x = (sx1 * syy - sy1 * sxy) / det
-    y = (sxx * sy1 - sxy * sx1) / det
+    x = (sxg * syy - syg * sxy) / det
+    y = (sxx * syg - sxy * sxg) / det
     table = {"flop_efficiency_share": round(1 / x, 3), "layer_overhead_s": round(y, 6), "dequant_bytes_per_param": 0.0}
     extra = []
     for p in (q for q in points if q["split"] == "fit" and q["method"] == "qlora"):
@@ -136,7 +140,7 @@ def main() -> None:
               f"{r['predicted_s']:>11.2f} {r['ratio']:>6.2f}  {r['split']}")
     summary = {}
     for split in ("fit", "held-out"):
-        for method in ("lora", "qlora"):
+        for method in ("lora", "qlora", "full"):
             part = [r for r in rows if r["split"] == split and r["method"] == method]
             if part:
                 med, p90 = errors(part)
@@ -158,7 +162,7 @@ def main() -> None:
         r = memory[-1]
         print(f"{r['model']:<10} {r['method']:<6} {r['sequence_length']:>6} {r['published_gb']:>12.1f} "
               f"{r['predicted_gb']:>12.1f} {r['ratio']:>6.2f}")
-    for method in ("lora", "qlora"):
+    for method in ("lora", "qlora", "full"):
         part = [r for r in memory if r["method"] == method]
         if part:
             med, p90 = errors(part)
@@ -167,7 +171,7 @@ def main() -> None:
             print(f"  memory {method:<6}: {len(part)} points, median error {med:.1f}%, p90 {p90:.1f}%")
     write_results("training_published", {"constants": table, "points": rows, "memory": memory, "summary": summary})
     if args.write_accuracy:
-        held = [r for r in rows if r["split"] == "held-out"]
+        held = [r for r in rows if r["split"] == "held-out" and r["method"] != "full"]  # the adapters' band
         med, p90 = errors(held)
         band = {"category": "training-step", "points": len(held), "median_pct": round(med, 1),
                 "p90_pct": round(p90, 1)}

@@ -51,6 +51,7 @@ from .training_activations import (
     output_copy_units,
     rotary_table_units,
 )
+from .training_traffic import optimizer_traffic_bytes, stream_bandwidth, traffic_bytes
 
 # 4 bits, plus the absmax of each block of 64 quantized to 8 bits with an fp32 constant per 256 of them: QLoRA's double
 # quantization (arXiv 2305.14314: "reduces the memory footprint from 32/64 = 0.5 bits per parameter to
@@ -81,18 +82,20 @@ class Recipe:
     does not upcast, run in 16 bits without autocast, keeps 6: its logits, their shifted copy and the log-softmax, or
     their gradients); `kbit_rest_bytes`: a k-bit base's other parameters (peft leaves a GPTQ model's in 16 bits);
     `framework_bytes`: what the training framework holds in the backward beyond the count (DeepSpeed ZeRO's reduce
-    buckets)."""
+    buckets); `adapter_dropout`: a dropout on the adapters' inputs (the script sets none), whose masks and masked
+    copies the step's memory traffic carries (`training_traffic`)."""
 
     logit_bytes: float = LOGIT_BYTES
     kbit_rest_bytes: float = KBIT_REST_BYTES
     framework_bytes: float = 0.0
+    adapter_dropout: bool = False
 
 
 # why a QLoRA plan under FSDP needs more memory while it loads than a step (`load_peak_bytes`), as reports say it
 LOAD_PEAK_WHY = "the whole 4-bit model on each GPU before FSDP shards it"
 
 
-def lora_params(state: PlanState, rank: int) -> int:
+def lora_params(state: PlanState, rank: int, per_token: bool = False) -> int:
     """Adapter parameters for rank-r LoRA where the plan puts them (`techniques.training._targets`). A dense model's
     every linear layer of the blocks (peft's target_modules="all-linear"): attention's projections where it attends
     (latent attention's five), a state-space or linear-attention mixer's where it has one (its input and output
@@ -102,7 +105,8 @@ def lora_params(state: PlanState, rank: int) -> int:
     experts and its routers get none. A Mamba mixer's input projection alone: peft refuses the output projection on
     some types (tuners_utils' _check_lora_target_modules_mamba), and the kernels and transformers' own code read the
     others' weights without calling them (Mamba-1's dt_proj in every path), so adapters there would never train. A
-    fused projection (FUSED_QKV_TYPES, FUSED_GATE_UP_TYPES) takes one adapter."""
+    fused projection (FUSED_QKV_TYPES, FUSED_GATE_UP_TYPES) takes one adapter. `per_token`: the adapters a token runs
+    through, a routed layer's top-k experts' rather than every expert's (at rank 1: the widths they read and write)."""
     spec = state.spec
     h, i = spec.hidden_size, spec.intermediate_size
     if spec.mla is not None:
@@ -124,7 +128,7 @@ def lora_params(state: PlanState, rank: int) -> int:
         # transformers 5 fuses a gated expert's gate and up projections into one parameter (gate_up_proj): one
         # adapter of r x (hidden + 2 x width) on it, one of r x (width + hidden) on down_proj
         e = m.expert_intermediate_size
-        moe = m.num_experts * ((h + 2 * e) + (e + h) if spec.mlp_gated else 2 * (h + e))
+        moe = (m.top_k if per_token else m.num_experts) * ((h + 2 * e) + (e + h) if spec.mlp_gated else 2 * (h + e))
         mlp = 0  # a mixture of experts' dense-layer MLPs and shared experts stay frozen (`_targets`)
     mixer = 0
     if spec.state is not None:
@@ -334,6 +338,14 @@ def training_prediction(state: PlanState, workload: Workload, recipe: Recipe = R
     if "compiled-training" in applied:
         compute_s /= COMPILE_SPEEDUP
     micro_steps = -(-job.global_batch // (micro * n))  # per device, one after the other
+    # the norms, casts, activations, adapters and their backwards between the products: streaming kernels, at the
+    # device's measured STREAM triad bandwidth where its catalog entry has one (`training_traffic`)
+    # (the adapters' apart from their layers': by the widths they read and write, a token's routed experts' alone)
+    kept = tokens_micro * (sum(units) - sum(recipe_units)) * unit_bytes
+    widths = tokens_micro * lora_params(state, 1, per_token=True) if lora else 0
+    # and the optimizer's update and the gradients' accumulation over the trainable parameters a device holds
+    traffic_s = (micro_steps * traffic_bytes(kept, widths, counts.linear, applied, recipe.adapter_dropout)
+                 + optimizer_traffic_bytes(trainable / shard, optimizer, micro_steps)) / stream_bandwidth(hw, s.eff)
     fixed_s = micro_steps * spec.num_layers * fitted["layer_overhead_s"]
     if "qlora" in applied:  # the frozen 4-bit base dequantized in every forward and backward
         fixed_s += micro_steps * total * fitted["dequant_bytes_per_param"] / (hw.bandwidth_tbps * 1e12)
@@ -351,7 +363,7 @@ def training_prediction(state: PlanState, workload: Workload, recipe: Recipe = R
             # gathers hide behind the compute as far as it lasts
             gathered = base + trainable * act_bytes if lora else total * act_bytes
             gather_s = micro_steps * 2 * (n - 1) / n * gathered / link
-    step_s = max(compute_s, gather_s) + fixed_s + comm_s
+    step_s = max(compute_s, gather_s) + traffic_s + fixed_s + comm_s
     peak16 = hw.peak_tflops.get(state.default_16bit, s.peak_flops / 1e12) * 1e12
     mfu = tokens_step * model_flops / (step_s * n * peak16)
     # sequences a micro-batch could hold: each brings its layers' activations, its logits and its share of the

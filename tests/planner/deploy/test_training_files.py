@@ -402,7 +402,7 @@ def test_the_script_adapts_each_layout_as_the_plan_counts(kind, tmp_path):
 
     # a MoE plan's settings for the MoE layouts, a dense one's for the Mamba ones
     moe = not kind.startswith(("mamba2", "nemotron_h", "recurrent_gemma", "lfm2", "phi3", "granitemoehybrid", "zamba2"))
-    files, train, _, _ = _files(model="mixtral-8x7b", num_devices=2) if moe else _files(model="mamba2-2.7b")
+    files, train, _, _ = _files(model="mixtral-8x7b", num_devices=2) if moe else _files(model="mamba2-2.7b", hardware="l4")
     script = _script(files, tmp_path / "cfg")
     config = _tiny_layout(kind)
     torch.manual_seed(0)
