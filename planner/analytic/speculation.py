@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass
 
 from ..catalog.models import mtp_layers
-from ..schema import ProfileRequest
+from ..schema import ModelSpec, ProfileRequest
 from .kvcache import elements_per_token
 from .memory import NO_DRAFT, per_device_bytes
 from .setup import Setup
@@ -166,12 +166,32 @@ def draft_request(request: ProfileRequest, s: Setup) -> ProfileRequest:
                           engine=request.engine, attention=request.attention)
 
 
+# A draft proposes token ids that the target verifies as its own, so the two must share a vocabulary: llama.cpp
+# refuses a draft whose vocabulary differs by more than 128 entries or whose tokens differ
+# (common/speculative.cpp: "#define SPEC_VOCAB_MAX_SIZE_DIFFERENCE 128"; ggml-org/llama.cpp#3812, "draft model vocab
+# must match target model to use speculation"), SGLang's STANDALONE drafting checks the two vocabularies
+# (sgl-project/sglang#23838: "requires the draft model to share the same vocabulary as the target model"); 128 lets a
+# family's padded embeddings pair (Qwen2.5-0.5B's 151,936 with Qwen2.5-72B's 152,064, one tokenizer)
+DRAFT_VOCAB_MAX_DIFFERENCE = 128
+
+
+def draft_vocab_refusal(target: ModelSpec, draft: ModelSpec) -> str | None:
+    """Why `draft` cannot propose tokens for `target`: their vocabularies differ (`DRAFT_VOCAB_MAX_DIFFERENCE`)."""
+    if abs(draft.vocab_size - target.vocab_size) > DRAFT_VOCAB_MAX_DIFFERENCE:
+        return (f"the draft {draft.name} has a vocabulary of {draft.vocab_size:,} tokens and {target.name} one of "
+                f"{target.vocab_size:,}: a draft proposes token ids the target verifies as its own, so the two must "
+                f"share a tokenizer (llama.cpp refuses vocabularies more than {DRAFT_VOCAB_MAX_DIFFERENCE} entries "
+                f"apart, SGLang's STANDALONE drafting checks them)")
+    return None
+
+
 def draft_refusal(s: Setup, draft: Setup) -> str | None:
-    """Why a draft model cannot propose for the target of `s`: it is not the smaller of the two."""
+    """Why a draft model cannot propose for the target of `s`: it is not the smaller of the two, or it does not share
+    the target's vocabulary."""
     if draft.counts.active >= s.counts.active:
         return (f"the draft {draft.spec.name} computes {draft.counts.active / 1e9:.2f}B parameters a token, no fewer "
                 f"than {s.spec.name}'s {s.counts.active / 1e9:.2f}B: a draft must be the cheaper model")
-    return None
+    return draft_vocab_refusal(s.spec, draft.spec)
 
 
 def speculation_bytes(s: Setup, sp: Speculating | None, reserved: int) -> tuple[float, float]:

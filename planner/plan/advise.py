@@ -13,8 +13,9 @@ from ..analytic.accuracy import (
     missing_bands_reason,
     training_accuracy_bands,
 )
-from ..analytic.params import param_counts
 from ..analytic.model_summary import model_summary
+from ..analytic.params import param_counts
+from ..analytic.speculation import draft_vocab_refusal
 from ..catalog.engine_devices import engine_for_backend, engine_runs_on
 from ..catalog.engine_memory import engine_kv_memory
 from ..catalog.engine_refusals import attention_split_refusal
@@ -49,6 +50,7 @@ from .explain import alternative_note, rejections, speed
 from .hardware_ranking import cost_range, explain_ranking
 from .objective import score
 from .predict import evaluate, plan_caveats, sequences_per_server
+from .request import engine_here, resolve_request
 from .search import (
     Candidate,
     SearchResult,
@@ -58,7 +60,6 @@ from .search import (
     rank,
     search,
 )
-from .request import engine_here, resolve_request
 from .state import PlanState
 from .techniques import Context, all_techniques, denied_default_refusal, static_reason
 from .training import token_scan_caveat
@@ -116,7 +117,7 @@ def build_context(spec: ModelSpec, hw: HardwareSpec, devices: int, workload: Wor
     # vLLM's draft-model docs pair them, over the smaller Qwen2.5-0.5B of the same tokenizer): trained on the same
     # data, it guesses more of what the target writes
     drafts = sorted((_generation(r) != _generation(spec), c.active, r.name, r) for c, r in relatives
-                    if c.active * 5 <= target.active)
+                    if c.active * 5 <= target.active and draft_vocab_refusal(spec, r) is None)
     # a student of a half to a quarter of the teacher's parameters: the compressions distillation's quality figure
     # comes from (Minitron, 15B into 8B and 4B); a smaller one has no published figure to plan with
     smaller = sorted((c.total, r.name, r) for c, r in relatives if c.total * 4 >= target.total >= c.total * 2)

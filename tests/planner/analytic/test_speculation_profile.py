@@ -89,11 +89,30 @@ def test_a_draft_model_prefills_the_prompt_before_its_first_proposal():
     ({"speculative": "mtp", "spec_tokens": 1, "acceptance": 0.8}, "no multi-token-prediction module"),
     ({"speculative": "draft", "draft_model": "llama-3.1-70b", "spec_tokens": 3, "acceptance": 0.7},
      "must be the cheaper model"),
+    # GPT-2's 50,257 tokens cannot draft for Llama 3's 128,256: the target would verify other tokens' ids
+    ({"speculative": "draft", "draft_model": "gpt2", "spec_tokens": 3, "acceptance": 0.7}, "share a tokenizer"),
     ({**EAGLE, "input_tokens": 400, "output_tokens": 200, "concurrency": 4, "num_requests": 20}, "steady state"),
 ])
 def test_refused_where_it_cannot_be_priced(kw, message):
     with pytest.raises(OptiplanError, match=message):
         _profile(**kw)
+
+
+def test_a_family_with_padded_vocabularies_drafts_for_itself_and_a_plan_picks_no_foreign_draft():
+    """Qwen2.5-0.5B's 151,936 tokens draft for Qwen2.5-72B's 152,064 (one tokenizer, embeddings padded apart); a
+    plan's draft is of the target's tokenizer and vocabulary."""
+    from optiplan.planner.analytic.speculation import draft_vocab_refusal
+    from optiplan.planner.catalog.hardware import resolve_hardware
+    from optiplan.planner.catalog.models import resolve_model
+    from optiplan.planner.catalog.workloads import load_workload
+    from optiplan.planner.plan.advise import build_context
+
+    assert draft_vocab_refusal(resolve_model("qwen2.5-72b"), resolve_model("qwen2.5-0.5b")) is None
+    assert "share a tokenizer" in draft_vocab_refusal(resolve_model("llama-3.1-8b"), resolve_model("qwen3-0.6b"))
+    for target in ("llama-3.1-70b", "qwen3-32b", "qwen2.5-72b"):
+        spec = resolve_model(target)
+        ctx = build_context(spec, resolve_hardware("h100-sxm"), 4, load_workload("chat"))
+        assert ctx.draft is not None and draft_vocab_refusal(spec, ctx.draft) is None
 
 
 def test_the_draft_must_split_as_the_target_does():
