@@ -79,6 +79,23 @@ def test_window_pools_in_equal_shares_hold_as_many_sequences_as_full_attention()
     assert cache_bytes_per_device(llama, context) == kv_bytes_per_device(llama, context)
 
 
+def test_llama_cpp_keeps_windows_only_of_the_architectures_it_windows():
+    """llama.cpp keeps a window-sized cache only where its model code sets a window type (Gemma 2's layers); Mistral-7B-
+    v0.1 converts to its llama architecture, which reads none, so every layer caches the whole context: a 248,000-token
+    --ctx-size had been priced at 4,096 tokens a layer (32 GB of cache on a 24 GB card)."""
+    context = 32768
+    mistral = setup("mistral-7b-v0.1", engine="llama.cpp", context=context)
+    assert mistral.window_pools[0] == "whole"
+    assert cache_bytes_per_device(mistral, context) == context * 128 * KIB  # every layer, every token
+    assert cache_bytes_per_device(setup("mistral-7b-v0.1", engine="vllm", context=context), context) == \
+        4096 * 128 * KIB
+    gemma = setup("gemma-2-9b", engine="llama.cpp", context=8192)
+    assert gemma.window_pools[0] == "shared"
+    assert cache_bytes_per_device(gemma, 8192) == kv_bytes_per_device(gemma, 8192)
+    assert max_batch(mistral, context, 1024) < max_batch(setup("mistral-7b-v0.1", engine="vllm", context=context),
+                                                         context, 1024)
+
+
 def test_sglang_sizes_a_hybrid_models_window_pool_at_a_ratio_and_other_windows_whole():
     """SGLang's hybrid sliding-window models (gpt-oss) get a full layers' pool and a windowed layers' one of 0.8 times
     its tokens, sized together; any other model's token slot holds every layer (Gemma 2's windowed layers too)."""
