@@ -293,6 +293,11 @@ def evaluate(state: PlanState, workload: Workload, full: bool = True,
         violations.append(f"TPOT {tpot * 1e3:,.1f} ms > {slo.tpot_p95_ms:,.1f} ms")
     if slo.min_throughput_tokens_per_s and throughput < slo.min_throughput_tokens_per_s:
         violations.append(f"throughput {throughput:,.0f} tokens/s < {slo.min_throughput_tokens_per_s:,.0f}")
+    if workload.request_rate_per_s and throughput < workload.request_rate_per_s * workload.output_tokens_mean:
+        # arrivals faster than the plan completes requests at the workload's concurrency: the queue grows without end
+        served = throughput / workload.output_tokens_mean
+        violations.append(f"arrivals {workload.request_rate_per_s:,.2f} requests/s > {served:,.2f} served at "
+                          f"{workload.concurrency} in flight (the queue grows without bound)")
     if workload.concurrency > room * serving and fit:
         held = room * serving
         violations.append((f"{state.engine} runs at most {held} sequences at once" if ceiling else

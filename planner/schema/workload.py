@@ -45,7 +45,9 @@ class Workload(Frozen):
     output_tokens_mean: int = Field(256, ge=1)
     output_tokens_p95: int = Field(512, ge=1)
     concurrency: int = Field(16, ge=1, description="sequences in flight at once")
-    request_rate_per_s: float | None = Field(None, gt=0, description="informative; concurrency sizes the batch")
+    request_rate_per_s: float | None = Field(None, gt=0, description=(
+        "requests arriving a second: a plan that completes fewer at the workload's concurrency misses it (its queue "
+        "would grow without bound); concurrency sizes the batch"))
     shared_prefix_fraction: float = Field(0.0, ge=0, lt=1, description="share of prompt tokens a prefix cache reuses")
     max_context: int | None = Field(None, ge=1, description="longest sequence to serve [default: p95 prompt + output]")
     slo: SLO = SLO()

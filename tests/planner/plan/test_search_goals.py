@@ -5,7 +5,6 @@ sequences the workload needs."""
 from __future__ import annotations
 
 import pytest
-
 from optiplan.planner.errors import RequestError
 from optiplan.planner.plan.advise import advise
 from optiplan.planner.schema import AdviseRequest
@@ -541,3 +540,23 @@ def test_the_fewest_devices_a_replica_needs_is_not_reused_under_another_context(
     state = engine_baseline(eight, list(all_techniques().values()))
     assert _replica_devices(state, eight) == 4  # the 70B in bf16 leaves a third of each device to its cache on four
     assert _replica_devices(state, build_context(spec, hw, 1, workload)) is None  # one device: no replicas
+
+
+def test_arrivals_faster_than_the_plan_completes_requests_miss_the_workload(tmp_path):
+    """A workload's request rate had been accepted and ignored: 1,000 requests a second of 1,000-token prompts at 4 in
+    flight were planned on one H100 as meeting the SLOs (about 10 a second completed). Arrivals beyond what the plan
+    completes at the workload's concurrency grow its queue without bound: a violation; a rate it keeps up with is
+    none."""
+    import yaml
+
+    workload = dict(name="arrivals", prompt_tokens_mean=1000, prompt_tokens_p95=2000, output_tokens_mean=100,
+                    output_tokens_p95=200, concurrency=4, goal="latency", slo={"ttft_p95_ms": 500, "tpot_p95_ms": 50})
+    fast, slow = tmp_path / "fast.yaml", tmp_path / "slow.yaml"
+    fast.write_text(yaml.safe_dump({**workload, "request_rate_per_s": 1000}))
+    slow.write_text(yaml.safe_dump({**workload, "request_rate_per_s": 2}))
+    from optiplan.planner.errors import ImpossibleError
+
+    with pytest.raises(ImpossibleError, match=r"arrivals 1,000.00 requests/s > .* \(the queue grows without bound\)"):
+        advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", workload=str(fast)))
+    kept = advise(AdviseRequest(model="llama-3.1-8b", hardware="h100-sxm", workload=str(slow)))
+    assert kept.feasible and kept.plan.predicted.slo_violations == []
