@@ -355,12 +355,15 @@ def engine_activations(engine: str, weight_dtype: str, hw: HardwareSpec) -> str 
 def engine_weight_only(engine: str | None, weight_dtype: str, hw: HardwareSpec) -> dict[str, Any] | None:
     """The kernel the engine reads `weight_dtype` weights with on a GPU that has no compute rate for the format,
     dequantizing them to 16-bit (`weight_only` under the format in its profile's kernels: vLLM runs FP8 checkpoints
-    on Turing and Ampere through FP8 Marlin, W8A16), or on a CUDA GPU below the compute capability the entry names
-    even where it has the rate (`below_compute_capability`: TGI runs FP8-Marlin on Ada, which it finds faster), or
-    None: the device has the rate, or the engine cannot."""
+    on Ampere through FP8 Marlin, W8A16; Turing from 0.14), or on a CUDA GPU below the compute capability the entry
+    names even where it has the rate (`below_compute_capability`: TGI runs FP8-Marlin on Ada, which it finds faster), or
+    None: the device has the rate, or the engine cannot (below the kernel's `min_compute_capability`, on CUDA)."""
     fallback = engine_kernel(engine, weight_dtype).get("weight_only")
     if not fallback or hw.kind != "gpu":
         return None
+    if "min_compute_capability" in fallback and (hw.features.backend != "cuda" or below_compute_capability(
+            hw, fallback["min_compute_capability"])):
+        return None  # the kernel's own floor (vLLM 0.10-0.11's FP8 Marlin: Ampere on)
     preferred = "below_compute_capability" in fallback and hw.features.backend == "cuda" \
         and below_compute_capability(hw, fallback["below_compute_capability"])
     return fallback if preferred or not supports_dtype(hw, weight_dtype) else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...catalog.engines import device_fact, engine_storage, kv_fp8_storage
+from ...catalog.engines import device_fact, engine_storage, engine_weight_only, fp8_weight_only_engines, kv_fp8_storage
 from ...catalog.kernels import triton_gemm
 from ...catalog.served import experts_split_whole, published_checkpoint, served_checkpoint_dtype
 from ...catalog.workloads import serves_instruct
@@ -105,8 +105,23 @@ def _kv_int_params(ctx: Context, dtype: str) -> dict:
 
 
 def _weight_only_fp8(ctx: Context) -> bool:
-    """transformers applies fp8 weights weight-only (quanto); serving engines run W8A8 fp8."""
-    return ctx.workload.engine == "transformers"
+    """transformers applies fp8 weights weight-only (quanto); serving engines run W8A8 fp8, or weight-only where the
+    device has no fp8 rate and the engine reads fp8 weights with a 16-bit kernel of its own (vLLM's FP8 Marlin on an
+    A100: `engine_weight_only`)."""
+    engine = ctx.workload.engine
+    return engine == "transformers" or (not ctx.hw.features.fp8 and engine_weight_only(engine, "fp8", ctx.hw)
+                                        is not None)
+
+
+def _fp8_check(ctx: Context) -> str | None:
+    """fp8 weights need fp8 tensor cores, unless the engine reads them weight-only (FP8 Marlin, W8A16: vLLM and TGI on
+    Ampere); transformers' quanto path is kept to devices with an fp8 rate. Then `_served_in_4bit`'s refusals."""
+    engine = ctx.workload.engine
+    if not ctx.hw.features.fp8 and (engine == "transformers" or engine_weight_only(engine, "fp8", ctx.hw) is None):
+        readers = ", ".join(fp8_weight_only_engines())
+        return (f"{ctx.hw.id} has no fp8 (fp8 tensor cores need compute capability 8.9 or newer), and {engine} has no "
+                f"weight-only fp8 kernel for it (FP8 Marlin, W8A16, in {readers})")
+    return _served_in_4bit(ctx)
 
 
 def _fp8_params(ctx: Context) -> dict:
@@ -265,10 +280,11 @@ register(
         name="fp8 weights (W8A8 fp8 in serving engines, weight-only in transformers)", family="weight quantization",
         group=WEIGHTS,
         summary="e4m3 weights. Serving engines run fp8 activations too, on fp8 tensor cores (W8A8), scaled as the "
-                "checkpoint they serve is (a published one's own scheme) or as they quantize the 16-bit one; "
-                "transformers keeps 16-bit activations (optimum-quanto qfloat8 weight-only).",
-        transform=_fp8_weights, hardware=("fp8",), packages=("optimum-quanto",), quality_risk="low",
-        check=_served_in_4bit,
+                "checkpoint they serve is (a published one's own scheme) or as they quantize the 16-bit one; on a GPU "
+                "without them vLLM and TGI read the weights weight-only (FP8 Marlin, W8A16); transformers keeps "
+                "16-bit activations (optimum-quanto qfloat8 weight-only).",
+        transform=_fp8_weights, hardware=("gpu",), packages=("optimum-quanto",), quality_risk="low",
+        check=_fp8_check,
         quality_loss_pct=0.3,
         quality_source="Micikevicius et al., FP8 Formats for Deep Learning (arXiv 2209.05433) and vLLM fp8 docs: "
                        "within 0.3% of 16-bit on Llama-class models",

@@ -195,12 +195,19 @@ def test_where_the_prompts_activations_outweigh_the_cache_the_bottleneck_says_so
 
 
 def test_a100_plan_never_computes_in_fp8():
-    """No fp8 weights or matmuls on an A100; an fp8 KV cache is stored there by engines whose attention kernel
-    dequantizes it (vLLM on FlashInfer, SGLang, TGI, TensorRT-LLM), so it may be planned."""
+    """No fp8 matmuls on an A100; fp8 weights only where the engine reads them weight-only (vLLM's FP8 Marlin, W8A16:
+    its docs, "FP8 models will run on compute capability >= 7.5 (Turing) as weight-only W8A16"), which TensorRT-LLM
+    has no kernel for; an fp8 KV cache is stored there by engines whose attention kernel dequantizes it (vLLM on
+    FlashInfer, SGLang, TGI, TensorRT-LLM), so it may be planned."""
     a = run(model="llama-3.1-8b", hardware="a100-80gb-sxm", workload="chat")
-    assert "weight-fp8" not in steps(a) and "no fp8" in rejected(a)["weight-fp8"]
+    assert "no fp8" not in rejected(a).get("weight-fp8", "")  # a candidate, weight-only
     assert all(s.predicted.compute_dtype != "fp8" for s in a.plan.steps)
     assert "no fp8" not in rejected(a).get("kv-fp8", "")
+    trt = run(model="llama-3.1-8b", hardware="a100-80gb-sxm", workload="chat", engine="trtllm")
+    assert "weight-fp8" not in steps(trt) and "no weight-only fp8 kernel" in rejected(trt)["weight-fp8"]
+    fp8 = run(model="llama-3.1-8b", hardware="a100-80gb-sxm", workload="chat", without=("weight-w8a8-int8",))
+    step = next(s for s in fp8.plan.steps if s.technique == "weight-fp8")
+    assert step.predicted.weight_dtype == "fp8" and step.predicted.compute_dtype in ("bf16", "fp16")
 
 
 def test_t4_plan_never_uses_bf16_or_flash_attention_2():
