@@ -19,6 +19,7 @@ import re
 from functools import lru_cache
 
 from ... import profiles
+from ..catalog.engines import GENERIC_SERVING
 from ..machine.calibration import calibrated_device, calibrated_here, load_calibration
 from ..schema import AccuracyBand, HardwareSpec, ModelSpec
 
@@ -95,6 +96,11 @@ def accuracy_bands(hw: HardwareSpec, runtime: str = "serving", engine: str | Non
     for i, (figures, what) in enumerate(layers):  # the least specific first: each later one overrides it
         bands |= {figure: _band(data, b, f"{b['category']}, {what}") for figure, b in figures.items()
                   if figure not in ENGINE_ONLY or i != 1}  # the kinds' layer (1) mixes engines
+    if engine and engine != GENERIC_SERVING and runtime != "transformers" and engine not in (data.get("engines") or {}):
+        # a named engine with no published run in the set (TGI): its bands are other engines' errors, and the reports
+        # say so beside them
+        unvalidated = f"; other engines' errors: no published {engine} run is in the set"
+        bands = {f: b.model_copy(update={"source": b.source + unvalidated}) for f, b in bands.items()}
     return bands
 
 
