@@ -145,7 +145,10 @@ def _front_end(state: PlanState, s: Setup, p: Prediction, workload: Workload) ->
             f"the engine's front end completes at most {1 / s.request_host_s:,.0f} requests/s a server "
             f"({s.request_host_s * s.api_servers * 1e3:g} ms of host time a request{over}): "
             f"{paced:,.0f} output tokens/s a server, where its device alone would serve {device:,.0f} "
-            f"at {per_server:,} sequences; {more} or a faster host raise it, a faster device does not")
+            f"at {per_server:,} sequences; {more} or a faster host raise it, a faster device does not. The host time "
+            f"is fitted on one lab's servers, whose faster hosts took a quarter to a third of it; a job handed to the "
+            f"engine in its own process (vLLM's LLM class or run-batch, SGLang's offline Engine) has no HTTP front "
+            f"end: `optiplan profile --in-process` prices it")
 
 
 def _intensity(intensity: float, ridge: float, across: bool) -> str:
