@@ -90,6 +90,8 @@ def test_a_front_end_that_caps_the_requests_is_named_where_it_binds():
     assert small.bottleneck.primary == "front-end" and small.bottleneck.category == "throughput"
     evidence = small.bottleneck.evidence[0]
     assert "42 requests/s" in evidence and "device alone would serve" in evidence
+    # the host time is one lab's fit, and an offline job in the engine's own process has no front end to bind
+    assert "one lab's servers" in evidence and "--in-process" in evidence
     assert small.baseline.throughput_tokens_per_s == pytest.approx(320 / 0.024, rel=0.01)  # chat's 320 out, 24 ms
     for request in (dict(model="llama-3.1-8b", goal="throughput"), dict(model="llama-3.2-1b", concurrency=1)):
         a = run(hardware="h100-sxm", engine="vllm", **request)
