@@ -341,6 +341,29 @@ def predict_stack(request: AdviseRequest, ids: list[str]) -> tuple[Prediction, d
     return evaluate(base, workload), {t.id: p for t, p in zip(known, steps)}
 
 
+def _paying_off(steps: list[PlanStep], baseline: Prediction, workload: Workload) -> list[PlanStep]:
+    """Each step that alone leaves the goal's objective worse than the row before (SGLang's prefill-decode split of a
+    70B, whose first token waits longer until a draft model speeds its decode instance), with the later steps it is
+    kept for: those up to the first row that does better than the one before it."""
+    def objective(p: Prediction) -> float:
+        return score(p, workload.goal, workload.output_tokens_mean, workload.concurrency)
+
+    out = []
+    for i, step in enumerate(steps):
+        before = objective(steps[i - 1].predicted if i else baseline)
+        if step.engine_default or objective(step.predicted) <= before:
+            out.append(step)
+            continue
+        later = []
+        for after in steps[i + 1:]:
+            if not after.engine_default:
+                later.append(after.technique)
+            if objective(after.predicted) < before:
+                break
+        out.append(step.model_copy(update={"pays_off_with": later}))
+    return out
+
+
 def _document(spec: ModelSpec, workload: Workload, hw: HardwareSpec, devices: int, ctx: Context,
               result: SearchResult, ranked: list[Candidate], best: Candidate, ranking: list[HardwareOption],
               hardware_reason: str | None, notes: list[str]) -> Advice:
@@ -368,6 +391,7 @@ def _document(spec: ModelSpec, workload: Workload, hw: HardwareSpec, devices: in
                               quality_source=t.source(here),
                               effect_source=effect_source(t, ctx.effects, engine),
                               engine_default=engine_default(t, engine), predicted=predicted))
+    steps = _paying_off(steps, evaluate(result.baseline, workload), workload)
     final = steps[-1].predicted if steps else evaluate(result.baseline, workload)
     baseline = evaluate(result.baseline, workload)
     alternatives = [Alternative(techniques=list(c.ids), predicted=_predicted(c, result.baseline, ctx),

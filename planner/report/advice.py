@@ -49,6 +49,12 @@ def measured_steps(advice: Advice) -> list:
 
 MEASURED_HEADING = "Speed effects measured on this machine (`optiplan calibrate`); the other steps follow the analytic rule:"
 # what a plan step the engine runs by default is doing there (`PlanStep.engine_default`)
+def paying_off_note(step, goal: str) -> str:
+    """What a step that alone worsens the goal is in the plan for (`PlanStep.pays_off_with`)."""
+    return (f"{step.technique}: alone it leaves the {goal} goal worse than the row before; the plan keeps it for what "
+            f"it does with {', '.join(step.pays_off_with)} after it")
+
+
 DEFAULT_NOTE = ("on by default in {engine}: the baseline runs it already and it gains nothing; the options its row "
                 "names are the ones the configs set for the plan's load (a running cap, a step budget), not the "
                 "engine's defaults")
@@ -81,6 +87,7 @@ def template_env():
     env.globals["baseline_label"] = baseline_label
     env.globals["measured_heading"] = MEASURED_HEADING
     env.globals["default_note"] = DEFAULT_NOTE
+    env.globals["paying_off_note"] = paying_off_note
     return env
 
 
@@ -144,6 +151,9 @@ def text_report(advice: Advice, color: bool = True, file=None) -> str:
     console.print(table)
     if any(s.engine_default for s in a.plan.steps):
         console.print(f"[dim](default): {DEFAULT_NOTE.format(engine=a.workload.engine)}[/]")
+    for s in a.plan.steps:
+        if s.pays_off_with:
+            console.print(f"[dim]{paying_off_note(s, a.workload.goal)}[/]")
     if any_as_if(a):
         console.print(f"[dim]{AS_IF_NOTE}[/]")
     if any_wait(a):

@@ -106,6 +106,8 @@ class PlanStep(Frozen):
                                                     "already and it gains nothing; its params are what the configs "
                                                     "set for the plan's load")
     predicted: Prediction = Field(description="after this step and all before it")
+    pays_off_with: list[str] = Field(default_factory=list, exclude_if=lambda v: not v, description=(
+        "the later steps this one is kept for: alone it leaves the goal's objective worse than the row before"))
 
 
 class Plan(Frozen):

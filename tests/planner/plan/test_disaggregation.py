@@ -234,3 +234,27 @@ def test_a_prompt_on_an_idle_prefill_instance_pays_the_eager_host_time_in_series
     # the p95 prompt's launches in series, less the wait behind the prefill launched ahead that they stand in for
     assert 0 < hosted.ttft_s - plain.ttft_s <= p95.alone_s - prefill_step(s, 1, chat.prompt_tokens_p95).time_s + 1e-9
     assert hosted.requests_per_s < plain.requests_per_s
+
+
+def test_a_step_that_alone_worsens_the_goal_names_the_later_step_it_is_kept_for():
+    """SGLang's prefill-decode split of a 70B on four H100s leaves every figure of its row worse (its first token
+    waits longer, its decode instance holds half the devices) until a draft model speeds that instance's decode: the
+    step table read as a regression. The step now names what it is kept for, and the reports say so."""
+    from optiplan.planner.plan.objective import score
+    from optiplan.planner.report.advice import render, text_report
+
+    a = advise(AdviseRequest(model="llama-3.1-70b", hardware="h100-sxm", num_devices=4, workload="chat",
+                             engine="sglang"))
+    steps = a.plan.steps
+    objective = [score(p, "latency", a.workload.output_tokens_mean, a.workload.concurrency)
+                 for p in [a.baseline, *(s.predicted for s in steps)]]
+    kept = [(i, s) for i, s in enumerate(steps) if s.pays_off_with]
+    assert kept, [s.technique for s in steps]
+    for i, s in kept:
+        assert objective[i + 1] > objective[i]  # worse than the row before
+        j = max(k for k, later in enumerate(steps) if later.technique in s.pays_off_with)
+        assert objective[j + 1] < objective[i]  # ... until the steps it is kept for
+    # every other step does no worse than the row before it
+    assert all(objective[i + 1] <= objective[i] for i, s in enumerate(steps) if not s.pays_off_with)
+    note = f"{kept[0][1].technique}: alone it leaves the latency goal worse"
+    assert note in text_report(a, color=False) and note in render(a, "md") and note in render(a, "html")
