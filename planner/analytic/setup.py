@@ -439,12 +439,15 @@ def build_setup(spec: ModelSpec, hw: HardwareSpec, *, weight_dtype: str, group_s
     budget = engine_chunk_budget(engine, None, hw, tp * pp, spec) if engine and runtime == "serving" else None
     graphs = engine_graphs.prefill_graph_tokens(engine, spec, hw, prefill_chunk_tokens or budget, pp, attention_dp,
                                             speculative) if runtime == "serving" else 0
+    pools = engine_window_pools(engine, spec.model_type, hw) if layout == "serving" else SHARED_POOL
+    if pools[0] == "none":  # an engine that applies no window to the model (llama.cpp's llama GGUF of Mistral)
+        spec, pools = spec.model_copy(update={"layer_windows": (None,) * len(spec.layer_windows)}), SHARED_POOL
     return Setup(
         spec=spec, counts=param_counts(spec), hw=hw, tp=tp, pp=pp, ep=ep, attention_dp=attention_dp,
         weights=weights, expert_weights=expert_weights, expert_weight_share=expert_share,
         act_bytes=bytes_per_element(act),
         kv_bits=kv_bits(kv_dtype or act), compute_dtype=compute, eff=eff, layout=layout,
-        window_pools=engine_window_pools(engine, spec.model_type, hw) if layout == "serving" else SHARED_POOL,
+        window_pools=pools,
         eager_attention=attention == "eager", prefill_chunk_tokens=prefill_chunk_tokens,
         step_tokens=prefill_chunk_tokens or (budget * groups if budget else None),
         attention_dtype=attend, expert_flop_efficiency=expert_efficiency,

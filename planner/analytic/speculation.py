@@ -176,11 +176,12 @@ DRAFT_VOCAB_MAX_DIFFERENCE = 128
 
 
 def draft_vocab_refusal(target: ModelSpec, draft: ModelSpec) -> str | None:
-    """Why `draft` cannot propose tokens for `target`: their vocabularies differ (`DRAFT_VOCAB_MAX_DIFFERENCE`)."""
+    """Why `draft` cannot propose tokens for `target`: their vocabularies differ in size (`DRAFT_VOCAB_MAX_DIFFERENCE`).
+    Two tokenizers of one size (Mistral-7B's and Llama 2's 32,000) pass: the sizes are what a config states."""
     if abs(draft.vocab_size - target.vocab_size) > DRAFT_VOCAB_MAX_DIFFERENCE:
         return (f"the draft {draft.name} has a vocabulary of {draft.vocab_size:,} tokens and {target.name} one of "
                 f"{target.vocab_size:,}: a draft proposes token ids the target verifies as its own, so the two must "
-                f"share a tokenizer (llama.cpp refuses vocabularies more than {DRAFT_VOCAB_MAX_DIFFERENCE} entries "
+                f"share a vocabulary (llama.cpp refuses vocabularies more than {DRAFT_VOCAB_MAX_DIFFERENCE} entries "
                 f"apart, SGLang's STANDALONE drafting checks them)")
     return None
 

@@ -33,8 +33,9 @@ LOADS_16BIT_FIRST = {"fp8": ("vllm", "sglang")}
 # writes (transformers) or a GGUF file of their own (llama.cpp)
 CHECKPOINT_ENGINES = ("vllm", "sglang", "tgi", "trtllm")
 
-# how an engine's cache makes room for a model's attention windows (`engine_window_pools`)
-WINDOW_SPLITS = ("shared", "equal", "ratio", "whole")
+# how an engine's cache makes room for a model's attention windows (`engine_window_pools`); "none": the engine applies
+# no window to the model, every layer caching and attending over the whole context (`setup.setup_for_request`)
+WINDOW_SPLITS = ("shared", "equal", "ratio", "whole", "none")
 # one pool for every layer, a windowed layer holding its window (vLLM's, and every cache outside a serving engine)
 SHARED_POOL = ("shared", 1.0)
 
@@ -54,7 +55,8 @@ def engine_window_pools(engine: str | None, model_type: str, hw: HardwareSpec | 
     """How the engine's cache makes room for a model's attention windows (`memory.cache_bytes_per_device`), as its
     profile states (`window_pools`): "shared" (one pool, a windowed layer holding its window: the default), "equal"
     (a pool per window size, the same share of memory each), "ratio" (the windowed layers' pool holds `ratio` times
-    the full layers' tokens) or "whole" (a token's slot holds every layer, windowed or not), with that ratio. A rule
+    the full layers' tokens), "whole" (a token's slot holds every layer, windowed or not) or "none" (the engine applies
+    no window: every layer attends over, and caches, the whole context), with that ratio. A rule
     that names `model_types` applies to those; the others take its `other` split. On `hw`, a device rule's where one
     sets it (SGLang 0.5.8-0.5.9 on Blackwell)."""
     rule = (device_fact(engine, hw, "window_pools") if hw is not None else engine_fact(engine, "window_pools")) or {}

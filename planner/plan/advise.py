@@ -46,7 +46,7 @@ from ..schema.advice import (
 from ..schema.workload import Workload
 from .bottleneck import classify
 from .effects import effect_source, engine_default, measured_effects, predict_steps
-from .explain import alternative_note, rejections, speed
+from .explain import alternative_note, paying_off, rejections, speed
 from .hardware_ranking import cost_range, explain_ranking
 from .objective import score
 from .predict import evaluate, plan_caveats, sequences_per_server
@@ -341,29 +341,6 @@ def predict_stack(request: AdviseRequest, ids: list[str]) -> tuple[Prediction, d
     return evaluate(base, workload), {t.id: p for t, p in zip(known, steps)}
 
 
-def _paying_off(steps: list[PlanStep], baseline: Prediction, workload: Workload) -> list[PlanStep]:
-    """Each step that alone leaves the goal's objective worse than the row before (SGLang's prefill-decode split of a
-    70B, whose first token waits longer until a draft model speeds its decode instance), with the later steps it is
-    kept for: those up to the first row that does better than the one before it."""
-    def objective(p: Prediction) -> float:
-        return score(p, workload.goal, workload.output_tokens_mean, workload.concurrency)
-
-    out = []
-    for i, step in enumerate(steps):
-        before = objective(steps[i - 1].predicted if i else baseline)
-        if step.engine_default or objective(step.predicted) <= before:
-            out.append(step)
-            continue
-        later = []
-        for after in steps[i + 1:]:
-            if not after.engine_default:
-                later.append(after.technique)
-            if objective(after.predicted) < before:
-                break
-        out.append(step.model_copy(update={"pays_off_with": later}))
-    return out
-
-
 def _document(spec: ModelSpec, workload: Workload, hw: HardwareSpec, devices: int, ctx: Context,
               result: SearchResult, ranked: list[Candidate], best: Candidate, ranking: list[HardwareOption],
               hardware_reason: str | None, notes: list[str]) -> Advice:
@@ -391,7 +368,7 @@ def _document(spec: ModelSpec, workload: Workload, hw: HardwareSpec, devices: in
                               quality_source=t.source(here),
                               effect_source=effect_source(t, ctx.effects, engine),
                               engine_default=engine_default(t, engine), predicted=predicted))
-    steps = _paying_off(steps, evaluate(result.baseline, workload), workload)
+    steps = paying_off(steps, evaluate(result.baseline, workload), workload)
     final = steps[-1].predicted if steps else evaluate(result.baseline, workload)
     baseline = evaluate(result.baseline, workload)
     alternatives = [Alternative(techniques=list(c.ids), predicted=_predicted(c, result.baseline, ctx),
@@ -426,7 +403,8 @@ def _document(spec: ModelSpec, workload: Workload, hw: HardwareSpec, devices: in
     bands = training_accuracy_bands(hw, devices, architecture_kind(spec), method) if training \
         else accuracy_bands(hw, engine_runtime(workload.engine), workload.engine, architecture_kind(spec), weights)
     if not bands:
-        warnings.append(missing_bands_reason(hw, architecture_kind(spec), training, weights))
+        warnings.append(missing_bands_reason(hw, architecture_kind(spec), training, weights,
+                                             full_fine_tune=training and method is None))
     if training and (scan := token_scan_caveat(spec)):
         warnings.append(scan)
     bands = fitting_bands(bands, final.fits)  # a plan that does not fit: its memory's alone (plan_below says why)

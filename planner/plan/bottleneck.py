@@ -139,6 +139,8 @@ def _front_end(state: PlanState, s: Setup, p: Prediction, workload: Workload) ->
         return None
     paced, device, per_server = bind
     over = f" over {s.api_servers} front-end processes" if s.api_servers > 1 else ""
+    # vLLM's fit: the same lab's faster hosts took 0.26-0.37 of it (profiles/engines/vllm.yaml request_host_source)
+    hosts = ", whose faster hosts took a quarter to a third of it" if state.engine == "vllm" else ""
     more = "more front-end processes (vLLM's --api-server-count: the api-server-scale-out step)" \
         if engine_api_servers_option(state.engine) else "more servers behind a load balancer"
     return ("front-end", "throughput",
@@ -146,9 +148,8 @@ def _front_end(state: PlanState, s: Setup, p: Prediction, workload: Workload) ->
             f"({s.request_host_s * s.api_servers * 1e3:g} ms of host time a request{over}): "
             f"{paced:,.0f} output tokens/s a server, where its device alone would serve {device:,.0f} "
             f"at {per_server:,} sequences; {more} or a faster host raise it, a faster device does not. The host time "
-            f"is fitted on one lab's servers, whose faster hosts took a quarter to a third of it; a job handed to the "
-            f"engine in its own process (vLLM's LLM class or run-batch, SGLang's offline Engine) has no HTTP front "
-            f"end: `optiplan profile --in-process` prices it")
+            f"is fitted on one lab's servers{hosts}; a job handed to the engine in its own process (vLLM's LLM class "
+            f"or run-batch, SGLang's offline Engine) has no HTTP front end: `optiplan profile --in-process` prices it")
 
 
 def _intensity(intensity: float, ridge: float, across: bool) -> str:

@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..numbers import rate
-from ..schema.advice import Prediction, Rejection
+from ..schema.advice import PlanStep, Prediction, Rejection
+from ..schema.workload import Workload
 from .graph import conflicting, plan_order
-from .objective import STEP_GAIN
+from .objective import STEP_GAIN, score
 from .search import QUALITY_TIE, Candidate, SearchResult, apply_steps, idles, within_step_gain
 from .techniques import Context, Technique, all_techniques, requirements, runtime_conflict
 from .training import LOAD_PEAK_WHY
@@ -182,3 +183,26 @@ def alternative_note(c: Candidate, best: Candidate, goal: str | None = None) -> 
         note += (f" (its {', '.join(c.produced)} checkpoint must be produced first, none being published that the "
                  f"engine loads: a moving part the plan does without)")
     return note
+
+
+def paying_off(steps: list[PlanStep], baseline: Prediction, workload: Workload) -> list[PlanStep]:
+    """Each step that alone leaves the goal's objective worse than the row before (SGLang's prefill-decode split of a
+    70B, whose first token waits longer until a draft model speeds its decode instance), with the later steps it is
+    kept for: those up to the first row that does better than the one before it."""
+    def objective(p: Prediction) -> float:
+        return score(p, workload.goal, workload.output_tokens_mean, workload.concurrency)
+
+    out = []
+    for i, step in enumerate(steps):
+        before = objective(steps[i - 1].predicted if i else baseline)
+        if step.engine_default or objective(step.predicted) <= before:
+            out.append(step)
+            continue
+        later = []
+        for after in steps[i + 1:]:
+            if not after.engine_default:
+                later.append(after.technique)
+            if objective(after.predicted) < before:
+                break
+        out.append(step.model_copy(update={"pays_off_with": later}))
+    return out

@@ -296,8 +296,9 @@ def evaluate(state: PlanState, workload: Workload, full: bool = True,
     if workload.request_rate_per_s and throughput < workload.request_rate_per_s * workload.output_tokens_mean:
         # arrivals faster than the plan completes requests at the workload's concurrency: the queue grows without end
         served = throughput / workload.output_tokens_mean
+        in_flight = sequences or min(batch * serving, workload.concurrency)
         violations.append(f"arrivals {workload.request_rate_per_s:,.2f} requests/s > {served:,.2f} served at "
-                          f"{workload.concurrency} in flight (the queue grows without bound)")
+                          f"{in_flight} in flight (the queue grows without bound)")
     if workload.concurrency > room * serving and fit:
         held = room * serving
         violations.append((f"{state.engine} runs at most {held} sequences at once" if ceiling else

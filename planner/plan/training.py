@@ -51,7 +51,7 @@ from .training_activations import (
     output_copy_units,
     rotary_table_units,
 )
-from .training_traffic import optimizer_traffic_bytes, stream_bandwidth, traffic_bytes
+from .training_traffic import optimizer_traffic_bytes, stream_bandwidth, traced_units, traffic_bytes
 
 # 4 bits, plus the absmax of each block of 64 quantized to 8 bits with an fp32 constant per 256 of them: QLoRA's double
 # quantization (arXiv 2305.14314: "reduces the memory footprint from 32/64 = 0.5 bits per parameter to
@@ -335,17 +335,19 @@ def training_prediction(state: PlanState, workload: Workload, recipe: Recipe = R
             / job.sequence_length
         work += (4 if checkpointed else 3) * (eager / attention_kernel_factor("eager") - attention)
     compute_s = tokens_step * work / (n * s.peak_flops * s.eff.flop_efficiency * fitted["flop_efficiency_share"])
-    if "compiled-training" in applied:
-        compute_s /= COMPILE_SPEEDUP
     micro_steps = -(-job.global_batch // (micro * n))  # per device, one after the other
     # the norms, casts, activations, adapters and their backwards between the products: streaming kernels, at the
-    # device's measured STREAM triad bandwidth where its catalog entry has one (`training_traffic`)
-    # (the adapters' apart from their layers': by the widths they read and write, a token's routed experts' alone)
-    kept = tokens_micro * (sum(units) - sum(recipe_units)) * unit_bytes
+    # device's measured STREAM triad bandwidth where its catalog entry has one (`training_traffic`), over the layers'
+    # kept bytes as the trace counted them (the adapters' apart: by the widths they read and write, a token's routed
+    # experts' alone), and the optimizer's update and the gradients' accumulation over the parameters a device holds
+    autocast = fp32_weights_under_autocast(applied)
+    kept = tokens_micro * unit_bytes * sum(traced_units(spec, layer, job.sequence_length, mixed, autocast,
+                                                        fused_dropout) for layer in range(spec.num_layers))
     widths = tokens_micro * lora_params(state, 1, per_token=True) if lora else 0
-    # and the optimizer's update and the gradients' accumulation over the trainable parameters a device holds
     traffic_s = (micro_steps * traffic_bytes(kept, widths, counts.linear, applied, recipe.adapter_dropout)
                  + optimizer_traffic_bytes(trainable / shard, optimizer, micro_steps)) / stream_bandwidth(hw, s.eff)
+    if "compiled-training" in applied:  # the measured speedup of a whole step: its products and its fused kernels
+        compute_s, traffic_s = compute_s / COMPILE_SPEEDUP, traffic_s / COMPILE_SPEEDUP
     fixed_s = micro_steps * spec.num_layers * fitted["layer_overhead_s"]
     if "qlora" in applied:  # the frozen 4-bit base dequantized in every forward and backward
         fixed_s += micro_steps * total * fitted["dequant_bytes_per_param"] / (hw.bandwidth_tbps * 1e12)

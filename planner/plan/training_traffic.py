@@ -5,17 +5,21 @@ product reads its input and writes its output at the memory's speed) and their b
 bandwidth, and their time grows with the hidden size where the matrix products' grows with its square: a small
 model spends a larger share of its step on them. Traced operator by operator on transformers' layers
 (`python benchmarks/bench_training_traffic.py`: the bytes every operator but a compute-bound product or attention's
-kernel reads and writes, a layer's forward, recomputed forward and backward), they move a near-constant multiple of
-the bytes the training model counts the layer keeping for its backward (`training_activations`), by recipe: within
-8% of the median over Llama, Qwen2, Mistral, Qwen3, Gemma 3 and Phi-3 layers. So the step's traffic is that multiple
-of the layers' kept bytes, and its time that traffic at the bandwidth a streaming kernel reaches: the device's
-measured STREAM triad (BabelStream) where its catalog entry has one, else its datasheet bandwidth at the
-elementwise kernels' share.
+kernel reads and writes, a layer's forward, recomputed forward and backward), a layer moves a near-constant multiple
+of the bytes the training model counts it keeping for its backward (`traced_units`), by recipe: from 9% below to 19%
+above the median over Llama, Qwen2, Mistral, Qwen3, Gemma 3 and Phi-3 layers (Qwen3's the most); peft's adapters add
+bytes in proportion to the widths they read and write (within 10%); autocast casts each fp32 weight in every forward.
+So the step's traffic is those multiples of the layers' kept bytes, the adapters' widths and the weights, and its
+time that traffic at the bandwidth a streaming kernel reaches: the device's measured STREAM triad (BabelStream)
+where its catalog entry has one, else its datasheet bandwidth at the elementwise kernels' share.
 """
 
 from __future__ import annotations
 
-from ..schema import EfficiencyFactors, HardwareSpec
+from ..schema import EfficiencyFactors, HardwareSpec, ModelSpec
+from .dropout_activations import dropout_units
+from .fp32_activations import fixed_units
+from .training_activations import autocast_units, layer_activation_units
 
 # Bytes moved per byte a layer keeps, by recipe and whether activation checkpointing recomputes the forward: the
 # median over six dense layers at hidden size 256 (benchmarks/bench_training_traffic.py, 2026-12-08, transformers
@@ -46,13 +50,12 @@ ADAPTER_BYTES_PER_WIDTH = {
 # again) and their gradients' fp32 writes; a byte or so of the adapters' under LoRA; nothing measurable otherwise
 TRAFFIC_PER_WEIGHT = {("lora", True): 1.2, ("lora", False): 0.85, ("autocast", True): 18.0,
                       ("autocast", False): 12.0}
-TRAFFIC_SOURCE = "benchmarks/bench_training_traffic.py (2026-12-08): operator bytes traced on six dense layers"
 # Once an optimizer step, over each trainable parameter a device holds (a byte count, not measured): AdamW's update
 # (torch's fused kernel) reads the fp32 weight, its gradient and its two states and writes the weight and the states
-# (16 + 12 bytes); 8-bit AdamW's states are a byte each (20); SGD without momentum reads the weight and the gradient
-# and writes the weight (12). Each micro-step after the first adds its gradients into the held ones (two reads and a
-# write of 4 bytes: 12).
-OPTIMIZER_TRAFFIC_BYTES = {"adamw": 28, "adamw-8bit": 20, "sgd": 12}
+# (16 + 12 bytes); 8-bit AdamW's states are a byte each (10 + 6); SGD without momentum reads the weight and the
+# gradient and writes the weight (12). Each micro-step after the first adds its gradients into the held ones (two
+# reads and a write of 4 bytes: 12).
+OPTIMIZER_TRAFFIC_BYTES = {"adamw": 28, "adamw-8bit": 16, "sgd": 12}
 ACCUMULATION_TRAFFIC_BYTES = 12
 
 
@@ -63,6 +66,19 @@ def traffic_recipe(applied) -> str:
     if "mixed-precision" not in applied:
         return "fp32"
     return "bf16" if {"lora", "qlora", "fsdp"} & set(applied) else "autocast"
+
+
+def traced_units(spec: ModelSpec, layer: int, tokens: int, mixed: bool, autocast: bool, fused_dropout: bool) -> float:
+    """What a layer keeps as the traced layers' kept bytes were counted (benchmarks/bench_training_traffic.py,
+    `kept_bytes`), in units: its own activations and dropout masks, autocast's terms over fp32 weights, an fp32
+    model's less what a bf16 layer keeps in fp32 already; not the adapters' (priced by their widths) nor what the
+    attention kernels keep beyond the fused one's (the trace leaves the kernels out)."""
+    units = layer_activation_units(spec, layer) + dropout_units(spec, layer, fused_dropout, 2 if mixed else 4)
+    if autocast:
+        units += autocast_units(spec, layer)
+    if not mixed:
+        units -= fixed_units(spec, layer, tokens) / 2
+    return units
 
 
 def traffic_bytes(kept_bytes: float, adapted_widths: float, weights: int, applied,

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...catalog.engines import device_fact, engine_storage, engine_weight_only, fp8_weight_only_engines, kv_fp8_storage
+from ...catalog.engines import (
+    device_fact,
+    engine_kernel,
+    engine_storage,
+    engine_weight_only,
+    fp8_weight_only_engines,
+    kv_fp8_storage,
+)
 from ...catalog.kernels import triton_gemm
 from ...catalog.served import experts_split_whole, published_checkpoint, served_checkpoint_dtype
 from ...catalog.workloads import serves_instruct
@@ -116,11 +123,13 @@ def _weight_only_fp8(ctx: Context) -> bool:
 def _fp8_check(ctx: Context) -> str | None:
     """fp8 weights need fp8 tensor cores, unless the engine reads them weight-only (FP8 Marlin, W8A16: vLLM and TGI on
     Ampere); transformers' quanto path is kept to devices with an fp8 rate. Then `_served_in_4bit`'s refusals."""
-    engine = ctx.workload.engine
-    if not ctx.hw.features.fp8 and (engine == "transformers" or engine_weight_only(engine, "fp8", ctx.hw) is None):
-        readers = ", ".join(fp8_weight_only_engines())
-        return (f"{ctx.hw.id} has no fp8 (fp8 tensor cores need compute capability 8.9 or newer), and {engine} has no "
-                f"weight-only fp8 kernel for it (FP8 Marlin, W8A16, in {readers})")
+    engine, hw = ctx.workload.engine, ctx.hw
+    if not hw.features.fp8 and (engine == "transformers" or engine_weight_only(engine, "fp8", hw) is None):
+        floor = (engine_kernel(engine, "fp8").get("weight_only") or {}).get("min_compute_capability")
+        reader = (f"{engine} reads fp8 weights weight-only (FP8 Marlin, W8A16) from compute capability {floor:.1f} on "
+                  f"CUDA; {hw.id} has {hw.features.compute_capability or hw.features.backend}") if floor else \
+            f"{engine} has no weight-only fp8 kernel (FP8 Marlin, W8A16: {', '.join(fp8_weight_only_engines())})"
+        return f"{hw.id} has no fp8 (fp8 tensor cores need compute capability 8.9 or newer), and {reader}"
     return _served_in_4bit(ctx)
 
 

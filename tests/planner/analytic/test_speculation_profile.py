@@ -90,7 +90,7 @@ def test_a_draft_model_prefills_the_prompt_before_its_first_proposal():
     ({"speculative": "draft", "draft_model": "llama-3.1-70b", "spec_tokens": 3, "acceptance": 0.7},
      "must be the cheaper model"),
     # GPT-2's 50,257 tokens cannot draft for Llama 3's 128,256: the target would verify other tokens' ids
-    ({"speculative": "draft", "draft_model": "gpt2", "spec_tokens": 3, "acceptance": 0.7}, "share a tokenizer"),
+    ({"speculative": "draft", "draft_model": "gpt2", "spec_tokens": 3, "acceptance": 0.7}, "share a vocabulary"),
     ({**EAGLE, "input_tokens": 400, "output_tokens": 200, "concurrency": 4, "num_requests": 20}, "steady state"),
 ])
 def test_refused_where_it_cannot_be_priced(kw, message):
@@ -108,11 +108,12 @@ def test_a_family_with_padded_vocabularies_drafts_for_itself_and_a_plan_picks_no
     from optiplan.planner.plan.advise import build_context
 
     assert draft_vocab_refusal(resolve_model("qwen2.5-72b"), resolve_model("qwen2.5-0.5b")) is None
-    assert "share a tokenizer" in draft_vocab_refusal(resolve_model("llama-3.1-8b"), resolve_model("qwen3-0.6b"))
-    for target in ("llama-3.1-70b", "qwen3-32b", "qwen2.5-72b"):
-        spec = resolve_model(target)
-        ctx = build_context(spec, resolve_hardware("h100-sxm"), 4, load_workload("chat"))
-        assert ctx.draft is not None and draft_vocab_refusal(spec, ctx.draft) is None
+    assert "share a vocabulary" in draft_vocab_refusal(resolve_model("llama-3.1-8b"), resolve_model("qwen3-0.6b"))
+    drafts = {target: build_context(resolve_model(target), resolve_hardware("h100-sxm"), 4, load_workload("chat")).draft
+              for target in ("llama-3.1-70b", "qwen3-32b", "qwen2.5-72b")}
+    assert {t: d.name for t, d in drafts.items()} == {"llama-3.1-70b": "llama-3.2-1b", "qwen3-32b": "qwen3-0.6b",
+                                                     "qwen2.5-72b": "qwen2.5-0.5b"}
+    assert drafts["qwen2.5-72b"].vocab_size != resolve_model("qwen2.5-72b").vocab_size  # paired, padded apart
 
 
 def test_the_draft_must_split_as_the_target_does():

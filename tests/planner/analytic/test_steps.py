@@ -81,12 +81,15 @@ def test_window_pools_in_equal_shares_hold_as_many_sequences_as_full_attention()
 
 def test_llama_cpp_keeps_windows_only_of_the_architectures_it_windows():
     """llama.cpp keeps a window-sized cache only where its model code sets a window type (Gemma 2's layers); Mistral-7B-
-    v0.1 converts to its llama architecture, which reads none, so every layer caches the whole context: a 248,000-token
-    --ctx-size had been priced at 4,096 tokens a layer (32 GB of cache on a 24 GB card)."""
+    v0.1 converts to its llama architecture, which reads none, so every layer caches and attends over the whole
+    context: a 248,000-token --ctx-size had been priced at 4,096 tokens a layer (32 GB of cache on a 24 GB card), and
+    its decode at the window's reads."""
     context = 32768
     mistral = setup("mistral-7b-v0.1", engine="llama.cpp", context=context)
-    assert mistral.window_pools[0] == "whole"
+    assert not any(mistral.spec.layer_windows)  # priced as a model without windows: its cache and its reads
     assert cache_bytes_per_device(mistral, context) == context * 128 * KIB  # every layer, every token
+    assert decode_step(mistral, 1, context).bytes_per_device > decode_step(mistral, 1, 4096).bytes_per_device \
+        + 20000 * 128 * KIB
     assert cache_bytes_per_device(setup("mistral-7b-v0.1", engine="vllm", context=context), context) == \
         4096 * 128 * KIB
     gemma = setup("gemma-2-9b", engine="llama.cpp", context=8192)
