@@ -64,6 +64,15 @@ def test_compiled_training_uses_the_measured_speedup():
     assert "compiled-training" in steps and steps.index("compiled-training") > steps.index("mixed-precision")
     step = next(s for s in a.plan.steps if s.technique == "compiled-training")
     assert "torchtitan" in step.effect_source and step.params == {"speedup": round(COMPILE_SPEEDUP, 2)}
+    # the measured speedup of a whole step: its products and its streaming kernels (the Trainer's per-layer cost
+    # apart), not the products' time alone
+    from optiplan.planner.schema.workload import Training, Workload
+
+    workload = Workload(goal="training", training=Training(sequence_length=4096, global_batch=8))
+    state = _state("llama-3.1-8b", training=("mixed-precision", "lora", "activation-checkpointing"))
+    eager = training_prediction(state, workload).training_step_s
+    compiled = training_prediction(state.with_(training=state.training | {"compiled-training"}), workload)
+    assert eager / compiled.training_step_s == pytest.approx(COMPILE_SPEEDUP, rel=0.02)
 
 
 def test_inference_techniques_say_what_a_training_step_does_instead():
