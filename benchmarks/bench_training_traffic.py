@@ -130,18 +130,21 @@ def traffic_bytes(config, tokens: int, recipe: str, checkpointed: bool) -> float
     return Traffic.total
 
 
-def layer_traffic(config, tokens: int, recipe: str, checkpointed: bool) -> float:
-    """One decoder layer's traffic in bytes at `tokens` tokens: a two-layer model's less a one-layer model's."""
+def with_layers(config, layers: int):
+    """A copy of the config with `layers` decoder layers, each of its first layer's type."""
     import copy
 
-    models = []
-    for layers in (2, 1):
-        model = copy.deepcopy(config)
-        model.num_hidden_layers = layers
-        if isinstance(getattr(model, "layer_types", None), list):
-            model.layer_types = model.layer_types[:1] * layers
-        models.append(traffic_bytes(model, tokens, recipe, checkpointed))
-    return models[0] - models[1]
+    model = copy.deepcopy(config)
+    model.num_hidden_layers = layers
+    if isinstance(getattr(model, "layer_types", None), list):
+        model.layer_types = model.layer_types[:1] * layers
+    return model
+
+
+def layer_traffic(config, tokens: int, recipe: str, checkpointed: bool) -> float:
+    """One decoder layer's traffic in bytes at `tokens` tokens: a two-layer model's less a one-layer model's."""
+    two, one = (traffic_bytes(with_layers(config, n), tokens, recipe, checkpointed) for n in (2, 1))
+    return two - one
 
 
 def split_traffic(config, recipe: str, checkpointed: bool, tokens: tuple[int, int]) -> tuple[float, float]:
@@ -155,21 +158,15 @@ def split_traffic(config, recipe: str, checkpointed: bool, tokens: tuple[int, in
 
 def layer_weights(config) -> int:
     """The weights of a layer's linear layers (a two-layer model's less a one-layer model's)."""
-    import copy
-
     import torch
     from transformers import AutoModelForCausalLM
 
-    counts = []
-    for layers in (2, 1):
-        model = copy.deepcopy(config)
-        model.num_hidden_layers = layers
-        if isinstance(getattr(model, "layer_types", None), list):
-            model.layer_types = model.layer_types[:1] * layers
+    def linear_weights(layers: int) -> int:
         with torch.device("meta"):
-            built = AutoModelForCausalLM.from_config(model)
-        counts.append(sum(m.weight.numel() for m in built.modules() if isinstance(m, torch.nn.Linear)))
-    return counts[0] - counts[1]
+            built = AutoModelForCausalLM.from_config(with_layers(config, layers))
+        return sum(m.weight.numel() for m in built.modules() if isinstance(m, torch.nn.Linear))
+
+    return linear_weights(2) - linear_weights(1)
 
 
 def kept_bytes(config, recipe: str, tokens: int) -> float:
