@@ -39,6 +39,7 @@ from bench_activation_memory import (  # noqa: E402
     predicted_spec,
     rendered_script,
 )
+from optiplan.planner.plan.training_traffic import TRAFFIC_PER_WEIGHT  # noqa: E402
 
 # (label, config class, overrides): dense layers of the families the training model prices, at the bench's width
 LAYERS = (
@@ -111,7 +112,7 @@ def traffic_bytes(config, tokens: int, recipe: str, checkpointed: bool) -> float
         from peft import LoraConfig, get_peft_model
 
         targets, parameters = rendered_script()[0].adapter_targets(
-            model, {"target_modules": "all-linear", "target_parameters": False})
+            model, {"target_modules": "all-linear", "target_parameters": hasattr(config, "num_experts_per_tok")})
         model = get_peft_model(model, LoraConfig(r=LORA_RANK, lora_dropout=0.05 if recipe == "lora-dropout" else 0.0,
                                                  target_modules=targets, target_parameters=parameters))
     if checkpointed:
@@ -200,6 +201,49 @@ def adapted_width(config) -> float:
     return lora_params(state, 1, per_token=True) / spec.num_layers / config.hidden_size
 
 
+# Mixtures of experts under the script's LoRA: peft's ParamWrapper merges each layer's experts with their adapters
+# (W + B A) in every forward, a new tensor of every expert's weights, and the backward computes its full-size gradient
+# (`training.recipe_memory`): bytes that go with the experts' weights, not the tokens
+MOE_LAYERS = (
+    ("mixtral, top-2 of 8 experts at 1 x hidden", "MixtralConfig",
+     dict(intermediate_size=HIDDEN, num_local_experts=8, num_experts_per_tok=2, **NO_SPECIAL_TOKENS)),
+    ("qwen3-moe, top-8 of 32 experts at 0.375 x hidden", "Qwen3MoeConfig",
+     dict(moe_intermediate_size=96, intermediate_size=3 * HIDDEN, num_experts=32, num_experts_per_tok=8,
+          decoder_sparse_step=1, mlp_only_layers=[], **NO_SPECIAL_TOKENS)),
+)
+
+
+def expert_weights(config) -> int:
+    """The routed experts' weights of a layer: transformers 5's fused 3-D expert parameters."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    def count(layers: int) -> int:
+        with torch.device("meta"):
+            built = AutoModelForCausalLM.from_config(with_layers(config, layers))
+        return sum(p.numel() for p in built.parameters() if p.ndim == 3)
+
+    return count(2) - count(1)
+
+
+def moe_rows(tokens: tuple[int, int]) -> list[dict]:
+    """What a LoRA step moves a routed expert's weight beyond a dense LoRA layer's bytes a weight (the merge of each
+    expert with its adapters, its gradient), each MoE layer with and without checkpointing."""
+    rows = []
+    for label, cls_name, overrides in MOE_LAYERS:
+        config = layer_config(cls_name, **overrides)
+        experts, weights = expert_weights(config), layer_weights(config) + expert_weights(config)
+        for checkpointed in (True, False):
+            first, second = (layer_traffic(config, t, "lora", checkpointed) for t in tokens)
+            intercept = first - (second - first) / (tokens[1] - tokens[0]) * tokens[0]
+            dense = TRAFFIC_PER_WEIGHT[("lora", checkpointed)]  # a dense LoRA layer's bytes a weight
+            rows.append({"layer": label, "checkpointed": checkpointed, "expert_weights": experts,
+                         "bytes_per_expert_weight": round((intercept - dense * weights) / experts, 2)})
+            print(f"{label:<58} lora {'yes' if checkpointed else 'no':>4}  merged experts: "
+                  f"{rows[-1]['bytes_per_expert_weight']:.2f} bytes an expert weight")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, nargs=2, default=(128, 512),
@@ -243,7 +287,9 @@ def main(argv: list[str] | None = None) -> int:
                             "max": max(values), "median_bytes_per_weight": round(statistics.median(weights), 2)}
             print(f"{key:<26} {what}: median {statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f}); "
                   f"bytes a weight: median {statistics.median(weights):.2f} ({min(weights):.2f}-{max(weights):.2f})")
-    write_results("training_traffic", {"tokens": list(tokens), "hidden": HIDDEN, "rows": rows, "summary": summary})
+    moe = moe_rows(tokens)
+    write_results("training_traffic", {"tokens": list(tokens), "hidden": HIDDEN, "rows": rows, "summary": summary,
+                                       "moe_lora": moe})
     return 0
 
 

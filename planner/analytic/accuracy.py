@@ -116,9 +116,10 @@ def missing_bands_reason(hw: HardwareSpec, kind: str | None, training: bool = Fa
                 "DeepSpeed step not modelled)")
     if training and kind == "moe":
         return ("no error bands: the training step model was validated on dense models only; a mixture of experts' "
-                "step is priced as a dense model of its active parameters, and transformers runs the experts one by "
-                "one, slower than that (LLaMA-Factory#7921: Qwen3-30B-A3B's LoRA took 1.6x QwQ-32B's time), so "
-                "these figures are optimistic and unvalidated")
+                "step is priced as a dense model of its active parameters (with, under LoRA, the traffic of peft's "
+                "merge of every expert with its adapters, measured), and transformers runs the experts one by one, "
+                "slower than that (LLaMA-Factory#7921: Qwen3-30B-A3B's LoRA took 1.6x QwQ-32B's time, where the "
+                "model gives it half), so these figures are optimistic and unvalidated")
     if training and kind == "hybrid":
         return ("no error bands: the training step model was validated on dense models only; the rendered script runs "
                 "transformers' unfused PyTorch paths for the state-space and linear-attention mixers (it installs no "

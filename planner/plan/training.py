@@ -344,7 +344,8 @@ def training_prediction(state: PlanState, workload: Workload, recipe: Recipe = R
     kept = tokens_micro * unit_bytes * sum(traced_units(spec, layer, job.sequence_length, mixed, autocast,
                                                         fused_dropout) for layer in range(spec.num_layers))
     widths = tokens_micro * lora_params(state, 1, per_token=True) if lora else 0
-    traffic_s = (micro_steps * traffic_bytes(kept, widths, counts.linear, applied, recipe.adapter_dropout)
+    experts = counts.num_moe_layers * counts.num_experts * counts.layer.expert_linear  # merged with their adapters
+    traffic_s = (micro_steps * traffic_bytes(kept, widths, counts.linear, applied, recipe.adapter_dropout, experts)
                  + optimizer_traffic_bytes(trainable / shard, optimizer, micro_steps)) / stream_bandwidth(hw, s.eff)
     if "compiled-training" in applied:  # the measured speedup of a whole step: its products and its fused kernels
         compute_s, traffic_s = compute_s / COMPILE_SPEEDUP, traffic_s / COMPILE_SPEEDUP

@@ -45,6 +45,11 @@ ADAPTER_BYTES_PER_WIDTH = {
     (True, True): 51.9,  # 47.8-52.7
     (True, False): 35.2,  # 31.8-35.9
 }
+# A mixture of experts under LoRA: peft's ParamWrapper merges every expert with its adapters (W + B A) in each forward
+# and the backward computes the merged tensor's full-size gradient: bytes an expert weight a micro-step, beyond a dense
+# LoRA layer's (the traces' intercept over a layer's routed experts, benchmarks/bench_training_traffic.py moe_rows,
+# 2026-12-08: a Mixtral layer 40.7 and 24.5, a Qwen3-MoE layer 33.8 and 19.3, with and without checkpointing)
+MERGED_EXPERT_BYTES = {True: 37.3, False: 21.9}
 # What moves once a micro-step whatever the tokens, in bytes a weight of the blocks' linear layers (the same traces'
 # intercept): autocast's casts of fp32 weights to bf16 in each forward (6 bytes a weight, the recomputed forward's
 # again) and their gradients' fp32 writes; a byte or so of the adapters' under LoRA; nothing measurable otherwise
@@ -82,17 +87,18 @@ def traced_units(spec: ModelSpec, layer: int, tokens: int, mixed: bool, autocast
 
 
 def traffic_bytes(kept_bytes: float, adapted_widths: float, weights: int, applied,
-                  adapter_dropout: bool = False) -> float:
+                  adapter_dropout: bool = False, expert_weights: int = 0) -> float:
     """Bytes the bandwidth-bound kernels of a micro-step move (its forward, the recomputed forward under activation
     checkpointing, and its backward): over layers that keep `kept_bytes` for their backward (their adapters' apart),
-    adapters that read and write `adapted_widths` (tokens times widths: `training.lora_params` at rank 1), and
-    `weights` in the blocks' linear layers."""
+    adapters that read and write `adapted_widths` (tokens times widths: `training.lora_params` at rank 1), `weights`
+    in the blocks' linear layers, and under LoRA the merge of `expert_weights` routed experts with their adapters."""
     checkpointed = "activation-checkpointing" in applied
     recipe = traffic_recipe(applied)
     lora = bool({"lora", "qlora"} & set(applied))
     per_weight = TRAFFIC_PER_WEIGHT.get(("lora" if lora else recipe, checkpointed), 0.0)
     adapters = adapted_widths * ADAPTER_BYTES_PER_WIDTH[(adapter_dropout, checkpointed)] if lora else 0.0
-    return kept_bytes * TRAFFIC_PER_KEPT_BYTE[(recipe, checkpointed)] + adapters + weights * per_weight
+    merged = expert_weights * MERGED_EXPERT_BYTES[checkpointed] if lora else 0.0
+    return kept_bytes * TRAFFIC_PER_KEPT_BYTE[(recipe, checkpointed)] + adapters + weights * per_weight + merged
 
 
 def optimizer_traffic_bytes(trainable: float, optimizer: str, micro_steps: int) -> float:

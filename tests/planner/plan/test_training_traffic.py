@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from optiplan.planner.plan.training_traffic import (
     ADAPTER_BYTES_PER_WIDTH,
+    MERGED_EXPERT_BYTES,
     TRAFFIC_PER_KEPT_BYTE,
     optimizer_traffic_bytes,
     traffic_bytes,
@@ -33,6 +34,10 @@ def test_the_recipes_traffic_is_the_layers_the_plan_runs():
         traffic_bytes(1.0, 0.0, 0, {"mixed-precision"})
     # autocast's weight casts move bytes whatever the tokens; a LoRA's frozen base casts none
     assert traffic_bytes(0.0, 0.0, 1000, {"mixed-precision", "activation-checkpointing"}) == 18000
+    # under LoRA peft merges every routed expert with its adapters in each forward: bytes an expert weight
+    assert traffic_bytes(0.0, 0.0, 0, {"mixed-precision", "lora", "activation-checkpointing"},
+                         expert_weights=1000) == pytest.approx(37300)
+    assert traffic_bytes(0.0, 0.0, 0, {"mixed-precision", "activation-checkpointing"}, expert_weights=1000) == 0.0
     # AdamW's update, and each micro-step's gradients added to the held ones after the first
     assert optimizer_traffic_bytes(10, "adamw", 1) == 280
     assert optimizer_traffic_bytes(10, "adamw", 3) == 280 + 2 * 120
@@ -55,3 +60,6 @@ def test_the_constants_are_what_a_traced_layer_moves():
     assert adapters == pytest.approx(ADAPTER_BYTES_PER_WIDTH[(False, True)], rel=0.1)
     _, autocast_per_weight = bench.split_traffic(config, "autocast", True, tokens)
     assert autocast_per_weight == pytest.approx(18.0, rel=0.05)  # two forwards' casts and the fp32 gradients
+    # a Mixtral layer's experts merged with their adapters in every forward (the table's median of two layers)
+    mixtral = next(row for row in bench.moe_rows(tokens) if row["layer"].startswith("mixtral") and row["checkpointed"])
+    assert mixtral["bytes_per_expert_weight"] == pytest.approx(MERGED_EXPERT_BYTES[True], rel=0.15)
