@@ -12,7 +12,7 @@ from ... import profiles
 from ..analytic.params import param_counts
 from ..schema import HardwareSpec, ModelSpec
 from ..schema.advice import Prediction
-from .engines import device_fact, engine_dp_shares_experts, engine_fact
+from .engines import below_compute_capability, device_fact, engine_dp_shares_experts, engine_fact
 from .hardware import device_checkpoint_dtype, server_ranks
 
 # the checkpoint format a plan's weight step is served from
@@ -69,16 +69,28 @@ def engine_window_pools(engine: str | None, model_type: str, hw: HardwareSpec | 
     return split, rule.get("ratio", 1.0)
 
 
+def checkpoint_loads(checkpoint: dict[str, Any], fmt: str, engine: str | None, hw: HardwareSpec | None) -> bool:
+    """Whether `engine` loads the catalog checkpoint as `fmt` weights on `hw` (any device where None): on the backends
+    it names (`backends`: a TensorRT Model Optimizer checkpoint, which vLLM's ROCm build does not read) and, on CUDA,
+    from the compute capability it names (`min_compute_capability`: the engines load a Model Optimizer FP8 checkpoint
+    from 8.9 only, where they read other fp8 checkpoints weight-only on Ampere)."""
+    if checkpoint["format"] != fmt or engine not in checkpoint["engines"]:
+        return False
+    if hw is None:
+        return True
+    floor = checkpoint.get("min_compute_capability")
+    return hw.features.backend in checkpoint.get("backends", (hw.features.backend,)) and not (
+        floor and hw.features.backend == "cuda" and below_compute_capability(hw, floor))
+
+
 def published_checkpoint(model: str, fmt: str, engine: str | None, instruct: bool,
-                         backend: str | None = None) -> dict[str, Any] | None:
-    """The catalog's published checkpoint of `model` in weight format `fmt` that `engine` loads, of the same model the
-    workload serves (the instruct one for a chat workload, else the base one), or None (a model outside the catalog,
-    or none published). `backend`: the device's; a checkpoint the engines load on some backends only (its `backends`:
-    a TensorRT Model Optimizer checkpoint, which vLLM's ROCm build does not read) is none elsewhere."""
+                         hw: HardwareSpec | None = None) -> dict[str, Any] | None:
+    """The catalog's published checkpoint of `model` in weight format `fmt` that `engine` loads (on `hw`, where given:
+    `checkpoint_loads`), of the same model the workload serves (the instruct one for a chat workload, else the base
+    one), or None (a model outside the catalog, or none published)."""
     name = profiles.resolve_model_name(model)
     checkpoints = profiles.load_model(name).get("checkpoints") or [] if name else []
-    return next((c for c in checkpoints if c["format"] == fmt and engine in c["engines"] and c["instruct"] == instruct
-                 and (backend is None or backend in c.get("backends", (backend,)))), None)
+    return next((c for c in checkpoints if c["instruct"] == instruct and checkpoint_loads(c, fmt, engine, hw)), None)
 
 
 def block_split(spec: ModelSpec, block: int, tp: int, experts_whole: bool,
@@ -165,5 +177,5 @@ def produced_formats(techniques: tuple[str, ...] | list[str], spec: ModelSpec, h
     if engine not in CHECKPOINT_ENGINES or profiles.resolve_model_name(spec.name) is None:
         return []
     formats = [CHECKPOINT_FORMATS[t] for t in techniques if t in CHECKPOINT_FORMATS]
-    return [f for f in formats if published_checkpoint(spec.name, f, engine, instruct, hw.features.backend) is None
+    return [f for f in formats if published_checkpoint(spec.name, f, engine, instruct, hw) is None
             and (engine not in ONLINE_QUANTIZATION.get(f, ()) or online_peak(spec, hw, engine, f, p) is not None)]

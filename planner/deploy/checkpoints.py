@@ -16,6 +16,7 @@ from ..catalog.served import (
     CHECKPOINT_FORMATS,
     ONLINE_QUANTIZATION,
     block_split,
+    checkpoint_loads,
     expert_devices,
     online_peak,
     published_checkpoint,
@@ -134,11 +135,10 @@ def serving_checkpoint(advice: Advice, engine: str, default: str, not_applied: f
     if fmt is None:
         return served
     spec, hw = advice_spec(advice), resolve_hardware(advice.hardware.id)
-    published = [c for c in entry.get("checkpoints") or [] if c["format"] == fmt and engine in c["engines"]
-                 and hw.features.backend in c.get("backends", (hw.features.backend,))]
+    published = [c for c in entry.get("checkpoints") or [] if checkpoint_loads(c, fmt, engine, hw)]
     # the same model only: an instruct checkpoint is another model than the base a completion workload serves (the
     # one the plan's weight step names: `served.published_checkpoint`)
-    match = published_checkpoint(entry["name"], fmt, engine, chat, hw.features.backend)
+    match = published_checkpoint(entry["name"], fmt, engine, chat, hw)
     block = (match or {}).get("weight_block_size")
     predicted = advice.plan.predicted
     tp, dp = predicted.tensor_parallel, data_parallel_ranks(predicted)

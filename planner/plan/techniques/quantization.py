@@ -113,11 +113,9 @@ def _kv_int_params(ctx: Context, dtype: str) -> dict:
 
 def _weight_only_fp8(ctx: Context) -> bool:
     """transformers applies fp8 weights weight-only (quanto); serving engines run W8A8 fp8, or weight-only where the
-    device has no fp8 rate and the engine reads fp8 weights with a 16-bit kernel of its own (vLLM's FP8 Marlin on an
-    A100: `engine_weight_only`)."""
-    engine = ctx.workload.engine
-    return engine == "transformers" or (not ctx.hw.features.fp8 and engine_weight_only(engine, "fp8", ctx.hw)
-                                        is not None)
+    device has no fp8 rate and the engine reads them with a 16-bit kernel of its own (vLLM's FP8 Marlin on an A100),
+    which the setup finds from the engine's profile (`engines.engine_activations`), scaled as the engine's fp8 is."""
+    return ctx.workload.engine == "transformers"
 
 
 def _fp8_check(ctx: Context) -> str | None:
@@ -140,8 +138,7 @@ def _fp8_params(ctx: Context) -> dict:
     if _weight_only_fp8(ctx):
         return {"format": "e4m3", "scales": "per-channel weights"}
     engine = ctx.workload.engine
-    if checkpoint := published_checkpoint(ctx.spec.name, "fp8", engine, serves_instruct(ctx.workload),
-                                          ctx.hw.features.backend):
+    if checkpoint := published_checkpoint(ctx.spec.name, "fp8", engine, serves_instruct(ctx.workload), ctx.hw):
         return {"format": "e4m3", "scales": checkpoint["scales"], "checkpoint": checkpoint["hub_id"]}
     return {"format": "e4m3", "scales": device_fact(engine, ctx.hw, "fp8_scales")
             or "per-channel weights, dynamic per-token activations"}

@@ -354,6 +354,20 @@ def test_rocm_servers_get_no_model_optimizer_checkpoint():
                if c["hub_id"].startswith("nvidia/"))
 
 
+def test_ampere_gets_no_model_optimizer_fp8_checkpoint():
+    """vLLM reads fp8 weights weight-only on an A100 (FP8 Marlin), but loads a TensorRT Model Optimizer FP8 checkpoint
+    from compute capability 8.9 only (ModelOptFp8Config.get_min_capability: 89): the A100's fp8 plan quantizes the
+    instruct model as it loads it, scaled as vLLM quantizes, where an H100 serves NVIDIA's published checkpoint. The
+    plan had named quanto's per-channel scales for vLLM there, and its configs would have served the checkpoint."""
+    a100 = _plan("llama-3.1-8b", hardware="a100-80gb-sxm", engine="vllm", without=("weight-w8a8-int8",))
+    fp8 = next(s for s in a100.plan.steps if s.technique == "weight-fp8")
+    assert "checkpoint" not in fp8.params and fp8.params["scales"].startswith("per-tensor weights (quantized as")
+    cfg = engine_config(a100, "vllm")
+    assert cfg.model == "meta-llama/Llama-3.1-8B-Instruct" and cfg.options["quantization"] == "fp8"
+    assert all(c["min_compute_capability"] == 8.9 for c in profiles.load_model("llama-3.1-8b")["checkpoints"]
+               if c["hub_id"].startswith("nvidia/") and c["format"] == "fp8")
+
+
 def test_a_q8_0_gguf_is_converted_directly():
     from optiplan.planner.deploy.llamacpp import gguf_commands
 
